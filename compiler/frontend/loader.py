@@ -1,0 +1,125 @@
+"""Loading an ONNX model: file or ModelProto, opset checks and upgrades,
+local function inlining, and onnx's own shape inference for cross-checks."""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import onnx
+import onnx.defs
+import onnx.inliner
+import onnx.shape_inference
+import onnx.version_converter
+from onnx import ModelProto, TypeProto
+
+from compiler.errors import ModelImportError, UnsupportedOpError
+
+MIN_OPSET = 7
+"""Older default-domain opsets are upgraded with onnx.version_converter."""
+
+MAX_TESTED_OPSET = 23
+"""The newest opset the test-suite models are written in (newer ones load:
+each node is checked against the op version Tessera implements)."""
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def load_model(model: str | os.PathLike | bytes | ModelProto) -> tuple[ModelProto, str]:
+    """A ModelProto and a label for errors (the file name, or "<model>")."""
+    if isinstance(model, ModelProto):
+        return model, model.graph.name or "<model>"
+    if isinstance(model, (bytes, bytearray)):
+        return _parse(bytes(model), "<bytes>"), "<bytes>"
+    path = os.fspath(model)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ModelImportError(f"cannot read the model file: {exc.strerror}", file=path) from None
+    return _parse(data, path), path
+
+
+def _parse(data: bytes, label: str) -> ModelProto:
+    model = ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as exc:  # protobuf raises DecodeError or RuntimeWarning-like errors
+        raise ModelImportError(f"not a valid ONNX model ({type(exc).__name__}: {exc})", file=label) from None
+    if not model.HasField("graph"):
+        raise ModelImportError("not a valid ONNX model (it has no graph)", file=label)
+    return model
+
+
+def prepare_model(model: ModelProto, label: str) -> tuple[ModelProto, int]:
+    """Inline local functions, check the domains nodes use, and upgrade a
+    default-domain opset below 7. Returns the model and its opset."""
+    if model.functions:
+        model = onnx.inliner.inline_local_functions(model)
+    opsets = {imp.domain: imp.version for imp in model.opset_import}
+    _check_domains(model.graph, opsets, label)
+    opset = max((opsets.get(d, 0) for d in DEFAULT_DOMAINS), default=0)
+    if opset == 0 and model.graph.node:
+        opset = MIN_OPSET  # the default domain is implied; treat as the oldest we read
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ModelImportError(f"opset {opset} is newer than the installed onnx knows ({newest})", file=label)
+    if 0 < opset < MIN_OPSET:
+        model, opset = _upgrade(model, opset, label)
+    return model, opset
+
+
+def _check_domains(graph: onnx.GraphProto, opsets: Mapping[str, int], label: str) -> None:
+    for node in _all_nodes(graph):
+        if node.domain not in DEFAULT_DOMAINS:
+            version = opsets.get(node.domain)
+            raise UnsupportedOpError(f"domain {node.domain!r} is not supported (only the default ONNX domain)",
+                                     op=f"{node.domain}.{node.op_type}", node=node.name, opset=version,
+                                     file=label)
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _all_nodes(sub)
+
+
+def _upgrade(model: ModelProto, opset: int, label: str) -> tuple[ModelProto, int]:
+    try:
+        upgraded = onnx.version_converter.convert_version(model, MIN_OPSET)
+    except Exception as exc:
+        raise ModelImportError(f"opset {opset} is older than {MIN_OPSET} and onnx.version_converter could not "
+                               f"upgrade it: {exc}", file=label) from None
+    return upgraded, MIN_OPSET
+
+
+def infer_onnx_types(model: ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, TypeProto]:
+    """onnx shape inference (with data propagation) after fixing the input
+    shapes; returns value name -> TypeProto. Failures give an empty map: the
+    result only refines and cross-checks Tessera's own type rules."""
+    fixed = ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.input:
+        if value.name in input_shapes and value.type.HasField("tensor_type"):
+            dims = value.type.tensor_type.shape.dim
+            del dims[:]
+            for d in input_shapes[value.name]:
+                dims.add().dim_value = int(d)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
+    except Exception:
+        return {}
+    graph = inferred.graph
+    return {v.name: v.type for v in (*graph.value_info, *graph.output, *graph.input)}
+
+
+def node_op_version(op_type: str, opset: int) -> int | None:
+    """The version of ``op_type`` in effect at ``opset`` (None if onnx has none)."""
+    try:
+        return onnx.defs.get_schema(op_type, opset, "").since_version
+    except onnx.defs.SchemaError:
+        return None

@@ -1,0 +1,1 @@
+"""Graph passes (the pass infrastructure arrives with the Passes issue)."""

@@ -1,0 +1,106 @@
+"""The one CPU executor: runs a kernel Program step by step.
+
+Every CPU path (the float reference, CPU fallback segments, constant folding
+through single kernels, calibration) runs through here. Values are freed after
+their last use unless the caller asked to fetch them, so any named
+intermediate can be returned without keeping every activation alive.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from runtime.errors import ExecutionError, TesseraError
+from runtime.kernels import get_kernel
+from runtime.program import NO_SLOT, Program
+
+
+class Executor:
+    """Runs one Program. Kernels are resolved once, at construction.
+
+    ``check=True`` also verifies every kernel output against the dtype and
+    static shape the program records for it (on in tests)."""
+
+    def __init__(self, program: Program, check: bool = False):
+        self.program = program
+        self.check = check
+        self._calls = [(get_kernel(step.kernel), step) for step in program.steps]
+        self._frees_cache: dict[tuple[int, ...], list[list[int]]] = {}
+
+    def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run on ``feeds`` (input name -> array); return the graph outputs, or
+        the values named in ``fetch`` (any intermediate) when it is given."""
+        program = self.program
+        wanted = program.outputs if fetch is None else [program.slot(n) for n in fetch]
+        env: list[np.ndarray | None] = [None] * len(program.slots)
+        for slot, array in program.constants.items():
+            env[slot] = array
+        self._bind_inputs(env, feeds)
+        frees = self._frees(tuple(wanted))
+        for (fn, step), dead in zip(self._calls, frees):
+            args = [env[i] if i != NO_SLOT else None for i in step.inputs]
+            try:
+                results = fn(args, step.attrs)
+            except TesseraError as exc:
+                raise ExecutionError(f"{step.kernel}: {exc}", step.name) from exc
+            except Exception as exc:  # a kernel bug: still name the node
+                raise ExecutionError(f"{step.kernel} failed: {type(exc).__name__}: {exc}", step.name) from exc
+            self._store(env, step, results)
+            for slot in dead:
+                env[slot] = None
+        return {program.slots[i]: env[i] for i in wanted}
+
+    def _frees(self, wanted: tuple[int, ...]) -> list[list[int]]:
+        frees = self._frees_cache.get(wanted)
+        if frees is None:
+            frees = self._frees_cache[wanted] = self.program.last_uses(set(wanted))
+        return frees
+
+    def _bind_inputs(self, env: list, feeds: Mapping[str, np.ndarray]) -> None:
+        program = self.program
+        names = program.input_names
+        unknown = set(feeds) - set(names)
+        if unknown:
+            raise ExecutionError(f"unknown input(s) {sorted(unknown)}; the inputs are {names}")
+        for slot, name in zip(program.inputs, names):
+            if name not in feeds:
+                raise ExecutionError(f"missing input {name!r}; the inputs are {names}")
+            env[slot] = self._checked_input(slot, name, feeds[name])
+
+    def _checked_input(self, slot: int, name: str, array) -> np.ndarray:
+        array = np.asarray(array)
+        if not self.program.types:
+            return array
+        shape, dtype = self.program.types[slot]
+        if array.dtype != np.dtype(dtype) and not (dtype == "object" and array.dtype.kind in "OUS"):
+            raise ExecutionError(f"input {name!r} must have dtype {dtype}, got {array.dtype}")
+        if len(shape) != array.ndim or any(d is not None and d != a for d, a in zip(shape, array.shape)):
+            raise ExecutionError(f"input {name!r} must have shape {_fmt(shape)}, got {list(array.shape)}")
+        return array
+
+    def _store(self, env: list, step, results) -> None:
+        if len(results) != len(step.outputs):
+            raise ExecutionError(f"{step.kernel} returned {len(results)} outputs, expected {len(step.outputs)}",
+                                 step.name)
+        for slot, array in zip(step.outputs, results):
+            if self.check and self.program.types:
+                self._check_output(step, slot, array)
+            env[slot] = array
+
+    def _check_output(self, step, slot: int, array) -> None:
+        shape, dtype = self.program.types[slot]
+        name = self.program.slots[slot]
+        if not isinstance(array, np.ndarray):
+            raise ExecutionError(f"{step.kernel} output {name!r} is a {type(array).__name__}, not an array",
+                                 step.name)
+        if array.dtype != np.dtype(dtype):
+            raise ExecutionError(f"{step.kernel} output {name!r} has dtype {array.dtype}, expected {dtype}",
+                                 step.name)
+        if len(shape) != array.ndim or any(d is not None and d != a for d, a in zip(shape, array.shape)):
+            raise ExecutionError(f"{step.kernel} output {name!r} has shape {list(array.shape)}, "
+                                 f"expected {_fmt(shape)}", step.name)
+
+
+def _fmt(shape) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"

@@ -1,0 +1,3 @@
+"""Known node-test failures: resize (test name -> reason)."""
+
+KNOWN_FAILURES: dict[str, str] = {}
