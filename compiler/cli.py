@@ -1,0 +1,179 @@
+"""The ``tessera`` command line.
+
+    tessera run [MODEL]      import a model and run it on the CPU path
+                             (default: the built-in ResNet-18 with seeded weights)
+    tessera show MODEL       print the imported IR
+    tessera ops              list the ONNX ops Tessera imports
+
+MODEL is an .onnx path, a built-in name (resnet18, resnet10, mobilenet_v2,
+transformer) or zoo:<name> for onnx's model-zoo topologies with seeded weights.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from runtime.errors import TesseraError
+
+DEFAULT_MODEL = "resnet18"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TesseraError as exc:
+        print(f"tessera: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tessera", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="import a model and run it on the CPU path")
+    _model_args(run, default=DEFAULT_MODEL)
+    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                     help="input data from a .npy file (default: seeded random data)")
+    run.add_argument("--top", type=int, default=5, help="how many top outputs to print")
+    run.add_argument("--seed", type=int, default=0, help="seed of the random input data")
+    run.add_argument("--no-compare", action="store_true", help="skip the onnxruntime comparison")
+    run.set_defaults(func=cmd_run)
+    show = sub.add_parser("show", help="print the imported IR")
+    _model_args(show)
+    show.set_defaults(func=cmd_show)
+    ops = sub.add_parser("ops", help="list the ONNX ops Tessera imports")
+    ops.set_defaults(func=cmd_ops)
+    return parser
+
+
+def _model_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument("model", nargs="?" if default else None, default=default,
+                        help="an .onnx file, a built-in model name, or zoo:<name>")
+    parser.add_argument("--image", metavar="WxHxC", help="input size as FWDNXT's image string")
+    parser.add_argument("--shape", action="append", default=[], metavar="NAME=D1xD2x...",
+                        help="the shape of an input with symbolic dims")
+
+
+def cmd_run(args) -> int:
+    from codegen.cpu import lower_to_program
+    from runtime.executor import Executor
+
+    model = _load(args.model)
+    graph = _import(model, args)
+    executor = Executor(lower_to_program(graph))
+    feeds = _feeds(graph, args)
+    start = time.perf_counter()
+    outputs = executor.run(feeds)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    outputs = executor.run(feeds)
+    warm = time.perf_counter() - start
+    print(f"model {args.model}: {len(graph.nodes)} nodes, inputs "
+          + ", ".join(f"{v.name} {v.type}" for v in graph.inputs))
+    print(f"ran on the CPU path in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included)")
+    for name, value in outputs.items():
+        _print_top(name, value, args.top)
+    if not args.no_compare:
+        _compare(model, feeds, outputs)
+    return 0
+
+
+def cmd_show(args) -> int:
+    from ir.printer import format_graph
+
+    print(format_graph(_import(_load(args.model), args)))
+    return 0
+
+
+def cmd_ops(args) -> int:
+    from compiler.frontend.context import handled_ops
+    from ir.registry import registered_ops
+
+    ops = sorted(set(registered_ops()) | handled_ops() | {"Constant"})
+    print(f"{len(ops)} ops: " + ", ".join(ops))
+    return 0
+
+
+def _load(name: str):
+    from compiler.zoo import BUILTIN, builtin_model
+
+    if name in BUILTIN or name.startswith("zoo:"):
+        try:
+            return builtin_model(name)
+        except ValueError as exc:
+            raise TesseraError(str(exc)) from None
+    return name
+
+
+def _import(model, args):
+    from compiler.frontend import import_onnx
+
+    return import_onnx(model, shapes=_shapes(args.shape), image=args.image)
+
+
+def _shapes(specs: list[str]) -> dict[str, list[int]]:
+    shapes = {}
+    for spec in specs:
+        name, _, dims = spec.rpartition("=")
+        try:
+            shapes[name] = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            raise TesseraError(f"--shape {spec!r} must look like NAME=1x3x224x224") from None
+    return shapes
+
+
+def _feeds(graph, args) -> dict[str, np.ndarray]:
+    files = {}
+    for spec in args.input:
+        name, _, path = spec.partition("=")
+        try:
+            files[name] = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise TesseraError(f"--input {spec!r}: cannot read {path!r}: {exc}") from None
+    rng = np.random.default_rng(args.seed)
+    feeds = {}
+    for value in graph.inputs:
+        if value.name in files:
+            feeds[value.name] = files[value.name].astype(value.type.dtype, copy=False)
+        elif value.type.dtype.kind == "f":
+            feeds[value.name] = rng.standard_normal(value.type.shape).astype(value.type.dtype)
+        else:
+            feeds[value.name] = rng.integers(0, 2, value.type.shape).astype(value.type.dtype)
+    return feeds
+
+
+def _print_top(name: str, value: np.ndarray, k: int) -> None:
+    flat = value.reshape(-1)
+    if flat.dtype.kind not in "fiu" or flat.size == 0:
+        print(f"output {name}: {value.dtype}{list(value.shape)}")
+        return
+    top = np.argsort(-flat, kind="stable")[:k]
+    listing = ", ".join(f"#{i}: {flat[i]:.4g}" for i in top)
+    print(f"output {name} {value.dtype}{list(value.shape)}: top {len(top)}: {listing}")
+
+
+def _compare(model, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime is not installed: no comparison")
+        return
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    source = model.SerializeToString() if hasattr(model, "SerializeToString") else model
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    reference = session.run(None, feeds)
+    for (name, ours), theirs in zip(outputs.items(), reference):
+        scale = max(float(np.abs(theirs).max()), 1e-30)
+        rel = float(np.abs(ours - theirs).max()) / scale
+        same_top = int(np.argmax(ours)) == int(np.argmax(theirs))
+        print(f"onnxruntime agreement on {name}: max|diff| / max|ref| = {rel:.2e}, "
+              f"top-1 {'matches' if same_top else 'DIFFERS'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The ONNX frontend: loading, opsets, constants, shapes, and its errors."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from compiler import ModelImportError, UnsupportedOpError, import_onnx
+from compiler.frontend.shapes import parse_image_spec
+from ir import verify
+
+
+def model(nodes, inputs, outputs, inits=(), opset=17, extra_opsets=()):
+    graph = helper.make_graph(nodes, "m", inputs, outputs, list(inits))
+    opsets = [helper.make_opsetid("", opset), *extra_opsets]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=9)
+
+
+def fvi(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def relu_model(shape=(1, 3, 4, 4)):
+    return model([helper.make_node("Relu", ["x"], ["y"], name="r")], [fvi("x", shape)], [fvi("y", None)])
+
+
+def test_loads_path_bytes_and_proto(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(relu_model(), path)
+    for source in (str(path), path, path.read_bytes(), relu_model()):
+        g = import_onnx(source)
+        assert [n.op for n in g.nodes] == ["Relu"]
+
+
+def test_unreadable_file_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelImportError, match="missing.onnx: cannot read the model file"):
+        import_onnx(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00\xffnot a model at all")
+    with pytest.raises(ModelImportError, match="bad.onnx: not a valid ONNX model"):
+        import_onnx(bad)
+
+
+def test_unsupported_op_names_op_node_and_opset():
+    m = model([helper.make_node("Celu2", ["x"], ["y"], name="weird")], [fvi("x", [2])], [fvi("y", None)])
+    with pytest.raises(UnsupportedOpError, match=r"Celu2 node 'weird' \(opset 17\): this op is not supported"):
+        import_onnx(m)
+
+
+def test_unknown_attribute_is_named():
+    m = model([helper.make_node("Relu", ["x"], ["y"], name="r", alpha=0.5)], [fvi("x", [2])], [fvi("y", None)])
+    with pytest.raises(UnsupportedOpError, match=r"Relu node 'r' \(opset 17\): attribute\(s\) \['alpha'\]"):
+        import_onnx(m)
+
+
+def test_type_errors_name_the_node():
+    m = model([helper.make_node("Add", ["x", "z"], ["y"], name="plus")], [fvi("x", [2, 3]), fvi("z", [4, 3])],
+              [fvi("y", None)])
+    with pytest.raises(ModelImportError, match=r"Add node 'plus' \(opset 17\): shapes .* do not broadcast"):
+        import_onnx(m)
+
+
+def test_symbolic_dims_need_a_shape():
+    m = relu_model(("N", 3, "H", "W"))
+    with pytest.raises(ModelImportError, match=r"input 'x' has symbolic dims \['N', 3, 'H', 'W'\]"):
+        import_onnx(m)
+    assert import_onnx(m, shapes={"x": [2, 3, 8, 8]}).inputs[0].type.shape == (2, 3, 8, 8)
+    assert import_onnx(m, image="16x8x3").inputs[0].type.shape == (1, 3, 8, 16)
+
+
+def test_given_shapes_must_agree_with_the_model():
+    with pytest.raises(ModelImportError, match="contradicts a fixed dim"):
+        import_onnx(relu_model(("N", 3, 4, 4)), shapes={"x": [1, 4, 4, 4]})
+    with pytest.raises(ModelImportError, match="unknown input"):
+        import_onnx(relu_model(), shapes={"nope": [1]})
+
+
+def test_image_spec_parsing():
+    assert parse_image_spec("224x256x3") == [[1, 3, 256, 224]]
+    assert parse_image_spec("32x32x3x8;4x4x1") == [[8, 3, 32, 32], [1, 1, 4, 4]]
+    for bad in ("224x224", "axbxc", "0x4x3"):
+        with pytest.raises(ModelImportError):
+            parse_image_spec(bad)
+
+
+def test_initializers_and_constant_nodes_are_both_constants():
+    const = helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.FLOAT, [3], [1, 2, 3]))
+    nodes = [const, helper.make_node("Add", ["x", "c"], ["t"]), helper.make_node("Add", ["t", "w"], ["y"])]
+    init = helper.make_tensor("w", TensorProto.FLOAT, [3], [4, 5, 6])
+    g = import_onnx(model(nodes, [fvi("x", [3])], [fvi("y", None)], [init]))
+    assert [v.name for v in g.inputs] == ["x"]
+    consts = {v.name: v.const.tolist() for v in g.constants()}
+    assert consts == {"c": [1, 2, 3], "w": [4, 5, 6]}
+
+
+def test_constant_subexpressions_fold_at_import():
+    nodes = [helper.make_node("Add", ["a", "b"], ["ab"]), helper.make_node("Add", ["x", "ab"], ["y"])]
+    inits = [helper.make_tensor(n, TensorProto.FLOAT, [2], [1, 2]) for n in ("a", "b")]
+    g = import_onnx(model(nodes, [fvi("x", [2])], [fvi("y", None)], inits))
+    assert [n.op for n in g.nodes] == ["Add"]
+    assert g.values["ab"].const.tolist() == [2, 4]
+
+
+def test_shape_of_a_static_value_is_a_constant():
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Shape", ["r"], ["s"]),
+             helper.make_node("Reshape", ["r", "s"], ["y"])]
+    g = import_onnx(model(nodes, [fvi("x", [2, 3])], [fvi("y", None)]))
+    assert [n.op for n in g.nodes] == ["Relu", "Reshape"]
+    assert g.values["s"].const.tolist() == [2, 3]
+
+
+def test_unused_opset_imports_are_ignored_but_used_domains_are_not():
+    extra = [helper.make_opsetid("com.microsoft", 1)]
+    assert import_onnx(model([helper.make_node("Relu", ["x"], ["y"])], [fvi("x", [2])], [fvi("y", None)],
+                             extra_opsets=extra))
+    m = model([helper.make_node("FusedGemm", ["x"], ["y"], domain="com.microsoft", name="fg")], [fvi("x", [2])],
+              [fvi("y", None)], extra_opsets=extra)
+    with pytest.raises(UnsupportedOpError, match="com.microsoft.FusedGemm node 'fg' .*domain 'com.microsoft'"):
+        import_onnx(m)
+
+
+def test_old_opsets_are_upgraded():
+    m = model([helper.make_node("Relu", ["x"], ["y"])], [fvi("x", [2])], [fvi("y", None)], opset=6)
+    g = import_onnx(m)
+    verify(g)
+
+
+def test_opsets_newer_than_onnx_knows_are_refused():
+    m = relu_model()
+    m.opset_import[0].version = onnx.defs.onnx_opset_version() + 1
+    with pytest.raises(ModelImportError, match="newer than the installed onnx"):
+        import_onnx(m)
+
+
+def test_undefined_input_is_named():
+    m = model([helper.make_node("Relu", ["ghost"], ["y"], name="r")], [fvi("x", [2])], [fvi("y", None)])
+    with pytest.raises(ModelImportError, match=r"Relu node 'r' .*input 'ghost' is not defined"):
+        import_onnx(m)
+
+
+def test_imported_graph_runs_like_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    m = relu_model()
+    from compiler import backend
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    ours = backend.prepare(m).run([x])[0]
+    theirs = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(ours, theirs)

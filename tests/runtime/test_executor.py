@@ -1,0 +1,54 @@
+"""The executor: feeds validation, intermediates, freeing, error naming."""
+import numpy as np
+import pytest
+
+from codegen.cpu import lower_to_program
+from ir import GraphBuilder
+from runtime import ExecutionError, Executor
+from runtime.program import Program, Step
+
+
+def _program():
+    b = GraphBuilder("g")
+    x = b.input("x", [2, 3])
+    y = b.Add(x, b.const(np.ones(3, np.float32)), name="add")
+    z = b.Relu(y, name="relu")
+    return lower_to_program(b.build(z))
+
+
+def test_runs_and_returns_outputs_by_name():
+    x = np.array([[-2, 0, 1], [3, -4, 5]], np.float32)
+    out = Executor(_program(), check=True).run({"x": x})
+    np.testing.assert_array_equal(out["relu"], np.maximum(x + 1, 0))
+
+
+def test_fetches_any_named_intermediate():
+    x = np.ones((2, 3), np.float32)
+    out = Executor(_program()).run({"x": x}, fetch=["add", "relu"])
+    np.testing.assert_array_equal(out["add"], x + 1)
+
+
+def test_frees_values_after_their_last_use():
+    program = _program()
+    frees = program.last_uses()
+    add_slot = program.slot("add")
+    assert add_slot in frees[1] and add_slot not in frees[0]
+    assert program.slot("relu") not in sum(frees, [])
+
+
+@pytest.mark.parametrize("feeds, message", [
+    ({}, "missing input 'x'"),
+    ({"x": np.ones((2, 3), np.float32), "y": 1}, "unknown input"),
+    ({"x": np.ones((2, 3), np.float64)}, "must have dtype float32"),
+    ({"x": np.ones((3, 2), np.float32)}, r"must have shape \[2,3\]"),
+])
+def test_bad_feeds_are_named(feeds, message):
+    with pytest.raises(ExecutionError, match=message):
+        Executor(_program()).run(feeds)
+
+
+def test_kernel_failure_names_the_node():
+    program = Program(["x", "shape", "y"], [0], [2], [Step("Reshape", (0, 1), (2,), {"allowzero": 0}, "bad_reshape")],
+                      {1: np.array([7], np.int64)})
+    with pytest.raises(ExecutionError, match="bad_reshape.*cannot reshape"):
+        Executor(program).run({"x": np.ones(3, np.float32)})
