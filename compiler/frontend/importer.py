@@ -85,10 +85,13 @@ class GraphImporter:
         ctx = NodeContext(self, node, name, self.opset, version, attrs)
         try:
             (get_handler(node.op_type) or default_handler)(ctx)
+        except ModelImportError:
+            raise
         except TesseraError as exc:
-            if isinstance(exc, ModelImportError):
-                raise
             raise ModelImportError(str(exc), **where) from None
+        except Exception as exc:  # a bug in a handler or rule: still name the node, keep the cause
+            raise ModelImportError(f"internal error while importing this node: {type(exc).__name__}: {exc}",
+                                   **where) from exc
         for out in node.output:
             if out and out not in self.scope:
                 raise ModelImportError(f"the import handler did not define output {out!r}", **where)

@@ -1,0 +1,77 @@
+"""Tessera's float CPU executor against onnxruntime fp32, same process.
+
+Both run on 2 threads, warm, at batch 1; each time is the median of --runs
+runs. Prints the ratio Tessera / onnxruntime per model (lower is better).
+
+    python bench/bench_cpu.py [--runs 30] [--models resnet50,mobilenet_v2]
+"""
+from __future__ import annotations
+
+import os
+
+THREADS = "2"
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TESSERA_NUM_THREADS"):
+    os.environ.setdefault(var, THREADS)
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from codegen.cpu import lower_to_program  # noqa: E402
+from compiler.frontend import import_onnx  # noqa: E402
+from compiler.zoo import load_light_model, mobilenet_v2, resnet  # noqa: E402
+from runtime.executor import Executor  # noqa: E402
+
+MODELS = {
+    "resnet50": lambda: load_light_model("resnet50"),
+    "mobilenet_v2": mobilenet_v2,
+    "resnet18": resnet,
+}
+
+
+def median_ms(fn, runs: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def bench(name: str, runs: int) -> tuple[float, float, float]:
+    model = MODELS[name]()
+    graph = import_onnx(model)
+    executor = Executor(lower_to_program(graph))
+    rng = np.random.default_rng(0)
+    feeds = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(THREADS)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    ours = median_ms(lambda: executor.run(feeds), runs)
+    theirs = median_ms(lambda: session.run(None, feeds), runs)
+    reference = session.run(None, feeds)[0]
+    got = executor.run(feeds)[graph.outputs[0].name]
+    error = float(np.abs(got - reference).max() / np.abs(reference).max())
+    return ours, theirs, error
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--models", default="resnet50,mobilenet_v2")
+    args = parser.parse_args()
+    print(f"{'model':<14}{'tessera ms':>12}{'onnxruntime ms':>16}{'ratio':>8}{'max rel err':>14}")
+    for name in args.models.split(","):
+        ours, theirs, error = bench(name, args.runs)
+        print(f"{name:<14}{ours:>12.2f}{theirs:>16.2f}{ours / theirs:>8.2f}{error:>14.2e}")
+
+
+if __name__ == "__main__":
+    main()
