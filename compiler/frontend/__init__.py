@@ -13,7 +13,8 @@ from compiler.frontend.importer import GraphImporter
 from compiler.frontend.loader import infer_onnx_types, load_model, prepare_model
 from compiler.frontend.shapes import image_spec_to_shapes, resolve_input_shape
 from ir.graph import Graph
-from ir.types import TensorType
+from ir.errors import IRError
+from ir.types import TensorType, parse_dtype
 
 __all__ = ["import_onnx", "runtime_inputs", "ModelImportError", "UnsupportedOpError"]
 
@@ -64,10 +65,12 @@ def _input_type(value: onnx.ValueInfoProto, given: Sequence[int] | None, label: 
         raise UnsupportedOpError(f"input {value.name!r} is a {kind}; only tensor inputs are supported", file=label)
     tensor = value.type.tensor_type
     try:
-        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
-    except (KeyError, ValueError):
-        raise ModelImportError(f"input {value.name!r} has unknown element type {tensor.elem_type}",
-                               file=label) from None
+        dtype = parse_dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+    except (KeyError, ValueError, IRError):
+        type_name = onnx.TensorProto.DataType.Name(tensor.elem_type) if tensor.elem_type in \
+            onnx.TensorProto.DataType.values() else str(tensor.elem_type)
+        raise UnsupportedOpError(f"input {value.name!r} has element type {type_name}, which Tessera does not "
+                                 "support", file=label) from None
     if not tensor.HasField("shape"):
         if given is None:
             raise ModelImportError(f"input {value.name!r} has no shape; give one with shapes=", file=label)

@@ -43,7 +43,11 @@ class GraphImporter:
     # ------------------------------------------------------------ values
     def add_initializers(self, initializers: Sequence[onnx.TensorProto]) -> None:
         for tensor in initializers:
-            self.scope[tensor.name] = self.graph.add_constant(_to_array(tensor, self.file), tensor.name)
+            array = _to_array(tensor, self.file)
+            try:
+                self.scope[tensor.name] = self.graph.add_constant(array, tensor.name)
+            except IRError as exc:
+                raise ModelImportError(f"initializer {tensor.name!r}: {exc}", file=self.file) from None
 
     def add_input(self, name: str, type: TensorType) -> Value:
         value = self.graph.add_input(name, type)
@@ -76,14 +80,13 @@ class GraphImporter:
 
     def import_node(self, node: onnx.NodeProto, index: int) -> None:
         name = node.name or f"{node.op_type}_{index}"
-        version = node_op_version(node.op_type, self.opset)
         where = dict(op=node.op_type, node=name, opset=self.opset, file=self.file)
-        if node.op_type == "Constant":
-            self._import_constant(node, where)
-            return
-        attrs = convert_attributes(node, where)
-        ctx = NodeContext(self, node, name, self.opset, version, attrs)
         try:
+            if node.op_type == "Constant":
+                self._import_constant(node, where)
+                return
+            ctx = NodeContext(self, node, name, self.opset, node_op_version(node.op_type, self.opset),
+                              convert_attributes(node, where))
             (get_handler(node.op_type) or default_handler)(ctx)
         except ModelImportError:
             raise

@@ -58,5 +58,5 @@ _loaded = False
 def _load() -> None:
     global _loaded
     if not _loaded:
-        _loaded = True
         import runtime.kernels.families  # noqa: F401
+        _loaded = True

@@ -6,9 +6,12 @@ import functools
 import warnings
 
 import onnx
+from onnx import helper
 
 from compiler.frontend.context import handled_ops
+from ir.errors import IRError
 from ir.registry import is_registered
+from ir.types import parse_dtype
 
 # Ops the frontend handles without an IR op of the same name.
 FRONTEND_ONLY = {"Constant"}
@@ -27,6 +30,38 @@ def _ops_of(graph: onnx.GraphProto) -> set[str]:
             if attr.type == onnx.AttributeProto.GRAPH:
                 ops |= _ops_of(attr.g)
     return ops
+
+
+def _elem_types(graph: onnx.GraphProto):
+    """Every element type a graph declares or creates (values, initializers,
+    Constant tensors, Cast targets, output_dtype attributes), subgraphs included."""
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        if value.type.HasField("tensor_type"):
+            yield value.type.tensor_type.elem_type
+    for tensor in graph.initializer:
+        yield tensor.data_type
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t.data_type
+            elif attr.name in ("to", "output_dtype") and attr.type == onnx.AttributeProto.INT and attr.i:
+                yield attr.i
+            elif attr.type == onnx.AttributeProto.GRAPH:
+                yield from _elem_types(attr.g)
+
+
+def dtype_gap(case) -> str | None:
+    """Why the IR cannot hold one of the case's element types (bfloat16,
+    float8, int4... have no numpy dtype), or None."""
+    for elem in _elem_types(case.model.graph):
+        if elem == onnx.TensorProto.UNDEFINED:
+            continue
+        try:
+            parse_dtype(helper.tensor_dtype_to_np_dtype(elem))
+        except (IRError, KeyError, ValueError, TypeError):
+            name = onnx.TensorProto.DataType.Name(elem)
+            return f"{name} tensors: numpy has no such dtype, so the IR cannot hold them"
+    return None
 
 
 def _tensor_only(case) -> bool:
