@@ -1,18 +1,447 @@
-"""CPU kernels: element-wise math, activations, logic and comparisons."""
+"""CPU kernels: element-wise math, activations, logic, comparisons and casts.
+
+Ops that numpy has with ONNX's exact semantics are one numpy ufunc call (that
+is the fastest kernel for them). Composite activations are Numba ufuncs
+(``runtime.jit.vectorize``): numpy broadcasts them, and each is compiled
+lazily once per float dtype with its result in that dtype, so float32 stays
+float32. Every kernel returns arrays of exactly the IR's output dtype.
+"""
 from __future__ import annotations
 
+import math
+import threading
+
+import numba
 import numpy as np
 
+from runtime.errors import KernelError
+from runtime.jit import jit, vectorize
 from runtime.kernels.registry import kernel
+
+_FLOAT16 = np.dtype(np.float16)
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+_OBJECT = np.dtype(object)
+_COMPILE_LOCK = threading.Lock()
+
+
+def _array(result, dtype: np.dtype | None = None) -> np.ndarray:
+    """``result`` as an array (numpy returns scalars for 0-d inputs), of
+    ``dtype`` when given (no copy when it already is)."""
+    result = np.asarray(result)
+    if dtype is not None and result.dtype != dtype:
+        result = result.astype(dtype)
+    return result
+
+
+def _strings(x: np.ndarray) -> np.ndarray:
+    """A string tensor as an object array (feeds may be numpy unicode arrays)."""
+    return x if x.dtype == _OBJECT else x.astype(_OBJECT)
+
+
+# ---------------------------------------------------------------- numpy ufuncs
+
+_UNARY_UFUNCS = {
+    "Abs": np.absolute, "Neg": np.negative, "Sqrt": np.sqrt, "Exp": np.exp, "Log": np.log,
+    "Reciprocal": np.reciprocal, "Floor": np.floor, "Ceil": np.ceil, "Round": np.rint,  # half to even
+    "Sin": np.sin, "Cos": np.cos, "Tan": np.tan, "Asin": np.arcsin, "Acos": np.arccos, "Atan": np.arctan,
+    "Sinh": np.sinh, "Cosh": np.cosh, "Asinh": np.arcsinh, "Acosh": np.arccosh, "Atanh": np.arctanh,
+    "Tanh": np.tanh, "Sign": np.sign, "Not": np.logical_not, "BitwiseNot": np.invert, "IsNaN": np.isnan,
+}
+_BINARY_UFUNCS = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
+    "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor,
+    "BitwiseAnd": np.bitwise_and, "BitwiseOr": np.bitwise_or, "BitwiseXor": np.bitwise_xor,
+    "Less": np.less, "LessOrEqual": np.less_equal, "Greater": np.greater, "GreaterOrEqual": np.greater_equal,
+}
+
+
+def _unary_ufunc_kernel(ufunc):
+    """Kernel applying one numpy ufunc (inf/nan results are values, not warnings)."""
+    def run(inputs, attrs):
+        with np.errstate(all="ignore"):
+            return (_array(ufunc(inputs[0])),)
+    run.__doc__ = f"numpy.{ufunc.__name__}"
+    return run
+
+
+def _binary_ufunc_kernel(ufunc):
+    """Kernel applying one broadcasting numpy ufunc."""
+    def run(inputs, attrs):
+        a, b = inputs
+        with np.errstate(all="ignore"):
+            return (_array(ufunc(a, b)),)
+    run.__doc__ = f"numpy.{ufunc.__name__} (broadcasting)"
+    return run
+
+
+for _name, _ufunc in _UNARY_UFUNCS.items():
+    kernel(_name)(_unary_ufunc_kernel(_ufunc))
+for _name, _ufunc in _BINARY_UFUNCS.items():
+    kernel(_name)(_binary_ufunc_kernel(_ufunc))
 
 
 @kernel("Relu")
 def relu(inputs, attrs):
     (x,) = inputs
-    return (np.maximum(x, x.dtype.type(0)),)
+    return (_array(np.maximum(x, x.dtype.type(0))),)
 
 
-@kernel("Add")
-def add(inputs, attrs):
+@kernel("Equal")
+def equal(inputs, attrs):
+    """Numbers, booleans or strings (compared as Python objects)."""
     a, b = inputs
-    return (np.add(a, b),)
+    if a.dtype.kind in "OUS" or b.dtype.kind in "OUS":
+        a, b = _strings(a), _strings(b)
+    return (_array(np.equal(a, b), np.dtype(np.bool_)),)
+
+
+@kernel("IsInf")
+def is_inf(inputs, attrs):
+    (x,) = inputs
+    negative, positive = attrs["detect_negative"], attrs["detect_positive"]
+    if negative and positive:
+        return (_array(np.isinf(x)),)
+    if negative:
+        return (_array(np.isneginf(x)),)
+    if positive:
+        return (_array(np.isposinf(x)),)
+    return (np.zeros(x.shape, dtype=np.bool_),)
+
+
+# ---------------------------------------------------------------- arithmetic with dtype rules
+
+@kernel("Div")
+def div(inputs, attrs):
+    """Integer division truncates toward zero (C semantics), unlike numpy's floor."""
+    a, b = inputs
+    with np.errstate(all="ignore"):
+        if a.dtype.kind != "i":
+            return (_array(np.divide(a, b) if a.dtype.kind == "f" else np.floor_divide(a, b)),)
+        quotient = np.floor_divide(a, b)
+        inexact = np.remainder(a, b) != 0
+        quotient += inexact & ((a < 0) != (b < 0))
+        return (_array(quotient),)
+
+
+@kernel("Mod")
+def mod(inputs, attrs):
+    """fmod=0: the remainder has the divisor's sign; fmod=1: the dividend's."""
+    a, b = inputs
+    with np.errstate(all="ignore"):
+        return (_array(np.fmod(a, b) if attrs["fmod"] else np.mod(a, b)),)
+
+
+@kernel("Pow")
+def power(inputs, attrs):
+    """The result has the base's dtype whatever the exponent's; a negative
+    integer exponent of an integer base goes through float64 (0 unless |base| is 1)."""
+    base, exponent = inputs
+    dtype = base.dtype
+    with np.errstate(all="ignore"):
+        if base.dtype == exponent.dtype and dtype.kind == "f":
+            return (_array(np.power(base, exponent)),)
+        if dtype.kind in "iu" and exponent.dtype.kind in "iu":
+            return (_int_power(base, exponent),)
+        return (_array(np.power(base, exponent), dtype),)
+
+
+def _int_power(base: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """Integer ** integer, wrapping like C on overflow."""
+    negative = exponent < 0
+    result = np.power(base, np.where(negative, 0, exponent))
+    if negative.any():
+        result = np.where(negative, np.power(base.astype(_FLOAT64), exponent), result)
+    return _array(result, base.dtype)
+
+
+def _variadic(ufunc, arrays) -> np.ndarray:
+    """Fold ``ufunc`` over arrays with broadcasting, reusing the first result buffer."""
+    if len(arrays) == 1:
+        return arrays[0]
+    out = _array(ufunc(arrays[0], arrays[1]))
+    for x in arrays[2:]:
+        if np.broadcast_shapes(out.shape, x.shape) == out.shape:
+            ufunc(out, x, out=out)
+        else:
+            out = ufunc(out, x)
+    return _array(out)
+
+
+@kernel("Sum")
+def sum_(inputs, attrs):
+    return (_variadic(np.add, inputs),)
+
+
+@kernel("Max")
+def max_(inputs, attrs):
+    return (_variadic(np.maximum, inputs),)
+
+
+@kernel("Min")
+def min_(inputs, attrs):
+    return (_variadic(np.minimum, inputs),)
+
+
+@kernel("Mean")
+def mean(inputs, attrs):
+    if len(inputs) == 1:
+        return (inputs[0],)
+    total = _variadic(np.add, inputs)
+    return (np.divide(total, total.dtype.type(len(inputs)), out=total),)
+
+
+@kernel("BitShift")
+def bit_shift(inputs, attrs):
+    """numpy's shifts already give ONNX's results for amounts outside [0, bits)."""
+    a, b = inputs
+    shift = np.left_shift if attrs["direction"] == "LEFT" else np.right_shift
+    return (_array(shift(a, b)),)
+
+
+@kernel("Clip")
+def clip(inputs, attrs):
+    x = inputs[0]
+    low, high = (_bound(inputs, 1, "min"), _bound(inputs, 2, "max"))
+    if low is None and high is None:
+        return (x,)
+    return (_array(np.clip(x, low, high)),)
+
+
+def _bound(inputs, index: int, name: str):
+    """Clip's optional min/max as a 0-d array, or None."""
+    value = inputs[index] if index < len(inputs) else None
+    if value is None:
+        return None
+    if value.size != 1:
+        raise KernelError(f"Clip {name} (input {index}) must hold one value, got shape {list(value.shape)}")
+    return value.reshape(())
+
+
+@kernel("Where")
+def where(inputs, attrs):
+    condition, x, y = inputs
+    if x.dtype.kind in "OUS":
+        x, y = _strings(x), _strings(y)
+    return (_array(np.where(condition, x, y)),)
+
+
+# ---------------------------------------------------------------- cast
+
+@kernel("Cast")
+def cast(inputs, attrs):
+    """Numeric casts follow numpy (C conversions); strings parse and print as
+    ONNX describes ("INF", "-inf", "NaN" are accepted case-insensitively)."""
+    (x,) = inputs
+    to = np.dtype(attrs["to"])
+    if to == _OBJECT:
+        return (_strings(x.astype(np.str_)),)
+    if x.dtype.kind in "OUS":
+        return (_parse_strings(x, to),)
+    with np.errstate(all="ignore"):
+        return (_array(x.astype(to, copy=False)),)
+
+
+def _parse_strings(x: np.ndarray, to: np.dtype) -> np.ndarray:
+    """Strings -> numbers: integers directly when they are integer literals,
+    anything else through float64 (so "100.5" -> 100)."""
+    try:
+        if to.kind in "iu":
+            try:
+                return _array(_strings(x).astype(to))
+            except (ValueError, OverflowError):
+                pass
+        values = _strings(x).astype(_FLOAT64)
+    except (ValueError, TypeError) as exc:
+        raise KernelError(f"Cast: cannot parse a string as a number ({exc})") from None
+    with np.errstate(all="ignore"):
+        return _array(values.astype(to))
+
+
+# ---------------------------------------------------------------- Numba activations
+
+def _work_dtype(dtype: np.dtype) -> np.dtype:
+    """The float dtype an activation computes in: float16 in float32 (Numba's
+    float16 math is limited), integers in float64."""
+    if dtype == _FLOAT32 or dtype == _FLOAT64:
+        return dtype
+    return _FLOAT32 if dtype == _FLOAT16 else _FLOAT64
+
+
+def _apply(ufunc, x: np.ndarray, *params: float) -> np.ndarray:
+    """``ufunc(x, *params)`` computed in x's work dtype, returned in x's dtype.
+    The params become scalars of the work dtype, so one loop per dtype serves."""
+    work = _work_dtype(x.dtype)
+    _ensure_loop(ufunc, work, 1 + len(params))
+    scalar = work.type
+    result = ufunc(x.astype(work, copy=False), *(scalar(p) for p in params))
+    return _array(result, x.dtype)
+
+
+def _ensure_loop(ufunc, dtype: np.dtype, nargs: int) -> None:
+    """Compile (or load from the cache) the all-``dtype`` loop of a lazy Numba
+    ufunc, once even when several threads run kernels."""
+    key = dtype.char * nargs + "->" + dtype.char
+    if key in ufunc.types:
+        return
+    with _COMPILE_LOCK:
+        if key not in ufunc.types:
+            numba_type = numba.from_dtype(dtype)
+            ufunc.add(numba_type(*([numba_type] * nargs)))
+
+
+@jit(inline="always")
+def _unit_clamp(y):
+    """y clamped to [0, 1], NaN kept (Python's min/max would drop it)."""
+    if y < 0.0:
+        return 0.0
+    if y > 1.0:
+        return 1.0
+    return y
+
+
+@vectorize()
+def _hard_sigmoid(x, alpha, beta):
+    return _unit_clamp(alpha * x + beta)
+
+
+@vectorize()
+def _hard_swish(x, alpha, beta):
+    return x * _unit_clamp(alpha * x + beta)
+
+
+@vectorize()
+def _leaky_relu(x, alpha):
+    return x if x >= 0 else alpha * x
+
+
+@vectorize()
+def _elu(x, alpha):
+    return x if x > 0 else alpha * math.expm1(x)
+
+
+@vectorize()
+def _selu(x, alpha, gamma):
+    return gamma * (x if x > 0 else alpha * math.expm1(x))
+
+
+@vectorize()
+def _celu(x, alpha):
+    return x if x > 0 else alpha * math.expm1(x / alpha)
+
+
+@vectorize()
+def _thresholded_relu(x, alpha):
+    return x if x > alpha else 0.0
+
+
+@vectorize()
+def _softplus(x):
+    if x > 0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+@vectorize()
+def _softsign(x):
+    return x / (1.0 + abs(x))
+
+
+@vectorize()
+def _mish(x):
+    softplus = x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
+    return x * math.tanh(softplus)
+
+
+@vectorize()
+def _swish(x, alpha):
+    z = alpha * x
+    if z >= 0:
+        return x / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return x * e / (1.0 + e)
+
+
+@vectorize()
+def _erf(x):
+    return math.erf(x)
+
+
+@vectorize()
+def _gelu(x):
+    return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
+
+
+@vectorize()
+def _gelu_tanh(x):
+    return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+@vectorize()
+def _shrink(x, bias, lambd):
+    if x < -lambd:
+        return x + bias
+    if x > lambd:
+        return x - bias
+    return 0.0
+
+
+def _activation_kernel(ufunc, *param_names: str):
+    """Kernel applying a Numba activation ufunc with attributes as its scalar params."""
+    def run(inputs, attrs):
+        with np.errstate(all="ignore"):
+            return (_apply(ufunc, inputs[0], *(attrs[name] for name in param_names)),)
+    run.__doc__ = f"{ufunc.__name__}({', '.join(('x',) + param_names)})"
+    return run
+
+
+_ACTIVATIONS = {
+    "HardSigmoid": (_hard_sigmoid, "alpha", "beta"),
+    "LeakyRelu": (_leaky_relu, "alpha"), "Elu": (_elu, "alpha"), "Selu": (_selu, "alpha", "gamma"),
+    "Celu": (_celu, "alpha"), "ThresholdedRelu": (_thresholded_relu, "alpha"), "Softplus": (_softplus,),
+    "Softsign": (_softsign,), "Mish": (_mish,), "Swish": (_swish, "alpha"), "Erf": (_erf,),
+    "Shrink": (_shrink, "bias", "lambd"),
+}
+for _name, (_ufunc, *_params) in _ACTIVATIONS.items():
+    kernel(_name)(_activation_kernel(_ufunc, *_params))
+
+
+@kernel("PRelu")
+def prelu(inputs, attrs):
+    """LeakyRelu with a slope tensor that broadcasts to x (so the output has
+    x's shape); float inputs take the one-pass Numba ufunc."""
+    x, slope = inputs
+    if x.dtype == _FLOAT32 or x.dtype == _FLOAT64:
+        _ensure_loop(_leaky_relu, x.dtype, 2)
+        return (_array(_leaky_relu(x, slope)),)
+    with np.errstate(all="ignore"):
+        return (_array(np.where(x < 0, x * slope, x), x.dtype),)
+
+
+@kernel("Sigmoid")
+def sigmoid(inputs, attrs):
+    """1 / (1 + exp(-x)) in x's dtype, in place in one buffer: numpy's SIMD exp
+    is several times faster than a Numba loop, and exp overflow gives exactly 0."""
+    (x,) = inputs
+    out = np.empty_like(x)
+    with np.errstate(all="ignore"):
+        np.negative(x, out=out)
+        np.exp(out, out=out)
+        np.add(out, 1, out=out)
+        np.reciprocal(out, out=out)
+    return (out,)
+
+
+@kernel("HardSwish")
+def hard_swish(inputs, attrs):
+    """x * HardSigmoid(x) with alpha = 1/6, beta = 0.5 (ONNX's definition)."""
+    with np.errstate(all="ignore"):
+        return (_apply(_hard_swish, inputs[0], 1.0 / 6.0, 0.5),)
+
+
+@kernel("Gelu")
+def gelu(inputs, attrs):
+    """approximate='none': x * Phi(x) with erf; 'tanh': the tanh approximation."""
+    ufunc = _gelu_tanh if attrs["approximate"] == "tanh" else _gelu
+    with np.errstate(all="ignore"):
+        return (_apply(ufunc, inputs[0]),)
