@@ -1,1 +1,373 @@
-"""CPU kernels: norm."""
+"""CPU kernels: normalisation and softmax-like ops.
+
+The hot ones (BatchNormalization after every convolution, Softmax and
+LayerNormalization in transformer blocks) are Numba loops over the tensor
+viewed as (outer, axis, inner), with the sizes passed as runtime ints so one
+compiled signature per dtype serves every shape; rows or planes are split
+over threads with :func:`runtime.parallel.parallel_for`. Mean and variance
+accumulate in float64; float32 softmax uses a vectorisable exp.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+from runtime.errors import KernelError
+from runtime.jit import jit
+from runtime.kernels.registry import kernel
+from runtime.parallel import parallel_for
+
+MIN_TASK_ELEMENTS = 1 << 16
+"""Elements one thread should get at least, so small tensors stay on one thread."""
+
+MIN_STREAM_TASK_ELEMENTS = 1 << 20
+"""The same for BatchNormalization, one multiply-add per element: it is bound
+by memory bandwidth, so below about a megaelement per thread the handoff to
+the pool costs more than a second thread gains (all batch-1 ResNet-50 layers)."""
+
+
+def _compute_dtype(x: np.ndarray) -> np.dtype:
+    """float64 stays float64; every other float computes in float32."""
+    return np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
+
+
+def _flat(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A C-contiguous 1-D array of ``x`` in ``dtype`` (a view when it already is one)."""
+    return np.ascontiguousarray(x, dtype=dtype).reshape(-1)
+
+
+def _grain(task_size: int, min_elements: int = MIN_TASK_ELEMENTS) -> int:
+    """Tasks of ``task_size`` elements one thread should get at least."""
+    return max(1, min_elements // max(task_size, 1))
+
+
+def _axis(op: str, axis: int, rank: int) -> int:
+    """``axis`` made non-negative; out of range is an error (the binary is untrusted)."""
+    if not -rank <= axis < rank:
+        raise KernelError(f"{op}: axis={axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+# ---------------------------------------------------------------- BatchNormalization
+@jit
+def _affine_planes(start, stop, x, center, scale, shift, out, channels, inner):
+    """out = (x - center[c]) * scale[c] + shift[c] over planes [start, stop) of (N*C, inner)."""
+    for p in range(start, stop):
+        c = p % channels
+        m = center[c]
+        a = scale[c]
+        b = shift[c]
+        xs = x[p * inner:(p + 1) * inner]
+        ys = out[p * inner:(p + 1) * inner]
+        for i in range(inner):
+            ys[i] = (xs[i] - m) * a + b
+
+
+@kernel("BatchNormalization")
+def batch_normalization(inputs, attrs):
+    x, scale, bias, mean, var = inputs
+    dtype = _compute_dtype(x)
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    for name, p in zip(("scale", "B", "input_mean", "input_var"), inputs[1:]):
+        if p.size != channels:
+            raise KernelError(f"BatchNormalization: {name} has {p.size} entries, the input has {channels} channels")
+    factor = (scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + attrs["epsilon"])).astype(dtype)
+    inner = math.prod(x.shape[2:])
+    planes = x.size // inner if inner else 0
+    out = np.empty(x.size, dtype)
+    parallel_for(_affine_planes, planes, _flat(x, dtype), _flat(mean, dtype), factor.reshape(-1),
+                 _flat(bias, dtype), out, channels, inner, grain=_grain(inner, MIN_STREAM_TASK_ELEMENTS))
+    return (out.reshape(x.shape).astype(x.dtype, copy=False),)
+
+
+# ---------------------------------------------------------------- instance / layer normalization
+@jit(fastmath=True)
+def _moments(xs):
+    """Mean and (biased) variance of the 1-D ``xs``, two-pass, float64 sums."""
+    n = xs.size
+    total = 0.0
+    for i in range(n):
+        total += xs[i]
+    mean = total / n
+    sq = 0.0
+    for i in range(n):
+        d = xs[i] - mean
+        sq += d * d
+    return mean, sq / n
+
+
+@jit
+def _instance_norm_planes(start, stop, x, scale, shift, out, channels, inner, eps):
+    """Normalise each (n, c) plane of ``inner`` elements over itself."""
+    for p in range(start, stop):
+        c = p % channels
+        xs = x[p * inner:(p + 1) * inner]
+        ys = out[p * inner:(p + 1) * inner]
+        mean, var = _moments(xs)
+        a = scale[c] / np.sqrt(var + eps)
+        m = xs.dtype.type(mean)
+        a = xs.dtype.type(a)
+        b = shift[c]
+        for i in range(inner):
+            ys[i] = (xs[i] - m) * a + b
+
+
+@kernel("InstanceNormalization")
+def instance_normalization(inputs, attrs):
+    x, scale, bias = inputs
+    dtype = _compute_dtype(x)
+    channels = x.shape[1]
+    for name, p in (("scale", scale), ("B", bias)):
+        if p.size != channels:
+            raise KernelError(f"InstanceNormalization: {name} has {p.size} entries, the input has {channels} "
+                              "channels")
+    inner = math.prod(x.shape[2:])
+    planes = x.size // inner if inner else 0
+    out = np.empty(x.size, dtype)
+    parallel_for(_instance_norm_planes, planes, _flat(x, dtype), _flat(scale, dtype), _flat(bias, dtype), out,
+                 channels, inner, float(attrs["epsilon"]), grain=_grain(inner))
+    return (out.reshape(x.shape).astype(x.dtype, copy=False),)
+
+
+@jit
+def _layer_norm_rows(start, stop, x, weight, bias, out, means, inv_stds, n, eps):
+    """Normalise rows [start, stop) of the (rows, n) matrix, then y * weight + bias."""
+    for r in range(start, stop):
+        xs = x[r * n:(r + 1) * n]
+        ys = out[r * n:(r + 1) * n]
+        mean, var = _moments(xs)
+        inv = 1.0 / np.sqrt(var + eps)
+        m = xs.dtype.type(mean)
+        a = xs.dtype.type(inv)
+        for i in range(n):
+            ys[i] = (xs[i] - m) * a * weight[i] + bias[i]
+        means[r] = mean
+        inv_stds[r] = inv
+
+
+def _normalized_param(p: np.ndarray | None, shape: tuple, dtype: np.dtype, name: str, fill: float) -> np.ndarray:
+    """Scale or bias broadcast to the normalized shape, flattened."""
+    if p is None:
+        return np.full(math.prod(shape), fill, dtype)
+    if p.shape == shape:
+        return _flat(p, dtype)
+    try:
+        return _flat(np.broadcast_to(p, shape), dtype)
+    except ValueError:
+        raise KernelError(f"LayerNormalization: {name} of shape {list(p.shape)} does not broadcast to the "
+                          f"normalized shape {list(shape)}") from None
+
+
+@kernel("LayerNormalization")
+def layer_normalization(inputs, attrs):
+    x, scale = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    dtype = _compute_dtype(x)
+    axis = _axis("LayerNormalization", attrs["axis"], x.ndim)
+    normalized = x.shape[axis:]
+    n = math.prod(normalized)
+    rows = math.prod(x.shape[:axis])
+    weight = _normalized_param(scale, normalized, dtype, "Scale", 1.0)
+    shift = _normalized_param(bias, normalized, dtype, "B", 0.0)
+    out = np.empty(x.size, dtype)
+    means = np.empty(rows, np.float32)
+    inv_stds = np.empty(rows, np.float32)
+    parallel_for(_layer_norm_rows, rows, _flat(x, dtype), weight, shift, out, means, inv_stds, n,
+                 float(attrs["epsilon"]), grain=_grain(n))
+    stats_shape = x.shape[:axis] + (1,) * len(normalized)
+    return out.reshape(x.shape).astype(x.dtype, copy=False), means.reshape(stats_shape), inv_stds.reshape(stats_shape)
+
+
+# ---------------------------------------------------------------- softmax family
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """Reinterpret an int32 as the float32 with the same bits."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+    return types.float32(types.int32), codegen
+
+
+_F32 = np.float32
+_LOG2E = _F32(1 / math.log(2))
+_LN2_HI = _F32(0.693359375)  # few mantissa bits: n * _LN2_HI is exact for |n| < 2**15
+_LN2_LO = _F32(math.log(2) - 0.693359375)
+_EXP_FLOOR = _F32(-87.0)  # below this exp underflows past the normal float32 range: 0
+_C2, _C3, _C4, _C5, _C6, _C7 = (_F32(1 / math.factorial(k)) for k in range(2, 8))
+_ONE, _HALF, _ZERO = _F32(1), _F32(0.5), _F32(0)
+
+
+@jit(inline="always")
+def _exp_nonpositive(x):
+    """exp(x) for float32 x <= 0 in plain arithmetic, so loops calling it
+    vectorise (Numba has no vector exp without SVML): x = n ln2 + r with
+    |r| <= ln2/2, exp(r) by its degree-7 Taylor polynomial, 2**n built from
+    its exponent bits. Error <= 1.2 ulp; x < -87 (and NaN) gives 0."""
+    xc = x if x > _EXP_FLOOR else _EXP_FLOOR
+    n = np.floor(xc * _LOG2E + _HALF)
+    r = xc - n * _LN2_HI - n * _LN2_LO
+    p = ((((((_C7 * r + _C6) * r + _C5) * r + _C4) * r + _C3) * r + _C2) * r + _ONE) * r + _ONE
+    scale = _float32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
+    return p * scale if x >= _EXP_FLOOR else _ZERO
+
+
+@jit(inline="always")
+def _row_peak(xs):
+    """The maximum of a float32 row, NaN when the row holds NaN. Four running
+    maxima let the compare-select chains overlap (a single one is latency-bound)."""
+    n = xs.size
+    a = b = c = d = xs[0]
+    full = n - n % 4
+    for i in range(0, full, 4):
+        a = xs[i] if xs[i] > a else a
+        b = xs[i + 1] if xs[i + 1] > b else b
+        c = xs[i + 2] if xs[i + 2] > c else c
+        d = xs[i + 3] if xs[i + 3] > d else d
+    for i in range(full, n):
+        a = xs[i] if xs[i] > a else a
+    a = b if b > a else a
+    c = d if d > c else c
+    nans = 0
+    for i in range(n):
+        nans += xs[i] != xs[i]
+    return np.float32(np.nan) if nans else (c if c > a else a)
+
+
+@jit(inline="always")
+def _exp_shifted(xs, ys, peak):
+    """ys = exp(xs - peak), exactly as written (no fastmath: the range
+    reduction in the exp must not be re-associated)."""
+    for i in range(xs.size):
+        ys[i] = _exp_nonpositive(xs[i] - peak)
+
+
+@jit(fastmath=True)
+def _sum(ys):
+    """The sum of a float32 row, re-associated so that it vectorises."""
+    total = _ZERO
+    for i in range(ys.size):
+        total += ys[i]
+    return total
+
+
+@jit(inline="always")
+def _softmax_row(xs, ys, peak):
+    _exp_shifted(xs, ys, peak)
+    inv = _ONE / _sum(ys)
+    for i in range(ys.size):
+        ys[i] *= inv
+
+
+@jit(inline="always")
+def _log_softmax_row(xs, ys, peak):
+    _exp_shifted(xs, ys, peak)
+    log_total = _F32(np.log(_sum(ys)))
+    for i in range(xs.size):
+        ys[i] = (xs[i] - peak) - log_total
+
+
+@jit
+def _softmax_rows(start, stop, x, out, n, log):
+    """Softmax (or log-softmax) of float32 rows [start, stop) of (rows, n).
+    A row holding NaN, or whose maximum is infinite, gives NaN (as the
+    formula exp(x - max) / sum does)."""
+    for r in range(start, stop):
+        xs = x[r * n:(r + 1) * n]
+        ys = out[r * n:(r + 1) * n]
+        peak = _row_peak(xs)
+        if not np.isfinite(peak):
+            ys[:] = np.nan
+        elif log:
+            _log_softmax_row(xs, ys, peak)
+        else:
+            _softmax_row(xs, ys, peak)
+
+
+def _softmax_numpy(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
+    """Other float dtypes: numpy, the same stable formula in the input's own
+    dtype (float16 node tests expect float16 rounding at every step)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        total = np.sum(np.exp(shifted), axis=axis, keepdims=True)
+        return shifted - np.log(total) if log else np.exp(shifted) / total
+
+
+def _softmax(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
+    """Softmax along ``axis``. float32 rows of the last axis go to the Numba
+    kernel directly; another axis is moved last first (two copies, a rare case)."""
+    if x.ndim == 0:
+        return _softmax(x.reshape(1), axis, log).reshape(())
+    axis = _axis("LogSoftmax" if log else "Softmax", axis, x.ndim)
+    if x.dtype != np.float32:
+        return _softmax_numpy(x, axis, log)
+    last = axis == x.ndim - 1
+    moved = x if last else np.moveaxis(x, axis, -1)
+    n = moved.shape[-1]
+    rows = moved.size // n if n else 0
+    out = np.empty(moved.shape, np.float32)
+    parallel_for(_softmax_rows, rows, _flat(moved, np.float32), out.reshape(-1), n, log, grain=_grain(n))
+    return out if last else np.ascontiguousarray(np.moveaxis(out, -1, axis))
+
+
+@kernel("Softmax")
+def softmax(inputs, attrs):
+    (x,) = inputs
+    return (_softmax(x, attrs["axis"], False),)
+
+
+@kernel("LogSoftmax")
+def log_softmax(inputs, attrs):
+    (x,) = inputs
+    return (_softmax(x, attrs["axis"], True),)
+
+
+@kernel("Hardmax")
+def hardmax(inputs, attrs):
+    """1 at the first maximum along ``axis``, 0 elsewhere."""
+    (x,) = inputs
+    out = np.zeros_like(x)
+    if x.size == 0 or x.ndim == 0:
+        return (np.ones_like(x) if x.ndim == 0 else out,)
+    axis = _axis("Hardmax", attrs["axis"], x.ndim)
+    first = np.expand_dims(np.argmax(x, axis=axis), axis)
+    np.put_along_axis(out, first, 1, axis=axis)
+    return (out,)
+
+
+# ---------------------------------------------------------------- LRN, MVN
+@kernel("LRN")
+def lrn(inputs, attrs):
+    """x / (bias + alpha / size * sum of x^2 over the channel window) ** beta; the
+    window around c spans floor((size-1)/2) channels before, ceil after."""
+    (x,) = inputs
+    size = attrs["size"]
+    if x.ndim < 3 or size < 1:
+        raise KernelError(f"LRN: needs an input of rank >= 3 and size >= 1, got rank {x.ndim} and size={size}")
+    channels = x.shape[1]
+    before = (size - 1) // 2
+    after = math.ceil((size - 1) / 2)
+    squares = np.square(x)
+    padded = np.zeros((x.shape[0], channels + before + after) + x.shape[2:], x.dtype)
+    padded[:, before:before + channels] = squares
+    window = np.zeros_like(x)
+    for offset in range(size):
+        window += padded[:, offset:offset + channels]
+    denom = (x.dtype.type(attrs["bias"]) + x.dtype.type(attrs["alpha"] / size) * window) ** x.dtype.type(attrs["beta"])
+    return ((x / denom).astype(x.dtype, copy=False),)
+
+
+MVN_EPSILON = 1e-9
+"""Added to the standard deviation, as in ONNX's function body of the op."""
+
+
+@kernel("MeanVarianceNormalization")
+def mean_variance_normalization(inputs, attrs):
+    """(x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9) over ``axes``."""
+    (x,) = inputs
+    axes = tuple(_axis("MeanVarianceNormalization", a, x.ndim) for a in attrs["axes"])
+    mean = np.mean(x, axis=axes, keepdims=True)
+    variance = np.mean(np.square(x), axis=axes, keepdims=True) - np.square(mean)
+    std = np.sqrt(np.maximum(variance, 0))
+    return (((x - mean) / (std + x.dtype.type(MVN_EPSILON))).astype(x.dtype, copy=False),)
