@@ -1,1 +1,127 @@
-"""CPU kernels: nn."""
+"""CPU kernels: convolutions and matrix products (Conv, ConvTranspose, Gemm,
+MatMul, Einsum).
+
+Two plain functions are public API for other kernel families (the quantized
+ops compute exact integer convolutions and products in float64 through them):
+``conv_nd`` (from :mod:`runtime.kernels.nn_conv`) and :func:`matmul`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.errors import KernelError
+from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd
+from runtime.kernels.registry import kernel
+
+__all__ = ["conv_nd", "conv_transpose_nd", "matmul"]
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Matrix product with numpy semantics (1-D operands, batch broadcasting).
+    float32/float64 operands of one dtype go through BLAS (strided views are
+    copied first); other dtypes use numpy's own loops."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise KernelError(f"MatMul: operands must have rank >= 1, got shapes {list(a.shape)} and {list(b.shape)}")
+    try:
+        return np.asarray(np.matmul(_blas_ready(a), _blas_ready(b)))
+    except ValueError:
+        raise KernelError(f"MatMul: shapes {list(a.shape)} and {list(b.shape)} do not match") from None
+
+
+def _blas_ready(a: np.ndarray) -> np.ndarray:
+    """numpy only hands C- or Fortran-ordered matrices to BLAS; other views
+    would take its slow generic loop, so copy those first."""
+    if a.ndim < 2 or a.dtype not in COMPUTE_DTYPES:
+        return a
+    last = a[(0,) * (a.ndim - 2)] if a.size else a
+    if last.flags.c_contiguous or last.flags.f_contiguous:
+        return a
+    return np.ascontiguousarray(a)
+
+
+def _in_float(fn, *arrays: np.ndarray) -> np.ndarray:
+    """Run a float32/float64 computation on float16 operands through float32."""
+    dtype = arrays[0].dtype
+    if dtype in COMPUTE_DTYPES:
+        return fn(*arrays)
+    if dtype != np.float16:
+        raise KernelError(f"dtype {dtype} is not supported here (float16, float32 or float64)")
+    widened = [None if a is None else a.astype(np.float32) for a in arrays]
+    return fn(*widened).astype(dtype)
+
+
+def _window_attrs(attrs, w: np.ndarray) -> dict:
+    kernel_shape = tuple(int(k) for k in attrs["kernel_shape"])
+    if kernel_shape != tuple(w.shape[2:]):
+        raise KernelError(f"kernel_shape={list(kernel_shape)} does not match W of shape {list(w.shape)}")
+    return dict(strides=attrs["strides"], pads=attrs["pads"], dilations=attrs["dilations"], group=attrs["group"])
+
+
+@kernel("Conv")
+def conv(inputs, attrs):
+    x, w = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) > 2 else None
+    options = _window_attrs(attrs, w)
+    return (_in_float(lambda x, w, b: conv_nd(x, w, b, **options), x, w, b),)
+
+
+@kernel("ConvTranspose")
+def conv_transpose(inputs, attrs):
+    x, w = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) > 2 else None
+    options = _window_attrs(attrs, w)
+    options["output_padding"] = attrs["output_padding"]
+    return (_in_float(lambda x, w, b: conv_transpose_nd(x, w, b, **options), x, w, b),)
+
+
+@kernel("MatMul")
+def matmul_kernel(inputs, attrs):
+    a, b = inputs
+    return (matmul(a, b),)
+
+
+@kernel("Gemm")
+def gemm(inputs, attrs):
+    a, b = inputs[0], inputs[1]
+    c = inputs[2] if len(inputs) > 2 else None
+    if a.ndim != 2 or b.ndim != 2:
+        raise KernelError(f"Gemm: A and B must be matrices, got shapes {list(a.shape)} and {list(b.shape)}")
+    a = a.T if attrs["transA"] else a
+    b = b.T if attrs["transB"] else b
+    if a.shape[1] != b.shape[0]:
+        raise KernelError(f"Gemm: inner dims differ: op(A) is {list(a.shape)}, op(B) is {list(b.shape)}")
+    alpha, beta = float(attrs["alpha"]), float(attrs["beta"])
+    if a.dtype.kind != "f":
+        return (_gemm_exact(a, b, c, alpha, beta),)
+    y = matmul(a, b)
+    if alpha != 1.0:
+        y *= y.dtype.type(alpha)
+    if c is not None and beta != 0.0:
+        if np.broadcast_shapes(c.shape, y.shape) != y.shape:
+            raise KernelError(f"Gemm: C of shape {list(c.shape)} does not broadcast to {list(y.shape)}")
+        y += c if beta == 1.0 else c * c.dtype.type(beta)
+    return (y,)
+
+
+def _gemm_exact(a, b, c, alpha, beta) -> np.ndarray:
+    """Integer Gemm: integer product, scaled in float64 only when alpha/beta
+    are not 1 (what the reference does), cast back to the input dtype."""
+    y = np.matmul(a, b)
+    if alpha != 1.0:
+        y = y * alpha
+    if c is not None and beta != 0.0:
+        if np.broadcast_shapes(c.shape, y.shape) != y.shape:
+            raise KernelError(f"Gemm: C of shape {list(c.shape)} does not broadcast to {list(y.shape)}")
+        y = y + (c if beta == 1.0 else c * beta)
+    return y.astype(a.dtype, copy=False)
+
+
+@kernel("Einsum")
+def einsum(inputs, attrs):
+    equation = attrs["equation"]
+    try:
+        result = np.einsum(equation, *inputs, optimize=len(inputs) > 1)
+    except ValueError as exc:
+        raise KernelError(f"Einsum {equation!r}: {exc}") from None
+    return (np.array(result, dtype=inputs[0].dtype, order="C", copy=None),)

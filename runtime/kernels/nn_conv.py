@@ -1,0 +1,347 @@
+"""Convolution and transposed convolution on the CPU (NC + 1 to 3 spatial dims).
+
+Strategy, chosen for speed on ResNet-like models:
+
+* pointwise (1x1, no padding) convolutions are one GEMM ``W(K, C) @ X(C, S)``
+  written straight into the output (strided 1x1 convs subsample first);
+* depthwise convolutions (one input channel per group) use direct Numba
+  kernels (:mod:`runtime.kernels.nn_depthwise`);
+* everything else goes through a Numba im2col, parallel over rows of the
+  column matrix, feeding one BLAS GEMM per image (batched over groups);
+* ConvTranspose is a GEMM per image followed by a Numba col2im, parallel over
+  output channels.
+
+BLAS is only called from the calling thread (it has its own threads); the
+Numba loops run on :func:`runtime.parallel.parallel_for`. Every loop reads its
+sizes from its arrays' shapes and the window attributes are validated in
+Python first, so no loop can index out of bounds.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numba
+import numpy as np
+
+from runtime.errors import KernelError
+from runtime.jit import jit
+from runtime.kernels.nn_depthwise import depthwise_planes, depthwise_rows_channels_last
+from runtime.kernels.nn_window import MAX_ATTR, Window, check_size, grain, lift, make_window, out_shape, valid_range
+from runtime.parallel import parallel_for
+
+COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# ---------------------------------------------------------------- Numba loops
+# The loops index flat views with unsigned indices (``_u``): with signed ones
+# Numba tests every index for negative wraparound, which blocks vectorisation
+# and made im2col 3-7x slower. Each final index is non-negative by
+# construction (a partial sum such as ``row + off_w`` may be negative; unsigned
+# wraparound keeps the final sum exact).
+_u = numba.uint64
+
+
+@jit(inline="always")
+def _fill(flat, start, count, value):
+    first = _u(start)
+    for i in range(first, first + _u(count)):
+        flat[i] = value
+
+
+@jit
+def _im2col_rows(start, stop, x, col, geo):
+    """Rows [start, stop) of one image's column matrix.
+
+    x: (C, D, H, W); col: (C*KD*KH*KW, OD, OH, OW); row r holds, for kernel
+    offset (c, kd, kh, kw), the input value each output position reads there
+    (0 in the padding). With unit strides and an output as wide as the input
+    (SAME-style padding) a row's valid part is one contiguous run of the
+    input, copied in one go and then given its zero edge columns."""
+    kd_n, kh_n, kw_n, sd, sh, sw, pd, ph, pw = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7], geo[8]
+    dd, dh, dw = geo[12], geo[13], geo[14]
+    chans, depth, height, width = x.shape
+    rows, out_d, out_h, out_w = col.shape
+    plane = out_h * out_w
+    src = x.reshape(-1)
+    dst = col.reshape(-1)
+    contiguous = sw == 1 and sh == 1 and out_w == width
+    for r in range(start, min(stop, rows)):
+        kw = r % kw_n
+        kh = (r // kw_n) % kh_n
+        kd = (r // (kw_n * kh_n)) % kd_n
+        c = r // (kw_n * kh_n * kd_n)
+        off_w = kw * dw - pw
+        lo, hi = valid_range(off_w, sw, width, out_w)
+        ylo, yhi = valid_range(kh * dh - ph, sh, height, out_h)
+        zlo, zhi = valid_range(kd * dd - pd, sd, depth, out_d)
+        row_base = r * out_d * plane
+        if c >= chans or lo >= hi or ylo >= yhi:
+            zlo = zhi = 0
+        _fill(dst, row_base, zlo * plane, 0)
+        _fill(dst, row_base + zhi * plane, (out_d - zhi) * plane, 0)
+        for od in range(zlo, zhi):
+            base = row_base + od * plane
+            _fill(dst, base, ylo * out_w, 0)
+            _fill(dst, base + yhi * out_w, (out_h - yhi) * out_w, 0)
+            iz = od * sd - pd + kd * dd
+            first = base + ylo * out_w
+            src_first = ((c * depth + iz) * height + ylo * sh - ph + kh * dh) * width + off_w
+            if contiguous:
+                count = (yhi - ylo) * out_w - lo - (out_w - hi)
+                d0, s0 = _u(first + lo), _u(src_first + lo)
+                for i in range(_u(count)):
+                    dst[d0 + i] = src[s0 + i]
+                if lo > 0 or hi < out_w:
+                    for oh in range(yhi - ylo):
+                        _fill(dst, first + oh * out_w, lo, 0)
+                        _fill(dst, first + oh * out_w + hi, out_w - hi, 0)
+                continue
+            for oh in range(yhi - ylo):
+                d0 = first + oh * out_w
+                s0 = src_first + oh * sh * width
+                _fill(dst, d0, lo, 0)
+                for ow in range(_u(lo), _u(hi)):
+                    dst[_u(d0) + ow] = src[_u(s0) + ow * _u(sw)]
+                _fill(dst, d0 + hi, out_w - hi, 0)
+
+
+@jit
+def _col2im_planes(start, stop, col, b, out, geo):
+    """Output channels [start, stop) of one image of a transposed convolution:
+    scatter-add the GEMM result col (K, KD, KH, KW, ID, IH, IW) into
+    out (K, OD, OH, OW), starting from the bias b (K,)."""
+    sd, sh, sw, pd, ph, pw = geo[3], geo[4], geo[5], geo[6], geo[7], geo[8]
+    dd, dh, dw = geo[12], geo[13], geo[14]
+    out_c, kd_n, kh_n, kw_n, in_d, in_h, in_w = col.shape
+    _, out_d, out_h, out_w = out.shape
+    src = col.reshape(-1)
+    dst = out.reshape(-1)
+    plane = out_d * out_h * out_w
+    for k in range(start, min(stop, out_c, out.shape[0], b.shape[0])):
+        _fill(dst, k * plane, plane, b[k])
+        for kd in range(kd_n):
+            for kh in range(kh_n):
+                for kw in range(kw_n):
+                    off_w = kw * dw - pw
+                    lo, hi = valid_range(off_w, sw, out_w, in_w)
+                    tap = (((k * kd_n + kd) * kh_n + kh) * kw_n + kw) * in_d
+                    for iz in range(in_d):
+                        oz = iz * sd - pd + kd * dd
+                        if oz < 0 or oz >= out_d:
+                            continue
+                        for iy in range(in_h):
+                            oy = iy * sh - ph + kh * dh
+                            if oy < 0 or oy >= out_h:
+                                continue
+                            row = _u(((tap + iz) * in_h + iy) * in_w)
+                            base = _u(((k * out_d + oz) * out_h + oy) * out_w + off_w)
+                            for iw in range(_u(lo), _u(hi)):
+                                dst[base + iw * _u(sw)] += src[row + iw]
+
+
+@jit
+def _add_bias_rows(start, stop, rows, b):
+    """rows[r] += b[r % len(b)] for r in [start, stop); rows: (N*K, S)."""
+    count, size = rows.shape
+    flat = rows.reshape(-1)
+    for r in range(start, min(stop, count)):
+        bias = b[r % b.shape[0]]
+        base = _u(r * size)
+        for i in range(base, base + _u(size)):
+            flat[i] += bias
+
+
+# ---------------------------------------------------------------- operands
+def _compute_dtype(op: str, x: np.ndarray, w: np.ndarray) -> np.dtype:
+    if x.dtype != w.dtype:
+        raise KernelError(f"{op}: X is {x.dtype} but W is {w.dtype}; they must match")
+    if x.dtype not in COMPUTE_DTYPES:
+        raise KernelError(f"{op}: dtype {x.dtype} is not supported (float32 or float64)")
+    return x.dtype
+
+
+def _bias(op: str, b: np.ndarray | None, channels: int, dtype: np.dtype) -> np.ndarray | None:
+    if b is None:
+        return None
+    b = np.asarray(b)
+    if b.shape != (channels,):
+        raise KernelError(f"{op}: B has shape {list(b.shape)}, expected [{channels}]")
+    return np.ascontiguousarray(b, dtype=dtype)
+
+
+def _check_rank(op: str, x: np.ndarray, w: np.ndarray) -> int:
+    spatial = x.ndim - 2
+    if spatial < 1:
+        raise KernelError(f"{op}: X must have rank 3 to 5 (N, C, spatial...), got shape {list(x.shape)}")
+    if w.ndim != x.ndim:
+        raise KernelError(f"{op}: W has rank {w.ndim} but X has rank {x.ndim}")
+    return spatial
+
+
+# ---------------------------------------------------------------- Conv
+def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, strides: Sequence[int],
+            pads: Sequence[int], dilations: Sequence[int], group: int = 1) -> np.ndarray:
+    """ONNX Conv on NCW / NCHW / NCDHW data: ``x`` (N, C, *in), ``w``
+    (K, C/group, *kernel), optional bias ``b`` (K,); ``pads`` lists all begins
+    then all ends. ``x`` and ``w`` share one dtype, float32 or float64 (float64
+    gives exact results for widened int8/uint8 operands); ``b`` is cast to it.
+    Returns a new (N, K, *out) array of that dtype."""
+    op = "Conv"
+    x, w = np.asarray(x), np.asarray(w)
+    dtype = _compute_dtype(op, x, w)
+    spatial = _check_rank(op, x, w)
+    window = make_window(op, spatial, w.shape[2:], strides, pads, dilations)
+    batch, chans = x.shape[:2]
+    out_c, group_c = w.shape[:2]
+    group = int(group)
+    if group < 1 or chans != group_c * group or out_c % group:
+        raise KernelError(f"{op}: group={group} does not fit X with {chans} channels and W of shape "
+                          f"{list(w.shape)} (need C == W.shape[1] * group and K % group == 0)")
+    b = _bias(op, b, out_c, dtype)
+    out = np.empty(check_size(op, (batch, out_c) + out_shape(op, x.shape[2:], window)), dtype=dtype)
+    if out.size == 0:
+        return out
+    if chans == 0:
+        out[...] = 0 if b is None else b.reshape((-1,) + (1,) * spatial)
+        return out
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    if group > 1 and group == chans:
+        _conv_depthwise(x, w, b, out, window)
+        return out
+    if all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end):
+        _conv_pointwise(x, w, out, window, group)
+    else:
+        _conv_im2col(x, w, out, window, group)
+    if b is not None:
+        _add_channel_bias(out, b)
+    return out
+
+
+def _conv_pointwise(x, w, out, window: Window, group: int) -> None:
+    """1x1 convolution: a (batched, grouped) GEMM over the subsampled input."""
+    if any(s != 1 for s in window.strides):
+        x = np.ascontiguousarray(x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in window.strides)])
+    batch, chans = x.shape[:2]
+    out_c = w.shape[0]
+    size = out[0, 0].size
+    np.matmul(w.reshape(group, out_c // group, chans // group), x.reshape(batch, group, chans // group, size),
+              out=out.reshape(batch, group, out_c // group, size))
+
+
+def _conv_im2col(x, w, out, window: Window, group: int) -> None:
+    """General convolution: Numba im2col per image, then one GEMM per image."""
+    x3 = lift(x)
+    rows = w[0].size * group
+    out_spatial = lift(out).shape[2:]
+    col = np.empty(check_size("Conv", (rows,) + out_spatial, "column matrix"), dtype=x.dtype)
+    geo = window.loop_params()
+    out_c = w.shape[0]
+    w_groups = w.reshape(group, out_c // group, rows // group)
+    col_groups = col.reshape(group, rows // group, -1)
+    row_grain = grain(col[0].size)
+    for n in range(x.shape[0]):
+        parallel_for(_im2col_rows, rows, x3[n], col, geo, grain=row_grain)
+        np.matmul(w_groups, col_groups, out=out[n].reshape(group, out_c // group, -1))
+
+
+SMALL_PLANE = 256
+"""Output planes up to this size run depthwise convolutions channels last:
+their rows are too short to vectorise well."""
+
+
+def _conv_depthwise(x, w, b, out, window: Window) -> None:
+    """Depthwise convolution (one input channel per group): direct kernel,
+    per plane, or channels last for small planes."""
+    if b is None:
+        b = np.zeros(w.shape[0], dtype=x.dtype)
+    plane = out[0, 0].size
+    if w.shape[0] == x.shape[1] and plane <= SMALL_PLANE:
+        _conv_depthwise_channels_last(x, w, b, out, window)
+        return
+    w3 = lift(w)
+    parallel_for(depthwise_planes, out.shape[0] * out.shape[1], lift(x), w3.reshape(w3.shape[0], *w3.shape[2:]),
+                 b, lift(out), window.loop_params(), grain=grain(plane * w[0].size))
+
+
+def _conv_depthwise_channels_last(x, w, b, out, window: Window) -> None:
+    """Transpose to channels last, run the kernel over output rows, transpose
+    the result back into ``out``."""
+    x_last = np.ascontiguousarray(np.moveaxis(lift(x), 1, -1))
+    w3 = lift(w)
+    w_last = np.ascontiguousarray(np.moveaxis(w3.reshape(w3.shape[0], *w3.shape[2:]), 0, -1))
+    out3 = lift(out)
+    out_last = np.empty(out3.shape[:1] + out3.shape[2:] + out3.shape[1:2], dtype=out.dtype)
+    rows = out_last.shape[0] * out_last.shape[1] * out_last.shape[2]
+    parallel_for(depthwise_rows_channels_last, rows, x_last, w_last, b, out_last, window.loop_params(),
+                 grain=grain(out_last[0, 0, 0].size * w[0].size))
+    out3[...] = np.moveaxis(out_last, -1, 1)
+
+
+def _add_channel_bias(out: np.ndarray, b: np.ndarray) -> None:
+    """out[:, k, ...] += b[k], in place, on all threads (the output is still
+    in cache after its GEMM)."""
+    rows = out.reshape(-1, out[0, 0].size)
+    parallel_for(_add_bias_rows, rows.shape[0], rows, b, grain=grain(rows.shape[1]))
+
+
+# ---------------------------------------------------------------- ConvTranspose
+def conv_transpose_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, strides: Sequence[int],
+                      pads: Sequence[int], dilations: Sequence[int], group: int = 1,
+                      output_padding: Sequence[int] | None = None) -> np.ndarray:
+    """ONNX ConvTranspose with explicit pads: ``x`` (N, C, *in), ``w``
+    (C, K/group, *kernel); output length per axis is
+    ``stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pads``.
+    Pads may be negative (they then extend the output, as an ``output_shape``
+    larger than the natural one does). float32 or float64."""
+    op = "ConvTranspose"
+    x, w = np.asarray(x), np.asarray(w)
+    dtype = _compute_dtype(op, x, w)
+    spatial = _check_rank(op, x, w)
+    window = make_window(op, spatial, w.shape[2:], strides, pads, dilations, negative_pads=True)
+    extra = (0,) * spatial if output_padding is None else tuple(int(v) for v in output_padding)
+    if len(extra) != spatial or any(not 0 <= v <= MAX_ATTR for v in extra):
+        raise KernelError(f"{op}: output_padding={list(extra)} must be {spatial} ints in [0, {MAX_ATTR}]")
+    batch, chans = x.shape[:2]
+    group = int(group)
+    if group < 1 or w.shape[0] != chans or chans % group:
+        raise KernelError(f"{op}: group={group} does not fit X with {chans} channels and W of shape "
+                          f"{list(w.shape)} (need W.shape[0] == C and C % group == 0)")
+    out_c = w.shape[1] * group
+    b = _bias(op, b, out_c, dtype)
+    dims = _transpose_out_shape(op, x.shape[2:], window, extra)
+    out = np.empty(check_size(op, (batch, out_c) + dims), dtype=dtype)
+    if out.size == 0:
+        return out
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    _conv_transpose_gemm_col2im(x, w, b, out, window, group)
+    return out
+
+
+def _transpose_out_shape(op: str, in_shape, window: Window, extra) -> tuple[int, ...]:
+    dims = []
+    for axis, size in enumerate(in_shape):
+        dim = (window.strides[axis] * (size - 1) + extra[axis] + window.spans[axis]
+               - window.pads_begin[axis] - window.pads_end[axis])
+        if dim < 1 or size < 1:
+            raise KernelError(f"{op}: spatial axis {axis} (input size {size}) gives output size {dim}")
+        dims.append(dim)
+    return tuple(dims)
+
+
+def _conv_transpose_gemm_col2im(x, w, b, out, window: Window, group: int) -> None:
+    batch, chans = x.shape[:2]
+    out_c = out.shape[1]
+    kernel3 = window.lifted().kernel
+    in3 = lift(x).shape[2:]
+    size = int(np.prod(in3))
+    taps = int(np.prod(kernel3))
+    w_t = w.reshape(group, chans // group, (out_c // group) * taps).transpose(0, 2, 1)
+    cols = np.empty(check_size("ConvTranspose", (group, (out_c // group) * taps, size), "column matrix"),
+                    dtype=x.dtype)
+    col_view = cols.reshape((out_c,) + kernel3 + in3)
+    bias = b if b is not None else np.zeros(out_c, dtype=x.dtype)
+    out3 = lift(out)
+    geo = window.loop_params()
+    for n in range(batch):
+        np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)
+        parallel_for(_col2im_planes, out_c, col_view, bias, out3[n], geo, grain=grain(col_view[0].size))

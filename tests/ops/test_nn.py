@@ -1,0 +1,439 @@
+"""Conv, ConvTranspose, Gemm, MatMul and Einsum against onnx's reference
+evaluator (onnxruntime where the reference is slow or wrong), plus errors."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from compiler import backend
+from compiler.errors import ModelImportError
+from runtime.errors import KernelError
+from runtime.kernels import run_kernel
+from runtime.kernels.nn import conv_nd, matmul
+from tests.ops.util import assert_matches_reference, make_node_model
+
+SETTINGS = settings(max_examples=30, deadline=None)
+
+
+def random(shape, seed=0, dtype=np.float32):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def run_tessera(model, feeds):
+    return backend.prepare(model, check=True, strict_types=True).run(feeds)
+
+
+def run_onnxruntime(model, feeds):
+    """onnxruntime on a model made by make_node_model (IR version lowered to
+    what this onnxruntime reads)."""
+    model.ir_version = 10
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def assert_matches_onnxruntime(op, inputs, num_outputs=1, opset=22, consts=(), rtol=1e-4, atol=1e-5, **attrs):
+    model = make_node_model(op, inputs, num_outputs, opset, consts, **attrs)
+    feeds = {f"in{i}": x for i, x in enumerate(inputs) if x is not None and i not in consts}
+    ours = run_tessera(model, feeds)
+    theirs = run_onnxruntime(model, feeds)
+    for got, want in zip(ours, theirs):
+        assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    return ours
+
+
+def naive_conv(x, w, b, strides, pads, dilations, group):
+    """Direct float64 convolution (sum over taps of shifted views)."""
+    spatial = x.ndim - 2
+    padded = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [(pads[i], pads[spatial + i]) for i in range(spatial)])
+    out_dims = [(padded.shape[2 + i] - (w.shape[2 + i] - 1) * dilations[i] - 1) // strides[i] + 1
+                for i in range(spatial)]
+    out = np.zeros((x.shape[0], w.shape[0], *out_dims))
+    cg, kg = x.shape[1] // group, w.shape[0] // group
+    for tap in np.ndindex(*w.shape[2:]):
+        view = padded[(slice(None), slice(None)) + tuple(
+            slice(tap[i] * dilations[i], tap[i] * dilations[i] + (out_dims[i] - 1) * strides[i] + 1, strides[i])
+            for i in range(spatial))]
+        for g in range(group):
+            wt = w[g * kg:(g + 1) * kg, :, *tap].astype(np.float64)
+            out[:, g * kg:(g + 1) * kg] += np.einsum("kc,nc...->nk...", wt, view[:, g * cg:(g + 1) * cg])
+    if b is not None:
+        out += b.reshape((1, -1) + (1,) * spatial)
+    return out
+
+
+# ---------------------------------------------------------------- Conv
+@st.composite
+def conv_cases(draw, max_spatial=3):
+    spatial = draw(st.integers(1, max_spatial))
+    group = draw(st.sampled_from([1, 1, 2, 3]))
+    depthwise = draw(st.booleans()) and group > 1
+    cg = 1 if depthwise else draw(st.integers(1, 3))
+    kg = draw(st.integers(1, 2)) if depthwise else draw(st.integers(1, 3))
+    kernel = [draw(st.integers(1, 3)) for _ in range(spatial)]
+    strides = [draw(st.integers(1, 3)) for _ in range(spatial)]
+    dilations = [draw(st.integers(1, 2)) for _ in range(spatial)]
+    pads = [draw(st.integers(0, 2)) for _ in range(2 * spatial)]
+    size = 6 if spatial < 3 else 4
+    dims = [draw(st.integers((k - 1) * d + 1, (k - 1) * d + size)) for k, d in zip(kernel, dilations)]
+    batch = draw(st.integers(1, 2))
+    seed = draw(st.integers(0, 1000))
+    x = random((batch, cg * group, *dims), seed)
+    w = random((kg * group, cg, *kernel), seed + 1)
+    b = random((kg * group,), seed + 2) if draw(st.booleans()) else None
+    return x, w, b, dict(strides=strides, pads=pads, dilations=dilations, group=group)
+
+
+@SETTINGS
+@given(case=conv_cases(), const_weight=st.booleans())
+def test_conv_matches_reference(case, const_weight):
+    x, w, b, attrs = case
+    inputs = [x, w] if b is None else [x, w, b]
+    consts = (1, 2) if const_weight else ()
+    assert_matches_reference("Conv", inputs, consts=consts, rtol=1e-4, atol=1e-5,
+                             kernel_shape=list(w.shape[2:]), **attrs)
+
+
+@SETTINGS
+@given(case=conv_cases())
+def test_conv_nd_float64_is_exact_on_integers(case):
+    """What the quantized ops rely on: float64 operands holding int8 values
+    give the exact integer convolution."""
+    x, w, b, attrs = case
+    rng = np.random.default_rng(0)
+    xi = rng.integers(-128, 128, x.shape).astype(np.float64)
+    wi = rng.integers(-128, 128, w.shape).astype(np.float64)
+    bi = None if b is None else rng.integers(-2**20, 2**20, b.shape).astype(np.float64)
+    got = conv_nd(xi, wi, bi, **attrs)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, naive_conv(xi, wi, bi, **attrs))
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+@pytest.mark.parametrize("strides", [[1, 1], [2, 3]])
+def test_conv_auto_pad(auto_pad, strides):
+    x, w = random((1, 2, 7, 8)), random((3, 2, 3, 2), 1)
+    assert_matches_reference("Conv", [x, w], consts=(1,), auto_pad=auto_pad, strides=strides, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("opset", [7, 11])
+def test_conv_old_opsets_and_defaults(opset):
+    x, w, b = random((2, 4, 5, 5)), random((6, 2, 3, 3), 1), random((6,), 2)
+    assert_matches_reference("Conv", [x, w, b], opset=opset, consts=(1, 2), group=2, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16])
+def test_conv_other_float_types(dtype):
+    x, w, b = random((1, 3, 6, 6), 0, dtype), random((4, 3, 3, 3), 1, dtype), random((4,), 2, dtype)
+    tol = 1e-2 if dtype == np.float16 else 1e-10
+    assert_matches_reference("Conv", [x, w, b], consts=(1, 2), pads=[1, 1, 1, 1], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape,kernel,strides,pads,group,dilations", [
+    ((1, 64, 14, 14), (128, 64, 1, 1), (1, 1), (0, 0, 0, 0), 1, (1, 1)),  # pointwise GEMM
+    ((2, 16, 9, 9), (32, 16, 1, 1), (2, 2), (0, 0, 0, 0), 1, (1, 1)),  # strided pointwise
+    ((2, 16, 9, 9), (32, 4, 1, 1), (1, 1), (0, 0, 0, 0), 4, (1, 1)),  # grouped pointwise
+    ((1, 32, 15, 15), (32, 1, 3, 3), (1, 1), (1, 1, 1, 1), 32, (1, 1)),  # depthwise, channels last
+    ((1, 32, 15, 15), (64, 1, 3, 3), (2, 2), (1, 0, 1, 0), 32, (1, 1)),  # depthwise, multiplier 2
+    ((2, 6, 20, 21), (6, 1, 3, 3), (1, 1), (1, 1, 1, 1), 6, (1, 1)),  # depthwise planes, flat interior
+    ((1, 4, 70, 69), (4, 1, 3, 3), (2, 2), (1, 1, 1, 1), 4, (1, 1)),  # depthwise planes, strided
+    ((1, 4, 24, 24), (4, 1, 5, 5), (1, 1), (4, 4, 4, 4), 4, (2, 2)),  # depthwise planes, 5x5 dilated
+    ((1, 4, 24, 24), (4, 1, 3, 3), (1, 1), (2, 0, 0, 2), 4, (1, 1)),  # depthwise planes, asymmetric pads
+    ((1, 3, 20, 20), (6, 1, 3, 3), (1, 1), (1, 1, 1, 1), 3, (1, 1)),  # depthwise planes, multiplier 2
+    ((1, 3, 33, 33), (16, 3, 7, 7), (2, 2), (3, 3, 3, 3), 1, (1, 1)),  # stem-like
+    ((2, 8, 10, 12), (6, 8, 3, 3), (1, 1), (2, 0, 0, 2), 1, (1, 1)),  # im2col runs, asymmetric pads
+    ((1, 8, 10, 12), (6, 4, 3, 3), (1, 1), (2, 2, 2, 2), 2, (2, 2)),  # im2col runs, dilated, grouped
+    ((1, 8, 10, 12), (6, 8, 3, 3), (1, 2), (1, 1, 1, 1), 1, (1, 1)),  # im2col, strided columns
+])
+def test_conv_paths_match_onnxruntime(shape, kernel, strides, pads, group, dilations):
+    x, w, b = random(shape), random(kernel, 1), random((kernel[0],), 2)
+    assert_matches_onnxruntime("Conv", [x, w, b], consts=(1, 2), strides=list(strides), pads=list(pads), group=group,
+                               dilations=list(dilations))
+
+
+def test_depthwise_3d_with_padded_unit_depth():
+    """A 3-D depthwise conv whose only depth position lies in the padding
+    gives just the bias (a 2-D fast path must not take it)."""
+    x, w = random((1, 2, 1, 3, 3)), random((4, 1, 1, 3, 3), 1)
+    assert_matches_reference("Conv", [x, w], consts=(1,), strides=[2, 1, 1], pads=[1, 0, 0, 0, 0, 0], group=2,
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_conv_group_mismatch_is_an_import_error():
+    x, w = random((1, 4, 5, 5)), random((6, 3, 3, 3))
+    with pytest.raises(ModelImportError, match="group=1"):
+        run_tessera(make_node_model("Conv", [x, w], consts=(1,)), {"in0": x})
+
+
+@pytest.mark.parametrize("attrs,match", [
+    (dict(kernel_shape=[2, 2]), "kernel_shape"),
+    (dict(strides=[1]), "strides"),
+    (dict(strides=[0, 1]), "strides"),
+    (dict(pads=[1, 1]), "pads"),
+    (dict(pads=[-1, 0, 0, 0]), "pads"),
+    (dict(dilations=[1, 0]), "dilations"),
+    (dict(group=0), "group"),
+    (dict(pads=[0, 0, 0, 0], dilations=[4, 4]), "does not fit"),
+])
+def test_conv_bad_attributes_are_import_errors(attrs, match):
+    x, w = random((1, 2, 5, 5)), random((2, 2, 3, 3))
+    with pytest.raises(ModelImportError, match=match):
+        run_tessera(make_node_model("Conv", [x, w], consts=(1,), **attrs), {"in0": x})
+
+
+@pytest.mark.parametrize("attrs,match", [
+    (dict(strides=(0, 1)), "strides"),
+    (dict(strides=(1,)), "strides"),
+    (dict(pads=(0, 0, -2, 0)), "pads"),
+    (dict(dilations=(1, -1)), "dilations"),
+    (dict(group=3), "group"),
+    (dict(dilations=(9, 9)), "does not fit"),
+    (dict(kernel_shape=(2, 3)), "kernel_shape"),
+    (dict(pads=(2**40, 0, 0, 0)), "beyond"),
+    (dict(pads=(2**20, 2**20, 2**20, 2**20)), "elements"),
+])
+def test_conv_kernel_validates_before_running(attrs, match):
+    x, w = random((1, 2, 5, 5)), random((2, 2, 3, 3))
+    full = dict(kernel_shape=(3, 3), strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1)
+    full.update(attrs)
+    with pytest.raises(KernelError, match=match):
+        run_kernel("Conv", [x, w], full)
+
+
+def test_conv_nd_rejects_mixed_dtypes_and_bad_bias():
+    x, w = random((1, 2, 5)), random((3, 2, 2))
+    window = dict(strides=[1], pads=[0, 0], dilations=[1])
+    with pytest.raises(KernelError, match="float64"):
+        conv_nd(x, w.astype(np.float64), **window)
+    with pytest.raises(KernelError, match="B has shape"):
+        conv_nd(x, w, np.zeros(2, np.float32), **window)
+
+
+# ---------------------------------------------------------------- ConvTranspose
+def naive_conv_transpose(x, w, b, strides, pads, dilations, group, output_padding):
+    """Direct scatter of every input value through every kernel tap."""
+    spatial = x.ndim - 2
+    span = [(w.shape[2 + i] - 1) * dilations[i] + 1 for i in range(spatial)]
+    full = [strides[i] * (x.shape[2 + i] - 1) + span[i] + output_padding[i] for i in range(spatial)]
+    lead = [max(-pads[i], 0) for i in range(spatial)]
+    tail = [max(-pads[spatial + i], 0) for i in range(spatial)]
+    acc = np.zeros((x.shape[0], w.shape[1] * group, *[lead[i] + full[i] + tail[i] for i in range(spatial)]))
+    cg, kg = x.shape[1] // group, w.shape[1]
+    for tap in np.ndindex(*w.shape[2:]):
+        where = tuple(slice(lead[i] + tap[i] * dilations[i],
+                            lead[i] + tap[i] * dilations[i] + (x.shape[2 + i] - 1) * strides[i] + 1, strides[i])
+                      for i in range(spatial))
+        for g in range(group):
+            wt = w[g * cg:(g + 1) * cg, :, *tap].astype(np.float64)
+            acc[(slice(None), slice(g * kg, (g + 1) * kg)) + where] += np.einsum(
+                "ck,nc...->nk...", wt, x[:, g * cg:(g + 1) * cg])
+    crop = tuple(slice(lead[i] + pads[i], lead[i] + full[i] - pads[spatial + i]) for i in range(spatial))
+    out = acc[(slice(None), slice(None)) + crop]
+    if b is not None:
+        out = out + b.reshape((1, -1) + (1,) * spatial)
+    return out
+
+
+@st.composite
+def conv_transpose_cases(draw):
+    spatial = draw(st.integers(1, 3))
+    group = draw(st.sampled_from([1, 1, 2]))
+    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = [draw(st.integers(1, 3)) for _ in range(spatial)]
+    strides = [draw(st.integers(1, 3)) for _ in range(spatial)]
+    dilations = [draw(st.integers(1, 2)) for _ in range(spatial)]
+    pads = [draw(st.integers(0, 2)) for _ in range(2 * spatial)]
+    output_padding = [draw(st.integers(0, s - 1)) for s in strides]
+    dims = [draw(st.integers(1, 4)) for _ in range(spatial)]
+    for i in range(spatial):
+        full = strides[i] * (dims[i] - 1) + (kernel[i] - 1) * dilations[i] + 1 + output_padding[i]
+        assume(full - pads[i] - pads[spatial + i] >= 1)
+    seed = draw(st.integers(0, 1000))
+    x = random((draw(st.integers(1, 2)), cg * group, *dims), seed)
+    w = random((cg * group, kg, *kernel), seed + 1)
+    b = random((kg * group,), seed + 2) if draw(st.booleans()) else None
+    return x, w, b, dict(strides=strides, pads=pads, dilations=dilations, group=group, output_padding=output_padding)
+
+
+@SETTINGS
+@given(case=conv_transpose_cases())
+def test_conv_transpose_matches_direct_scatter(case):
+    x, w, b, attrs = case
+    inputs = [x, w] if b is None else [x, w, b]
+    model = make_node_model("ConvTranspose", inputs, consts=(1, 2), kernel_shape=list(w.shape[2:]), **attrs)
+    (got,) = run_tessera(model, {"in0": x})
+    np.testing.assert_allclose(got, naive_conv_transpose(x, w, b, **attrs), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs", [
+    dict(strides=[3, 2], output_shape=[10, 8]),
+    dict(strides=[3, 2], output_shape=[10, 8], output_padding=[1, 1]),
+    dict(strides=[2, 2], auto_pad="SAME_UPPER"),
+    dict(strides=[2, 2], auto_pad="SAME_LOWER"),
+    dict(strides=[2, 1], auto_pad="VALID", dilations=[2, 1]),
+])
+def test_conv_transpose_output_shape_and_auto_pad(attrs):
+    x, w, b = random((1, 2, 3, 3)), random((2, 3, 3, 3), 1), random((3,), 2)
+    assert_matches_reference("ConvTranspose", [x, w, b], consts=(1, 2), rtol=1e-4, atol=1e-5, **attrs)
+
+
+def test_conv_transpose_output_shape_smaller_than_natural():
+    """output_shape below the natural size crops: total padding 2 and 1, the
+    odd one at the beginning (the ONNX spec's split)."""
+    x, w = random((1, 2, 3, 3)), random((2, 3, 3, 3), 1)
+    model = make_node_model("ConvTranspose", [x, w], consts=(1,), strides=[2, 2], output_shape=[5, 6])
+    (got,) = run_tessera(model, {"in0": x})
+    want = naive_conv_transpose(x, w, None, [2, 2], [1, 1, 1, 0], [1, 1], 1, [0, 0])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_transpose_grouped_matches_onnxruntime():
+    x, w, b = random((2, 4, 5, 4)), random((4, 3, 3, 2), 1), random((6,), 2)
+    assert_matches_onnxruntime("ConvTranspose", [x, w, b], consts=(1, 2), group=2, strides=[2, 1],
+                               pads=[1, 0, 0, 1], output_padding=[1, 0])
+
+
+def test_conv_transpose_errors():
+    x, w = random((1, 4, 3, 3)), random((3, 2, 3, 3))
+    with pytest.raises(ModelImportError, match="input channels"):
+        run_tessera(make_node_model("ConvTranspose", [x, w], consts=(1,)), {"in0": x})
+    attrs = dict(kernel_shape=(3, 3), strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1,
+                 output_padding=(-1, 0))
+    with pytest.raises(KernelError, match="output_padding"):
+        run_kernel("ConvTranspose", [x, random((4, 2, 3, 3))], attrs)
+    huge = dict(attrs, output_padding=(0, 0), strides=(2**16, 2**16))
+    with pytest.raises(KernelError, match="elements"):
+        run_kernel("ConvTranspose", [x, random((4, 2, 3, 3))], huge)
+    negative = dict(attrs, output_padding=(0, 0), pads=(-2**62, 0, 2**62, 0))
+    with pytest.raises(KernelError, match="beyond"):
+        run_kernel("ConvTranspose", [x, random((4, 2, 3, 3))], negative)
+
+
+# ---------------------------------------------------------------- Gemm
+@SETTINGS
+@given(m=st.integers(1, 6), k=st.integers(1, 6), n=st.integers(1, 6), trans_a=st.integers(0, 1),
+       trans_b=st.integers(0, 1), alpha=st.sampled_from([1.0, 0.5, -2.0]), beta=st.sampled_from([1.0, 0.0, 3.0]),
+       c_form=st.sampled_from(["none", "scalar", "row", "col", "full", "one"]), const_b=st.booleans())
+def test_gemm_matches_reference(m, k, n, trans_a, trans_b, alpha, beta, c_form, const_b):
+    a = random((k, m) if trans_a else (m, k), 1)
+    b = random((n, k) if trans_b else (k, n), 2)
+    c_shape = {"none": None, "scalar": (), "row": (n,), "col": (m, 1), "full": (m, n), "one": (1, 1)}[c_form]
+    inputs = [a, b] + ([] if c_shape is None else [random(c_shape, 3)])
+    assert_matches_reference("Gemm", inputs, consts=(1, 2) if const_b else (), rtol=1e-5, atol=1e-5,
+                             transA=trans_a, transB=trans_b, alpha=alpha, beta=beta)
+
+
+@pytest.mark.parametrize("opset", [7, 9, 11])
+def test_gemm_old_opsets(opset):
+    a, b, c = random((3, 4)), random((5, 4), 1), random((5,), 2)
+    assert_matches_reference("Gemm", [a, b, c], opset=opset, transB=1, alpha=0.5, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float64])
+def test_gemm_other_types(dtype):
+    a, b, c = (np.arange(12).reshape(3, 4) % 5).astype(dtype), (np.arange(8).reshape(4, 2) - 3).astype(dtype), \
+        np.array([1, -2], dtype=dtype)
+    assert_matches_reference("Gemm", [a, b, c], opset=13)
+
+
+@pytest.mark.parametrize("shapes,match", [
+    (((3, 4), (5, 4), None), "inner dims"),
+    (((3, 4), (4, 5), (3, 2)), "does not broadcast"),
+    (((3, 4), (4, 5), (2, 3, 5)), "does not broadcast"),
+    (((3, 4, 1), (4, 5), None), "matrices"),
+])
+def test_gemm_shape_errors(shapes, match):
+    inputs = [random(s) for s in shapes if s is not None]
+    model = make_node_model("Gemm", inputs)
+    with pytest.raises(ModelImportError, match=match):
+        run_tessera(model, {f"in{i}": x for i, x in enumerate(inputs)})
+
+
+# ---------------------------------------------------------------- MatMul
+batch_dims = st.lists(st.integers(1, 3), min_size=0, max_size=3)
+
+
+@SETTINGS
+@given(batch=batch_dims, m=st.integers(1, 4), k=st.integers(1, 4), n=st.integers(1, 4), a_vector=st.booleans(),
+       b_vector=st.booleans(), seed=st.integers(0, 99), data=st.data())
+def test_matmul_matches_reference(batch, m, k, n, a_vector, b_vector, seed, data):
+    """Batch dims that broadcast: each operand keeps a suffix of ``batch``,
+    with some dims set to 1."""
+    a_batch = [data.draw(st.sampled_from([d, 1])) for d in batch]
+    b_batch = [data.draw(st.sampled_from([d, 1])) for d in batch]
+    a_batch = a_batch[data.draw(st.integers(0, len(batch))):]
+    b_batch = b_batch[data.draw(st.integers(0, len(batch))):]
+    a_shape = (k,) if a_vector else (*a_batch, m, k)
+    b_shape = (k,) if b_vector else (*b_batch, k, n)
+    assert_matches_reference("MatMul", [random(a_shape, seed), random(b_shape, seed + 1)], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [
+    ((2, 1, 3, 4), (5, 4, 2)), ((4,), (4,)), ((3, 4), (4,)), ((4,), (2, 4, 3)), ((1, 2, 3), (3, 3, 1)),
+])
+def test_matmul_broadcast_and_vectors(a_shape, b_shape):
+    assert_matches_reference("MatMul", [random(a_shape), random(b_shape, 1)], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.int64, np.float16])
+def test_matmul_other_types(dtype):
+    a, b = (np.arange(24).reshape(2, 3, 4) % 7).astype(dtype), (np.arange(8).reshape(4, 2) - 4).astype(dtype)
+    assert_matches_reference("MatMul", [a, b], opset=13)
+
+
+def test_matmul_transposed_views_use_blas_and_stay_exact():
+    a = random((40, 30))
+    b = random((50, 40), 1)
+    np.testing.assert_allclose(matmul(a.T, b.T), a.T @ b.T, rtol=1e-5)
+    sliced = random((6, 8, 10))[:, ::2, 1:]
+    np.testing.assert_allclose(matmul(sliced, b[:9, :3]), sliced @ b[:9, :3], rtol=1e-5)
+
+
+def test_matmul_errors():
+    with pytest.raises(ModelImportError, match="inner dims"):
+        a, b = random((2, 3)), random((4, 2))
+        run_tessera(make_node_model("MatMul", [a, b]), {"in0": a, "in1": b})
+    with pytest.raises(KernelError, match="do not match"):
+        matmul(random((2, 3)), random((4, 2)))
+    with pytest.raises(KernelError, match="rank"):
+        matmul(np.float32(1.0), random((2,)))
+
+
+# ---------------------------------------------------------------- Einsum
+@pytest.mark.parametrize("equation,shapes", [
+    ("ij,jk->ik", [(3, 4), (4, 5)]),
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+    ("...ij,...jk->...ik", [(2, 1, 3, 4), (5, 4, 2)]),
+    ("ij->ji", [(3, 4)]),
+    ("ii->i", [(4, 4)]),
+    ("ii", [(4, 4)]),
+    ("i,i", [(5,), (5,)]),
+    ("ij,kj", [(3, 4), (5, 4)]),
+    ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)]),
+    ("i,j->ij", [(3,), (4,)]),
+    ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]),
+    ("i...->...", [(3, 2, 2)]),
+    ("ij,j->i", [(3, 1), (4,)]),
+])
+def test_einsum_matches_reference(equation, shapes):
+    inputs = [random(s, i) for i, s in enumerate(shapes)]
+    assert_matches_reference("Einsum", inputs, opset=12, equation=equation, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("equation,shapes,match", [
+    ("ij,jk->ik", [(3, 4)], "input terms"),
+    ("ij->ik", [(3, 4)], "not in any input"),
+    ("ij->ii", [(3, 4)], "repeats"),
+    ("ijk->i", [(3, 4)], "does not fit"),
+    ("ij,jk->ik", [(3, 4), (5, 2)], "sizes"),
+    ("i$->i", [(3, 4)], "invalid"),
+    ("...ij->ij", [(2, 3, 4)], r"'\.\.\.'"),
+])
+def test_einsum_errors(equation, shapes, match):
+    inputs = [random(s) for s in shapes]
+    model = make_node_model("Einsum", inputs, opset=12, equation=equation)
+    with pytest.raises(ModelImportError, match=match):
+        run_tessera(model, {f"in{i}": x for i, x in enumerate(inputs)})
