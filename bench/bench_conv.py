@@ -14,16 +14,12 @@ ResNet-50 uses it.
 """
 from __future__ import annotations
 
+import argparse
+import collections
 import os
+import statistics
 
-THREADS = os.environ.get("BENCH_THREADS", "2")
-for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TESSERA_NUM_THREADS"):
-    os.environ.setdefault(var, THREADS)
-
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+from timing import ort_options, pause, time_runs  # first: sets the thread counts
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
@@ -31,9 +27,6 @@ import onnxruntime as ort  # noqa: E402
 from onnx import helper, numpy_helper, shape_inference  # noqa: E402
 
 from runtime.kernels import get_kernel  # noqa: E402
-
-PAUSE_S = 0.5
-"""Pause between the two phases, longer than OpenBLAS's idle spinning."""
 
 MODEL = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", "light_resnet50.onnx")
 
@@ -64,22 +57,7 @@ def ort_session(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads) -> o
                               [helper.make_empty_tensor_value_info("y")],
                               [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(THREADS)
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
-def time_runs(fn, runs: int) -> list[float]:
-    """Seconds of each of ``runs`` calls of ``fn`` after a warm-up."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+    return ort.InferenceSession(model.SerializeToString(), ort_options(), providers=["CPUExecutionProvider"])
 
 
 def make_layer(x_shape, w_shape, strides, pads, rng):
@@ -106,7 +84,7 @@ def main() -> None:
     layers = resnet50_convs()
     calls = [make_layer(*layer, rng) for layer in layers]
     ours = [time_runs(call[0], runs) for call in calls]
-    time.sleep(PAUSE_S)
+    pause()
     theirs = [time_runs(call[1], runs) for call in calls]
     print(f"{'input':>18} {'weight':>18} {'s':>2} {'p':>2} {'n':>2} {'tessera ms':>10} {'ort ms':>8} "
           f"{'ratio':>6} {'GMAC/s':>7} {'max|diff|':>9}")

@@ -1,21 +1,16 @@
 """Tessera's float CPU executor against onnxruntime fp32, same process.
 
-Both run on 2 threads, warm, at batch 1; each time is the median of --runs
-runs. Prints the ratio Tessera / onnxruntime per model (lower is better).
+Both run on 2 threads, warm, at batch 1, one after the other (bench/timing.py);
+each time is the median of --runs runs (at least 20). Prints the ratio
+Tessera / onnxruntime per model (lower is better).
 
     python bench/bench_cpu.py [--runs 30] [--models resnet50,mobilenet_v2]
 """
 from __future__ import annotations
 
-import os
+import argparse
 
-THREADS = "2"
-for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TESSERA_NUM_THREADS"):
-    os.environ.setdefault(var, THREADS)
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+from timing import median_ms, ort_options, pause  # first: sets the thread counts
 
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
@@ -32,29 +27,15 @@ MODELS = {
 }
 
 
-def median_ms(fn, runs: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def bench(name: str, runs: int) -> tuple[float, float, float]:
     model = MODELS[name]()
     graph = import_onnx(model)
     executor = Executor(lower_to_program(graph))
     rng = np.random.default_rng(0)
     feeds = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs}
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(THREADS)
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), ort_options(), providers=["CPUExecutionProvider"])
     ours = median_ms(lambda: executor.run(feeds), runs)
+    pause()
     theirs = median_ms(lambda: session.run(None, feeds), runs)
     reference = session.run(None, feeds)[0]
     got = executor.run(feeds)[graph.outputs[0].name]
@@ -69,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'model':<14}{'tessera ms':>12}{'onnxruntime ms':>16}{'ratio':>8}{'max rel err':>14}")
     for name in args.models.split(","):
-        ours, theirs, error = bench(name, args.runs)
+        ours, theirs, error = bench(name, max(args.runs, 20))
         print(f"{name:<14}{ours:>12.2f}{theirs:>16.2f}{ours / theirs:>8.2f}{error:>14.2e}")
 
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from ir.registry import InferContext
 from ir.types import Dim, TensorType
+from runtime.kernels.nn_window import out_size
 
 FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 
@@ -78,15 +79,8 @@ def const_ints(ctx: InferContext, index: int, name: str) -> list[int] | None:
 
 def window_out_dim(size: Dim, kernel: int, stride: int, pad_begin: int, pad_end: int,
                    dilation: int = 1, ceil_mode: bool = False) -> Dim:
-    """Output length of a sliding window (conv, pooling). With ceil_mode the
-    last window must still start inside the input or its left padding."""
+    """Output length of a sliding window (conv, pooling), None when the input
+    length is data-dependent. The kernels' own function: one definition."""
     if size is None:
         return None
-    span = (kernel - 1) * dilation + 1
-    numer = size + pad_begin + pad_end - span
-    if not ceil_mode:
-        return max(numer // stride + 1, 0)
-    out = -(-numer // stride) + 1
-    if (out - 1) * stride >= size + pad_begin:
-        out -= 1
-    return max(out, 0)
+    return out_size(size, kernel, stride, pad_begin, pad_end, dilation, ceil_mode)

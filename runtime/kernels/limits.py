@@ -17,9 +17,10 @@ MAX_RANK = 64
 """numpy's largest rank."""
 
 
-def check_output_size(shape: Sequence[int], name: str) -> None:
+def check_output_size(shape: Sequence[int], name: str) -> tuple[int, ...]:
     """Refuse negative dims, ranks numpy cannot hold and outputs of more than
-    MAX_ELEMENTS elements."""
+    MAX_ELEMENTS elements; returns the shape as a tuple of ints."""
+    shape = tuple(int(d) for d in shape)
     if len(shape) > MAX_RANK:
         raise KernelError(f"{name} gives an output of rank {len(shape)}, more than {MAX_RANK}")
     if any(d < 0 for d in shape):
@@ -28,3 +29,4 @@ def check_output_size(shape: Sequence[int], name: str) -> None:
     if count > MAX_ELEMENTS:
         raise KernelError(f"{name} gives an output of shape {list(shape)} ({count} elements), "
                           f"more than the limit of {MAX_ELEMENTS}")
+    return shape

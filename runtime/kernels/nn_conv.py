@@ -25,8 +25,9 @@ import numpy as np
 
 from runtime.errors import KernelError
 from runtime.jit import jit
+from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes, depthwise_rows_channels_last
-from runtime.kernels.nn_window import MAX_ATTR, Window, check_size, grain, lift, make_window, out_shape, valid_range
+from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window, out_shape, valid_range
 from runtime.parallel import parallel_for
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -198,7 +199,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
         raise KernelError(f"{op}: group={group} does not fit X with {chans} channels and W of shape "
                           f"{list(w.shape)} (need C == W.shape[1] * group and K % group == 0)")
     b = _bias(op, b, out_c, dtype)
-    out = np.empty(check_size(op, (batch, out_c) + out_shape(op, x.shape[2:], window)), dtype=dtype)
+    out = np.empty(check_output_size((batch, out_c) + out_shape(op, x.shape[2:], window), op), dtype=dtype)
     if out.size == 0:
         return out
     if chans == 0:
@@ -233,7 +234,7 @@ def _conv_im2col(x, w, out, window: Window, group: int) -> None:
     x3 = lift(x)
     rows = w[0].size * group
     out_spatial = lift(out).shape[2:]
-    col = np.empty(check_size("Conv", (rows,) + out_spatial, "column matrix"), dtype=x.dtype)
+    col = np.empty(check_output_size((rows,) + out_spatial, "Conv column matrix"), dtype=x.dtype)
     geo = window.loop_params()
     out_c = w.shape[0]
     w_groups = w.reshape(group, out_c // group, rows // group)
@@ -309,7 +310,7 @@ def conv_transpose_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
     out_c = w.shape[1] * group
     b = _bias(op, b, out_c, dtype)
     dims = _transpose_out_shape(op, x.shape[2:], window, extra)
-    out = np.empty(check_size(op, (batch, out_c) + dims), dtype=dtype)
+    out = np.empty(check_output_size((batch, out_c) + dims, op), dtype=dtype)
     if out.size == 0:
         return out
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
@@ -336,7 +337,7 @@ def _conv_transpose_gemm_col2im(x, w, b, out, window: Window, group: int) -> Non
     size = int(np.prod(in3))
     taps = int(np.prod(kernel3))
     w_t = w.reshape(group, chans // group, (out_c // group) * taps).transpose(0, 2, 1)
-    cols = np.empty(check_size("ConvTranspose", (group, (out_c // group) * taps, size), "column matrix"),
+    cols = np.empty(check_output_size((group, (out_c // group) * taps, size), "ConvTranspose column matrix"),
                     dtype=x.dtype)
     col_view = cols.reshape((out_c,) + kernel3 + in3)
     bias = b if b is not None else np.zeros(out_c, dtype=x.dtype)

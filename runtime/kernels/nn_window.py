@@ -13,6 +13,7 @@ import numpy as np
 
 from runtime.errors import KernelError
 from runtime.jit import jit
+from runtime.kernels.limits import check_output_size
 
 MAX_SPATIAL = 3
 
@@ -20,9 +21,6 @@ MAX_ATTR = (1 << 31) - 1
 """Largest magnitude of a window attribute: index products in the loops then
 stay far from int64 overflow."""
 
-MAX_ELEMENTS = 1 << 30
-"""Largest output or scratch buffer (elements) a window op may allocate;
-beyond it the attributes are taken as corrupt or hostile."""
 
 MIN_CHUNK = 16384
 """Fewest elements worth handing to another thread (waking one costs tens of
@@ -86,8 +84,8 @@ def make_window(op: str, spatial: int, kernel: Sequence[int], strides: Sequence[
 
 def out_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int,
              ceil_mode: bool = False) -> int:
-    """Output length of a sliding window (the IR's window_out_dim, repeated
-    here because runtime/ may not import ir/)."""
+    """Output length of a sliding window (conv, pooling). With ceil_mode the
+    last window must still start inside the input or its left padding."""
     span = (kernel - 1) * dilation + 1
     numer = size + pad_begin + pad_end - span
     if not ceil_mode:
@@ -109,15 +107,7 @@ def out_shape(op: str, spatial_shape: Sequence[int], window: Window, ceil_mode: 
                               f"{window.dilations[axis]}) does not fit spatial axis {axis} of size {size} "
                               f"with pads {window.pads_begin[axis]}+{window.pads_end[axis]}")
         dims.append(dim)
-    return check_size(op, dims)
-
-
-def check_size(op: str, shape, what: str = "output") -> tuple[int, ...]:
-    """``shape`` if a buffer of that shape is within MAX_ELEMENTS."""
-    shape = tuple(int(d) for d in shape)
-    if np.prod(shape, dtype=object) > MAX_ELEMENTS:
-        raise KernelError(f"{op}: the {what} would have shape {list(shape)}, more than {MAX_ELEMENTS} elements")
-    return shape
+    return check_output_size(dims, op)
 
 
 def lift(array: np.ndarray, leading: int = 2) -> np.ndarray:

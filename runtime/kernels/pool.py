@@ -13,7 +13,8 @@ import numpy as np
 
 from runtime.errors import KernelError
 from runtime.jit import jit
-from runtime.kernels.nn_window import Window, check_size, grain, lift, make_window, out_shape, valid_range
+from runtime.kernels.limits import check_output_size
+from runtime.kernels.nn_window import Window, grain, lift, make_window, out_shape, valid_range
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
 
@@ -194,7 +195,7 @@ def max_pool(x: np.ndarray, attrs, with_indices: bool) -> tuple[np.ndarray, np.n
     x, dtype = _pool_input(op, x, FLOATS + ("int8", "uint8"))
     window = _window(op, x, attrs)
     dims = out_shape(op, x.shape[2:], window, bool(attrs["ceil_mode"]))
-    y = np.empty(check_size(op, x.shape[:2] + dims), dtype=x.dtype)
+    y = np.empty(check_output_size(x.shape[:2] + dims, op), dtype=x.dtype)
     if y.size == 0:
         return y.astype(dtype), (np.empty(y.shape, dtype=np.int64) if with_indices else None)
     y_planes = _planes(y)
@@ -224,7 +225,7 @@ def max_pool_with_indices(inputs, attrs):
 def _sum_or_mean_pool(op: str, x: np.ndarray, attrs, mode: int) -> np.ndarray:
     window = _window(op, x, attrs)
     dims = out_shape(op, x.shape[2:], window, bool(attrs["ceil_mode"]))
-    y = np.empty(check_size(op, x.shape[:2] + dims), dtype=x.dtype)
+    y = np.empty(check_output_size(x.shape[:2] + dims, op), dtype=x.dtype)
     if y.size:
         parallel_for(_avg_pool_planes, y.shape[0] * y.shape[1], _planes(x), _planes(y), window.loop_params(), mode,
                      grain=grain(y[0, 0].size * np.prod(window.kernel)))
