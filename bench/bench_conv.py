@@ -14,19 +14,20 @@ ResNet-50 uses it.
 """
 from __future__ import annotations
 
+from timing import ort_options, pause, time_runs  # first: sets the thread counts
+# isort: split
+
 import argparse
 import collections
 import os
 import statistics
 
-from timing import ort_options, pause, time_runs  # first: sets the thread counts
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper, shape_inference
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from onnx import helper, numpy_helper, shape_inference  # noqa: E402
-
-from runtime.kernels import get_kernel  # noqa: E402
+from runtime.kernels import get_kernel
 
 MODEL = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", "light_resnet50.onnx")
 

@@ -8,17 +8,18 @@ Tessera / onnxruntime per model (lower is better).
 """
 from __future__ import annotations
 
+from timing import median_ms, ort_options, pause  # first: sets the thread counts
+# isort: split
+
 import argparse
 
-from timing import median_ms, ort_options, pause  # first: sets the thread counts
+import numpy as np
+import onnxruntime as ort
 
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-
-from codegen.cpu import lower_to_program  # noqa: E402
-from compiler.frontend import import_onnx  # noqa: E402
-from compiler.zoo import load_light_model, mobilenet_v2, resnet  # noqa: E402
-from runtime.executor import Executor  # noqa: E402
+from codegen.cpu import lower_to_program
+from compiler.frontend import import_onnx
+from compiler.zoo import load_light_model, mobilenet_v2, resnet
+from runtime.executor import Executor
 
 MODELS = {
     "resnet50": lambda: load_light_model("resnet50"),

@@ -134,7 +134,8 @@ class Graph:
         if output_types is None:
             output_types = infer_types(node, num_outputs)
         names = list(output_names or [])
-        names += [self.fresh_name(f"{node.name}_out{i}" if i else node.name) for i in range(len(names), len(output_types))]
+        names += [self.fresh_name(f"{node.name}_out{i}" if i else node.name)
+                  for i in range(len(names), len(output_types))]
         node.outputs = [self._new_value(n, t, producer=node) for n, t in zip(names, output_types)]
         for i, value in enumerate(node.inputs):
             if value is not None:

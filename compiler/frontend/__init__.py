@@ -12,8 +12,8 @@ from compiler.errors import ModelImportError, UnsupportedOpError
 from compiler.frontend.importer import GraphImporter
 from compiler.frontend.loader import infer_onnx_types, load_model, prepare_model
 from compiler.frontend.shapes import image_spec_to_shapes, resolve_input_shape
-from ir.graph import Graph
 from ir.errors import IRError
+from ir.graph import Graph
 from ir.types import TensorType, parse_dtype
 
 __all__ = ["import_onnx", "runtime_inputs", "ModelImportError", "UnsupportedOpError"]

@@ -139,7 +139,8 @@ class GraphImporter:
             ours = value.type.shape
             if len(theirs) != len(ours):
                 if self.strict_types:
-                    raise ctx.error(f"output {value.name!r}: Tessera infers {value.type}, onnx infers rank {len(theirs)}")
+                    raise ctx.error(f"output {value.name!r}: Tessera infers {value.type}, "
+                                    f"onnx infers rank {len(theirs)}")
                 continue
             if self.strict_types and any(a is not None and b is not None and a != b for a, b in zip(ours, theirs)):
                 raise ctx.error(f"output {value.name!r}: Tessera infers {value.type}, onnx infers {theirs}")

@@ -74,8 +74,9 @@ def _inverted_residual(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int,
     if expand != 1:
         y = _relu6(b, b.batchnorm(b.conv(y, cin, hidden, 1, bias=False), hidden))
     y = _relu6(b, b.batchnorm(b.conv(y, hidden, hidden, 3, stride, groups=hidden, bias=False), hidden))
-    y = b.batchnorm(b.conv(y, hidden, cout, 1, bias=False, gain=1.0), cout, scale=0.2 if stride == 1 and cin == cout else 1.0)
-    return b.node("Add", [x, y]) if stride == 1 and cin == cout else y
+    residual = stride == 1 and cin == cout
+    y = b.batchnorm(b.conv(y, hidden, cout, 1, bias=False, gain=1.0), cout, scale=0.2 if residual else 1.0)
+    return b.node("Add", [x, y]) if residual else y
 
 
 def transformer_block(seq: int = 32, dim: int = 64, heads: int = 4, ffn: int = 256, seed: int = 0) -> onnx.ModelProto:

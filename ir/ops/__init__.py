@@ -1,4 +1,14 @@
 """Op definitions, one module per family; importing them registers the ops."""
 from ir.ops import (  # noqa: F401
-    control, elementwise, gather, nn, norm, pool, quant, reduce, resize, rnn, shape,
+    control,
+    elementwise,
+    gather,
+    nn,
+    norm,
+    pool,
+    quant,
+    reduce,
+    resize,
+    rnn,
+    shape,
 )

@@ -9,6 +9,7 @@ from ir.ops.common import normalize_axes, normalize_axis, require_float
 from ir.registry import REQUIRED, InferContext, Pattern, register_op
 from ir.types import TensorType
 
+
 def _channels(ctx: InferContext) -> int | None:
     """The channel count of input 0 (dim 1; a rank-1 input has one channel)."""
     x = ctx.type(0)

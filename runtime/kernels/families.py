@@ -1,4 +1,14 @@
 """Imports every kernel family module so that they register themselves."""
 from runtime.kernels import (  # noqa: F401
-    control, elementwise, gather, nn, norm, pool, quant, reduce, resize, rnn, shape,
+    control,
+    elementwise,
+    gather,
+    nn,
+    norm,
+    pool,
+    quant,
+    reduce,
+    resize,
+    rnn,
+    shape,
 )

@@ -3,46 +3,21 @@ evaluator (onnxruntime where the reference is slow or wrong), plus errors."""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from compiler import backend
 from compiler.errors import ModelImportError
 from runtime.errors import KernelError
 from runtime.kernels import run_kernel
 from runtime.kernels.nn import conv_nd, matmul
-from tests.ops.util import assert_matches_reference, make_node_model
+from tests.ops.util import assert_matches_onnxruntime, assert_matches_reference, make_node_model, run_tessera
 
 SETTINGS = settings(max_examples=30, deadline=None)
 
 
 def random(shape, seed=0, dtype=np.float32):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def run_tessera(model, feeds):
-    return backend.prepare(model, check=True, strict_types=True).run(feeds)
-
-
-def run_onnxruntime(model, feeds):
-    """onnxruntime on a model made by make_node_model (IR version lowered to
-    what this onnxruntime reads)."""
-    model.ir_version = 10
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
-
-
-def assert_matches_onnxruntime(op, inputs, num_outputs=1, opset=22, consts=(), rtol=1e-4, atol=1e-5, **attrs):
-    model = make_node_model(op, inputs, num_outputs, opset, consts, **attrs)
-    feeds = {f"in{i}": x for i, x in enumerate(inputs) if x is not None and i not in consts}
-    ours = run_tessera(model, feeds)
-    theirs = run_onnxruntime(model, feeds)
-    for got, want in zip(ours, theirs):
-        assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
-    return ours
 
 
 def naive_conv(x, w, b, strides, pads, dilations, group):

@@ -4,7 +4,6 @@ which the reference evaluator ignores)."""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +12,7 @@ from compiler import backend
 from compiler.errors import ModelImportError
 from ir.verifier import verify
 from runtime.errors import ExecutionError
-from tests.ops.util import assert_matches_reference, make_node_model
+from tests.ops.util import assert_matches_reference, assert_outputs_close, make_node_model, node_feeds, run_onnxruntime
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 OUTPUTS = {"RNN": 2, "GRU": 2, "LSTM": 3}
@@ -51,11 +50,7 @@ def _onnxruntime(op: str, inputs, num_outputs: int, opset: int = 22, **attrs) ->
         inputs = [x if s is None else s for x, s in zip(inputs, swapped)]
         y, *states = _onnxruntime(op, inputs, num_outputs, opset, **{**attrs, "layout": 0})
         return [y.transpose(2, 0, 1, 3), *(s.swapaxes(0, 1) for s in states)]
-    model = make_node_model(op, inputs, num_outputs, opset, **attrs)
-    model.ir_version = 10
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {f"in{i}": x for i, x in enumerate(inputs) if x is not None}
-    return session.run(None, feeds)
+    return run_onnxruntime(make_node_model(op, inputs, num_outputs, opset, **attrs), node_feeds(inputs))
 
 
 def _tessera(op: str, inputs, num_outputs: int, opset: int = 22, consts=(), **attrs) -> tuple:
@@ -70,9 +65,7 @@ def assert_matches_onnxruntime(op: str, inputs, opset: int = 22, **attrs) -> tup
     count = OUTPUTS[op]
     ours = _tessera(op, inputs, count, opset, **attrs)
     theirs = _onnxruntime(op, inputs, count, opset, **attrs)
-    for got, want in zip(ours, theirs):
-        assert got.dtype == want.dtype and got.shape == want.shape, (got.shape, want.shape)
-        np.testing.assert_allclose(got, want, **TOL)
+    assert_outputs_close(ours, theirs, op, **TOL)
     return ours
 
 

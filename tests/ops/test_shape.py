@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +19,7 @@ from compiler.frontend import import_onnx
 from runtime.errors import ExecutionError, KernelError, TesseraError
 from runtime.kernels import run_kernel
 from runtime.kernels.limits import MAX_ELEMENTS
-from tests.ops.util import assert_matches_reference, make_node_model
+from tests.ops.util import assert_matches_reference, make_node_model, node_feeds, run_onnxruntime
 
 INT_MAX, INT_MIN = 2**63 - 1, -2**63
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -494,7 +493,4 @@ def test_errors_are_tessera_errors():
 
 
 def _onnxruntime(op, inputs, consts=(), **attrs):
-    model = make_node_model(op, inputs, consts=consts, **attrs)
-    model.ir_version = 10
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {f"in{i}": x for i, x in enumerate(inputs) if i not in consts})[0]
+    return run_onnxruntime(make_node_model(op, inputs, consts=consts, **attrs), node_feeds(inputs, consts))[0]
