@@ -5,8 +5,9 @@
     y = b.Conv(x, b.const(np.ones((4, 3, 3, 3), np.float32)), pads=[1, 1, 1, 1])
     graph = b.build(b.Relu(y))
 
-Attributes not given take the op's registered defaults; output types come
-from the op's type rule.
+Attributes not given take the op's registered defaults (some derived from
+the input types, as a Conv's kernel_shape from its weight); output types
+come from the op's type rule.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class GraphBuilder:
            **attrs: Any) -> Value | tuple[Value, ...]:
         """Add one node; returns its output, or a tuple when it has several."""
         node_name = name or self.graph.fresh_node_name(op)
-        node = self.graph.add_node(op, list(inputs), with_defaults(op, attrs, node_name), name=node_name,
+        types = [v.type if v is not None else None for v in inputs]
+        node = self.graph.add_node(op, list(inputs), with_defaults(op, attrs, node_name, types), name=node_name,
                                    num_outputs=num_outputs, output_names=output_names)
         return node.outputs[0] if len(node.outputs) == 1 else tuple(node.outputs)
 

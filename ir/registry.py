@@ -40,6 +40,18 @@ class _Required:
 REQUIRED: Any = _Required()
 """Attribute default meaning "the attribute must be given"."""
 
+
+@dataclass(frozen=True)
+class Derived:
+    """An attribute default computed from the node's input types (say, a
+    window's strides: one per spatial axis of input 0)."""
+
+    fn: Callable[[Sequence[TensorType | None]], Any]
+    doc: str = ""
+
+    def __repr__(self) -> str:
+        return f"<derived: {self.doc}>" if self.doc else "<derived>"
+
 INFINITE = None
 """Upper arity bound meaning "any number"."""
 
@@ -139,9 +151,11 @@ def registered_ops() -> list[str]:
     return sorted(_OPS)
 
 
-def with_defaults(op: str, attrs: dict[str, Any], node_name: str = "") -> dict[str, Any]:
-    """``attrs`` completed with the op's defaults; unknown or missing required
-    attributes are errors naming the node."""
+def with_defaults(op: str, attrs: dict[str, Any], node_name: str = "",
+                  input_types: Sequence[TensorType | None] | None = None) -> dict[str, Any]:
+    """``attrs`` completed with the op's defaults (derived ones need
+    ``input_types``); unknown or missing required attributes are errors
+    naming the node."""
     opdef = get_op(op)
     unknown = set(attrs) - set(opdef.attrs)
     if unknown:
@@ -150,11 +164,21 @@ def with_defaults(op: str, attrs: dict[str, Any], node_name: str = "") -> dict[s
     for key, default in opdef.attrs.items():
         if key in attrs:
             full[key] = attrs[key]
-        elif default is REQUIRED:
+        elif default is REQUIRED or (isinstance(default, Derived) and input_types is None):
             raise ShapeError(f"missing required attribute {key!r}", op, node_name)
+        elif isinstance(default, Derived):
+            full[key] = _derive(default, input_types, op, key, node_name)
         else:
             full[key] = default
     return full
+
+
+def _derive(default: Derived, types: Sequence[TensorType | None], op: str, key: str, node_name: str) -> Any:
+    try:
+        return default.fn(types)
+    except (IndexError, AttributeError, TypeError):
+        raise ShapeError(f"attribute {key!r} is not given and cannot be derived from the inputs "
+                         f"{[str(t) for t in types]}", op, node_name) from None
 
 
 def infer_types(node: Node, num_outputs: int | None = None) -> list[TensorType]:

@@ -5,11 +5,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ir.registry import InferContext
+from ir.registry import Derived, InferContext
 from ir.types import Dim, TensorType
 from runtime.kernels.nn_window import out_size
 
 FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+
+ONES_PER_AXIS = Derived(lambda types: [1] * (types[0].rank - 2), "1 per spatial axis of input 0")
+ZEROS_PER_AXIS = Derived(lambda types: [0] * (types[0].rank - 2), "0 per spatial axis of input 0")
+ZERO_PADS = Derived(lambda types: [0] * 2 * (types[0].rank - 2), "0 at both ends of each spatial axis")
 
 
 def broadcast_shapes(ctx: InferContext, *shapes: Sequence[Dim]) -> tuple[Dim, ...]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import string
 
-from ir.ops.common import broadcast_shapes, require_float, window_out_dim
-from ir.registry import REQUIRED, InferContext, Pattern, register_op
+from ir.ops.common import ONES_PER_AXIS, ZERO_PADS, ZEROS_PER_AXIS, broadcast_shapes, require_float, window_out_dim
+from ir.registry import REQUIRED, Derived, InferContext, Pattern, register_op
 from ir.types import Dim, TensorType
 
 MAX_SPATIAL = 3
@@ -281,12 +281,13 @@ def _merge_label(ctx: InferContext, equation: str, label: str, old: Dim, new: Di
 
 
 # ---------------------------------------------------------------- registry
-_WINDOW = {"kernel_shape": REQUIRED, "strides": REQUIRED, "pads": REQUIRED, "dilations": REQUIRED}
+_WINDOW = {"kernel_shape": Derived(lambda types: list(types[1].shape[2:]), "the weight's spatial dims"),
+           "strides": ONES_PER_AXIS, "pads": ZERO_PADS, "dilations": ONES_PER_AXIS}
 
 register_op("Conv", _conv, Pattern.OUT_ELEMWISE_FUSABLE, inputs=(2, 3), attrs={**_WINDOW, "group": 1},
             doc="ONNX Conv; explicit window attributes, no auto_pad.")
 register_op("ConvTranspose", _conv_transpose, Pattern.OUT_ELEMWISE_FUSABLE, inputs=(2, 3),
-            attrs={**_WINDOW, "group": 1, "output_padding": REQUIRED},
+            attrs={**_WINDOW, "group": 1, "output_padding": ZEROS_PER_AXIS},
             doc="ONNX ConvTranspose; output_shape and auto_pad resolved into pads (which may be negative).")
 register_op("Gemm", _gemm, Pattern.OUT_ELEMWISE_FUSABLE, inputs=(2, 3),
             attrs={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.ops.common import FLOAT_TYPES
+from ir.ops.common import FLOAT_TYPES, ONES_PER_AXIS, ZERO_PADS
 from ir.ops.nn import spatial_rank, window_attrs, window_out_shape
 from ir.registry import REQUIRED, InferContext, Pattern, register_op
 from ir.types import TensorType
@@ -71,7 +71,8 @@ def _global(allowed):
     return rule
 
 
-_WINDOW = {"kernel_shape": REQUIRED, "strides": REQUIRED, "pads": REQUIRED, "dilations": REQUIRED, "ceil_mode": 0}
+_WINDOW = {"kernel_shape": REQUIRED, "strides": ONES_PER_AXIS, "pads": ZERO_PADS, "dilations": ONES_PER_AXIS,
+           "ceil_mode": 0}
 
 register_op("MaxPool", _max_pool, Pattern.OPAQUE, attrs=dict(_WINDOW),
             doc="ONNX MaxPool without the Indices output.")

@@ -114,3 +114,14 @@ def _problems(graph):
     with pytest.raises(VerificationError) as info:
         verify(graph)
     return info.value.problems
+
+
+def test_builder_derives_defaults_from_input_types():
+    b = GraphBuilder()
+    x = b.input("x", [1, 2, 9, 9])
+    y = b.Conv(x, b.const(np.ones((4, 2, 3, 3), np.float32)), strides=[2, 2], name="c")
+    node = b.graph.node("c")
+    assert node.attrs["kernel_shape"] == [3, 3] and node.attrs["pads"] == [0, 0, 0, 0]
+    assert node.attrs["dilations"] == [1, 1] and y.type.shape == (1, 4, 4, 4)
+    with pytest.raises(ShapeError, match="missing required attribute 'kernel_shape'"):
+        b.MaxPool(x)
