@@ -90,11 +90,18 @@ def cmd_show(args) -> int:
 
 
 def cmd_ops(args) -> int:
+    import onnx.defs
+
     from compiler.frontend.context import handled_ops
+    from compiler.frontend.functions import has_function_body
     from ir.registry import registered_ops
 
-    ops = sorted(set(registered_ops()) | handled_ops() | {"Constant"})
-    print(f"{len(ops)} ops: " + ", ".join(ops))
+    onnx_ops = {s.name for s in onnx.defs.get_all_schemas() if s.domain in ("", "ai.onnx")}
+    direct = (set(registered_ops()) | handled_ops() | {"Constant"}) & onnx_ops
+    expanded = sorted(op for op in onnx_ops - direct if has_function_body(op, frozenset(direct)))
+    print(f"{len(direct)} ops imported directly: " + ", ".join(sorted(direct)))
+    print(f"{len(expanded)} more through their ONNX function bodies, where the ops a body uses are supported: "
+          + ", ".join(expanded))
     return 0
 
 

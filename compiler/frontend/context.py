@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from compiler.errors import ModelImportError, UnsupportedOpError
+from compiler.frontend.functions import expand, function_body
 from ir.errors import IRError
 from ir.graph import Graph, Value
 from ir.registry import get_op, is_registered, with_defaults
@@ -127,9 +128,14 @@ class NodeContext:
 
 
 def default_handler(ctx: NodeContext) -> None:
-    """ONNX op == IR op, attributes as given (defaults filled in)."""
+    """ONNX op == IR op, attributes as given (defaults filled in); an op with
+    no IR op of its own is expanded into its ONNX function body, if it has one."""
     if not is_registered(ctx.op_type):
-        raise ctx.unsupported("this op is not supported by Tessera")
+        body = function_body(ctx)
+        if body is None:
+            raise ctx.unsupported("this op is not supported by Tessera")
+        expand(ctx, body)
+        return
     graphs = [k for k, v in ctx.attrs.items() if isinstance(v, onnx.GraphProto)]
     if graphs:
         raise ctx.unsupported(f"subgraph attribute(s) {graphs} are not supported here")

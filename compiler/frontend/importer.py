@@ -78,14 +78,17 @@ class GraphImporter:
         for index, node in enumerate(nodes):
             self.import_node(node, index)
 
-    def import_node(self, node: onnx.NodeProto, index: int) -> None:
+    def import_node(self, node: onnx.NodeProto, index: int, opset: int | None = None) -> None:
+        """Import one node; ``opset`` overrides the graph's (function bodies
+        are written for an opset of their own)."""
         name = node.name or f"{node.op_type}_{index}"
-        where = dict(op=node.op_type, node=name, opset=self.opset, file=self.file)
+        opset = opset or self.opset
+        where = dict(op=node.op_type, node=name, opset=opset, file=self.file)
         try:
             if node.op_type == "Constant":
                 self._import_constant(node, where)
                 return
-            ctx = NodeContext(self, node, name, self.opset, node_op_version(node.op_type, self.opset),
+            ctx = NodeContext(self, node, name, opset, node_op_version(node.op_type, opset),
                               convert_attributes(node, where))
             (get_handler(node.op_type) or default_handler)(ctx)
         except ModelImportError:

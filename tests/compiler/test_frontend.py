@@ -145,3 +145,19 @@ def test_imported_graph_runs_like_onnxruntime():
     ours = backend.prepare(m).run([x])[0]
     theirs = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_function_ops_expand_into_their_onnx_bodies():
+    x = np.random.default_rng(0).standard_normal((2, 4, 3, 3)).astype(np.float32)
+    scale = helper.make_tensor("scale", TensorProto.FLOAT, [4], [1.0, 0.5, 2.0, 1.5])
+    bias = helper.make_tensor("bias", TensorProto.FLOAT, [4], [0.0, 0.1, -0.2, 0.3])
+    node = helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], name="gn", num_groups=2)
+    m = model([node], [fvi("x", x.shape)], [fvi("y", None)], [scale, bias], opset=21)
+    g = import_onnx(m, strict_types=True)
+    assert "GroupNormalization" not in {n.op for n in g.nodes}
+    assert all(n.name.startswith("gn/") for n in g.nodes)
+    from compiler import backend
+    groups = x.reshape(2, 2, -1)
+    norm = ((groups - groups.mean(-1, keepdims=True)) / np.sqrt(groups.var(-1, keepdims=True) + 1e-5)).reshape(x.shape)
+    want = norm * np.array([1, 0.5, 2, 1.5], np.float32)[:, None, None] + np.array([0, 0.1, -0.2, 0.3])[:, None, None]
+    np.testing.assert_allclose(backend.prepare(m).run([x])[0], want, rtol=1e-4, atol=1e-5)

@@ -9,6 +9,7 @@ import onnx
 from onnx import helper
 
 from compiler.frontend.context import handled_ops
+from compiler.frontend.functions import has_function_body
 from ir.errors import IRError
 from ir.registry import is_registered
 from ir.types import parse_dtype
@@ -78,9 +79,14 @@ def all_cases() -> list:
         return collect_testcases()
 
 
+def importable(op: str) -> bool:
+    """Tessera imports the op: it has an IR op or handler, or onnx defines a
+    function body the frontend expands."""
+    return op in tessera_ops() or is_registered(op) or has_function_body(op)
+
+
 def supported(case) -> bool:
-    ops = _ops_of(case.model.graph)
-    return _tensor_only(case) and all(op in tessera_ops() or is_registered(op) for op in ops)
+    return _tensor_only(case) and all(importable(op) for op in _ops_of(case.model.graph))
 
 
 def supported_cases() -> list:

@@ -13,16 +13,13 @@ from tests.conformance.known_failures import KNOWN_FAILURES
 pytestmark = pytest.mark.conformance
 
 
-def _params():
-    for case in supported_cases():
-        marks = []
-        reason = dtype_gap(case) or KNOWN_FAILURES.get(case.name)
-        if reason:
-            marks.append(pytest.mark.xfail(reason=reason, strict=True))
-        yield pytest.param(case, id=case.name, marks=marks)
+def _param(case):
+    reason = dtype_gap(case) or KNOWN_FAILURES.get(case.name)
+    marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+    return pytest.param(case, id=case.name, marks=marks)
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", [_param(case) for case in supported_cases()])
 def test_node(case):
     rep = backend.prepare(case.model, check=True, strict_types=True)
     for inputs, expected in case.data_sets:

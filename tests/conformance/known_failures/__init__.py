@@ -3,6 +3,7 @@ family. They run as strict xfails: a test that starts passing must be removed.""
 from tests.conformance.known_failures import (
     control,
     elementwise,
+    functions,
     gather,
     nn,
     norm,
@@ -15,5 +16,5 @@ from tests.conformance.known_failures import (
 )
 
 KNOWN_FAILURES: dict[str, str] = {}
-for _family in (control, elementwise, gather, nn, norm, pool, quant, reduce, resize, rnn, shape):
+for _family in (control, elementwise, functions, gather, nn, norm, pool, quant, reduce, resize, rnn, shape):
     KNOWN_FAILURES.update(_family.KNOWN_FAILURES)
