@@ -12,8 +12,9 @@ OPSET = 17
 class OnnxBuilder:
     """Appends nodes to an ONNX graph; weights come from a seeded generator."""
 
-    def __init__(self, name: str, seed: int = 0):
+    def __init__(self, name: str, seed: int = 0, opset: int = OPSET):
         self.name = name
+        self.opset = opset
         self.rng = np.random.default_rng(seed)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -83,10 +84,10 @@ class OnnxBuilder:
         return self.weight(np.asarray(values, dtype=np.float32), hint)
 
     # ------------------------------------------------------------ model
-    def model(self, outputs: list[str], opset: int = OPSET) -> onnx.ModelProto:
+    def model(self, outputs: list[str]) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, self.name, self.inputs,
                                   [helper.make_empty_tensor_value_info(o) for o in outputs], self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
                                   producer_name="tessera.zoo")
         model.ir_version = min(model.ir_version, 9)
         return onnx.shape_inference.infer_shapes(model)

@@ -6,15 +6,16 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from compiler.zoo.builder import OnnxBuilder
+from compiler.zoo.builder import OPSET, OnnxBuilder
 
 
-def resnet(depth: int = 18, image: int = 224, classes: int = 1000, width: int = 64, seed: int = 0) -> onnx.ModelProto:
+def resnet(depth: int = 18, image: int = 224, classes: int = 1000, width: int = 64, seed: int = 0,
+           opset: int = OPSET) -> onnx.ModelProto:
     """A ResNet v1 with basic blocks (depth 10, 18 or 34): conv-BN-ReLU stem,
     max pool, four stages, global average pool, Gemm, Softmax. Each residual
     branch's last BatchNorm has a small gamma, as in trained ResNets."""
     blocks = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}[depth]
-    b = OnnxBuilder(f"resnet{depth}", seed)
+    b = OnnxBuilder(f"resnet{depth}", seed, opset)
     x = b.input("image", [1, 3, image, image])
     x = b.node("Relu", [b.batchnorm(b.conv(x, 3, width, 7, stride=2, bias=False), width)])
     x = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
@@ -39,13 +40,14 @@ def _basic_block(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int) -> st
     return b.node("Relu", [b.node("Add", [x, y])])
 
 
-def mobilenet_v2(image: int = 224, classes: int = 1000, width: float = 1.0, seed: int = 0) -> onnx.ModelProto:
+def mobilenet_v2(image: int = 224, classes: int = 1000, width: float = 1.0, seed: int = 0,
+                 opset: int = OPSET) -> onnx.ModelProto:
     """A MobileNetV2: inverted residual blocks (1x1 expand, 3x3 depthwise,
     1x1 project) with BatchNorm and ReLU6 (Clip 0..6), residual adds where
     the shape allows."""
     settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                 (6, 320, 1, 1)]
-    b = OnnxBuilder("mobilenet_v2", seed)
+    b = OnnxBuilder("mobilenet_v2", seed, opset)
     x = b.input("image", [1, 3, image, image])
     cin = _scaled(32, width)
     x = _relu6(b, b.batchnorm(b.conv(x, 3, cin, 3, stride=2, bias=False), cin))
@@ -65,6 +67,8 @@ def _scaled(channels: int, width: float) -> int:
 
 
 def _relu6(b: OnnxBuilder, x: str) -> str:
+    if b.opset < 11:  # Clip's bounds were attributes before opset 11
+        return b.node("Clip", [x], min=0.0, max=6.0)
     return b.node("Clip", [x, b.const_f32(0.0, "min"), b.const_f32(6.0, "max")])
 
 

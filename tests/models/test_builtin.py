@@ -17,3 +17,12 @@ MODELS = {
 def test_builtin_model_matches_onnxruntime(name):
     errors = compare_with_onnxruntime(MODELS[name]())
     assert max(errors.values()) <= 1e-3, errors
+
+
+@pytest.mark.parametrize("opset", [7, 9, 11, 13, 17, 23])
+@pytest.mark.parametrize("name", ["resnet10", "mobilenet_v2"])
+def test_cnn_matches_onnxruntime_across_opsets(name, opset):
+    build = {"resnet10": lambda: resnet(10, image=32, width=8, opset=opset),
+             "mobilenet_v2": lambda: mobilenet_v2(image=32, width=0.35, opset=opset)}[name]
+    errors = compare_with_onnxruntime(build())
+    assert max(errors.values()) <= 1e-3, errors
