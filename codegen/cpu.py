@@ -2,8 +2,10 @@
 
 IR attributes are already the kernels' attributes, so lowering assigns slots,
 binds constants, freezes lists into tuples and lowers subgraphs (If branches,
-Loop bodies) into sub-Programs. The result is the float reference (Run_th)
-and the program of every CPU segment.
+Loop bodies) into sub-Programs. Structural nodes (``Fused`` groups and
+partition ``Segment``s) are inlined: their bodies' steps read and write the
+slots of the node's own inputs and outputs. The result is the float
+reference (Run_th) and the program of every CPU segment.
 """
 from __future__ import annotations
 
@@ -11,36 +13,78 @@ from typing import Any
 
 import numpy as np
 
-from ir.graph import Graph, Value
+from ir.graph import Graph, Node, Value
 from runtime.program import NO_SLOT, Program, Step
+
+INLINED = frozenset({"Fused", "Segment"})
+
+
+class _Lowering:
+    """Slot assignment and step emission for one Program."""
+
+    def __init__(self):
+        self.slots: dict[int, int] = {}
+        self.names: list[str] = []
+        self.types: list[tuple] = []
+        self.constants: dict[int, np.ndarray] = {}
+        self.steps: list[Step] = []
+        self.taken: set[str] = set()
+
+    def slot_of(self, value: Value) -> int:
+        key = id(value)
+        if key not in self.slots:
+            self.slots[key] = len(self.names)
+            self.names.append(self._unique(value.name))
+            self.types.append((value.type.shape, value.type.dtype.name))
+            if value.is_constant:
+                self.constants[self.slots[key]] = value.const
+        return self.slots[key]
+
+    def _unique(self, name: str) -> str:
+        """Inlined bodies may reuse a name; slot names stay unique."""
+        unique, suffix = name, 0
+        while unique in self.taken:
+            suffix += 1
+            unique = f"{name}#{suffix}"
+        self.taken.add(unique)
+        return unique
+
+    def lower_nodes(self, graph: Graph) -> None:
+        for node in graph.nodes:
+            if node.op in INLINED:
+                self.inline(node)
+            else:
+                self.emit(node)
+
+    def emit(self, node: Node) -> None:
+        ins = tuple(NO_SLOT if v is None else self.slot_of(v) for v in node.inputs)
+        outs = tuple(self.slot_of(v) for v in node.outputs)
+        attrs = {k: _lower_attr(v) for k, v in node.attrs.items()}
+        self.steps.append(Step(node.op, ins, outs, attrs, node.name))
+
+    def inline(self, node: Node) -> None:
+        """The body's steps, on the slots of the node's inputs and outputs."""
+        body: Graph = node.attrs["body"]
+        for formal, actual in zip(body.inputs, node.inputs):
+            self.slots[id(formal)] = self.slot_of(actual)
+        for inner, outer in zip(body.outputs, node.outputs):
+            if inner.producer is not None:
+                self.slots[id(inner)] = self.slot_of(outer)
+        self.lower_nodes(body)
+        for inner, outer in zip(body.outputs, node.outputs):
+            if inner.producer is None:  # a body passing an input or constant straight through
+                self.steps.append(Step("Identity", (self.slot_of(inner),), (self.slot_of(outer),), {},
+                                       f"{node.name}/output"))
 
 
 def lower_to_program(graph: Graph) -> Program:
     """The kernel Program computing ``graph``'s outputs from its inputs."""
-    slots: dict[int, int] = {}
-    names: list[str] = []
-    types: list[tuple] = []
-    constants: dict[int, np.ndarray] = {}
-
-    def slot_of(value: Value) -> int:
-        key = id(value)
-        if key not in slots:
-            slots[key] = len(names)
-            names.append(value.name)
-            types.append((value.type.shape, value.type.dtype.name))
-            if value.is_constant:
-                constants[slots[key]] = value.const
-        return slots[key]
-
-    inputs = [slot_of(v) for v in graph.inputs]
-    steps = []
-    for node in graph.nodes:
-        ins = tuple(NO_SLOT if v is None else slot_of(v) for v in node.inputs)
-        outs = tuple(slot_of(v) for v in node.outputs)
-        attrs = {k: _lower_attr(v) for k, v in node.attrs.items()}
-        steps.append(Step(node.op, ins, outs, attrs, node.name))
-    outputs = [slot_of(v) for v in graph.outputs]
-    return Program(names, inputs, outputs, steps, constants, types, graph.name)
+    lowering = _Lowering()
+    inputs = [lowering.slot_of(v) for v in graph.inputs]
+    lowering.lower_nodes(graph)
+    outputs = [lowering.slot_of(v) for v in graph.outputs]
+    return Program(lowering.names, inputs, outputs, lowering.steps, lowering.constants, lowering.types,
+                   graph.name)
 
 
 def _lower_attr(value: Any) -> Any:

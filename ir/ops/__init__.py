@@ -2,6 +2,7 @@
 from ir.ops import (  # noqa: F401
     control,
     elementwise,
+    fused,
     gather,
     nn,
     norm,

@@ -1,0 +1,78 @@
+"""Pass instruments shipped with Tessera: per-pass timing, IR dumps before
+and after each pass, and verification after every pass."""
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from ir.errors import VerificationError
+from ir.graph import Graph
+from ir.printer import format_graph
+from ir.verifier import collect_problems
+from passes.infra import PassError, PassInfo, PassInstrument
+
+
+class PassTiming(PassInstrument):
+    """Wall time of every pass run; ``render()`` gives a table, slowest first."""
+
+    def __init__(self):
+        self.times: list[tuple[str, float]] = []
+        self._starts: list[float] = []
+
+    def run_before_pass(self, graph: Graph, info: PassInfo) -> None:
+        self._starts.append(time.perf_counter())
+
+    def run_after_pass(self, graph: Graph, info: PassInfo) -> None:
+        self.times.append((info.name, time.perf_counter() - self._starts.pop()))
+
+    def total(self, name: str) -> float:
+        return sum(t for n, t in self.times if n == name)
+
+    def render(self) -> str:
+        totals: dict[str, float] = {}
+        for name, seconds in self.times:
+            totals[name] = totals.get(name, 0.0) + seconds
+        lines = [f"{'pass':<28}{'ms':>10}"]
+        lines += [f"{name:<28}{seconds * 1e3:>10.2f}" for name, seconds in
+                  sorted(totals.items(), key=lambda item: -item[1])]
+        return "\n".join(lines)
+
+
+class DumpIR(PassInstrument):
+    """Writes the printed graph before and/or after each pass to a folder, as
+    ``NNN_<pass>_before.txt`` / ``NNN_<pass>_after.txt``."""
+
+    def __init__(self, folder: str | os.PathLike, before: bool = True, after: bool = True):
+        self.folder = os.fspath(folder)
+        self.before, self.after = before, after
+        self._count = 0
+
+    def enter_pass_ctx(self) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+
+    def run_before_pass(self, graph: Graph, info: PassInfo) -> None:
+        self._count += 1
+        if self.before:
+            self._write(graph, info, "before")
+
+    def run_after_pass(self, graph: Graph, info: PassInfo) -> None:
+        if self.after:
+            self._write(graph, info, "after")
+
+    def _write(self, graph: Graph, info: PassInfo, when: str) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", info.name)
+        path = os.path.join(self.folder, f"{self._count:03d}_{safe}_{when}.txt")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(format_graph(graph) + "\n")
+
+
+class VerifyEachPass(PassInstrument):
+    """Runs the verifier after every pass; a pass that leaves a broken graph
+    is a PassError naming it and listing the problems."""
+
+    def run_after_pass(self, graph: Graph, info: PassInfo) -> None:
+        problems = collect_problems(graph)
+        if problems:
+            raise PassError(f"pass {info.name!r} broke the IR:\n  " + "\n  ".join(problems)) from \
+                VerificationError(problems, f"graph {graph.name!r}")
