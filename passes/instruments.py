@@ -47,22 +47,25 @@ class DumpIR(PassInstrument):
         self.folder = os.fspath(folder)
         self.before, self.after = before, after
         self._count = 0
+        self._running: list[int] = []  # the number of each pass still running (nested pipelines)
 
     def enter_pass_ctx(self) -> None:
         os.makedirs(self.folder, exist_ok=True)
 
     def run_before_pass(self, graph: Graph, info: PassInfo) -> None:
         self._count += 1
+        self._running.append(self._count)
         if self.before:
-            self._write(graph, info, "before")
+            self._write(graph, info, "before", self._count)
 
     def run_after_pass(self, graph: Graph, info: PassInfo) -> None:
+        number = self._running.pop()
         if self.after:
-            self._write(graph, info, "after")
+            self._write(graph, info, "after", number)
 
-    def _write(self, graph: Graph, info: PassInfo, when: str) -> None:
+    def _write(self, graph: Graph, info: PassInfo, when: str, number: int) -> None:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", info.name)
-        path = os.path.join(self.folder, f"{self._count:03d}_{safe}_{when}.txt")
+        path = os.path.join(self.folder, f"{number:03d}_{safe}_{when}.txt")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(format_graph(graph) + "\n")
 

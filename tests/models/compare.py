@@ -6,6 +6,8 @@ import onnx
 
 from codegen.cpu import lower_to_program
 from compiler.frontend import import_onnx
+from compiler.pipeline import optimize
+from passes.instruments import VerifyEachPass
 from runtime.executor import Executor
 
 
@@ -40,14 +42,17 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]
     return feeds
 
 
-def compare_with_onnxruntime(model: onnx.ModelProto, seed: int = 0) -> dict[str, float]:
-    """max|diff| / max|ref| for every output (and pre-softmax logits)."""
+def compare_with_onnxruntime(model: onnx.ModelProto, seed: int = 0, optimized: bool = False) -> dict[str, float]:
+    """max|diff| / max|ref| for every output (and pre-softmax logits), on the
+    imported graph or, with ``optimized``, after the full optimisation pipeline."""
     import onnxruntime as ort
 
     extra = pre_softmax_outputs(model)
     names = [o.name for o in model.graph.output] + extra
     feeds = random_feeds(model, seed)
     graph = import_onnx(model, strict_types=True)
+    if optimized:
+        graph = optimize(graph, instruments=[VerifyEachPass()])
     ours = Executor(lower_to_program(graph), check=True).run(feeds, fetch=names)
     options = ort.SessionOptions()
     options.log_severity_level = 3

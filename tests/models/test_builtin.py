@@ -13,9 +13,10 @@ MODELS = {
 }
 
 
+@pytest.mark.parametrize("optimized", [False, True], ids=["imported", "optimized"])
 @pytest.mark.parametrize("name", MODELS)
-def test_builtin_model_matches_onnxruntime(name):
-    errors = compare_with_onnxruntime(MODELS[name]())
+def test_builtin_model_matches_onnxruntime(name, optimized):
+    errors = compare_with_onnxruntime(MODELS[name](), optimized=optimized)
     assert max(errors.values()) <= 1e-3, errors
 
 
@@ -24,5 +25,5 @@ def test_builtin_model_matches_onnxruntime(name):
 def test_cnn_matches_onnxruntime_across_opsets(name, opset):
     build = {"resnet10": lambda: resnet(10, image=32, width=8, opset=opset),
              "mobilenet_v2": lambda: mobilenet_v2(image=32, width=0.35, opset=opset)}[name]
-    errors = compare_with_onnxruntime(build())
+    errors = compare_with_onnxruntime(build(), optimized=True)
     assert max(errors.values()) <= 1e-3, errors

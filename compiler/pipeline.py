@@ -1,0 +1,42 @@
+"""The compile pipeline in one place: which passes run, in which order, with
+which options. Read this file to see the whole compile at a glance.
+
+    import -> canonicalise and fold -> fuse -> (quantize) -> affinity -> partition -> (tile, codegen)
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+from ir.graph import Graph
+from passes.cancel_transposes import cancel_transposes
+from passes.canonicalize_linear import canonicalize_linear
+from passes.dce import eliminate_dead_code
+from passes.fold_affine import fold_affine
+from passes.fold_batchnorm import fold_batchnorm
+from passes.fold_constants import fold_constants
+from passes.fold_pad import fold_pad
+from passes.fuse_ops import fuse_ops
+from passes.infra import PassContext, PassInstrument, Sequential
+from passes.remove_noops import remove_noops
+
+SIMPLIFY = Sequential([
+    fold_constants,       # shape subgraphs and constant expressions, through the kernels
+    remove_noops,         # Identity, Dropout, no-op Reshape/Transpose/Cast/Pad
+    cancel_transposes,    # Transpose pairs compose; identities disappear
+    fold_pad,             # Pad before Conv -> Conv pads
+    fold_batchnorm,       # BatchNorm after Conv/ConvTranspose/Gemm -> weights and bias
+    fold_affine,          # per-channel Mul/Add after Conv/BatchNorm -> weights and bias
+    canonicalize_linear,  # MatMul/Gemm with constant weights -> Gemm(x, W[N,K], b), transB=1
+    remove_noops,         # what the rewrites above left behind
+    eliminate_dead_code,
+], name="simplify")
+
+OPTIMIZE = Sequential([SIMPLIFY, fuse_ops], name="optimize")
+
+
+def optimize(graph: Graph, *, opt_level: int = 2, options: Mapping[str, Any] | None = None,
+             disabled: Iterable[str] = (), instruments: Sequence[PassInstrument] = ()) -> Graph:
+    """Run the graph-level optimisation passes (in place) and return the graph."""
+    with PassContext(opt_level=opt_level, options=dict(options or {}), disabled=disabled,
+                     instruments=instruments):
+        return OPTIMIZE(graph)

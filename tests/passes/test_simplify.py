@@ -1,0 +1,231 @@
+"""Canonicalisation and folding passes: the graph each produces, and unchanged numerics."""
+import numpy as np
+import pytest
+
+from ir import GraphBuilder
+from passes.cancel_transposes import cancel_transposes
+from passes.canonicalize_linear import canonicalize_linear
+from passes.dce import eliminate_dead_code
+from passes.fold_affine import fold_affine
+from passes.fold_batchnorm import fold_batchnorm
+from passes.fold_constants import fold_constants
+from passes.fold_pad import fold_pad
+from passes.remove_noops import remove_noops
+from tests.passes.util import apply, assert_same_numerics, ops
+
+RNG = np.random.default_rng(0)
+
+
+def randn(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def bn_params(b, channels):
+    return [b.const(a) for a in (RNG.uniform(0.5, 1.5, channels), randn(channels), randn(channels),
+                                 RNG.uniform(0.5, 1.5, channels))]
+
+
+# ---------------------------------------------------------------- fold_constants / dce
+def test_fold_constants_folds_shape_subgraphs():
+    b = GraphBuilder()
+    x = b.input("x", [2, 3, 4])
+    shape = b.Shape(b.Relu(x))
+    dims = b.Gather(shape, b.const(np.array([0, 2], np.int64)), axis=0)
+    target = b.Concat(dims, b.const(np.array([3], np.int64)), axis=0)
+    g = b.build(b.Reshape(x, target, name="reshape"))
+    g = assert_same_numerics(fold_constants, g)
+    g = apply(eliminate_dead_code, g)
+    assert ops(g) == ["Reshape"]
+    assert g.node("reshape").inputs[1].const.tolist() == [2, 4, 3]
+
+
+def test_dead_code_goes_and_outputs_stay():
+    b = GraphBuilder()
+    x = b.input("x", [4])
+    b.Exp(b.Relu(x))
+    g = b.build(b.Neg(x, name="kept"))
+    g = apply(eliminate_dead_code, g)
+    assert ops(g) == ["Neg"]
+
+
+# ---------------------------------------------------------------- remove_noops
+def test_noops_are_removed_and_output_names_kept():
+    b = GraphBuilder()
+    x = b.input("x", [2, 3])
+    y = b.Identity(b.Relu(x, name="relu"))
+    y = b.Reshape(y, b.const(np.array([2, 3], np.int64)))
+    y = b.Transpose(y, perm=[0, 1])
+    y = b.Cast(y, to="float32")
+    y = b.Pad(y, b.const(np.zeros(4, np.int64)))
+    y = b.Dropout(y, name="last")
+    g = assert_same_numerics(remove_noops, b.build(y))
+    assert ops(g) == ["Relu"]
+    assert [v.name for v in g.outputs] == ["last"]
+
+
+def test_an_identity_from_input_to_output_stays():
+    b = GraphBuilder()
+    x = b.input("x", [2])
+    g = apply(remove_noops, b.build(b.Identity(x, name="y")))
+    assert ops(g) == ["Identity"] and g.outputs[0].name == "y"
+
+
+def test_real_reshapes_and_transposes_stay():
+    b = GraphBuilder()
+    x = b.input("x", [2, 3])
+    y = b.Transpose(b.Reshape(x, b.const(np.array([3, 2], np.int64))), perm=[1, 0])
+    g = apply(remove_noops, b.build(y))
+    assert ops(g) == ["Reshape", "Transpose"]
+
+
+# ---------------------------------------------------------------- fold_batchnorm
+@pytest.mark.parametrize("group, bias", [(1, True), (1, False), (2, True)])
+def test_batchnorm_folds_into_conv(group, bias):
+    b = GraphBuilder()
+    x = b.input("x", [2, 4, 6, 6])
+    args = [b.const(randn(6, 4 // group, 3, 3))] + ([b.const(randn(6))] if bias else [])
+    y = b.Conv(x, *args, pads=[1, 1, 1, 1], group=group, name="conv")
+    g = assert_same_numerics(fold_batchnorm, b.build(b.BatchNormalization(y, *bn_params(b, 6), name="bn")))
+    assert ops(g) == ["Conv"]
+    assert g.outputs[0].name == "bn" and len(g.node("conv").inputs) == 3
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_batchnorm_folds_into_conv_transpose(group):
+    b = GraphBuilder()
+    x = b.input("x", [1, 4, 5, 5])
+    y = b.ConvTranspose(x, b.const(randn(4, 6 // group, 3, 3)), b.const(randn(6)), strides=[2, 2], group=group)
+    g = assert_same_numerics(fold_batchnorm, b.build(b.BatchNormalization(y, *bn_params(b, 6))))
+    assert ops(g) == ["ConvTranspose"]
+
+
+@pytest.mark.parametrize("trans_b, c_shape", [(0, None), (1, (5,)), (1, (3, 5)), (0, ())])
+def test_batchnorm_folds_into_gemm(trans_b, c_shape):
+    b = GraphBuilder()
+    x = b.input("x", [3, 4])
+    w = b.const(randn(5, 4) if trans_b else randn(4, 5))
+    args = [] if c_shape is None else [b.const(randn(*c_shape))]
+    y = b.Gemm(x, w, *args, transB=trans_b, alpha=0.5, beta=2.0)
+    g = assert_same_numerics(fold_batchnorm, b.build(b.BatchNormalization(y, *bn_params(b, 5))))
+    assert ops(g) == ["Gemm"]
+
+
+def test_batchnorm_stays_when_the_conv_output_has_other_users():
+    b = GraphBuilder()
+    x = b.input("x", [1, 2, 4, 4])
+    y = b.Conv(x, b.const(randn(2, 2, 1, 1)))
+    g = b.build(b.Add(b.BatchNormalization(y, *bn_params(b, 2)), y))
+    assert ops(apply(fold_batchnorm, g)) == ["Conv", "BatchNormalization", "Add"]
+
+
+# ---------------------------------------------------------------- fold_affine
+def test_per_channel_mul_and_add_fold_into_conv():
+    b = GraphBuilder()
+    x = b.input("x", [1, 3, 5, 5])
+    y = b.Conv(x, b.const(randn(4, 3, 3, 3)))
+    y = b.Mul(b.const(randn(4, 1, 1)), y)
+    y = b.Sub(b.Add(y, b.const(randn(1, 4, 1, 1))), b.const(randn(4, 1, 1)), name="out")
+    g = assert_same_numerics(fold_affine, b.build(y))
+    assert ops(g) == ["Conv"] and g.outputs[0].name == "out"
+
+
+def test_per_channel_mul_folds_into_batchnorm():
+    b = GraphBuilder()
+    x = b.input("x", [1, 3, 4, 4])
+    y = b.Add(b.Mul(b.BatchNormalization(x, *bn_params(b, 3)), b.const(randn(3, 1, 1))), b.const(randn(3, 1, 1)))
+    g = assert_same_numerics(fold_affine, b.build(y))
+    assert ops(g) == ["BatchNormalization"]
+
+
+@pytest.mark.parametrize("const_shape", [(5, 5), (1, 1, 5, 1), (2, 1, 1, 1)])
+def test_non_channel_constants_do_not_fold(const_shape):
+    b = GraphBuilder()
+    x = b.input("x", [2, 4, 5, 5])
+    y = b.Mul(b.Conv(x, b.const(randn(4, 4, 1, 1))), b.const(randn(*const_shape)))
+    assert ops(apply(fold_affine, b.build(y))) == ["Conv", "Mul"]
+
+
+def test_constant_minus_conv_does_not_fold():
+    b = GraphBuilder()
+    x = b.input("x", [1, 2, 3, 3])
+    y = b.Sub(b.const(randn(2, 1, 1)), b.Conv(x, b.const(randn(2, 2, 1, 1))))
+    assert ops(apply(fold_affine, b.build(y))) == ["Conv", "Sub"]
+
+
+# ---------------------------------------------------------------- fold_pad
+def test_zero_pad_folds_into_conv():
+    b = GraphBuilder()
+    x = b.input("x", [1, 2, 5, 5])
+    p = b.Pad(x, b.const(np.array([0, 0, 1, 2, 0, 0, 3, 0], np.int64)))
+    y = b.Conv(p, b.const(randn(3, 2, 3, 3)), pads=[1, 1, 1, 1], name="conv")
+    g = assert_same_numerics(fold_pad, b.build(y))
+    assert ops(g) == ["Conv"] and g.node("conv").attrs["pads"] == [2, 3, 4, 1]
+
+
+@pytest.mark.parametrize("pads, mode, value", [
+    ([0, 1, 0, 0, 0, 1, 0, 0], "constant", 0.0),   # pads channels
+    ([0, 0, 1, 1, 0, 0, 1, 1], "reflect", 0.0),
+    ([0, 0, 1, 1, 0, 0, 1, 1], "constant", 1.0),
+])
+def test_other_pads_stay(pads, mode, value):
+    b = GraphBuilder()
+    x = b.input("x", [1, 2, 5, 5])
+    p = b.Pad(x, b.const(np.array(pads, np.int64)), b.const(np.array(value, np.float32)), mode=mode)
+    g = apply(fold_pad, b.build(b.Conv(p, b.const(randn(3, p.type.shape[1], 3, 3)))))
+    assert ops(g) == ["Pad", "Conv"]
+
+
+# ---------------------------------------------------------------- cancel_transposes
+def test_transpose_pairs_cancel_and_compose():
+    b = GraphBuilder()
+    x = b.input("x", [2, 3, 4, 5])
+    back = b.Transpose(b.Transpose(x, perm=[0, 2, 3, 1]), perm=[0, 3, 1, 2])
+    composed = b.Transpose(b.Transpose(x, perm=[1, 0, 2, 3]), perm=[0, 1, 3, 2])
+    g = assert_same_numerics(cancel_transposes, b.build(b.Relu(back), composed))
+    assert sorted(ops(g)) == ["Relu", "Transpose"]
+    assert g.node(composed.producer.name).attrs["perm"] == [1, 0, 3, 2]
+
+
+def test_shared_inner_transpose_stays_for_its_other_users():
+    b = GraphBuilder()
+    x = b.input("x", [2, 3])
+    t = b.Transpose(x, perm=[1, 0])
+    g = assert_same_numerics(cancel_transposes, b.build(b.Neg(b.Transpose(t, perm=[1, 0])), b.Relu(t)))
+    assert sorted(ops(g)) == ["Neg", "Relu", "Transpose"]
+    assert g.nodes[[n.op for n in g.nodes].index("Neg")].inputs[0] is g.inputs[0]
+
+
+# ---------------------------------------------------------------- canonicalize_linear
+def test_matmul_with_constant_weights_and_bias_becomes_gemm():
+    b = GraphBuilder()
+    x = b.input("x", [3, 4])
+    y = b.Add(b.MatMul(x, b.const(randn(4, 6))), b.const(randn(6)), name="y")
+    g = assert_same_numerics(canonicalize_linear, b.build(y))
+    (gemm,) = g.nodes
+    assert gemm.op == "Gemm" and gemm.attrs["transB"] == 1 and gemm.inputs[1].const.shape == (6, 4)
+    assert gemm.inputs[2].const.shape == (6,) and g.outputs[0].name == "y"
+
+
+def test_batched_matmul_is_reshaped_around_one_gemm():
+    b = GraphBuilder()
+    x = b.input("x", [2, 5, 4])
+    g = assert_same_numerics(canonicalize_linear, b.build(b.MatMul(x, b.const(randn(4, 3)), name="y")))
+    assert ops(g) == ["Reshape", "Gemm", "Reshape"] and g.outputs[0].type.shape == (2, 5, 3)
+
+
+@pytest.mark.parametrize("trans_b, c_shape", [(0, (6,)), (1, ()), (0, (1, 6)), (0, None)])
+def test_gemm_is_normalised(trans_b, c_shape):
+    b = GraphBuilder()
+    x = b.input("x", [3, 4])
+    args = [] if c_shape is None else [b.const(randn(*c_shape))]
+    w = randn(6, 4) if trans_b else randn(4, 6)
+    g = assert_same_numerics(canonicalize_linear, b.build(b.Gemm(x, b.const(w), *args, transB=trans_b, alpha=2.0,
+                                                                 beta=0.5)))
+    (gemm,) = g.nodes
+    assert (gemm.attrs["transB"], gemm.attrs["alpha"], gemm.attrs["beta"]) == (1, 1.0, 1.0)
+
+
+def test_matmul_with_runtime_weights_stays():
+    b = GraphBuilder()
+    g = apply(canonicalize_linear, b.build(b.MatMul(b.input("a", [2, 3]), b.input("b", [3, 4]))))
+    assert ops(g) == ["MatMul"]
