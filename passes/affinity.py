@@ -1,0 +1,123 @@
+"""The affinity pass: the device each top-level node runs on.
+
+It follows OpenVINO's HETERO plugin (shared/reference/api-notes.md 2.4). With
+no affinity set anywhere, the fallback policy applies: each node goes to the
+first device of ``partition.fallback`` ("HETERO:FPGA,CPU") that supports it.
+If any node already has an affinity, the policy is not applied at all: every
+node must have one, on a device that can run it.
+
+Each node not on the first (preferred) device records why in
+``annotations["cpu_reason"]``. A manual affinity that differs from the
+policy's choice marks its node ``annotations["manual_affinity"] = True``, so
+later passes leave it where the user put it; re-running the pass on its own
+output changes nothing.
+"""
+from __future__ import annotations
+
+from ir.graph import Graph, Node
+from passes.infra import PassContext, graph_pass
+from passes.target import DEVICES, Target, TargetError, make_target
+
+REASON = "cpu_reason"
+MANUAL = "manual_affinity"
+HETERO_PREFIX = "HETERO:"
+_SHOWN = 10
+
+
+class AffinityError(TargetError):
+    """Affinities are missing, name an unknown device, or put a node where it cannot run."""
+
+
+def parse_fallback(text: str) -> list[str]:
+    """The device list of a fallback string: 'HETERO:FPGA,CPU' or 'FPGA,CPU'."""
+    body = text.strip()
+    if body.startswith(HETERO_PREFIX):
+        body = body[len(HETERO_PREFIX):]
+    devices = [d.strip() for d in body.split(",")]
+    if not all(devices):
+        raise AffinityError(f"fallback {text!r} has an empty device entry")
+    if len(set(devices)) != len(devices):
+        raise AffinityError(f"fallback {text!r} lists a device twice")
+    unknown = [d for d in devices if d not in DEVICES]
+    if unknown:
+        raise AffinityError(f"fallback {text!r} names unknown devices {unknown}; the devices are {list(DEVICES)}")
+    return devices
+
+
+@graph_pass(opt_level=0)
+def assign_affinity(graph: Graph, ctx: PassContext) -> Graph:
+    """Set ``node.affinity`` on every top-level node: the fallback policy,
+    or checked manual affinities when any node already has one."""
+    targets = {name: make_target(name, ctx) for name in DEVICES}
+    fallback = [targets[name] for name in parse_fallback(ctx.option("partition.fallback"))]
+    if any(node.affinity for node in graph.nodes):
+        _check_manual(graph, targets, fallback)
+    else:
+        _apply_fallback(graph, fallback)
+    return graph
+
+
+def _choose(node: Node, fallback: list[Target]) -> tuple[str | None, dict[str, str]]:
+    """The first device that supports ``node`` (None if none does), and why
+    each device before it does not."""
+    reasons: dict[str, str] = {}
+    for target in fallback:
+        support = target.supports(node)
+        if support:
+            return target.name, reasons
+        reasons[target.name] = support.reason
+    return None, reasons
+
+
+def _apply_fallback(graph: Graph, fallback: list[Target]) -> None:
+    for node in graph.nodes:
+        device, reasons = _choose(node, fallback)
+        if device is None:
+            why = "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
+            raise AffinityError(f"{node.op} node {node.name!r} can run on none of {list(reasons)}: {why}")
+        node.affinity = device
+        node.annotations.pop(MANUAL, None)
+        _record_reason(node, reasons.get(fallback[0].name))
+
+
+def _check_manual(graph: Graph, targets: dict[str, Target], fallback: list[Target]) -> None:
+    """Every node has a device that can run it; those differing from the
+    policy's choice are marked manual."""
+    unassigned = [node.name for node in graph.nodes if not node.affinity]
+    if unassigned:
+        raise AffinityError(f"some nodes have an affinity, so the fallback policy is off and every node needs "
+                            f"one; {len(unassigned)} have none: {_listing(unassigned)}")
+    for node in graph.nodes:
+        target = targets.get(node.affinity)
+        if target is None:
+            raise AffinityError(f"{node.op} node {node.name!r} has affinity {node.affinity!r}; "
+                                f"the devices are {list(targets)}")
+        support = target.supports(node)
+        if not support:
+            raise AffinityError(f"{node.op} node {node.name!r} has affinity {node.affinity!r}, "
+                                f"which cannot run it: {support.reason}")
+        _mark_manual(node, _choose(node, fallback)[0] != node.affinity)
+        _record_reason(node, _manual_reason(node, fallback[0]))
+
+
+def _mark_manual(node: Node, manual: bool) -> None:
+    node.annotations.pop(MANUAL, None)
+    if manual:
+        node.annotations[MANUAL] = True
+
+
+def _manual_reason(node: Node, preferred: Target) -> str | None:
+    if node.affinity == preferred.name:
+        return None
+    return preferred.supports(node).reason or f"placed on {node.affinity} by hand"
+
+
+def _record_reason(node: Node, reason: str | None) -> None:
+    node.annotations.pop(REASON, None)
+    if reason:
+        node.annotations[REASON] = reason
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_SHOWN])
+    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")

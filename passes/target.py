@@ -1,0 +1,424 @@
+"""Targets: which device can run a node, and what running it there costs.
+
+A :class:`Target` answers ``supports(node) -> Support(supported, reason)``
+from one rule per op (TVM's ``target.<compiler>`` predicates, torch.fx's
+``OperatorSupport``); an unsupported node always gets a reason naming what is
+missing. ``Fused`` and ``Segment`` nodes are supported when every member of
+their body is, and the reason then names the first member that is not.
+
+The accelerator ("FPGA") rules describe what the device's datapath can do
+(shared/ARCHITECTURE.md section 5): 2-D NCHW tensors of static shape, int8 or
+16-bit data (float32 graphs are quantized before code generation), constant
+weights packed at compile time. The host ("CPU") runs every op with a kernel.
+
+The placement costs are heuristics for the partitioner (keep a small device
+island or bring it back to the CPU): device time is a roofline over the
+peak MAC rate and the DRAM bandwidth of :class:`HardwareConfig`, CPU time the
+same over fixed host rates, and a transfer is a fixed DMA latency plus the
+bytes over the host link.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from ir.graph import Graph, Node, Value
+from ir.ops.common import window_out_dim
+from ir.types import TensorType, dtype_name
+from passes.infra import PassContext, PassError, register_option
+from runtime.hardware import HardwareConfig
+from runtime.kernels import has_kernel
+from runtime.kernels.resize import given, output_size, resize_axes
+
+ACCELERATOR = "FPGA"
+HOST = "CPU"
+DEVICES = (ACCELERATOR, HOST)
+STRUCTURAL = frozenset({"Fused", "Segment"})
+DEVICE_RANK = 4
+
+register_option("target.hwlinear", bool, False,
+                "Run Gemm/MatMul with constant weights (linear layers) on the accelerator, as FWDNXT's "
+                "hwlinear flag: faster, less precise. Off: they run on the CPU.")
+register_option("target.hardware", HardwareConfig, HardwareConfig(),
+                "The accelerator's HardwareConfig (cards, clusters, MAC units, buffers, clock, bandwidths) "
+                "used by the support rules and the placement costs.")
+register_option("partition.fallback", str, "HETERO:FPGA,CPU",
+                "Device priority of automatic affinity (OpenVINO's TARGET_FALLBACK): each node goes to the "
+                "first listed device that supports it; the 'HETERO:' prefix is optional.")
+register_option("partition.demote_islands", bool, True,
+                "Move an accelerator segment whose neighbours are all on the CPU back to the CPU when its "
+                "host-link transfers cost more time than the accelerator saves.")
+
+
+class TargetError(PassError):
+    """A device name is unknown, or no device can run a node."""
+
+
+class Support(NamedTuple):
+    """Whether a device can run a node; when it cannot, why."""
+
+    supported: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.supported
+
+
+SUPPORTED = Support(True)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device: its name and the rule saying why it cannot run a node
+    (None when it can)."""
+
+    name: str
+    check: Callable[[Node], str | None]
+
+    def supports(self, node: Node) -> Support:
+        if node.op in STRUCTURAL:
+            return self._supports_body(node)
+        reason = self.check(node)
+        return SUPPORTED if reason is None else Support(False, reason)
+
+    def _supports_body(self, node: Node) -> Support:
+        for member in node.attrs["body"].nodes:
+            support = self.supports(member)
+            if not support:
+                return Support(False, f"{node.op} member {member.name!r} ({member.op}): {support.reason}")
+        return SUPPORTED
+
+
+def accelerator(hardware: HardwareConfig = HardwareConfig(), hwlinear: bool = False) -> Target:
+    """The accelerator target for one hardware config."""
+    return Target(ACCELERATOR, partial(_accelerator_reason, _Spec(hardware, hwlinear)))
+
+
+def cpu() -> Target:
+    """The host target: every op with a CPU kernel."""
+    return Target(HOST, _cpu_reason)
+
+
+def make_target(name: str, ctx: PassContext) -> Target:
+    """The target called ``name``, configured by the context's options."""
+    if name == ACCELERATOR:
+        return accelerator(ctx.option("target.hardware"), ctx.option("target.hwlinear"))
+    if name == HOST:
+        return cpu()
+    raise TargetError(f"unknown device {name!r}; the devices are {list(DEVICES)}")
+
+
+def _cpu_reason(node: Node) -> str | None:
+    return None if has_kernel(node.op) else f"op {node.op} has no CPU kernel"
+
+
+# ---------------------------------------------------------------- accelerator rules
+
+@dataclass(frozen=True)
+class _Spec:
+    hardware: HardwareConfig
+    hwlinear: bool
+
+
+Rule = Callable[[Node, _Spec], str | None]
+
+
+def _accelerator_reason(spec: _Spec, node: Node) -> str | None:
+    rule = _RULES.get(node.op)
+    if rule is None:
+        return f"op {node.op} has no accelerator implementation"
+    return _tensor_reason(node, spec.hardware) or rule(node, spec)
+
+
+def _device_dtypes(hardware: HardwareConfig) -> set[np.dtype]:
+    """float32 (quantized before code generation) and the datapath's integers."""
+    ints = {8: np.dtype(np.int8), 16: np.dtype(np.int16)}
+    return {np.dtype(np.float32)} | {ints[w] for w in hardware.data_widths}
+
+
+def _tensor_reason(node: Node, hardware: HardwareConfig) -> str | None:
+    """Static shapes, rank <= 4 and a device dtype for every activation."""
+    allowed = _device_dtypes(hardware)
+    activations = [v for v in node.inputs if v is not None and not v.is_constant] + node.outputs
+    for value in activations:
+        if not value.type.is_static:
+            return f"dynamic shape: %{value.name} is {value.type}"
+    for value in activations:
+        if value.type.rank > DEVICE_RANK:
+            return f"%{value.name} {value.type} has rank {value.type.rank}; device tensors are N,C,H,W"
+        if value.type.dtype not in allowed:
+            return (f"%{value.name} has dtype {dtype_name(value.type.dtype)}; the accelerator holds "
+                    f"int{'/int'.join(map(str, hardware.data_widths))} data (float32 is quantized)")
+    return None
+
+
+def _not_constant(node: Node, named: dict[int, str]) -> str | None:
+    """The first of the named inputs that is given but not a constant."""
+    for index, what in named.items():
+        value = node.inputs[index] if index < len(node.inputs) else None
+        if value is not None and not value.is_constant:
+            return f"{node.op} {what} %{value.name} is computed at run time, not a constant"
+    return None
+
+
+def _two_d(node: Node) -> str | None:
+    rank = node.inputs[0].type.rank
+    if rank != DEVICE_RANK:
+        return f"{node.op} is {rank - 2}-D; the accelerator runs 2-D windows on N,C,H,W tensors"
+    return None
+
+
+def _window(node: Node, limit: int) -> str | None:
+    """A 2-D window no larger than ``limit`` and without dilation."""
+    kernel, dilations = list(node.attrs["kernel_shape"]), list(node.attrs["dilations"])
+    if max(kernel) > limit:
+        return f"{node.op} kernel {'x'.join(map(str, kernel))} > {limit}"
+    if any(d != 1 for d in dilations):
+        return f"{node.op} dilations {dilations}: the accelerator has no dilated windows"
+    return None
+
+
+def _conv(node: Node, spec: _Spec) -> str | None:
+    hw = spec.hardware
+    reason = (_two_d(node) or _not_constant(node, {1: "weights", 2: "bias"})
+              or _window(node, hw.max_conv_kernel))
+    if reason:
+        return reason
+    group, channels, filters = node.attrs["group"], node.inputs[0].type.shape[1], node.inputs[1].type.shape[0]
+    if group != 1 and not group == channels == filters:
+        return (f"Conv group={group} with {channels} input and {filters} output channels is neither dense "
+                f"(group=1) nor depthwise")
+    filter_bytes = math.prod(node.inputs[1].type.shape[1:]) * hw.element_bytes
+    share = hw.weight_buffer_bytes // hw.units_per_cluster
+    if filter_bytes > share:
+        return f"one Conv filter ({filter_bytes} bytes) exceeds a MAC unit's weight-buffer share ({share} bytes)"
+    return None
+
+
+def _pool(node: Node, spec: _Spec) -> str | None:
+    reason = _two_d(node) or _window(node, spec.hardware.max_pool_kernel)
+    if reason or node.op != "AveragePool":
+        return reason
+    if any(node.attrs["pads"]) and not node.attrs["count_include_pad"]:
+        return "AveragePool with pads and count_include_pad=0 divides border windows by varying counts"
+    if node.attrs["ceil_mode"] and _partial_windows(node):
+        return "AveragePool ceil_mode=1 makes partial windows with varying counts"
+    return None
+
+
+def _partial_windows(node: Node) -> bool:
+    """Whether ceil_mode adds output positions the floor rule would not."""
+    a, x, y = node.attrs, node.inputs[0].type, node.outputs[0].type
+    floor = [window_out_dim(size, k, s, a["pads"][i], a["pads"][i + 2])
+             for i, (size, k, s) in enumerate(zip(x.shape[2:], a["kernel_shape"], a["strides"]))]
+    return list(y.shape[2:]) != floor
+
+
+def _global_pool(node: Node, spec: _Spec) -> str | None:
+    rank = node.inputs[0].type.rank
+    return None if rank == DEVICE_RANK else f"{node.op} over a rank-{rank} tensor; the accelerator pools N,C,H,W"
+
+
+def _per_channel(shape: tuple, out: tuple) -> bool:
+    """Broadcastable to ``out`` along the channel axis (1) only."""
+    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
+    return len(shape) <= len(out) and all(d == 1 or (axis == 1 and d == out[1]) for axis, d in enumerate(padded))
+
+
+def _elementwise_binary(node: Node, spec: _Spec) -> str | None:
+    out = node.outputs[0].type.shape
+    for value in node.inputs:
+        if value.type.shape != out and not _per_channel(value.type.shape, out):
+            return (f"{node.op} broadcasts %{value.name} {value.type} to {list(out)}; the accelerator takes "
+                    f"same-shape or per-channel operands")
+    return None
+
+
+def _concat(node: Node, spec: _Spec) -> str | None:
+    rank, axis = node.outputs[0].type.rank, node.attrs["axis"]
+    if rank < 2 or axis % rank != 1:
+        return f"Concat along axis {axis} of a rank-{rank} tensor; the accelerator concatenates channels (axis 1)"
+    return None
+
+
+def _clip(node: Node, spec: _Spec) -> str | None:
+    return _not_constant(node, {1: "min", 2: "max"})
+
+
+def _always(node: Node, spec: _Spec) -> str | None:
+    """Ops with no condition beyond the static-shape, rank and dtype checks."""
+    return None
+
+
+_REPLICATING = {  # coordinate modes and rounding that make integer-scale nearest a pixel replication
+    "half_pixel": {"round_prefer_floor", "round_prefer_ceil"},
+    "half_pixel_symmetric": {"round_prefer_floor", "round_prefer_ceil"},
+    "pytorch_half_pixel": {"round_prefer_floor", "round_prefer_ceil"},
+    "asymmetric": {"floor"},
+}
+
+
+def _resize(node: Node, spec: _Spec) -> str | None:
+    a = node.attrs
+    if a["mode"] != "nearest":
+        return f"Resize mode={a['mode']!r}; the accelerator only upsamples by nearest neighbour"
+    if a["nearest_mode"] not in _REPLICATING.get(a["coordinate_transformation_mode"], ()):
+        return (f"Resize coordinate_transformation_mode={a['coordinate_transformation_mode']!r} with "
+                f"nearest_mode={a['nearest_mode']!r} does not replicate pixels")
+    return _two_d(node) or _resize_factors(node)
+
+
+def _resize_factors(node: Node) -> str | None:
+    """Spatial scales must be integers (1 or more); N and C are not resized.
+    Runtime scales or sizes already failed the static-shape check."""
+    x, a = node.inputs[0].type, node.attrs
+    scales, sizes = (node.inputs[i].const if len(node.inputs) > i and node.inputs[i] is not None else None
+                     for i in (2, 3))
+    _, factors = output_size(x.shape, scales if given(scales) else None, None if given(scales) else sizes,
+                             resize_axes(a["axes"], x.rank), a["keep_aspect_ratio_policy"])
+    if factors[0] != 1 or factors[1] != 1:
+        return f"Resize scales the batch or channel axis (scales {factors})"
+    if not all(f >= 1 and float(f).is_integer() for f in factors[2:]):
+        return f"Resize scales {factors[2:]} are not integer upsampling factors"
+    return None
+
+
+def _linear(node: Node, spec: _Spec) -> str | None:
+    if not spec.hwlinear:
+        return f"{node.op} (a linear layer) runs on the accelerator only with the hwlinear option (target.hwlinear)"
+    if node.op == "Gemm" and node.attrs["transA"]:
+        return "Gemm transA=1: the accelerator's left operand is the activation, untransposed"
+    reason = _not_constant(node, {1: "weights", 2: "bias"})
+    if reason:
+        return reason
+    if node.inputs[1].type.rank != 2:
+        return f"{node.op} weights %{node.inputs[1].name} {node.inputs[1].type} are not a matrix"
+    return None
+
+
+def _batch_norm(node: Node, spec: _Spec) -> str | None:
+    return _not_constant(node, {1: "scale", 2: "bias", 3: "mean", 4: "variance"})
+
+
+_RULES: dict[str, Rule] = {
+    "Conv": _conv,
+    "MaxPool": _pool, "AveragePool": _pool,
+    "GlobalAveragePool": _global_pool, "GlobalMaxPool": _global_pool,
+    "Add": _elementwise_binary, "Mul": _elementwise_binary,
+    "Concat": _concat,
+    "Relu": _always, "LeakyRelu": _always, "Clip": _clip,
+    "Sigmoid": _always, "Tanh": _always,  # a 256-entry lookup table on int8 data
+    "Resize": _resize,
+    "Gemm": _linear, "MatMul": _linear,
+    "BatchNormalization": _batch_norm,  # a per-channel scale and shift
+    # Free views: device tensors lie in card DRAM dense and plane-major (row-major N,C,H,W, as FWDNXT's),
+    # so a new shape moves no byte. Code generation must keep that layout, or these rules must change.
+    "Identity": _always, "Reshape": _always, "Flatten": _always, "Squeeze": _always, "Unsqueeze": _always,
+}
+
+
+def accelerator_ops() -> list[str]:
+    """The ops the accelerator has rules for (each may still reject a node)."""
+    return sorted(_RULES)
+
+
+# ---------------------------------------------------------------- placement costs
+
+DEVICE_EFFICIENCY = 0.5
+"""Fraction of the peak MAC rate a layer sustains (tile edges, pipeline fill)."""
+CPU_MACS_PER_SECOND = 20e9
+"""float32 MACs per second of the CPU path (BLAS-fed convolutions on a few cores)."""
+CPU_BYTES_PER_SECOND = 10e9
+"""Memory bandwidth the CPU kernels sustain on float32 data."""
+CPU_ELEMENT_BYTES = 4
+TRANSFER_LATENCY_S = 20e-6
+"""Fixed cost of one host-link DMA: setup, doorbell, completion interrupt."""
+
+
+def macs(node: Node) -> int:
+    """Multiply-accumulates of one node; pools count one per window element,
+    data movement and elementwise ops none (they are memory-bound)."""
+    if node.op in STRUCTURAL:
+        return sum(macs(member) for member in node.attrs["body"].nodes)
+    count = _MAC_COUNTS.get(node.op)
+    return count(node) if count else 0
+
+
+def _numel(value: Value | None) -> int:
+    return (value.type.numel or 0) if value is not None else 0
+
+
+def _conv_macs(node: Node) -> int:
+    return _numel(node.outputs[0]) * math.prod(d or 0 for d in node.inputs[1].type.shape[1:])
+
+
+def _conv_transpose_macs(node: Node) -> int:
+    return _numel(node.inputs[0]) * math.prod(d or 0 for d in node.inputs[1].type.shape[1:])
+
+
+def _gemm_macs(node: Node) -> int:
+    a = node.inputs[0].type.shape
+    inner = a[0] if node.attrs["transA"] else a[1]
+    return _numel(node.outputs[0]) * (inner or 0)
+
+
+def _matmul_macs(node: Node) -> int:
+    return _numel(node.outputs[0]) * (node.inputs[0].type.shape[-1] or 0)
+
+
+def _window_macs(node: Node) -> int:
+    return _numel(node.outputs[0]) * math.prod(node.attrs["kernel_shape"])
+
+
+def _global_macs(node: Node) -> int:
+    return _numel(node.inputs[0])
+
+
+_MAC_COUNTS: dict[str, Callable[[Node], int]] = {
+    "Conv": _conv_macs, "ConvTranspose": _conv_transpose_macs, "Gemm": _gemm_macs, "MatMul": _matmul_macs,
+    "MaxPool": _window_macs, "AveragePool": _window_macs,
+    "GlobalAveragePool": _global_macs, "GlobalMaxPool": _global_macs,
+}
+
+
+def moved_elements(node: Node) -> int:
+    """Elements a node reads and writes in memory: its inputs (weights too),
+    its outputs, and the weights inside a Fused or Segment body."""
+    values = [v for v in node.inputs if v is not None] + node.outputs
+    return sum(map(_numel, values)) + (_body_constant_elements(node.attrs["body"]) if node.op in STRUCTURAL else 0)
+
+
+def _body_constant_elements(body: Graph) -> int:
+    inner = sum(_body_constant_elements(n.attrs["body"]) for n in body.nodes if n.op in STRUCTURAL)
+    return inner + sum(_numel(v) for v in body.values.values() if v.is_constant and v.uses)
+
+
+def device_time(node: Node, hardware: HardwareConfig) -> float:
+    """Seconds the accelerator takes: the slower of computing at
+    ``DEVICE_EFFICIENCY`` of peak and moving the bytes through DRAM."""
+    compute = macs(node) / (hardware.peak_macs_per_second * DEVICE_EFFICIENCY)
+    memory = moved_elements(node) * hardware.element_bytes / hardware.total_dram_bandwidth
+    return max(compute, memory)
+
+
+def device_cycles(node: Node, hardware: HardwareConfig) -> int:
+    """:func:`device_time` in accelerator clock cycles."""
+    return math.ceil(device_time(node, hardware) * hardware.clock_hz)
+
+
+def cpu_time(node: Node) -> float:
+    """Seconds the CPU path takes: a Fused or Segment body runs member by
+    member; one kernel is the slower of its MACs and its float32 traffic."""
+    if node.op in STRUCTURAL:
+        return sum(cpu_time(member) for member in node.attrs["body"].nodes)
+    return max(macs(node) / CPU_MACS_PER_SECOND, moved_elements(node) * CPU_ELEMENT_BYTES / CPU_BYTES_PER_SECOND)
+
+
+def transfer_time(value_type: TensorType, hardware: HardwareConfig) -> float:
+    """Seconds to move one tensor between host and card: a DMA's fixed
+    latency plus its bytes (at the device width) over the host link."""
+    return TRANSFER_LATENCY_S + (value_type.numel or 0) * hardware.element_bytes / hardware.host_link_bandwidth

@@ -1,0 +1,160 @@
+"""The accelerator's hardware description: one frozen config object.
+
+The compiler places and tiles work from it, the simulator times it, GetInfo
+reports it, and the binary stores it (``to_dict``). A config read back from a
+binary is untrusted: ``from_dict`` checks every field's type and range before
+anything sizes a buffer from it.
+
+The default is an FWDNXT-class card (shared/reference/api-notes.md 1.10): a
+250 MHz clock, 4 clusters of 4 vector-MAC units of 64 int8 MACs each, with
+on-chip weight and activation buffers per cluster, its own DRAM, and a PCIe
+link to the host.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from runtime.errors import TesseraError
+
+KIB = 1 << 10
+GIB = 1 << 30
+
+SUPPORTED_WIDTHS = (8, 16)
+"""Integer data widths the datapath can have: int8 and 16-bit fixed point (Q8.8)."""
+
+
+class HardwareConfigError(TesseraError):
+    """A hardware config field has the wrong type or an impossible value."""
+
+
+# (low, high) per integer field: high bounds keep sizes computed from an
+# untrusted config far from overflow in the simulator's buffers.
+_INT_RANGES = {
+    "clock_hz": (1, 10 ** 10),
+    "cards": (1, 64),
+    "clusters_per_card": (1, 64),
+    "units_per_cluster": (1, 64),
+    "macs_per_unit": (1, 4096),
+    "weight_buffer_bytes": (1, GIB),
+    "activation_buffer_bytes": (1, GIB),
+    "accumulator_buffer_bytes": (1, GIB),
+    "dram_bytes": (1, 1 << 40),
+    "max_conv_kernel": (1, 64),
+    "max_pool_kernel": (1, 64),
+}
+_FLOAT_RANGES = {
+    "dram_bandwidth": (1.0, 1e13),
+    "host_link_bandwidth": (1.0, 1e13),
+}
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """One accelerator build: cards, clusters, MAC units, buffers, memory.
+
+    Buffers are per cluster, DRAM size and bandwidth per card; bandwidths are
+    in bytes per second. ``data_widths`` lists the integer widths (bits) the
+    datapath supports."""
+
+    clock_hz: int = 250_000_000
+    cards: int = 1
+    clusters_per_card: int = 4
+    units_per_cluster: int = 4
+    macs_per_unit: int = 64
+    weight_buffer_bytes: int = 256 * KIB
+    activation_buffer_bytes: int = 512 * KIB
+    accumulator_buffer_bytes: int = 64 * KIB
+    dram_bytes: int = 4 * GIB
+    dram_bandwidth: float = 16e9
+    host_link_bandwidth: float = 4e9
+    data_widths: tuple[int, ...] = SUPPORTED_WIDTHS
+    max_conv_kernel: int = 11
+    max_pool_kernel: int = 16
+
+    def __post_init__(self):
+        for name, bounds in _INT_RANGES.items():
+            _check_int(name, getattr(self, name), bounds)
+        for name, bounds in _FLOAT_RANGES.items():
+            object.__setattr__(self, name, _check_float(name, getattr(self, name), bounds))
+        object.__setattr__(self, "data_widths", _check_widths(self.data_widths))
+
+    # ------------------------------------------------------------ derived
+    @property
+    def clusters(self) -> int:
+        """Clusters on all cards together."""
+        return self.cards * self.clusters_per_card
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """MACs all clusters of all cards can issue in one clock cycle."""
+        return self.clusters * self.units_per_cluster * self.macs_per_unit
+
+    @property
+    def peak_macs_per_second(self) -> float:
+        """Peak MAC rate of the whole device (every card and cluster busy)."""
+        return float(self.macs_per_cycle) * self.clock_hz
+
+    @property
+    def total_dram_bandwidth(self) -> float:
+        """DRAM bandwidth of all cards together, bytes per second."""
+        return self.dram_bandwidth * self.cards
+
+    @property
+    def element_bytes(self) -> int:
+        """Bytes per tensor element at the narrowest supported width."""
+        return min(self.data_widths) // 8
+
+    # ------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ints, floats and lists (JSON-ready), one entry per field."""
+        out = dataclasses.asdict(self)
+        out["data_widths"] = list(self.data_widths)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HardwareConfig:
+        """The config a dict describes; every field must be present, typed and
+        in range (the dict may come from an untrusted binary)."""
+        if not isinstance(data, Mapping):
+            raise HardwareConfigError(f"hardware config must be a mapping, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in names)
+        missing = sorted(names - set(data))
+        if unknown or missing:
+            raise HardwareConfigError(f"hardware config has unknown fields {unknown} and lacks fields {missing}")
+        widths = data["data_widths"]
+        if not isinstance(widths, (list, tuple)):
+            raise HardwareConfigError(f"hardware config field 'data_widths' must be a list, got {widths!r}")
+        return cls(**{**data, "data_widths": tuple(widths)})
+
+
+def _check_int(name: str, value: Any, bounds: tuple[int, int]) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise HardwareConfigError(f"hardware config field {name!r} must be an int, got {value!r}")
+    low, high = bounds
+    if not low <= value <= high:
+        raise HardwareConfigError(f"hardware config field {name!r} = {value} is outside [{low}, {high}]")
+
+
+def _check_float(name: str, value: Any, bounds: tuple[float, float]) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise HardwareConfigError(f"hardware config field {name!r} must be a number, got {value!r}")
+    low, high = bounds
+    if not (math.isfinite(value) and low <= value <= high):
+        raise HardwareConfigError(f"hardware config field {name!r} = {value} is outside [{low:g}, {high:g}]")
+    return float(value)
+
+
+def _check_widths(widths: Any) -> tuple[int, ...]:
+    if not isinstance(widths, tuple) or not widths:
+        raise HardwareConfigError(f"hardware config field 'data_widths' must be a non-empty tuple, got {widths!r}")
+    for width in widths:
+        if not isinstance(width, int) or isinstance(width, bool) or width not in SUPPORTED_WIDTHS:
+            raise HardwareConfigError(f"hardware config field 'data_widths' has {width!r}; "
+                                      f"the datapath widths are {list(SUPPORTED_WIDTHS)}")
+    if len(set(widths)) != len(widths):
+        raise HardwareConfigError(f"hardware config field 'data_widths' repeats a width: {list(widths)}")
+    return tuple(sorted(widths))

@@ -1,0 +1,100 @@
+"""DOT export: well-formed text, every node drawn, affinity colours, segment clusters, escaping."""
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from ir import GraphBuilder
+from ir.dot import FILL, UNPLACED_FILL, quote, to_dot
+from passes.fuse_ops import make_fused
+from passes.infra import PassContext
+from passes.partition import partition
+
+
+def structure(text):
+    """The text outside quoted strings; fails on an unterminated string."""
+    outside, i = [], 0
+    while i < len(text):
+        if text[i] == '"':
+            i += 1
+            while text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        else:
+            outside.append(text[i])
+        i += 1
+    return "".join(outside)
+
+
+def well_formed(text):
+    bare = structure(text)
+    depth = 0
+    for char in bare:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        assert depth >= 0
+    assert depth == 0 and bare.lstrip().startswith("digraph")
+    return bare
+
+
+def labels(text):
+    return re.findall(r'label="((?:[^"\\]|\\.)*)"', text)
+
+
+def net():
+    b = GraphBuilder("net")
+    x = b.input("x", [1, 4, 8, 8])
+    w = b.const(np.ones((4, 4, 3, 3), np.float32), "w")
+    y = b.Relu(b.Conv(x, w, pads=[1, 1, 1, 1], name="conv"), name="relu")
+    return b.build(b.Add(b.Erf(y, name="erf"), y, name="add"))
+
+
+def test_every_node_input_and_output_is_drawn_with_typed_edges():
+    text = to_dot(net())
+    well_formed(text)
+    assert text.startswith('digraph "net" {')
+    names = labels(text)
+    for name in ("conv\\nConv", "relu\\nRelu", "erf\\nErf", "add\\nAdd", "input x", "output add"):
+        assert name in names
+    assert text.count("->") == 6  # x->conv, conv->relu, relu->erf, relu->add, erf->add, add->output
+    assert '[label="f32[1,4,8,8]"]' in text
+    assert "w" not in [n.split("\\n")[0] for n in names]  # weights are not drawn
+    assert f'fillcolor="{UNPLACED_FILL}"' in text
+
+
+def test_partitioned_graph_has_one_cluster_per_segment():
+    with PassContext(options={"partition.demote_islands": False}):
+        g = partition(net())
+    text = to_dot(g)
+    well_formed(text)
+    assert text.count("subgraph cluster_") == len(g.nodes) == 3
+    assert [n for n in labels(text) if "@" in n] == ["segment0 @ FPGA", "segment1 @ CPU", "segment2 @ FPGA"]
+    assert f'label="erf\\nErf", fillcolor="{FILL["CPU"]}", tooltip="cpu_reason: op Erf has no accelerator' in text
+    assert text.count(f'fillcolor="{FILL["FPGA"]}"') == 3
+    assert text.count("->") == 6  # edges cross the clusters, from body node to body node
+
+
+def test_fused_nodes_name_their_members():
+    g = net()
+    make_fused(g, [g.node("conv"), g.node("relu")])
+    text = to_dot(g)
+    well_formed(text)
+    assert "fused_relu\\nFused: Conv+Relu" in labels(text)
+
+
+def test_names_are_escaped():
+    b = GraphBuilder('my "net" {1}')
+    x = b.input('in"put\\', [2])
+    b.build(b.Relu(x, name='r{e}"lu\nnode'))
+    text = to_dot(b.graph)
+    bare = well_formed(text)
+    assert "{e}" not in bare
+    assert 'label="r{e}\\"lu\\nnode\\nRelu"' in text
+    assert quote('a\\b"c\nd') == '"a\\\\b\\"c\\nd"'
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz is not installed")
+def test_graphviz_accepts_the_text():
+    with PassContext(options={"partition.demote_islands": False}):
+        text = to_dot(partition(net()))
+    subprocess.run(["dot", "-Tsvg"], input=text, text=True, check=True, capture_output=True)
