@@ -1,8 +1,9 @@
 """The ``tessera`` command line.
 
-    tessera run [MODEL]      import a model and run it on the CPU path
+    tessera run [MODEL]      import and optimise a model and run it on the CPU path
                              (default: the built-in ResNet-18 with seeded weights)
-    tessera show MODEL       print the imported IR
+    tessera show MODEL       print the IR: as imported, optimised (-O) or partitioned
+                             into device segments (--partition); --dot writes Graphviz
     tessera ops              list the ONNX ops Tessera imports
 
 MODEL is an .onnx path, a built-in name (resnet18, resnet10, mobilenet_v2,
@@ -41,9 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--top", type=int, default=5, help="how many top outputs to print")
     run.add_argument("--seed", type=int, default=0, help="seed of the random input data")
     run.add_argument("--no-compare", action="store_true", help="skip the onnxruntime comparison")
+    run.add_argument("--no-optimize", action="store_true", help="run the graph as imported, unoptimised")
     run.set_defaults(func=cmd_run)
-    show = sub.add_parser("show", help="print the imported IR")
+    show = sub.add_parser("show", help="print the IR (as imported, optimised or partitioned)")
     _model_args(show)
+    show.add_argument("-O", "--optimize", action="store_true", help="simplify and fuse first")
+    show.add_argument("--partition", action="store_true",
+                      help="also assign affinities and partition into device segments")
+    show.add_argument("--fallback", default="HETERO:FPGA,CPU", metavar="HETERO:DEV,...",
+                      help="device priority for affinity (default: %(default)s)")
+    show.add_argument("--hwlinear", action="store_true", help="run linear layers (Gemm/MatMul) on the accelerator")
+    show.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT, coloured by affinity")
+    show.add_argument("--timing", action="store_true", help="print the time each pass took")
     show.set_defaults(func=cmd_show)
     ops = sub.add_parser("ops", help="list the ONNX ops Tessera imports")
     ops.set_defaults(func=cmd_ops)
@@ -60,10 +70,13 @@ def _model_args(parser: argparse.ArgumentParser, default: str | None = None) -> 
 
 def cmd_run(args) -> int:
     from codegen.cpu import lower_to_program
+    from compiler.pipeline import optimize
     from runtime.executor import Executor
 
     model = _load(args.model)
     graph = _import(model, args)
+    if not args.no_optimize:
+        graph = optimize(graph)
     executor = Executor(lower_to_program(graph))
     feeds = _feeds(graph, args)
     start = time.perf_counter()
@@ -72,7 +85,7 @@ def cmd_run(args) -> int:
     start = time.perf_counter()
     outputs = executor.run(feeds)
     warm = time.perf_counter() - start
-    print(f"model {args.model}: {len(graph.nodes)} nodes, inputs "
+    print(f"model {args.model}: {len(graph.nodes)} nodes{'' if args.no_optimize else ' after optimisation'}, inputs "
           + ", ".join(f"{v.name} {v.type}" for v in graph.inputs))
     print(f"ran on the CPU path in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included)")
     for name, value in outputs.items():
@@ -83,10 +96,33 @@ def cmd_run(args) -> int:
 
 
 def cmd_show(args) -> int:
+    from compiler.pipeline import optimize, partition_graph
+    from ir.dot import to_dot
     from ir.printer import format_graph
+    from passes.instruments import PassTiming
 
-    print(format_graph(_import(_load(args.model), args)))
+    graph = _import(_load(args.model), args)
+    timing = PassTiming()
+    options = {"partition.fallback": args.fallback, "target.hwlinear": args.hwlinear}
+    if args.partition:
+        graph = partition_graph(graph, options=options, instruments=[timing])
+    elif args.optimize:
+        graph = optimize(graph, instruments=[timing])
+    print(format_graph(graph))
+    if args.timing:
+        print(timing.render())
+    if args.dot:
+        _write(args.dot, to_dot(graph))
+        print(f"wrote {args.dot}")
     return 0
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise TesseraError(f"cannot write {path!r}: {exc.strerror}") from None
 
 
 def cmd_ops(args) -> int:

@@ -1,13 +1,19 @@
 """The compile pipeline in one place: which passes run, in which order, with
 which options. Read this file to see the whole compile at a glance.
 
-    import -> canonicalise and fold -> fuse -> (quantize) -> affinity -> partition -> (tile, codegen)
+    import -> canonicalise and fold -> affinity -> fuse -> (quantize) -> partition -> (tile, codegen)
+
+Affinity comes before fusion (ARCHITECTURE.md has it after): FuseOps never
+fuses nodes of different devices, so a group never drags a supported op to
+the CPU with an unsupported neighbour, and quantization (later) sees which
+nodes run on the accelerator.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
 from ir.graph import Graph
+from passes.affinity import assign_affinity
 from passes.cancel_transposes import cancel_transposes
 from passes.canonicalize_linear import canonicalize_linear
 from passes.dce import eliminate_dead_code
@@ -17,6 +23,7 @@ from passes.fold_constants import fold_constants
 from passes.fold_pad import fold_pad
 from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext, PassInstrument, Sequential
+from passes.partition import partition
 from passes.remove_noops import remove_noops
 
 SIMPLIFY = Sequential([
@@ -33,10 +40,25 @@ SIMPLIFY = Sequential([
 
 OPTIMIZE = Sequential([SIMPLIFY, fuse_ops], name="optimize")
 
+PARTITION = Sequential([
+    SIMPLIFY,
+    assign_affinity,      # HETERO policy: first device of partition.fallback that supports the node
+    fuse_ops,             # never across devices
+    partition,            # cycle-free single-device Segment nodes; tiny device islands back to the CPU
+], name="partition_pipeline")
+
 
 def optimize(graph: Graph, *, opt_level: int = 2, options: Mapping[str, Any] | None = None,
              disabled: Iterable[str] = (), instruments: Sequence[PassInstrument] = ()) -> Graph:
-    """Run the graph-level optimisation passes (in place) and return the graph."""
+    """Simplify and fuse (in place), for the float CPU path; returns the graph."""
     with PassContext(opt_level=opt_level, options=dict(options or {}), disabled=disabled,
                      instruments=instruments):
         return OPTIMIZE(graph)
+
+
+def partition_graph(graph: Graph, *, opt_level: int = 2, options: Mapping[str, Any] | None = None,
+                    disabled: Iterable[str] = (), instruments: Sequence[PassInstrument] = ()) -> Graph:
+    """Simplify, assign affinities, fuse and partition into device segments."""
+    with PassContext(opt_level=opt_level, options=dict(options or {}), disabled=disabled,
+                     instruments=instruments):
+        return PARTITION(graph)

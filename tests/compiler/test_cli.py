@@ -48,3 +48,14 @@ def test_symbolic_input_without_shape_says_how_to_fix(model_file, capsys):
 def test_ops_lists_supported_ops(capsys):
     assert main(["ops"]) == 0
     assert "Relu" in capsys.readouterr().out
+
+
+def test_show_optimised_and_partitioned_with_dot(model_file, tmp_path, capsys):
+    dot = tmp_path / "m.dot"
+    assert main(["show", str(model_file), "--shape", "x=2x4", "-O"]) == 0
+    assert "Fused(%x)" in capsys.readouterr().out
+    assert main(["show", str(model_file), "--shape", "x=2x4", "--partition", "--timing", "--dot", str(dot)]) == 0
+    out = capsys.readouterr().out
+    assert "Segment(%x) {device='FPGA'}" in out and "fuse_ops" in out
+    text = dot.read_text()
+    assert text.startswith("digraph") and "cluster" in text and text.count("{") == text.count("}")
