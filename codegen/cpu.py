@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from ir.errors import IRError
 from ir.graph import Graph, Node, Value
 from runtime.program import NO_SLOT, Program, Step
+from runtime.segments import SegmentedProgram, SegmentProgram
 
 INLINED = frozenset({"Fused", "Segment"})
 
@@ -93,3 +95,21 @@ def _lower_attr(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_lower_attr(v) for v in value)
     return value
+
+
+def lower_segments(graph: Graph) -> SegmentedProgram:
+    """A partitioned graph (every top-level node a ``Segment``) as one kernel
+    Program per segment, to run segment by segment."""
+    others = [n.name for n in graph.nodes if n.op != "Segment"]
+    if others:
+        raise IRError(f"graph {graph.name!r} is not partitioned: nodes {others[:5]} are not in a Segment")
+    segments = []
+    for node in graph.nodes:
+        body = node.attrs["body"]
+        segments.append(SegmentProgram(node.attrs["device"], lower_to_program(body),
+                                       [v.name for v in node.inputs], [v.name for v in node.outputs], node.name))
+    outputs = [v.name for v in graph.outputs]
+    passthrough = [v.name for v in graph.outputs if v.producer is None and v not in graph.inputs]
+    if passthrough:
+        raise IRError(f"graph outputs {passthrough} are constants; a partitioned graph computes its outputs")
+    return SegmentedProgram(graph.name, [v.name for v in graph.inputs], outputs, segments)
