@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from codegen.cpu_fused import plan_fused_group
 from ir.errors import IRError
 from ir.graph import Graph, Node, Value
 from runtime.program import NO_SLOT, Program, Step
@@ -65,13 +66,21 @@ class _Lowering:
         self.steps.append(Step(node.op, ins, outs, attrs, node.name))
 
     def inline(self, node: Node) -> None:
-        """The body's steps, on the slots of the node's inputs and outputs."""
+        """The body's steps, on the slots of the node's inputs and outputs. A
+        fused element-wise group (or an anchored group's element-wise tail)
+        becomes one FusedElementwise step instead (codegen/cpu_fused.py)."""
         body: Graph = node.attrs["body"]
         for formal, actual in zip(body.inputs, node.inputs):
             self.slots[id(formal)] = self.slot_of(actual)
         for inner, outer in zip(body.outputs, node.outputs):
             if inner.producer is not None:
                 self.slots[id(inner)] = self.slot_of(outer)
+        group = plan_fused_group(node) if node.op == "Fused" else None
+        if group is not None:
+            if group.anchor is not None:
+                self.emit(group.anchor)
+            self.steps.append(group.step(self.slot_of, node.name))
+            return
         self.lower_nodes(body)
         for inner, outer in zip(body.outputs, node.outputs):
             if inner.producer is None:  # a body passing an input or constant straight through

@@ -2,6 +2,7 @@
 from runtime.kernels import (  # noqa: F401
     control,
     elementwise,
+    fused,
     gather,
     nn,
     norm,

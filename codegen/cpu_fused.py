@@ -1,0 +1,291 @@
+"""Lowering of fused element-wise groups to one FusedElementwise step.
+
+A ``Fused`` node whose body is float32 element-wise and broadcasting ops
+becomes a single step of the "FusedElementwise" kernel
+(:mod:`runtime.kernels.fused`): its expression description is built here
+from the body, one IR op at a time through :data:`OPCODE_TABLE`. An anchored
+group (a Conv, ConvTranspose, Gemm or MatMul followed by element-wise ops on
+its output) becomes the anchor's own step plus one FusedElementwise step over
+the anchor's output, written in place when that output is private to the
+group. :func:`plan_fused_group` returns None for anything it cannot express,
+and the caller then inlines the body node by node.
+
+The translation is SSA first (one virtual register per value), then a
+linear-scan register allocation that reuses a register once its value is
+dead, so long chains need few registers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ir.graph import Node, Value
+from runtime.kernels.fused import MAX_INPUTS, MAX_REGISTERS
+from runtime.program import Step
+
+ANCHORS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+"""Ops an anchored group may start with (their kernels return fresh arrays)."""
+
+_FLOAT32 = np.dtype(np.float32)
+
+Instruction = tuple[str, int, tuple[int, ...], tuple[float, ...]]
+
+
+class _Unsupported(Exception):
+    """The group holds something the expression cannot say."""
+
+
+class _Emitter:
+    """Collects SSA instructions; virtual registers 0..n-1 are the leaves."""
+
+    def __init__(self, leaves: int):
+        self.code: list[Instruction] = []
+        self.next = leaves
+
+    def emit(self, opcode: str, sources: Sequence[int] = (), params: Sequence[float] = ()) -> int:
+        dst = self.next
+        self.next += 1
+        with np.errstate(over="ignore"):
+            params = tuple(float(np.float32(p)) for p in params)
+        self.code.append((opcode, dst, tuple(sources), params))
+        return dst
+
+    def const(self, value: float) -> int:
+        return self.emit("const", (), (value,))
+
+
+# ---------------------------------------------------------------- IR op -> opcodes
+
+Translate = Callable[[_Emitter, Node, list[int]], int]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one IR op becomes instructions: ``translate(emitter, node,
+    operand registers)`` returns the register of the node's output;
+    ``operands`` are the input indices read as tensors (the others are
+    constant parameters), None for all of them."""
+
+    translate: Translate
+    operands: tuple[int, ...] | None = None
+
+
+def _op(opcode: str, *attr_names: str) -> Rule:
+    """One opcode on all the inputs, with these attributes as parameters."""
+    def translate(emitter: _Emitter, node: Node, regs: list[int]) -> int:
+        return emitter.emit(opcode, regs, [node.attrs[name] for name in attr_names])
+    return Rule(translate)
+
+
+def _fold(opcode: str) -> Rule:
+    """A variadic op folded left to right (what the unfused kernel does)."""
+    def translate(emitter: _Emitter, node: Node, regs: list[int]) -> int:
+        result = regs[0]
+        for other in regs[1:]:
+            result = emitter.emit(opcode, (result, other))
+        return result
+    return Rule(translate)
+
+
+def _mean(emitter: _Emitter, node: Node, regs: list[int]) -> int:
+    total = _fold("add").translate(emitter, node, regs)
+    if len(regs) == 1:
+        return total
+    return emitter.emit("div", (total, emitter.const(len(regs))))
+
+
+def _gelu(emitter: _Emitter, node: Node, regs: list[int]) -> int:
+    return emitter.emit("gelu_tanh" if node.attrs["approximate"] == "tanh" else "gelu", regs)
+
+
+def _clip(emitter: _Emitter, node: Node, regs: list[int]) -> int:
+    """Both bounds: numpy.clip; one bound: numpy.maximum/minimum (as the
+    unfused kernel, which differ on ties of signed zeros); none: x."""
+    low, high = _scalar_input(node, 1), _scalar_input(node, 2)
+    if low is not None and high is not None:
+        return emitter.emit("clip", regs, (low, high))
+    if low is not None:
+        return emitter.emit("max", (regs[0], emitter.const(low)))
+    if high is not None:
+        return emitter.emit("min", (regs[0], emitter.const(high)))
+    return regs[0]
+
+
+def _scalar_input(node: Node, index: int) -> float | None:
+    """A constant single-value float32 input as a float; None when omitted."""
+    value = node.inputs[index] if index < len(node.inputs) else None
+    if value is None:
+        return None
+    if not value.is_constant or value.const.size != 1 or value.const.dtype != _FLOAT32:
+        raise _Unsupported(f"{node.op} input {index} is not a float32 constant")
+    return float(value.const.reshape(-1)[0])
+
+
+OPCODE_TABLE: dict[str, Rule] = {
+    "Add": _op("add"), "Sub": _op("sub"), "Mul": _op("mul"), "Div": _op("div"), "Pow": _op("pow"),
+    "PRelu": _op("prelu"), "Neg": _op("neg"), "Abs": _op("abs"), "Sqrt": _op("sqrt"), "Exp": _op("exp"),
+    "Log": _op("log"), "Reciprocal": _op("reciprocal"), "Floor": _op("floor"), "Ceil": _op("ceil"),
+    "Erf": _op("erf"), "Tanh": _op("tanh"), "Sigmoid": _op("sigmoid"), "Relu": _op("relu"),
+    "Softplus": _op("softplus"), "HardSwish": _op("hard_swish"), "Sin": _op("sin"), "Cos": _op("cos"),
+    "LeakyRelu": _op("leaky_relu", "alpha"), "Elu": _op("elu", "alpha"),
+    "Selu": _op("selu", "alpha", "gamma"), "HardSigmoid": _op("hard_sigmoid", "alpha", "beta"),
+    "Gelu": Rule(_gelu), "Clip": Rule(_clip, operands=(0,)),
+    "Sum": _fold("add"), "Max": _fold("max"), "Min": _fold("min"), "Mean": Rule(_mean),
+}
+"""The one mapping from IR ops to opcodes."""
+
+
+# ---------------------------------------------------------------- the plan
+
+@dataclass(frozen=True)
+class FusedGroup:
+    """A group lowered to (an optional anchor step and) one FusedElementwise
+    step reading ``inputs`` (body values, in register order) and writing
+    ``output``."""
+
+    anchor: Node | None
+    inputs: tuple[Value, ...]
+    output: Value
+    code: tuple[Instruction, ...]
+    rank: int
+    inplace: int
+
+    def step(self, slot_of: Callable[[Value], int], name: str) -> Step:
+        """The FusedElementwise step, on the slots ``slot_of`` gives."""
+        attrs = {"code": self.code, "rank": self.rank, "inplace": self.inplace}
+        return Step("FusedElementwise", tuple(slot_of(v) for v in self.inputs), (slot_of(self.output),),
+                    attrs, name)
+
+
+def plan_fused_group(node: Node) -> FusedGroup | None:
+    """The lowering of a ``Fused`` node as one FusedElementwise step (after
+    its anchor's step, if any), or None when the group cannot be expressed."""
+    try:
+        return _plan(node)
+    except _Unsupported:
+        return None
+
+
+def _plan(node: Node) -> FusedGroup:
+    body = node.attrs["body"]
+    if len(body.outputs) != 1:
+        raise _Unsupported("several outputs")
+    output = body.outputs[0]
+    anchor, tail = _split_anchor(node, body.nodes)
+    nodes = _reaching(tail, output)
+    first = () if anchor is None else (anchor.outputs[0],)
+    if first and not any(user in nodes for user in first[0].users):
+        raise _Unsupported("the element-wise nodes do not read the anchor's output")
+    leaves = _leaves(nodes, first)
+    emitter = _Emitter(len(leaves))
+    registers = {id(v): i for i, v in enumerate(leaves)}
+    for inner in nodes:
+        registers[id(inner.outputs[0])] = _translate(emitter, inner, registers)
+    code = _allocate(emitter.code, len(leaves), registers[id(output)])
+    inplace = 0 if anchor is not None and _private(first[0], nodes, output) else -1
+    return FusedGroup(anchor, tuple(leaves), output, code, output.type.rank, inplace)
+
+
+def _split_anchor(node: Node, nodes: list[Node]) -> tuple[Node | None, list[Node]]:
+    """The anchor node (first in the body) and the nodes after it."""
+    anchor = node.attrs.get("anchor", "")
+    if not anchor:
+        return None, list(nodes)
+    if anchor not in ANCHORS or not nodes or nodes[0].op != anchor or len(nodes[0].outputs) != 1:
+        raise _Unsupported(f"anchor {anchor!r}")
+    if nodes[0].outputs[0].type.dtype != _FLOAT32:
+        raise _Unsupported("anchor output is not float32")
+    return nodes[0], list(nodes[1:])
+
+
+def _reaching(nodes: list[Node], output: Value) -> list[Node]:
+    """The nodes the output depends on, in order; all must be translatable."""
+    if output.producer not in nodes:
+        raise _Unsupported("the output is not computed by the element-wise nodes")
+    members = set(nodes)
+    needed, pending = set(), [output.producer]
+    while pending:
+        current = pending.pop()
+        if current in needed:
+            continue
+        needed.add(current)
+        pending.extend(v.producer for v in _operands(current) if v.producer in members)
+    return [n for n in nodes if n in needed]
+
+
+def _operands(node: Node) -> list[Value]:
+    """The inputs of ``node`` read as tensors (checked float32)."""
+    rule = OPCODE_TABLE.get(node.op)
+    if rule is None:
+        raise _Unsupported(f"op {node.op}")
+    indices = range(len(node.inputs)) if rule.operands is None else rule.operands
+    values = [node.inputs[i] for i in indices if i < len(node.inputs)]
+    if any(v is None or v.type.dtype != _FLOAT32 for v in values):
+        raise _Unsupported(f"{node.op} has an omitted or non-float32 operand")
+    if len(node.outputs) != 1 or node.outputs[0].type.dtype != _FLOAT32:
+        raise _Unsupported(f"{node.op} output is not one float32 value")
+    return values
+
+
+def _leaves(nodes: list[Node], first: tuple[Value, ...]) -> list[Value]:
+    """The kernel's inputs: ``first``, then every tensor operand the nodes
+    read but do not compute, except single-value constants (loaded by
+    ``const`` instructions)."""
+    produced = {id(v) for n in nodes for v in n.outputs}
+    leaves = list(first)
+    seen = {id(v) for v in leaves}
+    for node in nodes:
+        for value in _operands(node):
+            if id(value) in produced or id(value) in seen or _is_scalar_constant(value):
+                continue
+            seen.add(id(value))
+            leaves.append(value)
+    if len(leaves) > MAX_INPUTS:
+        raise _Unsupported(f"{len(leaves)} inputs")
+    return leaves
+
+
+def _is_scalar_constant(value: Value) -> bool:
+    return value.is_constant and value.const.size == 1
+
+
+def _translate(emitter: _Emitter, node: Node, registers: dict[int, int]) -> int:
+    """Emit ``node``'s instructions; returns its output's virtual register."""
+    regs = []
+    for value in _operands(node):
+        if id(value) not in registers:  # a single-value constant, loaded once
+            registers[id(value)] = emitter.const(float(value.const.reshape(-1)[0]))
+        regs.append(registers[id(value)])
+    return OPCODE_TABLE[node.op].translate(emitter, node, regs)
+
+
+def _private(value: Value, nodes: list[Node], output: Value) -> bool:
+    """Whether only the group's nodes read ``value`` and it has the output's
+    static shape, so the FusedElementwise step may overwrite it."""
+    members = set(nodes)
+    same_shape = value.type.shape == output.type.shape and value.type.is_static
+    return same_shape and all(user in members for user, _ in value.uses)
+
+
+def _allocate(code: list[Instruction], leaves: int, result: int) -> tuple[Instruction, ...]:
+    """Map virtual registers to at most MAX_REGISTERS physical ones; leaves
+    keep theirs, and a register is reused once its value's last reader ran.
+    A destination never shares a register with its instruction's sources:
+    the kernel's loops vectorise only over distinct rows."""
+    if not code or code[-1][1] != result:
+        raise _Unsupported("the result is not computed by the last instruction")
+    last_use = {source: i for i, (_, _, sources, _) in enumerate(code) for source in sources}
+    physical = {v: v for v in range(leaves)}
+    free = set(range(leaves, MAX_REGISTERS))
+    allocated = []
+    for index, (opcode, dst, sources, params) in enumerate(code):
+        mapped = tuple(physical[s] for s in sources)
+        if not free:
+            raise _Unsupported(f"more than {MAX_REGISTERS} live registers")
+        physical[dst] = min(free)
+        free.discard(physical[dst])
+        free.update(physical[s] for s in set(sources) if last_use[s] == index)
+        allocated.append((opcode, physical[dst], mapped, params))
+    return tuple(allocated)
