@@ -3,7 +3,9 @@
 Every CPU path (the float reference, CPU fallback segments, constant folding
 through single kernels, calibration) runs through here. Values are freed after
 their last use unless the caller asked to fetch them, so any named
-intermediate can be returned without keeping every activation alive.
+intermediate can be returned without keeping every activation alive. A step
+that may write its result into one of its inputs (``attrs["inplace"]``, the
+fused element-wise kernel) does not when that input is fetched.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ class Executor:
         self.program = program
         self.check = check
         self._calls = [(get_kernel(step.kernel), step) for step in program.steps]
-        self._frees_cache: dict[tuple[int, ...], list[list[int]]] = {}
+        self._plans: dict[tuple[int, ...], list[tuple]] = {}
 
     def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run on ``feeds`` (input name -> array); return the graph outputs, or
@@ -37,11 +39,10 @@ class Executor:
         for slot, array in program.constants.items():
             env[slot] = array
         self._bind_inputs(env, feeds)
-        frees = self._frees(tuple(wanted))
-        for (fn, step), dead in zip(self._calls, frees):
+        for fn, step, attrs, dead in self._plan(tuple(wanted)):
             args = [env[i] if i != NO_SLOT else None for i in step.inputs]
             try:
-                results = fn(args, step.attrs)
+                results = fn(args, attrs)
             except TesseraError as exc:
                 raise ExecutionError(f"{step.kernel}: {exc}", step.name) from exc
             except Exception as exc:  # a kernel bug: still name the node
@@ -51,11 +52,16 @@ class Executor:
                 env[slot] = None
         return {program.slots[i]: env[i] for i in wanted}
 
-    def _frees(self, wanted: tuple[int, ...]) -> list[list[int]]:
-        frees = self._frees_cache.get(wanted)
-        if frees is None:
-            frees = self._frees_cache[wanted] = self.program.last_uses(set(wanted))
-        return frees
+    def _plan(self, wanted: tuple[int, ...]) -> list[tuple]:
+        """(kernel, step, attrs, slots to free after it) for each step, for
+        one set of wanted slots: they are kept, and never written in place."""
+        plan = self._plans.get(wanted)
+        if plan is None:
+            frees = self.program.last_uses(set(wanted))
+            plan = [(fn, step, _attrs_keeping(step, set(wanted)), dead)
+                    for (fn, step), dead in zip(self._calls, frees)]
+            self._plans[wanted] = plan
+        return plan
 
     def _bind_inputs(self, env: list, feeds: Mapping[str, np.ndarray]) -> None:
         program = self.program
@@ -100,6 +106,15 @@ class Executor:
         if len(shape) != array.ndim or any(d is not None and d != a for d, a in zip(shape, array.shape)):
             raise ExecutionError(f"{step.kernel} output {name!r} has shape {list(array.shape)}, "
                                  f"expected {_fmt(shape)}", step.name)
+
+
+def _attrs_keeping(step, wanted: set[int]):
+    """The step's attributes, with in-place writing off if it would
+    overwrite a wanted value."""
+    inplace = step.attrs.get("inplace", -1)
+    if isinstance(inplace, int) and 0 <= inplace < len(step.inputs) and step.inputs[inplace] in wanted:
+        return {**step.attrs, "inplace": -1}
+    return step.attrs
 
 
 def _fmt(shape) -> str:

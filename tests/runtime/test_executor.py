@@ -52,3 +52,17 @@ def test_kernel_failure_names_the_node():
                       {1: np.array([7], np.int64)})
     with pytest.raises(ExecutionError, match="bad_reshape.*cannot reshape"):
         Executor(program).run({"x": np.ones(3, np.float32)})
+
+
+def test_fetched_values_are_never_overwritten_in_place():
+    from compiler.pipeline import optimize
+    b = GraphBuilder("g")
+    x = b.input("x", [1, 2, 4, 4])
+    c = b.Conv(x, b.const(np.random.default_rng(0).standard_normal((3, 2, 3, 3))), pads=[1, 1, 1, 1], name="conv")
+    graph = optimize(b.build(b.Relu(b.Add(c, b.const(np.ones((3, 1, 1), np.float32))), name="out")))
+    program = lower_to_program(graph)
+    assert any(s.attrs.get("inplace", -1) >= 0 for s in program.steps)
+    feeds = {"x": np.random.default_rng(1).standard_normal((1, 2, 4, 4)).astype(np.float32)}
+    out = Executor(program).run(feeds, fetch=["conv", "out"])
+    np.testing.assert_allclose(out["out"], np.maximum(out["conv"], 0))  # the bias Add was folded into the conv
+    assert (out["conv"] < 0).any()
