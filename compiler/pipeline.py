@@ -25,6 +25,7 @@ from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext, PassInstrument, Sequential
 from passes.partition import partition
 from passes.remove_noops import remove_noops
+from passes.simplify_inference import simplify_inference
 
 SIMPLIFY = Sequential([
     fold_constants,       # shape subgraphs and constant expressions, through the kernels
@@ -33,6 +34,7 @@ SIMPLIFY = Sequential([
     fold_pad,             # Pad before Conv -> Conv pads
     fold_batchnorm,       # BatchNorm after Conv/ConvTranspose/Gemm -> weights and bias
     fold_affine,          # per-channel Mul/Add after Conv/BatchNorm -> weights and bias
+    simplify_inference,   # the BatchNorms left -> per-channel Mul + Add
     canonicalize_linear,  # MatMul/Gemm with constant weights -> Gemm(x, W[N,K], b), transB=1
     remove_noops,         # what the rewrites above left behind
     eliminate_dead_code,

@@ -11,6 +11,7 @@ from passes.fold_batchnorm import fold_batchnorm
 from passes.fold_constants import fold_constants
 from passes.fold_pad import fold_pad
 from passes.remove_noops import remove_noops
+from passes.simplify_inference import simplify_inference
 from tests.passes.util import apply, assert_same_numerics, ops
 
 RNG = np.random.default_rng(0)
@@ -229,3 +230,13 @@ def test_matmul_with_runtime_weights_stays():
     b = GraphBuilder()
     g = apply(canonicalize_linear, b.build(b.MatMul(b.input("a", [2, 3]), b.input("b", [3, 4]))))
     assert ops(g) == ["MatMul"]
+
+
+# ---------------------------------------------------------------- simplify_inference
+def test_unfoldable_batchnorm_becomes_mul_and_add():
+    b = GraphBuilder()
+    x = b.input("x", [2, 3, 4, 4])
+    y = b.BatchNormalization(b.Relu(x), *bn_params(b, 3), name="bn")
+    g = assert_same_numerics(simplify_inference, b.build(y))
+    assert ops(g) == ["Relu", "Mul", "Add"] and g.outputs[0].name == "bn"
+    assert g.nodes[1].inputs[1].const.shape == (3, 1, 1)
