@@ -6,6 +6,9 @@ Strategy, chosen for speed on ResNet-like models:
   written straight into the output (strided 1x1 convs subsample first);
 * depthwise convolutions (one input channel per group) use direct Numba
   kernels (:mod:`runtime.kernels.nn_depthwise`);
+* float32 3x3 convolutions with unit strides and dilations and one group
+  use Winograd's algorithm (:mod:`runtime.kernels.nn_winograd`) where the
+  channels and planes are large enough for it to be faster;
 * everything else goes through a Numba im2col, parallel over rows of the
   column matrix, feeding one BLAS GEMM per image (batched over groups);
 * ConvTranspose is a GEMM per image followed by a Numba col2im, parallel over
@@ -28,6 +31,7 @@ from runtime.jit import jit
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes, depthwise_rows_channels_last
 from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window, out_shape, valid_range
+from runtime.kernels.nn_winograd import scratch, tile_size, winograd_conv2d, winograd_weights
 from runtime.parallel import parallel_for
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -209,6 +213,11 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
     if group > 1 and group == chans:
         _conv_depthwise(x, w, b, out, window)
         return out
+    m = _winograd_tile(x, w, window, group)
+    u = winograd_weights.get(w, m) if m else None
+    if u is not None:
+        winograd_conv2d(x, u, b, out, window.pads_begin + window.pads_end, m)
+        return out
     if all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end):
         _conv_pointwise(x, w, out, window, group)
     else:
@@ -216,6 +225,14 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
     if b is not None:
         _add_channel_bias(out, b)
     return out
+
+
+def _winograd_tile(x, w, window: Window, group: int) -> int:
+    """Winograd's tile size for this convolution, or 0 to use another path."""
+    if (x.dtype != np.float32 or group != 1 or window.kernel != (3, 3) or window.strides != (1, 1)
+            or window.dilations != (1, 1)):
+        return 0
+    return tile_size(x.shape, w.shape, window.pads_begin + window.pads_end)
 
 
 def _conv_pointwise(x, w, out, window: Window, group: int) -> None:
@@ -234,7 +251,7 @@ def _conv_im2col(x, w, out, window: Window, group: int) -> None:
     x3 = lift(x)
     rows = w[0].size * group
     out_spatial = lift(out).shape[2:]
-    col = np.empty(check_output_size((rows,) + out_spatial, "Conv column matrix"), dtype=x.dtype)
+    col = scratch("column matrix", (rows,) + out_spatial, x.dtype)
     geo = window.loop_params()
     out_c = w.shape[0]
     w_groups = w.reshape(group, out_c // group, rows // group)
@@ -245,9 +262,9 @@ def _conv_im2col(x, w, out, window: Window, group: int) -> None:
         np.matmul(w_groups, col_groups, out=out[n].reshape(group, out_c // group, -1))
 
 
-SMALL_PLANE = 256
+SMALL_PLANE = 100
 """Output planes up to this size run depthwise convolutions channels last:
-their rows are too short to vectorise well."""
+per-plane work is too small there for the plane kernel's fixed costs."""
 
 
 def _conv_depthwise(x, w, b, out, window: Window) -> None:

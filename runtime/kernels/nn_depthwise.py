@@ -2,14 +2,20 @@
 direct Numba kernels.
 
 * ``depthwise_planes`` runs over output planes (NCHW). For 3x3 kernels on 2-D
-  planes the interior (where no tap reaches the padding) is one fused pass
-  per output row, or per plane when strides are 1 and the output is as wide
-  as the input (SAME padding: the interior rows are then one flat run in
-  both input and output); border rows go tap by tap and the few edge columns
-  point by point. Other kernels go tap by tap, row by row.
+  planes the interior (where no tap reaches the padding) is one fused pass:
+  - strides 1 and an output as wide as the input (SAME padding): one flat
+    run over the interior rows in both input and output; on small planes
+    the taps that wrap over row ends are masked out in that pass, on large
+    ones the edge columns are redone afterwards, over contiguous copies of
+    the input columns they read;
+  - strides 2 and an output as wide as half the input: the plane is cut
+    into its four stride-2 phases, and the interior is again one flat run;
+  - otherwise one pass per output row.
+  Border rows go by kernel row (or tap by tap), the few remaining points one
+  by one. Other kernels go tap by tap, row by row.
 * ``depthwise_rows_channels_last`` runs over output rows of NHWC copies:
-  each tap is a vector update over the channels. Small planes (short rows)
-  and strided windows are faster that way.
+  each tap is a vector update over the channels. Very small planes are
+  faster that way, the transposes included.
 
 Inner loops run over contiguous array views indexed from 0, which lets
 Numba prove the indices non-negative and LLVM vectorise them (flat indexing
@@ -23,6 +29,10 @@ import numpy as np
 
 from runtime.jit import jit
 from runtime.kernels.nn_window import valid_range
+
+MASKED_PLANE = 1024
+"""Flat 3x3 interiors up to this many outputs mask their wrapped taps;
+larger ones redo their edge columns instead (cheaper per output there)."""
 
 
 @jit(inline="always")
@@ -63,23 +73,6 @@ def _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, od, oh_lo, oh_h
 
 
 @jit(inline="always")
-def _point(src, in_base, w_flat, tap0, bias, oh, ow, dims, geo):
-    """One output value of a 2-D plane, every tap bounds-checked."""
-    depth, height, width, out_h, out_w, kd_n, kh_n, kw_n = dims
-    sh, sw, ph, pw, dh, dw = geo[4], geo[5], geo[7], geo[8], geo[13], geo[14]
-    total = bias
-    for kh in range(kh_n):
-        iy = oh * sh - ph + kh * dh
-        if iy < 0 or iy >= height:
-            continue
-        for kw in range(kw_n):
-            ix = ow * sw - pw + kw * dw
-            if 0 <= ix < width:
-                total += w_flat[tap0 + kh * kw_n + kw] * src[in_base + iy * width + ix]
-    return total
-
-
-@jit(inline="always")
 def _sum_3x3(run, bias, w_flat, tap0, a0, a1, a2, b0, b1, b2, c0, c1, c2):
     w0, w1, w2, w3, w4 = w_flat[tap0], w_flat[tap0 + 1], w_flat[tap0 + 2], w_flat[tap0 + 3], w_flat[tap0 + 4]
     w5, w6, w7, w8 = w_flat[tap0 + 5], w_flat[tap0 + 6], w_flat[tap0 + 7], w_flat[tap0 + 8]
@@ -101,13 +94,139 @@ def _fused_3x3(run, src, first, row_step, col_step, w_flat, tap0, bias):
 
 
 @jit(inline="always")
-def _edges(src, in_base, dst, out_base, w_flat, tap0, bias, oh, x_lo, x_hi, dims, geo):
-    """Columns outside [x_lo, x_hi) of output row ``oh`` of a 2-D plane."""
-    out_w = dims[4]
+def _masked_3x3(run, src, first, row_step, col_step, w_flat, tap0, bias, left, right):
+    """_fused_3x3 over a run that wraps over row ends: the taps of kernel
+    column 0 (2) count only where left[j] (right[j]) is set, so columns whose
+    window crosses the left (right) edge come out exact in the same pass."""
+    n = run.shape[0]
+    s0, s1, s2 = first, first + row_step, first + 2 * row_step
+    e1, e2 = col_step, 2 * col_step
+    a0, a1, a2 = src[s0:s0 + n], src[s0 + e1:s0 + e1 + n], src[s0 + e2:s0 + e2 + n]
+    b0, b1, b2 = src[s1:s1 + n], src[s1 + e1:s1 + e1 + n], src[s1 + e2:s1 + e2 + n]
+    c0, c1, c2 = src[s2:s2 + n], src[s2 + e1:s2 + e1 + n], src[s2 + e2:s2 + e2 + n]
+    w0, w1, w2, w3, w4 = w_flat[tap0], w_flat[tap0 + 1], w_flat[tap0 + 2], w_flat[tap0 + 3], w_flat[tap0 + 4]
+    w5, w6, w7, w8 = w_flat[tap0 + 5], w_flat[tap0 + 6], w_flat[tap0 + 7], w_flat[tap0 + 8]
+    zero = run.dtype.type(0)
+    for j in range(n):
+        first_col = w0 * a0[j] + w3 * b0[j] + w6 * c0[j]
+        last_col = w2 * a2[j] + w5 * b2[j] + w8 * c2[j]
+        run[j] = (bias + w1 * a1[j] + w4 * b1[j] + w7 * c1[j] + (first_col if left[j] else zero)
+                  + (last_col if right[j] else zero))
+
+
+@jit(fastmath=True)
+def _border_row(src, in_base, dst, out_base, w_flat, tap0, bias, oh, x_lo, x_hi, x_taps, dims, geo):
+    """Output row ``oh`` of a 2-D plane whose windows cross the top or
+    bottom edge, unit column stride: columns [x_lo, x_hi) with one fused
+    pass per kernel row inside the input, the rest point by point."""
+    height, width, out_w = dims[1], dims[2], dims[4]
+    ph, pw, dh, dw = geo[7], geo[8], geo[13], geo[14]
+    y0 = oh * geo[4] - ph
+    kh_lo, kh_hi = valid_range(y0, dh, height, dims[6])
+    run = dst[out_base + oh * out_w + x_lo:out_base + oh * out_w + x_hi]
+    for j in range(run.shape[0]):
+        run[j] = bias
+    for kh in range(kh_lo, kh_hi):
+        first = in_base + (y0 + kh * dh) * width + x_lo - pw
+        w0, w1, w2 = w_flat[tap0 + kh * 3], w_flat[tap0 + kh * 3 + 1], w_flat[tap0 + kh * 3 + 2]
+        a, b, c = src[first:], src[first + dw:], src[first + 2 * dw:]
+        for j in range(run.shape[0]):
+            run[j] += w0 * a[j] + w1 * b[j] + w2 * c[j]
     for ow in range(x_lo):
-        dst[out_base + oh * out_w + ow] = _point(src, in_base, w_flat, tap0, bias, oh, ow, dims, geo)
+        dst[out_base + oh * out_w + ow] = _border_point(src, in_base, w_flat, tap0, bias, y0, kh_lo, kh_hi, ow,
+                                                        x_taps, dims, geo)
     for ow in range(x_hi, out_w):
-        dst[out_base + oh * out_w + ow] = _point(src, in_base, w_flat, tap0, bias, oh, ow, dims, geo)
+        dst[out_base + oh * out_w + ow] = _border_point(src, in_base, w_flat, tap0, bias, y0, kh_lo, kh_hi, ow,
+                                                        x_taps, dims, geo)
+
+
+@jit(fastmath=True)
+def _border_point(src, in_base, w_flat, tap0, bias, y0, kh_lo, kh_hi, ow, x_taps, dims, geo):
+    """One output of a border row (unit column stride) over its taps inside
+    the input: kernel rows [kh_lo, kh_hi), columns x_taps[ow]."""
+    width, kw_n, pw, dh, dw = dims[2], dims[7], geo[8], geo[13], geo[14]
+    total = bias
+    for kh in range(kh_lo, kh_hi):
+        row = in_base + (y0 + kh * dh) * width + ow - pw
+        for kw in range(x_taps[ow, 0], x_taps[ow, 1]):
+            total += w_flat[tap0 + kh * kw_n + kw] * src[row + kw * dw]
+    return total
+
+
+@jit(fastmath=True)
+def _split_plane(plane, phases):
+    """phases[r % 2, c % 2, r // 2, c // 2] = plane[r, c]: a 2-D plane cut
+    into its four stride-2 phases, so that the taps of a stride-2 window
+    read unit-stride runs (the loads of each row pair up, which LLVM
+    vectorises)."""
+    height, width = plane.shape
+    half = width // 2
+    for r in range(height):
+        row = plane[r]
+        even, odd = phases[r % 2, 0, r // 2], phases[r % 2, 1, r // 2]
+        for q in range(half):
+            even[q], odd[q] = row[2 * q], row[2 * q + 1]
+        if width % 2:
+            even[half] = row[width - 1]
+
+
+@jit(inline="always")
+def _strided_3x3(run, phases, first_row, first_col, w_flat, tap0, bias):
+    """run[j] = bias + the 9 taps of a 3x3 window with strides 2 over the
+    plane cut by _split_plane, output j's tap (kh, kw) reading plane element
+    (first_row + kh, first_col + kw + 2j) (rows of run follow each other in
+    the phases when the output is as wide as a phase)."""
+    cols = phases.shape[3]
+    flat = phases.reshape(4, -1)
+    s = np.empty(9, dtype=np.int64)
+    for kh in range(3):
+        for kw in range(3):
+            r, c = first_row + kh, first_col + kw
+            s[kh * 3 + kw] = (r % 2 * 2 + c % 2) * flat.shape[1] + (r // 2) * cols + c // 2
+    src = phases.reshape(-1)
+    _sum_3x3(run, bias, w_flat, tap0, src[s[0]:], src[s[1]:], src[s[2]:], src[s[3]:], src[s[4]:], src[s[5]:],
+             src[s[6]:], src[s[7]:], src[s[8]:])
+
+
+@jit(inline="always")
+def _edge_column(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, ow, x_taps, bufs, dims, geo):
+    """Output column ``ow`` over rows [y_lo, y_hi) of a 2-D plane, whose
+    windows lie inside the input vertically, over the column's taps inside
+    the input (x_taps[ow] = [first, stop)). The input columns it reads are
+    gathered into contiguous runs first, so that the sums over the rows
+    vectorise; bufs: (kw_n + 1, max(height, out_h)) scratch."""
+    height, width, out_w, kh_n, kw_n = dims[1], dims[2], dims[4], dims[6], dims[7]
+    sh, sw, ph, pw, dh, dw = geo[4], geo[5], geo[7], geo[8], geo[13], geo[14]
+    first, stop = x_taps[ow, 0], x_taps[ow, 1]
+    for kw in range(first, stop):
+        column = bufs[kw]
+        ix = in_base + ow * sw - pw + kw * dw
+        for r in range(height):
+            column[r] = src[ix + r * width]
+    total = bufs[kw_n, y_lo:y_hi]
+    for i in range(total.shape[0]):
+        total[i] = bias
+    for kh in range(kh_n):
+        for kw in range(first, stop):
+            weight = w_flat[tap0 + kh * kw_n + kw]
+            rows = bufs[kw, y_lo * sh - ph + kh * dh:]
+            if sh == 1:
+                for i in range(total.shape[0]):
+                    total[i] += weight * rows[i]
+            else:
+                for i in range(total.shape[0]):
+                    total[i] += weight * rows[i * sh]
+    for i in range(total.shape[0]):
+        dst[out_base + (y_lo + i) * out_w + ow] = total[i]
+
+
+@jit(fastmath=True)
+def _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, x_lo, x_hi, x_taps, bufs, dims, geo):
+    """Columns outside [x_lo, x_hi) of output rows [y_lo, y_hi)."""
+    for ow in range(x_lo):
+        _edge_column(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, ow, x_taps, bufs, dims, geo)
+    for ow in range(x_hi, dims[4]):
+        _edge_column(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, ow, x_taps, bufs, dims, geo)
 
 
 @jit(fastmath=True)
@@ -133,6 +252,9 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
     cols = np.empty((kw_n, 2), dtype=np.int64)
     for kw in range(kw_n):
         cols[kw, 0], cols[kw, 1] = valid_range(kw * dw - pw, sw, width, out_w)
+    x_taps = np.empty((out_w, 2), dtype=np.int64)
+    for ow in range(out_w):
+        x_taps[ow, 0], x_taps[ow, 1] = valid_range(ow * sw - pw, dw, width, kw_n)
     fused = kd_n == 1 and depth == 1 and out_d == 1 and geo[6] == 0 and kh_n == 3 and kw_n == 3
     y_lo, y_hi = valid_range(-ph, sh, height - 2 * dh, out_h)
     x_lo, x_hi = valid_range(-pw, sw, width - 2 * dw, out_w)
@@ -140,6 +262,13 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
         y_lo = y_hi = 0
     flat = sh == 1 and sw == 1 and out_w == width
     scratch = np.empty(width, dtype=out.dtype)
+    masked = flat and pw == dw and out_h * out_w <= MASKED_PLANE
+    inside = np.empty((2, out_h * out_w if masked else 0), dtype=np.bool_)
+    for j in range(inside.shape[1]):
+        inside[0, j], inside[1, j] = j % out_w >= dw, j % out_w < out_w - dw
+    halves = sh == 2 and sw == 2 and dh == 1 and dw == 1 and out_w == (width + 1) // 2
+    phases = np.empty((2, 2, (height + 1) // 2, (width + 1) // 2) if halves else (0, 0, 0, 0), dtype=x.dtype)
+    bufs = np.empty((kw_n + 1, max(height, out_h)), dtype=out.dtype)
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
         c = k // mult
@@ -153,16 +282,41 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
             for od in range(out_d):
                 _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, od, 0, out_h, dims, geo)
             continue
-        _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, 0, 0, y_lo, dims, geo)
-        _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, 0, y_hi, out_h, dims, geo)
+        if flat:
+            for oh in range(y_lo):
+                _border_row(src, in_base, dst, out_base, w_flat, tap0, bias, oh, x_lo, x_hi, x_taps, dims, geo)
+            for oh in range(y_hi, out_h):
+                _border_row(src, in_base, dst, out_base, w_flat, tap0, bias, oh, x_lo, x_hi, x_taps, dims, geo)
+        else:
+            _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, 0, 0, y_lo, dims, geo)
+            _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, 0, y_hi, out_h, dims, geo)
+        if flat and masked:
+            # Interior rows are one run from column x_lo of the first to
+            # x_hi of the last; the taps that wrap over row ends are masked.
+            # The first row's columns before x_lo and the last row's after
+            # x_hi remain.
+            j0, j1 = y_lo * out_w + x_lo, (y_hi - 1) * out_w + x_hi
+            _masked_3x3(dst[out_base + j0:out_base + j1], src, in_base + j0 - ph * width - pw, dh * width, dw,
+                        w_flat, tap0, bias, inside[0, j0:j1], inside[1, j0:j1])
+            _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_lo + 1, x_lo, out_w, x_taps, bufs, dims,
+                   geo)
+            _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_hi - 1, y_hi, 0, x_hi, x_taps, bufs, dims, geo)
+            continue
         if flat:
             # Interior rows are one run; columns outside [x_lo, x_hi) wrap
             # into neighbouring rows and are redone point by point.
             j0, j1 = y_lo * out_w + x_lo, (y_hi - 1) * out_w + x_hi
             _fused_3x3(dst[out_base + j0:out_base + j1], src, in_base + j0 - ph * width - pw, dh * width, dw,
                        w_flat, tap0, bias)
-            for oh in range(y_lo, y_hi):
-                _edges(src, in_base, dst, out_base, w_flat, tap0, bias, oh, x_lo, x_hi, dims, geo)
+            _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, x_lo, x_hi, x_taps, bufs, dims, geo)
+            continue
+        if halves:
+            # Stride 2, output as wide as a phase: the interior rows are one
+            # run over the phases; edge columns as in the flat case.
+            _split_plane(x[p // out_c, c, 0], phases)
+            j0, j1 = y_lo * out_w + x_lo, (y_hi - 1) * out_w + x_hi
+            _strided_3x3(dst[out_base + j0:out_base + j1], phases, 2 * y_lo - ph, 2 * x_lo - pw, w_flat, tap0, bias)
+            _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, x_lo, x_hi, x_taps, bufs, dims, geo)
             continue
         for oh in range(y_lo, y_hi):
             start_out = out_base + oh * out_w
@@ -177,7 +331,7 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
                 out_row = dst[start_out + x_lo:start_out + x_hi]
                 for i in range(x_hi - x_lo):
                     out_row[i] = dense[i * sw]
-            _edges(src, in_base, dst, out_base, w_flat, tap0, bias, oh, x_lo, x_hi, dims, geo)
+        _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, x_lo, x_hi, x_taps, bufs, dims, geo)
 
 
 @jit(fastmath=True)

@@ -75,6 +75,95 @@ def _max_pool_planes(start, stop, x, y, geo):
                     dst[_u(out_row + ow)] = best
 
 
+@jit(inline="always")
+def _fill(dst, value):
+    for i in range(dst.shape[0]):
+        dst[i] = value
+
+
+@jit(inline="always")
+def _max_into(acc, values, first):
+    """acc = max(acc, values) elementwise (max(-inf, values) when ``first``),
+    NaNs in values skipped; a select, not a branch, so that LLVM vectorises
+    it."""
+    for i in range(acc.shape[0]):
+        value = values[i]
+        best = -np.inf if first else acc[i]
+        acc[i] = value if value > best else best
+
+
+@jit(inline="always")
+def _max_into_phases(phases, values, first):
+    """phases[q % 2, q // 2] = max(phases[...], values[q]) (or of -inf when
+    ``first``): a row max that also splits the row into its even and odd
+    columns (for stride 2)."""
+    even, odd = phases[0], phases[1]
+    for i in range(values.shape[0] // 2):
+        a, b = values[2 * i], values[2 * i + 1]
+        best_a = -np.inf if first else even[i]
+        best_b = -np.inf if first else odd[i]
+        even[i] = a if a > best_a else best_a
+        odd[i] = b if b > best_b else best_b
+    if values.shape[0] % 2:
+        last = values.shape[0] // 2
+        a = values[2 * last]
+        best_a = -np.inf if first else even[last]
+        even[last] = a if a > best_a else best_a
+
+
+@jit
+def _max_pool_2d_planes(start, stop, x, y, geo):
+    """Planes [start, stop) of a 2-D max pool with unit dilations, separably:
+    for each output row, the max over its window's input rows (contiguous
+    vector passes, which for stride 2 also split the columns into even and
+    odd), then over each window's columns of that (interior windows one tap
+    column at a time over all of them, the few windows clipped by the edges
+    point by point). x: (P, H, W); y: (P, OH, OW). NaNs are skipped as in
+    _max_pool_planes: the first pass turns them into -inf."""
+    kh_n, kw_n, sh, sw, ph, pw = geo[1], geo[2], geo[4], geo[5], geo[7], geo[8]
+    planes, height, width = x.shape
+    _, out_h, out_w = y.shape
+    split = 2 if sw == 2 else 1
+    cols = np.empty((split, (width + 1) // split), dtype=x.dtype)
+    flat = cols.reshape(-1)
+    x_taps = _tap_table(out_w, sw, pw, 1, width, kw_n)
+    lo, hi = valid_range(-pw, sw, width - kw_n + 1, out_w)
+    for p in range(start, min(stop, planes, y.shape[0])):
+        for oh in range(out_h):
+            y0 = oh * sh - ph
+            out_row = y[p, oh]
+            first_ky = max(0, -y0)
+            if first_ky >= min(kh_n, height - y0):
+                _fill(flat, -np.inf)
+            for ky in range(first_ky, min(kh_n, height - y0)):
+                if split == 2:
+                    _max_into_phases(cols, x[p, y0 + ky], ky == first_ky)
+                else:
+                    _max_into(flat[:width], x[p, y0 + ky], ky == first_ky)
+            for ow in range(out_w):
+                if lo <= ow < hi:
+                    continue
+                best = -np.inf
+                for kx in range(x_taps[ow, 0], x_taps[ow, 1]):
+                    at = ow * sw - pw + kx
+                    value = cols[at % split, at // split]
+                    best = value if value > best else best
+                out_row[ow] = best
+            inner = out_row[lo:hi]
+            for kx in range(kw_n):
+                at = lo * sw - pw + kx
+                if split == 2:
+                    _max_into(inner, cols[at % 2, at // 2:], kx == 0)
+                elif sw == 1:
+                    _max_into(inner, flat[at:], kx == 0)
+                else:
+                    row = flat[at:]
+                    for i in range(inner.shape[0]):
+                        value = row[i * sw]
+                        best = -np.inf if kx == 0 else inner[i]
+                        inner[i] = value if value > best else best
+
+
 @jit
 def _max_pool_index_planes(start, stop, x, y, idx, geo, col_major):
     """_max_pool_planes that also writes idx (like y): the flat input index
@@ -206,6 +295,10 @@ def max_pool(x: np.ndarray, attrs, with_indices: bool) -> tuple[np.ndarray, np.n
         parallel_for(_max_pool_index_planes, y_planes.shape[0], _planes(x), y_planes, idx, window.loop_params(),
                      bool(attrs["storage_order"]), grain=chunk)
         idx = idx.reshape(y.shape)
+    elif x.ndim == 4 and x.dtype == np.float32 and window.dilations == (1, 1):
+        planes = x.reshape((-1,) + x.shape[2:])
+        parallel_for(_max_pool_2d_planes, planes.shape[0], planes, y.reshape((-1,) + y.shape[2:]),
+                     window.loop_params(), grain=chunk)
     else:
         parallel_for(_max_pool_planes, y_planes.shape[0], _planes(x), y_planes, window.loop_params(), grain=chunk)
     return y.astype(dtype, copy=False), idx

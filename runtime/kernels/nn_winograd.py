@@ -1,0 +1,408 @@
+"""Winograd convolution for 3x3, stride 1, undilated, ungrouped float32 convs.
+
+F(m x m, 3 x 3) (Lavin & Gray, 2016) computes each m x m output tile from an
+(m+2) x (m+2) input tile with (m+2)^2 multiplications per channel pair
+instead of 9 m^2: ``Y = A^T [ (G g G^T) * (B^T d B) ] A``. Per call:
+
+* the weights are transformed once per weight array (``U = G g G^T``, in
+  float64, cached while the array lives: see :class:`_WeightCache`);
+* a Numba kernel transforms the input tiles (``V = B^T d B``, zero padding
+  included exactly);
+* the (m+2)^2 products ``M[e] = U[e] @ V[e]`` (K x C by C x tiles) are one
+  batched BLAS call;
+* a Numba kernel transforms the output tiles (``A^T M A`` plus the bias)
+  straight into the output, cropping the partial tiles at the far edges.
+
+The transforms run on the calling thread. Measured inside ResNet-50 on 2
+threads, splitting them (or the GEMMs) over the thread pool made the layers
+slower: after each multithreaded BLAS call OpenBLAS's idle worker spins on
+the other core for about 0.1 s, and concurrent BLAS calls from two threads
+fight over that worker.
+
+The transforms come from the Toom-Cook construction on the points
+0, 1, -1 (m = 2) and 0, 1, -1, 2, -1/2 (m = 4). All their entries are exact
+binary fractions. Float32 error on ResNet-like data, relative to the
+output's largest magnitude: F(2x2) about 5e-7 (im2col: 4e-7), F(4x4) 2e-6 to
+4e-6 (with the usual points 2 and -2 instead of 2 and -1/2: 5e-6 to 1e-5).
+A NaN or Inf in the input spreads to its whole output tile (up to m x m
+outputs, where a direct convolution touches 3 x 3); weights holding them
+are left to im2col (see :meth:`_WeightCache.get`).
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from fractions import Fraction
+
+import numpy as np
+
+from runtime.errors import KernelError
+from runtime.jit import jit
+from runtime.kernels.limits import check_output_size
+from runtime.kernels.nn_window import valid_range
+
+POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, Fraction(-1, 2))}
+"""Interpolation points (besides infinity) of F(m x m, 3 x 3) per tile size m."""
+
+TILE_ELEMENTS = 1 << 22
+"""Most elements of transformed input handled in one pass: larger batches go
+image group by image group, so the buffers stay a few MiB."""
+
+MIN_CHANNELS, MIN_PLANE, MIN_PLANE_F4 = 16, 10, 40
+"""Where Winograd is used (see :func:`tile_size`)."""
+
+
+# ---------------------------------------------------------------- transform matrices
+def _poly(roots: list[Fraction]) -> list[Fraction]:
+    """Coefficients (lowest power first) of prod (x - root)."""
+    coeffs = [Fraction(1)]
+    for root in roots:
+        coeffs = [Fraction(0)] + coeffs
+        for i in range(len(coeffs) - 1):
+            coeffs[i] -= root * coeffs[i + 1]
+    return coeffs
+
+
+def toom_cook(m: int, r: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A^T, G, B^T) of F(m, r) as float64 arrays of shapes (m, n), (n, r),
+    (n, n) with n = m + r - 1: the correlation ``y[i] = sum_k d[i+k] g[k]``
+    of d (n,) and g (r,) is ``A^T ((G g) * (B^T d))``. Built exactly in
+    rationals: evaluation at the points and infinity, Lagrange interpolation."""
+    points = [Fraction(p) for p in POINTS[m]]
+    n = m + r - 1
+    if len(points) != n - 1:
+        raise ValueError(f"F({m}, {r}) needs {n - 1} finite points, got {len(points)}")
+    others = [[q for q in points if q != p] for p in points]
+    scale = [np.prod([p - q for q in rest]) for p, rest in zip(points, others)]
+    a_t = [[p ** i for p in points] + [Fraction(int(i == m - 1))] for i in range(m)]
+    g = [[p ** k / s for k in range(r)] for p, s in zip(points, scale)]
+    g.append([Fraction(int(k == r - 1)) for k in range(r)])
+    b_t = [_poly(rest) + [Fraction(0)] for rest in others] + [_poly(points)]
+    return tuple(np.array([[float(v) for v in row] for row in rows]) for rows in (a_t, g, b_t))
+
+
+_MATRICES = {m: toom_cook(m) for m in POINTS}
+_A_T = {m: a_t.astype(np.float32) for m, (a_t, _, _) in _MATRICES.items()}
+_B_T = {m: b_t.astype(np.float32) for m, (_, _, b_t) in _MATRICES.items()}
+
+
+# ---------------------------------------------------------------- Numba loops
+# Both transforms work on whole planes so that every loop is a long
+# unit-stride run that LLVM vectorises (one tile row is too short for
+# 16-lane vectors). A plane's tiles are numbered ty*(TW+1) + tx: each tile
+# row has one extra tile, never used, so that a shift by one tile column stays
+# inside a flat run. The padded plane is (TH+1)*m rows of (TW+1)*m columns.
+# Loops are plain loops over views indexed from 0 (Numba's slice assignment
+# costs tens of nanoseconds per call); the m = 2 and m = 4 cases of the
+# (de)interleaving loops are spelt out so that LLVM vectorises them.
+@jit(fastmath=True)
+def _combine(dst, coefs, start, flat, offsets, terms, places):
+    """dst[z] = start + sum_j coefs[j] * flat[offsets[j] + z] in one pass over
+    the nonzero coefficients only; ``terms`` and ``places`` (6 floats, 6
+    ints) are scratch space."""
+    count = 0
+    for t in range(6):
+        terms[t], places[t] = 0, 0
+    for j in range(coefs.shape[0]):
+        if coefs[j] != 0:
+            terms[count], places[count] = coefs[j], offsets[j]
+            count += 1
+    c0, c1, c2, c3, c4, c5 = terms[0], terms[1], terms[2], terms[3], terms[4], terms[5]
+    s0, s1, s2 = flat[places[0]:], flat[places[1]:], flat[places[2]:]
+    s3, s4, s5 = flat[places[3]:], flat[places[4]:], flat[places[5]:]
+    if count <= 2:
+        for z in range(dst.shape[0]):
+            dst[z] = start + c0 * s0[z] + c1 * s1[z]
+    elif count == 3:
+        for z in range(dst.shape[0]):
+            dst[z] = start + c0 * s0[z] + c1 * s1[z] + c2 * s2[z]
+    elif count == 4:
+        for z in range(dst.shape[0]):
+            dst[z] = start + c0 * s0[z] + c1 * s1[z] + c2 * s2[z] + c3 * s3[z]
+    elif count == 5:
+        for z in range(dst.shape[0]):
+            dst[z] = start + c0 * s0[z] + c1 * s1[z] + c2 * s2[z] + c3 * s3[z] + c4 * s4[z]
+    else:
+        for z in range(dst.shape[0]):
+            dst[z] = start + c0 * s0[z] + c1 * s1[z] + c2 * s2[z] + c3 * s3[z] + c4 * s4[z] + c5 * s5[z]
+
+
+@jit(inline="always")
+def _copy(dst, src):
+    for z in range(dst.shape[0]):
+        dst[z] = src[z]
+
+
+@jit(fastmath=True)
+def _deinterleave(src, flat, stride, m):
+    """flat[px*stride + q] = src[q*m + px] for q < len(src) // m: src cut
+    into its m phases (m is 2 or 4)."""
+    count = src.shape[0] // m
+    if m == 4:
+        r0, r1, r2, r3 = flat[:count], flat[stride:], flat[2 * stride:], flat[3 * stride:]
+        for q in range(count):
+            r0[q], r1[q], r2[q], r3[q] = src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]
+    else:
+        r0, r1 = flat[:count], flat[stride:]
+        for q in range(count):
+            r0[q], r1[q] = src[2 * q], src[2 * q + 1]
+
+
+@jit(fastmath=True)
+def _interleave(dst, flat, stride, m):
+    """dst[q*m + px] = flat[px*stride + q] for q < len(dst) // m: the
+    inverse of _deinterleave (m is 2 or 4)."""
+    count = dst.shape[0] // m
+    if m == 4:
+        r0, r1, r2, r3 = flat[:count], flat[stride:], flat[2 * stride:], flat[3 * stride:]
+        for q in range(count):
+            dst[4 * q], dst[4 * q + 1], dst[4 * q + 2], dst[4 * q + 3] = r0[q], r1[q], r2[q], r3[q]
+    else:
+        r0, r1 = flat[:count], flat[stride:]
+        for q in range(count):
+            dst[2 * q], dst[2 * q + 1] = r0[q], r1[q]
+
+
+@jit(fastmath=True)
+def _input_tiles(start, stop, x, v, b_t, geo):
+    """Planes [start, stop) (index image*C + c) of the input transform:
+    v[i*n + k, c, tile] = (B^T d B)[i, k] for each n x n tile d of plane c of
+    image x[image] (N, C, H, W), zero padded by geo = (pad_top, pad_left,
+    TH, TW); v: (n*n, C, N*TH*(TW+1)), tiles numbered (image*TH + ty)*(TW+1)
+    + tx.
+
+    The padded plane's rows go to ``padded`` grouped by row phase py (rows
+    py, py + m, ...), each group is cut into its column phases px, so that
+    element (j, l) of every tile lies in phase (j % m, l % m) at one offset
+    from the tile's number. For each i, the column transform (over j) goes
+    into ``half`` (all phases px in one run: they lie ``size`` apart in
+    both), the row transform (over l) from there into v."""
+    top, left, th, tw = geo[0], geo[1], geo[2], geo[3]
+    batch, chans, height, width = x.shape
+    n = b_t.shape[0]
+    m = n - 2
+    cols = tw + 1
+    span = th * cols
+    size = (th + 1) * cols
+    if v.shape[0] != n * n or v.shape[1] != chans or v.shape[2] != batch * span or n not in (4, 6):
+        return
+    if min(top, left) < 0 or left + width > cols * m or top + height > (th + 1) * m:
+        return
+    padded = np.zeros((m, th + 1, cols * m), dtype=x.dtype)
+    flat_padded = padded.reshape(m, size * m)
+    phases = np.empty(m * m * size, dtype=x.dtype)
+    half = np.zeros(m * size, dtype=x.dtype)
+    offsets = np.empty(n, dtype=np.int64)
+    terms, places = np.zeros(6, dtype=x.dtype), np.zeros(6, dtype=np.int64)
+    zero = x.dtype.type(0)
+    for p in range(start, min(stop, batch * chans)):
+        c = p % chans
+        image = p // chans
+        for py in range(m):
+            lo_y, hi_y = valid_range(py - top, m, height, th + 1)
+            for qy in range(lo_y, hi_y):
+                _copy(padded[py, qy, left:left + width], x[image, c, qy * m + py - top])
+            _deinterleave(flat_padded[py], phases[py * m * size:], size, m)
+        for i in range(n):
+            for j in range(n):
+                offsets[j] = (j % m) * m * size + (j // m) * cols
+            _combine(half[:(m - 1) * size + span], b_t[i], zero, phases, offsets, terms, places)
+            for j in range(n):
+                offsets[j] = (j % m) * size + j // m
+            for k in range(n):
+                _combine(v[i * n + k, c, image * span:(image + 1) * span], b_t[k], zero, half, offsets, terms, places)
+
+
+@jit(fastmath=True)
+def _output_tiles(start, stop, prods, y, a_t, bias, geo):
+    """Planes [start, stop) (index image*K + k) of the output transform: each
+    m x m tile of y (N, K, OH, OW) is A^T M A + bias[k], M the tile's n x n
+    products in prods (n*n, K, N*TH*(TW+1)); geo = (TH, TW). Tiles past the
+    output's edges are cropped."""
+    th, tw = geo[0], geo[1]
+    batch, out_c, out_h, out_w = y.shape
+    m, n = a_t.shape
+    cols = tw + 1
+    span = th * cols
+    tiles = prods.shape[2]
+    if prods.shape[0] != n * n or prods.shape[1] != out_c or tiles != batch * span or n not in (4, 6):
+        return
+    if bias.shape[0] != out_c or th * m < out_h or tw * m < out_w:
+        return
+    half = np.empty((n, m, span), dtype=y.dtype)
+    flat_half = half.reshape(-1)
+    rows = np.empty((m, span), dtype=y.dtype)
+    flat_rows = rows.reshape(-1)
+    merged = np.empty((th, cols * m), dtype=y.dtype)
+    flat_merged = merged.reshape(-1)
+    flat_prods = prods.reshape(-1)
+    offsets = np.empty(n, dtype=np.int64)
+    terms, places = np.zeros(6, dtype=y.dtype), np.zeros(6, dtype=np.int64)
+    zero = y.dtype.type(0)
+    for p in range(start, min(stop, batch * out_c)):
+        k = p % out_c
+        image = p // out_c
+        for i in range(n):
+            for j in range(n):
+                offsets[j] = ((i * n + j) * out_c + k) * tiles + image * span
+            for b in range(m):
+                _combine(half[i, b], a_t[b], zero, flat_prods, offsets, terms, places)
+        for a in range(m):
+            for i in range(n):
+                offsets[i] = i * m * span
+            _combine(flat_rows, a_t[a], bias[k], flat_half, offsets, terms, places)
+            _interleave(flat_merged, flat_rows, span, m)
+            for ty in range(min(th, (out_h - a + m - 1) // m)):
+                _copy(y[image, k, ty * m + a], merged[ty])
+
+
+# ---------------------------------------------------------------- weights
+class _WeightCache:
+    """Transformed weights per weight array, kept while the array lives.
+
+    An entry serves only the very same live array object (checked through a
+    weak reference, so a new array can never get a dead one's entry) with
+    the same buffer, layout and a sample of its values: the constants of a
+    Program never change, and a weight array rewritten in place is caught
+    unless every sampled value stays the same."""
+
+    SAMPLES = 64
+
+    def __init__(self):
+        self._entries: dict[int, tuple[weakref.ref, tuple, np.ndarray | None]] = {}
+        self._lock = threading.Lock()
+
+    def _fingerprint(self, w: np.ndarray, m: int) -> tuple:
+        flat = w.reshape(-1)
+        step = max(1, flat.size // self.SAMPLES)
+        return m, w.ctypes.data, w.shape, w.strides, w.dtype.str, flat[::step].tobytes(), flat[-1:].tobytes()
+
+    def get(self, w: np.ndarray, m: int) -> np.ndarray | None:
+        """U for w (K, C, 3, 3) and tile size m, or None when w holds NaN or
+        Inf (the transform would turn them into NaN where a direct
+        convolution gives Inf)."""
+        key = self._fingerprint(w, m)
+        with self._lock:
+            entry = self._entries.get(id(w))
+        if entry is not None and entry[0]() is w and entry[1] == key:
+            return entry[2]
+        u = _transform_weights(w, m) if np.isfinite(w).all() else None
+        ident = id(w)
+        ref = weakref.ref(w, lambda dead: self._forget(ident, dead))
+        with self._lock:
+            self._entries[ident] = (ref, key, u)
+        return u
+
+    def _forget(self, ident: int, dead: weakref.ref) -> None:
+        with self._lock:
+            entry = self._entries.get(ident)
+            if entry is not None and entry[0] is dead:
+                del self._entries[ident]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _transform_weights(w: np.ndarray, m: int) -> np.ndarray:
+    """U (n*n, K, C) float32 with U[i*n + j, k, c] = (G w[k, c] G^T)[i, j],
+    computed in float64 as one GEMM: U = kron(G, G) @ w viewed as (9, K*C)."""
+    _, g, _ = _MATRICES[m]
+    n = g.shape[0]
+    out_c, chans = w.shape[:2]
+    u = np.kron(g, g) @ w.reshape(out_c * chans, 9).astype(np.float64).T
+    return u.astype(np.float32).reshape(n * n, out_c, chans)
+
+
+winograd_weights = _WeightCache()
+"""The process-wide cache: ``winograd_weights.get(w, m)``."""
+
+
+# ---------------------------------------------------------------- driver
+_scratch = threading.local()
+
+
+SCRATCH_BYTES = 64 << 20
+"""Largest work buffer :func:`scratch` keeps between calls."""
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A work buffer of this shape, kept per thread and per name between
+    calls and grown as needed (up to SCRATCH_BYTES; larger ones are
+    allocated per call). Fresh multi-MiB buffers on every call were often
+    fresh mappings from glibc, paid for with a page fault per 4 KiB touched:
+    1.3 ms for two 1.9 MiB buffers, more than the Winograd layer's own work.
+    The caller must be done with a buffer before its next call with the same
+    name on the same thread."""
+    shape = check_output_size(shape, f"Conv {name} buffer")
+    size = int(np.prod(shape))
+    if size * np.dtype(dtype).itemsize > SCRATCH_BYTES:
+        return np.empty(shape, dtype=dtype)
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    key = (name, np.dtype(dtype).str)
+    buf = buffers.get(key)
+    if buf is None or buf.size < size:
+        buf = buffers[key] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def tile_size(x_shape, w_shape, pads) -> int:
+    """The Winograd tile size m worth using for this float32 3x3 conv
+    (stride 1, no dilation, one group), or 0 where im2col is faster.
+
+    Measured inside ResNet-50 on 2 threads (where weights and buffers come
+    from DRAM rather than cache): F(4x4) pays on planes of 40 and more,
+    F(2x2) (smaller transformed weights, larger GEMMs) on planes of 10 to
+    40; 7x7 planes make GEMMs too narrow for either."""
+    chans, out_c = x_shape[1], w_shape[0]
+    out_h = x_shape[2] + pads[0] + pads[2] - 2
+    out_w = x_shape[3] + pads[1] + pads[3] - 2
+    if min(chans, out_c) < MIN_CHANNELS or min(out_h, out_w) < MIN_PLANE:
+        return 0
+    return 4 if min(out_h, out_w) >= MIN_PLANE_F4 else 2
+
+
+def winograd_conv2d(x: np.ndarray, u: np.ndarray, b: np.ndarray | None, out: np.ndarray, pads, m: int) -> None:
+    """out = Conv(x, w) + b for a 3x3 kernel, stride 1, no dilation, one
+    group: x (N, C, H, W) float32, u = ``winograd_weights.get(w, m)``,
+    b (K,) or None; out (N, K, OH, OW) float32; pads = (top, left, bottom,
+    right); m: tile size, 2 or 4. The whole batch goes through each stage
+    at once, or a group of images at a time when it is large."""
+    _check(x, u, b, out, pads, m)
+    batch, chans = x.shape[:2]
+    out_c, out_h, out_w = out.shape[1:]
+    n = m + 2
+    th, tw = -(-out_h // m), -(-out_w // m)
+    bias = np.zeros(out_c, dtype=np.float32) if b is None else b
+    step = max(1, TILE_ELEMENTS // (n * n * th * (tw + 1) * max(chans, out_c)))
+    for first in range(0, batch, step):
+        xs, ys = x[first:first + step], out[first:first + step]
+        tiles = xs.shape[0] * th * (tw + 1)
+        v = scratch("Winograd tiles", (n * n, chans, tiles), np.float32)
+        _input_tiles(0, xs.shape[0] * chans, xs, v, _B_T[m], (int(pads[0]), int(pads[1]), th, tw))
+        prods = scratch("Winograd products", (n * n, out_c, tiles), np.float32)
+        np.matmul(u, v, out=prods)
+        _output_tiles(0, ys.shape[0] * out_c, prods, ys, _A_T[m], bias, (th, tw))
+
+
+def _check(x, u, b, out, pads, m: int) -> None:
+    """Everything the loops rely on, checked before they run."""
+    if m not in POINTS:
+        raise KernelError(f"Conv: Winograd tile size {m} is not supported ({sorted(POINTS)})")
+    n = m + 2
+    if x.ndim != 4 or out.ndim != 4 or u.ndim != 3 or u.shape != (n * n, out.shape[1], x.shape[1]):
+        raise KernelError(f"Conv: Winograd F({m}x{m}, 3x3) needs X (N, C, H, W), transformed weights "
+                          f"({n * n}, K, C) and Y (N, K, OH, OW), got {list(x.shape)}, {list(u.shape)} "
+                          f"and {list(out.shape)}")
+    arrays = (x, u, out) if b is None else (x, u, out, b)
+    if any(a.dtype != np.float32 or not a.flags.c_contiguous for a in arrays):
+        raise KernelError("Conv: Winograd needs C-contiguous float32 operands")
+    if b is not None and b.shape != (u.shape[1],):
+        raise KernelError(f"Conv: B has shape {list(b.shape)}, expected [{u.shape[1]}]")
+    pads = tuple(int(p) for p in pads)
+    if len(pads) != 4 or min(pads) < 0:
+        raise KernelError(f"Conv: Winograd pads {list(pads)} must be 4 non-negative ints")
+    expected = (x.shape[0], u.shape[1], x.shape[2] + pads[0] + pads[2] - 2, x.shape[3] + pads[1] + pads[3] - 2)
+    if out.shape != expected or min(expected) < 1:
+        raise KernelError(f"Conv: Winograd output has shape {list(out.shape)}, expected {list(expected)}")
