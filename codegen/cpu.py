@@ -26,7 +26,7 @@ class _Lowering:
     """Slot assignment and step emission for one Program."""
 
     def __init__(self):
-        self.slots: dict[int, int] = {}
+        self.slots: dict[Value, int] = {}  # keyed by the Value itself (kept alive: ids are not reused)
         self.names: list[str] = []
         self.types: list[tuple] = []
         self.constants: dict[int, np.ndarray] = {}
@@ -34,7 +34,7 @@ class _Lowering:
         self.taken: set[str] = set()
 
     def slot_of(self, value: Value) -> int:
-        key = id(value)
+        key = value
         if key not in self.slots:
             self.slots[key] = len(self.names)
             self.names.append(self._unique(value.name))
@@ -71,14 +71,14 @@ class _Lowering:
         becomes one FusedElementwise step instead (codegen/cpu_fused.py)."""
         body: Graph = node.attrs["body"]
         for formal, actual in zip(body.inputs, node.inputs):
-            self.slots[id(formal)] = self.slot_of(actual)
+            self.slots[formal] = self.slot_of(actual)
         for inner, outer in zip(body.outputs, node.outputs):
             if inner.producer is not None:
-                self.slots[id(inner)] = self.slot_of(outer)
+                self.slots[inner] = self.slot_of(outer)
         group = plan_fused_group(node) if node.op == "Fused" else None
         if group is not None:
             if group.anchor is not None:
-                self.emit(group.anchor)
+                self.steps.append(group.anchor_step(self.slot_of))
             self.steps.append(group.step(self.slot_of, node.name))
             return
         self.lower_nodes(body)

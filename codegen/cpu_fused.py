@@ -22,11 +22,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ir.graph import Node, Value
+from ir.types import TensorType
 from runtime.kernels.fused import MAX_INPUTS, MAX_REGISTERS
-from runtime.program import Step
+from runtime.program import NO_SLOT, Step
 
 ANCHORS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 """Ops an anchored group may start with (their kernels return fresh arrays)."""
+BIAS_MOVABLE = frozenset({"Conv", "ConvTranspose"})
+"""Anchors whose bias (input 2, per output channel) the element-wise step adds."""
 
 _FLOAT32 = np.dtype(np.float32)
 
@@ -143,14 +146,26 @@ OPCODE_TABLE: dict[str, Rule] = {
 class FusedGroup:
     """A group lowered to (an optional anchor step and) one FusedElementwise
     step reading ``inputs`` (body values, in register order) and writing
-    ``output``."""
+    ``output``. A Conv anchor's bias moves into the element-wise step (its
+    per-channel add costs nothing there, and a pass over the output less in
+    the Conv): then the anchor step computes ``anchor_output``, a value of
+    its own, and the Conv's real output is never materialised."""
 
     anchor: Node | None
+    anchor_inputs: tuple[Value | None, ...]
+    anchor_output: Value | None
     inputs: tuple[Value, ...]
     output: Value
     code: tuple[Instruction, ...]
     rank: int
     inplace: int
+
+    def anchor_step(self, slot_of: Callable[[Value], int]) -> Step:
+        """The anchor's own step (bias left out when it moved)."""
+        node = self.anchor
+        inputs = tuple(NO_SLOT if v is None else slot_of(v) for v in self.anchor_inputs)
+        attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in node.attrs.items()}
+        return Step(node.op, inputs, (slot_of(self.anchor_output),), attrs, node.name)
 
     def step(self, slot_of: Callable[[Value], int], name: str) -> Step:
         """The FusedElementwise step, on the slots ``slot_of`` gives."""
@@ -175,17 +190,35 @@ def _plan(node: Node) -> FusedGroup:
     output = body.outputs[0]
     anchor, tail = _split_anchor(node, body.nodes)
     nodes = _reaching(tail, output)
-    first = () if anchor is None else (anchor.outputs[0],)
-    if first and not any(user in nodes for user in first[0].users):
+    if anchor is not None and not any(user in nodes for user in anchor.outputs[0].users):
         raise _Unsupported("the element-wise nodes do not read the anchor's output")
-    leaves = _leaves(nodes, first)
+    anchor_inputs, anchor_output, bias = _anchor_parts(anchor)
+    first = () if anchor is None else (anchor_output,) + (() if bias is None else (bias,))
+    leaves = _leaves(nodes, first, () if bias is None else (anchor.outputs[0],))
     emitter = _Emitter(len(leaves))
     registers = {id(v): i for i, v in enumerate(leaves)}
+    if bias is not None:
+        registers[id(anchor.outputs[0])] = emitter.emit("add", (0, 1))
     for inner in nodes:
         registers[id(inner.outputs[0])] = _translate(emitter, inner, registers)
     code = _allocate(emitter.code, len(leaves), registers[id(output)])
-    inplace = 0 if anchor is not None and _private(first[0], nodes, output) else -1
-    return FusedGroup(anchor, tuple(leaves), output, code, output.type.rank, inplace)
+    inplace = 0 if anchor is not None and _private(anchor.outputs[0], nodes, output) else -1
+    return FusedGroup(anchor, anchor_inputs, anchor_output, tuple(leaves), output, code, output.type.rank, inplace)
+
+
+def _anchor_parts(anchor: Node | None) -> tuple[tuple, Value | None, Value | None]:
+    """(the anchor step's inputs, the value it computes, the bias moved into
+    the element-wise step as a [C, 1, ...] constant, or None)."""
+    if anchor is None:
+        return (), None, None
+    inputs, output = tuple(anchor.inputs), anchor.outputs[0]
+    bias = inputs[2] if anchor.op in BIAS_MOVABLE and len(inputs) > 2 else None
+    if bias is None or not bias.is_constant or bias.const.dtype != _FLOAT32 or output.type.rank < 2:
+        return inputs, output, None
+    channels = bias.const.reshape(-1, *(1,) * (output.type.rank - 2))
+    moved = Value(f"{bias.name}/channels", TensorType.of(channels), const=channels)
+    without = Value(f"{output.name}/without_bias", output.type)
+    return inputs[:2], without, moved
 
 
 def _split_anchor(node: Node, nodes: list[Node]) -> tuple[Node | None, list[Node]]:
@@ -229,11 +262,11 @@ def _operands(node: Node) -> list[Value]:
     return values
 
 
-def _leaves(nodes: list[Node], first: tuple[Value, ...]) -> list[Value]:
+def _leaves(nodes: list[Node], first: tuple[Value, ...], computed: tuple[Value, ...] = ()) -> list[Value]:
     """The kernel's inputs: ``first``, then every tensor operand the nodes
-    read but do not compute, except single-value constants (loaded by
-    ``const`` instructions)."""
-    produced = {id(v) for n in nodes for v in n.outputs}
+    read but do not compute (nor are in ``computed``), except single-value
+    constants (loaded by ``const`` instructions)."""
+    produced = {id(v) for n in nodes for v in n.outputs} | {id(v) for v in computed}
     leaves = list(first)
     seen = {id(v) for v in leaves}
     for node in nodes:

@@ -267,7 +267,8 @@ def test_anchored_conv_tail_runs_in_place(residual):
 def test_anchored_conv_with_its_own_bias_and_relu():
     program, fused, unfused = run_both(conv_body(False, bias_in_conv=True), anchor="Conv")
     assert kernels(program) == ["Conv", "FusedElementwise"]
-    assert [opcode for opcode, *_ in program.steps[1].attrs["code"]] == ["relu"]
+    assert len(program.steps[0].inputs) == 2  # the bias moved into the element-wise step
+    assert [opcode for opcode, *_ in program.steps[1].attrs["code"]] == ["add", "relu"]
     assert_same_bits(fused, unfused)
 
 
