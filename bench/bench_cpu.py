@@ -1,10 +1,12 @@
-"""Tessera's float CPU executor against onnxruntime fp32, same process.
+"""Tessera's float CPU path against onnxruntime fp32, same process.
 
-Both run on 2 threads, warm, at batch 1, one after the other (bench/timing.py);
-each time is the median of --runs runs (at least 20). Prints the ratio
-Tessera / onnxruntime per model (lower is better).
+The model is imported and optimised (simplify, fold, fuse: compiler/pipeline.py)
+unless --no-optimize. Both run on 2 threads, warm, at batch 1, one after the
+other (bench/timing.py); each time is the median of --runs runs (at least 20).
+Prints the ratio Tessera / onnxruntime per model (lower is better) and the
+compile time (import + pass pipeline).
 
-    python bench/bench_cpu.py [--runs 30] [--models resnet50,mobilenet_v2]
+    python bench/bench_cpu.py [--runs 30] [--models resnet50,mobilenet_v2] [--no-optimize]
 """
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ from timing import median_ms, ort_options, pause  # first: sets the thread count
 # isort: split
 
 import argparse
+import time
 
 import numpy as np
 import onnxruntime as ort
 
 from codegen.cpu import lower_to_program
 from compiler.frontend import import_onnx
+from compiler.pipeline import optimize
 from compiler.zoo import load_light_model, mobilenet_v2, resnet
 from runtime.executor import Executor
 
@@ -28,9 +32,13 @@ MODELS = {
 }
 
 
-def bench(name: str, runs: int) -> tuple[float, float, float]:
+def bench(name: str, runs: int, optimized: bool) -> tuple[float, float, float, float]:
     model = MODELS[name]()
+    start = time.perf_counter()
     graph = import_onnx(model)
+    if optimized:
+        graph = optimize(graph)
+    compile_s = time.perf_counter() - start
     executor = Executor(lower_to_program(graph))
     rng = np.random.default_rng(0)
     feeds = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs}
@@ -41,18 +49,19 @@ def bench(name: str, runs: int) -> tuple[float, float, float]:
     reference = session.run(None, feeds)[0]
     got = executor.run(feeds)[graph.outputs[0].name]
     error = float(np.abs(got - reference).max() / np.abs(reference).max())
-    return ours, theirs, error
+    return ours, theirs, error, compile_s
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--models", default="resnet50,mobilenet_v2")
+    parser.add_argument("--no-optimize", action="store_true", help="run the graph as imported")
     args = parser.parse_args()
-    print(f"{'model':<14}{'tessera ms':>12}{'onnxruntime ms':>16}{'ratio':>8}{'max rel err':>14}")
+    print(f"{'model':<14}{'tessera ms':>12}{'onnxruntime ms':>16}{'ratio':>8}{'max rel err':>14}{'compile s':>11}")
     for name in args.models.split(","):
-        ours, theirs, error = bench(name, max(args.runs, 20))
-        print(f"{name:<14}{ours:>12.2f}{theirs:>16.2f}{ours / theirs:>8.2f}{error:>14.2e}")
+        ours, theirs, error, compile_s = bench(name, max(args.runs, 20), not args.no_optimize)
+        print(f"{name:<14}{ours:>12.2f}{theirs:>16.2f}{ours / theirs:>8.2f}{error:>14.2e}{compile_s:>11.2f}")
 
 
 if __name__ == "__main__":
