@@ -5,11 +5,11 @@ from ir.errors import IRError, ShapeError, VerificationError
 from ir.graph import Graph, Node, Value, walk
 from ir.printer import format_graph, format_node
 from ir.registry import REQUIRED, InferContext, OpDef, Pattern, get_op, register_op, registered_ops
-from ir.types import TensorType, dtype_name
+from ir.types import QuantParams, TensorType, dtype_name
 from ir.verifier import verify
 
 __all__ = [
     "Graph", "Node", "Value", "TensorType", "GraphBuilder", "Pattern", "OpDef", "InferContext",
     "REQUIRED", "register_op", "get_op", "registered_ops", "verify", "format_graph", "format_node",
-    "dtype_name", "walk", "IRError", "ShapeError", "VerificationError",
+    "dtype_name", "walk", "QuantParams", "IRError", "ShapeError", "VerificationError",
 ]

@@ -19,13 +19,14 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ir.errors import IRError
-from ir.types import TensorType
+from ir.types import QuantParams, TensorType
 
 
 class Value:
-    """A typed SSA value: a node output, a graph input or a constant."""
+    """A typed SSA value: a node output, a graph input or a constant. A
+    quantized value also has ``quant``: how its integers map to reals."""
 
-    __slots__ = ("name", "type", "producer", "uses", "const")
+    __slots__ = ("name", "type", "producer", "uses", "const", "quant")
 
     def __init__(self, name: str, type: TensorType, producer: Node | None = None,
                  const: np.ndarray | None = None):
@@ -34,6 +35,7 @@ class Value:
         self.producer = producer
         self.uses: list[tuple[Node, int]] = []
         self.const = const
+        self.quant: QuantParams | None = None
 
     @property
     def is_constant(self) -> bool:
@@ -45,7 +47,8 @@ class Value:
         return list(dict.fromkeys(node for node, _ in self.uses))
 
     def __repr__(self) -> str:
-        return f"%{self.name}: {self.type}"
+        quant = f" {self.quant}" if self.quant is not None else ""
+        return f"%{self.name}: {self.type}{quant}"
 
 
 class Node:

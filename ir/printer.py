@@ -20,10 +20,10 @@ _DEFAULTS_HIDDEN = ("captures",)
 
 def format_graph(graph: Graph, indent: str = "") -> str:
     """The whole graph, subgraphs nested under their node."""
-    args = ", ".join(f"%{v.name}: {v.type}" for v in graph.inputs)
+    args = ", ".join(f"%{v.name}: {_typed(v)}" for v in graph.inputs)
     lines = [f"{indent}graph {graph.name}({args}) {{"]
     used_consts = [v for v in graph.values.values() if v.is_constant and (v.uses or v in graph.outputs)]
-    lines += [f"{indent}  %{v.name} = const {v.type}{_preview(v.const)}" for v in used_consts]
+    lines += [f"{indent}  %{v.name} = const {_typed(v)}{_preview(v.const)}" for v in used_consts]
     for node in graph.nodes:
         lines.append(indent + "  " + format_node(node))
         for key, sub in node.attrs.items():
@@ -41,7 +41,7 @@ def format_node(node: Node) -> str:
     args = ", ".join("_" if v is None else f"%{v.name}" for v in node.inputs)
     attrs = ", ".join(f"{k}={_format_attr(v)}" for k, v in node.attrs.items()
                       if k not in _DEFAULTS_HIDDEN and not isinstance(v, Graph))
-    types = ", ".join(str(v.type) for v in node.outputs)
+    types = ", ".join(_typed(v) for v in node.outputs)
     line = f"{outs} = {node.op}({args})"
     if attrs:
         line += f" {{{attrs}}}"
@@ -54,7 +54,12 @@ def format_node(node: Node) -> str:
 
 
 def format_value(value: Value) -> str:
-    return f"%{value.name}: {value.type}"
+    return f"%{value.name}: {_typed(value)}"
+
+
+def _typed(value: Value) -> str:
+    """A value's type, and its quantization when it has one."""
+    return f"{value.type} {value.quant}" if value.quant is not None else str(value.type)
 
 
 def _format_attr(value: Any) -> str:

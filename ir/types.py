@@ -82,3 +82,37 @@ class TensorType:
     def of(array: np.ndarray) -> TensorType:
         """The type of a concrete array."""
         return TensorType(array.shape, array.dtype)
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """How a quantized value's integers map to reals: ``real = scale * (q - zero)``,
+    per tensor (one scale) or per channel along ``axis``."""
+
+    scale: tuple[float, ...]
+    zero: tuple[int, ...]
+    dtype: np.dtype
+    axis: int | None = None
+
+    def __init__(self, scale, zero, dtype, axis: int | None = None):
+        scales = tuple(float(s) for s in np.asarray(scale, np.float64).reshape(-1))
+        zeros = tuple(int(z) for z in np.asarray(zero).reshape(-1))
+        if not scales or len(zeros) != len(scales):
+            raise IRError(f"quantization needs as many zero points as scales, got {len(scales)} and {len(zeros)}")
+        if not all(s > 0 and np.isfinite(s) for s in scales):
+            raise IRError(f"quantization scales must be positive and finite, got {scales[:4]}")
+        if len(scales) > 1 and axis is None:
+            raise IRError("per-channel quantization needs an axis")
+        object.__setattr__(self, "scale", scales)
+        object.__setattr__(self, "zero", zeros)
+        object.__setattr__(self, "dtype", parse_dtype(dtype))
+        object.__setattr__(self, "axis", None if len(scales) == 1 else int(axis))
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scale) > 1
+
+    def __str__(self) -> str:
+        if self.per_channel:
+            return f"q({dtype_name(self.dtype)}, {len(self.scale)} scales on axis {self.axis})"
+        return f"q({dtype_name(self.dtype)}, {self.scale[0]:.4g}, {self.zero[0]})"

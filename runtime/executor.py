@@ -9,7 +9,7 @@ fused element-wise kernel) does not when that input is fetched.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -30,16 +30,27 @@ class Executor:
         self._calls = [(get_kernel(step.kernel), step) for step in program.steps]
         self._plans: dict[tuple[int, ...], list[tuple]] = {}
 
-    def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None,
+            observe: Callable[[str, np.ndarray], None] | None = None,
+            watch: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """Run on ``feeds`` (input name -> array); return the graph outputs, or
-        the values named in ``fetch`` (any intermediate) when it is given."""
+        the values named in ``fetch`` (any intermediate) when it is given.
+
+        ``observe(name, array)`` is called with each value named in ``watch``
+        as soon as it is computed (graph inputs first), before anything can
+        free or overwrite it: calibration streams statistics this way without
+        keeping activations alive."""
         program = self.program
         wanted = program.outputs if fetch is None else [program.slot(n) for n in fetch]
         env: list[np.ndarray | None] = [None] * len(program.slots)
         for slot, array in program.constants.items():
             env[slot] = array
         self._bind_inputs(env, feeds)
-        for fn, step, attrs, dead in self._plan(tuple(wanted)):
+        watched = self._watched(watch) if observe is not None else {}
+        for slot in program.inputs:
+            if slot in watched:
+                observe(watched[slot], env[slot])
+        for fn, step, attrs, dead in self._plan(tuple(wanted), tuple(watched)):
             args = [env[i] if i != NO_SLOT else None for i in step.inputs]
             try:
                 results = fn(args, attrs)
@@ -48,19 +59,28 @@ class Executor:
             except Exception as exc:  # a kernel bug: still name the node
                 raise ExecutionError(f"{step.kernel} failed: {type(exc).__name__}: {exc}", step.name) from exc
             self._store(env, step, results)
+            for slot in step.outputs:
+                if slot in watched:
+                    observe(watched[slot], env[slot])
             for slot in dead:
                 env[slot] = None
         return {program.slots[i]: env[i] for i in wanted}
 
-    def _plan(self, wanted: tuple[int, ...]) -> list[tuple]:
+    def _watched(self, names: Sequence[str]) -> dict[int, str]:
+        return {self.program.slot(name): name for name in names}
+
+    def _plan(self, wanted: tuple[int, ...], watched: tuple[int, ...] = ()) -> list[tuple]:
         """(kernel, step, attrs, slots to free after it) for each step, for
-        one set of wanted slots: they are kept, and never written in place."""
-        plan = self._plans.get(wanted)
+        one set of wanted slots (kept, and never written in place) and of
+        watched ones (never written in place)."""
+        key = (wanted, watched)
+        plan = self._plans.get(key)
         if plan is None:
             frees = self.program.last_uses(set(wanted))
-            plan = [(fn, step, _attrs_keeping(step, set(wanted)), dead)
+            protected = set(wanted) | set(watched)
+            plan = [(fn, step, _attrs_keeping(step, protected), dead)
                     for (fn, step), dead in zip(self._calls, frees)]
-            self._plans[wanted] = plan
+            self._plans[key] = plan
         return plan
 
     def _bind_inputs(self, env: list, feeds: Mapping[str, np.ndarray]) -> None:

@@ -66,3 +66,13 @@ def test_fetched_values_are_never_overwritten_in_place():
     out = Executor(program).run(feeds, fetch=["conv", "out"])
     np.testing.assert_allclose(out["out"], np.maximum(out["conv"] * out["conv"], 0))
     assert not np.array_equal(out["out"], out["conv"])
+
+
+def test_observe_streams_watched_values_as_they_are_computed():
+    seen = []
+    x = np.array([[-1, 2, -3], [4, -5, 6]], np.float32)
+    out = Executor(_program()).run({"x": x}, observe=lambda name, a: seen.append((name, a.copy())),
+                                   watch=["x", "add"])
+    assert [name for name, _ in seen] == ["x", "add"]
+    np.testing.assert_array_equal(seen[1][1], x + 1)
+    assert list(out) == ["relu"]

@@ -1,0 +1,108 @@
+"""Tessera's quantization arithmetic, as docs/quantization.md defines it.
+
+Compile-time helpers that turn real scales into integers (the fixed-point
+multiplier and shift of a rescale, the quantization of a scale's range) and
+the one definition of ``rescale``. The quantize pass computes parameters
+with them; kernels and the integer reference apply them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from runtime.errors import KernelError
+
+INT8, INT16, INT32, INT64 = (np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
+
+ACTIVATION_RANGE = {INT8: (-128, 127), INT16: (-32768, 32767)}
+"""Storage range of quantized activations."""
+WEIGHT_RANGE = {INT8: (-127, 127), INT16: (-32767, 32767)}
+"""Storage range of quantized (symmetric) weights."""
+ACCUMULATOR = {INT8: INT32, INT16: INT64}
+"""Accumulator (and bias) type of a layer of each data type."""
+MULTIPLIER_BITS = 31
+MIN_SHIFT, MAX_SHIFT = 1, 62
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """(m, n) with m in [2^30, 2^31) and 1 <= n <= 62 such that m * 2^-n
+    approximates ``real`` > 0 to 31 significant bits."""
+    if not (real > 0 and math.isfinite(real)):
+        raise KernelError(f"a requantisation factor must be positive and finite, got {real!r}")
+    fraction, exponent = math.frexp(real)  # real = fraction * 2^exponent, fraction in [0.5, 1)
+    m = round_half_even(fraction * 2.0 ** MULTIPLIER_BITS)
+    n = MULTIPLIER_BITS - exponent
+    if m == 2 ** MULTIPLIER_BITS:
+        m, n = m // 2, n - 1
+    if not MIN_SHIFT <= n <= MAX_SHIFT:
+        raise KernelError(f"requantisation factor {real!r} is out of range (shift {n} not in "
+                          f"[{MIN_SHIFT}, {MAX_SHIFT}]): a scale is degenerate")
+    return int(m), int(n)
+
+
+def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
+    """quantize_multiplier for each element: (m as int64 array, n as int64 array)."""
+    pairs = [quantize_multiplier(float(r)) for r in np.asarray(reals, np.float64).reshape(-1)]
+    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
+
+
+def rescale(v: np.ndarray, m, n) -> np.ndarray:
+    """``(v * m + 2^(n-1)) >> n`` in int64: v * m / 2^n rounded half up."""
+    v = np.asarray(v, np.int64)
+    m = np.asarray(m, np.int64)
+    n = np.asarray(n, np.int64)
+    return (v * m + (np.int64(1) << (n - 1))) >> n
+
+
+def round_half_even(x: float) -> int:
+    return int(np.rint(x))
+
+
+def activation_params(low: float, high: float, dtype=INT8) -> tuple[float, int]:
+    """(scale, zero point) of an asymmetric activation grid covering
+    [low, high] widened to include 0."""
+    qmin, qmax = ACTIVATION_RANGE[np.dtype(dtype)]
+    low, high = min(float(low), 0.0), max(float(high), 0.0)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise KernelError(f"activation range [{low}, {high}] is not finite")
+    if high == low:
+        return 1.0, 0  # an all-zero tensor: any scale represents it
+    scale = (high - low) / (qmax - qmin)
+    zero = int(np.clip(round_half_even(qmin - low / scale), qmin, qmax))
+    return float(np.float32(scale)), zero
+
+
+def radix_params(bound: float, dtype=INT8) -> tuple[float, int]:
+    """(scale = 2^-radix, zero point 0) of the power-of-two grid holding
+    [-bound, bound]: the largest radix with bound * 2^radix <= qmax."""
+    qmax = ACTIVATION_RANGE[np.dtype(dtype)][1]
+    bound = float(bound)
+    if not (bound > 0 and math.isfinite(bound)):
+        return 1.0, 0
+    radix = math.floor(math.log2(qmax / bound))
+    return 2.0 ** -radix, 0
+
+
+def weight_scales(w: np.ndarray, dtype=INT8, axis: int = 0) -> np.ndarray:
+    """Symmetric per-channel scales: max |w| of each slice along ``axis`` / qmax."""
+    qmax = WEIGHT_RANGE[np.dtype(dtype)][1]
+    moved = np.moveaxis(np.asarray(w, np.float64), axis, 0).reshape(w.shape[axis], -1)
+    peak = np.abs(moved).max(axis=1) if moved.size else np.zeros(w.shape[axis])
+    return np.where(peak > 0, peak / qmax, 1.0).astype(np.float32)
+
+
+def quantize(x: np.ndarray, scale, zero, dtype, axis: int | None = None) -> np.ndarray:
+    """clamp(round_half_even(x / scale) + zero) in ``dtype`` (per-axis when
+    ``axis`` is given), as QuantizeLinear computes it."""
+    dtype = np.dtype(dtype)
+    scale = np.asarray(scale, np.float32)
+    zero = np.asarray(zero, np.int64)
+    if axis is not None and scale.size > 1:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    info = np.iinfo(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = np.rint(np.asarray(x, np.float32) / scale) + zero
+    return np.clip(np.nan_to_num(q), info.min, info.max).astype(dtype)
