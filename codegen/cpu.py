@@ -90,12 +90,19 @@ class _Lowering:
 
 def lower_to_program(graph: Graph) -> Program:
     """The kernel Program computing ``graph``'s outputs from its inputs."""
+    return lower_with_names(graph)[0]
+
+
+def lower_with_names(graph: Graph) -> tuple[Program, dict[Value, str]]:
+    """The Program, and the slot name each IR value got (inlined bodies'
+    values included), to fetch or watch values by IR value."""
     lowering = _Lowering()
     inputs = [lowering.slot_of(v) for v in graph.inputs]
     lowering.lower_nodes(graph)
     outputs = [lowering.slot_of(v) for v in graph.outputs]
-    return Program(lowering.names, inputs, outputs, lowering.steps, lowering.constants, lowering.types,
-                   graph.name)
+    program = Program(lowering.names, inputs, outputs, lowering.steps, lowering.constants, lowering.types,
+                      graph.name)
+    return program, {value: lowering.names[slot] for value, slot in lowering.slots.items()}
 
 
 def _lower_attr(value: Any) -> Any:

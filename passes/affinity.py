@@ -15,13 +15,16 @@ output changes nothing.
 from __future__ import annotations
 
 from ir.graph import Graph, Node
-from passes.infra import PassContext, graph_pass
-from passes.target import DEVICES, Target, TargetError, make_target
+from passes.infra import PassContext, graph_pass, register_option
+from passes.target import DEVICES, HOST, Target, TargetError, make_target
 
 REASON = "cpu_reason"
 MANUAL = "manual_affinity"
 HETERO_PREFIX = "HETERO:"
 _SHOWN = 10
+
+register_option("quant.float_layers", tuple, (),
+                "ONNX node names kept in float32: the affinity pass puts them on the CPU")
 
 
 class AffinityError(TargetError):
@@ -53,7 +56,7 @@ def assign_affinity(graph: Graph, ctx: PassContext) -> Graph:
     if any(node.affinity for node in graph.nodes):
         _check_manual(graph, targets, fallback)
     else:
-        _apply_fallback(graph, fallback)
+        _apply_fallback(graph, fallback, set(ctx.option("quant.float_layers")))
     return graph
 
 
@@ -69,8 +72,13 @@ def _choose(node: Node, fallback: list[Target]) -> tuple[str | None, dict[str, s
     return None, reasons
 
 
-def _apply_fallback(graph: Graph, fallback: list[Target]) -> None:
+def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]) -> None:
+    """The policy; nodes the user keeps in float go to the CPU (which runs float32)."""
     for node in graph.nodes:
+        if node.name in float_layers and HOST in {t.name for t in fallback}:
+            node.affinity = HOST
+            _record_reason(node, "kept in float32 by the user (quant.float_layers)")
+            continue
         device, reasons = _choose(node, fallback)
         if device is None:
             why = "; ".join(f"{name}: {reason}" for name, reason in reasons.items())

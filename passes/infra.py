@@ -166,6 +166,8 @@ def _check_option(name: str, value: Any) -> Any:
         raise PassError(f"unknown pass option {name!r}; the options are {sorted(_OPTIONS)}")
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if spec.type is tuple and isinstance(value, list):
+        value = tuple(value)
     if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
         raise PassError(f"pass option {name!r} must be a {spec.type.__name__}, got {value!r}")
     return value
