@@ -1,0 +1,1 @@
+"""Quantization: the scheme's parameters, calibration, encodings files and fidelity metrics."""

@@ -1,0 +1,144 @@
+"""Fidelity metrics: how far a quantized model's outputs are from the float
+model's, and a text table to print them in.
+
+Every metric takes the reference (float) tensor first and the tested one
+second, computes in float64 over all elements, and rejects tensors of
+different shapes or with no elements. In the error metrics (all but
+top_k_agreement) NaNs propagate: a NaN in gives NaN out.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def snr_db(reference, test) -> float:
+    """Signal-to-noise ratio ``10 log10(Σ ref² / Σ (ref − test)²)`` in dB.
+
+    +inf when the tensors are equal (an all-zero reference included), -inf
+    when the reference is all zero and the test is not (no signal, some
+    noise)."""
+    ref, diff = _reference_and_error(reference, test)
+    signal, noise = float(np.sum(ref * ref)), float(np.sum(diff * diff))
+    if math.isnan(noise) or math.isnan(signal):
+        return math.nan
+    if noise == 0:
+        return math.inf
+    if signal == 0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def rmse(reference, test) -> float:
+    """Root mean squared error."""
+    _, diff = _reference_and_error(reference, test)
+    return float(np.sqrt(np.mean(diff * diff)))
+
+
+def max_abs_error(reference, test) -> float:
+    """Largest absolute element-wise difference."""
+    _, diff = _reference_and_error(reference, test)
+    return float(np.max(np.abs(diff)))
+
+
+def cosine_similarity(reference, test) -> float:
+    """``Σ ref·test / (‖ref‖ ‖test‖)`` over the flattened tensors.
+
+    Two all-zero tensors are identical (1.0); an all-zero tensor against a
+    non-zero one shares no direction (0.0)."""
+    ref, tst = _pair(reference, test)
+    norms = float(np.linalg.norm(ref)) * float(np.linalg.norm(tst))
+    if norms == 0:
+        return 1.0 if not ref.any() and not tst.any() else 0.0
+    return float(np.clip(np.dot(ref.ravel(), tst.ravel()) / norms, -1.0, 1.0))
+
+
+def top_k_agreement(reference_logits, test_logits, k: int = 1) -> float:
+    """Fraction of samples whose top-1 class under ``test_logits`` is one of
+    the top ``k`` classes under ``reference_logits``.
+
+    Classes run along the last axis; every other axis indexes samples (a 1-D
+    input is one sample). The test's top-1 is its first largest logit; it is
+    in the reference's top k when its reference logit is at least the k-th
+    largest one, so ties at the k-th place all count. ``k = 1`` is top-1
+    agreement."""
+    ref, tst = _pair(reference_logits, test_logits)
+    classes = ref.shape[-1] if ref.ndim else 1
+    if not 1 <= k <= classes:
+        raise ValueError(f"top_k_agreement: k = {k} is not in [1, {classes}] (the number of classes)")
+    ref, tst = ref.reshape(-1, classes), tst.reshape(-1, classes)
+    predicted = np.argmax(tst, axis=1)
+    kth_largest = np.partition(ref, classes - k, axis=1)[:, classes - k]
+    agrees = ref[np.arange(len(ref)), predicted] >= kth_largest
+    return float(np.mean(agrees))
+
+
+def _pair(reference, test) -> tuple[np.ndarray, np.ndarray]:
+    """Both tensors as float64 arrays of one shape with elements."""
+    ref, tst = np.asarray(reference, np.float64), np.asarray(test, np.float64)
+    if ref.shape != tst.shape:
+        raise ValueError(f"reference shape {ref.shape} differs from test shape {tst.shape}")
+    if ref.size == 0:
+        raise ValueError("metrics of empty tensors are undefined")
+    return ref, tst
+
+
+def _reference_and_error(reference, test) -> tuple[np.ndarray, np.ndarray]:
+    ref, tst = _pair(reference, test)
+    return ref, ref - tst
+
+
+# ---------------------------------------------------------------------- table
+
+def format_table(rows: Sequence[Mapping[str, Any] | Sequence[Any]], columns: Sequence[str]) -> str:
+    """An aligned text table: a header, a rule, one line per row.
+
+    A row is a mapping from column name to value (missing names print empty)
+    or a sequence of one value per column. Columns of numbers are right-aligned (floats
+    to 6 significant digits, infinities as ``inf``/``-inf``), text is
+    left-aligned."""
+    values = [_row_values(index, row, columns) for index, row in enumerate(rows)]
+    cells = [[_format_cell(value) for value in line] for line in values]
+    numeric = [_numeric_column([line[j] for line in values]) for j in range(len(columns))]
+    widths = [max([len(name)] + [len(line[j]) for line in cells]) for j, name in enumerate(columns)]
+    lines = [[str(name) for name in columns], ["-" * width for width in widths], *cells]
+    return "\n".join("  ".join(text.rjust(width) if right else text.ljust(width)
+                               for text, width, right in zip(line, widths, numeric)).rstrip()
+                     for line in lines)
+
+
+def _row_values(index: int, row: Mapping[str, Any] | Sequence[Any], columns: Sequence[str]) -> list[Any]:
+    if isinstance(row, Mapping):
+        return [row.get(name, "") for name in columns]
+    values = list(row)
+    if len(values) != len(columns):
+        raise ValueError(f"format_table: row {index} has {len(values)} values for {len(columns)} columns")
+    return values
+
+
+def _numeric_column(values: list[Any]) -> bool:
+    """Numbers, apart from missing (empty) cells: right-aligned."""
+    present = [value for value in values if value != ""]
+    return bool(present) and all(_is_number(value) for value in present)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _format_cell(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return _format_float(float(value))
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return str(value)
+
+
+def _format_float(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.6g}"
