@@ -8,6 +8,7 @@ from ir.ops import (  # noqa: F401
     norm,
     pool,
     quant,
+    quantized,
     reduce,
     resize,
     rnn,

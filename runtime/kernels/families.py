@@ -7,6 +7,7 @@ from runtime.kernels import (  # noqa: F401
     nn,
     norm,
     pool,
+    qdevice,
     quant,
     reduce,
     resize,

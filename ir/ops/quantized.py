@@ -1,0 +1,184 @@
+"""Op definitions: the accelerator's quantized macro ops (the Q dialect).
+
+The quantize pass rewrites each accelerator group into one of QConv, QGemm,
+QAdd, QMul, QAvgPool, QLut or QConcat; docs/quantization.md defines what
+they compute. Every integer parameter is an attribute (a plain int or a list
+of ints): zero points, fixed-point multipliers and shifts, clamp bounds, the
+output's storage type ``out_dtype`` ("int8" or "int16"). The parameter checks
+are the kernels' own (runtime/kernels/qdevice.py), run here so that a bad
+node fails when it is built, naming the attribute at fault. QConv takes
+Conv's 2-D window attributes, QAvgPool AveragePool's (without dilations).
+"""
+from __future__ import annotations
+
+import contextlib
+
+from ir.ops.common import ONES_PER_AXIS, ZERO_PADS, broadcast_shapes, require_rank
+from ir.ops.nn import window_attrs, window_out_shape
+from ir.registry import INFINITE, REQUIRED, Derived, InferContext, Pattern, register_op
+from ir.types import TensorType
+from runtime.errors import KernelError
+from runtime.kernels import qdevice as qd
+
+
+@contextlib.contextmanager
+def _checked(ctx: InferContext):
+    """Report a kernel-side parameter check failure as this node's error."""
+    try:
+        yield
+    except KernelError as exc:
+        raise ctx.error(str(exc).removeprefix(f"{ctx.op}: ")) from None
+
+
+def _typed(ctx: InferContext, index: int, name: str, allowed=qd.DATA_TYPES) -> TensorType:
+    t = ctx.type(index)
+    if t.dtype not in allowed:
+        raise ctx.error(f"{name} must be {' or '.join(str(d) for d in allowed)}, got {t.dtype} (input {index}: {t})")
+    return t
+
+
+def _optional_dtype(ctx: InferContext, index: int):
+    return ctx.type(index).dtype if ctx.has(index) else None
+
+
+def _agree(a, b) -> bool:
+    """Two dims agree (a None dim agrees with anything)."""
+    return a is None or b is None or a == b
+
+
+# ---------------------------------------------------------------- QConv, QGemm
+def _check_bias(ctx: InferContext, channels) -> None:
+    b = _typed(ctx, 2, "b", tuple(qd.ACCUMULATOR_LIMIT))
+    if b.rank != 1 or not _agree(b.shape[0], channels):
+        raise ctx.error(f"b must be a vector of {channels} values (one per output channel), got {b}")
+
+
+def _check_accumulator(ctx: InferContext, x: TensorType) -> None:
+    """With constant weights and bias, the accumulator's bound is known now."""
+    w, b = ctx.const(1), ctx.const(2)
+    if w is not None and b is not None:
+        with _checked(ctx):
+            qd.accumulator_bias(x.dtype, w, b, int(ctx.attrs["x_zero"]))
+
+
+def _check_residual(ctx: InferContext, shape: tuple) -> None:
+    if ctx.has(3):
+        r = _typed(ctx, 3, "r")
+        if r.rank != len(shape) or not all(_agree(a, b) for a, b in zip(r.shape, shape)):
+            raise ctx.error(f"r must have the output's shape {list(shape)}, got {r}")
+
+
+def _linear_output(ctx: InferContext, x: TensorType, w: TensorType, shape: tuple) -> list[TensorType]:
+    """The common checks of QConv and QGemm, then the output type."""
+    _check_bias(ctx, w.shape[0])
+    _check_residual(ctx, shape)
+    with _checked(ctx):
+        params = qd.linear_params(ctx.attrs, x.dtype, w.dtype, w.shape[0], _optional_dtype(ctx, 3))
+    _check_accumulator(ctx, x)
+    return [TensorType(shape, params.out.dtype)]
+
+
+def _qconv(ctx: InferContext) -> list[TensorType]:
+    x = _typed(ctx, 0, "x")
+    w = _typed(ctx, 1, "w")
+    require_rank(ctx, 0, 4)
+    require_rank(ctx, 1, 4)
+    kernel, strides, pads, dilations = window_attrs(ctx, 2)
+    if any(not _agree(d, k) for k, d in zip(kernel, w.shape[2:])):
+        raise ctx.error(f"kernel_shape={kernel} does not match the spatial dims of w {list(w.shape[2:])}")
+    group = int(ctx.attrs["group"])
+    channels, out_channels, per_group = x.shape[1], w.shape[0], w.shape[1]
+    if group < 1 or (out_channels is not None and out_channels % group):
+        raise ctx.error(f"group={group} must be >= 1 and divide the {out_channels} output channels of w")
+    if None not in (channels, per_group) and channels != per_group * group:
+        raise ctx.error(f"x has {channels} channels but w expects {per_group} x group {group}")
+    out = window_out_shape(ctx, x.shape[2:], kernel, strides, pads, dilations)
+    return _linear_output(ctx, x, w, (x.shape[0], out_channels, *out))
+
+
+def _qgemm(ctx: InferContext) -> list[TensorType]:
+    x = _typed(ctx, 0, "x")
+    w = _typed(ctx, 1, "w")
+    require_rank(ctx, 0, 2)
+    require_rank(ctx, 1, 2)
+    if not _agree(x.shape[1], w.shape[1]):
+        raise ctx.error(f"x {x} and w {w} differ in the reduced dim (x is [M, K], w is [N, K])")
+    return _linear_output(ctx, x, w, (x.shape[0], w.shape[0]))
+
+
+# ---------------------------------------------------------------- element-wise ops
+def _binary(check):
+    """Type rule of a broadcasting binary op whose parameters ``check``
+    validates from the operand dtypes."""
+    def rule(ctx: InferContext) -> list[TensorType]:
+        a, b = _typed(ctx, 0, "a"), _typed(ctx, 1, "b")
+        with _checked(ctx):
+            _, out = check(ctx.attrs, a.dtype, b.dtype)
+        return [TensorType(broadcast_shapes(ctx, a.shape, b.shape), out.dtype)]
+    return rule
+
+
+def _qlut(ctx: InferContext) -> list[TensorType]:
+    x = _typed(ctx, 0, "x", (qd.INT8,))
+    with _checked(ctx):
+        table = qd.lut_table(ctx.attrs)
+    return [x.with_dtype(table.dtype)]
+
+
+def _qconcat(ctx: InferContext) -> list[TensorType]:
+    types = [_typed(ctx, i, f"x_{i}") for i in range(len(ctx))]
+    with _checked(ctx):
+        _, _, _, out = qd.concat_params(ctx.attrs, [t.dtype for t in types])
+        axis = qd.concat_axis(ctx.attrs["axis"], [t.shape for t in types])
+    shape = []
+    for d, dims in enumerate(zip(*(t.shape for t in types))):
+        if d == axis:
+            shape.append(None if None in dims else sum(dims))
+        else:
+            shape.append(next((v for v in dims if v is not None), None))
+    return [TensorType(shape, out.dtype)]
+
+
+# ---------------------------------------------------------------- QAvgPool
+def _qavg_pool(ctx: InferContext) -> list[TensorType]:
+    x = _typed(ctx, 0, "x")
+    require_rank(ctx, 0, 4)
+    with _checked(ctx):
+        win, _, _, out = qd.avg_pool_params(ctx.attrs, x.dtype)
+    dims = window_out_shape(ctx, x.shape[2:], win.kernel, win.strides, win.pads_begin + win.pads_end, win.dilations,
+                            bool(ctx.attrs["ceil_mode"]))
+    if None not in x.shape[2:]:
+        with _checked(ctx):
+            qd.pool_taps(win, x.shape[2:], dims, bool(ctx.attrs["count_include_pad"]))
+    return [TensorType([*x.shape[:2], *dims], out.dtype)]
+
+
+# ---------------------------------------------------------------- registry
+_OUTPUT = {"out_zero": REQUIRED, "lo": REQUIRED, "hi": REQUIRED, "out_dtype": "int8"}
+_REQUANT = {"x_zero": REQUIRED, "mult": REQUIRED, "shift": REQUIRED, "neg_mult": (), "neg_shift": (),
+            "res_zero": 0, "res_mult": 0, "res_shift": 0, **_OUTPUT}
+_STRIDES_PADS = {"strides": ONES_PER_AXIS, "pads": ZERO_PADS}
+
+register_op("QConv", _qconv, Pattern.OPAQUE, inputs=(3, 4),
+            attrs={"kernel_shape": Derived(lambda types: list(types[1].shape[2:]), "the weight's spatial dims"),
+                   **_STRIDES_PADS, "dilations": ONES_PER_AXIS, "group": 1, **_REQUANT},
+            doc="Quantized Conv (x, w, folded bias b, optional residual r) with requantisation and clamp.")
+register_op("QGemm", _qgemm, Pattern.OPAQUE, inputs=(3, 4), attrs=dict(_REQUANT),
+            doc="Quantized x[M, K] . w[N, K]^T (folded bias b, optional residual r) with requantisation.")
+register_op("QAdd", _binary(qd.add_params), Pattern.OPAQUE, inputs=2,
+            attrs={"a_zero": REQUIRED, "a_mult": REQUIRED, "a_shift": REQUIRED,
+                   "b_zero": REQUIRED, "b_mult": REQUIRED, "b_shift": REQUIRED, **_OUTPUT},
+            doc="Quantized broadcasting add: each operand rescaled to the output's scale.")
+register_op("QMul", _binary(qd.mul_params), Pattern.OPAQUE, inputs=2,
+            attrs={"a_zero": REQUIRED, "b_zero": REQUIRED, "mult": REQUIRED, "shift": REQUIRED, **_OUTPUT},
+            doc="Quantized broadcasting multiply.")
+register_op("QAvgPool", _qavg_pool, Pattern.OPAQUE,
+            attrs={"kernel_shape": REQUIRED, **_STRIDES_PADS, "ceil_mode": 0, "count_include_pad": 0,
+                   "x_zero": REQUIRED, "mults": REQUIRED, "shifts": REQUIRED, **_OUTPUT},
+            doc="Quantized average pool; mults/shifts are indexed by the window's element count - 1.")
+register_op("QLut", _qlut, Pattern.OPAQUE, attrs={"table": REQUIRED, "out_dtype": "int8"},
+            doc="Table lookup on int8 data: y = table[x + 128].")
+register_op("QConcat", _qconcat, Pattern.OPAQUE, inputs=(1, INFINITE),
+            attrs={"axis": REQUIRED, "zeros": REQUIRED, "mults": REQUIRED, "shifts": REQUIRED, **_OUTPUT},
+            doc="Concat of quantized tensors, each rescaled to the output's parameters.")
+
