@@ -185,12 +185,14 @@ def _check_rank(op: str, x: np.ndarray, w: np.ndarray) -> int:
 
 # ---------------------------------------------------------------- Conv
 def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, strides: Sequence[int],
-            pads: Sequence[int], dilations: Sequence[int], group: int = 1) -> np.ndarray:
+            pads: Sequence[int], dilations: Sequence[int], group: int = 1, exact: bool = False) -> np.ndarray:
     """ONNX Conv on NCW / NCHW / NCDHW data: ``x`` (N, C, *in), ``w``
     (K, C/group, *kernel), optional bias ``b`` (K,); ``pads`` lists all begins
-    then all ends. ``x`` and ``w`` share one dtype, float32 or float64 (float64
-    gives exact results for widened int8/uint8 operands); ``b`` is cast to it.
-    Returns a new (N, K, *out) array of that dtype."""
+    then all ends. ``x`` and ``w`` share one dtype, float32 or float64; ``b``
+    is cast to it. ``exact`` computes every output as a plain sum of products
+    (no Winograd transforms): integer operands whose sums fit the float's
+    mantissa then give exact integer results. Returns a new (N, K, *out)
+    array of that dtype."""
     op = "Conv"
     x, w = np.asarray(x), np.asarray(w)
     dtype = _compute_dtype(op, x, w)
@@ -213,7 +215,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
     if group > 1 and group == chans:
         _conv_depthwise(x, w, b, out, window)
         return out
-    m = _winograd_tile(x, w, window, group)
+    m = 0 if exact else _winograd_tile(x, w, window, group)
     u = winograd_weights.get(w, m) if m else None
     if u is not None:
         winograd_conv2d(x, u, b, out, window.pads_begin + window.pads_end, m)

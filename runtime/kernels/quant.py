@@ -441,4 +441,4 @@ def _integer_conv(x, w, x_zero_point, w_zero_point, attrs) -> np.ndarray:
     w_zero_point = None if w_zero_point is None else _as_channels(w_zero_point, w.ndim, 0)
     dtype = _exact_float_type(w[0].size, _bound(x, x_zero_point), _bound(w, w_zero_point))
     return nn.conv_nd(_centered(x, x_zero_point, dtype), _centered(w, w_zero_point, dtype), None,
-                      **_conv_args(w, attrs))
+                      exact=True, **_conv_args(w, attrs))

@@ -484,3 +484,14 @@ def test_kernel_errors_name_the_input():
         f = np.array(1.0, np.float32)
         run_kernel("QLinearMatMul", [np.zeros((2, 3), np.uint8), f, np.array(0, np.uint8), np.zeros((3, 4), np.uint8),
                                      f, np.array(0, np.uint8), f, np.array(0, np.int32)], {})
+
+
+def test_conv_integer_on_a_winograd_shaped_layer_is_exact():
+    """A 3x3 stride-1 layer with many channels is where the float conv uses
+    Winograd; the integer ops must not (its transforms are not exact)."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, (1, 16, 48, 48)).astype(np.uint8)
+    w = rng.integers(0, 256, (16, 16, 3, 3)).astype(np.uint8)
+    (ours,) = assert_exact("ConvInteger", [x, w, np.array(7, np.uint8), np.array(3, np.uint8)], opset=10,
+                           pads=[1, 1, 1, 1])
+    assert ours.dtype == np.int32
