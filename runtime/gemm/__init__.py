@@ -1,0 +1,17 @@
+"""Tessera's own GEMM engine, on Tessera's thread pool.
+
+``sgemm`` / ``sgemm_batched`` (float32) and ``igemm`` / ``igemm_batched``
+(exact int8 -> int32) run LLVM-compiled microkernels
+(:mod:`runtime.gemm.microkernel`) from Numba loops (:mod:`runtime.gemm.sgemm`)
+over :mod:`runtime.parallel`'s threads; ``pack_weights`` packs a constant
+operand once for many calls (:mod:`runtime.gemm.pack`); ``available()`` says
+whether this CPU can run them (x86 with AVX2 and FMA).
+:mod:`runtime.gemm.blas_threads` can set numpy's OpenBLAS to one thread so
+that its idle workers stop spinning on the cores.
+"""
+from runtime.gemm.igemm import igemm, igemm_batched
+from runtime.gemm.microkernel import available
+from runtime.gemm.pack import PackedMatrix, pack_weights
+from runtime.gemm.sgemm import sgemm, sgemm_batched
+
+__all__ = ["available", "PackedMatrix", "pack_weights", "sgemm", "sgemm_batched", "igemm", "igemm_batched"]

@@ -1,0 +1,589 @@
+"""GEMM microkernels: LLVM IR text generated from a few parameters, compiled
+for the host CPU with llvmlite, cached per process.
+
+A microkernel computes one ``mr x width`` tile of ``C`` as a rank-``kc``
+update from two panels::
+
+    void kernel(i64 kc, T* a, T* b, i64 ldb, T* c, i64 ldc,
+                i64 rows, i64 cols, i64 accumulate, T* bias)
+
+Every element is 4 bytes. ``a`` holds ``kc`` groups of ``mr`` elements
+(step ``k`` of the A tile, as :mod:`runtime.gemm.pack` lays it out); step
+``k`` of the B tile is the ``width`` elements at ``b + k * ldb``. The tile
+lives in vector registers (a tile row is one to three vectors of 16 or 8
+lanes) and is updated once per register and step, in increasing ``k``. Then
+``bias[i]`` is added to row ``i`` (unless ``bias`` is null), and the tile is
+stored to ``C`` (row stride ``ldc`` elements), or added to it when
+``accumulate`` is non-zero. Only the top-left ``rows x cols`` part is read
+and written (masked loads and stores), so ``C`` and ``bias`` need no
+padding; the panels are read whole, and the packers pad them with zeros.
+
+Two kinds of kernel share that frame:
+
+* ``f32``: ``T`` is float; a step is one ``k``; the update is ``llvm.fma``,
+  so each output element is a sequential chain of fused multiply-adds.
+* ``u8s8``: ``T`` is int32; a step is four consecutive ``k``: each B lane
+  holds 4 unsigned bytes, each A element 4 signed bytes, and the update adds
+  their 4 products to the int32 lane (``vpdpbusd`` with AVX512-VNNI, plain
+  shifts and multiplies otherwise). Exact: integer sums wrap modulo 2^32
+  and nothing saturates.
+
+A kernel family (:class:`Isa`) has one kernel per tile width, every multiple
+of ``UNIT`` lanes up to ``nr``, so a narrow last column panel wastes at most
+7 lanes. The AVX-512 family adds float remainder kernels for a last panel of
+1 to ``REMAINDER_COLS`` columns (N = 49 leaves one): same signature, but
+they take 8 row panels at once (``rows`` up to 64), with A's steps as
+vectors and B's values broadcast, and write through masked scatters.
+
+The IR is generated as text, never as Python source: nothing runs but
+LLVM's own output. Numba drivers call a kernel through :func:`call_kernel`
+with an address from :func:`kernel_addresses`.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from runtime.errors import KernelError
+
+UNIT = 8
+"""Tile widths (and packed B panel widths) are multiples of 8 lanes."""
+REMAINDER_COLS = 3
+"""Ragged last column panels this narrow use a remainder kernel (float only)."""
+
+KINDS = ("f32", "u8s8")
+
+FORCE_AVX2 = os.environ.get("TESSERA_GEMM_ISA", "").lower() == "avx2"
+"""``TESSERA_GEMM_ISA=avx2`` uses the AVX2 kernels on an AVX-512 host (tests)."""
+
+
+@dataclass(frozen=True)
+class Isa:
+    """A kernel family: tiles of ``mr`` rows and up to ``nr`` lanes built
+    from vectors of at most ``vw`` lanes, whether ``vpdpbusd`` is there, and
+    the LLVM target to compile for."""
+
+    name: str
+    vw: int
+    mr: int
+    nr: int
+    vnni: bool
+    cpu: str
+    features: str
+    remainder_panels: int = 0
+
+    def vectors(self, width: int) -> tuple[int, ...]:
+        """The vector widths making up one tile row ``width`` lanes wide."""
+        return (self.vw,) * (width // self.vw) + ((UNIT,) if width % self.vw else ())
+
+
+@functools.cache
+def host_isa(force_avx2: bool = FORCE_AVX2) -> Isa:
+    """The best kernel family for this CPU, asked once per process: AVX-512
+    (32 registers: 8 x 48 tiles, 24 accumulators) or AVX2 + FMA (16
+    registers: 4 x 24 tiles, 12 accumulators)."""
+    features = llvm.get_host_cpu_features()
+    if features.get("avx512f") and not force_avx2:
+        vnni = bool(features.get("avx512vnni") and features.get("avx512vl"))
+        return Isa("avx512", vw=16, mr=8, nr=48, vnni=vnni, cpu=llvm.get_host_cpu_name(),
+                   features=features.flatten(), remainder_panels=8)
+    if features.get("avx2") and features.get("fma"):
+        return Isa("avx2", vw=8, mr=4, nr=24, vnni=False, cpu="haswell", features="+avx,+avx2,+fma")
+    raise KernelError(f"Tessera's GEMM needs an x86 CPU with AVX2 and FMA; this one is {llvm.get_host_cpu_name()}")
+
+
+def available() -> bool:
+    """Whether this CPU can run Tessera's GEMM (else use numpy's)."""
+    try:
+        host_isa()
+    except KernelError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------- IR generation
+@dataclass(frozen=True)
+class _Tile:
+    """Register blocking of one kernel: ``mr`` rows, each made of vectors of
+    the given lane counts; ``unroll`` steps per loop trip."""
+
+    kind: str
+    mr: int
+    vectors: tuple[int, ...]
+    vnni: bool = False
+    unroll: int = 4
+
+    @property
+    def width(self) -> int:
+        return sum(self.vectors)
+
+    @property
+    def elem(self) -> str:
+        return "float" if self.kind == "f32" else "i32"
+
+    @property
+    def suffix(self) -> str:
+        return "f32" if self.kind == "f32" else "i32"
+
+    @property
+    def name(self) -> str:
+        return f"tessera_{self.kind}_{self.mr}x{self.width}_" + "_".join(map(str, self.vectors))
+
+    def vec(self, lanes: int) -> str:
+        return f"<{lanes} x {self.elem}>"
+
+    def offset(self, j: int) -> int:
+        """Lane of the tile row where vector ``j`` starts."""
+        return sum(self.vectors[:j])
+
+    def acc_types(self) -> list[list[str]]:
+        return [[self.vec(lanes) for lanes in self.vectors] for _ in range(self.mr)]
+
+    def prologue(self, w: "_Writer") -> None:
+        """Nothing to compute before the loop."""
+
+    def step(self, w: "_Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+        return _step(w, self, acc, pa, pb, k)
+
+    def epilogue(self, w: "_Writer", acc: list[list[str]]) -> None:
+        _epilogue(w, self, acc)
+
+
+@dataclass(frozen=True)
+class _Remainder:
+    """The last ``cols`` (at most ``REMAINDER_COLS``) columns of ``panels``
+    row panels at once, float only: a step of an A panel (``mr`` floats) is
+    one vector, B's values are broadcast, so a 1-column remainder costs one
+    lane in ``mr`` instead of a whole 8-lane tile row. The output is written
+    with masked scatters (rows ``< rows`` only)."""
+
+    kind: str
+    mr: int
+    panels: int
+    cols: int
+    unroll: int = 4
+
+    elem = "float"
+    suffix = "f32"
+
+    @property
+    def name(self) -> str:
+        return f"tessera_{self.kind}_rem_{self.panels * self.mr}x{self.cols}"
+
+    def vec(self, lanes: int) -> str:
+        return f"<{lanes} x {self.elem}>"
+
+    def acc_types(self) -> list[list[str]]:
+        return [[self.vec(self.mr)] * self.cols for _ in range(self.panels)]
+
+    def prologue(self, w: "_Writer") -> None:
+        """Offsets of the A panels: ``kc * mr`` floats apart."""
+        w.emit(f"%pstride = mul i64 %kc, {self.mr}")
+        for p in range(self.panels):
+            w.emit(f"%poff{p} = mul i64 %pstride, {p}")
+
+    def step(self, w: "_Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+        row = pb
+        if k:
+            row = w.fresh("brow")
+            w.emit(f"{row} = getelementptr inbounds float, ptr {pb}, i64 %ldb{k}")
+        splats = []
+        for j in range(self.cols):
+            ptr, scalar = w.fresh("pb"), w.fresh("b")
+            w.emit(f"{ptr} = getelementptr inbounds float, ptr {row}, i64 {j}")
+            w.emit(f"{scalar} = load float, ptr {ptr}, align 4")
+            splats.append(_splat(w, self.mr, scalar, "float"))
+        vec, new = self.vec(self.mr), []
+        for p in range(self.panels):
+            panel, ptr, value = w.fresh("panel"), w.fresh("pa"), w.fresh("a")
+            w.emit(f"{panel} = getelementptr inbounds float, ptr {pa}, i64 %poff{p}")
+            w.emit(f"{ptr} = getelementptr inbounds float, ptr {panel}, i64 {k * self.mr}")
+            w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
+            outs = []
+            for j in range(self.cols):
+                out = w.fresh("acc")
+                w.emit(f"{out} = call {vec} @llvm.fma.v{self.mr}f32({vec} {value}, {vec} {splats[j]}, "
+                       f"{vec} {acc[p][j]})")
+                outs.append(out)
+            new.append(outs)
+        return new
+
+    def epilogue(self, w: "_Writer", acc: list[list[str]]) -> None:
+        _remainder_epilogue(w, self, acc)
+
+
+class _Writer:
+    """IR lines of one function, with fresh SSA names."""
+
+    def __init__(self, count: int = 0):
+        self.lines: list[str] = []
+        self.count = count
+
+    def fresh(self, stem: str) -> str:
+        self.count += 1
+        return f"%{stem}.{self.count}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append("  " + line)
+
+    def label(self, name: str) -> None:
+        self.lines.append(f"{name}:")
+
+
+def _splat(w: _Writer, lanes: int, scalar: str, elem: str) -> str:
+    vec = f"<{lanes} x {elem}>"
+    one, out = w.fresh("ins"), w.fresh("splat")
+    w.emit(f"{one} = insertelement {vec} poison, {elem} {scalar}, i64 0")
+    w.emit(f"{out} = shufflevector {vec} {one}, {vec} poison, <{lanes} x i32> zeroinitializer")
+    return out
+
+
+def _update(w: _Writer, t: _Tile, lanes: int, a: str, b: str, acc: str) -> str:
+    """``acc`` plus the products of one step: ``a`` broadcast, ``b`` a row."""
+    vec, out = t.vec(lanes), w.fresh("acc")
+    if t.kind == "f32":
+        w.emit(f"{out} = call {vec} @llvm.fma.v{lanes}f32({vec} {a}, {vec} {b}, {vec} {acc})")
+    elif t.vnni:
+        bits = 32 * lanes
+        w.emit(f"{out} = call {vec} @llvm.x86.avx512.vpdpbusd.{bits}({vec} {acc}, {vec} {b}, {vec} {a})")
+    else:
+        total = acc
+        for byte in range(4):
+            ub, sa, prod, nxt = w.fresh("ub"), w.fresh("sa"), w.fresh("prod"), w.fresh("sum")
+            shifted = w.fresh("sh")
+            w.emit(f"{shifted} = lshr {vec} {b}, {_const(lanes, 8 * byte)}")
+            w.emit(f"{ub} = and {vec} {shifted}, {_const(lanes, 255)}")
+            left = w.fresh("sl")
+            w.emit(f"{left} = shl {vec} {a}, {_const(lanes, 24 - 8 * byte)}")
+            w.emit(f"{sa} = ashr {vec} {left}, {_const(lanes, 24)}")
+            w.emit(f"{prod} = mul {vec} {sa}, {ub}")
+            w.emit(f"{nxt} = add {vec} {total}, {prod}")
+            total = nxt
+        out = total
+    return out
+
+
+def _const(lanes: int, value: int, elem: str = "i32") -> str:
+    return "<" + ", ".join([f"{elem} {value}"] * lanes) + ">"
+
+
+def _step(w: _Writer, t: _Tile, acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+    """Step ``k`` of the update: load the B row, broadcast each A element,
+    update every accumulator."""
+    row = pb
+    if k:
+        row = w.fresh("brow")
+        w.emit(f"{row} = getelementptr inbounds {t.elem}, ptr {pb}, i64 %ldb{k}")
+    bvals = []
+    for j, lanes in enumerate(t.vectors):
+        ptr, val = w.fresh("pb"), w.fresh("b")
+        w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {row}, i64 {t.offset(j)}")
+        w.emit(f"{val} = load {t.vec(lanes)}, ptr {ptr}, align 4")
+        bvals.append(val)
+    new = []
+    for i in range(t.mr):
+        ptr, scalar = w.fresh("pa"), w.fresh("a")
+        w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {pa}, i64 {k * t.mr + i}")
+        w.emit(f"{scalar} = load {t.elem}, ptr {ptr}, align 4")
+        splats = {lanes: _splat(w, lanes, scalar, t.elem) for lanes in sorted(set(t.vectors))}
+        new.append([_update(w, t, lanes, splats[lanes], bvals[j], acc[i][j]) for j, lanes in enumerate(t.vectors)])
+    return new
+
+
+def _loop(w: _Writer, t, name: str, steps: int, entry: tuple, exit_label: str) -> list[list[str]]:
+    """A loop doing ``steps`` steps per trip while ``k + steps <= kc``.
+
+    ``entry`` is (predecessor label, accumulators, pa, pb, k) flowing in;
+    returns the header's accumulators, the values seen at ``exit_label``."""
+    head, body = f"{name}_head", f"{name}_body"
+    pred, start_acc, start_pa, start_pb, start_k = entry
+    types = t.acc_types()
+    acc = [[f"%{name}_acc_{i}_{j}" for j in range(len(row))] for i, row in enumerate(types)]
+    inner = _Writer(w.count)
+    cur = acc
+    for k in range(steps):
+        cur = t.step(inner, cur, f"%{name}_pa", f"%{name}_pb", k)
+    w.count = inner.count
+    w.emit(f"br label %{head}")
+    w.label(head)
+    for i, row in enumerate(types):
+        for j, vec in enumerate(row):
+            w.emit(f"{acc[i][j]} = phi {vec} [ {start_acc[i][j]}, %{pred} ], [ {cur[i][j]}, %{body} ]")
+    for var, start, kind in (("pa", start_pa, "ptr"), ("pb", start_pb, "ptr"), ("k", start_k, "i64")):
+        w.emit(f"%{name}_{var} = phi {kind} [ {start}, %{pred} ], [ %{name}_n{var}, %{body} ]")
+    w.emit(f"%{name}_end = add i64 %{name}_k, {steps}")
+    w.emit(f"%{name}_go = icmp sle i64 %{name}_end, %kc")
+    w.emit(f"br i1 %{name}_go, label %{body}, label %{exit_label}")
+    w.label(body)
+    w.lines.extend(inner.lines)
+    w.emit(f"%{name}_npa = getelementptr inbounds {t.elem}, ptr %{name}_pa, i64 {steps * t.mr}")
+    w.emit(f"%{name}_npb = getelementptr inbounds {t.elem}, ptr %{name}_pb, i64 %ldb{steps}")
+    w.emit(f"%{name}_nk = add i64 %{name}_k, {steps}")
+    w.emit(f"br label %{head}")
+    return acc
+
+
+def _add(t: _Tile) -> str:
+    return "fadd" if t.kind == "f32" else "add"
+
+
+def _bias(w: _Writer, t: _Tile, acc: list[list[str]]) -> list[list[str]]:
+    """Block ``add_bias``: add ``bias[i]`` to row ``i``, reading only the first
+    ``rows`` entries (one masked load); falls through to ``dispatch``."""
+    rows = ", ".join(f"i32 {i}" for i in range(t.mr))
+    w.emit("%rows32 = trunc i64 %rows to i32")
+    limit = _splat(w, t.mr, "%rows32", "i32")
+    w.emit(f"%rowmask = icmp slt <{t.mr} x i32> <{rows}>, {limit}")
+    w.emit(f"%biasv = call {t.vec(t.mr)} @llvm.masked.load.v{t.mr}{t.suffix}.p0(ptr %bias, i32 4, "
+           f"<{t.mr} x i1> %rowmask, {t.vec(t.mr)} zeroinitializer)")
+    out = []
+    for i in range(t.mr):
+        scalar = w.fresh("bias")
+        w.emit(f"{scalar} = extractelement {t.vec(t.mr)} %biasv, i64 {i}")
+        splats = {lanes: _splat(w, lanes, scalar, t.elem) for lanes in sorted(set(t.vectors))}
+        row = []
+        for j, lanes in enumerate(t.vectors):
+            value = w.fresh("biased")
+            w.emit(f"{value} = {_add(t)} {t.vec(lanes)} {acc[i][j]}, {splats[lanes]}")
+            row.append(value)
+        out.append(row)
+    w.emit("br label %dispatch")
+    return out
+
+
+def _store(w: _Writer, t: _Tile, acc: list[list[str]], accumulate: bool, masked: bool, tag: str) -> None:
+    """Store (or add) the tile; ``masked`` touches only ``rows x cols``."""
+    for i in range(t.mr):
+        if masked:
+            w.emit(f"%{tag}_in{i} = icmp slt i64 {i}, %rows")
+            w.emit(f"br i1 %{tag}_in{i}, label %{tag}_row{i}, label %{tag}_end")
+            w.label(f"{tag}_row{i}")
+        for j, lanes in enumerate(t.vectors):
+            vec, mask = t.vec(lanes), f"<{lanes} x i1> %mask{j}"
+            ptr = w.fresh("pc")
+            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr %c, i64 %off_{i}_{j}")
+            value = acc[i][j]
+            if accumulate:
+                old, value = w.fresh("old"), w.fresh("sum")
+                if masked:
+                    w.emit(f"{old} = call {vec} @llvm.masked.load.v{lanes}{t.suffix}.p0(ptr {ptr}, i32 4, {mask}, "
+                           f"{vec} zeroinitializer)")
+                else:
+                    w.emit(f"{old} = load {vec}, ptr {ptr}, align 4")
+                w.emit(f"{value} = {_add(t)} {vec} {old}, {acc[i][j]}")
+            if masked:
+                w.emit(f"call void @llvm.masked.store.v{lanes}{t.suffix}.p0({vec} {value}, ptr {ptr}, i32 4, {mask})")
+            else:
+                w.emit(f"store {vec} {value}, ptr {ptr}, align 4")
+    if masked:
+        w.emit(f"br label %{tag}_end")
+        w.label(f"{tag}_end")
+    w.emit("ret void")
+
+
+def _epilogue(w: _Writer, t: _Tile, acc: list[list[str]]) -> None:
+    """Add the bias if any; choose full or masked, overwrite or accumulate;
+    store."""
+    w.emit("%has_bias = icmp ne ptr %bias, null")
+    w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
+    w.label("add_bias")
+    biased = _bias(w, t, acc)
+    w.label("dispatch")
+    final = [[f"%final_{i}_{j}" for j in range(len(t.vectors))] for i in range(t.mr)]
+    for i in range(t.mr):
+        for j, lanes in enumerate(t.vectors):
+            w.emit(f"{final[i][j]} = phi {t.vec(lanes)} [ {acc[i][j]}, %store ], [ {biased[i][j]}, %add_bias ]")
+    for i in range(t.mr):
+        w.emit(f"%row_{i} = mul i64 %ldc, {i}")
+        for j in range(len(t.vectors)):
+            w.emit(f"%off_{i}_{j} = add i64 %row_{i}, {t.offset(j)}")
+    w.emit(f"%full_rows = icmp eq i64 %rows, {t.mr}")
+    w.emit(f"%full_cols = icmp eq i64 %cols, {t.width}")
+    w.emit("%full = and i1 %full_rows, %full_cols")
+    w.emit("%add = icmp ne i64 %accumulate, 0")
+    w.emit("br i1 %full, label %full_tile, label %part_tile")
+    w.label("full_tile")
+    w.emit("br i1 %add, label %full_add, label %full_set")
+    w.label("part_tile")
+    w.emit("%cols32 = trunc i64 %cols to i32")
+    limits = {lanes: _splat(w, lanes, "%cols32", "i32") for lanes in sorted(set(t.vectors))}
+    for j, lanes in enumerate(t.vectors):
+        columns = ", ".join(f"i32 {t.offset(j) + lane}" for lane in range(lanes))
+        w.emit(f"%mask{j} = icmp slt <{lanes} x i32> <{columns}>, {limits[lanes]}")
+    w.emit("br i1 %add, label %part_add, label %part_set")
+    for accumulate, masked, tag in ((True, False, "full_add"), (False, False, "full_set"),
+                                    (True, True, "part_add"), (False, True, "part_set")):
+        w.label(tag)
+        _store(w, t, final, accumulate, masked, tag)
+
+
+def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]]) -> None:
+    """Bias (masked vector loads: a panel's rows are its lanes), then masked
+    scatters (gathers first when accumulating) of rows ``< rows``."""
+    mr, vec, mask_ty = t.mr, t.vec(t.mr), f"<{t.mr} x i1>"
+    lanes = ", ".join(f"i64 {lane}" for lane in range(mr))
+    rows, ldc = _splat(w, mr, "%rows", "i64"), _splat(w, mr, "%ldc", "i64")
+    for p in range(t.panels):
+        w.emit(f"%rowid{p} = add <{mr} x i64> <{lanes}>, " + _const(mr, p * mr, "i64"))
+        w.emit(f"%rmask{p} = icmp slt <{mr} x i64> %rowid{p}, {rows}")
+        w.emit(f"%rowoff{p} = mul <{mr} x i64> %rowid{p}, {ldc}")
+    w.emit("%has_bias = icmp ne ptr %bias, null")
+    w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
+    w.label("add_bias")
+    biased = []
+    for p in range(t.panels):
+        ptr, bias = w.fresh("pbias"), w.fresh("bias")
+        w.emit(f"{ptr} = getelementptr inbounds float, ptr %bias, i64 {p * mr}")
+        w.emit(f"{bias} = call {vec} @llvm.masked.load.v{mr}f32.p0(ptr {ptr}, i32 4, {mask_ty} %rmask{p}, "
+               f"{vec} zeroinitializer)")
+        row = []
+        for j in range(t.cols):
+            value = w.fresh("biased")
+            w.emit(f"{value} = fadd {vec} {acc[p][j]}, {bias}")
+            row.append(value)
+        biased.append(row)
+    w.emit("br label %dispatch")
+    w.label("dispatch")
+    for p in range(t.panels):
+        for j in range(t.cols):
+            w.emit(f"%final_{p}_{j} = phi {vec} [ {acc[p][j]}, %store ], [ {biased[p][j]}, %add_bias ]")
+    for p in range(t.panels):
+        for j in range(t.cols):
+            w.emit(f"%idx_{p}_{j} = add <{mr} x i64> %rowoff{p}, " + _const(mr, j, "i64"))
+            w.emit(f"%ptrs_{p}_{j} = getelementptr inbounds float, ptr %c, <{mr} x i64> %idx_{p}_{j}")
+    w.emit("%add = icmp ne i64 %accumulate, 0")
+    w.emit("br i1 %add, label %scatter_add, label %scatter_set")
+    for accumulate in (True, False):
+        w.label("scatter_add" if accumulate else "scatter_set")
+        for p in range(t.panels):
+            for j in range(t.cols):
+                value, ptrs, mask = f"%final_{p}_{j}", f"<{mr} x ptr> %ptrs_{p}_{j}", f"{mask_ty} %rmask{p}"
+                if accumulate:
+                    old, total = w.fresh("old"), w.fresh("sum")
+                    w.emit(f"{old} = call {vec} @llvm.masked.gather.v{mr}f32.v{mr}p0({ptrs}, i32 4, {mask}, "
+                           f"{vec} zeroinitializer)")
+                    w.emit(f"{total} = fadd {vec} {old}, {value}")
+                    value = total
+                w.emit(f"call void @llvm.masked.scatter.v{mr}f32.v{mr}p0({vec} {value}, {ptrs}, i32 4, {mask})")
+        w.emit("ret void")
+
+
+def _function(t) -> str:
+    """IR text of the microkernel with blocking ``t`` (a :class:`_Tile` or
+    :class:`_Remainder`; no declarations)."""
+    w = _Writer()
+    zeros = [["zeroinitializer"] * len(row) for row in t.acc_types()]
+    w.label("entry")
+    for k in range(1, t.unroll + 1):
+        w.emit(f"%ldb{k} = mul i64 %ldb, {k}")
+    t.prologue(w)
+    main = _loop(w, t, "main", t.unroll, ("entry", zeros, "%a", "%b", "0"), "tail_pre")
+    w.label("tail_pre")
+    tail = _loop(w, t, "tail", 1, ("tail_pre", main, "%main_pa", "%main_pb", "%main_k"), "store")
+    w.label("store")
+    t.epilogue(w, tail)
+    body = "\n".join(w.lines)
+    return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %b, i64 %ldb,
+                      ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols, i64 %accumulate,
+                      ptr noalias readonly %bias) nounwind {{
+{body}
+}}
+"""
+
+
+def _declarations(kind: str, lanes: int, vnni: bool) -> str:
+    elem, suffix = ("float", "f32") if kind == "f32" else ("i32", "i32")
+    vec, mask, ptrs = f"<{lanes} x {elem}>", f"<{lanes} x i1>", f"<{lanes} x ptr>"
+    lines = [f"declare {vec} @llvm.masked.load.v{lanes}{suffix}.p0(ptr, i32, {mask}, {vec})",
+             f"declare void @llvm.masked.store.v{lanes}{suffix}.p0({vec}, ptr, i32, {mask})"]
+    if kind == "f32":
+        lines += [f"declare {vec} @llvm.fma.v{lanes}f32({vec}, {vec}, {vec})",
+                  f"declare {vec} @llvm.masked.gather.v{lanes}f32.v{lanes}p0({ptrs}, i32, {mask}, {vec})",
+                  f"declare void @llvm.masked.scatter.v{lanes}f32.v{lanes}p0({vec}, {ptrs}, i32, {mask})"]
+    elif vnni:
+        lines.append(f"declare {vec} @llvm.x86.avx512.vpdpbusd.{32 * lanes}({vec}, {vec}, {vec})")
+    return "\n".join(lines) + "\n"
+
+
+def _kernels(isa: Isa, kind: str) -> list:
+    """One tile per width ``UNIT, 2 UNIT, ..., nr``, then (float, where the
+    family has them) one remainder kernel per width ``1 .. REMAINDER_COLS``:
+    the order of :func:`kernel_addresses`."""
+    tiles = [_Tile(kind, isa.mr, isa.vectors(width), isa.vnni) for width in range(UNIT, isa.nr + 1, UNIT)]
+    if kind != "f32" or not isa.remainder_panels:
+        return tiles
+    return tiles + [_Remainder(kind, isa.mr, isa.remainder_panels, cols) for cols in range(1, REMAINDER_COLS + 1)]
+
+
+def kernel_ir(isa: Isa, kind: str = "f32") -> str:
+    """LLVM IR text of one module holding all of ``isa``'s ``kind`` kernels."""
+    tiles = _kernels(isa, kind)
+    lanes = sorted({v for t in tiles if isinstance(t, _Tile) for v in t.vectors} | {isa.mr})
+    declarations = "".join(_declarations(kind, n, isa.vnni) for n in lanes)
+    return (f"; Tessera GEMM microkernels ({kind}, {isa.name})\n{declarations}\n"
+            + "\n".join(_function(t) for t in tiles))
+
+
+# ------------------------------------------------------------------ compiling
+_engines: dict[tuple[Isa, str], tuple[object, np.ndarray]] = {}
+_lock = threading.Lock()
+
+
+def _compile(isa: Isa, kind: str) -> tuple[object, np.ndarray]:
+    """Compile ``isa``'s ``kind`` kernels into one execution engine; return
+    it (it owns the code) and the kernels' addresses."""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    machine = llvm.Target.from_default_triple().create_target_machine(
+        cpu=isa.cpu, features=isa.features, opt=3, codemodel="jitdefault")
+    module = llvm.parse_assembly(kernel_ir(isa, kind))
+    module.verify()
+    builder = llvm.create_pass_builder(machine, llvm.PipelineTuningOptions(speed_level=3))
+    builder.getModulePassManager().run(module, builder)
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    addresses = np.array([0] + [engine.get_function_address(t.name) for t in _kernels(isa, kind)], dtype=np.int64)
+    if not addresses[1:].all():
+        raise KernelError(f"LLVM gave no address for a {isa.name} {kind} GEMM microkernel")
+    return engine, addresses
+
+
+def kernel_addresses(isa: Isa, kind: str = "f32") -> np.ndarray:
+    """Entry points of ``isa``'s ``kind`` kernels: the tile ``w`` lanes wide
+    at ``w // UNIT``, the remainder kernel for ``c`` columns (if any) at
+    ``nr // UNIT + c`` (entry 0 unused); compiled on first use, kept for the
+    process."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown GEMM kernel kind {kind!r} (known: {KINDS})")
+    key = (isa, kind)
+    with _lock:
+        if key not in _engines:
+            _engines[key] = _compile(isa, kind)
+        return _engines[key][1]
+
+
+# ------------------------------------------------------------ calling from Numba
+@intrinsic
+def call_kernel(typingctx, address, kc, a, b, ldb, c, ldc, rows, cols, accumulate, bias):
+    """Call the kernel at ``address``; every argument is an int64 (``a``,
+    ``b``, ``c`` and ``bias`` are addresses, ``bias`` 0 for none). The
+    address is a runtime value, so the Numba callers stay cacheable on disk."""
+    sig = types.void(*([types.int64] * 11))
+
+    def codegen(context, builder, signature, args):
+        i64, ptr = ir.IntType(64), ir.PointerType()
+        fnty = ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, i64, ptr, i64, i64, i64, i64, ptr])
+        target = builder.inttoptr(args[0], ir.PointerType(fnty))
+        a_ptr, b_ptr, c_ptr, bias_ptr = (builder.inttoptr(args[i], ptr) for i in (2, 3, 5, 10))
+        builder.call(target, [args[1], a_ptr, b_ptr, args[4], c_ptr, *args[6:10], bias_ptr])
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -1,0 +1,352 @@
+"""Blocked GEMM on Tessera's thread pool: the driver, and float32 ``sgemm``.
+
+``C = A @ B`` (+ a bias per row, or ``C +=``) for one product or a batch of
+products of the same shape. The output is cut into tasks (batch item x a
+range of ``mr``-row panels x a range of ``nr``-column panels);
+``parallel_for`` runs them on :mod:`runtime.parallel`'s threads, so no other
+thread pool (and no BLAS thread spinning after a call) competes for the
+cores. Inside a task (Goto's scheme), for each block of ``NC_PANELS`` column
+panels and each ``kc`` block of the reduction, the microkernel runs for every
+(row panel, column panel) pair, ``MC_PANELS`` row panels at a time. ``A`` is
+always read packed: by :func:`~runtime.gemm.pack.pack_weights` once for a
+constant, or by the call (in parallel over panels). ``B`` is read packed in
+advance, or packed by the task into a buffer of its own that stays in L2,
+or, when its rows are contiguous, read in place (only a ragged last column
+panel is packed).
+
+Accumulation order: each ``C`` element is the sum, over the ``kc`` blocks in
+increasing order, of a sequential fused multiply-add chain over the block's
+products in increasing ``k`` (the bias, if any, joins the first block's
+sum); ``kc`` is at most ``KC_MAX`` and the same for every block but the last
+(``KC_MAX`` in :mod:`runtime.gemm.pack`). Results match numpy's BLAS to
+float32 rounding: the same products, summed in another order.
+
+Every size, stride and address is computed and checked in Python; the Numba
+loops only follow the plan they are given, and the kernels stay inside the
+panels and the ``rows x cols`` part of each output tile.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime import parallel
+from runtime.errors import KernelError
+from runtime.gemm.microkernel import REMAINDER_COLS, UNIT, Isa, call_kernel, host_isa, kernel_addresses
+from runtime.gemm.pack import (
+    block_depth,
+    check_packed,
+    flat_view,
+    pack_b_block,
+    pack_left,
+    panel_width,
+    roundup,
+)
+from runtime.jit import jit
+
+__all__ = ["sgemm", "sgemm_batched"]
+
+NC_PANELS = 8
+"""Column panels per B block a task packs (``kc x 8 nr`` floats: 384 KiB at most)."""
+MC_PANELS = 16
+"""Row panels swept against one B panel while it stays in cache."""
+MIN_TASK_PANELS = (8, 4)
+"""Smallest task, in (row, column) panels, unless the whole product is smaller."""
+SERIAL_MACS = 1 << 18
+"""Products this small run on the calling thread alone."""
+
+# How a task gets its B panels.
+PACK, PREPACKED, DIRECT = 0, 1, 2
+
+_ALIGN = 16
+"""Lanes per 64 bytes: a task's B buffer starts on a cache line."""
+
+# Fields of the int64 plan array the Numba driver reads.
+(_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _MPT, _NCW, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
+ _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
+ _PLAN_SIZE) = range(28)
+
+_NO_SOURCE = np.zeros(1, np.float32)
+_NO_SOURCE.flags.writeable = False
+
+
+# ---------------------------------------------------------------- validation
+def check_array(name: str, x, dtypes: tuple) -> np.ndarray:
+    """``x`` if it is a numpy array of one of ``dtypes``; KernelError otherwise."""
+    if not isinstance(x, np.ndarray):
+        raise KernelError(f"{name} must be a numpy array, got {type(x).__name__}")
+    if x.dtype not in dtypes:
+        raise KernelError(f"{name} must be {' or '.join(np.dtype(d).name for d in dtypes)}, got {x.dtype}")
+    return x
+
+
+def operand_shape(op: str, name: str, x, packed, side: str, batched: bool, dtypes: tuple) -> tuple[int, int, int]:
+    """(batch, rows, cols) of an operand given as an array or packed."""
+    rank = 3 if batched else 2
+    if packed is not None:
+        packed = check_packed(f"{op}: packed_{name}", packed, side, batched, dtypes[0])
+        if x is not None and (not isinstance(x, np.ndarray) or tuple(x.shape) != packed.shape):
+            raise KernelError(f"{op}: {name} has shape {list(np.shape(x))} but packed_{name} was packed from "
+                              f"shape {list(packed.shape)}")
+        return (packed.batch, *packed.matrix)
+    if x is None:
+        raise KernelError(f"{op}: {name} is missing (give the array or packed_{name})")
+    check_array(f"{op}: {name}", x, dtypes)
+    if x.ndim != rank:
+        raise KernelError(f"{op}: {name} must be {rank}-D, got shape {list(x.shape)}")
+    return (x.shape[0] if batched else 1, x.shape[-2], x.shape[-1])
+
+
+def output(op: str, out, shape: tuple, dtype, accumulate: bool) -> np.ndarray:
+    """The array to write: ``out`` checked, or a new one."""
+    if out is None:
+        if accumulate:
+            raise KernelError(f"{op}: accumulate=True needs out")
+        return np.empty(shape, dtype)
+    check_array(f"{op}: out", out, (dtype,))
+    if tuple(out.shape) != shape:
+        raise KernelError(f"{op}: out has shape {list(out.shape)}, expected {list(shape)}")
+    if not out.flags.writeable:
+        raise KernelError(f"{op}: out is read-only")
+    return out
+
+
+def row_bias(op: str, bias, batch: int, rows: int, dtype, batched: bool) -> np.ndarray | None:
+    """The bias as a C-contiguous (batch, rows) array, or None."""
+    if bias is None:
+        return None
+    check_array(f"{op}: bias", bias, (dtype,))
+    shape = (batch, rows) if batched else (rows,)
+    if tuple(bias.shape) != shape:
+        raise KernelError(f"{op}: bias has shape {list(bias.shape)}, expected {list(shape)}")
+    return np.ascontiguousarray(bias).reshape(batch, rows)
+
+
+def direct_target(out: np.ndarray, inputs) -> bool:
+    """Whether the kernels can store straight into ``out``: unit column
+    stride, non-negative row and batch strides, no overlap with inputs."""
+    size = out.itemsize
+    if out.strides[-1] != size or any(s < 0 or s % size for s in out.strides):
+        return False
+    return not any(isinstance(x, np.ndarray) and np.may_share_memory(out, x) for x in inputs)
+
+
+# ---------------------------------------------------------------- float32 entry points
+def sgemm(a, b, out=None, *, packed_a=None, packed_b=None, bias=None, accumulate=False) -> np.ndarray:
+    """``a @ b`` for float32 matrices ``a`` (M, K) and ``b`` (K, N) of any
+    strides, plus ``bias`` (M,) per row if given; into ``out`` (M, N) when
+    given, added to it with ``accumulate``. ``packed_a`` / ``packed_b``
+    (:func:`~runtime.gemm.pack.pack_weights`) replace ``a`` / ``b``, which
+    may then be None."""
+    return _float_product(a, b, out, packed_a, packed_b, bias, accumulate, batched=False)
+
+
+def sgemm_batched(a, b, out=None, *, packed_a=None, packed_b=None, bias=None, accumulate=False) -> np.ndarray:
+    """``out[g] = a[g] @ b[g] (+ bias[g][:, None])`` for ``a`` (G, M, K) and
+    ``b`` (G, K, N): all products share the thread pool (e.g. Winograd's 16
+    or 36 products)."""
+    return _float_product(a, b, out, packed_a, packed_b, bias, accumulate, batched=True)
+
+
+def _float_product(a, b, out, packed_a, packed_b, bias, accumulate: bool, batched: bool) -> np.ndarray:
+    """Validate, pack what is not packed, run."""
+    op, f32 = ("sgemm_batched" if batched else "sgemm"), (np.dtype(np.float32),)
+    batch, m, depth = operand_shape(op, "a", a, packed_a, "left", batched, f32)
+    b_batch, b_rows, n = operand_shape(op, "b", b, packed_b, "right", batched, f32)
+    if (b_batch, b_rows) != (batch, depth):
+        raise KernelError(f"{op}: cannot multiply a {_dims(batch, m, depth, batched)} by "
+                          f"b {_dims(b_batch, b_rows, n, batched)}")
+    shape = (batch, m, n) if batched else (m, n)
+    out = output(op, out, shape, np.float32, accumulate)
+    biases = row_bias(op, bias, batch, m, np.float32, batched)
+    if out.size == 0:
+        return out
+    if depth == 0:
+        fill_empty_product(out, biases, accumulate)
+        return out
+    isa = host_isa()
+    kc = block_depth(depth)
+    if packed_a is None:
+        flat, strides = flat_view(a if batched else a[None])
+        a_data = pack_left(flat, strides, batch, m, depth, kc, isa)
+    else:
+        a_data = packed_a.data
+    if packed_b is None:
+        b_src, (b_item, b_rs, b_cs) = flat_view(b if batched else b[None])
+        b_mode = DIRECT if b_cs == 1 else PACK
+    else:
+        b_src, b_item, b_rs, b_cs, b_mode = packed_b.data, depth * roundup(n, UNIT), 0, 0, PREPACKED
+    with Target(out, (a, b, bias)) as target:
+        launch(target, "f32", isa, (batch, m, n, depth, kc), a_data,
+               (b_mode, b_src, b_item, b_rs, b_cs), biases, accumulate)
+    return out
+
+
+def fill_empty_product(out: np.ndarray, biases: np.ndarray | None, accumulate: bool) -> None:
+    """``out`` for a product of depth 0: the bias (or 0), or plus it."""
+    bias = 0 if biases is None else biases.reshape(out.shape[:-1] + (1,))
+    if accumulate:
+        out += bias
+    else:
+        out[...] = bias
+
+
+def _dims(batch: int, rows: int, cols: int, batched: bool) -> str:
+    return str([batch, rows, cols] if batched else [rows, cols])
+
+
+class Target:
+    """The array the kernels write: ``out`` itself, or a scratch copy that
+    goes back to ``out`` on exit (for a strided or overlapping ``out``)."""
+
+    def __init__(self, out: np.ndarray, inputs):
+        self.out = out
+        self.array = out if direct_target(out, inputs) else np.array(out, order="C")
+
+    def __enter__(self) -> np.ndarray:
+        return self.array
+
+    def __exit__(self, *exc) -> None:
+        if self.array is not self.out and exc[0] is None:
+            self.out[...] = self.array
+
+
+# ---------------------------------------------------------------- planning
+def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray, b: tuple,
+           bias: np.ndarray | None, accumulate: bool) -> None:
+    """Run the blocked product into ``out`` ((batch,) M x N, 4-byte
+    elements, unit column stride) with ``isa``'s ``kind`` kernels.
+    ``dims`` = (batch, M, N, steps, kc); ``a_data`` is the packed A; ``b`` =
+    (mode, source, item stride, row stride, column stride), the strides in
+    elements of the source (for a prepacked source, its lanes per item);
+    ``bias`` (batch, mpad or M) is added to the rows, or None."""
+    batch, m, n, steps, kc = dims
+    b_mode, b_src, b_item, b_rs, b_cs = b
+    out3 = out if out.ndim == 3 else out[None]
+    mt, nt, rows_per, cols_per = _split(batch, m, n, isa)
+    fields = {
+        _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
+        _MT: mt, _NT: nt, _MPT: rows_per, _NCW: cols_per,
+        _A_ADDR: a_data.ctypes.data, _A_ITEM: steps * roundup(m, isa.mr),
+        _B_MODE: b_mode, _B_ADDR: b_src.ctypes.data, _B_ITEM: b_item, _B_RS: b_rs, _B_CS: b_cs,
+        _C_ADDR: out3.ctypes.data, _C_ITEM: out3.strides[0] // 4, _LDC: out3.strides[1] // 4,
+        _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
+        _BIAS_ADDR: 0 if bias is None else bias.ctypes.data, _BIAS_ITEM: 0 if bias is None else bias.shape[-1],
+        _REMAINDER: isa.remainder_panels if kind == "f32" else 0,
+    }
+    plan = np.array([fields[i] for i in range(_PLAN_SIZE)], np.int64)
+    source = b_src if b_mode != PREPACKED else _NO_SOURCE
+    tasks, kernels = batch * mt * nt, kernel_addresses(isa, kind)
+    if tasks == 1 or batch * m * n * steps <= SERIAL_MACS:
+        _run_tasks(0, tasks, plan, kernels, source)
+    else:
+        parallel.parallel_for(_run_tasks, tasks, plan, kernels, source)
+
+
+def _split(batch: int, m: int, n: int, isa: Isa) -> tuple[int, int, int, int]:
+    """Cut each product into tasks of (row panels x column panels), enough
+    for every thread to claim several, none smaller than ``MIN_TASK_PANELS``
+    unless the product is. Columns are split first: a task packs the B
+    columns it covers, so splitting rows packs the same B twice. Returns
+    (row chunks, column chunks, row panels per chunk, columns per chunk)."""
+    row_panels, col_panels = -(-m // isa.mr), -(-n // isa.nr)
+    wanted = 1 if parallel.NUM_THREADS == 1 else -(-parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD // batch)
+    nt = max(1, min(wanted, col_panels // MIN_TASK_PANELS[1]))
+    cols_per = -(-col_panels // nt)
+    mt = max(1, min(-(-wanted // nt), row_panels // MIN_TASK_PANELS[0]))
+    rows_per = -(-row_panels // mt)
+    return -(-row_panels // rows_per), -(-col_panels // cols_per), rows_per, cols_per * isa.nr
+
+
+# ---------------------------------------------------------------- Numba driver
+@jit
+def _run_tasks(start, stop, plan, kernels, b_src):
+    """Tasks ``[start, stop)`` (``parallel_for`` body), sharing one B buffer
+    aligned to a cache line."""
+    panels = plan[_NCP] if plan[_B_MODE] == PACK else (1 if plan[_B_MODE] == DIRECT else 0)
+    size = plan[_KC] * plan[_NR] * panels
+    buf = np.empty(size + _ALIGN, np.float32)
+    at = ((64 - buf.ctypes.data % 64) % 64) // 4
+    for task in range(start, stop):
+        _task(task, plan, kernels, b_src, buf, at)
+
+
+@jit
+def _task(task, plan, kernels, b_src, buf, at):
+    """One task: its row panels times its column panels of one batch item."""
+    m, n, depth, kc, mr, nr, unit = plan[_M], plan[_N], plan[_DEPTH], plan[_KC], plan[_MR], plan[_NR], plan[_UNIT]
+    per_item = plan[_MT] * plan[_NT]
+    item, rest = task // per_item, task % per_item
+    first_panel = rest // plan[_NT] * plan[_MPT]
+    last_panel = min((m + mr - 1) // mr, first_panel + plan[_MPT])
+    n0 = rest % plan[_NT] * plan[_NCW]
+    n1 = min(n, n0 + plan[_NCW])
+    mpad, npad = (m + mr - 1) // mr * mr, (n + unit - 1) // unit * unit
+    a_item = plan[_A_ADDR] + 4 * item * plan[_A_ITEM]
+    c_item = plan[_C_ADDR] + 4 * item * plan[_C_ITEM]
+    bias_item = plan[_BIAS_ADDR] + 4 * item * plan[_BIAS_ITEM] if plan[_BIAS_ADDR] else 0
+    b_item = item * plan[_B_ITEM]
+    buf_addr = buf.ctypes.data + 4 * at
+    mode = plan[_B_MODE]
+    full_end = n // nr * nr
+    split = REMAINDER_COLS if plan[_REMAINDER] else 0
+    for jc in range(n0, n1, plan[_NCP] * nr):
+        jce = min(n1, jc + plan[_NCP] * nr)
+        for k0 in range(0, depth, kc):
+            kcp = min(kc, depth - k0)
+            direct = 0
+            b_block = buf_addr
+            if mode == PREPACKED:
+                b_block = plan[_B_ADDR] + 4 * (b_item + k0 * npad + jc * kcp)
+            elif mode == PACK:
+                pack_b_block(b_src, b_item, plan[_B_RS], plan[_B_CS], k0, kcp, jc, jce, nr, unit, split, buf, at)
+            else:
+                direct = b_src.ctypes.data + 4 * (b_item + k0 * plan[_B_RS])
+                if jce > full_end:
+                    pack_b_block(b_src, b_item, plan[_B_RS], 1, k0, kcp, full_end, jce, nr, unit, split, buf, at)
+                    b_block = buf_addr - 4 * (full_end - jc) * kcp
+            accumulate = 1 if k0 > 0 or plan[_ACCUMULATE] else 0
+            _sweep(kernels, plan, a_item + 4 * k0 * mpad, b_block, direct, c_item, bias_item if k0 == 0 else 0,
+                   kcp, first_panel, last_panel, jc, jce, accumulate)
+
+
+@jit
+def _sweep(kernels, plan, a_block, b_block, direct, c_item, bias, kcp, first_panel, last_panel, jc, jce,
+           accumulate):
+    """Microkernel calls for row panels [first_panel, last_panel) x the
+    column panels of [jc, jce), ``MC_PANELS`` row panels at a time. A column
+    panel is read packed (at ``b_block``, laid out from ``jc``) or, when
+    ``direct`` is the address of B's row ``k0`` and the panel is whole, in
+    place with B's row stride. ``bias`` is the bias row address, or 0."""
+    n, nr, unit, group = plan[_N], plan[_NR], plan[_UNIT], plan[_REMAINDER]
+    split = REMAINDER_COLS if group else 0
+    for ic in range(first_panel, last_panel, plan[_MCP]):
+        ice = min(last_panel, ic + plan[_MCP])
+        j = jc
+        while j < jce:
+            width = panel_width(j, n, nr, unit, split)
+            cols = min(width, n - j)
+            if direct and j + nr <= n:
+                b_panel, ldb = direct + 4 * j, plan[_B_RS]
+            else:
+                b_panel, ldb = b_block + 4 * (j - jc) * kcp, width
+            first = ic
+            if group and cols <= REMAINDER_COLS:
+                remainder = kernels[nr // unit + cols]
+                while first + group <= ice:
+                    _call(remainder, plan, a_block, b_panel, ldb, c_item, bias, kcp, first, group, j, cols, accumulate)
+                    first += group
+            for i in range(first, ice):
+                _call(kernels[width // unit], plan, a_block, b_panel, ldb, c_item, bias, kcp, i, 1, j, cols,
+                      accumulate)
+            j += width
+
+
+@jit(inline="always")
+def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels, col, cols, accumulate):
+    """One kernel call for ``panels`` row panels from ``panel`` and the
+    columns from ``col``."""
+    mr, ldc = plan[_MR], plan[_LDC]
+    row = panel * mr
+    rows = min(panels * mr, plan[_M] - row)
+    call_kernel(kernel, kcp, a_block + 4 * row * kcp, b_panel, ldb, c_item + 4 * (row * ldc + col), ldc, rows, cols,
+                accumulate, bias + 4 * row if bias else 0)

@@ -1,0 +1,434 @@
+"""Tessera's GEMM engine: results against numpy, packed operands, errors
+raised before any compiled code runs, no access outside the operands, and
+concurrent callers."""
+import ctypes
+import importlib
+import mmap
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runtime.errors import KernelError
+from runtime.gemm import PackedMatrix, igemm, igemm_batched, microkernel, pack_weights, sgemm, sgemm_batched
+from runtime.gemm.blas_threads import blas_threads, set_blas_threads
+from runtime.gemm.igemm import MAX_INT8_DEPTH
+from runtime.gemm.microkernel import host_isa, kernel_ir
+
+driver = importlib.import_module("runtime.gemm.sgemm")
+packers = importlib.import_module("runtime.gemm.pack")
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.astype(np.float64) @ b.astype(np.float64)
+
+
+def assert_close(got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """Within float32 rounding of the float64 product: error relative to the
+    largest |a| @ |b| (a bound on every partial sum)."""
+    scale = max(float((np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))).max()), 1e-30)
+    err = float(np.abs(got - reference(a, b)).max()) if got.size else 0.0
+    assert err <= 4e-6 * scale, f"error {err:.3g} vs scale {scale:.3g}"
+
+
+def layout(x: np.ndarray, kind: str) -> np.ndarray:
+    """The same values as ``x`` in another memory layout."""
+    if kind == "transposed":
+        return np.ascontiguousarray(x.T).T
+    if kind == "strided":
+        wide = np.zeros((x.shape[0] * 2, x.shape[1] * 3), x.dtype)
+        wide[::2, ::3] = x
+        return wide[::2, ::3]
+    if kind == "row_slice":
+        wide = np.zeros((x.shape[0], x.shape[1] + 5), x.dtype)
+        wide[:, 2:2 + x.shape[1]] = x
+        return wide[:, 2:2 + x.shape[1]]
+    if kind == "reversed":
+        return np.ascontiguousarray(x[::-1])[::-1]
+    return np.ascontiguousarray(x)
+
+
+LAYOUTS = ("c", "transposed", "strided", "row_slice", "reversed")
+
+
+@SETTINGS
+@given(m=st.integers(1, 70), k=st.integers(1, 300), n=st.integers(1, 130),
+       a_kind=st.sampled_from(LAYOUTS), b_kind=st.sampled_from(LAYOUTS), seed=st.integers(0, 2 ** 16))
+def test_matches_numpy_for_any_shape_and_layout(m, k, n, a_kind, b_kind, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    assert_close(sgemm(layout(a, a_kind), layout(b, b_kind)), a, b)
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (1, 7, 1), (5, 1, 9), (1, 300, 3136), (300, 64, 1), (8, 257, 48),
+                                     (9, 513, 49), (64, 64, 3136), (512, 4608, 49), (2048, 512, 49),
+                                     (17, 1, 100), (3, 2, 1000)])
+def test_edges_and_resnet_shapes(m, k, n):
+    rng = np.random.default_rng(m * 7 + k * 3 + n)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    got = sgemm(a, b)
+    assert got.shape == (m, n) and got.dtype == np.float32
+    assert_close(got, a, b)
+
+
+@pytest.mark.parametrize("m", [60, 64, 67, 128, 200])
+@pytest.mark.parametrize("n", [1, 2, 3, 9, 11, 25, 50, 51, 52, 57])
+def test_ragged_last_columns_of_many_rows(m, n):
+    """The last 1 to 3 columns past a multiple of 8 go through the remainder
+    kernels, 8 row panels at a time."""
+    rng = np.random.default_rng(m * n)
+    a = rng.standard_normal((m, 70), dtype=np.float32)
+    b = rng.standard_normal((70, n), dtype=np.float32)
+    bias = rng.standard_normal(m, dtype=np.float32)
+    got = sgemm(a, b, bias=bias)
+    assert_close(got - bias[:, None], a, b)
+    sgemm(None, None, got, packed_a=pack_weights(a), packed_b=pack_weights(b, side="right"), accumulate=True)
+    assert_close((got - bias[:, None]) / 2, a, b)
+
+
+def test_error_is_numpy_class_for_deep_products():
+    """K = 4608: about as close to float64 as numpy's own float32 BLAS."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((64, 4608), dtype=np.float32)
+    b = rng.standard_normal((4608, 49), dtype=np.float32)
+    exact = reference(a, b)
+    ours = np.abs(sgemm(a, b) - exact).max() / np.abs(exact).max()
+    theirs = np.abs(a @ b - exact).max() / np.abs(exact).max()
+    assert ours < 2e-6 and ours < 3 * theirs + 1e-7
+
+
+@pytest.mark.parametrize("side", ["left", "right", "both"])
+def test_packed_operands_are_reused(side):
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((70, 300), dtype=np.float32)
+    b1, b2 = (rng.standard_normal((300, 61), dtype=np.float32) for _ in range(2))
+    packed_a = pack_weights(a) if side in ("left", "both") else None
+    for b in (b1, b2):
+        packed_b = pack_weights(b, side="right") if side in ("right", "both") else None
+        got = sgemm(None if packed_a else a, None if packed_b else b, packed_a=packed_a, packed_b=packed_b)
+        np.testing.assert_array_equal(got, sgemm(a, b))
+
+
+def test_packed_form_is_an_immutable_copy():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((20, 40), dtype=np.float32)
+    b = rng.standard_normal((40, 30), dtype=np.float32)
+    packed = pack_weights(a)
+    expected = sgemm(a, b)
+    a[:] = 0
+    np.testing.assert_array_equal(sgemm(None, b, packed_a=packed), expected)
+    assert isinstance(packed, PackedMatrix) and packed.shape == (20, 40)
+    with pytest.raises(ValueError):
+        packed.data[0] = 1.0
+
+
+def test_out_and_accumulate_write_only_the_output_view():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((19, 33), dtype=np.float32)
+    b = rng.standard_normal((33, 50), dtype=np.float32)
+    canvas = np.full((25, 60), 7.0, np.float32)
+    view = canvas[3:22, 5:55]
+    result = sgemm(a, b, view)
+    assert result is view
+    assert_close(view, a, b)
+    sgemm(a, b, view, accumulate=True)
+    assert_close(view / 2, a, b)
+    untouched = np.ones_like(canvas, bool)
+    untouched[3:22, 5:55] = False
+    assert (canvas[untouched] == 7.0).all()
+
+
+def test_output_overlapping_an_input_is_still_right():
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((40, 40), dtype=np.float32)
+    b = rng.standard_normal((40, 40), dtype=np.float32)
+    expected = reference(a, b)
+    sgemm(a, b, out=b)
+    np.testing.assert_allclose(b, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_transposed_output_is_filled():
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((30, 20), dtype=np.float32)
+    b = rng.standard_normal((20, 40), dtype=np.float32)
+    out = np.empty((40, 30), np.float32).T
+    sgemm(a, b, out)
+    assert_close(out, a, b)
+
+
+@SETTINGS
+@given(g=st.integers(1, 36), m=st.integers(1, 40), k=st.integers(1, 90), n=st.integers(1, 100),
+       packed=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_batched_products(g, m, k, n, packed, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((g, m, k), dtype=np.float32)
+    b = rng.standard_normal((g, k, n), dtype=np.float32)
+    got = sgemm_batched(None, b, packed_a=pack_weights(a)) if packed else sgemm_batched(a, b)
+    assert got.shape == (g, m, n)
+    for i in range(g):
+        assert_close(got[i], a[i], b[i])
+
+
+def test_depth_zero_gives_zeros_or_leaves_accumulator():
+    out = np.full((3, 4), 5.0, np.float32)
+    sgemm(np.ones((3, 0), np.float32), np.ones((0, 4), np.float32), out, accumulate=True)
+    assert (out == 5.0).all()
+    assert (sgemm(np.ones((3, 0), np.float32), np.ones((0, 4), np.float32)) == 0).all()
+    assert sgemm(np.ones((0, 3), np.float32), np.ones((3, 4), np.float32)).shape == (0, 4)
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (13, 300, 61), (64, 64, 100), (9, 600, 49)])
+def test_row_bias_joins_the_sum(m, k, n):
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    bias = rng.standard_normal(m, dtype=np.float32)
+    assert_close(sgemm(a, b, bias=bias) - bias[:, None], a, b)
+    out = np.ones((m, n), np.float32)
+    sgemm(None, b, out, packed_a=pack_weights(a), bias=bias, accumulate=True)
+    assert_close(out - 1 - bias[:, None], a, b)
+    batched = sgemm_batched(a[None], b[None], bias=bias[None])
+    assert_close(batched[0] - bias[:, None], a, b)
+
+
+def test_non_finite_values_stay_in_their_rows_and_columns():
+    a = np.ones((10, 12), np.float32)
+    b = np.ones((12, 20), np.float32)
+    a[3, 5] = np.nan
+    b[7, 11] = np.inf
+    got = sgemm(a, b)
+    expected = a @ b
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+
+
+# ------------------------------------------------------------------ errors
+def forbid_compiled_code(monkeypatch) -> None:
+    """Fail if a compiled loop is reached: errors must come first."""
+    def forbidden(*args):
+        raise AssertionError("compiled code ran before the error")
+    monkeypatch.setattr(driver, "_run_tasks", forbidden)
+    for name in ("pack_a_panels", "pack_b_items", "pack_a_int8", "pack_b_int8"):
+        monkeypatch.setattr(packers, name, forbidden)
+
+
+@pytest.fixture
+def no_compiled_code(monkeypatch):
+    forbid_compiled_code(monkeypatch)
+
+
+@pytest.mark.parametrize("a, b, kwargs, match", [
+    (np.ones((2, 3)), np.ones((3, 4), np.float32), {}, "a must be float32"),
+    (np.ones((2, 3), np.float32), np.ones((3, 4), np.int8), {}, "b must be float32"),
+    (np.ones((2, 3), np.float32), np.ones((4, 4), np.float32), {}, "cannot multiply"),
+    (np.ones(3, np.float32), np.ones((3, 4), np.float32), {}, "2-D"),
+    (np.ones((2, 3), np.float32), [[1.0]], {}, "numpy array"),
+    (None, np.ones((3, 4), np.float32), {}, "a is missing"),
+    (np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), {"out": np.ones((2, 5), np.float32)}, "out has shape"),
+    (np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), {"out": np.ones((2, 4))}, "out must be float32"),
+    (np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), {"accumulate": True}, "needs out"),
+])
+def test_bad_operands_raise_kernel_error(no_compiled_code, a, b, kwargs, match):
+    with pytest.raises(KernelError, match=match):
+        sgemm(a, b, **kwargs)
+
+
+def test_bad_packed_operands_raise_kernel_error(monkeypatch):
+    b = np.ones((3, 4), np.float32)
+    packed = pack_weights(np.ones((2, 3), np.float32))
+    forbid_compiled_code(monkeypatch)
+    with pytest.raises(KernelError, match="side='left'"):
+        sgemm(None, b, packed_a=np.ones((2, 3), np.float32))
+    with pytest.raises(KernelError, match="packed from shape"):
+        sgemm(np.ones((2, 5), np.float32), np.ones((5, 4), np.float32), packed_a=packed)
+    with pytest.raises(KernelError, match="batch of matrices"):
+        sgemm_batched(None, b[None], packed_a=packed)
+    with pytest.raises(KernelError, match="side"):
+        pack_weights(np.ones((2, 3), np.float32), side="top")
+    with pytest.raises(KernelError, match="non-empty"):
+        pack_weights(np.ones((0, 3), np.float32))
+    readonly = np.ones((2, 4), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(KernelError, match="read-only"):
+        sgemm(None, b, readonly, packed_a=packed)
+
+
+# ------------------------------------------------------------------ int8
+def int_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+@SETTINGS
+@given(m=st.integers(1, 40), k=st.integers(1, 700), n=st.integers(1, 110), unsigned=st.booleans(),
+       a_kind=st.sampled_from(LAYOUTS), b_kind=st.sampled_from(LAYOUTS), seed=st.integers(0, 2 ** 16))
+def test_igemm_is_exact(m, k, n, unsigned, a_kind, b_kind, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(0, 256, (k, n), dtype=np.uint8) if unsigned else rng.integers(-128, 128, (k, n), dtype=np.int8)
+    got = igemm(layout(a, a_kind), layout(b, b_kind))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, int_reference(a, b))
+
+
+@pytest.mark.parametrize("b_dtype", [np.int8, np.uint8])
+def test_igemm_extremes_at_the_deepest_product(b_dtype):
+    info = np.iinfo(b_dtype)
+    a = np.full((3, MAX_INT8_DEPTH), -128, np.int8)
+    a[1] = 127
+    b = np.full((MAX_INT8_DEPTH, 2), info.max, b_dtype)
+    b[:, 1] = info.min
+    np.testing.assert_array_equal(igemm(a, b), int_reference(a, b))
+    with pytest.raises(KernelError, match="exceeds"):
+        igemm(np.ones((1, MAX_INT8_DEPTH + 1), np.int8), np.ones((MAX_INT8_DEPTH + 1, 1), np.int8))
+
+
+def test_igemm_packed_batched_bias_and_accumulate():
+    rng = np.random.default_rng(9)
+    a = rng.integers(-128, 128, (5, 19, 77), dtype=np.int8)
+    b = rng.integers(-128, 128, (5, 77, 50), dtype=np.int8)
+    bias = rng.integers(-1000, 1000, (5, 19), dtype=np.int32)
+    packed = pack_weights(a)
+    expected = np.stack([int_reference(a[g], b[g]) + bias[g][:, None] for g in range(5)])
+    np.testing.assert_array_equal(igemm_batched(None, b, packed_a=packed, bias=bias), expected)
+    out = np.full((5, 19, 50), 3, np.int32)
+    igemm_batched(a, b.view(np.uint8), out, accumulate=True)
+    np.testing.assert_array_equal(out, 3 + np.stack([int_reference(a[g], b[g].view(np.uint8)) for g in range(5)]))
+    np.testing.assert_array_equal(igemm(a[0], b[0], packed_a=pack_weights(a[0])), int_reference(a[0], b[0]))
+
+
+def test_igemm_rejects_wrong_types(monkeypatch):
+    forbid_compiled_code(monkeypatch)
+    with pytest.raises(KernelError, match="int8"):
+        igemm(np.ones((2, 3), np.uint8), np.ones((3, 4), np.int8))
+    with pytest.raises(KernelError, match="int8 or uint8"):
+        igemm(np.ones((2, 3), np.int8), np.ones((3, 4), np.int16))
+    with pytest.raises(KernelError, match="int32"):
+        igemm(np.ones((2, 3), np.int8), np.ones((3, 4), np.int8), np.ones((2, 4), np.int64))
+    with pytest.raises(KernelError, match="int8"):
+        pack_weights(np.ones((2, 3), np.int8), side="right")
+
+
+# ------------------------------------------------------------------ memory safety
+def guarded(shape, dtype=np.float32) -> np.ndarray:
+    """An array whose last byte is followed by an inaccessible page, so any
+    read or write past its end faults."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    page = mmap.PAGESIZE
+    pages = -(-nbytes // page) + 1
+    region = mmap.mmap(-1, pages * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    guard = base + (pages - 1) * page
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if libc.mprotect(guard, page, 0) != 0:
+        pytest.skip("mprotect is not available")
+    return np.frombuffer(region, dtype, count=int(np.prod(shape)), offset=guard - base - nbytes).reshape(shape)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="guard pages through mprotect")
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (9, 3, 49), (13, 70, 17), (8, 16, 48), (3, 5, 61), (16, 300, 33),
+                                     (60, 40, 49), (64, 20, 1), (130, 33, 51)])
+def test_edge_tiles_stay_inside_the_operands(m, k, n):
+    rng = np.random.default_rng(7)
+    a, b, out = guarded((m, k)), guarded((k, n)), guarded((m, n))
+    a[:] = rng.standard_normal((m, k))
+    b[:] = rng.standard_normal((k, n))
+    sgemm(a, b, out)
+    assert_close(out, a, b)
+    bias = guarded((m,))
+    bias[:] = 1.0
+    sgemm(None, None, out, packed_a=pack_weights(a), packed_b=pack_weights(b, side="right"), bias=bias,
+          accumulate=True)
+    np.testing.assert_allclose(out, 2 * reference(a, b) + 1, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+    ia, ib, iout = guarded((m, k), np.int8), guarded((k, n), np.int8), guarded((m, n), np.int32)
+    ia[:] = rng.integers(-128, 128, (m, k))
+    ib[:] = rng.integers(-128, 128, (k, n))
+    ibias = guarded((m,), np.int32)
+    ibias[:] = 5
+    igemm(ia, ib, iout, bias=ibias)
+    np.testing.assert_array_equal(iout, int_reference(ia, ib) + 5)
+
+
+# ------------------------------------------------------------------ threads, ISAs, BLAS
+def test_concurrent_callers_get_their_own_results():
+    rng = np.random.default_rng(8)
+    jobs = [(rng.standard_normal((64 + 8 * i, 100 + i), dtype=np.float32),
+             rng.standard_normal((100 + i, 300 - 20 * i), dtype=np.float32)) for i in range(4)]
+    packed = [pack_weights(a) for a, _ in jobs]
+    failures = []
+
+    def worker(index):
+        a, b = jobs[index]
+        for _ in range(15):
+            got = sgemm(None, b, packed_a=packed[index]) if index % 2 else sgemm(a, b)
+            if np.abs(got - reference(a, b)).max() > 1e-3:
+                failures.append(index)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+def test_kernels_are_llvm_ir_text():
+    float_ir, int_ir = kernel_ir(host_isa(), "f32"), kernel_ir(host_isa(), "u8s8")
+    assert float_ir.startswith("; Tessera GEMM microkernels") and "define void @tessera_f32_" in float_ir
+    assert "llvm.fma" in float_ir and "define void @tessera_u8s8_" in int_ir
+
+
+AVX2_CHECK = """
+import numpy as np
+from runtime.gemm import igemm, pack_weights, sgemm
+from runtime.gemm.microkernel import host_isa
+assert host_isa().name == "avx2"
+rng = np.random.default_rng(0)
+a = rng.standard_normal((37, 129), dtype=np.float32)
+b = rng.standard_normal((129, 53), dtype=np.float32)
+ref = a.astype(np.float64) @ b
+assert np.abs(sgemm(a, b) - ref).max() < 1e-4
+assert np.abs(sgemm(None, b, packed_a=pack_weights(a), bias=np.ones(37, np.float32)) - ref - 1).max() < 1e-4
+ia = rng.integers(-128, 128, (37, 131), dtype=np.int8)
+ib = rng.integers(-128, 128, (131, 53), dtype=np.int8)
+assert (igemm(ia, ib) == ia.astype(np.int64) @ ib.astype(np.int64)).all()
+"""
+
+
+def test_avx2_kernels_when_the_host_has_avx2():
+    """The AVX2 family (and its int8 kernels without VNNI), forced on this host."""
+    import llvmlite.binding as llvm
+    if not llvm.get_host_cpu_features().get("avx2"):
+        pytest.skip("no AVX2 on this host")
+    env = dict(os.environ, TESSERA_GEMM_ISA="avx2")
+    result = subprocess.run([sys.executable, "-c", AVX2_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_cpu_without_avx2_is_reported_not_crashed(monkeypatch):
+    assert microkernel.available() is True
+    monkeypatch.setattr(microkernel.llvm, "get_host_cpu_features", lambda: {})
+    with pytest.raises(KernelError, match="AVX2"):
+        host_isa.__wrapped__(False)
+
+
+def test_blas_thread_count_can_be_set_and_restored():
+    before = blas_threads()
+    if before is None:
+        assert set_blas_threads(1) is False
+        return
+    try:
+        assert set_blas_threads(1) is True
+        assert blas_threads() == 1
+    finally:
+        set_blas_threads(before)
+    with pytest.raises(ValueError):
+        set_blas_threads(0)
