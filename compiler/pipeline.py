@@ -24,10 +24,12 @@ from passes.fold_pad import fold_pad
 from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext, PassInstrument, Sequential
 from passes.partition import partition
+from passes.quant.extract_qdq import extract_qdq
 from passes.remove_noops import remove_noops
 from passes.simplify_inference import simplify_inference
 
 SIMPLIFY = Sequential([
+    extract_qdq,          # a pre-quantized model's Q/DQ pairs -> quantization parameters of its tensors
     fold_constants,       # shape subgraphs and constant expressions, through the kernels
     remove_noops,         # Identity, Dropout, no-op Reshape/Transpose/Cast/Pad
     cancel_transposes,    # Transpose pairs compose; identities disappear

@@ -239,6 +239,40 @@ class Graph:
         return format_graph(self)
 
 
+def carry_quant(olds: Iterable[Value], news: Iterable[Value]) -> None:
+    """Copy quantization parameters from values to their copies (passes that
+    rebuild graphs keep what a pre-quantized model said about its tensors)."""
+    for old, new in zip(olds, news):
+        new.quant = old.quant
+
+
+def clone(graph: Graph) -> Graph:
+    """A structural copy of ``graph`` (subgraphs too): new Values and Nodes,
+    the same constant arrays (read-only, so safe to share)."""
+    copy = Graph(graph.name)
+    mapping: dict[int, Value] = {}
+    for value in graph.values.values():
+        if value.producer is None:
+            if value.is_constant:
+                new = copy._new_value(value.name, value.type, const=value.const)
+            else:
+                new = copy._new_value(value.name, value.type)
+            new.quant = value.quant
+            mapping[id(value)] = new
+    copy.inputs = [mapping[id(v)] for v in graph.inputs]
+    for node in graph.nodes:
+        attrs = {k: clone(v) if isinstance(v, Graph) else v for k, v in node.attrs.items()}
+        new = copy.add_node(node.op, [None if v is None else mapping[id(v)] for v in node.inputs], attrs,
+                            name=node.name, output_names=[v.name for v in node.outputs],
+                            output_types=[v.type for v in node.outputs])
+        new.affinity, new.annotations = node.affinity, dict(node.annotations)
+        for old, value in zip(node.outputs, new.outputs):
+            value.quant = old.quant
+            mapping[id(old)] = value
+    copy.outputs = [mapping[id(v)] for v in graph.outputs]
+    return copy
+
+
 def walk(graph: Graph) -> Iterable[tuple[Graph, Node]]:
     """Every (graph, node) pair, subgraphs included, outer nodes first."""
     for node in graph.nodes:

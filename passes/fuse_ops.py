@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ir.graph import Graph, Node, Value
+from ir.graph import Graph, Node, Value, carry_quant
 from ir.registry import Pattern, get_op
 from passes.infra import PassContext, graph_pass, register_option
 
@@ -236,6 +236,7 @@ def make_fused(graph: Graph, members: list[Node]) -> Node | None:
         return None
     body = Graph(f"{members[-1].name}_body")
     mapping: dict[int, Value] = {id(v): body.add_input(v.name, v.type) for v in inputs}
+    carry_quant(inputs, body.inputs)
     for node in members:
         for value in node.inputs:
             if value is not None and value.is_constant and id(value) not in mapping:
@@ -244,6 +245,7 @@ def make_fused(graph: Graph, members: list[Node]) -> Node | None:
                              dict(node.attrs), name=node.name, output_names=[v.name for v in node.outputs],
                              output_types=[v.type for v in node.outputs])
         copy.affinity, copy.annotations = node.affinity, dict(node.annotations)
+        carry_quant(node.outputs, copy.outputs)
         mapping.update({id(old): new for old, new in zip(node.outputs, copy.outputs)})
     body.outputs = [mapping[id(v)] for v in outputs]
     return _replace_members(graph, members, inputs, outputs, body)
@@ -259,6 +261,7 @@ def _replace_members(graph: Graph, members: list[Node], inputs: list[Value], out
                            name=f"fused_{members[-1].name}", index=index,
                            output_names=[f"{n}__fused" for n in names], output_types=[v.type for v in outputs])
     fused.affinity = members[-1].affinity
+    carry_quant(outputs, fused.outputs)
     for old, new in zip(outputs, fused.outputs):
         graph.replace_all_uses(old, new)
     for node in reversed(members):

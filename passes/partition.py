@@ -25,7 +25,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Iterator
 
-from ir.graph import Graph, Node, Value
+from ir.graph import Graph, Node, Value, carry_quant
 from passes.affinity import MANUAL, REASON
 from passes.infra import PassContext, PassError, graph_pass
 from passes.target import HOST, cpu, cpu_time, device_time, transfer_time
@@ -234,11 +234,13 @@ def _rewrite(graph: Graph, plan: list[_Segment]) -> Graph:
     """A new graph of Segment nodes, one per planned segment, in order."""
     out = Graph(graph.name)
     outer: dict[int, Value] = {id(v): out.add_input(v.name, v.type) for v in graph.inputs}
+    carry_quant(graph.inputs, out.inputs)
     for index, seg in enumerate(plan):
         node = out.add_node("Segment", [outer[id(v)] for v in seg.inputs],
                             {"body": _body(graph, seg, index), "device": seg.device}, name=f"segment{index}",
                             output_names=[v.name for v in seg.outputs], output_types=[v.type for v in seg.outputs])
         node.affinity = seg.device
+        carry_quant(seg.outputs, node.outputs)
         outer.update((id(old), new) for old, new in zip(seg.outputs, node.outputs))
     out.outputs = [_outer_value(out, v, outer) for v in graph.outputs]
     return out
@@ -255,12 +257,14 @@ def _body(graph: Graph, seg: _Segment, index: int) -> Graph:
     """The segment's nodes in a graph of their own, names kept."""
     body = Graph(f"{graph.name}.segment{index}")
     inner: dict[int, Value] = {id(v): body.add_input(v.name, v.type) for v in seg.inputs}
+    carry_quant(seg.inputs, body.inputs)
     for node in seg.nodes:
         inputs = [None if v is None else _inner_value(body, v, inner) for v in node.inputs]
         copy = body.add_node(node.op, inputs, node.attrs, name=node.name,
                              output_names=[v.name for v in node.outputs], output_types=[v.type for v in node.outputs])
         copy.affinity = node.affinity
         copy.annotations = dict(node.annotations)
+        carry_quant(node.outputs, copy.outputs)
         inner.update((id(old), new) for old, new in zip(node.outputs, copy.outputs))
     body.outputs = [inner[id(v)] for v in seg.outputs]
     return body

@@ -1,0 +1,124 @@
+"""The quantize pass: the accelerator segments of a partitioned graph become
+integer macro ops (docs/quantization.md); CPU segments stay float32.
+
+1. Each accelerator segment's nodes are regrouped into device units.
+2. Every tensor the units store (and every float tensor entering a
+   segment) gets a grid: given (pre-quantized models, encodings files),
+   inherited (layout ops), or calibrated by running the float graph on
+   calibration data through the CPU executor.
+3. Each segment body is rebuilt from Q ops.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ir.graph import Graph, Node, Value
+from ir.types import QuantParams
+from passes.infra import PassContext, PassError, graph_pass, register_option
+from passes.quant.calibrate import calibrate
+from passes.quant.calibration_data import calibration_batches
+from passes.quant.params import Precision, activation_quant, layer_precision, parse_precision
+from passes.quant.rewrite import SegmentQuantizer
+from passes.quant.units import build_units
+from passes.target import ACCELERATOR
+
+register_option("quant.calibrator", str, "percentile",
+                "default range calibrator: 'minmax', 'percentile' (99.99; 'percentile:99.9' to change), "
+                "'entropy' or 'mse'")
+register_option("quant.tensor_calibrators", dict, {}, "calibrator per tensor name, overriding quant.calibrator")
+register_option("quant.calibration_data", object, None,
+                "calibration inputs: a list of arrays (or of feed dicts), a folder of .npy files or of images; "
+                "None means synthetic data (with a warning)")
+register_option("quant.calibration_count", int, 32, "how many calibration inputs to use at most")
+register_option("quant.preprocess", object, None, "preprocessing of calibration images (a PreprocessSpec)")
+register_option("quant.given", dict, {},
+                "quantization parameters given by tensor name (an encodings file, a pre-quantized model): "
+                "those tensors are not calibrated")
+
+
+@graph_pass(opt_level=0, required=("partition",))
+def quantize(graph: Graph, ctx: PassContext) -> Graph:
+    """Quantize every accelerator segment of a partitioned graph."""
+    segments = [n for n in graph.nodes if n.op == "Segment" and n.attrs["device"] == ACCELERATOR]
+    if not segments:
+        return graph
+    units = {id(s): build_units(s.attrs["body"]) for s in segments}
+    precision = _precisions(segments, units, ctx)
+    given = {**_pre_quantized(graph), **ctx.option("quant.given")}
+    stored = _stored_values(segments, units)
+    to_calibrate = [v for v in stored if v.name not in given]
+    ranges = _calibrate(graph, to_calibrate, ctx) if to_calibrate else {}
+    grids = _Grids(given, ranges, precision, ctx)
+    for segment in segments:
+        body = segment.attrs["body"]
+        segment.attrs["body"] = SegmentQuantizer(body, grids.of, grids.precision_of_node).build()
+    return graph
+
+
+def _precisions(segments: list[Node], units: dict, ctx: PassContext) -> dict[int, Precision]:
+    """The precision of each unit's output value."""
+    result = {}
+    for segment in segments:
+        for unit in units[id(segment)]:
+            names = [m.name for m in (unit.attrs["body"].nodes if unit.op == "Fused" else [unit])]
+            result[id(unit.outputs[0])] = layer_precision(names, ctx)
+    return result
+
+
+def _stored_values(segments: list[Node], units: dict) -> list[Value]:
+    """Float tensors entering a segment and the outputs of units that
+    compute new values (layout units inherit their input's grid)."""
+    values = []
+    for segment in segments:
+        body = segment.attrs["body"]
+        values += [v for v in body.inputs if v.type.dtype == np.float32]
+        values += [u.outputs[0] for u in units[id(segment)] if u.annotations.get("unit") != "layout"]
+    return values
+
+
+def _pre_quantized(graph: Graph) -> dict[str, QuantParams]:
+    """Grids a pre-quantized model carried on its values (value.quant)."""
+    found = {}
+    for segment in graph.nodes:
+        body = segment.attrs.get("body")
+        for value in ([] if body is None else body.values.values()):
+            if value.quant is not None and not value.is_constant:
+                found[value.name] = value.quant
+    return found
+
+
+def _calibrate(graph: Graph, values: list[Value], ctx: PassContext) -> dict[Value, tuple]:
+    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
+    count = ctx.option("quant.calibration_count")
+    batches = calibration_batches(ctx.option("quant.calibration_data"), specs, count=count,
+                                  preprocess=ctx.option("quant.preprocess"))
+    return calibrate(graph, values, batches, ctx.option("quant.tensor_calibrators"), ctx.option("quant.calibrator"))
+
+
+class _Grids:
+    """The grid of each stored value: given, else from its calibrated range."""
+
+    def __init__(self, given: Mapping[str, QuantParams], ranges: Mapping[Value, tuple],
+                 precision: Mapping[int, Precision], ctx: PassContext):
+        self.given, self.ranges, self.precision = given, ranges, precision
+        self.default = parse_precision(ctx.option("quant.mode"), "quant.mode")
+        self.cache: dict[int, QuantParams] = {}
+
+    def of(self, value: Value) -> QuantParams:
+        if id(value) not in self.cache:
+            self.cache[id(value)] = self._choose(value)
+        return self.cache[id(value)]
+
+    def _choose(self, value: Value) -> QuantParams:
+        if value.name in self.given:
+            return self.given[value.name]
+        if value not in self.ranges:
+            raise PassError(f"%{value.name} has no calibrated range nor given quantization parameters")
+        low, high = self.ranges[value]
+        return activation_quant(low, high, self.precision.get(id(value), self.default))
+
+    def precision_of_node(self, node: Node) -> Precision:
+        return self.precision.get(id(node.outputs[0]), self.default)
+

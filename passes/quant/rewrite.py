@@ -1,0 +1,301 @@
+"""Rewriting an accelerator segment into quantized macro ops.
+
+Each unit (passes/quant/units.py) becomes one Q op (ir/ops/quantized.py) on
+8- or 16-bit tensors, its integer parameters computed here from the
+scheme's formulas (docs/quantization.md); layout ops keep their op on the
+integer data. The segment's float inputs are quantized on entry and its
+outputs dequantized on exit, so the segment's interface stays float32.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ir.graph import Graph, Node, Value
+from ir.registry import with_defaults
+from ir.types import QuantParams
+from passes.infra import PassError
+from passes.quant.params import Precision, weight_quant
+from runtime.kernels import run_kernel
+from runtime.qscheme import ACTIVATION_RANGE, INT8, quantize, quantize_multiplier, quantize_multipliers
+
+ParamsOf = Callable[[Value], QuantParams]
+PrecisionOf = Callable[[Node], Precision]
+
+
+class SegmentQuantizer:
+    """Builds the quantized body of one accelerator segment."""
+
+    def __init__(self, body: Graph, params_of: ParamsOf, precision_of: PrecisionOf):
+        self.old = body
+        self.new = Graph(body.name)
+        self.params_of = params_of
+        self.precision_of = precision_of
+        self.values: dict[int, Value] = {}
+
+    def build(self) -> Graph:
+        for value in self.old.inputs:
+            self._enter(value)
+        for node in self.old.nodes:
+            self._unit(node)
+        self.new.outputs = [self._exit(v) for v in self.old.outputs]
+        return self.new
+
+    # -------------------------------------------------------- edges
+    def _enter(self, value: Value) -> None:
+        """A float segment input, quantized on entry."""
+        new_input = self.new.add_input(value.name, value.type)
+        if value.type.dtype != np.float32:
+            self.values[id(value)] = new_input
+            return
+        params = self.params_of(value)
+        scale = self.new.add_constant(np.float32(params.scale[0]), f"{value.name}_scale")
+        zero = self.new.add_constant(np.array(params.zero[0], params.dtype), f"{value.name}_zero")
+        node = self.new.add_node("QuantizeLinear", [new_input, scale, zero], with_defaults("QuantizeLinear", {}),
+                                 name=f"{value.name}_quantize", output_names=[f"{value.name}_q"])
+        self._set(value, node.outputs[0], params)
+
+    def _exit(self, value: Value) -> Value:
+        """A segment output, dequantized on exit (float ones pass through)."""
+        q = self._q(value)
+        if q.quant is None:
+            return q
+        params = q.quant
+        scale = self.new.add_constant(np.float32(params.scale[0]), f"{value.name}_out_scale")
+        zero = self.new.add_constant(np.array(params.zero[0], params.dtype), f"{value.name}_out_zero")
+        node = self.new.add_node("DequantizeLinear", [q, scale, zero], with_defaults("DequantizeLinear", {}),
+                                 name=f"{value.name}_dequantize", output_names=[value.name])
+        return node.outputs[0]
+
+    # -------------------------------------------------------- units
+    def _unit(self, node: Node) -> None:
+        kind = node.annotations.get("unit")
+        members = node.attrs["body"].nodes if node.op == "Fused" else [node]
+        if node.op == "Fused":  # the members read the body's inputs: bind them to the node's
+            for formal, actual in zip(node.attrs["body"].inputs, node.inputs):
+                if id(actual) in self.values:
+                    self.values[id(formal)] = self.values[id(actual)]
+        build = getattr(self, f"_unit_{kind}", None)
+        if build is None:
+            raise PassError(f"{node.op} node {node.name!r}: no quantized form for unit kind {kind!r}")
+        build(node, members)
+
+    def _unit_layout(self, node: Node, members: list[Node]) -> None:
+        """Codes move unchanged; the output keeps the input's parameters."""
+        inputs = [None if v is None else (v if v.is_constant else self._q(v)) for v in node.inputs]
+        inputs = [self.new.add_constant(v.const, v.name) if v is not None and v.is_constant else v for v in inputs]
+        copy = self.new.add_node(node.op, inputs, dict(node.attrs), name=node.name,
+                                 output_names=[f"{node.outputs[0].name}_q"])
+        self._set(node.outputs[0], copy.outputs[0], self._q(node.inputs[0]).quant)
+
+    def _unit_conv(self, node: Node, members: list[Node]) -> None:
+        anchor, rest = members[0], members[1:]
+        bias = _bias_of(anchor) + sum((_channel_vector(n) for n in rest if _is_bias(n)), np.zeros(1))
+        residual = next((n for n in rest if n.op in ("Add", "Sum") and not _is_bias(n)), None)
+        activation = next((n for n in rest if n.op in ("Relu", "Clip", "LeakyRelu")), None)
+        r_value = None
+        if residual is not None:
+            inner = {anchor.outputs[0].name} | {n.outputs[0].name for n in rest if _is_bias(n)}
+            r_value = next(v for v in residual.inputs if v.name not in inner)
+        self._emit_matmul(node, anchor, anchor.inputs[1], bias, r_value, activation)
+
+    def _unit_affine(self, node: Node, members: list[Node]) -> None:
+        """A per-channel scale and shift (a BatchNorm's) as a depthwise 1x1 conv."""
+        scale, shift = np.ones(1), np.zeros(1)
+        for member in members:
+            if member.op in ("Relu", "Clip", "LeakyRelu"):
+                continue
+            vector = _channel_vector(member)
+            if member.op == "Mul":
+                scale, shift = scale * vector, shift * vector
+            else:
+                shift = shift + (vector if member.op == "Add" else -vector)
+        x = members[0].inputs[0] if not members[0].inputs[0].is_constant else members[0].inputs[1]
+        if x.type.rank != 4:
+            raise PassError(f"{node.op} node {node.name!r}: a per-channel affine on a rank-{x.type.rank} "
+                            "tensor has no accelerator form")
+        channels = x.type.shape[1]
+        weight = np.broadcast_to(scale, (channels,)).astype(np.float32).reshape(channels, 1, 1, 1)
+        bias = np.broadcast_to(shift, (channels,))
+        activation = next((n for n in members if n.op in ("Relu", "Clip", "LeakyRelu")), None)
+        attrs = {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1],
+                 "group": channels}
+        self._emit_conv(node, x, (weight, None, f"{node.name}_scale"), bias, None, activation, attrs, "QConv")
+
+    def _emit_matmul(self, node: Node, anchor: Node, weight: Value, bias, residual, activation) -> None:
+        weight = (weight.const, weight.quant, weight.name)
+        if anchor.op == "Conv":
+            attrs = {k: anchor.attrs[k] for k in ("kernel_shape", "strides", "pads", "dilations", "group")}
+            self._emit_conv(node, anchor.inputs[0], weight, bias, residual, activation, attrs, "QConv")
+        else:
+            self._emit_conv(node, anchor.inputs[0], weight, bias, residual, activation, {}, "QGemm")
+
+    def _emit_conv(self, node: Node, x: Value, weight, bias, residual, activation, attrs: dict, op: str) -> None:
+        out = node.outputs[0]
+        precision = self.precision_of(node)
+        qx, po = self._q(x), self.params_of(out)
+        px = qx.quant
+        q_w, pw = _weights(weight[0], weight[1], precision)
+        acc_scale = px.scale[0] * np.asarray(pw.scale, np.float64)
+        channels = q_w.shape[0]
+        bias = np.broadcast_to(np.asarray(bias, np.float64), (channels,))
+        q_b = np.rint(bias / acc_scale).astype(np.int64)
+        folded = q_b - px.zero[0] * q_w.reshape(channels, -1).astype(np.int64).sum(axis=1)
+        mult, shift = quantize_multipliers(acc_scale / po.scale[0])
+        lo, hi = _clamp(activation, po)
+        attrs = dict(attrs, x_zero=px.zero[0], mult=mult.tolist(), shift=shift.tolist(), out_zero=po.zero[0],
+                     lo=lo, hi=hi, out_dtype=po.dtype.name, **_leaky(activation, acc_scale / po.scale[0]))
+        inputs = [qx, self._const(q_w, f"{weight[2]}_q", pw),
+                  self._const(_bias_array(folded, precision), f"{node.name}_bias_q", None)]
+        if residual is not None:
+            qr = self._q(residual)
+            attrs.update(res_zero=qr.quant.zero[0], **_pair("res", qr.quant.scale[0] / po.scale[0]))
+            inputs.append(qr)
+        self._node(op, inputs, attrs, node, po)
+
+    def _unit_add(self, node: Node, members: list[Node]) -> None:
+        add, activation = members[0], (members[1] if len(members) > 1 else None)
+        qa, qb = (self._q(v) for v in add.inputs)
+        po = self.params_of(node.outputs[0])
+        lo, hi = _clamp(activation, po)
+        attrs = {"a_zero": qa.quant.zero[0], **_pair("a", qa.quant.scale[0] / po.scale[0]),
+                 "b_zero": qb.quant.zero[0], **_pair("b", qb.quant.scale[0] / po.scale[0]),
+                 "out_zero": po.zero[0], "lo": lo, "hi": hi, "out_dtype": po.dtype.name}
+        self._node("QAdd", [qa, qb], attrs, node, po)
+
+    def _unit_mul(self, node: Node, members: list[Node]) -> None:
+        qa, qb = (self._q(v) for v in members[0].inputs)
+        po = self.params_of(node.outputs[0])
+        lo, hi = ACTIVATION_RANGE[po.dtype]
+        attrs = {"a_zero": qa.quant.zero[0], "b_zero": qb.quant.zero[0],
+                 **_pair("", qa.quant.scale[0] * qb.quant.scale[0] / po.scale[0]),
+                 "out_zero": po.zero[0], "lo": lo, "hi": hi, "out_dtype": po.dtype.name}
+        self._node("QMul", [qa, qb], attrs, node, po)
+
+    def _unit_lut(self, node: Node, members: list[Node]) -> None:
+        """Any unary op on 8-bit codes: its float kernel on the 256 decoded
+        values gives the table (one semantics)."""
+        qx = self._q(node.inputs[0])
+        if qx.quant.dtype != INT8:
+            raise PassError(f"{node.op} node {node.name!r}: a lookup table needs 8-bit input, got {qx.quant}")
+        po = self.params_of(node.outputs[0])
+        codes = np.arange(-128, 128, dtype=np.int64)
+        real = (np.float32(qx.quant.scale[0]) * (codes - qx.quant.zero[0]).astype(np.float32)).astype(np.float32)
+        extra = [v.const if v is not None else None for v in node.inputs[1:]]
+        (result,) = run_kernel(node.op, [real, *extra], node.attrs)
+        table = quantize(result, po.scale[0], po.zero[0], po.dtype)
+        self._node("QLut", [qx], {"table": table.astype(np.int64).tolist(), "out_dtype": po.dtype.name}, node, po)
+
+    def _unit_avgpool(self, node: Node, members: list[Node]) -> None:
+        qx = self._q(node.inputs[0])
+        po = self.params_of(node.outputs[0])
+        attrs = _pool_window(node)
+        window = int(np.prod(attrs["kernel_shape"]))
+        reals = [qx.quant.scale[0] / (po.scale[0] * count) for count in range(1, window + 1)]
+        mults, shifts = quantize_multipliers(reals)
+        lo, hi = ACTIVATION_RANGE[po.dtype]
+        attrs.update(x_zero=qx.quant.zero[0], mults=mults.tolist(), shifts=shifts.tolist(), out_zero=po.zero[0],
+                     lo=lo, hi=hi, out_dtype=po.dtype.name)
+        self._node("QAvgPool", [qx], attrs, node, po)
+
+    def _unit_concat(self, node: Node, members: list[Node]) -> None:
+        inputs = [self._q(v) for v in node.inputs]
+        po = self.params_of(node.outputs[0])
+        pairs = [quantize_multiplier(q.quant.scale[0] / po.scale[0]) for q in inputs]
+        lo, hi = ACTIVATION_RANGE[po.dtype]
+        attrs = {"axis": node.attrs["axis"], "zeros": [q.quant.zero[0] for q in inputs],
+                 "mults": [m for m, _ in pairs], "shifts": [n for _, n in pairs], "out_zero": po.zero[0],
+                 "lo": lo, "hi": hi, "out_dtype": po.dtype.name}
+        self._node("QConcat", inputs, attrs, node, po)
+
+    # -------------------------------------------------------- helpers
+    def _node(self, op: str, inputs, attrs: dict, old: Node, params: QuantParams) -> None:
+        types = [v.type for v in inputs]
+        node = self.new.add_node(op, inputs, with_defaults(op, attrs, old.name, types), name=old.name,
+                                 output_names=[f"{old.outputs[0].name}_q"])
+        node.annotations["source"] = [m.name for m in (old.attrs["body"].nodes if old.op == "Fused" else [old])]
+        self._set(old.outputs[0], node.outputs[0], params)
+
+    def _const(self, array: np.ndarray, name: str, params: QuantParams | None) -> Value:
+        value = self.new.add_constant(array, name)
+        value.quant = params
+        return value
+
+    def _set(self, old: Value, new: Value, params: QuantParams) -> None:
+        new.quant = params
+        self.values[id(old)] = new
+
+    def _q(self, value: Value) -> Value:
+        try:
+            return self.values[id(value)]
+        except KeyError:
+            raise PassError(f"quantizing: %{value.name} is used before it is quantized") from None
+
+
+def _weights(array: np.ndarray, given: QuantParams | None, precision: Precision) -> tuple[np.ndarray, QuantParams]:
+    """Integer weights on their given grid (an encodings file, a pre-quantized
+    model) or on the per-channel grid of the scheme."""
+    if given is None:
+        return weight_quant(np.asarray(array, np.float32), precision)
+    if any(given.zero) or given.axis not in (None, 0) or len(given.scale) not in (1, array.shape[0]):
+        raise PassError(f"weight grid {given} does not fit weights {list(array.shape)}: Tessera's weights are "
+                        "symmetric (zero point 0), per output channel (axis 0)")
+    scales = np.broadcast_to(np.asarray(given.scale, np.float32), (array.shape[0],))
+    zeros = np.zeros(array.shape[0], np.int64)
+    params = QuantParams(scales, zeros, given.dtype, axis=0)
+    return quantize(array, scales, zeros, given.dtype, axis=0), params
+
+
+def _bias_of(anchor: Node) -> np.ndarray:
+    bias = anchor.inputs[2] if len(anchor.inputs) > 2 else None
+    return np.zeros(1) if bias is None else bias.const.astype(np.float64)
+
+
+def _is_bias(node: Node) -> bool:
+    return node.op == "Add" and any(v.is_constant for v in node.inputs)
+
+
+def _channel_vector(node: Node) -> np.ndarray:
+    const = next(v.const for v in node.inputs if v.is_constant)
+    return const.astype(np.float64).reshape(-1)
+
+
+def _bias_array(folded: np.ndarray, precision: Precision) -> np.ndarray:
+    info = np.iinfo(precision.accumulator)
+    return np.clip(folded, info.min, info.max).astype(precision.accumulator)
+
+
+def _clamp(activation: Node | None, po: QuantParams) -> tuple[int, int]:
+    """The output clamp, with the activation folded in."""
+    qmin, qmax = ACTIVATION_RANGE[po.dtype]
+    if activation is None or activation.op == "LeakyRelu":
+        return qmin, qmax
+    if activation.op == "Relu":
+        return max(qmin, po.zero[0]), qmax
+    bounds = [v.const for v in activation.inputs[1:3]] + [None] * (3 - len(activation.inputs))
+    low, high = (None if b is None else float(b) for b in bounds[:2])
+    lo = qmin if low is None else max(qmin, int(np.rint(low / po.scale[0])) + po.zero[0])
+    hi = qmax if high is None else min(qmax, int(np.rint(high / po.scale[0])) + po.zero[0])
+    return lo, hi
+
+
+def _leaky(activation: Node | None, reals: np.ndarray) -> dict:
+    if activation is None or activation.op != "LeakyRelu":
+        return {"neg_mult": [], "neg_shift": []}
+    mult, shift = quantize_multipliers(np.asarray(reals) * activation.attrs["alpha"])
+    return {"neg_mult": mult.tolist(), "neg_shift": shift.tolist()}
+
+
+def _pair(prefix: str, real: float) -> dict:
+    m, n = quantize_multiplier(float(real))
+    key = f"{prefix}_" if prefix else ""
+    return {f"{key}mult": m, f"{key}shift": n}
+
+
+def _pool_window(node: Node) -> dict:
+    if node.op == "GlobalAveragePool":
+        dims = list(node.inputs[0].type.shape[2:])
+        return {"kernel_shape": dims, "strides": [1] * len(dims), "pads": [0] * 2 * len(dims), "ceil_mode": 0,
+                "count_include_pad": 0}
+    return {k: node.attrs[k] for k in ("kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad")}
