@@ -62,8 +62,7 @@ class _Lowering:
     def emit(self, node: Node) -> None:
         ins = tuple(NO_SLOT if v is None else self.slot_of(v) for v in node.inputs)
         outs = tuple(self.slot_of(v) for v in node.outputs)
-        attrs = {k: _lower_attr(v) for k, v in node.attrs.items()}
-        self.steps.append(Step(node.op, ins, outs, attrs, node.name))
+        self.steps.append(Step(node.op, ins, outs, lower_attrs(node), node.name))
 
     def inline(self, node: Node) -> None:
         """The body's steps, on the slots of the node's inputs and outputs. A
@@ -103,6 +102,12 @@ def lower_with_names(graph: Graph) -> tuple[Program, dict[Value, str]]:
     program = Program(lowering.names, inputs, outputs, lowering.steps, lowering.constants, lowering.types,
                       graph.name)
     return program, {value: lowering.names[slot] for value, slot in lowering.slots.items()}
+
+
+def lower_attrs(node: Node) -> dict[str, Any]:
+    """A node's attributes as its kernel reads them (lists as tuples,
+    subgraphs as Programs): to run one node with ``run_kernel``."""
+    return {k: _lower_attr(v) for k, v in node.attrs.items()}
 
 
 def _lower_attr(value: Any) -> Any:

@@ -4,6 +4,8 @@
                              (default: the built-in ResNet-18 with seeded weights)
     tessera show MODEL       print the IR: as imported, optimised (-O) or partitioned
                              into device segments (--partition); --dot writes Graphviz
+    tessera quantize [MODEL] calibrate and quantize a model's accelerator layers, print
+                             the layer-wise comparison with float; export/import encodings
     tessera ops              list the ONNX ops Tessera imports
 
 MODEL is an .onnx path, a built-in name (resnet18, resnet10, mobilenet_v2,
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT, coloured by affinity")
     show.add_argument("--timing", action="store_true", help="print the time each pass took")
     show.set_defaults(func=cmd_show)
+    _quantize_parser(sub)
     ops = sub.add_parser("ops", help="list the ONNX ops Tessera imports")
     ops.set_defaults(func=cmd_ops)
     return parser
@@ -115,6 +118,90 @@ def cmd_show(args) -> int:
         _write(args.dot, to_dot(graph))
         print(f"wrote {args.dot}")
     return 0
+
+
+def _quantize_parser(sub) -> None:
+    q = sub.add_parser("quantize", help="calibrate and quantize; print the layer-wise comparison with float")
+    _model_args(q, default=DEFAULT_MODEL)
+    q.add_argument("--calibration", metavar="PATH|photos",
+                   help="calibration inputs: a folder of .npy files or of images, or 'photos' for crops of "
+                        "scikit-learn's sample photographs (default: synthetic data, with a warning)")
+    q.add_argument("--count", type=int, default=32, help="calibration inputs to use (default: %(default)s)")
+    q.add_argument("--calibrator", default="percentile",
+                   help="minmax, percentile, percentile:P, entropy or mse (default: %(default)s)")
+    q.add_argument("--mode", default="int8", choices=["int8", "int16", "radix8", "radix16"],
+                   help="the model's precision (default: %(default)s)")
+    q.add_argument("--float-layer", action="append", default=[], metavar="NODE",
+                   help="keep this ONNX node in float on the CPU (repeatable)")
+    q.add_argument("--precision", action="append", default=[], metavar="NODE=PRECISION",
+                   help="per-layer precision, e.g. conv_3=int16 (repeatable)")
+    q.add_argument("--encodings", metavar="FILE", help="take the parameters from an AIMET encodings file")
+    q.add_argument("--export-encodings", metavar="FILE", help="write the parameters as AIMET encodings")
+    q.add_argument("--encodings-version", default="0.6.1", choices=["0.6.1", "1.0.0"])
+    q.add_argument("--sensitivity", type=int, default=0, metavar="K",
+                   help="re-quantize the K layers that add the most error in 16 bits")
+    q.add_argument("--samples", type=int, default=4,
+                   help="evaluation inputs for the comparison (default: %(default)s; other seeds than calibration)")
+    q.add_argument("--hwlinear", action="store_true", help="run linear layers (Gemm/MatMul) on the accelerator")
+    q.add_argument("--no-layers", action="store_true", help="print only the summary, not the per-layer table")
+    q.set_defaults(func=cmd_quantize)
+
+
+def cmd_quantize(args) -> int:
+    from compiler.quantize import quantize_model
+    from passes.quant.calibration_data import calibration_batches
+
+    model = _load(args.model)
+    precision = dict(_pair_arg(spec, "--precision") for spec in args.precision)
+    start = time.perf_counter()
+    graph_inputs = _import(model, args).inputs
+    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph_inputs}
+    calibration = _calibration_source(args.calibration, specs, args.count, seed=1)
+    q = quantize_model(model, calibration_data=calibration, calibration_count=args.count,
+                       calibrator=args.calibrator, mode=args.mode, layer_precision=precision,
+                       float_layers=args.float_layer, encodings=args.encodings, sensitivity=args.sensitivity,
+                       hwlinear=args.hwlinear, shapes=_shapes(args.shape), image=args.image)
+    seconds = time.perf_counter() - start
+    samples = list(calibration_batches(_calibration_source(args.calibration, specs, args.samples, seed=2), specs,
+                                       count=args.samples, seed=2))
+    report = q.compare(samples)
+    layers = q.quantized_nodes()
+    print(f"model {args.model}: {len(layers)} integer nodes on the accelerator, {len(q.float_layers())} float "
+          f"nodes on the CPU; quantized in {seconds:.1f} s")
+    if q.promoted:
+        print("sensitivity analysis moved to 16 bits: " + ", ".join(q.promoted))
+    if not args.no_layers:
+        print(report.table())
+    for name, stats in report.outputs.items():
+        print(f"output {name}: SNR {stats.snr_db:.2f} dB against float over {report.samples} inputs, "
+              f"cosine {stats.cosine:.6f}, max|err| {stats.max_abs:.4g}")
+    if args.export_encodings:
+        q.export_encodings(args.export_encodings, version=args.encodings_version)
+        print(f"wrote {args.export_encodings}")
+    return 0
+
+
+def _calibration_source(source: str | None, specs: dict, count: int, seed: int):
+    """'photos' -> crops of scikit-learn's photographs sized to the model's
+    single NCHW input; anything else is passed through (path or None)."""
+    if source != "photos":
+        return source
+    from compiler.zoo.images import image_crops
+
+    shapes = [shape for shape, _ in specs.values()]
+    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][1] != 3 or shapes[0][2] != shapes[0][3]:
+        raise TesseraError(f"--calibration photos needs one square NCHW RGB input, the model has {shapes}")
+    try:
+        return image_crops(count, size=shapes[0][2], seed=seed)
+    except ImportError as exc:
+        raise TesseraError(str(exc)) from None
+
+
+def _pair_arg(spec: str, flag: str) -> tuple[str, str]:
+    name, sep, value = spec.rpartition("=")
+    if not sep or not name:
+        raise TesseraError(f"{flag} {spec!r} must look like NAME=VALUE")
+    return name, value
 
 
 def _write(path: str, text: str) -> None:

@@ -44,12 +44,13 @@ SIMPLIFY = Sequential([
 
 OPTIMIZE = Sequential([SIMPLIFY, fuse_ops], name="optimize")
 
-PARTITION = Sequential([
-    SIMPLIFY,
+PLACE = Sequential([
     assign_affinity,      # HETERO policy: first device of partition.fallback that supports the node
     fuse_ops,             # never across devices
     partition,            # cycle-free single-device Segment nodes; tiny device islands back to the CPU
-], name="partition_pipeline")
+], name="place")
+
+PARTITION = Sequential([SIMPLIFY, PLACE], name="partition_pipeline")
 
 
 def optimize(graph: Graph, *, opt_level: int = 2, options: Mapping[str, Any] | None = None,

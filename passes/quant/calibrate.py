@@ -25,8 +25,11 @@ def calibrate(graph: Graph, watch: Iterable[Value], batches: Iterable[Mapping[st
     missing = [v.name for v in watch if v not in names]
     if missing:
         raise PassError(f"calibration cannot observe {missing[:5]}: they are not computed by the graph")
-    by_slot = {names[v]: v for v in watch}
-    observers = {names[v]: make_observer(calibrators.get(v.name, default), tensor=v.name) for v in watch}
+    by_slot: dict[str, list[Value]] = {}  # a tensor crossing segments is several Values, one slot
+    for value in watch:
+        by_slot.setdefault(names[value], []).append(value)
+    observers = {slot: make_observer(calibrators.get(values[0].name, default), tensor=values[0].name)
+                 for slot, values in by_slot.items()}
     executor = Executor(program)
     count = 0
     for feeds in progress(batches, label="calibrating"):
@@ -34,7 +37,11 @@ def calibrate(graph: Graph, watch: Iterable[Value], batches: Iterable[Mapping[st
         count += 1
     if count == 0:
         raise PassError("calibration got no input batches")
-    return {by_slot[name]: _range(observer, by_slot[name]) for name, observer in observers.items()}
+    ranges = {}
+    for slot, observer in observers.items():
+        low_high = _range(observer, by_slot[slot][0])
+        ranges.update({value: low_high for value in by_slot[slot]})
+    return ranges
 
 
 def _range(observer, value: Value) -> tuple[float, float]:

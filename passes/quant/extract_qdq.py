@@ -5,9 +5,24 @@ they wrap, so the quantize pass honours them instead of calibrating.
     x -> QuantizeLinear(s, z) -> DequantizeLinear(s, z) -> users
       =>  x (quant = (s, z)) -> users
 
-Weights stored as DequantizeLinear(integer constant) fold to float constants
-by constant folding; re-quantizing them per channel gives back the same
-integers. uint8 activation grids become the equivalent int8 ones (z - 128).
+uint8 activation grids become the equivalent int8 ones (z - 128, same scale:
+the same real values).
+
+Weights stored as DequantizeLinear(int8 or int16 constant, scale, zero 0),
+per tensor or per output channel (axis 0), fold here to a float constant that
+keeps its grid as ``.quant``: the quantize pass then uses the given scales as
+they are (re-deriving them from max |w| / 127 of the dequantized floats can
+land one ulp off) and gets back the model's integer weights exactly. Other
+constant DequantizeLinears (int32 biases, asymmetric or per-axis-1 weights)
+are left to constant folding. A pass that rewrites a weight (BatchNorm
+folding) makes a new constant, without the grid.
+
+A per-tensor DequantizeLinear that is not half of a matching pair (its input
+is an integer graph input, or a QuantizeLinear with other parameters) stays
+an op; its float output gets the grid it dequantizes from, on which its
+values are exactly representable, so quantizing them again is lossless and
+needs no calibration. Per-axis QuantizeLinear/DequantizeLinear on activations
+have no per-tensor grid and stay as ops.
 """
 from __future__ import annotations
 
@@ -15,21 +30,29 @@ import numpy as np
 
 from ir.graph import Graph, Node
 from ir.types import QuantParams
+from passes.fold import fold_node
 from passes.infra import PassContext, graph_pass
 from passes.rewrite import bypass
 
 _SHIFTED = {np.dtype(np.uint8): (np.dtype(np.int8), 128), np.dtype(np.uint16): (np.dtype(np.int16), 32768)}
+_WEIGHT_TYPES = frozenset({np.dtype(np.int8), np.dtype(np.int16)})
 
 
 @graph_pass(opt_level=0)
 def extract_qdq(graph: Graph, ctx: PassContext) -> Graph:
-    """Replace each per-tensor Q -> DQ pair by the grid it describes."""
+    """Replace each per-tensor Q -> DQ pair by the grid it describes; fold
+    symmetric integer weights keeping their grid; give a lone DQ's output
+    the grid it dequantizes from."""
     for dq in list(graph.nodes):
         if dq.op != "DequantizeLinear" or dq not in graph.nodes:
+            continue
+        if dq.inputs[0].is_constant:
+            _fold_weight(graph, dq)
             continue
         q = dq.inputs[0].producer
         params = _pair_params(q, dq) if q is not None and q.op == "QuantizeLinear" else None
         if params is None:
+            _lone_dequantize(dq)
             continue
         x = q.inputs[0]
         if x.quant is None:
@@ -44,9 +67,39 @@ def _pair_params(q: Node, dq: Node) -> QuantParams | None:
     grids = [_grid(n) for n in (q, dq)]
     if None in grids or grids[0] != grids[1]:
         return None
-    scale, zero, dtype = grids[0]
+    return _params(*grids[0])
+
+
+def _params(scale: float, zero: int, dtype: np.dtype) -> QuantParams:
     dtype, shift = _SHIFTED.get(dtype, (dtype, 0))
     return QuantParams(scale, zero - shift, dtype)
+
+
+def _lone_dequantize(dq: Node) -> None:
+    """A DQ left as an op: its output lies on the DQ's own per-tensor grid."""
+    grid = _grid(dq)
+    output = dq.outputs[0]
+    if grid is not None and output.quant is None and grid[2] in set(_SHIFTED) | _WEIGHT_TYPES:
+        output.quant = _params(*grid)
+
+
+def _fold_weight(graph: Graph, dq: Node) -> None:
+    """Fold DQ(integer constant) to floats; a symmetric int8/int16 one keeps
+    its grid (per tensor, or per channel along axis 0)."""
+    codes, scale = dq.inputs[0].const, dq.inputs[1].const
+    zero = dq.inputs[2].const if len(dq.inputs) > 2 and dq.inputs[2] is not None else np.zeros(1, codes.dtype)
+    if scale is None or zero is None or codes.dtype not in _WEIGHT_TYPES or np.any(zero) or codes.ndim == 0:
+        return
+    if scale.size == 1:
+        params = QuantParams(scale.reshape(-1), [0], codes.dtype)
+    elif (dq.attrs.get("axis", 1) % codes.ndim == 0 and not dq.attrs.get("block_size", 0)
+          and scale.size == codes.shape[0]):
+        params = QuantParams(scale.reshape(-1), np.zeros(scale.size, np.int64), codes.dtype, axis=0)
+    else:
+        return
+    folded = fold_node(graph, dq)
+    if folded is not None:
+        folded[0].quant = params
 
 
 def _grid(node: Node) -> tuple[float, int, np.dtype] | None:

@@ -10,6 +10,7 @@ integer macro ops (docs/quantization.md); CPU segments stay float32.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Mapping
 
 import numpy as np
@@ -18,7 +19,7 @@ from ir.graph import Graph, Node, Value
 from ir.types import QuantParams
 from passes.infra import PassContext, PassError, graph_pass, register_option
 from passes.quant.calibrate import calibrate
-from passes.quant.calibration_data import calibration_batches
+from passes.quant.calibration_data import CalibrationWarning, calibration_batches
 from passes.quant.params import Precision, activation_quant, layer_precision, parse_precision
 from passes.quant.rewrite import SegmentQuantizer
 from passes.quant.units import build_units
@@ -49,6 +50,9 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
     given = {**_pre_quantized(graph), **ctx.option("quant.given")}
     stored = _stored_values(segments, units)
     to_calibrate = [v for v in stored if v.name not in given]
+    if given and to_calibrate:
+        warnings.warn(f"{len(to_calibrate)} stored tensors have no given quantization parameters and are "
+                      f"calibrated: {[v.name for v in to_calibrate][:8]}", CalibrationWarning, stacklevel=2)
     ranges = _calibrate(graph, to_calibrate, ctx) if to_calibrate else {}
     grids = _Grids(given, ranges, precision, ctx)
     for segment in segments:

@@ -87,6 +87,7 @@ class SegmentQuantizer:
         inputs = [self.new.add_constant(v.const, v.name) if v is not None and v.is_constant else v for v in inputs]
         copy = self.new.add_node(node.op, inputs, dict(node.attrs), name=node.name,
                                  output_names=[f"{node.outputs[0].name}_q"])
+        copy.annotations["source"] = [node.name]
         self._set(node.outputs[0], copy.outputs[0], self._q(node.inputs[0]).quant)
 
     def _unit_conv(self, node: Node, members: list[Node]) -> None:
@@ -153,6 +154,7 @@ class SegmentQuantizer:
             attrs.update(res_zero=qr.quant.zero[0], **_pair("res", qr.quant.scale[0] / po.scale[0]))
             inputs.append(qr)
         self._node(op, inputs, attrs, node, po)
+        self.new.nodes[-1].annotations["weight"] = weight[2]
 
     def _unit_add(self, node: Node, members: list[Node]) -> None:
         add, activation = members[0], (members[1] if len(members) > 1 else None)
@@ -223,7 +225,11 @@ class SegmentQuantizer:
         return value
 
     def _set(self, old: Value, new: Value, params: QuantParams) -> None:
+        """``new`` (codes on ``params``) stands for the float ``old``; its
+        producer records the float tensor's name (``annotations["tensor"]``),
+        which the layer-wise comparison and encodings export key on."""
         new.quant = params
+        new.producer.annotations["tensor"] = old.name
         self.values[id(old)] = new
 
     def _q(self, value: Value) -> Value:

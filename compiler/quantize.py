@@ -1,0 +1,227 @@
+"""Quantizing a model, the user's way: one call from an ONNX model to a
+quantized, partitioned graph, with its encodings and its layer-wise report.
+
+    from compiler.quantize import quantize_model
+    q = quantize_model("model.onnx", calibration_data="images/", float_layers=["head"])
+    q.run({"input": x})                       # accelerator segments in integers, CPU ones in float
+    print(q.compare(samples).table())         # layer-wise SNR against the float model
+    q.export_encodings("model.encodings")     # AIMET-style JSON, keyed by ONNX tensor names
+
+Re-quantizing with ``encodings="model.encodings"`` skips calibration and
+uses those parameters exactly; an empty encodings file runs the model in
+float. The passes behind it (docs/quantization.md) are in passes/quant/.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from codegen.cpu import lower_segments, lower_to_program
+from compiler.frontend import import_onnx
+from compiler.pipeline import PLACE, SIMPLIFY
+from ir.graph import Graph, Node, clone, walk
+from ir.types import QuantParams
+from passes.infra import PassContext
+from passes.quant.calibration_data import PreprocessSpec, calibration_batches
+from passes.quant.compare import LayerReport, compare_layers
+from passes.quant.encodings import Encodings, export_encodings, import_encodings
+from passes.quant.quantize import quantize
+from passes.target import ACCELERATOR
+from runtime.executor import Executor
+from runtime.segments import SegmentExecutor
+
+
+class QuantizationWarning(UserWarning):
+    """Something about the quantization the user should know (tensors an
+    encodings file does not cover, layers sensitivity could not promote)."""
+
+
+@dataclass
+class QuantizedModel:
+    """A model after quantization: ``graph`` is partitioned into device
+    segments, the accelerator's in integer Q ops; ``float_graph`` is the same
+    model simplified but not quantized (the reference of comparisons)."""
+
+    graph: Graph
+    float_graph: Graph
+    options: dict[str, Any] = field(default_factory=dict)
+    promoted: list[str] = field(default_factory=list)
+    """ONNX node names sensitivity analysis moved to 16 bits."""
+    _executor: SegmentExecutor | None = field(default=None, repr=False)
+    _float_executor: Executor | None = field(default=None, repr=False)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [v.name for v in self.graph.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [v.name for v in self.graph.outputs]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The quantized model's outputs (float32) for ``feeds``."""
+        if self._executor is None:
+            self._executor = SegmentExecutor(lower_segments(self.graph))
+        return self._executor.run(feeds)
+
+    def run_float(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The float model's outputs for ``feeds``."""
+        if self._float_executor is None:
+            self._float_executor = Executor(lower_to_program(self.float_graph))
+        return self._float_executor.run(feeds)
+
+    def quantized_nodes(self) -> list[Node]:
+        """The integer nodes of the accelerator segments, in order."""
+        return [n for s in self.graph.nodes if s.attrs.get("device") == ACCELERATOR
+                for _, n in walk(s.attrs["body"]) if n.outputs and n.outputs[0].quant is not None]
+
+    def float_layers(self) -> list[str]:
+        """ONNX node names that run in float on the CPU."""
+        return [n.name for s in self.graph.nodes if s.attrs.get("device") != ACCELERATOR
+                for _, n in walk(s.attrs["body"]) if n.op != "Fused"]
+
+    def activation_grids(self) -> dict[str, QuantParams]:
+        """The grid of every tensor the accelerator stores, by tensor name."""
+        return {n.annotations["tensor"]: n.outputs[0].quant for n in self.quantized_nodes()
+                if "tensor" in n.annotations}
+
+    def weight_grids(self) -> dict[str, QuantParams]:
+        """The grid of every quantized weight, by the name of the float
+        weight it came from (an ONNX initializer, or a constant Tessera
+        folded, such as ``<conv>_weight`` after a BatchNorm)."""
+        grids = {}
+        for node in self.quantized_nodes():
+            if "weight" in node.annotations:
+                grids[node.annotations["weight"]] = node.inputs[1].quant
+        return grids
+
+    def float_tensors(self) -> list[str]:
+        """Outputs of the layers that run in float on the CPU."""
+        return [v.name for s in self.graph.nodes if s.attrs.get("device") != ACCELERATOR
+                for _, n in walk(s.attrs["body"]) if n.op != "Fused" for v in n.outputs]
+
+    def export_encodings(self, path: str | os.PathLike | None = None, version: str = "0.6.1") -> dict:
+        """The quantization parameters as an AIMET-style encodings document
+        (written to ``path`` when given): activations and weights by tensor
+        name, and the CPU layers' outputs as float tensors."""
+        weights = self.weight_grids()
+        params = {**self.activation_grids(), **weights}
+        floats = [t for t in self.float_tensors() if t not in params]
+        return export_encodings(params, path, weights=weights, float_tensors=floats, version=version,
+                                quantizer_args={"activation_bitwidth": 8, "param_bitwidth": 8,
+                                                "per_channel_quantization": True,
+                                                "quant_scheme": "tessera:" + self.options.get("quant.mode",
+                                                                                              "int8")})
+
+    def compare(self, samples: Iterable[Mapping[str, np.ndarray]]) -> LayerReport:
+        """Layer-wise comparison with the float model over ``samples``."""
+        return compare_layers(self.float_graph, self.graph, samples)
+
+
+def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
+                   preprocess: PreprocessSpec | None = None, calibrator: str = "percentile",
+                   tensor_calibrators: Mapping[str, str] | None = None, mode: str = "int8",
+                   layer_precision: Mapping[str, str] | None = None, float_layers: Sequence[str] = (),
+                   encodings: str | os.PathLike | Mapping | Encodings | None = None, sensitivity: int = 0,
+                   sensitivity_samples: int = 8, hwlinear: bool = False, fallback: str = "HETERO:FPGA,CPU",
+                   shapes: Mapping[str, Sequence[int]] | None = None, image: str | None = None,
+                   options: Mapping[str, Any] | None = None) -> QuantizedModel:
+    """Import ``model`` (a path, bytes or ModelProto), partition it and
+    quantize its accelerator segments.
+
+    calibration_data: a list of arrays or feed dicts, a folder of .npy files
+    or of images (``preprocess``), or None for synthetic data (with a
+    warning); ``calibrator`` names the range method ('minmax', 'percentile',
+    'percentile:99.9', 'entropy', 'mse'), ``tensor_calibrators`` one per
+    tensor. ``mode`` is the model's precision ('int8', 'int16', 'radix8',
+    'radix16'); ``layer_precision`` overrides it per ONNX node name;
+    ``float_layers`` keeps ONNX nodes in float on the CPU. ``encodings``
+    (an AIMET encodings file or document) gives the parameters instead of
+    calibration; an empty one runs the model in float. ``sensitivity=k``
+    measures each layer's own error on ``sensitivity_samples`` calibration
+    inputs and re-quantizes the k worst in 16 bits."""
+    settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
+                "quant.mode": mode, "quant.layer_precision": dict(layer_precision or {}),
+                "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
+                "target.hwlinear": hwlinear, "partition.fallback": fallback, **dict(options or {})}
+    floats = list(float_layers)
+    graph = import_onnx(model, shapes=shapes, image=image)
+    with PassContext(options=settings):
+        graph = SIMPLIFY(graph)
+    if encodings is not None:
+        encodings = encodings if isinstance(encodings, Encodings) else import_encodings(encodings)
+        if encodings.is_empty:
+            settings["partition.fallback"] = "HETERO:CPU"
+        else:
+            floats += _apply_encodings(graph, encodings, settings)
+    settings["quant.float_layers"] = tuple(floats)
+    if calibration_data is not None and not isinstance(calibration_data, (str, os.PathLike)):
+        calibration_data = list(calibration_data)  # read twice with sensitivity analysis
+    settings["quant.calibration_data"] = calibration_data
+    result = _place_and_quantize(graph, settings)
+    if sensitivity > 0:
+        result = _promote_sensitive(graph, result, settings, sensitivity, sensitivity_samples)
+    return result
+
+
+def _place_and_quantize(simplified: Graph, settings: dict[str, Any]) -> QuantizedModel:
+    with PassContext(options=settings):
+        placed = quantize(PLACE(clone(simplified)))
+    return QuantizedModel(placed, simplified, dict(settings))
+
+
+def _apply_encodings(graph: Graph, encodings: Encodings, settings: dict[str, Any]) -> list[str]:
+    """Given grids into the options and onto the weights; returns the nodes
+    whose outputs the file keeps in float."""
+    constants = {v.name: v for v in graph.constants()}
+    producers = {v.name: n for n in graph.nodes for v in n.outputs}
+    given, unknown = {}, []
+    for name, params in encodings.params.items():
+        if name in encodings.weights:
+            if name in constants:
+                constants[name].quant = params
+            else:
+                unknown.append(name)
+        elif name in producers or name in {v.name for v in graph.inputs}:
+            given[name] = params
+        else:
+            unknown.append(name)
+    if unknown:
+        warnings.warn(f"{len(unknown)} tensors of the encodings file are not in the model as Tessera compiles "
+                      f"it (folded away or misnamed), ignored: {sorted(unknown)[:8]}", QuantizationWarning,
+                      stacklevel=3)
+    settings["quant.given"] = {**settings.get("quant.given", {}), **given}
+    return sorted({producers[t].name for t in encodings.float_tensors if t in producers})
+
+
+def _promote_sensitive(simplified: Graph, first: QuantizedModel, settings: dict[str, Any], k: int,
+                       samples: int) -> QuantizedModel:
+    """Re-quantize with the k layers that add the most error in 16 bits."""
+    specs = {v.name: (v.type.shape, v.type.dtype) for v in simplified.inputs}
+    feeds = list(calibration_batches(settings["quant.calibration_data"], specs, count=samples))
+    report = first.compare(feeds)
+    chosen = []
+    for error in report.worst(len(report.layers)):
+        if len(chosen) == k:
+            break
+        if not error.onnx_nodes or _feeds_a_table(first, error.layer):
+            continue  # a lookup table reads 8-bit codes: its producer stays 8-bit
+        chosen.append(error.onnx_nodes[0])
+    if len(chosen) < k:
+        warnings.warn(f"sensitivity analysis could promote {len(chosen)} of the {k} layers asked for",
+                      QuantizationWarning, stacklevel=3)
+    wide = "radix16" if settings["quant.mode"].startswith("radix") else "int16"
+    settings = dict(settings, **{"quant.layer_precision": {**settings["quant.layer_precision"],
+                                                           **{name: wide for name in chosen}}})
+    result = _place_and_quantize(simplified, settings)
+    result.promoted = chosen
+    return result
+
+
+def _feeds_a_table(model: QuantizedModel, layer: str) -> bool:
+    node = next(n for n in model.quantized_nodes() if n.name == layer)
+    return any(user.op == "QLut" for user in node.outputs[0].users)
