@@ -31,8 +31,13 @@ from passes.quant.compare import LayerReport, compare_layers
 from passes.quant.encodings import Encodings, export_encodings, import_encodings
 from passes.quant.quantize import quantize
 from passes.target import ACCELERATOR
+from runtime.errors import TesseraError
 from runtime.executor import Executor
 from runtime.segments import SegmentExecutor
+
+
+class QuantizationError(TesseraError):
+    """A quantization setting that does not fit the model."""
 
 
 class QuantizationWarning(UserWarning):
@@ -150,6 +155,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                 "target.hwlinear": hwlinear, "partition.fallback": fallback, **dict(options or {})}
     floats = list(float_layers)
     graph = import_onnx(model, shapes=shapes, image=image)
+    _check_names(graph, floats, layer_precision or {}, tensor_calibrators or {})
     with PassContext(options=settings):
         graph = SIMPLIFY(graph)
     if encodings is not None:
@@ -166,6 +172,21 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     if sensitivity > 0:
         result = _promote_sensitive(graph, result, settings, sensitivity, sensitivity_samples)
     return result
+
+
+def _check_names(graph: Graph, float_layers: Sequence[str], precision: Mapping[str, str],
+                 calibrators: Mapping[str, str]) -> None:
+    """Per-layer settings name nodes and tensors of the model: a misspelled
+    name would otherwise silently do nothing."""
+    nodes = {n.name for _, n in walk(graph)}
+    tensors = {v.name for _, n in walk(graph) for v in n.outputs} | {v.name for v in graph.inputs}
+    for what, names, known in (("float_layers", float_layers, nodes), ("layer_precision", precision, nodes),
+                               ("tensor_calibrators", calibrators, tensors)):
+        unknown = sorted(set(names) - known)
+        if unknown:
+            kind = "node" if known is nodes else "tensor"
+            raise QuantizationError(f"{what}: the model has no {kind} named {unknown[0]!r}"
+                                    + (f" (nor {unknown[1:]})" if len(unknown) > 1 else ""))
 
 
 def _place_and_quantize(simplified: Graph, settings: dict[str, Any]) -> QuantizedModel:

@@ -241,6 +241,7 @@ def make_fused(graph: Graph, members: list[Node]) -> Node | None:
         for value in node.inputs:
             if value is not None and value.is_constant and id(value) not in mapping:
                 mapping[id(value)] = body.add_constant(value.const, value.name)
+                mapping[id(value)].quant = value.quant  # a given weight grid travels with its weights
         copy = body.add_node(node.op, [None if v is None else mapping[id(v)] for v in node.inputs],
                              dict(node.attrs), name=node.name, output_names=[v.name for v in node.outputs],
                              output_types=[v.type for v in node.outputs])

@@ -273,4 +273,5 @@ def _body(graph: Graph, seg: _Segment, index: int) -> Graph:
 def _inner_value(body: Graph, value: Value, inner: dict[int, Value]) -> Value:
     if id(value) not in inner:  # only constants are not mapped yet
         inner[id(value)] = body.add_constant(value.const, value.name)
+        inner[id(value)].quant = value.quant  # a given weight grid travels with its weights
     return inner[id(value)]

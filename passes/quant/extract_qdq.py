@@ -8,21 +8,24 @@ they wrap, so the quantize pass honours them instead of calibrating.
 uint8 activation grids become the equivalent int8 ones (z - 128, same scale:
 the same real values).
 
-Weights stored as DequantizeLinear(int8 or int16 constant, scale, zero 0),
-per tensor or per output channel (axis 0), fold here to a float constant that
-keeps its grid as ``.quant``: the quantize pass then uses the given scales as
-they are (re-deriving them from max |w| / 127 of the dequantized floats can
-land one ulp off) and gets back the model's integer weights exactly. Other
-constant DequantizeLinears (int32 biases, asymmetric or per-axis-1 weights)
-are left to constant folding. A pass that rewrites a weight (BatchNorm
-folding) makes a new constant, without the grid.
-
 A per-tensor DequantizeLinear that is not half of a matching pair (its input
 is an integer graph input, or a QuantizeLinear with other parameters) stays
 an op; its float output gets the grid it dequantizes from, on which its
 values are exactly representable, so quantizing them again is lossless and
 needs no calibration. Per-axis QuantizeLinear/DequantizeLinear on activations
 have no per-tensor grid and stay as ops.
+
+Weights stored as DequantizeLinear(int8 or int16 constant, scale, zero 0),
+per tensor or per output channel (axis 0), have the grid ``weight_grid``
+returns. A DequantizeLinear of a constant still in the graph folds here to a
+float constant carrying that grid as ``.quant``, which the quantize pass uses
+as given (re-deriving max |w| / 127 from the dequantized floats gives the
+same integers but can land a scale one ulp off). The ONNX importer folds
+constant DequantizeLinears as it reads them, before this pass: for imported
+models the grid is kept only where the importer attaches ``weight_grid`` to
+the folded constant. Other constant DequantizeLinears (int32 biases,
+asymmetric or axis-1 weights) are left to constant folding; a pass that
+rewrites a weight (BatchNorm folding) makes a new constant, without the grid.
 """
 from __future__ import annotations
 
@@ -84,22 +87,32 @@ def _lone_dequantize(dq: Node) -> None:
 
 
 def _fold_weight(graph: Graph, dq: Node) -> None:
-    """Fold DQ(integer constant) to floats; a symmetric int8/int16 one keeps
-    its grid (per tensor, or per channel along axis 0)."""
-    codes, scale = dq.inputs[0].const, dq.inputs[1].const
-    zero = dq.inputs[2].const if len(dq.inputs) > 2 and dq.inputs[2] is not None else np.zeros(1, codes.dtype)
-    if scale is None or zero is None or codes.dtype not in _WEIGHT_TYPES or np.any(zero) or codes.ndim == 0:
-        return
-    if scale.size == 1:
-        params = QuantParams(scale.reshape(-1), [0], codes.dtype)
-    elif (dq.attrs.get("axis", 1) % codes.ndim == 0 and not dq.attrs.get("block_size", 0)
-          and scale.size == codes.shape[0]):
-        params = QuantParams(scale.reshape(-1), np.zeros(scale.size, np.int64), codes.dtype, axis=0)
-    else:
+    """Fold DQ(integer constant) to floats, keeping the grid of weights."""
+    params = weight_grid(dq.inputs, dq.attrs)
+    if params is None:
         return
     folded = fold_node(graph, dq)
     if folded is not None:
         folded[0].quant = params
+
+
+def weight_grid(inputs, attrs) -> QuantParams | None:
+    """The grid of DequantizeLinear(``inputs``) with attributes ``attrs``
+    when it dequantizes symmetric int8/int16 constant weights, per tensor or
+    per channel along axis 0; else None. (Also for the ONNX importer, which
+    folds a constant DequantizeLinear as it reads it.)"""
+    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
+        return None
+    codes, scale = inputs[0].const, inputs[1].const
+    zero = inputs[2].const if len(inputs) > 2 and inputs[2] is not None else np.zeros(1, np.int8)
+    if codes is None or scale is None or zero is None or codes.dtype not in _WEIGHT_TYPES or np.any(zero) \
+            or codes.ndim == 0 or attrs.get("block_size", 0):
+        return None
+    if scale.size == 1:
+        return QuantParams(scale.reshape(-1), [0], codes.dtype)
+    if attrs.get("axis", 1) % codes.ndim == 0 and scale.size == codes.shape[0]:
+        return QuantParams(scale.reshape(-1), np.zeros(scale.size, np.int64), codes.dtype, axis=0)
+    return None
 
 
 def _grid(node: Node) -> tuple[float, int, np.dtype] | None:

@@ -18,7 +18,14 @@ from ir.types import QuantParams
 from passes.infra import PassError
 from passes.quant.params import Precision, weight_quant
 from runtime.kernels import run_kernel
-from runtime.qscheme import ACTIVATION_RANGE, INT8, quantize, quantize_multiplier, quantize_multipliers
+from runtime.qscheme import (
+    ACTIVATION_RANGE,
+    INT8,
+    WEIGHT_RANGE,
+    quantize,
+    quantize_multiplier,
+    quantize_multipliers,
+)
 
 ParamsOf = Callable[[Value], QuantParams]
 PrecisionOf = Callable[[Node], Precision]
@@ -250,7 +257,8 @@ def _weights(array: np.ndarray, given: QuantParams | None, precision: Precision)
     scales = np.broadcast_to(np.asarray(given.scale, np.float32), (array.shape[0],))
     zeros = np.zeros(array.shape[0], np.int64)
     params = QuantParams(scales, zeros, given.dtype, axis=0)
-    return quantize(array, scales, zeros, given.dtype, axis=0), params
+    low, high = WEIGHT_RANGE[np.dtype(given.dtype)]  # symmetric: the most negative code stays unused
+    return np.clip(quantize(array, scales, zeros, given.dtype, axis=0), low, high).astype(given.dtype), params
 
 
 def _bias_of(anchor: Node) -> np.ndarray:

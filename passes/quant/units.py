@@ -65,6 +65,7 @@ def flatten_fused(body: Graph) -> None:
 def _outer(body: Graph, mapping: dict[int, Value], value: Value) -> Value:
     if id(value) not in mapping and value.is_constant:
         mapping[id(value)] = body.add_constant(value.const, value.name)
+        mapping[id(value)].quant = value.quant  # a given weight grid travels with its weights
     return mapping[id(value)]
 
 

@@ -189,3 +189,26 @@ def test_cli_quantize_errors_name_the_problem(model, tmp_path, capsys):
     assert "conv_11" in err and "int4" in err
     assert main(["quantize", str(path), "--calibration", str(tmp_path / "missing")]) == 1
     assert "missing" in capsys.readouterr().err
+
+
+def test_given_weight_grids_are_used_exactly(quantized, model, tmp_path):
+    document = quantized.export_encodings()
+    name = "conv_11_weight"  # the conv's weights with its BatchNorm folded in
+    for entry in document["param_encodings"][name]:
+        for key in ("scale", "min", "max"):
+            entry[key] *= 2  # coarser than Tessera would choose: codes only reach about ±64
+    path = tmp_path / "coarse.json"
+    path.write_text(json.dumps(document))
+    again = quantize_model(model, encodings=path)
+    given = import_encodings(path).params[name]
+    assert np.array_equal(np.float32(again.weight_grids()[name].scale), np.float32(given.scale))
+    codes = next(n for n in again.quantized_nodes() if n.annotations.get("weight") == name).inputs[1].const
+    assert np.abs(codes).max() <= 64
+
+
+def test_cli_rejects_layer_names_the_model_does_not_have(model, tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    assert main(["quantize", str(path), "--float-layer", "conv_1", "--samples", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "conv_1" in err and "no node" in err

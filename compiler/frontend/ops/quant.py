@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 
 from compiler.frontend.context import NodeContext, handler
 from compiler.frontend.ops.nn import check_attrs, kernel_shape, resolve_pads, spatial_dims, window
+from passes.quant.extract_qdq import weight_grid
 from runtime.kernels.quant import QUANT_RANGES
 
 FLOAT_OUTPUTS = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64))
@@ -48,7 +49,10 @@ def _quantize_linear(ctx: NodeContext) -> None:
 def _dequantize_linear(ctx: NodeContext) -> None:
     attrs = dict(ctx.attrs)
     attrs["output_dtype"] = _dtype_attr(ctx, "output_dtype", FLOAT_OUTPUTS)
-    ctx.emit_final("DequantizeLinear", ctx.inputs, attrs)
+    grid = weight_grid(ctx.inputs, attrs)  # int8/int16 weights of a pre-quantized model: keep their grid
+    (value,) = ctx.emit_final("DequantizeLinear", ctx.inputs, attrs)
+    if grid is not None and value.is_constant:
+        value.quant = grid
 
 
 @handler("ConvInteger")
