@@ -22,6 +22,7 @@ from timing import THREADS  # first: sets the thread counts
 # isort: split
 
 import argparse
+import logging
 import os
 import tempfile
 import time
@@ -121,12 +122,16 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=32)
     parser.add_argument("--evaluation", type=int, default=16)
     args = parser.parse_args()
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice, once per model
     calibration = image_crops(args.calibration, seed=1)
     evaluation = image_crops(args.evaluation, seed=2)
-    rows = [(n, *compare(n, calibration, evaluation)) for n in args.models.split(",")]
-    print(f"{'model':<14}{'tessera dB':>11}{'ort same dB':>12}{'diff':>7}{'ort default dB':>15}{'quantize s':>11}")
-    for name, ours, same, default, seconds in rows:
-        print(f"{name:<14}{ours:>11.2f}{same:>12.2f}{ours - same:>7.2f}{default:>15.2f}{seconds:>11.1f}")
+    print(f"{'model':<14}{'tessera dB':>11}{'ort same dB':>12}{'diff':>7}{'ort default dB':>15}{'quantize s':>11}",
+          flush=True)
+    rows = []
+    for name in args.models.split(","):
+        rows.append((name, *compare(name, calibration, evaluation)))
+        _, ours, same, default, seconds = rows[-1]
+        print(f"{name:<14}{ours:>11.2f}{same:>12.2f}{ours - same:>7.2f}{default:>15.2f}{seconds:>11.1f}", flush=True)
     wins = sum(ours >= same for _, ours, same, _, _ in rows)
     worst = min(ours - same for _, ours, same, _, _ in rows)
     print(f"Tessera >= onnxruntime (same layers quantized) on {wins} of {len(rows)} models; worst difference "

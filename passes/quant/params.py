@@ -65,10 +65,14 @@ def activation_quant(low: float, high: float, precision: Precision) -> QuantPara
     return QuantParams(scale, zero, precision.dtype)
 
 
-def weight_quant(weight: np.ndarray, precision: Precision, axis: int = 0) -> tuple[np.ndarray, QuantParams]:
+def weight_quant(weight: np.ndarray, precision: Precision, axis: int = 0,
+                 floor: np.ndarray | None = None) -> tuple[np.ndarray, QuantParams]:
     """(integer weights, their per-channel grid): symmetric, max |w| per
-    output channel, or power-of-two per channel in radix mode."""
+    output channel, or power-of-two per channel in radix mode. ``floor``
+    (per channel) is the smallest scale the layer can use (see rewrite.py)."""
     scales = weight_scales(weight, precision.dtype, axis)
+    if floor is not None:
+        scales = np.maximum(scales, np.asarray(floor, np.float64)).astype(np.float32)
     if precision.radix:
         qmax = WEIGHT_RANGE[precision.dtype][1]
         scales = np.array([radix_params(s * qmax, precision.dtype)[0] for s in scales], np.float32)

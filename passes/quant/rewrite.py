@@ -17,6 +17,7 @@ from ir.registry import with_defaults
 from ir.types import QuantParams
 from passes.infra import PassError
 from passes.quant.params import Precision, weight_quant
+from runtime.errors import KernelError
 from runtime.kernels import run_kernel
 from runtime.qscheme import (
     ACTIVATION_RANGE,
@@ -144,13 +145,16 @@ class SegmentQuantizer:
         precision = self.precision_of(node)
         qx, po = self._q(x), self.params_of(out)
         px = qx.quant
-        q_w, pw = _weights(weight[0], weight[1], precision)
-        acc_scale = px.scale[0] * np.asarray(pw.scale, np.float64)
-        channels = q_w.shape[0]
+        channels = weight[0].shape[0]
         bias = np.broadcast_to(np.asarray(bias, np.float64), (channels,))
+        q_w, pw = _weights(weight[0], weight[1], precision, _scale_floor(px, po, bias, precision))
+        acc_scale = px.scale[0] * np.asarray(pw.scale, np.float64)
         q_b = np.rint(bias / acc_scale).astype(np.int64)
         folded = q_b - px.zero[0] * q_w.reshape(channels, -1).astype(np.int64).sum(axis=1)
-        mult, shift = quantize_multipliers(acc_scale / po.scale[0])
+        try:
+            mult, shift = quantize_multipliers(acc_scale / po.scale[0])
+        except KernelError as exc:
+            raise PassError(f"{node.op} node {node.name!r}: {exc} (given weight grid {pw})") from None
         lo, hi = _clamp(activation, po)
         attrs = dict(attrs, x_zero=px.zero[0], mult=mult.tolist(), shift=shift.tolist(), out_zero=po.zero[0],
                      lo=lo, hi=hi, out_dtype=po.dtype.name, **_leaky(activation, acc_scale / po.scale[0]))
@@ -246,11 +250,24 @@ class SegmentQuantizer:
             raise PassError(f"quantizing: %{value.name} is used before it is quantized") from None
 
 
-def _weights(array: np.ndarray, given: QuantParams | None, precision: Precision) -> tuple[np.ndarray, QuantParams]:
+def _scale_floor(px: QuantParams, po: QuantParams, bias: np.ndarray, precision: Precision) -> np.ndarray:
+    """The smallest weight scale per output channel that keeps the layer's
+    integers in range: the requantisation factor s_x s_w / s_y at least
+    2^-30 (a shift of at most 61), and the bias b / (s_x s_w) within half the
+    accumulator's range. A channel with (nearly) zero weights, a dead
+    channel of a trained network, would otherwise get a degenerate scale; on
+    the floor its weights round to the few codes they are worth, which below
+    the floor add less than half an output step."""
+    bits = np.iinfo(precision.accumulator).bits - 2
+    return np.maximum(po.scale[0] * 2.0 ** -30 / px.scale[0], np.abs(bias) / (2.0 ** bits * px.scale[0]))
+
+
+def _weights(array: np.ndarray, given: QuantParams | None, precision: Precision,
+             floor: np.ndarray | None = None) -> tuple[np.ndarray, QuantParams]:
     """Integer weights on their given grid (an encodings file, a pre-quantized
-    model) or on the per-channel grid of the scheme."""
+    model) or on the per-channel grid of the scheme (scales at least ``floor``)."""
     if given is None:
-        return weight_quant(np.asarray(array, np.float32), precision)
+        return weight_quant(np.asarray(array, np.float32), precision, floor=floor)
     if any(given.zero) or given.axis not in (None, 0) or len(given.scale) not in (1, array.shape[0]):
         raise PassError(f"weight grid {given} does not fit weights {list(array.shape)}: Tessera's weights are "
                         "symmetric (zero point 0), per output channel (axis 0)")

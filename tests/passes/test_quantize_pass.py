@@ -572,3 +572,26 @@ def test_unknown_calibrator_is_a_clear_error(net, options):
     model, calibration, _, _ = net
     with pytest.raises(TesseraError, match=r"unknown calibrator 'bogus'; the choices are \[.*'minmax'"):
         quantized(model, calibration, **options)
+
+
+def test_a_dead_channel_gets_a_usable_weight_scale():
+    """A trained network's dead channel: weights ~1e-12 (or 0) and a bias. Its
+    own max|w| would give a requantisation factor far below 2^-62 and a bias
+    that overflows int32; on the floor scale it computes its bias."""
+    weights = seeded(7, w=[4, 3, 3, 3], b=[4])
+    weights["w"][1] = 1e-12
+    weights["w"][2] = 0.0
+    weights["b"][1:3] = [0.25, -0.5]
+    model = make_model([conv("x", "y", "w", "b", name="conv")], {"x": SHAPE}, {"y": [1, 4, 8, 8]}, weights)
+    data = inputs(8, seed=1)
+    graph = quantized(model, data)
+    qconv = from_source(graph, "conv")
+    assert all(1 <= n <= 61 for n in qconv.attrs["shift"])
+    bias = qconv.inputs[2].const
+    assert bias.dtype == INT32 and np.abs(bias.astype(np.int64)).max() < 2 ** 30
+    feeds = {"x": inputs(1, seed=2)[0]}
+    got = run(graph, feeds)["y"]
+    step = float(qconv.outputs[0].quant.scale[0])
+    np.testing.assert_allclose(got[0, 1], 0.25, atol=step)
+    np.testing.assert_allclose(got[0, 2], -0.5, atol=step)
+    assert snr_db(run_float(model, feeds)[0], got) > 25
