@@ -39,7 +39,7 @@ from compiler.pipeline import partition_graph
 from compiler.zoo import LIGHT_MODELS, load_light_model, mobilenet_v2
 from compiler.zoo.images import image_crops
 from compiler.zoo.statistics import with_data_statistics
-from ir.graph import walk
+from ir.graph import onnx_name, walk
 from passes.infra import PassContext
 from passes.quant.metrics import snr_db
 from passes.quant.quantize import quantize
@@ -106,8 +106,8 @@ def tessera_snr(model: onnx.ModelProto, name: str, calibration, evaluation, refe
     """(SNR, quantize seconds, names of the ONNX nodes run in float on the CPU)."""
     start = time.perf_counter()
     graph = partition_graph(import_onnx(model))
-    on_cpu = {node.name for segment in graph.nodes if segment.attrs["device"] == "CPU"
-              for _, node in walk(segment.attrs["body"])}
+    on_cpu = {onnx_name(node.name) for segment in graph.nodes if segment.attrs["device"] == "CPU"
+              for _, node in walk(segment.attrs["body"]) if node.op != "Fused"}
     with PassContext(options={"quant.calibration_data": calibration}):
         graph = quantize(graph)
     seconds = time.perf_counter() - start

@@ -23,7 +23,7 @@ import numpy as np
 from codegen.cpu import lower_segments, lower_to_program
 from compiler.frontend import import_onnx
 from compiler.pipeline import PLACE, SIMPLIFY
-from ir.graph import Graph, Node, clone, walk
+from ir.graph import Graph, Node, clone, onnx_name, walk
 from ir.types import QuantParams
 from passes.infra import PassContext
 from passes.quant.calibration_data import PreprocessSpec, calibration_batches
@@ -86,8 +86,8 @@ class QuantizedModel:
 
     def float_layers(self) -> list[str]:
         """ONNX node names that run in float on the CPU."""
-        return [n.name for s in self.graph.nodes if s.attrs.get("device") != ACCELERATOR
-                for _, n in walk(s.attrs["body"]) if n.op != "Fused"]
+        return list(dict.fromkeys(onnx_name(n.name) for s in self.graph.nodes if s.attrs.get("device") != ACCELERATOR
+                                  for _, n in walk(s.attrs["body"]) if n.op != "Fused"))
 
     def activation_grids(self) -> dict[str, QuantParams]:
         """The grid of every tensor the accelerator stores, by tensor name."""
@@ -178,7 +178,7 @@ def _check_names(graph: Graph, float_layers: Sequence[str], precision: Mapping[s
                  calibrators: Mapping[str, str]) -> None:
     """Per-layer settings name nodes and tensors of the model: a misspelled
     name would otherwise silently do nothing."""
-    nodes = {n.name for _, n in walk(graph)}
+    nodes = {onnx_name(n.name) for _, n in walk(graph)}
     tensors = {v.name for _, n in walk(graph) for v in n.outputs} | {v.name for v in graph.inputs}
     for what, names, known in (("float_layers", float_layers, nodes), ("layer_precision", precision, nodes),
                                ("tensor_calibrators", calibrators, tensors)):

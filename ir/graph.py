@@ -239,6 +239,16 @@ class Graph:
         return format_graph(self)
 
 
+HELPER_SEPARATOR = "::"
+"""IR nodes the importer adds to express one ONNX node N are named N (the
+node defining N's outputs) or N::<op> (helpers), with #k for repeats."""
+
+
+def onnx_name(node_name: str) -> str:
+    """The ONNX node an IR node name comes from (see HELPER_SEPARATOR)."""
+    return node_name.split(HELPER_SEPARATOR, 1)[0]
+
+
 def carry_quant(olds: Iterable[Value], news: Iterable[Value]) -> None:
     """Copy quantization parameters from values to their copies (passes that
     rebuild graphs keep what a pre-quantized model said about its tensors)."""

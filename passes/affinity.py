@@ -14,7 +14,7 @@ output changes nothing.
 """
 from __future__ import annotations
 
-from ir.graph import Graph, Node
+from ir.graph import Graph, Node, onnx_name
 from passes.infra import PassContext, graph_pass, register_option
 from passes.target import DEVICES, HOST, Target, TargetError, make_target
 
@@ -75,7 +75,7 @@ def _choose(node: Node, fallback: list[Target]) -> tuple[str | None, dict[str, s
 def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]) -> None:
     """The policy; nodes the user keeps in float go to the CPU (which runs float32)."""
     for node in graph.nodes:
-        if node.name in float_layers and HOST in {t.name for t in fallback}:
+        if onnx_name(node.name) in float_layers and HOST in {t.name for t in fallback}:
             node.affinity = HOST
             _record_reason(node, "kept in float32 by the user (quant.float_layers)")
             continue

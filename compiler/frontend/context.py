@@ -88,21 +88,24 @@ class NodeContext:
         return self.graph.add_constant(np.asarray(array), name or f"{self.name}_const")
 
     def emit(self, op: str, inputs: Sequence[Value | None], attrs: dict[str, Any] | None = None,
-             outputs: Sequence[str] | None = None, num_outputs: int | None = None) -> list[Value]:
+             outputs: Sequence[str] | None = None, num_outputs: int | None = None, final: bool = False) -> list[Value]:
         """Add an IR node (attributes completed with the op's defaults); its
-        outputs get ``outputs`` as names, or fresh ones."""
+        outputs get ``outputs`` as names, or fresh ones. The node that
+        defines the ONNX node's outputs (``final``) takes the ONNX node's
+        name; helper nodes before it are named ``<onnx name>::<op>``."""
         try:
             full = with_defaults(op, dict(attrs or {}), self.name)
         except IRError as exc:
             raise self.error(str(exc)) from None
-        return self.importer.emit(op, list(inputs), full, self, outputs, num_outputs)
+        final = final or any(name in self.output_names for name in outputs or ())
+        return self.importer.emit(op, list(inputs), full, self, outputs, num_outputs, final)
 
     def emit_final(self, op: str, inputs: Sequence[Value | None], attrs: dict[str, Any] | None = None) -> list[Value]:
         """Emit the node that defines this ONNX node's outputs (empty output
         names, meaning "not wanted", still get a value)."""
         names = [n or None for n in self.output_names]
         values = self.emit(op, inputs, attrs, [n for n in names if n] if all(names) else None,
-                           num_outputs=len(names))
+                           num_outputs=len(names), final=True)
         if not all(names):
             for name, value in zip(names, values):
                 if name:

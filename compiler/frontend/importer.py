@@ -19,7 +19,7 @@ from compiler.frontend.attributes import convert_attributes
 from compiler.frontend.context import NodeContext, default_handler, get_handler
 from compiler.frontend.loader import node_op_version
 from ir.errors import IRError, ShapeError
-from ir.graph import Graph, Value
+from ir.graph import HELPER_SEPARATOR, Graph, Value
 from ir.types import TensorType
 from passes.fold import fold_node
 from runtime.errors import TesseraError
@@ -103,9 +103,9 @@ class GraphImporter:
                 raise ModelImportError(f"the import handler did not define output {out!r}", **where)
 
     def emit(self, op: str, inputs: list[Value | None], attrs: dict[str, Any], ctx: NodeContext,
-             outputs: Sequence[str] | None, num_outputs: int | None) -> list[Value]:
+             outputs: Sequence[str] | None, num_outputs: int | None, final: bool = False) -> list[Value]:
         """Add one IR node for ``ctx``'s ONNX node, then fold it if it can be."""
-        node_name = ctx.name if ctx.name not in self._node_names else None
+        node_name = self._node_name(ctx.name, op, final)
         try:
             node = self.graph.add_node(op, inputs, attrs, name=node_name, output_names=outputs,
                                        num_outputs=num_outputs)
@@ -124,6 +124,19 @@ class GraphImporter:
             for value in values:
                 self.scope[value.name] = value
         return values
+
+    def _node_name(self, onnx_name: str, op: str, final: bool) -> str | None:
+        """The ONNX node's name for the node defining its outputs, and
+        ``<name>::<op>`` for helper nodes (None: a fresh one), so that every
+        IR node maps back to the ONNX node it came from (ir.graph.onnx_name)."""
+        if not onnx_name:
+            return None
+        name = onnx_name if final else f"{onnx_name}{HELPER_SEPARATOR}{op}"
+        unique, count = name, 1
+        while unique in self._node_names:
+            count += 1
+            unique = f"{name}#{count}"
+        return unique
 
     def _fold(self, node, ctx: NodeContext) -> list[Value] | None:
         try:

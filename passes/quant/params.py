@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ir.graph import onnx_name
 from ir.types import QuantParams
 from passes.infra import PassContext, PassError, register_option
 from runtime.qscheme import (
@@ -50,7 +51,7 @@ def layer_precision(names, ctx: PassContext) -> Precision:
     """The precision of a unit made of the nodes ``names`` (a per-layer
     setting on any of them wins over the model's mode)."""
     overrides = ctx.option("quant.layer_precision")
-    for name in names:
+    for name in map(onnx_name, names):
         if name in overrides:
             return parse_precision(overrides[name], f"quant.layer_precision[{name!r}]")
     return parse_precision(ctx.option("quant.mode"), "quant.mode")

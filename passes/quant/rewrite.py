@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from ir.graph import Graph, Node, Value
+from ir.graph import Graph, Node, Value, onnx_name
 from ir.registry import with_defaults
 from ir.types import QuantParams
 from passes.infra import PassError
@@ -95,7 +95,7 @@ class SegmentQuantizer:
         inputs = [self.new.add_constant(v.const, v.name) if v is not None and v.is_constant else v for v in inputs]
         copy = self.new.add_node(node.op, inputs, dict(node.attrs), name=node.name,
                                  output_names=[f"{node.outputs[0].name}_q"])
-        copy.annotations["source"] = [node.name]
+        copy.annotations["source"] = [onnx_name(node.name)]
         self._set(node.outputs[0], copy.outputs[0], self._q(node.inputs[0]).quant)
 
     def _unit_conv(self, node: Node, members: list[Node]) -> None:
@@ -227,7 +227,8 @@ class SegmentQuantizer:
         types = [v.type for v in inputs]
         node = self.new.add_node(op, inputs, with_defaults(op, attrs, old.name, types), name=old.name,
                                  output_names=[f"{old.outputs[0].name}_q"])
-        node.annotations["source"] = [m.name for m in (old.attrs["body"].nodes if old.op == "Fused" else [old])]
+        members = old.attrs["body"].nodes if old.op == "Fused" else [old]
+        node.annotations["source"] = list(dict.fromkeys(onnx_name(m.name) for m in members))
         self._set(old.outputs[0], node.outputs[0], params)
 
     def _const(self, array: np.ndarray, name: str, params: QuantParams | None) -> Value:

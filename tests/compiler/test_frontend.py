@@ -161,3 +161,18 @@ def test_function_ops_expand_into_their_onnx_bodies():
     norm = ((groups - groups.mean(-1, keepdims=True)) / np.sqrt(groups.var(-1, keepdims=True) + 1e-5)).reshape(x.shape)
     want = norm * np.array([1, 0.5, 2, 1.5], np.float32)[:, None, None] + np.array([0, 0.1, -0.2, 0.3])[:, None, None]
     np.testing.assert_allclose(backend.prepare(m).run([x])[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_every_ir_node_names_the_onnx_node_it_came_from():
+    """An opset-11 Softmax on axis 1 of a 4-D tensor becomes Reshape ->
+    Softmax -> Reshape: the node defining the output keeps the ONNX name,
+    helpers get <name>::<op>, and onnx_name maps them all back."""
+    from ir.graph import onnx_name
+
+    m = model([helper.make_node("Softmax", ["x"], ["y"], name="probs", axis=1)],
+              [fvi("x", [1, 4, 2, 2])], [fvi("y", [1, 4, 2, 2])], opset=11)
+    g = import_onnx(m)
+    names = [n.name for n in g.nodes]
+    assert names[-1] == "probs" and len(names) > 1
+    assert all(n.startswith("probs::") for n in names[:-1])
+    assert {onnx_name(n) for n in names} == {"probs"}
