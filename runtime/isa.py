@@ -192,6 +192,10 @@ class Field:
         return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
     @property
+    def allowed_names(self) -> dict[int, str]:
+        return {int(v): v.name for v in self.choices} if self.choices is not None else {}
+
+    @property
     def allowed(self) -> tuple[int, ...] | None:
         if self.values is not None:
             return tuple(int(v) for v in self.values)
@@ -199,8 +203,8 @@ class Field:
 
     def format(self, value: int) -> str:
         """The value as the disassembler writes it."""
-        if self.choices is not None and value in self.choices._value2member_map_:
-            return self.choices(value).name
+        if self.choices is not None and value in self.allowed_names:
+            return self.allowed_names[value]
         if self.name.endswith("_addr"):
             return hex(value)
         return str(value)
@@ -477,9 +481,12 @@ class Instruction:
             raise IsaError(f"{self.op.mnemonic} has no fields {unknown}; its fields are {list(spec.names)}")
         try:
             self.fields = {name: operator.index(given.get(name, 0)) for name in spec.names}
-            self.flags = Token(operator.index(self.flags))
+            flags = operator.index(self.flags)
         except (TypeError, ValueError) as exc:
             raise IsaError(f"{self.op.mnemonic}: fields and flags must be integers ({exc})") from None
+        if not 0 <= flags <= 15:
+            raise IsaError(f"{self.op.mnemonic}: token flags {flags} are not a combination of the four Token bits")
+        self.flags = Token(flags)
 
     @property
     def module(self) -> Module:
@@ -795,7 +802,7 @@ class _Checker:
 
 
 def _space_name(space: int) -> str:
-    return Space(space).name if space in Space._value2member_map_ else f"space {space}"
+    return Space(space).name if space in set(Space) else f"space {space}"
 
 
 def _bytes(bits: np.ndarray) -> np.ndarray:
@@ -958,6 +965,10 @@ def validate(stream: Any, config: HardwareConfig, dram_bytes_used: int | None = 
     config; IsaError names the earliest bad instruction, its opcode, the
     field and the value. ``dram_bytes_used`` (default: the card's
     dram_bytes) bounds every DRAM access."""
+    _validate_array(decode_array(_stream_bytes(stream))[0], config, dram_bytes_used)
+
+
+def _validate_array(arr: np.ndarray, config: HardwareConfig, dram_bytes_used: int | None) -> None:
     if not isinstance(config, HardwareConfig):
         raise IsaError(f"validate needs a HardwareConfig, got {type(config).__name__}")
     limit = config.dram_bytes
@@ -965,7 +976,6 @@ def validate(stream: Any, config: HardwareConfig, dram_bytes_used: int | None = 
         if not isinstance(dram_bytes_used, int) or not 0 <= dram_bytes_used <= config.dram_bytes:
             raise IsaError(f"dram_bytes_used={dram_bytes_used!r} is outside [0, dram_bytes={config.dram_bytes}]")
         limit = dram_bytes_used
-    arr = decode_array(_stream_bytes(stream))[0]
     n = arr.shape[0]
     if n == 0:
         raise IsaError("the instruction stream is empty: it must end with END")
@@ -1024,7 +1034,7 @@ def _queue_masks(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @jit
-def _run_tokens(order, starts, pops, pushes, command_depth, token_depth, done, queues):  # pragma: no cover (Numba)
+def _run_tokens(order, starts, pops, pushes, command_depth, token_depth, done, queues):
     """The abstract machine of _check_tokens; ``order`` holds the stream
     positions of the LOAD, then COMPUTE, then STORE instructions, module m's
     from starts[m] to starts[m + 1]; advances done[m] and queues in place."""
@@ -1119,10 +1129,10 @@ def validate_streams(streams: Mapping[tuple[int, ...], Any], config: HardwareCon
             raise IsaError(f"stream {tuple(key)}: card or cluster outside this config "
                            f"({config.cards} cards x {config.clusters_per_card} clusters) or negative phase")
         try:
-            validate(stream, config, dram_bytes_used)
+            arr = decode_array(_stream_bytes(stream))[0]
+            _validate_array(arr, config, dram_bytes_used)
         except IsaError as exc:
             raise IsaError(f"stream {tuple(key)}: {exc}") from None
-        arr = decode_array(_stream_bytes(stream))[0]
         syncs = np.flatnonzero(arr[:, COL_OPCODE] == Op.SYNC)
         cols = COLUMNS[Op.SYNC]
         barriers = [(int(arr[i, cols["barrier"]]), int(arr[i, cols["participants"]]), int(i)) for i in syncs]
