@@ -127,7 +127,7 @@ def _quantize_parser(sub) -> None:
                    help="calibration inputs: a folder of .npy files or of images, or 'photos' for crops of "
                         "scikit-learn's sample photographs (default: synthetic data, with a warning)")
     q.add_argument("--count", type=int, default=32, help="calibration inputs to use (default: %(default)s)")
-    q.add_argument("--calibrator", default="percentile",
+    q.add_argument("--calibrator", default="mse",
                    help="minmax, percentile, percentile:P, entropy or mse (default: %(default)s)")
     q.add_argument("--mode", default="int8", choices=["int8", "int16", "radix8", "radix16"],
                    help="the model's precision (default: %(default)s)")

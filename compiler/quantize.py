@@ -128,7 +128,7 @@ class QuantizedModel:
 
 
 def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
-                   preprocess: PreprocessSpec | None = None, calibrator: str = "percentile",
+                   preprocess: PreprocessSpec | None = None, calibrator: str = "mse",
                    tensor_calibrators: Mapping[str, str] | None = None, mode: str = "int8",
                    layer_precision: Mapping[str, str] | None = None, float_layers: Sequence[str] = (),
                    encodings: str | os.PathLike | Mapping | Encodings | None = None, sensitivity: int = 0,

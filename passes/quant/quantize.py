@@ -25,9 +25,9 @@ from passes.quant.rewrite import SegmentQuantizer
 from passes.quant.units import build_units
 from passes.target import ACCELERATOR
 
-register_option("quant.calibrator", str, "percentile",
-                "default range calibrator: 'minmax', 'percentile' (99.99; 'percentile:99.9' to change), "
-                "'entropy' or 'mse'")
+register_option("quant.calibrator", str, "mse",
+                "default range calibrator: 'mse' (the default: the range minimising the quantization error), "
+                "'minmax', 'percentile' (99.99; 'percentile:99.9' to change) or 'entropy'")
 register_option("quant.tensor_calibrators", dict, {}, "calibrator per tensor name, overriding quant.calibrator")
 register_option("quant.calibration_data", object, None,
                 "calibration inputs: a list of arrays (or of feed dicts), a folder of .npy files or of images; "
