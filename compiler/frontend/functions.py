@@ -10,6 +10,7 @@ import onnx
 import onnx.defs
 from onnx import helper
 
+from ir.graph import HELPER_SEPARATOR
 from ir.types import TensorType
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ def expand(ctx: NodeContext, body: onnx.FunctionProto) -> None:
     names = _name_map(ctx, body)
     attrs = _attribute_values(ctx, body)
     for index, node in enumerate(body.node):
-        inner = _instantiate(node, names, attrs, f"{ctx.name}/{node.name or f'{node.op_type}_{index}'}")
+        label = node.name or f"{node.op_type}_{index}"
+        inner = _instantiate(node, names, attrs, f"{ctx.name}{HELPER_SEPARATOR}{label}")
         ctx.importer.import_node(inner, index, opset=opset)
 
 

@@ -155,7 +155,7 @@ def test_function_ops_expand_into_their_onnx_bodies():
     m = model([node], [fvi("x", x.shape)], [fvi("y", None)], [scale, bias], opset=21)
     g = import_onnx(m, strict_types=True)
     assert "GroupNormalization" not in {n.op for n in g.nodes}
-    assert all(n.name.startswith("gn/") for n in g.nodes)
+    assert all(n.name.startswith("gn::") for n in g.nodes)
     from compiler import backend
     groups = x.reshape(2, 2, -1)
     norm = ((groups - groups.mean(-1, keepdims=True)) / np.sqrt(groups.var(-1, keepdims=True) + 1e-5)).reshape(x.shape)
