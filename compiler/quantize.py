@@ -84,10 +84,13 @@ class QuantizedModel:
         return [n for s in self.graph.nodes if s.attrs.get("device") == ACCELERATOR
                 for _, n in walk(s.attrs["body"]) if n.outputs and n.outputs[0].quant is not None]
 
+    def _cpu_nodes(self) -> list[Node]:
+        return [n for s in self.graph.nodes if s.attrs.get("device") != ACCELERATOR
+                for _, n in walk(s.attrs["body"]) if n.op != "Fused"]
+
     def float_layers(self) -> list[str]:
         """ONNX node names that run in float on the CPU."""
-        return list(dict.fromkeys(onnx_name(n.name) for s in self.graph.nodes if s.attrs.get("device") != ACCELERATOR
-                                  for _, n in walk(s.attrs["body"]) if n.op != "Fused"))
+        return list(dict.fromkeys(onnx_name(n.name) for n in self._cpu_nodes()))
 
     def activation_grids(self) -> dict[str, QuantParams]:
         """The grid of every tensor the accelerator stores, by tensor name."""
@@ -106,8 +109,7 @@ class QuantizedModel:
 
     def float_tensors(self) -> list[str]:
         """Outputs of the layers that run in float on the CPU."""
-        return [v.name for s in self.graph.nodes if s.attrs.get("device") != ACCELERATOR
-                for _, n in walk(s.attrs["body"]) if n.op != "Fused" for v in n.outputs]
+        return [v.name for n in self._cpu_nodes() for v in n.outputs]
 
     def export_encodings(self, path: str | os.PathLike | None = None, version: str = "0.6.1") -> dict:
         """The quantization parameters as an AIMET-style encodings document
@@ -225,13 +227,10 @@ def _promote_sensitive(simplified: Graph, first: QuantizedModel, settings: dict[
     specs = {v.name: (v.type.shape, v.type.dtype) for v in simplified.inputs}
     feeds = list(calibration_batches(settings["quant.calibration_data"], specs, count=samples))
     report = first.compare(feeds)
-    chosen = []
-    for error in report.worst(len(report.layers)):
-        if len(chosen) == k:
-            break
-        if not error.onnx_nodes or _feeds_a_table(first, error.layer):
-            continue  # a lookup table reads 8-bit codes: its producer stays 8-bit
-        chosen.append(error.onnx_nodes[0])
+    # a lookup table reads 8-bit codes: its producer stays 8-bit
+    table_inputs = {n.name for n in first.quantized_nodes() if any(u.op == "QLut" for u in n.outputs[0].users)}
+    candidates = [e for e in report.worst(len(report.layers)) if e.onnx_nodes and e.layer not in table_inputs]
+    chosen = [e.onnx_nodes[0] for e in candidates[:k]]
     if len(chosen) < k:
         warnings.warn(f"sensitivity analysis could promote {len(chosen)} of the {k} layers asked for",
                       QuantizationWarning, stacklevel=3)
@@ -242,7 +241,3 @@ def _promote_sensitive(simplified: Graph, first: QuantizedModel, settings: dict[
     result.promoted = chosen
     return result
 
-
-def _feeds_a_table(model: QuantizedModel, layer: str) -> bool:
-    node = next(n for n in model.quantized_nodes() if n.name == layer)
-    return any(user.op == "QLut" for user in node.outputs[0].users)

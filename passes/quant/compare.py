@@ -27,9 +27,10 @@ import numpy as np
 
 from codegen.cpu import lower_attrs, lower_with_names
 from ir.graph import Graph, Node, Value, walk
+from ir.registry import with_defaults
 from ir.types import QuantParams
 from passes.infra import PassError
-from passes.quant.metrics import format_table
+from passes.quant.metrics import cosine_from_sums, format_table, snr_from_sums
 from runtime.executor import Executor
 from runtime.kernels import run_kernel
 from runtime.qscheme import quantize
@@ -62,13 +63,7 @@ class ErrorStats:
     @property
     def snr_db(self) -> float:
         """As :func:`passes.quant.metrics.snr_db` over everything seen."""
-        if math.isnan(self.noise) or math.isnan(self.signal):
-            return math.nan
-        if self.noise == 0:
-            return math.inf
-        if self.signal == 0:
-            return -math.inf
-        return 10.0 * math.log10(self.signal / self.noise)
+        return snr_from_sums(self.signal, self.noise)
 
     @property
     def rmse(self) -> float:
@@ -76,10 +71,7 @@ class ErrorStats:
 
     @property
     def cosine(self) -> float:
-        norms = math.sqrt(self.signal) * math.sqrt(self.test)
-        if norms == 0:
-            return 1.0 if self.signal == 0 and self.test == 0 else 0.0
-        return max(-1.0, min(1.0, self.dot / norms))
+        return cosine_from_sums(self.signal, self.test, self.dot)
 
 
 @dataclass
@@ -194,13 +186,10 @@ def _per_tensor(array) -> float | int:
     return flat[0].item()
 
 
+_DEQUANTIZE = with_defaults("DequantizeLinear", {})
+
+
 def _dequantize(codes: np.ndarray, params: QuantParams) -> np.ndarray:
-    scale = np.asarray(params.scale, np.float64)
-    zero = np.asarray(params.zero, np.int64)
-    if params.axis is not None and scale.size > 1:
-        shape = [1] * codes.ndim
-        shape[params.axis] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
-    else:
-        scale, zero = scale.reshape(-1)[0], zero.reshape(-1)[0]
-    return (codes.astype(np.int64) - zero) * scale
+    """The codes as a segment's exit dequantizes them (the same kernel)."""
+    scale, zero = np.float32(_per_tensor(params.scale)), np.array(_per_tensor(params.zero), codes.dtype)
+    return run_kernel("DequantizeLinear", [codes, scale, zero], _DEQUANTIZE)[0]

@@ -21,7 +21,11 @@ def snr_db(reference, test) -> float:
     when the reference is all zero and the test is not (no signal, some
     noise)."""
     ref, diff = _reference_and_error(reference, test)
-    signal, noise = float(np.sum(ref * ref)), float(np.sum(diff * diff))
+    return snr_from_sums(float(np.sum(ref * ref)), float(np.sum(diff * diff)))
+
+
+def snr_from_sums(signal: float, noise: float) -> float:
+    """:func:`snr_db` from ``Σ ref²`` and ``Σ (ref − test)²`` (streamed sums)."""
     if math.isnan(noise) or math.isnan(signal):
         return math.nan
     if noise == 0:
@@ -49,10 +53,17 @@ def cosine_similarity(reference, test) -> float:
     Two all-zero tensors are identical (1.0); an all-zero tensor against a
     non-zero one shares no direction (0.0)."""
     ref, tst = _pair(reference, test)
-    norms = float(np.linalg.norm(ref)) * float(np.linalg.norm(tst))
+    return cosine_from_sums(float(ref.ravel() @ ref.ravel()), float(tst.ravel() @ tst.ravel()),
+                            float(ref.ravel() @ tst.ravel()))
+
+
+def cosine_from_sums(signal: float, test: float, dot: float) -> float:
+    """:func:`cosine_similarity` from ``Σ ref²``, ``Σ test²`` and ``Σ ref·test``."""
+    norms = math.sqrt(signal) * math.sqrt(test)
     if norms == 0:
-        return 1.0 if not ref.any() and not tst.any() else 0.0
-    return float(np.clip(np.dot(ref.ravel(), tst.ravel()) / norms, -1.0, 1.0))
+        return 1.0 if signal == 0 and test == 0 else 0.0
+    value = dot / norms
+    return value if math.isnan(value) else max(-1.0, min(1.0, value))
 
 
 def top_k_agreement(reference_logits, test_logits, k: int = 1) -> float:
