@@ -462,22 +462,23 @@ def mul_params(attrs, a_dtype, b_dtype) -> tuple[np.ndarray, Output]:
 @kernel("QAdd")
 def qadd(inputs, attrs):
     """y = clamp(rescale(a - a_zero) + rescale(b - b_zero) + out_zero)."""
-    a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
-    params, o = add_params(attrs, a.dtype, b.dtype)
-    a, b, shape = _broadcast("QAdd", a, b)
-    out = np.empty(a.shape, np.int16)
-    parallel_for(_add_elements, a.shape[0], a, b, out, params, grain=MIN_CHUNK)
-    return (out.reshape(shape).astype(o.dtype, copy=False),)
+    return _binary("QAdd", inputs, attrs, add_params, _add_elements)
 
 
 @kernel("QMul")
 def qmul(inputs, attrs):
     """y = clamp(rescale((a - a_zero) * (b - b_zero)) + out_zero)."""
+    return _binary("QMul", inputs, attrs, mul_params, _mul_elements)
+
+
+def _binary(op: str, inputs, attrs, make_params, elements) -> tuple[np.ndarray]:
+    """An element-wise Q op: checked parameters, broadcast operands, the
+    jitted ``elements`` loop over the flattened rows."""
     a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
-    params, o = mul_params(attrs, a.dtype, b.dtype)
-    a, b, shape = _broadcast("QMul", a, b)
+    params, o = make_params(attrs, a.dtype, b.dtype)
+    a, b, shape = _broadcast(op, a, b)
     out = np.empty(a.shape, np.int16)
-    parallel_for(_mul_elements, a.shape[0], a, b, out, params, grain=MIN_CHUNK)
+    parallel_for(elements, a.shape[0], a, b, out, params, grain=MIN_CHUNK)
     return (out.reshape(shape).astype(o.dtype, copy=False),)
 
 
