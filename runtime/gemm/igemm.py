@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.errors import KernelError
 from runtime.gemm.microkernel import UNIT, host_isa
 from runtime.gemm.pack import (
     MAX_INT8_DEPTH,
@@ -24,7 +23,7 @@ from runtime.gemm.pack import (
     reduction_steps,
     roundup,
 )
-from runtime.gemm.sgemm import PREPACKED, Target, fill_empty_product, launch, operand_shape, output, row_bias
+from runtime.gemm.sgemm import PREPACKED, Target, launch, plan_product
 
 __all__ = ["igemm", "igemm_batched", "MAX_INT8_DEPTH"]
 
@@ -50,20 +49,9 @@ def igemm_batched(a, b, out=None, *, packed_a=None, bias=None, accumulate=False)
 def _int_product(a, b, out, packed_a, bias, accumulate: bool, batched: bool) -> np.ndarray:
     """Validate, pack, fold the offsets into the bias, run."""
     op = "igemm_batched" if batched else "igemm"
-    batch, m, depth = operand_shape(op, "a", a, packed_a, "left", batched, _INT8)
-    b_batch, b_rows, n = operand_shape(op, "b", b, None, "right", batched, _B_TYPES)
-    if (b_batch, b_rows) != (batch, depth):
-        raise KernelError(f"{op}: cannot multiply a {[batch, m, depth][1 - batched:]} by "
-                          f"b {[b_batch, b_rows, n][1 - batched:]}")
-    if depth > MAX_INT8_DEPTH:
-        raise KernelError(f"{op}: depth {depth} exceeds {MAX_INT8_DEPTH} (int32 sums could overflow)")
-    shape = (batch, m, n) if batched else (m, n)
-    out = output(op, out, shape, np.int32, accumulate)
-    biases = row_bias(op, bias, batch, m, np.int32, batched)
-    if out.size == 0:
-        return out
-    if depth == 0:
-        fill_empty_product(out, biases, accumulate)
+    (batch, m, n, depth), out, biases, done = plan_product(op, (a, packed_a, _INT8), (b, None, _B_TYPES), out, bias,
+                                                          accumulate, batched, np.int32, MAX_INT8_DEPTH)
+    if done:
         return out
     isa = host_isa()
     steps = reduction_steps(depth, np.dtype(np.int8))

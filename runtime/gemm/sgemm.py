@@ -150,18 +150,9 @@ def sgemm_batched(a, b, out=None, *, packed_a=None, packed_b=None, bias=None, ac
 def _float_product(a, b, out, packed_a, packed_b, bias, accumulate: bool, batched: bool) -> np.ndarray:
     """Validate, pack what is not packed, run."""
     op, f32 = ("sgemm_batched" if batched else "sgemm"), (np.dtype(np.float32),)
-    batch, m, depth = operand_shape(op, "a", a, packed_a, "left", batched, f32)
-    b_batch, b_rows, n = operand_shape(op, "b", b, packed_b, "right", batched, f32)
-    if (b_batch, b_rows) != (batch, depth):
-        raise KernelError(f"{op}: cannot multiply a {_dims(batch, m, depth, batched)} by "
-                          f"b {_dims(b_batch, b_rows, n, batched)}")
-    shape = (batch, m, n) if batched else (m, n)
-    out = output(op, out, shape, np.float32, accumulate)
-    biases = row_bias(op, bias, batch, m, np.float32, batched)
-    if out.size == 0:
-        return out
-    if depth == 0:
-        fill_empty_product(out, biases, accumulate)
+    (batch, m, n, depth), out, biases, done = plan_product(op, (a, packed_a, f32), (b, packed_b, f32), out, bias,
+                                                          accumulate, batched, np.float32)
+    if done:
         return out
     isa = host_isa()
     kc = block_depth(depth)
@@ -179,6 +170,26 @@ def _float_product(a, b, out, packed_a, packed_b, bias, accumulate: bool, batche
         launch(target, "f32", isa, (batch, m, n, depth, kc), a_data,
                (b_mode, b_src, b_item, b_rs, b_cs), biases, accumulate)
     return out
+
+
+def plan_product(op: str, left, right, out, bias, accumulate: bool, batched: bool, dtype, max_depth: int = 0):
+    """Checked operand shapes (``left`` / ``right``: array, packed form,
+    allowed dtypes; a depth of at most ``max_depth`` when given, where
+    integer sums could overflow past it), the output array and the row biases (in ``dtype``);
+    ``done`` when no kernel has to run (an empty output, or depth 0: the
+    output is then already filled)."""
+    batch, m, depth = operand_shape(op, "a", *left[:2], "left", batched, left[2])
+    if max_depth and depth > max_depth:
+        raise KernelError(f"{op}: depth {depth} exceeds {max_depth} (the accumulator could overflow)")
+    b_batch, b_rows, n = operand_shape(op, "b", *right[:2], "right", batched, right[2])
+    if (b_batch, b_rows) != (batch, depth):
+        raise KernelError(f"{op}: cannot multiply a {_dims(batch, m, depth, batched)} by "
+                          f"b {_dims(b_batch, b_rows, n, batched)}")
+    out = output(op, out, (batch, m, n) if batched else (m, n), dtype, accumulate)
+    biases = row_bias(op, bias, batch, m, dtype, batched)
+    if out.size and not depth:
+        fill_empty_product(out, biases, accumulate)
+    return (batch, m, n, depth), out, biases, out.size == 0 or depth == 0
 
 
 def fill_empty_product(out: np.ndarray, biases: np.ndarray | None, accumulate: bool) -> None:
