@@ -1,4 +1,4 @@
-"""The instruction set (runtime/isa.py): encode/decode round trips for every
+"""The instruction set (runtime/isa/): encode/decode round trips for every
 opcode, the decoded matrix against the decoded objects, hostile bytes, the
 validator's checks one by one on a realistic double-buffered program, the
 disassembler, and docs/isa.md against the field tables."""
@@ -16,6 +16,7 @@ from runtime import isa
 from runtime.hardware import HardwareConfig
 from runtime.isa import AccMode, Bcast, EltOp, IsaError, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
+from runtime.isa import spec as isa_spec
 
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DEFAULT = HardwareConfig()
@@ -326,7 +327,7 @@ def test_hostile_bytes_give_isa_errors_only(data, opcode):
         words.append(bytes(shaped))
         if opcode:
             cleared = np.frombuffer(bytes(shaped), "<u8").copy().reshape(-1, 8)
-            cleared[:, :] &= ~isa._RESERVED[Op(opcode)]
+            cleared[:, :] &= ~isa_spec._RESERVED[Op(opcode)]
             words.append(cleared.tobytes())
     for raw in words:
         for call in (isa.decode, lambda b: isa.validate(b, DEFAULT), isa.disassemble):
