@@ -1,0 +1,748 @@
+"""The binary reader (runtime/binary/): round trips of real models (programs
+give identical outputs), every validation rule with the place it names, and
+fuzzing both above the checksums (raw bytes: corruption is always caught)
+and below them (sections edited and re-checksummed: the semantic checks).
+
+The model builders and the section editor here serve the writer's tests too."""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import struct
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+from codegen.binary import write_binary
+from codegen.cpu import lower_segments, lower_to_program
+from compiler.frontend import import_onnx
+from compiler.pipeline import OPTIMIZE
+from compiler.quantize import quantize_model
+from compiler.zoo import resnet
+from runtime import Executor, isa
+from runtime.binary import BinaryFormatError, container, describe, read_binary
+from runtime.binary.format import ENTRY, HEADER, PROGRAM_PREFIX, SECTION_ALIGN, Section, align, crc32
+from runtime.compiled import CompiledModel, CpuSegment, DeviceSegment, DramTensor, HostTensor, Layer
+from runtime.hardware import HardwareConfig
+from runtime.isa import Op, StreamKey, instr
+from runtime.program import Program, Step
+from tests.runtime.test_isa import DRAM_OUT, program
+
+
+def fuzz(examples: int):
+    return settings(max_examples=examples, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+# ---------------------------------------------------------------- models
+def conv_segment(name: str, source: str, target: str) -> DeviceSegment:
+    """The double-buffered 3x3 convolution of test_isa as a device segment."""
+    stream = isa.encode_stream(program())
+    key = StreamKey(0, 0, 0)
+    return DeviceSegment(name, [DramTensor(source, (1, 16, 32, 32), "int8", 0, 0.05, -3)],
+                         [DramTensor(target, (1, 32, 32, 32), "int8", DRAM_OUT, 0.1, -128)], {key: stream},
+                         [Layer("conv0", "QConv", ("Conv_0", "Relu_1"), key, 2, 14, 32 * 16 * 9 * 32 * 32)])
+
+
+def sync_segment(name: str, source: str, target: str) -> DeviceSegment:
+    """Three clusters meeting at barriers in phase 0, one stream in phase 1."""
+    def sync(barrier, participants):
+        return instr(Op.SYNC, barrier=barrier, participants=participants)
+    end = instr(Op.END)
+    streams = {StreamKey(0, c, 0): isa.encode_stream([sync(1, 3), sync(2, 3), end]) for c in range(3)}
+    streams[StreamKey(0, 1, 1)] = isa.encode_stream([sync(1, 1), end])
+    return DeviceSegment(name, [DramTensor(source, (1, 32, 32, 32), "int8", DRAM_OUT, 0.1, -128)],
+                         [DramTensor(target, (8, 2), "int16", 0x30000, 0.5, 7)], streams,
+                         [Layer("sync", "Barrier", (), StreamKey(0, 1, 1), 0, 1)])
+
+
+def with_device(segments: list, inputs: list[HostTensor], outputs: list[HostTensor]) -> tuple:
+    """``segments`` followed by the two device segments on their own tensors."""
+    devices = [conv_segment("device0", "features", "conv_out"), sync_segment("device1", "conv_out", "synced")]
+    return (segments + devices, inputs + [HostTensor("features", (1, 16, 32, 32))],
+            outputs + [HostTensor("synced", (8, 2), "float32")])
+
+
+def dram_image() -> bytes:
+    return np.random.default_rng(5).integers(0, 256, 0x13000, dtype=np.uint8).tobytes()
+
+
+def calibration() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    return [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(4)]
+
+
+def quantized_model() -> CompiledModel:
+    """A quantized ResNet-10 (QConv, QAvgPool segment programs and the CPU
+    tail), two hand-built device segments, and the fused float reference."""
+    onnx_model = resnet(10, image=32, width=8, classes=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = quantize_model(onnx_model, calibration_data=calibration())
+    lowered = lower_segments(quantized.graph)
+    cpu = [CpuSegment(s.name, s.program, s.inputs, s.outputs) for s in lowered.segments]
+    segments, inputs, outputs = with_device(cpu, [HostTensor("image", (1, 3, 32, 32))],
+                                            [HostTensor("probabilities", (1, 10))])
+    reference = lower_to_program(OPTIMIZE(import_onnx(onnx_model)))
+    return CompiledModel(HardwareConfig(), inputs, outputs, segments, dram_image(), 0x40000, reference,
+                         {"source": "resnet10.onnx", "options": {"numcard": 1, "clusters": [0, 1]}, "nlayers": 13})
+
+
+def loop_model() -> CompiledModel:
+    """A float model with a Loop (a sub-Program attribute), its program both
+    the one CPU segment and the reference."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["x_in", "step"], ["x_out"]), helper.make_node("Identity", ["cond_in"], ["cond"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor("step", TensorProto.FLOAT, [3], [0.5, -1.0, 2.0])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "", "x"], ["y"], body=body), helper.make_node("Relu", ["y"], ["out"])],
+        "loop", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor("trips", TensorProto.INT64, [], [3])])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    prog = lower_to_program(import_onnx(onnx_model))
+    return CompiledModel(HardwareConfig(cards=2), [HostTensor("x", (2, 3))], [HostTensor("out", (2, 3))],
+                         [CpuSegment("all", prog, ["x"], ["out"])], b"", 0, prog)
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    return quantized_model()
+
+
+@pytest.fixture(scope="module")
+def quantized_bytes(quantized):
+    return write_binary(quantized)
+
+
+# ---------------------------------------------------------------- equality
+def assert_same(a, b, where="model"):
+    """Deep equality of models, programs and attribute values: arrays by
+    dtype, shape and bits; floats by repr (NaN and -0.0 included)."""
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert a.tobytes() == b.tobytes(), where
+    elif isinstance(a, np.generic):
+        assert type(a) is type(b) and a.tobytes() == b.tobytes(), where
+    elif isinstance(a, float):
+        assert type(b) is float and repr(a) == repr(b), where
+    elif isinstance(a, (tuple, list)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, Program):
+        assert isinstance(b, Program), where
+        for name in ("name", "slots", "inputs", "outputs", "types", "constants"):
+            assert_same(getattr(a, name), getattr(b, name), f"{where}.{name}")
+        assert len(a.steps) == len(b.steps), where
+        for i, (x, y) in enumerate(zip(a.steps, b.steps)):
+            assert (x.kernel, x.name, x.inputs, x.outputs) == (y.kernel, y.name, y.inputs, y.outputs), where
+            assert_same(dict(x.attrs), dict(y.attrs), f"{where}.steps[{i}].attrs")
+    elif isinstance(a, CpuSegment):
+        assert isinstance(b, CpuSegment) and (a.name, a.inputs, a.outputs) == (b.name, b.inputs, b.outputs), where
+        assert_same(a.program, b.program, f"{where}.program")
+    elif isinstance(a, CompiledModel):
+        assert (a.config, a.inputs, a.outputs, a.dram_image, a.dram_size, a.metadata) == \
+            (b.config, b.inputs, b.outputs, b.dram_image, b.dram_size, b.metadata)
+        assert len(a.segments) == len(b.segments)
+        for i, (x, y) in enumerate(zip(a.segments, b.segments)):
+            assert_same(x, y, f"{where}.segments[{i}]")
+        assert_same(a.reference, b.reference, f"{where}.reference")
+    else:
+        assert type(a) is type(b) and a == b, where
+
+
+def run_cpu_segments(model: CompiledModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every CPU segment in order over one table of named tensors."""
+    table = dict(feeds)
+    for segment in model.segments:
+        if isinstance(segment, CpuSegment):
+            results = Executor(segment.program, check=True).run(dict(zip(segment.program.input_names,
+                                                                          (table[n] for n in segment.inputs))))
+            table.update(zip(segment.outputs, (results[n] for n in segment.program.output_names)))
+    return table
+
+
+# ---------------------------------------------------------------- round trips
+def test_quantized_model_round_trips_and_runs_identically(quantized, quantized_bytes):
+    back = read_binary(quantized_bytes)
+    assert_same(quantized, back)
+    assert write_binary(back) == quantized_bytes
+    kernels = {s.kernel for seg in back.segments if isinstance(seg, CpuSegment) for s in seg.program.steps}
+    assert {"QConv", "QAvgPool", "QuantizeLinear", "DequantizeLinear", "Gemm", "Softmax"} <= kernels
+    assert "FusedElementwise" in {s.kernel for s in back.reference.steps}
+    image = calibration()[0]
+    want, got = run_cpu_segments(quantized, {"image": image}), run_cpu_segments(back, {"image": image})
+    assert np.array_equal(want["probabilities"], got["probabilities"])
+    assert got["probabilities"].shape == (1, 10) and np.isclose(got["probabilities"].sum(), 1, atol=1e-3)
+    ref_want = Executor(quantized.reference).run({"image": image})
+    ref_got = Executor(back.reference, check=True).run({"image": image})
+    assert np.array_equal(ref_want["probabilities"], ref_got["probabilities"])
+    devices = back.device_segments
+    assert [len(d.streams) for d in devices] == [1, 4] and back.layers == quantized.layers
+    assert devices[1].streams[StreamKey(0, 1, 1)] == quantized.device_segments[1].streams[StreamKey(0, 1, 1)]
+
+
+def test_loop_model_round_trips_with_its_sub_program(tmp_path):
+    model = loop_model()
+    path = tmp_path / "loop.bin"
+    data = write_binary(model, path)
+    back = read_binary(path)
+    assert_same(model, back)
+    loop = next(s for s in back.reference.steps if s.kernel == "Loop")
+    assert isinstance(loop.attrs["body"], Program)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 3
+    assert np.array_equal(Executor(back.reference).run({"x": x})["out"], np.maximum(x + [1.5, -3, 6], 0))
+    assert read_binary(str(path)).config.cards == 2 and read_binary(bytearray(data)).dram_size == 0
+
+
+def test_describe_lists_sections_and_their_checksums(quantized_bytes):
+    info = describe(quantized_bytes)
+    assert info["version"] == 1 and info["size"] == len(quantized_bytes) and info["flags"] == 0
+    assert [s["name"] for s in info["sections"]] == ["CONFIG", "META", "WEIGHTS", "STREAMS", "CPU", "REFERENCE"]
+    assert all(s["crc_ok"] and s["offset"] % SECTION_ALIGN == 0 for s in info["sections"])
+    cpu = info["sections"][4]
+    corrupt = bytearray(quantized_bytes)
+    corrupt[cpu["offset"] + 100] ^= 1
+    assert [s["crc_ok"] for s in describe(bytes(corrupt))["sections"]] == [True] * 4 + [False, True]
+
+
+# ---------------------------------------------------------------- the section editor
+class Parts:
+    """A binary split into editable sections: CONFIG and META as JSON, program
+    sections as (JSON, blob); :meth:`build` re-packs with fresh checksums."""
+
+    def __init__(self, data: bytes):
+        self.flags, sections = container.parse(memoryview(data))
+        self.raw = {sid: bytes(payload) for sid, payload in sections.items()}
+        self.config = json.loads(self.raw[Section.CONFIG])
+        self.meta = json.loads(self.raw[Section.META])
+        self.programs = {sid: self.split(self.raw[sid]) for sid in (Section.CPU, Section.REFERENCE)
+                         if sid in self.raw}
+
+    @staticmethod
+    def split(payload: bytes) -> list:
+        length, offset = PROGRAM_PREFIX.unpack_from(payload)
+        return [json.loads(payload[PROGRAM_PREFIX.size:PROGRAM_PREFIX.size + length]), bytearray(payload[offset:])]
+
+    @staticmethod
+    def join(document, blob) -> bytes:
+        text = encode(document)
+        offset = align(PROGRAM_PREFIX.size + len(text))
+        head = PROGRAM_PREFIX.pack(len(text), offset) + text
+        return head + bytes(offset - len(head)) + bytes(blob)
+
+    def build(self, fix_stream_crcs: bool = True) -> bytes:
+        raw = dict(self.raw)
+        if fix_stream_crcs:
+            fix_crcs(self.meta, raw[Section.STREAMS])
+        if self.config is not None:
+            raw[Section.CONFIG] = encode(self.config)
+        if self.meta is not None:
+            raw[Section.META] = encode(self.meta)
+        for sid, (document, blob) in self.programs.items():
+            raw[sid] = self.join(document, blob)
+        return container.pack(sorted(raw.items()), self.flags)
+
+
+def fix_crcs(meta, streams: bytes) -> None:
+    """Recompute the stream CRCs of whatever stream entries an edited META
+    still has, so that edits reach the checks behind them."""
+    def entries():
+        for segment in meta["segments"]:
+            if isinstance(segment, dict) and isinstance(segment.get("streams"), list):
+                yield from segment["streams"]
+    try:
+        for entry in entries():
+            try:
+                entry["crc"] = crc32(streams[entry["offset"]:entry["offset"] + entry["length"]])
+            except (TypeError, KeyError, IndexError):
+                pass
+    except (TypeError, KeyError, IndexError):
+        pass
+
+
+def encode(document) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def edited(data: bytes, edit) -> bytes:
+    parts = Parts(data)
+    edit(parts)
+    return parts.build()
+
+
+def rejects(data: bytes, pattern: str) -> None:
+    with pytest.raises(BinaryFormatError, match=pattern):
+        read_binary(data)
+
+
+def test_an_unedited_rebuild_is_the_same_file(quantized_bytes):
+    assert Parts(quantized_bytes).build() == quantized_bytes
+
+
+# ---------------------------------------------------------------- the container
+def header_patched(data: bytes, offset: int, fmt: str, value) -> bytes:
+    """``data`` with one header/table field replaced and the header CRC fixed."""
+    out = bytearray(data)
+    struct.pack_into(fmt, out, offset, value)
+    count = HEADER.unpack_from(out)[3]
+    table_end = HEADER.size + ENTRY.size * count
+    out[HEADER.size - 4:HEADER.size] = crc32(bytes(out[:HEADER.size - 4]) + bytes(out[HEADER.size:table_end])) \
+        .to_bytes(4, "little")
+    return bytes(out)
+
+
+def entry_offset(index: int, field: int) -> int:
+    """Byte offset of field ``field`` (0 id, 2 offset, 3 length, 4 crc) of table entry ``index``."""
+    return HEADER.size + ENTRY.size * index + (0, 4, 8, 16, 24, 28)[field]
+
+
+def test_container_errors_name_what_is_wrong(quantized_bytes):
+    data = quantized_bytes
+    rejects(data[:20], r"header: the file is 20 bytes, shorter than the 32-byte header")
+    rejects(b"PK\x03\x04" + data[4:], r"header: bad magic")
+    rejects(header_patched(data, 8, "<H", 7), r"unknown format version 7 \(this runtime reads version 1\)")
+    rejects(data[:-1], r"the file is \d+ bytes but its header says \d+: truncated")
+    rejects(data + b"\0", r"followed by extra bytes")
+    rejects(header_patched(data, 12, "<I", 0), r"section count 0 is outside \[1, 16\]")
+    corrupt = bytearray(data)
+    corrupt[entry_offset(1, 3)] ^= 4
+    rejects(bytes(corrupt), r"header: CRC32 mismatch over the header and section table")
+    rejects(header_patched(data, 10, "<H", 2), r"reserved bits set")
+    rejects(header_patched(data, entry_offset(2, 0), "<I", 9), r"section table\[2\] \(unknown section 9\): unknown")
+    rejects(header_patched(data, entry_offset(2, 0), "<I", 1), r"section table\[2\] \(CONFIG\): duplicate section")
+    rejects(header_patched(data, entry_offset(5, 3), "<Q", 1 << 40), r"section table\[5\] \(REFERENCE\): .* lies "
+                                                                      r"outside the \d+-byte file")
+    rejects(header_patched(data, entry_offset(1, 2), "<Q", 192), r"section table\[1\] \(META\): offset 192 "
+                                                                 r"overlaps the table or the previous section")
+    rejects(header_patched(data, entry_offset(1, 2), "<Q", 641), r"offset 641 is not a multiple of 64")
+    corrupt = bytearray(data)
+    corrupt[describe(data)["sections"][0]["offset"] + 10] ^= 1
+    rejects(bytes(corrupt), r"section CONFIG: CRC32 mismatch \(stored 0x[0-9a-f]{8}, computed")
+    corrupt = bytearray(data)
+    corrupt[describe(data)["sections"][1]["offset"] - 1] = 1
+    rejects(bytes(corrupt), r"META\): the padding before the section is not zero")
+    rejects(header_patched(data, 10, "<H", 1), r"reference-stripped flag disagrees with the REFERENCE section")
+    parts = Parts(data)
+    del parts.raw[Section.STREAMS]
+    rejects(parts.build(fix_stream_crcs=False), r"required sections \['STREAMS'\] are missing")
+
+
+# ---------------------------------------------------------------- META, CONFIG and the device segments
+def meta_edit(fn):
+    return lambda parts: fn(parts.meta)
+
+
+def device(meta, index=-2):
+    return meta["segments"][index]
+
+
+def set_instruction(parts: Parts, segment: int, index: int, instruction) -> None:
+    """Replace one instruction of a segment's first stream in STREAMS."""
+    entry = parts.meta["segments"][segment]["streams"][0]
+    streams = bytearray(parts.raw[Section.STREAMS])
+    start = entry["offset"] + 64 * index
+    streams[start:start + 64] = isa.encode(instruction)
+    parts.raw[Section.STREAMS] = bytes(streams)
+
+
+META_CASES = {
+    "malformed JSON": (lambda p: p.__dict__.update(meta=None, raw={**p.raw, Section.META: b'{"inputs": [}'}),
+                       r"META: malformed JSON"),
+    "deep JSON": (meta_edit(lambda m: m.__setitem__("metadata", {"x": json.loads("[" * 200 + "]" * 200)})),
+                  r"META: JSON nested more than 96 levels deep"),
+    "unknown field": (meta_edit(lambda m: m.__setitem__("extra", 1)),
+                      r"META: object lacks fields \[\] or has unknown fields \['extra'\]"),
+    "config field": (lambda p: p.config.__setitem__("cards", 0), r"CONFIG: hardware config field 'cards' = 0"),
+    "config missing": (lambda p: p.config.pop("clock_hz"), r"CONFIG: .*lacks fields \['clock_hz'\]"),
+    "dram size": (meta_edit(lambda m: m.__setitem__("dram_size", 5 << 30)),
+                  r"META.dram_size: 5368709120 is outside \[0, 4294967296\]"),
+    "image too long": (meta_edit(lambda m: m.__setitem__("dram_size", 100)),
+                       r"WEIGHTS: the DRAM image \(77824 bytes\) is longer than META.dram_size=100"),
+    "input dtype": (meta_edit(lambda m: m["inputs"][0].__setitem__("dtype", "complex64")),
+                    r"META.inputs\[0\].dtype: 'complex64' is not one of"),
+    "input shape": (meta_edit(lambda m: m["inputs"][0].__setitem__("shape", [1, -3])),
+                    r"META.inputs\[0\].shape\[1\]: -3 is outside \[0, 2147483647\]"),
+    "huge shape": (meta_edit(lambda m: m["outputs"][0].__setitem__("shape", [1 << 20, 1 << 20])),
+                   r"META.outputs\[0\].shape: shape \[1048576, 1048576\] describes more than"),
+    "duplicate input": (meta_edit(lambda m: m["inputs"].append(m["inputs"][0])),
+                        r"META.inputs: names a tensor twice"),
+    "dram tensor outside": (meta_edit(lambda m: device(m)["outputs"][0].__setitem__("addr", 0x3FFF0)),
+                            r"META.segments\[\d+\].outputs\[0\].addr: 262128 \(\+ 32768 bytes\) is not an "
+                            r"1-aligned range inside \[0, dram_size=262144\)"),
+    "dram tensor misaligned": (meta_edit(lambda m: device(m, -1)["outputs"][0].__setitem__("addr", 0x30001)),
+                               r"segments\[\d+\].outputs\[0\].addr: 196609 .* is not an 2-aligned range"),
+    "dram zero out of range": (meta_edit(lambda m: device(m)["inputs"][0].__setitem__("zero", 200)),
+                               r"inputs\[0\].zero: 200 is outside \[-128, 127\]"),
+    "dram scale": (meta_edit(lambda m: device(m)["inputs"][0].__setitem__("scale", -1.0)),
+                   r"inputs\[0\].scale: -1.0 is not a finite positive number"),
+    "segment kind": (meta_edit(lambda m: m["segments"][0].__setitem__("kind", "gpu")),
+                     r"META.segments\[0\].kind: 'gpu' is not one of \['cpu', 'device'\]"),
+    "stream offset": (meta_edit(lambda m: device(m)["streams"][0].__setitem__("offset", 64)),
+                      r"streams\[0\].offset: 64 is outside \[0, 0\]"),
+    "stream count": (meta_edit(lambda m: device(m)["streams"][0].__setitem__("count", 10 ** 6)),
+                     r"streams\[0\].count: 1000000 is outside \[1, \d+\]"),
+    "stream length": (meta_edit(lambda m: device(m)["streams"][0].__setitem__("length", 100)),
+                      r"streams\[0\].length: 100 is outside \[960, 960\]"),
+    "stream key": (meta_edit(lambda m: device(m, -1)["streams"][1].__setitem__("key", [0, 0, 0])),
+                   r"streams\[1\].key: stream \(0, 0, 0\) appears twice"),
+    "stream gap": (lambda p: p.raw.__setitem__(Section.STREAMS, p.raw[Section.STREAMS] + bytes(64)),
+                   r"STREAMS: the stream tables cover \d+ of its \d+ bytes"),
+    "layer stream": (meta_edit(lambda m: device(m)["layers"][0].__setitem__("stream", [0, 1, 0])),
+                     r"layers\[0\].stream: stream \(0, 1, 0\) is not one of this segment's streams"),
+    "layer range": (meta_edit(lambda m: device(m)["layers"][0].__setitem__("stop", 16)),
+                    r"layers\[0\].stop: 16 is outside \[2, 15\]"),
+    "cluster outside config": (meta_edit(lambda m: device(m, -1)["streams"][0].__setitem__("key", [0, 4, 0])),
+                               r"segments\[\d+\] \('device1'\): stream \(0, 4, 0\): card or cluster outside"),
+    "instruction": (lambda p: set_instruction(p, -2, 4, instr(Op.CONV, kernel_w=13)),
+                    r"META.segments\[\d+\] \('device0'\): stream \(0, 0, 0\): instruction 4 \(CONV\): "),
+    "barrier": (lambda p: set_instruction(p, -1, 0, instr(Op.SYNC, barrier=1, participants=2)),
+                r"\('device1'\): stream \(0, 0, 0\): instruction 0 \(SYNC\): participants=2 but 3 streams"),
+    "dram beyond dram_size": (meta_edit(lambda m: (m.__setitem__("dram_size", 0x20000),
+                                                   device(m)["outputs"][0].__setitem__("addr", 0))),
+                              r"\('device0'\): stream \(0, 0, 0\): instruction 5 \(STORE\): dram_addr=131072 \+ "
+                              r"\d+ bytes runs past DRAM \(131072 bytes\)"),
+    "flow input": (meta_edit(lambda m: device(m, -1)["inputs"][0].__setitem__("name", "nowhere")),
+                   r"segments\[\d+\] \('device1'\).inputs\[0\]: tensor 'nowhere' is neither a model input"),
+    "flow twice": (meta_edit(lambda m: device(m, -1)["outputs"][0].__setitem__("name", "conv_out")),
+                   r"\('device1'\).outputs\[0\]: tensor 'conv_out' is already defined"),
+    "flow output": (meta_edit(lambda m: m["outputs"][0].__setitem__("name", "logits")),
+                    r"META.outputs\[0\]: model output 'logits' is produced by no segment"),
+    "cpu io count": (meta_edit(lambda m: m["segments"][0]["inputs"].append("image")),
+                     r"META.segments\[0\]: names 2 inputs and 1 outputs; its program has 1 and 1"),
+    "cpu segments": (meta_edit(lambda m: m["segments"].pop(0)), r"CPU.programs: holds 2 programs for 1 CPU"),
+}
+
+
+@pytest.mark.parametrize("case", list(META_CASES))
+def test_meta_and_stream_errors_name_the_place(quantized_bytes, case):
+    edit, pattern = META_CASES[case]
+    rejects(edited(quantized_bytes, edit), pattern)
+
+
+def test_stream_checksums_are_checked(quantized_bytes):
+    parts = Parts(quantized_bytes)
+    streams = bytearray(parts.raw[Section.STREAMS])
+    streams[70] ^= 1
+    parts.raw[Section.STREAMS] = bytes(streams)
+    rejects(parts.build(fix_stream_crcs=False), r"META.segments\[2\].streams\[0\].crc: stream \(0, 0, 0\): CRC32 "
+                                                r"mismatch")
+
+
+# ---------------------------------------------------------------- programs
+def cpu_edit(fn):
+    return lambda parts: fn(parts.programs[Section.CPU][0])
+
+
+def step(document, program=0, index=0):
+    return document["programs"][program]["steps"][index]
+
+
+def shaped(document) -> int:
+    """The index of an array that is not 0-d."""
+    return next(i for i, a in enumerate(document["arrays"]) if a["shape"])
+
+
+def first_fused(document):
+    steps = document["programs"][0]["steps"]
+    return next(s for s in steps if s["kernel"] == "FusedElementwise")
+
+
+PROGRAM_CASES = {
+    "kernel": (cpu_edit(lambda d: step(d).__setitem__("kernel", "os.system")),
+               r"CPU.programs\[0\].steps\[0\].kernel: no CPU kernel is registered for 'os.system'"),
+    "slot range": (cpu_edit(lambda d: step(d)["inputs"].__setitem__(0, 10 ** 4)),
+                   r"CPU.programs\[0\].steps\[0\].inputs\[0\]: 10000 is outside \[-1, \d+\]"),
+    "read before write": (cpu_edit(lambda d: step(d)["inputs"].__setitem__(0, step(d, 0, 3)["outputs"][0])),
+                          r"steps\[0\].inputs\[0\]: slot \d+ is read before anything writes it"),
+    "written twice": (cpu_edit(lambda d: step(d, 0, 1)["outputs"].__setitem__(0, step(d)["outputs"][0])),
+                      r"steps\[1\].outputs\[0\]: slot \d+ is written twice"),
+    "output unwritten": (cpu_edit(lambda d: d["programs"][1]["steps"].pop()),
+                         r"CPU.programs\[1\].outputs\[0\]: slot \d+ \('probabilities'\) is never written"),
+    "duplicate slot": (cpu_edit(lambda d: d["programs"][1]["slots"].__setitem__(1, d["programs"][1]["slots"][0])),
+                       r"CPU.programs\[1\].slots: slot name 'flatten_100' appears twice"),
+    "types": (cpu_edit(lambda d: d["programs"][0]["types"].pop()), r"CPU.programs\[0\].types: has \d+ entries for"),
+    "type dtype": (cpu_edit(lambda d: d["programs"][0]["types"][0].__setitem__(1, "float128")),
+                   r"types\[0\]\[1\]: 'float128' is not one of"),
+    "constant dtype": (cpu_edit(lambda d: d["arrays"][0].__setitem__("dtype", "object")),
+                       r"CPU.arrays\[0\].dtype: 'object' is not one of"),
+    "constant length": (cpu_edit(lambda d: d["arrays"][0].__setitem__("length", d["arrays"][0]["length"] + 1)),
+                        r"CPU.arrays\[0\].length: \d+ bytes do not hold a \w+ array of shape"),
+    "constant outside blob": (cpu_edit(lambda d: d["arrays"][-1].__setitem__("offset", 1 << 40)),
+                              r"CPU.arrays\[\d+\].offset: 1099511627776 is outside"),
+    "array claims gigabytes": (cpu_edit(lambda d: d["arrays"][0].update(shape=[1 << 15, 1 << 15], dtype="int8",
+                                                                        length=1 << 30)),
+                               r"CPU.arrays\[0\].length: 1073741824 is outside"),
+    "constant slot": (cpu_edit(lambda d: d["programs"][0]["constants"][0].__setitem__(0, 0)),
+                      r"CPU.programs\[0\].constants\[0\]\[0\]: slot 0 is already an input or a constant"),
+    "array index": (cpu_edit(lambda d: d["programs"][0]["constants"][0].__setitem__(1, 10 ** 6)),
+                    r"constants\[0\]\[1\]: 1000000 is outside \[0, \d+\]"),
+    "attribute type": (cpu_edit(lambda d: step(d)["attrs"].__setitem__("axis", {"eval": "1+1"})),
+                       r"steps\[0\].attrs.axis: must be null, a boolean, number, string, array, or an object with "
+                       r"one key"),
+    "attribute int": (cpu_edit(lambda d: step(d)["attrs"].__setitem__("axis", 1 << 70)),
+                      r"steps\[0\].attrs.axis: 1180591620717411303424 is outside"),
+    "scalar": (cpu_edit(lambda d: step(d)["attrs"].__setitem__("axis", {"scalar": shaped(d)})),
+               r"steps\[0\].attrs.axis.scalar: array \d+ has shape \[.*\], not a scalar"),
+    "deep tuple": (cpu_edit(lambda d: step(d)["attrs"].__setitem__("axis", json.loads("[" * 20 + "]" * 20))),
+                   r"steps\[0\].attrs.axis(\[0\])+: tuples nested more than 16 deep"),
+    "step field": (cpu_edit(lambda d: step(d).pop("name")), r"steps\[0\]: object lacks fields \['name'\]"),
+    "prefix": (lambda p: (p.programs.pop(Section.CPU),
+                          p.raw.__setitem__(Section.CPU, PROGRAM_PREFIX.pack(10 ** 9, 64) + bytes(48))),
+               r"CPU: JSON length 1000000000 and blob offset 64 do not fit the 64-byte section"),
+    "reference count": (lambda p: p.programs[Section.REFERENCE][0]["programs"].append(
+        p.programs[Section.REFERENCE][0]["programs"][0]), r"REFERENCE.programs: holds 2 programs, not one"),
+    "fused code": (lambda p: first_fused(p.programs[Section.REFERENCE][0])["attrs"]["code"][0].__setitem__(0, "exec"),
+                   r"REFERENCE.programs\[0\].steps\[\d+\].attrs.code: FusedElementwise instruction 0: unknown "
+                   r"opcode 'exec'"),
+    "fused register": (lambda p: first_fused(p.programs[Section.REFERENCE][0])["attrs"]["code"][0][2].__setitem__(
+        0, 31), r"attrs.code: FusedElementwise instruction 0 \(\w+\) reads register 31 before anything writes it"),
+}
+
+
+@pytest.mark.parametrize("case", list(PROGRAM_CASES))
+def test_program_errors_name_the_place(quantized_bytes, case):
+    edit, pattern = PROGRAM_CASES[case]
+    rejects(edited(quantized_bytes, edit), pattern)
+
+
+def test_sub_programs_are_checked_and_nesting_is_capped():
+    data = write_binary(loop_model())
+
+    def body(parts):
+        loop = next(s for s in parts.programs[Section.CPU][0]["programs"][0]["steps"] if s["kernel"] == "Loop")
+        return loop["attrs"]["body"]["program"]
+
+    rejects(edited(data, lambda p: body(p)["steps"][0].__setitem__("kernel", "Nope")),
+            r"CPU.programs\[0\].steps\[0\].attrs.body.program.steps\[0\].kernel: no CPU kernel")
+
+    def nest(parts):
+        inner = body(parts)
+        for _ in range(13):
+            inner = copy.deepcopy({**inner, "steps": [{**inner["steps"][0], "attrs": {"body": {"program": inner}}}]})
+        body(parts).update(inner)
+
+    rejects(edited(data, nest), r"(sub-Programs nested more than 12 deep|JSON nested more than 96)")
+
+
+def test_bool_arrays_hold_only_zero_and_one():
+    prog = Program(["x", "y", "m"], [0], [1], [Step("Identity", (0,), (1,), {}, "id")], {2: np.array([True, False])},
+                   [], "p")
+    model = CompiledModel(HardwareConfig(), [HostTensor("x", (2,))], [HostTensor("y", (2,))],
+                          [CpuSegment("s", prog, ["x"], ["y"])], b"", 0)
+    data = write_binary(model)
+    assert read_binary(data).segments[0].program.constants[2].tolist() == [True, False]
+
+    def poison(parts):
+        document, blob = parts.programs[Section.CPU]
+        blob[document["arrays"][0]["offset"]] = 2
+    rejects(edited(data, poison), r"CPU.arrays\[0\]: a bool array holds bytes other than 0 and 1")
+
+
+def test_unreadable_path_is_a_format_error(tmp_path):
+    rejects(str(tmp_path / "missing.bin"), r"cannot read '.*missing.bin'")
+
+
+# ---------------------------------------------------------------- fuzzing
+@functools.cache
+def fuzz_binary() -> bytes:
+    """A small binary with every kind of content: a CPU program with a Loop,
+    a fused reference, device segments with several streams."""
+    loop = loop_model()
+    reference = lower_to_program(OPTIMIZE(import_onnx(resnet(10, image=16, width=4, classes=4))))
+    segments, inputs, outputs = with_device(list(loop.segments), loop.inputs, loop.outputs)
+    model = CompiledModel(HardwareConfig(), inputs, outputs, segments, dram_image()[:0x2000], 0x40000,
+                          reference, {"source": "fuzz"})
+    return write_binary(model)
+
+
+def read_or_reject(data: bytes):
+    """The model ``data`` holds, or None when the reader rejects it; any other
+    exception fails the test."""
+    try:
+        return read_binary(data)
+    except BinaryFormatError:
+        return None
+
+
+MUTATIONS = st.sampled_from(["flip", "overwrite", "insert", "delete", "truncate"])
+
+
+def mutate(data: bytes, draw, kind: str) -> bytes:
+    out = bytearray(data)
+    at = draw(st.integers(0, len(out) - 1))
+    if kind == "flip":
+        out[at] ^= 1 << draw(st.integers(0, 7))
+    elif kind == "overwrite":
+        chunk = draw(st.binary(min_size=1, max_size=16))
+        out[at:at + len(chunk)] = chunk
+    elif kind == "insert":
+        out[at:at] = draw(st.binary(min_size=1, max_size=16))
+    elif kind == "delete":
+        del out[at:at + draw(st.integers(1, 64))]
+    else:
+        del out[at:]
+    return bytes(out)
+
+
+@fuzz(1500)
+@given(data=st.data(), kind=MUTATIONS)
+def test_fuzz_raw_bytes_read_identically_or_are_rejected(data, kind):
+    fuzz_bytes = fuzz_binary()
+    mutated = mutate(fuzz_bytes, data.draw, kind)
+    model = read_or_reject(mutated)
+    if model is not None:
+        assert mutated == fuzz_bytes and write_binary(model) == fuzz_bytes
+
+
+@fuzz(200)
+@given(data=st.data(), at=st.sampled_from([0, 8, 10, 12, 16, 24, 28, 32, 40, 48, 56, 60, 64, 72, 80, 88]))
+def test_fuzz_header_and_table_fields(data, at):
+    """Fields of the header and table changed with the header CRC fixed: the
+    layout checks, not the checksum, must catch them."""
+    fuzz_bytes = fuzz_binary()
+    value = data.draw(st.one_of(st.integers(0, 255), st.sampled_from([0, 1, 63, 64, 65, 1 << 31, 1 << 40])))
+    fmt = {0: "<B", 8: "<H", 10: "<H", 16: "<Q", 40: "<Q", 48: "<Q", 72: "<Q", 80: "<Q"}.get(at, "<I")
+    value &= (1 << (8 * struct.calcsize(fmt))) - 1
+    mutated = header_patched(fuzz_bytes, at, fmt, value)
+    model = read_or_reject(mutated)
+    if model is not None:
+        assert write_binary(model) == fuzz_bytes
+
+
+JSON_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70),
+    st.sampled_from([0, -1, 1, 2, 3, 7, 8, 63, 64, 65, 255, 256, (1 << 31) - 1, 1 << 31, (1 << 63) - 1, 1 << 63]),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
+    st.sampled_from(["float32", "int8", "int16", "cpu", "device", "Relu", "FusedElementwise", "add"]),
+    st.lists(st.integers(-2, 70), max_size=4), st.just({}), st.just({"array": 0}), st.just({"scalar": 0}),
+    st.just({"program": {}}))
+
+
+def json_places(document) -> list[tuple]:
+    """Every (container, key) in a JSON document, depth first."""
+    places, pending = [], [document]
+    while pending:
+        node = pending.pop()
+        keys = list(node) if isinstance(node, dict) else range(len(node))
+        for key in keys:
+            places.append((node, key))
+            if isinstance(node[key], (dict, list)):
+                pending.append(node[key])
+    return places
+
+
+def tweak(draw, places) -> None:
+    """Change one place of a JSON document: a nearby or hostile value, a
+    deleted key or item, or a duplicated item."""
+    node, key = draw(st.sampled_from(places))
+    value = node[key]
+    action = draw(st.sampled_from(["replace", "nudge", "delete", "duplicate"]))
+    if action == "nudge" and isinstance(value, int) and not isinstance(value, bool):
+        node[key] = value + draw(st.sampled_from([-65, -64, -1, 1, 2, 64, 1 << 20]))
+    elif action == "delete":
+        del node[key]
+    elif action == "duplicate" and isinstance(node, list):
+        node.insert(key, copy.deepcopy(value))
+    else:
+        node[key] = copy.deepcopy(draw(JSON_VALUES))  # st.just gives the same object every time
+
+
+def accepted_is_consistent(model) -> None:
+    """What the reader accepts, the writer writes and the reader accepts again."""
+    if model is not None:
+        again = write_binary(model)
+        assert write_binary(read_binary(again)) == again
+
+
+@fuzz(700)
+@given(data=st.data(), target=st.sampled_from(["META", "CONFIG", "CPU", "REFERENCE"]), edits=st.integers(1, 3))
+def test_fuzz_json_below_the_checksums(data, target, edits):
+    fuzz_bytes = fuzz_binary()
+    parts = Parts(fuzz_bytes)
+    document = {"META": parts.meta, "CONFIG": parts.config, "CPU": parts.programs[Section.CPU][0],
+                "REFERENCE": parts.programs.get(Section.REFERENCE, [{}])[0]}[target]
+    for _ in range(edits):
+        places = json_places(document)
+        if places:
+            tweak(data.draw, places)
+    accepted_is_consistent(read_or_reject(parts.build()))
+
+
+@fuzz(400)
+@given(data=st.data(), target=st.sampled_from([Section.STREAMS, Section.WEIGHTS, Section.CPU, Section.META]),
+       kind=MUTATIONS)
+def test_fuzz_section_bytes_below_the_checksums(data, target, kind):
+    """Section bytes changed and every CRC (sections, streams) recomputed:
+    instruction fields, blob contents and JSON text reach the semantic checks."""
+    fuzz_bytes = fuzz_binary()
+    parts = Parts(fuzz_bytes)
+    if target == Section.CPU:
+        blob = parts.programs[Section.CPU][1]
+        if blob:
+            parts.programs[Section.CPU][1] = bytearray(mutate(bytes(blob), data.draw, kind))
+    elif target == Section.META:
+        parts.raw[Section.META] = mutate(parts.raw[Section.META], data.draw, kind)
+        meta = read_meta_or_none(parts.raw[Section.META])
+        if meta is None:
+            rejects(container.pack(sorted({**parts.raw}.items()), parts.flags), r"META: ")
+            return
+        parts.meta = meta
+    elif parts.raw[target]:
+        parts.raw[target] = mutate(parts.raw[target], data.draw, kind if target == Section.WEIGHTS else "flip")
+    accepted_is_consistent(read_or_reject(parts.build()))
+
+
+def read_meta_or_none(raw: bytes):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+@fuzz(400)
+@given(data=st.data())
+def test_fuzz_instruction_fields_below_the_checksums(data):
+    """Random instruction words of the right opcode spliced into a stream:
+    the ISA validator decides, and its verdict arrives as a format error."""
+    fuzz_bytes = fuzz_binary()
+    parts = Parts(fuzz_bytes)
+    streams = bytearray(parts.raw[Section.STREAMS])
+    index = data.draw(st.integers(0, len(streams) // 64 - 1))
+    word = bytearray(data.draw(st.binary(min_size=64, max_size=64)))
+    word[0] = streams[64 * index]
+    if data.draw(st.booleans()):
+        keep = data.draw(st.integers(2, 63))
+        word[:keep] = streams[64 * index:64 * index + keep]
+    streams[64 * index:64 * index + 64] = word
+    parts.raw[Section.STREAMS] = bytes(streams)
+    accepted_is_consistent(read_or_reject(parts.build()))
+
+
+def test_every_accepted_mutation_needs_all_bytes():
+    """No byte of a binary is unused: flipping any one bit of the header,
+    the table or a section's first and last byte is rejected."""
+    fuzz_bytes = fuzz_binary()
+    info = describe(fuzz_bytes)
+    positions = list(range(HEADER.size + ENTRY.size * len(info["sections"])))
+    positions += [p for s in info["sections"] if s["length"] for p in (s["offset"], s["offset"] + s["length"] - 1)]
+    for position in positions:
+        corrupt = bytearray(fuzz_bytes)
+        corrupt[position] ^= 0x10
+        assert read_or_reject(bytes(corrupt)) is None, position
+    assert len(positions) > 200
