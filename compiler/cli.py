@@ -1,7 +1,11 @@
 """The ``tessera`` command line.
 
-    tessera run [MODEL]      import and optimise a model and run it on the CPU path
-                             (default: the built-in ResNet-18 with seeded weights)
+    tessera run [MODEL|FILE.bin]  compile a model to a device binary (or take a binary) and run it on the
+                             accelerator simulator: top outputs, hwtime, agreement with the float
+                             reference (default: the built-in ResNet-18); --cpu: the float CPU path
+    tessera compile MODEL -o FILE.bin   compile a model to a device binary
+    tessera disasm FILE.bin  print the instructions with their layers and ONNX nodes
+    tessera info FILE.bin    sections, segments, layers and estimated cycles per layer
     tessera show MODEL       print the IR: as imported, optimised (-O) or partitioned
                              into device segments (--partition); --dot writes Graphviz
     tessera quantize [MODEL] calibrate and quantize a model's accelerator layers, print
@@ -20,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from compiler.cli_device import add_commands, cmd_run_compiled, compile_options
 from runtime.errors import TesseraError
 
 DEFAULT_MODEL = "resnet18"
@@ -37,8 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tessera", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="import a model and run it on the CPU path")
+    run = sub.add_parser("run", help="compile a model (or take a binary) and run it on the simulator")
     _model_args(run, default=DEFAULT_MODEL)
+    run.add_argument("--cpu", action="store_true", help="run the float model on the CPU path instead "
+                     "(compared with onnxruntime)")
+    run.add_argument("-o", "--output", metavar="FILE.bin", help="where to write the binary (default: a temporary "
+                     "folder)")
+    compile_options(run)
     run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
                      help="input data from a .npy file (default: seeded random data)")
     run.add_argument("--top", type=int, default=5, help="how many top outputs to print")
@@ -46,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-compare", action="store_true", help="skip the onnxruntime comparison")
     run.add_argument("--no-optimize", action="store_true", help="run the graph as imported, unoptimised")
     run.set_defaults(func=cmd_run)
+    add_commands(sub, _model_args, _calibration_source, _load)
     show = sub.add_parser("show", help="print the IR (as imported, optimised or partitioned)")
     _model_args(show)
     show.add_argument("-O", "--optimize", action="store_true", help="simplify and fuse first")
@@ -72,6 +83,10 @@ def _model_args(parser: argparse.ArgumentParser, default: str | None = None) -> 
 
 
 def cmd_run(args) -> int:
+    if not args.cpu:
+        if args.calibration is None and args.model == DEFAULT_MODEL:
+            args.calibration = "photos"
+        return cmd_run_compiled(args, _calibration_source, _load, _compiled_feeds)
     from codegen.cpu import lower_to_program
     from compiler.pipeline import optimize
     from runtime.executor import Executor
@@ -257,13 +272,7 @@ def _shapes(specs: list[str]) -> dict[str, list[int]]:
 
 
 def _feeds(graph, args) -> dict[str, np.ndarray]:
-    files = {}
-    for spec in args.input:
-        name, _, path = spec.partition("=")
-        try:
-            files[name] = np.load(path)
-        except (OSError, ValueError) as exc:
-            raise TesseraError(f"--input {spec!r}: cannot read {path!r}: {exc}") from None
+    files = _input_files(args, [v.name for v in graph.inputs])
     rng = np.random.default_rng(args.seed)
     feeds = {}
     for value in graph.inputs:
@@ -274,6 +283,40 @@ def _feeds(graph, args) -> dict[str, np.ndarray]:
         else:
             feeds[value.name] = rng.integers(0, 2, value.type.shape).astype(value.type.dtype)
     return feeds
+
+
+def _compiled_feeds(model, args) -> dict[str, np.ndarray]:
+    """Inputs of a compiled model: --input files, else a crop of the sample
+    photographs for one NCHW RGB input, else seeded random data."""
+    files = _input_files(args, [t.name for t in model.inputs])
+    feeds = {}
+    rng = np.random.default_rng(args.seed)
+    for spec in model.inputs:
+        shape = spec.shape
+        if spec.name in files:
+            feeds[spec.name] = files[spec.name].astype(spec.dtype, copy=False)
+        elif len(model.inputs) == 1 and len(shape) == 4 and shape[:2] == (1, 3) and shape[2] == shape[3]:
+            feeds[spec.name] = _calibration_source("photos", {spec.name: (shape, spec.dtype)}, 1,
+                                                   seed=args.seed + 2)[0].reshape(shape)
+        else:
+            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+    return feeds
+
+
+def _input_files(args, names: list[str]) -> dict[str, np.ndarray]:
+    """--input NAME=FILE.npy (or just FILE.npy for a one-input model)."""
+    files = {}
+    for spec in args.input:
+        name, _, path = spec.rpartition("=")
+        if not name:
+            if len(names) != 1:
+                raise TesseraError(f"--input {spec!r}: the model has inputs {names}; write NAME=FILE.npy")
+            name = names[0]
+        try:
+            files[name] = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise TesseraError(f"--input {spec!r}: cannot read {path!r}: {exc}") from None
+    return files
 
 
 def _print_top(name: str, value: np.ndarray, k: int) -> None:

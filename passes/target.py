@@ -31,6 +31,7 @@ from ir.ops.common import window_out_dim
 from ir.types import TensorType, dtype_name
 from passes.infra import PassContext, PassError, register_option
 from runtime.hardware import HardwareConfig
+from runtime.isa import AVG_ENTRY_BYTES
 from runtime.kernels import has_kernel
 from runtime.kernels.resize import given, output_size, resize_axes
 
@@ -172,20 +173,27 @@ def _two_d(node: Node) -> str | None:
     return None
 
 
-def _window(node: Node, limit: int) -> str | None:
-    """A 2-D window no larger than ``limit`` and without dilation."""
+MAX_DILATION = 63
+"""CONV's dilation fields are 6 bits (docs/isa.md)."""
+
+
+def _window(node: Node, limit: int, dilated: bool = False) -> str | None:
+    """A 2-D window no larger than ``limit``; dilated only where the unit
+    has dilation (CONV does, POOL does not)."""
     kernel, dilations = list(node.attrs["kernel_shape"]), list(node.attrs["dilations"])
     if max(kernel) > limit:
         return f"{node.op} kernel {'x'.join(map(str, kernel))} > {limit}"
-    if any(d != 1 for d in dilations):
-        return f"{node.op} dilations {dilations}: the accelerator has no dilated windows"
+    if not dilated and any(d != 1 for d in dilations):
+        return f"{node.op} dilations {dilations}: the pool unit has no dilated windows"
+    if max(dilations) > MAX_DILATION:
+        return f"{node.op} dilations {dilations} > {MAX_DILATION}"
     return None
 
 
 def _conv(node: Node, spec: _Spec) -> str | None:
     hw = spec.hardware
     reason = (_two_d(node) or _not_constant(node, {1: "weights", 2: "bias"})
-              or _window(node, hw.max_conv_kernel))
+              or _window(node, hw.max_conv_kernel, dilated=True))
     if reason:
         return reason
     group, channels, filters = node.attrs["group"], node.inputs[0].type.shape[1], node.inputs[1].type.shape[0]
@@ -199,10 +207,21 @@ def _conv(node: Node, spec: _Spec) -> str | None:
     return None
 
 
+def _average_table(window: int, hardware: HardwareConfig) -> str | None:
+    """An average pool's multiplier table must fit the weight buffer."""
+    size = window * AVG_ENTRY_BYTES
+    if size > hardware.weight_buffer_bytes:
+        return f"its {window}-entry multiplier table ({size} bytes) exceeds the weight buffer"
+    return None
+
+
 def _pool(node: Node, spec: _Spec) -> str | None:
     reason = _two_d(node) or _window(node, spec.hardware.max_pool_kernel)
     if reason or node.op != "AveragePool":
         return reason
+    table = _average_table(math.prod(node.attrs["kernel_shape"]), spec.hardware)
+    if table:
+        return f"AveragePool: {table}"
     if any(node.attrs["pads"]) and not node.attrs["count_include_pad"]:
         return "AveragePool with pads and count_include_pad=0 divides border windows by varying counts"
     if node.attrs["ceil_mode"] and _partial_windows(node):
@@ -220,7 +239,13 @@ def _partial_windows(node: Node) -> bool:
 
 def _global_pool(node: Node, spec: _Spec) -> str | None:
     rank = node.inputs[0].type.rank
-    return None if rank == DEVICE_RANK else f"{node.op} over a rank-{rank} tensor; the accelerator pools N,C,H,W"
+    if rank != DEVICE_RANK:
+        return f"{node.op} over a rank-{rank} tensor; the accelerator pools N,C,H,W"
+    size, limit = node.inputs[0].type.shape[2:], spec.hardware.max_pool_kernel
+    if max(size) > limit:
+        return f"{node.op} over {size[0]}x{size[1]}: one window > max_pool_kernel={limit}"
+    table = _average_table(size[0] * size[1], spec.hardware) if node.op == "GlobalAveragePool" else None
+    return f"{node.op}: {table}" if table else None
 
 
 def _per_channel(shape: tuple, out: tuple) -> bool:

@@ -1,5 +1,5 @@
-"""Tessera's embedded runtime: CPU kernels, the executor, and (later) the
-binary loader, the accelerator simulator and the API facades.
+"""Tessera's embedded runtime: CPU kernels, the executor, the binary
+loader, the accelerator simulator and the API facades (``runtime.FWDNXT``).
 
 Importable with numpy and numba alone: nothing here imports onnx, networkx,
 pydantic or onnxruntime at module level.
@@ -8,4 +8,13 @@ from runtime.errors import ExecutionError, KernelError, TesseraError
 from runtime.executor import Executor
 from runtime.program import Program, Step
 
-__all__ = ["Executor", "Program", "Step", "TesseraError", "KernelError", "ExecutionError"]
+__all__ = ["Executor", "Program", "Step", "TesseraError", "KernelError", "ExecutionError", "FWDNXT"]
+
+
+def __getattr__(name: str):
+    """``FWDNXT`` on first use, so ``import runtime`` stays light."""
+    if name == "FWDNXT":
+        from runtime.fwdnxt import FWDNXT
+
+        return FWDNXT
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -14,7 +14,8 @@ from ir.ops.nn import spatial_rank, window_attrs, window_out_shape
 from ir.registry import REQUIRED, InferContext, Pattern, register_op
 from ir.types import TensorType
 
-MAX_POOL_TYPES = FLOAT_TYPES + (np.dtype(np.int8), np.dtype(np.uint8))
+MAX_POOL_TYPES = FLOAT_TYPES + (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+"""ONNX's types, and int16: the codes of 16-bit quantized layers (max commutes with the grid)."""
 
 
 def _input(ctx: InferContext, allowed) -> TensorType:

@@ -27,7 +27,8 @@ def test_show_prints_the_ir(model_file, capsys):
 
 def test_run_prints_top_outputs_and_agreement(model_file, tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.ones((1, 4), np.float32))
-    assert main(["run", str(model_file), "--shape", "x=1x4", "--input", f"x={tmp_path / 'x.npy'}", "--top", "2"]) == 0
+    assert main(["run", str(model_file), "--cpu", "--shape", "x=1x4", "--input", f"x={tmp_path / 'x.npy'}",
+                 "--top", "2"]) == 0
     out = capsys.readouterr().out
     assert "top 2: #2: 3, #0: 1.5" in out
     assert "max|diff| / max|ref| = 0.00e+00, top-1 matches" in out
@@ -59,3 +60,47 @@ def test_show_optimised_and_partitioned_with_dot(model_file, tmp_path, capsys):
     assert "Segment(%x) {device='FPGA'}" in out and "fuse_ops" in out
     text = dot.read_text()
     assert text.startswith("digraph") and "cluster" in text and text.count("{") == text.count("}")
+
+
+def _resnet_file(tmp_path):
+    from compiler.zoo import resnet
+
+    path = tmp_path / "r.onnx"
+    onnx.save(resnet(depth=10, image=32, classes=10, width=8), path)
+    return path
+
+
+def test_compile_run_disasm_info_a_binary(tmp_path, capsys):
+    """The device workflow: compile to a binary, run it on the simulator,
+    disassemble it with provenance, describe it with cycles per layer."""
+    model, binary = _resnet_file(tmp_path), tmp_path / "r.bin"
+    assert main(["compile", str(model), "--image", "32x32x3", "-o", str(binary), "--calibration", "photos",
+                 "--count", "4"]) == 0
+    assert f"to {binary}" in capsys.readouterr().out
+    np.save(tmp_path / "x.npy", np.ones((1, 3, 32, 32), np.float32))
+    assert main(["run", str(binary), "--input", str(tmp_path / "x.npy"), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "on the simulator" in out and "hwtime" in out and "top 3:" in out
+    assert "agreement with the float reference (Run_th) on probabilities: SNR" in out
+    assert main(["disasm", str(binary), "--limit", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "CONV" in out and "# conv_" in out and "instructions" in out
+    assert main(["info", str(binary)]) == 0
+    out = capsys.readouterr().out
+    assert "section META" in out and "estimated accelerator time (hwtime)" in out
+    assert "QConv" in out and "CPU," in out
+
+
+def test_run_compiles_a_model_first(tmp_path, capsys):
+    model = _resnet_file(tmp_path)
+    assert main(["run", str(model), "--calibration", "photos", "--count", "2", "-o", str(tmp_path / "m.bin")]) == 0
+    out = capsys.readouterr().out
+    assert "compiled in" in out and (tmp_path / "m.bin").exists() and "top-1" in out
+
+
+def test_binary_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x89TSR\r\n\x1a\n" + b"\0" * 10)
+    assert main(["info", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tessera: error: ") and len(err.strip().splitlines()) == 1

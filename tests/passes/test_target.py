@@ -76,7 +76,8 @@ def test_conv_group_dense_or_depthwise_only():
 
 def test_conv_rejections_name_the_cause():
     assert "Conv is 1-D" in reason(conv(shape=[1, 4, 8]))
-    assert "dilations [2, 2]" in reason(conv(dilations=[2, 2]))
+    assert ok(conv(dilations=[2, 2]))
+    assert "dilations [64, 1] > 63" in reason(conv(shape=[1, 4, 140, 8], dilations=[64, 1]))
     b = GraphBuilder()
     node = last(b.Conv(b.input("x", X), b.input("w", [4, 4, 3, 3])))
     assert reason(node) == "Conv weights %w is computed at run time, not a constant"
@@ -113,6 +114,12 @@ def test_pools():
     assert ok(pool("AveragePool", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1))  # no partial window
     assert ok(pool("GlobalAveragePool")) and ok(pool("GlobalMaxPool"))
     assert "rank-3" in reason(pool("GlobalAveragePool", shape=[1, 4, 8]))
+    assert "over 20x17: one window > max_pool_kernel=16" in reason(pool("GlobalAveragePool", shape=[1, 4, 20, 17]))
+    assert "pool unit has no dilated windows" in reason(pool("MaxPool", kernel_shape=[2, 2], dilations=[2, 2]))
+    small = accelerator(HardwareConfig(weight_buffer_bytes=512))
+    assert "64-entry multiplier table (512 bytes)" not in reason(pool("GlobalAveragePool", shape=[1, 4, 9, 8]), small)
+    assert "72-entry multiplier table (576 bytes) exceeds the weight buffer" in reason(
+        pool("GlobalAveragePool", shape=[1, 4, 9, 8]), small)
 
 
 # ---------------------------------------------------------------- elementwise, concat, activations

@@ -1,0 +1,210 @@
+"""Lowering of QConv and QGemm: weight packing and the tiled CONV jobs.
+
+Weights are packed per tile, in the order the MAC units read them: for each
+output-channel tile and input-channel chunk, the block
+``w[k0:k1, c0:c1, :, :]`` contiguous ([out_c][in_c/groups][kh][kw], each
+unit reading one output channel's reduction vector), followed by the tile's
+PARAM records (docs/isa.md). One LOAD brings a tile's weights and records
+into a weight slot.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from codegen.device.dma import linear_size, load, load_linear, padded, store
+from codegen.device.memory import ConstantImage
+from codegen.device.stream import Job
+from codegen.device.tiling import CodegenError, ConvShape, a8, plan_conv
+from ir.graph import Node
+from runtime.hardware import HardwareConfig
+from runtime.isa import AccMode, Op, Space, instr
+
+PARAM_DTYPE = np.dtype([("bias", "<i8"), ("mult", "<i4"), ("shift", "<i4"), ("neg_mult", "<i4"),
+                        ("neg_shift", "<i4")])
+"""One PARAM record (24 bytes, docs/isa.md)."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a [channels][rows][cols] operand of one image lies in DRAM:
+    element strides of the channel, row and column axes, and the stride
+    between images."""
+
+    addr: int
+    elem: int
+    strides: tuple[int, int, int]
+    image_stride: int
+
+    def at(self, n: int, c: int, y: int, x: int) -> int:
+        zs, ys, xs = self.strides
+        return self.addr + (n * self.image_stride + c * zs + y * ys + x * xs) * self.elem
+
+
+def param_records(node: Node, bias: np.ndarray) -> np.ndarray:
+    """The PARAM records of every output channel of a QConv/QGemm."""
+    a = node.attrs
+    mult, shift = np.asarray(a["mult"], np.int64), np.asarray(a["shift"], np.int64)
+    neg_mult = np.asarray(a["neg_mult"] or a["mult"], np.int64)
+    neg_shift = np.asarray(a["neg_shift"] or a["shift"], np.int64)
+    records = np.zeros(len(mult), PARAM_DTYPE)
+    records["bias"], records["mult"], records["shift"] = bias.astype(np.int64), mult, shift
+    records["neg_mult"], records["neg_shift"] = neg_mult, neg_shift
+    return records
+
+
+class ConvLowering:
+    """One QConv / QGemm: planned and packed at construction, jobs on demand."""
+
+    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
+        self.node = node
+        x, w, b = node.inputs[:3]
+        self.residual = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3] is not None else None
+        self.gemm = node.op == "QGemm"
+        a = node.attrs
+        e_in, e_w = x.type.dtype.itemsize, w.type.dtype.itemsize
+        e_out = node.outputs[0].type.dtype.itemsize
+        e_res = self.residual.type.dtype.itemsize if self.residual is not None else 0
+        e_acc = 4 if e_w == 1 else 8
+        if self.gemm:
+            m, kred = x.type.shape
+            n_out = w.type.shape[0]
+            self.batch = 1
+            self.shape = ConvShape(kred, 1, m, n_out, 1, m, 1, 1, 1, 1, 1, 1, 1, e_in, e_w, e_out, e_res, e_acc)
+            self.pads = (0, 0, 0, 0)
+        else:
+            self.batch, c, h, wd = x.type.shape
+            k, _, kh, kw = w.type.shape
+            oh, ow = node.outputs[0].type.shape[2:]
+            (sh, sw), (dh, dw) = a["strides"], a["dilations"]
+            self.shape = ConvShape(c, h, wd, k, oh, ow, kh, kw, sh, sw, dh, dw, int(a["group"]),
+                                   e_in, e_w, e_out, e_res, e_acc)
+            pt, pl, pb, pr = a["pads"]
+            self.pads = (pt, pl, pb, pr)
+            if max(self.pads) > 255:
+                raise CodegenError(f"layer {node.name!r}: padding {list(self.pads)} exceeds the DMA's 255")
+        self.plan = plan_conv(self.shape, config, node.name)
+        self.tiles = self._pack(w.const, param_records(node, b.const), image)
+        self.macs = self.batch * self.shape.oh * self.shape.ow * self.shape.k * self.shape.cg * \
+            self.shape.kh * self.shape.kw
+
+    # ------------------------------------------------------------ packing
+    def _ranges(self):
+        s, p = self.shape, self.plan
+        ks = [(k0, min(k0 + p.kt, s.k)) for k0 in range(0, s.k, p.kt)]
+        cs = [(c0, min(c0 + p.ct, s.c)) for c0 in range(0, s.c, p.ct)] if s.groups == 1 else [(0, s.cg)]
+        return ks, cs
+
+    def _pack(self, weights: np.ndarray, records: np.ndarray, image: ConstantImage) -> dict:
+        ks, cs = self._ranges()
+        w = weights.reshape(self.shape.k, self.shape.cg, self.shape.kh, self.shape.kw)
+        tiles = {}
+        for ki, (k0, k1) in enumerate(ks):
+            for ci, (c0, c1) in enumerate(cs):
+                block = np.ascontiguousarray(w[k0:k1, c0:c1])
+                w_addr = image.add(padded(block.tobytes()))
+                p_addr = image.add(padded(records[k0:k1].tobytes()))
+                tiles[ki, ci] = (w_addr, block.nbytes, p_addr, records[k0:k1].nbytes)
+        return tiles
+
+    # ------------------------------------------------------------ jobs
+    def jobs(self, x: Geometry, out: Geometry, res: Geometry | None) -> list[Job]:
+        s, p = self.shape, self.plan
+        ks, cs = self._ranges()
+        bands = [(r0, min(r0 + p.rt, s.oh), c0, min(c0 + p.wt, s.ow))
+                 for r0 in range(0, s.oh, p.rt) for c0 in range(0, s.ow, p.wt)]
+        if p.k_outer:
+            order = [(n, ki, band, ci) for n in range(self.batch) for ki in range(len(ks)) for band in bands
+                     for ci in range(len(cs))]
+        else:
+            order = [(n, ki, band, ci) for n in range(self.batch) for band in bands for ki in range(len(ks))
+                     for ci in range(len(cs))]
+        slots = self._slots()
+        jobs, loaded, wslot, stored = [], None, 1, 0
+        for i, (n, ki, band, ci) in enumerate(order):
+            job, slot = Job(), i % 2
+            (k0, k1), (r0, r1, c0, c1) = ks[ki], band
+            if loaded != (ki, ci):
+                loaded, wslot = (ki, ci), 1 - wslot
+                w_addr, w_bytes, p_addr, p_bytes = self.tiles[ki, ci]
+                job.loads.append(load_linear(Space.WGT, slots["wgt"][wslot], w_addr, w_bytes))
+                job.loads.append(load_linear(Space.WGT, slots["par"][wslot], p_addr, p_bytes))
+            job.loads.append(self._input_load(x, n, ks[ki], cs[ci], band, slots["in"][slot]))
+            mode = _acc_mode(ci, len(cs))
+            out_slot = slots["out"][stored % 2]
+            if mode in (AccMode.FULL, AccMode.LAST):
+                if res is not None:
+                    job.loads.append(load(Space.ACT, slots["res"][slot], res.at(n, k0, r0, c0), res.elem,
+                                          (k1 - k0, r1 - r0, c1 - c0), res.strides))
+                job.stores.append(store(out_slot, out.at(n, k0, r0, c0), out.elem, (k1 - k0, r1 - r0, c1 - c0),
+                                        out.strides))
+                stored += 1
+            job.computes.append(self._conv(ks[ki], cs[ci], band, mode, slots, slot, wslot, out_slot))
+            jobs.append(job)
+        return jobs
+
+    def _slots(self) -> dict[str, list[int]]:
+        p = self.plan
+        at, act = 0, {}
+        for name, size in (("in", p.in_bytes), ("res", p.res_bytes), ("out", p.out_bytes)):
+            act[name] = [at, at + a8(size)]
+            at += 2 * a8(size)
+        w_size, p_size = linear_size(p.wgt_bytes), linear_size(p.param_bytes)
+        return {**act, "wgt": [0, w_size + p_size], "par": [w_size, 2 * w_size + p_size]}
+
+    def _input_span(self, band) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+        """Valid input rows/cols of a band and the padding around them."""
+        s, (pt, pl, _, _) = self.shape, self.pads
+        r0, r1, c0, c1 = band
+        y0 = r0 * s.sh - pt
+        y1 = (r1 - 1) * s.sh - pt + s.dh * (s.kh - 1) + 1
+        x0 = c0 * s.sw - pl
+        x1 = (c1 - 1) * s.sw - pl + s.dw * (s.kw - 1) + 1
+        vy0, vy1, vx0, vx1 = max(y0, 0), min(y1, s.h), max(x0, 0), min(x1, s.w)
+        if vy1 <= vy0 or vx1 <= vx0:
+            raise CodegenError(f"layer {self.node.name!r}: an output tile reads only padding")
+        return (vy0, vy1, vx0, vx1), (vy0 - y0, y1 - vy1, vx0 - x0, x1 - vx1)
+
+    def _channels(self, k_range, c_range) -> tuple[int, int]:
+        s = self.shape
+        if s.groups == 1:
+            return c_range
+        g0, g1 = k_range[0] // s.kg, k_range[1] // s.kg
+        return g0 * s.cg, g1 * s.cg
+
+    def _input_load(self, x: Geometry, n: int, k_range, c_range, band, sram: int):
+        (vy0, vy1, vx0, vx1), pads = self._input_span(band)
+        c0, c1 = self._channels(k_range, c_range)
+        return load(Space.ACT, sram, x.at(n, c0, vy0, vx0), x.elem, (c1 - c0, vy1 - vy0, vx1 - vx0), x.strides,
+                    pads, int(self.node.attrs["x_zero"]))
+
+    def _conv(self, k_range, c_range, band, mode: AccMode, slots, slot: int, wslot: int, out_slot: int):
+        s, a = self.shape, self.node.attrs
+        (k0, k1), (r0, r1, c0, c1) = k_range, band
+        ch0, ch1 = self._channels(k_range, c_range)
+        fields = dict(in_addr=slots["in"][slot], in_bits=8 * s.e_in, in_c=ch1 - ch0, in_h=s.in_rows(r1 - r0),
+                      in_w=s.in_cols(c1 - c0), wgt_addr=slots["wgt"][wslot], wgt_bits=8 * s.e_w,
+                      groups=1 if s.groups == 1 else (k1 - k0) // s.kg, kernel_h=s.kh, kernel_w=s.kw,
+                      stride_h=s.sh, stride_w=s.sw, dilation_h=s.dh, dilation_w=s.dw, out_c=k1 - k0,
+                      acc_mode=int(mode))
+        if mode != AccMode.MIDDLE:
+            fields["param_addr"] = slots["par"][wslot]
+        if mode != AccMode.FULL:
+            fields["acc_addr"] = 0
+        if mode in (AccMode.FULL, AccMode.LAST):
+            fields.update(out_addr=out_slot, out_bits=8 * s.e_out, out_zero=int(a["out_zero"]), lo=int(a["lo"]),
+                          hi=int(a["hi"]))
+            if self.residual is not None:
+                fields.update(residual=1, res_addr=slots["res"][slot], res_bits=8 * s.e_res,
+                              res_zero=int(a["res_zero"]), res_mult=int(a["res_mult"]),
+                              res_shift=int(a["res_shift"]))
+        return instr(Op.CONV, 0, **fields)
+
+
+def _acc_mode(chunk: int, chunks: int) -> AccMode:
+    if chunks == 1:
+        return AccMode.FULL
+    if chunk == 0:
+        return AccMode.FIRST
+    return AccMode.LAST if chunk == chunks - 1 else AccMode.MIDDLE

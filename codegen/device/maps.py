@@ -1,0 +1,376 @@
+"""Lowering of the map-shaped layers: pools, element-wise ops, concatenation,
+lookup tables and nearest upsampling.
+
+Each cuts its output into [channels][rows][columns] tiles that fit two
+input and two output slots of the activation buffer (tiling.plan_map), and
+gives one job per tile: the LOADs of its operands, one COMPUTE, one STORE.
+Tables (average-pool multipliers, LUT entries) are loaded once per layer
+into the weight buffer.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from codegen.device.conv import Geometry
+from codegen.device.dma import linear_size, load, load_linear, padded, store
+from codegen.device.memory import ConstantImage
+from codegen.device.stream import Job
+from codegen.device.tiling import CodegenError, a8, plan_map
+from ir.graph import Node, Value
+from runtime.hardware import HardwareConfig
+from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr
+
+IDENTITY = (1 << 30, 30)
+"""rescale(v, 2^30, 30) = v: the multiplier of a plain copy."""
+
+
+def chw(shape: tuple[int, ...]) -> tuple[int, tuple[int, int, int]]:
+    """(batch, (channels, rows, cols)) of a tensor laid out N, C, H, W (rank
+    2 and 3 tensors are [N][C] and [N][C][L]: one row of L columns)."""
+    if len(shape) == 4:
+        return shape[0], tuple(shape[1:])
+    if len(shape) == 3:
+        return shape[0], (shape[1], 1, shape[2])
+    if len(shape) == 2:
+        return shape[0], (shape[1], 1, 1)
+    return 1, (math.prod(shape), 1, 1)
+
+
+def dense(addr: int, elem: int, dims: tuple[int, int, int]) -> Geometry:
+    c, h, w = dims
+    return Geometry(addr, elem, (h * w, w, 1), c * h * w)
+
+
+def _range(dtype: np.dtype) -> tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _tiles(dims: tuple[int, int, int], plan) -> list[tuple[int, int, int, int, int, int]]:
+    c, h, w = dims
+    return [(c0, min(c0 + plan.ct, c), r0, min(r0 + plan.rt, h), x0, min(x0 + plan.wt, w))
+            for c0 in range(0, c, plan.ct) for r0 in range(0, h, plan.rt) for x0 in range(0, w, plan.wt)]
+
+
+class MapLayer:
+    """Base: a layer with its jobs built once addresses are known."""
+
+    macs = 0
+
+    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
+        self.node, self.config, self.image = node, config, image
+
+    def jobs(self, addr) -> list[Job]:
+        raise NotImplementedError
+
+    def _plan(self, dims, act_bytes, what: str):
+        return plan_map(*dims, act_bytes, self.config.activation_buffer_bytes, self.node.name, what)
+
+
+class PoolLayer(MapLayer):
+    """MaxPool and QAvgPool: POOL over padded row bands."""
+
+    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
+        super().__init__(node, config, image)
+        a = node.attrs
+        x = node.inputs[0].type
+        self.kh, self.kw = a["kernel_shape"]
+        self.sh, self.sw = a["strides"]
+        self.pads = tuple(a["pads"])
+        if node.op == "MaxPool" and any(d != 1 for d in a.get("dilations", (1, 1))):
+            raise CodegenError(f"layer {node.name!r}: the accelerator has no dilated pooling")
+        if max(self.pads) > 255 or max(self.kh, self.kw) > config.max_pool_kernel:
+            raise CodegenError(f"layer {node.name!r}: window {self.kh}x{self.kw} with pads {list(self.pads)} "
+                               f"exceeds the pool unit (max_pool_kernel={config.max_pool_kernel}, pads <= 255)")
+        self.avg = node.op == "QAvgPool"
+        self.e_in, self.e_out = x.dtype.itemsize, node.outputs[0].type.dtype.itemsize
+        self.table = None
+        if self.avg:
+            table = np.zeros((self.kh * self.kw, 2), "<i4")
+            table[:, 0], table[:, 1] = a["mults"], a["shifts"]
+            if linear_size(table.nbytes) > config.weight_buffer_bytes:
+                raise CodegenError(f"layer {node.name!r}: the {self.kh}x{self.kw} window's multiplier table "
+                                   f"({table.nbytes} B) does not fit the weight buffer "
+                                   f"({config.weight_buffer_bytes} B)")
+            self.table = (image.add(padded(table.tobytes())), table.nbytes)
+        self.batch, self.in_dims = x.shape[0], tuple(x.shape[1:])
+        self.out_dims = tuple(node.outputs[0].type.shape[1:])
+        self.plan = self._plan(self.out_dims, self._act_bytes, "pool")
+
+    def _act_bytes(self, ct: int, rt: int, wt: int) -> int:
+        rows, cols = (rt - 1) * self.sh + self.kh, (wt - 1) * self.sw + self.kw
+        return 2 * a8(ct * rows * cols * self.e_in) + 2 * a8(ct * rt * wt * self.e_out)
+
+    def jobs(self, addr) -> list[Job]:
+        x = dense(addr(self.node.inputs[0]), self.e_in, self.in_dims)
+        out = dense(addr(self.node.outputs[0]), self.e_out, self.out_dims)
+        c0_, r0_, w0_ = self.plan.ct, self.plan.rt, self.plan.wt
+        in_slot = a8(c0_ * ((r0_ - 1) * self.sh + self.kh) * ((w0_ - 1) * self.sw + self.kw) * self.e_in)
+        out_slot = a8(c0_ * r0_ * w0_ * self.e_out)
+        slots_in, slots_out = (0, in_slot), (2 * in_slot, 2 * in_slot + out_slot)
+        jobs = []
+        for n in range(self.batch):
+            for i, (c0, c1, r0, r1, x0, x1) in enumerate(_tiles(self.out_dims, self.plan)):
+                slot = len(jobs) % 2
+                job = Job()
+                if not jobs and self.table is not None:
+                    job.loads.append(load_linear(Space.WGT, 0, *self.table))
+                rows, row_pads, row_skip = self._span(r0, r1, self.sh, self.kh, self.pads[0], self.pads[2],
+                                                      self.in_dims[1])
+                cols, col_pads, col_skip = self._span(x0, x1, self.sw, self.kw, self.pads[1], self.pads[3],
+                                                      self.in_dims[2])
+                job.loads.append(load(Space.ACT, slots_in[slot], x.at(n, c0, rows[0], cols[0]), self.e_in,
+                                      (c1 - c0, rows[1] - rows[0], cols[1] - cols[0]), x.strides,
+                                      (*row_pads, *col_pads), self._pad_value()))
+                job.computes.append(self._pool(slots_in[slot], slots_out[slot], c1 - c0, r1 - r0, x1 - x0,
+                                               row_skip, col_skip))
+                job.stores.append(store(slots_out[slot], out.at(n, c0, r0, x0), self.e_out,
+                                        (c1 - c0, r1 - r0, x1 - x0), out.strides))
+                jobs.append(job)
+        return jobs
+
+    def _span(self, o0: int, o1: int, stride: int, kernel: int, pad_begin: int, pad_end: int, size: int):
+        """Valid input range of output positions [o0, o1), the LOAD's padding
+        around it, and the padding the window must not count."""
+        start = o0 * stride - pad_begin
+        stop = (o1 - 1) * stride - pad_begin + kernel
+        valid = (max(start, 0), min(stop, size))
+        if valid[1] <= valid[0]:
+            raise CodegenError(f"layer {self.node.name!r}: a pool window covers only padding")
+        loaded = (valid[0] - start, stop - valid[1])
+        if self.avg and self.node.attrs["count_include_pad"]:
+            skip = (max(0, -pad_begin - start), max(0, stop - (size + pad_end)))
+        else:
+            skip = loaded
+        return valid, loaded, skip
+
+    def _pad_value(self) -> int:
+        return int(self.node.attrs["x_zero"]) if self.avg else 0
+
+    def _pool(self, src: int, dst: int, c: int, rt: int, wt: int, row_skip, col_skip):
+        a = self.node.attrs
+        in_h, in_w = (rt - 1) * self.sh + self.kh, (wt - 1) * self.sw + self.kw
+        fields = dict(mode=int(PoolMode.AVG if self.avg else PoolMode.MAX), in_addr=src, in_bits=8 * self.e_in,
+                      c=c, in_h=in_h, in_w=in_w, kernel_h=self.kh, kernel_w=self.kw, stride_h=self.sh,
+                      stride_w=self.sw, pad_top=row_skip[0], pad_bottom=row_skip[1], pad_left=col_skip[0],
+                      pad_right=col_skip[1], out_addr=dst, out_bits=8 * self.e_out)
+        if self.avg:
+            fields.update(x_zero=int(a["x_zero"]), out_zero=int(a["out_zero"]), lo=int(a["lo"]), hi=int(a["hi"]),
+                          param_addr=0)
+        else:
+            fields["lo"], fields["hi"] = _range(self.node.outputs[0].type.dtype)
+        return instr(Op.POOL, 0, **fields)
+
+
+class EltwiseLayer(MapLayer):
+    """QAdd and QMul: ELTWISE with b full-size, per channel or scalar."""
+
+    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
+        super().__init__(node, config, image)
+        out = node.outputs[0].type
+        self.batch, self.dims = chw(out.shape)
+        a, b = node.inputs
+        self.swap = self._mode(a) != Bcast.FULL
+        self.a, self.b = (b, a) if self.swap else (a, b)
+        self.bcast = self._mode(self.b)
+        if self._mode(self.a) != Bcast.FULL:
+            raise CodegenError(f"layer {node.name!r}: neither operand has the output's shape {list(out.shape)}")
+        self.e_a, self.e_b = self.a.type.dtype.itemsize, self.b.type.dtype.itemsize
+        self.e_out = out.dtype.itemsize
+        self.plan = self._plan(self.dims, self._act_bytes, node.op)
+
+    def _mode(self, v: Value) -> Bcast:
+        shape, out = v.type.shape, self.node.outputs[0].type.shape
+        padded = (1,) * (len(out) - len(shape)) + tuple(shape)
+        if padded == tuple(out) or (padded[1:] == tuple(out[1:]) and padded[0] == 1):
+            return Bcast.FULL
+        if all(d == 1 for d in padded):
+            return Bcast.SCALAR
+        if all(d == 1 or (axis == 1 and d == out[1]) for axis, d in enumerate(padded)):
+            return Bcast.CHANNEL
+        raise CodegenError(f"layer {self.node.name!r}: operand %{v.name} {list(shape)} broadcasts to "
+                           f"{list(out)} in a way the accelerator has no mode for")
+
+    def _b_elems(self, ct: int, rt: int, wt: int) -> int:
+        return {Bcast.FULL: ct * rt * wt, Bcast.CHANNEL: ct, Bcast.SCALAR: 1}[self.bcast]
+
+    def _act_bytes(self, ct: int, rt: int, wt: int) -> int:
+        tile = ct * rt * wt
+        return 2 * (a8(tile * self.e_a) + a8(self._b_elems(ct, rt, wt) * self.e_b) + a8(tile * self.e_out))
+
+    def jobs(self, addr) -> list[Job]:
+        p = self.plan
+        sa = a8(p.ct * p.rt * p.wt * self.e_a)
+        sb = a8(self._b_elems(p.ct, p.rt, p.wt) * self.e_b)
+        so = a8(p.ct * p.rt * p.wt * self.e_out)
+        a_geo = dense(addr(self.a), self.e_a, self.dims)
+        b_batched = self.b.type.rank == len(self.node.outputs[0].type.shape) and self.b.type.shape[0] > 1
+        b_geo = dense(addr(self.b), self.e_b, self.dims)
+        b_geo = Geometry(b_geo.addr, b_geo.elem, b_geo.strides,
+                         self._b_elems(*self.dims) if b_batched else 0)
+        out = dense(addr(self.node.outputs[0]), self.e_out, self.dims)
+        jobs = []
+        for n in range(self.batch):
+            for c0, c1, r0, r1, x0, x1 in _tiles(self.dims, p):
+                slot = len(jobs) % 2
+                base = slot * (sa + sb + so)
+                box = (c1 - c0, r1 - r0, x1 - x0)
+                job = Job()
+                job.loads.append(load(Space.ACT, base, a_geo.at(n, c0, r0, x0), self.e_a, box, a_geo.strides))
+                if self.bcast == Bcast.FULL:
+                    job.loads.append(load(Space.ACT, base + sa, b_geo.at(n, c0, r0, x0), self.e_b, box,
+                                          b_geo.strides))
+                elif self.bcast == Bcast.CHANNEL:
+                    first = b_geo.addr + (n * b_geo.image_stride + c0) * self.e_b
+                    job.loads.append(load(Space.ACT, base + sa, first, self.e_b, (1, 1, c1 - c0), (0, 0, 1)))
+                else:
+                    job.loads.append(load(Space.ACT, base + sa, b_geo.addr + n * b_geo.image_stride * self.e_b,
+                                          self.e_b, (1, 1, 1), (0, 0, 1)))
+                job.computes.append(self._eltwise(base, base + sa, base + sa + sb, box))
+                job.stores.append(store(base + sa + sb, out.at(n, c0, r0, x0), self.e_out, box, out.strides))
+                jobs.append(job)
+        return jobs
+
+    def _eltwise(self, a_addr: int, b_addr: int, out_addr: int, box):
+        at = self.node.attrs
+        za, zb = (at["b_zero"], at["a_zero"]) if self.swap else (at["a_zero"], at["b_zero"])
+        fields = dict(bcast=int(self.bcast), c=box[0], h=box[1], w=box[2], a_addr=a_addr, a_bits=8 * self.e_a,
+                      a_zero=int(za), b_addr=b_addr, b_bits=8 * self.e_b, b_zero=int(zb), out_addr=out_addr,
+                      out_bits=8 * self.e_out, out_zero=int(at["out_zero"]), lo=int(at["lo"]), hi=int(at["hi"]))
+        if self.node.op == "QAdd":
+            (am, ash), (bm, bsh) = (at["a_mult"], at["a_shift"]), (at["b_mult"], at["b_shift"])
+            if self.swap:
+                (am, ash), (bm, bsh) = (bm, bsh), (am, ash)
+            fields.update(func=int(EltOp.ADD), a_mult=int(am), a_shift=int(ash), b_mult=int(bm), b_shift=int(bsh))
+        else:
+            fields.update(func=int(EltOp.MUL), a_mult=int(at["mult"]), a_shift=int(at["shift"]))
+        return instr(Op.ELTWISE, 0, **fields)
+
+
+def copy_instr(src: int, dst: int, box, in_bits: int, out_bits: int, zero: int, mult: int, shift: int,
+               out_zero: int, lo: int, hi: int):
+    """ELTWISE COPY: clamp(rescale(a - zero, mult, shift) + out_zero, lo, hi)."""
+    return instr(Op.ELTWISE, 0, func=int(EltOp.COPY), c=box[0], h=box[1], w=box[2], a_addr=src, a_bits=in_bits,
+                 a_zero=zero, a_mult=mult, a_shift=shift, out_addr=dst, out_bits=out_bits, out_zero=out_zero,
+                 lo=lo, hi=hi)
+
+
+class ConcatLayer(MapLayer):
+    """QConcat: each input requantised by ELTWISE COPY into its slice of the
+    output. Per image, input i is P rows of R_i contiguous codes placed at
+    column offset O_i of the output's rows of R codes (any axis)."""
+
+    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
+        super().__init__(node, config, image)
+        out = node.outputs[0].type
+        axis = int(node.attrs["axis"]) % out.rank
+        if axis == 0:
+            raise CodegenError(f"layer {node.name!r}: concatenation along the batch axis")
+        self.batch = out.shape[0]
+        self.rows = math.prod(out.shape[1:axis])
+        self.widths = [math.prod(v.type.shape[axis:]) for v in node.inputs]
+        self.e_out = out.dtype.itemsize
+        e_max = max(v.type.dtype.itemsize for v in node.inputs)
+        self.plans = [self._plan((1, self.rows, w), lambda c, r, x: 2 * a8(r * x * e_max) + 2 * a8(r * x * self.e_out),
+                                 "concat") for w in self.widths]
+
+    def jobs(self, addr) -> list[Job]:
+        a = self.node.attrs
+        total, offset, jobs = sum(self.widths), 0, []
+        out_addr = addr(self.node.outputs[0])
+        for i, (value, width, plan) in enumerate(zip(self.node.inputs, self.widths, self.plans)):
+            e_in = value.type.dtype.itemsize
+            src = addr(value)
+            s_in = a8(plan.rt * plan.wt * max(v.type.dtype.itemsize for v in self.node.inputs))
+            s_out = a8(plan.rt * plan.wt * self.e_out)
+            for n in range(self.batch):
+                for _, _, r0, r1, x0, x1 in _tiles((1, self.rows, width), plan):
+                    slot = len(jobs) % 2
+                    base = slot * (s_in + s_out)
+                    box = (1, r1 - r0, x1 - x0)
+                    job = Job()
+                    job.loads.append(load(Space.ACT, base, src + (n * self.rows * width + r0 * width + x0) * e_in,
+                                          e_in, box, (0, width, 1)))
+                    job.computes.append(copy_instr(base, base + s_in, box, 8 * e_in, 8 * self.e_out,
+                                                   int(a["zeros"][i]), int(a["mults"][i]), int(a["shifts"][i]),
+                                                   int(a["out_zero"]), int(a["lo"]), int(a["hi"])))
+                    dst = out_addr + (n * self.rows * total + r0 * total + offset + x0) * self.e_out
+                    job.stores.append(store(base + s_in, dst, self.e_out, box, (0, total, 1)))
+                    jobs.append(job)
+            offset += width
+        return jobs
+
+
+class LutLayer(MapLayer):
+    """QLut: LUT over chunks of the flattened tensor, the table in WGT."""
+
+    CHUNK = 0xFFFF
+
+    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
+        super().__init__(node, config, image)
+        out = node.outputs[0].type
+        self.e_out = out.dtype.itemsize
+        self.count = math.prod(out.shape)
+        table = np.asarray(node.attrs["table"], np.int64).astype(out.dtype.newbyteorder("<"))
+        self.table = (image.add(padded(table.tobytes())), table.nbytes)
+        budget = config.activation_buffer_bytes
+        self.chunk = min(self.CHUNK, self.count, max(1, (budget // 2 - 16) // (1 + self.e_out)))
+        if 2 * (a8(self.chunk) + a8(self.chunk * self.e_out)) > budget:
+            raise CodegenError(f"layer {node.name!r}: the activation buffer ({budget} B) cannot hold two LUT tiles")
+
+    def jobs(self, addr) -> list[Job]:
+        src, dst = addr(self.node.inputs[0]), addr(self.node.outputs[0])
+        s_in, s_out = a8(self.chunk), a8(self.chunk * self.e_out)
+        jobs = []
+        for start in range(0, self.count, self.chunk):
+            size = min(self.chunk, self.count - start)
+            base = (len(jobs) % 2) * (s_in + s_out)
+            job = Job()
+            if not jobs:
+                job.loads.append(load_linear(Space.WGT, 0, *self.table))
+            job.loads.append(load(Space.ACT, base, src + start, 1, (1, 1, size), (0, 0, 1)))
+            job.computes.append(instr(Op.LUT, 0, in_addr=base, count=size, param_addr=0, out_addr=base + s_in,
+                                      out_bits=8 * self.e_out))
+            job.stores.append(store(base + s_in, dst + start * self.e_out, self.e_out, (1, 1, size), (0, 0, 1)))
+            jobs.append(job)
+        return jobs
+
+
+class UpsampleLayer(MapLayer):
+    """Nearest Resize by integer factors (fh, fw): each tile copied once on
+    chip, then stored fh x fw times with strides that interleave the copies."""
+
+    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
+        super().__init__(node, config, image)
+        x, y = node.inputs[0].type, node.outputs[0].type
+        if x.rank != 4 or x.shape[:2] != y.shape[:2] or y.shape[2] % x.shape[2] or y.shape[3] % x.shape[3]:
+            raise CodegenError(f"layer {node.name!r}: Resize {list(x.shape)} -> {list(y.shape)} is not an integer "
+                               "spatial upsampling")
+        self.batch, self.dims, self.out_dims = x.shape[0], tuple(x.shape[1:]), tuple(y.shape[1:])
+        self.fh, self.fw = y.shape[2] // x.shape[2], y.shape[3] // x.shape[3]
+        self.e = x.dtype.itemsize
+        self.plan = self._plan(self.dims, lambda c, r, w: 4 * a8(c * r * w * self.e), "upsample")
+
+    def jobs(self, addr) -> list[Job]:
+        p, e = self.plan, self.e
+        size = a8(p.ct * p.rt * p.wt * e)
+        src = dense(addr(self.node.inputs[0]), e, self.dims)
+        c, oh, ow = self.out_dims
+        low, high = _range(self.node.inputs[0].type.dtype)
+        jobs = []
+        for n in range(self.batch):
+            for c0, c1, r0, r1, x0, x1 in _tiles(self.dims, p):
+                base = (len(jobs) % 2) * 2 * size
+                box = (c1 - c0, r1 - r0, x1 - x0)
+                job = Job()
+                job.loads.append(load(Space.ACT, base, src.at(n, c0, r0, x0), e, box, src.strides))
+                job.computes.append(copy_instr(base, base + size, box, 8 * e, 8 * e, 0, *IDENTITY, 0, low, high))
+                for ry in range(self.fh):
+                    for rx in range(self.fw):
+                        dst = addr(self.node.outputs[0]) + (n * c * oh * ow + c0 * oh * ow + (r0 * self.fh + ry) * ow
+                                                            + x0 * self.fw + rx) * e
+                        job.stores.append(store(base + size, dst, e, box, (oh * ow, self.fh * ow, self.fw)))
+                jobs.append(job)
+        return jobs

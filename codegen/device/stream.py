@@ -1,0 +1,93 @@
+"""Instruction streams from layers of tile jobs, with the dependency tokens
+that let loads, compute and stores overlap.
+
+A layer is a list of :class:`Job`: the LOADs that bring one tile's operands
+on chip, the COMPUTE instructions on them, and the STOREs of its result
+(none for the partial passes of a split reduction). Jobs alternate between
+two input slots and (the storing ones) two output slots, so LOAD fills slot
+i+1 while COMPUTE works on slot i and STORE drains the previous result
+(double buffering, docs/isa.md "a double-buffered convolution"):
+
+- a job's loads wait (pop_next) until COMPUTE has finished job i-2, the last
+  user of the slot they fill, and the last one pushes (push_next) "tile ready";
+- its first compute pops that token; the compute writing the output slot
+  waits (pop_next) until STORE has drained storing job o-2; the last compute
+  frees the input slot (push_prev) and hands the output to STORE (push_next);
+- its first store pops, and the last frees the output slot (push_prev).
+
+Between layers a barrier orders DRAM: the last STORE of a layer pushes, a
+NOP_COMPUTE passes the token on, and the next layer's first LOAD pops it, so
+every tensor is in DRAM before a later layer reads it and every on-chip slot
+is free again. Tokens are pushed only where a pop will take them, so each
+queue is empty at END.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runtime.compiled import Layer
+from runtime.isa import Instruction, Op, StreamKey, Token, encode_stream, instr
+
+
+@dataclass
+class Job:
+    loads: list[Instruction] = field(default_factory=list)
+    computes: list[Instruction] = field(default_factory=list)
+    stores: list[Instruction] = field(default_factory=list)
+
+
+def _flag(ins: Instruction, flag: Token) -> None:
+    ins.flags = Token(ins.flags | flag)
+
+
+class StreamBuilder:
+    """Collects the layers of one stream and records each layer's
+    instruction range (provenance)."""
+
+    def __init__(self, key: StreamKey = StreamKey(0, 0, 0)):
+        self.key = key
+        self.instructions: list[Instruction] = []
+        self.layers: list[Layer] = []
+        self._barrier = False
+
+    def add_layer(self, name: str, op: str, onnx_nodes: tuple[str, ...], jobs: list[Job], macs: int = 0) -> None:
+        """Append one layer's jobs with their tokens."""
+        if not jobs:
+            return
+        start = len(self.instructions)
+        if self._barrier:
+            self.instructions.append(instr(Op.NOP_COMPUTE, Token.POP_NEXT | Token.PUSH_PREV))
+        n = len(jobs)
+        storing = [i for i, job in enumerate(jobs) if job.stores]
+        order = {i: o for o, i in enumerate(storing)}
+        for i, job in enumerate(jobs):
+            if not job.loads or not job.computes:
+                raise ValueError(f"layer {name!r}: job {i} needs at least one load and one compute")
+            if i >= 2 or (i == 0 and self._barrier):
+                _flag(job.loads[0], Token.POP_NEXT)
+            _flag(job.loads[-1], Token.PUSH_NEXT)
+            _flag(job.computes[0], Token.POP_PREV)
+            if i + 2 < n:
+                _flag(job.computes[-1], Token.PUSH_PREV)
+            if job.stores:
+                o = order[i]
+                if o >= 2:
+                    _flag(job.computes[-1], Token.POP_NEXT)
+                _flag(job.computes[-1], Token.PUSH_NEXT)
+                _flag(job.stores[0], Token.POP_PREV)
+                if o + 2 < len(storing):
+                    _flag(job.stores[-1], Token.PUSH_PREV)
+            self.instructions += job.loads + job.computes + job.stores
+        if storing:
+            _flag(jobs[storing[-1]].stores[-1], Token.PUSH_PREV)
+            self._barrier = True
+        self.layers.append(Layer(name, op, tuple(onnx_nodes), self.key, start, len(self.instructions), macs))
+
+    def finish(self) -> bytes:
+        """The stream's bytes, END included (a pending barrier token is
+        taken by a last NOP_COMPUTE so every queue is empty)."""
+        if self._barrier:
+            self.instructions.append(instr(Op.NOP_COMPUTE, Token.POP_NEXT))
+            self._barrier = False
+        self.instructions.append(instr(Op.END))
+        return encode_stream(self.instructions)

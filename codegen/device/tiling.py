@@ -1,0 +1,208 @@
+"""The capacity planner: tile sizes that fit a cluster's on-chip buffers.
+
+Each layer's work is cut into tiles (output channels x output rows x output
+columns, and input channels when one tile's reduction does not fit), each
+tile's operands double-buffered: two input slots and two output slots in the
+activation buffer, two weight slots in the weight buffer, and the split
+reduction's accumulators in the accumulator buffer. The planner searches the
+tile shapes for any layer and any HardwareConfig and keeps the one that moves
+the fewest DRAM bytes (re-reading inputs once per output-channel tile, or
+weights once per row band, whichever costs less), counting a fixed overhead
+per tile. A layer whose smallest tile does not fit gets an error naming the
+layer and the buffer. Nothing here knows particular networks (VTA's lesson:
+a table of known workloads breaks on the next model).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from codegen.device.dma import linear_size
+from runtime.errors import TesseraError
+from runtime.hardware import HardwareConfig
+from runtime.isa import PARAM_CHANNEL_BYTES
+
+SLOT_ALIGN = 8
+TILE_OVERHEAD_BYTES = 2048
+"""DRAM-byte equivalent of one tile's fixed cost (instruction fetch, DMA set-up)."""
+
+
+class CodegenError(TesseraError):
+    """A layer cannot be lowered to the accelerator (names the layer and why)."""
+
+
+def a8(n: int) -> int:
+    return -(-n // SLOT_ALIGN) * SLOT_ALIGN
+
+
+def halvings(n: int) -> list[int]:
+    """n, ceil(n/2), ceil(n/4), ..., 1 without repeats."""
+    out, v = [], n
+    while True:
+        if not out or out[-1] != v:
+            out.append(v)
+        if v == 1:
+            return out
+        v = -(-v // 2)
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """One image's convolution (a GEMM is a 1x1 convolution of a 1-row map)."""
+
+    c: int
+    h: int
+    w: int
+    k: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    groups: int
+    e_in: int
+    e_w: int
+    e_out: int
+    e_res: int
+    e_acc: int
+
+    @property
+    def cg(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def kg(self) -> int:
+        return self.k // self.groups
+
+    def in_rows(self, rt: int) -> int:
+        return (rt - 1) * self.sh + self.dh * (self.kh - 1) + 1
+
+    def in_cols(self, wt: int) -> int:
+        return (wt - 1) * self.sw + self.dw * (self.kw - 1) + 1
+
+    def tile_channels(self, kt: int, ct: int) -> int:
+        """Input channels one tile reads."""
+        return ct if self.groups == 1 else (kt // self.kg) * self.cg
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    kt: int
+    rt: int
+    wt: int
+    ct: int
+    k_outer: bool
+    in_bytes: int
+    res_bytes: int
+    out_bytes: int
+    wgt_bytes: int
+    param_bytes: int
+    acc_bytes: int
+
+    @property
+    def split(self) -> bool:
+        return self.acc_bytes > 0
+
+
+def _conv_fit(s: ConvShape, hw: HardwareConfig, kt: int, rt: int, wt: int, ct: int, chunks: int) -> ConvPlan | None:
+    in_b = a8(s.tile_channels(kt, ct) * s.in_rows(rt) * s.in_cols(wt) * s.e_in)
+    res_b = a8(kt * rt * wt * s.e_res)
+    out_b = a8(kt * rt * wt * s.e_out)
+    per_group = ct if s.groups == 1 else s.cg
+    wgt_b = linear_size(kt * per_group * s.kh * s.kw * s.e_w)
+    par_b = linear_size(kt * PARAM_CHANNEL_BYTES)
+    acc_b = a8(kt * rt * wt * s.e_acc) if chunks > 1 else 0
+    if 2 * (in_b + res_b + out_b) > hw.activation_buffer_bytes or 2 * (wgt_b + par_b) > hw.weight_buffer_bytes \
+            or acc_b > hw.accumulator_buffer_bytes:
+        return None
+    return ConvPlan(kt, rt, wt, ct, True, in_b, res_b, out_b, wgt_b, par_b, acc_b)
+
+
+def _conv_cost(s: ConvShape, p: ConvPlan) -> tuple[float, bool]:
+    n_k, n_r, n_w = -(-s.k // p.kt), -(-s.oh // p.rt), -(-s.ow // p.wt)
+    n_c = -(-s.c // p.ct) if s.groups == 1 else 1
+    bands = n_r * n_w
+    inputs = s.c * n_r * s.in_rows(p.rt) * n_w * s.in_cols(p.wt) * s.e_in
+    weights = s.k * s.cg * s.kh * s.kw * s.e_w + s.k * PARAM_CHANNEL_BYTES * n_c
+    if s.groups > 1:  # each output-channel tile reads only its own groups' channels
+        k_outer = weights + inputs
+        band_outer = inputs + weights * bands
+    else:
+        k_outer = (weights if n_c == 1 else weights * bands) + inputs * n_k
+        band_outer = (inputs if n_c == 1 else inputs * n_k) + (weights if n_k * n_c == 1 else weights * bands)
+    jobs = n_k * bands * n_c
+    best = min(k_outer, band_outer)
+    return best + jobs * TILE_OVERHEAD_BYTES, k_outer <= band_outer
+
+
+def plan_conv(s: ConvShape, hw: HardwareConfig, layer: str) -> ConvPlan:
+    """The cheapest tiling of a convolution that fits the buffers."""
+    if s.groups == 1:
+        kts = halvings(s.k)
+        cts = halvings(s.c)
+    else:
+        kts = sorted({s.kg * g for g in halvings(s.groups)}, reverse=True)
+        cts = [s.c]
+    best, best_cost = None, math.inf
+    for ct in cts:
+        chunks = -(-s.c // ct) if s.groups == 1 else 1
+        for wt in halvings(s.ow):
+            for kt in kts:
+                rt = _largest(lambda r: _conv_fit(s, hw, kt, r, wt, ct, chunks) is not None, s.oh)
+                if rt == 0:
+                    continue
+                plan = _conv_fit(s, hw, kt, rt, wt, ct, chunks)
+                cost, k_outer = _conv_cost(s, plan)
+                if cost < best_cost:
+                    best, best_cost = ConvPlan(**{**plan.__dict__, "k_outer": k_outer}), cost
+        if best is not None and chunks == 1:
+            break  # splitting the reduction only when a whole one does not fit
+    if best is None:
+        smallest = _conv_fit(s, HardwareConfig(weight_buffer_bytes=1 << 30, activation_buffer_bytes=1 << 30,
+                                               accumulator_buffer_bytes=1 << 30), kts[-1], 1, 1, cts[-1],
+                             2 if s.groups == 1 and s.c > 1 else 1)
+        needs = {"activation": 2 * (smallest.in_bytes + smallest.res_bytes + smallest.out_bytes),
+                 "weight": 2 * (smallest.wgt_bytes + smallest.param_bytes), "accumulator": smallest.acc_bytes}
+        have = {"activation": hw.activation_buffer_bytes, "weight": hw.weight_buffer_bytes,
+                "accumulator": hw.accumulator_buffer_bytes}
+        over = [f"the {b} buffer ({needs[b]} B needed, {have[b]} B available)" for b in needs if needs[b] > have[b]]
+        raise CodegenError(f"layer {layer!r}: even the smallest tile does not fit {' and '.join(over)}")
+    return best
+
+
+def _largest(fits, limit: int) -> int:
+    """The largest r in [1, limit] with fits(r) (fits is monotone), or 0."""
+    if not fits(1):
+        return 0
+    low, high = 1, limit
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+@dataclass(frozen=True)
+class MapPlan:
+    """Tiles of an element-wise or pooling layer: channels x rows x columns."""
+
+    ct: int
+    rt: int
+    wt: int
+
+
+def plan_map(channels: int, rows: int, cols: int, act_bytes, budget: int, layer: str, what: str) -> MapPlan:
+    """The largest tile (channels, then rows, then columns) whose double-
+    buffered operands ``act_bytes(ct, rt, wt)`` fit ``budget`` bytes."""
+    for wt in halvings(cols):
+        for ct in halvings(channels):
+            rt = _largest(lambda r: act_bytes(ct, r, wt) <= budget, rows)
+            if rt:
+                return MapPlan(ct, rt, wt)
+    raise CodegenError(f"layer {layer!r}: even a 1x1x1 {what} tile needs {act_bytes(1, 1, 1)} B of the activation "
+                       f"buffer, which has {budget} B")

@@ -1,0 +1,211 @@
+"""The ``tessera`` commands for device binaries: compile, run a binary on the
+simulator, disassemble, and describe.
+
+    tessera compile model.onnx --image 224x224x3 -o model.bin [--calibration photos]
+    tessera run model.bin --input x.npy          outputs, hwtime, agreement with Run_th
+    tessera disasm model.bin                     instructions with their layers and ONNX nodes
+    tessera info model.bin                       sections, segments, layers, estimated cycles
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+from runtime.errors import TesseraError
+
+
+def add_commands(sub, model_args, calibration_source, load_model) -> None:
+    """Register compile, disasm and info (run is shared with the CPU path)."""
+    compile_ = sub.add_parser("compile", help="compile a model to a device binary")
+    model_args(compile_)
+    compile_.add_argument("-o", "--output", required=True, metavar="FILE.bin", help="the binary to write")
+    compile_options(compile_)
+    compile_.set_defaults(func=lambda args: cmd_compile(args, calibration_source, load_model))
+    disasm = sub.add_parser("disasm", help="print a binary's instructions with their provenance")
+    disasm.add_argument("binary", help="a compiled .bin file")
+    disasm.add_argument("--limit", type=int, default=0, help="print at most this many instructions per stream")
+    disasm.set_defaults(func=cmd_disasm)
+    info = sub.add_parser("info", help="describe a binary: sections, segments, layers, estimated cycles")
+    info.add_argument("binary", help="a compiled .bin file")
+    info.set_defaults(func=cmd_info)
+
+
+def compile_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calibration", metavar="PATH|photos",
+                        help="calibration inputs: a folder of .npy files or images, or 'photos' for crops of "
+                             "scikit-learn's sample photographs (default: synthetic data, with a warning)")
+    parser.add_argument("--count", type=int, default=32, help="calibration inputs (default: %(default)s)")
+    parser.add_argument("--calibrator", default="mse", help="minmax, percentile[:P], entropy or mse")
+    parser.add_argument("--mode", default="int8", choices=["int8", "int16", "radix8", "radix16"])
+    parser.add_argument("--hwlinear", action="store_true", help="run linear layers on the accelerator")
+    parser.add_argument("--numcard", type=int, default=1)
+    parser.add_argument("--numclus", type=int, default=1)
+    parser.add_argument("--nlayers", type=int, default=-1, help="compile only the first N layers (-1: all)")
+    parser.add_argument("--strip-reference", action="store_true",
+                        help="leave the float reference program (Run_th) out of the binary")
+
+
+def is_binary(path: str) -> bool:
+    """Whether ``path`` is a file starting with the binary format's magic."""
+    from runtime.binary import MAGIC
+
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def compile_to(args, output: str, calibration_source, load_model):
+    """Compile ``args.model`` to ``output``; the CompiledModel and seconds."""
+    from compiler.compile import compile_model
+    from compiler.frontend import import_onnx
+
+    model = load_model(args.model)
+    graph = import_onnx(model, shapes=_shapes(args), image=args.image)
+    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
+    calibration = calibration_source(args.calibration, specs, args.count, seed=1)
+    samples = _samples(calibration, specs, args.count)
+    start = time.perf_counter()
+    compiled = compile_model(model, image=args.image, shapes=_shapes(args), samples=samples, outfile=output,
+                             numcard=args.numcard, numclus=args.numclus, nlayers=args.nlayers,
+                             strip_reference=args.strip_reference, calibrator=args.calibrator, mode=args.mode,
+                             hwlinear=args.hwlinear)
+    return compiled, time.perf_counter() - start
+
+
+def _samples(calibration, specs, count):
+    if calibration is None:
+        return None
+    from passes.quant.calibration_data import calibration_batches
+
+    return list(calibration_batches(calibration, specs, count=count, seed=1))
+
+
+def _shapes(args) -> dict:
+    from compiler.cli import _shapes as parse
+
+    return parse(args.shape)
+
+
+def cmd_compile(args, calibration_source, load_model) -> int:
+    compiled, seconds = compile_to(args, args.output, calibration_source, load_model)
+    _summary(compiled, args.output, seconds)
+    return 0
+
+
+def _summary(compiled, path: str, seconds: float) -> None:
+    devices = compiled.device_segments
+    layers = compiled.layers
+    print(f"compiled in {seconds:.1f} s to {path} ({os.path.getsize(path)} bytes): {len(devices)} accelerator "
+          f"segment(s) with {len(layers)} layers, {len(compiled.segments) - len(devices)} CPU segment(s), "
+          f"DRAM {compiled.dram_size} bytes")
+
+
+def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
+    """`tessera run`: compile the model (unless it is a binary already), run it
+    on the simulator, print the top outputs, hwtime and the agreement with the
+    float reference program."""
+    from runtime.binary import read_binary
+    from runtime.engine import Engine
+
+    path = args.model
+    if not is_binary(path):
+        output = args.output or os.path.join(tempfile.mkdtemp(prefix="tessera-"), "model.bin")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compiled, seconds = compile_to(args, output, calibration_source, load_model)
+        for w in caught:
+            print(f"warning: {w.message}")
+        _summary(compiled, output, seconds)
+        path = output
+    engine = Engine(read_binary(path))
+    feeds = feeds_for(engine.model, args)
+    start = time.perf_counter()
+    outputs = engine.run(feeds)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    outputs = engine.run(feeds)
+    warm = time.perf_counter() - start
+    print(f"ran {path} on the simulator in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included); "
+          f"hwtime {engine.hwtime_ms:.3f} ms on the accelerator ({engine.instructions} instructions)")
+    from compiler.cli import _print_top
+
+    for name, value in outputs.items():
+        _print_top(name, value, args.top)
+    if engine.model.reference is not None:
+        reference = engine.run_reference(feeds)
+        for name, ours in outputs.items():
+            _agreement(name, ours, reference[name])
+    return 0
+
+
+def _agreement(name: str, ours: np.ndarray, theirs: np.ndarray) -> None:
+    error = np.asarray(ours, np.float64) - theirs
+    power = float(np.sum(np.square(theirs, dtype=np.float64)))
+    noise = float(np.sum(np.square(error)))
+    snr = 10 * np.log10(power / noise) if noise > 0 else float("inf")
+    same = int(np.argmax(ours)) == int(np.argmax(theirs))
+    print(f"agreement with the float reference (Run_th) on {name}: SNR {snr:.1f} dB, top-1 "
+          f"{'matches' if same else 'DIFFERS'}")
+
+
+def cmd_disasm(args) -> int:
+    from runtime.binary import read_binary
+    from runtime.isa import disassemble
+
+    model = read_binary(args.binary)
+    for segment in model.device_segments:
+        for key, stream in segment.streams.items():
+            provenance = [(layer.start, layer.stop, f"{layer.name} <- {', '.join(layer.onnx_nodes)}")
+                          for layer in segment.layers if layer.stream == key]
+            print(f"# segment {segment.name}, stream card {key.card} cluster {key.cluster} phase {key.phase}: "
+                  f"{len(stream) // 64} instructions")
+            data = stream[:64 * args.limit] if args.limit > 0 else stream
+            print(disassemble(data, provenance))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from runtime.binary import describe, read_binary
+    from runtime.compiled import DeviceSegment
+    from runtime.engine import Engine
+
+    description = describe(args.binary)
+    model = read_binary(args.binary)
+    print(f"{args.binary}: format {description.get('version')}, {os.path.getsize(args.binary)} bytes")
+    for section in description["sections"]:
+        print(f"  section {section['name']:<10} offset {section['offset']:>10} length {section['length']:>10} "
+              f"crc {'ok' if section['crc_ok'] else 'BAD'}")
+    config = model.config
+    print(f"hardware: {config.cards} card(s) x {config.clusters_per_card} clusters x {config.units_per_cluster} "
+          f"units x {config.macs_per_unit} MACs at {config.clock_hz / 1e6:.0f} MHz; buffers WGT "
+          f"{config.weight_buffer_bytes} ACT {config.activation_buffer_bytes} ACC {config.accumulator_buffer_bytes} "
+          f"bytes; DRAM used {model.dram_size} bytes (weights {len(model.dram_image)})")
+    print("inputs: " + ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in model.inputs)
+          + "; outputs: " + ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in model.outputs))
+    engine = Engine(model)
+    times = iter(engine.layer_times())
+    clock = config.clock_hz
+    for segment in model.segments:
+        if isinstance(segment, DeviceSegment):
+            print(f"segment {segment.name}: accelerator, {sum(len(s) // 64 for s in segment.streams.values())} "
+                  "instructions")
+            print(f"  {'layer':<28}{'op':<10}{'instructions':>13}{'MACs':>14}{'cycles':>12}{'us':>9}  onnx nodes")
+            for layer in segment.layers:
+                t = next(times)
+                print(f"  {layer.name:<28}{layer.op:<10}{layer.stop - layer.start:>13}{layer.macs:>14}"
+                      f"{t.cycles:>12}{t.cycles / clock * 1e6:>9.1f}  {', '.join(layer.onnx_nodes)}")
+        else:
+            ops = sorted({step.kernel for step in segment.program.steps})
+            print(f"segment {segment.name}: CPU, {len(segment.program.steps)} kernel steps ({', '.join(ops)})")
+    print(f"estimated accelerator time (hwtime): {engine.hwtime_ms:.3f} ms")
+    return 0
+
+
+__all__ = ["add_commands", "cmd_run_compiled", "compile_options", "is_binary", "TesseraError"]

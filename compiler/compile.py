@@ -1,0 +1,97 @@
+"""The ahead-of-time step: an ONNX model to a device binary.
+
+    from compiler.compile import compile_model
+    compiled = compile_model("model.onnx", image="224x224x3", samples=images, outfile="model.bin")
+
+Import, simplify, place (accelerator or CPU per layer), quantize the
+accelerator segments on the calibration samples (compiler/quantize.py),
+lower them to instruction streams with packed weights (codegen/device/),
+the CPU segments and the float reference to kernel programs, and write one
+binary (codegen/binary.py) that runtime/ loads without the compiler.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+
+from codegen.binary import write_binary
+from codegen.device import build_compiled
+from compiler.errors import ModelImportError
+from compiler.frontend.loader import load_model
+from compiler.quantize import quantize_model
+from runtime.compiled import CompiledModel
+from runtime.hardware import HardwareConfig
+
+VERSION = "0.1.0"
+
+
+def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequence | None = None,
+                  outfile: str | os.PathLike | None = None, numcard: int = 1, numclus: int = 1, nlayers: int = -1,
+                  config: HardwareConfig | None = None, strip_reference: bool = False,
+                  **quantization: Any) -> CompiledModel:
+    """Compile ``model`` (an ONNX path, bytes or ModelProto) for the
+    accelerator described by ``config`` (default: an FWDNXT-class card).
+
+    ``image`` is FWDNXT's input size string ("WxHxC") or the path of an image
+    whose size to use; ``samples`` the calibration inputs (arrays or feed
+    dicts; without them Tessera calibrates on synthetic data and warns);
+    ``nlayers`` keeps only the first N layers (ONNX nodes in graph order,
+    Constant nodes not counted), -1 all; ``numcard``/``numclus`` the cards and
+    clusters to use (recorded; one stream per model for now). Further
+    keywords go to :func:`compiler.quantize.quantize_model` (calibrator,
+    mode, float_layers, hwlinear, ...). Writes ``outfile`` when given."""
+    config = config or HardwareConfig()
+    _check_devices(config, numcard, numclus)
+    proto, label = load_model(model)
+    if nlayers is not None and nlayers >= 0:
+        proto = first_layers(proto, nlayers, label)
+    if image is not None and Path(str(image)).is_file():
+        image = image_size_string(image)
+    quantized = quantize_model(proto, calibration_data=samples, image=image, shapes=shapes,
+                               options={"target.hardware": config}, **quantization)
+    metadata = {"compiler": f"tessera {VERSION}", "source": label, "numcard": numcard, "numclus": numclus,
+                "nlayers": nlayers, "quantization": {k: v for k, v in quantization.items()
+                                                     if isinstance(v, (str, int, float, bool))}}
+    compiled = build_compiled(quantized.graph, config, None if strip_reference else quantized.float_graph,
+                              metadata)
+    if outfile is not None:
+        write_binary(compiled, outfile)
+    return compiled
+
+
+def _check_devices(config: HardwareConfig, numcard: int, numclus: int) -> None:
+    if not 1 <= numcard <= config.cards:
+        raise ValueError(f"numcard={numcard}: the hardware config has {config.cards} card(s)")
+    if not 1 <= numclus <= config.clusters_per_card:
+        raise ValueError(f"numclus={numclus}: the hardware config has {config.clusters_per_card} clusters per card")
+
+
+def first_layers(proto: onnx.ModelProto, count: int, label: str = "model") -> onnx.ModelProto:
+    """The model cut after its first ``count`` layers (nodes in graph order,
+    Constant nodes not counted): the outputs are the outputs of the layers
+    kept that nothing kept reads, as FWDNXT's ``nlayers``."""
+    nodes = [n for n in proto.graph.node if n.op_type != "Constant"]
+    if count == 0 or count > len(nodes):
+        raise ModelImportError(f"nlayers={count}: the model has {len(nodes)} layers", file=label)
+    kept = nodes[:count]
+    read = {name for n in kept for name in n.input}
+    outputs = [name for n in kept for name in n.output if name and name not in read]
+    inputs = [v.name for v in proto.graph.input if v.name not in {i.name for i in proto.graph.initializer}]
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    extracted = onnx.utils.Extractor(inferred).extract_model(inputs, outputs)
+    return extracted
+
+
+def image_size_string(path: str | os.PathLike) -> str:
+    """FWDNXT's "WxHxC" for an image file."""
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        pixels = np.asarray(picture)
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    return f"{width}x{height}x{channels}"

@@ -1,0 +1,215 @@
+"""The FWDNXT-style Python API (shared/spec/fwdnxt-python-api.md).
+
+    from runtime import FWDNXT
+    ie = FWDNXT()
+    size = ie.Compile("224x224x3", "model.onnx", "model.bin", samples=images)
+    ie.Init("model.bin", "")
+    result = np.empty(size, np.float32)
+    ie.Run(image, result)                  # the device backend: the simulator here
+    ie.GetInfo("hwtime")                   # estimated accelerator milliseconds of that run
+
+Run uses the device backend (with no card attached, the instruction-accurate
+simulator; GetInfo('backend') says so), Run_sw always the simulator, Run_th
+the float reference program stored in the binary. Compile needs the
+compiler (onnx and the rest) and imports it only when called; everything
+else needs numpy and numba only. Arguments are checked and every misuse
+(wrong shape or dtype, a result buffer of the wrong size, Run before Init, a
+call after Free, an unknown flag) raises FWDNXTError saying what is wrong.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from runtime.compiled import CompiledModel
+from runtime.engine import Engine
+from runtime.errors import TesseraError
+
+VERSION = "tessera-0.1.0"
+BACKEND = "simulator"
+
+_FLAGS: dict[str, Any] = {"debug": "w", "nlayers": -1, "hwlinear": 0, "blockingmode": 1, "nobatch": 0,
+                          "imgs_per_cluster": 1, "fpgaid": "sim"}
+"""SetFlag names and their defaults (shared/reference/api-notes.md 1.4)."""
+
+
+class FWDNXTError(TesseraError):
+    """A misuse of the FWDNXT API (the message says which call and why)."""
+
+
+class FWDNXT:
+    """One inference context: Compile a model, Init a binary, Run it."""
+
+    def __init__(self):
+        self._flags = dict(_FLAGS)
+        self._engine: Engine | None = None
+        self._bitfile: str | None = None
+        self._freed = False
+        self._hwtime = 0.0
+
+    # ------------------------------------------------------------ compile and load
+    def Compile(self, image: str, modeldir: str, outfile: str, numcard: int = 1, numclus: int = 1,
+                nlayers: int = -1, samples: Sequence | None = None) -> int | tuple[int, ...]:
+        """Compile the ONNX model ``modeldir`` for inputs of size ``image``
+        ("WxHxC" or an image path) into ``outfile``; ``samples`` are
+        calibration inputs (synthetic data, with a warning, without them).
+        Returns the number of output values (a tuple for several outputs)."""
+        self._alive("Compile")
+        try:
+            from compiler.compile import compile_model
+        except ImportError as exc:
+            raise FWDNXTError(f"Compile needs Tessera's compiler and its dependencies (onnx, networkx): {exc}. "
+                              "Compile on a machine with `pip install tessera`, then Init the binary here") from exc
+        if nlayers == -1 and int(self._flags["nlayers"]) != -1:
+            nlayers = int(self._flags["nlayers"])
+        compiled = compile_model(modeldir, image=image, samples=samples, outfile=outfile, numcard=numcard,
+                                 numclus=numclus, nlayers=nlayers, hwlinear=bool(int(self._flags["hwlinear"])))
+        return compiled.output_counts()
+
+    def Init(self, infile: str | os.PathLike, bitfile: str = "") -> int | tuple[int, ...]:
+        """Load the binary ``infile`` and prepare to run it. ``bitfile`` is
+        recorded (the simulator needs none; "" = use what is loaded)."""
+        self._alive("Init")
+        from runtime.binary import read_binary
+
+        if not isinstance(bitfile, str):
+            raise FWDNXTError(f"Init: bitfile must be a path string or '', got {type(bitfile).__name__}")
+        if bitfile and not os.path.isfile(bitfile):
+            raise FWDNXTError(f"Init: bitfile {bitfile!r} does not exist")
+        model = read_binary(infile)
+        self._engine = Engine(model)
+        self._bitfile = bitfile or None
+        return model.output_counts()
+
+    def Free(self) -> None:
+        """Release the loaded model; any later call is an error."""
+        self._engine = None
+        self._freed = True
+
+    # ------------------------------------------------------------ flags and info
+    def SetFlag(self, name: str, value: Any) -> None:
+        """Set a flag (values may be given as strings, as FWDNXT takes them)."""
+        self._alive("SetFlag")
+        if name not in self._flags:
+            raise FWDNXTError(f"SetFlag: unknown flag {name!r}; the flags are {sorted(self._flags)}")
+        default = _FLAGS[name]
+        if isinstance(default, int):
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise FWDNXTError(f"SetFlag: flag {name!r} takes an integer, got {value!r}") from None
+        elif not isinstance(value, str):
+            raise FWDNXTError(f"SetFlag: flag {name!r} takes a string, got {value!r}")
+        if name == "fpgaid" and value not in ("sim", "-1"):
+            raise FWDNXTError(f"SetFlag: fpgaid={value!r}: no card is attached; the only device is 'sim'")
+        self._flags[name] = value
+
+    def GetInfo(self, name: str) -> Any:
+        """hwtime (ms of the last Run/Run_sw on the accelerator), numcluster,
+        numfpga, numbatch, freq (MHz), maxcluster, maxfpga, version, backend,
+        inshapes, outshapes, innames, outnames, config (the hardware config
+        the binary was compiled for), or any SetFlag name."""
+        self._alive("GetInfo")
+        if name in self._flags:
+            return self._flags[name]
+        if name == "version":
+            return VERSION
+        if name == "backend":
+            return BACKEND
+        if name == "hwtime":
+            return float(self._hwtime)
+        model = self._loaded("GetInfo").model
+        meta, config = model.metadata, model.config
+        info = {
+            "numcluster": int(meta.get("numclus", 1)), "numfpga": int(meta.get("numcard", 1)),
+            "numbatch": int(model.inputs[0].shape[0]) if model.inputs and model.inputs[0].shape else 1,
+            "freq": int(round(config.clock_hz / 1e6)), "maxcluster": config.clusters_per_card,
+            "maxfpga": config.cards, "config": config.to_dict(),
+            "inshapes": ";".join("x".join(map(str, t.shape)) for t in model.inputs),
+            "outshapes": ";".join("x".join(map(str, t.shape)) for t in model.outputs),
+            "innames": ";".join(t.name for t in model.inputs),
+            "outnames": ";".join(t.name for t in model.outputs),
+        }
+        if name not in info:
+            raise FWDNXTError(f"GetInfo: unknown name {name!r}; known: "
+                              f"{sorted([*info, 'hwtime', 'version', 'backend', *self._flags])}")
+        return info[name]
+
+    # ------------------------------------------------------------ running
+    def Run(self, image, result) -> None:
+        """One inference on the device backend (the simulator), ``result``
+        (a preallocated float32 array, a tuple for several outputs) filled in place."""
+        self._run("Run", image, result, device=True)
+
+    def Run_sw(self, image, result) -> None:
+        """One inference on the bit-accurate simulator."""
+        self._run("Run_sw", image, result, device=True)
+
+    def Run_th(self, image, result) -> None:
+        """One inference of the float reference program on the CPU."""
+        self._run("Run_th", image, result, device=False)
+
+    def _run(self, call: str, image, result, device: bool) -> None:
+        engine = self._loaded(call)
+        model = engine.model
+        feeds = dict(zip((t.name for t in model.inputs), _inputs(call, model, image)))
+        targets = _results(call, model, result)
+        try:
+            outputs = engine.run(feeds) if device else engine.run_reference(feeds)
+        except TesseraError as exc:
+            raise FWDNXTError(f"{call}: {exc}") from exc
+        if device:
+            self._hwtime = engine.hwtime_ms
+        for target, spec in zip(targets, model.outputs):
+            target.reshape(-1)[:] = np.asarray(outputs[spec.name], np.float32).reshape(-1)
+
+    def _alive(self, call: str) -> None:
+        if self._freed:
+            raise FWDNXTError(f"{call} called after Free(); create a new FWDNXT object")
+
+    def _loaded(self, call: str) -> Engine:
+        self._alive(call)
+        if self._engine is None:
+            raise FWDNXTError(f"{call} called before Init(); load a compiled binary first")
+        return self._engine
+
+
+def _inputs(call: str, model: CompiledModel, image) -> list[np.ndarray]:
+    """The input arrays, checked: float32, each the input's shape (or that
+    shape without its batch dimension of 1)."""
+    images = list(image) if isinstance(image, (tuple, list)) else [image]
+    if len(images) != len(model.inputs):
+        raise FWDNXTError(f"{call}: the model has {len(model.inputs)} input(s) "
+                          f"{[t.name for t in model.inputs]}; got {len(images)}")
+    out = []
+    for array, spec in zip(images, model.inputs):
+        if not isinstance(array, np.ndarray):
+            raise FWDNXTError(f"{call}: input {spec.name!r} must be a numpy array, got {type(array).__name__}")
+        if array.dtype != np.float32:
+            raise FWDNXTError(f"{call}: input {spec.name!r} must be float32, got {array.dtype}")
+        if array.shape != spec.shape and not (spec.shape[:1] == (1,) and array.shape == spec.shape[1:]):
+            raise FWDNXTError(f"{call}: input {spec.name!r} must have shape {list(spec.shape)}, got "
+                              f"{list(array.shape)}")
+        out.append(np.ascontiguousarray(array).reshape(spec.shape))
+    return out
+
+
+def _results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
+    """The result buffers, checked: writable float32 arrays of each
+    output's number of values."""
+    results = list(result) if isinstance(result, (tuple, list)) else [result]
+    if len(results) != len(model.outputs):
+        raise FWDNXTError(f"{call}: the model has {len(model.outputs)} output(s); got {len(results)} result buffers")
+    for array, spec in zip(results, model.outputs):
+        size = int(np.prod(spec.shape, dtype=np.int64))
+        if not isinstance(array, np.ndarray) or array.dtype != np.float32:
+            raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be a float32 numpy array, got "
+                              f"{getattr(array, 'dtype', type(array).__name__)}")
+        if array.size != size:
+            raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} has {array.size} values; the output has "
+                              f"{size} ({list(spec.shape)})")
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be C-contiguous and writable")
+    return results

@@ -1,0 +1,175 @@
+"""Device code generation: every quantized model lowered to instruction
+streams runs on the simulator bit-exactly like the integer reference, on
+hardware configs from one that forces heavy tiling to a large one."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from codegen.cpu import lower_to_program
+from codegen.device import CodegenError, build_compiled
+from codegen.device.tiling import ConvShape, plan_conv
+from compiler.quantize import quantize_model
+from compiler.zoo import mobilenet_v2, resnet
+from compiler.zoo.builder import OnnxBuilder
+from passes.quant.reference import run_reference
+from runtime.engine import Engine
+from runtime.executor import Executor
+from runtime.hardware import HardwareConfig
+from runtime.isa import AccMode, Op, column, decode_array, validate_streams
+
+KIB = 1024
+TINY = HardwareConfig(weight_buffer_bytes=2 * KIB, activation_buffer_bytes=KIB, accumulator_buffer_bytes=512,
+                      clusters_per_card=1)
+LARGE = HardwareConfig(cards=2, clusters_per_card=8, units_per_cluster=8, macs_per_unit=128,
+                       weight_buffer_bytes=4096 * KIB, activation_buffer_bytes=8192 * KIB,
+                       accumulator_buffer_bytes=1024 * KIB, clock_hz=500_000_000)
+CONFIGS = {"default": HardwareConfig(), "tiny": TINY, "large": LARGE}
+
+
+def kitchen_sink():
+    """Every op the accelerator lowers: dense, depthwise, dilated and 1x1
+    convs with Relu/LeakyRelu/Clip, residual add, max and average pools
+    (with padding and ceil mode), per-channel add, element-wise mul,
+    sigmoid and tanh tables, channel concat, nearest upsampling, global
+    pooling, flatten and a linear layer (hwlinear)."""
+    b = OnnxBuilder("kitchen_sink", seed=3)
+    x = b.input("x", [1, 3, 20, 24])
+    a = b.node("Relu", [b.conv(x, 3, 8, 3)])
+    p = b.node("MaxPool", [a], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)
+    d = b.node("LeakyRelu", [b.conv(p, 8, 8, 3, groups=8)], alpha=0.1)
+    e = b.node("Clip", [b.conv(d, 8, 16, 1), b.const_f32(0.0), b.const_f32(6.0)])
+    r = b.node("Add", [b.conv(e, 16, 16, 3), e])
+    s = b.node("Mul", [b.node("Sigmoid", [r]), b.node("Tanh", [e])])
+    c = b.node("Add", [s, b.const_f32(np.linspace(-0.5, 0.5, 16).reshape(1, 16, 1, 1).astype(np.float32))])
+    k = b.node("Concat", [c, r], axis=1)
+    w = b.weight((b.rng.standard_normal((8, 32, 3, 3)) * 0.1).astype(np.float32), "dil_w")
+    dil = b.node("Relu", [b.node("Conv", [k, w], kernel_shape=[3, 3], dilations=[2, 2], pads=[2, 2, 2, 2])])
+    up = b.node("Resize", [dil, "", b.const_f32([1, 1, 2, 2])], mode="nearest")
+    avg = b.node("AveragePool", [up], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
+    g = b.node("Flatten", [b.node("GlobalAveragePool", [avg])])
+    return b.model([b.linear(g, 8, 5)])
+
+
+def _quantized(model, config=None, **options):
+    """Quantized (and placed for ``config``) on four seeded samples."""
+    if config is not None:
+        options["options"] = {"target.hardware": config}
+    rng = np.random.default_rng(1)
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    samples = [rng.standard_normal(shape).astype(np.float32) for _ in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_model(model, calibration_data=samples, **options), shape
+
+
+def _reference(graph, feeds):
+    """The integer reference on accelerator segments, the CPU executor on the rest."""
+    def cpu(node, inputs):
+        program = lower_to_program(node.attrs["body"])
+        out = Executor(program).run(dict(zip(program.input_names, inputs)))
+        return [out[n] for n in program.output_names]
+
+    return run_reference(graph, feeds, cpu=cpu)
+
+
+def _assert_device_exact(quantized, shape, config, seeds=(0, 1)):
+    compiled = build_compiled(quantized.graph, config, quantized.float_graph)
+    for segment in compiled.device_segments:
+        validate_streams(segment.streams, config, compiled.dram_size)
+    engine = Engine(compiled)
+    for seed in seeds:
+        feeds = {quantized.input_names[0]: np.random.default_rng(seed).standard_normal(shape).astype(np.float32)}
+        got, want = engine.run(feeds), _reference(quantized.graph, feeds)
+        for name in quantized.output_names:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"output {name}, config {config}")
+    return compiled, engine
+
+
+MODELS = {
+    "kitchen_sink": lambda config=None: _quantized(kitchen_sink(), config, hwlinear=True),
+    "resnet_int16": lambda config=None: _quantized(resnet(depth=18, image=32, classes=10, width=8), config,
+                                                   mode="int16"),
+    "kitchen_sink_radix8": lambda config=None: _quantized(kitchen_sink(), config, mode="radix8"),
+    "resnet": lambda config=None: _quantized(resnet(depth=18, image=32, classes=10, width=8), config),
+    "mobilenet_v2": lambda config=None: _quantized(mobilenet_v2(image=32, classes=10, width=0.25), config),
+}
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_simulator_matches_integer_reference(name, config):
+    quantized, shape = MODELS[name](CONFIGS[config])
+    compiled, _ = _assert_device_exact(quantized, shape, CONFIGS[config])
+    assert compiled.device_segments, f"{name}: nothing was placed on the accelerator"
+
+
+def test_mixed_precision_layers_are_exact():
+    quantized, shape = _quantized(kitchen_sink(), TINY, hwlinear=True,
+                                  layer_precision={"conv_3": "int16", "conv_27": "int16"})
+    assert any(n.outputs[0].type.dtype == np.int16 for n in quantized.quantized_nodes())
+    _assert_device_exact(quantized, shape, TINY)
+
+
+def _ops(compiled) -> list[np.ndarray]:
+    return [decode_array(s)[0] for seg in compiled.device_segments for s in seg.streams.values()]
+
+
+def test_tiny_config_splits_reductions_and_tiles():
+    quantized, shape = MODELS["resnet"]()
+    tiny = build_compiled(quantized.graph, TINY)
+    default = build_compiled(quantized.graph, HardwareConfig())
+    tiny_rows, default_rows = _ops(tiny)[0], _ops(default)[0]
+    convs = tiny_rows[tiny_rows[:, 0] == Op.CONV]
+    modes = set(convs[:, column(Op.CONV, "acc_mode")].tolist())
+    assert {AccMode.FIRST, AccMode.LAST} <= modes, "the tiny config must split some reductions over passes"
+    assert (default_rows[:, 0] == Op.CONV).sum() < len(convs)
+
+
+def test_layers_map_instruction_ranges_to_onnx_nodes():
+    quantized, shape = MODELS["kitchen_sink"]()
+    compiled = build_compiled(quantized.graph, HardwareConfig())
+    onnx_nodes = {n.name for n in kitchen_sink().graph.node}
+    for segment in compiled.device_segments:
+        count = len(next(iter(segment.streams.values()))) // 64
+        previous = 0
+        for layer in segment.layers:
+            assert previous <= layer.start < layer.stop <= count
+            assert set(layer.onnx_nodes) <= onnx_nodes, layer
+            previous = layer.stop
+    names = [n for layer in compiled.layers for n in layer.onnx_nodes]
+    assert {"conv_3", "relu_4", "add_19", "gemm_36"} <= set(names)
+
+
+def test_dram_reuses_dead_activations():
+    """The activation region is at least the largest live set (a layer's
+    inputs and output) and below the sum of all activations."""
+    quantized, _ = MODELS["resnet"]()
+    compiled = build_compiled(quantized.graph, HardwareConfig())
+    activations = compiled.dram_size - len(compiled.dram_image)
+    body = next(n for n in quantized.graph.nodes if n.attrs["device"] == "FPGA").attrs["body"]
+    size = {v: int(np.prod(v.type.shape)) * v.type.dtype.itemsize for n in body.nodes for v in n.outputs}
+    layers = [n for n in body.nodes if n.op.startswith("Q") and n.op != "QuantizeLinear"]
+    live = max(size[n.outputs[0]] + sum(size.get(v, 0) for v in n.inputs if not v.is_constant) for n in layers)
+    assert live <= activations < sum(size[n.outputs[0]] for n in layers)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_planner_fits_every_buffer(config):
+    hw = CONFIGS[config]
+    for shape in (ConvShape(256, 14, 14, 256, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4),
+                  ConvShape(3, 224, 224, 64, 112, 112, 7, 7, 2, 2, 1, 1, 1, 1, 1, 1, 0, 4),
+                  ConvShape(96, 56, 56, 96, 56, 56, 3, 3, 1, 1, 1, 1, 96, 1, 1, 1, 0, 4),
+                  ConvShape(2048, 1, 1, 1000, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 4)):
+        plan = plan_conv(shape, hw, "layer")
+        assert 2 * (plan.in_bytes + plan.res_bytes + plan.out_bytes) <= hw.activation_buffer_bytes
+        assert 2 * (plan.wgt_bytes + plan.param_bytes) <= hw.weight_buffer_bytes
+        assert plan.acc_bytes <= hw.accumulator_buffer_bytes
+
+
+def test_infeasible_layer_names_layer_and_buffer():
+    hw = HardwareConfig(weight_buffer_bytes=64, activation_buffer_bytes=64, accumulator_buffer_bytes=64)
+    with pytest.raises(CodegenError, match=r"layer 'big'.*activation buffer"):
+        plan_conv(ConvShape(64, 64, 64, 64, 64, 64, 11, 11, 1, 1, 1, 1, 1, 1, 1, 1, 0, 4), hw, "big")
