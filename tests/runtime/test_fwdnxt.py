@@ -1,0 +1,145 @@
+"""The FWDNXT-style API: Compile, Init, Run / Run_sw / Run_th, GetInfo,
+SetFlag, Free, and a clear error for every misuse."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+
+from compiler.zoo import resnet
+from compiler.zoo.builder import OnnxBuilder
+from runtime import FWDNXT
+from runtime.fwdnxt import FWDNXTError
+
+
+def _samples(shape, count=4):
+    rng = np.random.default_rng(5)
+    return [rng.standard_normal(shape).astype(np.float32) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fwdnxt")
+    onnx.save(resnet(depth=10, image=32, classes=10, width=8), folder / "r.onnx")
+    ie = FWDNXT()
+    count = ie.Compile("32x32x3", str(folder / "r.onnx"), str(folder / "r.bin"), samples=_samples([1, 3, 32, 32]))
+    return folder, count
+
+
+@pytest.fixture
+def ie(compiled):
+    folder, _ = compiled
+    ie = FWDNXT()
+    ie.Init(str(folder / "r.bin"), "")
+    return ie
+
+
+def test_compile_returns_the_output_count_and_warns_without_samples(compiled, tmp_path):
+    folder, count = compiled
+    assert count == 10
+    with pytest.warns(UserWarning, match="synthetic"):
+        FWDNXT().Compile("32x32x3", str(folder / "r.onnx"), str(tmp_path / "s.bin"))
+
+
+def test_run_matches_run_sw_and_is_close_to_run_th(ie):
+    x = _samples([1, 3, 32, 32], 1)[0]
+    device, simulated, reference = (np.zeros(10, np.float32) for _ in range(3))
+    ie.Run(x, device)
+    hwtime = ie.GetInfo("hwtime")
+    ie.Run_sw(x, simulated)
+    ie.Run_th(x, reference)
+    np.testing.assert_array_equal(device, simulated)
+    assert hwtime > 0 and ie.GetInfo("hwtime") == hwtime
+    snr = 10 * np.log10(np.sum(reference ** 2) / np.sum((device - reference) ** 2))
+    assert snr > 20, snr
+    chw = np.zeros(10, np.float32)
+    ie.Run(x[0], chw)  # plane-major CHW without the batch dimension
+    np.testing.assert_array_equal(chw, device)
+
+
+def test_get_info_reports_the_model_and_the_hardware(ie):
+    assert ie.GetInfo("numcluster") == 1 and ie.GetInfo("numfpga") == 1 and ie.GetInfo("numbatch") == 1
+    assert ie.GetInfo("freq") == 250 and ie.GetInfo("maxcluster") == 4 and ie.GetInfo("maxfpga") == 1
+    assert ie.GetInfo("version").startswith("tessera") and ie.GetInfo("backend") == "simulator"
+    assert ie.GetInfo("inshapes") == "1x3x32x32" and ie.GetInfo("outshapes") == "1x10"
+    assert ie.GetInfo("innames") == "image" and ie.GetInfo("outnames") == "probabilities"
+    assert ie.GetInfo("config")["macs_per_unit"] == 64
+    with pytest.raises(FWDNXTError, match="unknown name 'nope'"):
+        ie.GetInfo("nope")
+
+
+def test_set_flag_checks_names_and_values(ie):
+    ie.SetFlag("debug", "b")
+    ie.SetFlag("nlayers", "3")
+    assert ie.GetInfo("debug") == "b" and ie.GetInfo("nlayers") == 3
+    with pytest.raises(FWDNXTError, match="unknown flag 'turbo'"):
+        ie.SetFlag("turbo", "1")
+    with pytest.raises(FWDNXTError, match="takes an integer"):
+        ie.SetFlag("nlayers", "many")
+    with pytest.raises(FWDNXTError, match="no card is attached"):
+        ie.SetFlag("fpgaid", "510")
+
+
+def test_misuse_gives_clear_errors(compiled, ie):
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    with pytest.raises(FWDNXTError, match=r"must have shape \[1, 3, 32, 32\], got \[1, 3, 16, 16\]"):
+        ie.Run(np.zeros((1, 3, 16, 16), np.float32), np.zeros(10, np.float32))
+    with pytest.raises(FWDNXTError, match="must be float32, got float64"):
+        ie.Run(x.astype(np.float64), np.zeros(10, np.float32))
+    with pytest.raises(FWDNXTError, match="has 9 values; the output has 10"):
+        ie.Run(x, np.zeros(9, np.float32))
+    with pytest.raises(FWDNXTError, match="must be a float32 numpy array"):
+        ie.Run(x, np.zeros(10, np.float64))
+    with pytest.raises(FWDNXTError, match="1 input"):
+        ie.Run((x, x), np.zeros(10, np.float32))
+    fresh = FWDNXT()
+    with pytest.raises(FWDNXTError, match="Run called before Init"):
+        fresh.Run(x, np.zeros(10, np.float32))
+    ie.Free()
+    with pytest.raises(FWDNXTError, match="Run_sw called after Free"):
+        ie.Run_sw(x, np.zeros(10, np.float32))
+    with pytest.raises(FWDNXTError, match="bitfile 'missing.bit' does not exist"):
+        FWDNXT().Init(str(compiled[0] / "r.bin"), "missing.bit")
+
+
+def test_nlayers_compiles_only_the_first_layers(compiled, tmp_path):
+    folder, _ = compiled
+    ie = FWDNXT()
+    count = ie.Compile("32x32x3", str(folder / "r.onnx"), str(tmp_path / "n.bin"), nlayers=2,
+                       samples=_samples([1, 3, 32, 32]))
+    assert count == 8 * 16 * 16  # conv + relu at stride 2: the first layers' output
+    ie.Init(str(tmp_path / "n.bin"), "")
+    assert ie.GetInfo("outshapes") == "1x8x16x16"
+    out, ref = np.zeros(count, np.float32), np.zeros(count, np.float32)
+    x = _samples([1, 3, 32, 32], 1)[0]
+    ie.Run(x, out)
+    ie.Run_th(x, ref)
+    assert np.abs(out - ref).max() < 0.1 * np.abs(ref).max()
+
+
+def _two_in_two_out(path):
+    b = OnnxBuilder("two", seed=1)
+    x, y = b.input("x", [1, 4, 8, 8]), b.input("y", [1, 4, 8, 8])
+    s = b.node("Relu", [b.conv(b.node("Add", [x, y]), 4, 4, 3)])
+    onnx.save(b.model([s, b.node("MaxPool", [s], kernel_shape=[2, 2], strides=[2, 2])]), path)
+
+
+def test_several_inputs_and_outputs_take_tuples(tmp_path):
+    _two_in_two_out(tmp_path / "two.onnx")
+    ie = FWDNXT()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        counts = ie.Compile("8x8x4;8x8x4", str(tmp_path / "two.onnx"), str(tmp_path / "two.bin"))
+    assert counts == (256, 64)
+    assert ie.Init(str(tmp_path / "two.bin"), "") == counts
+    x, y = _samples([1, 4, 8, 8], 2)
+    results = (np.zeros(256, np.float32), np.zeros(64, np.float32))
+    references = (np.zeros(256, np.float32), np.zeros(64, np.float32))
+    ie.Run((x, y), results)
+    ie.Run_th((x, y), references)
+    for got, want in zip(results, references):
+        assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
+    with pytest.raises(FWDNXTError, match="2 output"):
+        ie.Run((x, y), results[0])
