@@ -14,16 +14,18 @@ from runtime.hardware import HardwareConfig
 
 
 def build_compiled(graph: Graph, config: HardwareConfig, reference: Graph | None = None,
-                   metadata: Mapping[str, Any] | None = None) -> CompiledModel:
+                   metadata: Mapping[str, Any] | None = None, reuse: bool = True) -> CompiledModel:
     """Lower every segment of ``graph`` (each top-level node a Segment) for
-    ``config``; ``reference`` is the float graph whose program Run_th runs."""
+    ``config``; ``reference`` is the float graph whose program Run_th runs.
+    ``reuse=False`` gives every activation its own DRAM bytes, so that each
+    layer's output can be read after a run (debugging)."""
     image = ConstantImage()
     plans: list[SegmentLowering | CpuSegment] = []
     for node in graph.nodes:
         if node.op != "Segment":
             raise CodegenError(f"graph {graph.name!r} is not partitioned: node {node.name!r} is not a Segment")
         if node.attrs["device"] == ACCELERATOR:
-            plans.append(SegmentLowering(node, config, image))
+            plans.append(SegmentLowering(node, config, image, reuse))
         else:
             plans.append(CpuSegment(node.name, lower_to_program(node.attrs["body"]),
                                     [v.name for v in node.inputs], [v.name for v in node.outputs]))

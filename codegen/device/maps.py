@@ -272,23 +272,21 @@ class ConcatLayer(MapLayer):
         self.rows = math.prod(out.shape[1:axis])
         self.widths = [math.prod(v.type.shape[axis:]) for v in node.inputs]
         self.e_out = out.dtype.itemsize
-        e_max = max(v.type.dtype.itemsize for v in node.inputs)
-        self.plans = [self._plan((1, self.rows, w), lambda c, r, x: 2 * a8(r * x * e_max) + 2 * a8(r * x * self.e_out),
-                                 "concat") for w in self.widths]
+        self.e_in = max(v.type.dtype.itemsize for v in node.inputs)
+        # one tile shape (so one slot layout) for every input: slots alternate across the inputs' jobs
+        self.plan = self._plan((1, self.rows, max(self.widths)),
+                               lambda c, r, x: 2 * a8(r * x * self.e_in) + 2 * a8(r * x * self.e_out), "concat")
 
     def jobs(self, addr) -> list[Job]:
-        a = self.node.attrs
+        a, p = self.node.attrs, self.plan
         total, offset, jobs = sum(self.widths), 0, []
         out_addr = addr(self.node.outputs[0])
-        for i, (value, width, plan) in enumerate(zip(self.node.inputs, self.widths, self.plans)):
-            e_in = value.type.dtype.itemsize
-            src = addr(value)
-            s_in = a8(plan.rt * plan.wt * max(v.type.dtype.itemsize for v in self.node.inputs))
-            s_out = a8(plan.rt * plan.wt * self.e_out)
+        s_in, s_out = a8(p.rt * p.wt * self.e_in), a8(p.rt * p.wt * self.e_out)
+        for i, (value, width) in enumerate(zip(self.node.inputs, self.widths)):
+            e_in, src = value.type.dtype.itemsize, addr(value)
             for n in range(self.batch):
-                for _, _, r0, r1, x0, x1 in _tiles((1, self.rows, width), plan):
-                    slot = len(jobs) % 2
-                    base = slot * (s_in + s_out)
+                for _, _, r0, r1, x0, x1 in _tiles((1, self.rows, width), p):
+                    base = (len(jobs) % 2) * (s_in + s_out)
                     box = (1, r1 - r0, x1 - x0)
                     job = Job()
                     job.loads.append(load(Space.ACT, base, src + (n * self.rows * width + r0 * width + x0) * e_in,

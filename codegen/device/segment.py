@@ -33,8 +33,8 @@ class SegmentLowering:
     construction), places its activations (:meth:`place`), and emits its
     stream (:meth:`emit`)."""
 
-    def __init__(self, segment: Node, config: HardwareConfig, image: ConstantImage):
-        self.segment, self.config, self.image = segment, config, image
+    def __init__(self, segment: Node, config: HardwareConfig, image: ConstantImage, reuse: bool = True):
+        self.segment, self.config, self.image, self.reuse = segment, config, image, reuse
         body: Graph = segment.attrs["body"]
         self.outer = {**dict(zip(body.inputs, segment.inputs)), **dict(zip(body.outputs, segment.outputs))}
         self.root: dict[Value, Value] = {}
@@ -87,6 +87,8 @@ class SegmentLowering:
                 touch(value, index)
         for _, node in self.exits:
             touch(node.inputs[0], len(self.layers))
+        if not self.reuse:  # every tensor keeps its bytes (to read any layer's output after a run)
+            spans = {v: [-1, len(self.layers)] for v in spans}
         return {v: Interval(v, _nbytes(v), first, last) for v, (first, last) in spans.items()}
 
     def place(self, base: int) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from codegen.device.dma import linear_size
+from codegen.device.dma import MAX_EXTENT, linear_size
 from runtime.errors import TesseraError
 from runtime.hardware import HardwareConfig
 from runtime.isa import PARAM_CHANNEL_BYTES
@@ -36,10 +36,11 @@ def a8(n: int) -> int:
 
 
 def halvings(n: int) -> list[int]:
-    """n, ceil(n/2), ceil(n/4), ..., 1 without repeats."""
+    """n, ceil(n/2), ceil(n/4), ..., 1 without repeats, none above the
+    largest extent an instruction field holds."""
     out, v = [], n
     while True:
-        if not out or out[-1] != v:
+        if (not out or out[-1] != v) and v <= MAX_EXTENT:
             out.append(v)
         if v == 1:
             return out
@@ -151,7 +152,7 @@ def plan_conv(s: ConvShape, hw: HardwareConfig, layer: str) -> ConvPlan:
         chunks = -(-s.c // ct) if s.groups == 1 else 1
         for wt in halvings(s.ow):
             for kt in kts:
-                rt = _largest(lambda r: _conv_fit(s, hw, kt, r, wt, ct, chunks) is not None, s.oh)
+                rt = _largest(lambda r: _conv_fit(s, hw, kt, r, wt, ct, chunks) is not None, min(s.oh, MAX_EXTENT))
                 if rt == 0:
                     continue
                 plan = _conv_fit(s, hw, kt, rt, wt, ct, chunks)
@@ -201,7 +202,7 @@ def plan_map(channels: int, rows: int, cols: int, act_bytes, budget: int, layer:
     buffered operands ``act_bytes(ct, rt, wt)`` fit ``budget`` bytes."""
     for wt in halvings(cols):
         for ct in halvings(channels):
-            rt = _largest(lambda r: act_bytes(ct, r, wt) <= budget, rows)
+            rt = _largest(lambda r: act_bytes(ct, r, wt) <= budget, min(rows, MAX_EXTENT))
             if rt:
                 return MapPlan(ct, rt, wt)
     raise CodegenError(f"layer {layer!r}: even a 1x1x1 {what} tile needs {act_bytes(1, 1, 1)} B of the activation "

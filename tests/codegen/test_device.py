@@ -44,8 +44,8 @@ def kitchen_sink():
     r = b.node("Add", [b.conv(e, 16, 16, 3), e])
     s = b.node("Mul", [b.node("Sigmoid", [r]), b.node("Tanh", [e])])
     c = b.node("Add", [s, b.const_f32(np.linspace(-0.5, 0.5, 16).reshape(1, 16, 1, 1).astype(np.float32))])
-    k = b.node("Concat", [c, r], axis=1)
-    w = b.weight((b.rng.standard_normal((8, 32, 3, 3)) * 0.1).astype(np.float32), "dil_w")
+    k = b.node("Concat", [c, r, d], axis=1)  # unequal inputs: their tiles share one slot layout
+    w = b.weight((b.rng.standard_normal((8, 40, 3, 3)) * 0.1).astype(np.float32), "dil_w")
     dil = b.node("Relu", [b.node("Conv", [k, w], kernel_shape=[3, 3], dilations=[2, 2], pads=[2, 2, 2, 2])])
     up = b.node("Resize", [dil, "", b.const_f32([1, 1, 2, 2])], mode="nearest")
     avg = b.node("AveragePool", [up], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
