@@ -133,7 +133,8 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
     outputs = engine.run(feeds)
     warm = time.perf_counter() - start
     print(f"ran {path} on the simulator in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included); "
-          f"hwtime {engine.hwtime_ms:.3f} ms on the accelerator ({engine.instructions} instructions)")
+          f"hwtime {engine.hwtime_ms:.3f} ms on the accelerator ({engine.instructions} instructions, "
+          f"{100 * engine.efficiency:.0f}% of the MAC peak)")
     from compiler.cli import _print_top
 
     for name, value in outputs.items():
@@ -196,15 +197,19 @@ def cmd_info(args) -> int:
         if isinstance(segment, DeviceSegment):
             print(f"segment {segment.name}: accelerator, {sum(len(s) // 64 for s in segment.streams.values())} "
                   "instructions")
-            print(f"  {'layer':<28}{'op':<10}{'instructions':>13}{'MACs':>14}{'cycles':>12}{'us':>9}  onnx nodes")
+            print(f"  {'layer':<28}{'op':<10}{'instructions':>13}{'MACs':>14}{'cycles':>12}{'us':>9}{'MAC use':>9}"
+                  "  onnx nodes")
+            peak = config.units_per_cluster * config.macs_per_unit  # one cluster runs the stream
             for layer in segment.layers:
                 t = next(times)
+                use = f"{100 * layer.macs / (t.cycles * peak):.0f}%" if layer.macs and t.cycles else "-"
                 print(f"  {layer.name:<28}{layer.op:<10}{layer.stop - layer.start:>13}{layer.macs:>14}"
-                      f"{t.cycles:>12}{t.cycles / clock * 1e6:>9.1f}  {', '.join(layer.onnx_nodes)}")
+                      f"{t.cycles:>12}{t.cycles / clock * 1e6:>9.1f}{use:>9}  {', '.join(layer.onnx_nodes)}")
         else:
             ops = sorted({step.kernel for step in segment.program.steps})
             print(f"segment {segment.name}: CPU, {len(segment.program.steps)} kernel steps ({', '.join(ops)})")
-    print(f"estimated accelerator time (hwtime): {engine.hwtime_ms:.3f} ms")
+    print(f"estimated accelerator time (hwtime): {engine.hwtime_ms:.3f} ms, {100 * engine.efficiency:.0f}% of the "
+          "MAC peak of the clusters used (docs/simulator.md explains the cycle model)")
     return 0
 
 

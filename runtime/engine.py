@@ -117,6 +117,15 @@ class Engine:
         return float(sum(s.timing.hwtime_ms for s in self.simulators()))
 
     @property
+    def efficiency(self) -> float:
+        """MACs done over the MACs the clusters used could do in hwtime."""
+        sims = self.simulators()
+        cycles = sum(s.timing.total_cycles for s in sims)
+        if not cycles:
+            return 0.0
+        return float(sum(s.timing.efficiency * s.timing.total_cycles for s in sims) / cycles)
+
+    @property
     def instructions(self) -> int:
         """Instructions one run executes on the device."""
         return int(sum(s.instructions for s in self.simulators()))
