@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from compiler.cli_device import add_commands, cmd_run_compiled, compile_options
+from compiler.cli_device import add_commands, cmd_run_compiled, compile_options, run_twice
 from runtime.errors import TesseraError
 
 DEFAULT_MODEL = "resnet18"
@@ -97,12 +97,7 @@ def cmd_run(args) -> int:
         graph = optimize(graph)
     executor = Executor(lower_to_program(graph))
     feeds = _feeds(graph, args)
-    start = time.perf_counter()
-    outputs = executor.run(feeds)
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    outputs = executor.run(feeds)
-    warm = time.perf_counter() - start
+    outputs, first, warm = run_twice(executor.run, feeds)
     print(f"model {args.model}: {len(graph.nodes)} nodes{'' if args.no_optimize else ' after optimisation'}, inputs "
           + ", ".join(f"{v.name} {v.type}" for v in graph.inputs))
     print(f"ran on the CPU path in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included)")

@@ -126,12 +126,7 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
         path = output
     engine = Engine(read_binary(path))
     feeds = feeds_for(engine.model, args)
-    start = time.perf_counter()
-    outputs = engine.run(feeds)
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    outputs = engine.run(feeds)
-    warm = time.perf_counter() - start
+    outputs, first, warm = run_twice(engine.run, feeds)
     print(f"ran {path} on the simulator in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included); "
           f"hwtime {engine.hwtime_ms:.3f} ms on the accelerator ({engine.instructions} instructions, "
           f"{100 * engine.efficiency:.0f}% of the MAC peak)")
@@ -144,6 +139,16 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
         for name, ours in outputs.items():
             _agreement(name, ours, reference[name])
     return 0
+
+
+def run_twice(run, feeds):
+    """Outputs, and the seconds of a first (JIT included) and a warm run."""
+    start = time.perf_counter()
+    run(feeds)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    outputs = run(feeds)
+    return outputs, first, time.perf_counter() - start
 
 
 def _agreement(name: str, ours: np.ndarray, theirs: np.ndarray) -> None:

@@ -4,16 +4,19 @@ import sys
 import textwrap
 
 FORBIDDEN = ("onnx", "onnxruntime", "networkx", "pydantic", "ir", "compiler", "passes", "codegen")
+BLOCK = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {FORBIDDEN!r}:
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+"""
+"""Prepended to a script: importing any of FORBIDDEN fails."""
 
 
 def test_runtime_imports_without_the_compiler_side():
-    code = textwrap.dedent(f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split('.')[0] in {FORBIDDEN!r}:
-                    raise ImportError('blocked: ' + name)
-        sys.meta_path.insert(0, Block())
+    code = BLOCK + textwrap.dedent("""
         import runtime
         from runtime.kernels import kernel_names
         names = kernel_names()
@@ -41,13 +44,7 @@ def test_a_device_host_loads_and_runs_a_binary_without_the_compiler(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         count = FWDNXT().Compile("32x32x3", str(model), str(tmp_path / "m.bin"))
-    code = textwrap.dedent(f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split('.')[0] in {FORBIDDEN!r}:
-                    raise ImportError('blocked: ' + name)
-        sys.meta_path.insert(0, Block())
+    code = BLOCK + textwrap.dedent(f"""
         import numpy as np
         from runtime import FWDNXT
         ie = FWDNXT()
