@@ -12,7 +12,9 @@ Percentile calibrators, twice: as it comes (it also quantizes Softmax
 outputs and the classifier), and with the layers Tessera runs in float on the
 CPU excluded (nodes_to_exclude), so that both quantize the same layers —
 the comparison that counts. Tessera: its default pipeline (accelerator
-segments in int8, CPU segments in float32), its default (MSE) calibration.
+segments in int8, CPU segments in float32), its defaults: MSE calibration,
+bias correction, per-channel affines moved through concatenations
+(docs/quantization.md).
 
     python bench/bench_quant.py [--models resnet50,squeezenet] [--calibration 32] [--evaluation 16] [--ort-default]
 """

@@ -35,6 +35,10 @@ from runtime.errors import TesseraError
 from runtime.executor import Executor
 from runtime.segments import SegmentExecutor
 
+BIAS_CORRECTIONS = "tessera_bias_corrections"
+"""The quantizer_args entry of an encodings export holding the bias
+corrections (docs/quantization.md), by weight name."""
+
 
 class QuantizationError(TesseraError):
     """A quantization setting that does not fit the model."""
@@ -107,6 +111,12 @@ class QuantizedModel:
                 grids[node.annotations["weight"]] = node.inputs[1].quant
         return grids
 
+    def bias_corrections(self) -> dict[str, list[int]]:
+        """The bias correction of each corrected layer (accumulator units per
+        output channel), by the name of its float weight."""
+        return {n.annotations["weight"]: n.annotations["bias_correction"] for n in self.quantized_nodes()
+                if "bias_correction" in n.annotations and "weight" in n.annotations}
+
     def float_tensors(self) -> list[str]:
         """Outputs of the layers that run in float on the CPU."""
         return [v.name for n in self._cpu_nodes() for v in n.outputs]
@@ -122,7 +132,8 @@ class QuantizedModel:
                                 quantizer_args={"activation_bitwidth": 8, "param_bitwidth": 8,
                                                 "per_channel_quantization": True,
                                                 "quant_scheme": "tessera:" + self.options.get("quant.mode",
-                                                                                              "int8")})
+                                                                                              "int8"),
+                                                BIAS_CORRECTIONS: self.bias_corrections()})
 
     def compare(self, samples: Iterable[Mapping[str, np.ndarray]]) -> LayerReport:
         """Layer-wise comparison with the float model over ``samples``."""
@@ -218,6 +229,7 @@ def _apply_encodings(graph: Graph, encodings: Encodings, settings: dict[str, Any
                       f"it (folded away or misnamed), ignored: {sorted(unknown)[:8]}", QuantizationWarning,
                       stacklevel=3)
     settings["quant.given"] = {**settings.get("quant.given", {}), **given}
+    settings["quant.bias_corrections"] = dict(encodings.quantizer_args.get(BIAS_CORRECTIONS, {}))
     return sorted({producers[t].name for t in encodings.float_tensors if t in producers})
 
 

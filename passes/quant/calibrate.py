@@ -7,20 +7,22 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from codegen.cpu import lower_with_names
-from ir.graph import Graph, Value
+from ir.graph import Value
 from passes.infra import PassError
 from passes.quant.observers import make_observer
 from passes.quant.progress import progress
 from runtime.executor import Executor
+from runtime.program import Program
 
 
-def calibrate(graph: Graph, watch: Iterable[Value], batches: Iterable[Mapping[str, np.ndarray]],
-              calibrators: Mapping[str, str], default: str) -> dict[Value, tuple]:
-    """The (low, high) range of each watched value of ``graph`` over the
-    calibration batches, each value's observer named by ``calibrators`` (by
-    value name) or ``default``."""
-    program, names = lower_with_names(graph)
+def calibrate(lowered: tuple[Program, Mapping[Value, str]], watch: Iterable[Value],
+              batches: Iterable[Mapping[str, np.ndarray]], calibrators: Mapping[str, str],
+              default: str) -> dict[Value, tuple]:
+    """The (low, high) range of each watched value over the calibration
+    batches, run through ``lowered`` (the float graph's program and each
+    value's slot, codegen.cpu.lower_with_names), each value's observer named
+    by ``calibrators`` (by value name) or ``default``."""
+    program, names = lowered
     watch = list(dict.fromkeys(watch))
     missing = [v.name for v in watch if v not in names]
     if missing:

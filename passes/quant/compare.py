@@ -62,8 +62,8 @@ class ErrorStats:
 
     @property
     def snr_db(self) -> float:
-        """As :func:`passes.quant.metrics.snr_db` over everything seen."""
-        return snr_from_sums(self.signal, self.noise)
+        """As :func:`passes.quant.metrics.snr_db` over everything seen (NaN if nothing was)."""
+        return snr_from_sums(self.signal, self.noise) if self.count else math.nan
 
     @property
     def rmse(self) -> float:
@@ -97,7 +97,7 @@ class LayerReport:
 
     def worst(self, k: int, by: str = "isolated") -> list[LayerError]:
         """The ``k`` computing layers with the lowest SNR (the most error)."""
-        ranked = [e for e in self.layers if e.op not in _PASS_THROUGH]
+        ranked = [e for e in self.layers if e.op not in _PASS_THROUGH and getattr(e, by).count]
         return sorted(ranked, key=lambda e: getattr(e, by).snr_db)[:k]
 
     def table(self) -> str:
@@ -132,6 +132,7 @@ def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mappi
         tensors[id(node.outputs[0])] = tensor
         layers.append((node, LayerError(node.name, node.op, tensor, tuple(node.annotations.get("source", ())),
                                         node.outputs[0].quant.dtype.name)))
+    alone = {id(node) for node, _ in layers if _has_float_inputs(node, by_name, tensors)}
     float_run, q_run = Executor(float_program), Executor(q_program)
     float_fetch = sorted({by_name[t] for t in tensors.values()} | {by_name[v.name] for v in quantized.outputs
                                                                   if v.name in by_name})
@@ -144,7 +145,8 @@ def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mappi
             value = node.outputs[0]
             truth = reference[by_name[error.tensor]]
             error.propagated.update(truth, _dequantize(result[q_names[value]], value.quant))
-            error.isolated.update(truth, _isolated(node, reference, by_name, tensors))
+            if id(node) in alone:
+                error.isolated.update(truth, _isolated(node, reference, by_name, tensors))
         for name, stats in outputs.items():
             stats.update(reference[by_name[name]], result[q_names[_output(quantized, name)]])
         count += 1
@@ -155,6 +157,19 @@ def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mappi
 
 def _output(graph: Graph, name: str) -> Value:
     return next(v for v in graph.outputs if v.name == name)
+
+
+def _has_float_inputs(node: Node, by_name: Mapping[str, str], tensors: Mapping[int, str]) -> bool:
+    """Whether the float graph computes every input of ``node``: not so for
+    tensors the quantizer made (concat_affine's per-piece affines), whose
+    reader is measured propagated only."""
+    return node.op == "QuantizeLinear" or all(
+        _float_tensor(v, tensors) in by_name for v in node.inputs if v is not None and not v.is_constant)
+
+
+def _float_tensor(value: Value, tensors: Mapping[int, str]) -> str | None:
+    return tensors.get(id(value)) or (value.producer.annotations.get("tensor") if value.producer is not None
+                                      else None)
 
 
 def _isolated(node: Node, reference: Mapping[str, np.ndarray], by_name: Mapping[str, str],
@@ -169,8 +184,7 @@ def _isolated(node: Node, reference: Mapping[str, np.ndarray], by_name: Mapping[
         if value is None or value.is_constant:
             inputs.append(None if value is None else value.const)
             continue
-        producer_tensor = tensors.get(id(value)) or (value.producer.annotations.get("tensor")
-                                                     if value.producer is not None else None)
+        producer_tensor = _float_tensor(value, tensors)
         if producer_tensor is None or producer_tensor not in by_name or value.quant is None:
             raise PassError(f"layer-wise comparison: input %{value.name} of {node.op} node {node.name!r} "
                             "has no float counterpart")

@@ -7,6 +7,11 @@ integer macro ops (docs/quantization.md); CPU segments stay float32.
    inherited (layout ops), or calibrated by running the float graph on
    calibration data through the CPU executor.
 3. Each segment body is rebuilt from Q ops.
+4. Each calibrated QConv / QGemm's bias absorbs the mean error of its
+   output on the calibration data (bias_correction.py).
+
+Before 1, per-channel affines after channel concatenations are moved onto
+the concatenated pieces (concat_affine.py), when no parameters are given.
 """
 from __future__ import annotations
 
@@ -15,14 +20,17 @@ from typing import Mapping
 
 import numpy as np
 
+from codegen.cpu import lower_with_names
 from ir.graph import Graph, Node, Value
 from ir.types import QuantParams
 from passes.infra import PassContext, PassError, graph_pass, register_option
+from passes.quant.bias_correction import add_to_bias, correct_biases
 from passes.quant.calibrate import calibrate
 from passes.quant.calibration_data import CalibrationWarning, calibration_batches
+from passes.quant.concat_affine import push_affines_through_concat
 from passes.quant.params import Precision, activation_quant, layer_precision, parse_precision
 from passes.quant.rewrite import SegmentQuantizer
-from passes.quant.units import build_units
+from passes.quant.units import build_units, flatten_fused
 from passes.target import ACCELERATOR
 
 register_option("quant.calibrator", str, "mse",
@@ -34,6 +42,11 @@ register_option("quant.calibration_data", object, None,
                 "None means synthetic data (with a warning)")
 register_option("quant.calibration_count", int, 32, "how many calibration inputs to use at most")
 register_option("quant.preprocess", object, None, "preprocessing of calibration images (a PreprocessSpec)")
+register_option("quant.bias_correction", bool, True,
+                "add each calibrated QConv/QGemm's mean output error on the calibration data to its bias")
+register_option("quant.bias_corrections", dict, {},
+                "bias corrections given by weight name (accumulator units per output channel), as an encodings "
+                "export of a bias-corrected model carries them")
 register_option("quant.given", dict, {},
                 "quantization parameters given by tensor name (an encodings file, a pre-quantized model): "
                 "those tensors are not calibrated")
@@ -45,20 +58,47 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
     segments = [n for n in graph.nodes if n.op == "Segment" and n.attrs["device"] == ACCELERATOR]
     if not segments:
         return graph
+    given = _open_up(graph, segments, ctx)
     units = {id(s): build_units(s.attrs["body"]) for s in segments}
     precision = _precisions(segments, units, ctx)
-    given = {**_pre_quantized(graph), **ctx.option("quant.given")}
     stored = _stored_values(segments, units)
     to_calibrate = [v for v in stored if v.name not in given]
     if given and to_calibrate:
         warnings.warn(f"{len(to_calibrate)} stored tensors have no given quantization parameters and are "
                       f"calibrated: {[v.name for v in to_calibrate][:8]}", CalibrationWarning, stacklevel=2)
-    ranges = _calibrate(graph, to_calibrate, ctx) if to_calibrate else {}
+    lowered = lower_with_names(graph) if to_calibrate else None  # the float graph, before the rewrite
+    ranges = _calibrate(graph, lowered, to_calibrate, ctx) if to_calibrate else {}
     grids = _Grids(given, ranges, precision, ctx)
+    linear = []
     for segment in segments:
-        body = segment.attrs["body"]
-        segment.attrs["body"] = SegmentQuantizer(body, grids.of, grids.precision_of_node).build()
+        quantizer = SegmentQuantizer(segment.attrs["body"], grids.of, grids.precision_of_node)
+        segment.attrs["body"] = quantizer.build()
+        linear += quantizer.linear
+    if ranges and not given and ctx.option("quant.bias_correction"):  # given parameters are used as they are
+        correct_biases(lowered, linear, _batches(graph, ctx))
+    _given_corrections(linear, ctx.option("quant.bias_corrections"))
     return graph
+
+
+def _given_corrections(layers: list, corrections: Mapping[str, list]) -> None:
+    """Bias corrections an encodings file carries, by weight name."""
+    for layer in layers:
+        weight = layer.node.annotations.get("weight")
+        if weight in corrections:
+            add_to_bias(layer.node, corrections[weight])
+
+
+def _open_up(graph: Graph, segments: list[Node], ctx: PassContext) -> dict[str, QuantParams]:
+    """Flatten the segments' Fused groups and, unless parameters are given
+    (they describe the model's own tensors), move per-channel affines
+    through concatenations; returns the given parameters."""
+    for segment in segments:
+        flatten_fused(segment.attrs["body"])
+    given = {**_pre_quantized(graph), **ctx.option("quant.given")}
+    if not given:
+        for segment in segments:
+            push_affines_through_concat(segment.attrs["body"])
+    return given
 
 
 def _precisions(segments: list[Node], units: dict, ctx: PassContext) -> dict[int, Precision]:
@@ -93,12 +133,16 @@ def _pre_quantized(graph: Graph) -> dict[str, QuantParams]:
     return found
 
 
-def _calibrate(graph: Graph, values: list[Value], ctx: PassContext) -> dict[Value, tuple]:
+def _calibrate(graph: Graph, lowered, values: list[Value], ctx: PassContext) -> dict[Value, tuple]:
+    return calibrate(lowered, values, _batches(graph, ctx), ctx.option("quant.tensor_calibrators"),
+                     ctx.option("quant.calibrator"))
+
+
+def _batches(graph: Graph, ctx: PassContext):
+    """The calibration inputs (read anew on each call)."""
     specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
-    count = ctx.option("quant.calibration_count")
-    batches = calibration_batches(ctx.option("quant.calibration_data"), specs, count=count,
-                                  preprocess=ctx.option("quant.preprocess"))
-    return calibrate(graph, values, batches, ctx.option("quant.tensor_calibrators"), ctx.option("quant.calibrator"))
+    return calibration_batches(ctx.option("quant.calibration_data"), specs,
+                               count=ctx.option("quant.calibration_count"), preprocess=ctx.option("quant.preprocess"))
 
 
 class _Grids:

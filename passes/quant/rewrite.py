@@ -16,6 +16,7 @@ from ir.graph import Graph, Node, Value, onnx_name
 from ir.registry import with_defaults
 from ir.types import QuantParams
 from passes.infra import PassError
+from passes.quant.bias_correction import LinearLayer
 from passes.quant.params import Precision, weight_quant
 from runtime.errors import KernelError
 from runtime.kernels import run_kernel
@@ -27,6 +28,8 @@ from runtime.qscheme import (
     quantize_multiplier,
     quantize_multipliers,
 )
+
+_CONV_ATTRS = ("kernel_shape", "strides", "pads", "dilations", "group")
 
 ParamsOf = Callable[[Value], QuantParams]
 PrecisionOf = Callable[[Node], Precision]
@@ -41,6 +44,10 @@ class SegmentQuantizer:
         self.params_of = params_of
         self.precision_of = precision_of
         self.values: dict[int, Value] = {}
+        self.outer: dict[int, Value] = {}
+        """A Fused body's input -> the node input it stands for."""
+        self.linear: list[LinearLayer] = []
+        """The QConv and QGemm nodes built, for bias correction."""
 
     def build(self) -> Graph:
         for value in self.old.inputs:
@@ -82,6 +89,7 @@ class SegmentQuantizer:
         members = node.attrs["body"].nodes if node.op == "Fused" else [node]
         if node.op == "Fused":  # the members read the body's inputs: bind them to the node's
             for formal, actual in zip(node.attrs["body"].inputs, node.inputs):
+                self.outer[id(formal)] = actual
                 if id(actual) in self.values:
                     self.values[id(formal)] = self.values[id(actual)]
         build = getattr(self, f"_unit_{kind}", None)
@@ -135,7 +143,7 @@ class SegmentQuantizer:
     def _emit_matmul(self, node: Node, anchor: Node, weight: Value, bias, residual, activation) -> None:
         weight = (weight.const, weight.quant, weight.name)
         if anchor.op == "Conv":
-            attrs = {k: anchor.attrs[k] for k in ("kernel_shape", "strides", "pads", "dilations", "group")}
+            attrs = {k: anchor.attrs[k] for k in _CONV_ATTRS}
             self._emit_conv(node, anchor.inputs[0], weight, bias, residual, activation, attrs, "QConv")
         else:
             self._emit_conv(node, anchor.inputs[0], weight, bias, residual, activation, {}, "QGemm")
@@ -166,6 +174,8 @@ class SegmentQuantizer:
             inputs.append(qr)
         self._node(op, inputs, attrs, node, po)
         self.new.nodes[-1].annotations["weight"] = weight[2]
+        conv = {k: v for k, v in attrs.items() if k in _CONV_ATTRS} if op == "QConv" else None
+        self.linear.append(LinearLayer(self.new.nodes[-1], self.outer.get(id(x), x), weight[0], conv))
 
     def _unit_add(self, node: Node, members: list[Node]) -> None:
         add, activation = members[0], (members[1] if len(members) > 1 else None)

@@ -104,9 +104,9 @@ def _grow(body: Graph, node: Node, taken: set[int]) -> Unit:
         absorb(nodes, _is_residual_add)
         absorb(nodes, _is_activation(allow_leaky=len(nodes) == 1 or not _is_residual_add(body, nodes[-1])))
         return Unit("conv", tuple(nodes))
-    if _is_channel_affine(node):
+    if is_channel_affine(node):
         nodes = [node]
-        while absorb(nodes, lambda b, n: _is_channel_affine(n)):
+        while absorb(nodes, lambda b, n: is_channel_affine(n)):
             pass
         absorb(nodes, _is_activation(allow_leaky=False))
         return Unit("affine", tuple(nodes))
@@ -145,7 +145,7 @@ def _absorb(body: Graph, nodes: list[Node], accepts) -> bool:
 
 
 def _is_bias_add(body: Graph, node: Node) -> bool:
-    return node.op == "Add" and _channel_constant(node) is not None
+    return node.op == "Add" and channel_constant(node) is not None
 
 
 def _is_residual_add(body: Graph, node: Node) -> bool:
@@ -162,11 +162,12 @@ def _is_activation(allow_leaky: bool):
     return accepts
 
 
-def _is_channel_affine(node: Node) -> bool:
-    return node.op in ("Mul", "Add", "Sub") and _channel_constant(node) is not None
+def is_channel_affine(node: Node) -> bool:
+    """Whether ``node`` multiplies, adds or subtracts one constant per channel."""
+    return node.op in ("Mul", "Add", "Sub") and channel_constant(node) is not None
 
 
-def _channel_constant(node: Node) -> np.ndarray | None:
+def channel_constant(node: Node) -> np.ndarray | None:
     """The per-channel constant of a binary op x (op) c on NCHW-like data,
     as one value per channel; None when the op is not that."""
     if len(node.inputs) != 2:

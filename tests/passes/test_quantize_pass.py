@@ -148,6 +148,13 @@ def rescale(v, m, n):
     return (v * m + (np.int64(1) << (n - 1))) >> n
 
 
+def conv3x3(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Float64 convolution of one [C, H, W] image, 3x3 kernels, padding 1."""
+    padded = np.pad(np.asarray(x, np.float64), ((0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))  # c, h, w, 3, 3
+    return np.einsum("chwij,kcij->khw", windows, np.asarray(w, np.float64))
+
+
 def is_power_of_two(x: float) -> bool:
     return x > 0 and math.log2(x) == round(math.log2(x))
 
@@ -192,9 +199,14 @@ def test_conv_bias_relu_is_one_qconv_with_the_documented_integers():
     np.testing.assert_array_equal(weight.const, codes)
     assert weight.quant == QuantParams(s_w, np.zeros(8, np.int64), INT8, axis=0)
 
-    # bias: int32 in the accumulator's scale, with the input zero point folded in
+    # bias: int32 in the accumulator's scale, with the input zero point folded in, and bias correction:
+    # the mean over the calibration data of each channel's error, float conv minus its quantized form
     acc_scale = s_x * s_w.astype(np.float64)
-    q_b = np.rint(b / acc_scale) - z_x * codes.reshape(8, -1).sum(axis=1)
+    rounded = [(np.clip(np.rint(x / np.float32(s_x)) + z_x, -128, 127) - z_x) * np.float32(s_x) for x in data]
+    error = [conv3x3(x[0], w) - conv3x3(r[0], codes * s_w.reshape(-1, 1, 1, 1)) for x, r in zip(data, rounded)]
+    correction = np.rint(np.mean(error, axis=(0, 2, 3)) / acc_scale)
+    q_b = np.rint(b / acc_scale) - z_x * codes.reshape(8, -1).sum(axis=1) + correction
+    assert np.any(correction != 0)
     bias = qconv.inputs[2]
     assert bias.const.dtype == INT32
     np.testing.assert_array_equal(bias.const, q_b)
