@@ -102,12 +102,22 @@ def _open_up(graph: Graph, segments: list[Node], ctx: PassContext) -> dict[str, 
 
 
 def _precisions(segments: list[Node], units: dict, ctx: PassContext) -> dict[int, Precision]:
-    """The precision of each unit's output value."""
+    """The precision of each unit's output value. A lookup table reads
+    8-bit codes, so the tensor feeding one (through layout ops) stays 8-bit
+    whatever the mode or a per-layer setting says (radix stays radix)."""
     result = {}
+    default = parse_precision(ctx.option("quant.mode"), "quant.mode")
     for segment in segments:
         for unit in units[id(segment)]:
             names = [m.name for m in (unit.attrs["body"].nodes if unit.op == "Fused" else [unit])]
             result[id(unit.outputs[0])] = layer_precision(names, ctx)
+        for unit in units[id(segment)]:
+            if unit.annotations.get("unit") == "lut":
+                source = unit.inputs[0]
+                while source.producer is not None and source.producer.annotations.get("unit") == "layout":
+                    source = source.producer.inputs[0]
+                wide = result.get(id(source), default)
+                result[id(source)] = Precision(np.dtype(np.int8), wide.radix)
     return result
 
 

@@ -92,6 +92,7 @@ MODELS = {
     "kitchen_sink": lambda config=None: _quantized(kitchen_sink(), config, hwlinear=True),
     "resnet_int16": lambda config=None: _quantized(resnet(depth=18, image=32, classes=10, width=8), config,
                                                    mode="int16"),
+    "kitchen_sink_int16": lambda config=None: _quantized(kitchen_sink(), config, hwlinear=True, mode="int16"),
     "kitchen_sink_radix8": lambda config=None: _quantized(kitchen_sink(), config, mode="radix8"),
     "resnet": lambda config=None: _quantized(resnet(depth=18, image=32, classes=10, width=8), config),
     "mobilenet_v2": lambda config=None: _quantized(mobilenet_v2(image=32, classes=10, width=0.25), config),
@@ -108,8 +109,11 @@ def test_simulator_matches_integer_reference(name, config):
 
 def test_mixed_precision_layers_are_exact():
     quantized, shape = _quantized(kitchen_sink(), TINY, hwlinear=True,
-                                  layer_precision={"conv_3": "int16", "conv_27": "int16"})
-    assert any(n.outputs[0].type.dtype == np.int16 for n in quantized.quantized_nodes())
+                                  layer_precision={"conv_3": "int16", "conv_12": "int16", "conv_27": "int16"})
+    wide = {s for n in quantized.quantized_nodes() if n.outputs[0].type.dtype == np.int16
+            for s in n.annotations.get("source", [])}
+    assert {"conv_3", "conv_27"} <= wide
+    assert "conv_12" not in wide, "conv_12 feeds a lookup table: its output stays 8-bit"
     _assert_device_exact(quantized, shape, TINY)
 
 
