@@ -81,7 +81,22 @@ class FWDNXT:
         model = read_binary(infile)
         self._engine = Engine(model)
         self._bitfile = bitfile or None
+        self._debug_init(infile)
         return model.output_counts()
+
+    def _debug_init(self, infile) -> None:
+        """SetFlag('debug', ...) letters: 'b' basic prints, 'p' the list of
+        accelerator layers (shared/reference/api-notes.md 1.4.3)."""
+        letters = str(self._flags["debug"])
+        model = self._engine.model
+        if "b" in letters:
+            print(f"FWDNXT: Init {infile}: {len(model.device_segments)} accelerator segment(s), "
+                  f"{len(model.segments) - len(model.device_segments)} CPU segment(s), DRAM {model.dram_size} "
+                  f"bytes, backend {BACKEND}")
+        if "p" in letters:
+            for layer in model.layers:
+                print(f"FWDNXT: layer {layer.name} ({layer.op}) instructions {layer.start}-{layer.stop} "
+                      f"from {', '.join(layer.onnx_nodes)}")
 
     def Free(self) -> None:
         """Release the loaded model; any later call is an error."""
@@ -90,7 +105,9 @@ class FWDNXT:
 
     # ------------------------------------------------------------ flags and info
     def SetFlag(self, name: str, value: Any) -> None:
-        """Set a flag (values may be given as strings, as FWDNXT takes them)."""
+        """Set a flag (values may be given as strings, as FWDNXT takes them).
+        ``debug``: letters, 'b' basic prints, 'p' the layer list at Init;
+        ``nlayers`` and ``hwlinear`` apply to the next Compile."""
         self._alive("SetFlag")
         if name not in self._flags:
             raise FWDNXTError(f"SetFlag: unknown flag {name!r}; the flags are {sorted(self._flags)}")
@@ -162,6 +179,8 @@ class FWDNXT:
             raise FWDNXTError(f"{call}: {exc}") from exc
         if device:
             self._hwtime = engine.hwtime_ms
+            if "b" in str(self._flags["debug"]):
+                print(f"FWDNXT: {call}: hwtime {self._hwtime:.3f} ms ({engine.instructions} instructions)")
         for target, spec in zip(targets, model.outputs):
             target.reshape(-1)[:] = np.asarray(outputs[spec.name], np.float32).reshape(-1)
 

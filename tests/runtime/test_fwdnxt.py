@@ -70,6 +70,16 @@ def test_get_info_reports_the_model_and_the_hardware(ie):
         ie.GetInfo("nope")
 
 
+def test_debug_flag_prints_basic_information_and_layers(compiled, capsys):
+    ie = FWDNXT()
+    ie.SetFlag("debug", "bp")
+    ie.Init(str(compiled[0] / "r.bin"), "")
+    ie.Run(np.zeros((1, 3, 32, 32), np.float32), np.zeros(10, np.float32))
+    out = capsys.readouterr().out
+    assert "FWDNXT: Init" in out and "backend simulator" in out
+    assert "FWDNXT: layer " in out and "from conv_" in out and "FWDNXT: Run: hwtime" in out
+
+
 def test_set_flag_checks_names_and_values(ie):
     ie.SetFlag("debug", "b")
     ie.SetFlag("nlayers", "3")
