@@ -1,0 +1,154 @@
+"""Tessera's device path (compile, Run_sw on the simulator, Run_th) against
+onnxruntime, same process.
+
+For each model, batch 1, 2 threads (bench/timing.py): compile it with the
+FWDNXT API (import to binary, calibrated on 32 crops of the sample photos),
+Init the binary, then time, warm, the median of --runs runs of each:
+
+* Run_sw (the instruction-accurate simulator, CPU segments included) against
+  onnxruntime int8 QDQ models made by quantize_static on the same 32 inputs
+  (per-channel int8 weights; s8s8, its default, and u8s8 activations);
+* Run_th (the float reference program in the binary) against onnxruntime fp32;
+* the simulator alone (its device segments), for instructions per second.
+
+Also prints the compile time, the binary's size and the estimated hwtime.
+Ratios are Tessera / onnxruntime (lower is better); targets of issue 5
+item 9: Run_sw <= 3x ORT s8s8, Run_th <= 1.5x ORT fp32, compile <= 60 s.
+
+    PYTHONPATH=. python bench/bench_device.py [--models resnet50,mobilenet_v2] [--runs 10]
+"""
+from __future__ import annotations
+
+from timing import median_ms, ort_options, pause  # first: sets the thread counts
+# isort: split
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+
+import numpy as np
+import onnx
+import onnx.version_converter
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+from compiler.zoo import load_light_model, mobilenet_v2
+from compiler.zoo.images import image_crops
+from runtime import FWDNXT
+from runtime.binary import read_binary
+from runtime.engine import Engine
+
+MODELS = {"resnet50": lambda: load_light_model("resnet50"), "mobilenet_v2": mobilenet_v2}
+CALIBRATION = 32
+QDQ_TYPES = {"s8s8": QuantType.QInt8, "u8s8": QuantType.QUInt8}
+"""onnxruntime QDQ variants: name -> activation type (weights are always int8)."""
+SW_TARGET, TH_TARGET, COMPILE_TARGET_S = 3.0, 1.5, 60.0
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, name: str, images):
+        self.feeds = iter([{name: x} for x in images])
+
+    def get_next(self):
+        return next(self.feeds, None)
+
+
+def _row(model: str, what: str, ours: float, theirs: float | None = None, target: str = "") -> None:
+    """One result line, flushed at once (the whole run takes minutes)."""
+    ref = f"{theirs:>12.2f}" if theirs is not None else f"{'':>12}"
+    ratio = f"{ours / theirs:>8.2f}" if theirs else f"{'':>8}"
+    print(f"{model:<14}{what:<40}{ours:>12.2f}{ref}{ratio}  {target}", flush=True)
+
+
+def _input_name(model: onnx.ModelProto) -> str:
+    inits = {t.name for t in model.graph.initializer}
+    return next(v.name for v in model.graph.input if v.name not in inits)
+
+
+def _for_onnxruntime(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model at opset >= 13 (per-channel QDQ needs it) and an IR version
+    this onnxruntime reads."""
+    if max(i.version for i in model.opset_import if i.domain in ("", "ai.onnx")) < 13:
+        model = onnx.version_converter.convert_version(model, 13)
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model.ir_version = min(model.ir_version, 10)
+    return model
+
+
+def _session(path: str, spin: bool) -> ort.InferenceSession:
+    options = ort_options()
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _qdq(source: str, folder: str, name: str, calibration, variant: str) -> str:
+    """Path of the QDQ model quantize_static makes for ``variant``."""
+    target = os.path.join(folder, f"qdq_{variant}.onnx")
+    quantize_static(source, target, _Reader(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QDQ_TYPES[variant], weight_type=QuantType.QInt8)
+    return target
+
+
+def _device_ms(binary: str, feeds: dict, runs: int) -> tuple[float, int]:
+    """(median ms of the simulator alone: every device segment, on the DRAM
+    one run leaves, instructions it executes) of a separate Engine."""
+    engine = Engine(read_binary(binary))
+    engine.run(feeds)
+    simulators = engine.simulators()
+    return median_ms(lambda: [s.run(engine.drams) for s in simulators], runs), engine.instructions
+
+
+def bench(name: str, runs: int, calibration, folder: str, spin: bool) -> None:
+    model = _for_onnxruntime(MODELS[name]())
+    source, binary = os.path.join(folder, f"{name}.onnx"), os.path.join(folder, f"{name}.bin")
+    onnx.save(model, source)
+    ie = FWDNXT()
+    start = time.perf_counter()
+    size = ie.Compile("224x224x3", source, binary, samples=calibration)
+    _row(name, "compile s (import to binary)", time.perf_counter() - start, None, f"target <= {COMPILE_TARGET_S:g} s")
+    _row(name, "binary MB (float reference included)", os.path.getsize(binary) / 1e6)
+    ie.Init(binary, "")
+    image = image_crops(1, size=224, seed=2)[0]
+    result = np.empty(size, np.float32)
+    feeds = {_input_name(model): image}
+
+    run_sw = median_ms(lambda: ie.Run_sw(image, result), runs)
+    device, instructions = _device_ms(binary, feeds, runs)
+    _row(name, "hwtime ms (estimated device)", ie.GetInfo("hwtime"))
+    _row(name, "simulator instructions/s", instructions / device * 1e3)
+    _row(name, "Run_sw ms: simulator part", device, run_sw)
+    for variant in QDQ_TYPES:
+        session = _session(_qdq(source, folder, _input_name(model), calibration, variant), spin)
+        pause()
+        theirs = median_ms(lambda: session.run(None, feeds), runs)
+        target = f"target <= {SW_TARGET:g}" if variant == "s8s8" else ""
+        _row(name, f"Run_sw ms / ORT int8 QDQ {variant}", run_sw, theirs, target)
+    pause()
+    run_th = median_ms(lambda: ie.Run_th(image, result), runs)
+    session = _session(source, spin)
+    pause()
+    theirs = median_ms(lambda: session.run(None, feeds), runs)
+    _row(name, "Run_th ms / ORT fp32", run_th, theirs, f"target <= {TH_TARGET:g}")
+    ie.Free()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="resnet50,mobilenet_v2")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--ort-no-spin", action="store_true",
+                        help="onnxruntime threads sleep instead of spinning between ops (fairer on a loaded host)")
+    args = parser.parse_args()
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice, once per model
+    calibration = image_crops(CALIBRATION, size=224, seed=1)
+    print(f"{'model':<14}{'measure':<40}{'tessera':>12}{'onnxruntime':>12}{'ratio':>8}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models.split(","):
+            bench(name, max(args.runs, 3), calibration, folder, not args.ort_no_spin)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""Fast exact kernels for the CONVs of 8-bit data and 8-bit weights, reading
+the SRAM views directly (no int16 copies). Same semantics as the generic
+loops of runtime/sim/conv.py: int32 accumulators that wrap modulo 2^32 like
+the device's.
+
+* Dense tiles (one group): the tile is copied pixel-major (``to_pixels``:
+  [in_h·in_w][in_c]), the weights reordered to [out_c][kh][kw][in_c] (the
+  order of a sum does not change an integer result), so that every patch is
+  kh·kw contiguous runs of in_c bytes (``gather_patches``) and every output
+  one contiguous int8 dot product (``dense_channels``); or, for a short
+  reduction over many pixels, a channel-major im2col matrix summed row by
+  row (``rows``, ``short_channels``).
+* Depthwise tiles (groups = in_c = out_c): per channel, tap by tap, a loop
+  over the pixels (``depthwise_channels``).
+
+The ``*_channels`` kernels do output channels [start, stop), so that
+``parallel_for`` can split them; their operands are built on one thread.
+Loops index views from 0 or use unsigned indices: with signed computed
+indices Numba checks each for wraparound and LLVM does not vectorise (see
+runtime/sim/dma.py).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from runtime.jit import jit
+from runtime.sim.dma import copy_run
+from runtime.sim.epilogue import (
+    C_ACC,
+    C_DH,
+    C_DW,
+    C_IN,
+    C_IN_C,
+    C_IN_H,
+    C_IN_W,
+    C_KH,
+    C_KW,
+    C_MODE,
+    C_OUT_C,
+    C_PARAM,
+    C_SH,
+    C_SW,
+    C_WGT,
+    epilogue,
+    out_size,
+)
+
+_u = numba.uint64
+
+SHORT_DEPTH, SHORT_MIN_PIXELS = 160, 256
+"""Dense CONVs with a shorter reduction and at least this many output
+pixels run ``short_channels``."""
+
+
+@jit
+def pointwise(ins):
+    """Whether a dense CONV is 1x1 with stride 1: its patches are the
+    pixel-major tile itself and its weights need no reordering."""
+    return ins[C_KH] == 1 and ins[C_KW] == 1 and ins[C_SH] == 1 and ins[C_SW] == 1
+
+
+@jit
+def to_pixels(ins, a8, abase, xt):
+    """The input tile (in ACT, [in_c][in_h][in_w])
+    copied to xt [in_h][in_w·in_c] (pixel-major): writes in order, reads a
+    column of channels (a tile fits in L2, so those reads hit the cache)."""
+    in_c, in_w = _u(ins[C_IN_C]), _u(ins[C_IN_W])
+    plane = _u(ins[C_IN_H]) * in_w
+    at = _u(abase + ins[C_IN])
+    for y in range(_u(ins[C_IN_H])):
+        row = xt[y]
+        for x in range(in_w):
+            src = at + y * in_w + x
+            for c in range(in_c):
+                row[x * in_c + c] = a8[src + c * plane]
+
+
+@jit
+def strided_pixels(ins, a8, abase, cols):
+    """cols [P][in_c] for a 1x1 CONV with a stride:
+    output pixel p's channels, read straight from the tile (only the pixels
+    the stride keeps, which ``to_pixels`` would all copy)."""
+    in_c, in_w = _u(ins[C_IN_C]), _u(ins[C_IN_W])
+    plane = _u(ins[C_IN_H]) * in_w
+    sh, sw, out_w = _u(ins[C_SH]), _u(ins[C_SW]), _u(out_size(ins)[1])
+    at = _u(abase + ins[C_IN])
+    for p in range(_u(cols.shape[0])):
+        row = cols[p]
+        src = at + (p // out_w) * sh * in_w + (p % out_w) * sw
+        for c in range(in_c):
+            row[c] = a8[src + c * plane]
+
+
+@jit
+def weights_by_tap(ins, w8, wbase):
+    """The tile's weights [out_c][in_c][kh][kw] reordered to
+    [out_c][kh·kw·in_c] (tap-major, the order of ``gather_patches``)."""
+    out_c, in_c, taps = ins[C_OUT_C], ins[C_IN_C], ins[C_KH] * ins[C_KW]
+    at = wbase + ins[C_WGT]
+    w = np.empty((out_c, taps * in_c), np.int8)
+    for k in range(out_c):
+        src = w8[at + k * in_c * taps:at + (k + 1) * in_c * taps]
+        row = w[k]
+        for c in range(in_c):
+            for t in range(taps):
+                row[t * in_c + c] = src[c * taps + t]
+    return w
+
+
+@jit
+def gather_patches(ins, xt, cols):
+    """cols [P][kh·kw·in_c]: output pixel p's patch,
+    tap by tap, each tap in_c contiguous bytes of the pixel-major tile xt
+    (without dilation, a kernel row's kw taps are one run of kw·in_c)."""
+    in_c, in_w, kh, kw = ins[C_IN_C], ins[C_IN_W], ins[C_KH], ins[C_KW]
+    sh, sw, dh, dw = ins[C_SH], ins[C_SW], ins[C_DH], ins[C_DW]
+    out_w = out_size(ins)[1]
+    flat = xt.reshape(-1)
+    runs, run = (1, kw * in_c) if dw == 1 else (kw, in_c)
+    for p in range(cols.shape[0]):
+        oy, ox = p // out_w, p % out_w
+        row = cols[p]
+        for ky in range(kh):
+            for kx in range(runs):
+                src = ((oy * sh + ky * dh) * in_w + ox * sw + kx * dw) * in_c
+                copy_run(row, (ky * kw + kx) * in_c, flat, src, run)
+
+
+@jit(inline="always")
+def _add_start(acc, from_acc, c32, first, bias):
+    """acc += the accumulator's start: ACC's values (MIDDLE, LAST) or the
+    bias (FULL, FIRST), wrapping in int32."""
+    if from_acc:
+        for i in range(acc.shape[0]):
+            acc[i] = np.int32(np.int64(acc[i]) + c32[first + i])
+    else:
+        for i in range(acc.shape[0]):
+            acc[i] = np.int32(np.int64(acc[i]) + bias)
+
+
+@jit(inline="always")
+def _finish(k, acc, ins, a8, a16, abase, wgt32, wbase, c32, first):
+    """Channel k's accumulators into ACC (FIRST, MIDDLE) or through the
+    epilogue into ACT (FULL, LAST)."""
+    if ins[C_MODE] & 2 == 2:
+        c32[first:first + acc.shape[0]] = acc
+    else:
+        epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase)
+
+
+@jit
+def dense_channels(start, stop, ins, cols, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase):
+    """Output channels [start, stop) of a dense CONV: row k of the weights
+    ``w`` [out_c][R] against every patch of ``cols`` [P][R]. Each dot
+    product starts from an int32 zero and is truncated to int32, so LLVM
+    keeps its reduction in 32-bit lanes (vpmaddwd); started from the int64
+    bias it reduces in 64-bit lanes, 3-4x slower. The start is added after."""
+    size = cols.shape[0]
+    from_acc = ins[C_MODE] & 1 == 1
+    acc_at = (cbase + ins[C_ACC]) >> 2
+    bias_at = (wbase + ins[C_PARAM]) >> 3
+    acc = np.empty(size, np.int32)
+    for k in range(start, stop):
+        wk = w[k]
+        for p in range(size):
+            x = cols[p]
+            total = np.int32(0)
+            for r in range(wk.shape[0]):
+                total += np.int32(wk[r]) * np.int32(x[r])
+            acc[p] = np.int32(total)
+        first = acc_at + k * size
+        _add_start(acc, from_acc, c32, first, wgt64[bias_at + 3 * k])
+        _finish(k, acc, ins, a8, a16, abase, wgt32, wbase, c32, first)
+
+
+@jit(inline="always")
+def _tap(dst, xs, wv):
+    """dst += wv * xs (int32, wrapping)."""
+    for i in range(dst.shape[0]):
+        dst[i] = np.int32(dst[i] + wv * np.int32(xs[i]))
+
+
+@jit
+def rows(ins, a8, abase, out):
+    """The channel-major im2col matrix out [R][P]: row (c, ky, kx) holds
+    that tap's input under every output pixel (the weights' own order, so
+    they need no reordering)."""
+    in_h, in_w, kh, kw = ins[C_IN_H], ins[C_IN_W], ins[C_KH], ins[C_KW]
+    sh, sw, dh, dw = ins[C_SH], ins[C_SW], ins[C_DH], ins[C_DW]
+    out_h, out_w = out_size(ins)
+    at = abase + ins[C_IN]
+    for r in range(out.shape[0]):
+        c, t = r // (kh * kw), r % (kh * kw)
+        ky, kx = t // kw, t % kw
+        dst = out[r]
+        for oy in range(out_h):
+            src = at + (c * in_h + oy * sh + ky * dh) * in_w + kx * dw
+            if sw == 1:
+                copy_run(dst, oy * out_w, a8, src, out_w)
+            else:
+                d, xs = dst[oy * out_w:(oy + 1) * out_w], a8[src:src + (out_w - 1) * sw + 1:sw]
+                for ox in range(out_w):
+                    d[ox] = xs[ox]
+
+
+@jit
+def short_channels(start, stop, ins, x, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase):
+    """Output channels [start, stop) of a dense CONV with a short reduction,
+    from x [R][P] (``rows``, or the tile itself for a 1x1 stride-1 CONV) and
+    the weights w [out_c][R]: per channel, int32 sums built one loop over
+    the pixels per reduction row. Faster than dot products when R is short
+    and P long (``short``)."""
+    size = x.shape[1]
+    from_acc = ins[C_MODE] & 1 == 1
+    acc_at = (cbase + ins[C_ACC]) >> 2
+    bias_at = (wbase + ins[C_PARAM]) >> 3
+    acc = np.empty(size, np.int32)
+    for k in range(start, stop):
+        acc[:] = 0
+        wk = w[k]
+        for r in range(x.shape[0]):
+            _tap(acc, x[r], np.int32(wk[r]))
+        first = acc_at + k * size
+        _add_start(acc, from_acc, c32, first, wgt64[bias_at + 3 * k])
+        _finish(k, acc, ins, a8, a16, abase, wgt32, wbase, c32, first)
+
+
+@jit
+def short(ins):
+    """Whether a dense CONV's reduction is short and its output long enough
+    for ``short_channels`` (measured: 1.5-4x the dot products there)."""
+    out_h, out_w = out_size(ins)
+    return ins[C_IN_C] * ins[C_KH] * ins[C_KW] < SHORT_DEPTH and out_h * out_w >= SHORT_MIN_PIXELS
+
+
+@jit
+def row_operands(ins, a8, abase, w8, wbase):
+    """(x [R][P], w [out_c][R]) for ``short_channels``, built on one thread
+    (as ``dense_operands``)."""
+    in_c, taps, out_c = ins[C_IN_C], ins[C_KH] * ins[C_KW], ins[C_OUT_C]
+    out_h, out_w = out_size(ins)
+    at = wbase + ins[C_WGT]
+    w = w8[at:at + out_c * in_c * taps].reshape(out_c, in_c * taps)
+    if pointwise(ins):
+        src = abase + ins[C_IN]
+        return a8[src:src + in_c * out_h * out_w].reshape(in_c, out_h * out_w), w
+    x = np.empty((in_c * taps, out_h * out_w), np.int8)
+    rows(ins, a8, abase, x)
+    return x, w
+
+
+@jit
+def depthwise_channels(start, stop, ins, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
+    """Channels [start, stop) of a depthwise CONV: per channel, int32 sums
+    built tap by tap. With stride 1 each tap is one loop over the plane at
+    the input's row pitch (``wide``: out_h rows of in_w columns; the columns
+    past out_w are computed and dropped, and no read leaves the channel's
+    plane); otherwise one loop per output row."""
+    in_h, in_w, kh, kw = ins[C_IN_H], ins[C_IN_W], ins[C_KH], ins[C_KW]
+    sh, sw, dh, dw = ins[C_SH], ins[C_SW], ins[C_DH], ins[C_DW]
+    out_h, out_w = out_size(ins)
+    size = out_h * out_w
+    from_acc = ins[C_MODE] & 1 == 1
+    acc_at = (cbase + ins[C_ACC]) >> 2
+    bias_at = (wbase + ins[C_PARAM]) >> 3
+    x_at, w_at = abase + ins[C_IN], wbase + ins[C_WGT]
+    unit = sh == 1 and sw == 1
+    span = (out_h - 1) * in_w + out_w
+    wide = np.empty(span if unit else 0, np.int32)
+    acc = np.empty(size, np.int32)
+    for k in range(start, stop):
+        plane = x_at + k * in_h * in_w
+        if unit:
+            wide[:] = 0
+            for ky in range(kh):
+                for kx in range(kw):
+                    src = plane + ky * dh * in_w + kx * dw
+                    _tap(wide, a8[src:src + span], np.int32(w8[w_at + (k * kh + ky) * kw + kx]))
+            for oy in range(out_h):
+                acc[oy * out_w:(oy + 1) * out_w] = wide[oy * in_w:oy * in_w + out_w]
+        else:
+            acc[:] = 0
+            for ky in range(kh):
+                for kx in range(kw):
+                    wv = np.int32(w8[w_at + (k * kh + ky) * kw + kx])
+                    for oy in range(out_h):
+                        src = plane + (oy * sh + ky * dh) * in_w + kx * dw
+                        _tap(acc[oy * out_w:(oy + 1) * out_w], a8[src:src + (out_w - 1) * sw + 1:sw], wv)
+        first = acc_at + k * size
+        _add_start(acc, from_acc, c32, first, wgt64[bias_at + 3 * k])
+        _finish(k, acc, ins, a8, a16, abase, wgt32, wbase, c32, first)
+
+
+@jit
+def dense_operands(ins, a8, abase, w8, wbase):
+    """(cols [P][R], w [out_c][R]) of a dense CONV for ``dense_channels``
+    or the GEMM: pixel-major patches and tap-major weights (for 1x1, the
+    weights as they are). Built on one thread: a few % of the sums' time,
+    less than a split over the pool costs on these tiles."""
+    in_h, in_w, in_c, out_c = ins[C_IN_H], ins[C_IN_W], ins[C_IN_C], ins[C_OUT_C]
+    out_h, out_w = out_size(ins)
+    at = wbase + ins[C_WGT]
+    if ins[C_KH] == 1 and ins[C_KW] == 1:
+        w = w8[at:at + out_c * in_c].reshape(out_c, in_c)
+        if pointwise(ins):
+            xt = np.empty((in_h, in_w * in_c), np.int8)
+            to_pixels(ins, a8, abase, xt)
+            return xt.reshape(in_h * in_w, in_c), w
+        cols = np.empty((out_h * out_w, in_c), np.int8)
+        strided_pixels(ins, a8, abase, cols)
+        return cols, w
+    xt = np.empty((in_h, in_w * in_c), np.int8)
+    to_pixels(ins, a8, abase, xt)
+    w = weights_by_tap(ins, w8, wbase)
+    cols = np.empty((out_h * out_w, w.shape[1]), np.int8)
+    gather_patches(ins, xt, cols)
+    return cols, w
+
+
+@jit
+def dense(ins, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
+    """A whole dense CONV on this thread (the interpreter's small CONVs)."""
+    if short(ins):
+        x, w = row_operands(ins, a8, abase, w8, wbase)
+        short_channels(0, ins[C_OUT_C], ins, x, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase)
+    else:
+        cols, w = dense_operands(ins, a8, abase, w8, wbase)
+        dense_channels(0, ins[C_OUT_C], ins, cols, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase)

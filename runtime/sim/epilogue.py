@@ -1,0 +1,77 @@
+"""The fields of a CONV row and its epilogue (docs/isa.md): requantisation
+of the accumulators by the channel's PARAM record, the residual, the output
+zero point and the clamp. Shared by every CONV kernel (runtime/sim/conv.py,
+runtime/sim/conv8.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.isa import PARAM_CHANNEL_BYTES, Op, column
+from runtime.jit import jit
+from runtime.kernels.qdevice import _rescale
+
+(C_IN, C_IN_BITS, C_IN_C, C_IN_H, C_IN_W, C_WGT, C_WGT_BITS, C_GROUPS, C_KH, C_KW, C_SH, C_SW, C_DH, C_DW, C_OUT_C,
+ C_OUT, C_OUT_BITS, C_OZ, C_LO, C_HI, C_PARAM, C_RES, C_RES_ADDR, C_RES_BITS, C_RES_ZERO, C_RES_MULT, C_RES_SHIFT,
+ C_MODE, C_ACC) = (column(Op.CONV, name) for name in (
+    "in_addr", "in_bits", "in_c", "in_h", "in_w", "wgt_addr", "wgt_bits", "groups", "kernel_h", "kernel_w",
+    "stride_h", "stride_w", "dilation_h", "dilation_w", "out_c", "out_addr", "out_bits", "out_zero", "lo", "hi",
+    "param_addr", "residual", "res_addr", "res_bits", "res_zero", "res_mult", "res_shift", "acc_mode", "acc_addr"))
+RECORD_WORDS = PARAM_CHANNEL_BYTES // 4
+
+
+@jit(inline="always")
+def out_size(ins):
+    """(out_h, out_w) of a CONV row."""
+    span_h = ins[C_DH] * (ins[C_KH] - 1) + 1
+    span_w = ins[C_DW] * (ins[C_KW] - 1) + 1
+    return (ins[C_IN_H] - span_h) // ins[C_SH] + 1, (ins[C_IN_W] - span_w) // ins[C_SW] + 1
+
+
+@jit(inline="always")
+def _requantize(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
+    """out[i] = clamp(rescale(acc[i]) [+ rescale(res[i] - rz)] + oz, lo, hi)."""
+    for i in range(acc.shape[0]):
+        a = np.int64(acc[i])
+        v = _rescale(a, neg_m, neg_n) if a < 0 else _rescale(a, m, n)
+        if residual:
+            v += _rescale(np.int64(res[i]) - rz, rm, rs)
+        out[i] = min(max(v + oz, lo), hi)
+
+
+@jit(inline="always")
+def _requantize32(acc, out, m, n, neg_m, neg_n, oz, lo, hi):
+    """``_requantize`` without a residual for int32 accumulators: |a·m| <
+    2^62, so ``_rescale``'s exact short form always applies, and the loop
+    has no branch left that stops LLVM vectorising it."""
+    half, neg_half = np.int64(1) << (n - 1), np.int64(1) << (neg_n - 1)
+    for i in range(acc.shape[0]):
+        a = np.int64(acc[i])
+        v = (a * neg_m + neg_half) >> neg_n if a < 0 else (a * m + half) >> n
+        out[i] = min(max(v + oz, lo), hi)
+
+
+@jit
+def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
+    """Output channel k of a FULL or LAST CONV from its accumulators
+    ``acc`` (int32 or int64, already the device accumulator's values); one
+    loop per combination of output and residual width."""
+    size = acc.shape[0]
+    rec = ((wbase + ins[C_PARAM]) >> 2) + RECORD_WORDS * k
+    m, n = np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3])
+    neg_m, neg_n = np.int64(wgt32[rec + 4]), np.int64(wgt32[rec + 5])
+    dst, oz, lo, hi = abase + ins[C_OUT] + k * size * (ins[C_OUT_BITS] >> 3), ins[C_OZ], ins[C_LO], ins[C_HI]
+    res = abase + ins[C_RES_ADDR] + k * size * (ins[C_RES_BITS] >> 3)
+    rz, rm, rs, residual = ins[C_RES_ZERO], ins[C_RES_MULT], ins[C_RES_SHIFT], ins[C_RES] == 1
+    out8, out16 = a8[dst:dst + size], a16[dst >> 1:(dst >> 1) + size]
+    res8, res16 = a8[res:res + size], a16[res >> 1:(res >> 1) + size]
+    if ins[C_OUT_BITS] == 8:
+        if not residual and acc.itemsize == 4:
+            _requantize32(acc, out8, m, n, neg_m, neg_n, oz, lo, hi)
+        elif ins[C_RES_BITS] == 16:
+            _requantize(acc, out8, res16, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        else:
+            _requantize(acc, out8, res8, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+    elif ins[C_RES_BITS] == 16:
+        _requantize(acc, out16, res16, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+    else:
+        _requantize(acc, out16, res8, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)

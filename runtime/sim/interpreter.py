@@ -1,0 +1,60 @@
+"""The Numba interpreter: executes decoded instructions in a precomputed
+order (rows of one matrix, possibly from several streams of one card), with
+no Python between instructions. It stops at CONVs marked ``large`` (handed
+to the thread pool by the caller) and at a bad PARAM value."""
+from __future__ import annotations
+
+from runtime.isa import COL_OPCODE, Op, column
+from runtime.jit import jit
+from runtime.sim.conv import conv
+from runtime.sim.dma import dma_load, dma_store
+from runtime.sim.vector import eltwise, lut, pool
+
+(D_SPACE, D_ELEM, D_SRAM, D_DRAM, D_Z, D_Y, D_X, D_ZS, D_YS, D_XS, D_PT, D_PB, D_PL, D_PR, D_PV) = (
+    column(Op.LOAD, name) for name in (
+        "space", "elem_bytes", "sram_addr", "dram_addr", "z_size", "y_size", "x_size", "z_stride", "y_stride",
+        "x_stride", "pad_top", "pad_bottom", "pad_left", "pad_right", "pad_value"))
+assert all(column(Op.STORE, name) == column(Op.LOAD, name) for name in ("space", "x_stride"))
+OP_LOAD, OP_STORE, OP_CONV, OP_POOL, OP_ELTWISE, OP_LUT = (
+    int(Op.LOAD), int(Op.STORE), int(Op.CONV), int(Op.POOL), int(Op.ELTWISE), int(Op.LUT))
+
+
+@jit
+def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16, au8, c32, c64, cu8, strides,
+              err, pad):
+    """Execute order[pos:] (rows of prog); return len(order) when done, the
+    position of a ``large`` CONV to run outside, or -(position + 1) after a
+    bad PARAM value (err: kind, index, value, then the row)."""
+    n = order.shape[0]
+    while pos < n:
+        r = order[pos]
+        ins = prog[r]
+        op = ins[COL_OPCODE]
+        s = slot[r]
+        wb, ab, cb = s * strides[0], s * strides[1], s * strides[2]
+        if op == OP_LOAD or op == OP_STORE:
+            space = ins[D_SPACE]
+            sram = wu8 if space == 0 else au8 if space == 1 else cu8
+            base = wb if space == 0 else ab if space == 1 else cb
+            if op == OP_LOAD:
+                dma_load(dram, sram, base + ins[D_SRAM], ins[D_DRAM], ins[D_ELEM], ins[D_Z], ins[D_Y], ins[D_X],
+                         ins[D_ZS], ins[D_YS], ins[D_XS], ins[D_PT], ins[D_PB], ins[D_PL], ins[D_PR], ins[D_PV], pad)
+            else:
+                dma_store(dram, sram, base + ins[D_SRAM], ins[D_DRAM], ins[D_ELEM], ins[D_Z], ins[D_Y], ins[D_X],
+                          ins[D_ZS], ins[D_YS], ins[D_XS])
+        elif op == OP_CONV:
+            if large[r]:
+                return pos
+            if not conv(ins, a8, a16, ab, w8, w16, w32, w64, wb, c32, c64, cb, err):
+                err[3] = r
+                return -pos - 1
+        elif op == OP_POOL:
+            if not pool(ins, a8, a16, ab, w32, wb, err):
+                err[3] = r
+                return -pos - 1
+        elif op == OP_ELTWISE:
+            eltwise(ins, a8, a16, ab)
+        elif op == OP_LUT:
+            lut(ins, a8, a16, ab, w8, w16, wb)
+        pos += 1
+    return n

@@ -1,0 +1,96 @@
+"""On-chip memory of the simulated clusters, and the element access helpers
+the Numba kernels share.
+
+Each space (WGT, ACT, ACC) of a card is one uint8 array holding the buffers
+of every cluster of the card back to back, ``stride`` bytes apart (the
+buffer size rounded up to 64 bytes, so every cluster's buffer starts at an
+address aligned for any element type). Kernels read and write through typed
+views of the whole array (int8, int16, int32, int64): the validator
+guarantees every access is aligned to its element size and inside its
+cluster's buffer, so an element at byte address ``a`` is view[a // size].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.jit import jit
+
+ALIGN = 64
+"""Cluster buffers start at multiples of this many bytes."""
+
+
+@dataclass
+class Space:
+    """One space of a card: the bytes and the typed views of them."""
+
+    stride: int
+    u8: np.ndarray
+    i8: np.ndarray
+    i16: np.ndarray
+    i32: np.ndarray
+    i64: np.ndarray
+
+    @classmethod
+    def allocate(cls, size: int, slots: int) -> Space:
+        """Room for ``slots`` cluster buffers of ``size`` bytes, zeroed."""
+        stride = -(-size // ALIGN) * ALIGN
+        raw = np.zeros(stride * max(slots, 1), np.uint8)
+        return cls(stride, raw, raw.view(np.int8), raw.view(np.int16), raw.view(np.int32), raw.view(np.int64))
+
+    def clear(self) -> None:
+        self.u8[:] = 0
+
+
+@jit(inline="always")
+def get(b8, b16, addr, bits, i):
+    """Element ``i`` of the int{bits} array at byte ``addr``, as int64."""
+    if bits == 8:
+        return np.int64(b8[addr + i])
+    return np.int64(b16[(addr >> 1) + i])
+
+
+@jit(inline="always")
+def put(b8, b16, addr, bits, i, value):
+    """Store ``value`` (already in range) as element ``i`` of the int{bits}
+    array at byte ``addr``."""
+    if bits == 8:
+        b8[addr + i] = value
+    else:
+        b16[(addr >> 1) + i] = value
+
+
+@jit
+def load16(b8, b16, addr, bits, n):
+    """A copy of the n int{bits} elements at byte ``addr`` as int16 (both
+    widths fit), so the compute kernels compile one signature."""
+    out = np.empty(n, np.int16)
+    if bits == 8:
+        for i in range(n):
+            out[i] = b8[addr + i]
+    else:
+        base = addr >> 1
+        for i in range(n):
+            out[i] = b16[base + i]
+    return out
+
+
+@dataclass
+class CardMemory:
+    """The WGT, ACT and ACC spaces of one card's clusters (``slots`` of them:
+    the clusters the program uses on the card)."""
+
+    wgt: Space
+    act: Space
+    acc: Space
+
+    @classmethod
+    def allocate(cls, config, slots: int) -> CardMemory:
+        return cls(Space.allocate(config.weight_buffer_bytes, slots),
+                   Space.allocate(config.activation_buffer_bytes, slots),
+                   Space.allocate(config.accumulator_buffer_bytes, slots))
+
+    def clear(self) -> None:
+        for space in (self.wgt, self.act, self.acc):
+            space.clear()

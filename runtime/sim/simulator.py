@@ -1,0 +1,222 @@
+"""The Simulator: validates and decodes a program's streams once, computes
+the static schedule, and runs the streams bit-exactly on DRAM images.
+
+Execution order: all streams of a phase run together. The schedule gives
+every instruction a start cycle; the instructions of a card execute in order
+of start cycle (ties by stream, then index). An instruction that depends on
+another (program order in a module, a token, a barrier) starts no earlier
+than the other's end, so this order respects every dependency, and results
+equal the hardware's for any program whose conflicting accesses are ordered
+by tokens (docs/isa.md). Cards share no memory, so each card's instructions
+run on their own; a SYNC spanning cards orders time only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from runtime.hardware import HardwareConfig
+from runtime.isa import (
+    COL_MODULE,
+    COL_OPCODE,
+    COMMAND_QUEUE_DEPTH,
+    TOKEN_QUEUE_DEPTH,
+    IsaError,
+    Module,
+    Op,
+    StreamKey,
+    column,
+    decode_array,
+    validate_streams,
+)
+from runtime.isa.codec import _stream_bytes
+from runtime.isa.validate import _queue_masks
+from runtime.sim import conv as conv_kernels
+from runtime.sim.errors import SimulatorError
+from runtime.sim.interpreter import interpret
+from runtime.sim.memory import CardMemory
+from runtime.sim.params import KINDS, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW
+from runtime.sim.schedule import schedule
+from runtime.sim.timing import MODULES, Timing, conv_macs, conv_work, dma_bytes, durations
+
+LARGE_CONV_MACS = 1 << 22
+"""CONVs with at least this many MACs run on the thread pool (the int8 GEMM
+or channel-split kernels); smaller ones inside the interpreter, where they
+save the return to Python and the pool's hand-off (~10 % of ResNet-50's and
+MobileNetV2's simulator time against 2^18 on the 2-core host)."""
+
+
+@dataclass
+class _CardRun:
+    """What one card executes in one phase: the rows of its streams (one
+    matrix), their execution order, each row's cluster slot and whether it is
+    a large CONV; ``keys`` and ``bases`` map rows back to streams."""
+
+    card: int
+    prog: np.ndarray
+    order: np.ndarray
+    slot: np.ndarray
+    large: np.ndarray
+    keys: list[StreamKey]
+    bases: np.ndarray
+
+
+class Simulator:
+    """Instruction-accurate simulator of a program's streams (see the module
+    docstring and docs/simulator.md). ``timing`` is static; ``instructions``
+    is the number executed per run."""
+
+    def __init__(self, config: HardwareConfig, streams: Mapping[Any, bytes], dram_bytes_used: int):
+        try:
+            validate_streams(streams, config, dram_bytes_used)
+        except IsaError as exc:
+            raise SimulatorError(str(exc)) from None
+        self.config, self.dram_bytes_used = config, dram_bytes_used
+        decoded = {StreamKey(*(int(k) for k in key)): decode_array(_stream_bytes(data))[0]
+                   for key, data in streams.items()}
+        self._streams = dict(sorted(decoded.items(), key=lambda item: (item[0].phase, item[0].card, item[0].cluster)))
+        self._slots = {}
+        for key in self._streams:
+            self._slots.setdefault(key.card, {}).setdefault(key.cluster, len(self._slots.get(key.card, {})))
+        self._memory = {card: CardMemory.allocate(config, len(slots)) for card, slots in self._slots.items()}
+        self.instructions = sum(arr.shape[0] for arr in self._streams.values())
+        self._phases: list[list[_CardRun]] = []
+        self.timing = self._plan()
+
+    # ------------------------------------------------------------ planning
+    def _plan(self) -> Timing:
+        """Schedule every phase; build the per-card execution plans; sum up."""
+        starts, ends, durs, phase_cycles = {}, {}, {}, {}
+        offset = 0
+        for phase in sorted({key.phase for key in self._streams}):
+            keys = [key for key in self._streams if key.phase == phase]
+            sharers = {card: sum(1 for k in keys if k.card == card) for card in {k.card for k in keys}}
+            for key in keys:
+                durs[key] = durations(self._streams[key], self.config, sharers[key.card])
+            start, end = self._schedule(phase, keys, durs)
+            bases = np.cumsum([0] + [self._streams[k].shape[0] for k in keys])
+            for j, key in enumerate(keys):
+                starts[key] = start[bases[j]:bases[j + 1]] + offset
+                ends[key] = end[bases[j]:bases[j + 1]] + offset
+            cycles = int(end.max())
+            phase_cycles[phase] = cycles
+            offset += cycles
+            self._phases.append([self._card_run(card, [k for k in keys if k.card == card], start, end, keys, bases)
+                                 for card in sorted(sharers)])
+        return self._summary(starts, ends, durs, phase_cycles)
+
+    def _schedule(self, phase: int, keys: list[StreamKey], durs: dict) -> tuple[np.ndarray, np.ndarray]:
+        """start and end cycles of the phase's rows (streams concatenated)."""
+        prog = np.concatenate([self._streams[k] for k in keys])
+        sbase = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
+        module = prog[:, COL_MODULE].astype(np.int64)
+        pops, pushes = (m.astype(np.int64) for m in _queue_masks(prog))
+        modidx = np.zeros(prog.shape[0], np.int64)
+        modseq, mstart = [], [0]
+        for j in range(len(keys)):
+            rows = np.arange(sbase[j], sbase[j + 1])
+            for m in Module:
+                mine = rows[module[rows] == m]
+                modidx[mine] = np.arange(mine.size)
+                modseq.append(mine)
+                mstart.append(mstart[-1] + mine.size)
+        barrier = np.full(prog.shape[0], -1, np.int64)
+        syncs = np.flatnonzero(prog[:, COL_OPCODE] == Op.SYNC)
+        ids = prog[syncs, column(Op.SYNC, "barrier")]
+        unique, index = np.unique(ids, return_inverse=True)
+        barrier[syncs] = index
+        participants = np.zeros(unique.size, np.int64)
+        participants[index] = prog[syncs, column(Op.SYNC, "participants")]
+        start = np.zeros(prog.shape[0], np.int64)
+        end = np.zeros(prog.shape[0], np.int64)
+        done = schedule(sbase, module, pops, pushes, np.concatenate([durs[k] for k in keys]), barrier, participants,
+                        modidx, np.concatenate(modseq).astype(np.int64), np.array(mstart, np.int64),
+                        COMMAND_QUEUE_DEPTH, TOKEN_QUEUE_DEPTH, start, end)
+        if not done:
+            raise SimulatorError(f"phase {phase}: the streams {[tuple(k) for k in keys]} deadlock")
+        return start, end
+
+    def _card_run(self, card: int, keys: list[StreamKey], start: np.ndarray, end: np.ndarray,
+                  phase_keys: list[StreamKey], phase_bases: np.ndarray) -> _CardRun:
+        """The card's rows in execution order: by start cycle, stream, index."""
+        prog = np.ascontiguousarray(np.concatenate([self._streams[k] for k in keys]))
+        first = [phase_bases[phase_keys.index(k)] for k in keys]
+        cycle = np.concatenate([start[f:f + self._streams[k].shape[0]] for f, k in zip(first, keys)])
+        stream = np.concatenate([np.full(self._streams[k].shape[0], j) for j, k in enumerate(keys)])
+        index = np.concatenate([np.arange(self._streams[k].shape[0]) for k in keys])
+        order = np.lexsort((index, stream, cycle)).astype(np.int64)
+        slot = np.concatenate([np.full(self._streams[k].shape[0], self._slots[card][k.cluster]) for k in keys])
+        large = np.zeros(prog.shape[0], np.uint8)
+        convs = np.flatnonzero(prog[:, COL_OPCODE] == Op.CONV)
+        pixels, channels, depth = conv_work(prog, convs)
+        large[convs] = pixels * channels * depth >= LARGE_CONV_MACS
+        bases = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
+        return _CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases)
+
+    def _summary(self, starts, ends, durs, phase_cycles) -> Timing:
+        busy = dict.fromkeys(MODULES, 0)
+        macs = read = written = 0
+        capacity = 0
+        per_cluster = self.config.units_per_cluster * self.config.macs_per_unit
+        for key, arr in self._streams.items():
+            for m, name in zip(Module, MODULES):
+                busy[name] += int(durs[key][arr[:, COL_MODULE] == m].sum())
+            macs += conv_macs(arr)
+            read += int(dma_bytes(arr, np.flatnonzero(arr[:, COL_OPCODE] == Op.LOAD), Op.LOAD).sum())
+            written += int(dma_bytes(arr, np.flatnonzero(arr[:, COL_OPCODE] == Op.STORE), Op.STORE).sum())
+            capacity += phase_cycles[key.phase] * per_cluster
+        total = sum(phase_cycles.values())
+        return Timing(self.config.clock_hz, starts, ends, durs, phase_cycles, total, busy, macs, read, written,
+                      macs / capacity if capacity else 0.0)
+
+    # ------------------------------------------------------------ running
+    def run(self, drams: Sequence[np.ndarray]) -> None:
+        """Run every phase on the DRAM images (one uint8 array per card,
+        modified in place). SRAM starts zeroed on every run."""
+        for card in self._memory:
+            if card >= len(drams):
+                raise SimulatorError(f"the program runs on card {card} but only {len(drams)} DRAM images were given")
+            dram = drams[card]
+            if not (isinstance(dram, np.ndarray) and dram.dtype == np.uint8 and dram.ndim == 1
+                    and dram.flags.c_contiguous and dram.flags.writeable):
+                raise SimulatorError(f"DRAM image of card {card} must be a writeable contiguous 1-D uint8 array")
+            if dram.size < self.dram_bytes_used:
+                raise SimulatorError(f"DRAM image of card {card} has {dram.size} bytes; the program uses "
+                                     f"{self.dram_bytes_used}")
+        for memory in self._memory.values():
+            memory.clear()
+        for phase in self._phases:
+            for card_run in phase:
+                self._execute(card_run, drams[card_run.card])
+
+    def _execute(self, run: _CardRun, dram: np.ndarray) -> None:
+        mem = self._memory[run.card]
+        err = np.zeros(4, np.int64)
+        pad = np.zeros(8, np.uint8)
+        strides = np.array([mem.wgt.stride, mem.act.stride, mem.acc.stride], np.int64)
+        n, pos = run.order.shape[0], 0
+        while True:
+            pos = interpret(run.prog, run.order, pos, run.slot, run.large, dram, mem.wgt.i8, mem.wgt.i16,
+                            mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16, mem.act.u8, mem.acc.i32,
+                            mem.acc.i64, mem.acc.u8, strides, err, pad)
+            if pos < 0:
+                raise self._param_error(run, err)
+            if pos >= n:
+                return
+            row = run.order[pos]
+            if not conv_kernels.run_large(run.prog[row], mem, int(run.slot[row]), err):
+                err[3] = row
+                raise self._param_error(run, err)
+            pos += 1
+
+    def _param_error(self, run: _CardRun, err: np.ndarray) -> SimulatorError:
+        kind, index, value, row = (int(v) for v in err)
+        j = int(np.searchsorted(run.bases, row, side="right")) - 1
+        key, i = run.keys[j], row - int(run.bases[j])
+        op = Op(int(run.prog[row, COL_OPCODE]))
+        what, name = KINDS[kind]
+        low, high = (MULT_LOW, MULT_HIGH) if "mult" in name else (SHIFT_LOW, SHIFT_HIGH)
+        return SimulatorError(f"stream {tuple(key)}: instruction {i} ({op.mnemonic}): {what} {index} has "
+                              f"{name}={value}, outside [{low}, {high}] (a bad PARAM block in SRAM)")

@@ -1,0 +1,138 @@
+"""The cycle model (docs/simulator.md): how long each instruction keeps its
+module busy, and the :class:`Timing` report of a program.
+
+Durations depend on the instructions and the hardware config only, never on
+data, so the whole schedule is computed once when the simulator is built.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.hardware import HardwareConfig
+from runtime.isa import COL_OPCODE, Op, StreamKey, column
+
+DMA_SETUP_CYCLES = 64
+"""Fixed cost of a LOAD or STORE: descriptor set-up and the DRAM round trip
+(~256 ns at 250 MHz, a typical DDR4 access latency plus the DMA engine's
+address generation)."""
+CONV_PIPELINE_CYCLES = 16
+"""Fill and drain of the MAC pipeline and the requantisation epilogue."""
+VECTOR_PIPELINE_CYCLES = 8
+"""Fill and drain of the vector path (POOL, ELTWISE, LUT)."""
+SIMPLE_CYCLES = 1
+"""NOP, END, and a SYNC after its last participant arrives."""
+MODULES = ("LOAD", "COMPUTE", "STORE")
+
+
+def vector_lanes(config: HardwareConfig) -> int:
+    """Elements the vector path (POOL, ELTWISE, LUT) takes per cycle: one
+    MAC unit's width, macs_per_unit, the elements one ACT read port row
+    delivers to it per cycle."""
+    return config.macs_per_unit
+
+
+def _ceil(a: np.ndarray, b) -> np.ndarray:
+    return -(-a // b)
+
+
+def _get(arr: np.ndarray, rows: np.ndarray, op: Op, name: str) -> np.ndarray:
+    return arr[rows, column(op, name)]
+
+
+def conv_work(arr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(output pixels, output channels, reduction length R) of CONV rows."""
+    g = {name: _get(arr, rows, Op.CONV, name) for name in (
+        "in_c", "in_h", "in_w", "groups", "kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h",
+        "dilation_w", "out_c")}
+    out_h = (g["in_h"] - g["dilation_h"] * (g["kernel_h"] - 1) - 1) // g["stride_h"] + 1
+    out_w = (g["in_w"] - g["dilation_w"] * (g["kernel_w"] - 1) - 1) // g["stride_w"] + 1
+    return out_h * out_w, g["out_c"], g["in_c"] // g["groups"] * g["kernel_h"] * g["kernel_w"]
+
+
+def dma_bytes(arr: np.ndarray, rows: np.ndarray, op: Op) -> np.ndarray:
+    """DRAM bytes a LOAD reads or a STORE writes (padding is not read)."""
+    return (_get(arr, rows, op, "z_size") * _get(arr, rows, op, "y_size") * _get(arr, rows, op, "x_size")
+            * _get(arr, rows, op, "elem_bytes"))
+
+
+def durations(arr: np.ndarray, config: HardwareConfig, dram_sharers: int) -> np.ndarray:
+    """Cycles each instruction of a decoded stream keeps its module busy;
+    ``dram_sharers``: the clusters of this card running in the phase, which
+    share its DRAM bandwidth evenly."""
+    ops = arr[:, COL_OPCODE]
+    out = np.full(ops.shape, SIMPLE_CYCLES, np.int64)
+    bytes_per_cycle = config.dram_bandwidth / config.clock_hz / max(dram_sharers, 1)
+    for op in (Op.LOAD, Op.STORE):
+        rows = np.flatnonzero(ops == op)
+        out[rows] = DMA_SETUP_CYCLES + np.ceil(dma_bytes(arr, rows, op) / bytes_per_cycle).astype(np.int64)
+    rows = np.flatnonzero(ops == Op.CONV)
+    pixels, channels, depth = conv_work(arr, rows)
+    wide = (_get(arr, rows, Op.CONV, "in_bits") == 16) | (_get(arr, rows, Op.CONV, "wgt_bits") == 16)
+    out[rows] = (pixels * _ceil(channels, config.units_per_cluster) * _ceil(depth, config.macs_per_unit)
+                 * np.where(wide, 2, 1) + CONV_PIPELINE_CYCLES)
+    lanes = vector_lanes(config)
+    rows = np.flatnonzero(ops == Op.POOL)
+    g = {name: _get(arr, rows, Op.POOL, name) for name in (
+        "c", "in_h", "in_w", "kernel_h", "kernel_w", "stride_h", "stride_w")}
+    windows = g["c"] * ((g["in_h"] - g["kernel_h"]) // g["stride_h"] + 1) * \
+        ((g["in_w"] - g["kernel_w"]) // g["stride_w"] + 1)
+    out[rows] = _ceil(windows * g["kernel_h"] * g["kernel_w"], lanes) + VECTOR_PIPELINE_CYCLES
+    rows = np.flatnonzero(ops == Op.ELTWISE)
+    elements = _get(arr, rows, Op.ELTWISE, "c") * _get(arr, rows, Op.ELTWISE, "h") * _get(arr, rows, Op.ELTWISE, "w")
+    out[rows] = _ceil(elements, lanes) + VECTOR_PIPELINE_CYCLES
+    rows = np.flatnonzero(ops == Op.LUT)
+    out[rows] = _ceil(_get(arr, rows, Op.LUT, "count"), lanes) + VECTOR_PIPELINE_CYCLES
+    return out
+
+
+def conv_macs(arr: np.ndarray) -> int:
+    """Multiply-accumulates of every CONV of a decoded stream."""
+    rows = np.flatnonzero(arr[:, COL_OPCODE] == Op.CONV)
+    pixels, channels, depth = conv_work(arr, rows)
+    return int((pixels * channels * depth).sum())
+
+
+@dataclass
+class Timing:
+    """The static timing of a program (the same for every run).
+
+    ``starts[key][i]`` / ``ends[key][i]``: the cycles instruction i of stream
+    ``key`` starts and ends, counted from the start of the program (a phase
+    starts when the previous one has ended); ``durations[key][i]`` the
+    cycles it keeps its module busy. ``phase_cycles[p]``: cycles of phase p
+    (until its last stream ends). ``busy``: busy cycles per module over all
+    streams. ``efficiency``: MACs / (cycles x peak MACs per cycle of the
+    clusters each phase uses)."""
+
+    clock_hz: int
+    starts: dict[StreamKey, np.ndarray] = field(repr=False)
+    ends: dict[StreamKey, np.ndarray] = field(repr=False)
+    durations: dict[StreamKey, np.ndarray] = field(repr=False)
+    phase_cycles: dict[int, int]
+    total_cycles: int
+    busy: dict[str, int]
+    macs: int
+    dram_read_bytes: int
+    dram_written_bytes: int
+    efficiency: float
+
+    @property
+    def hwtime_ms(self) -> float:
+        """Total cycles at the config's clock, in milliseconds."""
+        return self.total_cycles / self.clock_hz * 1e3
+
+    def range_cycles(self, key, start: int, stop: int) -> int:
+        """Cycles from the first start to the last end of instructions
+        [start, stop) of stream ``key`` (0 for an empty range). Ranges of
+        different layers overlap where the modules overlap them."""
+        key = StreamKey(*key)
+        if key not in self.starts:
+            raise KeyError(f"no stream {tuple(key)} in this program")
+        if not 0 <= start <= stop <= self.starts[key].shape[0]:
+            raise IndexError(f"range [{start}, {stop}) outside stream {tuple(key)} "
+                             f"of {self.starts[key].shape[0]} instructions")
+        if start == stop:
+            return 0
+        return int(self.ends[key][start:stop].max() - self.starts[key][start:stop].min())

@@ -1,0 +1,115 @@
+"""POOL, ELTWISE and LUT (docs/isa.md): element loops over the ACT views,
+exact integer arithmetic, the shared ``_rescale`` of the CPU kernels."""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.isa import AVG_ENTRY_BYTES, Bcast, EltOp, Op, PoolMode, column
+from runtime.jit import jit
+from runtime.kernels.qdevice import _rescale
+from runtime.sim.memory import get, put
+from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
+
+_P = {name: column(Op.POOL, name) for name in (
+    "mode", "in_addr", "in_bits", "c", "in_h", "in_w", "kernel_h", "kernel_w", "stride_h", "stride_w", "pad_top",
+    "pad_bottom", "pad_left", "pad_right", "out_addr", "out_bits", "x_zero", "out_zero", "lo", "hi", "param_addr")}
+P_MODE, P_IN, P_IN_BITS, P_C, P_IN_H, P_IN_W = (_P[k] for k in ("mode", "in_addr", "in_bits", "c", "in_h", "in_w"))
+P_KH, P_KW, P_SH, P_SW = (_P[k] for k in ("kernel_h", "kernel_w", "stride_h", "stride_w"))
+P_PT, P_PB, P_PL, P_PR = (_P[k] for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
+P_OUT, P_OUT_BITS, P_XZ, P_OZ, P_LO, P_HI, P_PARAM = (_P[k] for k in (
+    "out_addr", "out_bits", "x_zero", "out_zero", "lo", "hi", "param_addr"))
+AVG_WORDS = AVG_ENTRY_BYTES // 4
+
+_E = {name: column(Op.ELTWISE, name) for name in (
+    "func", "bcast", "c", "h", "w", "a_addr", "a_bits", "a_zero", "a_mult", "a_shift", "b_addr", "b_bits", "b_zero",
+    "b_mult", "b_shift", "out_addr", "out_bits", "out_zero", "lo", "hi")}
+E_FUNC, E_BCAST, E_C, E_H, E_W = (_E[k] for k in ("func", "bcast", "c", "h", "w"))
+E_A, E_A_BITS, E_A_ZERO, E_A_MULT, E_A_SHIFT = (_E[k] for k in ("a_addr", "a_bits", "a_zero", "a_mult", "a_shift"))
+E_B, E_B_BITS, E_B_ZERO, E_B_MULT, E_B_SHIFT = (_E[k] for k in ("b_addr", "b_bits", "b_zero", "b_mult", "b_shift"))
+E_OUT, E_OUT_BITS, E_OZ, E_LO, E_HI = (_E[k] for k in ("out_addr", "out_bits", "out_zero", "lo", "hi"))
+
+L_IN, L_COUNT, L_PARAM, L_OUT, L_OUT_BITS = (column(Op.LUT, k) for k in (
+    "in_addr", "count", "param_addr", "out_addr", "out_bits"))
+
+
+@jit
+def pool(ins, a8, a16, abase, wgt32, wbase, err):
+    """One POOL; False (err filled) on a bad average-pool multiplier."""
+    channels, in_h, in_w = ins[P_C], ins[P_IN_H], ins[P_IN_W]
+    kh, kw, sh, sw = ins[P_KH], ins[P_KW], ins[P_SH], ins[P_SW]
+    top, left, bottom, right = ins[P_PT], ins[P_PL], in_h - ins[P_PB], in_w - ins[P_PR]
+    out_h, out_w = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
+    src, ib, dst, ob = abase + ins[P_IN], ins[P_IN_BITS], abase + ins[P_OUT], ins[P_OUT_BITS]
+    x_zero, out_zero, lo, hi = ins[P_XZ], ins[P_OZ], ins[P_LO], ins[P_HI]
+    avg = ins[P_MODE] == PoolMode.AVG
+    table = (wbase + ins[P_PARAM]) >> 2
+    m, n = np.int64(0), np.int64(0)
+    for oy in range(out_h):
+        y0, y1 = max(oy * sh, top), min(oy * sh + kh, bottom)
+        for ox in range(out_w):
+            x0, x1 = max(ox * sw, left), min(ox * sw + kw, right)
+            count = (y1 - y0) * (x1 - x0)
+            if avg:
+                m = np.int64(wgt32[table + AVG_WORDS * (count - 1)])
+                n = np.int64(wgt32[table + AVG_WORDS * (count - 1) + 1])
+                if not (check(m, MULT_LOW, MULT_HIGH, BAD_AVG_MULT, count - 1, err)
+                        and check(n, SHIFT_LOW, SHIFT_HIGH, BAD_AVG_SHIFT, count - 1, err)):
+                    return False
+            for ch in range(channels):
+                plane = ch * in_h * in_w
+                if avg:
+                    total = 0
+                    for y in range(y0, y1):
+                        for x in range(x0, x1):
+                            total += get(a8, a16, src, ib, plane + y * in_w + x) - x_zero
+                    v = _rescale(total, m, n) + out_zero
+                else:
+                    v = get(a8, a16, src, ib, plane + y0 * in_w + x0)
+                    for y in range(y0, y1):
+                        for x in range(x0, x1):
+                            v = max(v, get(a8, a16, src, ib, plane + y * in_w + x))
+                put(a8, a16, dst, ob, (ch * out_h + oy) * out_w + ox, min(max(v, lo), hi))
+    return True
+
+
+@jit
+def eltwise(ins, a8, a16, abase):
+    """One ELTWISE (element by element, so exact in-place operands work)."""
+    func, bcast, channels, h, w = ins[E_FUNC], ins[E_BCAST], ins[E_C], ins[E_H], ins[E_W]
+    pa, ab, az, am, ash = abase + ins[E_A], ins[E_A_BITS], ins[E_A_ZERO], ins[E_A_MULT], ins[E_A_SHIFT]
+    pb, bb, bz, bm, bsh = abase + ins[E_B], ins[E_B_BITS], ins[E_B_ZERO], ins[E_B_MULT], ins[E_B_SHIFT]
+    po, ob, oz, lo, hi = abase + ins[E_OUT], ins[E_OUT_BITS], ins[E_OZ], ins[E_LO], ins[E_HI]
+    plane = h * w
+    for ch in range(channels):
+        for s in range(plane):
+            i = ch * plane + s
+            a = get(a8, a16, pa, ab, i) - az
+            if func == EltOp.COPY:
+                v = _rescale(a, am, ash)
+            else:
+                j = i if bcast == Bcast.FULL else ch if bcast == Bcast.CHANNEL else s if bcast == Bcast.SPATIAL else 0
+                b = get(a8, a16, pb, bb, j) - bz
+                if func == EltOp.ADD:
+                    v = _rescale(a, am, ash) + _rescale(b, bm, bsh)
+                else:
+                    v = _rescale(a * b, am, ash)
+            put(a8, a16, po, ob, i, min(max(v + oz, lo), hi))
+
+
+@jit
+def lut(ins, a8, a16, abase, w8, w16, wbase):
+    """One LUT: Y[i] = T[X[i] + 128]."""
+    src, table, dst, ob = abase + ins[L_IN], wbase + ins[L_PARAM], abase + ins[L_OUT], ins[L_OUT_BITS]
+    count = ins[L_COUNT]
+    x = a8[src:src + count]
+    if ob == 8:
+        _lookup(a8[dst:dst + count], x, w8[table:table + 256])
+    else:
+        _lookup(a16[dst >> 1:(dst >> 1) + count], x, w16[table >> 1:(table >> 1) + 256])
+
+
+@jit(inline="always")
+def _lookup(out, x, table):
+    """out[i] = table[x[i] + 128], element by element (in place works)."""
+    for i in range(out.shape[0]):
+        out[i] = table[np.int64(x[i]) + 128]

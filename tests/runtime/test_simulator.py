@@ -1,0 +1,657 @@
+"""The accelerator simulator (runtime/sim/): every instruction and mode
+bit-exact against plain NumPy formulas on Python integers, the double-buffered
+conv of docs/isa.md, execution order across tokens and barriers, run-time
+PARAM checks, and the cycle model's properties."""
+from __future__ import annotations
+
+import dataclasses
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runtime import isa
+from runtime.hardware import HardwareConfig
+from runtime.isa import AccMode, Bcast, EltOp, Op, PoolMode, Space, instr
+from runtime.isa import Token as T
+from runtime.sim import Simulator, SimulatorError, timing
+from runtime.sim import conv as conv_module
+from runtime.sim import simulator as sim_module
+from tests.runtime import test_isa
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CONFIG = HardwareConfig()
+RNG = np.random.default_rng(7)
+RECORD = np.dtype([("bias", "<i8"), ("mult", "<i4"), ("shift", "<i4"), ("neg_mult", "<i4"), ("neg_shift", "<i4")])
+DTYPE = {8: np.int8, 16: np.int16}
+
+
+# ---------------------------------------------------------------- oracles (Python integers)
+def rescale(v, m, n):
+    """(v*m + 2^(n-1)) >> n on Python integers, elementwise."""
+    v = np.asarray(v, dtype=object)
+    return (v * m + (1 << (n - 1))) >> n
+
+
+def wrap32(v):
+    return ((np.asarray(v, dtype=object) + (1 << 31)) % (1 << 32)) - (1 << 31)
+
+
+def clamp(v, lo, hi):
+    return np.minimum(np.maximum(np.asarray(v, dtype=object), lo), hi)
+
+
+def conv_sums(x, w, groups, stride, dilation):
+    """Σ x·w of a convolution [K][OH][OW] (object ints)."""
+    c_in, in_h, in_w = x.shape
+    k_out, cg, kh, kw = w.shape
+    sh, sw = stride
+    dh, dw = dilation
+    oh, ow = (in_h - dh * (kh - 1) - 1) // sh + 1, (in_w - dw * (kw - 1) - 1) // sw + 1
+    x = x.astype(object)
+    out = np.zeros((k_out, oh, ow), dtype=object)
+    kg = k_out // groups
+    for k in range(k_out):
+        g = k // kg
+        for c in range(cg):
+            for ky in range(kh):
+                for kx in range(kw):
+                    rows = slice(ky * dh, ky * dh + (oh - 1) * sh + 1, sh)
+                    patch = x[g * cg + c, rows, kx * dw:kx * dw + (ow - 1) * sw + 1:sw]
+                    out[k] += patch * int(w[k, c, ky, kx])
+    return out
+
+
+def conv_epilogue(acc, records, out_bits, out_zero, lo, hi, residual=None):
+    """rescale by the records (negative multipliers below 0), residual, clamp."""
+    out = np.empty(acc.shape, dtype=object)
+    for k, rec in enumerate(records):
+        a = acc[k]
+        pos = rescale(a, int(rec["mult"]), int(rec["shift"]))
+        neg = rescale(a, int(rec["neg_mult"]), int(rec["neg_shift"]))
+        out[k] = np.where(a < 0, neg, pos)
+    if residual is not None:
+        r, rz, rm, rs = residual
+        out = out + rescale(r.astype(object) - rz, rm, rs)
+    return clamp(out + out_zero, lo, hi).astype(DTYPE[out_bits])
+
+
+# ---------------------------------------------------------------- program harness
+class Image:
+    """A DRAM image built up from arrays at 64-byte aligned addresses."""
+
+    def __init__(self, size: int = 1 << 20):
+        self.data, self.top = np.zeros(size, np.uint8), 0
+
+    def put(self, array: np.ndarray) -> int:
+        raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+        addr = self.top
+        self.data[addr:addr + raw.size] = raw
+        self.top = -(-(addr + raw.size) // 64) * 64
+        return addr
+
+    def reserve(self, nbytes: int) -> int:
+        addr = self.top
+        self.top = -(-(addr + nbytes) // 64) * 64
+        return addr
+
+
+def flat_box(nbytes: int) -> dict:
+    """A LOAD/STORE box of nbytes contiguous bytes (rows of up to 1024)."""
+    x = next(x for x in range(min(nbytes, 1024), 0, -1) if nbytes % x == 0)
+    return dict(elem_bytes=1, z_size=1, y_size=nbytes // x, x_size=x, y_stride=x, x_stride=1)
+
+
+def single_phase(loads, computes, stores, image: Image, config=CONFIG):
+    """LOADs, then COMPUTE instructions, then STOREs, chained by one token
+    each way: loads [(space, sram_addr, array)], stores [(space, sram_addr,
+    nbytes)]. Returns (stream bytes, DRAM addresses of the stores)."""
+    prog = []
+    for j, (space, sram, array) in enumerate(loads):
+        flags = T.PUSH_NEXT if j == len(loads) - 1 else 0
+        prog.append(instr(Op.LOAD, flags, space=space, sram_addr=sram, dram_addr=image.put(array),
+                          **flat_box(array.nbytes)))
+    for j, ins in enumerate(computes):
+        flags = (T.POP_PREV if j == 0 else 0) | (T.PUSH_NEXT if j == len(computes) - 1 and stores else 0)
+        prog.append(isa.Instruction(ins.op, ins.fields, flags))
+    outs = []
+    for j, (space, sram, nbytes) in enumerate(stores):
+        outs.append(image.reserve(nbytes))
+        prog.append(instr(Op.STORE, T.POP_PREV if j == 0 else 0, space=space, sram_addr=sram, dram_addr=outs[-1],
+                          **flat_box(nbytes)))
+    return isa.encode_stream(prog + [instr(Op.END)]), outs
+
+
+def simulate(loads, computes, stores, large=False, config=CONFIG):
+    """Run a single-stream program; return each store's bytes and the simulator."""
+    image = Image()
+    stream, outs = single_phase(loads, computes, stores, image, config)
+    with mock.patch.object(sim_module, "LARGE_CONV_MACS", 0 if large else 1 << 62):
+        sim = Simulator(config, {(0, 0): stream}, image.top)
+    sim.run([image.data])
+    return [image.data[a:a + n].copy() for a, (_, _, n) in zip(outs, stores)], sim
+
+
+def records(rng, out_c, bias_bound=1000, neg=False):
+    rec = np.zeros(out_c, RECORD)
+    rec["bias"] = rng.integers(-bias_bound, bias_bound + 1, out_c)
+    rec["mult"] = rng.integers(1 << 30, 1 << 31, out_c)
+    rec["shift"] = rng.integers(8, 24, out_c)
+    rec["neg_mult"] = rng.integers(1 << 30, 1 << 31, out_c) if neg else rec["mult"]
+    rec["neg_shift"] = rng.integers(10, 30, out_c) if neg else rec["shift"]
+    return rec
+
+
+def values(rng, bits, shape, bound=None):
+    bound = bound or (1 << (bits - 1))
+    return rng.integers(-bound, bound, shape).astype(DTYPE[bits])
+
+
+def padded(nbytes):
+    return -(-nbytes // 1024) * 1024 if nbytes > 1024 else nbytes
+
+
+def as_load(space, addr, array):
+    """array's bytes padded to a flat_box size."""
+    raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+    return space, addr, np.concatenate([raw, np.zeros(padded(raw.size) - raw.size, np.uint8)])
+
+
+# ---------------------------------------------------------------- CONV
+@dataclasses.dataclass
+class ConvCase:
+    in_c: int
+    out_c: int
+    groups: int
+    kernel: tuple
+    stride: tuple
+    dilation: tuple
+    in_hw: tuple
+    in_bits: int
+    wgt_bits: int
+    out_bits: int
+    residual: bool
+    neg: bool
+    parts: int
+    big_bias: bool
+
+
+def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
+    """Simulate the case (split into ``parts`` reduction passes over input
+    channels when > 1) and compare with the oracle."""
+    rng = np.random.default_rng(seed)
+    kh, kw = case.kernel
+    x = values(rng, case.in_bits, (case.in_c, *case.in_hw), 100 if case.in_bits == 16 else None)
+    w = values(rng, case.wgt_bits, (case.out_c, case.in_c // case.groups, kh, kw), 300 if case.wgt_bits == 16 else None)
+    rec = records(rng, case.out_c, (1 << 31) - 1 if case.big_bias else 1000, case.neg)
+    geometry = dict(kernel_h=kh, kernel_w=kw, stride_h=case.stride[0], stride_w=case.stride[1],
+                    dilation_h=case.dilation[0], dilation_w=case.dilation[1])
+    sums = conv_sums(x, w, case.groups, case.stride, case.dilation) + rec["bias"].astype(object)[:, None, None]
+    if case.wgt_bits == 8:
+        sums = wrap32(sums)
+    out_shape = sums.shape
+    lo, hi = -(1 << (case.out_bits - 1)), (1 << (case.out_bits - 1)) - 1
+    out_zero = int(rng.integers(-5, 6))
+    residual, res_fields = None, {}
+    act_out = 256 * 1024
+    loads = [as_load(Space.WGT, 128 * 1024, rec)]
+    if case.residual:
+        r = values(rng, 8, out_shape)
+        residual = (r, 3, 1 << 30, 31)
+        res_addr = 384 * 1024
+        loads.append(as_load(Space.ACT, res_addr, r))
+        res_fields = dict(residual=1, res_addr=res_addr, res_bits=8, res_zero=3, res_mult=1 << 30, res_shift=31)
+    expect = conv_epilogue(sums, rec, case.out_bits, out_zero, lo, hi, residual)
+    epilogue = dict(out_addr=act_out, out_bits=case.out_bits, out_zero=out_zero, lo=lo, hi=hi, param_addr=128 * 1024)
+    step = case.in_c // case.parts
+    computes = []
+    in_at, w_at = 0, 0
+    for p in range(case.parts):
+        xp, wp = x[p * step:(p + 1) * step], w[:, p * step:(p + 1) * step] if case.groups == 1 else w
+        loads += [as_load(Space.ACT, in_at, xp), as_load(Space.WGT, w_at, wp)]
+        mode = AccMode.FULL if case.parts == 1 else AccMode.FIRST if p == 0 else \
+            AccMode.LAST if p == case.parts - 1 else AccMode.MIDDLE
+        fields = dict(in_addr=in_at, in_bits=case.in_bits, in_c=xp.shape[0], in_h=case.in_hw[0], in_w=case.in_hw[1],
+                      wgt_addr=w_at, wgt_bits=case.wgt_bits, groups=case.groups, out_c=case.out_c, acc_mode=mode,
+                      **geometry)
+        if mode in (AccMode.FULL, AccMode.LAST):
+            fields.update(epilogue, **res_fields)
+        if mode != AccMode.FULL:
+            fields["acc_addr"] = 0
+        if mode == AccMode.FIRST:
+            fields["param_addr"] = 128 * 1024
+        computes.append(instr(Op.CONV, **fields))
+        in_at += padded(xp.nbytes)
+        w_at += padded(wp.nbytes)
+    (got,), sim = simulate(loads, computes, [(Space.ACT, act_out, padded(expect.nbytes))], large)
+    np.testing.assert_array_equal(got[:expect.nbytes].view(DTYPE[case.out_bits]).reshape(out_shape), expect)
+    return sim
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, kg = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    in_hw = (dilation[0] * (kh - 1) + 1 + draw(st.integers(0, 6)), dilation[1] * (kw - 1) + 1 + draw(st.integers(0, 6)))
+    wgt_bits = draw(st.sampled_from([8, 16]))
+    parts = draw(st.sampled_from([1, 2, 3])) if groups == 1 else 1
+    in_c = cg * groups * (parts if groups == 1 else 1)
+    return ConvCase(in_c, kg * groups, groups, (kh, kw), stride, dilation, in_hw, draw(st.sampled_from([8, 16])),
+                    wgt_bits, draw(st.sampled_from([8, 16])), draw(st.booleans()), draw(st.booleans()), parts,
+                    wgt_bits == 8 and draw(st.booleans()))
+
+
+@SETTINGS
+@given(conv_cases(), st.booleans(), st.integers(0, 1000))
+def test_random_conv_tiles_are_exact(case, large, seed):
+    """Every width, group count, stride, dilation, residual, LeakyRelu
+    multiplier and reduction split, in the interpreter and on the pool."""
+    run_conv_case(case, large, seed)
+
+
+@pytest.mark.parametrize("case", [
+    ConvCase(64, 32, 1, (3, 3), (1, 1), (1, 1), (12, 12), 8, 8, 8, True, False, 1, False),
+    ConvCase(32, 16, 1, (1, 1), (1, 1), (1, 1), (9, 9), 8, 8, 8, False, True, 2, True),
+    ConvCase(16, 16, 1, (3, 3), (2, 2), (2, 2), (15, 15), 8, 8, 16, False, False, 4, False),
+    ConvCase(16, 16, 16, (3, 3), (1, 1), (1, 1), (10, 10), 8, 8, 8, True, False, 1, False),
+    ConvCase(16, 8, 1, (3, 3), (1, 1), (1, 1), (10, 10), 16, 16, 16, False, True, 2, False),
+], ids=["dense-3x3-residual", "1x1-split-wrap", "strided-dilated-split", "depthwise", "16-bit-split"])
+def test_realistic_conv_tiles_on_the_pool_and_the_interpreter(case):
+    """Larger tiles through both paths: the int8 GEMM (dense 8-bit), and the
+    channel-split direct loops (depthwise, 16-bit)."""
+    run_conv_case(case, large=True)
+    run_conv_case(case, large=False)
+
+
+KERNEL_CHOICES = {
+    "gemm": dict(GEMM_MIN_CHANNELS=0, GEMM_MIN_PIXELS=0, GEMM_MIN_DEPTH=0),
+    "dot-products": dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: False),
+    "short-rows": dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: True),
+}
+"""Settings of runtime/sim/conv.py that send every large 8-bit dense CONV
+down one path of run_large."""
+
+
+@pytest.mark.parametrize("choice", KERNEL_CHOICES)
+@SETTINGS
+@given(case=conv_cases().map(lambda c: dataclasses.replace(c, in_bits=8, wgt_bits=8, groups=1)),
+       seed=st.integers(0, 1000))
+def test_every_dense_kernel_path_is_exact(choice, case, seed):
+    """The int8 GEMM, the dot products over pixel-major patches and the
+    row sums over channel-major ones each give the oracle's bytes on every
+    case (and every split mode)."""
+    with mock.patch.multiple(conv_module, **KERNEL_CHOICES[choice]):
+        run_conv_case(case, large=True, seed=seed)
+
+
+@pytest.mark.parametrize("case", [
+    ConvCase(24, 24, 24, (3, 3), (1, 1), (2, 2), (13, 11), 8, 8, 8, True, True, 1, True),
+    ConvCase(16, 16, 16, (3, 3), (2, 2), (1, 1), (15, 16), 8, 8, 16, False, True, 1, False),
+    ConvCase(8, 8, 8, (5, 3), (1, 2), (1, 1), (9, 12), 8, 8, 8, False, False, 1, True),
+    ConvCase(48, 48, 1, (1, 1), (1, 1), (1, 1), (17, 17), 8, 8, 8, True, True, 3, True),
+    ConvCase(3, 40, 1, (7, 7), (2, 2), (1, 1), (41, 41), 8, 8, 8, False, False, 1, False),
+    ConvCase(3, 8, 1, (3, 3), (2, 1), (1, 2), (40, 40), 8, 8, 8, True, False, 1, False),
+], ids=["depthwise-dilated", "depthwise-strided", "depthwise-mixed-stride", "pointwise-split", "first-layer-7x7",
+        "short-rows-strided-dilated"])
+def test_fast_int8_kernels_on_realistic_tiles(case):
+    """The 8-bit kernels of runtime/sim/conv8.py on tiles shaped like the
+    compiler's, on the pool and in the interpreter."""
+    run_conv_case(case, large=True)
+    run_conv_case(case, large=False)
+
+
+def test_accumulator_wraps_in_int32():
+    """Sums past 2^31 wrap like the device's int32 accumulator (a program the
+    compiler would reject, simulated as the ISA says)."""
+    case = ConvCase(4, 2, 1, (1, 1), (1, 1), (1, 1), (2, 2), 8, 8, 8, False, False, 2, True)
+    rng = np.random.default_rng(1)
+    for seed in range(5):
+        run_conv_case(dataclasses.replace(case, in_c=int(rng.integers(2, 5)) * 2), large=seed % 2 == 0, seed=seed)
+
+
+# ---------------------------------------------------------------- the double-buffered conv of docs/isa.md
+def test_double_buffered_conv_of_the_isa_doc():
+    rng = np.random.default_rng(3)
+    x = values(rng, 8, (16, 32, 32))
+    w = values(rng, 8, (32, 16, 3, 3), 127)
+    rec = records(rng, 32)
+    image = Image(test_isa.DRAM_OUT + 32 * 32 * 32)
+    image.data[test_isa.DRAM_IN:test_isa.DRAM_IN + x.nbytes] = x.view(np.uint8).reshape(-1)
+    image.data[test_isa.DRAM_W:test_isa.DRAM_W + w.nbytes] = w.view(np.uint8).reshape(-1)
+    image.data[test_isa.DRAM_P:test_isa.DRAM_P + rec.nbytes] = rec.view(np.uint8)
+    prog = test_isa.program()
+    sim = Simulator(CONFIG, {(0, 0): isa.encode_stream(prog)}, image.data.size)
+    sim.run([image.data])
+    padded_x = np.pad(x, ((0, 0), (1, 1), (1, 1)), constant_values=-3)
+    expect = conv_epilogue(conv_sums(padded_x, w, 1, (1, 1), (1, 1)) + rec["bias"].astype(object)[:, None, None],
+                           rec, 8, -128, -128, 127)
+    got = image.data[test_isa.DRAM_OUT:].view(np.int8).reshape(32, 32, 32)
+    np.testing.assert_array_equal(got, expect)
+    t = sim.timing
+    key = (0, 0, 0)
+    assert sim.instructions == len(prog) == t.starts[key].size
+    assert t.total_cycles < int(t.durations[key].sum()), "double buffering overlaps the modules"
+    starts, ends = t.starts[key], t.ends[key]
+    assert starts[7] < ends[6] and starts[7] < ends[5], "LOAD t2 and STORE t0 overlap CONV t1"
+    assert starts[6] == ends[4], "LOAD t2 waits for CONV t0 to free its buffer"
+    assert t.busy["COMPUTE"] == sum(int(t.durations[key][i]) for i in (4, 7, 10, 12, 14))
+    assert t.macs == 32 * 32 * 32 * 16 * 9 and t.dram_written_bytes == 32 * 32 * 32
+    assert t.dram_read_bytes == x.nbytes + 6 * 16 * 32 + w.nbytes + rec.nbytes  # 6 halo rows read twice
+    assert 0 < t.efficiency < 1 and t.hwtime_ms == pytest.approx(t.total_cycles / CONFIG.clock_hz * 1e3)
+    assert t.range_cycles(key, 4, 5) == t.durations[key][4] and t.range_cycles(key, 0, 15) == t.total_cycles
+
+
+# ---------------------------------------------------------------- POOL, ELTWISE, LUT
+@SETTINGS
+@given(st.sampled_from([PoolMode.MAX, PoolMode.AVG]), st.sampled_from([8, 16]), st.integers(1, 3),
+       st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), st.integers(0, 1),
+       st.integers(0, 2), st.integers(0, 1), st.integers(0, 1000))
+def test_pool(mode, bits, c, kh, kw, stride, top, bottom, left, right, seed):
+    rng = np.random.default_rng(seed)
+    in_h, in_w = kh + top + bottom + int(rng.integers(0, 4)), kw + left + right + int(rng.integers(0, 4))
+    x = values(rng, bits, (c, in_h, in_w))
+    out_bits = bits if mode == PoolMode.MAX else int(rng.choice([8, 16]))
+    lo, hi = -(1 << (out_bits - 1)) + 3, (1 << (out_bits - 1)) - 5
+    x_zero, out_zero = (int(rng.integers(-4, 5)), int(rng.integers(-4, 5))) if mode == PoolMode.AVG else (0, 0)
+    table = np.zeros((kh * kw, 2), np.int32)
+    table[:, 0] = rng.integers(1 << 30, 1 << 31, kh * kw)
+    table[:, 1] = rng.integers(1, 20, kh * kw)
+    oh, ow = (in_h - kh) // stride + 1, (in_w - kw) // stride + 1
+    expect = np.empty((c, oh, ow), dtype=object)
+    for oy in range(oh):
+        for ox in range(ow):
+            y0, y1 = max(oy * stride, top), min(oy * stride + kh, in_h - bottom)
+            x0, x1 = max(ox * stride, left), min(ox * stride + kw, in_w - right)
+            window = x[:, y0:y1, x0:x1].astype(object)
+            if y1 <= y0 or x1 <= x0:
+                return  # a window of padding only: the validator's business, not this test's
+            if mode == PoolMode.MAX:
+                expect[:, oy, ox] = window.max(axis=(1, 2))
+            else:
+                m, n = table[window[0].size - 1]
+                expect[:, oy, ox] = rescale((window - x_zero).sum(axis=(1, 2)), int(m), int(n)) + out_zero
+    expect = clamp(expect, lo, hi).astype(DTYPE[out_bits])
+    fields = dict(mode=mode, in_addr=0, in_bits=bits, c=c, in_h=in_h, in_w=in_w, kernel_h=kh, kernel_w=kw,
+                  stride_h=stride, stride_w=stride, pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
+                  out_addr=4096, out_bits=out_bits, x_zero=x_zero, out_zero=out_zero, lo=lo, hi=hi)
+    loads = [as_load(Space.ACT, 0, x)]
+    if mode == PoolMode.AVG:
+        fields["param_addr"] = 64
+        loads.append(as_load(Space.WGT, 64, table))
+    (got,), _ = simulate(loads, [instr(Op.POOL, **fields)], [(Space.ACT, 4096, padded(expect.nbytes))])
+    np.testing.assert_array_equal(got[:expect.nbytes].view(expect.dtype).reshape(expect.shape), expect)
+
+
+@SETTINGS
+@given(st.sampled_from(list(EltOp)), st.sampled_from(list(Bcast)), st.sampled_from([8, 16]), st.sampled_from([8, 16]),
+       st.sampled_from([8, 16]), st.sampled_from(["apart", "on a", "on b"]), st.integers(0, 1000))
+def test_eltwise(func, bcast, a_bits, b_bits, out_bits, place, seed):
+    rng = np.random.default_rng(seed)
+    c, h, w = (int(v) for v in rng.integers(1, 5, 3))
+    if func == EltOp.COPY:
+        bcast, b_bits = Bcast.FULL, 0
+    b_shape = {Bcast.FULL: (c, h, w), Bcast.CHANNEL: (c, 1, 1), Bcast.SPATIAL: (1, h, w), Bcast.SCALAR: (1, 1, 1)}
+    if place == "on b" and (func == EltOp.COPY or bcast != Bcast.FULL or b_bits != out_bits):
+        place = "apart"
+    if place == "on a" and a_bits != out_bits:
+        place = "apart"
+    a = values(rng, a_bits, (c, h, w))
+    b = values(rng, b_bits or 8, b_shape[bcast])
+    am, ash = int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(1, 40))
+    bm, bsh = int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(1, 40))
+    az, bz, oz = (int(v) for v in rng.integers(-9, 10, 3))
+    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    av, bv = a.astype(object) - az, np.broadcast_to(b.astype(object) - bz, a.shape)
+    v = {EltOp.ADD: lambda: rescale(av, am, ash) + rescale(bv, bm, bsh), EltOp.MUL: lambda: rescale(av * bv, am, ash),
+         EltOp.COPY: lambda: rescale(av, am, ash)}[func]()
+    expect = clamp(v + oz, lo, hi).astype(DTYPE[out_bits])
+    out_addr = {"apart": 8192, "on a": 0, "on b": 4096}[place]
+    fields = dict(func=func, c=c, h=h, w=w, a_addr=0, a_bits=a_bits, a_zero=az, a_mult=am, a_shift=ash,
+                  out_addr=out_addr, out_bits=out_bits, out_zero=oz, lo=lo, hi=hi)
+    loads = [as_load(Space.ACT, 0, a)]
+    if func != EltOp.COPY:
+        fields.update(bcast=bcast, b_addr=4096, b_bits=b_bits, b_zero=bz)
+        loads.append(as_load(Space.ACT, 4096, b))
+    if func == EltOp.ADD:
+        fields.update(b_mult=bm, b_shift=bsh)
+    (got,), _ = simulate(loads, [instr(Op.ELTWISE, **fields)], [(Space.ACT, out_addr, padded(expect.nbytes))])
+    np.testing.assert_array_equal(got[:expect.nbytes].view(expect.dtype).reshape(expect.shape), expect)
+
+
+@pytest.mark.parametrize("out_bits,in_place", [(8, False), (8, True), (16, False)])
+def test_lut(out_bits, in_place):
+    rng = np.random.default_rng(out_bits)
+    x = values(rng, 8, 1000)
+    table = values(rng, out_bits, 256)
+    out_addr = 0 if in_place else 2048
+    (got,), _ = simulate([as_load(Space.ACT, 0, x), as_load(Space.WGT, 512, table)],
+                         [instr(Op.LUT, in_addr=0, count=1000, param_addr=512, out_addr=out_addr, out_bits=out_bits)],
+                         [(Space.ACT, out_addr, 1000 * out_bits // 8)])
+    np.testing.assert_array_equal(got.view(DTYPE[out_bits]), table[x.astype(np.int64) + 128])
+
+
+# ---------------------------------------------------------------- DMA
+@SETTINGS
+@given(st.sampled_from([1, 2, 4, 8]), st.integers(1, 4), st.integers(1, 5), st.integers(1, 6),
+       st.sampled_from(["dense", "transpose", "broadcast", "gaps"]),
+       st.lists(st.integers(0, 2), min_size=4, max_size=4),
+       st.integers(-128, 127), st.integers(0, 1000))
+def test_dma_boxes(elem, z, y, x, layout, pads, pad_value, seed):
+    """A strided padded LOAD into ACT, then a STORE that scatters it with
+    other strides: both against NumPy's strided views."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(f"<i{elem}")
+    strides = {"dense": (y * x, x, 1), "transpose": (1, z * x, z), "broadcast": (0, x, 0),
+               "gaps": (y * x * 3 + 1, x * 2 + 1, 2)}[layout]
+    span = (z - 1) * strides[0] + (y - 1) * strides[1] + (x - 1) * strides[2] + 1
+    src = rng.integers(-1000, 1000, span).astype(dtype)
+    top, bottom, left, right = pads
+    box = np.lib.stride_tricks.as_strided(src, (z, y, x), tuple(s * elem for s in strides))
+    expect = np.pad(box, ((0, 0), (top, bottom), (left, right)), constant_values=pad_value)
+    zz, yy, xx = expect.shape
+    image = Image()
+    src_at = image.put(src)
+    out_strides = (yy * (xx * 2 + 1) + 3, xx * 2 + 1, 2)  # scatter with gaps
+    out_span = (zz - 1) * out_strides[0] + (yy - 1) * out_strides[1] + (xx - 1) * out_strides[2] + 1
+    out_at = image.reserve(out_span * elem)
+    prog = [instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, elem_bytes=elem, sram_addr=64, dram_addr=src_at, z_size=z,
+                  y_size=y, x_size=x, z_stride=strides[0], y_stride=strides[1], x_stride=strides[2], pad_top=top,
+                  pad_bottom=bottom, pad_left=left, pad_right=right, pad_value=pad_value),
+            instr(Op.NOP_COMPUTE, T.POP_PREV | T.PUSH_NEXT),
+            instr(Op.STORE, T.POP_PREV, space=Space.ACT, elem_bytes=elem, sram_addr=64, dram_addr=out_at, z_size=zz,
+                  y_size=yy, x_size=xx, z_stride=out_strides[0], y_stride=out_strides[1], x_stride=out_strides[2]),
+            instr(Op.END)]
+    sim = Simulator(CONFIG, {(0, 0): isa.encode_stream(prog)}, image.top)
+    sim.run([image.data])
+    out = image.data[out_at:out_at + out_span * elem].view(dtype)
+    got = np.lib.stride_tricks.as_strided(out, expect.shape, tuple(s * elem for s in out_strides))
+    np.testing.assert_array_equal(got, expect)
+    untouched = np.ones(out_span, bool)
+    untouched[np.lib.stride_tricks.as_strided(np.arange(out_span), expect.shape,
+                                              tuple(s * 8 for s in out_strides)).reshape(-1)] = False
+    assert not out[untouched].any(), "a STORE writes only its box"
+
+
+def test_store_where_destinations_coincide_keeps_the_last_write():
+    image = Image()
+    src = image.put(np.arange(8, dtype=np.int8))
+    dst = image.reserve(64)
+    prog = [instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=src, elem_bytes=1, z_size=1, y_size=2,
+                  x_size=4, y_stride=4, x_stride=1),
+            instr(Op.NOP_COMPUTE, T.POP_PREV | T.PUSH_NEXT),
+            instr(Op.STORE, T.POP_PREV, space=Space.ACT, sram_addr=0, dram_addr=dst, elem_bytes=1, z_size=1, y_size=2,
+                  x_size=4, y_stride=0, x_stride=1), instr(Op.END)]
+    Simulator(CONFIG, {(0, 0): isa.encode_stream(prog)}, image.top).run([image.data])
+    assert image.data[dst:dst + 4].tolist() == [4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("z_stride", [0, 3, 8, 12])
+def test_dense_store_rows_merge_and_planes_keep_their_order(z_stride):
+    """A STORE of back-to-back rows is copied a plane at a time; where planes
+    overlap in DRAM the later plane's bytes win, as element order says."""
+    image = Image()
+    src = image.put(np.arange(24, dtype=np.int8))
+    dst = image.reserve(64)
+    box = dict(space=Space.ACT, sram_addr=0, elem_bytes=1, z_size=3, y_size=2, x_size=4)
+    prog = [instr(Op.LOAD, T.PUSH_NEXT, dram_addr=src, z_stride=8, y_stride=4, x_stride=1, **box),
+            instr(Op.NOP_COMPUTE, T.POP_PREV | T.PUSH_NEXT),
+            instr(Op.STORE, T.POP_PREV, dram_addr=dst, z_stride=z_stride, y_stride=4, x_stride=1, **box),
+            instr(Op.END)]
+    Simulator(CONFIG, {(0, 0): isa.encode_stream(prog)}, image.top).run([image.data])
+    expect = np.zeros(64, np.int8)
+    for z in range(3):
+        for y in range(2):
+            at = z * z_stride + y * 4
+            expect[at:at + 4] = np.arange(z * 8 + y * 4, z * 8 + y * 4 + 4)
+    np.testing.assert_array_equal(image.data[dst:dst + 64].view(np.int8), expect)
+
+
+# ---------------------------------------------------------------- order of execution
+def copy_op(src, dst, n, flags=0):
+    return instr(Op.ELTWISE, flags, func=EltOp.COPY, c=1, h=1, w=n, a_addr=src, a_bits=8, a_mult=1 << 30, a_shift=30,
+                 out_addr=dst, out_bits=8, lo=-128, hi=127)
+
+
+def test_execution_order_differs_from_program_order():
+    """The COPY (instruction 3) waits only for the small LOAD 0, so it runs
+    before LOAD 2, which waits behind the big LOAD 1."""
+    image = Image()
+    a = image.put(np.arange(64, dtype=np.int8))
+    big = image.put(RNG.integers(0, 256, 65536).astype(np.uint8))
+    c = image.put(np.full(64, 9, np.int8))
+    out_a, out_c = image.reserve(64), image.reserve(64)
+    prog = [instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=a, **flat_box(64)),
+            instr(Op.LOAD, space=Space.ACT, sram_addr=4096, dram_addr=big, **flat_box(65536)),
+            instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, sram_addr=1024, dram_addr=c, **flat_box(64)),
+            copy_op(0, 2048, 64, T.POP_PREV | T.PUSH_NEXT),
+            instr(Op.NOP_COMPUTE, T.POP_PREV | T.PUSH_NEXT),
+            instr(Op.STORE, T.POP_PREV, space=Space.ACT, sram_addr=2048, dram_addr=out_a, **flat_box(64)),
+            instr(Op.STORE, T.POP_PREV, space=Space.ACT, sram_addr=1024, dram_addr=out_c, **flat_box(64)),
+            instr(Op.END)]
+    sim = Simulator(CONFIG, {(0, 0): isa.encode_stream(prog)}, image.top)
+    sim.run([image.data])
+    starts = sim.timing.starts[(0, 0, 0)]
+    assert starts[3] < starts[2], "the COPY starts before the earlier LOAD"
+    assert list(np.argsort(starts, kind="stable")) != list(range(len(prog)))
+    assert image.data[out_a:out_a + 64].tolist() == list(range(64))
+    assert image.data[out_c:out_c + 64].tolist() == [9] * 64
+
+
+def test_two_clusters_meet_at_a_barrier():
+    """Cluster 0 doubles a vector and STOREs it; cluster 1 LOADs it after the
+    barrier (in concatenation order its LOAD comes first) and adds one."""
+    image = Image()
+    src = image.put(np.arange(64, dtype=np.int8))
+    mid, out = image.reserve(64), image.reserve(64)
+    producer = [instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=src, **flat_box(64)),
+                instr(Op.ELTWISE, T.POP_PREV | T.PUSH_NEXT, func=EltOp.COPY, c=1, h=1, w=64, a_addr=0, a_bits=8,
+                      a_mult=1 << 30, a_shift=29, out_addr=1024, out_bits=8, lo=-128, hi=127),
+                instr(Op.STORE, T.POP_PREV | T.PUSH_PREV, space=Space.ACT, sram_addr=1024, dram_addr=mid,
+                      **flat_box(64)),
+                instr(Op.SYNC, T.POP_NEXT, barrier=5, participants=2), instr(Op.END)]
+    consumer = [instr(Op.SYNC, T.PUSH_PREV, barrier=5, participants=2),
+                instr(Op.LOAD, T.POP_NEXT | T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=mid, **flat_box(64)),
+                instr(Op.ELTWISE, T.POP_PREV | T.PUSH_NEXT, func=EltOp.COPY, c=1, h=1, w=64, a_addr=0, a_bits=8,
+                      a_zero=-1, a_mult=1 << 30, a_shift=30, out_addr=1024, out_bits=8, lo=-128, hi=127),
+                instr(Op.STORE, T.POP_PREV, space=Space.ACT, sram_addr=1024, dram_addr=out, **flat_box(64)),
+                instr(Op.END)]
+    streams = {(0, 1): isa.encode_stream(consumer), (0, 0): isa.encode_stream(producer)}
+    sim = Simulator(CONFIG, streams, image.top)
+    sim.run([image.data])
+    assert image.data[out:out + 64].view(np.int8).tolist() == [2 * i + 1 for i in range(64)]
+    t = sim.timing
+    assert t.starts[(0, 1, 0)][1] >= t.ends[(0, 0, 0)][2], "the LOAD waits for the other cluster's STORE"
+    assert t.ends[(0, 1, 0)][0] == t.ends[(0, 0, 0)][3], "both SYNCs complete together"
+    assert t.phase_cycles == {0: t.total_cycles}
+    assert t.efficiency == 0.0 and t.macs == 0
+
+
+def test_phases_run_in_order_and_add_their_cycles():
+    image = Image()
+    src = image.put(np.arange(64, dtype=np.int8))
+    mid, out = image.reserve(64), image.reserve(64)
+
+    def doubling(read, write, shift):
+        return isa.encode_stream([
+            instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=read, **flat_box(64)),
+            instr(Op.ELTWISE, T.POP_PREV | T.PUSH_NEXT, func=EltOp.COPY, c=1, h=1, w=64, a_addr=0, a_bits=8,
+                  a_mult=1 << 30, a_shift=shift, out_addr=1024, out_bits=8, lo=-128, hi=127),
+            instr(Op.STORE, T.POP_PREV, space=Space.ACT, sram_addr=1024, dram_addr=write, **flat_box(64)),
+            instr(Op.END)])
+    sim = Simulator(CONFIG, {(0, 2, 1): doubling(mid, out, 29), (0, 0, 0): doubling(src, mid, 30)}, image.top)
+    sim.run([image.data])
+    assert image.data[out:out + 64].view(np.int8).tolist() == [min(2 * i, 127) for i in range(64)]
+    t = sim.timing
+    assert t.total_cycles == t.phase_cycles[0] + t.phase_cycles[1]
+    assert t.starts[(0, 2, 1)][0] == t.phase_cycles[0]
+
+
+# ---------------------------------------------------------------- errors
+def test_bad_param_records_stop_the_run_with_the_instruction_named():
+    case = dict(in_addr=0, in_bits=8, in_c=4, in_h=3, in_w=3, wgt_addr=0, wgt_bits=8, groups=1, kernel_h=1,
+                kernel_w=1, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=4, out_addr=1024, out_bits=8,
+                lo=-128, hi=127, param_addr=512)
+    rec = records(np.random.default_rng(0), 4)
+    rec["shift"][2] = 63
+    for large in (False, True):
+        with pytest.raises(SimulatorError, match=r"stream \(0, 0, 0\): instruction 3 \(CONV\): PARAM record 2 has "
+                                                  r"shift=63, outside \[1, 62\]"):
+            simulate([as_load(Space.ACT, 0, np.zeros(36, np.int8)), as_load(Space.WGT, 0, np.zeros(16, np.int8)),
+                      as_load(Space.WGT, 512, rec)], [instr(Op.CONV, **case)], [], large)
+    table = np.zeros((4, 2), np.int32)  # an average pool's multipliers never loaded: all zero
+    pool = instr(Op.POOL, mode=PoolMode.AVG, in_addr=0, in_bits=8, c=1, in_h=2, in_w=2, kernel_h=2, kernel_w=2,
+                 stride_h=1, stride_w=1, out_addr=64, out_bits=8, lo=-128, hi=127, param_addr=64)
+    with pytest.raises(SimulatorError, match=r"instruction 2 \(POOL\): average-pool multiplier entry 3 has mult=0"):
+        simulate([as_load(Space.ACT, 0, np.zeros(4, np.int8)), as_load(Space.WGT, 64, table)], [pool], [])
+
+
+def test_invalid_programs_and_drams_are_refused():
+    with pytest.raises(SimulatorError, match=r"stream \(0, 0, 0\): the stream does not end with END"):
+        Simulator(CONFIG, {(0, 0): isa.encode_stream([instr(Op.NOP_LOAD)])}, 0)
+    sim = Simulator(CONFIG, {(0, 0): isa.encode_stream([instr(Op.END)])}, 128)
+    with pytest.raises(SimulatorError, match=r"card 0 has 64 bytes; the program uses 128"):
+        sim.run([np.zeros(64, np.uint8)])
+    with pytest.raises(SimulatorError, match=r"must be a writeable contiguous 1-D uint8"):
+        sim.run([np.zeros(128, np.int8)])
+    with pytest.raises(SimulatorError, match=r"runs on card 0 but only 0 DRAM images"):
+        sim.run([])
+
+
+# ---------------------------------------------------------------- the cycle model
+def test_dma_bound_program_takes_bytes_over_bandwidth():
+    image = Image(1 << 22)
+    src = image.put(np.zeros(1 << 20, np.uint8))
+    chunk = 1 << 16
+    prog = [instr(Op.LOAD, space=Space.ACT, sram_addr=(i % 4) * chunk, dram_addr=src + i * chunk, **flat_box(chunk))
+            for i in range(16)]
+    sim = Simulator(CONFIG, {(0, 0): isa.encode_stream(prog + [instr(Op.END)])}, image.top)
+    per_cycle = CONFIG.dram_bandwidth / CONFIG.clock_hz
+    assert sim.timing.total_cycles == pytest.approx((1 << 20) / per_cycle + 16 * timing.DMA_SETUP_CYCLES, abs=2)
+    assert sim.timing.busy["LOAD"] == sim.timing.total_cycles and sim.timing.dram_read_bytes == 1 << 20
+    two = Simulator(CONFIG, {(0, 0): isa.encode_stream(prog + [instr(Op.END)]),
+                             (0, 1): isa.encode_stream(prog + [instr(Op.END)])}, image.top)
+    assert two.timing.total_cycles == pytest.approx(2 * (1 << 20) / per_cycle + 16 * timing.DMA_SETUP_CYCLES, abs=2)
+
+
+def test_compute_bound_program_takes_its_mac_cycles():
+    """A 3x3 conv of 64 channels to 64 on a 16x16 tile: 64 ceil(576/64) = 9
+    steps per output pixel and 16 channel groups."""
+    conv = instr(Op.CONV, in_addr=0, in_bits=8, in_c=64, in_h=16, in_w=16, wgt_addr=0, wgt_bits=8, groups=1,
+                 kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=64,
+                 out_addr=32768, out_bits=8, lo=-128, hi=127, param_addr=65536)
+    sim = Simulator(CONFIG, {(0, 0): isa.encode_stream([conv] * 4 + [instr(Op.END)])}, 0)
+    per_conv = 14 * 14 * (64 // 4) * 9 + timing.CONV_PIPELINE_CYCLES
+    assert sim.timing.total_cycles == 4 * per_conv + 1
+    assert sim.timing.macs == 4 * 14 * 14 * 64 * 576
+    assert sim.timing.efficiency == pytest.approx(sim.timing.macs / (sim.timing.total_cycles * 256))
+    depthwise = instr(Op.CONV, **{**conv.fields, "groups": 64})
+    dw = Simulator(CONFIG, {(0, 0): isa.encode_stream([depthwise, instr(Op.END)])}, 0)
+    assert dw.timing.efficiency == pytest.approx(9 / 64, rel=0.02), "depthwise 3x3 uses 9 of 64 lanes"
+    wide = instr(Op.CONV, **{**conv.fields, "wgt_bits": 16})
+    w16 = Simulator(CONFIG, {(0, 0): isa.encode_stream([wide, instr(Op.END)])}, 0)
+    assert w16.timing.total_cycles == 2 * (per_conv - timing.CONV_PIPELINE_CYCLES) + timing.CONV_PIPELINE_CYCLES + 1
