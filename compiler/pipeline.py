@@ -16,6 +16,7 @@ from ir.graph import Graph
 from passes.affinity import assign_affinity
 from passes.cancel_transposes import cancel_transposes
 from passes.canonicalize_linear import canonicalize_linear
+from passes.canonicalize_sum import canonicalize_sum
 from passes.dce import eliminate_dead_code
 from passes.fold_affine import fold_affine
 from passes.fold_batchnorm import fold_batchnorm
@@ -31,6 +32,7 @@ from passes.simplify_inference import simplify_inference
 SIMPLIFY = Sequential([
     extract_qdq,          # a pre-quantized model's Q/DQ pairs -> quantization parameters of its tensors
     fold_constants,       # shape subgraphs and constant expressions, through the kernels
+    canonicalize_sum,     # n-ary Sum -> a chain of binary Adds (the residual adds of zoo ResNets)
     remove_noops,         # Identity, Dropout, no-op Reshape/Transpose/Cast/Pad
     cancel_transposes,    # Transpose pairs compose; identities disappear
     fold_pad,             # Pad before Conv -> Conv pads

@@ -240,3 +240,17 @@ def test_unfoldable_batchnorm_becomes_mul_and_add():
     g = assert_same_numerics(simplify_inference, b.build(y))
     assert ops(g) == ["Relu", "Mul", "Add"] and g.outputs[0].name == "bn"
     assert g.nodes[1].inputs[1].const.shape == (3, 1, 1)
+
+
+# ---------------------------------------------------------------- canonicalize_sum
+def test_sum_becomes_a_chain_of_adds():
+    from passes.canonicalize_sum import canonicalize_sum
+
+    b = GraphBuilder()
+    x, y, z = b.input("x", [1, 4, 3, 3]), b.input("y", [1, 4, 3, 3]), b.input("z", [1, 4, 1, 1])
+    two = b.Sum(x, y, name="two")
+    three = b.Sum(two, y, z, name="three")
+    one = b.Sum(three, name="one")
+    g = assert_same_numerics(canonicalize_sum, b.build(one))
+    assert ops(g) == ["Add", "Add", "Add", "Identity"]
+    assert [v.name for v in g.outputs] == ["one"] and g.nodes[2].name == "three"
