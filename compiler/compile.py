@@ -23,6 +23,9 @@ from codegen.device import build_compiled
 from compiler.errors import ModelImportError
 from compiler.frontend.loader import load_model
 from compiler.quantize import quantize_model
+from ir.graph import Graph, clone
+from passes.fuse_ops import fuse_ops
+from passes.infra import PassContext
 from runtime.compiled import CompiledModel
 from runtime.hardware import HardwareConfig
 
@@ -56,11 +59,18 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     metadata = {"compiler": f"tessera {VERSION}", "source": label, "numcard": numcard, "numclus": numclus,
                 "nlayers": nlayers, "quantization": {k: v for k, v in quantization.items()
                                                      if isinstance(v, (str, int, float, bool))}}
-    compiled = build_compiled(quantized.graph, config, None if strip_reference else quantized.float_graph,
-                              metadata)
+    reference = None if strip_reference else fused_reference(quantized.float_graph)
+    compiled = build_compiled(quantized.graph, config, reference, metadata)
     if outfile is not None:
         write_binary(compiled, outfile)
     return compiled
+
+
+def fused_reference(float_graph: Graph) -> Graph:
+    """The float model as Run_th runs it: simplified and fused, like the
+    CPU path (compiler.pipeline.OPTIMIZE), so the reference is fast too."""
+    with PassContext():
+        return fuse_ops(clone(float_graph))
 
 
 def _check_devices(config: HardwareConfig, numcard: int, numclus: int) -> None:
