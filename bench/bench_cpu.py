@@ -42,8 +42,8 @@ def bench(name: str, runs: int, optimized: bool) -> tuple[float, float, float, f
     executor = Executor(lower_to_program(graph))
     rng = np.random.default_rng(0)
     feeds = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs}
-    session = ort.InferenceSession(model.SerializeToString(), ort_options(), providers=["CPUExecutionProvider"])
     ours = median_ms(lambda: executor.run(feeds), runs)
+    session = ort.InferenceSession(model.SerializeToString(), ort_options(), providers=["CPUExecutionProvider"])
     pause()
     theirs = median_ms(lambda: session.run(None, feeds), runs)
     reference = session.run(None, feeds)[0]

@@ -67,7 +67,8 @@ class _Lowering:
     def inline(self, node: Node) -> None:
         """The body's steps, on the slots of the node's inputs and outputs. A
         fused element-wise group (or an anchored group's element-wise tail)
-        becomes one FusedElementwise step instead (codegen/cpu_fused.py)."""
+        becomes one FusedElementwise step instead, or the whole group one
+        FusedConv step (codegen/cpu_fused.py)."""
         body: Graph = node.attrs["body"]
         for formal, actual in zip(body.inputs, node.inputs):
             self.slots[formal] = self.slot_of(actual)
@@ -76,9 +77,7 @@ class _Lowering:
                 self.slots[inner] = self.slot_of(outer)
         group = plan_fused_group(node) if node.op == "Fused" else None
         if group is not None:
-            if group.anchor is not None:
-                self.steps.append(group.anchor_step(self.slot_of))
-            self.steps.append(group.step(self.slot_of, node.name))
+            self.steps.extend(group.steps(self.slot_of, node.name))
             return
         self.lower_nodes(body)
         for inner, outer in zip(body.outputs, node.outputs):

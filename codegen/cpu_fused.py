@@ -7,7 +7,11 @@ from the body, one IR op at a time through :data:`OPCODE_TABLE`. An anchored
 group (a Conv, ConvTranspose, Gemm or MatMul followed by element-wise ops on
 its output) becomes the anchor's own step plus one FusedElementwise step over
 the anchor's output, written in place when that output is private to the
-group. :func:`plan_fused_group` returns None for anything it cannot express,
+group; but a float32 Conv followed only by what the microkernels' epilogue
+does (its bias, one residual add of the output's shape, one ReLU / Clip /
+Max / Min by a constant, in that order) becomes a single FusedConv step,
+which never materialises the Conv's own output.
+:func:`plan_fused_group` returns None for anything it cannot express,
 and the caller then inlines the body node by node.
 
 The translation is SSA first (one virtual register per value), then a
@@ -16,6 +20,7 @@ dead, so long chains need few registers.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -159,6 +164,27 @@ class FusedGroup:
     code: tuple[Instruction, ...]
     rank: int
     inplace: int
+    epilogue: tuple[Value | None, tuple[float, float] | None] | None = None
+    """(residual, clamp) when the group is one FusedConv step, else None."""
+
+    def steps(self, slot_of: Callable[[Value], int], name: str) -> list[Step]:
+        """The group's steps: one FusedConv, or the anchor's (if any) and
+        the FusedElementwise step."""
+        if self.epilogue is not None:
+            return [self.fused_conv_step(slot_of, name)]
+        anchor = [] if self.anchor is None else [self.anchor_step(slot_of)]
+        return anchor + [self.step(slot_of, name)]
+
+    def fused_conv_step(self, slot_of: Callable[[Value], int], name: str) -> Step:
+        """The FusedConv step: X, W, the Conv's own bias input and the
+        residual (NO_SLOT when absent)."""
+        node = self.anchor
+        residual, clamp = self.epilogue
+        bias = node.inputs[2] if len(node.inputs) > 2 else None
+        inputs = tuple(NO_SLOT if v is None else slot_of(v) for v in (*node.inputs[:2], bias, residual))
+        attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in node.attrs.items()}
+        attrs["clamp"] = clamp
+        return Step("FusedConv", inputs, (slot_of(self.output),), attrs, name)
 
     def anchor_step(self, slot_of: Callable[[Value], int]) -> Step:
         """The anchor's own step (bias left out when it moved)."""
@@ -201,9 +227,49 @@ def _plan(node: Node) -> FusedGroup:
         registers[id(anchor.outputs[0])] = emitter.emit("add", (0, 1))
     for inner in nodes:
         registers[id(inner.outputs[0])] = _translate(emitter, inner, registers)
+    epilogue = _conv_epilogue(anchor, emitter.code, leaves, bias is not None, registers[id(output)], output)
     code = _allocate(emitter.code, len(leaves), registers[id(output)])
     inplace = 0 if anchor is not None and _private(anchor.outputs[0], nodes, output) else -1
-    return FusedGroup(anchor, anchor_inputs, anchor_output, tuple(leaves), output, code, output.type.rank, inplace)
+    return FusedGroup(anchor, anchor_inputs, anchor_output, tuple(leaves), output, code, output.type.rank, inplace,
+                      epilogue)
+
+
+def _conv_epilogue(anchor: Node | None, code: list[Instruction], leaves: list[Value], moved_bias: bool,
+                   result: int, output: Value) -> tuple[Value | None, tuple[float, float] | None] | None:
+    """(residual, clamp) when the SSA ``code`` is what FusedConv computes
+    after a float32 Conv: its moved bias (``add(0, 1)``), then at most one
+    add of a leaf of the output's static shape, then at most one clamp
+    (relu, clip, or max / min with a constant); None otherwise."""
+    if anchor is None or anchor.op != "Conv" or output.type.dtype != _FLOAT32 or not output.type.is_static:
+        return None
+    current, residual, clamp, consts = 0, None, None, {}
+    steps = list(code)
+    if moved_bias:
+        if not steps or steps[0][0] != "add" or steps[0][2] != (0, 1):
+            return None
+        current = steps.pop(0)[1]
+    for opcode, dst, sources, params in steps:
+        other = [s for s in sources if s != current]
+        if opcode == "const":
+            consts[dst] = params[0]
+            continue
+        if current not in sources or len(sources) - len(other) != 1 or clamp is not None:
+            return None
+        if opcode == "add" and residual is None and other[0] < len(leaves) and other[0] >= 1 + moved_bias \
+                and leaves[other[0]].type.shape == output.type.shape:
+            residual = leaves[other[0]]
+        elif opcode in ("relu", "clip"):
+            clamp = (0.0, math.inf) if opcode == "relu" else (params[0], params[1])
+        elif opcode in ("max", "min") and other[0] in consts:
+            clamp = (consts[other[0]], math.inf) if opcode == "max" else (-math.inf, consts[other[0]])
+        else:
+            return None
+        current = dst
+    if current != result or len(leaves) != 1 + moved_bias + (residual is not None):
+        return None
+    if clamp is not None and any(math.isnan(v) for v in clamp):
+        return None
+    return residual, clamp
 
 
 def _anchor_parts(anchor: Node | None) -> tuple[tuple, Value | None, Value | None]:

@@ -5,18 +5,26 @@ A microkernel computes one ``mr x width`` tile of ``C`` as a rank-``kc``
 update from two panels::
 
     void kernel(i64 kc, T* a, T* b, i64 ldb, T* c, i64 ldc,
-                i64 rows, i64 cols, i64 accumulate, T* bias)
+                i64 rows, i64 cols, i64 accumulate, T* bias,
+                T* residual, i64 ldr, T* clamp)
 
 Every element is 4 bytes. ``a`` holds ``kc`` groups of ``mr`` elements
 (step ``k`` of the A tile, as :mod:`runtime.gemm.pack` lays it out); step
 ``k`` of the B tile is the ``width`` elements at ``b + k * ldb``. The tile
 lives in vector registers (a tile row is one to three vectors of 16 or 8
 lanes) and is updated once per register and step, in increasing ``k``. Then
-``bias[i]`` is added to row ``i`` (unless ``bias`` is null), and the tile is
-stored to ``C`` (row stride ``ldc`` elements), or added to it when
-``accumulate`` is non-zero. Only the top-left ``rows x cols`` part is read
-and written (masked loads and stores), so ``C`` and ``bias`` need no
-padding; the panels are read whole, and the packers pad them with zeros.
+the epilogue, in this order: ``bias[i]`` is added to row ``i`` (unless
+``bias`` is null); the tile is added to ``C``'s values when ``accumulate``
+is non-zero; for ``f32``, the tile of ``residual`` (row stride ``ldr``) is
+added unless it is null, and each value is clamped to ``[clamp[0],
+clamp[1]]`` unless ``clamp`` is null (numpy's ``maximum`` then ``minimum``:
+NaN stays NaN). The result is stored to ``C`` (row stride ``ldc``
+elements). So a convolution's bias, residual add and ReLU / ReLU6 happen
+while its output tile is still in registers. Only the top-left ``rows x
+cols`` part is read and written (masked loads and stores), so ``C``,
+``bias`` and ``residual`` need no padding; the panels are read whole, and
+the packers pad them with zeros. (The int kernels ignore ``residual`` and
+``clamp``.)
 
 Two kinds of kernel share that frame:
 
@@ -359,39 +367,113 @@ def _bias(w: _Writer, t: _Tile, acc: list[list[str]]) -> list[list[str]]:
     return out
 
 
-def _store(w: _Writer, t: _Tile, acc: list[list[str]], accumulate: bool, masked: bool, tag: str) -> None:
-    """Store (or add) the tile; ``masked`` touches only ``rows x cols``."""
+def _optional(w: _Writer, pred: str, cond: str, name: str, values: list[list[str]], types: list[list[str]],
+              body) -> tuple[str, list[list[str]]]:
+    """Blocks running ``body(values)`` (straight-line code returning new
+    values) only when ``cond`` holds, entered from block ``pred``; returns
+    the join block's label and the values there."""
+    w.emit(f"br i1 {cond}, label %{name}, label %{name}_join")
+    w.label(name)
+    done = body(values)
+    w.emit(f"br label %{name}_join")
+    w.label(f"{name}_join")
+    out = []
+    for i, row in enumerate(types):
+        joined = []
+        for j, vec in enumerate(row):
+            value = w.fresh("v")
+            w.emit(f"{value} = phi {vec} [ {values[i][j]}, %{pred} ], [ {done[i][j]}, %{name} ]")
+            joined.append(value)
+        out.append(joined)
+    return f"{name}_join", out
+
+
+def _clamp_values(w: _Writer, lanes_of, values: list[list[str]]) -> list[list[str]]:
+    """numpy's ``minimum(maximum(v, clamp[0]), clamp[1])`` on every value
+    (``lanes_of(i, j)``: the lanes of value ``(i, j)``): a NaN stays NaN, a
+    bound wins ties."""
+    lo, hi_ptr, hi = w.fresh("lo"), w.fresh("hiptr"), w.fresh("hi")
+    w.emit(f"{lo} = load float, ptr %clamp, align 4")
+    w.emit(f"{hi_ptr} = getelementptr inbounds float, ptr %clamp, i64 1")
+    w.emit(f"{hi} = load float, ptr {hi_ptr}, align 4")
+    bounds = {}
+    out = []
+    for i, row in enumerate(values):
+        new = []
+        for j, value in enumerate(row):
+            lanes = lanes_of(i, j)
+            if lanes not in bounds:
+                bounds[lanes] = (_splat(w, lanes, lo, "float"), _splat(w, lanes, hi, "float"))
+            floor, ceiling = bounds[lanes]
+            vec = f"<{lanes} x float>"
+            above, low, below, high = w.fresh("above"), w.fresh("low"), w.fresh("below"), w.fresh("high")
+            w.emit(f"{above} = fcmp ugt {vec} {value}, {floor}")
+            w.emit(f"{low} = select <{lanes} x i1> {above}, {vec} {value}, {vec} {floor}")
+            w.emit(f"{below} = fcmp ult {vec} {low}, {ceiling}")
+            w.emit(f"{high} = select <{lanes} x i1> {below}, {vec} {low}, {vec} {ceiling}")
+            new.append(high)
+        out.append(new)
+    return out
+
+
+def _load_tile(w: _Writer, t: _Tile, base: str, offsets: str, masked: bool) -> list[list[str]]:
+    """The ``mr x width`` tile at ``base`` (element ``(i, j-th vector)`` at
+    offset ``%{offsets}_i_j``), masked loads of ``rows x cols`` or whole."""
+    tile = []
     for i in range(t.mr):
-        if masked:
-            w.emit(f"%{tag}_in{i} = icmp slt i64 {i}, %rows")
-            w.emit(f"br i1 %{tag}_in{i}, label %{tag}_row{i}, label %{tag}_end")
-            w.label(f"{tag}_row{i}")
+        row = []
         for j, lanes in enumerate(t.vectors):
-            vec, mask = t.vec(lanes), f"<{lanes} x i1> %mask{j}"
-            ptr = w.fresh("pc")
-            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr %c, i64 %off_{i}_{j}")
-            value = acc[i][j]
-            if accumulate:
-                old, value = w.fresh("old"), w.fresh("sum")
-                if masked:
-                    w.emit(f"{old} = call {vec} @llvm.masked.load.v{lanes}{t.suffix}.p0(ptr {ptr}, i32 4, {mask}, "
-                           f"{vec} zeroinitializer)")
-                else:
-                    w.emit(f"{old} = load {vec}, ptr {ptr}, align 4")
-                w.emit(f"{value} = {_add(t)} {vec} {old}, {acc[i][j]}")
+            vec, ptr, value = t.vec(lanes), w.fresh("pt"), w.fresh("ld")
+            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {base}, i64 %{offsets}_{i}_{j}")
             if masked:
-                w.emit(f"call void @llvm.masked.store.v{lanes}{t.suffix}.p0({vec} {value}, ptr {ptr}, i32 4, {mask})")
+                w.emit(f"{value} = call {vec} @llvm.masked.load.v{lanes}{t.suffix}.p0(ptr {ptr}, i32 4, "
+                       f"<{lanes} x i1> %rm_{i}_{j}, {vec} zeroinitializer)")
             else:
-                w.emit(f"store {vec} {value}, ptr {ptr}, align 4")
-    if masked:
-        w.emit(f"br label %{tag}_end")
-        w.label(f"{tag}_end")
+                w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
+            row.append(value)
+        tile.append(row)
+    return tile
+
+
+def _add_tiles(w: _Writer, t: _Tile, left: list[list[str]], right: list[list[str]]) -> list[list[str]]:
+    out = []
+    for i in range(t.mr):
+        row = []
+        for j, lanes in enumerate(t.vectors):
+            value = w.fresh("sum")
+            w.emit(f"{value} = {_add(t)} {t.vec(lanes)} {left[i][j]}, {right[i][j]}")
+            row.append(value)
+        out.append(row)
+    return out
+
+
+def _finish(w: _Writer, t: _Tile, values: list[list[str]], masked: bool, tag: str) -> None:
+    """From block ``tag``: add ``C``'s values (accumulate), the residual and
+    clamp (float, when given), then store the tile; ``masked`` touches only
+    ``rows x cols`` (vector masks ``%rm_i_j``)."""
+    types = t.acc_types()
+    label, values = _optional(w, tag, "%add", f"{tag}_old", values, types,
+                              lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%c", "off", masked)))
+    if t.kind == "f32":
+        label, values = _optional(w, label, "%has_res", f"{tag}_res", values, types,
+                                  lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%residual", "roff", masked)))
+        label, values = _optional(w, label, "%has_clamp", f"{tag}_clamp", values, types,
+                                  lambda v: _clamp_values(w, lambda i, j: t.vectors[j], v))
+    for i in range(t.mr):
+        for j, lanes in enumerate(t.vectors):
+            vec, ptr = t.vec(lanes), w.fresh("pc")
+            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr %c, i64 %off_{i}_{j}")
+            if masked:
+                w.emit(f"call void @llvm.masked.store.v{lanes}{t.suffix}.p0({vec} {values[i][j]}, ptr {ptr}, i32 4, "
+                       f"<{lanes} x i1> %rm_{i}_{j})")
+            else:
+                w.emit(f"store {vec} {values[i][j]}, ptr {ptr}, align 4")
     w.emit("ret void")
 
 
 def _epilogue(w: _Writer, t: _Tile, acc: list[list[str]]) -> None:
-    """Add the bias if any; choose full or masked, overwrite or accumulate;
-    store."""
+    """Add the bias if any; then, for a whole tile or a masked part of one,
+    the rest of the epilogue and the store (:func:`_finish`)."""
     w.emit("%has_bias = icmp ne ptr %bias, null")
     w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
     w.label("add_bias")
@@ -403,38 +485,44 @@ def _epilogue(w: _Writer, t: _Tile, acc: list[list[str]]) -> None:
             w.emit(f"{final[i][j]} = phi {t.vec(lanes)} [ {acc[i][j]}, %store ], [ {biased[i][j]}, %add_bias ]")
     for i in range(t.mr):
         w.emit(f"%row_{i} = mul i64 %ldc, {i}")
+        w.emit(f"%rrow_{i} = mul i64 %ldr, {i}")
         for j in range(len(t.vectors)):
             w.emit(f"%off_{i}_{j} = add i64 %row_{i}, {t.offset(j)}")
+            w.emit(f"%roff_{i}_{j} = add i64 %rrow_{i}, {t.offset(j)}")
+    w.emit("%add = icmp ne i64 %accumulate, 0")
+    w.emit("%has_res = icmp ne ptr %residual, null")
+    w.emit("%has_clamp = icmp ne ptr %clamp, null")
     w.emit(f"%full_rows = icmp eq i64 %rows, {t.mr}")
     w.emit(f"%full_cols = icmp eq i64 %cols, {t.width}")
     w.emit("%full = and i1 %full_rows, %full_cols")
-    w.emit("%add = icmp ne i64 %accumulate, 0")
     w.emit("br i1 %full, label %full_tile, label %part_tile")
     w.label("full_tile")
-    w.emit("br i1 %add, label %full_add, label %full_set")
+    _finish(w, t, final, False, "full_tile")
     w.label("part_tile")
     w.emit("%cols32 = trunc i64 %cols to i32")
     limits = {lanes: _splat(w, lanes, "%cols32", "i32") for lanes in sorted(set(t.vectors))}
     for j, lanes in enumerate(t.vectors):
         columns = ", ".join(f"i32 {t.offset(j) + lane}" for lane in range(lanes))
         w.emit(f"%mask{j} = icmp slt <{lanes} x i32> <{columns}>, {limits[lanes]}")
-    w.emit("br i1 %add, label %part_add, label %part_set")
-    for accumulate, masked, tag in ((True, False, "full_add"), (False, False, "full_set"),
-                                    (True, True, "part_add"), (False, True, "part_set")):
-        w.label(tag)
-        _store(w, t, final, accumulate, masked, tag)
+    for i in range(t.mr):
+        w.emit(f"%in_{i} = icmp slt i64 {i}, %rows")
+        for j, lanes in enumerate(t.vectors):
+            w.emit(f"%rm_{i}_{j} = select i1 %in_{i}, <{lanes} x i1> %mask{j}, <{lanes} x i1> zeroinitializer")
+    _finish(w, t, final, True, "part_tile")
 
 
 def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]]) -> None:
     """Bias (masked vector loads: a panel's rows are its lanes), then masked
-    scatters (gathers first when accumulating) of rows ``< rows``."""
+    gathers of ``C`` (accumulating) and of the residual, the clamp, and
+    masked scatters of rows ``< rows``."""
     mr, vec, mask_ty = t.mr, t.vec(t.mr), f"<{t.mr} x i1>"
     lanes = ", ".join(f"i64 {lane}" for lane in range(mr))
-    rows, ldc = _splat(w, mr, "%rows", "i64"), _splat(w, mr, "%ldc", "i64")
+    rows, ldc, ldr = _splat(w, mr, "%rows", "i64"), _splat(w, mr, "%ldc", "i64"), _splat(w, mr, "%ldr", "i64")
     for p in range(t.panels):
         w.emit(f"%rowid{p} = add <{mr} x i64> <{lanes}>, " + _const(mr, p * mr, "i64"))
         w.emit(f"%rmask{p} = icmp slt <{mr} x i64> %rowid{p}, {rows}")
         w.emit(f"%rowoff{p} = mul <{mr} x i64> %rowid{p}, {ldc}")
+        w.emit(f"%resoff{p} = mul <{mr} x i64> %rowid{p}, {ldr}")
     w.emit("%has_bias = icmp ne ptr %bias, null")
     w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
     w.label("add_bias")
@@ -452,28 +540,44 @@ def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]]) -> None
         biased.append(row)
     w.emit("br label %dispatch")
     w.label("dispatch")
+    values = [[f"%final_{p}_{j}" for j in range(t.cols)] for p in range(t.panels)]
     for p in range(t.panels):
         for j in range(t.cols):
             w.emit(f"%final_{p}_{j} = phi {vec} [ {acc[p][j]}, %store ], [ {biased[p][j]}, %add_bias ]")
     for p in range(t.panels):
         for j in range(t.cols):
-            w.emit(f"%idx_{p}_{j} = add <{mr} x i64> %rowoff{p}, " + _const(mr, j, "i64"))
-            w.emit(f"%ptrs_{p}_{j} = getelementptr inbounds float, ptr %c, <{mr} x i64> %idx_{p}_{j}")
+            for name, base, offsets in (("ptrs", "%c", "rowoff"), ("rptrs", "%residual", "resoff")):
+                w.emit(f"%{name}_idx_{p}_{j} = add <{mr} x i64> %{offsets}{p}, " + _const(mr, j, "i64"))
+                w.emit(f"%{name}_{p}_{j} = getelementptr inbounds float, ptr {base}, <{mr} x i64> %{name}_idx_{p}_{j}")
     w.emit("%add = icmp ne i64 %accumulate, 0")
-    w.emit("br i1 %add, label %scatter_add, label %scatter_set")
-    for accumulate in (True, False):
-        w.label("scatter_add" if accumulate else "scatter_set")
-        for p in range(t.panels):
-            for j in range(t.cols):
-                value, ptrs, mask = f"%final_{p}_{j}", f"<{mr} x ptr> %ptrs_{p}_{j}", f"{mask_ty} %rmask{p}"
-                if accumulate:
+    w.emit("%has_res = icmp ne ptr %residual, null")
+    w.emit("%has_clamp = icmp ne ptr %clamp, null")
+
+    def gathered(name: str):
+        def body(current):
+            out = []
+            for p in range(t.panels):
+                row = []
+                for j in range(t.cols):
                     old, total = w.fresh("old"), w.fresh("sum")
-                    w.emit(f"{old} = call {vec} @llvm.masked.gather.v{mr}f32.v{mr}p0({ptrs}, i32 4, {mask}, "
-                           f"{vec} zeroinitializer)")
-                    w.emit(f"{total} = fadd {vec} {old}, {value}")
-                    value = total
-                w.emit(f"call void @llvm.masked.scatter.v{mr}f32.v{mr}p0({vec} {value}, {ptrs}, i32 4, {mask})")
-        w.emit("ret void")
+                    w.emit(f"{old} = call {vec} @llvm.masked.gather.v{mr}f32.v{mr}p0(<{mr} x ptr> %{name}_{p}_{j}, "
+                           f"i32 4, {mask_ty} %rmask{p}, {vec} zeroinitializer)")
+                    w.emit(f"{total} = fadd {vec} {current[p][j]}, {old}")
+                    row.append(total)
+                out.append(row)
+            return out
+        return body
+
+    types = t.acc_types()
+    label, values = _optional(w, "dispatch", "%add", "add_old", values, types, gathered("ptrs"))
+    label, values = _optional(w, label, "%has_res", "add_residual", values, types, gathered("rptrs"))
+    label, values = _optional(w, label, "%has_clamp", "clamp_values", values, types,
+                              lambda v: _clamp_values(w, lambda i, j: mr, v))
+    for p in range(t.panels):
+        for j in range(t.cols):
+            w.emit(f"call void @llvm.masked.scatter.v{mr}f32.v{mr}p0({vec} {values[p][j]}, "
+                   f"<{mr} x ptr> %ptrs_{p}_{j}, i32 4, {mask_ty} %rmask{p})")
+    w.emit("ret void")
 
 
 def _function(t) -> str:
@@ -493,7 +597,8 @@ def _function(t) -> str:
     body = "\n".join(w.lines)
     return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %b, i64 %ldb,
                       ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols, i64 %accumulate,
-                      ptr noalias readonly %bias) nounwind {{
+                      ptr noalias readonly %bias, ptr noalias readonly %residual, i64 %ldr,
+                      ptr noalias readonly %clamp) nounwind {{
 {body}
 }}
 """
@@ -572,18 +677,22 @@ def kernel_addresses(isa: Isa, kind: str = "f32") -> np.ndarray:
 
 # ------------------------------------------------------------ calling from Numba
 @intrinsic
-def call_kernel(typingctx, address, kc, a, b, ldb, c, ldc, rows, cols, accumulate, bias):
+def call_kernel(typingctx, address, kc, a, b, ldb, c, ldc, rows, cols, accumulate, bias, residual, ldr, clamp):
     """Call the kernel at ``address``; every argument is an int64 (``a``,
-    ``b``, ``c`` and ``bias`` are addresses, ``bias`` 0 for none). The
-    address is a runtime value, so the Numba callers stay cacheable on disk."""
-    sig = types.void(*([types.int64] * 11))
+    ``b``, ``c``, ``bias``, ``residual`` and ``clamp`` are addresses, the
+    last three 0 for none). The address is a runtime value, so the Numba
+    callers stay cacheable on disk."""
+    sig = types.void(*([types.int64] * 14))
 
     def codegen(context, builder, signature, args):
         i64, ptr = ir.IntType(64), ir.PointerType()
-        fnty = ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, i64, ptr, i64, i64, i64, i64, ptr])
+        fnty = ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, i64, ptr, i64, i64, i64, i64, ptr, ptr, i64, ptr])
         target = builder.inttoptr(args[0], ir.PointerType(fnty))
-        a_ptr, b_ptr, c_ptr, bias_ptr = (builder.inttoptr(args[i], ptr) for i in (2, 3, 5, 10))
-        builder.call(target, [args[1], a_ptr, b_ptr, args[4], c_ptr, *args[6:10], bias_ptr])
+        a_ptr, b_ptr, c_ptr, bias_ptr, res_ptr, clamp_ptr = (builder.inttoptr(args[i], ptr)
+                                                             for i in (2, 3, 5, 10, 11, 13))
+        builder.call(target, [args[1], a_ptr, b_ptr, args[4], c_ptr, *args[6:10], bias_ptr, res_ptr, args[12],
+                              clamp_ptr])
         return context.get_dummy_value()
 
     return sig, codegen
+

@@ -63,7 +63,7 @@ _ALIGN = 16
 # Fields of the int64 plan array the Numba driver reads.
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _MPT, _NCW, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
- _PLAN_SIZE) = range(28)
+ _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _PLAN_SIZE) = range(32)
 
 _NO_SOURCE = np.zeros(1, np.float32)
 _NO_SOURCE.flags.writeable = False
@@ -131,28 +131,36 @@ def direct_target(out: np.ndarray, inputs) -> bool:
 
 
 # ---------------------------------------------------------------- float32 entry points
-def sgemm(a, b, out=None, *, packed_a=None, packed_b=None, bias=None, accumulate=False) -> np.ndarray:
+def sgemm(a, b, out=None, *, packed_a=None, packed_b=None, bias=None, accumulate=False, residual=None,
+          clamp=None) -> np.ndarray:
     """``a @ b`` for float32 matrices ``a`` (M, K) and ``b`` (K, N) of any
     strides, plus ``bias`` (M,) per row if given; into ``out`` (M, N) when
     given, added to it with ``accumulate``. ``packed_a`` / ``packed_b``
     (:func:`~runtime.gemm.pack.pack_weights`) replace ``a`` / ``b``, which
-    may then be None."""
-    return _float_product(a, b, out, packed_a, packed_b, bias, accumulate, batched=False)
+    may then be None. The epilogue a convolution needs comes last, on each
+    output tile while it is in registers: ``residual`` (M, N) is added, and
+    the result clamped to ``clamp`` = (low, high) (numpy's ``maximum`` then
+    ``minimum``; (0, inf) is a ReLU)."""
+    return _float_product(a, b, out, packed_a, packed_b, bias, accumulate, residual, clamp, batched=False)
 
 
-def sgemm_batched(a, b, out=None, *, packed_a=None, packed_b=None, bias=None, accumulate=False) -> np.ndarray:
+def sgemm_batched(a, b, out=None, *, packed_a=None, packed_b=None, bias=None, accumulate=False, residual=None,
+                  clamp=None) -> np.ndarray:
     """``out[g] = a[g] @ b[g] (+ bias[g][:, None])`` for ``a`` (G, M, K) and
     ``b`` (G, K, N): all products share the thread pool (e.g. Winograd's 16
-    or 36 products)."""
-    return _float_product(a, b, out, packed_a, packed_b, bias, accumulate, batched=True)
+    or 36 products); ``residual`` (G, M, N) and ``clamp`` as in :func:`sgemm`."""
+    return _float_product(a, b, out, packed_a, packed_b, bias, accumulate, residual, clamp, batched=True)
 
 
-def _float_product(a, b, out, packed_a, packed_b, bias, accumulate: bool, batched: bool) -> np.ndarray:
+def _float_product(a, b, out, packed_a, packed_b, bias, accumulate: bool, residual, clamp,
+                   batched: bool) -> np.ndarray:
     """Validate, pack what is not packed, run."""
     op, f32 = ("sgemm_batched" if batched else "sgemm"), (np.dtype(np.float32),)
     (batch, m, n, depth), out, biases, done = plan_product(op, (a, packed_a, f32), (b, packed_b, f32), out, bias,
                                                           accumulate, batched, np.float32)
+    epilogue = Epilogue.of(op, residual, clamp, out)
     if done:
+        epilogue.apply(out)
         return out
     isa = host_isa()
     kc = block_depth(depth)
@@ -166,9 +174,9 @@ def _float_product(a, b, out, packed_a, packed_b, bias, accumulate: bool, batche
         b_mode = DIRECT if b_cs == 1 else PACK
     else:
         b_src, b_item, b_rs, b_cs, b_mode = packed_b.data, depth * roundup(n, UNIT), 0, 0, PREPACKED
-    with Target(out, (a, b, bias)) as target:
+    with Target(out, (a, b, bias, epilogue.residual)) as target:
         launch(target, "f32", isa, (batch, m, n, depth, kc), a_data,
-               (b_mode, b_src, b_item, b_rs, b_cs), biases, accumulate)
+               (b_mode, b_src, b_item, b_rs, b_cs), biases, accumulate, epilogue)
     return out
 
 
@@ -201,6 +209,38 @@ def fill_empty_product(out: np.ndarray, biases: np.ndarray | None, accumulate: b
         out[...] = bias
 
 
+class Epilogue:
+    """The float epilogue of a product: a residual to add and a clamp, both
+    optional, checked: ``residual`` (float32, the output's shape, unit
+    column stride and non-negative strides, sharing no memory with the
+    output: else copied) and ``clamp`` (float32 [low, high]) are arrays or
+    None."""
+
+    def __init__(self, residual: np.ndarray | None, clamp: np.ndarray | None):
+        self.residual, self.clamp = residual, clamp
+
+    @classmethod
+    def of(cls, op: str, residual, clamp, out: np.ndarray) -> "Epilogue":
+        if residual is not None:
+            check_array(f"{op}: residual", residual, (np.dtype(np.float32),))
+            if residual.shape != out.shape:
+                raise KernelError(f"{op}: residual has shape {list(residual.shape)}, expected {list(out.shape)}")
+            if not direct_target(residual, (out,)):
+                residual = np.array(residual, order="C")
+        if clamp is not None:
+            if len(clamp) != 2 or not all(isinstance(v, (int, float, np.floating)) for v in clamp):
+                raise KernelError(f"{op}: clamp must be (low, high) numbers, got {clamp!r:.60}")
+            clamp = np.array(clamp, np.float32)
+        return cls(residual, clamp)
+
+    def apply(self, out: np.ndarray) -> None:
+        """The epilogue on an already computed ``out`` (empty or depth-0 products)."""
+        if self.residual is not None:
+            out += self.residual
+        if self.clamp is not None:
+            np.minimum(np.maximum(out, self.clamp[0], out=out), self.clamp[1], out=out)
+
+
 def _dims(batch: int, rows: int, cols: int, batched: bool) -> str:
     return str([batch, rows, cols] if batched else [rows, cols])
 
@@ -223,16 +263,20 @@ class Target:
 
 # ---------------------------------------------------------------- planning
 def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray, b: tuple,
-           bias: np.ndarray | None, accumulate: bool) -> None:
+           bias: np.ndarray | None, accumulate: bool, epilogue: Epilogue | None = None) -> None:
     """Run the blocked product into ``out`` ((batch,) M x N, 4-byte
     elements, unit column stride) with ``isa``'s ``kind`` kernels.
     ``dims`` = (batch, M, N, steps, kc); ``a_data`` is the packed A; ``b`` =
     (mode, source, item stride, row stride, column stride), the strides in
     elements of the source (for a prepacked source, its lanes per item);
-    ``bias`` (batch, mpad or M) is added to the rows, or None."""
+    ``bias`` (batch, mpad or M) is added to the rows, or None; ``epilogue``
+    (float only) adds a residual and clamps, on the last reduction block."""
     batch, m, n, steps, kc = dims
     b_mode, b_src, b_item, b_rs, b_cs = b
     out3 = out if out.ndim == 3 else out[None]
+    residual = None if epilogue is None else epilogue.residual
+    res3 = None if residual is None else (residual if residual.ndim == 3 else residual[None])
+    clamp = None if epilogue is None else epilogue.clamp
     mt, nt, rows_per, cols_per = _split(batch, m, n, isa)
     fields = {
         _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
@@ -243,6 +287,8 @@ def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray
         _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
         _BIAS_ADDR: 0 if bias is None else bias.ctypes.data, _BIAS_ITEM: 0 if bias is None else bias.shape[-1],
         _REMAINDER: isa.remainder_panels if kind == "f32" else 0,
+        _RES_ADDR: 0 if res3 is None else res3.ctypes.data, _RES_ITEM: 0 if res3 is None else res3.strides[0] // 4,
+        _LDR: 0 if res3 is None else res3.strides[1] // 4, _CLAMP_ADDR: 0 if clamp is None else clamp.ctypes.data,
     }
     plan = np.array([fields[i] for i in range(_PLAN_SIZE)], np.int64)
     source = b_src if b_mode != PREPACKED else _NO_SOURCE
@@ -295,6 +341,7 @@ def _task(task, plan, kernels, b_src, buf, at):
     a_item = plan[_A_ADDR] + 4 * item * plan[_A_ITEM]
     c_item = plan[_C_ADDR] + 4 * item * plan[_C_ITEM]
     bias_item = plan[_BIAS_ADDR] + 4 * item * plan[_BIAS_ITEM] if plan[_BIAS_ADDR] else 0
+    res_item = plan[_RES_ADDR] + 4 * item * plan[_RES_ITEM] if plan[_RES_ADDR] else 0
     b_item = item * plan[_B_ITEM]
     buf_addr = buf.ctypes.data + 4 * at
     mode = plan[_B_MODE]
@@ -316,18 +363,22 @@ def _task(task, plan, kernels, b_src, buf, at):
                     pack_b_block(b_src, b_item, plan[_B_RS], 1, k0, kcp, full_end, jce, nr, unit, split, buf, at)
                     b_block = buf_addr - 4 * (full_end - jc) * kcp
             accumulate = 1 if k0 > 0 or plan[_ACCUMULATE] else 0
+            last = k0 + kcp >= depth
+            ends = (res_item if last else 0, plan[_CLAMP_ADDR] if last else 0)
             _sweep(kernels, plan, a_item + 4 * k0 * mpad, b_block, direct, c_item, bias_item if k0 == 0 else 0,
-                   kcp, first_panel, last_panel, jc, jce, accumulate)
+                   kcp, first_panel, last_panel, jc, jce, accumulate, ends)
 
 
 @jit
 def _sweep(kernels, plan, a_block, b_block, direct, c_item, bias, kcp, first_panel, last_panel, jc, jce,
-           accumulate):
+           accumulate, ends):
     """Microkernel calls for row panels [first_panel, last_panel) x the
     column panels of [jc, jce), ``MC_PANELS`` row panels at a time. A column
     panel is read packed (at ``b_block``, laid out from ``jc``) or, when
     ``direct`` is the address of B's row ``k0`` and the panel is whole, in
-    place with B's row stride. ``bias`` is the bias row address, or 0."""
+    place with B's row stride. ``bias`` is the bias row address, or 0;
+    ``ends`` the residual item's and the clamp's addresses (0: none), given
+    on the last reduction block only."""
     n, nr, unit, group = plan[_N], plan[_NR], plan[_UNIT], plan[_REMAINDER]
     split = REMAINDER_COLS if group else 0
     for ic in range(first_panel, last_panel, plan[_MCP]):
@@ -344,20 +395,22 @@ def _sweep(kernels, plan, a_block, b_block, direct, c_item, bias, kcp, first_pan
             if group and cols <= REMAINDER_COLS:
                 remainder = kernels[nr // unit + cols]
                 while first + group <= ice:
-                    _call(remainder, plan, a_block, b_panel, ldb, c_item, bias, kcp, first, group, j, cols, accumulate)
+                    _call(remainder, plan, a_block, b_panel, ldb, c_item, bias, kcp, first, group, j, cols, accumulate,
+                          ends)
                     first += group
             for i in range(first, ice):
                 _call(kernels[width // unit], plan, a_block, b_panel, ldb, c_item, bias, kcp, i, 1, j, cols,
-                      accumulate)
+                      accumulate, ends)
             j += width
 
 
 @jit(inline="always")
-def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels, col, cols, accumulate):
+def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels, col, cols, accumulate, ends):
     """One kernel call for ``panels`` row panels from ``panel`` and the
     columns from ``col``."""
-    mr, ldc = plan[_MR], plan[_LDC]
+    mr, ldc, ldr = plan[_MR], plan[_LDC], plan[_LDR]
     row = panel * mr
     rows = min(panels * mr, plan[_M] - row)
+    residual = ends[0] + 4 * (row * ldr + col) if ends[0] else 0
     call_kernel(kernel, kcp, a_block + 4 * row * kcp, b_panel, ldb, c_item + 4 * (row * ldc + col), ldc, rows, cols,
-                accumulate, bias + 4 * row if bias else 0)
+                accumulate, bias + 4 * row if bias else 0, residual, ldr, ends[1])

@@ -1,5 +1,9 @@
 """CPU kernels: convolutions and matrix products (Conv, ConvTranspose, Gemm,
-MatMul, Einsum).
+MatMul, Einsum), and FusedConv: a Conv with its element-wise tail (bias,
+residual add, ReLU or clip) done on the output tiles as they are computed.
+float32 Gemm runs on Tessera's GEMM (:mod:`runtime.gemm`), so that no
+multithreaded OpenBLAS call leaves a worker spinning on a core the next
+convolutions need.
 
 Two plain functions are public API for other kernel families (the quantized
 ops compute exact integer convolutions and products in float64 through them):
@@ -9,9 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
 from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd
 from runtime.kernels.registry import kernel
+from runtime.kernels.weight_cache import WeightCache
 
 __all__ = ["conv_nd", "conv_transpose_nd", "matmul"]
 
@@ -66,6 +72,20 @@ def conv(inputs, attrs):
     return (_in_float(lambda x, w, b: conv_nd(x, w, b, **options), x, w, b),)
 
 
+@kernel("FusedConv")
+def fused_conv(inputs, attrs):
+    """Conv(X, W, B) + R, clamped to ``attrs["clamp"]`` = (low, high):
+    inputs X, W, then B and R, each optional (None); float32 only (codegen
+    fuses float32 convolutions). ``clamp`` None: no clamp."""
+    if len(inputs) != 4:
+        raise KernelError(f"FusedConv takes 4 inputs (X, W, B, R; B and R may be omitted), got {len(inputs)}")
+    x, w, b, r = inputs
+    if any(a is not None and (not isinstance(a, np.ndarray) or a.dtype != np.float32) for a in inputs):
+        raise KernelError("FusedConv: X, W, B and R must be float32 arrays")
+    options = _window_attrs(attrs, w)
+    return (conv_nd(x, w, b, residual=r, clamp=attrs.get("clamp"), **options),)
+
+
 @kernel("ConvTranspose")
 def conv_transpose(inputs, attrs):
     x, w = inputs[0], inputs[1]
@@ -87,14 +107,18 @@ def gemm(inputs, attrs):
     c = inputs[2] if len(inputs) > 2 else None
     if a.ndim != 2 or b.ndim != 2:
         raise KernelError(f"Gemm: A and B must be matrices, got shapes {list(a.shape)} and {list(b.shape)}")
+    weights, trans_b = b, bool(attrs["transB"])
     a = a.T if attrs["transA"] else a
-    b = b.T if attrs["transB"] else b
+    b = b.T if trans_b else b
     if a.shape[1] != b.shape[0]:
         raise KernelError(f"Gemm: inner dims differ: op(A) is {list(a.shape)}, op(B) is {list(b.shape)}")
     alpha, beta = float(attrs["alpha"]), float(attrs["beta"])
     if a.dtype.kind != "f":
         return (_gemm_exact(a, b, c, alpha, beta),)
-    y = matmul(a, b)
+    if a.dtype == b.dtype == np.float32 and gemm_engine.available():
+        y = _few_rows_product(a, weights, trans_b) if a.shape[0] < FEW_ROWS else gemm_engine.sgemm(a, b)
+    else:
+        y = matmul(a, b)
     if alpha != 1.0:
         y *= y.dtype.type(alpha)
     if c is not None and beta != 0.0:
@@ -102,6 +126,21 @@ def gemm(inputs, attrs):
             raise KernelError(f"Gemm: C of shape {list(c.shape)} does not broadcast to {list(y.shape)}")
         y += c if beta == 1.0 else c * c.dtype.type(beta)
     return (y,)
+
+
+FEW_ROWS = 8
+"""Gemms with fewer rows in op(A) (a batch this small) run transposed."""
+
+_packed_b = WeightCache(lambda b, trans_b: gemm_engine.pack_weights(b if trans_b else b.T))
+"""op(B)^T packed as a GEMM left operand, per B array (constant weights)."""
+
+
+def _few_rows_product(a: np.ndarray, weights: np.ndarray, trans_b: bool) -> np.ndarray:
+    """a @ op(B) for an ``a`` of a few rows, as (op(B)^T @ a^T)^T on Tessera's
+    GEMM: the weights fill the microkernels' rows, and their packed form is
+    kept while the weight array lives."""
+    packed = _packed_b.get(weights, trans_b)
+    return np.ascontiguousarray(gemm_engine.sgemm(None, a.T, packed_a=packed).T)
 
 
 def _gemm_exact(a, b, c, alpha, beta) -> np.ndarray:

@@ -2,6 +2,11 @@
 
 Strategy, chosen for speed on ResNet-like models:
 
+* float32 convolutions with one group run on Tessera's GEMM
+  (:mod:`runtime.gemm`) with the weights packed once per weight array
+  (:data:`packed_weights`), the bias and the fused epilogue (residual,
+  clamp: :mod:`runtime.kernels.conv_epilogue`) applied to each output tile
+  in registers;
 * pointwise (1x1, no padding) convolutions are one GEMM ``W(K, C) @ X(C, S)``
   written straight into the output (strided 1x1 convs subsample first);
 * depthwise convolutions (one input channel per group) use direct Numba
@@ -10,14 +15,15 @@ Strategy, chosen for speed on ResNet-like models:
   use Winograd's algorithm (:mod:`runtime.kernels.nn_winograd`) where the
   channels and planes are large enough for it to be faster;
 * everything else goes through a Numba im2col, parallel over rows of the
-  column matrix, feeding one BLAS GEMM per image (batched over groups);
+  column matrix, feeding one GEMM per image (BLAS batched over groups when
+  there are several);
 * ConvTranspose is a GEMM per image followed by a Numba col2im, parallel over
   output channels.
 
 BLAS is only called from the calling thread (it has its own threads); the
-Numba loops run on :func:`runtime.parallel.parallel_for`. Every loop reads its
-sizes from its arrays' shapes and the window attributes are validated in
-Python first, so no loop can index out of bounds.
+Numba loops and Tessera's GEMM run on :func:`runtime.parallel.parallel_for`.
+Every loop reads its sizes from its arrays' shapes and the window attributes
+are validated in Python first, so no loop can index out of bounds.
 """
 from __future__ import annotations
 
@@ -26,15 +32,28 @@ from typing import Sequence
 import numba
 import numpy as np
 
+from runtime import gemm
 from runtime.errors import KernelError
 from runtime.jit import jit
+from runtime.kernels.conv_epilogue import apply_epilogue, check_epilogue
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes, depthwise_rows_channels_last
 from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window, out_shape, valid_range
-from runtime.kernels.nn_winograd import scratch, tile_size, winograd_conv2d, winograd_weights
+from runtime.kernels.nn_winograd import (
+    packed_winograd_weights,
+    scratch,
+    tile_size,
+    winograd_conv2d,
+    winograd_weights,
+)
+from runtime.kernels.weight_cache import WeightCache
 from runtime.parallel import parallel_for
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+packed_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0], -1)))
+"""A float32 weight array (K, C, *kernel) packed as the GEMM's left operand
+(K, C * taps), kept while the array lives."""
 
 
 # ---------------------------------------------------------------- Numba loops
@@ -144,18 +163,6 @@ def _col2im_planes(start, stop, col, b, out, geo):
                                 dst[base + iw * _u(sw)] += src[row + iw]
 
 
-@jit
-def _add_bias_rows(start, stop, rows, b):
-    """rows[r] += b[r % len(b)] for r in [start, stop); rows: (N*K, S)."""
-    count, size = rows.shape
-    flat = rows.reshape(-1)
-    for r in range(start, min(stop, count)):
-        bias = b[r % b.shape[0]]
-        base = _u(r * size)
-        for i in range(base, base + _u(size)):
-            flat[i] += bias
-
-
 # ---------------------------------------------------------------- operands
 def _compute_dtype(op: str, x: np.ndarray, w: np.ndarray) -> np.dtype:
     if x.dtype != w.dtype:
@@ -185,13 +192,16 @@ def _check_rank(op: str, x: np.ndarray, w: np.ndarray) -> int:
 
 # ---------------------------------------------------------------- Conv
 def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, strides: Sequence[int],
-            pads: Sequence[int], dilations: Sequence[int], group: int = 1, exact: bool = False) -> np.ndarray:
+            pads: Sequence[int], dilations: Sequence[int], group: int = 1, exact: bool = False,
+            residual: np.ndarray | None = None, clamp: Sequence[float] | None = None) -> np.ndarray:
     """ONNX Conv on NCW / NCHW / NCDHW data: ``x`` (N, C, *in), ``w``
     (K, C/group, *kernel), optional bias ``b`` (K,); ``pads`` lists all begins
     then all ends. ``x`` and ``w`` share one dtype, float32 or float64; ``b``
     is cast to it. ``exact`` computes every output as a plain sum of products
     (no Winograd transforms): integer operands whose sums fit the float's
-    mantissa then give exact integer results. Returns a new (N, K, *out)
+    mantissa then give exact integer results. The fused epilogue follows
+    when asked: ``residual`` (the output's shape and dtype) is added, and
+    the sum clamped to ``clamp`` = (low, high). Returns a new (N, K, *out)
     array of that dtype."""
     op = "Conv"
     x, w = np.asarray(x), np.asarray(w)
@@ -206,26 +216,32 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
                           f"{list(w.shape)} (need C == W.shape[1] * group and K % group == 0)")
     b = _bias(op, b, out_c, dtype)
     out = np.empty(check_output_size((batch, out_c) + out_shape(op, x.shape[2:], window), op), dtype=dtype)
+    residual, clamp = check_epilogue(op, residual, clamp, out.shape, dtype)
     if out.size == 0:
         return out
     if chans == 0:
-        out[...] = 0 if b is None else b.reshape((-1,) + (1,) * spatial)
+        out[...] = 0
+        apply_epilogue(out, b, residual, clamp)
         return out
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     if group > 1 and group == chans:
         _conv_depthwise(x, w, b, out, window)
+        apply_epilogue(out, None, residual, clamp)
         return out
     m = 0 if exact else _winograd_tile(x, w, window, group)
-    u = winograd_weights.get(w, m) if m else None
+    u = (packed_winograd_weights if gemm.available() else winograd_weights).get(w, m) if m else None
     if u is not None:
-        winograd_conv2d(x, u, b, out, window.pads_begin + window.pads_end, m)
+        winograd_conv2d(x, u, b, out, window.pads_begin + window.pads_end, m, residual, clamp)
         return out
-    if all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end):
+    pointwise = all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end)
+    if dtype == np.float32 and group == 1 and gemm.available():
+        _conv_gemm(x, w, b, out, window, pointwise, residual, clamp)
+        return out
+    if pointwise:
         _conv_pointwise(x, w, out, window, group)
     else:
         _conv_im2col(x, w, out, window, group)
-    if b is not None:
-        _add_channel_bias(out, b)
+    apply_epilogue(out, b, residual, clamp)
     return out
 
 
@@ -237,10 +253,51 @@ def _winograd_tile(x, w, window: Window, group: int) -> int:
     return tile_size(x.shape, w.shape, window.pads_begin + window.pads_end)
 
 
+COLUMN_BLOCK = 1 << 19
+"""Most elements of column matrix built at once (2 MiB): a larger one (the
+stem of ResNet-50 needs 7 MiB) falls out of cache before its GEMM reads it,
+so 2-D convolutions go a block of output rows at a time."""
+
+
+def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -> None:
+    """One group, float32: per image, Tessera's GEMM of the packed weights
+    by the (subsampled) input or its column matrix, with the bias and the
+    epilogue in the kernels."""
+    packed = packed_weights.get(w)
+    out_c, size = out.shape[1], out[0, 0].size
+    outs = out.reshape(out.shape[0], out_c, size)
+    residuals = None if residual is None else residual.reshape(outs.shape)
+    if pointwise:
+        x = _subsampled(x, window)
+        for n in range(x.shape[0]):
+            gemm.sgemm(None, x[n].reshape(x.shape[1], size), outs[n], packed_a=packed, bias=b,
+                       residual=None if residuals is None else residuals[n], clamp=clamp)
+        return
+    x3, geo = lift(x), window.loop_params()
+    out_d, out_h, out_w = lift(out).shape[2:]
+    rows = w[0].size
+    step = out_h if out_d > 1 else max(1, min(out_h, COLUMN_BLOCK // (rows * out_w)))
+    for n in range(x.shape[0]):
+        for top in range(0, out_h, step):
+            height = min(step, out_h - top)
+            col = scratch("column matrix", (rows, out_d, height, out_w), x.dtype)
+            part = slice(top * out_w, (top + height) * out_w) if height < out_h else slice(None)
+            shifted = geo[:7] + (geo[7] - top * geo[4],) + geo[8:]  # rows from ``top``: the top pad moves up
+            parallel_for(_im2col_rows, rows, x3[n], col, shifted, grain=grain(col[0].size))
+            gemm.sgemm(None, col.reshape(rows, -1), outs[n][:, part], packed_a=packed, bias=b,
+                       residual=None if residuals is None else residuals[n][:, part], clamp=clamp)
+
+
+def _subsampled(x, window: Window):
+    """The input a strided 1x1 convolution reads (a copy), or ``x``."""
+    if all(s == 1 for s in window.strides):
+        return x
+    return np.ascontiguousarray(x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in window.strides)])
+
+
 def _conv_pointwise(x, w, out, window: Window, group: int) -> None:
     """1x1 convolution: a (batched, grouped) GEMM over the subsampled input."""
-    if any(s != 1 for s in window.strides):
-        x = np.ascontiguousarray(x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in window.strides)])
+    x = _subsampled(x, window)
     batch, chans = x.shape[:2]
     out_c = w.shape[0]
     size = out[0, 0].size
@@ -295,13 +352,6 @@ def _conv_depthwise_channels_last(x, w, b, out, window: Window) -> None:
     parallel_for(depthwise_rows_channels_last, rows, x_last, w_last, b, out_last, window.loop_params(),
                  grain=grain(out_last[0, 0, 0].size * w[0].size))
     out3[...] = np.moveaxis(out_last, -1, 1)
-
-
-def _add_channel_bias(out: np.ndarray, b: np.ndarray) -> None:
-    """out[:, k, ...] += b[k], in place, on all threads (the output is still
-    in cache after its GEMM)."""
-    rows = out.reshape(-1, out[0, 0].size)
-    parallel_for(_add_bias_rows, rows.shape[0], rows, b, grain=grain(rows.shape[1]))
 
 
 # ---------------------------------------------------------------- ConvTranspose

@@ -5,19 +5,20 @@ F(m x m, 3 x 3) (Lavin & Gray, 2016) computes each m x m output tile from an
 instead of 9 m^2: ``Y = A^T [ (G g G^T) * (B^T d B) ] A``. Per call:
 
 * the weights are transformed once per weight array (``U = G g G^T``, in
-  float64, cached while the array lives: see :class:`_WeightCache`);
+  float64, cached while the array lives: :data:`winograd_weights`);
 * a Numba kernel transforms the input tiles (``V = B^T d B``, zero padding
   included exactly);
 * the (m+2)^2 products ``M[e] = U[e] @ V[e]`` (K x C by C x tiles) are one
-  batched BLAS call;
+  batched GEMM: Tessera's, with U packed once (:data:`packed_winograd_weights`),
+  or numpy's BLAS when U is given as a plain array;
 * a Numba kernel transforms the output tiles (``A^T M A`` plus the bias)
-  straight into the output, cropping the partial tiles at the far edges.
+  straight into the output, cropping the partial tiles at the far edges, and
+  applies the fused epilogue (residual, clamp) to each output row.
 
-The transforms run on the calling thread. Measured inside ResNet-50 on 2
-threads, splitting them (or the GEMMs) over the thread pool made the layers
-slower: after each multithreaded BLAS call OpenBLAS's idle worker spins on
-the other core for about 0.1 s, and concurrent BLAS calls from two threads
-fight over that worker.
+With Tessera's GEMM the transforms run on the thread pool, over planes. With
+BLAS they run on the calling thread: measured inside ResNet-50 on 2 threads,
+splitting them made the layers slower, as after each multithreaded BLAS call
+OpenBLAS's idle worker spins on the other core for about 0.1 s.
 
 The transforms come from the Toom-Cook construction on the points
 0, 1, -1 (m = 2) and 0, 1, -1, 2, -1/2 (m = 4). All their entries are exact
@@ -26,20 +27,23 @@ output's largest magnitude: F(2x2) about 5e-7 (im2col: 4e-7), F(4x4) 2e-6 to
 4e-6 (with the usual points 2 and -2 instead of 2 and -1/2: 5e-6 to 1e-5).
 A NaN or Inf in the input spreads to its whole output tile (up to m x m
 outputs, where a direct convolution touches 3 x 3); weights holding them
-are left to im2col (see :meth:`_WeightCache.get`).
+are left to im2col (see :func:`_transform_weights`).
 """
 from __future__ import annotations
 
 import threading
-import weakref
 from fractions import Fraction
 
 import numpy as np
 
+from runtime import gemm
 from runtime.errors import KernelError
 from runtime.jit import jit
+from runtime.kernels.conv_epilogue import NO_CLAMP, finish_row
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_window import valid_range
+from runtime.kernels.weight_cache import WeightCache
+from runtime.parallel import parallel_for
 
 POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, Fraction(-1, 2))}
 """Interpolation points (besides infinity) of F(m x m, 3 x 3) per tile size m."""
@@ -214,11 +218,13 @@ def _input_tiles(start, stop, x, v, b_t, geo):
 
 
 @jit(fastmath=True)
-def _output_tiles(start, stop, prods, y, a_t, bias, geo):
+def _output_tiles(start, stop, prods, y, a_t, bias, geo, res, clamp, flags):
     """Planes [start, stop) (index image*K + k) of the output transform: each
     m x m tile of y (N, K, OH, OW) is A^T M A + bias[k], M the tile's n x n
     products in prods (n*n, K, N*TH*(TW+1)); geo = (TH, TW). Tiles past the
-    output's edges are cropped."""
+    output's edges are cropped. The fused epilogue follows on each output
+    row: + res (the output's shape, flags[0]), clamp to [clamp[0], clamp[1]]
+    (flags[1])."""
     th, tw = geo[0], geo[1]
     batch, out_c, out_h, out_w = y.shape
     m, n = a_t.shape
@@ -227,8 +233,9 @@ def _output_tiles(start, stop, prods, y, a_t, bias, geo):
     tiles = prods.shape[2]
     if prods.shape[0] != n * n or prods.shape[1] != out_c or tiles != batch * span or n not in (4, 6):
         return
-    if bias.shape[0] != out_c or th * m < out_h or tw * m < out_w:
+    if bias.shape[0] != out_c or th * m < out_h or tw * m < out_w or (flags[0] and res.shape != y.shape):
         return
+    lo, hi = clamp[0], clamp[1]
     half = np.empty((n, m, span), dtype=y.dtype)
     flat_half = half.reshape(-1)
     rows = np.empty((m, span), dtype=y.dtype)
@@ -253,59 +260,19 @@ def _output_tiles(start, stop, prods, y, a_t, bias, geo):
             _combine(flat_rows, a_t[a], bias[k], flat_half, offsets, terms, places)
             _interleave(flat_merged, flat_rows, span, m)
             for ty in range(min(th, (out_h - a + m - 1) // m)):
-                _copy(y[image, k, ty * m + a], merged[ty])
+                row = ty * m + a
+                finish_row(y[image, k, row], merged[ty], res[image, k, row] if flags[0] else merged[ty], lo, hi,
+                           flags[0], flags[1])
 
 
 # ---------------------------------------------------------------- weights
-class _WeightCache:
-    """Transformed weights per weight array, kept while the array lives.
-
-    An entry serves only the very same live array object (checked through a
-    weak reference, so a new array can never get a dead one's entry) with
-    the same buffer, layout and a sample of its values: the constants of a
-    Program never change, and a weight array rewritten in place is caught
-    unless every sampled value stays the same."""
-
-    SAMPLES = 64
-
-    def __init__(self):
-        self._entries: dict[int, tuple[weakref.ref, tuple, np.ndarray | None]] = {}
-        self._lock = threading.Lock()
-
-    def _fingerprint(self, w: np.ndarray, m: int) -> tuple:
-        flat = w.reshape(-1)
-        step = max(1, flat.size // self.SAMPLES)
-        return m, w.ctypes.data, w.shape, w.strides, w.dtype.str, flat[::step].tobytes(), flat[-1:].tobytes()
-
-    def get(self, w: np.ndarray, m: int) -> np.ndarray | None:
-        """U for w (K, C, 3, 3) and tile size m, or None when w holds NaN or
-        Inf (the transform would turn them into NaN where a direct
-        convolution gives Inf)."""
-        key = self._fingerprint(w, m)
-        with self._lock:
-            entry = self._entries.get(id(w))
-        if entry is not None and entry[0]() is w and entry[1] == key:
-            return entry[2]
-        u = _transform_weights(w, m) if np.isfinite(w).all() else None
-        ident = id(w)
-        ref = weakref.ref(w, lambda dead: self._forget(ident, dead))
-        with self._lock:
-            self._entries[ident] = (ref, key, u)
-        return u
-
-    def _forget(self, ident: int, dead: weakref.ref) -> None:
-        with self._lock:
-            entry = self._entries.get(ident)
-            if entry is not None and entry[0] is dead:
-                del self._entries[ident]
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-def _transform_weights(w: np.ndarray, m: int) -> np.ndarray:
+def _transform_weights(w: np.ndarray, m: int) -> np.ndarray | None:
     """U (n*n, K, C) float32 with U[i*n + j, k, c] = (G w[k, c] G^T)[i, j],
-    computed in float64 as one GEMM: U = kron(G, G) @ w viewed as (9, K*C)."""
+    computed in float64 as one GEMM: U = kron(G, G) @ w viewed as (9, K*C).
+    None when w holds NaN or Inf (the transform would turn them into NaN
+    where a direct convolution gives Inf)."""
+    if not np.isfinite(w).all():
+        return None
     _, g, _ = _MATRICES[m]
     n = g.shape[0]
     out_c, chans = w.shape[:2]
@@ -313,8 +280,20 @@ def _transform_weights(w: np.ndarray, m: int) -> np.ndarray:
     return u.astype(np.float32).reshape(n * n, out_c, chans)
 
 
-winograd_weights = _WeightCache()
-"""The process-wide cache: ``winograd_weights.get(w, m)``."""
+winograd_weights = WeightCache(_transform_weights)
+"""The process-wide cache: ``winograd_weights.get(w, m)`` is U for w (K, C,
+3, 3) and tile size m, or None when w holds NaN or Inf."""
+
+
+def _packed_transform(w: np.ndarray, m: int) -> gemm.PackedMatrix | None:
+    """U packed (U itself is not kept: the packed copy is all the GEMM reads)."""
+    u = _transform_weights(w, m)
+    return None if u is None else gemm.pack_weights(u)
+
+
+packed_winograd_weights = WeightCache(_packed_transform)
+"""``packed_winograd_weights.get(w, m)``: U packed for Tessera's batched
+GEMM (what :func:`winograd_conv2d` takes), or None."""
 
 
 # ---------------------------------------------------------------- driver
@@ -363,13 +342,26 @@ def tile_size(x_shape, w_shape, pads) -> int:
     return 4 if min(out_h, out_w) >= MIN_PLANE_F4 else 2
 
 
-def winograd_conv2d(x: np.ndarray, u: np.ndarray, b: np.ndarray | None, out: np.ndarray, pads, m: int) -> None:
+def winograd_conv2d(x: np.ndarray, u, b: np.ndarray | None, out: np.ndarray, pads, m: int,
+                    residual: np.ndarray | None = None, clamp: np.ndarray | None = None) -> None:
     """out = Conv(x, w) + b for a 3x3 kernel, stride 1, no dilation, one
-    group: x (N, C, H, W) float32, u = ``winograd_weights.get(w, m)``,
+    group: x (N, C, H, W) float32, u = ``winograd_weights.get(w, m)`` (BLAS
+    products, transforms on this thread) or ``packed_winograd_weights.get(w,
+    m)`` (Tessera's GEMM, everything on the thread pool),
     b (K,) or None; out (N, K, OH, OW) float32; pads = (top, left, bottom,
-    right); m: tile size, 2 or 4. The whole batch goes through each stage
-    at once, or a group of images at a time when it is large."""
-    _check(x, u, b, out, pads, m)
+    right); m: tile size, 2 or 4. Then, when given, + ``residual`` (the
+    output's shape, C-contiguous float32) and the clamp to ``clamp``
+    ([low, high] float32) of :mod:`runtime.kernels.conv_epilogue`. The whole
+    batch goes through each stage at once, or a group of images at a time
+    when it is large."""
+    packed = isinstance(u, gemm.PackedMatrix)
+    _check(x, u.shape if packed else u, b, out, pads, m)
+    run = parallel_for if packed else _serial
+    if residual is not None and (residual.shape != out.shape or residual.dtype != np.float32
+                                 or not residual.flags.c_contiguous):
+        raise KernelError(f"Conv: the residual must be C-contiguous float32 of shape {list(out.shape)}")
+    flags = np.array([residual is not None, clamp is not None], np.bool_)
+    clamp = NO_CLAMP if clamp is None else clamp
     batch, chans = x.shape[:2]
     out_c, out_h, out_w = out.shape[1:]
     n = m + 2
@@ -378,31 +370,41 @@ def winograd_conv2d(x: np.ndarray, u: np.ndarray, b: np.ndarray | None, out: np.
     step = max(1, TILE_ELEMENTS // (n * n * th * (tw + 1) * max(chans, out_c)))
     for first in range(0, batch, step):
         xs, ys = x[first:first + step], out[first:first + step]
+        rs = ys if residual is None else residual[first:first + step]
         tiles = xs.shape[0] * th * (tw + 1)
         v = scratch("Winograd tiles", (n * n, chans, tiles), np.float32)
-        _input_tiles(0, xs.shape[0] * chans, xs, v, _B_T[m], (int(pads[0]), int(pads[1]), th, tw))
+        run(_input_tiles, xs.shape[0] * chans, xs, v, _B_T[m], (int(pads[0]), int(pads[1]), th, tw))
         prods = scratch("Winograd products", (n * n, out_c, tiles), np.float32)
-        np.matmul(u, v, out=prods)
-        _output_tiles(0, ys.shape[0] * out_c, prods, ys, _A_T[m], bias, (th, tw))
+        if packed:
+            gemm.sgemm_batched(None, v, prods, packed_a=u)
+        else:
+            np.matmul(u, v, out=prods)
+        run(_output_tiles, ys.shape[0] * out_c, prods, ys, _A_T[m], bias, (th, tw), rs, clamp, flags)
+
+
+def _serial(fn, n: int, *args) -> None:
+    fn(0, n, *args)
 
 
 def _check(x, u, b, out, pads, m: int) -> None:
-    """Everything the loops rely on, checked before they run."""
+    """Everything the loops rely on, checked before they run; ``u`` is the
+    transformed weights' array, or their shape when they come packed."""
     if m not in POINTS:
         raise KernelError(f"Conv: Winograd tile size {m} is not supported ({sorted(POINTS)})")
     n = m + 2
-    if x.ndim != 4 or out.ndim != 4 or u.ndim != 3 or u.shape != (n * n, out.shape[1], x.shape[1]):
+    shape = tuple(u) if isinstance(u, tuple) else u.shape
+    if x.ndim != 4 or out.ndim != 4 or shape != (n * n, out.shape[1], x.shape[1]):
         raise KernelError(f"Conv: Winograd F({m}x{m}, 3x3) needs X (N, C, H, W), transformed weights "
-                          f"({n * n}, K, C) and Y (N, K, OH, OW), got {list(x.shape)}, {list(u.shape)} "
+                          f"({n * n}, K, C) and Y (N, K, OH, OW), got {list(x.shape)}, {list(shape)} "
                           f"and {list(out.shape)}")
-    arrays = (x, u, out) if b is None else (x, u, out, b)
-    if any(a.dtype != np.float32 or not a.flags.c_contiguous for a in arrays):
+    arrays = [x, out] + ([] if isinstance(u, tuple) else [u]) + ([] if b is None else [b])
+    if any(not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous for a in arrays):
         raise KernelError("Conv: Winograd needs C-contiguous float32 operands")
-    if b is not None and b.shape != (u.shape[1],):
-        raise KernelError(f"Conv: B has shape {list(b.shape)}, expected [{u.shape[1]}]")
+    if b is not None and b.shape != (shape[1],):
+        raise KernelError(f"Conv: B has shape {list(b.shape)}, expected [{shape[1]}]")
     pads = tuple(int(p) for p in pads)
     if len(pads) != 4 or min(pads) < 0:
         raise KernelError(f"Conv: Winograd pads {list(pads)} must be 4 non-negative ints")
-    expected = (x.shape[0], u.shape[1], x.shape[2] + pads[0] + pads[2] - 2, x.shape[3] + pads[1] + pads[3] - 2)
+    expected = (x.shape[0], shape[1], x.shape[2] + pads[0] + pads[2] - 2, x.shape[3] + pads[1] + pads[3] - 2)
     if out.shape != expected or min(expected) < 1:
         raise KernelError(f"Conv: Winograd output has shape {list(out.shape)}, expected {list(expected)}")

@@ -1,6 +1,9 @@
-"""Lowering of Fused groups to FusedElementwise steps: the steps produced,
-results equal to the same body run unfused, the anchored in-place tail, and
-the fallback to node-by-node inlining for what the expressions cannot say."""
+"""Lowering of Fused groups to FusedElementwise and FusedConv steps: the
+steps produced, results equal to the same body run unfused, the anchored
+in-place tail, and the fallback to node-by-node inlining for what the
+expressions cannot say."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,6 +16,7 @@ from ir.graph import Graph
 from ir.registry import Pattern, with_defaults
 from runtime import Executor
 from runtime.kernels.fused import MAX_INPUTS, OPCODES
+from runtime.program import NO_SLOT
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
 
@@ -264,11 +268,66 @@ def test_anchored_conv_tail_runs_in_place(residual):
     assert_same_bits(fused, unfused)
 
 
-def test_anchored_conv_with_its_own_bias_and_relu():
+def test_anchored_conv_with_its_own_bias_and_relu_is_one_fused_conv():
     program, fused, unfused = run_both(conv_body(False, bias_in_conv=True), anchor="Conv")
+    assert kernels(program) == ["FusedConv"]
+    step = program.steps[0]
+    assert step.inputs[2] != NO_SLOT and step.inputs[3] == NO_SLOT  # the conv's own bias, no residual
+    assert step.attrs["clamp"] == (0.0, math.inf)
+    assert_same_bits(fused, unfused)
+
+
+def fused_conv_body(channels: int, size: int, tail) -> Graph:
+    """Conv (with bias, 3x3, SAME) then ``tail(builder, y)``."""
+    rng = np.random.default_rng(1)
+    b = GraphBuilder("block")
+    x = b.input("x", [1, channels, size, size])
+    w = b.const((rng.standard_normal((channels, channels, 3, 3)) * 0.2).astype(np.float32))
+    y = b.Conv(x, w, b.const(rng.standard_normal(channels).astype(np.float32)), pads=[1, 1, 1, 1])
+    return b.build(tail(b, y))
+
+
+def _residual(b, y):
+    return b.Add(y, b.input("r", y.type.shape))
+
+
+TAILS = {  # tail -> expected clamp, and whether a residual is added
+    "residual relu": (lambda b, y: b.Relu(_residual(b, y)), (0.0, math.inf), True),
+    "residual first": (lambda b, y: b.Relu(b.Add(b.input("r", y.type.shape), y)), (0.0, math.inf), True),
+    "residual": (_residual, None, True),
+    "relu6": (lambda b, y: b.Clip(y, b.const(np.float32(0)), b.const(np.float32(6))), (0.0, 6.0), False),
+    "max by a constant": (lambda b, y: b.Max(y, b.const(np.float32(-1))), (-1.0, math.inf), False),
+    "min by a constant": (lambda b, y: b.Min(b.const(np.float32(2)), y), (-math.inf, 2.0), False),
+}
+
+
+@pytest.mark.parametrize("channels, size", [(8, 10), (16, 12)], ids=["im2col", "winograd"])
+@pytest.mark.parametrize("tail", list(TAILS))
+def test_conv_tails_the_epilogue_can_do_are_one_fused_conv(tail, channels, size):
+    make, clamp, residual = TAILS[tail]
+    program, fused, unfused = run_both(fused_conv_body(channels, size, make), anchor="Conv")
+    assert kernels(program) == ["FusedConv"]
+    step = program.steps[0]
+    assert step.attrs["clamp"] == clamp
+    assert (step.inputs[3] != NO_SLOT) == residual
+    if residual:
+        assert program.slots[step.inputs[3]] == "r"
+    if channels == 8:
+        assert_same_bits(fused, unfused)
+    else:  # Winograd adds the bias inside its output transform, rounding once less or more
+        np.testing.assert_allclose(fused, unfused, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("tail", [
+    lambda b, y: b.Add(b.Relu(y), b.input("r", y.type.shape)),  # the add after the clamp
+    lambda b, y: b.Relu(b.Relu(y)),  # two clamps
+    lambda b, y: b.Add(b.Add(y, b.input("r", y.type.shape)), b.input("s", y.type.shape)),  # two residuals
+    lambda b, y: b.Relu(b.Add(y, b.input("r", [1, 8, 1, 1]))),  # a broadcast add
+    lambda b, y: b.LeakyRelu(y, alpha=0.2),
+], ids=["add after clamp", "two clamps", "two residuals", "broadcast", "leaky relu"])
+def test_conv_tails_beyond_the_epilogue_keep_the_element_wise_step(tail):
+    program, fused, unfused = run_both(fused_conv_body(8, 10, tail), anchor="Conv")
     assert kernels(program) == ["Conv", "FusedElementwise"]
-    assert len(program.steps[0].inputs) == 2  # the bias moved into the element-wise step
-    assert [opcode for opcode, *_ in program.steps[1].attrs["code"]] == ["add", "relu"]
     assert_same_bits(fused, unfused)
 
 

@@ -412,3 +412,20 @@ def test_einsum_errors(equation, shapes, match):
     model = make_node_model("Einsum", inputs, opset=12, equation=equation)
     with pytest.raises(ModelImportError, match=match):
         run_tessera(model, {f"in{i}": x for i, x in enumerate(inputs)})
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 13])
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_float32_gemm_on_tessera_gemm_matches_float64(rows, trans_b):
+    """Few rows run transposed with the weights packed once (reused while
+    the array lives), more rows as they come; alpha, beta and C after."""
+    rng = np.random.default_rng(rows)
+    a = rng.standard_normal((rows, 70)).astype(np.float32)
+    w = rng.standard_normal((33, 70) if trans_b else (70, 33)).astype(np.float32)
+    c = rng.standard_normal(33).astype(np.float32)
+    attrs = {"transA": 0, "transB": trans_b, "alpha": 0.5, "beta": 2.0}
+    want = 0.5 * (a.astype(np.float64) @ (w.T if trans_b else w)) + 2.0 * c
+    for _ in range(2):
+        got = run_kernel("Gemm", [a, w, c], attrs)[0]
+        assert got.shape == (rows, 33) and got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

@@ -249,3 +249,17 @@ def test_max_pool_2d_fast_path_skips_nan(kernel, stride, pad):
     got = run_kernel("MaxPool", [x], attrs)[0]
     np.testing.assert_array_equal(got, max_pool_reference(x, kernel, stride, pad))
 
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_packed_weights_run_on_tessera_gemm_like_blas(m):
+    """U packed for Tessera's GEMM (transforms on the thread pool) gives the
+    BLAS path's result; weights holding NaN get no packed form either."""
+    x, w, b = he_case(16, 24, 13, seed=m, batch=2)
+    out_shape = (2, 24, 13, 13)
+    packed, plain = np.empty(out_shape, np.float32), np.empty(out_shape, np.float32)
+    winograd_conv2d(x, nn_winograd.packed_winograd_weights.get(w, m), b, packed, (1, 1, 1, 1), m)
+    winograd_conv2d(x, winograd_weights.get(w, m), b, plain, (1, 1, 1, 1), m)
+    np.testing.assert_allclose(packed, plain, rtol=0, atol=1e-5 * float(np.abs(plain).max()))
+    w[0, 0, 0, 0] = np.nan
+    assert nn_winograd.packed_winograd_weights.get(w.copy(), m) is None

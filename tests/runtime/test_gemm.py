@@ -400,6 +400,9 @@ assert np.abs(sgemm(None, b, packed_a=pack_weights(a), bias=np.ones(37, np.float
 ia = rng.integers(-128, 128, (37, 131), dtype=np.int8)
 ib = rng.integers(-128, 128, (131, 53), dtype=np.int8)
 assert (igemm(ia, ib) == ia.astype(np.int64) @ ib.astype(np.int64)).all()
+r = rng.standard_normal((37, 53), dtype=np.float32)
+got = sgemm(a, b, bias=np.ones(37, np.float32), residual=r, clamp=(0.0, 6.0))
+assert np.abs(got - np.clip(ref + 1 + r, 0, 6)).max() < 1e-4
 """
 
 
@@ -432,3 +435,71 @@ def test_blas_thread_count_can_be_set_and_restored():
         set_blas_threads(before)
     with pytest.raises(ValueError):
         set_blas_threads(0)
+
+
+# ---------------------------------------------------------------- the float epilogue
+def epilogue_reference(a, b, bias, residual, clamp):
+    """float64 a @ b + bias + residual, then numpy's maximum and minimum."""
+    ref = reference(a, b) + (0 if bias is None else bias[..., None]) + (0 if residual is None else residual)
+    if clamp is not None:
+        ref = np.minimum(np.maximum(ref, clamp[0]), clamp[1])
+    return ref
+
+
+@SETTINGS
+@given(m=st.integers(1, 40), k=st.integers(1, 300), n=st.integers(1, 70), with_bias=st.booleans(),
+       with_residual=st.booleans(), clamp=st.sampled_from([None, (0.0, np.inf), (0.0, 6.0), (-np.inf, 0.5)]),
+       packed=st.booleans(), seed=st.integers(0, 2**16))
+def test_sgemm_epilogue_matches_float64(m, k, n, with_bias, with_residual, clamp, packed, seed):
+    """Bias, residual and clamp on every tile kind: whole, partial, the
+    remainder columns, several reduction blocks."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
+    bias = rng.standard_normal(m, dtype=np.float32) if with_bias else None
+    residual = rng.standard_normal((m, n), dtype=np.float32) if with_residual else None
+    got = sgemm(None if packed else a, b, packed_a=pack_weights(a) if packed else None, bias=bias,
+                residual=residual, clamp=clamp)
+    scale = float((np.abs(a.astype(np.float64)) @ np.abs(b)).max()) + 1
+    np.testing.assert_allclose(got, epilogue_reference(a, b, bias, residual, clamp), rtol=0, atol=4e-6 * scale)
+    if clamp is not None:
+        assert got.min() >= clamp[0] and got.max() <= clamp[1]
+
+
+def test_sgemm_epilogue_clamp_keeps_nan_and_infinities():
+    b = np.array([[np.nan, -np.inf, np.inf, -1, 0.5, 7, -0.0]], np.float32)
+    got = sgemm(np.ones((1, 1), np.float32), b, clamp=(0.0, 6.0))
+    np.testing.assert_array_equal(got, [[np.nan, 0, 6, 0, 0.5, 6, 0]])
+    relu = sgemm(np.ones((1, 1), np.float32), b, clamp=(0.0, np.inf))
+    np.testing.assert_array_equal(relu, np.maximum(b, 0))
+
+
+def test_sgemm_residual_strided_overlapping_and_batched():
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((20, 40), dtype=np.float32), rng.standard_normal((40, 30), dtype=np.float32)
+    wide = rng.standard_normal((20, 45), dtype=np.float32)
+    residual = wide[:, 5:35]
+    np.testing.assert_allclose(sgemm(a, b, residual=residual), reference(a, b) + residual, atol=1e-4)
+    out = residual.copy()  # the residual is the output itself: read before it is written
+    sgemm(a, b, out, residual=out)
+    np.testing.assert_allclose(out, reference(a, b) + residual, atol=1e-4)
+    a3, b3 = rng.standard_normal((3, 9, 17), dtype=np.float32), rng.standard_normal((3, 17, 11), dtype=np.float32)
+    r3 = rng.standard_normal((3, 9, 11), dtype=np.float32)
+    got = sgemm_batched(None, b3, packed_a=pack_weights(a3), residual=r3, clamp=(0.0, np.inf))
+    np.testing.assert_allclose(got, np.maximum(a3.astype(np.float64) @ b3 + r3, 0), atol=1e-4)
+
+
+def test_sgemm_epilogue_on_a_depth_zero_product():
+    out = sgemm(np.ones((3, 0), np.float32), np.ones((0, 4), np.float32), bias=np.array([1, -2, 8], np.float32),
+                residual=np.ones((3, 4), np.float32), clamp=(0.0, 6.0))
+    np.testing.assert_array_equal(out, np.repeat([[2.0], [0.0], [6.0]], 4, axis=1))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"residual": np.ones((3, 5), np.float32)}, "residual has shape"),
+    ({"residual": np.ones((3, 4), np.float64)}, "residual must be float32"),
+    ({"clamp": (0.0,)}, "clamp must be"),
+    ({"clamp": ("a", 1.0)}, "clamp must be"),
+])
+def test_sgemm_epilogue_errors(kwargs, match):
+    with pytest.raises(KernelError, match=match):
+        sgemm(np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), **kwargs)

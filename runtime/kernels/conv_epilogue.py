@@ -1,0 +1,97 @@
+"""The epilogue of a fused convolution (the "FusedConv" kernel): the conv's
+output plus its bias, plus a residual of the output's shape, clamped to
+[low, high] (ReLU is (0, inf), ReLU6 (0, 6)), each step optional.
+
+The GEMM paths do it in the microkernels' epilogue and Winograd in its
+output transform (:func:`finish_row`, while the row is in cache); the other
+paths run :func:`apply_epilogue` over the finished output. The clamp is
+numpy's ``minimum(maximum(v, low), high)``: NaN stays NaN.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from runtime.errors import KernelError
+from runtime.jit import jit
+from runtime.kernels.nn_window import grain
+from runtime.parallel import parallel_for
+
+NO_CLAMP = np.array([-np.inf, np.inf], np.float32)
+"""The clamp arrays of a kernel without one (never applied)."""
+
+
+def check_epilogue(op: str, residual, clamp, shape: tuple, dtype) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``residual`` (C-contiguous, of the output's shape and dtype) and
+    ``clamp`` (a float32 [low, high] array), each None when absent."""
+    if residual is not None:
+        if not isinstance(residual, np.ndarray) or residual.dtype != dtype or residual.shape != shape:
+            got = f"{residual.dtype} {list(residual.shape)}" if isinstance(residual, np.ndarray) else \
+                type(residual).__name__
+            raise KernelError(f"{op}: the residual must be a {np.dtype(dtype).name} array of shape {list(shape)}, "
+                              f"got {got}")
+        residual = np.ascontiguousarray(residual)
+    if clamp is not None:
+        if (not isinstance(clamp, (tuple, list)) or len(clamp) != 2
+                or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in clamp)
+                or any(math.isnan(v) for v in clamp)):
+            raise KernelError(f"{op}: clamp must be (low, high), two numbers, got {clamp!r:.60}")
+        clamp = np.array([float(v) for v in clamp], np.float32)
+    return residual, clamp
+
+
+@jit(inline="always")
+def clamp_value(v, lo, hi):
+    """numpy's minimum(maximum(v, lo), hi)."""
+    if not (v > lo or v != v):
+        v = lo
+    if not (v < hi or v != v):
+        v = hi
+    return v
+
+
+@jit(inline="always")
+def finish_row(dst, src, res, lo, hi, has_res, has_clamp):
+    """dst = src (+ res) (clamped to [lo, hi]), the steps as flagged."""
+    if has_res and has_clamp:
+        for z in range(dst.shape[0]):
+            dst[z] = clamp_value(src[z] + res[z], lo, hi)
+    elif has_res:
+        for z in range(dst.shape[0]):
+            dst[z] = src[z] + res[z]
+    elif has_clamp:
+        for z in range(dst.shape[0]):
+            dst[z] = clamp_value(src[z], lo, hi)
+    else:
+        for z in range(dst.shape[0]):
+            dst[z] = src[z]
+
+
+@jit
+def _finish_planes(start, stop, out, bias, res, clamp, flags):
+    """Planes [start, stop) of out (N*K, S): + bias[p % K] (flags[0]),
+    + res[p] (flags[1]), clamp (flags[2])."""
+    count, size = out.shape
+    lo, hi = clamp[0], clamp[1]
+    for p in range(start, min(stop, count)):
+        row = out[p]
+        if flags[0]:
+            b = bias[p % bias.shape[0]]
+            for z in range(size):
+                row[z] += b
+        finish_row(row, row, res[p] if flags[1] else row, lo, hi, flags[1], flags[2])
+
+
+def apply_epilogue(out: np.ndarray, bias: np.ndarray | None, residual: np.ndarray | None,
+                   clamp: np.ndarray | None) -> None:
+    """``out`` (N, K, ...) += bias per channel, += residual, clamped: in
+    place, on all threads."""
+    if bias is None and residual is None and clamp is None:
+        return
+    planes = out.reshape(out.shape[0] * out.shape[1], -1)
+    flags = np.array([bias is not None, residual is not None, clamp is not None], np.bool_)
+    res = planes if residual is None else residual.reshape(planes.shape)
+    parallel_for(_finish_planes, planes.shape[0], planes, np.zeros(1, out.dtype) if bias is None else bias, res,
+                 NO_CLAMP if clamp is None else clamp, flags, grain=grain(planes.shape[1]))

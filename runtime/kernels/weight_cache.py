@@ -1,0 +1,58 @@
+"""Forms derived from constant weight arrays (Winograd-transformed, packed
+for the GEMM), computed once per weight array and kept while it lives.
+
+A Program's constants are the same array objects on every run, so a conv
+kernel can find the derived form of its weights by the array itself instead
+of recomputing it per call. An entry serves only the very same live array
+object (checked through a weak reference, so a new array can never get a
+dead one's entry) with the same buffer, layout and a sample of its values:
+a weight array rewritten in place is caught unless every sampled value
+stays the same.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any, Callable, Hashable
+
+import numpy as np
+
+
+class WeightCache:
+    """``derive(w, key)`` per (weight array, key), kept while the array
+    lives; ``derive`` may return None (cached too)."""
+
+    SAMPLES = 64
+
+    def __init__(self, derive: Callable[[np.ndarray, Hashable], Any]):
+        self._derive = derive
+        self._entries: dict[int, tuple[weakref.ref, tuple, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _fingerprint(self, w: np.ndarray, key: Hashable) -> tuple:
+        flat = w.reshape(-1)
+        step = max(1, flat.size // self.SAMPLES)
+        return key, w.ctypes.data, w.shape, w.strides, w.dtype.str, flat[::step].tobytes(), flat[-1:].tobytes()
+
+    def get(self, w: np.ndarray, key: Hashable = None) -> Any:
+        """The derived form of ``w`` for ``key``, computed on a miss."""
+        fingerprint = self._fingerprint(w, key)
+        with self._lock:
+            entry = self._entries.get(id(w))
+        if entry is not None and entry[0]() is w and entry[1] == fingerprint:
+            return entry[2]
+        value = self._derive(w, key)
+        ident = id(w)
+        ref = weakref.ref(w, lambda dead: self._forget(ident, dead))
+        with self._lock:
+            self._entries[ident] = (ref, fingerprint, value)
+        return value
+
+    def _forget(self, ident: int, dead: weakref.ref) -> None:
+        with self._lock:
+            entry = self._entries.get(ident)
+            if entry is not None and entry[0] is dead:
+                del self._entries[ident]
+
+    def __len__(self) -> int:
+        return len(self._entries)
