@@ -72,7 +72,11 @@ class Engine:
         if self._reference is None:
             raise ExecutionError("this binary was compiled without the float reference program "
                                  "(strip_reference); Run_th needs it")
-        return self._reference.run(self._inputs(feeds))
+        table = self._inputs(feeds)
+        missing = [t.name for t in self.model.outputs if t.name not in self._reference.program.output_names]
+        if missing:
+            raise ExecutionError(f"the float reference program does not compute the model outputs {missing}")
+        return self._reference.run({n: table[n] for n in self._reference.program.input_names})
 
     def _inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         table = {}

@@ -219,3 +219,8 @@ def _check_flow(model: CompiledModel) -> None:
     for j, tensor in enumerate(model.outputs):
         if tensor.name not in available:
             raise fail(f"META.outputs[{j}]", f"model output {tensor.name!r:.60} is produced by no segment")
+    if model.reference is not None:  # Run_th feeds it the model's inputs
+        given = {t.name for t in model.inputs}
+        extra = [n for n in model.reference.input_names if n not in given]
+        if extra:
+            raise fail("REFERENCE.inputs", f"the float reference reads {extra[:8]!r:.120}, not model inputs")

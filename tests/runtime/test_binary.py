@@ -77,10 +77,23 @@ def calibration() -> list[np.ndarray]:
     return [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(4)]
 
 
+def swish_tail(model):
+    """``model`` with Softmax(logits) -> Softmax(logits * Sigmoid(logits)):
+    an element-wise tail no FusedConv absorbs, so the fused reference has a
+    FusedElementwise step."""
+    graph = model.graph
+    softmax = graph.node[-1]
+    logits = softmax.input[0]
+    graph.node.insert(len(graph.node) - 1, helper.make_node("Sigmoid", [logits], ["gate"], name="gate"))
+    graph.node.insert(len(graph.node) - 1, helper.make_node("Mul", [logits, "gate"], ["swish"], name="swish"))
+    softmax.input[0] = "swish"
+    return model
+
+
 def quantized_model() -> CompiledModel:
     """A quantized ResNet-10 (QConv, QAvgPool segment programs and the CPU
     tail), two hand-built device segments, and the fused float reference."""
-    onnx_model = resnet(10, image=32, width=8, classes=10)
+    onnx_model = swish_tail(resnet(10, image=32, width=8, classes=10))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantized = quantize_model(onnx_model, calibration_data=calibration())
@@ -806,3 +819,12 @@ def test_fuzz_a_compiled_binary_below_the_checksums(data, target):
         raw[at] ^= 1 << data.draw(st.integers(0, 7))
     parts.raw[target] = bytes(raw)
     run_accepted(read_or_reject(parts.build()))
+
+
+def test_a_reference_for_another_interface_is_rejected(quantized):
+    other = lower_to_program(OPTIMIZE(import_onnx(resnet(10, image=16, width=4, classes=4))))
+    other.slots[other.inputs[0]] = "pixels"
+    model = CompiledModel(quantized.config, quantized.inputs, quantized.outputs, quantized.segments,
+                          quantized.dram_image, quantized.dram_size, other, quantized.metadata)
+    with pytest.raises(BinaryFormatError, match=r"REFERENCE.inputs: the float reference reads \['pixels'\], not "):
+        read_binary(write_binary(model))
