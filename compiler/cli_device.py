@@ -46,6 +46,8 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--numcard", type=int, default=1)
     parser.add_argument("--numclus", type=int, default=1)
     parser.add_argument("--nlayers", type=int, default=-1, help="compile only the first N layers (-1: all)")
+    parser.add_argument("--hardware", default="fwdnxt", metavar="PRESET|FILE.json",
+                        help="the accelerator to compile for: fwdnxt (default), tiny, large, or a JSON config")
     parser.add_argument("--strip-reference", action="store_true",
                         help="leave the float reference program (Run_th) out of the binary")
 
@@ -65,6 +67,7 @@ def compile_to(args, output: str, calibration_source, load_model):
     """Compile ``args.model`` to ``output``; the CompiledModel and seconds."""
     from compiler.compile import compile_model
     from compiler.frontend import import_onnx
+    from runtime.hardware import hardware_config
 
     model = load_model(args.model)
     graph = import_onnx(model, shapes=_shapes(args), image=args.image)
@@ -74,7 +77,8 @@ def compile_to(args, output: str, calibration_source, load_model):
     start = time.perf_counter()
     compiled = compile_model(model, image=args.image, shapes=_shapes(args), samples=samples, outfile=output,
                              numcard=args.numcard, numclus=args.numclus, nlayers=args.nlayers,
-                             strip_reference=args.strip_reference, calibrator=args.calibrator, mode=args.mode,
+                             strip_reference=args.strip_reference, config=hardware_config(args.hardware),
+                             calibrator=args.calibrator, mode=args.mode,
                              hwlinear=args.hwlinear)
     return compiled, time.perf_counter() - start
 

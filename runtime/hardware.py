@@ -158,3 +158,31 @@ def _check_widths(widths: Any) -> tuple[int, ...]:
     if len(set(widths)) != len(widths):
         raise HardwareConfigError(f"hardware config field 'data_widths' repeats a width: {list(widths)}")
     return tuple(sorted(widths))
+
+
+PRESETS: dict[str, HardwareConfig] = {
+    "fwdnxt": HardwareConfig(),
+    "tiny": HardwareConfig(weight_buffer_bytes=2 * KIB, activation_buffer_bytes=KIB, accumulator_buffer_bytes=512,
+                           clusters_per_card=1),
+    "large": HardwareConfig(clock_hz=500_000_000, cards=2, clusters_per_card=8, units_per_cluster=8,
+                            macs_per_unit=128, weight_buffer_bytes=4096 * KIB, activation_buffer_bytes=8192 * KIB,
+                            accumulator_buffer_bytes=1024 * KIB),
+}
+"""Named configs: the default FWDNXT-class card; a tiny one whose 1 KiB of
+activation buffer forces single-row tiles and split reductions (tests run
+every model on it); a large two-card one."""
+
+
+def hardware_config(spec: str) -> HardwareConfig:
+    """A preset by name, or a JSON file of ``to_dict``'s form."""
+    if spec in PRESETS:
+        return PRESETS[spec]
+    import json
+
+    try:
+        with open(spec, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise HardwareConfigError(f"hardware config {spec!r} is neither a preset {sorted(PRESETS)} nor a "
+                                  f"readable JSON file: {exc}") from None
+    return HardwareConfig.from_dict(data)

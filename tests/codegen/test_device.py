@@ -17,16 +17,11 @@ from compiler.zoo.builder import OnnxBuilder
 from passes.quant.reference import run_reference
 from runtime.engine import Engine
 from runtime.executor import Executor
-from runtime.hardware import HardwareConfig
+from runtime.hardware import PRESETS, HardwareConfig
 from runtime.isa import AccMode, Op, column, decode_array, validate_streams
 
-KIB = 1024
-TINY = HardwareConfig(weight_buffer_bytes=2 * KIB, activation_buffer_bytes=KIB, accumulator_buffer_bytes=512,
-                      clusters_per_card=1)
-LARGE = HardwareConfig(cards=2, clusters_per_card=8, units_per_cluster=8, macs_per_unit=128,
-                       weight_buffer_bytes=4096 * KIB, activation_buffer_bytes=8192 * KIB,
-                       accumulator_buffer_bytes=1024 * KIB, clock_hz=500_000_000)
-CONFIGS = {"default": HardwareConfig(), "tiny": TINY, "large": LARGE}
+TINY, LARGE = PRESETS["tiny"], PRESETS["large"]
+CONFIGS = {"default": PRESETS["fwdnxt"], "tiny": TINY, "large": LARGE}
 
 
 def kitchen_sink():

@@ -93,9 +93,14 @@ def test_compile_run_disasm_info_a_binary(tmp_path, capsys):
 
 def test_run_compiles_a_model_first(tmp_path, capsys):
     model = _resnet_file(tmp_path)
-    assert main(["run", str(model), "--calibration", "photos", "--count", "2", "-o", str(tmp_path / "m.bin")]) == 0
+    assert main(["run", str(model), "--calibration", "photos", "--count", "2", "-o", str(tmp_path / "m.bin"),
+                 "--hardware", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "compiled in" in out and (tmp_path / "m.bin").exists() and "top-1" in out
+    assert main(["info", str(tmp_path / "m.bin")]) == 0
+    assert "1 card(s) x 1 clusters" in capsys.readouterr().out
+    assert main(["compile", str(model), "-o", str(tmp_path / "x.bin"), "--hardware", "nope"]) == 1
+    assert "neither a preset" in capsys.readouterr().err
 
 
 def test_binary_errors_are_one_line(tmp_path, capsys):
