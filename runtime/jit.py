@@ -3,6 +3,11 @@
 * Kernels are module-level functions (never built through exec or closures),
   so Numba can cache them on disk; ``TESSERA_NUMBA_CACHE=0`` turns the cache
   off (for example where several processes could fill it at once, numba #4807).
+* The cache lives in a folder named by a digest of runtime/'s sources:
+  Numba checks only the timestamp of a kernel's own file, so a kernel that
+  inlines a helper from another file kept the helper's old code after an
+  edit (a stale, even crashing, kernel). Any change to runtime/ now starts a
+  fresh cache; folders unused for a week are removed.
 * Shapes are runtime arguments, so one compiled signature serves every layer.
 * No ``parallel=True``: parallel kernels cannot be cached safely (numba #7518,
   pynndescent #175) and Numba's default threading layer aborts when called
@@ -12,11 +17,55 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import time
+from pathlib import Path
 
 import numba
 
 CACHE = os.environ.get("TESSERA_NUMBA_CACHE", "1") != "0"
+STALE_SECONDS = 7 * 24 * 3600
+
+
+def _sources_digest() -> str:
+    root = Path(__file__).parent
+    digest = hashlib.sha1()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_base() -> Path:
+    given = os.environ.get("TESSERA_NUMBA_CACHE_DIR")
+    if given:
+        return Path(given)
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(home) / "tessera" / "numba"
+
+
+def _use_versioned_cache() -> None:
+    """Point Numba's cache at <base>/<digest of runtime/> (unless the user
+    set NUMBA_CACHE_DIR), and drop sibling folders unused for a week. Numba
+    falls back to its own locations when the folder is not writable."""
+    if not CACHE or os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    base = _cache_base()
+    folder = base / _sources_digest()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.utime(folder)
+        for sibling in base.iterdir():
+            if sibling != folder and sibling.is_dir() and time.time() - sibling.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(sibling, ignore_errors=True)
+    except OSError:
+        return
+    numba.config.CACHE_DIR = str(folder)
+
+
+_use_versioned_cache()
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
 
