@@ -35,9 +35,9 @@ import numpy as np
 from runtime import gemm
 from runtime.errors import KernelError
 from runtime.jit import jit
-from runtime.kernels.conv_epilogue import apply_epilogue, check_epilogue
+from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
 from runtime.kernels.limits import check_output_size
-from runtime.kernels.nn_depthwise import depthwise_planes, depthwise_rows_channels_last
+from runtime.kernels.nn_depthwise import depthwise_padded_3x3, depthwise_planes, depthwise_rows_channels_last
 from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window, out_shape, valid_range
 from runtime.kernels.nn_winograd import (
     packed_winograd_weights,
@@ -225,6 +225,8 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
         return out
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     if group > 1 and group == chans:
+        if _padded_depthwise(x, w, b, out, window, residual, clamp):
+            return out
         _conv_depthwise(x, w, b, out, window)
         apply_epilogue(out, None, residual, clamp)
         return out
@@ -319,6 +321,27 @@ def _conv_im2col(x, w, out, window: Window, group: int) -> None:
     for n in range(x.shape[0]):
         parallel_for(_im2col_rows, rows, x3[n], col, geo, grain=row_grain)
         np.matmul(w_groups, col_groups, out=out[n].reshape(group, out_c // group, -1))
+
+
+PADDED_WIDTH = 32
+"""2-D 3x3 depthwise convolutions (strides 1 or 2, unit dilations) with
+inputs up to this wide run on padded planes, with the epilogue in the same
+pass: :func:`depthwise_padded_3x3` (no border cases, so a small fixed cost
+per plane); wider ones are faster on the per-plane kernel."""
+
+
+def _padded_depthwise(x, w, b, out, window: Window, residual, clamp) -> bool:
+    """Run the depthwise convolution on padded planes, with its epilogue, if
+    its geometry suits them; say whether it did."""
+    if (x.ndim != 4 or window.kernel != (3, 3) or window.dilations != (1, 1)
+            or any(s not in (1, 2) for s in window.strides) or x.shape[3] > PADDED_WIDTH):
+        return False
+    b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else b
+    flags = np.array([residual is not None, clamp is not None], np.bool_)
+    parallel_for(depthwise_padded_3x3, out.shape[0] * out.shape[1], x, w.reshape(w.shape[0], 3, 3), b, out,
+                 out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags,
+                 window.loop_params(), grain=grain(out[0, 0].size * 9))
+    return True
 
 
 SMALL_PLANE = 100

@@ -13,6 +13,10 @@ direct Numba kernels.
   - otherwise one pass per output row.
   Border rows go by kernel row (or tap by tap), the few remaining points one
   by one. Other kernels go tap by tap, row by row.
+* ``depthwise_padded_3x3`` runs small 3x3 planes (strides 1 or 2): each
+  input plane is copied into a zeroed, padded plane cut into its stride
+  phases, so that the whole output plane is one fused 9-tap pass with no
+  border cases; the epilogue (bias, residual, clamp) is in the same pass.
 * ``depthwise_rows_channels_last`` runs over output rows of NHWC copies:
   each tap is a vector update over the channels. Very small planes are
   faster that way, the transposes included.
@@ -25,10 +29,14 @@ window attributes first.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from runtime.jit import jit
+from runtime.kernels.conv_epilogue import finish_row
 from runtime.kernels.nn_window import valid_range
+
+_u = numba.uint64
 
 MASKED_PLANE = 1024
 """Flat 3x3 interiors up to this many outputs mask their wrapped taps;
@@ -373,3 +381,109 @@ def depthwise_rows_channels_last(start, stop, x, w, b, out, geo):
 def _axpy_channels(acc, values, weights):
     for c in range(acc.shape[0]):
         acc[c] += weights[c] * values[c]
+
+
+@jit(inline="always")
+def _pad_plane(src, dst, height, width, sh, sw, rows, cols, top, left):
+    """The zero-padded plane's element (r, c) goes to dst[(((r % sh) * sw +
+    c % sw) * rows + r // sh) * cols + c // sw], for the input plane ``src``
+    (flat, height x width) whose element (r - top, c - left) it is: the
+    plane cut into its stride phases (sw is 1 or 2). The padding's places
+    are never written (the caller zeroes ``dst`` once)."""
+    phase, index = top % sh, top // sh  # of the row r = iy + top, kept without divisions
+    even_at = (left % 2) * rows * cols + left // 2
+    odd_at = (1 - left % 2) * rows * cols + (left + 1) // 2
+    half = width // 2
+    for iy in range(height):
+        base = (phase * sw * rows + index) * cols
+        row = _u(iy * width)
+        if sw == 1:
+            _copy(dst, base + left, src, row, width)
+        else:
+            even, odd = _u(base + even_at), _u(base + odd_at)
+            for q in range(_u(half)):
+                dst[even + q] = src[row + 2 * q]
+                dst[odd + q] = src[row + 2 * q + 1]
+            if width % 2:
+                dst[even + _u(half)] = src[row + _u(width - 1)]
+        phase += 1
+        if phase == sh:
+            phase, index = 0, index + 1
+
+
+@jit(inline="always")
+def _copy(dst, first, src, start, count):
+    """dst[first:first + count] = src[start:start + count], with unsigned
+    indices (signed ones are tested for wraparound, which blocks
+    vectorisation); the caller keeps both ranges inside their arrays."""
+    d, s = _u(first), _u(start)
+    for i in range(_u(count)):
+        dst[d + i] = src[s + i]
+
+
+@jit(inline="always")
+def _clamped_3x3(run, bias, w_flat, tap0, src, s, lo, hi):
+    """run[j] = the bias plus the 9 taps, tap t reading src[s[t] + j],
+    clamped to [lo, hi] (NaN kept)."""
+    n = run.shape[0]
+    a0, a1, a2 = src[s[0]:s[0] + n], src[s[1]:s[1] + n], src[s[2]:s[2] + n]
+    b0, b1, b2 = src[s[3]:s[3] + n], src[s[4]:s[4] + n], src[s[5]:s[5] + n]
+    c0, c1, c2 = src[s[6]:s[6] + n], src[s[7]:s[7] + n], src[s[8]:s[8] + n]
+    w0, w1, w2, w3, w4 = w_flat[tap0], w_flat[tap0 + 1], w_flat[tap0 + 2], w_flat[tap0 + 3], w_flat[tap0 + 4]
+    w5, w6, w7, w8 = w_flat[tap0 + 5], w_flat[tap0 + 6], w_flat[tap0 + 7], w_flat[tap0 + 8]
+    for j in range(n):
+        v = (bias + w0 * a0[j] + w1 * a1[j] + w2 * a2[j] + w3 * b0[j] + w4 * b1[j] + w5 * b2[j]
+             + w6 * c0[j] + w7 * c1[j] + w8 * c2[j])
+        v = lo if v < lo else v
+        run[j] = hi if v > hi else v
+
+
+@jit(fastmath=True)
+def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
+    """Output planes [start, stop) (index n*K + k) of a 2-D depthwise 3x3
+    convolution with unit dilations and strides of 1 or 2; the bias, the
+    residual ``res`` (flags[0]) and the clamp to [clamp[0], clamp[1]]
+    (flags[1]) are applied in the same pass.
+
+    x: (N, C, H, W); w: (K, 3, 3); b: (K,); out, res: (N, K, OH, OW). Each
+    input plane is copied into the interior of a zeroed, padded plane cut
+    into its stride phases, where every tap of every output reads one unit-
+    stride run: the whole plane is one fused 9-tap pass over rows as wide as
+    a phase, whose few extra columns are dropped when the rows are copied
+    out. No border cases are left, so the fixed cost per plane is small."""
+    sh, sw, ph, pw = geo[4], geo[5], geo[7], geo[8]
+    batch, chans, height, width = x.shape
+    _, out_c, out_h, out_w = out.shape
+    if w.shape[0] != out_c or b.shape[0] != out_c or res.shape != out.shape:
+        return
+    mult = max(out_c // max(chans, 1), 1)
+    rows = -(-(height + ph + geo[10]) // sh)
+    cols = -(-(width + pw + geo[11]) // sw)
+    phases = np.zeros(sh * sw * rows * cols, dtype=x.dtype)
+    s = np.empty(9, dtype=np.int64)
+    for kh in range(3):
+        for kw in range(3):
+            s[kh * 3 + kw] = (((kh % sh) * sw + kw % sw) * rows + kh // sh) * cols + kw // sw
+    n = (out_h - 1) * cols + out_w
+    run = np.empty(n, dtype=out.dtype)
+    w_flat, src, dst, extra = w.reshape(-1), x.reshape(-1), out.reshape(-1), res.reshape(-1)
+    lo, hi = clamp[0], clamp[1]
+    if flags[0] or not flags[1]:  # no clamp in the sum
+        hi = clamp.dtype.type(np.inf)
+        lo = -hi
+    plane, size = height * width, out_h * out_w
+    for p in range(start, min(stop, batch * out_c)):
+        k = p % out_c
+        c = k // mult
+        if c >= chans:
+            continue
+        _pad_plane(src[((p // out_c) * chans + c) * plane:], phases, height, width, sh, sw, rows, cols, ph, pw)
+        _clamped_3x3(run, b[k], w_flat, k * 9, phases, s, lo, hi)
+        base = p * size
+        if flags[0]:
+            for oh in range(out_h):
+                finish_row(dst[base + oh * out_w:base + (oh + 1) * out_w], run[oh * cols:oh * cols + out_w],
+                           extra[base + oh * out_w:], clamp[0], clamp[1], True, flags[1])
+            continue
+        for oh in range(out_h):
+            _copy(dst, base + oh * out_w, run, oh * cols, out_w)

@@ -1,0 +1,61 @@
+"""The padded-plane depthwise kernel (small 3x3 depthwise convolutions with
+the epilogue in the same pass) against a naive convolution, over strides,
+asymmetric pads, channel multipliers, odd sizes, residual and clamp."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime.kernels.nn_conv import conv_nd
+from tests.ops.test_nn import naive_conv
+
+
+@st.composite
+def depthwise_cases(draw):
+    chans = draw(st.integers(1, 5))
+    mult = draw(st.sampled_from([1, 1, 2]))
+    height, width = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    strides = (draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2])))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    if height + pads[0] + pads[2] < 3 or width + pads[1] + pads[3] < 3:
+        pads = (1, 1, 2, 2)
+    rng = np.random.default_rng(draw(st.integers(0, 1000)))
+    x = rng.standard_normal((draw(st.integers(1, 2)), chans, height, width)).astype(np.float32)
+    w = rng.standard_normal((chans * mult, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(chans * mult).astype(np.float32) if draw(st.booleans()) else None
+    return x, w, b, strides, pads
+
+
+@settings(max_examples=60, deadline=None)
+@given(depthwise_cases(), st.sampled_from([None, (0.0, 6.0), (-0.5, 0.5)]), st.booleans())
+def test_padded_depthwise_matches_naive_conv(case, clamp, with_residual):
+    x, w, b, strides, pads = case
+    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64),
+                          strides, pads, (1, 1), x.shape[1])
+    residual = np.random.default_rng(1).standard_normal(expected.shape).astype(np.float32) if with_residual else None
+    if residual is not None:
+        expected = expected + residual
+    if clamp is not None:
+        expected = np.minimum(np.maximum(expected, clamp[0]), clamp[1])
+    kept = None if residual is None else residual.copy()
+    got = conv_nd(x, w, b, strides=strides, pads=pads, dilations=(1, 1), group=x.shape[1], residual=residual,
+                  clamp=clamp)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    if residual is not None:
+        np.testing.assert_array_equal(residual, kept)
+
+
+@pytest.mark.parametrize("shape,strides", [((1, 16, 14, 14), (1, 1)), ((1, 16, 28, 28), (2, 2)),
+                                           ((1, 8, 7, 7), (1, 1)), ((2, 3, 5, 9), (2, 1))])
+def test_padded_depthwise_keeps_nan_and_clamps(shape, strides):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 10).astype(np.float32)
+    x[0, 0, 2, 3] = np.nan
+    w = rng.standard_normal((shape[1], 1, 3, 3)).astype(np.float32)
+    got = conv_nd(x, w, None, strides=strides, pads=(1, 1, 1, 1), dilations=(1, 1), group=shape[1],
+                  clamp=(0.0, 6.0))
+    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), None, strides, (1, 1, 1, 1), (1, 1), shape[1])
+    np.testing.assert_allclose(got, np.minimum(np.maximum(expected, 0.0), 6.0), rtol=1e-5, atol=1e-5)
+    assert np.isnan(got[0, 0]).any() and not np.isnan(got[0, 1:]).any()
