@@ -49,6 +49,12 @@ MAX_INT8_DEPTH = 1 << 16
 """Deepest int8 product: every u8 x s8 sum must fit in int32."""
 
 _u = numba.uint64
+
+SERIAL_PACK_BYTES = 1 << 21
+"""int8 operands smaller than this are packed on the calling thread: the
+copy is bound by memory, and below this size the pool's hand-off (~30 us)
+costs more than a second thread gains (measured: a 0.9 MB B operand packs
+in 89 us on one thread, 147 us on two)."""
 """Indices into the flat views are unsigned (every one is non-negative by
 construction): with signed ones Numba checks each for wraparound, which
 blocks vectorising the copies."""
@@ -244,6 +250,63 @@ def pack_b_int8(start, stop, src, rs, cs, bs, depth, cols, kc, nr, unit, flip, d
                     dst[at + c] = 0
 
 
+@jit
+def pack_a_words(start, stop, src, src8, rs, bs, rows, steps, kc, mr, dst, sums):
+    """``pack_a_int8`` for an operand whose rows are contiguous and whole
+    4-byte words (``src``: its uint32 words, ``src8`` its bytes; ``rs``,
+    ``bs`` in words): a lane is a word, so each is copied whole; the row
+    sums are separate loops over the bytes (they vectorise)."""
+    panels = (rows + mr - 1) // mr
+    mpad = panels * mr
+    for index in range(start, stop):
+        item, panel = index // panels, index % panels
+        for r in range(mr):
+            row = panel * mr + r
+            first = item * bs + row * rs
+            total = np.int32(0)
+            if row < rows:
+                line = src8[_u(4 * first):_u(4 * (first + steps))]
+                for t in range(_u(4 * steps)):
+                    total += np.int32(line[t])
+            sums[item * mpad + row] = total
+            for g0 in range(0, steps, kc):
+                kcp = min(kc, steps - g0)
+                lane0 = _u(item * steps * mpad + g0 * mpad + panel * kcp * mr + r)
+                if row < rows:
+                    words = src[_u(first + g0):_u(first + g0 + kcp)]
+                    for g in range(_u(kcp)):
+                        dst[lane0 + g * _u(mr)] = words[g]
+                else:
+                    for g in range(_u(kcp)):
+                        dst[lane0 + g * _u(mr)] = 0
+
+
+@jit
+def pack_b_words(start, stop, src, cs, bs, steps, cols, kc, nr, unit, flip, dst):
+    """``pack_b_int8`` for an operand whose columns are contiguous and whole
+    4-byte words (``src``: its uint32 words; ``cs``, ``bs`` in words; the
+    transpose of a row-major [N][K], such as im2col patches): a lane is
+    one word of a column, ``^ flip`` (0x80808080 turns four int8 bit
+    patterns into ``b + 128``)."""
+    panels = (cols + nr - 1) // nr
+    npad = (cols + unit - 1) // unit * unit
+    for index in range(start, stop):
+        item, j0 = index // panels, index % panels * nr
+        width = panel_width(j0, cols, nr, unit, 0)
+        valid = min(width, cols - j0)
+        for g0 in range(0, steps, kc):
+            kcp = min(kc, steps - g0)
+            lane0 = _u(item * steps * npad + g0 * npad + j0 * kcp)
+            for c in range(_u(valid)):
+                first = _u(item * bs + (j0 + c) * cs + g0)
+                words = src[first:first + _u(kcp)]
+                for g in range(_u(kcp)):
+                    dst[lane0 + g * _u(width) + c] = words[g] ^ flip
+            for g in range(_u(kcp)):
+                for c in range(_u(valid), _u(width)):
+                    dst[lane0 + g * _u(width) + c] = 0
+
+
 @jit(inline="always")
 def _interleave4(src, first, rs, cs, count, flip, dst, at):
     """``dst[at + 4c + t] = src[first + t*rs + c*cs] ^ flip`` for
@@ -354,11 +417,16 @@ def pack_left_int8(flat, strides, batch: int, rows: int, depth: int, kc: int, is
     ever read by the kernels) and the row sums."""
     bs, rs, cs = strides
     panels = -(-rows // isa.mr)
-    lanes = batch * reduction_steps(depth, np.dtype(np.int8)) * panels * isa.mr
-    data = np.empty(lanes, np.float32)
+    steps = reduction_steps(depth, np.dtype(np.int8))
+    data = np.empty(batch * steps * panels * isa.mr, np.float32)
     sums = np.empty((batch, panels * isa.mr), np.int64)
-    parallel.parallel_for(pack_a_int8, batch * panels, flat, rs, cs, bs, rows, depth, kc, isa.mr,
-                          data.view(np.int8), sums.reshape(-1))
+    words = _words(flat, (bs, rs), cs, depth)
+    if words is not None:
+        _pack_int8(pack_a_words, batch * panels, data.nbytes, words, flat.view(np.int8), rs // 4, bs // 4,
+                   rows, steps, kc, isa.mr, data.view(np.uint32), sums.reshape(-1))
+    else:
+        _pack_int8(pack_a_int8, batch * panels, data.nbytes, flat, rs, cs, bs, rows, depth, kc, isa.mr,
+                   data.view(np.int8), sums.reshape(-1))
     return data, sums
 
 
@@ -369,11 +437,38 @@ def pack_right_int8(b: np.ndarray, kc: int, isa: Isa) -> np.ndarray:
     stack = b if b.ndim == 3 else b[None]
     batch, depth, cols = stack.shape
     flat, (bs, rs, cs) = flat_view(stack.view(np.uint8))
-    data = np.empty(batch * reduction_steps(depth, np.dtype(np.int8)) * roundup(cols, UNIT), np.float32)
-    flip = np.uint8(128 if b.dtype == np.int8 else 0)
-    parallel.parallel_for(pack_b_int8, batch * -(-cols // isa.nr), flat, rs, cs, bs, depth, cols, kc, isa.nr,
-                          UNIT, flip, data.view(np.uint8))
+    steps = reduction_steps(depth, np.dtype(np.int8))
+    data = np.empty(batch * steps * roundup(cols, UNIT), np.float32)
+    words = _words(flat, (bs, cs), rs, depth)
+    tasks = batch * -(-cols // isa.nr)
+    if words is not None:
+        flip = np.uint32(0x80808080 if b.dtype == np.int8 else 0)
+        _pack_int8(pack_b_words, tasks, data.nbytes, words, cs // 4, bs // 4, steps, cols, kc, isa.nr, UNIT,
+                   flip, data.view(np.uint32))
+    else:
+        flip = np.uint8(128 if b.dtype == np.int8 else 0)
+        _pack_int8(pack_b_int8, tasks, data.nbytes, flat, rs, cs, bs, depth, cols, kc, isa.nr, UNIT, flip,
+                   data.view(np.uint8))
     return data
+
+
+def _pack_int8(fn, tasks: int, nbytes: int, *args) -> None:
+    """``fn(0, tasks, *args)`` on this thread for a small operand
+    (``SERIAL_PACK_BYTES``), over the pool otherwise."""
+    if nbytes < SERIAL_PACK_BYTES:
+        fn(0, tasks, *args)
+    else:
+        parallel.parallel_for(fn, tasks, *args)
+
+
+def _words(flat: np.ndarray, outer: tuple, inner: int, depth: int) -> np.ndarray | None:
+    """``flat`` (bytes) as uint32 words when the reduction runs along
+    contiguous bytes (``inner`` 1) in whole words (``depth`` and the
+    ``outer`` strides multiples of 4, ``flat`` 4-byte aligned), so packing
+    moves a lane as one word; None otherwise."""
+    if inner != 1 or depth % 4 or any(s % 4 for s in outer) or flat.ctypes.data % 4 or flat.size % 4:
+        return None
+    return flat.view(np.uint32)
 
 
 def check_packed(name: str, packed, side: str, batched: bool, dtype) -> PackedMatrix:

@@ -278,6 +278,26 @@ def test_igemm_is_exact(m, k, n, unsigned, a_kind, b_kind, seed):
     np.testing.assert_array_equal(got, int_reference(a, b))
 
 
+@pytest.mark.parametrize("m, k, n", [(16, 2304, 49), (70, 4096, 300), (1040, 1028, 5), (3, 4, 1), (64, 8192, 9)])
+@pytest.mark.parametrize("b_dtype", [np.int8, np.uint8])
+def test_igemm_word_packing_of_contiguous_reductions(m, k, n, b_dtype):
+    """Reductions along contiguous whole words (row-major A, column-major B,
+    depth a multiple of 4: the im2col patches of a CONV) are packed a word
+    at a lane, on this thread or over the pool by size, batched or not,
+    across several reduction blocks."""
+    rng = np.random.default_rng(k + n)
+    info = np.iinfo(b_dtype)
+    a = rng.integers(-128, 128, (2, m, k), dtype=np.int8)
+    b = rng.integers(info.min, int(info.max) + 1, (2, n, k), dtype=b_dtype).transpose(0, 2, 1)
+    flat, (bs, rs, cs) = packers.flat_view(b.view(np.uint8))
+    assert packers._words(flat, (bs, cs), rs, k) is not None
+    flat, (bs, rs, cs) = packers.flat_view(a)
+    assert packers._words(flat, (bs, rs), cs, k) is not None
+    expected = np.stack([int_reference(a[g], b[g]) for g in range(2)])
+    np.testing.assert_array_equal(igemm_batched(a, b), expected)
+    np.testing.assert_array_equal(igemm(a[1], b[1], packed_a=pack_weights(a[1])), expected[1])
+
+
 @pytest.mark.parametrize("b_dtype", [np.int8, np.uint8])
 def test_igemm_extremes_at_the_deepest_product(b_dtype):
     info = np.iinfo(b_dtype)
