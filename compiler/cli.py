@@ -85,7 +85,11 @@ def _model_args(parser: argparse.ArgumentParser, default: str | None = None) -> 
 def cmd_run(args) -> int:
     if not args.cpu:
         if args.calibration is None and args.model == DEFAULT_MODEL:
-            args.calibration = "photos"
+            if _have_photos():
+                args.calibration = "photos"
+            else:
+                print("note: calibrating on synthetic data; for scikit-learn's sample photographs: "
+                      "pip install 'tessera[images]'")
         return cmd_run_compiled(args, _calibration_source, _load, _compiled_feeds)
     from codegen.cpu import lower_to_program
     from compiler.pipeline import optimize
@@ -290,12 +294,23 @@ def _compiled_feeds(model, args) -> dict[str, np.ndarray]:
         shape = spec.shape
         if spec.name in files:
             feeds[spec.name] = files[spec.name].astype(spec.dtype, copy=False)
-        elif len(model.inputs) == 1 and len(shape) == 4 and shape[:2] == (1, 3) and shape[2] == shape[3]:
+        elif (len(model.inputs) == 1 and len(shape) == 4 and shape[:2] == (1, 3) and shape[2] == shape[3]
+              and _have_photos()):
             feeds[spec.name] = _calibration_source("photos", {spec.name: (shape, spec.dtype)}, 1,
                                                    seed=args.seed + 2)[0].reshape(shape)
         else:
             feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
     return feeds
+
+
+def _have_photos() -> bool:
+    """Whether scikit-learn's sample photographs can be read (the images extra)."""
+    try:
+        import PIL  # noqa: F401
+        import sklearn.datasets  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _input_files(args, names: list[str]) -> dict[str, np.ndarray]:

@@ -124,8 +124,8 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             compiled, seconds = compile_to(args, output, calibration_source, load_model)
-        for w in caught:
-            print(f"warning: {w.message}")
+        for message in dict.fromkeys(str(w.message) for w in caught):
+            print(f"warning: {message}")
         _summary(compiled, output, seconds)
         path = output
     engine = Engine(read_binary(path))
