@@ -153,3 +153,18 @@ def test_several_inputs_and_outputs_take_tuples(tmp_path):
         assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
     with pytest.raises(FWDNXTError, match="2 output"):
         ie.Run((x, y), results[0])
+
+
+def test_a_stripped_binary_is_smaller_and_run_th_says_why_it_cannot(compiled, tmp_path):
+    from compiler.compile import compile_model
+
+    folder, _ = compiled
+    compile_model(str(folder / "r.onnx"), image="32x32x3", samples=_samples([1, 3, 32, 32]),
+                  outfile=tmp_path / "s.bin", strip_reference=True)
+    assert (tmp_path / "s.bin").stat().st_size < (folder / "r.bin").stat().st_size
+    ie = FWDNXT()
+    ie.Init(str(tmp_path / "s.bin"), "")
+    x, result = _samples([1, 3, 32, 32], 1)[0], np.zeros(10, np.float32)
+    ie.Run(x, result)
+    with pytest.raises(FWDNXTError, match="compiled without the float reference program"):
+        ie.Run_th(x, result)
