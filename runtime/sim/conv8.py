@@ -95,16 +95,18 @@ def strided_pixels(ins, a8, abase, cols):
 @jit
 def weights_by_tap(ins, w8, wbase):
     """The tile's weights [out_c][in_c][kh][kw] reordered to
-    [out_c][kh·kw·in_c] (tap-major, the order of ``gather_patches``)."""
-    out_c, in_c, taps = ins[C_OUT_C], ins[C_IN_C], ins[C_KH] * ins[C_KW]
-    at = wbase + ins[C_WGT]
-    w = np.empty((out_c, taps * in_c), np.int8)
+    [out_c][kh·kw·in_c] (tap-major, the order of ``gather_patches``),
+    written in order (1.4x the loop that reads in order)."""
+    out_c, in_c, taps = _u(ins[C_OUT_C]), _u(ins[C_IN_C]), _u(ins[C_KH] * ins[C_KW])
+    at, n = _u(wbase + ins[C_WGT]), in_c * taps
+    w = np.empty((out_c, n), np.int8)
     for k in range(out_c):
-        src = w8[at + k * in_c * taps:at + (k + 1) * in_c * taps]
+        src = w8[at + k * n:at + (k + 1) * n]
         row = w[k]
-        for c in range(in_c):
-            for t in range(taps):
-                row[t * in_c + c] = src[c * taps + t]
+        for t in range(taps):
+            dst = row[t * in_c:(t + 1) * in_c]
+            for c in range(in_c):
+                dst[c] = src[c * taps + t]
     return w
 
 
@@ -185,23 +187,46 @@ def _tap(dst, xs, wv):
 def rows(ins, a8, abase, out):
     """The channel-major im2col matrix out [R][P]: row (c, ky, kx) holds
     that tap's input under every output pixel (the weights' own order, so
-    they need no reordering)."""
+    they need no reordering). Each output row of a tap is one contiguous run
+    of the tile, or with a column stride, of the tile's ``column_phases``."""
     in_h, in_w, kh, kw = ins[C_IN_H], ins[C_IN_W], ins[C_KH], ins[C_KW]
     sh, sw, dh, dw = ins[C_SH], ins[C_SW], ins[C_DH], ins[C_DW]
     out_h, out_w = out_size(ins)
     at = abase + ins[C_IN]
+    pitch = (in_w + sw - 1) // sw
+    phases = np.empty(ins[C_IN_C] * in_h * sw * pitch if sw != 1 else 0, np.int8)
+    if sw != 1:
+        column_phases(ins, a8, at, phases, pitch)
     for r in range(out.shape[0]):
         c, t = r // (kh * kw), r % (kh * kw)
         ky, kx = t // kw, t % kw
         dst = out[r]
         for oy in range(out_h):
-            src = at + (c * in_h + oy * sh + ky * dh) * in_w + kx * dw
+            y = c * in_h + oy * sh + ky * dh
             if sw == 1:
-                copy_run(dst, oy * out_w, a8, src, out_w)
+                copy_run(dst, oy * out_w, a8, at + y * in_w + kx * dw, out_w)
             else:
-                d, xs = dst[oy * out_w:(oy + 1) * out_w], a8[src:src + (out_w - 1) * sw + 1:sw]
-                for ox in range(out_w):
-                    d[ox] = xs[ox]
+                src = (y * sw + kx * dw % sw) * pitch + kx * dw // sw
+                copy_run(dst, oy * out_w, phases, src, out_w)
+
+
+@jit
+def column_phases(ins, a8, at, phases, pitch):
+    """phases [in_c·in_h][sw][pitch]: every row of the tile (at ``at``)
+    split by column modulo the column stride sw (phase s, column j holds
+    input column j·sw + s), so that a strided tap's output row is one
+    contiguous run (column kx·dw + ox·sw is phase (kx·dw) % sw, column
+    (kx·dw) // sw + ox). Cells past the row's end are left unwritten; no
+    valid tap reads them. One strided pass over the tile instead of a
+    strided gather per tap and output row (a 7x7 stride-2 first layer:
+    641 us a tile before, 122 us now)."""
+    in_w, sw, pitch, start = _u(ins[C_IN_W]), _u(ins[C_SW]), _u(pitch), _u(at)
+    for y in range(_u(ins[C_IN_C] * ins[C_IN_H])):
+        src = a8[start + y * in_w:start + (y + 1) * in_w]
+        for s in range(sw):
+            dst = phases[(y * sw + s) * pitch:(y * sw + s + 1) * pitch]
+            for j in range((in_w - s + sw - 1) // sw):
+                dst[j] = src[s + j * sw]
 
 
 @jit
