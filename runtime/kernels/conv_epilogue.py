@@ -9,6 +9,7 @@ numpy's ``minimum(maximum(v, low), high)``: NaN stays NaN.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -34,12 +35,23 @@ def check_epilogue(op: str, residual, clamp, shape: tuple, dtype) -> tuple[np.nd
                               f"got {got}")
         residual = np.ascontiguousarray(residual)
     if clamp is not None:
-        if (not isinstance(clamp, (tuple, list)) or len(clamp) != 2
-                or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in clamp)
-                or any(math.isnan(v) for v in clamp)):
+        if not isinstance(clamp, (tuple, list)):
             raise KernelError(f"{op}: clamp must be (low, high), two numbers, got {clamp!r:.60}")
-        clamp = np.array([float(v) for v in clamp], np.float32)
+        try:
+            clamp = _clamp_array(op, tuple(clamp))
+        except TypeError:  # unhashable values
+            raise KernelError(f"{op}: clamp must be (low, high), two numbers, got {clamp!r:.60}") from None
     return residual, clamp
+
+
+@functools.lru_cache(maxsize=256)
+def _clamp_array(op: str, clamp: tuple) -> np.ndarray:
+    """The float32 [low, high] array of a valid clamp; cached (kernels only
+    read it), since building it cost a few microseconds per layer and run."""
+    if (len(clamp) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in clamp)
+            or any(math.isnan(v) for v in clamp)):
+        raise KernelError(f"{op}: clamp must be (low, high), two numbers, got {clamp!r:.60}")
+    return np.array([float(v) for v in clamp], np.float32)
 
 
 @jit(inline="always")

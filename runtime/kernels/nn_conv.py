@@ -27,6 +27,7 @@ are validated in Python first, so no loop can index out of bounds.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numba
@@ -37,7 +38,11 @@ from runtime.errors import KernelError
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
 from runtime.kernels.limits import check_output_size
-from runtime.kernels.nn_depthwise import depthwise_padded_3x3, depthwise_planes, depthwise_rows_channels_last
+from runtime.kernels.nn_depthwise import (
+    depthwise_padded_3x3,
+    depthwise_planes_finished,
+    depthwise_rows_channels_last,
+)
 from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window, out_shape, valid_range
 from runtime.kernels.nn_winograd import (
     packed_winograd_weights,
@@ -181,12 +186,12 @@ def _bias(op: str, b: np.ndarray | None, channels: int, dtype: np.dtype) -> np.n
     return np.ascontiguousarray(b, dtype=dtype)
 
 
-def _check_rank(op: str, x: np.ndarray, w: np.ndarray) -> int:
-    spatial = x.ndim - 2
+def _check_rank(op: str, x_shape: tuple, w_shape: tuple) -> int:
+    spatial = len(x_shape) - 2
     if spatial < 1:
-        raise KernelError(f"{op}: X must have rank 3 to 5 (N, C, spatial...), got shape {list(x.shape)}")
-    if w.ndim != x.ndim:
-        raise KernelError(f"{op}: W has rank {w.ndim} but X has rank {x.ndim}")
+        raise KernelError(f"{op}: X must have rank 3 to 5 (N, C, spatial...), got shape {list(x_shape)}")
+    if len(w_shape) != len(x_shape):
+        raise KernelError(f"{op}: W has rank {len(w_shape)} but X has rank {len(x_shape)}")
     return spatial
 
 
@@ -206,16 +211,13 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
     op = "Conv"
     x, w = np.asarray(x), np.asarray(w)
     dtype = _compute_dtype(op, x, w)
-    spatial = _check_rank(op, x, w)
-    window = make_window(op, spatial, w.shape[2:], strides, pads, dilations)
-    batch, chans = x.shape[:2]
-    out_c, group_c = w.shape[:2]
-    group = int(group)
-    if group < 1 or chans != group_c * group or out_c % group:
-        raise KernelError(f"{op}: group={group} does not fit X with {chans} channels and W of shape "
-                          f"{list(w.shape)} (need C == W.shape[1] * group and K % group == 0)")
-    b = _bias(op, b, out_c, dtype)
-    out = np.empty(check_output_size((batch, out_c) + out_shape(op, x.shape[2:], window), op), dtype=dtype)
+    try:
+        window, shape = _conv_geometry(x.shape, w.shape, tuple(strides), tuple(pads), tuple(dilations), group)
+    except TypeError:  # attributes that are not sequences of hashable ints: validated uncached (and named)
+        window, shape = _conv_geometry.__wrapped__(x.shape, w.shape, strides, pads, dilations, group)
+    group, chans = int(group), x.shape[1]
+    b = _bias(op, b, shape[1], dtype)
+    out = np.empty(shape, dtype=dtype)
     residual, clamp = check_epilogue(op, residual, clamp, out.shape, dtype)
     if out.size == 0:
         return out
@@ -227,8 +229,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
     if group > 1 and group == chans:
         if _padded_depthwise(x, w, b, out, window, residual, clamp):
             return out
-        _conv_depthwise(x, w, b, out, window)
-        apply_epilogue(out, None, residual, clamp)
+        _conv_depthwise(x, w, b, out, window, residual, clamp)
         return out
     m = 0 if exact else _winograd_tile(x, w, window, group)
     u = (packed_winograd_weights if gemm.available() else winograd_weights).get(w, m) if m else None
@@ -245,6 +246,28 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
         _conv_im2col(x, w, out, window, group)
     apply_epilogue(out, b, residual, clamp)
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _conv_geometry(x_shape: tuple, w_shape: tuple, strides: tuple, pads: tuple, dilations: tuple,
+                   group) -> tuple[Window, tuple[int, ...]]:
+    """The validated window and output shape of a Conv; cached, since a
+    model calls each layer's geometry again on every run (validating it in
+    Python cost as much as a small layer's kernel)."""
+    op = "Conv"
+    spatial = _check_rank(op, x_shape, w_shape)
+    window = make_window(op, spatial, w_shape[2:], strides, pads, dilations)
+    batch, chans = x_shape[:2]
+    out_c, group_c = w_shape[:2]
+    group = int(group)
+    if group < 1 or chans != group_c * group or out_c % group:
+        raise KernelError(f"{op}: group={group} does not fit X with {chans} channels and W of shape "
+                          f"{list(w_shape)} (need C == W.shape[1] * group and K % group == 0)")
+    return window, check_output_size((batch, out_c) + out_shape(op, x_shape[2:], window), op)
+
+
+_geo = functools.lru_cache(maxsize=1024)(Window.loop_params)
+"""A window's ``loop_params()``, built once per window."""
 
 
 def _winograd_tile(x, w, window: Window, group: int) -> int:
@@ -275,7 +298,7 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
             gemm.sgemm(None, x[n].reshape(x.shape[1], size), outs[n], packed_a=packed, bias=b,
                        residual=None if residuals is None else residuals[n], clamp=clamp)
         return
-    x3, geo = lift(x), window.loop_params()
+    x3, geo = lift(x), _geo(window)
     out_d, out_h, out_w = lift(out).shape[2:]
     rows = w[0].size
     step = out_h if out_d > 1 else max(1, min(out_h, COLUMN_BLOCK // (rows * out_w)))
@@ -313,7 +336,7 @@ def _conv_im2col(x, w, out, window: Window, group: int) -> None:
     rows = w[0].size * group
     out_spatial = lift(out).shape[2:]
     col = scratch("column matrix", (rows,) + out_spatial, x.dtype)
-    geo = window.loop_params()
+    geo = _geo(window)
     out_c = w.shape[0]
     w_groups = w.reshape(group, out_c // group, rows // group)
     col_groups = col.reshape(group, rows // group, -1)
@@ -330,6 +353,10 @@ pass: :func:`depthwise_padded_3x3` (no border cases, so a small fixed cost
 per plane); wider ones are faster on the per-plane kernel."""
 
 
+_EPILOGUE_FLAGS = {(res, clamp): np.array([res, clamp], np.bool_) for res in (False, True) for clamp in (False, True)}
+"""The kernels' (residual given, clamp given) flag arrays (only read)."""
+
+
 def _padded_depthwise(x, w, b, out, window: Window, residual, clamp) -> bool:
     """Run the depthwise convolution on padded planes, with its epilogue, if
     its geometry suits them; say whether it did."""
@@ -337,10 +364,10 @@ def _padded_depthwise(x, w, b, out, window: Window, residual, clamp) -> bool:
             or any(s not in (1, 2) for s in window.strides) or x.shape[3] > PADDED_WIDTH):
         return False
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else b
-    flags = np.array([residual is not None, clamp is not None], np.bool_)
+    flags = _EPILOGUE_FLAGS[residual is not None, clamp is not None]
     parallel_for(depthwise_padded_3x3, out.shape[0] * out.shape[1], x, w.reshape(w.shape[0], 3, 3), b, out,
                  out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags,
-                 window.loop_params(), grain=grain(out[0, 0].size * 9))
+                 _geo(window), grain=grain(out[0, 0].size * 9))
     return True
 
 
@@ -349,18 +376,23 @@ SMALL_PLANE = 100
 per-plane work is too small there for the plane kernel's fixed costs."""
 
 
-def _conv_depthwise(x, w, b, out, window: Window) -> None:
-    """Depthwise convolution (one input channel per group): direct kernel,
-    per plane, or channels last for small planes."""
+def _conv_depthwise(x, w, b, out, window: Window, residual, clamp) -> None:
+    """Depthwise convolution (one input channel per group) and its epilogue:
+    direct kernel, per plane with the epilogue in the same call, or channels
+    last for small planes."""
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
     plane = out[0, 0].size
     if w.shape[0] == x.shape[1] and plane <= SMALL_PLANE:
         _conv_depthwise_channels_last(x, w, b, out, window)
+        apply_epilogue(out, None, residual, clamp)
         return
     w3 = lift(w)
-    parallel_for(depthwise_planes, out.shape[0] * out.shape[1], lift(x), w3.reshape(w3.shape[0], *w3.shape[2:]),
-                 b, lift(out), window.loop_params(), grain=grain(plane * w[0].size))
+    flags = _EPILOGUE_FLAGS[residual is not None, clamp is not None]
+    parallel_for(depthwise_planes_finished, out.shape[0] * out.shape[1], lift(x),
+                 w3.reshape(w3.shape[0], *w3.shape[2:]), b, lift(out), lift(out if residual is None else residual),
+                 np.asarray(NO_CLAMP if clamp is None else clamp, out.dtype), flags, _geo(window),
+                 grain=grain(plane * w[0].size))
 
 
 def _conv_depthwise_channels_last(x, w, b, out, window: Window) -> None:
@@ -372,7 +404,7 @@ def _conv_depthwise_channels_last(x, w, b, out, window: Window) -> None:
     out3 = lift(out)
     out_last = np.empty(out3.shape[:1] + out3.shape[2:] + out3.shape[1:2], dtype=out.dtype)
     rows = out_last.shape[0] * out_last.shape[1] * out_last.shape[2]
-    parallel_for(depthwise_rows_channels_last, rows, x_last, w_last, b, out_last, window.loop_params(),
+    parallel_for(depthwise_rows_channels_last, rows, x_last, w_last, b, out_last, _geo(window),
                  grain=grain(out_last[0, 0, 0].size * w[0].size))
     out3[...] = np.moveaxis(out_last, -1, 1)
 
@@ -389,7 +421,7 @@ def conv_transpose_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
     op = "ConvTranspose"
     x, w = np.asarray(x), np.asarray(w)
     dtype = _compute_dtype(op, x, w)
-    spatial = _check_rank(op, x, w)
+    spatial = _check_rank(op, x.shape, w.shape)
     window = make_window(op, spatial, w.shape[2:], strides, pads, dilations, negative_pads=True)
     extra = (0,) * spatial if output_padding is None else tuple(int(v) for v in output_padding)
     if len(extra) != spatial or any(not 0 <= v <= MAX_ATTR for v in extra):
@@ -434,7 +466,7 @@ def _conv_transpose_gemm_col2im(x, w, b, out, window: Window, group: int) -> Non
     col_view = cols.reshape((out_c,) + kernel3 + in3)
     bias = b if b is not None else np.zeros(out_c, dtype=x.dtype)
     out3 = lift(out)
-    geo = window.loop_params()
+    geo = _geo(window)
     for n in range(batch):
         np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)
         parallel_for(_col2im_planes, out_c, col_view, bias, out3[n], geo, grain=grain(col_view[0].size))

@@ -1,5 +1,7 @@
 """parallel_for: every index exactly once, errors re-raised, nesting inline."""
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -52,3 +54,60 @@ def test_nested_calls_from_pool_threads_run_inline(monkeypatch):
 
     parallel_for(outer, 8)
     assert sum(stop - start for start, stop in seen) == 10 * 8
+
+
+def test_calls_from_several_user_threads_each_visit_every_index(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    hits = np.zeros((4, 500), np.int64)
+    lock = threading.Lock()
+
+    def body(start, stop, row):
+        with lock:
+            row[start:stop] += 1
+
+    def caller(row):
+        for _ in range(50):
+            parallel_for(body, len(row), row)
+
+    threads = [threading.Thread(target=caller, args=(hits[i],)) for i in range(len(hits))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (hits == 50).all()
+
+
+def test_idle_pool_threads_stop_spinning_and_block(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    parallel_for(lambda start, stop: None, 8)
+    pool = parallel._get_pool()
+    workers = len(pool.state) // parallel.LINE - 1
+    for _ in range(200):  # the spin is capped at SPIN_SECONDS; allow a loaded machine 2 s
+        if pool.sleepers == workers:
+            break
+        time.sleep(0.01)
+    assert pool.sleepers == workers
+    hits = np.zeros(100, np.int64)
+    parallel_for(lambda start, stop: hits.__setitem__(slice(start, stop), hits[start:stop] + 1), len(hits))
+    assert (hits == 1).all()
+
+
+def test_spin_until_sees_a_value_written_by_another_thread():
+    state = np.zeros(2 * parallel.LINE, np.int64)
+    timer = threading.Timer(0.01, lambda: state.__setitem__(0, 5))
+    timer.start()
+    seen = parallel._spin_until(state, 0, 5, parallel.LINE, 10**10)  # the load is redone each round
+    timer.join()
+    assert seen == 5
+
+
+def test_a_forked_child_starts_its_own_pool(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    parallel_for(lambda start, stop: None, 8)
+    pid = os.fork()
+    if pid == 0:  # the child: its parent's pool threads did not come along
+        hits = np.zeros(100, np.int64)
+        parallel_for(lambda start, stop: hits.__setitem__(slice(start, stop), hits[start:stop] + 1), len(hits))
+        os._exit(0 if (hits == 1).all() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
