@@ -10,6 +10,7 @@ into the weight buffer.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -54,19 +55,34 @@ def _tiles(dims: tuple[int, int, int], plan) -> list[tuple[int, int, int, int, i
             for c0 in range(0, c, plan.ct) for r0 in range(0, h, plan.rt) for x0 in range(0, w, plan.wt)]
 
 
-class MapLayer:
-    """Base: a layer with its jobs built once addresses are known."""
+class MapLayer(ABC):
+    """Base: a layer with its jobs built once addresses are known. Each slot
+    holds the operands :meth:`slot_sizes` gives for a tile, back to back;
+    two slots alternate (double buffering), so the planner's budget and the
+    slot addresses both derive from that one rule."""
 
     macs = 0
 
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         self.node, self.config, self.image = node, config, image
 
-    def jobs(self, addr) -> list[Job]:
-        raise NotImplementedError
+    @abstractmethod
+    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, ...]:
+        """Bytes of each operand of a ct x rt x wt tile in one slot (8-aligned)."""
 
-    def _plan(self, dims, act_bytes, what: str):
-        return plan_map(*dims, act_bytes, self.config.activation_buffer_bytes, self.node.name, what)
+    @abstractmethod
+    def jobs(self, addr) -> list[Job]:
+        """The layer's jobs, ``addr(value)`` giving DRAM addresses."""
+
+    def _plan(self, dims, what: str):
+        return plan_map(*dims, lambda c, r, w: 2 * sum(self.slot_sizes(c, r, w)),
+                        self.config.activation_buffer_bytes, self.node.name, what)
+
+    def _slots(self, plan) -> tuple[list[int], list[int]]:
+        """The operand addresses of slot 0 and slot 1 for ``plan``'s tiles."""
+        sizes = self.slot_sizes(plan.ct, plan.rt, plan.wt)
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return starts, [sum(sizes) + start for start in starts]
 
 
 class PoolLayer(MapLayer):
@@ -97,23 +113,20 @@ class PoolLayer(MapLayer):
             self.table = (image.add(padded(table.tobytes())), table.nbytes)
         self.batch, self.in_dims = x.shape[0], tuple(x.shape[1:])
         self.out_dims = tuple(node.outputs[0].type.shape[1:])
-        self.plan = self._plan(self.out_dims, self._act_bytes, "pool")
+        self.plan = self._plan(self.out_dims, "pool")
 
-    def _act_bytes(self, ct: int, rt: int, wt: int) -> int:
+    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int]:
         rows, cols = (rt - 1) * self.sh + self.kh, (wt - 1) * self.sw + self.kw
-        return 2 * a8(ct * rows * cols * self.e_in) + 2 * a8(ct * rt * wt * self.e_out)
+        return a8(ct * rows * cols * self.e_in), a8(ct * rt * wt * self.e_out)
 
     def jobs(self, addr) -> list[Job]:
         x = dense(addr(self.node.inputs[0]), self.e_in, self.in_dims)
         out = dense(addr(self.node.outputs[0]), self.e_out, self.out_dims)
-        c0_, r0_, w0_ = self.plan.ct, self.plan.rt, self.plan.wt
-        in_slot = a8(c0_ * ((r0_ - 1) * self.sh + self.kh) * ((w0_ - 1) * self.sw + self.kw) * self.e_in)
-        out_slot = a8(c0_ * r0_ * w0_ * self.e_out)
-        slots_in, slots_out = (0, in_slot), (2 * in_slot, 2 * in_slot + out_slot)
+        slots = self._slots(self.plan)
         jobs = []
         for n in range(self.batch):
-            for i, (c0, c1, r0, r1, x0, x1) in enumerate(_tiles(self.out_dims, self.plan)):
-                slot = len(jobs) % 2
+            for c0, c1, r0, r1, x0, x1 in _tiles(self.out_dims, self.plan):
+                src, dst = slots[len(jobs) % 2]
                 job = Job()
                 if not jobs and self.table is not None:
                     job.loads.append(load_linear(Space.WGT, 0, *self.table))
@@ -121,12 +134,11 @@ class PoolLayer(MapLayer):
                                                       self.in_dims[1])
                 cols, col_pads, col_skip = self._span(x0, x1, self.sw, self.kw, self.pads[1], self.pads[3],
                                                       self.in_dims[2])
-                job.loads.append(load(Space.ACT, slots_in[slot], x.at(n, c0, rows[0], cols[0]), self.e_in,
+                job.loads.append(load(Space.ACT, src, x.at(n, c0, rows[0], cols[0]), self.e_in,
                                       (c1 - c0, rows[1] - rows[0], cols[1] - cols[0]), x.strides,
                                       (*row_pads, *col_pads), self._pad_value()))
-                job.computes.append(self._pool(slots_in[slot], slots_out[slot], c1 - c0, r1 - r0, x1 - x0,
-                                               row_skip, col_skip))
-                job.stores.append(store(slots_out[slot], out.at(n, c0, r0, x0), self.e_out,
+                job.computes.append(self._pool(src, dst, c1 - c0, r1 - r0, x1 - x0, row_skip, col_skip))
+                job.stores.append(store(dst, out.at(n, c0, r0, x0), self.e_out,
                                         (c1 - c0, r1 - r0, x1 - x0), out.strides))
                 jobs.append(job)
         return jobs
@@ -179,7 +191,7 @@ class EltwiseLayer(MapLayer):
             raise CodegenError(f"layer {node.name!r}: neither operand has the output's shape {list(out.shape)}")
         self.e_a, self.e_b = self.a.type.dtype.itemsize, self.b.type.dtype.itemsize
         self.e_out = out.dtype.itemsize
-        self.plan = self._plan(self.dims, self._act_bytes, node.op)
+        self.plan = self._plan(self.dims, node.op)
 
     def _mode(self, v: Value) -> Bcast:
         shape, out = v.type.shape, self.node.outputs[0].type.shape
@@ -196,15 +208,13 @@ class EltwiseLayer(MapLayer):
     def _b_elems(self, ct: int, rt: int, wt: int) -> int:
         return {Bcast.FULL: ct * rt * wt, Bcast.CHANNEL: ct, Bcast.SCALAR: 1}[self.bcast]
 
-    def _act_bytes(self, ct: int, rt: int, wt: int) -> int:
+    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int, int]:
         tile = ct * rt * wt
-        return 2 * (a8(tile * self.e_a) + a8(self._b_elems(ct, rt, wt) * self.e_b) + a8(tile * self.e_out))
+        return a8(tile * self.e_a), a8(self._b_elems(ct, rt, wt) * self.e_b), a8(tile * self.e_out)
 
     def jobs(self, addr) -> list[Job]:
         p = self.plan
-        sa = a8(p.ct * p.rt * p.wt * self.e_a)
-        sb = a8(self._b_elems(p.ct, p.rt, p.wt) * self.e_b)
-        so = a8(p.ct * p.rt * p.wt * self.e_out)
+        slots = self._slots(p)
         a_geo = dense(addr(self.a), self.e_a, self.dims)
         b_batched = self.b.type.rank == len(self.node.outputs[0].type.shape) and self.b.type.shape[0] > 1
         b_geo = dense(addr(self.b), self.e_b, self.dims)
@@ -214,22 +224,20 @@ class EltwiseLayer(MapLayer):
         jobs = []
         for n in range(self.batch):
             for c0, c1, r0, r1, x0, x1 in _tiles(self.dims, p):
-                slot = len(jobs) % 2
-                base = slot * (sa + sb + so)
+                a_at, b_at, out_at = slots[len(jobs) % 2]
                 box = (c1 - c0, r1 - r0, x1 - x0)
                 job = Job()
-                job.loads.append(load(Space.ACT, base, a_geo.at(n, c0, r0, x0), self.e_a, box, a_geo.strides))
+                job.loads.append(load(Space.ACT, a_at, a_geo.at(n, c0, r0, x0), self.e_a, box, a_geo.strides))
                 if self.bcast == Bcast.FULL:
-                    job.loads.append(load(Space.ACT, base + sa, b_geo.at(n, c0, r0, x0), self.e_b, box,
-                                          b_geo.strides))
+                    job.loads.append(load(Space.ACT, b_at, b_geo.at(n, c0, r0, x0), self.e_b, box, b_geo.strides))
                 elif self.bcast == Bcast.CHANNEL:
                     first = b_geo.addr + (n * b_geo.image_stride + c0) * self.e_b
-                    job.loads.append(load(Space.ACT, base + sa, first, self.e_b, (1, 1, c1 - c0), (0, 0, 1)))
+                    job.loads.append(load(Space.ACT, b_at, first, self.e_b, (1, 1, c1 - c0), (0, 0, 1)))
                 else:
-                    job.loads.append(load(Space.ACT, base + sa, b_geo.addr + n * b_geo.image_stride * self.e_b,
+                    job.loads.append(load(Space.ACT, b_at, b_geo.addr + n * b_geo.image_stride * self.e_b,
                                           self.e_b, (1, 1, 1), (0, 0, 1)))
-                job.computes.append(self._eltwise(base, base + sa, base + sa + sb, box))
-                job.stores.append(store(base + sa + sb, out.at(n, c0, r0, x0), self.e_out, box, out.strides))
+                job.computes.append(self._eltwise(a_at, b_at, out_at, box))
+                job.stores.append(store(out_at, out.at(n, c0, r0, x0), self.e_out, box, out.strides))
                 jobs.append(job)
         return jobs
 
@@ -274,37 +282,38 @@ class ConcatLayer(MapLayer):
         self.e_out = out.dtype.itemsize
         self.e_in = max(v.type.dtype.itemsize for v in node.inputs)
         # one tile shape (so one slot layout) for every input: slots alternate across the inputs' jobs
-        self.plan = self._plan((1, self.rows, max(self.widths)),
-                               lambda c, r, x: 2 * a8(r * x * self.e_in) + 2 * a8(r * x * self.e_out), "concat")
+        self.plan = self._plan((1, self.rows, max(self.widths)), "concat")
+
+    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int]:
+        return a8(ct * rt * wt * self.e_in), a8(ct * rt * wt * self.e_out)
 
     def jobs(self, addr) -> list[Job]:
         a, p = self.node.attrs, self.plan
         total, offset, jobs = sum(self.widths), 0, []
         out_addr = addr(self.node.outputs[0])
-        s_in, s_out = a8(p.rt * p.wt * self.e_in), a8(p.rt * p.wt * self.e_out)
+        slots = self._slots(p)
         for i, (value, width) in enumerate(zip(self.node.inputs, self.widths)):
             e_in, src = value.type.dtype.itemsize, addr(value)
             for n in range(self.batch):
                 for _, _, r0, r1, x0, x1 in _tiles((1, self.rows, width), p):
-                    base = (len(jobs) % 2) * (s_in + s_out)
+                    in_at, out_at = slots[len(jobs) % 2]
                     box = (1, r1 - r0, x1 - x0)
                     job = Job()
-                    job.loads.append(load(Space.ACT, base, src + (n * self.rows * width + r0 * width + x0) * e_in,
+                    job.loads.append(load(Space.ACT, in_at, src + (n * self.rows * width + r0 * width + x0) * e_in,
                                           e_in, box, (0, width, 1)))
-                    job.computes.append(copy_instr(base, base + s_in, box, 8 * e_in, 8 * self.e_out,
+                    job.computes.append(copy_instr(in_at, out_at, box, 8 * e_in, 8 * self.e_out,
                                                    int(a["zeros"][i]), int(a["mults"][i]), int(a["shifts"][i]),
                                                    int(a["out_zero"]), int(a["lo"]), int(a["hi"])))
                     dst = out_addr + (n * self.rows * total + r0 * total + offset + x0) * self.e_out
-                    job.stores.append(store(base + s_in, dst, self.e_out, box, (0, total, 1)))
+                    job.stores.append(store(out_at, dst, self.e_out, box, (0, total, 1)))
                     jobs.append(job)
             offset += width
         return jobs
 
 
 class LutLayer(MapLayer):
-    """QLut: LUT over chunks of the flattened tensor, the table in WGT."""
-
-    CHUNK = 0xFFFF
+    """QLut: LUT over tiles of the flattened tensor (one row of codes), the
+    table in WGT."""
 
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         super().__init__(node, config, image)
@@ -313,25 +322,25 @@ class LutLayer(MapLayer):
         self.count = math.prod(out.shape)
         table = np.asarray(node.attrs["table"], np.int64).astype(out.dtype.newbyteorder("<"))
         self.table = (image.add(padded(table.tobytes())), table.nbytes)
-        budget = config.activation_buffer_bytes
-        self.chunk = min(self.CHUNK, self.count, max(1, (budget // 2 - 16) // (1 + self.e_out)))
-        if 2 * (a8(self.chunk) + a8(self.chunk * self.e_out)) > budget:
-            raise CodegenError(f"layer {node.name!r}: the activation buffer ({budget} B) cannot hold two LUT tiles")
+        self.plan = self._plan((1, 1, self.count), "LUT")
+
+    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int]:
+        return a8(ct * rt * wt), a8(ct * rt * wt * self.e_out)
 
     def jobs(self, addr) -> list[Job]:
         src, dst = addr(self.node.inputs[0]), addr(self.node.outputs[0])
-        s_in, s_out = a8(self.chunk), a8(self.chunk * self.e_out)
+        slots = self._slots(self.plan)
         jobs = []
-        for start in range(0, self.count, self.chunk):
-            size = min(self.chunk, self.count - start)
-            base = (len(jobs) % 2) * (s_in + s_out)
+        for *_, start, stop in _tiles((1, 1, self.count), self.plan):
+            in_at, out_at = slots[len(jobs) % 2]
+            size = stop - start
             job = Job()
             if not jobs:
                 job.loads.append(load_linear(Space.WGT, 0, *self.table))
-            job.loads.append(load(Space.ACT, base, src + start, 1, (1, 1, size), (0, 0, 1)))
-            job.computes.append(instr(Op.LUT, 0, in_addr=base, count=size, param_addr=0, out_addr=base + s_in,
+            job.loads.append(load(Space.ACT, in_at, src + start, 1, (1, 1, size), (0, 0, 1)))
+            job.computes.append(instr(Op.LUT, 0, in_addr=in_at, count=size, param_addr=0, out_addr=out_at,
                                       out_bits=8 * self.e_out))
-            job.stores.append(store(base + s_in, dst + start * self.e_out, self.e_out, (1, 1, size), (0, 0, 1)))
+            job.stores.append(store(out_at, dst + start * self.e_out, self.e_out, (1, 1, size), (0, 0, 1)))
             jobs.append(job)
         return jobs
 
@@ -349,26 +358,30 @@ class UpsampleLayer(MapLayer):
         self.batch, self.dims, self.out_dims = x.shape[0], tuple(x.shape[1:]), tuple(y.shape[1:])
         self.fh, self.fw = y.shape[2] // x.shape[2], y.shape[3] // x.shape[3]
         self.e = x.dtype.itemsize
-        self.plan = self._plan(self.dims, lambda c, r, w: 4 * a8(c * r * w * self.e), "upsample")
+        self.plan = self._plan(self.dims, "upsample")
+
+    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int]:
+        return a8(ct * rt * wt * self.e), a8(ct * rt * wt * self.e)
 
     def jobs(self, addr) -> list[Job]:
-        p, e = self.plan, self.e
-        size = a8(p.ct * p.rt * p.wt * e)
+        e = self.e
         src = dense(addr(self.node.inputs[0]), e, self.dims)
-        c, oh, ow = self.out_dims
+        out = dense(addr(self.node.outputs[0]), e, self.out_dims)
+        slots = self._slots(self.plan)
         low, high = _range(self.node.inputs[0].type.dtype)
+        zs, ys, xs = out.strides
+        interleaved = (zs, ys * self.fh, xs * self.fw)  # each copy lands on every fh-th row, fw-th column
         jobs = []
         for n in range(self.batch):
-            for c0, c1, r0, r1, x0, x1 in _tiles(self.dims, p):
-                base = (len(jobs) % 2) * 2 * size
+            for c0, c1, r0, r1, x0, x1 in _tiles(self.dims, self.plan):
+                in_at, out_at = slots[len(jobs) % 2]
                 box = (c1 - c0, r1 - r0, x1 - x0)
                 job = Job()
-                job.loads.append(load(Space.ACT, base, src.at(n, c0, r0, x0), e, box, src.strides))
-                job.computes.append(copy_instr(base, base + size, box, 8 * e, 8 * e, 0, *IDENTITY, 0, low, high))
+                job.loads.append(load(Space.ACT, in_at, src.at(n, c0, r0, x0), e, box, src.strides))
+                job.computes.append(copy_instr(in_at, out_at, box, 8 * e, 8 * e, 0, *IDENTITY, 0, low, high))
                 for ry in range(self.fh):
                     for rx in range(self.fw):
-                        dst = addr(self.node.outputs[0]) + (n * c * oh * ow + c0 * oh * ow + (r0 * self.fh + ry) * ow
-                                                            + x0 * self.fw + rx) * e
-                        job.stores.append(store(base + size, dst, e, box, (oh * ow, self.fh * ow, self.fw)))
+                        job.stores.append(store(out_at, out.at(n, c0, r0 * self.fh + ry, x0 * self.fw + rx), e, box,
+                                                interleaved))
                 jobs.append(job)
         return jobs

@@ -89,7 +89,7 @@ class SegmentLowering:
             touch(node.inputs[0], len(self.layers))
         if not self.reuse:  # every tensor keeps its bytes (to read any layer's output after a run)
             spans = {v: [-1, len(self.layers)] for v in spans}
-        return {v: Interval(v, _nbytes(v), first, last) for v, (first, last) in spans.items()}
+        return {v: Interval(v, v.type.numel * v.type.dtype.itemsize, first, last) for v, (first, last) in spans.items()}
 
     def place(self, base: int) -> int:
         """Give every activation a DRAM address from ``base``; the end."""
@@ -124,13 +124,12 @@ class SegmentLowering:
         if layer.gemm:
             m, k = x.type.shape
             n = out.type.shape[1]
-            geo = (Geometry(self.addr(x), x.type.dtype.itemsize, (1, 0, k), 0),
-                   Geometry(self.addr(out), out.type.dtype.itemsize, (1, 0, n), 0),
-                   None if res is None else Geometry(self.addr(res), res.type.dtype.itemsize, (1, 0, n), 0))
-            return geo
-        geos = [None if v is None else dense(self.addr(v), v.type.dtype.itemsize, chw(v.type.shape)[1])
-                for v in (x, out, res)]
-        return geos[0], geos[1], geos[2]
+            return (Geometry(self.addr(x), x.type.dtype.itemsize, (1, 0, k), 0),
+                    Geometry(self.addr(out), out.type.dtype.itemsize, (1, 0, n), 0),
+                    None if res is None else Geometry(self.addr(res), res.type.dtype.itemsize, (1, 0, n), 0))
+        x_geo, out_geo, res_geo = (None if v is None else dense(self.addr(v), v.type.dtype.itemsize,
+                                                                 chw(v.type.shape)[1]) for v in (x, out, res))
+        return x_geo, out_geo, res_geo
 
     def _tensor(self, name: str, codes: Value, node: Node) -> DramTensor:
         scale, zero = node.inputs[1].const, node.inputs[2].const
@@ -138,10 +137,3 @@ class SegmentLowering:
             raise CodegenError(f"node {node.name!r}: the accelerator's interface tensors are quantized per tensor")
         return DramTensor(name, tuple(codes.type.shape), codes.type.dtype.name, self.addr(codes),
                           float(scale.reshape(())), int(zero.reshape(())))
-
-
-def _nbytes(value: Value) -> int:
-    count = 1
-    for d in value.type.shape:
-        count *= d
-    return count * value.type.dtype.itemsize
