@@ -90,7 +90,8 @@ def first_layers(proto: onnx.ModelProto, count: int, label: str = "model") -> on
     kept = nodes[:count]
     read = {name for n in kept for name in n.input}
     outputs = [name for n in kept for name in n.output if name and name not in read]
-    inputs = [v.name for v in proto.graph.input if v.name not in {i.name for i in proto.graph.initializer}]
+    initializers = {i.name for i in proto.graph.initializer}
+    inputs = [v.name for v in proto.graph.input if v.name not in initializers]
     inferred = onnx.shape_inference.infer_shapes(proto)
     extracted = onnx.utils.Extractor(inferred).extract_model(inputs, outputs)
     return extracted

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-from runtime.compiled import CompiledModel, CpuSegment, DeviceSegment, DramTensor
+from runtime.compiled import CompiledModel, CpuSegment, DeviceSegment
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
 from runtime.kernels import get_kernel
@@ -55,6 +55,8 @@ class Engine:
                 self._runners.append(Executor(segment.program, check=check))
         self._reference = Executor(model.reference, check=check) if model.reference is not None else None
         self._quantize, self._dequantize = get_kernel("QuantizeLinear"), get_kernel("DequantizeLinear")
+        self._grids = {t: (np.array(t.scale, np.float32), np.array(t.zero, t.dtype))
+                       for s in model.device_segments for t in (*s.inputs, *s.outputs)}
 
     # ------------------------------------------------------------ running
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -72,11 +74,12 @@ class Engine:
         if self._reference is None:
             raise ExecutionError("this binary was compiled without the float reference program "
                                  "(strip_reference); Run_th needs it")
-        table = self._inputs(feeds)
-        missing = [t.name for t in self.model.outputs if t.name not in self._reference.program.output_names]
+        program = self._reference.program
+        missing = [t.name for t in self.model.outputs if t.name not in program.output_names]
         if missing:
             raise ExecutionError(f"the float reference program does not compute the model outputs {missing}")
-        return self._reference.run({n: table[n] for n in self._reference.program.input_names})
+        table = self._inputs(feeds)
+        return self._reference.run({n: table[n] for n in program.input_names})
 
     def _inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         table = {}
@@ -99,16 +102,12 @@ class Engine:
     def _run_device(self, segment: DeviceSegment, simulator: Simulator, table: dict) -> None:
         dram = self.drams[0]
         for tensor in segment.inputs:
-            codes = self._quantize([table[tensor.name], *self._grid(tensor)], _EDGE_ATTRS)[0]
+            codes = self._quantize([table[tensor.name], *self._grids[tensor]], _EDGE_ATTRS)[0]
             dram[tensor.addr:tensor.addr + tensor.nbytes] = codes.reshape(-1).view(np.uint8)
         simulator.run(self.drams)
         for tensor in segment.outputs:
             codes = dram[tensor.addr:tensor.addr + tensor.nbytes].view(tensor.dtype).reshape(tensor.shape)
-            table[tensor.name] = self._dequantize([codes, *self._grid(tensor)], _EDGE_ATTRS)[0]
-
-    @staticmethod
-    def _grid(tensor: DramTensor) -> tuple[np.ndarray, np.ndarray]:
-        return np.array(tensor.scale, np.float32), np.array(tensor.zero, tensor.dtype)
+            table[tensor.name] = self._dequantize([codes, *self._grids[tensor]], _EDGE_ATTRS)[0]
 
     # ------------------------------------------------------------ timing
     def simulators(self) -> list[Simulator]:

@@ -14,6 +14,7 @@ a table of known workloads breaks on the next model).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -103,23 +104,33 @@ class ConvPlan:
     param_bytes: int
     acc_bytes: int
 
-    @property
-    def split(self) -> bool:
-        return self.acc_bytes > 0
+    def needs(self) -> dict[str, int]:
+        """Bytes each buffer must hold: two slots of activations and of
+        weights (double buffering), one set of accumulators."""
+        return {"activation": 2 * (self.in_bytes + self.res_bytes + self.out_bytes),
+                "weight": 2 * (self.wgt_bytes + self.param_bytes), "accumulator": self.acc_bytes}
+
+    def overflows(self, hw: HardwareConfig) -> dict[str, int]:
+        """The buffers this plan does not fit (name -> bytes needed)."""
+        have = capacities(hw)
+        return {name: need for name, need in self.needs().items() if need > have[name]}
 
 
-def _conv_fit(s: ConvShape, hw: HardwareConfig, kt: int, rt: int, wt: int, ct: int, chunks: int) -> ConvPlan | None:
-    in_b = a8(s.tile_channels(kt, ct) * s.in_rows(rt) * s.in_cols(wt) * s.e_in)
-    res_b = a8(kt * rt * wt * s.e_res)
-    out_b = a8(kt * rt * wt * s.e_out)
+def capacities(hw: HardwareConfig) -> dict[str, int]:
+    """A cluster's buffer sizes, by the names plans and errors use."""
+    return {"activation": hw.activation_buffer_bytes, "weight": hw.weight_buffer_bytes,
+            "accumulator": hw.accumulator_buffer_bytes}
+
+
+def _conv_tile(s: ConvShape, kt: int, rt: int, wt: int, ct: int, chunks: int) -> ConvPlan:
+    """The slot sizes of one tile shape (loop order decided later)."""
     per_group = ct if s.groups == 1 else s.cg
-    wgt_b = linear_size(kt * per_group * s.kh * s.kw * s.e_w)
-    par_b = linear_size(kt * PARAM_CHANNEL_BYTES)
-    acc_b = a8(kt * rt * wt * s.e_acc) if chunks > 1 else 0
-    if 2 * (in_b + res_b + out_b) > hw.activation_buffer_bytes or 2 * (wgt_b + par_b) > hw.weight_buffer_bytes \
-            or acc_b > hw.accumulator_buffer_bytes:
-        return None
-    return ConvPlan(kt, rt, wt, ct, True, in_b, res_b, out_b, wgt_b, par_b, acc_b)
+    return ConvPlan(kt, rt, wt, ct, True,
+                    in_bytes=a8(s.tile_channels(kt, ct) * s.in_rows(rt) * s.in_cols(wt) * s.e_in),
+                    res_bytes=a8(kt * rt * wt * s.e_res), out_bytes=a8(kt * rt * wt * s.e_out),
+                    wgt_bytes=linear_size(kt * per_group * s.kh * s.kw * s.e_w),
+                    param_bytes=linear_size(kt * PARAM_CHANNEL_BYTES),
+                    acc_bytes=a8(kt * rt * wt * s.e_acc) if chunks > 1 else 0)
 
 
 def _conv_cost(s: ConvShape, p: ConvPlan) -> tuple[float, bool]:
@@ -152,24 +163,21 @@ def plan_conv(s: ConvShape, hw: HardwareConfig, layer: str) -> ConvPlan:
         chunks = -(-s.c // ct) if s.groups == 1 else 1
         for wt in halvings(s.ow):
             for kt in kts:
-                rt = _largest(lambda r: _conv_fit(s, hw, kt, r, wt, ct, chunks) is not None, min(s.oh, MAX_EXTENT))
+                rt = _largest(lambda r: not _conv_tile(s, kt, r, wt, ct, chunks).overflows(hw),
+                              min(s.oh, MAX_EXTENT))
                 if rt == 0:
                     continue
-                plan = _conv_fit(s, hw, kt, rt, wt, ct, chunks)
+                plan = _conv_tile(s, kt, rt, wt, ct, chunks)
                 cost, k_outer = _conv_cost(s, plan)
                 if cost < best_cost:
-                    best, best_cost = ConvPlan(**{**plan.__dict__, "k_outer": k_outer}), cost
+                    best, best_cost = dataclasses.replace(plan, k_outer=k_outer), cost
         if best is not None and chunks == 1:
             break  # splitting the reduction only when a whole one does not fit
     if best is None:
-        smallest = _conv_fit(s, HardwareConfig(weight_buffer_bytes=1 << 30, activation_buffer_bytes=1 << 30,
-                                               accumulator_buffer_bytes=1 << 30), kts[-1], 1, 1, cts[-1],
-                             2 if s.groups == 1 and s.c > 1 else 1)
-        needs = {"activation": 2 * (smallest.in_bytes + smallest.res_bytes + smallest.out_bytes),
-                 "weight": 2 * (smallest.wgt_bytes + smallest.param_bytes), "accumulator": smallest.acc_bytes}
-        have = {"activation": hw.activation_buffer_bytes, "weight": hw.weight_buffer_bytes,
-                "accumulator": hw.accumulator_buffer_bytes}
-        over = [f"the {b} buffer ({needs[b]} B needed, {have[b]} B available)" for b in needs if needs[b] > have[b]]
+        smallest = _conv_tile(s, kts[-1], 1, 1, cts[-1], 2 if s.groups == 1 and s.c > 1 else 1)
+        have = capacities(hw)
+        over = [f"the {b} buffer ({need} B needed, {have[b]} B available)"
+                for b, need in smallest.overflows(hw).items()]
         raise CodegenError(f"layer {layer!r}: even the smallest tile does not fit {' and '.join(over)}")
     return best
 
