@@ -210,7 +210,7 @@ def disassemble(data: Any, provenance: Mapping[tuple[int, int], str] | Sequence[
     """One line per instruction: index, module, mnemonic, token flags set,
     then every field as name=value; ``provenance`` maps instruction ranges
     [start, stop) to names (layers), written after the line as a comment."""
-    arr = decode_array(_stream_bytes(data))[0]
+    arr = decode_array(stream_bytes(data))[0]
     ranges = list(provenance.items()) if isinstance(provenance, Mapping) else list(provenance or ())
     ranges = [(int(r[0][0]), int(r[0][1]), str(r[1])) if len(r) == 2 else (int(r[0]), int(r[1]), str(r[2]))
               for r in ranges]
@@ -225,7 +225,8 @@ def disassemble(data: Any, provenance: Mapping[tuple[int, int], str] | Sequence[
     return "\n".join(lines)
 
 
-def _stream_bytes(stream: Any) -> Any:
+def stream_bytes(stream: Any) -> Any:
+    """A stream given as bytes as it is; a list of Instructions encoded."""
     if isinstance(stream, (list, tuple)):
         return encode_stream(stream)
     return stream

@@ -8,7 +8,7 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from runtime.hardware import HardwareConfig
-from runtime.isa.codec import _label, _stream_bytes, decode_array
+from runtime.isa.codec import _label, decode_array, stream_bytes
 from runtime.isa.spec import (
     _OPS,
     AVG_ENTRY_BYTES,
@@ -290,7 +290,7 @@ def validate(stream: Any, config: HardwareConfig, dram_bytes_used: int | None = 
     config; IsaError names the earliest bad instruction, its opcode, the
     field and the value. ``dram_bytes_used`` (default: the card's
     dram_bytes) bounds every DRAM access."""
-    _validate_array(decode_array(_stream_bytes(stream))[0], config, dram_bytes_used)
+    _validate_array(decode_array(stream_bytes(stream))[0], config, dram_bytes_used)
 
 
 def _validate_array(arr: np.ndarray, config: HardwareConfig, dram_bytes_used: int | None) -> None:
@@ -346,7 +346,7 @@ _QUEUE_NAMES = ("LOAD->COMPUTE", "COMPUTE->LOAD", "COMPUTE->STORE", "STORE->COMP
 """The four token queues, numbered 0-3 in the masks below."""
 
 
-def _queue_masks(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def queue_masks(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per instruction, the queues it pops and pushes (bit q: queue q)."""
     module = arr[:, COL_MODULE]
     pop_prev, pop_next, push_prev, push_next = (arr[:, c] for c in COL_TOKENS)
@@ -403,7 +403,7 @@ def _check_tokens(arr: np.ndarray) -> None:
     (TOKEN_QUEUE_DEPTH). Any order of enabled steps reaches the same end
     state (a Kahn network), so a stream that completes here completes on the
     device; at END every queue must be empty."""
-    pops, pushes = _queue_masks(arr)
+    pops, pushes = queue_masks(arr)
     module = arr[:, COL_MODULE]
     order = np.argsort(module, kind="stable").astype(np.int64)
     counts = np.array([np.count_nonzero(module == m) for m in Module], np.int64)
@@ -454,7 +454,7 @@ def validate_streams(streams: Mapping[tuple[int, ...], Any], config: HardwareCon
             raise IsaError(f"stream {tuple(key)}: card or cluster outside this config "
                            f"({config.cards} cards x {config.clusters_per_card} clusters) or negative phase")
         try:
-            arr = decode_array(_stream_bytes(stream))[0]
+            arr = decode_array(stream_bytes(stream))[0]
             _validate_array(arr, config, dram_bytes_used)
         except IsaError as exc:
             raise IsaError(f"stream {tuple(key)}: {exc}") from None

@@ -68,7 +68,7 @@ _LOW31 = 2**31 - 1
 
 # ---------------------------------------------------------------- rescale
 @jit(inline="always")
-def _rescale(v, m, n):
+def rescale_exact(v, m, n):
     """(v*m + 2^(n-1)) >> n, exactly, clamped to [-2^62, 2^62], for any int64
     v, m in [2^30, 2^31) and n in [1, 62]. Large v is split as
     v = hi * 2^31 + lo (lo in [0, 2^31)), so v*m + 2^(n-1) = a * 2^31 + b with
@@ -91,8 +91,8 @@ def _rescale(v, m, n):
 
 @jit
 def rescale_scalar(v, m, n):
-    """_rescale callable from Python (for tests)."""
-    return _rescale(v, m, n)
+    """rescale_exact callable from Python (for tests)."""
+    return rescale_exact(v, m, n)
 
 
 # ---------------------------------------------------------------- Numba loops
@@ -110,9 +110,9 @@ def _requantize_channels(start, stop, acc, bias, mult, shift, neg_mult, neg_shif
         neg_m, neg_n = (neg_mult[k], neg_shift[k]) if has_neg else (m, n)
         for s in range(size):
             total = src[s] + add
-            v = _rescale(total, neg_m, neg_n) if total < 0 else _rescale(total, m, n)
+            v = rescale_exact(total, neg_m, neg_n) if total < 0 else rescale_exact(total, m, n)
             if has_res:
-                v += _rescale(np.int64(res[b, k, s]) - res_zero, res_mult, res_shift)
+                v += rescale_exact(np.int64(res[b, k, s]) - res_zero, res_mult, res_shift)
             dst[s] = min(max(v + out_zero, lo), hi)
 
 
@@ -120,7 +120,7 @@ def _requantize_channels(start, stop, acc, bias, mult, shift, neg_mult, neg_shif
 def _requantize_elements(start, stop, x, out, zero, mult, shift, out_zero, lo, hi):
     """out = clamp(rescale(x - zero) + out_zero) over flat [start, stop)."""
     for i in range(start, min(stop, x.shape[0])):
-        v = _rescale(np.int64(x[i]) - zero, mult, shift) + out_zero
+        v = rescale_exact(np.int64(x[i]) - zero, mult, shift) + out_zero
         out[i] = min(max(v, lo), hi)
 
 
@@ -131,8 +131,8 @@ def _add_elements(start, stop, a, b, out, params):
     a_zero, a_mult, a_shift, b_zero, b_mult, b_shift = params[0], params[1], params[2], params[3], params[4], params[5]
     out_zero, lo, hi = params[6], params[7], params[8]
     for i in range(start, min(stop, a.shape[0])):
-        v = (_rescale(np.int64(a[i]) - a_zero, a_mult, a_shift) + _rescale(np.int64(b[i]) - b_zero, b_mult, b_shift)
-             + out_zero)
+        v = (rescale_exact(np.int64(a[i]) - a_zero, a_mult, a_shift)
+             + rescale_exact(np.int64(b[i]) - b_zero, b_mult, b_shift) + out_zero)
         out[i] = min(max(v, lo), hi)
 
 
@@ -144,7 +144,7 @@ def _mul_elements(start, stop, a, b, out, params):
                                                      params[5], params[6])
     for i in range(start, min(stop, a.shape[0])):
         product = (np.int64(a[i]) - a_zero) * (np.int64(b[i]) - b_zero)
-        out[i] = min(max(_rescale(product, mult, shift) + out_zero, lo), hi)
+        out[i] = min(max(rescale_exact(product, mult, shift) + out_zero, lo), hi)
 
 
 @jit
@@ -167,7 +167,7 @@ def _avg_pool_planes(start, stop, x, out, rows, cols, row_count, col_count, geo,
                     for kx in range(cols[ow, 0], cols[ow, 1]):
                         total += np.int64(x[p, iy, ow * sw - pw + kx]) - x_zero
                 count = row_count[oh] * col_count[ow]
-                v = _rescale(total, mults[count - 1], shifts[count - 1]) + out_zero
+                v = rescale_exact(total, mults[count - 1], shifts[count - 1]) + out_zero
                 out[p, oh, ow] = min(max(v, lo), hi)
 
 

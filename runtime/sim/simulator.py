@@ -31,8 +31,8 @@ from runtime.isa import (
     decode_array,
     validate_streams,
 )
-from runtime.isa.codec import _stream_bytes
-from runtime.isa.validate import _queue_masks
+from runtime.isa.codec import stream_bytes
+from runtime.isa.validate import queue_masks
 from runtime.sim import conv as conv_kernels
 from runtime.sim.errors import SimulatorError
 from runtime.sim.interpreter import interpret
@@ -74,7 +74,7 @@ class Simulator:
         except IsaError as exc:
             raise SimulatorError(str(exc)) from None
         self.config, self.dram_bytes_used = config, dram_bytes_used
-        decoded = {StreamKey(*(int(k) for k in key)): decode_array(_stream_bytes(data))[0]
+        decoded = {StreamKey(*(int(k) for k in key)): decode_array(stream_bytes(data))[0]
                    for key, data in streams.items()}
         self._streams = dict(sorted(decoded.items(), key=lambda item: (item[0].phase, item[0].card, item[0].cluster)))
         self._slots = {}
@@ -112,7 +112,7 @@ class Simulator:
         prog = np.concatenate([self._streams[k] for k in keys])
         sbase = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
         module = prog[:, COL_MODULE].astype(np.int64)
-        pops, pushes = (m.astype(np.int64) for m in _queue_masks(prog))
+        pops, pushes = (m.astype(np.int64) for m in queue_masks(prog))
         modidx = np.zeros(prog.shape[0], np.int64)
         modseq, mstart = [], [0]
         for j in range(len(keys)):
