@@ -3,15 +3,28 @@
 ``parallel_for(fn, n, *args)`` calls ``fn(start, stop, *args)`` on disjoint
 chunks of ``range(n)``. The range is cut into a few chunks per thread, and the
 caller and the pool threads claim chunks from a shared counter until none is
-left: when a pool thread cannot get a core (OpenBLAS's idle threads spin for a
-while after each GEMM), the caller simply does more of the work instead of
-waiting for it.
+left: when a pool thread cannot get a core, the caller simply does more of
+the work instead of waiting for it.
 
-Waking a blocked thread costs tens of microseconds, as much as a small
-layer's whole kernel, so the pool threads spin (in Numba, without the GIL)
-for up to :data:`SPIN_SECONDS` after each job, waiting for the next, and the
-caller spins the same way for the chunks they still run; only then do they
-block. An idle pool therefore burns no core for longer than that.
+Two ways to run a job:
+
+* **Team drivers** (the hot kernels). A kernel registered with
+  :func:`drives` has a jitted driver that claims chunks with atomic counters
+  and calls the kernel in a loop, so a job costs each thread one Python call,
+  not one per chunk. The protocol also keeps the threads from contending for
+  the GIL, whose handover costs a futex sleep and wake (tens of
+  microseconds on a VM, as much as a small layer's kernel): the caller
+  publishes a job from inside its driver, when it no longer holds the GIL;
+  a pool thread that finished its chunks lingers inside the driver (without
+  the GIL) until the next job is published, and only then returns to Python;
+  the caller leaves its driver only when every chunk is done and the pool
+  threads have entered theirs (or a short wait ran out).
+* **Python chunks** (any other callable): each chunk is a Python call.
+
+Waking a blocked thread costs tens of microseconds too, so pool threads spin
+(in Numba, without the GIL) for up to :data:`SPIN_SECONDS` after each job,
+waiting for the next, and the caller spins the same way for the chunks they
+still run; only then do they block. An idle pool burns no core for longer.
 
 Guarantees: calls made from a pool thread run inline, and so do calls made
 while another thread's call holds the pool (including nested calls from the
@@ -21,20 +34,38 @@ any chunk is re-raised in the caller.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
 import time
 
 import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from runtime.jit import jit
 
 CHUNKS_PER_THREAD = 4
 SPIN_SECONDS = 0.0015
 """Longest a pool thread (or the caller) spins before it blocks."""
+JOIN_SECONDS = 0.00002
+"""Longest a team's caller waits, its chunks done, for the pool threads to
+enter their drivers (so that it does not take the GIL back while one of them
+still needs it)."""
 LINE = 8
 """int64 slots per cache line: each spinner writes its own line."""
+
+# the pool's state: jobs published (by a caller, without the GIL) and posted
+# (in Python, before; what a blocked pool thread waits for)
+GO, POSTED = 0, LINE
+# a team job's counters, a cache line each, then its constants
+NEXT, DONE, ENTERED, FAILED = 0, LINE, 2 * LINE, 3 * LINE
+COUNT, SEQ, EXPECTED, SPIN, JOIN_SPIN = (4 * LINE + i for i in range(5))
+TEAM_SIZE = 5 * LINE
+CALLER, WORKER = 0, 1
+"""A driver's ``role``: the thread that called parallel_for, or a pool thread."""
 
 
 def _default_threads() -> int:
@@ -51,6 +82,27 @@ NUM_THREADS = _default_threads()
 _local = threading.local()
 
 
+# ---------------------------------------------------------------- atomics and spinning (Numba)
+@intrinsic
+def fetch_add(typingctx, array, index, value):
+    """``array[index] += value`` as one sequentially consistent atomic
+    operation on an int64 array; returns the old value. ``value`` 0 is an
+    atomic load (one a spinning loop cannot hoist)."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64
+            and isinstance(index, types.Integer) and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type, index_type, value_type = signature.args
+        ary = context.make_array(array_type)(context, builder, args[0])
+        at = context.cast(builder, args[1], index_type, types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, array_type, ary, [at])
+        amount = context.cast(builder, args[2], value_type, types.int64)
+        return builder.atomic_rmw("add", ptr, amount, "seq_cst")
+
+    return types.int64(array, index, value), codegen
+
+
 @jit
 def _spin_until(state, index, target, scratch, limit):
     """Spin until ``state[index] >= target`` or for ``limit`` rounds; return
@@ -64,23 +116,102 @@ def _spin_until(state, index, target, scratch, limit):
     return state[index]
 
 
+@jit
+def _await(array, index, target, limit):
+    """Spin until ``array[index] >= target`` (atomic loads) or for ``limit``
+    rounds; say whether it got there."""
+    for _ in range(limit):
+        if fetch_add(array, index, 0) >= target:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- team drivers (Numba)
+@jit
+def team_enter(team, state, role):
+    """Join the team (the caller also publishes the job); the first chunk
+    to run, or -1."""
+    fetch_add(team, ENTERED, 1)
+    if role == CALLER:
+        fetch_add(state, GO, 1)
+    return team_next(team, False)
+
+
+@jit
+def team_next(team, finished):
+    """Count the chunk just ``finished``; claim the next one, or -1."""
+    if finished:
+        fetch_add(team, DONE, 1)
+    if fetch_add(team, FAILED, 0):
+        return -1
+    index = fetch_add(team, NEXT, 1)
+    return index if index < team[COUNT] else -1
+
+
+@jit
+def team_leave(team, state, role):
+    """The caller: wait until every chunk is done (True) or the spin runs
+    out (False), then briefly for the pool threads to be past Python. A pool
+    thread: linger until the next job is published (or the spin runs out),
+    so that it goes back to Python only when the GIL is free."""
+    if role == CALLER:
+        if not _await(team, DONE, team[COUNT], team[SPIN]):
+            return False
+        _await(team, ENTERED, team[EXPECTED], team[JOIN_SPIN])
+        return True
+    _await(state, GO, team[SEQ] + 1, team[SPIN])
+    return True
+
+
+def drives(kernel):
+    """Register the decorated jitted function as ``kernel``'s team driver.
+
+    A driver is ``driver(team, state, role, spans, *args)`` and runs::
+
+        index = team_enter(team, state, role)
+        while index >= 0:
+            kernel(spans[index, 0], spans[index, 1], *args)
+            index = team_next(team, True)
+        return team_leave(team, state, role)
+
+    (written out per kernel, at module level, so that Numba caches it)."""
+    def register(driver):
+        _DRIVERS[kernel] = driver
+        return driver
+    return register
+
+
+_DRIVERS: dict = {}
+
+
+# ---------------------------------------------------------------- the pool
 class _Pool:
-    """Threads that run the posted job's chunks. ``state[0]`` counts the jobs
-    posted; each thread spins on it, then sleeps on ``wake``."""
+    """Threads that run the posted jobs. ``state[GO]`` counts the jobs
+    published; each thread spins on it, then sleeps on ``wake`` until
+    ``state[POSTED]`` moves."""
 
     def __init__(self, workers: int):
-        self.state = np.zeros(LINE * (workers + 1), np.int64)
-        self.job: _Job | None = None
+        self.workers = workers
+        self.state = np.zeros(LINE * (workers + 2), np.int64)
+        self.job: _Job | _Team | None = None
         self.wake = threading.Condition()
         self.sleepers = 0
         self.busy = threading.Lock()
+        self.seq = 0
         self.spin_limit = _calibrated_spin_limit()
-        for slot in range(1, workers + 1):
-            threading.Thread(target=self._serve, args=(LINE * slot,), name=f"tessera-{slot}", daemon=True).start()
+        for slot in range(workers):
+            threading.Thread(target=self._serve, args=(LINE * (slot + 2),), name=f"tessera-{slot + 1}",
+                             daemon=True).start()
 
-    def post(self, job: _Job) -> None:
+    def post(self, job) -> None:
+        """Make ``job`` the current one (the caller holds ``busy``). A team
+        job is published by its caller's driver; any other job here."""
+        self.seq += 1
+        job.seq = self.seq
         self.job = job
-        self.state[0] += 1
+        self.state[POSTED] = self.seq
+        if not isinstance(job, _Team):
+            self.state[GO] = self.seq
         if self.sleepers:
             with self.wake:
                 self.wake.notify_all()
@@ -90,16 +221,18 @@ class _Pool:
         seen = 0
         while True:
             target = seen + 1
-            if _spin_until(self.state, 0, target, scratch, self.spin_limit) < target:
+            if _spin_until(self.state, GO, target, scratch, self.spin_limit) < target:
                 with self.wake:
                     self.sleepers += 1
-                    while self.state[0] < target:
+                    while self.state[POSTED] < target:
                         self.wake.wait()
                     self.sleepers -= 1
-            seen = int(self.state[0])
             job = self.job
-            if job is not None:
-                job.work()
+            if job is None or job.seq < target:  # that job is over
+                seen = target
+                continue
+            seen = job.seq
+            job.join()
             job = None
 
 
@@ -149,19 +282,28 @@ def chunks(n: int, parts: int, grain: int = 1) -> list[tuple[int, int]]:
     return bounds
 
 
+@functools.lru_cache(maxsize=4096)
+def _span_array(n: int, parts: int, grain: int) -> np.ndarray:
+    """:func:`chunks` as a read-only (chunks, 2) int64 array, built once."""
+    spans = np.array(chunks(n, parts, grain), np.int64).reshape(-1, 2)
+    spans.flags.writeable = False
+    return spans
+
+
 class _Job:
-    """Chunks of one parallel_for, claimed one at a time by whoever is free.
-    ``state[0]`` counts the finished chunks (the caller spins on it)."""
+    """Python chunks of one parallel_for, claimed one at a time by whoever
+    is free. ``state[0]`` counts the finished chunks (the caller spins on it)."""
 
     def __init__(self, fn, spans: list[tuple[int, int]], args: tuple):
         self.fn, self.spans, self.args = fn, spans, args
+        self.seq = 0
         self._next = itertools.count()
         self._lock = threading.Lock()
         self.state = np.zeros(2 * LINE, np.int64)
         self._done = threading.Event()
         self.error: BaseException | None = None
 
-    def work(self) -> None:
+    def join(self) -> None:
         """Run unclaimed chunks until there are none left."""
         total = len(self.spans)
         while True:
@@ -177,23 +319,63 @@ class _Job:
                 if self.state[0] == total:
                     self._done.set()
 
-    def wait(self, spin_limit: int) -> None:
-        """Wait for the chunks other threads claimed (spinning first); re-raise
-        their error."""
+    def run(self, pool: _Pool) -> None:
+        self.join()
         total = len(self.spans)
-        if _spin_until(self.state, 0, total, LINE, spin_limit) < total:
+        if _spin_until(self.state, 0, total, LINE, pool.spin_limit) < total:
             self._done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class _Team:
+    """One parallel_for of a kernel with a team driver: the counters live in
+    ``team``; every thread runs the same jitted driver."""
+
+    def __init__(self, driver, pool: _Pool, spans: np.ndarray, args: tuple):
+        self.driver, self.pool, self.spans, self.args = driver, pool, spans, args
+        self.seq = 0
+        self.error: BaseException | None = None
+        team = self.team = np.zeros(TEAM_SIZE, np.int64)
+        team[COUNT], team[EXPECTED] = len(spans), 1 + min(pool.workers, len(spans) - 1)
+        team[SPIN], team[JOIN_SPIN] = pool.spin_limit, max(1, int(pool.spin_limit * JOIN_SECONDS / SPIN_SECONDS))
+
+    def join(self) -> None:
+        """A pool thread's part (it returns once the next job is published)."""
+        self.team[SEQ] = self.seq
+        try:
+            self.driver(self.team, self.pool.state, WORKER, self.spans, *self.args)
+        except BaseException as exc:  # re-raised in the caller
+            self.error = self.error or exc
+            self.team[FAILED] = 1
+
+    def run(self, pool: _Pool) -> None:
+        """The caller's part: its driver publishes the job; then wait for
+        every chunk, without spinning forever if a pool thread lost its core."""
+        self.team[SEQ] = self.seq
+        try:
+            done = self.driver(self.team, pool.state, CALLER, self.spans, *self.args)
+        except BaseException:
+            self.team[FAILED] = 1
+            raise
+        team, count = self.team, len(self.spans)
+        while not done:
+            if self.error is not None:
+                break
+            time.sleep(0.00005)
+            done = _await(team, DONE, count, pool.spin_limit // 16)
         if self.error is not None:
             raise self.error
 
 
 def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
     """Run ``fn(start, stop, *args)`` over ``range(n)`` on all threads, in
-    chunks of at least ``grain`` items."""
+    chunks of at least ``grain`` items (through ``fn``'s team driver when it
+    has one)."""
     if n <= 0:
         return
-    spans = chunks(n, NUM_THREADS * CHUNKS_PER_THREAD, grain)
-    if NUM_THREADS == 1 or len(spans) == 1 or getattr(_local, "worker", False):
+    parts = NUM_THREADS * CHUNKS_PER_THREAD
+    if NUM_THREADS == 1 or n < 2 * max(grain, 1) or getattr(_local, "worker", False):
         fn(0, n, *args)
         return
     pool = _get_pool()
@@ -201,10 +383,11 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
         fn(0, n, *args)
         return
     try:
-        job = _Job(fn, spans, args)
+        driver = _DRIVERS.get(fn)
+        job = (_Team(driver, pool, _span_array(n, parts, grain), args) if driver is not None
+               else _Job(fn, chunks(n, parts, grain), args))
         pool.post(job)
-        job.work()
-        job.wait(pool.spin_limit)
+        job.run(pool)
     finally:
         pool.job = None
         pool.busy.release()

@@ -40,6 +40,7 @@ from runtime import parallel
 from runtime.errors import KernelError
 from runtime.gemm.microkernel import REMAINDER_COLS, UNIT, Isa, host_isa
 from runtime.jit import jit
+from runtime.parallel import drives, team_enter, team_leave, team_next
 
 KC_MAX = 256
 """Largest reduction block, in steps: a ``kc x nr`` B panel and an
@@ -493,3 +494,24 @@ def check_packed(name: str, packed, side: str, batched: bool, dtype) -> PackedMa
     if not sound:
         raise KernelError(f"{name} is corrupt: its data does not match its shape {list(packed.shape)}")
     return packed
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(pack_a_panels)
+@jit
+def pack_a_panels_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        pack_a_panels(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(pack_b_items)
+@jit
+def pack_b_items_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        pack_b_items(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)

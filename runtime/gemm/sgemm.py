@@ -63,7 +63,7 @@ _ALIGN = 16
 # Fields of the int64 plan array the Numba driver reads.
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _MPT, _NCW, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
- _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _PLAN_SIZE) = range(32)
+ _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TASKS, _PLAN_SIZE) = range(33)
 
 _NO_SOURCE = np.zeros(1, np.float32)
 _NO_SOURCE.flags.writeable = False
@@ -277,26 +277,61 @@ def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray
     residual = None if epilogue is None else epilogue.residual
     res3 = None if residual is None else (residual if residual.ndim == 3 else residual[None])
     clamp = None if epilogue is None else epilogue.clamp
-    mt, nt, rows_per, cols_per = _split(batch, m, n, isa)
-    fields = {
-        _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
-        _MT: mt, _NT: nt, _MPT: rows_per, _NCW: cols_per,
-        _A_ADDR: a_data.ctypes.data, _A_ITEM: steps * roundup(m, isa.mr),
-        _B_MODE: b_mode, _B_ADDR: b_src.ctypes.data, _B_ITEM: b_item, _B_RS: b_rs, _B_CS: b_cs,
-        _C_ADDR: out3.ctypes.data, _C_ITEM: out3.strides[0] // 4, _LDC: out3.strides[1] // 4,
-        _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
-        _BIAS_ADDR: 0 if bias is None else bias.ctypes.data, _BIAS_ITEM: 0 if bias is None else bias.shape[-1],
-        _REMAINDER: isa.remainder_panels if kind == "f32" else 0,
-        _RES_ADDR: 0 if res3 is None else res3.ctypes.data, _RES_ITEM: 0 if res3 is None else res3.strides[0] // 4,
-        _LDR: 0 if res3 is None else res3.strides[1] // 4, _CLAMP_ADDR: 0 if clamp is None else clamp.ctypes.data,
-    }
-    plan = np.array([fields[i] for i in range(_PLAN_SIZE)], np.int64)
+    key = (kind, isa, dims, b_mode, b_item, b_rs, b_cs, out3.strides, bias is None or bias.shape[-1],
+           None if res3 is None else res3.strides, bool(accumulate), parallel.NUM_THREADS)
+    template = _plans.get(key)
+    if template is None:
+        if len(_plans) >= _MAX_PLANS:
+            _plans.clear()
+        template = _plans[key] = _plan_template(kind, isa, dims, b, out3, bias, res3, accumulate)
+    plan = template.copy()
+    _set_addresses(plan, a_data, b_src, out3, _NO_SOURCE if bias is None else bias,
+                   _NO_SOURCE if res3 is None else res3, _NO_SOURCE if clamp is None else clamp,
+                   bias is not None, res3 is not None, clamp is not None)
     source = b_src if b_mode != PREPACKED else _NO_SOURCE
-    tasks, kernels = batch * mt * nt, kernel_addresses(isa, kind)
+    tasks, kernels = int(plan[_TASKS]), kernel_addresses(isa, kind)
     if tasks == 1 or batch * m * n * steps <= SERIAL_MACS:
         _run_tasks(0, tasks, plan, kernels, source)
     else:
         parallel.parallel_for(_run_tasks, tasks, plan, kernels, source)
+
+
+_MAX_PLANS = 4096
+_plans: dict[tuple, np.ndarray] = {}
+"""Plan templates (every field but the addresses) by operand layout: a
+model's layers call the same shapes on every run, and building a plan in
+Python cost as much as a small layer's product."""
+
+
+def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out3: np.ndarray, bias, res3, accumulate) -> np.ndarray:
+    batch, m, n, steps, kc = dims
+    b_mode, _, b_item, b_rs, b_cs = b
+    mt, nt, rows_per, cols_per = _split(batch, m, n, isa)
+    fields = {
+        _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
+        _MT: mt, _NT: nt, _MPT: rows_per, _NCW: cols_per, _A_ITEM: steps * roundup(m, isa.mr),
+        _B_MODE: b_mode, _B_ITEM: b_item, _B_RS: b_rs, _B_CS: b_cs,
+        _C_ITEM: out3.strides[0] // 4, _LDC: out3.strides[1] // 4,
+        _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
+        _BIAS_ITEM: 0 if bias is None else bias.shape[-1], _REMAINDER: isa.remainder_panels if kind == "f32" else 0,
+        _RES_ITEM: 0 if res3 is None else res3.strides[0] // 4, _LDR: 0 if res3 is None else res3.strides[1] // 4,
+        _TASKS: batch * mt * nt,
+    }
+    plan = np.zeros(_PLAN_SIZE, np.int64)
+    for index, value in fields.items():
+        plan[index] = value
+    return plan
+
+
+@jit
+def _set_addresses(plan, a, b, c, bias, res, clamp, has_bias, has_res, has_clamp):
+    """The operands' addresses into ``plan`` (0 for an absent one)."""
+    plan[_A_ADDR] = a.ctypes.data
+    plan[_B_ADDR] = b.ctypes.data
+    plan[_C_ADDR] = c.ctypes.data
+    plan[_BIAS_ADDR] = bias.ctypes.data if has_bias else 0
+    plan[_RES_ADDR] = res.ctypes.data if has_res else 0
+    plan[_CLAMP_ADDR] = clamp.ctypes.data if has_clamp else 0
 
 
 def _split(batch: int, m: int, n: int, isa: Isa) -> tuple[int, int, int, int]:
@@ -414,3 +449,13 @@ def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels,
     residual = ends[0] + 4 * (row * ldr + col) if ends[0] else 0
     call_kernel(kernel, kcp, a_block + 4 * row * kcp, b_panel, ldb, c_item + 4 * (row * ldc + col), ldc, rows, cols,
                 accumulate, bias + 4 * row if bias else 0, residual, ldr, ends[1])
+
+
+@parallel.drives(_run_tasks)
+@jit
+def _run_tasks_team(team, state, role, spans, *args):
+    index = parallel.team_enter(team, state, role)
+    while index >= 0:
+        _run_tasks(spans[index, 0], spans[index, 1], *args)
+        index = parallel.team_next(team, True)
+    return parallel.team_leave(team, state, role)

@@ -18,7 +18,7 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.jit import jit
 from runtime.kernels.nn_window import grain
-from runtime.parallel import parallel_for
+from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 
 NO_CLAMP = np.array([-np.inf, np.inf], np.float32)
 """The clamp arrays of a kernel without one (never applied)."""
@@ -107,3 +107,14 @@ def apply_epilogue(out: np.ndarray, bias: np.ndarray | None, residual: np.ndarra
     res = planes if residual is None else residual.reshape(planes.shape)
     parallel_for(_finish_planes, planes.shape[0], planes, np.zeros(1, out.dtype) if bias is None else bias, res,
                  NO_CLAMP if clamp is None else clamp, flags, grain=grain(planes.shape[1]))
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(_finish_planes)
+@jit
+def _finish_planes_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _finish_planes(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)

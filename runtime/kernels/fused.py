@@ -39,7 +39,7 @@ from runtime.errors import KernelError
 from runtime.jit import jit
 from runtime.kernels.limits import MAX_RANK
 from runtime.kernels.registry import kernel
-from runtime.parallel import parallel_for
+from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 
 MAX_INPUTS = 8
 """Most tensor inputs one FusedElementwise step takes (FuseOps respects it)."""
@@ -596,3 +596,14 @@ def _clip(v, lo, hi):
     if v > hi:
         v = hi
     return v
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(_run_blocks)
+@jit
+def _run_blocks_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _run_blocks(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)

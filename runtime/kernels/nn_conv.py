@@ -52,7 +52,7 @@ from runtime.kernels.nn_winograd import (
     winograd_weights,
 )
 from runtime.kernels.weight_cache import WeightCache
-from runtime.parallel import parallel_for
+from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -470,3 +470,14 @@ def _conv_transpose_gemm_col2im(x, w, b, out, window: Window, group: int) -> Non
     for n in range(batch):
         np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)
         parallel_for(_col2im_planes, out_c, col_view, bias, out3[n], geo, grain=grain(col_view[0].size))
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(_im2col_rows)
+@jit
+def _im2col_rows_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _im2col_rows(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)

@@ -35,6 +35,7 @@ import numpy as np
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import finish_row
 from runtime.kernels.nn_window import valid_range
+from runtime.parallel import drives, team_enter, team_leave, team_next
 
 _u = numba.uint64
 
@@ -503,3 +504,34 @@ def depthwise_planes_finished(start, stop, x, w, b, out, res, clamp, flags, geo)
     extra = res.reshape(count, -1)
     for p in range(start, min(stop, count)):
         finish_row(planes[p], planes[p], extra[p], clamp[0], clamp[1], flags[0], flags[1])
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(depthwise_padded_3x3)
+@jit
+def _depthwise_padded_3x3_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        depthwise_padded_3x3(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(depthwise_planes_finished)
+@jit
+def _depthwise_planes_finished_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        depthwise_planes_finished(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(depthwise_rows_channels_last)
+@jit
+def _depthwise_rows_channels_last_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        depthwise_rows_channels_last(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)

@@ -16,7 +16,7 @@ from runtime.jit import jit
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_window import Window, grain, lift, make_window, out_shape, valid_range
 from runtime.kernels.registry import kernel
-from runtime.parallel import parallel_for
+from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 
 AVG_EXCLUDE_PAD, AVG_INCLUDE_PAD, SUM = 0, 1, 2
 """Modes of the averaging loop: mean of the in-bounds values, mean counting
@@ -378,3 +378,34 @@ def global_lp_pool(inputs, attrs):
     axes = _spatial_axes("GlobalLpPool", x)
     p = int(attrs["p"])
     return (_lp_root(np.sum(_lp_power(x, p), axis=axes, keepdims=True), p).astype(x.dtype, copy=False),)
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(_max_pool_planes)
+@jit
+def _max_pool_planes_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _max_pool_planes(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(_max_pool_2d_planes)
+@jit
+def _max_pool_2d_planes_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _max_pool_2d_planes(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(_avg_pool_planes)
+@jit
+def _avg_pool_planes_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _avg_pool_planes(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)

@@ -41,7 +41,7 @@ from runtime.kernels import nn
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_window import MIN_CHUNK, Window, grain, make_window, out_shape, valid_range
 from runtime.kernels.registry import kernel
-from runtime.parallel import parallel_for
+from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 
 INT8, INT16, INT32, INT64 = qscheme.INT8, qscheme.INT16, qscheme.INT32, qscheme.INT64
 DATA_TYPES = (INT8, INT16)
@@ -602,3 +602,34 @@ def qavg_pool(inputs, attrs):
     parallel_for(_avg_pool_planes, planes.shape[0], planes, out, rows, cols, row_count, col_count, geo,
                  mults, shifts, params, grain=grain(out[0].size * win.kernel[0] * win.kernel[1]))
     return (out.reshape(shape).astype(o.dtype, copy=False),)
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(_requantize_channels)
+@jit
+def _requantize_channels_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _requantize_channels(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(_requantize_elements)
+@jit
+def _requantize_elements_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _requantize_elements(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(_avg_pool_planes)
+@jit
+def _avg_pool_planes_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _avg_pool_planes(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)

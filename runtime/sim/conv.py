@@ -34,7 +34,7 @@ from runtime import gemm
 from runtime.gemm.pack import MAX_INT8_DEPTH as GEMM_MAX_DEPTH
 from runtime.isa import AccMode
 from runtime.jit import jit
-from runtime.parallel import parallel_for
+from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 from runtime.sim import conv8
 from runtime.sim.epilogue import (
     C_ACC,
@@ -263,3 +263,14 @@ def _gemm_sums(ins: np.ndarray, mem, slot: int, w: np.ndarray, x: np.ndarray) ->
         gemm.igemm(w[:, k0:k1], x[k0:k1], sums, bias=bias if k0 == 0 else None,
                    accumulate=k0 > 0 or bias is None)
     return sums
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(conv_channels)
+@jit
+def conv_channels_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        conv_channels(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)

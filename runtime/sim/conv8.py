@@ -25,6 +25,7 @@ import numba
 import numpy as np
 
 from runtime.jit import jit
+from runtime.parallel import drives, team_enter, team_leave, team_next
 from runtime.sim.dma import copy_run
 from runtime.sim.epilogue import (
     C_ACC,
@@ -352,3 +353,34 @@ def dense(ins, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
     else:
         cols, w = dense_operands(ins, a8, abase, w8, wbase)
         dense_channels(0, ins[C_OUT_C], ins, cols, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase)
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(dense_channels)
+@jit
+def dense_channels_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        dense_channels(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(short_channels)
+@jit
+def short_channels_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        short_channels(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(depthwise_channels)
+@jit
+def depthwise_channels_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        depthwise_channels(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)

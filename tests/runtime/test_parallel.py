@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from runtime import parallel
+from runtime.jit import jit
 from runtime.parallel import chunks, parallel_for
 
 
@@ -81,7 +82,7 @@ def test_idle_pool_threads_stop_spinning_and_block(monkeypatch):
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     parallel_for(lambda start, stop: None, 8)
     pool = parallel._get_pool()
-    workers = len(pool.state) // parallel.LINE - 1
+    workers = pool.workers
     for _ in range(200):  # the spin is capped at SPIN_SECONDS; allow a loaded machine 2 s
         if pool.sleepers == workers:
             break
@@ -108,6 +109,92 @@ def test_a_forked_child_starts_its_own_pool(monkeypatch):
     if pid == 0:  # the child: its parent's pool threads did not come along
         hits = np.zeros(100, np.int64)
         parallel_for(lambda start, stop: hits.__setitem__(slice(start, stop), hits[start:stop] + 1), len(hits))
-        os._exit(0 if (hits == 1).all() else 1)
+        parallel_for(_count_visits, len(hits), hits, -1)  # a team job too
+        os._exit(0 if (hits == 2).all() else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# ---------------------------------------------------------------- team drivers
+@jit
+def _count_visits(start, stop, hits, fail_at):
+    for i in range(start, stop):
+        if i == fail_at:
+            raise ValueError("index fail_at reached")
+        hits[i] += 1
+
+
+@parallel.drives(_count_visits)
+@jit
+def _count_visits_team(team, state, role, spans, *args):
+    index = parallel.team_enter(team, state, role)
+    while index >= 0:
+        _count_visits(spans[index, 0], spans[index, 1], *args)
+        index = parallel.team_next(team, True)
+    return parallel.team_leave(team, state, role)
+
+
+@jit
+def _add_many(counter, times):
+    for _ in range(times):
+        parallel.fetch_add(counter, 0, 1)
+
+
+def test_fetch_add_is_atomic_across_threads():
+    counter = np.zeros(8, np.int64)
+    threads = [threading.Thread(target=_add_many, args=(counter, 200_000)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counter[0] == 800_000
+
+
+@pytest.mark.parametrize("n, grain", [(1000, 1), (37, 1), (64, 20), (2, 1)])
+def test_a_team_driver_visits_every_index_exactly_once(monkeypatch, n, grain):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    for _ in range(200):  # many jobs back to back: the pool thread lingers between them
+        hits = np.zeros(n, np.int64)
+        parallel_for(_count_visits, n, hits, -1, grain=grain)
+        assert (hits == 1).all()
+
+
+def test_an_error_in_a_team_chunk_reaches_the_caller_and_the_pool_goes_on(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    for fail_at in (0, 500, 999):
+        with pytest.raises(ValueError, match="fail_at"):
+            parallel_for(_count_visits, 1000, np.zeros(1000, np.int64), fail_at)
+    hits = np.zeros(1000, np.int64)
+    parallel_for(_count_visits, 1000, hits, -1)
+    assert (hits == 1).all()
+
+
+def test_team_jobs_from_several_user_threads_each_visit_every_index(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    hits = np.zeros((4, 500), np.int64)
+
+    def caller(row):
+        for _ in range(100):
+            parallel_for(_count_visits, len(row), row, -1)
+
+    threads = [threading.Thread(target=caller, args=(hits[i],)) for i in range(len(hits))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (hits == 100).all()
+
+
+def test_team_and_python_jobs_interleave(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    hits = np.zeros(300, np.int64)
+    lock = threading.Lock()
+
+    def body(start, stop, row):
+        with lock:
+            row[start:stop] += 1
+
+    for _ in range(50):
+        parallel_for(_count_visits, len(hits), hits, -1)
+        parallel_for(body, len(hits), hits)
+    assert (hits == 100).all()
