@@ -12,6 +12,6 @@ that its idle workers stop spinning on the cores.
 from runtime.gemm.igemm import igemm, igemm_batched
 from runtime.gemm.microkernel import available
 from runtime.gemm.pack import PackedMatrix, pack_weights
-from runtime.gemm.sgemm import sgemm, sgemm_batched
+from runtime.gemm.sgemm import PackedProduct, sgemm, sgemm_batched
 
-__all__ = ["available", "PackedMatrix", "pack_weights", "sgemm", "sgemm_batched", "igemm", "igemm_batched"]
+__all__ = ["available", "PackedMatrix", "PackedProduct", "pack_weights", "sgemm", "sgemm_batched", "igemm", "igemm_batched"]

@@ -43,14 +43,14 @@ from runtime.gemm.pack import (
 )
 from runtime.jit import jit
 
-__all__ = ["sgemm", "sgemm_batched"]
+__all__ = ["sgemm", "sgemm_batched", "PackedProduct"]
 
 NC_PANELS = 8
 """Column panels per B block a task packs (``kc x 8 nr`` floats: 384 KiB at most)."""
 MC_PANELS = 16
 """Row panels swept against one B panel while it stays in cache."""
-MIN_TASK_PANELS = (8, 4)
-"""Smallest task, in (row, column) panels, unless the whole product is smaller."""
+MIN_TASK_MACS = 1 << 18
+"""Smallest task, in multiply-adds (about 5 us on a core), unless the whole product is smaller."""
 SERIAL_MACS = 1 << 18
 """Products this small run on the calling thread alone."""
 
@@ -261,6 +261,55 @@ class Target:
             self.out[...] = self.array
 
 
+class PackedProduct:
+    """``sgemm(None, b, out, packed_a=packed, bias=bias, residual=r, clamp=clamp)``
+    planned once for one layout: ``b`` (K, ``n``), ``out`` and ``r`` (M,
+    ``n``), all float32 and C-contiguous, ``out`` a fresh array. Every
+    check and the plan are done here; :meth:`run` only places the operands
+    (a layer calls it on every inference, where the general entry's Python
+    cost as much as a small layer's product). Holds ``packed`` and the
+    bias, so their identities can key a cache of products."""
+
+    def __init__(self, packed, n: int, bias=None, clamp=None, residual: bool = False):
+        op, f32 = "sgemm", (np.dtype(np.float32),)
+        check_packed(f"{op}: packed_a", packed, "left", False, f32[0])
+        m, depth = packed.matrix
+        self.packed, self.shape = packed, (m, n)
+        self.b_shape = (depth, n)
+        self.bias = row_bias(op, bias, 1, m, np.float32, False)
+        self.clamp = Epilogue.of(op, None, clamp, np.empty((0, 0), np.float32)).clamp
+        self.residual = residual
+        self.isa = host_isa()
+        dims = (1, m, n, depth, block_depth(depth))
+        strides = (m * n * 4, n * 4, 4)
+        self.template = _plan_template("f32", self.isa, dims, (DIRECT, None, depth * n, n, 1), strides, self.bias,
+                                       strides if residual else None, False)
+        self.serial = m * n * depth <= SERIAL_MACS
+
+    def run(self, b: np.ndarray, out: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
+        """``out`` = the product of ``b``, with the bias, ``residual`` and clamp."""
+        if (b.dtype != np.float32 or b.shape != self.b_shape or not b.flags.c_contiguous
+                or out.dtype != np.float32 or out.shape != self.shape or not out.flags.c_contiguous
+                or (residual is None) == self.residual
+                or (residual is not None and (residual.dtype != np.float32 or residual.shape != self.shape
+                                              or not residual.flags.c_contiguous))):
+            raise KernelError(f"PackedProduct: operands do not match the planned layout "
+                              f"(b {list(self.b_shape)}, out {list(self.shape)}, residual {self.residual})")
+        if np.may_share_memory(out, b) or (residual is not None and np.may_share_memory(out, residual)):
+            raise KernelError("PackedProduct: out overlaps an input")
+        plan = self.template.copy()
+        source, _ = flat_view(b)
+        _set_addresses(plan, self.packed.data, source, out, _NO_SOURCE if self.bias is None else self.bias,
+                       _NO_SOURCE if residual is None else residual, _NO_SOURCE if self.clamp is None else self.clamp,
+                       self.bias is not None, residual is not None, self.clamp is not None)
+        tasks, kernels = int(plan[_TASKS]), kernel_addresses(self.isa, "f32")
+        if tasks == 1 or self.serial:
+            _run_tasks(0, tasks, plan, kernels, source)
+        else:
+            parallel.parallel_for(_run_tasks, tasks, plan, kernels, source)
+        return out
+
+
 # ---------------------------------------------------------------- planning
 def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray, b: tuple,
            bias: np.ndarray | None, accumulate: bool, epilogue: Epilogue | None = None) -> None:
@@ -283,7 +332,7 @@ def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray
     if template is None:
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()
-        template = _plans[key] = _plan_template(kind, isa, dims, b, out3, bias, res3, accumulate)
+        template = _plans[key] = _plan_template(kind, isa, dims, b, out3.strides, bias, None if res3 is None else res3.strides, accumulate)
     plan = template.copy()
     _set_addresses(plan, a_data, b_src, out3, _NO_SOURCE if bias is None else bias,
                    _NO_SOURCE if res3 is None else res3, _NO_SOURCE if clamp is None else clamp,
@@ -303,18 +352,22 @@ model's layers call the same shapes on every run, and building a plan in
 Python cost as much as a small layer's product."""
 
 
-def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out3: np.ndarray, bias, res3, accumulate) -> np.ndarray:
+def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tuple, bias, res_strides,
+                   accumulate) -> np.ndarray:
+    """Every field of a plan but the addresses (``out_strides`` and
+    ``res_strides``: of the (batch, M, N) output and residual, in bytes)."""
     batch, m, n, steps, kc = dims
     b_mode, _, b_item, b_rs, b_cs = b
-    mt, nt, rows_per, cols_per = _split(batch, m, n, isa)
+    mt, nt, rows_per, cols_per = _split(batch, m, n, steps, isa)
     fields = {
         _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
         _MT: mt, _NT: nt, _MPT: rows_per, _NCW: cols_per, _A_ITEM: steps * roundup(m, isa.mr),
         _B_MODE: b_mode, _B_ITEM: b_item, _B_RS: b_rs, _B_CS: b_cs,
-        _C_ITEM: out3.strides[0] // 4, _LDC: out3.strides[1] // 4,
+        _C_ITEM: out_strides[0] // 4, _LDC: out_strides[1] // 4,
         _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
         _BIAS_ITEM: 0 if bias is None else bias.shape[-1], _REMAINDER: isa.remainder_panels if kind == "f32" else 0,
-        _RES_ITEM: 0 if res3 is None else res3.strides[0] // 4, _LDR: 0 if res3 is None else res3.strides[1] // 4,
+        _RES_ITEM: 0 if res_strides is None else res_strides[0] // 4,
+        _LDR: 0 if res_strides is None else res_strides[1] // 4,
         _TASKS: batch * mt * nt,
     }
     plan = np.zeros(_PLAN_SIZE, np.int64)
@@ -334,17 +387,20 @@ def _set_addresses(plan, a, b, c, bias, res, clamp, has_bias, has_res, has_clamp
     plan[_CLAMP_ADDR] = clamp.ctypes.data if has_clamp else 0
 
 
-def _split(batch: int, m: int, n: int, isa: Isa) -> tuple[int, int, int, int]:
+def _split(batch: int, m: int, n: int, depth: int, isa: Isa) -> tuple[int, int, int, int]:
     """Cut each product into tasks of (row panels x column panels), enough
-    for every thread to claim several, none smaller than ``MIN_TASK_PANELS``
-    unless the product is. Columns are split first: a task packs the B
-    columns it covers, so splitting rows packs the same B twice. Returns
-    (row chunks, column chunks, row panels per chunk, columns per chunk)."""
+    for every thread to claim several, none under ``MIN_TASK_MACS``
+    multiply-adds unless the product is. Columns are split first: a task
+    packs the B columns it covers, so splitting rows packs the same B twice.
+    Returns (row chunks, column chunks, row panels per chunk, columns per chunk)."""
     row_panels, col_panels = -(-m // isa.mr), -(-n // isa.nr)
-    wanted = 1 if parallel.NUM_THREADS == 1 else -(-parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD // batch)
-    nt = max(1, min(wanted, col_panels // MIN_TASK_PANELS[1]))
+    wanted = 1
+    if parallel.NUM_THREADS > 1:
+        wanted = -(-parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD // batch)
+        wanted = max(1, min(wanted, m * n * depth // MIN_TASK_MACS))
+    nt = max(1, min(wanted, col_panels))
     cols_per = -(-col_panels // nt)
-    mt = max(1, min(-(-wanted // nt), row_panels // MIN_TASK_PANELS[0]))
+    mt = max(1, min(-(-wanted // nt), row_panels))
     rows_per = -(-row_panels // mt)
     return -(-row_panels // rows_per), -(-col_panels // cols_per), rows_per, cols_per * isa.nr
 

@@ -294,9 +294,11 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
     residuals = None if residual is None else residual.reshape(outs.shape)
     if pointwise:
         x = _subsampled(x, window)
+        if residual is not None and not residual.flags.c_contiguous:
+            residuals = np.ascontiguousarray(residuals)
+        product = _pointwise_product(packed, size, b, clamp, residual is not None)
         for n in range(x.shape[0]):
-            gemm.sgemm(None, x[n].reshape(x.shape[1], size), outs[n], packed_a=packed, bias=b,
-                       residual=None if residuals is None else residuals[n], clamp=clamp)
+            product.run(x[n].reshape(x.shape[1], size), outs[n], None if residuals is None else residuals[n])
         return
     x3, geo = lift(x), _geo(window)
     out_d, out_h, out_w = lift(out).shape[2:]
@@ -311,6 +313,24 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
             parallel_for(_im2col_rows, rows, x3[n], col, shifted, grain=grain(col[0].size))
             gemm.sgemm(None, col.reshape(rows, -1), outs[n][:, part], packed_a=packed, bias=b,
                        residual=None if residuals is None else residuals[n][:, part], clamp=clamp)
+
+
+_products: dict[tuple, "gemm.PackedProduct"] = {}
+_MAX_PRODUCTS = 1024
+
+
+def _pointwise_product(packed, size: int, b, clamp, residual: bool) -> "gemm.PackedProduct":
+    """The planned product of a 1x1 convolution's packed weights by a
+    (C, ``size``) input, kept by the weights' and bias' identities (the
+    product holds both, so neither identity can be reused meanwhile)."""
+    clamp = None if clamp is None else tuple(float(v) for v in clamp)
+    key = (id(packed), id(b), size, clamp, residual)
+    product = _products.get(key)
+    if product is None or product.packed is not packed:
+        if len(_products) >= _MAX_PRODUCTS:
+            _products.clear()
+        product = _products[key] = gemm.PackedProduct(packed, size, b, clamp, residual)
+    return product
 
 
 def _subsampled(x, window: Window):
