@@ -3,7 +3,9 @@ onnxruntime, same process.
 
 For each model, batch 1, 2 threads (bench/timing.py): compile it with the
 FWDNXT API (import to binary, calibrated on 32 crops of the sample photos),
-Init the binary, then time, warm, the median of --runs runs of each:
+Init the binary, then time, warm, the median of --runs runs of each, each
+Tessera call alternating with the onnxruntime call it is compared with (so a
+change in the shared machine's load weighs on both):
 
 * Run_sw (the instruction-accurate simulator, CPU segments included) against
   onnxruntime int8 QDQ models made by quantize_static on the same 32 inputs
@@ -19,7 +21,7 @@ item 9: Run_sw <= 3x ORT s8s8, Run_th <= 1.5x ORT fp32, compile <= 60 s.
 """
 from __future__ import annotations
 
-from timing import median_ms, ort_options, pause  # first: sets the thread counts
+from timing import median_ms, ort_options, paired_ms, pause  # first: sets the thread counts
 # isort: split
 
 import argparse
@@ -123,15 +125,13 @@ def bench(name: str, runs: int, calibration, folder: str, spin: bool) -> None:
     for variant in QDQ_TYPES:
         session = _session(_qdq(source, folder, _input_name(model), calibration, variant), spin)
         pause()
-        theirs = median_ms(lambda: session.run(None, feeds), runs)
+        ours, theirs = paired_ms(lambda: ie.Run_sw(image, result), lambda: session.run(None, feeds), runs)
         target = f"target <= {SW_TARGET:g}" if variant == "s8s8" else ""
-        _row(name, f"Run_sw ms / ORT int8 QDQ {variant}", run_sw, theirs, target)
-    pause()
-    run_th = median_ms(lambda: ie.Run_th(image, result), runs)
+        _row(name, f"Run_sw ms / ORT int8 QDQ {variant}", ours, theirs, target)
     session = _session(source, spin)
     pause()
-    theirs = median_ms(lambda: session.run(None, feeds), runs)
-    _row(name, "Run_th ms / ORT fp32", run_th, theirs, f"target <= {TH_TARGET:g}")
+    ours, theirs = paired_ms(lambda: ie.Run_th(image, result), lambda: session.run(None, feeds), runs)
+    _row(name, "Run_th ms / ORT fp32", ours, theirs, f"target <= {TH_TARGET:g}")
     ie.Free()
 
 

@@ -32,6 +32,29 @@ def median_ms(fn, runs: int) -> float:
     return statistics.median(time_runs(fn, runs)) * 1e3
 
 
+SETTLE_S = 0.01
+"""Pause between the calls :func:`paired_ms` alternates: longer than any
+pool thread spins after a call (Tessera's 3 ms at most), so neither library
+runs while the other's idle threads still hold a core."""
+
+
+def paired_ms(ours, theirs, runs: int, warmup: int = 3) -> tuple[float, float]:
+    """Median ms of ``ours`` and of ``theirs``, called alternately (after
+    ``warmup`` calls of each), so that a change in the machine's load over the
+    run (these machines are shared) weighs on both medians alike."""
+    for _ in range(warmup):
+        ours()
+        theirs()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for fn, spent in ((ours, times[0]), (theirs, times[1])):
+            time.sleep(SETTLE_S)
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
+
+
 def pause() -> None:
     time.sleep(PAUSE_S)
 

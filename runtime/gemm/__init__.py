@@ -14,4 +14,5 @@ from runtime.gemm.microkernel import available
 from runtime.gemm.pack import PackedMatrix, pack_weights
 from runtime.gemm.sgemm import PackedProduct, sgemm, sgemm_batched
 
-__all__ = ["available", "PackedMatrix", "PackedProduct", "pack_weights", "sgemm", "sgemm_batched", "igemm", "igemm_batched"]
+__all__ = ["available", "PackedMatrix", "PackedProduct", "pack_weights", "sgemm", "sgemm_batched", "igemm",
+           "igemm_batched"]

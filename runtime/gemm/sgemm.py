@@ -332,7 +332,8 @@ def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray
     if template is None:
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()
-        template = _plans[key] = _plan_template(kind, isa, dims, b, out3.strides, bias, None if res3 is None else res3.strides, accumulate)
+        template = _plans[key] = _plan_template(kind, isa, dims, b, out3.strides, bias,
+                                                None if res3 is None else res3.strides, accumulate)
     plan = template.copy()
     _set_addresses(plan, a_data, b_src, out3, _NO_SOURCE if bias is None else bias,
                    _NO_SOURCE if res3 is None else res3, _NO_SOURCE if clamp is None else clamp,

@@ -385,28 +385,15 @@ def _axpy_channels(acc, values, weights):
 
 
 @jit(inline="always")
-def _pad_plane(src, dst, height, width, sh, sw, rows, cols, top, left):
-    """The zero-padded plane's element (r, c) goes to dst[(((r % sh) * sw +
-    c % sw) * rows + r // sh) * cols + c // sw], for the input plane ``src``
-    (flat, height x width) whose element (r - top, c - left) it is: the
-    plane cut into its stride phases (sw is 1 or 2). The padding's places
-    are never written (the caller zeroes ``dst`` once)."""
+def _pad_plane(src, dst, height, width, sh, rows, cols, top, left):
+    """The zero-padded plane's element (r, c) goes to dst[((r % sh) * rows
+    + r // sh) * cols + c], for the input plane ``src`` (flat, height x
+    width) whose element (r - top, c - left) it is: the plane cut into its
+    row stride phases. The padding's places are never written (the caller
+    zeroes ``dst`` once)."""
     phase, index = top % sh, top // sh  # of the row r = iy + top, kept without divisions
-    even_at = (left % 2) * rows * cols + left // 2
-    odd_at = (1 - left % 2) * rows * cols + (left + 1) // 2
-    half = width // 2
     for iy in range(height):
-        base = (phase * sw * rows + index) * cols
-        row = _u(iy * width)
-        if sw == 1:
-            _copy(dst, base + left, src, row, width)
-        else:
-            even, odd = _u(base + even_at), _u(base + odd_at)
-            for q in range(_u(half)):
-                dst[even + q] = src[row + 2 * q]
-                dst[odd + q] = src[row + 2 * q + 1]
-            if width % 2:
-                dst[even + _u(half)] = src[row + _u(width - 1)]
+        _copy(dst, (phase * rows + index) * cols + left, src, iy * width, width)
         phase += 1
         if phase == sh:
             phase, index = 0, index + 1
@@ -447,25 +434,28 @@ def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
     (flags[1]) are applied in the same pass.
 
     x: (N, C, H, W); w: (K, 3, 3); b: (K,); out, res: (N, K, OH, OW). Each
-    input plane is copied into the interior of a zeroed, padded plane cut
-    into its stride phases, where every tap of every output reads one unit-
-    stride run: the whole plane is one fused 9-tap pass over rows as wide as
-    a phase, whose few extra columns are dropped when the rows are copied
-    out. No border cases are left, so the fixed cost per plane is small."""
+    input plane is copied, a row at a time, into the interior of a zeroed,
+    padded plane cut into its row stride phases, where every tap of every
+    output row reads one unit-stride run: the whole plane is one fused 9-tap
+    pass over rows as wide as the padded plane, and the output columns
+    (every ``sw``-th, the few extra ones dropped) are taken when the rows are
+    copied out. No border cases are left, so the fixed cost per plane is
+    small; a column stride of 2 computes twice the columns it keeps, which
+    costs less than splitting every row into its column phases."""
     sh, sw, ph, pw = geo[4], geo[5], geo[7], geo[8]
     batch, chans, height, width = x.shape
     _, out_c, out_h, out_w = out.shape
-    if w.shape[0] != out_c or b.shape[0] != out_c or res.shape != out.shape:
+    if w.shape[0] != out_c or b.shape[0] != out_c or res.shape != out.shape or out_w < 1:
         return
     mult = max(out_c // max(chans, 1), 1)
     rows = -(-(height + ph + geo[10]) // sh)
-    cols = -(-(width + pw + geo[11]) // sw)
-    phases = np.zeros(sh * sw * rows * cols, dtype=x.dtype)
+    cols = width + pw + geo[11]
+    phases = np.zeros(sh * rows * cols, dtype=x.dtype)
     s = np.empty(9, dtype=np.int64)
     for kh in range(3):
         for kw in range(3):
-            s[kh * 3 + kw] = (((kh % sh) * sw + kw % sw) * rows + kh // sh) * cols + kw // sw
-    n = (out_h - 1) * cols + out_w
+            s[kh * 3 + kw] = ((kh % sh) * rows + kh // sh) * cols + kw
+    n = (out_h - 1) * cols + (out_w - 1) * sw + 1
     run = np.empty(n, dtype=out.dtype)
     w_flat, src, dst, extra = w.reshape(-1), x.reshape(-1), out.reshape(-1), res.reshape(-1)
     lo, hi = clamp[0], clamp[1]
@@ -478,16 +468,22 @@ def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
         c = k // mult
         if c >= chans:
             continue
-        _pad_plane(src[((p // out_c) * chans + c) * plane:], phases, height, width, sh, sw, rows, cols, ph, pw)
+        _pad_plane(src[((p // out_c) * chans + c) * plane:], phases, height, width, sh, rows, cols, ph, pw)
         _clamped_3x3(run, b[k], w_flat, k * 9, phases, s, lo, hi)
         base = p * size
         if flags[0]:
             for oh in range(out_h):
-                finish_row(dst[base + oh * out_w:base + (oh + 1) * out_w], run[oh * cols:oh * cols + out_w],
+                first = oh * cols
+                finish_row(dst[base + oh * out_w:base + (oh + 1) * out_w], run[first:first + out_w * sw:sw],
                            extra[base + oh * out_w:], clamp[0], clamp[1], True, flags[1])
-            continue
-        for oh in range(out_h):
-            _copy(dst, base + oh * out_w, run, oh * cols, out_w)
+        elif sw == 1:
+            for oh in range(out_h):
+                _copy(dst, base + oh * out_w, run, oh * cols, out_w)
+        else:
+            for oh in range(out_h):
+                at, first = _u(base + oh * out_w), _u(oh * cols)
+                for ow in range(_u(out_w)):
+                    dst[at + ow] = run[first + ow * 2]
 
 
 @jit

@@ -15,7 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.errors import KernelError
-from runtime.gemm import PackedMatrix, igemm, igemm_batched, microkernel, pack_weights, sgemm, sgemm_batched
+from runtime.gemm import (
+    PackedMatrix,
+    PackedProduct,
+    igemm,
+    igemm_batched,
+    microkernel,
+    pack_weights,
+    sgemm,
+    sgemm_batched,
+)
 from runtime.gemm.blas_threads import blas_threads, set_blas_threads
 from runtime.gemm.igemm import MAX_INT8_DEPTH
 from runtime.gemm.microkernel import host_isa, kernel_ir
@@ -523,3 +532,37 @@ def test_sgemm_epilogue_on_a_depth_zero_product():
 def test_sgemm_epilogue_errors(kwargs, match):
     with pytest.raises(KernelError, match=match):
         sgemm(np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), **kwargs)
+
+
+# ---------------------------------------------------------------- PackedProduct
+@pytest.mark.parametrize("m, k, n", [(16, 24, 49), (64, 384, 196), (7, 5, 3)])
+@pytest.mark.parametrize("with_bias, with_residual, clamp", [(False, False, None), (True, True, (0.0, 6.0)),
+                                                              (True, False, (-1.0, 1.0))])
+def test_a_packed_product_equals_sgemm_with_the_same_epilogue(m, k, n, with_bias, with_residual, clamp):
+    rng = np.random.default_rng(m * k + n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32) if with_bias else None
+    residual = rng.standard_normal((m, n)).astype(np.float32) if with_residual else None
+    packed = pack_weights(a)
+    expected = sgemm(None, b, packed_a=packed, bias=bias, residual=residual, clamp=clamp)
+    product = PackedProduct(packed, n, bias, clamp, residual is not None)
+    for _ in range(2):  # the plan is reused
+        got = product.run(b, np.empty((m, n), np.float32), residual)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_packed_product_refuses_operands_of_another_layout():
+    packed = pack_weights(np.ones((8, 4), np.float32))
+    product = PackedProduct(packed, 5)
+    b, out = np.ones((4, 5), np.float32), np.empty((8, 5), np.float32)
+    with pytest.raises(KernelError, match="planned layout"):
+        product.run(np.ones((4, 6), np.float32), out)
+    with pytest.raises(KernelError, match="planned layout"):
+        product.run(np.asfortranarray(np.ones((4, 5), np.float32)), out)
+    with pytest.raises(KernelError, match="planned layout"):
+        product.run(b, out, np.ones((8, 5), np.float32))  # planned without a residual
+    with pytest.raises(KernelError, match="overlaps"):
+        shared = np.ones(40, np.float32)
+        product.run(shared[:20].reshape(4, 5), shared.reshape(8, 5))
+    np.testing.assert_array_equal(product.run(b, out), np.full((8, 5), 4.0, np.float32))
