@@ -33,25 +33,28 @@ def median_ms(fn, runs: int) -> float:
 
 
 SETTLE_S = 0.01
-"""Pause between the calls :func:`paired_ms` alternates: longer than any
+"""Pause between the blocks :func:`paired_ms` alternates: longer than any
 pool thread spins after a call (Tessera's 3 ms at most), so neither library
 runs while the other's idle threads still hold a core."""
+BLOCK = 5
+"""Timed calls in a row per block of :func:`paired_ms`."""
 
 
-def paired_ms(ours, theirs, runs: int, warmup: int = 3) -> tuple[float, float]:
-    """Median ms of ``ours`` and of ``theirs``, called alternately (after
-    ``warmup`` calls of each), so that a change in the machine's load over the
-    run (these machines are shared) weighs on both medians alike."""
-    for _ in range(warmup):
-        ours()
-        theirs()
+def paired_ms(ours, theirs, runs: int) -> tuple[float, float]:
+    """Median ms of ``ours`` and of ``theirs`` over ``runs`` calls each,
+    timed in alternating blocks of :data:`BLOCK` back-to-back calls (each
+    block after one untimed call), so that a change in the shared machine's
+    load over the run weighs on both medians alike, while every call runs
+    warm, as in a stream of inferences."""
     times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(runs):
+    while len(times[1]) < runs:
         for fn, spent in ((ours, times[0]), (theirs, times[1])):
             time.sleep(SETTLE_S)
-            start = time.perf_counter()
             fn()
-            spent.append(time.perf_counter() - start)
+            for _ in range(BLOCK):
+                start = time.perf_counter()
+                fn()
+                spent.append(time.perf_counter() - start)
     return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
 
 
