@@ -210,7 +210,9 @@ class _Pool:
         job.seq = self.seq
         self.job = job
         self.state[POSTED] = self.seq
-        if not isinstance(job, _Team):
+        if isinstance(job, _Team):
+            job.team[SEQ] = self.seq
+        else:
             self.state[GO] = self.seq
         if self.sleepers:
             with self.wake:
@@ -342,7 +344,6 @@ class _Team:
 
     def join(self) -> None:
         """A pool thread's part (it returns once the next job is published)."""
-        self.team[SEQ] = self.seq
         try:
             self.driver(self.team, self.pool.state, WORKER, self.spans, *self.args)
         except BaseException as exc:  # re-raised in the caller
@@ -352,7 +353,6 @@ class _Team:
     def run(self, pool: _Pool) -> None:
         """The caller's part: its driver publishes the job; then wait for
         every chunk, without spinning forever if a pool thread lost its core."""
-        self.team[SEQ] = self.seq
         try:
             done = self.driver(self.team, pool.state, CALLER, self.spans, *self.args)
         except BaseException:

@@ -227,11 +227,7 @@ class Epilogue:
                 raise KernelError(f"{op}: residual has shape {list(residual.shape)}, expected {list(out.shape)}")
             if not direct_target(residual, (out,)):
                 residual = np.array(residual, order="C")
-        if clamp is not None:
-            if len(clamp) != 2 or not all(isinstance(v, (int, float, np.floating)) for v in clamp):
-                raise KernelError(f"{op}: clamp must be (low, high) numbers, got {clamp!r:.60}")
-            clamp = np.array(clamp, np.float32)
-        return cls(residual, clamp)
+        return cls(residual, clamp_array(op, clamp))
 
     def apply(self, out: np.ndarray) -> None:
         """The epilogue on an already computed ``out`` (empty or depth-0 products)."""
@@ -239,6 +235,15 @@ class Epilogue:
             out += self.residual
         if self.clamp is not None:
             np.minimum(np.maximum(out, self.clamp[0], out=out), self.clamp[1], out=out)
+
+
+def clamp_array(op: str, clamp) -> np.ndarray | None:
+    """``clamp`` = (low, high) as a float32 array, checked; None for None."""
+    if clamp is None:
+        return None
+    if len(clamp) != 2 or not all(isinstance(v, (int, float, np.floating)) for v in clamp):
+        raise KernelError(f"{op}: clamp must be (low, high) numbers, got {clamp!r:.60}")
+    return np.array(clamp, np.float32)
 
 
 def _dims(batch: int, rows: int, cols: int, batched: bool) -> str:
@@ -275,9 +280,10 @@ class PackedProduct:
         check_packed(f"{op}: packed_a", packed, "left", False, f32[0])
         m, depth = packed.matrix
         self.packed, self.shape = packed, (m, n)
+        self.owners = (packed, bias)  # alive while the product is: their identities stay theirs
         self.b_shape = (depth, n)
         self.bias = row_bias(op, bias, 1, m, np.float32, False)
-        self.clamp = Epilogue.of(op, None, clamp, np.empty((0, 0), np.float32)).clamp
+        self.clamp = clamp_array(op, clamp)
         self.residual = residual
         self.isa = host_isa()
         dims = (1, m, n, depth, block_depth(depth))
@@ -297,16 +303,9 @@ class PackedProduct:
                               f"(b {list(self.b_shape)}, out {list(self.shape)}, residual {self.residual})")
         if np.may_share_memory(out, b) or (residual is not None and np.may_share_memory(out, residual)):
             raise KernelError("PackedProduct: out overlaps an input")
-        plan = self.template.copy()
         source, _ = flat_view(b)
-        _set_addresses(plan, self.packed.data, source, out, _NO_SOURCE if self.bias is None else self.bias,
-                       _NO_SOURCE if residual is None else residual, _NO_SOURCE if self.clamp is None else self.clamp,
-                       self.bias is not None, residual is not None, self.clamp is not None)
-        tasks, kernels = int(plan[_TASKS]), kernel_addresses(self.isa, "f32")
-        if tasks == 1 or self.serial:
-            _run_tasks(0, tasks, plan, kernels, source)
-        else:
-            parallel.parallel_for(_run_tasks, tasks, plan, kernels, source)
+        _execute(self.template, "f32", self.isa, self.serial, (self.packed.data, source, out, self.bias, residual,
+                                                               self.clamp), source)
         return out
 
 
@@ -334,13 +333,21 @@ def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray
             _plans.clear()
         template = _plans[key] = _plan_template(kind, isa, dims, b, out3.strides, bias,
                                                 None if res3 is None else res3.strides, accumulate)
+    _execute(template, kind, isa, batch * m * n * steps <= SERIAL_MACS, (a_data, b_src, out3, bias, res3, clamp),
+             b_src if b_mode != PREPACKED else _NO_SOURCE)
+
+
+def _execute(template: np.ndarray, kind: str, isa: Isa, serial: bool, operands: tuple, source: np.ndarray) -> None:
+    """Run a plan ``template`` on ``operands`` = (packed A, B, C, bias,
+    residual, clamp; the last three may be None): their addresses go into a
+    copy of the template, and its tasks run on the calling thread (``serial``
+    or a single task) or the pool. ``source`` is what the tasks pack B from."""
     plan = template.copy()
-    _set_addresses(plan, a_data, b_src, out3, _NO_SOURCE if bias is None else bias,
-                   _NO_SOURCE if res3 is None else res3, _NO_SOURCE if clamp is None else clamp,
-                   bias is not None, res3 is not None, clamp is not None)
-    source = b_src if b_mode != PREPACKED else _NO_SOURCE
+    a, b, c, bias, res, clamp = operands
+    _set_addresses(plan, a, b, c, *(_NO_SOURCE if x is None else x for x in (bias, res, clamp)),
+                   bias is not None, res is not None, clamp is not None)
     tasks, kernels = int(plan[_TASKS]), kernel_addresses(isa, kind)
-    if tasks == 1 or batch * m * n * steps <= SERIAL_MACS:
+    if tasks == 1 or serial:
         _run_tasks(0, tasks, plan, kernels, source)
     else:
         parallel.parallel_for(_run_tasks, tasks, plan, kernels, source)

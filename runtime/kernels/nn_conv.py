@@ -326,7 +326,7 @@ def _pointwise_product(packed, size: int, b, clamp, residual: bool) -> "gemm.Pac
     clamp = None if clamp is None else tuple(float(v) for v in clamp)
     key = (id(packed), id(b), size, clamp, residual)
     product = _products.get(key)
-    if product is None or product.packed is not packed:
+    if product is None:
         if len(_products) >= _MAX_PRODUCTS:
             _products.clear()
         product = _products[key] = gemm.PackedProduct(packed, size, b, clamp, residual)
