@@ -59,3 +59,44 @@ def test_padded_depthwise_keeps_nan_and_clamps(shape, strides):
     expected = naive_conv(x.astype(np.float64), w.astype(np.float64), None, strides, (1, 1, 1, 1), (1, 1), shape[1])
     np.testing.assert_allclose(got, np.minimum(np.maximum(expected, 0.0), 6.0), rtol=1e-5, atol=1e-5)
     assert np.isnan(got[0, 0]).any() and not np.isnan(got[0, 1:]).any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.sampled_from([1, 2]), st.integers(1, 17), st.integers(1, 17), st.integers(1, 2),
+       st.sampled_from([None, (0.0, 6.0)]), st.booleans(), st.integers(0, 1000))
+def test_same_stride_one_depthwise_matches_naive_conv(chans, mult, height, width, batch, clamp, with_residual, seed):
+    """SAME 3x3 at stride 1 (pads of 1) takes the flat-plane kernel at any
+    size, down to one row or one column, with multipliers and epilogues."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, chans, height, width)).astype(np.float32)
+    w = rng.standard_normal((chans * mult, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(chans * mult).astype(np.float32)
+    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (1, 1), (1, 1, 1, 1),
+                          (1, 1), chans)
+    residual = rng.standard_normal(expected.shape).astype(np.float32) if with_residual else None
+    if residual is not None:
+        expected = expected + residual
+    if clamp is not None:
+        expected = np.minimum(np.maximum(expected, clamp[0]), clamp[1])
+    got = conv_nd(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=chans, residual=residual,
+                  clamp=clamp)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_same_stride_one_depthwise_keeps_infinities_beyond_the_row_ends_out():
+    """A tap that would wrap over a row end is masked out, not multiplied by
+    zero: an Inf in the last column of one row must not make the first
+    output of the next row NaN (0 * Inf)."""
+    x = np.ones((1, 1, 4, 5), np.float32)
+    x[0, 0, 1, 4] = np.inf
+    x[0, 0, 2, 0] = -np.inf
+    w = np.ones((1, 1, 3, 3), np.float32)
+    got = conv_nd(x, w, None, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)
+    expected = naive_conv(np.where(np.isfinite(x), x, 0).astype(np.float64), w.astype(np.float64), None, (1, 1),
+                          (1, 1, 1, 1), (1, 1), 1)
+    plus, minus = np.zeros((4, 5), bool), np.zeros((4, 5), bool)
+    plus[0:3, 3:5] = True  # the windows that hold the Inf at (1, 4)
+    minus[1:4, 0:2] = True  # and the -Inf at (2, 0)
+    assert (got[0, 0][plus] == np.inf).all() and (got[0, 0][minus] == -np.inf).all()
+    rest = ~(plus | minus)
+    np.testing.assert_array_equal(got[0, 0][rest], expected[0, 0][rest].astype(np.float32))
