@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -213,6 +214,16 @@ class _Decoder:
                          "'array', 'scalar' or 'program'")
 
 
+def _native(array: np.ndarray) -> np.ndarray:
+    """A little-endian array in the host's byte order, labelled native
+    ('=', as numpy makes arrays): a '<'-labelled float32 array is equal in
+    dtype but not identical, so ``np.ascontiguousarray(b, np.float32)``
+    made a new view of it on every call, and the caches kept by an array's
+    identity (a layer's planned GEMM) missed on every inference."""
+    native = array.dtype.newbyteorder("=")
+    return array.view(native) if sys.byteorder == "little" else array.astype(native)
+
+
 def _arrays(entries: Any, blob: np.ndarray, path: str) -> list[np.ndarray]:
     """Views of the blob, one per table entry, each checked against it."""
     out, end = [], 0
@@ -230,7 +241,7 @@ def _arrays(entries: Any, blob: np.ndarray, path: str) -> list[np.ndarray]:
         data = blob[offset:offset + length]
         if dtype.kind == "b" and data.size and data.max() > 1:
             raise fail(where, "a bool array holds bytes other than 0 and 1")
-        out.append(data.view(dtype).reshape(dims))
+        out.append(_native(data.view(dtype)).reshape(dims))
         end = offset + length
     return out
 

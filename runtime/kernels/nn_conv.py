@@ -184,6 +184,8 @@ def _bias(op: str, b: np.ndarray | None, channels: int, dtype: np.dtype) -> np.n
     b = np.asarray(b)
     if b.shape != (channels,):
         raise KernelError(f"{op}: B has shape {list(b.shape)}, expected [{channels}]")
+    if b.dtype == dtype and b.flags.c_contiguous:
+        return b  # the very array: a layer's planned product is kept by its bias' identity
     return np.ascontiguousarray(b, dtype=dtype)
 
 

@@ -168,3 +168,30 @@ def test_a_stripped_binary_is_smaller_and_run_th_says_why_it_cannot(compiled, tm
     ie.Run(x, result)
     with pytest.raises(FWDNXTError, match="compiled without the float reference program"):
         ie.Run_th(x, result)
+
+
+def test_run_th_plans_each_pointwise_layer_once(ie, monkeypatch):
+    """A layer's planned GEMM is kept by its weights' and bias' identities:
+    the binary's arrays must come out in native byte order ('<f4'-labelled
+    biases were re-viewed on every call, and every pointwise layer was
+    planned again on every inference)."""
+    import importlib
+
+    sgemm = importlib.import_module("runtime.gemm.sgemm")
+    built = []
+    original = sgemm.PackedProduct.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(args[1])
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sgemm.PackedProduct, "__init__", counting)
+    x, result = _samples([1, 3, 32, 32], 1)[0], np.zeros(10, np.float32)
+    ie.Run_th(x, result)
+    first = list(built)
+    built.clear()
+    ie.Run_th(x, result)
+    ie.Run_th(x, result)
+    assert built == [], f"planned again: {built} (first run planned {first})"
+    constants = ie._engine._reference.program.constants.values()
+    assert all(a.dtype.byteorder in "=|" for a in constants)
