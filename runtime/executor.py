@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from runtime.errors import ExecutionError, TesseraError
-from runtime.kernels import get_kernel
+from runtime.kernels.registry import prepared_kernel
 from runtime.program import NO_SLOT, Program
 
 
@@ -27,7 +27,7 @@ class Executor:
     def __init__(self, program: Program, check: bool = False):
         self.program = program
         self.check = check
-        self._calls = [(get_kernel(step.kernel), step) for step in program.steps]
+        self._calls = [(self._kernel(step), step) for step in program.steps]
         self._plans: dict[tuple[int, ...], list[tuple]] = {}
 
     def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None,
@@ -65,6 +65,13 @@ class Executor:
             for slot in dead:
                 env[slot] = None
         return {program.slots[i]: env[i] for i in wanted}
+
+    def _kernel(self, step):
+        """The step's kernel, prepared with its constant inputs where its op
+        has a preparer (packed weights, planned products: done once here
+        instead of on every run)."""
+        constants = self.program.constants
+        return prepared_kernel(step.kernel, step.attrs, [constants.get(i) for i in step.inputs])
 
     def _watched(self, names: Sequence[str]) -> dict[int, str]:
         return {self.program.slot(name): name for name in names}

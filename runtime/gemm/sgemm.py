@@ -286,6 +286,7 @@ class PackedProduct:
         self.clamp = clamp_array(op, clamp)
         self.residual = residual
         self.isa = host_isa()
+        self.kernels = kernel_addresses(self.isa, "f32")
         dims = (1, m, n, depth, block_depth(depth))
         strides = (m * n * 4, n * 4, 4)
         self.template = _plan_template("f32", self.isa, dims, (DIRECT, None, depth * n, n, 1), strides, self.bias,
@@ -303,9 +304,9 @@ class PackedProduct:
                               f"(b {list(self.b_shape)}, out {list(self.shape)}, residual {self.residual})")
         if np.may_share_memory(out, b) or (residual is not None and np.may_share_memory(out, residual)):
             raise KernelError("PackedProduct: out overlaps an input")
-        source, _ = flat_view(b)
-        _execute(self.template, "f32", self.isa, self.serial, (self.packed.data, source, out, self.bias, residual,
-                                                               self.clamp), source)
+        source = b.reshape(-1)  # C-contiguous (checked): the flat elements, as the tasks read them
+        _execute(self.template, self.kernels, self.serial, (self.packed.data, source, out, self.bias, residual,
+                                                            self.clamp), source)
         return out
 
 
@@ -333,20 +334,22 @@ def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray
             _plans.clear()
         template = _plans[key] = _plan_template(kind, isa, dims, b, out3.strides, bias,
                                                 None if res3 is None else res3.strides, accumulate)
-    _execute(template, kind, isa, batch * m * n * steps <= SERIAL_MACS, (a_data, b_src, out3, bias, res3, clamp),
+    _execute(template, kernel_addresses(isa, kind), batch * m * n * steps <= SERIAL_MACS,
+             (a_data, b_src, out3, bias, res3, clamp),
              b_src if b_mode != PREPACKED else _NO_SOURCE)
 
 
-def _execute(template: np.ndarray, kind: str, isa: Isa, serial: bool, operands: tuple, source: np.ndarray) -> None:
-    """Run a plan ``template`` on ``operands`` = (packed A, B, C, bias,
-    residual, clamp; the last three may be None): their addresses go into a
-    copy of the template, and its tasks run on the calling thread (``serial``
-    or a single task) or the pool. ``source`` is what the tasks pack B from."""
+def _execute(template: np.ndarray, kernels: np.ndarray, serial: bool, operands: tuple, source: np.ndarray) -> None:
+    """Run a plan ``template`` with ``kernels`` (:func:`kernel_addresses`)
+    on ``operands`` = (packed A, B, C, bias, residual, clamp; the last three
+    may be None): their addresses go into a copy of the template, and its
+    tasks run on the calling thread (``serial`` or a single task) or the
+    pool. ``source`` is what the tasks pack B from."""
     plan = template.copy()
     a, b, c, bias, res, clamp = operands
     _set_addresses(plan, a, b, c, *(_NO_SOURCE if x is None else x for x in (bias, res, clamp)),
                    bias is not None, res is not None, clamp is not None)
-    tasks, kernels = int(plan[_TASKS]), kernel_addresses(isa, kind)
+    tasks = int(plan[_TASKS])
     if tasks == 1 or serial:
         _run_tasks(0, tasks, plan, kernels, source)
     else:

@@ -16,7 +16,8 @@ import numpy as np
 from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
 from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd
-from runtime.kernels.registry import kernel
+from runtime.kernels.nn_prepared import prepare_conv
+from runtime.kernels.registry import kernel, prepares
 from runtime.kernels.weight_cache import WeightCache
 
 __all__ = ["conv_nd", "conv_transpose_nd", "matmul"]
@@ -84,6 +85,16 @@ def fused_conv(inputs, attrs):
         raise KernelError("FusedConv: X, W, B and R must be float32 arrays")
     options = _window_attrs(attrs, w)
     return (conv_nd(x, w, b, residual=r, clamp=attrs.get("clamp"), **options),)
+
+
+@prepares("Conv")
+def _prepare_conv(generic, attrs, constants):
+    return prepare_conv(generic, attrs, constants, fused=False)
+
+
+@prepares("FusedConv")
+def _prepare_fused_conv(generic, attrs, constants):
+    return prepare_conv(generic, attrs, constants, fused=True)
 
 
 @kernel("ConvTranspose")

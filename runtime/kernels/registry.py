@@ -4,6 +4,14 @@ A kernel is ``fn(inputs, attrs) -> tuple of arrays``: ``inputs`` is a list of
 numpy arrays (None for an omitted optional input), ``attrs`` the op's
 attributes exactly as the IR holds them. Heavy kernels call Numba-jitted
 loops; ops that are one numpy primitive (a view, a ufunc, a copy) use it.
+
+An op may also have a preparer (:func:`prepares`), as onnxruntime's kernels
+pre-pack their constant weights when a session is made: given one step's
+attributes and constant inputs, it returns a kernel specialised to them (the
+checks that depend only on those, and the planning, done once), or None.
+A prepared kernel computes what the generic one does on the same inputs, and
+hands any call it was not prepared for (other arrays, shapes or dtypes) to
+the generic kernel, so errors read the same.
 """
 from __future__ import annotations
 
@@ -16,6 +24,8 @@ from runtime.errors import KernelError
 Kernel = Callable[[Sequence[np.ndarray | None], Mapping[str, Any]], tuple]
 
 _KERNELS: dict[str, Kernel] = {}
+Preparer = Callable[[Kernel, Mapping[str, Any], Sequence[np.ndarray | None]], Kernel | None]
+_PREPARERS: dict[str, Preparer] = {}
 
 
 def kernel(*names: str) -> Callable[[Kernel], Kernel]:
@@ -27,6 +37,35 @@ def kernel(*names: str) -> Callable[[Kernel], Kernel]:
             _KERNELS[name] = fn
         return fn
     return register
+
+
+def prepares(*names: str) -> Callable[[Preparer], Preparer]:
+    """Register ``prepare(generic, attrs, constants)`` for one or more ops;
+    ``constants`` has one entry per input: its constant array, or None."""
+    def register(fn: Preparer) -> Preparer:
+        for name in names:
+            if name in _PREPARERS:
+                raise KernelError(f"preparer {name!r} is registered twice")
+            _PREPARERS[name] = fn
+        return fn
+    return register
+
+
+def prepared_kernel(name: str, attrs: Mapping[str, Any], constants: Sequence[np.ndarray | None]) -> Kernel:
+    """The kernel for one step: its op's kernel prepared for ``attrs`` and
+    the ``constants`` (one per input, None where it is not constant), or
+    the generic kernel where there is no preparer, no constant, or the
+    preparer declines or finds the step invalid (the generic kernel then
+    reports the problem when the step runs, naming the node)."""
+    generic = get_kernel(name)
+    prepare = _PREPARERS.get(name)
+    if prepare is None or all(c is None for c in constants):
+        return generic
+    try:
+        prepared = prepare(generic, attrs, constants)
+    except (KernelError, KeyError, TypeError, ValueError):  # attributes from an untrusted binary
+        return generic
+    return generic if prepared is None else prepared
 
 
 def get_kernel(name: str) -> Kernel:

@@ -1,0 +1,150 @@
+"""Conv and FusedConv steps prepared once with their constant weights and
+bias (see :func:`runtime.kernels.registry.prepares`).
+
+A model calls each convolution with the same weights, bias and input shape
+on every inference, and the generic kernel's Python (attribute and shape
+checks, the packed-weights lookup, the GEMM's plan lookup, the dispatch over
+convolution kinds) cost 10-15 us a layer: more than the arithmetic of a
+small layer. A prepared step does all of that once per input shape and, on
+each call, only checks that it got what it was prepared for (the very
+weight and bias arrays, a C-contiguous float32 input of a known shape, a
+residual of the output's layout) before running the planned product or the
+depthwise kernel. Any other call goes to the generic kernel unchanged.
+
+Weights are still looked up in :data:`packed_weights` on every call, so a
+weight array rewritten in place is repacked exactly as in the generic path.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from runtime import gemm
+from runtime.kernels.conv_epilogue import check_epilogue
+from runtime.kernels.nn_conv import (
+    _conv_geometry,
+    _padded_depthwise,
+    _pointwise_product,
+    packed_weights,
+)
+from runtime.kernels.registry import Kernel
+
+_F32 = np.dtype(np.float32)
+_UNKNOWN = object()
+
+
+def prepare_conv(generic: Kernel, attrs: Mapping[str, Any], constants: Sequence[np.ndarray | None],
+                 fused: bool) -> Kernel | None:
+    """A prepared kernel for a Conv (``fused`` False: inputs X, W[, B]) or
+    FusedConv (X, W, B, R) step whose W, and B where it is constant, are
+    float32 arrays; or None. A B that is not constant (or omitted) is
+    prepared as None: a call that then gets an array goes to the generic
+    kernel."""
+    if not (len(constants) == 4 if fused else 2 <= len(constants) <= 3):
+        return None
+    w = constants[1]
+    b = constants[2] if len(constants) > 2 else None
+    if not _float32(w) or w.ndim != 4 or not w.flags.c_contiguous:
+        return None
+    if b is not None and (not _float32(b) or b.shape != (w.shape[0],) or not b.flags.c_contiguous):
+        return None
+    return PreparedConv(generic, attrs, w, b, fused)
+
+
+def _float32(a) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype == _F32
+
+
+class PreparedConv:
+    """One Conv/FusedConv step with constant ``w`` and ``b`` (None: no bias
+    input), prepared per input shape: a planned GEMM for 1x1 convolutions
+    (stride 1, no padding, one group), the flat or padded-plane kernel for
+    3x3 depthwise ones; other shapes go to the generic kernel."""
+
+    def __init__(self, generic: Kernel, attrs: Mapping[str, Any], w: np.ndarray, b: np.ndarray | None, fused: bool):
+        self.generic, self.attrs, self.w, self.b, self.fused = generic, attrs, w, b, fused
+        kernel_shape = tuple(int(k) for k in attrs["kernel_shape"])
+        if kernel_shape != tuple(w.shape[2:]):
+            raise ValueError("kernel_shape does not match W")  # the generic kernel says so, naming the node
+        self.geometry = (tuple(attrs["strides"]), tuple(attrs["pads"]), tuple(attrs["dilations"]), attrs["group"])
+        _, self.clamp = check_epilogue("FusedConv", None, attrs.get("clamp") if fused else None, (), _F32)
+        self.layouts: dict[tuple, _Layout | None] = {}
+
+    def __call__(self, inputs, attrs):
+        x = inputs[0]
+        residual = inputs[3] if self.fused and len(inputs) == 4 else None
+        if (attrs is not self.attrs or inputs[1] is not self.w or (inputs[2] if len(inputs) > 2 else None) is not self.b
+                or type(x) is not np.ndarray or x.dtype != _F32 or not x.flags.c_contiguous):
+            return self.generic(inputs, attrs)
+        layout = self.layouts.get(x.shape, _UNKNOWN)
+        if layout is _UNKNOWN:
+            layout = self.layouts[x.shape] = self._layout(x.shape)
+        if layout is None or (residual is not None and (
+                type(residual) is not np.ndarray or residual.dtype != _F32 or residual.shape != layout.out_shape
+                or not residual.flags.c_contiguous)):
+            return self.generic(inputs, attrs)
+        return (layout.run(self, x, residual),)
+
+    def _layout(self, x_shape: tuple) -> "_Layout | None":
+        strides, pads, dilations, group = self.geometry
+        try:
+            window, out_shape = _conv_geometry(x_shape, self.w.shape, strides, pads, dilations, group)
+        except Exception:  # noqa: BLE001 - the generic kernel reports it, naming the node
+            return None
+        if 0 in out_shape or x_shape[1] == 0:
+            return None
+        pointwise = (all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end)
+                     and all(s == 1 for s in window.strides) and int(group) == 1)
+        if pointwise and gemm.available():
+            return _Pointwise(out_shape)
+        if int(group) == x_shape[1] and int(group) > 1 and len(x_shape) == 4:
+            return _Depthwise(out_shape, window)
+        return None
+
+
+class _Layout:
+    def __init__(self, out_shape: tuple):
+        self.out_shape = out_shape
+
+
+class _Pointwise(_Layout):
+    """``W (K, C) @ X (C, S)`` per image on a product planned once (and
+    again only if the weights are repacked)."""
+
+    def __init__(self, out_shape: tuple):
+        super().__init__(out_shape)
+        self.size = int(np.prod(out_shape[2:]))
+        self.products: dict[tuple, Any] = {}
+
+    def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+        packed = packed_weights.get(step.w)
+        key = (packed, residual is not None)
+        product = self.products.get(key)
+        if product is None:
+            self.products.clear()  # the weights were repacked: the old product is stale
+            product = self.products[key] = _pointwise_product(packed, self.size, step.b, step.clamp,
+                                                              residual is not None)
+        out = np.empty(self.out_shape, np.float32)
+        batch, chans, out_c = x.shape[0], x.shape[1], self.out_shape[1]
+        for n in range(batch):
+            product.run(x[n].reshape(chans, self.size), out[n].reshape(out_c, self.size),
+                        None if residual is None else residual[n].reshape(out_c, self.size))
+        return out
+
+
+class _Depthwise(_Layout):
+    """A 3x3 depthwise convolution straight to the flat or padded-plane
+    kernel (others to the generic kernel's general depthwise path)."""
+
+    def __init__(self, out_shape: tuple, window):
+        super().__init__(out_shape)
+        self.window = window
+
+    def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+        out = np.empty(self.out_shape, np.float32)
+        clamp = step.clamp
+        if not _padded_depthwise(x, step.w, step.b, out, self.window, residual, clamp):
+            return step.generic([x, step.w, step.b, residual] if step.fused else
+                                [x, step.w] + ([] if step.b is None else [step.b]), step.attrs)[0]
+        return out
