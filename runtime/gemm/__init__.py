@@ -10,9 +10,9 @@ whether this CPU can run them (x86 with AVX2 and FMA).
 that its idle workers stop spinning on the cores.
 """
 from runtime.gemm.igemm import igemm, igemm_batched
-from runtime.gemm.microkernel import available
+from runtime.gemm.microkernel import available, host_isa, kernel_addresses
 from runtime.gemm.pack import PackedMatrix, pack_weights
-from runtime.gemm.sgemm import PackedProduct, sgemm, sgemm_batched
+from runtime.gemm.sgemm import PackedProduct, run_strip, sgemm, sgemm_batched, strip_template
 
-__all__ = ["available", "PackedMatrix", "PackedProduct", "pack_weights", "sgemm", "sgemm_batched", "igemm",
-           "igemm_batched"]
+__all__ = ["available", "host_isa", "kernel_addresses", "PackedMatrix", "PackedProduct", "pack_weights", "sgemm",
+           "sgemm_batched", "strip_template", "run_strip", "igemm", "igemm_batched"]

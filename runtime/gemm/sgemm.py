@@ -27,6 +27,8 @@ panels and the ``rows x cols`` part of each output tile.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from runtime import parallel
@@ -43,7 +45,7 @@ from runtime.gemm.pack import (
 )
 from runtime.jit import jit
 
-__all__ = ["sgemm", "sgemm_batched", "PackedProduct"]
+__all__ = ["sgemm", "sgemm_batched", "PackedProduct", "strip_template", "run_strip"]
 
 NC_PANELS = 8
 """Column panels per B block a task packs (``kc x 8 nr`` floats: 384 KiB at most)."""
@@ -310,6 +312,38 @@ class PackedProduct:
         return out
 
 
+# ---------------------------------------------------------------- strips, run from Numba
+@functools.lru_cache(maxsize=1024)
+def strip_template(m: int, n: int, depth: int, ldc: int, has_bias: bool, has_residual: bool) -> np.ndarray:
+    """The plan of one float32 product ``C (m x n, row stride ldc) = A (m x
+    depth, packed) @ B (depth x n, C-contiguous, read in place)``, with a bias
+    per row and a residual of C's layout when flagged, as a single task for
+    :func:`run_strip`: for callers that cut their own work into column
+    strips and run them from Numba (each thread producing its B strip in a
+    buffer of its own, as an im2col by bands of output rows does). Cached
+    (callers only read it)."""
+    if min(m, n, depth) < 1 or ldc < n:
+        raise KernelError(f"strip_template: no product of {m} x {depth} by {depth} x {n} with row stride {ldc}")
+    isa = host_isa()
+    strides = (m * ldc * 4, ldc * 4, 4)
+    bias = np.zeros((1, m), np.float32) if has_bias else None
+    template = _plan_template("f32", isa, (1, m, n, depth, block_depth(depth)), (DIRECT, None, depth * n, n, 1),
+                              strides, bias, strides if has_residual else None, False, split=False)
+    template.flags.writeable = False
+    return template
+
+
+@jit
+def run_strip(template, kernels, a, b, c, bias, res, clamp, flags):
+    """Run a :func:`strip_template` plan on the calling thread: ``a`` the
+    packed A's data, ``b`` the flat B strip, ``c`` / ``res`` views starting
+    at the strip's first element of C / the residual, ``bias`` (m,), ``clamp``
+    [low, high]; ``flags`` = (bias given, residual given, clamp given)."""
+    plan = template.copy()
+    _set_addresses(plan, a, b, c, bias, res, clamp, flags[0], flags[1], flags[2])
+    _run_tasks(0, plan[_TASKS], plan, kernels, b)
+
+
 # ---------------------------------------------------------------- planning
 def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray, b: tuple,
            bias: np.ndarray | None, accumulate: bool, epilogue: Epilogue | None = None) -> None:
@@ -364,12 +398,16 @@ Python cost as much as a small layer's product."""
 
 
 def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tuple, bias, res_strides,
-                   accumulate) -> np.ndarray:
+                   accumulate, split: bool = True) -> np.ndarray:
     """Every field of a plan but the addresses (``out_strides`` and
-    ``res_strides``: of the (batch, M, N) output and residual, in bytes)."""
+    ``res_strides``: of the (batch, M, N) output and residual, in bytes);
+    one task per batch item unless ``split``."""
     batch, m, n, steps, kc = dims
     b_mode, _, b_item, b_rs, b_cs = b
-    mt, nt, rows_per, cols_per = _split(batch, m, n, steps, isa)
+    if split:
+        mt, nt, rows_per, cols_per = _split(batch, m, n, steps, isa)
+    else:
+        mt, nt, rows_per, cols_per = 1, 1, -(-m // isa.mr), -(-n // isa.nr) * isa.nr
     fields = {
         _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
         _MT: mt, _NT: nt, _MPT: rows_per, _NCW: cols_per, _A_ITEM: steps * roundup(m, isa.mr),

@@ -1,0 +1,90 @@
+"""Convolutions by bands of output rows (im2col and product per band, in a
+buffer of each thread's own): bitwise the one-GEMM path's results, over
+strides, pads, dilations, ragged last bands, batches, bias, residual and
+clamp."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime import parallel
+from runtime.kernels import nn_conv
+from runtime.kernels.nn_conv import conv_nd
+from tests.ops.test_nn import naive_conv
+
+
+@st.composite
+def band_cases(draw):
+    chans, out_c = draw(st.integers(1, 6)), draw(st.integers(1, 20))
+    kernel = draw(st.sampled_from([1, 2, 3, 5]))
+    stride, dilation = draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 1, 2]))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    height, width = draw(st.integers(6, 30)), draw(st.integers(6, 30))
+    reach = dilation * (kernel - 1) + 1
+    if height + pads[0] + pads[2] < reach or width + pads[1] + pads[3] < reach:
+        pads = (3, 3, 3, 3)
+    rng = np.random.default_rng(draw(st.integers(0, 1000)))
+    x = rng.standard_normal((draw(st.integers(1, 2)), chans, height, width)).astype(np.float32)
+    w = rng.standard_normal((out_c, chans, kernel, kernel)).astype(np.float32)
+    b = rng.standard_normal(out_c).astype(np.float32) if draw(st.booleans()) else None
+    if kernel == 1 and not any(pads):
+        pads = (0, 1, 0, 1)  # a padded 1x1 goes through the column matrix too
+    return x, w, b, (stride, stride), pads, (dilation, dilation)
+
+
+def _banded_and_whole(x, w, b, strides, pads, dilations, clamp, with_residual, band):
+    """(banded result, one-GEMM result, residual, whether bands were taken)."""
+    options = dict(strides=strides, pads=pads, dilations=dilations, exact=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nn_conv, "BAND_BLOCK", 0)
+        shape = conv_nd(x, w, b, **options).shape
+        residual = np.random.default_rng(3).standard_normal(shape).astype(np.float32) if with_residual else None
+        whole = conv_nd(x, w, b, residual=residual, clamp=clamp, **options)
+        out_h, out_w = shape[2:]
+        band = max(band, -(-48 // out_w))  # a band at least one tile wide
+        patch.setattr(nn_conv, "BAND_BLOCK", band * w[0].size * out_w)
+        patch.setattr(parallel, "NUM_THREADS", 1)  # bands are taken even when there are few
+        used = nn_conv._band_rows(w[0].size, 1, out_h, out_w) > 0
+        banded = conv_nd(x, w, b, residual=residual, clamp=clamp, **options)
+    return banded, whole, residual, used
+
+
+@settings(max_examples=60, deadline=None)
+@given(band_cases(), st.sampled_from([None, (0.0, 6.0)]), st.booleans(), st.integers(1, 3))
+def test_banded_convolution_is_bitwise_the_one_gemm_path(case, clamp, with_residual, band):
+    x, w, b, strides, pads, dilations = case
+    banded, whole, residual, _ = _banded_and_whole(x, w, b, strides, pads, dilations, clamp, with_residual, band)
+    np.testing.assert_array_equal(banded, whole)
+    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64),
+                          strides, pads, dilations, 1)
+    if residual is not None:
+        expected = expected + residual
+    if clamp is not None:
+        expected = np.clip(expected, *clamp)
+    np.testing.assert_allclose(banded, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", [
+    ((2, 3, 30, 30), (20, 3, 3, 3), 1, 1),  # 30 rows in bands of 2: 15 bands, batch 2
+    ((1, 3, 31, 33), (9, 3, 3, 3), 2, 1),  # 16 x 17 output, a ragged last band
+    ((1, 4, 40, 24), (5, 4, 5, 5), 2, 2),  # 5x5 at stride 2
+])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_bands_are_taken_and_exact(x_shape, w_shape, stride, pad, with_residual):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    banded, whole, _, used = _banded_and_whole(x, w, b, (stride, stride), (pad,) * 4, (1, 1), (0.0, 6.0),
+                                               with_residual, 2)
+    assert used
+    np.testing.assert_array_equal(banded, whole)
+
+
+def test_mobilenet_stem_takes_bands_on_two_threads(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    assert nn_conv._band_rows(27, 1, 112, 112) == 21  # 6 bands of 21 rows (the last one 7)
+    assert nn_conv._band_rows(27, 2, 112, 112) == 0  # 3-D: one GEMM per block of depth
+    assert nn_conv._band_rows(2304, 1, 7, 7) == 0  # 7 bands of one 7-wide row: narrower than a tile
