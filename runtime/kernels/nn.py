@@ -15,10 +15,10 @@ import numpy as np
 
 from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
+from runtime.gemm.gemv import sgemv_rows
 from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd
 from runtime.kernels.nn_prepared import prepare_conv
 from runtime.kernels.registry import kernel, prepares
-from runtime.kernels.weight_cache import WeightCache
 
 __all__ = ["conv_nd", "conv_transpose_nd", "matmul"]
 
@@ -127,7 +127,7 @@ def gemm(inputs, attrs):
     if a.dtype.kind != "f":
         return (_gemm_exact(a, b, c, alpha, beta),)
     if a.dtype == b.dtype == np.float32 and gemm_engine.available():
-        y = _few_rows_product(a, weights, trans_b) if a.shape[0] < FEW_ROWS else gemm_engine.sgemm(a, b)
+        y = sgemv_rows(a, weights, trans_b) if a.shape[0] < FEW_ROWS else gemm_engine.sgemm(a, b)
     else:
         y = matmul(a, b)
     if alpha != 1.0:
@@ -140,18 +140,8 @@ def gemm(inputs, attrs):
 
 
 FEW_ROWS = 8
-"""Gemms with fewer rows in op(A) (a batch this small) run transposed."""
-
-_packed_b = WeightCache(lambda b, trans_b: gemm_engine.pack_weights(b if trans_b else b.T))
-"""op(B)^T packed as a GEMM left operand, per B array (constant weights)."""
-
-
-def _few_rows_product(a: np.ndarray, weights: np.ndarray, trans_b: bool) -> np.ndarray:
-    """a @ op(B) for an ``a`` of a few rows, as (op(B)^T @ a^T)^T on Tessera's
-    GEMM: the weights fill the microkernels' rows, and their packed form is
-    kept while the weight array lives."""
-    packed = _packed_b.get(weights, trans_b)
-    return np.ascontiguousarray(gemm_engine.sgemm(None, a.T, packed_a=packed).T)
+"""Gemms with fewer rows in op(A) (a batch this small) stream the weights
+as dot products (:func:`runtime.gemm.gemv.sgemv_rows`)."""
 
 
 def _gemm_exact(a, b, c, alpha, beta) -> np.ndarray:

@@ -566,3 +566,27 @@ def test_a_packed_product_refuses_operands_of_another_layout():
         shared = np.ones(40, np.float32)
         product.run(shared[:20].reshape(4, 5), shared.reshape(8, 5))
     np.testing.assert_array_equal(product.run(b, out), np.full((8, 5), 4.0, np.float32))
+
+
+@pytest.mark.parametrize("rows,depth,cols", [(1, 1280, 1000), (3, 7, 513), (7, 300, 1), (1, 1, 1), (2, 0, 5),
+                                             (1, 64, 0)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_sgemv_rows_matches_float64(rows, depth, cols, transposed):
+    from runtime.gemm.gemv import sgemv_rows
+
+    rng = np.random.default_rng(rows * 1000 + depth + cols)
+    a = rng.standard_normal((rows, depth)).astype(np.float32)
+    b = rng.standard_normal((cols, depth) if transposed else (depth, cols)).astype(np.float32)
+    expected = a.astype(np.float64) @ (b.T if transposed else b).astype(np.float64)
+    got = sgemv_rows(a, b, transposed)
+    assert got.shape == (rows, cols) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * max(1, depth) ** 0.5)
+
+
+def test_sgemv_rows_refuses_what_it_cannot_multiply():
+    from runtime.gemm.gemv import sgemv_rows
+
+    with pytest.raises(KernelError, match="float32 matrices only"):
+        sgemv_rows(np.ones((1, 3)), np.ones((3, 2), np.float32), False)
+    with pytest.raises(KernelError, match=r"op\(b\) is \[4, 2\]"):
+        sgemv_rows(np.ones((1, 3), np.float32), np.ones((4, 2), np.float32), False)
