@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import sys
 from typing import Sequence
 
 import numba
@@ -42,6 +43,7 @@ from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilog
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import (
     depthwise_padded_3x3,
+    depthwise_phases_3x3,
     depthwise_planes_finished,
     depthwise_rows_channels_last,
     depthwise_same_3x3,
@@ -464,8 +466,12 @@ def _padded_depthwise(x, w, b, out, window: Window, residual, clamp) -> bool:
     its epilogue, if its geometry suits one; say whether it did."""
     if x.ndim != 4 or window.kernel != (3, 3) or window.dilations != (1, 1):
         return False
-    if window.strides == (1, 1) and window.pads_begin + window.pads_end == (1, 1, 1, 1):
+    pads = window.pads_begin + window.pads_end
+    if window.strides == (1, 1) and pads == (1, 1, 1, 1):
         kernel, geo = depthwise_same_3x3, ()
+    elif (window.strides == (2, 2) and pads == (1, 1, 1, 1) and x.dtype == np.float32 and x.shape[3] % 2 == 0
+          and sys.byteorder == "little"):
+        kernel, geo = depthwise_phases_3x3, ()
     elif all(s in (1, 2) for s in window.strides) and x.shape[3] <= PADDED_WIDTH:
         kernel, geo = depthwise_padded_3x3, (_geo(window),)
     else:

@@ -100,3 +100,38 @@ def test_same_stride_one_depthwise_keeps_infinities_beyond_the_row_ends_out():
     assert (got[0, 0][plus] == np.inf).all() and (got[0, 0][minus] == -np.inf).all()
     rest = ~(plus | minus)
     np.testing.assert_array_equal(got[0, 0][rest], expected[0, 0][rest].astype(np.float32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.sampled_from([1, 2]), st.integers(1, 17), st.integers(1, 9), st.integers(1, 2),
+       st.sampled_from([None, (0.0, 6.0)]), st.booleans(), st.integers(0, 1000))
+def test_stride_two_depthwise_on_even_widths_matches_naive_conv(chans, mult, height, half_width, batch, clamp,
+                                                                with_residual, seed):
+    """Stride 2 with pads of 1 on even widths takes the four-phase kernel:
+    odd and even heights, one row, two columns, multipliers, epilogues."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, chans, height, 2 * half_width)).astype(np.float32)
+    w = rng.standard_normal((chans * mult, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(chans * mult).astype(np.float32)
+    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (2, 2), (1, 1, 1, 1),
+                          (1, 1), chans)
+    residual = rng.standard_normal(expected.shape).astype(np.float32) if with_residual else None
+    if residual is not None:
+        expected = expected + residual
+    if clamp is not None:
+        expected = np.minimum(np.maximum(expected, clamp[0]), clamp[1])
+    got = conv_nd(x, w, b, strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), group=chans, residual=residual,
+                  clamp=clamp)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_stride_two_depthwise_keeps_an_infinity_in_its_own_row():
+    """An Inf in a row's last (odd) column reaches the last output column of
+    its output rows only, never the first column of the next output row."""
+    x = np.ones((1, 1, 6, 8), np.float32)
+    x[0, 0, 2, 7] = np.inf
+    w = np.ones((1, 1, 3, 3), np.float32)
+    got = conv_nd(x, w, None, strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)[0, 0]
+    hit = np.zeros((3, 4), bool)
+    hit[1, 3] = True  # output row 1 reads input rows 1-3; output column 3 reads input columns 5-7
+    assert (got[hit] == np.inf).all() and np.isfinite(got[~hit]).all()
