@@ -37,10 +37,12 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import platform
 import threading
 import time
 
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -55,7 +57,7 @@ JOIN_SECONDS = 0.00002
 enter their drivers (so that it does not take the GIL back while one of them
 still needs it)."""
 LINE = 8
-"""int64 slots per cache line: each spinner writes its own line."""
+"""int64 slots per cache line: counters that different threads write get lines of their own."""
 
 # the pool's state: jobs published (by a caller, without the GIL) and posted
 # (in Python, before; what a blocked pool thread waits for)
@@ -79,6 +81,7 @@ def _default_threads() -> int:
 
 
 NUM_THREADS = _default_threads()
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 _local = threading.local()
 
 
@@ -103,27 +106,56 @@ def fetch_add(typingctx, array, index, value):
     return types.int64(array, index, value), codegen
 
 
+@intrinsic
+def load_acquire(typingctx, array, index):
+    """``array[index]`` of an int64 array as an atomic load with acquire
+    ordering: a plain ``mov`` on x86 (a spinning loop cannot hoist it), where
+    ``fetch_add(array, index, 0)`` is a locked read-modify-write that takes
+    the cache line exclusive on every round."""
+    if not (isinstance(array, types.Array) and array.dtype == types.int64 and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type, index_type = signature.args
+        ary = context.make_array(array_type)(context, builder, args[0])
+        at = context.cast(builder, args[1], index_type, types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, array_type, ary, [at])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(array, index), codegen
+
+
+@intrinsic
+def cpu_relax(typingctx):
+    """The spin-wait hint (x86 ``pause``): the waiting core yields its
+    pipeline to a hyperthread sibling and leaves the loop without a memory
+    order mis-speculation; nothing elsewhere."""
+    def codegen(context, builder, signature, args):
+        if _X86:
+            pause = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), ()),
+                                                   "llvm.x86.sse2.pause")
+            builder.call(pause, ())
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
 @jit
-def _spin_until(state, index, target, scratch, limit):
-    """Spin until ``state[index] >= target`` or for ``limit`` rounds; return
-    ``state[index]``. The store to ``state[scratch]`` (which the compiler
-    must assume may be ``state[index]``) keeps the load inside the loop."""
-    for i in range(limit):
-        value = state[index]
+def _spin_until(state, index, target, limit):
+    """Spin until ``state[index] >= target`` or for ``limit`` rounds (atomic
+    loads, a ``pause`` between them); return ``state[index]``."""
+    for _ in range(limit):
+        value = load_acquire(state, index)
         if value >= target:
             return value
-        state[scratch] = i
-    return state[index]
+        cpu_relax()
+    return load_acquire(state, index)
 
 
 @jit
 def _await(array, index, target, limit):
-    """Spin until ``array[index] >= target`` (atomic loads) or for ``limit``
-    rounds; say whether it got there."""
-    for _ in range(limit):
-        if fetch_add(array, index, 0) >= target:
-            return True
-    return False
+    """:func:`_spin_until`; say whether ``array[index]`` got to ``target``."""
+    return _spin_until(array, index, target, limit) >= target
 
 
 # ---------------------------------------------------------------- team drivers (Numba)
@@ -192,7 +224,7 @@ class _Pool:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self.state = np.zeros(LINE * (workers + 2), np.int64)
+        self.state = np.zeros(2 * LINE, np.int64)
         self.job: _Job | _Team | None = None
         self.wake = threading.Condition()
         self.sleepers = 0
@@ -200,8 +232,7 @@ class _Pool:
         self.seq = 0
         self.spin_limit = _calibrated_spin_limit()
         for slot in range(workers):
-            threading.Thread(target=self._serve, args=(LINE * (slot + 2),), name=f"tessera-{slot + 1}",
-                             daemon=True).start()
+            threading.Thread(target=self._serve, name=f"tessera-{slot + 1}", daemon=True).start()
 
     def post(self, job) -> None:
         """Make ``job`` the current one (the caller holds ``busy``). A team
@@ -218,12 +249,12 @@ class _Pool:
             with self.wake:
                 self.wake.notify_all()
 
-    def _serve(self, scratch: int) -> None:
+    def _serve(self) -> None:
         _local.worker = True
         seen = 0
         while True:
             target = seen + 1
-            if _spin_until(self.state, GO, target, scratch, self.spin_limit) < target:
+            if _spin_until(self.state, GO, target, self.spin_limit) < target:
                 with self.wake:
                     self.sleepers += 1
                     while self.state[POSTED] < target:
@@ -241,10 +272,10 @@ class _Pool:
 def _calibrated_spin_limit() -> int:
     """Spin rounds that take about SPIN_SECONDS on this machine."""
     state = np.zeros(2 * LINE, np.int64)
-    _spin_until(state, 0, 1, LINE, 10)  # compile or load before timing
+    _spin_until(state, 0, 1, 10)  # compile or load before timing
     rounds = 200_000
     start = time.perf_counter()
-    _spin_until(state, 0, 1, LINE, rounds)
+    _spin_until(state, 0, 1, rounds)
     elapsed = max(time.perf_counter() - start, 1e-6)
     return max(1000, int(rounds * SPIN_SECONDS / elapsed))
 
@@ -324,7 +355,7 @@ class _Job:
     def run(self, pool: _Pool) -> None:
         self.join()
         total = len(self.spans)
-        if _spin_until(self.state, 0, total, LINE, pool.spin_limit) < total:
+        if _spin_until(self.state, 0, total, pool.spin_limit) < total:
             self._done.wait()
         if self.error is not None:
             raise self.error

@@ -97,7 +97,7 @@ def test_spin_until_sees_a_value_written_by_another_thread():
     state = np.zeros(2 * parallel.LINE, np.int64)
     timer = threading.Timer(0.01, lambda: state.__setitem__(0, 5))
     timer.start()
-    seen = parallel._spin_until(state, 0, 5, parallel.LINE, 10**10)  # the load is redone each round
+    seen = parallel._spin_until(state, 0, 5, 10**10)  # the load is redone each round
     timer.join()
     assert seen == 5
 
