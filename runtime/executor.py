@@ -9,13 +9,14 @@ fused element-wise kernel) does not when that input is fetched.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from runtime.errors import ExecutionError, TesseraError
-from runtime.kernels.registry import prepared_kernel
-from runtime.program import NO_SLOT, Program
+from runtime.kernels.registry import fused_kernel, prepared_kernel
+from runtime.program import NO_SLOT, Program, Step
 
 
 class Executor:
@@ -28,6 +29,7 @@ class Executor:
         self.program = program
         self.check = check
         self._calls = [(self._kernel(step), step) for step in program.steps]
+        self._pairs = self._fusable_pairs()
         self._plans: dict[tuple[int, ...], list[tuple]] = {}
 
     def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None,
@@ -79,16 +81,47 @@ class Executor:
     def _plan(self, wanted: tuple[int, ...], watched: tuple[int, ...] = ()) -> list[tuple]:
         """(kernel, step, attrs, slots to free after it) for each step, for
         one set of wanted slots (kept, and never written in place) and of
-        watched ones (never written in place)."""
+        watched ones (never written in place); a fusable pair of steps
+        whose middle value is neither wanted nor watched is one entry."""
         key = (wanted, watched)
         plan = self._plans.get(key)
         if plan is None:
             frees = self.program.last_uses(set(wanted))
             protected = set(wanted) | set(watched)
-            plan = [(fn, step, _attrs_keeping(step, protected), dead)
-                    for (fn, step), dead in zip(self._calls, frees)]
+            plan, index = [], 0
+            while index < len(self._calls):
+                pair = self._pairs.get(index)
+                if pair is not None and pair[2] not in protected:
+                    fused, step, _ = pair
+                    plan.append((fused, step, step.attrs, frees[index] + frees[index + 1]))
+                    index += 2
+                    continue
+                fn, step = self._calls[index]
+                plan.append((fn, step, _attrs_keeping(step, protected), frees[index]))
+                index += 1
             self._plans[key] = plan
         return plan
+
+    def _fusable_pairs(self) -> dict[int, tuple]:
+        """Step index -> (fused kernel, fused step, middle slot) for each
+        step whose kernel fuses with the next one's (registry.fuses): the
+        next step reads its only output as X, and nothing else reads it."""
+        program = self.program
+        readers = Counter(slot for step in program.steps for slot in step.inputs)
+        pairs = {}
+        for index in range(len(self._calls) - 1):
+            (first, a), (second, b) = self._calls[index], self._calls[index + 1]
+            if len(a.outputs) != 1 or not b.inputs or b.inputs[0] != a.outputs[0]:
+                continue
+            middle = a.outputs[0]
+            if middle in program.outputs or readers[middle] != 1:
+                continue
+            fused = fused_kernel(a.kernel, b.kernel, first, second, len(a.inputs))
+            if fused is not None:
+                step = Step(f"{a.kernel}+{b.kernel}", tuple(a.inputs) + tuple(b.inputs[1:]), b.outputs,
+                            {"first": a.attrs, "second": b.attrs}, f"{a.name}+{b.name}")
+                pairs[index] = (fused, step, middle)
+        return pairs
 
     def _bind_inputs(self, env: list, feeds: Mapping[str, np.ndarray]) -> None:
         program = self.program

@@ -17,8 +17,9 @@ from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
 from runtime.gemm.gemv import sgemv_rows
 from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd
+from runtime.kernels.nn_expand import fuse as fuse_expand_depthwise
 from runtime.kernels.nn_prepared import prepare_conv
-from runtime.kernels.registry import kernel, prepares
+from runtime.kernels.registry import fuses, kernel, prepares
 
 __all__ = ["conv_nd", "conv_transpose_nd", "matmul"]
 
@@ -95,6 +96,11 @@ def _prepare_conv(generic, attrs, constants):
 @prepares("FusedConv")
 def _prepare_fused_conv(generic, attrs, constants):
     return prepare_conv(generic, attrs, constants, fused=True)
+
+
+@fuses(("Conv", "Conv"), ("Conv", "FusedConv"), ("FusedConv", "Conv"), ("FusedConv", "FusedConv"))
+def _fuse_convs(first, second, first_inputs):
+    return fuse_expand_depthwise(first, second, first_inputs)
 
 
 @kernel("ConvTranspose")

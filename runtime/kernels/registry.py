@@ -26,6 +26,8 @@ Kernel = Callable[[Sequence[np.ndarray | None], Mapping[str, Any]], tuple]
 _KERNELS: dict[str, Kernel] = {}
 Preparer = Callable[[Kernel, Mapping[str, Any], Sequence[np.ndarray | None]], Kernel | None]
 _PREPARERS: dict[str, Preparer] = {}
+PairFuser = Callable[[Kernel, Kernel, int], Kernel | None]
+_FUSERS: dict[tuple[str, str], PairFuser] = {}
 
 
 def kernel(*names: str) -> Callable[[Kernel], Kernel]:
@@ -66,6 +68,28 @@ def prepared_kernel(name: str, attrs: Mapping[str, Any], constants: Sequence[np.
     except (KernelError, KeyError, TypeError, ValueError):  # attributes from an untrusted binary
         return generic
     return generic if prepared is None else prepared
+
+
+def fuses(*pairs: tuple[str, str]) -> Callable[[PairFuser], PairFuser]:
+    """Register ``fuse(first, second, first_inputs)`` for pairs of ops: given
+    the (prepared) kernels of two consecutive steps, the second reading the
+    first's only output, and the first step's input count, a kernel doing
+    both (inputs: the first step's, then the second's but that output), or
+    None."""
+    def register(fn: PairFuser) -> PairFuser:
+        for pair in pairs:
+            if pair in _FUSERS:
+                raise KernelError(f"fuser {pair!r} is registered twice")
+            _FUSERS[pair] = fn
+        return fn
+    return register
+
+
+def fused_kernel(first_op: str, second_op: str, first: Kernel, second: Kernel, first_inputs: int) -> Kernel | None:
+    """The kernel running two consecutive steps at once, or None."""
+    _load()
+    fuse = _FUSERS.get((first_op, second_op))
+    return None if fuse is None else fuse(first, second, first_inputs)
 
 
 def get_kernel(name: str) -> Kernel:

@@ -1,0 +1,177 @@
+"""A 1x1 expansion and the 3x3 depthwise convolution that reads it, run as
+one step a block of channels at a time (the inverted residual of MobileNets,
+at high resolution).
+
+MobileNetV2's first expansion writes 96 planes of 112x112 (4.8 MB) that the
+stride-2 depthwise convolution after it reads once: the tensor goes out to
+memory and back. Fused, each task expands a block of channels (the 1x1
+product of those rows of the weights, :func:`runtime.gemm.run_strip`) into
+a buffer of its own that stays in L2, and runs the depthwise kernel on it
+at once; the expanded tensor never exists. The same products in the same
+order as the two steps, so the same results, bit for bit (the two steps
+pair: 1.9x faster on their own).
+
+The executor fuses two consecutive steps through :func:`fuse` (registered
+with :func:`runtime.kernels.registry.fuses`) when both were prepared
+(:mod:`runtime.kernels.nn_prepared`), the second reads the first's output,
+nothing else does, and it is neither fetched nor watched. A call the fused
+kernel was not made for (an expansion small enough to stay in cache, other
+shapes or dtypes) runs the two prepared steps one after the other.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from runtime import gemm
+from runtime.gemm.sgemm import run_strip
+from runtime.jit import jit
+from runtime.kernels.conv_epilogue import NO_CLAMP
+from runtime.kernels.nn_depthwise import depthwise_phases_3x3, depthwise_same_3x3
+from runtime.kernels.nn_prepared import PreparedConv
+from runtime.kernels.registry import Kernel
+from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+
+FUSE_BYTES = 2 << 20
+"""Expanded tensors (per image) at least this large are never written out;
+smaller ones stay in cache between the two steps anyway (fused, MobileNetV2's
+56x56 pairs were slower: fewer, smaller tasks)."""
+BLOCK_BYTES = 512 << 10
+"""Most bytes of one task's block of expanded channels (it stays in L2)."""
+
+
+def fuse(first: Kernel, second: Kernel, first_inputs: int) -> Kernel | None:
+    """The fused kernel of a prepared 1x1 convolution (stride 1, no padding,
+    one group) and a prepared 3x3 depthwise one over its channels (pads of
+    1, stride 1 or 2, unit dilations), or None. Its inputs are the first
+    step's ``first_inputs`` inputs, then the second's but its X."""
+    if not (isinstance(first, PreparedConv) and isinstance(second, PreparedConv)):
+        return None
+    w1, w2 = first.w, second.w
+    strides, pads, dilations, group = first.geometry
+    if (w1.shape[2:] != (1, 1) or any(s != 1 for s in strides) or any(pads) or any(d != 1 for d in dilations)
+            or int(group) != 1):
+        return None
+    strides, pads, dilations, group = second.geometry
+    if (w2.shape != (w1.shape[0], 1, 3, 3) or int(group) != w1.shape[0] or strides not in ((1, 1), (2, 2))
+            or pads != (1, 1, 1, 1) or dilations != (1, 1)):
+        return None
+    return ExpandDepthwise(first, second, first_inputs)
+
+
+class ExpandDepthwise:
+    """The fused step: ``inputs`` are the first step's inputs, then the
+    second step's without its X."""
+
+    def __init__(self, first: PreparedConv, second: PreparedConv, first_inputs: int):
+        self.first, self.second = first, second
+        self.split = first_inputs
+        self.stride = second.geometry[0][0]
+        self.plans: dict[tuple, Any] = {}
+
+    def __call__(self, inputs, attrs):
+        x, first_inputs, second_inputs = inputs[0], inputs[:self.split], inputs[self.split:]
+        if self._direct(inputs):
+            plan = self.plans.get(x.shape)
+            if plan is None:
+                plan = self.plans[x.shape] = self._plan(x.shape)
+            if plan:
+                return (self._run(x, plan),)
+        middle = self.first(first_inputs, attrs["first"])[0]
+        return self.second([middle] + list(second_inputs), attrs["second"])
+
+    def _direct(self, inputs) -> bool:
+        """Whether this call is one the fused kernel was made for: the
+        prepared weights and biases, no residual, a C-contiguous float32 X."""
+        first, second = self.first, self.second
+        x, rest = inputs[0], inputs[self.split:]
+        expected = [first.w] + ([first.b] if self.split > 2 else []) + ([None] if first.fused else [])
+        expected_rest = [second.w] + ([second.b] if len(rest) > 1 else []) + ([None] if second.fused else [])
+        if len(rest) != len(expected_rest) or len(inputs) - len(rest) != len(expected) + 1:
+            return False
+        return (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 4 and x.flags.c_contiguous
+                and all(a is b for a, b in zip(inputs[1:self.split], expected))
+                and all(a is b for a, b in zip(rest, expected_rest)))
+
+    def _plan(self, x_shape: tuple):
+        """(block, packed weight blocks, padded biases, template, output
+        shape) for inputs of ``x_shape``, or None where the fused kernel
+        does not serve them."""
+        batch, chans, height, width = x_shape
+        w1 = self.first.w
+        wide, size = w1.shape[0], height * width
+        if (chans != w1.shape[1] or wide * size * 4 < FUSE_BYTES or not gemm.available() or batch < 1
+                or (self.stride == 2 and (width % 2 or sys.byteorder != "little"))):
+            return None
+        block = max(8, min(BLOCK_BYTES // (size * 4), -(-wide // 4)) // 8 * 8)
+        blocks = -(-wide // block)
+        rows = np.zeros((blocks * block, chans), np.float32)
+        rows[:wide] = w1.reshape(wide, chans)
+        packs = np.stack([gemm.pack_weights(rows[j * block:(j + 1) * block]).data for j in range(blocks)])
+        b1 = np.zeros(blocks * block, np.float32)
+        if self.first.b is not None:
+            b1[:wide] = self.first.b
+        template = gemm.strip_template(block, size, chans, size, True, False)
+        out_h, out_w = (height + 1) // 2 if self.stride == 2 else height, width // self.stride
+        return block, packs, b1, template, (batch, wide, out_h, out_w)
+
+    def _run(self, x: np.ndarray, plan) -> np.ndarray:
+        block, packs, b1, template, out_shape = plan
+        first, second = self.first, self.second
+        out = np.empty(out_shape, np.float32)
+        b2 = np.zeros(out_shape[1], np.float32) if second.b is None else second.b
+        flags1 = _FLAGS[first.clamp is not None]
+        flags2 = _FLAGS[second.clamp is not None][1:]
+        kernels = gemm.kernel_addresses(gemm.host_isa(), "f32")
+        parallel_for(_expand_depthwise, x.shape[0] * packs.shape[0], x, packs, b1,
+                     NO_CLAMP if first.clamp is None else first.clamp, flags1, template, kernels,
+                     second.w.reshape(out_shape[1], 3, 3), b2, out, NO_CLAMP if second.clamp is None else second.clamp,
+                     flags2, block, self.stride, grain=1)
+        return out
+
+
+_FLAGS = {clamp: np.array([True, False, clamp], np.bool_) for clamp in (False, True)}
+"""run_strip's (bias, residual, clamp) flags; ``[1:]`` are the depthwise
+kernels' (residual, clamp)."""
+
+
+@jit
+def _expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernels, w2, b2, out, clamp2, flags2,
+                      block, stride):
+    """Tasks [start, stop) (image n, block j of ``block`` channels): expand
+    the block (the product of its packed weight rows ``packs[j]`` by the
+    image, + ``b1``, clamped) into this call's buffer, then its depthwise
+    convolution into ``out``'s planes of those channels."""
+    batch, chans, height, width = x.shape
+    wide, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    size, out_size = height * width, out_h * out_w
+    blocks = packs.shape[0]
+    buf = np.empty(block * size, np.float32)
+    strip = buf.reshape(block, size)
+    flat_out = out.reshape(-1)
+    for t in range(start, min(stop, batch * blocks)):
+        n, j = t // blocks, t % blocks
+        c0 = j * block
+        count = min(block, wide - c0)
+        run_strip(template, kernels, packs[j], x[n].reshape(-1), strip, b1[c0:c0 + block], strip, clamp1, flags1)
+        planes = buf[:count * size].reshape(1, count, height, width)
+        first = (n * wide + c0) * out_size
+        target = flat_out[first:first + count * out_size].reshape(1, count, out_h, out_w)
+        if stride == 2:
+            depthwise_phases_3x3(0, count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target, clamp2,
+                                 flags2)
+        else:
+            depthwise_same_3x3(0, count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target, clamp2,
+                               flags2)
+
+
+@drives(_expand_depthwise)
+@jit
+def _expand_depthwise_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _expand_depthwise(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
