@@ -46,7 +46,7 @@ def _banded_and_whole(x, w, b, strides, pads, dilations, clamp, with_residual, b
         band = max(band, -(-48 // out_w))  # a band at least one tile wide
         patch.setattr(nn_conv, "BAND_BLOCK", band * w[0].size * out_w)
         patch.setattr(parallel, "NUM_THREADS", 1)  # bands are taken even when there are few
-        used = nn_conv._band_rows(w[0].size, 1, out_h, out_w) > 0
+        used = nn_conv._band_rows(w.shape[0], w[0].size, 1, out_h, out_w) > 0
         banded = conv_nd(x, w, b, residual=residual, clamp=clamp, **options)
     return banded, whole, residual, used
 
@@ -67,7 +67,7 @@ def test_banded_convolution_is_bitwise_the_one_gemm_path(case, clamp, with_resid
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,pad", [
-    ((2, 3, 30, 30), (20, 3, 3, 3), 1, 1),  # 30 rows in bands of 2: 15 bands, batch 2
+    ((2, 3, 30, 30), (12, 3, 3, 3), 1, 1),  # 30 rows in bands of 2: 15 bands, batch 2
     ((1, 3, 31, 33), (9, 3, 3, 3), 2, 1),  # 16 x 17 output, a ragged last band
     ((1, 4, 40, 24), (5, 4, 5, 5), 2, 2),  # 5x5 at stride 2
 ])
@@ -85,6 +85,8 @@ def test_bands_are_taken_and_exact(x_shape, w_shape, stride, pad, with_residual)
 
 def test_mobilenet_stem_takes_bands_on_two_threads(monkeypatch):
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    assert nn_conv._band_rows(27, 1, 112, 112) == 21  # 6 bands of 21 rows (the last one 7)
-    assert nn_conv._band_rows(27, 2, 112, 112) == 0  # 3-D: one GEMM per block of depth
-    assert nn_conv._band_rows(2304, 1, 7, 7) == 0  # 7 bands of one 7-wide row: narrower than a tile
+    assert nn_conv._band_rows(32, 27, 1, 112, 112) == 21  # 6 bands of 21 rows (the last one 7)
+    assert nn_conv._band_rows(64, 147, 1, 112, 112) == 3  # ResNet-50's 7x7 stem
+    assert nn_conv._band_rows(32, 27, 2, 112, 112) == 0  # 3-D: one GEMM per block of depth
+    assert nn_conv._band_rows(512, 2304, 1, 7, 7) == 0  # 7 bands of one 7-wide row: narrower than a tile
+    assert nn_conv._band_rows(128, 1152, 1, 28, 28) == 0  # 128 weight rows read again for 56 columns a band
