@@ -90,3 +90,18 @@ def test_mobilenet_stem_takes_bands_on_two_threads(monkeypatch):
     assert nn_conv._band_rows(32, 27, 2, 112, 112) == 0  # 3-D: one GEMM per block of depth
     assert nn_conv._band_rows(512, 2304, 1, 7, 7) == 0  # 7 bands of one 7-wide row: narrower than a tile
     assert nn_conv._band_rows(128, 1152, 1, 28, 28) == 0  # 128 weight rows read again for 56 columns a band
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 5, 7), (1, 3, 9, 8), (2, 1, 7, 7)])
+@pytest.mark.parametrize("pad,dilation", [(0, 1), (1, 1), (2, 2), (3, 1)])
+def test_stride_two_column_matrix_reads_word_halves_exactly(shape, pad, dilation):
+    """At stride 2 a float32 input of an even size is read as 64-bit words,
+    the even or odd half of each as the row's first element falls: odd
+    widths (rows starting on either half), pads and dilations move it."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((3, shape[1], 3, 3)).astype(np.float32)
+    got = conv_nd(x, w, None, strides=(2, 2), pads=(pad,) * 4, dilations=(dilation, dilation), exact=True)
+    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), None, (2, 2), (pad,) * 4,
+                          (dilation, dilation), 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
