@@ -29,7 +29,7 @@ from runtime import gemm
 from runtime.gemm.sgemm import run_strip
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import NO_CLAMP
-from runtime.kernels.nn_depthwise import depthwise_phases_3x3, depthwise_same_3x3
+from runtime.kernels.nn_depthwise_3x3 import depthwise_phases_3x3, depthwise_same_3x3
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import Kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime import parallel
-from runtime.kernels import nn_conv
+from runtime.kernels import nn_im2col
 from runtime.kernels.nn_conv import conv_nd
 from tests.ops.test_nn import naive_conv
 
@@ -38,15 +38,15 @@ def _banded_and_whole(x, w, b, strides, pads, dilations, clamp, with_residual, b
     """(banded result, one-GEMM result, residual, whether bands were taken)."""
     options = dict(strides=strides, pads=pads, dilations=dilations, exact=True)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(nn_conv, "BAND_BLOCK", 0)
+        patch.setattr(nn_im2col, "BAND_BLOCK", 0)
         shape = conv_nd(x, w, b, **options).shape
         residual = np.random.default_rng(3).standard_normal(shape).astype(np.float32) if with_residual else None
         whole = conv_nd(x, w, b, residual=residual, clamp=clamp, **options)
         out_h, out_w = shape[2:]
         band = max(band, -(-48 // out_w))  # a band at least one tile wide
-        patch.setattr(nn_conv, "BAND_BLOCK", band * w[0].size * out_w)
+        patch.setattr(nn_im2col, "BAND_BLOCK", band * w[0].size * out_w)
         patch.setattr(parallel, "NUM_THREADS", 1)  # bands are taken even when there are few
-        used = nn_conv._band_rows(w.shape[0], w[0].size, 1, out_h, out_w) > 0
+        used = nn_im2col.band_rows(w.shape[0], w[0].size, 1, out_h, out_w) > 0
         banded = conv_nd(x, w, b, residual=residual, clamp=clamp, **options)
     return banded, whole, residual, used
 
@@ -85,11 +85,11 @@ def test_bands_are_taken_and_exact(x_shape, w_shape, stride, pad, with_residual)
 
 def test_mobilenet_stem_takes_bands_on_two_threads(monkeypatch):
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    assert nn_conv._band_rows(32, 27, 1, 112, 112) == 21  # 6 bands of 21 rows (the last one 7)
-    assert nn_conv._band_rows(64, 147, 1, 112, 112) == 3  # ResNet-50's 7x7 stem
-    assert nn_conv._band_rows(32, 27, 2, 112, 112) == 0  # 3-D: one GEMM per block of depth
-    assert nn_conv._band_rows(512, 2304, 1, 7, 7) == 0  # 7 bands of one 7-wide row: narrower than a tile
-    assert nn_conv._band_rows(128, 1152, 1, 28, 28) == 0  # 128 weight rows read again for 56 columns a band
+    assert nn_im2col.band_rows(32, 27, 1, 112, 112) == 21  # 6 bands of 21 rows (the last one 7)
+    assert nn_im2col.band_rows(64, 147, 1, 112, 112) == 3  # ResNet-50's 7x7 stem
+    assert nn_im2col.band_rows(32, 27, 2, 112, 112) == 0  # 3-D: one GEMM per block of depth
+    assert nn_im2col.band_rows(512, 2304, 1, 7, 7) == 0  # 7 bands of one 7-wide row: narrower than a tile
+    assert nn_im2col.band_rows(128, 1152, 1, 28, 28) == 0  # 128 weight rows read again for 56 columns a band
 
 
 @pytest.mark.parametrize("shape", [(1, 2, 5, 7), (1, 3, 9, 8), (2, 1, 7, 7)])
