@@ -30,27 +30,27 @@ PairFuser = Callable[[Kernel, Kernel, int], Kernel | None]
 _FUSERS: dict[tuple[str, str], PairFuser] = {}
 
 
-def kernel(*names: str) -> Callable[[Kernel], Kernel]:
-    """Register a function as the kernel of one or more ops."""
-    def register(fn: Kernel) -> Kernel:
-        for name in names:
-            if name in _KERNELS:
-                raise KernelError(f"kernel {name!r} is registered twice")
-            _KERNELS[name] = fn
+def _registrar(table: dict, what: str, keys: tuple) -> Callable:
+    """A decorator entering the function in ``table`` under each key (a key
+    taken already is an error)."""
+    def register(fn):
+        for key in keys:
+            if key in table:
+                raise KernelError(f"{what} {key!r} is registered twice")
+            table[key] = fn
         return fn
     return register
+
+
+def kernel(*names: str) -> Callable[[Kernel], Kernel]:
+    """Register a function as the kernel of one or more ops."""
+    return _registrar(_KERNELS, "kernel", names)
 
 
 def prepares(*names: str) -> Callable[[Preparer], Preparer]:
     """Register ``prepare(generic, attrs, constants)`` for one or more ops;
     ``constants`` has one entry per input: its constant array, or None."""
-    def register(fn: Preparer) -> Preparer:
-        for name in names:
-            if name in _PREPARERS:
-                raise KernelError(f"preparer {name!r} is registered twice")
-            _PREPARERS[name] = fn
-        return fn
-    return register
+    return _registrar(_PREPARERS, "preparer", names)
 
 
 def prepared_kernel(name: str, attrs: Mapping[str, Any], constants: Sequence[np.ndarray | None]) -> Kernel:
@@ -76,13 +76,7 @@ def fuses(*pairs: tuple[str, str]) -> Callable[[PairFuser], PairFuser]:
     first's only output, and the first step's input count, a kernel doing
     both (inputs: the first step's, then the second's but that output), or
     None."""
-    def register(fn: PairFuser) -> PairFuser:
-        for pair in pairs:
-            if pair in _FUSERS:
-                raise KernelError(f"fuser {pair!r} is registered twice")
-            _FUSERS[pair] = fn
-        return fn
-    return register
+    return _registrar(_FUSERS, "fuser", pairs)
 
 
 def fused_kernel(first_op: str, second_op: str, first: Kernel, second: Kernel, first_inputs: int) -> Kernel | None:
