@@ -121,7 +121,9 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
         return out
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     if group > 1 and group == chans:
-        if _padded_depthwise(x, w, b, out, window, residual, clamp):
+        chosen = plane_kernel(x.shape, x.dtype, window)
+        if chosen is not None:
+            run_plane_kernel(chosen, x, w, b, out, residual, clamp)
             return out
         _conv_depthwise(x, w, b, out, window, residual, clamp)
         return out
@@ -278,27 +280,30 @@ _EPILOGUE_FLAGS = {(res, clamp): np.array([res, clamp], np.bool_) for res in (Fa
 """The kernels' (residual given, clamp given) flag arrays (only read)."""
 
 
-def _padded_depthwise(x, w, b, out, window: Window, residual, clamp) -> bool:
-    """Run the depthwise convolution on a flat or padded plane kernel, with
-    its epilogue, if its geometry suits one; say whether it did."""
-    if x.ndim != 4 or window.kernel != (3, 3) or window.dilations != (1, 1):
-        return False
+def plane_kernel(x_shape: tuple, dtype, window: Window) -> tuple | None:
+    """(kernel, its extra arguments) of the flat or padded-plane depthwise
+    kernel that suits this geometry, or None."""
+    if len(x_shape) != 4 or window.kernel != (3, 3) or window.dilations != (1, 1):
+        return None
     pads = window.pads_begin + window.pads_end
     if window.strides == (1, 1) and pads == (1, 1, 1, 1):
-        kernel, geo = depthwise_same_3x3, ()
-    elif (window.strides == (2, 2) and pads == (1, 1, 1, 1) and x.dtype == np.float32 and x.shape[3] % 2 == 0
-          and sys.byteorder == "little"):
-        kernel, geo = depthwise_phases_3x3, ()
-    elif all(s in (1, 2) for s in window.strides) and x.shape[3] <= PADDED_WIDTH:
-        kernel, geo = depthwise_padded_3x3, (_geo(window),)
-    else:
-        return False
+        return depthwise_same_3x3, ()
+    if (window.strides == (2, 2) and pads == (1, 1, 1, 1) and dtype == np.float32 and x_shape[3] % 2 == 0
+            and sys.byteorder == "little"):
+        return depthwise_phases_3x3, ()
+    if all(s in (1, 2) for s in window.strides) and x_shape[3] <= PADDED_WIDTH:
+        return depthwise_padded_3x3, (_geo(window),)
+    return None
+
+
+def run_plane_kernel(chosen: tuple, x, w, b, out, residual, clamp) -> None:
+    """The depthwise convolution on a :func:`plane_kernel`, with its epilogue."""
+    kernel, extra = chosen
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else b
     flags = _EPILOGUE_FLAGS[residual is not None, clamp is not None]
     parallel_for(kernel, out.shape[0] * out.shape[1], x, w.reshape(w.shape[0], 3, 3), b, out,
-                 out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags, *geo,
+                 out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags, *extra,
                  grain=grain(out[0, 0].size * 9))
-    return True
 
 
 SMALL_PLANE = 100

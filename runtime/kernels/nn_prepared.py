@@ -24,9 +24,10 @@ from runtime import gemm
 from runtime.kernels.conv_epilogue import check_epilogue
 from runtime.kernels.nn_conv import (
     _conv_geometry,
-    _padded_depthwise,
     _pointwise_product,
     packed_weights,
+    plane_kernel,
+    run_plane_kernel,
 )
 from runtime.kernels.registry import Kernel
 
@@ -60,7 +61,8 @@ class PreparedConv:
     """One Conv/FusedConv step with constant ``w`` and ``b`` (None: no bias
     input), prepared per input shape: a planned GEMM for 1x1 convolutions
     (stride 1, no padding, one group), the flat or padded-plane kernel for
-    3x3 depthwise ones; other shapes go to the generic kernel."""
+    the 3x3 depthwise ones that have one; other shapes go to the generic
+    kernel."""
 
     def __init__(self, generic: Kernel, attrs: Mapping[str, Any], w: np.ndarray, b: np.ndarray | None, fused: bool):
         self.generic, self.attrs, self.w, self.b, self.fused = generic, attrs, w, b, fused
@@ -98,9 +100,8 @@ class PreparedConv:
                      and all(s == 1 for s in window.strides) and int(group) == 1)
         if pointwise and gemm.available():
             return _Pointwise(out_shape)
-        if int(group) == x_shape[1] and int(group) > 1 and len(x_shape) == 4:
-            return _Depthwise(out_shape, window)
-        return None
+        chosen = plane_kernel(x_shape, _F32, window) if int(group) == x_shape[1] > 1 else None
+        return None if chosen is None else _Depthwise(out_shape, chosen)
 
 
 class _Layout:
@@ -134,17 +135,14 @@ class _Pointwise(_Layout):
 
 
 class _Depthwise(_Layout):
-    """A 3x3 depthwise convolution straight to the flat or padded-plane
-    kernel (others to the generic kernel's general depthwise path)."""
+    """A 3x3 depthwise convolution on the flat or padded-plane kernel chosen
+    for its geometry once (:func:`plane_kernel`)."""
 
-    def __init__(self, out_shape: tuple, window):
+    def __init__(self, out_shape: tuple, chosen: tuple):
         super().__init__(out_shape)
-        self.window = window
+        self.chosen = chosen
 
     def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
         out = np.empty(self.out_shape, np.float32)
-        clamp = step.clamp
-        if not _padded_depthwise(x, step.w, step.b, out, self.window, residual, clamp):
-            return step.generic([x, step.w, step.b, residual] if step.fused else
-                                [x, step.w] + ([] if step.b is None else [step.b]), step.attrs)[0]
+        run_plane_kernel(self.chosen, x, step.w, step.b, out, residual, step.clamp)
         return out
