@@ -21,6 +21,7 @@ shapes or dtypes) runs the two prepared steps one after the other.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,13 @@ from runtime import gemm
 from runtime.gemm.sgemm import run_strip
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import NO_CLAMP
+from runtime.kernels.nn_conv import packed_weights
 from runtime.kernels.nn_depthwise_3x3 import depthwise_phases_3x3, depthwise_same_3x3
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import Kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 
+_UNKNOWN = object()
 FUSE_BYTES = 2 << 20
 """Expanded tensors (per image) at least this large are never written out;
 smaller ones stay in cache between the two steps anyway (fused, MobileNetV2's
@@ -74,10 +77,10 @@ class ExpandDepthwise:
     def __call__(self, inputs, attrs):
         x, first_inputs, second_inputs = inputs[0], inputs[:self.split], inputs[self.split:]
         if self._direct(inputs):
-            plan = self.plans.get(x.shape)
-            if plan is None:
+            plan = self.plans.get(x.shape, _UNKNOWN)
+            if plan is _UNKNOWN:
                 plan = self.plans[x.shape] = self._plan(x.shape)
-            if plan:
+            if plan is not None:
                 return (self._run(x, plan),)
         middle = self.first(first_inputs, attrs["first"])[0]
         return self.second([middle] + list(second_inputs), attrs["second"])
@@ -95,41 +98,66 @@ class ExpandDepthwise:
                 and all(a is b for a, b in zip(inputs[1:self.split], expected))
                 and all(a is b for a, b in zip(rest, expected_rest)))
 
-    def _plan(self, x_shape: tuple):
-        """(block, packed weight blocks, padded biases, template, output
-        shape) for inputs of ``x_shape``, or None where the fused kernel
-        does not serve them."""
+    def _plan(self, x_shape: tuple) -> "_Plan | None":
+        """What the fused kernel needs for inputs of ``x_shape``, or None
+        where it does not serve them."""
         batch, chans, height, width = x_shape
-        w1 = self.first.w
-        wide, size = w1.shape[0], height * width
-        if (chans != w1.shape[1] or wide * size * 4 < FUSE_BYTES or not gemm.available() or batch < 1
+        first, second = self.first, self.second
+        wide, size = first.w.shape[0], height * width
+        if (chans != first.w.shape[1] or wide * size * 4 < FUSE_BYTES or not gemm.available() or batch < 1
                 or (self.stride == 2 and (width % 2 or sys.byteorder != "little"))):
             return None
         block = max(8, min(BLOCK_BYTES // (size * 4), -(-wide // 4)) // 8 * 8)
         blocks = -(-wide // block)
-        rows = np.zeros((blocks * block, chans), np.float32)
-        rows[:wide] = w1.reshape(wide, chans)
-        packs = np.stack([gemm.pack_weights(rows[j * block:(j + 1) * block]).data for j in range(blocks)])
-        b1 = np.zeros(blocks * block, np.float32)
-        if self.first.b is not None:
-            b1[:wide] = self.first.b
-        template = gemm.strip_template(block, size, chans, size, True, False)
         out_h, out_w = (height + 1) // 2 if self.stride == 2 else height, width // self.stride
-        return block, packs, b1, template, (batch, wide, out_h, out_w)
+        return _Plan(
+            source=None, block=block, packs=np.empty((blocks, 0), np.float32),
+            b1=np.zeros(blocks * block, np.float32),  # the last block's rows past ``wide`` read zeros
+            template=gemm.strip_template(block, size, chans, size, True, False),
+            out_shape=(batch, wide, out_h, out_w),
+            kernels=gemm.kernel_addresses(gemm.host_isa(), "f32"),
+            clamp1=NO_CLAMP if first.clamp is None else first.clamp, flags1=_FLAGS[first.clamp is not None],
+            w2=second.w.reshape(wide, 3, 3), b2=np.zeros(wide, np.float32) if second.b is None else second.b,
+            clamp2=NO_CLAMP if second.clamp is None else second.clamp, flags2=_FLAGS[second.clamp is not None][1:])
 
-    def _run(self, x: np.ndarray, plan) -> np.ndarray:
-        block, packs, b1, template, out_shape = plan
-        first, second = self.first, self.second
-        out = np.empty(out_shape, np.float32)
-        b2 = np.zeros(out_shape[1], np.float32) if second.b is None else second.b
-        flags1 = _FLAGS[first.clamp is not None]
-        flags2 = _FLAGS[second.clamp is not None][1:]
-        kernels = gemm.kernel_addresses(gemm.host_isa(), "f32")
-        parallel_for(_expand_depthwise, x.shape[0] * packs.shape[0], x, packs, b1,
-                     NO_CLAMP if first.clamp is None else first.clamp, flags1, template, kernels,
-                     second.w.reshape(out_shape[1], 3, 3), b2, out, NO_CLAMP if second.clamp is None else second.clamp,
-                     flags2, block, self.stride, grain=1)
+    def _run(self, x: np.ndarray, plan: "_Plan") -> np.ndarray:
+        first = self.first
+        wide, chans = first.w.shape[:2]
+        source = packed_weights.get(first.w)  # re-samples W, as the unfused step does: rewritten in place, repacked
+        if source is not plan.source:
+            blocks, block = plan.packs.shape[0], plan.block
+            rows = np.zeros((blocks * block, chans), np.float32)
+            rows[:wide] = first.w.reshape(wide, chans)
+            plan.packs = np.stack([gemm.pack_weights(rows[j * block:(j + 1) * block]).data for j in range(blocks)])
+            plan.source = source
+        if first.b is not None:
+            plan.b1[:wide] = first.b  # read on every call, as the unfused step reads B
+        out = np.empty(plan.out_shape, np.float32)
+        parallel_for(_expand_depthwise, x.shape[0] * plan.packs.shape[0], x, plan.packs, plan.b1, plan.clamp1,
+                     plan.flags1, plan.template, plan.kernels, plan.w2, plan.b2, out, plan.clamp2, plan.flags2,
+                     plan.block, self.stride, grain=1)
         return out
+
+
+@dataclass
+class _Plan:
+    """One input shape's fused-kernel arguments: the weight rows packed in
+    blocks of ``block`` (from the packed-weights entry ``source``; zero rows
+    pad the last block), the padded first bias, the strip plan, the output
+    shape, the kernel table, and each step's clamp and flags."""
+    source: Any
+    block: int
+    packs: np.ndarray
+    b1: np.ndarray
+    template: np.ndarray
+    out_shape: tuple
+    kernels: np.ndarray
+    clamp1: np.ndarray
+    flags1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+    clamp2: np.ndarray
+    flags2: np.ndarray
 
 
 _FLAGS = {clamp: np.array([True, False, clamp], np.bool_) for clamp in (False, True)}

@@ -96,3 +96,15 @@ def test_a_middle_value_read_elsewhere_or_watched_is_never_fused():
     x = RNG.standard_normal((1, 8, 8, 8)).astype(np.float32)
     executor.run({"x": x}, observe=lambda name, value: seen.append(name), watch=["mid"])
     assert seen == ["mid"]
+
+
+def test_weights_and_bias_rewritten_in_place_are_seen_by_the_fused_step():
+    program = _pair_program(stride=1)
+    executor = Executor(program)
+    x = RNG.standard_normal((1, 8, 8, 8)).astype(np.float32)
+    before = executor.run({"x": x})["y"]
+    program.constants[1] *= 0.5  # the expansion's weights
+    program.constants[2] += 1.0  # and its bias
+    after = executor.run({"x": x})["y"]
+    assert not np.array_equal(before, after)
+    np.testing.assert_array_equal(after, executor.run({"x": x}, fetch=["y", "mid"])["y"])
