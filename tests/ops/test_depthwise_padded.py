@@ -67,20 +67,7 @@ def test_padded_depthwise_keeps_nan_and_clamps(shape, strides):
 def test_same_stride_one_depthwise_matches_naive_conv(chans, mult, height, width, batch, clamp, with_residual, seed):
     """SAME 3x3 at stride 1 (pads of 1) takes the flat-plane kernel at any
     size, down to one row or one column, with multipliers and epilogues."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, chans, height, width)).astype(np.float32)
-    w = rng.standard_normal((chans * mult, 1, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(chans * mult).astype(np.float32)
-    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (1, 1), (1, 1, 1, 1),
-                          (1, 1), chans)
-    residual = rng.standard_normal(expected.shape).astype(np.float32) if with_residual else None
-    if residual is not None:
-        expected = expected + residual
-    if clamp is not None:
-        expected = np.minimum(np.maximum(expected, clamp[0]), clamp[1])
-    got = conv_nd(x, w, b, strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=chans, residual=residual,
-                  clamp=clamp)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    _check_against_naive((batch, chans, height, width), mult, 1, clamp, with_residual, seed)
 
 
 def test_same_stride_one_depthwise_keeps_infinities_beyond_the_row_ends_out():
@@ -109,20 +96,7 @@ def test_stride_two_depthwise_on_even_widths_matches_naive_conv(chans, mult, hei
                                                                 with_residual, seed):
     """Stride 2 with pads of 1 on even widths takes the four-phase kernel:
     odd and even heights, one row, two columns, multipliers, epilogues."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, chans, height, 2 * half_width)).astype(np.float32)
-    w = rng.standard_normal((chans * mult, 1, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(chans * mult).astype(np.float32)
-    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (2, 2), (1, 1, 1, 1),
-                          (1, 1), chans)
-    residual = rng.standard_normal(expected.shape).astype(np.float32) if with_residual else None
-    if residual is not None:
-        expected = expected + residual
-    if clamp is not None:
-        expected = np.minimum(np.maximum(expected, clamp[0]), clamp[1])
-    got = conv_nd(x, w, b, strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), group=chans, residual=residual,
-                  clamp=clamp)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    _check_against_naive((batch, chans, height, 2 * half_width), mult, 2, clamp, with_residual, seed)
 
 
 def test_stride_two_depthwise_keeps_an_infinity_in_its_own_row():
@@ -135,3 +109,24 @@ def test_stride_two_depthwise_keeps_an_infinity_in_its_own_row():
     hit = np.zeros((3, 4), bool)
     hit[1, 3] = True  # output row 1 reads input rows 1-3; output column 3 reads input columns 5-7
     assert (got[hit] == np.inf).all() and np.isfinite(got[~hit]).all()
+
+
+def _check_against_naive(x_shape, mult, stride, clamp, with_residual, seed):
+    """A depthwise 3x3 with pads of 1 at ``stride`` (both axes), a bias, an
+    optional residual and clamp, against the naive convolution."""
+    rng = np.random.default_rng(seed)
+    chans = x_shape[1]
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal((chans * mult, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(chans * mult).astype(np.float32)
+    strides = (stride, stride)
+    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), strides, (1, 1, 1, 1),
+                          (1, 1), chans)
+    residual = rng.standard_normal(expected.shape).astype(np.float32) if with_residual else None
+    if residual is not None:
+        expected = expected + residual
+    if clamp is not None:
+        expected = np.minimum(np.maximum(expected, clamp[0]), clamp[1])
+    got = conv_nd(x, w, b, strides=strides, pads=(1, 1, 1, 1), dilations=(1, 1), group=chans, residual=residual,
+                  clamp=clamp)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

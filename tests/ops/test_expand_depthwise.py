@@ -10,17 +10,9 @@ from runtime import Executor
 from runtime.kernels import nn_expand
 from runtime.kernels.nn_expand import ExpandDepthwise
 from runtime.program import NO_SLOT, Program, Step
+from tests.ops.test_prepared_conv import conv_attrs
 
 RNG = np.random.default_rng(11)
-
-
-def _attrs(kernel, group, stride, clamp):
-    pad = kernel // 2
-    attrs = dict(kernel_shape=(kernel, kernel), strides=(stride, stride), pads=(pad,) * 4, dilations=(1, 1),
-                 group=group)
-    if clamp is not None:
-        attrs["clamp"] = clamp
-    return attrs
 
 
 def _pair_program(chans=8, wide=24, stride=2, first_op="FusedConv", second_op="FusedConv", biases=True,
@@ -43,8 +35,9 @@ def _pair_program(chans=8, wide=24, stride=2, first_op="FusedConv", second_op="F
     def clamp(op):
         return (0.0, 6.0) if op == "FusedConv" else None
 
-    steps = [Step(first_op, inputs(first_op, 0, 1, 2), (3,), _attrs(1, 1, 1, clamp(first_op)), "expand"),
-             Step(second_op, inputs(second_op, 3, 4, 5), (6,), _attrs(3, wide, stride, clamp(second_op)), "depthwise")]
+    steps = [Step(first_op, inputs(first_op, 0, 1, 2), (3,), conv_attrs(1, 1, 1, clamp(first_op)), "expand"),
+             Step(second_op, inputs(second_op, 3, 4, 5), (6,), conv_attrs(3, wide, stride, clamp(second_op)),
+                  "depthwise")]
     outputs = [6]
     if extra_reader:
         steps.append(Step("Relu", (3,), (7,), {}, "other"))

@@ -14,7 +14,8 @@ from runtime.program import NO_SLOT, Program, Step
 RNG = np.random.default_rng(7)
 
 
-def _attrs(kernel: int, group: int = 1, stride: int = 1, clamp=(0.0, 6.0)) -> dict:
+def conv_attrs(kernel: int, group: int = 1, stride: int = 1, clamp=(0.0, 6.0)) -> dict:
+    """Conv attributes of a square kernel, pads of kernel // 2 (and a clamp)."""
     pad = kernel // 2
     attrs = dict(kernel_shape=(kernel, kernel), strides=(stride, stride), pads=(pad,) * 4, dilations=(1, 1),
                  group=group)
@@ -45,7 +46,7 @@ CASES = {  # (chans, out channels, plane size, kernel, group)
 def test_prepared_fused_conv_equals_the_generic_kernel(name, with_residual, batch):
     chans, out_c, size, kernel, group = CASES[name]
     x, w, b = _case(chans, out_c, size, kernel, group, batch)
-    attrs = _attrs(kernel, group)
+    attrs = conv_attrs(kernel, group)
     generic = get_kernel("FusedConv")
     prepared = prepared_kernel("FusedConv", attrs, [None, w, b, None])
     assert isinstance(prepared, PreparedConv)
@@ -60,7 +61,7 @@ def test_prepared_fused_conv_equals_the_generic_kernel(name, with_residual, batc
 
 def test_prepared_conv_without_bias_and_unfused():
     x, w, _ = _case(16, 8, 5, 1, 1)
-    attrs = _attrs(1, clamp=None)
+    attrs = conv_attrs(1, clamp=None)
     prepared = prepared_kernel("Conv", attrs, [None, w])
     assert isinstance(prepared, PreparedConv)
     np.testing.assert_array_equal(prepared([x, w], attrs)[0], get_kernel("Conv")([x, w], attrs)[0])
@@ -68,7 +69,7 @@ def test_prepared_conv_without_bias_and_unfused():
 
 def test_calls_it_was_not_prepared_for_go_to_the_generic_kernel():
     x, w, b = _case(8, 8, 4, 1, 1)
-    attrs = _attrs(1)
+    attrs = conv_attrs(1)
     generic = get_kernel("FusedConv")
     prepared = prepared_kernel("FusedConv", attrs, [None, w, b, None])
     other_w = w.copy()
@@ -89,7 +90,7 @@ def test_calls_it_was_not_prepared_for_go_to_the_generic_kernel():
 
 def test_a_weight_rewritten_in_place_is_repacked():
     x, w, b = _case(8, 8, 4, 1, 1)
-    attrs = _attrs(1, clamp=None)
+    attrs = conv_attrs(1, clamp=None)
     prepared = prepared_kernel("FusedConv", attrs, [None, w, b, None])
     before = prepared([x, w, b, None], attrs)[0]
     w *= 2
@@ -101,23 +102,23 @@ def test_a_weight_rewritten_in_place_is_repacked():
 def test_steps_without_constant_weights_or_with_bad_attributes_stay_generic():
     x, w, b = _case(8, 8, 4, 1, 1)
     generic = get_kernel("FusedConv")
-    assert prepared_kernel("FusedConv", _attrs(1), [None, None, None, None]) is generic
-    assert prepared_kernel("FusedConv", _attrs(1), [None, w.astype(np.float64), None, None]) is generic
-    assert prepared_kernel("FusedConv", _attrs(3), [None, w, b, None]) is generic  # kernel_shape does not match W
-    assert prepared_kernel("FusedConv", dict(_attrs(1), clamp=("a", 1)), [None, w, b, None]) is generic
+    assert prepared_kernel("FusedConv", conv_attrs(1), [None, None, None, None]) is generic
+    assert prepared_kernel("FusedConv", conv_attrs(1), [None, w.astype(np.float64), None, None]) is generic
+    assert prepared_kernel("FusedConv", conv_attrs(3), [None, w, b, None]) is generic  # kernel_shape does not match W
+    assert prepared_kernel("FusedConv", dict(conv_attrs(1), clamp=("a", 1)), [None, w, b, None]) is generic
     assert prepared_kernel("FusedConv", {}, [None, w, b, None]) is generic
 
 
 def test_the_executor_prepares_conv_steps_and_a_bad_step_still_names_its_node():
     x, w, b = _case(8, 8, 4, 1, 1)
-    attrs = _attrs(1)
+    attrs = conv_attrs(1)
     steps = [Step("FusedConv", (0, 1, 2, NO_SLOT), (3,), attrs, "pw")]
     program = Program(["x", "w", "b", "y"], [0], [3], steps, {1: w, 2: b})
     executor = Executor(program)
     assert isinstance(executor._calls[0][0], PreparedConv)
     got = executor.run({"x": x})["y"]
     np.testing.assert_array_equal(got, get_kernel("FusedConv")([x, w, b, None], attrs)[0])
-    bad = Program(["x", "w", "b", "y"], [0], [3], [Step("FusedConv", (0, 1, 2, NO_SLOT), (3,), _attrs(3), "bad")],
+    bad = Program(["x", "w", "b", "y"], [0], [3], [Step("FusedConv", (0, 1, 2, NO_SLOT), (3,), conv_attrs(3), "bad")],
                   {1: w, 2: b})
     with pytest.raises(ExecutionError, match="bad.*kernel_shape"):
         Executor(bad).run({"x": x})
