@@ -16,7 +16,7 @@ import numpy as np
 from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
 from runtime.gemm.gemv import sgemv_rows
-from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd
+from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd, window_attrs
 from runtime.kernels.nn_expand import fuse as fuse_expand_depthwise
 from runtime.kernels.nn_prepared import prepare_conv
 from runtime.kernels.registry import fuses, kernel, prepares
@@ -59,18 +59,11 @@ def _in_float(fn, *arrays: np.ndarray) -> np.ndarray:
     return fn(*widened).astype(dtype)
 
 
-def _window_attrs(attrs, w: np.ndarray) -> dict:
-    kernel_shape = tuple(int(k) for k in attrs["kernel_shape"])
-    if kernel_shape != tuple(w.shape[2:]):
-        raise KernelError(f"kernel_shape={list(kernel_shape)} does not match W of shape {list(w.shape)}")
-    return dict(strides=attrs["strides"], pads=attrs["pads"], dilations=attrs["dilations"], group=attrs["group"])
-
-
 @kernel("Conv")
 def conv(inputs, attrs):
     x, w = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) > 2 else None
-    options = _window_attrs(attrs, w)
+    options = window_attrs(attrs, w)
     return (_in_float(lambda x, w, b: conv_nd(x, w, b, **options), x, w, b),)
 
 
@@ -84,7 +77,7 @@ def fused_conv(inputs, attrs):
     x, w, b, r = inputs
     if any(a is not None and (not isinstance(a, np.ndarray) or a.dtype != np.float32) for a in inputs):
         raise KernelError("FusedConv: X, W, B and R must be float32 arrays")
-    options = _window_attrs(attrs, w)
+    options = window_attrs(attrs, w)
     return (conv_nd(x, w, b, residual=r, clamp=attrs.get("clamp"), **options),)
 
 
@@ -107,7 +100,7 @@ def _fuse_convs(first, second, first_inputs):
 def conv_transpose(inputs, attrs):
     x, w = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) > 2 else None
-    options = _window_attrs(attrs, w)
+    options = window_attrs(attrs, w)
     options["output_padding"] = attrs["output_padding"]
     return (_in_float(lambda x, w, b: conv_transpose_nd(x, w, b, **options), x, w, b),)
 

@@ -90,6 +90,15 @@ def _check_rank(op: str, x_shape: tuple, w_shape: tuple) -> int:
 
 
 # ---------------------------------------------------------------- Conv
+def window_attrs(attrs, w: np.ndarray) -> dict:
+    """A Conv node's window attributes as conv_nd's keywords, its kernel_shape
+    checked against W."""
+    kernel_shape = tuple(int(k) for k in attrs["kernel_shape"])
+    if kernel_shape != tuple(w.shape[2:]):
+        raise KernelError(f"kernel_shape={list(kernel_shape)} does not match W of shape {list(w.shape)}")
+    return dict(strides=attrs["strides"], pads=attrs["pads"], dilations=attrs["dilations"], group=attrs["group"])
+
+
 def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, strides: Sequence[int],
             pads: Sequence[int], dilations: Sequence[int], group: int = 1, exact: bool = False,
             residual: np.ndarray | None = None, clamp: Sequence[float] | None = None) -> np.ndarray:

@@ -28,6 +28,7 @@ from runtime.kernels.nn_conv import (
     packed_weights,
     plane_kernel,
     run_plane_kernel,
+    window_attrs,
 )
 from runtime.kernels.registry import Kernel
 
@@ -66,10 +67,8 @@ class PreparedConv:
 
     def __init__(self, generic: Kernel, attrs: Mapping[str, Any], w: np.ndarray, b: np.ndarray | None, fused: bool):
         self.generic, self.attrs, self.w, self.b, self.fused = generic, attrs, w, b, fused
-        kernel_shape = tuple(int(k) for k in attrs["kernel_shape"])
-        if kernel_shape != tuple(w.shape[2:]):
-            raise ValueError("kernel_shape does not match W")  # the generic kernel says so, naming the node
-        self.geometry = (tuple(attrs["strides"]), tuple(attrs["pads"]), tuple(attrs["dilations"]), attrs["group"])
+        options = window_attrs(attrs, w)  # a mismatch: the generic kernel says so when the step runs, naming it
+        self.geometry = tuple(tuple(options[k]) for k in ("strides", "pads", "dilations")) + (options["group"],)
         _, self.clamp = check_epilogue("FusedConv", None, attrs.get("clamp") if fused else None, (), _F32)
         self.layouts: dict[tuple, _Layout | None] = {}
 
