@@ -67,6 +67,11 @@ _ALIGN = 16
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
  _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TASKS, _PLAN_SIZE) = range(33)
 
+PLAN_SIZE, TASKS = _PLAN_SIZE, _TASKS
+"""For callers that plan a product once and run it from Numba
+(:func:`product_template`, :func:`run_planned`): a plan's length and the
+field holding its number of tasks."""
+
 _NO_SOURCE = np.zeros(1, np.float32)
 _NO_SOURCE.flags.writeable = False
 
@@ -344,6 +349,28 @@ def run_strip(template, kernels, a, b, c, bias, res, clamp, flags):
     _run_tasks(0, plan[_TASKS], plan, kernels, b)
 
 
+def product_template(kind: str, dims: tuple, out_strides: tuple, bias_len: int, accumulate: bool,
+                     split: bool) -> np.ndarray:
+    """The plan (addresses left to :func:`set_addresses`) of ``C (m x n,
+    ``out_strides`` in bytes) [+]= A @ B + bias`` with ``kind`` kernels, for
+    callers that pack both operands themselves (B prepacked, laid out as
+    ``pack_right_int8`` lays it) and run the plan from Numba
+    (:func:`run_planned`, on one thread or over the pool): ``dims`` = (m, n,
+    steps), ``bias_len`` the bias array's length (rounded-up rows); tasks
+    for every thread if ``split``, else one."""
+    isa = host_isa()
+    m, n, steps = dims
+    return _plan_template(kind, isa, (1, m, n, steps, block_depth(steps)), (PREPACKED, None, steps * roundup(n, UNIT),
+                                                                          0, 0),
+                          out_strides, np.zeros((1, bias_len), np.float32), None, accumulate, split=split)
+
+
+@jit
+def plan_shape(plan):
+    """(m, n, steps, kc, mr, nr) of a plan."""
+    return plan[_M], plan[_N], plan[_DEPTH], plan[_KC], plan[_MR], plan[_NR]
+
+
 # ---------------------------------------------------------------- planning
 def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray, b: tuple,
            bias: np.ndarray | None, accumulate: bool, epilogue: Epilogue | None = None) -> None:
@@ -564,3 +591,9 @@ def _run_tasks_team(team, state, role, spans, *args):
         _run_tasks(spans[index, 0], spans[index, 1], *args)
         index = parallel.team_next(team, True)
     return parallel.team_leave(team, state, role)
+
+
+run_planned, set_addresses = _run_tasks, _set_addresses
+"""``run_planned(start, stop, plan, kernels, b_src)`` runs tasks [start, stop)
+of a plan (a ``parallel_for`` body); ``set_addresses(plan, a, b, c, bias,
+res, clamp, has_bias, has_res, has_clamp)`` fills in the operands."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from runtime.isa import COL_OPCODE, Op, column
 from runtime.jit import jit
+from runtime.sim import conv_gemm
 from runtime.sim.conv import conv
 from runtime.sim.dma import dma_load, dma_store
 from runtime.sim.vector import eltwise, lut, pool
@@ -21,10 +22,11 @@ OP_LOAD, OP_STORE, OP_CONV, OP_POOL, OP_ELTWISE, OP_LUT = (
 
 @jit
 def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16, au8, c32, c64, cu8, strides,
-              err, pad):
+              err, pad, gemm_index, gemm_plans, gemm_kernels, gemm_work):
     """Execute order[pos:] (rows of prog); return len(order) when done, the
     position of a ``large`` CONV to run outside, or -(position + 1) after a
-    bad PARAM value (err: kind, index, value, then the row)."""
+    bad PARAM value (err: kind, index, value, then the row). CONVs with a
+    GEMM plan (``gemm_index`` >= 0, runtime/sim/conv_gemm.py) run on it."""
     n = order.shape[0]
     while pos < n:
         r = order[pos]
@@ -45,7 +47,13 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
         elif op == OP_CONV:
             if large[r]:
                 return pos
-            if not conv(ins, a8, a16, ab, w8, w16, w32, w64, wb, c32, c64, cb, err):
+            g = gemm_index[r]
+            if g >= 0:
+                done = conv_gemm.conv_serial(ins, gemm_plans[g], gemm_kernels, au8, a8, a16, ab, wu8, w8, w32, w64, wb,
+                                             c32, cb, gemm_work, err)
+            else:
+                done = conv(ins, a8, a16, ab, w8, w16, w32, w64, wb, c32, c64, cb, err)
+            if not done:
                 err[3] = r
                 return -pos - 1
         elif op == OP_POOL:

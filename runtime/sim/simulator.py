@@ -34,6 +34,7 @@ from runtime.isa import (
 from runtime.isa.codec import stream_bytes
 from runtime.isa.validate import queue_masks
 from runtime.sim import conv as conv_kernels
+from runtime.sim import conv_gemm
 from runtime.sim.errors import SimulatorError
 from runtime.sim.interpreter import interpret
 from runtime.sim.memory import CardMemory
@@ -61,6 +62,7 @@ class _CardRun:
     large: np.ndarray
     keys: list[StreamKey]
     bases: np.ndarray
+    gemm: conv_gemm.GemmPlans
 
 
 class Simulator:
@@ -153,7 +155,8 @@ class Simulator:
         pixels, channels, depth = conv_work(prog, convs)
         large[convs] = pixels * channels * depth >= LARGE_CONV_MACS
         bases = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
-        return _CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases)
+        gemm = conv_gemm.plan(prog, large, self._memory[card].wgt.stride)
+        return _CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases, gemm)
 
     def _summary(self, starts, ends, durs, phase_cycles) -> Timing:
         busy = dict.fromkeys(MODULES, 0)
@@ -196,17 +199,23 @@ class Simulator:
         err = np.zeros(4, np.int64)
         pad = np.zeros(8, np.uint8)
         strides = np.array([mem.wgt.stride, mem.act.stride, mem.acc.stride], np.int64)
-        n, pos = run.order.shape[0], 0
+        n, pos, gemm = run.order.shape[0], 0, run.gemm
         while True:
             pos = interpret(run.prog, run.order, pos, run.slot, run.large, dram, mem.wgt.i8, mem.wgt.i16,
                             mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16, mem.act.u8, mem.acc.i32,
-                            mem.acc.i64, mem.acc.u8, strides, err, pad)
+                            mem.acc.i64, mem.acc.u8, strides, err, pad, gemm.index, gemm.templates, gemm.kernels,
+                            gemm.work)
             if pos < 0:
                 raise self._param_error(run, err)
             if pos >= n:
                 return
             row = run.order[pos]
-            if not conv_kernels.run_large(run.prog[row], mem, int(run.slot[row]), err):
+            g = int(gemm.index[row])
+            if g >= 0:
+                done = conv_gemm.run_large(run.prog[row], gemm.templates[g], gemm, mem, int(run.slot[row]), err)
+            else:
+                done = conv_kernels.run_large(run.prog[row], mem, int(run.slot[row]), err)
+            if not done:
                 err[3] = row
                 raise self._param_error(run, err)
             pos += 1

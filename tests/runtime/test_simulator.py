@@ -16,7 +16,7 @@ from runtime import isa
 from runtime.hardware import HardwareConfig
 from runtime.isa import AccMode, Bcast, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
-from runtime.sim import Simulator, SimulatorError, timing
+from runtime.sim import Simulator, SimulatorError, conv_gemm, timing
 from runtime.sim import conv as conv_module
 from runtime.sim import simulator as sim_module
 from tests.runtime import test_isa
@@ -268,25 +268,52 @@ def test_realistic_conv_tiles_on_the_pool_and_the_interpreter(case):
     run_conv_case(case, large=False)
 
 
+_NO_PLANS = dict(MIN_CHANNELS=1 << 62)
 KERNEL_CHOICES = {
-    "gemm": dict(GEMM_MIN_CHANNELS=0, GEMM_MIN_PIXELS=0, GEMM_MIN_DEPTH=0),
-    "dot-products": dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: False),
-    "short-rows": dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: True),
+    "planned-gemm": (dict(GEMM_MIN_CHANNELS=1 << 62), dict(MIN_CHANNELS=0, MIN_PIXELS=0, MIN_DEPTH=0, MIN_MACS=0)),
+    "gemm": (dict(GEMM_MIN_CHANNELS=0, GEMM_MIN_PIXELS=0, GEMM_MIN_DEPTH=0), _NO_PLANS),
+    "dot-products": (dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: False), _NO_PLANS),
+    "short-rows": (dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: True), _NO_PLANS),
 }
-"""Settings of runtime/sim/conv.py that send every large 8-bit dense CONV
-down one path of run_large."""
+"""Settings of runtime/sim/conv.py and runtime/sim/conv_gemm.py that send
+every 8-bit dense CONV down one path: the GEMM planned at Init (whole
+words of reduction only; the others fall back), or one of run_large's."""
 
 
 @pytest.mark.parametrize("choice", KERNEL_CHOICES)
 @SETTINGS
 @given(case=conv_cases().map(lambda c: dataclasses.replace(c, in_bits=8, wgt_bits=8, groups=1)),
-       seed=st.integers(0, 1000))
-def test_every_dense_kernel_path_is_exact(choice, case, seed):
-    """The int8 GEMM, the dot products over pixel-major patches and the
-    row sums over channel-major ones each give the oracle's bytes on every
-    case (and every split mode)."""
-    with mock.patch.multiple(conv_module, **KERNEL_CHOICES[choice]):
-        run_conv_case(case, large=True, seed=seed)
+       seed=st.integers(0, 1000), large=st.booleans())
+def test_every_dense_kernel_path_is_exact(choice, case, seed, large):
+    """The int8 GEMM planned at Init (byte and word patch gathers, on the
+    interpreter's thread and over the pool), run_large's int8 GEMM, the dot
+    products over pixel-major patches and the row sums over channel-major
+    ones each give the oracle's bytes on every case (and every split mode)."""
+    conv_settings, plan_settings = KERNEL_CHOICES[choice]
+    with mock.patch.multiple(conv_module, **conv_settings), mock.patch.multiple(conv_gemm, **plan_settings):
+        run_conv_case(case, large=large or choice != "planned-gemm", seed=seed)
+
+
+@pytest.mark.parametrize("case", [
+    ConvCase(64, 32, 1, (3, 3), (1, 1), (1, 1), (30, 30), 8, 8, 8, True, False, 1, False),
+    ConvCase(128, 64, 1, (3, 3), (1, 1), (1, 1), (18, 18), 8, 8, 8, True, False, 1, False),
+    ConvCase(256, 32, 1, (3, 3), (2, 1), (1, 2), (16, 16), 8, 8, 8, False, True, 2, False),
+    ConvCase(256, 128, 1, (1, 1), (2, 2), (1, 1), (30, 30), 8, 8, 8, False, True, 1, False),
+    ConvCase(96, 24, 1, (1, 1), (1, 1), (1, 1), (3, 40), 8, 8, 8, True, True, 3, True),
+    ConvCase(10, 16, 1, (2, 2), (1, 1), (1, 1), (12, 12), 8, 8, 8, False, False, 1, False),
+], ids=["3x3-patches-over-the-pool", "3x3-residual", "strided-dilated-split", "1x1-strided", "1x1-split-wrap",
+        "channels-not-words"])
+def test_planned_gemm_on_tiles_large_enough_to_split(case):
+    """Tiles whose patches are packed over the pool (B past
+    SERIAL_PACK_WORDS), with every split mode, on both threads' paths; six
+    input channels (not whole words) take the byte gather over 2x2 taps."""
+    for large in (True, False):
+        made = []
+        real_plan = conv_gemm.plan
+        with mock.patch.object(conv_gemm, "plan", lambda *args: made.append(real_plan(*args)) or made[-1]), \
+                mock.patch.object(conv_gemm, "MIN_MACS", 0):
+            run_conv_case(case, large=large, seed=3)
+        assert sum(int((plans.index >= 0).sum()) for plans in made) >= 1, "no CONV of the case ran on the GEMM"
 
 
 @pytest.mark.parametrize("case", [

@@ -1,0 +1,398 @@
+"""Dense 8-bit CONVs on Tessera's int8 GEMM, planned once at Init and run
+from Numba (no Python per tile inside the interpreter).
+
+The sums of a dense CONV are ``C [out_c][P] = W [out_c][R] @ X [R][P]``:
+``W`` is the tile's weights as they lie in WGT (row k: channel k's
+``in_c x kh x kw`` bytes, the reduction order r = (c, ky, kx)), ``X`` the
+patches. Both go straight into the GEMM's packed layouts
+(runtime/gemm/pack.py), with no im2col matrix in between:
+
+* ``W`` is copied a 4-byte word at a time into the A panels
+  (``pack_a_words``, which also sums each row);
+* ``X`` is gathered from the tile into the B lanes (``pack_patches``):
+  lane (step s, pixel p) holds the bytes of reduction rows 4s..4s+3 under
+  pixel p, ``+ 128`` (the kernels multiply unsigned B by signed A), read at
+  ``origin[p] + offset[r]`` (``geometry``).
+
+The kernels add ``offset[k] = bias[k] - 128 * rowsum(W[k])`` to row k (int32,
+wrapping), which takes the +128 back out; from ACC (MIDDLE, LAST) they add
+the stored sums instead of the bias. Integer sums are exact in any order,
+so the result equals every other CONV kernel's bit for bit (int32 modulo
+2^32 like the device's accumulator).
+
+``plan`` decides at Init which CONVs go this way and builds each one's GEMM
+plan (:func:`runtime.gemm.sgemm._plan_template`): a single task for the
+interpreter's CONVs (one thread), tasks for every thread for the large
+ones, which ``run_large`` (runtime/sim/conv.py) runs over the pool. The
+working buffers are allocated once, for the largest planned CONV.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from runtime import gemm
+from runtime.gemm.microkernel import UNIT, host_isa, kernel_addresses
+from runtime.gemm.pack import MAX_INT8_DEPTH, pack_a_words, panel_width, roundup
+from runtime.gemm.sgemm import PLAN_SIZE, TASKS, plan_shape, product_template, run_planned, set_addresses
+from runtime.isa import COL_OPCODE, Op
+from runtime.jit import jit
+from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.sim.epilogue import (
+    C_ACC,
+    C_DH,
+    C_DW,
+    C_GROUPS,
+    C_IN,
+    C_IN_BITS,
+    C_IN_C,
+    C_IN_H,
+    C_IN_W,
+    C_KH,
+    C_KW,
+    C_MODE,
+    C_OUT_C,
+    C_PARAM,
+    C_SH,
+    C_SW,
+    C_WGT,
+    C_WGT_BITS,
+    epilogue,
+    out_size,
+)
+from runtime.sim.params import check_conv_records
+
+_u = numba.uint64
+
+MIN_CHANNELS, MIN_PIXELS, MIN_DEPTH, MIN_MACS = 8, 16, 32, 1 << 17
+"""Dense CONVs with at least this many output channels, pixels, reduction
+depth (a multiple of 4) and multiply-adds run on the GEMM (measured on one
+thread: a 64x64x49 1x1 tile 7.9 us against 15.8 us for the dot products;
+below ~10^5 MACs the packing costs more than it saves: 32x8x16, 3.0 against
+1.9 us)."""
+
+SERIAL_PACK_WORDS = 1 << 16
+"""B operands of more lanes than this are packed over the pool (run_large)."""
+
+FLIP = np.uint32(0x80808080)
+
+
+@dataclass
+class GemmPlans:
+    """The GEMM plans of one card run's CONVs: ``index[row]`` is the row of
+    ``templates`` planned for that instruction row, or -1; ``work`` the
+    buffers every planned CONV shares (packed A as float32 lanes, row sums,
+    row offsets, packed B, sums, reduction offsets, pixel origins), sized for
+    the largest; ``kernels`` the u8s8 microkernels' addresses."""
+
+    index: np.ndarray
+    templates: np.ndarray
+    kernels: np.ndarray
+    work: tuple
+
+
+def eligible(ins: np.ndarray, wgt_stride: int) -> bool:
+    """Whether a CONV row runs on the GEMM: dense, 8-bit data and weights,
+    a reduction of whole words no deeper than the GEMM's, weights and
+    accumulators at word addresses, big enough to gain (``MIN_*``), and a
+    CPU with the kernels."""
+    if (int(ins[COL_OPCODE]) != Op.CONV or int(ins[C_IN_BITS]) != 8 or int(ins[C_WGT_BITS]) != 8
+            or int(ins[C_GROUPS]) != 1):
+        return False
+    m, size, depth, _ = _dims(ins)
+    return (depth % 4 == 0 and MIN_DEPTH <= depth <= MAX_INT8_DEPTH and m >= MIN_CHANNELS and size >= MIN_PIXELS
+            and m * size * depth >= MIN_MACS and int(ins[C_WGT]) % 4 == 0 and wgt_stride % 4 == 0
+            and int(ins[C_ACC]) % 4 == 0 and gemm.available())
+
+
+def _dims(ins: np.ndarray) -> tuple[int, int, int, int]:
+    """(out_c, pixels, depth, steps) of a dense CONV."""
+    out_h, out_w = out_size(ins)
+    depth = int(ins[C_IN_C]) * int(ins[C_KH]) * int(ins[C_KW])
+    return int(ins[C_OUT_C]), int(out_h * out_w), depth, -(-depth // 4)
+
+
+def plan(prog: np.ndarray, large: np.ndarray, wgt_stride: int) -> GemmPlans:
+    """Plans for the eligible CONV rows of ``prog`` (``large``: the rows
+    that run over the pool, whose products are split into tasks)."""
+    isa = host_isa() if gemm.available() else None
+    index = np.full(prog.shape[0], -1, np.int64)
+    rows = [r for r in range(prog.shape[0]) if eligible(prog[r], wgt_stride)]
+    templates = np.zeros((len(rows), PLAN_SIZE), np.int64)
+    need = dict(a=1, rows=8, b=1, c=1, offsets=4, origins=1, xt=1)
+    for j, r in enumerate(rows):
+        m, size, _, steps = _dims(prog[r])
+        index[r] = j
+        mpad, npad = roundup(m, isa.mr), roundup(size, UNIT)
+        templates[j] = product_template("u8s8", (m, size, steps), (m * size * 4, size * 4, 4), mpad,
+                                        int(prog[r, C_MODE]) & 1 == 1, split=bool(large[r]))
+        tile = int(prog[r, C_IN_C]) * int(prog[r, C_IN_H]) * int(prog[r, C_IN_W])
+        for name, value in dict(a=steps * mpad, rows=mpad, b=steps * npad, c=m * size, offsets=4 * steps,
+                                origins=size, xt=-(-tile // 4)).items():
+            need[name] = max(need[name], value)
+    work = (np.zeros(need["a"], np.float32), np.zeros(need["rows"], np.int64), np.zeros(need["rows"], np.int32),
+            np.zeros(need["b"], np.float32), np.zeros(need["c"], np.int32), np.zeros(need["offsets"], np.int64),
+            np.zeros(need["origins"], np.int64), np.zeros(need["origins"], np.int64), np.zeros(need["xt"], np.uint32))
+    kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
+    return GemmPlans(index, templates, kernels, work)
+
+
+# ---------------------------------------------------------------- Numba
+@jit
+def by_words(ins):
+    """Whether a planned CONV's patches are read as words of a pixel-major
+    copy of its tile (a kernel of several taps over whole words of
+    channels: reduction order (ky, kx, c)) rather than as bytes of the tile
+    (reduction order (c, ky, kx), the weights' own)."""
+    return ins[C_KH] * ins[C_KW] > 1 and ins[C_IN_C] % 4 == 0
+
+
+@jit
+def geometry(ins, offsets, origins, runs):
+    """Where the patches are read. Bytes: offsets[r] is reduction row r's
+    byte offset from a window's origin (rows past the depth repeat row 0:
+    their weights are zero), origins[p] output pixel p's window origin in
+    the tile, runs[p] how many pixels from p on have origins one byte apart
+    (read as one contiguous run). Words: offsets[s] is step s's word offset
+    in the pixel-major copy, origins[p] pixel p's window origin there."""
+    in_c, in_h, in_w, kh, kw = ins[C_IN_C], ins[C_IN_H], ins[C_IN_W], ins[C_KH], ins[C_KW]
+    sh, sw, dh, dw = ins[C_SH], ins[C_SW], ins[C_DH], ins[C_DW]
+    depth = in_c * kh * kw
+    steps = (depth + 3) // 4
+    out_h, out_w = out_size(ins)
+    size = out_h * out_w
+    if by_words(ins):
+        for s in range(steps):
+            t, c0 = (4 * s) // in_c, (4 * s) % in_c
+            offsets[s] = ((t // kw) * dh * in_w + (t % kw) * dw) * (in_c // 4) + c0 // 4
+        for p in range(size):
+            origins[p] = ((p // out_w) * sh * in_w + (p % out_w) * sw) * (in_c // 4)
+        return
+    for r in range(4 * steps):
+        c, t = r // (kh * kw), r % (kh * kw)
+        offsets[r] = c * in_h * in_w + (t // kw) * dh * in_w + (t % kw) * dw if r < depth else 0
+    for p in range(size):
+        origins[p] = (p // out_w) * sh * in_w + (p % out_w) * sw
+    for p in range(size - 1, -1, -1):
+        runs[p] = runs[p + 1] + 1 if p + 1 < size and origins[p + 1] == origins[p] + 1 else 1
+
+
+@jit(inline="always")
+def _weave(row, at, src, a0, a1, a2, a3, count):
+    """row[at + i] = the bytes src[a0 + i], src[a1 + i], src[a2 + i],
+    src[a3 + i] as one lane, + 128 each (contiguous: it vectorises)."""
+    a0, a1, a2, a3 = _u(a0), _u(a1), _u(a2), _u(a3)
+    for i in range(_u(count)):
+        row[_u(at) + i] = (np.uint32(src[a0 + i]) | (np.uint32(src[a1 + i]) << 8) | (np.uint32(src[a2 + i]) << 16)
+                           | (np.uint32(src[a3 + i]) << 24)) ^ FLIP
+
+
+@jit
+def pack_patches(start, stop, ins, au8, at, xt32, offsets, origins, runs, steps, size, kc, nr, dst):
+    """B lanes of column panels [start, stop), laid out as the u8s8 kernels
+    read a prepacked B (per ``kc`` block, per panel, step-major): lane (s, p)
+    holds reduction rows 4s..4s+3 under pixel p, + 128 each (``geometry``
+    says where: the tile's bytes at ``au8[at:]`` or the pixel-major copy's
+    words ``xt32``); lanes past ``size`` are zero (``parallel_for`` body)."""
+    words = by_words(ins)
+    npad = (size + UNIT - 1) // UNIT * UNIT
+    for index in range(start, stop):
+        j0 = index * nr
+        width = panel_width(j0, size, nr, UNIT, 0)
+        valid = min(width, size - j0)
+        cols = origins[j0:j0 + valid]
+        for g0 in range(0, steps, kc):
+            kcp = min(kc, steps - g0)
+            lane0 = g0 * npad + j0 * kcp
+            for g in range(kcp):
+                row = dst[lane0 + g * width:lane0 + (g + 1) * width]
+                if words:
+                    step = offsets[g0 + g]
+                    for c in range(_u(valid)):
+                        row[c] = xt32[_u(cols[c] + step)] ^ FLIP
+                else:
+                    r = 4 * (g0 + g)
+                    c = 0
+                    while c < valid:
+                        q = at + cols[c]
+                        count = min(runs[j0 + c], valid - c)
+                        _weave(row, c, au8, q + offsets[r], q + offsets[r + 1], q + offsets[r + 2], q + offsets[r + 3],
+                               count)
+                        c += count
+                for c in range(_u(valid), _u(width)):
+                    row[c] = 0
+
+
+@jit
+def pixel_words(ins, au8, at, xt32):
+    """The tile at byte ``at`` ([in_c][in_h][in_w], in_c a multiple of 4)
+    as pixel-major words: xt32[pixel * in_c / 4 + j] holds channels 4j..4j+3
+    of that pixel (four contiguous channel rows woven per pass)."""
+    q, plane = _u(ins[C_IN_C] // 4), _u(ins[C_IN_H] * ins[C_IN_W])
+    for j in range(q):
+        a0 = _u(at) + _u(4) * j * plane
+        a1, a2, a3 = a0 + plane, a0 + _u(2) * plane, a0 + _u(3) * plane
+        for pix in range(plane):
+            xt32[pix * q + j] = (np.uint32(au8[a0 + pix]) | (np.uint32(au8[a1 + pix]) << 8)
+                                 | (np.uint32(au8[a2 + pix]) << 16) | (np.uint32(au8[a3 + pix]) << 24))
+
+
+@jit
+def pack_weights_by_tap(wu8, w8, at, in_c, taps, rows, steps, kc, mr, dst, sums):
+    """A lanes (as ``pack_a_words`` lays them out) of the weights [rows][in_c]
+    [taps] at byte ``at``, in tap-major reduction order: lane (k, s) holds
+    W[k][c0..c0+3][t] for (t, c0) = divmod(4s, in_c); ``sums`` each row's
+    byte sum (zero rows pad the last panel)."""
+    depth = in_c * taps
+    panels = (rows + mr - 1) // mr
+    mpad = panels * mr
+    for panel in range(panels):
+        for r in range(mr):
+            k = panel * mr + r
+            total = np.int32(0)
+            if k < rows:
+                line = w8[at + k * depth:at + (k + 1) * depth]
+                for i in range(depth):
+                    total += np.int32(line[i])
+            sums[k] = total
+            base = _u(at + k * depth)
+            t, c0 = 0, 0
+            for g0 in range(0, steps, kc):
+                kcp = min(kc, steps - g0)
+                lane0 = _u(g0 * mpad + panel * kcp * mr + r)
+                for g in range(_u(kcp)):
+                    word = np.uint32(0)
+                    if k < rows:
+                        b = base + _u(c0 * taps + t)
+                        word = (np.uint32(wu8[b]) | (np.uint32(wu8[b + _u(taps)]) << 8)
+                                | (np.uint32(wu8[b + _u(2 * taps)]) << 16) | (np.uint32(wu8[b + _u(3 * taps)]) << 24))
+                    dst[lane0 + g * _u(mr)] = word
+                    c0 += 4
+                    if c0 == in_c:
+                        t, c0 = t + 1, 0
+
+
+@jit
+def prepare(ins, tmpl, au8, a8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
+    """Pack the weights, compute the row offsets and the patch geometry
+    (and the pixel-major copy of the tile for the word path), pack the
+    patches unless ``pack_b`` is False (the caller packs them over the
+    pool), and fill a copy of the plan ``tmpl`` with the addresses. Returns
+    (plan, sums [out_c * P]): the GEMM writes ``sums``, which is ACC itself
+    for FIRST and MIDDLE (in place) and holds ACC's values for LAST."""
+    a, rowsums, offsets, b, c, offs, origins, runs, xt = work
+    m, size, steps, kc, mr, nr = plan_shape(tmpl)
+    in_c, taps = ins[C_IN_C], ins[C_KH] * ins[C_KW]
+    depth = in_c * taps
+    mpad = (m + mr - 1) // mr * mr
+    w_at = wbase + ins[C_WGT]
+    lanes = a[:steps * mpad].view(np.uint32)
+    if by_words(ins):
+        pack_weights_by_tap(wu8, w8, w_at, in_c, taps, m, steps, kc, mr, lanes, rowsums)
+        pixel_words(ins, au8, abase + ins[C_IN], xt)
+    else:
+        q = w_at >> 2
+        pack_a_words(0, mpad // mr, w32[q:q + m * (depth >> 2)], w8[w_at:w_at + m * depth], depth >> 2, 0, m, steps,
+                     kc, mr, lanes, rowsums)
+    mode = ins[C_MODE]
+    bias_at = (wbase + ins[C_PARAM]) >> 3
+    for k in range(mpad):
+        start = np.int64(0)
+        if k < m and mode & 1 == 0:
+            start = wgt64[bias_at + 3 * k]
+        offsets[k] = np.int32(start - 128 * rowsums[k])
+    geometry(ins, offs, origins, runs)
+    npad = (size + UNIT - 1) // UNIT * UNIT
+    b_lanes = b[:steps * npad]
+    if pack_b:
+        pack_patches(0, (size + nr - 1) // nr, ins, au8, abase + ins[C_IN], xt, offs, origins, runs, steps, size, kc,
+                     nr, b_lanes.view(np.uint32))
+    acc_at = (cbase + ins[C_ACC]) >> 2
+    if mode & 2 == 2:
+        sums = c32[acc_at:acc_at + m * size]
+    else:
+        sums = c[:m * size]
+        if mode & 1 == 1:
+            sums[:] = c32[acc_at:acc_at + m * size]
+    plan = tmpl.copy()
+    set_addresses(plan, a, b_lanes, sums, offsets, a, a, True, False, False)
+    return plan, sums
+
+
+@jit
+def finish(ins, sums, a8, a16, abase, wgt32, wbase):
+    """The epilogue of every channel (FULL, LAST)."""
+    size = sums.shape[0] // ins[C_OUT_C]
+    for k in range(ins[C_OUT_C]):
+        epilogue(k, sums[k * size:(k + 1) * size], ins, a8, a16, abase, wgt32, wbase)
+
+
+@jit
+def conv_serial(ins, tmpl, kernels, au8, a8, a16, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, err):
+    """A planned CONV on this thread (the interpreter's); False (err filled)
+    on a bad PARAM record."""
+    if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
+        return False
+    plan, sums = prepare(ins, tmpl, au8, a8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
+    run_planned(0, plan[TASKS], plan, kernels, work[0])
+    if ins[C_MODE] & 2 == 0:
+        finish(ins, sums, a8, a16, abase, w32, wbase)
+    return True
+
+
+def run_large(ins: np.ndarray, tmpl: np.ndarray, plans: GemmPlans, mem, slot: int, err: np.ndarray) -> bool:
+    """A planned CONV over the pool (``mem``: the card's CardMemory, ``slot``
+    the cluster's buffer slot): weights packed on this thread, patches,
+    products and epilogue split over the threads. False (err filled) on a
+    bad PARAM record."""
+    wbase, abase, cbase = (space.stride * slot for space in (mem.wgt, mem.act, mem.acc))
+    if int(ins[C_MODE]) & 2 == 0 and not check_conv_records(mem.wgt.i32, wbase + int(ins[C_PARAM]),
+                                                              int(ins[C_OUT_C]), err):
+        return False
+    _, size, _, steps = _dims(ins)
+    lanes = steps * roundup(size, UNIT)
+    serial_b = lanes <= SERIAL_PACK_WORDS
+    plan_, sums = prepare(ins, tmpl, mem.act.u8, mem.act.i8, abase, mem.wgt.u8, mem.wgt.i8, mem.wgt.i32, mem.wgt.i64,
+                          wbase, mem.acc.i32, cbase, plans.work, serial_b)
+    if not serial_b:
+        _, _, _, kc, _, nr = plan_shape(tmpl)
+        _, _, _, b, _, offs, origins, runs, xt = plans.work
+        parallel_for(pack_patches, -(-size // nr), ins, mem.act.u8, abase + int(ins[C_IN]), xt, offs, origins, runs,
+                     steps, size, kc, nr, b[:lanes].view(np.uint32))
+    parallel_for(run_planned, int(plan_[TASKS]), plan_, plans.kernels, plans.work[0])
+    if int(ins[C_MODE]) & 2 == 0:
+        parallel_for(finish_channels, int(ins[C_OUT_C]), ins, sums, mem.act.i8, mem.act.i16, abase, mem.wgt.i32,
+                     wbase)
+    return True
+
+
+@jit
+def finish_channels(start, stop, ins, sums, a8, a16, abase, wgt32, wbase):
+    """The epilogue of channels [start, stop) (``parallel_for`` body)."""
+    size = sums.shape[0] // ins[C_OUT_C]
+    for k in range(start, stop):
+        epilogue(k, sums[k * size:(k + 1) * size], ins, a8, a16, abase, wgt32, wbase)
+
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(pack_patches)
+@jit
+def pack_patches_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        pack_patches(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(finish_channels)
+@jit
+def finish_channels_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        finish_channels(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
