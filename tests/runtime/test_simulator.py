@@ -4,7 +4,6 @@ conv of docs/isa.md, execution order across tokens and barriers, run-time
 PARAM checks, and the cycle model's properties."""
 from __future__ import annotations
 
-import dataclasses
 from unittest import mock
 
 import numpy as np
@@ -14,10 +13,9 @@ from hypothesis import strategies as st
 
 from runtime import isa
 from runtime.hardware import HardwareConfig
-from runtime.isa import AccMode, Bcast, EltOp, Op, PoolMode, Space, instr
+from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
-from runtime.sim import Simulator, SimulatorError, conv_gemm, timing
-from runtime.sim import conv as conv_module
+from runtime.sim import Simulator, SimulatorError, timing
 from runtime.sim import simulator as sim_module
 from tests.runtime import test_isa
 
@@ -157,188 +155,6 @@ def as_load(space, addr, array):
     """array's bytes padded to a flat_box size."""
     raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
     return space, addr, np.concatenate([raw, np.zeros(padded(raw.size) - raw.size, np.uint8)])
-
-
-# ---------------------------------------------------------------- CONV
-@dataclasses.dataclass
-class ConvCase:
-    in_c: int
-    out_c: int
-    groups: int
-    kernel: tuple
-    stride: tuple
-    dilation: tuple
-    in_hw: tuple
-    in_bits: int
-    wgt_bits: int
-    out_bits: int
-    residual: bool
-    neg: bool
-    parts: int
-    big_bias: bool
-
-
-def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
-    """Simulate the case (split into ``parts`` reduction passes over input
-    channels when > 1) and compare with the oracle."""
-    rng = np.random.default_rng(seed)
-    kh, kw = case.kernel
-    x = values(rng, case.in_bits, (case.in_c, *case.in_hw), 100 if case.in_bits == 16 else None)
-    w = values(rng, case.wgt_bits, (case.out_c, case.in_c // case.groups, kh, kw), 300 if case.wgt_bits == 16 else None)
-    rec = records(rng, case.out_c, (1 << 31) - 1 if case.big_bias else 1000, case.neg)
-    geometry = dict(kernel_h=kh, kernel_w=kw, stride_h=case.stride[0], stride_w=case.stride[1],
-                    dilation_h=case.dilation[0], dilation_w=case.dilation[1])
-    sums = conv_sums(x, w, case.groups, case.stride, case.dilation) + rec["bias"].astype(object)[:, None, None]
-    if case.wgt_bits == 8:
-        sums = wrap32(sums)
-    out_shape = sums.shape
-    lo, hi = -(1 << (case.out_bits - 1)), (1 << (case.out_bits - 1)) - 1
-    out_zero = int(rng.integers(-5, 6))
-    residual, res_fields = None, {}
-    act_out = 256 * 1024
-    loads = [as_load(Space.WGT, 128 * 1024, rec)]
-    if case.residual:
-        r = values(rng, 8, out_shape)
-        residual = (r, 3, 1 << 30, 31)
-        res_addr = 384 * 1024
-        loads.append(as_load(Space.ACT, res_addr, r))
-        res_fields = dict(residual=1, res_addr=res_addr, res_bits=8, res_zero=3, res_mult=1 << 30, res_shift=31)
-    expect = conv_epilogue(sums, rec, case.out_bits, out_zero, lo, hi, residual)
-    epilogue = dict(out_addr=act_out, out_bits=case.out_bits, out_zero=out_zero, lo=lo, hi=hi, param_addr=128 * 1024)
-    step = case.in_c // case.parts
-    computes = []
-    in_at, w_at = 0, 0
-    for p in range(case.parts):
-        xp, wp = x[p * step:(p + 1) * step], w[:, p * step:(p + 1) * step] if case.groups == 1 else w
-        loads += [as_load(Space.ACT, in_at, xp), as_load(Space.WGT, w_at, wp)]
-        mode = AccMode.FULL if case.parts == 1 else AccMode.FIRST if p == 0 else \
-            AccMode.LAST if p == case.parts - 1 else AccMode.MIDDLE
-        fields = dict(in_addr=in_at, in_bits=case.in_bits, in_c=xp.shape[0], in_h=case.in_hw[0], in_w=case.in_hw[1],
-                      wgt_addr=w_at, wgt_bits=case.wgt_bits, groups=case.groups, out_c=case.out_c, acc_mode=mode,
-                      **geometry)
-        if mode in (AccMode.FULL, AccMode.LAST):
-            fields.update(epilogue, **res_fields)
-        if mode != AccMode.FULL:
-            fields["acc_addr"] = 0
-        if mode == AccMode.FIRST:
-            fields["param_addr"] = 128 * 1024
-        computes.append(instr(Op.CONV, **fields))
-        in_at += padded(xp.nbytes)
-        w_at += padded(wp.nbytes)
-    (got,), sim = simulate(loads, computes, [(Space.ACT, act_out, padded(expect.nbytes))], large)
-    np.testing.assert_array_equal(got[:expect.nbytes].view(DTYPE[case.out_bits]).reshape(out_shape), expect)
-    return sim
-
-
-@st.composite
-def conv_cases(draw):
-    groups = draw(st.sampled_from([1, 1, 2, 3]))
-    cg, kg = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    in_hw = (dilation[0] * (kh - 1) + 1 + draw(st.integers(0, 6)), dilation[1] * (kw - 1) + 1 + draw(st.integers(0, 6)))
-    wgt_bits = draw(st.sampled_from([8, 16]))
-    parts = draw(st.sampled_from([1, 2, 3])) if groups == 1 else 1
-    in_c = cg * groups * (parts if groups == 1 else 1)
-    return ConvCase(in_c, kg * groups, groups, (kh, kw), stride, dilation, in_hw, draw(st.sampled_from([8, 16])),
-                    wgt_bits, draw(st.sampled_from([8, 16])), draw(st.booleans()), draw(st.booleans()), parts,
-                    wgt_bits == 8 and draw(st.booleans()))
-
-
-@SETTINGS
-@given(conv_cases(), st.booleans(), st.integers(0, 1000))
-def test_random_conv_tiles_are_exact(case, large, seed):
-    """Every width, group count, stride, dilation, residual, LeakyRelu
-    multiplier and reduction split, in the interpreter and on the pool."""
-    run_conv_case(case, large, seed)
-
-
-@pytest.mark.parametrize("case", [
-    ConvCase(64, 32, 1, (3, 3), (1, 1), (1, 1), (12, 12), 8, 8, 8, True, False, 1, False),
-    ConvCase(32, 16, 1, (1, 1), (1, 1), (1, 1), (9, 9), 8, 8, 8, False, True, 2, True),
-    ConvCase(16, 16, 1, (3, 3), (2, 2), (2, 2), (15, 15), 8, 8, 16, False, False, 4, False),
-    ConvCase(16, 16, 16, (3, 3), (1, 1), (1, 1), (10, 10), 8, 8, 8, True, False, 1, False),
-    ConvCase(16, 8, 1, (3, 3), (1, 1), (1, 1), (10, 10), 16, 16, 16, False, True, 2, False),
-], ids=["dense-3x3-residual", "1x1-split-wrap", "strided-dilated-split", "depthwise", "16-bit-split"])
-def test_realistic_conv_tiles_on_the_pool_and_the_interpreter(case):
-    """Larger tiles through both paths: the int8 GEMM (dense 8-bit), and the
-    channel-split direct loops (depthwise, 16-bit)."""
-    run_conv_case(case, large=True)
-    run_conv_case(case, large=False)
-
-
-_NO_PLANS = dict(MIN_CHANNELS=1 << 62)
-KERNEL_CHOICES = {
-    "planned-gemm": (dict(GEMM_MIN_CHANNELS=1 << 62), dict(MIN_CHANNELS=0, MIN_PIXELS=0, MIN_DEPTH=0, MIN_MACS=0)),
-    "gemm": (dict(GEMM_MIN_CHANNELS=0, GEMM_MIN_PIXELS=0, GEMM_MIN_DEPTH=0), _NO_PLANS),
-    "dot-products": (dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: False), _NO_PLANS),
-    "short-rows": (dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: True), _NO_PLANS),
-}
-"""Settings of runtime/sim/conv.py and runtime/sim/conv_gemm.py that send
-every 8-bit dense CONV down one path: the GEMM planned at Init (whole
-words of reduction only; the others fall back), or one of run_large's."""
-
-
-@pytest.mark.parametrize("choice", KERNEL_CHOICES)
-@SETTINGS
-@given(case=conv_cases().map(lambda c: dataclasses.replace(c, in_bits=8, wgt_bits=8, groups=1)),
-       seed=st.integers(0, 1000), large=st.booleans())
-def test_every_dense_kernel_path_is_exact(choice, case, seed, large):
-    """The int8 GEMM planned at Init (byte and word patch gathers, on the
-    interpreter's thread and over the pool), run_large's int8 GEMM, the dot
-    products over pixel-major patches and the row sums over channel-major
-    ones each give the oracle's bytes on every case (and every split mode)."""
-    conv_settings, plan_settings = KERNEL_CHOICES[choice]
-    with mock.patch.multiple(conv_module, **conv_settings), mock.patch.multiple(conv_gemm, **plan_settings):
-        run_conv_case(case, large=large or choice != "planned-gemm", seed=seed)
-
-
-@pytest.mark.parametrize("case", [
-    ConvCase(64, 32, 1, (3, 3), (1, 1), (1, 1), (30, 30), 8, 8, 8, True, False, 1, False),
-    ConvCase(128, 64, 1, (3, 3), (1, 1), (1, 1), (18, 18), 8, 8, 8, True, False, 1, False),
-    ConvCase(256, 32, 1, (3, 3), (2, 1), (1, 2), (16, 16), 8, 8, 8, False, True, 2, False),
-    ConvCase(256, 128, 1, (1, 1), (2, 2), (1, 1), (30, 30), 8, 8, 8, False, True, 1, False),
-    ConvCase(96, 24, 1, (1, 1), (1, 1), (1, 1), (3, 40), 8, 8, 8, True, True, 3, True),
-    ConvCase(10, 16, 1, (2, 2), (1, 1), (1, 1), (12, 12), 8, 8, 8, False, False, 1, False),
-], ids=["3x3-patches-over-the-pool", "3x3-residual", "strided-dilated-split", "1x1-strided", "1x1-split-wrap",
-        "channels-not-words"])
-def test_planned_gemm_on_tiles_large_enough_to_split(case):
-    """Tiles whose patches are packed over the pool (B past
-    SERIAL_PACK_WORDS), with every split mode, on both threads' paths; six
-    input channels (not whole words) take the byte gather over 2x2 taps."""
-    for large in (True, False):
-        made = []
-        real_plan = conv_gemm.plan
-        with mock.patch.object(conv_gemm, "plan", lambda *args: made.append(real_plan(*args)) or made[-1]), \
-                mock.patch.object(conv_gemm, "MIN_MACS", 0):
-            run_conv_case(case, large=large, seed=3)
-        assert sum(int((plans.index >= 0).sum()) for plans in made) >= 1, "no CONV of the case ran on the GEMM"
-
-
-@pytest.mark.parametrize("case", [
-    ConvCase(24, 24, 24, (3, 3), (1, 1), (2, 2), (13, 11), 8, 8, 8, True, True, 1, True),
-    ConvCase(16, 16, 16, (3, 3), (2, 2), (1, 1), (15, 16), 8, 8, 16, False, True, 1, False),
-    ConvCase(8, 8, 8, (5, 3), (1, 2), (1, 1), (9, 12), 8, 8, 8, False, False, 1, True),
-    ConvCase(48, 48, 1, (1, 1), (1, 1), (1, 1), (17, 17), 8, 8, 8, True, True, 3, True),
-    ConvCase(3, 40, 1, (7, 7), (2, 2), (1, 1), (41, 41), 8, 8, 8, False, False, 1, False),
-    ConvCase(3, 8, 1, (3, 3), (2, 1), (1, 2), (40, 40), 8, 8, 8, True, False, 1, False),
-], ids=["depthwise-dilated", "depthwise-strided", "depthwise-mixed-stride", "pointwise-split", "first-layer-7x7",
-        "short-rows-strided-dilated"])
-def test_fast_int8_kernels_on_realistic_tiles(case):
-    """The 8-bit kernels of runtime/sim/conv8.py on tiles shaped like the
-    compiler's, on the pool and in the interpreter."""
-    run_conv_case(case, large=True)
-    run_conv_case(case, large=False)
-
-
-def test_accumulator_wraps_in_int32():
-    """Sums past 2^31 wrap like the device's int32 accumulator (a program the
-    compiler would reject, simulated as the ISA says)."""
-    case = ConvCase(4, 2, 1, (1, 1), (1, 1), (1, 1), (2, 2), 8, 8, 8, False, False, 2, True)
-    rng = np.random.default_rng(1)
-    for seed in range(5):
-        run_conv_case(dataclasses.replace(case, in_c=int(rng.integers(2, 5)) * 2), large=seed % 2 == 0, seed=seed)
 
 
 # ---------------------------------------------------------------- the double-buffered conv of docs/isa.md
