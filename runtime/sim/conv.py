@@ -86,9 +86,9 @@ def kernel_kind(ins):
 
 @jit
 def epilogue_channels(start, stop, acc, ins, a8, a16, abase, wgt32, wbase):
-    """epilogue over channels [start, stop) of acc [out_c][P]. The GEMM
-    path runs it on one thread: 3-30 us a tile, less than the pool's
-    hand-off (~30 us)."""
+    """epilogue over channels [start, stop) of acc [out_c][P]. ``run_large``'s
+    GEMM path runs it on one thread (3-30 us a tile, less than the pool's
+    hand-off, ~30 us, then); the planned GEMM (conv_gemm) over the pool."""
     for k in range(start, stop):
         epilogue(k, acc[k], ins, a8, a16, abase, wgt32, wbase)
 
@@ -266,6 +266,16 @@ def _gemm_sums(ins: np.ndarray, mem, slot: int, w: np.ndarray, x: np.ndarray) ->
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(epilogue_channels)
+@jit
+def epilogue_channels_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        epilogue_channels(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
 @drives(conv_channels)
 @jit
 def conv_channels_team(team, state, role, spans, *args):

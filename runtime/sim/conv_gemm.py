@@ -40,13 +40,12 @@ from runtime.gemm.sgemm import PLAN_SIZE, TASKS, plan_shape, product_template, r
 from runtime.isa import COL_OPCODE, Op
 from runtime.jit import jit
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.sim.conv import DENSE8, epilogue_channels, kernel_kind
 from runtime.sim.epilogue import (
     C_ACC,
     C_DH,
     C_DW,
-    C_GROUPS,
     C_IN,
-    C_IN_BITS,
     C_IN_C,
     C_IN_H,
     C_IN_W,
@@ -58,8 +57,6 @@ from runtime.sim.epilogue import (
     C_SH,
     C_SW,
     C_WGT,
-    C_WGT_BITS,
-    epilogue,
     out_size,
 )
 from runtime.sim.params import check_conv_records
@@ -84,8 +81,8 @@ class GemmPlans:
     """The GEMM plans of one card run's CONVs: ``index[row]`` is the row of
     ``templates`` planned for that instruction row, or -1; ``work`` the
     buffers every planned CONV shares (packed A as float32 lanes, row sums,
-    row offsets, packed B, sums, reduction offsets, pixel origins), sized for
-    the largest; ``kernels`` the u8s8 microkernels' addresses."""
+    row offsets, packed B, sums, reduction offsets, pixel origins, runs, the
+    pixel-major tile's words), sized for the largest; ``kernels`` the u8s8 microkernels' addresses."""
 
     index: np.ndarray
     templates: np.ndarray
@@ -98,8 +95,7 @@ def eligible(ins: np.ndarray, wgt_stride: int) -> bool:
     a reduction of whole words no deeper than the GEMM's, weights and
     accumulators at word addresses, big enough to gain (``MIN_*``), and a
     CPU with the kernels."""
-    if (int(ins[COL_OPCODE]) != Op.CONV or int(ins[C_IN_BITS]) != 8 or int(ins[C_WGT_BITS]) != 8
-            or int(ins[C_GROUPS]) != 1):
+    if int(ins[COL_OPCODE]) != Op.CONV or kernel_kind(ins) != DENSE8:
         return False
     m, size, depth, _ = _dims(ins)
     return (depth % 4 == 0 and MIN_DEPTH <= depth <= MAX_INT8_DEPTH and m >= MIN_CHANNELS and size >= MIN_PIXELS
@@ -275,7 +271,7 @@ def pack_weights_by_tap(wu8, w8, at, in_c, taps, rows, steps, kc, mr, dst, sums)
 
 
 @jit
-def prepare(ins, tmpl, au8, a8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
+def prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
     """Pack the weights, compute the row offsets and the patch geometry
     (and the pixel-major copy of the tile for the word path), pack the
     patches unless ``pack_b`` is False (the caller packs them over the
@@ -318,15 +314,7 @@ def prepare(ins, tmpl, au8, a8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, w
             sums[:] = c32[acc_at:acc_at + m * size]
     plan = tmpl.copy()
     set_addresses(plan, a, b_lanes, sums, offsets, a, a, True, False, False)
-    return plan, sums
-
-
-@jit
-def finish(ins, sums, a8, a16, abase, wgt32, wbase):
-    """The epilogue of every channel (FULL, LAST)."""
-    size = sums.shape[0] // ins[C_OUT_C]
-    for k in range(ins[C_OUT_C]):
-        epilogue(k, sums[k * size:(k + 1) * size], ins, a8, a16, abase, wgt32, wbase)
+    return plan, sums.reshape(m, size)
 
 
 @jit
@@ -335,10 +323,10 @@ def conv_serial(ins, tmpl, kernels, au8, a8, a16, abase, wu8, w8, w32, wgt64, wb
     on a bad PARAM record."""
     if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
         return False
-    plan, sums = prepare(ins, tmpl, au8, a8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
+    plan, sums = prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
     run_planned(0, plan[TASKS], plan, kernels, work[0])
     if ins[C_MODE] & 2 == 0:
-        finish(ins, sums, a8, a16, abase, w32, wbase)
+        epilogue_channels(0, ins[C_OUT_C], sums, ins, a8, a16, abase, w32, wbase)
     return True
 
 
@@ -354,7 +342,7 @@ def run_large(ins: np.ndarray, tmpl: np.ndarray, plans: GemmPlans, mem, slot: in
     _, size, _, steps = _dims(ins)
     lanes = steps * roundup(size, UNIT)
     serial_b = lanes <= SERIAL_PACK_WORDS
-    plan_, sums = prepare(ins, tmpl, mem.act.u8, mem.act.i8, abase, mem.wgt.u8, mem.wgt.i8, mem.wgt.i32, mem.wgt.i64,
+    plan_, sums = prepare(ins, tmpl, mem.act.u8, abase, mem.wgt.u8, mem.wgt.i8, mem.wgt.i32, mem.wgt.i64,
                           wbase, mem.acc.i32, cbase, plans.work, serial_b)
     if not serial_b:
         _, _, _, kc, _, nr = plan_shape(tmpl)
@@ -363,17 +351,9 @@ def run_large(ins: np.ndarray, tmpl: np.ndarray, plans: GemmPlans, mem, slot: in
                      steps, size, kc, nr, b[:lanes].view(np.uint32))
     parallel_for(run_planned, int(plan_[TASKS]), plan_, plans.kernels, plans.work[0])
     if int(ins[C_MODE]) & 2 == 0:
-        parallel_for(finish_channels, int(ins[C_OUT_C]), ins, sums, mem.act.i8, mem.act.i16, abase, mem.wgt.i32,
+        parallel_for(epilogue_channels, int(ins[C_OUT_C]), sums, ins, mem.act.i8, mem.act.i16, abase, mem.wgt.i32,
                      wbase)
     return True
-
-
-@jit
-def finish_channels(start, stop, ins, sums, a8, a16, abase, wgt32, wbase):
-    """The epilogue of channels [start, stop) (``parallel_for`` body)."""
-    size = sums.shape[0] // ins[C_OUT_C]
-    for k in range(start, stop):
-        epilogue(k, sums[k * size:(k + 1) * size], ins, a8, a16, abase, wgt32, wbase)
 
 
 
@@ -384,15 +364,5 @@ def pack_patches_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         pack_patches(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
-    return team_leave(team, state, role)
-
-
-@drives(finish_channels)
-@jit
-def finish_channels_team(team, state, role, spans, *args):
-    index = team_enter(team, state, role)
-    while index >= 0:
-        finish_channels(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True)
     return team_leave(team, state, role)
