@@ -260,6 +260,7 @@ def decode_programs(payload, section: str) -> list[Program]:
         raise fail(section, "the padding between the JSON and the blob is not zero")
     document = record(parse_json(payload[PROGRAM_PREFIX.size:json_end], section), section, ("programs", "arrays"))
     blob = np.frombuffer(payload, np.uint8, offset=blob_offset).copy()
+    blob.flags.writeable = False  # constants are constant: kernels may keep forms derived from them (weight_cache)
     decoder = _Decoder(_arrays(document["arrays"], blob, f"{section}.arrays"))
     return [decoder.program(p, f"{section}.programs[{i}]", 0)
             for i, p in enumerate(array(document["programs"], f"{section}.programs"))]

@@ -15,6 +15,7 @@ from runtime.errors import KernelError
 from runtime.kernels import nn_winograd, run_kernel
 from runtime.kernels.nn import conv_nd
 from runtime.kernels.nn_winograd import tile_size, toom_cook, winograd_conv2d, winograd_weights
+from runtime.kernels.weight_cache import frozen
 from tests.ops.test_nn import naive_conv
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -145,6 +146,21 @@ def test_weight_cache_sees_arrays_rewritten_in_place():
     u = winograd_weights.get(w, 4)
     w *= 2
     np.testing.assert_allclose(winograd_weights.get(w, 4), 2 * u, rtol=1e-6)
+
+
+def test_weight_cache_trusts_frozen_arrays_until_they_are_writeable_again():
+    _, w, _ = he_case(4, 3, 6)
+    w.flags.writeable = False
+    view = w[1:]  # read-only too: its memory is w's
+    assert frozen(w) and frozen(view) and not frozen(np.ones(3))
+    u = winograd_weights.get(view, 4)
+    assert winograd_weights.get(view, 4) is u
+    w.flags.writeable = True  # the owner can be written again: the view is sampled again, and the rewrite is seen
+    assert not frozen(view)
+    w *= 2
+    np.testing.assert_allclose(winograd_weights.get(view, 4), 2 * u, rtol=1e-6)
+    blob = np.frombuffer(bytes(w.tobytes()), np.float32)  # immutable bytes behind it
+    assert frozen(blob) and not frozen(np.frombuffer(bytearray(8), np.float32))
 
 
 def test_weight_cache_forgets_dead_arrays():

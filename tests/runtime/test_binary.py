@@ -203,6 +203,9 @@ def test_quantized_model_round_trips_and_runs_identically(quantized, quantized_b
     ref_want = Executor(quantized.reference).run({"image": image})
     ref_got = Executor(back.reference, check=True).run({"image": image})
     assert np.array_equal(ref_want["probabilities"], ref_got["probabilities"])
+    programs = [back.reference] + [seg.program for seg in back.segments if isinstance(seg, CpuSegment)]
+    constants = [a for p in programs for a in p.constants.values()]
+    assert constants and not any(a.flags.writeable for a in constants)  # frozen: the kernels' caches trust them
     devices = back.device_segments
     assert [len(d.streams) for d in devices] == [1, 4] and back.layers == quantized.layers
     assert devices[1].streams[StreamKey(0, 1, 1)] == quantized.device_segments[1].streams[StreamKey(0, 1, 1)]
