@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from runtime.jit import jit
-from runtime.kernels.conv_epilogue import finish_row
+from runtime.kernels.conv_epilogue import clamp_value, finish_row
 from runtime.kernels.nn_depthwise import masked_3x3
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
@@ -68,6 +68,17 @@ def _clamped_3x3(run, bias, w_flat, tap0, src, s, lo, hi):
         run[j] = hi if v > hi else v
 
 
+@jit(inline="always")
+def _pass_clamp(clamp, flags):
+    """The bounds a kernel's pass clamps its sums to: the clamp's when there
+    is one and no residual (flags = (residual, clamp)), else ±inf (a
+    residual is added, and the clamp applied, by the epilogue after)."""
+    if flags[1] and not flags[0]:
+        return clamp[0], clamp[1]
+    hi = clamp.dtype.type(np.inf)
+    return -hi, hi
+
+
 @jit(fastmath=True)
 def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
     """Output planes [start, stop) (index n*K + k) of a 2-D depthwise 3x3
@@ -100,10 +111,7 @@ def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
     n = (out_h - 1) * cols + (out_w - 1) * sw + 1
     run = np.empty(n, dtype=out.dtype)
     w_flat, src, dst, extra = w.reshape(-1), x.reshape(-1), out.reshape(-1), res.reshape(-1)
-    lo, hi = clamp[0], clamp[1]
-    if flags[0] or not flags[1]:  # no clamp in the sum
-        hi = clamp.dtype.type(np.inf)
-        lo = -hi
+    lo, hi = _pass_clamp(clamp, flags)
     plane, size = height * width, out_h * out_w
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
@@ -161,6 +169,7 @@ def depthwise_same_3x3(start, stop, x, w, b, out, res, clamp, flags):
         left[row * width] = False
         right[row * width + width - 1] = False
     w_flat, src, dst, extra = w.reshape(-1), x.reshape(-1), out.reshape(-1), res.reshape(-1)
+    lo, hi = _pass_clamp(clamp, flags)
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
         c = k // mult
@@ -168,9 +177,9 @@ def depthwise_same_3x3(start, stop, x, w, b, out, res, clamp, flags):
             continue
         _copy(buf, margin, src, ((p // out_c) * chans + c) * plane, plane)
         o = dst[p * plane:(p + 1) * plane]
-        masked_3x3(o, buf, 0, width, 1, w_flat, k * 9, b[k], left, right)
-        if flags[0] or flags[1]:
-            finish_row(o, o, extra[p * plane:(p + 1) * plane], clamp[0], clamp[1], flags[0], flags[1])
+        masked_3x3(o, buf, 0, width, 1, w_flat, k * 9, b[k], left, right, lo, hi)
+        if flags[0]:
+            finish_row(o, o, extra[p * plane:(p + 1) * plane], clamp[0], clamp[1], True, flags[1])
 
 
 @jit(fastmath=True)
@@ -207,6 +216,7 @@ def depthwise_phases_3x3(start, stop, x, w, b, out, res, clamp, flags):
         left[oy * out_w] = False
     pairs = x.reshape(-1).view(np.uint64)
     w_flat, dst, extra = w.reshape(-1), out.reshape(-1), res.reshape(-1)
+    lo, hi = _pass_clamp(clamp, flags)
     half_plane = height * out_w
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
@@ -223,14 +233,14 @@ def depthwise_phases_3x3(start, stop, x, w, b, out, res, clamp, flags):
                 even[j] = numba.uint32(v & 0xFFFFFFFF)
                 odd[j] = numba.uint32(v >> 32)
         o = dst[p * size:(p + 1) * size]
-        _phases_3x3(o, buf, margin, span, out_w, w_flat, k * 9, b[k], left)
-        if flags[0] or flags[1]:
-            finish_row(o, o, extra[p * size:(p + 1) * size], clamp[0], clamp[1], flags[0], flags[1])
+        _phases_3x3(o, buf, margin, span, out_w, w_flat, k * 9, b[k], left, lo, hi)
+        if flags[0]:
+            finish_row(o, o, extra[p * size:(p + 1) * size], clamp[0], clamp[1], True, flags[1])
 
 
 @jit(inline="always")
-def _phases_3x3(run, buf, margin, span, ow, w_flat, tap0, bias, left):
-    """run[j] = bias + the 9 taps of output j, read from the four phases of
+def _phases_3x3(run, buf, margin, span, ow, w_flat, tap0, bias, left, lo, hi):
+    """run[j] = bias + the 9 taps of output j, clamped to [lo, hi], read from the four phases of
     ``buf`` (each ``span`` long, its plane after ``margin`` zeros): kernel
     row 0 reads the odd rows one phase row up, row 1 the even rows, row 2
     the odd rows; column 0 the odd columns one to the left (masked by
@@ -247,8 +257,8 @@ def _phases_3x3(run, buf, margin, span, ow, w_flat, tap0, bias, left):
     zero = run.dtype.type(0)
     for j in range(n):
         first_col = w0 * oo00[j] + w3 * eo0[j] + w6 * oo10[j]
-        run[j] = (bias + w1 * oe0[j] + w2 * oo01[j] + w4 * ee[j] + w5 * eo1[j] + w7 * oe1[j] + w8 * oo11[j]
-                  + (first_col if left[j] else zero))
+        run[j] = clamp_value(bias + w1 * oe0[j] + w2 * oo01[j] + w4 * ee[j] + w5 * eo1[j] + w7 * oe1[j]
+                             + w8 * oo11[j] + (first_col if left[j] else zero), lo, hi)
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
