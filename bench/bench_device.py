@@ -16,8 +16,10 @@ change in the shared machine's load weighs on both):
 Also prints the compile time, the binary's size and the estimated hwtime.
 Ratios are Tessera / onnxruntime (lower is better); targets of issue 5
 item 9: Run_sw <= 3x ORT s8s8, Run_th <= 1.5x ORT fp32, compile <= 60 s.
+The default of 40 runs gives each median 8 alternating blocks of 5 calls: with
+10 (2 blocks) a ratio moved by up to 0.4 between runs on a shared 2-core host.
 
-    PYTHONPATH=. python bench/bench_device.py [--models resnet50,mobilenet_v2] [--runs 10]
+    PYTHONPATH=. python bench/bench_device.py [--models resnet50,mobilenet_v2] [--runs 40]
 """
 from __future__ import annotations
 
@@ -138,7 +140,7 @@ def bench(name: str, runs: int, calibration, folder: str, spin: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet50,mobilenet_v2")
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--ort-no-spin", action="store_true",
                         help="onnxruntime threads sleep instead of spinning between ops (fairer on a loaded host)")
     args = parser.parse_args()
