@@ -30,7 +30,6 @@ from runtime import gemm
 from runtime.gemm.sgemm import run_strip
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import NO_CLAMP
-from runtime.kernels.nn_conv import packed_weights
 from runtime.kernels.nn_depthwise_3x3 import depthwise_phases_3x3, depthwise_same_3x3
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import Kernel
@@ -123,7 +122,7 @@ class ExpandDepthwise:
     def _run(self, x: np.ndarray, plan: "_Plan") -> np.ndarray:
         first = self.first
         wide, chans = first.w.shape[:2]
-        source = packed_weights.get(first.w)  # re-samples W, as the unfused step does: rewritten in place, repacked
+        source = first.packed()  # as the unfused step finds it: W rewritten in place is repacked
         if source is not plan.source:
             blocks, block = plan.packs.shape[0], plan.block
             rows = np.zeros((blocks * block, chans), np.float32)

@@ -12,7 +12,10 @@ residual of the output's layout) before running the planned product or the
 depthwise kernel. Any other call goes to the generic kernel unchanged.
 
 Weights are still looked up in :data:`packed_weights` on every call, so a
-weight array rewritten in place is repacked exactly as in the generic path.
+weight array rewritten in place is repacked exactly as in the generic path;
+only frozen weights (read-only down to their memory, as a binary's constants
+are: :func:`runtime.kernels.weight_cache.frozen`) keep the entry found the
+last time, for as long as they stay frozen.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from runtime.kernels.nn_conv import (
     window_attrs,
 )
 from runtime.kernels.registry import Kernel
+from runtime.kernels.weight_cache import frozen
 
 _F32 = np.dtype(np.float32)
 _UNKNOWN = object()
@@ -71,6 +75,7 @@ class PreparedConv:
         self.geometry = tuple(tuple(options[k]) for k in ("strides", "pads", "dilations")) + (options["group"],)
         _, self.clamp = check_epilogue("FusedConv", None, attrs.get("clamp") if fused else None, (), _F32)
         self.layouts: dict[tuple, _Layout | None] = {}
+        self._packed = None
 
     def __call__(self, inputs, attrs):
         x = inputs[0]
@@ -86,6 +91,17 @@ class PreparedConv:
                 or not residual.flags.c_contiguous)):
             return self.generic(inputs, attrs)
         return (layout.run(self, x, residual),)
+
+    def packed(self):
+        """W packed for the GEMM: from the shared cache, or, while W stays
+        frozen (a binary's constants), the entry the cache gave last time
+        (the cache's lookup cost ~15 us a layer once the kernels before it
+        had evicted its data)."""
+        if self._packed is not None and frozen(self.w):
+            return self._packed
+        packed = packed_weights.get(self.w)
+        self._packed = packed if frozen(self.w) else None
+        return packed
 
     def _layout(self, x_shape: tuple) -> "_Layout | None":
         strides, pads, dilations, group = self.geometry
@@ -118,7 +134,7 @@ class _Pointwise(_Layout):
         self.products: dict[tuple, Any] = {}
 
     def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
-        packed = packed_weights.get(step.w)
+        packed = step.packed()
         key = (packed, residual is not None)
         product = self.products.get(key)
         if product is None:

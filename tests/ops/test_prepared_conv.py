@@ -99,6 +99,23 @@ def test_a_weight_rewritten_in_place_is_repacked():
                                atol=1e-5)
 
 
+def test_frozen_weights_keep_their_packing_until_they_are_writeable_again():
+    x, w, b = _case(8, 8, 4, 1, 1)
+    attrs = conv_attrs(1, clamp=None)
+    w.flags.writeable = False
+    prepared = prepared_kernel("FusedConv", attrs, [None, w, b, None])
+    before = prepared([x, w, b, None], attrs)[0]
+    packed = prepared.packed()
+    assert prepared.packed() is packed
+    np.testing.assert_array_equal(prepared([x, w, b, None], attrs)[0], before)
+    w.flags.writeable = True
+    w *= 2
+    after = prepared([x, w, b, None], attrs)[0]
+    assert prepared.packed() is not packed
+    np.testing.assert_allclose(after - b[None, :, None, None], 2 * (before - b[None, :, None, None]), rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_steps_without_constant_weights_or_with_bad_attributes_stay_generic():
     x, w, b = _case(8, 8, 4, 1, 1)
     generic = get_kernel("FusedConv")
