@@ -271,6 +271,7 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
         y_lo = y_hi = 0
     flat = sh == 1 and sw == 1 and out_w == width
     scratch = np.empty(width, dtype=out.dtype)
+    unbounded = out.dtype.type(np.inf)  # no clamp here (the caller's epilogue), in the output's own type
     masked = flat and pw == dw and out_h * out_w <= MASKED_PLANE
     inside = np.empty((2, out_h * out_w if masked else 0), dtype=np.bool_)
     for j in range(inside.shape[1]):
@@ -306,7 +307,7 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
             # x_hi remain.
             j0, j1 = y_lo * out_w + x_lo, (y_hi - 1) * out_w + x_hi
             masked_3x3(dst[out_base + j0:out_base + j1], src, in_base + j0 - ph * width - pw, dh * width, dw,
-                        w_flat, tap0, bias, inside[0, j0:j1], inside[1, j0:j1], -np.inf, np.inf)
+                        w_flat, tap0, bias, inside[0, j0:j1], inside[1, j0:j1], -unbounded, unbounded)
             _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_lo + 1, x_lo, out_w, x_taps, bufs, dims,
                    geo)
             _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_hi - 1, y_hi, 0, x_hi, x_taps, bufs, dims, geo)

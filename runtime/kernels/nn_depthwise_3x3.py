@@ -240,11 +240,12 @@ def depthwise_phases_3x3(start, stop, x, w, b, out, res, clamp, flags):
 
 @jit(inline="always")
 def _phases_3x3(run, buf, margin, span, ow, w_flat, tap0, bias, left, lo, hi):
-    """run[j] = bias + the 9 taps of output j, clamped to [lo, hi], read from the four phases of
-    ``buf`` (each ``span`` long, its plane after ``margin`` zeros): kernel
-    row 0 reads the odd rows one phase row up, row 1 the even rows, row 2
-    the odd rows; column 0 the odd columns one to the left (masked by
-    ``left``), column 1 the even columns, column 2 the odd columns."""
+    """run[j] = bias + the 9 taps of output j, clamped to [lo, hi], read
+    from the four phases of ``buf`` (each ``span`` long, its plane after
+    ``margin`` zeros): kernel row 0 reads the odd rows one phase row up, row
+    1 the even rows, row 2 the odd rows; column 0 the odd columns one to the
+    left (masked by ``left``), column 1 the even columns, column 2 the odd
+    columns."""
     n = run.shape[0]
     ee = buf[margin:margin + n]
     eo0, eo1 = buf[span + margin - 1:span + margin - 1 + n], buf[span + margin:span + margin + n]

@@ -356,7 +356,6 @@ def run_large(ins: np.ndarray, tmpl: np.ndarray, plans: GemmPlans, mem, slot: in
     return True
 
 
-
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
 @drives(pack_patches)
 @jit
