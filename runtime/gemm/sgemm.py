@@ -28,6 +28,7 @@ panels and the ``rows x cols`` part of each output tile.
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 
@@ -73,6 +74,8 @@ PLAN_SIZE, TASKS = _PLAN_SIZE, _TASKS
 field holding its number of tasks."""
 
 _NO_SOURCE = np.zeros(1, np.float32)
+_FLAGS = {key: np.array(key, np.bool_) for key in itertools.product((False, True), repeat=3)}
+"""(bias, residual, clamp) given, as a plan's operands are flagged."""
 _NO_SOURCE.flags.writeable = False
 
 
@@ -298,7 +301,11 @@ class PackedProduct:
         strides = (m * n * 4, n * 4, 4)
         self.template = _plan_template("f32", self.isa, dims, (DIRECT, None, depth * n, n, 1), strides, self.bias,
                                        strides if residual else None, False)
-        self.serial = m * n * depth <= SERIAL_MACS
+        self.tasks = int(self.template[_TASKS])
+        self.serial = m * n * depth <= SERIAL_MACS or self.tasks == 1
+        self.flags = _FLAGS[self.bias is not None, residual, self.clamp is not None]
+        self.bias_or_none = _NO_SOURCE if self.bias is None else self.bias
+        self.clamp_or_none = _NO_SOURCE if self.clamp is None else self.clamp
 
     def run(self, b: np.ndarray, out: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
         """``out`` = the product of ``b``, with the bias, ``residual`` and clamp."""
@@ -312,8 +319,12 @@ class PackedProduct:
         if np.may_share_memory(out, b) or (residual is not None and np.may_share_memory(out, residual)):
             raise KernelError("PackedProduct: out overlaps an input")
         source = b.reshape(-1)  # C-contiguous (checked): the flat elements, as the tasks read them
-        _execute(self.template, self.kernels, self.serial, (self.packed.data, source, out, self.bias, residual,
-                                                            self.clamp), source)
+        args = (self.template, self.kernels, self.packed.data, source, out, self.bias_or_none,
+                _NO_SOURCE if residual is None else residual, self.clamp_or_none, self.flags, source)
+        if self.serial:
+            _run_placed(0, self.tasks, *args)
+        else:
+            parallel.parallel_for(_run_placed, self.tasks, *args)
         return out
 
 
@@ -344,9 +355,7 @@ def run_strip(template, kernels, a, b, c, bias, res, clamp, flags):
     packed A's data, ``b`` the flat B strip, ``c`` / ``res`` views starting
     at the strip's first element of C / the residual, ``bias`` (m,), ``clamp``
     [low, high]; ``flags`` = (bias given, residual given, clamp given)."""
-    plan = template.copy()
-    _set_addresses(plan, a, b, c, bias, res, clamp, flags[0], flags[1], flags[2])
-    _run_tasks(0, plan[_TASKS], plan, kernels, b)
+    _run_placed(0, template[_TASKS], template, kernels, a, b, c, bias, res, clamp, flags, b)
 
 
 def product_template(kind: str, dims: tuple, out_strides: tuple, bias_len: int, accumulate: bool,
@@ -406,15 +415,14 @@ def _execute(template: np.ndarray, kernels: np.ndarray, serial: bool, operands: 
     may be None): their addresses go into a copy of the template, and its
     tasks run on the calling thread (``serial`` or a single task) or the
     pool. ``source`` is what the tasks pack B from."""
-    plan = template.copy()
     a, b, c, bias, res, clamp = operands
-    _set_addresses(plan, a, b, c, *(_NO_SOURCE if x is None else x for x in (bias, res, clamp)),
-                   bias is not None, res is not None, clamp is not None)
-    tasks = int(plan[_TASKS])
+    args = (template, kernels, a, b, c, *(_NO_SOURCE if x is None else x for x in (bias, res, clamp)),
+            _FLAGS[bias is not None, res is not None, clamp is not None], source)
+    tasks = int(template[_TASKS])
     if tasks == 1 or serial:
-        _run_tasks(0, tasks, plan, kernels, source)
+        _run_placed(0, tasks, *args)
     else:
-        parallel.parallel_for(_run_tasks, tasks, plan, kernels, source)
+        parallel.parallel_for(_run_placed, tasks, *args)
 
 
 _MAX_PLANS = 4096
@@ -482,6 +490,19 @@ def _split(batch: int, m: int, n: int, depth: int, isa: Isa) -> tuple[int, int, 
 
 
 # ---------------------------------------------------------------- Numba driver
+@jit
+def _run_placed(start, stop, template, kernels, a, b, c, bias, res, clamp, flags, source):
+    """Tasks ``[start, stop)`` of the plan ``template`` on these operands
+    (``flags``: bias, residual, clamp given), each call on a copy of it
+    holding their addresses: the operands go to every thread as arguments,
+    so placing them costs the caller no call of its own (a Numba call from
+    Python, ~3 us a product on a cold cache). ``source`` is what the tasks
+    pack B from."""
+    plan = template.copy()
+    _set_addresses(plan, a, b, c, bias, res, clamp, flags[0], flags[1], flags[2])
+    _run_tasks(start, stop, plan, kernels, source)
+
+
 @jit
 def _run_tasks(start, stop, plan, kernels, b_src):
     """Tasks ``[start, stop)`` (``parallel_for`` body), sharing one B buffer
@@ -581,6 +602,16 @@ def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels,
     residual = ends[0] + 4 * (row * ldr + col) if ends[0] else 0
     call_kernel(kernel, kcp, a_block + 4 * row * kcp, b_panel, ldb, c_item + 4 * (row * ldc + col), ldc, rows, cols,
                 accumulate, bias + 4 * row if bias else 0, residual, ldr, ends[1])
+
+
+@parallel.drives(_run_placed)
+@jit
+def _run_placed_team(team, state, role, spans, *args):
+    index = parallel.team_enter(team, state, role)
+    while index >= 0:
+        _run_placed(spans[index, 0], spans[index, 1], *args)
+        index = parallel.team_next(team, True)
+    return parallel.team_leave(team, state, role)
 
 
 @parallel.drives(_run_tasks)
