@@ -136,7 +136,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
             return out
         _conv_depthwise(x, w, b, out, window, residual, clamp)
         return out
-    m = 0 if exact else _winograd_tile(x, w, window, group)
+    m = 0 if exact else _winograd_tile(x.dtype, x.shape, w.shape, window, group)
     u = (packed_winograd_weights if gemm.available() else winograd_weights).get(w, m) if m else None
     if u is not None:
         winograd_conv2d(x, u, b, out, window.pads_begin + window.pads_end, m, residual, clamp)
@@ -175,12 +175,25 @@ _geo = functools.lru_cache(maxsize=1024)(Window.loop_params)
 """A window's ``loop_params()``, built once per window."""
 
 
-def _winograd_tile(x, w, window: Window, group: int) -> int:
+def _winograd_tile(dtype, x_shape: tuple, w_shape: tuple, window: Window, group: int) -> int:
     """Winograd's tile size for this convolution, or 0 to use another path."""
-    if (x.dtype != np.float32 or group != 1 or window.kernel != (3, 3) or window.strides != (1, 1)
+    if (dtype != np.float32 or group != 1 or window.kernel != (3, 3) or window.strides != (1, 1)
             or window.dilations != (1, 1)):
         return 0
-    return tile_size(x.shape, w.shape, window.pads_begin + window.pads_end)
+    return tile_size(x_shape, w_shape, window.pads_begin + window.pads_end)
+
+
+def gemm_bands(x_shape: tuple, w_shape: tuple, window: Window, group: int) -> int:
+    """Output rows per band where :func:`conv_nd` (not ``exact``) runs this
+    float32 convolution by bands (:func:`conv_by_bands`), else 0: one group,
+    2-D, not 1x1 unpadded, no Winograd tile, and bands that pay."""
+    if (int(group) != 1 or len(w_shape) != 4 or not gemm.available()
+            or _winograd_tile(np.float32, x_shape, w_shape, window, group)):
+        return 0
+    if all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end):
+        return 0
+    out_h, out_w = out_shape("Conv", x_shape[2:], window)
+    return band_rows(w_shape[0], int(np.prod(w_shape[1:])), 1, out_h, out_w)
 
 
 COLUMN_BLOCK = 1 << 19

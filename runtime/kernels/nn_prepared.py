@@ -27,12 +27,16 @@ from runtime import gemm
 from runtime.kernels.conv_epilogue import check_epilogue
 from runtime.kernels.nn_conv import (
     _conv_geometry,
+    _geo,
     _pointwise_product,
+    gemm_bands,
     packed_weights,
     plane_kernel,
     run_plane_kernel,
     window_attrs,
 )
+from runtime.kernels.nn_im2col import conv_by_bands
+from runtime.kernels.nn_window import lift
 from runtime.kernels.registry import Kernel
 from runtime.kernels.weight_cache import frozen
 
@@ -65,9 +69,10 @@ def _float32(a) -> bool:
 class PreparedConv:
     """One Conv/FusedConv step with constant ``w`` and ``b`` (None: no bias
     input), prepared per input shape: a planned GEMM for 1x1 convolutions
-    (stride 1, no padding, one group), the flat or padded-plane kernel for
-    the 3x3 depthwise ones that have one; other shapes go to the generic
-    kernel."""
+    (stride 1, no padding, one group), the bands of output rows for the
+    convolutions the generic kernel runs that way, the flat or padded-plane
+    kernel for the 3x3 depthwise ones that have one; other shapes go to the
+    generic kernel."""
 
     def __init__(self, generic: Kernel, attrs: Mapping[str, Any], w: np.ndarray, b: np.ndarray | None, fused: bool):
         self.generic, self.attrs, self.w, self.b, self.fused = generic, attrs, w, b, fused
@@ -115,6 +120,9 @@ class PreparedConv:
                      and all(s == 1 for s in window.strides) and int(group) == 1)
         if pointwise and gemm.available():
             return _Pointwise(out_shape)
+        band = gemm_bands(x_shape, self.w.shape, window, group)
+        if band:
+            return _Banded(out_shape, band, _geo(window))
         chosen = plane_kernel(x_shape, _F32, window) if int(group) == x_shape[1] > 1 else None
         return None if chosen is None else _Depthwise(out_shape, chosen)
 
@@ -146,6 +154,25 @@ class _Pointwise(_Layout):
         for n in range(batch):
             product.run(x[n].reshape(chans, self.size), out[n].reshape(out_c, self.size),
                         None if residual is None else residual[n].reshape(out_c, self.size))
+        return out
+
+
+class _Banded(_Layout):
+    """A 2-D convolution that the generic kernel would run by bands of
+    output rows (:func:`gemm_bands`: MobileNetV2's and ResNet-50's stems),
+    run that way directly: the generic kernel's Python before it cost ~30
+    us a call once the layers before had evicted it."""
+
+    def __init__(self, out_shape: tuple, band: int, geo: tuple):
+        super().__init__(out_shape)
+        self.band, self.geo = band, geo
+
+    def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+        out = np.empty(self.out_shape, np.float32)
+        batch, out_c, out_h, out_w = self.out_shape
+        outs = out.reshape(batch, out_c, out_h * out_w)
+        conv_by_bands(lift(x), step.packed(), step.b, outs, None if residual is None else residual.reshape(outs.shape),
+                      step.clamp, self.geo, self.band, out_h, out_w)
         return out
 
 

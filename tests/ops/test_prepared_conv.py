@@ -59,6 +59,25 @@ def test_prepared_fused_conv_equals_the_generic_kernel(name, with_residual, batc
     assert kind == {"pointwise": "_Pointwise", "depthwise": "_Depthwise"}.get(name.split()[0], "generic")
 
 
+@pytest.mark.parametrize("with_residual", [False, True])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_convolution_run_by_bands_is_prepared_as_bands_and_equals_the_generic_kernel(monkeypatch, with_residual,
+                                                                                       batch):
+    from runtime.kernels import nn_im2col
+
+    monkeypatch.setattr(nn_im2col, "BAND_BLOCK", 27 * 32 * 4)  # bands of 4 rows of the 32 x 32 output
+    x, w, b = _case(3, 16, 32, 3, 1, batch)
+    attrs = conv_attrs(3)
+    generic = get_kernel("FusedConv")
+    prepared = prepared_kernel("FusedConv", attrs, [None, w, b, None])
+    expected_shape = generic([x, w, b, None], attrs)[0].shape
+    residual = RNG.standard_normal(expected_shape).astype(np.float32) if with_residual else None
+    for _ in range(2):
+        np.testing.assert_array_equal(prepared([x, w, b, residual], attrs)[0], generic([x, w, b, residual], attrs)[0])
+    layout = prepared.layouts[x.shape]
+    assert type(layout).__name__ == "_Banded" and layout.band == 4
+
+
 def test_prepared_conv_without_bias_and_unfused():
     x, w, _ = _case(16, 8, 5, 1, 1)
     attrs = conv_attrs(1, clamp=None)
