@@ -74,9 +74,9 @@ PLAN_SIZE, TASKS = _PLAN_SIZE, _TASKS
 field holding its number of tasks."""
 
 _NO_SOURCE = np.zeros(1, np.float32)
+_NO_SOURCE.flags.writeable = False
 _FLAGS = {key: np.array(key, np.bool_) for key in itertools.product((False, True), repeat=3)}
 """(bias, residual, clamp) given, as a plan's operands are flagged."""
-_NO_SOURCE.flags.writeable = False
 
 
 # ---------------------------------------------------------------- validation
