@@ -224,7 +224,7 @@ def forbid_compiled_code(monkeypatch) -> None:
     """Fail if a compiled loop is reached: errors must come first."""
     def forbidden(*args):
         raise AssertionError("compiled code ran before the error")
-    monkeypatch.setattr(driver, "_run_tasks", forbidden)
+    monkeypatch.setattr(driver, "_run_placed", forbidden)  # every product sgemm runs goes through it
     for name in ("pack_a_panels", "pack_b_items", "pack_a_int8", "pack_b_int8"):
         monkeypatch.setattr(packers, name, forbidden)
 
