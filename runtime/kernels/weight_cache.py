@@ -10,9 +10,12 @@ sample of its values: a writeable weight array rewritten in place is caught
 unless every sampled value stays the same. A frozen array (read-only, as is
 every array that owns its memory behind it: a compiled binary's constants)
 cannot be rewritten without first being made writeable again, which changes
-its fingerprint; it is not sampled, because sampling reads 64 cache lines
-spread over the whole array, which cost 25-30 us per layer and run once the
-kernels before it had evicted them (MobileNetV2's float program: 35 layers).
+its fingerprint for any call made meanwhile; it is not sampled, because
+sampling reads 64 cache lines spread over the whole array, which cost 25-30
+us per layer and run once the kernels before it had evicted them
+(MobileNetV2's float program: 35 layers). So freeze only what stays
+constant: an array made writeable, rewritten and frozen again with no call
+in between keeps its old entry.
 """
 from __future__ import annotations
 
