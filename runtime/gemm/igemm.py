@@ -23,7 +23,8 @@ from runtime.gemm.pack import (
     reduction_steps,
     roundup,
 )
-from runtime.gemm.sgemm import PREPACKED, Target, launch, plan_product
+from runtime.gemm.sgemm import Target, launch, plan_product
+from runtime.gemm.tasks import PREPACKED
 
 __all__ = ["igemm", "igemm_batched", "MAX_INT8_DEPTH"]
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from runtime import gemm
-from runtime.gemm.sgemm import run_strip
+from runtime.gemm.tasks import run_strip
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import NO_CLAMP
 from runtime.kernels.nn_depthwise_3x3 import depthwise_phases_3x3, depthwise_same_3x3

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from runtime import gemm, parallel
-from runtime.gemm.sgemm import run_strip
+from runtime.gemm.tasks import run_strip
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import NO_CLAMP
 from runtime.kernels.nn_window import valid_range

@@ -36,7 +36,8 @@ import numpy as np
 from runtime import gemm
 from runtime.gemm.microkernel import UNIT, host_isa, kernel_addresses
 from runtime.gemm.pack import MAX_INT8_DEPTH, pack_a_words, panel_width, roundup
-from runtime.gemm.sgemm import PLAN_SIZE, TASKS, plan_shape, product_template, run_planned, set_addresses
+from runtime.gemm.sgemm import product_template
+from runtime.gemm.tasks import PLAN_SIZE, TASKS, plan_shape, run_planned, set_addresses
 from runtime.isa import COL_OPCODE, Op
 from runtime.jit import jit
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next

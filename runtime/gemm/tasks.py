@@ -1,0 +1,204 @@
+"""The blocked GEMM's plan layout and the Numba loops that follow a plan.
+
+A plan (an int64 array, fields below) is made in Python by
+:mod:`runtime.gemm.sgemm`, which checks every size, stride and address;
+the loops here only follow it: a task's B panels packed (or read in place,
+or prepacked), then the microkernel for each (row panel, column panel)
+pair, ``MC_PANELS`` row panels against one B panel at a time.
+:func:`run_placed` runs tasks of a plan template on operands it is given
+(each call places their addresses into its own copy of the template), so
+the caller, on one thread or through ``parallel_for``, makes one Numba
+call a product.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime import parallel
+from runtime.gemm.microkernel import REMAINDER_COLS, call_kernel
+from runtime.gemm.pack import pack_b_block, panel_width
+from runtime.jit import jit
+
+# How a task gets its B panels.
+PACK, PREPACKED, DIRECT = 0, 1, 2
+
+_ALIGN = 16
+"""Lanes per 64 bytes: a task's B buffer starts on a cache line."""
+
+# Fields of the int64 plan array the Numba driver reads.
+(_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _MPT, _NCW, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
+ _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
+ _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TASKS, _PLAN_SIZE) = range(33)
+
+PLAN_SIZE, TASKS = _PLAN_SIZE, _TASKS
+"""For callers that plan a product once and run it from Numba
+(:func:`runtime.gemm.sgemm.product_template`, :func:`run_planned`): a
+plan's length and the field holding its number of tasks."""
+
+
+@jit
+def _set_addresses(plan, a, b, c, bias, res, clamp, has_bias, has_res, has_clamp):
+    """The operands' addresses into ``plan`` (0 for an absent one)."""
+    plan[_A_ADDR] = a.ctypes.data
+    plan[_B_ADDR] = b.ctypes.data
+    plan[_C_ADDR] = c.ctypes.data
+    plan[_BIAS_ADDR] = bias.ctypes.data if has_bias else 0
+    plan[_RES_ADDR] = res.ctypes.data if has_res else 0
+    plan[_CLAMP_ADDR] = clamp.ctypes.data if has_clamp else 0
+
+
+@jit
+def plan_shape(plan):
+    """(m, n, steps, kc, mr, nr) of a plan."""
+    return plan[_M], plan[_N], plan[_DEPTH], plan[_KC], plan[_MR], plan[_NR]
+
+
+@jit
+def run_strip(template, kernels, a, b, c, bias, res, clamp, flags):
+    """Run a :func:`strip_template` plan on the calling thread: ``a`` the
+    packed A's data, ``b`` the flat B strip, ``c`` / ``res`` views starting
+    at the strip's first element of C / the residual, ``bias`` (m,), ``clamp``
+    [low, high]; ``flags`` = (bias given, residual given, clamp given)."""
+    _run_placed(0, template[_TASKS], template, kernels, a, b, c, bias, res, clamp, flags, b)
+
+
+@jit
+def _run_placed(start, stop, template, kernels, a, b, c, bias, res, clamp, flags, source):
+    """Tasks ``[start, stop)`` of the plan ``template`` on these operands
+    (``flags``: bias, residual, clamp given), each call on a copy of it
+    holding their addresses: the operands go to every thread as arguments,
+    so placing them costs the caller no call of its own (a Numba call from
+    Python, ~3 us a product on a cold cache). ``source`` is what the tasks
+    pack B from."""
+    plan = template.copy()
+    _set_addresses(plan, a, b, c, bias, res, clamp, flags[0], flags[1], flags[2])
+    _run_tasks(start, stop, plan, kernels, source)
+
+
+@jit
+def _run_tasks(start, stop, plan, kernels, b_src):
+    """Tasks ``[start, stop)`` (``parallel_for`` body), sharing one B buffer
+    aligned to a cache line."""
+    panels = plan[_NCP] if plan[_B_MODE] == PACK else (1 if plan[_B_MODE] == DIRECT else 0)
+    size = plan[_KC] * plan[_NR] * panels
+    buf = np.empty(size + _ALIGN, np.float32)
+    at = ((64 - buf.ctypes.data % 64) % 64) // 4
+    for task in range(start, stop):
+        _task(task, plan, kernels, b_src, buf, at)
+
+
+@jit
+def _task(task, plan, kernels, b_src, buf, at):
+    """One task: its row panels times its column panels of one batch item."""
+    m, n, depth, kc, mr, nr, unit = plan[_M], plan[_N], plan[_DEPTH], plan[_KC], plan[_MR], plan[_NR], plan[_UNIT]
+    per_item = plan[_MT] * plan[_NT]
+    item, rest = task // per_item, task % per_item
+    first_panel = rest // plan[_NT] * plan[_MPT]
+    last_panel = min((m + mr - 1) // mr, first_panel + plan[_MPT])
+    n0 = rest % plan[_NT] * plan[_NCW]
+    n1 = min(n, n0 + plan[_NCW])
+    mpad, npad = (m + mr - 1) // mr * mr, (n + unit - 1) // unit * unit
+    a_item = plan[_A_ADDR] + 4 * item * plan[_A_ITEM]
+    c_item = plan[_C_ADDR] + 4 * item * plan[_C_ITEM]
+    bias_item = plan[_BIAS_ADDR] + 4 * item * plan[_BIAS_ITEM] if plan[_BIAS_ADDR] else 0
+    res_item = plan[_RES_ADDR] + 4 * item * plan[_RES_ITEM] if plan[_RES_ADDR] else 0
+    b_item = item * plan[_B_ITEM]
+    buf_addr = buf.ctypes.data + 4 * at
+    mode = plan[_B_MODE]
+    full_end = n // nr * nr
+    split = REMAINDER_COLS if plan[_REMAINDER] else 0
+    for jc in range(n0, n1, plan[_NCP] * nr):
+        jce = min(n1, jc + plan[_NCP] * nr)
+        for k0 in range(0, depth, kc):
+            kcp = min(kc, depth - k0)
+            direct = 0
+            b_block = buf_addr
+            if mode == PREPACKED:
+                b_block = plan[_B_ADDR] + 4 * (b_item + k0 * npad + jc * kcp)
+            elif mode == PACK:
+                pack_b_block(b_src, b_item, plan[_B_RS], plan[_B_CS], k0, kcp, jc, jce, nr, unit, split, buf, at)
+            else:
+                direct = b_src.ctypes.data + 4 * (b_item + k0 * plan[_B_RS])
+                if jce > full_end:
+                    pack_b_block(b_src, b_item, plan[_B_RS], 1, k0, kcp, full_end, jce, nr, unit, split, buf, at)
+                    b_block = buf_addr - 4 * (full_end - jc) * kcp
+            accumulate = 1 if k0 > 0 or plan[_ACCUMULATE] else 0
+            last = k0 + kcp >= depth
+            ends = (res_item if last else 0, plan[_CLAMP_ADDR] if last else 0)
+            _sweep(kernels, plan, a_item + 4 * k0 * mpad, b_block, direct, c_item, bias_item if k0 == 0 else 0,
+                   kcp, first_panel, last_panel, jc, jce, accumulate, ends)
+
+
+@jit
+def _sweep(kernels, plan, a_block, b_block, direct, c_item, bias, kcp, first_panel, last_panel, jc, jce,
+           accumulate, ends):
+    """Microkernel calls for row panels [first_panel, last_panel) x the
+    column panels of [jc, jce), ``MC_PANELS`` row panels at a time. A column
+    panel is read packed (at ``b_block``, laid out from ``jc``) or, when
+    ``direct`` is the address of B's row ``k0`` and the panel is whole, in
+    place with B's row stride. ``bias`` is the bias row address, or 0;
+    ``ends`` the residual item's and the clamp's addresses (0: none), given
+    on the last reduction block only."""
+    n, nr, unit, group = plan[_N], plan[_NR], plan[_UNIT], plan[_REMAINDER]
+    split = REMAINDER_COLS if group else 0
+    for ic in range(first_panel, last_panel, plan[_MCP]):
+        ice = min(last_panel, ic + plan[_MCP])
+        j = jc
+        while j < jce:
+            width = panel_width(j, n, nr, unit, split)
+            cols = min(width, n - j)
+            if direct and j + nr <= n:
+                b_panel, ldb = direct + 4 * j, plan[_B_RS]
+            else:
+                b_panel, ldb = b_block + 4 * (j - jc) * kcp, width
+            first = ic
+            if group and cols <= REMAINDER_COLS:
+                remainder = kernels[nr // unit + cols]
+                while first + group <= ice:
+                    _call(remainder, plan, a_block, b_panel, ldb, c_item, bias, kcp, first, group, j, cols, accumulate,
+                          ends)
+                    first += group
+            for i in range(first, ice):
+                _call(kernels[width // unit], plan, a_block, b_panel, ldb, c_item, bias, kcp, i, 1, j, cols,
+                      accumulate, ends)
+            j += width
+
+
+@jit(inline="always")
+def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels, col, cols, accumulate, ends):
+    """One kernel call for ``panels`` row panels from ``panel`` and the
+    columns from ``col``."""
+    mr, ldc, ldr = plan[_MR], plan[_LDC], plan[_LDR]
+    row = panel * mr
+    rows = min(panels * mr, plan[_M] - row)
+    residual = ends[0] + 4 * (row * ldr + col) if ends[0] else 0
+    call_kernel(kernel, kcp, a_block + 4 * row * kcp, b_panel, ldb, c_item + 4 * (row * ldc + col), ldc, rows, cols,
+                accumulate, bias + 4 * row if bias else 0, residual, ldr, ends[1])
+
+
+@parallel.drives(_run_placed)
+@jit
+def _run_placed_team(team, state, role, spans, *args):
+    index = parallel.team_enter(team, state, role)
+    while index >= 0:
+        _run_placed(spans[index, 0], spans[index, 1], *args)
+        index = parallel.team_next(team, True)
+    return parallel.team_leave(team, state, role)
+
+
+@parallel.drives(_run_tasks)
+@jit
+def _run_tasks_team(team, state, role, spans, *args):
+    index = parallel.team_enter(team, state, role)
+    while index >= 0:
+        _run_tasks(spans[index, 0], spans[index, 1], *args)
+        index = parallel.team_next(team, True)
+    return parallel.team_leave(team, state, role)
+
+
+run_placed, run_planned, set_addresses = _run_placed, _run_tasks, _set_addresses
+"""``run_placed(start, stop, template, kernels, a, b, c, bias, res, clamp,
+flags, source)`` runs tasks [start, stop) of a template on operands;
+``run_planned(start, stop, plan, kernels, b_src)`` those of a plan whose
+addresses ``set_addresses(plan, a, b, c, bias, res, clamp, has_bias,
+has_res, has_clamp)`` filled in (both ``parallel_for`` bodies)."""
