@@ -270,18 +270,27 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
 
 def _apply(ufunc, x: np.ndarray, *params: float) -> np.ndarray:
     """``ufunc(x, *params)`` computed in x's work dtype, returned in x's dtype.
-    The params become scalars of the work dtype, so one loop per dtype serves."""
+    The params become scalars of the work dtype, so one loop per dtype serves.
+    The loop is named, not left to numpy's search: that takes the first
+    registered loop the inputs cast to safely, so float32 data would be
+    computed in float64 whenever a float64 call had come first (results
+    then depended on what the process had run before)."""
     work = _work_dtype(x.dtype)
     _ensure_loop(ufunc, work, 1 + len(params))
     scalar = work.type
-    result = ufunc(x.astype(work, copy=False), *(scalar(p) for p in params))
+    result = ufunc(x.astype(work, copy=False), *(scalar(p) for p in params), signature=_loop_key(work, 1 + len(params)))
     return _array(result, x.dtype)
+
+
+def _loop_key(dtype: np.dtype, nargs: int) -> str:
+    """The type signature of a ufunc's all-``dtype`` loop of ``nargs`` inputs."""
+    return dtype.char * nargs + "->" + dtype.char
 
 
 def _ensure_loop(ufunc, dtype: np.dtype, nargs: int) -> None:
     """Compile (or load from the cache) the all-``dtype`` loop of a lazy Numba
     ufunc, once even when several threads run kernels."""
-    key = dtype.char * nargs + "->" + dtype.char
+    key = _loop_key(dtype, nargs)
     if key in ufunc.types:
         return
     with _COMPILE_LOCK:
@@ -413,7 +422,7 @@ def prelu(inputs, attrs):
     x, slope = inputs
     if x.dtype == _FLOAT32 or x.dtype == _FLOAT64:
         _ensure_loop(_leaky_relu, x.dtype, 2)
-        return (_array(_leaky_relu(x, slope)),)
+        return (_array(_leaky_relu(x, slope, signature=_loop_key(x.dtype, 2))),)
     with np.errstate(all="ignore"):
         return (_array(np.where(x < 0, x * slope, x), x.dtype),)
 

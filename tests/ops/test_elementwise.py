@@ -420,3 +420,28 @@ def test_mismatched_dtypes_name_the_node(op):
 def test_ill_typed_nodes_give_clear_errors(op, inputs, attrs, message):
     with pytest.raises(ModelImportError, match=rf"{op} node 'the_node'.*{message}"):
         import_onnx(_named_model(op, inputs, **attrs))
+
+
+def test_activation_ufuncs_compute_in_the_inputs_dtype_whatever_ran_before():
+    """numpy takes the first registered loop its inputs cast to safely: with
+    a float64 loop compiled first (an earlier float64 model), float32 data
+    was computed in float64 and rounded once, 1 ulp off the float32 kernels
+    (the fused element-wise kernel among them)."""
+    from numba import vectorize
+
+    from runtime.kernels.elementwise import _apply
+
+    @vectorize()
+    def scaled_square(x, alpha, beta):
+        return x * (alpha * x + beta)
+
+    x = _random(4000, seed=3)
+    _apply(scaled_square, x.astype(np.float64), 1.0 / 6.0, 0.5)  # the float64 loop registers first
+    assert scaled_square.types[0] == "ddd->d"
+    f = F32
+    expected = x * (f(1.0 / 6.0) * x + f(0.5))  # float32 throughout
+    actual = _apply(scaled_square, x, 1.0 / 6.0, 0.5)
+    assert actual.dtype == np.float32
+    np.testing.assert_array_equal(actual.view(np.uint32), expected.view(np.uint32))
+    in_float64 = (x.astype(np.float64) * (1.0 / 6.0 * x.astype(np.float64) + 0.5)).astype(np.float32)
+    assert (in_float64 != expected).any()  # the check above can tell the two apart
