@@ -17,6 +17,9 @@ DMA_SETUP_CYCLES = 64
 """Fixed cost of a LOAD or STORE: descriptor set-up and the DRAM round trip
 (~256 ns at 250 MHz, a typical DDR4 access latency plus the DMA engine's
 address generation)."""
+DRAM_BURST_BYTES = 64
+"""DRAM moves whole bursts: a DDR4 x64 channel's burst of 8 beats. A
+contiguous run of a DMA box costs its bytes rounded up to whole bursts."""
 CONV_PIPELINE_CYCLES = 16
 """Fill and drain of the MAC pipeline and the requantisation epilogue."""
 VECTOR_PIPELINE_CYCLES = 8
@@ -57,6 +60,33 @@ def dma_bytes(arr: np.ndarray, rows: np.ndarray, op: Op) -> np.ndarray:
             * _get(arr, rows, op, "elem_bytes"))
 
 
+def dram_transfer_bytes(elem, z_size, y_size, x_size, z_stride, y_stride, x_stride):
+    """DRAM bytes a [z][y][x] box of ``elem``-byte elements (strides in
+    elements) costs at burst granularity (scalars or arrays alike): axes
+    that continue the run inside them (unit stride, or an extent of 1)
+    merge into one contiguous run; each run costs its bytes rounded up to
+    whole bursts of :data:`DRAM_BURST_BYTES`, and the box never more than
+    the bursts of its whole span (a box of runs closer together than a
+    burst is read as the span)."""
+    elem, z, y, x = (np.asarray(v, np.int64) for v in (elem, z_size, y_size, x_size))
+    zs, ys, xs = (np.asarray(v, np.int64) for v in (z_stride, y_stride, x_stride))
+    run = np.where((x == 1) | (xs == 1), x, 1)
+    merged_y = (run == x) & ((y == 1) | (ys == run))
+    run = np.where(merged_y, run * y, run)
+    run = np.where(merged_y & ((z == 1) | (zs == run)), run * z, run)
+    total = z * y * x
+    runs = total // np.maximum(run, 1)
+    burst = DRAM_BURST_BYTES
+    per_run = -(-(run * elem) // burst) * burst
+    span = ((z - 1) * np.abs(zs) + (y - 1) * np.abs(ys) + (x - 1) * np.abs(xs) + 1) * elem
+    return np.where(total == 0, 0, np.minimum(runs * per_run, -(-span // burst) * burst))
+
+
+def _dma_transfer_bytes(arr: np.ndarray, rows: np.ndarray, op: Op) -> np.ndarray:
+    return dram_transfer_bytes(*(_get(arr, rows, op, name) for name in (
+        "elem_bytes", "z_size", "y_size", "x_size", "z_stride", "y_stride", "x_stride")))
+
+
 def durations(arr: np.ndarray, config: HardwareConfig, dram_sharers: int) -> np.ndarray:
     """Cycles each instruction of a decoded stream keeps its module busy;
     ``dram_sharers``: the clusters of this card running in the phase, which
@@ -66,7 +96,7 @@ def durations(arr: np.ndarray, config: HardwareConfig, dram_sharers: int) -> np.
     bytes_per_cycle = config.dram_bandwidth / config.clock_hz / max(dram_sharers, 1)
     for op in (Op.LOAD, Op.STORE):
         rows = np.flatnonzero(ops == op)
-        out[rows] = DMA_SETUP_CYCLES + np.ceil(dma_bytes(arr, rows, op) / bytes_per_cycle).astype(np.int64)
+        out[rows] = DMA_SETUP_CYCLES + np.ceil(_dma_transfer_bytes(arr, rows, op) / bytes_per_cycle).astype(np.int64)
     rows = np.flatnonzero(ops == Op.CONV)
     pixels, channels, depth = conv_work(arr, rows)
     wide = (_get(arr, rows, Op.CONV, "in_bits") == 16) | (_get(arr, rows, Op.CONV, "wgt_bits") == 16)

@@ -481,6 +481,31 @@ def test_dma_bound_program_takes_bytes_over_bandwidth():
     assert two.timing.total_cycles == pytest.approx(2 * (1 << 20) / per_cycle + 16 * timing.DMA_SETUP_CYCLES, abs=2)
 
 
+def test_dma_costs_whole_bursts_per_contiguous_run():
+    """Rows of a strided box shorter than a burst cost a burst each; rows
+    that continue each other merge into one run; no box costs more than
+    the bursts of its span; the DRAM byte counts stay the bytes moved."""
+    burst = timing.DRAM_BURST_BYTES
+    cost = timing.dram_transfer_bytes
+    assert cost(1, 64, 28, 1, 4096, 128, 1) == 64 * 28 * burst  # one byte a row, rows 128 B apart
+    assert cost(1, 4, 28, 1, 28 * 32, 32, 1) == -(-(3 * 28 * 32 + 27 * 32 + 1) // burst) * burst  # the span is cheaper
+    assert cost(1, 4, 56, 56, 56 * 56, 56, 1) == 4 * 56 * 56  # dense channels: one run
+    assert cost(2, 3, 5, 40, 4000, 100, 1) == 15 * 2 * burst  # 80-byte rows: two bursts each
+    assert cost(1, 256, 1, 1, 1, 0, 512) == 256  # a GEMM column: channels contiguous
+    assert cost(1, 0, 5, 5, 25, 5, 1) == 0
+    image = Image(1 << 20)
+    src = image.put(np.zeros(1 << 16, np.uint8))
+    column = dict(elem_bytes=1, z_size=1, y_size=256, x_size=1, y_stride=256, x_stride=1)
+    sparse = Simulator(CONFIG, {(0, 0): isa.encode_stream([instr(Op.LOAD, space=Space.ACT, sram_addr=0, dram_addr=src,
+                                                                 **column), instr(Op.END)])}, image.top)
+    dense = Simulator(CONFIG, {(0, 0): isa.encode_stream([instr(Op.LOAD, space=Space.ACT, sram_addr=0, dram_addr=src,
+                                                                **flat_box(256)), instr(Op.END)])}, image.top)
+    per_cycle = CONFIG.dram_bandwidth / CONFIG.clock_hz
+    assert sparse.timing.durations[(0, 0, 0)][0] == timing.DMA_SETUP_CYCLES + np.ceil(256 * burst / per_cycle)
+    assert dense.timing.durations[(0, 0, 0)][0] == timing.DMA_SETUP_CYCLES + np.ceil(256 / per_cycle)
+    assert sparse.timing.dram_read_bytes == dense.timing.dram_read_bytes == 256
+
+
 def test_compute_bound_program_takes_its_mac_cycles():
     """A 3x3 conv of 64 channels to 64 on a 16x16 tile: 64 ceil(576/64) = 9
     steps per output pixel and 16 channel groups."""
