@@ -71,7 +71,8 @@ class ConvLowering:
             m, kred = x.type.shape
             n_out = w.type.shape[0]
             self.batch = 1
-            self.shape = ConvShape(kred, 1, m, n_out, 1, m, 1, 1, 1, 1, 1, 1, 1, e_in, e_w, e_out, e_res, e_acc)
+            self.shape = ConvShape(kred, 1, m, n_out, 1, m, 1, 1, 1, 1, 1, 1, 1, e_in, e_w, e_out, e_res, e_acc,
+                                   channels_last=True)
             self.pads = (0, 0, 0, 0)
         else:
             self.batch, c, h, wd = x.type.shape

@@ -22,6 +22,7 @@ from codegen.device.dma import MAX_EXTENT, linear_size
 from runtime.errors import TesseraError
 from runtime.hardware import HardwareConfig
 from runtime.isa import PARAM_CHANNEL_BYTES
+from runtime.sim.timing import dram_transfer_bytes
 
 SLOT_ALIGN = 8
 TILE_OVERHEAD_BYTES = 2048
@@ -70,6 +71,9 @@ class ConvShape:
     e_out: int
     e_res: int
     e_acc: int
+    channels_last: bool = False
+    """A GEMM's rows: each column's channels contiguous in DRAM (strides
+    (1, 0, channels)); a convolution's maps are channel-major."""
 
     @property
     def cg(self) -> int:
@@ -133,11 +137,28 @@ def _conv_tile(s: ConvShape, kt: int, rt: int, wt: int, ct: int, chunks: int) ->
                     acc_bytes=a8(kt * rt * wt * s.e_acc) if chunks > 1 else 0)
 
 
-def _conv_cost(s: ConvShape, p: ConvPlan) -> tuple[float, bool]:
+def _box_bytes(s: ConvShape, elem: int, channels: int, rows: int, cols: int, height: int, width: int,
+               map_channels: int) -> int:
+    """DRAM bytes (whole bursts, as the simulator's cycle model counts them)
+    of a channels x rows x cols box of a height x width map of
+    ``map_channels`` channels, in the layout ``s`` has."""
+    strides = (1, 0, map_channels) if s.channels_last else (height * width, width, 1)
+    return int(dram_transfer_bytes(elem, channels, rows, cols, *strides))
+
+
+def _conv_cost(s: ConvShape, p: ConvPlan, hw: HardwareConfig) -> tuple[float, bool]:
+    """The plan's cost in DRAM-byte equivalents, in its cheaper loop order,
+    and whether that order has output channels outer: the larger of the
+    DRAM bytes it moves (at burst granularity, as the cycle model counts
+    them: a tile of short, strided rows costs a burst a row) and its MAC
+    cycles (as the cycle model counts them: a tile of ``kt`` output
+    channels keeps ``ceil(kt / units)`` passes busy) at the DRAM's bytes per
+    cycle (double buffering overlaps the two), plus a fixed cost per tile."""
     n_k, n_r, n_w = -(-s.k // p.kt), -(-s.oh // p.rt), -(-s.ow // p.wt)
     n_c = -(-s.c // p.ct) if s.groups == 1 else 1
     bands = n_r * n_w
-    inputs = s.c * n_r * s.in_rows(p.rt) * n_w * s.in_cols(p.wt) * s.e_in
+    inputs = bands * _box_bytes(s, s.e_in, s.c, s.in_rows(p.rt), s.in_cols(p.wt), s.h, s.w, s.c)
+    outputs = bands * _box_bytes(s, s.e_out + s.e_res, s.k, p.rt, p.wt, s.oh, s.ow, s.k)  # written, residual read
     weights = s.k * s.cg * s.kh * s.kw * s.e_w + s.k * PARAM_CHANNEL_BYTES * n_c
     if s.groups > 1:  # each output-channel tile reads only its own groups' channels
         k_outer = weights + inputs
@@ -146,8 +167,11 @@ def _conv_cost(s: ConvShape, p: ConvPlan) -> tuple[float, bool]:
         k_outer = (weights if n_c == 1 else weights * bands) + inputs * n_k
         band_outer = (inputs if n_c == 1 else inputs * n_k) + (weights if n_k * n_c == 1 else weights * bands)
     jobs = n_k * bands * n_c
+    reduction = (p.ct if s.groups == 1 else s.cg) * s.kh * s.kw
+    passes = -(-p.kt // hw.units_per_cluster) * -(-reduction // hw.macs_per_unit) * (2 if max(s.e_in, s.e_w) > 1 else 1)
+    compute = s.oh * s.ow * n_k * n_c * passes * hw.dram_bandwidth / hw.clock_hz
     best = min(k_outer, band_outer)
-    return best + jobs * TILE_OVERHEAD_BYTES, k_outer <= band_outer
+    return max(best + outputs, compute) + jobs * TILE_OVERHEAD_BYTES, k_outer <= band_outer
 
 
 def plan_conv(s: ConvShape, hw: HardwareConfig, layer: str) -> ConvPlan:
@@ -168,7 +192,7 @@ def plan_conv(s: ConvShape, hw: HardwareConfig, layer: str) -> ConvPlan:
                 if rt == 0:
                     continue
                 plan = _conv_tile(s, kt, rt, wt, ct, chunks)
-                cost, k_outer = _conv_cost(s, plan)
+                cost, k_outer = _conv_cost(s, plan, hw)
                 if cost < best_cost:
                     best, best_cost = dataclasses.replace(plan, k_outer=k_outer), cost
         if best is not None and chunks == 1:

@@ -3,6 +3,7 @@ streams runs on the simulator bit-exactly like the integer reference, on
 hardware configs from one that forces heavy tiling to a large one."""
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from codegen.cpu import lower_to_program
 from codegen.device import CodegenError, build_compiled
-from codegen.device.tiling import ConvShape, plan_conv
+from codegen.device.tiling import ConvShape, _conv_cost, plan_conv
 from compiler.quantize import quantize_model
 from compiler.zoo import mobilenet_v2, resnet
 from compiler.zoo.builder import OnnxBuilder
@@ -19,6 +20,7 @@ from runtime.engine import Engine
 from runtime.executor import Executor
 from runtime.hardware import PRESETS, HardwareConfig
 from runtime.isa import AccMode, Op, column, decode_array, validate_streams
+from runtime.sim import timing
 
 TINY, LARGE = PRESETS["tiny"], PRESETS["large"]
 CONFIGS = {"default": PRESETS["fwdnxt"], "tiny": TINY, "large": LARGE}
@@ -166,6 +168,20 @@ def test_planner_fits_every_buffer(config):
         assert 2 * (plan.in_bytes + plan.res_bytes + plan.out_bytes) <= hw.activation_buffer_bytes
         assert 2 * (plan.wgt_bytes + plan.param_bytes) <= hw.weight_buffer_bytes
         assert plan.acc_bytes <= hw.accumulator_buffer_bytes
+
+
+@pytest.mark.parametrize("config", ["default", "large"])  # tiny's 1 KiB holds a few pixels of 256 channels: no choice
+def test_planner_keeps_dram_rows_at_least_a_burst_wide(config):
+    """Stride-2 1x1 downsampling convolutions (ResNet's): counting bytes
+    alone, one output column a tile reads only the columns used (55 rows of
+    1 byte per channel); at DRAM burst granularity that costs 64x, so the
+    planner takes wide tiles and reads the skipped columns too."""
+    for c, size, k in ((256, 56, 512), (512, 28, 1024), (1024, 14, 2048)):
+        shape = ConvShape(c, size, size, k, size // 2, size // 2, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 0, 4)
+        plan = plan_conv(shape, CONFIGS[config], "downsample")
+        assert shape.in_cols(plan.wt) * shape.e_in >= timing.DRAM_BURST_BYTES // 2 or plan.wt == shape.ow, plan
+        narrow = dataclasses.replace(plan, wt=1)
+        assert _conv_cost(shape, plan, CONFIGS[config])[0] < _conv_cost(shape, narrow, CONFIGS[config])[0]
 
 
 def test_infeasible_layer_names_layer_and_buffer():
