@@ -22,7 +22,7 @@ from codegen.device.dma import MAX_EXTENT, linear_size
 from runtime.errors import TesseraError
 from runtime.hardware import HardwareConfig
 from runtime.isa import PARAM_CHANNEL_BYTES
-from runtime.sim.timing import dram_transfer_bytes
+from runtime.sim.timing import conv_passes, dram_transfer_bytes
 
 SLOT_ALIGN = 8
 TILE_OVERHEAD_BYTES = 2048
@@ -168,7 +168,7 @@ def _conv_cost(s: ConvShape, p: ConvPlan, hw: HardwareConfig) -> tuple[float, bo
         band_outer = (inputs if n_c == 1 else inputs * n_k) + (weights if n_k * n_c == 1 else weights * bands)
     jobs = n_k * bands * n_c
     reduction = (p.ct if s.groups == 1 else s.cg) * s.kh * s.kw
-    passes = -(-p.kt // hw.units_per_cluster) * -(-reduction // hw.macs_per_unit) * (2 if max(s.e_in, s.e_w) > 1 else 1)
+    passes = int(conv_passes(p.kt, reduction, max(s.e_in, s.e_w) > 1, hw))
     compute = s.oh * s.ow * n_k * n_c * passes * hw.dram_bandwidth / hw.clock_hz
     best = min(k_outer, band_outer)
     return max(best + outputs, compute) + jobs * TILE_OVERHEAD_BYTES, k_outer <= band_outer

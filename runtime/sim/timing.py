@@ -60,6 +60,15 @@ def dma_bytes(arr: np.ndarray, rows: np.ndarray, op: Op) -> np.ndarray:
             * _get(arr, rows, op, "elem_bytes"))
 
 
+def conv_passes(channels, depth, wide, config: HardwareConfig):
+    """Cycles a CONV spends on each output pixel (scalars or arrays alike):
+    each MAC unit takes one of the ``channels`` output channels at a time,
+    its lanes ``depth`` (the reduction) a pass at a time; 16-bit operands
+    (``wide``) take two passes."""
+    return (_ceil(np.asarray(channels, np.int64), config.units_per_cluster)
+            * _ceil(np.asarray(depth, np.int64), config.macs_per_unit) * np.where(wide, 2, 1))
+
+
 def dram_transfer_bytes(elem, z_size, y_size, x_size, z_stride, y_stride, x_stride):
     """DRAM bytes a [z][y][x] box of ``elem``-byte elements (strides in
     elements) costs at burst granularity (scalars or arrays alike): axes
@@ -100,8 +109,7 @@ def durations(arr: np.ndarray, config: HardwareConfig, dram_sharers: int) -> np.
     rows = np.flatnonzero(ops == Op.CONV)
     pixels, channels, depth = conv_work(arr, rows)
     wide = (_get(arr, rows, Op.CONV, "in_bits") == 16) | (_get(arr, rows, Op.CONV, "wgt_bits") == 16)
-    out[rows] = (pixels * _ceil(channels, config.units_per_cluster) * _ceil(depth, config.macs_per_unit)
-                 * np.where(wide, 2, 1) + CONV_PIPELINE_CYCLES)
+    out[rows] = pixels * conv_passes(channels, depth, wide, config) + CONV_PIPELINE_CYCLES
     lanes = vector_lanes(config)
     rows = np.flatnonzero(ops == Op.POOL)
     g = {name: _get(arr, rows, Op.POOL, name) for name in (
