@@ -30,9 +30,9 @@ from passes.quant.calibration_data import PreprocessSpec, calibration_batches
 from passes.quant.compare import LayerReport, compare_layers
 from passes.quant.encodings import Encodings, export_encodings, import_encodings
 from passes.quant.quantize import quantize
-from passes.target import ACCELERATOR
 from runtime.errors import TesseraError
 from runtime.executor import Executor
+from runtime.hardware import ACCELERATOR
 from runtime.segments import SegmentExecutor
 
 BIAS_CORRECTIONS = "tessera_bias_corrections"

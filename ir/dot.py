@@ -12,9 +12,10 @@ from __future__ import annotations
 import itertools
 
 from ir.graph import Graph, Node, Value
+from runtime.hardware import ACCELERATOR, HOST
 
-FILL = {"FPGA": "#b3de69", "CPU": "#80b1d3"}
-CLUSTER_FILL = {"FPGA": "#eef7e0", "CPU": "#e5eff7"}
+FILL = {ACCELERATOR: "#b3de69", HOST: "#80b1d3"}
+CLUSTER_FILL = {ACCELERATOR: "#eef7e0", HOST: "#e5eff7"}
 UNPLACED_FILL = "#ffffff"
 OTHER_FILL = "#d9d9d9"
 BOUNDARY_FILL = "#fdfdc8"

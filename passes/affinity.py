@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from ir.graph import Graph, Node, onnx_name
 from passes.infra import PassContext, graph_pass, register_option
-from passes.target import DEVICES, HOST, Target, TargetError, make_target
+from passes.target import Target, TargetError, make_target
+from runtime.hardware import DEVICES, HOST
 
 REASON = "cpu_reason"
 MANUAL = "manual_affinity"

@@ -28,8 +28,8 @@ from typing import Iterator
 from ir.graph import Graph, Node, Value, carry_quant
 from passes.affinity import MANUAL, REASON
 from passes.infra import PassContext, PassError, graph_pass
-from passes.target import HOST, cpu, cpu_time, device_time, transfer_time
-from runtime.hardware import HardwareConfig
+from passes.target import cpu, cpu_time, device_time, transfer_time
+from runtime.hardware import HOST, HardwareConfig
 
 
 @dataclass(frozen=True)

@@ -30,14 +30,11 @@ from ir.graph import Graph, Node, Value
 from ir.ops.common import window_out_dim
 from ir.types import TensorType, dtype_name
 from passes.infra import PassContext, PassError, register_option
-from runtime.hardware import HardwareConfig
+from runtime.hardware import ACCELERATOR, DEVICES, HOST, HardwareConfig
 from runtime.isa import AVG_ENTRY_BYTES
 from runtime.kernels import has_kernel
 from runtime.kernels.resize import given, output_size, resize_axes
 
-ACCELERATOR = "FPGA"
-HOST = "CPU"
-DEVICES = (ACCELERATOR, HOST)
 STRUCTURAL = frozenset({"Fused", "Segment"})
 DEVICE_RANK = 4
 

@@ -15,12 +15,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from runtime.errors import TesseraError
 
 KIB = 1 << 10
 GIB = 1 << 30
+
+ACCELERATOR = "FPGA"
+"""The accelerator's device name: affinities, partition segments and the
+HETERO fallback string name it (FWDNXT's and OpenVINO's spelling)."""
+HOST = "CPU"
+"""The host's device name: what runs on the CPU kernels."""
+DEVICES = (ACCELERATOR, HOST)
 
 SUPPORTED_WIDTHS = (8, 16)
 """Integer data widths the datapath can have: int8 and 16-bit fixed point (Q8.8)."""
@@ -73,6 +80,8 @@ class HardwareConfig:
     data_widths: tuple[int, ...] = SUPPORTED_WIDTHS
     max_conv_kernel: int = 11
     max_pool_kernel: int = 16
+    device: ClassVar[str] = ACCELERATOR
+    """The device name of the segments this accelerator runs."""
 
     def __post_init__(self):
         for name, bounds in _INT_RANGES.items():

@@ -8,7 +8,6 @@ from codegen.device.memory import ConstantImage, align
 from codegen.device.segment import SegmentLowering
 from codegen.device.tiling import CodegenError
 from ir.graph import Graph
-from passes.target import ACCELERATOR
 from runtime.compiled import CompiledModel, CpuSegment, HostTensor
 from runtime.hardware import HardwareConfig
 
@@ -24,7 +23,7 @@ def build_compiled(graph: Graph, config: HardwareConfig, reference: Graph | None
     for node in graph.nodes:
         if node.op != "Segment":
             raise CodegenError(f"graph {graph.name!r} is not partitioned: node {node.name!r} is not a Segment")
-        if node.attrs["device"] == ACCELERATOR:
+        if node.attrs["device"] == config.device:
             plans.append(SegmentLowering(node, config, image, reuse))
         else:
             plans.append(CpuSegment(node.name, lower_to_program(node.attrs["body"]),

@@ -31,7 +31,7 @@ from passes.quant.concat_affine import push_affines_through_concat
 from passes.quant.params import Precision, activation_quant, layer_precision, parse_precision
 from passes.quant.rewrite import SegmentQuantizer
 from passes.quant.units import build_units, flatten_fused
-from passes.target import ACCELERATOR
+from runtime.hardware import ACCELERATOR
 
 register_option("quant.calibrator", str, "mse",
                 "default range calibrator: 'mse' (the default: the range minimising the quantization error), "

@@ -27,8 +27,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ir.graph import Graph, Node, Value
-from passes.target import ACCELERATOR
 from runtime.errors import TesseraError
+from runtime.hardware import ACCELERATOR
 
 CpuSegment = Callable[[Node, list], Sequence[np.ndarray]]
 """Runs a CPU ``Segment`` node on its input arrays, giving its output arrays."""

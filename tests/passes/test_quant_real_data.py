@@ -37,7 +37,7 @@ from passes.infra import PassContext
 from passes.quant.metrics import snr_db
 from passes.quant.quantize import quantize
 from passes.quant.reference import run_reference
-from passes.target import ACCELERATOR
+from runtime.hardware import ACCELERATOR
 from runtime.segments import SegmentExecutor
 
 SEED = 0
