@@ -101,8 +101,8 @@ def _device_ms(binary: str, feeds: dict, runs: int) -> tuple[float, int]:
     one run leaves, instructions it executes) of a separate Engine."""
     engine = Engine(read_binary(binary))
     engine.run(feeds)
-    simulators = engine.simulators()
-    return median_ms(lambda: [s.run(engine.drams) for s in simulators], runs), engine.instructions
+    simulators = engine.device.simulators
+    return median_ms(lambda: [s.run(engine.device.drams) for s in simulators], runs), engine.device.instructions
 
 
 def bench(name: str, runs: int, calibration, folder: str, spin: bool) -> None:

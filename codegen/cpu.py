@@ -16,8 +16,9 @@ import numpy as np
 from codegen.cpu_fused import plan_fused_group
 from ir.errors import IRError
 from ir.graph import Graph, Node, Value
+from runtime.compiled import CpuSegment
 from runtime.program import NO_SLOT, Program, Step
-from runtime.segments import SegmentedProgram, SegmentProgram
+from runtime.segments import SegmentedProgram
 
 INLINED = frozenset({"Fused", "Segment"})
 
@@ -117,17 +118,20 @@ def _lower_attr(value: Any) -> Any:
     return value
 
 
+def lower_segment(node: Node) -> CpuSegment:
+    """One ``Segment`` node's body as a CPU segment."""
+    return CpuSegment(node.name, lower_to_program(node.attrs["body"]), [v.name for v in node.inputs],
+                      [v.name for v in node.outputs])
+
+
 def lower_segments(graph: Graph) -> SegmentedProgram:
     """A partitioned graph (every top-level node a ``Segment``) as one kernel
-    Program per segment, to run segment by segment."""
+    Program per segment, to run segment by segment on the CPU (the
+    accelerator's segments on the integer kernels, bit-exact to the device)."""
     others = [n.name for n in graph.nodes if n.op != "Segment"]
     if others:
         raise IRError(f"graph {graph.name!r} is not partitioned: nodes {others[:5]} are not in a Segment")
-    segments = []
-    for node in graph.nodes:
-        body = node.attrs["body"]
-        segments.append(SegmentProgram(node.attrs["device"], lower_to_program(body),
-                                       [v.name for v in node.inputs], [v.name for v in node.outputs], node.name))
+    segments = [lower_segment(node) for node in graph.nodes]
     outputs = [v.name for v in graph.outputs]
     passthrough = [v.name for v in graph.outputs if v.producer is None and v not in graph.inputs]
     if passthrough:

@@ -132,8 +132,8 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
     feeds = feeds_for(engine.model, args)
     outputs, first, warm = run_twice(engine.run, feeds)
     print(f"ran {path} on the simulator in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included); "
-          f"hwtime {engine.hwtime_ms:.3f} ms on the accelerator ({engine.instructions} instructions, "
-          f"{100 * engine.efficiency:.0f}% of the MAC peak)")
+          f"hwtime {engine.device.hwtime_ms:.3f} ms on the accelerator ({engine.device.instructions} instructions, "
+          f"{100 * engine.device.efficiency:.0f}% of the MAC peak)")
     from compiler.cli import _print_top
 
     for name, value in outputs.items():
@@ -199,8 +199,8 @@ def cmd_info(args) -> int:
           f"bytes; DRAM used {model.dram_size} bytes (weights {len(model.dram_image)})")
     print("inputs: " + ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in model.inputs)
           + "; outputs: " + ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in model.outputs))
-    engine = Engine(model)
-    times = iter(engine.layer_times())
+    device = Engine(model).device
+    times = iter(device.layer_times())
     clock = config.clock_hz
     for segment in model.segments:
         if isinstance(segment, DeviceSegment):
@@ -217,7 +217,7 @@ def cmd_info(args) -> int:
         else:
             ops = sorted({step.kernel for step in segment.program.steps})
             print(f"segment {segment.name}: CPU, {len(segment.program.steps)} kernel steps ({', '.join(ops)})")
-    print(f"estimated accelerator time (hwtime): {engine.hwtime_ms:.3f} ms, {100 * engine.efficiency:.0f}% of the "
+    print(f"estimated accelerator time (hwtime): {device.hwtime_ms:.3f} ms, {100 * device.efficiency:.0f}% of the "
           "MAC peak of the clusters used (docs/simulator.md explains the cycle model)")
     return 0
 

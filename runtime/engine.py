@@ -1,40 +1,25 @@
-"""Running a compiled model end to end: accelerator segments on the device
-backend (the simulator, as there is no card here), CPU segments on the CPU
-executor, quantize/dequantize at the boundaries.
+"""Running a compiled model end to end (FWDNXT's Init, then Run and Run_th).
 
-The host keeps one table of named float32 tensors. For a device segment it
-quantizes each input into the card's DRAM (QuantizeLinear: the tensor's
-scale and zero point), runs the segment's streams, and dequantizes each
-output from DRAM (DequantizeLinear); the kernels are the CPU path's own, so
-the boundary arithmetic is the integer reference's. Everything is prepared
+An Engine is a compiled model's segments on the one segment mechanism
+(runtime/segments.py): CPU segments on the CPU executor, accelerator
+segments on the device backend (runtime/device.py: the simulator, as there
+is no card here), which also gives the device time. Everything is prepared
 once at construction (Init): DRAM holds the weights image, streams are
-validated and decoded, kernel programs resolved.
+validated and decoded, kernel programs resolved. It adds what a binary
+carries beyond its segments: the interface's input checks and the float
+reference program of Run_th.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
-from runtime.compiled import CompiledModel, CpuSegment, DeviceSegment
+from runtime.compiled import CompiledModel
+from runtime.device import SimulatedDevice
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
-from runtime.kernels import get_kernel
-from runtime.sim import Simulator
-
-_EDGE_ATTRS = {"axis": 1, "block_size": 0, "output_dtype": None, "precision": None}
-
-
-@dataclass(frozen=True)
-class LayerTime:
-    """One accelerator layer's share of the estimated device time."""
-
-    name: str
-    op: str
-    onnx_nodes: tuple[str, ...]
-    cycles: int
-    macs: int
+from runtime.segments import SegmentedProgram, SegmentExecutor
 
 
 class Engine:
@@ -43,31 +28,17 @@ class Engine:
 
     def __init__(self, model: CompiledModel, check: bool = False):
         self.model = model
-        image = np.frombuffer(model.dram_image, np.uint8)
-        self.drams = [np.zeros(model.dram_size, np.uint8) for _ in range(model.config.cards)]
-        for dram in self.drams:
-            dram[:image.size] = image
-        self._runners = []
-        for segment in model.segments:
-            if isinstance(segment, DeviceSegment):
-                self._runners.append(Simulator(model.config, segment.streams, model.dram_size))
-            else:
-                self._runners.append(Executor(segment.program, check=check))
+        self.device = SimulatedDevice(model)
+        """The device backend: its DRAM, simulators and timing (hwtime, layer_times)."""
+        program = SegmentedProgram(str(model.metadata.get("source", "model")), [t.name for t in model.inputs],
+                                   [t.name for t in model.outputs], model.segments)
+        self._segments = SegmentExecutor(program, self.device, check)
         self._reference = Executor(model.reference, check=check) if model.reference is not None else None
-        self._quantize, self._dequantize = get_kernel("QuantizeLinear"), get_kernel("DequantizeLinear")
-        self._grids = {t: (np.array(t.scale, np.float32), np.array(t.zero, t.dtype))
-                       for s in model.device_segments for t in (*s.inputs, *s.outputs)}
 
     # ------------------------------------------------------------ running
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs for ``feeds`` (input name -> float32 array)."""
-        table = self._inputs(feeds)
-        for segment, runner in zip(self.model.segments, self._runners):
-            if isinstance(segment, DeviceSegment):
-                self._run_device(segment, runner, table)
-            else:
-                self._run_cpu(segment, runner, table)
-        return {t.name: table[t.name] for t in self.model.outputs}
+        return self._segments.run(self._inputs(feeds))
 
     def run_reference(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The float reference program's outputs (FWDNXT's Run_th)."""
@@ -93,52 +64,3 @@ class Engine:
                                      f"{array.dtype}{list(array.shape)}")
             table[spec.name] = array
         return table
-
-    def _run_cpu(self, segment: CpuSegment, executor: Executor, table: dict) -> None:
-        program = segment.program
-        results = executor.run(dict(zip(program.input_names, (table[n] for n in segment.inputs))))
-        table.update(zip(segment.outputs, (results[n] for n in program.output_names)))
-
-    def _run_device(self, segment: DeviceSegment, simulator: Simulator, table: dict) -> None:
-        dram = self.drams[0]
-        for tensor in segment.inputs:
-            codes = self._quantize([table[tensor.name], *self._grids[tensor]], _EDGE_ATTRS)[0]
-            dram[tensor.addr:tensor.addr + tensor.nbytes] = codes.reshape(-1).view(np.uint8)
-        simulator.run(self.drams)
-        for tensor in segment.outputs:
-            codes = dram[tensor.addr:tensor.addr + tensor.nbytes].view(tensor.dtype).reshape(tensor.shape)
-            table[tensor.name] = self._dequantize([codes, *self._grids[tensor]], _EDGE_ATTRS)[0]
-
-    # ------------------------------------------------------------ timing
-    def simulators(self) -> list[Simulator]:
-        return [r for r in self._runners if isinstance(r, Simulator)]
-
-    @property
-    def hwtime_ms(self) -> float:
-        """Estimated accelerator time of one run, in milliseconds (FWDNXT's
-        hwtime: the device only, no host transfers or CPU segments)."""
-        return float(sum(s.timing.hwtime_ms for s in self.simulators()))
-
-    @property
-    def efficiency(self) -> float:
-        """MACs done over the MACs the clusters used could do in hwtime."""
-        sims = self.simulators()
-        cycles = sum(s.timing.total_cycles for s in sims)
-        if not cycles:
-            return 0.0
-        return float(sum(s.timing.efficiency * s.timing.total_cycles for s in sims) / cycles)
-
-    @property
-    def instructions(self) -> int:
-        """Instructions one run executes on the device."""
-        return int(sum(s.instructions for s in self.simulators()))
-
-    def layer_times(self) -> list[LayerTime]:
-        """Estimated cycles of every accelerator layer, in program order."""
-        out = []
-        for segment, runner in zip(self.model.segments, self._runners):
-            if isinstance(segment, DeviceSegment):
-                for layer in segment.layers:
-                    cycles = runner.timing.range_cycles(layer.stream, layer.start, layer.stop)
-                    out.append(LayerTime(layer.name, layer.op, layer.onnx_nodes, int(cycles), layer.macs))
-        return out

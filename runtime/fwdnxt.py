@@ -178,9 +178,9 @@ class FWDNXT:
         except TesseraError as exc:
             raise FWDNXTError(f"{call}: {exc}") from exc
         if device:
-            self._hwtime = engine.hwtime_ms
+            self._hwtime = engine.device.hwtime_ms
             if "b" in str(self._flags["debug"]):
-                print(f"FWDNXT: {call}: hwtime {self._hwtime:.3f} ms ({engine.instructions} instructions)")
+                print(f"FWDNXT: {call}: hwtime {self._hwtime:.3f} ms ({engine.device.instructions} instructions)")
         for target, spec in zip(targets, model.outputs):
             target.reshape(-1)[:] = np.asarray(outputs[spec.name], np.float32).reshape(-1)
 

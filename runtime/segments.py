@@ -1,80 +1,85 @@
-"""Running a partitioned model segment by segment.
+"""Running a model segment by segment: the one mechanism every path uses.
 
-A :class:`SegmentedProgram` is the list of a model's device segments in
-execution order, each a kernel Program with the names of the tensors it
-reads and writes; the tensors crossing between segments live in one table
-of named values. Each segment runs on the runner registered for its device:
-CPU segments on the CPU executor; accelerator segments, until the device
-backend exists, also on the CPU kernels in float32.
+A model is a list of segments in execution order over one table of named
+tensors (float32 at the boundaries between segments). How a segment runs is
+decided in one place, :func:`segment_runner`: a :class:`CpuSegment` runs its
+kernel Program on the CPU executor; a :class:`DeviceSegment` runs on the
+device backend the caller gives (runtime/device.py: the simulator, as there
+is no card here). A compiled binary (runtime/engine.py) and a quantized
+graph lowered for the CPU (codegen.cpu.lower_segments: its accelerator
+segments become integer kernel Programs) both run through
+:class:`SegmentExecutor`.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
+from runtime.compiled import CpuSegment, DeviceSegment, Segment
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
-from runtime.program import Program
 
-
-@dataclass
-class SegmentProgram:
-    """One segment: its device, its program, and the names (in the model's
-    table of crossing tensors) of its inputs and outputs, in the order of the
-    program's own inputs and outputs."""
-
-    device: str
-    program: Program
-    inputs: list[str]
-    outputs: list[str]
-    name: str = ""
+Table = dict[str, np.ndarray]
+"""The model's tensors crossing segments, by name."""
+Runner = Callable[[Table], None]
+"""Runs one segment: reads its inputs from the table, writes its outputs into it."""
 
 
 @dataclass
 class SegmentedProgram:
+    """A model as segments in execution order, with the names of its inputs
+    and outputs in the table of tensors."""
+
     name: str
     inputs: list[str]
     outputs: list[str]
-    segments: list[SegmentProgram]
+    segments: list[Segment]
 
 
-Runner = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+class Device(Protocol):
+    """A backend that runs accelerator segments (runtime.device.SimulatedDevice)."""
+
+    def runner(self, segment: DeviceSegment) -> Runner:
+        """The runner of one of the model's device segments, prepared once."""
 
 
-def cpu_runner(segment: SegmentProgram, check: bool = False) -> Runner:
-    """Run a segment's program on the CPU kernels."""
+def segment_runner(segment: Segment, device: Device | None, check: bool = False) -> Runner:
+    """How ``segment`` runs: the one place that decides it."""
+    if isinstance(segment, CpuSegment):
+        return _cpu_runner(segment, check)
+    if isinstance(segment, DeviceSegment):
+        if device is None:
+            raise ExecutionError(f"segment {segment.name!r} is accelerator code (instruction streams) and no device "
+                                 "backend was given to run it")
+        return device.runner(segment)
+    raise ExecutionError(f"segment {getattr(segment, 'name', '?')!r} is a {type(segment).__name__}, which this "
+                         "runtime cannot run (it runs CpuSegment and DeviceSegment)")
+
+
+def _cpu_runner(segment: CpuSegment, check: bool) -> Runner:
+    """A segment's kernel Program on the CPU executor."""
     executor = Executor(segment.program, check=check)
-    names = segment.program.input_names
+    program = segment.program
 
-    def run(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        result = executor.run(dict(zip(names, arrays)))
-        return [result[n] for n in segment.program.output_names]
+    def run(table: Table) -> None:
+        results = executor.run(dict(zip(program.input_names, (table[n] for n in segment.inputs))))
+        table.update(zip(segment.outputs, (results[n] for n in program.output_names)))
 
     return run
 
 
-RUNNERS: dict[str, Callable[..., Runner]] = {"CPU": cpu_runner, "FPGA": cpu_runner}
-"""Device name -> factory of the runner of one of its segments."""
-
-
 class SegmentExecutor:
-    """Runs a SegmentedProgram; records each segment's wall time of the last run."""
+    """Runs a SegmentedProgram; records each segment's wall time of the last run.
 
-    def __init__(self, program: SegmentedProgram, check: bool = False):
+    Not thread-safe: one run at a time (a device backend's DRAM is shared state)."""
+
+    def __init__(self, program: SegmentedProgram, device: Device | None = None, check: bool = False):
         self.program = program
-        self._runners = [self._runner(s, check) for s in program.segments]
+        self._runners = [segment_runner(s, device, check) for s in program.segments]
         self.last_times: list[float] = []
-
-    @staticmethod
-    def _runner(segment: SegmentProgram, check: bool) -> Runner:
-        factory = RUNNERS.get(segment.device)
-        if factory is None:
-            raise ExecutionError(f"segment {segment.name!r} runs on device {segment.device!r}, which this "
-                                 f"runtime cannot drive (it has {sorted(RUNNERS)})")
-        return factory(segment, check=check)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs for ``feeds`` (input name -> array)."""
@@ -83,9 +88,8 @@ class SegmentExecutor:
             raise ExecutionError(f"missing input(s) {missing}; the inputs are {self.program.inputs}")
         table = {n: np.asarray(feeds[n]) for n in self.program.inputs}
         self.last_times = []
-        for segment, run in zip(self.program.segments, self._runners):
+        for run in self._runners:
             start = time.perf_counter()
-            results = run([table[n] for n in segment.inputs])
+            run(table)
             self.last_times.append(time.perf_counter() - start)
-            table.update(zip(segment.outputs, results))
         return {n: table[n] for n in self.program.outputs}

@@ -7,8 +7,10 @@ from compiler.frontend import import_onnx
 from compiler.pipeline import partition_graph
 from compiler.zoo import load_light_model, mobilenet_v2, transformer_block
 from ir import GraphBuilder, IRError
+from runtime.compiled import DeviceSegment
 from runtime.errors import ExecutionError
-from runtime.segments import SegmentExecutor
+from runtime.isa import StreamKey
+from runtime.segments import SegmentedProgram, SegmentExecutor
 from tests.passes.util import random_feeds, run_graph
 
 MODELS = {
@@ -24,10 +26,12 @@ def test_segments_run_in_order_and_match_the_unpartitioned_graph(name):
     reference = import_onnx(model)
     feeds = random_feeds(reference)
     want = run_graph(reference, feeds)
-    program = lower_segments(partition_graph(import_onnx(model)))
+    partitioned = partition_graph(import_onnx(model))
+    program = lower_segments(partitioned)
     executor = SegmentExecutor(program, check=True)
     got = executor.run(feeds)
-    assert {s.device for s in program.segments} <= {"FPGA", "CPU"} and len(executor.last_times) == len(program.segments)
+    assert [s.name for s in program.segments] == [n.name for n in partitioned.nodes]
+    assert len(executor.last_times) == len(program.segments)
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
 
@@ -38,10 +42,15 @@ def test_an_unpartitioned_graph_is_refused():
         lower_segments(b.build(b.Relu(b.input("x", [2]))))
 
 
-def test_a_device_without_a_runner_is_named():
+def test_device_code_without_a_device_backend_is_named():
+    segment = DeviceSegment("seg_0", [], [], {StreamKey(0, 0, 0): b""})
+    with pytest.raises(ExecutionError, match="segment 'seg_0' is accelerator code .* no device backend"):
+        SegmentExecutor(SegmentedProgram("m", [], [], [segment]))
+
+
+def test_a_segment_of_an_unknown_kind_is_named():
     b = GraphBuilder()
-    graph = partition_graph(b.build(b.Relu(b.input("x", [2]))))
-    program = lower_segments(graph)
-    program.segments[0].device = "GPU"
-    with pytest.raises(ExecutionError, match="device 'GPU'"):
+    program = lower_segments(partition_graph(b.build(b.Relu(b.input("x", [2])))))
+    program.segments.append(object())
+    with pytest.raises(ExecutionError, match="is a object, which this runtime cannot run"):
         SegmentExecutor(program)
