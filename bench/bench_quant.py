@@ -35,7 +35,7 @@ import onnx.version_converter
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from codegen.cpu import lower_segments
+from codegen.cpu import lower_segments, lower_with_names
 from compiler.frontend import import_onnx
 from compiler.pipeline import partition_graph
 from compiler.zoo import LIGHT_MODELS, load_light_model, mobilenet_v2
@@ -110,7 +110,7 @@ def tessera_snr(model: onnx.ModelProto, name: str, calibration, evaluation, refe
     graph = partition_graph(import_onnx(model))
     on_cpu = {onnx_name(node.name) for segment in graph.nodes if segment.attrs["device"] == "CPU"
               for _, node in walk(segment.attrs["body"]) if node.op != "Fused"}
-    with PassContext(options={"quant.calibration_data": calibration}):
+    with PassContext(options={"quant.calibration_data": calibration}, lower=lower_with_names):
         graph = quantize(graph)
     seconds = time.perf_counter() - start
     executor = SegmentExecutor(lower_segments(graph))

@@ -1,4 +1,4 @@
-"""Errors of the compile step (model import, options)."""
+"""Errors of the compile step (model import, quantization settings, options)."""
 from runtime.errors import TesseraError
 
 
@@ -21,3 +21,8 @@ class ModelImportError(TesseraError):
 
 class UnsupportedOpError(ModelImportError):
     """The model uses an op (or an op form) Tessera does not implement."""
+
+
+class QuantizationError(TesseraError):
+    """A quantization setting that does not fit the model, or a comparison
+    that cannot be made."""

@@ -20,17 +20,17 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from codegen.cpu import lower_segments, lower_to_program
+from codegen.cpu import lower_segments, lower_to_program, lower_with_names
+from compiler.compare import LayerReport, compare_layers
+from compiler.errors import QuantizationError
 from compiler.frontend import import_onnx
 from compiler.pipeline import PLACE, SIMPLIFY
 from ir.graph import Graph, Node, clone, onnx_name, walk
 from ir.types import QuantParams
 from passes.infra import PassContext
 from passes.quant.calibration_data import PreprocessSpec, calibration_batches
-from passes.quant.compare import LayerReport, compare_layers
 from passes.quant.encodings import Encodings, export_encodings, import_encodings
 from passes.quant.quantize import quantize
-from runtime.errors import TesseraError
 from runtime.executor import Executor
 from runtime.hardware import ACCELERATOR
 from runtime.segments import SegmentExecutor
@@ -38,10 +38,6 @@ from runtime.segments import SegmentExecutor
 BIAS_CORRECTIONS = "tessera_bias_corrections"
 """The quantizer_args entry of an encodings export holding the bias
 corrections (docs/quantization.md), by weight name."""
-
-
-class QuantizationError(TesseraError):
-    """A quantization setting that does not fit the model."""
 
 
 class QuantizationWarning(UserWarning):
@@ -203,7 +199,7 @@ def _check_names(graph: Graph, float_layers: Sequence[str], precision: Mapping[s
 
 
 def _place_and_quantize(simplified: Graph, settings: dict[str, Any]) -> QuantizedModel:
-    with PassContext(options=settings):
+    with PassContext(options=settings, lower=lower_with_names):
         placed = quantize(PLACE(clone(simplified)))
     return QuantizedModel(placed, simplified, dict(settings))
 

@@ -4,7 +4,9 @@ A pass is a named Graph -> Graph transformation with an opt level and an
 optional list of passes it requires. ``@graph_pass`` turns a function into
 one; :class:`Sequential` composes passes (and is a pass itself, so pipelines
 nest); :class:`PassContext` is a context manager carrying the opt level, a
-typed options mapping, the disabled passes and the instruments.
+typed options mapping, the disabled passes, the instruments and the lowering
+passes that run a graph use (``lower``: passes sit below codegen, so the
+compiler hands it in).
 
     @graph_pass(opt_level=1)
     def remove_identity(graph: Graph, ctx: PassContext) -> Graph:
@@ -24,8 +26,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from ir.graph import Graph
+from ir.graph import Graph, Value
 from runtime.errors import TesseraError
+from runtime.program import Program
 
 
 class PassError(TesseraError):
@@ -41,6 +44,9 @@ class PassInfo:
 
 
 PassFunction = Callable[[Graph, "PassContext"], Graph]
+Lowering = Callable[[Graph], tuple[Program, dict[Value, str]]]
+"""A graph to the kernel Program computing it, with the slot name of every
+value (codegen.cpu.lower_with_names)."""
 
 
 class Pass:
@@ -196,14 +202,17 @@ class PassInstrument:
 
 @dataclass
 class PassContext:
-    """Opt level, typed options, disabled passes and instruments for the
-    passes run inside ``with PassContext(...):``."""
+    """Opt level, typed options, disabled passes, instruments and the
+    lowering for the passes run inside ``with PassContext(...):``."""
 
     opt_level: int = 2
     options: dict[str, Any] = field(default_factory=dict)
     disabled: Iterable[str] = ()
     required: Iterable[str] = ()
     instruments: Sequence[PassInstrument] = ()
+    lower: Lowering | None = None
+    """How a pass that must run the graph (calibration, bias correction)
+    turns it into a kernel Program; None: such a pass says it needs one."""
 
     def __post_init__(self):
         self.options = {k: _check_option(k, v) for k, v in dict(self.options).items()}
@@ -217,6 +226,13 @@ class PassContext:
         if name not in _OPTIONS:
             raise PassError(f"unknown pass option {name!r}; the options are {sorted(_OPTIONS)}")
         return self.options.get(name, _OPTIONS[name].default)
+
+    def lowering(self, why: str) -> Lowering:
+        """``lower``, or an error saying that ``why`` needs it."""
+        if self.lower is None:
+            raise PassError(f"{why} runs the graph on the CPU kernels: give the PassContext a lowering "
+                            "(PassContext(lower=codegen.cpu.lower_with_names), as compiler/ does)")
+        return self.lower
 
     def enabled(self, info: PassInfo) -> bool:
         if info.name in self.disabled:

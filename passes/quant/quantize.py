@@ -20,7 +20,6 @@ from typing import Mapping
 
 import numpy as np
 
-from codegen.cpu import lower_with_names
 from ir.graph import Graph, Node, Value
 from ir.types import QuantParams
 from passes.infra import PassContext, PassError, graph_pass, register_option
@@ -66,7 +65,7 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
     if given and to_calibrate:
         warnings.warn(f"{len(to_calibrate)} stored tensors have no given quantization parameters and are "
                       f"calibrated: {[v.name for v in to_calibrate][:8]}", CalibrationWarning, stacklevel=2)
-    lowered = lower_with_names(graph) if to_calibrate else None  # the float graph, before the rewrite
+    lowered = ctx.lowering("calibration")(graph) if to_calibrate else None  # the float graph, before the rewrite
     ranges = _calibrate(graph, lowered, to_calibrate, ctx) if to_calibrate else {}
     grids = _Grids(given, ranges, precision, ctx)
     linear = []

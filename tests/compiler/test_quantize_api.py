@@ -9,10 +9,10 @@ import onnx
 import pytest
 
 from compiler.cli import main
+from compiler.compare import ErrorStats
 from compiler.quantize import QuantizationWarning, quantize_model
 from compiler.zoo import resnet
 from passes.quant.calibration_data import CalibrationWarning
-from passes.quant.compare import ErrorStats
 from passes.quant.encodings import import_encodings
 from passes.quant.metrics import cosine_similarity, snr_db
 

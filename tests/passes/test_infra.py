@@ -121,3 +121,19 @@ def test_passes_outside_a_context_run_in_a_default_one():
     graph = small_graph()
     assert record(graph) is graph and calls == ["record:2"]
     assert np.array_equal(graph.inputs[0].type.shape, (3,))
+
+
+def test_a_pass_that_runs_the_graph_gets_the_contexts_lowering_or_says_it_needs_one():
+    lowered = []
+
+    @graph_pass(opt_level=0, name="test_runs_graph")
+    def runs_graph(graph, ctx):
+        lowered.append(ctx.lowering("test_runs_graph")(graph))
+        return graph
+
+    graph = Graph("g")
+    with PassContext(lower=lambda g: ("program", {})):
+        runs_graph(graph)
+    assert lowered == [("program", {})]
+    with PassContext(), pytest.raises(PassError, match="test_runs_graph runs the graph on the CPU kernels: give"):
+        runs_graph(graph)

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 import passes.quant.quantize as quantize_module
-from codegen.cpu import lower_segments
+from codegen.cpu import lower_segments, lower_with_names
 from compiler.frontend import import_onnx
 from compiler.pipeline import partition_graph
 from ir.graph import Graph, Node, walk
@@ -115,7 +115,7 @@ def tessera(model: onnx.ModelProto, partition: dict | None = None, calibrate: bo
         if not calibrate:
             patch.setattr(quantize_module, "_calibrate", _refuse)
             patch.setattr(quantize_module, "calibration_batches", _refuse)
-        with PassContext(options=options):
+        with PassContext(options=options, lower=lower_with_names):
             return quantize(graph)
 
 

@@ -28,7 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_digits
 from threadpoolctl import threadpool_limits
 
-from codegen.cpu import lower_segments
+from codegen.cpu import lower_segments, lower_with_names
 from compiler.backend import prepare
 from compiler.frontend import import_onnx
 from compiler.pipeline import partition_graph
@@ -193,7 +193,7 @@ def quantized_graph(model: onnx.ModelProto, calibration: list, mode: str) -> Gra
     options = {"target.hwlinear": True}  # Gemm on the accelerator
     graph = partition_graph(import_onnx(model), options=options)
     with PassContext(options={**options, "quant.calibration_data": calibration,
-                              "quant.calibration_count": len(calibration), "quant.mode": mode}):
+                              "quant.calibration_count": len(calibration), "quant.mode": mode}, lower=lower_with_names):
         return quantize(graph)
 
 

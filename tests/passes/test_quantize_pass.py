@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import passes.quant.quantize as quantize_module
-from codegen.cpu import lower_segments
+from codegen.cpu import lower_segments, lower_with_names
 from compiler.frontend import import_onnx
 from compiler.pipeline import partition_graph
 from ir.graph import Graph, Node, walk
@@ -82,7 +82,7 @@ def quantized(model: onnx.ModelProto, data=None, partition: dict | None = None, 
     options = {"quant.calibrator": "minmax", **options}
     if data is not None:
         options["quant.calibration_data"] = data
-    with PassContext(options=options):
+    with PassContext(options=options, lower=lower_with_names):
         return quantize(graph)
 
 
@@ -236,6 +236,13 @@ def test_conv_bias_relu_is_one_qconv_with_the_documented_integers():
     want = np.float32(po.scale[0]) * (q_y - z_y).astype(np.float32)
     np.testing.assert_array_equal(run(graph, {"x": x})["y"][0], want)
     assert np.abs(want - reference[0][0]).max() < 4 * po.scale[0]
+
+
+def test_calibration_without_a_lowering_names_what_it_needs():
+    graph = partition_graph(import_onnx(conv_model("Relu")))
+    with PassContext(options={"quant.calibration_data": inputs(1, seed=1)}), \
+            pytest.raises(PassError, match="calibration runs the graph on the CPU kernels"):
+        quantize(graph)
 
 
 @pytest.mark.parametrize("activation, clamp", [

@@ -26,10 +26,10 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from codegen.cpu import lower_attrs, lower_with_names
+from compiler.errors import QuantizationError
 from ir.graph import Graph, Node, Value, walk
 from ir.registry import with_defaults
 from ir.types import QuantParams
-from passes.infra import PassError
 from passes.quant.metrics import cosine_from_sums, format_table, snr_from_sums
 from runtime.executor import Executor
 from runtime.kernels import run_kernel
@@ -51,7 +51,7 @@ class ErrorStats:
         ref = np.asarray(reference, np.float64).ravel()
         tst = np.asarray(test, np.float64).ravel()
         if ref.shape != tst.shape:
-            raise PassError(f"comparing tensors of {ref.size} and {tst.size} elements")
+            raise QuantizationError(f"comparing tensors of {ref.size} and {tst.size} elements")
         diff = ref - tst
         self.signal += float(ref @ ref)
         self.noise += float(diff @ diff)
@@ -151,7 +151,7 @@ def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mappi
             stats.update(reference[by_name[name]], result[q_names[_output(quantized, name)]])
         count += 1
     if count == 0:
-        raise PassError("the layer-wise comparison got no input samples")
+        raise QuantizationError("the layer-wise comparison got no input samples")
     return LayerReport([e for _, e in layers], outputs, count)
 
 
@@ -186,7 +186,7 @@ def _isolated(node: Node, reference: Mapping[str, np.ndarray], by_name: Mapping[
             continue
         producer_tensor = _float_tensor(value, tensors)
         if producer_tensor is None or producer_tensor not in by_name or value.quant is None:
-            raise PassError(f"layer-wise comparison: input %{value.name} of {node.op} node {node.name!r} "
+            raise QuantizationError(f"layer-wise comparison: input %{value.name} of {node.op} node {node.name!r} "
                             "has no float counterpart")
         p = value.quant
         inputs.append(quantize(reference[by_name[producer_tensor]], _per_tensor(p.scale), _per_tensor(p.zero),

@@ -1,0 +1,57 @@
+"""Imports go downward only (ARCHITECTURE §2): every import of every module
+of a layer, at module level or inside a function, names only the layers the
+table lets it use. The one exception is the documented one: an API call of
+the runtime that needs the compiler (FWDNXT's Compile) imports it lazily,
+inside the call."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ("compiler", "codegen", "passes", "ir", "runtime")
+MAY_IMPORT = {
+    "compiler": {"compiler", "codegen", "passes", "ir", "runtime"},
+    "codegen": {"codegen", "passes", "ir", "runtime"},
+    "passes": {"passes", "ir", "runtime"},
+    "ir": {"ir", "runtime"},
+    "runtime": {"runtime"},
+}
+LAZY_ALSO = {"runtime": {"compiler"}}
+"""Layers a layer may import only inside a function."""
+
+
+def imported_layers(path: Path) -> dict[str, tuple[int, bool]]:
+    """The project layers a module imports: the line of the first import of
+    each, and whether every import of it is inside a function."""
+    tree = ast.parse(path.read_text(), str(path))
+    top_level = {id(node) for node in tree.body}
+    found: dict[str, tuple[int, bool]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top in LAYERS:
+                line, lazy = found.get(top, (node.lineno, True))
+                found[top] = (line, lazy and id(node) not in top_level)
+    return found
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_a_layer_imports_only_the_layers_below_it(layer):
+    wrong = [f"{path.relative_to(ROOT)}:{line} imports {other}"
+             for path in sorted((ROOT / layer).rglob("*.py"))
+             for other, (line, lazy) in imported_layers(path).items()
+             if other not in MAY_IMPORT[layer] and not (lazy and other in LAZY_ALSO.get(layer, ()))]
+    assert not wrong, wrong
+
+
+def test_the_check_sees_lazy_imports(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("import ir.graph\ndef f():\n    from codegen.cpu import lower_to_program\n    import ir\n")
+    assert imported_layers(module) == {"ir": (1, False), "codegen": (3, True)}
