@@ -1,4 +1,6 @@
-"""Code generation: IR -> CPU kernel programs (and, later, device binaries)."""
+"""Code generation: IR -> CPU kernel programs (codegen/cpu.py), accelerator
+instruction streams (codegen/device/) and the binary that holds them
+(codegen/binary.py)."""
 from codegen.cpu import lower_to_program
 
 __all__ = ["lower_to_program"]

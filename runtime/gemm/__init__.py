@@ -6,8 +6,6 @@
 over :mod:`runtime.parallel`'s threads; ``pack_weights`` packs a constant
 operand once for many calls (:mod:`runtime.gemm.pack`); ``available()`` says
 whether this CPU can run them (x86 with AVX2 and FMA).
-:mod:`runtime.gemm.blas_threads` can set numpy's OpenBLAS to one thread so
-that its idle workers stop spinning on the cores.
 """
 from runtime.gemm.igemm import igemm, igemm_batched
 from runtime.gemm.microkernel import available, host_isa, kernel_addresses

@@ -25,7 +25,6 @@ from runtime.gemm import (
     sgemm,
     sgemm_batched,
 )
-from runtime.gemm.blas_threads import blas_threads, set_blas_threads
 from runtime.gemm.igemm import MAX_INT8_DEPTH
 from runtime.gemm.microkernel import host_isa, kernel_ir
 
@@ -450,20 +449,6 @@ def test_a_cpu_without_avx2_is_reported_not_crashed(monkeypatch):
     monkeypatch.setattr(microkernel.llvm, "get_host_cpu_features", lambda: {})
     with pytest.raises(KernelError, match="AVX2"):
         host_isa.__wrapped__(False)
-
-
-def test_blas_thread_count_can_be_set_and_restored():
-    before = blas_threads()
-    if before is None:
-        assert set_blas_threads(1) is False
-        return
-    try:
-        assert set_blas_threads(1) is True
-        assert blas_threads() == 1
-    finally:
-        set_blas_threads(before)
-    with pytest.raises(ValueError):
-        set_blas_threads(0)
 
 
 # ---------------------------------------------------------------- the float epilogue

@@ -1,4 +1,6 @@
-"""Per-family ONNX import handlers (ops without one use the default handler)."""
+"""Per-family ONNX import handlers (ops without one use the default handler:
+RNN, GRU and LSTM, for example, need none, since every opset form from 7 on
+is the newest one with ``layout`` at its default)."""
 from compiler.frontend.ops import (  # noqa: F401
     control,
     elementwise,
@@ -9,6 +11,5 @@ from compiler.frontend.ops import (  # noqa: F401
     quant,
     reduce,
     resize,
-    rnn,
     shape,
 )
