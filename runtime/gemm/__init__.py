@@ -7,8 +7,9 @@ over :mod:`runtime.parallel`'s threads; ``pack_weights`` packs a constant
 operand once for many calls (:mod:`runtime.gemm.pack`); ``available()`` says
 whether this CPU can run them (x86 with AVX2 and FMA).
 """
+from runtime.gemm.family import available, host_isa
 from runtime.gemm.igemm import igemm, igemm_batched
-from runtime.gemm.microkernel import available, host_isa, kernel_addresses
+from runtime.gemm.microkernel import kernel_addresses
 from runtime.gemm.pack import PackedMatrix, pack_weights
 from runtime.gemm.sgemm import PackedProduct, sgemm, sgemm_batched, strip_template
 from runtime.gemm.tasks import run_strip

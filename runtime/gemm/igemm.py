@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.gemm.microkernel import UNIT, host_isa
+from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.pack import (
     MAX_INT8_DEPTH,
     block_depth,

@@ -38,7 +38,7 @@ import numpy as np
 
 from runtime import parallel
 from runtime.errors import KernelError
-from runtime.gemm.microkernel import REMAINDER_COLS, UNIT, Isa, host_isa
+from runtime.gemm.family import REMAINDER_COLS, UNIT, Isa, host_isa
 from runtime.jit import jit
 from runtime.parallel import drives, team_enter, team_leave, team_next
 

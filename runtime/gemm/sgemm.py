@@ -35,7 +35,8 @@ import numpy as np
 
 from runtime import parallel
 from runtime.errors import KernelError
-from runtime.gemm.microkernel import UNIT, Isa, host_isa, kernel_addresses
+from runtime.gemm.family import UNIT, Isa, host_isa
+from runtime.gemm.microkernel import kernel_addresses
 from runtime.gemm.pack import (
     block_depth,
     check_packed,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from runtime import parallel
-from runtime.gemm.microkernel import REMAINDER_COLS, call_kernel
+from runtime.gemm.family import REMAINDER_COLS
+from runtime.gemm.microkernel import call_kernel
 from runtime.gemm.pack import pack_b_block, panel_width
 from runtime.jit import jit
 

@@ -34,7 +34,8 @@ import numba
 import numpy as np
 
 from runtime import gemm
-from runtime.gemm.microkernel import UNIT, host_isa, kernel_addresses
+from runtime.gemm.family import UNIT, host_isa
+from runtime.gemm.microkernel import kernel_addresses
 from runtime.gemm.pack import MAX_INT8_DEPTH, pack_a_words, panel_width, roundup
 from runtime.gemm.sgemm import product_template
 from runtime.gemm.tasks import PLAN_SIZE, TASKS, plan_shape, run_planned, set_addresses

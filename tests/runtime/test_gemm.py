@@ -18,15 +18,16 @@ from runtime.errors import KernelError
 from runtime.gemm import (
     PackedMatrix,
     PackedProduct,
+    family,
     igemm,
     igemm_batched,
-    microkernel,
     pack_weights,
     sgemm,
     sgemm_batched,
 )
+from runtime.gemm.family import host_isa
 from runtime.gemm.igemm import MAX_INT8_DEPTH
-from runtime.gemm.microkernel import host_isa, kernel_ir
+from runtime.gemm.microkernel_ir import kernel_ir
 
 driver = importlib.import_module("runtime.gemm.sgemm")
 packers = importlib.import_module("runtime.gemm.pack")
@@ -417,7 +418,7 @@ def test_kernels_are_llvm_ir_text():
 AVX2_CHECK = """
 import numpy as np
 from runtime.gemm import igemm, pack_weights, sgemm
-from runtime.gemm.microkernel import host_isa
+from runtime.gemm.family import host_isa
 assert host_isa().name == "avx2"
 rng = np.random.default_rng(0)
 a = rng.standard_normal((37, 129), dtype=np.float32)
@@ -445,8 +446,8 @@ def test_avx2_kernels_when_the_host_has_avx2():
 
 
 def test_a_cpu_without_avx2_is_reported_not_crashed(monkeypatch):
-    assert microkernel.available() is True
-    monkeypatch.setattr(microkernel.llvm, "get_host_cpu_features", lambda: {})
+    assert family.available() is True
+    monkeypatch.setattr(family.llvm, "get_host_cpu_features", lambda: {})
     with pytest.raises(KernelError, match="AVX2"):
         host_isa.__wrapped__(False)
 

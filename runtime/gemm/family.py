@@ -1,0 +1,65 @@
+"""GEMM kernel families: the tile shapes and instructions a family of
+microkernels uses (:class:`Isa`), and which family this CPU runs (:func:`host_isa`)."""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+
+from runtime.errors import KernelError
+
+UNIT = 8
+"""Tile widths (and packed B panel widths) are multiples of 8 lanes."""
+REMAINDER_COLS = 3
+"""Ragged last column panels this narrow use a remainder kernel (float only)."""
+
+KINDS = ("f32", "u8s8")
+
+@dataclass(frozen=True)
+class Isa:
+    """A kernel family: tiles of ``mr`` rows and up to ``nr`` lanes built
+    from vectors of at most ``vw`` lanes, whether ``vpdpbusd`` is there, and
+    the LLVM target to compile for."""
+
+    name: str
+    vw: int
+    mr: int
+    nr: int
+    vnni: bool
+    cpu: str
+    features: str
+    remainder_panels: int = 0
+
+    def vectors(self, width: int) -> tuple[int, ...]:
+        """The vector widths making up one tile row ``width`` lanes wide."""
+        return (self.vw,) * (width // self.vw) + ((UNIT,) if width % self.vw else ())
+
+
+FORCE_AVX2 = os.environ.get("TESSERA_GEMM_ISA", "").lower() == "avx2"
+"""``TESSERA_GEMM_ISA=avx2`` uses the AVX2 kernels on an AVX-512 host (tests)."""
+
+
+@functools.cache
+def host_isa(force_avx2: bool = FORCE_AVX2) -> Isa:
+    """The best kernel family for this CPU, asked once per process: AVX-512
+    (32 registers: 8 x 48 tiles, 24 accumulators) or AVX2 + FMA (16
+    registers: 4 x 24 tiles, 12 accumulators)."""
+    features = llvm.get_host_cpu_features()
+    if features.get("avx512f") and not force_avx2:
+        vnni = bool(features.get("avx512vnni") and features.get("avx512vl"))
+        return Isa("avx512", vw=16, mr=8, nr=48, vnni=vnni, cpu=llvm.get_host_cpu_name(),
+                   features=features.flatten(), remainder_panels=8)
+    if features.get("avx2") and features.get("fma"):
+        return Isa("avx2", vw=8, mr=4, nr=24, vnni=False, cpu="haswell", features="+avx,+avx2,+fma")
+    raise KernelError(f"Tessera's GEMM needs an x86 CPU with AVX2 and FMA; this one is {llvm.get_host_cpu_name()}")
+
+
+def available() -> bool:
+    """Whether this CPU can run Tessera's GEMM (else use numpy's)."""
+    try:
+        host_isa()
+    except KernelError:
+        return False
+    return True

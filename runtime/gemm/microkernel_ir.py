@@ -1,0 +1,578 @@
+"""GEMM microkernels as LLVM IR text, generated from a few parameters (the
+kernel family :class:`Isa`); runtime.gemm.microkernel compiles it for the host.
+
+A microkernel computes one ``mr x width`` tile of ``C`` as a rank-``kc``
+update from two panels::
+
+    void kernel(i64 kc, T* a, T* b, i64 ldb, T* c, i64 ldc,
+                i64 rows, i64 cols, i64 accumulate, T* bias,
+                T* residual, i64 ldr, T* clamp)
+
+Every element is 4 bytes. ``a`` holds ``kc`` groups of ``mr`` elements
+(step ``k`` of the A tile, as :mod:`runtime.gemm.pack` lays it out); step
+``k`` of the B tile is the ``width`` elements at ``b + k * ldb``. The tile
+lives in vector registers (a tile row is one to three vectors of 16 or 8
+lanes) and is updated once per register and step, in increasing ``k``. Then
+the epilogue, in this order: ``bias[i]`` is added to row ``i`` (unless
+``bias`` is null); the tile is added to ``C``'s values when ``accumulate``
+is non-zero; for ``f32``, the tile of ``residual`` (row stride ``ldr``) is
+added unless it is null, and each value is clamped to ``[clamp[0],
+clamp[1]]`` unless ``clamp`` is null (numpy's ``maximum`` then ``minimum``:
+NaN stays NaN). The result is stored to ``C`` (row stride ``ldc``
+elements). So a convolution's bias, residual add and ReLU / ReLU6 happen
+while its output tile is still in registers. Only the top-left ``rows x
+cols`` part is read and written (masked loads and stores), so ``C``,
+``bias`` and ``residual`` need no padding; the panels are read whole, and
+the packers pad them with zeros. (The int kernels ignore ``residual`` and
+``clamp``.)
+
+Two kinds of kernel share that frame:
+
+* ``f32``: ``T`` is float; a step is one ``k``; the update is ``llvm.fma``,
+  so each output element is a sequential chain of fused multiply-adds.
+* ``u8s8``: ``T`` is int32; a step is four consecutive ``k``: each B lane
+  holds 4 unsigned bytes, each A element 4 signed bytes, and the update adds
+  their 4 products to the int32 lane (``vpdpbusd`` with AVX512-VNNI, plain
+  shifts and multiplies otherwise). Exact: integer sums wrap modulo 2^32
+  and nothing saturates.
+
+A kernel family (:class:`Isa`) has one kernel per tile width, every multiple
+of ``UNIT`` lanes up to ``nr``, so a narrow last column panel wastes at most
+7 lanes. The AVX-512 family adds float remainder kernels for a last panel of
+1 to ``REMAINDER_COLS`` columns (N = 49 leaves one): same signature, but
+they take 8 row panels at once (``rows`` up to 64), with A's steps as
+vectors and B's values broadcast, and write through masked scatters.
+
+The IR is generated as text, never as Python source: nothing runs but
+LLVM's own output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime.gemm.family import REMAINDER_COLS, UNIT, Isa
+
+
+# ------------------------------------------------------------- IR generation
+@dataclass(frozen=True)
+class _Tile:
+    """Register blocking of one kernel: ``mr`` rows, each made of vectors of
+    the given lane counts; ``unroll`` steps per loop trip."""
+
+    kind: str
+    mr: int
+    vectors: tuple[int, ...]
+    vnni: bool = False
+    unroll: int = 4
+
+    @property
+    def width(self) -> int:
+        return sum(self.vectors)
+
+    @property
+    def elem(self) -> str:
+        return "float" if self.kind == "f32" else "i32"
+
+    @property
+    def suffix(self) -> str:
+        return "f32" if self.kind == "f32" else "i32"
+
+    @property
+    def name(self) -> str:
+        return f"tessera_{self.kind}_{self.mr}x{self.width}_" + "_".join(map(str, self.vectors))
+
+    def vec(self, lanes: int) -> str:
+        return f"<{lanes} x {self.elem}>"
+
+    def offset(self, j: int) -> int:
+        """Lane of the tile row where vector ``j`` starts."""
+        return sum(self.vectors[:j])
+
+    def acc_types(self) -> list[list[str]]:
+        return [[self.vec(lanes) for lanes in self.vectors] for _ in range(self.mr)]
+
+    def prologue(self, w: "_Writer") -> None:
+        """Nothing to compute before the loop."""
+
+    def step(self, w: "_Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+        return _step(w, self, acc, pa, pb, k)
+
+    def epilogue(self, w: "_Writer", acc: list[list[str]]) -> None:
+        _epilogue(w, self, acc)
+
+
+@dataclass(frozen=True)
+class _Remainder:
+    """The last ``cols`` (at most ``REMAINDER_COLS``) columns of ``panels``
+    row panels at once, float only: a step of an A panel (``mr`` floats) is
+    one vector, B's values are broadcast, so a 1-column remainder costs one
+    lane in ``mr`` instead of a whole 8-lane tile row. The output is written
+    with masked scatters (rows ``< rows`` only)."""
+
+    kind: str
+    mr: int
+    panels: int
+    cols: int
+    unroll: int = 4
+
+    elem = "float"
+    suffix = "f32"
+
+    @property
+    def name(self) -> str:
+        return f"tessera_{self.kind}_rem_{self.panels * self.mr}x{self.cols}"
+
+    def vec(self, lanes: int) -> str:
+        return f"<{lanes} x {self.elem}>"
+
+    def acc_types(self) -> list[list[str]]:
+        return [[self.vec(self.mr)] * self.cols for _ in range(self.panels)]
+
+    def prologue(self, w: "_Writer") -> None:
+        """Offsets of the A panels: ``kc * mr`` floats apart."""
+        w.emit(f"%pstride = mul i64 %kc, {self.mr}")
+        for p in range(self.panels):
+            w.emit(f"%poff{p} = mul i64 %pstride, {p}")
+
+    def step(self, w: "_Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+        row = pb
+        if k:
+            row = w.fresh("brow")
+            w.emit(f"{row} = getelementptr inbounds float, ptr {pb}, i64 %ldb{k}")
+        splats = []
+        for j in range(self.cols):
+            ptr, scalar = w.fresh("pb"), w.fresh("b")
+            w.emit(f"{ptr} = getelementptr inbounds float, ptr {row}, i64 {j}")
+            w.emit(f"{scalar} = load float, ptr {ptr}, align 4")
+            splats.append(_splat(w, self.mr, scalar, "float"))
+        vec, new = self.vec(self.mr), []
+        for p in range(self.panels):
+            panel, ptr, value = w.fresh("panel"), w.fresh("pa"), w.fresh("a")
+            w.emit(f"{panel} = getelementptr inbounds float, ptr {pa}, i64 %poff{p}")
+            w.emit(f"{ptr} = getelementptr inbounds float, ptr {panel}, i64 {k * self.mr}")
+            w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
+            outs = []
+            for j in range(self.cols):
+                out = w.fresh("acc")
+                w.emit(f"{out} = call {vec} @llvm.fma.v{self.mr}f32({vec} {value}, {vec} {splats[j]}, "
+                       f"{vec} {acc[p][j]})")
+                outs.append(out)
+            new.append(outs)
+        return new
+
+    def epilogue(self, w: "_Writer", acc: list[list[str]]) -> None:
+        _remainder_epilogue(w, self, acc)
+
+
+class _Writer:
+    """IR lines of one function, with fresh SSA names."""
+
+    def __init__(self, count: int = 0):
+        self.lines: list[str] = []
+        self.count = count
+
+    def fresh(self, stem: str) -> str:
+        self.count += 1
+        return f"%{stem}.{self.count}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append("  " + line)
+
+    def label(self, name: str) -> None:
+        self.lines.append(f"{name}:")
+
+
+def _splat(w: _Writer, lanes: int, scalar: str, elem: str) -> str:
+    vec = f"<{lanes} x {elem}>"
+    one, out = w.fresh("ins"), w.fresh("splat")
+    w.emit(f"{one} = insertelement {vec} poison, {elem} {scalar}, i64 0")
+    w.emit(f"{out} = shufflevector {vec} {one}, {vec} poison, <{lanes} x i32> zeroinitializer")
+    return out
+
+
+def _update(w: _Writer, t: _Tile, lanes: int, a: str, b: str, acc: str) -> str:
+    """``acc`` plus the products of one step: ``a`` broadcast, ``b`` a row."""
+    vec, out = t.vec(lanes), w.fresh("acc")
+    if t.kind == "f32":
+        w.emit(f"{out} = call {vec} @llvm.fma.v{lanes}f32({vec} {a}, {vec} {b}, {vec} {acc})")
+    elif t.vnni:
+        bits = 32 * lanes
+        w.emit(f"{out} = call {vec} @llvm.x86.avx512.vpdpbusd.{bits}({vec} {acc}, {vec} {b}, {vec} {a})")
+    else:
+        total = acc
+        for byte in range(4):
+            ub, sa, prod, nxt = w.fresh("ub"), w.fresh("sa"), w.fresh("prod"), w.fresh("sum")
+            shifted = w.fresh("sh")
+            w.emit(f"{shifted} = lshr {vec} {b}, {_const(lanes, 8 * byte)}")
+            w.emit(f"{ub} = and {vec} {shifted}, {_const(lanes, 255)}")
+            left = w.fresh("sl")
+            w.emit(f"{left} = shl {vec} {a}, {_const(lanes, 24 - 8 * byte)}")
+            w.emit(f"{sa} = ashr {vec} {left}, {_const(lanes, 24)}")
+            w.emit(f"{prod} = mul {vec} {sa}, {ub}")
+            w.emit(f"{nxt} = add {vec} {total}, {prod}")
+            total = nxt
+        out = total
+    return out
+
+
+def _const(lanes: int, value: int, elem: str = "i32") -> str:
+    return "<" + ", ".join([f"{elem} {value}"] * lanes) + ">"
+
+
+def _step(w: _Writer, t: _Tile, acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+    """Step ``k`` of the update: load the B row, broadcast each A element,
+    update every accumulator."""
+    row = pb
+    if k:
+        row = w.fresh("brow")
+        w.emit(f"{row} = getelementptr inbounds {t.elem}, ptr {pb}, i64 %ldb{k}")
+    bvals = []
+    for j, lanes in enumerate(t.vectors):
+        ptr, val = w.fresh("pb"), w.fresh("b")
+        w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {row}, i64 {t.offset(j)}")
+        w.emit(f"{val} = load {t.vec(lanes)}, ptr {ptr}, align 4")
+        bvals.append(val)
+    new = []
+    for i in range(t.mr):
+        ptr, scalar = w.fresh("pa"), w.fresh("a")
+        w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {pa}, i64 {k * t.mr + i}")
+        w.emit(f"{scalar} = load {t.elem}, ptr {ptr}, align 4")
+        splats = {lanes: _splat(w, lanes, scalar, t.elem) for lanes in sorted(set(t.vectors))}
+        new.append([_update(w, t, lanes, splats[lanes], bvals[j], acc[i][j]) for j, lanes in enumerate(t.vectors)])
+    return new
+
+
+def _loop(w: _Writer, t, name: str, steps: int, entry: tuple, exit_label: str) -> list[list[str]]:
+    """A loop doing ``steps`` steps per trip while ``k + steps <= kc``.
+
+    ``entry`` is (predecessor label, accumulators, pa, pb, k) flowing in;
+    returns the header's accumulators, the values seen at ``exit_label``."""
+    head, body = f"{name}_head", f"{name}_body"
+    pred, start_acc, start_pa, start_pb, start_k = entry
+    types = t.acc_types()
+    acc = [[f"%{name}_acc_{i}_{j}" for j in range(len(row))] for i, row in enumerate(types)]
+    inner = _Writer(w.count)
+    cur = acc
+    for k in range(steps):
+        cur = t.step(inner, cur, f"%{name}_pa", f"%{name}_pb", k)
+    w.count = inner.count
+    w.emit(f"br label %{head}")
+    w.label(head)
+    for i, row in enumerate(types):
+        for j, vec in enumerate(row):
+            w.emit(f"{acc[i][j]} = phi {vec} [ {start_acc[i][j]}, %{pred} ], [ {cur[i][j]}, %{body} ]")
+    for var, start, kind in (("pa", start_pa, "ptr"), ("pb", start_pb, "ptr"), ("k", start_k, "i64")):
+        w.emit(f"%{name}_{var} = phi {kind} [ {start}, %{pred} ], [ %{name}_n{var}, %{body} ]")
+    w.emit(f"%{name}_end = add i64 %{name}_k, {steps}")
+    w.emit(f"%{name}_go = icmp sle i64 %{name}_end, %kc")
+    w.emit(f"br i1 %{name}_go, label %{body}, label %{exit_label}")
+    w.label(body)
+    w.lines.extend(inner.lines)
+    w.emit(f"%{name}_npa = getelementptr inbounds {t.elem}, ptr %{name}_pa, i64 {steps * t.mr}")
+    w.emit(f"%{name}_npb = getelementptr inbounds {t.elem}, ptr %{name}_pb, i64 %ldb{steps}")
+    w.emit(f"%{name}_nk = add i64 %{name}_k, {steps}")
+    w.emit(f"br label %{head}")
+    return acc
+
+
+def _add(t: _Tile) -> str:
+    return "fadd" if t.kind == "f32" else "add"
+
+
+def _bias(w: _Writer, t: _Tile, acc: list[list[str]]) -> list[list[str]]:
+    """Block ``add_bias``: add ``bias[i]`` to row ``i``, reading only the first
+    ``rows`` entries (one masked load); falls through to ``dispatch``."""
+    rows = ", ".join(f"i32 {i}" for i in range(t.mr))
+    w.emit("%rows32 = trunc i64 %rows to i32")
+    limit = _splat(w, t.mr, "%rows32", "i32")
+    w.emit(f"%rowmask = icmp slt <{t.mr} x i32> <{rows}>, {limit}")
+    w.emit(f"%biasv = call {t.vec(t.mr)} @llvm.masked.load.v{t.mr}{t.suffix}.p0(ptr %bias, i32 4, "
+           f"<{t.mr} x i1> %rowmask, {t.vec(t.mr)} zeroinitializer)")
+    out = []
+    for i in range(t.mr):
+        scalar = w.fresh("bias")
+        w.emit(f"{scalar} = extractelement {t.vec(t.mr)} %biasv, i64 {i}")
+        splats = {lanes: _splat(w, lanes, scalar, t.elem) for lanes in sorted(set(t.vectors))}
+        row = []
+        for j, lanes in enumerate(t.vectors):
+            value = w.fresh("biased")
+            w.emit(f"{value} = {_add(t)} {t.vec(lanes)} {acc[i][j]}, {splats[lanes]}")
+            row.append(value)
+        out.append(row)
+    w.emit("br label %dispatch")
+    return out
+
+
+def _optional(w: _Writer, pred: str, cond: str, name: str, values: list[list[str]], types: list[list[str]],
+              body) -> tuple[str, list[list[str]]]:
+    """Blocks running ``body(values)`` (straight-line code returning new
+    values) only when ``cond`` holds, entered from block ``pred``; returns
+    the join block's label and the values there."""
+    w.emit(f"br i1 {cond}, label %{name}, label %{name}_join")
+    w.label(name)
+    done = body(values)
+    w.emit(f"br label %{name}_join")
+    w.label(f"{name}_join")
+    out = []
+    for i, row in enumerate(types):
+        joined = []
+        for j, vec in enumerate(row):
+            value = w.fresh("v")
+            w.emit(f"{value} = phi {vec} [ {values[i][j]}, %{pred} ], [ {done[i][j]}, %{name} ]")
+            joined.append(value)
+        out.append(joined)
+    return f"{name}_join", out
+
+
+def _clamp_values(w: _Writer, lanes_of, values: list[list[str]]) -> list[list[str]]:
+    """numpy's ``minimum(maximum(v, clamp[0]), clamp[1])`` on every value
+    (``lanes_of(i, j)``: the lanes of value ``(i, j)``): a NaN stays NaN, a
+    bound wins ties."""
+    lo, hi_ptr, hi = w.fresh("lo"), w.fresh("hiptr"), w.fresh("hi")
+    w.emit(f"{lo} = load float, ptr %clamp, align 4")
+    w.emit(f"{hi_ptr} = getelementptr inbounds float, ptr %clamp, i64 1")
+    w.emit(f"{hi} = load float, ptr {hi_ptr}, align 4")
+    bounds = {}
+    out = []
+    for i, row in enumerate(values):
+        new = []
+        for j, value in enumerate(row):
+            lanes = lanes_of(i, j)
+            if lanes not in bounds:
+                bounds[lanes] = (_splat(w, lanes, lo, "float"), _splat(w, lanes, hi, "float"))
+            floor, ceiling = bounds[lanes]
+            vec = f"<{lanes} x float>"
+            above, low, below, high = w.fresh("above"), w.fresh("low"), w.fresh("below"), w.fresh("high")
+            w.emit(f"{above} = fcmp ugt {vec} {value}, {floor}")
+            w.emit(f"{low} = select <{lanes} x i1> {above}, {vec} {value}, {vec} {floor}")
+            w.emit(f"{below} = fcmp ult {vec} {low}, {ceiling}")
+            w.emit(f"{high} = select <{lanes} x i1> {below}, {vec} {low}, {vec} {ceiling}")
+            new.append(high)
+        out.append(new)
+    return out
+
+
+def _load_tile(w: _Writer, t: _Tile, base: str, offsets: str, masked: bool) -> list[list[str]]:
+    """The ``mr x width`` tile at ``base`` (element ``(i, j-th vector)`` at
+    offset ``%{offsets}_i_j``), masked loads of ``rows x cols`` or whole."""
+    tile = []
+    for i in range(t.mr):
+        row = []
+        for j, lanes in enumerate(t.vectors):
+            vec, ptr, value = t.vec(lanes), w.fresh("pt"), w.fresh("ld")
+            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {base}, i64 %{offsets}_{i}_{j}")
+            if masked:
+                w.emit(f"{value} = call {vec} @llvm.masked.load.v{lanes}{t.suffix}.p0(ptr {ptr}, i32 4, "
+                       f"<{lanes} x i1> %rm_{i}_{j}, {vec} zeroinitializer)")
+            else:
+                w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
+            row.append(value)
+        tile.append(row)
+    return tile
+
+
+def _add_tiles(w: _Writer, t: _Tile, left: list[list[str]], right: list[list[str]]) -> list[list[str]]:
+    out = []
+    for i in range(t.mr):
+        row = []
+        for j, lanes in enumerate(t.vectors):
+            value = w.fresh("sum")
+            w.emit(f"{value} = {_add(t)} {t.vec(lanes)} {left[i][j]}, {right[i][j]}")
+            row.append(value)
+        out.append(row)
+    return out
+
+
+def _finish(w: _Writer, t: _Tile, values: list[list[str]], masked: bool, tag: str) -> None:
+    """From block ``tag``: add ``C``'s values (accumulate), the residual and
+    clamp (float, when given), then store the tile; ``masked`` touches only
+    ``rows x cols`` (vector masks ``%rm_i_j``)."""
+    types = t.acc_types()
+    label, values = _optional(w, tag, "%add", f"{tag}_old", values, types,
+                              lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%c", "off", masked)))
+    if t.kind == "f32":
+        label, values = _optional(w, label, "%has_res", f"{tag}_res", values, types,
+                                  lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%residual", "roff", masked)))
+        label, values = _optional(w, label, "%has_clamp", f"{tag}_clamp", values, types,
+                                  lambda v: _clamp_values(w, lambda i, j: t.vectors[j], v))
+    for i in range(t.mr):
+        for j, lanes in enumerate(t.vectors):
+            vec, ptr = t.vec(lanes), w.fresh("pc")
+            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr %c, i64 %off_{i}_{j}")
+            if masked:
+                w.emit(f"call void @llvm.masked.store.v{lanes}{t.suffix}.p0({vec} {values[i][j]}, ptr {ptr}, i32 4, "
+                       f"<{lanes} x i1> %rm_{i}_{j})")
+            else:
+                w.emit(f"store {vec} {values[i][j]}, ptr {ptr}, align 4")
+    w.emit("ret void")
+
+
+def _epilogue(w: _Writer, t: _Tile, acc: list[list[str]]) -> None:
+    """Add the bias if any; then, for a whole tile or a masked part of one,
+    the rest of the epilogue and the store (:func:`_finish`)."""
+    w.emit("%has_bias = icmp ne ptr %bias, null")
+    w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
+    w.label("add_bias")
+    biased = _bias(w, t, acc)
+    w.label("dispatch")
+    final = [[f"%final_{i}_{j}" for j in range(len(t.vectors))] for i in range(t.mr)]
+    for i in range(t.mr):
+        for j, lanes in enumerate(t.vectors):
+            w.emit(f"{final[i][j]} = phi {t.vec(lanes)} [ {acc[i][j]}, %store ], [ {biased[i][j]}, %add_bias ]")
+    for i in range(t.mr):
+        w.emit(f"%row_{i} = mul i64 %ldc, {i}")
+        w.emit(f"%rrow_{i} = mul i64 %ldr, {i}")
+        for j in range(len(t.vectors)):
+            w.emit(f"%off_{i}_{j} = add i64 %row_{i}, {t.offset(j)}")
+            w.emit(f"%roff_{i}_{j} = add i64 %rrow_{i}, {t.offset(j)}")
+    w.emit("%add = icmp ne i64 %accumulate, 0")
+    w.emit("%has_res = icmp ne ptr %residual, null")
+    w.emit("%has_clamp = icmp ne ptr %clamp, null")
+    w.emit(f"%full_rows = icmp eq i64 %rows, {t.mr}")
+    w.emit(f"%full_cols = icmp eq i64 %cols, {t.width}")
+    w.emit("%full = and i1 %full_rows, %full_cols")
+    w.emit("br i1 %full, label %full_tile, label %part_tile")
+    w.label("full_tile")
+    _finish(w, t, final, False, "full_tile")
+    w.label("part_tile")
+    w.emit("%cols32 = trunc i64 %cols to i32")
+    limits = {lanes: _splat(w, lanes, "%cols32", "i32") for lanes in sorted(set(t.vectors))}
+    for j, lanes in enumerate(t.vectors):
+        columns = ", ".join(f"i32 {t.offset(j) + lane}" for lane in range(lanes))
+        w.emit(f"%mask{j} = icmp slt <{lanes} x i32> <{columns}>, {limits[lanes]}")
+    for i in range(t.mr):
+        w.emit(f"%in_{i} = icmp slt i64 {i}, %rows")
+        for j, lanes in enumerate(t.vectors):
+            w.emit(f"%rm_{i}_{j} = select i1 %in_{i}, <{lanes} x i1> %mask{j}, <{lanes} x i1> zeroinitializer")
+    _finish(w, t, final, True, "part_tile")
+
+
+def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]]) -> None:
+    """Bias (masked vector loads: a panel's rows are its lanes), then masked
+    gathers of ``C`` (accumulating) and of the residual, the clamp, and
+    masked scatters of rows ``< rows``."""
+    mr, vec, mask_ty = t.mr, t.vec(t.mr), f"<{t.mr} x i1>"
+    lanes = ", ".join(f"i64 {lane}" for lane in range(mr))
+    rows, ldc, ldr = _splat(w, mr, "%rows", "i64"), _splat(w, mr, "%ldc", "i64"), _splat(w, mr, "%ldr", "i64")
+    for p in range(t.panels):
+        w.emit(f"%rowid{p} = add <{mr} x i64> <{lanes}>, " + _const(mr, p * mr, "i64"))
+        w.emit(f"%rmask{p} = icmp slt <{mr} x i64> %rowid{p}, {rows}")
+        w.emit(f"%rowoff{p} = mul <{mr} x i64> %rowid{p}, {ldc}")
+        w.emit(f"%resoff{p} = mul <{mr} x i64> %rowid{p}, {ldr}")
+    w.emit("%has_bias = icmp ne ptr %bias, null")
+    w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
+    w.label("add_bias")
+    biased = []
+    for p in range(t.panels):
+        ptr, bias = w.fresh("pbias"), w.fresh("bias")
+        w.emit(f"{ptr} = getelementptr inbounds float, ptr %bias, i64 {p * mr}")
+        w.emit(f"{bias} = call {vec} @llvm.masked.load.v{mr}f32.p0(ptr {ptr}, i32 4, {mask_ty} %rmask{p}, "
+               f"{vec} zeroinitializer)")
+        row = []
+        for j in range(t.cols):
+            value = w.fresh("biased")
+            w.emit(f"{value} = fadd {vec} {acc[p][j]}, {bias}")
+            row.append(value)
+        biased.append(row)
+    w.emit("br label %dispatch")
+    w.label("dispatch")
+    values = [[f"%final_{p}_{j}" for j in range(t.cols)] for p in range(t.panels)]
+    for p in range(t.panels):
+        for j in range(t.cols):
+            w.emit(f"%final_{p}_{j} = phi {vec} [ {acc[p][j]}, %store ], [ {biased[p][j]}, %add_bias ]")
+    for p in range(t.panels):
+        for j in range(t.cols):
+            for name, base, offsets in (("ptrs", "%c", "rowoff"), ("rptrs", "%residual", "resoff")):
+                w.emit(f"%{name}_idx_{p}_{j} = add <{mr} x i64> %{offsets}{p}, " + _const(mr, j, "i64"))
+                w.emit(f"%{name}_{p}_{j} = getelementptr inbounds float, ptr {base}, <{mr} x i64> %{name}_idx_{p}_{j}")
+    w.emit("%add = icmp ne i64 %accumulate, 0")
+    w.emit("%has_res = icmp ne ptr %residual, null")
+    w.emit("%has_clamp = icmp ne ptr %clamp, null")
+
+    def gathered(name: str):
+        def body(current):
+            out = []
+            for p in range(t.panels):
+                row = []
+                for j in range(t.cols):
+                    old, total = w.fresh("old"), w.fresh("sum")
+                    w.emit(f"{old} = call {vec} @llvm.masked.gather.v{mr}f32.v{mr}p0(<{mr} x ptr> %{name}_{p}_{j}, "
+                           f"i32 4, {mask_ty} %rmask{p}, {vec} zeroinitializer)")
+                    w.emit(f"{total} = fadd {vec} {current[p][j]}, {old}")
+                    row.append(total)
+                out.append(row)
+            return out
+        return body
+
+    types = t.acc_types()
+    label, values = _optional(w, "dispatch", "%add", "add_old", values, types, gathered("ptrs"))
+    label, values = _optional(w, label, "%has_res", "add_residual", values, types, gathered("rptrs"))
+    label, values = _optional(w, label, "%has_clamp", "clamp_values", values, types,
+                              lambda v: _clamp_values(w, lambda i, j: mr, v))
+    for p in range(t.panels):
+        for j in range(t.cols):
+            w.emit(f"call void @llvm.masked.scatter.v{mr}f32.v{mr}p0({vec} {values[p][j]}, "
+                   f"<{mr} x ptr> %ptrs_{p}_{j}, i32 4, {mask_ty} %rmask{p})")
+    w.emit("ret void")
+
+
+def _function(t) -> str:
+    """IR text of the microkernel with blocking ``t`` (a :class:`_Tile` or
+    :class:`_Remainder`; no declarations)."""
+    w = _Writer()
+    zeros = [["zeroinitializer"] * len(row) for row in t.acc_types()]
+    w.label("entry")
+    for k in range(1, t.unroll + 1):
+        w.emit(f"%ldb{k} = mul i64 %ldb, {k}")
+    t.prologue(w)
+    main = _loop(w, t, "main", t.unroll, ("entry", zeros, "%a", "%b", "0"), "tail_pre")
+    w.label("tail_pre")
+    tail = _loop(w, t, "tail", 1, ("tail_pre", main, "%main_pa", "%main_pb", "%main_k"), "store")
+    w.label("store")
+    t.epilogue(w, tail)
+    body = "\n".join(w.lines)
+    return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %b, i64 %ldb,
+                      ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols, i64 %accumulate,
+                      ptr noalias readonly %bias, ptr noalias readonly %residual, i64 %ldr,
+                      ptr noalias readonly %clamp) nounwind {{
+{body}
+}}
+"""
+
+
+def _declarations(kind: str, lanes: int, vnni: bool) -> str:
+    elem, suffix = ("float", "f32") if kind == "f32" else ("i32", "i32")
+    vec, mask, ptrs = f"<{lanes} x {elem}>", f"<{lanes} x i1>", f"<{lanes} x ptr>"
+    lines = [f"declare {vec} @llvm.masked.load.v{lanes}{suffix}.p0(ptr, i32, {mask}, {vec})",
+             f"declare void @llvm.masked.store.v{lanes}{suffix}.p0({vec}, ptr, i32, {mask})"]
+    if kind == "f32":
+        lines += [f"declare {vec} @llvm.fma.v{lanes}f32({vec}, {vec}, {vec})",
+                  f"declare {vec} @llvm.masked.gather.v{lanes}f32.v{lanes}p0({ptrs}, i32, {mask}, {vec})",
+                  f"declare void @llvm.masked.scatter.v{lanes}f32.v{lanes}p0({vec}, {ptrs}, i32, {mask})"]
+    elif vnni:
+        lines.append(f"declare {vec} @llvm.x86.avx512.vpdpbusd.{32 * lanes}({vec}, {vec}, {vec})")
+    return "\n".join(lines) + "\n"
+
+
+def _kernels(isa: Isa, kind: str) -> list:
+    """One tile per width ``UNIT, 2 UNIT, ..., nr``, then (float, where the
+    family has them) one remainder kernel per width ``1 .. REMAINDER_COLS``:
+    the order of :func:`kernel_addresses`."""
+    tiles = [_Tile(kind, isa.mr, isa.vectors(width), isa.vnni) for width in range(UNIT, isa.nr + 1, UNIT)]
+    if kind != "f32" or not isa.remainder_panels:
+        return tiles
+    return tiles + [_Remainder(kind, isa.mr, isa.remainder_panels, cols) for cols in range(1, REMAINDER_COLS + 1)]
+
+
+def kernel_ir(isa: Isa, kind: str = "f32") -> str:
+    """LLVM IR text of one module holding all of ``isa``'s ``kind`` kernels."""
+    tiles = _kernels(isa, kind)
+    lanes = sorted({v for t in tiles if isinstance(t, _Tile) for v in t.vectors} | {isa.mr})
+    declarations = "".join(_declarations(kind, n, isa.vnni) for n in lanes)
+    return (f"; Tessera GEMM microkernels ({kind}, {isa.name})\n{declarations}\n"
+            + "\n".join(_function(t) for t in tiles))
+
+
+def kernel_names(isa: Isa, kind: str) -> list[str]:
+    """The functions of :func:`kernel_ir`'s module, in the order of runtime.gemm.microkernel.kernel_addresses."""
+    return [t.name for t in _kernels(isa, kind)]
