@@ -1,9 +1,10 @@
 """Tessera's quantization arithmetic, as docs/quantization.md defines it.
 
 Compile-time helpers that turn real scales into integers (the fixed-point
-multiplier and shift of a rescale, the quantization of a scale's range) and
-the one definition of ``rescale``. The quantize pass computes parameters
-with them; kernels and the integer reference apply them.
+multiplier and shift of a rescale, the quantization of a scale's range), the
+storage ranges, and the one definition of the integer rescale, which the CPU
+integer kernels (runtime/kernels/qdevice*.py) and the simulator
+(runtime/sim/) inline. The quantize pass computes parameters with them.
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import math
 import numpy as np
 
 from runtime.errors import KernelError
+from runtime.jit import jit
 
 INT8, INT16, INT32, INT64 = (np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
 
-ACTIVATION_RANGE = {INT8: (-128, 127), INT16: (-32768, 32767)}
-"""Storage range of quantized activations."""
-WEIGHT_RANGE = {INT8: (-127, 127), INT16: (-32767, 32767)}
-"""Storage range of quantized (symmetric) weights."""
+ACTIVATION_RANGE = {t: (int(np.iinfo(t).min), int(np.iinfo(t).max)) for t in (INT8, INT16)}
+"""Storage range of quantized activations: the whole int8 / int16 range."""
+WEIGHT_RANGE = {t: (-high, high) for t, (_, high) in ACTIVATION_RANGE.items()}
+"""Storage range of quantized (symmetric) weights: the most negative code stays unused."""
 ACCUMULATOR = {INT8: INT32, INT16: INT64}
 """Accumulator (and bias) type of a layer of each data type."""
 MULTIPLIER_BITS = 31
@@ -47,12 +49,48 @@ def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 
-def rescale(v: np.ndarray, m, n) -> np.ndarray:
-    """``(v * m + 2^(n-1)) >> n`` in int64: v * m / 2^n rounded half up."""
-    v = np.asarray(v, np.int64)
-    m = np.asarray(m, np.int64)
-    n = np.asarray(n, np.int64)
-    return (v * m + (np.int64(1) << (n - 1))) >> n
+# ---------------------------------------------------------------- the rescale
+_SMALL = 2**31
+"""|v| below this: v * m + 2^(n-1) fits in int64 (m < 2^31, n <= 62)."""
+RESCALE_LIMIT = 2**62
+"""rescale's results saturate here, far outside any storage range."""
+_LOW31 = 2**31 - 1
+
+
+@jit(inline="always")
+def rescale_small(v, m, n):
+    """(v*m + 2^(n-1)) >> n: v * m / 2^n rounded half up, for |v| < 2^31 (so
+    that v*m + 2^(n-1) fits in int64), m in [2^30, 2^31), n in [1, 62]. Free
+    of branches, so loops of it vectorise."""
+    return (v * m + (1 << (n - 1))) >> n
+
+
+@jit(inline="always")
+def rescale(v, m, n):
+    """rescale_small for any int64 v, exactly, clamped to [-2^62, 2^62]:
+    large v is split as v = hi * 2^31 + lo (lo in [0, 2^31)), so
+    v*m + 2^(n-1) = a * 2^31 + b with a = hi*m and b = lo*m + 2^(n-1), each
+    of which fits in int64."""
+    if -_SMALL < v < _SMALL:
+        return rescale_small(v, m, n)
+    a = (v >> 31) * m
+    b = (v & _LOW31) * m + (1 << (n - 1))
+    if n >= 31:
+        r = (a + (b >> 31)) >> (n - 31)  # floor(floor(x / 2^31) / 2^(n-31)) = floor(x / 2^n)
+    else:
+        lift = 31 - n  # the result is a * 2^lift + (b >> n), with 0 <= b >> n < 2^62
+        if a > (RESCALE_LIMIT >> lift):
+            return RESCALE_LIMIT
+        if a < -(1 << (63 - lift)):
+            return -RESCALE_LIMIT
+        r = a * (1 << lift) + (b >> n)
+    return min(max(r, -RESCALE_LIMIT), RESCALE_LIMIT)
+
+
+@jit
+def rescale_scalar(v, m, n):
+    """:func:`rescale` callable from Python (tests, one value at a time)."""
+    return rescale(v, m, n)
 
 
 def round_half_even(x: float) -> int:

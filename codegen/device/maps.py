@@ -22,6 +22,7 @@ from codegen.device.tiling import CodegenError, a8, plan_map
 from ir.graph import Node, Value
 from runtime.hardware import HardwareConfig
 from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr
+from runtime.qscheme import ACTIVATION_RANGE
 
 IDENTITY = (1 << 30, 30)
 """rescale(v, 2^30, 30) = v: the multiplier of a plain copy."""
@@ -42,11 +43,6 @@ def chw(shape: tuple[int, ...]) -> tuple[int, tuple[int, int, int]]:
 def dense(addr: int, elem: int, dims: tuple[int, int, int]) -> Geometry:
     c, h, w = dims
     return Geometry(addr, elem, (h * w, w, 1), c * h * w)
-
-
-def _range(dtype: np.dtype) -> tuple[int, int]:
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max)
 
 
 def _tiles(dims: tuple[int, int, int], plan) -> list[tuple[int, int, int, int, int, int]]:
@@ -172,7 +168,7 @@ class PoolLayer(MapLayer):
             fields.update(x_zero=int(a["x_zero"]), out_zero=int(a["out_zero"]), lo=int(a["lo"]), hi=int(a["hi"]),
                           param_addr=0)
         else:
-            fields["lo"], fields["hi"] = _range(self.node.outputs[0].type.dtype)
+            fields["lo"], fields["hi"] = ACTIVATION_RANGE[self.node.outputs[0].type.dtype]
         return instr(Op.POOL, 0, **fields)
 
 
@@ -368,7 +364,7 @@ class UpsampleLayer(MapLayer):
         src = dense(addr(self.node.inputs[0]), e, self.dims)
         out = dense(addr(self.node.outputs[0]), e, self.out_dims)
         slots = self._slots(self.plan)
-        low, high = _range(self.node.inputs[0].type.dtype)
+        low, high = ACTIVATION_RANGE[self.node.inputs[0].type.dtype]
         zs, ys, xs = out.strides
         interleaved = (zs, ys * self.fh, xs * self.fw)  # each copy lands on every fh-th row, fw-th column
         jobs = []

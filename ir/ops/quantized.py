@@ -18,7 +18,7 @@ from ir.ops.nn import window_attrs, window_out_shape
 from ir.registry import INFINITE, REQUIRED, Derived, InferContext, Pattern, register_op
 from ir.types import TensorType
 from runtime.errors import KernelError
-from runtime.kernels import qdevice as qd
+from runtime.kernels import qparams as qp
 
 
 @contextlib.contextmanager
@@ -30,7 +30,7 @@ def _checked(ctx: InferContext):
         raise ctx.error(str(exc).removeprefix(f"{ctx.op}: ")) from None
 
 
-def _typed(ctx: InferContext, index: int, name: str, allowed=qd.DATA_TYPES) -> TensorType:
+def _typed(ctx: InferContext, index: int, name: str, allowed=qp.DATA_TYPES) -> TensorType:
     t = ctx.type(index)
     if t.dtype not in allowed:
         raise ctx.error(f"{name} must be {' or '.join(str(d) for d in allowed)}, got {t.dtype} (input {index}: {t})")
@@ -48,7 +48,7 @@ def _agree(a, b) -> bool:
 
 # ---------------------------------------------------------------- QConv, QGemm
 def _check_bias(ctx: InferContext, channels) -> None:
-    b = _typed(ctx, 2, "b", tuple(qd.ACCUMULATOR_LIMIT))
+    b = _typed(ctx, 2, "b", tuple(qp.ACCUMULATOR_LIMIT))
     if b.rank != 1 or not _agree(b.shape[0], channels):
         raise ctx.error(f"b must be a vector of {channels} values (one per output channel), got {b}")
 
@@ -58,7 +58,7 @@ def _check_accumulator(ctx: InferContext, x: TensorType) -> None:
     w, b = ctx.const(1), ctx.const(2)
     if w is not None and b is not None:
         with _checked(ctx):
-            qd.accumulator_bias(x.dtype, w, b, int(ctx.attrs["x_zero"]))
+            qp.accumulator_bias(x.dtype, w, b, int(ctx.attrs["x_zero"]))
 
 
 def _check_residual(ctx: InferContext, shape: tuple) -> None:
@@ -73,7 +73,7 @@ def _linear_output(ctx: InferContext, x: TensorType, w: TensorType, shape: tuple
     _check_bias(ctx, w.shape[0])
     _check_residual(ctx, shape)
     with _checked(ctx):
-        params = qd.linear_params(ctx.attrs, x.dtype, w.dtype, w.shape[0], _optional_dtype(ctx, 3))
+        params = qp.linear_params(ctx.attrs, x.dtype, w.dtype, w.shape[0], _optional_dtype(ctx, 3))
     _check_accumulator(ctx, x)
     return [TensorType(shape, params.out.dtype)]
 
@@ -119,17 +119,17 @@ def _binary(check):
 
 
 def _qlut(ctx: InferContext) -> list[TensorType]:
-    x = _typed(ctx, 0, "x", (qd.INT8,))
+    x = _typed(ctx, 0, "x", (qp.INT8,))
     with _checked(ctx):
-        table = qd.lut_table(ctx.attrs)
+        table = qp.lut_table(ctx.attrs)
     return [x.with_dtype(table.dtype)]
 
 
 def _qconcat(ctx: InferContext) -> list[TensorType]:
     types = [_typed(ctx, i, f"x_{i}") for i in range(len(ctx))]
     with _checked(ctx):
-        _, _, _, out = qd.concat_params(ctx.attrs, [t.dtype for t in types])
-        axis = qd.concat_axis(ctx.attrs["axis"], [t.shape for t in types])
+        _, _, _, out = qp.concat_params(ctx.attrs, [t.dtype for t in types])
+        axis = qp.concat_axis(ctx.attrs["axis"], [t.shape for t in types])
     shape = []
     for d, dims in enumerate(zip(*(t.shape for t in types))):
         if d == axis:
@@ -144,12 +144,12 @@ def _qavg_pool(ctx: InferContext) -> list[TensorType]:
     x = _typed(ctx, 0, "x")
     require_rank(ctx, 0, 4)
     with _checked(ctx):
-        win, _, _, out = qd.avg_pool_params(ctx.attrs, x.dtype)
+        win, _, _, out = qp.avg_pool_params(ctx.attrs, x.dtype)
     dims = window_out_shape(ctx, x.shape[2:], win.kernel, win.strides, win.pads_begin + win.pads_end, win.dilations,
                             bool(ctx.attrs["ceil_mode"]))
     if None not in x.shape[2:]:
         with _checked(ctx):
-            qd.pool_taps(win, x.shape[2:], dims, bool(ctx.attrs["count_include_pad"]))
+            qp.pool_taps(win, x.shape[2:], dims, bool(ctx.attrs["count_include_pad"]))
     return [TensorType([*x.shape[:2], *dims], out.dtype)]
 
 
@@ -165,11 +165,11 @@ register_op("QConv", _qconv, Pattern.OPAQUE, inputs=(3, 4),
             doc="Quantized Conv (x, w, folded bias b, optional residual r) with requantisation and clamp.")
 register_op("QGemm", _qgemm, Pattern.OPAQUE, inputs=(3, 4), attrs=dict(_REQUANT),
             doc="Quantized x[M, K] . w[N, K]^T (folded bias b, optional residual r) with requantisation.")
-register_op("QAdd", _binary(qd.add_params), Pattern.OPAQUE, inputs=2,
+register_op("QAdd", _binary(qp.add_params), Pattern.OPAQUE, inputs=2,
             attrs={"a_zero": REQUIRED, "a_mult": REQUIRED, "a_shift": REQUIRED,
                    "b_zero": REQUIRED, "b_mult": REQUIRED, "b_shift": REQUIRED, **_OUTPUT},
             doc="Quantized broadcasting add: each operand rescaled to the output's scale.")
-register_op("QMul", _binary(qd.mul_params), Pattern.OPAQUE, inputs=2,
+register_op("QMul", _binary(qp.mul_params), Pattern.OPAQUE, inputs=2,
             attrs={"a_zero": REQUIRED, "b_zero": REQUIRED, "mult": REQUIRED, "shift": REQUIRED, **_OUTPUT},
             doc="Quantized broadcasting multiply.")
 register_op("QAvgPool", _qavg_pool, Pattern.OPAQUE,

@@ -33,14 +33,15 @@ from runtime.isa.spec import (
     Space,
 )
 from runtime.jit import jit
+from runtime.qscheme import ACTIVATION_RANGE, INT8, INT16
 
 
 # ---------------------------------------------------------------- validation
 def _storage_range(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[low, high] of int8 / int16 per width (other widths: the 16-bit range;
     the width itself is reported separately)."""
-    low = np.where(bits == 8, -128, -32768)
-    return low, np.where(bits == 8, 127, 32767)
+    (low8, high8), (low16, high16) = ACTIVATION_RANGE[INT8], ACTIVATION_RANGE[INT16]
+    return np.where(bits == 8, low8, low16), np.where(bits == 8, high8, high16)
 
 
 class _Checker:
@@ -143,8 +144,7 @@ def _check_dma(c: _Checker, op: Op, rows: np.ndarray, col: dict[str, np.ndarray]
         y = y + col["pad_top"] + col["pad_bottom"]
         x = x + col["pad_left"] + col["pad_right"]
         pv = col["pad_value"]
-        low = np.where(eb_ok == 1, -128, -32768)
-        high = np.where(eb_ok == 1, 127, 32767)
+        low, high = _storage_range(8 * eb_ok)
         c.fail(rows, (pv < low) | (pv > high), "pad_value", pv,
                lambda j: f"does not fit a {int(eb[j])}-byte element")
     c.sram(rows, col["space"], "sram_addr", col["sram_addr"], z * y * x * eb_ok)

@@ -23,13 +23,9 @@ from runtime.errors import KernelError
 from runtime.kernels import nn
 from runtime.kernels.registry import kernel
 
-QUANT_RANGES = {
-    np.dtype(np.uint8): (0, 255),
-    np.dtype(np.int8): (-128, 127),
-    np.dtype(np.uint16): (0, 65535),
-    np.dtype(np.int16): (-32768, 32767),
-}
-"""Saturation bounds of the integer types QuantizeLinear can produce."""
+QUANT_RANGES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
+                for t in (np.uint8, np.int8, np.uint16, np.int16)}
+"""Saturation bounds of the integer types QuantizeLinear can produce: each type's whole range."""
 
 DEQUANT_INPUT_TYPES = frozenset(QUANT_RANGES) | {np.dtype(np.int32)}
 INTEGER_OP_TYPES = frozenset({np.dtype(np.uint8), np.dtype(np.int8)})

@@ -8,7 +8,7 @@ import numpy as np
 
 from runtime.isa import PARAM_CHANNEL_BYTES, Op, column
 from runtime.jit import jit
-from runtime.kernels.qdevice import rescale_exact
+from runtime.qscheme import rescale, rescale_small
 
 (C_IN, C_IN_BITS, C_IN_C, C_IN_H, C_IN_W, C_WGT, C_WGT_BITS, C_GROUPS, C_KH, C_KW, C_SH, C_SW, C_DH, C_DW, C_OUT_C,
  C_OUT, C_OUT_BITS, C_OZ, C_LO, C_HI, C_PARAM, C_RES, C_RES_ADDR, C_RES_BITS, C_RES_ZERO, C_RES_MULT, C_RES_SHIFT,
@@ -32,21 +32,20 @@ def _requantize(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo,
     """out[i] = clamp(rescale(acc[i]) [+ rescale(res[i] - rz)] + oz, lo, hi)."""
     for i in range(acc.shape[0]):
         a = np.int64(acc[i])
-        v = rescale_exact(a, neg_m, neg_n) if a < 0 else rescale_exact(a, m, n)
+        v = rescale(a, neg_m, neg_n) if a < 0 else rescale(a, m, n)
         if residual:
-            v += rescale_exact(np.int64(res[i]) - rz, rm, rs)
+            v += rescale(np.int64(res[i]) - rz, rm, rs)
         out[i] = min(max(v + oz, lo), hi)
 
 
 @jit(inline="always")
 def _requantize32(acc, out, m, n, neg_m, neg_n, oz, lo, hi):
-    """``_requantize`` without a residual for int32 accumulators: |a·m| <
-    2^62, so ``rescale_exact``'s exact short form always applies, and the loop
-    has no branch left that stops LLVM vectorising it."""
-    half, neg_half = np.int64(1) << (n - 1), np.int64(1) << (neg_n - 1)
+    """``_requantize`` without a residual for int32 accumulators: |a| < 2^31,
+    so ``rescale_small`` is exact, and the loop has no branch left that stops
+    LLVM vectorising it."""
     for i in range(acc.shape[0]):
         a = np.int64(acc[i])
-        v = (a * neg_m + neg_half) >> neg_n if a < 0 else (a * m + half) >> n
+        v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
         out[i] = min(max(v + oz, lo), hi)
 
 

@@ -1,12 +1,12 @@
 """POOL, ELTWISE and LUT (docs/isa.md): element loops over the ACT views,
-exact integer arithmetic, the shared ``rescale_exact`` of the CPU kernels."""
+exact integer arithmetic, the one ``runtime.qscheme.rescale`` of the CPU kernels."""
 from __future__ import annotations
 
 import numpy as np
 
 from runtime.isa import AVG_ENTRY_BYTES, Bcast, EltOp, Op, PoolMode, column
 from runtime.jit import jit
-from runtime.kernels.qdevice import rescale_exact
+from runtime.qscheme import rescale
 from runtime.sim.memory import get, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
 
@@ -62,7 +62,7 @@ def pool(ins, a8, a16, abase, wgt32, wbase, err):
                     for y in range(y0, y1):
                         for x in range(x0, x1):
                             total += get(a8, a16, src, ib, plane + y * in_w + x) - x_zero
-                    v = rescale_exact(total, m, n) + out_zero
+                    v = rescale(total, m, n) + out_zero
                 else:
                     v = get(a8, a16, src, ib, plane + y0 * in_w + x0)
                     for y in range(y0, y1):
@@ -85,14 +85,14 @@ def eltwise(ins, a8, a16, abase):
             i = ch * plane + s
             a = get(a8, a16, pa, ab, i) - az
             if func == EltOp.COPY:
-                v = rescale_exact(a, am, ash)
+                v = rescale(a, am, ash)
             else:
                 j = i if bcast == Bcast.FULL else ch if bcast == Bcast.CHANNEL else s if bcast == Bcast.SPATIAL else 0
                 b = get(a8, a16, pb, bb, j) - bz
                 if func == EltOp.ADD:
-                    v = rescale_exact(a, am, ash) + rescale_exact(b, bm, bsh)
+                    v = rescale(a, am, ash) + rescale(b, bm, bsh)
                 else:
-                    v = rescale_exact(a * b, am, ash)
+                    v = rescale(a * b, am, ash)
             put(a8, a16, po, ob, i, min(max(v + oz, lo), hi))
 
 

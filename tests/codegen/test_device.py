@@ -15,12 +15,12 @@ from codegen.device.tiling import ConvShape, _conv_cost, plan_conv
 from compiler.quantize import quantize_model
 from compiler.zoo import mobilenet_v2, resnet
 from compiler.zoo.builder import OnnxBuilder
-from passes.quant.reference import run_reference
 from runtime.engine import Engine
 from runtime.executor import Executor
 from runtime.hardware import PRESETS, HardwareConfig
 from runtime.isa import AccMode, Op, column, decode_array, validate_streams
 from runtime.sim import timing
+from tests.oracle import run_reference
 
 TINY, LARGE = PRESETS["tiny"], PRESETS["large"]
 CONFIGS = {"default": PRESETS["fwdnxt"], "tiny": TINY, "large": LARGE}

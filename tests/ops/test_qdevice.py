@@ -1,6 +1,7 @@
 """The quantized device ops (Q dialect): the CPU kernels against the integer
-reference bit for bit, both against a direct Python-int evaluation of
-docs/quantization.md's formulas, and the rejection of malformed parameters."""
+reference (tests/oracle.py) bit for bit, both against a direct Python-int
+evaluation of docs/quantization.md's formulas (the oracle's rescale), and the
+rejection of malformed parameters."""
 from __future__ import annotations
 
 import itertools
@@ -17,16 +18,17 @@ from ir import GraphBuilder
 from ir.errors import ShapeError
 from ir.graph import Graph
 from ir.registry import Pattern
-from passes.quant.reference import IntegerReferenceError, run_reference
 from runtime import qscheme
 from runtime.errors import KernelError
 from runtime.executor import Executor
 from runtime.kernels import qdevice, run_kernel
+from tests import oracle
+from tests.oracle import IntegerReferenceError, run_reference
 from tests.passes.util import run_graph
 
 SETTINGS = settings(max_examples=30, deadline=None)
-INT8, INT16 = np.dtype(np.int8), np.dtype(np.int16)
-RANGE = {INT8: (-128, 127), INT16: (-32768, 32767)}
+INT8, INT16 = qscheme.INT8, qscheme.INT16
+RANGE = qscheme.ACTIVATION_RANGE
 
 
 # ---------------------------------------------------------------- helpers
@@ -72,31 +74,27 @@ def output_attrs(rng, dtype) -> dict:
     return dict(out_dtype=dtype.name, out_zero=zero, lo=lo, hi=hi)
 
 
-def py_rescale(v: int, m: int, n: int) -> int:
-    """The doc's formula in Python integers."""
-    return (v * m + (1 << (n - 1))) >> n
-
-
 def py_store(v: int, attrs) -> int:
     return min(max(v + attrs["out_zero"], attrs["lo"]), attrs["hi"])
 
 
 # ---------------------------------------------------------------- rescale
-LIMIT = 2**62
+LIMIT = qscheme.RESCALE_LIMIT
 
 
 @settings(max_examples=300, deadline=None)
 @given(v=st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(-2**33, 2**33)),
        m=st.integers(2**30, 2**31 - 1), n=st.integers(1, 62))
-def test_kernel_rescale_is_the_exact_formula(v, m, n):
+def test_the_rescale_is_the_exact_formula(v, m, n):
     """Exact for every int64 v (v * m may pass int64), clamped to +-2^62."""
-    assert qdevice.rescale_scalar(v, m, n) == min(max(py_rescale(v, m, n), -LIMIT), LIMIT)
+    assert qscheme.rescale_scalar(v, m, n) == min(max(oracle.rescale(v, m, n), -LIMIT), LIMIT)
 
 
 @settings(max_examples=100, deadline=None)
 @given(v=st.integers(-2**31 + 1, 2**31 - 1), m=st.integers(2**30, 2**31 - 1), n=st.integers(1, 62))
-def test_kernel_rescale_matches_qscheme_where_int64_holds_the_product(v, m, n):
-    assert qdevice.rescale_scalar(v, m, n) == int(qscheme.rescale(v, m, n))
+def test_the_short_rescale_is_exact_where_int64_holds_the_product(v, m, n):
+    """rescale_small, the branch-free form the simulator's int32 epilogue uses."""
+    assert qscheme.rescale_small(v, m, n) == oracle.rescale(v, m, n)
 
 
 @pytest.mark.parametrize("v, real, want", [
@@ -109,8 +107,8 @@ def test_rescale_rounds_half_up_and_shifts_arithmetically(v, real, want):
     """Halves go toward +inf, negatives included (an arithmetic >>); past
     +-2^62 the result saturates there."""
     m, n = qscheme.quantize_multiplier(float(real))
-    assert qdevice.rescale_scalar(v, m, n) == want
-    assert want == max(min(math.floor(v * real + Fraction(1, 2)), LIMIT), -LIMIT) == max(min(py_rescale(v, m, n),
+    assert qscheme.rescale_scalar(v, m, n) == want
+    assert want == max(min(math.floor(v * real + Fraction(1, 2)), LIMIT), -LIMIT) == max(min(oracle.rescale(v, m, n),
                                                                                                LIMIT), -LIMIT)
 
 
@@ -206,9 +204,9 @@ def py_qconv(x, w, b, r, attrs) -> np.ndarray:
             acc += (int(x[n, channel, iy, ix]) if inside else x_zero) * int(w[k, c, i, j])
         leaky = acc < 0 and len(attrs.get("neg_mult", ()))
         m, s = (attrs["neg_mult"][k], attrs["neg_shift"][k]) if leaky else (attrs["mult"][k], attrs["shift"][k])
-        v = py_rescale(acc, m, s)
+        v = oracle.rescale(acc, m, s)
         if r is not None:
-            v += py_rescale(int(r[n, k, oh, ow]) - attrs["res_zero"], attrs["res_mult"], attrs["res_shift"])
+            v += oracle.rescale(int(r[n, k, oh, ow]) - attrs["res_zero"], attrs["res_mult"], attrs["res_shift"])
         y[n, k, oh, ow] = py_store(v, attrs)
     return y
 
@@ -277,9 +275,9 @@ def test_qgemm_kernel_is_the_reference(seed, m, k, n, dtypes, residual, leaky):
     for i, j in itertools.product(range(m), range(n)):
         acc = int(b[j]) + sum(int(x[i, t]) * int(w[j, t]) for t in range(k))
         neg = acc < 0 and leaky
-        v = py_rescale(acc, (attrs["neg_mult"] if neg else mult)[j], (attrs["neg_shift"] if neg else shift)[j])
+        v = oracle.rescale(acc, (attrs["neg_mult"] if neg else mult)[j], (attrs["neg_shift"] if neg else shift)[j])
         if residual:
-            v += py_rescale(int(inputs[3][i, j]) - attrs["res_zero"], attrs["res_mult"], attrs["res_shift"])
+            v += oracle.rescale(int(inputs[3][i, j]) - attrs["res_zero"], attrs["res_mult"], attrs["res_shift"])
         assert got[i, j] == py_store(v, attrs)
 
 
@@ -299,8 +297,8 @@ def test_qadd_kernel_is_the_reference_and_the_formula(seed, shapes, a_dtype, b_d
                  b_zero=int(rng.integers(*RANGE[b_dtype])), b_mult=b_mult, b_shift=b_shift, **output_attrs(rng, out))
     graph, feeds = one_node("QAdd", [a, b], **attrs)
     got = next(iter(assert_kernel_is_reference(graph, feeds).values()))
-    want = [py_store(py_rescale(int(p) - attrs["a_zero"], a_mult, a_shift)
-                     + py_rescale(int(q) - attrs["b_zero"], b_mult, b_shift), attrs)
+    want = [py_store(oracle.rescale(int(p) - attrs["a_zero"], a_mult, a_shift)
+                     + oracle.rescale(int(q) - attrs["b_zero"], b_mult, b_shift), attrs)
             for p, q in zip(*(v.reshape(-1) for v in np.broadcast_arrays(a, b)))]
     assert got.reshape(-1).tolist() == want
 
@@ -317,7 +315,7 @@ def test_qmul_kernel_is_the_reference_and_the_formula(seed, shapes, a_dtype, b_d
                  shift=shift, **output_attrs(rng, out))
     graph, feeds = one_node("QMul", [a, b], **attrs)
     got = next(iter(assert_kernel_is_reference(graph, feeds).values()))
-    want = [py_store(py_rescale((int(p) - attrs["a_zero"]) * (int(q) - attrs["b_zero"]), mult, shift), attrs)
+    want = [py_store(oracle.rescale((int(p) - attrs["a_zero"]) * (int(q) - attrs["b_zero"]), mult, shift), attrs)
             for p, q in zip(*(v.reshape(-1) for v in np.broadcast_arrays(a, b)))]
     assert got.reshape(-1).tolist() == want
 
@@ -340,7 +338,7 @@ def py_qavg_pool(x, attrs) -> np.ndarray:
                 total += int(x[n, c, iy, ix]) - attrs["x_zero"]
             padded = -pads[0] <= iy < height + pads[2] and -pads[1] <= ix < width + pads[3]
             count += padded if attrs["count_include_pad"] else (0 <= iy < height and 0 <= ix < width)
-        y[n, c, oh, ow] = py_store(py_rescale(total, attrs["mults"][count - 1], attrs["shifts"][count - 1]), attrs)
+        y[n, c, oh, ow] = py_store(oracle.rescale(total, attrs["mults"][count - 1], attrs["shifts"][count - 1]), attrs)
     return y
 
 
@@ -372,7 +370,7 @@ def test_global_average_pool_as_a_whole_plane_qavg_pool():
                             shifts=shifts.tolist(), out_zero=3, lo=-128, hi=127)
     got = next(iter(assert_kernel_is_reference(graph, feeds).values()))
     sums = (x.astype(np.int64) + 5).sum(axis=(2, 3), keepdims=True)
-    want = [py_store(py_rescale(int(s), int(mults[48]), int(shifts[48])), dict(out_zero=3, lo=-128, hi=127))
+    want = [py_store(oracle.rescale(int(s), int(mults[48]), int(shifts[48])), dict(out_zero=3, lo=-128, hi=127))
             for s in sums.reshape(-1)]
     assert got.shape == (2, 8, 1, 1) and got.reshape(-1).tolist() == want
 
@@ -404,7 +402,7 @@ def test_qconcat_kernel_is_the_reference_and_the_formula(seed, count, axis, out,
     attrs = dict(axis=axis, zeros=zeros, mults=mults, shifts=shifts, **output_attrs(rng, out))
     graph, feeds = one_node("QConcat", xs, **attrs)
     got = next(iter(assert_kernel_is_reference(graph, feeds).values()))
-    parts = [np.vectorize(lambda v, i=i: py_store(py_rescale(int(v) - zeros[i], mults[i], shifts[i]), attrs),
+    parts = [np.vectorize(lambda v, i=i: py_store(oracle.rescale(int(v) - zeros[i], mults[i], shifts[i]), attrs),
                           otypes=[np.int64])(x) for i, x in enumerate(xs)]
     np.testing.assert_array_equal(got, np.concatenate(parts, axis=axis))
 

@@ -36,9 +36,9 @@ from ir.graph import Graph, walk
 from passes.infra import PassContext
 from passes.quant.metrics import snr_db
 from passes.quant.quantize import quantize
-from passes.quant.reference import run_reference
 from runtime.hardware import ACCELERATOR
 from runtime.segments import SegmentExecutor
+from tests.oracle import run_reference
 
 SEED = 0
 TRAIN = 1200  # the other 597 images are held out

@@ -27,6 +27,7 @@ from passes.quant.quantize import quantize
 from runtime.errors import TesseraError
 from runtime.qscheme import quantize_multiplier
 from runtime.segments import SegmentExecutor
+from tests.oracle import rescale
 
 INT8, INT16, INT32, INT64 = (np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
 SHAPE = [1, 3, 8, 8]
@@ -140,12 +141,6 @@ def weight_codes(w: np.ndarray, qmax: int = 127) -> tuple[np.ndarray, np.ndarray
 def pairs(reals) -> tuple[list[int], list[int]]:
     result = [quantize_multiplier(float(r)) for r in np.asarray(reals, np.float64).reshape(-1)]
     return [m for m, _ in result], [n for _, n in result]
-
-
-def rescale(v, m, n):
-    """docs/quantization.md: (v * m + 2^(n-1)) >> n in int64."""
-    v, m, n = (np.asarray(t, np.int64) for t in (v, m, n))
-    return (v * m + (np.int64(1) << (n - 1))) >> n
 
 
 def conv3x3(x: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
 from runtime.sim import Simulator, SimulatorError, timing
 from runtime.sim import simulator as sim_module
+from tests.oracle import rescale
 from tests.runtime import test_isa
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -27,12 +28,6 @@ DTYPE = {8: np.int8, 16: np.int16}
 
 
 # ---------------------------------------------------------------- oracles (Python integers)
-def rescale(v, m, n):
-    """(v*m + 2^(n-1)) >> n on Python integers, elementwise."""
-    v = np.asarray(v, dtype=object)
-    return (v * m + (1 << (n - 1))) >> n
-
-
 def wrap32(v):
     return ((np.asarray(v, dtype=object) + (1 << 31)) % (1 << 32)) - (1 << 31)
 

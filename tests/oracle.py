@@ -1,12 +1,17 @@
-"""The integer reference: a quantized graph evaluated node by node in plain
-NumPy, written to be read against docs/quantization.md.
+"""The test oracle of the quantization scheme: the integer reference, a
+quantized graph evaluated node by node in plain NumPy, written to be read
+against docs/quantization.md.
 
-This is deliberately the simplest correct code, independent of the CPU
-kernels (runtime/kernels/qdevice.py) and of runtime.qscheme: windows come
-from ``np.pad`` and ``sliding_window_view``, products from ``einsum`` in
-int64, and ``rescale`` is the doc's formula on Python integers, so it is
-exact at any size. Tests hold the kernels (and the device simulator) to it
-bit for bit.
+It is deliberately independent of the production arithmetic (the CPU integer
+kernels, runtime/kernels/qdevice.py, and the one ``runtime.qscheme.rescale``
+they and the simulator inline): windows come from ``np.pad`` and
+``sliding_window_view``, products from ``einsum`` in int64, and
+:func:`rescale` is the doc's formula on Python integers, so it is exact at
+any size and shares no code with what it checks. It is the tests' one
+independent rescale too. Only the storage ranges, which define the format
+rather than compute anything, come from runtime.qscheme. Tests hold the
+kernels (and the device simulator) to it bit for bit; the product never
+runs it.
 
 It covers the quantized accelerator segments: the Q ops, the layout ops
 that move int8/int16 codes (MaxPool, Reshape, Flatten, Transpose, Squeeze,
@@ -29,12 +34,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ir.graph import Graph, Node, Value
 from runtime.errors import TesseraError
 from runtime.hardware import ACCELERATOR
+from runtime.qscheme import ACTIVATION_RANGE
 
 CpuSegment = Callable[[Node, list], Sequence[np.ndarray]]
 """Runs a CPU ``Segment`` node on its input arrays, giving its output arrays."""
 Observer = Callable[[str, np.ndarray], None]
 
-RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.int16): (-32768, 32767)}
+RANGES = ACTIVATION_RANGE
 ACCUMULATOR_LIMIT = {np.dtype(np.int32): 2**31 - 1, np.dtype(np.int64): 2**62}
 
 
@@ -115,8 +121,9 @@ def _run_body(body: Graph, inputs: list, cpu: CpuSegment | None, observe: Observ
 
 
 # ---------------------------------------------------------------- the scheme's arithmetic
-def rescale(v, m, n) -> np.ndarray:
-    """(v * m + 2^(n-1)) >> n, the doc's formula, in Python integers."""
+def rescale(v, m, n) -> np.ndarray | int:
+    """(v * m + 2^(n-1)) >> n, the doc's formula, in Python integers: the
+    oracle of runtime.qscheme.rescale (arrays or scalars, elementwise)."""
     v, m, n = (np.asarray(a, dtype=object) for a in (v, m, n))
     return (v * m + (1 << (n - 1))) >> n
 
