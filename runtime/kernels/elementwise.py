@@ -1,21 +1,24 @@
 """CPU kernels: element-wise math, activations, logic, comparisons and casts.
 
 Ops that numpy has with ONNX's exact semantics are one numpy ufunc call (that
-is the fastest kernel for them). Composite activations are Numba ufuncs
-(``runtime.jit.vectorize``): numpy broadcasts them, and each is compiled
-lazily once per float dtype with its result in that dtype, so float32 stays
-float32. Every kernel returns arrays of exactly the IR's output dtype.
+is the fastest kernel for them). Activations are Numba ufuncs
+(``runtime.jit.vectorize``) of the scalar definitions in
+runtime/kernels/activations.py, which the fused element-wise kernel and the
+recurrent gates inline too, so all three give the same bits: numpy broadcasts
+them, and each is compiled lazily once per float dtype with its result in
+that dtype, so float32 stays float32. Every kernel returns arrays of exactly
+the IR's output dtype.
 """
 from __future__ import annotations
 
-import math
 import threading
 
 import numba
 import numpy as np
 
 from runtime.errors import KernelError
-from runtime.jit import jit, vectorize
+from runtime.jit import vectorize
+from runtime.kernels import activations as act
 from runtime.kernels.registry import kernel
 
 _FLOAT16 = np.dtype(np.float16)
@@ -46,7 +49,7 @@ _UNARY_UFUNCS = {
     "Reciprocal": np.reciprocal, "Floor": np.floor, "Ceil": np.ceil, "Round": np.rint,  # half to even
     "Sin": np.sin, "Cos": np.cos, "Tan": np.tan, "Asin": np.arcsin, "Acos": np.arccos, "Atan": np.arctan,
     "Sinh": np.sinh, "Cosh": np.cosh, "Asinh": np.arcsinh, "Acosh": np.arccosh, "Atanh": np.arctanh,
-    "Tanh": np.tanh, "Sign": np.sign, "Not": np.logical_not, "BitwiseNot": np.invert, "IsNaN": np.isnan,
+    "Sign": np.sign, "Not": np.logical_not, "BitwiseNot": np.invert, "IsNaN": np.isnan,
 }
 _BINARY_UFUNCS = {
     "Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
@@ -259,6 +262,8 @@ def _parse_strings(x: np.ndarray, to: np.dtype) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- Numba activations
+# Each ufunc is one scalar definition of runtime/kernels/activations.py, which
+# the fused interpreter and the recurrent gates inline too.
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
     """The float dtype an activation computes in: float16 in float32 (Numba's
@@ -299,100 +304,89 @@ def _ensure_loop(ufunc, dtype: np.dtype, nargs: int) -> None:
             ufunc.add(numba_type(*([numba_type] * nargs)))
 
 
-@jit(inline="always")
-def _unit_clamp(y):
-    """y clamped to [0, 1], NaN kept (Python's min/max would drop it)."""
-    if y < 0.0:
-        return 0.0
-    if y > 1.0:
-        return 1.0
-    return y
-
-
 @vectorize()
 def _hard_sigmoid(x, alpha, beta):
-    return _unit_clamp(alpha * x + beta)
+    return act.hard_sigmoid(x, alpha, beta)
 
 
 @vectorize()
-def _hard_swish(x, alpha, beta):
-    return x * _unit_clamp(alpha * x + beta)
+def _hard_swish(x):
+    return act.hard_swish(x)
 
 
 @vectorize()
 def _leaky_relu(x, alpha):
-    return x if x >= 0 else alpha * x
+    return act.leaky_relu(x, alpha)
 
 
 @vectorize()
 def _elu(x, alpha):
-    return x if x > 0 else alpha * math.expm1(x)
+    return act.elu(x, alpha)
 
 
 @vectorize()
 def _selu(x, alpha, gamma):
-    return gamma * (x if x > 0 else alpha * math.expm1(x))
+    return act.selu(x, alpha, gamma)
 
 
 @vectorize()
 def _celu(x, alpha):
-    return x if x > 0 else alpha * math.expm1(x / alpha)
+    return act.celu(x, alpha)
 
 
 @vectorize()
 def _thresholded_relu(x, alpha):
-    return x if x > alpha else 0.0
+    return act.thresholded_relu(x, alpha)
 
 
 @vectorize()
 def _softplus(x):
-    if x > 0:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
+    return act.softplus(x)
 
 
 @vectorize()
 def _softsign(x):
-    return x / (1.0 + abs(x))
+    return act.softsign(x)
 
 
 @vectorize()
 def _mish(x):
-    softplus = x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
-    return x * math.tanh(softplus)
+    return act.mish(x)
 
 
 @vectorize()
 def _swish(x, alpha):
-    z = alpha * x
-    if z >= 0:
-        return x / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return x * e / (1.0 + e)
+    return act.swish(x, alpha)
 
 
 @vectorize()
 def _erf(x):
-    return math.erf(x)
+    return act.erf(x)
 
 
 @vectorize()
 def _gelu(x):
-    return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
+    return act.gelu(x)
 
 
 @vectorize()
 def _gelu_tanh(x):
-    return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+    return act.gelu_tanh(x)
 
 
 @vectorize()
 def _shrink(x, bias, lambd):
-    if x < -lambd:
-        return x + bias
-    if x > lambd:
-        return x - bias
-    return 0.0
+    return act.shrink(x, bias, lambd)
+
+
+@vectorize()
+def _sigmoid(x):
+    return act.sigmoid(x)
+
+
+@vectorize()
+def _tanh(x):
+    return act.tanh(x)
 
 
 def _activation_kernel(ufunc, *param_names: str):
@@ -409,7 +403,7 @@ _ACTIVATIONS = {
     "LeakyRelu": (_leaky_relu, "alpha"), "Elu": (_elu, "alpha"), "Selu": (_selu, "alpha", "gamma"),
     "Celu": (_celu, "alpha"), "ThresholdedRelu": (_thresholded_relu, "alpha"), "Softplus": (_softplus,),
     "Softsign": (_softsign,), "Mish": (_mish,), "Swish": (_swish, "alpha"), "Erf": (_erf,),
-    "Shrink": (_shrink, "bias", "lambd"),
+    "Shrink": (_shrink, "bias", "lambd"), "Sigmoid": (_sigmoid,), "Tanh": (_tanh,),
 }
 for _name, (_ufunc, *_params) in _ACTIVATIONS.items():
     kernel(_name)(_activation_kernel(_ufunc, *_params))
@@ -427,25 +421,11 @@ def prelu(inputs, attrs):
         return (_array(np.where(x < 0, x * slope, x), x.dtype),)
 
 
-@kernel("Sigmoid")
-def sigmoid(inputs, attrs):
-    """1 / (1 + exp(-x)) in x's dtype, in place in one buffer: numpy's SIMD exp
-    is several times faster than a Numba loop, and exp overflow gives exactly 0."""
-    (x,) = inputs
-    out = np.empty_like(x)
-    with np.errstate(all="ignore"):
-        np.negative(x, out=out)
-        np.exp(out, out=out)
-        np.add(out, 1, out=out)
-        np.reciprocal(out, out=out)
-    return (out,)
-
-
 @kernel("HardSwish")
 def hard_swish(inputs, attrs):
     """x * HardSigmoid(x) with alpha = 1/6, beta = 0.5 (ONNX's definition)."""
     with np.errstate(all="ignore"):
-        return (_apply(_hard_swish, inputs[0], 1.0 / 6.0, 0.5),)
+        return (_apply(_hard_swish, inputs[0]),)
 
 
 @kernel("Gelu")

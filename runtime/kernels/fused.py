@@ -17,14 +17,12 @@ any untrusted input before a Numba loop runs):
   the output's shape sharing no memory with another input; codegen names only
   values private to the group (never a constant or a graph input).
 
-ONE compiled Numba interpreter serves every expression: the output is cut
-into blocks of :data:`BLOCK` elements and, block by block, each instruction
-runs one tight loop over a ``(registers, BLOCK)`` float32 scratch. Inputs of
-the output's full shape are read in place; scalars and broadcast inputs are
-first loaded into their registers (an odometer over the coalesced dims). The
-last instruction writes the output directly. Large outputs split their
-blocks over the thread pool. See docs/fused-kernels.md for each opcode's
-float32 semantics.
+Here the description is validated and decoded, and the inputs' layout
+(which are read in place, broadcast or materialised) worked out, each cached;
+ONE compiled Numba interpreter (runtime/kernels/fused_interpreter.py) then
+runs every expression, block by block. Large outputs split their blocks over
+the thread pool. See docs/fused-kernels.md for each opcode's float32
+semantics.
 """
 from __future__ import annotations
 
@@ -36,24 +34,57 @@ from typing import Any, Sequence
 import numpy as np
 
 from runtime.errors import KernelError
-from runtime.jit import jit
+from runtime.kernels.fused_interpreter import (
+    ABS,
+    ADD,
+    BLOCK,
+    CEIL,
+    CLIP,
+    CONST,
+    COS,
+    DIV,
+    ELU,
+    ERF,
+    EXP,
+    FLOOR,
+    FULL,
+    GELU,
+    GELU_TANH,
+    HARD_SIGMOID,
+    HARD_SWISH,
+    LEAKY_RELU,
+    LOG,
+    MAX,
+    MAX_DIMS,
+    MAX_INPUTS,
+    MIN,
+    MUL,
+    NEG,
+    POW,
+    PRELU,
+    RECIPROCAL,
+    RELU,
+    SCALAR,
+    SELU,
+    SIGMOID,
+    SIN,
+    SOFTPLUS,
+    SQRT,
+    STRIDED,
+    SUB,
+    TANH,
+    run_blocks,
+)
 from runtime.kernels.limits import MAX_RANK
 from runtime.kernels.registry import kernel
-from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.parallel import parallel_for
 
-MAX_INPUTS = 8
-"""Most tensor inputs one FusedElementwise step takes (FuseOps respects it)."""
 MAX_REGISTERS = 32
 """Most registers (inputs included) an expression may use."""
 MAX_INSTRUCTIONS = 1024
 """Most instructions in one expression."""
-BLOCK = 2048
-"""Elements per block: large enough to amortise the per-instruction dispatch,
-small enough that a few registers stay in L1/L2."""
 PARALLEL_MIN = 1 << 16
 """Outputs with fewer elements run on the calling thread."""
-MAX_DIMS = 8
-"""Most dims a broadcast input may keep after coalescing (else it is materialised)."""
 
 _FLOAT32 = np.dtype(np.float32)
 
@@ -67,11 +98,6 @@ class Opcode:
     params: int
 
 
-# Opcode numbers, grouped by arity (the interpreter dispatches on them).
-CONST = 0
-ADD, SUB, MUL, DIV, MAX, MIN, POW, PRELU = range(10, 18)
-(NEG, ABS, SQRT, EXP, LOG, RECIPROCAL, FLOOR, CEIL, ERF, TANH, SIGMOID, RELU, SOFTPLUS, HARD_SWISH,
- GELU, GELU_TANH, SIN, COS, LEAKY_RELU, ELU, CLIP, HARD_SIGMOID, SELU) = range(20, 43)
 
 OPCODES: dict[str, Opcode] = {
     "const": Opcode(CONST, 0, 1),
@@ -91,8 +117,6 @@ OPCODES: dict[str, Opcode] = {
 }
 """The closed opcode set: name -> (number, sources, params)."""
 
-# How an input is loaded into its register for each block.
-_FULL, _SCALAR, _STRIDED = 0, 1, 2
 
 
 # ---------------------------------------------------------------- validation
@@ -259,14 +283,14 @@ def _make_layout(program: _Program, shapes: tuple[tuple[int, ...], ...], rank: i
         many = len(merged[0]) > MAX_DIMS
         materialise.append(many and math.prod(own) != 1)
         if math.prod(own) == 1:
-            kinds[index] = _SCALAR
+            kinds[index] = SCALAR
         elif padded == shape or many:
-            kinds[index] = _FULL
+            kinds[index] = FULL
         else:
-            kinds[index], ndims[index] = _STRIDED, len(merged[0])
+            kinds[index], ndims[index] = STRIDED, len(merged[0])
             dims[index, :ndims[index]], strides[index, :ndims[index]] = merged
     full = np.zeros(MAX_REGISTERS, np.bool_)
-    full[:len(shapes)] = kinds[:len(shapes)] == _FULL
+    full[:len(shapes)] = kinds[:len(shapes)] == FULL
     direct = program.reads_input & full[program.code[:, 2:4]]
     return _Layout(shape, kinds, dims, strides, ndims, tuple(materialise), direct)
 
@@ -327,9 +351,9 @@ def fused_elementwise(inputs, attrs):
     args = (program.code, program.params, layout.direct, program.registers, program.inputs, tuple(arrays),
             layout.kinds, layout.dims, layout.strides, layout.ndims, store_direct, flat)
     if flat.size < PARALLEL_MIN:
-        _run_blocks(0, blocks, *args)
+        run_blocks(0, blocks, *args)
     else:
-        parallel_for(_run_blocks, blocks, *args, grain=8)
+        parallel_for(run_blocks, blocks, *args, grain=8)
     return (out,)
 
 
@@ -341,269 +365,3 @@ def _output(inputs: Sequence[np.ndarray], inplace: int, shape: tuple[int, ...]) 
                 and not any(x is not target and np.may_share_memory(x, target) for x in inputs)):
             return target
     return np.empty(shape, np.float32)
-
-
-@jit
-def _run_blocks(start, stop, code, params, direct, registers, num_inputs, arrays, kinds, dims, strides, ndims,
-                store_direct, out):
-    """Blocks ``[start, stop)`` of the output: load the non-full inputs and
-    run the code; full inputs are read in place and the last instruction
-    writes the output, except when it reads the input being overwritten
-    (then it writes a register, copied out after: loops over overlapping
-    rows are correct but not vectorised)."""
-    regs = np.empty((registers, BLOCK), np.float32)
-    index = np.zeros(MAX_DIMS, np.int64)
-    last = code.shape[0] - 1
-    for block in range(start, stop):
-        lo = block * BLOCK
-        m = min(BLOCK, out.size - lo)
-        for i in range(num_inputs):
-            if kinds[i] != _FULL:
-                _load(regs, i, arrays[i], kinds[i], dims, strides, ndims[i], lo, m, index)
-        for j in range(last + 1):
-            x = arrays[code[j, 2]][lo:lo + m] if direct[j, 0] else regs[code[j, 2]]
-            y = arrays[code[j, 3]][lo:lo + m] if direct[j, 1] else regs[code[j, 3]]
-            d = out[lo:lo + m] if j == last and store_direct else regs[code[j, 1]]
-            _execute(code[j, 0], d, x, y, params[j, 0], params[j, 1], m)
-        if not store_direct:
-            _copy(out[lo:lo + m], regs[code[last, 1]], m)
-
-
-@jit
-def _load(regs, i, x, kind, dims, strides, nd, lo, m, index):
-    """Elements ``[lo, lo + m)`` of non-full input ``i`` broadcast to the
-    output, into register ``i``."""
-    dst = regs[i]
-    if kind == _SCALAR:
-        value = x[0]
-        for k in range(m):
-            dst[k] = value
-    else:
-        _gather(dst, x, dims[i], strides[i], nd, lo, m, index)
-
-
-@jit(inline="always")
-def _copy(dst, src, m):
-    """dst[:m] = src[:m] as a plain unit-stride loop (slicing first keeps
-    the indices provably non-negative, so LLVM vectorises it)."""
-    for k in range(m):
-        dst[k] = src[k]
-
-
-@jit
-def _gather(dst, x, dims, strides, nd, lo, m, index):
-    """A broadcast input read run by run along its innermost coalesced dim,
-    with an odometer over the outer ones."""
-    rest = lo
-    offset = 0
-    for d in range(nd - 1, -1, -1):
-        index[d] = rest % dims[d]
-        rest //= dims[d]
-        offset += index[d] * strides[d]
-    last = nd - 1
-    inner, step = dims[last], strides[last]
-    k = 0
-    while k < m:
-        run = min(inner - index[last], m - k)
-        part = dst[k:k + run]
-        if step == 0:
-            value = x[offset]
-            for t in range(run):
-                part[t] = value
-        else:  # a contiguous input's innermost stride is 1
-            _copy(part, x[offset:offset + run], run)
-        k += run
-        index[last] += run
-        offset += run * step
-        if index[last] == inner and k < m:
-            offset -= inner * step
-            index[last] = 0
-            d = last - 1
-            while d >= 0:
-                index[d] += 1
-                offset += strides[d]
-                if index[d] < dims[d]:
-                    break
-                offset -= dims[d] * strides[d]
-                index[d] = 0
-                d -= 1
-
-
-@jit
-def _execute(op, d, x, y, p0, p1, m):
-    """One instruction over the first ``m`` elements of the block."""
-    if op == CONST:
-        for k in range(m):
-            d[k] = p0
-    elif op < NEG:
-        _binary(op, d, x, y, m)
-    elif op < LEAKY_RELU:
-        _unary(op, d, x, m)
-    else:
-        _unary_params(op, d, x, p0, p1, m)
-
-
-@jit
-def _binary(op, d, x, y, m):
-    if op == ADD:
-        for k in range(m):
-            d[k] = x[k] + y[k]
-    elif op == SUB:
-        for k in range(m):
-            d[k] = x[k] - y[k]
-    elif op == MUL:
-        for k in range(m):
-            d[k] = x[k] * y[k]
-    elif op == DIV:
-        for k in range(m):
-            d[k] = x[k] / y[k]
-    elif op == MAX:  # numpy.maximum: NaN wins, ties give y
-        for k in range(m):
-            d[k] = x[k] if x[k] > y[k] or x[k] != x[k] else y[k]
-    elif op == MIN:  # numpy.minimum
-        for k in range(m):
-            d[k] = x[k] if x[k] < y[k] or x[k] != x[k] else y[k]
-    elif op == POW:
-        for k in range(m):
-            d[k] = np.float64(x[k]) ** np.float64(y[k])
-    else:  # PRELU
-        for k in range(m):
-            d[k] = x[k] if x[k] >= 0 else y[k] * x[k]
-
-
-@jit
-def _unary(op, d, x, m):
-    if op == NEG:
-        for k in range(m):
-            d[k] = -x[k]
-    elif op == ABS:
-        for k in range(m):
-            d[k] = abs(x[k])
-    elif op == SQRT:
-        for k in range(m):
-            d[k] = math.sqrt(x[k])
-    elif op == EXP:
-        for k in range(m):
-            d[k] = math.exp(np.float64(x[k]))
-    elif op == LOG:
-        for k in range(m):
-            d[k] = math.log(np.float64(x[k]))
-    elif op == RECIPROCAL:
-        for k in range(m):
-            d[k] = np.float32(1.0) / x[k]
-    elif op == FLOOR:
-        for k in range(m):
-            d[k] = np.floor(x[k])
-    elif op == CEIL:
-        for k in range(m):
-            d[k] = np.ceil(x[k])
-    elif op == ERF:
-        for k in range(m):
-            d[k] = math.erf(x[k])
-    elif op == TANH:
-        for k in range(m):
-            d[k] = math.tanh(np.float64(x[k]))
-    elif op == SIGMOID:
-        for k in range(m):
-            d[k] = _sigmoid(x[k])
-    elif op == RELU:  # numpy.maximum(x, 0)
-        for k in range(m):
-            d[k] = x[k] if x[k] > 0 or x[k] != x[k] else np.float32(0.0)
-    elif op == SOFTPLUS:
-        for k in range(m):
-            d[k] = _softplus(x[k])
-    elif op == HARD_SWISH:
-        for k in range(m):
-            d[k] = x[k] * _unit_clamp(np.float32(1.0 / 6.0) * x[k] + np.float32(0.5))
-    else:
-        _unary_more(op, d, x, m)
-
-
-@jit
-def _unary_more(op, d, x, m):
-    """The rest of the unary opcodes (split so each function stays short)."""
-    if op == GELU:
-        for k in range(m):
-            v = np.float64(x[k])
-            d[k] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
-    elif op == GELU_TANH:
-        for k in range(m):
-            v = np.float64(x[k])
-            d[k] = 0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
-    elif op == SIN:
-        for k in range(m):
-            d[k] = math.sin(np.float64(x[k]))
-    else:  # COS
-        for k in range(m):
-            d[k] = math.cos(np.float64(x[k]))
-
-
-@jit
-def _unary_params(op, d, x, p0, p1, m):
-    if op == LEAKY_RELU:
-        for k in range(m):
-            d[k] = x[k] if x[k] >= 0 else p0 * x[k]
-    elif op == ELU:
-        for k in range(m):
-            d[k] = x[k] if x[k] > 0 else p0 * math.expm1(x[k])
-    elif op == CLIP:
-        for k in range(m):
-            d[k] = _clip(x[k], p0, p1)
-    elif op == HARD_SIGMOID:
-        for k in range(m):
-            d[k] = _unit_clamp(p0 * x[k] + p1)
-    else:  # SELU
-        for k in range(m):
-            d[k] = p1 * (x[k] if x[k] > 0 else p0 * math.expm1(x[k]))
-
-
-@jit(inline="always")
-def _sigmoid(v):
-    """numpy's sequence (negate, exp, add 1, reciprocal) in float32, with
-    exp computed in float64 and rounded once."""
-    e = np.float32(math.exp(-np.float64(v)))
-    return np.float32(1.0) / (np.float32(1.0) + e)
-
-
-@jit(inline="always")
-def _softplus(v):
-    if v > 0:
-        return v + math.log1p(math.exp(-v))
-    return math.log1p(math.exp(v))
-
-
-@jit(inline="always")
-def _unit_clamp(y):
-    """y clamped to [0, 1], NaN kept."""
-    if y < 0:
-        return np.float32(0.0)
-    if y > 1:
-        return np.float32(1.0)
-    return y
-
-
-@jit(inline="always")
-def _clip(v, lo, hi):
-    """numpy.clip with both bounds: NaN in v or a bound gives NaN; ties keep v."""
-    if v != v:
-        return v
-    if lo != lo:
-        return lo
-    if hi != hi:
-        return hi
-    if v < lo:
-        v = lo
-    if v > hi:
-        v = hi
-    return v
-
-
-# ---------------------------------------------------------------- team drivers (runtime.parallel)
-@drives(_run_blocks)
-@jit
-def _run_blocks_team(team, state, role, spans, *args):
-    index = team_enter(team, state, role)
-    while index >= 0:
-        _run_blocks(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
-    return team_leave(team, state, role)

@@ -17,25 +17,28 @@ default of the ONNX operator of the same name.
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from runtime.errors import KernelError
 from runtime.jit import jit
+from runtime.kernels import activations as act
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 DEFAULT_ACTIVATIONS = {"RNN": ("Tanh",), "GRU": ("Sigmoid", "Tanh"), "LSTM": ("Sigmoid", "Tanh", "Tanh")}
 
+(RELU, TANH, SIGMOID, AFFINE, LEAKY_RELU, THRESHOLDED_RELU, SCALED_TANH, HARD_SIGMOID, ELU, SOFTSIGN,
+ SOFTPLUS) = range(11)
 # lower-case name -> (code in _activate, default alpha or None if unused, default beta or None)
 ACTIVATIONS = {
-    "relu": (0, None, None), "tanh": (1, None, None), "sigmoid": (2, None, None),
-    "affine": (3, 1.0, 0.0), "leakyrelu": (4, 0.01, None), "thresholdedrelu": (5, 1.0, None),
-    "scaledtanh": (6, 1.0, 1.0), "hardsigmoid": (7, 0.2, 0.5), "elu": (8, 1.0, None),
-    "softsign": (9, None, None), "softplus": (10, None, None),
+    "relu": (RELU, None, None), "tanh": (TANH, None, None), "sigmoid": (SIGMOID, None, None),
+    "affine": (AFFINE, 1.0, 0.0), "leakyrelu": (LEAKY_RELU, 0.01, None),
+    "thresholdedrelu": (THRESHOLDED_RELU, 1.0, None), "scaledtanh": (SCALED_TANH, 1.0, 1.0),
+    "hardsigmoid": (HARD_SIGMOID, 0.2, 0.5), "elu": (ELU, 1.0, None), "softsign": (SOFTSIGN, None, None),
+    "softplus": (SOFTPLUS, None, None),
 }
 
 
@@ -200,7 +203,7 @@ def _input_projection(layer: _Layer, attrs) -> np.ndarray:
 
 def _run_direction(layer: _Layer, attrs, d: int, xp, xrows, yrows, h, c, y) -> None:
     """All time steps of direction ``d``: updates h (and c) in place, fills y."""
-    funcs = np.ascontiguousarray(np.stack([layer.acts[d], layer.alpha[d], layer.beta[d]], axis=1), np.float64)
+    funcs = np.ascontiguousarray(np.stack([layer.acts[d], layer.alpha[d], layer.beta[d]], axis=1), layer.dtype)
     xcol = d * layer.gates * layer.hidden
     steps = int(layer.lens.max(initial=0))
     grain = max(1, _GRAIN // (layer.gates * layer.hidden))
@@ -257,67 +260,36 @@ def _outputs(layer: _Layer, y, h_final, c_final) -> tuple[np.ndarray, ...]:
 
 # ---------------------------------------------------------------- Numba kernels
 # Gate kernels work on batch rows [start, stop) (for parallel_for). Per row
-# they gather the pre-activations of all gates into a float64 scratch row and
-# apply each activation in its own loop: tanh and sigmoid are plain arithmetic
-# (_expm1), so those loops vectorize. ``funcs[k]`` = (code, alpha, beta) of
-# activation k; ``clip`` <= 0 means no clipping.
+# they gather the pre-activations of all gates into a scratch row of the
+# layer's dtype and apply each activation in its own loop, through the scalar
+# definitions the element-wise kernels use (runtime/kernels/activations.py),
+# so a gate gives the bits the standalone op gives on the same values.
+# ``funcs[k]`` = (code, alpha, beta) of activation k, in the layer's dtype;
+# ``clip`` <= 0 means no clipping.
 
 _GRAIN = 16384  # gate elements per thread below which a step stays on one thread
-TANH, SIGMOID = 1, 2
-
-
-@jit(inline="always")
-def _expm1(x):
-    """e**x - 1 for |x| <= 40, relative error below 1e-8: a Taylor series on
-    x / 256, then eight doublings e**2a - 1 = m * (m + 2)."""
-    r = x * (1.0 / 256.0)
-    m = r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r / 5040))))))
-    for _ in range(8):
-        m = m * (m + 2.0)
-    return m
-
-
-@jit(inline="always")
-def _tanh(x):
-    t = min(max(x, -20.0), 20.0)
-    m = _expm1(2.0 * t)
-    out = m / (m + 2.0)
-    return out if x == x else x
-
-
-@jit(inline="always")
-def _sigmoid(x):
-    t = min(max(x, -40.0), 40.0)
-    out = 1.0 / (2.0 + _expm1(-t))
-    return out if x == x else x
 
 
 @jit
 def _activate(code, x, alpha, beta):
     """One activation function by code (see ACTIVATIONS)."""
-    if code == 0:
-        return x if x > 0 else 0.0 * x
-    if code == TANH:
-        return _tanh(x)
-    if code == SIGMOID:
-        return _sigmoid(x)
-    if code == 3:
+    if code == RELU:
+        return act.relu(x)
+    if code == AFFINE:
         return alpha * x + beta
-    if code == 4:
-        return x if x >= 0 else alpha * x
-    if code == 5:
-        return x if x > alpha else 0.0 * x
-    if code == 6:
-        return alpha * _tanh(beta * x)
-    if code == 7:
-        return max(min(alpha * x + beta, 1.0), 0.0)
-    if code == 8:
-        return x if x >= 0 else alpha * _expm1(max(x, -40.0))
-    if code == 9:
-        return x / (1.0 + abs(x))
-    if x > 0:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
+    if code == LEAKY_RELU:
+        return act.leaky_relu(x, alpha)
+    if code == THRESHOLDED_RELU:
+        return act.thresholded_relu(x, alpha)
+    if code == SCALED_TANH:
+        return alpha * act.tanh(beta * x)
+    if code == HARD_SIGMOID:
+        return act.hard_sigmoid(x, alpha, beta)
+    if code == ELU:
+        return act.elu(x, alpha)
+    if code == SOFTSIGN:
+        return act.softsign(x)
+    return act.softplus(x)  # SOFTPLUS
 
 
 @jit
@@ -329,10 +301,10 @@ def _apply(funcs, k, g, clip):
     code = int(funcs[k, 0])
     if code == TANH:
         for i in range(g.size):
-            g[i] = _tanh(g[i])
+            g[i] = act.tanh(g[i])
     elif code == SIGMOID:
         for i in range(g.size):
-            g[i] = _sigmoid(g[i])
+            g[i] = act.sigmoid(g[i])
     else:
         alpha, beta = funcs[k, 1], funcs[k, 2]
         for i in range(g.size):
@@ -350,7 +322,7 @@ def _gather(g, xp_row, hr_row):
 def _rnn_rows(start, stop, xp, xrow, xcol, hr, h, y, yrow, funcs, clip):
     """H = f(x·W + H·R + b) for the active rows."""
     hidden = h.shape[1]
-    g = np.empty(hidden)
+    g = np.empty(hidden, h.dtype)
     for b in range(start, stop):
         if xrow[b] < 0:
             continue
@@ -366,7 +338,7 @@ def _rnn_rows(start, stop, xp, xrow, xcol, hr, h, y, yrow, funcs, clip):
 def _lstm_rows(start, stop, xp, xrow, xcol, hr, p, h, c, y, yrow, funcs, clip, input_forget):
     """One LSTM step (gates i, o, f, c; peepholes i, o, f) for the active rows."""
     hidden = h.shape[1]
-    g = np.empty(5 * hidden)  # gates i, o, f, c, then h(C)
+    g = np.empty(5 * hidden, h.dtype)  # gates i, o, f, c, then h(C)
     gi, go, gf = g[:hidden], g[hidden:2 * hidden], g[2 * hidden:3 * hidden]
     gc, hc = g[3 * hidden:4 * hidden], g[4 * hidden:]
     pi, po, pf = p[0], p[1], p[2]
@@ -400,7 +372,7 @@ def _lstm_rows(start, stop, xp, xrow, xcol, hr, p, h, c, y, yrow, funcs, clip, i
 def _gru_gate_rows(start, stop, xp, xrow, hr, h, z, reset, xcol, funcs, clip, times_h):
     """Update gate z and reset gate r (or r * H when ``times_h``) for the active rows."""
     hidden = h.shape[1]
-    g = np.empty(2 * hidden)
+    g = np.empty(2 * hidden, h.dtype)
     for b in range(start, stop):
         if xrow[b] < 0:
             continue
@@ -416,7 +388,7 @@ def _gru_gate_rows(start, stop, xp, xrow, hr, h, z, reset, xcol, funcs, clip, ti
 def _gru_update_rows(start, stop, xp, xrow, hh, hcol, reset, rbh, z, h, y, yrow, xcol, funcs, clip):
     """H = (1 - z) * g(x·Wh + reset * (hh + Rbh)) + z * H for the active rows."""
     hidden = h.shape[1]
-    g = np.empty(hidden)
+    g = np.empty(hidden, h.dtype)
     for b in range(start, stop):
         if xrow[b] < 0:
             continue

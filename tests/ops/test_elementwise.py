@@ -445,3 +445,20 @@ def test_activation_ufuncs_compute_in_the_inputs_dtype_whatever_ran_before():
     np.testing.assert_array_equal(actual.view(np.uint32), expected.view(np.uint32))
     in_float64 = (x.astype(np.float64) * (1.0 / 6.0 * x.astype(np.float64) + 0.5)).astype(np.float32)
     assert (in_float64 != expected).any()  # the check above can tell the two apart
+
+
+@pytest.mark.parametrize("op, exact", [("Tanh", np.tanh), ("Sigmoid", lambda v: 1.0 / (1.0 + np.exp(-v)))])
+def test_float32_tanh_and_sigmoid_round_the_float64_result_once(op, exact):
+    """Their float32 form (a vectorised exp in float64, rounded once) gives
+    the float64 libm result correctly rounded, across magnitudes and at the
+    special values (signed zeros, infinities, NaN, denormals)."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(1 << 18) * rng.choice([1e-30, 1e-6, 0.01, 1.0, 8.0, 40.0, 1e4], 1 << 18))
+    x = np.concatenate([x, [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 88.7, -88.7, -103.9, 3e38]])
+    x = x.astype(np.float32)
+    with np.errstate(all="ignore"):
+        want = exact(x.astype(np.float64)).astype(np.float32)
+    got = run_kernel(op, [x], {})[0]
+    assert got.dtype == np.float32
+    same = (got == want) & (np.signbit(got) == np.signbit(want)) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), f"{op}: {x[~same][:4]} give {got[~same][:4]}, want {want[~same][:4]}"

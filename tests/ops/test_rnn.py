@@ -277,3 +277,68 @@ def test_integer_input_is_an_import_error():
     inputs[0] = inputs[0].astype(np.int64)
     with pytest.raises(ModelImportError, match=r"X \(input 0\) must be a float tensor"):
         _import("RNN", inputs)
+
+
+# ---------------------------------------------------------------- gates are the standalone activations
+SPECIAL = np.array([0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 7.5, -20.0, 20.0, 40.0, -40.0, 88.0, -88.0, 700.0,
+                    -700.0, 1e-30, -1e-30, 1e300, -1e300, np.inf, -np.inf, np.nan])
+"""Gate pre-activations to try (no -0.0: x·W + H·R adds +0.0 to it)."""
+# RNN activation -> (standalone op, its attributes from the gate's alpha / beta)
+STANDALONE = {
+    "Relu": ("Relu", {}), "Tanh": ("Tanh", {}), "Sigmoid": ("Sigmoid", {}),
+    "LeakyRelu": ("LeakyRelu", {"alpha": 0.3}), "ThresholdedRelu": ("ThresholdedRelu", {"alpha": 0.7}),
+    "HardSigmoid": ("HardSigmoid", {"alpha": 0.25, "beta": 0.4}), "Elu": ("Elu", {"alpha": 1.5}),
+    "Softsign": ("Softsign", {}), "Softplus": ("Softplus", {}),
+}
+
+
+def _gate_values() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return np.concatenate([SPECIAL, rng.standard_normal(200) * rng.choice([0.01, 1.0, 30.0], 200)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", sorted(STANDALONE))
+def test_an_rnn_gate_gives_the_standalone_activations_bits(activation, dtype):
+    """A one-unit RNN with W = 1, R = 0, no bias computes H = f(x) per batch
+    entry, in x's dtype like the standalone op: same bits."""
+    from ir.registry import with_defaults
+    from runtime.kernels import run_kernel
+
+    op, params = STANDALONE[activation]
+    with np.errstate(all="ignore"):
+        x = _gate_values().astype(dtype)
+    attrs = with_defaults("RNN", {"activations": [activation], "activation_alpha": list(params.values())[:1],
+                                  "activation_beta": list(params.values())[1:], "hidden_size": 1})
+    one, zero = np.ones((1, 1, 1), dtype), np.zeros((1, 1, 1), dtype)
+    y = run_kernel("RNN", [x.reshape(1, -1, 1), one, zero], attrs)[0].reshape(-1)
+    with np.errstate(all="ignore"):
+        want = run_kernel(op, [x], with_defaults(op, params))[0]
+    assert y.dtype == want.dtype == dtype
+    same = (y == want) & (np.signbit(y) == np.signbit(want)) | (np.isnan(y) & np.isnan(want))
+    assert same.all(), f"{activation}: {x[~same][:4]} give {y[~same][:4]}, standalone {want[~same][:4]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lstm_gates_give_the_standalone_sigmoid_and_tanh_bits(dtype):
+    """An LSTM whose input and output gates saturate at sigmoid(100) = 1 and
+    whose cell gate reads x, with no initial state: H = h(g(x)), which is
+    tanh(tanh(x)) with the default activations and tanh(sigmoid(x)) with
+    [Sigmoid, Sigmoid, Tanh], as the standalone kernels compute them."""
+    from ir.registry import with_defaults
+    from runtime.kernels import run_kernel
+
+    with np.errstate(all="ignore"):
+        x = _gate_values().astype(dtype)
+    x = x[np.isfinite(x)]
+    w = np.array([0.0, 0.0, 0.0, 1.0], dtype).reshape(1, 4, 1)  # gates i, o, f, c
+    b = np.array([100.0, 100.0, 0.0, 0.0] + [0.0] * 4, dtype).reshape(1, 8)
+    feeds = [x.reshape(1, -1, 1), w, np.zeros((1, 4, 1), dtype), b]
+    with np.errstate(all="ignore"):
+        tanh = lambda v: run_kernel("Tanh", [v], {})[0]  # noqa: E731
+        sigmoid = lambda v: run_kernel("Sigmoid", [v], {})[0]  # noqa: E731
+        y = run_kernel("LSTM", feeds, with_defaults("LSTM", {"hidden_size": 1}))[0].reshape(-1)
+        np.testing.assert_array_equal(y, tanh(tanh(x)))
+        attrs = with_defaults("LSTM", {"hidden_size": 1, "activations": ["Sigmoid", "Sigmoid", "Tanh"]})
+        y = run_kernel("LSTM", feeds, attrs)[0].reshape(-1)
+        np.testing.assert_array_equal(y, tanh(sigmoid(x)))

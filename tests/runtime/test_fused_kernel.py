@@ -25,8 +25,9 @@ UNARY = {
     "leaky_relu": ("LeakyRelu", {"alpha": 0.1}, (0.1,)), "elu": ("Elu", {"alpha": 0.7}, (0.7,)),
     "selu": ("Selu", {"alpha": 1.6732632, "gamma": 1.050701}, (1.6732632, 1.050701)),
     "hard_sigmoid": ("HardSigmoid", {"alpha": 0.2, "beta": 0.5}, (0.2, 0.5)),
+    "tanh": ("Tanh", {}, ()), "sigmoid": ("Sigmoid", {}, ()),
 }
-APPROXIMATE_UNARY = {"exp": "Exp", "log": "Log", "tanh": "Tanh", "sigmoid": "Sigmoid", "sin": "Sin", "cos": "Cos"}
+APPROXIMATE_UNARY = {"exp": "Exp", "log": "Log", "sin": "Sin", "cos": "Cos"}
 BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min", "prelu": "PRelu"}
 
 
