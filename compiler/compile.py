@@ -5,15 +5,17 @@
 
 Import, simplify, place (accelerator or CPU per layer), quantize the
 accelerator segments on the calibration samples (compiler/quantize.py),
-lower them to instruction streams with packed weights (codegen/device/),
-the CPU segments and the float reference to kernel programs, and write one
-binary (codegen/binary.py) that runtime/ loads without the compiler.
+tile them and plan their DRAM for the hardware config
+(compiler.pipeline.PLAN), lower them to instruction streams with packed
+weights (codegen/device/), the CPU segments and the float reference to
+kernel programs, and write one binary (codegen/binary.py) that runtime/
+loads without the compiler.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -22,6 +24,7 @@ from codegen.binary import write_binary
 from codegen.device import build_compiled
 from compiler.errors import ModelImportError
 from compiler.frontend.loader import load_model
+from compiler.pipeline import PLAN
 from compiler.quantize import quantize_model
 from ir.graph import Graph, clone
 from passes.fuse_ops import fuse_ops
@@ -60,10 +63,22 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
                 "nlayers": nlayers, "quantization": {k: v for k, v in quantization.items()
                                                      if isinstance(v, (str, int, float, bool))}}
     reference = None if strip_reference else fused_reference(quantized.float_graph)
-    compiled = build_compiled(quantized.graph, config, reference, metadata)
+    compiled = build(quantized.graph, config, reference, metadata)
     if outfile is not None:
         write_binary(compiled, outfile)
     return compiled
+
+
+def build(graph: Graph, config: HardwareConfig, reference: Graph | None = None,
+          metadata: Mapping[str, Any] | None = None, reuse: bool = True) -> CompiledModel:
+    """A quantized, partitioned graph planned for ``config`` (a copy:
+    ``graph`` keeps no decision) and lowered to a CompiledModel; ``reuse=False``
+    gives every activation its own DRAM bytes (to read any layer's output
+    after a run)."""
+    planned = clone(graph)
+    with PassContext(options={"target.hardware": config, "memory.reuse": reuse}):
+        planned = PLAN(planned)
+    return build_compiled(planned, config, reference, metadata)
 
 
 def fused_reference(float_graph: Graph) -> Graph:

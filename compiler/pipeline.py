@@ -1,7 +1,7 @@
 """The compile pipeline in one place: which passes run, in which order, with
 which options. Read this file to see the whole compile at a glance.
 
-    import -> canonicalise and fold -> affinity -> fuse -> (quantize) -> partition -> (tile, codegen)
+    import -> canonicalise and fold -> affinity -> fuse -> partition -> (quantize) -> tile -> plan memory -> (codegen)
 
 Affinity comes before fusion (ARCHITECTURE.md has it after): FuseOps never
 fuses nodes of different devices, so a group never drags a supported op to
@@ -25,9 +25,11 @@ from passes.fold_pad import fold_pad
 from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext, PassInstrument, Sequential
 from passes.partition import partition
+from passes.plan_memory import plan_memory
 from passes.quant.extract_qdq import extract_qdq
 from passes.remove_noops import remove_noops
 from passes.simplify_inference import simplify_inference
+from passes.tile import tile
 
 SIMPLIFY = Sequential([
     extract_qdq,          # a pre-quantized model's Q/DQ pairs -> quantization parameters of its tensors
@@ -53,6 +55,12 @@ PLACE = Sequential([
 ], name="place")
 
 PARTITION = Sequential([SIMPLIFY, PLACE], name="partition_pipeline")
+
+PLAN = Sequential([
+    tile,                 # each accelerator layer's tiles for the hardware config (target.hardware)
+    plan_memory,          # each accelerator segment's activations placed in DRAM
+], name="plan")
+"""After quantization: the decisions device code generation follows."""
 
 
 def optimize(graph: Graph, *, opt_level: int = 2, options: Mapping[str, Any] | None = None,

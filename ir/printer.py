@@ -63,6 +63,8 @@ def _typed(value: Value) -> str:
 
 
 def _format_attr(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}={_format_attr(v)}" for k, v in value.items()) + "}"
     if isinstance(value, np.ndarray):
         return f"tensor<{value.dtype}{list(value.shape)}>{_preview(value)}"
     if isinstance(value, (list, tuple)):

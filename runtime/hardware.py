@@ -13,6 +13,8 @@ link to the host.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
@@ -115,6 +117,11 @@ class HardwareConfig:
     def element_bytes(self) -> int:
         """Bytes per tensor element at the narrowest supported width."""
         return min(self.data_widths) // 8
+
+    def digest(self) -> str:
+        """A short fingerprint of every field: what plans made for this config record."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:

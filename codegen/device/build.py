@@ -1,33 +1,32 @@
-"""A partitioned, quantized graph -> a CompiledModel."""
+"""A partitioned, quantized, planned graph -> a CompiledModel."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from codegen.cpu import lower_to_program
-from codegen.device.memory import ConstantImage, align
+from codegen.cpu import lower_segment, lower_to_program
+from codegen.device.decisions import CodegenError
+from codegen.device.image import ConstantImage
 from codegen.device.segment import SegmentLowering
-from codegen.device.tiling import CodegenError
 from ir.graph import Graph
+from passes.plan_memory import align
 from runtime.compiled import CompiledModel, CpuSegment, HostTensor
 from runtime.hardware import HardwareConfig
 
 
 def build_compiled(graph: Graph, config: HardwareConfig, reference: Graph | None = None,
-                   metadata: Mapping[str, Any] | None = None, reuse: bool = True) -> CompiledModel:
-    """Lower every segment of ``graph`` (each top-level node a Segment) for
-    ``config``; ``reference`` is the float graph whose program Run_th runs.
-    ``reuse=False`` gives every activation its own DRAM bytes, so that each
-    layer's output can be read after a run (debugging)."""
+                   metadata: Mapping[str, Any] | None = None) -> CompiledModel:
+    """Lower every segment of ``graph`` (each top-level node a Segment, the
+    accelerator's tiled and placed for ``config`` by compiler.pipeline.PLAN);
+    ``reference`` is the float graph whose program Run_th runs."""
     image = ConstantImage()
     plans: list[SegmentLowering | CpuSegment] = []
     for node in graph.nodes:
         if node.op != "Segment":
             raise CodegenError(f"graph {graph.name!r} is not partitioned: node {node.name!r} is not a Segment")
         if node.attrs["device"] == config.device:
-            plans.append(SegmentLowering(node, config, image, reuse))
+            plans.append(SegmentLowering(node, config, image))
         else:
-            plans.append(CpuSegment(node.name, lower_to_program(node.attrs["body"]),
-                                    [v.name for v in node.inputs], [v.name for v in node.outputs]))
+            plans.append(lower_segment(node))
     base = align(image.size)
     end = max([p.place(base) for p in plans if isinstance(p, SegmentLowering)], default=base)
     if end > config.dram_bytes:

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codegen.device.dma import linear_size, load, load_linear, padded, store
-from codegen.device.memory import ConstantImage
+from codegen.device.decisions import CodegenError, tile_decision
+from codegen.device.dma import load, load_linear, padded, store
+from codegen.device.image import ConstantImage
 from codegen.device.stream import Job
-from codegen.device.tiling import CodegenError, ConvShape, a8, plan_conv
 from ir.graph import Node
+from passes.tiling import a8, conv_plan, conv_shape
 from runtime.hardware import HardwareConfig
-from runtime.isa import AccMode, Op, Space, instr
+from runtime.isa import AccMode, Op, Space, instr, linear_size
 
 PARAM_DTYPE = np.dtype([("bias", "<i8"), ("mult", "<i4"), ("shift", "<i4"), ("neg_mult", "<i4"),
                         ("neg_shift", "<i4")])
@@ -55,37 +56,19 @@ def param_records(node: Node, bias: np.ndarray) -> np.ndarray:
 
 
 class ConvLowering:
-    """One QConv / QGemm: planned and packed at construction, jobs on demand."""
+    """One QConv / QGemm: its tiles read and weights packed at construction, jobs on demand."""
 
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         self.node = node
         x, w, b = node.inputs[:3]
         self.residual = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3] is not None else None
         self.gemm = node.op == "QGemm"
-        a = node.attrs
-        e_in, e_w = x.type.dtype.itemsize, w.type.dtype.itemsize
-        e_out = node.outputs[0].type.dtype.itemsize
-        e_res = self.residual.type.dtype.itemsize if self.residual is not None else 0
-        e_acc = 4 if e_w == 1 else 8
-        if self.gemm:
-            m, kred = x.type.shape
-            n_out = w.type.shape[0]
-            self.batch = 1
-            self.shape = ConvShape(kred, 1, m, n_out, 1, m, 1, 1, 1, 1, 1, 1, 1, e_in, e_w, e_out, e_res, e_acc,
-                                   channels_last=True)
-            self.pads = (0, 0, 0, 0)
-        else:
-            self.batch, c, h, wd = x.type.shape
-            k, _, kh, kw = w.type.shape
-            oh, ow = node.outputs[0].type.shape[2:]
-            (sh, sw), (dh, dw) = a["strides"], a["dilations"]
-            self.shape = ConvShape(c, h, wd, k, oh, ow, kh, kw, sh, sw, dh, dw, int(a["group"]),
-                                   e_in, e_w, e_out, e_res, e_acc)
-            pt, pl, pb, pr = a["pads"]
-            self.pads = (pt, pl, pb, pr)
-            if max(self.pads) > 255:
-                raise CodegenError(f"layer {node.name!r}: padding {list(self.pads)} exceeds the DMA's 255")
-        self.plan = plan_conv(self.shape, config, node.name)
+        self.shape = conv_shape(node)
+        self.batch = 1 if self.gemm else x.type.shape[0]
+        self.pads = (0, 0, 0, 0) if self.gemm else tuple(node.attrs["pads"])
+        if max(self.pads) > 255:
+            raise CodegenError(f"layer {node.name!r}: padding {list(self.pads)} exceeds the DMA's 255")
+        self.plan = conv_plan(self.shape, tile_decision(node))
         self.tiles = self._pack(w.const, param_records(node, b.const), image)
         self.macs = self.batch * self.shape.oh * self.shape.ow * self.shape.k * self.shape.cg * \
             self.shape.kh * self.shape.kw

@@ -1,9 +1,10 @@
 """Lowering of the map-shaped layers: pools, element-wise ops, concatenation,
 lookup tables and nearest upsampling.
 
-Each cuts its output into [channels][rows][columns] tiles that fit two
-input and two output slots of the activation buffer (tiling.plan_map), and
-gives one job per tile: the LOADs of its operands, one COMPUTE, one STORE.
+Each cuts its output into the [channels][rows][columns] tiles the tile pass
+chose (two input and two output slots of the activation buffer, sized by
+passes.tiling.map_tiles), and gives one job per tile: the LOADs of its
+operands, one COMPUTE, one STORE.
 Tables (average-pool multipliers, LUT entries) are loaded once per layer
 into the weight buffer.
 """
@@ -15,29 +16,18 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from codegen.device.conv import Geometry
-from codegen.device.dma import linear_size, load, load_linear, padded, store
-from codegen.device.memory import ConstantImage
+from codegen.device.decisions import CodegenError, tile_decision
+from codegen.device.dma import load, load_linear, padded, store
+from codegen.device.image import ConstantImage
 from codegen.device.stream import Job
-from codegen.device.tiling import CodegenError, a8, plan_map
-from ir.graph import Node, Value
+from ir.graph import Node
+from passes.tiling import MapPlan, bcast_mode, chw, eltwise_operands, map_tiles
 from runtime.hardware import HardwareConfig
-from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr
+from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr, linear_size
 from runtime.qscheme import ACTIVATION_RANGE
 
 IDENTITY = (1 << 30, 30)
 """rescale(v, 2^30, 30) = v: the multiplier of a plain copy."""
-
-
-def chw(shape: tuple[int, ...]) -> tuple[int, tuple[int, int, int]]:
-    """(batch, (channels, rows, cols)) of a tensor laid out N, C, H, W (rank
-    2 and 3 tensors are [N][C] and [N][C][L]: one row of L columns)."""
-    if len(shape) == 4:
-        return shape[0], tuple(shape[1:])
-    if len(shape) == 3:
-        return shape[0], (shape[1], 1, shape[2])
-    if len(shape) == 2:
-        return shape[0], (shape[1], 1, 1)
-    return 1, (math.prod(shape), 1, 1)
 
 
 def dense(addr: int, elem: int, dims: tuple[int, int, int]) -> Geometry:
@@ -53,30 +43,23 @@ def _tiles(dims: tuple[int, int, int], plan) -> list[tuple[int, int, int, int, i
 
 class MapLayer(ABC):
     """Base: a layer with its jobs built once addresses are known. Each slot
-    holds the operands :meth:`slot_sizes` gives for a tile, back to back;
-    two slots alternate (double buffering), so the planner's budget and the
-    slot addresses both derive from that one rule."""
+    holds the operands of one tile back to back, two slots alternating
+    (double buffering), sized by the planner's own rule (``self.tiles``)."""
 
     macs = 0
 
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         self.node, self.config, self.image = node, config, image
-
-    @abstractmethod
-    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, ...]:
-        """Bytes of each operand of a ct x rt x wt tile in one slot (8-aligned)."""
+        self.tiles = map_tiles(node)
+        self.plan = MapPlan(**tile_decision(node))
 
     @abstractmethod
     def jobs(self, addr) -> list[Job]:
         """The layer's jobs, ``addr(value)`` giving DRAM addresses."""
 
-    def _plan(self, dims, what: str):
-        return plan_map(*dims, lambda c, r, w: 2 * sum(self.slot_sizes(c, r, w)),
-                        self.config.activation_buffer_bytes, self.node.name, what)
-
-    def _slots(self, plan) -> tuple[list[int], list[int]]:
-        """The operand addresses of slot 0 and slot 1 for ``plan``'s tiles."""
-        sizes = self.slot_sizes(plan.ct, plan.rt, plan.wt)
+    def _slots(self) -> tuple[list[int], list[int]]:
+        """The operand addresses of slot 0 and slot 1 for the plan's tiles."""
+        sizes = self.tiles.slot_sizes(self.plan.ct, self.plan.rt, self.plan.wt)
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         return starts, [sum(sizes) + start for start in starts]
 
@@ -109,16 +92,11 @@ class PoolLayer(MapLayer):
             self.table = (image.add(padded(table.tobytes())), table.nbytes)
         self.batch, self.in_dims = x.shape[0], tuple(x.shape[1:])
         self.out_dims = tuple(node.outputs[0].type.shape[1:])
-        self.plan = self._plan(self.out_dims, "pool")
-
-    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int]:
-        rows, cols = (rt - 1) * self.sh + self.kh, (wt - 1) * self.sw + self.kw
-        return a8(ct * rows * cols * self.e_in), a8(ct * rt * wt * self.e_out)
 
     def jobs(self, addr) -> list[Job]:
         x = dense(addr(self.node.inputs[0]), self.e_in, self.in_dims)
         out = dense(addr(self.node.outputs[0]), self.e_out, self.out_dims)
-        slots = self._slots(self.plan)
+        slots = self._slots()
         jobs = []
         for n in range(self.batch):
             for c0, c1, r0, r1, x0, x1 in _tiles(self.out_dims, self.plan):
@@ -179,38 +157,17 @@ class EltwiseLayer(MapLayer):
         super().__init__(node, config, image)
         out = node.outputs[0].type
         self.batch, self.dims = chw(out.shape)
-        a, b = node.inputs
-        self.swap = self._mode(a) != Bcast.FULL
-        self.a, self.b = (b, a) if self.swap else (a, b)
-        self.bcast = self._mode(self.b)
-        if self._mode(self.a) != Bcast.FULL:
-            raise CodegenError(f"layer {node.name!r}: neither operand has the output's shape {list(out.shape)}")
+        self.a, self.b, self.swap = eltwise_operands(node)
+        self.bcast = bcast_mode(node, self.b)
         self.e_a, self.e_b = self.a.type.dtype.itemsize, self.b.type.dtype.itemsize
         self.e_out = out.dtype.itemsize
-        self.plan = self._plan(self.dims, node.op)
-
-    def _mode(self, v: Value) -> Bcast:
-        shape, out = v.type.shape, self.node.outputs[0].type.shape
-        padded = (1,) * (len(out) - len(shape)) + tuple(shape)
-        if padded == tuple(out) or (padded[1:] == tuple(out[1:]) and padded[0] == 1):
-            return Bcast.FULL
-        if all(d == 1 for d in padded):
-            return Bcast.SCALAR
-        if all(d == 1 or (axis == 1 and d == out[1]) for axis, d in enumerate(padded)):
-            return Bcast.CHANNEL
-        raise CodegenError(f"layer {self.node.name!r}: operand %{v.name} {list(shape)} broadcasts to "
-                           f"{list(out)} in a way the accelerator has no mode for")
 
     def _b_elems(self, ct: int, rt: int, wt: int) -> int:
         return {Bcast.FULL: ct * rt * wt, Bcast.CHANNEL: ct, Bcast.SCALAR: 1}[self.bcast]
 
-    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int, int]:
-        tile = ct * rt * wt
-        return a8(tile * self.e_a), a8(self._b_elems(ct, rt, wt) * self.e_b), a8(tile * self.e_out)
-
     def jobs(self, addr) -> list[Job]:
         p = self.plan
-        slots = self._slots(p)
+        slots = self._slots()
         a_geo = dense(addr(self.a), self.e_a, self.dims)
         b_batched = self.b.type.rank == len(self.node.outputs[0].type.shape) and self.b.type.shape[0] > 1
         b_geo = dense(addr(self.b), self.e_b, self.dims)
@@ -269,25 +226,17 @@ class ConcatLayer(MapLayer):
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         super().__init__(node, config, image)
         out = node.outputs[0].type
-        axis = int(node.attrs["axis"]) % out.rank
-        if axis == 0:
-            raise CodegenError(f"layer {node.name!r}: concatenation along the batch axis")
+        axis = int(node.attrs["axis"]) % out.rank  # not 0: map_tiles refuses it
         self.batch = out.shape[0]
         self.rows = math.prod(out.shape[1:axis])
         self.widths = [math.prod(v.type.shape[axis:]) for v in node.inputs]
         self.e_out = out.dtype.itemsize
-        self.e_in = max(v.type.dtype.itemsize for v in node.inputs)
-        # one tile shape (so one slot layout) for every input: slots alternate across the inputs' jobs
-        self.plan = self._plan((1, self.rows, max(self.widths)), "concat")
-
-    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int]:
-        return a8(ct * rt * wt * self.e_in), a8(ct * rt * wt * self.e_out)
 
     def jobs(self, addr) -> list[Job]:
         a, p = self.node.attrs, self.plan
         total, offset, jobs = sum(self.widths), 0, []
         out_addr = addr(self.node.outputs[0])
-        slots = self._slots(p)
+        slots = self._slots()
         for i, (value, width) in enumerate(zip(self.node.inputs, self.widths)):
             e_in, src = value.type.dtype.itemsize, addr(value)
             for n in range(self.batch):
@@ -318,14 +267,10 @@ class LutLayer(MapLayer):
         self.count = math.prod(out.shape)
         table = np.asarray(node.attrs["table"], np.int64).astype(out.dtype.newbyteorder("<"))
         self.table = (image.add(padded(table.tobytes())), table.nbytes)
-        self.plan = self._plan((1, 1, self.count), "LUT")
-
-    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int]:
-        return a8(ct * rt * wt), a8(ct * rt * wt * self.e_out)
 
     def jobs(self, addr) -> list[Job]:
         src, dst = addr(self.node.inputs[0]), addr(self.node.outputs[0])
-        slots = self._slots(self.plan)
+        slots = self._slots()
         jobs = []
         for *_, start, stop in _tiles((1, 1, self.count), self.plan):
             in_at, out_at = slots[len(jobs) % 2]
@@ -347,23 +292,16 @@ class UpsampleLayer(MapLayer):
 
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         super().__init__(node, config, image)
-        x, y = node.inputs[0].type, node.outputs[0].type
-        if x.rank != 4 or x.shape[:2] != y.shape[:2] or y.shape[2] % x.shape[2] or y.shape[3] % x.shape[3]:
-            raise CodegenError(f"layer {node.name!r}: Resize {list(x.shape)} -> {list(y.shape)} is not an integer "
-                               "spatial upsampling")
+        x, y = node.inputs[0].type, node.outputs[0].type  # an integer upsampling: map_tiles checked it
         self.batch, self.dims, self.out_dims = x.shape[0], tuple(x.shape[1:]), tuple(y.shape[1:])
         self.fh, self.fw = y.shape[2] // x.shape[2], y.shape[3] // x.shape[3]
         self.e = x.dtype.itemsize
-        self.plan = self._plan(self.dims, "upsample")
-
-    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, int]:
-        return a8(ct * rt * wt * self.e), a8(ct * rt * wt * self.e)
 
     def jobs(self, addr) -> list[Job]:
         e = self.e
         src = dense(addr(self.node.inputs[0]), e, self.dims)
         out = dense(addr(self.node.outputs[0]), e, self.out_dims)
-        slots = self._slots(self.plan)
+        slots = self._slots()
         low, high = ACTIVATION_RANGE[self.node.inputs[0].type.dtype]
         zs, ys, xs = out.strides
         interleaved = (zs, ys * self.fh, xs * self.fw)  # each copy lands on every fh-th row, fw-th column

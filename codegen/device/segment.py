@@ -1,26 +1,28 @@
 """Lowering of one quantized accelerator segment to an instruction stream.
 
 The segment's body is a list of integer layers between QuantizeLinear
-entries and DequantizeLinear exits. Entries and exits become the
+entries and DequantizeLinear exits, tiled and placed in DRAM by the planning
+passes (passes/tile.py, passes/plan_memory.py). Entries and exits become the
 segment's DRAM interface (the host quantizes into DRAM and dequantizes out
 of it); layout ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity) are
-views of their input's bytes, since device tensors lie dense and
-row-major; every other layer is planned, its constants packed into the DRAM
-image, and, once activations have addresses, emitted as tile jobs.
+views of their input's bytes; every other layer has its constants packed
+into the DRAM image and, once the segment's activation region has its base,
+is emitted as tile jobs.
 """
 from __future__ import annotations
 
 from codegen.device.conv import ConvLowering, Geometry
-from codegen.device.maps import ConcatLayer, EltwiseLayer, LutLayer, PoolLayer, UpsampleLayer, chw, dense
-from codegen.device.memory import ConstantImage, Interval, assign_addresses
+from codegen.device.decisions import CodegenError, check_planned, dram_offset
+from codegen.device.image import ConstantImage
+from codegen.device.maps import ConcatLayer, EltwiseLayer, LutLayer, PoolLayer, UpsampleLayer, dense
 from codegen.device.stream import StreamBuilder
-from codegen.device.tiling import CodegenError
 from ir.graph import Graph, Node, Value, onnx_name
+from passes.plan_memory import VIEWS, root
+from passes.tiling import chw
 from runtime.compiled import DeviceSegment, DramTensor
 from runtime.hardware import HardwareConfig
 from runtime.isa import StreamKey
 
-VIEWS = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity"})
 LAYERS = {"QConv": ConvLowering, "QGemm": ConvLowering, "MaxPool": PoolLayer, "QAvgPool": PoolLayer,
           "QAdd": EltwiseLayer, "QMul": EltwiseLayer, "QConcat": ConcatLayer, "QLut": LutLayer,
           "Resize": UpsampleLayer}
@@ -29,24 +31,23 @@ OPERAND_CONSTANTS = frozenset({"QAdd", "QMul", "QConcat"})
 
 
 class SegmentLowering:
-    """Plans a Segment node's layers and packs their constants (at
-    construction), places its activations (:meth:`place`), and emits its
-    stream (:meth:`emit`)."""
+    """Packs a Segment node's constants (at construction), places its
+    activation region (:meth:`place`), and emits its stream (:meth:`emit`)."""
 
-    def __init__(self, segment: Node, config: HardwareConfig, image: ConstantImage, reuse: bool = True):
-        self.segment, self.config, self.image, self.reuse = segment, config, image, reuse
+    def __init__(self, segment: Node, config: HardwareConfig, image: ConstantImage):
+        check_planned(segment, config)
+        self.segment, self.config, self.image = segment, config, image
         body: Graph = segment.attrs["body"]
         self.outer = {**dict(zip(body.inputs, segment.inputs)), **dict(zip(body.outputs, segment.outputs))}
-        self.root: dict[Value, Value] = {}
         self.layers: list[tuple[Node, object]] = []
         self.entries: list[tuple[Value, Node]] = []
         self.exits: list[tuple[Value, Node]] = []
         self.constants: dict[Value, int] = {}
+        self.base = -1
         for node in body.nodes:
-            self._plan(node, body)
-        self.intervals = self._liveness(body)
+            self._lower(node, body)
 
-    def _plan(self, node: Node, body: Graph) -> None:
+    def _lower(self, node: Node, body: Graph) -> None:
         if node.op == "QuantizeLinear":
             if node.inputs[0] not in body.inputs:
                 raise CodegenError(f"node {node.name!r}: a QuantizeLinear inside an accelerator segment must read "
@@ -57,43 +58,19 @@ class SegmentLowering:
                 raise CodegenError(f"node {node.name!r}: a DequantizeLinear inside an accelerator segment must "
                                    "give a segment output")
             self.exits.append((node.outputs[0], node))
-        elif node.op in VIEWS:
-            self.root[node.outputs[0]] = self.root_of(node.inputs[0])
         elif node.op in LAYERS:
             self.layers.append((node, LAYERS[node.op](node, self.config, self.image)))
             if node.op in OPERAND_CONSTANTS:  # packed now: the image is final before activations are placed
                 for value in node.inputs:
                     if value is not None and value.is_constant:
                         self.addr(value)
-        else:
+        elif node.op not in VIEWS:  # a view has its input's bytes
             raise CodegenError(f"node {node.name!r}: op {node.op} has no accelerator lowering")
 
-    def root_of(self, value: Value) -> Value:
-        return self.root.get(value, value)
-
-    def _liveness(self, body: Graph) -> dict[Value, Interval]:
-        spans: dict[Value, list[int]] = {}
-
-        def touch(value: Value | None, at: int) -> None:
-            if value is None or value.is_constant:
-                return
-            span = spans.setdefault(self.root_of(value), [at, at])
-            span[0], span[1] = min(span[0], at), max(span[1], at)
-
-        for value, _ in self.entries:
-            touch(value, -1)
-        for index, (node, _) in enumerate(self.layers):
-            for value in (*node.inputs, *node.outputs):
-                touch(value, index)
-        for _, node in self.exits:
-            touch(node.inputs[0], len(self.layers))
-        if not self.reuse:  # every tensor keeps its bytes (to read any layer's output after a run)
-            spans = {v: [-1, len(self.layers)] for v in spans}
-        return {v: Interval(v, v.type.numel * v.type.dtype.itemsize, first, last) for v, (first, last) in spans.items()}
-
     def place(self, base: int) -> int:
-        """Give every activation a DRAM address from ``base``; the end."""
-        return assign_addresses(list(self.intervals.values()), base)
+        """Put the segment's activation region at ``base``; its end."""
+        self.base = base
+        return base + self.segment.annotations["dram_bytes"]
 
     def addr(self, value: Value) -> int:
         """A tensor's DRAM address (constants are packed into the image)."""
@@ -101,7 +78,7 @@ class SegmentLowering:
             if value not in self.constants:
                 self.constants[value] = self.image.add(value.const)
             return self.constants[value]
-        return self.intervals[self.root_of(value)].addr
+        return self.base + dram_offset(root(value).producer)
 
     def emit(self, key: StreamKey = StreamKey(0, 0, 0)) -> DeviceSegment:
         builder = StreamBuilder(key)

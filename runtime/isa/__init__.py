@@ -53,6 +53,7 @@ from runtime.isa.spec import (  # noqa: F401
     INSTR_WORDS,
     LEGAL_TOKENS,
     LUT_ENTRIES,
+    MAX_EXTENT,
     N_COLUMNS,
     PARAM_ALIGN,
     PARAM_CHANNEL_BYTES,
@@ -75,6 +76,8 @@ from runtime.isa.spec import (  # noqa: F401
     column,
     field_table_markdown,
     instr,
+    linear_box,
+    linear_size,
 )
 from runtime.isa.validate import (  # noqa: F401
     StreamKey,

@@ -34,6 +34,8 @@ TOKEN_QUEUE_DEPTH = 256
 COMMAND_QUEUE_DEPTH = 256
 """Instructions each module's command queue holds: the fetch unit dispatches
 the stream in order and waits while the next instruction's module is full."""
+MAX_EXTENT = 0xFFFF
+"""The largest size a dimension field (a box, a tile, a count) holds."""
 
 
 class IsaError(TesseraError):
@@ -230,7 +232,7 @@ def _sram(name: str, doc: str) -> Field:
 
 
 def _dim(name: str, doc: str) -> Field:
-    return Field(name, 16, doc, valid=(1, 0xFFFF))
+    return Field(name, 16, doc, valid=(1, MAX_EXTENT))
 
 
 def _width(name: str, doc: str) -> Field:
@@ -503,3 +505,23 @@ def field_table_markdown() -> str:
             out.append(f"| {bits} | {f.name} | {f.bits} | {'yes' if f.signed else ''} | {f.rule()} | {f.doc} |")
         out.append(f"| {INSTR_BITS - 1}:{spec.end_bit} | reserved | {INSTR_BITS - spec.end_bit} | | 0 | |")
     return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- linear copies
+def linear_box(nbytes: int) -> tuple[int, tuple[int, int, int], tuple[int, int, int]]:
+    """Element size, box and strides of the one LOAD or STORE that copies
+    ``nbytes`` contiguous bytes (a multiple of 8; of 512 when more than 512 KiB):
+    8-byte words, in rows of 64 words past what one dimension holds."""
+    elem, count = 8, nbytes // 8
+    if nbytes % 8 or nbytes <= 0:
+        raise ValueError(f"a linear copy of {nbytes} bytes is not a whole number of 8-byte words")
+    if count <= MAX_EXTENT:
+        return elem, (1, 1, count), (0, 0, 1)
+    if count % 64 or count // 64 > MAX_EXTENT:
+        raise ValueError(f"a linear copy of {nbytes} bytes does not split into 64-word rows")
+    return elem, (1, count // 64, 64), (0, 64, 1)
+
+
+def linear_size(nbytes: int) -> int:
+    """``nbytes`` rounded up to what :func:`linear_box` copies."""
+    return -(-nbytes // 8) * 8 if nbytes <= 8 * MAX_EXTENT else -(-nbytes // 512) * 512

@@ -1,9 +1,10 @@
-"""Device code generation: every quantized model lowered to instruction
-streams runs on the simulator bit-exactly like the integer reference, on
-hardware configs from one that forces heavy tiling to a large one."""
+"""Device code generation: every quantized model, planned (compiler.pipeline.PLAN)
+and lowered to instruction streams, runs on the simulator bit-exactly like
+the integer reference, on hardware configs from one that forces heavy
+tiling to a large one; codegen refuses a graph without the plan it follows.
+The planner itself is tested in tests/passes/test_tiling.py."""
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -11,15 +12,16 @@ import pytest
 
 from codegen.cpu import lower_to_program
 from codegen.device import CodegenError, build_compiled
-from codegen.device.tiling import ConvShape, _conv_cost, plan_conv
+from compiler.compile import build
+from compiler.pipeline import PLAN
 from compiler.quantize import quantize_model
 from compiler.zoo import mobilenet_v2, resnet
 from compiler.zoo.builder import OnnxBuilder
+from passes.infra import PassContext
 from runtime.engine import Engine
 from runtime.executor import Executor
 from runtime.hardware import PRESETS, HardwareConfig
 from runtime.isa import AccMode, Op, column, decode_array, validate_streams
-from runtime.sim import timing
 from tests.oracle import run_reference
 
 TINY, LARGE = PRESETS["tiny"], PRESETS["large"]
@@ -73,7 +75,7 @@ def _reference(graph, feeds):
 
 
 def _assert_device_exact(quantized, shape, config, seeds=(0, 1)):
-    compiled = build_compiled(quantized.graph, config, quantized.float_graph)
+    compiled = build(quantized.graph, config, quantized.float_graph)
     for segment in compiled.device_segments:
         validate_streams(segment.streams, config, compiled.dram_size)
     engine = Engine(compiled)
@@ -120,8 +122,8 @@ def _ops(compiled) -> list[np.ndarray]:
 
 def test_tiny_config_splits_reductions_and_tiles():
     quantized, shape = MODELS["resnet"]()
-    tiny = build_compiled(quantized.graph, TINY)
-    default = build_compiled(quantized.graph, HardwareConfig())
+    tiny = build(quantized.graph, TINY)
+    default = build(quantized.graph, HardwareConfig())
     tiny_rows, default_rows = _ops(tiny)[0], _ops(default)[0]
     convs = tiny_rows[tiny_rows[:, 0] == Op.CONV]
     modes = set(convs[:, column(Op.CONV, "acc_mode")].tolist())
@@ -131,7 +133,7 @@ def test_tiny_config_splits_reductions_and_tiles():
 
 def test_layers_map_instruction_ranges_to_onnx_nodes():
     quantized, shape = MODELS["kitchen_sink"]()
-    compiled = build_compiled(quantized.graph, HardwareConfig())
+    compiled = build(quantized.graph, HardwareConfig())
     onnx_nodes = {n.name for n in kitchen_sink().graph.node}
     for segment in compiled.device_segments:
         count = len(next(iter(segment.streams.values()))) // 64
@@ -148,7 +150,7 @@ def test_dram_reuses_dead_activations():
     """The activation region is at least the largest live set (a layer's
     inputs and output) and below the sum of all activations."""
     quantized, _ = MODELS["resnet"]()
-    compiled = build_compiled(quantized.graph, HardwareConfig())
+    compiled = build(quantized.graph, HardwareConfig())
     activations = compiled.dram_size - len(compiled.dram_image)
     body = next(n for n in quantized.graph.nodes if n.attrs["device"] == "FPGA").attrs["body"]
     size = {v: int(np.prod(v.type.shape)) * v.type.dtype.itemsize for n in body.nodes for v in n.outputs}
@@ -157,34 +159,13 @@ def test_dram_reuses_dead_activations():
     assert live <= activations < sum(size[n.outputs[0]] for n in layers)
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_planner_fits_every_buffer(config):
-    hw = CONFIGS[config]
-    for shape in (ConvShape(256, 14, 14, 256, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4),
-                  ConvShape(3, 224, 224, 64, 112, 112, 7, 7, 2, 2, 1, 1, 1, 1, 1, 1, 0, 4),
-                  ConvShape(96, 56, 56, 96, 56, 56, 3, 3, 1, 1, 1, 1, 96, 1, 1, 1, 0, 4),
-                  ConvShape(2048, 1, 1, 1000, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 4)):
-        plan = plan_conv(shape, hw, "layer")
-        assert 2 * (plan.in_bytes + plan.res_bytes + plan.out_bytes) <= hw.activation_buffer_bytes
-        assert 2 * (plan.wgt_bytes + plan.param_bytes) <= hw.weight_buffer_bytes
-        assert plan.acc_bytes <= hw.accumulator_buffer_bytes
-
-
-@pytest.mark.parametrize("config", ["default", "large"])  # tiny's 1 KiB holds a few pixels of 256 channels: no choice
-def test_planner_keeps_dram_rows_at_least_a_burst_wide(config):
-    """Stride-2 1x1 downsampling convolutions (ResNet's): counting bytes
-    alone, one output column a tile reads only the columns used (55 rows of
-    1 byte per channel); at DRAM burst granularity that costs 64x, so the
-    planner takes wide tiles and reads the skipped columns too."""
-    for c, size, k in ((256, 56, 512), (512, 28, 1024), (1024, 14, 2048)):
-        shape = ConvShape(c, size, size, k, size // 2, size // 2, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 0, 4)
-        plan = plan_conv(shape, CONFIGS[config], "downsample")
-        assert shape.in_cols(plan.wt) * shape.e_in >= timing.DRAM_BURST_BYTES // 2 or plan.wt == shape.ow, plan
-        narrow = dataclasses.replace(plan, wt=1)
-        assert _conv_cost(shape, plan, CONFIGS[config])[0] < _conv_cost(shape, narrow, CONFIGS[config])[0]
-
-
-def test_infeasible_layer_names_layer_and_buffer():
-    hw = HardwareConfig(weight_buffer_bytes=64, activation_buffer_bytes=64, accumulator_buffer_bytes=64)
-    with pytest.raises(CodegenError, match=r"layer 'big'.*activation buffer"):
-        plan_conv(ConvShape(64, 64, 64, 64, 64, 64, 11, 11, 1, 1, 1, 1, 1, 1, 1, 1, 0, 4), hw, "big")
+def test_codegen_follows_the_plan_and_refuses_a_graph_without_one():
+    quantized, _ = MODELS["resnet"]()
+    with pytest.raises(CodegenError, match=r"accelerator segment '.*' has no tiling or DRAM plan: run "
+                                           r"compiler.pipeline.PLAN"):
+        build_compiled(quantized.graph, HardwareConfig())
+    with PassContext(options={"target.hardware": TINY}):
+        planned = PLAN(quantized.graph)
+    with pytest.raises(CodegenError, match="was tiled for another hardware config"):
+        build_compiled(planned, HardwareConfig())
+    assert build_compiled(planned, TINY).dram_size == build(quantized.graph, TINY).dram_size

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from codegen.binary import write_binary
-from codegen.device import build_compiled
+from compiler.compile import build
 from compiler.quantize import quantize_model
 from compiler.zoo import LIGHT_MODELS, load_light_model
 from compiler.zoo.images import image_crops
@@ -25,7 +25,7 @@ def test_light_model_runs_exactly_through_the_binary(name):
         warnings.simplefilter("ignore")
         quantized = quantize_model(load_light_model(name), calibration_data=image_crops(2, seed=1),
                                    calibration_count=2)
-    compiled = build_compiled(quantized.graph, HardwareConfig(), quantized.float_graph)
+    compiled = build(quantized.graph, HardwareConfig(), quantized.float_graph)
     assert compiled.device_segments, f"{name}: nothing runs on the accelerator"
     engine = Engine(read_binary(write_binary(compiled)))
     feeds = {quantized.input_names[0]: image_crops(1, seed=3)[0]}

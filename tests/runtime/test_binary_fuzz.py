@@ -227,13 +227,13 @@ def test_every_accepted_mutation_needs_all_bytes():
 def compiled_binary() -> bytes:
     """What `tessera compile` writes for a small ResNet: real streams from the
     code generator, packed weights, a CPU segment, the float reference."""
-    from codegen.device import build_compiled
+    from compiler.compile import build
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         samples = [np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32) for i in range(2)]
         q = quantize_model(resnet(10, image=32, width=8, classes=4), calibration_data=samples)
-    compiled = build_compiled(q.graph, HardwareConfig(), q.float_graph)
+    compiled = build(q.graph, HardwareConfig(), q.float_graph)
     assert compiled.device_segments
     return write_binary(compiled)
 

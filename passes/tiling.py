@@ -1,4 +1,6 @@
-"""The capacity planner: tile sizes that fit a cluster's on-chip buffers.
+"""The capacity planner: tile sizes that fit a cluster's on-chip buffers
+(the decisions passes/tile.py records on each accelerator layer; codegen
+follows them, and sizes its slots with the same rules).
 
 Each layer's work is cut into tiles (output channels x output rows x output
 columns, and input channels when one tile's reduction does not fit), each
@@ -17,11 +19,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
-from codegen.device.dma import MAX_EXTENT, linear_size
-from runtime.errors import TesseraError
+from ir.graph import Node, Value
+from passes.infra import PassError
 from runtime.hardware import HardwareConfig
-from runtime.isa import PARAM_CHANNEL_BYTES
+from runtime.isa import MAX_EXTENT, PARAM_CHANNEL_BYTES, Bcast, linear_size
 from runtime.sim.timing import conv_passes, dram_transfer_bytes
 
 SLOT_ALIGN = 8
@@ -29,8 +32,8 @@ TILE_OVERHEAD_BYTES = 2048
 """DRAM-byte equivalent of one tile's fixed cost (instruction fetch, DMA set-up)."""
 
 
-class CodegenError(TesseraError):
-    """A layer cannot be lowered to the accelerator (names the layer and why)."""
+class TilingError(PassError):
+    """A layer has no tiling that fits the buffers (names the layer and the buffer)."""
 
 
 def a8(n: int) -> int:
@@ -126,7 +129,7 @@ def capacities(hw: HardwareConfig) -> dict[str, int]:
             "accumulator": hw.accumulator_buffer_bytes}
 
 
-def _conv_tile(s: ConvShape, kt: int, rt: int, wt: int, ct: int, chunks: int) -> ConvPlan:
+def conv_tile(s: ConvShape, kt: int, rt: int, wt: int, ct: int, chunks: int) -> ConvPlan:
     """The slot sizes of one tile shape (loop order decided later)."""
     per_group = ct if s.groups == 1 else s.cg
     return ConvPlan(kt, rt, wt, ct, True,
@@ -184,25 +187,25 @@ def plan_conv(s: ConvShape, hw: HardwareConfig, layer: str) -> ConvPlan:
         cts = [s.c]
     best, best_cost = None, math.inf
     for ct in cts:
-        chunks = -(-s.c // ct) if s.groups == 1 else 1
+        chunks = reduction_chunks(s, ct)
         for wt in halvings(s.ow):
             for kt in kts:
-                rt = _largest(lambda r: not _conv_tile(s, kt, r, wt, ct, chunks).overflows(hw),
+                rt = _largest(lambda r: not conv_tile(s, kt, r, wt, ct, chunks).overflows(hw),
                               min(s.oh, MAX_EXTENT))
                 if rt == 0:
                     continue
-                plan = _conv_tile(s, kt, rt, wt, ct, chunks)
+                plan = conv_tile(s, kt, rt, wt, ct, chunks)
                 cost, k_outer = _conv_cost(s, plan, hw)
                 if cost < best_cost:
                     best, best_cost = dataclasses.replace(plan, k_outer=k_outer), cost
         if best is not None and chunks == 1:
             break  # splitting the reduction only when a whole one does not fit
     if best is None:
-        smallest = _conv_tile(s, kts[-1], 1, 1, cts[-1], 2 if s.groups == 1 and s.c > 1 else 1)
+        smallest = conv_tile(s, kts[-1], 1, 1, cts[-1], 2 if s.groups == 1 and s.c > 1 else 1)
         have = capacities(hw)
         over = [f"the {b} buffer ({need} B needed, {have[b]} B available)"
                 for b, need in smallest.overflows(hw).items()]
-        raise CodegenError(f"layer {layer!r}: even the smallest tile does not fit {' and '.join(over)}")
+        raise TilingError(f"layer {layer!r}: even the smallest tile does not fit {' and '.join(over)}")
     return best
 
 
@@ -237,5 +240,156 @@ def plan_map(channels: int, rows: int, cols: int, act_bytes, budget: int, layer:
             rt = _largest(lambda r: act_bytes(ct, r, wt) <= budget, min(rows, MAX_EXTENT))
             if rt:
                 return MapPlan(ct, rt, wt)
-    raise CodegenError(f"layer {layer!r}: even a 1x1x1 {what} tile needs {act_bytes(1, 1, 1)} B of the activation "
+    raise TilingError(f"layer {layer!r}: even a 1x1x1 {what} tile needs {act_bytes(1, 1, 1)} B of the activation "
                        f"buffer, which has {budget} B")
+
+
+# ---------------------------------------------------------------- the layers' tile problems
+CONV_OPS = frozenset({"QConv", "QGemm"})
+MAP_OPS = frozenset({"MaxPool", "QAvgPool", "QAdd", "QMul", "QConcat", "QLut", "Resize"})
+TILED_OPS = CONV_OPS | MAP_OPS
+"""The accelerator's layer ops: each is cut into tiles."""
+
+
+def conv_shape(node: Node) -> ConvShape:
+    """A QConv's (one image's) or a QGemm's tile problem (a GEMM is a 1x1
+    convolution of a one-row map whose columns are the rows of x)."""
+    x, w = node.inputs[0].type, node.inputs[1].type
+    residual = node.inputs[3] if len(node.inputs) > 3 else None
+    e_in, e_w, e_out = x.dtype.itemsize, w.dtype.itemsize, node.outputs[0].type.dtype.itemsize
+    e_res = residual.type.dtype.itemsize if residual is not None else 0
+    e_acc = 4 if e_w == 1 else 8
+    if node.op == "QGemm":
+        m, reduction = x.shape
+        return ConvShape(reduction, 1, m, w.shape[0], 1, m, 1, 1, 1, 1, 1, 1, 1, e_in, e_w, e_out, e_res, e_acc,
+                         channels_last=True)
+    a = node.attrs
+    (sh, sw), (dh, dw) = a["strides"], a["dilations"]
+    return ConvShape(x.shape[1], x.shape[2], x.shape[3], w.shape[0], *node.outputs[0].type.shape[2:],
+                     w.shape[2], w.shape[3], sh, sw, dh, dw, int(a["group"]), e_in, e_w, e_out, e_res, e_acc)
+
+
+def reduction_chunks(s: ConvShape, ct: int) -> int:
+    """Input-channel chunks a tile of ``ct`` channels splits the reduction into."""
+    return -(-s.c // ct) if s.groups == 1 else 1
+
+
+def chw(shape: tuple[int, ...]) -> tuple[int, tuple[int, int, int]]:
+    """(batch, (channels, rows, cols)) of a tensor laid out N, C, H, W (rank
+    2 and 3 tensors are [N][C] and [N][C][L]: one row of L columns)."""
+    if len(shape) == 4:
+        return shape[0], tuple(shape[1:])
+    if len(shape) == 3:
+        return shape[0], (shape[1], 1, shape[2])
+    if len(shape) == 2:
+        return shape[0], (shape[1], 1, 1)
+    return 1, (math.prod(shape), 1, 1)
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One operand a map layer's tile keeps in a slot: ``elem``-byte
+    elements, one per tile element (FULL), per channel or one in all; an
+    input window of ``(stride_h, kernel_h, stride_w, kernel_w)`` spans
+    ``(rt - 1) * stride + kernel`` rows (and columns) for ``rt`` output rows."""
+
+    elem: int
+    bcast: Bcast = Bcast.FULL
+    window: tuple[int, int, int, int] = (1, 1, 1, 1)
+
+    def nbytes(self, ct: int, rt: int, wt: int) -> int:
+        if self.bcast == Bcast.SCALAR:
+            return a8(self.elem)
+        if self.bcast == Bcast.CHANNEL:
+            return a8(ct * self.elem)
+        sh, kh, sw, kw = self.window
+        return a8(ct * ((rt - 1) * sh + kh) * ((wt - 1) * sw + kw) * self.elem)
+
+
+@dataclass(frozen=True)
+class MapTiles:
+    """A map layer's tile problem: the [channels][rows][cols] it cuts and the
+    operands each slot holds (the one rule for the planner's budget and for
+    codegen's slot addresses)."""
+
+    dims: tuple[int, int, int]
+    operands: tuple[Operand, ...]
+    what: str
+
+    def slot_sizes(self, ct: int, rt: int, wt: int) -> tuple[int, ...]:
+        return tuple(o.nbytes(ct, rt, wt) for o in self.operands)
+
+
+def bcast_mode(node: Node, value: Value) -> Bcast:
+    """How an operand of an element-wise layer broadcasts to its output."""
+    shape, out = value.type.shape, node.outputs[0].type.shape
+    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
+    if padded == tuple(out) or (padded[1:] == tuple(out[1:]) and padded[0] == 1):
+        return Bcast.FULL
+    if all(d == 1 for d in padded):
+        return Bcast.SCALAR
+    if all(d == 1 or (axis == 1 and d == out[1]) for axis, d in enumerate(padded)):
+        return Bcast.CHANNEL
+    raise TilingError(f"layer {node.name!r}: operand %{value.name} {list(shape)} broadcasts to {list(out)} in a "
+                      "way the accelerator has no mode for")
+
+
+def eltwise_operands(node: Node) -> tuple[Value, Value, bool]:
+    """(a, b, swapped): a QAdd's / QMul's operands with the full-size one first."""
+    a, b = node.inputs
+    swap = bcast_mode(node, a) != Bcast.FULL
+    if swap:
+        a, b = b, a
+    if bcast_mode(node, a) != Bcast.FULL:
+        raise TilingError(f"layer {node.name!r}: neither operand has the output's shape "
+                          f"{list(node.outputs[0].type.shape)}")
+    return a, b, swap
+
+
+def map_tiles(node: Node) -> MapTiles:
+    """The tile problem of a pool, element-wise, concat, lookup or upsampling layer."""
+    out = node.outputs[0].type
+    e_out = out.dtype.itemsize
+    if node.op in ("MaxPool", "QAvgPool"):
+        (kh, kw), (sh, sw) = node.attrs["kernel_shape"], node.attrs["strides"]
+        window = Operand(node.inputs[0].type.dtype.itemsize, window=(sh, kh, sw, kw))
+        return MapTiles(tuple(out.shape[1:]), (window, Operand(e_out)), "pool")
+    if node.op in ("QAdd", "QMul"):
+        a, b, _ = eltwise_operands(node)
+        operands = (Operand(a.type.dtype.itemsize), Operand(b.type.dtype.itemsize, bcast_mode(node, b)),
+                    Operand(e_out))
+        return MapTiles(chw(out.shape)[1], operands, node.op)
+    if node.op == "QConcat":
+        axis = int(node.attrs["axis"]) % out.rank
+        if axis == 0:
+            raise TilingError(f"layer {node.name!r}: concatenation along the batch axis")
+        widest = max(math.prod(v.type.shape[axis:]) for v in node.inputs)
+        e_in = max(v.type.dtype.itemsize for v in node.inputs)
+        # one tile shape (so one slot layout) for every input: slots alternate across the inputs' jobs
+        return MapTiles((1, math.prod(out.shape[1:axis]), widest), (Operand(e_in), Operand(e_out)), "concat")
+    if node.op == "QLut":
+        return MapTiles((1, 1, math.prod(out.shape)), (Operand(1), Operand(e_out)), "LUT")
+    x = node.inputs[0].type  # Resize: nearest, integer factors
+    if x.rank != 4 or x.shape[:2] != out.shape[:2] or out.shape[2] % x.shape[2] or out.shape[3] % x.shape[3]:
+        raise TilingError(f"layer {node.name!r}: Resize {list(x.shape)} -> {list(out.shape)} is not an integer "
+                          "spatial upsampling")
+    return MapTiles(tuple(x.shape[1:]), (Operand(x.dtype.itemsize), Operand(e_out)), "upsample")
+
+
+def plan_layer(node: Node, hw: HardwareConfig) -> dict[str, Any]:
+    """A layer's tiling decision as plain data: ``kt, rt, wt, ct, k_outer``
+    for a QConv / QGemm, ``ct, rt, wt`` for a map layer."""
+    if node.op in CONV_OPS:
+        plan = plan_conv(conv_shape(node), hw, node.name)
+        return {"kt": plan.kt, "rt": plan.rt, "wt": plan.wt, "ct": plan.ct, "k_outer": plan.k_outer}
+    tiles = map_tiles(node)
+    plan = plan_map(*tiles.dims, lambda c, r, w: 2 * sum(tiles.slot_sizes(c, r, w)), hw.activation_buffer_bytes,
+                    node.name, tiles.what)
+    return {"ct": plan.ct, "rt": plan.rt, "wt": plan.wt}
+
+
+def conv_plan(s: ConvShape, decision: dict[str, Any]) -> ConvPlan:
+    """The ConvPlan (slot sizes included) of a recorded decision."""
+    tile = conv_tile(s, decision["kt"], decision["rt"], decision["wt"], decision["ct"],
+                     reduction_chunks(s, decision["ct"]))
+    return dataclasses.replace(tile, k_outer=bool(decision["k_outer"]))
