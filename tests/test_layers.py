@@ -55,3 +55,23 @@ def test_the_check_sees_lazy_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("import ir.graph\ndef f():\n    from codegen.cpu import lower_to_program\n    import ir\n")
     assert imported_layers(module) == {"ir": (1, False), "codegen": (3, True)}
+
+
+def test_test_modules_share_code_through_the_helpers_only():
+    """A test module imports shared code from tests.helpers (or the oracle),
+    never from another test module."""
+    wrong = [f"{path.relative_to(ROOT)}:{line} imports {name}"
+             for path in sorted((ROOT / "tests").rglob("test_*.py")) for name, line in imported_names(path)
+             if name.startswith("tests.") and any(part.startswith("test_") for part in name.split(".")[1:])]
+    assert not wrong, wrong
+
+
+def imported_names(path: Path) -> list[tuple[str, int]]:
+    """Every dotted name a module imports (``from a.b import c`` gives a.b.c), with its line."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [(f"{node.module}.{alias.name}", node.lineno) for alias in node.names]
+    return found

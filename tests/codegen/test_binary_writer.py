@@ -15,7 +15,7 @@ from runtime.compiled import CompiledModel, CpuSegment, HostTensor
 from runtime.hardware import HardwareConfig
 from runtime.isa import StreamKey
 from runtime.program import Program, Step
-from tests.runtime.test_binary import Parts, assert_same, loop_model, quantized_model
+from tests.helpers.binary import Parts, assert_same, loop_model, quantized_model
 
 
 def one_step_model(attrs: dict, constants: dict | None = None) -> CompiledModel:

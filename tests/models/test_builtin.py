@@ -2,7 +2,7 @@
 import pytest
 
 from compiler.zoo import mobilenet_v2, resnet, transformer_block
-from tests.models.compare import compare_with_onnxruntime
+from tests.helpers.models import compare_with_onnxruntime
 
 pytest.importorskip("onnxruntime")
 

@@ -2,7 +2,7 @@
 import pytest
 
 from compiler.zoo import LIGHT_MODELS, load_light_model
-from tests.models.compare import compare_with_onnxruntime
+from tests.helpers.models import compare_with_onnxruntime
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.zoo

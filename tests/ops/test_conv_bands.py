@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from runtime import parallel
 from runtime.kernels import nn_im2col
 from runtime.kernels.nn_conv import conv_nd
-from tests.ops.test_nn import naive_conv
+from tests.helpers.conv import naive_conv
 
 
 @st.composite

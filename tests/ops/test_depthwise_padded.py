@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.kernels.nn_conv import conv_nd
-from tests.ops.test_nn import naive_conv
+from tests.helpers.conv import naive_conv
 
 
 @st.composite

@@ -19,7 +19,7 @@ from ir.graph import Graph
 from ir.registry import get_op, with_defaults
 from ir.types import TensorType
 from runtime.kernels import run_kernel
-from tests.ops.util import assert_matches_reference, make_node_model
+from tests.helpers.node_models import assert_matches_reference, make_node_model
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 F32 = np.float32

@@ -10,7 +10,7 @@ from runtime import Executor
 from runtime.kernels import nn_expand
 from runtime.kernels.nn_expand import ExpandDepthwise
 from runtime.program import NO_SLOT, Program, Step
-from tests.ops.test_prepared_conv import conv_attrs
+from tests.helpers.conv import conv_attrs
 
 RNG = np.random.default_rng(11)
 

@@ -15,7 +15,7 @@ from runtime.errors import KernelError
 from runtime.kernels import run_kernel
 from runtime.kernels.nn import conv_nd
 from runtime.kernels.nn_conv import COLUMN_BLOCK
-from tests.ops.test_nn import naive_conv
+from tests.helpers.conv import naive_conv
 
 CLAMPS = [None, (0.0, math.inf), (0.0, 6.0), (-math.inf, 0.25)]
 

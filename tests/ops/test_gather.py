@@ -14,7 +14,7 @@ from compiler import backend
 from compiler.errors import ModelImportError
 from runtime.errors import ExecutionError, KernelError
 from runtime.kernels import run_kernel
-from tests.ops.util import assert_matches_reference, make_node_model
+from tests.helpers.node_models import assert_matches_reference, make_node_model
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DIMS = st.integers(1, 4)

@@ -11,33 +11,10 @@ from compiler.errors import ModelImportError
 from runtime.errors import KernelError
 from runtime.kernels import run_kernel
 from runtime.kernels.nn import conv_nd, matmul
-from tests.ops.util import assert_matches_onnxruntime, assert_matches_reference, make_node_model, run_tessera
+from tests.helpers.conv import naive_conv, random
+from tests.helpers.node_models import assert_matches_onnxruntime, assert_matches_reference, make_node_model, run_tessera
 
 SETTINGS = settings(max_examples=30, deadline=None)
-
-
-def random(shape, seed=0, dtype=np.float32):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def naive_conv(x, w, b, strides, pads, dilations, group):
-    """Direct float64 convolution (sum over taps of shifted views)."""
-    spatial = x.ndim - 2
-    padded = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [(pads[i], pads[spatial + i]) for i in range(spatial)])
-    out_dims = [(padded.shape[2 + i] - (w.shape[2 + i] - 1) * dilations[i] - 1) // strides[i] + 1
-                for i in range(spatial)]
-    out = np.zeros((x.shape[0], w.shape[0], *out_dims))
-    cg, kg = x.shape[1] // group, w.shape[0] // group
-    for tap in np.ndindex(*w.shape[2:]):
-        view = padded[(slice(None), slice(None)) + tuple(
-            slice(tap[i] * dilations[i], tap[i] * dilations[i] + (out_dims[i] - 1) * strides[i] + 1, strides[i])
-            for i in range(spatial))]
-        for g in range(group):
-            wt = w[g * kg:(g + 1) * kg, :, *tap].astype(np.float64)
-            out[:, g * kg:(g + 1) * kg] += np.einsum("kc,nc...->nk...", wt, view[:, g * cg:(g + 1) * cg])
-    if b is not None:
-        out += b.reshape((1, -1) + (1,) * spatial)
-    return out
 
 
 # ---------------------------------------------------------------- Conv

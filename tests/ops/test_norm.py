@@ -9,7 +9,7 @@ from onnx.reference import ReferenceEvaluator
 
 from compiler import backend
 from compiler.errors import ModelImportError, UnsupportedOpError
-from tests.ops.util import assert_matches_reference, make_node_model
+from tests.helpers.node_models import assert_matches_reference, make_node_model
 
 SETTINGS = settings(max_examples=25, deadline=None)
 

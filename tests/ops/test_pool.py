@@ -12,8 +12,8 @@ from compiler.errors import ModelImportError, UnsupportedOpError
 from compiler.frontend import import_onnx
 from runtime.errors import KernelError
 from runtime.kernels import run_kernel
-from tests.ops.test_nn import random
-from tests.ops.util import assert_matches_onnxruntime, assert_matches_reference, make_node_model, run_tessera
+from tests.helpers.conv import random
+from tests.helpers.node_models import assert_matches_onnxruntime, assert_matches_reference, make_node_model, run_tessera
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

@@ -10,18 +10,9 @@ from runtime import ExecutionError, Executor
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import get_kernel, prepared_kernel
 from runtime.program import NO_SLOT, Program, Step
+from tests.helpers.conv import conv_attrs
 
 RNG = np.random.default_rng(7)
-
-
-def conv_attrs(kernel: int, group: int = 1, stride: int = 1, clamp=(0.0, 6.0)) -> dict:
-    """Conv attributes of a square kernel, pads of kernel // 2 (and a clamp)."""
-    pad = kernel // 2
-    attrs = dict(kernel_shape=(kernel, kernel), strides=(stride, stride), pads=(pad,) * 4, dilations=(1, 1),
-                 group=group)
-    if clamp is not None:
-        attrs["clamp"] = clamp
-    return attrs
 
 
 def _case(chans, out_c, size, kernel, group, batch=1):

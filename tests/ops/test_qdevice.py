@@ -23,8 +23,8 @@ from runtime.errors import KernelError
 from runtime.executor import Executor
 from runtime.kernels import qdevice, run_kernel
 from tests import oracle
+from tests.helpers.graphs import run_graph
 from tests.oracle import IntegerReferenceError, run_reference
-from tests.passes.util import run_graph
 
 SETTINGS = settings(max_examples=30, deadline=None)
 INT8, INT16 = qscheme.INT8, qscheme.INT16

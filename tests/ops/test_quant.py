@@ -12,7 +12,7 @@ from compiler import backend
 from compiler.errors import ModelImportError, UnsupportedOpError
 from runtime.errors import KernelError
 from runtime.kernels import run_kernel
-from tests.ops.util import make_node_model, run_both
+from tests.helpers.node_models import make_node_model, run_both
 
 SETTINGS = settings(max_examples=25, deadline=None)
 QUANT_TYPES = [np.uint8, np.int8, np.uint16, np.int16]

@@ -10,7 +10,7 @@ from compiler import backend
 from compiler.errors import ModelImportError
 from ir.ops.reduce import REDUCE_OPS
 from runtime.errors import ExecutionError
-from tests.ops.util import assert_matches_reference, make_node_model
+from tests.helpers.node_models import assert_matches_reference, make_node_model
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

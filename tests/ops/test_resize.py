@@ -19,7 +19,7 @@ from compiler.frontend import import_onnx
 from runtime.errors import ExecutionError, KernelError
 from runtime.kernels import run_kernel
 from runtime.kernels.resize import COORDINATE_MODES, NEAREST_MODES
-from tests.ops.util import assert_matches_reference, make_node_model
+from tests.helpers.node_models import assert_matches_reference, make_node_model
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SCALES = st.sampled_from([0.5, 0.6, 0.75, 1.0, 4 / 3, 1.5, 2.0, 2.5, 3.0])

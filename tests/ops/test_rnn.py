@@ -12,7 +12,13 @@ from compiler import backend
 from compiler.errors import ModelImportError
 from ir.verifier import verify
 from runtime.errors import ExecutionError
-from tests.ops.util import assert_matches_reference, assert_outputs_close, make_node_model, node_feeds, run_onnxruntime
+from tests.helpers.node_models import (
+    assert_matches_reference,
+    assert_outputs_close,
+    make_node_model,
+    node_feeds,
+    run_onnxruntime,
+)
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 OUTPUTS = {"RNN": 2, "GRU": 2, "LSTM": 3}

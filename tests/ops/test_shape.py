@@ -19,7 +19,7 @@ from compiler.frontend import import_onnx
 from runtime.errors import ExecutionError, KernelError, TesseraError
 from runtime.kernels import run_kernel
 from runtime.kernels.limits import MAX_ELEMENTS
-from tests.ops.util import assert_matches_reference, make_node_model, node_feeds, run_onnxruntime
+from tests.helpers.node_models import assert_matches_reference, make_node_model, node_feeds, run_onnxruntime
 
 INT_MAX, INT_MIN = 2**63 - 1, -2**63
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

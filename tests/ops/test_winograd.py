@@ -16,7 +16,7 @@ from runtime.kernels import nn_winograd, run_kernel
 from runtime.kernels.nn import conv_nd
 from runtime.kernels.nn_winograd import tile_size, toom_cook, winograd_conv2d, winograd_weights
 from runtime.kernels.weight_cache import frozen
-from tests.ops.test_nn import naive_conv
+from tests.helpers.conv import naive_conv
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

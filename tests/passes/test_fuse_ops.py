@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from ir import GraphBuilder, verify
 from ir.graph import walk
 from passes.fuse_ops import fuse_ops
-from tests.passes.util import apply, assert_same_numerics, ops
+from tests.helpers.graphs import apply, assert_same_numerics, ops
 
 RNG = np.random.default_rng(1)
 

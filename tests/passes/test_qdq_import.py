@@ -27,6 +27,7 @@ from passes.quant.metrics import snr_db
 from passes.quant.quantize import quantize
 from runtime.qscheme import weight_scales
 from runtime.segments import SegmentExecutor
+from tests.helpers.quant import make_model
 
 INT8, INT32 = np.dtype(np.int8), np.dtype(np.int32)
 SHAPE = [1, 3, 8, 8]
@@ -61,18 +62,7 @@ def float_model(residual: bool) -> onnx.ModelProto:
     else:
         nodes += [relu("c2", "r2")]
     nodes += [conv("r2", "y", 4, 8, 1, 0.3)]
-    return model_of(nodes, {"x": (TensorProto.FLOAT, SHAPE)}, {"y": [1, 4, 8, 8]}, weights)
-
-
-def model_of(nodes, inputs: dict, outputs: dict, weights: dict) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs.items()],
-        [numpy_helper.from_array(np.asarray(a), n) for n, a in weights.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9  # what onnxruntime reads
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return make_model(nodes, {"x": (TensorProto.FLOAT, SHAPE)}, {"y": [1, 4, 8, 8]}, weights)
 
 
 def images(count: int, seed: int) -> list[np.ndarray]:
@@ -294,7 +284,7 @@ def lone_dequantize_model(rng) -> tuple[onnx.ModelProto, dict]:
     nodes, weights = _conv_tail("xf", rng)
     weights.update(x_scale=np.float32(0.03), x_zero=np.int8(-5))
     nodes.insert(0, helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xf"], name="x_dq"))
-    return model_of(nodes, {"xq": (TensorProto.INT8, SHAPE)}, {"y": [1, 4, 8, 8]}, weights), weights
+    return make_model(nodes, {"xq": (TensorProto.INT8, SHAPE)}, {"y": [1, 4, 8, 8]}, weights), weights
 
 
 def test_a_dequantize_without_quantize_gives_its_output_its_grid():
@@ -330,7 +320,7 @@ def test_a_pair_with_different_grids_stays_as_ops():
     weights.update(x_scale=np.float32(0.03), x_zero=np.int8(-5), q_scale=np.float32(0.05), q_zero=np.int8(2))
     nodes[:0] = [helper.make_node("QuantizeLinear", ["x", "q_scale", "q_zero"], ["xq"], name="x_q"),
                  helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xf"], name="x_dq")]
-    model = model_of(nodes, {"x": (TensorProto.FLOAT, SHAPE)}, {"y": [1, 4, 8, 8]}, weights)
+    model = make_model(nodes, {"x": (TensorProto.FLOAT, SHAPE)}, {"y": [1, 4, 8, 8]}, weights)
     graph = tessera(model, partition={"partition.demote_islands": False})
     assert cpu_ops(graph) == ["QuantizeLinear", "DequantizeLinear"]
     assert graph.inputs[0].quant is None
@@ -348,7 +338,7 @@ def test_per_axis_activation_quantization_is_not_taken_for_a_tensor_grid():
     weights.update(x_scale=np.array([0.01, 0.02, 0.04], np.float32), x_zero=np.array([0, 10, -10], np.int8))
     nodes[:0] = [helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"], name="x_q", axis=1),
                  helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xf"], name="x_dq", axis=1)]
-    model = model_of(nodes, {"x": (TensorProto.FLOAT, SHAPE)}, {"y": [1, 4, 8, 8]}, weights)
+    model = make_model(nodes, {"x": (TensorProto.FLOAT, SHAPE)}, {"y": [1, 4, 8, 8]}, weights)
     calibration = images(8, seed=6)
     with pytest.warns(CalibrationWarning, match=r"calibrated: \['xf'\]"):
         graph = tessera(model, partition={"partition.demote_islands": False}, calibrate=True,
@@ -358,7 +348,7 @@ def test_per_axis_activation_quantization_is_not_taken_for_a_tensor_grid():
     grids = stored_grids(graph)
     assert grids["y"] == Y_GRID
     # the calibrated range of xf: the per-channel dequantized data, all channels
-    dequantized = session(model_of(nodes[:2], {"x": (TensorProto.FLOAT, SHAPE)}, {"xf": SHAPE},
+    dequantized = session(make_model(nodes[:2], {"x": (TensorProto.FLOAT, SHAPE)}, {"xf": SHAPE},
                                    {k: weights[k] for k in ("x_scale", "x_zero")}))
     xf = np.stack([dequantized.run(None, {"x": x})[0] for x in calibration])
     low, high = min(float(xf.min()), 0.0), max(float(xf.max()), 0.0)

@@ -8,7 +8,7 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 from ir.types import QuantParams
-from tests.passes.test_quantize_pass import (
+from tests.helpers.quant import (
     conv_model,
     from_source,
     inputs,

@@ -14,7 +14,7 @@ from ir.types import QuantParams
 from passes.quant.concat_affine import push_affines_through_concat
 from passes.quant.metrics import snr_db
 from runtime.executor import Executor
-from tests.passes.test_quantize_pass import (
+from tests.helpers.quant import (
     SHAPE,
     conv,
     from_source,

@@ -11,7 +11,7 @@ from runtime.compiled import DeviceSegment
 from runtime.errors import ExecutionError
 from runtime.isa import StreamKey
 from runtime.segments import SegmentedProgram, SegmentExecutor
-from tests.passes.util import random_feeds, run_graph
+from tests.helpers.graphs import random_feeds, run_graph
 
 MODELS = {
     "inception_v1": lambda: load_light_model("inception_v1"),

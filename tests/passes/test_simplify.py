@@ -12,7 +12,7 @@ from passes.fold_constants import fold_constants
 from passes.fold_pad import fold_pad
 from passes.remove_noops import remove_noops
 from passes.simplify_inference import simplify_inference
-from tests.passes.util import apply, assert_same_numerics, ops
+from tests.helpers.graphs import apply, assert_same_numerics, ops
 
 RNG = np.random.default_rng(0)
 

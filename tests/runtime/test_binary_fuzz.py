@@ -24,7 +24,7 @@ from runtime.binary import BinaryFormatError, container, describe, read_binary
 from runtime.binary.format import ENTRY, HEADER, Section
 from runtime.compiled import CompiledModel
 from runtime.hardware import HardwareConfig
-from tests.runtime.test_binary import Parts, dram_image, fuzz, header_patched, loop_model, rejects, with_device
+from tests.helpers.binary import Parts, dram_image, fuzz, header_patched, loop_model, rejects, with_device
 
 
 # ---------------------------------------------------------------- fuzzing

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from runtime.isa import AccMode, Op, Space, instr
 from runtime.sim import conv as conv_module
 from runtime.sim import conv_gemm
-from tests.runtime.test_simulator import (
+from tests.helpers.simulator import (
     DTYPE,
     SETTINGS,
     as_load,

@@ -4,152 +4,34 @@ conv of docs/isa.md, execution order across tokens and barriers, run-time
 PARAM checks, and the cycle model's properties."""
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from runtime import isa
-from runtime.hardware import HardwareConfig
 from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
 from runtime.sim import Simulator, SimulatorError, timing
-from runtime.sim import simulator as sim_module
+from tests.helpers import isa_program
+from tests.helpers.simulator import (
+    CONFIG,
+    DTYPE,
+    SETTINGS,
+    Image,
+    as_load,
+    clamp,
+    conv_epilogue,
+    conv_sums,
+    flat_box,
+    padded,
+    records,
+    simulate,
+    values,
+)
 from tests.oracle import rescale
-from tests.runtime import test_isa
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-CONFIG = HardwareConfig()
 RNG = np.random.default_rng(7)
-RECORD = np.dtype([("bias", "<i8"), ("mult", "<i4"), ("shift", "<i4"), ("neg_mult", "<i4"), ("neg_shift", "<i4")])
-DTYPE = {8: np.int8, 16: np.int16}
-
-
-# ---------------------------------------------------------------- oracles (Python integers)
-def wrap32(v):
-    return ((np.asarray(v, dtype=object) + (1 << 31)) % (1 << 32)) - (1 << 31)
-
-
-def clamp(v, lo, hi):
-    return np.minimum(np.maximum(np.asarray(v, dtype=object), lo), hi)
-
-
-def conv_sums(x, w, groups, stride, dilation):
-    """Σ x·w of a convolution [K][OH][OW] (object ints)."""
-    c_in, in_h, in_w = x.shape
-    k_out, cg, kh, kw = w.shape
-    sh, sw = stride
-    dh, dw = dilation
-    oh, ow = (in_h - dh * (kh - 1) - 1) // sh + 1, (in_w - dw * (kw - 1) - 1) // sw + 1
-    x = x.astype(object)
-    out = np.zeros((k_out, oh, ow), dtype=object)
-    kg = k_out // groups
-    for k in range(k_out):
-        g = k // kg
-        for c in range(cg):
-            for ky in range(kh):
-                for kx in range(kw):
-                    rows = slice(ky * dh, ky * dh + (oh - 1) * sh + 1, sh)
-                    patch = x[g * cg + c, rows, kx * dw:kx * dw + (ow - 1) * sw + 1:sw]
-                    out[k] += patch * int(w[k, c, ky, kx])
-    return out
-
-
-def conv_epilogue(acc, records, out_bits, out_zero, lo, hi, residual=None):
-    """rescale by the records (negative multipliers below 0), residual, clamp."""
-    out = np.empty(acc.shape, dtype=object)
-    for k, rec in enumerate(records):
-        a = acc[k]
-        pos = rescale(a, int(rec["mult"]), int(rec["shift"]))
-        neg = rescale(a, int(rec["neg_mult"]), int(rec["neg_shift"]))
-        out[k] = np.where(a < 0, neg, pos)
-    if residual is not None:
-        r, rz, rm, rs = residual
-        out = out + rescale(r.astype(object) - rz, rm, rs)
-    return clamp(out + out_zero, lo, hi).astype(DTYPE[out_bits])
-
-
-# ---------------------------------------------------------------- program harness
-class Image:
-    """A DRAM image built up from arrays at 64-byte aligned addresses."""
-
-    def __init__(self, size: int = 1 << 20):
-        self.data, self.top = np.zeros(size, np.uint8), 0
-
-    def put(self, array: np.ndarray) -> int:
-        raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
-        addr = self.top
-        self.data[addr:addr + raw.size] = raw
-        self.top = -(-(addr + raw.size) // 64) * 64
-        return addr
-
-    def reserve(self, nbytes: int) -> int:
-        addr = self.top
-        self.top = -(-(addr + nbytes) // 64) * 64
-        return addr
-
-
-def flat_box(nbytes: int) -> dict:
-    """A LOAD/STORE box of nbytes contiguous bytes (rows of up to 1024)."""
-    x = next(x for x in range(min(nbytes, 1024), 0, -1) if nbytes % x == 0)
-    return dict(elem_bytes=1, z_size=1, y_size=nbytes // x, x_size=x, y_stride=x, x_stride=1)
-
-
-def single_phase(loads, computes, stores, image: Image, config=CONFIG):
-    """LOADs, then COMPUTE instructions, then STOREs, chained by one token
-    each way: loads [(space, sram_addr, array)], stores [(space, sram_addr,
-    nbytes)]. Returns (stream bytes, DRAM addresses of the stores)."""
-    prog = []
-    for j, (space, sram, array) in enumerate(loads):
-        flags = T.PUSH_NEXT if j == len(loads) - 1 else 0
-        prog.append(instr(Op.LOAD, flags, space=space, sram_addr=sram, dram_addr=image.put(array),
-                          **flat_box(array.nbytes)))
-    for j, ins in enumerate(computes):
-        flags = (T.POP_PREV if j == 0 else 0) | (T.PUSH_NEXT if j == len(computes) - 1 and stores else 0)
-        prog.append(isa.Instruction(ins.op, ins.fields, flags))
-    outs = []
-    for j, (space, sram, nbytes) in enumerate(stores):
-        outs.append(image.reserve(nbytes))
-        prog.append(instr(Op.STORE, T.POP_PREV if j == 0 else 0, space=space, sram_addr=sram, dram_addr=outs[-1],
-                          **flat_box(nbytes)))
-    return isa.encode_stream(prog + [instr(Op.END)]), outs
-
-
-def simulate(loads, computes, stores, large=False, config=CONFIG):
-    """Run a single-stream program; return each store's bytes and the simulator."""
-    image = Image()
-    stream, outs = single_phase(loads, computes, stores, image, config)
-    with mock.patch.object(sim_module, "LARGE_CONV_MACS", 0 if large else 1 << 62):
-        sim = Simulator(config, {(0, 0): stream}, image.top)
-    sim.run([image.data])
-    return [image.data[a:a + n].copy() for a, (_, _, n) in zip(outs, stores)], sim
-
-
-def records(rng, out_c, bias_bound=1000, neg=False):
-    rec = np.zeros(out_c, RECORD)
-    rec["bias"] = rng.integers(-bias_bound, bias_bound + 1, out_c)
-    rec["mult"] = rng.integers(1 << 30, 1 << 31, out_c)
-    rec["shift"] = rng.integers(8, 24, out_c)
-    rec["neg_mult"] = rng.integers(1 << 30, 1 << 31, out_c) if neg else rec["mult"]
-    rec["neg_shift"] = rng.integers(10, 30, out_c) if neg else rec["shift"]
-    return rec
-
-
-def values(rng, bits, shape, bound=None):
-    bound = bound or (1 << (bits - 1))
-    return rng.integers(-bound, bound, shape).astype(DTYPE[bits])
-
-
-def padded(nbytes):
-    return -(-nbytes // 1024) * 1024 if nbytes > 1024 else nbytes
-
-
-def as_load(space, addr, array):
-    """array's bytes padded to a flat_box size."""
-    raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
-    return space, addr, np.concatenate([raw, np.zeros(padded(raw.size) - raw.size, np.uint8)])
 
 
 # ---------------------------------------------------------------- the double-buffered conv of docs/isa.md
@@ -158,17 +40,17 @@ def test_double_buffered_conv_of_the_isa_doc():
     x = values(rng, 8, (16, 32, 32))
     w = values(rng, 8, (32, 16, 3, 3), 127)
     rec = records(rng, 32)
-    image = Image(test_isa.DRAM_OUT + 32 * 32 * 32)
-    image.data[test_isa.DRAM_IN:test_isa.DRAM_IN + x.nbytes] = x.view(np.uint8).reshape(-1)
-    image.data[test_isa.DRAM_W:test_isa.DRAM_W + w.nbytes] = w.view(np.uint8).reshape(-1)
-    image.data[test_isa.DRAM_P:test_isa.DRAM_P + rec.nbytes] = rec.view(np.uint8)
-    prog = test_isa.program()
+    image = Image(isa_program.DRAM_OUT + 32 * 32 * 32)
+    image.data[isa_program.DRAM_IN:isa_program.DRAM_IN + x.nbytes] = x.view(np.uint8).reshape(-1)
+    image.data[isa_program.DRAM_W:isa_program.DRAM_W + w.nbytes] = w.view(np.uint8).reshape(-1)
+    image.data[isa_program.DRAM_P:isa_program.DRAM_P + rec.nbytes] = rec.view(np.uint8)
+    prog = isa_program.program()
     sim = Simulator(CONFIG, {(0, 0): isa.encode_stream(prog)}, image.data.size)
     sim.run([image.data])
     padded_x = np.pad(x, ((0, 0), (1, 1), (1, 1)), constant_values=-3)
     expect = conv_epilogue(conv_sums(padded_x, w, 1, (1, 1), (1, 1)) + rec["bias"].astype(object)[:, None, None],
                            rec, 8, -128, -128, 127)
-    got = image.data[test_isa.DRAM_OUT:].view(np.int8).reshape(32, 32, 32)
+    got = image.data[isa_program.DRAM_OUT:].view(np.int8).reshape(32, 32, 32)
     np.testing.assert_array_equal(got, expect)
     t = sim.timing
     key = (0, 0, 0)
