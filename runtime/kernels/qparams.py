@@ -158,7 +158,7 @@ def window(op: str, attrs, dilations) -> Window:
     return make_window(op, 2, kernel_shape, attrs["strides"], attrs["pads"], dilations)
 
 
-class _Linear(NamedTuple):
+class Linear(NamedTuple):
     """What the product of a QConv / QGemm needs, checked."""
 
     shifted_bound: int
@@ -167,7 +167,7 @@ class _Linear(NamedTuple):
     """b'[k] + x_zero * sum(w[k]), int64: what conv(x - x_zero, w) needs added."""
 
 
-def accumulator_bias(x_dtype, w: np.ndarray, b: np.ndarray, x_zero: int) -> _Linear:
+def accumulator_bias(x_dtype, w: np.ndarray, b: np.ndarray, x_zero: int) -> Linear:
     """Check the bias and the worst-case accumulator against its type's
     limit; the bias with the zero point's share folded back in."""
     channels = w.shape[0]
@@ -183,7 +183,7 @@ def accumulator_bias(x_dtype, w: np.ndarray, b: np.ndarray, x_zero: int) -> _Lin
         raise KernelError(f"the accumulator can reach {peak} (max|x| * sum|w[k]| + |b[k]|), beyond the {acc} "
                           f"accumulator's {ACCUMULATOR_LIMIT[acc]}: give an int64 bias or smaller weights")
     shifted = max(high - x_zero, x_zero - low) * max(abs_sums, default=0)
-    return _Linear(shifted, np.array([v + x_zero * s for v, s in zip(biases, sums)], np.int64))
+    return Linear(shifted, np.array([v + x_zero * s for v, s in zip(biases, sums)], np.int64))
 
 
 def add_params(attrs, a_dtype, b_dtype) -> tuple[np.ndarray, Output]:
