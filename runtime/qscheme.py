@@ -87,6 +87,24 @@ def rescale(v, m, n):
     return min(max(r, -RESCALE_LIMIT), RESCALE_LIMIT)
 
 
+ADD, SUB, MAX, MIN = 0, 3, 4, 5
+"""How a two-operand op combines its rescaled operands (the codes of the
+ISA's ELTWISE functions, runtime.isa.EltOp)."""
+
+
+@jit(inline="always")
+def binary(func, a, b):
+    """a + b, a - b, max(a, b) or min(a, b) of two rescaled operands: the one
+    definition QAdd, QSub, QMax, QMin and the simulator's ELTWISE inline."""
+    if func == SUB:
+        return a - b
+    if func == MAX:
+        return max(a, b)
+    if func == MIN:
+        return min(a, b)
+    return a + b
+
+
 @jit
 def rescale_scalar(v, m, n):
     """:func:`rescale` callable from Python (tests, one value at a time)."""

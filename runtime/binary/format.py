@@ -18,8 +18,10 @@ from runtime.errors import TesseraError
 MAGIC = b"\x89TSR\r\n\x1a\n"
 """File signature (PNG-style: a non-ASCII byte, then line endings and ^Z that
 text-mode transfers would mangle)."""
-VERSION = 1
-"""The format version this runtime reads and writes."""
+VERSION = 2
+"""The format version this runtime reads and writes (2: the ISA's ELTWISE
+function field is 3 bits wide and CONV carries a table, so version-1 streams
+decode differently)."""
 
 HEADER = struct.Struct("<8sHHIQII")
 """magic, version, flags, section count, file length, reserved (0), header CRC32."""

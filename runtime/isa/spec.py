@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from runtime import qscheme
 from runtime.errors import TesseraError
 
 INSTR_BYTES = 64
@@ -120,9 +121,15 @@ class PoolMode(enum.IntEnum):
 
 
 class EltOp(enum.IntEnum):
-    ADD = 0
+    """ELTWISE's function: a requantised sum, difference, product, maximum
+    or minimum of a and b, or a requantising copy of a."""
+
+    ADD = qscheme.ADD
     MUL = 1
     COPY = 2
+    SUB = qscheme.SUB
+    MAX = qscheme.MAX
+    MIN = qscheme.MIN
 
 
 class Bcast(enum.IntEnum):
@@ -292,7 +299,7 @@ _TABLES: tuple[tuple[Op, str, tuple[Field, ...]], ...] = (
     (Op.LOAD, "DMA a strided 3-D box from DRAM into a dense, padded SRAM box",
      _dma((Space.WGT, Space.ACT, Space.ACC), "destination buffer", padded=True)),
     (Op.NOP_COMPUTE, "no operation on COMPUTE (carries tokens)", ()),
-    (Op.CONV, "convolution tile + bias + requantisation + residual + clamp (GEMM = 1×1 CONV)", (
+    (Op.CONV, "convolution tile + bias + requantisation + residual + clamp + table (GEMM = 1×1 CONV)", (
         _sram("in_addr", "ACT address of the padded input tile [in_c][in_h][in_w]"),
         _width("in_bits", "input element width"),
         _dim("in_c", "input channels"),
@@ -322,6 +329,8 @@ _TABLES: tuple[tuple[Op, str, tuple[Field, ...]], ...] = (
         _shift("res_shift", "residual shift"),
         Field("acc_mode", 2, "reduction pass: accumulators from bias/ACC, to ACT/ACC", choices=AccMode),
         _sram("acc_addr", "ACC address of the accumulators [out_c][out_h][out_w]"),
+        Field("lut", 1, "1: map each clamped int8 code through a 256-entry table", values=(0, 1)),
+        _sram("lut_addr", "WGT address of the table [256] (out_bits)"),
     )),
     (Op.POOL, "max or average pool of a padded tile, requantised and clamped", (
         Field("mode", 2, "MAX or AVG", choices=PoolMode),
@@ -346,9 +355,9 @@ _TABLES: tuple[tuple[Op, str, tuple[Field, ...]], ...] = (
         _zero("hi", "out_bits", "clamp high"),
         _sram("param_addr", "WGT address of kernel_h·kernel_w multipliers (AVG)"),
     )),
-    (Op.ELTWISE, "element-wise add, multiply or requantising copy of ACT tiles", (
-        Field("func", 2, "ADD, MUL or COPY", choices=EltOp),
-        Field("bcast", 2, "shape of b (ADD, MUL)", choices=Bcast),
+    (Op.ELTWISE, "element-wise add, subtract, multiply, max, min or requantising copy of ACT tiles", (
+        Field("func", 3, "the function of a and b", choices=EltOp),
+        Field("bcast", 2, "shape of b (all but COPY)", choices=Bcast),
         _dim("c", "channels"),
         _dim("h", "rows"),
         _dim("w", "columns"),
@@ -360,8 +369,8 @@ _TABLES: tuple[tuple[Op, str, tuple[Field, ...]], ...] = (
         _sram("b_addr", "ACT address of b (shape by bcast)"),
         _width("b_bits", "b's element width"),
         _zero("b_zero", "b_bits", "b's zero point"),
-        _mult("b_mult", "b's multiplier (ADD)"),
-        _shift("b_shift", "b's shift (ADD)"),
+        _mult("b_mult", "b's multiplier (all but MUL and COPY)"),
+        _shift("b_shift", "b's shift (all but MUL and COPY)"),
         _sram("out_addr", "ACT address of the output [c][h][w]"),
         _width("out_bits", "output element width"),
         _zero("out_zero", "out_bits", "output zero point"),

@@ -167,6 +167,8 @@ def _conv_usage(col: dict[str, np.ndarray]) -> dict[str, tuple]:
                  ("res_addr", "res_bits", "res_zero", "res_mult", "res_shift")})
     used["param_addr"] = (mode != AccMode.MIDDLE, "when acc_mode is MIDDLE")
     used["acc_addr"] = (mode != AccMode.FULL, "when acc_mode is FULL")
+    used["lut"] = out
+    used["lut_addr"] = (epilogue & (col["lut"] == 1), "without a table (lut=0)")
     return used
 
 
@@ -205,6 +207,21 @@ def _check_conv(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used:
     c.disjoint(rows, out, ("in_addr", col["in_addr"], sizes["in_addr"][1]), False, epilogue)
     c.disjoint(rows, out, ("res_addr", col["res_addr"], sizes["res_addr"][1]), True, used["res_addr"][0])
     c.fail(rows, epilogue & (col["lo"] > col["hi"]), "lo", col["lo"], lambda j: f"is above hi={int(col['hi'][j])}")
+    _check_conv_table(c, rows, col, used["lut_addr"][0], ob)
+
+
+def _check_conv_table(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], table: np.ndarray,
+                      ob: np.ndarray) -> None:
+    """With lut=1 the clamp gives the table's int8 index: out_zero, lo and hi
+    in the int8 range, a config with 8-bit data, the table inside WGT."""
+    low, high = ACTIVATION_RANGE[INT8]
+    if 8 not in c.config.data_widths:
+        c.fail(rows, table, "lut", col["lut"], "indexes a table by 8-bit codes, and this config has no 8-bit data")
+    for name in ("out_zero", "lo", "hi"):
+        c.fail(rows, table & ((col[name] < low) | (col[name] > high)), name, col[name],
+               "is outside the int8 range: with lut=1 the clamp gives the table's index")
+    c.sram(rows, Space.WGT, "lut_addr", col["lut_addr"], LUT_ENTRIES * ob, table)
+    c.aligned(rows, "lut_addr", col["lut_addr"], PARAM_ALIGN, table)
 
 
 def _pool_usage(col: dict[str, np.ndarray]) -> dict[str, tuple]:
@@ -244,9 +261,9 @@ def _check_pool(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used:
 
 def _eltwise_usage(col: dict[str, np.ndarray]) -> dict[str, tuple]:
     two = (col["func"] != EltOp.COPY, "by COPY")
-    add = (col["func"] == EltOp.ADD, "except by ADD")
+    rescaled = (np.isin(col["func"], (EltOp.ADD, EltOp.SUB, EltOp.MAX, EltOp.MIN)), "by MUL and COPY")
     used = {name: two for name in ("bcast", "b_addr", "b_bits", "b_zero")}
-    used.update(b_mult=add, b_shift=add)
+    used.update(b_mult=rescaled, b_shift=rescaled)
     return used
 
 

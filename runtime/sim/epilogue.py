@@ -1,7 +1,7 @@
 """The fields of a CONV row and its epilogue (docs/isa.md): requantisation
 of the accumulators by the channel's PARAM record, the residual, the output
-zero point and the clamp. Shared by every CONV kernel (runtime/sim/conv.py,
-runtime/sim/conv8.py)."""
+zero point, the clamp and the optional table. Shared by every CONV kernel
+(runtime/sim/conv.py, runtime/sim/conv8.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +9,15 @@ import numpy as np
 from runtime.isa import PARAM_CHANNEL_BYTES, Op, column
 from runtime.jit import jit
 from runtime.qscheme import rescale, rescale_small
+from runtime.sim.memory import lookup
 
 (C_IN, C_IN_BITS, C_IN_C, C_IN_H, C_IN_W, C_WGT, C_WGT_BITS, C_GROUPS, C_KH, C_KW, C_SH, C_SW, C_DH, C_DW, C_OUT_C,
  C_OUT, C_OUT_BITS, C_OZ, C_LO, C_HI, C_PARAM, C_RES, C_RES_ADDR, C_RES_BITS, C_RES_ZERO, C_RES_MULT, C_RES_SHIFT,
- C_MODE, C_ACC) = (column(Op.CONV, name) for name in (
+ C_MODE, C_ACC, C_LUT, C_LUT_ADDR) = (column(Op.CONV, name) for name in (
     "in_addr", "in_bits", "in_c", "in_h", "in_w", "wgt_addr", "wgt_bits", "groups", "kernel_h", "kernel_w",
     "stride_h", "stride_w", "dilation_h", "dilation_w", "out_c", "out_addr", "out_bits", "out_zero", "lo", "hi",
-    "param_addr", "residual", "res_addr", "res_bits", "res_zero", "res_mult", "res_shift", "acc_mode", "acc_addr"))
+    "param_addr", "residual", "res_addr", "res_bits", "res_zero", "res_mult", "res_shift", "acc_mode", "acc_addr",
+    "lut", "lut_addr"))
 RECORD_WORDS = PARAM_CHANNEL_BYTES // 4
 
 
@@ -53,7 +55,7 @@ def _requantize32(acc, out, m, n, neg_m, neg_n, oz, lo, hi):
 def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
     """Output channel k of a FULL or LAST CONV from its accumulators
     ``acc`` (int32 or int64, already the device accumulator's values); one
-    loop per combination of output and residual width."""
+    loop per combination of output and residual width, then the table."""
     size = acc.shape[0]
     rec = ((wbase + ins[C_PARAM]) >> 2) + RECORD_WORDS * k
     m, n = np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3])
@@ -74,3 +76,9 @@ def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
         _requantize(acc, out16, res16, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     else:
         _requantize(acc, out16, res8, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+    if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
+        table = wbase + ins[C_LUT_ADDR]
+        if ins[C_OUT_BITS] == 8:
+            lookup(out8, out8, wgt32.view(np.int8)[table:table + 256])
+        else:
+            lookup(out16, out16, wgt32.view(np.int16)[table >> 1:(table >> 1) + 256])

@@ -61,6 +61,14 @@ def put(b8, b16, addr, bits, i, value):
         b16[(addr >> 1) + i] = value
 
 
+@jit(inline="always")
+def lookup(out, x, table):
+    """out[i] = table[x[i] + 128] for int8 codes x, element by element (in
+    place works): LUT's and a CONV table's one lookup."""
+    for i in range(out.shape[0]):
+        out[i] = table[np.int64(x[i]) + 128]
+
+
 @jit
 def load16(b8, b16, addr, bits, n):
     """A copy of the n int{bits} elements at byte ``addr`` as int16 (both

@@ -22,6 +22,11 @@ DRAM_BURST_BYTES = 64
 contiguous run of a DMA box costs its bytes rounded up to whole bursts."""
 CONV_PIPELINE_CYCLES = 16
 """Fill and drain of the MAC pipeline and the requantisation epilogue."""
+CONV_TABLE_CYCLES = 4
+"""Fill and drain of a CONV's table stage (lut=1): a lookup per output
+after the clamp. The stage takes ``vector_lanes`` outputs a cycle and the
+MAC array delivers at most ``units_per_cluster`` (one per unit per pass), so
+it adds latency, never throughput."""
 VECTOR_PIPELINE_CYCLES = 8
 """Fill and drain of the vector path (POOL, ELTWISE, LUT)."""
 SIMPLE_CYCLES = 1
@@ -109,7 +114,8 @@ def durations(arr: np.ndarray, config: HardwareConfig, dram_sharers: int) -> np.
     rows = np.flatnonzero(ops == Op.CONV)
     pixels, channels, depth = conv_work(arr, rows)
     wide = (_get(arr, rows, Op.CONV, "in_bits") == 16) | (_get(arr, rows, Op.CONV, "wgt_bits") == 16)
-    out[rows] = pixels * conv_passes(channels, depth, wide, config) + CONV_PIPELINE_CYCLES
+    table = _get(arr, rows, Op.CONV, "lut") * CONV_TABLE_CYCLES
+    out[rows] = pixels * conv_passes(channels, depth, wide, config) + CONV_PIPELINE_CYCLES + table
     lanes = vector_lanes(config)
     rows = np.flatnonzero(ops == Op.POOL)
     g = {name: _get(arr, rows, Op.POOL, name) for name in (

@@ -6,8 +6,8 @@ import numpy as np
 
 from runtime.isa import AVG_ENTRY_BYTES, Bcast, EltOp, Op, PoolMode, column
 from runtime.jit import jit
-from runtime.qscheme import rescale
-from runtime.sim.memory import get, put
+from runtime.qscheme import binary, rescale
+from runtime.sim.memory import get, lookup, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
 
 _P = {name: column(Op.POOL, name) for name in (
@@ -74,7 +74,8 @@ def pool(ins, a8, a16, abase, wgt32, wbase, err):
 
 @jit
 def eltwise(ins, a8, a16, abase):
-    """One ELTWISE (element by element, so exact in-place operands work)."""
+    """One ELTWISE (element by element, so exact in-place operands work);
+    ADD, SUB, MAX and MIN combine the rescaled operands by ``qscheme.binary``."""
     func, bcast, channels, h, w = ins[E_FUNC], ins[E_BCAST], ins[E_C], ins[E_H], ins[E_W]
     pa, ab, az, am, ash = abase + ins[E_A], ins[E_A_BITS], ins[E_A_ZERO], ins[E_A_MULT], ins[E_A_SHIFT]
     pb, bb, bz, bm, bsh = abase + ins[E_B], ins[E_B_BITS], ins[E_B_ZERO], ins[E_B_MULT], ins[E_B_SHIFT]
@@ -89,10 +90,10 @@ def eltwise(ins, a8, a16, abase):
             else:
                 j = i if bcast == Bcast.FULL else ch if bcast == Bcast.CHANNEL else s if bcast == Bcast.SPATIAL else 0
                 b = get(a8, a16, pb, bb, j) - bz
-                if func == EltOp.ADD:
-                    v = rescale(a, am, ash) + rescale(b, bm, bsh)
-                else:
+                if func == EltOp.MUL:
                     v = rescale(a * b, am, ash)
+                else:
+                    v = binary(func, rescale(a, am, ash), rescale(b, bm, bsh))
             put(a8, a16, po, ob, i, min(max(v + oz, lo), hi))
 
 
@@ -103,13 +104,6 @@ def lut(ins, a8, a16, abase, w8, w16, wbase):
     count = ins[L_COUNT]
     x = a8[src:src + count]
     if ob == 8:
-        _lookup(a8[dst:dst + count], x, w8[table:table + 256])
+        lookup(a8[dst:dst + count], x, w8[table:table + 256])
     else:
-        _lookup(a16[dst >> 1:(dst >> 1) + count], x, w16[table >> 1:(table >> 1) + 256])
-
-
-@jit(inline="always")
-def _lookup(out, x, table):
-    """out[i] = table[x[i] + 128], element by element (in place works)."""
-    for i in range(out.shape[0]):
-        out[i] = table[np.int64(x[i]) + 128]
+        lookup(a16[dst >> 1:(dst >> 1) + count], x, w16[table >> 1:(table >> 1) + 256])

@@ -19,7 +19,7 @@ from compiler.pipeline import OPTIMIZE
 from compiler.zoo import resnet
 from runtime import Executor, isa
 from runtime.binary import BinaryFormatError, describe, read_binary
-from runtime.binary.format import ENTRY, HEADER, PROGRAM_PREFIX, SECTION_ALIGN, Section
+from runtime.binary.format import ENTRY, HEADER, PROGRAM_PREFIX, SECTION_ALIGN, VERSION, Section
 from runtime.compiled import CompiledModel, CpuSegment, HostTensor
 from runtime.hardware import HardwareConfig
 from runtime.isa import Op, StreamKey, instr
@@ -99,7 +99,7 @@ def test_loop_model_round_trips_with_its_sub_program(tmp_path):
 
 def test_describe_lists_sections_and_their_checksums(quantized_bytes):
     info = describe(quantized_bytes)
-    assert info["version"] == 1 and info["size"] == len(quantized_bytes) and info["flags"] == 0
+    assert info["version"] == VERSION and info["size"] == len(quantized_bytes) and info["flags"] == 0
     assert [s["name"] for s in info["sections"]] == ["CONFIG", "META", "WEIGHTS", "STREAMS", "CPU", "REFERENCE"]
     assert all(s["crc_ok"] and s["offset"] % SECTION_ALIGN == 0 for s in info["sections"])
     cpu = info["sections"][4]
@@ -133,7 +133,8 @@ def test_container_errors_name_what_is_wrong(quantized_bytes):
     data = quantized_bytes
     rejects(data[:20], r"header: the file is 20 bytes, shorter than the 32-byte header")
     rejects(b"PK\x03\x04" + data[4:], r"header: bad magic")
-    rejects(header_patched(data, 8, "<H", 7), r"unknown format version 7 \(this runtime reads version 1\)")
+    rejects(header_patched(data, 8, "<H", 7), rf"unknown format version 7 \(this runtime reads version {VERSION}\)")
+    rejects(header_patched(data, 8, "<H", 1), r"unknown format version 1 \(this runtime reads version 2\)")
     rejects(data[:-1], r"the file is \d+ bytes but its header says \d+: truncated")
     rejects(data + b"\0", r"followed by extra bytes")
     rejects(header_patched(data, 12, "<I", 0), r"section count 0 is outside \[1, 16\]")

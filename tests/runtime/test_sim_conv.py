@@ -46,6 +46,8 @@ class ConvCase:
     neg: bool
     parts: int
     big_bias: bool
+    table: bool = False
+    """lut=1: the clamp gives an int8 index into a table of out_bits entries."""
 
 
 def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
@@ -62,7 +64,8 @@ def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
     if case.wgt_bits == 8:
         sums = wrap32(sums)
     out_shape = sums.shape
-    lo, hi = -(1 << (case.out_bits - 1)), (1 << (case.out_bits - 1)) - 1
+    index_bits = 8 if case.table else case.out_bits
+    lo, hi = -(1 << (index_bits - 1)), (1 << (index_bits - 1)) - 1
     out_zero = int(rng.integers(-5, 6))
     residual, res_fields = None, {}
     act_out = 256 * 1024
@@ -75,6 +78,11 @@ def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
         res_fields = dict(residual=1, res_addr=res_addr, res_bits=8, res_zero=3, res_mult=1 << 30, res_shift=31)
     expect = conv_epilogue(sums, rec, case.out_bits, out_zero, lo, hi, residual)
     epilogue = dict(out_addr=act_out, out_bits=case.out_bits, out_zero=out_zero, lo=lo, hi=hi, param_addr=128 * 1024)
+    if case.table:
+        table = values(rng, case.out_bits, 256)
+        loads.append(as_load(Space.WGT, 192 * 1024, table))
+        expect = table[expect.astype(np.int64) + 128]
+        epilogue.update(lut=1, lut_addr=192 * 1024)
     step = case.in_c // case.parts
     computes = []
     in_at, w_at = 0, 0
@@ -113,7 +121,7 @@ def conv_cases(draw):
     in_c = cg * groups * (parts if groups == 1 else 1)
     return ConvCase(in_c, kg * groups, groups, (kh, kw), stride, dilation, in_hw, draw(st.sampled_from([8, 16])),
                     wgt_bits, draw(st.sampled_from([8, 16])), draw(st.booleans()), draw(st.booleans()), parts,
-                    wgt_bits == 8 and draw(st.booleans()))
+                    wgt_bits == 8 and draw(st.booleans()), draw(st.booleans()))
 
 
 @SETTINGS
@@ -130,7 +138,10 @@ def test_random_conv_tiles_are_exact(case, large, seed):
     ConvCase(16, 16, 1, (3, 3), (2, 2), (2, 2), (15, 15), 8, 8, 16, False, False, 4, False),
     ConvCase(16, 16, 16, (3, 3), (1, 1), (1, 1), (10, 10), 8, 8, 8, True, False, 1, False),
     ConvCase(16, 8, 1, (3, 3), (1, 1), (1, 1), (10, 10), 16, 16, 16, False, True, 2, False),
-], ids=["dense-3x3-residual", "1x1-split-wrap", "strided-dilated-split", "depthwise", "16-bit-split"])
+    ConvCase(64, 64, 1, (1, 1), (1, 1), (1, 1), (16, 16), 8, 8, 8, True, False, 1, False, True),
+    ConvCase(32, 32, 32, (3, 3), (1, 1), (1, 1), (12, 12), 8, 8, 16, False, False, 1, False, True),
+], ids=["dense-3x3-residual", "1x1-split-wrap", "strided-dilated-split", "depthwise", "16-bit-split",
+        "1x1-table", "depthwise-table-16"])
 def test_realistic_conv_tiles_on_the_pool_and_the_interpreter(case):
     """Larger tiles through both paths: the int8 GEMM (dense 8-bit), and the
     channel-split direct loops (depthwise, 16-bit)."""

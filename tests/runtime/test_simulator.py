@@ -127,8 +127,10 @@ def test_eltwise(func, bcast, a_bits, b_bits, out_bits, place, seed):
     az, bz, oz = (int(v) for v in rng.integers(-9, 10, 3))
     lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
     av, bv = a.astype(object) - az, np.broadcast_to(b.astype(object) - bz, a.shape)
-    v = {EltOp.ADD: lambda: rescale(av, am, ash) + rescale(bv, bm, bsh), EltOp.MUL: lambda: rescale(av * bv, am, ash),
-         EltOp.COPY: lambda: rescale(av, am, ash)}[func]()
+    ra, rb = (lambda: rescale(av, am, ash)), (lambda: rescale(bv, bm, bsh))
+    v = {EltOp.ADD: lambda: ra() + rb(), EltOp.SUB: lambda: ra() - rb(),
+         EltOp.MAX: lambda: np.maximum(ra(), rb()), EltOp.MIN: lambda: np.minimum(ra(), rb()),
+         EltOp.MUL: lambda: rescale(av * bv, am, ash), EltOp.COPY: ra}[func]()
     expect = clamp(v + oz, lo, hi).astype(DTYPE[out_bits])
     out_addr = {"apart": 8192, "on a": 0, "on b": 4096}[place]
     fields = dict(func=func, c=c, h=h, w=w, a_addr=0, a_bits=a_bits, a_zero=az, a_mult=am, a_shift=ash,
@@ -137,7 +139,7 @@ def test_eltwise(func, bcast, a_bits, b_bits, out_bits, place, seed):
     if func != EltOp.COPY:
         fields.update(bcast=bcast, b_addr=4096, b_bits=b_bits, b_zero=bz)
         loads.append(as_load(Space.ACT, 4096, b))
-    if func == EltOp.ADD:
+    if func not in (EltOp.MUL, EltOp.COPY):
         fields.update(b_mult=bm, b_shift=bsh)
     (got,), _ = simulate(loads, [instr(Op.ELTWISE, **fields)], [(Space.ACT, out_addr, padded(expect.nbytes))])
     np.testing.assert_array_equal(got[:expect.nbytes].view(expect.dtype).reshape(expect.shape), expect)
