@@ -137,13 +137,27 @@ def _multipliers(mults, shifts, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _store(v: np.ndarray, attrs) -> np.ndarray:
-    """clamp(v + out_zero, lo, hi) in the output's storage type."""
+    """clamp(v + out_zero, lo, hi) in the output's storage type; with a
+    ``table`` (QConv, QConvTranspose, QGemm) the clamp is on int8 and the
+    table maps it: table[clamp(...) + 128]."""
+    table = list(attrs.get("table") or ())
     dtype = np.dtype(attrs["out_dtype"])
-    low, high = RANGES[dtype]
+    clamp_type = np.dtype(np.int8) if table else dtype
+    low, high = RANGES[clamp_type]
     lo, hi, zero = int(attrs["lo"]), int(attrs["hi"]), int(attrs["out_zero"])
     if not low <= lo <= hi <= high or not low <= zero <= high:
-        raise IntegerReferenceError(f"clamp [{lo}, {hi}] or out_zero {zero} do not fit {dtype}")
-    return np.clip(np.asarray(v, dtype=object) + zero, lo, hi).astype(dtype)
+        raise IntegerReferenceError(f"clamp [{lo}, {hi}] or out_zero {zero} do not fit {clamp_type}")
+    codes = np.clip(np.asarray(v, dtype=object) + zero, lo, hi)
+    if not table:
+        return codes.astype(dtype)
+    return _lookup(np.array(table, np.int64), codes.astype(np.int64), dtype)
+
+
+def _lookup(table: np.ndarray, codes: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """table[codes + 128] for int8 codes and 256 entries of ``dtype``."""
+    if table.shape != (256,) or not RANGES[dtype][0] <= table.min() <= table.max() <= RANGES[dtype][1]:
+        raise IntegerReferenceError(f"a table needs 256 entries of {dtype}")
+    return table[codes + 128].astype(dtype)
 
 
 def _wide(x: np.ndarray) -> np.ndarray:
@@ -215,6 +229,39 @@ def _qconv(attrs, x, w, b, r=None):
     return [_requantize(acc + _wide(b).reshape(-1, 1, 1), attrs, r, channel_axis=1)]
 
 
+def _qconv_transpose(attrs, x, w, b, r=None):
+    """acc[k][o] = b[k] + sum over c and taps t with o = i*s + t*d - pad of
+    (x[c][i] - x_zero) * w[k][c][t] (w [K][C/group][kh][kw], b not folded)."""
+    x_zero = int(attrs["x_zero"])
+    peak = max(-RANGES[x.dtype][0], RANGES[x.dtype][1]) + abs(x_zero)
+    worst = [peak * int(np.abs(_wide(wk)).sum()) + abs(int(bk)) for wk, bk in zip(w, b)]
+    if max(worst, default=0) > ACCUMULATOR_LIMIT[b.dtype]:
+        raise IntegerReferenceError(f"the accumulator can reach {max(worst)}, beyond {b.dtype}")
+    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
+    pads, extra = list(attrs["pads"]), list(attrs["output_padding"])
+    n, c, h, wd = x.shape
+    k, cg, kh, kw = w.shape
+    group = int(attrs["group"])
+    kg = k // group
+    out_h = sh * (h - 1) + extra[0] + (kh - 1) * dh + 1 - pads[0] - pads[2]
+    out_w = sw * (wd - 1) + extra[1] + (kw - 1) * dw + 1 - pads[1] - pads[3]
+    acc = np.zeros((n, k, out_h, out_w), dtype=object) + _wide(b).astype(object).reshape(1, -1, 1, 1)
+    shifted = (_wide(x) - x_zero).astype(object)
+    for ky in range(kh):
+        for kx in range(kw):
+            for i in range(h):
+                oy = i * sh + ky * dh - pads[0]
+                if not 0 <= oy < out_h:
+                    continue
+                for j in range(wd):
+                    ox = j * sw + kx * dw - pads[1]
+                    if 0 <= ox < out_w:
+                        for g in range(group):
+                            acc[:, g * kg:(g + 1) * kg, oy, ox] += shifted[:, g * cg:(g + 1) * cg, i, j].dot(
+                                _wide(w[g * kg:(g + 1) * kg, :, ky, kx]).astype(object).T)
+    return [_requantize(acc, attrs, r, channel_axis=1)]
+
+
 def _qgemm(attrs, x, w, b, r=None):
     """acc[m, n] = sum_k x[m, k] * w[n, k] + b'[n]."""
     _check_accumulator(x, w, b)
@@ -223,12 +270,32 @@ def _qgemm(attrs, x, w, b, r=None):
 
 
 # ---------------------------------------------------------------- element-wise Q ops
-def _qadd(attrs, a, b):
+def _rescaled_pair(attrs, a, b):
+    """rescale(a - a_zero, a_mult, a_shift), rescale(b - b_zero, b_mult, b_shift)."""
     a_m, a_n = _multipliers([attrs["a_mult"]], [attrs["a_shift"]], "a_mult/a_shift")
     b_m, b_n = _multipliers([attrs["b_mult"]], [attrs["b_shift"]], "b_mult/b_shift")
-    v = rescale(_wide(a) - int(attrs["a_zero"]), a_m[0], a_n[0]) + rescale(_wide(b) - int(attrs["b_zero"]),
-                                                                          b_m[0], b_n[0])
-    return [_store(v, attrs)]
+    return (rescale(_wide(a) - int(attrs["a_zero"]), a_m[0], a_n[0]),
+            rescale(_wide(b) - int(attrs["b_zero"]), b_m[0], b_n[0]))
+
+
+def _qadd(attrs, a, b):
+    ra, rb = _rescaled_pair(attrs, a, b)
+    return [_store(ra + rb, attrs)]
+
+
+def _qsub(attrs, a, b):
+    ra, rb = _rescaled_pair(attrs, a, b)
+    return [_store(ra - rb, attrs)]
+
+
+def _qmax(attrs, a, b):
+    ra, rb = np.broadcast_arrays(*_rescaled_pair(attrs, a, b))
+    return [_store(np.where(ra >= rb, ra, rb), attrs)]
+
+
+def _qmin(attrs, a, b):
+    ra, rb = np.broadcast_arrays(*_rescaled_pair(attrs, a, b))
+    return [_store(np.where(ra <= rb, ra, rb), attrs)]
 
 
 def _qmul(attrs, a, b):
@@ -239,12 +306,9 @@ def _qmul(attrs, a, b):
 
 def _qlut(attrs, x):
     """y = table[x + 128]."""
-    dtype = np.dtype(attrs["out_dtype"])
-    table = np.array(attrs["table"], np.int64)
-    if x.dtype != np.int8 or table.shape != (256,) or not RANGES[dtype][0] <= table.min() <= table.max() <= \
-            RANGES[dtype][1]:
-        raise IntegerReferenceError(f"QLut needs int8 data and 256 table entries of {dtype}")
-    return [table[_wide(x) + 128].astype(dtype)]
+    if x.dtype != np.int8:
+        raise IntegerReferenceError("QLut needs int8 data")
+    return [_lookup(np.array(attrs["table"], np.int64), _wide(x), np.dtype(attrs["out_dtype"]))]
 
 
 def _qconcat(attrs, *xs):
@@ -394,7 +458,8 @@ def _dequantize_linear(attrs, x, scale, zero=None):
 
 
 _OPS: dict[str, Callable] = {
-    "QConv": _qconv, "QGemm": _qgemm, "QAdd": _qadd, "QMul": _qmul, "QAvgPool": _qavg_pool, "QLut": _qlut,
+    "QConv": _qconv, "QConvTranspose": _qconv_transpose, "QGemm": _qgemm, "QAdd": _qadd, "QSub": _qsub,
+    "QMax": _qmax, "QMin": _qmin, "QMul": _qmul, "QAvgPool": _qavg_pool, "QLut": _qlut,
     "QConcat": _qconcat, "MaxPool": _max_pool, "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose,
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Identity": _identity, "Resize": _resize,
     "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,

@@ -137,8 +137,17 @@ def _conv_transpose(ctx: InferContext) -> list[TensorType]:
         raise ctx.error(f"group={group} does not divide the {chans} input channels")
     out_c = None if w.shape[1] is None else w.shape[1] * group
     _check_bias(ctx, out_c)
-    out = []
-    for axis, size in enumerate(x.shape[2:]):
+    out = transpose_out_shape(ctx, x.shape[2:], kernel, strides, pads, dilations, output_padding)
+    return [TensorType([x.shape[0], out_c, *out], x.dtype)]
+
+
+def transpose_out_shape(ctx: InferContext, spatial_shape, kernel, strides, pads, dilations,
+                        output_padding) -> list[Dim]:
+    """Output spatial dims of a transposed convolution (ConvTranspose,
+    QConvTranspose); an empty output is an error."""
+    spatial = len(spatial_shape)
+    out: list[Dim] = []
+    for axis, size in enumerate(spatial_shape):
         if size is None:
             out.append(None)
             continue
@@ -148,7 +157,7 @@ def _conv_transpose(ctx: InferContext) -> list[TensorType]:
             raise ctx.error(f"spatial axis {axis} of size {size} gives output size {dim} "
                             f"(pads={pads}, output_padding={output_padding})")
         out.append(dim)
-    return [TensorType([x.shape[0], out_c, *out], x.dtype)]
+    return out
 
 
 # ---------------------------------------------------------------- Gemm, MatMul

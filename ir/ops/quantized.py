@@ -1,8 +1,8 @@
 """Op definitions: the accelerator's quantized macro ops (the Q dialect).
 
-The quantize pass rewrites each accelerator group into one of QConv, QGemm,
-QAdd, QMul, QAvgPool, QLut or QConcat; docs/quantization.md defines what
-they compute. Every integer parameter is an attribute (a plain int or a list
+The quantize pass rewrites each accelerator group into one of QConv,
+QConvTranspose, QGemm, QAdd, QSub, QMax, QMin, QMul, QAvgPool, QLut or
+QConcat; docs/quantization.md defines what they compute. Every integer parameter is an attribute (a plain int or a list
 of ints): zero points, fixed-point multipliers and shifts, clamp bounds, the
 output's storage type ``out_dtype`` ("int8" or "int16"). The parameter checks
 are the kernels' own (runtime/kernels/qdevice.py), run here so that a bad
@@ -12,13 +12,15 @@ Conv's 2-D window attributes, QAvgPool AveragePool's (without dilations).
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 
 from ir.ops.common import ONES_PER_AXIS, ZERO_PADS, broadcast_shapes, require_rank
-from ir.ops.nn import window_attrs, window_out_shape
+from ir.ops.nn import transpose_out_shape, window_attrs, window_out_shape
 from ir.registry import INFINITE, REQUIRED, Derived, InferContext, Pattern, register_op
 from ir.types import TensorType
 from runtime.errors import KernelError
 from runtime.kernels import qparams as qp
+from runtime.qscheme import ADD, MAX, MIN, SUB
 
 
 @contextlib.contextmanager
@@ -68,14 +70,16 @@ def _check_residual(ctx: InferContext, shape: tuple) -> None:
             raise ctx.error(f"r must have the output's shape {list(shape)}, got {r}")
 
 
-def _linear_output(ctx: InferContext, x: TensorType, w: TensorType, shape: tuple) -> list[TensorType]:
-    """The common checks of QConv and QGemm, then the output type."""
+def _linear_output(ctx: InferContext, x: TensorType, w: TensorType, shape: tuple,
+                   check_accumulator=_check_accumulator) -> list[TensorType]:
+    """The common checks of QConv, QConvTranspose and QGemm, then the
+    output type (the table's, when there is one)."""
     _check_bias(ctx, w.shape[0])
     _check_residual(ctx, shape)
     with _checked(ctx):
         params = qp.linear_params(ctx.attrs, x.dtype, w.dtype, w.shape[0], _optional_dtype(ctx, 3))
-    _check_accumulator(ctx, x)
-    return [TensorType(shape, params.out.dtype)]
+    check_accumulator(ctx, x)
+    return [TensorType(shape, params.dtype)]
 
 
 def _qconv(ctx: InferContext) -> list[TensorType]:
@@ -94,6 +98,34 @@ def _qconv(ctx: InferContext) -> list[TensorType]:
         raise ctx.error(f"x has {channels} channels but w expects {per_group} x group {group}")
     out = window_out_shape(ctx, x.shape[2:], kernel, strides, pads, dilations)
     return _linear_output(ctx, x, w, (x.shape[0], out_channels, *out))
+
+
+def _check_transpose_accumulator(ctx: InferContext, x: TensorType) -> None:
+    w, b = ctx.const(1), ctx.const(2)
+    if w is not None and b is not None:
+        with _checked(ctx):
+            qp.transpose_accumulator(x.dtype, w, b, int(ctx.attrs["x_zero"]))
+
+
+def _qconv_transpose(ctx: InferContext) -> list[TensorType]:
+    x = _typed(ctx, 0, "x")
+    w = _typed(ctx, 1, "w")
+    require_rank(ctx, 0, 4)
+    require_rank(ctx, 1, 4)
+    kernel, strides, pads, dilations = window_attrs(ctx, 2, negative_pads=True)
+    if any(not _agree(d, k) for k, d in zip(kernel, w.shape[2:])):
+        raise ctx.error(f"kernel_shape={kernel} does not match the spatial dims of w {list(w.shape[2:])}")
+    group = int(ctx.attrs["group"])
+    channels, out_channels, per_group = x.shape[1], w.shape[0], w.shape[1]
+    if group < 1 or (out_channels is not None and out_channels % group):
+        raise ctx.error(f"group={group} must be >= 1 and divide the {out_channels} output channels of w")
+    if None not in (channels, per_group) and channels != per_group * group:
+        raise ctx.error(f"x has {channels} channels but w expects {per_group} x group {group}")
+    output_padding = [int(v) for v in ctx.attrs["output_padding"]]
+    if len(output_padding) != 2 or min(output_padding) < 0:
+        raise ctx.error(f"output_padding={output_padding} must be 2 non-negative ints")
+    out = transpose_out_shape(ctx, x.shape[2:], kernel, strides, pads, dilations, output_padding)
+    return _linear_output(ctx, x, w, (x.shape[0], out_channels, *out), _check_transpose_accumulator)
 
 
 def _qgemm(ctx: InferContext) -> list[TensorType]:
@@ -156,19 +188,26 @@ def _qavg_pool(ctx: InferContext) -> list[TensorType]:
 # ---------------------------------------------------------------- registry
 _OUTPUT = {"out_zero": REQUIRED, "lo": REQUIRED, "hi": REQUIRED, "out_dtype": "int8"}
 _REQUANT = {"x_zero": REQUIRED, "mult": REQUIRED, "shift": REQUIRED, "neg_mult": (), "neg_shift": (),
-            "res_zero": 0, "res_mult": 0, "res_shift": 0, **_OUTPUT}
+            "res_zero": 0, "res_mult": 0, "res_shift": 0, **_OUTPUT, "table": ()}
 _STRIDES_PADS = {"strides": ONES_PER_AXIS, "pads": ZERO_PADS}
 
 register_op("QConv", _qconv, Pattern.OPAQUE, inputs=(3, 4),
             attrs={"kernel_shape": Derived(lambda types: list(types[1].shape[2:]), "the weight's spatial dims"),
                    **_STRIDES_PADS, "dilations": ONES_PER_AXIS, "group": 1, **_REQUANT},
             doc="Quantized Conv (x, w, folded bias b, optional residual r) with requantisation and clamp.")
+register_op("QConvTranspose", _qconv_transpose, Pattern.OPAQUE, inputs=(3, 4),
+            attrs={"kernel_shape": Derived(lambda types: list(types[1].shape[2:]), "the weight's spatial dims"),
+                   **_STRIDES_PADS, "dilations": ONES_PER_AXIS, "output_padding": [0, 0], "group": 1, **_REQUANT},
+            doc="Quantized ConvTranspose (x, w as [K, C/group, kh, kw], bias b with the zero point not folded, "
+                "optional residual r) with QConv's epilogue.")
 register_op("QGemm", _qgemm, Pattern.OPAQUE, inputs=(3, 4), attrs=dict(_REQUANT),
             doc="Quantized x[M, K] . w[N, K]^T (folded bias b, optional residual r) with requantisation.")
-register_op("QAdd", _binary(qp.add_params), Pattern.OPAQUE, inputs=2,
-            attrs={"a_zero": REQUIRED, "a_mult": REQUIRED, "a_shift": REQUIRED,
-                   "b_zero": REQUIRED, "b_mult": REQUIRED, "b_shift": REQUIRED, **_OUTPUT},
-            doc="Quantized broadcasting add: each operand rescaled to the output's scale.")
+_TWO_GRIDS = {"a_zero": REQUIRED, "a_mult": REQUIRED, "a_shift": REQUIRED,
+              "b_zero": REQUIRED, "b_mult": REQUIRED, "b_shift": REQUIRED, **_OUTPUT}
+for _op, _func, _what in (("QAdd", ADD, "add"), ("QSub", SUB, "subtract (a - b)"), ("QMax", MAX, "maximum"),
+                          ("QMin", MIN, "minimum")):
+    register_op(_op, _binary(partial(qp.add_params, func=_func)), Pattern.OPAQUE, inputs=2, attrs=dict(_TWO_GRIDS),
+                doc=f"Quantized broadcasting {_what} of the operands, each rescaled to the output's scale.")
 register_op("QMul", _binary(qp.mul_params), Pattern.OPAQUE, inputs=2,
             attrs={"a_zero": REQUIRED, "b_zero": REQUIRED, "mult": REQUIRED, "shift": REQUIRED, **_OUTPUT},
             doc="Quantized broadcasting multiply.")

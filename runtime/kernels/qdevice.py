@@ -1,6 +1,6 @@
 """CPU kernels of the accelerator's quantized macro ops (the Q dialect:
-QConv, QGemm, QAdd, QMul, QAvgPool, QLut, QConcat), exactly as
-docs/quantization.md defines them.
+QConv, QConvTranspose, QGemm, QAdd, QSub, QMax, QMin, QMul, QAvgPool, QLut,
+QConcat), exactly as docs/quantization.md defines them.
 
 Every result is exact. Convolutions and matrix products run through the
 float64 BLAS kernels of the nn family on the shifted input ``x - x_zero``:
@@ -23,6 +23,8 @@ Numba loop runs. Numba loops work on int16 copies of the 8- and 16-bit data and 
 results, so each compiles one signature.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 
@@ -47,11 +49,12 @@ from runtime.kernels.qparams import (
     lut_table,
     mul_params,
     pool_taps,
+    transpose_accumulator,
     window,
 )
 from runtime.kernels.registry import kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
-from runtime.qscheme import INT8, rescale
+from runtime.qscheme import ADD, INT8, MAX, MIN, SUB, binary, rescale
 
 FLOAT32_EXACT = 1 << 24
 """Below this bound on every partial sum, float32 sums of integer products are exact too."""
@@ -90,13 +93,14 @@ def _requantize_elements(start, stop, x, out, zero, mult, shift, out_zero, lo, h
 
 @jit
 def _add_elements(start, stop, a, b, out, params):
-    """QAdd over flat [start, stop); params: a_zero, a_mult, a_shift, b_zero,
-    b_mult, b_shift, out_zero, lo, hi."""
+    """QAdd, QSub, QMax or QMin over flat [start, stop); params: a_zero,
+    a_mult, a_shift, b_zero, b_mult, b_shift, out_zero, lo, hi and the
+    qscheme.binary code that combines the rescaled operands."""
     a_zero, a_mult, a_shift, b_zero, b_mult, b_shift = params[0], params[1], params[2], params[3], params[4], params[5]
-    out_zero, lo, hi = params[6], params[7], params[8]
+    out_zero, lo, hi, func = params[6], params[7], params[8], params[9]
     for i in range(start, min(stop, a.shape[0])):
-        v = (rescale(np.int64(a[i]) - a_zero, a_mult, a_shift)
-             + rescale(np.int64(b[i]) - b_zero, b_mult, b_shift) + out_zero)
+        v = binary(func, rescale(np.int64(a[i]) - a_zero, a_mult, a_shift),
+                   rescale(np.int64(b[i]) - b_zero, b_mult, b_shift)) + out_zero
         out[i] = min(max(v, lo), hi)
 
 
@@ -160,6 +164,8 @@ def _requantize(acc: np.ndarray, bias: np.ndarray, params: Requant, r: np.ndarra
     parallel_for(_requantize_channels, acc.shape[0] * acc.shape[1], acc, bias, params.mult, params.shift,
                  params.neg_mult, params.neg_shift, len(params.neg_mult) > 0, res, r is not None,
                  res_zero, res_mult, res_shift, out, o.zero, o.lo, o.hi, grain=grain(acc.shape[2]))
+    if params.table is not None:  # the clamp gave int8 indexes
+        return params.table[out.astype(np.intp) + 128]
     return out.astype(o.dtype, copy=False)
 
 
@@ -215,6 +221,67 @@ def _conv_int64(x, w, win: Window, group: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(np.concatenate(parts, axis=-1), -1, 1))
 
 
+@kernel("QConvTranspose")
+def qconv_transpose(inputs, attrs):
+    """Quantized transposed convolution: acc = b + the transposed
+    convolution of (x - x_zero) by w (w in QConv's layout [K][C/group][kh][kw],
+    b not folded), then QConv's epilogue."""
+    x, w, b, r = (list(inputs) + [None])[:4]
+    x, w = _array(x, "x", 4), _array(w, "w", 4)
+    b = _array(b, "b", 1, tuple(ACCUMULATOR_LIMIT))
+    params = linear_params(attrs, x.dtype, w.dtype, w.shape[0], None if r is None else r.dtype)
+    win = window("QConvTranspose", attrs, attrs["dilations"], negative_pads=True)
+    if win.kernel != w.shape[2:]:
+        raise KernelError(f"kernel_shape={list(win.kernel)} does not match w of shape {list(w.shape)}")
+    group = integer(attrs["group"], "group")
+    if group < 1 or x.shape[1] != w.shape[1] * group or w.shape[0] % group:
+        raise KernelError(f"group={group} does not fit x with {x.shape[1]} channels and w of shape "
+                          f"{list(w.shape)} (need C == w.shape[1] * group and K % group == 0)")
+    x_zero = integer(attrs["x_zero"], "x_zero")
+    bound = transpose_accumulator(x.dtype, w, b, x_zero)
+    acc = _conv_transpose(x, w, x_zero, win, group, attrs["output_padding"], bound)
+    _check_residual(r, acc.shape)
+    shape = acc.shape
+    return (_requantize(acc.reshape(shape[0], shape[1], -1), b.astype(np.int64), params, r).reshape(shape),)
+
+
+def _conv_transpose(x, w, x_zero: int, win: Window, group: int, output_padding, bound: int) -> np.ndarray:
+    """The transposed convolution of (x - x_zero) by w, exactly, as int64:
+    the float64 kernel (exact below 2^53: every partial sum is bounded by
+    ``bound``) or, past it, numpy int64 sums tap by tap."""
+    kg, cg = w.shape[0] // group, w.shape[1]
+    onnx_w = w.reshape(group, kg, cg, *w.shape[2:]).transpose(0, 2, 1, 3, 4).reshape(group * cg, kg, *w.shape[2:])
+    pads = win.pads_begin + win.pads_end
+    if bound < FLOAT_EXACT:
+        y = nn.conv_transpose_nd(np.subtract(x, x_zero, dtype=np.float64), onnx_w.astype(np.float64), None,
+                                 strides=win.strides, pads=pads, dilations=win.dilations, group=group,
+                                 output_padding=output_padding)
+        return y.astype(np.int64)
+    dims = tuple(win.strides[a] * (x.shape[2 + a] - 1) + int(output_padding[a]) + win.spans[a]
+                 - win.pads_begin[a] - win.pads_end[a] for a in range(2))
+    return _conv_transpose_int64(np.subtract(x, x_zero, dtype=np.int64), w.astype(np.int64), win, group, dims)
+
+
+def _conv_transpose_int64(x, w, win: Window, group: int, dims) -> np.ndarray:
+    """y[n, k, i*s + t*d - p] += x[n, c, i] * w[k, c, t] in numpy int64, tap
+    by tap, on a canvas with room for negative pads on either side."""
+    kg, cg = w.shape[0] // group, w.shape[1]
+    (sh, sw), (dh, dw), (ph, pw) = win.strides, win.dilations, win.pads_begin
+    (h, wd), (kh, kw) = x.shape[2:], w.shape[2:]
+    lead_h, lead_w = max(0, -ph), max(0, -pw)
+    size_h = max(lead_h + (h - 1) * sh + (kh - 1) * dh + 1, lead_h + ph + dims[0])
+    size_w = max(lead_w + (wd - 1) * sw + (kw - 1) * dw + 1, lead_w + pw + dims[1])
+    y = np.zeros((x.shape[0], w.shape[0], size_h, size_w), np.int64)
+    for g in range(group):
+        xs, ws = x[:, g * cg:(g + 1) * cg], w[g * kg:(g + 1) * kg]
+        for ty in range(kh):
+            for tx in range(kw):
+                y0, x0 = lead_h + ty * dh, lead_w + tx * dw
+                y[:, g * kg:(g + 1) * kg, y0:y0 + (h - 1) * sh + 1:sh, x0:x0 + (wd - 1) * sw + 1:sw] += \
+                    np.einsum("nchw,kc->nkhw", xs, ws[:, :, ty, tx])
+    return np.ascontiguousarray(y[:, :, lead_h + ph:lead_h + ph + dims[0], lead_w + pw:lead_w + pw + dims[1]])
+
+
 @kernel("QGemm")
 def qgemm(inputs, attrs):
     """Quantized matrix product x[M, K] . w[N, K]^T + bias + optional
@@ -251,7 +318,25 @@ def _broadcast(op: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
 @kernel("QAdd")
 def qadd(inputs, attrs):
     """y = clamp(rescale(a - a_zero) + rescale(b - b_zero) + out_zero)."""
-    return _binary("QAdd", inputs, attrs, add_params, _add_elements)
+    return _binary("QAdd", inputs, attrs, partial(add_params, func=ADD), _add_elements)
+
+
+@kernel("QSub")
+def qsub(inputs, attrs):
+    """y = clamp(rescale(a - a_zero) - rescale(b - b_zero) + out_zero)."""
+    return _binary("QSub", inputs, attrs, partial(add_params, func=SUB), _add_elements)
+
+
+@kernel("QMax")
+def qmax(inputs, attrs):
+    """y = clamp(max(rescale(a - a_zero), rescale(b - b_zero)) + out_zero)."""
+    return _binary("QMax", inputs, attrs, partial(add_params, func=MAX), _add_elements)
+
+
+@kernel("QMin")
+def qmin(inputs, attrs):
+    """y = clamp(min(rescale(a - a_zero), rescale(b - b_zero)) + out_zero)."""
+    return _binary("QMin", inputs, attrs, partial(add_params, func=MIN), _add_elements)
 
 
 @kernel("QMul")

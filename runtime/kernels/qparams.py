@@ -17,7 +17,7 @@ import numpy as np
 
 from runtime.errors import KernelError
 from runtime.kernels.nn_window import Window, make_window, valid_range
-from runtime.qscheme import ACTIVATION_RANGE, INT8, INT16, INT32, INT64, MAX_SHIFT, MIN_SHIFT, MULTIPLIER_BITS
+from runtime.qscheme import ACTIVATION_RANGE, ADD, INT8, INT16, INT32, INT64, MAX_SHIFT, MIN_SHIFT, MULTIPLIER_BITS
 
 DATA_TYPES = (INT8, INT16)
 """Storage types of quantized tensors."""
@@ -114,8 +114,24 @@ def output_params(attrs) -> Output:
     return Output(dtype, zero, lo, hi)
 
 
+def table_output(attrs) -> tuple[Output, np.ndarray | None]:
+    """A QConv's / QGemm's clamp and optional table (attribute ``table``):
+    without one the clamp gives the output's codes; with one it gives int8
+    indexes into the table (out_zero, lo and hi on the int8 grid of the
+    value before the function), whose entries are the out_dtype codes."""
+    if not len(attrs.get("table") or ()):
+        return output_params(attrs), None
+    table = lut_table(attrs)
+    zero = check_zero(attrs["out_zero"], INT8, "out_zero (the table's index grid)")
+    lo, hi = check_zero(attrs["lo"], INT8, "lo (a table index)"), check_zero(attrs["hi"], INT8, "hi (a table index)")
+    if lo > hi:
+        raise KernelError(f"lo={lo} is above hi={hi}")
+    return Output(INT8, zero, lo, hi), table
+
+
 class Requant(NamedTuple):
-    """A QConv / QGemm's checked requantisation parameters."""
+    """A QConv / QGemm / QConvTranspose's checked requantisation parameters:
+    ``out`` is the clamp, ``table`` the optional function after it."""
 
     mult: np.ndarray
     shift: np.ndarray
@@ -123,6 +139,12 @@ class Requant(NamedTuple):
     neg_shift: np.ndarray
     residual: tuple[int, int, int] | None
     out: Output
+    table: np.ndarray | None = None
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The output's storage type: the table's when there is one."""
+        return self.out.dtype if self.table is None else self.table.dtype
 
 
 def linear_params(attrs, x_dtype, w_dtype, channels: int | None, r_dtype) -> Requant:
@@ -141,7 +163,7 @@ def linear_params(attrs, x_dtype, w_dtype, channels: int | None, r_dtype) -> Req
         r_dtype = data_type(r_dtype, "r")
         residual = (check_zero(attrs["res_zero"], r_dtype, "res_zero"),
                     *check_multiplier(attrs["res_mult"], attrs["res_shift"], "res_mult", "res_shift"))
-    return Requant(mult, shift, neg_mult, neg_shift, residual, output_params(attrs))
+    return Requant(mult, shift, neg_mult, neg_shift, residual, *table_output(attrs))
 
 
 def accumulator_type(b_dtype) -> np.dtype:
@@ -152,10 +174,11 @@ def accumulator_type(b_dtype) -> np.dtype:
     return b_dtype
 
 
-def window(op: str, attrs, dilations) -> Window:
-    """The checked 2-D window of a QConv or QAvgPool (which has no dilations)."""
+def window(op: str, attrs, dilations, negative_pads: bool = False) -> Window:
+    """The checked 2-D window of a QConv, QConvTranspose (whose pads may be
+    negative) or QAvgPool (which has no dilations)."""
     kernel_shape = integers(attrs["kernel_shape"], "kernel_shape", 2)
-    return make_window(op, 2, kernel_shape, attrs["strides"], attrs["pads"], dilations)
+    return make_window(op, 2, kernel_shape, attrs["strides"], attrs["pads"], dilations, negative_pads=negative_pads)
 
 
 class Linear(NamedTuple):
@@ -186,14 +209,33 @@ def accumulator_bias(x_dtype, w: np.ndarray, b: np.ndarray, x_zero: int) -> Line
     return Linear(shifted, np.array([v + x_zero * s for v, s in zip(biases, sums)], np.int64))
 
 
-def add_params(attrs, a_dtype, b_dtype) -> tuple[np.ndarray, Output]:
-    """QAdd's checked parameters: the loop's params array and the output."""
+def transpose_accumulator(x_dtype, w: np.ndarray, b: np.ndarray, x_zero: int) -> int:
+    """Check a QConvTranspose's bias (b, the zero point not folded in) and
+    its worst-case accumulator; returns max|x - x_zero| * sum|w[k]|. The
+    device folds ``x_zero`` into each output phase's bias, so its sums reach
+    ``max|x| * sum|w[k]| + |b[k]| + |x_zero| * sum|w[k]|``."""
+    channels = w.shape[0]
+    acc = accumulator_type(b.dtype)
+    if b.shape != (channels,):
+        raise KernelError(f"b must have shape [{channels}] (one per output channel), got {list(b.shape)}")
+    low, high = ACTIVATION_RANGE[np.dtype(x_dtype)]
+    abs_sums = np.abs(w.reshape(channels, -1).astype(np.int64)).sum(axis=1).tolist()
+    peak = max(((max(-low, high) + abs(x_zero)) * s + abs(v) for s, v in zip(abs_sums, b.tolist())), default=0)
+    if peak > ACCUMULATOR_LIMIT[acc]:
+        raise KernelError(f"the accumulator can reach {peak} ((max|x| + |x_zero|) * sum|w[k]| + |b[k]|), beyond "
+                          f"the {acc} accumulator's {ACCUMULATOR_LIMIT[acc]}: give an int64 bias or smaller weights")
+    return max(high - x_zero, x_zero - low) * max(abs_sums, default=0)
+
+
+def add_params(attrs, a_dtype, b_dtype, func: int = ADD) -> tuple[np.ndarray, Output]:
+    """QAdd's (QSub's, QMax's, QMin's: ``func``, a qscheme.binary code)
+    checked parameters: the loop's params array and the output."""
     a_zero = check_zero(attrs["a_zero"], data_type(a_dtype, "a"), "a_zero")
     b_zero = check_zero(attrs["b_zero"], data_type(b_dtype, "b"), "b_zero")
     a_m = check_multiplier(attrs["a_mult"], attrs["a_shift"], "a_mult", "a_shift")
     b_m = check_multiplier(attrs["b_mult"], attrs["b_shift"], "b_mult", "b_shift")
     o = output_params(attrs)
-    return np.array([a_zero, *a_m, b_zero, *b_m, o.zero, o.lo, o.hi], np.int64), o
+    return np.array([a_zero, *a_m, b_zero, *b_m, o.zero, o.lo, o.hi, func], np.int64), o
 
 
 def mul_params(attrs, a_dtype, b_dtype) -> tuple[np.ndarray, Output]:

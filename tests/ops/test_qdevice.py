@@ -24,58 +24,21 @@ from runtime.executor import Executor
 from runtime.kernels import qdevice, run_kernel
 from tests import oracle
 from tests.helpers.graphs import run_graph
+from tests.helpers.qops import (
+    INT8,
+    INT16,
+    RANGE,
+    assert_kernel_is_reference,
+    ints,
+    multipliers,
+    one_node,
+    output_attrs,
+    py_store,
+    table_attrs,
+)
 from tests.oracle import IntegerReferenceError, run_reference
 
 SETTINGS = settings(max_examples=30, deadline=None)
-INT8, INT16 = qscheme.INT8, qscheme.INT16
-RANGE = qscheme.ACTIVATION_RANGE
-
-
-# ---------------------------------------------------------------- helpers
-def one_node(op: str, inputs, consts=(), **attrs) -> tuple[Graph, dict]:
-    """A graph of one ``op`` node; inputs listed in ``consts`` are constants."""
-    b = GraphBuilder(op)
-    values = [None if x is None else b.const(x) if i in consts else b.input(f"in{i}", x.shape, x.dtype)
-              for i, x in enumerate(inputs)]
-    graph = b.build(b.op(op, *values, **attrs))
-    feeds = {f"in{i}": x for i, x in enumerate(inputs) if x is not None and i not in consts}
-    return graph, feeds
-
-
-def assert_kernel_is_reference(graph: Graph, feeds: dict) -> dict:
-    """The executor (kernels, with output type checks) and the integer
-    reference agree in dtype, shape and every bit."""
-    got, want = run_graph(graph, feeds), run_reference(graph, feeds)
-    assert list(got) == list(want)
-    for name in got:
-        assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape, name
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    return got
-
-
-def ints(rng, shape, dtype, low=None, high=None) -> np.ndarray:
-    lo, hi = RANGE[np.dtype(dtype)] if low is None else (low, high)
-    return rng.integers(lo, hi, size=shape, endpoint=True).astype(dtype)
-
-
-def multipliers(rng, count: int, low: float = 1e-7, high: float = 1.0) -> tuple[list[int], list[int]]:
-    """quantize_multiplier of log-uniform random scales."""
-    m, n = qscheme.quantize_multipliers(np.exp(rng.uniform(np.log(low), np.log(high), count)))
-    return m.tolist(), n.tolist()
-
-
-def output_attrs(rng, dtype) -> dict:
-    """out_dtype, out_zero and a clamp: none, a Relu-like floor or random bounds."""
-    low, high = RANGE[dtype]
-    zero = int(rng.integers(low // 2, high // 2))
-    kind = rng.integers(3)
-    lo, hi = (low, high) if kind == 0 else (zero, high) if kind == 1 else sorted(
-        int(v) for v in rng.integers(low, high, 2, endpoint=True))
-    return dict(out_dtype=dtype.name, out_zero=zero, lo=lo, hi=hi)
-
-
-def py_store(v: int, attrs) -> int:
-    return min(max(v + attrs["out_zero"], attrs["lo"]), attrs["hi"])
 
 
 # ---------------------------------------------------------------- rescale
@@ -153,6 +116,8 @@ def conv_cases(draw):
     attrs = dict(kernel_shape=kernel, strides=strides, pads=pads, dilations=dilations, group=group,
                  x_zero=int(rng.integers(*RANGE[x_dtype])), mult=mult, shift=shift,
                  **output_attrs(rng, draw(st.sampled_from([INT8, INT16]))))
+    if draw(st.booleans()):  # a table after the clamp: int8 indexes, out_dtype entries
+        attrs.update(table_attrs(rng, np.dtype(attrs["out_dtype"])))
     if draw(st.booleans()):  # LeakyRelu
         attrs["neg_mult"], attrs["neg_shift"] = multipliers(rng, channels, 1e-9, 1e-2)
     r = None
@@ -263,6 +228,8 @@ def test_qgemm_kernel_is_the_reference(seed, m, k, n, dtypes, residual, leaky):
     mult, shift = multipliers(rng, n, 1e-9, 1e-2)
     attrs = dict(x_zero=int(rng.integers(*RANGE[x_dtype])), mult=mult, shift=shift,
                  **output_attrs(rng, [INT8, INT16][seed % 2]))
+    if seed % 3 == 0:
+        attrs.update(table_attrs(rng, np.dtype(attrs["out_dtype"])))
     if leaky:
         attrs["neg_mult"], attrs["neg_shift"] = multipliers(rng, n, 1e-9, 1e-3)
     inputs = [x, w, b]
@@ -286,19 +253,24 @@ broadcast_pairs = st.sampled_from([((2, 3, 4, 5), (2, 3, 4, 5)), ((2, 3, 4, 5), 
                                    ((4,), (2, 3, 4)), ((), (2, 2)), ((1, 16, 7, 7), (1, 16, 7, 7))])
 
 
+TWO_GRIDS = {"QAdd": lambda a, b: a + b, "QSub": lambda a, b: a - b, "QMax": max, "QMin": min}
+"""How each two-grid op combines its rescaled operands (docs/quantization.md)."""
+
+
+@pytest.mark.parametrize("op", list(TWO_GRIDS))
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1), shapes=broadcast_pairs, a_dtype=st.sampled_from([INT8, INT16]),
        b_dtype=st.sampled_from([INT8, INT16]), out=st.sampled_from([INT8, INT16]))
-def test_qadd_kernel_is_the_reference_and_the_formula(seed, shapes, a_dtype, b_dtype, out):
+def test_qadd_qsub_qmax_qmin_kernels_are_the_reference_and_the_formula(op, seed, shapes, a_dtype, b_dtype, out):
     rng = np.random.default_rng(seed)
     a, b = ints(rng, shapes[0], a_dtype), ints(rng, shapes[1], b_dtype)
     (a_mult, b_mult), (a_shift, b_shift) = multipliers(rng, 2, 1e-3, 4.0)
     attrs = dict(a_zero=int(rng.integers(*RANGE[a_dtype])), a_mult=a_mult, a_shift=a_shift,
                  b_zero=int(rng.integers(*RANGE[b_dtype])), b_mult=b_mult, b_shift=b_shift, **output_attrs(rng, out))
-    graph, feeds = one_node("QAdd", [a, b], **attrs)
+    graph, feeds = one_node(op, [a, b], **attrs)
     got = next(iter(assert_kernel_is_reference(graph, feeds).values()))
-    want = [py_store(oracle.rescale(int(p) - attrs["a_zero"], a_mult, a_shift)
-                     + oracle.rescale(int(q) - attrs["b_zero"], b_mult, b_shift), attrs)
+    want = [py_store(TWO_GRIDS[op](oracle.rescale(int(p) - attrs["a_zero"], a_mult, a_shift),
+                                   oracle.rescale(int(q) - attrs["b_zero"], b_mult, b_shift)), attrs)
             for p, q in zip(*(v.reshape(-1) for v in np.broadcast_arrays(a, b)))]
     assert got.reshape(-1).tolist() == want
 
