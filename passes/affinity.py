@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from ir.graph import Graph, Node, onnx_name
 from passes.infra import PassContext, graph_pass, register_option
-from passes.target import Target, TargetError, make_target
+from passes.target import Support, Target, TargetError, make_target
 from runtime.hardware import DEVICES, HOST
 
 REASON = "cpu_reason"
+RULE = "cpu_rule"
 MANUAL = "manual_affinity"
 HETERO_PREFIX = "HETERO:"
 _SHOWN = 10
@@ -61,16 +62,16 @@ def assign_affinity(graph: Graph, ctx: PassContext) -> Graph:
     return graph
 
 
-def _choose(node: Node, fallback: list[Target]) -> tuple[str | None, dict[str, str]]:
+def _choose(node: Node, fallback: list[Target]) -> tuple[str | None, dict[str, Support]]:
     """The first device that supports ``node`` (None if none does), and why
     each device before it does not."""
-    reasons: dict[str, str] = {}
+    refusals: dict[str, Support] = {}
     for target in fallback:
         support = target.supports(node)
         if support:
-            return target.name, reasons
-        reasons[target.name] = support.reason
-    return None, reasons
+            return target.name, refusals
+        refusals[target.name] = support
+    return None, refusals
 
 
 def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]) -> None:
@@ -80,13 +81,13 @@ def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]
             node.affinity = HOST
             _record_reason(node, "kept in float32 by the user (quant.float_layers)")
             continue
-        device, reasons = _choose(node, fallback)
+        device, refusals = _choose(node, fallback)
         if device is None:
-            why = "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
-            raise AffinityError(f"{node.op} node {node.name!r} can run on none of {list(reasons)}: {why}")
+            why = "; ".join(f"{name}: {support.reason}" for name, support in refusals.items())
+            raise AffinityError(f"{node.op} node {node.name!r} can run on none of {list(refusals)}: {why}")
         node.affinity = device
         node.annotations.pop(MANUAL, None)
-        _record_reason(node, reasons.get(fallback[0].name))
+        _record_reason(node, refusals.get(fallback[0].name))
 
 
 def _check_manual(graph: Graph, targets: dict[str, Target], fallback: list[Target]) -> None:
@@ -115,16 +116,24 @@ def _mark_manual(node: Node, manual: bool) -> None:
         node.annotations[MANUAL] = True
 
 
-def _manual_reason(node: Node, preferred: Target) -> str | None:
+def _manual_reason(node: Node, preferred: Target) -> Support | str | None:
     if node.affinity == preferred.name:
         return None
-    return preferred.supports(node).reason or f"placed on {node.affinity} by hand"
+    support = preferred.supports(node)
+    return support if not support else f"placed on {node.affinity} by hand"
 
 
-def _record_reason(node: Node, reason: str | None) -> None:
+def _record_reason(node: Node, why: Support | str | None) -> None:
+    """``annotations["cpu_reason"]`` (and, for a target's refusal, the rule
+    that refused: ``annotations["cpu_rule"]``)."""
     node.annotations.pop(REASON, None)
-    if reason:
-        node.annotations[REASON] = reason
+    node.annotations.pop(RULE, None)
+    if isinstance(why, Support):
+        node.annotations[REASON] = why.reason
+        if why.rule:
+            node.annotations[RULE] = why.rule
+    elif why:
+        node.annotations[REASON] = why
 
 
 def _listing(names: list[str]) -> str:

@@ -1,6 +1,7 @@
-"""FoldAffine: Mul/Add/Sub by a per-channel constant after a Conv (or an
+"""FoldAffine: Mul/Div/Add/Sub by a per-channel constant after a Conv (or an
 inference BatchNormalization) become part of its weights and bias (or of the
-BatchNorm's scale and shift).
+BatchNorm's scale and shift); a division is a multiplication by the
+reciprocal (Paddle writes scales as divisions).
 
     (conv(x, W) + b) * m + a  =  conv(x, W * m) + (b * m + a)
 
@@ -16,12 +17,12 @@ from passes.fold_batchnorm import set_weights
 from passes.infra import PassContext, graph_pass
 from passes.rewrite import bypass, const_input, single_consumer
 
-SCALE_OR_SHIFT = ("Mul", "Add", "Sub")
+SCALE_OR_SHIFT = ("Mul", "Div", "Add", "Sub")
 
 
 @graph_pass(opt_level=1)
 def fold_affine(graph: Graph, ctx: PassContext) -> Graph:
-    """Fold per-channel constant Mul/Add/Sub into the Conv or BatchNorm before them."""
+    """Fold per-channel constant Mul/Div/Add/Sub into the Conv or BatchNorm before them."""
     for node in list(graph.nodes):
         if node.op not in SCALE_OR_SHIFT or node not in graph.nodes:
             continue
@@ -30,7 +31,8 @@ def fold_affine(graph: Graph, ctx: PassContext) -> Graph:
             continue
         producer = operand.producer
         vector = _per_channel(constant, operand)
-        if vector is None or producer.op not in ("Conv", "BatchNormalization"):
+        if vector is None or producer.op not in ("Conv", "BatchNormalization") or (node.op == "Div" and
+                                                                                 not vector.all()):
             continue
         scale, shift = _as_affine(node.op, vector)
         if _fold(graph, producer, scale, shift):
@@ -39,12 +41,12 @@ def fold_affine(graph: Graph, ctx: PassContext) -> Graph:
 
 
 def _split(node: Node) -> tuple[Value | None, np.ndarray | None]:
-    """(the non-constant operand, the constant) of a binary op; Sub only as
-    x - c (c - x is not a scale and shift of x)."""
+    """(the non-constant operand, the constant) of a binary op; Sub and Div
+    only as x - c and x / c (c - x and c / x are not a scale and shift of x)."""
     a, b = node.inputs
     if b.is_constant and not a.is_constant:
         return a, b.const
-    if node.op != "Sub" and a.is_constant and not b.is_constant:
+    if node.op not in ("Sub", "Div") and a.is_constant and not b.is_constant:
         return b, a.const
     return None, None
 
@@ -62,8 +64,8 @@ def _per_channel(constant: np.ndarray, operand: Value) -> np.ndarray | None:
 
 
 def _as_affine(op: str, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if op == "Mul":
-        return vector, np.zeros_like(vector)
+    if op in ("Mul", "Div"):
+        return (vector if op == "Mul" else 1.0 / vector), np.zeros_like(vector)
     return np.ones_like(vector), vector if op == "Add" else -vector
 
 

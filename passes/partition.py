@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ir.graph import Graph, Node, Value, carry_quant
-from passes.affinity import MANUAL, REASON
+from passes.affinity import MANUAL, REASON, RULE
 from passes.infra import PassContext, PassError, graph_pass
 from passes.target import cpu, cpu_time, device_time, transfer_time
 from runtime.hardware import HOST, HardwareConfig
@@ -223,9 +223,14 @@ def _demote_if_slower(seg: _Segment, hardware: HardwareConfig) -> bool:
     reason = (f"{seg.device} island of {len(seg.nodes)} node(s) between CPU segments moved to the CPU: its "
               f"transfers take {transfers * 1e6:.1f} us, the {seg.device} saves {saved * 1e6:.1f} us")
     for node in seg.nodes:
-        node.affinity = HOST
-        node.annotations[REASON] = reason
+        for member in [node, *(node.attrs["body"].nodes if node.op == "Fused" else ())]:
+            member.affinity = HOST
+            member.annotations[REASON] = reason
+            member.annotations[RULE] = ISLAND_RULE
     return True
+
+
+ISLAND_RULE = "passes/partition.py:_demote_if_slower (option partition.demote_islands)"
 
 
 # ---------------------------------------------------------------- rewriting

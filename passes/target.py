@@ -27,9 +27,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ir.graph import Graph, Node, Value
-from ir.ops.common import window_out_dim
 from ir.types import TensorType, dtype_name
 from passes.infra import PassContext, PassError, register_option
+from passes.pointwise import is_pointwise
 from runtime.hardware import ACCELERATOR, DEVICES, HOST, HardwareConfig
 from runtime.isa import AVG_ENTRY_BYTES
 from runtime.kernels import has_kernel
@@ -57,10 +57,12 @@ class TargetError(PassError):
 
 
 class Support(NamedTuple):
-    """Whether a device can run a node; when it cannot, why."""
+    """Whether a device can run a node; when it cannot, why, and the rule
+    that said so (what would have to change for the node to run there)."""
 
     supported: bool
     reason: str = ""
+    rule: str = ""
 
     def __bool__(self) -> bool:
         return self.supported
@@ -71,23 +73,24 @@ SUPPORTED = Support(True)
 
 @dataclass(frozen=True)
 class Target:
-    """A device: its name and the rule saying why it cannot run a node
-    (None when it can)."""
+    """A device: its name and the rule saying why it cannot run a node and
+    which rule that is (None when it can)."""
 
     name: str
-    check: Callable[[Node], str | None]
+    check: Callable[[Node], tuple[str, str] | None]
 
     def supports(self, node: Node) -> Support:
         if node.op in STRUCTURAL:
             return self._supports_body(node)
-        reason = self.check(node)
-        return SUPPORTED if reason is None else Support(False, reason)
+        refusal = self.check(node)
+        return SUPPORTED if refusal is None else Support(False, *refusal)
 
     def _supports_body(self, node: Node) -> Support:
         for member in node.attrs["body"].nodes:
             support = self.supports(member)
             if not support:
-                return Support(False, f"{node.op} member {member.name!r} ({member.op}): {support.reason}")
+                return Support(False, f"{node.op} member {member.name!r} ({member.op}): {support.reason}",
+                               support.rule)
         return SUPPORTED
 
 
@@ -110,8 +113,8 @@ def make_target(name: str, ctx: PassContext) -> Target:
     raise TargetError(f"unknown device {name!r}; the devices are {list(DEVICES)}")
 
 
-def _cpu_reason(node: Node) -> str | None:
-    return None if has_kernel(node.op) else f"op {node.op} has no CPU kernel"
+def _cpu_reason(node: Node) -> tuple[str, str] | None:
+    return None if has_kernel(node.op) else (f"op {node.op} has no CPU kernel", "runtime/kernels: no kernel")
 
 
 # ---------------------------------------------------------------- accelerator rules
@@ -125,11 +128,20 @@ class _Spec:
 Rule = Callable[[Node, _Spec], str | None]
 
 
-def _accelerator_reason(spec: _Spec, node: Node) -> str | None:
+RULES_AT = "passes/target.py"
+
+
+def _accelerator_reason(spec: _Spec, node: Node) -> tuple[str, str] | None:
+    """Why the accelerator cannot run ``node`` and the rule that says so."""
     rule = _RULES.get(node.op)
     if rule is None:
-        return f"op {node.op} has no accelerator implementation"
-    return _tensor_reason(node, spec.hardware) or rule(node, spec)
+        return (f"op {node.op} has no accelerator implementation",
+                f"{RULES_AT}: no rule for {node.op}")
+    tensor = _tensor_reason(node, spec.hardware)
+    if tensor:
+        return tensor, f"{RULES_AT}:_tensor_reason"
+    reason = rule(node, spec)
+    return None if reason is None else (reason, f"{RULES_AT}:{rule.__name__}")
 
 
 def _device_dtypes(hardware: HardwareConfig) -> set[np.dtype]:
@@ -188,20 +200,47 @@ def _window(node: Node, limit: int, dilated: bool = False) -> str | None:
 
 
 def _conv(node: Node, spec: _Spec) -> str | None:
+    """Any group count (dense, grouped, depthwise): CONV's ``groups``."""
     hw = spec.hardware
     reason = (_two_d(node) or _not_constant(node, {1: "weights", 2: "bias"})
               or _window(node, hw.max_conv_kernel, dilated=True))
-    if reason:
-        return reason
-    group, channels, filters = node.attrs["group"], node.inputs[0].type.shape[1], node.inputs[1].type.shape[0]
-    if group != 1 and not group == channels == filters:
-        return (f"Conv group={group} with {channels} input and {filters} output channels is neither dense "
-                f"(group=1) nor depthwise")
-    filter_bytes = math.prod(node.inputs[1].type.shape[1:]) * hw.element_bytes
+    return reason or _filter_fits(node, math.prod(node.inputs[1].type.shape[1:]), hw)
+
+
+def _filter_fits(node: Node, taps: int, hw: HardwareConfig) -> str | None:
+    """One output channel's filter must fit a MAC unit's weight share."""
+    filter_bytes = taps * hw.element_bytes
     share = hw.weight_buffer_bytes // hw.units_per_cluster
     if filter_bytes > share:
-        return f"one Conv filter ({filter_bytes} bytes) exceeds a MAC unit's weight-buffer share ({share} bytes)"
+        return f"one {node.op} filter ({filter_bytes} bytes) exceeds a MAC unit's weight-buffer share ({share} bytes)"
     return None
+
+
+def _conv_transpose(node: Node, spec: _Spec) -> str | None:
+    """Run as one stride-1 convolution per output phase (codegen/device):
+    each phase's kernel takes the taps ``ky = phase + stride * t``, so a
+    kernel smaller than its stride would leave phases only the bias reaches."""
+    hw = spec.hardware
+    reason = _two_d(node) or _not_constant(node, {1: "weights", 2: "bias"})
+    if reason:
+        return reason
+    kernel, strides, dilations = node.attrs["kernel_shape"], node.attrs["strides"], node.attrs["dilations"]
+    if any(d != 1 for d in dilations):
+        return f"ConvTranspose dilations {list(dilations)}: the accelerator's transposed convolutions are undilated"
+    if any(k < s for k, s in zip(kernel, strides)):
+        return (f"ConvTranspose kernel {'x'.join(map(str, kernel))} smaller than its stride {list(strides)}: "
+                "some output phases would have no taps")
+    phase = [-(-k // s) for k, s in zip(kernel, strides)]
+    if max(phase) > hw.max_conv_kernel:
+        return f"ConvTranspose phase kernel {'x'.join(map(str, phase))} > max_conv_kernel={hw.max_conv_kernel}"
+    if max(node.attrs["pads"]) > MAX_DMA_PAD or max(node.attrs["output_padding"]) > MAX_DMA_PAD:
+        return f"ConvTranspose pads {list(node.attrs['pads'])} exceed the DMA's {MAX_DMA_PAD}"
+    channels, filters = node.inputs[0].type.shape[1], node.inputs[1].type.shape[1] * node.attrs["group"]
+    return _filter_fits(node, channels // node.attrs["group"] * math.prod(phase), hw) if filters else None
+
+
+MAX_DMA_PAD = 255
+"""LOAD's padding fields are 8 bits (docs/isa.md)."""
 
 
 def _average_table(window: int, hardware: HardwareConfig) -> str | None:
@@ -213,36 +252,30 @@ def _average_table(window: int, hardware: HardwareConfig) -> str | None:
 
 
 def _pool(node: Node, spec: _Spec) -> str | None:
+    """POOL's windows: border and ceil_mode windows count what they cover
+    (count_include_pad either way: one multiplier per element count)."""
     reason = _two_d(node) or _window(node, spec.hardware.max_pool_kernel)
-    if reason or node.op != "AveragePool":
+    if reason:
         return reason
+    if max(node.attrs["pads"]) > MAX_DMA_PAD:
+        return f"{node.op} pads {list(node.attrs['pads'])} exceed the DMA's {MAX_DMA_PAD}"
+    if node.op != "AveragePool":
+        return None
     table = _average_table(math.prod(node.attrs["kernel_shape"]), spec.hardware)
-    if table:
-        return f"AveragePool: {table}"
-    if any(node.attrs["pads"]) and not node.attrs["count_include_pad"]:
-        return "AveragePool with pads and count_include_pad=0 divides border windows by varying counts"
-    if node.attrs["ceil_mode"] and _partial_windows(node):
-        return "AveragePool ceil_mode=1 makes partial windows with varying counts"
-    return None
-
-
-def _partial_windows(node: Node) -> bool:
-    """Whether ceil_mode adds output positions the floor rule would not."""
-    a, x, y = node.attrs, node.inputs[0].type, node.outputs[0].type
-    floor = [window_out_dim(size, k, s, a["pads"][i], a["pads"][i + 2])
-             for i, (size, k, s) in enumerate(zip(x.shape[2:], a["kernel_shape"], a["strides"]))]
-    return list(y.shape[2:]) != floor
+    return f"AveragePool: {table}" if table else None
 
 
 def _global_pool(node: Node, spec: _Spec) -> str | None:
+    """A global average of any plane is a GEMM against ones (codegen/device)
+    when POOL's window or its multiplier table does not fit; a global max
+    needs the window."""
     rank = node.inputs[0].type.rank
     if rank != DEVICE_RANK:
         return f"{node.op} over a rank-{rank} tensor; the accelerator pools N,C,H,W"
     size, limit = node.inputs[0].type.shape[2:], spec.hardware.max_pool_kernel
-    if max(size) > limit:
+    if node.op == "GlobalMaxPool" and max(size) > limit:
         return f"{node.op} over {size[0]}x{size[1]}: one window > max_pool_kernel={limit}"
-    table = _average_table(size[0] * size[1], spec.hardware) if node.op == "GlobalAveragePool" else None
-    return f"{node.op}: {table}" if table else None
+    return None
 
 
 def _per_channel(shape: tuple, out: tuple) -> bool:
@@ -252,11 +285,81 @@ def _per_channel(shape: tuple, out: tuple) -> bool:
 
 
 def _elementwise_binary(node: Node, spec: _Spec) -> str | None:
+    """A function of one tensor (a table), a per-channel constant (an
+    affine), or two tensors of the output's shape or one per channel
+    (ELTWISE; Sub's first operand full-size, as ELTWISE's a)."""
+    if is_pointwise(node) and _tensor_count(node) == 1:
+        return None
+    tensors = [v for v in node.inputs if not v.is_constant]
+    if len(tensors) == 1:
+        return _by_constant(node)
+    if node.op not in _TWO_TENSORS:
+        return (f"{node.op} of two tensors: the accelerator combines two tensors by "
+                f"{', '.join(sorted(_TWO_TENSORS))} (and divides by constants only)")
+    if len(tensors) > 2:
+        return f"{node.op} of {len(tensors)} tensors: the accelerator combines two at a time"
     out = node.outputs[0].type.shape
-    for value in node.inputs:
+    for value in tensors:
         if value.type.shape != out and not _per_channel(value.type.shape, out):
             return (f"{node.op} broadcasts %{value.name} {value.type} to {list(out)}; the accelerator takes "
                     f"same-shape or per-channel operands")
+    if node.op == "Sub" and tensors[0].type.shape != out:
+        return (f"Sub broadcasts its first operand %{tensors[0].name} {tensors[0].type}: ELTWISE subtracts a "
+                "per-channel b from a full-size a, not the other way")
+    return None
+
+
+def _by_constant(node: Node) -> str | None:
+    """x (op) c: a per-channel c scales or shifts (an affine, a depthwise
+    1x1 CONV); a full-size or per-channel c is ELTWISE's operand from DRAM."""
+    const, out = _constant_of(node), node.outputs[0].type.shape
+    second, shape = node.inputs[1].is_constant, const.type.shape
+    channel, full = _per_channel(shape, out), (1,) * (len(out) - len(shape)) + tuple(shape) == tuple(out)
+    if node.op in _AFFINE and channel and (second or node.op not in ("Sub", "Div")):
+        return None
+    if node.op in _TWO_TENSORS and (full or channel) and (second or full or node.op != "Sub"):
+        return None
+    if node.op in ("Sub", "Div") and not second:
+        return (f"{node.op} with the constant %{const.name} {const.type} first: the accelerator has x - c and x / c, "
+                "and c - x or c / x only for a scalar c (a table)")
+    return (f"{node.op} by the constant %{const.name} {const.type}: the accelerator takes scalar constants (a "
+            f"table), per-channel ones ({', '.join(_AFFINE)}) and full-size ones ({', '.join(sorted(_TWO_TENSORS))})")
+
+
+_AFFINE = ("Mul", "Div", "Add", "Sub")
+_TWO_TENSORS = frozenset({"Add", "Sub", "Mul", "Max", "Min", "Sum"})
+
+
+def _tensor_count(node: Node) -> int:
+    return sum(1 for v in node.inputs if v is not None and not v.is_constant)
+
+
+def _constant_of(node: Node) -> Value:
+    return next(v for v in node.inputs if v is not None and v.is_constant)
+
+
+def _unary(node: Node, spec: _Spec) -> str | None:
+    """Any function of one tensor is a 256-entry table on 8-bit data (QLut,
+    or a CONV's table when it follows one)."""
+    if is_pointwise(node) and _tensor_count(node) == 1:
+        return None
+    return (f"{node.op} with non-scalar constant operands or of several tensors is not a function of one tensor "
+            "(the accelerator computes those by table)")
+
+
+def _prelu(node: Node, spec: _Spec) -> str | None:
+    """A scalar slope is a table; per-channel non-negative slopes are a
+    CONV's (or a depthwise identity's) negative multipliers."""
+    if is_pointwise(node) and _tensor_count(node) == 1:
+        return None
+    slope = node.inputs[1]
+    if not slope.is_constant:
+        return f"PRelu slope %{slope.name} is computed at run time, not a constant"
+    if not _per_channel(slope.type.shape, node.outputs[0].type.shape):
+        return f"PRelu slope %{slope.name} {slope.type} varies along other axes than the channels"
+    if (slope.const < 0).any():
+        return (f"PRelu slope %{slope.name} has negative values (channel {int(np.argmax(slope.const.reshape(-1) < 0))}"
+                "): the requantiser's multiplier for negative values is positive")
     return None
 
 
@@ -326,14 +429,20 @@ def _batch_norm(node: Node, spec: _Spec) -> str | None:
     return _not_constant(node, {1: "scale", 2: "bias", 3: "mean", 4: "variance"})
 
 
+UNARY_FUNCTIONS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Gelu", "Softplus",
+                   "Softsign", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Abs", "Neg", "Sign", "Floor", "Ceil",
+                   "Round", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
+                   "Mish", "Swish", "ThresholdedRelu", "Shrink", "LeakyRelu")
+"""Functions of one tensor: a 256-entry table on 8-bit data."""
+
 _RULES: dict[str, Rule] = {
-    "Conv": _conv,
+    "Conv": _conv, "ConvTranspose": _conv_transpose,
     "MaxPool": _pool, "AveragePool": _pool,
     "GlobalAveragePool": _global_pool, "GlobalMaxPool": _global_pool,
-    "Add": _elementwise_binary, "Mul": _elementwise_binary,
+    **{op: _elementwise_binary for op in ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum")},
     "Concat": _concat,
-    "Relu": _always, "LeakyRelu": _always, "Clip": _clip,
-    "Sigmoid": _always, "Tanh": _always,  # a 256-entry lookup table on int8 data
+    "Relu": _always, "Clip": _clip, "PRelu": _prelu,
+    **{op: _unary for op in UNARY_FUNCTIONS},
     "Resize": _resize,
     "Gemm": _linear, "MatMul": _linear,
     "BatchNormalization": _batch_norm,  # a per-channel scale and shift

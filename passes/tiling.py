@@ -24,7 +24,7 @@ from typing import Any
 from ir.graph import Node, Value
 from passes.infra import PassError
 from runtime.hardware import HardwareConfig
-from runtime.isa import MAX_EXTENT, PARAM_CHANNEL_BYTES, Bcast, linear_size
+from runtime.isa import AVG_ENTRY_BYTES, LUT_ENTRIES, MAX_EXTENT, PARAM_CHANNEL_BYTES, Bcast, linear_size
 from runtime.sim.timing import conv_passes, dram_transfer_bytes
 
 SLOT_ALIGN = 8
@@ -77,6 +77,9 @@ class ConvShape:
     channels_last: bool = False
     """A GEMM's rows: each column's channels contiguous in DRAM (strides
     (1, 0, channels)); a convolution's maps are channel-major."""
+    lut_bytes: int = 0
+    """The epilogue's table (256 output elements) when the layer has one;
+    loaded once per layer into the weight buffer, after the two slots."""
 
     @property
     def cg(self) -> int:
@@ -93,8 +96,17 @@ class ConvShape:
         return (wt - 1) * self.sw + self.dw * (self.kw - 1) + 1
 
     def tile_channels(self, kt: int, ct: int) -> int:
-        """Input channels one tile reads."""
-        return ct if self.groups == 1 else (kt // self.kg) * self.cg
+        """Input channels one tile reads: a grouped tile covers whole groups,
+        or part of one group's output channels (then its input channels)."""
+        return ct if self.groups == 1 else max(1, kt // self.kg) * self.cg
+
+    def k_ranges(self, kt: int) -> list[tuple[int, int]]:
+        """The output-channel tiles of ``kt`` channels: a grouped layer's
+        never straddle a group (tiles of less than a group cut each group)."""
+        if self.groups == 1 or kt >= self.kg:
+            return [(k0, min(k0 + kt, self.k)) for k0 in range(0, self.k, kt)]
+        return [(g * self.kg + j, min(g * self.kg + j + kt, (g + 1) * self.kg))
+                for g in range(self.groups) for j in range(0, self.kg, kt)]
 
 
 @dataclass(frozen=True)
@@ -111,11 +123,13 @@ class ConvPlan:
     param_bytes: int
     acc_bytes: int
 
+    lut_bytes: int = 0
+
     def needs(self) -> dict[str, int]:
         """Bytes each buffer must hold: two slots of activations and of
-        weights (double buffering), one set of accumulators."""
+        weights (double buffering), the table, one set of accumulators."""
         return {"activation": 2 * (self.in_bytes + self.res_bytes + self.out_bytes),
-                "weight": 2 * (self.wgt_bytes + self.param_bytes), "accumulator": self.acc_bytes}
+                "weight": 2 * (self.wgt_bytes + self.param_bytes) + self.lut_bytes, "accumulator": self.acc_bytes}
 
     def overflows(self, hw: HardwareConfig) -> dict[str, int]:
         """The buffers this plan does not fit (name -> bytes needed)."""
@@ -137,7 +151,8 @@ def conv_tile(s: ConvShape, kt: int, rt: int, wt: int, ct: int, chunks: int) -> 
                     res_bytes=a8(kt * rt * wt * s.e_res), out_bytes=a8(kt * rt * wt * s.e_out),
                     wgt_bytes=linear_size(kt * per_group * s.kh * s.kw * s.e_w),
                     param_bytes=linear_size(kt * PARAM_CHANNEL_BYTES),
-                    acc_bytes=a8(kt * rt * wt * s.e_acc) if chunks > 1 else 0)
+                    acc_bytes=a8(kt * rt * wt * s.e_acc) if chunks > 1 else 0,
+                    lut_bytes=linear_size(s.lut_bytes) if s.lut_bytes else 0)
 
 
 def _box_bytes(s: ConvShape, elem: int, channels: int, rows: int, cols: int, height: int, width: int,
@@ -157,15 +172,16 @@ def _conv_cost(s: ConvShape, p: ConvPlan, hw: HardwareConfig) -> tuple[float, bo
     cycles (as the cycle model counts them: a tile of ``kt`` output
     channels keeps ``ceil(kt / units)`` passes busy) at the DRAM's bytes per
     cycle (double buffering overlaps the two), plus a fixed cost per tile."""
-    n_k, n_r, n_w = -(-s.k // p.kt), -(-s.oh // p.rt), -(-s.ow // p.wt)
+    n_k, n_r, n_w = len(s.k_ranges(p.kt)), -(-s.oh // p.rt), -(-s.ow // p.wt)
     n_c = -(-s.c // p.ct) if s.groups == 1 else 1
     bands = n_r * n_w
     inputs = bands * _box_bytes(s, s.e_in, s.c, s.in_rows(p.rt), s.in_cols(p.wt), s.h, s.w, s.c)
     outputs = bands * _box_bytes(s, s.e_out + s.e_res, s.k, p.rt, p.wt, s.oh, s.ow, s.k)  # written, residual read
     weights = s.k * s.cg * s.kh * s.kw * s.e_w + s.k * PARAM_CHANNEL_BYTES * n_c
-    if s.groups > 1:  # each output-channel tile reads only its own groups' channels
-        k_outer = weights + inputs
-        band_outer = inputs + weights * bands
+    if s.groups > 1:  # each output-channel tile reads only its own groups' channels (once per tile of a group)
+        reread = inputs * max(1, -(-s.kg // p.kt))
+        k_outer = weights + reread
+        band_outer = reread + weights * bands
     else:
         k_outer = (weights if n_c == 1 else weights * bands) + inputs * n_k
         band_outer = (inputs if n_c == 1 else inputs * n_k) + (weights if n_k * n_c == 1 else weights * bands)
@@ -183,7 +199,7 @@ def plan_conv(s: ConvShape, hw: HardwareConfig, layer: str) -> ConvPlan:
         kts = halvings(s.k)
         cts = halvings(s.c)
     else:
-        kts = sorted({s.kg * g for g in halvings(s.groups)}, reverse=True)
+        kts = sorted({s.kg * g for g in halvings(s.groups)} | set(halvings(s.kg)), reverse=True)
         cts = [s.c]
     best, best_cost = None, math.inf
     for ct in cts:
@@ -245,8 +261,10 @@ def plan_map(channels: int, rows: int, cols: int, act_bytes, budget: int, layer:
 
 
 # ---------------------------------------------------------------- the layers' tile problems
-CONV_OPS = frozenset({"QConv", "QGemm"})
-MAP_OPS = frozenset({"MaxPool", "QAvgPool", "QAdd", "QMul", "QConcat", "QLut", "Resize"})
+CONV_OPS = frozenset({"QConv", "QGemm", "QConvTranspose"})
+TWO_GRID_OPS = frozenset({"QAdd", "QSub", "QMax", "QMin"})
+ELTWISE_OPS = TWO_GRID_OPS | {"QMul"}
+MAP_OPS = frozenset({"MaxPool", "QAvgPool", "QConcat", "QLut", "Resize"}) | ELTWISE_OPS
 TILED_OPS = CONV_OPS | MAP_OPS
 """The accelerator's layer ops: each is cut into tiles."""
 
@@ -259,14 +277,103 @@ def conv_shape(node: Node) -> ConvShape:
     e_in, e_w, e_out = x.dtype.itemsize, w.dtype.itemsize, node.outputs[0].type.dtype.itemsize
     e_res = residual.type.dtype.itemsize if residual is not None else 0
     e_acc = 4 if e_w == 1 else 8
+    lut = LUT_ENTRIES * e_out if len(node.attrs.get("table") or ()) else 0
     if node.op == "QGemm":
         m, reduction = x.shape
         return ConvShape(reduction, 1, m, w.shape[0], 1, m, 1, 1, 1, 1, 1, 1, 1, e_in, e_w, e_out, e_res, e_acc,
-                         channels_last=True)
+                         channels_last=True, lut_bytes=lut)
     a = node.attrs
     (sh, sw), (dh, dw) = a["strides"], a["dilations"]
     return ConvShape(x.shape[1], x.shape[2], x.shape[3], w.shape[0], *node.outputs[0].type.shape[2:],
-                     w.shape[2], w.shape[3], sh, sw, dh, dw, int(a["group"]), e_in, e_w, e_out, e_res, e_acc)
+                     w.shape[2], w.shape[3], sh, sw, dh, dw, int(a["group"]), e_in, e_w, e_out, e_res, e_acc,
+                     lut_bytes=lut)
+
+
+@dataclass(frozen=True)
+class ConvPart:
+    """One CONV layer of a quantized layer on the device: its tile problem,
+    the padding of its input (top, left, bottom, right; negative where it
+    skips rows or columns), where its outputs lie in the layer's output
+    (the first row and column, and the rows and columns between them), and
+    for a transposed convolution's phase the layer kernel's rows and
+    columns it takes, in its own order."""
+
+    shape: ConvShape
+    pads: tuple[int, int, int, int]
+    origin: tuple[int, int] = (0, 0)
+    step: tuple[int, int] = (1, 1)
+    taps: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+
+
+def conv_parts(node: Node, hw: HardwareConfig) -> list[ConvPart]:
+    """The CONV layers a layer runs as: one for a QConv or QGemm, one per
+    output phase for a QConvTranspose, a GEMM against ones for a global
+    average pool too wide for POOL."""
+    if node.op == "QConvTranspose":
+        return transpose_phases(node)
+    if node.op == "QAvgPool":
+        return [ConvPart(pool_gemm_shape(node), (0, 0, 0, 0))]
+    pads = (0, 0, 0, 0) if node.op == "QGemm" else tuple(node.attrs["pads"])
+    return [ConvPart(conv_shape(node), pads)]
+
+
+def is_conv_layer(node: Node, hw: HardwareConfig) -> bool:
+    """Whether the device runs ``node`` as CONV layers (:func:`conv_parts`)."""
+    return node.op in CONV_OPS or (node.op == "QAvgPool" and pool_as_gemm(node, hw))
+
+
+def pool_as_gemm(node: Node, hw: HardwareConfig) -> bool:
+    """A global QAvgPool (no padding, one window per plane) whose window
+    POOL cannot hold, or whose multiplier table the weight buffer cannot:
+    sum(x) over a plane is x[N*C, H*W] . ones[H*W], one multiplier."""
+    x, kernel = node.inputs[0].type.shape, list(node.attrs["kernel_shape"])
+    table = linear_size(kernel[0] * kernel[1] * AVG_ENTRY_BYTES)
+    return (kernel == list(x[2:]) and not any(node.attrs["pads"])
+            and (max(kernel) > hw.max_pool_kernel or table > hw.weight_buffer_bytes))
+
+
+def pool_gemm_shape(node: Node) -> ConvShape:
+    """A global average pool's sums as a GEMM: M = N*C rows of K = H*W codes
+    against one output channel of ones."""
+    n, c, h, w = node.inputs[0].type.shape
+    e_in, e_out = node.inputs[0].type.dtype.itemsize, node.outputs[0].type.dtype.itemsize
+    return ConvShape(h * w, 1, n * c, 1, 1, n * c, 1, 1, 1, 1, 1, 1, 1, e_in, 1, e_out, 0, 4, channels_last=True)
+
+
+def transpose_phases(node: Node) -> list[ConvPart]:
+    """A QConvTranspose as stride-1 convolutions, one per output phase
+    (docs/codegen.md): output o = i*s + t - p reads the kernel taps
+    t = r + s*u with r = (o + p) mod s, so phase r's outputs o = r - p + s*q
+    are a convolution of x by those taps in reverse order, its q-th output
+    reading input rows q - (T - 1) .. q, T = ceil((K - r) / s) taps."""
+    x, w, out = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
+    base = conv_shape(node)
+    axes = [_phases(x.shape[2 + a], w.shape[2 + a], node.attrs["strides"][a], node.attrs["pads"][a],
+                    out.shape[2 + a]) for a in range(2)]
+    parts = []
+    for (ry, oy, ny, ty, py) in axes[0]:
+        for (rx, ox, nx, tx, px) in axes[1]:
+            shape = dataclasses.replace(base, oh=ny, ow=nx, kh=len(ty), kw=len(tx), sh=1, sw=1, dh=1, dw=1)
+            parts.append(ConvPart(shape, (py[0], px[0], py[1], px[1]), (oy, ox), tuple(node.attrs["strides"]),
+                                  (ty, tx)))
+    return parts
+
+
+def _phases(size: int, kernel: int, stride: int, pad: int, out: int) -> list[tuple]:
+    """Per phase along one axis: (phase r, first output, outputs, kernel
+    taps in the phase's order, (begin, end) input padding)."""
+    phases = []
+    for r in range(stride):
+        first = (r - pad) % stride
+        count = -(-(out - first) // stride) if first < out else 0
+        if count == 0:
+            continue
+        taps = tuple(range(r, kernel, stride))[::-1]
+        q0 = (first + pad - r) // stride
+        begin = len(taps) - 1 - q0
+        end = q0 + count - 1 - (size - 1)
+        phases.append((r, first, count, taps, (begin, end)))
+    return phases
 
 
 def reduction_chunks(s: ConvShape, ct: int) -> int:
@@ -354,7 +461,7 @@ def map_tiles(node: Node) -> MapTiles:
         (kh, kw), (sh, sw) = node.attrs["kernel_shape"], node.attrs["strides"]
         window = Operand(node.inputs[0].type.dtype.itemsize, window=(sh, kh, sw, kw))
         return MapTiles(tuple(out.shape[1:]), (window, Operand(e_out)), "pool")
-    if node.op in ("QAdd", "QMul"):
+    if node.op in ELTWISE_OPS:
         a, b, _ = eltwise_operands(node)
         operands = (Operand(a.type.dtype.itemsize), Operand(b.type.dtype.itemsize, bcast_mode(node, b)),
                     Operand(e_out))
@@ -378,14 +485,22 @@ def map_tiles(node: Node) -> MapTiles:
 
 def plan_layer(node: Node, hw: HardwareConfig) -> dict[str, Any]:
     """A layer's tiling decision as plain data: ``kt, rt, wt, ct, k_outer``
-    for a QConv / QGemm, ``ct, rt, wt`` for a map layer."""
-    if node.op in CONV_OPS:
-        plan = plan_conv(conv_shape(node), hw, node.name)
-        return {"kt": plan.kt, "rt": plan.rt, "wt": plan.wt, "ct": plan.ct, "k_outer": plan.k_outer}
+    for a QConv / QGemm, ``{"parts": [...]}`` of those for a layer of
+    several CONV layers (a QConvTranspose's phases), ``ct, rt, wt`` for a
+    map layer."""
+    if is_conv_layer(node, hw):
+        plans = [plan_conv(part.shape, hw, node.name) for part in conv_parts(node, hw)]
+        decisions = [{"kt": p.kt, "rt": p.rt, "wt": p.wt, "ct": p.ct, "k_outer": p.k_outer} for p in plans]
+        return decisions[0] if len(decisions) == 1 else {"parts": decisions}
     tiles = map_tiles(node)
     plan = plan_map(*tiles.dims, lambda c, r, w: 2 * sum(tiles.slot_sizes(c, r, w)), hw.activation_buffer_bytes,
                     node.name, tiles.what)
     return {"ct": plan.ct, "rt": plan.rt, "wt": plan.wt}
+
+
+def part_decisions(decision: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-CONV decisions of a conv layer's recorded decision."""
+    return list(decision["parts"]) if "parts" in decision else [decision]
 
 
 def conv_plan(s: ConvShape, decision: dict[str, Any]) -> ConvPlan:

@@ -1,4 +1,5 @@
-"""Lowering of QConv and QGemm: weight packing and the tiled CONV jobs.
+"""Lowering of the CONV layers (QConv, QGemm, a QConvTranspose's phases, a
+wide global average pool's GEMM): weight packing and the tiled CONV jobs.
 
 Weights are packed per tile, in the order the MAC units read them: for each
 output-channel tile and input-channel chunk, the block
@@ -18,7 +19,7 @@ from codegen.device.dma import load, load_linear, padded, store
 from codegen.device.image import ConstantImage
 from codegen.device.stream import Job
 from ir.graph import Node
-from passes.tiling import a8, conv_plan, conv_shape
+from passes.tiling import ConvPart, a8, chw, conv_parts, conv_plan, part_decisions
 from runtime.hardware import HardwareConfig
 from runtime.isa import AccMode, Op, Space, instr, linear_size
 
@@ -43,40 +44,88 @@ class Geometry:
         return self.addr + (n * self.image_stride + c * zs + y * ys + x * xs) * self.elem
 
 
+def dense(addr: int, elem: int, dims: tuple[int, int, int]) -> Geometry:
+    """A dense [C][H][W] map at ``addr``, images one after another."""
+    c, h, w = dims
+    return Geometry(addr, elem, (h * w, w, 1), c * h * w)
+
+
 def param_records(node: Node, bias: np.ndarray) -> np.ndarray:
-    """The PARAM records of every output channel of a QConv/QGemm."""
+    """The PARAM records of every output channel of a QConv, QConvTranspose
+    or QGemm (a global average pool's GEMM: its multiplier for a whole plane)."""
     a = node.attrs
-    mult, shift = np.asarray(a["mult"], np.int64), np.asarray(a["shift"], np.int64)
-    neg_mult = np.asarray(a["neg_mult"] or a["mult"], np.int64)
-    neg_shift = np.asarray(a["neg_shift"] or a["shift"], np.int64)
+    if node.op == "QAvgPool":
+        count = int(np.prod(a["kernel_shape"]))
+        mult = np.asarray(a["mults"][count - 1:count], np.int64)
+        shift = np.asarray(a["shifts"][count - 1:count], np.int64)
+        neg_mult, neg_shift = mult, shift
+    else:
+        mult, shift = np.asarray(a["mult"], np.int64), np.asarray(a["shift"], np.int64)
+        neg_mult = np.asarray(a["neg_mult"] or a["mult"], np.int64)
+        neg_shift = np.asarray(a["neg_shift"] or a["shift"], np.int64)
     records = np.zeros(len(mult), PARAM_DTYPE)
     records["bias"], records["mult"], records["shift"] = bias.astype(np.int64), mult, shift
     records["neg_mult"], records["neg_shift"] = neg_mult, neg_shift
     return records
 
 
-class ConvLowering:
-    """One QConv / QGemm: its tiles read and weights packed at construction, jobs on demand."""
+def conv_lowerings(node: Node, config: HardwareConfig, image: ConstantImage) -> list[ConvLowering]:
+    """The CONV layers of one layer (passes.tiling.conv_parts), each with
+    its weights and folded bias: a QConv's or QGemm's own; per output phase
+    of a QConvTranspose, the phase's taps in its order and the input zero
+    point folded over them; for a global average pool's GEMM, ones and the
+    zero point times the plane."""
+    parts = conv_parts(node, config)
+    decisions = part_decisions(tile_decision(node))
+    if len(decisions) != len(parts):
+        raise CodegenError(f"layer {node.name!r}: {len(decisions)} tiling decisions for {len(parts)} CONV layers")
+    return [ConvLowering(node, part, *_operands(node, part), decision, image)
+            for part, decision in zip(parts, decisions)]
 
-    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
-        self.node = node
-        x, w, b = node.inputs[:3]
+
+def _operands(node: Node, part: ConvPart) -> tuple[np.ndarray, np.ndarray]:
+    """The weights [K][C/groups][kh][kw] and folded bias of one part."""
+    if node.op == "QAvgPool":
+        plane = part.shape.c
+        return np.ones((1, plane, 1, 1), np.int8), np.array([-int(node.attrs["x_zero"]) * plane], np.int64)
+    w, b = node.inputs[1].const, node.inputs[2].const.astype(np.int64)
+    if part.taps is None:
+        return w, b
+    rows, cols = part.taps
+    weights = np.ascontiguousarray(w[:, :, list(rows)][:, :, :, list(cols)])
+    folded = b - int(node.attrs["x_zero"]) * weights.reshape(len(weights), -1).astype(np.int64).sum(axis=1)
+    return weights, folded
+
+
+class ConvLowering:
+    """One CONV layer of a layer (a QConv, a QGemm, one phase of a
+    QConvTranspose, a global average pool's GEMM): its weights packed at
+    construction, its jobs on demand."""
+
+    def __init__(self, node: Node, part: ConvPart, weights: np.ndarray, bias: np.ndarray, decision: dict,
+                 image: ConstantImage):
+        self.node, self.part = node, part
         self.residual = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3] is not None else None
-        self.gemm = node.op == "QGemm"
-        self.shape = conv_shape(node)
-        self.batch = 1 if self.gemm else x.type.shape[0]
-        self.pads = (0, 0, 0, 0) if self.gemm else tuple(node.attrs["pads"])
+        self.gemm = part.shape.channels_last
+        self.shape = part.shape
+        self.batch = 1 if self.gemm else node.inputs[0].type.shape[0]
+        self.pads = part.pads
         if max(self.pads) > 255:
             raise CodegenError(f"layer {node.name!r}: padding {list(self.pads)} exceeds the DMA's 255")
-        self.plan = conv_plan(self.shape, tile_decision(node))
-        self.tiles = self._pack(w.const, param_records(node, b.const), image)
-        self.macs = self.batch * self.shape.oh * self.shape.ow * self.shape.k * self.shape.cg * \
-            self.shape.kh * self.shape.kw
+        self.plan = conv_plan(self.shape, decision)
+        self.tiles = self._pack(weights, param_records(node, bias), image)
+        table = node.attrs.get("table") or ()
+        self.table = None
+        if len(table):
+            codes = np.asarray(table, np.int64).astype(node.outputs[0].type.dtype.newbyteorder("<")).tobytes()
+            self.table = (image.add(padded(codes)), len(codes))
+        s = self.shape
+        self.macs = self.batch * s.oh * s.ow * s.k * s.cg * s.kh * s.kw
 
     # ------------------------------------------------------------ packing
     def _ranges(self):
         s, p = self.shape, self.plan
-        ks = [(k0, min(k0 + p.kt, s.k)) for k0 in range(0, s.k, p.kt)]
+        ks = s.k_ranges(p.kt)
         cs = [(c0, min(c0 + p.ct, s.c)) for c0 in range(0, s.c, p.ct)] if s.groups == 1 else [(0, s.cg)]
         return ks, cs
 
@@ -93,7 +142,28 @@ class ConvLowering:
         return tiles
 
     # ------------------------------------------------------------ jobs
-    def jobs(self, x: Geometry, out: Geometry, res: Geometry | None) -> list[Job]:
+    def geometry(self, addr) -> tuple[Geometry, Geometry, Geometry | None]:
+        """Where the input, output and residual lie (``addr(value)``: DRAM
+        addresses): a GEMM's rows channels-last; a convolution's maps
+        channel-major, a phase's outputs every ``step`` rows and columns
+        from its ``origin``."""
+        x, out, res = self.node.inputs[0], self.node.outputs[0], self.residual
+        if self.gemm:
+            k, n = self.shape.c, self.shape.k
+            return (Geometry(addr(x), x.type.dtype.itemsize, (1, 0, k), 0),
+                    Geometry(addr(out), out.type.dtype.itemsize, (1, 0, n), 0),
+                    None if res is None else Geometry(addr(res), res.type.dtype.itemsize, (1, 0, n), 0))
+        maps = [None if v is None else dense(addr(v), v.type.dtype.itemsize, chw(v.type.shape)[1])
+                for v in (x, out, res)]
+        return maps[0], self._placed(maps[1]), None if maps[2] is None else self._placed(maps[2])
+
+    def _placed(self, geo: Geometry) -> Geometry:
+        (oy, ox), (sy, sx) = self.part.origin, self.part.step
+        zs, ys, xs = geo.strides
+        return Geometry(geo.addr + (oy * ys + ox * xs) * geo.elem, geo.elem, (zs, ys * sy, xs * sx), geo.image_stride)
+
+    def jobs(self, addr) -> list[Job]:
+        x, out, res = self.geometry(addr)
         s, p = self.shape, self.plan
         ks, cs = self._ranges()
         bands = [(r0, min(r0 + p.rt, s.oh), c0, min(c0 + p.wt, s.ow))
@@ -108,6 +178,8 @@ class ConvLowering:
         jobs, loaded, wslot, stored = [], None, 1, 0
         for i, (n, ki, band, ci) in enumerate(order):
             job, slot = Job(), i % 2
+            if i == 0 and self.table is not None:
+                job.loads.append(load_linear(Space.WGT, slots["lut"], *self.table))
             (k0, k1), (r0, r1, c0, c1) = ks[ki], band
             if loaded != (ki, ci):
                 loaded, wslot = (ki, ci), 1 - wslot
@@ -135,7 +207,7 @@ class ConvLowering:
             act[name] = [at, at + a8(size)]
             at += 2 * a8(size)
         w_size, p_size = linear_size(p.wgt_bytes), linear_size(p.param_bytes)
-        return {**act, "wgt": [0, w_size + p_size], "par": [w_size, 2 * w_size + p_size]}
+        return {**act, "wgt": [0, w_size + p_size], "par": [w_size, 2 * w_size + p_size], "lut": 2 * (w_size + p_size)}
 
     def _input_span(self, band) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
         """Valid input rows/cols of a band and the padding around them."""
@@ -154,7 +226,7 @@ class ConvLowering:
         s = self.shape
         if s.groups == 1:
             return c_range
-        g0, g1 = k_range[0] // s.kg, k_range[1] // s.kg
+        g0, g1 = k_range[0] // s.kg, -(-k_range[1] // s.kg)
         return g0 * s.cg, g1 * s.cg
 
     def _input_load(self, x: Geometry, n: int, k_range, c_range, band, sram: int):
@@ -169,7 +241,7 @@ class ConvLowering:
         ch0, ch1 = self._channels(k_range, c_range)
         fields = dict(in_addr=slots["in"][slot], in_bits=8 * s.e_in, in_c=ch1 - ch0, in_h=s.in_rows(r1 - r0),
                       in_w=s.in_cols(c1 - c0), wgt_addr=slots["wgt"][wslot], wgt_bits=8 * s.e_w,
-                      groups=1 if s.groups == 1 else (k1 - k0) // s.kg, kernel_h=s.kh, kernel_w=s.kw,
+                      groups=max(1, (k1 - k0) // s.kg) if s.groups > 1 else 1, kernel_h=s.kh, kernel_w=s.kw,
                       stride_h=s.sh, stride_w=s.sw, dilation_h=s.dh, dilation_w=s.dw, out_c=k1 - k0,
                       acc_mode=int(mode))
         if mode != AccMode.MIDDLE:
@@ -179,6 +251,8 @@ class ConvLowering:
         if mode in (AccMode.FULL, AccMode.LAST):
             fields.update(out_addr=out_slot, out_bits=8 * s.e_out, out_zero=int(a["out_zero"]), lo=int(a["lo"]),
                           hi=int(a["hi"]))
+            if self.table is not None:
+                fields.update(lut=1, lut_addr=slots["lut"])
             if self.residual is not None:
                 fields.update(residual=1, res_addr=slots["res"][slot], res_bits=8 * s.e_res,
                               res_zero=int(a["res_zero"]), res_mult=int(a["res_mult"]),

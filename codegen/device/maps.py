@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from codegen.device.conv import Geometry
+from codegen.device.conv import Geometry, dense
 from codegen.device.decisions import CodegenError, tile_decision
 from codegen.device.dma import load, load_linear, padded, store
 from codegen.device.image import ConstantImage
@@ -28,11 +28,6 @@ from runtime.qscheme import ACTIVATION_RANGE
 
 IDENTITY = (1 << 30, 30)
 """rescale(v, 2^30, 30) = v: the multiplier of a plain copy."""
-
-
-def dense(addr: int, elem: int, dims: tuple[int, int, int]) -> Geometry:
-    c, h, w = dims
-    return Geometry(addr, elem, (h * w, w, 1), c * h * w)
 
 
 def _tiles(dims: tuple[int, int, int], plan) -> list[tuple[int, int, int, int, int, int]]:
@@ -150,14 +145,22 @@ class PoolLayer(MapLayer):
         return instr(Op.POOL, 0, **fields)
 
 
+TWO_GRIDS = {"QAdd": EltOp.ADD, "QSub": EltOp.SUB, "QMax": EltOp.MAX, "QMin": EltOp.MIN}
+"""ELTWISE's function of each two-grid op."""
+
+
 class EltwiseLayer(MapLayer):
-    """QAdd and QMul: ELTWISE with b full-size, per channel or scalar."""
+    """QAdd, QSub, QMax, QMin and QMul: ELTWISE with b full-size, per
+    channel or scalar (a subtraction keeps its operands' order)."""
 
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         super().__init__(node, config, image)
         out = node.outputs[0].type
         self.batch, self.dims = chw(out.shape)
         self.a, self.b, self.swap = eltwise_operands(node)
+        if self.swap and node.op == "QSub":
+            raise CodegenError(f"layer {node.name!r}: QSub's first operand broadcasts; ELTWISE subtracts a "
+                               "broadcast b from a full-size a")
         self.bcast = bcast_mode(node, self.b)
         self.e_a, self.e_b = self.a.type.dtype.itemsize, self.b.type.dtype.itemsize
         self.e_out = out.dtype.itemsize
@@ -200,13 +203,14 @@ class EltwiseLayer(MapLayer):
         fields = dict(bcast=int(self.bcast), c=box[0], h=box[1], w=box[2], a_addr=a_addr, a_bits=8 * self.e_a,
                       a_zero=int(za), b_addr=b_addr, b_bits=8 * self.e_b, b_zero=int(zb), out_addr=out_addr,
                       out_bits=8 * self.e_out, out_zero=int(at["out_zero"]), lo=int(at["lo"]), hi=int(at["hi"]))
-        if self.node.op == "QAdd":
+        if self.node.op == "QMul":
+            fields.update(func=int(EltOp.MUL), a_mult=int(at["mult"]), a_shift=int(at["shift"]))
+        else:
             (am, ash), (bm, bsh) = (at["a_mult"], at["a_shift"]), (at["b_mult"], at["b_shift"])
             if self.swap:
                 (am, ash), (bm, bsh) = (bm, bsh), (am, ash)
-            fields.update(func=int(EltOp.ADD), a_mult=int(am), a_shift=int(ash), b_mult=int(bm), b_shift=int(bsh))
-        else:
-            fields.update(func=int(EltOp.MUL), a_mult=int(at["mult"]), a_shift=int(at["shift"]))
+            fields.update(func=int(TWO_GRIDS[self.node.op]), a_mult=int(am), a_shift=int(ash), b_mult=int(bm),
+                          b_shift=int(bsh))
         return instr(Op.ELTWISE, 0, **fields)
 
 

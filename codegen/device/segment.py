@@ -11,22 +11,22 @@ is emitted as tile jobs.
 """
 from __future__ import annotations
 
-from codegen.device.conv import ConvLowering, Geometry
+from codegen.device.conv import conv_lowerings
 from codegen.device.decisions import CodegenError, check_planned, dram_offset
 from codegen.device.image import ConstantImage
-from codegen.device.maps import ConcatLayer, EltwiseLayer, LutLayer, PoolLayer, UpsampleLayer, dense
+from codegen.device.maps import ConcatLayer, EltwiseLayer, LutLayer, PoolLayer, UpsampleLayer
 from codegen.device.stream import StreamBuilder
 from ir.graph import Graph, Node, Value, onnx_name
 from passes.plan_memory import VIEWS, root
-from passes.tiling import chw
+from passes.tiling import ELTWISE_OPS, is_conv_layer
 from runtime.compiled import DeviceSegment, DramTensor
 from runtime.hardware import HardwareConfig
 from runtime.isa import StreamKey
 
-LAYERS = {"QConv": ConvLowering, "QGemm": ConvLowering, "MaxPool": PoolLayer, "QAvgPool": PoolLayer,
-          "QAdd": EltwiseLayer, "QMul": EltwiseLayer, "QConcat": ConcatLayer, "QLut": LutLayer,
-          "Resize": UpsampleLayer}
-OPERAND_CONSTANTS = frozenset({"QAdd", "QMul", "QConcat"})
+MAP_LAYERS = {"MaxPool": PoolLayer, "QAvgPool": PoolLayer, **dict.fromkeys(ELTWISE_OPS, EltwiseLayer),
+              "QConcat": ConcatLayer, "QLut": LutLayer, "Resize": UpsampleLayer}
+"""Map layers, each one lowering; CONV layers (passes.tiling.is_conv_layer) go to codegen/device/conv.py."""
+OPERAND_CONSTANTS = ELTWISE_OPS | {"QConcat"}
 """Layers whose constant inputs are data operands in DRAM (not weights)."""
 
 
@@ -39,7 +39,7 @@ class SegmentLowering:
         self.segment, self.config, self.image = segment, config, image
         body: Graph = segment.attrs["body"]
         self.outer = {**dict(zip(body.inputs, segment.inputs)), **dict(zip(body.outputs, segment.outputs))}
-        self.layers: list[tuple[Node, object]] = []
+        self.layers: list[tuple[Node, list]] = []
         self.entries: list[tuple[Value, Node]] = []
         self.exits: list[tuple[Value, Node]] = []
         self.constants: dict[Value, int] = {}
@@ -58,8 +58,10 @@ class SegmentLowering:
                 raise CodegenError(f"node {node.name!r}: a DequantizeLinear inside an accelerator segment must "
                                    "give a segment output")
             self.exits.append((node.outputs[0], node))
-        elif node.op in LAYERS:
-            self.layers.append((node, LAYERS[node.op](node, self.config, self.image)))
+        elif is_conv_layer(node, self.config):
+            self.layers.append((node, conv_lowerings(node, self.config, self.image)))
+        elif node.op in MAP_LAYERS:
+            self.layers.append((node, [MAP_LAYERS[node.op](node, self.config, self.image)]))
             if node.op in OPERAND_CONSTANTS:  # packed now: the image is final before activations are placed
                 for value in node.inputs:
                     if value is not None and value.is_constant:
@@ -81,32 +83,18 @@ class SegmentLowering:
         return self.base + dram_offset(root(value).producer)
 
     def emit(self, key: StreamKey = StreamKey(0, 0, 0)) -> DeviceSegment:
+        """The stream: each layer's CONV layers or map layer in order (a
+        transposed convolution's phases one after another, each its own
+        range of instructions under the node's name)."""
         builder = StreamBuilder(key)
-        for node, layer in self.layers:
+        for node, parts in self.layers:
             sources = tuple(node.annotations.get("source", [onnx_name(node.name)]))
-            builder.add_layer(node.name, node.op, sources, self._jobs(node, layer), getattr(layer, "macs", 0))
+            for part in parts:
+                builder.add_layer(node.name, node.op, sources, part.jobs(self.addr), part.macs)
         stream = builder.finish()
         inputs = [self._tensor(self.outer[node.inputs[0]].name, value, node) for value, node in self.entries]
         outputs = [self._tensor(self.outer[value].name, node.inputs[0], node) for value, node in self.exits]
         return DeviceSegment(self.segment.name, inputs, outputs, {key: stream}, builder.layers)
-
-    def _jobs(self, node: Node, layer) -> list:
-        if isinstance(layer, ConvLowering):
-            return layer.jobs(*self._conv_geometry(node, layer))
-        return layer.jobs(self.addr)
-
-    def _conv_geometry(self, node: Node, layer: ConvLowering) -> tuple[Geometry, Geometry, Geometry | None]:
-        x, out = node.inputs[0], node.outputs[0]
-        res = layer.residual
-        if layer.gemm:
-            m, k = x.type.shape
-            n = out.type.shape[1]
-            return (Geometry(self.addr(x), x.type.dtype.itemsize, (1, 0, k), 0),
-                    Geometry(self.addr(out), out.type.dtype.itemsize, (1, 0, n), 0),
-                    None if res is None else Geometry(self.addr(res), res.type.dtype.itemsize, (1, 0, n), 0))
-        x_geo, out_geo, res_geo = (None if v is None else dense(self.addr(v), v.type.dtype.itemsize,
-                                                                 chw(v.type.shape)[1]) for v in (x, out, res))
-        return x_geo, out_geo, res_geo
 
     def _tensor(self, name: str, codes: Value, node: Node) -> DramTensor:
         scale, zero = node.inputs[1].const, node.inputs[2].const

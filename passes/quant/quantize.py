@@ -112,7 +112,7 @@ def _precisions(segments: list[Node], units: dict, ctx: PassContext) -> dict[int
             result[id(unit.outputs[0])] = layer_precision(names, ctx)
         for unit in units[id(segment)]:
             if unit.annotations.get("unit") == "lut":
-                source = unit.inputs[0]
+                source = next(v for v in unit.inputs if v is not None and not v.is_constant)
                 while source.producer is not None and source.producer.annotations.get("unit") == "layout":
                     source = source.producer.inputs[0]
                 wide = result.get(id(source), default)

@@ -16,13 +16,15 @@ from ir.graph import Graph, Node, Value, onnx_name
 from ir.registry import with_defaults
 from ir.types import QuantParams
 from passes.infra import PassError
+from passes.pointwise import evaluate
 from passes.quant.bias_correction import LinearLayer
-from passes.quant.params import Precision, weight_quant
+from passes.quant.params import Precision, activation_quant, weight_quant
+from passes.quant.units import prelu_slopes
 from runtime.errors import KernelError
-from runtime.kernels import run_kernel
 from runtime.qscheme import (
     ACTIVATION_RANGE,
     INT8,
+    MAX_SHIFT,
     WEIGHT_RANGE,
     quantize,
     quantize_multiplier,
@@ -30,6 +32,8 @@ from runtime.qscheme import (
 )
 
 _CONV_ATTRS = ("kernel_shape", "strides", "pads", "dilations", "group")
+ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "PRelu")
+"""The activations a QConv or an affine folds in: its clamp or its negative side."""
 
 ParamsOf = Callable[[Value], QuantParams]
 PrecisionOf = Callable[[Node], Precision]
@@ -50,10 +54,12 @@ class SegmentQuantizer:
         """The QConv and QGemm nodes built, for bias correction."""
 
     def build(self) -> Graph:
+        self.tables = {n.annotations["table_of"]: n for n in self.old.nodes if "table_of" in n.annotations}
         for value in self.old.inputs:
             self._enter(value)
         for node in self.old.nodes:
-            self._unit(node)
+            if "table_of" not in node.annotations:  # built with its convolution
+                self._unit(node)
         self.new.outputs = [self._exit(v) for v in self.old.outputs]
         return self.new
 
@@ -110,7 +116,7 @@ class SegmentQuantizer:
         anchor, rest = members[0], members[1:]
         bias = _bias_of(anchor) + sum((_channel_vector(n) for n in rest if _is_bias(n)), np.zeros(1))
         residual = next((n for n in rest if n.op in ("Add", "Sum") and not _is_bias(n)), None)
-        activation = next((n for n in rest if n.op in ("Relu", "Clip", "LeakyRelu")), None)
+        activation = next((n for n in rest if n.op in ACTIVATIONS), None)
         r_value = None
         if residual is not None:
             inner = {anchor.outputs[0].name} | {n.outputs[0].name for n in rest if _is_bias(n)}
@@ -118,14 +124,16 @@ class SegmentQuantizer:
         self._emit_matmul(node, anchor, anchor.inputs[1], bias, r_value, activation)
 
     def _unit_affine(self, node: Node, members: list[Node]) -> None:
-        """A per-channel scale and shift (a BatchNorm's) as a depthwise 1x1 conv."""
+        """A per-channel scale and shift (a BatchNorm's), or the identity
+        before a per-channel PRelu, as a depthwise 1x1 conv."""
         scale, shift = np.ones(1), np.zeros(1)
         for member in members:
-            if member.op in ("Relu", "Clip", "LeakyRelu"):
+            if member.op in ACTIVATIONS:
                 continue
             vector = _channel_vector(member)
-            if member.op == "Mul":
-                scale, shift = scale * vector, shift * vector
+            if member.op in ("Mul", "Div"):
+                factor = vector if member.op == "Mul" else 1.0 / vector
+                scale, shift = scale * factor, shift * factor
             else:
                 shift = shift + (vector if member.op == "Add" else -vector)
         x = members[0].inputs[0] if not members[0].inputs[0].is_constant else members[0].inputs[1]
@@ -135,7 +143,7 @@ class SegmentQuantizer:
         channels = x.type.shape[1]
         weight = np.broadcast_to(scale, (channels,)).astype(np.float32).reshape(channels, 1, 1, 1)
         bias = np.broadcast_to(shift, (channels,))
-        activation = next((n for n in members if n.op in ("Relu", "Clip", "LeakyRelu")), None)
+        activation = next((n for n in members if n.op in ACTIVATIONS), None)
         attrs = {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1],
                  "group": channels}
         self._emit_conv(node, x, (weight, None, f"{node.name}_scale"), bias, None, activation, attrs, "QConv")
@@ -145,50 +153,80 @@ class SegmentQuantizer:
         if anchor.op == "Conv":
             attrs = {k: anchor.attrs[k] for k in _CONV_ATTRS}
             self._emit_conv(node, anchor.inputs[0], weight, bias, residual, activation, attrs, "QConv")
+        elif anchor.op == "ConvTranspose":
+            attrs = {k: anchor.attrs[k] for k in (*_CONV_ATTRS, "output_padding")}
+            regrouped = _transpose_weights(weight[0], int(anchor.attrs["group"]))
+            self._emit_conv(node, anchor.inputs[0], (regrouped, weight[1], weight[2]), bias, residual, activation,
+                            attrs, "QConvTranspose")
         else:
             self._emit_conv(node, anchor.inputs[0], weight, bias, residual, activation, {}, "QGemm")
 
     def _emit_conv(self, node: Node, x: Value, weight, bias, residual, activation, attrs: dict, op: str) -> None:
-        out = node.outputs[0]
+        """A QConv, QConvTranspose or QGemm; when a "lut" unit is this
+        unit's table, its function is applied in the epilogue and the node
+        stands for the table unit's output."""
+        table_unit = self.tables.get(node.name)
+        stands_for = node if table_unit is None else table_unit
         precision = self.precision_of(node)
-        qx, po = self._q(x), self.params_of(out)
+        qx, po = self._q(x), self.params_of(node.outputs[0])
         px = qx.quant
         channels = weight[0].shape[0]
         bias = np.broadcast_to(np.asarray(bias, np.float64), (channels,))
         q_w, pw = _weights(weight[0], weight[1], precision, _scale_floor(px, po, bias, precision))
         acc_scale = px.scale[0] * np.asarray(pw.scale, np.float64)
         q_b = np.rint(bias / acc_scale).astype(np.int64)
-        folded = q_b - px.zero[0] * q_w.reshape(channels, -1).astype(np.int64).sum(axis=1)
+        if op != "QConvTranspose":  # its border outputs sum fewer taps: the device folds the zero point per phase
+            q_b = q_b - px.zero[0] * q_w.reshape(channels, -1).astype(np.int64).sum(axis=1)
         try:
             mult, shift = quantize_multipliers(acc_scale / po.scale[0])
         except KernelError as exc:
             raise PassError(f"{node.op} node {node.name!r}: {exc} (given weight grid {pw})") from None
         lo, hi = _clamp(activation, po)
         attrs = dict(attrs, x_zero=px.zero[0], mult=mult.tolist(), shift=shift.tolist(), out_zero=po.zero[0],
-                     lo=lo, hi=hi, out_dtype=po.dtype.name, **_leaky(activation, acc_scale / po.scale[0]))
+                     lo=lo, hi=hi, out_dtype=po.dtype.name, **_negative_side(activation, acc_scale / po.scale[0]))
+        out_params = po
+        if table_unit is not None:
+            out_params = self.params_of(table_unit.outputs[0])
+            attrs.update(table=_function_table(table_unit, po, out_params).tolist(), out_dtype=out_params.dtype.name)
         inputs = [qx, self._const(q_w, f"{weight[2]}_q", pw),
-                  self._const(_bias_array(folded, precision), f"{node.name}_bias_q", None)]
+                  self._const(_bias_array(q_b, precision), f"{node.name}_bias_q", None)]
         if residual is not None:
             qr = self._q(residual)
             attrs.update(res_zero=qr.quant.zero[0], **_pair("res", qr.quant.scale[0] / po.scale[0]))
             inputs.append(qr)
-        self._node(op, inputs, attrs, node, po)
+        self._node(op, inputs, attrs, stands_for, out_params, sources=[node] + ([] if table_unit is None
+                                                                               else [table_unit]))
         self.new.nodes[-1].annotations["weight"] = weight[2]
+        if op == "QConvTranspose":  # no bias correction: it measures a convolution's mean error
+            return
         conv = {k: v for k, v in attrs.items() if k in _CONV_ATTRS} if op == "QConv" else None
         self.linear.append(LinearLayer(self.new.nodes[-1], self.outer.get(id(x), x), weight[0], conv))
 
     def _unit_add(self, node: Node, members: list[Node]) -> None:
-        add, activation = members[0], (members[1] if len(members) > 1 else None)
-        qa, qb = (self._q(v) for v in add.inputs)
+        self._two_grids("QAdd", node, members)
+
+    def _unit_sub(self, node: Node, members: list[Node]) -> None:
+        self._two_grids("QSub", node, members)
+
+    def _unit_max(self, node: Node, members: list[Node]) -> None:
+        self._two_grids("QMax", node, members)
+
+    def _unit_min(self, node: Node, members: list[Node]) -> None:
+        self._two_grids("QMin", node, members)
+
+    def _two_grids(self, op: str, node: Node, members: list[Node]) -> None:
+        """QAdd, QSub, QMax, QMin: each operand rescaled to the output's grid."""
+        first, activation = members[0], (members[1] if len(members) > 1 else None)
+        qa, qb = (self._operand(v, node) for v in first.inputs)
         po = self.params_of(node.outputs[0])
         lo, hi = _clamp(activation, po)
         attrs = {"a_zero": qa.quant.zero[0], **_pair("a", qa.quant.scale[0] / po.scale[0]),
                  "b_zero": qb.quant.zero[0], **_pair("b", qb.quant.scale[0] / po.scale[0]),
                  "out_zero": po.zero[0], "lo": lo, "hi": hi, "out_dtype": po.dtype.name}
-        self._node("QAdd", [qa, qb], attrs, node, po)
+        self._node(op, [qa, qb], attrs, node, po)
 
     def _unit_mul(self, node: Node, members: list[Node]) -> None:
-        qa, qb = (self._q(v) for v in members[0].inputs)
+        qa, qb = (self._operand(v, node) for v in members[0].inputs)
         po = self.params_of(node.outputs[0])
         lo, hi = ACTIVATION_RANGE[po.dtype]
         attrs = {"a_zero": qa.quant.zero[0], "b_zero": qb.quant.zero[0],
@@ -197,18 +235,15 @@ class SegmentQuantizer:
         self._node("QMul", [qa, qb], attrs, node, po)
 
     def _unit_lut(self, node: Node, members: list[Node]) -> None:
-        """Any unary op on 8-bit codes: its float kernel on the 256 decoded
-        values gives the table (one semantics)."""
-        qx = self._q(node.inputs[0])
+        """Any unary function on 8-bit codes (one op, or a chain such as
+        SiLU's x * sigmoid(x)): the members' float kernels on the 256
+        decoded values give the table (one semantics)."""
+        qx = self._q(_tensor_operand(node.inputs))
         if qx.quant.dtype != INT8:
             raise PassError(f"{node.op} node {node.name!r}: a lookup table needs 8-bit input, got {qx.quant}")
         po = self.params_of(node.outputs[0])
-        codes = np.arange(-128, 128, dtype=np.int64)
-        real = (np.float32(qx.quant.scale[0]) * (codes - qx.quant.zero[0]).astype(np.float32)).astype(np.float32)
-        extra = [v.const if v is not None else None for v in node.inputs[1:]]
-        (result,) = run_kernel(node.op, [real, *extra], node.attrs)
-        table = quantize(result, po.scale[0], po.zero[0], po.dtype)
-        self._node("QLut", [qx], {"table": table.astype(np.int64).tolist(), "out_dtype": po.dtype.name}, node, po)
+        table = _function_table(node, qx.quant, po)
+        self._node("QLut", [qx], {"table": table.tolist(), "out_dtype": po.dtype.name}, node, po)
 
     def _unit_avgpool(self, node: Node, members: list[Node]) -> None:
         qx = self._q(node.inputs[0])
@@ -233,11 +268,15 @@ class SegmentQuantizer:
         self._node("QConcat", inputs, attrs, node, po)
 
     # -------------------------------------------------------- helpers
-    def _node(self, op: str, inputs, attrs: dict, old: Node, params: QuantParams) -> None:
+    def _node(self, op: str, inputs, attrs: dict, old: Node, params: QuantParams,
+              sources: list[Node] | None = None) -> None:
+        """The Q node standing for unit ``old``'s output (its ONNX sources:
+        those of the ``sources`` units, ``old`` alone by default)."""
         types = [v.type for v in inputs]
         node = self.new.add_node(op, inputs, with_defaults(op, attrs, old.name, types), name=old.name,
                                  output_names=[f"{old.outputs[0].name}_q"])
-        members = old.attrs["body"].nodes if old.op == "Fused" else [old]
+        members = [m for unit in (sources or [old]) for m in (unit.attrs["body"].nodes if unit.op == "Fused"
+                                                             else [unit])]
         node.annotations["source"] = list(dict.fromkeys(onnx_name(m.name) for m in members))
         self._set(old.outputs[0], node.outputs[0], params)
 
@@ -253,6 +292,17 @@ class SegmentQuantizer:
         new.quant = params
         new.producer.annotations["tensor"] = old.name
         self.values[id(old)] = new
+
+    def _operand(self, value: Value, unit: Node) -> Value:
+        """An operand of an element-wise unit: its codes, or a constant
+        quantized on its own per-tensor grid (from its range, at the unit's
+        precision)."""
+        if not value.is_constant:
+            return self._q(value)
+        array = np.asarray(value.const, np.float32)
+        params = activation_quant(float(array.min()), float(array.max()), self.precision_of(unit))
+        codes = quantize(array, params.scale[0], params.zero[0], params.dtype)
+        return self._const(codes, f"{value.name}_q", params)
 
     def _q(self, value: Value) -> Value:
         try:
@@ -311,7 +361,7 @@ def _bias_array(folded: np.ndarray, precision: Precision) -> np.ndarray:
 def _clamp(activation: Node | None, po: QuantParams) -> tuple[int, int]:
     """The output clamp, with the activation folded in."""
     qmin, qmax = ACTIVATION_RANGE[po.dtype]
-    if activation is None or activation.op == "LeakyRelu":
+    if activation is None or activation.op in ("LeakyRelu", "PRelu"):
         return qmin, qmax
     if activation.op == "Relu":
         return max(qmin, po.zero[0]), qmax
@@ -322,11 +372,47 @@ def _clamp(activation: Node | None, po: QuantParams) -> tuple[int, int]:
     return lo, hi
 
 
-def _leaky(activation: Node | None, reals: np.ndarray) -> dict:
-    if activation is None or activation.op != "LeakyRelu":
+def _negative_side(activation: Node | None, reals: np.ndarray) -> dict:
+    """The multipliers of negative accumulators: LeakyRelu's alpha, or a
+    PRelu's non-negative slope per channel, times the requantisation. A
+    slope too small for a shift of 62 (0 included) is the smallest
+    multiplier, which rounds every int32 accumulator to 0."""
+    if activation is None or activation.op not in ("LeakyRelu", "PRelu"):
         return {"neg_mult": [], "neg_shift": []}
-    mult, shift = quantize_multipliers(np.asarray(reals) * activation.attrs["alpha"])
+    slope = activation.attrs["alpha"] if activation.op == "LeakyRelu" else prelu_slopes(activation)
+    reals = np.broadcast_to(np.asarray(reals, np.float64) * slope, np.shape(reals))
+    tiny = reals < 2.0 ** -MAX_SHIFT
+    mult, shift = quantize_multipliers(np.where(tiny, 1.0, reals))
+    mult, shift = np.where(tiny, 1 << 30, mult), np.where(tiny, MAX_SHIFT, shift)
     return {"neg_mult": mult.tolist(), "neg_shift": shift.tolist()}
+
+
+def _function_table(unit: Node, grid_in: QuantParams, grid_out: QuantParams) -> np.ndarray:
+    """The 256-entry table of a "lut" unit: its nodes evaluated by their
+    kernels on the decoded int8 codes of ``grid_in``, quantized on
+    ``grid_out``."""
+    if unit.op == "Fused":
+        members, source = unit.attrs["body"].nodes, _tensor_operand(unit.attrs["body"].inputs)
+    else:
+        members, source = [unit], _tensor_operand(unit.inputs)
+    codes = np.arange(-128, 128, dtype=np.int64)
+    real = (np.float32(grid_in.scale[0]) * (codes - grid_in.zero[0]).astype(np.float32)).astype(np.float32)
+    result = evaluate(members, source, real)
+    return quantize(result, grid_out.scale[0], grid_out.zero[0], grid_out.dtype).astype(np.int64)
+
+
+def _tensor_operand(values) -> Value:
+    """The one non-constant value of a unit node's (or body's) inputs."""
+    return next(v for v in values if v is not None and not v.is_constant)
+
+
+def _transpose_weights(weight: np.ndarray, group: int) -> np.ndarray:
+    """ConvTranspose's weights [C][K/group][kh][kw] regrouped by output
+    channel, [K][C/group][kh][kw] (not flipped): QConvTranspose's layout."""
+    channels, per_group = weight.shape[:2]
+    grouped = weight.reshape(group, channels // group, per_group, *weight.shape[2:])
+    return np.ascontiguousarray(grouped.transpose(0, 2, 1, 3, 4).reshape(group * per_group, channels // group,
+                                                                          *weight.shape[2:]))
 
 
 def _pair(prefix: str, real: float) -> dict:

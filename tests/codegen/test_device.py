@@ -52,6 +52,35 @@ def kitchen_sink():
     return b.model([b.linear(g, 8, 5)])
 
 
+def modern_sink():
+    """What modern exported CNNs add: SiLU and HardSwish (as Paddle writes
+    it) after convolutions (their tables), grouped convolutions, a
+    squeeze-and-excitation gate, PRelu after a conv and after a concat,
+    division by per-channel constants, Sub/Max/Min of two tensors and
+    Max with a constant, transposed convolutions (dense k4 s2 p1, depthwise
+    k2 s2), average pools with pads not counted and ceil_mode, and a global
+    average over a plane wider than POOL's window (a GEMM)."""
+    b = OnnxBuilder("modern_sink", seed=5)
+    x = b.input("x", [1, 3, 20, 24])
+    c = b.conv(x, 3, 8, 3)
+    a = b.node("Mul", [c, b.node("Sigmoid", [c])])                                          # SiLU
+    g = b.conv(a, 8, 8, 3, groups=2)
+    h = b.node("Mul", [g, b.node("Div", [b.node("Clip", [b.node("Add", [g, b.const_f32(3.0)]), b.const_f32(0.0),
+                                                          b.const_f32(6.0)]), b.const_f32(6.0)])])  # HardSwish
+    se = b.node("HardSigmoid", [b.conv(b.node("Relu", [b.conv(b.node("GlobalAveragePool", [h]), 8, 4, 1)]), 4, 8, 1)])
+    e = b.node("Mul", [h, se])
+    p = b.prelu(b.conv(e, 8, 8, 1), 8)
+    k = b.node("Concat", [p, e], axis=1)
+    q = b.node("Div", [b.prelu(k, 16), b.const_f32(np.linspace(1, 3, 16).reshape(1, 16, 1, 1).astype(np.float32))])
+    m = b.node("Max", [b.node("Sub", [q, b.conv(k, 16, 16, 1)]), b.node("Min", [q, k])])
+    m = b.node("Max", [m, b.const_f32(b.rng.uniform(-0.2, 0.2, (1, 16, 20, 24)).astype(np.float32))])
+    d = b.node("Relu", [b.conv_transpose(b.conv(m, 16, 8, 3, stride=2), 8, 8, 4, 2, pad=1)])
+    dw = b.conv_transpose(d, 8, 8, 2, 2, groups=8)
+    avg = b.node("AveragePool", [dw], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)
+    return b.model([b.node("GlobalAveragePool", [b.node("Concat", [avg, avg], axis=1)]),
+                    b.node("GlobalAveragePool", [dw])])
+
+
 def _quantized(model, config=None, **options):
     """Quantized (and placed for ``config``) on four seeded samples."""
     if config is not None:
@@ -95,6 +124,8 @@ MODELS = {
     "kitchen_sink_radix8": lambda config=None: _quantized(kitchen_sink(), config, mode="radix8"),
     "resnet": lambda config=None: _quantized(resnet(depth=18, image=32, classes=10, width=8), config),
     "mobilenet_v2": lambda config=None: _quantized(mobilenet_v2(image=32, classes=10, width=0.25), config),
+    "modern_sink": lambda config=None: _quantized(modern_sink(), config),
+    "modern_sink_int16": lambda config=None: _quantized(modern_sink(), config, mode="int16"),
 }
 
 
@@ -104,6 +135,19 @@ def test_simulator_matches_integer_reference(name, config):
     quantized, shape = MODELS[name](CONFIGS[config])
     compiled, _ = _assert_device_exact(quantized, shape, CONFIGS[config])
     assert compiled.device_segments, f"{name}: nothing was placed on the accelerator"
+
+
+def test_modern_layers_run_whole_on_the_device_in_their_own_forms():
+    quantized, shape = MODELS["modern_sink"](TINY)
+    assert [s.attrs["device"] for s in quantized.graph.nodes] == ["FPGA"]
+    ops = [n.op for n in quantized.quantized_nodes()]
+    assert ops.count("QConvTranspose") == 2 and {"QSub", "QMax", "QMin", "QMul", "QConcat"} <= set(ops)
+    assert sum(len(n.attrs.get("table", ())) == 256 for n in quantized.quantized_nodes()) >= 3  # SiLU, HardSwish, SE
+    assert "QLut" not in ops and "Sigmoid" not in ops
+    compiled, engine = _assert_device_exact(quantized, shape, TINY)
+    layers = [layer.op for layer in compiled.layers]
+    assert layers.count("QConvTranspose") == 4 + 4  # a part per output phase
+    assert layers.count("QAvgPool") >= 3  # POOL, and the GEMM of the wide global averages
 
 
 def test_mixed_precision_layers_are_exact():

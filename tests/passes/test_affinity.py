@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ir import GraphBuilder
-from passes.affinity import MANUAL, REASON, AffinityError, assign_affinity, parse_fallback
+from passes.affinity import MANUAL, REASON, RULE, AffinityError, assign_affinity, parse_fallback
 from passes.infra import PassContext
 
 rng = np.random.default_rng(0)
@@ -15,7 +15,7 @@ def net():
     x = b.input("x", [1, 4, 8, 8])
     w = b.const(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w")
     y = b.Relu(b.Conv(x, w, pads=[1, 1, 1, 1], name="conv"), name="relu")
-    y = b.Conv(b.Erf(y, name="erf"), w, pads=[1, 1, 1, 1], name="conv2")
+    y = b.Conv(b.Softmax(y, name="erf"), w, pads=[1, 1, 1, 1], name="conv2")
     flat = b.Flatten(y, name="flat")
     return b.build(b.Gemm(flat, b.const(rng.standard_normal((256, 10)).astype(np.float32)), name="gemm"))
 
@@ -33,7 +33,7 @@ def test_first_device_that_supports_each_node():
     g = run(net())
     assert placement(g) == {"conv": "FPGA", "relu": "FPGA", "erf": "CPU", "conv2": "FPGA", "flat": "FPGA",
                             "gemm": "CPU"}
-    assert g.node("erf").annotations[REASON] == "op Erf has no accelerator implementation"
+    assert g.node("erf").annotations[REASON] == "op Softmax has no accelerator implementation"
     assert "hwlinear" in g.node("gemm").annotations[REASON]
     assert REASON not in g.node("conv").annotations and MANUAL not in g.node("conv").annotations
 
@@ -49,8 +49,8 @@ def test_options_change_the_placement():
 
 
 def test_no_device_supports_a_node():
-    with pytest.raises(AffinityError, match=r"Erf node 'erf' can run on none of \['FPGA'\]: FPGA: op Erf has no "
-                                            r"accelerator implementation"):
+    with pytest.raises(AffinityError, match=r"Softmax node 'erf' can run on none of \['FPGA'\]: FPGA: op Softmax "
+                                            r"has no accelerator implementation"):
         run(net(), **{"partition.fallback": "FPGA"})
 
 
@@ -85,17 +85,18 @@ def test_manual_affinities_are_kept_and_checked():
     assert set(placement(g).values()) == {"CPU"}
     conv, erf = g.node("conv"), g.node("erf")
     assert conv.annotations == {MANUAL: True, REASON: "placed on CPU by hand"}
-    assert erf.annotations == {REASON: "op Erf has no accelerator implementation"}  # the policy agrees
+    assert erf.annotations == {REASON: "op Softmax has no accelerator implementation",  # the policy agrees
+                               RULE: "passes/target.py: no rule for Softmax"}
 
 
 def test_manual_affinity_on_a_device_that_cannot_run_the_node():
     g = run(net())
     g.node("erf").affinity = "FPGA"
-    with pytest.raises(AffinityError, match="Erf node 'erf' has affinity 'FPGA', which cannot run it: op Erf has no "
-                                            "accelerator implementation"):
+    with pytest.raises(AffinityError, match="Softmax node 'erf' has affinity 'FPGA', which cannot run it: op Softmax "
+                                            "has no accelerator implementation"):
         run(g)
     g.node("erf").affinity = "GPU"
-    with pytest.raises(AffinityError, match=r"Erf node 'erf' has affinity 'GPU'; the devices are"):
+    with pytest.raises(AffinityError, match=r"Softmax node 'erf' has affinity 'GPU'; the devices are"):
         run(g)
 
 

@@ -61,7 +61,7 @@ def net():
     x = b.input("x", SHAPE)
     w = b.const(conv_weights(), "w")
     y = b.Relu(b.Conv(x, w, pads=[1, 1, 1, 1], name="conv"), name="relu")
-    z = b.Conv(b.Erf(y, name="erf"), w, pads=[1, 1, 1, 1], name="conv2")
+    z = b.Conv(b.Softmax(y, name="erf"), w, pads=[1, 1, 1, 1], name="conv2")
     return b.build(b.Add(z, y, name="add"))
 
 
@@ -83,7 +83,7 @@ def test_bodies_keep_names_constants_and_reasons():
     assert [v.name for v in first.inputs] == ["x"] and [v.name for v in first.outputs] == ["relu"]
     assert first.values["w"].is_constant and third.values["w"].is_constant
     assert first.values["w"].const is third.values["w"].const  # shared read-only weights, not copies
-    assert second.node("erf").annotations[REASON] == "op Erf has no accelerator implementation"
+    assert second.node("erf").annotations[REASON] == "op Softmax has no accelerator implementation"
     assert {n.affinity for n in third.nodes} == {"FPGA"}
     assert g.outputs[0].name == "add" and "w" not in g.values
 
@@ -102,7 +102,7 @@ def test_a_merge_through_another_device_would_make_a_cycle():
     """a -> b(CPU) -> d and a -> c -> d: d cannot join {a, c}."""
     b = GraphBuilder()
     a = b.Relu(b.input("x", SHAPE), name="a")
-    g = b.build(b.Add(b.Erf(a, name="b"), b.Sigmoid(a, name="c"), name="d"))
+    g = b.build(b.Add(b.Softmax(a, name="b"), b.Sigmoid(a, name="c"), name="d"))
     g = partitioned(g)
     assert layout(g) == [("FPGA", ("a", "c")), ("CPU", ("b",)), ("FPGA", ("d",))]
 
@@ -124,7 +124,7 @@ def test_merges_see_dependencies_that_earlier_merges_created():
 
 def test_sibling_branches_merge_through_their_join():
     b = GraphBuilder()
-    c = b.Erf(b.input("x", SHAPE), name="c")
+    c = b.Softmax(b.input("x", SHAPE), name="c")
     g = b.build(b.Add(b.Relu(c, name="a"), b.Sigmoid(c, name="s"), name="d"))
     assert layout(partitioned(g)) == [("CPU", ("c",)), ("FPGA", ("a", "s", "d"))]
 
@@ -166,8 +166,8 @@ def test_fused_nodes_are_placed_whole():
 def tiny_island():
     """erf -> relu (FPGA, tiny) -> erf: the transfers cost more than the FPGA saves."""
     b = GraphBuilder("tiny")
-    y = b.Erf(b.input("x", SHAPE), name="e1")
-    return b.build(b.Erf(b.Relu(y, name="r"), name="e2"))
+    y = b.Softmax(b.input("x", SHAPE), name="e1")
+    return b.build(b.Softmax(b.Relu(y, name="r"), name="e2"))
 
 
 def test_tiny_islands_move_to_the_cpu_with_a_reason():
@@ -185,8 +185,8 @@ def test_islands_stay_when_the_option_is_off():
 def test_islands_that_pay_for_their_transfers_stay():
     b = GraphBuilder("big")
     x = b.input("x", [1, 32, 32, 32])
-    y = b.Conv(b.Erf(x, name="e1"), b.const(conv_weights(32)), pads=[1, 1, 1, 1], name="conv")
-    g = partitioned(b.build(b.Erf(y, name="e2")), **{"partition.demote_islands": True})
+    y = b.Conv(b.Softmax(x, name="e1"), b.const(conv_weights(32)), pads=[1, 1, 1, 1], name="conv")
+    g = partitioned(b.build(b.Softmax(y, name="e2")), **{"partition.demote_islands": True})
     assert layout(g) == [("CPU", ("e1",)), ("FPGA", ("conv",)), ("CPU", ("e2",))]
 
 

@@ -192,14 +192,20 @@ def test_leaky_relu_uses_a_second_multiplier_for_negative_accumulators():
     assert (qconv.attrs["lo"], qconv.attrs["hi"]) == (-128, 127)
 
 
-def test_leaky_relu_after_a_residual_add_is_split_off():
+def test_leaky_relu_after_a_residual_add_is_the_convolutions_table():
+    """The negative multiplier acts before the residual add, so a LeakyRelu
+    after the add is a function of the sum: the CONV's table."""
     w = seeded(14, w0=(8, 3, 3, 3), w1=(8, 8, 3, 3))
     nodes = [conv("x", "r0", "w0", name="conv0"), conv("r0", "c1", "w1", name="conv1"),
              node("Add", ["c1", "r0"], "a1", name="add1"), node("LeakyRelu", ["a1"], "y", alpha=0.1)]
-    graph = quantized(make_model(nodes, {"x": SHAPE}, {"y": [1, 8, 8, 8]}, w), inputs(4, seed=15))
+    model = make_model(nodes, {"x": SHAPE}, {"y": [1, 8, 8, 8]}, w)
+    graph = quantized(model, inputs(4, seed=15))
     assert [(n.op, n.annotations.get("source")) for n in device_body(graph).nodes][1:-1] == [
-        ("QConv", ["conv0"]), ("QConv", ["conv1", "add1"]), ("QLut", ["y"])]
-    assert from_source(graph, "conv1").attrs["neg_mult"] == []
+        ("QConv", ["conv0"]), ("QConv", ["conv1", "add1", "y"])]
+    second = from_source(graph, "conv1")
+    assert second.attrs["neg_mult"] == [] and len(second.attrs["table"]) == 256
+    feeds = {"x": inputs(1, seed=16)[0]}
+    assert snr_db(run_float(model, feeds)[0], run(graph, feeds)["y"]) > 30
 
 
 # ---------------------------------------------------------------- the other units
