@@ -3,10 +3,16 @@ of ``onnxruntime.backend``: ``prepare``, ``run_model``, ``supports_device``.
 
     rep = compiler.backend.prepare(model)
     outputs = rep.run([x])        # outputs in graph order
+
+A model whose inputs have dynamic dims (symbolic names, or a ``dim_value`` of
+-1 or 0) is compiled when it runs: each input signature (the shapes of the
+inputs given) gets its own import and float program, kept in a small LRU
+cache, so running again with the same shapes compiles nothing.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections import OrderedDict
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import onnx
@@ -14,41 +20,133 @@ from onnx import ModelProto, NodeProto, helper
 from onnx.backend.base import Backend, BackendRep
 
 from codegen.cpu import lower_to_program
-from compiler.frontend import import_onnx
+from compiler.errors import ModelImportError
+from compiler.frontend import OnnxModel
+from compiler.frontend.shapes import DeclaredDim, is_dynamic, merge_input_shape
+from ir.graph import Graph
 from runtime.executor import Executor
+from runtime.program import Program
+
+CACHE_SIZE = 8
+"""Input signatures whose compiled program a rep keeps (least recently used
+first out); ``prepare(model, cache_size=...)`` changes it."""
+
+Signature = tuple[tuple[int, ...], ...]
+
+
+class Specialisation(NamedTuple):
+    """The model compiled for one input signature."""
+    graph: Graph
+    program: Program
+    executor: Executor
 
 
 class TesseraRep(BackendRep):
-    """A prepared model: the lowered float program and its executor."""
+    """A prepared model. Its inputs' dims are the model's with the shapes
+    given to ``prepare`` applied; when they are all fixed the model is
+    compiled at once, otherwise on each new input signature ``run`` meets."""
 
-    def __init__(self, graph, check: bool = False):
-        self.graph = graph
-        self.program = lower_to_program(graph)
-        self.executor = Executor(self.program, check=check)
+    def __init__(self, model: OnnxModel, dims: Mapping[str, Sequence[DeclaredDim] | None], *,
+                 check: bool = False, strict_types: bool = False, cache_size: int = CACHE_SIZE):
+        if cache_size < 1:
+            raise ValueError(f"cache_size={cache_size} must be at least 1")
+        self.model = model
+        self.dims = dict(dims)
+        self.check, self.strict_types, self.cache_size = check, strict_types, cache_size
+        self._cache: OrderedDict[Signature, Specialisation] = OrderedDict()
+        self._latest: Specialisation | None = None
+        if not any(is_dynamic(d) for d in self.dims.values()):
+            self._specialise(tuple(tuple(d) for d in self.dims.values()))
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.dims)
+
+    @property
+    def signatures(self) -> list[Signature]:
+        """The input signatures compiled and cached, least recently used first."""
+        return list(self._cache)
+
+    @property
+    def graph(self) -> Graph:
+        """The IR graph of the latest specialisation run (or of the only one)."""
+        return self._current().graph
+
+    @property
+    def program(self) -> Program:
+        return self._current().program
+
+    @property
+    def executor(self) -> Executor:
+        return self._current().executor
 
     def run(self, inputs: Any, **kwargs) -> tuple[np.ndarray, ...]:
-        names = self.program.input_names
+        feeds = self._feeds(inputs)
+        compiled = self._specialise(self._signature(feeds))
+        result = compiled.executor.run(feeds)
+        return tuple(result[name] for name in compiled.program.output_names)
+
+    def _feeds(self, inputs: Any) -> dict[str, Any]:
+        """Input name -> array, from a mapping, a sequence in input order or one array."""
         if isinstance(inputs, Mapping):
-            feeds = dict(inputs)
-        else:
-            if isinstance(inputs, np.ndarray):
-                inputs = [inputs]
-            inputs = list(inputs)
-            if len(inputs) != len(names):
-                raise ValueError(f"the model takes {len(names)} input(s) {names}, got {len(inputs)}")
-            feeds = dict(zip(names, inputs))
-        result = self.executor.run(feeds)
-        return tuple(result[name] for name in self.program.output_names)
+            return dict(inputs)
+        if isinstance(inputs, np.ndarray):
+            inputs = [inputs]
+        inputs = list(inputs)
+        names = self.input_names
+        if len(inputs) != len(names):
+            raise ValueError(f"the model takes {len(names)} input(s) {names}, got {len(inputs)}")
+        return dict(zip(names, inputs))
+
+    def _signature(self, feeds: Mapping[str, Any]) -> Signature:
+        """The shapes of the fed inputs, in input order, checked against the
+        rep's fixed dims (the error names the input and the dim)."""
+        missing = [name for name in self.dims if name not in feeds]
+        if missing:
+            raise ValueError(f"missing input(s) {missing}; the model takes {self.input_names}")
+        shapes = []
+        for name, dims in self.dims.items():
+            shape = np.shape(feeds[name])
+            try:
+                merge_input_shape(name, dims, shape)
+            except ModelImportError as exc:
+                raise ModelImportError(exc.reason, file=self.model.label) from None
+            shapes.append(tuple(int(d) for d in shape))
+        return tuple(shapes)
+
+    def _specialise(self, signature: Signature) -> Specialisation:
+        """The program for ``signature``: from the cache, or imported and
+        lowered now (evicting the least recently used beyond cache_size)."""
+        compiled = self._cache.get(signature)
+        if compiled is None:
+            graph = self.model.to_graph(dict(zip(self.dims, signature)), strict_types=self.strict_types)
+            program = lower_to_program(graph)
+            compiled = Specialisation(graph, program, Executor(program, check=self.check))
+            self._cache[signature] = compiled
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(signature)
+        self._latest = compiled
+        return compiled
+
+    def _current(self) -> Specialisation:
+        if self._latest is None:
+            raise ValueError(f"{self.model.label}: nothing is compiled yet: the model has dynamic input dims, "
+                             "and run() compiles it for the shapes it is given")
+        return self._latest
 
 
 class TesseraBackend(Backend):
     @classmethod
     def prepare(cls, model: ModelProto | str | bytes, device: str = "CPU", **options) -> TesseraRep:
+        """A rep of ``model``. Options: ``shapes`` and ``image`` fix input
+        shapes up front (as for ``import_onnx``); ``strict_types``; ``check``
+        (the executor checks every value's shape); ``cache_size``."""
         if not cls.supports_device(device):
             raise ValueError(f"device {device!r} is not supported; Tessera's backend runs on 'CPU'")
-        check = bool(options.pop("check", False))
-        graph = import_onnx(model, **options)
-        return TesseraRep(graph, check=check)
+        shapes, image = options.pop("shapes", None), options.pop("image", None)
+        onnx_model = OnnxModel(model)
+        return TesseraRep(onnx_model, onnx_model.input_dims(shapes, image), **options)
 
     @classmethod
     def run_model(cls, model: ModelProto, inputs: Any, device: str = "CPU", **options) -> tuple[np.ndarray, ...]:

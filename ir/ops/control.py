@@ -1,4 +1,5 @@
-"""Op definitions: control flow (If, Loop, Scan).
+"""Op definitions: control flow (If, Loop, Scan, and Fail for a branch that
+cannot run).
 
 Subgraphs are Graph attributes. The outer values a subgraph reads are the
 node's trailing ``captures`` inputs, bound in order to the subgraph's trailing
@@ -202,6 +203,18 @@ def _carried_types(ctx: InferContext, body: Graph, initial: list[TensorType], re
     return out
 
 
+def _fail_types(ctx: InferContext) -> list[TensorType]:
+    shapes, dtypes = ctx.attrs["shapes"], ctx.attrs["dtypes"]
+    if len(shapes) != len(dtypes) or not shapes:
+        raise ctx.error(f"shapes ({len(shapes)}) and dtypes ({len(dtypes)}) must describe the same outputs")
+    return [TensorType([None if d < 0 else int(d) for d in shape], np.dtype(dtype))
+            for shape, dtype in zip(shapes, dtypes)]
+
+
+register_op("Fail", _fail_types, Pattern.OPAQUE, inputs=(0, 0), outputs=(1, INFINITE),
+            attrs={"message": REQUIRED, "shapes": REQUIRED, "dtypes": REQUIRED},
+            doc="Fails with ``message`` when it runs; its outputs (typed by shapes, -1 for unknown dims, and "
+                "dtypes) are never made: an If branch that does not fit the shapes the model was compiled for.")
 register_op("If", _if_types, Pattern.OPAQUE, inputs=(1, INFINITE), outputs=(1, INFINITE),
             attrs={"then_branch": REQUIRED, "else_branch": REQUIRED, "captures": 0},
             doc="Runs then_branch or else_branch on the captured values.")

@@ -1,4 +1,4 @@
-"""CPU kernels: control flow (If, Loop, Scan).
+"""CPU kernels: control flow (If, Loop, Scan, Fail).
 
 Subgraphs arrive as sub-Programs in the attributes, their inputs being the
 formal ones followed by the node's captured values. Each sub-Program is run by
@@ -13,6 +13,13 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.kernels.registry import kernel
 from runtime.program import Program
+
+
+@kernel("Fail")
+def fail(inputs, attrs):
+    """An If branch that does not fit the shapes the model was compiled for,
+    chosen at run time: the import's error, now."""
+    raise KernelError(str(attrs["message"]))
 
 
 @kernel("If")

@@ -40,10 +40,10 @@ def _body(nodes, inputs, outputs, name="body", initializers=()):
 
 def _run(model, feeds, reference: bool = True, onnxruntime: bool = True) -> tuple:
     """Tessera's outputs, checked against onnxruntime and the reference
-    evaluator (where they run the model), after verifying the imported graph."""
+    evaluator (where they run the model); the imported graph must verify."""
     rep = backend.prepare(model, check=True, strict_types=True)
-    verify(rep.graph)
     ours = rep.run(feeds)
+    verify(rep.graph)
     references = []
     if onnxruntime:
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -370,3 +370,193 @@ def test_subprogram_executor_is_built_once():
     executor = vars(step.attrs["body"])["_executor"]
     rep.run(feeds)
     assert vars(step.attrs["body"])["_executor"] is executor
+
+
+# ------------------------------------------------------------------ bodies with shape-sensitive ops
+# The outer inputs have symbolic dims, so each run specialises the model: a
+# body must take its value shapes from the outer scope of that signature.
+def _weights(rng, *shapes) -> list[np.ndarray]:
+    return [rng.standard_normal(shape).astype(np.float32) * 0.5 for shape in shapes]
+
+
+def _run_signatures(model, feeds_list: list[dict]) -> None:
+    """Run one rep on feeds of different shapes, each checked against onnxruntime."""
+    rep = backend.prepare(model, check=True, strict_types=True)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for feeds in feeds_list:
+        ours = rep.run(feeds)
+        verify(rep.graph)
+        for got, want in zip(ours, session.run(None, feeds)):
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert len(rep.signatures) == len({tuple(np.shape(v) for v in f.values()) for f in feeds_list})
+
+
+def _shape_chain(prefix: str, source: str, out: str) -> list:
+    """Reshape ``source`` to [dim 0, -1] through Shape -> Gather -> Concat, as exporters write a flatten."""
+    return [helper.make_node("Shape", [source], [f"{prefix}shape"]),
+            helper.make_node("Constant", [], [f"{prefix}zero"], value=_const("z", np.array([0]))),
+            helper.make_node("Gather", [f"{prefix}shape", f"{prefix}zero"], [f"{prefix}batch"], axis=0),
+            helper.make_node("Constant", [], [f"{prefix}rest"], value=_const("r", np.array([-1]))),
+            helper.make_node("Concat", [f"{prefix}batch", f"{prefix}rest"], [f"{prefix}target"], axis=0),
+            helper.make_node("Reshape", [source, f"{prefix}target"], [out])]
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_if_branches_with_recurrent_layers_on_outer_values(op):
+    """then: the layer over x from the initial state h0; else: the layer,
+    reversed, over Relu(x) from zeros; Y flattened per step in both."""
+    gates, hidden = (4 if op == "LSTM" else 3), 5
+    rng = np.random.default_rng(4)
+    w, r = _weights(rng, [1, gates * hidden, 3], [1, gates * hidden, hidden])
+
+    def branch(tag: str, x: str, extra: list, attrs: dict, state: str):
+        layer = helper.make_node(op, [x, "W", "R", "", "", state], [f"{tag}Y", f"{tag}Yh"], hidden_size=hidden,
+                                 **attrs)
+        return _body([*extra, layer, *_shape_chain(tag, f"{tag}Y", f"{tag}flat")], [],
+                     [_vi(f"{tag}flat", F, None), _vi(f"{tag}Yh", F, None)], tag)
+
+    then_branch = branch("t_", "x", [], {}, "h0")
+    else_branch = branch("e_", "e_x", [helper.make_node("Relu", ["x"], ["e_x"])], {"direction": "reverse"}, "")
+    node = helper.make_node("If", ["cond"], ["flat", "h_last"], then_branch=then_branch, else_branch=else_branch)
+    model = _model([node], [_vi("cond", BOOL, []), _vi("x", F, ["seq", "batch", 3]),
+                            _vi("h0", F, [1, "batch", hidden])],
+                   [_vi("flat", F, None), _vi("h_last", F, None)], [_const("W", w), _const("R", r)])
+    feeds = [{"cond": np.array(cond), "x": rng.standard_normal((seq, batch, 3)).astype(np.float32),
+              "h0": rng.standard_normal((1, batch, hidden)).astype(np.float32)}
+             for cond, seq, batch in [(True, 4, 2), (False, 4, 2), (True, 2, 3), (False, 2, 3)]]
+    _run_signatures(model, feeds)
+
+
+def test_loop_body_with_a_conv_and_a_reshape_of_outer_shapes():
+    """Each iteration: y = Relu(Conv(y)), and its flattening [N, C*H*W] as a
+    scan output; N, H and W are symbolic."""
+    rng = np.random.default_rng(5)
+    (w,) = _weights(rng, [2, 2, 3, 3])
+    body = _body([helper.make_node("Conv", ["y", "W"], ["conv"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", ["conv"], ["y_out"]),
+                  *_shape_chain("b_", "y_out", "flat"),
+                  helper.make_node("Identity", ["c"], ["c_out"])],
+                 [_vi("i", I64, []), _vi("c", BOOL, []), _vi("y", F, None)],
+                 [_vi("c_out", BOOL, []), _vi("y_out", F, None), _vi("flat", F, None)])
+    node = helper.make_node("Loop", ["M", "", "y0"], ["y_final", "flats"], body=body)
+    model = _model([node], [_vi("M", I64, []), _vi("y0", F, ["N", 2, "H", "W"])],
+                   [_vi("y_final", F, None), _vi("flats", F, None)], [_const("W", w)])
+    feeds = [{"M": np.array(3, np.int64), "y0": rng.standard_normal(shape).astype(np.float32)}
+             for shape in [(1, 2, 4, 5), (2, 2, 3, 3)]]
+    _run_signatures(model, feeds)
+
+
+def test_scan_body_with_a_gru_step_and_a_reshape():
+    """A GRU cell per time step (its state carried), the step's input
+    reshaped from [batch, 2, 2] through a Shape chain."""
+    hidden = 3
+    rng = np.random.default_rng(6)
+    w, r = _weights(rng, [1, 3 * hidden, 4], [1, 3 * hidden, hidden])
+    body = _body([*_shape_chain("s_", "x_t", "x_flat"),
+                  helper.make_node("Unsqueeze", ["x_flat", "axis0"], ["X"]),
+                  helper.make_node("Unsqueeze", ["h", "axis0"], ["h_in"]),
+                  helper.make_node("GRU", ["X", "W", "R", "", "", "h_in"], ["", "h_next"], hidden_size=hidden),
+                  helper.make_node("Squeeze", ["h_next", "axis0"], ["h_out"]),
+                  helper.make_node("Identity", ["h_out"], ["y"])],
+                 [_vi("h", F, None), _vi("x_t", F, None)], [_vi("h_out", F, None), _vi("y", F, None)],
+                 initializers=[_const("axis0", np.array([0]))])
+    node = helper.make_node("Scan", ["h0", "xs"], ["h_final", "ys"], body=body, num_scan_inputs=1)
+    model = _model([node], [_vi("h0", F, ["batch", hidden]), _vi("xs", F, ["steps", "batch", 2, 2])],
+                   [_vi("h_final", F, None), _vi("ys", F, None)], [_const("W", w), _const("R", r)], opset=16)
+    feeds = [{"h0": rng.standard_normal((batch, hidden)).astype(np.float32),
+              "xs": rng.standard_normal((steps, batch, 2, 2)).astype(np.float32)} for steps, batch in [(3, 1), (5, 2)]]
+    _run_signatures(model, feeds)
+
+
+# ------------------------------------------------------------------ an exported voice-activity model
+def _scripted_if(name: str, cond: str, then_node, else_node, out: str):
+    """An If of one node per branch, as torch.jit exports a rank or size check."""
+    return helper.make_node("If", [cond], [out], name=name,
+                            then_branch=_body([then_node], [], [_vi(then_node.output[0], F, None)], f"{name}_then"),
+                            else_branch=_body([else_node], [], [_vi(else_node.output[0], F, None)], f"{name}_else"))
+
+
+def _vad_branch(tag: str, stride: int) -> list:
+    """One sample rate's model: a strided Conv encoder to [batch, hidden, T],
+    then torch's LSTMCell as scripted: squeeze(-1) only if T is 1, unsqueeze(0)
+    for an unbatched input, an LSTM of one step; out: probability and state.
+    Names other than the outer ones get the branch's prefix."""
+    outer = {"", "x", "state", "W", "R", "B", f"enc_{tag}"}
+
+    def n(op: str, inputs: list, outputs: list, **attrs):
+        local = [name if name in outer else f"{tag}/{name}" for name in (*inputs, *outputs)]
+        return helper.make_node(op, local[:len(inputs)], local[len(inputs):], **attrs)
+
+    def const(name: str, value):
+        return n("Constant", [], [name], value=_const(name, np.array(value)))
+
+    return [
+        n("Conv", ["x", f"enc_{tag}"], ["enc"], strides=[stride]), n("Relu", ["enc"], ["feat"]),
+        n("Shape", ["feat"], ["feat_shape"]), const("last", -1), const("one", 1), const("axis_last", [-1]),
+        n("Gather", ["feat_shape", "last"], ["T"], axis=0), n("Equal", ["T", "one"], ["T_is_1"]),
+        _scripted_if(f"{tag}/squeeze", f"{tag}/T_is_1", n("Squeeze", ["feat", "axis_last"], ["squeezed"]),
+                     n("Identity", ["feat"], ["kept"]), f"{tag}/inp"),
+        n("Shape", ["inp"], ["inp_shape"]), n("Size", ["inp_shape"], ["rank"]), const("two", 2),
+        n("Equal", ["rank", "two"], ["batched"]), const("axis0", [0]),
+        _scripted_if(f"{tag}/batch", f"{tag}/batched", n("Identity", ["inp"], ["as_is"]),
+                     n("Unsqueeze", ["inp", "axis0"], ["unbatched"]), f"{tag}/cell_in"),
+        n("Unsqueeze", ["cell_in", "axis0"], ["X"]), const("i0", 0), const("i1", 1),
+        n("Gather", ["state", "i0"], ["h"], axis=0), n("Gather", ["state", "i1"], ["c"], axis=0),
+        n("Unsqueeze", ["h", "axis0"], ["h0"]), n("Unsqueeze", ["c", "axis0"], ["c0"]),
+        n("LSTM", ["X", "W", "R", "B", "", "h0", "c0"], ["Y", "Yh", "Yc"], hidden_size=4, name=f"{tag}/lstm"),
+        n("Concat", ["Yh", "Yc"], ["state_out"], axis=0), n("Squeeze", ["Y", "axis0"], ["y"]),
+        n("Sigmoid", ["y"], ["prob"]),
+    ]
+
+
+def _voice_activity_model():
+    """Like silero-vad's export: an If on the sample rate picks the 16 kHz
+    model (frames of 16 samples) or the 8 kHz one (frames of 8); the inputs
+    have symbolic dims. With 16 samples both branches fit; with 24 the 8 kHz
+    branch would make 2 frames, keep T, and feed its LSTM a rank-5 X."""
+    rng = np.random.default_rng(7)
+    branches = {}
+    for tag, stride in (("sr16k", 16), ("sr8k", 8)):
+        nodes = _vad_branch(tag, stride)
+        branches[tag] = _body(nodes, [], [_vi(f"{tag}/prob", F, None), _vi(f"{tag}/state_out", F, None)], tag)
+    nodes = [helper.make_node("Equal", ["sr", "rate16k"], ["is16k"]),
+             helper.make_node("If", ["is16k"], ["prob", "state_out"], name="rate",
+                              then_branch=branches["sr16k"], else_branch=branches["sr8k"])]
+    weights = dict(zip(["enc_sr16k", "enc_sr8k", "W", "R", "B"],
+                       _weights(rng, [4, 1, 16], [4, 1, 16], [1, 16, 4], [1, 16, 4], [1, 32])))
+    inputs = [_vi("x", F, ["batch", 1, "samples"]), _vi("state", F, [2, "batch", 4]), _vi("sr", I64, [])]
+    return _model(nodes, inputs, [_vi("prob", F, None), _vi("state_out", F, None)],
+                  [_const("rate16k", np.array(16000)), *(_const(k, v) for k, v in weights.items())], opset=17)
+
+
+def _vad_feeds(batch: int, samples: int, rate: int) -> dict:
+    rng = np.random.default_rng(batch * samples + rate)
+    return {"x": rng.standard_normal((batch, 1, samples)).astype(np.float32),
+            "state": rng.standard_normal((2, batch, 4)).astype(np.float32), "sr": np.array(rate, np.int64)}
+
+
+def test_voice_activity_model_with_an_lstm_cell_in_each_branch():
+    feeds = [_vad_feeds(batch, 16, rate) for batch in (1, 2) for rate in (16000, 8000)]
+    _run_signatures(_voice_activity_model(), feeds)
+
+
+def test_an_if_branch_that_does_not_fit_the_input_shapes_fails_only_when_taken():
+    """Frames of 24 samples: the 16 kHz branch runs, as in onnxruntime; the
+    8 kHz branch (which would feed its LSTM a rank-5 X) is a Fail node whose
+    message is the import error, raised only if the condition chooses it."""
+    _run_signatures(_voice_activity_model(), [_vad_feeds(1, 24, 16000)])
+    rep = backend.prepare(_voice_activity_model())
+    fails = [n for _, n in walk(rep.model.to_graph({"x": [1, 1, 24], "state": [2, 1, 4], "sr": []}))
+             if n.op == "Fail"]
+    assert [n.name for n in fails] == ["else_branch_fails"]
+    with pytest.raises(ExecutionError, match=r"If node .rate. .*: else_branch does not fit the input shapes it was "
+                       r"compiled for: LSTM node 'sr8k/lstm': X \(input 0\) must have rank 3, got f32\[1,1,1,4,2\]"):
+        rep.run(_vad_feeds(1, 24, 8000))
+
+
+def test_an_if_neither_of_whose_branches_fits_is_an_import_error():
+    rep = backend.prepare(_voice_activity_model())
+    with pytest.raises(ModelImportError, match=r"If node 'rate' .*: neither branch fits these input shapes: "
+                       r"then_branch does not fit"):
+        rep.run(_vad_feeds(1, 13, 16000))

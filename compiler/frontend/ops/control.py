@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from compiler.errors import ModelImportError, UnsupportedOpError
 from compiler.frontend.context import NodeContext, handler
 from ir.graph import Graph, Value
 from ir.ops.control import BOOL_SCALAR, INT64_SCALAR, merge_types
@@ -29,13 +30,48 @@ def _if(ctx: NodeContext) -> None:
         graph, captured = ctx.import_subgraph(branches[taken], [], taken)
         _bind_outputs(ctx, *_inline(ctx, graph, captured))
         return
-    then_graph, then_captured = ctx.import_subgraph(branches["then_branch"], [], "then_branch")
-    else_graph, else_captured = ctx.import_subgraph(branches["else_branch"], [], "else_branch")
+    (then_graph, then_captured), (else_graph, else_captured) = _import_branches(ctx, branches)
     captured = _union(then_captured, else_captured)
     _bind_captures(then_graph, then_captured, captured)
     _bind_captures(else_graph, else_captured, captured)
     ctx.emit_final("If", [cond, *captured], {"then_branch": then_graph, "else_branch": else_graph,
                                              "captures": len(captured)})
+
+
+def _import_branches(ctx: NodeContext, branches: dict) -> list[tuple[Graph, list[Value]]]:
+    """Both branches of an If whose condition is known only at run time. A
+    branch that does not fit the input shapes (an exported model's branch
+    for another configuration, say another sample rate) becomes one Fail
+    node giving the other branch's output types: as in onnxruntime, the
+    model fails only if the condition ever chooses it, with the import
+    error as its message. When neither fits, the import error is raised."""
+    imported, errors = {}, {}
+    for name in ("then_branch", "else_branch"):
+        try:
+            imported[name] = ctx.import_subgraph(branches[name], [], name)
+        except UnsupportedOpError:
+            raise
+        except ModelImportError as exc:
+            where = f"{exc.op} node {exc.node!r}: " if exc.op else ""
+            errors[name] = f"{name} does not fit the input shapes it was compiled for: {where}{exc.reason}"
+    if len(errors) == 2:
+        raise ctx.error(f"neither branch fits these input shapes: {errors['then_branch']}")
+    errors = {name: str(ctx.error(message)) for name, message in errors.items()}
+    for name, message in errors.items():
+        fitting = imported["else_branch" if name == "then_branch" else "then_branch"][0]
+        imported[name] = (_failing_branch(name, message, [v.type for v in fitting.outputs]), [])
+    return [imported["then_branch"], imported["else_branch"]]
+
+
+def _failing_branch(name: str, message: str, types: list[TensorType]) -> Graph:
+    """A branch of one Fail node, whose outputs have ``types``."""
+    graph = Graph(name)
+    shapes = [[-1 if d is None else int(d) for d in t.shape] for t in types]
+    node = graph.add_node("Fail", [], {"message": message, "shapes": shapes,
+                                       "dtypes": [t.dtype.name for t in types]}, name=f"{name}_fails",
+                          output_types=types)
+    graph.outputs = list(node.outputs)
+    return graph
 
 
 def _union(first: Sequence[Value], second: Sequence[Value]) -> list[Value]:
