@@ -3,17 +3,23 @@
     tessera run [MODEL|FILE.bin]  compile a model to a device binary (or take a binary) and run it on the
                              accelerator simulator: top outputs, hwtime, agreement with the float
                              reference (default: the built-in ResNet-18); --cpu: the float CPU path
-    tessera compile MODEL -o FILE.bin   compile a model to a device binary
+    tessera compile MODEL -o FILE.bin   compile a model to a device binary; ends with the
+                             accelerator's share (MACs, ONNX nodes, segments, CPU reasons)
     tessera disasm FILE.bin  print the instructions with their layers and ONNX nodes
-    tessera info FILE.bin    sections, segments, layers and estimated cycles per layer
+    tessera info FILE.bin    sections, segments, layers and estimated cycles per layer,
+                             each CPU node's reason
     tessera show MODEL       print the IR: as imported, optimised (-O) or partitioned
-                             into device segments (--partition); --dot writes Graphviz
+                             into device segments (--partition, with each CPU node's
+                             reason); --dot writes Graphviz
     tessera quantize [MODEL] calibrate and quantize a model's accelerator layers, print
                              the layer-wise comparison with float; export/import encodings
     tessera ops              list the ONNX ops Tessera imports
 
 MODEL is an .onnx path, a built-in name (resnet18, resnet10, mobilenet_v2,
-transformer) or zoo:<name> for onnx's model-zoo topologies with seeded weights.
+transformer), zoo:<name> for onnx's model-zoo topologies with seeded weights,
+or family:<name> for the family models written as their exporters write them
+(ppocr_det, ppLCNet, yolov8, shufflenet_v2, mobilenet_v3, centernet,
+mtcnn_pnet, mtcnn_rnet, keras_audio).
 """
 from __future__ import annotations
 
@@ -113,6 +119,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_show(args) -> int:
+    from compiler.coverage import coverage
     from compiler.pipeline import optimize, partition_graph
     from ir.dot import to_dot
     from ir.printer import format_graph
@@ -126,6 +133,10 @@ def cmd_show(args) -> int:
     elif args.optimize:
         graph = optimize(graph, instruments=[timing])
     print(format_graph(graph))
+    if args.partition:
+        report = coverage(graph)
+        print(report.table())
+        print(report.summary_line())
     if args.timing:
         print(timing.render())
     if args.dot:
@@ -245,7 +256,7 @@ def cmd_ops(args) -> int:
 def _load(name: str):
     from compiler.zoo import BUILTIN, builtin_model
 
-    if name in BUILTIN or name.startswith("zoo:"):
+    if name in BUILTIN or name.startswith(("zoo:", "family:")):
         try:
             return builtin_model(name)
         except ValueError as exc:
@@ -256,7 +267,21 @@ def _load(name: str):
 def _import(model, args):
     from compiler.frontend import import_onnx
 
-    return import_onnx(model, shapes=_shapes(args.shape), image=args.image)
+    return import_onnx(model, shapes=given_shapes(model, args), image=args.image)
+
+
+def given_shapes(model, args) -> dict[str, list[int]]:
+    """The input shapes of --shape, completed for `run` by the shapes of the
+    --input arrays: a model with dynamic dims runs on the data it is given
+    (--image, when given, sets the shapes instead)."""
+    shapes = _shapes(args.shape)
+    if getattr(args, "input", None) and args.image is None:
+        from compiler.frontend import OnnxModel
+
+        names = [v.name for v in OnnxModel(model).inputs]
+        for name, array in _input_files(args, names).items():
+            shapes.setdefault(name, list(array.shape))
+    return shapes
 
 
 def _shapes(specs: list[str]) -> dict[str, list[int]]:

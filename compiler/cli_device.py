@@ -4,7 +4,8 @@ simulator, disassemble, and describe.
     tessera compile model.onnx --image 224x224x3 -o model.bin [--calibration photos]
     tessera run model.bin --input x.npy          outputs, hwtime, agreement with Run_th
     tessera disasm model.bin                     instructions with their layers and ONNX nodes
-    tessera info model.bin                       sections, segments, layers, estimated cycles
+    tessera info model.bin                       sections, segments, layers, estimated cycles, and
+                                                 why each CPU node is not on the accelerator
 """
 from __future__ import annotations
 
@@ -65,17 +66,19 @@ def is_binary(path: str) -> bool:
 
 def compile_to(args, output: str, calibration_source, load_model):
     """Compile ``args.model`` to ``output``; the CompiledModel and seconds."""
+    from compiler.cli import given_shapes
     from compiler.compile import compile_model
     from compiler.frontend import import_onnx
     from runtime.hardware import hardware_config
 
     model = load_model(args.model)
-    graph = import_onnx(model, shapes=_shapes(args), image=args.image)
+    shapes = given_shapes(model, args)
+    graph = import_onnx(model, shapes=shapes, image=args.image)
     specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
     calibration = calibration_source(args.calibration, specs, args.count, seed=1)
     samples = _samples(calibration, specs, args.count)
     start = time.perf_counter()
-    compiled = compile_model(model, image=args.image, shapes=_shapes(args), samples=samples, outfile=output,
+    compiled = compile_model(model, image=args.image, shapes=shapes, samples=samples, outfile=output,
                              numcard=args.numcard, numclus=args.numclus, nlayers=args.nlayers,
                              strip_reference=args.strip_reference, config=hardware_config(args.hardware),
                              calibrator=args.calibrator, mode=args.mode,
@@ -91,15 +94,12 @@ def _samples(calibration, specs, count):
     return list(calibration_batches(calibration, specs, count=count, seed=1))
 
 
-def _shapes(args) -> dict:
-    from compiler.cli import _shapes as parse
-
-    return parse(args.shape)
-
-
 def cmd_compile(args, calibration_source, load_model) -> int:
+    from compiler.coverage import recorded_coverage
+
     compiled, seconds = compile_to(args, args.output, calibration_source, load_model)
     _summary(compiled, args.output, seconds)
+    print(recorded_coverage(compiled.metadata).summary_line())
     return 0
 
 
@@ -219,7 +219,20 @@ def cmd_info(args) -> int:
             print(f"segment {segment.name}: CPU, {len(segment.program.steps)} kernel steps ({', '.join(ops)})")
     print(f"estimated accelerator time (hwtime): {device.hwtime_ms:.3f} ms, {100 * device.efficiency:.0f}% of the "
           "MAC peak of the clusters used (docs/simulator.md explains the cycle model)")
+    _print_coverage(model.metadata)
     return 0
+
+
+def _print_coverage(metadata) -> None:
+    """The coverage recorded at compile time: each CPU node's reason, then the summary."""
+    from compiler.coverage import recorded_coverage
+
+    report = recorded_coverage(metadata)
+    if report is None:
+        print("coverage: not recorded in this binary (compiled by an older Tessera)")
+        return
+    print(report.table())
+    print(report.summary_line())
 
 
 __all__ = ["add_commands", "cmd_run_compiled", "compile_options", "is_binary", "TesseraError"]

@@ -22,6 +22,7 @@ import onnx
 
 from codegen.binary import write_binary
 from codegen.device import build_compiled
+from compiler.coverage import METADATA_KEY
 from compiler.errors import ModelImportError
 from compiler.frontend.loader import load_model
 from compiler.pipeline import PLAN
@@ -49,7 +50,9 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     Constant nodes not counted), -1 all; ``numcard``/``numclus`` the cards and
     clusters to use (recorded; one stream per model for now). Further
     keywords go to :func:`compiler.quantize.quantize_model` (calibrator,
-    mode, float_layers, hwlinear, ...). Writes ``outfile`` when given."""
+    mode, float_layers, hwlinear, ...). Writes ``outfile`` when given.
+    The result's metadata records the accelerator coverage
+    (compiler.coverage.recorded_coverage reads it back)."""
     config = config or HardwareConfig()
     _check_devices(config, numcard, numclus)
     proto, label = load_model(model)
@@ -61,7 +64,8 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
                                options={"target.hardware": config}, **quantization)
     metadata = {"compiler": f"tessera {VERSION}", "source": label, "numcard": numcard, "numclus": numclus,
                 "nlayers": nlayers, "quantization": {k: v for k, v in quantization.items()
-                                                     if isinstance(v, (str, int, float, bool))}}
+                                                     if isinstance(v, (str, int, float, bool))},
+                METADATA_KEY: quantized.coverage().to_metadata()}
     reference = None if strip_reference else fused_reference(quantized.float_graph)
     compiled = build(quantized.graph, config, reference, metadata)
     if outfile is not None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from codegen.cpu import lower_segments, lower_to_program, lower_with_names
 from compiler.compare import LayerReport, compare_layers
+from compiler.coverage import Coverage, coverage
 from compiler.errors import QuantizationError
 from compiler.frontend import import_onnx
 from compiler.pipeline import PLACE, SIMPLIFY
@@ -87,6 +88,11 @@ class QuantizedModel:
     def _cpu_nodes(self) -> list[Node]:
         return [n for s in self.graph.nodes if s.attrs.get("device") != ACCELERATOR
                 for _, n in walk(s.attrs["body"]) if n.op != "Fused"]
+
+    def coverage(self) -> Coverage:
+        """How much of the model runs on the accelerator, and why the rest
+        does not (compiler/coverage.py); MACs counted on the float graph."""
+        return coverage(self.graph, self.float_graph)
 
     def float_layers(self) -> list[str]:
         """ONNX node names that run in float on the CPU."""

@@ -1,5 +1,7 @@
 """Models Tessera builds itself (no downloads): built-in CNNs and a
-transformer block, and onnx's model-zoo topologies with seeded weights."""
+transformer block, onnx's model-zoo topologies with seeded weights, and the
+family models written the way their exporters write them."""
+from compiler.zoo.families import FAMILY_MODELS
 from compiler.zoo.light import LIGHT_MODELS, load_light_model
 from compiler.zoo.models import mobilenet_v2, resnet, transformer_block
 
@@ -12,14 +14,19 @@ BUILTIN = {
 
 
 def builtin_model(name: str):
-    """A built-in model by name: one of BUILTIN, or ``zoo:<light model>``."""
+    """A built-in model by name: one of BUILTIN, ``zoo:<light model>`` or
+    ``family:<family model>`` (its static form)."""
     if name.startswith("zoo:"):
         return load_light_model(name[4:])
+    if name.startswith("family:"):
+        if name[7:] not in FAMILY_MODELS:
+            raise ValueError(f"unknown family model {name[7:]!r}; choose from {list(FAMILY_MODELS)}")
+        return FAMILY_MODELS[name[7:]]()
     if name not in BUILTIN:
-        raise ValueError(f"unknown built-in model {name!r}; choose from {sorted(BUILTIN)} "
-                         f"or zoo:{{{','.join(LIGHT_MODELS)}}}")
+        raise ValueError(f"unknown built-in model {name!r}; choose from {sorted(BUILTIN)}, "
+                         f"zoo:{{{','.join(LIGHT_MODELS)}}} or family:{{{','.join(FAMILY_MODELS)}}}")
     return BUILTIN[name]()
 
 
-__all__ = ["BUILTIN", "LIGHT_MODELS", "builtin_model", "load_light_model", "mobilenet_v2", "resnet",
-           "transformer_block"]
+__all__ = ["BUILTIN", "FAMILY_MODELS", "LIGHT_MODELS", "builtin_model", "load_light_model", "mobilenet_v2",
+           "resnet", "transformer_block"]
