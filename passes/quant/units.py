@@ -24,7 +24,7 @@ LUT_OPS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoi
                      "Softplus", "Neg", "Abs", "Exp", "Erf", "Gelu"})
 """Unary ops a 256-entry lookup table computes on 8-bit data."""
 LAYOUT_OPS = frozenset({"MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
-                        "Identity", "Resize"})
+                        "Identity", "Resize", "Slice", "Pad", "DepthToSpace", "SpaceToDepth"})
 """Ops that move codes unchanged (their output keeps the input's parameters)."""
 AVERAGE_POOLS = frozenset({"AveragePool", "GlobalAveragePool"})
 
