@@ -9,7 +9,9 @@ their body is, and the reason then names the first member that is not.
 The accelerator ("FPGA") rules describe what the device's datapath can do
 (shared/ARCHITECTURE.md section 5): 2-D NCHW tensors of static shape, int8 or
 16-bit data (float32 graphs are quantized before code generation), constant
-weights packed at compile time. The host ("CPU") runs every op with a kernel.
+weights packed at compile time; views and data movement (Transpose, Slice,
+Split, Pad, DepthToSpace, SpaceToDepth: strided DMA) on tensors up to rank 6.
+The host ("CPU") runs every op with a kernel.
 
 The placement costs are heuristics for the partitioner (keep a small device
 island or bring it back to the CPU): device time is a roofline over the
