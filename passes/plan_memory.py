@@ -11,11 +11,11 @@ input's bytes, since device tensors lie dense and row-major, and so is a
 move that copies one contiguous run (at an offset in its input's bytes). A
 Transpose at an edge that the host's quantization absorbs
 (passes/moves.py) is no layer: the tensor after it (an entry) or before it
-(an exit) is the one in DRAM. Two tensors
-share bytes only when their lifetimes (first write to last read, in layer
-order) do not overlap; placement is greedy, largest first, at the lowest
-offset free for the tensor's whole lifetime (the classic offset-assignment
-heuristic of TFLite's and TVM's memory planners). Each tensor's offset is
+(an exit) is the one in DRAM. Two tensors share bytes only when their
+lifetimes (first write to last read, in layer order) do not overlap;
+placement is greedy, largest first, at the lowest offset free for the
+tensor's whole lifetime (the classic offset-assignment heuristic of
+TFLite's and TVM's memory planners). Each tensor's offset is
 recorded on its producer, ``annotations["dram"]``, and the region's size on
 the segment, ``annotations["dram_bytes"]``; codegen adds the region's base
 (the end of the constant image, 64-byte aligned, so the placement is the
