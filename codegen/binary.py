@@ -53,8 +53,12 @@ def _host(tensor: HostTensor) -> dict[str, Any]:
 
 
 def _dram(tensor: DramTensor) -> dict[str, Any]:
-    return {"name": tensor.name, "shape": [int(d) for d in tensor.shape], "dtype": tensor.dtype,
-            "addr": int(tensor.addr), "scale": float(tensor.scale), "zero": int(tensor.zero)}
+    """A DramTensor's META entry; ``perm`` only when it has one (older files' bytes stay the same)."""
+    entry = {"name": tensor.name, "shape": [int(d) for d in tensor.shape], "dtype": tensor.dtype,
+             "addr": int(tensor.addr), "scale": float(tensor.scale), "zero": int(tensor.zero)}
+    if tensor.perm:
+        entry["perm"] = [int(p) for p in tensor.perm]
+    return entry
 
 
 def _layer(layer: Layer) -> dict[str, Any]:

@@ -9,7 +9,9 @@ their body is, and the reason then names the first member that is not.
 The accelerator ("FPGA") rules describe what the device's datapath can do
 (shared/ARCHITECTURE.md section 5): 2-D NCHW tensors of static shape, int8 or
 16-bit data (float32 graphs are quantized before code generation), constant
-weights packed at compile time. The host ("CPU") runs every op with a kernel.
+weights packed at compile time; views and data movement (Transpose, Slice,
+Split, Pad, DepthToSpace, SpaceToDepth: strided DMA) on tensors up to rank 6.
+The host ("CPU") runs every op with a kernel.
 
 The placement costs are heuristics for the partitioner (keep a small device
 island or bring it back to the CPU): device time is a roofline over the
@@ -37,6 +39,12 @@ from runtime.kernels.resize import given, output_size, resize_axes
 
 STRUCTURAL = frozenset({"Fused", "Segment"})
 DEVICE_RANK = 4
+MOVE_RANK = 6
+"""Views and moves take tensors up to rank 6 (PyTorch's pixel_shuffle export
+is a 6-D Reshape -> Transpose -> Reshape); compute layers take N,C,H,W."""
+VIEW_OPS = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+MOVE_OPS = frozenset({"Transpose", "Slice", "Split", "Pad", "DepthToSpace", "SpaceToDepth"})
+"""Pure data movement: the bytes do not change, DMA addressing moves them."""
 
 register_option("target.hwlinear", bool, False,
                 "Run Gemm/MatMul with constant weights (linear layers) on the accelerator, as FWDNXT's "
@@ -137,7 +145,8 @@ def _accelerator_reason(spec: _Spec, node: Node) -> tuple[str, str] | None:
     if rule is None:
         return (f"op {node.op} has no accelerator implementation",
                 f"{RULES_AT}: no rule for {node.op}")
-    tensor = _tensor_reason(node, spec.hardware)
+    rank = MOVE_RANK if node.op in VIEW_OPS | MOVE_OPS else DEVICE_RANK
+    tensor = _tensor_reason(node, spec.hardware, rank)
     if tensor:
         return tensor, f"{RULES_AT}:_tensor_reason"
     reason = rule(node, spec)
@@ -150,16 +159,20 @@ def _device_dtypes(hardware: HardwareConfig) -> set[np.dtype]:
     return {np.dtype(np.float32)} | {ints[w] for w in hardware.data_widths}
 
 
-def _tensor_reason(node: Node, hardware: HardwareConfig) -> str | None:
-    """Static shapes, rank <= 4 and a device dtype for every activation."""
+def _tensor_reason(node: Node, hardware: HardwareConfig, max_rank: int = DEVICE_RANK) -> str | None:
+    """Static shapes, rank <= 4 (views and moves: ``max_rank``) and a device
+    dtype for every activation."""
     allowed = _device_dtypes(hardware)
     activations = [v for v in node.inputs if v is not None and not v.is_constant] + node.outputs
     for value in activations:
         if not value.type.is_static:
             return f"dynamic shape: %{value.name} is {value.type}"
     for value in activations:
-        if value.type.rank > DEVICE_RANK:
+        if value.type.rank > max_rank and max_rank == DEVICE_RANK:
             return f"%{value.name} {value.type} has rank {value.type.rank}; device tensors are N,C,H,W"
+        if value.type.rank > max_rank:
+            return (f"{node.op} of a rank-{value.type.rank} tensor %{value.name}: the accelerator moves tensors "
+                    f"of rank <= {max_rank}")
         if value.type.dtype not in allowed:
             return (f"%{value.name} has dtype {dtype_name(value.type.dtype)}; the accelerator holds "
                     f"int{'/int'.join(map(str, hardware.data_widths))} data (float32 is quantized)")
@@ -365,9 +378,46 @@ def _prelu(node: Node, spec: _Spec) -> str | None:
 
 def _concat(node: Node, spec: _Spec) -> str | None:
     rank, axis = node.outputs[0].type.rank, node.attrs["axis"]
-    if rank < 2 or axis % rank != 1:
-        return f"Concat along axis {axis} of a rank-{rank} tensor; the accelerator concatenates channels (axis 1)"
+    if rank < 2 or axis % rank == 0:
+        return (f"Concat along axis {axis} of a rank-{rank} tensor: the accelerator concatenates along any axis "
+                "but the batch axis (0)")
     return None
+
+
+def _nonempty(node: Node) -> str | None:
+    """A move with an empty output would be a DMA box of extent 0."""
+    for value in node.outputs:
+        if value.type.numel == 0:
+            return f"{node.op} gives an empty tensor %{value.name} {value.type}"
+    return None
+
+
+def _slice(node: Node, spec: _Spec) -> str | None:
+    reason = _not_constant(node, {1: "starts", 2: "ends", 3: "axes", 4: "steps"}) or _nonempty(node)
+    if reason:
+        return reason
+    steps = node.inputs[4].const.reshape(-1) if len(node.inputs) > 4 and node.inputs[4] is not None else []
+    axes = node.inputs[3].const.reshape(-1) if len(node.inputs) > 3 and node.inputs[3] is not None else \
+        range(len(steps))
+    for axis, step in zip(axes, steps):
+        if step < 0:
+            return f"Slice with step {int(step)} on axis {int(axis)}: DMA strides are non-negative"
+    return None
+
+
+def _split(node: Node, spec: _Spec) -> str | None:
+    return _not_constant(node, {1: "split"}) or _nonempty(node)
+
+
+def _pad(node: Node, spec: _Spec) -> str | None:
+    if node.attrs["mode"] != "constant":
+        return f"Pad mode {node.attrs['mode']!r}: the DMA pads with a constant only"
+    return _not_constant(node, {1: "pads", 2: "constant_value", 3: "axes"}) or _nonempty(node)
+
+
+def _move(node: Node, spec: _Spec) -> str | None:
+    """Transpose, DepthToSpace, SpaceToDepth: any permutation of a static tensor."""
+    return _nonempty(node)
 
 
 def _clip(node: Node, spec: _Spec) -> str | None:
@@ -449,6 +499,9 @@ _RULES: dict[str, Rule] = {
     # Free views: device tensors lie in card DRAM dense and plane-major (row-major N,C,H,W, as FWDNXT's),
     # so a new shape moves no byte. Code generation must keep that layout, or these rules must change.
     "Identity": _always, "Reshape": _always, "Flatten": _always, "Squeeze": _always, "Unsqueeze": _always,
+    # Moves: strided DMA copies (codegen/device/moves.py), any rank up to MOVE_RANK.
+    "Transpose": _move, "DepthToSpace": _move, "SpaceToDepth": _move,
+    "Slice": _slice, "Split": _split, "Pad": _pad,
 }
 
 

@@ -1,11 +1,12 @@
 """Tile: each accelerator layer's tiles, decided from the hardware config.
 
 For every layer of every accelerator segment (QConv, QGemm, pools,
-element-wise ops, concatenation, lookup tables, upsampling) the capacity
+element-wise ops, concatenation, lookup tables, upsampling, moves) the capacity
 planner (passes/tiling.py) picks the tiles that fit one cluster's on-chip
 buffers at the least modelled cost. The decision is recorded on the node as
 plain data, ``annotations["tile"]`` (``{kt, rt, wt, ct, k_outer}`` for a
-convolution or matrix product, ``{ct, rt, wt}`` for a map layer), so the
+convolution or matrix product, ``{ct, rt, wt}`` for a map layer, ``{box,
+tile}`` for a move: its DMA box's view axes and extents), so the
 printer shows it, and the segment records the digest of the config it was
 made for (``annotations["hardware"]``). Code generation follows the
 decisions, sizing its slots by the planner's own rules, and refuses a graph

@@ -17,12 +17,16 @@ a table of known workloads breaks on the next model).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ir.graph import Node, Value
 from passes.infra import PassError
+from passes.moves import BOX_RANK, MOVE_OPS, Move, describe
 from runtime.hardware import HardwareConfig
 from runtime.isa import AVG_ENTRY_BYTES, LUT_ENTRIES, MAX_EXTENT, PARAM_CHANNEL_BYTES, Bcast, linear_size
 from runtime.sim.timing import conv_passes, dram_transfer_bytes
@@ -265,7 +269,7 @@ CONV_OPS = frozenset({"QConv", "QGemm", "QConvTranspose"})
 TWO_GRID_OPS = frozenset({"QAdd", "QSub", "QMax", "QMin"})
 ELTWISE_OPS = TWO_GRID_OPS | {"QMul"}
 MAP_OPS = frozenset({"MaxPool", "QAvgPool", "QConcat", "QLut", "Resize"}) | ELTWISE_OPS
-TILED_OPS = CONV_OPS | MAP_OPS
+TILED_OPS = CONV_OPS | MAP_OPS | MOVE_OPS
 """The accelerator's layer ops: each is cut into tiles."""
 
 
@@ -486,12 +490,15 @@ def map_tiles(node: Node) -> MapTiles:
 def plan_layer(node: Node, hw: HardwareConfig) -> dict[str, Any]:
     """A layer's tiling decision as plain data: ``kt, rt, wt, ct, k_outer``
     for a QConv / QGemm, ``{"parts": [...]}`` of those for a layer of
-    several CONV layers (a QConvTranspose's phases), ``ct, rt, wt`` for a
-    map layer."""
+    several CONV layers (a QConvTranspose's phases), ``box, tile`` for a
+    move, ``ct, rt, wt`` for a map layer."""
     if is_conv_layer(node, hw):
         plans = [plan_conv(part.shape, hw, node.name) for part in conv_parts(node, hw)]
         decisions = [{"kt": p.kt, "rt": p.rt, "wt": p.wt, "ct": p.ct, "k_outer": p.k_outer} for p in plans]
         return decisions[0] if len(decisions) == 1 else {"parts": decisions}
+    if node.op in MOVE_OPS:
+        plan = plan_move(describe(node), hw, node.name)
+        return {"box": list(plan.box), "tile": list(plan.tile)}
     tiles = map_tiles(node)
     plan = plan_map(*tiles.dims, lambda c, r, w: 2 * sum(tiles.slot_sizes(c, r, w)), hw.activation_buffer_bytes,
                     node.name, tiles.what)
@@ -508,3 +515,49 @@ def conv_plan(s: ConvShape, decision: dict[str, Any]) -> ConvPlan:
     tile = conv_tile(s, decision["kt"], decision["rt"], decision["wt"], decision["ct"],
                      reduction_chunks(s, decision["ct"]))
     return dataclasses.replace(tile, k_outer=bool(decision["k_outer"]))
+
+
+# ---------------------------------------------------------------- moves
+@dataclass(frozen=True)
+class MovePlan:
+    """A move's DMA box: the view axes that form its z, y and x (the other
+    axes are loops) and the tile extents along them."""
+
+    box: tuple[int, int, int]
+    tile: tuple[int, int, int]
+
+
+def move_slot(move: Move, tile: tuple[int, ...]) -> int:
+    """Bytes of one slot: a tile is loaded and stored from the same slot."""
+    return a8(math.prod(tile) * move.elem)
+
+
+def plan_move(move: Move, hw: HardwareConfig, layer: str) -> MovePlan:
+    """The cheapest box of a move whose tiles fit two slots of the
+    activation buffer: every ordered choice of three view axes, every
+    halving of the tile along each, priced as the cycle model prices the
+    LOADs (input strides) and STOREs (output strides) at burst granularity,
+    plus a fixed cost per tile. So the box takes the axes that keep both
+    sides' runs long, and a transposing side is priced by its span."""
+    budget = hw.activation_buffer_bytes
+    if 2 * move_slot(move, (1,)) > budget:
+        raise TilingError(f"layer {layer!r}: even one element ({move.elem} B) in two slots exceeds the "
+                          f"activation buffer ({budget} B)")
+    best, best_cost = None, math.inf
+    for box in itertools.permutations(range(len(move.axes)), BOX_RANK):
+        axes = [move.axes[i] for i in box]
+        grids = np.meshgrid(*(np.array(halvings(a.size), np.int64) for a in axes), indexing="ij")
+        z, y, x = (g.reshape(-1) for g in grids)
+        fits = 2 * (-(-(z * y * x * move.elem) // SLOT_ALIGN) * SLOT_ALIGN) <= budget
+        if not fits.any():
+            continue
+        z, y, x = z[fits], y[fits], x[fits]
+        loops = math.prod(a.size for i, a in enumerate(move.axes) if i not in box)
+        count = loops * np.prod([-(-a.size // t) for a, t in zip(axes, (z, y, x))], axis=0)
+        per_tile = (dram_transfer_bytes(move.elem, z, y, x, *(a.src for a in axes))
+                    + dram_transfer_bytes(move.elem, z, y, x, *(a.dst for a in axes)) + TILE_OVERHEAD_BYTES)
+        cost = count * per_tile
+        i = int(np.argmin(cost))
+        if cost[i] < best_cost:
+            best, best_cost = MovePlan(box, (int(z[i]), int(y[i]), int(x[i]))), cost[i]
+    return best

@@ -42,7 +42,12 @@ class HostTensor:
 @dataclass(frozen=True)
 class DramTensor:
     """A quantized tensor in a card's DRAM: dense row-major codes of ``dtype``
-    at byte address ``addr``; the real value is ``scale * (code - zero)``."""
+    and ``shape`` at byte address ``addr``; the real value is
+    ``scale * (code - zero)``. ``perm``, when given, is a Transpose the host
+    applies to the codes on their way: a segment input's codes go into DRAM
+    as ``codes.transpose(perm)``, a segment output's come out as
+    ``dram.transpose(perm)`` (an NHWC model's edge Transpose costs no device
+    pass)."""
 
     name: str
     shape: tuple[int, ...]
@@ -50,6 +55,7 @@ class DramTensor:
     addr: int
     scale: float
     zero: int
+    perm: tuple[int, ...] = ()
 
     @property
     def nbytes(self) -> int:

@@ -5,7 +5,8 @@ activations after it) and one Simulator per device segment, each validating
 and decoding its streams once, at Init. Running a segment quantizes each of
 its inputs into DRAM (QuantizeLinear: the tensor's scale and zero point),
 runs the streams, and dequantizes each output out of DRAM
-(DequantizeLinear); those kernels are the CPU path's own, so the boundary
+(DequantizeLinear), transposing the codes where a DramTensor carries a
+permutation (an edge Transpose absorbed); those kernels are the CPU path's own, so the boundary
 arithmetic is the integer reference's. The simulators' cycle models give
 the device time (FWDNXT's hwtime) and the per-layer estimates.
 """
@@ -57,10 +58,14 @@ class SimulatedDevice:
         def run(table: Table) -> None:
             for tensor in segment.inputs:
                 codes = self._quantize([table[tensor.name], *grids[tensor]], _EDGE_ATTRS)[0]
+                if tensor.perm:
+                    codes = np.ascontiguousarray(codes.transpose(tensor.perm))
                 dram[tensor.addr:tensor.addr + tensor.nbytes] = codes.reshape(-1).view(np.uint8)
             simulator.run(self.drams)
             for tensor in segment.outputs:
                 codes = dram[tensor.addr:tensor.addr + tensor.nbytes].view(tensor.dtype).reshape(tensor.shape)
+                if tensor.perm:
+                    codes = np.ascontiguousarray(codes.transpose(tensor.perm))
                 table[tensor.name] = self._dequantize([codes, *grids[tensor]], _EDGE_ATTRS)[0]
 
         return run

@@ -15,7 +15,8 @@ runs it.
 
 It covers the quantized accelerator segments: the Q ops, the layout ops
 that move int8/int16 codes (MaxPool, Reshape, Flatten, Transpose, Squeeze,
-Unsqueeze, Identity, nearest Resize by integer factors), QuantizeLinear and
+Unsqueeze, Identity, nearest Resize by integer factors, Slice, constant Pad,
+DepthToSpace, SpaceToDepth), QuantizeLinear and
 DequantizeLinear at the segment edges (ONNX's float32 semantics), and the
 structural Segment and Fused nodes, whose bodies it evaluates. Float CPU
 segments go to the ``cpu`` callback when one is given (say, the segment's
@@ -369,6 +370,50 @@ def _transpose(attrs, x):
     return [np.transpose(x, attrs["perm"])]
 
 
+def _slice(attrs, x, starts, ends, axes=None, steps=None):
+    """ONNX Slice with positive steps, which Python's slicing matches
+    (negative starts and ends count from the end, both clamp to the axis)."""
+    index = [slice(None)] * x.ndim
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        if step <= 0:
+            raise IntegerReferenceError(f"Slice step {step}: the reference slices with positive steps")
+        index[int(axis)] = slice(int(start), int(end), int(step))
+    return [x[tuple(index)]]
+
+
+def _pad(attrs, x, pads, value=None, axes=None):
+    """Constant Pad: negative pads crop first, the rest is ``value``'s code."""
+    if attrs["mode"] != "constant":
+        raise IntegerReferenceError(f"Pad mode {attrs['mode']!r}: the reference pads with a constant")
+    axes = range(x.ndim) if axes is None else [int(a) % x.ndim for a in axes]
+    widths = [(0, 0)] * x.ndim
+    for i, axis in enumerate(axes):
+        widths[axis] = (int(pads[i]), int(pads[i + len(axes)]))
+    cropped = x[tuple(slice(-min(b, 0), x.shape[k] + min(e, 0)) for k, (b, e) in enumerate(widths))]
+    fill = 0 if value is None else np.asarray(value).reshape(-1)[0]
+    return [np.pad(cropped, [(max(b, 0), max(e, 0)) for b, e in widths], constant_values=fill)]
+
+
+def _depth_to_space(attrs, x):
+    """ONNX's DCR (depth, column, row) or CRD order of the moved channels."""
+    n, c, h, w = x.shape
+    b = int(attrs["blocksize"])
+    if attrs["mode"] == "DCR":
+        y = x.reshape(n, b, b, c // b ** 2, h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        y = x.reshape(n, c // b ** 2, b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return [y.reshape(n, c // b ** 2, h * b, w * b)]
+
+
+def _space_to_depth(attrs, x):
+    n, c, h, w = x.shape
+    b = int(attrs["blocksize"])
+    y = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    return [y.reshape(n, c * b * b, h // b, w // b)]
+
+
 def _squeeze(attrs, x, axes=None):
     if axes is None:
         return [np.squeeze(x)]
@@ -461,6 +506,7 @@ _OPS: dict[str, Callable] = {
     "QConv": _qconv, "QConvTranspose": _qconv_transpose, "QGemm": _qgemm, "QAdd": _qadd, "QSub": _qsub,
     "QMax": _qmax, "QMin": _qmin, "QMul": _qmul, "QAvgPool": _qavg_pool, "QLut": _qlut,
     "QConcat": _qconcat, "MaxPool": _max_pool, "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose,
-    "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Identity": _identity, "Resize": _resize,
+    "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Identity": _identity, "Resize": _resize, "Slice": _slice,
+    "Pad": _pad, "DepthToSpace": _depth_to_space, "SpaceToDepth": _space_to_depth,
     "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,
 }

@@ -4,10 +4,12 @@ The segment's body is a list of integer layers between QuantizeLinear
 entries and DequantizeLinear exits, tiled and placed in DRAM by the planning
 passes (passes/tile.py, passes/plan_memory.py). Entries and exits become the
 segment's DRAM interface (the host quantizes into DRAM and dequantizes out
-of it); layout ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity) are
-views of their input's bytes; every other layer has its constants packed
-into the DRAM image and, once the segment's activation region has its base,
-is emitted as tile jobs.
+of it); layout ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity) and
+moves of one contiguous run are views of their input's bytes; a Transpose
+at an edge is absorbed into the host's (de)quantization (the DramTensor
+carries its permutation); every other layer has its constants packed into
+the DRAM image and, once the segment's activation region has its base, is
+emitted as tile jobs.
 """
 from __future__ import annotations
 
@@ -15,17 +17,20 @@ from codegen.device.conv import conv_lowerings
 from codegen.device.decisions import CodegenError, check_planned, dram_offset
 from codegen.device.image import ConstantImage
 from codegen.device.maps import ConcatLayer, EltwiseLayer, LutLayer, PoolLayer, UpsampleLayer
+from codegen.device.moves import MoveLayer
 from codegen.device.stream import StreamBuilder
 from ir.graph import Graph, Node, Value, onnx_name
-from passes.plan_memory import VIEWS, root
+from passes.moves import MOVE_OPS, edge_transpose, permutation
+from passes.plan_memory import is_view, offset, root
 from passes.tiling import ELTWISE_OPS, is_conv_layer
 from runtime.compiled import DeviceSegment, DramTensor
 from runtime.hardware import HardwareConfig
 from runtime.isa import StreamKey
 
 MAP_LAYERS = {"MaxPool": PoolLayer, "QAvgPool": PoolLayer, **dict.fromkeys(ELTWISE_OPS, EltwiseLayer),
-              "QConcat": ConcatLayer, "QLut": LutLayer, "Resize": UpsampleLayer}
-"""Map layers, each one lowering; CONV layers (passes.tiling.is_conv_layer) go to codegen/device/conv.py."""
+              "QConcat": ConcatLayer, "QLut": LutLayer, "Resize": UpsampleLayer, **dict.fromkeys(MOVE_OPS, MoveLayer)}
+"""Map layers and moves, each one lowering; CONV layers (passes.tiling.is_conv_layer) go to
+codegen/device/conv.py."""
 OPERAND_CONSTANTS = ELTWISE_OPS | {"QConcat"}
 """Layers whose constant inputs are data operands in DRAM (not weights)."""
 
@@ -40,8 +45,8 @@ class SegmentLowering:
         body: Graph = segment.attrs["body"]
         self.outer = {**dict(zip(body.inputs, segment.inputs)), **dict(zip(body.outputs, segment.outputs))}
         self.layers: list[tuple[Node, list]] = []
-        self.entries: list[tuple[Value, Node]] = []
-        self.exits: list[tuple[Value, Node]] = []
+        self.entries: list[tuple[Value, tuple[int, ...], Node]] = []
+        self.exits: list[tuple[Value, tuple[int, ...], Node]] = []
         self.constants: dict[Value, int] = {}
         self.base = -1
         for node in body.nodes:
@@ -52,12 +57,14 @@ class SegmentLowering:
             if node.inputs[0] not in body.inputs:
                 raise CodegenError(f"node {node.name!r}: a QuantizeLinear inside an accelerator segment must read "
                                    "a segment input")
-            self.entries.append((node.outputs[0], node))
+            self.entries.append(self._edge(node.outputs[0], body, "entry") + (node,))
         elif node.op == "DequantizeLinear":
             if node.outputs[0] not in body.outputs:
                 raise CodegenError(f"node {node.name!r}: a DequantizeLinear inside an accelerator segment must "
                                    "give a segment output")
-            self.exits.append((node.outputs[0], node))
+            self.exits.append(self._edge(node.inputs[0], body, "exit") + (node,))
+        elif is_view(node) or edge_transpose(node, body):  # no bytes move on the device
+            return
         elif is_conv_layer(node, self.config):
             self.layers.append((node, conv_lowerings(node, self.config, self.image)))
         elif node.op in MAP_LAYERS:
@@ -66,8 +73,19 @@ class SegmentLowering:
                 for value in node.inputs:
                     if value is not None and value.is_constant:
                         self.addr(value)
-        elif node.op not in VIEWS:  # a view has its input's bytes
+        else:
             raise CodegenError(f"node {node.name!r}: op {node.op} has no accelerator lowering")
+
+    @staticmethod
+    def _edge(codes: Value, body: Graph, side: str) -> tuple[Value, tuple[int, ...]]:
+        """The codes in DRAM at an entry (the QuantizeLinear's output) or an
+        exit (the DequantizeLinear's input), and the permutation the host
+        applies: an absorbed Transpose's (the codes after it at an entry,
+        before it at an exit)."""
+        transpose = codes.uses[0][0] if side == "entry" and len(codes.uses) == 1 else codes.producer
+        if transpose is None or edge_transpose(transpose, body) != side:
+            return codes, ()
+        return (transpose.outputs[0] if side == "entry" else transpose.inputs[0]), permutation(transpose)
 
     def place(self, base: int) -> int:
         """Put the segment's activation region at ``base``; its end."""
@@ -80,7 +98,7 @@ class SegmentLowering:
             if value not in self.constants:
                 self.constants[value] = self.image.add(value.const)
             return self.constants[value]
-        return self.base + dram_offset(root(value).producer)
+        return self.base + dram_offset(root(value).producer) + offset(value)
 
     def emit(self, key: StreamKey = StreamKey(0, 0, 0)) -> DeviceSegment:
         """The stream: each layer's CONV layers or map layer in order (a
@@ -90,15 +108,18 @@ class SegmentLowering:
         for node, parts in self.layers:
             sources = tuple(node.annotations.get("source", [onnx_name(node.name)]))
             for part in parts:
-                builder.add_layer(node.name, node.op, sources, part.jobs(self.addr), part.macs)
+                builder.add_layer(node.name, node.op, sources, part.jobs(self.addr), part.macs,
+                                  getattr(part, "in_place", False))
         stream = builder.finish()
-        inputs = [self._tensor(self.outer[node.inputs[0]].name, value, node) for value, node in self.entries]
-        outputs = [self._tensor(self.outer[value].name, node.inputs[0], node) for value, node in self.exits]
+        inputs = [self._tensor(self.outer[node.inputs[0]].name, codes, node, perm)
+                  for codes, perm, node in self.entries]
+        outputs = [self._tensor(self.outer[node.outputs[0]].name, codes, node, perm)
+                   for codes, perm, node in self.exits]
         return DeviceSegment(self.segment.name, inputs, outputs, {key: stream}, builder.layers)
 
-    def _tensor(self, name: str, codes: Value, node: Node) -> DramTensor:
+    def _tensor(self, name: str, codes: Value, node: Node, perm: tuple[int, ...]) -> DramTensor:
         scale, zero = node.inputs[1].const, node.inputs[2].const
         if scale.size != 1 or zero.size != 1:
             raise CodegenError(f"node {node.name!r}: the accelerator's interface tensors are quantized per tensor")
         return DramTensor(name, tuple(codes.type.shape), codes.type.dtype.name, self.addr(codes),
-                          float(scale.reshape(())), int(zero.reshape(())))
+                          float(scale.reshape(())), int(zero.reshape(())), perm)

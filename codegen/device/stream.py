@@ -15,6 +15,12 @@ i+1 while COMPUTE works on slot i and STORE drains the previous result
   frees the input slot (push_prev) and hands the output to STORE (push_next);
 - its first store pops, and the last frees the output slot (push_prev).
 
+A move (codegen/device/moves.py) computes nothing: its job LOADs a box into
+one slot, a NOP_COMPUTE passes the tokens and STORE writes the same slot
+back (``in_place``). Job i's compute then waits for STORE to drain job i-1
+and frees that slot for job i+1's loads, so LOAD fills one slot while STORE
+drains the other.
+
 Between layers a barrier orders DRAM: the last STORE of a layer pushes, a
 NOP_COMPUTE passes the token on, and the next layer's first LOAD pops it, so
 every tensor is in DRAM before a later layer reads it and every on-chip slot
@@ -50,23 +56,41 @@ class StreamBuilder:
         self.layers: list[Layer] = []
         self._barrier = False
 
-    def add_layer(self, name: str, op: str, onnx_nodes: tuple[str, ...], jobs: list[Job], macs: int = 0) -> None:
-        """Append one layer's jobs with their tokens."""
+    def add_layer(self, name: str, op: str, onnx_nodes: tuple[str, ...], jobs: list[Job], macs: int = 0,
+                  in_place: bool = False) -> None:
+        """Append one layer's jobs with their tokens; ``in_place``: each job
+        stores from the slot its loads fill (a move: the compute is a NOP)."""
         if not jobs:
             return
         start = len(self.instructions)
         if self._barrier:
             self.instructions.append(instr(Op.NOP_COMPUTE, Token.POP_NEXT | Token.PUSH_PREV))
-        n = len(jobs)
-        storing = [i for i, job in enumerate(jobs) if job.stores]
-        order = {i: o for o, i in enumerate(storing)}
         for i, job in enumerate(jobs):
-            if not job.loads or not job.computes:
-                raise ValueError(f"layer {name!r}: job {i} needs at least one load and one compute")
+            if not job.loads or not job.computes or (in_place and not job.stores):
+                raise ValueError(f"layer {name!r}: job {i} needs at least one load and one compute"
+                                 f"{' and one store' if in_place else ''}")
             if i >= 2 or (i == 0 and self._barrier):
                 _flag(job.loads[0], Token.POP_NEXT)
             _flag(job.loads[-1], Token.PUSH_NEXT)
             _flag(job.computes[0], Token.POP_PREV)
+        (self._in_place if in_place else self._double_buffered)(jobs)
+        for job in jobs:
+            self.instructions += job.loads + job.computes + job.stores
+        storing = [job for job in jobs if job.stores]
+        if storing:
+            _flag(storing[-1].stores[-1], Token.PUSH_PREV)
+            self._barrier = True
+        self.layers.append(Layer(name, op, tuple(onnx_nodes), self.key, start, len(self.instructions), macs))
+
+    @staticmethod
+    def _double_buffered(jobs: list[Job]) -> None:
+        """Separate input and output slots: a job's last compute frees its
+        input slot for job i+2 and waits for storing job o-2 to drain its
+        output slot."""
+        n = len(jobs)
+        storing = [i for i, job in enumerate(jobs) if job.stores]
+        order = {i: o for o, i in enumerate(storing)}
+        for i, job in enumerate(jobs):
             if i + 2 < n:
                 _flag(job.computes[-1], Token.PUSH_PREV)
             if job.stores:
@@ -77,11 +101,22 @@ class StreamBuilder:
                 _flag(job.stores[0], Token.POP_PREV)
                 if o + 2 < len(storing):
                     _flag(job.stores[-1], Token.PUSH_PREV)
-            self.instructions += job.loads + job.computes + job.stores
-        if storing:
-            _flag(jobs[storing[-1]].stores[-1], Token.PUSH_PREV)
-            self._barrier = True
-        self.layers.append(Layer(name, op, tuple(onnx_nodes), self.key, start, len(self.instructions), macs))
+
+    @staticmethod
+    def _in_place(jobs: list[Job]) -> None:
+        """One slot per job, read by its STOREs: the slot of job i-1 is free
+        once STORE has drained it, so job i's compute waits for that store
+        and then frees the slot for job i+1's loads."""
+        n = len(jobs)
+        for i, job in enumerate(jobs):
+            if i >= 1:
+                _flag(job.computes[0], Token.POP_NEXT)
+                if i + 1 < n:
+                    _flag(job.computes[-1], Token.PUSH_PREV)
+            _flag(job.computes[-1], Token.PUSH_NEXT)
+            _flag(job.stores[0], Token.POP_PREV)
+            if i + 1 < n:
+                _flag(job.stores[-1], Token.PUSH_PREV)
 
     def finish(self) -> bytes:
         """The stream's bytes, END included (a pending barrier token is

@@ -10,8 +10,9 @@ integer macro ops (docs/quantization.md); CPU segments stay float32.
 4. Each calibrated QConv / QGemm's bias absorbs the mean error of its
    output on the calibration data (bias_correction.py).
 
-Before 1, per-channel affines after channel concatenations are moved onto
-the concatenated pieces (concat_affine.py), when no parameters are given.
+Before 1, each Split becomes one Slice per output (split_slices.py), and
+per-channel affines after channel concatenations are moved onto the
+concatenated pieces (concat_affine.py), when no parameters are given.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from passes.quant.calibration_data import CalibrationWarning, calibration_batche
 from passes.quant.concat_affine import push_affines_through_concat
 from passes.quant.params import Precision, activation_quant, layer_precision, parse_precision
 from passes.quant.rewrite import SegmentQuantizer
+from passes.quant.split_slices import split_to_slices
 from passes.quant.units import build_units, flatten_fused
 from runtime.hardware import ACCELERATOR
 
@@ -88,11 +90,13 @@ def _given_corrections(layers: list, corrections: Mapping[str, list]) -> None:
 
 
 def _open_up(graph: Graph, segments: list[Node], ctx: PassContext) -> dict[str, QuantParams]:
-    """Flatten the segments' Fused groups and, unless parameters are given
+    """Flatten the segments' Fused groups, make each Split Slices (one
+    output per unit) and, unless parameters are given
     (they describe the model's own tensors), move per-channel affines
     through concatenations; returns the given parameters."""
     for segment in segments:
         flatten_fused(segment.attrs["body"])
+        split_to_slices(segment.attrs["body"])
     given = {**_pre_quantized(graph), **ctx.option("quant.given")}
     if not given:
         for segment in segments:

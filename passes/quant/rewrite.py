@@ -107,10 +107,23 @@ class SegmentQuantizer:
         """Codes move unchanged; the output keeps the input's parameters."""
         inputs = [None if v is None else (v if v.is_constant else self._q(v)) for v in node.inputs]
         inputs = [self.new.add_constant(v.const, v.name) if v is not None and v.is_constant else v for v in inputs]
+        if node.op == "Pad":
+            inputs = self._pad_inputs(node, inputs)
         copy = self.new.add_node(node.op, inputs, dict(node.attrs), name=node.name,
                                  output_names=[f"{node.outputs[0].name}_q"])
         copy.annotations["source"] = [onnx_name(node.name)]
         self._set(node.outputs[0], copy.outputs[0], self._q(node.inputs[0]).quant)
+
+    def _pad_inputs(self, node: Node, inputs: list) -> list:
+        """A constant Pad pads codes with its value quantized on the input's
+        grid (0, the default, is the zero point: grids hold 0 exactly)."""
+        params = self._q(node.inputs[0]).quant
+        given = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else None
+        value = np.float32(0.0) if given is None else np.float32(given.const.reshape(-1)[0])
+        code = quantize(value, params.scale[0], params.zero[0], params.dtype).reshape(())
+        inputs = inputs + [None] * (3 - len(inputs))
+        inputs[2] = self._const(np.asarray(code, params.dtype), f"{node.name}_pad_code", None)
+        return inputs
 
     def _unit_conv(self, node: Node, members: list[Node]) -> None:
         anchor, rest = members[0], members[1:]

@@ -24,7 +24,7 @@ CLAMP_ACTIVATIONS = frozenset({"Relu", "Clip"})
 NEGATIVE_SLOPES = frozenset({"LeakyRelu", "PRelu"})
 """Activations a QConv folds into its multiplier for negative accumulators."""
 LAYOUT_OPS = frozenset({"MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
-                        "Identity", "Resize"})
+                        "Identity", "Resize", "Slice", "Pad", "DepthToSpace", "SpaceToDepth"})
 """Ops that move codes unchanged (their output keeps the input's parameters)."""
 AVERAGE_POOLS = frozenset({"AveragePool", "GlobalAveragePool"})
 TWO_GRIDS = {"Add": "add", "Sum": "add", "Sub": "sub", "Max": "max", "Min": "min"}

@@ -149,7 +149,7 @@ class _Segments:
         return DeviceSegment(name, inputs, outputs, streams, layers)
 
     def dram(self, value: Any, where: str) -> DramTensor:
-        obj = record(value, where, DRAM_KEYS)
+        obj = record(value, where, DRAM_KEYS, optional=("perm",))
         dtype = text(obj["dtype"], f"{where}.dtype", FORMAT_DTYPES)
         dims = shape(obj["shape"], f"{where}.shape")
         item = np.dtype(dtype).itemsize
@@ -163,8 +163,9 @@ class _Segments:
         if np.dtype(dtype).kind in "iu":
             info = np.iinfo(dtype)
             integer(zero, f"{where}.zero", int(info.min), int(info.max))
+        perm = _permutation(obj["perm"], f"{where}.perm", len(dims)) if "perm" in obj else ()
         return DramTensor(text(obj["name"], f"{where}.name"), dims, dtype, addr,
-                          number(obj["scale"], f"{where}.scale", positive=True), zero)
+                          number(obj["scale"], f"{where}.scale", positive=True), zero, perm)
 
     def stream(self, value: Any, where: str) -> tuple[StreamKey, bytes]:
         obj = record(value, where, STREAM_KEYS)
@@ -198,6 +199,14 @@ class _Segments:
         return Layer(text(obj["name"], f"{where}.name"), text(obj["op"], f"{where}.op"),
                      tuple(texts(obj["onnx_nodes"], f"{where}.onnx_nodes")), key, start, stop,
                      integer(obj["macs"], f"{where}.macs", 0))
+
+
+def _permutation(value: Any, where: str, rank: int) -> tuple[int, ...]:
+    """A permutation of range(rank), as a DramTensor's ``perm`` must be."""
+    perm = tuple(integer(v, f"{where}[{i}]", 0, max(rank - 1, 0)) for i, v in enumerate(array(value, where, rank)))
+    if sorted(perm) != list(range(rank)):
+        raise fail(where, f"{list(perm)} is not a permutation of the tensor's {rank} axes")
+    return perm
 
 
 def _check_flow(model: CompiledModel) -> None:

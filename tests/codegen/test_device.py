@@ -29,7 +29,7 @@ CONFIGS = {"default": PRESETS["fwdnxt"], "tiny": TINY, "large": LARGE}
 
 
 def kitchen_sink():
-    """Every op the accelerator lowers: dense, depthwise, dilated and 1x1
+    """Every op the accelerator lowers but the moves (see moves()): dense, depthwise, dilated and 1x1
     convs with Relu/LeakyRelu/Clip, residual add, max and average pools
     (with padding and ceil mode), per-channel add, element-wise mul,
     sigmoid and tanh tables, channel concat, nearest upsampling, global
@@ -81,6 +81,24 @@ def modern_sink():
                     b.node("GlobalAveragePool", [dw])])
 
 
+def moves():
+    """Every move the accelerator lowers, between convolutions: an NHWC
+    input and output (edge Transposes the host absorbs), a channel Split
+    (views), a channel shuffle, DepthToSpace, SpaceToDepth, a Pad on C, H
+    and W and a Slice with steps."""
+    b = OnnxBuilder("moves", seed=4)
+    t = b.node("Transpose", [b.input("x", [1, 6, 8, 4])], perm=[0, 3, 1, 2])
+    a = b.node("Relu", [b.conv(t, 4, 8, 3)])
+    left, right = b.node("Split", [a], num_outputs=2, axis=1)
+    c = b.node("Concat", [left, b.node("Relu", [b.conv(right, 4, 4, 1)])], axis=1)
+    c = b.node("Transpose", [b.node("Reshape", [c, b.const_i64([1, 2, 4, 6, 8])])], perm=[0, 2, 1, 3, 4])
+    c = b.node("Reshape", [c, b.const_i64([1, 8, 6, 8])])
+    s = b.node("SpaceToDepth", [b.node("DepthToSpace", [c], blocksize=2, mode="CRD")], blocksize=2)
+    p = b.node("Pad", [b.conv(s, 8, 8, 1), b.const_i64([0, 1, 1, 0, 0, 0, 0, 2]), b.const_f32(0.25)])
+    sl = b.node("Slice", [p, b.const_i64([1, 0]), b.const_i64([9, 7]), b.const_i64([1, 3]), b.const_i64([2, 3])])
+    return b.model([b.node("Transpose", [b.conv(sl, 4, 4, 1)], perm=[0, 2, 3, 1])])
+
+
 def _quantized(model, config=None, **options):
     """Quantized (and placed for ``config``) on four seeded samples."""
     if config is not None:
@@ -126,6 +144,7 @@ MODELS = {
     "mobilenet_v2": lambda config=None: _quantized(mobilenet_v2(image=32, classes=10, width=0.25), config),
     "modern_sink": lambda config=None: _quantized(modern_sink(), config),
     "modern_sink_int16": lambda config=None: _quantized(modern_sink(), config, mode="int16"),
+    "moves": lambda config=None: _quantized(moves(), config),
 }
 
 

@@ -33,10 +33,11 @@ def fuzz(examples: int):
 
 
 def conv_segment(name: str, source: str, target: str) -> DeviceSegment:
-    """The double-buffered 3x3 convolution of test_isa as a device segment."""
+    """The double-buffered 3x3 convolution of test_isa as a device segment
+    (its input written into DRAM transposed, as an NHWC model's would be)."""
     stream = isa.encode_stream(program())
     key = StreamKey(0, 0, 0)
-    return DeviceSegment(name, [DramTensor(source, (1, 16, 32, 32), "int8", 0, 0.05, -3)],
+    return DeviceSegment(name, [DramTensor(source, (1, 16, 32, 32), "int8", 0, 0.05, -3, (0, 3, 1, 2))],
                          [DramTensor(target, (1, 32, 32, 32), "int8", DRAM_OUT, 0.1, -128)], {key: stream},
                          [Layer("conv0", "QConv", ("Conv_0", "Relu_1"), key, 2, 14, 32 * 16 * 9 * 32 * 32)])
 

@@ -139,11 +139,51 @@ def test_add_other_broadcasts_are_rejected():
     assert "broadcasts %a" in reason(last(b.Mul(b.input("a", [1, 4, 1, 8]), b.input("c", [1, 1, 8, 1]))))
 
 
-def test_concat_along_channels_only():
+def test_concat_along_any_axis_but_the_batch():
     b = GraphBuilder()
     x, y = b.input("x", X), b.input("y", X)
-    assert ok(last(b.Concat(x, y, axis=1))) and ok(last(b.Concat(x, y, axis=-3)))
-    assert "Concat along axis 2 of a rank-4 tensor" in reason(last(b.Concat(x, y, axis=2)))
+    for axis in (1, -3, 2, 3, -1):
+        assert ok(last(b.Concat(x, y, axis=axis)))
+    assert reason(last(b.Concat(x, y, axis=0))) == ("Concat along axis 0 of a rank-4 tensor: the accelerator "
+                                                    "concatenates along any axis but the batch axis (0)")
+
+
+# ---------------------------------------------------------------- moves
+
+def i64(*values):
+    return np.array(values, np.int64)
+
+
+def test_moves_and_views_take_tensors_up_to_rank_6():
+    b = GraphBuilder()
+    x5 = b.Reshape(b.input("x", [1, 8, 4, 4]), b.const(i64(1, 2, 4, 4, 4)))
+    assert ok(last(x5)) and ok(last(b.Transpose(x5, perm=[0, 2, 1, 3, 4])))
+    x6 = b.input("x6", [1, 2, 2, 2, 3, 3])
+    assert ok(last(b.Transpose(x6, perm=[0, 1, 4, 2, 5, 3])))
+    x7 = b.input("x7", [1, 2, 2, 2, 3, 3, 2])
+    assert reason(last(b.Transpose(x7))) == ("Transpose of a rank-7 tensor %x7: the accelerator moves tensors of "
+                                             "rank <= 6")
+    assert "has rank 5; device tensors are N,C,H,W" in reason(last(b.Relu(x5)))  # compute layers: N,C,H,W
+
+
+def test_slice_split_pad_and_space_depth_rules():
+    b = GraphBuilder()
+    x = b.input("x", X)
+    starts, ends, axes = b.const(i64(1)), b.const(i64(7)), b.const(i64(2))
+    assert ok(last(b.Slice(x, starts, ends, axes, b.const(i64(2)))))
+    assert reason(last(b.Slice(x, b.const(i64(6)), b.const(i64(1)), axes, b.const(i64(-1))))) == (
+        "Slice with step -1 on axis 2: DMA strides are non-negative")
+    assert "dynamic shape" in reason(last(b.Slice(x, b.input("s", [1], np.int64), ends)))  # runtime starts
+    assert "gives an empty tensor" in reason(last(b.Slice(x, starts, starts, axes)))
+    assert ok(b.Split(x, b.const(i64(1, 3)), axis=1, num_outputs=2)[0].producer)
+    pads = b.const(i64(0, 1, 2, 0, 0, 0, 1, 3))
+    assert ok(last(b.Pad(x, pads))) and ok(last(b.Pad(x, pads, b.const(np.float32(0.5)))))
+    assert reason(last(b.Pad(x, pads, mode="reflect"))) == "Pad mode 'reflect': the DMA pads with a constant only"
+    assert "Pad constant_value %v is computed at run time" in reason(last(b.Pad(x, pads, b.input("v", []))))
+    for mode in ("DCR", "CRD"):
+        assert ok(last(b.DepthToSpace(x, blocksize=2, mode=mode)))
+    assert ok(last(b.SpaceToDepth(x, blocksize=2)))
+    assert macs(last(b.Transpose(x, perm=[0, 2, 3, 1]))) == 0
 
 
 def test_activations():
