@@ -16,6 +16,7 @@ from ir.graph import Graph
 from passes.affinity import assign_affinity
 from passes.cancel_transposes import cancel_transposes
 from passes.canonicalize_linear import canonicalize_linear
+from passes.canonicalize_mean import canonicalize_mean
 from passes.canonicalize_sum import canonicalize_sum
 from passes.dce import eliminate_dead_code
 from passes.fold_affine import fold_affine
@@ -35,6 +36,7 @@ SIMPLIFY = Sequential([
     extract_qdq,          # a pre-quantized model's Q/DQ pairs -> quantization parameters of its tensors
     fold_constants,       # shape subgraphs and constant expressions, through the kernels
     canonicalize_sum,     # n-ary Sum -> a chain of binary Adds (the residual adds of zoo ResNets)
+    canonicalize_mean,    # ReduceMean over H and W -> GlobalAveragePool (torchvision's x.mean([2, 3]))
     remove_noops,         # Identity, Dropout, no-op Reshape/Transpose/Cast/Pad
     cancel_transposes,    # Transpose pairs compose; identities disappear
     fold_pad,             # Pad before Conv -> Conv pads

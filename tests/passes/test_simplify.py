@@ -5,6 +5,7 @@ import pytest
 from ir import GraphBuilder
 from passes.cancel_transposes import cancel_transposes
 from passes.canonicalize_linear import canonicalize_linear
+from passes.canonicalize_mean import canonicalize_mean
 from passes.dce import eliminate_dead_code
 from passes.fold_affine import fold_affine
 from passes.fold_batchnorm import fold_batchnorm
@@ -146,6 +147,17 @@ def test_non_channel_constants_do_not_fold(const_shape):
     assert ops(apply(fold_affine, b.build(y))) == ["Conv", "Mul"]
 
 
+def test_division_by_channel_constants_folds_into_conv_but_not_by_zero():
+    b = GraphBuilder()
+    x = b.input("x", [1, 3, 5, 5])
+    y = b.Div(b.Conv(x, b.const(randn(4, 3, 3, 3))), b.const(np.float32([1, 2, 4, 8]).reshape(1, 4, 1, 1)))
+    assert ops(assert_same_numerics(fold_affine, b.build(y))) == ["Conv"]
+    b = GraphBuilder()
+    y = b.Div(b.Conv(b.input("x", [1, 3, 5, 5]), b.const(randn(4, 3, 3, 3))), b.const(np.float32([1, 0, 4, 8])
+                                                                                        .reshape(1, 4, 1, 1)))
+    assert ops(apply(fold_affine, b.build(y))) == ["Conv", "Div"]
+
+
 def test_constant_minus_conv_does_not_fold():
     b = GraphBuilder()
     x = b.input("x", [1, 2, 3, 3])
@@ -254,3 +266,15 @@ def test_sum_becomes_a_chain_of_adds():
     g = assert_same_numerics(canonicalize_sum, b.build(one))
     assert ops(g) == ["Add", "Add", "Add", "Identity"]
     assert [v.name for v in g.outputs] == ["one"] and g.nodes[2].name == "three"
+
+
+# ---------------------------------------------------------------- canonicalize_mean
+@pytest.mark.parametrize("axes,keepdims,expect", [([2, 3], 1, ["GlobalAveragePool"]),
+                                                  ([-1, -2], 0, ["GlobalAveragePool", "Reshape"]),
+                                                  ([1, 2, 3], 1, ["ReduceMean"]), ([3], 1, ["ReduceMean"])])
+def test_spatial_means_become_global_average_pools(axes, keepdims, expect):
+    b = GraphBuilder()
+    x = b.input("x", [2, 3, 5, 6])
+    y = b.ReduceMean(x, b.const(np.array(axes, np.int64)), keepdims=keepdims, name="mean")
+    g = assert_same_numerics(canonicalize_mean, b.build(y), rtol=1e-6, atol=1e-6)
+    assert ops(g) == expect and g.outputs[0].name == "mean"
