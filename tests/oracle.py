@@ -246,20 +246,20 @@ def _qconv_transpose(attrs, x, w, b, r=None):
     kg = k // group
     out_h = sh * (h - 1) + extra[0] + (kh - 1) * dh + 1 - pads[0] - pads[2]
     out_w = sw * (wd - 1) + extra[1] + (kw - 1) * dw + 1 - pads[1] - pads[3]
-    acc = np.zeros((n, k, out_h, out_w), dtype=object) + _wide(b).astype(object).reshape(1, -1, 1, 1)
-    shifted = (_wide(x) - x_zero).astype(object)
+    # scatter every tap's products onto a canvas wide enough for negative pads, then crop
+    lead_h, lead_w = max(0, -pads[0]), max(0, -pads[1])
+    canvas = np.zeros((n, k, max(lead_h + (h - 1) * sh + (kh - 1) * dh + 1, lead_h + pads[0] + out_h),
+                       max(lead_w + (wd - 1) * sw + (kw - 1) * dw + 1, lead_w + pads[1] + out_w)), np.int64)
+    shifted = _wide(x) - x_zero
     for ky in range(kh):
         for kx in range(kw):
-            for i in range(h):
-                oy = i * sh + ky * dh - pads[0]
-                if not 0 <= oy < out_h:
-                    continue
-                for j in range(wd):
-                    ox = j * sw + kx * dw - pads[1]
-                    if 0 <= ox < out_w:
-                        for g in range(group):
-                            acc[:, g * kg:(g + 1) * kg, oy, ox] += shifted[:, g * cg:(g + 1) * cg, i, j].dot(
-                                _wide(w[g * kg:(g + 1) * kg, :, ky, kx]).astype(object).T)
+            y0, x0 = lead_h + ky * dh, lead_w + kx * dw
+            rows, cols = slice(y0, y0 + (h - 1) * sh + 1, sh), slice(x0, x0 + (wd - 1) * sw + 1, sw)
+            for g in range(group):
+                taps, inputs = _wide(w[g * kg:(g + 1) * kg, :, ky, kx]), shifted[:, g * cg:(g + 1) * cg]
+                canvas[:, g * kg:(g + 1) * kg, rows, cols] += np.einsum("nchw,kc->nkhw", inputs, taps)
+    acc = canvas[:, :, lead_h + pads[0]:lead_h + pads[0] + out_h, lead_w + pads[1]:lead_w + pads[1] + out_w]
+    acc = acc + _wide(b).reshape(1, -1, 1, 1)
     return [_requantize(acc, attrs, r, channel_axis=1)]
 
 
