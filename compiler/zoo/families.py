@@ -470,12 +470,14 @@ def _ceil_pool(b: OnnxBuilder, x: str, k: int) -> str:
     return b.node("MaxPool", [x], kernel_shape=[k, k], strides=[2, 2], ceil_mode=1)
 
 
-def mtcnn_pnet(image: int = 24, static: bool = True, seed: int = 0) -> onnx.ModelProto:
+def mtcnn_pnet(image: int = 96, static: bool = True, seed: int = 0) -> onnx.ModelProto:
     """MTCNN's P-Net as torch.onnx 1.x exports facenet-pytorch's at opset 11:
     unpadded 3x3 convs with PRelu (per-channel slopes shaped [C, 1, 1]),
     MaxPool 2x2 with ceil_mode, 1x1 heads: face probability by softmax over
     channels (Transpose, Softmax, Transpose) and box regression. Fully
-    convolutional; the free batch dim is named ``batch``."""
+    convolutional, so it runs on a pyramid of whole frames (here one 96x96
+    level; at its 12x12 training size an accelerator would not pay for its
+    transfers); the free batch dim is named ``batch``."""
     b = OnnxBuilder("torch-jit-export", seed, opset=11, **TORCH_LEGACY)
     x = b.input("input", [1 if static else "batch", 3, image, image])
     x = _ceil_pool(b, b.prelu(b.conv(x, 3, 10, 3, pad=0), 10), 2)

@@ -29,9 +29,6 @@ from tests.oracle import run_reference
 
 pytestmark = pytest.mark.zoo
 
-BUILD = {"mtcnn_pnet": {"image": 96}}
-"""P-Net runs on a pyramid of whole frames; at its 12x12 training size the
-device would not pay for its transfers (the partitioner keeps it on the CPU)."""
 EXPECT = {  # device segments, CPU ONNX nodes, MAC share on the device at least, SNR (dB) against float at least
     "ppocr_det": (1, 0, 1.0, 11), "ppLCNet": (1, 2, 0.45, 50), "yolov8": (2, 11, 0.99, 30),
     "shufflenet_v2": (1, 1, 0.75, 8), "mobilenet_v3": (1, 3, 0.75, 8), "centernet": (1, 0, 1.0, 9),
@@ -56,7 +53,7 @@ def cpu_segment(node, inputs):
 
 @pytest.mark.parametrize("name", sorted(FAMILY_MODELS))
 def test_family_model_runs_whole_on_the_device_exactly_and_close_to_float(name):
-    model = FAMILY_MODELS[name](**BUILD.get(name, {}))
+    model = FAMILY_MODELS[name]()
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     model = with_data_statistics(model, samples(shape, 4, seed=10))
     with warnings.catch_warnings():
