@@ -82,22 +82,28 @@ def _linear_output(ctx: InferContext, x: TensorType, w: TensorType, shape: tuple
     return [TensorType(shape, params.dtype)]
 
 
-def _qconv(ctx: InferContext) -> list[TensorType]:
+def _conv_operands(ctx: InferContext, negative_pads: bool = False):
+    """x, w and the window of a QConv or QConvTranspose (w [K][C/group][kh][kw]), checked."""
     x = _typed(ctx, 0, "x")
     w = _typed(ctx, 1, "w")
     require_rank(ctx, 0, 4)
     require_rank(ctx, 1, 4)
-    kernel, strides, pads, dilations = window_attrs(ctx, 2)
-    if any(not _agree(d, k) for k, d in zip(kernel, w.shape[2:])):
-        raise ctx.error(f"kernel_shape={kernel} does not match the spatial dims of w {list(w.shape[2:])}")
+    window = window_attrs(ctx, 2, negative_pads=negative_pads)
+    if any(not _agree(d, k) for k, d in zip(window[0], w.shape[2:])):
+        raise ctx.error(f"kernel_shape={window[0]} does not match the spatial dims of w {list(w.shape[2:])}")
     group = int(ctx.attrs["group"])
     channels, out_channels, per_group = x.shape[1], w.shape[0], w.shape[1]
     if group < 1 or (out_channels is not None and out_channels % group):
         raise ctx.error(f"group={group} must be >= 1 and divide the {out_channels} output channels of w")
     if None not in (channels, per_group) and channels != per_group * group:
         raise ctx.error(f"x has {channels} channels but w expects {per_group} x group {group}")
+    return x, w, window
+
+
+def _qconv(ctx: InferContext) -> list[TensorType]:
+    x, w, (kernel, strides, pads, dilations) = _conv_operands(ctx)
     out = window_out_shape(ctx, x.shape[2:], kernel, strides, pads, dilations)
-    return _linear_output(ctx, x, w, (x.shape[0], out_channels, *out))
+    return _linear_output(ctx, x, w, (x.shape[0], w.shape[0], *out))
 
 
 def _check_transpose_accumulator(ctx: InferContext, x: TensorType) -> None:
@@ -108,24 +114,12 @@ def _check_transpose_accumulator(ctx: InferContext, x: TensorType) -> None:
 
 
 def _qconv_transpose(ctx: InferContext) -> list[TensorType]:
-    x = _typed(ctx, 0, "x")
-    w = _typed(ctx, 1, "w")
-    require_rank(ctx, 0, 4)
-    require_rank(ctx, 1, 4)
-    kernel, strides, pads, dilations = window_attrs(ctx, 2, negative_pads=True)
-    if any(not _agree(d, k) for k, d in zip(kernel, w.shape[2:])):
-        raise ctx.error(f"kernel_shape={kernel} does not match the spatial dims of w {list(w.shape[2:])}")
-    group = int(ctx.attrs["group"])
-    channels, out_channels, per_group = x.shape[1], w.shape[0], w.shape[1]
-    if group < 1 or (out_channels is not None and out_channels % group):
-        raise ctx.error(f"group={group} must be >= 1 and divide the {out_channels} output channels of w")
-    if None not in (channels, per_group) and channels != per_group * group:
-        raise ctx.error(f"x has {channels} channels but w expects {per_group} x group {group}")
+    x, w, (kernel, strides, pads, dilations) = _conv_operands(ctx, negative_pads=True)
     output_padding = [int(v) for v in ctx.attrs["output_padding"]]
     if len(output_padding) != 2 or min(output_padding) < 0:
         raise ctx.error(f"output_padding={output_padding} must be 2 non-negative ints")
     out = transpose_out_shape(ctx, x.shape[2:], kernel, strides, pads, dilations, output_padding)
-    return _linear_output(ctx, x, w, (x.shape[0], out_channels, *out), _check_transpose_accumulator)
+    return _linear_output(ctx, x, w, (x.shape[0], w.shape[0], *out), _check_transpose_accumulator)
 
 
 def _qgemm(ctx: InferContext) -> list[TensorType]:

@@ -174,20 +174,28 @@ def _check_residual(r: np.ndarray | None, shape: tuple[int, ...]) -> None:
         raise KernelError(f"r must have the output's shape {list(shape)}, got {list(r.shape)}")
 
 
-@kernel("QConv")
-def qconv(inputs, attrs):
-    """Quantized convolution + bias + optional residual + activation clamp."""
+def _conv_operands(op: str, inputs, attrs):
+    """A QConv's or QConvTranspose's operands and window, checked: x, w
+    ([K][C/group][kh][kw]), b, the optional residual r, the requantisation,
+    the window (a transposed convolution's pads may be negative), the group."""
     x, w, b, r = (list(inputs) + [None])[:4]
     x, w = _array(x, "x", 4), _array(w, "w", 4)
     b = _array(b, "b", 1, tuple(ACCUMULATOR_LIMIT))
     params = linear_params(attrs, x.dtype, w.dtype, w.shape[0], None if r is None else r.dtype)
-    win = window("QConv", attrs, attrs["dilations"])
+    win = window(op, attrs, attrs["dilations"], negative_pads=op == "QConvTranspose")
     if win.kernel != w.shape[2:]:
         raise KernelError(f"kernel_shape={list(win.kernel)} does not match w of shape {list(w.shape)}")
     group = integer(attrs["group"], "group")
     if group < 1 or x.shape[1] != w.shape[1] * group or w.shape[0] % group:
         raise KernelError(f"group={group} does not fit x with {x.shape[1]} channels and w of shape "
                           f"{list(w.shape)} (need C == w.shape[1] * group and K % group == 0)")
+    return x, w, b, r, params, win, group
+
+
+@kernel("QConv")
+def qconv(inputs, attrs):
+    """Quantized convolution + bias + optional residual + activation clamp."""
+    x, w, b, r, params, win, group = _conv_operands("QConv", inputs, attrs)
     shape = check_output_size(x.shape[:1] + w.shape[:1] + out_shape("QConv", x.shape[2:], win), "QConv")
     _check_residual(r, shape)
     linear = accumulator_bias(x.dtype, w, b, int(attrs["x_zero"]))
@@ -226,17 +234,7 @@ def qconv_transpose(inputs, attrs):
     """Quantized transposed convolution: acc = b + the transposed
     convolution of (x - x_zero) by w (w in QConv's layout [K][C/group][kh][kw],
     b not folded), then QConv's epilogue."""
-    x, w, b, r = (list(inputs) + [None])[:4]
-    x, w = _array(x, "x", 4), _array(w, "w", 4)
-    b = _array(b, "b", 1, tuple(ACCUMULATOR_LIMIT))
-    params = linear_params(attrs, x.dtype, w.dtype, w.shape[0], None if r is None else r.dtype)
-    win = window("QConvTranspose", attrs, attrs["dilations"], negative_pads=True)
-    if win.kernel != w.shape[2:]:
-        raise KernelError(f"kernel_shape={list(win.kernel)} does not match w of shape {list(w.shape)}")
-    group = integer(attrs["group"], "group")
-    if group < 1 or x.shape[1] != w.shape[1] * group or w.shape[0] % group:
-        raise KernelError(f"group={group} does not fit x with {x.shape[1]} channels and w of shape "
-                          f"{list(w.shape)} (need C == w.shape[1] * group and K % group == 0)")
+    x, w, b, r, params, win, group = _conv_operands("QConvTranspose", inputs, attrs)
     x_zero = integer(attrs["x_zero"], "x_zero")
     bound = transpose_accumulator(x.dtype, w, b, x_zero)
     acc = _conv_transpose(x, w, x_zero, win, group, attrs["output_padding"], bound)
@@ -315,28 +313,20 @@ def _broadcast(op: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     return flat[0], flat[1], shape
 
 
-@kernel("QAdd")
-def qadd(inputs, attrs):
-    """y = clamp(rescale(a - a_zero) + rescale(b - b_zero) + out_zero)."""
-    return _binary("QAdd", inputs, attrs, partial(add_params, func=ADD), _add_elements)
+TWO_GRIDS = {"QAdd": (ADD, "a + b"), "QSub": (SUB, "a - b"), "QMax": (MAX, "max(a, b)"), "QMin": (MIN, "min(a, b)")}
+"""The two-grid ops: the qscheme.binary code that combines the rescaled operands."""
 
 
-@kernel("QSub")
-def qsub(inputs, attrs):
-    """y = clamp(rescale(a - a_zero) - rescale(b - b_zero) + out_zero)."""
-    return _binary("QSub", inputs, attrs, partial(add_params, func=SUB), _add_elements)
+def _two_grids(op: str, func: int, formula: str):
+    def run(inputs, attrs):
+        return _binary(op, inputs, attrs, partial(add_params, func=func), _add_elements)
+    run.__name__ = op.lower()
+    run.__doc__ = f"y = clamp(({formula}) of rescale(a - a_zero), rescale(b - b_zero), plus out_zero)."
+    return run
 
 
-@kernel("QMax")
-def qmax(inputs, attrs):
-    """y = clamp(max(rescale(a - a_zero), rescale(b - b_zero)) + out_zero)."""
-    return _binary("QMax", inputs, attrs, partial(add_params, func=MAX), _add_elements)
-
-
-@kernel("QMin")
-def qmin(inputs, attrs):
-    """y = clamp(min(rescale(a - a_zero), rescale(b - b_zero)) + out_zero)."""
-    return _binary("QMin", inputs, attrs, partial(add_params, func=MIN), _add_elements)
+for _op, (_func, _formula) in TWO_GRIDS.items():
+    kernel(_op)(_two_grids(_op, _func, _formula))
 
 
 @kernel("QMul")
