@@ -75,3 +75,12 @@ def evaluate(nodes: Sequence[Node], source: Value, x: np.ndarray) -> np.ndarray:
         inputs = [None if v is None else v.const.reshape(()) if v.is_constant else env[v] for v in node.inputs]
         env[node.outputs[0]] = run_kernel(node.op, inputs, node.attrs)[0]
     return env[nodes[-1].outputs[0]]
+
+
+def unit_function(unit: Node) -> tuple[list[Node], Value]:
+    """The pointwise nodes a "lut" unit node computes, in order, and the
+    value they are a function of (the body's tensor input for a Fused unit)."""
+    if unit.op == "Fused":
+        body = unit.attrs["body"]
+        return body.nodes, next(v for v in body.inputs if not v.is_constant)
+    return [unit], next(v for v in unit.inputs if v is not None and not v.is_constant)

@@ -16,7 +16,7 @@ from ir.graph import Graph, Node, Value, onnx_name
 from ir.registry import with_defaults
 from ir.types import QuantParams
 from passes.infra import PassError
-from passes.pointwise import evaluate
+from passes.pointwise import evaluate, unit_function
 from passes.quant.bias_correction import LinearLayer
 from passes.quant.params import Precision, activation_quant, weight_quant
 from passes.quant.units import prelu_slopes
@@ -404,10 +404,7 @@ def _function_table(unit: Node, grid_in: QuantParams, grid_out: QuantParams) -> 
     """The 256-entry table of a "lut" unit: its nodes evaluated by their
     kernels on the decoded int8 codes of ``grid_in``, quantized on
     ``grid_out``."""
-    if unit.op == "Fused":
-        members, source = unit.attrs["body"].nodes, _tensor_operand(unit.attrs["body"].inputs)
-    else:
-        members, source = [unit], _tensor_operand(unit.inputs)
+    members, source = unit_function(unit)
     codes = np.arange(-128, 128, dtype=np.int64)
     real = (np.float32(grid_in.scale[0]) * (codes - grid_in.zero[0]).astype(np.float32)).astype(np.float32)
     result = evaluate(members, source, real)
