@@ -15,7 +15,7 @@ from typing import Any
 from runtime.binary.container import pack
 from runtime.binary.format import FLAG_REFERENCE_STRIPPED, BinaryFormatError, Section, crc32
 from runtime.binary.programs import encode_programs
-from runtime.compiled import CompiledModel, CpuSegment, DeviceSegment, DramTensor, HostTensor, Layer
+from runtime.compiled import CompiledModel, CpuSegment, DeviceSegment, DramTensor, HostTensor, Instance, Layer
 from runtime.isa import INSTR_BYTES
 
 
@@ -27,6 +27,8 @@ def write_binary(model: CompiledModel, path: str | os.PathLike | None = None, *,
     meta = {"inputs": [_host(t) for t in model.inputs], "outputs": [_host(t) for t in model.outputs],
             "segments": [_segment(s, streams) for s in model.segments], "dram_size": int(model.dram_size),
             "metadata": model.metadata}
+    if model.batch != 1:
+        meta["batch"] = int(model.batch)
     cpu = [s.program for s in model.segments if isinstance(s, CpuSegment)]
     sections = [(Section.CONFIG, _json(model.config.to_dict(), "CONFIG")), (Section.META, _json(meta, "META")),
                 (Section.WEIGHTS, bytes(model.dram_image)), (Section.STREAMS, bytes(streams)),
@@ -78,6 +80,12 @@ def _segment(segment: DeviceSegment | CpuSegment, streams: bytearray) -> dict[st
         table.append({"key": [int(k) for k in key] + [0] * (3 - len(key)), "offset": len(streams),
                       "length": len(data), "count": len(data) // INSTR_BYTES, "crc": crc32(data)})
         streams.extend(data)
-    return {"kind": "device", "name": segment.name, "inputs": [_dram(t) for t in segment.inputs],
-            "outputs": [_dram(t) for t in segment.outputs], "streams": table,
-            "layers": [_layer(layer) for layer in segment.layers]}
+    entry = {"kind": "device", "name": segment.name, "inputs": [_dram(t) for t in segment.inputs],
+             "outputs": [_dram(t) for t in segment.outputs], "streams": table,
+             "layers": [_layer(layer) for layer in segment.layers]}
+    if segment.instances != [Instance()]:  # the one-image case keeps its bytes
+        entry["instances"] = [[int(i.card), int(i.offset)] for i in segment.instances]
+    if segment.exchanges:
+        entry["exchanges"] = [[int(e.phase), int(e.card), int(e.addr), int(e.size), int(e.count), int(e.stride)]
+                              for e in segment.exchanges]
+    return entry

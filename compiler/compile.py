@@ -13,6 +13,7 @@ loads without the compiler.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -28,18 +29,19 @@ from compiler.frontend.loader import load_model
 from compiler.pipeline import PLAN
 from compiler.quantize import quantize_model
 from ir.graph import Graph, clone
+from passes.distribute import Placement, PlacementError
 from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext
 from runtime.compiled import CompiledModel
-from runtime.hardware import HardwareConfig
+from runtime.hardware import MAX_CARDS, HardwareConfig
 
 VERSION = "0.1.0"
 
 
 def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequence | None = None,
                   outfile: str | os.PathLike | None = None, numcard: int = 1, numclus: int = 1, nlayers: int = -1,
-                  config: HardwareConfig | None = None, strip_reference: bool = False,
-                  **quantization: Any) -> CompiledModel:
+                  config: HardwareConfig | None = None, strip_reference: bool = False, split: bool = False,
+                  imgs_per_cluster: int = 1, mvbatch: bool = False, **quantization: Any) -> CompiledModel:
     """Compile ``model`` (an ONNX path, bytes or ModelProto) for the
     accelerator described by ``config`` (default: an FWDNXT-class card).
 
@@ -48,13 +50,18 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     dicts; without them Tessera calibrates on synthetic data and warns);
     ``nlayers`` keeps only the first N layers (ONNX nodes in graph order,
     Constant nodes not counted), -1 all; ``numcard``/``numclus`` the cards and
-    clusters to use (recorded; one stream per model for now). Further
-    keywords go to :func:`compiler.quantize.quantize_model` (calibrator,
-    mode, float_layers, hwlinear, ...). Writes ``outfile`` when given.
-    The result's metadata records the accelerator coverage
+    clusters to use: by default each cluster runs its own ``imgs_per_cluster``
+    images (``mvbatch``: its MAC units on different images); with ``split``
+    (FWDNXT's clustersbatchmode) one image, each layer divided over them;
+    the simulated system has as many cards as asked for, up to
+    runtime.hardware.MAX_CARDS. Further keywords go to
+    :func:`compiler.quantize.quantize_model` (calibrator, mode,
+    float_layers, hwlinear, ...). Writes ``outfile`` when given. The
+    result's metadata records the accelerator coverage
     (compiler.coverage.recorded_coverage reads it back)."""
-    config = config or HardwareConfig()
-    _check_devices(config, numcard, numclus)
+    config = system_config(config or HardwareConfig(), numcard)
+    placement = Placement(numcard, numclus, "split" if split else "batch", imgs_per_cluster, bool(mvbatch))
+    placement.check(config)
     proto, label = load_model(model)
     if nlayers is not None and nlayers >= 0:
         proto = first_layers(proto, nlayers, label)
@@ -62,27 +69,36 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
         image = image_size_string(image)
     quantized = quantize_model(proto, calibration_data=samples, image=image, shapes=shapes,
                                options={"target.hardware": config}, **quantization)
-    metadata = {"compiler": f"tessera {VERSION}", "source": label, "numcard": numcard, "numclus": numclus,
-                "nlayers": nlayers, "quantization": {k: v for k, v in quantization.items()
-                                                     if isinstance(v, (str, int, float, bool))},
+    metadata = {"compiler": f"tessera {VERSION}", "source": label, "nlayers": nlayers,
+                "quantization": {k: v for k, v in quantization.items() if isinstance(v, (str, int, float, bool))},
                 METADATA_KEY: quantized.coverage().to_metadata()}
     reference = None if strip_reference else fused_reference(quantized.float_graph)
-    compiled = build(quantized.graph, config, reference, metadata)
+    compiled = build(quantized.graph, config, reference, metadata, placement=placement)
     if outfile is not None:
         write_binary(compiled, outfile)
     return compiled
 
 
 def build(graph: Graph, config: HardwareConfig, reference: Graph | None = None,
-          metadata: Mapping[str, Any] | None = None, reuse: bool = True) -> CompiledModel:
-    """A quantized, partitioned graph planned for ``config`` (a copy:
-    ``graph`` keeps no decision) and lowered to a CompiledModel; ``reuse=False``
-    gives every activation its own DRAM bytes (to read any layer's output
-    after a run)."""
+          metadata: Mapping[str, Any] | None = None, reuse: bool = True,
+          placement: Placement = Placement()) -> CompiledModel:
+    """A quantized, partitioned graph planned for ``config`` and the cards
+    and clusters of ``placement`` (a copy: ``graph`` keeps no decision) and
+    lowered to a CompiledModel; ``reuse=False`` gives every activation its
+    own DRAM bytes (to read any layer's output after a run)."""
     planned = clone(graph)
-    with PassContext(options={"target.hardware": config, "memory.reuse": reuse}):
+    with PassContext(options={"target.hardware": config, "memory.reuse": reuse, "device.placement": placement}):
         planned = PLAN(planned)
-    return build_compiled(planned, config, reference, metadata)
+    return build_compiled(planned, config, reference, metadata, placement)
+
+
+def system_config(config: HardwareConfig, numcard: int) -> HardwareConfig:
+    """The simulated system for ``numcard`` cards of ``config``'s kind: as
+    many cards as asked for, up to runtime.hardware.MAX_CARDS."""
+    if not 1 <= numcard <= MAX_CARDS:
+        raise PlacementError(f"numcard={numcard}: the simulated system takes 1 to {MAX_CARDS} cards "
+                             "(runtime.hardware.MAX_CARDS, environment variable TESSERA_MAX_CARDS)")
+    return config if config.cards >= numcard else dataclasses.replace(config, cards=numcard)
 
 
 def fused_reference(float_graph: Graph) -> Graph:
@@ -90,13 +106,6 @@ def fused_reference(float_graph: Graph) -> Graph:
     CPU path (compiler.pipeline.OPTIMIZE), so the reference is fast too."""
     with PassContext():
         return fuse_ops(clone(float_graph))
-
-
-def _check_devices(config: HardwareConfig, numcard: int, numclus: int) -> None:
-    if not 1 <= numcard <= config.cards:
-        raise ValueError(f"numcard={numcard}: the hardware config has {config.cards} card(s)")
-    if not 1 <= numclus <= config.clusters_per_card:
-        raise ValueError(f"numclus={numclus}: the hardware config has {config.clusters_per_card} clusters per card")
 
 
 def first_layers(proto: onnx.ModelProto, count: int, label: str = "model") -> onnx.ModelProto:

@@ -14,9 +14,13 @@ planned for another config.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ir.graph import Graph, Node
+from passes.conv_parts import conv_parts, is_conv_layer
 from passes.infra import PassContext, graph_pass
-from passes.tiling import TILED_OPS, plan_layer
+from passes.moves import MOVE_OPS, describe
+from passes.tiling import TILED_OPS, map_tiles, plan_conv, plan_map, plan_move
 from runtime.hardware import ACCELERATOR, HardwareConfig
 
 
@@ -35,3 +39,28 @@ def tile(graph: Graph, ctx: PassContext) -> Graph:
 def accelerator_segments(graph: Graph) -> list[Node]:
     """The graph's accelerator Segment nodes, in order."""
     return [n for n in graph.nodes if n.op == "Segment" and n.attrs["device"] == ACCELERATOR]
+
+
+def plan_layer(node: Node, hw: HardwareConfig) -> dict[str, Any]:
+    """A layer's tiling decision as plain data: ``kt, rt, wt, ct, k_outer``
+    for a QConv / QGemm, ``{"parts": [...]}`` of those for a layer of
+    several CONV layers (a QConvTranspose's phases), ``box, tile`` for a
+    move, ``ct, rt, wt`` for a map layer."""
+    if is_conv_layer(node, hw):
+        plans = [plan_conv(part.shape, hw, node.name) for part in conv_parts(node, hw)]
+        decisions = [{"kt": p.kt, "rt": p.rt, "wt": p.wt, "ct": p.ct, "k_outer": p.k_outer} for p in plans]
+        return decisions[0] if len(decisions) == 1 else {"parts": decisions}
+    if node.op in MOVE_OPS:
+        plan = plan_move(describe(node), hw, node.name)
+        return {"box": list(plan.box), "tile": list(plan.tile)}
+    tiles = map_tiles(node)
+    plan = plan_map(*tiles.dims, lambda c, r, w: 2 * sum(tiles.slot_sizes(c, r, w)), hw.activation_buffer_bytes,
+                    node.name, tiles.what)
+    return {"ct": plan.ct, "rt": plan.rt, "wt": plan.wt}
+
+
+def part_decisions(decision: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-CONV decisions of a conv layer's recorded decision."""
+    return list(decision["parts"]) if "parts" in decision else [decision]
+
+

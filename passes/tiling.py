@@ -26,9 +26,9 @@ import numpy as np
 
 from ir.graph import Node, Value
 from passes.infra import PassError
-from passes.moves import BOX_RANK, MOVE_OPS, Move, describe
+from passes.moves import BOX_RANK, MOVE_OPS, Move
 from runtime.hardware import HardwareConfig
-from runtime.isa import AVG_ENTRY_BYTES, LUT_ENTRIES, MAX_EXTENT, PARAM_CHANNEL_BYTES, Bcast, linear_size
+from runtime.isa import LUT_ENTRIES, MAX_EXTENT, PARAM_CHANNEL_BYTES, Bcast, linear_size
 from runtime.sim.timing import conv_passes, dram_transfer_bytes
 
 SLOT_ALIGN = 8
@@ -293,93 +293,6 @@ def conv_shape(node: Node) -> ConvShape:
                      lut_bytes=lut)
 
 
-@dataclass(frozen=True)
-class ConvPart:
-    """One CONV layer of a quantized layer on the device: its tile problem,
-    the padding of its input (top, left, bottom, right; negative where it
-    skips rows or columns), where its outputs lie in the layer's output
-    (the first row and column, and the rows and columns between them), and
-    for a transposed convolution's phase the layer kernel's rows and
-    columns it takes, in its own order."""
-
-    shape: ConvShape
-    pads: tuple[int, int, int, int]
-    origin: tuple[int, int] = (0, 0)
-    step: tuple[int, int] = (1, 1)
-    taps: tuple[tuple[int, ...], tuple[int, ...]] | None = None
-
-
-def conv_parts(node: Node, hw: HardwareConfig) -> list[ConvPart]:
-    """The CONV layers a layer runs as: one for a QConv or QGemm, one per
-    output phase for a QConvTranspose, a GEMM against ones for a global
-    average pool too wide for POOL."""
-    if node.op == "QConvTranspose":
-        return transpose_phases(node)
-    if node.op == "QAvgPool":
-        return [ConvPart(pool_gemm_shape(node), (0, 0, 0, 0))]
-    pads = (0, 0, 0, 0) if node.op == "QGemm" else tuple(node.attrs["pads"])
-    return [ConvPart(conv_shape(node), pads)]
-
-
-def is_conv_layer(node: Node, hw: HardwareConfig) -> bool:
-    """Whether the device runs ``node`` as CONV layers (:func:`conv_parts`)."""
-    return node.op in CONV_OPS or (node.op == "QAvgPool" and pool_as_gemm(node, hw))
-
-
-def pool_as_gemm(node: Node, hw: HardwareConfig) -> bool:
-    """A global QAvgPool (no padding, one window per plane) whose window
-    POOL cannot hold, or whose multiplier table the weight buffer cannot:
-    sum(x) over a plane is x[N*C, H*W] . ones[H*W], one multiplier."""
-    x, kernel = node.inputs[0].type.shape, list(node.attrs["kernel_shape"])
-    table = linear_size(kernel[0] * kernel[1] * AVG_ENTRY_BYTES)
-    return (kernel == list(x[2:]) and not any(node.attrs["pads"])
-            and (max(kernel) > hw.max_pool_kernel or table > hw.weight_buffer_bytes))
-
-
-def pool_gemm_shape(node: Node) -> ConvShape:
-    """A global average pool's sums as a GEMM: M = N*C rows of K = H*W codes
-    against one output channel of ones."""
-    n, c, h, w = node.inputs[0].type.shape
-    e_in, e_out = node.inputs[0].type.dtype.itemsize, node.outputs[0].type.dtype.itemsize
-    return ConvShape(h * w, 1, n * c, 1, 1, n * c, 1, 1, 1, 1, 1, 1, 1, e_in, 1, e_out, 0, 4, channels_last=True)
-
-
-def transpose_phases(node: Node) -> list[ConvPart]:
-    """A QConvTranspose as stride-1 convolutions, one per output phase
-    (docs/codegen.md): output o = i*s + t - p reads the kernel taps
-    t = r + s*u with r = (o + p) mod s, so phase r's outputs o = r - p + s*q
-    are a convolution of x by those taps in reverse order, its q-th output
-    reading input rows q - (T - 1) .. q, T = ceil((K - r) / s) taps."""
-    x, w, out = node.inputs[0].type, node.inputs[1].type, node.outputs[0].type
-    base = conv_shape(node)
-    axes = [_phases(x.shape[2 + a], w.shape[2 + a], node.attrs["strides"][a], node.attrs["pads"][a],
-                    out.shape[2 + a]) for a in range(2)]
-    parts = []
-    for (ry, oy, ny, ty, py) in axes[0]:
-        for (rx, ox, nx, tx, px) in axes[1]:
-            shape = dataclasses.replace(base, oh=ny, ow=nx, kh=len(ty), kw=len(tx), sh=1, sw=1, dh=1, dw=1)
-            parts.append(ConvPart(shape, (py[0], px[0], py[1], px[1]), (oy, ox), tuple(node.attrs["strides"]),
-                                  (ty, tx)))
-    return parts
-
-
-def _phases(size: int, kernel: int, stride: int, pad: int, out: int) -> list[tuple]:
-    """Per phase along one axis: (phase r, first output, outputs, kernel
-    taps in the phase's order, (begin, end) input padding)."""
-    phases = []
-    for r in range(stride):
-        first = (r - pad) % stride
-        count = -(-(out - first) // stride) if first < out else 0
-        if count == 0:
-            continue
-        taps = tuple(range(r, kernel, stride))[::-1]
-        q0 = (first + pad - r) // stride
-        begin = len(taps) - 1 - q0
-        end = q0 + count - 1 - (size - 1)
-        phases.append((r, first, count, taps, (begin, end)))
-    return phases
-
-
 def reduction_chunks(s: ConvShape, ct: int) -> int:
     """Input-channel chunks a tile of ``ct`` channels splits the reduction into."""
     return -(-s.c // ct) if s.groups == 1 else 1
@@ -485,29 +398,6 @@ def map_tiles(node: Node) -> MapTiles:
         raise TilingError(f"layer {node.name!r}: Resize {list(x.shape)} -> {list(out.shape)} is not an integer "
                           "spatial upsampling")
     return MapTiles(tuple(x.shape[1:]), (Operand(x.dtype.itemsize), Operand(e_out)), "upsample")
-
-
-def plan_layer(node: Node, hw: HardwareConfig) -> dict[str, Any]:
-    """A layer's tiling decision as plain data: ``kt, rt, wt, ct, k_outer``
-    for a QConv / QGemm, ``{"parts": [...]}`` of those for a layer of
-    several CONV layers (a QConvTranspose's phases), ``box, tile`` for a
-    move, ``ct, rt, wt`` for a map layer."""
-    if is_conv_layer(node, hw):
-        plans = [plan_conv(part.shape, hw, node.name) for part in conv_parts(node, hw)]
-        decisions = [{"kt": p.kt, "rt": p.rt, "wt": p.wt, "ct": p.ct, "k_outer": p.k_outer} for p in plans]
-        return decisions[0] if len(decisions) == 1 else {"parts": decisions}
-    if node.op in MOVE_OPS:
-        plan = plan_move(describe(node), hw, node.name)
-        return {"box": list(plan.box), "tile": list(plan.tile)}
-    tiles = map_tiles(node)
-    plan = plan_map(*tiles.dims, lambda c, r, w: 2 * sum(tiles.slot_sizes(c, r, w)), hw.activation_buffer_bytes,
-                    node.name, tiles.what)
-    return {"ct": plan.ct, "rt": plan.rt, "wt": plan.wt}
-
-
-def part_decisions(decision: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-CONV decisions of a conv layer's recorded decision."""
-    return list(decision["parts"]) if "parts" in decision else [decision]
 
 
 def conv_plan(s: ConvShape, decision: dict[str, Any]) -> ConvPlan:

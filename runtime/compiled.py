@@ -63,6 +63,36 @@ class DramTensor:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """One image of a batch run on the device: the card whose DRAM holds it
+    and the byte offset added to the segment's interface addresses (each
+    instance has its own activation region; the weights image is shared)."""
+
+    card: int = 0
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A copy the host makes between two phases of a segment split across
+    cards (the ISA has no DMA between cards): after phase ``phase``, the
+    ``count`` boxes of ``size`` bytes every ``stride`` bytes from ``addr`` on
+    ``card`` (the part of a tensor that card computed) go to the same
+    addresses of every other card."""
+
+    phase: int
+    card: int
+    addr: int
+    size: int
+    count: int = 1
+    stride: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.count
+
+
+@dataclass(frozen=True)
 class Layer:
     """Provenance of one lowered layer (a fused group): its instructions are
     ``[start, stop)`` of the stream ``stream``; ``onnx_nodes`` are the ONNX
@@ -83,13 +113,18 @@ class DeviceSegment:
     by (card, cluster, phase), phases local to the segment and run in order;
     ``inputs`` are quantized by the host into DRAM, ``outputs`` read back and
     dequantized (their names are those of the float tensors in the model's
-    table)."""
+    table), at each instance's card and offset."""
 
     name: str
     inputs: list[DramTensor]
     outputs: list[DramTensor]
     streams: dict[StreamKey, bytes]
     layers: list[Layer] = field(default_factory=list)
+    instances: list[Instance] = field(default_factory=lambda: [Instance()])
+    """The images of one run (batch mode: one per cluster, card and
+    imgs_per_cluster; split mode and single-cluster code: one)."""
+    exchanges: list[Exchange] = field(default_factory=list)
+    """The host's copies between phases (split mode across cards)."""
 
 
 @dataclass
@@ -122,6 +157,9 @@ class CompiledModel:
     dram_size: int
     reference: Program | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    batch: int = 1
+    """Images per run: numcard x numclus x imgs_per_cluster in batch mode, 1
+    in split mode (every device segment has this many instances)."""
 
     @property
     def device_segments(self) -> list[DeviceSegment]:
@@ -132,7 +170,8 @@ class CompiledModel:
         return [layer for s in self.device_segments for layer in s.layers]
 
     def output_counts(self) -> int | tuple[int, ...]:
-        """FWDNXT's Compile/Init result: the number of output values, a
-        tuple when the model has several outputs."""
-        counts = tuple(int(np.prod(t.shape, dtype=np.int64)) for t in self.outputs)
+        """FWDNXT's Compile/Init result: the number of output values of one
+        run (every image of the batch), a tuple when the model has several
+        outputs (shared/reference/api-notes.md 1.5)."""
+        counts = tuple(int(np.prod(t.shape, dtype=np.int64)) * self.batch for t in self.outputs)
         return counts[0] if len(counts) == 1 else counts

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.compiled import CompiledModel, DeviceSegment
+from runtime.compiled import CompiledModel, DeviceSegment, Instance
+from runtime.errors import ExecutionError
 from runtime.kernels import get_kernel
 from runtime.segments import Runner, Table
 from runtime.sim import Simulator
+from runtime.sim.timing import exchange_cycles
 
 _EDGE_ATTRS = {"axis": 1, "block_size": 0, "output_dtype": None, "precision": None}
 
@@ -48,27 +50,57 @@ class SimulatedDevice:
         self._quantize, self._dequantize = get_kernel("QuantizeLinear"), get_kernel("DequantizeLinear")
 
     def runner(self, segment: DeviceSegment) -> Runner:
-        """Validate and decode the segment's streams now; run them on each call."""
+        """Validate and decode the segment's streams now; run them on each
+        call, for every image of the run at its instance's card and offset."""
         simulator = Simulator(self.model.config, segment.streams, self.model.dram_size)
         self._simulators.append((segment, simulator))
         grids = {t: (np.array(t.scale, np.float32), np.array(t.zero, t.dtype)) for t in (*segment.inputs,
                                                                                          *segment.outputs)}
-        dram = self.drams[0]
 
-        def run(table: Table) -> None:
-            for tensor in segment.inputs:
-                codes = self._quantize([table[tensor.name], *grids[tensor]], _EDGE_ATTRS)[0]
-                if tensor.perm:
-                    codes = np.ascontiguousarray(codes.transpose(tensor.perm))
-                dram[tensor.addr:tensor.addr + tensor.nbytes] = codes.reshape(-1).view(np.uint8)
-            simulator.run(self.drams)
-            for tensor in segment.outputs:
-                codes = dram[tensor.addr:tensor.addr + tensor.nbytes].view(tensor.dtype).reshape(tensor.shape)
-                if tensor.perm:
-                    codes = np.ascontiguousarray(codes.transpose(tensor.perm))
-                table[tensor.name] = self._dequantize([codes, *grids[tensor]], _EDGE_ATTRS)[0]
+        def run(tables: list[Table]) -> None:
+            if len(tables) != len(segment.instances):
+                raise ExecutionError(f"segment {segment.name!r} runs {len(segment.instances)} image(s) at once; "
+                                     f"got {len(tables)}")
+            for table, instance in zip(tables, segment.instances):
+                self._write_inputs(segment, table, instance, grids)
+            simulator.run(self.drams, after_phase=lambda phase: self._exchange(segment, phase))
+            for table, instance in zip(tables, segment.instances):
+                self._read_outputs(segment, table, instance, grids)
 
         return run
+
+    def _write_inputs(self, segment: DeviceSegment, table: Table, instance: Instance, grids) -> None:
+        """Quantize one image's inputs into its card's DRAM (QuantizeLinear)."""
+        dram = self.drams[instance.card]
+        for tensor in segment.inputs:
+            codes = self._quantize([table[tensor.name], *grids[tensor]], _EDGE_ATTRS)[0]
+            if tensor.perm:
+                codes = np.ascontiguousarray(codes.transpose(tensor.perm))
+            at = tensor.addr + instance.offset
+            dram[at:at + tensor.nbytes] = codes.reshape(-1).view(np.uint8)
+
+    def _read_outputs(self, segment: DeviceSegment, table: Table, instance: Instance, grids) -> None:
+        """Dequantize one image's outputs out of its card's DRAM (DequantizeLinear)."""
+        dram = self.drams[instance.card]
+        for tensor in segment.outputs:
+            at = tensor.addr + instance.offset
+            codes = dram[at:at + tensor.nbytes].view(tensor.dtype).reshape(tensor.shape)
+            if tensor.perm:
+                codes = np.ascontiguousarray(codes.transpose(tensor.perm))
+            table[tensor.name] = self._dequantize([codes, *grids[tensor]], _EDGE_ATTRS)[0]
+
+    def _exchange(self, segment: DeviceSegment, phase: int) -> None:
+        """The host's copies after ``phase``: each card's part of a tensor to
+        every other card (split mode across cards)."""
+        for exchange in segment.exchanges:
+            if exchange.phase != phase:
+                continue
+            source = self.drams[exchange.card]
+            for box in range(exchange.count):
+                at = exchange.addr + box * exchange.stride
+                for card, dram in enumerate(self.drams):
+                    if card != exchange.card:
+                        dram[at:at + exchange.size] = source[at:at + exchange.size]
 
     # ------------------------------------------------------------ timing
     @property
@@ -79,8 +111,11 @@ class SimulatedDevice:
     @property
     def hwtime_ms(self) -> float:
         """Estimated accelerator time of one run, in milliseconds (FWDNXT's
-        hwtime: the device only, no host transfers or CPU segments)."""
-        return float(sum(s.timing.hwtime_ms for s in self.simulators))
+        hwtime: the device only, no host transfers or CPU segments, but the
+        host's copies between cards that split mode needs mid-segment)."""
+        config = self.model.config
+        return float(sum(s.timing.hwtime_ms + exchange_cycles(seg.exchanges, config) / config.clock_hz * 1e3
+                         for seg, s in self._simulators))
 
     @property
     def efficiency(self) -> float:

@@ -11,7 +11,7 @@ reference program of Run_th.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -37,8 +37,20 @@ class Engine:
 
     # ------------------------------------------------------------ running
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The model's outputs for ``feeds`` (input name -> float32 array)."""
-        return self._segments.run(self._inputs(feeds))
+        """The model's outputs for ``feeds`` (input name -> float32 array), of
+        a binary that runs one image at a time."""
+        if self.model.batch != 1:
+            raise ExecutionError(f"this binary runs {self.model.batch} images at once (batch mode over its "
+                                 "clusters and cards): use run_batch")
+        return self.run_batch([feeds])[0]
+
+    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """The outputs of every image of one run: exactly ``model.batch``
+        images, each a feed dict, run together (one image per cluster and
+        card in batch mode)."""
+        if len(images) != self.model.batch:
+            raise ExecutionError(f"this binary runs {self.model.batch} image(s) at once; got {len(images)}")
+        return self._segments.run_batch([self._inputs(feeds) for feeds in images])
 
     def run_reference(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The float reference program's outputs (FWDNXT's Run_th)."""

@@ -31,7 +31,7 @@ VERSION = "tessera-0.1.0"
 BACKEND = "simulator"
 
 _FLAGS: dict[str, Any] = {"debug": "w", "nlayers": -1, "hwlinear": 0, "blockingmode": 1, "nobatch": 0,
-                          "imgs_per_cluster": 1, "fpgaid": "sim"}
+                          "clustersbatchmode": 0, "imgs_per_cluster": 1, "mvbatch": 0, "fpgaid": "sim"}
 """SetFlag names and their defaults (shared/reference/api-notes.md 1.4)."""
 
 
@@ -64,8 +64,17 @@ class FWDNXT:
                               "Compile on a machine with `pip install tessera`, then Init the binary here") from exc
         if nlayers == -1 and int(self._flags["nlayers"]) != -1:
             nlayers = int(self._flags["nlayers"])
-        compiled = compile_model(modeldir, image=image, samples=samples, outfile=outfile, numcard=numcard,
-                                 numclus=numclus, nlayers=nlayers, hwlinear=bool(int(self._flags["hwlinear"])))
+        from passes.distribute import PlacementError
+
+        flags = self._flags
+        try:
+            compiled = compile_model(modeldir, image=image, samples=samples, outfile=outfile, numcard=numcard,
+                                     numclus=numclus, nlayers=nlayers, hwlinear=bool(int(flags["hwlinear"])),
+                                     split=bool(int(flags["clustersbatchmode"]) or int(flags["nobatch"])),
+                                     imgs_per_cluster=int(flags["imgs_per_cluster"]),
+                                     mvbatch=bool(int(flags["mvbatch"])))
+        except PlacementError as exc:
+            raise FWDNXTError(f"Compile: {exc}") from exc
         return compiled.output_counts()
 
     def Init(self, infile: str | os.PathLike, bitfile: str = "") -> int | tuple[int, ...]:
@@ -140,7 +149,8 @@ class FWDNXT:
         model = self._loaded("GetInfo").model
         meta, config = model.metadata, model.config
         info = {
-            "numcluster": int(meta.get("numclus", 1)), "numfpga": int(meta.get("numcard", 1)),
+            "numcluster": int(meta.get("placement", {}).get("numclus", 1)),
+            "numfpga": int(meta.get("placement", {}).get("numcard", 1)),
             "numbatch": int(model.inputs[0].shape[0]) if model.inputs and model.inputs[0].shape else 1,
             "freq": int(round(config.clock_hz / 1e6)), "maxcluster": config.clusters_per_card,
             "maxfpga": config.cards, "config": config.to_dict(),
@@ -171,10 +181,13 @@ class FWDNXT:
     def _run(self, call: str, image, result, device: bool) -> None:
         engine = self._loaded(call)
         model = engine.model
-        feeds = dict(zip((t.name for t in model.inputs), _inputs(call, model, image)))
+        images = _inputs(call, model, image)
         targets = _results(call, model, result)
         try:
-            outputs = engine.run(feeds) if device else engine.run_reference(feeds)
+            if device:
+                outputs = engine.run_batch(images)
+            else:
+                outputs = [engine.run_reference(feeds) for feeds in images]
         except TesseraError as exc:
             raise FWDNXTError(f"{call}: {exc}") from exc
         if device:
@@ -182,7 +195,9 @@ class FWDNXT:
             if "b" in str(self._flags["debug"]):
                 print(f"FWDNXT: {call}: hwtime {self._hwtime:.3f} ms ({engine.device.instructions} instructions)")
         for target, spec in zip(targets, model.outputs):
-            target.reshape(-1)[:] = np.asarray(outputs[spec.name], np.float32).reshape(-1)
+            flat = target.reshape(len(images), -1)
+            for i, out in enumerate(outputs):
+                flat[i] = np.asarray(out[spec.name], np.float32).reshape(-1)
 
     def _alive(self, call: str) -> None:
         if self._freed:
@@ -195,40 +210,49 @@ class FWDNXT:
         return self._engine
 
 
-def _inputs(call: str, model: CompiledModel, image) -> list[np.ndarray]:
-    """The input arrays, checked: float32, each the input's shape (or that
-    shape without its batch dimension of 1)."""
-    images = list(image) if isinstance(image, (tuple, list)) else [image]
-    if len(images) != len(model.inputs):
+def _inputs(call: str, model: CompiledModel, image) -> list[dict[str, np.ndarray]]:
+    """The feeds of each image of one run, checked: each input a float32
+    array of the binary's batch of images concatenated along the batch axis
+    (shared/reference/api-notes.md 1.5; for one image of batch 1, the shape
+    without its batch dimension will do)."""
+    arrays = list(image) if isinstance(image, (tuple, list)) else [image]
+    if len(arrays) != len(model.inputs):
         raise FWDNXTError(f"{call}: the model has {len(model.inputs)} input(s) "
-                          f"{[t.name for t in model.inputs]}; got {len(images)}")
-    out = []
-    for array, spec in zip(images, model.inputs):
+                          f"{[t.name for t in model.inputs]}; got {len(arrays)}")
+    batch = model.batch
+    images = [{} for _ in range(batch)]
+    for array, spec in zip(arrays, model.inputs):
         if not isinstance(array, np.ndarray):
             raise FWDNXTError(f"{call}: input {spec.name!r} must be a numpy array, got {type(array).__name__}")
         if array.dtype != np.float32:
             raise FWDNXTError(f"{call}: input {spec.name!r} must be float32, got {array.dtype}")
-        if array.shape != spec.shape and not (spec.shape[:1] == (1,) and array.shape == spec.shape[1:]):
-            raise FWDNXTError(f"{call}: input {spec.name!r} must have shape {list(spec.shape)}, got "
+        shape = spec.shape
+        whole = (shape[0] * batch, *shape[1:]) if shape else shape
+        if array.shape != whole and not (batch == 1 and shape[:1] == (1,) and array.shape == shape[1:]):
+            what = f" ({batch} images of {list(shape)} concatenated along the batch axis)" if batch > 1 else ""
+            raise FWDNXTError(f"{call}: input {spec.name!r} must have shape {list(whole)}{what}, got "
                               f"{list(array.shape)}")
-        out.append(np.ascontiguousarray(array).reshape(spec.shape))
-    return out
+        parts = np.ascontiguousarray(array).reshape(batch, *shape)
+        for feeds, part in zip(images, parts):
+            feeds[spec.name] = part
+    return images
 
 
 def _results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
     """The result buffers, checked: writable float32 arrays of each
-    output's number of values."""
+    output's number of values times the binary's batch of images."""
     results = list(result) if isinstance(result, (tuple, list)) else [result]
     if len(results) != len(model.outputs):
         raise FWDNXTError(f"{call}: the model has {len(model.outputs)} output(s); got {len(results)} result buffers")
     for array, spec in zip(results, model.outputs):
-        size = int(np.prod(spec.shape, dtype=np.int64))
+        size = int(np.prod(spec.shape, dtype=np.int64)) * model.batch
         if not isinstance(array, np.ndarray) or array.dtype != np.float32:
             raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be a float32 numpy array, got "
                               f"{getattr(array, 'dtype', type(array).__name__)}")
         if array.size != size:
+            per = f" ({model.batch} images of {list(spec.shape)})" if model.batch > 1 else f" ({list(spec.shape)})"
             raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} has {array.size} values; the output has "
-                              f"{size} ({list(spec.shape)})")
+                              f"{size}{per}")
         if not array.flags.c_contiguous or not array.flags.writeable:
             raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be C-contiguous and writable")
     return results

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -30,6 +31,10 @@ HETERO fallback string name it (FWDNXT's and OpenVINO's spelling)."""
 HOST = "CPU"
 """The host's device name: what runs on the CPU kernels."""
 DEVICES = (ACCELERATOR, HOST)
+
+MAX_CARDS = int(os.environ.get("TESSERA_MAX_CARDS", "16"))
+"""Cards the simulated system holds at most (FWDNXT's GetInfo('maxfpga')):
+a program may use any number up to it, each card simulated with its own DRAM."""
 
 SUPPORTED_WIDTHS = (8, 16)
 """Integer data widths the datapath can have: int8 and 16-bit fixed point (Q8.8)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -23,9 +23,10 @@ from runtime.errors import ExecutionError
 from runtime.executor import Executor
 
 Table = dict[str, np.ndarray]
-"""The model's tensors crossing segments, by name."""
-Runner = Callable[[Table], None]
-"""Runs one segment: reads its inputs from the table, writes its outputs into it."""
+"""One image's tensors crossing segments, by name."""
+Runner = Callable[[list[Table]], None]
+"""Runs one segment on every image of a run: reads its inputs from each
+image's table, writes its outputs into it."""
 
 
 @dataclass
@@ -60,13 +61,14 @@ def segment_runner(segment: Segment, device: Device | None, check: bool = False)
 
 
 def _cpu_runner(segment: CpuSegment, check: bool) -> Runner:
-    """A segment's kernel Program on the CPU executor."""
+    """A segment's kernel Program on the CPU executor, image after image."""
     executor = Executor(segment.program, check=check)
     program = segment.program
 
-    def run(table: Table) -> None:
-        results = executor.run(dict(zip(program.input_names, (table[n] for n in segment.inputs))))
-        table.update(zip(segment.outputs, (results[n] for n in program.output_names)))
+    def run(tables: list[Table]) -> None:
+        for table in tables:
+            results = executor.run(dict(zip(program.input_names, (table[n] for n in segment.inputs))))
+            table.update(zip(segment.outputs, (results[n] for n in program.output_names)))
 
     return run
 
@@ -83,13 +85,20 @@ class SegmentExecutor:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs for ``feeds`` (input name -> array)."""
-        missing = [n for n in self.program.inputs if n not in feeds]
-        if missing:
-            raise ExecutionError(f"missing input(s) {missing}; the inputs are {self.program.inputs}")
-        table = {n: np.asarray(feeds[n]) for n in self.program.inputs}
+        return self.run_batch([feeds])[0]
+
+    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """The outputs of every image of one run (a device segment compiled
+        for a batch takes them all at once; CPU segments run image after image)."""
+        tables = []
+        for feeds in images:
+            missing = [n for n in self.program.inputs if n not in feeds]
+            if missing:
+                raise ExecutionError(f"missing input(s) {missing}; the inputs are {self.program.inputs}")
+            tables.append({n: np.asarray(feeds[n]) for n in self.program.inputs})
         self.last_times = []
         for run in self._runners:
             start = time.perf_counter()
-            run(table)
+            run(tables)
             self.last_times.append(time.perf_counter() - start)
-        return {n: table[n] for n in self.program.outputs}
+        return [{n: table[n] for n in self.program.outputs} for table in tables]

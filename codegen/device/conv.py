@@ -19,7 +19,9 @@ from codegen.device.dma import load, load_linear, padded, store
 from codegen.device.image import ConstantImage
 from codegen.device.stream import Job
 from ir.graph import Node
-from passes.tiling import ConvPart, a8, chw, conv_parts, conv_plan, part_decisions
+from passes.conv_parts import ConvPart, conv_parts
+from passes.tile import part_decisions
+from passes.tiling import a8, chw, conv_plan
 from runtime.hardware import HardwareConfig
 from runtime.isa import AccMode, Op, Space, instr, linear_size
 

@@ -20,10 +20,12 @@ from codegen.device.maps import ConcatLayer, EltwiseLayer, LutLayer, PoolLayer, 
 from codegen.device.moves import MoveLayer
 from codegen.device.stream import StreamBuilder
 from ir.graph import Graph, Node, Value, onnx_name
+from passes.conv_parts import is_conv_layer
+from passes.distribute import Placement
 from passes.moves import MOVE_OPS, edge_transpose, permutation
-from passes.plan_memory import is_view, offset, root
-from passes.tiling import ELTWISE_OPS, is_conv_layer
-from runtime.compiled import DeviceSegment, DramTensor
+from passes.plan_memory import align, is_view, offset, root
+from passes.tiling import ELTWISE_OPS
+from runtime.compiled import DeviceSegment, DramTensor, Instance
 from runtime.hardware import HardwareConfig
 from runtime.isa import StreamKey
 
@@ -39,9 +41,10 @@ class SegmentLowering:
     """Packs a Segment node's constants (at construction), places its
     activation region (:meth:`place`), and emits its stream (:meth:`emit`)."""
 
-    def __init__(self, segment: Node, config: HardwareConfig, image: ConstantImage):
+    def __init__(self, segment: Node, config: HardwareConfig, image: ConstantImage,
+                 placement: Placement = Placement()):
         check_planned(segment, config)
-        self.segment, self.config, self.image = segment, config, image
+        self.segment, self.config, self.image, self.placement = segment, config, image, placement
         body: Graph = segment.attrs["body"]
         self.outer = {**dict(zip(body.inputs, segment.inputs)), **dict(zip(body.outputs, segment.outputs))}
         self.layers: list[tuple[Node, list]] = []
@@ -88,34 +91,60 @@ class SegmentLowering:
         return (transpose.outputs[0] if side == "entry" else transpose.inputs[0]), permutation(transpose)
 
     def place(self, base: int) -> int:
-        """Put the segment's activation region at ``base``; its end."""
+        """Put the segment's activation regions at ``base`` (in batch mode,
+        one per image a card runs: its clusters' images one after another);
+        their end."""
         self.base = base
-        return base + self.segment.annotations["dram_bytes"]
+        self.region = align(self.segment.annotations["dram_bytes"])
+        local = self.placement.clusters * self.placement.images_per_cluster if self.placement.mode == "batch" else 1
+        return base + local * self.region
 
-    def addr(self, value: Value) -> int:
-        """A tensor's DRAM address (constants are packed into the image)."""
+    def addr(self, value: Value, base: int | None = None) -> int:
+        """A tensor's DRAM address in the activation region at ``base``
+        (default: the first image's); constants are packed into the image."""
         if value.is_constant:
             if value not in self.constants:
                 self.constants[value] = self.image.add(value.const)
             return self.constants[value]
-        return self.base + dram_offset(root(value).producer) + offset(value)
+        return (self.base if base is None else base) + dram_offset(root(value).producer) + offset(value)
 
-    def emit(self, key: StreamKey = StreamKey(0, 0, 0)) -> DeviceSegment:
-        """The stream: each layer's CONV layers or map layer in order (a
-        transposed convolution's phases one after another, each its own
-        range of instructions under the node's name)."""
-        builder = StreamBuilder(key)
-        for node, parts in self.layers:
-            sources = tuple(node.annotations.get("source", [onnx_name(node.name)]))
-            for part in parts:
-                builder.add_layer(node.name, node.op, sources, part.jobs(self.addr), part.macs,
-                                  getattr(part, "in_place", False))
-        stream = builder.finish()
+    def emit(self) -> DeviceSegment:
+        """The streams: in batch mode one per (card, cluster), each running
+        its images one after another, every image in its own activation
+        region (the instances); each layer's CONV layers or map layer in
+        order (a transposed convolution's phases one after another, each its
+        own range of instructions under the node's name)."""
+        p = self.placement
+        if p.mode != "batch" or p.mvbatch:
+            raise CodegenError(f"segment {self.segment.name!r}: placement {p.to_dict()} is not lowered yet "
+                               "(batch mode without mvbatch is)")
+        streams, layers, instances = {}, [], []
+        for card in range(p.cards):
+            for cluster in range(p.clusters):
+                builder = StreamBuilder(StreamKey(card, cluster, 0))
+                bases = [self.base + (cluster * p.images_per_cluster + j) * self.region
+                         for j in range(p.images_per_cluster)]
+                for base in bases:
+                    self._emit_image(builder, base)
+                streams[builder.key] = builder.finish()
+                layers += builder.layers
+                instances += [Instance(card, base - self.base) for base in bases]
         inputs = [self._tensor(self.outer[node.inputs[0]].name, codes, node, perm)
                   for codes, perm, node in self.entries]
         outputs = [self._tensor(self.outer[node.outputs[0]].name, codes, node, perm)
                    for codes, perm, node in self.exits]
-        return DeviceSegment(self.segment.name, inputs, outputs, {key: stream}, builder.layers)
+        return DeviceSegment(self.segment.name, inputs, outputs, streams, layers, instances)
+
+    def _emit_image(self, builder: StreamBuilder, base: int) -> None:
+        """Every layer of one image whose activations lie at ``base``."""
+        def addr(value: Value) -> int:
+            return self.addr(value, base)
+
+        for node, parts in self.layers:
+            sources = tuple(node.annotations.get("source", [onnx_name(node.name)]))
+            for part in parts:
+                builder.add_layer(node.name, node.op, sources, part.jobs(addr), part.macs,
+                                  getattr(part, "in_place", False))
 
     def _tensor(self, name: str, codes: Value, node: Node, perm: tuple[int, ...]) -> DramTensor:
         scale, zero = node.inputs[1].const, node.inputs[2].const

@@ -19,7 +19,17 @@ from runtime.binary import container
 from runtime.binary.fields import array, fail, integer, number, parse_json, record, shape, text, texts
 from runtime.binary.format import BinaryFormatError, Section, crc32
 from runtime.binary.programs import decode_programs
-from runtime.compiled import FORMAT_DTYPES, CompiledModel, CpuSegment, DeviceSegment, DramTensor, HostTensor, Layer
+from runtime.compiled import (
+    FORMAT_DTYPES,
+    CompiledModel,
+    CpuSegment,
+    DeviceSegment,
+    DramTensor,
+    Exchange,
+    HostTensor,
+    Instance,
+    Layer,
+)
 from runtime.hardware import HardwareConfig, HardwareConfigError
 from runtime.isa import INSTR_BYTES, IsaError, StreamKey, validate_streams
 
@@ -32,6 +42,8 @@ STREAM_KEYS = ("key", "offset", "length", "count", "crc")
 LAYER_KEYS = ("name", "op", "onnx_nodes", "stream", "start", "stop", "macs")
 MAX_KEY = (1 << 31) - 1
 """Largest card, cluster or phase number in a stream key."""
+MAX_BATCH = 1 << 16
+"""Largest number of images one run takes (numcard x numclus x imgs_per_cluster)."""
 
 
 def load_bytes(source: bytes | bytearray | memoryview | str | os.PathLike) -> memoryview:
@@ -59,15 +71,16 @@ def read_binary(source: bytes | str | os.PathLike) -> CompiledModel:
         if len(programs) != 1:
             raise fail("REFERENCE.programs", f"holds {len(programs)} programs, not one")
         reference = programs[0]
-    meta = record(parse_json(sections[Section.META], "META"), "META", META_KEYS)
+    meta = record(parse_json(sections[Section.META], "META"), "META", META_KEYS, optional=("batch",))
     dram_size = integer(meta["dram_size"], "META.dram_size", 0, config.dram_bytes)
     image = sections[Section.WEIGHTS]
     if len(image) > dram_size:
         raise fail("WEIGHTS", f"the DRAM image ({len(image)} bytes) is longer than META.dram_size={dram_size}")
     if not isinstance(meta["metadata"], dict):
         raise fail("META.metadata", "must be an object")
+    batch = integer(meta.get("batch", 1), "META.batch", 1, MAX_BATCH)
     model = CompiledModel(config, _hosts(meta["inputs"], "META.inputs"), _hosts(meta["outputs"], "META.outputs"),
-                          [], bytes(image), dram_size, reference, meta["metadata"])
+                          [], bytes(image), dram_size, reference, meta["metadata"], batch)
     model.segments = _Segments(model, sections[Section.STREAMS], cpu_programs).read(meta["segments"])
     _check_flow(model)
     return model
@@ -129,7 +142,7 @@ class _Segments:
         return CpuSegment(text(obj["name"], f"{where}.name"), program, inputs, outputs)
 
     def device(self, item: Any, where: str) -> DeviceSegment:
-        obj = record(item, where, DEVICE_KEYS)
+        obj = record(item, where, DEVICE_KEYS, optional=("instances", "exchanges"))
         name = text(obj["name"], f"{where}.name")
         inputs = [self.dram(v, f"{where}.inputs[{i}]") for i, v in enumerate(array(obj["inputs"], f"{where}.inputs"))]
         outputs = [self.dram(v, f"{where}.outputs[{i}]")
@@ -146,7 +159,42 @@ class _Segments:
             validate_streams(streams, self.model.config, self.model.dram_size)
         except IsaError as exc:
             raise fail(f"{where} ({name!r:.60})", str(exc)) from None
-        return DeviceSegment(name, inputs, outputs, streams, layers)
+        instances = self.instances(obj.get("instances"), f"{where}.instances", inputs + outputs)
+        exchanges = [self.exchange(v, f"{where}.exchanges[{i}]", streams)
+                     for i, v in enumerate(array(obj.get("exchanges", []), f"{where}.exchanges"))]
+        return DeviceSegment(name, inputs, outputs, streams, layers, instances, exchanges)
+
+    def instances(self, value: Any, where: str, tensors: list[DramTensor]) -> list[Instance]:
+        """One [card, offset] per image of a run (``META.batch`` of them);
+        every interface tensor moved by an offset stays inside DRAM."""
+        items = [[0, 0]] if value is None else array(value, where, self.model.batch)
+        if len(items) != self.model.batch:
+            raise fail(where, f"has {len(items)} instances; META.batch is {self.model.batch}")
+        size = self.model.dram_size
+        ends = max((t.addr + t.nbytes for t in tensors), default=0)
+        out = []
+        for i, item in enumerate(items):
+            card, offset = _ints(item, f"{where}[{i}]", (self.model.config.cards - 1, size))
+            if offset % 8 or ends + offset > size:
+                raise fail(f"{where}[{i}]", f"offset {offset} moves the interface tensors (ending at {ends}) past "
+                                            f"dram_size={size}, or is not 8-aligned")
+            out.append(Instance(card, offset))
+        return out
+
+    def exchange(self, value: Any, where: str, streams: dict[StreamKey, bytes]) -> Exchange:
+        """[phase, card, addr, size, count, stride]: boxes inside DRAM, copied
+        after a phase the segment has (-1: before the first, the inputs)."""
+        size = self.model.dram_size
+        items = array(value, where, 6)
+        phase = integer(items[0], f"{where}[0]", -1, MAX_KEY) if items else None
+        card, addr, box, count, stride = _ints(items[1:], where, (self.model.config.cards - 1, size, size, size,
+                                                                  size), first=1)
+        phases = {key.phase for key in streams}
+        if phase != -1 and phase not in phases:
+            raise fail(f"{where}[0]", f"phase {phase} is not -1 or a phase of this segment's streams {sorted(phases)}")
+        if count < 1 or addr + (count - 1) * stride + box > size:
+            raise fail(where, f"{count} boxes of {box} bytes every {stride} from {addr} leave dram_size={size}")
+        return Exchange(phase, card, addr, box, count, stride)
 
     def dram(self, value: Any, where: str) -> DramTensor:
         obj = record(value, where, DRAM_KEYS, optional=("perm",))
@@ -199,6 +247,15 @@ class _Segments:
         return Layer(text(obj["name"], f"{where}.name"), text(obj["op"], f"{where}.op"),
                      tuple(texts(obj["onnx_nodes"], f"{where}.onnx_nodes")), key, start, stop,
                      integer(obj["macs"], f"{where}.macs", 0))
+
+
+def _ints(value: Any, where: str, highs: tuple[int, ...], first: int = 0) -> list[int]:
+    """An array of exactly len(highs) integers, each in [0, its high]
+    (``first``: the index of its first item in the array ``where`` names)."""
+    items = array(value, where, len(highs))
+    if len(items) != len(highs):
+        raise fail(where, f"must be an array of {len(highs) + first} integers, got {len(items) + first}")
+    return [integer(v, f"{where}[{first + j}]", 0, high) for j, (v, high) in enumerate(zip(items, highs))]
 
 
 def _permutation(value: Any, where: str, rank: int) -> tuple[int, ...]:

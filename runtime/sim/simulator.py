@@ -13,7 +13,7 @@ run on their own; a SYNC spanning cards orders time only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -92,7 +92,8 @@ class Simulator:
         """Schedule every phase; build the per-card execution plans; sum up."""
         starts, ends, durs, phase_cycles = {}, {}, {}, {}
         offset = 0
-        for phase in sorted({key.phase for key in self._streams}):
+        self._phase_numbers = sorted({key.phase for key in self._streams})
+        for phase in self._phase_numbers:
             keys = [key for key in self._streams if key.phase == phase]
             sharers = {card: sum(1 for k in keys if k.card == card) for card in {k.card for k in keys}}
             for key in keys:
@@ -175,9 +176,10 @@ class Simulator:
                       macs / capacity if capacity else 0.0)
 
     # ------------------------------------------------------------ running
-    def run(self, drams: Sequence[np.ndarray]) -> None:
+    def run(self, drams: Sequence[np.ndarray], after_phase: Callable[[int], None] | None = None) -> None:
         """Run every phase on the DRAM images (one uint8 array per card,
-        modified in place). SRAM starts zeroed on every run."""
+        modified in place), ``after_phase(phase)`` between phases (the host's
+        copies between cards). SRAM starts zeroed on every run."""
         for card in self._memory:
             if card >= len(drams):
                 raise SimulatorError(f"the program runs on card {card} but only {len(drams)} DRAM images were given")
@@ -190,9 +192,11 @@ class Simulator:
                                      f"{self.dram_bytes_used}")
         for memory in self._memory.values():
             memory.clear()
-        for phase in self._phases:
+        for number, phase in zip(self._phase_numbers, self._phases):
             for card_run in phase:
                 self._execute(card_run, drams[card_run.card])
+            if after_phase is not None:
+                after_phase(number)
 
     def _execute(self, run: _CardRun, dram: np.ndarray) -> None:
         mem = self._memory[run.card]

@@ -131,6 +131,22 @@ def durations(arr: np.ndarray, config: HardwareConfig, dram_sharers: int) -> np.
     return out
 
 
+EXCHANGE_LATENCY_S = 20e-6
+"""Fixed cost of one host-mediated copy between cards: a DMA set-up,
+doorbell and completion each way (passes.target's TRANSFER_LATENCY_S)."""
+
+
+def exchange_cycles(exchanges, config: HardwareConfig) -> int:
+    """Cycles the host's copies between cards take (split mode across
+    cards): each box goes up the source card's host link and down every
+    other card's, the cards' links working in parallel, so a phase's copies
+    cost their bytes twice over one link plus a latency per copy."""
+    if not exchanges or config.cards < 2:
+        return 0
+    seconds = sum(2 * e.nbytes / config.host_link_bandwidth + EXCHANGE_LATENCY_S for e in exchanges)
+    return int(np.ceil(seconds * config.clock_hz))
+
+
 def conv_macs(arr: np.ndarray) -> int:
     """Multiply-accumulates of every CONV of a decoded stream."""
     rows = np.flatnonzero(arr[:, COL_OPCODE] == Op.CONV)

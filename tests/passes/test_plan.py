@@ -15,8 +15,8 @@ from compiler.zoo.builder import OnnxBuilder
 from ir.printer import format_node
 from passes.infra import PassContext
 from passes.plan_memory import VIEWS, liveness, root
-from passes.tile import accelerator_segments
-from passes.tiling import CONV_OPS, TILED_OPS, conv_plan, conv_shape, map_tiles, plan_layer
+from passes.tile import accelerator_segments, plan_layer
+from passes.tiling import CONV_OPS, TILED_OPS, conv_plan, conv_shape, map_tiles
 from runtime.hardware import PRESETS
 
 TINY, DEFAULT = PRESETS["tiny"], PRESETS["fwdnxt"]

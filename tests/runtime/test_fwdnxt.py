@@ -195,3 +195,29 @@ def test_run_th_plans_each_pointwise_layer_once(ie, monkeypatch):
     assert built == [], f"planned again: {built} (first run planned {first})"
     constants = ie._engine._reference.program.constants.values()
     assert all(a.dtype.byteorder in "=|" for a in constants)
+
+
+def test_batch_mode_runs_one_image_per_cluster_and_card(compiled, ie, tmp_path):
+    """api-notes 1.5: Compile returns the per-image count times numcard x
+    numclus x imgs_per_cluster; the inputs are the images concatenated along
+    the batch axis and each image's result equals its single-image run."""
+    folder, _ = compiled
+    batched = FWDNXT()
+    batched.SetFlag("imgs_per_cluster", "2")
+    count = batched.Compile("32x32x3", str(folder / "r.onnx"), str(tmp_path / "b.bin"), numcard=2, numclus=2,
+                            samples=_samples([1, 3, 32, 32]))
+    assert count == 10 * 8 and batched.Init(str(tmp_path / "b.bin"), "") == 80
+    assert batched.GetInfo("numfpga") == 2 and batched.GetInfo("numcluster") == 2
+    images = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    result = np.zeros(80, np.float32)
+    batched.Run(images, result)
+    for i in range(8):
+        single = np.zeros(10, np.float32)
+        ie.Run(images[i:i + 1], single)
+        np.testing.assert_array_equal(result[10 * i:10 * (i + 1)], single)
+    with pytest.raises(FWDNXTError, match=r"must have shape \[8, 3, 32, 32\] \(8 images of \[1, 3, 32, 32\]"):
+        batched.Run(images[:4], result)
+    with pytest.raises(FWDNXTError, match=r"has 10 values; the output has 80 \(8 images of \[1, 10\]\)"):
+        batched.Run(images, np.zeros(10, np.float32))
+    with pytest.raises(FWDNXTError, match="numclus=5: a card has 4 clusters"):
+        FWDNXT().Compile("32x32x3", str(folder / "r.onnx"), str(tmp_path / "c.bin"), numclus=5)
