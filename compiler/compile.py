@@ -81,13 +81,15 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
 
 def build(graph: Graph, config: HardwareConfig, reference: Graph | None = None,
           metadata: Mapping[str, Any] | None = None, reuse: bool = True,
-          placement: Placement = Placement()) -> CompiledModel:
+          placement: Placement = Placement(), options: Mapping[str, Any] | None = None) -> CompiledModel:
     """A quantized, partitioned graph planned for ``config`` and the cards
     and clusters of ``placement`` (a copy: ``graph`` keeps no decision) and
     lowered to a CompiledModel; ``reuse=False`` gives every activation its
-    own DRAM bytes (to read any layer's output after a run)."""
+    own DRAM bytes (to read any layer's output after a run); ``options``:
+    further pass options (``device.split_overrides``, ...)."""
     planned = clone(graph)
-    with PassContext(options={"target.hardware": config, "memory.reuse": reuse, "device.placement": placement}):
+    with PassContext(options={**(options or {}), "target.hardware": config, "memory.reuse": reuse,
+                              "device.placement": placement}):
         planned = PLAN(planned)
     return build_compiled(planned, config, reference, metadata, placement)
 

@@ -19,6 +19,7 @@ from passes.canonicalize_linear import canonicalize_linear
 from passes.canonicalize_mean import canonicalize_mean
 from passes.canonicalize_sum import canonicalize_sum
 from passes.dce import eliminate_dead_code
+from passes.distribute import distribute
 from passes.fold_affine import fold_affine
 from passes.fold_batchnorm import fold_batchnorm
 from passes.fold_constants import fold_constants
@@ -59,6 +60,7 @@ PLACE = Sequential([
 PARTITION = Sequential([SIMPLIFY, PLACE], name="partition_pipeline")
 
 PLAN = Sequential([
+    distribute,           # split mode: how each accelerator layer divides over a card's clusters (device.placement)
     tile,                 # each accelerator layer's tiles for the hardware config (target.hardware)
     plan_memory,          # each accelerator segment's activations placed in DRAM
 ], name="plan")

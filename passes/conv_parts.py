@@ -1,9 +1,13 @@
-"""The CONV layers a quantized layer runs as on the accelerator.
+"""The CONV layers a quantized layer runs as on the accelerator, and each
+worker's share of them when a layer is divided over clusters and cards.
 
 A QConv or QGemm is one CONV layer; a QConvTranspose one per output phase;
 a global average pool whose window POOL cannot hold, or whose multiplier
-table the weight buffer cannot, is a GEMM of the plane against ones. The
-tile pass plans them, codegen emits them.
+table the weight buffer cannot, is a GEMM of the plane against ones. In
+split mode (passes/distribute.py) each of those is cut along one axis,
+output channels, output rows or (a GEMM's M) columns, into contiguous
+shares, one per worker (a cluster of a card): :func:`share` gives the CONV
+layer a worker runs. The tile pass plans them, codegen emits them.
 """
 from __future__ import annotations
 
@@ -15,21 +19,27 @@ from passes.tiling import CONV_OPS, ConvShape, conv_shape
 from runtime.hardware import HardwareConfig
 from runtime.isa import AVG_ENTRY_BYTES, linear_size
 
+SPLIT_AXES = ("k", "rows", "cols")
+"""Output channels (a GEMM's features), output rows, output columns (a GEMM's M)."""
+
 
 @dataclass(frozen=True)
 class ConvPart:
     """One CONV layer of a quantized layer on the device: its tile problem,
     the padding of its input (top, left, bottom, right; negative where it
     skips rows or columns), where its outputs lie in the layer's output
-    (the first row and column, and the rows and columns between them), and
-    for a transposed convolution's phase the layer kernel's rows and columns
-    it takes, in its own order."""
+    (the first row and column, and the rows and columns between them; the
+    first output channel, and for a share of a grouped convolution the first
+    input channel), and for a transposed convolution's phase the layer
+    kernel's rows and columns it takes, in its own order."""
 
     shape: ConvShape
     pads: tuple[int, int, int, int]
     origin: tuple[int, int] = (0, 0)
     step: tuple[int, int] = (1, 1)
     taps: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    channel0: int = 0
+    in_channel0: int = 0
 
 
 def conv_parts(node: Node, hw: HardwareConfig) -> list[ConvPart]:
@@ -102,3 +112,46 @@ def _phases(size: int, kernel: int, stride: int, pad: int, out: int) -> list[tup
         phases.append((r, first, count, taps, (begin, end)))
     return phases
 
+
+def even_ranges(extent: int, workers: int, align: int = 1) -> list[tuple[int, int]]:
+    """``[0, extent)`` cut into ``workers`` contiguous ranges, each a multiple
+    of ``align`` long but the last, as even as they can be (the first ones
+    the longer; some empty when there are fewer units than workers)."""
+    units = -(-extent // align)
+    ranges, start = [], 0
+    for w in range(workers):
+        count = units // workers + (1 if w < units % workers else 0)
+        stop = min(start + count * align, extent)
+        ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
+def split_extent(part: ConvPart, axis: str) -> tuple[int, int]:
+    """The extent ``axis`` cuts a part along, and the unit its ranges align to."""
+    s = part.shape
+    if axis == "k":
+        return s.k, s.kg if s.groups > 1 else 1
+    return (s.oh, 1) if axis == "rows" else (s.ow, 1)
+
+
+def share(part: ConvPart, axis: str, start: int, stop: int) -> ConvPart:
+    """The CONV layer that computes ``[start, stop)`` of ``part``'s output
+    along ``axis``: output channels (with their groups' input channels),
+    output rows or output columns (the input window moves with them: the
+    padding before becomes negative where rows are skipped)."""
+    s = part.shape
+    if axis == "k":
+        groups = (stop - start) // s.kg if s.groups > 1 else 1
+        c = groups * s.cg if s.groups > 1 else s.c
+        in0 = part.in_channel0 + (start // s.kg) * s.cg if s.groups > 1 else part.in_channel0
+        return dataclasses.replace(part, shape=dataclasses.replace(s, k=stop - start, c=c, groups=groups),
+                                   channel0=part.channel0 + start, in_channel0=in0)
+    top, left, bottom, right = part.pads
+    if axis == "rows":
+        return dataclasses.replace(part, shape=dataclasses.replace(s, oh=stop - start),
+                                   pads=(top - start * s.sh, left, bottom, right),
+                                   origin=(part.origin[0] + start * part.step[0], part.origin[1]))
+    return dataclasses.replace(part, shape=dataclasses.replace(s, ow=stop - start),
+                               pads=(top, left - start * s.sw, bottom, right),
+                               origin=(part.origin[0], part.origin[1] + start * part.step[1]))

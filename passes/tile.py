@@ -18,6 +18,7 @@ from typing import Any
 
 from ir.graph import Graph, Node
 from passes.conv_parts import conv_parts, is_conv_layer
+from passes.distribute import map_share_dims, shared_dram, worker_parts
 from passes.infra import PassContext, graph_pass
 from passes.moves import MOVE_OPS, describe
 from passes.tiling import TILED_OPS, map_tiles, plan_conv, plan_map, plan_move
@@ -31,7 +32,7 @@ def tile(graph: Graph, ctx: PassContext) -> Graph:
     for segment in accelerator_segments(graph):
         for node in segment.attrs["body"].nodes:
             if node.op in TILED_OPS:
-                node.annotations["tile"] = plan_layer(node, hw)
+                node.annotations["tile"] = plan_layer(node, hw, node.annotations.get("split"))
         segment.annotations["hardware"] = hw.digest()
     return graph
 
@@ -41,22 +42,36 @@ def accelerator_segments(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if n.op == "Segment" and n.attrs["device"] == ACCELERATOR]
 
 
-def plan_layer(node: Node, hw: HardwareConfig) -> dict[str, Any]:
+def plan_layer(node: Node, hw: HardwareConfig, split: dict | None = None) -> dict[str, Any]:
     """A layer's tiling decision as plain data: ``kt, rt, wt, ct, k_outer``
     for a QConv / QGemm, ``{"parts": [...]}`` of those for a layer of
     several CONV layers (a QConvTranspose's phases), ``box, tile`` for a
-    move, ``ct, rt, wt`` for a map layer."""
+    move, ``ct, rt, wt`` for a map layer. A layer the distribute pass split
+    (``split``) is priced at the DRAM bandwidth each cluster gets; a split
+    CONV layer's decision is ``{"workers": [decision or None, ...]}``, one
+    per worker's share; a split map layer's tiles are at most a worker's
+    share of its first axis long."""
+    workers = split["workers"] if split else 1
+    hw_priced = shared_dram(hw, split["sharers"] if split else 1)
     if is_conv_layer(node, hw):
-        plans = [plan_conv(part.shape, hw, node.name) for part in conv_parts(node, hw)]
-        decisions = [{"kt": p.kt, "rt": p.rt, "wt": p.wt, "ct": p.ct, "k_outer": p.k_outer} for p in plans]
-        return decisions[0] if len(decisions) == 1 else {"parts": decisions}
+        if split:
+            return {"workers": [_conv_decision(parts, hw_priced, node.name) if parts else None
+                                for parts in worker_parts(node, hw, split)]}
+        return _conv_decision(conv_parts(node, hw), hw, node.name)
     if node.op in MOVE_OPS:
         plan = plan_move(describe(node), hw, node.name)
         return {"box": list(plan.box), "tile": list(plan.tile)}
     tiles = map_tiles(node)
-    plan = plan_map(*tiles.dims, lambda c, r, w: 2 * sum(tiles.slot_sizes(c, r, w)), hw.activation_buffer_bytes,
+    dims = map_share_dims(tiles.dims, workers) if split and split["axis"] == "tiles" else tiles.dims
+    plan = plan_map(*dims, lambda c, r, w: 2 * sum(tiles.slot_sizes(c, r, w)), hw.activation_buffer_bytes,
                     node.name, tiles.what)
     return {"ct": plan.ct, "rt": plan.rt, "wt": plan.wt}
+
+
+def _conv_decision(parts: list, hw: HardwareConfig, layer: str) -> dict[str, Any]:
+    plans = [plan_conv(part.shape, hw, layer) for part in parts]
+    decisions = [{"kt": p.kt, "rt": p.rt, "wt": p.wt, "ct": p.ct, "k_outer": p.k_outer} for p in plans]
+    return decisions[0] if len(decisions) == 1 else {"parts": decisions}
 
 
 def part_decisions(decision: dict[str, Any]) -> list[dict[str, Any]]:

@@ -168,7 +168,7 @@ def _box_bytes(s: ConvShape, elem: int, channels: int, rows: int, cols: int, hei
     return int(dram_transfer_bytes(elem, channels, rows, cols, *strides))
 
 
-def _conv_cost(s: ConvShape, p: ConvPlan, hw: HardwareConfig) -> tuple[float, bool]:
+def conv_cost(s: ConvShape, p: ConvPlan, hw: HardwareConfig) -> tuple[float, bool]:
     """The plan's cost in DRAM-byte equivalents, in its cheaper loop order,
     and whether that order has output channels outer: the larger of the
     DRAM bytes it moves (at burst granularity, as the cycle model counts
@@ -215,7 +215,7 @@ def plan_conv(s: ConvShape, hw: HardwareConfig, layer: str) -> ConvPlan:
                 if rt == 0:
                     continue
                 plan = conv_tile(s, kt, rt, wt, ct, chunks)
-                cost, k_outer = _conv_cost(s, plan, hw)
+                cost, k_outer = conv_cost(s, plan, hw)
                 if cost < best_cost:
                     best, best_cost = dataclasses.replace(plan, k_outer=k_outer), cost
         if best is not None and chunks == 1:

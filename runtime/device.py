@@ -63,6 +63,7 @@ class SimulatedDevice:
                                      f"got {len(tables)}")
             for table, instance in zip(tables, segment.instances):
                 self._write_inputs(segment, table, instance, grids)
+            self._exchange(segment, -1)
             simulator.run(self.drams, after_phase=lambda phase: self._exchange(segment, phase))
             for table, instance in zip(tables, segment.instances):
                 self._read_outputs(segment, table, instance, grids)
@@ -90,8 +91,9 @@ class SimulatedDevice:
             table[tensor.name] = self._dequantize([codes, *grids[tensor]], _EDGE_ATTRS)[0]
 
     def _exchange(self, segment: DeviceSegment, phase: int) -> None:
-        """The host's copies after ``phase``: each card's part of a tensor to
-        every other card (split mode across cards)."""
+        """The host's copies after ``phase`` (-1: before the first, the
+        inputs' broadcast): each card's part of a tensor to every other card
+        (split mode across cards)."""
         for exchange in segment.exchanges:
             if exchange.phase != phase:
                 continue
@@ -112,9 +114,11 @@ class SimulatedDevice:
     def hwtime_ms(self) -> float:
         """Estimated accelerator time of one run, in milliseconds (FWDNXT's
         hwtime: the device only, no host transfers or CPU segments, but the
-        host's copies between cards that split mode needs mid-segment)."""
+        host's copies between cards that split mode needs mid-segment; the
+        inputs' broadcast to every card is a host transfer)."""
         config = self.model.config
-        return float(sum(s.timing.hwtime_ms + exchange_cycles(seg.exchanges, config) / config.clock_hz * 1e3
+        return float(sum(s.timing.hwtime_ms + exchange_cycles([e for e in seg.exchanges if e.phase >= 0], config)
+                         / config.clock_hz * 1e3
                          for seg, s in self._simulators))
 
     @property

@@ -19,7 +19,8 @@ from codegen.device.dma import load, load_linear, padded, store
 from codegen.device.image import ConstantImage
 from codegen.device.stream import Job
 from ir.graph import Node
-from passes.conv_parts import ConvPart, conv_parts
+from passes.conv_parts import ConvPart
+from passes.distribute import worker_parts
 from passes.tile import part_decisions
 from passes.tiling import a8, chw, conv_plan
 from runtime.hardware import HardwareConfig
@@ -52,9 +53,10 @@ def dense(addr: int, elem: int, dims: tuple[int, int, int]) -> Geometry:
     return Geometry(addr, elem, (h * w, w, 1), c * h * w)
 
 
-def param_records(node: Node, bias: np.ndarray) -> np.ndarray:
-    """The PARAM records of every output channel of a QConv, QConvTranspose
-    or QGemm (a global average pool's GEMM: its multiplier for a whole plane)."""
+def param_records(node: Node, bias: np.ndarray, channels: tuple[int, int] | None = None) -> np.ndarray:
+    """The PARAM records of the output channels ``channels`` (default all;
+    ``bias`` is theirs) of a QConv, QConvTranspose or QGemm (a global
+    average pool's GEMM: its multiplier for a whole plane)."""
     a = node.attrs
     if node.op == "QAvgPool":
         count = int(np.prod(a["kernel_shape"]))
@@ -65,38 +67,53 @@ def param_records(node: Node, bias: np.ndarray) -> np.ndarray:
         mult, shift = np.asarray(a["mult"], np.int64), np.asarray(a["shift"], np.int64)
         neg_mult = np.asarray(a["neg_mult"] or a["mult"], np.int64)
         neg_shift = np.asarray(a["neg_shift"] or a["shift"], np.int64)
+    if channels is not None:
+        k0, k1 = channels
+        mult, shift, neg_mult, neg_shift = (v[k0:k1] if v.size > 1 else v for v in (mult, shift, neg_mult,
+                                                                                      neg_shift))
     records = np.zeros(len(mult), PARAM_DTYPE)
     records["bias"], records["mult"], records["shift"] = bias.astype(np.int64), mult, shift
     records["neg_mult"], records["neg_shift"] = neg_mult, neg_shift
     return records
 
 
-def conv_lowerings(node: Node, config: HardwareConfig, image: ConstantImage) -> list[ConvLowering]:
-    """The CONV layers of one layer (passes.tiling.conv_parts), each with
-    its weights and folded bias: a QConv's or QGemm's own; per output phase
-    of a QConvTranspose, the phase's taps in its order and the input zero
+def conv_lowerings(node: Node, config: HardwareConfig, image: ConstantImage) -> list[list[ConvLowering]]:
+    """The CONV layers of one layer (passes.conv_parts), per worker of its
+    split (passes/distribute.py; one worker without one), each with its
+    weights and folded bias: a QConv's or QGemm's own; per output phase of
+    a QConvTranspose, the phase's taps in its order and the input zero
     point folded over them; for a global average pool's GEMM, ones and the
-    zero point times the plane."""
-    parts = conv_parts(node, config)
-    decisions = part_decisions(tile_decision(node))
-    if len(decisions) != len(parts):
-        raise CodegenError(f"layer {node.name!r}: {len(decisions)} tiling decisions for {len(parts)} CONV layers")
-    return [ConvLowering(node, part, *_operands(node, part), decision, image)
-            for part, decision in zip(parts, decisions)]
+    zero point times the plane; a share of output channels their slice."""
+    split = node.annotations.get("split")
+    decision = tile_decision(node)
+    shares = worker_parts(node, config, split)
+    decisions = decision["workers"] if split else [decision]
+    if len(decisions) != len(shares):
+        raise CodegenError(f"layer {node.name!r}: {len(decisions)} tiling decisions for {len(shares)} workers")
+    lowerings = []
+    for parts, worker in zip(shares, decisions):
+        per_part = part_decisions(worker) if parts else []
+        if len(per_part) != len(parts):
+            raise CodegenError(f"layer {node.name!r}: {len(per_part)} tiling decisions for {len(parts)} CONV "
+                               "layers")
+        lowerings.append([ConvLowering(node, part, *_operands(node, part), d, image)
+                          for part, d in zip(parts, per_part)])
+    return lowerings
 
 
 def _operands(node: Node, part: ConvPart) -> tuple[np.ndarray, np.ndarray]:
-    """The weights [K][C/groups][kh][kw] and folded bias of one part."""
+    """The weights [K][C/groups][kh][kw] and folded bias of one part (its
+    output channels')."""
     if node.op == "QAvgPool":
         plane = part.shape.c
         return np.ones((1, plane, 1, 1), np.int8), np.array([-int(node.attrs["x_zero"]) * plane], np.int64)
     w, b = node.inputs[1].const, node.inputs[2].const.astype(np.int64)
-    if part.taps is None:
-        return w, b
-    rows, cols = part.taps
-    weights = np.ascontiguousarray(w[:, :, list(rows)][:, :, :, list(cols)])
-    folded = b - int(node.attrs["x_zero"]) * weights.reshape(len(weights), -1).astype(np.int64).sum(axis=1)
-    return weights, folded
+    if part.taps is not None:
+        rows, cols = part.taps
+        w = np.ascontiguousarray(w[:, :, list(rows)][:, :, :, list(cols)])
+        b = b - int(node.attrs["x_zero"]) * w.reshape(len(w), -1).astype(np.int64).sum(axis=1)
+    k0, k1 = part.channel0, part.channel0 + part.shape.k
+    return w[k0:k1], b[k0:k1]
 
 
 class ConvLowering:
@@ -115,7 +132,8 @@ class ConvLowering:
         if max(self.pads) > 255:
             raise CodegenError(f"layer {node.name!r}: padding {list(self.pads)} exceeds the DMA's 255")
         self.plan = conv_plan(self.shape, decision)
-        self.tiles = self._pack(weights, param_records(node, bias), image)
+        k0 = part.channel0
+        self.tiles = self._pack(weights, param_records(node, bias, (k0, k0 + part.shape.k)), image)
         table = node.attrs.get("table") or ()
         self.table = None
         if len(table):
@@ -151,18 +169,24 @@ class ConvLowering:
         from its ``origin``."""
         x, out, res = self.node.inputs[0], self.node.outputs[0], self.residual
         if self.gemm:
-            k, n = self.shape.c, self.shape.k
-            return (Geometry(addr(x), x.type.dtype.itemsize, (1, 0, k), 0),
-                    Geometry(addr(out), out.type.dtype.itemsize, (1, 0, n), 0),
-                    None if res is None else Geometry(addr(res), res.type.dtype.itemsize, (1, 0, n), 0))
-        maps = [None if v is None else dense(addr(v), v.type.dtype.itemsize, chw(v.type.shape)[1])
-                for v in (x, out, res)]
-        return maps[0], self._placed(maps[1]), None if maps[2] is None else self._placed(maps[2])
+            features = self.node.outputs[0].type.shape[-1]
+            maps = [None if v is None else Geometry(addr(v), v.type.dtype.itemsize, (1, 0, n), 0)
+                    for v, n in ((x, self.shape.c), (out, features), (res, features))]
+        else:
+            maps = [None if v is None else dense(addr(v), v.type.dtype.itemsize, chw(v.type.shape)[1])
+                    for v in (x, out, res)]
+        first = maps[0]
+        first = Geometry(first.addr + self.part.in_channel0 * first.strides[0] * first.elem, first.elem,
+                         first.strides, first.image_stride)
+        return first, self._placed(maps[1]), None if maps[2] is None else self._placed(maps[2])
 
     def _placed(self, geo: Geometry) -> Geometry:
+        """An output operand seen from this part: its first channel, row and
+        column at the part's, rows and columns ``step`` apart."""
         (oy, ox), (sy, sx) = self.part.origin, self.part.step
         zs, ys, xs = geo.strides
-        return Geometry(geo.addr + (oy * ys + ox * xs) * geo.elem, geo.elem, (zs, ys * sy, xs * sx), geo.image_stride)
+        return Geometry(geo.addr + (self.part.channel0 * zs + oy * ys + ox * xs) * geo.elem, geo.elem,
+                        (zs, ys * sy, xs * sx), geo.image_stride)
 
     def jobs(self, addr) -> list[Job]:
         x, out, res = self.geometry(addr)

@@ -42,11 +42,18 @@ class MapLayer(ABC):
     (double buffering), sized by the planner's own rule (``self.tiles``)."""
 
     macs = 0
+    table: tuple[int, int] | None = None
+    """A table (DRAM address, bytes) the layer's computes read from WGT 0."""
 
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         self.node, self.config, self.image = node, config, image
         self.tiles = map_tiles(node)
         self.plan = MapPlan(**tile_decision(node))
+
+    def table_loads(self) -> list:
+        """The LOADs that bring the layer's table on chip: part of its first
+        job, and of the first job of each cluster's share in split mode."""
+        return [] if self.table is None else [load_linear(Space.WGT, 0, *self.table)]
 
     @abstractmethod
     def jobs(self, addr) -> list[Job]:
@@ -96,9 +103,7 @@ class PoolLayer(MapLayer):
         for n in range(self.batch):
             for c0, c1, r0, r1, x0, x1 in _tiles(self.out_dims, self.plan):
                 src, dst = slots[len(jobs) % 2]
-                job = Job()
-                if not jobs and self.table is not None:
-                    job.loads.append(load_linear(Space.WGT, 0, *self.table))
+                job = Job(loads=[] if jobs else self.table_loads())
                 rows, row_pads, row_skip = self._span(r0, r1, self.sh, self.kh, self.pads[0], self.pads[2],
                                                       self.in_dims[1])
                 cols, col_pads, col_skip = self._span(x0, x1, self.sw, self.kw, self.pads[1], self.pads[3],
@@ -279,9 +284,7 @@ class LutLayer(MapLayer):
         for *_, start, stop in _tiles((1, 1, self.count), self.plan):
             in_at, out_at = slots[len(jobs) % 2]
             size = stop - start
-            job = Job()
-            if not jobs:
-                job.loads.append(load_linear(Space.WGT, 0, *self.table))
+            job = Job(loads=[] if jobs else self.table_loads())
             job.loads.append(load(Space.ACT, in_at, src + start, 1, (1, 1, size), (0, 0, 1)))
             job.computes.append(instr(Op.LUT, 0, in_addr=in_at, count=size, param_addr=0, out_addr=out_at,
                                       out_bits=8 * self.e_out))

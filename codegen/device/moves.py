@@ -52,6 +52,11 @@ class MoveLayer:
         dtype = node.outputs[0].type.dtype.newbyteorder("<")
         self.fill = None if self.move.pad is None else image.add(np.array([self.move.pad], dtype).tobytes())
 
+    @staticmethod
+    def table_loads() -> list:
+        """A move reads no table (the map layers' interface)."""
+        return []
+
     def jobs(self, addr) -> list[Job]:
         src = addr(self.node.inputs[0]) + self.move.offset * self.move.elem
         dst = addr(self.node.outputs[0])

@@ -14,18 +14,18 @@ emitted as tile jobs.
 from __future__ import annotations
 
 from codegen.device.conv import conv_lowerings
-from codegen.device.decisions import CodegenError, check_planned, dram_offset
+from codegen.device.decisions import PLAN_PASSES, CodegenError, check_planned, dram_offset
 from codegen.device.image import ConstantImage
 from codegen.device.maps import ConcatLayer, EltwiseLayer, LutLayer, PoolLayer, UpsampleLayer
 from codegen.device.moves import MoveLayer
 from codegen.device.stream import StreamBuilder
 from ir.graph import Graph, Node, Value, onnx_name
-from passes.conv_parts import is_conv_layer
-from passes.distribute import Placement
+from passes.conv_parts import conv_parts, is_conv_layer, split_extent
+from passes.distribute import Placement, card_ranges, job_ranges
 from passes.moves import MOVE_OPS, edge_transpose, permutation
 from passes.plan_memory import align, is_view, offset, root
 from passes.tiling import ELTWISE_OPS
-from runtime.compiled import DeviceSegment, DramTensor, Instance
+from runtime.compiled import DeviceSegment, DramTensor, Exchange, Instance
 from runtime.hardware import HardwareConfig
 from runtime.isa import StreamKey
 
@@ -33,6 +33,8 @@ MAP_LAYERS = {"MaxPool": PoolLayer, "QAvgPool": PoolLayer, **dict.fromkeys(ELTWI
               "QConcat": ConcatLayer, "QLut": LutLayer, "Resize": UpsampleLayer, **dict.fromkeys(MOVE_OPS, MoveLayer)}
 """Map layers and moves, each one lowering; CONV layers (passes.tiling.is_conv_layer) go to
 codegen/device/conv.py."""
+MAX_BARRIER = (1 << 16) - 1
+"""SYNC's barrier field holds 16 bits (docs/isa.md)."""
 OPERAND_CONSTANTS = ELTWISE_OPS | {"QConcat"}
 """Layers whose constant inputs are data operands in DRAM (not weights)."""
 
@@ -47,7 +49,10 @@ class SegmentLowering:
         self.segment, self.config, self.image, self.placement = segment, config, image, placement
         body: Graph = segment.attrs["body"]
         self.outer = {**dict(zip(body.inputs, segment.inputs)), **dict(zip(body.outputs, segment.outputs))}
-        self.layers: list[tuple[Node, list]] = []
+        self.layers: list[tuple[Node, list[list]]] = []
+        """Each layer with its lowerings per worker (split mode: a CONV
+        layer's shares, one per cluster; a map layer or move, the one
+        lowering whose jobs the clusters share, see :meth:`_work`)."""
         self.entries: list[tuple[Value, tuple[int, ...], Node]] = []
         self.exits: list[tuple[Value, tuple[int, ...], Node]] = []
         self.constants: dict[Value, int] = {}
@@ -68,16 +73,24 @@ class SegmentLowering:
             self.exits.append(self._edge(node.inputs[0], body, "exit") + (node,))
         elif is_view(node) or edge_transpose(node, body):  # no bytes move on the device
             return
-        elif is_conv_layer(node, self.config):
-            self.layers.append((node, conv_lowerings(node, self.config, self.image)))
-        elif node.op in MAP_LAYERS:
-            self.layers.append((node, [MAP_LAYERS[node.op](node, self.config, self.image)]))
+        elif node.op not in MAP_LAYERS and not is_conv_layer(node, self.config):
+            raise CodegenError(f"node {node.name!r}: op {node.op} has no accelerator lowering")
+        else:
+            split = node.annotations.get("split")
+            p = self.placement
+            expected = (1,) if p.mode != "split" or p.cards * p.clusters == 1 else (p.clusters, p.cards * p.clusters)
+            if (split["workers"] if split else 1) not in expected:
+                raise CodegenError(f"layer {node.name!r} was split for {split['workers'] if split else 1} "
+                                   f"cluster(s) and is lowered for {p.to_dict()}: run passes.distribute with "
+                                   f"this placement ({PLAN_PASSES})")
+            if is_conv_layer(node, self.config):
+                self.layers.append((node, conv_lowerings(node, self.config, self.image)))
+                return
+            self.layers.append((node, [[MAP_LAYERS[node.op](node, self.config, self.image)]]))
             if node.op in OPERAND_CONSTANTS:  # packed now: the image is final before activations are placed
                 for value in node.inputs:
                     if value is not None and value.is_constant:
                         self.addr(value)
-        else:
-            raise CodegenError(f"node {node.name!r}: op {node.op} has no accelerator lowering")
 
     @staticmethod
     def _edge(codes: Value, body: Graph, side: str) -> tuple[Value, tuple[int, ...]]:
@@ -109,15 +122,28 @@ class SegmentLowering:
         return (self.base if base is None else base) + dram_offset(root(value).producer) + offset(value)
 
     def emit(self) -> DeviceSegment:
-        """The streams: in batch mode one per (card, cluster), each running
-        its images one after another, every image in its own activation
-        region (the instances); each layer's CONV layers or map layer in
-        order (a transposed convolution's phases one after another, each its
-        own range of instructions under the node's name)."""
+        """The streams, one per (card, cluster). Batch mode: each runs its
+        images one after another, every image in its own activation region
+        (the instances). Split mode: each runs its share of every layer and
+        meets the card's other clusters at a SYNC before the next layer
+        (every card the same: the host writes the inputs to card 0 and
+        copies them to the others first, and reads the outputs from card 0).
+        A layer's CONV layers or jobs come in order (a transposed
+        convolution's phases one after another, each its own range of
+        instructions under the node's name)."""
         p = self.placement
-        if p.mode != "batch" or p.mvbatch:
+        if p.mvbatch:
             raise CodegenError(f"segment {self.segment.name!r}: placement {p.to_dict()} is not lowered yet "
-                               "(batch mode without mvbatch is)")
+                               "(mvbatch)")
+        inputs = [self._tensor(self.outer[node.inputs[0]].name, codes, node, perm)
+                  for codes, perm, node in self.entries]
+        outputs = [self._tensor(self.outer[node.outputs[0]].name, codes, node, perm)
+                   for codes, perm, node in self.exits]
+        if p.mode == "split":
+            streams, layers, exchanges = self._emit_split()
+            if p.cards > 1:  # the inputs, written to card 0, broadcast before the first phase
+                exchanges[:0] = [Exchange(-1, 0, t.addr, t.nbytes, 1, t.nbytes) for t in inputs]
+            return DeviceSegment(self.segment.name, inputs, outputs, streams, layers, [Instance()], exchanges)
         streams, layers, instances = {}, [], []
         for card in range(p.cards):
             for cluster in range(p.clusters):
@@ -126,13 +152,9 @@ class SegmentLowering:
                          for j in range(p.images_per_cluster)]
                 for base in bases:
                     self._emit_image(builder, base)
+                instances += [Instance(card, base - self.base) for base in bases]
                 streams[builder.key] = builder.finish()
                 layers += builder.layers
-                instances += [Instance(card, base - self.base) for base in bases]
-        inputs = [self._tensor(self.outer[node.inputs[0]].name, codes, node, perm)
-                  for codes, perm, node in self.entries]
-        outputs = [self._tensor(self.outer[node.outputs[0]].name, codes, node, perm)
-                   for codes, perm, node in self.exits]
         return DeviceSegment(self.segment.name, inputs, outputs, streams, layers, instances)
 
     def _emit_image(self, builder: StreamBuilder, base: int) -> None:
@@ -140,11 +162,103 @@ class SegmentLowering:
         def addr(value: Value) -> int:
             return self.addr(value, base)
 
-        for node, parts in self.layers:
-            sources = tuple(node.annotations.get("source", [onnx_name(node.name)]))
-            for part in parts:
-                builder.add_layer(node.name, node.op, sources, part.jobs(addr), part.macs,
-                                  getattr(part, "in_place", False))
+        for node, workers in self.layers:
+            for part in workers[0]:
+                self._add(builder, node, part.jobs(addr), part.macs, getattr(part, "in_place", False))
+
+    def _emit_split(self) -> tuple[dict, list, list[Exchange]]:
+        """Split mode: every cluster's share of every layer, a SYNC with the
+        card's other clusters between layers; a layer split across cards
+        ends a phase, after which the host copies each card's part of its
+        output to the other cards (the exchanges)."""
+        p = self.placement
+        streams, layers, exchanges, phase = {}, [], [], 0
+        builders = self._builders(phase)
+        after_layer = False
+        for n, (node, workers) in enumerate(self.layers):
+            split = node.annotations.get("split") or {"axis": "none", "across": "clusters"}
+            for (card, cluster), builder in builders.items():
+                if after_layer and p.clusters > 1:
+                    barrier = n * p.cards + card
+                    if barrier > MAX_BARRIER:
+                        raise CodegenError(f"segment {self.segment.name!r}: {len(self.layers)} layers on "
+                                           f"{p.cards} card(s) need more than the {MAX_BARRIER + 1} barrier ids")
+                    builder.sync(barrier, p.clusters)
+                self._emit_worker(builder, node, workers, split, card, cluster)
+            after_layer = True
+            if split["across"] == "cards":
+                exchanges += self._exchanges(node, split, phase)
+                for builder in builders.values():
+                    streams[builder.key] = builder.finish()
+                    layers += builder.layers
+                phase, after_layer = phase + 1, False
+                builders = self._builders(phase)
+        if any(b.layers for b in builders.values()) or not streams:
+            for builder in builders.values():
+                streams[builder.key] = builder.finish()
+                layers += builder.layers
+        return streams, layers, exchanges
+
+    def _builders(self, phase: int) -> dict[tuple[int, int], StreamBuilder]:
+        p = self.placement
+        return {(card, cluster): StreamBuilder(StreamKey(card, cluster, phase))
+                for card in range(p.cards) for cluster in range(p.clusters)}
+
+    def _emit_worker(self, builder: StreamBuilder, node: Node, workers: list[list], split: dict, card: int,
+                     cluster: int) -> None:
+        """One cluster's share of one layer: its CONV layers (of a split
+        CONV layer: worker ``card * clusters + cluster`` across cards,
+        ``cluster`` within each card), or its run of a map layer's jobs."""
+        p = self.placement
+        if is_conv_layer(node, self.config):
+            w = card * p.clusters + cluster if split["across"] == "cards" else cluster
+            for part in workers[w]:
+                self._add(builder, node, part.jobs(self.addr), part.macs, False)
+            return
+        (layer,) = workers[0]
+        in_place = getattr(layer, "in_place", False)
+        if split["axis"] == "none":
+            if cluster == 0:
+                self._add(builder, node, layer.jobs(self.addr), layer.macs, in_place)
+            return
+        jobs = layer.jobs(self.addr)
+        start, stop = job_ranges(len(jobs), p.clusters)[cluster]
+        mine = jobs[start:stop]
+        if mine and start:
+            mine[0].loads[:0] = layer.table_loads()
+        self._add(builder, node, mine, layer.macs, in_place)
+
+    def _exchanges(self, node: Node, split: dict, phase: int) -> list[Exchange]:
+        """The host's copies of each card's part of a layer split across
+        cards: boxes of its output in DRAM (docs/binary.md)."""
+        p = self.placement
+        (part,) = conv_parts(node, self.config)
+        extent, unit = split_extent(part, split["axis"])
+        out = node.outputs[0]
+        addr, e = self.addr(out), out.type.dtype.itemsize
+        result = []
+        for card, (a0, a1) in enumerate(card_ranges(extent, unit, p.cards, p.clusters)):
+            if a1 <= a0:
+                continue
+            if node.op == "QConv":
+                n, k, oh, ow = out.type.shape
+                if split["axis"] == "k":
+                    box = (addr + a0 * oh * ow * e, (a1 - a0) * oh * ow * e, n, k * oh * ow * e)
+                else:
+                    box = (addr + a0 * ow * e, (a1 - a0) * ow * e, n * k, oh * ow * e)
+            else:  # a GEMM: M rows of F features
+                m, f = part.shape.ow, part.shape.k
+                if split["axis"] == "k":
+                    box = (addr + a0 * e, (a1 - a0) * e, m, f * e)
+                else:
+                    box = (addr + a0 * f * e, (a1 - a0) * f * e, 1, (a1 - a0) * f * e)
+            result.append(Exchange(phase, card, *box))
+        return result
+
+    @staticmethod
+    def _add(builder: StreamBuilder, node: Node, jobs, macs: int, in_place: bool) -> None:
+        sources = tuple(node.annotations.get("source", [onnx_name(node.name)]))
+        builder.add_layer(node.name, node.op, sources, jobs, macs, in_place)
 
     def _tensor(self, name: str, codes: Value, node: Node, perm: tuple[int, ...]) -> DramTensor:
         scale, zero = node.inputs[1].const, node.inputs[2].const

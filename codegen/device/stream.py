@@ -24,8 +24,12 @@ drains the other.
 Between layers a barrier orders DRAM: the last STORE of a layer pushes, a
 NOP_COMPUTE passes the token on, and the next layer's first LOAD pops it, so
 every tensor is in DRAM before a later layer reads it and every on-chip slot
-is free again. Tokens are pushed only where a pop will take them, so each
-queue is empty at END.
+is free again. In split mode (:meth:`StreamBuilder.sync`) a SYNC takes the
+NOP_COMPUTE's place: it waits for the stream's last STORE, meets the other
+clusters' streams at the barrier and only then releases the next layer's
+first LOAD, so what every cluster stored is in DRAM before any cluster reads
+it. Tokens are pushed only where a pop will take them, so each queue is
+empty at END.
 """
 from __future__ import annotations
 
@@ -54,7 +58,10 @@ class StreamBuilder:
         self.key = key
         self.instructions: list[Instruction] = []
         self.layers: list[Layer] = []
-        self._barrier = False
+        self._stored = False
+        """The last layer's last STORE pushed a token COMPUTE has not taken."""
+        self._released = False
+        """COMPUTE pushed a token (a barrier passed) the next LOAD must take."""
 
     def add_layer(self, name: str, op: str, onnx_nodes: tuple[str, ...], jobs: list[Job], macs: int = 0,
                   in_place: bool = False) -> None:
@@ -63,13 +70,14 @@ class StreamBuilder:
         if not jobs:
             return
         start = len(self.instructions)
-        if self._barrier:
-            self.instructions.append(instr(Op.NOP_COMPUTE, Token.POP_NEXT | Token.PUSH_PREV))
+        if self._stored:
+            self._release(instr(Op.NOP_COMPUTE, Token.POP_NEXT))
+        gated, self._released = self._released, False
         for i, job in enumerate(jobs):
             if not job.loads or not job.computes or (in_place and not job.stores):
                 raise ValueError(f"layer {name!r}: job {i} needs at least one load and one compute"
                                  f"{' and one store' if in_place else ''}")
-            if i >= 2 or (i == 0 and self._barrier):
+            if i >= 2 or (i == 0 and gated):
                 _flag(job.loads[0], Token.POP_NEXT)
             _flag(job.loads[-1], Token.PUSH_NEXT)
             _flag(job.computes[0], Token.POP_PREV)
@@ -79,7 +87,7 @@ class StreamBuilder:
         storing = [job for job in jobs if job.stores]
         if storing:
             _flag(storing[-1].stores[-1], Token.PUSH_PREV)
-            self._barrier = True
+            self._stored = True
         self.layers.append(Layer(name, op, tuple(onnx_nodes), self.key, start, len(self.instructions), macs))
 
     @staticmethod
@@ -118,11 +126,32 @@ class StreamBuilder:
             if i + 1 < n:
                 _flag(job.stores[-1], Token.PUSH_PREV)
 
+    def sync(self, barrier: int, participants: int) -> None:
+        """A barrier with the other streams of the phase: after this stream's
+        last STORE, meet ``participants`` streams at ``barrier``; the next
+        layer's loads start after it (docs/isa.md SYNC)."""
+        self._release(instr(Op.SYNC, Token.POP_NEXT if self._stored else 0, barrier=barrier,
+                            participants=participants))
+
+    def _release(self, ins: Instruction) -> None:
+        """Append a COMPUTE instruction that releases the next LOAD (taking
+        the pending STORE token where ``ins`` pops one); a release no LOAD
+        has taken yet is taken first by a NOP_LOAD, so LOAD waits for the
+        latest."""
+        if self._released:
+            self.instructions.append(instr(Op.NOP_LOAD, Token.POP_NEXT))
+        _flag(ins, Token.PUSH_PREV)
+        self.instructions.append(ins)
+        self._stored, self._released = False, True
+
     def finish(self) -> bytes:
-        """The stream's bytes, END included (a pending barrier token is
-        taken by a last NOP_COMPUTE so every queue is empty)."""
-        if self._barrier:
+        """The stream's bytes, END included (pending tokens are taken by a
+        last NOP_COMPUTE or NOP_LOAD so every queue is empty)."""
+        if self._stored:
             self.instructions.append(instr(Op.NOP_COMPUTE, Token.POP_NEXT))
-            self._barrier = False
+            self._stored = False
+        if self._released:
+            self.instructions.append(instr(Op.NOP_LOAD, Token.POP_NEXT))
+            self._released = False
         self.instructions.append(instr(Op.END))
         return encode_stream(self.instructions)

@@ -136,15 +136,20 @@ EXCHANGE_LATENCY_S = 20e-6
 doorbell and completion each way (passes.target's TRANSFER_LATENCY_S)."""
 
 
+def exchange_seconds(sizes, config: HardwareConfig) -> float:
+    """Seconds the host's copies between cards take (split mode across
+    cards), one copy per entry of ``sizes`` (bytes): each goes up the source
+    card's host link and down every other card's, the cards' links working
+    in parallel, so a copy costs its bytes twice over one link plus a
+    latency."""
+    if config.cards < 2:
+        return 0.0
+    return float(sum(2 * size / config.host_link_bandwidth + EXCHANGE_LATENCY_S for size in sizes))
+
+
 def exchange_cycles(exchanges, config: HardwareConfig) -> int:
-    """Cycles the host's copies between cards take (split mode across
-    cards): each box goes up the source card's host link and down every
-    other card's, the cards' links working in parallel, so a phase's copies
-    cost their bytes twice over one link plus a latency per copy."""
-    if not exchanges or config.cards < 2:
-        return 0
-    seconds = sum(2 * e.nbytes / config.host_link_bandwidth + EXCHANGE_LATENCY_S for e in exchanges)
-    return int(np.ceil(seconds * config.clock_hz))
+    """Cycles the :class:`runtime.compiled.Exchange` copies take (:func:`exchange_seconds`)."""
+    return int(np.ceil(exchange_seconds([e.nbytes for e in exchanges], config) * config.clock_hz))
 
 
 def conv_macs(arr: np.ndarray) -> int:

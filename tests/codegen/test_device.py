@@ -12,11 +12,12 @@ import pytest
 
 from codegen.cpu import lower_to_program
 from codegen.device import CodegenError, build_compiled
-from compiler.compile import build
+from compiler.compile import build, system_config
 from compiler.pipeline import PLAN
 from compiler.quantize import quantize_model
 from compiler.zoo import mobilenet_v2, resnet
 from compiler.zoo.builder import OnnxBuilder
+from passes.distribute import Placement
 from passes.infra import PassContext
 from runtime.engine import Engine
 from runtime.executor import Executor
@@ -148,12 +149,52 @@ MODELS = {
 }
 
 
+SPLITS = {"default": (1, 4), "tiny": (2, 1), "large": (2, 8)}
+"""Split mode's (numcard, numclus) per config: every cluster of a card; the
+tiny config has one cluster a card, so two cards."""
+
+
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_simulator_matches_integer_reference(name, config):
+    """numclus=1, and split mode over the config's cards and clusters: the
+    same integers (no split divides a reduction)."""
     quantized, shape = MODELS[name](CONFIGS[config])
-    compiled, _ = _assert_device_exact(quantized, shape, CONFIGS[config])
+    compiled, engine = _assert_device_exact(quantized, shape, CONFIGS[config])
     assert compiled.device_segments, f"{name}: nothing was placed on the accelerator"
+    cards, clusters = SPLITS[config]
+    system = system_config(CONFIGS[config], cards)
+    split = build(quantized.graph, system, placement=Placement(cards, clusters, "split"))
+    assert {(k.card, k.cluster) for s in split.device_segments for k in s.streams} == \
+        {(k, c) for k in range(cards) for c in range(clusters)}
+    _assert_same_outputs(Engine(split), engine, quantized, shape)
+
+
+def _assert_same_outputs(engine, single, quantized, shape, seeds=(0,)):
+    for seed in seeds:
+        feeds = {quantized.input_names[0]: np.random.default_rng(seed).standard_normal(shape).astype(np.float32)}
+        got, want = engine.run(feeds), single.run(feeds)
+        for name in quantized.output_names:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"output {name}")
+
+
+@pytest.mark.parametrize("axis", ["k", "rows"])
+def test_layers_split_across_cards_equal_one_cluster(axis):
+    """Every CONV layer forced across two cards (each card's part of the
+    output copied to the other by the host between phases): the same
+    integers; the GEMMs (no rows) along their features or M."""
+    quantized, shape = MODELS["kitchen_sink"](TINY)
+    layers = [n for s in quantized.graph.nodes if s.attrs["device"] == "FPGA" for n in s.attrs["body"].nodes
+              if n.op in ("QConv", "QGemm")]
+    forced = {n.name: f"cards:{axis if n.op == 'QConv' else 'cols'}" for n in layers}
+    system = system_config(TINY, 2)
+    split = build(quantized.graph, system, placement=Placement(2, 1, "split"),
+                  options={"device.split_overrides": forced})
+    segment = split.device_segments[0]
+    assert len({k.phase for k in segment.streams}) == len(layers)
+    assert {e.card for e in segment.exchanges if e.phase >= 0} == {0, 1}
+    assert [e.phase for e in segment.exchanges if e.phase < 0] == [-1]  # the input's broadcast
+    _assert_same_outputs(Engine(split), Engine(build(quantized.graph, TINY)), quantized, shape, seeds=(0, 1))
 
 
 def test_modern_layers_run_whole_on_the_device_in_their_own_forms():

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from passes.tiling import ConvShape, TilingError, _conv_cost, plan_conv
+from passes.tiling import ConvShape, TilingError, conv_cost, plan_conv
 from runtime.hardware import PRESETS, HardwareConfig
 from runtime.sim import timing
 
@@ -38,7 +38,7 @@ def test_planner_keeps_dram_rows_at_least_a_burst_wide(config):
         plan = plan_conv(shape, CONFIGS[config], "downsample")
         assert shape.in_cols(plan.wt) * shape.e_in >= timing.DRAM_BURST_BYTES // 2 or plan.wt == shape.ow, plan
         narrow = dataclasses.replace(plan, wt=1)
-        assert _conv_cost(shape, plan, CONFIGS[config])[0] < _conv_cost(shape, narrow, CONFIGS[config])[0]
+        assert conv_cost(shape, plan, CONFIGS[config])[0] < conv_cost(shape, narrow, CONFIGS[config])[0]
 
 
 def test_infeasible_layer_names_layer_and_buffer():
