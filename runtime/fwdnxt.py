@@ -7,79 +7,114 @@
     result = np.empty(size, np.float32)
     ie.Run(image, result)                  # the device backend: the simulator here
     ie.GetInfo("hwtime")                   # estimated accelerator milliseconds of that run
+    ie.PutInput(image, "tag")              # asynchronous: two input buffers,
+    ie.GetResult(result)                   # results in input order -> "tag"
 
 Run uses the device backend (with no card attached, the instruction-accurate
 simulator; GetInfo('backend') says so), Run_sw always the simulator, Run_th
-the float reference program stored in the binary. Compile needs the
-compiler (onnx and the rest) and imports it only when called; everything
-else needs numpy and numba only. Arguments are checked and every misuse
-(wrong shape or dtype, a result buffer of the wrong size, Run before Init, a
-call after Free, an unknown flag) raises FWDNXTError saying what is wrong.
+the float reference program stored in the binary. PutInput copies its input
+and the simulated device runs it on a worker thread (runtime/requests.py)
+while the caller goes on; GetResult gives the results back in input order.
+Compile needs the compiler (onnx and the rest) and imports it only when
+called; everything else needs numpy and numba only. Arguments are checked
+and every misuse (wrong shape or dtype, a result buffer of the wrong size,
+Run before Init, a call after Free, an unknown or meaningless flag) raises
+FWDNXTError saying what is wrong. docs/fwdnxt.md has the flags and the
+asynchronous rules.
 """
 from __future__ import annotations
 
+import itertools
 import os
-from typing import Any, Sequence
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from runtime import fwdnxt_debug as debug
+from runtime import hardware
 from runtime.compiled import CompiledModel
 from runtime.engine import Engine
 from runtime.errors import TesseraError
+from runtime.fwdnxt_flags import (
+    ACTIONS,
+    ALIASES,
+    FLAGS,
+    INFO,
+    REJECTED_INFO,
+    FWDNXTError,
+    check_debug,
+    check_value,
+    help_text,
+    option_settings,
+)
+from runtime.requests import Cancelled, Closed, EngineQueue, InOrderBuffers, Request
+
+__all__ = ["FWDNXT", "FWDNXTError"]
 
 VERSION = "tessera-0.1.0"
-BACKEND = "simulator"
-
-_FLAGS: dict[str, Any] = {"debug": "w", "nlayers": -1, "hwlinear": 0, "blockingmode": 1, "nobatch": 0,
-                          "clustersbatchmode": 0, "imgs_per_cluster": 1, "mvbatch": 0, "fpgaid": "sim"}
-"""SetFlag names and their defaults (shared/reference/api-notes.md 1.4)."""
+BACKEND = debug.BACKEND
+BUFFERS = 2
+"""Input buffers per engine (FWDNXT's double buffering, api-notes 1.6)."""
 
 
-class FWDNXTError(TesseraError):
-    """A misuse of the FWDNXT API (the message says which call and why)."""
+def _defaults() -> dict[str, Any]:
+    return {name: flag.default for name, flag in FLAGS.items() if not flag.rejected and name not in ACTIONS}
 
 
 class FWDNXT:
-    """One inference context: Compile a model, Init a binary, Run it."""
+    """One inference context: Compile a model, Init a binary, Run it (or
+    PutInput/GetResult a stream of inputs)."""
 
     def __init__(self):
-        self._flags = dict(_FLAGS)
-        self._engine: Engine | None = None
+        self._flags = _defaults()
+        self._session: _Session | None = None
         self._bitfile: str | None = None
         self._freed = False
         self._hwtime = 0.0
 
     # ------------------------------------------------------------ compile and load
-    def Compile(self, image: str, modeldir: str, outfile: str, numcard: int = 1, numclus: int = 1,
-                nlayers: int = -1, samples: Sequence | None = None) -> int | tuple[int, ...]:
+    def Compile(self, image: str, modeldir: str, outfile: str, numcard: int | None = None,
+                numclus: int | None = None, nlayers: int = -1, samples: Sequence | None = None
+                ) -> int | tuple[int, ...]:
         """Compile the ONNX model ``modeldir`` for inputs of size ``image``
-        ("WxHxC" or an image path) into ``outfile``; ``samples`` are
-        calibration inputs (synthetic data, with a warning, without them).
-        Returns the number of output values (a tuple for several outputs)."""
+        ("WxHxC" or an image path) into ``outfile``, for ``numcard`` cards of
+        ``numclus`` clusters (default: the nfpgas and nclusters flags, 1);
+        ``samples`` are calibration inputs (synthetic data, with a warning,
+        without them). Returns the number of output values of one run (a
+        tuple for several outputs)."""
         self._alive("Compile")
+        flags = self._flags
+        numcard = _count("numcard", flags["nfpgas"] if numcard is None else numcard, 1)
+        numclus = _count("numclus", flags["nclusters"] if numclus is None else numclus, 1)
+        nlayers = _count("nlayers", nlayers, -1)
+        if nlayers == -1:
+            nlayers = flags["nlayers"]
         try:
             from compiler.compile import compile_model
+            from passes.distribute import PlacementError
         except ImportError as exc:
             raise FWDNXTError(f"Compile needs Tessera's compiler and its dependencies (onnx, networkx): {exc}. "
                               "Compile on a machine with `pip install tessera`, then Init the binary here") from exc
-        if nlayers == -1 and int(self._flags["nlayers"]) != -1:
-            nlayers = int(self._flags["nlayers"])
-        from passes.distribute import PlacementError
-
-        flags = self._flags
-        try:
-            compiled = compile_model(modeldir, image=image, samples=samples, outfile=outfile, numcard=numcard,
-                                     numclus=numclus, nlayers=nlayers, hwlinear=bool(int(flags["hwlinear"])),
-                                     split=bool(int(flags["clustersbatchmode"]) or int(flags["nobatch"])),
-                                     imgs_per_cluster=int(flags["imgs_per_cluster"]),
-                                     mvbatch=bool(int(flags["mvbatch"])))
-        except PlacementError as exc:
-            raise FWDNXTError(f"Compile: {exc}") from exc
+        with warnings.catch_warnings():
+            if "w" not in flags["debug"]:
+                warnings.simplefilter("ignore")
+            try:
+                compiled = compile_model(modeldir, image=image, samples=samples, outfile=outfile, numcard=numcard,
+                                         numclus=numclus, nlayers=nlayers, hwlinear=bool(flags["hwlinear"]),
+                                         split=bool(flags["clustersbatchmode"]),
+                                         imgs_per_cluster=flags["imgs_per_cluster"], mvbatch=bool(flags["mvbatch"]),
+                                         mode="int8" if flags["int8mode"] else "int16")
+            except PlacementError as exc:
+                raise FWDNXTError(f"Compile: {exc}") from exc
         return compiled.output_counts()
 
     def Init(self, infile: str | os.PathLike, bitfile: str = "") -> int | tuple[int, ...]:
-        """Load the binary ``infile`` and prepare to run it. ``bitfile`` is
-        recorded (the simulator needs none; "" = use what is loaded)."""
+        """Load the binary ``infile`` and prepare to run it (a model loaded
+        before is freed first). ``bitfile`` is recorded (the simulator needs
+        none; "" = use what is loaded)."""
         self._alive("Init")
         from runtime.binary import read_binary
 
@@ -87,88 +122,141 @@ class FWDNXT:
             raise FWDNXTError(f"Init: bitfile must be a path string or '', got {type(bitfile).__name__}")
         if bitfile and not os.path.isfile(bitfile):
             raise FWDNXTError(f"Init: bitfile {bitfile!r} does not exist")
-        model = read_binary(infile)
-        self._engine = Engine(model)
-        self._bitfile = bitfile or None
-        self._debug_init(infile)
-        return model.output_counts()
+        self._shutdown()
+        try:
+            engine = Engine(read_binary(infile))
+        except TesseraError as exc:
+            raise FWDNXTError(f"Init: {exc}") from exc
+        except OSError as exc:
+            raise FWDNXTError(f"Init: cannot read {str(infile)!r}: {exc}") from exc
+        queue = EngineQueue(engine, after_run=_dumper(engine, self._flags))
+        buffers = InOrderBuffers(queue, BUFFERS)
+        self._session = _Session(engine, queue, buffers, weakref.finalize(self, _close, buffers, queue))
+        self._bitfile = bitfile or self._bitfile
+        self._debug_init(engine, infile)
+        return engine.model.output_counts()
 
-    def _debug_init(self, infile) -> None:
-        """SetFlag('debug', ...) letters: 'b' basic prints, 'p' the list of
-        accelerator layers (shared/reference/api-notes.md 1.4.3)."""
-        letters = str(self._flags["debug"])
-        model = self._engine.model
-        if "b" in letters:
-            print(f"FWDNXT: Init {infile}: {len(model.device_segments)} accelerator segment(s), "
-                  f"{len(model.segments) - len(model.device_segments)} CPU segment(s), DRAM {model.dram_size} "
-                  f"bytes, backend {BACKEND}")
-        if "p" in letters:
-            for layer in model.layers:
-                print(f"FWDNXT: layer {layer.name} ({layer.op}) instructions {layer.start}-{layer.stop} "
-                      f"from {', '.join(layer.onnx_nodes)}")
+    def _debug_init(self, engine: Engine, infile) -> None:
+        """The debug letters that act at Init (runtime/fwdnxt_flags.py DEBUG_LETTERS)."""
+        letters = self._flags["debug"]
+        for line in debug.init_lines(engine, letters, str(infile)):
+            print(f"FWDNXT: {line}")
+        folder = Path(self._flags["dumpdir"] or ".")
+        if "i" in letters or "J" in letters:
+            folder.mkdir(parents=True, exist_ok=True)
+        if "i" in letters:
+            debug.write_instructions(engine.model, folder)
+        if "J" in letters:
+            debug.write_partition(engine.model, folder)
 
     def Free(self) -> None:
-        """Release the loaded model; any later call is an error."""
-        self._engine = None
+        """Release the loaded model; any later call is an error. Inputs put
+        and not yet started are cancelled, a run in progress finishes; a
+        PutInput waiting for a buffer raises FWDNXTError and a GetResult
+        waiting returns None (no result will come)."""
         self._freed = True
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.closer()
 
     # ------------------------------------------------------------ flags and info
-    def SetFlag(self, name: str, value: Any) -> None:
-        """Set a flag (values may be given as strings, as FWDNXT takes them).
-        ``debug``: letters, 'b' basic prints, 'p' the layer list at Init;
-        ``nlayers`` and ``hwlinear`` apply to the next Compile."""
+    def SetFlag(self, name: str, value: Any = "") -> None:
+        """Set a flag (values may be given as strings, as FWDNXT takes them);
+        every name of docs/fwdnxt.md is either done or refused with why."""
         self._alive("SetFlag")
-        if name not in self._flags:
-            raise FWDNXTError(f"SetFlag: unknown flag {name!r}; the flags are {sorted(self._flags)}")
-        default = _FLAGS[name]
-        if isinstance(default, int):
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
-                raise FWDNXTError(f"SetFlag: flag {name!r} takes an integer, got {value!r}") from None
-        elif not isinstance(value, str):
-            raise FWDNXTError(f"SetFlag: flag {name!r} takes a string, got {value!r}")
-        if name == "fpgaid" and value not in ("sim", "-1"):
-            raise FWDNXTError(f"SetFlag: fpgaid={value!r}: no card is attached; the only device is 'sim'")
+        if name == "help":
+            print(help_text())
+        elif name == "reset":
+            self._flags.update(_defaults())
+        elif name == "options":
+            settings = option_settings(str(value))
+            for flag, setting in settings:
+                self._store(flag, setting)
+            self._flags["options"] += "".join(c for c in dict.fromkeys(str(value)) if c not in self._flags["options"])
+        elif name not in FLAGS:
+            raise FWDNXTError(f"SetFlag: unknown flag {name!r}; the flags are {sorted(FLAGS)} "
+                              "(SetFlag('help') says what each does)")
+        else:
+            value = check_value(FLAGS[name], value)
+            if name == "debug":
+                check_debug(value)
+            elif name == "bitfile" and value and not os.path.isfile(value):
+                raise FWDNXTError(f"SetFlag: bitfile {value!r} does not exist")
+            elif name == "dumpdir" and value and os.path.exists(value) and not os.path.isdir(value):
+                raise FWDNXTError(f"SetFlag: dumpdir {value!r} is a file, not a folder")
+            self._store(name, value)
+
+    def _store(self, name: str, value: Any) -> None:
         self._flags[name] = value
+        if name in ALIASES:
+            self._flags[ALIASES[name]] = value
+        if name == "bitfile":
+            self._bitfile = value or None
 
     def GetInfo(self, name: str) -> Any:
-        """hwtime (ms of the last Run/Run_sw on the accelerator), numcluster,
-        numfpga, numbatch, freq (MHz), maxcluster, maxfpga, version, backend,
-        inshapes, outshapes, innames, outnames, config (the hardware config
-        the binary was compiled for), or any SetFlag name."""
+        """Any name of docs/fwdnxt.md: the hardware, the loaded binary, the
+        last run, or any flag Tessera implements."""
         self._alive("GetInfo")
         if name in self._flags:
             return self._flags[name]
-        if name == "version":
-            return VERSION
-        if name == "backend":
-            return BACKEND
-        if name == "hwtime":
-            return float(self._hwtime)
-        model = self._loaded("GetInfo").model
-        meta, config = model.metadata, model.config
-        info = {
-            "numcluster": int(meta.get("placement", {}).get("numclus", 1)),
-            "numfpga": int(meta.get("placement", {}).get("numcard", 1)),
-            "numbatch": int(model.inputs[0].shape[0]) if model.inputs and model.inputs[0].shape else 1,
-            "freq": int(round(config.clock_hz / 1e6)), "maxcluster": config.clusters_per_card,
-            "maxfpga": config.cards, "config": config.to_dict(),
-            "inshapes": ";".join("x".join(map(str, t.shape)) for t in model.inputs),
-            "outshapes": ";".join("x".join(map(str, t.shape)) for t in model.outputs),
-            "innames": ";".join(t.name for t in model.inputs),
-            "outnames": ";".join(t.name for t in model.outputs),
+        if name in INFO:
+            return self._info(name)
+        if name in ACTIONS:
+            raise FWDNXTError(f"GetInfo: {name!r} is an action of SetFlag, not a setting to read back")
+        if name in FLAGS:
+            raise FWDNXTError(f"GetInfo: flag {name!r} has no meaning on the simulator: {FLAGS[name].why}")
+        if name in REJECTED_INFO:
+            raise FWDNXTError(f"GetInfo: {name!r} has no meaning on the simulator: {REJECTED_INFO[name]}")
+        raise FWDNXTError(f"GetInfo: unknown name {name!r}; known: {sorted([*INFO, *self._flags])}")
+
+    def _info(self, name: str) -> Any:
+        """The answer to one INFO name: the names of the loaded binary need
+        Init; the hardware's answer for the default card before it."""
+        session = self._session
+        config = session.engine.model.config if session is not None else hardware.HardwareConfig()
+
+        def model() -> CompiledModel:
+            return self._loaded(f"GetInfo({name!r})").engine.model
+
+        def placed(key: str) -> int:
+            value = model().metadata.get("placement", {}).get(key, 1)
+            return value if isinstance(value, int) else 1
+
+        answers = {
+            "hwtime": lambda: float(self._hwtime),
+            "numcluster": lambda: placed("numclus"), "numfpga": lambda: placed("numcard"),
+            "numbatch": lambda: model().batch * (model().inputs[0].shape[:1] or (1,))[0],
+            "freq": lambda: int(round(config.clock_hz / 1e6)), "maxcluster": lambda: config.clusters_per_card,
+            "maxfpga": lambda: hardware.MAX_CARDS, "version": lambda: VERSION, "build": _build,
+            "hwversion": lambda: f"{BACKEND} (no card attached)", "hwbuild": config.digest,
+            "addr_off": lambda: model().dram_size, "addroff": lambda: model().dram_size,
+            "busy_comp": lambda: session.queue.busy if session is not None else 0,
+            "outshape": lambda: debug.outshape(model()),
+            "inshapes": lambda: ";".join("x".join(map(str, t.shape)) for t in model().inputs),
+            "outshapes": lambda: ";".join("x".join(map(str, t.shape)) for t in model().outputs),
+            "innames": lambda: ";".join(t.name for t in model().inputs),
+            "outnames": lambda: ";".join(t.name for t in model().outputs),
+            "backend": lambda: BACKEND, "config": lambda: model().config.to_dict(),
+            "print_flags": self._print_flags, "help": help_text,
         }
-        if name not in info:
-            raise FWDNXTError(f"GetInfo: unknown name {name!r}; known: "
-                              f"{sorted([*info, 'hwtime', 'version', 'backend', *self._flags])}")
-        return info[name]
+        return answers[name]()
+
+    def _print_flags(self) -> str:
+        text = "\n".join(f"{name}={value!r}" for name, value in self._flags.items())
+        print(text)
+        return text
 
     # ------------------------------------------------------------ running
     def Run(self, image, result) -> None:
-        """One inference on the device backend (the simulator), ``result``
-        (a preallocated float32 array, a tuple for several outputs) filled in place."""
-        self._run("Run", image, result, device=True)
+        """One inference on the device backend (the simulator; runsw=2: the
+        float reference), ``result`` (a preallocated float32 array, a tuple
+        for several outputs) filled in place. Inputs put before and not yet
+        run are not disturbed: Run takes the device between two of them and
+        neither takes a buffer nor changes what GetResult returns."""
+        self._run("Run", image, result, device=self._flags["runsw"] != 2)
 
     def Run_sw(self, image, result) -> None:
         """One inference on the bit-accurate simulator."""
@@ -176,45 +264,148 @@ class FWDNXT:
 
     def Run_th(self, image, result) -> None:
         """One inference of the float reference program on the CPU."""
-        self._run("Run_th", image, result, device=False)
+        engine = self._loaded("Run_th").engine
+        images = _inputs("Run_th", engine.model, image)
+        targets = _results("Run_th", engine.model, result)
+        try:
+            outputs = [engine.run_reference(feeds) for feeds in images]
+        except TesseraError as exc:
+            raise FWDNXTError(f"Run_th: {exc}") from exc
+        _fill(engine.model, targets, outputs)
 
     def _run(self, call: str, image, result, device: bool) -> None:
-        engine = self._loaded(call)
-        model = engine.model
-        images = _inputs(call, model, image)
-        targets = _results(call, model, result)
+        engine, queue, _, _ = self._loaded(call)
+        images = _inputs(call, engine.model, image)
+        targets = _results(call, engine.model, result)
+        request = queue.run(Request(images, device=device))
+        self._finish(call, engine, request, targets)
+        if self._flags["breaklayer"] == 2 and device:
+            for line in debug.layer_time_lines(engine):
+                print(f"FWDNXT: {call}: {line}")
+
+    def PutInput(self, image, userobj) -> bool:
+        """Copy ``image`` into a free input buffer and start the simulated
+        device on it as soon as it is free; ``userobj`` comes back from the
+        GetResult of this input. Both buffers held (until a GetResult):
+        waits, or returns False with blockingmode 0. ``PutInput(None,
+        None)`` puts an end marker: the GetResult reaching it returns None."""
+        engine, _, buffers, _ = self._loaded("PutInput")
         try:
-            if device:
-                outputs = engine.run_batch(images)
-            else:
-                outputs = [engine.run_reference(feeds) for feeds in images]
-        except TesseraError as exc:
-            raise FWDNXTError(f"{call}: {exc}") from exc
-        if device:
-            self._hwtime = engine.device.hwtime_ms
-            if "b" in str(self._flags["debug"]):
+            if image is None:
+                if userobj is not None:
+                    raise FWDNXTError("PutInput: an image of None is the end marker, which takes no userobj "
+                                      f"(its GetResult returns None); got userobj {userobj!r}")
+                buffers.put_end()
+                return True
+            images = _inputs("PutInput", engine.model, image, copy=True)
+            request = Request(images, userobj, device=self._flags["runsw"] != 2)
+            return buffers.put(request, block=bool(self._flags["blockingmode"]))
+        except Closed as exc:
+            raise FWDNXTError(f"PutInput: {exc}") from None
+
+    def GetResult(self, result) -> Any:
+        """Fill ``result`` (as Run's) with the oldest input's outputs and
+        return its userobj, waiting for them (blockingmode 0: None when they
+        are not ready). None at the end marker, or when Free came first."""
+        engine, _, buffers, _ = self._loaded("GetResult")
+        targets = _results("GetResult", engine.model, result)
+        try:
+            request = buffers.take(block=bool(self._flags["blockingmode"]))
+        except Closed:
+            return None
+        if request is None or request.is_end or isinstance(request.error, Cancelled):
+            return None
+        self._finish("GetResult", engine, request, targets)
+        return request.tag
+
+    def _finish(self, call: str, engine: Engine, request: Request, targets: list[np.ndarray]) -> None:
+        """A finished request's outputs into ``targets``, or its error as
+        FWDNXTError; hwtime, debug 'b' and comparesw."""
+        error = request.error
+        if isinstance(error, Cancelled):
+            raise FWDNXTError(f"{call}: Free was called before the run: {error}") from error
+        if error is not None:
+            tag = f" of the input put with userobj {request.tag!r}" if call == "GetResult" else ""
+            kind = "" if isinstance(error, TesseraError) else f"internal error {type(error).__name__}: "
+            raise FWDNXTError(f"{call}: the run{tag} failed: {kind}{error}") from error
+        if request.device:
+            self._hwtime = request.hwtime_ms
+            if "b" in self._flags["debug"]:
                 print(f"FWDNXT: {call}: hwtime {self._hwtime:.3f} ms ({engine.device.instructions} instructions)")
-        for target, spec in zip(targets, model.outputs):
-            flat = target.reshape(len(images), -1)
-            for i, out in enumerate(outputs):
-                flat[i] = np.asarray(out[spec.name], np.float32).reshape(-1)
+            if self._flags["comparesw"]:
+                self._compare(call, engine, request)
+        _fill(engine.model, targets, request.outputs)
+
+    def _compare(self, call: str, engine: Engine, request: Request) -> None:
+        """comparesw: the run against the float reference, printed."""
+        try:
+            references = [engine.run_reference(feeds) for feeds in request.images]
+        except TesseraError as exc:
+            raise FWDNXTError(f"{call}: comparesw needs the float reference: {exc}") from exc
+        for line in debug.compare_lines(engine.model, request.outputs, references, "R" in self._flags["debug"]):
+            print(f"FWDNXT: {call}: {line}")
 
     def _alive(self, call: str) -> None:
         if self._freed:
             raise FWDNXTError(f"{call} called after Free(); create a new FWDNXT object")
 
-    def _loaded(self, call: str) -> Engine:
+    def _loaded(self, call: str) -> _Session:
         self._alive(call)
-        if self._engine is None:
+        session = self._session
+        if session is None:
             raise FWDNXTError(f"{call} called before Init(); load a compiled binary first")
-        return self._engine
+        return session
 
 
-def _inputs(call: str, model: CompiledModel, image) -> list[dict[str, np.ndarray]]:
+class _Session(NamedTuple):
+    """A loaded binary: its engine, the queue that runs it, PutInput's
+    buffers, and what closes them (Free, a new Init, or garbage collection)."""
+
+    engine: Engine
+    queue: EngineQueue
+    buffers: InOrderBuffers
+    closer: weakref.finalize
+
+
+def _build() -> str:
+    import numba
+
+    from runtime.binary import VERSION as FORMAT
+
+    return f"{VERSION} (binary format {FORMAT}, numpy {np.__version__}, numba {numba.__version__})"
+
+
+def _close(buffers: InOrderBuffers, queue: EngineQueue) -> None:
+    """Wake every waiting call, cancel what has not started, join the worker
+    (Free, a new Init, or the FWDNXT object collected)."""
+    buffers.close()
+    queue.close(cancel=True)
+
+
+def _dumper(engine: Engine, flags: dict[str, Any]):
+    """The after-run hook of dumpdir: each card's DRAM after every device run."""
+    runs = itertools.count()
+
+    def dump(request: Request) -> None:
+        if flags["dumpdir"]:
+            debug.dump_drams(engine, Path(flags["dumpdir"]), next(runs))
+
+    return dump
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    """An integer argument of Compile, at least ``minimum``, or FWDNXTError naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise FWDNXTError(f"Compile: {name} must be an integer of at least {minimum}, got {value!r}")
+    return int(value)
+
+
+def _inputs(call: str, model: CompiledModel, image, copy: bool = False) -> list[dict[str, np.ndarray]]:
     """The feeds of each image of one run, checked: each input a float32
     array of the binary's batch of images concatenated along the batch axis
     (shared/reference/api-notes.md 1.5; for one image of batch 1, the shape
-    without its batch dimension will do)."""
+    without its batch dimension will do); ``copy``: never views of the
+    caller's arrays."""
     arrays = list(image) if isinstance(image, (tuple, list)) else [image]
     if len(arrays) != len(model.inputs):
         raise FWDNXTError(f"{call}: the model has {len(model.inputs)} input(s) "
@@ -232,7 +423,7 @@ def _inputs(call: str, model: CompiledModel, image) -> list[dict[str, np.ndarray
             what = f" ({batch} images of {list(shape)} concatenated along the batch axis)" if batch > 1 else ""
             raise FWDNXTError(f"{call}: input {spec.name!r} must have shape {list(whole)}{what}, got "
                               f"{list(array.shape)}")
-        parts = np.ascontiguousarray(array).reshape(batch, *shape)
+        parts = (np.array(array, order="C") if copy else np.ascontiguousarray(array)).reshape(batch, *shape)
         for feeds, part in zip(images, parts):
             feeds[spec.name] = part
     return images
@@ -256,3 +447,11 @@ def _results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
         if not array.flags.c_contiguous or not array.flags.writeable:
             raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be C-contiguous and writable")
     return results
+
+
+def _fill(model: CompiledModel, targets: list[np.ndarray], outputs: list[dict[str, np.ndarray]]) -> None:
+    """Each image's outputs into its part of the result buffers."""
+    for target, spec in zip(targets, model.outputs):
+        flat = target.reshape(len(outputs), -1)
+        for i, out in enumerate(outputs):
+            flat[i] = np.asarray(out[spec.name], np.float32).reshape(-1)

@@ -12,6 +12,7 @@ from compiler.zoo import resnet
 from compiler.zoo.builder import OnnxBuilder
 from runtime import FWDNXT
 from runtime.fwdnxt import FWDNXTError
+from runtime.hardware import MAX_CARDS
 
 
 def _samples(shape, count=4):
@@ -61,7 +62,7 @@ def test_run_matches_run_sw_and_is_close_to_run_th(ie):
 
 def test_get_info_reports_the_model_and_the_hardware(ie):
     assert ie.GetInfo("numcluster") == 1 and ie.GetInfo("numfpga") == 1 and ie.GetInfo("numbatch") == 1
-    assert ie.GetInfo("freq") == 250 and ie.GetInfo("maxcluster") == 4 and ie.GetInfo("maxfpga") == 1
+    assert ie.GetInfo("freq") == 250 and ie.GetInfo("maxcluster") == 4 and ie.GetInfo("maxfpga") == MAX_CARDS
     assert ie.GetInfo("version").startswith("tessera") and ie.GetInfo("backend") == "simulator"
     assert ie.GetInfo("inshapes") == "1x3x32x32" and ie.GetInfo("outshapes") == "1x10"
     assert ie.GetInfo("innames") == "image" and ie.GetInfo("outnames") == "probabilities"
@@ -193,7 +194,7 @@ def test_run_th_plans_each_pointwise_layer_once(ie, monkeypatch):
     ie.Run_th(x, result)
     ie.Run_th(x, result)
     assert built == [], f"planned again: {built} (first run planned {first})"
-    constants = ie._engine._reference.program.constants.values()
+    constants = ie._session.engine._reference.program.constants.values()
     assert all(a.dtype.byteorder in "=|" for a in constants)
 
 

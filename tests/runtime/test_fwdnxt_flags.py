@@ -1,0 +1,243 @@
+"""Every SetFlag and GetInfo name of api-notes 1.4.1 to 1.4.4: done with its
+meaning there or refused with a FWDNXTError saying why; the help text and
+docs/fwdnxt.md list them; misuse (item 9 of issue 18) names the flag or
+argument at fault."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime import FWDNXT, hardware
+from runtime.fwdnxt import FWDNXTError
+from runtime.fwdnxt_flags import DEBUG_LETTERS, FLAGS, INFO, OPTION_LETTERS, REJECTED_INFO
+from tests.helpers.fwdnxt import OUTPUTS, compile_tiny, images
+
+DOCS = Path(__file__).parents[2] / "docs" / "fwdnxt.md"
+
+# api-notes 1.4.1 and 1.4.2 (flags), 1.4.4 (GetInfo names), as written there.
+NOTES_FLAGS = """nobatch hwlinear convalgo paddingalgo blockingmode max_instr debug imgs_per_cluster remove
+two_programs addr_off profile quantize fpgaid seed nlayers parametric_offset no_rearrange comparesw mvbatch
+ignore_transpose depthconvalgo help reset bitfile firstcluster nclusters nfpgas clustersbatchmode bufsmode
+progload force_algo compile_profile gen_loops multicu_vpadding optimize_computes prune int8mode addroff runsw
+rand lremove dumpdir has_varfp varfp sandbox breaklayer initmeasure hwwait max_instruction_size temporary_save
+heterogeneous""".split()
+NOTES_INFO = """hwtime numcluster numfpga numbatch freq maxcluster maxfpga version addr_off busy_comp build
+hwversion hwbuild outshape help addroff hwdebug temperature inshapes outshapes innames outnames
+print_flags""".split()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flags")
+    compile_tiny(folder)
+    return folder
+
+
+@pytest.fixture
+def ie(folder):
+    ie = FWDNXT()
+    ie.Init(str(folder / "tiny.bin"), "")
+    yield ie
+    ie.Free()
+
+
+def test_every_documented_name_is_in_the_tables():
+    assert set(NOTES_FLAGS) <= set(FLAGS)
+    assert set(NOTES_INFO) <= set(INFO) | set(REJECTED_INFO)
+
+
+@pytest.mark.parametrize("name", sorted(FLAGS))
+def test_each_flag_is_done_or_refused_with_its_reason(name):
+    ie, flag = FWDNXT(), FLAGS[name]
+    if flag.rejected:
+        with pytest.raises(FWDNXTError, match=rf"SetFlag: flag '{name}' .* has no meaning on the simulator: \w+"):
+            ie.SetFlag(name, "1")
+        if name not in INFO:
+            with pytest.raises(FWDNXTError, match=rf"GetInfo: flag '{name}' has no meaning on the simulator"):
+                ie.GetInfo(name)
+    elif name not in ("help", "reset"):
+        ie.SetFlag(name, str(flag.default))
+        assert ie.GetInfo(name) == flag.default
+        if flag.values and isinstance(flag.default, int):
+            with pytest.raises(FWDNXTError, match=rf"SetFlag: {name}=7: .*\(the values here: "):
+                ie.SetFlag(name, "7")
+
+
+def test_letters_set_flags_or_say_why_not():
+    ie = FWDNXT()
+    ie.SetFlag("options", "CHs")
+    assert ie.GetInfo("clustersbatchmode") == 1 and ie.GetInfo("nobatch") == 1
+    assert ie.GetInfo("hwlinear") == 1 and ie.GetInfo("comparesw") == 1 and ie.GetInfo("options") == "CHs"
+    ie.SetFlag("options", "L")
+    assert ie.GetInfo("breaklayer") == 2 and ie.GetInfo("options") == "CHsL"
+    with pytest.raises(FWDNXTError, match=r"options letter 'k' \(convalgo=1\): flag 'convalgo'"):
+        ie.SetFlag("options", "mk")
+    assert ie.GetInfo("mvbatch") == 0  # nothing of a refused string is set
+    with pytest.raises(FWDNXTError, match=r"options letter 'z' \(breaklayer=1\): breaklayer=1: the engine returns"):
+        ie.SetFlag("options", "z")
+    with pytest.raises(FWDNXTError, match="options letter 'p' has no meaning on the simulator: clusters run"):
+        ie.SetFlag("options", "p")
+    with pytest.raises(FWDNXTError, match="options letter '#' is unknown"):
+        ie.SetFlag("options", "#")
+    for letter, (meaning, why) in DEBUG_LETTERS.items():
+        if meaning:
+            ie.SetFlag("debug", letter)
+        else:
+            with pytest.raises(FWDNXTError, match=f"debug letter '{letter}' has no meaning on the simulator"):
+                ie.SetFlag("debug", "b" + letter)
+    with pytest.raises(FWDNXTError, match="debug letter '%' is unknown"):
+        ie.SetFlag("debug", "%")
+    ie.SetFlag("reset", "")
+    assert ie.GetInfo("breaklayer") == 0 and ie.GetInfo("debug") == "w" and ie.GetInfo("options") == ""
+
+
+def test_help_and_the_docs_list_every_name(capsys):
+    ie = FWDNXT()
+    ie.SetFlag("help", "")
+    printed = capsys.readouterr().out
+    assert printed.strip() == ie.GetInfo("help").strip()
+    docs = DOCS.read_text()
+    for name, flag in FLAGS.items():
+        assert f"`{name}`" in docs, name
+        if not flag.rejected:
+            assert f"  {name} (" in printed, name
+    for name in [*INFO, *REJECTED_INFO]:
+        assert f"`{name}`" in docs, name
+        assert name in printed, name
+    for letter in [*DEBUG_LETTERS, *OPTION_LETTERS]:
+        assert f"`{letter}`" in docs, letter
+
+
+def test_get_info_answers_every_name_it_can(ie, capsys):
+    answers = {name: ie.GetInfo(name) for name in INFO}
+    assert answers["maxfpga"] == hardware.MAX_CARDS and answers["maxcluster"] == 4 and answers["freq"] == 250
+    assert answers["numcluster"] == answers["numfpga"] == answers["numbatch"] == 1
+    assert answers["outshape"] == (2, 2, 2, 1) and answers["inshapes"] == "1x2x2x2" and answers["innames"] == "x"
+    assert answers["addr_off"] == answers["addroff"] == ie._session.engine.model.dram_size > 0
+    assert answers["hwbuild"] == ie._session.engine.model.config.digest() and "simulator" in answers["hwversion"]
+    assert "binary format" in answers["build"] and answers["busy_comp"] == 0 and answers["hwtime"] == 0.0
+    assert "blockingmode=1" in answers["print_flags"] and "blockingmode=1" in capsys.readouterr().out
+    ie.Run(images(1)[0], np.zeros(OUTPUTS, np.float32))
+    assert ie.GetInfo("hwtime") > 0
+    for name, why in REJECTED_INFO.items():
+        with pytest.raises(FWDNXTError, match=f"GetInfo: '{name}' has no meaning on the simulator: {why}"):
+            ie.GetInfo(name)
+    fresh = FWDNXT()
+    assert fresh.GetInfo("maxcluster") == 4 and fresh.GetInfo("maxfpga") == hardware.MAX_CARDS
+    with pytest.raises(FWDNXTError, match=r"GetInfo\('numbatch'\) called before Init"):
+        fresh.GetInfo("numbatch")
+
+
+def test_runsw_2_runs_the_float_reference_and_comparesw_compares_with_it(ie, capsys):
+    x = images(1)[0]
+    device, reference, run = (np.zeros(OUTPUTS, np.float32) for _ in range(3))
+    ie.Run(x, device)
+    ie.Run_th(x, reference)
+    ie.SetFlag("runsw", "2")
+    ie.Run(x, run)
+    np.testing.assert_array_equal(run, reference)
+    assert not np.array_equal(device, reference)  # quantized: the two differ
+    ie.SetFlag("runsw", "0")
+    ie.SetFlag("comparesw", "1")
+    ie.SetFlag("debug", "R")
+    ie.Run(x, run)
+    out = capsys.readouterr().out
+    diff = np.abs(device - reference).max()
+    assert f"FWDNXT: Run: comparesw image 0 output conv_3: max |diff| {diff:.6g}, SNR " in out
+    assert f"[0] {device[0]:.6g} reference {reference[0]:.6g}" in out
+    ie.PutInput(x, "tag")
+    assert ie.GetResult(run) == "tag" and "FWDNXT: GetResult: comparesw image 0" in capsys.readouterr().out
+
+
+def test_breaklayer_2_prints_each_layers_modelled_time(ie, capsys):
+    ie.SetFlag("breaklayer", "2")
+    ie.Run(images(1)[0], np.zeros(OUTPUTS, np.float32))
+    (layer,) = ie._session.engine.device.layer_times()
+    assert f"FWDNXT: Run: layer {layer.name} (QConv): {layer.cycles} cycles" in capsys.readouterr().out
+
+
+def test_debug_letters_print_and_write_what_they_say(folder, tmp_path, capsys):
+    ie = FWDNXT()
+    ie.SetFlag("debug", "bncsSCpQiJ")
+    ie.SetFlag("dumpdir", str(tmp_path))
+    ie.Init(str(folder / "tiny.bin"), "")
+    out = capsys.readouterr().out
+    for text in ("FWDNXT: Init", "layer conv_3 (QConv) on the accelerator", "segment segment0 on the accelerator",
+                 "DRAM: ", "segment segment0 input x int8[1, 2, 2, 2]", "card 0 cluster 0 phase 0:",
+                 "instructions, ", "MACs", "scale", "from conv_3"):
+        assert text in out, text
+    listing = (tmp_path / "instr0_0_0.txt").read_text()
+    assert "CONV" in listing and "# conv_3" in listing
+    partition = json.loads((tmp_path / "partition.json").read_text())
+    assert partition["segments"][0]["device"] == "FPGA"
+    assert partition["segments"][0]["layers"][0]["onnx_nodes"] == ["conv_3"]
+    x, result = images(1)[0], np.zeros(OUTPUTS, np.float32)
+    ie.Run(x, result)
+    ie.PutInput(x, 1)
+    ie.GetResult(result)
+    dumps = sorted(p.name for p in tmp_path.glob("run*_card*.bin"))
+    assert dumps == ["run0_card0.bin", "run1_card0.bin"]
+    engine = ie._session.engine
+    assert (tmp_path / "run1_card0.bin").read_bytes() == engine.device.drams[0].tobytes()
+    ie.Free()
+
+
+def test_compile_takes_its_defaults_and_precision_from_the_flags(folder, tmp_path):
+    ie = FWDNXT()
+    ie.SetFlag("nfpgas", "2")
+    ie.SetFlag("int8mode", "0")
+    _, count = compile_tiny(tmp_path, ie=ie)
+    assert count == 2 * OUTPUTS
+    ie.Init(str(tmp_path / "tiny.bin"), "")
+    assert ie.GetInfo("numfpga") == 2 and ie.GetInfo("numbatch") == 2 and ie.GetInfo("outshape") == (2, 2, 2, 2)
+    (segment,) = ie._session.engine.model.device_segments
+    assert segment.inputs[0].dtype == "int16"
+    pair, result = np.concatenate(images(2)), np.zeros(2 * OUTPUTS, np.float32)
+    ie.Run(pair, result)
+    with pytest.raises(FWDNXTError, match=r"PutInput: input 'x' must have shape \[2, 2, 2, 2\] \(2 images of"):
+        ie.PutInput(pair[:1], "one")
+    with pytest.raises(FWDNXTError, match=r"GetResult: the result buffer for .* has 8 values; the output has 16"):
+        ie.GetResult(np.zeros(OUTPUTS, np.float32))
+    ie.PutInput(pair, "pair")
+    second = np.zeros(2 * OUTPUTS, np.float32)
+    assert ie.GetResult(second) == "pair"
+    np.testing.assert_array_equal(second, result)
+
+
+@pytest.mark.parametrize("kwargs, flags, message", [
+    ({"numclus": 5}, {}, "Compile: numclus=5: a card has 4 clusters"),
+    ({"numcard": hardware.MAX_CARDS + 1}, {}, f"Compile: numcard={hardware.MAX_CARDS + 1}: the simulated system "
+                                              f"takes 1 to {hardware.MAX_CARDS} cards"),
+    ({"numclus": "2"}, {}, "Compile: numclus must be an integer of at least 1, got '2'"),
+    ({"numcard": 0}, {}, "Compile: numcard must be an integer of at least 1, got 0"),
+    ({"nlayers": -3}, {}, "Compile: nlayers must be an integer of at least -1, got -3"),
+    ({}, {"nclusters": "8"}, "Compile: numclus=8: a card has 4 clusters"),
+    ({}, {"mvbatch": "1", "imgs_per_cluster": "2"}, "Compile: mvbatch gives each of a cluster's 4 MAC units"),
+    ({}, {"clustersbatchmode": "1", "imgs_per_cluster": "2"}, "Compile: imgs_per_cluster=2 batches"),
+])
+def test_compile_errors_name_the_argument_or_flag(folder, tmp_path, kwargs, flags, message):
+    ie = FWDNXT()
+    for name, value in flags.items():
+        ie.SetFlag(name, value)
+    with pytest.raises(FWDNXTError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ie.Compile("2x2x2", str(folder / "tiny.onnx"), str(tmp_path / "x.bin"), **kwargs)
+
+
+def test_flag_values_are_checked(tmp_path):
+    ie = FWDNXT()
+    with pytest.raises(FWDNXTError, match="flag 'imgs_per_cluster' takes an integer of at least 1, got 0"):
+        ie.SetFlag("imgs_per_cluster", "0")
+    with pytest.raises(FWDNXTError, match="bitfile 'missing.bit' does not exist"):
+        ie.SetFlag("bitfile", "missing.bit")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FWDNXTError, match="dumpdir .* is a file, not a folder"):
+        ie.SetFlag("dumpdir", str(tmp_path / "file"))
+    with pytest.raises(FWDNXTError, match="fpgaid='510': no card is attached"):
+        ie.SetFlag("fpgaid", "510")
+    with pytest.raises(FWDNXTError, match="Init: .*"):
+        ie.Init(str(tmp_path / "file"), "")
+    with pytest.raises(FWDNXTError, match="Init: cannot read .*missing.bin"):
+        ie.Init(str(tmp_path / "missing.bin"), "")
