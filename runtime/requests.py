@@ -73,6 +73,7 @@ class Request:
         return self.outputs
 
     def _execute(self, engine: Engine, after_run: Callable[[Request], None] | None) -> None:
+        """Run; keep the outputs or the exception (done is set by the caller)."""
         try:
             if self.device:
                 self.outputs = engine.run_batch(self.images)
@@ -83,8 +84,6 @@ class Request:
                 self.outputs = [engine.run_reference(feeds) for feeds in self.images]
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the request's owner
             self.error = exc
-        finally:
-            self._done.set()
 
     def _cancel(self) -> None:
         self.error = Cancelled("the engine was freed before this request ran")
@@ -133,6 +132,7 @@ class EngineQueue:
                 request._cancel()
             else:
                 request._execute(self.engine, self._after_run)
+                request._done.set()
         return request
 
     def close(self, cancel: bool = True) -> None:
@@ -154,11 +154,8 @@ class EngineQueue:
             pass
 
     def _work(self) -> None:
-        request = None
         while True:
             with self._cond:
-                if request is not None:
-                    self._unfinished -= 1
                 while not self._queue and not self._closed:
                     self._cond.wait()
                 if not self._queue:
@@ -166,6 +163,9 @@ class EngineQueue:
                 request = self._queue.popleft()
             with self._device:
                 request._execute(self.engine, self._after_run)
+            with self._cond:
+                self._unfinished -= 1
+            request._done.set()
 
 
 class InOrderBuffers:
