@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from compiler.cli_device import add_commands, cmd_run_compiled, compile_options, run_twice
+from compiler.cli_device import add_commands, cmd_run_compiled, compile_options, placement_options, run_twice
 from runtime.errors import TesseraError
 
 DEFAULT_MODEL = "resnet18"
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--hwlinear", action="store_true", help="run linear layers (Gemm/MatMul) on the accelerator")
     show.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT, coloured by affinity")
     show.add_argument("--timing", action="store_true", help="print the time each pass took")
+    placement_options(show)
     show.set_defaults(func=cmd_show)
     _quantize_parser(sub)
     ops = sub.add_parser("ops", help="list the ONNX ops Tessera imports")
@@ -137,6 +138,8 @@ def cmd_show(args) -> int:
         report = coverage(graph)
         print(report.table())
         print(report.summary_line())
+    if args.partition and args.split:
+        _print_split(args)
     if args.timing:
         print(timing.render())
     if args.dot:
@@ -251,6 +254,27 @@ def cmd_ops(args) -> int:
     print(f"{len(expanded)} more through their ONNX function bodies, where the ops a body uses are supported: "
           + ", ".join(expanded))
     return 0
+
+
+def _print_split(args) -> None:
+    """Split mode's decisions for ``args``' cards and clusters: the model
+    quantized on two random inputs (the split depends on shapes, not
+    values) and compiled in memory; the table ``tessera info`` prints too."""
+    import warnings
+
+    from compiler.cli_device import placement_kwargs, split_table
+    from compiler.compile import compile_model
+
+    model = _load(args.model)
+    graph = _import(model, args)
+    rng = np.random.default_rng(0)
+    samples = [{v.name: rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in graph.inputs}
+               for _ in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = compile_model(model, image=args.image, shapes=given_shapes(model, args), samples=samples,
+                                 hwlinear=args.hwlinear, strip_reference=True, **placement_kwargs(args))
+    print(split_table(compiled.metadata.get("split", [])))
 
 
 def _load(name: str):

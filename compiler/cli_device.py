@@ -44,13 +44,34 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrator", default="mse", help="minmax, percentile[:P], entropy or mse")
     parser.add_argument("--mode", default="int8", choices=["int8", "int16", "radix8", "radix16"])
     parser.add_argument("--hwlinear", action="store_true", help="run linear layers on the accelerator")
-    parser.add_argument("--numcard", type=int, default=1)
-    parser.add_argument("--numclus", type=int, default=1)
+    placement_options(parser)
     parser.add_argument("--nlayers", type=int, default=-1, help="compile only the first N layers (-1: all)")
     parser.add_argument("--hardware", default="fwdnxt", metavar="PRESET|FILE.json",
                         help="the accelerator to compile for: fwdnxt (default), tiny, large, or a JSON config")
     parser.add_argument("--strip-reference", action="store_true",
                         help="leave the float reference program (Run_th) out of the binary")
+
+
+def placement_options(parser: argparse.ArgumentParser) -> None:
+    """FWDNXT's cards and clusters: batch mode (default) or split mode."""
+    parser.add_argument("--numcard", type=int, default=1, help="cards to use (default: %(default)s)")
+    parser.add_argument("--numclus", type=int, default=1, help="clusters per card to use (default: %(default)s)")
+    parser.add_argument("--split", action="store_true",
+                        help="split mode (FWDNXT clustersbatchmode): one image, each layer divided over the "
+                             "clusters (default: batch mode, each cluster its own images)")
+    parser.add_argument("--imgs-per-cluster", type=int, default=1, help="batch mode: images per cluster per run")
+    parser.add_argument("--split-override", action="append", default=[], metavar="LAYER=AXIS",
+                        help="split mode: divide LAYER along AXIS (k, rows, cols, none, cards:<axis>; tiles or "
+                             "none for a map layer) instead of the distribute pass's choice")
+
+
+def placement_kwargs(args) -> dict:
+    """compile_model's keywords for the placement options."""
+    from compiler.cli import _pair_arg
+
+    overrides = dict(_pair_arg(spec, "--split-override") for spec in args.split_override)
+    return {"numcard": args.numcard, "numclus": args.numclus, "split": args.split,
+            "imgs_per_cluster": args.imgs_per_cluster, "split_overrides": overrides}
 
 
 def is_binary(path: str) -> bool:
@@ -79,7 +100,7 @@ def compile_to(args, output: str, calibration_source, load_model):
     samples = _samples(calibration, specs, args.count)
     start = time.perf_counter()
     compiled = compile_model(model, image=args.image, shapes=shapes, samples=samples, outfile=output,
-                             numcard=args.numcard, numclus=args.numclus, nlayers=args.nlayers,
+                             nlayers=args.nlayers, **placement_kwargs(args),
                              strip_reference=args.strip_reference, config=hardware_config(args.hardware),
                              calibrator=args.calibrator, mode=args.mode,
                              hwlinear=args.hwlinear)
@@ -206,21 +227,60 @@ def cmd_info(args) -> int:
         if isinstance(segment, DeviceSegment):
             print(f"segment {segment.name}: accelerator, {sum(len(s) // 64 for s in segment.streams.values())} "
                   "instructions")
-            print(f"  {'layer':<28}{'op':<10}{'instructions':>13}{'MACs':>14}{'cycles':>12}{'us':>9}{'MAC use':>9}"
-                  "  onnx nodes")
+            several = len(segment.streams) > 1
+            print(f"  {'layer':<28}{'op':<10}{'stream' if several else '':>8}{'instructions':>13}{'MACs':>14}"
+                  f"{'cycles':>12}{'us':>9}{'MAC use':>9}  onnx nodes")
             peak = config.units_per_cluster * config.macs_per_unit  # one cluster runs the stream
             for layer in segment.layers:
                 t = next(times)
                 use = f"{100 * layer.macs / (t.cycles * peak):.0f}%" if layer.macs and t.cycles else "-"
-                print(f"  {layer.name:<28}{layer.op:<10}{layer.stop - layer.start:>13}{layer.macs:>14}"
+                where = f"{layer.stream.card}.{layer.stream.cluster}" if several else ""
+                print(f"  {layer.name:<28}{layer.op:<10}{where:>8}{layer.stop - layer.start:>13}{layer.macs:>14}"
                       f"{t.cycles:>12}{t.cycles / clock * 1e6:>9.1f}{use:>9}  {', '.join(layer.onnx_nodes)}")
         else:
             ops = sorted({step.kernel for step in segment.program.steps})
             print(f"segment {segment.name}: CPU, {len(segment.program.steps)} kernel steps ({', '.join(ops)})")
     print(f"estimated accelerator time (hwtime): {device.hwtime_ms:.3f} ms, {100 * device.efficiency:.0f}% of the "
           "MAC peak of the clusters used (docs/simulator.md explains the cycle model)")
+    placement = model.metadata.get("placement", {})
+    if placement:
+        print(f"placement: {placement.get('mode', 'batch')} mode, {placement.get('numcard', 1)} card(s) x "
+              f"{placement.get('numclus', 1)} cluster(s), {placement.get('batch', 1)} image(s) per run")
+    if model.metadata.get("split"):
+        print(split_table(model.metadata["split"]))
+    print(activity_table(device.cluster_activity(), sum(s.timing.total_cycles for s in device.simulators)))
     _print_coverage(model.metadata)
     return 0
+
+
+def split_table(rows: list[dict]) -> str:
+    """Split mode's decisions (the distribute pass's, as codegen followed
+    them): per layer, the axis, whether it spans cards, and each worker's
+    share (a CONV layer's range of the axis; a map layer's run of its jobs)."""
+    lines = ["split: per layer, each cluster's share (card.cluster: range)",
+             f"  {'layer':<28}{'op':<15}{'across':<10}{'axis':<7}shares"]
+    for row in rows:
+        shares = row.get("shares") or []
+        workers = len(shares)
+        text = "  ".join(f"{i}:{a}-{b}" for i, share in enumerate(shares) if share for a, b in [share])
+        if "jobs" in row:
+            text = f"{text} of {row['jobs']} jobs"
+        lines.append(f"  {row['layer']:<28}{row['op']:<15}{row['across']:<10}{row['axis']:<7}"
+                     f"{text if workers else '-'}")
+    return "\n".join(lines)
+
+
+def activity_table(activity: dict, total_cycles: int) -> str:
+    """Per cluster: its occupancy (MAC and vector work over the run's
+    cycles) and where its time goes."""
+    kinds = ("MAC", "vector", "DMA", "barrier wait")
+    lines = ["clusters: busy cycles per kind of work (DMA overlaps compute); occupancy: (MAC + vector) / hwtime",
+             f"  {'card.cluster':<14}" + "".join(f"{k:>14}" for k in kinds) + f"{'occupancy':>11}"]
+    for (card, cluster), busy in sorted(activity.items()):
+        occupancy = (busy["MAC"] + busy["vector"]) / total_cycles if total_cycles else 0.0
+        lines.append(f"  {f'{card}.{cluster}':<14}" + "".join(f"{busy[k]:>14}" for k in kinds)
+                     + f"{100 * occupancy:>10.0f}%")
+    return "\n".join(lines)
 
 
 def _print_coverage(metadata) -> None:

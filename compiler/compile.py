@@ -41,7 +41,8 @@ VERSION = "0.1.0"
 def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequence | None = None,
                   outfile: str | os.PathLike | None = None, numcard: int = 1, numclus: int = 1, nlayers: int = -1,
                   config: HardwareConfig | None = None, strip_reference: bool = False, split: bool = False,
-                  imgs_per_cluster: int = 1, mvbatch: bool = False, **quantization: Any) -> CompiledModel:
+                  imgs_per_cluster: int = 1, mvbatch: bool = False, split_overrides: Mapping[str, str] | None = None,
+                  **quantization: Any) -> CompiledModel:
     """Compile ``model`` (an ONNX path, bytes or ModelProto) for the
     accelerator described by ``config`` (default: an FWDNXT-class card).
 
@@ -52,7 +53,8 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     Constant nodes not counted), -1 all; ``numcard``/``numclus`` the cards and
     clusters to use: by default each cluster runs its own ``imgs_per_cluster``
     images (``mvbatch``: its MAC units on different images); with ``split``
-    (FWDNXT's clustersbatchmode) one image, each layer divided over them;
+    (FWDNXT's clustersbatchmode) one image, each layer divided over them
+    as passes/distribute.py decides (``split_overrides``: layer -> axis);
     the simulated system has as many cards as asked for, up to
     runtime.hardware.MAX_CARDS. Further keywords go to
     :func:`compiler.quantize.quantize_model` (calibrator, mode,
@@ -73,7 +75,8 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
                 "quantization": {k: v for k, v in quantization.items() if isinstance(v, (str, int, float, bool))},
                 METADATA_KEY: quantized.coverage().to_metadata()}
     reference = None if strip_reference else fused_reference(quantized.float_graph)
-    compiled = build(quantized.graph, config, reference, metadata, placement=placement)
+    compiled = build(quantized.graph, config, reference, metadata, placement=placement,
+                     options={"device.split_overrides": dict(split_overrides or {})})
     if outfile is not None:
         write_binary(compiled, outfile)
     return compiled

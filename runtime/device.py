@@ -130,6 +130,17 @@ class SimulatedDevice:
             return 0.0
         return float(sum(s.timing.efficiency * s.timing.total_cycles for s in sims) / cycles)
 
+    def cluster_activity(self) -> dict[tuple[int, int], dict[str, int]]:
+        """Per (card, cluster): cycles of MAC, vector, DMA and barrier-wait
+        work over every device segment (runtime.sim.timing.stream_activity)."""
+        out: dict[tuple[int, int], dict[str, int]] = {}
+        for simulator in self.simulators:
+            for key, activity in simulator.timing.activity.items():
+                mine = out.setdefault((key.card, key.cluster), dict.fromkeys(activity, 0))
+                for what, cycles in activity.items():
+                    mine[what] += cycles
+        return out
+
     @property
     def instructions(self) -> int:
         """Instructions one run executes on the device."""

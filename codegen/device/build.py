@@ -35,12 +35,14 @@ def build_compiled(graph: Graph, config: HardwareConfig, reference: Graph | None
     if end > config.dram_bytes:
         raise CodegenError(f"the model needs {end} bytes of DRAM; the card has {config.dram_bytes}")
     segments = [p.emit() if isinstance(p, SegmentLowering) else p for p in plans]
+    split = [row for p in plans for row in getattr(p, "split_rows", [])]
     if image.size > base:
         raise CodegenError("constants were packed after activations were placed (a code generator bug)")
     return CompiledModel(config=config, inputs=[_host(v) for v in graph.inputs],
                          outputs=[_host(v) for v in graph.outputs], segments=segments, dram_image=image.tobytes(),
                          dram_size=end, reference=None if reference is None else lower_to_program(reference),
-                         metadata={**(metadata or {}), "placement": placement.to_dict()}, batch=placement.batch)
+                         metadata={**(metadata or {}), "placement": placement.to_dict(),
+                                   **({"split": split} if split else {})}, batch=placement.batch)
 
 
 def _host(value) -> HostTensor:

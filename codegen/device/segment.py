@@ -173,6 +173,7 @@ class SegmentLowering:
         output to the other cards (the exchanges)."""
         p = self.placement
         streams, layers, exchanges, phase = {}, [], [], 0
+        self.split_rows = [self._split_row(node, workers) for node, workers in self.layers]
         builders = self._builders(phase)
         after_layer = False
         for n, (node, workers) in enumerate(self.layers):
@@ -198,6 +199,31 @@ class SegmentLowering:
                 streams[builder.key] = builder.finish()
                 layers += builder.layers
         return streams, layers, exchanges
+
+    def _split_row(self, node: Node, workers: list[list]) -> dict:
+        """What each cluster of a split layer computes, as plain data for
+        the binary's metadata (``tessera info`` prints it): a CONV layer's
+        range of its axis per worker, a map layer's run of its jobs."""
+        split = node.annotations.get("split") or {"axis": "none", "across": "clusters"}
+        row = {"layer": node.name, "op": node.op, "across": split["across"], "axis": split["axis"]}
+        if is_conv_layer(node, self.config):
+            shares = []
+            for parts in workers:
+                if not parts:
+                    shares.append(None)
+                    continue
+                first = parts[0].part
+                start = {"k": first.channel0, "rows": first.origin[0], "cols": first.origin[1]}.get(split["axis"], 0)
+                length = {"k": first.shape.k, "rows": first.shape.oh, "cols": first.shape.ow}.get(
+                    split["axis"], first.shape.k)
+                shares.append([start, start + length])
+            row["shares"] = shares
+        else:
+            count = len(workers[0][0].jobs(self.addr))
+            row["jobs"] = count
+            row["shares"] = ([list(r) for r in job_ranges(count, self.placement.clusters)]
+                             if split["axis"] == "tiles" else [[0, count]])
+        return row
 
     def _builders(self, phase: int) -> dict[tuple[int, int], StreamBuilder]:
         p = self.placement

@@ -40,7 +40,7 @@ from runtime.sim.interpreter import interpret
 from runtime.sim.memory import CardMemory
 from runtime.sim.params import KINDS, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW
 from runtime.sim.schedule import schedule
-from runtime.sim.timing import MODULES, Timing, conv_macs, conv_work, dma_bytes, durations
+from runtime.sim.timing import MODULES, Timing, conv_macs, conv_work, dma_bytes, durations, stream_activity
 
 LARGE_CONV_MACS = 1 << 22
 """CONVs with at least this many MACs run on the thread pool (the int8 GEMM
@@ -172,8 +172,9 @@ class Simulator:
             written += int(dma_bytes(arr, np.flatnonzero(arr[:, COL_OPCODE] == Op.STORE), Op.STORE).sum())
             capacity += phase_cycles[key.phase] * per_cluster
         total = sum(phase_cycles.values())
+        activity = {key: stream_activity(arr, starts[key], ends[key], durs[key]) for key, arr in self._streams.items()}
         return Timing(self.config.clock_hz, starts, ends, durs, phase_cycles, total, busy, macs, read, written,
-                      macs / capacity if capacity else 0.0)
+                      macs / capacity if capacity else 0.0, activity)
 
     # ------------------------------------------------------------ running
     def run(self, drams: Sequence[np.ndarray], after_phase: Callable[[int], None] | None = None) -> None:

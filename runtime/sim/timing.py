@@ -152,6 +152,22 @@ def exchange_cycles(exchanges, config: HardwareConfig) -> int:
     return int(np.ceil(exchange_seconds([e.nbytes for e in exchanges], config) * config.clock_hz))
 
 
+ACTIVITY = ("MAC", "vector", "DMA", "barrier wait")
+
+
+def stream_activity(arr: np.ndarray, start: np.ndarray, end: np.ndarray, durs: np.ndarray) -> dict[str, int]:
+    """Cycles one stream's cluster spends on each kind of work: its MAC
+    array (CONV), its vector path (POOL, ELTWISE, LUT), its DMA (LOAD and
+    STORE; they overlap compute where double buffering hides them) and
+    waiting at SYNC barriers for the other clusters."""
+    ops = arr[:, COL_OPCODE]
+    sync = ops == Op.SYNC
+    return {"MAC": int(durs[ops == Op.CONV].sum()),
+            "vector": int(durs[(ops == Op.POOL) | (ops == Op.ELTWISE) | (ops == Op.LUT)].sum()),
+            "DMA": int(durs[(ops == Op.LOAD) | (ops == Op.STORE)].sum()),
+            "barrier wait": int((end[sync] - start[sync] - durs[sync]).sum())}
+
+
 def conv_macs(arr: np.ndarray) -> int:
     """Multiply-accumulates of every CONV of a decoded stream."""
     rows = np.flatnonzero(arr[:, COL_OPCODE] == Op.CONV)
@@ -182,6 +198,8 @@ class Timing:
     dram_read_bytes: int
     dram_written_bytes: int
     efficiency: float
+    activity: dict[StreamKey, dict[str, int]] = field(default_factory=dict)
+    """Per stream, where its cluster's time goes (:func:`stream_activity`)."""
 
     @property
     def hwtime_ms(self) -> float:

@@ -91,6 +91,26 @@ def test_compile_run_disasm_info_a_binary(tmp_path, capsys):
     assert "QConv" in out and "CPU," in out
 
 
+def test_split_mode_decisions_show_in_show_and_info(tmp_path, capsys):
+    """--split over 2 clusters: show --partition and info print each layer's
+    split with each cluster's share; info each cluster's occupancy and its
+    barrier waits; an override is followed."""
+    model, binary = _resnet_file(tmp_path), tmp_path / "s.bin"
+    assert main(["show", str(model), "--partition", "--numclus", "2", "--split"]) == 0
+    shown = capsys.readouterr().out
+    assert "split: per layer" in shown and "0:0-" in shown and "1:" in shown
+    layer = next(line.split()[0] for line in shown.splitlines() if " QConv " in line and " clusters " in line)
+    assert main(["compile", str(model), "--image", "32x32x3", "-o", str(binary), "--count", "2", "--numclus", "2",
+                 "--split", "--split-override", f"{layer}=rows"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(binary)]) == 0
+    out = capsys.readouterr().out
+    assert "placement: split mode, 1 card(s) x 2 cluster(s), 1 image(s) per run" in out
+    assert any(line.split()[:4] == [layer, "QConv", "clusters", "rows"] for line in out.splitlines())
+    rows = [line.split() for line in out.splitlines() if line.startswith("  0.0 ") or line.startswith("  0.1 ")]
+    assert len(rows) == 2 and all(int(r[1]) > 0 and int(r[4]) >= 0 and r[5].endswith("%") for r in rows)
+
+
 def test_run_compiles_a_model_first(tmp_path, capsys):
     model = _resnet_file(tmp_path)
     assert main(["run", str(model), "--calibration", "photos", "--count", "2", "-o", str(tmp_path / "m.bin"),
