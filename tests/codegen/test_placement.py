@@ -91,6 +91,7 @@ def test_clusters_of_a_card_share_its_dram_in_the_cycle_model(quantized):
     ({"images_per_cluster": 0}, "imgs_per_cluster=0"),
     ({"mode": "split", "images_per_cluster": 2}, "split mode"),
     ({"mvbatch": True, "images_per_cluster": 2}, "multiple of 4"),
+    ({"mvbatch": True, "images_per_cluster": 4}, "mvbatch .* is not available"),
     ({"mode": "both"}, "mode='both'"),
 ])
 def test_placement_names_the_argument_the_hardware_cannot_take(kwargs, match):
