@@ -93,8 +93,7 @@ class FWDNXT:
         if nlayers == -1:
             nlayers = flags["nlayers"]
         try:
-            from compiler.compile import compile_model
-            from passes.distribute import PlacementError
+            from compiler.compile import PlacementError, compile_model
         except ImportError as exc:
             raise FWDNXTError(f"Compile needs Tessera's compiler and its dependencies (onnx, networkx): {exc}. "
                               "Compile on a machine with `pip install tessera`, then Init the binary here") from exc
