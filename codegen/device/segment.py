@@ -178,6 +178,7 @@ class SegmentLowering:
         after_layer = False
         for n, (node, workers) in enumerate(self.layers):
             split = node.annotations.get("split") or {"axis": "none", "across": "clusters"}
+            jobs: dict[int, list] = {}  # a map layer's jobs, built once per card, shared out by cluster
             for (card, cluster), builder in builders.items():
                 if after_layer and p.clusters > 1:
                     barrier = n * p.cards + card
@@ -185,7 +186,7 @@ class SegmentLowering:
                         raise CodegenError(f"segment {self.segment.name!r}: {len(self.layers)} layers on "
                                            f"{p.cards} card(s) need more than the {MAX_BARRIER + 1} barrier ids")
                     builder.sync(barrier, p.clusters)
-                self._emit_worker(builder, node, workers, split, card, cluster)
+                self._emit_worker(builder, node, workers, split, card, cluster, jobs)
             after_layer = True
             if split["across"] == "cards":
                 exchanges += self._exchanges(node, split, phase)
@@ -231,7 +232,7 @@ class SegmentLowering:
                 for card in range(p.cards) for cluster in range(p.clusters)}
 
     def _emit_worker(self, builder: StreamBuilder, node: Node, workers: list[list], split: dict, card: int,
-                     cluster: int) -> None:
+                     cluster: int, jobs: dict[int, list]) -> None:
         """One cluster's share of one layer: its CONV layers (of a split
         CONV layer: worker ``card * clusters + cluster`` across cards,
         ``cluster`` within each card), or its run of a map layer's jobs."""
@@ -247,9 +248,10 @@ class SegmentLowering:
             if cluster == 0:
                 self._add(builder, node, layer.jobs(self.addr), layer.macs, in_place)
             return
-        jobs = layer.jobs(self.addr)
-        start, stop = job_ranges(len(jobs), p.clusters)[cluster]
-        mine = jobs[start:stop]
+        if card not in jobs:
+            jobs[card] = layer.jobs(self.addr)
+        start, stop = job_ranges(len(jobs[card]), p.clusters)[cluster]
+        mine = jobs[card][start:stop]
         if mine and start:
             mine[0].loads[:0] = layer.table_loads()
         self._add(builder, node, mine, layer.macs, in_place)
