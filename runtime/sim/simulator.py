@@ -9,6 +9,15 @@ than the other's end, so this order respects every dependency, and results
 equal the hardware's for any program whose conflicting accesses are ordered
 by tokens (docs/isa.md). Cards share no memory, so each card's instructions
 run on their own; a SYNC spanning cards orders time only.
+
+Host threads: where the streams of a card pass the check of
+runtime/sim/lanes.py (no DRAM byte shared between clusters within an epoch
+between barriers), each stream is a *lane* of its own; the lanes of every
+card of a phase run concurrently on the thread pool (runtime/parallel.py),
+epoch by epoch, when there are at least as many lanes as threads (each lane
+runs its large CONVs on its own thread); with fewer, the lanes run one after
+another and each large CONV gets every thread. Either way the bytes are
+those of the scheduled order.
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from runtime import parallel
 from runtime.hardware import HardwareConfig
 from runtime.isa import (
     COL_MODULE,
@@ -33,8 +43,9 @@ from runtime.isa import (
 )
 from runtime.isa.codec import stream_bytes
 from runtime.isa.validate import queue_masks
+from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
-from runtime.sim import conv_gemm
+from runtime.sim import conv_gemm, lanes
 from runtime.sim.errors import SimulatorError
 from runtime.sim.interpreter import interpret
 from runtime.sim.memory import CardMemory
@@ -47,6 +58,23 @@ LARGE_CONV_MACS = 1 << 22
 or channel-split kernels); smaller ones inside the interpreter, where they
 save the return to Python and the pool's hand-off (~10 % of ResNet-50's and
 MobileNetV2's simulator time against 2^18 on the 2-core host)."""
+
+
+@dataclass
+class _Lane:
+    """A card run that runs concurrently with the phase's other lanes:
+    epoch ``e`` is ``run.order[stops[e - 1]:stops[e]]`` (from 0, to the end)."""
+
+    run: _CardRun
+    stops: np.ndarray
+
+    def epoch(self, e: int) -> np.ndarray:
+        order = self.run.order
+        if e > self.stops.size:
+            return order[:0]
+        begin = int(self.stops[e - 1]) if e > 0 else 0
+        stop = int(self.stops[e]) if e < self.stops.size else order.size
+        return order[begin:stop]
 
 
 @dataclass
@@ -106,8 +134,9 @@ class Simulator:
             cycles = int(end.max())
             phase_cycles[phase] = cycles
             offset += cycles
-            self._phases.append([self._card_run(card, [k for k in keys if k.card == card], start, end, keys, bases)
-                                 for card in sorted(sharers)])
+            self._phases.append([lane for card in sorted(sharers)
+                                 for lane in self._lanes(card, [k for k in keys if k.card == card], start, end,
+                                                         keys, bases)])
         return self._summary(starts, ends, durs, phase_cycles)
 
     def _schedule(self, phase: int, keys: list[StreamKey], durs: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -141,12 +170,31 @@ class Simulator:
             raise SimulatorError(f"phase {phase}: the streams {[tuple(k) for k in keys]} deadlock")
         return start, end
 
-    def _card_run(self, card: int, keys: list[StreamKey], start: np.ndarray, end: np.ndarray,
-                  phase_keys: list[StreamKey], phase_bases: np.ndarray) -> _CardRun:
-        """The card's rows in execution order: by start cycle, stream, index."""
+    def _lanes(self, card: int, keys: list[StreamKey], start: np.ndarray, end: np.ndarray,
+               phase_keys: list[StreamKey], phase_bases: np.ndarray) -> list[_Lane]:
+        """The card's streams as lanes (runtime/sim/lanes.py), or all of
+        them as one lane where they share DRAM bytes within an epoch."""
+        first = {k: int(phase_bases[phase_keys.index(k)]) for k in keys}
+        cycles = {k: (start[first[k]:first[k] + self._streams[k].shape[0]],
+                      end[first[k]:first[k] + self._streams[k].shape[0]]) for k in keys}
+        if len(keys) > 1:
+            prog = np.concatenate([self._streams[k] for k in keys])
+            begun = np.concatenate([cycles[k][0] for k in keys])
+            cuts = lanes.epochs(prog, begun, np.concatenate([cycles[k][1] for k in keys]))
+            owner = np.concatenate([np.full(self._streams[k].shape[0], j) for j, k in enumerate(keys)])
+            if lanes.race_free(prog, begun, owner, cuts, self.dram_bytes_used):
+                out = []
+                for k in keys:
+                    run = self._card_run(card, [k], cycles)
+                    out.append(_Lane(run, np.searchsorted(cycles[k][0][run.order], cuts, side="left")))
+                return out
+        return [_Lane(self._card_run(card, keys, cycles), np.zeros(0, np.int64))]
+
+    def _card_run(self, card: int, keys: list[StreamKey], cycles: dict) -> _CardRun:
+        """The rows of ``keys`` (streams of ``card``) in execution order: by
+        start cycle, stream, index."""
         prog = np.ascontiguousarray(np.concatenate([self._streams[k] for k in keys]))
-        first = [phase_bases[phase_keys.index(k)] for k in keys]
-        cycle = np.concatenate([start[f:f + self._streams[k].shape[0]] for f, k in zip(first, keys)])
+        cycle = np.concatenate([cycles[k][0] for k in keys])
         stream = np.concatenate([np.full(self._streams[k].shape[0], j) for j, k in enumerate(keys)])
         index = np.concatenate([np.arange(self._streams[k].shape[0]) for k in keys])
         order = np.lexsort((index, stream, cycle)).astype(np.int64)
@@ -176,6 +224,13 @@ class Simulator:
         return Timing(self.config.clock_hz, starts, ends, durs, phase_cycles, total, busy, macs, read, written,
                       macs / capacity if capacity else 0.0, activity)
 
+    @property
+    def lanes(self) -> list[int]:
+        """Per phase, how many lanes it runs as (runtime/sim/lanes.py): one
+        per stream where the streams of each card share no DRAM byte between
+        barriers, one per card where they do."""
+        return [len(phase) for phase in self._phases]
+
     # ------------------------------------------------------------ running
     def run(self, drams: Sequence[np.ndarray], after_phase: Callable[[int], None] | None = None) -> None:
         """Run every phase on the DRAM images (one uint8 array per card,
@@ -194,19 +249,24 @@ class Simulator:
         for memory in self._memory.values():
             memory.clear()
         for number, phase in zip(self._phase_numbers, self._phases):
-            for card_run in phase:
-                self._execute(card_run, drams[card_run.card])
+            concurrent = len(phase) > 1 and len(phase) >= parallel.NUM_THREADS
+            for e in range(1 + max(lane.stops.size for lane in phase)):
+                if concurrent:
+                    parallel_for(_run_lanes, len(phase), self, phase, e, drams)
+                else:
+                    _run_lanes(0, len(phase), self, phase, e, drams)
             if after_phase is not None:
                 after_phase(number)
 
-    def _execute(self, run: _CardRun, dram: np.ndarray) -> None:
+    def _execute(self, run: _CardRun, order: np.ndarray, dram: np.ndarray) -> None:
+        """Run ``order`` (some of ``run``'s rows, in order) on the card's memory."""
         mem = self._memory[run.card]
         err = np.zeros(4, np.int64)
         pad = np.zeros(8, np.uint8)
         strides = np.array([mem.wgt.stride, mem.act.stride, mem.acc.stride], np.int64)
-        n, pos, gemm = run.order.shape[0], 0, run.gemm
+        n, pos, gemm = order.shape[0], 0, run.gemm
         while True:
-            pos = interpret(run.prog, run.order, pos, run.slot, run.large, dram, mem.wgt.i8, mem.wgt.i16,
+            pos = interpret(run.prog, order, pos, run.slot, run.large, dram, mem.wgt.i8, mem.wgt.i16,
                             mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16, mem.act.u8, mem.acc.i32,
                             mem.acc.i64, mem.acc.u8, strides, err, pad, gemm.index, gemm.templates, gemm.kernels,
                             gemm.work)
@@ -214,7 +274,7 @@ class Simulator:
                 raise self._param_error(run, err)
             if pos >= n:
                 return
-            row = run.order[pos]
+            row = order[pos]
             g = int(gemm.index[row])
             if g >= 0:
                 done = conv_gemm.run_large(run.prog[row], gemm.templates[g], gemm, mem, int(run.slot[row]), err)
@@ -234,3 +294,11 @@ class Simulator:
         low, high = (MULT_LOW, MULT_HIGH) if "mult" in name else (SHIFT_LOW, SHIFT_HIGH)
         return SimulatorError(f"stream {tuple(key)}: instruction {i} ({op.mnemonic}): {what} {index} has "
                               f"{name}={value}, outside [{low}, {high}] (a bad PARAM block in SRAM)")
+
+
+def _run_lanes(begin: int, stop: int, simulator: Simulator, phase: list[_Lane], e: int, drams) -> None:
+    """Epoch ``e`` of lanes [begin, stop) of a phase (a parallel_for body)."""
+    for lane in phase[begin:stop]:
+        order = lane.epoch(e)
+        if order.size:
+            simulator._execute(lane.run, order, drams[lane.run.card])

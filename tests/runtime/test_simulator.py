@@ -293,6 +293,63 @@ def test_two_clusters_meet_at_a_barrier():
     assert t.efficiency == 0.0 and t.macs == 0
 
 
+def test_clusters_that_meet_at_barriers_run_as_lanes():
+    """The barrier program above passes the lanes check (the LOAD of the
+    other cluster's STORE is an epoch later); its result is the same bytes."""
+    image = Image()
+    src, mid, out = image.put(np.arange(64, dtype=np.int8)), image.reserve(64), image.reserve(64)
+    producer = [instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=src, **flat_box(64)),
+                copy_op(0, 1024, 64, T.POP_PREV | T.PUSH_NEXT),
+                instr(Op.STORE, T.POP_PREV | T.PUSH_PREV, space=Space.ACT, sram_addr=1024, dram_addr=mid,
+                      **flat_box(64)),
+                instr(Op.SYNC, T.POP_NEXT, barrier=1, participants=2), instr(Op.END)]
+    consumer = [instr(Op.SYNC, T.PUSH_PREV, barrier=1, participants=2),
+                instr(Op.LOAD, T.POP_NEXT | T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=mid, **flat_box(64)),
+                copy_op(0, 1024, 64, T.POP_PREV | T.PUSH_NEXT),
+                instr(Op.STORE, T.POP_PREV, space=Space.ACT, sram_addr=1024, dram_addr=out, **flat_box(64)),
+                instr(Op.END)]
+    sim = Simulator(CONFIG, {(0, 0): isa.encode_stream(producer), (0, 1): isa.encode_stream(consumer)}, image.top)
+    assert sim.lanes == [2]
+    for _ in range(20):
+        image.data[mid:out + 64] = 0
+        sim.run([image.data])
+        assert image.data[out:out + 64].view(np.int8).tolist() == list(range(64))
+
+
+@pytest.mark.parametrize("race", ["write-write", "write-read"])
+def test_clusters_racing_on_dram_run_interleaved_in_the_modelled_order(race):
+    """Cluster 1 touches the bytes cluster 0 STOREs with no barrier between
+    them: not lanes; the bytes are those of the scheduled order, every run
+    (cluster 0's STORE waits behind a big LOAD, so it comes last)."""
+    image = Image()
+    ones, twos = image.put(np.ones(64, np.int8)), image.put(np.full(64, 2, np.int8))
+    big = image.put(np.zeros(65536, np.uint8))
+    shared, seen = image.reserve(64), image.reserve(64)
+    late = [instr(Op.LOAD, space=Space.ACT, sram_addr=4096, dram_addr=big, **flat_box(65536)),
+            instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=ones, **flat_box(64)),
+            copy_op(0, 1024, 64, T.POP_PREV | T.PUSH_NEXT),
+            instr(Op.STORE, T.POP_PREV, space=Space.ACT, sram_addr=1024, dram_addr=shared, **flat_box(64)),
+            instr(Op.END)]
+    if race == "write-write":
+        early = [instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=twos, **flat_box(64)),
+                 copy_op(0, 1024, 64, T.POP_PREV | T.PUSH_NEXT),
+                 instr(Op.STORE, T.POP_PREV, space=Space.ACT, sram_addr=1024, dram_addr=shared, **flat_box(64)),
+                 instr(Op.END)]
+    else:
+        early = [instr(Op.LOAD, T.PUSH_NEXT, space=Space.ACT, sram_addr=0, dram_addr=shared, **flat_box(64)),
+                 copy_op(0, 1024, 64, T.POP_PREV | T.PUSH_NEXT),
+                 instr(Op.STORE, T.POP_PREV, space=Space.ACT, sram_addr=1024, dram_addr=seen, **flat_box(64)),
+                 instr(Op.END)]
+    sim = Simulator(CONFIG, {(0, 0): isa.encode_stream(late), (0, 1): isa.encode_stream(early)}, image.top)
+    assert sim.lanes == [1]
+    for _ in range(20):
+        image.data[shared:seen + 64] = 7
+        sim.run([image.data])
+        assert image.data[shared:shared + 64].tolist() == [1] * 64
+        if race == "write-read":
+            assert image.data[seen:seen + 64].tolist() == [7] * 64, "the LOAD ran first, in the modelled order"
+
+
 def test_phases_run_in_order_and_add_their_cycles():
     image = Image()
     src = image.put(np.arange(64, dtype=np.int8))
