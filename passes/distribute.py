@@ -66,10 +66,6 @@ class Placement:
             raise PlacementError(f"mvbatch gives each of a cluster's {MV_UNITS} MAC units its own image: it needs "
                                  f"batch mode and imgs_per_cluster a multiple of {MV_UNITS} (got "
                                  f"{self.images_per_cluster}, mode {self.mode!r})")
-        if self.mvbatch:
-            raise PlacementError("mvbatch (each of a cluster's MAC units on its own image) is not available: the "
-                                 "simulated ISA's CONV feeds all units of a cluster from one input slot; batch "
-                                 "a cluster's images with imgs_per_cluster instead")
 
     def to_dict(self) -> dict[str, Any]:
         return {"numcard": self.cards, "numclus": self.clusters, "mode": self.mode,

@@ -188,21 +188,27 @@ class ConvLowering:
         return Geometry(geo.addr + (self.part.channel0 * zs + oy * ys + ox * xs) * geo.elem, geo.elem,
                         (zs, ys * sy, xs * sx), geo.image_stride)
 
-    def jobs(self, addr) -> list[Job]:
-        x, out, res = self.geometry(addr)
+    def jobs(self, addr, *others) -> list[Job]:
+        """The tile jobs of the image whose tensors ``addr(value)`` places
+        and of ``others`` (mvbatch: the images a cluster's MAC units take
+        together), the images innermost: each weight tile is loaded once for
+        all of them (once per image where the reduction is split in chunks,
+        which an image's accumulators take in turn)."""
+        images = [self.geometry(a) for a in (addr, *others)]
         s, p = self.shape, self.plan
         ks, cs = self._ranges()
         bands = [(r0, min(r0 + p.rt, s.oh), c0, min(c0 + p.wt, s.ow))
                  for r0 in range(0, s.oh, p.rt) for c0 in range(0, s.ow, p.wt)]
         if p.k_outer:
-            order = [(n, ki, band, ci) for n in range(self.batch) for ki in range(len(ks)) for band in bands
-                     for ci in range(len(cs))]
+            order = [(m, n, ki, band, ci) for n in range(self.batch) for ki in range(len(ks)) for band in bands
+                     for m in range(len(images)) for ci in range(len(cs))]
         else:
-            order = [(n, ki, band, ci) for n in range(self.batch) for band in bands for ki in range(len(ks))
-                     for ci in range(len(cs))]
+            order = [(m, n, ki, band, ci) for n in range(self.batch) for band in bands for ki in range(len(ks))
+                     for m in range(len(images)) for ci in range(len(cs))]
         slots = self._slots()
         jobs, loaded, wslot, stored = [], None, 1, 0
-        for i, (n, ki, band, ci) in enumerate(order):
+        for i, (m, n, ki, band, ci) in enumerate(order):
+            x, out, res = images[m]
             job, slot = Job(), i % 2
             if i == 0 and self.table is not None:
                 job.loads.append(load_linear(Space.WGT, slots["lut"], *self.table))

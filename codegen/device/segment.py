@@ -13,6 +13,8 @@ emitted as tile jobs.
 """
 from __future__ import annotations
 
+import functools
+
 from codegen.device.conv import conv_lowerings
 from codegen.device.decisions import PLAN_PASSES, CodegenError, check_planned, dram_offset
 from codegen.device.image import ConstantImage
@@ -21,7 +23,7 @@ from codegen.device.moves import MoveLayer
 from codegen.device.stream import StreamBuilder
 from ir.graph import Graph, Node, Value, onnx_name
 from passes.conv_parts import conv_parts, is_conv_layer, split_extent
-from passes.distribute import Placement, card_ranges, job_ranges
+from passes.distribute import MV_UNITS, Placement, card_ranges, job_ranges
 from passes.moves import MOVE_OPS, edge_transpose, permutation
 from passes.plan_memory import align, is_view, offset, root
 from passes.tiling import ELTWISE_OPS
@@ -132,9 +134,6 @@ class SegmentLowering:
         convolution's phases one after another, each its own range of
         instructions under the node's name)."""
         p = self.placement
-        if p.mvbatch:
-            raise CodegenError(f"segment {self.segment.name!r}: placement {p.to_dict()} is not lowered yet "
-                               "(mvbatch)")
         inputs = [self._tensor(self.outer[node.inputs[0]].name, codes, node, perm)
                   for codes, perm, node in self.entries]
         outputs = [self._tensor(self.outer[node.outputs[0]].name, codes, node, perm)
@@ -150,21 +149,27 @@ class SegmentLowering:
                 builder = StreamBuilder(StreamKey(card, cluster, 0))
                 bases = [self.base + (cluster * p.images_per_cluster + j) * self.region
                          for j in range(p.images_per_cluster)]
-                for base in bases:
-                    self._emit_image(builder, base)
+                group = MV_UNITS if p.mvbatch else 1
+                for first in range(0, len(bases), group):
+                    self._emit_images(builder, bases[first:first + group])
                 instances += [Instance(card, base - self.base) for base in bases]
                 streams[builder.key] = builder.finish()
                 layers += builder.layers
         return DeviceSegment(self.segment.name, inputs, outputs, streams, layers, instances)
 
-    def _emit_image(self, builder: StreamBuilder, base: int) -> None:
-        """Every layer of one image whose activations lie at ``base``."""
-        def addr(value: Value) -> int:
-            return self.addr(value, base)
-
+    def _emit_images(self, builder: StreamBuilder, bases: list[int]) -> None:
+        """Every layer of the images whose activations lie at ``bases``
+        (one, or mvbatch's group), layer by layer: a CONV layer's tiles take
+        the images innermost, each weight tile loaded once for all of them;
+        a map layer or move runs image after image."""
+        addrs = [functools.partial(self.addr, base=base) for base in bases]
         for node, workers in self.layers:
             for part in workers[0]:
-                self._add(builder, node, part.jobs(addr), part.macs, getattr(part, "in_place", False))
+                if is_conv_layer(node, self.config):
+                    self._add(builder, node, part.jobs(*addrs), part.macs * len(addrs), False)
+                    continue
+                for addr in addrs:
+                    self._add(builder, node, part.jobs(addr), part.macs, getattr(part, "in_place", False))
 
     def _emit_split(self) -> tuple[dict, list, list[Exchange]]:
         """Split mode: every cluster's share of every layer, a SYNC with the

@@ -222,3 +222,23 @@ def test_batch_mode_runs_one_image_per_cluster_and_card(compiled, ie, tmp_path):
         batched.Run(images, np.zeros(10, np.float32))
     with pytest.raises(FWDNXTError, match="numclus=5: a card has 4 clusters"):
         FWDNXT().Compile("32x32x3", str(folder / "r.onnx"), str(tmp_path / "c.bin"), numclus=5)
+
+
+def test_mvbatch_runs_a_clusters_four_images_together(compiled, ie, tmp_path):
+    """Option letter 'm' (mvbatch=1) with imgs_per_cluster=4: one cluster
+    takes 4 images a run, each weight tile loaded once for the 4; each
+    result equals the image's single run."""
+    folder, _ = compiled
+    mv = FWDNXT()
+    mv.SetFlag("options", "m")
+    mv.SetFlag("imgs_per_cluster", "4")
+    assert mv.Compile("32x32x3", str(folder / "r.onnx"), str(tmp_path / "m.bin"), samples=_samples([1, 3, 32, 32])) \
+        == 40
+    mv.Init(str(tmp_path / "m.bin"), "")
+    images = np.random.default_rng(5).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    result = np.zeros(40, np.float32)
+    mv.Run(images, result)
+    for i in range(4):
+        single = np.zeros(10, np.float32)
+        ie.Run(images[i:i + 1], single)
+        np.testing.assert_array_equal(result[10 * i:10 * (i + 1)], single)
