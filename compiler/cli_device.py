@@ -60,6 +60,9 @@ def placement_options(parser: argparse.ArgumentParser) -> None:
                         help="split mode (FWDNXT clustersbatchmode): one image, each layer divided over the "
                              "clusters (default: batch mode, each cluster its own images)")
     parser.add_argument("--imgs-per-cluster", type=int, default=1, help="batch mode: images per cluster per run")
+    parser.add_argument("--mvbatch", action="store_true",
+                        help="batch mode, --imgs-per-cluster a multiple of 4: a cluster's images go through each "
+                             "layer 4 at a time, each weight tile loaded once for the 4 (FWDNXT mvbatch)")
     parser.add_argument("--split-override", action="append", default=[], metavar="LAYER=AXIS",
                         help="split mode: divide LAYER along AXIS (k, rows, cols, none, cards:<axis>; tiles or "
                              "none for a map layer) instead of the distribute pass's choice")
@@ -71,7 +74,7 @@ def placement_kwargs(args) -> dict:
 
     overrides = dict(_pair_arg(spec, "--split-override") for spec in args.split_override)
     return {"numcard": args.numcard, "numclus": args.numclus, "split": args.split,
-            "imgs_per_cluster": args.imgs_per_cluster, "split_overrides": overrides}
+            "imgs_per_cluster": args.imgs_per_cluster, "mvbatch": args.mvbatch, "split_overrides": overrides}
 
 
 def is_binary(path: str) -> bool:
@@ -245,7 +248,8 @@ def cmd_info(args) -> int:
     placement = model.metadata.get("placement", {})
     if placement:
         print(f"placement: {placement.get('mode', 'batch')} mode, {placement.get('numcard', 1)} card(s) x "
-              f"{placement.get('numclus', 1)} cluster(s), {placement.get('batch', 1)} image(s) per run")
+              f"{placement.get('numclus', 1)} cluster(s), {placement.get('batch', 1)} image(s) per run"
+              + (", mvbatch (4 images a layer, weight tiles shared)" if placement.get("mvbatch") else ""))
     if model.metadata.get("split"):
         print(split_table(model.metadata["split"]))
     print(activity_table(device.cluster_activity(), sum(s.timing.total_cycles for s in device.simulators)))

@@ -111,6 +111,17 @@ def test_split_mode_decisions_show_in_show_and_info(tmp_path, capsys):
     assert len(rows) == 2 and all(int(r[1]) > 0 and int(r[4]) >= 0 and r[5].endswith("%") for r in rows)
 
 
+def test_mvbatch_compiles_from_the_command_line(tmp_path, capsys):
+    model, binary = _resnet_file(tmp_path), tmp_path / "m.bin"
+    assert main(["compile", str(model), "--image", "32x32x3", "-o", str(binary), "--count", "2",
+                 "--imgs-per-cluster", "4", "--mvbatch"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(binary)]) == 0
+    assert "1 card(s) x 1 cluster(s), 4 image(s) per run, mvbatch" in capsys.readouterr().out
+    assert main(["compile", str(model), "--image", "32x32x3", "-o", str(binary), "--count", "2", "--mvbatch"]) == 1
+    assert "imgs_per_cluster a multiple of 4" in capsys.readouterr().err
+
+
 def test_run_compiles_a_model_first(tmp_path, capsys):
     model = _resnet_file(tmp_path)
     assert main(["run", str(model), "--calibration", "photos", "--count", "2", "-o", str(tmp_path / "m.bin"),
