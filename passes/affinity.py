@@ -4,7 +4,9 @@ It follows OpenVINO's HETERO plugin (shared/reference/api-notes.md 2.4). With
 no affinity set anywhere, the fallback policy applies: each node goes to the
 first device of ``partition.fallback`` ("HETERO:FPGA,CPU") that supports it.
 If any node already has an affinity, the policy is not applied at all: every
-node must have one, on a device that can run it.
+node must have one, on a device that can run it. Option
+``partition.affinities`` gives them by ONNX node name (what an
+Inference-Engine user sets on IENetLayer.affinity).
 
 Each node not on the first (preferred) device records why in
 ``annotations["cpu_reason"]``. A manual affinity that differs from the
@@ -27,6 +29,9 @@ _SHOWN = 10
 
 register_option("quant.float_layers", tuple, (),
                 "ONNX node names kept in float32: the affinity pass puts them on the CPU")
+register_option("partition.affinities", dict, {},
+                "Manual affinities by ONNX node name (OpenVINO's IENetLayer.affinity): when given, the fallback "
+                "policy is off and every node must come from a node named here")
 
 
 class AffinityError(TargetError):
@@ -55,11 +60,26 @@ def assign_affinity(graph: Graph, ctx: PassContext) -> Graph:
     or checked manual affinities when any node already has one."""
     targets = {name: make_target(name, ctx) for name in DEVICES}
     fallback = [targets[name] for name in parse_fallback(ctx.option("partition.fallback"))]
+    _apply_manual(graph, dict(ctx.option("partition.affinities")))
     if any(node.affinity for node in graph.nodes):
         _check_manual(graph, targets, fallback)
     else:
         _apply_fallback(graph, fallback, set(ctx.option("quant.float_layers")))
     return graph
+
+
+def _apply_manual(graph: Graph, affinities: dict[str, str]) -> None:
+    """Each node takes the affinity given for the ONNX node it comes from;
+    with any given, every node needs one (api-notes 2.4: a layer without
+    one is an error, named)."""
+    if not affinities:
+        return
+    missing = sorted({onnx_name(node.name) for node in graph.nodes if onnx_name(node.name) not in affinities})
+    if missing:
+        raise AffinityError(f"affinities are set by hand, so every layer needs one; {len(missing)} layer(s) have "
+                            f"none: {_listing(missing)}")
+    for node in graph.nodes:
+        node.affinity = affinities[onnx_name(node.name)]
 
 
 def _choose(node: Node, fallback: list[Target]) -> tuple[str | None, dict[str, Support]]:

@@ -23,8 +23,9 @@ from runtime.segments import SegmentedProgram, SegmentExecutor
 
 
 class Engine:
-    """A loaded CompiledModel, ready to run many times (not thread-safe:
-    one run at a time per Engine, as the device's DRAM is shared state)."""
+    """A loaded CompiledModel, ready to run many times. Runs from several
+    threads overlap where the hardware allows: each segment takes one run
+    at a time, the device's segments one at a time between them."""
 
     def __init__(self, model: CompiledModel, check: bool = False):
         self.model = model
@@ -44,13 +45,16 @@ class Engine:
                                  "clusters and cards): use run_batch")
         return self.run_batch([feeds])[0]
 
-    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]],
+                  timings: list | None = None) -> list[dict[str, np.ndarray]]:
         """The outputs of every image of one run: exactly ``model.batch``
         images, each a feed dict, run together (one image per cluster and
-        card in batch mode)."""
+        card in batch mode). ``timings`` gets each CPU kernel call's (step
+        name, kernel, seconds) appended. Runs from several threads overlap,
+        pipelined segment by segment (runtime.segments.SegmentExecutor)."""
         if len(images) != self.model.batch:
             raise ExecutionError(f"this binary runs {self.model.batch} image(s) at once; got {len(images)}")
-        return self._segments.run_batch([self._inputs(feeds) for feeds in images])
+        return self._segments.run_batch([self._inputs(feeds) for feeds in images], timings)
 
     def run_reference(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The float reference program's outputs (FWDNXT's Run_th)."""

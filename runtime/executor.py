@@ -9,6 +9,7 @@ fused element-wise kernel) does not when that input is fetched.
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Callable, Mapping, Sequence
 
@@ -34,14 +35,15 @@ class Executor:
 
     def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None,
             observe: Callable[[str, np.ndarray], None] | None = None,
-            watch: Sequence[str] = ()) -> dict[str, np.ndarray]:
+            watch: Sequence[str] = (), timings: list | None = None) -> dict[str, np.ndarray]:
         """Run on ``feeds`` (input name -> array); return the graph outputs, or
         the values named in ``fetch`` (any intermediate) when it is given.
 
         ``observe(name, array)`` is called with each value named in ``watch``
         as soon as it is computed (graph inputs first), before anything can
         free or overwrite it: calibration streams statistics this way without
-        keeping activations alive."""
+        keeping activations alive. ``timings`` gets ``(step name, kernel,
+        seconds)`` of each kernel call appended (a fused pair: one call)."""
         program = self.program
         wanted = program.outputs if fetch is None else [program.slot(n) for n in fetch]
         env: list[np.ndarray | None] = [None] * len(program.slots)
@@ -54,12 +56,15 @@ class Executor:
                 observe(watched[slot], env[slot])
         for fn, step, attrs, dead in self._plan(tuple(wanted), tuple(watched)):
             args = [env[i] if i != NO_SLOT else None for i in step.inputs]
+            start = time.perf_counter() if timings is not None else 0.0
             try:
                 results = fn(args, attrs)
             except TesseraError as exc:
                 raise ExecutionError(f"{step.kernel}: {exc}", step.name) from exc
             except Exception as exc:  # a kernel bug: still name the node
                 raise ExecutionError(f"{step.kernel} failed: {type(exc).__name__}: {exc}", step.name) from exc
+            if timings is not None:
+                timings.append((step.name, step.kernel, time.perf_counter() - start))
             self._store(env, step, results)
             for slot in step.outputs:
                 if slot in watched:

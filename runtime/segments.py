@@ -12,6 +12,7 @@ segments become integer kernel Programs) both run through
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence
@@ -24,9 +25,11 @@ from runtime.executor import Executor
 
 Table = dict[str, np.ndarray]
 """One image's tensors crossing segments, by name."""
-Runner = Callable[[list[Table]], None]
-"""Runs one segment on every image of a run: reads its inputs from each
-image's table, writes its outputs into it."""
+Runner = Callable[..., None]
+"""``run(tables, timings=None)``: runs one segment on every image of a run,
+reading its inputs from each image's table and writing its outputs into it;
+a CPU segment appends ``(step name, kernel, seconds)`` of each kernel call
+to ``timings`` when given."""
 
 
 @dataclass
@@ -65,9 +68,10 @@ def _cpu_runner(segment: CpuSegment, check: bool) -> Runner:
     executor = Executor(segment.program, check=check)
     program = segment.program
 
-    def run(tables: list[Table]) -> None:
+    def run(tables: list[Table], timings: list | None = None) -> None:
         for table in tables:
-            results = executor.run(dict(zip(program.input_names, (table[n] for n in segment.inputs))))
+            results = executor.run(dict(zip(program.input_names, (table[n] for n in segment.inputs))),
+                                   timings=timings)
             table.update(zip(segment.outputs, (results[n] for n in program.output_names)))
 
     return run
@@ -76,29 +80,42 @@ def _cpu_runner(segment: CpuSegment, check: bool) -> Runner:
 class SegmentExecutor:
     """Runs a SegmentedProgram; records each segment's wall time of the last run.
 
-    Not thread-safe: one run at a time (a device backend's DRAM is shared state)."""
+    Several threads may run at once, pipelined: each segment runs one run's
+    images at a time, and the device's segments one at a time between them
+    (the accelerator runs one thing at a time; its DRAM is shared state), so
+    one run's CPU segment overlaps another's device segment."""
 
     def __init__(self, program: SegmentedProgram, device: Device | None = None, check: bool = False):
         self.program = program
         self._runners = [segment_runner(s, device, check) for s in program.segments]
+        accelerator = threading.Lock()
+        self._locks = [accelerator if isinstance(s, DeviceSegment) else threading.Lock() for s in program.segments]
         self.last_times: list[float] = []
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs for ``feeds`` (input name -> array)."""
         return self.run_batch([feeds])[0]
 
-    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]],
+                  timings: list | None = None) -> list[dict[str, np.ndarray]]:
         """The outputs of every image of one run (a device segment compiled
-        for a batch takes them all at once; CPU segments run image after image)."""
+        for a batch takes them all at once; CPU segments run image after
+        image); ``timings`` gets each CPU kernel call's (step name, kernel,
+        seconds) appended."""
         tables = []
         for feeds in images:
             missing = [n for n in self.program.inputs if n not in feeds]
             if missing:
                 raise ExecutionError(f"missing input(s) {missing}; the inputs are {self.program.inputs}")
             tables.append({n: np.asarray(feeds[n]) for n in self.program.inputs})
-        self.last_times = []
-        for run in self._runners:
-            start = time.perf_counter()
-            run(tables)
-            self.last_times.append(time.perf_counter() - start)
+        times = []
+        for run, lock, segment in zip(self._runners, self._locks, self.program.segments):
+            with lock:
+                start = time.perf_counter()
+                if isinstance(segment, CpuSegment):
+                    run(tables, timings)
+                else:
+                    run(tables)
+                times.append(time.perf_counter() - start)
+        self.last_times = times
         return [{n: table[n] for n in self.program.outputs} for table in tables]

@@ -1,0 +1,846 @@
+"""IENetwork, IEPlugin, ExecutableNetwork, InferRequest (module name as the
+spec's reprs show: ``inference_engine.ie_api``).
+
+Each class is a thin face over a Tessera piece (docs/inference_engine.md):
+
+* IENetwork reads the model's layers through compiler/network.py (onnx is
+  imported then, not with this module) or a compiled binary's provenance;
+* IEPlugin's devices are FPGA (the accelerator, on the simulator, with
+  FWDNXT's CPU fallback for what it cannot run), CPU (the float32 kernels)
+  and HETERO:<devices> (the affinity pass's fallback policy, or the user's
+  affinities); ``load`` compiles with compiler.compile.compile_model and
+  Inits a runtime Engine;
+* InferRequests run on that Engine from threads of their own: runs overlap
+  segment by segment (runtime.segments.SegmentExecutor);
+* perf counts: the device layers' modelled times (the cycle model, per
+  fused layer, mapped back to its ONNX layers) and the CPU kernels'
+  measured times.
+"""
+from __future__ import annotations
+
+import enum
+import importlib.util
+import os
+import sys
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from runtime.errors import TesseraError
+
+VERSION = "tessera-0.1.0"
+DEVICES = ("FPGA", "CPU")
+"""Tessera's devices: the accelerator (simulated) and the host."""
+HETERO = "HETERO"
+ACCELERATOR, HOST = "FPGA", "CPU"
+PRECISIONS = {"float32": "FP32", "float16": "FP16", "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32",
+              "int64": "I64", "bool": "BOOL"}
+LAYOUTS = {0: "SCALAR", 1: "C", 2: "NC", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
+CONFIG_KEYS = {
+    "TARGET_FALLBACK": "HETERO: the device priority of the fallback policy ('HETERO:FPGA,CPU' or 'FPGA,CPU')",
+    "PERF_COUNT": "YES/NO: per-layer counters (always collected; kept for compatibility)",
+    "HETERO_DUMP_GRAPH_DOT": "YES/NO: write hetero_affinity_<net>.dot and hetero_subgraphs_<net>.dot at load",
+    "TESSERA_CALIBRATION_DATA": "calibration inputs: a folder of .npy files or images, or a list of arrays",
+    "TESSERA_CALIBRATOR": "the range method: minmax, percentile, percentile:<p>, entropy, mse (default)",
+    "TESSERA_HWLINEAR": "YES/NO: fully-connected layers on the accelerator too",
+    "TESSERA_DOT_DIR": "the folder HETERO_DUMP_GRAPH_DOT writes to (default: the working folder)",
+}
+
+
+class InferenceEngineError(TesseraError, RuntimeError):
+    """A call of the Inference-Engine API failed; the message names the layer, input, key or request."""
+
+
+class StatusCode(enum.IntEnum):
+    """InferenceEngine::StatusCode (api-notes 2.2): what ``wait`` returns."""
+
+    OK = 0
+    GENERAL_ERROR = -1
+    NOT_IMPLEMENTED = -2
+    NETWORK_NOT_LOADED = -3
+    PARAMETER_MISMATCH = -4
+    NOT_FOUND = -5
+    OUT_OF_BOUNDS = -6
+    UNEXPECTED = -7
+    REQUEST_BUSY = -8
+    RESULT_NOT_READY = -9
+    NOT_ALLOCATED = -10
+    INFER_NOT_STARTED = -11
+    NETWORK_NOT_READ = -12
+    INFER_CANCELLED = -13
+
+
+class WaitMode(enum.IntEnum):
+    """``wait``'s special timeouts."""
+
+    RESULT_READY = -1
+    STATUS_ONLY = 0
+
+
+def get_version() -> str:
+    return VERSION
+
+
+# ---------------------------------------------------------------- the network
+class InputInfo:
+    """An input's ``precision``, ``layout`` and ``shape`` (a list; None for
+    a dim the model leaves symbolic until ``reshape`` fixes it)."""
+
+    def __init__(self, name: str, shape: list, precision: str, layout: str):
+        self.name, self.shape, self.layout = name, shape, layout
+        self._precision = precision
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS.values():
+            raise InferenceEngineError(f"input {self.name!r}: precision {value!r} is none of "
+                                       f"{sorted(PRECISIONS.values())}")
+        self._precision = value
+
+    def __repr__(self) -> str:
+        return f"<InputInfo {self.name!r} {self.precision} {self.layout} {self.shape}>"
+
+
+class OutputInfo:
+    """An output's ``precision``, ``layout`` and ``shape`` (known once loaded)."""
+
+    def __init__(self, name: str, shape: list | None = None, precision: str = "FP32", layout: str = "ANY"):
+        self.name, self.shape, self.precision, self.layout = name, shape, precision, layout
+
+    def __repr__(self) -> str:
+        return f"<OutputInfo {self.name!r} {self.precision} {self.layout} {self.shape}>"
+
+
+class IENetLayer:
+    """One layer: ``name`` (the ONNX node's), ``type`` (its op), ``precision``,
+    ``affinity`` (get/set: '' until set), ``weights`` ('weights', 'biases',
+    other constant inputs by name), ``params`` (attributes), ``parents`` and
+    ``children`` (layer names)."""
+
+    def __init__(self, name: str, type: str, precision: str = "FP32", params: dict | None = None,
+                 weights: dict | None = None, fixed: str | None = None):
+        self.name, self.type, self.precision = name, type, precision
+        self.params = dict(params or {})
+        self.weights = dict(weights or {})
+        self.parents: list[str] = []
+        self.children: list[str] = []
+        self._affinity = fixed or ""
+        self._fixed = fixed
+
+    @property
+    def affinity(self) -> str:
+        return self._affinity
+
+    @affinity.setter
+    def affinity(self, device: str) -> None:
+        if not isinstance(device, str):
+            raise InferenceEngineError(f"layer {self.name!r}: affinity must be a device name string, got "
+                                       f"{type(device).__name__}")
+        if self._fixed is not None and device != self._fixed:
+            raise InferenceEngineError(f"layer {self.name!r} is compiled into a binary on {self._fixed}; its "
+                                       "affinity cannot change (compile the ONNX model instead)")
+        self._affinity = device
+
+    def __repr__(self) -> str:
+        return f"<IENetLayer {self.name!r} {self.type} affinity={self.affinity!r}>"
+
+
+class IENetwork:
+    """A model: an ONNX file (path, bytes with ``init_from_buffer``, or a
+    ModelProto), or a Tessera binary (compiled already: its layers' places
+    are fixed). ``weights`` is accepted as the spec has it (an ONNX model
+    holds its weights; an OpenVINO .bin is not read)."""
+
+    def __init__(self, model=None, weights=None, init_from_buffer: bool = False):
+        if model is None:
+            raise InferenceEngineError("IENetwork needs a model: the path of an ONNX file or a Tessera binary")
+        self._binary = None
+        self._proto = None
+        self._extra: list[tuple[str, str]] = []
+        source = bytes(model) if init_from_buffer else model
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if path.suffix.lower() == ".xml":
+                raise InferenceEngineError(f"{str(path)!r} is an OpenVINO IR; Tessera reads ONNX models (export "
+                                           "the model to ONNX) and its own binaries")
+            if not path.is_file():
+                raise InferenceEngineError(f"model file {str(path)!r} does not exist")
+            if weights is not None and not Path(weights).is_file():
+                raise InferenceEngineError(f"weights file {str(weights)!r} does not exist")
+            from runtime.binary import MAGIC
+
+            with open(path, "rb") as f:
+                head = f.read(len(MAGIC))
+            if head == MAGIC:
+                self._load_binary(str(path))
+                return
+        self._load_onnx(source)
+
+    @classmethod
+    def from_ir(cls, model, weights=None) -> IENetwork:
+        """The 2018 constructor (deprecated there): as ``IENetwork(model, weights)``."""
+        return cls(model=model, weights=weights)
+
+    # ------------------------------------------------------------ reading
+    def _load_onnx(self, source) -> None:
+        try:
+            from compiler.frontend.model import OnnxModel
+            from compiler.network import network_layers
+        except ImportError as exc:
+            raise InferenceEngineError(f"reading an ONNX model needs Tessera's compiler (onnx, networkx): {exc}; "
+                                       "compile ahead of time and load the binary here") from exc
+        try:
+            model = OnnxModel(source)
+        except TesseraError as exc:
+            raise InferenceEngineError(f"cannot read the model: {exc}") from exc
+        self._proto = model.proto
+        self.name = model.proto.graph.name or Path(str(model.label)).stem
+        self._inputs = OrderedDict()
+        for spec in model.inputs:
+            dims = [d if isinstance(d, int) and d >= 0 else None for d in (spec.dims or ())]
+            if dims and dims[0] is None:
+                dims[0] = 1  # a symbolic batch: the batch size, 1 until set
+            self._inputs[spec.name] = InputInfo(spec.name, dims, PRECISIONS.get(spec.dtype.name, "FP32"),
+                                                LAYOUTS.get(len(dims), "ANY"))
+        self._outputs = [v.name for v in model.proto.graph.output]
+        layers = [IENetLayer(name, "Input", info.precision) for name, info in self._inputs.items()]
+        producers = {name: name for name in self._inputs}
+        for layer in network_layers(model):
+            ie = IENetLayer(layer.name, layer.type, "FP32", _params(layer.params), layer.weights)
+            ie.parents = list(dict.fromkeys(producers[t] for t in layer.inputs if t in producers))
+            for tensor in layer.outputs:
+                producers[tensor] = layer.name
+            layers.append(ie)
+        self._layer_outputs = {layer.name: layer.outputs for layer in network_layers(model)}
+        self._link(layers)
+
+    def _load_binary(self, path: str) -> None:
+        from runtime.binary import read_binary
+        from runtime.compiled import CpuSegment
+
+        try:
+            self._binary = read_binary(path)
+        except TesseraError as exc:
+            raise InferenceEngineError(f"cannot load the binary {path!r}: {exc}") from exc
+        model = self._binary
+        self.name = Path(path).stem
+        self._inputs = OrderedDict((t.name, InputInfo(t.name, list(t.shape), PRECISIONS.get(t.dtype, "FP32"),
+                                                      LAYOUTS.get(len(t.shape), "ANY"))) for t in model.inputs)
+        self._outputs = [t.name for t in model.outputs]
+        layers = [IENetLayer(name, "Input", info.precision, fixed=HOST) for name, info in self._inputs.items()]
+        for segment in model.segments:
+            if isinstance(segment, CpuSegment):
+                for step in segment.program.steps:
+                    layers.append(IENetLayer(_onnx_name(step.name), step.kernel, fixed=HOST))
+            else:
+                for layer in segment.layers:
+                    layers.append(IENetLayer(_onnx_name(layer.name), layer.op, "I8", fixed=ACCELERATOR))
+        self._layer_outputs = {}
+        unique = OrderedDict()
+        for layer in layers:
+            unique.setdefault(layer.name, layer)
+        self._link(list(unique.values()))
+
+    def _link(self, layers: list[IENetLayer]) -> None:
+        self._layers = OrderedDict((layer.name, layer) for layer in layers)
+        for layer in layers:
+            for parent in layer.parents:
+                self._layers[parent].children.append(layer.name)
+
+    # ------------------------------------------------------------ attributes
+    @property
+    def inputs(self) -> dict[str, InputInfo]:
+        return dict(self._inputs)
+
+    @property
+    def outputs(self) -> dict[str, OutputInfo]:
+        return OrderedDict((name, OutputInfo(name)) for name in self._output_keys())
+
+    def _output_keys(self) -> list[str]:
+        return self._outputs + [key for key, _ in self._extra]
+
+    @property
+    def layers(self) -> OrderedDict:
+        """Layer name -> IENetLayer, inputs first, then in graph (topological) order."""
+        return self._layers
+
+    @property
+    def batch_size(self) -> int:
+        first = next(iter(self._inputs.values()), None)
+        return int(first.shape[0]) if first is not None and first.shape and first.shape[0] else 1
+
+    @batch_size.setter
+    def batch_size(self, size: int) -> None:
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+            raise InferenceEngineError(f"batch_size must be a positive integer, got {size!r}")
+        self._editable("batch_size")
+        for info in self._inputs.values():
+            if not info.shape:
+                raise InferenceEngineError(f"input {info.name!r} is a scalar: it has no batch dimension")
+            info.shape = [int(size)] + list(info.shape[1:])
+
+    def reshape(self, input_shapes: Mapping[str, Sequence[int]]) -> None:
+        """New input shapes, by input name (each dim a positive integer)."""
+        self._editable("reshape")
+        for name, shape in dict(input_shapes).items():
+            if name not in self._inputs:
+                raise InferenceEngineError(f"reshape: the network has no input {name!r}; its inputs are "
+                                           f"{list(self._inputs)}")
+            dims = list(shape)
+            if not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
+                raise InferenceEngineError(f"reshape: input {name!r}: every dim must be a positive integer, got "
+                                           f"{dims}")
+            info = self._inputs[name]
+            info.shape, info.layout = [int(d) for d in dims], LAYOUTS.get(len(dims), "ANY")
+
+    def add_outputs(self, outputs) -> None:
+        """Mark layers as extra outputs: a layer name, a list of names, or
+        (name, port) tuples; the result is keyed by the layer name (with
+        ``.port`` for a port other than 0)."""
+        self._editable("add_outputs")
+        for item in [outputs] if isinstance(outputs, (str, tuple)) else list(outputs):
+            name, port = (item, 0) if isinstance(item, str) else tuple(item)
+            tensors = self._layer_outputs.get(name)
+            if tensors is None:
+                raise InferenceEngineError(f"add_outputs: the network has no layer {name!r}")
+            if not 0 <= port < len(tensors):
+                raise InferenceEngineError(f"add_outputs: layer {name!r} has {len(tensors)} output port(s), not "
+                                           f"{port}")
+            key = name if port == 0 else f"{name}.{port}"
+            if key not in self._output_keys() and tensors[port] not in self._outputs:
+                self._extra.append((key, tensors[port]))
+
+    def _editable(self, what: str) -> None:
+        if self._binary is not None:
+            raise InferenceEngineError(f"{what}: this network is a compiled binary; change the ONNX model instead")
+
+    def _model_proto(self):
+        """The ONNX model with the extra outputs added."""
+        import onnx
+
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self._proto)
+        for _, tensor in self._extra:
+            proto.graph.output.append(onnx.ValueInfoProto(name=tensor))
+        return proto
+
+    def _output_names(self) -> dict[str, str]:
+        """Result key -> tensor name in the engine's outputs."""
+        return {**{name: name for name in self._outputs}, **dict(self._extra)}
+
+    def _shapes(self) -> dict[str, list[int]]:
+        missing = [name for name, info in self._inputs.items() if any(d is None for d in info.shape)]
+        if missing:
+            raise InferenceEngineError(f"input(s) {missing} have symbolic dims "
+                                       f"{[self._inputs[n].shape for n in missing]}: give them with "
+                                       "IENetwork.reshape before loading")
+        return {name: list(info.shape) for name, info in self._inputs.items()}
+
+    def __repr__(self) -> str:
+        return f"<inference_engine.ie_api.IENetwork {self.name!r}>"
+
+
+def _params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Attributes as the IR's string parameters ('3,3' for a list)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, (list, tuple)):
+            out[key] = ",".join(str(v) for v in value)
+        elif isinstance(value, bytes):
+            out[key] = value.decode(errors="replace")
+        elif isinstance(value, np.ndarray):
+            out[key] = ",".join(str(v) for v in value.reshape(-1)) if value.size <= 64 else f"<array {value.shape}>"
+        else:
+            out[key] = str(value)
+    return out
+
+
+def _onnx_name(node_name: str) -> str:
+    return node_name.split("::", 1)[0]
+
+
+# ---------------------------------------------------------------- the plugin
+class IEPlugin:
+    """``device``: "FPGA" (the accelerator, simulated; layers it cannot run
+    fall back to the CPU, as FWDNXT's), "CPU" (float32 kernels) or
+    "HETERO:<devices>" ("HETERO:FPGA,CPU"); "HETERO" alone takes its
+    devices from TARGET_FALLBACK."""
+
+    def __init__(self, device: str, plugin_dirs=None):
+        if not isinstance(device, str):
+            raise InferenceEngineError(f"device must be a string, got {type(device).__name__}")
+        self._device = device
+        self._config: dict[str, Any] = {"PERF_COUNT": "NO", "HETERO_DUMP_GRAPH_DOT": "NO"}
+        self._extensions: list[str] = []
+        head, _, rest = device.partition(":")
+        if head == HETERO:
+            self._kind = HETERO
+            if rest:
+                self._config["TARGET_FALLBACK"] = _fallback(rest)
+        elif device in DEVICES and not rest:
+            self._kind = device
+        else:
+            raise InferenceEngineError(f"device {device!r}: Tessera's devices are FPGA (the accelerator, "
+                                       "simulated), CPU and HETERO:<devices> such as 'HETERO:FPGA,CPU'")
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def version(self) -> str:
+        return VERSION
+
+    def set_config(self, config: Mapping[str, Any]) -> None:
+        """Set configuration keys (CONFIG_KEYS); an unknown key or value is an error naming it."""
+        for key, value in dict(config).items():
+            if key not in CONFIG_KEYS:
+                raise InferenceEngineError(f"set_config: unknown key {key!r}; the keys are {sorted(CONFIG_KEYS)}")
+            if key == "TARGET_FALLBACK":
+                if self._kind != HETERO:
+                    raise InferenceEngineError(f"set_config: TARGET_FALLBACK applies to a HETERO plugin, not "
+                                               f"{self._device!r}")
+                value = _fallback(value)
+            elif key in ("PERF_COUNT", "HETERO_DUMP_GRAPH_DOT", "TESSERA_HWLINEAR"):
+                if value not in ("YES", "NO"):
+                    raise InferenceEngineError(f"set_config: {key} takes 'YES' or 'NO', got {value!r}")
+            elif key == "TESSERA_CALIBRATOR" and not isinstance(value, str):
+                raise InferenceEngineError(f"set_config: TESSERA_CALIBRATOR takes a method name, got {value!r}")
+            self._config[key] = value
+
+    def get_config(self, key: str) -> Any:
+        if key not in CONFIG_KEYS:
+            raise InferenceEngineError(f"get_config: unknown key {key!r}; the keys are {sorted(CONFIG_KEYS)}")
+        return self._config.get(key)
+
+    def _fallback(self) -> str:
+        """The device priority: the plugin's device, or HETERO's list."""
+        if self._kind == HETERO:
+            if "TARGET_FALLBACK" not in self._config:
+                raise InferenceEngineError("the HETERO plugin needs its devices: IEPlugin('HETERO:FPGA,CPU') or "
+                                           "set_config({'TARGET_FALLBACK': 'FPGA,CPU'})")
+            return self._config["TARGET_FALLBACK"]
+        return "FPGA,CPU" if self._kind == ACCELERATOR else HOST
+
+    def _query(self, net: IENetwork, fallback: str) -> dict:
+        if net._binary is not None:
+            return {}
+        from compiler.network import query_network
+
+        try:
+            return query_network(net._model_proto(), fallback, shapes=net._shapes(),
+                                 hwlinear=self._config.get("TESSERA_HWLINEAR") == "YES")
+        except TesseraError as exc:
+            raise InferenceEngineError(f"network {net.name!r}: {exc}") from exc
+
+    def get_supported_layers(self, net: IENetwork) -> set[str]:
+        """The names of the layers this device can run (HETERO: any of its
+        devices); input layers and layers the compiler folds away included."""
+        if net._binary is not None:
+            return set(net.layers)
+        devices = self._fallback()
+        if self._kind == ACCELERATOR:
+            devices = ACCELERATOR
+        query = self._query(net, devices)
+        supported = {name for name, q in query.items() if any(q.supports.values())}
+        return supported | {name for name, layer in net.layers.items() if layer.type == "Input"}
+
+    def get_unsupported_reasons(self, net: IENetwork) -> dict[str, str]:
+        """Tessera's addition: layer -> why this device cannot run it (the target's rule)."""
+        devices = ACCELERATOR if self._kind == ACCELERATOR else self._fallback()
+        return {name: "; ".join(f"{d}: {s.reason}" for d, s in q.supports.items())
+                for name, q in self._query(net, devices).items() if not any(q.supports.values())}
+
+    def set_initial_affinity(self, net: IENetwork) -> None:
+        """Fill every layer's affinity by the fallback policy (HETERO only)."""
+        if self._kind != HETERO:
+            raise InferenceEngineError(f"set_initial_affinity applies to a HETERO plugin, not {self._device!r}")
+        fallback = self._fallback()
+        first = fallback.split(",")[0]
+        query = self._query(net, fallback)
+        for name, layer in net.layers.items():
+            q = query.get(name)
+            device = q.device if q is not None and q.device is not None else first
+            if q is not None and q.device is None and not any(q.supports.values()):
+                raise InferenceEngineError(f"layer {name!r} ({layer.type}) can run on none of {fallback}")
+            layer.affinity = device
+
+    def add_cpu_extension(self, extension_path: str) -> None:
+        """Load a Python module that registers CPU kernels (and the ops they
+        compute) through Tessera's registries (docs/inference_engine.md);
+        nothing native is loaded."""
+        if self._kind == ACCELERATOR:
+            raise InferenceEngineError("add_cpu_extension applies to the CPU and HETERO plugins, not 'FPGA'")
+        path = Path(extension_path)
+        if path.suffix != ".py":
+            raise InferenceEngineError(f"CPU extension {str(path)!r}: Tessera loads no native libraries; an "
+                                       "extension is a Python module (.py) that registers kernels with "
+                                       "runtime.kernels.registry.kernel")
+        if not path.is_file():
+            raise InferenceEngineError(f"CPU extension {str(path)!r} does not exist")
+        if str(path.resolve()) in self._extensions:
+            return
+        from runtime.kernels.registry import kernel_names
+
+        before = set(kernel_names())
+        name = f"tessera_cpu_extension_{len(sys.modules)}_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - the user's module: say which and why
+            raise InferenceEngineError(f"CPU extension {str(path)!r} failed to load: {type(exc).__name__}: "
+                                       f"{exc}") from exc
+        added = set(kernel_names()) - before
+        if not added:
+            raise InferenceEngineError(f"CPU extension {str(path)!r} registered no CPU kernel (use "
+                                       "runtime.kernels.registry.kernel('OpName'))")
+        sys.modules[name] = module
+        self._extensions.append(str(path.resolve()))
+
+    # ------------------------------------------------------------ loading
+    def load(self, network: IENetwork, num_requests: int = 1, config: Mapping[str, Any] | None = None
+             ) -> ExecutableNetwork:
+        """Compile (an ONNX network) and load: an ExecutableNetwork with
+        ``num_requests`` InferRequests."""
+        if not isinstance(network, IENetwork):
+            raise InferenceEngineError(f"load: network must be an IENetwork, got {type(network).__name__}")
+        if not isinstance(num_requests, (int, np.integer)) or isinstance(num_requests, bool) or num_requests < 1:
+            raise InferenceEngineError(f"load: num_requests must be a positive integer, got {num_requests!r}")
+        if config:
+            self.set_config(config)
+        from runtime.engine import Engine
+
+        model = network._binary if network._binary is not None else self._compile(network)
+        try:
+            engine = Engine(model)
+        except TesseraError as exc:
+            raise InferenceEngineError(f"load: {exc}") from exc
+        return ExecutableNetwork(engine, network, int(num_requests))
+
+    def _compile(self, net: IENetwork):
+        try:
+            from compiler.compile import compile_model
+        except ImportError as exc:
+            raise InferenceEngineError(f"load: compiling needs Tessera's compiler (onnx, networkx): {exc}") from exc
+        fallback = self._fallback()
+        affinities = self._affinities(net, fallback)
+        keywords: dict[str, Any] = {"calibrator": self._config.get("TESSERA_CALIBRATOR", "mse"),
+                                    "hwlinear": self._config.get("TESSERA_HWLINEAR") == "YES"}
+        samples = self._config.get("TESSERA_CALIBRATION_DATA")
+        on_device = ACCELERATOR in fallback.split(",") and (not affinities or ACCELERATOR in affinities.values())
+        with warnings.catch_warnings():
+            if not on_device:
+                warnings.simplefilter("ignore")  # nothing is quantized: no calibration to warn about
+            try:
+                compiled = compile_model(net._model_proto(), shapes=net._shapes(), samples=samples,
+                                         fallback=fallback, affinities=affinities, strip_reference=True,
+                                         **keywords)
+            except TesseraError as exc:
+                raise InferenceEngineError(f"load: network {net.name!r}: {exc}") from exc
+        if self._config.get("HETERO_DUMP_GRAPH_DOT") == "YES":
+            self._dump_dot(net, compiled)
+        return compiled
+
+    def _affinities(self, net: IENetwork, fallback: str) -> dict[str, str]:
+        """The user's affinities (api-notes 2.4): none set, the policy runs;
+        some set, every non-Input layer needs one, on a device of this plugin."""
+        given = {name: layer.affinity for name, layer in net.layers.items()
+                 if layer.affinity and layer.type != "Input"}
+        if not given:
+            return {}
+        if self._kind != HETERO:
+            raise InferenceEngineError(f"layer affinities are for a HETERO plugin; {self._device!r} runs every "
+                                       f"layer itself (layer {next(iter(given))!r} has affinity "
+                                       f"{given[next(iter(given))]!r})")
+        devices = fallback.split(",")
+        for name, device in given.items():
+            if device not in devices:
+                raise InferenceEngineError(f"layer {name!r} has affinity {device!r}, which plugin "
+                                           f"{self._device!r} does not have (its devices: {devices})")
+        missing = [name for name, layer in net.layers.items() if layer.type != "Input" and not layer.affinity]
+        if missing:
+            shown = ", ".join(repr(n) for n in missing[:10]) + (f" and {len(missing) - 10} more"
+                                                                  if len(missing) > 10 else "")
+            raise InferenceEngineError(f"some layers have an affinity, so every layer needs one; "
+                                       f"{len(missing)} have none: {shown}")
+        return given
+
+    def _dump_dot(self, net: IENetwork, compiled) -> None:
+        """hetero_affinity_<net>.dot (each layer coloured by device) and
+        hetero_subgraphs_<net>.dot (each segment a cluster of its layers)."""
+        folder = Path(self._config.get("TESSERA_DOT_DIR") or ".")
+        placed = _placements(compiled)
+        colours = {ACCELERATOR: "lightblue", HOST: "lightgrey"}
+        lines = [f'digraph "{net.name}" {{', "  node [style=filled];"]
+        for name, layer in net.layers.items():
+            device = placed.get(name, {}).get("device", "")
+            lines.append(f'  "{name}" [label="{name}\\n{layer.type}\\n{device or "folded"}", '
+                         f'fillcolor="{colours.get(device, "white")}"];')
+        for name, layer in net.layers.items():
+            lines += [f'  "{parent}" -> "{name}";' for parent in layer.parents]
+        (folder / f"hetero_affinity_{net.name}.dot").write_text("\n".join(lines + ["}"]) + "\n")
+        lines = [f'digraph "{net.name}_subgraphs" {{', "  node [style=filled];"]
+        segments: dict[int, list[str]] = {}
+        for name, where in placed.items():
+            segments.setdefault(where["segment"], []).append(name)
+        for index, names in sorted(segments.items()):
+            device = placed[names[0]]["device"]
+            lines.append(f"  subgraph cluster_{index} {{")
+            lines.append(f'    label="segment {index}: {device}"; color="{colours[device]}";')
+            lines += [f'    "{n}" [fillcolor="{colours[device]}"];' for n in names]
+            lines.append("  }")
+        for name, layer in net.layers.items():
+            lines += [f'  "{parent}" -> "{name}";' for parent in layer.parents if parent in placed and name in placed]
+        (folder / f"hetero_subgraphs_{net.name}.dot").write_text("\n".join(lines + ["}"]) + "\n")
+
+    def __repr__(self) -> str:
+        return f"<inference_engine.ie_api.IEPlugin {self._device!r}>"
+
+
+def _fallback(text: str) -> str:
+    body = text[len("HETERO:"):] if text.startswith("HETERO:") else text
+    devices = [d.strip() for d in body.split(",")]
+    unknown = [d for d in devices if d not in DEVICES]
+    if not devices or unknown or len(set(devices)) != len(devices):
+        raise InferenceEngineError(f"TARGET_FALLBACK {text!r}: list each of Tessera's devices {list(DEVICES)} at "
+                                   f"most once{f' ({unknown} unknown)' if unknown else ''}")
+    return ",".join(devices)
+
+
+def _placements(compiled) -> dict[str, dict]:
+    """ONNX layer -> {device, segment index, kernel/op, index of its first
+    appearance}: where the compiled model runs each layer."""
+    from runtime.compiled import CpuSegment
+
+    out: dict[str, dict] = {}
+    for index, segment in enumerate(compiled.segments):
+        if isinstance(segment, CpuSegment):
+            for step in segment.program.steps:
+                out.setdefault(_onnx_name(step.name), {"device": HOST, "segment": index, "exec": step.kernel})
+        else:
+            for layer in segment.layers:
+                for node in layer.onnx_nodes:
+                    out.setdefault(node, {"device": ACCELERATOR, "segment": index, "exec": layer.op})
+    return out
+
+
+# ---------------------------------------------------------------- running
+class ExecutableNetwork:
+    """A loaded network: ``requests`` (a tuple of InferRequests), ``infer``
+    (synchronous, on request 0) and ``start_async``."""
+
+    def __init__(self, engine, network: IENetwork, num_requests: int):
+        self._engine = engine
+        self._network = network
+        self._outputs = network._output_names()
+        self._placements = _placements(engine.model)
+        self._layer_times = _device_layer_times(engine)
+        self._pool = ThreadPoolExecutor(max_workers=num_requests, thread_name_prefix="tessera-ie")
+        self.requests = tuple(InferRequest(self, i) for i in range(num_requests))
+
+    def infer(self, inputs: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Run request 0 synchronously; its outputs (copies)."""
+        request = self.requests[0]
+        request.infer(inputs)
+        return {name: np.array(value) for name, value in request.outputs.items()}
+
+    def start_async(self, request_id: int, inputs: Mapping[str, np.ndarray] | None = None) -> InferRequest:
+        if not isinstance(request_id, (int, np.integer)) or not 0 <= request_id < len(self.requests):
+            raise InferenceEngineError(f"start_async: request_id {request_id!r} is outside [0, "
+                                       f"{len(self.requests) - 1}]")
+        request = self.requests[int(request_id)]
+        request.async_infer(inputs)
+        return request
+
+    def get_exec_graph_info(self) -> dict[str, dict]:
+        """Layer -> where it runs (device, segment index, kernel or op)."""
+        return {name: dict(where) for name, where in self._placements.items()}
+
+    def _run(self, feeds: dict[str, np.ndarray], timings: list) -> dict[str, np.ndarray]:
+        batch = self._engine.model.batch
+        if batch != 1:
+            raise InferenceEngineError(f"this binary runs {batch} images at once (batch mode); the "
+                                       "Inference-Engine API runs one input set per request")
+        outputs = self._engine.run_batch([feeds], timings)[0]
+        return {key: outputs[tensor] for key, tensor in self._outputs.items()}
+
+    def __del__(self):
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    def __repr__(self) -> str:
+        return f"<inference_engine.ie_api.ExecutableNetwork {self._network.name!r}>"
+
+
+def _device_layer_times(engine) -> dict[str, tuple[str, float]]:
+    """ONNX layer -> (op, modelled µs) of each device layer (the cycle
+    model's estimate of its fused layer, credited to the layer it is named
+    after; several lowered layers of one node add up)."""
+    clock = engine.model.config.clock_hz
+    out: dict[str, tuple[str, float]] = {}
+    for layer in engine.device.layer_times():
+        name = _onnx_name(layer.name)
+        op, micros = out.get(name, (layer.op, 0.0))
+        out[name] = (op, micros + layer.cycles / clock * 1e6)
+    return out
+
+
+class InferRequest:
+    """One request: ``inputs`` (buffers to fill, or pass arrays to
+    ``infer``/``async_infer``), ``outputs`` (the last result), ``wait``,
+    ``set_completion_callback``, ``get_perf_counts``."""
+
+    def __init__(self, network: ExecutableNetwork, index: int):
+        self._net = network
+        self.index = index
+        self.inputs = {t.name: np.zeros(t.shape, np.dtype(t.dtype)) for t in network._engine.model.inputs}
+        self.outputs: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._done.set()
+        self._status = StatusCode.INFER_NOT_STARTED
+        self._error: BaseException | None = None
+        self._callback: tuple[Callable, Any] | None = None
+        self._timings: list = []
+        self._wall = 0.0
+
+    # ------------------------------------------------------------ running
+    def infer(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        """Run synchronously; fills ``outputs``. Errors are raised."""
+        self._start(inputs)
+        self._execute()
+        if self._error is not None:
+            raise self._error
+
+    def async_infer(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        """Start running; ``wait`` for the result."""
+        self._start(inputs)
+        self._net._pool.submit(self._execute)
+
+    def _start(self, inputs: Mapping[str, np.ndarray] | None) -> None:
+        with self._lock:
+            if not self._done.is_set():
+                raise InferenceEngineError(f"request {self.index} is busy (REQUEST_BUSY): wait for it before "
+                                           "starting it again")
+            if inputs is not None:
+                self._copy_inputs(inputs)
+            self._done.clear()
+            self._status, self._error = StatusCode.RESULT_NOT_READY, None
+
+    def _copy_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        if not isinstance(inputs, Mapping):
+            raise InferenceEngineError(f"inputs must be a dict of input name -> array, got {type(inputs).__name__}")
+        for name, value in inputs.items():
+            if name not in self.inputs:
+                raise InferenceEngineError(f"request {self.index}: the network has no input {name!r}; its inputs "
+                                           f"are {list(self.inputs)}")
+            buffer = self.inputs[name]
+            array = np.asarray(value)
+            if array.shape != buffer.shape:
+                if array.size == buffer.size and array.ndim != buffer.ndim:
+                    array = array.reshape(buffer.shape)
+                else:
+                    raise InferenceEngineError(f"request {self.index}: input {name!r} must have shape "
+                                               f"{list(buffer.shape)}, got {list(array.shape)}")
+            buffer[...] = array
+
+    def _execute(self) -> None:
+        timings: list = []
+        start = time.perf_counter()
+        try:
+            feeds = {name: buf.copy() for name, buf in self.inputs.items()}
+            self.outputs = self._net._run(feeds, timings)
+            status, error = StatusCode.OK, None
+        except TesseraError as exc:
+            status, error = StatusCode.GENERAL_ERROR, InferenceEngineError(f"request {self.index}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - kept for wait() and re-raised by infer()
+            status, error = StatusCode.GENERAL_ERROR, exc
+        self._timings, self._wall = timings, time.perf_counter() - start
+        self._status, self._error = status, error
+        callback = self._callback
+        self._done.set()
+        if callback is not None:
+            try:
+                callback[0](int(status), callback[1])
+            except Exception as exc:  # noqa: BLE001 - a callback's error is reported, never lost
+                warnings.warn(f"request {self.index}: completion callback raised {type(exc).__name__}: {exc}",
+                              RuntimeWarning, stacklevel=1)
+
+    def wait(self, timeout: int | None = None) -> int:
+        """The request's StatusCode once done (timeout -1 or None: block; 0:
+        the status now; > 0: at most that many ms, then the status: -9
+        RESULT_NOT_READY, or -8 REQUEST_BUSY when a completion callback is set,
+        as the 2019 Python API)."""
+        if timeout is None:
+            timeout = WaitMode.RESULT_READY
+        if not isinstance(timeout, (int, np.integer)) or timeout < -1:
+            raise InferenceEngineError(f"wait: timeout must be -1, 0 or a positive number of ms, got {timeout!r}")
+        if self._status == StatusCode.INFER_NOT_STARTED:
+            return int(StatusCode.INFER_NOT_STARTED)
+        done = self._done.wait(None if timeout == -1 else timeout / 1000)
+        if not done:
+            return int(StatusCode.REQUEST_BUSY if self._callback is not None and timeout > 0
+                       else StatusCode.RESULT_NOT_READY)
+        return int(self._status)
+
+    def set_completion_callback(self, py_callback: Callable[[int, Any], None], py_data: Any = None) -> None:
+        """``py_callback(status, py_data)`` after each run, on the thread that ran it."""
+        if not callable(py_callback):
+            raise InferenceEngineError(f"set_completion_callback: {py_callback!r} is not callable")
+        self._callback = (py_callback, py_data)
+
+    # ------------------------------------------------------------ counters
+    def get_perf_counts(self) -> dict[str, dict[str, Any]]:
+        """Per layer of the network: status (EXECUTED, OPTIMIZED_OUT,
+        NOT_RUN), exec_type, layer_type, real_time and cpu_time (µs: device
+        layers their modelled time, CPU layers their measured time of the
+        last run), execution_index."""
+        net = self._net
+        ran = self._status in (StatusCode.OK, StatusCode.GENERAL_ERROR)
+        cpu: dict[str, list] = {}
+        for step, kernel, seconds in self._timings:
+            entry = cpu.setdefault(_onnx_name(step), [kernel, 0.0])
+            entry[1] += seconds * 1e6
+        counts: dict[str, dict[str, Any]] = {}
+        order = 0
+        for name, layer in net._network.layers.items():
+            where = net._placements.get(name)
+            info = {"layer_type": layer.type, "exec_type": "undef", "real_time": 0, "cpu_time": 0,
+                    "status": "NOT_RUN", "execution_index": -1}
+            if where is None:
+                info["status"] = "NOT_RUN" if layer.type == "Input" else "OPTIMIZED_OUT"
+            elif where["device"] == ACCELERATOR:
+                timed = net._layer_times.get(name)
+                if timed is None:
+                    info.update(status="OPTIMIZED_OUT", exec_type=f"fused into an {ACCELERATOR} layer")
+                else:
+                    info.update(status="EXECUTED" if ran else "NOT_RUN", exec_type=f"{ACCELERATOR}:{timed[0]}",
+                                real_time=int(round(timed[1])), execution_index=order)
+                    order += 1
+            else:
+                measured = cpu.get(name)
+                if measured is None:
+                    info.update(status="OPTIMIZED_OUT" if ran else "NOT_RUN", exec_type=f"{HOST}:{where['exec']}")
+                else:
+                    micros = int(round(measured[1]))
+                    info.update(status="EXECUTED", exec_type=f"{HOST}:{measured[0]}", real_time=micros,
+                                cpu_time=micros, execution_index=order)
+                    order += 1
+            counts[name] = info
+        return counts
+
+    def __repr__(self) -> str:
+        return f"<inference_engine.ie_api.InferRequest {self.index} status={self._status.name}>"
+
