@@ -39,6 +39,8 @@ DEVICES = ("FPGA", "CPU")
 """Tessera's devices: the accelerator (simulated) and the host."""
 HETERO = "HETERO"
 ACCELERATOR, HOST = "FPGA", "CPU"
+FUSED = "fused_"
+"""How passes/fuse_ops.py names a fused group: after its last member."""
 PRECISIONS = {"float32": "FP32", "float16": "FP16", "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32",
               "int64": "I64", "bool": "BOOL"}
 LAYOUTS = {0: "SCALAR", 1: "C", 2: "NC", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
@@ -369,6 +371,13 @@ def _onnx_name(node_name: str) -> str:
     return node_name.split("::", 1)[0]
 
 
+def _credited(node_name: str) -> str:
+    """The layer a lowered layer or kernel step is reported under: a fused
+    group ("fused_<last member>") under its last layer, whose output it
+    produces; the layers fused into it show as OPTIMIZED_OUT."""
+    return _onnx_name(node_name[len(FUSED):] if node_name.startswith(FUSED) else node_name)
+
+
 # ---------------------------------------------------------------- the plugin
 class IEPlugin:
     """``device``: "FPGA" (the accelerator, simulated; layers it cannot run
@@ -386,7 +395,7 @@ class IEPlugin:
         if head == HETERO:
             self._kind = HETERO
             if rest:
-                self._config["TARGET_FALLBACK"] = _fallback(rest)
+                self._config["TARGET_FALLBACK"] = _fallback(rest, f"device {device!r}")
         elif device in DEVICES and not rest:
             self._kind = device
         else:
@@ -608,12 +617,13 @@ class IEPlugin:
         return f"<inference_engine.ie_api.IEPlugin {self._device!r}>"
 
 
-def _fallback(text: str) -> str:
+def _fallback(text: str, what: str = "") -> str:
     body = text[len("HETERO:"):] if text.startswith("HETERO:") else text
     devices = [d.strip() for d in body.split(",")]
     unknown = [d for d in devices if d not in DEVICES]
     if not devices or unknown or len(set(devices)) != len(devices):
-        raise InferenceEngineError(f"TARGET_FALLBACK {text!r}: list each of Tessera's devices {list(DEVICES)} at "
+        raise InferenceEngineError(f"{what or f'TARGET_FALLBACK {text!r}'}: list each of Tessera's devices "
+                                   f"{list(DEVICES)} at "
                                    f"most once{f' ({unknown} unknown)' if unknown else ''}")
     return ",".join(devices)
 
@@ -686,12 +696,12 @@ class ExecutableNetwork:
 
 def _device_layer_times(engine) -> dict[str, tuple[str, float]]:
     """ONNX layer -> (op, modelled µs) of each device layer (the cycle
-    model's estimate of its fused layer, credited to the layer it is named
-    after; several lowered layers of one node add up)."""
+    model's estimate of its fused layer, credited as :func:`_credited`
+    says; several lowered layers of one node add up)."""
     clock = engine.model.config.clock_hz
     out: dict[str, tuple[str, float]] = {}
     for layer in engine.device.layer_times():
-        name = _onnx_name(layer.name)
+        name = _credited(layer.name)
         op, micros = out.get(name, (layer.op, 0.0))
         out[name] = (op, micros + layer.cycles / clock * 1e6)
     return out
@@ -811,7 +821,7 @@ class InferRequest:
         ran = self._status in (StatusCode.OK, StatusCode.GENERAL_ERROR)
         cpu: dict[str, list] = {}
         for step, kernel, seconds in self._timings:
-            entry = cpu.setdefault(_onnx_name(step), [kernel, 0.0])
+            entry = cpu.setdefault(_credited(step), [kernel, 0.0])
             entry[1] += seconds * 1e6
         counts: dict[str, dict[str, Any]] = {}
         order = 0
