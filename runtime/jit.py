@@ -3,7 +3,8 @@
 * Kernels are module-level functions (never built through exec or closures),
   so Numba can cache them on disk; ``TESSERA_NUMBA_CACHE=0`` turns the cache
   off (for example where several processes could fill it at once, numba #4807).
-* The cache lives in a folder named by a digest of runtime/'s sources:
+* The cache lives in a folder named by a digest of runtime/'s sources (the
+  API facades, :data:`FACADES`, left out):
   Numba checks only the timestamp of a kernel's own file, so a kernel that
   inlines a helper from another file kept the helper's old code after an
   edit (a stale, even crashing, kernel). Any change to runtime/ now starts a
@@ -29,10 +30,21 @@ CACHE = os.environ.get("TESSERA_NUMBA_CACHE", "1") != "0"
 STALE_SECONDS = 7 * 24 * 3600
 
 
+FACADES = ("inference_engine/", "fwdnxt.py", "fwdnxt_flags.py", "fwdnxt_debug.py", "requests.py")
+"""The API facades under runtime/ (relative paths; a folder ends in "/"):
+pure Python that no kernel reads, left out of the cache's digest so that
+editing an API does not recompile every kernel (tests/test_layers.py checks
+that none of them imports numba or the jit module)."""
+
+
+def is_facade(relative: str) -> bool:
+    return any(relative.startswith(f) if f.endswith("/") else relative == f for f in FACADES)
+
+
 def _sources_digest() -> str:
     root = Path(__file__).parent
     digest = hashlib.sha1()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(p for p in root.rglob("*.py") if not is_facade(p.relative_to(root).as_posix())):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -75,3 +75,25 @@ def imported_names(path: Path) -> list[tuple[str, int]]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found += [(f"{node.module}.{alias.name}", node.lineno) for alias in node.names]
     return found
+
+
+def test_api_facades_hold_no_kernel_code():
+    """runtime/jit.py leaves the facades out of the Numba cache's digest: a
+    facade must not import the jit module or the thread pool, nor use numba
+    beyond its version string."""
+    from runtime.jit import is_facade
+
+    runtime = ROOT / "runtime"
+    facades = [p for p in runtime.rglob("*.py") if is_facade(p.relative_to(runtime).as_posix())]
+    assert any(p.parent.name == "inference_engine" for p in facades) and (runtime / "fwdnxt.py") in facades
+    for path in facades:
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("numba"), f"{where} imports from numba"
+                assert node.module not in ("runtime.jit", "runtime.parallel"), f"{where} imports {node.module}"
+            if isinstance(node, ast.Import):
+                assert not {a.name for a in node.names} & {"runtime.jit", "runtime.parallel"}, where
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "numba":
+                assert node.attr == "__version__", f"{where} uses numba.{node.attr}"
