@@ -235,6 +235,39 @@ def test_requests_in_flight_each_get_their_own_result(loaded):
             np.testing.assert_array_equal(handle.outputs["probabilities"], want[2 * round_ + i])
 
 
+def test_requests_in_flight_overlap_segment_by_segment(loaded):
+    """While request 0 waits to run its CPU segment, request 1 runs its
+    device segment: runs are pipelined per segment, not one whole run at a
+    time (the CPU segment's lock is held here to make the order certain)."""
+    _, nets = loaded
+    exec_net = nets["HETERO:FPGA,CPU"]
+    segments = exec_net._engine._segments
+    kinds = [isinstance(seg, DeviceSegment) for seg in segments.program.segments]
+    assert kinds[0] and not kinds[-1], kinds
+    ran = []
+    device_runner = segments._runners[0]
+
+    def recording(tables):
+        device_runner(tables)
+        ran.append(threading.get_ident())
+
+    segments._runners[0] = recording
+    try:
+        images = _images(2, seed=4)
+        with segments._locks[-1]:  # the last (CPU) segment is busy
+            handles = [exec_net.start_async(i, {"image": images[i]}) for i in range(2)]
+            deadline = threading.Event()
+            for _ in range(200):
+                if len(ran) == 2:
+                    break
+                deadline.wait(0.05)
+            assert len(ran) == 2, "request 1's device segment did not run while request 0 waited"
+            assert [h.wait(0) for h in handles] == [-9, -9]
+        assert [h.wait() for h in handles] == [0, 0]
+    finally:
+        segments._runners[0] = device_runner
+
+
 def test_perf_counts_device_layers_modelled_cpu_layers_measured(loaded):
     net, nets = loaded
     exec_net = nets["FPGA"]
