@@ -210,12 +210,7 @@ def test_batch_mode_runs_one_image_per_cluster_and_card(compiled, ie, tmp_path):
     assert count == 10 * 8 and batched.Init(str(tmp_path / "b.bin"), "") == 80
     assert batched.GetInfo("numfpga") == 2 and batched.GetInfo("numcluster") == 2
     images = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
-    result = np.zeros(80, np.float32)
-    batched.Run(images, result)
-    for i in range(8):
-        single = np.zeros(10, np.float32)
-        ie.Run(images[i:i + 1], single)
-        np.testing.assert_array_equal(result[10 * i:10 * (i + 1)], single)
+    result = _each_equals_its_single_run(batched, ie, images)
     with pytest.raises(FWDNXTError, match=r"must have shape \[8, 3, 32, 32\] \(8 images of \[1, 3, 32, 32\]"):
         batched.Run(images[:4], result)
     with pytest.raises(FWDNXTError, match=r"has 10 values; the output has 80 \(8 images of \[1, 10\]\)"):
@@ -236,9 +231,15 @@ def test_mvbatch_runs_a_clusters_four_images_together(compiled, ie, tmp_path):
         == 40
     mv.Init(str(tmp_path / "m.bin"), "")
     images = np.random.default_rng(5).standard_normal((4, 3, 32, 32)).astype(np.float32)
-    result = np.zeros(40, np.float32)
-    mv.Run(images, result)
-    for i in range(4):
+    _each_equals_its_single_run(mv, ie, images)
+
+
+def _each_equals_its_single_run(batched: FWDNXT, single_ie: FWDNXT, images: np.ndarray) -> np.ndarray:
+    """Run the batch on ``batched``; each image's 10 results equal its run on ``single_ie``."""
+    result = np.zeros(10 * len(images), np.float32)
+    batched.Run(images, result)
+    for i in range(len(images)):
         single = np.zeros(10, np.float32)
-        ie.Run(images[i:i + 1], single)
+        single_ie.Run(images[i:i + 1], single)
         np.testing.assert_array_equal(result[10 * i:10 * (i + 1)], single)
+    return result
