@@ -243,10 +243,10 @@ class IENetwork:
         for segment in model.segments:
             if isinstance(segment, CpuSegment):
                 for step in segment.program.steps:
-                    layers.append(IENetLayer(_onnx_name(step.name), step.kernel, fixed=HOST))
+                    layers.append(IENetLayer(_credited(step.name), step.kernel, fixed=HOST))
             else:
                 for layer in segment.layers:
-                    layers.append(IENetLayer(_onnx_name(layer.name), layer.op, "I8", fixed=ACCELERATOR))
+                    layers += [IENetLayer(node, layer.op, "I8", fixed=ACCELERATOR) for node in layer.onnx_nodes]
         self._layer_outputs = {}
         unique = OrderedDict()
         for layer in layers:
@@ -266,7 +266,11 @@ class IENetwork:
 
     @property
     def outputs(self) -> dict[str, OutputInfo]:
-        return OrderedDict((name, OutputInfo(name)) for name in self._output_keys())
+        """Output name -> OutputInfo (its shape known once a plugin has loaded the network)."""
+        shapes = getattr(self, "_output_shapes", {})
+        return OrderedDict((name, OutputInfo(name, shapes.get(name), "FP32",
+                                             LAYOUTS.get(len(shapes[name]), "ANY") if name in shapes else "ANY"))
+                           for name in self._output_keys())
 
     def _output_keys(self) -> list[str]:
         return self._outputs + [key for key, _ in self._extra]
@@ -637,7 +641,7 @@ def _placements(compiled) -> dict[str, dict]:
     for index, segment in enumerate(compiled.segments):
         if isinstance(segment, CpuSegment):
             for step in segment.program.steps:
-                out.setdefault(_onnx_name(step.name), {"device": HOST, "segment": index, "exec": step.kernel})
+                out.setdefault(_credited(step.name), {"device": HOST, "segment": index, "exec": step.kernel})
         else:
             for layer in segment.layers:
                 for node in layer.onnx_nodes:
@@ -654,6 +658,8 @@ class ExecutableNetwork:
         self._engine = engine
         self._network = network
         self._outputs = network._output_names()
+        shapes = {t.name: list(t.shape) for t in engine.model.outputs}
+        network._output_shapes = {key: shapes[tensor] for key, tensor in self._outputs.items() if tensor in shapes}
         self._placements = _placements(engine.model)
         self._layer_times = _device_layer_times(engine)
         self._pool = ThreadPoolExecutor(max_workers=num_requests, thread_name_prefix="tessera-ie")

@@ -290,6 +290,13 @@ def test_perf_counts_device_layers_modelled_cpu_layers_measured(loaded):
     executed = sorted(c["execution_index"] for c in counts.values() if c["status"] == "EXECUTED")
     assert executed == list(range(len(executed)))
     assert counts["image"]["status"] == "NOT_RUN"
+    cpu = nets["CPU"]  # fused groups on the CPU: reported under their last layer, no time lost
+    cpu.requests[0].infer({"image": _images(1)[0]})
+    counts = cpu.requests[0].get_perf_counts()
+    assert set(cpu.get_exec_graph_info()) <= set(net.layers)
+    assert counts["relu_8"]["status"] == "EXECUTED" and counts["relu_8"]["exec_type"].startswith("CPU:")
+    measured = sum(seconds for *_, seconds in cpu.requests[0]._timings) * 1e6
+    assert abs(sum(c["real_time"] for c in counts.values()) - measured) <= len(counts)
 
 
 def test_errors_name_the_input_device_key_or_file(loaded, tmp_path):
