@@ -1,0 +1,145 @@
+"""Simulated quantization (fake-quant): a float graph that rounds every
+encoded tensor onto its grid and computes everything else in float.
+
+This is what AIMET's QuantSim and Exynos AI Studio's simulator run: each
+activation named in the parameters is followed by a QuantizeLinear /
+DequantizeLinear pair (the CPU kernels of those ops, so the rounding is the
+one of docs/quantization.md: round half to even, saturation to the storage
+range), each encoded weight is replaced by its quantize-dequantize, and the
+arithmetic between them stays float32. Tessera's integer path
+(passes/quant/quantize.py) computes the same model in integers; the two
+differ by the integer path's rounding of biases and of requantisation
+multipliers, and by what it does not store (a convolution's output before
+its fused activation is never rounded, so it should not be encoded).
+
+A fake-quantized tensor keeps its name: the float value the graph computed
+before rounding is renamed ``<name>_float``, and every reader (graph
+outputs included) reads the rounded one. A graph input keeps its name too
+and stays as fed; its rounded copy is ``<name>_fake_quant``.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ir.graph import Graph, Value, clone
+from ir.registry import with_defaults
+from ir.types import QuantParams
+from passes.infra import PassError
+from runtime.kernels import run_kernel
+from runtime.qscheme import WEIGHT_RANGE
+
+LINEAR_OPS = ("Conv", "Gemm", "ConvTranspose")
+"""Ops whose bias a bias correction (accumulator units per output channel) adjusts."""
+
+
+def fake_quantize_array(x: np.ndarray, params: QuantParams, *, weight: bool = False) -> np.ndarray:
+    """``x`` rounded onto the grid ``params`` and back to float32, through the
+    QuantizeLinear and DequantizeLinear kernels. A symmetric ``weight`` grid
+    leaves its most negative code unused, as the integer path does."""
+    x = np.asarray(x, np.float32)
+    attrs = {} if params.axis is None else {"axis": params.axis}
+    if params.per_channel and x.shape[params.axis] != len(params.scale):
+        raise PassError(f"a grid of {len(params.scale)} channels on axis {params.axis} does not fit a tensor "
+                        f"of shape {list(x.shape)}")
+    scale = np.asarray(params.scale, np.float32).reshape(-1 if params.per_channel else ())
+    zero = np.asarray(params.zero, params.dtype).reshape(-1 if params.per_channel else ())
+    (codes,) = run_kernel("QuantizeLinear", [x, scale, zero], with_defaults("QuantizeLinear", attrs))
+    if weight and not any(params.zero):
+        codes = np.clip(codes, *WEIGHT_RANGE[np.dtype(params.dtype)]).astype(params.dtype)
+    (real,) = run_kernel("DequantizeLinear", [codes, scale, zero], with_defaults("DequantizeLinear", attrs))
+    return real
+
+
+def fake_quantize(graph: Graph, params: Mapping[str, QuantParams], *, weights: Sequence[str] = (),
+                  bias_corrections: Mapping[str, Sequence[int]] | None = None) -> Graph:
+    """A copy of ``graph`` with every tensor named in ``params`` fake-quantized:
+    constants (``weights`` lists them too, for the symmetric clamp) replaced by
+    their rounded values, activations and graph inputs followed by a
+    quantize-dequantize pair. ``bias_corrections`` (by weight name, as an
+    encodings export of a bias-corrected model carries them) are added to the
+    biases of the Conv / Gemm layers reading those weights, converted from
+    accumulator units with the layer's input and weight scales. Names the
+    graph does not have are ignored (:func:`unknown_tensors` lists them)."""
+    result = clone(graph)
+    weights = frozenset(weights)
+    rounded_input = {}
+    for name, grid in params.items():
+        value = result.values.get(name)
+        if value is None:
+            continue
+        if value.is_constant:
+            value.const = _read_only(fake_quantize_array(value.const, grid, weight=name in weights))
+        else:
+            rounded_input[name] = _insert_pair(result, value, grid)
+    _correct_biases(result, params, rounded_input, dict(bias_corrections or {}))
+    return result
+
+
+def unknown_tensors(graph: Graph, names) -> list[str]:
+    """The names, among ``names``, that are no tensor of ``graph``."""
+    return sorted(set(names) - set(graph.values))
+
+
+def _insert_pair(graph: Graph, value: Value, params: QuantParams) -> str:
+    """QuantizeLinear + DequantizeLinear after ``value``; every reader now
+    reads the rounded value. Returns the name of the tensor holding it."""
+    name = value.name
+    is_input = value.producer is None
+    if not is_input:
+        graph.rename_value(value, graph.fresh_name(f"{name}_float"))
+    index = 0 if is_input else graph.nodes.index(value.producer) + 1
+    attrs = {} if params.axis is None else {"axis": params.axis}
+    shape = (-1,) if params.per_channel else ()
+    scale = graph.add_constant(np.asarray(params.scale, np.float32).reshape(shape), f"{name}_fq_scale")
+    zero = graph.add_constant(np.asarray(params.zero, params.dtype).reshape(shape), f"{name}_fq_zero")
+    readers = list(value.uses)
+    outputs = list(graph.outputs)
+    quantize = graph.add_node("QuantizeLinear", [value, scale, zero], with_defaults("QuantizeLinear", attrs),
+                              name=graph.fresh_node_name(f"fake_quantize_{name}"), index=index,
+                              output_names=[graph.fresh_name(f"{name}_fq_codes")])
+    rounded = graph.fresh_name(f"{name}_fake_quant") if is_input else name
+    dequantize = graph.add_node("DequantizeLinear", [quantize.outputs[0], scale, zero],
+                                with_defaults("DequantizeLinear", attrs), index=index + 1,
+                                name=graph.fresh_node_name(f"fake_dequantize_{name}"), output_names=[rounded])
+    for node, position in readers:
+        node.set_input(position, dequantize.outputs[0])
+    graph.outputs = [dequantize.outputs[0] if v is value else v for v in outputs]
+    return rounded
+
+
+def _correct_biases(graph: Graph, params: Mapping[str, QuantParams], renamed: Mapping[str, str],
+                    corrections: Mapping[str, Sequence[int]]) -> None:
+    """bias += correction · s_x · s_w[k] for each corrected Conv / Gemm."""
+    for node in list(graph.nodes):
+        if node.op not in LINEAR_OPS or len(node.inputs) < 2 or node.inputs[1] is None:
+            continue
+        weight = node.inputs[1].name
+        source = _rounded_source(node.inputs[0], renamed)
+        if weight not in corrections or weight not in params or source not in params:
+            continue
+        scale = params[source].scale[0] * np.asarray(params[weight].scale, np.float64)
+        delta = np.asarray(corrections[weight], np.float64) * scale
+        channels = node.outputs[0].type.shape[1]
+        bias = node.inputs[2] if len(node.inputs) > 2 else None
+        base = np.zeros(channels, np.float64) if bias is None else bias.const.astype(np.float64)
+        new = graph.add_constant((base + np.broadcast_to(delta, (channels,))).astype(np.float32),
+                                 f"{weight}_corrected_bias")
+        if bias is None:
+            node.inputs.append(None)
+        node.set_input(2, new)
+    graph.remove_unused_values()
+
+
+def _rounded_source(value: Value, renamed: Mapping[str, str]) -> str:
+    """The encoded tensor name a (possibly rounded) value stands for."""
+    for original, rounded in renamed.items():
+        if rounded == value.name:
+            return original
+    return value.name
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
