@@ -1,0 +1,103 @@
+"""The data folder of run_inference and the comparisons: one file per
+sample, taken in sorted file-name order.
+
+- ``.npy``: the one input of a single-input model;
+- ``.npz``: one array per input, keyed by input name;
+- ``.h5`` / ``.hdf5``: one dataset per input at the file's root, keyed by
+  input name (Exynos AI Studio's datasets); read with h5py, an optional
+  extra (``pip install tessera[simulator]``).
+
+An array has the input's shape, or that shape without its leading batch
+axis of 1; numbers are cast to the input's type. Sub-folders and hidden
+files are skipped; any other file is an error naming it. Arrays are read
+without pickle.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from compiler.simulator.errors import SimulatorError
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+H5_SUFFIXES = (".h5", ".hdf5")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: name, static shape, element type."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def sample_files(folder: str | os.PathLike) -> list[Path]:
+    """The sample files of ``folder``, sorted by file name."""
+    root = Path(folder)
+    files = sorted((p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
+    for path in files:
+        if path.suffix.lower() not in ARRAY_SUFFIXES + H5_SUFFIXES:
+            raise SimulatorError(f"{path}: not a sample file; the data folder holds .npy, .npz or .h5 files")
+    if not files:
+        raise SimulatorError(f"{root}: the data folder has no .npy, .npz or .h5 files")
+    return files
+
+
+def load_samples(folder: str | os.PathLike, inputs: Sequence[TensorSpec]) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """(file name, feeds) of every sample of ``folder``, in order."""
+    return [(path.name, load_sample(path, inputs)) for path in sample_files(folder)]
+
+
+def load_sample(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """The feeds one sample file holds for the model's ``inputs``."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        if len(inputs) != 1:
+            raise SimulatorError(f"{path}: a .npy file holds one array, but the model has {len(inputs)} inputs "
+                                 f"{[i.name for i in inputs]}; use .npz or .h5 keyed by input name")
+        arrays = {inputs[0].name: np.load(path, allow_pickle=False)}
+    elif suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    else:
+        arrays = _read_h5(path)
+    _check_names(path, arrays, inputs)
+    return {spec.name: _fit(path, spec, arrays[spec.name]) for spec in inputs}
+
+
+def _check_names(path: Path, arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec]) -> None:
+    names = [spec.name for spec in inputs]
+    missing = [n for n in names if n not in arrays]
+    extra = sorted(set(arrays) - set(names))
+    if missing or extra:
+        raise SimulatorError(f"{path}: the model's inputs are {names}; the file "
+                             + (f"lacks {missing}" if missing else "") + (" and " if missing and extra else "")
+                             + (f"has arrays no input is named: {extra}" if extra else ""))
+
+
+def _fit(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    """``array`` with the input's shape and type (a missing batch axis of 1 added)."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":
+        raise SimulatorError(f"{path}: input {spec.name!r} holds {array.dtype} data, not numbers")
+    if array.shape != spec.shape and (1,) + array.shape == spec.shape:
+        array = array[None]
+    if array.shape != spec.shape:
+        raise SimulatorError(f"{path}: input {spec.name!r} has shape {list(array.shape)}; the model takes "
+                             f"{list(spec.shape)}")
+    return np.ascontiguousarray(array, dtype=spec.dtype)
+
+
+def _read_h5(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import h5py
+    except ImportError:
+        raise SimulatorError(f"{path}: reading .h5 data needs h5py, which is not installed "
+                             "(pip install 'tessera[simulator]', or pip install h5py)") from None
+    with h5py.File(path, "r") as file:
+        return {name: np.asarray(item[()]) for name, item in file.items() if isinstance(item, h5py.Dataset)}

@@ -1,0 +1,1 @@
+"""The Simulator API's parameter schemas (``compiler.simulator.schema.base``)."""
