@@ -70,6 +70,7 @@ def fake_quantize(graph: Graph, params: Mapping[str, QuantParams], *, weights: S
         if value is None:
             continue
         if value.is_constant:
+            grid = _weight_grid(value, grid)
             value.const = _read_only(fake_quantize_array(value.const, grid, weight=name in weights))
         else:
             rounded_input[name] = _insert_pair(result, value, grid)
@@ -80,6 +81,18 @@ def fake_quantize(graph: Graph, params: Mapping[str, QuantParams], *, weights: S
 def unknown_tensors(graph: Graph, names) -> list[str]:
     """The names, among ``names``, that are no tensor of ``graph``."""
     return sorted(set(names) - set(graph.values))
+
+
+def _weight_grid(value: Value, params: QuantParams) -> QuantParams:
+    """A per-channel grid on the output-channel axis of the weight it rounds:
+    axis 1 of a ConvTranspose's [C_in, C_out, kh, kw] weight (encodings
+    files put every per-channel weight grid on axis 0, Conv's and Gemm's)."""
+    transposed = [node for node, index in value.uses if node.op == "ConvTranspose" and index == 1]
+    if not params.per_channel or not transposed:
+        return params
+    if any(node.attrs.get("group", 1) != 1 for node in transposed):
+        raise PassError(f"weight {value.name!r}: per-channel grids of grouped ConvTranspose weights are not supported")
+    return QuantParams(params.scale, params.zero, params.dtype, axis=1)
 
 
 def _insert_pair(graph: Graph, value: Value, params: QuantParams) -> str:

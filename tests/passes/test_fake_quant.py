@@ -103,3 +103,16 @@ def test_array_rounding_ties_to_even_saturates_and_keeps_weights_symmetric():
     assert fake_quantize_array(np.float32(1000.0), wide) == 1000.0
     with pytest.raises(PassError, match="3 channels on axis 0"):
         fake_quantize_array(np.zeros((2, 4), np.float32), QuantParams([1, 1, 1], [0, 0, 0], np.int8, axis=0))
+
+
+def test_a_conv_transpose_weight_is_rounded_per_output_channel():
+    graph = Graph("deconv")
+    x = graph.add_input("x", TensorType((1, 2, 3, 3), np.float32))
+    w = graph.add_constant(np.random.default_rng(2).uniform(-1, 1, (2, 3, 2, 2)).astype(np.float32), "w")
+    node = graph.add_node("ConvTranspose", [x, w], {"kernel_shape": [2, 2], "strides": [1, 1], "pads": [0, 0, 0, 0],
+                                                    "dilations": [1, 1], "group": 1, "output_padding": [0, 0]})
+    graph.outputs = [node.outputs[0]]
+    grid = QuantParams([0.01, 0.02, 0.03], [0, 0, 0], np.int8, axis=0)  # as an encodings file gives it
+    fake = fake_quantize(graph, {"w": grid}, weights=["w"])
+    expected = rounded(w.const, QuantParams(grid.scale, grid.zero, np.int8, axis=1))
+    np.testing.assert_array_equal(fake.values["w"].const, expected)
