@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from compiler.compare import ErrorStats
 from compiler.simulator.schema.base import Metric
@@ -36,6 +36,8 @@ def passes(value: float, metric: str, threshold: float) -> bool:
 class ComparisonResult(BaseModel):
     """``compare_model_by_inference``: model 1's outputs against model 0's."""
 
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # identical tensors: SNR inf, kept in JSON
+
     metric: Metric
     threshold: float
     values: dict[str, float] = Field(description="the metric per sample, by data file name")
@@ -47,6 +49,8 @@ class ComparisonResult(BaseModel):
 class LayerComparison(BaseModel):
     """One matched pair of feature maps."""
 
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # identical tensors: SNR inf, kept in JSON
+
     tensor_0: str
     tensor_1: str
     values: dict[str, float] = Field(description="the metric per sample, by data file name")
@@ -56,6 +60,8 @@ class LayerComparison(BaseModel):
 
 class LayerwiseResult(BaseModel):
     """``compare_model_by_layer``: each matched pair, in the order given."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # identical tensors: SNR inf, kept in JSON
 
     metric: Metric
     threshold: float

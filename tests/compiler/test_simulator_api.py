@@ -276,6 +276,7 @@ def test_compare_by_inference_passes_and_fails_in_the_metrics_sense(ws):
         cosine_similarity(reference[0], Simulator.run_inference(runner(ws))[0][0]))
     same = Simulator.compare_model_by_inference(checker(ws, ws.encodings_path, ws.encodings_path))
     assert same.aggregate == np.inf and same.passed
+    assert '"aggregate":Infinity' in same.model_dump_json()  # kept, not turned into null
 
 
 def test_fake_quant_and_the_integer_path_agree_to_35_db(ws, tmp_path):
