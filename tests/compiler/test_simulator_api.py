@@ -196,7 +196,7 @@ def test_data_files_hold_one_array_per_input_name(tmp_path):
 
 
 def test_h5_files_hold_one_dataset_per_input_name(tmp_path):
-    h5py = pytest.importorskip("h5py", reason="h5py is the simulator extra's, not the test extra's")
+    import h5py  # the test and simulator extras'
     params = two_input_workspace(tmp_path)
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((2, 1, 4)).astype(np.float32)
