@@ -19,11 +19,22 @@ import numpy as np
 from runtime.compiled import CompiledModel, DeviceSegment, Instance
 from runtime.errors import ExecutionError
 from runtime.kernels import get_kernel
-from runtime.segments import Runner, Table
+from runtime.segments import CODES, Runner, Table
 from runtime.sim import Simulator
 from runtime.sim.timing import exchange_cycles
 
 _EDGE_ATTRS = {"axis": 1, "block_size": 0, "output_dtype": None, "precision": None}
+
+
+@dataclass(frozen=True)
+class DeviceCodes:
+    """A tensor as the device left it in DRAM: integer ``codes`` (in the
+    tensor's host order) on the grid ``value = scale * (codes - zero)``, for
+    APIs that hand out fixed-point data (kp's fixed nodes)."""
+
+    codes: np.ndarray
+    scale: float
+    zero: int
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,8 @@ class SimulatedDevice:
             dram[at:at + tensor.nbytes] = codes.reshape(-1).view(np.uint8)
 
     def _read_outputs(self, segment: DeviceSegment, table: Table, instance: Instance, grids) -> None:
-        """Dequantize one image's outputs out of its card's DRAM (DequantizeLinear)."""
+        """Dequantize one image's outputs out of its card's DRAM (DequantizeLinear);
+        keep a copy of their codes too when the table asks for them (CODES)."""
         dram = self.drams[instance.card]
         for tensor in segment.outputs:
             at = tensor.addr + instance.offset
@@ -89,6 +101,8 @@ class SimulatedDevice:
             if tensor.perm:
                 codes = np.ascontiguousarray(codes.transpose(tensor.perm))
             table[tensor.name] = self._dequantize([codes, *grids[tensor]], _EDGE_ATTRS)[0]
+            if CODES in table:
+                table[CODES][tensor.name] = DeviceCodes(codes.copy(), tensor.scale, tensor.zero)
 
     def _exchange(self, segment: DeviceSegment, phase: int) -> None:
         """The host's copies after ``phase`` (-1: before the first, the

@@ -37,24 +37,32 @@ class Engine:
         self._reference = Executor(model.reference, check=check) if model.reference is not None else None
 
     # ------------------------------------------------------------ running
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], codes: dict | None = None) -> dict[str, np.ndarray]:
         """The model's outputs for ``feeds`` (input name -> float32 array), of
-        a binary that runs one image at a time."""
+        a binary that runs one image at a time; ``codes``, when given, gets
+        the DeviceCodes of every output the device produced (by name)."""
         if self.model.batch != 1:
             raise ExecutionError(f"this binary runs {self.model.batch} images at once (batch mode over its "
                                  "clusters and cards): use run_batch")
-        return self.run_batch([feeds])[0]
+        found = [] if codes is not None else None
+        outputs = self.run_batch([feeds], codes=found)[0]
+        if codes is not None:
+            codes.update(found[0])
+        return outputs
 
     def run_batch(self, images: Sequence[Mapping[str, np.ndarray]],
-                  timings: list | None = None) -> list[dict[str, np.ndarray]]:
+                  timings: list | None = None, codes: list | None = None) -> list[dict[str, np.ndarray]]:
         """The outputs of every image of one run: exactly ``model.batch``
         images, each a feed dict, run together (one image per cluster and
         card in batch mode). ``timings`` gets each CPU kernel call's (step
-        name, kernel, seconds) appended. Runs from several threads overlap,
-        pipelined segment by segment (runtime.segments.SegmentExecutor)."""
+        name, kernel, seconds) appended; ``codes`` gets, per image, the
+        runtime.device.DeviceCodes of each output the device produced: the
+        integer codes behind the float output, for fixed-point APIs. Runs
+        from several threads overlap, pipelined segment by segment
+        (runtime.segments.SegmentExecutor)."""
         if len(images) != self.model.batch:
             raise ExecutionError(f"this binary runs {self.model.batch} image(s) at once; got {len(images)}")
-        return self._segments.run_batch([self._inputs(feeds) for feeds in images], timings)
+        return self._segments.run_batch([self._inputs(feeds) for feeds in images], timings, codes)
 
     def run_reference(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The float reference program's outputs (FWDNXT's Run_th)."""

@@ -39,16 +39,21 @@ class Cancelled(TesseraError):
 class Request:
     """One run: the images, the caller's ``tag``, and once done either
     ``outputs`` (one dict per image) with ``hwtime_ms`` (the modelled device
-    time of that run, 0 for a run of the float reference) or ``error``."""
+    time of that run, 0 for a run of the float reference) or ``error``.
+    With ``record``, a device run also keeps ``codes`` (per image, the
+    DeviceCodes of the outputs the device produced) and ``timings`` (each
+    CPU kernel call's step name, kernel and seconds)."""
 
-    __slots__ = ("images", "tag", "device", "outputs", "hwtime_ms", "error", "_done")
+    __slots__ = ("images", "tag", "device", "outputs", "hwtime_ms", "error", "codes", "timings", "_done")
 
-    def __init__(self, images: Images | None, tag: Any = None, device: bool = True):
+    def __init__(self, images: Images | None, tag: Any = None, device: bool = True, record: bool = False):
         self.images = images
         self.tag = tag
         self.device = device
         self.outputs: list[dict[str, np.ndarray]] | None = None
         self.hwtime_ms = 0.0
+        self.codes: list[dict] | None = [] if record else None
+        self.timings: list | None = [] if record else None
         self.error: BaseException | None = None
         self._done = threading.Event()
 
@@ -76,7 +81,8 @@ class Request:
         """Run; keep the outputs or the exception (done is set by the caller)."""
         try:
             if self.device:
-                self.outputs = engine.run_batch(self.images)
+                recorded = {} if self.codes is None else {"timings": self.timings, "codes": self.codes}
+                self.outputs = engine.run_batch(self.images, **recorded)
                 self.hwtime_ms = engine.device.hwtime_ms
                 if after_run is not None:
                     after_run(self)

@@ -25,6 +25,10 @@ from runtime.executor import Executor
 
 Table = dict[str, np.ndarray]
 """One image's tensors crossing segments, by name."""
+CODES = "\0codes"
+"""A table's entry under this key, put there by a caller that wants them, is
+a dict the device backend fills with each tensor it produced, as
+runtime.device.DeviceCodes (no tensor name can hold a NUL)."""
 Runner = Callable[..., None]
 """``run(tables, timings=None)``: runs one segment on every image of a run,
 reading its inputs from each image's table and writing its outputs into it;
@@ -97,17 +101,20 @@ class SegmentExecutor:
         return self.run_batch([feeds])[0]
 
     def run_batch(self, images: Sequence[Mapping[str, np.ndarray]],
-                  timings: list | None = None) -> list[dict[str, np.ndarray]]:
+                  timings: list | None = None, codes: list | None = None) -> list[dict[str, np.ndarray]]:
         """The outputs of every image of one run (a device segment compiled
         for a batch takes them all at once; CPU segments run image after
         image); ``timings`` gets each CPU kernel call's (step name, kernel,
-        seconds) appended."""
+        seconds) appended; ``codes`` gets, per image, the DeviceCodes of
+        each output the device produced (by name; CPU-computed ones absent)."""
         tables = []
         for feeds in images:
             missing = [n for n in self.program.inputs if n not in feeds]
             if missing:
                 raise ExecutionError(f"missing input(s) {missing}; the inputs are {self.program.inputs}")
             tables.append({n: np.asarray(feeds[n]) for n in self.program.inputs})
+            if codes is not None:
+                tables[-1][CODES] = {}
         times = []
         for run, lock, segment in zip(self._runners, self._locks, self.program.segments):
             with lock:
@@ -118,4 +125,6 @@ class SegmentExecutor:
                     run(tables)
                 times.append(time.perf_counter() - start)
         self.last_times = times
+        if codes is not None:
+            codes.extend({n: table[CODES][n] for n in self.program.outputs if n in table[CODES]} for table in tables)
         return [{n: table[n] for n in self.program.outputs} for table in tables]
