@@ -1,5 +1,5 @@
 """Tessera's embedded runtime: CPU kernels, the executor, the binary
-loader, the accelerator simulator and the API facades (``runtime.FWDNXT``).
+loader, the accelerator simulator and the API facades (``runtime.FWDNXT``, ``runtime.kp``).
 
 Importable with numpy and numba alone: nothing here imports onnx, networkx,
 pydantic or onnxruntime at module level.
@@ -8,13 +8,17 @@ from runtime.errors import ExecutionError, KernelError, TesseraError
 from runtime.executor import Executor
 from runtime.program import Program, Step
 
-__all__ = ["Executor", "Program", "Step", "TesseraError", "KernelError", "ExecutionError", "FWDNXT"]
+__all__ = ["Executor", "Program", "Step", "TesseraError", "KernelError", "ExecutionError", "FWDNXT", "kp"]
 
 
 def __getattr__(name: str):
-    """``FWDNXT`` on first use, so ``import runtime`` stays light."""
+    """``FWDNXT`` and ``kp`` on first use, so ``import runtime`` stays light."""
     if name == "FWDNXT":
         from runtime.fwdnxt import FWDNXT
 
         return FWDNXT
+    if name == "kp":
+        import runtime.kp as kp
+
+        return kp
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")
