@@ -148,7 +148,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                    layer_precision: Mapping[str, str] | None = None, float_layers: Sequence[str] = (),
                    encodings: str | os.PathLike | Mapping | Encodings | None = None, sensitivity: int = 0,
                    sensitivity_samples: int = 8, hwlinear: bool = False, fallback: str = "HETERO:FPGA,CPU",
-                   affinities: Mapping[str, str] | None = None,
+                   affinities: Mapping[str, str] | None = None, demote_islands: bool = True,
                    shapes: Mapping[str, Sequence[int]] | None = None, image: str | None = None,
                    options: Mapping[str, Any] | None = None) -> QuantizedModel:
     """Import ``model`` (a path, bytes or ModelProto), partition it and
@@ -166,12 +166,15 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     measures each layer's own error on ``sensitivity_samples`` calibration
     inputs and re-quantizes the k worst in 16 bits. ``fallback`` is the
     device priority of the affinity policy; ``affinities`` (ONNX node name
-    -> device) place every layer by hand instead (passes/affinity.py)."""
+    -> device) place every layer by hand instead (passes/affinity.py);
+    ``demote_islands=False`` keeps accelerator segments whose host
+    transfers cost more than they save (passes/partition.py)."""
     settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
                 "quant.mode": mode, "quant.layer_precision": dict(layer_precision or {}),
                 "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
                 "target.hwlinear": hwlinear, "partition.fallback": fallback,
-                "partition.affinities": dict(affinities or {}), **dict(options or {})}
+                "partition.affinities": dict(affinities or {}), "partition.demote_islands": demote_islands,
+                **dict(options or {})}
     floats = list(float_layers)
     graph = import_onnx(model, shapes=shapes, image=image)
     _check_names(graph, floats, layer_precision or {}, tensor_calibrators or {})

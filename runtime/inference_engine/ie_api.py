@@ -51,6 +51,8 @@ CONFIG_KEYS = {
     "TESSERA_CALIBRATION_DATA": "calibration inputs: a folder of .npy files or images, or a list of arrays",
     "TESSERA_CALIBRATOR": "the range method: minmax, percentile, percentile:<p>, entropy, mse (default)",
     "TESSERA_HWLINEAR": "YES/NO: fully-connected layers on the accelerator too",
+    "TESSERA_DEMOTE_ISLANDS": "YES (default)/NO: move an accelerator segment whose host transfers cost more than "
+                              "it saves back to the CPU",
     "TESSERA_DOT_DIR": "the folder HETERO_DUMP_GRAPH_DOT writes to (default: the working folder)",
 }
 
@@ -424,7 +426,7 @@ class IEPlugin:
                     raise InferenceEngineError(f"set_config: TARGET_FALLBACK applies to a HETERO plugin, not "
                                                f"{self._device!r}")
                 value = _fallback(value)
-            elif key in ("PERF_COUNT", "HETERO_DUMP_GRAPH_DOT", "TESSERA_HWLINEAR"):
+            elif key in ("PERF_COUNT", "HETERO_DUMP_GRAPH_DOT", "TESSERA_HWLINEAR", "TESSERA_DEMOTE_ISLANDS"):
                 if value not in ("YES", "NO"):
                     raise InferenceEngineError(f"set_config: {key} takes 'YES' or 'NO', got {value!r}")
             elif key == "TESSERA_CALIBRATOR" and not isinstance(value, str):
@@ -549,7 +551,8 @@ class IEPlugin:
         fallback = self._fallback()
         affinities = self._affinities(net, fallback)
         keywords: dict[str, Any] = {"calibrator": self._config.get("TESSERA_CALIBRATOR", "mse"),
-                                    "hwlinear": self._config.get("TESSERA_HWLINEAR") == "YES"}
+                                    "hwlinear": self._config.get("TESSERA_HWLINEAR") == "YES",
+                                    "demote_islands": self._config.get("TESSERA_DEMOTE_ISLANDS") != "NO"}
         samples = self._config.get("TESSERA_CALIBRATION_DATA")
         on_device = ACCELERATOR in fallback.split(",") and (not affinities or ACCELERATOR in affinities.values())
         with warnings.catch_warnings():
