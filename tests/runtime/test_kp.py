@@ -2,7 +2,6 @@
 receives in order, fixed/float nodes, frame drop, profiling and error codes
 (docs/kp.md). One tiny ResNet compiled three ways, once per module."""
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -284,10 +283,8 @@ def test_the_queue_blocks_when_full_or_drops_the_oldest(group, binaries, photo):
     descriptor = kp.core.load_model_from_file(dg, str(binaries["int8"]))
     kp.core.set_timeout(dg, 300)
     depth = devices.QUEUE_DEPTH
-    start = time.perf_counter()
-    for number in range(depth):
+    for number in range(depth):  # fills the queue without a receive
         header = send_rgb565(dg, 1, photo, number)
-    assert time.perf_counter() - start < 2
     raises(E.KP_ERROR_USB_TIMEOUT_N7, send_rgb565, dg, 1, photo, depth)
     assert [kp.inference.generic_raw_inference_receive(dg, header, descriptor).header.inference_number
             for _ in range(depth)] == list(range(depth))
