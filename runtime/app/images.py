@@ -1,0 +1,168 @@
+"""Reading the application's inputs: the image list, one image decoded and
+pre-processed into the binary's input layout, the labels and class-name
+files, and the host-side FC weights (--fcweights). Pillow is imported only
+when an image is read, so the rest of the runtime never needs it."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime import preprocess
+from runtime.errors import TesseraError
+
+SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+"""File name endings taken from a folder (any other file is ignored)."""
+LAYOUTS = ("NCHW", "NHWC")
+
+
+class InferError(TesseraError):
+    """A fatal problem with the application's inputs (the message names it)."""
+
+
+class ImageError(TesseraError):
+    """One image that cannot be read; the run skips it and counts it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How an image becomes one model input: the size and channels the
+    binary takes, its layout, and per-channel mean/std on the [0, 1] scale."""
+
+    height: int
+    width: int
+    channels: int
+    layout: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def list_images(path: str) -> list[Path]:
+    """``path`` itself when a file, else the images of the folder, sorted by name."""
+    where = Path(path)
+    if where.is_file():
+        return [where]
+    if not where.is_dir():
+        raise InferError(f"--img_path {path!r} does not exist")
+    files = sorted(p for p in where.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not files:
+        raise InferError(f"--img_path {path!r} holds no image files (looked for {', '.join(sorted(SUFFIXES))})")
+    return files
+
+
+def settings_for(inshape: str, layout: str | None, mean, std) -> Settings:
+    """The pre-processing for the binary's input shape ("1x3x32x32", from
+    GetInfo('inshapes')): layout NCHW when the channel axis (1 or 3 values)
+    comes first, NHWC when last, unless ``layout`` says."""
+    dims = [int(d) for d in inshape.split(";")[0].split("x")]
+    if len(dims) != 4:
+        raise InferError(f"the binary's input has shape {dims}; tessera-infer needs an image input "
+                         "[N, C, H, W] or [N, H, W, C]")
+    if layout is None:
+        layout = "NCHW" if dims[1] in (1, 3) else "NHWC" if dims[3] in (1, 3) else None
+        if layout is None:
+            raise InferError(f"cannot tell the layout of the binary's input {dims}; give --layout NCHW or NHWC")
+    channels, height, width = (dims[1], dims[2], dims[3]) if layout == "NCHW" else (dims[3], dims[1], dims[2])
+    if channels not in (1, 3):
+        raise InferError(f"the binary's input {dims} in layout {layout} has {channels} channels; images give 1 or 3")
+    mean, std = (_per_channel(name, value, channels, default) for name, value, default in
+                 (("--mean", mean, 0.0), ("--std", std, 1.0)))
+    if any(s == 0 for s in std):
+        raise InferError(f"--std {','.join(map(str, std))}: a standard deviation of 0")
+    return Settings(height, width, channels, layout, mean, std)
+
+
+def _per_channel(name: str, value, channels: int, default: float) -> tuple[float, ...]:
+    if value is None:
+        return (default,) * channels
+    if len(value) == 3 and channels == 1:
+        return (float(np.dot(value, (0.299, 0.587, 0.114))),)
+    if len(value) != channels:
+        raise InferError(f"{name} has {len(value)} values; the binary's input has {channels} channel(s)")
+    return tuple(value)
+
+
+def load_image(path: Path, settings: Settings) -> np.ndarray:
+    """One image file as the model's input for one image (float32, the
+    binary's layout, no batch axis): decoded by Pillow, converted to the
+    channel count, resized (runtime/preprocess.py), scaled to [0, 1],
+    normalised per channel. ImageError when it cannot be read."""
+    pil = _pillow()
+    try:
+        with pil.Image.open(path) as image:
+            pixels = np.asarray(image.convert("L" if settings.channels == 1 else "RGB"), np.float32)
+    except (OSError, ValueError, pil.Image.DecompressionBombError) as exc:
+        raise ImageError(f"{path.name}: {exc}") from None
+    pixels = pixels.reshape(*pixels.shape[:2], -1)
+    try:
+        planar, _ = preprocess.fit(preprocess.to_channels(pixels, settings.channels), settings.height,
+                                   settings.width, resize=True, padding="none")
+    except preprocess.PreprocessError as exc:
+        raise ImageError(f"{path.name}: {exc}") from None
+    mean = np.asarray(settings.mean, np.float32)[:, None, None]
+    std = np.asarray(settings.std, np.float32)[:, None, None]
+    planar = (planar / np.float32(255.0) - mean) / std
+    return np.ascontiguousarray(planar if settings.layout == "NCHW" else planar.transpose(1, 2, 0), np.float32)
+
+
+def _pillow():
+    try:
+        import PIL.Image
+    except ImportError as exc:
+        raise InferError(f"reading images needs Pillow ({exc}); install it with `pip install Pillow`") from None
+    return PIL
+
+
+def read_labels(path: str, names: set[str]) -> tuple[dict[str, int], list[str]]:
+    """The ``<filename> <label>`` lines of ``path`` for the files in
+    ``names``, and the names it lists that are not among them."""
+    labels: dict[str, int] = {}
+    missing: list[str] = []
+    for number, line in enumerate(_lines(path, "--labels"), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+            raise InferError(f"--labels {path!r} line {number}: expected '<filename> <label>' with an integer "
+                             f"label, got {line.strip()!r}")
+        name = os.path.basename(fields[0])
+        if name in names:
+            labels[name] = int(fields[1])
+        else:
+            missing.append(name)
+    return labels, missing
+
+
+def read_classes(path: str) -> list[str]:
+    """One class name a line (line i names class i)."""
+    return [line.strip() for line in _lines(path, "--classes")]
+
+
+def _lines(path: str, option: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InferError(f"{option} {path!r} cannot be read: {exc}") from None
+
+
+def read_fc_weights(path: str, features: int) -> np.ndarray:
+    """The host-side FC layer's weights, [classes, features] float32, from a
+    CSV (one row per class, or one flat row, int8 codes or float values),
+    checked against the binary's ``features`` output values per image."""
+    try:
+        values = np.genfromtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise InferError(f"--fcweights {path!r} cannot be read as CSV: {exc}") from None
+    if values.size and np.isnan(values[:, -1]).all():
+        values = values[:, :-1]
+    if values.size == 0 or np.isnan(values).any():
+        raise InferError(f"--fcweights {path!r}: empty, or holds values that are not numbers")
+    if values.shape[0] == 1 and values.size % features == 0:
+        values = values.reshape(-1, features)
+    if values.shape[1] != features:
+        raise InferError(f"--fcweights {path!r} has shape {list(values.shape)}; the binary's output has "
+                         f"{features} values per image, so the FC weights must be [classes, {features}]")
+    return values

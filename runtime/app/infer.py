@@ -1,0 +1,207 @@
+"""``tessera-infer``: predictions, accuracy and throughput of a compiled
+binary over a folder of images (shared/spec/fpga-inference-app.md; the
+options and pipeline of Xilinx's infer_pynq_threaded.py, api-notes 6).
+docs/infer_app.md has the options, the output and the errors.
+
+    tessera-infer --xclbin model.bin --img_path images/ --labels labels.txt
+    python -m runtime.app.infer --binary model.bin --img_path cat.jpg --top 3
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import sys
+from typing import Sequence, TextIO
+
+from runtime.app.images import (
+    LAYOUTS,
+    InferError,
+    list_images,
+    read_classes,
+    read_fc_weights,
+    read_labels,
+    settings_for,
+)
+from runtime.app.pipeline import Row, RunResult, run_images
+from runtime.app.profile import COLUMNS, profile_values, summary_lines, throughput_lines
+from runtime.errors import TesseraError
+
+PROG = "tessera-infer"
+DESCRIPTION = ("Predictions, accuracy and throughput of a compiled Tessera binary over an image or a folder of "
+               "images (docs/infer_app.md).")
+EXAMPLES = """examples:
+  tessera-infer --xclbin model.bin --img_path images/ --labels labels.txt --outfile out.csv
+  tessera-infer --xclbin model.bin --img_path images/ --max_bs 1 --preprocess_workers 4 --profile   # latency
+  tessera-infer --xclbin model.bin --img_path images/ --max_bs 100 --preprocess_workers 16 --profile # throughput
+  tessera-infer --binary model.bin --img_path cat.jpg --classes names.txt --top 3 \\
+                --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+"""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _triple(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be numbers separated by commas (R,G,B), got {text!r}") from None
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"must be one value or three (R,G,B), got {text!r}")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (the spec's options and defaults, and the extras)."""
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--xclbin", "--binary", dest="xclbin", required=True, metavar="BINARY",
+                   help="the compiled Tessera binary (model.bin); --xclbin kept for compatibility")
+    p.add_argument("--fcweights", metavar="CSV", help="weights of a final FC layer [classes, features] applied on "
+                   "the host to the binary's output (int8 codes or floats)")
+    p.add_argument("--img_path", required=True, metavar="PATH", help="an image file or a folder of images")
+    p.add_argument("--max_bs", type=_positive, default=1, help="images per batch (default 1)")
+    p.add_argument("--preprocess_workers", type=_positive, default=1,
+                   help="pre-processing worker threads (default 1)")
+    p.add_argument("--profile", action="store_true", help="per-image timestamps, a summary table and FPS")
+    p.add_argument("--outfile", metavar="CSV", help="write the results here (default: standard output)")
+    p.add_argument("--labels", metavar="FILE", help="'<filename> <label>' lines: top-1 and top-5 accuracy")
+    p.add_argument("--classes", metavar="FILE", help="class names, one a line, to name the predictions")
+    p.add_argument("--top", type=_positive, default=5, help="classes listed per image (default 5)")
+    p.add_argument("--mean", type=_triple, help="per-channel mean R,G,B on the [0, 1] pixel scale (default 0)")
+    p.add_argument("--std", type=_triple, help="per-channel std R,G,B on the [0, 1] pixel scale (default 1)")
+    p.add_argument("--layout", choices=LAYOUTS, help="the binary's input layout (default: from its input shape)")
+    p.add_argument("--numclus", type=_positive, help="clusters per card the binary must have been compiled for")
+    p.add_argument("--numcard", type=_positive, help="cards the binary must have been compiled for")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; 0 on success, 1 on a fatal error (one line on stderr)."""
+    args = parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (InferError, TesseraError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from runtime import FWDNXT
+
+    paths = list_images(args.img_path)
+    ie = FWDNXT()
+    try:
+        counts = ie.Init(args.xclbin, "")
+    except TesseraError as exc:
+        raise InferError(f"--xclbin {args.xclbin!r}: {exc}") from None
+    _check_placement(ie, args)
+    settings = settings_for(ie.GetInfo("inshapes"), args.layout, args.mean, args.std)
+    features = (counts if isinstance(counts, int) else counts[0]) // int(ie.GetInfo("numbatch"))
+    fc = read_fc_weights(args.fcweights, features) if args.fcweights else None
+    classes = read_classes(args.classes) if args.classes else None
+    labels = _labels(args.labels, paths) if args.labels else None
+    report = sys.stdout if args.outfile else sys.stderr
+    try:
+        out = open(args.outfile, "w", newline="", encoding="utf-8") if args.outfile else sys.stdout
+    except OSError as exc:
+        raise InferError(f"--outfile {args.outfile!r} cannot be written: {exc}") from None
+    with out if args.outfile else contextlib.nullcontext():
+        writer = _Writer(out, args.top, classes, args.profile, len(paths))
+        result = run_images(ie, paths, settings, max_bs=args.max_bs, workers=args.preprocess_workers,
+                            top=args.top, fc=fc, sink=writer.write, skipped=writer.skip)
+        writer.close()
+    ie.Free()
+    _report(result, labels, args.profile, report)
+    return 0
+
+
+def _check_placement(ie, args: argparse.Namespace) -> None:
+    for option, name, wanted in (("--numclus", "numcluster", args.numclus), ("--numcard", "numfpga", args.numcard)):
+        have = int(ie.GetInfo(name))
+        if wanted is not None and wanted != have:
+            raise InferError(f"{option} {wanted}: {args.xclbin!r} was compiled for {have}; recompile it with "
+                             f"`tessera compile ... {option} {wanted}`")
+
+
+def _labels(path: str, paths) -> dict[str, int]:
+    labels, missing = read_labels(path, {p.name for p in paths})
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        print(f"{PROG}: warning: --labels {path!r} names {len(missing)} file(s) not among the images: {shown}",
+              file=sys.stderr)
+    if not labels:
+        raise InferError(f"--labels {path!r} names none of the {len(paths)} image(s) of --img_path")
+    return labels
+
+
+class _Writer:
+    """The logger's sink: one CSV row per image in input order, warnings for
+    skipped images, and a progress bar on a terminal."""
+
+    def __init__(self, out: TextIO, top: int, classes: list[str] | None, profile: bool, total: int):
+        self.csv, self.classes, self.profile, self.total = csv.writer(out), classes, profile, total
+        self.done = 0
+        self.bar = sys.stderr.isatty()
+        header = ["file", "prediction", f"top{top}", "score"] + (["name"] if classes else [])
+        self.csv.writerow(header + (COLUMNS if profile else []))
+
+    def write(self, row: Row) -> None:
+        line = [row.file, row.top[0], " ".join(map(str, row.top)), f"{row.scores[0]:.6g}"]
+        if self.classes:
+            line.append(self.classes[row.top[0]] if row.top[0] < len(self.classes) else "")
+        if self.profile:
+            line += [f"{v:.6f}" for v in profile_values(row)]
+        self.csv.writerow(line)
+        self._tick()
+
+    def skip(self, name: str, why: str) -> None:
+        if self.bar:
+            sys.stderr.write("\n")
+        print(f"{PROG}: warning: skipping unreadable image {why}", file=sys.stderr)
+        self._tick()
+
+    def _tick(self) -> None:
+        self.done += 1
+        if self.bar:
+            width = 30
+            filled = width * self.done // max(self.total, 1)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.bar:
+            sys.stderr.write("\n")
+
+
+def _report(result: RunResult, labels: dict[str, int] | None, profile: bool, out: TextIO) -> None:
+    rows = result.rows
+    if result.skipped:
+        print(f"skipped: {len(result.skipped)} unreadable image(s)", file=out)
+    if labels is not None:
+        scored = [r for r in rows if r.file in labels]
+        top1 = sum(r.top[0] == labels[r.file] for r in scored)
+        top5 = sum(labels[r.file] in r.top[:5] for r in scored)
+        n = max(len(scored), 1)
+        print(f"accuracy: top-1 {100.0 * top1 / n:.2f}% top-5 {100.0 * top5 / n:.2f}% over {len(scored)} labelled "
+              "image(s)", file=out)
+    if profile:
+        for line in summary_lines(rows):
+            print(line, file=out)
+    for line in throughput_lines(rows, result.wall_s)[:2 if profile else 1]:
+        print(line, file=out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
