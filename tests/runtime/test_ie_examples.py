@@ -10,19 +10,41 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
 TOP_ROW = re.compile(r"^\s*(\d+)\s+(\d\.\d{7})$", re.MULTILINE)
 
 
-def run_example(name: str, *args: str) -> str:
-    """The example's stdout; it must exit 0 without the synthetic-calibration warning."""
-    result = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, f"{name} {args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    assert "synthetic" not in result.stderr, result.stderr
-    return result.stdout
+@pytest.fixture(scope="module")
+def user_model(tmp_path_factory):
+    """A user's model for --model: a ResNet-10 of 7 classes."""
+    from compiler.zoo import resnet
+
+    model = resnet(depth=10, image=32, classes=7, width=8, seed=3)
+    path = tmp_path_factory.mktemp("ie_examples") / "resnet10_7.onnx"
+    onnx.save(model, path)
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def outputs(user_model):
+    """Every example started at once (each in a process of its own, as a
+    user runs it; together, their start-up overlaps), then each one's
+    stdout; each must exit 0 without the synthetic-calibration warning."""
+    runs = {"ie_classification.py": ("--model", str(user_model[1]), "--device", "FPGA"),
+            "ie_classification_async.py": (), "ie_hetero_affinity.py": (), "ie_perf_counts.py": ()}
+    processes = {name: subprocess.Popen([sys.executable, str(EXAMPLES / name), *args], cwd=ROOT, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for name, args in runs.items()}
+    done = {}
+    for name, process in processes.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{name} exited {process.returncode}:\n{out}\n{err}"
+        assert "synthetic" not in err, err
+        done[name] = out
+    return done
 
 
 def sample_data():
@@ -33,16 +55,12 @@ def sample_data():
     return module
 
 
-def test_classification_prints_the_models_top_5_on_the_photo(tmp_path):
+def test_classification_prints_the_models_top_5_on_the_photo(user_model, outputs):
     """A user's model (--model) on the FPGA plugin: the layers the
     accelerator cannot run are named, and the top 5 are the float model's
     best classes with its probabilities, within int8's error."""
-    from compiler.zoo import resnet
-
-    model = resnet(depth=10, image=32, classes=7, width=8, seed=3)
-    path = tmp_path / "resnet10_7.onnx"
-    onnx.save(model, path)
-    out = run_example("ie_classification.py", "--model", str(path), "--device", "FPGA")
+    model = user_model[0]
+    out = outputs["ie_classification.py"]
 
     unsupported = re.search(r"^Layers FPGA cannot run: (.*)$", out, re.MULTILINE).group(1).split(", ")
     assert sorted(unsupported) == ["gemm_103", "probabilities"]
@@ -62,10 +80,10 @@ def test_classification_prints_the_models_top_5_on_the_photo(tmp_path):
     assert rows[0][0] in np.argsort(reference)[::-1][:2]
 
 
-def test_async_requests_both_finish_ok():
+def test_async_requests_both_finish_ok(outputs):
     """Two requests started together: wait() gives 0 (OK) for each, each
     has its own photo's result."""
-    out = run_example("ie_classification_async.py")
+    out = outputs["ie_classification_async.py"]
     rows = re.findall(r"^request (\d) \((\w+\.jpg)\): status (-?\d+) \((\w+)\), top-1 class (\d+) probability "
                       r"(\d\.\d+)$", out, re.MULTILINE)
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [("0", "china.jpg", "0", "OK"), ("1", "flower.jpg", "0", "OK")]
@@ -73,10 +91,10 @@ def test_async_requests_both_finish_ok():
     assert rows[0][5] != rows[1][5]
 
 
-def test_hetero_affinity_moves_every_conv_to_the_cpu():
+def test_hetero_affinity_moves_every_conv_to_the_cpu(outputs):
     """The fallback policy puts the convolutions on the FPGA; moved by
     hand, they run on the CPU while other layers stay on the FPGA."""
-    out = run_example("ie_hetero_affinity.py")
+    out = outputs["ie_hetero_affinity.py"]
     initial = ast.literal_eval(re.search(r"^Initial affinities: (\{.*\})$", out, re.MULTILINE).group(1))
     placed = ast.literal_eval(re.search(r"^Layers per device: (\{.*\})$", out, re.MULTILINE).group(1))
     convs = ast.literal_eval(re.search(r"^Conv layers per device: (\{.*\})$", out, re.MULTILINE).group(1))
@@ -85,10 +103,10 @@ def test_hetero_affinity_moves_every_conv_to_the_cpu():
     assert placed["FPGA"] > 0 and placed["CPU"] >= convs["CPU"]
 
 
-def test_perf_counts_table():
+def test_perf_counts_table(outputs):
     """Rows in execution order: EXECUTED layers on both devices with times,
     then the rest, among them a BatchNormalization folded away."""
-    out = run_example("ie_perf_counts.py")
+    out = outputs["ie_perf_counts.py"]
     lines = out.splitlines()
     assert lines[0].split() == ["name", "index", "layer_type", "status", "exec_type", "real_time"]
     rows = [line.split() for line in lines[1:] if re.match(r"^\S+\s+-?\d+\s", line)]
