@@ -17,12 +17,24 @@ EXAMPLES = ROOT / "docs" / "examples"
 TOP = re.compile(r"(\d+) \((\d\.\d{4})\)")
 
 
-def run_example(name: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, f"{name} {args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    assert "synthetic" not in result.stderr, result.stderr
-    return result.stdout
+@pytest.fixture(scope="module")
+def outputs(binary):
+    """Every example started at once (a process each, as a user runs it;
+    their start-up overlaps), then each one's stdout; each must exit 0
+    without the synthetic-calibration warning."""
+    runs = {"kp_generic_inference.py": (), "kp_generic_inference_crop.py": ("--model", binary),
+            "kp_generic_inference_bypass_pre_proc.py": ("--model", binary),
+            "kp_generic_inference_multithread.py": ("--model", binary, "--frames", "12")}
+    processes = {name: subprocess.Popen([sys.executable, str(EXAMPLES / name), *args], cwd=ROOT, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for name, args in runs.items()}
+    done = {}
+    for name, process in processes.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{name} exited {process.returncode}:\n{out}\n{err}"
+        assert "synthetic" not in err, err
+        done[name] = out
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +50,9 @@ def binary(tmp_path_factory):
     return str(path)
 
 
-def test_generic_inference_classifies_the_photo_ten_times_in_order():
+def test_generic_inference_classifies_the_photo_ten_times_in_order(outputs):
     """No --model: the example compiles the built-in ResNet itself."""
-    out = run_example("kp_generic_inference.py")
+    out = outputs["kp_generic_inference.py"]
     assert "[Connect Device]\n - Success" in out and "input [1, 3, 32, 32]" in out
     assert re.findall(r"^ - inference (\d+): 1 output node\(s\)$", out, re.MULTILINE) == [str(i) for i in range(10)]
     line = re.search(r"^ - node 0 probabilities shape \[1, 10\]: top classes (.*)$", out, re.MULTILINE).group(1)
@@ -48,16 +60,16 @@ def test_generic_inference_classifies_the_photo_ten_times_in_order():
     assert len(probs) == 3 and probs == sorted(probs, reverse=True) and 0.1 < probs[0] < 1
 
 
-def test_crop_gives_one_result_per_box(binary):
-    out = run_example("kp_generic_inference_crop.py", "--model", binary)
+def test_crop_gives_one_result_per_box(outputs):
+    out = outputs["kp_generic_inference_crop.py"]
     assert "[Crop] 2 crop boxes sent" in out
     crops = re.findall(r"^crop (\d) \((\d+), (\d+), (\d+)x(\d+)\): inference 0, top classes (.*)$", out, re.MULTILINE)
     assert [c[:5] for c in crops] == [("0", "0", "0", "320", "320"), ("1", "200", "100", "256", "256")]
     assert crops[0][5] != crops[1][5]
 
 
-def test_bypass_reads_fixed_point_that_reproduces_the_float_output(binary):
-    out = run_example("kp_generic_inference_bypass_pre_proc.py", "--model", binary)
+def test_bypass_reads_fixed_point_that_reproduces_the_float_output(outputs):
+    out = outputs["kp_generic_inference_bypass_pre_proc.py"]
     radix, scale = re.search(r"RAW_8B: radix (\d+), scale ([\d.]+), zero point -?\d+", out).groups()
     assert 1.0 <= float(scale) < 2.0
     node = re.search(r"^\[Output 0\] probabilities KP_FIXED_POINT_DTYPE_INT16 radix (\d+) scale 1\.000000", out,
@@ -67,8 +79,8 @@ def test_bypass_reads_fixed_point_that_reproduces_the_float_output(binary):
     assert error <= 2.0 ** -(int(node.group(1)) + 1)
 
 
-def test_multithread_results_come_back_in_order_from_both_devices(binary):
-    out = run_example("kp_generic_inference_multithread.py", "--model", binary, "--frames", "12")
+def test_multithread_results_come_back_in_order_from_both_devices(outputs, binary):
+    out = outputs["kp_generic_inference_multithread.py"]
     assert "[Devices] ports [1, 2]" in out
     frames = re.findall(r"^frame (\d+) on device (\d): top classes", out, re.MULTILINE)
     assert [int(f) for f, _ in frames] == list(range(12)) and {d for _, d in frames} == {"1", "2"}
