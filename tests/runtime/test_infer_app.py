@@ -62,7 +62,7 @@ def digits(tmp_path_factory):
     names = [f"digit_{i:03d}.jpg" for i in range(IMAGES)]
     for name, picture in zip(names, pictures[:IMAGES]):
         PIL.fromarray(picture).save(folder / name, quality=95)
-    (root / "labels.txt").write_text("".join(f"{n} {t}\n" for n, t in zip(names, targets[:IMAGES])))
+    (root / "labels.txt").write_text("".join(f"{n} {t}\n" for n, t in zip(names, targets[:IMAGES])) + "gone.jpg 4\n")
     decoded = np.stack([np.asarray(PIL.open(folder / n).convert("L"), np.float32) / 255 for n in names])
     float_top1 = np.argmax(decoded.reshape(IMAGES, -1) @ weights.T + bias, axis=1)
     samples = [pictures[i][None, None].astype(np.float32) / 255 for i in range(IMAGES, IMAGES + 32)]
@@ -88,7 +88,9 @@ def test_predictions_accuracy_and_profile(digits):
     int8, reference = 100 * np.mean(predicted == truth), 100 * np.mean(float_top1 == truth)
     assert abs(int8 - reference) <= 1.0, (int8, reference)
     assert reference > 85
-    assert f"accuracy: top-1 {int8:.2f}%" in run.stdout
+    accuracy = next(line for line in run.stdout.splitlines() if line.startswith("accuracy:"))
+    assert accuracy.startswith(f"accuracy: top-1 {int8:.2f}% top-5 ") and f"over {IMAGES} labelled" in accuracy
+    assert "--labels" in run.stderr and "names 1 file(s) not among the images: gone.jpg" in run.stderr
     for column in ("start_s", "upload_end_s", "device_end_s", "total_ms", "preprocess_ms", "device_ms",
                    "download_ms", "hwtime_ms"):
         assert float(rows[0][column]) >= 0
@@ -116,8 +118,19 @@ def test_single_image_to_stdout_with_class_names_and_an_unreadable_image(digits,
     assert "Traceback" not in run.stderr
 
 
-def test_fcweights_shape_is_checked(digits, tmp_path):
-    root = digits[0]
+def test_fcweights_run_on_the_host_and_their_shape_is_checked(digits, tmp_path):
+    root, names = digits[:2]
+    permutation = np.roll(np.eye(10, dtype=int), 1, axis=0)  # class c -> c + 1
+    (tmp_path / "perm.csv").write_text("\n".join(",".join(map(str, row)) for row in permutation))
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for name in names[:5]:
+        (folder / name).write_bytes((root / "images" / name).read_bytes())
+    plain, moved = (_infer("--xclbin", root / "digits.bin", "--img_path", folder, *extra) for extra in
+                    ([], ["--fcweights", tmp_path / "perm.csv"]))
+    assert plain.returncode == 0 and moved.returncode == 0, moved.stderr
+    before, after = ([int(r["prediction"]) for r in csv.DictReader(io.StringIO(run.stdout))] for run in (plain, moved))
+    assert after == [(p + 1) % 10 for p in before]
     (tmp_path / "fc.csv").write_text("\n".join(",".join(["1"] * 9) for _ in range(4)))
     run = _infer("--xclbin", root / "digits.bin", "--img_path", root / "images", "--fcweights", tmp_path / "fc.csv")
     assert run.returncode == 1
@@ -149,18 +162,3 @@ def test_errors_are_one_clear_line(digits, tmp_path, case):
     assert expected in run.stderr, run.stderr
     if case == "labels":
         assert "elsewhere.jpg, nothing.jpg" in run.stderr
-
-
-def test_labels_naming_missing_files_warns_and_scores_the_rest(digits, tmp_path):
-    root, names, truth, _ = digits
-    labels = tmp_path / "labels.txt"
-    labels.write_text((root / "labels.txt").read_text() + "gone.jpg 4\n")
-    folder = tmp_path / "few"
-    folder.mkdir()
-    for name in names[:4]:
-        (folder / name).write_bytes((root / "images" / name).read_bytes())
-    run = _infer("--xclbin", root / "digits.bin", "--img_path", folder, "--labels", labels, "--outfile",
-                 tmp_path / "o.csv")
-    assert run.returncode == 0, run.stderr
-    assert "names 97 file(s) not among the images" in run.stderr
-    assert "over 4 labelled image(s)" in run.stdout
