@@ -66,8 +66,9 @@ def digits(tmp_path_factory):
     decoded = np.stack([np.asarray(PIL.open(folder / n).convert("L"), np.float32) / 255 for n in names])
     float_top1 = np.argmax(decoded.reshape(IMAGES, -1) @ weights.T + bias, axis=1)
     samples = [pictures[i][None, None].astype(np.float32) / 255 for i in range(IMAGES, IMAGES + 32)]
-    compile_model(_onnx(weights, bias), samples=samples, outfile=root / "digits.bin",
-                  hwlinear=True, demote_islands=False)
+    for numclus, name in ((1, "digits.bin"), (2, "digits2.bin")):
+        compile_model(_onnx(weights, bias), samples=samples, outfile=root / name, hwlinear=True,
+                      demote_islands=False, numclus=numclus)
     return root, names, targets[:IMAGES], float_top1
 
 
@@ -118,19 +119,22 @@ def test_single_image_to_stdout_with_class_names_and_an_unreadable_image(digits,
     assert "Traceback" not in run.stderr
 
 
-def test_fcweights_run_on_the_host_and_their_shape_is_checked(digits, tmp_path):
-    root, names = digits[:2]
+def test_fcweights_and_a_two_cluster_binary_with_a_padded_last_run(digits, tmp_path):
+    """Two images a run: batches of 2, the fifth image's run padded; the
+    host FC permutes the classes."""
+    root, names, _, float_top1 = digits
     permutation = np.roll(np.eye(10, dtype=int), 1, axis=0)  # class c -> c + 1
     (tmp_path / "perm.csv").write_text("\n".join(",".join(map(str, row)) for row in permutation))
     folder = tmp_path / "few"
     folder.mkdir()
     for name in names[:5]:
         (folder / name).write_bytes((root / "images" / name).read_bytes())
-    plain, moved = (_infer("--xclbin", root / "digits.bin", "--img_path", folder, *extra) for extra in
-                    ([], ["--fcweights", tmp_path / "perm.csv"]))
-    assert plain.returncode == 0 and moved.returncode == 0, moved.stderr
-    before, after = ([int(r["prediction"]) for r in csv.DictReader(io.StringIO(run.stdout))] for run in (plain, moved))
-    assert after == [(p + 1) % 10 for p in before]
+    moved = _infer("--xclbin", root / "digits2.bin", "--img_path", folder, "--fcweights", tmp_path / "perm.csv",
+                   "--max_bs", 2, "--numclus", 2)
+    assert moved.returncode == 0, moved.stderr
+    rows = list(csv.DictReader(io.StringIO(moved.stdout)))
+    assert [r["file"] for r in rows] == names[:5]
+    assert [int(r["prediction"]) for r in rows] == [(p + 1) % 10 for p in float_top1[:5]]
     (tmp_path / "fc.csv").write_text("\n".join(",".join(["1"] * 9) for _ in range(4)))
     run = _infer("--xclbin", root / "digits.bin", "--img_path", root / "images", "--fcweights", tmp_path / "fc.csv")
     assert run.returncode == 1
