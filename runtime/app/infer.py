@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import csv
 import sys
+import threading
 from typing import Sequence, TextIO
 
 from runtime.app.images import (
@@ -123,6 +124,8 @@ def _run(args: argparse.Namespace) -> int:
                             top=args.top, fc=fc, sink=writer.write, skipped=writer.skip)
         writer.close()
     ie.Free()
+    if result.skipped and not result.rows:
+        raise InferError(f"none of the {len(paths)} image(s) of --img_path {args.img_path!r} could be read")
     _report(result, labels, args.profile, report)
     return 0
 
@@ -153,6 +156,7 @@ class _Writer:
     def __init__(self, out: TextIO, top: int, classes: list[str] | None, profile: bool, total: int):
         self.csv, self.classes, self.profile, self.total = csv.writer(out), classes, profile, total
         self.done = 0
+        self.lock = threading.Lock()
         self.bar = sys.stderr.isatty()
         header = ["file", "prediction", f"top{top}", "score"] + (["name"] if classes else [])
         self.csv.writerow(header + (COLUMNS if profile else []))
@@ -173,8 +177,10 @@ class _Writer:
         self._tick()
 
     def _tick(self) -> None:
-        self.done += 1
-        if self.bar:
+        with self.lock:
+            self.done += 1
+            if not self.bar:
+                return
             width = 30
             filled = width * self.done // max(self.total, 1)
             sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
