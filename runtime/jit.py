@@ -30,7 +30,7 @@ CACHE = os.environ.get("TESSERA_NUMBA_CACHE", "1") != "0"
 STALE_SECONDS = 7 * 24 * 3600
 
 
-FACADES = ("inference_engine/", "kp/", "fwdnxt.py", "fwdnxt_flags.py", "fwdnxt_debug.py", "requests.py")
+FACADES = ("inference_engine/", "kp/", "app/", "fwdnxt.py", "fwdnxt_flags.py", "fwdnxt_debug.py", "requests.py")
 """The API facades under runtime/ (relative paths; a folder ends in "/"):
 pure Python that no kernel reads, left out of the cache's digest so that
 editing an API does not recompile every kernel (tests/test_layers.py checks
