@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,10 +13,9 @@ import onnxruntime as ort
 import pytest
 
 from compiler.zoo import resnet
+from tests.helpers.examples import run_examples
 from tests.helpers.simulator_api import EMPTY_ENCODINGS, photo_crops
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "docs" / "examples"
 SAMPLE_ROW = re.compile(r"^sample (\d): output shape \[1, (\d+)\], top class (\d+) \((\d\.\d{6})\)(.*)$", re.MULTILINE)
 SESSION_ROW = re.compile(r"^(\S+\.npy): fake-quant (\d+) \((\d\.\d{6})\), integer (\d+) \((\d\.\d{6})\), "
                          r"onnxruntime \(float\) (\d+) \((\d\.\d{6})\)$", re.MULTILINE)
@@ -52,16 +48,7 @@ def printed(user_files):
         "compare_rmse": ["simulator_compare.py", "--metric", "rmse", "--threshold", "1e-6"],
         "layers": ["simulator_compare_layers.py"],
     }
-    processes = {label: subprocess.Popen([sys.executable, str(EXAMPLES / script), *args], cwd=ROOT, text=True,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for label, (script, *args) in runs.items()}
-    outputs = {}
-    for label, process in processes.items():
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == 0, f"{runs[label]} exited {process.returncode}:\n{out}\n{err}"
-        assert "synthetic" not in err and "Warning" not in err, err
-        outputs[label] = out
-    return outputs
+    return run_examples(runs, forbidden=("synthetic", "Warning"))
 
 
 def test_run_inference_prints_each_samples_outputs_and_feature_maps(printed):

@@ -4,16 +4,13 @@ spec's calls should give."""
 import ast
 import importlib.util
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "docs" / "examples"
+from tests.helpers.examples import EXAMPLES, run_examples
+
 TOP_ROW = re.compile(r"^\s*(\d+)\s+(\d\.\d{7})$", re.MULTILINE)
 
 
@@ -30,21 +27,10 @@ def user_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def outputs(user_model):
-    """Every example started at once (each in a process of its own, as a
-    user runs it; together, their start-up overlaps), then each one's
-    stdout; each must exit 0 without the synthetic-calibration warning."""
-    runs = {"ie_classification.py": ("--model", str(user_model[1]), "--device", "FPGA"),
-            "ie_classification_async.py": (), "ie_hetero_affinity.py": (), "ie_perf_counts.py": ()}
-    processes = {name: subprocess.Popen([sys.executable, str(EXAMPLES / name), *args], cwd=ROOT, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for name, args in runs.items()}
-    done = {}
-    for name, process in processes.items():
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == 0, f"{name} exited {process.returncode}:\n{out}\n{err}"
-        assert "synthetic" not in err, err
-        done[name] = out
-    return done
+    """Every example's stdout (tests/helpers/examples.py)."""
+    return run_examples({name: (name, *args) for name, args in {
+        "ie_classification.py": ("--model", str(user_model[1]), "--device", "FPGA"),
+        "ie_classification_async.py": (), "ie_hetero_affinity.py": (), "ie_perf_counts.py": ()}.items()})
 
 
 def sample_data():

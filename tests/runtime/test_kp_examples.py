@@ -2,39 +2,15 @@
 a process of its own from the repository root, and print what kp's calls
 should give."""
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from runtime.binary import read_binary
 from runtime.engine import Engine
+from tests.helpers.examples import run_examples
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "docs" / "examples"
 TOP = re.compile(r"(\d+) \((\d\.\d{4})\)")
-
-
-@pytest.fixture(scope="module")
-def outputs(binary):
-    """Every example started at once (a process each, as a user runs it;
-    their start-up overlaps), then each one's stdout; each must exit 0
-    without the synthetic-calibration warning."""
-    runs = {"kp_generic_inference.py": (), "kp_generic_inference_crop.py": ("--model", binary),
-            "kp_generic_inference_bypass_pre_proc.py": ("--model", binary),
-            "kp_generic_inference_multithread.py": ("--model", binary, "--frames", "12")}
-    processes = {name: subprocess.Popen([sys.executable, str(EXAMPLES / name), *args], cwd=ROOT, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for name, args in runs.items()}
-    done = {}
-    for name, process in processes.items():
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == 0, f"{name} exited {process.returncode}:\n{out}\n{err}"
-        assert "synthetic" not in err, err
-        done[name] = out
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +64,12 @@ def test_multithread_results_come_back_in_order_from_both_devices(outputs, binar
                       out, re.MULTILINE)
     assert stats.group(1) == "12" and float(stats.group(2)) > 0
     assert float(stats.group(3)) == pytest.approx(Engine(read_binary(binary)).device.hwtime_ms, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def outputs(binary):
+    """Every example's stdout (tests/helpers/examples.py)."""
+    return run_examples({name: (name, *args) for name, args in {
+        "kp_generic_inference.py": (), "kp_generic_inference_crop.py": ("--model", binary),
+        "kp_generic_inference_bypass_pre_proc.py": ("--model", binary),
+        "kp_generic_inference_multithread.py": ("--model", binary, "--frames", "12")}.items()})
