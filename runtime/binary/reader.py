@@ -58,8 +58,19 @@ def load_bytes(source: bytes | bytearray | memoryview | str | os.PathLike) -> me
 
 
 def read_binary(source: bytes | str | os.PathLike) -> CompiledModel:
-    """The CompiledModel a binary holds (bytes or a path), validated in full."""
-    _, sections = container.parse(load_bytes(source))
+    """The CompiledModel a binary holds (bytes or a path), validated in full;
+    an error in a file names the file."""
+    data = load_bytes(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _read(data)
+    try:
+        return _read(data)
+    except BinaryFormatError as exc:
+        raise BinaryFormatError(f"{os.fspath(source)}: {exc}") from None
+
+
+def _read(data: memoryview) -> CompiledModel:
+    _, sections = container.parse(data)
     try:
         config = HardwareConfig.from_dict(parse_json(sections[Section.CONFIG], "CONFIG"))
     except HardwareConfigError as exc:

@@ -129,6 +129,15 @@ def entry_offset(index: int, field: int) -> int:
     return HEADER.size + ENTRY.size * index + (0, 4, 8, 16, 24, 28)[field]
 
 
+def test_an_error_in_a_file_names_the_file(quantized_bytes, tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(quantized_bytes[:-1])
+    with pytest.raises(BinaryFormatError, match=rf"^{str(path)}: header: the file is \d+ bytes .*: truncated"):
+        read_binary(path)
+    with pytest.raises(BinaryFormatError, match=r"^header: the file is"):  # bytes have no name to give
+        read_binary(quantized_bytes[:-1])
+
+
 def test_container_errors_name_what_is_wrong(quantized_bytes):
     data = quantized_bytes
     rejects(data[:20], r"header: the file is 20 bytes, shorter than the 32-byte header")
