@@ -33,14 +33,20 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from runtime.errors import TesseraError
+from runtime.inference_engine.provenance import (
+    ACCELERATOR,
+    HOST,
+    credited,
+    device_layer_times,
+    perf_counts,
+    placements,
+    write_dot,
+)
 
 VERSION = "tessera-0.1.0"
 DEVICES = ("FPGA", "CPU")
 """Tessera's devices: the accelerator (simulated) and the host."""
 HETERO = "HETERO"
-ACCELERATOR, HOST = "FPGA", "CPU"
-FUSED = "fused_"
-"""How passes/fuse_ops.py names a fused group: after its last member."""
 PRECISIONS = {"float32": "FP32", "float16": "FP16", "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32",
               "int64": "I64", "bool": "BOOL"}
 LAYOUTS = {0: "SCALAR", 1: "C", 2: "NC", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
@@ -245,7 +251,7 @@ class IENetwork:
         for segment in model.segments:
             if isinstance(segment, CpuSegment):
                 for step in segment.program.steps:
-                    layers.append(IENetLayer(_credited(step.name), step.kernel, fixed=HOST))
+                    layers.append(IENetLayer(credited(step.name), step.kernel, fixed=HOST))
             else:
                 for layer in segment.layers:
                     layers += [IENetLayer(node, layer.op, "I8", fixed=ACCELERATOR) for node in layer.onnx_nodes]
@@ -371,17 +377,6 @@ def _params(params: Mapping[str, Any]) -> dict[str, str]:
         else:
             out[key] = str(value)
     return out
-
-
-def _onnx_name(node_name: str) -> str:
-    return node_name.split("::", 1)[0]
-
-
-def _credited(node_name: str) -> str:
-    """The layer a lowered layer or kernel step is reported under: a fused
-    group ("fused_<last member>") under its last layer, whose output it
-    produces; the layers fused into it show as OPTIMIZED_OUT."""
-    return _onnx_name(node_name[len(FUSED):] if node_name.startswith(FUSED) else node_name)
 
 
 # ---------------------------------------------------------------- the plugin
@@ -565,7 +560,8 @@ class IEPlugin:
             except TesseraError as exc:
                 raise InferenceEngineError(f"load: network {net.name!r}: {exc}") from exc
         if self._config.get("HETERO_DUMP_GRAPH_DOT") == "YES":
-            self._dump_dot(net, compiled)
+            write_dot(net.name, {n: (layer.type, layer.parents) for n, layer in net.layers.items()},
+                      placements(compiled), Path(self._config.get("TESSERA_DOT_DIR") or "."))
         return compiled
 
     def _affinities(self, net: IENetwork, fallback: str) -> dict[str, str]:
@@ -592,34 +588,6 @@ class IEPlugin:
                                        f"{len(missing)} have none: {shown}")
         return given
 
-    def _dump_dot(self, net: IENetwork, compiled) -> None:
-        """hetero_affinity_<net>.dot (each layer coloured by device) and
-        hetero_subgraphs_<net>.dot (each segment a cluster of its layers)."""
-        folder = Path(self._config.get("TESSERA_DOT_DIR") or ".")
-        placed = _placements(compiled)
-        colours = {ACCELERATOR: "lightblue", HOST: "lightgrey"}
-        lines = [f'digraph "{net.name}" {{', "  node [style=filled];"]
-        for name, layer in net.layers.items():
-            device = placed.get(name, {}).get("device", "")
-            lines.append(f'  "{name}" [label="{name}\\n{layer.type}\\n{device or "folded"}", '
-                         f'fillcolor="{colours.get(device, "white")}"];')
-        for name, layer in net.layers.items():
-            lines += [f'  "{parent}" -> "{name}";' for parent in layer.parents]
-        (folder / f"hetero_affinity_{net.name}.dot").write_text("\n".join(lines + ["}"]) + "\n")
-        lines = [f'digraph "{net.name}_subgraphs" {{', "  node [style=filled];"]
-        segments: dict[int, list[str]] = {}
-        for name, where in placed.items():
-            segments.setdefault(where["segment"], []).append(name)
-        for index, names in sorted(segments.items()):
-            device = placed[names[0]]["device"]
-            lines.append(f"  subgraph cluster_{index} {{")
-            lines.append(f'    label="segment {index}: {device}"; color="{colours[device]}";')
-            lines += [f'    "{n}" [fillcolor="{colours[device]}"];' for n in names]
-            lines.append("  }")
-        for name, layer in net.layers.items():
-            lines += [f'  "{parent}" -> "{name}";' for parent in layer.parents if parent in placed and name in placed]
-        (folder / f"hetero_subgraphs_{net.name}.dot").write_text("\n".join(lines + ["}"]) + "\n")
-
     def __repr__(self) -> str:
         return f"<inference_engine.ie_api.IEPlugin {self._device!r}>"
 
@@ -635,23 +603,6 @@ def _fallback(text: str, what: str = "") -> str:
     return ",".join(devices)
 
 
-def _placements(compiled) -> dict[str, dict]:
-    """ONNX layer -> {device, segment index, kernel/op, index of its first
-    appearance}: where the compiled model runs each layer."""
-    from runtime.compiled import CpuSegment
-
-    out: dict[str, dict] = {}
-    for index, segment in enumerate(compiled.segments):
-        if isinstance(segment, CpuSegment):
-            for step in segment.program.steps:
-                out.setdefault(_credited(step.name), {"device": HOST, "segment": index, "exec": step.kernel})
-        else:
-            for layer in segment.layers:
-                for node in layer.onnx_nodes:
-                    out.setdefault(node, {"device": ACCELERATOR, "segment": index, "exec": layer.op})
-    return out
-
-
 # ---------------------------------------------------------------- running
 class ExecutableNetwork:
     """A loaded network: ``requests`` (a tuple of InferRequests), ``infer``
@@ -663,8 +614,8 @@ class ExecutableNetwork:
         self._outputs = network._output_names()
         shapes = {t.name: list(t.shape) for t in engine.model.outputs}
         network._output_shapes = {key: shapes[tensor] for key, tensor in self._outputs.items() if tensor in shapes}
-        self._placements = _placements(engine.model)
-        self._layer_times = _device_layer_times(engine)
+        self._placements = placements(engine.model)
+        self._layer_times = device_layer_times(engine)
         self._pool = ThreadPoolExecutor(max_workers=num_requests, thread_name_prefix="tessera-ie")
         self.requests = tuple(InferRequest(self, i) for i in range(num_requests))
 
@@ -701,19 +652,6 @@ class ExecutableNetwork:
 
     def __repr__(self) -> str:
         return f"<inference_engine.ie_api.ExecutableNetwork {self._network.name!r}>"
-
-
-def _device_layer_times(engine) -> dict[str, tuple[str, float]]:
-    """ONNX layer -> (op, modelled µs) of each device layer (the cycle
-    model's estimate of its fused layer, credited as :func:`_credited`
-    says; several lowered layers of one node add up)."""
-    clock = engine.model.config.clock_hz
-    out: dict[str, tuple[str, float]] = {}
-    for layer in engine.device.layer_times():
-        name = _credited(layer.name)
-        op, micros = out.get(name, (layer.op, 0.0))
-        out[name] = (op, micros + layer.cycles / clock * 1e6)
-    return out
 
 
 class InferRequest:
@@ -827,38 +765,9 @@ class InferRequest:
         layers their modelled time, CPU layers their measured time of the
         last run), execution_index."""
         net = self._net
-        ran = self._status in (StatusCode.OK, StatusCode.GENERAL_ERROR)
-        cpu: dict[str, list] = {}
-        for step, kernel, seconds in self._timings:
-            entry = cpu.setdefault(_credited(step), [kernel, 0.0])
-            entry[1] += seconds * 1e6
-        counts: dict[str, dict[str, Any]] = {}
-        order = 0
-        for name, layer in net._network.layers.items():
-            where = net._placements.get(name)
-            info = {"layer_type": layer.type, "exec_type": "undef", "real_time": 0, "cpu_time": 0,
-                    "status": "NOT_RUN", "execution_index": -1}
-            if where is None:
-                info["status"] = "NOT_RUN" if layer.type == "Input" else "OPTIMIZED_OUT"
-            elif where["device"] == ACCELERATOR:
-                timed = net._layer_times.get(name)
-                if timed is None:
-                    info.update(status="OPTIMIZED_OUT", exec_type=f"fused into an {ACCELERATOR} layer")
-                else:
-                    info.update(status="EXECUTED" if ran else "NOT_RUN", exec_type=f"{ACCELERATOR}:{timed[0]}",
-                                real_time=int(round(timed[1])), execution_index=order)
-                    order += 1
-            else:
-                measured = cpu.get(name)
-                if measured is None:
-                    info.update(status="OPTIMIZED_OUT" if ran else "NOT_RUN", exec_type=f"{HOST}:{where['exec']}")
-                else:
-                    micros = int(round(measured[1]))
-                    info.update(status="EXECUTED", exec_type=f"{HOST}:{measured[0]}", real_time=micros,
-                                cpu_time=micros, execution_index=order)
-                    order += 1
-            counts[name] = info
-        return counts
+        return perf_counts({name: layer.type for name, layer in net._network.layers.items()}, net._placements,
+                           net._layer_times, self._timings,
+                           ran=self._status in (StatusCode.OK, StatusCode.GENERAL_ERROR))
 
     def __repr__(self) -> str:
         return f"<inference_engine.ie_api.InferRequest {self.index} status={self._status.name}>"
