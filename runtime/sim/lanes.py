@@ -99,9 +99,9 @@ def lanes_conflict(prog, rows, bounds, lane, owner):
     return False
 
 
-def epochs(prog: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """The cut cycles of a card's rows (``prog``, scheduled ``start`` and
-    ``end``): where its barriers release, sorted, distinct."""
+def epochs(prog: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The cut cycles of a card's rows (``prog``, their scheduled ``end``
+    cycles): where its barriers release, sorted, distinct."""
     syncs = prog[:, COL_OPCODE] == Op.SYNC
     return np.unique(end[syncs]).astype(np.int64)
 

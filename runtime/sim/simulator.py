@@ -180,7 +180,7 @@ class Simulator:
         if len(keys) > 1:
             prog = np.concatenate([self._streams[k] for k in keys])
             begun = np.concatenate([cycles[k][0] for k in keys])
-            cuts = lanes.epochs(prog, begun, np.concatenate([cycles[k][1] for k in keys]))
+            cuts = lanes.epochs(prog, np.concatenate([cycles[k][1] for k in keys]))
             owner = np.concatenate([np.full(self._streams[k].shape[0], j) for j, k in enumerate(keys)])
             if lanes.race_free(prog, begun, owner, cuts, self.dram_bytes_used):
                 out = []
