@@ -4,6 +4,7 @@ files, and the host-side FC weights (--fcweights). Pillow is imported only
 when an image is read, so the rest of the runtime never needs it."""
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,23 +85,25 @@ def _per_channel(name: str, value, channels: int, default: float) -> tuple[float
     return tuple(value)
 
 
-def load_image(path: Path, settings: Settings) -> np.ndarray:
-    """One image file as the model's input for one image (float32, the
-    binary's layout, no batch axis): decoded by Pillow, converted to the
-    channel count, resized (runtime/preprocess.py), scaled to [0, 1],
-    normalised per channel. ImageError when it cannot be read."""
+def load_image(source: Path | tuple[str, bytes], settings: Settings) -> np.ndarray:
+    """One image as the model's input for one image (float32, the binary's
+    layout, no batch axis): ``source`` a file, or a file's name and bytes
+    (read on another host); decoded by Pillow, converted to the channel
+    count, resized (runtime/preprocess.py), scaled to [0, 1], normalised per
+    channel. ImageError when it cannot be read."""
     pil = _pillow()
+    name, opened = (source.name, source) if isinstance(source, Path) else (source[0], io.BytesIO(source[1]))
     try:
-        with pil.Image.open(path) as image:
+        with pil.Image.open(opened) as image:
             pixels = np.asarray(image.convert("L" if settings.channels == 1 else "RGB"), np.float32)
     except (OSError, ValueError, pil.Image.DecompressionBombError) as exc:
-        raise ImageError(f"{path.name}: {exc}") from None
+        raise ImageError(f"{name}: {exc}") from None
     pixels = pixels.reshape(*pixels.shape[:2], -1)
     try:
         planar, _ = preprocess.fit(preprocess.to_channels(pixels, settings.channels), settings.height,
                                    settings.width, resize=True, padding="none")
     except preprocess.PreprocessError as exc:
-        raise ImageError(f"{path.name}: {exc}") from None
+        raise ImageError(f"{name}: {exc}") from None
     mean = np.asarray(settings.mean, np.float32)[:, None, None]
     std = np.asarray(settings.std, np.float32)[:, None, None]
     planar = (planar / np.float32(255.0) - mean) / std

@@ -26,6 +26,7 @@ from runtime.app.images import (
 )
 from runtime.app.pipeline import Row, RunResult, run_images
 from runtime.app.profile import COLUMNS, profile_values, summary_lines, throughput_lines
+from runtime.app.scale import RayOptions, run_on_ray
 from runtime.errors import TesseraError
 
 PROG = "tessera-infer"
@@ -37,6 +38,7 @@ EXAMPLES = """examples:
   tessera-infer --xclbin model.bin --img_path images/ --max_bs 100 --preprocess_workers 16 --profile # throughput
   tessera-infer --binary model.bin --img_path cat.jpg --classes names.txt --top 3 \\
                 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+  tessera-infer --xclbin model.bin --img_path images/ --max_bs 8 --ray head:6379 --ray_cpus 4   # a Ray cluster
 """
 
 
@@ -82,6 +84,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=LAYOUTS, help="the binary's input layout (default: from its input shape)")
     p.add_argument("--numclus", type=_positive, help="clusters per card the binary must have been compiled for")
     p.add_argument("--numcard", type=_positive, help="cards the binary must have been compiled for")
+    ray = p.add_argument_group("scale-out on a Ray cluster (pip install 'tessera[ray]'; docs/infer_app.md)")
+    ray.add_argument("--ray", metavar="auto|ADDRESS", help="shard the images over Ray actors, one runtime each: "
+                     "'auto' joins this machine's cluster (or RAY_ADDRESS, else starts a local one), or a cluster "
+                     "address such as head:6379")
+    ray.add_argument("--ray_actors", type=_positive, help="actors (default: the cluster's CPUs / --ray_cpus)")
+    ray.add_argument("--ray_cpus", type=_positive, default=1, help="CPUs, and simulator threads, per actor "
+                     "(default 1)")
+    ray.add_argument("--ray_shard", type=_positive, help="images per shard (default: about 32, whole batches)")
     return p
 
 
@@ -101,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from runtime import FWDNXT
 
+    if not args.ray:
+        given = [f"--{name}" for name in ("ray_actors", "ray_shard") if getattr(args, name) is not None]
+        if given or args.ray_cpus != 1:
+            raise InferError(f"{' '.join(given or ['--ray_cpus'])} only applies with --ray auto|ADDRESS")
     paths = list_images(args.img_path)
     ie = FWDNXT()
     try:
@@ -120,8 +134,14 @@ def _run(args: argparse.Namespace) -> int:
         raise InferError(f"--outfile {args.outfile!r} cannot be written: {exc}") from None
     with out if args.outfile else contextlib.nullcontext():
         writer = _Writer(out, args.top, classes, args.profile, len(paths))
-        result = run_images(ie, paths, settings, max_bs=args.max_bs, workers=args.preprocess_workers,
-                            top=args.top, fc=fc, sink=writer.write, skipped=writer.skip)
+        common = dict(max_bs=args.max_bs, workers=args.preprocess_workers, top=args.top, fc=fc, sink=writer.write,
+                      skipped=writer.skip)
+        if args.ray:
+            ie.Free()
+            options = RayOptions(args.ray, args.ray_actors, args.ray_cpus, args.ray_shard)
+            result = run_on_ray(args.xclbin, paths, settings, options, **common)
+        else:
+            result = run_images(ie, paths, settings, **common)
         writer.close()
     ie.Free()
     if result.skipped and not result.rows:

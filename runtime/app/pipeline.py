@@ -5,9 +5,11 @@ three staging buffers in rotation, a download thread taking them back with
 GetResult (in input order, as the API guarantees), and a logger thread
 handing each row, in input order, to the caller's sink.
 
-:func:`run_images` runs one list of images on one FWDNXT instance and
-returns its rows in input order, so that a scale-out can shard an image
-list over several instances and concatenate what they return."""
+:func:`run_images` runs a list of image files on one FWDNXT instance;
+:func:`run_prepared` runs images pre-processed elsewhere (by the Ray
+scale-out's tasks, runtime/app/scale.py). Both return the rows in input
+order, so that a scale-out can shard an image list over several instances
+and put together what they return."""
 from __future__ import annotations
 
 import queue
@@ -16,7 +18,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,7 +34,8 @@ STAGING_BUFFERS = 3
 class Row:
     """One image's result: its position in the input list, file name, the
     top classes (best first) with their scores, timestamps (:data:`STAGES`),
-    and the number and hwtime of the device run (PutInput) that held it."""
+    the number and hwtime of the device run (PutInput) that held it, and
+    the runtime instance that ran it (0 on one host; the actor under Ray)."""
 
     index: int
     file: str
@@ -41,12 +44,13 @@ class Row:
     times: dict[str, float] = field(default_factory=dict)
     hwtime_ms: float = 0.0
     run: int = 0
+    instance: int = 0
 
 
 @dataclass
 class RunResult:
-    """What :func:`run_images` gives back: the rows in input order, the
-    images skipped (file name, why), and the wall time of the run."""
+    """What a run gives back: the rows in input order, the images skipped
+    (file name, why), and the wall time of the run."""
 
     rows: list[Row]
     skipped: list[tuple[str, str]]
@@ -54,12 +58,29 @@ class RunResult:
 
 
 @dataclass
-class _Item:
+class Prepared:
+    """One image pre-processed: its position in the input list, file name,
+    the model input (None when it could not be read; ``error`` says why),
+    and its timestamps so far (``start``, ``preprocessed``)."""
+
     index: int
-    path: Path
+    name: str
     image: np.ndarray | None
     error: str
     times: dict[str, float]
+
+
+class Clock:
+    """Seconds since ``origin`` (a time.time() value; default: now). The
+    scale-out gives every host the driver's origin, so that timestamps taken
+    on different machines share one time line (as far as their clocks are
+    synchronised)."""
+
+    def __init__(self, origin: float | None = None):
+        self.origin = time.time() if origin is None else origin
+
+    def __call__(self) -> float:
+        return time.time() - self.origin
 
 
 def run_images(ie, paths: Sequence[Path], settings: Settings, *, max_bs: int = 1, workers: int = 1, top: int = 5,
@@ -70,10 +91,28 @@ def run_images(ie, paths: Sequence[Path], settings: Settings, *, max_bs: int = 1
     pre-processing threads; ``fc`` ([classes, features]) is applied on the
     host to the binary's first output; ``sink`` gets each row in input
     order as it comes, ``skipped`` each unreadable image (name, why)."""
-    clock = _Clock()
+    clock = Clock()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tessera-infer-pre") as pool:
+        try:
+            return run_prepared(ie, _preprocessed(pool, paths, settings, clock, workers), max_bs=max_bs, top=top,
+                                fc=fc, sink=sink, skipped=skipped, clock=clock)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_prepared(ie, items: Iterable[Prepared], *, max_bs: int = 1, top: int = 5, fc: np.ndarray | None = None,
+                 sink: Callable[[Row], None] | None = None, skipped: Callable[[str, str], None] | None = None,
+                 clock: Clock | None = None, instance: int = 0, first_run: int = 0) -> RunResult:
+    """The device side of :func:`run_images`, over images pre-processed
+    already, in input order (consumed as the device takes them); ``clock``
+    stamps the times (default: from now); ``instance`` is recorded in the
+    rows, and their device runs are numbered from ``first_run`` (an
+    instance running several shards numbers its runs through them)."""
+    clock = clock or Clock()
     rows: queue.Queue = queue.Queue()
     failures: list[BaseException] = []
-    device = _Device(ie, settings, max_bs, top, fc, clock, rows, failures)
+    device = _Device(ie, max_bs, top, fc, clock, rows, failures, instance)
+    device.runs = first_run
     result = RunResult([], [], 0.0)
 
     def log() -> None:
@@ -95,14 +134,11 @@ def run_images(ie, paths: Sequence[Path], settings: Settings, *, max_bs: int = 1
     downloader = threading.Thread(target=device.download, name="tessera-infer-download", daemon=True)
     logger.start()
     downloader.start()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tessera-infer-pre") as pool:
-        try:
-            device.upload(_preprocessed(pool, paths, settings, clock, workers), note_skip)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the threads stop
-            failures.append(exc)
-            device.abort()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    try:
+        device.upload(iter(items), note_skip)
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the threads stop
+        failures.append(exc)
+        device.abort()
     downloader.join()
     rows.put(None)
     logger.join()
@@ -112,46 +148,39 @@ def run_images(ie, paths: Sequence[Path], settings: Settings, *, max_bs: int = 1
     return result
 
 
-class _Clock:
-    """Seconds since the run started."""
-
-    def __init__(self):
-        self._t0 = time.perf_counter()
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self._t0
-
-
-def _preprocessed(pool: ThreadPoolExecutor, paths: Sequence[Path], settings: Settings, clock: _Clock,
-                  workers: int) -> Iterator[_Item]:
+def _preprocessed(pool: ThreadPoolExecutor, paths: Sequence[Path], settings: Settings, clock: Clock,
+                  workers: int) -> Iterator[Prepared]:
     """Each image pre-processed by the pool, yielded in input order, with
     at most a few images per worker decoded ahead (bounded memory)."""
     window = max(4, 4 * workers)
     pending: list[Future] = []
     for index, path in enumerate(paths):
-        pending.append(pool.submit(_prepare, index, path, settings, clock, clock()))
+        pending.append(pool.submit(prepare, index, path, settings, clock, clock()))
         if len(pending) >= window:
             yield pending.pop(0).result()
     for future in pending:
         yield future.result()
 
 
-def _prepare(index: int, path: Path, settings: Settings, clock: _Clock, start: float) -> _Item:
+def prepare(index: int, source: Path | tuple[str, bytes], settings: Settings, clock: Clock, start: float) -> Prepared:
+    """One image pre-processed (``source``: a file, or a file's name and
+    bytes); an unreadable one comes back with its reason instead."""
+    name = source.name if isinstance(source, Path) else source[0]
     try:
-        image, error = load_image(path, settings), ""
+        image, error = load_image(source, settings), ""
     except ImageError as exc:
         image, error = None, str(exc)
-    return _Item(index, path, image, error, {"start": start, "preprocessed": clock()})
+    return Prepared(index, name, image, error, {"start": start, "preprocessed": clock()})
 
 
 class _Device:
     """The device side: upload (the device thread, on the caller's thread
     here) and download (a thread), over one FWDNXT instance."""
 
-    def __init__(self, ie, settings: Settings, max_bs: int, top: int, fc, clock: _Clock, rows: queue.Queue,
-                 failures: list):
+    def __init__(self, ie, max_bs: int, top: int, fc, clock: Clock, rows: queue.Queue, failures: list,
+                 instance: int):
         self.ie, self.max_bs, self.top, self.fc, self.clock, self.rows = ie, max_bs, top, fc, clock, rows
-        self.failures = failures
+        self.failures, self.instance = failures, instance
         dims = [int(d) for d in ie.GetInfo("inshapes").split(";")[0].split("x")]
         self.unit = int(ie.GetInfo("numbatch"))
         """Images per PutInput: the binary's batch (cards x clusters x images per cluster)."""
@@ -164,18 +193,18 @@ class _Device:
         self.aborted = threading.Event()
         self.runs = 0
 
-    def upload(self, items: Iterator[_Item], skip: Callable[[str, str], None]) -> None:
+    def upload(self, items: Iterator[Prepared], skip: Callable[[str, str], None]) -> None:
         """Batches of up to max_bs readable images through PutInput, the
         last partial batch at its real size (rounded up to whole runs of
         the binary's batch, padded with zeros); then the end marker."""
-        batch: list[_Item] = []
+        batch: list[Prepared] = []
         number = 0
         try:
             for item in items:
                 if self.aborted.is_set():
                     return
                 if item.image is None:
-                    skip(item.path.name, item.error)
+                    skip(item.name, item.error)
                     continue
                 batch.append(item)
                 if len(batch) == self.max_bs:
@@ -187,7 +216,7 @@ class _Device:
             if not self.aborted.is_set():
                 self.ie.PutInput(None, None)
 
-    def _put(self, batch: list[_Item], number: int) -> None:
+    def _put(self, batch: list[Prepared], number: int) -> None:
         self.free.acquire()
         if self.aborted.is_set():
             return
@@ -226,15 +255,15 @@ class _Device:
             self.failures.append(exc)
             self.abort()
 
-    def _row(self, item: _Item, values: np.ndarray, device_end: float, hwtime: float, run: int) -> Row:
+    def _row(self, item: Prepared, values: np.ndarray, device_end: float, hwtime: float, run: int) -> Row:
         if self.fc is not None:
             values = self.fc @ values
         k = min(self.top, values.size)
         best = np.argsort(-values, kind="stable")[:k]
         item.times["device_end"] = device_end
         item.times["download_end"] = self.clock()
-        return Row(item.index, item.path.name, tuple(int(i) for i in best), tuple(float(values[i]) for i in best),
-                   item.times, hwtime, run)
+        return Row(item.index, item.name, tuple(int(i) for i in best), tuple(float(values[i]) for i in best),
+                   item.times, hwtime, run, self.instance)
 
     def abort(self) -> None:
         """Stop both sides: Free wakes a PutInput or GetResult waiting."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import subprocess
 import sys
 
@@ -166,3 +167,140 @@ def test_errors_are_one_clear_line(digits, tmp_path, case):
     assert expected in run.stderr, run.stderr
     if case == "labels":
         assert "elsewhere.jpg, nothing.jpg" in run.stderr
+
+
+# --- scale-out on Ray (runtime/app/scale.py) ---
+
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+"""The cluster's token authentication on (Ray sends its token to an explicit address only when told to)."""
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A local Ray cluster of one head node with 2 CPUs (2 actors), stopped
+    with its processes at the end (`ray start --block` stops them on SIGTERM)."""
+    import os
+    import shutil
+    import socket
+    import tempfile
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    head = subprocess.Popen([sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.exit(main())",
+                             "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
+                             "--include-dashboard", "false",
+                             "--object-store-memory", str(100 << 20), "--temp-dir", temp, "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **RAY_ENV})
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.terminate()
+        try:
+            head.wait(60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _rows(path) -> list[dict]:
+    return list(csv.DictReader(open(path)))
+
+
+def test_ray_gives_the_single_host_csv_profile_and_accuracy(digits, ray_head):
+    """--ray ADDRESS on a 2-worker cluster: the same rows, in input order,
+    and the same accuracy as one host; the profile spans both actors."""
+    import os
+
+    root = digits[0]
+    common = ("--xclbin", root / "digits.bin", "--img_path", root / "images", "--labels", root / "labels.txt",
+              "--max_bs", 4, "--preprocess_workers", 2, "--profile")
+    single = _infer(*common, "--outfile", root / "single.csv")
+    env = {**os.environ, **RAY_ENV}
+    spread = subprocess.run([sys.executable, "-m", "runtime.app.infer", *map(str, common), "--outfile",
+                             str(root / "ray.csv"), "--ray", ray_head, "--ray_shard", "8"], capture_output=True,
+                            text=True, timeout=180, env=env)
+    assert single.returncode == 0 and spread.returncode == 0, spread.stderr
+    one, many = _rows(root / "single.csv"), _rows(root / "ray.csv")
+    assert list(one[0]) == list(many[0])
+    key = ("file", "prediction", "top5", "score")
+    assert [[r[k] for k in key] for r in many] == [[r[k] for k in key] for r in one]
+    accuracy = [next(line for line in run.stdout.splitlines() if line.startswith("accuracy:")) for run in (single,
+                                                                                                          spread)]
+    assert accuracy[0] == accuracy[1]
+    assert any(line.startswith("total_ms") and f" {IMAGES} " in line for line in spread.stdout.splitlines())
+    runs = [re.search(r"hwtime; (\d+) runs", run.stdout).group(1) for run in (single, spread)]
+    assert runs[0] == runs[1] == str(IMAGES) and "on 2 instances" in spread.stdout
+    assert "Traceback" not in spread.stderr
+
+
+KILL_SCRIPT = """
+import sys
+import ray
+from runtime import FWDNXT
+from runtime.app.images import list_images, settings_for
+from runtime.app.pipeline import run_images
+from runtime.app.scale import RayOptions, run_on_ray
+
+binary, folder, address = sys.argv[1:]
+paths = list_images(folder)
+ie = FWDNXT()
+ie.Init(binary, "")
+settings = settings_for(ie.GetInfo("inshapes"), None, None, None)
+expected = [(r.index, r.file, r.top) for r in run_images(ie, paths, settings, max_bs=4).rows]
+ie.Free()
+actors, warnings, seen = [], [], []
+
+def sink(row):
+    if not seen:
+        ray.kill(actors[1], no_restart=True)
+    seen.append(row.index)
+
+result = run_on_ray(binary, paths, settings, RayOptions(address, actors=2, shard=4), max_bs=4, sink=sink,
+                    warn=warnings.append, started=actors.extend)
+assert [(r.index, r.file, r.top) for r in result.rows] == expected, "rows differ from one host's"
+assert seen == list(range(len(paths))), seen
+assert any("Ray actor 1 failed" in line for line in warnings), warnings
+assert {r.instance for r in result.rows[-len(paths) // 4:]} == {0}, "actor 1 ran rows after it was killed"
+assert not ray.is_initialized()
+print("OK", len(paths), warnings)
+"""
+
+
+def test_an_actor_killed_mid_run_loses_and_repeats_nothing(digits, ray_head):
+    """The Python API (run_on_ray) in a driver process: actor 1 is killed
+    when the first row arrives; the shards it held run on actor 0, every
+    image once, in input order, as on one host."""
+    import os
+
+    root = digits[0]
+    run = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(root / "digits.bin"), str(root / "images"),
+                          ray_head], capture_output=True, text=True, timeout=180, env={**os.environ, **RAY_ENV})
+    assert run.returncode == 0 and f"OK {IMAGES}" in run.stdout, run.stdout + run.stderr
+
+
+def test_ray_is_imported_only_when_asked_and_its_errors_are_one_line(digits):
+    root = digits[0]
+    script = ("import sys; sys.modules['ray'] = None if len(sys.argv) > 2 else sys.modules.get('ray'); "
+              "from runtime.app.infer import main; code = main(sys.argv[1:]); "
+              "print('RAY IMPORTED' if sys.modules.get('ray') else 'no ray'); sys.exit(code)")
+    base = ["--xclbin", str(root / "digits.bin"), "--img_path", str(root / "images" / "digit_000.jpg")]
+    plain = subprocess.run([sys.executable, "-c", script, *base], capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0 and "no ray" in plain.stdout, plain.stderr
+    missing = subprocess.run([sys.executable, "-c", script, *base, "--ray", "auto"], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 1 and "pip install 'tessera[ray]'" in missing.stderr, missing.stderr
+    for extra, expected in ((["--ray", "127.0.0.1:1"], "cannot reach the Ray cluster"),
+                            (["--ray_actors", "2"], "--ray_actors only applies with --ray")):
+        run = _infer(*base, *extra)
+        assert run.returncode == 1 and expected in run.stderr and "Traceback" not in run.stderr, run.stderr
