@@ -41,6 +41,11 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
                         help="calibration inputs: a folder of .npy files or images, or 'photos' for crops of "
                              "scikit-learn's sample photographs (default: synthetic data, with a warning)")
     parser.add_argument("--count", type=int, default=32, help="calibration inputs (default: %(default)s)")
+    parser.add_argument("--mean", metavar="R,G,B", help="a folder of images: per-channel mean on the [0, 1] "
+                        "pixel scale, subtracted before --std divides (recorded in the binary for tessera-infer)")
+    parser.add_argument("--std", metavar="R,G,B", help="a folder of images: per-channel standard deviation")
+    parser.add_argument("--layout", choices=["NCHW", "NHWC"],
+                        help="a folder of images: the input's layout (default: from its shape)")
     parser.add_argument("--calibrator", default="mse", help="minmax, percentile[:P], entropy or mse")
     parser.add_argument("--mode", default="int8", choices=["int8", "int16", "radix8", "radix16"])
     parser.add_argument("--hwlinear", action="store_true", help="run linear layers on the accelerator")
@@ -100,22 +105,51 @@ def compile_to(args, output: str, calibration_source, load_model):
     graph = import_onnx(model, shapes=shapes, image=args.image)
     specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
     calibration = calibration_source(args.calibration, specs, args.count, seed=1)
-    samples = _samples(calibration, specs, args.count)
+    samples, preprocess = _samples(calibration, specs, args.count, _preprocess(args, specs))
     start = time.perf_counter()
     compiled = compile_model(model, image=args.image, shapes=shapes, samples=samples, outfile=output,
                              nlayers=args.nlayers, **placement_kwargs(args),
                              strip_reference=args.strip_reference, config=hardware_config(args.hardware),
                              calibrator=args.calibrator, mode=args.mode,
-                             hwlinear=args.hwlinear)
+                             hwlinear=args.hwlinear, preprocess=preprocess)
     return compiled, time.perf_counter() - start
 
 
-def _samples(calibration, specs, count):
-    if calibration is None:
+def _preprocess(args, specs: dict):
+    """The PreprocessSpec of --mean/--std/--layout (None when none is given;
+    the layout defaults to NCHW when the axis after the batch has 1 or 3
+    values, else NHWC when the last has)."""
+    if args.mean is None and args.std is None and args.layout is None:
         return None
+    from passes.quant.calibration_data import PreprocessSpec
+
+    layout = args.layout
+    if layout is None:
+        shape = next(iter(specs.values()))[0] if len(specs) == 1 else ()
+        layout = "NHWC" if len(shape) == 4 and shape[1] not in (1, 3) and shape[3] in (1, 3) else "NCHW"
+    return PreprocessSpec(layout, "RGB", 1 / 255, _floats(args.mean, "--mean", 0.0), _floats(args.std, "--std", 1.0))
+
+
+def _floats(text: str | None, flag: str, default: float) -> tuple[float, ...]:
+    if text is None:
+        return (default,)
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise TesseraError(f"{flag} {text!r}: give numbers separated by commas (R,G,B)") from None
+
+
+def _samples(calibration, specs, count, preprocess):
+    """The calibration samples and the pre-processing their images were
+    read with (None when they are not images)."""
+    if calibration is None:
+        if preprocess is not None:
+            raise TesseraError("--mean, --std and --layout apply to a --calibration folder of images")
+        return None, None
     from passes.quant.calibration_data import calibration_batches
 
-    return list(calibration_batches(calibration, specs, count=count, seed=1))
+    batches = calibration_batches(calibration, specs, count=count, seed=1, preprocess=preprocess)
+    return list(batches), getattr(batches, "preprocess", None)
 
 
 def cmd_compile(args, calibration_source, load_model) -> int:

@@ -32,7 +32,9 @@ from ir.graph import Graph, clone
 from passes.distribute import Placement, PlacementError
 from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext
+from passes.quant.calibration_data import PreprocessSpec
 from runtime.compiled import CompiledModel
+from runtime.errors import TesseraError
 from runtime.hardware import MAX_CARDS, HardwareConfig
 
 VERSION = "0.1.0"
@@ -42,7 +44,7 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
                   outfile: str | os.PathLike | None = None, numcard: int = 1, numclus: int = 1, nlayers: int = -1,
                   config: HardwareConfig | None = None, strip_reference: bool = False, split: bool = False,
                   imgs_per_cluster: int = 1, mvbatch: bool = False, split_overrides: Mapping[str, str] | None = None,
-                  **quantization: Any) -> CompiledModel:
+                  preprocess: PreprocessSpec | None = None, **quantization: Any) -> CompiledModel:
     """Compile ``model`` (an ONNX path, bytes or ModelProto) for the
     accelerator described by ``config`` (default: an FWDNXT-class card).
 
@@ -56,7 +58,10 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     (FWDNXT's clustersbatchmode) one image, each layer divided over them
     as passes/distribute.py decides (``split_overrides``: layer -> axis);
     the simulated system has as many cards as asked for, up to
-    runtime.hardware.MAX_CARDS. Further keywords go to
+    runtime.hardware.MAX_CARDS. ``preprocess`` (a PreprocessSpec) is how
+    images become inputs: it reads ``samples`` when they are a folder of
+    images, and the binary records it (metadata "preprocess") so that
+    tessera-infer pre-processes images the same way. Further keywords go to
     :func:`compiler.quantize.quantize_model` (calibrator, mode,
     float_layers, hwlinear, ...). Writes ``outfile`` when given. The
     result's metadata records the accelerator coverage
@@ -69,11 +74,17 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
         proto = first_layers(proto, nlayers, label)
     if image is not None and Path(str(image)).is_file():
         image = image_size_string(image)
+    if preprocess is not None and not isinstance(preprocess, PreprocessSpec):
+        raise TesseraError(f"preprocess must be a PreprocessSpec, got a {type(preprocess).__name__}")
+    if preprocess is not None and isinstance(samples, (str, os.PathLike)):
+        quantization["preprocess"] = preprocess
     quantized = quantize_model(proto, calibration_data=samples, image=image, shapes=shapes,
                                options={"target.hardware": config}, **quantization)
     metadata = {"compiler": f"tessera {VERSION}", "source": label, "nlayers": nlayers,
                 "quantization": {k: v for k, v in quantization.items() if isinstance(v, (str, int, float, bool))},
                 METADATA_KEY: quantized.coverage().to_metadata()}
+    if preprocess is not None:
+        metadata["preprocess"] = preprocess.to_metadata()
     reference = None if strip_reference else fused_reference(quantized.float_graph)
     compiled = build(quantized.graph, config, reference, metadata, placement=placement,
                      options={"device.split_overrides": dict(split_overrides or {})})

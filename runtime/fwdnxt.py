@@ -239,6 +239,7 @@ class FWDNXT:
             "innames": lambda: ";".join(t.name for t in model().inputs),
             "outnames": lambda: ";".join(t.name for t in model().outputs),
             "backend": lambda: BACKEND, "config": lambda: model().config.to_dict(),
+            "preprocess": lambda: _recorded_preprocess(model().metadata),
             "print_flags": self._print_flags, "help": help_text,
         }
         return answers[name]()
@@ -364,6 +365,40 @@ class _Session(NamedTuple):
     queue: EngineQueue
     buffers: InOrderBuffers
     closer: weakref.finalize
+
+
+def _recorded_preprocess(metadata: dict) -> dict | None:
+    """META.metadata["preprocess"] checked (a binary is untrusted input):
+    layout, channel_order, scale, mean and std as the compiler writes them."""
+    record = metadata.get("preprocess")
+    if record is None:
+        return None
+    where = "the binary's META.metadata.preprocess"
+
+    def numbers(key: str, low: int, high: int) -> list[float]:
+        values = record.get(key)
+        if (not isinstance(values, list) or not low <= len(values) <= high
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)):
+            raise FWDNXTError(f"GetInfo('preprocess'): {where}.{key} must be {low} to {high} finite numbers, "
+                              f"got {values!r:.80}")
+        return [float(v) for v in values]
+
+    if not isinstance(record, dict):
+        raise FWDNXTError(f"GetInfo('preprocess'): {where} must be an object, got {type(record).__name__}")
+    if record.get("layout") not in ("NCHW", "NHWC") or record.get("channel_order") not in ("RGB", "BGR"):
+        raise FWDNXTError(f"GetInfo('preprocess'): {where} needs layout NCHW or NHWC and channel_order RGB or "
+                          f"BGR, got {record.get('layout')!r:.20} and {record.get('channel_order')!r:.20}")
+    std = numbers("std", 1, 3)
+    if any(v == 0 for v in std):
+        raise FWDNXTError(f"GetInfo('preprocess'): {where}.std holds a 0")
+    return {"layout": record["layout"], "channel_order": record["channel_order"],
+            "scale": _number(record.get("scale"), f"{where}.scale"), "mean": numbers("mean", 1, 3), "std": std}
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise FWDNXTError(f"GetInfo('preprocess'): {where} must be a finite number, got {value!r:.40}")
+    return float(value)
 
 
 def _build() -> str:

@@ -209,6 +209,8 @@ INFO: dict[str, str] = {
     "outnames": "output names, ';' between",
     "backend": "'simulator': Run's device backend",
     "config": "the binary's hardware config, as a dict",
+    "preprocess": "how the binary's images are pre-processed, as the compiler recorded it (a dict: layout, "
+                  "channel_order, scale, mean, std), or None",
     "print_flags": "prints every flag with its value, and returns that text",
     "help": "this text",
 }

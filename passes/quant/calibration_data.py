@@ -70,6 +70,12 @@ class PreprocessSpec:
         if not np.all(np.isfinite(self.std)) or np.any(np.asarray(self.std, np.float64) == 0):
             raise CalibrationDataError(f"PreprocessSpec.std must be finite and non-zero, got {self.std!r}")
 
+    def to_metadata(self) -> dict:
+        """The record a compiled binary keeps (META.metadata["preprocess"]),
+        for the runtime's applications to pre-process images the same way."""
+        return {"layout": self.layout, "channel_order": self.channel_order, "scale": float(self.scale),
+                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
     @classmethod
     def imagenet(cls, layout: str = "NCHW") -> PreprocessSpec:
         """torchvision's ImageNet normalisation: RGB in [0, 1], then mean/std."""
@@ -81,8 +87,10 @@ class CalibrationBatches:
     re-readable sources (sequences, folders, synthetic data)."""
 
     def __init__(self, samples: Callable[[], Iterator[tuple[str, dict]]], specs: dict, count: int | None,
-                 total: int | None):
+                 total: int | None, preprocess: PreprocessSpec | None = None):
         self._samples, self._specs, self._count, self.total = samples, specs, count, total
+        self.preprocess = preprocess
+        """The pre-processing images were read with (None: not images)."""
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         for where, sample in itertools.islice(self._samples(), self._count):
@@ -257,7 +265,7 @@ def _folder(path: Path, specs: dict, count: int | None, preprocess: PreprocessSp
     spec = preprocess or PreprocessSpec()
     _image_dims(shape, spec.layout, f"input {name!r}")
     return CalibrationBatches(lambda: ((f"file {f}", {name: _read_image(image_module, f, shape, spec)})
-                                       for f in images), specs, count, total)
+                                       for f in images), specs, count, total, spec)
 
 
 def _listing(path: Path) -> list[Path]:

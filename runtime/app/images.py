@@ -30,7 +30,9 @@ class ImageError(TesseraError):
 @dataclass(frozen=True)
 class Settings:
     """How an image becomes one model input: the size and channels the
-    binary takes, its layout, and per-channel mean/std on the [0, 1] scale."""
+    binary takes, its layout, the channel order (images are read as RGB),
+    and ``(pixel * scale - mean) / std`` per channel (mean and std in the
+    model's channel order)."""
 
     height: int
     width: int
@@ -38,6 +40,8 @@ class Settings:
     layout: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    scale: float = 1 / 255
+    channel_order: str = "RGB"
 
 
 def list_images(path: str) -> list[Path]:
@@ -53,14 +57,18 @@ def list_images(path: str) -> list[Path]:
     return files
 
 
-def settings_for(inshape: str, layout: str | None, mean, std) -> Settings:
+def settings_for(inshape: str, layout: str | None, mean, std, recorded: dict | None = None) -> Settings:
     """The pre-processing for the binary's input shape ("1x3x32x32", from
-    GetInfo('inshapes')): layout NCHW when the channel axis (1 or 3 values)
-    comes first, NHWC when last, unless ``layout`` says."""
+    GetInfo('inshapes')): what the options say (``mean``/``std`` in RGB
+    order), else what the compiler recorded (GetInfo('preprocess')), else
+    layout NCHW when the channel axis (1 or 3 values) comes first, NHWC when
+    last, RGB on the [0, 1] scale with mean 0 and std 1."""
     dims = [int(d) for d in inshape.split(";")[0].split("x")]
     if len(dims) != 4:
         raise InferError(f"the binary's input has shape {dims}; tessera-infer needs an image input "
                          "[N, C, H, W] or [N, H, W, C]")
+    recorded = recorded or {}
+    layout = layout or recorded.get("layout")
     if layout is None:
         layout = "NCHW" if dims[1] in (1, 3) else "NHWC" if dims[3] in (1, 3) else None
         if layout is None:
@@ -68,11 +76,22 @@ def settings_for(inshape: str, layout: str | None, mean, std) -> Settings:
     channels, height, width = (dims[1], dims[2], dims[3]) if layout == "NCHW" else (dims[3], dims[1], dims[2])
     if channels not in (1, 3):
         raise InferError(f"the binary's input {dims} in layout {layout} has {channels} channels; images give 1 or 3")
-    mean, std = (_per_channel(name, value, channels, default) for name, value, default in
-                 (("--mean", mean, 0.0), ("--std", std, 1.0)))
+    order, scale = recorded.get("channel_order", "RGB"), float(recorded.get("scale", 1 / 255))
+
+    def per_channel(name: str, given, default: float) -> tuple[float, ...]:
+        if given is not None:  # on the [0, 1] scale: in units of pixel * scale
+            values = tuple(v * 255.0 * scale for v in _per_channel(name, given, channels, default))
+            return values[::-1] if order == "BGR" else values
+        if name[2:] in recorded:
+            values = tuple(recorded[name[2:]])
+            return values * channels if len(values) == 1 else _per_channel(f"the binary's recorded {name[2:]}",
+                                                                          values, channels, default)
+        return (default,) * channels
+
+    mean, std = per_channel("--mean", mean, 0.0), per_channel("--std", std, 1.0)
     if any(s == 0 for s in std):
         raise InferError(f"--std {','.join(map(str, std))}: a standard deviation of 0")
-    return Settings(height, width, channels, layout, mean, std)
+    return Settings(height, width, channels, layout, mean, std, scale, order)
 
 
 def _per_channel(name: str, value, channels: int, default: float) -> tuple[float, ...]:
@@ -104,9 +123,11 @@ def load_image(source: Path | tuple[str, bytes], settings: Settings) -> np.ndarr
                                    settings.width, resize=True, padding="none")
     except preprocess.PreprocessError as exc:
         raise ImageError(f"{name}: {exc}") from None
+    if settings.channel_order == "BGR":
+        planar = planar[::-1]
     mean = np.asarray(settings.mean, np.float32)[:, None, None]
     std = np.asarray(settings.std, np.float32)[:, None, None]
-    planar = (planar / np.float32(255.0) - mean) / std
+    planar = (planar * np.float32(settings.scale) - mean) / std
     return np.ascontiguousarray(planar if settings.layout == "NCHW" else planar.transpose(1, 2, 0), np.float32)
 
 

@@ -79,9 +79,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="FILE", help="'<filename> <label>' lines: top-1 and top-5 accuracy")
     p.add_argument("--classes", metavar="FILE", help="class names, one a line, to name the predictions")
     p.add_argument("--top", type=_positive, default=5, help="classes listed per image (default 5)")
-    p.add_argument("--mean", type=_triple, help="per-channel mean R,G,B on the [0, 1] pixel scale (default 0)")
-    p.add_argument("--std", type=_triple, help="per-channel std R,G,B on the [0, 1] pixel scale (default 1)")
-    p.add_argument("--layout", choices=LAYOUTS, help="the binary's input layout (default: from its input shape)")
+    p.add_argument("--mean", type=_triple, help="per-channel mean R,G,B on the [0, 1] pixel scale (default: as the "
+                   "binary records, else 0)")
+    p.add_argument("--std", type=_triple, help="per-channel std R,G,B on the [0, 1] pixel scale (default: as the "
+                   "binary records, else 1)")
+    p.add_argument("--layout", choices=LAYOUTS, help="the binary's input layout (default: as the binary records, "
+                   "else from its input shape)")
     p.add_argument("--numclus", type=_positive, help="clusters per card the binary must have been compiled for")
     p.add_argument("--numcard", type=_positive, help="cards the binary must have been compiled for")
     ray = p.add_argument_group("scale-out on a Ray cluster (pip install 'tessera[ray]'; docs/infer_app.md)")
@@ -122,7 +125,11 @@ def _run(args: argparse.Namespace) -> int:
     except TesseraError as exc:
         raise InferError(f"--xclbin {args.xclbin!r}: {exc}") from None
     _check_placement(ie, args)
-    settings = settings_for(ie.GetInfo("inshapes"), args.layout, args.mean, args.std)
+    try:
+        recorded = ie.GetInfo("preprocess")
+    except TesseraError as exc:
+        raise InferError(f"--xclbin {args.xclbin!r}: {exc}") from None
+    settings = settings_for(ie.GetInfo("inshapes"), args.layout, args.mean, args.std, recorded)
     features = (counts if isinstance(counts, int) else counts[0]) // int(ie.GetInfo("numbatch"))
     fc = read_fc_weights(args.fcweights, features) if args.fcweights else None
     classes = read_classes(args.classes) if args.classes else None

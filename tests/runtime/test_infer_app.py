@@ -304,3 +304,55 @@ def test_ray_is_imported_only_when_asked_and_its_errors_are_one_line(digits):
                             (["--ray_actors", "2"], "--ray_actors only applies with --ray")):
         run = _infer(*base, *extra)
         assert run.returncode == 1 and expected in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_the_preprocessing_the_compiler_recorded_is_the_default(digits, tmp_path):
+    """`tessera compile --calibration FOLDER --mean --std` records the
+    normalisation in the binary; tessera-infer applies it unless told
+    otherwise (a classifier trained on (x - 0.5) / 0.25 keeps its accuracy
+    with no --mean/--std given)."""
+    from compiler.cli import main as tessera
+    from runtime import FWDNXT
+
+    root, names, truth, _ = digits
+    data = datasets.load_digits()
+    pictures = _upscale(data.data)
+    weights, bias = _ridge((pictures[IMAGES:].reshape(-1, SIDE * SIDE) / 255.0 - 0.5) / 0.25, data.target[IMAGES:])
+    onnx.save(_onnx(weights, bias), tmp_path / "norm.onnx")
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i in range(IMAGES, IMAGES + 32):
+        PIL.fromarray(pictures[i]).save(calibration / f"c{i}.png")
+    assert tessera(["compile", str(tmp_path / "norm.onnx"), "--calibration", str(calibration), "--mean", "0.5",
+                    "--std", "0.25", "--hwlinear", "-o", str(tmp_path / "norm.bin")]) == 0
+    ie = FWDNXT()
+    ie.Init(str(tmp_path / "norm.bin"), "")
+    assert ie.GetInfo("preprocess") == {"layout": "NCHW", "channel_order": "RGB", "scale": 1 / 255, "mean": [0.5],
+                                        "std": [0.25]}
+    ie.Free()
+    decoded = np.stack([np.asarray(PIL.open(root / "images" / n).convert("L"), np.float32) / 255 for n in names])
+    reference = 100 * np.mean(np.argmax(((decoded.reshape(IMAGES, -1) - 0.5) / 0.25) @ weights.T + bias, 1) == truth)
+    run = _infer("--xclbin", tmp_path / "norm.bin", "--img_path", root / "images", "--labels", root / "labels.txt")
+    assert run.returncode == 0, run.stderr
+    top1 = float(re.search(r"accuracy: top-1 ([\d.]+)%", run.stderr).group(1))
+    assert reference > 85 and abs(top1 - reference) <= 1.0, (top1, reference)
+    given, plain = (_infer("--xclbin", tmp_path / "norm.bin", "--img_path", root / "images", "--mean", mean, "--std",
+                           std) for mean, std in (("0.5", "0.25"), ("0", "1")))
+    assert given.stdout == run.stdout
+    scores = [[row["score"] for row in csv.DictReader(io.StringIO(r.stdout))] for r in (run, plain)]
+    assert sum(a != b for a, b in zip(*scores)) > IMAGES // 2
+
+
+@pytest.mark.parametrize("record, expected", [
+    ({"layout": "NWHC", "channel_order": "RGB", "scale": 1.0, "mean": [0], "std": [1]}, "layout NCHW or NHWC"),
+    ({"layout": "NCHW", "channel_order": "RGB", "scale": 1.0, "mean": [0, 0, 0, 0], "std": [1]}, "preprocess.mean"),
+    ({"layout": "NCHW", "channel_order": "RGB", "scale": 1.0, "mean": [0], "std": [0]}, "std holds a 0"),
+    ({"layout": "NCHW", "channel_order": "RGB", "scale": "x", "mean": [0], "std": [1]}, "preprocess.scale"),
+    ([1, 2], "must be an object"),
+])
+def test_a_malformed_preprocessing_record_is_a_clear_error(record, expected):
+    from runtime.fwdnxt import FWDNXTError, _recorded_preprocess
+
+    with pytest.raises(FWDNXTError, match=expected):
+        _recorded_preprocess({"preprocess": record})
+    assert _recorded_preprocess({}) is None
