@@ -172,6 +172,9 @@ def _quantize_parser(sub) -> None:
                    help="evaluation inputs for the comparison (default: %(default)s; other seeds than calibration)")
     q.add_argument("--hwlinear", action="store_true", help="run linear layers (Gemm/MatMul) on the accelerator")
     q.add_argument("--no-layers", action="store_true", help="print only the summary, not the per-layer table")
+    q.add_argument("--report", nargs="?", const="", metavar="FILE.csv|FILE.json",
+                   help="diagnose: each layer's share of the output error and why (saturation, channel spread, "
+                        "weight floor, mixed inputs, lookup tables), sorted by share; written to FILE as well")
     q.set_defaults(func=cmd_quantize)
 
 
@@ -203,6 +206,12 @@ def cmd_quantize(args) -> int:
     for name, stats in report.outputs.items():
         print(f"output {name}: SNR {stats.snr_db:.2f} dB against float over {report.samples} inputs, "
               f"cosine {stats.cosine:.6f}, max|err| {stats.max_abs:.4g}")
+    if args.report is not None:
+        diagnosis = q.diagnose(samples)
+        print(diagnosis.table())
+        if args.report:
+            diagnosis.write(args.report)
+            print(f"wrote {args.report}")
     if args.export_encodings:
         q.export_encodings(args.export_encodings, version=args.encodings_version)
         print(f"wrote {args.export_encodings}")

@@ -141,6 +141,13 @@ class QuantizedModel:
         """Layer-wise comparison with the float model over ``samples``."""
         return compare_layers(self.float_graph, self.graph, samples)
 
+    def diagnose(self, samples: Iterable[Mapping[str, np.ndarray]]):
+        """Where the output error enters and why (compiler/diagnose.py): a
+        Diagnosis, its layers sorted by their share of the output error."""
+        from compiler.diagnose import diagnose
+
+        return diagnose(self, samples)
+
 
 def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                    preprocess: PreprocessSpec | None = None, calibrator: str = "mse",
