@@ -30,7 +30,15 @@ from typing import Sequence
 
 import numpy as np
 
-from compiler.cli_device import add_commands, cmd_run_compiled, compile_options, placement_options, run_twice
+from compiler.cli_device import (
+    add_commands,
+    cmd_run_compiled,
+    compile_options,
+    placement_options,
+    run_twice,
+    target_kwargs,
+    target_options,
+)
 from runtime.errors import TesseraError
 
 DEFAULT_MODEL = "resnet18"
@@ -168,6 +176,7 @@ def _quantize_parser(sub) -> None:
     q.add_argument("--encodings-version", default="0.6.1", choices=["0.6.1", "1.0.0"])
     q.add_argument("--sensitivity", type=int, default=0, metavar="K",
                    help="re-quantize the K layers that add the most error in 16 bits")
+    target_options(q)
     q.add_argument("--samples", type=int, default=4,
                    help="evaluation inputs for the comparison (default: %(default)s; other seeds than calibration)")
     q.add_argument("--hwlinear", action="store_true", help="run linear layers (Gemm/MatMul) on the accelerator")
@@ -191,7 +200,7 @@ def cmd_quantize(args) -> int:
     q = quantize_model(model, calibration_data=calibration, calibration_count=args.count,
                        calibrator=args.calibrator, mode=args.mode, layer_precision=precision,
                        float_layers=args.float_layer, encodings=args.encodings, sensitivity=args.sensitivity,
-                       hwlinear=args.hwlinear, shapes=_shapes(args.shape), image=args.image)
+                       hwlinear=args.hwlinear, shapes=_shapes(args.shape), image=args.image, **target_kwargs(args))
     seconds = time.perf_counter() - start
     samples = list(calibration_batches(_calibration_source(args.calibration, specs, args.samples, seed=2), specs,
                                        count=args.samples, seed=2))
@@ -199,7 +208,9 @@ def cmd_quantize(args) -> int:
     layers = q.quantized_nodes()
     print(f"model {args.model}: {len(layers)} integer nodes on the accelerator, {len(q.float_layers())} float "
           f"nodes on the CPU; quantized in {seconds:.1f} s")
-    if q.promoted:
+    if q.target is not None:
+        print(q.target.summary())
+    elif q.promoted:
         print("sensitivity analysis moved to 16 bits: " + ", ".join(q.promoted))
     if not args.no_layers:
         print(report.table())

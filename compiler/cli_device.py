@@ -48,6 +48,7 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
                         help="a folder of images: the input's layout (default: from its shape)")
     parser.add_argument("--calibrator", default="mse", help="minmax, percentile[:P], entropy or mse")
     parser.add_argument("--mode", default="int8", choices=["int8", "int16", "radix8", "radix16"])
+    target_options(parser)
     parser.add_argument("--hwlinear", action="store_true", help="run linear layers on the accelerator")
     placement_options(parser)
     parser.add_argument("--nlayers", type=int, default=-1, help="compile only the first N layers (-1: all)")
@@ -55,6 +56,22 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
                         help="the accelerator to compile for: fwdnxt (default), tiny, large, or a JSON config")
     parser.add_argument("--strip-reference", action="store_true",
                         help="leave the float reference program (Run_th) out of the binary")
+
+
+def target_options(parser: argparse.ArgumentParser) -> None:
+    """--target-snr and its budget (compiler/target_snr.py)."""
+    parser.add_argument("--target-snr", type=float, metavar="DB",
+                        help="move layers to 16 bits, largest share of the output error first, until every output's "
+                             "SNR on the calibration inputs reaches DB")
+    parser.add_argument("--target-budget", type=float, default=0.15, metavar="FRACTION",
+                        help="at most this share of the accelerator's MACs in 16 bits (default: %(default)s)")
+
+
+def target_kwargs(args) -> dict:
+    """compile_model's keywords for the target options (none when not asked)."""
+    if getattr(args, "target_snr", None) is None:
+        return {}
+    return {"target_snr": args.target_snr, "target_budget": args.target_budget}
 
 
 def placement_options(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +128,7 @@ def compile_to(args, output: str, calibration_source, load_model):
                              nlayers=args.nlayers, **placement_kwargs(args),
                              strip_reference=args.strip_reference, config=hardware_config(args.hardware),
                              calibrator=args.calibrator, mode=args.mode,
-                             hwlinear=args.hwlinear, preprocess=preprocess)
+                             hwlinear=args.hwlinear, preprocess=preprocess, **target_kwargs(args))
     return compiled, time.perf_counter() - start
 
 
@@ -158,6 +175,12 @@ def cmd_compile(args, calibration_source, load_model) -> int:
     compiled, seconds = compile_to(args, args.output, calibration_source, load_model)
     _summary(compiled, args.output, seconds)
     print(recorded_coverage(compiled.metadata).summary_line())
+    if "target_snr" in compiled.metadata:
+        from compiler.target_snr import TargetReport
+
+        record = dict(compiled.metadata["target_snr"])
+        record["hwtime_ms"] = tuple(record["hwtime_ms"]) if record.get("hwtime_ms") else None
+        print(TargetReport(**record).summary())
     return 0
 
 

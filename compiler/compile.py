@@ -85,6 +85,8 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
                 METADATA_KEY: quantized.coverage().to_metadata()}
     if preprocess is not None:
         metadata["preprocess"] = preprocess.to_metadata()
+    if quantized.target is not None:
+        metadata["target_snr"] = quantized.target.to_metadata()
     reference = None if strip_reference else fused_reference(quantized.float_graph)
     compiled = build(quantized.graph, config, reference, metadata, placement=placement,
                      options={"device.split_overrides": dict(split_overrides or {})})

@@ -56,7 +56,9 @@ class QuantizedModel:
     float_graph: Graph
     options: dict[str, Any] = field(default_factory=dict)
     promoted: list[str] = field(default_factory=list)
-    """ONNX node names sensitivity analysis moved to 16 bits."""
+    """ONNX node names sensitivity analysis or a target SNR moved to 16 bits."""
+    target: Any = None
+    """With ``target_snr``: what reaching it did (compiler.target_snr.TargetReport)."""
     _executor: SegmentExecutor | None = field(default=None, repr=False)
     _float_executor: Executor | None = field(default=None, repr=False)
 
@@ -157,6 +159,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                    sensitivity_samples: int = 8, hwlinear: bool = False, fallback: str = "HETERO:FPGA,CPU",
                    affinities: Mapping[str, str] | None = None, demote_islands: bool = True,
                    shapes: Mapping[str, Sequence[int]] | None = None, image: str | None = None,
+                   target_snr: float | None = None, target_budget: float = 0.15, target_samples: int = 8,
                    options: Mapping[str, Any] | None = None) -> QuantizedModel:
     """Import ``model`` (a path, bytes or ModelProto), partition it and
     quantize its accelerator segments.
@@ -175,7 +178,12 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     device priority of the affinity policy; ``affinities`` (ONNX node name
     -> device) place every layer by hand instead (passes/affinity.py);
     ``demote_islands=False`` keeps accelerator segments whose host
-    transfers cost more than they save (passes/partition.py)."""
+    transfers cost more than they save (passes/partition.py).
+    ``target_snr`` (dB) moves layers to 16 bits, in the order of their share
+    of the output error, until every output's SNR on ``target_samples``
+    calibration inputs reaches it, with at most ``target_budget`` of the
+    accelerator's MACs in 16 bits (compiler/target_snr.py); the result's
+    ``target`` reports what it did (and warns when it could not)."""
     settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
                 "quant.mode": mode, "quant.layer_precision": dict(layer_precision or {}),
                 "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
@@ -200,6 +208,11 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     result = _place_and_quantize(graph, settings)
     if sensitivity > 0:
         result = _promote_sensitive(graph, result, settings, sensitivity, sensitivity_samples)
+    if target_snr is not None:
+        from compiler.target_snr import reach_target
+
+        result = reach_target(graph, result, settings, target_snr, target_budget, target_samples,
+                              lambda changed: _place_and_quantize(graph, changed))
     return result
 
 

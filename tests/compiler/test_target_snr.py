@@ -1,0 +1,99 @@
+"""quantize_model(target_snr=...) and tessera compile --target-snr
+(compiler/target_snr.py): layers move to 16 bits by their share of the
+output error until the target holds, within the 16-bit MAC budget."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from compiler.cli import main as tessera
+from compiler.compare import ErrorStats
+from compiler.quantize import QuantizationWarning, quantize_model
+
+SHAPE = [1, 3, 12, 12]
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """Three convolutions, the middle one's first two channels 30x the rest."""
+    rng = np.random.default_rng(4)
+    w2 = rng.normal(0, 0.3, (8, 8, 3, 3))
+    w2[:2] *= 30
+    weights = {"w1": rng.normal(0, 0.3, (8, 3, 3, 3)), "w2": w2, "w3": rng.normal(0, 0.3, (4, 8, 3, 3))}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Conv", ["c2", "w3"], ["y"], pads=[1, 1, 1, 1], name="conv3")]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 12, 12])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    calibration = [rng.random(SHAPE, np.float32) for _ in range(12)]
+    return model, calibration
+
+
+def _snr(q, feeds) -> float:
+    stats = ErrorStats()
+    for x in feeds:
+        stats.update(q.run_float({"x": x})["y"], q.run({"x": x})["y"])
+    return stats.snr_db
+
+
+def test_a_target_already_met_changes_nothing(chain):
+    model, calibration = chain
+    plain = _snr(quantize_model(model, calibration_data=calibration), calibration[:8])
+    q = quantize_model(model, calibration_data=calibration, target_snr=plain - 3)
+    assert q.target.reached and q.target.promoted == [] and q.promoted == []
+    assert q.target.before_db["y"] == pytest.approx(plain)
+
+
+def test_the_target_is_reached_by_the_largest_shares_first(chain):
+    model, calibration = chain
+    plain = _snr(quantize_model(model, calibration_data=calibration), calibration[:8])
+    q = quantize_model(model, calibration_data=calibration, target_snr=plain + 2, target_budget=1.0)
+    report = q.target
+    assert report.reached and report.promoted[0] == "conv2", report.summary()
+    assert _snr(q, calibration[:8]) >= plain + 2
+    assert 0 < report.macs_16bit <= 1 and report.hwtime_ms[1] > report.hwtime_ms[0]
+    assert {n.annotations["source"][0] for n in q.quantized_nodes()
+            if n.outputs[0].quant.dtype.name == "int16"} >= set(report.promoted)
+    assert "reached" in report.summary() and "moved to 16 bits: conv2" in report.summary()
+
+
+def test_a_budget_too_small_says_so_and_names_the_layers(chain):
+    model, calibration = chain
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        q = quantize_model(model, calibration_data=calibration, target_snr=60, target_budget=0.1)
+    assert not q.target.reached and "conv2" in q.target.needed
+    assert any(issubclass(w.category, QuantizationWarning) and "cannot be reached" in str(w.message)
+               and "conv2" in str(w.message) for w in caught)
+    with pytest.raises(Exception, match="budget"):
+        quantize_model(model, calibration_data=calibration, target_snr=30, target_budget=2)
+
+
+def test_tessera_compile_target_snr(chain, tmp_path, capsys):
+    from runtime import FWDNXT
+    from runtime.binary import read_binary
+
+    model, calibration = chain
+    onnx.save(model, tmp_path / "chain.onnx")
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for i, x in enumerate(calibration):
+        np.save(folder / f"{i}.npy", x)
+    assert tessera(["compile", str(tmp_path / "chain.onnx"), "--calibration", str(folder), "--count", "12",
+                    "--target-snr", "45", "--target-budget", "1", "-o", str(tmp_path / "chain.bin")]) == 0
+    out = capsys.readouterr().out
+    assert "target SNR 45 dB:" in out and "moved to 16 bits:" in out and "estimated hwtime" in out
+    record = read_binary(tmp_path / "chain.bin").metadata["target_snr"]
+    assert record["target_db"] == 45 and record["promoted"]
+    ie = FWDNXT()
+    ie.Init(str(tmp_path / "chain.bin"), "")
+    result = np.empty(4 * 12 * 12, np.float32)
+    ie.Run_sw(calibration[0], result)
+    assert np.isfinite(result).all()
+    ie.Free()
