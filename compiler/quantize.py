@@ -259,7 +259,24 @@ def _apply_encodings(graph: Graph, encodings: Encodings, settings: dict[str, Any
                       stacklevel=3)
     settings["quant.given"] = {**settings.get("quant.given", {}), **given}
     settings["quant.bias_corrections"] = dict(encodings.quantizer_args.get(BIAS_CORRECTIONS, {}))
+    settings["quant.layer_precision"] = {**_wide_layers(graph, encodings, settings["quant.mode"]),
+                                         **settings["quant.layer_precision"]}
     return sorted({producers[t].name for t in encodings.float_tensors if t in producers})
+
+
+def _wide_layers(graph: Graph, encodings: Encodings, mode: str) -> dict[str, str]:
+    """The layers a file gives 16-bit grids (their output or their weight):
+    16-bit layers, as when the file was written (a target SNR's or a
+    sensitivity analysis' decisions survive the round trip; the user's own
+    layer_precision still wins)."""
+    wide = "radix16" if mode.startswith("radix") else "int16"
+    names = {name for name, params in encodings.params.items() if np.dtype(params.dtype).itemsize == 2}
+    layers = {}
+    for _, node in walk(graph):
+        if any(v.name in names for v in node.outputs) or any(v.name in names and v.const is not None
+                                                            for v in node.inputs):
+            layers[onnx_name(node.name)] = wide
+    return layers
 
 
 def _promote_sensitive(simplified: Graph, first: QuantizedModel, settings: dict[str, Any], k: int,
