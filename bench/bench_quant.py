@@ -125,10 +125,14 @@ def main() -> None:
     parser.add_argument("--evaluation", type=int, default=16)
     parser.add_argument("--ort-default", action="store_true",
                         help="also quantize with onnxruntime as it comes (slow: three more calibrations per model)")
+    parser.add_argument("--equalize", action="store_true",
+                        help="instead: Tessera with and without cross-layer equalization (quantize_model(equalize=))")
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice, once per model
     calibration = image_crops(args.calibration, seed=1)
     evaluation = image_crops(args.evaluation, seed=2)
+    if args.equalize:
+        return equalization_table(args.models.split(","), calibration, evaluation)
     print(f"{'model':<14}{'tessera dB':>11}{'ort same dB':>12}{'diff':>7}{'ort default dB':>15}{'quantize s':>11}",
           flush=True)
     rows = []
@@ -140,6 +144,33 @@ def main() -> None:
     worst = min(ours - same for _, ours, same, _, _ in rows)
     print(f"Tessera >= onnxruntime (same layers quantized) on {wins} of {len(rows)} models; worst difference "
           f"{worst:+.2f} dB")
+
+
+def equalization_table(names, calibration, evaluation) -> None:
+    """Tessera's output SNR without and with cross-layer equalization, and
+    the layer pairs it rescaled."""
+    import warnings
+
+    from compiler.quantize import quantize_model
+
+    print(f"{'model':<14}{'plain dB':>10}{'equalized dB':>14}{'gain':>7}{'pairs':>7}", flush=True)
+    gains = []
+    for model_name in names:
+        model = trained_like(model_name)
+        name = input_name(model)
+        session = ort_session(model)
+        reference = outputs(lambda f: session.run(None, f)[0], name, evaluation)
+        snrs = []
+        for equalize in (False, True):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                q = quantize_model(model, calibration_data=calibration, equalize=equalize)
+            out = q.output_names[0]
+            snrs.append(snr_db(reference, outputs(lambda f: q.run(f)[out], name, evaluation)))
+        gains.append(snrs[1] - snrs[0])
+        print(f"{model_name:<14}{snrs[0]:>10.2f}{snrs[1]:>14.2f}{gains[-1]:>7.2f}{q.equalized:>7}", flush=True)
+    print(f"equalization: median gain {np.median(gains):+.2f} dB, worst {min(gains):+.2f} dB, "
+          f"best {max(gains):+.2f} dB")
 
 
 def compare(model_name: str, calibration, evaluation, ort_default: bool) -> tuple[float, float, float, float]:

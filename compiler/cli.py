@@ -208,6 +208,8 @@ def cmd_quantize(args) -> int:
     layers = q.quantized_nodes()
     print(f"model {args.model}: {len(layers)} integer nodes on the accelerator, {len(q.float_layers())} float "
           f"nodes on the CPU; quantized in {seconds:.1f} s")
+    if q.equalized is not None:
+        print(f"cross-layer equalization rescaled {q.equalized} layer pair(s)")
     if q.target is not None:
         print(q.target.summary())
     elif q.promoted:

@@ -59,7 +59,10 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
 
 
 def target_options(parser: argparse.ArgumentParser) -> None:
-    """--target-snr and its budget (compiler/target_snr.py)."""
+    """--equalize, --target-snr and its budget (passes/quant/equalize.py, compiler/target_snr.py)."""
+    parser.add_argument("--equalize", action="store_true",
+                        help="cross-layer equalization before calibration (convolution pairs through ReLU-like "
+                             "activations: one activation grid fits the channels better)")
     parser.add_argument("--target-snr", type=float, metavar="DB",
                         help="move layers to 16 bits, largest share of the output error first, until every output's "
                              "SNR on the calibration inputs reaches DB")
@@ -68,10 +71,11 @@ def target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def target_kwargs(args) -> dict:
-    """compile_model's keywords for the target options (none when not asked)."""
-    if getattr(args, "target_snr", None) is None:
-        return {}
-    return {"target_snr": args.target_snr, "target_budget": args.target_budget}
+    """compile_model's keywords for the fidelity options (none when not asked)."""
+    kwargs = {"equalize": True} if getattr(args, "equalize", False) else {}
+    if getattr(args, "target_snr", None) is not None:
+        kwargs.update(target_snr=args.target_snr, target_budget=args.target_budget)
+    return kwargs
 
 
 def placement_options(parser: argparse.ArgumentParser) -> None:

@@ -59,6 +59,8 @@ class QuantizedModel:
     """ONNX node names sensitivity analysis or a target SNR moved to 16 bits."""
     target: Any = None
     """With ``target_snr``: what reaching it did (compiler.target_snr.TargetReport)."""
+    equalized: int | None = None
+    """With ``equalize``: the layer pairs cross-layer equalization rescaled."""
     _executor: SegmentExecutor | None = field(default=None, repr=False)
     _float_executor: Executor | None = field(default=None, repr=False)
 
@@ -160,7 +162,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                    affinities: Mapping[str, str] | None = None, demote_islands: bool = True,
                    shapes: Mapping[str, Sequence[int]] | None = None, image: str | None = None,
                    target_snr: float | None = None, target_budget: float = 0.15, target_samples: int = 8,
-                   options: Mapping[str, Any] | None = None) -> QuantizedModel:
+                   equalize: bool = False, options: Mapping[str, Any] | None = None) -> QuantizedModel:
     """Import ``model`` (a path, bytes or ModelProto), partition it and
     quantize its accelerator segments.
 
@@ -183,7 +185,10 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     of the output error, until every output's SNR on ``target_samples``
     calibration inputs reaches it, with at most ``target_budget`` of the
     accelerator's MACs in 16 bits (compiler/target_snr.py); the result's
-    ``target`` reports what it did (and warns when it could not)."""
+    ``target`` reports what it did (and warns when it could not).
+    ``equalize`` runs cross-layer equalization on the float model first
+    (passes/quant/equalize.py; the scales from the calibration inputs'
+    activation ranges, or data-free from the weights without them)."""
     settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
                 "quant.mode": mode, "quant.layer_precision": dict(layer_precision or {}),
                 "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
@@ -205,6 +210,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     if calibration_data is not None and not isinstance(calibration_data, (str, os.PathLike)):
         calibration_data = list(calibration_data)  # read twice with sensitivity analysis
     settings["quant.calibration_data"] = calibration_data
+    equalized = _equalize(graph, calibration_data) if equalize else None
     result = _place_and_quantize(graph, settings)
     if sensitivity > 0:
         result = _promote_sensitive(graph, result, settings, sensitivity, sensitivity_samples)
@@ -213,7 +219,45 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
 
         result = reach_target(graph, result, settings, target_snr, target_budget, target_samples,
                               lambda changed: _place_and_quantize(graph, changed))
+    if equalized is not None:
+        result.equalized = equalized
     return result
+
+
+def _equalize(graph: Graph, calibration_data, samples: int = 8) -> int:
+    """Cross-layer equalization of ``graph`` in place; the pairs rescaled."""
+    from passes.quant.equalize import apply_scales, find_pairs, pair_scales, producer_ranges
+
+    pairs = find_pairs(graph)
+    if not pairs:
+        return 0
+    peaks, pre_peaks = {}, {}
+    if calibration_data is not None:
+        specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
+        program, names = lower_with_names(graph)
+        slot = {v.name: s for v, s in names.items()}
+        watched = {v.name for p in pairs for v in (p.tensor, p.a.outputs[0])}
+        run = Executor(program)
+        for feeds in calibration_batches(calibration_data, specs, count=samples):
+            values = run.run(feeds, fetch=sorted({slot[name] for name in watched}))
+            for name in watched:
+                x = np.asarray(values[slot[name]], np.float64)
+                moved = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+                peak, top = np.abs(moved).max(axis=1), moved.max(axis=1)
+                peaks[name] = np.maximum(peaks.get(name, peak), peak)
+                pre_peaks[name] = np.maximum(pre_peaks.get(name, top), top)
+    scales = []
+    for pair in pairs:
+        if peaks:
+            scales.append(pair_scales(pair, peaks[pair.tensor.name], pre_peaks[pair.a.outputs[0].name]))
+        elif pair.clip is None:  # without data a Clip's bound cannot be kept exactly
+            scales.append(pair_scales(pair, producer_ranges(pair)))
+        else:
+            scales.append(None)
+    for pair, scale in zip(pairs, scales):
+        if scale is not None:
+            apply_scales(graph, pair, scale)
+    return sum(scale is not None for scale in scales)
 
 
 def _check_names(graph: Graph, float_layers: Sequence[str], precision: Mapping[str, str],
