@@ -1,0 +1,199 @@
+"""A trained CenterNet-style detector of handwritten digits on canvases, for
+measuring quantization on a detector (issue 22 item 4) without downloading
+anything.
+
+Data: scikit-learn's digits (8x8, 1797 of them; BSD licence) scaled to 12,
+16 or 24 pixels and placed, one to three to a canvas, on 48x48 grey canvases
+with a little noise. The model, as torch.onnx exports a MobileNet-style
+CenterNet: a depthwise-separable backbone (Conv-BN-Relu stem, stride 2;
+depthwise and pointwise Conv-BN-ReLU6; a stride-2 Conv-BN-Relu; another
+depthwise-separable pair) to 64 channels at 1/4 resolution, and three 3x3
+heads: ``hm`` (10 class heatmaps), ``wh`` (box width and height in pixels)
+and ``reg`` (the centre's sub-cell offset), as CenterNet has them.
+
+Training: the backbone's convolutions keep their seeded weights, its
+BatchNorms the statistics of the training canvases (a random-feature
+backbone, normalised as a trained one is); the heads are trained by ridge
+regression on the backbone's features: ``hm`` onto Gaussian heatmaps at the
+digits' centres, ``wh`` and ``reg`` onto the box sizes and offsets at the
+centres only (CenterNet's losses). Deterministic for a seed; a few seconds.
+
+:func:`detect` decodes the outputs as CenterNet does (3x3 peak picking over
+a score threshold), :func:`agreement` matches two detection lists."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from compiler.zoo.builder import OnnxBuilder
+
+SIDE = 48
+STRIDE = 4
+GRID = SIDE // STRIDE
+FEATURES = 64
+SIZES = (12, 16, 24)
+SCORE = 0.3
+"""Heatmap value above which a peak is a detection."""
+
+
+@dataclass(frozen=True)
+class Box:
+    label: int
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float = 1.0
+
+
+def canvases(count: int, seed: int) -> tuple[list[np.ndarray], list[list[Box]]]:
+    """``count`` canvases ([1, 1, 48, 48] float32 in [0, 1]) and their boxes
+    (labelled with the digit; the detector finds digits, not which)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    images, truths = [], []
+    for _ in range(count):
+        canvas = rng.uniform(0.0, 0.08, (SIDE, SIDE))
+        boxes: list[Box] = []
+        for _ in range(int(rng.integers(1, 4))):
+            size = int(rng.choice(SIZES))
+            for _attempt in range(20):
+                x0, y0 = (int(v) for v in rng.integers(0, SIDE - size + 1, 2))
+                if all(_iou(Box(0, x0, y0, x0 + size, y0 + size), b) < 0.05 for b in boxes):
+                    break
+            else:
+                continue
+            index = int(rng.integers(0, len(digits.images)))
+            picture = Image.fromarray((digits.images[index] * 16).astype(np.uint8)).resize((size, size),
+                                                                                          Image.BILINEAR)
+            patch = np.asarray(picture, np.float64) / 255.0
+            canvas[y0:y0 + size, x0:x0 + size] = np.maximum(canvas[y0:y0 + size, x0:x0 + size], patch)
+            boxes.append(Box(int(digits.target[index]), x0, y0, x0 + size, y0 + size))
+        images.append(canvas.astype(np.float32)[None, None])
+        truths.append(boxes)
+    return images, truths
+
+
+def _backbone(seed: int) -> tuple[OnnxBuilder, str]:
+    b = OnnxBuilder("torch-jit-export", seed, opset=13, names="/{scope}/{op}_{n}".replace("/{scope}", "{scope}"))
+    x = b.input("input", [1, 1, SIDE, SIDE])
+    relu6 = (b.const_f32(0.0, "zero"), b.const_f32(6.0, "six"))
+
+    def conv_bn(x, cin, cout, k, stride=1, groups=1, act="Relu"):
+        y = b.batchnorm(b.conv(x, cin, cout, k, stride, groups, bias=False), cout)
+        return b.node("Relu", [y]) if act == "Relu" else b.node("Clip", [y, *relu6])
+
+    x = conv_bn(x, 1, 16, 3, 2)
+    x = conv_bn(x, 16, 16, 3, groups=16, act="Clip")
+    x = conv_bn(x, 16, 32, 1, act="Clip")
+    x = conv_bn(x, 32, 32, 3, 2)
+    x = conv_bn(x, 32, 32, 3, groups=32, act="Clip")
+    x = conv_bn(x, 32, FEATURES, 1, act="Clip")
+    return b, x
+
+
+def digit_detector(seed: int = 0, train: int = 300) -> onnx.ModelProto:
+    """The trained detector (outputs ``hm`` [1, 1, 12, 12], ``wh`` and ``reg`` [1, 2, 12, 12])."""
+    from codegen.cpu import lower_to_program
+    from compiler.frontend import import_onnx
+    from compiler.zoo.statistics import with_data_statistics
+    from runtime.executor import Executor
+
+    images, truths = canvases(train, seed + 1000)
+    b, features = _backbone(seed)
+    backbone = with_data_statistics(b.model([features]), images[: min(train, 64)])
+    run = Executor(lower_to_program(import_onnx(backbone)))
+    name = backbone.graph.output[0].name
+    rows = np.concatenate([_patches(run.run({"input": x})[name][0]) for x in images])
+    hm, sizes, centres = _targets(truths)
+    heads = {"hm": _ridge(rows, hm), "wh": _ridge(rows[centres], sizes[centres, :2]),
+             "reg": _ridge(rows[centres], sizes[centres, 2:])}
+    graph = backbone.graph
+    outputs = []
+    for head, (weights, bias) in heads.items():
+        w = numpy_helper.from_array(weights.reshape(-1, FEATURES, 3, 3).astype(np.float32), f"{head}.weight")
+        c = numpy_helper.from_array(bias.astype(np.float32), f"{head}.bias")
+        graph.initializer.extend([w, c])
+        graph.node.append(helper.make_node("Conv", [name, w.name, c.name], [head], name=f"/{head}/Conv",
+                                           kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        outputs.append(helper.make_empty_tensor_value_info(head))
+    del graph.output[:]
+    graph.output.extend(outputs)
+    return onnx.shape_inference.infer_shapes(backbone)
+
+
+def _patches(features: np.ndarray) -> np.ndarray:
+    """[C, H, W] -> one row of the 3x3 neighbourhood (zero-padded) per cell,
+    ordered (channel, dy, dx) as a Conv weight's [C, 3, 3]."""
+    padded = np.pad(features, ((0, 0), (1, 1), (1, 1)))
+    shifted = [padded[:, dy:dy + GRID, dx:dx + GRID] for dy in range(3) for dx in range(3)]
+    stack = np.stack(shifted, axis=1)  # [C, 9, H, W]
+    return stack.reshape(FEATURES * 9, GRID * GRID).T.astype(np.float64)
+
+
+def _targets(truths: list[list[Box]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell of every canvas: the Gaussian centre heatmap [., 1], and
+    (w, h, dx, dy) at centres [., 4], and which cells are centres."""
+    ys, xs = np.mgrid[0:GRID, 0:GRID]
+    hm = np.zeros((len(truths), GRID, GRID))
+    sizes = np.zeros((len(truths), GRID, GRID, 4))
+    centre = np.zeros((len(truths), GRID, GRID), bool)
+    for n, boxes in enumerate(truths):
+        for box in boxes:
+            cx, cy = (box.x0 + box.x1) / 2 / STRIDE, (box.y0 + box.y1) / 2 / STRIDE
+            ix, iy = min(int(cx), GRID - 1), min(int(cy), GRID - 1)
+            sigma = max((box.x1 - box.x0) / STRIDE / 3, 0.8)
+            hm[n] = np.maximum(hm[n], np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma ** 2)))
+            sizes[n, iy, ix] = (box.x1 - box.x0, box.y1 - box.y0, cx - ix, cy - iy)
+            centre[n, iy, ix] = True
+    return hm.reshape(-1, 1), sizes.reshape(-1, 4), centre.reshape(-1)
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, penalty: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares with an L2 penalty: (weights [outputs, inputs], bias [outputs])."""
+    mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
+    xc = x - mean_x
+    weights = np.linalg.solve(xc.T @ xc + penalty * len(x) * 1e-3 * np.eye(x.shape[1]), xc.T @ (y - mean_y))
+    return weights.T, mean_y - mean_x @ weights
+
+
+def detect(outputs: dict[str, np.ndarray], score: float = SCORE) -> list[Box]:
+    """CenterNet decoding: a heatmap cell over ``score`` that is the largest
+    of its 3x3 neighbourhood is a box centred at (cell + reg) * stride, of
+    size wh."""
+    hm, wh, reg = (np.asarray(outputs[k], np.float64)[0] for k in ("hm", "wh", "reg"))
+    padded = np.pad(hm[0], 1, constant_values=-np.inf)
+    peak = np.max([padded[dy:dy + GRID, dx:dx + GRID] for dy in range(3) for dx in range(3)], axis=0)
+    boxes = []
+    for y, x in zip(*np.nonzero((hm[0] >= peak) & (hm[0] > score))):
+        cx, cy = (x + reg[0, y, x]) * STRIDE, (y + reg[1, y, x]) * STRIDE
+        w, h = wh[0, y, x], wh[1, y, x]
+        boxes.append(Box(0, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, float(hm[0, y, x])))
+    return boxes
+
+
+def _iou(a: Box, b: Box) -> float:
+    w = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    h = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    inter = w * h
+    union = (a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def agreement(reference: list[Box], test: list[Box], iou: float = 0.5) -> tuple[int, int]:
+    """(boxes of ``reference`` matched by a box of ``test`` of the same label
+    at IoU >= ``iou``, each test box used once; boxes of ``reference``)."""
+    used, matched = set(), 0
+    for box in sorted(reference, key=lambda b: -b.score):
+        best = max(((j, _iou(box, t)) for j, t in enumerate(test) if j not in used and t.label == box.label),
+                   key=lambda p: p[1], default=(None, 0.0))
+        if best[0] is not None and best[1] >= iou:
+            used.add(best[0])
+            matched += 1
+    return matched, len(reference)

@@ -1,0 +1,84 @@
+"""Int8 on a trained detector (compiler/zoo/digit_detector.py: a
+MobileNet-style CenterNet whose heads are trained on canvases of
+scikit-learn's digits), evaluated on canvases held apart from the
+calibration ones: every output's SNR, the detections' agreement with the
+float model's, target_snr=30 within the default budget, and the binary's
+simulator bit for bit against the integer reference."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from compiler.compare import ErrorStats
+from compiler.quantize import quantize_model
+
+pytest.importorskip("PIL.Image")
+pytest.importorskip("sklearn.datasets")
+
+from compiler.zoo.digit_detector import agreement, canvases, detect, digit_detector  # noqa: E402
+
+OUTPUTS = ("hm", "wh", "reg")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    calibration, _ = canvases(32, seed=1)
+    evaluation, truth = canvases(40, seed=2)
+    return digit_detector(seed=0), calibration, evaluation, truth
+
+
+def _measure(q, evaluation):
+    stats = {k: ErrorStats() for k in OUTPUTS}
+    matched = total = 0
+    for x in evaluation:
+        reference, result = q.run_float({"input": x}), q.run({"input": x})
+        for name in OUTPUTS:
+            stats[name].update(reference[name], result[name])
+        m, n = agreement(detect(reference), detect(result))
+        matched, total = matched + m, total + n
+    return {k: s.snr_db for k, s in stats.items()}, matched / max(total, 1), total
+
+
+def test_the_float_detector_finds_digits(detector):
+    model, calibration, evaluation, truth = detector
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_model(model, calibration_data=calibration)
+    found = sum(agreement([b.__class__(0, b.x0, b.y0, b.x1, b.y1) for b in boxes],
+                          detect(q.run_float({"input": x})))[0] for x, boxes in zip(evaluation, truth))
+    assert found >= 0.4 * sum(map(len, truth))  # a one-class detector trained by least squares: about half
+
+
+def test_int8_detections_agree_and_target_snr_30_holds_on_held_out_canvases(detector):
+    model, calibration, evaluation, _ = detector
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = quantize_model(model, calibration_data=calibration)
+        targeted = quantize_model(model, calibration_data=calibration, target_snr=30)
+    snr, agreeing, total = _measure(plain, evaluation)
+    assert total >= 40 and agreeing >= 0.95, (agreeing, snr)
+    assert targeted.target.reached and targeted.target.macs_16bit <= 0.15, targeted.target.summary()
+    snr, agreeing, _ = _measure(targeted, evaluation)
+    assert min(snr.values()) >= 30.0 and agreeing >= 0.95, (snr, agreeing)
+
+
+def test_the_simulator_runs_the_targeted_detector_bit_for_bit(detector, tmp_path):
+    from compiler.compile import compile_model
+    from runtime import FWDNXT
+
+    model, calibration, evaluation, _ = detector
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_model(model, calibration_data=calibration, target_snr=30)
+        compile_model(model, samples=calibration, target_snr=30, outfile=tmp_path / "det.bin")
+    ie = FWDNXT()
+    ie.Init(str(tmp_path / "det.bin"), "")
+    results = tuple(np.empty(c * 144, np.float32) for c in (1, 2, 2))
+    for x in evaluation[:2]:
+        ie.Run_sw(x, results)
+        expected = q.run({"input": x})
+        for name, got in zip(OUTPUTS, results):
+            assert np.array_equal(got, expected[name].ravel()), name
+    ie.Free()
