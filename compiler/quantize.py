@@ -169,7 +169,9 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     calibration_data: a list of arrays or feed dicts, a folder of .npy files
     or of images (``preprocess``), or None for synthetic data (with a
     warning); ``calibrator`` names the range method ('minmax', 'percentile',
-    'percentile:99.9', 'entropy', 'mse'), ``tensor_calibrators`` one per
+    'percentile:99.9', 'entropy', 'mse', or 'auto': each tensor's chosen by
+    the error it leaves at the outputs, compiler/range_choice.py),
+    ``tensor_calibrators`` one per
     tensor. ``mode`` is the model's precision ('int8', 'int16', 'radix8',
     'radix16'); ``layer_precision`` overrides it per ONNX node name;
     ``float_layers`` keeps ONNX nodes in float on the CPU. ``encodings``
@@ -211,6 +213,12 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
         calibration_data = list(calibration_data)  # read twice with sensitivity analysis
     settings["quant.calibration_data"] = calibration_data
     equalized = _equalize(graph, calibration_data) if equalize else None
+    if calibrator == "auto":
+        from compiler.range_choice import CANDIDATES, choose_calibrators
+
+        settings["quant.calibrator"] = CANDIDATES[0]
+        chosen = choose_calibrators(graph, settings, lambda changed: _place_and_quantize(graph, changed))
+        settings["quant.tensor_calibrators"] = {**chosen, **settings["quant.tensor_calibrators"]}
     result = _place_and_quantize(graph, settings)
     if sensitivity > 0:
         result = _promote_sensitive(graph, result, settings, sensitivity, sensitivity_samples)
@@ -226,12 +234,12 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
 
 def _equalize(graph: Graph, calibration_data, samples: int = 8) -> int:
     """Cross-layer equalization of ``graph`` in place; the pairs rescaled."""
-    from passes.quant.equalize import apply_scales, find_pairs, pair_scales, producer_ranges
+    from passes.quant.equalize import apply_scales, choose_scales, find_pairs, pair_scales, producer_ranges
 
     pairs = find_pairs(graph)
     if not pairs:
         return 0
-    peaks, pre_peaks = {}, {}
+    peaks, pre_peaks, powers, counts = {}, {}, {}, {}
     if calibration_data is not None:
         specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
         program, names = lower_with_names(graph)
@@ -246,10 +254,14 @@ def _equalize(graph: Graph, calibration_data, samples: int = 8) -> int:
                 peak, top = np.abs(moved).max(axis=1), moved.max(axis=1)
                 peaks[name] = np.maximum(peaks.get(name, peak), peak)
                 pre_peaks[name] = np.maximum(pre_peaks.get(name, top), top)
+                powers[name] = powers.get(name, 0.0) + (moved ** 2).sum(axis=1)
+                counts[name] = counts.get(name, 0) + moved.shape[1]
     scales = []
     for pair in pairs:
         if peaks:
-            scales.append(pair_scales(pair, peaks[pair.tensor.name], pre_peaks[pair.a.outputs[0].name]))
+            name = pair.tensor.name
+            scales.append(choose_scales(pair, peaks[name], powers[name] / counts[name],
+                                        pre_peaks[pair.a.outputs[0].name]))
         elif pair.clip is None:  # without data a Clip's bound cannot be kept exactly
             scales.append(pair_scales(pair, producer_ranges(pair)))
         else:

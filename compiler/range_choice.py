@@ -1,0 +1,67 @@
+"""``calibrator="auto"``: each activation's range method chosen by the error
+it leaves at the model's outputs (issue 22 item 2).
+
+The model is calibrated with each of :data:`CANDIDATES`; for every tensor
+the accelerator stores, each distinct grid they give is tried alone in the
+float model (fake-quantized, passes/quant/fake_quant.py) on a few
+calibration inputs, and the one whose noise at the outputs (relative to
+each output's power, summed) is the least wins: a per-tensor choice driven
+by what the tensor does downstream, not by a histogram's shape. The choice
+is returned as ``tensor_calibrators`` for the final quantization."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from codegen.cpu import lower_to_program
+from compiler.compare import ErrorStats
+from passes.quant.calibration_data import calibration_batches
+from passes.quant.fake_quant import fake_quantize
+from runtime.executor import Executor
+
+CANDIDATES = ("mse", "entropy", "percentile", "minmax")
+SAMPLES = 4
+"""Calibration inputs each candidate grid is tried on."""
+
+
+def choose_calibrators(simplified, settings: Mapping[str, Any],
+                       quantize: Callable[[dict[str, Any]], Any]) -> dict[str, str]:
+    """tensor name -> calibrator, for every stored tensor whose candidates
+    disagree (the others keep the default)."""
+    results = {name: quantize(dict(settings, **{"quant.calibrator": name})) for name in CANDIDATES}
+    grids = {name: result.activation_grids() for name, result in results.items()}
+    base = results[CANDIDATES[0]]
+    specs = {v.name: (v.type.shape, v.type.dtype) for v in simplified.inputs}
+    feeds = list(calibration_batches(settings["quant.calibration_data"], specs, count=SAMPLES))
+    if not feeds:
+        return {}
+    references = [base.run_float(f) for f in feeds]
+    outputs = base.output_names
+    chosen: dict[str, str] = {}
+    for tensor, grid in grids[CANDIDATES[0]].items():
+        options: dict[tuple, str] = {}
+        for name in CANDIDATES:
+            candidate = grids[name].get(tensor)
+            if candidate is not None:
+                options.setdefault(_key(candidate), name)
+        if len(options) < 2:
+            continue
+        errors = {}
+        for name in options.values():
+            run = Executor(lower_to_program(fake_quantize(base.float_graph, {tensor: grids[name][tensor]})))
+            stats = {o: ErrorStats() for o in outputs}
+            for sample, reference in zip(feeds, references):
+                result = run.run(sample)
+                for o in outputs:
+                    stats[o].update(reference[o], result[o])
+            errors[name] = sum(s.noise / s.signal for s in stats.values() if s.signal > 0)
+        best = min(errors, key=errors.get)
+        if best != CANDIDATES[0]:
+            chosen[tensor] = best
+    return chosen
+
+
+def _key(grid) -> tuple:
+    return (tuple(np.asarray(grid.scale, np.float64).round(12)), tuple(np.asarray(grid.zero).tolist()),
+            np.dtype(grid.dtype).name)
