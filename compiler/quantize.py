@@ -234,12 +234,12 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
 
 def _equalize(graph: Graph, calibration_data, samples: int = 8) -> int:
     """Cross-layer equalization of ``graph`` in place; the pairs rescaled."""
-    from passes.quant.equalize import apply_scales, choose_scales, find_pairs, pair_scales, producer_ranges
+    from passes.quant.equalize import apply_scales, find_pairs, pair_scales, producer_ranges
 
     pairs = find_pairs(graph)
     if not pairs:
         return 0
-    peaks, pre_peaks, powers, counts = {}, {}, {}, {}
+    peaks, pre_peaks = {}, {}
     if calibration_data is not None:
         specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
         program, names = lower_with_names(graph)
@@ -254,14 +254,10 @@ def _equalize(graph: Graph, calibration_data, samples: int = 8) -> int:
                 peak, top = np.abs(moved).max(axis=1), moved.max(axis=1)
                 peaks[name] = np.maximum(peaks.get(name, peak), peak)
                 pre_peaks[name] = np.maximum(pre_peaks.get(name, top), top)
-                powers[name] = powers.get(name, 0.0) + (moved ** 2).sum(axis=1)
-                counts[name] = counts.get(name, 0) + moved.shape[1]
     scales = []
     for pair in pairs:
         if peaks:
-            name = pair.tensor.name
-            scales.append(choose_scales(pair, peaks[name], powers[name] / counts[name],
-                                        pre_peaks[pair.a.outputs[0].name]))
+            scales.append(pair_scales(pair, peaks[pair.tensor.name], pre_peaks[pair.a.outputs[0].name]))
         elif pair.clip is None:  # without data a Clip's bound cannot be kept exactly
             scales.append(pair_scales(pair, producer_ranges(pair)))
         else:

@@ -130,45 +130,6 @@ def pair_scales(pair: Pair, activation_ranges: np.ndarray, pre_activation_max: n
     return s
 
 
-def estimated_noise(pair: Pair, peaks: np.ndarray, power: np.ndarray, scales: np.ndarray) -> float:
-    """The int8 rounding noise B's output gets from its input's grid and its
-    own weights' grids, with A's channels divided by ``scales``: the input's
-    step is its largest channel's peak over 255, each output channel's
-    weight step its largest weight over 127 (``peaks``: max |x| of each
-    input channel, ``power``: its mean square). A model for choosing, not a
-    measurement."""
-    s = np.asarray(scales, np.float64)
-    weight = const_input(pair.b, 1).astype(np.float64)
-    if pair.b.attrs.get("group", 1) == 1:
-        w = weight * s.reshape(1, -1, *(1,) * (weight.ndim - 2))
-        squares = (w ** 2).reshape(w.shape[0], w.shape[1], -1).sum(axis=2)  # [out, in]
-        taps = np.prod(weight.shape[2:])
-    else:
-        w = weight * s.reshape(-1, *(1,) * (weight.ndim - 1))
-        squares = np.diag((w ** 2).reshape(w.shape[0], -1).sum(axis=1))
-        taps = np.prod(weight.shape[1:])
-    step_x = float(np.max(peaks / s)) / 255.0
-    activation = step_x ** 2 / 12.0 * float(squares.sum())
-    step_w = np.abs(w).reshape(w.shape[0], -1).max(axis=1) / 127.0
-    inputs = power / s ** 2
-    per_output = inputs.sum() if pair.b.attrs.get("group", 1) == 1 else inputs
-    weights = float(np.sum(step_w ** 2 / 12.0 * taps * per_output))
-    return activation + weights
-
-
-def choose_scales(pair: Pair, peaks: np.ndarray, power: np.ndarray, pre_activation_max: np.ndarray | None = None,
-                  strengths=(0.0, 0.25, 0.5, 0.75, 1.0)) -> np.ndarray:
-    """:func:`pair_scales` raised to the strength (0: leave the pair alone,
-    1: full equalization) whose :func:`estimated_noise` is the least."""
-    full = pair_scales(pair, peaks, pre_activation_max)
-    candidates = [full ** k for k in strengths]
-    if pair.clip is not None:  # a partial scale must still respect the bound
-        peak = np.asarray(pre_activation_max, np.float64)
-        candidates = [np.where(peak >= pair.clip, 1.0, np.maximum(c, peak / pair.clip)) for c in candidates]
-    noise = [estimated_noise(pair, peaks, power, c) for c in candidates]
-    return candidates[int(np.argmin(noise))]
-
-
 def apply_scales(graph: Graph, pair: Pair, scales: np.ndarray) -> None:
     """A's output channels divided by ``scales``, B's input channels multiplied."""
     s = np.asarray(scales, np.float64)
