@@ -212,7 +212,11 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     if calibration_data is not None and not isinstance(calibration_data, (str, os.PathLike)):
         calibration_data = list(calibration_data)  # read twice with sensitivity analysis
     settings["quant.calibration_data"] = calibration_data
-    equalized = _equalize(graph, calibration_data) if equalize else None
+    equalized = None
+    if equalize:
+        from compiler.equalization import equalize as equalize_graph
+
+        equalized = equalize_graph(graph, calibration_data)
     if calibrator == "auto":
         from compiler.range_choice import CANDIDATES, choose_calibrators
 
@@ -230,42 +234,6 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     if equalized is not None:
         result.equalized = equalized
     return result
-
-
-def _equalize(graph: Graph, calibration_data, samples: int = 8) -> int:
-    """Cross-layer equalization of ``graph`` in place; the pairs rescaled."""
-    from passes.quant.equalize import apply_scales, find_pairs, pair_scales, producer_ranges
-
-    pairs = find_pairs(graph)
-    if not pairs:
-        return 0
-    peaks, pre_peaks = {}, {}
-    if calibration_data is not None:
-        specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
-        program, names = lower_with_names(graph)
-        slot = {v.name: s for v, s in names.items()}
-        watched = {v.name for p in pairs for v in (p.tensor, p.a.outputs[0])}
-        run = Executor(program)
-        for feeds in calibration_batches(calibration_data, specs, count=samples):
-            values = run.run(feeds, fetch=sorted({slot[name] for name in watched}))
-            for name in watched:
-                x = np.asarray(values[slot[name]], np.float64)
-                moved = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
-                peak, top = np.abs(moved).max(axis=1), moved.max(axis=1)
-                peaks[name] = np.maximum(peaks.get(name, peak), peak)
-                pre_peaks[name] = np.maximum(pre_peaks.get(name, top), top)
-    scales = []
-    for pair in pairs:
-        if peaks:
-            scales.append(pair_scales(pair, peaks[pair.tensor.name], pre_peaks[pair.a.outputs[0].name]))
-        elif pair.clip is None:  # without data a Clip's bound cannot be kept exactly
-            scales.append(pair_scales(pair, producer_ranges(pair)))
-        else:
-            scales.append(None)
-    for pair, scale in zip(pairs, scales):
-        if scale is not None:
-            apply_scales(graph, pair, scale)
-    return sum(scale is not None for scale in scales)
 
 
 def _check_names(graph: Graph, float_layers: Sequence[str], precision: Mapping[str, str],
