@@ -210,6 +210,8 @@ def cmd_quantize(args) -> int:
           f"nodes on the CPU; quantized in {seconds:.1f} s")
     if q.equalized is not None:
         print(f"cross-layer equalization rescaled {q.equalized} layer pair(s)")
+    if q.absorbed is not None:
+        print(f"bias absorption changed {q.absorbed} layer pair(s)")
     if q.target is not None:
         print(q.target.summary())
     elif q.promoted:

@@ -63,6 +63,8 @@ def target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--equalize", action="store_true",
                         help="cross-layer equalization before calibration (convolution pairs through ReLU-like "
                              "activations: one activation grid fits the channels better)")
+    parser.add_argument("--absorb-bias", action="store_true",
+                        help="move a channel's always-positive floor into the next layer's bias (such pairs only)")
     parser.add_argument("--target-snr", type=float, metavar="DB",
                         help="move layers to 16 bits, largest share of the output error first, until every output's "
                              "SNR on the calibration inputs reaches DB")
@@ -73,6 +75,8 @@ def target_options(parser: argparse.ArgumentParser) -> None:
 def target_kwargs(args) -> dict:
     """compile_model's keywords for the fidelity options (none when not asked)."""
     kwargs = {"equalize": True} if getattr(args, "equalize", False) else {}
+    if getattr(args, "absorb_bias", False):
+        kwargs["absorb_bias"] = True
     if getattr(args, "target_snr", None) is not None:
         kwargs.update(target_snr=args.target_snr, target_budget=args.target_budget)
     return kwargs

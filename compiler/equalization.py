@@ -30,29 +30,54 @@ def equalize(graph: Graph, calibration_data) -> int:
     if calibration_data is None:
         chosen = [(p, pair_scales(p, producer_ranges(p))) for p in pairs if p.clip is None]
     else:
-        specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
-        feeds = list(calibration_batches(calibration_data, specs, count=STATISTICS_SAMPLES))
-        peaks, tops = _channel_peaks(graph, pairs, feeds)
+        peaks, tops, _ = _channel_peaks(graph, pairs, _feeds(graph, calibration_data))
         chosen = [(p, pair_scales(p, peaks[p.tensor.name], tops[p.a.outputs[0].name])) for p in pairs]
     for pair, scales in chosen:
         apply_scales(graph, pair, scales)
     return len(chosen)
 
 
-def _channel_peaks(graph: Graph, pairs: list[Pair], feeds) -> tuple[dict, dict]:
-    """max |x| and max x of each channel of the tensors the pairs touch."""
+def absorb_biases(graph: Graph, calibration_data) -> int:
+    """Bias absorption in place (after equalization when both are asked
+    for): the pairs whose A output always stays above 0 in some channel hand
+    that floor to B's bias; the number of pairs changed. Needs data."""
+    from passes.quant.equalize import absorb_shift, absorbable_shift
+
+    pairs = find_pairs(graph)
+    if not pairs or calibration_data is None:
+        return 0
+    _, tops, lows = _channel_peaks(graph, pairs, _feeds(graph, calibration_data))
+    changed = 0
+    for pair in pairs:
+        name = pair.a.outputs[0].name
+        shift = absorbable_shift(pair, lows[name], tops[name])
+        if shift.any():
+            absorb_shift(graph, pair, shift)
+            changed += 1
+    return changed
+
+
+def _feeds(graph: Graph, calibration_data) -> list:
+    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
+    return list(calibration_batches(calibration_data, specs, count=STATISTICS_SAMPLES))
+
+
+def _channel_peaks(graph: Graph, pairs: list[Pair], feeds) -> tuple[dict, dict, dict]:
+    """max |x|, max x and min x of each channel of the tensors the pairs touch."""
     program, names = lower_with_names(graph)
     slot = {v.name: s for v, s in names.items()}
     watched = {v.name for p in pairs for v in (p.tensor, p.a.outputs[0])}
     run = Executor(program)
     peaks: dict[str, np.ndarray] = {}
     tops: dict[str, np.ndarray] = {}
+    lows: dict[str, np.ndarray] = {}
     for sample in feeds:
         values = run.run(sample, fetch=sorted({slot[name] for name in watched}))
         for name in watched:
             x = np.asarray(values[slot[name]], np.float64)
             moved = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
-            peak, top = np.abs(moved).max(axis=1), moved.max(axis=1)
+            peak, top, low = np.abs(moved).max(axis=1), moved.max(axis=1), moved.min(axis=1)
             peaks[name] = np.maximum(peaks.get(name, peak), peak)
             tops[name] = np.maximum(tops.get(name, top), top)
-    return peaks, tops
+            lows[name] = np.minimum(lows.get(name, low), low)
+    return peaks, tops, lows

@@ -61,6 +61,8 @@ class QuantizedModel:
     """With ``target_snr``: what reaching it did (compiler.target_snr.TargetReport)."""
     equalized: int | None = None
     """With ``equalize``: the layer pairs cross-layer equalization rescaled."""
+    absorbed: int | None = None
+    """With ``absorb_bias``: the layer pairs bias absorption changed."""
     _executor: SegmentExecutor | None = field(default=None, repr=False)
     _float_executor: Executor | None = field(default=None, repr=False)
 
@@ -162,7 +164,8 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                    affinities: Mapping[str, str] | None = None, demote_islands: bool = True,
                    shapes: Mapping[str, Sequence[int]] | None = None, image: str | None = None,
                    target_snr: float | None = None, target_budget: float = 0.15, target_samples: int = 8,
-                   equalize: bool = False, options: Mapping[str, Any] | None = None) -> QuantizedModel:
+                   equalize: bool = False, absorb_bias: bool = False,
+                   options: Mapping[str, Any] | None = None) -> QuantizedModel:
     """Import ``model`` (a path, bytes or ModelProto), partition it and
     quantize its accelerator segments.
 
@@ -190,7 +193,9 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     ``target`` reports what it did (and warns when it could not).
     ``equalize`` runs cross-layer equalization on the float model first
     (passes/quant/equalize.py; the scales from the calibration inputs'
-    activation ranges, or data-free from the weights without them)."""
+    activation ranges, or data-free from the weights without them);
+    ``absorb_bias`` then moves each such pair's always-positive channel
+    floors into the next layer's bias (compiler/equalization.py)."""
     settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
                 "quant.mode": mode, "quant.layer_precision": dict(layer_precision or {}),
                 "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
@@ -212,11 +217,15 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     if calibration_data is not None and not isinstance(calibration_data, (str, os.PathLike)):
         calibration_data = list(calibration_data)  # read twice with sensitivity analysis
     settings["quant.calibration_data"] = calibration_data
-    equalized = None
+    equalized = absorbed = None
     if equalize:
         from compiler.equalization import equalize as equalize_graph
 
         equalized = equalize_graph(graph, calibration_data)
+    if absorb_bias:
+        from compiler.equalization import absorb_biases
+
+        absorbed = absorb_biases(graph, calibration_data)
     if calibrator == "auto":
         from compiler.range_choice import CANDIDATES, choose_calibrators
 
@@ -233,6 +242,8 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                               lambda changed: _place_and_quantize(graph, changed))
     if equalized is not None:
         result.equalized = equalized
+    if absorbed is not None:
+        result.absorbed = absorbed
     return result
 
 

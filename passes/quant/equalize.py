@@ -39,6 +39,8 @@ from passes.rewrite import const_input, single_consumer
 
 HOMOGENEOUS = ("Relu", "LeakyRelu")
 """Activations that commute with a positive scale."""
+ABSORB_MARGIN = 0.5
+"""Bias absorption keeps this fraction of a channel's calibrated spread below its floor."""
 SCALE_LIMITS = (1e-3, 1e3)
 """Scales are kept within these (a dead channel does not send its partner to 0)."""
 
@@ -147,3 +149,37 @@ def apply_scales(graph: Graph, pair: Pair, scales: np.ndarray) -> None:
     bias_b = const_input(pair.b, 2) if len(pair.b.inputs) > 2 and pair.b.inputs[2] is not None else None
     set_weights(graph, pair.b, scaled.astype(weight_b.dtype),
                 bias_b if bias_b is not None else np.zeros(weight_b.shape[0], weight_b.dtype))
+
+
+def absorbable_shift(pair: Pair, pre_min: np.ndarray, pre_max: np.ndarray) -> np.ndarray:
+    """Bias absorption (Nagel et al.'s second step): per channel, the amount
+    ``c >= 0`` to take out of A's output and put into B's bias: the smallest
+    value A's output reached, less :data:`ABSORB_MARGIN` of its spread (the
+    calibration inputs do not show every input's minimum), when the
+    activation is Relu or Clip(0, M) and never clipped it from above (then
+    f(x - c) = f(x) - c for every x above c); 0 elsewhere, for B with padding
+    (a constant through zero padding is not constant at the border), and for
+    other activations."""
+    low, high = np.asarray(pre_min, np.float64), np.asarray(pre_max, np.float64)
+    shift = np.maximum(low - ABSORB_MARGIN * (high - low), 0.0)
+    if pair.activation is None or pair.activation.op not in ("Relu", "Clip") or any(pair.b.attrs.get("pads", [0])):
+        return np.zeros_like(shift)
+    if pair.clip is not None:
+        shift = np.where(np.asarray(pre_max, np.float64) < pair.clip, shift, 0.0)
+    return shift
+
+
+def absorb_shift(graph: Graph, pair: Pair, shift: np.ndarray) -> None:
+    """A's bias lowered by ``shift`` per channel, B's bias raised by what B
+    makes of it: sum over B's taps of its weights times the shift."""
+    c = np.asarray(shift, np.float64)
+    weight_a = const_input(pair.a, 1)
+    bias_a = const_input(pair.a, 2) if len(pair.a.inputs) > 2 and pair.a.inputs[2] is not None else \
+        np.zeros(weight_a.shape[0], weight_a.dtype)
+    set_weights(graph, pair.a, weight_a, (bias_a - c).astype(bias_a.dtype))
+    weight_b = const_input(pair.b, 1)
+    taps = weight_b.astype(np.float64).reshape(weight_b.shape[0], weight_b.shape[1], -1).sum(axis=2)
+    added = taps @ c if pair.b.attrs.get("group", 1) == 1 else taps[:, 0] * c
+    bias_b = const_input(pair.b, 2) if len(pair.b.inputs) > 2 and pair.b.inputs[2] is not None else \
+        np.zeros(weight_b.shape[0], weight_b.dtype)
+    set_weights(graph, pair.b, weight_b, (bias_b + added).astype(bias_b.dtype))

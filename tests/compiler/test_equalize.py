@@ -100,3 +100,28 @@ def test_the_command_line_switch(tmp_path, capsys):
     assert tessera(["quantize", str(tmp_path / "chain.onnx"), "--calibration", str(folder), "--count", "8",
                     "--samples", "2", "--no-layers", "--equalize"]) == 0
     assert "cross-layer equalization rescaled 2 layer pair(s)" in capsys.readouterr().out
+
+
+def test_bias_absorption_moves_an_always_positive_floor_into_the_next_bias():
+    """Half of A's channels sit on a floor of about 10 (their bias) behind a
+    Relu: the floor sets the activation grid's top. Absorbed into the 1x1
+    B's bias, it leaves the grid to the signal; the float outputs stay."""
+    rng = np.random.default_rng(11)
+    bias = np.where(np.arange(8) < 4, 10.0, 0.0)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c1"], ["a1"], name="relu"),
+             helper.make_node("Conv", ["a1", "w2"], ["y"], name="pointwise")]
+    w2 = rng.normal(0, 0.3, (4, 8, 1, 1))
+    w2[:, 1], w2[:, 3] = -w2[:, 0], -w2[:, 2]  # the floors cancel in y: its power is the signal's
+    initializers = {"w1": rng.normal(0, 0.2, (8, 3, 3, 3)), "b1": bias, "w2": w2}
+    graph = helper.make_graph(nodes, "floor", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])],
+                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    calibration = [rng.random(SHAPE, np.float32) for _ in range(12)]
+    evaluation = [rng.random(SHAPE, np.float32) for _ in range(3)]
+    plain = quantize_model(model, calibration_data=calibration)
+    absorbed = quantize_model(model, calibration_data=calibration, absorb_bias=True)
+    assert absorbed.absorbed == 1 and plain.absorbed is None
+    assert _snr(plain, absorbed, evaluation, float_only=True) > 100
+    assert _snr(plain, absorbed, evaluation) > _snr(plain, plain, evaluation) + 3.0
