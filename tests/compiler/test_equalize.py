@@ -17,6 +17,14 @@ C = 16
 SHAPE = [1, 3, 16, 16]
 
 
+def _onnx(nodes, initializers: dict, output_shape: list[int]):
+    """A one-input (x, SHAPE), one-output (y) model of ``nodes``."""
+    graph = helper.make_graph(nodes, "equalize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)],
+                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in initializers.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def _chain(activation: str, seed: int = 5):
     """pointwise conv (a quarter of its channels 20x louder) -> act ->
     depthwise conv -> act -> pointwise conv: a depthwise-separable block."""
@@ -35,10 +43,7 @@ def _chain(activation: str, seed: int = 5):
              act("c2", "a2", "act2"), helper.make_node("Conv", ["a2", "w3"], ["y"], name="pw2")]
     initializers = {"w1": w1, "b1": rng.normal(0, 0.1, C), "wd": rng.normal(0, 0.5, (C, 1, 3, 3)),
                     "w3": rng.normal(0, 0.3, (8, C, 1, 1)), "lo": np.array(0.0), "hi": np.array(6.0)}
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],
-                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in initializers.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = _onnx(nodes, initializers, [1, 8, 16, 16])
     calibration = [rng.random(SHAPE, np.float32) for _ in range(16)]
     evaluation = [rng.random(SHAPE, np.float32) for _ in range(4)]
     return model, calibration, evaluation
@@ -114,10 +119,7 @@ def test_bias_absorption_moves_an_always_positive_floor_into_the_next_bias():
     w2 = rng.normal(0, 0.3, (4, 8, 1, 1))
     w2[:, 1], w2[:, 3] = -w2[:, 0], -w2[:, 2]  # the floors cancel in y: its power is the signal's
     initializers = {"w1": rng.normal(0, 0.2, (8, 3, 3, 3)), "b1": bias, "w2": w2}
-    graph = helper.make_graph(nodes, "floor", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])],
-                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in initializers.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = _onnx(nodes, initializers, [1, 4, 16, 16])
     calibration = [rng.random(SHAPE, np.float32) for _ in range(12)]
     evaluation = [rng.random(SHAPE, np.float32) for _ in range(3)]
     plain = quantize_model(model, calibration_data=calibration)
