@@ -141,7 +141,7 @@ def diagnose(model, samples: Iterable[Mapping[str, np.ndarray]]) -> Diagnosis:
     report = model.compare(samples)
     by_layer = {e.layer: e for e in report.layers}
     layers = [n for n in model.quantized_nodes() if "tensor" in n.annotations and n.op != "QuantizeLinear"
-              and n.annotations["tensor"] in _tensors(model.float_graph)]
+              and n.annotations["tensor"] in _tensors(model.float_graph) and not _moves_codes(n)]
     found = [_layer(n, by_layer.get(n.name)) for n in layers]
     _float_statistics(model.float_graph, layers, found, samples)
     _contributions(model, layers, found, samples)
@@ -149,6 +149,16 @@ def diagnose(model, samples: Iterable[Mapping[str, np.ndarray]]) -> Diagnosis:
         diagnosis.causes = _causes(node, diagnosis)
     found.sort(key=lambda d: -d.share)
     return Diagnosis(found, {name: s.snr_db for name, s in report.outputs.items()}, len(samples))
+
+
+def _moves_codes(node: Node) -> bool:
+    """A layout op on codes (Flatten, Reshape, Transpose, ...): its output
+    is its input's codes on its input's grid, so it adds no error of its own
+    (counting it would count its producer's share twice)."""
+    if node.op.startswith("Q") or not node.inputs or node.inputs[0] is None or node.inputs[0].quant is None:
+        return False
+    a, b = node.inputs[0].quant, node.outputs[0].quant
+    return a is b or (np.array_equal(a.scale, b.scale) and np.array_equal(a.zero, b.zero) and a.dtype == b.dtype)
 
 
 def _tensors(graph: Graph) -> set[str]:

@@ -126,3 +126,16 @@ def test_the_command_line_report(spread, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "outputs (every layer quantized, 2 samples)" in out and "share %" in out and "channel spread" in out
     assert json.loads((tmp_path / "r.json").read_text())["layers"]
+
+
+def test_a_layout_op_on_codes_is_not_counted_twice():
+    """Flatten moves its input's codes unchanged: the diagnosis lists the
+    convolution before it, not the Flatten with the same share again."""
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Flatten", ["r"], ["y"], name="flatten")]
+    model = _model(nodes, {"w": rng.normal(0, 0.3, (4, 3, 3, 3))}, [1, 4 * 12 * 12])
+    diagnosis = quantize_model(model, calibration_data=_inputs(8, 1)).diagnose(_inputs(2, 2))
+    assert [d.onnx_nodes for d in diagnosis.layers] == [("conv", "relu")]
+    assert diagnosis.layers[0].share == pytest.approx(1.0)
