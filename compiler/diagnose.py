@@ -199,6 +199,7 @@ def _float_statistics(graph: Graph, layers: list[Node], found: list[LayerDiagnos
                 low, high = _grid_range(grids[name])
                 clipped[name] += int(np.count_nonzero((x < low) | (x > high)))
                 counts[name] += x.size
+    constants = {v.name: v.const for v in graph.constants()}
     for node, d in zip(layers, found):
         d.clipped = clipped[d.tensor] / max(counts[d.tensor], 1)
         peak = peaks.get(d.tensor)
@@ -208,7 +209,7 @@ def _float_statistics(graph: Graph, layers: list[Node], found: list[LayerDiagnos
             ranges = [float(peaks[t].max()) for t in mixed[d.tensor]]
             if min(ranges) > 0:
                 d.input_ratio = max(ranges) / min(ranges)
-        d.floored_channels = _floored(graph, node)
+        d.floored_channels = _floored(constants, node)
 
 
 def _channel_peaks(x: np.ndarray) -> np.ndarray:
@@ -225,12 +226,13 @@ def _grid_range(grid: QuantParams) -> tuple[float, float]:
     return scale * (low - zero) - 0.5 * scale, scale * (high - zero) + 0.5 * scale
 
 
-def _floored(graph: Graph, node: Node) -> int:
-    """Output channels whose weight grid is wider than the channel needs."""
+def _floored(constants: Mapping[str, np.ndarray], node: Node) -> int:
+    """Output channels whose weight grid is wider than the channel needs
+    (``constants``: the float graph's, by name)."""
     name = node.annotations.get("weight")
     if name is None or len(node.inputs) < 2 or node.inputs[1].quant is None:
         return 0
-    weight = next((v.const for n in graph.nodes for v in n.inputs if v.name == name and v.const is not None), None)
+    weight = constants.get(name)
     grid = node.inputs[1].quant
     if weight is None or not grid.per_channel or weight.shape[grid.axis] != len(grid.scale):
         return 0
@@ -241,7 +243,6 @@ def _floored(graph: Graph, node: Node) -> int:
 def _contributions(model, layers: list[Node], found: list[LayerDiagnosis], samples) -> None:
     """Each layer alone fake-quantized in the float model: its noise at the outputs."""
     references = [model.run_float(feeds) for feeds in samples]
-    outputs = [v.name for v in model.float_graph.outputs]
     corrections = model.bias_corrections()
     errors = []
     for node, d in zip(layers, found):
@@ -249,20 +250,33 @@ def _contributions(model, layers: list[Node], found: list[LayerDiagnosis], sampl
         weight = node.annotations.get("weight")
         if weight is not None and len(node.inputs) > 1 and node.inputs[1].quant is not None:
             params[weight] = node.inputs[1].quant
-        graph = fake_quantize(model.float_graph, params, weights=[weight] if weight in params else [],
-                              bias_corrections={weight: corrections[weight]} if weight in corrections else None)
-        run = Executor(lower_to_program(graph))
-        stats = {name: ErrorStats() for name in outputs}
-        for feeds, reference in zip(samples, references):
-            result = run.run(feeds)
-            for name in outputs:
-                stats[name].update(reference[name], result[name])
-        relative = sum(s.noise / s.signal for s in stats.values() if s.signal > 0)
+        stats = alone_noise(model.float_graph, params, samples, references, weights=[weight] if weight in params
+                            else [], bias_corrections={weight: corrections[weight]} if weight in corrections else None)
         d.output_snr_db = min((s.snr_db for s in stats.values()), default=math.inf)
-        errors.append(relative)
+        errors.append(relative_noise(stats))
     total = sum(errors)
     for d, error in zip(found, errors):
         d.share = error / total if total > 0 else 0.0
+
+
+def alone_noise(float_graph: Graph, params: Mapping[str, QuantParams], samples, references, *,
+                weights=(), bias_corrections=None) -> dict[str, ErrorStats]:
+    """The float model with only the tensors of ``params`` fake-quantized,
+    against its own outputs ``references`` (one dict per sample): the error
+    statistics of each output."""
+    run = Executor(lower_to_program(fake_quantize(float_graph, params, weights=weights,
+                                                  bias_corrections=bias_corrections)))
+    stats: dict[str, ErrorStats] = {}
+    for feeds, reference in zip(samples, references):
+        result = run.run(feeds)
+        for name, value in reference.items():
+            stats.setdefault(name, ErrorStats()).update(value, result[name])
+    return stats
+
+
+def relative_noise(stats: Mapping[str, ErrorStats]) -> float:
+    """The outputs' noise, each relative to its power, summed: one number to rank by."""
+    return sum(s.noise / s.signal for s in stats.values() if s.signal > 0)
 
 
 def _causes(node: Node, d: LayerDiagnosis) -> list[str]:

@@ -14,11 +14,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from codegen.cpu import lower_to_program
-from compiler.compare import ErrorStats
+from compiler.diagnose import alone_noise, relative_noise
 from passes.quant.calibration_data import calibration_batches
-from passes.quant.fake_quant import fake_quantize
-from runtime.executor import Executor
 
 CANDIDATES = ("mse", "entropy", "percentile", "minmax")
 SAMPLES = 4
@@ -37,9 +34,8 @@ def choose_calibrators(simplified, settings: Mapping[str, Any],
     if not feeds:
         return {}
     references = [base.run_float(f) for f in feeds]
-    outputs = base.output_names
     chosen: dict[str, str] = {}
-    for tensor, grid in grids[CANDIDATES[0]].items():
+    for tensor in grids[CANDIDATES[0]]:
         options: dict[tuple, str] = {}
         for name in CANDIDATES:
             candidate = grids[name].get(tensor)
@@ -47,15 +43,8 @@ def choose_calibrators(simplified, settings: Mapping[str, Any],
                 options.setdefault(_key(candidate), name)
         if len(options) < 2:
             continue
-        errors = {}
-        for name in options.values():
-            run = Executor(lower_to_program(fake_quantize(base.float_graph, {tensor: grids[name][tensor]})))
-            stats = {o: ErrorStats() for o in outputs}
-            for sample, reference in zip(feeds, references):
-                result = run.run(sample)
-                for o in outputs:
-                    stats[o].update(reference[o], result[o])
-            errors[name] = sum(s.noise / s.signal for s in stats.values() if s.signal > 0)
+        errors = {name: relative_noise(alone_noise(base.float_graph, {tensor: grids[name][tensor]}, feeds,
+                                                   references)) for name in options.values()}
         best = min(errors, key=errors.get)
         if best != CANDIDATES[0]:
             chosen[tensor] = best

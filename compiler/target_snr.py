@@ -85,14 +85,14 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
         raise QuantizationError(f"the 16-bit MAC budget must be a fraction in [0, 1], got {budget!r}")
     specs = {v.name: (v.type.shape, v.type.dtype) for v in simplified.inputs}
     feeds = list(calibration_batches(settings["quant.calibration_data"], specs, count=samples))
-    before = _output_snr(first, feeds)
+    references = [first.run_float(sample) for sample in feeds]  # the float model stays the same
+    before = snr = _output_snr(first, feeds, references)
     report = TargetReport(float(target), min(before.values()) >= target, before, before, budget=budget)
     result, wide = first, "radix16" if settings["quant.mode"].startswith("radix") else "int16"
     work = _macs(simplified)
     total = sum(work.get(name, 0) for name in _accelerator_nodes(first)) or 1
     promoted: list[str] = []
     for _ in range(MAX_ROUNDS):
-        snr = _output_snr(result, feeds)
         report.after_db = snr
         if min(snr.values()) >= target:
             report.reached = True
@@ -116,8 +116,9 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
         promoted += chosen
         precision = {**settings["quant.layer_precision"], **{name: wide for name in promoted}}
         result = requantize(dict(settings, **{"quant.layer_precision": precision}))
+        snr = _output_snr(result, feeds, references)
     else:
-        report.after_db = _output_snr(result, feeds)
+        report.after_db = snr
         report.reached = min(report.after_db.values()) >= target
         if not report.reached:
             report.needed = [name for name, _ in _ranked(result, feeds[:DIAGNOSIS_SAMPLES], promoted)][:5]
@@ -132,10 +133,10 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
     return result
 
 
-def _output_snr(model, feeds: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+def _output_snr(model, feeds: Sequence[Mapping[str, np.ndarray]], references) -> dict[str, float]:
     stats: dict[str, ErrorStats] = {}
-    for sample in feeds:
-        reference, quantized = model.run_float(sample), model.run(sample)
+    for sample, reference in zip(feeds, references):
+        quantized = model.run(sample)
         for name in model.output_names:
             stats.setdefault(name, ErrorStats()).update(reference[name], quantized[name])
     return {name: s.snr_db for name, s in stats.items()}
