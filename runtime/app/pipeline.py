@@ -111,8 +111,7 @@ def run_prepared(ie, items: Iterable[Prepared], *, max_bs: int = 1, top: int = 5
     clock = clock or Clock()
     rows: queue.Queue = queue.Queue()
     failures: list[BaseException] = []
-    device = _Device(ie, max_bs, top, fc, clock, rows, failures, instance)
-    device.runs = first_run
+    device = _Device(ie, max_bs, top, fc, clock, rows, failures, instance, first_run)
     result = RunResult([], [], 0.0)
 
     def log() -> None:
@@ -178,7 +177,7 @@ class _Device:
     here) and download (a thread), over one FWDNXT instance."""
 
     def __init__(self, ie, max_bs: int, top: int, fc, clock: Clock, rows: queue.Queue, failures: list,
-                 instance: int):
+                 instance: int, first_run: int):
         self.ie, self.max_bs, self.top, self.fc, self.clock, self.rows = ie, max_bs, top, fc, clock, rows
         self.failures, self.instance = failures, instance
         dims = [int(d) for d in ie.GetInfo("inshapes").split(";")[0].split("x")]
@@ -191,7 +190,7 @@ class _Device:
         self.staging = [np.zeros((units * self.unit, *self.shape), np.float32) for _ in range(STAGING_BUFFERS)]
         self.free = threading.Semaphore(STAGING_BUFFERS)
         self.aborted = threading.Event()
-        self.runs = 0
+        self.runs = first_run
 
     def upload(self, items: Iterator[Prepared], skip: Callable[[str, str], None]) -> None:
         """Batches of up to max_bs readable images through PutInput, the
