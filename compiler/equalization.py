@@ -10,6 +10,8 @@ joint result badly (bench_quant --equalize: vgg19 -1.24 dB where all pairs
 give +1.09); docs/quantization.md has the figures."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from codegen.cpu import lower_with_names
@@ -30,8 +32,8 @@ def equalize(graph: Graph, calibration_data) -> int:
     if calibration_data is None:
         chosen = [(p, pair_scales(p, producer_ranges(p))) for p in pairs if p.clip is None]
     else:
-        peaks, tops, _ = _channel_peaks(graph, pairs, _feeds(graph, calibration_data))
-        chosen = [(p, pair_scales(p, peaks[p.tensor.name], tops[p.a.outputs[0].name])) for p in pairs]
+        stats = _pair_statistics(graph, pairs, _feeds(graph, calibration_data))
+        chosen = [(p, pair_scales(p, stats[p.tensor.name].peak, stats[p.a.outputs[0].name].high)) for p in pairs]
     for pair, scales in chosen:
         apply_scales(graph, pair, scales)
     return len(chosen)
@@ -46,11 +48,11 @@ def absorb_biases(graph: Graph, calibration_data) -> int:
     pairs = find_pairs(graph)
     if not pairs or calibration_data is None:
         return 0
-    _, tops, lows = _channel_peaks(graph, pairs, _feeds(graph, calibration_data))
+    stats = _pair_statistics(graph, pairs, _feeds(graph, calibration_data))
     changed = 0
     for pair in pairs:
-        name = pair.a.outputs[0].name
-        shift = absorbable_shift(pair, lows[name], tops[name])
+        produced = stats[pair.a.outputs[0].name]
+        shift = absorbable_shift(pair, produced.low, produced.high)
         if shift.any():
             absorb_shift(graph, pair, shift)
             changed += 1
@@ -62,22 +64,40 @@ def _feeds(graph: Graph, calibration_data) -> list:
     return list(calibration_batches(calibration_data, specs, count=STATISTICS_SAMPLES))
 
 
-def _channel_peaks(graph: Graph, pairs: list[Pair], feeds) -> tuple[dict, dict, dict]:
-    """max |x|, max x and min x of each channel of the tensors the pairs touch."""
-    program, names = lower_with_names(graph)
-    slot = {v.name: s for v, s in names.items()}
-    watched = {v.name for p in pairs for v in (p.tensor, p.a.outputs[0])}
+@dataclass
+class ChannelStats:
+    """Per channel (axis 1) of a tensor over the calibration inputs: the
+    smallest and largest values and the mean square."""
+
+    low: np.ndarray
+    high: np.ndarray
+    power: np.ndarray
+
+    @property
+    def peak(self) -> np.ndarray:
+        return np.maximum(-self.low, self.high)
+
+
+def channel_statistics(graph: Graph, names: set[str], feeds) -> dict[str, ChannelStats]:
+    """:class:`ChannelStats` of the named tensors, the float graph run on ``feeds``."""
+    program, slots = lower_with_names(graph)
+    slot = {v.name: s for v, s in slots.items()}
     run = Executor(program)
-    peaks: dict[str, np.ndarray] = {}
-    tops: dict[str, np.ndarray] = {}
-    lows: dict[str, np.ndarray] = {}
+    stats: dict[str, ChannelStats] = {}
     for sample in feeds:
-        values = run.run(sample, fetch=sorted({slot[name] for name in watched}))
-        for name in watched:
+        values = run.run(sample, fetch=sorted({slot[name] for name in names}))
+        for name in names:
             x = np.asarray(values[slot[name]], np.float64)
             moved = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
-            peak, top, low = np.abs(moved).max(axis=1), moved.max(axis=1), moved.min(axis=1)
-            peaks[name] = np.maximum(peaks.get(name, peak), peak)
-            tops[name] = np.maximum(tops.get(name, top), top)
-            lows[name] = np.minimum(lows.get(name, low), low)
-    return peaks, tops, lows
+            seen = ChannelStats(moved.min(axis=1), moved.max(axis=1), (moved ** 2).mean(axis=1) / len(feeds))
+            if name in stats:
+                old = stats[name]
+                seen = ChannelStats(np.minimum(old.low, seen.low), np.maximum(old.high, seen.high),
+                                    old.power + seen.power)
+            stats[name] = seen
+    return stats
+
+
+def _pair_statistics(graph: Graph, pairs: list[Pair], feeds) -> dict[str, ChannelStats]:
+    """The statistics of the tensors the pairs touch."""
+    return channel_statistics(graph, {v.name for p in pairs for v in (p.tensor, p.a.outputs[0])}, feeds)
