@@ -127,12 +127,15 @@ def main() -> None:
                         help="also quantize with onnxruntime as it comes (slow: three more calibrations per model)")
     parser.add_argument("--equalize", action="store_true",
                         help="instead: Tessera with and without cross-layer equalization (quantize_model(equalize=))")
+    parser.add_argument("--head-grids", action="store_true",
+                        help="instead: Tessera with and without output grids per quantity (head_grids=)")
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice, once per model
     calibration = image_crops(args.calibration, seed=1)
     evaluation = image_crops(args.evaluation, seed=2)
-    if args.equalize:
-        return equalization_table(args.models.split(","), calibration, evaluation)
+    if args.equalize or args.head_grids:
+        return switch_table(args.models.split(","), calibration, evaluation,
+                            "equalize" if args.equalize else "head_grids")
     print(f"{'model':<14}{'tessera dB':>11}{'ort same dB':>12}{'diff':>7}{'ort default dB':>15}{'quantize s':>11}",
           flush=True)
     rows = []
@@ -146,14 +149,20 @@ def main() -> None:
           f"{worst:+.2f} dB")
 
 
-def equalization_table(names, calibration, evaluation) -> None:
-    """Tessera's output SNR without and with cross-layer equalization, and
-    the layer pairs it rescaled."""
+SWITCHES = {"equalize": ("equalization", lambda q: q.equalized),
+            "head_grids": ("head grids", lambda q: len(q.head_grids.split) + len(q.head_grids.joined)
+                           if q.head_grids else 0)}
+"""quantize_model switches the table compares: (label, what the switch changed in a model)."""
+
+
+def switch_table(names, calibration, evaluation, switch: str) -> None:
+    """Tessera's output SNR with ``switch`` off and on, and how many places it changed."""
     import warnings
 
     from compiler.quantize import quantize_model
 
-    print(f"{'model':<14}{'plain dB':>10}{'equalized dB':>14}{'gain':>7}{'pairs':>7}", flush=True)
+    label, changed = SWITCHES[switch]
+    print(f"{'model':<14}{'off dB':>10}{'on dB':>10}{'gain':>7}{'changed':>9}", flush=True)
     gains = []
     for model_name in names:
         model = trained_like(model_name)
@@ -161,16 +170,15 @@ def equalization_table(names, calibration, evaluation) -> None:
         session = ort_session(model)
         reference = outputs(lambda f: session.run(None, f)[0], name, evaluation)
         snrs = []
-        for equalize in (False, True):
+        for on in (False, True):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                q = quantize_model(model, calibration_data=calibration, equalize=equalize)
+                q = quantize_model(model, calibration_data=calibration, **{switch: on})
             out = q.output_names[0]
             snrs.append(snr_db(reference, outputs(lambda f: q.run(f)[out], name, evaluation)))
         gains.append(snrs[1] - snrs[0])
-        print(f"{model_name:<14}{snrs[0]:>10.2f}{snrs[1]:>14.2f}{gains[-1]:>7.2f}{q.equalized:>7}", flush=True)
-    print(f"equalization: median gain {np.median(gains):+.2f} dB, worst {min(gains):+.2f} dB, "
-          f"best {max(gains):+.2f} dB")
+        print(f"{model_name:<14}{snrs[0]:>10.2f}{snrs[1]:>10.2f}{gains[-1]:>7.2f}{changed(q):>9}", flush=True)
+    print(f"{label}: median gain {np.median(gains):+.2f} dB, worst {min(gains):+.2f} dB, best {max(gains):+.2f} dB")
 
 
 def compare(model_name: str, calibration, evaluation, ort_default: bool) -> tuple[float, float, float, float]:

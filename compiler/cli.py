@@ -212,6 +212,8 @@ def cmd_quantize(args) -> int:
         print(f"cross-layer equalization rescaled {q.equalized} layer pair(s)")
     if q.absorbed is not None:
         print(f"bias absorption changed {q.absorbed} layer pair(s)")
+    if q.head_grids:
+        print(q.head_grids.summary())
     if q.target is not None:
         print(q.target.summary())
     elif q.promoted:

@@ -59,12 +59,16 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
 
 
 def target_options(parser: argparse.ArgumentParser) -> None:
-    """--equalize, --target-snr and its budget (passes/quant/equalize.py, compiler/target_snr.py)."""
+    """--equalize, --absorb-bias, --no-head-grids, --target-snr and its budget
+    (passes/quant/equalize.py, passes/quant/head_grids.py, compiler/target_snr.py)."""
     parser.add_argument("--equalize", action="store_true",
                         help="cross-layer equalization before calibration (convolution pairs through ReLU-like "
                              "activations: one activation grid fits the channels better)")
     parser.add_argument("--absorb-bias", action="store_true",
                         help="move a channel's always-positive floor into the next layer's bias (such pairs only)")
+    parser.add_argument("--no-head-grids", dest="head_grids", action="store_false",
+                        help="keep one grid for a model output whose channels carry different quantities (default: "
+                             "a grid per group of channels, joined on the host)")
     parser.add_argument("--target-snr", type=float, metavar="DB",
                         help="move layers to 16 bits, largest share of the output error first, until every output's "
                              "SNR on the calibration inputs reaches DB")
@@ -77,6 +81,8 @@ def target_kwargs(args) -> dict:
     kwargs = {"equalize": True} if getattr(args, "equalize", False) else {}
     if getattr(args, "absorb_bias", False):
         kwargs["absorb_bias"] = True
+    if not getattr(args, "head_grids", True):
+        kwargs["head_grids"] = False
     if getattr(args, "target_snr", None) is not None:
         kwargs.update(target_snr=args.target_snr, target_budget=args.target_budget)
     return kwargs
@@ -189,6 +195,10 @@ def cmd_compile(args, calibration_source, load_model) -> int:
         record = dict(compiled.metadata["target_snr"])
         record["hwtime_ms"] = tuple(record["hwtime_ms"]) if record.get("hwtime_ms") else None
         print(TargetReport(**record).summary())
+    if "head_grids" in compiled.metadata:
+        from compiler.head_grids import HeadGrids
+
+        print(HeadGrids(**compiled.metadata["head_grids"]).summary())
     return 0
 
 

@@ -30,6 +30,7 @@ from compiler.errors import QuantizationError
 from ir.graph import Graph, Node, Value, walk
 from ir.registry import with_defaults
 from ir.types import QuantParams
+from passes.quant.head_grids import part_label
 from passes.quant.metrics import cosine_from_sums, format_table, snr_from_sums
 from runtime.executor import Executor
 from runtime.kernels import run_kernel
@@ -72,6 +73,20 @@ class ErrorStats:
     @property
     def cosine(self) -> float:
         return cosine_from_sums(self.signal, self.test, self.dot)
+
+
+def update_outputs(stats: dict[str, ErrorStats], reference: Mapping[str, np.ndarray],
+                   result: Mapping[str, np.ndarray], parts: Mapping[str, list[np.ndarray]]) -> None:
+    """Fold one sample's outputs into ``stats`` by output name, or by part
+    (passes/quant/head_grids.output_parts: the channels of each quantity a
+    host join assembles, labelled ``out[0:4]``) for the outputs in ``parts``."""
+    for name, value in reference.items():
+        if name not in parts:
+            stats.setdefault(name, ErrorStats()).update(value, result[name])
+            continue
+        for channels in parts[name]:
+            stats.setdefault(part_label(name, channels), ErrorStats()).update(
+                np.take(value, channels, axis=1), np.take(result[name], channels, axis=1))
 
 
 @dataclass

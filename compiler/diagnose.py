@@ -41,11 +41,12 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from codegen.cpu import lower_to_program, lower_with_names
-from compiler.compare import ErrorStats
+from compiler.compare import ErrorStats, update_outputs
 from compiler.errors import QuantizationError
 from ir.graph import Graph, Node
 from ir.types import QuantParams
 from passes.quant.fake_quant import fake_quantize
+from passes.quant.head_grids import output_parts
 from passes.quant.metrics import format_table
 from runtime.executor import Executor
 from runtime.qscheme import ACTIVATION_RANGE, weight_scales
@@ -263,14 +264,14 @@ def alone_noise(float_graph: Graph, params: Mapping[str, QuantParams], samples, 
                 weights=(), bias_corrections=None) -> dict[str, ErrorStats]:
     """The float model with only the tensors of ``params`` fake-quantized,
     against its own outputs ``references`` (one dict per sample): the error
-    statistics of each output."""
+    statistics of each output (of each part of an output a host join
+    assembles: compiler.compare.update_outputs)."""
     run = Executor(lower_to_program(fake_quantize(float_graph, params, weights=weights,
                                                   bias_corrections=bias_corrections)))
     stats: dict[str, ErrorStats] = {}
+    parts = output_parts(float_graph)
     for feeds, reference in zip(samples, references):
-        result = run.run(feeds)
-        for name, value in reference.items():
-            stats.setdefault(name, ErrorStats()).update(value, result[name])
+        update_outputs(stats, reference, run.run(feeds), parts)
     return stats
 
 

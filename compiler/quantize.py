@@ -25,6 +25,7 @@ from compiler.compare import LayerReport, compare_layers
 from compiler.coverage import Coverage, coverage
 from compiler.errors import QuantizationError
 from compiler.frontend import import_onnx
+from compiler.head_grids import HEAD_GROUPS, apply_head_grids
 from compiler.pipeline import PLACE, SIMPLIFY
 from ir.graph import Graph, Node, clone, onnx_name, walk
 from ir.types import QuantParams
@@ -63,6 +64,8 @@ class QuantizedModel:
     """With ``equalize``: the layer pairs cross-layer equalization rescaled."""
     absorbed: int | None = None
     """With ``absorb_bias``: the layer pairs bias absorption changed."""
+    head_grids: Any = None
+    """What compiler.head_grids did (a HeadGrids), or None when it did not run."""
     _executor: SegmentExecutor | None = field(default=None, repr=False)
     _float_executor: Executor | None = field(default=None, repr=False)
 
@@ -141,7 +144,9 @@ class QuantizedModel:
                                                 "per_channel_quantization": True,
                                                 "quant_scheme": "tessera:" + self.options.get("quant.mode",
                                                                                               "int8"),
-                                                BIAS_CORRECTIONS: self.bias_corrections()})
+                                                BIAS_CORRECTIONS: self.bias_corrections(),
+                                                **({HEAD_GROUPS: self.head_grids.split}
+                                                   if self.head_grids and self.head_grids.split else {})})
 
     def compare(self, samples: Iterable[Mapping[str, np.ndarray]]) -> LayerReport:
         """Layer-wise comparison with the float model over ``samples``."""
@@ -164,7 +169,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                    affinities: Mapping[str, str] | None = None, demote_islands: bool = True,
                    shapes: Mapping[str, Sequence[int]] | None = None, image: str | None = None,
                    target_snr: float | None = None, target_budget: float = 0.15, target_samples: int = 8,
-                   equalize: bool = False, absorb_bias: bool = False,
+                   equalize: bool = False, absorb_bias: bool = False, head_grids: bool = True,
                    options: Mapping[str, Any] | None = None) -> QuantizedModel:
     """Import ``model`` (a path, bytes or ModelProto), partition it and
     quantize its accelerator segments.
@@ -195,7 +200,11 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     (passes/quant/equalize.py; the scales from the calibration inputs'
     activation ranges, or data-free from the weights without them);
     ``absorb_bias`` then moves each such pair's always-positive channel
-    floors into the next layer's bias (compiler/equalization.py)."""
+    floors into the next layer's bias (compiler/equalization.py).
+    ``head_grids`` gives a model output whose channels carry different
+    quantities (a detector head's boxes, offsets and scores) a grid per
+    group of channels, measured on the calibration inputs
+    (compiler/head_grids.py; an encodings file's recorded groups instead)."""
     settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
                 "quant.mode": mode, "quant.layer_precision": dict(layer_precision or {}),
                 "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
@@ -207,8 +216,11 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     _check_names(graph, floats, layer_precision or {}, tensor_calibrators or {})
     with PassContext(options=settings):
         graph = SIMPLIFY(graph)
+    heads = None
     if encodings is not None:
         encodings = encodings if isinstance(encodings, Encodings) else import_encodings(encodings)
+        if encodings.quantizer_args.get(HEAD_GROUPS):
+            heads = apply_head_grids(graph, None, given=encodings.quantizer_args[HEAD_GROUPS])
         if encodings.is_empty:
             settings["partition.fallback"] = "HETERO:CPU"
         else:
@@ -226,6 +238,8 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
         from compiler.equalization import absorb_biases
 
         absorbed = absorb_biases(graph, calibration_data)
+    if head_grids and encodings is None and calibration_data is not None:
+        heads = apply_head_grids(graph, calibration_data)
     if calibrator == "auto":
         from compiler.range_choice import CANDIDATES, choose_calibrators
 
@@ -244,6 +258,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
         result.equalized = equalized
     if absorbed is not None:
         result.absorbed = absorbed
+    result.head_grids = heads
     return result
 
 

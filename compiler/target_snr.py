@@ -19,10 +19,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from compiler.compare import ErrorStats
+from compiler.compare import ErrorStats, update_outputs
 from compiler.errors import QuantizationError
 from ir.graph import Graph, onnx_name
 from passes.quant.calibration_data import calibration_batches
+from passes.quant.head_grids import output_parts
 from passes.target import macs
 
 DEFAULT_BUDGET = 0.15
@@ -134,11 +135,11 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
 
 
 def _output_snr(model, feeds: Sequence[Mapping[str, np.ndarray]], references) -> dict[str, float]:
+    """Each output's SNR, or each part's of an output a host join assembles."""
     stats: dict[str, ErrorStats] = {}
+    parts = output_parts(model.float_graph)
     for sample, reference in zip(feeds, references):
-        quantized = model.run(sample)
-        for name in model.output_names:
-            stats.setdefault(name, ErrorStats()).update(reference[name], quantized[name])
+        update_outputs(stats, {k: reference[k] for k in model.output_names}, model.run(sample), parts)
     return {name: s.snr_db for name, s in stats.items()}
 
 

@@ -24,6 +24,9 @@ from runtime.hardware import DEVICES, HOST
 REASON = "cpu_reason"
 RULE = "cpu_rule"
 MANUAL = "manual_affinity"
+HOST_ONLY = "host_only"
+"""A node a pass marks for the host (the annotation's value says why): the
+policy puts it on the CPU when the fallback lists the CPU."""
 HETERO_PREFIX = "HETERO:"
 _SHOWN = 10
 
@@ -95,11 +98,17 @@ def _choose(node: Node, fallback: list[Target]) -> tuple[str | None, dict[str, S
 
 
 def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]) -> None:
-    """The policy; nodes the user keeps in float go to the CPU (which runs float32)."""
+    """The policy; nodes the user keeps in float, and nodes a pass marked
+    ``host_only``, go to the CPU (which runs float32)."""
+    host = next((t for t in fallback if t.name == HOST), None)
     for node in graph.nodes:
-        if onnx_name(node.name) in float_layers and HOST in {t.name for t in fallback}:
+        if onnx_name(node.name) in float_layers and host is not None:
             node.affinity = HOST
             _record_reason(node, "kept in float32 by the user (quant.float_layers)")
+            continue
+        if node.annotations.get(HOST_ONLY) and host is not None and host.supports(node):
+            node.affinity = HOST
+            _record_reason(node, node.annotations[HOST_ONLY])
             continue
         device, refusals = _choose(node, fallback)
         if device is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ir.graph import Graph, Node, Value, carry_quant
-from passes.affinity import MANUAL, REASON, RULE
+from passes.affinity import HOST_ONLY, MANUAL, REASON, RULE
 from passes.infra import PassContext, PassError, graph_pass
 from passes.target import cpu, cpu_time, device_time, transfer_time
 from runtime.hardware import HOST, HardwareConfig
@@ -198,16 +198,25 @@ def _segment(graph: Graph, nodes: list[Node]) -> _Segment:
 def _demote_islands(plan: list[_Segment], hardware: HardwareConfig) -> bool:
     """Move to the CPU each accelerator island (a segment whose neighbours
     all run on the CPU) that does not pay for its transfers; True when any
-    moved. Graph inputs and outputs are on the host, but alone make no island."""
+    moved. Graph inputs and outputs are on the host, but alone make no island;
+    nor does a node marked ``host_only`` reading the segment (a join of
+    outputs on their own grids: the outputs it reads leave the device anyway)."""
     device_of = {node: seg.device for seg in plan for node in seg.nodes}
     moved = False
     for seg in plan:
         inside = set(seg.nodes)
         neighbours = {device_of[v.producer] for v in seg.inputs if v.producer is not None}
-        neighbours |= {device_of[user] for v in seg.outputs for user in v.users if user not in inside}
+        neighbours |= {device_of[user] for v in seg.outputs for user in v.users
+                       if user not in inside and not _host_join(user)}
         if seg.device != HOST and neighbours == {HOST} and _movable(seg):
             moved |= _demote_if_slower(seg, hardware)
     return moved
+
+
+def _host_join(node: Node) -> bool:
+    """A node (or a Fused group of nodes) a pass marked ``host_only``."""
+    members = node.attrs["body"].nodes if node.op == "Fused" else [node]
+    return all(member.annotations.get(HOST_ONLY) for member in members)
 
 
 def _movable(seg: _Segment) -> bool:

@@ -98,8 +98,14 @@ def _backbone(seed: int) -> tuple[OnnxBuilder, str]:
     return b, x
 
 
-def digit_detector(seed: int = 0, train: int = 300) -> onnx.ModelProto:
-    """The trained detector (outputs ``hm`` [1, 1, 12, 12], ``wh`` and ``reg`` [1, 2, 12, 12])."""
+def digit_detector(seed: int = 0, train: int = 300, layout: str = "heads") -> onnx.ModelProto:
+    """The trained detector: outputs ``hm`` [1, 1, 12, 12], ``wh`` and
+    ``reg`` [1, 2, 12, 12] (``layout="heads"``, CenterNet's export), or the
+    same three heads as one convolution whose output ``out`` [1, 5, 12, 12]
+    holds them channel after channel (``layout="single"``, as YOLO- and
+    PicoDet-style exports write a scale's boxes and scores)."""
+    if layout not in ("heads", "single"):
+        raise ValueError(f"layout must be 'heads' or 'single', got {layout!r}")
     from codegen.cpu import lower_to_program
     from compiler.frontend import import_onnx
     from compiler.zoo.statistics import with_data_statistics
@@ -114,6 +120,8 @@ def digit_detector(seed: int = 0, train: int = 300) -> onnx.ModelProto:
     hm, sizes, centres = _targets(truths)
     heads = {"hm": _ridge(rows, hm), "wh": _ridge(rows[centres], sizes[centres, :2]),
              "reg": _ridge(rows[centres], sizes[centres, 2:])}
+    if layout == "single":
+        heads = {"out": tuple(np.concatenate(parts) for parts in zip(*heads.values()))}
     graph = backbone.graph
     outputs = []
     for head, (weights, bias) in heads.items():
@@ -163,11 +171,19 @@ def _ridge(x: np.ndarray, y: np.ndarray, penalty: float = 10.0) -> tuple[np.ndar
     return weights.T, mean_y - mean_x @ weights
 
 
+def head_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``hm``, ``wh`` and ``reg`` of either layout's outputs."""
+    if "out" not in outputs:
+        return {k: outputs[k] for k in ("hm", "wh", "reg")}
+    out = outputs["out"]
+    return {"hm": out[:, :1], "wh": out[:, 1:3], "reg": out[:, 3:5]}
+
+
 def detect(outputs: dict[str, np.ndarray], score: float = SCORE) -> list[Box]:
     """CenterNet decoding: a heatmap cell over ``score`` that is the largest
     of its 3x3 neighbourhood is a box centred at (cell + reg) * stride, of
-    size wh."""
-    hm, wh, reg = (np.asarray(outputs[k], np.float64)[0] for k in ("hm", "wh", "reg"))
+    size wh (either layout's outputs)."""
+    hm, wh, reg = (np.asarray(v, np.float64)[0] for v in head_outputs(outputs).values())
     padded = np.pad(hm[0], 1, constant_values=-np.inf)
     peak = np.max([padded[dy:dy + GRID, dx:dx + GRID] for dy in range(3) for dx in range(3)], axis=0)
     boxes = []

@@ -1,0 +1,195 @@
+"""Output grids per quantity for detector heads (issue 22 item 2).
+
+A detector head often writes different quantities into the channels of one
+tensor: YOLO- and PicoDet-style exports have one convolution per scale
+whose channels are box sizes in pixels, offsets within a cell and score
+logits, or a final Concat of decoded boxes and class scores. On the
+accelerator a tensor has one grid, sized by its loudest channel: the scores
+and offsets keep a few codes. The tensor leaves the device anyway (it is a
+model output), so nothing forces one grid on it:
+
+- a convolution whose output is a model output (read by nothing else) is
+  split by output channels into groups of similar range, each group its own
+  convolution (the same MACs; each output channel is computed as before) on
+  its own grid, joined by a Concat on the host in float32;
+- a Concat that makes a model output from inputs of different ranges runs on
+  the host, so that each input leaves the device on its own grid.
+
+The groups come from the channels' calibrated ranges: channels sorted by
+range, cut into contiguous groups by dynamic programming to minimise the
+summed noise-to-signal ratio of the channels (a grid's noise power goes as
+its range squared, each channel's signal is its mean square), with a group
+added only while it divides that sum by :data:`GAIN` or more. A classifier's
+logits, of one kind, are left as they are.
+
+The functions here are pure: :func:`find_heads` and :func:`channel_groups`
+decide, :func:`split_head` and :func:`join_on_host` rewrite;
+compiler/head_grids.py measures the ranges and applies them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.graph import HELPER_SEPARATOR, Graph, Node, Value
+from passes.affinity import HOST_ONLY
+from passes.rewrite import const_input
+
+GAIN = 2.0
+"""A split (or one more group) must divide the summed noise-to-signal ratio by this (3 dB)."""
+MAX_GROUPS = 4
+"""At most this many grids per head."""
+POWER_FLOOR = 1e-2
+"""A channel's signal power is taken as at least this fraction of the tensor's mean (a near-silent
+channel does not claim a grid of its own); a channel that never left 0 costs nothing on any grid."""
+JOIN_REASON = "joins a head's parts on their own grids (quant.head_grids)"
+
+
+def find_heads(graph: Graph) -> tuple[list[Node], list[Node]]:
+    """(convolutions, Concats) whose output is a model output read by nothing
+    else: a group-1 Conv of more than one output channel, a Concat along the
+    channels of more than one input."""
+    convs, concats = [], []
+    for node in graph.nodes:
+        out = node.outputs[0]
+        if out not in graph.outputs or out.uses or len(node.outputs) != 1 or out.type.rank < 2:
+            continue
+        if (node.op == "Conv" and node.attrs.get("group", 1) == 1 and out.type.shape[1] > 1
+                and all(v is None or v.is_constant for v in node.inputs[1:])):
+            convs.append(node)
+        elif node.op == "Concat" and len(node.inputs) > 1 and node.attrs.get("axis") % out.type.rank == 1:
+            concats.append(node)
+    return convs, concats
+
+
+def channel_groups(low: np.ndarray, high: np.ndarray, power: np.ndarray) -> list[np.ndarray]:
+    """The channels cut into groups (arrays of channel indices, the first
+    group the quietest), one group when splitting does not pay."""
+    low, high, weight = _weighted(low, high, power)
+    order = np.argsort(high - low, kind="stable")
+    lo, hi, w = low[order], high[order], weight[order]
+    best = [_partition(lo, hi, w, 1)]
+    for count in range(2, min(MAX_GROUPS, len(order)) + 1):
+        trial = _partition(lo, hi, w, count)
+        if trial[0] * GAIN > best[-1][0]:
+            break
+        best.append(trial)
+    cuts = best[-1][1]
+    return [order[a:b] for a, b in zip((0, *cuts), (*cuts, len(order)))]
+
+
+def grid_cost(low: np.ndarray, high: np.ndarray, power: np.ndarray, groups: list[np.ndarray]) -> float:
+    """The summed noise-to-signal ratio (up to a constant) of the channels
+    on one grid per group."""
+    low, high, weight = _weighted(low, high, power)
+    return float(sum((high[g].max() - low[g].min()) ** 2 * weight[g].sum() for g in groups))
+
+
+def _weighted(low, high, power) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ranges a grid must hold (0 included) and each channel's weight,
+    1 / its signal power (floored; 0 for a channel that never left 0)."""
+    low, high = np.minimum(np.asarray(low, np.float64), 0.0), np.maximum(np.asarray(high, np.float64), 0.0)
+    power = np.asarray(power, np.float64)
+    weight = 1.0 / np.maximum(power, POWER_FLOOR * max(power.mean(), 1e-30))
+    return low, high, np.where(high > low, weight, 0.0)
+
+
+def _partition(lo: np.ndarray, hi: np.ndarray, w: np.ndarray, count: int) -> tuple[float, tuple[int, ...]]:
+    """The cheapest cut of the sorted channels into ``count`` contiguous
+    groups: (cost, the cut positions). Dynamic programming over the group
+    ends, each step vectorised over the group starts."""
+    n = len(lo)
+    weights = np.concatenate(([0.0], np.cumsum(w)))
+    cost = np.full((count + 1, n + 1), np.inf)
+    start = np.zeros((count + 1, n + 1), np.int64)
+    cost[0, 0] = 0.0
+    for b in range(1, n + 1):
+        top = np.maximum.accumulate(hi[:b][::-1])[::-1]  # top[a] = max(hi[a:b])
+        bottom = np.minimum.accumulate(lo[:b][::-1])[::-1]
+        group = (top - bottom) ** 2 * (weights[b] - weights[:b])
+        for k in range(1, count + 1):
+            total = cost[k - 1, :b] + group
+            start[k, b] = int(np.argmin(total))
+            cost[k, b] = total[start[k, b]]
+    cuts, b = [], n
+    for k in range(count, 0, -1):
+        b = int(start[k, b])
+        cuts.append(b)
+    return float(cost[count, n]), tuple(sorted(c for c in cuts if c))
+
+
+def split_head(graph: Graph, conv: Node, groups: list[np.ndarray]) -> Node:
+    """Replace ``conv`` by one convolution per channel group (named
+    ``<conv>::Conv#k``, so per-layer settings by ONNX name still reach them)
+    and a Concat (``<conv>::Concat``) that restores the channel order and
+    keeps the output's name; the Concat is marked for the host."""
+    out = conv.outputs[0]
+    weight, bias = const_input(conv, 1), const_input(conv, 2)
+    index = graph.nodes.index(conv)
+    order = np.concatenate(groups)
+    parts: list[Value] = []
+    for k, group in enumerate(groups):
+        inputs = [conv.inputs[0], graph.add_constant(weight[group], f"{conv.name}_weight_group{k}")]
+        if bias is not None:
+            inputs.append(graph.add_constant(bias[group], f"{conv.name}_bias_group{k}"))
+        part = graph.add_node("Conv", inputs, dict(conv.attrs), name=f"{conv.name}{HELPER_SEPARATOR}Conv#{k}",
+                              index=index + k, output_names=[f"{out.name}{HELPER_SEPARATOR}group{k}"])
+        part.annotations = dict(conv.annotations)
+        parts.append(part.outputs[0])
+    joined = _concat(graph, conv, parts, index + len(groups))
+    if not np.array_equal(order, np.arange(len(order))):
+        joined = _reorder(graph, conv, joined, order, index + len(groups) + 1)
+    graph.replace_all_uses(out, joined.outputs[0])
+    graph.remove_node(conv)
+    graph.rename_value(joined.outputs[0], out.name)
+    graph.remove_unused_values()
+    return joined
+
+
+def join_on_host(concat: Node) -> None:
+    """Mark a Concat to run on the host (its inputs keep their own grids)."""
+    concat.annotations[HOST_ONLY] = JOIN_REASON
+
+
+def _concat(graph: Graph, conv: Node, parts: list[Value], index: int) -> Node:
+    node = graph.add_node("Concat", parts, {"axis": 1}, name=f"{conv.name}{HELPER_SEPARATOR}Concat", index=index,
+                          output_names=[f"{conv.outputs[0].name}{HELPER_SEPARATOR}joined"])
+    join_on_host(node)
+    return node
+
+
+def _reorder(graph: Graph, conv: Node, joined: Node, order: np.ndarray, index: int) -> Node:
+    """A Gather on the host putting the channels back in their order."""
+    inverse = graph.add_constant(np.argsort(order).astype(np.int64), f"{conv.name}_channel_order")
+    node = graph.add_node("Gather", [joined.outputs[0], inverse], {"axis": 1},
+                          name=f"{conv.name}{HELPER_SEPARATOR}Gather", index=index,
+                          output_names=[f"{conv.outputs[0].name}{HELPER_SEPARATOR}ordered"])
+    node.annotations[HOST_ONLY] = JOIN_REASON
+    return node
+
+
+def output_parts(graph: Graph) -> dict[str, list[np.ndarray]]:
+    """The model outputs a host join assembles, with the output channels each
+    part holds: the quantities whose fidelity is measured one by one (the
+    SNR of a whole tensor of boxes and scores is the boxes')."""
+    parts = {}
+    for out in graph.outputs:
+        node = out.producer
+        if node is None or HOST_ONLY not in node.annotations:
+            continue
+        inverse = None
+        if node.op == "Gather":
+            inverse, node = node.inputs[1].const.reshape(-1), node.inputs[0].producer
+        if node is None or node.op != "Concat":
+            continue
+        bounds = np.cumsum([0] + [v.type.shape[1] for v in node.inputs])
+        channels = np.arange(bounds[-1]) if inverse is None else np.asarray(inverse, np.int64)
+        parts[out.name] = [np.flatnonzero((channels >= a) & (channels < b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return parts
+
+
+def part_label(output: str, channels: np.ndarray) -> str:
+    """``out[1:3]`` for a run of channels, ``out[0,3,4]`` otherwise."""
+    c = np.asarray(channels).tolist()
+    if c == list(range(c[0], c[-1] + 1)):
+        return f"{output}[{c[0]}:{c[-1] + 1}]"
+    return f"{output}[{','.join(map(str, c))}]"
