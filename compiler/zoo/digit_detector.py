@@ -19,15 +19,14 @@ digits' centres, ``wh`` and ``reg`` onto the box sizes and offsets at the
 centres only (CenterNet's losses). Deterministic for a seed; a few seconds.
 
 :func:`detect` decodes the outputs as CenterNet does (3x3 peak picking over
-a score threshold), :func:`agreement` matches two detection lists."""
+a score threshold); compiler.zoo.boxes.agreement matches two detection lists."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from compiler.zoo.boxes import Box, iou
 from compiler.zoo.builder import OnnxBuilder
 
 SIDE = 48
@@ -37,16 +36,6 @@ FEATURES = 64
 SIZES = (12, 16, 24)
 SCORE = 0.3
 """Heatmap value above which a peak is a detection."""
-
-
-@dataclass(frozen=True)
-class Box:
-    label: int
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    score: float = 1.0
 
 
 def canvases(count: int, seed: int) -> tuple[list[np.ndarray], list[list[Box]]]:
@@ -65,7 +54,7 @@ def canvases(count: int, seed: int) -> tuple[list[np.ndarray], list[list[Box]]]:
             size = int(rng.choice(SIZES))
             for _attempt in range(20):
                 x0, y0 = (int(v) for v in rng.integers(0, SIDE - size + 1, 2))
-                if all(_iou(Box(0, x0, y0, x0 + size, y0 + size), b) < 0.05 for b in boxes):
+                if all(iou(Box(0, x0, y0, x0 + size, y0 + size), b) < 0.05 for b in boxes):
                     break
             else:
                 continue
@@ -108,7 +97,7 @@ def digit_detector(seed: int = 0, train: int = 300, layout: str = "heads") -> on
         raise ValueError(f"layout must be 'heads' or 'single', got {layout!r}")
     from codegen.cpu import lower_to_program
     from compiler.frontend import import_onnx
-    from compiler.zoo.statistics import with_data_statistics
+    from compiler.zoo.statistics import ridge, with_data_statistics
     from runtime.executor import Executor
 
     images, truths = canvases(train, seed + 1000)
@@ -118,8 +107,8 @@ def digit_detector(seed: int = 0, train: int = 300, layout: str = "heads") -> on
     name = backbone.graph.output[0].name
     rows = np.concatenate([_patches(run.run({"input": x})[name][0]) for x in images])
     hm, sizes, centres = _targets(truths)
-    heads = {"hm": _ridge(rows, hm), "wh": _ridge(rows[centres], sizes[centres, :2]),
-             "reg": _ridge(rows[centres], sizes[centres, 2:])}
+    heads = {"hm": ridge(rows, hm), "wh": ridge(rows[centres], sizes[centres, :2]),
+             "reg": ridge(rows[centres], sizes[centres, 2:])}
     if layout == "single":
         heads = {"out": tuple(np.concatenate(parts) for parts in zip(*heads.values()))}
     graph = backbone.graph
@@ -163,14 +152,6 @@ def _targets(truths: list[list[Box]]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return hm.reshape(-1, 1), sizes.reshape(-1, 4), centre.reshape(-1)
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, penalty: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
-    """Least squares with an L2 penalty: (weights [outputs, inputs], bias [outputs])."""
-    mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
-    xc = x - mean_x
-    weights = np.linalg.solve(xc.T @ xc + penalty * len(x) * 1e-3 * np.eye(x.shape[1]), xc.T @ (y - mean_y))
-    return weights.T, mean_y - mean_x @ weights
-
-
 def head_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``hm``, ``wh`` and ``reg`` of either layout's outputs."""
     if "out" not in outputs:
@@ -192,24 +173,3 @@ def detect(outputs: dict[str, np.ndarray], score: float = SCORE) -> list[Box]:
         w, h = wh[0, y, x], wh[1, y, x]
         boxes.append(Box(0, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, float(hm[0, y, x])))
     return boxes
-
-
-def _iou(a: Box, b: Box) -> float:
-    w = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
-    h = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
-    inter = w * h
-    union = (a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def agreement(reference: list[Box], test: list[Box], iou: float = 0.5) -> tuple[int, int]:
-    """(boxes of ``reference`` matched by a box of ``test`` of the same label
-    at IoU >= ``iou``, each test box used once; boxes of ``reference``)."""
-    used, matched = set(), 0
-    for box in sorted(reference, key=lambda b: -b.score):
-        best = max(((j, _iou(box, t)) for j, t in enumerate(test) if j not in used and t.label == box.label),
-                   key=lambda p: p[1], default=(None, 0.0))
-        if best[0] is not None and best[1] >= iou:
-            used.add(best[0])
-            matched += 1
-    return matched, len(reference)

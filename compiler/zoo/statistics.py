@@ -99,3 +99,13 @@ def _set_statistics(model: onnx.ModelProto, stats, sums, count: int) -> onnx.Mod
                 raise ValueError(f"BatchNorm {key!r}: input {node.input[index]!r} is not an initializer")
             target.CopyFrom(numpy_helper.from_array(value.astype(np.float32), target.name))
     return result
+
+
+def ridge(x: np.ndarray, y: np.ndarray, penalty: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares with an L2 penalty, how the zoo's detectors train their
+    heads on a seeded network's features: (weights [outputs, inputs], bias
+    [outputs]) for rows ``x`` [N, inputs] and targets ``y`` [N, outputs]."""
+    mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
+    xc = x - mean_x
+    weights = np.linalg.solve(xc.T @ xc + penalty * len(x) * 1e-3 * np.eye(x.shape[1]), xc.T @ (y - mean_y))
+    return weights.T, mean_y - mean_x @ weights

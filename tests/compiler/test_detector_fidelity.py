@@ -17,7 +17,8 @@ from compiler.quantize import quantize_model
 pytest.importorskip("PIL.Image")
 pytest.importorskip("sklearn.datasets")
 
-from compiler.zoo.digit_detector import agreement, canvases, detect, digit_detector, head_outputs  # noqa: E402
+from compiler.zoo.boxes import agreement  # noqa: E402
+from compiler.zoo.digit_detector import canvases, detect, digit_detector, head_outputs  # noqa: E402
 
 OUTPUTS = ("hm", "wh", "reg")
 
