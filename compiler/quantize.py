@@ -204,7 +204,9 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     ``head_grids`` gives a model output whose channels carry different
     quantities (a detector head's boxes, offsets and scores) a grid per
     group of channels, measured on the calibration inputs
-    (compiler/head_grids.py; an encodings file's recorded groups instead)."""
+    (compiler/head_grids.py; an encodings file's recorded groups instead;
+    not in the radix modes, whose outputs are the device's fixed-point
+    codes that kp and FWDNXT users read as such)."""
     settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
                 "quant.mode": mode, "quant.layer_precision": dict(layer_precision or {}),
                 "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
@@ -238,7 +240,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
         from compiler.equalization import absorb_biases
 
         absorbed = absorb_biases(graph, calibration_data)
-    if head_grids and encodings is None and calibration_data is not None:
+    if head_grids and encodings is None and calibration_data is not None and not mode.startswith("radix"):
         heads = apply_head_grids(graph, calibration_data)
     if calibrator == "auto":
         from compiler.range_choice import CANDIDATES, choose_calibrators
