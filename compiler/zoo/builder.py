@@ -42,6 +42,7 @@ class OnnxBuilder:
         self.producer = producer
         self._scopes: list[str] = []
         self._count = 0
+        self._relu6: tuple[str, str] | None = None
 
     def fresh(self, hint: str, op: str = "") -> str:
         self._count += 1
@@ -128,6 +129,18 @@ class OnnxBuilder:
         params = [self.weight(a.astype(np.float32), n) for a, n in
                   ((gamma, "bn_scale"), (beta, "bn_bias"), (mean, "bn_mean"), (var, "bn_var"))]
         return self.node("BatchNormalization", [x, *params], epsilon=1e-5)
+
+    def conv_bn(self, x: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+                act: str = "Relu") -> str:
+        """Conv (no bias) -> BatchNorm -> Relu, or ReLU6 as exporters write it
+        (Clip with bounds 0 and 6 as inputs) for ``act="ReLU6"``: the
+        MobileNet block the zoo's detectors are built of."""
+        y = self.batchnorm(self.conv(x, cin, cout, k, stride, groups, bias=False), cout)
+        if act == "Relu":
+            return self.node("Relu", [y])
+        if self._relu6 is None:
+            self._relu6 = (self.const_f32(0.0, "zero"), self.const_f32(6.0, "six"))
+        return self.node("Clip", [y, *self._relu6])
 
     def prelu(self, x: str, channels: int, slope_shape: tuple[int, ...] | None = None) -> str:
         """PRelu with per-channel slopes near 0.25 (PyTorch's initial value),

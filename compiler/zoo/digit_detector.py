@@ -72,18 +72,12 @@ def canvases(count: int, seed: int) -> tuple[list[np.ndarray], list[list[Box]]]:
 def _backbone(seed: int) -> tuple[OnnxBuilder, str]:
     b = OnnxBuilder("torch-jit-export", seed, opset=13, names="/{scope}/{op}_{n}".replace("/{scope}", "{scope}"))
     x = b.input("input", [1, 1, SIDE, SIDE])
-    relu6 = (b.const_f32(0.0, "zero"), b.const_f32(6.0, "six"))
-
-    def conv_bn(x, cin, cout, k, stride=1, groups=1, act="Relu"):
-        y = b.batchnorm(b.conv(x, cin, cout, k, stride, groups, bias=False), cout)
-        return b.node("Relu", [y]) if act == "Relu" else b.node("Clip", [y, *relu6])
-
-    x = conv_bn(x, 1, 16, 3, 2)
-    x = conv_bn(x, 16, 16, 3, groups=16, act="Clip")
-    x = conv_bn(x, 16, 32, 1, act="Clip")
-    x = conv_bn(x, 32, 32, 3, 2)
-    x = conv_bn(x, 32, 32, 3, groups=32, act="Clip")
-    x = conv_bn(x, 32, FEATURES, 1, act="Clip")
+    x = b.conv_bn(x, 1, 16, 3, 2)
+    x = b.conv_bn(x, 16, 16, 3, groups=16, act="ReLU6")
+    x = b.conv_bn(x, 16, 32, 1, act="ReLU6")
+    x = b.conv_bn(x, 32, 32, 3, 2)
+    x = b.conv_bn(x, 32, 32, 3, groups=32, act="ReLU6")
+    x = b.conv_bn(x, 32, FEATURES, 1, act="ReLU6")
     return b, x
 
 
@@ -95,17 +89,12 @@ def digit_detector(seed: int = 0, train: int = 300, layout: str = "heads") -> on
     PicoDet-style exports write a scale's boxes and scores)."""
     if layout not in ("heads", "single"):
         raise ValueError(f"layout must be 'heads' or 'single', got {layout!r}")
-    from codegen.cpu import lower_to_program
-    from compiler.frontend import import_onnx
-    from compiler.zoo.statistics import ridge, with_data_statistics
-    from runtime.executor import Executor
+    from compiler.zoo.statistics import feature_rows, ridge
 
     images, truths = canvases(train, seed + 1000)
     b, features = _backbone(seed)
-    backbone = with_data_statistics(b.model([features]), images[: min(train, 64)])
-    run = Executor(lower_to_program(import_onnx(backbone)))
+    backbone, rows = feature_rows(b.model([features]), images)
     name = backbone.graph.output[0].name
-    rows = np.concatenate([_patches(run.run({"input": x})[name][0]) for x in images])
     hm, sizes, centres = _targets(truths)
     heads = {"hm": ridge(rows, hm), "wh": ridge(rows[centres], sizes[centres, :2]),
              "reg": ridge(rows[centres], sizes[centres, 2:])}
@@ -123,15 +112,6 @@ def digit_detector(seed: int = 0, train: int = 300, layout: str = "heads") -> on
     del graph.output[:]
     graph.output.extend(outputs)
     return onnx.shape_inference.infer_shapes(backbone)
-
-
-def _patches(features: np.ndarray) -> np.ndarray:
-    """[C, H, W] -> one row of the 3x3 neighbourhood (zero-padded) per cell,
-    ordered (channel, dy, dx) as a Conv weight's [C, 3, 3]."""
-    padded = np.pad(features, ((0, 0), (1, 1), (1, 1)))
-    shifted = [padded[:, dy:dy + GRID, dx:dx + GRID] for dy in range(3) for dx in range(3)]
-    stack = np.stack(shifted, axis=1)  # [C, 9, H, W]
-    return stack.reshape(FEATURES * 9, GRID * GRID).T.astype(np.float64)
 
 
 def _targets(truths: list[list[Box]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -109,3 +109,27 @@ def ridge(x: np.ndarray, y: np.ndarray, penalty: float = 10.0) -> tuple[np.ndarr
     xc = x - mean_x
     weights = np.linalg.solve(xc.T @ xc + penalty * len(x) * 1e-3 * np.eye(x.shape[1]), xc.T @ (y - mean_y))
     return weights.T, mean_y - mean_x @ weights
+
+
+def patches(features: np.ndarray) -> np.ndarray:
+    """[C, H, W] features -> one row of each cell's 3x3 neighbourhood
+    (zero-padded), ordered (channel, dy, dx) as a 3x3 Conv weight's [C, 3, 3]:
+    the inputs a head convolution trained by :func:`ridge` sees."""
+    channels, height, width = features.shape
+    padded = np.pad(features, ((0, 0), (1, 1), (1, 1)))
+    stack = np.stack([padded[:, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)], axis=1)
+    return stack.reshape(channels * 9, height * width).T.astype(np.float64)
+
+
+def feature_rows(model: onnx.ModelProto, images: Sequence[np.ndarray]) -> tuple[onnx.ModelProto, np.ndarray]:
+    """A seeded feature network made trained-like (BatchNorm statistics of
+    the first 64 ``images``) and the :func:`patches` rows of its single
+    output on every image, stacked: what a detector head is fitted on."""
+    from codegen.cpu import lower_to_program
+    from compiler.frontend import import_onnx
+    from runtime.executor import Executor
+
+    network = with_data_statistics(model, images[:64])
+    run = Executor(lower_to_program(import_onnx(network)))
+    name, source = network.graph.output[0].name, _input_name(network)
+    return network, np.concatenate([patches(run.run({source: x})[name][0]) for x in images])

@@ -67,40 +67,29 @@ def documents(count: int, seed: int) -> tuple[list[np.ndarray], list[list[Box]]]
 def _network(seed: int) -> tuple[OnnxBuilder, str]:
     b = OnnxBuilder("paddle-dbnet", seed, opset=13)
     x = b.input("x", [1, 1, HEIGHT, WIDTH])
-    relu6 = (b.const_f32(0.0, "zero"), b.const_f32(6.0, "six"))
-
-    def conv_bn(x, cin, cout, k, stride=1, groups=1, act="Relu"):
-        y = b.batchnorm(b.conv(x, cin, cout, k, stride, groups, bias=False), cout)
-        return b.node("Relu", [y]) if act == "Relu" else b.node("Clip", [y, *relu6])
-
-    x = conv_bn(x, 1, 16, 3, 2)
-    x = conv_bn(x, 16, 16, 3, groups=16, act="Clip")
-    x = conv_bn(x, 16, 24, 1, act="Clip")
-    c2 = conv_bn(x, 24, 24, 3, 2)                      # 1/4
-    x = conv_bn(c2, 24, 24, 3, groups=24, act="Clip")
-    x = conv_bn(x, 24, 48, 1, act="Clip")
-    c3 = conv_bn(x, 48, 48, 3, 2)                      # 1/8
+    x = b.conv_bn(x, 1, 16, 3, 2)
+    x = b.conv_bn(x, 16, 16, 3, groups=16, act="ReLU6")
+    x = b.conv_bn(x, 16, 24, 1, act="ReLU6")
+    c2 = b.conv_bn(x, 24, 24, 3, 2)                      # 1/4
+    x = b.conv_bn(c2, 24, 24, 3, groups=24, act="ReLU6")
+    x = b.conv_bn(x, 24, 48, 1, act="ReLU6")
+    c3 = b.conv_bn(x, 48, 48, 3, 2)                      # 1/8
     lateral3 = b.conv(c3, 48, 32, 1)
     scales = b.const_f32([1.0, 1.0, 2.0, 2.0], "scales")
     up = b.node("Resize", [lateral3, b.const_f32([], "roi"), scales], mode="nearest")
     fused = b.node("Add", [b.conv(c2, 24, 32, 1), up])
-    return b, conv_bn(fused, 32, 32, 3)
+    return b, b.conv_bn(fused, 32, 32, 3)
 
 
 def text_detector(seed: int = 0, train: int = 200) -> onnx.ModelProto:
     """The trained detector: input ``x`` [1, 1, 64, 128], output ``maps``
     [1, 1, 16, 32] (text probability)."""
-    from codegen.cpu import lower_to_program
-    from compiler.frontend import import_onnx
-    from compiler.zoo.statistics import ridge, with_data_statistics
-    from runtime.executor import Executor
+    from compiler.zoo.statistics import feature_rows, ridge
 
     pages, truths = documents(train, seed + 1000)
     b, features = _network(seed)
-    network = with_data_statistics(b.model([features]), pages[: min(train, 64)])
-    run = Executor(lower_to_program(import_onnx(network)))
+    network, rows = feature_rows(b.model([features]), pages)
     name = network.graph.output[0].name
-    rows = np.concatenate([_patches(run.run({"x": x})[name][0]) for x in pages])
     target = np.concatenate([_mask(boxes).reshape(-1) for boxes in truths])
     weights, bias = ridge(rows, np.log(target / (1.0 - target))[:, None])
     graph = network.graph
@@ -112,15 +101,6 @@ def text_detector(seed: int = 0, train: int = 200) -> onnx.ModelProto:
     del graph.output[:]
     graph.output.append(helper.make_empty_tensor_value_info("maps"))
     return onnx.shape_inference.infer_shapes(network)
-
-
-def _patches(features: np.ndarray) -> np.ndarray:
-    """[C, H, W] -> one row of the 3x3 neighbourhood (zero-padded) per cell,
-    ordered (channel, dy, dx) as a Conv weight's [C, 3, 3]."""
-    channels, height, width = features.shape
-    padded = np.pad(features, ((0, 0), (1, 1), (1, 1)))
-    stack = np.stack([padded[:, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)], axis=1)
-    return stack.reshape(channels * 9, height * width).T.astype(np.float64)
 
 
 def _mask(boxes: list[Box]) -> np.ndarray:
