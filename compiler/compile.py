@@ -25,7 +25,8 @@ from codegen.binary import write_binary
 from codegen.device import build_compiled
 from compiler.coverage import METADATA_KEY
 from compiler.errors import ModelImportError
-from compiler.frontend.loader import load_model
+from compiler.frontend.loader import load_model, model_opset
+from compiler.frontend.validate import validate_model
 from compiler.pipeline import PLAN
 from compiler.quantize import quantize_model
 from ir.graph import Graph, clone
@@ -140,6 +141,7 @@ def first_layers(proto: onnx.ModelProto, count: int, label: str = "model") -> on
     outputs = [name for n in kept for name in n.output if name and name not in read]
     initializers = {i.name for i in proto.graph.initializer}
     inputs = [v.name for v in proto.graph.input if v.name not in initializers]
+    validate_model(proto, model_opset(proto, label), label)  # what onnx's shape inference could crash on
     inferred = onnx.shape_inference.infer_shapes(proto)
     extracted = onnx.utils.Extractor(inferred).extract_model(inputs, outputs)
     return extracted

@@ -1,5 +1,7 @@
 """Loading an ONNX model: file or ModelProto, opset checks and upgrades,
-local function inlining, and onnx's own shape inference for cross-checks."""
+local function inlining, and onnx's own shape inference for cross-checks.
+Every model is validated (compiler.frontend.validate) before any of onnx's
+C++ sees it."""
 from __future__ import annotations
 
 import os
@@ -13,6 +15,7 @@ import onnx.version_converter
 from onnx import ModelProto, TypeProto
 
 from compiler.errors import ModelImportError, UnsupportedOpError
+from compiler.frontend.validate import DEFAULT_DOMAINS, validate_model
 
 MIN_OPSET = 7
 """Older default-domain opsets are upgraded with onnx.version_converter."""
@@ -20,8 +23,6 @@ MIN_OPSET = 7
 MAX_TESTED_OPSET = 23
 """The newest opset the test-suite models are written in (newer ones load:
 each node is checked against the op version Tessera implements)."""
-
-DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def load_model(model: str | os.PathLike | bytes | ModelProto) -> tuple[ModelProto, str]:
@@ -51,21 +52,38 @@ def _parse(data: bytes, label: str) -> ModelProto:
 
 
 def prepare_model(model: ModelProto, label: str) -> tuple[ModelProto, int]:
-    """Inline local functions, check the domains nodes use, and upgrade a
-    default-domain opset below 7. Returns the model and its opset."""
+    """Validate the model, inline local functions, check the domains nodes
+    use, and upgrade a default-domain opset below 7. Returns the model and
+    its opset."""
+    opset = model_opset(model, label)
+    validate_model(model, opset, label)
     if model.functions:
-        model = onnx.inliner.inline_local_functions(model)
+        model = _inline(model, label)
+        validate_model(model, opset, label)  # function attribute references are bound now
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     _check_domains(model.graph, opsets, label)
-    opset = max((opsets.get(d, 0) for d in DEFAULT_DOMAINS), default=0)
+    if 0 < opset < MIN_OPSET:
+        model, opset = _upgrade(model, opset, label)
+    return model, opset
+
+
+def model_opset(model: ModelProto, label: str) -> int:
+    """The model's default-domain opset (MIN_OPSET when it imports none but
+    has nodes); one newer than the installed onnx knows is an error."""
+    opset = max((imp.version for imp in model.opset_import if imp.domain in DEFAULT_DOMAINS), default=0)
     if opset == 0 and model.graph.node:
         opset = MIN_OPSET  # the default domain is implied; treat as the oldest we read
     newest = onnx.defs.onnx_opset_version()
     if opset > newest:
         raise ModelImportError(f"opset {opset} is newer than the installed onnx knows ({newest})", file=label)
-    if 0 < opset < MIN_OPSET:
-        model, opset = _upgrade(model, opset, label)
-    return model, opset
+    return opset
+
+
+def _inline(model: ModelProto, label: str) -> ModelProto:
+    try:
+        return onnx.inliner.inline_local_functions(model)
+    except Exception as exc:  # onnx raises ValidationError or RuntimeError (a failed assertion)
+        raise ModelImportError(f"the local functions cannot be inlined: {exc}", file=label) from None
 
 
 def _check_domains(graph: onnx.GraphProto, opsets: Mapping[str, int], label: str) -> None:
