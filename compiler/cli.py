@@ -398,8 +398,8 @@ def _input_files(args, names: list[str]) -> dict[str, np.ndarray]:
                 raise TesseraError(f"--input {spec!r}: the model has inputs {names}; write NAME=FILE.npy")
             name = names[0]
         try:
-            files[name] = np.load(path)
-        except (OSError, ValueError) as exc:
+            files[name] = np.load(path, allow_pickle=False)  # unpickling runs code: refuse object arrays
+        except (OSError, ValueError, EOFError) as exc:
             raise TesseraError(f"--input {spec!r}: cannot read {path!r}: {exc}") from None
     return files
 

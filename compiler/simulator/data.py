@@ -15,6 +15,7 @@ without pickle.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -55,19 +56,26 @@ def load_samples(folder: str | os.PathLike, inputs: Sequence[TensorSpec]) -> lis
 
 def load_sample(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
     """The feeds one sample file holds for the model's ``inputs``."""
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        if len(inputs) != 1:
-            raise SimulatorError(f"{path}: a .npy file holds one array, but the model has {len(inputs)} inputs "
-                                 f"{[i.name for i in inputs]}; use .npz or .h5 keyed by input name")
-        arrays = {inputs[0].name: np.load(path, allow_pickle=False)}
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    else:
-        arrays = _read_h5(path)
+    arrays = _read_h5(path) if path.suffix.lower() in H5_SUFFIXES else _read_numpy(path, inputs)
     _check_names(path, arrays, inputs)
     return {spec.name: _fit(path, spec, arrays[spec.name]) for spec in inputs}
+
+
+def _read_numpy(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file by name, or the one array of an .npy file
+    (for a single-input model); pickled (object) data is refused, naming the
+    file, since unpickling runs code."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return {key: loaded[key] for key in loaded.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise SimulatorError(f"{path}: cannot read it as numpy arrays (pickled data is refused): {exc}") from None
+    if len(inputs) != 1:
+        raise SimulatorError(f"{path}: a .npy file holds one array, but the model has {len(inputs)} inputs "
+                             f"{[i.name for i in inputs]}; use .npz or .h5 keyed by input name")
+    return {inputs[0].name: loaded}
 
 
 def _check_names(path: Path, arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec]) -> None:

@@ -238,9 +238,12 @@ def _load(source: str | os.PathLike | Mapping[str, Any]) -> tuple[Any, str]:
         return source, "<encodings>"
     file = str(source)
     try:
-        text = Path(source).read_text()
+        text = Path(source).read_text(encoding="utf-8")
     except OSError as exc:
         raise EncodingsError(f"cannot read: {exc.strerror or exc}", file=file) from exc
+    except UnicodeDecodeError:
+        raise EncodingsError("not a JSON text file (bytes that are not UTF-8: a binary or pickled file?)",
+                             file=file) from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
