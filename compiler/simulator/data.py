@@ -15,7 +15,6 @@ without pickle.
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from compiler.simulator.errors import SimulatorError
+from passes.quant.calibration_data import ArrayFileError, load_arrays
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -66,12 +66,11 @@ def _read_numpy(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarra
     (for a single-input model); pickled (object) data is refused, naming the
     file, since unpickling runs code."""
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                return {key: loaded[key] for key in loaded.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        loaded = load_arrays(path)
+    except ArrayFileError as exc:
         raise SimulatorError(f"{path}: cannot read it as numpy arrays (pickled data is refused): {exc}") from None
+    if isinstance(loaded, dict):
+        return loaded
     if len(inputs) != 1:
         raise SimulatorError(f"{path}: a .npy file holds one array, but the model has {len(inputs)} inputs "
                              f"{[i.name for i in inputs]}; use .npz or .h5 keyed by input name")

@@ -278,16 +278,30 @@ def _listing(path: Path) -> list[Path]:
     return sorted((f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")), key=lambda f: f.name)
 
 
-def _read_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """The sample an .npy (one array) or .npz (input name -> array) file holds."""
+class ArrayFileError(ValueError):
+    """A file numpy cannot read as arrays without unpickling (the message says why)."""
+
+
+def load_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    """An .npy file's array, or an .npz file's arrays by name; pickled
+    (object) data is refused (unpickling runs code): ArrayFileError."""
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 return {key: loaded[key] for key in loaded.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise CalibrationDataError(f"cannot read calibration file {path}: {exc}") from exc
-    return {_single_input(names, f"file {path}", "a single array"): loaded}
+        raise ArrayFileError(str(exc)) from None
+    return loaded
+
+
+def _read_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """The sample an .npy (one array) or .npz (input name -> array) file holds."""
+    try:
+        loaded = load_arrays(path)
+    except ArrayFileError as exc:
+        raise CalibrationDataError(f"cannot read calibration file {path}: {exc}") from None
+    return loaded if isinstance(loaded, dict) else {_single_input(names, f"file {path}", "a single array"): loaded}
 
 
 def _pillow():
