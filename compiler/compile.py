@@ -89,7 +89,7 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     if quantized.target is not None:
         metadata["target_snr"] = quantized.target.to_metadata()
     if quantized.head_grids:
-        metadata["head_grids"] = {"split": quantized.head_grids.split, "joined": quantized.head_grids.joined}
+        metadata["head_grids"] = dataclasses.asdict(quantized.head_grids)
     reference = None if strip_reference else fused_reference(quantized.float_graph)
     compiled = build(quantized.graph, config, reference, metadata, placement=placement,
                      options={"device.split_overrides": dict(split_overrides or {})})

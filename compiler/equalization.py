@@ -32,7 +32,7 @@ def equalize(graph: Graph, calibration_data) -> int:
     if calibration_data is None:
         chosen = [(p, pair_scales(p, producer_ranges(p))) for p in pairs if p.clip is None]
     else:
-        stats = _pair_statistics(graph, pairs, _feeds(graph, calibration_data))
+        stats = _pair_statistics(graph, pairs, statistics_feeds(graph, calibration_data))
         chosen = [(p, pair_scales(p, stats[p.tensor.name].peak, stats[p.a.outputs[0].name].high)) for p in pairs]
     for pair, scales in chosen:
         apply_scales(graph, pair, scales)
@@ -48,7 +48,7 @@ def absorb_biases(graph: Graph, calibration_data) -> int:
     pairs = find_pairs(graph)
     if not pairs or calibration_data is None:
         return 0
-    stats = _pair_statistics(graph, pairs, _feeds(graph, calibration_data))
+    stats = _pair_statistics(graph, pairs, statistics_feeds(graph, calibration_data))
     changed = 0
     for pair in pairs:
         produced = stats[pair.a.outputs[0].name]
@@ -59,7 +59,7 @@ def absorb_biases(graph: Graph, calibration_data) -> int:
     return changed
 
 
-def _feeds(graph: Graph, calibration_data) -> list:
+def statistics_feeds(graph: Graph, calibration_data) -> list:
     specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
     return list(calibration_batches(calibration_data, specs, count=STATISTICS_SAMPLES))
 

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.equalization import STATISTICS_SAMPLES, channel_statistics
+from compiler.equalization import channel_statistics, statistics_feeds
 from compiler.errors import QuantizationError
 from ir.graph import Graph, onnx_name
-from passes.quant.calibration_data import calibration_batches
 from passes.quant.head_grids import GAIN, channel_groups, find_heads, grid_cost, join_on_host, split_head
 
 HEAD_GROUPS = "tessera_head_groups"
@@ -84,10 +83,8 @@ def _given(convs, given) -> dict:
 def _measure(graph: Graph, convs, concats, calibration_data) -> tuple[dict, list]:
     if not convs and not concats:
         return {}, []
-    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
-    feeds = list(calibration_batches(calibration_data, specs, count=STATISTICS_SAMPLES))
     names = {c.outputs[0].name for c in convs} | {v.name for c in concats for v in c.inputs if not v.is_constant}
-    stats = channel_statistics(graph, names, feeds)
+    stats = channel_statistics(graph, names, statistics_feeds(graph, calibration_data))
     chosen = {}
     for conv in convs:
         s = stats[conv.outputs[0].name]

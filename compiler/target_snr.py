@@ -139,7 +139,7 @@ def _output_snr(model, feeds: Sequence[Mapping[str, np.ndarray]], references) ->
     stats: dict[str, ErrorStats] = {}
     parts = output_parts(model.float_graph)
     for sample, reference in zip(feeds, references):
-        update_outputs(stats, {k: reference[k] for k in model.output_names}, model.run(sample), parts)
+        update_outputs(stats, reference, model.run(sample), parts)
     return {name: s.snr_db for name, s in stats.items()}
 
 

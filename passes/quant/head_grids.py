@@ -68,13 +68,12 @@ def channel_groups(low: np.ndarray, high: np.ndarray, power: np.ndarray) -> list
     low, high, weight = _weighted(low, high, power)
     order = np.argsort(high - low, kind="stable")
     lo, hi, w = low[order], high[order], weight[order]
-    best = [_partition(lo, hi, w, 1)]
+    cost, cuts = _partition(lo, hi, w, 1)
     for count in range(2, min(MAX_GROUPS, len(order)) + 1):
         trial = _partition(lo, hi, w, count)
-        if trial[0] * GAIN > best[-1][0]:
+        if trial[0] * GAIN > cost:
             break
-        best.append(trial)
-    cuts = best[-1][1]
+        cost, cuts = trial
     return [order[a:b] for a, b in zip((0, *cuts), (*cuts, len(order)))]
 
 
@@ -121,8 +120,8 @@ def _partition(lo: np.ndarray, hi: np.ndarray, w: np.ndarray, count: int) -> tup
 def split_head(graph: Graph, conv: Node, groups: list[np.ndarray]) -> Node:
     """Replace ``conv`` by one convolution per channel group (named
     ``<conv>::Conv#k``, so per-layer settings by ONNX name still reach them)
-    and a Concat (``<conv>::Concat``) that restores the channel order and
-    keeps the output's name; the Concat is marked for the host."""
+    joined on the host by a Concat (``<conv>::Concat``) and, when the groups
+    are not in channel order, a Gather restoring it; the output keeps its name."""
     out = conv.outputs[0]
     weight, bias = const_input(conv, 1), const_input(conv, 2)
     index = graph.nodes.index(conv)
@@ -146,9 +145,9 @@ def split_head(graph: Graph, conv: Node, groups: list[np.ndarray]) -> Node:
     return joined
 
 
-def join_on_host(concat: Node) -> None:
-    """Mark a Concat to run on the host (its inputs keep their own grids)."""
-    concat.annotations[HOST_ONLY] = JOIN_REASON
+def join_on_host(node: Node) -> None:
+    """Mark a node joining a head's parts to run on the host (its inputs keep their own grids)."""
+    node.annotations[HOST_ONLY] = JOIN_REASON
 
 
 def _concat(graph: Graph, conv: Node, parts: list[Value], index: int) -> Node:
@@ -164,7 +163,7 @@ def _reorder(graph: Graph, conv: Node, joined: Node, order: np.ndarray, index: i
     node = graph.add_node("Gather", [joined.outputs[0], inverse], {"axis": 1},
                           name=f"{conv.name}{HELPER_SEPARATOR}Gather", index=index,
                           output_names=[f"{conv.outputs[0].name}{HELPER_SEPARATOR}ordered"])
-    node.annotations[HOST_ONLY] = JOIN_REASON
+    join_on_host(node)
     return node
 
 
