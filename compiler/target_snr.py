@@ -1,8 +1,11 @@
 """A fidelity target met automatically (issue 22 item 3):
 ``quantize_model(..., target_snr=30)`` and ``tessera compile --target-snr 30``.
 
-The calibration inputs' output SNR (every output, the worst one counts) is
-measured; while it is under the target, layers move to 16 bits (radix16 in a
+The output SNR (every output, the worst one counts) is measured on
+calibration inputs held out from the grids' fit (the last ``target_samples``
+of them, when at least :data:`MIN_FIT` others remain: grids score higher on
+the inputs they were fit to, and the target is a promise about new ones;
+the final grids are fit to every calibration input); while it is under the target, layers move to 16 bits (radix16 in a
 radix model) in the order of their share of the output error
 (compiler/diagnose.py), as many at a time as the shares say the remaining
 gap needs, within a budget on the accelerator's MACs that run in 16 bits
@@ -32,6 +35,8 @@ MAX_ROUNDS = 8
 """Re-quantizations at most (each measures the SNR again)."""
 DIAGNOSIS_SAMPLES = 4
 """Calibration inputs the shares are measured on (the SNR uses all asked for)."""
+MIN_FIT = 16
+"""Calibration inputs the grids must keep for ``target_samples`` others to be held out to measure the target on."""
 
 
 @dataclass
@@ -47,19 +52,21 @@ class TargetReport:
     budget: float = DEFAULT_BUDGET
     hwtime_ms: tuple[float, float] | None = None
     needed: list[str] = field(default_factory=list)
+    held_out: bool = False
 
     def to_metadata(self) -> dict:
         """The record a binary keeps (META.metadata["target_snr"])."""
         return {"target_db": self.target_db, "reached": self.reached, "before_db": self.before_db,
                 "after_db": self.after_db, "promoted": self.promoted, "macs_16bit": self.macs_16bit,
                 "budget": self.budget, "hwtime_ms": list(self.hwtime_ms) if self.hwtime_ms else None,
-                "needed": self.needed}
+                "needed": self.needed, "held_out": self.held_out}
 
     def summary(self) -> str:
         worst = min(self.after_db.values(), default=math.nan)
+        where = "calibration inputs held out from the grids' fit" if self.held_out else "the calibration inputs"
         lines = [f"target SNR {self.target_db:g} dB: " + ("reached" if self.reached else "NOT reached")
-                 + f", worst output {min(self.before_db.values(), default=math.nan):.1f} -> {worst:.1f} dB on the "
-                 "calibration inputs (" + ", ".join(f"{k} {v:.1f} dB" for k, v in self.after_db.items()) + ")"]
+                 + f", worst output {min(self.before_db.values(), default=math.nan):.1f} -> {worst:.1f} dB on "
+                 + f"{where} (" + ", ".join(f"{k} {v:.1f} dB" for k, v in self.after_db.items()) + ")"]
         if self.promoted:
             lines.append(f"moved to 16 bits: {', '.join(self.promoted)} ({100 * self.macs_16bit:.1f} % of the "
                          f"accelerator's MACs; budget {100 * self.budget:.0f} %)")
@@ -84,11 +91,15 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
         raise QuantizationError(f"target_snr must be a finite number of dB, got {target!r}")
     if not 0 <= budget <= 1:
         raise QuantizationError(f"the 16-bit MAC budget must be a fraction in [0, 1], got {budget!r}")
-    specs = {v.name: (v.type.shape, v.type.dtype) for v in simplified.inputs}
-    feeds = list(calibration_batches(settings["quant.calibration_data"], specs, count=samples))
+    given, full = first, settings
+    fit, feeds = _split(simplified, settings, samples)
+    if fit is not None:  # the grids are fit to the other inputs; the target is measured on these
+        settings = dict(settings, **{"quant.calibration_data": fit, "quant.preprocess": None})
+        first = requantize(settings)
     references = [first.run_float(sample) for sample in feeds]  # the float model stays the same
     before = snr = _output_snr(first, feeds, references)
-    report = TargetReport(float(target), min(before.values()) >= target, before, before, budget=budget)
+    report = TargetReport(float(target), min(before.values()) >= target, before, before, budget=budget,
+                          held_out=fit is not None)
     result, wide = first, "radix16" if settings["quant.mode"].startswith("radix") else "int16"
     work = _macs(simplified)
     total = sum(work.get(name, 0) for name in _accelerator_nodes(first)) or 1
@@ -125,13 +136,32 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
             report.needed = [name for name, _ in _ranked(result, feeds[:DIAGNOSIS_SAMPLES], promoted)][:5]
     report.promoted = promoted
     report.macs_16bit = sum(work.get(name, 0) for name in promoted) / total
+    if fit is not None:  # the layers chosen, the grids fit to every calibration input again
+        result = given if not promoted else requantize(dict(full, **{"quant.layer_precision": {
+            **full["quant.layer_precision"], **{name: wide for name in promoted}}}))
     if promoted:
-        report.hwtime_ms = _hwtimes(first, result, settings)
+        report.hwtime_ms = _hwtimes(given, result, settings)
         result.promoted = list(dict.fromkeys([*result.promoted, *promoted]))
     if not report.reached:
         warnings.warn(report.summary(), _warning_class(), stacklevel=3)
     result.target = report
     return result
+
+
+def _split(simplified: Graph, settings: Mapping[str, Any], samples: int) -> tuple[list | None, list]:
+    """(the calibration inputs the grids are fit to, the ``samples`` inputs the
+    target is measured on): the last ``samples`` are held out when at least
+    :data:`MIN_FIT` others remain, since grids score higher on the inputs
+    they were fit to than on new ones; otherwise (None, the first
+    ``samples``), measured on the inputs the grids were fit to."""
+    specs = {v.name: (v.type.shape, v.type.dtype) for v in simplified.inputs}
+    source, preprocess = settings["quant.calibration_data"], settings["quant.preprocess"]
+    if source is None:
+        return None, list(calibration_batches(None, specs, count=samples))
+    every = list(calibration_batches(source, specs, count=settings["quant.calibration_count"], preprocess=preprocess))
+    if len(every) - samples < MIN_FIT:
+        return None, every[:samples]
+    return every[:-samples], every[-samples:]
 
 
 def _output_snr(model, feeds: Sequence[Mapping[str, np.ndarray]], references) -> dict[str, float]:

@@ -188,8 +188,11 @@ def output_parts(graph: Graph) -> dict[str, list[np.ndarray]]:
 
 
 def part_label(output: str, channels: np.ndarray) -> str:
-    """``out[1:3]`` for a run of channels, ``out[0,3,4]`` otherwise."""
+    """``out[2]`` for one channel, ``out[1:3]`` for a run of them,
+    ``out[0,3,4]`` otherwise."""
     c = np.asarray(channels).tolist()
+    if len(c) == 1:
+        return f"{output}[{c[0]}]"
     if c == list(range(c[0], c[-1] + 1)):
         return f"{output}[{c[0]}:{c[-1] + 1}]"
     return f"{output}[{','.join(map(str, c))}]"

@@ -63,6 +63,29 @@ def test_the_target_is_reached_by_the_largest_shares_first(chain):
     assert "reached" in report.summary() and "moved to 16 bits: conv2" in report.summary()
 
 
+def test_with_enough_inputs_the_target_is_measured_on_held_out_ones(chain):
+    """With 24 calibration inputs the last 8 are held out of the grids' fit
+    while the target is measured; the result's grids are then fit to all 24
+    (the same as a plain quantization with the chosen layers in 16 bits)."""
+    model, calibration = chain
+    rng = np.random.default_rng(5)
+    inputs = calibration + [rng.random(SHAPE, np.float32) for _ in range(12)]
+    fit = quantize_model(model, calibration_data=inputs[:16])
+    plain = quantize_model(model, calibration_data=inputs)
+    target = _snr(fit, inputs[16:]) + 2
+    q = quantize_model(model, calibration_data=inputs, target_snr=target, target_budget=1.0)
+    report = q.target
+    assert report.held_out and "held out" in report.summary() and report.to_metadata()["held_out"]
+    assert report.before_db["y"] == pytest.approx(_snr(fit, inputs[16:]))
+    assert report.before_db["y"] != pytest.approx(_snr(plain, inputs[16:]))
+    assert report.reached and report.promoted, report.summary()
+    again = quantize_model(model, calibration_data=inputs, layer_precision={n: "int16" for n in report.promoted})
+    assert q.activation_grids() == again.activation_grids()
+    few = quantize_model(model, calibration_data=inputs[:20], target_snr=target, target_budget=1.0).target
+    assert not few.held_out  # 12 left to fit are too few: measured on the first 8 the grids were fit to
+    assert few.before_db["y"] == pytest.approx(_snr(quantize_model(model, calibration_data=inputs[:20]), inputs[:8]))
+
+
 def test_a_budget_too_small_says_so_and_names_the_layers(chain):
     model, calibration = chain
     with warnings.catch_warnings(record=True) as caught:
