@@ -4,7 +4,9 @@
   so Numba can cache them on disk; ``TESSERA_NUMBA_CACHE=0`` turns the cache
   off (for example where several processes could fill it at once, numba #4807).
 * The cache lives in a folder named by a digest of runtime/'s sources (the
-  API facades, :data:`FACADES`, left out):
+  API facades, :data:`FACADES`, left out) and by the code-generation flags
+  Numba's cache key leaves out (``NUMBA_BOUNDSCHECK``: a bounds-checked run
+  must not load unchecked kernels, nor leave checked ones to everyone else):
   Numba checks only the timestamp of a kernel's own file, so a kernel that
   inlines a helper from another file kept the helper's old code after an
   edit (a stale, even crashing, kernel). Any change to runtime/ now starts a
@@ -65,7 +67,7 @@ def _use_versioned_cache() -> None:
     if not CACHE or os.environ.get("NUMBA_CACHE_DIR"):
         return
     base = _cache_base()
-    folder = base / _sources_digest()
+    folder = base / (_sources_digest() + ("-boundscheck" if numba.config.BOUNDSCHECK else ""))
     try:
         folder.mkdir(parents=True, exist_ok=True)
         os.utime(folder)

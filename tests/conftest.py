@@ -1,3 +1,21 @@
 import os
 
 os.environ.setdefault("TESSERA_NUM_THREADS", "2")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The bounds-checked run (tests/test_boundscheck.py) starts in the
+    background as soon as its test is collected, and the test goes last."""
+    checked = [item for item in items if item.nodeid.startswith("tests/test_boundscheck.py")]
+    if checked:
+        from tests.helpers import boundscheck
+
+        boundscheck.start()
+        items[:] = [item for item in items if item not in checked] + checked
+
+
+def pytest_unconfigure(config):
+    import sys
+
+    if "tests.helpers.boundscheck" in sys.modules:
+        sys.modules["tests.helpers.boundscheck"].stop()

@@ -255,8 +255,8 @@ def _avg_pool_planes(start, stop, x, y, geo, mode):
 
 # ---------------------------------------------------------------- helpers
 def _pool_input(op: str, x: np.ndarray, allowed: str) -> tuple[np.ndarray, np.dtype]:
-    """x as a C-contiguous float32/float64 array (float16 and 8-bit ints are
-    widened exactly), and the dtype to give the result back in."""
+    """x as a C-contiguous float32/float64 array (float16 and 8- and 16-bit
+    ints are widened exactly), and the dtype to give the result back in."""
     x = np.asarray(x)
     if x.ndim < 3:
         raise KernelError(f"{op}: X must have rank 3 to 5 (N, C, spatial...), got shape {list(x.shape)}")
@@ -282,7 +282,7 @@ FLOATS = ("float16", "float32", "float64")
 # ---------------------------------------------------------------- MaxPool
 def max_pool(x: np.ndarray, attrs, with_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
     op = "MaxPool"
-    x, dtype = _pool_input(op, x, FLOATS + ("int8", "uint8"))
+    x, dtype = _pool_input(op, x, FLOATS + ("int8", "uint8", "int16", "uint16"))  # int16: the codes of int16 layers
     window = _window(op, x, attrs)
     dims = out_shape(op, x.shape[2:], window, bool(attrs["ceil_mode"]))
     y = np.empty(check_output_size(x.shape[:2] + dims, op), dtype=x.dtype)

@@ -1,0 +1,130 @@
+"""The built-in models and the device test models run with Numba's bounds
+checking on: ``NUMBA_BOUNDSCHECK=1 python -m tests.helpers.boundscheck``
+(tests/test_boundscheck.py runs it in a subprocess, since the flag is read
+when Numba is imported). An out-of-range index in a kernel then raises
+IndexError here instead of reading or writing past an array.
+
+Every kernel path runs: the float executor (Run_th's path) on the built-in
+models, the quantized CPU path, and the device simulator on every device
+test model on the default card and on the tiny one that forces heavy
+tiling, each held to the integer reference bit for bit (so the run checks
+what it computes too). Small variants of the built-in models: kernels take
+shapes as arguments, one compiled signature serves every size, and the tiny
+card makes small layers tile as large ones do. The kernels compile into
+their own cache folder (runtime/jit.py tags it "-boundscheck").
+
+Compiling every kernel again takes minutes, so the suite starts the run in
+the background as soon as the test is collected (:func:`start`, from
+tests/conftest.py), niced, on the core the suite mostly leaves idle; the
+test, run last, waits for it (:func:`finish`)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from compiler.compile import build
+from compiler.zoo import mobilenet_v2, resnet, transformer_block
+from runtime.engine import Engine
+from runtime.hardware import PRESETS
+from tests.helpers.device_models import device_reference, kitchen_sink, modern_sink, moves, quantize_seeded
+from tests.helpers.models import compare_with_onnxruntime
+
+BUILTIN = {"resnet18": lambda: resnet(18, image=32, classes=10, width=8),
+           "mobilenet_v2": lambda: mobilenet_v2(image=32, classes=10, width=0.25),
+           "transformer": transformer_block}
+"""The built-in models (compiler.zoo.BUILTIN), small."""
+DEVICE = {"kitchen_sink": (kitchen_sink, {"hwlinear": True}),
+          "kitchen_sink_int16": (kitchen_sink, {"hwlinear": True, "mode": "int16"}),
+          "modern_sink": (modern_sink, {}), "moves": (moves, {}),
+          "resnet18": (BUILTIN["resnet18"], {}), "mobilenet_v2": (BUILTIN["mobilenet_v2"], {})}
+
+
+TIMEOUT = 1200
+"""Seconds the run may take (cold, compiling every kernel it uses, about 3 minutes on 2 cores)."""
+_running: dict[str, tuple[subprocess.Popen, Path]] = {}
+
+
+def start() -> None:
+    """The run started in the background (once)."""
+    if "run" in _running:
+        return
+    log = Path(tempfile.mkstemp(prefix="tessera-boundscheck-", suffix=".log")[1])
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", TESSERA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    root = Path(__file__).resolve().parents[2]
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "tests.helpers.boundscheck"], cwd=root, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(5))
+    _running["run"] = (process, log)
+
+
+def finish() -> tuple[int, str]:
+    """(exit status, output) of the run, waited for (started if it was not)."""
+    start()
+    process, log = _running["run"]
+    try:
+        process.wait(TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return process.returncode, log.read_text(errors="replace")
+
+
+def stop() -> None:
+    """Kill the run if it is still going (the session ended early)."""
+    if "run" in _running:
+        process, log = _running.pop("run")
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.unlink(missing_ok=True)
+
+
+@numba.njit
+def _past_the_end(a):
+    return a[a.shape[0]]
+
+
+def checking() -> bool:
+    """Whether compiled kernels check their indices (an index one past the
+    end raises IndexError, as it does only with NUMBA_BOUNDSCHECK=1)."""
+    try:
+        _past_the_end(np.zeros(3))
+    except IndexError:
+        return True
+    return False
+
+
+def main() -> int:
+    if not checking():
+        print("bounds checking is off: run with NUMBA_BOUNDSCHECK=1", file=sys.stderr)
+        return 2
+    for name, build_model in BUILTIN.items():
+        start = time.perf_counter()
+        model = build_model()
+        # the float executor on the imported graph, and after the whole pipeline (fused kernels: Run_th's path)
+        worst = max(max(compare_with_onnxruntime(model, optimized=o).values()) for o in (False, True))
+        assert worst < 1e-3, f"{name}: the float executor is off onnxruntime by {worst:g}"
+        print(f"float {name}: max relative error {worst:.2e} ({time.perf_counter() - start:.1f} s)", flush=True)
+    for name, (build_model, options) in DEVICE.items():
+        for card in ("fwdnxt", "tiny"):
+            start = time.perf_counter()
+            q, shape = quantize_seeded(build_model(), PRESETS[card], **options)
+            engine = Engine(build(q.graph, PRESETS[card], q.float_graph))
+            feeds = {q.input_names[0]: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+            got, want, cpu = engine.run(feeds), device_reference(q.graph, feeds), q.run(feeds)
+            for output in q.output_names:
+                np.testing.assert_array_equal(got[output], want[output], err_msg=f"{name} on {card}: {output}")
+                np.testing.assert_array_equal(cpu[output], want[output], err_msg=f"{name} CPU path: {output}")
+            print(f"device {name} on {card}: bit-exact ({time.perf_counter() - start:.1f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
