@@ -11,7 +11,8 @@ reference program of Run_th.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from runtime.compiled import CompiledModel
 from runtime.device import SimulatedDevice
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
+from runtime.interrupts import deferred_interrupt
 from runtime.segments import SegmentedProgram, SegmentExecutor
 
 
@@ -29,12 +31,15 @@ class Engine:
 
     def __init__(self, model: CompiledModel, check: bool = False):
         self.model = model
-        self.device = SimulatedDevice(model)
-        """The device backend: its DRAM, simulators and timing (hwtime, layer_times)."""
-        program = SegmentedProgram(str(model.metadata.get("source", "model")), [t.name for t in model.inputs],
-                                   [t.name for t in model.outputs], model.segments)
-        self._segments = SegmentExecutor(program, self.device, check)
-        self._reference = Executor(model.reference, check=check) if model.reference is not None else None
+        with deferred_interrupt("Init"):
+            self.device = SimulatedDevice(model)
+            """The device backend: its DRAM, simulators and timing (hwtime, layer_times)."""
+            program = SegmentedProgram(str(model.metadata.get("source", "model")), [t.name for t in model.inputs],
+                                       [t.name for t in model.outputs], model.segments)
+            self._segments = SegmentExecutor(program, self.device, check)
+            self._reference = Executor(model.reference, check=check) if model.reference is not None else None
+        self._ran: set[str] = set()
+        """The kinds of run done once: their kernels are compiled (runtime/interrupts.py)."""
 
     # ------------------------------------------------------------ running
     def run(self, feeds: Mapping[str, np.ndarray], codes: dict | None = None) -> dict[str, np.ndarray]:
@@ -62,7 +67,9 @@ class Engine:
         (runtime.segments.SegmentExecutor)."""
         if len(images) != self.model.batch:
             raise ExecutionError(f"this binary runs {self.model.batch} image(s) at once; got {len(images)}")
-        return self._segments.run_batch([self._inputs(feeds) for feeds in images], timings, codes)
+        tables = [self._inputs(feeds) for feeds in images]
+        with self._first("the first run"):
+            return self._segments.run_batch(tables, timings, codes)
 
     def run_reference(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The float reference program's outputs (FWDNXT's Run_th)."""
@@ -74,7 +81,18 @@ class Engine:
         if missing:
             raise ExecutionError(f"the float reference program does not compute the model outputs {missing}")
         table = self._inputs(feeds)
-        return self._reference.run({n: table[n] for n in program.input_names})
+        with self._first("the first run of the float reference"):
+            return self._reference.run({n: table[n] for n in program.input_names})
+
+    @contextmanager
+    def _first(self, what: str) -> Iterator[None]:
+        """Ctrl-C deferred during the first run of ``what`` (it compiles kernels)."""
+        if what in self._ran:
+            yield
+            return
+        with deferred_interrupt(what):
+            yield
+        self._ran.add(what)
 
     def _inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         table = {}

@@ -111,23 +111,26 @@ class FWDNXT:
         return compiled.output_counts()
 
     def Init(self, infile: str | os.PathLike, bitfile: str = "") -> int | tuple[int, ...]:
-        """Load the binary ``infile`` and prepare to run it (a model loaded
-        before is freed first). ``bitfile`` is recorded (the simulator needs
-        none; "" = use what is loaded)."""
+        """Load the binary ``infile`` and prepare to run it. A model loaded
+        before is freed once the new one is loaded (as Free frees it); when
+        loading fails, it stays loaded. ``bitfile`` is recorded (the
+        simulator needs none; "" = use what is loaded)."""
         self._alive("Init")
         from runtime.binary import read_binary
 
+        if not isinstance(infile, (str, os.PathLike)):
+            raise FWDNXTError(f"Init: infile must be the path of a compiled binary, got {type(infile).__name__}")
         if not isinstance(bitfile, str):
             raise FWDNXTError(f"Init: bitfile must be a path string or '', got {type(bitfile).__name__}")
         if bitfile and not os.path.isfile(bitfile):
             raise FWDNXTError(f"Init: bitfile {bitfile!r} does not exist")
-        self._shutdown()
         try:
             engine = Engine(read_binary(infile))
         except TesseraError as exc:
             raise FWDNXTError(f"Init: {exc}") from exc
         except OSError as exc:
             raise FWDNXTError(f"Init: cannot read {str(infile)!r}: {exc}") from exc
+        self._shutdown()
         queue = EngineQueue(engine, after_run=_dumper(engine, self._flags))
         buffers = InOrderBuffers(queue, BUFFERS)
         self._session = _Session(engine, queue, buffers, weakref.finalize(self, _close, buffers, queue))
@@ -166,6 +169,7 @@ class FWDNXT:
         """Set a flag (values may be given as strings, as FWDNXT takes them);
         every name of docs/fwdnxt.md is either done or refused with why."""
         self._alive("SetFlag")
+        _name("SetFlag", name)
         if name == "help":
             print(help_text())
         elif name == "reset":
@@ -199,6 +203,7 @@ class FWDNXT:
         """Any name of docs/fwdnxt.md: the hardware, the loaded binary, the
         last run, or any flag Tessera implements."""
         self._alive("GetInfo")
+        _name("GetInfo", name)
         if name in self._flags:
             return self._flags[name]
         if name in INFO:
@@ -425,6 +430,12 @@ def _dumper(engine: Engine, flags: dict[str, Any]):
             debug.dump_drams(engine, Path(flags["dumpdir"]), next(runs))
 
     return dump
+
+
+def _name(call: str, name: Any) -> None:
+    """A flag or info name must be a string (a list would not even hash)."""
+    if not isinstance(name, str):
+        raise FWDNXTError(f"{call}: the name must be a string, got {type(name).__name__} {name!r:.40}")
 
 
 def _count(name: str, value: Any, minimum: int) -> int:

@@ -36,6 +36,11 @@ MAX_CARDS = int(os.environ.get("TESSERA_MAX_CARDS", "16"))
 """Cards the simulated system holds at most (FWDNXT's GetInfo('maxfpga')):
 a program may use any number up to it, each card simulated with its own DRAM."""
 
+MAX_HOST_DRAM = int(os.environ.get("TESSERA_MAX_HOST_DRAM", str(16 * GIB)))
+"""Most bytes of simulated DRAM, all cards together, that one loaded model
+may make this host allocate (env TESSERA_MAX_HOST_DRAM): a binary claiming
+more is refused at load, and the compiler refuses to plan more."""
+
 SUPPORTED_WIDTHS = (8, 16)
 """Integer data widths the datapath can have: int8 and 16-bit fixed point (Q8.8)."""
 
@@ -150,6 +155,21 @@ class HardwareConfig:
         if not isinstance(widths, (list, tuple)):
             raise HardwareConfigError(f"hardware config field 'data_widths' must be a list, got {widths!r}")
         return cls(**{**data, "data_widths": tuple(widths)})
+
+
+def dram_shortfall(config: HardwareConfig, needed: int, weights: int) -> str | None:
+    """Why a model needing ``needed`` bytes of DRAM per card, ``weights`` of
+    them its weights image, cannot be loaded on ``config``'s cards simulated
+    here (both numbers, needed and available); None when it can."""
+    if weights > config.dram_bytes:
+        return f"the weights need {weights} bytes of DRAM; the card has {config.dram_bytes} (dram_bytes)"
+    if needed > config.dram_bytes:
+        return f"the model needs {needed} bytes of DRAM; the card has {config.dram_bytes} (dram_bytes)"
+    if needed * config.cards > MAX_HOST_DRAM:
+        return (f"the model needs {needed * config.cards} bytes of simulated DRAM ({config.cards} card(s) of "
+                f"{needed}); this host allows {MAX_HOST_DRAM} (runtime.hardware.MAX_HOST_DRAM, environment "
+                "variable TESSERA_MAX_HOST_DRAM)")
+    return None
 
 
 def _check_int(name: str, value: Any, bounds: tuple[int, int]) -> None:

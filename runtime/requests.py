@@ -88,8 +88,8 @@ class Request:
                     after_run(self)
             else:
                 self.outputs = [engine.run_reference(feeds) for feeds in self.images]
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the request's owner
-            self.error = exc
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the request's owner
+            self.error = exc  # (an interrupt too: EngineQueue.run raises it again on its caller's thread)
 
     def _cancel(self) -> None:
         self.error = Cancelled("the engine was freed before this request ran")
@@ -139,6 +139,8 @@ class EngineQueue:
             else:
                 request._execute(self.engine, self._after_run)
                 request._done.set()
+        if request.error is not None and not isinstance(request.error, Exception):
+            raise request.error  # KeyboardInterrupt: the caller's, not the run's failure
         return request
 
     def close(self, cancel: bool = True) -> None:
@@ -226,21 +228,26 @@ class InOrderBuffers:
     def take(self, block: bool = True) -> Request | None:
         """The oldest request not taken yet, once done (waiting for it to be
         put and run); without ``block``, None at once when it is not ready.
-        Closed when the queue is closed with nothing left to take."""
-        with self._cond:
-            while not self._order or (not block and not self._order[0].done):
-                if not block:
-                    return None
-                if self._closed:
-                    raise Closed("the engine was freed while waiting for a result")
-                self._cond.wait()
-            request = self._order.popleft()
-        request.wait()
-        if not request.is_end:
+        Closed when the queue is closed with nothing left to take. It is
+        taken only once done, so a take interrupted while it waits (Ctrl-C)
+        leaves it for the next, and two takers never get the same one."""
+        while True:
             with self._cond:
-                self._held -= 1
-                self._cond.notify_all()
-        return request
+                while not self._order or (not block and not self._order[0].done):
+                    if not block:
+                        return None
+                    if self._closed:
+                        raise Closed("the engine was freed while waiting for a result")
+                    self._cond.wait()
+                request = self._order[0]
+            request.wait()
+            with self._cond:
+                if self._order and self._order[0] is request:
+                    self._order.popleft()
+                    if not request.is_end:
+                        self._held -= 1
+                    self._cond.notify_all()
+                    return request
 
     def close(self) -> None:
         """Wake every waiting put (Closed) and every take waiting for an input

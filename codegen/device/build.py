@@ -11,7 +11,7 @@ from ir.graph import Graph
 from passes.distribute import Placement
 from passes.plan_memory import align
 from runtime.compiled import CompiledModel, CpuSegment, HostTensor
-from runtime.hardware import HardwareConfig
+from runtime.hardware import HardwareConfig, dram_shortfall
 
 
 def build_compiled(graph: Graph, config: HardwareConfig, reference: Graph | None = None,
@@ -32,8 +32,9 @@ def build_compiled(graph: Graph, config: HardwareConfig, reference: Graph | None
             plans.append(lower_segment(node))
     base = align(image.size)
     end = max([p.place(base) for p in plans if isinstance(p, SegmentLowering)], default=base)
-    if end > config.dram_bytes:
-        raise CodegenError(f"the model needs {end} bytes of DRAM; the card has {config.dram_bytes}")
+    shortfall = dram_shortfall(config, end, image.size)
+    if shortfall:
+        raise CodegenError(shortfall)
     segments = [p.emit() if isinstance(p, SegmentLowering) else p for p in plans]
     split = [row for p in plans for row in getattr(p, "split_rows", [])]
     if image.size > base:

@@ -58,6 +58,8 @@ class InferenceSession:
     def _feeds(self, input_feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """The feeds checked like onnxruntime checks them: every input, no
         other name, the input's element type and shape."""
+        if not isinstance(input_feed, Mapping):
+            raise SimulatorError(f"input_feed must be a dict of input name -> array, got {type(input_feed).__name__}")
         specs = {s.name: s for s in self.model.inputs}
         unknown = sorted(set(input_feed) - set(specs))
         if unknown:

@@ -30,7 +30,7 @@ from runtime.compiled import (
     Instance,
     Layer,
 )
-from runtime.hardware import HardwareConfig, HardwareConfigError
+from runtime.hardware import HardwareConfig, HardwareConfigError, dram_shortfall
 from runtime.isa import INSTR_BYTES, IsaError, StreamKey, validate_streams
 
 META_KEYS = ("inputs", "outputs", "segments", "dram_size", "metadata")
@@ -83,8 +83,11 @@ def _read(data: memoryview) -> CompiledModel:
             raise fail("REFERENCE.programs", f"holds {len(programs)} programs, not one")
         reference = programs[0]
     meta = record(parse_json(sections[Section.META], "META"), "META", META_KEYS, optional=("batch",))
-    dram_size = integer(meta["dram_size"], "META.dram_size", 0, config.dram_bytes)
+    dram_size = integer(meta["dram_size"], "META.dram_size", 0)
     image = sections[Section.WEIGHTS]
+    shortfall = dram_shortfall(config, dram_size, len(image))
+    if shortfall:
+        raise fail("META.dram_size", shortfall)
     if len(image) > dram_size:
         raise fail("WEIGHTS", f"the DRAM image ({len(image)} bytes) is longer than META.dram_size={dram_size}")
     if not isinstance(meta["metadata"], dict):

@@ -178,6 +178,9 @@ class IENetwork:
         self._proto = None
         self._extra: list[tuple[str, str]] = []
         source = bytes(model) if init_from_buffer else model
+        if not isinstance(source, (str, os.PathLike, bytes)) and not hasattr(source, "SerializeToString"):
+            raise InferenceEngineError(f"IENetwork: model must be a path, the bytes of a model with "
+                                       f"init_from_buffer=True, or an onnx ModelProto; got {type(model).__name__}")
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             if path.suffix.lower() == ".xml":
@@ -705,6 +708,10 @@ class InferRequest:
                                            f"are {list(self.inputs)}")
             buffer = self.inputs[name]
             array = np.asarray(value)
+            if not np.can_cast(array.dtype, buffer.dtype, casting="same_kind"):
+                precision = PRECISIONS.get(buffer.dtype.name, buffer.dtype.name)
+                raise InferenceEngineError(f"request {self.index}: input {name!r} must be a number array that "
+                                           f"converts to its precision {precision}, got {array.dtype}")
             if array.shape != buffer.shape:
                 if array.size == buffer.size and array.ndim != buffer.ndim:
                     array = array.reshape(buffer.shape)
