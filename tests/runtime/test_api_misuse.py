@@ -453,7 +453,16 @@ def test_keyboard_interrupt_in_put_input_and_get_result_loses_nothing(ie, expect
     assert seen == list(range(count)) and wrong == []
 
 
-def test_a_first_ctrl_c_is_held_while_kernels_compile():
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, whatever this process inherited (a shell
+    starts background jobs with SIGINT ignored, and Python then installs none)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_first_ctrl_c_is_held_while_kernels_compile(python_sigint):
     """The main thread's first SIGINT inside deferred_interrupt is raised when
     the body ends; the body runs to its end."""
     finished = []
@@ -472,6 +481,7 @@ def test_ctrl_c_in_the_main_thread_during_runs(binaries):
         import os, signal, threading, time
         import numpy as np
         from runtime import FWDNXT
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even where SIGINT was inherited ignored
         ie = FWDNXT()
         ie.Init({binaries["tiny"]!r}, "")
         x = np.ones((1, 2, 2, 2), np.float32)
