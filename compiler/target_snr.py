@@ -5,10 +5,10 @@ The output SNR (every output, the worst one counts) is measured on
 calibration inputs held out from the grids' fit (the last ``target_samples``
 of them, when at least :data:`MIN_FIT` others remain: grids score higher on
 the inputs they were fit to, and the target is a promise about new ones;
-the final grids are fit to every calibration input); while it is under the target, layers move to 16 bits (radix16 in a
-radix model) in the order of their share of the output error
-(compiler/diagnose.py), as many at a time as the shares say the remaining
-gap needs, within a budget on the accelerator's MACs that run in 16 bits
+the final grids are fit to every calibration input). While it is under the
+target, layers move to 16 bits (radix16 in a radix model) in the order of
+their share of the output error (compiler/diagnose.py), as many at a time
+as the shares say the remaining gap needs, within a budget on the accelerator's MACs that run in 16 bits
 (default 15 %). The result carries a :class:`TargetReport`: the SNR before
 and after, what moved, the 16-bit MAC share, the estimated hwtime before and
 after (the default card's cycle model), and, when the budget cannot reach

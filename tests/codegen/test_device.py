@@ -16,26 +16,11 @@ from passes.distribute import Placement
 from passes.infra import PassContext
 from runtime.engine import Engine
 from runtime.hardware import PRESETS, HardwareConfig
-from runtime.isa import AccMode, Op, column, decode_array, validate_streams
-from tests.helpers.device_models import device_reference, kitchen_sink, modern_sink, moves, quantize_seeded
+from runtime.isa import AccMode, Op, column, decode_array
+from tests.helpers.device_models import assert_device_exact, kitchen_sink, modern_sink, moves, quantize_seeded
 
 TINY, LARGE = PRESETS["tiny"], PRESETS["large"]
 CONFIGS = {"default": PRESETS["fwdnxt"], "tiny": TINY, "large": LARGE}
-
-
-def _assert_device_exact(quantized, shape, config, seeds=(0, 1)):
-    compiled = build(quantized.graph, config, quantized.float_graph)
-    for segment in compiled.device_segments:
-        validate_streams(segment.streams, config, compiled.dram_size)
-    engine = Engine(compiled)
-    for seed in seeds:
-        feeds = {quantized.input_names[0]: np.random.default_rng(seed).standard_normal(shape).astype(np.float32)}
-        got, want = engine.run(feeds), device_reference(quantized.graph, feeds)
-        cpu = quantized.run(feeds) if seed == seeds[0] else want  # the CPU kernels on the codes too (int16 MaxPool)
-        for name in quantized.output_names:
-            np.testing.assert_array_equal(got[name], want[name], err_msg=f"output {name}, config {config}")
-            np.testing.assert_array_equal(cpu[name], want[name], err_msg=f"CPU path, output {name}")
-    return compiled, engine
 
 
 MODELS = {
@@ -63,7 +48,7 @@ def test_simulator_matches_integer_reference(name, config):
     """numclus=1, and split mode over the config's cards and clusters: the
     same integers (no split divides a reduction)."""
     quantized, shape = MODELS[name](CONFIGS[config])
-    compiled, engine = _assert_device_exact(quantized, shape, CONFIGS[config])
+    compiled, engine = assert_device_exact(quantized, shape, CONFIGS[config])
     assert compiled.device_segments, f"{name}: nothing was placed on the accelerator"
     cards, clusters = SPLITS[config]
     system = system_config(CONFIGS[config], cards)
@@ -107,7 +92,7 @@ def test_modern_layers_run_whole_on_the_device_in_their_own_forms():
     assert ops.count("QConvTranspose") == 2 and {"QSub", "QMax", "QMin", "QMul", "QConcat"} <= set(ops)
     assert sum(len(n.attrs.get("table", ())) == 256 for n in quantized.quantized_nodes()) >= 3  # SiLU, HardSwish, SE
     assert "QLut" not in ops and "Sigmoid" not in ops
-    compiled, engine = _assert_device_exact(quantized, shape, TINY)
+    compiled, engine = assert_device_exact(quantized, shape, TINY)
     layers = [layer.op for layer in compiled.layers]
     assert layers.count("QConvTranspose") == 4 + 4  # a part per output phase
     assert layers.count("QAvgPool") >= 3  # POOL, and the GEMM of the wide global averages
@@ -120,7 +105,7 @@ def test_mixed_precision_layers_are_exact():
             for s in n.annotations.get("source", [])}
     assert {"conv_3", "conv_27"} <= wide
     assert "conv_12" not in wide, "conv_12 feeds a lookup table: its output stays 8-bit"
-    _assert_device_exact(quantized, shape, TINY)
+    assert_device_exact(quantized, shape, TINY)
 
 
 def _ops(compiled) -> list[np.ndarray]:

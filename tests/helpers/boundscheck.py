@@ -29,11 +29,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from compiler.compile import build
 from compiler.zoo import mobilenet_v2, resnet, transformer_block
-from runtime.engine import Engine
 from runtime.hardware import PRESETS
-from tests.helpers.device_models import device_reference, kitchen_sink, modern_sink, moves, quantize_seeded
+from tests.helpers.device_models import assert_device_exact, kitchen_sink, modern_sink, moves, quantize_seeded
 from tests.helpers.models import compare_with_onnxruntime
 
 BUILTIN = {"resnet18": lambda: resnet(18, image=32, classes=10, width=8),
@@ -106,23 +104,17 @@ def main() -> int:
         print("bounds checking is off: run with NUMBA_BOUNDSCHECK=1", file=sys.stderr)
         return 2
     for name, build_model in BUILTIN.items():
-        start = time.perf_counter()
+        began = time.perf_counter()
         model = build_model()
         # the float executor on the imported graph, and after the whole pipeline (fused kernels: Run_th's path)
         worst = max(max(compare_with_onnxruntime(model, optimized=o).values()) for o in (False, True))
         assert worst < 1e-3, f"{name}: the float executor is off onnxruntime by {worst:g}"
-        print(f"float {name}: max relative error {worst:.2e} ({time.perf_counter() - start:.1f} s)", flush=True)
+        print(f"float {name}: max relative error {worst:.2e} ({time.perf_counter() - began:.1f} s)", flush=True)
     for name, (build_model, options) in DEVICE.items():
         for card in ("fwdnxt", "tiny"):
-            start = time.perf_counter()
-            q, shape = quantize_seeded(build_model(), PRESETS[card], **options)
-            engine = Engine(build(q.graph, PRESETS[card], q.float_graph))
-            feeds = {q.input_names[0]: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-            got, want, cpu = engine.run(feeds), device_reference(q.graph, feeds), q.run(feeds)
-            for output in q.output_names:
-                np.testing.assert_array_equal(got[output], want[output], err_msg=f"{name} on {card}: {output}")
-                np.testing.assert_array_equal(cpu[output], want[output], err_msg=f"{name} CPU path: {output}")
-            print(f"device {name} on {card}: bit-exact ({time.perf_counter() - start:.1f} s)", flush=True)
+            began = time.perf_counter()
+            assert_device_exact(*quantize_seeded(build_model(), PRESETS[card], **options), PRESETS[card], seeds=(0,))
+            print(f"device {name} on {card}: bit-exact ({time.perf_counter() - began:.1f} s)", flush=True)
     return 0
 
 

@@ -8,9 +8,12 @@ import warnings
 import numpy as np
 
 from codegen.cpu import lower_to_program
+from compiler.compile import build
 from compiler.quantize import quantize_model
 from compiler.zoo.builder import OnnxBuilder
+from runtime.engine import Engine
 from runtime.executor import Executor
+from runtime.isa import validate_streams
 from tests.oracle import run_reference
 
 
@@ -106,3 +109,21 @@ def quantize_seeded(model, config=None, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return quantize_model(model, calibration_data=samples, **options), shape
+
+
+def assert_device_exact(quantized, shape, config, seeds=(0, 1)):
+    """``quantized`` built for ``config`` (its streams validated) and run on
+    the simulator for each seed's input, bit-exact to the integer reference,
+    and so is the CPU path on the first; (the CompiledModel, its Engine)."""
+    compiled = build(quantized.graph, config, quantized.float_graph)
+    for segment in compiled.device_segments:
+        validate_streams(segment.streams, config, compiled.dram_size)
+    engine = Engine(compiled)
+    for seed in seeds:
+        feeds = {quantized.input_names[0]: np.random.default_rng(seed).standard_normal(shape).astype(np.float32)}
+        got, want = engine.run(feeds), device_reference(quantized.graph, feeds)
+        cpu = quantized.run(feeds) if seed == seeds[0] else want  # the CPU kernels on the codes too (int16 MaxPool)
+        for name in quantized.output_names:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"output {name}, config {config}")
+            np.testing.assert_array_equal(cpu[name], want[name], err_msg=f"CPU path, output {name}")
+    return compiled, engine
