@@ -1,120 +1,24 @@
 """API misuse and concurrency (issue 23 item 4): every call before Init,
 after Free, twice; a second binary on one object; wrong arrays; objects on
 several threads; one object's runs from several threads (serialized, each
-caller its own result); Free while work is in flight; KeyboardInterrupt
-during a run. Each misuse is a named error naming the call; nothing hangs
+caller its own result); Free while work is in flight (KeyboardInterrupt:
+test_api_interrupts.py). Each misuse is a named error naming the call; nothing hangs
 (every wait has a timeout), nothing is lost or duplicated. FWDNXT in full,
 then the analogous calls of the Inference-Engine classes, kp and the
 Simulator API's session."""
 from __future__ import annotations
 
-import ctypes
-import os
-import random
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
-import warnings
 
 import numpy as np
-import onnx
 import pytest
 
-from compiler.zoo.builder import OnnxBuilder
 from runtime import FWDNXT, kp
 from runtime.fwdnxt import FWDNXTError
 from runtime.inference_engine import IENetwork, IEPlugin, InferenceEngineError
-from runtime.interrupts import deferred_interrupt
-from tests.helpers.fwdnxt import OUTPUTS, compile_tiny, images
-
-TIMEOUT = 30
-"""Seconds any thread of a test may take before the test calls it a hang."""
-DISTINCT = 16
-OTHER_SHAPE = (1, 2, 4, 4)
-OTHER_OUTPUTS = 48
-
-
-@pytest.fixture(scope="module")
-def binaries(tmp_path_factory):
-    """The tiny model (one device conv) and another (conv, relu, a softmax
-    on the CPU: a device and a CPU segment), and a corrupt file."""
-    folder = tmp_path_factory.mktemp("misuse")
-    tiny, _ = compile_tiny(folder)
-    builder = OnnxBuilder("other", seed=3)
-    x = builder.input("x", list(OTHER_SHAPE))
-    y = builder.node("Softmax", [builder.node("Relu", [builder.conv(x, 2, 3, 3)])], axis=1)
-    onnx.save(builder.model([y]), folder / "other.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        count = FWDNXT().Compile("4x4x2", str(folder / "other.onnx"), str(folder / "other.bin"),
-                                 samples=[np.random.default_rng(i).standard_normal(OTHER_SHAPE, np.float32)
-                                          for i in range(4)])
-    assert count == OTHER_OUTPUTS
-    (folder / "corrupt.bin").write_bytes(tiny.read_bytes()[:100])
-    return {"tiny": str(tiny), "other": str(folder / "other.bin"), "corrupt": str(folder / "corrupt.bin")}
-
-
-def _answers(path: str, xs, size: int) -> dict[str, list[np.ndarray]]:
-    """Each call's result for each input, on one fresh object."""
-    ie = FWDNXT()
-    ie.Init(path, "")
-    out = {}
-    for call in ("Run", "Run_sw", "Run_th"):
-        out[call] = []
-        for x in xs:
-            out[call].append(np.zeros(size, np.float32))
-            getattr(ie, call)(x, out[call][-1])
-    ie.Free()
-    return out
-
-
-@pytest.fixture(scope="module")
-def expected(binaries):
-    """DISTINCT inputs of each model and every call's results for them (also
-    the warm-up: every kernel compiled before a test interrupts a run)."""
-    xs = images(DISTINCT)
-    others = [np.random.default_rng(50 + i).standard_normal(OTHER_SHAPE, np.float32) for i in range(DISTINCT)]
-    tiny, other = _answers(binaries["tiny"], xs, OUTPUTS), _answers(binaries["other"], others, OTHER_OUTPUTS)
-    assert len({r.tobytes() for r in tiny["Run"]}) == DISTINCT
-    return {"tiny": (xs, tiny), "other": (others, other)}
-
-
-@pytest.fixture
-def ie(binaries):
-    ie = FWDNXT()
-    ie.Init(binaries["tiny"], "")
-    yield ie
-    ie.Free()
-
-
-def _threads(target, count: int, *args) -> list[BaseException]:
-    """Run target(i, *args) on ``count`` threads; the exceptions they raised.
-    Fails the test if one is still running after TIMEOUT seconds."""
-    errors: list[BaseException] = []
-
-    def body(i):
-        try:
-            target(i, *args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    return errors
-
-
-def _interrupt(thread: threading.Thread) -> None:
-    """Raise KeyboardInterrupt in ``thread`` at its next bytecode (as Ctrl-C
-    does in the main thread)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt))
-
+from tests.helpers.api_misuse import DISTINCT, OTHER_OUTPUTS, OTHER_SHAPE, TIMEOUT, on_threads
+from tests.helpers.fwdnxt import OUTPUTS, images
 
 # ---------------------------------------------------------------- FWDNXT: order of calls
 X = np.zeros((1, 2, 2, 2), np.float32)
@@ -274,7 +178,7 @@ def test_two_objects_on_two_threads_give_their_own_results(binaries, expected):
         for call in ("Run", "Run_th", "Run_sw"):
             _runs(objects[name], call, xs, want["Run" if call == "Run_sw" else call], 60, start=i)
 
-    assert _threads(work, 4) == []
+    assert on_threads(work, 4) == []
     for ie in objects.values():
         ie.Free()
 
@@ -303,7 +207,7 @@ def test_one_objects_runs_from_several_threads_are_each_correct(binaries, expect
 
     engine.run_batch = counted
     xs, want = expected["other"]
-    assert _threads(lambda i: _runs(ie, call, xs, want[call], 80, start=i), 4) == []
+    assert on_threads(lambda i: _runs(ie, call, xs, want[call], 80, start=i), 4) == []
     if call != "Run_th":
         assert most[0] == 1
     ie.Free()
@@ -379,158 +283,6 @@ def test_free_from_another_thread_while_runs_go_on(binaries, expected):
     assert not any(t.is_alive() for t in threads)
 
 
-# ---------------------------------------------------------------- FWDNXT: KeyboardInterrupt
-@pytest.mark.parametrize("call", ["Run", "Run_sw", "Run_th"])
-def test_keyboard_interrupt_during_a_run_leaves_the_object_usable(ie, expected, call):
-    xs, want = expected["tiny"]
-    stop = threading.Event()
-    counts = {"done": 0, "interrupted": 0, "wrong": 0}
-
-    def runs():
-        result = np.zeros(OUTPUTS, np.float32)
-        while not stop.is_set():
-            try:
-                i = random.randrange(DISTINCT)
-                getattr(ie, call)(xs[i], result)
-                counts["wrong"] += not np.array_equal(result, want[call][i])
-                counts["done"] += 1
-            except KeyboardInterrupt:
-                counts["interrupted"] += 1
-
-    worker = threading.Thread(target=runs, daemon=True)
-    worker.start()
-    for _ in range(150):
-        time.sleep(random.random() * 0.002)
-        _interrupt(worker)
-    time.sleep(0.02)
-    stop.set()
-    worker.join(TIMEOUT)
-    assert not worker.is_alive()
-    assert counts["interrupted"] > 0 and counts["done"] > 0 and counts["wrong"] == 0, counts
-    result = np.zeros(OUTPUTS, np.float32)
-    getattr(ie, call)(xs[7], result)
-    np.testing.assert_array_equal(result, want[call][7])
-
-
-def test_keyboard_interrupt_in_put_input_and_get_result_loses_nothing(ie, expected):
-    """Interrupted while waiting for a buffer or a result, the input or the
-    result stays where it was: every result comes back once, in order."""
-    xs, want = expected["tiny"]
-    count, seen, wrong = 600, [], []
-
-    def get():
-        result = np.zeros(OUTPUTS, np.float32)
-        while True:
-            try:
-                tag = ie.GetResult(result)
-            except KeyboardInterrupt:
-                continue
-            if tag is None:
-                return
-            seen.append(tag)
-            if not np.array_equal(result, want["Run"][tag % DISTINCT]):
-                wrong.append(tag)
-
-    def put():
-        i = 0
-        while i <= count:
-            try:
-                ie.PutInput(*((xs[i % DISTINCT], i) if i < count else (None, None)))
-                i += 1
-            except KeyboardInterrupt:
-                continue
-
-    workers = [threading.Thread(target=fn, daemon=True) for fn in (get, put)]
-    for worker in workers:
-        worker.start()
-    for k in range(200):
-        time.sleep(random.random() * 0.002)
-        if workers[k % 2].is_alive():
-            _interrupt(workers[k % 2])
-    for worker in workers:
-        worker.join(TIMEOUT)
-    assert not any(w.is_alive() for w in workers), "a thread hung"
-    assert seen == list(range(count)) and wrong == []
-
-
-@pytest.fixture
-def python_sigint():
-    """Python's own SIGINT handler, whatever this process inherited (a shell
-    starts background jobs with SIGINT ignored, and Python then installs none)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
-def test_a_first_ctrl_c_is_held_while_kernels_compile(python_sigint):
-    """The main thread's first SIGINT inside deferred_interrupt is raised when
-    the body ends; the body runs to its end."""
-    finished = []
-    with pytest.raises(KeyboardInterrupt, match="interrupted during compiling"):
-        with deferred_interrupt("compiling"):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
-            finished.append(True)
-    assert finished == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_ctrl_c_in_the_main_thread_during_runs(binaries):
-    """A real SIGINT, in a process of its own: once during the first Run (held
-    until it ends), then many times during runs; the object stays usable."""
-    script = textwrap.dedent(f"""
-        import os, signal, threading, time
-        import numpy as np
-        from runtime import FWDNXT
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # even where SIGINT was inherited ignored
-        ie = FWDNXT()
-        ie.Init({binaries["tiny"]!r}, "")
-        x = np.ones((1, 2, 2, 2), np.float32)
-        result = np.zeros({OUTPUTS}, np.float32)
-        engine = ie._session.engine
-        first = engine._segments.run_batch
-        def interrupted(*args):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            return first(*args)
-        engine._segments.run_batch = interrupted
-        try:
-            ie.Run(x, result)
-            raise SystemExit("no KeyboardInterrupt")
-        except KeyboardInterrupt as exc:
-            assert "the first run" in str(exc), exc
-        engine._segments.run_batch = first
-        ie.Run(x, result)
-        want = result.copy()
-        go = threading.Event()
-        def sender():
-            go.wait()
-            for _ in range(100):
-                time.sleep(0.003)
-                os.kill(os.getpid(), signal.SIGINT)
-        thread = threading.Thread(target=sender)
-        thread.start()
-        interrupted, done = 0, False
-        while not done:  # a Ctrl-C between two statements of the loop is counted too
-            try:
-                go.set()
-                while thread.is_alive():
-                    try:
-                        ie.Run(x, result)
-                        assert np.array_equal(result, want)
-                    except KeyboardInterrupt:
-                        interrupted += 1
-                done = True
-            except KeyboardInterrupt:
-                interrupted += 1
-        ie.Run(x, result)
-        assert np.array_equal(result, want) and interrupted > 50, interrupted
-        print("ok", interrupted)
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-3000:]
-
-
 # ---------------------------------------------------------------- the Inference-Engine classes
 @pytest.fixture(scope="module")
 def executable(binaries):
@@ -571,8 +323,8 @@ def test_ie_requests_from_several_threads_are_correct_or_busy(executable, expect
                 continue
             assert i >= 2
 
-    assert _threads(work, 2) == []
-    assert _threads(work, 4) == []
+    assert on_threads(work, 2) == []
+    assert on_threads(work, 4) == []
 
 
 # ---------------------------------------------------------------- kp
@@ -624,7 +376,7 @@ def test_kp_two_groups_on_two_threads(binaries):
             for k in range(40):
                 np.testing.assert_array_equal(answer(i, k), want[i][k % 4])
 
-        assert _threads(work, 2) == []
+        assert on_threads(work, 2) == []
     finally:
         for dg in groups:
             kp.core.disconnect_devices(dg)
@@ -650,4 +402,4 @@ def test_simulator_session_misuse_and_two_threads(binaries):
         for k in range(40):
             np.testing.assert_array_equal(session.run(None, {"x": xs[(i + k) % 8]})[0], want[(i + k) % 8])
 
-    assert _threads(work, 3) == []
+    assert on_threads(work, 3) == []
