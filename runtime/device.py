@@ -88,6 +88,9 @@ class SimulatedDevice:
             codes = self._quantize([table[tensor.name], *grids[tensor]], _EDGE_ATTRS)[0]
             if tensor.perm:
                 codes = np.ascontiguousarray(codes.transpose(tensor.perm))
+            if codes.nbytes != tensor.nbytes:  # a data-dependent CPU output the binary misdeclares
+                raise ExecutionError(f"segment {segment.name!r}: input {tensor.name!r} came with shape "
+                                     f"{list(codes.shape)}; its DRAM tensor holds {list(tensor.shape)}")
             at = tensor.addr + instance.offset
             dram[at:at + tensor.nbytes] = codes.reshape(-1).view(np.uint8)
 

@@ -499,4 +499,8 @@ def _fill(model: CompiledModel, targets: list[np.ndarray], outputs: list[dict[st
     for target, spec in zip(targets, model.outputs):
         flat = target.reshape(len(outputs), -1)
         for i, out in enumerate(outputs):
-            flat[i] = np.asarray(out[spec.name], np.float32).reshape(-1)
+            value = np.asarray(out[spec.name], np.float32)
+            if value.size != flat.shape[1]:  # a data-dependent CPU output the binary's META misdeclares
+                raise FWDNXTError(f"output {spec.name!r} came out with shape {list(value.shape)}; the binary "
+                                  f"declares {list(spec.shape)}")
+            flat[i] = value.reshape(-1)

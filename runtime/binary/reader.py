@@ -283,24 +283,46 @@ def _permutation(value: Any, where: str, rank: int) -> tuple[int, ...]:
 def _check_flow(model: CompiledModel) -> None:
     """Each segment reads model inputs or earlier segments' outputs, writes
     new names, and the model outputs are produced."""
-    available = {t.name for t in model.inputs}
+    available = {t.name: math.prod(t.shape) for t in model.inputs}  # name -> values per image (None: data-dependent)
     for i, segment in enumerate(model.segments):
         where = f"META.segments[{i}] ({segment.name!r:.60})"
-        names_in = [t if isinstance(t, str) else t.name for t in segment.inputs]
-        names_out = [t if isinstance(t, str) else t.name for t in segment.outputs]
-        for j, name in enumerate(names_in):
+        for j, (name, size) in enumerate(_sizes(segment, "inputs")):
             if name not in available:
                 raise fail(f"{where}.inputs[{j}]", f"tensor {name!r:.60} is neither a model input nor an output "
                                                    "of an earlier segment")
-        for j, name in enumerate(names_out):
+            _same_size(f"{where}.inputs[{j}]", name, available[name], size)
+        for j, (name, size) in enumerate(_sizes(segment, "outputs")):
             if name in available:
                 raise fail(f"{where}.outputs[{j}]", f"tensor {name!r:.60} is already defined")
-            available.add(name)
+            available[name] = size
     for j, tensor in enumerate(model.outputs):
         if tensor.name not in available:
             raise fail(f"META.outputs[{j}]", f"model output {tensor.name!r:.60} is produced by no segment")
+        _same_size(f"META.outputs[{j}]", tensor.name, available[tensor.name], math.prod(tensor.shape))
     if model.reference is not None:  # Run_th feeds it the model's inputs
         given = {t.name for t in model.inputs}
         extra = [n for n in model.reference.input_names if n not in given]
         if extra:
             raise fail("REFERENCE.inputs", f"the float reference reads {extra[:8]!r:.120}, not model inputs")
+
+
+def _sizes(segment: DeviceSegment | CpuSegment, side: str) -> list[tuple[str, int | None]]:
+    """(name, values per image) of a segment's inputs or outputs: a device
+    tensor's from its DRAM shape, a CPU program's from its recorded types
+    (None where a dim is data-dependent or no type is recorded)."""
+    if isinstance(segment, DeviceSegment):
+        return [(t.name, math.prod(t.shape)) for t in getattr(segment, side)]
+    program = segment.program
+    slots = getattr(program, side)
+    sizes = []
+    for name, slot in zip(getattr(segment, side), slots):
+        dims = program.types[slot][0] if slot < len(program.types) else (None,)
+        sizes.append((name, None if None in dims else math.prod(dims)))
+    return sizes
+
+
+def _same_size(where: str, name: str, produced: int | None, expected: int | None) -> None:
+    """A tensor read (or declared) with as many values as its producer writes."""
+    if produced is not None and expected is not None and produced != expected:
+        raise fail(where, f"tensor {name!r:.60} holds {expected} values per image here, but {produced} where it "
+                          "is produced")

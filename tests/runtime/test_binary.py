@@ -260,6 +260,11 @@ META_CASES = {
                    r"\('device1'\).outputs\[0\]: tensor 'conv_out' is already defined"),
     "flow output": (meta_edit(lambda m: m["outputs"][0].__setitem__("name", "logits")),
                     r"META.outputs\[0\]: model output 'logits' is produced by no segment"),
+    "flow output size": (meta_edit(lambda m: m["outputs"][0].__setitem__("shape", [1])),
+                         r"META.outputs\[0\]: tensor 'probabilities' holds 1 values per image here, but \d+ where "
+                         r"it is produced"),
+    "flow device input size": (meta_edit(lambda m: device(m)["inputs"][0].__setitem__("shape", [1, 1, 1, 2])),
+                               r"segments\[2\] \('[^']+'\).inputs\[0\]: tensor '[^']+' holds 2 values per image here"),
     "cpu io count": (meta_edit(lambda m: m["segments"][0]["inputs"].append("image")),
                      r"META.segments\[0\]: names 2 inputs and 1 outputs; its program has 1 and 1"),
     "cpu segments": (meta_edit(lambda m: m["segments"].pop(0)), r"CPU.programs: holds 2 programs for 1 CPU"),
