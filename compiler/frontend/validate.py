@@ -98,7 +98,17 @@ def _check_graph(graph: onnx.GraphProto, opset: int, label: str) -> None:
         for value in values:
             _raise_if(_declared_problem(value.type), f"{kind} {value.name!r}", label)
     for index, node in enumerate(graph.node):
+        _raise_if(_text_problem(node), f"node {index}", label)
         _check_node(node, node.name or f"{node.op_type}_{index}", opset, label)
+
+
+def _text_problem(node: onnx.NodeProto) -> str | None:
+    """A name, op type, domain or attribute name that is not UTF-8 (protobuf
+    gives such a string field back as bytes, which onnx's C++ bindings and
+    the messages here cannot take)."""
+    fields = [node.op_type, node.domain, node.name, *node.input, *node.output, *(a.name for a in node.attribute)]
+    bad = next((f for f in fields if not isinstance(f, str)), None)
+    return None if bad is None else f"has a name, op type, domain or attribute name that is not UTF-8: {bad[:40]!r}"
 
 
 def _raise_if(problem: str | None, what: str, label: str) -> None:

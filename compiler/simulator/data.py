@@ -106,5 +106,8 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise SimulatorError(f"{path}: reading .h5 data needs h5py, which is not installed "
                              "(pip install 'tessera[simulator]', or pip install h5py)") from None
-    with h5py.File(path, "r") as file:
-        return {name: np.asarray(item[()]) for name, item in file.items() if isinstance(item, h5py.Dataset)}
+    try:
+        with h5py.File(path, "r") as file:
+            return {name: np.asarray(item[()]) for name, item in file.items() if isinstance(item, h5py.Dataset)}
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:  # what h5py raises on a corrupt file
+        raise SimulatorError(f"{path}: cannot read it as an HDF5 file: {exc}") from None

@@ -21,8 +21,10 @@ from __future__ import annotations
 import itertools
 import operator
 import os
+import tokenize
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
@@ -282,6 +284,14 @@ class ArrayFileError(ValueError):
     """A file numpy cannot read as arrays without unpickling (the message says why)."""
 
 
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError,
+               tokenize.TokenError, zlib.error)
+"""What numpy raises on a corrupt .npy/.npz: a header that does not tokenize
+(TokenError), an .npz member with a compression zipfile lacks
+(NotImplementedError), marked encrypted (RuntimeError) or with corrupt
+deflate data (zlib.error), besides the usual."""
+
+
 def load_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:
     """An .npy file's array, or an .npz file's arrays by name; pickled
     (object) data is refused (unpickling runs code): ArrayFileError."""
@@ -290,7 +300,7 @@ def load_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 return {key: loaded[key] for key in loaded.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except READ_ERRORS as exc:
         raise ArrayFileError(str(exc)) from None
     return loaded
 

@@ -115,8 +115,9 @@ def load_image(source: Path | tuple[str, bytes], settings: Settings) -> np.ndarr
     try:
         with pil.Image.open(opened) as image:
             pixels = np.asarray(image.convert("L" if settings.channels == 1 else "RGB"), np.float32)
-    except (OSError, ValueError, pil.Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name}: {exc}") from None
+    except (OSError, ValueError, SyntaxError, MemoryError, pil.Image.DecompressionBombError) as exc:
+        # Pillow raises SyntaxError on a broken PNG chunk and MemoryError reading a chunk of the length a file claims
+        raise ImageError(f"{name}: {exc or type(exc).__name__}") from None
     pixels = pixels.reshape(*pixels.shape[:2], -1)
     try:
         planar, _ = preprocess.fit(preprocess.to_channels(pixels, settings.channels), settings.height,

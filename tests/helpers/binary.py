@@ -3,6 +3,7 @@
 (patching, re-checksumming) and the assertion that a file is rejected."""
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import warnings
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from onnx import TensorProto, helper
 
+from codegen.binary import write_binary
 from codegen.cpu import lower_segments, lower_to_program
 from compiler.frontend import import_onnx
 from compiler.pipeline import OPTIMIZE
@@ -119,6 +121,21 @@ def loop_model() -> CompiledModel:
     prog = lower_to_program(import_onnx(onnx_model))
     return CompiledModel(HardwareConfig(cards=2), [HostTensor("x", (2, 3))], [HostTensor("out", (2, 3))],
                          [CpuSegment("all", prog, ["x"], ["out"])], b"", 0, prog)
+
+
+@functools.cache
+def compiled_binary() -> bytes:
+    """What `tessera compile` writes for a small ResNet: real streams from the
+    code generator, packed weights, a CPU segment, the float reference."""
+    from compiler.compile import build
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        samples = [np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32) for i in range(2)]
+        q = quantize_model(resnet(10, image=32, width=8, classes=4), calibration_data=samples)
+    compiled = build(q.graph, HardwareConfig(), q.float_graph)
+    assert compiled.device_segments, "the small ResNet should have a device segment"
+    return write_binary(compiled)
 
 
 def assert_same(a, b, where="model"):

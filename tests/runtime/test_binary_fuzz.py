@@ -8,7 +8,6 @@ import copy
 import functools
 import json
 import struct
-import warnings
 
 import numpy as np
 from hypothesis import given
@@ -18,13 +17,22 @@ from codegen.binary import write_binary
 from codegen.cpu import lower_to_program
 from compiler.frontend import import_onnx
 from compiler.pipeline import OPTIMIZE
-from compiler.quantize import quantize_model
 from compiler.zoo import resnet
 from runtime.binary import BinaryFormatError, container, describe, read_binary
 from runtime.binary.format import ENTRY, HEADER, Section
 from runtime.compiled import CompiledModel
 from runtime.hardware import HardwareConfig
-from tests.helpers.binary import Parts, dram_image, fuzz, header_patched, loop_model, rejects, with_device
+from tests.helpers.binary import (
+    Parts,
+    compiled_binary,
+    dram_image,
+    fuzz,
+    header_patched,
+    loop_model,
+    rejects,
+    with_device,
+)
+from tests.helpers.mutate import json_places
 
 
 # ---------------------------------------------------------------- fuzzing
@@ -106,19 +114,6 @@ JSON_VALUES = st.one_of(
     st.sampled_from(["float32", "int8", "int16", "cpu", "device", "Relu", "FusedElementwise", "add"]),
     st.lists(st.integers(-2, 70), max_size=4), st.just({}), st.just({"array": 0}), st.just({"scalar": 0}),
     st.just({"program": {}}))
-
-
-def json_places(document) -> list[tuple]:
-    """Every (container, key) in a JSON document, depth first."""
-    places, pending = [], [document]
-    while pending:
-        node = pending.pop()
-        keys = list(node) if isinstance(node, dict) else range(len(node))
-        for key in keys:
-            places.append((node, key))
-            if isinstance(node[key], (dict, list)):
-                pending.append(node[key])
-    return places
 
 
 def tweak(draw, places) -> None:
@@ -223,21 +218,6 @@ def test_every_accepted_mutation_needs_all_bytes():
 
 
 # ---------------------------------------------------------------- a compiled model's binary
-@functools.cache
-def compiled_binary() -> bytes:
-    """What `tessera compile` writes for a small ResNet: real streams from the
-    code generator, packed weights, a CPU segment, the float reference."""
-    from compiler.compile import build
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        samples = [np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32) for i in range(2)]
-        q = quantize_model(resnet(10, image=32, width=8, classes=4), calibration_data=samples)
-    compiled = build(q.graph, HardwareConfig(), q.float_graph)
-    assert compiled.device_segments
-    return write_binary(compiled)
-
-
 def run_accepted(model) -> None:
     """A binary the reader accepts runs to the end or stops with a clear
     Tessera error (a PARAM record the simulator refuses), never worse."""
