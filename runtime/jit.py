@@ -10,7 +10,18 @@
   Numba checks only the timestamp of a kernel's own file, so a kernel that
   inlines a helper from another file kept the helper's old code after an
   edit (a stale, even crashing, kernel). Any change to runtime/ now starts a
-  fresh cache; folders unused for a week are removed.
+  fresh cache; folders unused for a week are removed. The folder's name also
+  carries the numba and numpy versions.
+* Inside that folder a kernel's files sit under its module's path in the
+  package (runtime/sim/...), not under a hash of the absolute path as
+  Numba's own locator puts them, so a cache filled anywhere for the same
+  sources serves an installed copy too. ``pip install .`` fills one while it
+  builds the wheel (setup.py runs :mod:`compiler.warmup`) and ships it as
+  runtime/_jitcache/; the first import copies it into the user's cache, so a
+  fresh install's first run loads the kernels instead of compiling them for
+  minutes. Numba's own index still checks each entry against the kernel
+  source's hash, the numba version and the CPU (name and features): an entry
+  built for another CPU is ignored and the kernel compiles as before.
 * Shapes are runtime arguments, so one compiled signature serves every layer.
 * No ``parallel=True``: parallel kernels cannot be cached safely (numba #7518,
   pynndescent #175) and Numba's default threading layer aborts when called
@@ -27,6 +38,7 @@ import time
 from pathlib import Path
 
 import numba
+from numba.core.caching import UserProvidedCacheLocator
 
 CACHE = os.environ.get("TESSERA_NUMBA_CACHE", "1") != "0"
 STALE_SECONDS = 7 * 24 * 3600
@@ -43,13 +55,27 @@ def is_facade(relative: str) -> bool:
     return any(relative.startswith(f) if f.endswith("/") else relative == f for f in FACADES)
 
 
+ROOT = Path(__file__).resolve().parent
+SHIPPED = Path(os.environ.get("TESSERA_NUMBA_SHIPPED") or ROOT / "_jitcache")
+"""Where an installed wheel carries the kernels compiled while it was built
+(``TESSERA_NUMBA_SHIPPED`` names another folder, for bench/bench_coldstart.py)."""
+
+
 def _sources_digest() -> str:
-    root = Path(__file__).parent
     digest = hashlib.sha1()
-    for path in sorted(p for p in root.rglob("*.py") if not is_facade(p.relative_to(root).as_posix())):
-        digest.update(path.relative_to(root).as_posix().encode())
+    for path in sorted(p for p in ROOT.rglob("*.py") if not is_facade(p.relative_to(ROOT).as_posix())):
+        digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def cache_key() -> str:
+    """The cache folder's name: runtime/'s sources, the versions the compiled
+    code depends on, and the code-generation flags Numba's key leaves out."""
+    import numpy
+
+    versions = f"nb{numba.__version__}-np{numpy.__version__}".replace("+", "_")
+    return f"{_sources_digest()}-{versions}" + ("-boundscheck" if numba.config.BOUNDSCHECK else "")
 
 
 def _cache_base() -> Path:
@@ -67,9 +93,11 @@ def _use_versioned_cache() -> None:
     if not CACHE or os.environ.get("NUMBA_CACHE_DIR"):
         return
     base = _cache_base()
-    folder = base / (_sources_digest() + ("-boundscheck" if numba.config.BOUNDSCHECK else ""))
+    key = cache_key()
+    folder = base / key
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        _take_shipped(SHIPPED / key, folder)
         os.utime(folder)
         for sibling in base.iterdir():
             if sibling != folder and sibling.is_dir() and time.time() - sibling.stat().st_mtime > STALE_SECONDS:
@@ -77,6 +105,55 @@ def _use_versioned_cache() -> None:
     except OSError:
         return
     numba.config.CACHE_DIR = str(folder)
+    if not numba.config.CACHE_LOCATOR_CLASSES:  # the user's own choice stands
+        numba.config.CACHE_LOCATOR_CLASSES = ",".join([f"{__name__}.PackageCacheLocator", *_NUMBA_LOCATORS])
+
+
+_NUMBA_LOCATORS = ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator", "IPythonCacheLocator",
+                   "ZipCacheLocator")
+"""Numba's own locators, in its order, for every function outside runtime/."""
+TAKEN = ".shipped"
+"""Marks a cache folder the shipped kernels were copied into."""
+
+
+def _take_shipped(shipped: Path, folder: Path) -> None:
+    """Copy the kernels a wheel shipped for this key into ``folder`` once
+    (files the folder already has are kept: they are as new or newer)."""
+    if not shipped.is_dir() or shipped.resolve() == folder.resolve() or (folder / TAKEN).exists():
+        return
+    for source in shipped.rglob("*"):
+        target = folder / source.relative_to(shipped)
+        if source.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + f".{os.getpid()}.part")
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)  # another process may read it at once: never half a file
+    (folder / TAKEN).touch()
+
+
+class PackageCacheLocator(UserProvidedCacheLocator):
+    """Numba's cache locator for Tessera's jitted functions: <cache
+    folder>/<the module's folder inside the project>, the same wherever the
+    project is installed. Functions elsewhere go to Numba's own locators."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        relative = Path(py_file).resolve().parent.relative_to(ROOT.parent)
+        self._cache_path = os.path.join(numba.config.CACHE_DIR, *relative.parts)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        try:
+            package = Path(py_file).resolve().relative_to(ROOT.parent).parts[0]
+        except (ValueError, OSError, IndexError):
+            return None
+        return super().from_function(py_func, py_file) if package in PACKAGES else None
+
+
+PACKAGES = ("runtime", "passes", "compiler", "codegen", "ir")
+"""Tessera's packages (pyproject.toml), whose jitted functions the locator places."""
 
 
 _use_versioned_cache()

@@ -1,0 +1,55 @@
+"""Fill the Numba kernel cache with the kernels Tessera's main jobs use.
+
+    python -m compiler.warmup [--model NAME ...] [--count N]
+
+Runs ``tessera run`` on each model (default: the README's job, the built-in
+ResNet-18, and onnx's ResNet-50, whose binary a user then runs with
+``tessera run model.bin``): compile with a few calibration inputs, Run_sw
+twice, Run_th. Every kernel signature those reach is compiled into the cache
+runtime/jit.py points at (``TESSERA_NUMBA_CACHE_DIR`` chooses its base).
+setup.py runs it while ``pip install .`` builds the wheel and ships the
+result (runtime/_jitcache/), so that a fresh install's first run loads its
+kernels instead of compiling them. Numba compiles the same code either way;
+only when does it change. Prints the seconds each job took.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+from typing import Sequence
+
+JOBS = ("resnet18", "zoo:resnet50")
+"""The models ``tessera run`` is warmed on: the default job and ResNet-50."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m compiler.warmup", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", help=f"a model to run (default: {', '.join(JOBS)})")
+    parser.add_argument("--count", type=int, default=2, help="calibration inputs (the kernels are the same for any "
+                                                             "number; default: %(default)s)")
+    args = parser.parse_args(argv)
+    from compiler.cli import main as tessera
+    from runtime.jit import cache_key
+
+    start = time.perf_counter()
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="tessera-warmup-") as folder:
+        for i, model in enumerate(args.model or JOBS):
+            began = time.perf_counter()
+            output = io.StringIO()
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                code = tessera(["run", model, "--count", str(args.count), "-o", os.path.join(folder, f"{i}.bin")])
+            failed += code != 0
+            status = "" if code == 0 else f" FAILED (exit {code}):\n{output.getvalue()[-2000:]}"
+            print(f"warmup: tessera run {model}: {time.perf_counter() - began:.1f} s{status}", flush=True)
+    print(f"warmup: kernel cache {cache_key()} filled in {time.perf_counter() - start:.1f} s", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The kernel cache a wheel ships (runtime/jit.py, setup.py, issue 24 item
+1): kernels compiled in one place load, without compiling, in a process
+that has only the shipped copy and the package installed elsewhere; the
+copy keeps what the user's cache already has."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from runtime import jit
+
+ROOT = Path(jit.__file__).resolve().parents[1]
+
+PROBE = """
+import json
+import numpy as np
+from numba.core import event
+compiled = []
+class Count(event.Listener):
+    def on_start(self, ev): pass
+    def on_end(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+event.register("numba:compile", Count())
+from runtime.kernels.activations import relu
+print(json.dumps({"value": float(relu(np.float32(-1.5))) + float(relu(np.float32(2.5))), "compiled": compiled}))
+"""
+
+
+def probe(cache: Path, shipped: Path, root: Path = ROOT) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(TESSERA_NUMBA_CACHE_DIR=str(cache), TESSERA_NUMBA_SHIPPED=str(shipped), TESSERA_NUMBA_CACHE="1",
+               PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_shipped_kernels_load_without_compiling_in_a_fresh_cache(tmp_path):
+    built = probe(tmp_path / "build", tmp_path / "nothing")  # what setup.py's warm-up does
+    assert built["value"] == 2.5 and "relu" in built["compiled"]
+    key = jit.cache_key()
+    placed = list((tmp_path / "build" / key / "runtime" / "kernels").glob("activations.relu-*.nbi"))
+    assert placed, "the kernel's files sit under its module's folder in the package"
+    installed = tmp_path / "site-packages"  # the same sources elsewhere, as pip installs them
+    shutil.copytree(ROOT / "runtime", installed / "runtime", ignore=shutil.ignore_patterns("__pycache__", "_jitcache"))
+    fresh = probe(tmp_path / "user", tmp_path / "build", installed)  # a fresh install: empty cache, shipped kernels
+    assert fresh == {"value": 2.5, "compiled": []}
+    assert (tmp_path / "user" / key / jit.TAKEN).exists()
+    again = probe(tmp_path / "user", tmp_path / "nothing", installed)  # the copy stays
+    assert again == {"value": 2.5, "compiled": []}
+
+
+def test_taking_the_shipped_copy_keeps_the_users_files_and_happens_once(tmp_path):
+    shipped, folder = tmp_path / "shipped", tmp_path / "user"
+    (shipped / "runtime" / "sim").mkdir(parents=True)
+    (shipped / "runtime" / "sim" / "a.nbi").write_bytes(b"shipped a")
+    (shipped / "runtime" / "b.nbc").write_bytes(b"shipped b")
+    (folder / "runtime").mkdir(parents=True)
+    (folder / "runtime" / "b.nbc").write_bytes(b"user b")
+    jit._take_shipped(shipped, folder)
+    assert (folder / "runtime" / "sim" / "a.nbi").read_bytes() == b"shipped a"
+    assert (folder / "runtime" / "b.nbc").read_bytes() == b"user b"
+    assert not list(folder.rglob("*.part"))
+    (shipped / "runtime" / "c.nbi").write_bytes(b"later")
+    jit._take_shipped(shipped, folder)  # marked as taken: not copied again
+    assert not (folder / "runtime" / "c.nbi").exists()
+
+
+def test_the_locator_places_only_tesseras_functions(tmp_path):
+    import numba
+
+    def outside():
+        return 1
+
+    assert jit.PackageCacheLocator.from_function(outside, __file__) is None
+    from runtime.kernels import activations
+
+    locator = jit.PackageCacheLocator.from_function(activations.relu.py_func, activations.__file__)
+    assert locator is not None
+    assert Path(locator.get_cache_path()) == Path(numba.config.CACHE_DIR) / "runtime" / "kernels"
