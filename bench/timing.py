@@ -71,3 +71,15 @@ def ort_options():
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return options
+
+
+def spread(values, fmt: str = "{:.2f}") -> str:
+    """min/median/max of ``values``, as every figure of issue 24 is printed."""
+    values = sorted(values)
+    return "/".join(fmt.format(v) for v in (values[0], statistics.median(values), values[-1]))
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min) and its cores, for the record."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"

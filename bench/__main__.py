@@ -1,0 +1,72 @@
+"""Every figure of the performance issue (24), one command:
+
+    python -m bench all [--rounds 3] [--loaded]     (from the repository root)
+    python -m bench coldstart|compile|device [--rounds 3] [--loaded]
+
+coldstart  bench_coldstart.py: a fresh install's first ``tessera run`` and a
+           compiled ResNet-50's, warm, and where the seconds go
+compile    bench_compile.py: ResNet-50 import to binary, per stage
+device     bench_device.py: Run_sw against onnxruntime int8 QDQ (u8s8, s8s8)
+           and Run_th against onnxruntime fp32, ResNet-50 and MobileNetV2
+Each prints its ratios against a reference measured in the same run,
+min/median/max over --rounds, and the load average. --loaded runs them
+while another process keeps one core busy (the issue's loaded figure).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = {
+    "coldstart": ["bench_coldstart.py"],
+    "compile": ["bench_compile.py"],
+    "device": ["bench_device.py", "--models", "resnet50,mobilenet_v2"],
+}
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", choices=["all", *BENCHES])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--loaded", action="store_true", help="keep one core busy with another process meanwhile")
+    args = parser.parse_args()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    busy = None
+    if args.loaded:
+        busy = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
+        busy.start()
+        time.sleep(1.0)
+    failed = []
+    try:
+        for name in (list(BENCHES) if args.which == "all" else [args.which]):
+            script = HERE / BENCHES[name][0]
+            if not script.exists():
+                print(f"== {name}: {script.name} is missing", flush=True)
+                failed.append(name)
+                continue
+            print(f"== {name}{' (one core busy)' if busy else ''}: {' '.join(BENCHES[name])} --rounds {args.rounds}",
+                  flush=True)
+            done = subprocess.run([sys.executable, *BENCHES[name], "--rounds", str(args.rounds)], cwd=HERE, env=env)
+            if done.returncode:
+                failed.append(name)
+    finally:
+        if busy is not None:
+            busy.terminate()
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
