@@ -206,7 +206,10 @@ def drives(kernel):
             index = team_next(team, True)
         return team_leave(team, state, role)
 
-    (written out per kernel, at module level, so that Numba caches it)."""
+    (written out per kernel, at module level, so that Numba caches it).
+    A jitted caller that runs the whole range itself passes
+    ``np.int64(0)``, not ``0``: Numba types a literal 0 as ``Literal[int]``
+    and would compile the kernel a second time for it."""
     def register(driver):
         _DRIVERS[kernel] = driver
         return driver

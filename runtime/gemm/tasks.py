@@ -60,7 +60,7 @@ def run_strip(template, kernels, a, b, c, bias, res, clamp, flags):
     packed A's data, ``b`` the flat B strip, ``c`` / ``res`` views starting
     at the strip's first element of C / the residual, ``bias`` (m,), ``clamp``
     [low, high]; ``flags`` = (bias given, residual given, clamp given)."""
-    _run_placed(0, template[_TASKS], template, kernels, a, b, c, bias, res, clamp, flags, b)
+    _run_placed(np.int64(0), template[_TASKS], template, kernels, a, b, c, bias, res, clamp, flags, b)
 
 
 @jit

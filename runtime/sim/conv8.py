@@ -349,10 +349,10 @@ def dense(ins, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
     """A whole dense CONV on this thread (the interpreter's small CONVs)."""
     if short(ins):
         x, w = row_operands(ins, a8, abase, w8, wbase)
-        short_channels(0, ins[C_OUT_C], ins, x, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase)
+        short_channels(np.int64(0), ins[C_OUT_C], ins, x, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase)
     else:
         cols, w = dense_operands(ins, a8, abase, w8, wbase)
-        dense_channels(0, ins[C_OUT_C], ins, cols, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase)
+        dense_channels(np.int64(0), ins[C_OUT_C], ins, cols, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase)
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)

@@ -326,9 +326,9 @@ def conv_serial(ins, tmpl, kernels, au8, a8, a16, abase, wu8, w8, w32, wgt64, wb
     if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
         return False
     plan, sums = prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
-    run_planned(0, plan[TASKS], plan, kernels, work[0])
+    run_planned(np.int64(0), plan[TASKS], plan, kernels, work[0])
     if ins[C_MODE] & 2 == 0:
-        epilogue_channels(0, ins[C_OUT_C], sums, ins, a8, a16, abase, w32, wbase)
+        epilogue_channels(np.int64(0), ins[C_OUT_C], sums, ins, a8, a16, abase, w32, wbase)
     return True
 
 
