@@ -176,3 +176,29 @@ def test_every_ir_node_names_the_onnx_node_it_came_from():
     assert names[-1] == "probs" and len(names) > 1
     assert all(n.startswith("probs::") for n in names[:-1])
     assert {onnx_name(n) for n in names} == {"probs"}
+
+
+def test_shape_inference_types_the_model_without_its_weights_values():
+    """Large float weights go to onnx shape inference as typed inputs (no
+    copy of their values): the types are those inference gives the whole
+    model, the small shape tensors still propagate, and the weights do not
+    appear among the inferred values."""
+    from numpy.random import default_rng
+    from onnx import numpy_helper
+
+    from compiler.frontend.loader import infer_onnx_types
+
+    w = numpy_helper.from_array(default_rng(0).standard_normal((16, 3, 3, 3)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([1, -1], np.int64), "shape")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["c", "shape"], ["flat"], name="reshape"),
+             helper.make_node("Relu", ["flat"], ["y"], name="relu")]
+    proto = model(nodes, [fvi("x", ["N", 3, 8, 8])], [fvi("y", None)], [w, shape])
+    types = infer_onnx_types(proto, {"x": [1, 3, 8, 8]})
+    fixed = onnx.ModelProto.FromString(proto.SerializeToString())
+    fixed.graph.input[0].CopyFrom(fvi("x", [1, 3, 8, 8]))
+    whole = onnx.shape_inference.infer_shapes(fixed, data_prop=True).graph
+    expected = {v.name: v.type for v in (*whole.value_info, *whole.output, *whole.input)}
+    assert types == expected and "w" not in types
+    assert [d.dim_value for d in types["y"].tensor_type.shape.dim] == [1, 16 * 8 * 8]
+    assert len(proto.graph.initializer) == 2 and len(proto.graph.input) == 1  # the caller's model is left alone
