@@ -51,12 +51,11 @@ def pack(sections: Sequence[tuple[Section, bytes]], flags: int = 0) -> bytes:
     table = b"".join(ENTRY.pack(int(sid), 0, off, len(payload), crc32(payload), 0)
                      for (sid, payload), off in zip(sections, offsets))
     head = HEADER.pack(MAGIC, VERSION, flags, len(sections), last, 0, 0)[:-4]
-    out = bytearray(last)
-    out[:HEADER.size] = head + crc32(head + table).to_bytes(4, "little")
-    out[HEADER.size:table_end] = table
-    for (_, payload), off in zip(sections, offsets):
-        out[off:off + len(payload)] = payload
-    return bytes(out)
+    pieces, end = [head, crc32(head + table).to_bytes(4, "little"), table], table_end
+    for (_, payload), off in zip(sections, offsets):  # joined once: a model's weights are copied once
+        pieces += [bytes(off - end), payload]
+        end = off + len(payload)
+    return b"".join(pieces)
 
 
 def _header(data: memoryview) -> tuple[int, int, list[Entry]]:

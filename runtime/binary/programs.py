@@ -53,7 +53,7 @@ class _Encoder:
         if name not in ARRAY_DTYPES:
             raise fail(path, f"cannot store an array of dtype {value.dtype}; storable: {list(ARRAY_DTYPES)}")
         shape(list(value.shape), path)
-        data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+        data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False).reshape(-1).view(np.uint8)
         self.blob.extend(bytes(align(len(self.blob), ARRAY_ALIGN) - len(self.blob)))
         self.arrays.append({"dtype": name, "shape": list(value.shape), "offset": len(self.blob),
                             "length": len(data)})
@@ -100,7 +100,7 @@ def encode_programs(programs: list[Program], section: str) -> bytes:
                           ensure_ascii=True).encode("ascii")
     blob_offset = align(PROGRAM_PREFIX.size + len(document), SECTION_ALIGN)
     head = PROGRAM_PREFIX.pack(len(document), blob_offset) + document
-    return head + bytes(blob_offset - len(head)) + bytes(encoder.blob)
+    return b"".join([head, bytes(blob_offset - len(head)), encoder.blob])
 
 
 # ---------------------------------------------------------------- reading
