@@ -15,7 +15,6 @@ while another process keeps one core busy (the issue's loaded figure).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -30,11 +29,6 @@ BENCHES = {
 }
 
 
-def _spin() -> None:
-    while True:
-        pass
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("which", choices=["all", *BENCHES])
@@ -44,8 +38,7 @@ def main() -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
     busy = None
     if args.loaded:
-        busy = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
-        busy.start()
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(1.0)
     failed = []
     try:
@@ -62,7 +55,8 @@ def main() -> int:
                 failed.append(name)
     finally:
         if busy is not None:
-            busy.terminate()
+            busy.kill()
+            busy.wait()
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

@@ -56,6 +56,8 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
                         help="the accelerator to compile for: fwdnxt (default), tiny, large, or a JSON config")
     parser.add_argument("--strip-reference", action="store_true",
                         help="leave the float reference program (Run_th) out of the binary")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print the seconds each compile stage took (import, passes, calibration, codegen, ...)")
 
 
 def target_options(parser: argparse.ArgumentParser) -> None:
@@ -124,17 +126,21 @@ def is_binary(path: str) -> bool:
         return False
 
 
-def compile_to(args, output: str, calibration_source, load_model):
-    """Compile ``args.model`` to ``output``; the CompiledModel and seconds."""
+def compile_to(args, output: str, calibration_source, load_model, instruments=()):
+    """Compile ``args.model`` to ``output``; the CompiledModel and seconds.
+    ``instruments`` go to compile_model (a PassTiming for --verbose)."""
     from compiler.cli import given_shapes
     from compiler.compile import compile_model
-    from compiler.frontend import import_onnx
     from runtime.hardware import hardware_config
 
     model = load_model(args.model)
     shapes = given_shapes(model, args)
-    graph = import_onnx(model, shapes=shapes, image=args.image)
-    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
+    specs = {}
+    if args.calibration is not None or any(v is not None for v in (args.mean, args.std, args.layout)):
+        from compiler.frontend import import_onnx  # the input shapes, to read calibration inputs
+
+        graph = import_onnx(model, shapes=shapes, image=args.image)
+        specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
     calibration = calibration_source(args.calibration, specs, args.count, seed=1)
     samples, preprocess = _samples(calibration, specs, args.count, _preprocess(args, specs))
     start = time.perf_counter()
@@ -142,7 +148,9 @@ def compile_to(args, output: str, calibration_source, load_model):
                              nlayers=args.nlayers, **placement_kwargs(args),
                              strip_reference=args.strip_reference, config=hardware_config(args.hardware),
                              calibrator=args.calibrator, mode=args.mode,
-                             hwlinear=args.hwlinear, preprocess=preprocess, **target_kwargs(args))
+                             hwlinear=args.hwlinear, preprocess=preprocess, instruments=instruments,
+                             calibration_count=args.count,
+                             **target_kwargs(args))
     return compiled, time.perf_counter() - start
 
 
@@ -186,8 +194,9 @@ def _samples(calibration, specs, count, preprocess):
 def cmd_compile(args, calibration_source, load_model) -> int:
     from compiler.coverage import recorded_coverage
 
-    compiled, seconds = compile_to(args, args.output, calibration_source, load_model)
-    _summary(compiled, args.output, seconds)
+    timing = _timing(args)
+    compiled, seconds = compile_to(args, args.output, calibration_source, load_model, timing)
+    _summary(compiled, args.output, seconds, timing)
     print(recorded_coverage(compiled.metadata).summary_line())
     if "target_snr" in compiled.metadata:
         from compiler.target_snr import TargetReport
@@ -202,12 +211,25 @@ def cmd_compile(args, calibration_source, load_model) -> int:
     return 0
 
 
-def _summary(compiled, path: str, seconds: float) -> None:
+def _timing(args) -> list:
+    """The instruments of --verbose: a PassTiming (none without it)."""
+    if not args.verbose:
+        return []
+    from passes.instruments import PassTiming
+
+    return [PassTiming()]
+
+
+def _summary(compiled, path: str, seconds: float, timing: list) -> None:
     devices = compiled.device_segments
     layers = compiled.layers
     print(f"compiled in {seconds:.1f} s to {path} ({os.path.getsize(path)} bytes): {len(devices)} accelerator "
           f"segment(s) with {len(layers)} layers, {len(compiled.segments) - len(devices)} CPU segment(s), "
           f"DRAM {compiled.dram_size} bytes")
+    if timing:
+        from compiler.compile import stage_line
+
+        print(stage_line(timing[0]))
 
 
 def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
@@ -220,12 +242,13 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
     path = args.model
     if not is_binary(path):
         output = args.output or os.path.join(tempfile.mkdtemp(prefix="tessera-"), "model.bin")
+        timing = _timing(args)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            compiled, seconds = compile_to(args, output, calibration_source, load_model)
+            compiled, seconds = compile_to(args, output, calibration_source, load_model, timing)
         for message in dict.fromkeys(str(w.message) for w in caught):
             print(f"warning: {message}")
-        _summary(compiled, output, seconds)
+        _summary(compiled, output, seconds, timing)
         path = output
     engine = Engine(read_binary(path))
     feeds = feeds_for(engine.model, args)

@@ -32,7 +32,8 @@ from compiler.quantize import quantize_model
 from ir.graph import Graph, clone
 from passes.distribute import Placement, PlacementError
 from passes.fuse_ops import fuse_ops
-from passes.infra import PassContext
+from passes.infra import PassContext, PassInstrument
+from passes.instruments import PassTiming, timed
 from passes.quant.calibration_data import PreprocessSpec
 from runtime.compiled import CompiledModel
 from runtime.errors import TesseraError
@@ -45,7 +46,8 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
                   outfile: str | os.PathLike | None = None, numcard: int = 1, numclus: int = 1, nlayers: int = -1,
                   config: HardwareConfig | None = None, strip_reference: bool = False, split: bool = False,
                   imgs_per_cluster: int = 1, mvbatch: bool = False, split_overrides: Mapping[str, str] | None = None,
-                  preprocess: PreprocessSpec | None = None, **quantization: Any) -> CompiledModel:
+                  preprocess: PreprocessSpec | None = None, instruments: Sequence[PassInstrument] = (),
+                  **quantization: Any) -> CompiledModel:
     """Compile ``model`` (an ONNX path, bytes or ModelProto) for the
     accelerator described by ``config`` (default: an FWDNXT-class card).
 
@@ -66,7 +68,9 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     :func:`compiler.quantize.quantize_model` (calibrator, mode,
     float_layers, hwlinear, ...). Writes ``outfile`` when given. The
     result's metadata records the accelerator coverage
-    (compiler.coverage.recorded_coverage reads it back)."""
+    (compiler.coverage.recorded_coverage reads it back). ``instruments``
+    see every pass and the other stages (:data:`STAGES`; a
+    passes.instruments.PassTiming among them gives :func:`stage_line`)."""
     config = system_config(config or HardwareConfig(), numcard)
     placement = Placement(numcard, numclus, "split" if split else "batch", imgs_per_cluster, bool(mvbatch))
     placement.check(config)
@@ -80,7 +84,7 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     if preprocess is not None and isinstance(samples, (str, os.PathLike)):
         quantization["preprocess"] = preprocess
     quantized = quantize_model(proto, calibration_data=samples, image=image, shapes=shapes,
-                               options={"target.hardware": config}, **quantization)
+                               options={"target.hardware": config}, instruments=instruments, **quantization)
     metadata = {"compiler": f"tessera {VERSION}", "source": label, "nlayers": nlayers,
                 "quantization": {k: v for k, v in quantization.items() if isinstance(v, (str, int, float, bool))},
                 METADATA_KEY: quantized.coverage().to_metadata()}
@@ -90,17 +94,20 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
         metadata["target_snr"] = quantized.target.to_metadata()
     if quantized.head_grids:
         metadata["head_grids"] = dataclasses.asdict(quantized.head_grids)
-    reference = None if strip_reference else fused_reference(quantized.float_graph)
+    with timed("reference", instruments):
+        reference = None if strip_reference else fused_reference(quantized.float_graph)
     compiled = build(quantized.graph, config, reference, metadata, placement=placement,
-                     options={"device.split_overrides": dict(split_overrides or {})})
+                     options={"device.split_overrides": dict(split_overrides or {})}, instruments=instruments)
     if outfile is not None:
-        write_binary(compiled, outfile)
+        with timed("write", instruments):
+            write_binary(compiled, outfile)
     return compiled
 
 
 def build(graph: Graph, config: HardwareConfig, reference: Graph | None = None,
           metadata: Mapping[str, Any] | None = None, reuse: bool = True,
-          placement: Placement = Placement(), options: Mapping[str, Any] | None = None) -> CompiledModel:
+          placement: Placement = Placement(), options: Mapping[str, Any] | None = None,
+          instruments: Sequence[PassInstrument] = ()) -> CompiledModel:
     """A quantized, partitioned graph planned for ``config`` and the cards
     and clusters of ``placement`` (a copy: ``graph`` keeps no decision) and
     lowered to a CompiledModel; ``reuse=False`` gives every activation its
@@ -108,9 +115,37 @@ def build(graph: Graph, config: HardwareConfig, reference: Graph | None = None,
     further pass options (``device.split_overrides``, ...)."""
     planned = clone(graph)
     with PassContext(options={**(options or {}), "target.hardware": config, "memory.reuse": reuse,
-                              "device.placement": placement}):
+                              "device.placement": placement}, instruments=instruments):
         planned = PLAN(planned)
-    return build_compiled(planned, config, reference, metadata, placement)
+    with timed("codegen", instruments):
+        return build_compiled(planned, config, reference, metadata, placement)
+
+
+STAGES = ("import", "simplify", "place", "quantize: lowering", "calibration: float runs", "calibration: statistics",
+          "quantize: rewrite", "bias correction", "quantize: rest", "plan", "codegen", "reference", "write")
+"""The stages of compile_model, in order: "simplify", "place" and "plan" are
+compiler.pipeline's pass groups; calibration's statistics include the
+sums bias correction takes in the same pass (passes/quant/quantize.py)."""
+_QUANTIZE_PARTS = ("quantize: lowering", "calibration: float runs", "calibration: statistics", "quantize: rewrite",
+                   "bias correction")
+
+
+def stage_times(timing: PassTiming) -> dict[str, float]:
+    """The seconds of each compile stage a PassTiming recorded, in the order
+    of :data:`STAGES` (a stage that did not run is left out)."""
+    seen = {name for name, _ in timing.times}
+    totals = {name: timing.total(name) for name in STAGES if name in seen}
+    if "quantize" in seen:
+        totals["quantize: rest"] = max(timing.total("quantize") - sum(totals.get(n, 0.0) for n in _QUANTIZE_PARTS),
+                                       0.0)
+    return {name: totals[name] for name in STAGES if name in totals}
+
+
+def stage_line(timing: PassTiming) -> str:
+    """:func:`stage_times` on one line."""
+    totals = stage_times(timing)
+    parts = [f"{name} {seconds:.2f}" for name, seconds in totals.items()]
+    return f"stages (s): {', '.join(parts)}; sum {sum(totals.values()):.2f}"
 
 
 def system_config(config: HardwareConfig, numcard: int) -> HardwareConfig:

@@ -29,7 +29,8 @@ from compiler.head_grids import HEAD_GROUPS, apply_head_grids
 from compiler.pipeline import PLACE, SIMPLIFY
 from ir.graph import Graph, Node, clone, onnx_name, walk
 from ir.types import QuantParams
-from passes.infra import PassContext
+from passes.infra import PassContext, PassInstrument
+from passes.instruments import timed
 from passes.quant.calibration_data import PreprocessSpec, calibration_batches
 from passes.quant.encodings import Encodings, export_encodings, import_encodings
 from passes.quant.quantize import quantize
@@ -170,7 +171,8 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                    shapes: Mapping[str, Sequence[int]] | None = None, image: str | None = None,
                    target_snr: float | None = None, target_budget: float = 0.15, target_samples: int = 8,
                    equalize: bool = False, absorb_bias: bool = False, head_grids: bool = True,
-                   options: Mapping[str, Any] | None = None) -> QuantizedModel:
+                   options: Mapping[str, Any] | None = None,
+                   instruments: Sequence[PassInstrument] = ()) -> QuantizedModel:
     """Import ``model`` (a path, bytes or ModelProto), partition it and
     quantize its accelerator segments.
 
@@ -206,7 +208,8 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     group of channels, measured on the calibration inputs
     (compiler/head_grids.py; an encodings file's recorded groups instead;
     not in the radix modes, whose outputs are the device's fixed-point
-    codes that kp and FWDNXT users read as such)."""
+    codes that kp and FWDNXT users read as such). ``instruments`` see the
+    import and every pass (passes.instruments.PassTiming times them)."""
     settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
                 "quant.mode": mode, "quant.layer_precision": dict(layer_precision or {}),
                 "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
@@ -214,9 +217,10 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                 "partition.affinities": dict(affinities or {}), "partition.demote_islands": demote_islands,
                 **dict(options or {})}
     floats = list(float_layers)
-    graph = import_onnx(model, shapes=shapes, image=image)
+    with timed("import", instruments):
+        graph = import_onnx(model, shapes=shapes, image=image)
     _check_names(graph, floats, layer_precision or {}, tensor_calibrators or {})
-    with PassContext(options=settings):
+    with PassContext(options=settings, instruments=instruments):
         graph = SIMPLIFY(graph)
     heads = None
     if encodings is not None:
@@ -248,7 +252,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
         settings["quant.calibrator"] = CANDIDATES[0]
         chosen = choose_calibrators(graph, settings, lambda changed: _place_and_quantize(graph, changed))
         settings["quant.tensor_calibrators"] = {**chosen, **settings["quant.tensor_calibrators"]}
-    result = _place_and_quantize(graph, settings)
+    result = _place_and_quantize(graph, settings, instruments)
     if sensitivity > 0:
         result = _promote_sensitive(graph, result, settings, sensitivity, sensitivity_samples)
     if target_snr is not None:
@@ -279,8 +283,9 @@ def _check_names(graph: Graph, float_layers: Sequence[str], precision: Mapping[s
                                     + (f" (nor {unknown[1:]})" if len(unknown) > 1 else ""))
 
 
-def _place_and_quantize(simplified: Graph, settings: dict[str, Any]) -> QuantizedModel:
-    with PassContext(options=settings, lower=lower_with_names):
+def _place_and_quantize(simplified: Graph, settings: dict[str, Any],
+                        instruments: Sequence[PassInstrument] = ()) -> QuantizedModel:
+    with PassContext(options=settings, lower=lower_with_names, instruments=instruments):
         placed = quantize(PLACE(clone(simplified)))
     return QuantizedModel(placed, simplified, dict(settings))
 

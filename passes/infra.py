@@ -199,6 +199,10 @@ class PassInstrument:
     def run_after_pass(self, graph: Graph, info: PassInfo) -> None:
         """Called after each pass."""
 
+    def record_time(self, stage: str, seconds: float) -> None:
+        """Called with the seconds of a stage that is not a pass (the import,
+        part of a pass such as calibration's float runs, code generation)."""
+
 
 @dataclass
 class PassContext:
@@ -249,6 +253,11 @@ class PassContext:
         for inst in self.instruments:
             inst.exit_pass_ctx()
         _stack().pop()
+
+    def record_time(self, stage: str, seconds: float) -> None:
+        """Report a stage's seconds to the instruments (PassInstrument.record_time)."""
+        for inst in self.instruments:
+            inst.record_time(stage, seconds)
 
     @staticmethod
     def current() -> PassContext:

@@ -1,20 +1,24 @@
-"""Pass instruments shipped with Tessera: per-pass timing, IR dumps before
-and after each pass, and verification after every pass."""
+"""Pass instruments shipped with Tessera: per-pass (and per-stage) timing,
+IR dumps before and after each pass, and verification after every pass."""
 from __future__ import annotations
 
 import os
 import re
 import time
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 from ir.errors import VerificationError
 from ir.graph import Graph
 from ir.printer import format_graph
 from ir.verifier import collect_problems
-from passes.infra import PassError, PassInfo, PassInstrument
+from passes.infra import PassContext, PassError, PassInfo, PassInstrument
 
 
 class PassTiming(PassInstrument):
-    """Wall time of every pass run; ``render()`` gives a table, slowest first."""
+    """Wall time of every pass run, and of every stage reported to it
+    (:func:`timed`, PassContext.record_time); ``render()`` gives a table,
+    slowest first."""
 
     def __init__(self):
         self.times: list[tuple[str, float]] = []
@@ -25,6 +29,9 @@ class PassTiming(PassInstrument):
 
     def run_after_pass(self, graph: Graph, info: PassInfo) -> None:
         self.times.append((info.name, time.perf_counter() - self._starts.pop()))
+
+    def record_time(self, stage: str, seconds: float) -> None:
+        self.times.append((stage, seconds))
 
     def total(self, name: str) -> float:
         return sum(t for n, t in self.times if n == name)
@@ -37,6 +44,17 @@ class PassTiming(PassInstrument):
         lines += [f"{name:<28}{seconds * 1e3:>10.2f}" for name, seconds in
                   sorted(totals.items(), key=lambda item: -item[1])]
         return "\n".join(lines)
+
+
+@contextmanager
+def timed(stage: str, instruments: Iterable[PassInstrument] | None = None) -> Iterator[None]:
+    """Report the seconds the with-block takes as ``stage`` to ``instruments``
+    (default: those of the current PassContext)."""
+    start = time.perf_counter()
+    yield
+    seconds = time.perf_counter() - start
+    for inst in PassContext.current().instruments if instruments is None else instruments:
+        inst.record_time(stage, seconds)
 
 
 class DumpIR(PassInstrument):

@@ -55,23 +55,73 @@ class Executor:
             if slot in watched:
                 observe(watched[slot], env[slot])
         for fn, step, attrs, dead in self._plan(tuple(wanted), tuple(watched)):
-            args = [env[i] if i != NO_SLOT else None for i in step.inputs]
             start = time.perf_counter() if timings is not None else 0.0
-            try:
-                results = fn(args, attrs)
-            except TesseraError as exc:
-                raise ExecutionError(f"{step.kernel}: {exc}", step.name) from exc
-            except Exception as exc:  # a kernel bug: still name the node
-                raise ExecutionError(f"{step.kernel} failed: {type(exc).__name__}: {exc}", step.name) from exc
+            self._step(env, fn, step, attrs)
             if timings is not None:
                 timings.append((step.name, step.kernel, time.perf_counter() - start))
-            self._store(env, step, results)
             for slot in step.outputs:
                 if slot in watched:
                     observe(watched[slot], env[slot])
             for slot in dead:
                 env[slot] = None
         return {program.slots[i]: env[i] for i in wanted}
+
+    def run_each(self, feeds: Sequence[Mapping[str, np.ndarray]], observe: Callable[[str, list[np.ndarray]], None],
+                 watch: Sequence[str]) -> None:
+        """Run on every feed dict of ``feeds`` in lockstep, each step for all
+        of them before the next: ``observe(name, arrays)`` gets a watched
+        value of every run at once (in the order of ``feeds``) as soon as the
+        step computing it has run for all, graph inputs first. Calibration
+        fixes a tensor's grid from all its values this way before the tensors
+        after it are measured on their grids, in one pass over the inputs. The
+        runs' live values are all held at once (:meth:`peak_bytes` each)."""
+        envs = []
+        for feed in feeds:
+            env: list[np.ndarray | None] = [None] * len(self.program.slots)
+            for slot, array in self.program.constants.items():
+                env[slot] = array
+            self._bind_inputs(env, feed)
+            envs.append(env)
+        watched = self._watched(watch)
+        for slot in self.program.inputs:
+            if slot in watched:
+                observe(watched[slot], [env[slot] for env in envs])
+        for fn, step, attrs, dead in self._plan((), tuple(watched)):
+            for env in envs:
+                self._step(env, fn, step, attrs)
+            for slot in step.outputs:
+                if slot in watched:
+                    observe(watched[slot], [env[slot] for env in envs])
+            for slot in dead:
+                for env in envs:
+                    env[slot] = None
+
+    def peak_bytes(self, watch: Sequence[str] = ()) -> int | None:
+        """Most bytes the inputs and computed values of one run with nothing
+        fetched hold at once (constants not counted); None when a shape is not
+        static."""
+        types = self.program.types
+        if not types or any(d is None for shape, _ in types for d in shape):
+            return None
+        size = [int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize if dtype != "object" else 0
+                for shape, dtype in types]
+        live = peak = sum(size[slot] for slot in self.program.inputs)
+        for _, step, _, dead in self._plan((), tuple(self._watched(watch))):
+            live += sum(size[slot] for slot in step.outputs if slot != NO_SLOT)
+            peak = max(peak, live)
+            live -= sum(size[slot] for slot in dead)
+        return peak
+
+    def _step(self, env: list, fn, step: Step, attrs) -> None:
+        """Run one kernel on ``env``'s values and store its results there."""
+        args = [env[i] if i != NO_SLOT else None for i in step.inputs]
+        try:
+            results = fn(args, attrs)
+        except TesseraError as exc:
+            raise ExecutionError(f"{step.kernel}: {exc}", step.name) from exc
+        except Exception as exc:  # a kernel bug: still name the node
+            raise ExecutionError(f"{step.kernel} failed: {type(exc).__name__}: {exc}", step.name) from exc
+        self._store(env, step, results)
 
     def _kernel(self, step):
         """The step's kernel, prepared with its constant inputs where its op

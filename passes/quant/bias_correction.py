@@ -30,7 +30,13 @@ from passes.quant.progress import progress
 from runtime.executor import Executor
 from runtime.jit import jit
 from runtime.kernels import run_kernel
+from runtime.parallel import parallel_for
 from runtime.program import Program
+
+PARALLEL_GRAIN = 1 << 14
+"""Least positions a thread sums at once."""
+BLOCK = 1 << 15
+"""Positions summed over every array at once (their sums, 512 KiB, stay in cache)."""
 
 
 @dataclass(frozen=True)
@@ -47,47 +53,73 @@ class LinearLayer:
     """The convolution's attributes; None for a Gemm."""
 
 
-class _InputMeans:
+class InputMeans:
     """Streaming per-position sums of one float tensor and of the same
     tensor on its grid (quantized, then dequantized), over the batch axis."""
 
     def __init__(self, grid):
         self.grid = grid
+        """The grid (QuantParams) the rounded sums are taken on."""
         self.count = 0
         self.exact = self.rounded = np.zeros(0)
 
     def update(self, array: np.ndarray) -> None:
-        x = np.asarray(array, np.float32)
+        self.update_many([array])
+
+    def update_many(self, arrays) -> None:
+        """:meth:`update` of each array in turn, with the same sums: the
+        positions split over the threads, each block of them summed over
+        every array while it stays in cache."""
+        xs = [np.asarray(array, np.float32) for array in arrays]
+        if not xs:
+            return
         if self.count == 0:
-            self.exact, self.rounded = np.zeros(x.shape[1:]), np.zeros(x.shape[1:])
+            self.exact, self.rounded = np.zeros(xs[0].shape[1:]), np.zeros(xs[0].shape[1:])
         info = np.iinfo(self.grid.dtype)
-        _accumulate(x.reshape(x.shape[0], -1), self.exact.reshape(-1), self.rounded.reshape(-1),
-                    np.float32(self.grid.scale[0]), int(self.grid.zero[0]), info.min, info.max)
-        self.count += x.shape[0]
+        rows = [row for x in xs for row in x.reshape(x.shape[0], -1)]
+        parallel_for(_accumulate_columns, self.exact.size, rows, self.exact.reshape(-1), self.rounded.reshape(-1),
+                     np.float32(self.grid.scale[0]), int(self.grid.zero[0]), info.min, info.max, grain=PARALLEL_GRAIN)
+        self.count += sum(x.shape[0] for x in xs)
 
 
 def correct_biases(lowered: tuple[Program, Mapping[Value, str]], layers: list[LinearLayer],
-                   batches: Iterable[Mapping[str, np.ndarray]]) -> None:
+                   batches: Iterable[Mapping[str, np.ndarray]],
+                   measured: Mapping[str, InputMeans] | None = None) -> None:
     """Add each layer's mean output error over ``batches`` to its bias (in
     place). ``lowered`` is the float graph the layers' ``x`` belong to, as
-    codegen.cpu.lower_with_names gives it."""
+    codegen.cpu.lower_with_names gives it. ``measured``: sums calibration
+    already took over the same batches, by slot, on the grid it expected
+    (passes/quant/calibrate.py); only the slots whose layers have another
+    grid, or none measured, run the float model on ``batches`` again."""
     if not layers:
         return
     program, names = lowered
-    means: dict[str, _InputMeans] = {}
+    means: dict[str, InputMeans] = {}
     for layer in layers:
         if layer.x not in names:
             raise PassError(f"bias correction of {layer.node.op} node {layer.node.name!r}: its input "
                             f"%{layer.x.name} is not computed by the float graph")
-        means.setdefault(names[layer.x], _InputMeans(layer.node.inputs[0].quant))
-    executor = Executor(program)
-    for feeds in progress(batches, label="bias correction"):
-        executor.run(feeds, fetch=[], observe=lambda name, array: means[name].update(array), watch=list(means))
+        slot, grid = names[layer.x], layer.node.inputs[0].quant
+        if slot not in means:
+            known = (measured or {}).get(slot)
+            means[slot] = known if known is not None and known.count and same_grid(known.grid, grid) else \
+                InputMeans(grid)
+    again = [slot for slot, stats in means.items() if not stats.count]
+    if again:
+        executor = Executor(program)
+        for feeds in progress(batches, label="bias correction"):
+            executor.run(feeds, fetch=[], observe=lambda name, array: means[name].update(array), watch=again)
     for layer in layers:
         stats = means[names[layer.x]]
         if stats.count:
             delta = _mean_error(layer, stats.exact / stats.count, stats.rounded / stats.count)
             add_to_bias(layer.node, np.rint(delta / _accumulator_scale(layer.node)).astype(np.int64))
+
+
+def same_grid(a, b) -> bool:
+    """Whether InputMeans takes the same rounded sums on grids ``a`` and ``b``."""
+    return (np.float32(a.scale[0]) == np.float32(b.scale[0]) and int(a.zero[0]) == int(b.zero[0])
+            and np.dtype(a.dtype) == np.dtype(b.dtype))
 
 
 def add_to_bias(node: Node, correction) -> None:
@@ -124,14 +156,23 @@ def _accumulator_scale(node: Node) -> np.ndarray:
     return float(node.inputs[0].quant.scale[0]) * np.asarray(node.inputs[1].quant.scale, np.float64)
 
 
+def _accumulate_columns(start, stop, rows, exact, rounded, scale, zero, qmin, qmax):
+    """:func:`_accumulate` of columns start..stop of each row in turn, a
+    block of columns at a time (sliced here, so that the kernel sees
+    contiguous arrays and vectorises)."""
+    for low in range(start, stop, BLOCK):
+        high = min(low + BLOCK, stop)
+        for row in rows:
+            _accumulate(row[low:high], exact[low:high], rounded[low:high], scale, zero, qmin, qmax)
+
+
 @jit
 def _accumulate(x, exact, rounded, scale, zero, qmin, qmax):
-    """Add each row of ``x`` to ``exact`` and, quantized on the grid
-    (QuantizeLinear's clamp(round_half_even(x / s) + z)) and dequantized
-    (s (q - z)), to ``rounded``; all in one pass."""
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            v = x[i, j]
-            q = min(max(np.rint(v / scale) + zero, qmin), qmax)
-            exact[j] += v
-            rounded[j] += scale * np.float32(q - zero)
+    """Add ``x`` to ``exact`` and, quantized on the grid (QuantizeLinear's
+    clamp(round_half_even(x / s) + z)) and dequantized (s (q - z)), to
+    ``rounded``; all in one pass."""
+    for j in range(x.size):
+        v = x[j]
+        q = min(max(np.rint(v / scale) + zero, qmin), qmax)
+        exact[j] += v
+        rounded[j] += scale * np.float32(q - zero)

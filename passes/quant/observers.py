@@ -22,6 +22,10 @@ import numpy as np
 
 from runtime.errors import TesseraError
 from runtime.jit import jit
+from runtime.parallel import parallel_for
+
+PARALLEL_GRAIN = 16
+"""Least candidate ranges a thread scores at once."""
 
 
 class CalibrationError(TesseraError):
@@ -46,16 +50,25 @@ class Observer:
 
     def update(self, array) -> None:
         """Fold one batch of the tensor into the statistics."""
-        values = _flat(array, self.tensor)
-        if values.size == 0:
-            return
-        low, high, bad = _finite_extremes(values)
-        self.nonfinite += bad
-        if bad == values.size:
-            return
-        self.count += values.size - bad
-        self.min, self.max = min(self.min, low), max(self.max, high)
-        self._fold(values, low, high)
+        self.update_many([array])
+
+    def update_many(self, arrays) -> None:
+        """Fold batches of the tensor into the statistics, in order: the same
+        statistics as :meth:`update` of each in turn (a histogram counts
+        them all at once, over the threads)."""
+        flats = [values for values in (_flat(array, self.tensor) for array in arrays) if values.size]
+        extremes: list = [None] * len(flats)
+        parallel_for(_extremes_of, len(flats), flats, extremes)
+        batches = []
+        for values, (low, high, bad) in zip(flats, extremes):
+            self.nonfinite += bad
+            if bad == values.size:
+                continue
+            self.count += values.size - bad
+            self.min, self.max = min(self.min, low), max(self.max, high)
+            batches.append((values, low, high))
+        if batches:
+            self._fold(batches)
 
     def range(self) -> tuple[float, float]:
         """The calibrated (low, high) of the tensor."""
@@ -64,8 +77,8 @@ class Observer:
                                    f"calibration ({self.nonfinite} non-finite)")
         return self._range()
 
-    def _fold(self, values: np.ndarray, low: float, high: float) -> None:
-        """Fold a batch's values (non-finite ones included) given its finite min and max."""
+    def _fold(self, batches: list[tuple[np.ndarray, float, float]]) -> None:
+        """Fold batches' values (non-finite ones included), each with its finite min and max."""
 
     def _range(self) -> tuple[float, float]:
         return self.min, self.max
@@ -89,8 +102,8 @@ class PercentileObserver(Observer):
         self.percentile = float(percentile)
         self.histogram = StreamingHistogram(_check_bins(bins, "bins", 2))
 
-    def _fold(self, values: np.ndarray, low: float, high: float) -> None:
-        self.histogram.add(values, min(low, 0.0), max(high, 0.0))
+    def _fold(self, batches: list[tuple[np.ndarray, float, float]]) -> None:
+        self.histogram.add_many([(values, min(low, 0.0), max(high, 0.0)) for values, low, high in batches])
 
     def _range(self) -> tuple[float, float]:
         q = self.percentile / 100
@@ -124,8 +137,8 @@ class EntropyObserver(Observer):
             raise CalibrationError(f"bins ({bins}) must be at least twice quantized_bins ({quantized_bins})")
         self.histogram = StreamingHistogram(bins)
 
-    def _fold(self, values: np.ndarray, low: float, high: float) -> None:
-        self.histogram.add(values, 0.0, max(-low, high), absolute=True)
+    def _fold(self, batches: list[tuple[np.ndarray, float, float]]) -> None:
+        self.histogram.add_many([(values, 0.0, max(-low, high)) for values, low, high in batches], absolute=True)
 
     def _range(self) -> tuple[float, float]:
         if self.histogram.width == 0:
@@ -156,8 +169,8 @@ class MseObserver(Observer):
         self.bits = bits
         self.histogram = StreamingHistogram(_check_bins(bins, "bins", 2))
 
-    def _fold(self, values: np.ndarray, low: float, high: float) -> None:
-        self.histogram.add(values, min(low, 0.0), max(high, 0.0))
+    def _fold(self, batches: list[tuple[np.ndarray, float, float]]) -> None:
+        self.histogram.add_many([(values, min(low, 0.0), max(high, 0.0)) for values, low, high in batches])
 
     def _range(self) -> tuple[float, float]:
         hist = self.histogram
@@ -167,8 +180,9 @@ class MseObserver(Observer):
         thresholds = np.arange(1, math.ceil(peak / hist.width) + 1) * hist.width
         low = np.minimum(np.maximum(self.min, -thresholds), 0.0)
         high = np.maximum(np.minimum(self.max, thresholds), 0.0)
-        errors = _grid_errors(hist.counts, hist.origin, hist.width, low, high, 2 ** self.bits - 1,
-                              -(2 ** (self.bits - 1)))
+        errors = np.empty(low.size)
+        parallel_for(_grid_errors, low.size, hist.counts, hist.origin, hist.width, low, high, 2 ** self.bits - 1,
+                     -(2 ** (self.bits - 1)), errors, grain=PARALLEL_GRAIN)
         return _clipped(self, thresholds[np.argmin(errors)])
 
 
@@ -253,9 +267,33 @@ class StreamingHistogram:
     def add(self, values: np.ndarray, low: float, high: float, absolute: bool = False) -> None:
         """Count ``values`` (of ``|values|`` when ``absolute``), whose finite
         ones lie in [low, high] with low <= 0 <= high; non-finite are skipped."""
-        self._cover(float(low), float(high))
-        inverse = 1.0 / self.width if self.width else 0.0
-        self.zeros += _count_into(values, self.counts, self.origin, inverse, absolute)
+        self.add_many([(values, low, high)], absolute)
+
+    def add_many(self, batches: list[tuple[np.ndarray, float, float]], absolute: bool = False) -> None:
+        """:meth:`add` of each (values, low, high) in turn, with the same
+        counts: the bins each batch is counted on depend only on the
+        ranges before it, so the batches are counted at once, each on its
+        own bins and over the threads, then added in order as the bins grow."""
+        grids = self._grids([(float(low), float(high)) for _, low, high in batches])
+        partial = np.zeros((len(batches), self.counts.size), np.int64)
+        zeros = np.zeros(len(batches), np.int64)
+        parallel_for(_count_batches, len(batches), [values for values, _, _ in batches], partial, zeros, grids,
+                     absolute)
+        for (_, low, high), counts, zero in zip(batches, partial, zeros):
+            self._cover(float(low), float(high))
+            self.counts += counts
+            self.zeros += int(zero)
+
+    def _grids(self, ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """(origin, 1 / width, or 0 while the width is 0) of the bins each
+        range is counted on, from a copy of the bins without their counts."""
+        shadow = StreamingHistogram(self.counts.size)
+        shadow.origin, shadow.width = self.origin, self.width
+        grids = []
+        for low, high in ranges:
+            shadow._cover(low, high)
+            grids.append((shadow.origin, 1.0 / shadow.width if shadow.width else 0.0))
+        return grids
 
     def occupied(self) -> int:
         """One past the last non-empty bin."""
@@ -350,6 +388,12 @@ def _finite_extremes(values: np.ndarray) -> tuple[float, float, int]:
     return float(finite.min()), float(finite.max()), values.size - finite.size
 
 
+def _extremes_of(start, stop, flats, out) -> None:
+    """:func:`_finite_extremes` of flats[start:stop] into out[start:stop]."""
+    for k in range(start, stop):
+        out[k] = _finite_extremes(flats[k])
+
+
 def _check_bins(value, what: str, least: int) -> int:
     if not isinstance(value, (int, np.integer)) or value < least:
         raise CalibrationError(f"{what} must be an integer >= {least}, got {value!r}")
@@ -372,6 +416,14 @@ def _positive_share(observer: Observer, thresholds: np.ndarray) -> np.ndarray:
     low = np.minimum(np.maximum(observer.min, -thresholds), 0.0)
     high = np.maximum(np.minimum(observer.max, thresholds), 0.0)
     return thresholds / (high - low)
+
+
+def _count_batches(start, stop, batches, partial, zeros, grids, absolute):
+    """Batches start..stop, each into its row of ``partial`` on its grid
+    (origin, inverse), its zeros into ``zeros``."""
+    for k in range(start, stop):
+        origin, inverse = grids[k]
+        zeros[k] = _count_into(batches[k], partial[k], origin, inverse, absolute)
 
 
 @jit
@@ -441,15 +493,15 @@ def _kl_divergences(counts, ends, levels):
 
 
 @jit
-def _grid_errors(counts, origin, width, lows, highs, steps, qmin):
-    """For each range [lows[c], highs[c]] (0 included): the summed squared
-    error of quantizing, on its asymmetric grid of ``steps`` steps (zero
-    point as runtime.qscheme.activation_params rounds it), ``counts[b]``
-    values spread evenly over bin b of the histogram. The integral at an
-    edge shared by two non-empty bins is computed once."""
+def _grid_errors(start, stop, counts, origin, width, lows, highs, steps, qmin, out):
+    """Into ``out[c]``, for each range [lows[c], highs[c]] (0 included) of
+    c in start..stop: the summed squared error of quantizing, on its
+    asymmetric grid of ``steps`` steps (zero point as
+    runtime.qscheme.activation_params rounds it), ``counts[b]`` values
+    spread evenly over bin b of the histogram. The integral at an edge
+    shared by two non-empty bins is computed once."""
     filled = np.flatnonzero(counts)
-    out = np.empty(lows.size)
-    for c in range(lows.size):
+    for c in range(start, stop):
         scale = (highs[c] - lows[c]) / steps
         zero = min(max(np.rint(qmin - lows[c] / scale), qmin), qmin + steps)
         first, last = qmin - zero, qmin + steps - zero  # the grid is scale * [first..last]
@@ -460,7 +512,6 @@ def _grid_errors(counts, origin, width, lows, highs, steps, qmin):
             previous = b
             total += counts[b] * (at_previous - below)
         out[c] = total * scale * scale * scale / width
-    return out
 
 
 @jit(inline="always")

@@ -24,12 +24,13 @@ import numpy as np
 from ir.graph import Graph, Node, Value
 from ir.types import QuantParams
 from passes.infra import PassContext, PassError, graph_pass, register_option
-from passes.quant.bias_correction import add_to_bias, correct_biases
-from passes.quant.calibrate import calibrate
+from passes.instruments import timed
+from passes.quant.bias_correction import InputMeans, add_to_bias, correct_biases
+from passes.quant.calibrate import Calibration
 from passes.quant.calibration_data import CalibrationWarning, calibration_batches
 from passes.quant.concat_affine import push_affines_through_concat
 from passes.quant.params import Precision, activation_quant, layer_precision, parse_precision
-from passes.quant.rewrite import SegmentQuantizer
+from passes.quant.rewrite import SegmentQuantizer, linear_input
 from passes.quant.split_slices import split_to_slices
 from passes.quant.units import build_units, flatten_fused
 from runtime.hardware import ACCELERATOR
@@ -67,16 +68,21 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
     if given and to_calibrate:
         warnings.warn(f"{len(to_calibrate)} stored tensors have no given quantization parameters and are "
                       f"calibrated: {[v.name for v in to_calibrate][:8]}", CalibrationWarning, stacklevel=2)
-    lowered = ctx.lowering("calibration")(graph) if to_calibrate else None  # the float graph, before the rewrite
-    ranges = _calibrate(graph, lowered, to_calibrate, ctx) if to_calibrate else {}
-    grids = _Grids(given, ranges, precision, ctx)
+    grids = _Grids(given, {}, precision, ctx)
+    lowered, measured, batches = None, {}, None
+    if to_calibrate:
+        with timed("quantize: lowering"):
+            lowered = ctx.lowering("calibration")(graph)  # the float graph, before the rewrite
+        measured, batches = _calibrate(graph, lowered, to_calibrate, units, grids, ctx)
     linear = []
-    for segment in segments:
-        quantizer = SegmentQuantizer(segment.attrs["body"], grids.of, grids.precision_of_node)
-        segment.attrs["body"] = quantizer.build()
-        linear += quantizer.linear
-    if ranges and not given and ctx.option("quant.bias_correction"):  # given parameters are used as they are
-        correct_biases(lowered, linear, _batches(graph, ctx))
+    with timed("quantize: rewrite"):
+        for segment in segments:
+            quantizer = SegmentQuantizer(segment.attrs["body"], grids.of, grids.precision_of_node)
+            segment.attrs["body"] = quantizer.build()
+            linear += quantizer.linear
+    if grids.ranges and not given and ctx.option("quant.bias_correction"):  # given parameters are used as they are
+        with timed("bias correction"):
+            correct_biases(lowered, linear, _batches(graph, ctx) if batches is None else batches, measured)
     _given_corrections(linear, ctx.option("quant.bias_corrections"))
     return graph
 
@@ -146,9 +152,45 @@ def _pre_quantized(graph: Graph) -> dict[str, QuantParams]:
     return found
 
 
-def _calibrate(graph: Graph, lowered, values: list[Value], ctx: PassContext) -> dict[Value, tuple]:
-    return calibrate(lowered, values, _batches(graph, ctx), ctx.option("quant.tensor_calibrators"),
-                     ctx.option("quant.calibrator"))
+def _calibrate(graph: Graph, lowered, values: list[Value], units: dict, grids: _Grids, ctx: PassContext):
+    """Calibrate ``values`` (their ranges into ``grids``); when bias correction
+    will run and the inputs fit, in lockstep, measuring the inputs of the
+    layers it corrects on their grids in the same pass. Returns those
+    measurements by slot and the batches read (None: read them anew)."""
+    calibration = Calibration(lowered, values, ctx.option("quant.tensor_calibrators"),
+                              ctx.option("quant.calibrator"))
+    grids.ranges = calibration.ranges
+    measured: dict[str, InputMeans] = {}
+    follow = {}
+    if ctx.option("quant.bias_correction") and not grids.given:
+        names = lowered[1]
+        inputs = [x for segment_units in units.values() for unit in segment_units
+                  if (x := linear_input(unit)) is not None and x in names]
+        for x in inputs:
+            follow.setdefault(names[x], _follower(x, names[x], grids, measured))
+    if follow and calibration.lockstep(ctx.option("quant.calibration_count"), follow):
+        batches = list(_batches(graph, ctx))
+        calibration.run(batches, follow)
+        return measured, batches
+    calibration.run(_batches(graph, ctx))
+    return measured, None
+
+
+def _follower(x: Value, slot: str, grids: _Grids, measured: dict):
+    """Sums of ``x`` and of ``x`` on the grid it will have (that of the value
+    its layout ops copy codes from) into ``measured[slot]``; bias correction
+    checks the grid against the rewrite's."""
+    source = x
+    while source.producer is not None and source.producer.annotations.get("unit") == "layout":
+        source = source.producer.inputs[0]
+
+    def follow(arrays: list) -> None:
+        if source not in grids.ranges:
+            return
+        means = InputMeans(grids.of(source))
+        means.update_many(arrays)
+        measured[slot] = means
+    return follow
 
 
 def _batches(graph: Graph, ctx: PassContext):

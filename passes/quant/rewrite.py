@@ -39,6 +39,30 @@ ParamsOf = Callable[[Value], QuantParams]
 PrecisionOf = Callable[[Node], Precision]
 
 
+def linear_input(unit: Node) -> Value | None:
+    """The float input of the QConv or QGemm that ``unit`` becomes, as
+    SegmentQuantizer records it in LinearLayer.x (None for a unit that
+    becomes none, or a transposed convolution, which bias correction
+    leaves alone): calibration measures it for bias correction ahead of
+    the rewrite."""
+    kind = unit.annotations.get("unit")
+    first = unit.attrs["body"].nodes[0] if unit.op == "Fused" else unit
+    if kind == "conv" and first.op != "ConvTranspose":
+        x = first.inputs[0]
+    elif kind == "affine":
+        x = _affine_input(first)
+    else:
+        return None
+    if unit.op == "Fused":
+        x = next((a for f, a in zip(unit.attrs["body"].inputs, unit.inputs) if f is x), x)
+    return x
+
+
+def _affine_input(node: Node) -> Value:
+    """The tensor operand of an affine unit's first node."""
+    return node.inputs[0] if not node.inputs[0].is_constant else node.inputs[1]
+
+
 class SegmentQuantizer:
     """Builds the quantized body of one accelerator segment."""
 
@@ -149,7 +173,7 @@ class SegmentQuantizer:
                 scale, shift = scale * factor, shift * factor
             else:
                 shift = shift + (vector if member.op == "Add" else -vector)
-        x = members[0].inputs[0] if not members[0].inputs[0].is_constant else members[0].inputs[1]
+        x = _affine_input(members[0])
         if x.type.rank != 4:
             raise PassError(f"{node.op} node {node.name!r}: a per-channel affine on a rank-{x.type.rank} "
                             "tensor has no accelerator form")

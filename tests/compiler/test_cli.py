@@ -122,6 +122,17 @@ def test_mvbatch_compiles_from_the_command_line(tmp_path, capsys):
     assert "imgs_per_cluster a multiple of 4" in capsys.readouterr().err
 
 
+def test_compile_verbose_prints_the_seconds_of_each_stage(tmp_path, capsys):
+    model, binary = _resnet_file(tmp_path), tmp_path / "v.bin"
+    assert main(["compile", str(model), "--image", "32x32x3", "-o", str(binary), "--count", "2", "-v"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("stages (s): "))
+    stages = dict(part.rsplit(" ", 1) for part in line[len("stages (s): "):].split("; ")[0].split(", "))
+    assert list(stages) == ["import", "simplify", "place", "quantize: lowering", "calibration: float runs",
+                            "calibration: statistics", "quantize: rewrite", "bias correction", "quantize: rest",
+                            "plan", "codegen", "reference", "write"]
+    assert all(float(seconds) >= 0 for seconds in stages.values())
+
+
 def test_run_compiles_a_model_first(tmp_path, capsys):
     model = _resnet_file(tmp_path)
     assert main(["run", str(model), "--calibration", "photos", "--count", "2", "-o", str(tmp_path / "m.bin"),

@@ -4,7 +4,7 @@ import pytest
 
 from ir import Graph, GraphBuilder
 from passes.infra import PassContext, PassError, Sequential, get_pass, graph_pass, register_option
-from passes.instruments import DumpIR, PassTiming, VerifyEachPass
+from passes.instruments import DumpIR, PassTiming, VerifyEachPass, timed
 
 register_option("test.factor", int, 2, "used by the infrastructure tests")
 calls: list[str] = []
@@ -109,6 +109,22 @@ def test_timing_and_dumps(tmp_path):
     assert files == ["001_pipeline_after.txt", "001_pipeline_before.txt", "002_test_record_after.txt",
                      "002_test_record_before.txt"]
     assert "Relu(%x)" in (tmp_path / files[0]).read_text()
+
+
+def test_timing_records_stages_that_are_not_passes():
+    timing = PassTiming()
+    with PassContext(instruments=[timing]) as ctx:
+        with timed("import"):
+            pass
+        ctx.record_time("calibration: float runs", 0.5)
+        ctx.record_time("calibration: float runs", 0.25)
+    with timed("write", [timing]):
+        pass
+    assert [name for name, _ in timing.times] == ["import", "calibration: float runs", "calibration: float runs",
+                                                 "write"]
+    assert timing.total("calibration: float runs") == 0.75
+    with timed("outside any context"):  # no instruments: nothing to tell
+        pass
 
 
 def test_passes_are_found_by_name():

@@ -17,6 +17,7 @@ from passes.quant.observers import (
     MseObserver,
     PercentileObserver,
     StreamingHistogram,
+    _count_into,
     _kl_divergences,
     make_observer,
     parse_spec,
@@ -208,6 +209,48 @@ def test_streamed_histogram_equals_one_shot_binning(values, cuts, absolute):
         assert moved.max() <= np.sum(np.isclose(magnitudes[:, None], histogram.origin + histogram.width *
                                                 np.arange(33)[None], rtol=1e-9,
                                                 atol=1e-9 * histogram.width).any(axis=1))
+
+
+def one_at_a_time(histogram, values, low, high, absolute):
+    """Counting as a batch arrives: widen the bins, count into them (what
+    add_many must equal)."""
+    histogram._cover(float(low), float(high))
+    inverse = 1.0 / histogram.width if histogram.width else 0.0
+    histogram.zeros += _count_into(values, histogram.counts, histogram.origin, inverse, absolute)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1e3, 0), st.floats(0, 1e3), st.sampled_from([0.0, 0.5, 1.0])), min_size=1,
+                max_size=8), st.sampled_from([False, True]), st.integers(0, 2 ** 31))
+def test_histogram_counts_many_batches_at_once_as_one_at_a_time(spans, absolute, seed):
+    generator = np.random.default_rng(seed)
+    batches = []
+    for low, high, zero_share in spans + [(-1e200, 1e200, 0.0)]:  # the last one restarts the grid
+        values = generator.uniform(low, high, 200)
+        values[generator.random(200) < zero_share] = 0.0
+        top = np.abs(values).max() if absolute else values.max()
+        batches.append((values, 0.0 if absolute else min(values.min(), 0.0), max(top, 0.0)))
+    together, alone = StreamingHistogram(32), StreamingHistogram(32)
+    together.add_many(batches[:3], absolute)
+    together.add_many(batches[3:], absolute)
+    for batch in batches:
+        one_at_a_time(alone, *batch, absolute)
+    assert (together.origin, together.width, together.zeros) == (alone.origin, alone.width, alone.zeros)
+    assert np.array_equal(together.counts, alone.counts)
+
+
+@pytest.mark.parametrize("spec", ["minmax", "percentile", "entropy", "mse"])
+def test_update_many_gives_the_statistics_of_updates_in_turn(spec):
+    batches = [np.maximum(rng.standard_normal((1, 8, 40, 40)), 0).astype(np.float32) * (1 + k % 3) for k in range(6)]
+    batches[2][0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+    batches.insert(3, np.zeros((0, 8), np.float32))
+    many = make_observer(spec, tensor="t")
+    many.update_many(batches)
+    one = observed(spec, *batches)
+    assert (many.count, many.nonfinite, many.min, many.max) == (one.count, one.nonfinite, one.min, one.max)
+    assert many.range() == one.range()
+    if hasattr(one, "histogram"):
+        assert np.array_equal(many.histogram.counts, one.histogram.counts)
 
 
 # --- percentile ------------------------------------------------------------------------

@@ -9,11 +9,14 @@ from onnx import helper, numpy_helper
 
 from ir.types import QuantParams
 from tests.helpers.quant import (
+    conv,
     conv_model,
     from_source,
     inputs,
     make_model,
     minmax_grid,
+    node,
+    q_ops,
     quantized,
     run,
     run_float,
@@ -86,3 +89,69 @@ def test_it_removes_the_mean_error_of_a_clipped_input():
     step = from_source(graph, "conv0").outputs[0].quant.scale[0]
     assert shifts[False].max() > step
     assert shifts[True].max() < step / 10
+
+
+def chain_model():
+    """conv-relu, max pool (a layout op: its output keeps its input's grid), conv-relu, conv."""
+    w = seeded(5, w0=(8, 3, 3, 3), b0=(8,), w1=(8, 8, 3, 3), b1=(8,), w2=(4, 8, 1, 1), b2=(4,))
+    nodes = [conv("x", "c0", "w0", "b0", name="conv0"), node("Relu", ["c0"], "r0", name="relu0"),
+             node("MaxPool", ["r0"], "p0", name="pool0", kernel_shape=[2, 2], strides=[2, 2]),
+             conv("p0", "c1", "w1", "b1", name="conv1"), node("Relu", ["c1"], "r1", name="relu1"),
+             conv("r1", "y", "w2", "b2", k=1, name="conv2")]
+    return make_model(nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 4, 4, 4]}, w)
+
+
+def biases_and_grids(graph) -> list:
+    return [(n.name, n.inputs[2].const.tolist(), list(n.inputs[0].quant.scale), list(n.outputs[0].quant.scale))
+            for n in q_ops(graph) if n.op == "QConv"]
+
+
+def test_calibration_measures_the_corrected_inputs_in_its_own_pass(monkeypatch, capsys):
+    """Run in lockstep, calibration sums each corrected layer's input on its
+    grid as it goes: no second run of the float model, and the same biases
+    and grids as calibrating first and correcting after (the inputs run
+    one after the other when they do not fit in LOCKSTEP_BYTES)."""
+    import passes.quant.calibrate as calibrate
+
+    model, data = chain_model(), inputs(5, seed=6)
+    lockstep = biases_and_grids(quantized(model, data, **{"quant.calibrator": "mse"}))
+    assert "bias correction" not in capsys.readouterr().err
+    monkeypatch.setattr(calibrate, "LOCKSTEP_BYTES", 0)
+    in_turn = biases_and_grids(quantized(model, data, **{"quant.calibrator": "mse"}))
+    assert "bias correction: 5" in capsys.readouterr().err
+    assert len(lockstep) == 3 and lockstep == in_turn
+
+
+def test_inputs_measured_on_another_grid_are_measured_again(monkeypatch, capsys):
+    import passes.quant.bias_correction as bias_correction
+
+    model, data = chain_model(), inputs(5, seed=6)
+    expected = biases_and_grids(quantized(model, data))
+    monkeypatch.setattr(bias_correction, "same_grid", lambda a, b: False)
+    capsys.readouterr()
+    assert biases_and_grids(quantized(model, data)) == expected
+    assert "bias correction: 5" in capsys.readouterr().err
+
+
+def test_sums_of_many_inputs_at_once_are_the_sums_in_turn():
+    grid = QuantParams(0.05, -3, np.dtype(np.int8))
+    arrays = [np.random.default_rng(k).standard_normal((2, 3, 70, 90)).astype(np.float32) for k in range(3)]
+    many, one = bias_correction_means(grid), bias_correction_means(grid)
+    many.update_many(arrays)
+    for array in arrays:
+        one.update(array)
+    exact, rounded = np.zeros((3, 70, 90)), np.zeros((3, 70, 90))
+    for row in (r for a in arrays for r in a):
+        q = np.clip(np.rint(row / np.float32(0.05)).astype(np.float64) - 3, -128, 127)
+        exact += row
+        rounded += np.float32(0.05) * (q + 3).astype(np.float32)
+    assert many.count == one.count == 6
+    for sums in (many, one):
+        np.testing.assert_array_equal(sums.exact, exact)
+        np.testing.assert_array_equal(sums.rounded, rounded)
+
+
+def bias_correction_means(grid):
+    from passes.quant.bias_correction import InputMeans
+
+    return InputMeans(grid)

@@ -76,3 +76,45 @@ def test_observe_streams_watched_values_as_they_are_computed():
     assert [name for name, _ in seen] == ["x", "add"]
     np.testing.assert_array_equal(seen[1][1], x + 1)
     assert list(out) == ["relu"]
+
+
+def _conv_program():
+    """Convolution, in-place element-wise tail: values a lockstep run must not mix up between its runs."""
+    from compiler.pipeline import optimize
+    b = GraphBuilder("g")
+    x = b.input("x", [1, 2, 6, 6])
+    c = b.Conv(x, b.const(np.random.default_rng(0).standard_normal((3, 2, 3, 3))), pads=[1, 1, 1, 1], name="conv")
+    return lower_to_program(optimize(b.build(b.Relu(b.Mul(c, c), name="out"))))
+
+
+def test_run_each_observes_what_one_run_per_input_observes():
+    program = _conv_program()
+    watch = ["x", "conv", "out"]
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.standard_normal((1, 2, 6, 6)).astype(np.float32)} for _ in range(3)]
+    alone = []
+    for feed in feeds:
+        Executor(program).run(feed, fetch=[], observe=lambda name, a: alone.append((name, a.copy())), watch=watch)
+    together = []
+    Executor(program).run_each(feeds, lambda name, arrays: together.append((name, [a.copy() for a in arrays])),
+                               watch)
+    assert [name for name, _ in together] == watch  # each value once, for all runs, as soon as it is computed
+    for index, (name, arrays) in enumerate(together):
+        for run, array in enumerate(arrays):
+            expected_name, expected = alone[run * len(watch) + index]
+            assert expected_name == name
+            np.testing.assert_array_equal(array, expected)
+
+
+def test_run_each_names_the_node_and_checks_feeds():
+    with pytest.raises(ExecutionError, match="must have shape"):
+        Executor(_program()).run_each([{"x": np.ones((2, 3), np.float32)}, {"x": np.ones(3, np.float32)}],
+                                      lambda name, arrays: None, [])
+
+
+def test_peak_bytes_counts_the_values_alive_at_once():
+    program = _program()  # x [2,3] -> add -> relu: x and add live together, then add and relu
+    assert Executor(program).peak_bytes() == 2 * 6 * 4
+    dynamic = Program(["x", "y"], [0], [1], [Step("Relu", (0,), (1,), {}, "relu")], {},
+                      types=[((None, 3), "float32"), ((None, 3), "float32")])
+    assert Executor(dynamic).peak_bytes() is None
