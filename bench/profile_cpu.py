@@ -1,7 +1,11 @@
 """Where a model's CPU time goes: each kernel step timed, summed by kernel
 (and the heaviest steps listed). Same thread settings as the benchmarks.
+With --ort, onnxruntime's own profile of the same model (its per-node kernel
+times, same threads) is set beside each step: the steps are matched by the
+ONNX node names they came from, so the rows sorted by the gap (ours minus
+theirs) name the layers to fix first.
 
-    python bench/profile_cpu.py [--model resnet50] [--runs 10] [--top 15]
+    python bench/profile_cpu.py [--model resnet50] [--runs 10] [--top 15] [--ort]
 """
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from timing import THREADS  # noqa: F401  first: sets the thread counts
 
 import argparse
 import collections
+import json
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -26,44 +33,101 @@ def main() -> None:
     parser.add_argument("--model", default="resnet50", choices=sorted(MODELS))
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--ort", action="store_true", help="set onnxruntime's per-node profile beside each step")
     args = parser.parse_args()
-    graph = optimize(import_onnx(MODELS[args.model]()))
+    model = MODELS[args.model]()
+    graph = optimize(import_onnx(model))
     executor = Executor(lower_to_program(graph))
     feeds = {v.name: np.random.default_rng(0).standard_normal(v.type.shape).astype(np.float32)
              for v in graph.inputs}
-    spent: dict[int, float] = collections.defaultdict(float)
-
-    def timed(index, fn):
-        def run(args, attrs):
-            start = time.perf_counter()
-            result = fn(args, attrs)
-            spent[index] += time.perf_counter() - start
-            return result
-        return run
-
     for _ in range(3):
         executor.run(feeds)
-    executor._calls = [(timed(i, fn), step) for i, (fn, step) in enumerate(executor._calls)]
-    executor._plans.clear()
+    by_step: dict[tuple[str, str], float] = collections.defaultdict(float)
     start = time.perf_counter()
     for _ in range(args.runs):
-        executor.run(feeds)
+        timings: list = []
+        executor.run(feeds, timings=timings)
+        for name, kernel, seconds in timings:  # a fused pair of steps is one call, "a+b"
+            by_step[name, kernel] += seconds
     total = (time.perf_counter() - start) / args.runs * 1e3
-    steps = [step for _, step in executor._calls]
     by_kernel: dict[str, list] = collections.defaultdict(lambda: [0.0, 0])
-    for index, step in enumerate(steps):
-        by_kernel[step.kernel][0] += spent[index] / args.runs * 1e3
-        by_kernel[step.kernel][1] += 1
+    for (name, kernel), seconds in by_step.items():
+        by_kernel[kernel][0] += seconds / args.runs * 1e3
+        by_kernel[kernel][1] += 1
     kernels_ms = sum(v[0] for v in by_kernel.values())
     print(f"{args.model}: {total:.2f} ms per run, {kernels_ms:.2f} ms in kernels, "
           f"{total - kernels_ms:.2f} ms in the executor")
     for kernel, (ms, count) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0]):
         print(f"  {kernel:<24}{count:>5} steps {ms:>9.2f} ms")
     print("heaviest steps:")
-    order = sorted(range(len(steps)), key=lambda i: -spent[i])[:args.top]
-    for index in order:
-        print(f"  {steps[index].name:<40}{steps[index].kernel:<20}{spent[index] / args.runs * 1e3:>8.2f} ms")
+    for (name, kernel), seconds in sorted(by_step.items(), key=lambda kv: -kv[1])[:args.top]:
+        print(f"  {name:<40}{kernel:<20}{seconds / args.runs * 1e3:>8.2f} ms")
+    if args.ort:
+        per_run = {key: seconds / args.runs * 1e3 for key, seconds in by_step.items()}
+        compare(model, feeds, executor.program, per_run, args)
 
+
+def ort_profile(model, feeds, runs: int) -> tuple[float, list[tuple[str, tuple, float]]]:
+    """onnxruntime's ms per run and, for each node in the order it ran, its
+    name, :func:`_signature` and kernel ms per run (from its profile)."""
+    import onnxruntime as ort
+
+    from timing import ort_options
+
+    options = ort_options()
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tempfile.mkdtemp(prefix="ortprof-"), "profile")
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    warmup = 3
+    for _ in range(warmup + runs):
+        session.run(None, feeds)
+    with open(session.end_profiling()) as file:
+        events = json.load(file)
+    nodes: dict[str, list] = {}
+    total = 0.0
+    for event in sorted(events, key=lambda e: e.get("ts", 0)):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            name = event["name"][:-len("_kernel_time")]
+            shapes = [next(iter(entry.values())) for entry in event["args"].get("input_type_shape", [])]
+            row = nodes.setdefault(name, [name, _signature(event["args"].get("op_name", ""), shapes), 0.0])
+            row[2] += event["dur"] / 1e3
+        elif event.get("cat") == "Session" and event["name"] == "model_run":
+            total += event["dur"] / 1e3
+    count = warmup + runs
+    return total / count, [(name, signature, ms / count) for name, signature, ms in nodes.values()]
+
+
+def _signature(op: str, shapes) -> tuple:
+    """What matches a step to an onnxruntime node: the kind of op and the
+    shapes of its first two inputs (the activation and the weight)."""
+    kind = "conv" if "Conv" in op else "gemm" if op in ("Gemm", "MatMul", "FusedGemm", "FusedMatMul") else op
+    return (kind, *(tuple(int(d) for d in shape) for shape in list(shapes)[:2]))
+
+
+def compare(model, feeds, program, ours: dict[tuple[str, str], float], args) -> None:
+    """Each step beside the onnxruntime nodes of the same signatures (its
+    parts' for a fused pair), in the same order; sorted by the gap."""
+    total, theirs = ort_profile(model, feeds, args.runs)
+    queues: dict[tuple, list] = collections.defaultdict(list)
+    for name, signature, ms in theirs:
+        queues[signature].append(ms)
+    types = program.types
+    parts = {step.name: _signature(step.kernel, [types[i][0] for i in step.inputs[:2] if i >= 0])
+             for step in program.steps}
+    matched: dict[tuple[str, str], float] = {}
+    for key in ours:  # in the order the steps ran
+        found = [queues[parts[part]].pop(0) for part in key[0].split("+") if queues.get(parts.get(part))]
+        if found:
+            matched[key] = sum(found)
+    left = sum(ms for queue in queues.values() for ms in queue)
+    print(f"onnxruntime: {total:.2f} ms per run, {sum(ms for _, _, ms in theirs):.2f} ms in kernels "
+          f"({left:.2f} ms in nodes matched to no step); Tessera {sum(ours.values()):.2f} ms in kernels")
+    print(f"  {'step':<40}{'kernel':<20}{'ours ms':>8}{'ort ms':>8}{'ratio':>7}{'gap ms':>8}")
+    for key in sorted(ours, key=lambda key: matched.get(key, 0.0) - ours[key])[:args.top]:
+        mine, other = ours[key], matched.get(key, 0.0)
+        ratio = f"{mine / other:>7.2f}" if other else f"{'-':>7}"
+        shape = parts.get(key[0].split("+")[0], ())[1:]
+        print(f"  {key[0]:<40}{key[1]:<20}{mine:>8.3f}{other:>8.3f}{ratio}{mine - other:>8.3f}  {shape}")
 
 if __name__ == "__main__":
     main()
