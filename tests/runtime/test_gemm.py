@@ -520,6 +520,35 @@ def test_sgemm_epilogue_errors(kwargs, match):
         sgemm(np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), **kwargs)
 
 
+@pytest.mark.parametrize("m, k, n", [(64, 192, 49), (63, 512, 100), (128, 520, 30), (200, 1000, 7)])
+def test_packing_a_contiguous_b_or_reading_it_in_place_gives_the_same_bits(monkeypatch, m, k, n):
+    """Deep products with many rows pack even a contiguous B (the panels stay
+    in L1): the same products summed in the same order as reading it in
+    place, so the same bits, through sgemm, a PackedProduct and a strip."""
+    from runtime.gemm.tasks import DIRECT, PACK
+
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    packed = pack_weights(a)
+    kc = packers.block_depth(k)
+    expected_mode = PACK if m >= driver.PACK_MIN_ROWS and kc >= driver.PACK_MIN_KC else DIRECT
+    assert driver.b_reading(m, kc, 1) == expected_mode and driver.b_reading(m, kc, 2) == PACK
+
+    def products():
+        driver._plans.clear()
+        return (sgemm(None, b, packed_a=packed, bias=bias, clamp=(0.0, 6.0)),
+                PackedProduct(packed, n, bias, (0.0, 6.0)).run(b, np.empty((m, n), np.float32)))
+
+    chosen = products()
+    monkeypatch.setattr(driver, "PACK_MIN_ROWS", 1 << 40)  # every contiguous B read in place
+    in_place = products()
+    for got, other in zip(chosen, in_place):
+        np.testing.assert_array_equal(got, other)
+    np.testing.assert_allclose(chosen[0], np.clip(reference(a, b) + bias[:, None], 0, 6), rtol=1e-4, atol=1e-3)
+
+
 # ---------------------------------------------------------------- PackedProduct
 @pytest.mark.parametrize("m, k, n", [(16, 24, 49), (64, 384, 196), (7, 5, 3)])
 @pytest.mark.parametrize("with_bias, with_residual, clamp", [(False, False, None), (True, True, (0.0, 6.0)),
