@@ -38,10 +38,11 @@ Two kinds of kernel share that frame:
 
 A kernel family (:class:`Isa`) has one kernel per tile width, every multiple
 of ``UNIT`` lanes up to ``nr``, so a narrow last column panel wastes at most
-7 lanes. The AVX-512 family adds float remainder kernels for a last panel of
-1 to ``REMAINDER_COLS`` columns (N = 49 leaves one): same signature, but
-they take 8 row panels at once (``rows`` up to 64), with A's steps as
-vectors and B's values broadcast, and write through masked scatters.
+7 lanes. Float kernels have remainder kernels for a last panel of 1 to
+``REMAINDER_COLS`` columns (N = 49 leaves one): same signature, but they
+take ``Isa.remainder_panels`` row panels at once (AVX-512: 8, ``rows`` up
+to 64; AVX2: 4, up to 16), with A's steps as vectors and B's values
+broadcast, and write through masked scatters.
 
 The IR is generated as text, never as Python source: nothing runs but
 LLVM's own output.

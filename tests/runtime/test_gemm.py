@@ -92,7 +92,7 @@ def test_edges_and_resnet_shapes(m, k, n):
 @pytest.mark.parametrize("n", [1, 2, 3, 9, 11, 25, 50, 51, 52, 57])
 def test_ragged_last_columns_of_many_rows(m, n):
     """The last 1 to 3 columns past a multiple of 8 go through the remainder
-    kernels, 8 row panels at a time."""
+    kernels, Isa.remainder_panels row panels at a time (8 on AVX-512, 4 on AVX2)."""
     rng = np.random.default_rng(m * n)
     a = rng.standard_normal((m, 70), dtype=np.float32)
     b = rng.standard_normal((70, n), dtype=np.float32)
