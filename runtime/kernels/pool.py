@@ -3,11 +3,16 @@ their global forms).
 
 Windowed pools are Numba loops over the N*C planes, run in parallel with
 :func:`runtime.parallel.parallel_for`; 1-D and 2-D pools are lifted to 3-D so
-each loop compiles once per float dtype. Global pools are numpy reductions,
-but for GlobalAveragePool on float32/64, a Numba loop over planes.
-Window attributes are validated in Python before any loop runs.
+each loop compiles once per float dtype. A float32 1-D or 2-D MaxPool with
+unit dilations (ResNet's stem) has a separable loop over output rows
+instead. Global pools are numpy reductions, but for GlobalAveragePool on
+float32/64, a Numba loop over planes.
+Window attributes are validated in Python before any loop runs; MaxPool keeps
+what it works out from them (its plan) per input shape, dtype and attributes.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -15,7 +20,7 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.jit import jit
 from runtime.kernels.limits import check_output_size
-from runtime.kernels.nn_window import Window, grain, lift, make_window, out_shape, valid_range
+from runtime.kernels.nn_window import MAX_SPATIAL, Window, grain, lift, make_window, out_shape, valid_range
 from runtime.kernels.registry import kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 
@@ -77,92 +82,119 @@ def _max_pool_planes(start, stop, x, y, geo):
 
 
 @jit(inline="always")
-def _fill(dst, value):
-    for i in range(dst.shape[0]):
-        dst[i] = value
+def _rows_max(src, at, width, count, dst, to, ninf):
+    """dst[to + i] = max(ninf, src[at + i], src[at + width + i], ...) over
+    the first ``count`` (0 to 3) of those rows, i < width, NaNs skipped: one
+    pass, each max a select that LLVM makes one vector max (x86 maxps is
+    ``a > b ? a : b``). Flat unsigned offsets into one array: the same pass
+    over three row views measured half as fast. ``ninf`` must have the rows'
+    dtype: a literal -inf is float64 and widens every compare to float64
+    (the row pass before this one ran as vmaxpd on half-width vectors)."""
+    if count == 0:
+        for i in range(width):
+            dst[_u(to + i)] = ninf
+    elif count == 1:
+        for i in range(width):
+            x0 = src[_u(at + i)]
+            dst[_u(to + i)] = x0 if x0 > ninf else ninf
+    elif count == 2:
+        for i in range(width):
+            x0, x1 = src[_u(at + i)], src[_u(at + width + i)]
+            m = x0 if x0 > ninf else ninf
+            dst[_u(to + i)] = x1 if x1 > m else m
+    else:
+        for i in range(width):
+            x0, x1, x2 = src[_u(at + i)], src[_u(at + width + i)], src[_u(at + 2 * width + i)]
+            m = x0 if x0 > ninf else ninf
+            m = x1 if x1 > m else m
+            dst[_u(to + i)] = x2 if x2 > m else m
 
 
 @jit(inline="always")
-def _max_into(acc, values, first):
-    """acc = max(acc, values) elementwise (max(-inf, values) when ``first``),
-    NaNs in values skipped; a select, not a branch, so that LLVM vectorises
-    it."""
-    for i in range(acc.shape[0]):
-        value = values[i]
-        best = -np.inf if first else acc[i]
-        acc[i] = value if value > best else best
+def _rows_max_into(src, at, width, count, dst, to):
+    """dst[to + i] = max(dst[to + i], src[at + i]) (``count`` 1), or of the
+    two rows from ``at`` (2), NaNs skipped."""
+    if count == 1:
+        for i in range(width):
+            x0, m = src[_u(at + i)], dst[_u(to + i)]
+            dst[_u(to + i)] = x0 if x0 > m else m
+    else:
+        for i in range(width):
+            x0, x1, m = src[_u(at + i)], src[_u(at + width + i)], dst[_u(to + i)]
+            m = x0 if x0 > m else m
+            dst[_u(to + i)] = x1 if x1 > m else m
 
 
 @jit(inline="always")
-def _max_into_phases(phases, values, first):
-    """phases[q % 2, q // 2] = max(phases[...], values[q]) (or of -inf when
-    ``first``): a row max that also splits the row into its even and odd
-    columns (for stride 2)."""
-    even, odd = phases[0], phases[1]
-    for i in range(values.shape[0] // 2):
-        a, b = values[2 * i], values[2 * i + 1]
-        best_a = -np.inf if first else even[i]
-        best_b = -np.inf if first else odd[i]
-        even[i] = a if a > best_a else best_a
-        odd[i] = b if b > best_b else best_b
-    if values.shape[0] % 2:
-        last = values.shape[0] // 2
-        a = values[2 * last]
-        best_a = -np.inf if first else even[last]
-        even[last] = a if a > best_a else best_a
+def _windows_max(dst, to, count, buf, step, kw):
+    """dst[to + i] = max(buf[i * step + kx] for kx < kw), i < count, taps in
+    order; buf holds no NaN. Called with a literal ``step`` (1, 2) so that
+    LLVM vectorises the loads."""
+    if kw == 1:
+        for i in range(count):
+            dst[_u(to + i)] = buf[_u(i * step)]
+    elif kw == 2:
+        for i in range(count):
+            a, b = buf[_u(i * step)], buf[_u(i * step + 1)]
+            dst[_u(to + i)] = b if b > a else a
+    else:
+        for i in range(count):
+            a, b, c = buf[_u(i * step)], buf[_u(i * step + 1)], buf[_u(i * step + 2)]
+            m = b if b > a else a
+            dst[_u(to + i)] = c if c > m else m
+        for kx in range(3, kw):
+            for i in range(count):
+                a, m = buf[_u(i * step + kx)], dst[_u(to + i)]
+                dst[_u(to + i)] = a if a > m else m
 
 
 @jit
-def _max_pool_2d_planes(start, stop, x, y, geo):
-    """Planes [start, stop) of a 2-D max pool with unit dilations, separably:
-    for each output row, the max over its window's input rows (contiguous
-    vector passes, which for stride 2 also split the columns into even and
-    odd), then over each window's columns of that (interior windows one tap
-    column at a time over all of them, the few windows clipped by the edges
-    point by point). x: (P, H, W); y: (P, OH, OW). NaNs are skipped as in
-    _max_pool_planes: the first pass turns them into -inf."""
-    kh_n, kw_n, sh, sw, ph, pw = geo[1], geo[2], geo[4], geo[5], geo[7], geo[8]
+def _max_pool_2d_rows(start, stop, x, y, kh, kw, sh, sw, ph, pw, buf_len):
+    """Output rows [start, stop) of all planes (row r: plane r // OH, row
+    r % OH) of a 2-D max pool with unit dilations, separably: the max over
+    the window's input rows that exist (one contiguous pass over up to three
+    input rows at a time) into a row buffer of ``buf_len`` elements whose
+    padding, left and right, stays -inf; then the max over each window's kw
+    taps of that buffer (unit and stride-2 steps compiled apart).
+    x: (P, H, W); y: (P, OH, OW). NaNs are skipped as in _max_pool_planes:
+    the row pass turns them into -inf, and a window of nothing but NaN and
+    padding gives -inf. Taps are compared in order (rows, then columns), a
+    later one winning only when strictly greater. The caller makes buf_len
+    >= pw + W and >= (OW - 1) * sw + kw, so every index is in bounds (with a
+    shorter buffer the loop writes nothing)."""
     planes, height, width = x.shape
     _, out_h, out_w = y.shape
-    split = 2 if sw == 2 else 1
-    cols = np.empty((split, (width + 1) // split), dtype=x.dtype)
-    flat = cols.reshape(-1)
-    x_taps = _tap_table(out_w, sw, pw, 1, width, kw_n)
-    lo, hi = valid_range(-pw, sw, width - kw_n + 1, out_w)
-    for p in range(start, min(stop, planes, y.shape[0])):
-        for oh in range(out_h):
-            y0 = oh * sh - ph
-            out_row = y[p, oh]
-            first_ky = max(0, -y0)
-            if first_ky >= min(kh_n, height - y0):
-                _fill(flat, -np.inf)
-            for ky in range(first_ky, min(kh_n, height - y0)):
-                if split == 2:
-                    _max_into_phases(cols, x[p, y0 + ky], ky == first_ky)
-                else:
-                    _max_into(flat[:width], x[p, y0 + ky], ky == first_ky)
-            for ow in range(out_w):
-                if lo <= ow < hi:
-                    continue
-                best = -np.inf
-                for kx in range(x_taps[ow, 0], x_taps[ow, 1]):
-                    at = ow * sw - pw + kx
-                    value = cols[at % split, at // split]
-                    best = value if value > best else best
-                out_row[ow] = best
-            inner = out_row[lo:hi]
-            for kx in range(kw_n):
-                at = lo * sw - pw + kx
-                if split == 2:
-                    _max_into(inner, cols[at % 2, at // 2:], kx == 0)
-                elif sw == 1:
-                    _max_into(inner, flat[at:], kx == 0)
-                else:
-                    row = flat[at:]
-                    for i in range(inner.shape[0]):
-                        value = row[i * sw]
-                        best = -np.inf if kx == 0 else inner[i]
-                        inner[i] = value if value > best else best
+    neg = np.full(1, -np.inf, dtype=x.dtype)
+    ninf = neg[0]
+    buf = np.full(buf_len, -np.inf, dtype=x.dtype)
+    src = x.reshape(-1)
+    dst = y.reshape(-1)
+    stop = min(stop, planes * out_h, y.shape[0] * out_h)
+    if start >= stop or buf_len < max(pw + width, (out_w - 1) * sw + kw):
+        return
+    p = start // out_h
+    oh = start - p * out_h
+    for row in range(start, stop):
+        y0 = oh * sh - ph
+        r = max(y0, 0)
+        r_end = min(y0 + kh, height)
+        count = min(max(r_end - r, 0), 3)
+        _rows_max(src, (p * height + r) * width, width, count, buf, pw, ninf)
+        r += count
+        while r < r_end:
+            count = min(r_end - r, 2)
+            _rows_max_into(src, (p * height + r) * width, width, count, buf, pw)
+            r += count
+        if sw == 1:
+            _windows_max(dst, row * out_w, out_w, buf, 1, kw)
+        elif sw == 2:
+            _windows_max(dst, row * out_w, out_w, buf, 2, kw)
+        else:
+            _windows_max(dst, row * out_w, out_w, buf, sw, kw)
+        oh += 1
+        if oh == out_h:
+            oh = 0
+            p += 1
 
 
 @jit
@@ -258,12 +290,17 @@ def _pool_input(op: str, x: np.ndarray, allowed: str) -> tuple[np.ndarray, np.dt
     """x as a C-contiguous float32/float64 array (float16 and 8- and 16-bit
     ints are widened exactly), and the dtype to give the result back in."""
     x = np.asarray(x)
+    return np.ascontiguousarray(x, dtype=_work_dtype(op, x, allowed)), x.dtype
+
+
+def _work_dtype(op: str, x: np.ndarray, allowed: str) -> type:
+    """The dtype the loops run ``x`` in (float64 or float32), once its rank
+    and dtype are checked."""
     if x.ndim < 3:
         raise KernelError(f"{op}: X must have rank 3 to 5 (N, C, spatial...), got shape {list(x.shape)}")
     if x.dtype.name not in allowed:
         raise KernelError(f"{op}: dtype {x.dtype} is not supported")
-    work = np.float64 if x.dtype == np.float64 else np.float32
-    return np.ascontiguousarray(x, dtype=work), x.dtype
+    return np.float64 if x.dtype == np.float64 else np.float32
 
 
 def _window(op: str, x: np.ndarray, attrs) -> Window:
@@ -276,33 +313,103 @@ def _planes(x: np.ndarray) -> np.ndarray:
     return lifted.reshape((-1,) + lifted.shape[2:])
 
 
+def _planes_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape :func:`_planes` gives an array of ``shape``."""
+    return (shape[0] * shape[1],) + (1,) * (MAX_SPATIAL + 2 - len(shape)) + tuple(shape[2:])
+
+
 FLOATS = ("float16", "float32", "float64")
 
 
 # ---------------------------------------------------------------- MaxPool
-def max_pool(x: np.ndarray, attrs, with_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
+MAX_POOL_TYPES = FLOATS + ("int8", "uint8", "int16", "uint16")  # int16: the codes of int16 layers
+
+
+class _MaxPoolPlan(NamedTuple):
+    """What a MaxPool call does, which depends only on its input's shape and
+    dtype and on its attributes: checked and worked out once for them (done
+    in Python on every call it took ~40 us, as long as a quarter of the stem
+    pool of ResNet-50 now takes)."""
+
+    work: type
+    """The dtype the loop runs in."""
+    y_shape: tuple[int, ...]
+    loop: object
+    """The Numba loop parallel_for runs (None: the output is empty)."""
+    x_view: tuple[int, ...]
+    """The shapes the loop sees the input and the outputs as."""
+    y_view: tuple[int, ...]
+    items: int
+    """parallel_for's range: planes, or rows of all planes."""
+    params: tuple
+    """The loop's arguments after the arrays."""
+    grain: int
+
+
+def _max_pool_plan(x: np.ndarray, attrs, with_indices: bool) -> _MaxPoolPlan:
     op = "MaxPool"
-    x, dtype = _pool_input(op, x, FLOATS + ("int8", "uint8", "int16", "uint16"))  # int16: the codes of int16 layers
+    work = _work_dtype(op, x, MAX_POOL_TYPES)
     window = _window(op, x, attrs)
     dims = out_shape(op, x.shape[2:], window, bool(attrs["ceil_mode"]))
-    y = np.empty(check_output_size(x.shape[:2] + dims, op), dtype=x.dtype)
-    if y.size == 0:
-        return y.astype(dtype), (np.empty(y.shape, dtype=np.int64) if with_indices else None)
-    y_planes = _planes(y)
-    chunk = grain(y_planes[0].size * np.prod(window.kernel))
+    y_shape = check_output_size(x.shape[:2] + dims, op)
+    x_planes, y_planes = _planes_shape(x.shape), _planes_shape(y_shape)
+    if 0 in y_shape:
+        return _MaxPoolPlan(work, y_shape, None, x_planes, y_planes, 0, (), 1)
+    geo = window.loop_params()
+    chunk = grain(int(np.prod(y_planes[1:])) * int(np.prod(window.kernel)))
+    if with_indices:
+        return _MaxPoolPlan(work, y_shape, _max_pool_index_planes, x_planes, y_planes, y_planes[0],
+                            (geo, bool(attrs["storage_order"])), chunk)
+    kh, kw, sh, sw, ph, pw, pw_end = geo[1], geo[2], geo[4], geo[5], geo[7], geo[8], geo[11]
+    _, _, height, width = x_planes
+    planes, _, out_h, out_w = y_planes
+    if (x.ndim <= 4 and work == np.float32 and all(d == 1 for d in window.dilations)
+            and pw < kw and pw_end < kw and kw <= 2 * width + 2):
+        # the row loop reads every window's kw taps from a padded row buffer:
+        # with ONNX's pads < kernel and no kernel much wider than the input
+        # that buffer is short and few taps are padding
+        buf_len = max(pw + width, (out_w - 1) * sw + kw)
+        return _MaxPoolPlan(work, y_shape, _max_pool_2d_rows, (planes, height, width), (planes, out_h, out_w),
+                            planes * out_h, (kh, kw, sh, sw, ph, pw, buf_len), grain(out_w * kh * kw))
+    return _MaxPoolPlan(work, y_shape, _max_pool_planes, x_planes, y_planes, y_planes[0], (geo,), chunk)
+
+
+_PLANS: dict = {}
+PLANS_KEPT = 256
+"""Most MaxPool plans kept (a model has a few MaxPools; more are forgotten
+all at once)."""
+
+
+def _cached_plan(x: np.ndarray, attrs, with_indices: bool) -> _MaxPoolPlan:
+    try:
+        key = (x.shape, x.dtype, with_indices, attrs["kernel_shape"], attrs["strides"], attrs["pads"],
+               attrs["dilations"], attrs["ceil_mode"], attrs["storage_order"] if with_indices else None)
+        plan = _PLANS.get(key)
+    except (KeyError, TypeError):  # a missing attribute (the plan reports it) or an unhashable one
+        return _max_pool_plan(x, attrs, with_indices)
+    if plan is None:
+        plan = _max_pool_plan(x, attrs, with_indices)  # raises for invalid attributes: nothing kept
+        if len(_PLANS) >= PLANS_KEPT:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def max_pool(x: np.ndarray, attrs, with_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    x = np.asarray(x)
+    plan = _cached_plan(x, attrs, with_indices)
+    y = np.empty(plan.y_shape, dtype=plan.work)
+    if plan.loop is None:
+        return y.astype(x.dtype), (np.empty(y.shape, dtype=np.int64) if with_indices else None)
+    x_view = np.ascontiguousarray(x, dtype=plan.work).reshape(plan.x_view)
     idx = None
     if with_indices:
-        idx = np.empty(y_planes.shape, dtype=np.int64)
-        parallel_for(_max_pool_index_planes, y_planes.shape[0], _planes(x), y_planes, idx, window.loop_params(),
-                     bool(attrs["storage_order"]), grain=chunk)
-        idx = idx.reshape(y.shape)
-    elif x.ndim == 4 and x.dtype == np.float32 and window.dilations == (1, 1):
-        planes = x.reshape((-1,) + x.shape[2:])
-        parallel_for(_max_pool_2d_planes, planes.shape[0], planes, y.reshape((-1,) + y.shape[2:]),
-                     window.loop_params(), grain=chunk)
+        idx = np.empty(plan.y_shape, dtype=np.int64)
+        parallel_for(plan.loop, plan.items, x_view, y.reshape(plan.y_view), idx.reshape(plan.y_view), *plan.params,
+                     grain=plan.grain)
     else:
-        parallel_for(_max_pool_planes, y_planes.shape[0], _planes(x), y_planes, window.loop_params(), grain=chunk)
-    return y.astype(dtype, copy=False), idx
+        parallel_for(plan.loop, plan.items, x_view, y.reshape(plan.y_view), *plan.params, grain=plan.grain)
+    return y.astype(x.dtype, copy=False), idx
 
 
 @kernel("MaxPool")
@@ -412,12 +519,12 @@ def _max_pool_planes_team(team, state, role, spans, *args):
     return team_leave(team, state, role)
 
 
-@drives(_max_pool_2d_planes)
+@drives(_max_pool_2d_rows)
 @jit
-def _max_pool_2d_planes_team(team, state, role, spans, *args):
+def _max_pool_2d_rows_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _max_pool_2d_planes(spans[index, 0], spans[index, 1], *args)
+        _max_pool_2d_rows(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True)
     return team_leave(team, state, role)
 
