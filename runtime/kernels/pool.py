@@ -437,6 +437,12 @@ def _sum_or_mean_pool(op: str, x: np.ndarray, attrs, mode: int) -> np.ndarray:
 def average_pool(inputs, attrs):
     x, dtype = _pool_input("AveragePool", inputs[0], FLOATS)
     mode = AVG_INCLUDE_PAD if attrs["count_include_pad"] else AVG_EXCLUDE_PAD
+    window = _window("AveragePool", x, attrs)
+    if (x.size and window.kernel == x.shape[2:] and not any(window.pads_begin + window.pads_end)
+            and all(d == 1 for d in window.dilations)):  # one window a plane (ResNet-50's head): plane means
+        mean = np.empty(x.shape[:2] + (1,) * (x.ndim - 2), x.dtype)
+        _plane_means(x.reshape(x.shape[0] * x.shape[1], -1), mean.reshape(-1))
+        return (mean.astype(dtype, copy=False),)
     return (_sum_or_mean_pool("AveragePool", x, attrs, mode).astype(dtype, copy=False),)
 
 

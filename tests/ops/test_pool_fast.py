@@ -264,3 +264,30 @@ def test_matches_onnxruntime(shape, kernel, strides, pads, ceil_mode):
     (theirs,) = run_onnxruntime(model, feeds)
     assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
     np.testing.assert_array_equal(ours, theirs)
+
+
+# ---------------------------------------------------------------- AveragePool over whole planes
+@pytest.mark.parametrize("shape", [(1, 2048, 7, 7), (2, 5, 3, 4), (1, 3, 9), (1, 2, 2, 3, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("include_pad", [0, 1])
+def test_average_pool_of_one_window_a_plane_matches_the_general_loop(shape, dtype, include_pad):
+    """A window as large as the plane, unpadded (ResNet-50's head), takes
+    GlobalAveragePool's plane means: float64 sums like the general loop's,
+    vectorised (reassociated), so equal to its result within a few units
+    in the last place of the terms, with the same NaN spread."""
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 10).astype(dtype)
+    x.reshape(-1)[3] = np.nan if x.size > 40 else x.reshape(-1)[3]
+    spatial = len(shape) - 2
+    attrs = {"kernel_shape": shape[2:], "strides": (1,) * spatial, "pads": (0,) * (2 * spatial),
+             "dilations": (1,) * spatial, "ceil_mode": 0, "count_include_pad": include_pad}
+    got = run_kernel("AveragePool", [x], attrs)[0]
+    work, _ = pool._pool_input("AveragePool", x, pool.FLOATS)
+    general = pool._sum_or_mean_pool("AveragePool", work, attrs, pool.AVG_INCLUDE_PAD if include_pad
+                                     else pool.AVG_EXCLUDE_PAD).astype(dtype)
+    assert got.shape == shape[:2] + (1,) * spatial and got.dtype == dtype
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(general))
+    scale = float(np.nanmax(np.abs(x.astype(np.float64))))  # the sums' rounding is relative to their terms
+    np.testing.assert_allclose(got, general, rtol=2 * np.finfo(dtype).eps, atol=8 * np.finfo(dtype).eps * scale)
+    np.testing.assert_allclose(got.astype(np.float64), np.mean(x.astype(np.float64), axis=tuple(range(2, x.ndim)),
+                                                               keepdims=True), rtol=1e-3, atol=1e-3)
