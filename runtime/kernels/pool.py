@@ -423,8 +423,10 @@ def max_pool_with_indices(inputs, attrs):
 
 
 # ---------------------------------------------------------------- AveragePool, LpPool
-def _sum_or_mean_pool(op: str, x: np.ndarray, attrs, mode: int) -> np.ndarray:
-    window = _window(op, x, attrs)
+def _sum_or_mean_pool(op: str, x: np.ndarray, attrs, mode: int, window: Window | None = None) -> np.ndarray:
+    """The pool's output; ``window`` when the caller already made it from ``attrs``."""
+    if window is None:
+        window = _window(op, x, attrs)
     dims = out_shape(op, x.shape[2:], window, bool(attrs["ceil_mode"]))
     y = np.empty(check_output_size(x.shape[:2] + dims, op), dtype=x.dtype)
     if y.size:
@@ -443,7 +445,7 @@ def average_pool(inputs, attrs):
         mean = np.empty(x.shape[:2] + (1,) * (x.ndim - 2), x.dtype)
         _plane_means(x.reshape(x.shape[0] * x.shape[1], -1), mean.reshape(-1))
         return (mean.astype(dtype, copy=False),)
-    return (_sum_or_mean_pool("AveragePool", x, attrs, mode).astype(dtype, copy=False),)
+    return (_sum_or_mean_pool("AveragePool", x, attrs, mode, window).astype(dtype, copy=False),)
 
 
 def _lp_power(x: np.ndarray, p: int) -> np.ndarray:
