@@ -46,10 +46,7 @@ class Executor:
         seconds)`` of each kernel call appended (a fused pair: one call)."""
         program = self.program
         wanted = program.outputs if fetch is None else [program.slot(n) for n in fetch]
-        env: list[np.ndarray | None] = [None] * len(program.slots)
-        for slot, array in program.constants.items():
-            env[slot] = array
-        self._bind_inputs(env, feeds)
+        env = self._fresh_env(feeds)
         watched = self._watched(watch) if observe is not None else {}
         for slot in program.inputs:
             if slot in watched:
@@ -75,13 +72,7 @@ class Executor:
         fixes a tensor's grid from all its values this way before the tensors
         after it are measured on their grids, in one pass over the inputs. The
         runs' live values are all held at once (:meth:`peak_bytes` each)."""
-        envs = []
-        for feed in feeds:
-            env: list[np.ndarray | None] = [None] * len(self.program.slots)
-            for slot, array in self.program.constants.items():
-                env[slot] = array
-            self._bind_inputs(env, feed)
-            envs.append(env)
+        envs = [self._fresh_env(feed) for feed in feeds]
         watched = self._watched(watch)
         for slot in self.program.inputs:
             if slot in watched:
@@ -111,6 +102,14 @@ class Executor:
             peak = max(peak, live)
             live -= sum(size[slot] for slot in dead)
         return peak
+
+    def _fresh_env(self, feeds: Mapping[str, np.ndarray]) -> list:
+        """A run's values by slot: the constants and the checked inputs."""
+        env: list[np.ndarray | None] = [None] * len(self.program.slots)
+        for slot, array in self.program.constants.items():
+            env[slot] = array
+        self._bind_inputs(env, feeds)
+        return env
 
     def _step(self, env: list, fn, step: Step, attrs) -> None:
         """Run one kernel on ``env``'s values and store its results there."""
