@@ -129,13 +129,16 @@ def main() -> None:
                         help="instead: Tessera with and without cross-layer equalization (quantize_model(equalize=))")
     parser.add_argument("--head-grids", action="store_true",
                         help="instead: Tessera with and without output grids per quantity (head_grids=)")
+    parser.add_argument("--channel-grids", action="store_true",
+                        help="instead: Tessera with and without grids per channel before depthwise layers "
+                             "(channel_grids=)")
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice, once per model
     calibration = image_crops(args.calibration, seed=1)
     evaluation = image_crops(args.evaluation, seed=2)
-    if args.equalize or args.head_grids:
-        return switch_table(args.models.split(","), calibration, evaluation,
-                            "equalize" if args.equalize else "head_grids")
+    switch = next((name for name in SWITCHES if getattr(args, name)), None)
+    if switch is not None:
+        return switch_table(args.models.split(","), calibration, evaluation, switch)
     print(f"{'model':<14}{'tessera dB':>11}{'ort same dB':>12}{'diff':>7}{'ort default dB':>15}{'quantize s':>11}",
           flush=True)
     rows = []
@@ -151,7 +154,8 @@ def main() -> None:
 
 SWITCHES = {"equalize": ("equalization", lambda q: q.equalized),
             "head_grids": ("head grids", lambda q: len(q.head_grids.split) + len(q.head_grids.joined)
-                           if q.head_grids else 0)}
+                           if q.head_grids else 0),
+            "channel_grids": ("channel grids", lambda q: sum(g.per_channel for g in q.activation_grids().values()))}
 """quantize_model switches the table compares: (label, what the switch changed in a model)."""
 
 

@@ -28,13 +28,11 @@ import numpy as np
 from codegen.cpu import lower_attrs, lower_with_names
 from compiler.errors import QuantizationError
 from ir.graph import Graph, Node, Value, walk
-from ir.registry import with_defaults
-from ir.types import QuantParams
+from passes.quant.fake_quant import dequantize, quantize_on
 from passes.quant.head_grids import part_label
 from passes.quant.metrics import cosine_from_sums, format_table, snr_from_sums
 from runtime.executor import Executor
 from runtime.kernels import run_kernel
-from runtime.qscheme import quantize
 
 
 @dataclass
@@ -159,7 +157,7 @@ def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mappi
         for node, error in layers:
             value = node.outputs[0]
             truth = reference[by_name[error.tensor]]
-            error.propagated.update(truth, _dequantize(result[q_names[value]], value.quant))
+            error.propagated.update(truth, dequantize(result[q_names[value]], value.quant))
             if id(node) in alone:
                 error.isolated.update(truth, _isolated(node, reference, by_name, tensors))
         for name, stats in outputs.items():
@@ -191,9 +189,8 @@ def _isolated(node: Node, reference: Mapping[str, np.ndarray], by_name: Mapping[
               tensors: Mapping[int, str]) -> np.ndarray:
     """``node`` run alone on its float inputs, quantized on their grids, dequantized."""
     if node.op == "QuantizeLinear":
-        return _dequantize(quantize(reference[by_name[node.annotations["tensor"]]], node.outputs[0].quant.scale,
-                                    node.outputs[0].quant.zero, node.outputs[0].quant.dtype),
-                           node.outputs[0].quant)
+        return dequantize(quantize_on(reference[by_name[node.annotations["tensor"]]], node.outputs[0].quant),
+                          node.outputs[0].quant)
     inputs = []
     for value in node.inputs:
         if value is None or value.is_constant:
@@ -203,22 +200,6 @@ def _isolated(node: Node, reference: Mapping[str, np.ndarray], by_name: Mapping[
         if producer_tensor is None or producer_tensor not in by_name or value.quant is None:
             raise QuantizationError(f"layer-wise comparison: input %{value.name} of {node.op} node {node.name!r} "
                             "has no float counterpart")
-        p = value.quant
-        inputs.append(quantize(reference[by_name[producer_tensor]], _per_tensor(p.scale), _per_tensor(p.zero),
-                               p.dtype))
+        inputs.append(quantize_on(reference[by_name[producer_tensor]], value.quant))
     (codes,) = run_kernel(node.op, inputs, lower_attrs(node))[:1]
-    return _dequantize(codes, node.outputs[0].quant)
-
-
-def _per_tensor(array) -> float | int:
-    flat = np.asarray(array).reshape(-1)
-    return flat[0].item()
-
-
-_DEQUANTIZE = with_defaults("DequantizeLinear", {})
-
-
-def _dequantize(codes: np.ndarray, params: QuantParams) -> np.ndarray:
-    """The codes as a segment's exit dequantizes them (the same kernel)."""
-    scale, zero = np.float32(_per_tensor(params.scale)), np.array(_per_tensor(params.zero), codes.dtype)
-    return run_kernel("DequantizeLinear", [codes, scale, zero], _DEQUANTIZE)[0]
+    return dequantize(codes, node.outputs[0].quant)

@@ -171,7 +171,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                    shapes: Mapping[str, Sequence[int]] | None = None, image: str | None = None,
                    target_snr: float | None = None, target_budget: float = 0.15, target_samples: int = 8,
                    equalize: bool = False, absorb_bias: bool = False, head_grids: bool = True,
-                   options: Mapping[str, Any] | None = None,
+                   channel_grids: bool = True, options: Mapping[str, Any] | None = None,
                    instruments: Sequence[PassInstrument] = ()) -> QuantizedModel:
     """Import ``model`` (a path, bytes or ModelProto), partition it and
     quantize its accelerator segments.
@@ -208,14 +208,17 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     group of channels, measured on the calibration inputs
     (compiler/head_grids.py; an encodings file's recorded groups instead;
     not in the radix modes, whose outputs are the device's fixed-point
-    codes that kp and FWDNXT users read as such). ``instruments`` see the
+    codes that kp and FWDNXT users read as such). ``channel_grids``
+    gives a tensor a convolution writes and only depthwise convolutions read
+    a grid per channel, free on the device (passes/quant/channel_grids.py).
+    ``instruments`` see the
     import and every pass (passes.instruments.PassTiming times them)."""
     settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
                 "quant.mode": mode, "quant.layer_precision": dict(layer_precision or {}),
                 "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
                 "target.hwlinear": hwlinear, "partition.fallback": fallback,
                 "partition.affinities": dict(affinities or {}), "partition.demote_islands": demote_islands,
-                **dict(options or {})}
+                "quant.channel_grids": channel_grids, **dict(options or {})}
     floats = list(float_layers)
     with timed("import", instruments):
         graph = import_onnx(model, shapes=shapes, image=image)

@@ -25,12 +25,10 @@ from compiler.quantize import BIAS_CORRECTIONS, QuantizationWarning, quantize_mo
 from compiler.simulator.data import TensorSpec
 from compiler.simulator.errors import SimulatorError
 from ir.graph import Graph, walk
-from ir.registry import with_defaults
 from ir.types import QuantParams
 from passes.quant.encodings import Encodings, import_encodings
-from passes.quant.fake_quant import fake_quantize, unknown_tensors
+from passes.quant.fake_quant import dequantize, fake_quantize, unknown_tensors
 from runtime.executor import Executor
-from runtime.kernels import run_kernel
 
 MODES = ("fake", "integer")
 
@@ -104,10 +102,7 @@ def _fetchable(graph: Graph, slot_names: Mapping) -> dict[str, tuple[str, QuantP
 
 def _dequantize(array: np.ndarray, params: QuantParams | None) -> np.ndarray:
     """An integer tensor as reals, by the DequantizeLinear kernel; a float one as it is."""
-    if params is None:
-        return array
-    scale, zero = np.float32(params.scale[0]), np.array(params.zero[0], array.dtype)
-    return run_kernel("DequantizeLinear", [array, scale, zero], with_defaults("DequantizeLinear", {}))[0]
+    return array if params is None else dequantize(array, params)
 
 
 def tensor_spec(value) -> TensorSpec:

@@ -26,6 +26,7 @@ import numpy as np
 from ir.graph import Node, Value
 from ir.registry import with_defaults
 from passes.infra import PassError
+from passes.quant.channel_grids import per_output_scales
 from passes.quant.progress import progress
 from runtime.executor import Executor
 from runtime.jit import jit
@@ -77,8 +78,10 @@ class InputMeans:
             self.exact, self.rounded = np.zeros(xs[0].shape[1:]), np.zeros(xs[0].shape[1:])
         info = np.iinfo(self.grid.dtype)
         rows = [row for x in xs for row in x.reshape(x.shape[0], -1)]
+        scales = np.repeat(np.asarray(self.grid.scale, np.float32),  # one per position: a grid may be per channel
+                           self.exact.size // len(self.grid.scale))
         parallel_for(_accumulate_columns, self.exact.size, rows, self.exact.reshape(-1), self.rounded.reshape(-1),
-                     np.float32(self.grid.scale[0]), int(self.grid.zero[0]), info.min, info.max, grain=PARALLEL_GRAIN)
+                     scales, int(self.grid.zero[0]), info.min, info.max, grain=PARALLEL_GRAIN)
         self.count += sum(x.shape[0] for x in xs)
 
 
@@ -118,7 +121,7 @@ def correct_biases(lowered: tuple[Program, Mapping[Value, str]], layers: list[Li
 
 def same_grid(a, b) -> bool:
     """Whether InputMeans takes the same rounded sums on grids ``a`` and ``b``."""
-    return (np.float32(a.scale[0]) == np.float32(b.scale[0]) and int(a.zero[0]) == int(b.zero[0])
+    return (np.array_equal(np.float32(a.scale), np.float32(b.scale)) and int(a.zero[0]) == int(b.zero[0])
             and np.dtype(a.dtype) == np.dtype(b.dtype))
 
 
@@ -153,26 +156,28 @@ def _linear(layer: LinearLayer, weight: np.ndarray, x: np.ndarray) -> np.ndarray
 
 
 def _accumulator_scale(node: Node) -> np.ndarray:
-    return float(node.inputs[0].quant.scale[0]) * np.asarray(node.inputs[1].quant.scale, np.float64)
+    weight_scales = np.asarray(node.inputs[1].quant.scale, np.float64)
+    return per_output_scales(node.inputs[0].quant, weight_scales.size) * weight_scales
 
 
-def _accumulate_columns(start, stop, rows, exact, rounded, scale, zero, qmin, qmax):
+def _accumulate_columns(start, stop, rows, exact, rounded, scales, zero, qmin, qmax):
     """:func:`_accumulate` of columns start..stop of each row in turn, a
     block of columns at a time (sliced here, so that the kernel sees
     contiguous arrays and vectorises)."""
     for low in range(start, stop, BLOCK):
         high = min(low + BLOCK, stop)
         for row in rows:
-            _accumulate(row[low:high], exact[low:high], rounded[low:high], scale, zero, qmin, qmax)
+            _accumulate(row[low:high], exact[low:high], rounded[low:high], scales[low:high], zero, qmin, qmax)
 
 
 @jit
-def _accumulate(x, exact, rounded, scale, zero, qmin, qmax):
+def _accumulate(x, exact, rounded, scales, zero, qmin, qmax):
     """Add ``x`` to ``exact`` and, quantized on the grid (QuantizeLinear's
-    clamp(round_half_even(x / s) + z)) and dequantized (s (q - z)), to
-    ``rounded``; all in one pass."""
+    clamp(round_half_even(x / s) + z), ``s`` the position's scale) and
+    dequantized (s (q - z)), to ``rounded``; all in one pass."""
     for j in range(x.size):
         v = x[j]
+        scale = scales[j]
         q = min(max(np.rint(v / scale) + zero, qmin), qmax)
         exact[j] += v
         rounded[j] += scale * np.float32(q - zero)

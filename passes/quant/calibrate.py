@@ -37,10 +37,11 @@ class Calibration:
     batches, run through ``lowered`` (the float graph's program and each
     value's slot, codegen.cpu.lower_with_names), each value's observer named
     by ``calibrators`` (by value name) or ``default``. ``ranges`` fills in
-    as the values are calibrated."""
+    as the values are calibrated; ``channel_ranges`` too, with the finite
+    (lows, highs) of each channel (axis 1) of the values in ``channels``."""
 
     def __init__(self, lowered: tuple[Program, Mapping[Value, str]], watch: Iterable[Value],
-                 calibrators: Mapping[str, str], default: str):
+                 calibrators: Mapping[str, str], default: str, channels: Iterable[Value] = ()):
         self.program, self.names = lowered
         watch = list(dict.fromkeys(watch))
         missing = [v.name for v in watch if v not in self.names]
@@ -53,6 +54,9 @@ class Calibration:
                           for slot, values in self.by_slot.items()}
         self.executor = Executor(self.program)
         self.ranges: dict[Value, tuple[float, float]] = {}
+        self.extremes = {self.names[v]: None for v in channels if self.names.get(v) in self.observers}
+        """Per-channel (mins, maxs) so far, by slot."""
+        self.channel_ranges: dict[Value, tuple[np.ndarray, np.ndarray]] = {}
         self.observing = 0.0
         """Seconds spent in the observers and followers (the rest of a run is the float model's)."""
 
@@ -92,6 +96,8 @@ class Calibration:
     def _observe(self, slot: str, array: np.ndarray) -> None:
         start = time.perf_counter()
         self.observers[slot].update(array)
+        if slot in self.extremes:
+            self._extend(slot, [array])
         self.observing += time.perf_counter() - start
 
     def _in_lockstep(self, batches: list, follow: Mapping[str, Follower]) -> int:
@@ -103,6 +109,8 @@ class Calibration:
                 start = time.perf_counter()
                 if slot in self.observers:
                     self.observers[slot].update_many(arrays)
+                    if slot in self.extremes:
+                        self._extend(slot, arrays)
                     self._fix(slot)
                 if slot in follow:
                     follow[slot](arrays)
@@ -122,3 +130,22 @@ class Calibration:
         except Exception as exc:
             raise PassError(f"calibrating %{values[0].name}: {exc}") from exc
         self.ranges.update({value: low_high for value in values})
+        if self.extremes.get(slot) is not None:
+            self.channel_ranges.update({value: self.extremes[slot] for value in values})
+
+    def _extend(self, slot: str, arrays: list) -> None:
+        """Fold the arrays' finite per-channel extremes into the slot's."""
+        lows, highs = [], []
+        for array in arrays:
+            x = np.moveaxis(np.asarray(array), 1, 0).reshape(np.shape(array)[1], -1)
+            low, high = x.min(axis=1, initial=np.inf), x.max(axis=1, initial=-np.inf)
+            if not (np.isfinite(low).all() and np.isfinite(high).all()):  # NaN or inf somewhere: leave them out
+                finite = np.isfinite(x)
+                low = np.where(finite, x, np.inf).min(axis=1, initial=np.inf)
+                high = np.where(finite, x, -np.inf).max(axis=1, initial=-np.inf)
+            lows.append(low)
+            highs.append(high)
+        low, high = np.min(lows, axis=0), np.max(highs, axis=0)
+        known = self.extremes[slot]
+        self.extremes[slot] = (low, high) if known is None else (np.minimum(known[0], low),
+                                                                 np.maximum(known[1], high))

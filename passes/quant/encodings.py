@@ -26,8 +26,10 @@ so export -> import gives back identical parameters.
 
 **Per-channel axes** are not in the file (AIMET's per-channel means per output
 channel). Import puts a per-channel ``param_encodings`` entry on axis 0, the
-output channel of Conv and of the canonical ``Gemm(x, W[N, K])``; ``axes``
-overrides it per tensor, and a per-channel activation needs one there.
+output channel of Conv and of the canonical ``Gemm(x, W[N, K])``, and a
+per-channel ``activation_encodings`` entry on axis 1, the channel axis of an
+NCHW activation (Tessera's channel grids, passes/quant/channel_grids.py);
+``axes`` overrides either per tensor.
 
 Only 8- and 16-bit integer grids are supported (Tessera's storage types);
 float encodings (16 or 32 bits) mark tensors kept in float, which Tessera
@@ -56,6 +58,7 @@ INT_DTYPES = {8: np.dtype(np.int8), 16: np.dtype(np.int16)}
 FLOAT_BITWIDTHS = (16, 32)
 WRITTEN_FLOAT_BITWIDTH = 32
 WEIGHT_AXIS = 0
+ACTIVATION_AXIS = 1
 ACTIVATIONS, PARAMS = "activation_encodings", "param_encodings"
 _ENC_TYPES = ("PER_TENSOR", "PER_CHANNEL")
 _UNSUPPORTED_ENC_TYPES = ("PER_BLOCK", "LPBQ")
@@ -221,7 +224,7 @@ def import_encodings(source: str | os.PathLike | Mapping[str, Any], *,
                      axes: Mapping[str, int] | None = None) -> Encodings:
     """The :class:`Encodings` of a file (a path) or of an already parsed
     document. ``axes`` gives the channel axis of per-channel tensors; a
-    per-channel weight without one is on axis 0."""
+    per-channel weight without one is on axis 0, an activation on axis 1."""
     document, file = _load(source)
     reader = _Reader(file, dict(axes or {}))
     version = reader.version(document)
@@ -485,10 +488,7 @@ class _Reader:
                      section: str) -> QuantParams:
         axis = None
         if len(scales) > 1:
-            axis = self.axes.get(name, WEIGHT_AXIS if section == PARAMS else None)
-            if axis is None:
-                self.fail(f"per-channel activation ({len(scales)} channels) needs its axis in `axes`",
-                          tensor=name)
+            axis = self.axes.get(name, WEIGHT_AXIS if section == PARAMS else ACTIVATION_AXIS)
         zeros = [zero_from_offset(o, bitwidth) for o in offsets]
         return QuantParams(scales, zeros, INT_DTYPES[bitwidth], axis)
 

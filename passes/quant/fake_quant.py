@@ -38,18 +38,37 @@ def fake_quantize_array(x: np.ndarray, params: QuantParams, *, weight: bool = Fa
     """``x`` rounded onto the grid ``params`` and back to float32, through the
     QuantizeLinear and DequantizeLinear kernels. A symmetric ``weight`` grid
     leaves its most negative code unused, as the integer path does."""
-    x = np.asarray(x, np.float32)
-    attrs = {} if params.axis is None else {"axis": params.axis}
-    if params.per_channel and x.shape[params.axis] != len(params.scale):
-        raise PassError(f"a grid of {len(params.scale)} channels on axis {params.axis} does not fit a tensor "
-                        f"of shape {list(x.shape)}")
-    scale = np.asarray(params.scale, np.float32).reshape(-1 if params.per_channel else ())
-    zero = np.asarray(params.zero, params.dtype).reshape(-1 if params.per_channel else ())
-    (codes,) = run_kernel("QuantizeLinear", [x, scale, zero], with_defaults("QuantizeLinear", attrs))
+    codes = quantize_on(x, params)
     if weight and not any(params.zero):
         codes = np.clip(codes, *WEIGHT_RANGE[np.dtype(params.dtype)]).astype(params.dtype)
-    (real,) = run_kernel("DequantizeLinear", [codes, scale, zero], with_defaults("DequantizeLinear", attrs))
-    return real
+    return dequantize(codes, params)
+
+
+def quantize_on(x: np.ndarray, params: QuantParams) -> np.ndarray:
+    """The codes of ``x`` on the grid ``params`` (per tensor, or per channel
+    on its axis), by the QuantizeLinear kernel."""
+    x = np.asarray(x, np.float32)
+    scale, zero, attrs = _kernel_grid(params, x.shape)
+    return run_kernel("QuantizeLinear", [x, scale, zero], with_defaults("QuantizeLinear", attrs))[0]
+
+
+def dequantize(codes: np.ndarray, params: QuantParams) -> np.ndarray:
+    """Codes on the grid ``params`` as float32 reals, by the DequantizeLinear
+    kernel (what a segment's exit computes)."""
+    scale, zero, attrs = _kernel_grid(params, codes.shape)
+    return run_kernel("DequantizeLinear", [codes, scale, zero.astype(codes.dtype)],
+                      with_defaults("DequantizeLinear", attrs))[0]
+
+
+def _kernel_grid(params: QuantParams, shape) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The scale and zero-point operands and attributes of the (De)QuantizeLinear kernels for ``params``."""
+    if params.per_channel and (params.axis >= len(shape) or shape[params.axis] != len(params.scale)):
+        raise PassError(f"a grid of {len(params.scale)} channels on axis {params.axis} does not fit a tensor "
+                        f"of shape {list(shape)}")
+    attrs = {} if params.axis is None else {"axis": params.axis}
+    scale = np.asarray(params.scale, np.float32).reshape(-1 if params.per_channel else ())
+    zero = np.asarray(params.zero, params.dtype).reshape(-1 if params.per_channel else ())
+    return scale, zero, attrs
 
 
 def fake_quantize(graph: Graph, params: Mapping[str, QuantParams], *, weights: Sequence[str] = (),

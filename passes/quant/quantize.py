@@ -6,6 +6,8 @@ integer macro ops (docs/quantization.md); CPU segments stay float32.
    segment) gets a grid: given (pre-quantized models, encodings files),
    inherited (layout ops), or calibrated by running the float graph on
    calibration data through the CPU executor.
+   A tensor a convolution writes and only depthwise convolutions read gets
+   a grid per channel (channel_grids.py).
 3. Each segment body is rebuilt from Q ops.
 4. Each calibrated QConv / QGemm's bias absorbs the mean error of its
    output on the calibration data (bias_correction.py).
@@ -28,6 +30,7 @@ from passes.instruments import timed
 from passes.quant.bias_correction import InputMeans, add_to_bias, correct_biases
 from passes.quant.calibrate import Calibration
 from passes.quant.calibration_data import CalibrationWarning, calibration_batches
+from passes.quant.channel_grids import channel_grid, clip_bounds, eligible
 from passes.quant.concat_affine import push_affines_through_concat
 from passes.quant.params import Precision, activation_quant, layer_precision, parse_precision
 from passes.quant.rewrite import SegmentQuantizer, linear_input
@@ -64,11 +67,15 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
     units = {id(s): build_units(s.attrs["body"]) for s in segments}
     precision = _precisions(segments, units, ctx)
     stored = _stored_values(segments, units)
+    channels = [v for s in segments for v in eligible(s.attrs["body"], units[id(s)])]
+    _check_given_channels(stored, channels, given)
     to_calibrate = [v for v in stored if v.name not in given]
     if given and to_calibrate:
         warnings.warn(f"{len(to_calibrate)} stored tensors have no given quantization parameters and are "
                       f"calibrated: {[v.name for v in to_calibrate][:8]}", CalibrationWarning, stacklevel=2)
     grids = _Grids(given, {}, precision, ctx)
+    if ctx.option("quant.channel_grids"):
+        grids.channels = {v for v in channels if not precision.get(id(v), grids.default).radix}
     lowered, measured, batches = None, {}, None
     if to_calibrate:
         with timed("quantize: lowering"):
@@ -85,6 +92,24 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
             correct_biases(lowered, linear, _batches(graph, ctx) if batches is None else batches, measured)
     _given_corrections(linear, ctx.option("quant.bias_corrections"))
     return graph
+
+
+def _check_given_channels(stored: list[Value], channels: list[Value], given: Mapping[str, QuantParams]) -> None:
+    """A given grid per channel (an encodings file's) is only for a tensor
+    that can have one, on its channel axis, one scale per channel, one zero point."""
+    can = {id(v) for v in channels}
+    for value in stored:
+        grid = given.get(value.name)
+        if grid is None or not grid.per_channel:
+            continue
+        where = f"the grid per channel given for %{value.name}"
+        if id(value) not in can:
+            raise PassError(f"{where}: only a tensor a convolution writes and only depthwise convolutions read "
+                            "(inside one accelerator segment) can have one")
+        if grid.axis != 1 or len(grid.scale) != value.type.shape[1] or len(set(grid.zero)) != 1:
+            raise PassError(f"{where}: it must have one scale for each of the {value.type.shape[1]} channels on "
+                            f"axis 1 and one zero point, got {len(grid.scale)} on axis {grid.axis} with "
+                            f"{len(set(grid.zero))} zero point(s)")
 
 
 def _given_corrections(layers: list, corrections: Mapping[str, list]) -> None:
@@ -158,8 +183,8 @@ def _calibrate(graph: Graph, lowered, values: list[Value], units: dict, grids: _
     layers it corrects on their grids in the same pass. Returns those
     measurements by slot and the batches read (None: read them anew)."""
     calibration = Calibration(lowered, values, ctx.option("quant.tensor_calibrators"),
-                              ctx.option("quant.calibrator"))
-    grids.ranges = calibration.ranges
+                              ctx.option("quant.calibrator"), grids.channels)
+    grids.ranges, grids.channel_ranges = calibration.ranges, calibration.channel_ranges
     measured: dict[str, InputMeans] = {}
     follow = {}
     if ctx.option("quant.bias_correction") and not grids.given:
@@ -208,6 +233,9 @@ class _Grids:
         self.given, self.ranges, self.precision = given, ranges, precision
         self.default = parse_precision(ctx.option("quant.mode"), "quant.mode")
         self.cache: dict[int, QuantParams] = {}
+        self.channels: set[Value] = set()
+        """Values to calibrate per channel (channel_grids.py)."""
+        self.channel_ranges: Mapping[Value, tuple] = {}
 
     def of(self, value: Value) -> QuantParams:
         if id(value) not in self.cache:
@@ -220,7 +248,10 @@ class _Grids:
         if value not in self.ranges:
             raise PassError(f"%{value.name} has no calibrated range nor given quantization parameters")
         low, high = self.ranges[value]
-        return activation_quant(low, high, self.precision.get(id(value), self.default))
+        grid = activation_quant(low, high, self.precision.get(id(value), self.default))
+        if value in self.channel_ranges:
+            return channel_grid(grid, *self.channel_ranges[value], clip_bounds(value.producer))
+        return grid
 
     def precision_of_node(self, node: Node) -> Precision:
         return self.precision.get(id(node.outputs[0]), self.default)

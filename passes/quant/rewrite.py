@@ -18,6 +18,7 @@ from ir.types import QuantParams
 from passes.infra import PassError
 from passes.pointwise import evaluate, unit_function
 from passes.quant.bias_correction import LinearLayer
+from passes.quant.channel_grids import per_output_scales
 from passes.quant.params import Precision, activation_quant, weight_quant
 from passes.quant.units import prelu_slopes
 from runtime.errors import KernelError
@@ -208,19 +209,20 @@ class SegmentQuantizer:
         qx, po = self._q(x), self.params_of(node.outputs[0])
         px = qx.quant
         channels = weight[0].shape[0]
+        x_scales, y_scales = (per_output_scales(p, channels) for p in (px, po))
         bias = np.broadcast_to(np.asarray(bias, np.float64), (channels,))
-        q_w, pw = _weights(weight[0], weight[1], precision, _scale_floor(px, po, bias, precision))
-        acc_scale = px.scale[0] * np.asarray(pw.scale, np.float64)
+        q_w, pw = _weights(weight[0], weight[1], precision, _scale_floor(x_scales, y_scales, bias, precision))
+        acc_scale = x_scales * np.asarray(pw.scale, np.float64)
         q_b = np.rint(bias / acc_scale).astype(np.int64)
         if op != "QConvTranspose":  # its border outputs sum fewer taps: the device folds the zero point per phase
             q_b = q_b - px.zero[0] * q_w.reshape(channels, -1).astype(np.int64).sum(axis=1)
         try:
-            mult, shift = quantize_multipliers(acc_scale / po.scale[0])
+            mult, shift = quantize_multipliers(acc_scale / y_scales)
         except KernelError as exc:
             raise PassError(f"{node.op} node {node.name!r}: {exc} (given weight grid {pw})") from None
-        lo, hi = _clamp(activation, po)
+        lo, hi = _channel_clamp(node, activation, po)
         attrs = dict(attrs, x_zero=px.zero[0], mult=mult.tolist(), shift=shift.tolist(), out_zero=po.zero[0],
-                     lo=lo, hi=hi, out_dtype=po.dtype.name, **_negative_side(activation, acc_scale / po.scale[0]))
+                     lo=lo, hi=hi, out_dtype=po.dtype.name, **_negative_side(activation, acc_scale / y_scales))
         out_params = po
         if table_unit is not None:
             out_params = self.params_of(table_unit.outputs[0])
@@ -348,7 +350,7 @@ class SegmentQuantizer:
             raise PassError(f"quantizing: %{value.name} is used before it is quantized") from None
 
 
-def _scale_floor(px: QuantParams, po: QuantParams, bias: np.ndarray, precision: Precision) -> np.ndarray:
+def _scale_floor(x_scales: np.ndarray, y_scales: np.ndarray, bias: np.ndarray, precision: Precision) -> np.ndarray:
     """The smallest weight scale per output channel that keeps the layer's
     integers in range: the requantisation factor s_x s_w / s_y at least
     2^-30 (a shift of at most 61), and the bias b / (s_x s_w) within half the
@@ -357,7 +359,7 @@ def _scale_floor(px: QuantParams, po: QuantParams, bias: np.ndarray, precision: 
     the floor its weights round to the few codes they are worth, which below
     the floor add less than half an output step."""
     bits = np.iinfo(precision.accumulator).bits - 2
-    return np.maximum(po.scale[0] * 2.0 ** -30 / px.scale[0], np.abs(bias) / (2.0 ** bits * px.scale[0]))
+    return np.maximum(y_scales * 2.0 ** -30 / x_scales, np.abs(bias) / (2.0 ** bits * x_scales))
 
 
 def _weights(array: np.ndarray, given: QuantParams | None, precision: Precision,
@@ -395,17 +397,30 @@ def _bias_array(folded: np.ndarray, precision: Precision) -> np.ndarray:
     return np.clip(folded, info.min, info.max).astype(precision.accumulator)
 
 
-def _clamp(activation: Node | None, po: QuantParams) -> tuple[int, int]:
-    """The output clamp, with the activation folded in."""
+def _channel_clamp(node: Node, activation: Node | None, po: QuantParams) -> tuple[int, int]:
+    """The output clamp of a layer whose output grid may be per channel:
+    the device has one clamp, so every channel's must be the same (a
+    calibrated channel grid keeps within a Clip's bounds; a given one may not)."""
+    clamps = {_clamp(activation, po, scale) for scale in po.scale}
+    if len(clamps) > 1:
+        raise PassError(f"{node.op} node {node.name!r}: its output grid per channel puts the "
+                        f"{activation.op}'s bounds on different codes in different channels {sorted(clamps)[:3]}; "
+                        "the device clamps every channel alike")
+    return clamps.pop()
+
+
+def _clamp(activation: Node | None, po: QuantParams, scale: float | None = None) -> tuple[int, int]:
+    """The output clamp, with the activation folded in (on the grid's scale, or ``scale``)."""
     qmin, qmax = ACTIVATION_RANGE[po.dtype]
     if activation is None or activation.op in ("LeakyRelu", "PRelu"):
         return qmin, qmax
     if activation.op == "Relu":
         return max(qmin, po.zero[0]), qmax
+    scale = po.scale[0] if scale is None else scale
     bounds = [v.const for v in activation.inputs[1:3]] + [None] * (3 - len(activation.inputs))
     low, high = (None if b is None else float(b) for b in bounds[:2])
-    lo = qmin if low is None else max(qmin, int(np.rint(low / po.scale[0])) + po.zero[0])
-    hi = qmax if high is None else min(qmax, int(np.rint(high / po.scale[0])) + po.zero[0])
+    lo = qmin if low is None else max(qmin, int(np.rint(low / scale)) + po.zero[0])
+    hi = qmax if high is None else min(qmax, int(np.rint(high / scale)) + po.zero[0])
     return lo, hi
 
 

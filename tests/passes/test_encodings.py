@@ -196,12 +196,10 @@ def test_per_channel_weight_defaults_to_axis_0_and_axes_override(version):
 
 
 @pytest.mark.parametrize("version", ["0.6.1", "1.0.0"])
-def test_per_channel_activation_needs_an_axis(version):
+def test_per_channel_activation_defaults_to_the_channel_axis_and_axes_override(version):
     document = export_encodings({"act": QuantParams([0.1, 0.2], [3, -4], INT8, axis=1)}, version=version)
-    with pytest.raises(EncodingsError, match="axes") as info:
-        import_encodings(document)
-    assert info.value.tensor == "act"
-    assert import_encodings(document, axes={"act": 1}).params["act"].axis == 1
+    assert import_encodings(document).params["act"].axis == 1
+    assert import_encodings(document, axes={"act": 2}).params["act"].axis == 2
 
 
 def test_exported_layouts():
