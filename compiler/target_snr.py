@@ -92,7 +92,7 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
     if not 0 <= budget <= 1:
         raise QuantizationError(f"the 16-bit MAC budget must be a fraction in [0, 1], got {budget!r}")
     given, full = first, settings
-    fit, feeds = _split(simplified, settings, samples)
+    fit, feeds = split_held_out(simplified, settings, samples)
     if fit is not None:  # the grids are fit to the other inputs; the target is measured on these
         settings = dict(settings, **{"quant.calibration_data": fit, "quant.preprocess": None})
         first = requantize(settings)
@@ -148,7 +148,7 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
     return result
 
 
-def _split(simplified: Graph, settings: Mapping[str, Any], samples: int) -> tuple[list | None, list]:
+def split_held_out(simplified: Graph, settings: Mapping[str, Any], samples: int) -> tuple[list | None, list]:
     """(the calibration inputs the grids are fit to, the ``samples`` inputs the
     target is measured on): the last ``samples`` are held out when at least
     :data:`MIN_FIT` others remain, since grids score higher on the inputs

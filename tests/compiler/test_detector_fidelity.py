@@ -105,17 +105,20 @@ def test_the_simulator_runs_the_targeted_detector_bit_for_bit(detector, tmp_path
     ie.Free()
 
 
-def test_calibrator_auto_chooses_per_tensor_by_the_output_error(detector):
+@pytest.mark.parametrize("channel_grids", [True, False])
+def test_calibrator_auto_chooses_per_tensor_by_the_output_error(detector, channel_grids):
     """Each stored tensor's range method chosen by the error it leaves at
     the outputs: some tensors leave MSE, and no output loses to the MSE
-    default on the held-out canvases."""
+    default on the held-out canvases; with one grid per tensor (no channel
+    grids: room for a better range) every output gains."""
     model, calibration, evaluation, _ = detector
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        default = quantize_model(model, calibration_data=calibration)
-        auto = quantize_model(model, calibration_data=calibration, calibrator="auto")
+        default = quantize_model(model, calibration_data=calibration, channel_grids=channel_grids)
+        auto = quantize_model(model, calibration_data=calibration, calibrator="auto", channel_grids=channel_grids)
     chosen = auto.options["quant.tensor_calibrators"]
     assert chosen and set(chosen.values()) <= {"entropy", "percentile", "minmax"}
     before, after = _measure(default, evaluation)[0], _measure(auto, evaluation)[0]
-    assert all(after[k] >= before[k] - 0.2 for k in OUTPUTS), (before, after)
-    assert sum(after.values()) > sum(before.values())
+    assert all(after[k] >= before[k] - 0.05 for k in OUTPUTS), (before, after)
+    if not channel_grids:
+        assert all(after[k] > before[k] + 0.1 for k in OUTPUTS), (before, after)
