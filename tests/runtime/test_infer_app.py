@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import secrets
 import subprocess
 import sys
 
@@ -171,8 +172,9 @@ def test_errors_are_one_clear_line(digits, tmp_path, case):
 
 # --- scale-out on Ray (runtime/app/scale.py) ---
 
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
-"""The cluster's token authentication on (Ray sends its token to an explicit address only when told to)."""
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+"""The cluster's token authentication on (Ray sends its token to an explicit address only when told to),
+with a token of the test's own: on a fresh machine there is no ~/.ray/auth_token and the head exits."""
 
 
 @pytest.fixture(scope="module")
