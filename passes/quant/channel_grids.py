@@ -29,6 +29,7 @@ import numpy as np
 from ir.graph import Graph, Node, Value
 from ir.types import QuantParams
 from passes.infra import register_option
+from passes.quant.units import clip_limits
 from runtime.qscheme import ACTIVATION_RANGE
 
 register_option("quant.channel_grids", bool, True,
@@ -97,10 +98,7 @@ def clip_bounds(unit: Node) -> tuple[float | None, float | None]:
     """The bounds of the Clip a conv or affine unit folds in ((None, None) without one)."""
     members = unit.attrs["body"].nodes if unit.op == "Fused" else [unit]
     clip = next((m for m in members if m.op == "Clip"), None)
-    if clip is None:
-        return None, None
-    bounds = [v for v in clip.inputs[1:3]] + [None] * (3 - len(clip.inputs))
-    return tuple(None if b is None else float(np.asarray(b.const).reshape(-1)[0]) for b in bounds[:2])
+    return (None, None) if clip is None else clip_limits(clip)
 
 
 def per_output_scales(grid: QuantParams, channels: int) -> np.ndarray:

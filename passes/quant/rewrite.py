@@ -20,7 +20,7 @@ from passes.pointwise import evaluate, unit_function
 from passes.quant.bias_correction import LinearLayer
 from passes.quant.channel_grids import per_output_scales
 from passes.quant.params import Precision, activation_quant, weight_quant
-from passes.quant.units import prelu_slopes
+from passes.quant.units import clip_limits, prelu_slopes
 from runtime.errors import KernelError
 from runtime.qscheme import (
     ACTIVATION_RANGE,
@@ -417,8 +417,7 @@ def _clamp(activation: Node | None, po: QuantParams, scale: float | None = None)
     if activation.op == "Relu":
         return max(qmin, po.zero[0]), qmax
     scale = po.scale[0] if scale is None else scale
-    bounds = [v.const for v in activation.inputs[1:3]] + [None] * (3 - len(activation.inputs))
-    low, high = (None if b is None else float(b) for b in bounds[:2])
+    low, high = clip_limits(activation)
     lo = qmin if low is None else max(qmin, int(np.rint(low / scale)) + po.zero[0])
     hi = qmax if high is None else min(qmax, int(np.rint(high / scale)) + po.zero[0])
     return lo, hi

@@ -216,6 +216,12 @@ def _is_activation(allow_negative: bool):
     return accepts
 
 
+def clip_limits(node: Node) -> tuple[float | None, float | None]:
+    """A Clip's (low, high) bounds, None where it has none."""
+    bounds = [v for v in node.inputs[1:3]] + [None] * (3 - len(node.inputs))
+    return tuple(None if b is None else float(np.asarray(b.const).reshape(-1)[0]) for b in bounds[:2])
+
+
 def prelu_slopes(node: Node) -> np.ndarray | None:
     """A PRelu's slopes, one per channel (or one in all), when they are
     constant, non-negative and vary along the channel axis alone."""
