@@ -12,7 +12,12 @@ patches. Both go straight into the GEMM's packed layouts
 * ``X`` is gathered from the tile into the B lanes (``pack_patches``):
   lane (step s, pixel p) holds the bytes of reduction rows 4s..4s+3 under
   pixel p, ``+ 128`` (the kernels multiply unsigned B by signed A), read at
-  ``origin[p] + offset[r]`` (``geometry``).
+  ``origin[p] + offset[r]`` (``geometry``). The packed patches are kept for
+  the next planned CONV: when it reads a tile of the same geometry whose
+  bytes equal the packed one's (compared in full, ``same_patches``), they
+  are used again. Compilers tile a layer's output channels as consecutive
+  CONVs over one input tile (ResNet-50: a 14x14x256 tile for 8 tiles of 32
+  channels), and packing the patches cost more than the products.
 
 The kernels add ``offset[k] = bias[k] - 128 * rowsum(W[k])`` to row k (int32,
 wrapping), which takes the +128 back out; from ACC (MIDDLE, LAST) they add
@@ -77,6 +82,9 @@ SERIAL_PACK_WORDS = 1 << 16
 
 FLIP = np.uint32(0x80808080)
 
+PATCH_KEY = 12
+"""Length of the key of the packed patches (``same_patches``)."""
+
 
 @dataclass
 class GemmPlans:
@@ -84,7 +92,9 @@ class GemmPlans:
     ``templates`` planned for that instruction row, or -1; ``work`` the
     buffers every planned CONV shares (packed A as float32 lanes, row sums,
     row offsets, packed B, sums, reduction offsets, pixel origins, runs, the
-    pixel-major tile's words), sized for the largest; ``kernels`` the u8s8 microkernels' addresses."""
+    pixel-major tile's words, the bytes of the tile packed in B and the key
+    of its geometry: ``same_patches``), sized for the largest; ``kernels`` the
+    u8s8 microkernels' addresses."""
 
     index: np.ndarray
     templates: np.ndarray
@@ -119,7 +129,7 @@ def plan(prog: np.ndarray, large: np.ndarray, wgt_stride: int) -> GemmPlans:
     index = np.full(prog.shape[0], -1, np.int64)
     rows = [r for r in range(prog.shape[0]) if eligible(prog[r], wgt_stride)]
     templates = np.zeros((len(rows), PLAN_SIZE), np.int64)
-    need = dict(a=1, rows=8, b=1, c=1, offsets=4, origins=1, xt=1)
+    need = dict(a=1, rows=8, b=1, c=1, offsets=4, origins=1, xt=1, tile=1)
     for j, r in enumerate(rows):
         m, size, _, steps = _dims(prog[r])
         index[r] = j
@@ -128,11 +138,12 @@ def plan(prog: np.ndarray, large: np.ndarray, wgt_stride: int) -> GemmPlans:
                                         int(prog[r, C_MODE]) & 1 == 1, split=bool(large[r]))
         tile = int(prog[r, C_IN_C]) * int(prog[r, C_IN_H]) * int(prog[r, C_IN_W])
         for name, value in dict(a=steps * mpad, rows=mpad, b=steps * npad, c=m * size, offsets=4 * steps,
-                                origins=size, xt=-(-tile // 4)).items():
+                                origins=size, xt=-(-tile // 4), tile=tile).items():
             need[name] = max(need[name], value)
     work = (np.zeros(need["a"], np.float32), np.zeros(need["rows"], np.int64), np.zeros(need["rows"], np.int32),
             np.zeros(need["b"], np.float32), np.zeros(need["c"], np.int32), np.zeros(need["offsets"], np.int64),
-            np.zeros(need["origins"], np.int64), np.zeros(need["origins"], np.int64), np.zeros(need["xt"], np.uint32))
+            np.zeros(need["origins"], np.int64), np.zeros(need["origins"], np.int64), np.zeros(need["xt"], np.uint32),
+            np.zeros(need["tile"], np.uint8), np.zeros(PATCH_KEY, np.int64))
     kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
     return GemmPlans(index, templates, kernels, work)
 
@@ -223,6 +234,49 @@ def pack_patches(start, stop, ins, au8, at, xt32, offsets, origins, runs, steps,
                     row[c] = 0
 
 
+@jit(inline="always")
+def _patch_key(ins, kc, nr):
+    """What decides the packed patches' layout: the tile's and window's
+    geometry and the GEMM's blocking."""
+    return (np.int64(ins[C_IN_C]), np.int64(ins[C_IN_H]), np.int64(ins[C_IN_W]), np.int64(ins[C_KH]),
+            np.int64(ins[C_KW]), np.int64(ins[C_SH]), np.int64(ins[C_SW]), np.int64(ins[C_DH]), np.int64(ins[C_DW]),
+            np.int64(kc), np.int64(nr))
+
+
+@jit
+def same_patches(ins, kc, nr, tile, key, seen):
+    """Whether the packed B already holds this CONV's patches: the last
+    packed ones had the same geometry (``key``) and their tile the same bytes
+    as ``tile`` (``seen``; compared in full, 256 bytes per early exit)."""
+    if key[0] != 1:
+        return False
+    for i, value in enumerate(_patch_key(ins, kc, nr)):
+        if key[i + 1] != value:
+            return False
+    n = tile.shape[0]
+    i = 0
+    while i + 256 <= n:
+        diff = np.uint8(0)
+        for j in range(i, i + 256):
+            diff |= tile[j] ^ seen[j]
+        if diff != 0:
+            return False
+        i += 256
+    for j in range(i, n):
+        if tile[j] != seen[j]:
+            return False
+    return True
+
+
+@jit
+def remember_patches(ins, kc, nr, tile, key, seen):
+    """Record the geometry and bytes of the tile about to be packed into B."""
+    key[0] = 1
+    for i, value in enumerate(_patch_key(ins, kc, nr)):
+        key[i + 1] = value
+    seen[:tile.shape[0]] = tile
+
+
 @jit
 def pixel_words(ins, au8, at, xt32):
     """The tile at byte ``at`` ([in_c][in_h][in_w], in_c a multiple of 4)
@@ -276,11 +330,13 @@ def pack_weights_by_tap(wu8, w8, at, in_c, taps, rows, steps, kc, mr, dst, sums)
 def prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
     """Pack the weights, compute the row offsets and the patch geometry
     (and the pixel-major copy of the tile for the word path), pack the
-    patches unless ``pack_b`` is False (the caller packs them over the
+    patches unless the previous planned CONV packed the same ones
+    (``same_patches``) or ``pack_b`` is False (the caller packs them over the
     pool), and fill a copy of the plan ``tmpl`` with the addresses. Returns
-    (plan, sums [out_c * P]): the GEMM writes ``sums``, which is ACC itself
-    for FIRST and MIDDLE (in place) and holds ACC's values for LAST."""
-    a, rowsums, offsets, b, c, offs, origins, runs, xt = work
+    (plan, sums [out_c * P], whether B holds the patches): the GEMM writes
+    ``sums``, which is ACC itself for FIRST and MIDDLE (in place) and holds
+    ACC's values for LAST."""
+    a, rowsums, offsets, b, c, offs, origins, runs, xt, seen, key = work
     m, size, steps, kc, mr, nr = plan_shape(tmpl)
     in_c, taps = ins[C_IN_C], ins[C_KH] * ins[C_KW]
     depth = in_c * taps
@@ -289,7 +345,6 @@ def prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work,
     lanes = a[:steps * mpad].view(np.uint32)
     if by_words(ins):
         pack_weights_by_tap(wu8, w8, w_at, in_c, taps, m, steps, kc, mr, lanes, rowsums)
-        pixel_words(ins, au8, abase + ins[C_IN], xt)
     else:
         q = w_at >> 2
         pack_a_words(0, mpad // mr, w32[q:q + m * (depth >> 2)], w8[w_at:w_at + m * depth], depth >> 2, 0, m, steps,
@@ -301,12 +356,20 @@ def prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work,
         if k < m and mode & 1 == 0:
             start = wgt64[bias_at + 3 * k]
         offsets[k] = np.int32(start - 128 * rowsums[k])
-    geometry(ins, offs, origins, runs)
     npad = (size + UNIT - 1) // UNIT * UNIT
     b_lanes = b[:steps * npad]
-    if pack_b:
-        pack_patches(0, (size + nr - 1) // nr, ins, au8, abase + ins[C_IN], xt, offs, origins, runs, steps, size, kc,
-                     nr, b_lanes.view(np.uint32))
+    in_at = abase + ins[C_IN]
+    tile = au8[in_at:in_at + in_c * ins[C_IN_H] * ins[C_IN_W]]
+    packed = same_patches(ins, kc, nr, tile, key, seen)
+    if not packed:
+        remember_patches(ins, kc, nr, tile, key, seen)
+        if by_words(ins):
+            pixel_words(ins, au8, in_at, xt)
+        geometry(ins, offs, origins, runs)
+        if pack_b:
+            pack_patches(0, (size + nr - 1) // nr, ins, au8, in_at, xt, offs, origins, runs, steps, size, kc, nr,
+                         b_lanes.view(np.uint32))
+            packed = True
     acc_at = (cbase + ins[C_ACC]) >> 2
     if mode & 2 == 2:
         sums = c32[acc_at:acc_at + m * size]
@@ -316,7 +379,7 @@ def prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work,
             sums[:] = c32[acc_at:acc_at + m * size]
     plan = tmpl.copy()
     set_addresses(plan, a, b_lanes, sums, offsets, a, a, True, False, False)
-    return plan, sums.reshape(m, size)
+    return plan, sums.reshape(m, size), packed
 
 
 @jit
@@ -325,7 +388,7 @@ def conv_serial(ins, tmpl, kernels, au8, a8, a16, abase, wu8, w8, w32, wgt64, wb
     on a bad PARAM record."""
     if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
         return False
-    plan, sums = prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
+    plan, sums, _ = prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
     run_planned(np.int64(0), plan[TASKS], plan, kernels, work[0])
     if ins[C_MODE] & 2 == 0:
         epilogue_channels(np.int64(0), ins[C_OUT_C], sums, ins, a8, a16, abase, w32, wbase)
@@ -344,11 +407,11 @@ def run_large(ins: np.ndarray, tmpl: np.ndarray, plans: GemmPlans, mem, slot: in
     _, size, _, steps = _dims(ins)
     lanes = steps * roundup(size, UNIT)
     serial_b = lanes <= SERIAL_PACK_WORDS
-    plan_, sums = prepare(ins, tmpl, mem.act.u8, abase, mem.wgt.u8, mem.wgt.i8, mem.wgt.i32, mem.wgt.i64,
-                          wbase, mem.acc.i32, cbase, plans.work, serial_b)
-    if not serial_b:
+    plan_, sums, packed = prepare(ins, tmpl, mem.act.u8, abase, mem.wgt.u8, mem.wgt.i8, mem.wgt.i32, mem.wgt.i64,
+                                  wbase, mem.acc.i32, cbase, plans.work, serial_b)
+    if not packed:
         _, _, _, kc, _, nr = plan_shape(tmpl)
-        _, _, _, b, _, offs, origins, runs, xt = plans.work
+        _, _, _, b, _, offs, origins, runs, xt, _, _ = plans.work
         parallel_for(pack_patches, -(-size // nr), ins, mem.act.u8, abase + int(ins[C_IN]), xt, offs, origins, runs,
                      steps, size, kc, nr, b[:lanes].view(np.uint32))
     parallel_for(run_planned, int(plan_[TASKS]), plan_, plans.kernels, plans.work[0])

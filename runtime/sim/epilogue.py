@@ -41,14 +41,31 @@ def _requantize(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo,
 
 
 @jit(inline="always")
-def _requantize32(acc, out, m, n, neg_m, neg_n, oz, lo, hi):
-    """``_requantize`` without a residual for int32 accumulators: |a| < 2^31,
-    so ``rescale_small`` is exact, and the loop has no branch left that stops
-    LLVM vectorising it."""
+def _requantize32(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
+    """``_requantize`` for int32 accumulators: |a| <= 2^31 and a residual's
+    |res - rz| < 2^17 (8- or 16-bit values and zero point; the validator
+    bounds the multipliers and shifts), so ``rescale_small`` is exact, and the
+    loops have no branch left that stops LLVM vectorising them."""
+    if residual:
+        for i in range(acc.shape[0]):
+            a = np.int64(acc[i])
+            v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
+            v += rescale_small(np.int64(res[i]) - rz, rm, rs)
+            out[i] = min(max(v + oz, lo), hi)
+        return
     for i in range(acc.shape[0]):
         a = np.int64(acc[i])
         v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
         out[i] = min(max(v + oz, lo), hi)
+
+
+@jit(inline="always")
+def _requantize_any(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
+    """The vectorising loops for int32 accumulators, the general ones for int64."""
+    if acc.itemsize == 4:
+        _requantize32(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+    else:
+        _requantize(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
 
 
 @jit
@@ -66,16 +83,14 @@ def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
     out8, out16 = a8[dst:dst + size], a16[dst >> 1:(dst >> 1) + size]
     res8, res16 = a8[res:res + size], a16[res >> 1:(res >> 1) + size]
     if ins[C_OUT_BITS] == 8:
-        if not residual and acc.itemsize == 4:
-            _requantize32(acc, out8, m, n, neg_m, neg_n, oz, lo, hi)
-        elif ins[C_RES_BITS] == 16:
-            _requantize(acc, out8, res16, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        if ins[C_RES_BITS] == 16:
+            _requantize_any(acc, out8, res16, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
         else:
-            _requantize(acc, out8, res8, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+            _requantize_any(acc, out8, res8, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     elif ins[C_RES_BITS] == 16:
-        _requantize(acc, out16, res16, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        _requantize_any(acc, out16, res16, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     else:
-        _requantize(acc, out16, res8, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        _requantize_any(acc, out16, res8, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
         table = wbase + ins[C_LUT_ADDR]
         if ins[C_OUT_BITS] == 8:

@@ -220,3 +220,62 @@ def test_accumulator_wraps_in_int32():
     rng = np.random.default_rng(1)
     for seed in range(5):
         run_conv_case(dataclasses.replace(case, in_c=int(rng.integers(2, 5)) * 2), large=seed % 2 == 0, seed=seed)
+
+
+@pytest.mark.parametrize("in_c, kernel", [(8, (3, 3)), (32, (1, 1))], ids=["pixel-words", "tile-bytes"])
+@pytest.mark.parametrize("large", [False, True])
+def test_packed_patches_are_reused_only_for_the_same_bytes(in_c, kernel, large):
+    """Consecutive planned CONVs share packed patches (conv_gemm's
+    same_patches) only where their tiles hold the same bytes in the same
+    geometry: the same tile again, its first bytes read as fewer rows
+    (another geometry), a copy of it elsewhere, a copy with one byte
+    changed, and the tile after another CONV wrote into it."""
+    rng = np.random.default_rng(11)
+    kh, kw = kernel
+    hw, out_c, param, act_out = (6, 9), 16, 128 * 1024, 200 * 1024
+    tile = values(rng, 8, (in_c, *hw))
+    changed = tile.copy()
+    changed[in_c // 2, 2, 3] ^= 0x55
+    tiles = {0: tile, 64 * 1024: tile, 128 * 1024: changed}  # ACT addresses
+    rec = records(rng, out_c, 1000, True)
+    loads = [as_load(Space.ACT, at, x) for at, x in tiles.items()] + [as_load(Space.WGT, param, rec)]
+    geometry = dict(in_bits=8, in_c=in_c, in_h=hw[0], in_w=hw[1], wgt_bits=8, groups=1, kernel_h=kh, kernel_w=kw,
+                    stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=out_c, acc_mode=AccMode.FULL,
+                    out_bits=8, out_zero=1, lo=-128, hi=127, param_addr=param)
+    weights = [values(rng, 8, (out_c, in_c, kh, kw)) for _ in range(7)]
+    for j, w in enumerate(weights):
+        loads.append(as_load(Space.WGT, j * 16 * 1024, w))
+    state = {at: x.copy() for at, x in tiles.items()}
+    computes, expected, stores = [], [], []
+
+    def conv(j, at, out_addr, out_c_used=out_c, in_h=hw[0]):
+        x = state[at].reshape(-1)[:in_c * in_h * hw[1]].reshape(in_c, in_h, hw[1])  # the tile's first bytes
+        w = weights[j][:out_c_used]
+        out = conv_epilogue(conv_sums(x, w, 1, (1, 1), (1, 1)) + rec["bias"][:out_c_used].astype(object)[:, None, None],
+                            rec[:out_c_used], 8, 1, -128, 127)
+        computes.append(instr(Op.CONV, in_addr=at, wgt_addr=j * 16 * 1024, out_addr=out_addr,
+                              **{**geometry, "out_c": out_c_used, "in_h": in_h}))
+        return out
+
+    def read(j, at, in_h=hw[0]):
+        out = conv(j, at, act_out + j * 4096, in_h=in_h)
+        expected.append(out)
+        stores.append((Space.ACT, act_out + j * 4096, padded(out.nbytes)))
+
+    # the same tile twice; its first bytes as fewer rows; a copy elsewhere; a copy with one byte changed
+    for j, (at, in_h) in enumerate(((0, hw[0]), (0, hw[0]), (0, hw[0] - 1), (64 * 1024, hw[0]), (128 * 1024, hw[0]))):
+        read(j, at, in_h)
+    # a CONV over the copy writing its output over the first bytes of tile 0, then a CONV over tile 0 again
+    over = conv(5, 64 * 1024, 0, out_c_used=in_c // 4)
+    raw = state[0].reshape(-1).view(np.uint8).copy()
+    raw[:over.nbytes] = over.reshape(-1).view(np.uint8)
+    state[0] = raw.view(np.int8).reshape(state[0].shape)
+    read(6, 0)
+    made = []
+    real_plan = conv_gemm.plan
+    with mock.patch.object(conv_gemm, "plan", lambda *args: made.append(real_plan(*args)) or made[-1]), \
+            mock.patch.object(conv_gemm, "MIN_MACS", 0):
+        got, _ = simulate(loads, computes, stores, large)
+    assert sum(int((plans.index >= 0).sum()) for plans in made) >= len(expected), "a CONV left the GEMM path"
+    for out, raw in zip(expected, got):
+        np.testing.assert_array_equal(raw[:out.nbytes].view(np.int8).reshape(out.shape), out)
