@@ -34,42 +34,76 @@ L_IN, L_COUNT, L_PARAM, L_OUT, L_OUT_BITS = (column(Op.LUT, k) for k in (
 
 @jit
 def pool(ins, a8, a16, abase, wgt32, wbase, err):
-    """One POOL; False (err filled) on a bad average-pool multiplier."""
+    """One POOL; False (err filled) on a bad average-pool multiplier (every
+    window's entry is checked first, in window order)."""
+    in_h, in_w, kh, kw, sh, sw = ins[P_IN_H], ins[P_IN_W], ins[P_KH], ins[P_KW], ins[P_SH], ins[P_SW]
+    top, left, bottom, right = ins[P_PT], ins[P_PL], in_h - ins[P_PB], in_w - ins[P_PR]
+    out_h, out_w = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
+    avg = ins[P_MODE] == PoolMode.AVG
+    table = (wbase + ins[P_PARAM]) >> 2
+    if avg:
+        for oy in range(out_h):
+            rows = min(oy * sh + kh, bottom) - max(oy * sh, top)
+            for ox in range(out_w):
+                count = rows * (min(ox * sw + kw, right) - max(ox * sw, left))
+                at = table + AVG_WORDS * (count - 1)
+                if not (check(np.int64(wgt32[at]), MULT_LOW, MULT_HIGH, BAD_AVG_MULT, count - 1, err)
+                        and check(np.int64(wgt32[at + 1]), SHIFT_LOW, SHIFT_HIGH, BAD_AVG_SHIFT, count - 1, err)):
+                    return False
+    src, dst = abase + ins[P_IN], abase + ins[P_OUT]
+    n_in, n_out = ins[P_C] * in_h * in_w, ins[P_C] * out_h * out_w
+    x8, x16 = a8[src:src + n_in], a16[src >> 1:(src >> 1) + n_in]
+    y8, y16 = a8[dst:dst + n_out], a16[dst >> 1:(dst >> 1) + n_out]
+    if ins[P_IN_BITS] == 8:
+        if ins[P_OUT_BITS] == 8:
+            _pool_planes(ins, x8, y8, wgt32, table, avg)
+        else:
+            _pool_planes(ins, x8, y16, wgt32, table, avg)
+    elif ins[P_OUT_BITS] == 8:
+        _pool_planes(ins, x16, y8, wgt32, table, avg)
+    else:
+        _pool_planes(ins, x16, y16, wgt32, table, avg)
+    return True
+
+
+@jit
+def _pool_planes(ins, x, y, wgt32, table, avg):
+    """POOL over the input planes ``x`` into the output planes ``y``, plane
+    by plane. MAX takes each output row's window rows' maximum first (one
+    contiguous pass per row, which vectorises), then the columns'."""
     channels, in_h, in_w = ins[P_C], ins[P_IN_H], ins[P_IN_W]
     kh, kw, sh, sw = ins[P_KH], ins[P_KW], ins[P_SH], ins[P_SW]
     top, left, bottom, right = ins[P_PT], ins[P_PL], in_h - ins[P_PB], in_w - ins[P_PR]
     out_h, out_w = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
-    src, ib, dst, ob = abase + ins[P_IN], ins[P_IN_BITS], abase + ins[P_OUT], ins[P_OUT_BITS]
     x_zero, out_zero, lo, hi = ins[P_XZ], ins[P_OZ], ins[P_LO], ins[P_HI]
-    avg = ins[P_MODE] == PoolMode.AVG
-    table = (wbase + ins[P_PARAM]) >> 2
-    m, n = np.int64(0), np.int64(0)
-    for oy in range(out_h):
-        y0, y1 = max(oy * sh, top), min(oy * sh + kh, bottom)
-        for ox in range(out_w):
-            x0, x1 = max(ox * sw, left), min(ox * sw + kw, right)
-            count = (y1 - y0) * (x1 - x0)
+    row = np.empty(in_w, np.int64)
+    for ch in range(channels):
+        plane = x[ch * in_h * in_w:(ch + 1) * in_h * in_w]
+        out = y[ch * out_h * out_w:(ch + 1) * out_h * out_w]
+        for oy in range(out_h):
+            y0, y1 = max(oy * sh, top), min(oy * sh + kh, bottom)
             if avg:
-                m = np.int64(wgt32[table + AVG_WORDS * (count - 1)])
-                n = np.int64(wgt32[table + AVG_WORDS * (count - 1) + 1])
-                if not (check(m, MULT_LOW, MULT_HIGH, BAD_AVG_MULT, count - 1, err)
-                        and check(n, SHIFT_LOW, SHIFT_HIGH, BAD_AVG_SHIFT, count - 1, err)):
-                    return False
-            for ch in range(channels):
-                plane = ch * in_h * in_w
-                if avg:
-                    total = 0
-                    for y in range(y0, y1):
-                        for x in range(x0, x1):
-                            total += get(a8, a16, src, ib, plane + y * in_w + x) - x_zero
-                    v = rescale(total, m, n) + out_zero
-                else:
-                    v = get(a8, a16, src, ib, plane + y0 * in_w + x0)
-                    for y in range(y0, y1):
-                        for x in range(x0, x1):
-                            v = max(v, get(a8, a16, src, ib, plane + y * in_w + x))
-                put(a8, a16, dst, ob, (ch * out_h + oy) * out_w + ox, min(max(v, lo), hi))
-    return True
+                for ox in range(out_w):
+                    x0, x1 = max(ox * sw, left), min(ox * sw + kw, right)
+                    at = table + AVG_WORDS * ((y1 - y0) * (x1 - x0) - 1)
+                    total = np.int64(0)
+                    for yy in range(y0, y1):
+                        for xx in range(x0, x1):
+                            total += np.int64(plane[yy * in_w + xx]) - x_zero
+                    v = rescale(total, np.int64(wgt32[at]), np.int64(wgt32[at + 1])) + out_zero
+                    out[oy * out_w + ox] = min(max(v, lo), hi)
+                continue
+            for xx in range(in_w):
+                row[xx] = plane[y0 * in_w + xx]
+            for yy in range(y0 + 1, y1):
+                for xx in range(in_w):
+                    row[xx] = max(row[xx], np.int64(plane[yy * in_w + xx]))
+            for ox in range(out_w):
+                x0, x1 = max(ox * sw, left), min(ox * sw + kw, right)
+                v = row[x0]
+                for xx in range(x0 + 1, x1):
+                    v = max(v, row[xx])
+                out[oy * out_w + ox] = min(max(v, lo), hi)
 
 
 @jit
