@@ -3,27 +3,45 @@
 
 Where the x stride is 1 a box is a set of rows of contiguous bytes on both
 sides, copied by ``copy_rows`` (rows that are also back to back on both sides
-merge into one). A padded LOAD fills the whole SRAM box with the pad value
-first, then copies the rows over it. Copies index with unsigned integers:
-with signed computed indices Numba checks each for a negative value and LLVM
-does not vectorise the loop (~1 GB/s against ~30 on long rows).
+merge into one), each by ``memcpy``. A padded LOAD fills the whole SRAM box
+with the pad value first, then copies the rows over it. Loops index with
+unsigned integers: with signed computed indices Numba checks each for a
+negative value and LLVM does not vectorise the loop (~1 GB/s against ~30 on
+long rows).
 """
 from __future__ import annotations
 
 import numba
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from runtime.jit import jit
 
 _u = numba.uint64
 
 
-@jit(inline="always")
-def copy_run(dst, at, src, start, count):
-    """dst[at:at + count] = src[start:start + count] (no views, no overlap
-    check: a slice assignment costs both on every row)."""
-    a, s = _u(at), _u(start)
-    for i in range(_u(count)):
-        dst[a + i] = src[s + i]
+@intrinsic
+def copy_run(typingctx, dst, at, src, start, count):
+    """dst[at:at + count] = src[start:start + count] for two distinct int8 or
+    uint8 arrays (non-negative offsets), as one ``llvm.memcpy`` (no views, no bounds or overlap checks:
+    the validator bounded every box). The library's copy moves a short row
+    (7-56 bytes, most activation rows) in a few wide moves, where a loop's
+    vectorised body never starts and it copies byte by byte."""
+    if not (all(isinstance(a, types.Array) and a.dtype in (types.int8, types.uint8) for a in (dst, src))
+            and all(isinstance(i, types.Integer) for i in (at, start, count))):
+        return None
+
+    def codegen(context, builder, signature, args):
+        dst_type, at_type, src_type, start_type, count_type = signature.args
+        at, start, count = (context.cast(builder, args[i], t, types.intp)
+                            for i, t in ((1, at_type), (3, start_type), (4, count_type)))
+        to = builder.gep(context.make_array(dst_type)(context, builder, args[0]).data, [at])
+        origin = builder.gep(context.make_array(src_type)(context, builder, args[2]).data, [start])
+        cgutils.raw_memcpy(builder, to, origin, count, 1)
+        return context.get_dummy_value()
+
+    return types.void(dst, at, src, start, count), codegen
 
 
 @jit
