@@ -25,6 +25,13 @@ the stored sums instead of the bias. Integer sums are exact in any order,
 so the result equals every other CONV kernel's bit for bit (int32 modulo
 2^32 like the device's accumulator).
 
+Each planned CONV keeps its packed weights and row sums, with a copy of the
+weight bytes they came from: the next run packs them again only if WGT holds
+other bytes there (compared in full, ``same_bytes``; a model's weights come
+from DRAM unchanged, so every run after the first packs none). This costs
+twice the planned weights in host memory and saves re-packing them on every
+run (ResNet-50: ~25 MB of weights, a tenth of the simulator's time).
+
 ``plan`` decides at Init which CONVs go this way and builds each one's GEMM
 plan (:func:`runtime.gemm.sgemm._plan_template`): a single task for the
 interpreter's CONVs (one thread), tasks for every thread for the large
@@ -90,11 +97,14 @@ PATCH_KEY = 12
 class GemmPlans:
     """The GEMM plans of one card run's CONVs: ``index[row]`` is the row of
     ``templates`` planned for that instruction row, or -1; ``work`` the
-    buffers every planned CONV shares (packed A as float32 lanes, row sums,
-    row offsets, packed B, sums, reduction offsets, pixel origins, runs, the
+    buffers every planned CONV shares (a placeholder for the plan's unused
+    operands, row offsets, packed B, sums, reduction offsets, pixel origins, runs, the
     pixel-major tile's words, the bytes of the tile packed in B and the key
-    of its geometry: ``same_patches``), sized for the largest; ``kernels`` the
-    u8s8 microkernels' addresses."""
+    of its geometry: ``same_patches``), sized for the largest; then each
+    planned CONV's packed weights: its offsets (rows of ``at``) into the
+    stores of A lanes, of the weight bytes they were packed from and of
+    row sums, whether they are filled yet (``held``), and the three stores;
+    ``kernels`` the u8s8 microkernels' addresses."""
 
     index: np.ndarray
     templates: np.ndarray
@@ -129,21 +139,25 @@ def plan(prog: np.ndarray, large: np.ndarray, wgt_stride: int) -> GemmPlans:
     index = np.full(prog.shape[0], -1, np.int64)
     rows = [r for r in range(prog.shape[0]) if eligible(prog[r], wgt_stride)]
     templates = np.zeros((len(rows), PLAN_SIZE), np.int64)
-    need = dict(a=1, rows=8, b=1, c=1, offsets=4, origins=1, xt=1, tile=1)
+    need = dict(rows=8, b=1, c=1, offsets=4, origins=1, xt=1, tile=1)
+    at = np.zeros((len(rows) + 1, 3), np.int64)  # offsets into the stores of A lanes, weight bytes, row sums
     for j, r in enumerate(rows):
-        m, size, _, steps = _dims(prog[r])
+        m, size, depth, steps = _dims(prog[r])
         index[r] = j
         mpad, npad = roundup(m, isa.mr), roundup(size, UNIT)
+        at[j + 1] = at[j] + (steps * mpad, m * depth, mpad)
         templates[j] = product_template("u8s8", (m, size, steps), (m * size * 4, size * 4, 4), mpad,
                                         int(prog[r, C_MODE]) & 1 == 1, split=bool(large[r]))
         tile = int(prog[r, C_IN_C]) * int(prog[r, C_IN_H]) * int(prog[r, C_IN_W])
-        for name, value in dict(a=steps * mpad, rows=mpad, b=steps * npad, c=m * size, offsets=4 * steps,
+        for name, value in dict(rows=mpad, b=steps * npad, c=m * size, offsets=4 * steps,
                                 origins=size, xt=-(-tile // 4), tile=tile).items():
             need[name] = max(need[name], value)
-    work = (np.zeros(need["a"], np.float32), np.zeros(need["rows"], np.int64), np.zeros(need["rows"], np.int32),
+    work = (np.zeros(1, np.float32), np.zeros(need["rows"], np.int32),
             np.zeros(need["b"], np.float32), np.zeros(need["c"], np.int32), np.zeros(need["offsets"], np.int64),
             np.zeros(need["origins"], np.int64), np.zeros(need["origins"], np.int64), np.zeros(need["xt"], np.uint32),
-            np.zeros(need["tile"], np.uint8), np.zeros(PATCH_KEY, np.int64))
+            np.zeros(need["tile"], np.uint8), np.zeros(PATCH_KEY, np.int64), at, np.zeros(len(rows), np.uint8),
+            np.zeros(max(int(at[-1, 0]), 1), np.uint32), np.zeros(max(int(at[-1, 1]), 1), np.uint8),
+            np.zeros(max(int(at[-1, 2]), 1), np.int64))
     kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
     return GemmPlans(index, templates, kernels, work)
 
@@ -247,23 +261,30 @@ def _patch_key(ins, kc, nr):
 def same_patches(ins, kc, nr, tile, key, seen):
     """Whether the packed B already holds this CONV's patches: the last
     packed ones had the same geometry (``key``) and their tile the same bytes
-    as ``tile`` (``seen``; compared in full, 256 bytes per early exit)."""
+    as ``tile`` (``seen``)."""
     if key[0] != 1:
         return False
     for i, value in enumerate(_patch_key(ins, kc, nr)):
         if key[i + 1] != value:
             return False
-    n = tile.shape[0]
+    return same_bytes(tile, seen)
+
+
+@jit
+def same_bytes(data, seen):
+    """Whether ``data`` equals the first bytes of ``seen``, compared in full
+    (256 bytes per early exit, so the comparison vectorises)."""
+    n = data.shape[0]
     i = 0
     while i + 256 <= n:
         diff = np.uint8(0)
         for j in range(i, i + 256):
-            diff |= tile[j] ^ seen[j]
+            diff |= data[j] ^ seen[j]
         if diff != 0:
             return False
         i += 256
     for j in range(i, n):
-        if tile[j] != seen[j]:
+        if data[j] != seen[j]:
             return False
     return True
 
@@ -327,8 +348,9 @@ def pack_weights_by_tap(wu8, w8, at, in_c, taps, rows, steps, kc, mr, dst, sums)
 
 
 @jit
-def prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
-    """Pack the weights, compute the row offsets and the patch geometry
+def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
+    """Pack the weights of planned CONV ``g`` unless its store holds them
+    already, compute the row offsets and the patch geometry
     (and the pixel-major copy of the tile for the word path), pack the
     patches unless the previous planned CONV packed the same ones
     (``same_patches``) or ``pack_b`` is False (the caller packs them over the
@@ -336,19 +358,24 @@ def prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work,
     (plan, sums [out_c * P], whether B holds the patches): the GEMM writes
     ``sums``, which is ACC itself for FIRST and MIDDLE (in place) and holds
     ACC's values for LAST."""
-    a, rowsums, offsets, b, c, offs, origins, runs, xt, seen, key = work
+    a, offsets, b, c, offs, origins, runs, xt, seen, key, at, held, a_store, w_store, sum_store = work
     m, size, steps, kc, mr, nr = plan_shape(tmpl)
     in_c, taps = ins[C_IN_C], ins[C_KH] * ins[C_KW]
     depth = in_c * taps
     mpad = (m + mr - 1) // mr * mr
     w_at = wbase + ins[C_WGT]
-    lanes = a[:steps * mpad].view(np.uint32)
-    if by_words(ins):
-        pack_weights_by_tap(wu8, w8, w_at, in_c, taps, m, steps, kc, mr, lanes, rowsums)
-    else:
-        q = w_at >> 2
-        pack_a_words(0, mpad // mr, w32[q:q + m * (depth >> 2)], w8[w_at:w_at + m * depth], depth >> 2, 0, m, steps,
-                     kc, mr, lanes, rowsums)
+    lanes = a_store[at[g, 0]:at[g + 1, 0]]
+    rowsums = sum_store[at[g, 2]:at[g + 1, 2]]
+    weights, packed_from = wu8[w_at:w_at + m * depth], w_store[at[g, 1]:at[g + 1, 1]]
+    if not (held[g] == 1 and same_bytes(weights, packed_from)):
+        if by_words(ins):
+            pack_weights_by_tap(wu8, w8, w_at, in_c, taps, m, steps, kc, mr, lanes, rowsums)
+        else:
+            q = w_at >> 2
+            pack_a_words(0, mpad // mr, w32[q:q + m * (depth >> 2)], w8[w_at:w_at + m * depth], depth >> 2, 0, m,
+                         steps, kc, mr, lanes, rowsums)
+        packed_from[:] = weights
+        held[g] = 1
     mode = ins[C_MODE]
     bias_at = (wbase + ins[C_PARAM]) >> 3
     for k in range(mpad):
@@ -378,25 +405,25 @@ def prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work,
         if mode & 1 == 1:
             sums[:] = c32[acc_at:acc_at + m * size]
     plan = tmpl.copy()
-    set_addresses(plan, a, b_lanes, sums, offsets, a, a, True, False, False)
+    set_addresses(plan, lanes, b_lanes, sums, offsets, a, a, True, False, False)
     return plan, sums.reshape(m, size), packed
 
 
 @jit
-def conv_serial(ins, tmpl, kernels, au8, a8, a16, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, err):
-    """A planned CONV on this thread (the interpreter's); False (err filled)
-    on a bad PARAM record."""
+def conv_serial(ins, g, tmpl, kernels, au8, a8, a16, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, err):
+    """Planned CONV ``g`` on this thread (the interpreter's); False (err
+    filled) on a bad PARAM record."""
     if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
         return False
-    plan, sums, _ = prepare(ins, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
+    plan, sums, _ = prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
     run_planned(np.int64(0), plan[TASKS], plan, kernels, work[0])
     if ins[C_MODE] & 2 == 0:
         epilogue_channels(np.int64(0), ins[C_OUT_C], sums, ins, a8, a16, abase, w32, wbase)
     return True
 
 
-def run_large(ins: np.ndarray, tmpl: np.ndarray, plans: GemmPlans, mem, slot: int, err: np.ndarray) -> bool:
-    """A planned CONV over the pool (``mem``: the card's CardMemory, ``slot``
+def run_large(ins: np.ndarray, g: int, plans: GemmPlans, mem, slot: int, err: np.ndarray) -> bool:
+    """Planned CONV ``g`` over the pool (``mem``: the card's CardMemory, ``slot``
     the cluster's buffer slot): weights packed on this thread, patches,
     products and epilogue split over the threads. False (err filled) on a
     bad PARAM record."""
@@ -407,11 +434,12 @@ def run_large(ins: np.ndarray, tmpl: np.ndarray, plans: GemmPlans, mem, slot: in
     _, size, _, steps = _dims(ins)
     lanes = steps * roundup(size, UNIT)
     serial_b = lanes <= SERIAL_PACK_WORDS
-    plan_, sums, packed = prepare(ins, tmpl, mem.act.u8, abase, mem.wgt.u8, mem.wgt.i8, mem.wgt.i32, mem.wgt.i64,
+    tmpl = plans.templates[g]
+    plan_, sums, packed = prepare(ins, g, tmpl, mem.act.u8, abase, mem.wgt.u8, mem.wgt.i8, mem.wgt.i32, mem.wgt.i64,
                                   wbase, mem.acc.i32, cbase, plans.work, serial_b)
     if not packed:
         _, _, _, kc, _, nr = plan_shape(tmpl)
-        _, _, _, b, _, offs, origins, runs, xt, _, _ = plans.work
+        _, _, b, _, offs, origins, runs, xt = plans.work[:8]
         parallel_for(pack_patches, -(-size // nr), ins, mem.act.u8, abase + int(ins[C_IN]), xt, offs, origins, runs,
                      steps, size, kc, nr, b[:lanes].view(np.uint32))
     parallel_for(run_planned, int(plan_[TASKS]), plan_, plans.kernels, plans.work[0])

@@ -49,8 +49,8 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
                 return pos
             g = gemm_index[r]
             if g >= 0:
-                done = conv_gemm.conv_serial(ins, gemm_plans[g], gemm_kernels, au8, a8, a16, ab, wu8, w8, w32, w64, wb,
-                                             c32, cb, gemm_work, err)
+                done = conv_gemm.conv_serial(ins, g, gemm_plans[g], gemm_kernels, au8, a8, a16, ab, wu8, w8, w32, w64,
+                                             wb, c32, cb, gemm_work, err)
             else:
                 done = conv(ins, a8, a16, ab, w8, w16, w32, w64, wb, c32, c64, cb, err)
             if not done:

@@ -277,7 +277,7 @@ class Simulator:
             row = order[pos]
             g = int(gemm.index[row])
             if g >= 0:
-                done = conv_gemm.run_large(run.prog[row], gemm.templates[g], gemm, mem, int(run.slot[row]), err)
+                done = conv_gemm.run_large(run.prog[row], g, gemm, mem, int(run.slot[row]), err)
             else:
                 done = conv_kernels.run_large(run.prog[row], mem, int(run.slot[row]), err)
             if not done:

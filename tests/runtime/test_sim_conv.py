@@ -13,17 +13,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runtime.isa import AccMode, Op, Space, instr
+from runtime.sim import Simulator, conv_gemm
 from runtime.sim import conv as conv_module
-from runtime.sim import conv_gemm
+from runtime.sim import simulator as sim_module
 from tests.helpers.simulator import (
+    CONFIG,
     DTYPE,
     SETTINGS,
+    Image,
     as_load,
     conv_epilogue,
     conv_sums,
     padded,
     records,
     simulate,
+    single_phase,
     values,
     wrap32,
 )
@@ -279,3 +283,37 @@ def test_packed_patches_are_reused_only_for_the_same_bytes(in_c, kernel, large):
     assert sum(int((plans.index >= 0).sum()) for plans in made) >= len(expected), "a CONV left the GEMM path"
     for out, raw in zip(expected, got):
         np.testing.assert_array_equal(raw[:out.nbytes].view(np.int8).reshape(out.shape), out)
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_packed_weights_are_kept_between_runs_only_while_their_bytes_are(large):
+    """A planned CONV packs its weights once and keeps them (conv_gemm's
+    weight stores): a second run on the same DRAM reuses them, a run after
+    the host changed one weight byte in DRAM packs them again."""
+    rng = np.random.default_rng(5)
+    in_c, out_c, hw, param, act_out = 16, 24, (7, 8), 128 * 1024, 200 * 1024
+    x, w = values(rng, 8, (in_c, *hw)), values(rng, 8, (out_c, in_c, 3, 3))
+    rec = records(rng, out_c, 1000, True)
+    rec["shift"], rec["neg_shift"] = 45, 45  # outputs of about |sums| / 2^15: a changed weight shows
+    conv = instr(Op.CONV, in_addr=0, in_bits=8, in_c=in_c, in_h=hw[0], in_w=hw[1], wgt_addr=0, wgt_bits=8, groups=1,
+                 kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=out_c,
+                 acc_mode=AccMode.FULL, out_bits=8, out_zero=-2, lo=-128, hi=127, param_addr=param, out_addr=act_out)
+    image = Image()
+    w_dram = image.top
+    loads = [as_load(Space.WGT, 0, w), as_load(Space.ACT, 0, x), as_load(Space.WGT, param, rec)]
+    expect = conv_epilogue(conv_sums(x, w, 1, (1, 1), (1, 1)) + rec["bias"].astype(object)[:, None, None], rec, 8, -2,
+                           -128, 127)
+    stream, (out,) = single_phase(loads, [conv], [(Space.ACT, act_out, padded(expect.nbytes))], image)
+    with mock.patch.object(sim_module, "LARGE_CONV_MACS", 0 if large else 1 << 62), \
+            mock.patch.object(conv_gemm, "MIN_MACS", 0):
+        sim = Simulator(CONFIG, {(0, 0): stream}, image.top)
+    assert (sim._phases[0][0].run.gemm.index >= 0).sum() == 1, "the CONV is not on the GEMM"
+    for change in (None, None, (5, 1, 2, 0), (23, 15, 0, 2)):
+        if change is not None:
+            w[change] ^= 0x61
+            image.data[w_dram:w_dram + w.nbytes] = w.reshape(-1).view(np.uint8)
+            before, expect = expect, conv_epilogue(conv_sums(x, w, 1, (1, 1), (1, 1))
+                                                   + rec["bias"].astype(object)[:, None, None], rec, 8, -2, -128, 127)
+            assert (before != expect).any(), "the changed weight changes no output"
+        sim.run([image.data])
+        np.testing.assert_array_equal(image.data[out:out + expect.nbytes].view(np.int8).reshape(expect.shape), expect)
