@@ -56,6 +56,7 @@ from runtime.sim.epilogue import (
     C_WGT,
     C_WGT_BITS,
     epilogue,
+    epilogue_block,
     out_size,
 )
 from runtime.sim.memory import load16
@@ -89,8 +90,7 @@ def epilogue_channels(start, stop, acc, ins, a8, a16, abase, wgt32, wbase):
     """epilogue over channels [start, stop) of acc [out_c][P]. ``run_large``'s
     GEMM path runs it on one thread (3-30 us a tile, less than the pool's
     hand-off, ~30 us, then); the planned GEMM (conv_gemm) over the pool."""
-    for k in range(start, stop):
-        epilogue(k, acc[k], ins, a8, a16, abase, wgt32, wbase)
+    epilogue_block(start, stop, acc, 0, ins, a8, a16, abase, wgt32, wbase)
 
 
 @jit
