@@ -89,15 +89,23 @@ def _run_tasks(start, stop, plan, kernels, b_src):
 
 
 @jit
-def _task(task, plan, kernels, b_src, buf, at):
-    """One task: its row panels times its column panels of one batch item."""
-    m, n, depth, kc, mr, nr, unit = plan[_M], plan[_N], plan[_DEPTH], plan[_KC], plan[_MR], plan[_NR], plan[_UNIT]
+def task_block(plan, task):
+    """(batch item, first row panel, last row panel + 1, first column, last
+    column + 1) of a task: the part of C it writes."""
+    m, n, mr = plan[_M], plan[_N], plan[_MR]
     per_item = plan[_MT] * plan[_NT]
     item, rest = task // per_item, task % per_item
     first_panel = rest // plan[_NT] * plan[_MPT]
     last_panel = min((m + mr - 1) // mr, first_panel + plan[_MPT])
     n0 = rest % plan[_NT] * plan[_NCW]
-    n1 = min(n, n0 + plan[_NCW])
+    return item, first_panel, last_panel, n0, min(n, n0 + plan[_NCW])
+
+
+@jit
+def _task(task, plan, kernels, b_src, buf, at):
+    """One task: its row panels times its column panels of one batch item."""
+    m, n, depth, kc, mr, nr, unit = plan[_M], plan[_N], plan[_DEPTH], plan[_KC], plan[_MR], plan[_NR], plan[_UNIT]
+    item, first_panel, last_panel, n0, n1 = task_block(plan, task)
     mpad, npad = (m + mr - 1) // mr * mr, (n + unit - 1) // unit * unit
     a_item = plan[_A_ADDR] + 4 * item * plan[_A_ITEM]
     c_item = plan[_C_ADDR] + 4 * item * plan[_C_ITEM]

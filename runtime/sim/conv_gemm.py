@@ -50,11 +50,11 @@ from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.microkernel import kernel_addresses
 from runtime.gemm.pack import MAX_INT8_DEPTH, pack_a_words, panel_width, roundup
 from runtime.gemm.sgemm import product_template
-from runtime.gemm.tasks import PLAN_SIZE, TASKS, plan_shape, run_planned, set_addresses
+from runtime.gemm.tasks import PLAN_SIZE, TASKS, plan_shape, run_planned, set_addresses, task_block
 from runtime.isa import COL_OPCODE, Op
 from runtime.jit import jit
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
-from runtime.sim.conv import DENSE8, epilogue_channels, kernel_kind
+from runtime.sim.conv import DENSE8, kernel_kind
 from runtime.sim.epilogue import (
     C_ACC,
     C_DH,
@@ -71,6 +71,7 @@ from runtime.sim.epilogue import (
     C_SH,
     C_SW,
     C_WGT,
+    epilogue_block,
     out_size,
 )
 from runtime.sim.params import check_conv_records
@@ -416,10 +417,24 @@ def conv_serial(ins, g, tmpl, kernels, au8, a8, a16, abase, wu8, w8, w32, wgt64,
     if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
         return False
     plan, sums, _ = prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
-    run_planned(np.int64(0), plan[TASKS], plan, kernels, work[0])
     if ins[C_MODE] & 2 == 0:
-        epilogue_channels(np.int64(0), ins[C_OUT_C], sums, ins, a8, a16, abase, w32, wbase)
+        products_and_epilogue(np.int64(0), plan[TASKS], plan, kernels, work[0], sums, ins, a8, a16, abase, w32, wbase)
+    else:
+        run_planned(np.int64(0), plan[TASKS], plan, kernels, work[0])
     return True
+
+
+@jit
+def products_and_epilogue(start, stop, plan, kernels, b_src, sums, ins, a8, a16, abase, w32, wbase):
+    """GEMM tasks [start, stop), each followed by the epilogue of the block
+    of sums it wrote, while that block is still in cache (``parallel_for``
+    body)."""
+    m, _, _, _, mr, _ = plan_shape(plan)
+    for task in range(start, stop):
+        run_planned(task, task + 1, plan, kernels, b_src)
+        _, first_panel, last_panel, col0, col1 = task_block(plan, task)
+        epilogue_block(first_panel * mr, min(last_panel * mr, m), sums, 0, ins, a8, a16, abase, w32, wbase, col0,
+                       col1)
 
 
 def run_large(ins: np.ndarray, g: int, plans: GemmPlans, mem, slot: int, err: np.ndarray) -> bool:
@@ -442,14 +457,25 @@ def run_large(ins: np.ndarray, g: int, plans: GemmPlans, mem, slot: int, err: np
         _, _, b, _, offs, origins, runs, xt = plans.work[:8]
         parallel_for(pack_patches, -(-size // nr), ins, mem.act.u8, abase + int(ins[C_IN]), xt, offs, origins, runs,
                      steps, size, kc, nr, b[:lanes].view(np.uint32))
-    parallel_for(run_planned, int(plan_[TASKS]), plan_, plans.kernels, plans.work[0])
     if int(ins[C_MODE]) & 2 == 0:
-        parallel_for(epilogue_channels, int(ins[C_OUT_C]), sums, ins, mem.act.i8, mem.act.i16, abase, mem.wgt.i32,
-                     wbase)
+        parallel_for(products_and_epilogue, int(plan_[TASKS]), plan_, plans.kernels, plans.work[0], sums, ins,
+                     mem.act.i8, mem.act.i16, abase, mem.wgt.i32, wbase)
+    else:
+        parallel_for(run_planned, int(plan_[TASKS]), plan_, plans.kernels, plans.work[0])
     return True
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(products_and_epilogue)
+@jit
+def products_and_epilogue_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        products_and_epilogue(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
 @drives(pack_patches)
 @jit
 def pack_patches_team(team, state, role, spans, *args):

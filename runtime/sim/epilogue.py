@@ -72,13 +72,14 @@ def _requantize_any(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz,
 def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
     """Output channel k of a FULL or LAST CONV from its accumulators
     ``acc`` (1-D, int32 or int64, already the device accumulator's values)."""
-    epilogue_block(k, k + 1, acc.reshape((1, acc.shape[0])), k, ins, a8, a16, abase, wgt32, wbase)
+    epilogue_block(k, k + 1, acc.reshape((1, acc.shape[0])), k, ins, a8, a16, abase, wgt32, wbase, 0, acc.shape[0])
 
 
 @jit
-def epilogue_block(start, stop, acc, row0, ins, a8, a16, abase, wgt32, wbase):
-    """Output channels [start, stop) of a FULL or LAST CONV, channel k from
-    the accumulators ``acc[k - row0]``: one choice of loop for the output
+def epilogue_block(start, stop, acc, row0, ins, a8, a16, abase, wgt32, wbase, col0, col1):
+    """Columns [col0, col1) of output channels [start, stop) of a FULL or
+    LAST CONV, channel k from the accumulators ``acc[k - row0]`` (a row per
+    channel, of all the output's columns): one choice of loop for the output
     and residual widths, then the channels' rows, then the table."""
     size = acc.shape[1]
     count = ins[C_OUT_C] * size
@@ -87,25 +88,27 @@ def epilogue_block(start, stop, acc, row0, ins, a8, a16, abase, wgt32, wbase):
     res8, res16 = a8[res:res + count], a16[res >> 1:(res >> 1) + count]
     if ins[C_OUT_BITS] == 8:
         if ins[C_RES_BITS] == 16:
-            _channel_rows(start, stop, acc, row0, out8, res16, ins, wgt32, wbase)
+            _channel_rows(start, stop, acc, row0, out8, res16, ins, wgt32, wbase, col0, col1)
         else:
-            _channel_rows(start, stop, acc, row0, out8, res8, ins, wgt32, wbase)
+            _channel_rows(start, stop, acc, row0, out8, res8, ins, wgt32, wbase, col0, col1)
     elif ins[C_RES_BITS] == 16:
-        _channel_rows(start, stop, acc, row0, out16, res16, ins, wgt32, wbase)
+        _channel_rows(start, stop, acc, row0, out16, res16, ins, wgt32, wbase, col0, col1)
     else:
-        _channel_rows(start, stop, acc, row0, out16, res8, ins, wgt32, wbase)
+        _channel_rows(start, stop, acc, row0, out16, res8, ins, wgt32, wbase, col0, col1)
     if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
         table = wbase + ins[C_LUT_ADDR]
-        first, last = start * size, stop * size
-        if ins[C_OUT_BITS] == 8:
-            lookup(out8[first:last], out8[first:last], wgt32.view(np.int8)[table:table + 256])
-        else:
-            lookup(out16[first:last], out16[first:last], wgt32.view(np.int16)[table >> 1:(table >> 1) + 256])
+        t8, t16 = wgt32.view(np.int8)[table:table + 256], wgt32.view(np.int16)[table >> 1:(table >> 1) + 256]
+        for k in range(start, stop):
+            first, last = k * size + col0, k * size + col1
+            if ins[C_OUT_BITS] == 8:
+                lookup(out8[first:last], out8[first:last], t8)
+            else:
+                lookup(out16[first:last], out16[first:last], t16)
 
 
 @jit(inline="always")
-def _channel_rows(start, stop, acc, row0, out, res, ins, wgt32, wbase):
-    """Each channel's row requantised by its PARAM record."""
+def _channel_rows(start, stop, acc, row0, out, res, ins, wgt32, wbase, col0, col1):
+    """Each channel's columns [col0, col1) requantised by its PARAM record."""
     size = acc.shape[1]
     oz, lo, hi = ins[C_OZ], ins[C_LO], ins[C_HI]
     rz, rm, rs, residual = ins[C_RES_ZERO], ins[C_RES_MULT], ins[C_RES_SHIFT], ins[C_RES] == 1
@@ -114,5 +117,6 @@ def _channel_rows(start, stop, acc, row0, out, res, ins, wgt32, wbase):
         rec = records + RECORD_WORDS * k
         m, n = np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3])
         neg_m, neg_n = np.int64(wgt32[rec + 4]), np.int64(wgt32[rec + 5])
-        _requantize_any(acc[k - row0], out[k * size:(k + 1) * size], res[k * size:(k + 1) * size], residual, m, n,
-                        neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        first, last = k * size + col0, k * size + col1
+        _requantize_any(acc[k - row0, col0:col1], out[first:last], res[first:last], residual, m, n, neg_m, neg_n, rz,
+                        rm, rs, oz, lo, hi)
