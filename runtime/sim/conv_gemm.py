@@ -16,8 +16,9 @@ patches. Both go straight into the GEMM's packed layouts
   the next planned CONV: when it reads a tile of the same geometry whose
   bytes equal the packed one's (compared in full, ``same_patches``), they
   are used again. Compilers tile a layer's output channels as consecutive
-  CONVs over one input tile (ResNet-50: a 14x14x256 tile for 8 tiles of 32
-  channels), and packing the patches cost more than the products.
+  CONVs over one input tile (ResNet-50: a 29x29x256 tile, loaded again for
+  each of 8 CONVs of 32 channels), and packing the patches cost more than
+  the products.
 
 The kernels add ``offset[k] = bias[k] - 128 * rowsum(W[k])`` to row k (int32,
 wrapping), which takes the +128 back out; from ACC (MIDDLE, LAST) they add
@@ -30,7 +31,7 @@ weight bytes they came from: the next run packs them again only if WGT holds
 other bytes there (compared in full, ``same_bytes``; a model's weights come
 from DRAM unchanged, so every run after the first packs none). This costs
 twice the planned weights in host memory and saves re-packing them on every
-run (ResNet-50: ~25 MB of weights, a tenth of the simulator's time).
+run (ResNet-50: ~25 MB of weights, ~5 % of the simulator's time).
 
 ``plan`` decides at Init which CONVs go this way and builds each one's GEMM
 plan (:func:`runtime.gemm.sgemm._plan_template`): a single task for the
@@ -433,7 +434,7 @@ def products_and_epilogue(start, stop, plan, kernels, b_src, sums, ins, a8, a16,
     for task in range(start, stop):
         run_planned(task, task + 1, plan, kernels, b_src)
         _, first_panel, last_panel, col0, col1 = task_block(plan, task)
-        epilogue_block(first_panel * mr, min(last_panel * mr, m), sums, 0, ins, a8, a16, abase, w32, wbase, col0,
+        epilogue_block(first_panel * mr, min(last_panel * mr, m), sums, ins, a8, a16, abase, w32, wbase, col0,
                        col1)
 
 

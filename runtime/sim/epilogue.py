@@ -68,6 +68,14 @@ def _requantize_any(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz,
         _requantize(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
 
 
+@jit(inline="always")
+def _multipliers(ins, wgt32, wbase, k):
+    """(mult, shift, neg_mult, neg_shift) of channel k's PARAM record."""
+    rec = ((wbase + ins[C_PARAM]) >> 2) + RECORD_WORDS * k
+    return (np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3]), np.int64(wgt32[rec + 4]),
+            np.int64(wgt32[rec + 5]))
+
+
 @jit
 def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
     """Output channel k of a FULL or LAST CONV from its accumulators
@@ -77,9 +85,7 @@ def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
     ``epilogue_block`` one channel at a time, as a strided row of a 2-D
     view, cost MobileNetV2's simulator ~1.5 ms of ~21."""
     size = acc.shape[0]
-    rec = ((wbase + ins[C_PARAM]) >> 2) + RECORD_WORDS * k
-    m, n = np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3])
-    neg_m, neg_n = np.int64(wgt32[rec + 4]), np.int64(wgt32[rec + 5])
+    m, n, neg_m, neg_n = _multipliers(ins, wgt32, wbase, k)
     dst, oz, lo, hi = abase + ins[C_OUT] + k * size * (ins[C_OUT_BITS] >> 3), ins[C_OZ], ins[C_LO], ins[C_HI]
     res = abase + ins[C_RES_ADDR] + k * size * (ins[C_RES_BITS] >> 3)
     rz, rm, rs, residual = ins[C_RES_ZERO], ins[C_RES_MULT], ins[C_RES_SHIFT], ins[C_RES] == 1
@@ -103,9 +109,9 @@ def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
 
 
 @jit
-def epilogue_block(start, stop, acc, row0, ins, a8, a16, abase, wgt32, wbase, col0, col1):
+def epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, col0, col1):
     """Columns [col0, col1) of output channels [start, stop) of a FULL or
-    LAST CONV, channel k from the accumulators ``acc[k - row0]`` (a row per
+    LAST CONV, channel k from the accumulators ``acc[k]`` (a row per
     channel, of all the output's columns): one choice of loop for the output
     and residual widths, then the channels' rows, then the table."""
     size = acc.shape[1]
@@ -115,13 +121,13 @@ def epilogue_block(start, stop, acc, row0, ins, a8, a16, abase, wgt32, wbase, co
     res8, res16 = a8[res:res + count], a16[res >> 1:(res >> 1) + count]
     if ins[C_OUT_BITS] == 8:
         if ins[C_RES_BITS] == 16:
-            _channel_rows(start, stop, acc, row0, out8, res16, ins, wgt32, wbase, col0, col1)
+            _channel_rows(start, stop, acc, out8, res16, ins, wgt32, wbase, col0, col1)
         else:
-            _channel_rows(start, stop, acc, row0, out8, res8, ins, wgt32, wbase, col0, col1)
+            _channel_rows(start, stop, acc, out8, res8, ins, wgt32, wbase, col0, col1)
     elif ins[C_RES_BITS] == 16:
-        _channel_rows(start, stop, acc, row0, out16, res16, ins, wgt32, wbase, col0, col1)
+        _channel_rows(start, stop, acc, out16, res16, ins, wgt32, wbase, col0, col1)
     else:
-        _channel_rows(start, stop, acc, row0, out16, res8, ins, wgt32, wbase, col0, col1)
+        _channel_rows(start, stop, acc, out16, res8, ins, wgt32, wbase, col0, col1)
     if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
         table = wbase + ins[C_LUT_ADDR]
         t8, t16 = wgt32.view(np.int8)[table:table + 256], wgt32.view(np.int16)[table >> 1:(table >> 1) + 256]
@@ -134,16 +140,13 @@ def epilogue_block(start, stop, acc, row0, ins, a8, a16, abase, wgt32, wbase, co
 
 
 @jit(inline="always")
-def _channel_rows(start, stop, acc, row0, out, res, ins, wgt32, wbase, col0, col1):
+def _channel_rows(start, stop, acc, out, res, ins, wgt32, wbase, col0, col1):
     """Each channel's columns [col0, col1) requantised by its PARAM record."""
     size = acc.shape[1]
     oz, lo, hi = ins[C_OZ], ins[C_LO], ins[C_HI]
     rz, rm, rs, residual = ins[C_RES_ZERO], ins[C_RES_MULT], ins[C_RES_SHIFT], ins[C_RES] == 1
-    records = (wbase + ins[C_PARAM]) >> 2
     for k in range(start, stop):
-        rec = records + RECORD_WORDS * k
-        m, n = np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3])
-        neg_m, neg_n = np.int64(wgt32[rec + 4]), np.int64(wgt32[rec + 5])
+        m, n, neg_m, neg_n = _multipliers(ins, wgt32, wbase, k)
         first, last = k * size + col0, k * size + col1
-        _requantize_any(acc[k - row0, col0:col1], out[first:last], res[first:last], residual, m, n, neg_m, neg_n, rz,
+        _requantize_any(acc[k, col0:col1], out[first:last], res[first:last], residual, m, n, neg_m, neg_n, rz,
                         rm, rs, oz, lo, hi)
