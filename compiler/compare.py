@@ -29,7 +29,7 @@ from codegen.cpu import lower_attrs, lower_with_names
 from compiler.errors import QuantizationError
 from ir.graph import Graph, Node, Value, walk
 from passes.quant.fake_quant import dequantize, quantize_on
-from passes.quant.head_grids import part_label
+from passes.quant.head_grids import output_parts, part_label
 from passes.quant.metrics import cosine_from_sums, format_table, snr_from_sums
 from runtime.executor import Executor
 from runtime.kernels import run_kernel
@@ -149,7 +149,9 @@ def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mappi
     float_run, q_run = Executor(float_program), Executor(q_program)
     float_fetch = sorted({by_name[t] for t in tensors.values()} | {by_name[v.name] for v in quantized.outputs
                                                                   if v.name in by_name})
-    outputs = {v.name: ErrorStats() for v in quantized.outputs if v.name in by_name}
+    names = [v.name for v in quantized.outputs if v.name in by_name]
+    parts = output_parts(float_graph)  # an output a host join assembles: each quantity on its own
+    outputs: dict[str, ErrorStats] = {}
     count = 0
     for feeds in samples:
         reference = float_run.run(feeds, fetch=float_fetch)
@@ -160,8 +162,8 @@ def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mappi
             error.propagated.update(truth, dequantize(result[q_names[value]], value.quant))
             if id(node) in alone:
                 error.isolated.update(truth, _isolated(node, reference, by_name, tensors))
-        for name, stats in outputs.items():
-            stats.update(reference[by_name[name]], result[q_names[_output(quantized, name)]])
+        update_outputs(outputs, {name: reference[by_name[name]] for name in names},
+                       {name: result[q_names[_output(quantized, name)]] for name in names}, parts)
         count += 1
     if count == 0:
         raise QuantizationError("the layer-wise comparison got no input samples")

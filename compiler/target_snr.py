@@ -27,6 +27,7 @@ from compiler.errors import QuantizationError
 from ir.graph import Graph, onnx_name
 from passes.quant.calibration_data import calibration_batches
 from passes.quant.head_grids import output_parts
+from passes.quant.metrics import snr_line
 from passes.target import macs
 
 DEFAULT_BUDGET = 0.15
@@ -66,7 +67,7 @@ class TargetReport:
         where = "calibration inputs held out from the grids' fit" if self.held_out else "the calibration inputs"
         lines = [f"target SNR {self.target_db:g} dB: " + ("reached" if self.reached else "NOT reached")
                  + f", worst output {min(self.before_db.values(), default=math.nan):.1f} -> {worst:.1f} dB on "
-                 + f"{where} (" + ", ".join(f"{k} {v:.1f} dB" for k, v in self.after_db.items()) + ")"]
+                 + f"{where} (" + snr_line(self.after_db) + ")"]
         if self.promoted:
             lines.append(f"moved to 16 bits: {', '.join(self.promoted)} ({100 * self.macs_16bit:.1f} % of the "
                          f"accelerator's MACs; budget {100 * self.budget:.0f} %)")

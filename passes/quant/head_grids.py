@@ -43,6 +43,10 @@ POWER_FLOOR = 1e-2
 """A channel's signal power is taken as at least this fraction of the tensor's mean (a near-silent
 channel does not claim a grid of its own); a channel that never left 0 costs nothing on any grid."""
 JOIN_REASON = "joins a head's parts on their own grids (quant.head_grids)"
+SPLIT_JOIN = "head_split"
+"""Annotation of the Concat that joins a split head's channel groups: its
+groups are cut by range, not by quantity (output_parts measures such an
+output channel by channel)."""
 
 
 def find_heads(graph: Graph) -> tuple[list[Node], list[Node]]:
@@ -136,6 +140,7 @@ def split_head(graph: Graph, conv: Node, groups: list[np.ndarray]) -> Node:
         part.annotations = dict(conv.annotations)
         parts.append(part.outputs[0])
     joined = _concat(graph, conv, parts, index + len(groups))
+    joined.annotations[SPLIT_JOIN] = True
     if not np.array_equal(order, np.arange(len(order))):
         joined = _reorder(graph, conv, joined, order, index + len(groups) + 1)
     graph.replace_all_uses(out, joined.outputs[0])
@@ -168,9 +173,13 @@ def _reorder(graph: Graph, conv: Node, joined: Node, order: np.ndarray, index: i
 
 
 def output_parts(graph: Graph) -> dict[str, list[np.ndarray]]:
-    """The model outputs a host join assembles, with the output channels each
-    part holds: the quantities whose fidelity is measured one by one (the
-    SNR of a whole tensor of boxes and scores is the boxes')."""
+    """The model outputs a host join assembles, with the output channels of
+    each quantity they hold: the quantities whose fidelity is measured one
+    by one (the SNR of a whole tensor of boxes and scores is the boxes').
+    A Concat of the model's own tensors joins quantities, one per input; a
+    split head's groups are cut by range (hm and an offset share one), so
+    each of its channels is a quantity of its own (a box side, an offset, a
+    class score)."""
     parts = {}
     for out in graph.outputs:
         node = out.producer
@@ -182,6 +191,9 @@ def output_parts(graph: Graph) -> dict[str, list[np.ndarray]]:
         if node is None or node.op != "Concat":
             continue
         bounds = np.cumsum([0] + [v.type.shape[1] for v in node.inputs])
+        if node.annotations.get(SPLIT_JOIN):
+            parts[out.name] = [np.array([c]) for c in range(bounds[-1])]
+            continue
         channels = np.arange(bounds[-1]) if inverse is None else np.asarray(inverse, np.int64)
         parts[out.name] = [np.flatnonzero((channels >= a) & (channels < b)) for a, b in zip(bounds[:-1], bounds[1:])]
     return parts

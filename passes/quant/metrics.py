@@ -103,6 +103,21 @@ def _reference_and_error(reference, test) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------- table
 
+SNR_LINE_MOST = 8
+"""Outputs (or parts of outputs) a one-line SNR summary names; past that, the worst ones."""
+
+
+def snr_line(snrs: Mapping[str, float], most: int = SNR_LINE_MOST) -> str:
+    """``hm 34.3 dB, wh 37.0 dB``: every output in order, or, for a head of
+    many quantities (channels), the ``most`` worst and how the rest stand."""
+    if len(snrs) <= most:
+        return ", ".join(f"{name} {snr:.1f} dB" for name, snr in snrs.items())
+    ranked = sorted(snrs.items(), key=lambda item: item[1])
+    rest = [snr for _, snr in ranked[most:]]
+    return (", ".join(f"{name} {snr:.1f} dB" for name, snr in ranked[:most])
+            + f" (the worst {most} of {len(snrs)}; the other {len(rest)} at {min(rest):.1f} dB or more)")
+
+
 def format_table(rows: Sequence[Mapping[str, Any] | Sequence[Any]], columns: Sequence[str]) -> str:
     """An aligned text table: a header, a rule, one line per row.
 

@@ -161,12 +161,16 @@ def test_recorded_groups_that_do_not_fit_the_model_are_named(groups, message):
     assert HEAD_GROUPS in str(caught.value)
 
 
-def test_a_target_snr_measures_each_part_of_a_joined_output():
+@pytest.mark.parametrize("kind, parts", [
+    ("conv", {f"y[{c}]" for c in range(5)}),  # a split head's groups are cut by range: each channel on its own
+    ("concat", {"y[0:2]", "y[2:5]"}),  # a Concat of the model's own tensors joins quantities: each input
+])
+def test_a_target_snr_measures_each_quantity_of_a_joined_output(kind, parts):
     """The SNR of a tensor of boxes and scores is the boxes': a target
-    measures each group of channels on its own grid."""
-    model, calibration, _ = _model("conv")
+    measures each quantity of a joined output on its own."""
+    model, calibration, _ = _model(kind)
     q = _quantize(model, calibration, target_snr=20, target_budget=1.0)
-    assert set(q.target.before_db) == {"y[0,3,4]", "y[1:3]"}, q.target.before_db
+    assert set(q.target.before_db) == parts, q.target.before_db
 
 
 def test_the_cli_reports_the_groups_and_the_binary_records_them(tmp_path, capsys):
