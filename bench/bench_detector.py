@@ -5,7 +5,8 @@ evaluated on 64 others. For each way of quantizing: each head's SNR
 against float, and the share of the float model's detections the int8
 model finds again (same box at IoU >= 0.5). Rows: onnxruntime's
 quantize_static (QDQ, per-channel int8 weights, int8 activations, its best
-calibrator by the worst head), Tessera's defaults, with cross-layer
+calibrator by the worst head), Tessera's defaults (and with each weight
+rounded to its nearest code instead of by output error), with cross-layer
 equalization, with target_snr=30, and both. Twice: the heads as three
 outputs (CenterNet's export), and as one convolution writing all five
 channels into one output (``layout="single"``, as YOLO- and PicoDet-style
@@ -132,7 +133,8 @@ def table(case: Case, calibration_count: int, evaluation_count: int) -> None:
           f"{sum(len(case.detect(r)) for r in reference)} float detections")
     print(f"{'quantizer':<34}" + "".join(f"{k + ' dB':>9}" for k in names) + f"{'agreement':>11}{'seconds':>9}")
     rows = [_onnxruntime(case, calibration, evaluation, reference) + (float("nan"),)]
-    variants = [("tessera", {}), ("tessera equalize", {"equalize": True}),
+    variants = [("tessera weight_rounding=False", {"weight_rounding": False}), ("tessera", {}),
+                ("tessera equalize", {"equalize": True}),
                 ("tessera target_snr=30", {"target_snr": 30}),
                 ("tessera equalize + target_snr=30", {"equalize": True, "target_snr": 30})]
     if "single" in case.title:

@@ -132,6 +132,9 @@ def main() -> None:
     parser.add_argument("--channel-grids", action="store_true",
                         help="instead: Tessera with and without grids per channel before depthwise layers "
                              "(channel_grids=)")
+    parser.add_argument("--weight-rounding", action="store_true",
+                        help="instead: Tessera with and without weights rounded by their output error "
+                             "(weight_rounding=)")
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice, once per model
     calibration = image_crops(args.calibration, seed=1)
@@ -155,7 +158,8 @@ def main() -> None:
 SWITCHES = {"equalize": ("equalization", lambda q: q.equalized),
             "head_grids": ("head grids", lambda q: len(q.head_grids.split) + len(q.head_grids.joined)
                            if q.head_grids else 0),
-            "channel_grids": ("channel grids", lambda q: sum(g.per_channel for g in q.activation_grids().values()))}
+            "channel_grids": ("channel grids", lambda q: sum(g.per_channel for g in q.activation_grids().values())),
+            "weight_rounding": ("weight rounding", lambda q: len(q.weight_roundings()))}
 """quantize_model switches the table compares: (label, what the switch changed in a model)."""
 
 

@@ -61,9 +61,9 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
 
 
 def target_options(parser: argparse.ArgumentParser) -> None:
-    """--equalize, --absorb-bias, --no-head-grids, --no-channel-grids, --target-snr and its budget
-    (passes/quant/equalize.py, passes/quant/head_grids.py, passes/quant/channel_grids.py,
-    compiler/target_snr.py)."""
+    """--equalize, --absorb-bias, --no-head-grids, --no-channel-grids, --no-weight-rounding, --target-snr
+    and its budget (passes/quant/equalize.py, passes/quant/head_grids.py, passes/quant/channel_grids.py,
+    passes/quant/weight_rounding.py, compiler/target_snr.py)."""
     parser.add_argument("--equalize", action="store_true",
                         help="cross-layer equalization before calibration (convolution pairs through ReLU-like "
                              "activations: one activation grid fits the channels better)")
@@ -75,6 +75,9 @@ def target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-channel-grids", dest="channel_grids", action="store_false",
                         help="one grid for every tensor (default: a grid per channel for a tensor a convolution "
                              "writes and only depthwise convolutions read, free on the device)")
+    parser.add_argument("--no-weight-rounding", dest="weight_rounding", action="store_false",
+                        help="round each weight to its nearest code (default: a convolution's weights rounded by the "
+                             "error they leave in its output on the calibration inputs)")
     parser.add_argument("--target-snr", type=float, metavar="DB",
                         help="move layers to 16 bits, largest share of the output error first, until every output's "
                              "SNR on the calibration inputs reaches DB")
@@ -87,7 +90,7 @@ def target_kwargs(args) -> dict:
     kwargs = {"equalize": True} if getattr(args, "equalize", False) else {}
     if getattr(args, "absorb_bias", False):
         kwargs["absorb_bias"] = True
-    for switch in ("head_grids", "channel_grids"):
+    for switch in ("head_grids", "channel_grids", "weight_rounding"):
         if not getattr(args, switch, True):
             kwargs[switch] = False
     if getattr(args, "target_snr", None) is not None:

@@ -47,7 +47,7 @@ from ir.graph import Graph, Node
 from ir.types import QuantParams
 from passes.quant.fake_quant import fake_quantize
 from passes.quant.head_grids import output_parts
-from passes.quant.metrics import format_table
+from passes.quant.metrics import format_table, snr_line
 from runtime.executor import Executor
 from runtime.qscheme import ACTIVATION_RANGE, weight_scales
 
@@ -96,7 +96,7 @@ class Diagnosis:
     def table(self, limit: int | None = None) -> str:
         """The report for a terminal: the outputs' SNR, then one row per layer."""
         head = [f"outputs (every layer quantized, {self.samples} samples): "
-                + ", ".join(f"{name} {snr:.1f} dB" for name, snr in self.outputs.items())]
+                + snr_line(self.outputs)]
         rows = [{"layer": ",".join(d.onnx_nodes) or d.layer, "op": d.op, "share %": round(100.0 * d.share, 2),
                  "out SNR alone dB": round(d.output_snr_db, 1), "SNR prop dB": round(d.propagated_snr_db, 1),
                  "SNR iso dB": round(d.isolated_snr_db, 1), "why": "; ".join(d.causes) or "-"}
@@ -244,7 +244,7 @@ def _floored(constants: Mapping[str, np.ndarray], node: Node) -> int:
 def _contributions(model, layers: list[Node], found: list[LayerDiagnosis], samples) -> None:
     """Each layer alone fake-quantized in the float model: its noise at the outputs."""
     references = [model.run_float(feeds) for feeds in samples]
-    corrections = model.bias_corrections()
+    corrections, roundings = model.bias_corrections(), model.weight_roundings()
     errors = []
     for node, d in zip(layers, found):
         params = {d.tensor: node.outputs[0].quant}
@@ -252,7 +252,8 @@ def _contributions(model, layers: list[Node], found: list[LayerDiagnosis], sampl
         if weight is not None and len(node.inputs) > 1 and node.inputs[1].quant is not None:
             params[weight] = node.inputs[1].quant
         stats = alone_noise(model.float_graph, params, samples, references, weights=[weight] if weight in params
-                            else [], bias_corrections={weight: corrections[weight]} if weight in corrections else None)
+                            else [], bias_corrections={weight: corrections[weight]} if weight in corrections else None,
+                            weight_roundings={weight: roundings[weight]} if weight in roundings else None)
         d.output_snr_db = min((s.snr_db for s in stats.values()), default=math.inf)
         errors.append(relative_noise(stats))
     total = sum(errors)
@@ -261,13 +262,14 @@ def _contributions(model, layers: list[Node], found: list[LayerDiagnosis], sampl
 
 
 def alone_noise(float_graph: Graph, params: Mapping[str, QuantParams], samples, references, *,
-                weights=(), bias_corrections=None) -> dict[str, ErrorStats]:
+                weights=(), bias_corrections=None, weight_roundings=None) -> dict[str, ErrorStats]:
     """The float model with only the tensors of ``params`` fake-quantized,
     against its own outputs ``references`` (one dict per sample): the error
     statistics of each output (of each part of an output a host join
     assembles: compiler.compare.update_outputs)."""
     run = Executor(lower_to_program(fake_quantize(float_graph, params, weights=weights,
-                                                  bias_corrections=bias_corrections)))
+                                                  bias_corrections=bias_corrections,
+                                                  weight_roundings=weight_roundings)))
     stats: dict[str, ErrorStats] = {}
     parts = output_parts(float_graph)
     for feeds, reference in zip(samples, references):

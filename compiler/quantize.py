@@ -29,11 +29,12 @@ from compiler.head_grids import HEAD_GROUPS, apply_head_grids
 from compiler.pipeline import PLACE, SIMPLIFY
 from ir.graph import Graph, Node, clone, onnx_name, walk
 from ir.types import QuantParams
-from passes.infra import PassContext, PassInstrument
+from passes.infra import PassContext, PassError, PassInstrument
 from passes.instruments import timed
 from passes.quant.calibration_data import PreprocessSpec, calibration_batches
 from passes.quant.encodings import Encodings, export_encodings, import_encodings
 from passes.quant.quantize import quantize
+from passes.quant.weight_rounding import ROUNDING, decode_rounding, encode_rounding
 from runtime.executor import Executor
 from runtime.hardware import ACCELERATOR
 from runtime.segments import SegmentExecutor
@@ -41,6 +42,10 @@ from runtime.segments import SegmentExecutor
 BIAS_CORRECTIONS = "tessera_bias_corrections"
 """The quantizer_args entry of an encodings export holding the bias
 corrections (docs/quantization.md), by weight name."""
+WEIGHT_ROUNDINGS = "tessera_weight_rounding"
+"""The quantizer_args entry of an encodings export holding, by weight name,
+how the codes weight rounding chose differ from the nearest ones
+(passes/quant/weight_rounding.py's encode_rounding text)."""
 
 
 class QuantizationWarning(UserWarning):
@@ -129,6 +134,12 @@ class QuantizedModel:
         return {n.annotations["weight"]: n.annotations["bias_correction"] for n in self.quantized_nodes()
                 if "bias_correction" in n.annotations and "weight" in n.annotations}
 
+    def weight_roundings(self) -> dict[str, np.ndarray]:
+        """How each rounded layer's weight codes differ from the nearest ones
+        (passes/quant/weight_rounding.py), by the name of its float weight."""
+        return {n.annotations["weight"]: n.annotations[ROUNDING] for n in self.quantized_nodes()
+                if ROUNDING in n.annotations and "weight" in n.annotations}
+
     def float_tensors(self) -> list[str]:
         """Outputs of the layers that run in float on the CPU."""
         return [v.name for n in self._cpu_nodes() for v in n.outputs]
@@ -146,6 +157,9 @@ class QuantizedModel:
                                                 "quant_scheme": "tessera:" + self.options.get("quant.mode",
                                                                                               "int8"),
                                                 BIAS_CORRECTIONS: self.bias_corrections(),
+                                                **({WEIGHT_ROUNDINGS: {name: encode_rounding(delta) for name, delta
+                                                                       in self.weight_roundings().items()}}
+                                                   if self.weight_roundings() else {}),
                                                 **({HEAD_GROUPS: self.head_grids.split}
                                                    if self.head_grids and self.head_grids.split else {})})
 
@@ -171,7 +185,7 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                    shapes: Mapping[str, Sequence[int]] | None = None, image: str | None = None,
                    target_snr: float | None = None, target_budget: float = 0.15, target_samples: int = 8,
                    equalize: bool = False, absorb_bias: bool = False, head_grids: bool = True,
-                   channel_grids: bool = True, options: Mapping[str, Any] | None = None,
+                   channel_grids: bool = True, weight_rounding: bool = True, options: Mapping[str, Any] | None = None,
                    instruments: Sequence[PassInstrument] = ()) -> QuantizedModel:
     """Import ``model`` (a path, bytes or ModelProto), partition it and
     quantize its accelerator segments.
@@ -211,6 +225,10 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
     codes that kp and FWDNXT users read as such). ``channel_grids``
     gives a tensor a convolution writes and only depthwise convolutions read
     a grid per channel, free on the device (passes/quant/channel_grids.py).
+    ``weight_rounding`` rounds each convolution's weights (those whose
+    reduction is at most ``quant.weight_rounding_depth``) by the error they
+    leave in its output on the calibration inputs, not each to its nearest
+    code (passes/quant/weight_rounding.py).
     ``instruments`` see the
     import and every pass (passes.instruments.PassTiming times them)."""
     settings = {"quant.calibrator": calibrator, "quant.tensor_calibrators": dict(tensor_calibrators or {}),
@@ -218,7 +236,8 @@ def quantize_model(model, *, calibration_data=None, calibration_count: int = 32,
                 "quant.calibration_count": calibration_count, "quant.preprocess": preprocess,
                 "target.hwlinear": hwlinear, "partition.fallback": fallback,
                 "partition.affinities": dict(affinities or {}), "partition.demote_islands": demote_islands,
-                "quant.channel_grids": channel_grids, **dict(options or {})}
+                "quant.channel_grids": channel_grids, "quant.weight_rounding": weight_rounding,
+                **dict(options or {})}
     floats = list(float_layers)
     with timed("import", instruments):
         graph = import_onnx(model, shapes=shapes, image=image)
@@ -315,9 +334,22 @@ def _apply_encodings(graph: Graph, encodings: Encodings, settings: dict[str, Any
                       stacklevel=3)
     settings["quant.given"] = {**settings.get("quant.given", {}), **given}
     settings["quant.bias_corrections"] = dict(encodings.quantizer_args.get(BIAS_CORRECTIONS, {}))
+    settings["quant.weight_roundings"] = given_roundings(encodings.quantizer_args.get(WEIGHT_ROUNDINGS, {}))
     settings["quant.layer_precision"] = {**_wide_layers(graph, encodings, settings["quant.mode"]),
                                          **settings["quant.layer_precision"]}
     return sorted({producers[t].name for t in encodings.float_tensors if t in producers})
+
+
+def given_roundings(entries) -> dict[str, np.ndarray]:
+    """An encodings file's weight roundings, decoded (by weight name)."""
+    if not isinstance(entries, Mapping):
+        raise QuantizationError(f"encodings quantizer_args {WEIGHT_ROUNDINGS!r} must map weight names to "
+                                f"code differences, got a {type(entries).__name__}")
+    try:
+        return {name: decode_rounding(text, f"encodings quantizer_args {WEIGHT_ROUNDINGS!r}, entry {name!r}")
+                for name, text in entries.items()}
+    except PassError as exc:
+        raise QuantizationError(str(exc)) from None
 
 
 def _wide_layers(graph: Graph, encodings: Encodings, mode: str) -> dict[str, str]:

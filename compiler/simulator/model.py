@@ -21,7 +21,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from codegen.cpu import lower_with_names
-from compiler.quantize import BIAS_CORRECTIONS, QuantizationWarning, quantize_model
+from compiler.quantize import BIAS_CORRECTIONS, WEIGHT_ROUNDINGS, QuantizationWarning, given_roundings, quantize_model
 from compiler.simulator.data import TensorSpec
 from compiler.simulator.errors import SimulatorError
 from ir.graph import Graph, walk
@@ -81,7 +81,8 @@ def _fake_graph(float_graph: Graph, encodings: Encodings) -> Graph:
         warnings.warn(f"{len(unknown)} tensors of the encodings file are not in the model as Tessera compiles it "
                       f"(folded away or misnamed), ignored: {unknown[:8]}", QuantizationWarning, stacklevel=3)
     return fake_quantize(float_graph, encodings.params, weights=encodings.weights,
-                         bias_corrections=encodings.quantizer_args.get(BIAS_CORRECTIONS))
+                         bias_corrections=encodings.quantizer_args.get(BIAS_CORRECTIONS),
+                         weight_roundings=given_roundings(encodings.quantizer_args.get(WEIGHT_ROUNDINGS, {})))
 
 
 def _fetchable(graph: Graph, slot_names: Mapping) -> dict[str, tuple[str, QuantParams | None]]:

@@ -34,13 +34,17 @@ LINEAR_OPS = ("Conv", "Gemm", "ConvTranspose")
 """Ops whose bias a bias correction (accumulator units per output channel) adjusts."""
 
 
-def fake_quantize_array(x: np.ndarray, params: QuantParams, *, weight: bool = False) -> np.ndarray:
+def fake_quantize_array(x: np.ndarray, params: QuantParams, *, weight: bool = False,
+                        rounding: np.ndarray | None = None) -> np.ndarray:
     """``x`` rounded onto the grid ``params`` and back to float32, through the
     QuantizeLinear and DequantizeLinear kernels. A symmetric ``weight`` grid
-    leaves its most negative code unused, as the integer path does."""
+    leaves its most negative code unused, as the integer path does;
+    ``rounding`` moves a weight's codes off the nearest ones, as weight
+    rounding chose them (passes/quant/weight_rounding.py)."""
     codes = quantize_on(x, params)
     if weight and not any(params.zero):
-        codes = np.clip(codes, *WEIGHT_RANGE[np.dtype(params.dtype)]).astype(params.dtype)
+        moved = codes.astype(np.int64) + (0 if rounding is None else np.asarray(rounding, np.int64).reshape(x.shape))
+        codes = np.clip(moved, *WEIGHT_RANGE[np.dtype(params.dtype)]).astype(params.dtype)
     return dequantize(codes, params)
 
 
@@ -72,7 +76,8 @@ def _kernel_grid(params: QuantParams, shape) -> tuple[np.ndarray, np.ndarray, di
 
 
 def fake_quantize(graph: Graph, params: Mapping[str, QuantParams], *, weights: Sequence[str] = (),
-                  bias_corrections: Mapping[str, Sequence[int]] | None = None) -> Graph:
+                  bias_corrections: Mapping[str, Sequence[int]] | None = None,
+                  weight_roundings: Mapping[str, np.ndarray] | None = None) -> Graph:
     """A copy of ``graph`` with every tensor named in ``params`` fake-quantized:
     constants (``weights`` lists them too, for the symmetric clamp) replaced by
     their rounded values, activations and graph inputs followed by a
@@ -80,8 +85,11 @@ def fake_quantize(graph: Graph, params: Mapping[str, QuantParams], *, weights: S
     encodings export of a bias-corrected model carries them) are added to the
     biases of the Conv / Gemm layers reading those weights, converted from
     accumulator units with the layer's input and weight scales. Names the
-    graph does not have are ignored (:func:`unknown_tensors` lists them)."""
+    graph does not have are ignored (:func:`unknown_tensors` lists them).
+    ``weight_roundings`` (by weight name) move those weights' codes off the
+    nearest ones, as weight rounding chose them."""
     result = clone(graph)
+    roundings = dict(weight_roundings or {})
     weights = frozenset(weights)
     rounded_input = {}
     for name, grid in params.items():
@@ -90,7 +98,8 @@ def fake_quantize(graph: Graph, params: Mapping[str, QuantParams], *, weights: S
             continue
         if value.is_constant:
             grid = _weight_grid(value, grid)
-            value.const = _read_only(fake_quantize_array(value.const, grid, weight=name in weights))
+            value.const = _read_only(fake_quantize_array(value.const, grid, weight=name in weights,
+                                                         rounding=roundings.get(name)))
         else:
             rounded_input[name] = _insert_pair(result, value, grid)
     _correct_biases(result, params, rounded_input, dict(bias_corrections or {}))

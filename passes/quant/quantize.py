@@ -9,8 +9,10 @@ integer macro ops (docs/quantization.md); CPU segments stay float32.
    A tensor a convolution writes and only depthwise convolutions read gets
    a grid per channel (channel_grids.py).
 3. Each segment body is rebuilt from Q ops.
-4. Each calibrated QConv / QGemm's bias absorbs the mean error of its
-   output on the calibration data (bias_correction.py).
+4. Each calibrated QConv's weights are rounded by the error they leave in
+   its output on the calibration data (weight_rounding.py), and each
+   calibrated QConv / QGemm's bias absorbs the mean error of its output
+   (bias_correction.py).
 
 Before 1, each Split becomes one Slice per output (split_slices.py), and
 per-channel affines after channel concatenations are moved onto the
@@ -36,6 +38,7 @@ from passes.quant.params import Precision, activation_quant, layer_precision, pa
 from passes.quant.rewrite import SegmentQuantizer, linear_input
 from passes.quant.split_slices import split_to_slices
 from passes.quant.units import build_units, flatten_fused
+from passes.quant.weight_rounding import apply_given, round_weights
 from runtime.hardware import ACCELERATOR
 
 register_option("quant.calibrator", str, "mse",
@@ -87,6 +90,11 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
             quantizer = SegmentQuantizer(segment.attrs["body"], grids.of, grids.precision_of_node)
             segment.attrs["body"] = quantizer.build()
             linear += quantizer.linear
+    if grids.ranges and not given and ctx.option("quant.weight_rounding"):  # before bias correction: it measures
+        with timed("weight rounding"):                                        # the mean error of these codes
+            round_weights(lowered, linear, _batches(graph, ctx) if batches is None else batches,
+                          ctx.option("quant.weight_rounding_depth"))
+    apply_given(linear, ctx.option("quant.weight_roundings"))
     if grids.ranges and not given and ctx.option("quant.bias_correction"):  # given parameters are used as they are
         with timed("bias correction"):
             correct_biases(lowered, linear, _batches(graph, ctx) if batches is None else batches, measured)

@@ -91,8 +91,8 @@ def is_power_of_two(x: float) -> bool:
 def test_conv_bias_relu_is_one_qconv_with_the_documented_integers():
     model = conv_model("Relu")
     data = inputs(4, seed=1)
-    graph = quantized(model, data)
-    body = device_body(graph)
+    graph = quantized(model, data, **{"quant.weight_rounding": False})  # the nearest codes (weight rounding:
+    body = device_body(graph)                                          # tests/passes/test_quant_weight_rounding.py)
     assert [n.op for n in body.nodes] == ["QuantizeLinear", "QConv", "DequantizeLinear"]
     qconv = body.nodes[1]
     assert qconv.annotations["source"] == ["conv0", "act0"]
@@ -419,7 +419,7 @@ def test_float_layers_stay_float_on_the_cpu(net):
 @pytest.mark.parametrize("layer", ["conv1", "relu1"])  # any ONNX node of the macro op names it
 def test_layer_precision_makes_one_layer_int16(net, layer):
     model, calibration, evaluation, want = net
-    graph = quantized(model, calibration, **{"quant.layer_precision": {layer: "int16"}})
+    graph = quantized(model, calibration, **{"quant.layer_precision": {layer: "int16"}, "quant.weight_rounding": False})
     wide = from_source(graph, "conv1")
     assert wide.outputs[0].quant.dtype == INT16 and wide.attrs["out_dtype"] == "int16"
     assert wide.outputs[0].type.dtype == INT16
