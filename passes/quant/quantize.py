@@ -38,7 +38,7 @@ from passes.quant.params import Precision, activation_quant, layer_precision, pa
 from passes.quant.rewrite import SegmentQuantizer, linear_input
 from passes.quant.split_slices import split_to_slices
 from passes.quant.units import build_units, flatten_fused
-from passes.quant.weight_rounding import apply_given, round_weights
+from passes.quant.weight_rounding import PatchMoments, apply_given, geometry, round_weights, unit_geometry
 from runtime.hardware import ACCELERATOR
 
 register_option("quant.calibrator", str, "mse",
@@ -79,11 +79,11 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
     grids = _Grids(given, {}, precision, ctx)
     if ctx.option("quant.channel_grids"):
         grids.channels = {v for v in channels if not precision.get(id(v), grids.default).radix}
-    lowered, measured, batches = None, {}, None
+    lowered, measured, moments, batches = None, {}, {}, None
     if to_calibrate:
         with timed("quantize: lowering"):
             lowered = ctx.lowering("calibration")(graph)  # the float graph, before the rewrite
-        measured, batches = _calibrate(graph, lowered, to_calibrate, units, grids, ctx)
+        measured, moments, batches = _calibrate(graph, lowered, to_calibrate, units, grids, ctx)
     linear = []
     with timed("quantize: rewrite"):
         for segment in segments:
@@ -93,7 +93,7 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
     if grids.ranges and not given and ctx.option("quant.weight_rounding"):  # before bias correction: it measures
         with timed("weight rounding"):                                        # the mean error of these codes
             round_weights(lowered, linear, _batches(graph, ctx) if batches is None else batches,
-                          ctx.option("quant.weight_rounding_depth"))
+                          ctx.option("quant.weight_rounding_depth"), moments)
     apply_given(linear, ctx.option("quant.weight_roundings"))
     if grids.ranges and not given and ctx.option("quant.bias_correction"):  # given parameters are used as they are
         with timed("bias correction"):
@@ -187,26 +187,42 @@ def _pre_quantized(graph: Graph) -> dict[str, QuantParams]:
 
 def _calibrate(graph: Graph, lowered, values: list[Value], units: dict, grids: _Grids, ctx: PassContext):
     """Calibrate ``values`` (their ranges into ``grids``); when bias correction
-    will run and the inputs fit, in lockstep, measuring the inputs of the
-    layers it corrects on their grids in the same pass. Returns those
-    measurements by slot and the batches read (None: read them anew)."""
+    or weight rounding will run and the inputs fit, in lockstep, measuring
+    the inputs of the layers they change in the same pass (on their grids,
+    or their patch moments). Returns those measurements by slot and by
+    (slot, geometry), and the batches read (None: read them anew)."""
     calibration = Calibration(lowered, values, ctx.option("quant.tensor_calibrators"),
                               ctx.option("quant.calibrator"), grids.channels)
     grids.ranges, grids.channel_ranges = calibration.ranges, calibration.channel_ranges
     measured: dict[str, InputMeans] = {}
-    follow = {}
-    if ctx.option("quant.bias_correction") and not grids.given:
-        names = lowered[1]
-        inputs = [x for segment_units in units.values() for unit in segment_units
-                  if (x := linear_input(unit)) is not None and x in names]
-        for x in inputs:
-            follow.setdefault(names[x], _follower(x, names[x], grids, measured))
+    moments: dict[tuple, PatchMoments] = {}
+    follow: dict[str, list] = {}
+    names = lowered[1]
+    for unit in [unit for segment_units in units.values() for unit in segment_units] if not grids.given else []:
+        x = linear_input(unit)
+        if x is None or x not in names:
+            continue
+        slot = names[x]
+        if ctx.option("quant.bias_correction") and slot not in follow:
+            follow[slot] = [_follower(x, slot, grids, measured)]
+        shape = unit_geometry(unit, ctx.option("quant.weight_rounding_depth")) \
+            if ctx.option("quant.weight_rounding") else None
+        if shape is not None and (slot, geometry(*shape)) not in moments:
+            moments[(slot, geometry(*shape))] = PatchMoments(*shape)
+            follow.setdefault(slot, []).append(moments[(slot, geometry(*shape))].update_many)
     if follow and calibration.lockstep(ctx.option("quant.calibration_count"), follow):
         batches = list(_batches(graph, ctx))
-        calibration.run(batches, follow)
-        return measured, batches
+        calibration.run(batches, {slot: _each(fns) for slot, fns in follow.items()})
+        return measured, moments, batches
     calibration.run(_batches(graph, ctx))
-    return measured, None
+    return measured, {}, None
+
+
+def _each(followers: list):
+    def follow(arrays: list) -> None:
+        for fn in followers:
+            fn(arrays)
+    return follow
 
 
 def _follower(x: Value, slot: str, grids: _Grids, measured: dict):

@@ -57,8 +57,10 @@ ROUNDING = "weight_rounding"
 DAMPING = 0.01
 """Added to the second moments' diagonal, as a fraction of its mean: positions the data never moves keep their
 nearest code instead of absorbing the others' error without bound."""
-ROWS_PER_SAMPLE = 4096
+ROWS_PER_SAMPLE = 256
 """Input patches at most taken from each calibration input (evenly spaced): the moments converge long before."""
+BLOCK = 32
+"""Positions rounded before the rest of a row takes their errors in one product."""
 
 
 class PatchMoments:
@@ -79,7 +81,11 @@ class PatchMoments:
         patches = self.patches(np.asarray(x, np.float32))
         self.count += patches.shape[1]
         self.sums += patches.sum(axis=1, dtype=np.float64)
-        self.products += np.matmul(patches.transpose(0, 2, 1), patches).astype(np.float64)
+        self.products += np.matmul(patches.transpose(0, 2, 1), patches)
+
+    def update_many(self, arrays) -> None:
+        for x in arrays:
+            self.update(x)
 
     def patches(self, x: np.ndarray) -> np.ndarray:
         """[group, rows, depth]: the patches of ``x`` [N, C, H, W] each output
@@ -117,38 +123,75 @@ def rounded_codes(weight: np.ndarray, scales: np.ndarray, covariance: np.ndarray
         upper = np.linalg.cholesky(np.linalg.inv(damped)).T
     except np.linalg.LinAlgError:  # numerically singular: the nearest codes
         upper = np.eye(depth)
-    for i in range(depth):
-        q = np.clip(np.rint(work[:, i:i + 1] / scale), -high, high)
-        codes[:, i:i + 1] = q
-        error = (work[:, i:i + 1] - q * scale) / upper[i, i]
-        work[:, i + 1:] -= error * upper[i:i + 1, i + 1:]
+    for first in range(0, depth, BLOCK):  # GPTQ's lazy batch updates: the rest of the row once a block
+        last = min(first + BLOCK, depth)
+        errors = np.zeros((work.shape[0], last - first))
+        for i in range(first, last):
+            q = np.clip(np.rint(work[:, i:i + 1] / scale), -high, high)
+            codes[:, i:i + 1] = q
+            error = (work[:, i:i + 1] - q * scale) / upper[i, i]
+            work[:, i + 1:last] -= error * upper[i:i + 1, i + 1:last]
+            errors[:, i - first:i - first + 1] = error
+        work[:, last:] -= errors @ upper[first:last, last:]
     result = np.empty_like(codes)
     result[:, order] = codes
     return result
 
 
-def round_weights(lowered, layers: list, batches: Iterable[Mapping[str, np.ndarray]], depth: int) -> int:
+def geometry(conv: Mapping, weight_shape) -> tuple:
+    """What a layer's patch moments depend on besides its input: its
+    convolution's attributes and its weights' shape."""
+    attrs = with_defaults("Conv", dict(conv))
+    return tuple(tuple(attrs[k]) if isinstance(attrs[k], (list, tuple)) else attrs[k]
+                 for k in ("kernel_shape", "strides", "pads", "dilations", "group")) + tuple(weight_shape)
+
+
+def unit_geometry(unit: Node, depth: int) -> tuple[Mapping, tuple] | None:
+    """(convolution attributes, weight shape) of a conv unit whose weights
+    weight rounding rounds (see :func:`round_weights`), else None:
+    calibration measures its input's moments ahead of the rewrite."""
+    first = unit.attrs["body"].nodes[0] if unit.op == "Fused" else unit
+    if unit.annotations.get("unit") != "conv" or first.op != "Conv" or len(first.inputs) < 2:
+        return None
+    weight = first.inputs[1]
+    if weight is None or weight.const is None or weight.const.ndim != 4:
+        return None
+    if not 1 < int(np.prod(weight.const.shape[1:])) <= depth:
+        return None
+    return {k: first.attrs[k] for k in ("kernel_shape", "strides", "pads", "dilations", "group")
+            if k in first.attrs}, tuple(weight.const.shape)
+
+
+def round_weights(lowered, layers: list, batches: Iterable[Mapping[str, np.ndarray]], depth: int,
+                  measured: Mapping[tuple, PatchMoments] | None = None) -> int:
     """Round the weights of each QConv among ``layers`` (bias_correction.LinearLayer)
     whose reduction is at most ``depth`` by its output error over
-    ``batches``, in place; returns how many layers it rounded."""
+    ``batches``, in place; returns how many layers it rounded. ``measured``:
+    moments calibration already took over the same batches, by (slot,
+    :func:`geometry`); only layers without them run the float model again."""
     program, names = lowered
     chosen = [layer for layer in layers if _eligible(layer, depth) and layer.x in names]
     if not chosen:
         return 0
-    moments = {id(layer): PatchMoments(layer.conv, layer.weight.shape) for layer in chosen}
-    by_slot: dict[str, list] = {}
-    for layer in chosen:
-        by_slot.setdefault(names[layer.x], []).append(moments[id(layer)])
+    moments = dict(measured or {})
+    keys = {id(layer): (names[layer.x], geometry(layer.conv, layer.weight.shape)) for layer in chosen}
+    missing = {key for key in keys.values() if key not in moments}
+    if missing:
+        by_slot: dict[str, list] = {}
+        for slot, shape in missing:
+            layer = next(layer for layer in chosen if keys[id(layer)] == (slot, shape))
+            moments[(slot, shape)] = PatchMoments(layer.conv, layer.weight.shape)
+            by_slot.setdefault(slot, []).append(moments[(slot, shape)])
 
-    def observe(slot: str, array: np.ndarray) -> None:
-        for m in by_slot[slot]:
-            m.update(array)
+        def observe(slot: str, array: np.ndarray) -> None:
+            for m in by_slot[slot]:
+                m.update(array)
 
-    executor = Executor(program)
-    for feeds in progress(batches, label="weight rounding"):
-        executor.run(feeds, fetch=[], observe=observe, watch=list(by_slot))
+        executor = Executor(program)
+        for feeds in progress(batches, label="weight rounding"):
+            executor.run(feeds, fetch=[], observe=observe, watch=list(by_slot))
     for layer in chosen:
-        m = moments[id(layer)]
+        m = moments[keys[id(layer)]]
         if m.count == 0:
             continue
         q_weight = layer.node.inputs[1]
