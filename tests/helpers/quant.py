@@ -117,3 +117,22 @@ def conv_model(activation: str | None, seed: int = 0) -> onnx.ModelProto:
     else:
         nodes.append(node("Identity", ["c"], "y", name="act0"))
     return make_model(nodes, {"x": SHAPE}, {"y": [1, 8, 8, 8]}, w)
+
+
+def quantize_quietly(model, calibration, **kwargs):
+    """compiler.quantize.quantize_model on ``calibration``, its warnings silenced."""
+    import warnings
+
+    from compiler.quantize import quantize_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_model(model, calibration_data=calibration, **kwargs)
+
+
+def model_snr(q, evaluation, x: str = "x", y: str = "y") -> float:
+    """The SNR (dB) of a QuantizedModel's output ``y`` against its float model's over ``evaluation``."""
+    from passes.quant.metrics import snr_db
+
+    return snr_db(np.concatenate([q.run_float({x: v})[y].ravel() for v in evaluation]),
+                  np.concatenate([q.run({x: v})[y].ravel() for v in evaluation]))

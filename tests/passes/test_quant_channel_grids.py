@@ -3,8 +3,6 @@ channel, the grid itself, what it buys, bias correction on it, the device and
 CPU paths bit for bit to the integer reference, and the encodings round trip."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -14,9 +12,9 @@ from ir.types import QuantParams
 from passes.infra import PassError
 from passes.quant.bias_correction import InputMeans
 from passes.quant.channel_grids import HEADROOM, channel_grid, per_output_scales
-from passes.quant.metrics import snr_db
 from runtime.hardware import PRESETS, HardwareConfig
 from tests.helpers.device_models import assert_device_exact
+from tests.helpers.quant import model_snr, quantize_quietly
 
 SHAPE = [1, 3, 16, 16]
 QUIET = [0, 1, 2, 3]
@@ -51,15 +49,7 @@ def _model(shared: bool = False, seed: int = 5):
     return model, calibration, evaluation
 
 
-def _quantize(model, calibration, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_model(model, calibration_data=calibration, **kwargs)
-
-
-def _snr(q, evaluation) -> float:
-    return snr_db(np.concatenate([q.run_float({"x": x})["y"].ravel() for x in evaluation]),
-                  np.concatenate([q.run({"x": x})["y"].ravel() for x in evaluation]))
+_quantize, _snr = quantize_quietly, model_snr
 
 
 def test_the_grid_per_channel_keeps_the_zero_point_headroom_and_the_tensors_grid():

@@ -5,7 +5,6 @@ bad given entry named, the depth limit and the switches."""
 from __future__ import annotations
 
 import argparse
-import warnings
 
 import numpy as np
 import pytest
@@ -13,11 +12,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compiler.errors import QuantizationError
 from compiler.quantize import WEIGHT_ROUNDINGS, quantize_model
-from passes.quant.metrics import snr_db
 from passes.quant.weight_rounding import PatchMoments, decode_rounding, encode_rounding, rounded_codes
 from runtime.hardware import PRESETS, HardwareConfig
 from runtime.kernels import run_kernel
 from tests.helpers.device_models import assert_device_exact
+from tests.helpers.quant import model_snr, quantize_quietly
 
 SHAPE = [1, 3, 16, 16]
 
@@ -49,15 +48,7 @@ def _model(seed: int = 7):
     return model, [smooth() for _ in range(16)], [smooth() for _ in range(6)]
 
 
-def _quantize(model, calibration, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_model(model, calibration_data=calibration, **kwargs)
-
-
-def _snr(q, evaluation) -> float:
-    return snr_db(np.concatenate([q.run_float({"x": x})["y"].ravel() for x in evaluation]),
-                  np.concatenate([q.run({"x": x})["y"].ravel() for x in evaluation]))
+_quantize, _snr = quantize_quietly, model_snr
 
 
 @pytest.mark.parametrize("conv", [
