@@ -57,8 +57,12 @@ ROUNDING = "weight_rounding"
 DAMPING = 0.01
 """Added to the second moments' diagonal, as a fraction of its mean: positions the data never moves keep their
 nearest code instead of absorbing the others' error without bound."""
-ROWS_PER_SAMPLE = 256
-"""Input patches at most taken from each calibration input (evenly spaced): the moments converge long before."""
+PRODUCTS_PER_SAMPLE = 1 << 26
+"""Multiply-adds the moments of one calibration input may cost a layer: a
+layer with a short reduction (a stem, a depthwise layer: where rounding
+matters most) sums every patch, a long one evenly spaced patches only."""
+MIN_ROWS = 256
+"""Patches at least taken from each calibration input (when it has that many)."""
 BLOCK = 32
 """Positions rounded before the rest of a row takes their errors in one product."""
 
@@ -96,7 +100,8 @@ class PatchMoments:
         windows = sliding_window_view(padded, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
         windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]
         n, c, oh, ow = windows.shape[:4]
-        rows = np.linspace(0, oh * ow - 1, min(oh * ow, ROWS_PER_SAMPLE)).astype(np.int64)
+        wanted = max(MIN_ROWS, PRODUCTS_PER_SAMPLE // (n * self.group * self.depth * self.depth))
+        rows = np.linspace(0, oh * ow - 1, min(oh * ow, wanted)).astype(np.int64)
         picked = windows[:, :, rows // ow, rows % ow]  # [n, c, rows, kh, kw], a copy of the rows only
         grouped = picked.reshape(n, self.group, c // self.group, len(rows), kh, kw)
         return np.ascontiguousarray(grouped.transpose(1, 0, 3, 2, 4, 5)).reshape(self.group, -1, self.depth)
