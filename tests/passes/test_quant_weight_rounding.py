@@ -152,3 +152,17 @@ def test_the_cli_switch_turns_it_off():
     parser = argparse.ArgumentParser()
     target_options(parser)
     assert target_kwargs(parser.parse_args(["--no-weight-rounding"])) == {"weight_rounding": False}
+
+
+def test_the_codes_are_the_same_when_calibration_cannot_run_in_lockstep(monkeypatch):
+    """Inputs too large for lockstep: the moments come from a second float run, with the same codes."""
+    import passes.quant.calibrate as calibrate
+
+    model, calibration, evaluation = _model()
+    lockstep = _quantize(model, calibration)
+    monkeypatch.setattr(calibrate, "LOCKSTEP_BYTES", 0)
+    apart = _quantize(model, calibration)
+    assert set(apart.weight_roundings()) == set(lockstep.weight_roundings()) == {"w0", "w1"}
+    for name, delta in lockstep.weight_roundings().items():
+        np.testing.assert_array_equal(apart.weight_roundings()[name], delta)
+    assert np.array_equal(apart.run({"x": evaluation[0]})["y"], lockstep.run({"x": evaluation[0]})["y"])
