@@ -98,7 +98,7 @@ def fake_quantize(graph: Graph, params: Mapping[str, QuantParams], *, weights: S
             continue
         if value.is_constant:
             grid = _weight_grid(value, grid)
-            value.const = _read_only(fake_quantize_array(value.const, grid, weight=name in weights,
+            value.const = read_only(fake_quantize_array(value.const, grid, weight=name in weights,
                                                          rounding=roundings.get(name)))
         else:
             rounded_input[name] = _insert_pair(result, value, grid)
@@ -181,6 +181,6 @@ def _rounded_source(value: Value, renamed: Mapping[str, str]) -> str:
     return value.name
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
+def read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array

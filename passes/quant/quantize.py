@@ -207,9 +207,10 @@ def _calibrate(graph: Graph, lowered, values: list[Value], units: dict, grids: _
             follow[slot] = [_follower(x, slot, grids, measured)]
         shape = unit_geometry(unit, ctx.option("quant.weight_rounding_depth")) \
             if ctx.option("quant.weight_rounding") else None
-        if shape is not None and (slot, geometry(*shape)) not in moments:
-            moments[(slot, geometry(*shape))] = PatchMoments(*shape)
-            follow.setdefault(slot, []).append(moments[(slot, geometry(*shape))].update_many)
+        key = None if shape is None else (slot, geometry(*shape))
+        if key is not None and key not in moments:
+            moments[key] = PatchMoments(*shape)
+            follow.setdefault(slot, []).append(moments[key].update_many)
     if follow and calibration.lockstep(ctx.option("quant.calibration_count"), follow):
         batches = list(_batches(graph, ctx))
         calibration.run(batches, {slot: _each(fns) for slot, fns in follow.items()})

@@ -32,7 +32,8 @@ from runtime.qscheme import (
     quantize_multipliers,
 )
 
-_CONV_ATTRS = ("kernel_shape", "strides", "pads", "dilations", "group")
+CONV_ATTRS = ("kernel_shape", "strides", "pads", "dilations", "group")
+"""The attributes that say which input patches a convolution reads (LinearLayer.conv holds them)."""
 ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "PRelu")
 """The activations a QConv or an affine folds in: its clamp or its negative side."""
 
@@ -189,10 +190,10 @@ class SegmentQuantizer:
     def _emit_matmul(self, node: Node, anchor: Node, weight: Value, bias, residual, activation) -> None:
         weight = (weight.const, weight.quant, weight.name)
         if anchor.op == "Conv":
-            attrs = {k: anchor.attrs[k] for k in _CONV_ATTRS}
+            attrs = {k: anchor.attrs[k] for k in CONV_ATTRS}
             self._emit_conv(node, anchor.inputs[0], weight, bias, residual, activation, attrs, "QConv")
         elif anchor.op == "ConvTranspose":
-            attrs = {k: anchor.attrs[k] for k in (*_CONV_ATTRS, "output_padding")}
+            attrs = {k: anchor.attrs[k] for k in (*CONV_ATTRS, "output_padding")}
             regrouped = _transpose_weights(weight[0], int(anchor.attrs["group"]))
             self._emit_conv(node, anchor.inputs[0], (regrouped, weight[1], weight[2]), bias, residual, activation,
                             attrs, "QConvTranspose")
@@ -238,7 +239,7 @@ class SegmentQuantizer:
         self.new.nodes[-1].annotations["weight"] = weight[2]
         if op == "QConvTranspose":  # no bias correction: it measures a convolution's mean error
             return
-        conv = {k: v for k, v in attrs.items() if k in _CONV_ATTRS} if op == "QConv" else None
+        conv = {k: v for k, v in attrs.items() if k in CONV_ATTRS} if op == "QConv" else None
         self.linear.append(LinearLayer(self.new.nodes[-1], self.outer.get(id(x), x), weight[0], conv))
 
     def _unit_add(self, node: Node, members: list[Node]) -> None:

@@ -38,7 +38,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ir.graph import Node
 from ir.registry import with_defaults
 from passes.infra import PassError, register_option
+from passes.quant.fake_quant import read_only
 from passes.quant.progress import progress
+from passes.quant.rewrite import CONV_ATTRS
 from runtime.executor import Executor
 from runtime.qscheme import WEIGHT_RANGE
 
@@ -148,7 +150,7 @@ def geometry(conv: Mapping, weight_shape) -> tuple:
     convolution's attributes and its weights' shape."""
     attrs = with_defaults("Conv", dict(conv))
     return tuple(tuple(attrs[k]) if isinstance(attrs[k], (list, tuple)) else attrs[k]
-                 for k in ("kernel_shape", "strides", "pads", "dilations", "group")) + tuple(weight_shape)
+                 for k in CONV_ATTRS) + tuple(weight_shape)
 
 
 def unit_geometry(unit: Node, depth: int) -> tuple[Mapping, tuple] | None:
@@ -163,8 +165,7 @@ def unit_geometry(unit: Node, depth: int) -> tuple[Mapping, tuple] | None:
         return None
     if not 1 < int(np.prod(weight.const.shape[1:])) <= depth:
         return None
-    return {k: first.attrs[k] for k in ("kernel_shape", "strides", "pads", "dilations", "group")
-            if k in first.attrs}, tuple(weight.const.shape)
+    return {k: first.attrs[k] for k in CONV_ATTRS if k in first.attrs}, tuple(weight.const.shape)
 
 
 def round_weights(lowered, layers: list, batches: Iterable[Mapping[str, np.ndarray]], depth: int,
@@ -223,8 +224,8 @@ def set_codes(node: Node, delta: np.ndarray) -> None:
     moved = (new - old).reshape(channels, -1).sum(axis=1)
     folded = bias.const.astype(np.int64) - int(node.inputs[0].quant.zero[0]) * moved  # rewrite folds -x_zero sum(w)
     info = np.iinfo(bias.const.dtype)
-    bias.const = _read_only(np.clip(folded, info.min, info.max).astype(bias.const.dtype))
-    q_weight.const = _read_only(new.astype(q_weight.const.dtype))
+    bias.const = read_only(np.clip(folded, info.min, info.max).astype(bias.const.dtype))
+    q_weight.const = read_only(new.astype(q_weight.const.dtype))
     recorded = node.annotations.get(ROUNDING)
     node.annotations[ROUNDING] = (new - old) + (0 if recorded is None else recorded)
 
@@ -267,8 +268,3 @@ def _eligible(layer, depth: int) -> bool:
     reduction = int(np.prod(layer.weight.shape[1:]))
     return (node.op == "QConv" and layer.conv is not None and layer.weight.ndim == 4 and 1 < reduction <= depth
             and layer.x.type.shape is not None and len(layer.x.type.shape) == 4)
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
