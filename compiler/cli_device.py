@@ -209,9 +209,7 @@ def cmd_compile(args, calibration_source, load_model) -> int:
     if "target_snr" in compiled.metadata:
         from compiler.target_snr import TargetReport
 
-        record = dict(compiled.metadata["target_snr"])
-        record["hwtime_ms"] = tuple(record["hwtime_ms"]) if record.get("hwtime_ms") else None
-        print(TargetReport(**record).summary())
+        print(TargetReport.from_metadata(compiled.metadata["target_snr"]).summary())
     if "head_grids" in compiled.metadata:
         from compiler.head_grids import HeadGrids
 

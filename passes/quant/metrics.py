@@ -107,14 +107,36 @@ SNR_LINE_MOST = 8
 """Outputs (or parts of outputs) a one-line SNR summary names; past that, the worst ones."""
 
 
-def snr_line(snrs: Mapping[str, float], most: int = SNR_LINE_MOST) -> str:
+def snr_spread(signals: Sequence[float], noises: Sequence[float]) -> float:
+    """The standard error (dB) of the SNR of samples whose ``Σ ref²`` and
+    ``Σ (ref − test)²`` are ``signals`` and ``noises``, one of each per sample:
+    the jackknife's (the SNR recomputed without each sample in turn). 0 for
+    fewer than two samples or an SNR without noise."""
+    signal, noise = np.asarray(signals, np.float64), np.asarray(noises, np.float64)
+    n = signal.size
+    if n < 2 or not noise.sum() > 0:
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left_out = 10.0 * np.log10((signal.sum() - signal) / (noise.sum() - noise))
+    if not np.all(np.isfinite(left_out)):  # one sample carries all the noise (or all the signal)
+        return math.inf
+    return float(math.sqrt((n - 1) / n * np.sum((left_out - left_out.mean()) ** 2)))
+
+
+def snr_line(snrs: Mapping[str, float], most: int = SNR_LINE_MOST,
+             spreads: Mapping[str, float] | None = None) -> str:
     """``hm 34.3 dB, wh 37.0 dB``: every output in order, or, for a head of
-    many quantities (channels), the ``most`` worst and how the rest stand."""
+    many quantities (channels), the ``most`` worst and how the rest stand;
+    with ``spreads`` (standard errors by name), ``reg 30.1 ± 0.2 dB``."""
+    def item(name: str, snr: float) -> str:
+        spread = (spreads or {}).get(name)
+        return f"{name} {snr:.1f} ± {spread:.1f} dB" if spread else f"{name} {snr:.1f} dB"
+
     if len(snrs) <= most:
-        return ", ".join(f"{name} {snr:.1f} dB" for name, snr in snrs.items())
-    ranked = sorted(snrs.items(), key=lambda item: item[1])
+        return ", ".join(item(name, snr) for name, snr in snrs.items())
+    ranked = sorted(snrs.items(), key=lambda pair: pair[1])
     rest = [snr for _, snr in ranked[most:]]
-    return (", ".join(f"{name} {snr:.1f} dB" for name, snr in ranked[:most])
+    return (", ".join(item(name, snr) for name, snr in ranked[:most])
             + f" (the worst {most} of {len(snrs)}; the other {len(rest)} at {min(rest):.1f} dB or more)")
 
 

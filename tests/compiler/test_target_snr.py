@@ -86,6 +86,29 @@ def test_with_enough_inputs_the_target_is_measured_on_held_out_ones(chain):
     assert few.before_db["y"] == pytest.approx(_snr(quantize_model(model, calibration_data=inputs[:20]), inputs[:8]))
 
 
+def test_a_target_met_by_less_than_its_measurement_error_buys_a_margin(chain):
+    """An SNR half a standard error over the target is reached, but not
+    surely on new inputs: layers move until it clears the target by a
+    standard error, and with no budget the report names what a margin needs
+    (no warning: the target is reached)."""
+    model, calibration = chain
+    probe = quantize_model(model, calibration_data=calibration, target_snr=-100).target
+    snr, spread = probe.after_db["y"], probe.spread_db["y"]
+    assert probe.reached and probe.secure and not probe.promoted and 0 < spread < 1, probe.summary()
+    target = snr - spread / 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tight = quantize_model(model, calibration_data=calibration, target_snr=target, target_budget=0.0).target
+    assert tight.reached and not tight.secure and not tight.promoted and "conv2" in tight.needed
+    assert "by less than the standard error" in tight.summary() and "conv2" in tight.summary()
+    assert not any(issubclass(w.category, QuantizationWarning) for w in caught)
+    q = quantize_model(model, calibration_data=calibration, target_snr=target, target_budget=1.0)
+    report = q.target
+    assert report.promoted and report.secure and report.to_metadata()["secure"], report.summary()
+    assert report.after_db["y"] - report.spread_db["y"] >= target
+    assert f"± {report.spread_db['y']:.1f} dB" in report.summary()
+
+
 def test_a_budget_too_small_says_so_and_names_the_layers(chain):
     model, calibration = chain
     with warnings.catch_warnings(record=True) as caught:

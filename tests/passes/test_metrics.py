@@ -13,6 +13,8 @@ from passes.quant.metrics import (
     max_abs_error,
     rmse,
     snr_db,
+    snr_line,
+    snr_spread,
     top_k_agreement,
 )
 
@@ -182,3 +184,21 @@ def test_format_table_without_rows_prints_the_header():
 def test_format_table_rejects_rows_of_the_wrong_length():
     with pytest.raises(ValueError, match="row 1 has 1 values for 2 columns"):
         format_table([("a", 1), ("b",)], ["name", "v"])
+
+
+def test_snr_spread_is_the_jackknife_standard_error_of_the_pooled_snr():
+    rng = np.random.default_rng(0)
+    signals, noises = rng.uniform(1, 2, 8), rng.uniform(0.001, 0.003, 8)
+    pooled = [10 * math.log10((signals.sum() - s) / (noises.sum() - n)) for s, n in zip(signals, noises)]
+    expected = math.sqrt(7 / 8 * sum((p - np.mean(pooled)) ** 2 for p in pooled))
+    assert snr_spread(signals, noises) == pytest.approx(expected)
+    assert 0 < expected < 1
+    assert snr_spread(np.full(8, 2.0), np.full(8, 0.002)) == pytest.approx(0, abs=1e-9)  # every sample alike
+    wider = snr_spread(signals, noises * rng.uniform(0.2, 5, 8))  # samples that disagree more: a wider spread
+    assert wider > expected
+    assert snr_spread([1.0], [0.1]) == 0 and snr_spread([1.0, 2.0], [0.0, 0.0]) == 0
+    assert snr_spread([1.0, 2.0], [0.0, 0.1]) == math.inf  # one sample carries all the noise
+
+
+def test_snr_line_shows_the_spread_where_given():
+    assert snr_line({"hm": 35.04, "reg": 30.12}, spreads={"reg": 0.21}) == "hm 35.0 dB, reg 30.1 ± 0.2 dB"
