@@ -274,18 +274,27 @@ def same_patches(ins, kc, nr, tile, key, seen):
 
 @jit
 def same_bytes(data, seen):
-    """Whether ``data`` equals the first bytes of ``seen``, compared in full
-    (256 bytes per early exit, so the comparison vectorises)."""
+    """Whether ``data`` equals the first bytes of ``seen`` (both contiguous
+    uint8), compared in full: as 8-byte words, 512 bytes per early exit, so
+    that the comparison vectorises (byte by byte it ran at 2 GB/s, ~14 % of
+    ResNet-50's Run_sw; by words at the memory's speed), the last bytes one
+    by one."""
     n = data.shape[0]
+    words = n >> 3
+    a = data[:words << 3].view(np.uint64)
+    b = seen[:words << 3].view(np.uint64)
     i = 0
-    while i + 256 <= n:
-        diff = np.uint8(0)
-        for j in range(i, i + 256):
-            diff |= data[j] ^ seen[j]
+    while i + 64 <= words:
+        diff = np.uint64(0)
+        for j in range(i, i + 64):
+            diff |= a[j] ^ b[j]
         if diff != 0:
             return False
-        i += 256
-    for j in range(i, n):
+        i += 64
+    for j in range(i, words):
+        if a[j] != b[j]:
+            return False
+    for j in range(words << 3, n):
         if data[j] != seen[j]:
             return False
     return True

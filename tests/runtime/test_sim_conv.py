@@ -317,3 +317,23 @@ def test_packed_weights_are_kept_between_runs_only_while_their_bytes_are(large):
             assert (before != expect).any(), "the changed weight changes no output"
         sim.run([image.data])
         np.testing.assert_array_equal(image.data[out:out + expect.nbytes].view(np.int8).reshape(expect.shape), expect)
+
+
+def test_same_bytes_finds_any_changed_byte_at_any_length_and_offset():
+    """conv_gemm.same_bytes compares 8-byte words then the last bytes one by
+    one: one changed byte anywhere (in a word, in the tail, at either end) of
+    unaligned slices of many lengths is found; equal bytes are equal, and
+    only the first bytes of the longer ``seen`` count."""
+    from runtime.sim.conv_gemm import same_bytes
+
+    rng = np.random.default_rng(3)
+    memory = rng.integers(0, 256, 5000, dtype=np.uint8)
+    for length in (0, 1, 7, 8, 9, 511, 512, 513, 1031, 4093):
+        data = memory[3:3 + length]  # unaligned
+        seen = np.concatenate([data, rng.integers(0, 256, 9, dtype=np.uint8)])
+        assert same_bytes(data, seen[:length + 9])
+        for at in sorted({0, length // 2, length - 9, length - 8, length - 1}):
+            if 0 <= at < length:
+                other = seen.copy()
+                other[at] ^= 0x10
+                assert not same_bytes(data, other), (length, at)
