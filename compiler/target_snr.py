@@ -11,8 +11,9 @@ until each clears it by :data:`MARGIN` standard errors (the spread of its
 SNR over those inputs, by the jackknife), budget permitting: 30.1 dB on 8
 inputs whose SNR varies by 0.2 dB from one set to the next is a coin toss
 on new inputs, not a promise, and the report says so when the budget stops
-short of the margin. While an output is short of it, layers move to 16 bits (radix16 in a radix model) in the order of
-their share of the output error (compiler/diagnose.py), as many at a time
+short of the margin. While an output is short of it, layers move to 16
+bits (radix16 in a radix model) in the order of their share of the output
+error (compiler/diagnose.py), as many at a time
 as the shares say the remaining gap needs, within a budget on the accelerator's MACs that run in 16 bits
 (default 15 %). The result carries a :class:`TargetReport`: the SNR before
 and after, what moved, the 16-bit MAC share, the estimated hwtime before and

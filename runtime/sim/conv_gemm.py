@@ -276,9 +276,9 @@ def same_patches(ins, kc, nr, tile, key, seen):
 def same_bytes(data, seen):
     """Whether ``data`` equals the first bytes of ``seen`` (both contiguous
     uint8), compared in full: as 8-byte words, 512 bytes per early exit, so
-    that the comparison vectorises (byte by byte it ran at 2 GB/s, ~14 % of
-    ResNet-50's Run_sw; by words at the memory's speed), the last bytes one
-    by one."""
+    that the comparison vectorises (byte by byte it ran at 2-8 GB/s, ~3 ms
+    of ResNet-50's Run_sw; by words at the memory's speed), the last bytes
+    one by one."""
     n = data.shape[0]
     words = n >> 3
     a = data[:words << 3].view(np.uint64)
