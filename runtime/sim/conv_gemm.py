@@ -49,7 +49,7 @@ import numpy as np
 from runtime import gemm
 from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.microkernel import kernel_addresses
-from runtime.gemm.pack import MAX_INT8_DEPTH, pack_a_words, panel_width, roundup
+from runtime.gemm.pack import MAX_INT8_DEPTH, pack_a_int8, pack_a_words, panel_width, roundup
 from runtime.gemm.sgemm import product_template
 from runtime.gemm.tasks import PLAN_SIZE, TASKS, plan_shape, run_planned, set_addresses, task_block
 from runtime.isa import COL_OPCODE, Op
@@ -79,17 +79,24 @@ from runtime.sim.params import check_conv_records
 
 _u = numba.uint64
 
-MIN_CHANNELS, MIN_PIXELS, MIN_DEPTH, MIN_MACS = 8, 16, 32, 1 << 17
+MIN_CHANNELS, MIN_PIXELS, MIN_DEPTH, MIN_MACS = 8, 16, 8, 1 << 17
 """Dense CONVs with at least this many output channels, pixels, reduction
-depth (a multiple of 4) and multiply-adds run on the GEMM (measured on one
-thread: a 64x64x49 1x1 tile 7.9 us against 15.8 us for the dot products;
-below ~10^5 MACs the packing costs more than it saves: 32x8x16, 3.0 against
-1.9 us)."""
+depth and multiply-adds run on the GEMM (measured on one thread: a 64x64x49
+1x1 tile 7.9 us against 15.8 us for the dot products; below ~10^5 MACs the
+packing costs more than it saves: 32x8x16, 3.0 against 1.9 us). Short
+reductions gain too: MobileNetV2's 1x1 tiles from 16 and 24 channels ran
+at ~20 GMAC/s on conv8's row sums, ~30-45 on the GEMM; a first layer's
+3-channel reduction (27 or 147 bytes, not whole words) is packed byte by
+byte, past its end with zeros."""
 
 SERIAL_PACK_WORDS = 1 << 16
 """B operands of more lanes than this are packed over the pool (run_large)."""
 
 FLIP = np.uint32(0x80808080)
+
+SHORT_RUN = 8
+"""Runs of pixels with consecutive origins shorter than this (a column
+stride's: every run is one pixel) are packed pixel by pixel inline."""
 
 PATCH_KEY = 12
 """Length of the key of the packed patches (``same_patches``)."""
@@ -114,17 +121,16 @@ class GemmPlans:
     work: tuple
 
 
-def eligible(ins: np.ndarray, wgt_stride: int) -> bool:
+def eligible(ins: np.ndarray) -> bool:
     """Whether a CONV row runs on the GEMM: dense, 8-bit data and weights,
-    a reduction of whole words no deeper than the GEMM's, weights and
-    accumulators at word addresses, big enough to gain (``MIN_*``), and a
-    CPU with the kernels."""
+    a reduction no deeper than the GEMM's, accumulators at word addresses,
+    big enough to gain (``MIN_*``), and a CPU with the kernels. (Weights
+    that are not whole words at word addresses are packed byte by byte.)"""
     if int(ins[COL_OPCODE]) != Op.CONV or kernel_kind(ins) != DENSE8:
         return False
     m, size, depth, _ = _dims(ins)
-    return (depth % 4 == 0 and MIN_DEPTH <= depth <= MAX_INT8_DEPTH and m >= MIN_CHANNELS and size >= MIN_PIXELS
-            and m * size * depth >= MIN_MACS and int(ins[C_WGT]) % 4 == 0 and wgt_stride % 4 == 0
-            and int(ins[C_ACC]) % 4 == 0 and gemm.available())
+    return (MIN_DEPTH <= depth <= MAX_INT8_DEPTH and m >= MIN_CHANNELS and size >= MIN_PIXELS
+            and m * size * depth >= MIN_MACS and int(ins[C_ACC]) % 4 == 0 and gemm.available())
 
 
 def _dims(ins: np.ndarray) -> tuple[int, int, int, int]:
@@ -134,12 +140,12 @@ def _dims(ins: np.ndarray) -> tuple[int, int, int, int]:
     return int(ins[C_OUT_C]), int(out_h * out_w), depth, -(-depth // 4)
 
 
-def plan(prog: np.ndarray, large: np.ndarray, wgt_stride: int) -> GemmPlans:
+def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
     """Plans for the eligible CONV rows of ``prog`` (``large``: the rows
     that run over the pool, whose products are split into tasks)."""
     isa = host_isa() if gemm.available() else None
     index = np.full(prog.shape[0], -1, np.int64)
-    rows = [r for r in range(prog.shape[0]) if eligible(prog[r], wgt_stride)]
+    rows = [r for r in range(prog.shape[0]) if eligible(prog[r])]
     templates = np.zeros((len(rows), PLAN_SIZE), np.int64)
     need = dict(rows=8, b=1, c=1, offsets=4, origins=1, xt=1, tile=1)
     at = np.zeros((len(rows) + 1, 3), np.int64)  # offsets into the stores of A lanes, weight bytes, row sums
@@ -239,13 +245,19 @@ def pack_patches(start, stop, ins, au8, at, xt32, offsets, origins, runs, steps,
                         row[c] = xt32[_u(cols[c] + step)] ^ FLIP
                 else:
                     r = 4 * (g0 + g)
+                    o0, o1, o2, o3 = _u(at + offsets[r]), _u(at + offsets[r + 1]), _u(at + offsets[r + 2]), _u(
+                        at + offsets[r + 3])
                     c = 0
                     while c < valid:
-                        q = at + cols[c]
+                        q = _u(cols[c])
                         count = min(runs[j0 + c], valid - c)
-                        _weave(row, c, au8, q + offsets[r], q + offsets[r + 1], q + offsets[r + 2], q + offsets[r + 3],
-                               count)
-                        c += count
+                        if count >= SHORT_RUN:
+                            _weave(row, c, au8, q + o0, q + o1, q + o2, q + o3, count)
+                            c += count
+                        else:  # a strided window: one pixel at a time, no call
+                            row[c] = (np.uint32(au8[q + o0]) | (np.uint32(au8[q + o1]) << 8)
+                                      | (np.uint32(au8[q + o2]) << 16) | (np.uint32(au8[q + o3]) << 24)) ^ FLIP
+                            c += 1
                 for c in range(_u(valid), _u(width)):
                     row[c] = 0
 
@@ -381,6 +393,9 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
     if not (held[g] == 1 and same_bytes(weights, packed_from)):
         if by_words(ins):
             pack_weights_by_tap(wu8, w8, w_at, in_c, taps, m, steps, kc, mr, lanes, rowsums)
+        elif depth % 4 != 0 or w_at % 4 != 0:
+            pack_a_int8(0, mpad // mr, w8[w_at:w_at + m * depth], depth, 1, 0, m, depth, kc, mr, lanes.view(np.int8),
+                        rowsums)
         else:
             q = w_at >> 2
             pack_a_words(0, mpad // mr, w32[q:q + m * (depth >> 2)], w8[w_at:w_at + m * depth], depth >> 2, 0, m,
@@ -444,7 +459,7 @@ def products_and_epilogue(start, stop, plan, kernels, b_src, sums, ins, a8, a16,
         run_planned(task, task + 1, plan, kernels, b_src)
         _, first_panel, last_panel, col0, col1 = task_block(plan, task)
         epilogue_block(first_panel * mr, min(last_panel * mr, m), sums, ins, a8, a16, abase, w32, wbase, col0,
-                       col1)
+                       col1, 0)
 
 
 def run_large(ins: np.ndarray, g: int, plans: GemmPlans, mem, slot: int, err: np.ndarray) -> bool:

@@ -109,9 +109,9 @@ def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
 
 
 @jit
-def epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, col0, col1):
+def epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, col0, col1, row0):
     """Columns [col0, col1) of output channels [start, stop) of a FULL or
-    LAST CONV, channel k from the accumulators ``acc[k]`` (a row per
+    LAST CONV, channel k from the accumulators ``acc[k - row0]`` (a row per
     channel, of all the output's columns): one choice of loop for the output
     and residual widths, then the channels' rows, then the table."""
     size = acc.shape[1]
@@ -121,13 +121,13 @@ def epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, col0, co
     res8, res16 = a8[res:res + count], a16[res >> 1:(res >> 1) + count]
     if ins[C_OUT_BITS] == 8:
         if ins[C_RES_BITS] == 16:
-            _channel_rows(start, stop, acc, out8, res16, ins, wgt32, wbase, col0, col1)
+            _channel_rows(start, stop, acc, out8, res16, ins, wgt32, wbase, col0, col1, row0)
         else:
-            _channel_rows(start, stop, acc, out8, res8, ins, wgt32, wbase, col0, col1)
+            _channel_rows(start, stop, acc, out8, res8, ins, wgt32, wbase, col0, col1, row0)
     elif ins[C_RES_BITS] == 16:
-        _channel_rows(start, stop, acc, out16, res16, ins, wgt32, wbase, col0, col1)
+        _channel_rows(start, stop, acc, out16, res16, ins, wgt32, wbase, col0, col1, row0)
     else:
-        _channel_rows(start, stop, acc, out16, res8, ins, wgt32, wbase, col0, col1)
+        _channel_rows(start, stop, acc, out16, res8, ins, wgt32, wbase, col0, col1, row0)
     if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
         table = wbase + ins[C_LUT_ADDR]
         t8, t16 = wgt32.view(np.int8)[table:table + 256], wgt32.view(np.int16)[table >> 1:(table >> 1) + 256]
@@ -140,7 +140,7 @@ def epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, col0, co
 
 
 @jit(inline="always")
-def _channel_rows(start, stop, acc, out, res, ins, wgt32, wbase, col0, col1):
+def _channel_rows(start, stop, acc, out, res, ins, wgt32, wbase, col0, col1, row0):
     """Each channel's columns [col0, col1) requantised by its PARAM record."""
     size = acc.shape[1]
     oz, lo, hi = ins[C_OZ], ins[C_LO], ins[C_HI]
@@ -148,5 +148,5 @@ def _channel_rows(start, stop, acc, out, res, ins, wgt32, wbase, col0, col1):
     for k in range(start, stop):
         m, n, neg_m, neg_n = _multipliers(ins, wgt32, wbase, k)
         first, last = k * size + col0, k * size + col1
-        _requantize_any(acc[k, col0:col1], out[first:last], res[first:last], residual, m, n, neg_m, neg_n, rz,
+        _requantize_any(acc[k - row0, col0:col1], out[first:last], res[first:last], residual, m, n, neg_m, neg_n, rz,
                         rm, rs, oz, lo, hi)

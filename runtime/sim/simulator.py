@@ -57,7 +57,13 @@ LARGE_CONV_MACS = 1 << 22
 """CONVs with at least this many MACs run on the thread pool (the int8 GEMM
 or channel-split kernels); smaller ones inside the interpreter, where they
 save the return to Python and the pool's hand-off (~10 % of ResNet-50's and
-MobileNetV2's simulator time against 2^18 on the 2-core host)."""
+MobileNetV2's simulator time against 2^18 on the 2-core host). A CONV the
+GEMM does not run counts ``SLOW_KERNEL_FACTOR`` times its MACs."""
+
+SLOW_KERNEL_FACTOR = 8
+"""How many times longer a MAC takes outside the int8 GEMM (depthwise and
+short dense tiles: 10-20 GMAC/s on one thread, the GEMM's serial tiles
+~100), so that the pool takes the tiles that are long, not the ones with many MACs."""
 
 
 @dataclass
@@ -202,9 +208,10 @@ class Simulator:
         large = np.zeros(prog.shape[0], np.uint8)
         convs = np.flatnonzero(prog[:, COL_OPCODE] == Op.CONV)
         pixels, channels, depth = conv_work(prog, convs)
-        large[convs] = pixels * channels * depth >= LARGE_CONV_MACS
+        weight = np.array([1 if conv_gemm.eligible(prog[r]) else SLOW_KERNEL_FACTOR for r in convs], np.int64)
+        large[convs] = pixels * channels * depth * weight >= LARGE_CONV_MACS
         bases = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
-        gemm = conv_gemm.plan(prog, large, self._memory[card].wgt.stride)
+        gemm = conv_gemm.plan(prog, large)
         return _CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases, gemm)
 
     def _summary(self, starts, ends, durs, phase_cycles) -> Timing:

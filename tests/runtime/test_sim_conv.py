@@ -161,8 +161,9 @@ KERNEL_CHOICES = {
     "short-rows": (dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: True), _NO_PLANS),
 }
 """Settings of runtime/sim/conv.py and runtime/sim/conv_gemm.py that send
-every 8-bit dense CONV down one path: the GEMM planned at Init (whole
-words of reduction only; the others fall back), or one of run_large's."""
+every 8-bit dense CONV down one path: the GEMM planned at Init (any
+reduction depth: weights that are not whole words are packed byte by byte),
+or one of run_large's."""
 
 
 @pytest.mark.parametrize("choice", KERNEL_CHOICES)
