@@ -2,6 +2,7 @@
 exact integer arithmetic, the one ``runtime.qscheme.rescale`` of the CPU kernels."""
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from runtime.isa import AVG_ENTRY_BYTES, Bcast, EltOp, Op, PoolMode, column
@@ -19,6 +20,7 @@ P_PT, P_PB, P_PL, P_PR = (_P[k] for k in ("pad_top", "pad_bottom", "pad_left", "
 P_OUT, P_OUT_BITS, P_XZ, P_OZ, P_LO, P_HI, P_PARAM = (_P[k] for k in (
     "out_addr", "out_bits", "x_zero", "out_zero", "lo", "hi", "param_addr"))
 AVG_WORDS = AVG_ENTRY_BYTES // 4
+_u = numba.uint64
 
 _E = {name: column(Op.ELTWISE, name) for name in (
     "func", "bcast", "c", "h", "w", "a_addr", "a_bits", "a_zero", "a_mult", "a_shift", "b_addr", "b_bits", "b_zero",
@@ -70,13 +72,22 @@ def pool(ins, a8, a16, abase, wgt32, wbase, err):
 def _pool_planes(ins, x, y, wgt32, table, avg):
     """POOL over the input planes ``x`` into the output planes ``y``, plane
     by plane. MAX takes each output row's window rows' maximum first (one
-    contiguous pass per row, which vectorises), then the columns'."""
+    contiguous pass per row in the input's own type, with unsigned indices,
+    which vectorises), then the columns': the windows clear of the padding
+    tap by tap over the row split by column phase (contiguous runs), the
+    others one by one (ResNet-50's 3x3 stride-2 tiles: 312 -> ~60 us)."""
     channels, in_h, in_w = ins[P_C], ins[P_IN_H], ins[P_IN_W]
     kh, kw, sh, sw = ins[P_KH], ins[P_KW], ins[P_SH], ins[P_SW]
     top, left, bottom, right = ins[P_PT], ins[P_PL], in_h - ins[P_PB], in_w - ins[P_PR]
     out_h, out_w = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
     x_zero, out_zero, lo, hi = ins[P_XZ], ins[P_OZ], ins[P_LO], ins[P_HI]
-    row = np.empty(in_w, np.int64)
+    row = np.empty(in_w, x.dtype)
+    cols = np.empty(out_w, x.dtype)
+    pitch = (in_w + sw - 1) // sw
+    phases = np.empty(sw * pitch, x.dtype)
+    width = _u(in_w)
+    inner0 = min((left + sw - 1) // sw, out_w)  # the output columns whose windows lie in [left, right)
+    inner1 = max(min((right - kw) // sw + 1, out_w), inner0)
     for ch in range(channels):
         plane = x[ch * in_h * in_w:(ch + 1) * in_h * in_w]
         out = y[ch * out_h * out_w:(ch + 1) * out_h * out_w]
@@ -86,24 +97,44 @@ def _pool_planes(ins, x, y, wgt32, table, avg):
                 for ox in range(out_w):
                     x0, x1 = max(ox * sw, left), min(ox * sw + kw, right)
                     at = table + AVG_WORDS * ((y1 - y0) * (x1 - x0) - 1)
-                    total = np.int64(0)
+                    total = -x_zero * (y1 - y0) * (x1 - x0)
                     for yy in range(y0, y1):
-                        for xx in range(x0, x1):
-                            total += np.int64(plane[yy * in_w + xx]) - x_zero
+                        line = _u(yy * in_w)
+                        for xx in range(_u(x0), _u(x1)):
+                            total += np.int64(plane[line + xx])
                     v = rescale(total, np.int64(wgt32[at]), np.int64(wgt32[at + 1])) + out_zero
                     out[oy * out_w + ox] = min(max(v, lo), hi)
                 continue
-            for xx in range(in_w):
-                row[xx] = plane[y0 * in_w + xx]
+            first = _u(y0) * width
+            for xx in range(width):
+                row[xx] = plane[first + xx]
             for yy in range(y0 + 1, y1):
-                for xx in range(in_w):
-                    row[xx] = max(row[xx], np.int64(plane[yy * in_w + xx]))
-            for ox in range(out_w):
+                line = _u(yy) * width
+                for xx in range(width):
+                    row[xx] = max(row[xx], plane[line + xx])
+            o = oy * out_w
+            for s_ in range(sw):  # the row's columns by phase modulo sw: every tap of the inner windows is one run
+                at = _u(s_ * pitch)
+                for j in range(_u((in_w - s_ + sw - 1) // sw)):
+                    phases[at + j] = row[j * _u(sw) + _u(s_)]
+            inner = _u(inner1 - inner0)
+            for kx in range(kw):
+                at = _u((kx % sw) * pitch + inner0 + kx // sw)
+                if kx == 0:
+                    for q in range(inner):
+                        cols[q] = phases[at + q]
+                else:
+                    for q in range(inner):
+                        cols[q] = max(cols[q], phases[at + q])
+            for q in range(inner):
+                out[_u(o + inner0) + q] = min(max(np.int64(cols[q]), lo), hi)
+            for e in range(out_w - (inner1 - inner0)):  # the windows that reach into the padding
+                ox = e if e < inner0 else e + inner1 - inner0
                 x0, x1 = max(ox * sw, left), min(ox * sw + kw, right)
-                v = row[x0]
+                v = np.int64(row[x0])
                 for xx in range(x0 + 1, x1):
-                    v = max(v, row[xx])
-                out[oy * out_w + ox] = min(max(v, lo), hi)
+                    v = max(v, np.int64(row[xx]))
+                out[o + ox] = min(max(v, lo), hi)
 
 
 @jit

@@ -74,6 +74,27 @@ def test_double_buffered_conv_of_the_isa_doc():
 def test_pool(mode, bits, c, kh, kw, stride, top, bottom, left, right, seed):
     rng = np.random.default_rng(seed)
     in_h, in_w = kh + top + bottom + int(rng.integers(0, 4)), kw + left + right + int(rng.integers(0, 4))
+    check_pool(rng, mode, bits, c, (in_h, in_w), (kh, kw), (stride, stride), (top, bottom, left, right))
+
+
+@pytest.mark.parametrize("mode", [PoolMode.MAX, PoolMode.AVG])
+@pytest.mark.parametrize("bits, c, in_hw, kernel, stride, pads", [
+    (8, 64, (29, 113), (3, 3), (2, 2), (1, 0, 1, 0)),
+    (8, 16, (29, 113), (3, 3), (2, 2), (0, 0, 1, 0)),
+    (16, 5, (17, 40), (2, 3), (1, 3), (0, 1, 2, 1)),
+    (8, 7, (20, 33), (5, 4), (3, 1), (2, 2, 0, 3)),
+    (8, 32, (7, 7), (7, 7), (1, 1), (0, 0, 0, 0)),
+], ids=["resnet-stem", "resnet-stem-inner", "16-bit-mixed-strides", "wide-windows", "global"])
+def test_pool_on_realistic_tiles(mode, bits, c, in_hw, kernel, stride, pads):
+    """Tiles as the compiler cuts them: the windows clear of the padding
+    (taken tap by tap over the row's column phases) and those that reach
+    into it, unequal strides and windows."""
+    check_pool(np.random.default_rng(7), mode, bits, c, in_hw, kernel, stride, pads)
+
+
+def check_pool(rng, mode, bits, c, in_hw, kernel, stride, pads):
+    """One POOL of random values against the Python-integer oracle."""
+    (in_h, in_w), (kh, kw), (sh, sw), (top, bottom, left, right) = in_hw, kernel, stride, pads
     x = values(rng, bits, (c, in_h, in_w))
     out_bits = bits if mode == PoolMode.MAX else int(rng.choice([8, 16]))
     lo, hi = -(1 << (out_bits - 1)) + 3, (1 << (out_bits - 1)) - 5
@@ -81,12 +102,12 @@ def test_pool(mode, bits, c, kh, kw, stride, top, bottom, left, right, seed):
     table = np.zeros((kh * kw, 2), np.int32)
     table[:, 0] = rng.integers(1 << 30, 1 << 31, kh * kw)
     table[:, 1] = rng.integers(1, 20, kh * kw)
-    oh, ow = (in_h - kh) // stride + 1, (in_w - kw) // stride + 1
+    oh, ow = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
     expect = np.empty((c, oh, ow), dtype=object)
     for oy in range(oh):
         for ox in range(ow):
-            y0, y1 = max(oy * stride, top), min(oy * stride + kh, in_h - bottom)
-            x0, x1 = max(ox * stride, left), min(ox * stride + kw, in_w - right)
+            y0, y1 = max(oy * sh, top), min(oy * sh + kh, in_h - bottom)
+            x0, x1 = max(ox * sw, left), min(ox * sw + kw, in_w - right)
             window = x[:, y0:y1, x0:x1].astype(object)
             if y1 <= y0 or x1 <= x0:
                 return  # a window of padding only: the validator's business, not this test's
@@ -96,14 +117,15 @@ def test_pool(mode, bits, c, kh, kw, stride, top, bottom, left, right, seed):
                 m, n = table[window[0].size - 1]
                 expect[:, oy, ox] = rescale((window - x_zero).sum(axis=(1, 2)), int(m), int(n)) + out_zero
     expect = clamp(expect, lo, hi).astype(DTYPE[out_bits])
+    out_at = padded(x.nbytes) + 4096
     fields = dict(mode=mode, in_addr=0, in_bits=bits, c=c, in_h=in_h, in_w=in_w, kernel_h=kh, kernel_w=kw,
-                  stride_h=stride, stride_w=stride, pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
-                  out_addr=4096, out_bits=out_bits, x_zero=x_zero, out_zero=out_zero, lo=lo, hi=hi)
+                  stride_h=sh, stride_w=sw, pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
+                  out_addr=out_at, out_bits=out_bits, x_zero=x_zero, out_zero=out_zero, lo=lo, hi=hi)
     loads = [as_load(Space.ACT, 0, x)]
     if mode == PoolMode.AVG:
         fields["param_addr"] = 64
         loads.append(as_load(Space.WGT, 64, table))
-    (got,), _ = simulate(loads, [instr(Op.POOL, **fields)], [(Space.ACT, 4096, padded(expect.nbytes))])
+    (got,), _ = simulate(loads, [instr(Op.POOL, **fields)], [(Space.ACT, out_at, padded(expect.nbytes))])
     np.testing.assert_array_equal(got[:expect.nbytes].view(expect.dtype).reshape(expect.shape), expect)
 
 
