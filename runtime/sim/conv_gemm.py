@@ -107,13 +107,16 @@ class GemmPlans:
     """The GEMM plans of one card run's CONVs: ``index[row]`` is the row of
     ``templates`` planned for that instruction row, or -1; ``work`` the
     buffers every planned CONV shares (a placeholder for the plan's unused
-    operands, row offsets, packed B, sums, reduction offsets, pixel origins, runs, the
+    operands, row offsets, packed B, sums), the stores of every planned
+    CONV's patch geometry computed at Init (reduction offsets, pixel
+    origins, runs: ``plan_geometry``), then more shared buffers (the
     pixel-major tile's words, the bytes of the tile packed in B and the key
     of its geometry: ``same_patches``), sized for the largest; then each
-    planned CONV's packed weights: its offsets (rows of ``at``) into the
-    stores of A lanes, of the weight bytes they were packed from and of
-    row sums, whether they are filled yet (``held``), and the three stores;
-    ``kernels`` the u8s8 microkernels' addresses."""
+    planned CONV's packed weights: its offsets (rows of ``at``; its columns
+    3 and 4 place the geometry) into the stores of A lanes, of the weight
+    bytes they were packed from and of row sums, whether they are filled
+    yet (``held``), and the three stores; ``kernels`` the u8s8
+    microkernels' addresses."""
 
     index: np.ndarray
     templates: np.ndarray
@@ -147,25 +150,27 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
     index = np.full(prog.shape[0], -1, np.int64)
     rows = [r for r in range(prog.shape[0]) if eligible(prog[r])]
     templates = np.zeros((len(rows), PLAN_SIZE), np.int64)
-    need = dict(rows=8, b=1, c=1, offsets=4, origins=1, xt=1, tile=1)
-    at = np.zeros((len(rows) + 1, 3), np.int64)  # offsets into the stores of A lanes, weight bytes, row sums
+    need = dict(rows=8, b=1, c=1, xt=1, tile=1)
+    # offsets into the stores of A lanes, weight bytes, row sums, reduction offsets, pixel origins (and runs)
+    at = np.zeros((len(rows) + 1, 5), np.int64)
     for j, r in enumerate(rows):
         m, size, depth, steps = _dims(prog[r])
         index[r] = j
         mpad, npad = roundup(m, isa.mr), roundup(size, UNIT)
-        at[j + 1] = at[j] + (steps * mpad, m * depth, mpad)
+        at[j + 1] = at[j] + (steps * mpad, m * depth, mpad, 4 * steps, size)
         templates[j] = product_template("u8s8", (m, size, steps), (m * size * 4, size * 4, 4), mpad,
                                         int(prog[r, C_MODE]) & 1 == 1, split=bool(large[r]))
         tile = int(prog[r, C_IN_C]) * int(prog[r, C_IN_H]) * int(prog[r, C_IN_W])
-        for name, value in dict(rows=mpad, b=steps * npad, c=m * size, offsets=4 * steps,
-                                origins=size, xt=-(-tile // 4), tile=tile).items():
+        for name, value in dict(rows=mpad, b=steps * npad, c=m * size, xt=-(-tile // 4), tile=tile).items():
             need[name] = max(need[name], value)
     work = (np.zeros(1, np.float32), np.zeros(need["rows"], np.int32),
-            np.zeros(need["b"], np.float32), np.zeros(need["c"], np.int32), np.zeros(need["offsets"], np.int64),
-            np.zeros(need["origins"], np.int64), np.zeros(need["origins"], np.int64), np.zeros(need["xt"], np.uint32),
-            np.zeros(need["tile"], np.uint8), np.zeros(PATCH_KEY, np.int64), at, np.zeros(len(rows), np.uint8),
-            np.zeros(max(int(at[-1, 0]), 1), np.uint32), np.zeros(max(int(at[-1, 1]), 1), np.uint8),
-            np.zeros(max(int(at[-1, 2]), 1), np.int64))
+            np.zeros(need["b"], np.float32), np.zeros(need["c"], np.int32), np.zeros(max(int(at[-1, 3]), 1), np.int64),
+            np.zeros(max(int(at[-1, 4]), 1), np.int64), np.zeros(max(int(at[-1, 4]), 1), np.int64),
+            np.zeros(need["xt"], np.uint32), np.zeros(need["tile"], np.uint8), np.zeros(PATCH_KEY, np.int64), at,
+            np.zeros(len(rows), np.uint8), np.zeros(max(int(at[-1, 0]), 1), np.uint32),
+            np.zeros(max(int(at[-1, 1]), 1), np.uint8), np.zeros(max(int(at[-1, 2]), 1), np.int64))
+    for j, r in enumerate(rows):
+        geometry(prog[r], *plan_geometry(work, j))
     kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
     return GemmPlans(index, templates, kernels, work)
 
@@ -178,6 +183,14 @@ def by_words(ins):
     channels: reduction order (ky, kx, c)) rather than as bytes of the tile
     (reduction order (c, ky, kx), the weights' own)."""
     return ins[C_KH] * ins[C_KW] > 1 and ins[C_IN_C] % 4 == 0
+
+
+@jit
+def plan_geometry(work, g):
+    """Planned CONV ``g``'s reduction offsets, pixel origins and runs
+    (``geometry``, computed once at Init) in the plan's stores."""
+    offs, origins, runs, at = work[4], work[5], work[6], work[10]
+    return (offs[at[g, 3]:at[g + 1, 3]], origins[at[g, 4]:at[g + 1, 4]], runs[at[g, 4]:at[g + 1, 4]])
 
 
 @jit
@@ -373,15 +386,16 @@ def pack_weights_by_tap(wu8, w8, at, in_c, taps, rows, steps, kc, mr, dst, sums)
 @jit
 def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
     """Pack the weights of planned CONV ``g`` unless its store holds them
-    already, compute the row offsets and the patch geometry
-    (and the pixel-major copy of the tile for the word path), pack the
+    already, compute the row offsets (and the pixel-major copy of the tile
+    for the word path; the patch geometry was computed at Init), pack the
     patches unless the previous planned CONV packed the same ones
     (``same_patches``) or ``pack_b`` is False (the caller packs them over the
     pool), and fill a copy of the plan ``tmpl`` with the addresses. Returns
     (plan, sums [out_c * P], whether B holds the patches): the GEMM writes
     ``sums``, which is ACC itself for FIRST and MIDDLE (in place) and holds
     ACC's values for LAST."""
-    a, offsets, b, c, offs, origins, runs, xt, seen, key, at, held, a_store, w_store, sum_store = work
+    a, offsets, b, c, _, _, _, xt, seen, key, at, held, a_store, w_store, sum_store = work
+    offs, origins, runs = plan_geometry(work, g)
     m, size, steps, kc, mr, nr = plan_shape(tmpl)
     in_c, taps = ins[C_IN_C], ins[C_KH] * ins[C_KW]
     depth = in_c * taps
@@ -418,7 +432,6 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
         remember_patches(ins, kc, nr, tile, key, seen)
         if by_words(ins):
             pixel_words(ins, au8, in_at, xt)
-        geometry(ins, offs, origins, runs)
         if pack_b:
             pack_patches(0, (size + nr - 1) // nr, ins, au8, in_at, xt, offs, origins, runs, steps, size, kc, nr,
                          b_lanes.view(np.uint32))
@@ -479,7 +492,8 @@ def run_large(ins: np.ndarray, g: int, plans: GemmPlans, mem, slot: int, err: np
                                   wbase, mem.acc.i32, cbase, plans.work, serial_b)
     if not packed:
         _, _, _, kc, _, nr = plan_shape(tmpl)
-        _, _, b, _, offs, origins, runs, xt = plans.work[:8]
+        b, xt = plans.work[2], plans.work[7]
+        offs, origins, runs = plan_geometry(plans.work, g)
         parallel_for(pack_patches, -(-size // nr), ins, mem.act.u8, abase + int(ins[C_IN]), xt, offs, origins, runs,
                      steps, size, kc, nr, b[:lanes].view(np.uint32))
     if int(ins[C_MODE]) & 2 == 0:
