@@ -193,7 +193,12 @@ class ConvLowering:
         and of ``others`` (mvbatch: the images a cluster's MAC units take
         together), the images innermost: each weight tile is loaded once for
         all of them (once per image where the reduction is split in chunks,
-        which an image's accumulators take in turn)."""
+        which an image's accumulators take in turn). An input tile stays on
+        chip for the jobs after it that read the same one (band outermost:
+        every output-channel tile of a band), as ``passes.tiling.conv_cost``
+        counts it; input tiles alternate between the two input slots as they
+        are loaded, so a new one overwrites the tile before the last, whose
+        jobs ended at least two jobs earlier (the slot's token, ``stream.py``)."""
         images = [self.geometry(a) for a in (addr, *others)]
         s, p = self.shape, self.plan
         ks, cs = self._ranges()
@@ -207,6 +212,7 @@ class ConvLowering:
                      for m in range(len(images)) for ci in range(len(cs))]
         slots = self._slots()
         jobs, loaded, wslot, stored = [], None, 1, 0
+        tile, in_slot = None, 1
         for i, (m, n, ki, band, ci) in enumerate(order):
             x, out, res = images[m]
             job, slot = Job(), i % 2
@@ -218,7 +224,10 @@ class ConvLowering:
                 w_addr, w_bytes, p_addr, p_bytes = self.tiles[ki, ci]
                 job.loads.append(load_linear(Space.WGT, slots["wgt"][wslot], w_addr, w_bytes))
                 job.loads.append(load_linear(Space.WGT, slots["par"][wslot], p_addr, p_bytes))
-            job.loads.append(self._input_load(x, n, ks[ki], cs[ci], band, slots["in"][slot]))
+            wanted = (m, n, self._channels(ks[ki], cs[ci]), band)
+            if wanted != tile or not job.loads:
+                tile, in_slot = wanted, 1 - in_slot
+                job.loads.append(self._input_load(x, n, ks[ki], cs[ci], band, slots["in"][in_slot]))
             mode = _acc_mode(ci, len(cs))
             out_slot = slots["out"][stored % 2]
             if mode in (AccMode.FULL, AccMode.LAST):
@@ -228,7 +237,7 @@ class ConvLowering:
                 job.stores.append(store(out_slot, out.at(n, k0, r0, c0), out.elem, (k1 - k0, r1 - r0, c1 - c0),
                                         out.strides))
                 stored += 1
-            job.computes.append(self._conv(ks[ki], cs[ci], band, mode, slots, slot, wslot, out_slot))
+            job.computes.append(self._conv(ks[ki], cs[ci], band, mode, slots, slot, in_slot, wslot, out_slot))
             jobs.append(job)
         return jobs
 
@@ -267,11 +276,12 @@ class ConvLowering:
         return load(Space.ACT, sram, x.at(n, c0, vy0, vx0), x.elem, (c1 - c0, vy1 - vy0, vx1 - vx0), x.strides,
                     pads, int(self.node.attrs["x_zero"]))
 
-    def _conv(self, k_range, c_range, band, mode: AccMode, slots, slot: int, wslot: int, out_slot: int):
+    def _conv(self, k_range, c_range, band, mode: AccMode, slots, slot: int, in_slot: int, wslot: int,
+              out_slot: int):
         s, a = self.shape, self.node.attrs
         (k0, k1), (r0, r1, c0, c1) = k_range, band
         ch0, ch1 = self._channels(k_range, c_range)
-        fields = dict(in_addr=slots["in"][slot], in_bits=8 * s.e_in, in_c=ch1 - ch0, in_h=s.in_rows(r1 - r0),
+        fields = dict(in_addr=slots["in"][in_slot], in_bits=8 * s.e_in, in_c=ch1 - ch0, in_h=s.in_rows(r1 - r0),
                       in_w=s.in_cols(c1 - c0), wgt_addr=slots["wgt"][wslot], wgt_bits=8 * s.e_w,
                       groups=max(1, (k1 - k0) // s.kg) if s.groups > 1 else 1, kernel_h=s.kh, kernel_w=s.kw,
                       stride_h=s.sh, stride_w=s.sw, dilation_h=s.dh, dilation_w=s.dw, out_c=k1 - k0,
