@@ -122,6 +122,9 @@ class GemmPlans:
     templates: np.ndarray
     kernels: np.ndarray
     work: tuple
+    shapes: list
+    """Per plan, what ``run_large`` needs in Python: (pixels, reduction
+    steps, kc, nr, B's lanes, whether the sums go to ACC)."""
 
 
 def eligible(ins: np.ndarray) -> bool:
@@ -172,7 +175,12 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
     for j, r in enumerate(rows):
         geometry(prog[r], *plan_geometry(work, j))
     kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
-    return GemmPlans(index, templates, kernels, work)
+    shapes = []
+    for j, r in enumerate(rows):
+        _, size, _, steps = _dims(prog[r])
+        _, _, _, kc, _, nr = (int(v) for v in plan_shape(templates[j]))
+        shapes.append((size, steps, kc, nr, steps * roundup(size, UNIT), int(prog[r, C_MODE]) & 2 == 2))
+    return GemmPlans(index, templates, kernels, work, shapes)
 
 
 # ---------------------------------------------------------------- Numba
@@ -475,32 +483,39 @@ def products_and_epilogue(start, stop, plan, kernels, b_src, sums, ins, a8, a16,
                        col1, 0)
 
 
+@jit
+def prepare_checked(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b, err):
+    """``prepare`` after the PARAM records' check (one call from Python for
+    ``run_large``): (whether they passed, then prepare's results)."""
+    if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
+        return False, tmpl, c32[:0].reshape(0, 0), False
+    plan, sums, packed = prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b)
+    return True, plan, sums, packed
+
+
 def run_large(ins: np.ndarray, g: int, plans: GemmPlans, mem, slot: int, err: np.ndarray) -> bool:
     """Planned CONV ``g`` over the pool (``mem``: the card's CardMemory, ``slot``
     the cluster's buffer slot): weights packed on this thread, patches,
     products and epilogue split over the threads. False (err filled) on a
-    bad PARAM record."""
-    wbase, abase, cbase = (space.stride * slot for space in (mem.wgt, mem.act, mem.acc))
-    if int(ins[C_MODE]) & 2 == 0 and not check_conv_records(mem.wgt.i32, wbase + int(ins[C_PARAM]),
-                                                              int(ins[C_OUT_C]), err):
+    bad PARAM record. (What Python needs of the plan, ``plans.shapes[g]``,
+    was worked out at Init: ~200 of these a ResNet-50 run.)"""
+    wbase, abase, cbase = mem.wgt.stride * slot, mem.act.stride * slot, mem.acc.stride * slot
+    size, steps, kc, nr, lanes, to_acc = plans.shapes[g]
+    ok, plan_, sums, packed = prepare_checked(ins, g, plans.templates[g], mem.act.u8, abase, mem.wgt.u8, mem.wgt.i8,
+                                              mem.wgt.i32, mem.wgt.i64, wbase, mem.acc.i32, cbase, plans.work,
+                                              lanes <= SERIAL_PACK_WORDS, err)
+    if not ok:
         return False
-    _, size, _, steps = _dims(ins)
-    lanes = steps * roundup(size, UNIT)
-    serial_b = lanes <= SERIAL_PACK_WORDS
-    tmpl = plans.templates[g]
-    plan_, sums, packed = prepare(ins, g, tmpl, mem.act.u8, abase, mem.wgt.u8, mem.wgt.i8, mem.wgt.i32, mem.wgt.i64,
-                                  wbase, mem.acc.i32, cbase, plans.work, serial_b)
+    work = plans.work
     if not packed:
-        _, _, _, kc, _, nr = plan_shape(tmpl)
-        b, xt = plans.work[2], plans.work[7]
-        offs, origins, runs = plan_geometry(plans.work, g)
-        parallel_for(pack_patches, -(-size // nr), ins, mem.act.u8, abase + int(ins[C_IN]), xt, offs, origins, runs,
-                     steps, size, kc, nr, b[:lanes].view(np.uint32))
-    if int(ins[C_MODE]) & 2 == 0:
-        parallel_for(products_and_epilogue, int(plan_[TASKS]), plan_, plans.kernels, plans.work[0], sums, ins,
+        offs, origins, runs = plan_geometry(work, g)
+        parallel_for(pack_patches, -(-size // nr), ins, mem.act.u8, abase + int(ins[C_IN]), work[7], offs, origins,
+                     runs, steps, size, kc, nr, work[2][:lanes].view(np.uint32))
+    if not to_acc:
+        parallel_for(products_and_epilogue, int(plan_[TASKS]), plan_, plans.kernels, work[0], sums, ins,
                      mem.act.i8, mem.act.i16, abase, mem.wgt.i32, wbase)
     else:
-        parallel_for(run_planned, int(plan_[TASKS]), plan_, plans.kernels, plans.work[0])
+        parallel_for(run_planned, int(plan_[TASKS]), plan_, plans.kernels, work[0])
     return True
 
 

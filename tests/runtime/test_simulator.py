@@ -4,6 +4,9 @@ conv of docs/isa.md, execution order across tokens and barriers, run-time
 PARAM checks, and the cycle model's properties."""
 from __future__ import annotations
 
+import itertools
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,7 +15,7 @@ from hypothesis import strategies as st
 from runtime import isa
 from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
-from runtime.sim import Simulator, SimulatorError, timing
+from runtime.sim import Simulator, SimulatorError, conv_gemm, timing
 from tests.helpers import isa_program
 from tests.helpers.simulator import (
     CONFIG,
@@ -399,9 +402,11 @@ def test_bad_param_records_stop_the_run_with_the_instruction_named():
                 lo=-128, hi=127, param_addr=512)
     rec = records(np.random.default_rng(0), 4)
     rec["shift"][2] = 63
-    for large in (False, True):
-        with pytest.raises(SimulatorError, match=r"stream \(0, 0, 0\): instruction 3 \(CONV\): PARAM record 2 has "
-                                                  r"shift=63, outside \[1, 62\]"):
+    planned = dict(MIN_CHANNELS=0, MIN_PIXELS=0, MIN_DEPTH=0, MIN_MACS=0)  # on the GEMM planned at Init
+    for large, gemm in itertools.product((False, True), (dict(MIN_CHANNELS=conv_gemm.MIN_CHANNELS), planned)):
+        with mock.patch.multiple(conv_gemm, **gemm), \
+                pytest.raises(SimulatorError, match=r"stream \(0, 0, 0\): instruction 3 \(CONV\): PARAM record 2 "
+                                                    r"has shift=63, outside \[1, 62\]"):
             simulate([as_load(Space.ACT, 0, np.zeros(36, np.int8)), as_load(Space.WGT, 0, np.zeros(16, np.int8)),
                       as_load(Space.WGT, 512, rec)], [instr(Op.CONV, **case)], [], large)
     table = np.zeros((4, 2), np.int32)  # an average pool's multipliers never loaded: all zero
