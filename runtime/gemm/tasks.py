@@ -80,12 +80,19 @@ def _run_placed(start, stop, template, kernels, a, b, c, bias, res, clamp, flags
 def _run_tasks(start, stop, plan, kernels, b_src):
     """Tasks ``[start, stop)`` (``parallel_for`` body), sharing one B buffer
     aligned to a cache line."""
+    buf, at = task_buffer(plan)
+    for task in range(start, stop):
+        _task(task, plan, kernels, b_src, buf, at)
+
+
+@jit
+def task_buffer(plan):
+    """The B buffer the tasks of a plan share on one thread (``run_task``),
+    and where in it a cache line starts (in float32 words)."""
     panels = plan[_NCP] if plan[_B_MODE] == PACK else (1 if plan[_B_MODE] == DIRECT else 0)
     size = plan[_KC] * plan[_NR] * panels
     buf = np.empty(size + _ALIGN, np.float32)
-    at = ((64 - buf.ctypes.data % 64) % 64) // 4
-    for task in range(start, stop):
-        _task(task, plan, kernels, b_src, buf, at)
+    return buf, ((64 - buf.ctypes.data % 64) % 64) // 4
 
 
 @jit
@@ -205,9 +212,11 @@ def _run_tasks_team(team, state, role, spans, *args):
     return parallel.team_leave(team, state, role)
 
 
-run_placed, run_planned, set_addresses = _run_placed, _run_tasks, _set_addresses
+run_placed, run_planned, set_addresses, run_task = _run_placed, _run_tasks, _set_addresses, _task
 """``run_placed(start, stop, template, kernels, a, b, c, bias, res, clamp,
 flags, source)`` runs tasks [start, stop) of a template on operands;
 ``run_planned(start, stop, plan, kernels, b_src)`` those of a plan whose
 addresses ``set_addresses(plan, a, b, c, bias, res, clamp, has_bias,
-has_res, has_clamp)`` filled in (both ``parallel_for`` bodies)."""
+has_res, has_clamp)`` filled in (both ``parallel_for`` bodies);
+``run_task(task, plan, kernels, b_src, buf, at)`` one task with a buffer of
+``task_buffer(plan)``, for a caller that does more after each task."""

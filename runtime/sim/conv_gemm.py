@@ -51,7 +51,16 @@ from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.microkernel import kernel_addresses
 from runtime.gemm.pack import MAX_INT8_DEPTH, pack_a_int8, pack_a_words, panel_width, roundup
 from runtime.gemm.sgemm import product_template
-from runtime.gemm.tasks import PLAN_SIZE, TASKS, plan_shape, run_planned, set_addresses, task_block
+from runtime.gemm.tasks import (
+    PLAN_SIZE,
+    TASKS,
+    plan_shape,
+    run_planned,
+    run_task,
+    set_addresses,
+    task_block,
+    task_buffer,
+)
 from runtime.isa import COL_OPCODE, Op
 from runtime.jit import jit
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
@@ -234,7 +243,9 @@ def geometry(ins, offsets, origins, runs):
 @jit(inline="always")
 def _weave(row, at, src, a0, a1, a2, a3, count):
     """row[at + i] = the bytes src[a0 + i], src[a1 + i], src[a2 + i],
-    src[a3 + i] as one lane, + 128 each (contiguous: it vectorises)."""
+    src[a3 + i] as one lane, + 128 each (contiguous: it vectorises). Whole
+    arrays and offsets, not views: a view counts a reference up and down on
+    its parent, an atomic both threads contend for when they pack one B."""
     a0, a1, a2, a3 = _u(a0), _u(a1), _u(a2), _u(a3)
     for i in range(_u(count)):
         row[_u(at) + i] = (np.uint32(src[a0 + i]) | (np.uint32(src[a1 + i]) << 8) | (np.uint32(src[a2 + i]) << 16)
@@ -254,33 +265,33 @@ def pack_patches(start, stop, ins, au8, at, xt32, offsets, origins, runs, steps,
         j0 = index * nr
         width = panel_width(j0, size, nr, UNIT, 0)
         valid = min(width, size - j0)
-        cols = origins[j0:j0 + valid]
         for g0 in range(0, steps, kc):
             kcp = min(kc, steps - g0)
             lane0 = g0 * npad + j0 * kcp
             for g in range(kcp):
-                row = dst[lane0 + g * width:lane0 + (g + 1) * width]
+                row = _u(lane0 + g * width)  # this step's lanes: dst[row:row + width] (no views: see _weave)
                 if words:
                     step = offsets[g0 + g]
                     for c in range(_u(valid)):
-                        row[c] = xt32[_u(cols[c] + step)] ^ FLIP
+                        dst[row + c] = xt32[_u(origins[_u(j0) + c] + step)] ^ FLIP
                 else:
                     r = 4 * (g0 + g)
                     o0, o1, o2, o3 = _u(at + offsets[r]), _u(at + offsets[r + 1]), _u(at + offsets[r + 2]), _u(
                         at + offsets[r + 3])
                     c = 0
                     while c < valid:
-                        q = _u(cols[c])
+                        q = _u(origins[j0 + c])
                         count = min(runs[j0 + c], valid - c)
                         if count >= SHORT_RUN:
-                            _weave(row, c, au8, q + o0, q + o1, q + o2, q + o3, count)
+                            _weave(dst, row + _u(c), au8, q + o0, q + o1, q + o2, q + o3, count)
                             c += count
                         else:  # a strided window: one pixel at a time, no call
-                            row[c] = (np.uint32(au8[q + o0]) | (np.uint32(au8[q + o1]) << 8)
-                                      | (np.uint32(au8[q + o2]) << 16) | (np.uint32(au8[q + o3]) << 24)) ^ FLIP
+                            lane = (np.uint32(au8[q + o0]) | (np.uint32(au8[q + o1]) << 8)
+                                    | (np.uint32(au8[q + o2]) << 16) | (np.uint32(au8[q + o3]) << 24))
+                            dst[row + _u(c)] = lane ^ FLIP
                             c += 1
                 for c in range(_u(valid), _u(width)):
-                    row[c] = 0
+                    dst[row + c] = 0
 
 
 @jit(inline="always")
@@ -476,8 +487,9 @@ def products_and_epilogue(start, stop, plan, kernels, b_src, sums, ins, a8, a16,
     of sums it wrote, while that block is still in cache (``parallel_for``
     body)."""
     m, _, _, _, mr, _ = plan_shape(plan)
+    buf, at = task_buffer(plan)  # once per chunk of tasks, not per task
     for task in range(start, stop):
-        run_planned(task, task + 1, plan, kernels, b_src)
+        run_task(task, plan, kernels, b_src, buf, at)
         _, first_panel, last_panel, col0, col1 = task_block(plan, task)
         epilogue_block(first_panel * mr, min(last_panel * mr, m), sums, ins, a8, a16, abase, w32, wbase, col0,
                        col1, 0)

@@ -4,6 +4,7 @@ zero point, the clamp and the optional table. Shared by every CONV kernel
 (runtime/sim/conv.py, runtime/sim/conv8.py)."""
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from runtime.isa import PARAM_CHANNEL_BYTES, Op, column
@@ -19,6 +20,7 @@ from runtime.sim.memory import lookup
     "param_addr", "residual", "res_addr", "res_bits", "res_zero", "res_mult", "res_shift", "acc_mode", "acc_addr",
     "lut", "lut_addr"))
 RECORD_WORDS = PARAM_CHANNEL_BYTES // 4
+_u = numba.uint64
 
 
 @jit(inline="always")
@@ -30,42 +32,46 @@ def out_size(ins):
 
 
 @jit(inline="always")
-def _requantize(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
-    """out[i] = clamp(rescale(acc[i]) [+ rescale(res[i] - rz)] + oz, lo, hi)."""
-    for i in range(acc.shape[0]):
-        a = np.int64(acc[i])
+def _requantize(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
+    """out[o0 + i] = clamp(rescale(acc[a0 + i]) [+ rescale(res[r0 + i] - rz)]
+    + oz, lo, hi) for i < count. Offsets into whole arrays, not views: a
+    view costs a reference count up and down on its parent, an atomic that
+    both threads of the pool contended for on every channel of every task
+    (~12 % of ResNet-50's Run_sw)."""
+    for i in range(_u(count)):
+        a = np.int64(acc[_u(a0) + i])
         v = rescale(a, neg_m, neg_n) if a < 0 else rescale(a, m, n)
         if residual:
-            v += rescale(np.int64(res[i]) - rz, rm, rs)
-        out[i] = min(max(v + oz, lo), hi)
+            v += rescale(np.int64(res[_u(r0) + i]) - rz, rm, rs)
+        out[_u(o0) + i] = min(max(v + oz, lo), hi)
 
 
 @jit(inline="always")
-def _requantize32(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
+def _requantize32(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
     """``_requantize`` for int32 accumulators: |a| <= 2^31 and a residual's
     |res - rz| < 2^17 (8- or 16-bit values and zero point; the validator
     bounds the multipliers and shifts), so ``rescale_small`` is exact, and the
     loops have no branch left that stops LLVM vectorising them."""
     if residual:
-        for i in range(acc.shape[0]):
-            a = np.int64(acc[i])
+        for i in range(_u(count)):
+            a = np.int64(acc[_u(a0) + i])
             v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
-            v += rescale_small(np.int64(res[i]) - rz, rm, rs)
-            out[i] = min(max(v + oz, lo), hi)
+            v += rescale_small(np.int64(res[_u(r0) + i]) - rz, rm, rs)
+            out[_u(o0) + i] = min(max(v + oz, lo), hi)
         return
-    for i in range(acc.shape[0]):
-        a = np.int64(acc[i])
+    for i in range(_u(count)):
+        a = np.int64(acc[_u(a0) + i])
         v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
-        out[i] = min(max(v + oz, lo), hi)
+        out[_u(o0) + i] = min(max(v + oz, lo), hi)
 
 
 @jit(inline="always")
-def _requantize_any(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
+def _requantize_any(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
     """The vectorising loops for int32 accumulators, the general ones for int64."""
     if acc.itemsize == 4:
-        _requantize32(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        _requantize32(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     else:
-        _requantize(acc, out, res, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        _requantize(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
 
 
 @jit(inline="always")
@@ -81,27 +87,25 @@ def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
     """Output channel k of a FULL or LAST CONV from its accumulators
     ``acc`` (1-D, int32 or int64, already the device accumulator's values);
     one loop per combination of output and residual width, then the table.
-    The per-channel kernels' (dot products, depthwise) own: going through
-    ``epilogue_block`` one channel at a time, as a strided row of a 2-D
-    view, cost MobileNetV2's simulator ~1.5 ms of ~21."""
+    The per-channel kernels' (dot products, 16-bit loops) own."""
     size = acc.shape[0]
     m, n, neg_m, neg_n = _multipliers(ins, wgt32, wbase, k)
     dst, oz, lo, hi = abase + ins[C_OUT] + k * size * (ins[C_OUT_BITS] >> 3), ins[C_OZ], ins[C_LO], ins[C_HI]
     res = abase + ins[C_RES_ADDR] + k * size * (ins[C_RES_BITS] >> 3)
     rz, rm, rs, residual = ins[C_RES_ZERO], ins[C_RES_MULT], ins[C_RES_SHIFT], ins[C_RES] == 1
-    out8, out16 = a8[dst:dst + size], a16[dst >> 1:(dst >> 1) + size]
-    res8, res16 = a8[res:res + size], a16[res >> 1:(res >> 1) + size]
     if ins[C_OUT_BITS] == 8:
         if ins[C_RES_BITS] == 16:
-            _requantize_any(acc, out8, res16, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+            _requantize_any(acc, 0, a8, dst, a16, res >> 1, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
         else:
-            _requantize_any(acc, out8, res8, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+            _requantize_any(acc, 0, a8, dst, a8, res, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     elif ins[C_RES_BITS] == 16:
-        _requantize_any(acc, out16, res16, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        _requantize_any(acc, 0, a16, dst >> 1, a16, res >> 1, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo,
+                        hi)
     else:
-        _requantize_any(acc, out16, res8, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        _requantize_any(acc, 0, a16, dst >> 1, a8, res, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
         table = wbase + ins[C_LUT_ADDR]
+        out8, out16 = a8[dst:dst + size], a16[dst >> 1:(dst >> 1) + size]
         if ins[C_OUT_BITS] == 8:
             lookup(out8, out8, wgt32.view(np.int8)[table:table + 256])
         else:
@@ -111,25 +115,25 @@ def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
 @jit
 def epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, col0, col1, row0):
     """Columns [col0, col1) of output channels [start, stop) of a FULL or
-    LAST CONV, channel k from the accumulators ``acc[k - row0]`` (a row per
-    channel, of all the output's columns): one choice of loop for the output
-    and residual widths, then the channels' rows, then the table."""
+    LAST CONV, channel k from the int32 accumulators ``acc[k - row0]`` (a
+    row per channel, of all the output's columns): one choice of loop for
+    the output and residual widths, then the channels' rows, then the table."""
     size = acc.shape[1]
     count = ins[C_OUT_C] * size
     dst, res = abase + ins[C_OUT], abase + ins[C_RES_ADDR]
-    out8, out16 = a8[dst:dst + count], a16[dst >> 1:(dst >> 1) + count]
-    res8, res16 = a8[res:res + count], a16[res >> 1:(res >> 1) + count]
+    flat = acc.reshape(-1)
     if ins[C_OUT_BITS] == 8:
         if ins[C_RES_BITS] == 16:
-            _channel_rows(start, stop, acc, out8, res16, ins, wgt32, wbase, col0, col1, row0)
+            _channel_rows(start, stop, flat, size, a8, dst, a16, res >> 1, ins, wgt32, wbase, col0, col1, row0)
         else:
-            _channel_rows(start, stop, acc, out8, res8, ins, wgt32, wbase, col0, col1, row0)
+            _channel_rows(start, stop, flat, size, a8, dst, a8, res, ins, wgt32, wbase, col0, col1, row0)
     elif ins[C_RES_BITS] == 16:
-        _channel_rows(start, stop, acc, out16, res16, ins, wgt32, wbase, col0, col1, row0)
+        _channel_rows(start, stop, flat, size, a16, dst >> 1, a16, res >> 1, ins, wgt32, wbase, col0, col1, row0)
     else:
-        _channel_rows(start, stop, acc, out16, res8, ins, wgt32, wbase, col0, col1, row0)
+        _channel_rows(start, stop, flat, size, a16, dst >> 1, a8, res, ins, wgt32, wbase, col0, col1, row0)
     if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
         table = wbase + ins[C_LUT_ADDR]
+        out8, out16 = a8[dst:dst + count], a16[dst >> 1:(dst >> 1) + count]
         t8, t16 = wgt32.view(np.int8)[table:table + 256], wgt32.view(np.int16)[table >> 1:(table >> 1) + 256]
         for k in range(start, stop):
             first, last = k * size + col0, k * size + col1
@@ -139,14 +143,42 @@ def epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, col0, co
                 lookup(out16[first:last], out16[first:last], t16)
 
 
-@jit(inline="always")
-def _channel_rows(start, stop, acc, out, res, ins, wgt32, wbase, col0, col1, row0):
-    """Each channel's columns [col0, col1) requantised by its PARAM record."""
-    size = acc.shape[1]
+@jit
+def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, col0, col1, row0):
+    """Each channel's columns [col0, col1) requantised by its PARAM record
+    (int32 accumulators, ``_requantize32``'s loops): channel k's
+    accumulators at acc[(k - row0)·size:] (``acc`` flat), its outputs at
+    out[o0 + k·size:], its residual at res[r0 + k·size:]. The loops are
+    written out here rather than inlined per channel: an inlined helper
+    binds its array arguments anew, a reference count up and down on each
+    per channel, atomics the pool's two threads contended for (~12 % of
+    ResNet-50's Run_sw)."""
     oz, lo, hi = ins[C_OZ], ins[C_LO], ins[C_HI]
     rz, rm, rs, residual = ins[C_RES_ZERO], ins[C_RES_MULT], ins[C_RES_SHIFT], ins[C_RES] == 1
+    records = (wbase + ins[C_PARAM]) >> 2
+    count = _u(col1 - col0)
     for k in range(start, stop):
-        m, n, neg_m, neg_n = _multipliers(ins, wgt32, wbase, k)
-        first, last = k * size + col0, k * size + col1
-        _requantize_any(acc[k - row0, col0:col1], out[first:last], res[first:last], residual, m, n, neg_m, neg_n, rz,
-                        rm, rs, oz, lo, hi)
+        rec = records + RECORD_WORDS * k
+        m, n = np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3])
+        neg_m, neg_n = np.int64(wgt32[rec + 4]), np.int64(wgt32[rec + 5])
+        a0, first = _u((k - row0) * size + col0), k * size + col0
+        at, r = _u(o0 + first), _u(r0 + first)
+        if residual and m == neg_m and n == neg_n:
+            for i in range(count):
+                v = rescale_small(np.int64(acc[a0 + i]), m, n) + rescale_small(np.int64(res[r + i]) - rz, rm, rs)
+                out[at + i] = min(max(v + oz, lo), hi)
+        elif residual:
+            for i in range(count):
+                a = np.int64(acc[a0 + i])
+                v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
+                v += rescale_small(np.int64(res[r + i]) - rz, rm, rs)
+                out[at + i] = min(max(v + oz, lo), hi)
+        elif m == neg_m and n == neg_n:  # one multiplier for both signs (no leaky slope): one product
+            for i in range(count):
+                v = rescale_small(np.int64(acc[a0 + i]), m, n)
+                out[at + i] = min(max(v + oz, lo), hi)
+        else:
+            for i in range(count):
+                a = np.int64(acc[a0 + i])
+                v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
+                out[at + i] = min(max(v + oz, lo), hi)

@@ -52,6 +52,9 @@ class ConvCase:
     big_bias: bool
     table: bool = False
     """lut=1: the clamp gives an int8 index into a table of out_bits entries."""
+    scaled: bool = False
+    """Shifts of 36-43, so that outputs span the range instead of clamping
+    (the epilogue's arithmetic shows in every byte)."""
 
 
 def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
@@ -62,6 +65,9 @@ def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
     x = values(rng, case.in_bits, (case.in_c, *case.in_hw), 100 if case.in_bits == 16 else None)
     w = values(rng, case.wgt_bits, (case.out_c, case.in_c // case.groups, kh, kw), 300 if case.wgt_bits == 16 else None)
     rec = records(rng, case.out_c, (1 << 31) - 1 if case.big_bias else 1000, case.neg)
+    if case.scaled:
+        rec["shift"] = rng.integers(36, 44, case.out_c)
+        rec["neg_shift"] = rng.integers(36, 44, case.out_c) if case.neg else rec["shift"]
     geometry = dict(kernel_h=kh, kernel_w=kw, stride_h=case.stride[0], stride_w=case.stride[1],
                     dilation_h=case.dilation[0], dilation_w=case.dilation[1])
     sums = conv_sums(x, w, case.groups, case.stride, case.dilation) + rec["bias"].astype(object)[:, None, None]
@@ -216,6 +222,22 @@ def test_fast_int8_kernels_on_realistic_tiles(case):
     compiler's, on the pool and in the interpreter."""
     run_conv_case(case, large=True)
     run_conv_case(case, large=False)
+
+
+@pytest.mark.parametrize("case", [
+    ConvCase(64, 32, 1, (3, 3), (1, 1), (1, 1), (12, 12), 8, 8, 8, True, False, 1, False, scaled=True),
+    ConvCase(64, 32, 1, (3, 3), (1, 1), (1, 1), (12, 12), 8, 8, 8, True, True, 1, False, scaled=True),
+    ConvCase(96, 40, 1, (1, 1), (1, 1), (1, 1), (9, 11), 8, 8, 16, False, False, 2, False, scaled=True),
+    ConvCase(96, 40, 1, (1, 1), (1, 1), (1, 1), (9, 11), 8, 8, 8, False, True, 1, False, scaled=True),
+    ConvCase(32, 32, 32, (3, 3), (2, 2), (1, 1), (15, 15), 8, 8, 8, True, False, 1, False, scaled=True),
+    ConvCase(32, 32, 32, (3, 3), (1, 1), (1, 1), (12, 12), 8, 8, 8, False, True, 1, False, scaled=True),
+], ids=["residual", "residual-leaky", "split-16-bit", "leaky", "depthwise-residual", "depthwise-leaky"])
+def test_epilogue_on_outputs_that_span_the_range(case):
+    """Multipliers that keep most outputs inside the clamp, on every path
+    (planned GEMM on both threads' paths, depthwise): with the shifts of
+    the other cases most outputs clamp, and a wrong rescale would hide."""
+    for large in (False, True):
+        run_conv_case(case, large=large, seed=5)
 
 
 def test_accumulator_wraps_in_int32():
