@@ -13,12 +13,15 @@ patches. Both go straight into the GEMM's packed layouts
   lane (step s, pixel p) holds the bytes of reduction rows 4s..4s+3 under
   pixel p, ``+ 128`` (the kernels multiply unsigned B by signed A), read at
   ``origin[p] + offset[r]`` (``geometry``). The packed patches are kept for
-  the next planned CONV: when it reads a tile of the same geometry whose
-  bytes equal the packed one's (compared in full, ``same_patches``), they
-  are used again. Compilers tile a layer's output channels as consecutive
-  CONVs over one input tile (ResNet-50: a 29x29x256 tile, loaded again for
-  each of 8 CONVs of 32 channels), and packing the patches cost more than
-  the products.
+  the next planned CONV: when it reads the same ACT bytes in the same
+  geometry and nothing has written them since (``same_patches``: every
+  instruction that writes ACT reports its bytes, ``act_written``), they are
+  used again. The compiler tiles a layer's output channels as consecutive
+  CONVs over one input tile kept on chip (ResNet-50: a 29x29x256 tile for
+  8 CONVs of 32 channels), and packing the patches cost more than the
+  products. (Until 2026-11 the tile's bytes were compared with a copy of
+  the packed ones, ~3 ms of ResNet-50's Run_sw; a tile LOADed again, as
+  older binaries do, is now packed again.)
 
 The kernels add ``offset[k] = bias[k] - 128 * rowsum(W[k])`` to row k (int32,
 wrapping), which takes the +128 back out; from ACC (MIDDLE, LAST) they add
@@ -107,8 +110,12 @@ SHORT_RUN = 8
 """Runs of pixels with consecutive origins shorter than this (a column
 stride's: every run is one pixel) are packed pixel by pixel inline."""
 
-PATCH_KEY = 12
-"""Length of the key of the packed patches (``same_patches``)."""
+KEY = 8
+"""Where the key of the packed patches lies in ``GemmPlans.work``."""
+
+PATCH_KEY = 14
+"""Length of the key of the packed patches (``same_patches``): whether it
+holds, the geometry and blocking (11), the tile's ACT byte range (2)."""
 
 
 @dataclass
@@ -119,8 +126,8 @@ class GemmPlans:
     operands, row offsets, packed B, sums), the stores of every planned
     CONV's patch geometry computed at Init (reduction offsets, pixel
     origins, runs: ``plan_geometry``), then more shared buffers (the
-    pixel-major tile's words, the bytes of the tile packed in B and the key
-    of its geometry: ``same_patches``), sized for the largest; then each
+    pixel-major tile's words, the key of the patches packed in B:
+    ``same_patches``), sized for the largest; then each
     planned CONV's packed weights: its offsets (rows of ``at``; its columns
     3 and 4 place the geometry) into the stores of A lanes, of the weight
     bytes they were packed from and of row sums, whether they are filled
@@ -162,7 +169,7 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
     index = np.full(prog.shape[0], -1, np.int64)
     rows = [r for r in range(prog.shape[0]) if eligible(prog[r])]
     templates = np.zeros((len(rows), PLAN_SIZE), np.int64)
-    need = dict(rows=8, b=1, c=1, xt=1, tile=1)
+    need = dict(rows=8, b=1, c=1, xt=1)
     # offsets into the stores of A lanes, weight bytes, row sums, reduction offsets, pixel origins (and runs)
     at = np.zeros((len(rows) + 1, 5), np.int64)
     for j, r in enumerate(rows):
@@ -173,12 +180,12 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
         templates[j] = product_template("u8s8", (m, size, steps), (m * size * 4, size * 4, 4), mpad,
                                         int(prog[r, C_MODE]) & 1 == 1, split=bool(large[r]))
         tile = int(prog[r, C_IN_C]) * int(prog[r, C_IN_H]) * int(prog[r, C_IN_W])
-        for name, value in dict(rows=mpad, b=steps * npad, c=m * size, xt=-(-tile // 4), tile=tile).items():
+        for name, value in dict(rows=mpad, b=steps * npad, c=m * size, xt=-(-tile // 4)).items():
             need[name] = max(need[name], value)
     work = (np.zeros(1, np.float32), np.zeros(need["rows"], np.int32),
             np.zeros(need["b"], np.float32), np.zeros(need["c"], np.int32), np.zeros(max(int(at[-1, 3]), 1), np.int64),
             np.zeros(max(int(at[-1, 4]), 1), np.int64), np.zeros(max(int(at[-1, 4]), 1), np.int64),
-            np.zeros(need["xt"], np.uint32), np.zeros(need["tile"], np.uint8), np.zeros(PATCH_KEY, np.int64), at,
+            np.zeros(need["xt"], np.uint32), np.zeros(PATCH_KEY, np.int64), at,
             np.zeros(len(rows), np.uint8), np.zeros(max(int(at[-1, 0]), 1), np.uint32),
             np.zeros(max(int(at[-1, 1]), 1), np.uint8), np.zeros(max(int(at[-1, 2]), 1), np.int64))
     for j, r in enumerate(rows):
@@ -206,7 +213,7 @@ def by_words(ins):
 def plan_geometry(work, g):
     """Planned CONV ``g``'s reduction offsets, pixel origins and runs
     (``geometry``, computed once at Init) in the plan's stores."""
-    offs, origins, runs, at = work[4], work[5], work[6], work[10]
+    offs, origins, runs, at = work[4], work[5], work[6], work[9]
     return (offs[at[g, 3]:at[g + 1, 3]], origins[at[g, 4]:at[g + 1, 4]], runs[at[g, 4]:at[g + 1, 4]])
 
 
@@ -304,16 +311,26 @@ def _patch_key(ins, kc, nr):
 
 
 @jit
-def same_patches(ins, kc, nr, tile, key, seen):
+def same_patches(ins, kc, nr, lo, hi, key):
     """Whether the packed B already holds this CONV's patches: the last
-    packed ones had the same geometry (``key``) and their tile the same bytes
-    as ``tile`` (``seen``)."""
-    if key[0] != 1:
+    packed ones had the same geometry and blocking and were read from the
+    same ACT bytes [lo, hi), and nothing has written there since (every
+    writer of ACT reports its bytes to ``act_written``, and a run starts
+    with the key cleared, as it starts with SRAM zeroed)."""
+    if key[0] != 1 or key[12] != lo or key[13] != hi:
         return False
     for i, value in enumerate(_patch_key(ins, kc, nr)):
         if key[i + 1] != value:
             return False
-    return same_bytes(tile, seen)
+    return True
+
+
+@jit
+def act_written(key, lo, hi):
+    """ACT bytes [lo, hi) were written: the packed patches no longer stand
+    for their tile if it lies there."""
+    if key[0] == 1 and lo < key[13] and key[12] < hi:
+        key[0] = 0
 
 
 @jit
@@ -345,12 +362,12 @@ def same_bytes(data, seen):
 
 
 @jit
-def remember_patches(ins, kc, nr, tile, key, seen):
-    """Record the geometry and bytes of the tile about to be packed into B."""
+def remember_patches(ins, kc, nr, lo, hi, key):
+    """Record the geometry and ACT byte range of the tile about to be packed into B."""
     key[0] = 1
     for i, value in enumerate(_patch_key(ins, kc, nr)):
         key[i + 1] = value
-    seen[:tile.shape[0]] = tile
+    key[12], key[13] = lo, hi
 
 
 @jit
@@ -413,7 +430,7 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
     (plan, sums [out_c * P], whether B holds the patches): the GEMM writes
     ``sums``, which is ACC itself for FIRST and MIDDLE (in place) and holds
     ACC's values for LAST."""
-    a, offsets, b, c, _, _, _, xt, seen, key, at, held, a_store, w_store, sum_store = work
+    a, offsets, b, c, _, _, _, xt, key, at, held, a_store, w_store, sum_store = work
     offs, origins, runs = plan_geometry(work, g)
     m, size, steps, kc, mr, nr = plan_shape(tmpl)
     in_c, taps = ins[C_IN_C], ins[C_KH] * ins[C_KW]
@@ -445,10 +462,10 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
     npad = (size + UNIT - 1) // UNIT * UNIT
     b_lanes = b[:steps * npad]
     in_at = abase + ins[C_IN]
-    tile = au8[in_at:in_at + in_c * ins[C_IN_H] * ins[C_IN_W]]
-    packed = same_patches(ins, kc, nr, tile, key, seen)
+    in_end = in_at + in_c * ins[C_IN_H] * ins[C_IN_W]
+    packed = same_patches(ins, kc, nr, in_at, in_end, key)
     if not packed:
-        remember_patches(ins, kc, nr, tile, key, seen)
+        remember_patches(ins, kc, nr, in_at, in_end, key)
         if by_words(ins):
             pixel_words(ins, au8, in_at, xt)
         if pack_b:

@@ -9,7 +9,29 @@ from runtime.jit import jit
 from runtime.sim import conv_gemm
 from runtime.sim.conv import conv
 from runtime.sim.dma import dma_load, dma_store
-from runtime.sim.vector import eltwise, lut, pool
+from runtime.sim.epilogue import C_MODE, C_OUT, C_OUT_BITS, C_OUT_C, out_size
+from runtime.sim.vector import (
+    E_C,
+    E_H,
+    E_OUT,
+    E_OUT_BITS,
+    E_W,
+    L_COUNT,
+    L_OUT,
+    L_OUT_BITS,
+    P_C,
+    P_IN_H,
+    P_IN_W,
+    P_KH,
+    P_KW,
+    P_OUT,
+    P_OUT_BITS,
+    P_SH,
+    P_SW,
+    eltwise,
+    lut,
+    pool,
+)
 
 (D_SPACE, D_ELEM, D_SRAM, D_DRAM, D_Z, D_Y, D_X, D_ZS, D_YS, D_XS, D_PT, D_PB, D_PL, D_PR, D_PV) = (
     column(Op.LOAD, name) for name in (
@@ -18,6 +40,30 @@ from runtime.sim.vector import eltwise, lut, pool
 assert all(column(Op.STORE, name) == column(Op.LOAD, name) for name in ("space", "x_stride"))
 OP_LOAD, OP_STORE, OP_CONV, OP_POOL, OP_ELTWISE, OP_LUT = (
     int(Op.LOAD), int(Op.STORE), int(Op.CONV), int(Op.POOL), int(Op.ELTWISE), int(Op.LUT))
+GEMM_KEY = conv_gemm.KEY
+
+
+@jit
+def act_bytes(ins):
+    """(first, end) of the ACT bytes an instruction writes, relative to its
+    cluster's ACT (end == first when it writes none): a LOAD into ACT its
+    padded box, a CONV that finishes (FULL, LAST) its output, POOL,
+    ELTWISE and LUT theirs."""
+    op = ins[COL_OPCODE]
+    if op == OP_LOAD and ins[D_SPACE] == 1:
+        rows, cols = ins[D_PT] + ins[D_Y] + ins[D_PB], ins[D_PL] + ins[D_X] + ins[D_PR]
+        return ins[D_SRAM], ins[D_SRAM] + ins[D_Z] * rows * cols * ins[D_ELEM]
+    if op == OP_CONV and ins[C_MODE] & 2 == 0:
+        out_h, out_w = out_size(ins)
+        return ins[C_OUT], ins[C_OUT] + ins[C_OUT_C] * out_h * out_w * (ins[C_OUT_BITS] >> 3)
+    if op == OP_POOL:
+        out_h, out_w = (ins[P_IN_H] - ins[P_KH]) // ins[P_SH] + 1, (ins[P_IN_W] - ins[P_KW]) // ins[P_SW] + 1
+        return ins[P_OUT], ins[P_OUT] + ins[P_C] * out_h * out_w * (ins[P_OUT_BITS] >> 3)
+    if op == OP_ELTWISE:
+        return ins[E_OUT], ins[E_OUT] + ins[E_C] * ins[E_H] * ins[E_W] * (ins[E_OUT_BITS] >> 3)
+    if op == OP_LUT:
+        return ins[L_OUT], ins[L_OUT] + ins[L_COUNT] * (ins[L_OUT_BITS] >> 3)
+    return 0, 0
 
 
 @jit
@@ -26,8 +72,11 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
     """Execute order[pos:] (rows of prog); return len(order) when done, the
     position of a ``large`` CONV to run outside, or -(position + 1) after a
     bad PARAM value (err: kind, index, value, then the row). CONVs with a
-    GEMM plan (``gemm_index`` >= 0, runtime/sim/conv_gemm.py) run on it."""
+    GEMM plan (``gemm_index`` >= 0, runtime/sim/conv_gemm.py) run on it;
+    every write to ACT is reported to the plans' key of packed patches
+    (``conv_gemm.act_written``)."""
     n = order.shape[0]
+    key = gemm_work[GEMM_KEY]
     while pos < n:
         r = order[pos]
         ins = prog[r]
@@ -64,5 +113,8 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
             eltwise(ins, a8, a16, ab)
         elif op == OP_LUT:
             lut(ins, a8, a16, ab, w8, w16, wb)
+        first, end = act_bytes(ins)
+        if end > first:
+            conv_gemm.act_written(key, ab + first, ab + end)
         pos += 1
     return n

@@ -47,7 +47,7 @@ from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
 from runtime.sim import conv_gemm, lanes
 from runtime.sim.errors import SimulatorError
-from runtime.sim.interpreter import interpret
+from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
 from runtime.sim.memory import CardMemory
 from runtime.sim.params import KINDS, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW
 from runtime.sim.schedule import schedule
@@ -255,6 +255,9 @@ class Simulator:
                                      f"{self.dram_bytes_used}")
         for memory in self._memory.values():
             memory.clear()
+        for phase in self._phases:  # SRAM is zeroed: no packed patches stand for a tile any more
+            for lane in phase:
+                lane.run.gemm.work[GEMM_KEY][0] = 0
         for number, phase in zip(self._phase_numbers, self._phases):
             concurrent = len(phase) > 1 and len(phase) >= parallel.NUM_THREADS
             for e in range(1 + max(lane.stops.size for lane in phase)):
@@ -290,6 +293,10 @@ class Simulator:
             if not done:
                 err[3] = row
                 raise self._param_error(run, err)
+            first, end = act_bytes(run.prog[row])
+            if end > first:
+                base = mem.act.stride * int(run.slot[row])
+                conv_gemm.act_written(gemm.work[GEMM_KEY], base + int(first), base + int(end))
             pos += 1
 
     def _param_error(self, run: _CardRun, err: np.ndarray) -> SimulatorError:

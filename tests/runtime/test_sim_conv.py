@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.isa import AccMode, Op, Space, instr
+from runtime import isa
+from runtime.isa import AccMode, EltOp, Op, PoolMode, Space, instr
+from runtime.isa import Token as T
 from runtime.sim import Simulator, conv_gemm
 from runtime.sim import conv as conv_module
 from runtime.sim import simulator as sim_module
@@ -24,6 +26,7 @@ from tests.helpers.simulator import (
     as_load,
     conv_epilogue,
     conv_sums,
+    flat_box,
     padded,
     records,
     simulate,
@@ -360,3 +363,84 @@ def test_same_bytes_finds_any_changed_byte_at_any_length_and_offset():
                 other = seen.copy()
                 other[at] ^= 0x10
                 assert not same_bytes(data, other), (length, at)
+
+
+@pytest.mark.parametrize("in_c, kernel", [(8, (3, 3)), (32, (1, 1))], ids=["pixel-words", "tile-bytes"])
+@pytest.mark.parametrize("large", [False, True])
+def test_packed_patches_are_packed_again_after_any_write_into_their_tile(in_c, kernel, large):
+    """Packed patches stand for their tile's ACT bytes until something
+    writes there: a LOAD, POOL, ELTWISE, LUT or CONV output into part of
+    the tile (one past its end must not matter; on the pool, the CONV is
+    run from Python, which reports its output), or a new run (SRAM zeroed:
+    the first CONV reads zeros again although the run before ended with the
+    tile loaded). Each CONV over the tile has the same geometry, so only
+    those writes tell them apart; the planned GEMM must give the bytes of
+    the direct kernels (no plans, no reuse), run after run."""
+    rng = np.random.default_rng(21)
+    kh, kw = kernel
+    hw, out_c, tile_at, src_at, out_at = (6, 9), 16, 0, 64 * 1024, 128 * 1024
+    size = in_c * hw[0] * hw[1]
+    rec_at, table_at = 100 * 1024, 110 * 1024
+    weights = [values(rng, 8, (out_c, in_c, kh, kw)) for _ in range(7)]
+    loads = [as_load(Space.WGT, j * 8 * 1024, w) for j, w in enumerate(weights)]
+    loads += [as_load(Space.WGT, rec_at, records(rng, out_c, 1000, True)),
+              as_load(Space.WGT, table_at, values(rng, 8, 256)), as_load(Space.ACT, src_at, values(rng, 8, 64))]
+    image = Image()
+    prog = []
+    for j, (space, sram, array) in enumerate(loads):
+        prog.append(instr(Op.LOAD, T.PUSH_NEXT if j == len(loads) - 1 else 0, space=space, sram_addr=sram,
+                          dram_addr=image.put(array), **flat_box(array.nbytes)))
+    geometry = dict(in_addr=tile_at, in_bits=8, in_c=in_c, in_h=hw[0], in_w=hw[1], wgt_bits=8, groups=1,
+                    kernel_h=kh, kernel_w=kw, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=out_c,
+                    acc_mode=AccMode.FULL, out_bits=8, out_zero=1, lo=-128, hi=127, param_addr=rec_at)
+    outs = []
+
+    def conv(flags=0):
+        j = len(outs)
+        outs.append(out_at + j * 4096)
+        return instr(Op.CONV, flags, wgt_addr=j * 8 * 1024, out_addr=outs[-1], **geometry)
+
+    inside, past = tile_at + size // 2, tile_at + size  # a write into the tile's middle, one just past its end
+    tile = values(rng, 8, size)
+    prog += [conv(T.POP_PREV | T.PUSH_PREV),  # over zeros (SRAM starts zeroed every run)
+             instr(Op.LOAD, T.POP_NEXT | T.PUSH_NEXT, space=Space.ACT, sram_addr=tile_at, dram_addr=image.put(tile),
+                   **flat_box(size)),
+             conv(T.POP_PREV),
+             instr(Op.POOL, mode=PoolMode.MAX, in_addr=src_at, in_bits=8, c=1, in_h=1, in_w=8, kernel_h=1,
+                   kernel_w=1, stride_h=1, stride_w=1, out_addr=inside, out_bits=8, lo=-128, hi=127),
+             conv(),
+             instr(Op.ELTWISE, func=EltOp.COPY, c=1, h=1, w=8, a_addr=src_at + 8, a_bits=8, a_mult=1 << 30,
+                   a_shift=30, out_addr=inside + 8, out_bits=8, lo=-128, hi=127),
+             conv(),
+             instr(Op.LUT, in_addr=src_at + 16, count=8, param_addr=table_at, out_addr=inside - 8, out_bits=8),
+             conv(),
+             instr(Op.ELTWISE, func=EltOp.COPY, c=1, h=1, w=8, a_addr=src_at + 24, a_bits=8, a_mult=1 << 30,
+                   a_shift=30, out_addr=past, out_bits=8, lo=-128, hi=127),
+             conv(),
+             # a CONV (too few channels to be planned: the key stays the tile's) writing into the tile
+             instr(Op.CONV, wgt_addr=0, **{**geometry, "in_addr": src_at, "out_c": 4, "out_addr": inside}),
+             conv(T.PUSH_NEXT)]
+    stored = []
+    for j, at in enumerate(outs):
+        stored.append(image.reserve(4096))
+        prog.append(instr(Op.STORE, T.POP_PREV if j == 0 else 0, space=Space.ACT, sram_addr=at, dram_addr=stored[-1],
+                          **flat_box(4096)))
+    stream = isa.encode_stream(prog + [instr(Op.END)])
+
+    def run(settings):
+        with mock.patch.object(sim_module, "LARGE_CONV_MACS", 0 if large else 1 << 62), \
+                mock.patch.multiple(conv_gemm, **settings):
+            sim = Simulator(CONFIG, {(0, 0): stream}, image.top)
+        got = []
+        for _ in range(2):
+            dram = image.data.copy()
+            sim.run([dram])
+            got.append([dram[a:a + 4096].copy() for a in stored])
+        return sim, got
+
+    planned, got = run(dict(MIN_MACS=0))
+    assert int((planned._phases[0][0].run.gemm.index >= 0).sum()) == len(outs), "a CONV left the planned GEMM"
+    _, expected = run(_NO_PLANS)
+    for r in range(2):
+        for j in range(len(outs)):
+            np.testing.assert_array_equal(got[r][j], expected[r][j], err_msg=f"run {r}, CONV {j}")
