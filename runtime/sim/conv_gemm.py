@@ -188,6 +188,7 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
             np.zeros(need["xt"], np.uint32), np.zeros(PATCH_KEY, np.int64), at,
             np.zeros(len(rows), np.uint8), np.zeros(max(int(at[-1, 0]), 1), np.uint32),
             np.zeros(max(int(at[-1, 1]), 1), np.uint8), np.zeros(max(int(at[-1, 2]), 1), np.int64))
+    assert work[KEY].shape == (PATCH_KEY,), "KEY names the key of the packed patches"
     for j, r in enumerate(rows):
         geometry(prog[r], *plan_geometry(work, j))
     kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
