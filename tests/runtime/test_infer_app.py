@@ -264,16 +264,23 @@ ie.Free()
 actors, warnings, seen = [], [], []
 
 def sink(row):
-    if not seen:
-        ray.kill(actors[1], no_restart=True)
     seen.append(row.index)
 
+def start(handles):
+    actors.extend(handles)
+    ray.kill(actors[1], no_restart=True)
+    while True:  # dead before the run sends it a shard (the kill lands asynchronously)
+        try:
+            ray.get(actors[1].node.remote(), timeout=30)
+        except ray.exceptions.RayActorError:
+            break
+
 result = run_on_ray(binary, paths, settings, RayOptions(address, actors=2, shard=4), max_bs=4, sink=sink,
-                    warn=warnings.append, started=actors.extend)
+                    warn=warnings.append, started=start)
 assert [(r.index, r.file, r.top) for r in result.rows] == expected, "rows differ from one host's"
 assert seen == list(range(len(paths))), seen
 assert any("Ray actor 1 failed" in line for line in warnings), warnings
-assert {r.instance for r in result.rows[-len(paths) // 4:]} == {0}, "actor 1 ran rows after it was killed"
+assert {r.instance for r in result.rows} == {0}, "actor 1 ran rows after it was killed"
 assert not ray.is_initialized()
 print("OK", len(paths), warnings)
 """
@@ -281,8 +288,12 @@ print("OK", len(paths), warnings)
 
 def test_an_actor_killed_mid_run_loses_and_repeats_nothing(digits, ray_head):
     """The Python API (run_on_ray) in a driver process: actor 1 is killed
-    when the first row arrives; the shards it held run on actor 0, every
-    image once, in input order, as on one host."""
+    once the actors are up, before the run sends it a shard; the shards sent
+    to it fail and run on actor 0, every image once, in input order, as on
+    one host. (Killed when the first row arrived, as this test did before,
+    actor 1 could already have finished shards of the last quarter when the
+    driver was slow to collect row 0, or all of its shards: a flake of the
+    whole suite, more likely as the simulator got faster.)"""
     import os
 
     root = digits[0]
