@@ -47,34 +47,6 @@ def _requantize(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, 
 
 
 @jit(inline="always")
-def _requantize32(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
-    """``_requantize`` for int32 accumulators: |a| <= 2^31 and a residual's
-    |res - rz| < 2^17 (8- or 16-bit values and zero point; the validator
-    bounds the multipliers and shifts), so ``rescale_small`` is exact, and the
-    loops have no branch left that stops LLVM vectorising them."""
-    if residual:
-        for i in range(_u(count)):
-            a = np.int64(acc[_u(a0) + i])
-            v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
-            v += rescale_small(np.int64(res[_u(r0) + i]) - rz, rm, rs)
-            out[_u(o0) + i] = min(max(v + oz, lo), hi)
-        return
-    for i in range(_u(count)):
-        a = np.int64(acc[_u(a0) + i])
-        v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
-        out[_u(o0) + i] = min(max(v + oz, lo), hi)
-
-
-@jit(inline="always")
-def _requantize_any(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi):
-    """The vectorising loops for int32 accumulators, the general ones for int64."""
-    if acc.itemsize == 4:
-        _requantize32(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
-    else:
-        _requantize(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
-
-
-@jit(inline="always")
 def _multipliers(ins, wgt32, wbase, k):
     """(mult, shift, neg_mult, neg_shift) of channel k's PARAM record."""
     rec = ((wbase + ins[C_PARAM]) >> 2) + RECORD_WORDS * k
@@ -85,24 +57,27 @@ def _multipliers(ins, wgt32, wbase, k):
 @jit
 def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
     """Output channel k of a FULL or LAST CONV from its accumulators
-    ``acc`` (1-D, int32 or int64, already the device accumulator's values);
-    one loop per combination of output and residual width, then the table.
-    The per-channel kernels' (dot products, 16-bit loops) own."""
+    ``acc`` (1-D, int32 or int64, already the device accumulator's values),
+    for the per-channel kernels (dot products, row sums, 16-bit loops):
+    int32 through ``epilogue_block``, int64 through the general loops (one
+    per combination of output and residual width), then the table."""
     size = acc.shape[0]
+    if acc.itemsize == 4:  # the vectorising loops of the block form, for this one channel
+        epilogue_block(k, k + 1, acc.reshape(1, size), ins, a8, a16, abase, wgt32, wbase, 0, size, k)
+        return
     m, n, neg_m, neg_n = _multipliers(ins, wgt32, wbase, k)
     dst, oz, lo, hi = abase + ins[C_OUT] + k * size * (ins[C_OUT_BITS] >> 3), ins[C_OZ], ins[C_LO], ins[C_HI]
     res = abase + ins[C_RES_ADDR] + k * size * (ins[C_RES_BITS] >> 3)
     rz, rm, rs, residual = ins[C_RES_ZERO], ins[C_RES_MULT], ins[C_RES_SHIFT], ins[C_RES] == 1
     if ins[C_OUT_BITS] == 8:
         if ins[C_RES_BITS] == 16:
-            _requantize_any(acc, 0, a8, dst, a16, res >> 1, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+            _requantize(acc, 0, a8, dst, a16, res >> 1, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
         else:
-            _requantize_any(acc, 0, a8, dst, a8, res, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+            _requantize(acc, 0, a8, dst, a8, res, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     elif ins[C_RES_BITS] == 16:
-        _requantize_any(acc, 0, a16, dst >> 1, a16, res >> 1, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo,
-                        hi)
+        _requantize(acc, 0, a16, dst >> 1, a16, res >> 1, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     else:
-        _requantize_any(acc, 0, a16, dst >> 1, a8, res, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
+        _requantize(acc, 0, a16, dst >> 1, a8, res, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
         table = wbase + ins[C_LUT_ADDR]
         out8, out16 = a8[dst:dst + size], a16[dst >> 1:(dst >> 1) + size]
@@ -145,8 +120,11 @@ def epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, col0, co
 
 @jit
 def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, col0, col1, row0):
-    """Each channel's columns [col0, col1) requantised by its PARAM record
-    (int32 accumulators, ``_requantize32``'s loops): channel k's
+    """Each channel's columns [col0, col1) requantised by its PARAM record,
+    for int32 accumulators: |a| <= 2^31 and a residual's |res - rz| < 2^17
+    (8- or 16-bit values and zero point; the validator bounds the
+    multipliers and shifts), so ``rescale_small`` is exact, and the loops
+    have no branch left that stops LLVM vectorising them. Channel k's
     accumulators at acc[(k - row0)·size:] (``acc`` flat), its outputs at
     out[o0 + k·size:], its residual at res[r0 + k·size:]. The loops are
     written out here rather than inlined per channel: an inlined helper
