@@ -34,16 +34,17 @@ from __future__ import annotations
 import threading
 from fractions import Fraction
 
+import numba
 import numpy as np
 
 from runtime import gemm
 from runtime.errors import KernelError
 from runtime.jit import jit
-from runtime.kernels.conv_epilogue import NO_CLAMP, finish_row
+from runtime.kernels.conv_epilogue import NO_CLAMP, clamp_value
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_window import valid_range
 from runtime.kernels.weight_cache import WeightCache
-from runtime.parallel import parallel_for
+from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 
 POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, Fraction(-1, 2))}
 """Interpolation points (besides infinity) of F(m x m, 3 x 3) per tile size m."""
@@ -93,78 +94,108 @@ _B_T = {m: b_t.astype(np.float32) for m, (_, _, b_t) in _MATRICES.items()}
 # ---------------------------------------------------------------- Numba loops
 # Both transforms work on whole planes so that every loop is a long
 # unit-stride run that LLVM vectorises (one tile row is too short for
-# 16-lane vectors). A plane's tiles are numbered ty*(TW+1) + tx: each tile
-# row has one extra tile, never used, so that a shift by one tile column stays
-# inside a flat run. The padded plane is (TH+1)*m rows of (TW+1)*m columns.
-# Loops are plain loops over views indexed from 0 (Numba's slice assignment
-# costs tens of nanoseconds per call); the m = 2 and m = 4 cases of the
-# (de)interleaving loops are spelt out so that LLVM vectorises them.
-@jit(fastmath=True)
-def _combine(dst, coefs, start, flat, offsets, terms, places):
-    """dst[z] = start + sum_j coefs[j] * flat[offsets[j] + z] in one pass over
-    the nonzero coefficients only; ``terms`` and ``places`` (6 floats, 6
-    ints) are scratch space."""
-    count = 0
-    for t in range(6):
-        terms[t], places[t] = 0, 0
-    for j in range(coefs.shape[0]):
-        if coefs[j] != 0:
-            terms[count], places[count] = coefs[j], offsets[j]
-            count += 1
-    c0, c1, c2, c3, c4, c5 = terms[0], terms[1], terms[2], terms[3], terms[4], terms[5]
-    s0, s1, s2 = flat[places[0]:], flat[places[1]:], flat[places[2]:]
-    s3, s4, s5 = flat[places[3]:], flat[places[4]:], flat[places[5]:]
-    if count <= 2:
-        for z in range(dst.shape[0]):
-            dst[z] = start + c0 * s0[z] + c1 * s1[z]
-    elif count == 3:
-        for z in range(dst.shape[0]):
-            dst[z] = start + c0 * s0[z] + c1 * s1[z] + c2 * s2[z]
-    elif count == 4:
-        for z in range(dst.shape[0]):
-            dst[z] = start + c0 * s0[z] + c1 * s1[z] + c2 * s2[z] + c3 * s3[z]
-    elif count == 5:
-        for z in range(dst.shape[0]):
-            dst[z] = start + c0 * s0[z] + c1 * s1[z] + c2 * s2[z] + c3 * s3[z] + c4 * s4[z]
-    else:
-        for z in range(dst.shape[0]):
-            dst[z] = start + c0 * s0[z] + c1 * s1[z] + c2 * s2[z] + c3 * s3[z] + c4 * s4[z] + c5 * s5[z]
+# 16-lane vectors). A plane's tiles are numbered u = ty*(TW+1) + tx: each
+# tile row has one extra tile, never used, so that a shift by one tile
+# column stays inside a flat run. Every array is indexed flat, from offsets
+# computed per plane, with unsigned indices: no views are made inside the
+# loops (each view costs reference-count atomics that both threads contend
+# for, tens of nanoseconds, and a plane's transform makes dozens of runs),
+# and LLVM drops the negative-index tests.
+_u = numba.uint64
+
+
+@jit
+def _terms(coefs):
+    """The nonzero entries of each row of ``coefs`` (rows x at most 6):
+    their values, their column indices and their count per row."""
+    rows = coefs.shape[0]
+    cf = np.zeros((rows, 6), dtype=coefs.dtype)
+    js = np.zeros((rows, 6), dtype=np.int64)
+    counts = np.zeros(rows, dtype=np.int64)
+    for r in range(rows):
+        for j in range(min(coefs.shape[1], 6)):
+            if coefs[r, j] != 0:
+                cf[r, counts[r]], js[r, counts[r]] = coefs[r, j], j
+                counts[r] += 1
+    return cf, js, counts
 
 
 @jit(inline="always")
-def _copy(dst, src):
-    for z in range(dst.shape[0]):
-        dst[z] = src[z]
-
-
-@jit(fastmath=True)
-def _deinterleave(src, flat, stride, m):
-    """flat[px*stride + q] = src[q*m + px] for q < len(src) // m: src cut
-    into its m phases (m is 2 or 4)."""
-    count = src.shape[0] // m
-    if m == 4:
-        r0, r1, r2, r3 = flat[:count], flat[stride:], flat[2 * stride:], flat[3 * stride:]
-        for q in range(count):
-            r0[q], r1[q], r2[q], r3[q] = src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]
+def _lincomb(dst, d0, src, offs, cf, count, length, start):
+    """dst[d0 + z] = start + sum_t cf[t] * src[offs[t] + z] for z < length,
+    over the ``count`` (1 to 6) terms: one pass, no zero terms (0 * Inf
+    would be NaN)."""
+    d, n = _u(d0), _u(length)
+    c0, c1, c2, c3, c4, c5 = cf[0], cf[1], cf[2], cf[3], cf[4], cf[5]
+    o0, o1, o2 = _u(offs[0]), _u(offs[1]), _u(offs[2])
+    o3, o4, o5 = _u(offs[3]), _u(offs[4]), _u(offs[5])
+    if count == 1:
+        for z in range(n):
+            dst[d + z] = start + c0 * src[o0 + z]
+    elif count == 2:
+        for z in range(n):
+            dst[d + z] = start + c0 * src[o0 + z] + c1 * src[o1 + z]
+    elif count == 3:
+        for z in range(n):
+            dst[d + z] = start + c0 * src[o0 + z] + c1 * src[o1 + z] + c2 * src[o2 + z]
+    elif count == 4:
+        for z in range(n):
+            dst[d + z] = start + c0 * src[o0 + z] + c1 * src[o1 + z] + c2 * src[o2 + z] + c3 * src[o3 + z]
+    elif count == 5:
+        for z in range(n):
+            dst[d + z] = (start + c0 * src[o0 + z] + c1 * src[o1 + z] + c2 * src[o2 + z] + c3 * src[o3 + z]
+                          + c4 * src[o4 + z])
     else:
-        r0, r1 = flat[:count], flat[stride:]
-        for q in range(count):
-            r0[q], r1[q] = src[2 * q], src[2 * q + 1]
+        for z in range(n):
+            dst[d + z] = (start + c0 * src[o0 + z] + c1 * src[o1 + z] + c2 * src[o2 + z] + c3 * src[o3 + z]
+                          + c4 * src[o4 + z] + c5 * src[o5 + z])
 
 
-@jit(fastmath=True)
-def _interleave(dst, flat, stride, m):
-    """dst[q*m + px] = flat[px*stride + q] for q < len(dst) // m: the
-    inverse of _deinterleave (m is 2 or 4)."""
-    count = dst.shape[0] // m
+@jit(inline="always")
+def _deinterleave(src, dst, count, stride, m):
+    """dst[px*stride + q] = src[q*m + px] for q < count: src cut into its m
+    phases (m is 2 or 4), spelt out per m so that LLVM vectorises it."""
+    n, s = _u(count), _u(stride)
     if m == 4:
-        r0, r1, r2, r3 = flat[:count], flat[stride:], flat[2 * stride:], flat[3 * stride:]
-        for q in range(count):
-            dst[4 * q], dst[4 * q + 1], dst[4 * q + 2], dst[4 * q + 3] = r0[q], r1[q], r2[q], r3[q]
+        for q in range(n):
+            dst[q], dst[s + q], dst[2 * s + q], dst[3 * s + q] = src[4 * q], src[4 * q + 1], src[4 * q + 2], \
+                src[4 * q + 3]
     else:
-        r0, r1 = flat[:count], flat[stride:]
-        for q in range(count):
-            dst[2 * q], dst[2 * q + 1] = r0[q], r1[q]
+        for q in range(n):
+            dst[q], dst[s + q] = src[2 * q], src[2 * q + 1]
+
+
+@jit(inline="always")
+def _interleave(dst, src, s0, count, stride, m):
+    """dst[q*m + px] = src[s0 + px*stride + q] for q < count: the inverse
+    of _deinterleave (m is 2 or 4)."""
+    n, s, b = _u(count), _u(stride), _u(s0)
+    if m == 4:
+        for q in range(n):
+            dst[4 * q], dst[4 * q + 1], dst[4 * q + 2], dst[4 * q + 3] = src[b + q], src[b + s + q], \
+                src[b + 2 * s + q], src[b + 3 * s + q]
+    else:
+        for q in range(n):
+            dst[2 * q], dst[2 * q + 1] = src[b + q], src[b + s + q]
+
+
+@jit(inline="always")
+def _finish(y, d0, row, res, count, lo, hi, has_res, has_clamp):
+    """y[d0 + z] = row[z] (+ res[d0 + z]) (clamped to [lo, hi]) for z <
+    count, the steps as flagged (``res`` may be ``y`` itself)."""
+    d, n = _u(d0), _u(count)
+    if has_res and has_clamp:
+        for z in range(n):
+            y[d + z] = clamp_value(row[z] + res[d + z], lo, hi)
+    elif has_res:
+        for z in range(n):
+            y[d + z] = row[z] + res[d + z]
+    elif has_clamp:
+        for z in range(n):
+            y[d + z] = clamp_value(row[z], lo, hi)
+    else:
+        for z in range(n):
+            y[d + z] = row[z]
 
 
 @jit(fastmath=True)
@@ -175,46 +206,50 @@ def _input_tiles(start, stop, x, v, b_t, geo):
     TH, TW); v: (n*n, C, N*TH*(TW+1)), tiles numbered (image*TH + ty)*(TW+1)
     + tx.
 
-    The padded plane's rows go to ``padded`` grouped by row phase py (rows
-    py, py + m, ...), each group is cut into its column phases px, so that
-    element (j, l) of every tile lies in phase (j % m, l % m) at one offset
-    from the tile's number. For each i, the column transform (over j) goes
-    into ``half`` (all phases px in one run: they lie ``size`` apart in
-    both), the row transform (over l) from there into v."""
+    The padded plane's rows go to ``padded`` grouped by row phase (rows py,
+    py + m, ...: tile row ty's row j is then at one offset from ty in every
+    group), so the column transform over j, for all tile rows at once, is
+    one run per output row i (into ``rows``); that run, cut into its m
+    column phases, gives the row transform over l as one run per (i, k)."""
     top, left, th, tw = geo[0], geo[1], geo[2], geo[3]
     batch, chans, height, width = x.shape
     n = b_t.shape[0]
     m = n - 2
     cols = tw + 1
     span = th * cols
-    size = (th + 1) * cols
-    if v.shape[0] != n * n or v.shape[1] != chans or v.shape[2] != batch * span or n not in (4, 6):
+    pitch = cols * m
+    groups = th + 1
+    tiles = v.shape[2]
+    if v.shape[0] != n * n or v.shape[1] != chans or tiles != batch * span or n not in (4, 6) or b_t.shape[1] != n:
         return
-    if min(top, left) < 0 or left + width > cols * m or top + height > (th + 1) * m:
+    if min(top, left) < 0 or left + width > pitch or top + height > groups * m:
         return
-    padded = np.zeros((m, th + 1, cols * m), dtype=x.dtype)
-    flat_padded = padded.reshape(m, size * m)
-    phases = np.empty(m * m * size, dtype=x.dtype)
-    half = np.zeros(m * size, dtype=x.dtype)
-    offsets = np.empty(n, dtype=np.int64)
-    terms, places = np.zeros(6, dtype=x.dtype), np.zeros(6, dtype=np.int64)
-    zero = x.dtype.type(0)
+    padded = np.zeros(m * groups * pitch, dtype=x.dtype)
+    rows = np.empty(span * m, dtype=x.dtype)
+    phases = np.zeros(m * (span + 1), dtype=x.dtype)
+    cf, js, counts = _terms(b_t)
+    offs = np.zeros(6, dtype=np.int64)
+    xs, vs = x.reshape(-1), v.reshape(-1)
     for p in range(start, min(stop, batch * chans)):
         c = p % chans
         image = p // chans
         for py in range(m):
-            lo_y, hi_y = valid_range(py - top, m, height, th + 1)
-            for qy in range(lo_y, hi_y):
-                _copy(padded[py, qy, left:left + width], x[image, c, qy * m + py - top])
-            _deinterleave(flat_padded[py], phases[py * m * size:], size, m)
+            lo_y, hi_y = valid_range(py - top, m, height, groups)
+            for q in range(lo_y, hi_y):
+                src = _u(((image * chans + c) * height + q * m + py - top) * width)
+                dst = _u((py * groups + q) * pitch + left)
+                for z in range(_u(width)):
+                    padded[dst + z] = xs[src + z]
         for i in range(n):
-            for j in range(n):
-                offsets[j] = (j % m) * m * size + (j // m) * cols
-            _combine(half[:(m - 1) * size + span], b_t[i], zero, phases, offsets, terms, places)
-            for j in range(n):
-                offsets[j] = (j % m) * size + j // m
+            for t in range(counts[i]):
+                offs[t] = ((js[i, t] % m) * groups + js[i, t] // m) * pitch
+            _lincomb(rows, 0, padded, offs, cf[i], counts[i], span * m, 0)
+            _deinterleave(rows, phases, span, span + 1, m)
             for k in range(n):
-                _combine(v[i * n + k, c, image * span:(image + 1) * span], b_t[k], zero, half, offsets, terms, places)
+                for t in range(counts[k]):
+                    offs[t] = (js[k, t] % m) * (span + 1) + js[k, t] // m
+                _lincomb(vs, ((i * n + k) * chans + c) * tiles + image * span, phases, offs, cf[k], counts[k], span,
+                         0)
 
 
 @jit(fastmath=True)
@@ -223,8 +258,8 @@ def _output_tiles(start, stop, prods, y, a_t, bias, geo, res, clamp, flags):
     m x m tile of y (N, K, OH, OW) is A^T M A + bias[k], M the tile's n x n
     products in prods (n*n, K, N*TH*(TW+1)); geo = (TH, TW). Tiles past the
     output's edges are cropped. The fused epilogue follows on each output
-    row: + res (the output's shape, flags[0]), clamp to [clamp[0], clamp[1]]
-    (flags[1])."""
+    row: + res (the output's shape, flags[0]; it may be y itself), clamp to
+    [clamp[0], clamp[1]] (flags[1])."""
     th, tw = geo[0], geo[1]
     batch, out_c, out_h, out_w = y.shape
     m, n = a_t.shape
@@ -236,33 +271,30 @@ def _output_tiles(start, stop, prods, y, a_t, bias, geo, res, clamp, flags):
     if bias.shape[0] != out_c or th * m < out_h or tw * m < out_w or (flags[0] and res.shape != y.shape):
         return
     lo, hi = clamp[0], clamp[1]
-    half = np.empty((n, m, span), dtype=y.dtype)
-    flat_half = half.reshape(-1)
-    rows = np.empty((m, span), dtype=y.dtype)
-    flat_rows = rows.reshape(-1)
-    merged = np.empty((th, cols * m), dtype=y.dtype)
-    flat_merged = merged.reshape(-1)
-    flat_prods = prods.reshape(-1)
-    offsets = np.empty(n, dtype=np.int64)
-    terms, places = np.zeros(6, dtype=y.dtype), np.zeros(6, dtype=np.int64)
+    half = np.empty(n * m * span, dtype=y.dtype)
+    done = np.empty(m * m * span, dtype=y.dtype)
+    row = np.empty(tw * m, dtype=y.dtype)
+    cf, js, counts = _terms(a_t)
+    offs = np.zeros(6, dtype=np.int64)
+    ps, ys, rs = prods.reshape(-1), y.reshape(-1), res.reshape(-1)
     zero = y.dtype.type(0)
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
         image = p // out_c
         for i in range(n):
-            for j in range(n):
-                offsets[j] = ((i * n + j) * out_c + k) * tiles + image * span
             for b in range(m):
-                _combine(half[i, b], a_t[b], zero, flat_prods, offsets, terms, places)
+                for t in range(counts[b]):
+                    offs[t] = ((i * n + js[b, t]) * out_c + k) * tiles + image * span
+                _lincomb(half, (i * m + b) * span, ps, offs, cf[b], counts[b], span, zero)
         for a in range(m):
-            for i in range(n):
-                offsets[i] = i * m * span
-            _combine(flat_rows, a_t[a], bias[k], flat_half, offsets, terms, places)
-            _interleave(flat_merged, flat_rows, span, m)
+            for b in range(m):
+                for t in range(counts[a]):
+                    offs[t] = (js[a, t] * m + b) * span
+                _lincomb(done, (a * m + b) * span, half, offs, cf[a], counts[a], span, bias[k])
             for ty in range(min(th, (out_h - a + m - 1) // m)):
-                row = ty * m + a
-                finish_row(y[image, k, row], merged[ty], res[image, k, row] if flags[0] else merged[ty], lo, hi,
-                           flags[0], flags[1])
+                _interleave(row, done, a * m * span + ty * cols, tw, span, m)
+                _finish(ys, ((image * out_c + k) * out_h + ty * m + a) * out_w, row, rs, out_w, lo, hi, flags[0],
+                        flags[1])
 
 
 # ---------------------------------------------------------------- weights
@@ -408,3 +440,24 @@ def _check(x, u, b, out, pads, m: int) -> None:
     expected = (x.shape[0], shape[1], x.shape[2] + pads[0] + pads[2] - 2, x.shape[3] + pads[1] + pads[3] - 2)
     if out.shape != expected or min(expected) < 1:
         raise KernelError(f"Conv: Winograd output has shape {list(out.shape)}, expected {list(expected)}")
+
+
+# ---------------------------------------------------------------- team drivers (runtime.parallel)
+@drives(_input_tiles)
+@jit
+def _input_tiles_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _input_tiles(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
+
+
+@drives(_output_tiles)
+@jit
+def _output_tiles_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        _output_tiles(spans[index, 0], spans[index, 1], *args)
+        index = team_next(team, True)
+    return team_leave(team, state, role)
