@@ -99,9 +99,33 @@ def lower_with_names(graph: Graph) -> tuple[Program, dict[Value, str]]:
     inputs = [lowering.slot_of(v) for v in graph.inputs]
     lowering.lower_nodes(graph)
     outputs = [lowering.slot_of(v) for v in graph.outputs]
-    program = Program(lowering.names, inputs, outputs, lowering.steps, lowering.constants, lowering.types,
-                      graph.name)
+    steps = residuals_in_place(lowering.steps, inputs, outputs, lowering.constants)
+    program = Program(lowering.names, inputs, outputs, steps, lowering.constants, lowering.types, graph.name)
     return program, {value: lowering.names[slot] for value, slot in lowering.slots.items()}
+
+
+RESIDUAL = 3
+"""FusedConv's input index of the residual (X, W, B, R)."""
+
+
+def residuals_in_place(steps: list[Step], inputs: list[int], outputs: list[int], constants) -> list[Step]:
+    """The steps, each FusedConv whose residual is read for the last time
+    by it marked ``inplace`` = RESIDUAL: its output may go into the
+    residual's own memory, which is then still in cache and needs no fresh
+    buffer (onnxruntime's Conv + Add fusion reuses its Sum input the same
+    way). Never a program input, output or constant; the executor still
+    keeps values a caller fetches or watches."""
+    last = {slot: index for index, step in enumerate(steps) for slot in step.inputs}
+    kept = set(inputs) | set(outputs) | set(constants)
+    marked = []
+    for index, step in enumerate(steps):
+        if step.kernel == "FusedConv" and len(step.inputs) == RESIDUAL + 1:
+            residual = step.inputs[RESIDUAL]
+            if (residual != NO_SLOT and residual not in kept and last[residual] == index
+                    and step.inputs.count(residual) == 1):
+                step = Step(step.kernel, step.inputs, step.outputs, {**step.attrs, "inplace": RESIDUAL}, step.name)
+        marked.append(step)
+    return marked
 
 
 def lower_attrs(node: Node) -> dict[str, Any]:

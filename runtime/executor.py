@@ -4,8 +4,9 @@ Every CPU path (the float reference, CPU fallback segments, constant folding
 through single kernels, calibration) runs through here. Values are freed after
 their last use unless the caller asked to fetch them, so any named
 intermediate can be returned without keeping every activation alive. A step
-that may write its result into one of its inputs (``attrs["inplace"]``, the
-fused element-wise kernel) does not when that input is fetched.
+that may write its result into one of its inputs (``attrs["inplace"]``: the
+fused element-wise kernel, FusedConv into its residual) does not when that
+input is fetched, watched or one of the caller's inputs.
 """
 from __future__ import annotations
 
@@ -141,11 +142,14 @@ class Executor:
         plan = self._plans.get(key)
         if plan is None:
             frees = self.program.last_uses(set(wanted))
-            protected = set(wanted) | set(watched)
+            protected = set(wanted) | set(watched) | set(self.program.inputs)
             plan, index = [], 0
             while index < len(self._calls):
                 pair = self._pairs.get(index)
-                if pair is not None and pair[2] not in protected:
+                # a pair whose second step must not write in place runs as two steps
+                second = self._calls[index + 1][1] if pair is not None else None
+                if (pair is not None and pair[2] not in protected
+                        and _attrs_keeping(second, protected) is second.attrs):
                     fused, step, _ = pair
                     plan.append((fused, step, step.attrs, frees[index] + frees[index + 1]))
                     index += 2
@@ -224,7 +228,7 @@ class Executor:
 
 def _attrs_keeping(step, wanted: set[int]):
     """The step's attributes, with in-place writing off if it would
-    overwrite a wanted value."""
+    overwrite a protected value (fetched, watched, or a caller's input)."""
     inplace = step.attrs.get("inplace", -1)
     if isinstance(inplace, int) and 0 <= inplace < len(step.inputs) and step.inputs[inplace] in wanted:
         return {**step.attrs, "inplace": -1}

@@ -331,6 +331,9 @@ class PackedProduct:
         self.bias = row_bias(op, bias, 1, m, np.float32, False)
         self.clamp = clamp_array(op, clamp)
         self.residual = residual
+        self.single_block = block_depth(depth) >= depth
+        """One reduction block: each output tile is written once, after it read
+        its residual, so ``out`` may be the residual itself."""
         self.isa = host_isa()
         self.kernels = kernel_addresses(self.isa, "f32")
         dims = (1, m, n, depth, block_depth(depth))
@@ -345,7 +348,10 @@ class PackedProduct:
         self.clamp_or_none = _NO_SOURCE if self.clamp is None else self.clamp
 
     def run(self, b: np.ndarray, out: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
-        """``out`` = the product of ``b``, with the bias, ``residual`` and clamp."""
+        """``out`` = the product of ``b``, with the bias, ``residual`` and clamp.
+        ``out`` may be ``residual`` itself when the reduction is one block
+        (:attr:`single_block`; with several, C holds partial sums before the
+        last block adds the residual)."""
         if (b.dtype != np.float32 or b.shape != self.b_shape or not b.flags.c_contiguous
                 or out.dtype != np.float32 or out.shape != self.shape or not out.flags.c_contiguous
                 or (residual is None) == self.residual
@@ -353,7 +359,9 @@ class PackedProduct:
                                               or not residual.flags.c_contiguous))):
             raise KernelError(f"PackedProduct: operands do not match the planned layout "
                               f"(b {list(self.b_shape)}, out {list(self.shape)}, residual {self.residual})")
-        if np.may_share_memory(out, b) or (residual is not None and np.may_share_memory(out, residual)):
+        in_place = self.single_block and residual is not None and out.ctypes.data == residual.ctypes.data
+        if np.may_share_memory(out, b) or (residual is not None and not in_place
+                                           and np.may_share_memory(out, residual)):
             raise KernelError("PackedProduct: out overlaps an input")
         source = b.reshape(-1)  # C-contiguous (checked): the flat elements, as the tasks read them
         args = (self.template, self.kernels, self.packed.data, source, out, self.bias_or_none,

@@ -41,6 +41,8 @@ from runtime.kernels.registry import Kernel
 from runtime.kernels.weight_cache import frozen
 
 _F32 = np.dtype(np.float32)
+RESIDUAL = 3
+"""FusedConv's input index of the residual (X, W, B, R)."""
 _UNKNOWN = object()
 
 
@@ -149,12 +151,23 @@ class _Pointwise(_Layout):
             self.products.clear()  # the weights were repacked: the old product is stale
             product = self.products[key] = _pointwise_product(packed, self.size, step.b, step.clamp,
                                                               residual is not None)
-        out = np.empty(self.out_shape, np.float32)
+        out = _output(step, x, residual if product.single_block else None, self.out_shape)
         batch, chans, out_c = x.shape[0], x.shape[1], self.out_shape[1]
         for n in range(batch):
             product.run(x[n].reshape(chans, self.size), out[n].reshape(out_c, self.size),
                         None if residual is None else residual[n].reshape(out_c, self.size))
         return out
+
+
+def _output(step: PreparedConv, x: np.ndarray, residual: np.ndarray | None, shape: tuple) -> np.ndarray:
+    """The residual itself where the step may write there (``inplace``:
+    the residual dies with it; its product, one reduction block deep, reads
+    each residual tile before it writes there) and it is writeable and
+    apart from X; else a new array."""
+    if (residual is not None and step.attrs.get("inplace", -1) == RESIDUAL and residual.flags.writeable
+            and not np.may_share_memory(residual, x)):
+        return residual
+    return np.empty(shape, np.float32)
 
 
 class _Banded(_Layout):
