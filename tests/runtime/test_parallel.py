@@ -198,3 +198,46 @@ def test_team_and_python_jobs_interleave(monkeypatch):
         parallel_for(_count_visits, len(hits), hits, -1)
         parallel_for(body, len(hits), hits)
     assert (hits == 100).all()
+
+
+# ---------------------------------------------------------------- a core taken by another process
+def _calls_of(n: int) -> list[tuple[int, int, bool]]:
+    """(start, stop, on the calling thread) of each chunk of one Python job."""
+    seen, me = [], threading.get_ident()
+    lock = threading.Lock()
+
+    def body(start, stop):
+        with lock:
+            seen.append((start, stop, threading.get_ident() == me))
+
+    parallel_for(body, n)
+    return sorted(seen)
+
+
+@pytest.mark.parametrize("cpu_share, stands_aside", [(0.2, True), (1.0, False)])
+def test_the_pool_stands_aside_while_the_caller_loses_its_core(monkeypatch, cpu_share, stands_aside):
+    """The caller's CPU time against the wall clock over its jobs: a caller
+    that ran a fifth of the time (a core taken: ResNet-50's float path 110 ms
+    on two threads, 63 ms on one) does the next SERIAL_JOBS jobs alone, in
+    one call, then tries the pool again; one that ran all the time keeps it."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    monkeypatch.setattr(parallel, "SERIAL_JOBS", 3)
+    pool = parallel._get_pool()
+    monkeypatch.setattr(pool, "serial_left", 0)
+    monkeypatch.setattr(pool, "timed", [0, 0.0, 0.0])
+    clock = [0.0]
+
+    def wall():
+        clock[0] += 0.001
+        return clock[0]
+
+    monkeypatch.setattr(parallel.time, "perf_counter", wall)
+    monkeypatch.setattr(parallel.time, "thread_time", lambda: clock[0] * cpu_share)
+    for _ in range(parallel.SAMPLE_EVERY * parallel.WINDOW):
+        parallel_for(lambda start, stop: None, 8)
+    assert (pool.serial_left == parallel.SERIAL_JOBS) == stands_aside
+    if stands_aside:
+        for _ in range(parallel.SERIAL_JOBS):
+            assert _calls_of(100) == [(0, 100, True)]
+        assert pool.serial_left == 0
+    assert len(_calls_of(100)) == parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD  # the pool again
