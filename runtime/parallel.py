@@ -28,7 +28,7 @@ still run; only then do they block. An idle pool burns no core for longer.
 
 When another process takes a core, the pool stands aside: the caller's
 CPU time is compared with the wall clock over a sample of its jobs, and a
-caller preempted for more than a quarter of that time runs the next
+caller preempted for most of that time, window after window, runs the next
 :data:`SERIAL_JOBS` jobs alone (a pool thread descheduled mid-chunk, or
 spinning on a shared core, made ResNet-50's float path 1.7x slower than
 one thread), then tries the pool again.
@@ -66,11 +66,12 @@ still needs it)."""
 SAMPLE_EVERY, WINDOW = 4, 16
 """Every SAMPLE_EVERY-th job is timed, wall clock and the calling thread's
 CPU time; WINDOW timed jobs make one verdict."""
-CONTENDED = 0.75
+CONTENDED, STRIKES = 0.6, 2
 """A caller that got less CPU time than this share of the wall-clock time
-its jobs took was losing its core to other processes: the pool then stands
-aside."""
-SERIAL_JOBS = 1000
+its jobs took, over STRIKES windows in a row, was losing its core to other
+threads: the pool then stands aside. (One window alone can be a transient:
+another library's pool spinning for a few milliseconds after its own call.)"""
+SERIAL_JOBS = 500
 """Jobs then run on the caller alone before the pool is tried again (a few
 ResNet-50 inferences)."""
 LINE = 8
@@ -252,7 +253,8 @@ class _Pool:
         self.seq = 0
         self.spin_limit = _calibrated_spin_limit()
         self.jobs = 0
-        self.timed = [0, 0.0, 0.0]  # jobs timed, wall-clock and caller CPU seconds in the window
+        self.timed = [0, 0.0, 0.0, 0.0]  # jobs timed; wall-clock, caller and process CPU seconds in the window
+        self.strikes = 0
         self.serial_left = 0
         for slot in range(workers):
             threading.Thread(target=self._serve, name=f"tessera-{slot + 1}", daemon=True).start()
@@ -272,24 +274,32 @@ class _Pool:
             with self.wake:
                 self.wake.notify_all()
 
-    def note(self, wall: float, cpu: float) -> None:
+    def note(self, wall: float, cpu: float, process: float) -> None:
         """Count one timed job; at the end of a window, stand aside for
-        SERIAL_JOBS jobs if the caller ran less than CONTENDED of the time.
+        SERIAL_JOBS jobs if the caller ran less than CONTENDED of the time
+        in this window and the STRIKES - 1 before it.
 
         With a core taken by another process, the pool's threads and the
         caller share the one left: a thread descheduled mid-chunk makes the
         others wait, and a spinning one takes the caller's time (ResNet-50's
         float path took 110 ms on two threads, 63 ms on one). A caller
         running a job spins rather than sleeps, so its CPU time falls
-        behind the wall clock only when it is preempted."""
+        behind the wall clock only when it is preempted; and the process
+        as a whole then gets less than its threads' cores (preempted by
+        threads of its own, such as another library's spinning pool, it
+        does not, and standing aside would not help)."""
         timed = self.timed
         timed[0] += 1
         timed[1] += wall
         timed[2] += cpu
+        timed[3] += process
         if timed[0] >= WINDOW:
-            if timed[2] < CONTENDED * timed[1]:
-                self.serial_left = SERIAL_JOBS
-            self.timed = [0, 0.0, 0.0]
+            preempted = timed[2] < CONTENDED * timed[1]
+            outside = timed[3] < (self.workers + 1 - 0.5) * timed[1]  # the cores went to other processes
+            self.strikes = self.strikes + 1 if preempted and outside else 0
+            if self.strikes >= STRIKES:
+                self.serial_left, self.strikes = SERIAL_JOBS, 0
+            self.timed = [0, 0.0, 0.0, 0.0]
 
     def _serve(self) -> None:
         _local.worker = True
@@ -466,11 +476,11 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
         pool.jobs += 1
         timed = pool.jobs % SAMPLE_EVERY == 0
         if timed:
-            wall, cpu = time.perf_counter(), time.thread_time()
+            wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
         pool.post(job)
         job.run(pool)
         if timed:
-            pool.note(time.perf_counter() - wall, time.thread_time() - cpu)
+            pool.note(time.perf_counter() - wall, time.thread_time() - cpu, time.process_time() - process)
     finally:
         pool.job = None
         pool.busy.release()
