@@ -71,9 +71,10 @@ CONTENDED, STRIKES = 0.6, 2
 its jobs took, over STRIKES windows in a row, was losing its core to other
 threads: the pool then stands aside. (One window alone can be a transient:
 another library's pool spinning for a few milliseconds after its own call.)"""
-SERIAL_JOBS = 500
-"""Jobs then run on the caller alone before the pool is tried again (a few
-ResNet-50 inferences)."""
+SERIAL_JOBS = 1000
+"""Jobs then run on the caller alone before the pool is tried again (about
+twelve ResNet-50 inferences; a window that finds the core still taken
+stands aside again at once)."""
 LINE = 8
 """int64 slots per cache line: counters that different threads write get lines of their own."""
 
@@ -297,8 +298,8 @@ class _Pool:
             preempted = timed[2] < CONTENDED * timed[1]
             outside = timed[3] < (self.workers + 1 - 0.5) * timed[1]  # the cores went to other processes
             self.strikes = self.strikes + 1 if preempted and outside else 0
-            if self.strikes >= STRIKES:
-                self.serial_left, self.strikes = SERIAL_JOBS, 0
+            if self.strikes >= STRIKES:  # primed: after the serial jobs, one more contended window suffices
+                self.serial_left, self.strikes = SERIAL_JOBS, STRIKES - 1
             self.timed = [0, 0.0, 0.0, 0.0]
 
     def _serve(self) -> None:

@@ -244,4 +244,15 @@ def test_the_pool_stands_aside_while_the_caller_loses_its_core(monkeypatch, cpu_
     assert (pool.serial_left > parallel.SAMPLE_EVERY) == stands_aside  # the window ended within the last few jobs
     while pool.serial_left:
         assert _calls_of(100) == [(0, 100, True)]
+    if stands_aside:  # the core still taken: one window is enough now
+        assert pool.strikes == parallel.STRIKES - 1
+        for _ in range(parallel.SAMPLE_EVERY * parallel.WINDOW):
+            parallel_for(lambda start, stop: None, 8)
+        assert pool.serial_left > parallel.SAMPLE_EVERY
+        monkeypatch.setattr(pool, "serial_left", 0)
+        monkeypatch.setattr(parallel.time, "thread_time", lambda: clock[0])  # the core is back
+        monkeypatch.setattr(parallel.time, "process_time", lambda: clock[0] * parallel.NUM_THREADS)
+        for _ in range(parallel.SAMPLE_EVERY * parallel.WINDOW):
+            parallel_for(lambda start, stop: None, 8)
+        assert pool.serial_left == 0 and pool.strikes == 0
     assert len(_calls_of(100)) == parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD  # the pool again
