@@ -17,6 +17,7 @@ from codegen.cpu_fused import plan_fused_group
 from ir.errors import IRError
 from ir.graph import Graph, Node, Value
 from runtime.compiled import CpuSegment
+from runtime.kernels.nn_prepared import RESIDUAL
 from runtime.program import NO_SLOT, Program, Step
 from runtime.segments import SegmentedProgram
 
@@ -102,10 +103,6 @@ def lower_with_names(graph: Graph) -> tuple[Program, dict[Value, str]]:
     steps = residuals_in_place(lowering.steps, inputs, outputs, lowering.constants)
     program = Program(lowering.names, inputs, outputs, steps, lowering.constants, lowering.types, graph.name)
     return program, {value: lowering.names[slot] for value, slot in lowering.slots.items()}
-
-
-RESIDUAL = 3
-"""FusedConv's input index of the residual (X, W, B, R)."""
 
 
 def residuals_in_place(steps: list[Step], inputs: list[int], outputs: list[int], constants) -> list[Step]:

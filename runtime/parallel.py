@@ -64,8 +64,8 @@ JOIN_SECONDS = 0.00002
 enter their drivers (so that it does not take the GIL back while one of them
 still needs it)."""
 SAMPLE_EVERY, WINDOW = 4, 16
-"""Every SAMPLE_EVERY-th job is timed, wall clock and the calling thread's
-CPU time; WINDOW timed jobs make one verdict."""
+"""Every SAMPLE_EVERY-th job is timed (wall clock, the calling thread's and
+the process's CPU time); WINDOW timed jobs make one verdict."""
 CONTENDED, STRIKES = 0.6, 2
 """A caller that got less CPU time than this share of the wall-clock time
 its jobs took, over STRIKES windows in a row, was losing its core to other
