@@ -13,6 +13,7 @@ import functools
 import math
 import numbers
 
+import numba
 import numpy as np
 
 from runtime.errors import KernelError
@@ -65,20 +66,29 @@ def clamp_value(v, lo, hi):
 
 
 @jit(inline="always")
+def finish_run(dst, d0, src, res, count, lo, hi, has_res, has_clamp):
+    """dst[d0 + z] = src[z] (+ res[d0 + z]) (clamped to [lo, hi]) for z <
+    count, the steps as flagged (``res`` may be ``dst`` itself): offsets
+    into whole arrays, so a kernel finishing many rows makes no views."""
+    d, n = numba.uint64(d0), numba.uint64(count)
+    if has_res and has_clamp:
+        for z in range(n):
+            dst[d + z] = clamp_value(src[z] + res[d + z], lo, hi)
+    elif has_res:
+        for z in range(n):
+            dst[d + z] = src[z] + res[d + z]
+    elif has_clamp:
+        for z in range(n):
+            dst[d + z] = clamp_value(src[z], lo, hi)
+    else:
+        for z in range(n):
+            dst[d + z] = src[z]
+
+
+@jit(inline="always")
 def finish_row(dst, src, res, lo, hi, has_res, has_clamp):
     """dst = src (+ res) (clamped to [lo, hi]), the steps as flagged."""
-    if has_res and has_clamp:
-        for z in range(dst.shape[0]):
-            dst[z] = clamp_value(src[z] + res[z], lo, hi)
-    elif has_res:
-        for z in range(dst.shape[0]):
-            dst[z] = src[z] + res[z]
-    elif has_clamp:
-        for z in range(dst.shape[0]):
-            dst[z] = clamp_value(src[z], lo, hi)
-    else:
-        for z in range(dst.shape[0]):
-            dst[z] = src[z]
+    finish_run(dst, 0, src, res, dst.shape[0], lo, hi, has_res, has_clamp)
 
 
 @jit

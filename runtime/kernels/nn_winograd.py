@@ -40,7 +40,7 @@ import numpy as np
 from runtime import gemm
 from runtime.errors import KernelError
 from runtime.jit import jit
-from runtime.kernels.conv_epilogue import NO_CLAMP, clamp_value
+from runtime.kernels.conv_epilogue import NO_CLAMP, finish_run
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_window import valid_range
 from runtime.kernels.weight_cache import WeightCache
@@ -179,25 +179,6 @@ def _interleave(dst, src, s0, count, stride, m):
             dst[2 * q], dst[2 * q + 1] = src[b + q], src[b + s + q]
 
 
-@jit(inline="always")
-def _finish(y, d0, row, res, count, lo, hi, has_res, has_clamp):
-    """y[d0 + z] = row[z] (+ res[d0 + z]) (clamped to [lo, hi]) for z <
-    count, the steps as flagged (``res`` may be ``y`` itself)."""
-    d, n = _u(d0), _u(count)
-    if has_res and has_clamp:
-        for z in range(n):
-            y[d + z] = clamp_value(row[z] + res[d + z], lo, hi)
-    elif has_res:
-        for z in range(n):
-            y[d + z] = row[z] + res[d + z]
-    elif has_clamp:
-        for z in range(n):
-            y[d + z] = clamp_value(row[z], lo, hi)
-    else:
-        for z in range(n):
-            y[d + z] = row[z]
-
-
 @jit(fastmath=True)
 def _input_tiles(start, stop, x, v, b_t, geo):
     """Planes [start, stop) (index image*C + c) of the input transform:
@@ -293,8 +274,8 @@ def _output_tiles(start, stop, prods, y, a_t, bias, geo, res, clamp, flags):
                 _lincomb(done, (a * m + b) * span, half, offs, cf[a], counts[a], span, bias[k])
             for ty in range(min(th, (out_h - a + m - 1) // m)):
                 _interleave(row, done, a * m * span + ty * cols, tw, span, m)
-                _finish(ys, ((image * out_c + k) * out_h + ty * m + a) * out_w, row, rs, out_w, lo, hi, flags[0],
-                        flags[1])
+                finish_run(ys, ((image * out_c + k) * out_h + ty * m + a) * out_w, row, rs, out_w, lo, hi, flags[0],
+                           flags[1])
 
 
 # ---------------------------------------------------------------- weights
