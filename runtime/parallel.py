@@ -25,6 +25,9 @@ Waking a blocked thread costs tens of microseconds too, so pool threads spin
 (in Numba, without the GIL) for up to :data:`SPIN_SECONDS` after each job,
 waiting for the next, and the caller spins the same way for the chunks they
 still run; only then do they block. An idle pool burns no core for longer.
+A blocked pool thread is bound to a core other than the caller's just before
+it is woken (:meth:`_Pool._steer`), and frees itself once it runs: Linux
+tends to wake it on the caller's own core and keep it there.
 
 When another process takes a core, the pool stands aside: the caller's
 CPU time is compared with the wall clock over a sample of its jobs, and a
@@ -41,6 +44,7 @@ any chunk is re-raised in the caller.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import itertools
 import os
@@ -257,8 +261,12 @@ class _Pool:
         self.timed = [0, 0.0, 0.0, 0.0]  # jobs timed; wall-clock, caller and process CPU seconds in the window
         self.strikes = 0
         self.serial_left = 0
+        self.cpus = _allowed_cpus()
+        self.tids = [0] * workers
+        self.asleep = [False] * workers
+        self.steered = [False] * workers
         for slot in range(workers):
-            threading.Thread(target=self._serve, name=f"tessera-{slot + 1}", daemon=True).start()
+            threading.Thread(target=self._serve, args=(slot,), name=f"tessera-{slot + 1}", daemon=True).start()
 
     def post(self, job) -> None:
         """Make ``job`` the current one (the caller holds ``busy``). A team
@@ -273,7 +281,29 @@ class _Pool:
             self.state[GO] = self.seq
         if self.sleepers:
             with self.wake:
+                self._steer()
                 self.wake.notify_all()
+
+    def _steer(self) -> None:
+        """Before sleeping pool threads are woken (``wake`` held, so that a
+        thread's ``asleep`` and ``steered`` agree): bind each to a core other
+        than the caller's, one core each (it widens its affinity again as
+        soon as it runs). Left to itself, Linux often wakes a thread on the
+        core of the thread that woke it, and leaves it there while the other
+        core idles: after a pause of 10 ms or more between inferences, three
+        small layers in four then ran on one core, at half the speed."""
+        cpus = self.cpus
+        if len(cpus) < 2 or not any(self.asleep):
+            return
+        here = _current_cpu()
+        others = [cpu for cpu in cpus if cpu != here]
+        for slot, tid in enumerate(self.tids):
+            if self.asleep[slot] and tid:
+                try:
+                    os.sched_setaffinity(tid, (others[slot % len(others)],))
+                    self.steered[slot] = True
+                except OSError:  # the thread or the core is gone: the scheduler places it
+                    pass
 
     def note(self, wall: float, cpu: float, process: float) -> None:
         """Count one timed job; at the end of a window, stand aside for
@@ -302,17 +332,26 @@ class _Pool:
                 self.serial_left, self.strikes = SERIAL_JOBS, STRIKES - 1
             self.timed = [0, 0.0, 0.0, 0.0]
 
-    def _serve(self) -> None:
+    def _serve(self, slot: int) -> None:
         _local.worker = True
+        self.tids[slot] = threading.get_native_id()
         seen = 0
         while True:
             target = seen + 1
             if _spin_until(self.state, GO, target, self.spin_limit) < target:
                 with self.wake:
                     self.sleepers += 1
+                    self.asleep[slot] = True
                     while self.state[POSTED] < target:
                         self.wake.wait()
+                    self.asleep[slot] = False
                     self.sleepers -= 1
+                if self.steered[slot]:  # woken where _steer bound it: free to move again
+                    self.steered[slot] = False
+                    try:
+                        os.sched_setaffinity(0, self.cpus)
+                    except OSError:
+                        pass
             job = self.job
             if job is None or job.seq < target:  # that job is over
                 seen = target
@@ -320,6 +359,35 @@ class _Pool:
             seen = job.seq
             job.join()
             job = None
+
+
+def _allowed_cpus() -> tuple[int, ...]:
+    """The cores this process may run on, where the system says (else none:
+    the pool threads are never bound)."""
+    if not (hasattr(os, "sched_getaffinity") and hasattr(os, "sched_setaffinity")):
+        return ()
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except OSError:
+        return ()
+
+
+def _cpu_getter():
+    """libc's ``sched_getcpu`` (the core the calling thread runs on), or None."""
+    try:
+        getcpu = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError, TypeError):
+        return None
+    getcpu.restype, getcpu.argtypes = ctypes.c_int, []
+    return getcpu
+
+
+_getcpu = _cpu_getter()
+
+
+def _current_cpu() -> int:
+    """The core the calling thread runs on, or -1 where unknown."""
+    return _getcpu() if _getcpu is not None else -1
 
 
 def _calibrated_spin_limit() -> int:
