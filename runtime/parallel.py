@@ -246,14 +246,13 @@ _DRIVERS: dict = {}
 class _Pool:
     """Threads that run the posted jobs. ``state[GO]`` counts the jobs
     published; each thread spins on it, then sleeps on ``wake`` until
-    ``state[POSTED]`` moves."""
+    ``state[POSTED]`` moves (``asleep[slot]`` says which threads sleep)."""
 
     def __init__(self, workers: int):
         self.workers = workers
         self.state = np.zeros(2 * LINE, np.int64)
         self.job: _Job | _Team | None = None
         self.wake = threading.Condition()
-        self.sleepers = 0
         self.busy = threading.Lock()
         self.seq = 0
         self.spin_limit = _calibrated_spin_limit()
@@ -279,7 +278,7 @@ class _Pool:
             job.team[SEQ] = self.seq
         else:
             self.state[GO] = self.seq
-        if self.sleepers:
+        if any(self.asleep):
             with self.wake:
                 self._steer()
                 self.wake.notify_all()
@@ -293,7 +292,7 @@ class _Pool:
         core idles: after a pause of 10 ms or more between inferences, three
         small layers in four then ran on one core, at half the speed."""
         cpus = self.cpus
-        if len(cpus) < 2 or not any(self.asleep):
+        if len(cpus) < 2:
             return
         here = _current_cpu()
         others = [cpu for cpu in cpus if cpu != here]
@@ -340,12 +339,10 @@ class _Pool:
             target = seen + 1
             if _spin_until(self.state, GO, target, self.spin_limit) < target:
                 with self.wake:
-                    self.sleepers += 1
                     self.asleep[slot] = True
                     while self.state[POSTED] < target:
                         self.wake.wait()
                     self.asleep[slot] = False
-                    self.sleepers -= 1
                 if self.steered[slot]:  # woken where _steer bound it: free to move again
                     self.steered[slot] = False
                     try:
@@ -373,21 +370,17 @@ def _allowed_cpus() -> tuple[int, ...]:
 
 
 def _cpu_getter():
-    """libc's ``sched_getcpu`` (the core the calling thread runs on), or None."""
+    """libc's ``sched_getcpu`` (the core the calling thread runs on), or a
+    stand-in that says -1 (unknown)."""
     try:
         getcpu = ctypes.CDLL(None).sched_getcpu
     except (OSError, AttributeError, TypeError):
-        return None
+        return lambda: -1
     getcpu.restype, getcpu.argtypes = ctypes.c_int, []
     return getcpu
 
 
-_getcpu = _cpu_getter()
-
-
-def _current_cpu() -> int:
-    """The core the calling thread runs on, or -1 where unknown."""
-    return _getcpu() if _getcpu is not None else -1
+_current_cpu = _cpu_getter()
 
 
 def _calibrated_spin_limit() -> int:

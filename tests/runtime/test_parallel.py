@@ -82,7 +82,7 @@ def _asleep(pool) -> bool:
     """Wait until every pool thread sleeps (a thread woken, but still waiting
     for the GIL, counts as a sleeper but is still ``steered``)."""
     for _ in range(200):  # the spin is capped at SPIN_SECONDS; allow a loaded machine 2 s
-        if pool.sleepers == pool.workers and not any(pool.steered):
+        if all(pool.asleep) and not any(pool.steered):
             return True
         time.sleep(0.01)
     return False
