@@ -31,6 +31,11 @@ class Isa:
     cpu: str
     features: str
     remainder_panels: int = 0
+    wide_tail: int = 0
+    """How many columns past ``nr`` (1 to this, at most ``REMAINDER_COLS``)
+    a last column panel may carry in one ``nr + t``-wide float kernel
+    instead of a panel for a remainder kernel (0: never). Needs remainder
+    kernels (``remainder_panels``), which keep the narrower rests."""
 
     def vectors(self, width: int) -> tuple[int, ...]:
         """The vector widths making up one tile row ``width`` lanes wide."""
@@ -49,12 +54,15 @@ def host_isa(force_avx2: bool = FORCE_AVX2) -> Isa:
     for a last column panel of 1 to REMAINDER_COLS columns: on AVX2, 4 row
     panels at once (measured on Zen 3, one thread: a 512 x 4608 by 4608 x
     49 product 3.35 -> 2.69 ms, against 2.51 ms for 48 columns; 2 and 8
-    panels at once did less well)."""
+    panels at once did less well). On AVX-512 the 8 x 48 kernel also comes
+    with 1 to 3 extra columns (``wide_tail``): its 24 accumulators leave
+    registers for them, so N = 49 (the 7 x 7 planes) reads A once, not
+    twice (see the wide kernels in :mod:`runtime.gemm.microkernel_ir`)."""
     features = llvm.get_host_cpu_features()
     if features.get("avx512f") and not force_avx2:
         vnni = bool(features.get("avx512vnni") and features.get("avx512vl"))
         return Isa("avx512", vw=16, mr=8, nr=48, vnni=vnni, cpu=llvm.get_host_cpu_name(),
-                   features=features.flatten(), remainder_panels=8)
+                   features=features.flatten(), remainder_panels=8, wide_tail=REMAINDER_COLS)
     if features.get("avx2") and features.get("fma"):
         return Isa("avx2", vw=8, mr=4, nr=24, vnni=False, cpu="haswell", features="+avx,+avx2,+fma",
                    remainder_panels=4)

@@ -180,6 +180,67 @@ class _Remainder:
         _remainder_epilogue(w, self, acc)
 
 
+@dataclass(frozen=True)
+class _WideTile(_Tile):
+    """An ``mr x nr`` float tile with ``tail`` more columns (a last panel of
+    ``nr + tail``, N = 49 from 48): the tile as :class:`_Tile` computes it,
+    and the tail columns as a :class:`_Remainder` of one row panel does
+    (per step, A's ``mr`` values as one vector times each tail value of B's
+    row broadcast), in the registers the tile leaves free (AVX-512: 24
+    accumulators, 3 B vectors, then 1 to 3 tail accumulators and the A
+    vector). Each element is the same fused multiply-add chain, so the
+    results equal the tile's and the remainder kernel's bit for bit; but A
+    is read once, where a separate remainder pass read it again (a 7 x 7
+    plane's products ran 25 to 38 % longer than with 48 columns). The tail
+    columns are read at ``b + k * ldb + nr`` (packed or in place alike) and
+    written, like a remainder kernel's, by masked scatters of rows ``<
+    rows``; ``cols`` is always ``nr + tail``."""
+
+    tail: int = 1
+
+    @property
+    def main(self) -> int:
+        return sum(self.vectors)
+
+    @property
+    def width(self) -> int:
+        return self.main + self.tail
+
+    @property
+    def name(self) -> str:
+        return f"{super().name}_t{self.tail}"
+
+    def acc_types(self) -> list[list[str]]:
+        return super().acc_types() + [[self.vec(self.mr)] * self.tail]
+
+    def step(self, w: "_Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+        new = _step(w, self, acc[:self.mr], pa, pb, k)
+        row = pb
+        if k:
+            row = w.fresh("brow")
+            w.emit(f"{row} = getelementptr inbounds float, ptr {pb}, i64 %ldb{k}")
+        vec, ptr, value = self.vec(self.mr), w.fresh("pa"), w.fresh("a")
+        w.emit(f"{ptr} = getelementptr inbounds float, ptr {pa}, i64 {k * self.mr}")
+        w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
+        tails = []
+        for j in range(self.tail):
+            at, scalar, out = w.fresh("pb"), w.fresh("b"), w.fresh("acc")
+            w.emit(f"{at} = getelementptr inbounds float, ptr {row}, i64 {self.main + j}")
+            w.emit(f"{scalar} = load float, ptr {at}, align 4")
+            splat = _splat(w, self.mr, scalar, "float")
+            w.emit(f"{out} = call {vec} @llvm.fma.v{self.mr}f32({vec} {value}, {vec} {splat}, {vec} {acc[self.mr][j]})")
+            tails.append(out)
+        return new + [tails]
+
+    def epilogue(self, w: "_Writer", acc: list[list[str]]) -> None:
+        """The tail columns' epilogue and stores first (as a one-panel
+        remainder kernel's, from block ``store``), then the tile's."""
+        columns = _Remainder(self.kind, self.mr, 1, self.tail)
+        _remainder_epilogue(w, columns, [acc[self.mr]], prefix="t_", first_col=self.main, then="tile_store")
+        w.label("tile_store")
+        _epilogue(w, self, acc[:self.mr], entry="tile_store")
+
+
 class _Writer:
     """IR lines of one function, with fresh SSA names."""
 
@@ -419,7 +480,7 @@ def _finish(w: _Writer, t: _Tile, values: list[list[str]], masked: bool, tag: st
     """From block ``tag``: add ``C``'s values (accumulate), the residual and
     clamp (float, when given), then store the tile; ``masked`` touches only
     ``rows x cols`` (vector masks ``%rm_i_j``)."""
-    types = t.acc_types()
+    types = t.acc_types()[:t.mr]
     label, values = _optional(w, tag, "%add", f"{tag}_old", values, types,
                               lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%c", "off", masked)))
     if t.kind == "f32":
@@ -439,9 +500,10 @@ def _finish(w: _Writer, t: _Tile, values: list[list[str]], masked: bool, tag: st
     w.emit("ret void")
 
 
-def _epilogue(w: _Writer, t: _Tile, acc: list[list[str]]) -> None:
-    """Add the bias if any; then, for a whole tile or a masked part of one,
-    the rest of the epilogue and the store (:func:`_finish`)."""
+def _epilogue(w: _Writer, t: _Tile, acc: list[list[str]], entry: str = "store") -> None:
+    """From block ``entry``: add the bias if any; then, for a whole tile or
+    a masked part of one, the rest of the epilogue and the store
+    (:func:`_finish`)."""
     w.emit("%has_bias = icmp ne ptr %bias, null")
     w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
     w.label("add_bias")
@@ -450,7 +512,7 @@ def _epilogue(w: _Writer, t: _Tile, acc: list[list[str]]) -> None:
     final = [[f"%final_{i}_{j}" for j in range(len(t.vectors))] for i in range(t.mr)]
     for i in range(t.mr):
         for j, lanes in enumerate(t.vectors):
-            w.emit(f"{final[i][j]} = phi {t.vec(lanes)} [ {acc[i][j]}, %store ], [ {biased[i][j]}, %add_bias ]")
+            w.emit(f"{final[i][j]} = phi {t.vec(lanes)} [ {acc[i][j]}, %{entry} ], [ {biased[i][j]}, %add_bias ]")
     for i in range(t.mr):
         w.emit(f"%row_{i} = mul i64 %ldc, {i}")
         w.emit(f"%rrow_{i} = mul i64 %ldr, {i}")
@@ -479,26 +541,29 @@ def _epilogue(w: _Writer, t: _Tile, acc: list[list[str]]) -> None:
     _finish(w, t, final, True, "part_tile")
 
 
-def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]]) -> None:
-    """Bias (masked vector loads: a panel's rows are its lanes), then masked
-    gathers of ``C`` (accumulating) and of the residual, the clamp, and
-    masked scatters of rows ``< rows``."""
-    mr, vec, mask_ty = t.mr, t.vec(t.mr), f"<{t.mr} x i1>"
+def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]], prefix: str = "", first_col: int = 0,
+                        then: str = "") -> None:
+    """From block ``store``: bias (masked vector loads: a panel's rows are
+    its lanes), then masked gathers of ``C`` (accumulating) and of the
+    residual, the clamp, and masked scatters of rows ``< rows``, the
+    columns counted from ``first_col``. Then return, or branch to block
+    ``then``; ``prefix`` keeps the names apart from a tile's epilogue."""
+    mr, vec, mask_ty, x = t.mr, t.vec(t.mr), f"<{t.mr} x i1>", prefix
     lanes = ", ".join(f"i64 {lane}" for lane in range(mr))
     rows, ldc, ldr = _splat(w, mr, "%rows", "i64"), _splat(w, mr, "%ldc", "i64"), _splat(w, mr, "%ldr", "i64")
     for p in range(t.panels):
-        w.emit(f"%rowid{p} = add <{mr} x i64> <{lanes}>, " + _const(mr, p * mr, "i64"))
-        w.emit(f"%rmask{p} = icmp slt <{mr} x i64> %rowid{p}, {rows}")
-        w.emit(f"%rowoff{p} = mul <{mr} x i64> %rowid{p}, {ldc}")
-        w.emit(f"%resoff{p} = mul <{mr} x i64> %rowid{p}, {ldr}")
-    w.emit("%has_bias = icmp ne ptr %bias, null")
-    w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
-    w.label("add_bias")
+        w.emit(f"%{x}rowid{p} = add <{mr} x i64> <{lanes}>, " + _const(mr, p * mr, "i64"))
+        w.emit(f"%{x}rmask{p} = icmp slt <{mr} x i64> %{x}rowid{p}, {rows}")
+        w.emit(f"%{x}rowoff{p} = mul <{mr} x i64> %{x}rowid{p}, {ldc}")
+        w.emit(f"%{x}resoff{p} = mul <{mr} x i64> %{x}rowid{p}, {ldr}")
+    w.emit(f"%{x}has_bias = icmp ne ptr %bias, null")
+    w.emit(f"br i1 %{x}has_bias, label %{x}add_bias, label %{x}dispatch")
+    w.label(f"{x}add_bias")
     biased = []
     for p in range(t.panels):
         ptr, bias = w.fresh("pbias"), w.fresh("bias")
         w.emit(f"{ptr} = getelementptr inbounds float, ptr %bias, i64 {p * mr}")
-        w.emit(f"{bias} = call {vec} @llvm.masked.load.v{mr}f32.p0(ptr {ptr}, i32 4, {mask_ty} %rmask{p}, "
+        w.emit(f"{bias} = call {vec} @llvm.masked.load.v{mr}f32.p0(ptr {ptr}, i32 4, {mask_ty} %{x}rmask{p}, "
                f"{vec} zeroinitializer)")
         row = []
         for j in range(t.cols):
@@ -506,20 +571,22 @@ def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]]) -> None
             w.emit(f"{value} = fadd {vec} {acc[p][j]}, {bias}")
             row.append(value)
         biased.append(row)
-    w.emit("br label %dispatch")
-    w.label("dispatch")
-    values = [[f"%final_{p}_{j}" for j in range(t.cols)] for p in range(t.panels)]
+    w.emit(f"br label %{x}dispatch")
+    w.label(f"{x}dispatch")
+    values = [[f"%{x}final_{p}_{j}" for j in range(t.cols)] for p in range(t.panels)]
     for p in range(t.panels):
         for j in range(t.cols):
-            w.emit(f"%final_{p}_{j} = phi {vec} [ {acc[p][j]}, %store ], [ {biased[p][j]}, %add_bias ]")
+            w.emit(f"%{x}final_{p}_{j} = phi {vec} [ {acc[p][j]}, %store ], [ {biased[p][j]}, %{x}add_bias ]")
     for p in range(t.panels):
         for j in range(t.cols):
             for name, base, offsets in (("ptrs", "%c", "rowoff"), ("rptrs", "%residual", "resoff")):
-                w.emit(f"%{name}_idx_{p}_{j} = add <{mr} x i64> %{offsets}{p}, " + _const(mr, j, "i64"))
-                w.emit(f"%{name}_{p}_{j} = getelementptr inbounds float, ptr {base}, <{mr} x i64> %{name}_idx_{p}_{j}")
-    w.emit("%add = icmp ne i64 %accumulate, 0")
-    w.emit("%has_res = icmp ne ptr %residual, null")
-    w.emit("%has_clamp = icmp ne ptr %clamp, null")
+                w.emit(f"%{x}{name}_idx_{p}_{j} = add <{mr} x i64> %{x}{offsets}{p}, "
+                       + _const(mr, first_col + j, "i64"))
+                w.emit(f"%{x}{name}_{p}_{j} = getelementptr inbounds float, ptr {base}, "
+                       f"<{mr} x i64> %{x}{name}_idx_{p}_{j}")
+    w.emit(f"%{x}add = icmp ne i64 %accumulate, 0")
+    w.emit(f"%{x}has_res = icmp ne ptr %residual, null")
+    w.emit(f"%{x}has_clamp = icmp ne ptr %clamp, null")
 
     def gathered(name: str):
         def body(current):
@@ -528,8 +595,8 @@ def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]]) -> None
                 row = []
                 for j in range(t.cols):
                     old, total = w.fresh("old"), w.fresh("sum")
-                    w.emit(f"{old} = call {vec} @llvm.masked.gather.v{mr}f32.v{mr}p0(<{mr} x ptr> %{name}_{p}_{j}, "
-                           f"i32 4, {mask_ty} %rmask{p}, {vec} zeroinitializer)")
+                    w.emit(f"{old} = call {vec} @llvm.masked.gather.v{mr}f32.v{mr}p0(<{mr} x ptr> %{x}{name}_{p}_{j}, "
+                           f"i32 4, {mask_ty} %{x}rmask{p}, {vec} zeroinitializer)")
                     w.emit(f"{total} = fadd {vec} {current[p][j]}, {old}")
                     row.append(total)
                 out.append(row)
@@ -537,15 +604,15 @@ def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]]) -> None
         return body
 
     types = t.acc_types()
-    label, values = _optional(w, "dispatch", "%add", "add_old", values, types, gathered("ptrs"))
-    label, values = _optional(w, label, "%has_res", "add_residual", values, types, gathered("rptrs"))
-    label, values = _optional(w, label, "%has_clamp", "clamp_values", values, types,
+    label, values = _optional(w, f"{x}dispatch", f"%{x}add", f"{x}add_old", values, types, gathered("ptrs"))
+    label, values = _optional(w, label, f"%{x}has_res", f"{x}add_residual", values, types, gathered("rptrs"))
+    label, values = _optional(w, label, f"%{x}has_clamp", f"{x}clamp_values", values, types,
                               lambda v: _clamp_values(w, lambda i, j: mr, v))
     for p in range(t.panels):
         for j in range(t.cols):
             w.emit(f"call void @llvm.masked.scatter.v{mr}f32.v{mr}p0({vec} {values[p][j]}, "
-                   f"<{mr} x ptr> %ptrs_{p}_{j}, i32 4, {mask_ty} %rmask{p})")
-    w.emit("ret void")
+                   f"<{mr} x ptr> %{x}ptrs_{p}_{j}, i32 4, {mask_ty} %{x}rmask{p})")
+    w.emit(f"br label %{then}" if then else "ret void")
 
 
 def _function(t) -> str:
@@ -586,14 +653,23 @@ def _declarations(kind: str, lanes: int, vnni: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+WIDE_UNROLL = {1: 2, 2: 2, 3: 1}
+"""Steps per loop trip of the wide kernels by tail columns: at the tile's 4,
+LLVM's register allocator copied and spilled accumulators in the loop
+(AVX-512, LLVM 22); at these it keeps all of them in registers."""
+
+
 def _kernels(isa: Isa, kind: str) -> list:
     """One tile per width ``UNIT, 2 UNIT, ..., nr``, then (float, where the
-    family has them) one remainder kernel per width ``1 .. REMAINDER_COLS``:
-    the order of :func:`kernel_addresses`."""
+    family has them) one remainder kernel per width ``1 .. REMAINDER_COLS``
+    and one ``nr + t``-wide tile per ``t`` in ``1 .. isa.wide_tail``: the
+    order of :func:`kernel_addresses`."""
     tiles = [_Tile(kind, isa.mr, isa.vectors(width), isa.vnni) for width in range(UNIT, isa.nr + 1, UNIT)]
     if kind != "f32" or not isa.remainder_panels:
         return tiles
-    return tiles + [_Remainder(kind, isa.mr, isa.remainder_panels, cols) for cols in range(1, REMAINDER_COLS + 1)]
+    return (tiles + [_Remainder(kind, isa.mr, isa.remainder_panels, cols) for cols in range(1, REMAINDER_COLS + 1)]
+            + [_WideTile(kind, isa.mr, isa.vectors(isa.nr), tail=t, unroll=WIDE_UNROLL[t])
+               for t in range(1, isa.wide_tail + 1)])
 
 
 def kernel_ir(isa: Isa, kind: str = "f32") -> str:

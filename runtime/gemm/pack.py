@@ -11,9 +11,10 @@ depth ``K`` has ``steps = K`` or ``ceil(K / 4)`` of them, split into blocks of
   each). Block ``p`` starts at ``p * kc * mpad`` lanes, ``mpad = roundup(m,
   mr)``; a batch item spans ``steps * mpad`` lanes.
 * Right operand ``B`` (``K x n``): a block is a run of panels of ``nr``
-  columns, but for the last one or two (:func:`panel_width`: the rest
-  rounded up to a multiple of ``unit`` (8), or split into a multiple of
-  ``unit`` and a ``unit``-wide panel for a remainder kernel); the panel at
+  columns, but for the last one or two (:func:`panel_width`: a last
+  ``nr`` and up to ``Isa.wide_tail`` columns in one panel, a rest under
+  ``nr`` rounded up to a multiple of ``unit`` (8), or split into a multiple
+  of ``unit`` and a ``unit``-wide panel for a remainder kernel); the panel at
   column ``j0`` starts ``j0 * kcp`` lanes into its block and holds ``kcp``
   rows of its width. Block ``p`` starts at ``p * kc * npad``,
   ``npad = roundup(n, unit)``.
@@ -42,6 +43,9 @@ from runtime.gemm.family import REMAINDER_COLS, UNIT, Isa, host_isa
 from runtime.jit import jit
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
+LINE = 16
+"""Lanes per 64-byte cache line: the row stride of a wide B panel is a multiple."""
+
 KC_MAX = 256
 """Largest reduction block, in steps: a ``kc x nr`` B panel and an
 ``mr x kc`` A panel stay in L1/L2 while the microkernel streams them."""
@@ -65,6 +69,14 @@ def split_columns(isa: Isa, kind: str) -> int:
     """The ``split`` of :func:`panel_width` for ``isa``'s ``kind`` kernels:
     ``REMAINDER_COLS`` where remainder kernels exist, else 0."""
     return REMAINDER_COLS if kind == "f32" and isa.remainder_panels else 0
+
+
+def tail_columns(isa: Isa, kind: str) -> int:
+    """The ``tail`` of :func:`panel_width` for ``isa``'s ``kind`` kernels:
+    how many columns past ``nr`` a wide last panel may carry. (B packed in
+    advance, by :func:`pack_weights`, has none: its layout keeps ``npad``
+    lanes per row of a block.)"""
+    return isa.wide_tail if split_columns(isa, kind) else 0
 
 
 def roundup(value: int, step: int) -> int:
@@ -135,15 +147,18 @@ def pack_a_panels(start, stop, src, rs, cs, bs, rows, depth, kc, mr, dst):
 
 
 @jit(inline="always")
-def panel_width(col, cols, nr, unit, split):
-    """Width of the B panel starting at ``col`` of ``cols``: ``nr``, or for
-    the rest the next multiple of ``unit`` up; but when the rest ends in 1
-    to ``split`` columns past a multiple of ``unit`` (and is wider than
+def panel_width(col, cols, nr, unit, split, tail):
+    """Width of the B panel starting at ``col`` of ``cols``: ``nr``; but
+    when the rest is ``nr`` and 1 to ``tail`` columns, one panel for a wide
+    kernel, its rows padded to whole cache lines (:data:`LINE`; 49 columns
+    take 64, so that no vector load of a row straddles two lines); for a
+    rest under ``nr``, the next multiple of ``unit`` up, but when it ends in
+    1 to ``split`` columns past a multiple of ``unit`` (and is wider than
     ``unit``), that multiple, so the last few columns get a ``unit``-wide
     panel of their own (for the remainder kernels)."""
     rest = cols - col
     if rest >= nr:
-        return nr
+        return nr if rest == nr or rest - nr > tail else (rest + LINE - 1) // LINE * LINE
     tail = rest % unit
     if 0 < tail <= split and rest > unit:
         return rest - tail
@@ -151,7 +166,7 @@ def panel_width(col, cols, nr, unit, split):
 
 
 @jit
-def pack_b_block(src, base, rs, cs, k0, kcp, n0, n1, nr, unit, split, dst, out):
+def pack_b_block(src, base, rs, cs, k0, kcp, n0, n1, nr, unit, split, tail, dst, out):
     """Pack ``B[k0:k0+kcp, n0:n1]`` (element ``(k, j)`` at
     ``src[base + k*rs + j*cs]``) into panels (:func:`panel_width`) at
     ``dst[out:]``; ``n0`` is the first column of a panel (a multiple of nr)
@@ -159,7 +174,7 @@ def pack_b_block(src, base, rs, cs, k0, kcp, n0, n1, nr, unit, split, dst, out):
     are zeros up to the panel's width."""
     j0 = n0
     while j0 < n1:
-        width = panel_width(j0, n1, nr, unit, split)
+        width = panel_width(j0, n1, nr, unit, split, tail)
         valid = min(width, n1 - j0)
         head = out + (j0 - n0) * kcp
         for k in range(kcp):
@@ -177,14 +192,14 @@ def pack_b_block(src, base, rs, cs, k0, kcp, n0, n1, nr, unit, split, dst, out):
 
 
 @jit
-def pack_b_items(start, stop, src, rs, cs, bs, depth, cols, kc, nr, unit, split, dst):
+def pack_b_items(start, stop, src, rs, cs, bs, depth, cols, kc, nr, unit, split, tail, dst):
     """Pack batch items ``[start, stop)`` of the right operand, whole
     (``parallel_for`` body)."""
     npad = (cols + unit - 1) // unit * unit
     for item in range(start, stop):
         for k0 in range(0, depth, kc):
             kcp = min(kc, depth - k0)
-            pack_b_block(src, item * bs, rs, cs, k0, kcp, 0, cols, nr, unit, split, dst,
+            pack_b_block(src, item * bs, rs, cs, k0, kcp, 0, cols, nr, unit, split, tail, dst,
                          item * depth * npad + k0 * npad)
 
 
@@ -229,7 +244,7 @@ def pack_b_int8(start, stop, src, rs, cs, bs, depth, cols, kc, nr, unit, flip, d
     npad = (cols + unit - 1) // unit * unit
     for index in range(start, stop):
         item, j0 = index // panels, index % panels * nr
-        width = panel_width(j0, cols, nr, unit, 0)
+        width = panel_width(j0, cols, nr, unit, 0, 0)
         valid = min(width, cols - j0)
         for g0 in range(0, steps, kc):
             kcp = min(kc, steps - g0)
@@ -293,7 +308,7 @@ def pack_b_words(start, stop, src, cs, bs, steps, cols, kc, nr, unit, flip, dst)
     npad = (cols + unit - 1) // unit * unit
     for index in range(start, stop):
         item, j0 = index // panels, index % panels * nr
-        width = panel_width(j0, cols, nr, unit, 0)
+        width = panel_width(j0, cols, nr, unit, 0, 0)
         valid = min(width, cols - j0)
         for g0 in range(0, steps, kc):
             kcp = min(kc, steps - g0)
@@ -391,7 +406,7 @@ def pack_weights(w: np.ndarray, side: str = "left") -> PackedMatrix:
         kc = block_depth(rows)
         data = np.empty(batch * rows * roundup(cols, UNIT), np.float32)
         parallel.parallel_for(pack_b_items, batch, flat, strides[1], strides[2], strides[0], rows, cols, kc,
-                              isa.nr, UNIT, split_columns(isa, "f32"), data)
+                              isa.nr, UNIT, split_columns(isa, "f32"), 0, data)
     elif w.dtype == np.float32:
         kc = block_depth(cols)
         data = pack_left(flat, strides, batch, rows, cols, kc, isa)

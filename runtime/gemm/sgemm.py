@@ -43,6 +43,7 @@ from runtime.gemm.pack import (
     flat_view,
     pack_left,
     roundup,
+    tail_columns,
 )
 from runtime.gemm.tasks import (
     _A_ITEM,
@@ -70,6 +71,7 @@ from runtime.gemm.tasks import (
     _PLAN_SIZE,
     _REMAINDER,
     _RES_ITEM,
+    _TAIL,
     _TASKS,
     _UNIT,
     DIRECT,
@@ -471,8 +473,9 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
     one task per batch item unless ``split``."""
     batch, m, n, steps, kc = dims
     b_mode, _, b_item, b_rs, b_cs = b
+    tail = 0 if b_mode == PREPACKED else tail_columns(isa, kind)
     if split:
-        mt, nt, rows_per, cols_per = _split(batch, m, n, steps, isa)
+        mt, nt, rows_per, cols_per = _split(batch, m, n, steps, isa, tail)
     else:
         mt, nt, rows_per, cols_per = 1, 1, -(-m // isa.mr), -(-n // isa.nr) * isa.nr
     fields = {
@@ -482,6 +485,7 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
         _C_ITEM: out_strides[0] // 4, _LDC: out_strides[1] // 4,
         _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
         _BIAS_ITEM: 0 if bias is None else bias.shape[-1], _REMAINDER: isa.remainder_panels if kind == "f32" else 0,
+        _TAIL: tail,
         _RES_ITEM: 0 if res_strides is None else res_strides[0] // 4,
         _LDR: 0 if res_strides is None else res_strides[1] // 4,
         _TASKS: batch * mt * nt,
@@ -492,13 +496,16 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
     return plan
 
 
-def _split(batch: int, m: int, n: int, depth: int, isa: Isa) -> tuple[int, int, int, int]:
+def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0) -> tuple[int, int, int, int]:
     """Cut each product into tasks of (row panels x column panels), enough
     for every thread to claim several, none under ``MIN_TASK_MACS``
     multiply-adds unless the product is. Columns are split first: a task
     packs the B columns it covers, so splitting rows packs the same B twice.
-    Returns (row chunks, column chunks, row panels per chunk, columns per chunk)."""
+    A wide last panel (``nr`` and up to ``tail`` columns) counts as one. Returns (row
+    chunks, column chunks, row panels per chunk, columns per chunk)."""
     row_panels, col_panels = -(-m // isa.mr), -(-n // isa.nr)
+    if n > isa.nr and 0 < n % isa.nr <= tail:
+        col_panels -= 1
     wanted = 1
     if parallel.NUM_THREADS > 1:
         wanted = -(-parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD // batch)

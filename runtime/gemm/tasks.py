@@ -17,7 +17,7 @@ import numpy as np
 from runtime import parallel
 from runtime.gemm.family import REMAINDER_COLS
 from runtime.gemm.microkernel import call_kernel
-from runtime.gemm.pack import pack_b_block, panel_width
+from runtime.gemm.pack import LINE, pack_b_block, panel_width
 from runtime.jit import jit
 
 # How a task gets its B panels.
@@ -29,7 +29,7 @@ _ALIGN = 16
 # Fields of the int64 plan array the Numba driver reads.
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _MPT, _NCW, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
- _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TASKS, _PLAN_SIZE) = range(33)
+ _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TASKS, _PLAN_SIZE) = range(34)
 
 PLAN_SIZE, TASKS = _PLAN_SIZE, _TASKS
 """For callers that plan a product once and run it from Numba
@@ -90,7 +90,7 @@ def task_buffer(plan):
     """The B buffer the tasks of a plan share on one thread (``run_task``),
     and where in it a cache line starts (in float32 words)."""
     panels = plan[_NCP] if plan[_B_MODE] == PACK else (1 if plan[_B_MODE] == DIRECT else 0)
-    size = plan[_KC] * plan[_NR] * panels
+    size = plan[_KC] * (plan[_NR] * panels + (LINE if plan[_TAIL] else 0))  # a wide panel's padded rows
     buf = np.empty(size + _ALIGN, np.float32)
     return buf, ((64 - buf.ctypes.data % 64) % 64) // 4
 
@@ -98,14 +98,17 @@ def task_buffer(plan):
 @jit
 def task_block(plan, task):
     """(batch item, first row panel, last row panel + 1, first column, last
-    column + 1) of a task: the part of C it writes."""
+    column + 1) of a task: the part of C it writes. The last column chunk
+    ends at ``n``: it takes the columns of a wide last panel (``_TAIL``)
+    past its ``NCW``."""
     m, n, mr = plan[_M], plan[_N], plan[_MR]
     per_item = plan[_MT] * plan[_NT]
     item, rest = task // per_item, task % per_item
     first_panel = rest // plan[_NT] * plan[_MPT]
     last_panel = min((m + mr - 1) // mr, first_panel + plan[_MPT])
-    n0 = rest % plan[_NT] * plan[_NCW]
-    return item, first_panel, last_panel, n0, min(n, n0 + plan[_NCW])
+    chunk = rest % plan[_NT]
+    n0 = chunk * plan[_NCW]
+    return item, first_panel, last_panel, n0, n if chunk == plan[_NT] - 1 else min(n, n0 + plan[_NCW])
 
 
 @jit
@@ -121,10 +124,15 @@ def _task(task, plan, kernels, b_src, buf, at):
     b_item = item * plan[_B_ITEM]
     buf_addr = buf.ctypes.data + 4 * at
     mode = plan[_B_MODE]
-    full_end = n // nr * nr
-    split = REMAINDER_COLS if plan[_REMAINDER] else 0
-    for jc in range(n0, n1, plan[_NCP] * nr):
+    split, tail = REMAINDER_COLS if plan[_REMAINDER] else 0, plan[_TAIL]
+    full_end = n // nr * nr  # columns read in place; a wide last panel's too
+    if full_end and n - full_end <= tail:
+        full_end = n
+    jc = n0
+    while jc < n1:
         jce = min(n1, jc + plan[_NCP] * nr)
+        if n1 - jce <= tail:  # a wide last panel stays in one block
+            jce = n1
         for k0 in range(0, depth, kc):
             kcp = min(kc, depth - k0)
             direct = 0
@@ -132,17 +140,20 @@ def _task(task, plan, kernels, b_src, buf, at):
             if mode == PREPACKED:
                 b_block = plan[_B_ADDR] + 4 * (b_item + k0 * npad + jc * kcp)
             elif mode == PACK:
-                pack_b_block(b_src, b_item, plan[_B_RS], plan[_B_CS], k0, kcp, jc, jce, nr, unit, split, buf, at)
+                pack_b_block(b_src, b_item, plan[_B_RS], plan[_B_CS], k0, kcp, jc, jce, nr, unit, split, tail, buf,
+                             at)
             else:
                 direct = b_src.ctypes.data + 4 * (b_item + k0 * plan[_B_RS])
                 if jce > full_end:
-                    pack_b_block(b_src, b_item, plan[_B_RS], 1, k0, kcp, full_end, jce, nr, unit, split, buf, at)
+                    pack_b_block(b_src, b_item, plan[_B_RS], 1, k0, kcp, full_end, jce, nr, unit, split, tail, buf,
+                                 at)
                     b_block = buf_addr - 4 * (full_end - jc) * kcp
             accumulate = 1 if k0 > 0 or plan[_ACCUMULATE] else 0
             last = k0 + kcp >= depth
             ends = (res_item if last else 0, plan[_CLAMP_ADDR] if last else 0)
             _sweep(kernels, plan, a_item + 4 * k0 * mpad, b_block, direct, c_item, bias_item if k0 == 0 else 0,
                    kcp, first_panel, last_panel, jc, jce, accumulate, ends)
+        jc = jce
 
 
 @jit
@@ -151,17 +162,17 @@ def _sweep(kernels, plan, a_block, b_block, direct, c_item, bias, kcp, first_pan
     """Microkernel calls for row panels [first_panel, last_panel) x the
     column panels of [jc, jce), ``MC_PANELS`` row panels at a time. A column
     panel is read packed (at ``b_block``, laid out from ``jc``) or, when
-    ``direct`` is the address of B's row ``k0`` and the panel is whole, in
-    place with B's row stride. ``bias`` is the bias row address, or 0;
-    ``ends`` the residual item's and the clamp's addresses (0: none), given
-    on the last reduction block only."""
-    n, nr, unit, group = plan[_N], plan[_NR], plan[_UNIT], plan[_REMAINDER]
+    ``direct`` is the address of B's row ``k0`` and the panel is whole (or
+    wide), in place with B's row stride. ``bias`` is the bias row address,
+    or 0; ``ends`` the residual item's and the clamp's addresses (0: none),
+    given on the last reduction block only."""
+    n, nr, unit, group, tail = plan[_N], plan[_NR], plan[_UNIT], plan[_REMAINDER], plan[_TAIL]
     split = REMAINDER_COLS if group else 0
     for ic in range(first_panel, last_panel, plan[_MCP]):
         ice = min(last_panel, ic + plan[_MCP])
         j = jc
         while j < jce:
-            width = panel_width(j, n, nr, unit, split)
+            width = panel_width(j, n, nr, unit, split, tail)
             cols = min(width, n - j)
             if direct and j + nr <= n:
                 b_panel, ldb = direct + 4 * j, plan[_B_RS]
@@ -174,9 +185,9 @@ def _sweep(kernels, plan, a_block, b_block, direct, c_item, bias, kcp, first_pan
                     _call(remainder, plan, a_block, b_panel, ldb, c_item, bias, kcp, first, group, j, cols, accumulate,
                           ends)
                     first += group
+            kernel = kernels[width // unit] if width <= nr else kernels[nr // unit + REMAINDER_COLS + cols - nr]
             for i in range(first, ice):
-                _call(kernels[width // unit], plan, a_block, b_panel, ldb, c_item, bias, kcp, i, 1, j, cols,
-                      accumulate, ends)
+                _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, i, 1, j, cols, accumulate, ends)
             j += width
 
 

@@ -549,6 +549,51 @@ def test_packing_a_contiguous_b_or_reading_it_in_place_gives_the_same_bits(monke
     np.testing.assert_allclose(chosen[0], np.clip(reference(a, b) + bias[:, None], 0, 6), rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("m, k, n", [(8, 20, 49), (61, 300, 50), (64, 192, 51), (130, 600, 97), (16, 24, 385),
+                                     (72, 40, 433), (3, 7, 49)])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_wide_last_panel_gives_the_remainder_kernels_bits(monkeypatch, m, k, n, in_place):
+    """N = nr + 1 to 3 (49 on AVX-512): the last panel runs as one wide
+    kernel (Isa.wide_tail) whose tail columns are the same fused
+    multiply-add chains as the remainder kernels', so the same bits, with
+    every epilogue, packed or read in place, across reduction and column
+    blocks (385 = 8 panels + 1) and column chunks."""
+    rng = np.random.default_rng(m * k + n)
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    bias, residual = rng.standard_normal(m).astype(np.float32), rng.standard_normal((m, n)).astype(np.float32)
+    start = rng.standard_normal((m, n)).astype(np.float32)
+    packed = pack_weights(a)
+    if in_place:
+        monkeypatch.setattr(driver, "PACK_MIN_ROWS", 1 << 40)
+
+    def products():
+        driver._plans.clear()
+        acc = start.copy()
+        sgemm(None, b, acc, packed_a=packed, accumulate=True)
+        return (sgemm(None, b, packed_a=packed, bias=bias, residual=residual, clamp=(-1.0, 2.0)), acc,
+                PackedProduct(packed, n, bias, (0.0, 6.0), residual=True).run(b, np.empty((m, n), np.float32),
+                                                                               residual))
+
+    wide = products()
+    monkeypatch.setattr(driver, "tail_columns", lambda isa, kind: 0)
+    for got, expected in zip(wide, products()):
+        np.testing.assert_array_equal(got, expected)
+    assert_close(wide[1] - start, a, b)
+
+
+def test_a_wide_last_panel_is_one_column_chunk(monkeypatch):
+    """49 columns are one chunk of tasks (split by rows), not a chunk of 48
+    and a chunk of one column that re-reads all of A on its own."""
+    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
+    isa = host_isa()
+    if not isa.wide_tail:
+        pytest.skip(f"the {isa.name} kernels have no wide tail")
+    assert f"tessera_f32_{isa.mr}x{isa.nr + 1}" in kernel_ir(isa, "f32")
+    rows, cols, _, cols_per = driver._split(1, 512, isa.nr + 1, 4608, isa, isa.wide_tail)
+    assert cols == 1 and rows > 1 and cols_per == isa.nr
+    assert driver._split(1, 512, isa.nr + 1, 4608, isa, 0)[1] == 2
+
+
 # ---------------------------------------------------------------- PackedProduct
 @pytest.mark.parametrize("m, k, n", [(16, 24, 49), (64, 384, 196), (7, 5, 3)])
 @pytest.mark.parametrize("with_bias, with_residual, clamp", [(False, False, None), (True, True, (0.0, 6.0)),
