@@ -92,15 +92,22 @@ SERIAL_MACS = 1 << 18
 """Products this small run on the calling thread alone."""
 PACK_MIN_ROWS = 64
 PACK_MIN_KC = 192
+L1_BYTES = 32 << 10
 """A B with contiguous rows is still packed by the tasks when A has at least
-``PACK_MIN_ROWS`` rows and the reduction blocks are at least ``PACK_MIN_KC``
-deep: read in place, a ``kc x nr`` panel spans two or three cache lines per
-row (``kc`` x 128 bytes or more) and no longer stays in L1 while the row
-panels sweep it; packed (``kc`` x 96 bytes, contiguous) it does, and enough
-row panels reuse it to repay the packing. Measured on 2 threads (Zen 3, AVX2):
-(1024, 256, 196) 68 -> 80 GMAC/s, (512, 512, 512) 69 -> 83, (128, 1152, 784)
-72 -> 82; shallower or shorter products gain nothing or lose a little
-((32, 288, 3136) 69 -> 64). The results are the same either way."""
+``PACK_MIN_ROWS`` rows, the reduction blocks are at least ``PACK_MIN_KC``
+deep and a packed ``kc x nr`` panel fits in ``L1_BYTES`` (the smallest L1
+data cache of the x86 cores we run on): read in place, a panel spans two or
+three cache lines per row and no longer stays in L1 while the row panels
+sweep it; packed (contiguous) it does, and enough row panels reuse it to
+repay the packing. Measured on 2 threads (Zen 3, AVX2, 24-wide panels, 24
+KiB packed at kc = 256): (1024, 256, 196) 68 -> 80 GMAC/s, (512, 512, 512)
+69 -> 83, (128, 1152, 784) 72 -> 82; shallower or shorter products gain
+nothing or lose a little ((32, 288, 3136) 69 -> 64). Where a packed panel
+does not fit either (AVX-512's 48-wide panels: 36 KiB at kc = 192),
+packing only costs: on Zen 4, 2 threads, reading in place was 3-20 %
+faster on every product measured ((160, 49, 960) 102.7 -> 82.7 us, (64,
+3136, 256) 574 -> 524 us, (512, 49, 2048) 516 -> 475 us). The results are
+the same either way."""
 
 _NO_SOURCE = np.zeros(1, np.float32)
 _NO_SOURCE.flags.writeable = False
@@ -210,7 +217,7 @@ def _float_product(a, b, out, packed_a, packed_b, bias, accumulate: bool, residu
         a_data = packed_a.data
     if packed_b is None:
         b_src, (b_item, b_rs, b_cs) = flat_view(b if batched else b[None])
-        b_mode = b_reading(m, kc, b_cs)
+        b_mode = b_reading(m, kc, b_cs, isa)
     else:
         b_src, b_item, b_rs, b_cs, b_mode = packed_b.data, depth * roundup(n, UNIT), 0, 0, PREPACKED
     with Target(out, (a, b, bias, epilogue.residual)) as target:
@@ -285,11 +292,11 @@ def clamp_array(op: str, clamp) -> np.ndarray | None:
     return np.array(clamp, np.float32)
 
 
-def b_reading(m: int, kc: int, column_stride: int) -> int:
+def b_reading(m: int, kc: int, column_stride: int, isa: Isa) -> int:
     """How the tasks read an unpacked B of ``column_stride`` (elements) in a
-    product with ``m`` rows and reduction blocks of ``kc``: PACK or DIRECT
-    (:data:`PACK_MIN_ROWS`)."""
-    if column_stride != 1 or (m >= PACK_MIN_ROWS and kc >= PACK_MIN_KC):
+    product with ``m`` rows and reduction blocks of ``kc`` on ``isa``'s
+    panels: PACK or DIRECT (:data:`PACK_MIN_ROWS`)."""
+    if column_stride != 1 or (m >= PACK_MIN_ROWS and kc >= PACK_MIN_KC and kc * isa.nr * 4 <= L1_BYTES):
         return PACK
     return DIRECT
 
@@ -340,8 +347,8 @@ class PackedProduct:
         self.kernels = kernel_addresses(self.isa, "f32")
         dims = (1, m, n, depth, block_depth(depth))
         strides = (m * n * 4, n * 4, 4)
-        self.template = _plan_template("f32", self.isa, dims, (b_reading(m, dims[-1], 1), None, depth * n, n, 1),
-                                       strides, self.bias,
+        reading = b_reading(m, dims[-1], 1, self.isa)
+        self.template = _plan_template("f32", self.isa, dims, (reading, None, depth * n, n, 1), strides, self.bias,
                                        strides if residual else None, False)
         self.tasks = int(self.template[_TASKS])
         self.serial = m * n * depth <= SERIAL_MACS or self.tasks == 1
@@ -391,7 +398,7 @@ def strip_template(m: int, n: int, depth: int, ldc: int, has_bias: bool, has_res
     strides = (m * ldc * 4, ldc * 4, 4)
     bias = np.zeros((1, m), np.float32) if has_bias else None
     kc = block_depth(depth)
-    template = _plan_template("f32", isa, (1, m, n, depth, kc), (b_reading(m, kc, 1), None, depth * n, n, 1),
+    template = _plan_template("f32", isa, (1, m, n, depth, kc), (b_reading(m, kc, 1, isa), None, depth * n, n, 1),
                               strides, bias, strides if has_residual else None, False, split=False)
     template.flags.writeable = False
     return template

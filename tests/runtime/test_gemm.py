@@ -522,9 +522,9 @@ def test_sgemm_epilogue_errors(kwargs, match):
 
 @pytest.mark.parametrize("m, k, n", [(64, 192, 49), (63, 512, 100), (128, 520, 30), (200, 1000, 7)])
 def test_packing_a_contiguous_b_or_reading_it_in_place_gives_the_same_bits(monkeypatch, m, k, n):
-    """Deep products with many rows pack even a contiguous B (the panels stay
-    in L1): the same products summed in the same order as reading it in
-    place, so the same bits, through sgemm, a PackedProduct and a strip."""
+    """Deep products with many rows pack even a contiguous B where a packed
+    panel stays in L1: the same products summed in the same order as reading
+    it in place, so the same bits, through sgemm and a PackedProduct."""
     from runtime.gemm.tasks import DIRECT, PACK
 
     rng = np.random.default_rng(m + k + n)
@@ -532,9 +532,13 @@ def test_packing_a_contiguous_b_or_reading_it_in_place_gives_the_same_bits(monke
     b = rng.standard_normal((k, n)).astype(np.float32)
     bias = rng.standard_normal(m).astype(np.float32)
     packed = pack_weights(a)
-    kc = packers.block_depth(k)
-    expected_mode = PACK if m >= driver.PACK_MIN_ROWS and kc >= driver.PACK_MIN_KC else DIRECT
-    assert driver.b_reading(m, kc, 1) == expected_mode and driver.b_reading(m, kc, 2) == PACK
+    kc, isa = packers.block_depth(k), host_isa()
+    fits = kc * isa.nr * 4 <= driver.L1_BYTES
+    expected_mode = PACK if m >= driver.PACK_MIN_ROWS and kc >= driver.PACK_MIN_KC and fits else DIRECT
+    assert driver.b_reading(m, kc, 1, isa) == expected_mode and driver.b_reading(m, kc, 2, isa) == PACK
+    monkeypatch.setattr(driver, "L1_BYTES", 1 << 40)  # every panel "fits": pack where the other rules say so
+    assert driver.b_reading(m, kc, 1, isa) == (PACK if m >= driver.PACK_MIN_ROWS and kc >= driver.PACK_MIN_KC
+                                               else DIRECT)
 
     def products():
         driver._plans.clear()
@@ -565,6 +569,8 @@ def test_a_wide_last_panel_gives_the_remainder_kernels_bits(monkeypatch, m, k, n
     packed = pack_weights(a)
     if in_place:
         monkeypatch.setattr(driver, "PACK_MIN_ROWS", 1 << 40)
+    else:  # packed wherever the product is deep and tall enough, whatever the L1 holds
+        monkeypatch.setattr(driver, "L1_BYTES", 1 << 40)
 
     def products():
         driver._plans.clear()
