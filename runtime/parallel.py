@@ -89,8 +89,18 @@ GO, POSTED = 0, LINE
 NEXT, DONE, ENTERED, FAILED = 0, LINE, 2 * LINE, 3 * LINE
 COUNT, SEQ, EXPECTED, SPIN, JOIN_SPIN = (4 * LINE + i for i in range(5))
 TEAM_SIZE = 5 * LINE
-CALLER, WORKER = 0, 1
-"""A driver's ``role``: the thread that called parallel_for, or a pool thread."""
+CALLER, WORKER, RESUME, ALONE = 0, 1, 2, 3
+"""A driver's ``role``: the thread that called parallel_for, or a pool
+thread; for a phased job also the caller coming back after a pause
+(:class:`_Phases`), or a caller running every phase by itself."""
+# a phased job's team: counters a cache line each, its constants, then NEXT and DONE of each phase
+P_ENTERED, P_FAILED = 0, LINE
+P_SEQ, P_EXPECTED, P_SPIN, P_JOIN_SPIN = (2 * LINE + i for i in range(4))
+P_PHASES = 3 * LINE
+FINISHED = -1
+"""What a phased driver returns when every phase is done."""
+
+
 
 
 def _default_threads() -> int:
@@ -218,6 +228,49 @@ def team_leave(team, state, role):
     return True
 
 
+@jit
+def phase_begin(team, state, role):
+    """Join a phased job (the caller also publishes it); a caller coming
+    back (RESUME) or running alone (ALONE) neither counts nor publishes."""
+    if role == CALLER or role == WORKER:
+        fetch_add(team, P_ENTERED, 1)
+    if role == CALLER:
+        fetch_add(state, GO, 1)
+
+
+@jit
+def phase_claim(team, phase, count):
+    """The next chunk of ``phase`` (``count`` chunks) to run, or -1."""
+    if fetch_add(team, P_FAILED, 0):
+        return -1
+    index = fetch_add(team, P_PHASES + 2 * LINE * phase, 1)
+    return index if index < count else -1
+
+
+@jit
+def phase_done(team, phase):
+    """Count one finished chunk of ``phase``."""
+    fetch_add(team, P_PHASES + 2 * LINE * phase + LINE, 1)
+
+
+@jit
+def phase_wait(team, phase, count):
+    """Wait until every chunk of ``phase`` is done (True) or the spin runs
+    out (False)."""
+    return _await(team, P_PHASES + 2 * LINE * phase + LINE, count, team[P_SPIN])
+
+
+@jit
+def phase_end(team, state, role):
+    """After the last phase: a caller waits briefly for the pool threads to
+    be past Python; a pool thread lingers until the next job is published
+    (as :func:`team_leave`)."""
+    if role == WORKER:
+        _await(state, GO, team[P_SEQ] + 1, team[P_SPIN])
+    elif role != ALONE:
+        _await(team, P_ENTERED, team[P_EXPECTED], team[P_JOIN_SPIN])
+
+
 def drives(kernel):
     """Register the decorated jitted function as ``kernel``'s team driver.
 
@@ -269,13 +322,15 @@ class _Pool:
 
     def post(self, job) -> None:
         """Make ``job`` the current one (the caller holds ``busy``). A team
-        job is published by its caller's driver; any other job here."""
+        or phased job is published by its caller's driver; any other job here."""
         self.seq += 1
         job.seq = self.seq
         self.job = job
         self.state[POSTED] = self.seq
         if isinstance(job, _Team):
             job.team[SEQ] = self.seq
+        elif isinstance(job, _Phases):
+            job.team[P_SEQ] = self.seq
         else:
             self.state[GO] = self.seq
         if any(self.asleep):
@@ -513,6 +568,69 @@ class _Team:
             raise self.error
 
 
+class _Phases:
+    """One run of a phased job: every thread runs the same jitted driver
+    ``driver(team, state, role, first, *args)``, which goes through the
+    job's phases from ``first`` in order, claims chunks of each with
+    :func:`phase_claim`, and waits for a phase's chunks to be done
+    (:func:`phase_wait`) before the next: a barrier per phase, with no
+    Python between phases. It returns :data:`FINISHED`, or the phase whose
+    wait ran out (a pool thread then leaves; the caller sleeps briefly and
+    comes back as RESUME at that phase). A pool thread that is late or never
+    comes changes nothing: the caller claims whatever chunks are left."""
+
+    def __init__(self, driver, pool: _Pool, team: np.ndarray, args: tuple):
+        self.driver, self.pool, self.team, self.args = driver, pool, team, args
+        self.seq = 0
+        self.error: BaseException | None = None
+        team[P_EXPECTED] = 1 + pool.workers
+        team[P_SPIN], team[P_JOIN_SPIN] = pool.spin_limit, max(1, int(pool.spin_limit * JOIN_SECONDS / SPIN_SECONDS))
+
+    def join(self) -> None:
+        """A pool thread's part."""
+        try:
+            self.driver(self.team, self.pool.state, WORKER, 0, *self.args)
+        except BaseException as exc:  # re-raised in the caller
+            self.error = self.error or exc
+            self.team[P_FAILED] = 1
+
+    def run(self, pool: _Pool) -> None:
+        """The caller's part, publishing the job from inside its driver."""
+        team = self.team
+        try:
+            at = self.driver(team, pool.state, CALLER, 0, *self.args)
+            while at != FINISHED and self.error is None:
+                time.sleep(0.00005)
+                at = self.driver(team, pool.state, RESUME, at, *self.args)
+        except BaseException:
+            team[P_FAILED] = 1
+            raise
+        if self.error is not None:
+            raise self.error
+
+
+_NO_POOL_STATE = np.zeros(2 * LINE, np.int64)
+"""The pool state a phased driver running alone is given (it publishes nothing)."""
+
+
+def run_phases(driver, phases: int, *args) -> None:
+    """Run a phased job (:class:`_Phases`) of ``phases`` phases on all
+    threads. On one thread, from a pool thread, while another call holds
+    the pool or while the pool stands aside, the caller runs every phase
+    itself. Each run has counters of its own: a pool thread still leaving
+    the last run's driver finds nothing there left to claim."""
+    team = np.zeros(P_PHASES + 2 * LINE * max(phases, 1), np.int64)
+
+    def alone():
+        team[P_SPIN] = 1
+        driver(team, _NO_POOL_STATE, ALONE, 0, *args)
+
+    if NUM_THREADS == 1 or getattr(_local, "worker", False):
+        alone()
+        return
+    _submit(lambda pool: _Phases(driver, pool, team, args), alone)
+
+
 def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
     """Run ``fn(start, stop, *args)`` over ``range(n)`` on all threads, in
     chunks of at least ``grain`` items (through ``fn``'s team driver when it
@@ -523,18 +641,25 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
     if NUM_THREADS == 1 or n < 2 * max(grain, 1) or getattr(_local, "worker", False):
         fn(0, n, *args)
         return
+    driver = _DRIVERS.get(fn)
+    _submit(lambda pool: (_Team(driver, pool, _span_array(n, parts, grain), args) if driver is not None
+                          else _Job(fn, chunks(n, parts, grain), args)),
+            lambda: fn(0, n, *args))
+
+
+def _submit(make_job, alone) -> None:
+    """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller while
+    the pool stands aside or another call holds it."""
     pool = _get_pool()
     if pool.serial_left > 0:  # the caller was losing its core: it does the work alone
         pool.serial_left -= 1
-        fn(0, n, *args)
+        alone()
         return
     if not pool.busy.acquire(blocking=False):  # another call holds the pool
-        fn(0, n, *args)
+        alone()
         return
     try:
-        driver = _DRIVERS.get(fn)
-        job = (_Team(driver, pool, _span_array(n, parts, grain), args) if driver is not None
-               else _Job(fn, chunks(n, parts, grain), args))
+        job = make_job(pool)
         pool.jobs += 1
         timed = pool.jobs % SAMPLE_EVERY == 0
         if timed:

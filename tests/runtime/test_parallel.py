@@ -106,6 +106,7 @@ def test_a_sleeping_pool_thread_is_woken_away_from_the_callers_core(monkeypatch,
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     parallel_for(lambda start, stop: None, 8)
     pool = parallel._get_pool()
+    monkeypatch.setattr(pool, "serial_left", 0)  # not standing aside after a loaded moment earlier in the suite
     assert _asleep(pool)
     calls = []
     monkeypatch.setattr(pool, "cpus", cpus)
@@ -290,3 +291,70 @@ def test_the_pool_stands_aside_while_the_caller_loses_its_core(monkeypatch, cpu_
             parallel_for(lambda start, stop: None, 8)
         assert pool.serial_left == 0 and pool.strikes == 0
     assert len(_calls_of(100)) == parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD  # the pool again
+
+
+# ---------------------------------------------------------------- phased jobs
+@jit
+def _phased(team, state, role, first, hits, work, fail_at):
+    """Phase p, chunk i: hits[p, i] += 1, after checking that every chunk of
+    phase p - 1 is done (else it marks -1000: a barrier let it through)."""
+    parallel.phase_begin(team, state, role)
+    phases, count = hits.shape
+    for p in range(first, phases):
+        chunk = parallel.phase_claim(team, p, count)
+        while chunk >= 0:
+            if p > 0 and hits[p - 1].min() != 1:
+                hits[p, chunk] = -1000
+            if p * count + chunk == fail_at:
+                raise ValueError("chunk fail_at reached")
+            total = 0.0
+            for k in range(work):
+                total += np.sqrt(k)
+            hits[p, chunk] += 1 if total >= 0 else 2
+            parallel.phase_done(team, p)
+            chunk = parallel.phase_claim(team, p, count)
+        if role != parallel.ALONE and not parallel.phase_wait(team, p, count):
+            return -1 if role == parallel.WORKER else p
+    parallel.phase_end(team, state, role)
+    return parallel.FINISHED
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_phased_job_runs_every_chunk_once_and_each_phase_after_the_last(monkeypatch, threads):
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    for _ in range(100):  # back to back: pool threads come late, early, or not at all
+        hits = np.zeros((7, 9), np.int64)
+        parallel.run_phases(_phased, 7, hits, 200, -1)
+        assert (hits == 1).all()
+
+
+def test_a_caller_whose_wait_runs_out_comes_back_to_the_phase(monkeypatch):
+    """With spins far shorter than a chunk, the caller's waits run out while
+    the pool thread still runs one (it returns, sleeps and comes back), and
+    the pool thread leaves at a wait of its own: still every chunk once."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    pool = parallel._get_pool()
+    monkeypatch.setattr(pool, "spin_limit", 2)
+    for _ in range(20):
+        hits = np.zeros((4, 3), np.int64)
+        parallel.run_phases(_phased, 4, hits, 200_000, -1)
+        assert (hits == 1).all()
+
+
+def test_a_phased_job_runs_alone_while_another_call_holds_the_pool(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    pool = parallel._get_pool()
+    with pool.busy:
+        hits = np.zeros((3, 5), np.int64)
+        parallel.run_phases(_phased, 3, hits, 10, -1)
+    assert (hits == 1).all()
+
+
+def test_an_error_in_a_phase_reaches_the_caller_and_the_pool_goes_on(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    for fail_at in (0, 13, 26):
+        with pytest.raises(ValueError, match="fail_at"):
+            parallel.run_phases(_phased, 3, np.zeros((3, 9), np.int64), 10, fail_at)
+    hits = np.zeros((3, 9), np.int64)
+    parallel.run_phases(_phased, 3, hits, 10, -1)
+    assert (hits == 1).all()
