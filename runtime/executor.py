@@ -19,6 +19,9 @@ import numpy as np
 from runtime.errors import ExecutionError, TesseraError
 from runtime.kernels.registry import fused_kernel, prepared_kernel
 from runtime.program import NO_SLOT, Program, Step
+from runtime.schedule.builder import build as build_schedule
+
+_UNBUILT = object()
 
 
 class Executor:
@@ -33,6 +36,7 @@ class Executor:
         self._calls = [(self._kernel(step), step) for step in program.steps]
         self._pairs = self._fusable_pairs()
         self._plans: dict[tuple[int, ...], list[tuple]] = {}
+        self._scheduled = _UNBUILT
 
     def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None,
             observe: Callable[[str, np.ndarray], None] | None = None,
@@ -48,6 +52,11 @@ class Executor:
         program = self.program
         wanted = program.outputs if fetch is None else [program.slot(n) for n in fetch]
         env = self._fresh_env(feeds)
+        if fetch is None and observe is None and not watch and timings is None and not self.check:
+            schedule = self._schedule()
+            outputs = None if schedule is None else schedule.run(self, env, wanted)
+            if outputs is not None:
+                return outputs
         watched = self._watched(watch) if observe is not None else {}
         for slot in program.inputs:
             if slot in watched:
@@ -63,6 +72,15 @@ class Executor:
             for slot in dead:
                 env[slot] = None
         return {program.slots[i]: env[i] for i in wanted}
+
+    def _schedule(self):
+        """The plan computing the program's outputs lowered to a schedule
+        (runtime.schedule), built on the first run that can use it; None
+        where nothing lowers."""
+        if self._scheduled is _UNBUILT:
+            wanted = tuple(self.program.outputs)
+            self._scheduled = build_schedule(self, self._plan(wanted), wanted)
+        return self._scheduled
 
     def run_each(self, feeds: Sequence[Mapping[str, np.ndarray]], observe: Callable[[str, list[np.ndarray]], None],
                  watch: Sequence[str]) -> None:

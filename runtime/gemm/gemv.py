@@ -21,6 +21,7 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.jit import jit
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.schedule.records import DOT_ROWS
 
 __all__ = ["sgemv_rows"]
 
@@ -50,7 +51,7 @@ def sgemv_rows(a: np.ndarray, b: np.ndarray, transposed: bool, bias: np.ndarray 
     if depth == 0:
         _add_bias(out, bias, 0, n)
     elif transposed:
-        parallel_for(_dot_rows, n, a, b, out, bias, grain=max(1, (1 << 14) // depth))
+        parallel_for(dot_rows, n, a, b, out, bias, grain=max(1, (1 << 14) // depth))
     else:
         chunks = -(-n // COLUMN_CHUNK)
         parallel_for(_axpy_columns, chunks, a, b, out, bias, grain=max(1, (1 << 14) // (depth * COLUMN_CHUNK)))
@@ -58,6 +59,16 @@ def sgemv_rows(a: np.ndarray, b: np.ndarray, transposed: bool, bias: np.ndarray 
 
 
 _NO_BIAS = np.zeros(0, np.float32)
+
+
+def lower_dot_rows(ctx, a, b: np.ndarray, out, bias: np.ndarray | None) -> None:
+    """``sgemv_rows(a, b, True, bias)`` as a schedule operation
+    (runtime.schedule): ``a`` (M, K) and ``out`` (M, N) float32 operands,
+    ``b`` (N, K) and ``bias`` (N,) C-contiguous float32 arrays, K > 0."""
+    (m, depth), n = a.shape, b.shape[0]
+    bias = _NO_BIAS if bias is None else bias
+    ctx.emit(DOT_ROWS, [*a.ref(), m, depth, *ctx.pin(b), n, *out.ref(), *ctx.pin(bias), bias.size], n,
+             max(1, (1 << 14) // depth))
 
 
 @jit
@@ -72,7 +83,7 @@ def _add_bias(out, bias, lo, hi):
 
 
 @jit(fastmath=True)
-def _dot_rows(start, stop, a, b, out, bias):
+def dot_rows(start, stop, a, b, out, bias):
     """out[i, j] = a[i] . b[j] (+ bias[j]) for the rows j of b in [start, stop)."""
     rows, depth = a.shape
     for j in range(start, min(stop, b.shape[0])):
@@ -108,12 +119,12 @@ def _axpy_columns(start, stop, a, b, out, bias):
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
-@drives(_dot_rows)
+@drives(dot_rows)
 @jit
 def _dot_rows_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _dot_rows(spans[index, 0], spans[index, 1], *args)
+        dot_rows(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True)
     return team_leave(team, state, role)
 

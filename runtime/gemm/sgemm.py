@@ -38,6 +38,7 @@ from runtime.errors import KernelError
 from runtime.gemm.family import UNIT, Isa, host_isa
 from runtime.gemm.microkernel import kernel_addresses
 from runtime.gemm.pack import (
+    PackedMatrix,
     block_depth,
     check_packed,
     flat_view,
@@ -79,6 +80,7 @@ from runtime.gemm.tasks import (
     PREPACKED,
     _run_placed,
 )
+from runtime.schedule.records import GEMM, NONE
 
 __all__ = ["sgemm", "sgemm_batched", "PackedProduct", "strip_template"]
 
@@ -382,6 +384,18 @@ class PackedProduct:
         return out
 
 
+    def lower(self, ctx, b: tuple, out: tuple, residual: tuple | None) -> None:
+        """This product as one schedule operation (runtime.schedule): ``b``,
+        ``out`` and ``residual`` are the (base, offset) of C-contiguous
+        operands of the planned layout, ``out`` apart from ``b`` and, unless
+        the reduction is one block, from ``residual``."""
+        ctx.emit(GEMM, [*ctx.pin(self.template), *ctx.pin(self.kernels), self.kernels.size,
+                        *ctx.pin(self.packed.data), *b, self.b_shape[0] * self.b_shape[1], *out,
+                        *(NONE if self.bias is None else ctx.pin(self.bias)), *(NONE if residual is None else residual),
+                        *(NONE if self.clamp is None else ctx.pin(self.clamp))],
+                 self.tasks, spans=[(0, self.tasks)] if self.serial else None)
+
+
 # ---------------------------------------------------------------- strips, run from Numba
 @functools.lru_cache(maxsize=1024)
 def strip_template(m: int, n: int, depth: int, ldc: int, has_bias: bool, has_residual: bool) -> np.ndarray:
@@ -432,22 +446,54 @@ def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray
     ``bias`` (batch, mpad or M) is added to the rows, or None; ``epilogue``
     (float only) adds a residual and clamps, on the last reduction block."""
     batch, m, n, steps, kc = dims
-    b_mode, b_src, b_item, b_rs, b_cs = b
+    b_mode, b_src = b[:2]
     out3 = out if out.ndim == 3 else out[None]
     residual = None if epilogue is None else epilogue.residual
     res3 = None if residual is None else (residual if residual.ndim == 3 else residual[None])
     clamp = None if epilogue is None else epilogue.clamp
-    key = (kind, isa, dims, b_mode, b_item, b_rs, b_cs, out3.strides, bias is None or bias.shape[-1],
-           None if res3 is None else res3.strides, bool(accumulate), parallel.NUM_THREADS)
+    template = planned(kind, isa, dims, b, out3.strides, bias, None if res3 is None else res3.strides, accumulate)
+    _execute(template, kernel_addresses(isa, kind), batch * m * n * steps <= SERIAL_MACS,
+             (a_data, b_src, out3, bias, res3, clamp),
+             b_src if b_mode != PREPACKED else _NO_SOURCE)
+
+
+def planned(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tuple, bias: np.ndarray | None,
+            res_strides: tuple | None, accumulate: bool) -> np.ndarray:
+    """The plan template of a product (:func:`launch`'s arguments, the
+    strides those of the 3-D output and residual), kept by layout."""
+    b_mode, _, b_item, b_rs, b_cs = b
+    key = (kind, isa, dims, b_mode, b_item, b_rs, b_cs, out_strides, bias is None or bias.shape[-1], res_strides,
+           bool(accumulate), parallel.NUM_THREADS)
     template = _plans.get(key)
     if template is None:
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()
-        template = _plans[key] = _plan_template(kind, isa, dims, b, out3.strides, bias,
-                                                None if res3 is None else res3.strides, accumulate)
-    _execute(template, kernel_addresses(isa, kind), batch * m * n * steps <= SERIAL_MACS,
-             (a_data, b_src, out3, bias, res3, clamp),
-             b_src if b_mode != PREPACKED else _NO_SOURCE)
+        template = _plans[key] = _plan_template(kind, isa, dims, b, out_strides, bias, res_strides, accumulate)
+    return template
+
+
+def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, bias: np.ndarray | None = None,
+                residual: tuple | None = None, clamp: np.ndarray | None = None) -> None:
+    """``sgemm_batched(None, b, out, packed_a=packed_a, bias=bias,
+    residual=residual, clamp=clamp)`` as one schedule operation
+    (runtime.schedule): ``b`` a C-contiguous (G, K, N) operand, ``out`` the
+    (base, offset) of the (G, M, N) output with byte ``out_strides``, and
+    ``residual`` the (base, offset) of one of the same strides, both apart
+    from ``b``; ``bias`` (G, M) and ``clamp`` (low, high) float32 arrays."""
+    batch, depth, n = b.shape
+    m = packed_a.matrix[0]
+    if (packed_a.side, packed_a.batch, *packed_a.matrix) != ("left", batch, m, depth) or packed_a.dtype != np.float32:
+        raise ValueError("the packed A does not fit B")
+    isa, kc = host_isa(), block_depth(depth)
+    b_mode = b_reading(m, kc, 1, isa)
+    template = planned("f32", isa, (batch, m, n, depth, kc), (b_mode, None, depth * n, n, 1), out_strides, bias,
+                       None if residual is None else out_strides, False)
+    kernels, tasks = kernel_addresses(isa, "f32"), int(template[_TASKS])
+    serial = tasks == 1 or batch * m * n * depth <= SERIAL_MACS
+    ctx.emit(GEMM, [*ctx.pin(template), *ctx.pin(kernels), kernels.size, *ctx.pin(packed_a.data), *b.ref(),
+                    batch * depth * n, *out, *(NONE if bias is None else ctx.pin(bias)),
+                    *(NONE if residual is None else residual), *(NONE if clamp is None else ctx.pin(clamp))],
+             tasks, spans=[(0, tasks)] if serial else None)
 
 
 def _execute(template: np.ndarray, kernels: np.ndarray, serial: bool, operands: tuple, source: np.ndarray) -> None:

@@ -40,12 +40,19 @@ plan's length and the field holding its number of tasks."""
 @jit
 def _set_addresses(plan, a, b, c, bias, res, clamp, has_bias, has_res, has_clamp):
     """The operands' addresses into ``plan`` (0 for an absent one)."""
-    plan[_A_ADDR] = a.ctypes.data
-    plan[_B_ADDR] = b.ctypes.data
-    plan[_C_ADDR] = c.ctypes.data
-    plan[_BIAS_ADDR] = bias.ctypes.data if has_bias else 0
-    plan[_RES_ADDR] = res.ctypes.data if has_res else 0
-    plan[_CLAMP_ADDR] = clamp.ctypes.data if has_clamp else 0
+    place_addresses(plan, a.ctypes.data, b.ctypes.data, c.ctypes.data, bias.ctypes.data if has_bias else 0,
+                    res.ctypes.data if has_res else 0, clamp.ctypes.data if has_clamp else 0)
+
+
+@jit(inline="always")
+def place_addresses(plan, a, b, c, bias, res, clamp):
+    """The operands' addresses (ints; 0 for an absent one) into ``plan``."""
+    plan[_A_ADDR] = a
+    plan[_B_ADDR] = b
+    plan[_C_ADDR] = c
+    plan[_BIAS_ADDR] = bias
+    plan[_RES_ADDR] = res
+    plan[_CLAMP_ADDR] = clamp
 
 
 @jit

@@ -15,11 +15,12 @@ import numpy as np
 
 from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
-from runtime.gemm.gemv import sgemv_rows
+from runtime.gemm.gemv import lower_dot_rows, sgemv_rows
 from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd, window_attrs
 from runtime.kernels.nn_expand import fuse as fuse_expand_depthwise
 from runtime.kernels.nn_prepared import prepare_conv
 from runtime.kernels.registry import fuses, kernel, prepares
+from runtime.schedule.records import Operand
 
 __all__ = ["conv_nd", "conv_transpose_nd", "matmul"]
 
@@ -142,6 +143,27 @@ def gemm(inputs, attrs):
             raise KernelError(f"Gemm: C of shape {list(c.shape)} does not broadcast to {list(y.shape)}")
         y += c if beta == 1.0 else c * c.dtype.type(beta)
     return (y,)
+
+
+def _lower_gemm(ctx, args, attrs) -> bool:
+    """Gemm as one schedule operation (runtime.schedule) where it streams
+    constant float32 weights as dot products: A computed, (M, K) with M <
+    FEW_ROWS, B given transposed, alpha = beta = 1 and C absent or a row."""
+    a, b = args[0], args[1]
+    c = args[2] if len(args) > 2 else None
+    if (not isinstance(a, Operand) or not isinstance(b, np.ndarray) or a.dtype != np.float32
+            or b.dtype != np.float32 or len(a.shape) != 2 or b.ndim != 2 or not b.flags.c_contiguous
+            or attrs["transA"] or not attrs["transB"] or float(attrs["alpha"]) != 1.0 or float(attrs["beta"]) != 1.0
+            or a.shape[0] >= FEW_ROWS or a.shape[1] != b.shape[1] or not b.shape[1] or not gemm_engine.available()):
+        return False
+    bias = None if c is None else _row_bias(c, b.shape[0])
+    if c is not None and (bias is None or not bias.flags.c_contiguous):
+        return False
+    lower_dot_rows(ctx, a, b, ctx.output(0), bias)
+    return True
+
+
+gemm.lower = _lower_gemm
 
 
 def _row_bias(c, n: int) -> np.ndarray | None:

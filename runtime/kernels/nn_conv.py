@@ -52,6 +52,7 @@ from runtime.kernels.nn_winograd import (
 )
 from runtime.kernels.weight_cache import WeightCache
 from runtime.parallel import parallel_for
+from runtime.schedule.records import DEPTHWISE, DW_PADDED, DW_PHASES, DW_SAME, GEO, IM2COL
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -237,6 +238,48 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
                        residual=None if residuals is None else residuals[n][:, part], clamp=clamp)
 
 
+def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, residual, clamp) -> None:
+    """:func:`_conv_gemm` of a 2-D convolution that runs neither by bands
+    nor unstrided 1x1, as schedule operations: per image, the column matrix
+    (of a block of output rows, as there; a strided 1x1 convolution's is its
+    subsampled input) into a scratch buffer, then its product. ``x``,
+    ``out`` and ``residual`` are operands (runtime.schedule.records)."""
+    if len(x.shape) != 4:
+        raise ValueError("2-D convolutions only")
+    batch, chans = x.shape[:2]
+    out_c, out_h, out_w = out.shape[1:]
+    size, rows = out_h * out_w, packed.matrix[1]
+    y_bytes = out_c * size * 4
+    geo = _geo(window)
+    if pointwise:
+        product = _pointwise_product(packed, size, b, clamp, residual is not None)
+        col = ctx.scratch((chans, 1, out_h, out_w), np.float32)
+        for n in range(batch):
+            _lower_im2col(ctx, x, n, col, geo)
+            product.lower(ctx, col.ref(), out.ref(n * y_bytes), None if residual is None else residual.ref(n * y_bytes))
+        return
+    bias = None if b is None else np.ascontiguousarray(b).reshape(1, out_c)
+    clamp = None if clamp is None else np.array(clamp, np.float32)
+    step = max(1, min(out_h, COLUMN_BLOCK // (rows * out_w)))
+    for n in range(batch):
+        for top in range(0, out_h, step):
+            rows_here = min(step, out_h - top)
+            col = ctx.scratch((rows, 1, rows_here, out_w), np.float32)
+            _lower_im2col(ctx, x, n, col, geo[:7] + (geo[7] - top * geo[4],) + geo[8:])
+            at = n * y_bytes + top * out_w * 4
+            gemm.lower_sgemm(ctx, packed, col.reshape((1, rows, rows_here * out_w)), out.ref(at), (0, size * 4, 4),
+                             bias, None if residual is None else residual.ref(at), clamp)
+
+
+def _lower_im2col(ctx, x, n: int, col, geo: tuple) -> None:
+    """:func:`im2col_rows` of image ``n`` of the (N, C, H, W) operand ``x``
+    into the (rows, 1, OH, OW) operand ``col``, as a schedule operation."""
+    chans, height, width = x.shape[1:]
+    rows, _, out_h, out_w = col.shape
+    ctx.emit(IM2COL, [*x.ref(n * chans * height * width * 4), chans, 1, height, width, *col.ref(), rows, 1, out_h,
+                      out_w, *geo], rows, grain(out_h * out_w))
+
+
 _products: dict[tuple, "gemm.PackedProduct"] = {}
 _MAX_PRODUCTS = 1024
 
@@ -326,6 +369,25 @@ def run_plane_kernel(chosen: tuple, x, w, b, out, residual, clamp) -> None:
     parallel_for(kernel, out.shape[0] * out.shape[1], x, w.reshape(w.shape[0], 3, 3), b, out,
                  out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags, *extra,
                  grain=grain(out[0, 0].size * 9))
+
+
+_VARIANTS = {depthwise_same_3x3: DW_SAME, depthwise_phases_3x3: DW_PHASES, depthwise_padded_3x3: DW_PADDED}
+
+
+def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> None:
+    """:func:`run_plane_kernel` as a schedule operation: ``x``, ``out`` and
+    ``residual`` are operands (runtime.schedule.records), ``w`` and ``b``
+    constants."""
+    kernel, extra = chosen
+    batch, chans, height, width = x.shape
+    out_c, out_h, out_w = out.shape[1:]
+    bias = np.zeros(out_c, np.float32) if b is None else b
+    flags = (residual is not None, clamp is not None)
+    geo = extra[0] if extra else (0,) * GEO
+    ctx.emit(DEPTHWISE, [_VARIANTS[kernel], *x.ref(), batch, chans, height, width, *ctx.pin(w), *ctx.pin(bias),
+                         *out.ref(), out_c, out_h, out_w, *(out if residual is None else residual).ref(),
+                         *ctx.pin(NO_CLAMP if clamp is None else clamp), *flags, *geo],
+             batch * out_c, grain(out_h * out_w * 9))
 
 
 SMALL_PLANE = 100

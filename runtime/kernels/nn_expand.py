@@ -34,6 +34,7 @@ from runtime.kernels.nn_depthwise_3x3 import depthwise_phases_3x3, depthwise_sam
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import Kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.schedule.records import EXPAND_DEPTHWISE, Operand
 
 _UNKNOWN = object()
 FUSE_BYTES = 2 << 20
@@ -87,15 +88,20 @@ class ExpandDepthwise:
     def _direct(self, inputs) -> bool:
         """Whether this call is one the fused kernel was made for: the
         prepared weights and biases, no residual, a C-contiguous float32 X."""
+        x = inputs[0]
+        return (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 4 and x.flags.c_contiguous
+                and self._expected(inputs))
+
+    def _expected(self, inputs) -> bool:
+        """Whether the inputs after X are the prepared weights and biases,
+        and no residual."""
         first, second = self.first, self.second
-        x, rest = inputs[0], inputs[self.split:]
+        rest = inputs[self.split:]
         expected = [first.w] + ([first.b] if self.split > 2 else []) + ([None] if first.fused else [])
         expected_rest = [second.w] + ([second.b] if len(rest) > 1 else []) + ([None] if second.fused else [])
         if len(rest) != len(expected_rest) or len(inputs) - len(rest) != len(expected) + 1:
             return False
-        return (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 4 and x.flags.c_contiguous
-                and all(a is b for a, b in zip(inputs[1:self.split], expected))
-                and all(a is b for a, b in zip(rest, expected_rest)))
+        return all(a is b for a, b in zip(list(inputs[1:self.split]) + list(rest), expected + expected_rest))
 
     def _plan(self, x_shape: tuple) -> "_Plan | None":
         """What the fused kernel needs for inputs of ``x_shape``, or None
@@ -120,9 +126,20 @@ class ExpandDepthwise:
             clamp2=NO_CLAMP if second.clamp is None else second.clamp, flags2=_FLAGS[second.clamp is not None][1:])
 
     def _run(self, x: np.ndarray, plan: "_Plan") -> np.ndarray:
+        self._refresh(plan)
+        out = np.empty(plan.out_shape, np.float32)
+        parallel_for(expand_depthwise, x.shape[0] * plan.packs.shape[0], x, plan.packs, plan.b1, plan.clamp1,
+                     plan.flags1, plan.template, plan.kernels, plan.w2, plan.b2, out, plan.clamp2, plan.flags2,
+                     plan.block, self.stride, grain=1)
+        return out
+
+    def _refresh(self, plan: "_Plan") -> None:
+        """The plan's weight blocks packed from the weights as the unfused
+        step finds them (W rewritten in place is repacked), and its first
+        bias copied (read on every call, as the unfused step reads B)."""
         first = self.first
         wide, chans = first.w.shape[:2]
-        source = first.packed()  # as the unfused step finds it: W rewritten in place is repacked
+        source = first.packed()
         if source is not plan.source:
             blocks, block = plan.packs.shape[0], plan.block
             rows = np.zeros((blocks * block, chans), np.float32)
@@ -130,12 +147,39 @@ class ExpandDepthwise:
             plan.packs = np.stack([gemm.pack_weights(rows[j * block:(j + 1) * block]).data for j in range(blocks)])
             plan.source = source
         if first.b is not None:
-            plan.b1[:wide] = first.b  # read on every call, as the unfused step reads B
-        out = np.empty(plan.out_shape, np.float32)
-        parallel_for(_expand_depthwise, x.shape[0] * plan.packs.shape[0], x, plan.packs, plan.b1, plan.clamp1,
-                     plan.flags1, plan.template, plan.kernels, plan.w2, plan.b2, out, plan.clamp2, plan.flags2,
-                     plan.block, self.stride, grain=1)
-        return out
+            plan.b1[:wide] = first.b
+
+    def lower(self, ctx, args, attrs) -> bool:
+        """The fused step as one schedule operation (runtime.schedule), for
+        what :meth:`__call__` would run fused, with frozen weights and biases."""
+        x = args[0]
+        first, second = self.first, self.second
+        constants = [a for a in (first.w, first.b, second.w, second.b) if a is not None]
+        if (not isinstance(x, Operand) or x.dtype != np.float32 or len(x.shape) != 4
+                or not self._expected(args) or not all(map(ctx.frozen, constants))):
+            return False
+        plan = self.plans.get(x.shape, _UNKNOWN)
+        if plan is _UNKNOWN:
+            plan = self.plans[x.shape] = self._plan(x.shape)
+        if plan is None:  # as the two steps, through a middle value of this step's own
+            middle = first.out_shape(x.shape)
+            if middle is None:
+                return False
+            middle = ctx.scratch(middle, np.float32)
+            return (first.lower(ctx, args[:self.split], attrs["first"], out=middle)
+                    and self.second.lower(ctx, [middle, *args[self.split:]], attrs["second"]))
+        self._refresh(plan)
+        out = ctx.output(0)
+        batch, chans, height, width = x.shape
+        wide, out_h, out_w = plan.out_shape[1:]
+        blocks = plan.packs.shape[0]
+        ctx.emit(EXPAND_DEPTHWISE, [*x.ref(), batch, chans, height, width, *ctx.pin(plan.packs), blocks,
+                                    plan.packs.shape[1], *ctx.pin(plan.b1), plan.b1.size, *ctx.pin(plan.clamp1),
+                                    first.clamp is not None, *ctx.pin(plan.template), *ctx.pin(plan.kernels),
+                                    plan.kernels.size, *ctx.pin(plan.w2), *ctx.pin(plan.b2), *out.ref(), wide,
+                                    out_h, out_w, *ctx.pin(plan.clamp2), second.clamp is not None, plan.block,
+                                    self.stride], batch * blocks)
+        return True
 
 
 @dataclass
@@ -165,7 +209,7 @@ kernels' (residual, clamp)."""
 
 
 @jit
-def _expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernels, w2, b2, out, clamp2, flags2,
+def expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernels, w2, b2, out, clamp2, flags2,
                       block, stride):
     """Tasks [start, stop) (image n, block j of ``block`` channels): expand
     the block (the product of its packed weight rows ``packs[j]`` by the
@@ -194,11 +238,11 @@ def _expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kerne
                                flags2)
 
 
-@drives(_expand_depthwise)
+@drives(expand_depthwise)
 @jit
 def _expand_depthwise_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _expand_depthwise(spans[index, 0], spans[index, 1], *args)
+        expand_depthwise(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True)
     return team_leave(team, state, role)

@@ -23,6 +23,7 @@ from runtime.jit import jit
 from runtime.kernels.conv_epilogue import NO_CLAMP
 from runtime.kernels.nn_window import valid_range
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.schedule.records import BANDS
 
 _u = numba.uint64
 
@@ -175,18 +176,40 @@ def conv_by_bands(x3, packed, b, outs, residuals, clamp, geo, band: int, out_h: 
     of an im2col and a GEMM that each go through memory: MobileNetV2's stem
     1.3x, ResNet-50's 1.2x faster). The same products in the same order as
     the one-GEMM path, so the same results."""
-    m, rows = packed.matrix
-    size = out_h * out_w
+    full, last, kernels, bias = _band_plan(packed, b, residuals is not None, band, out_h, out_w)
     flags = _BAND_FLAGS[b is not None, residuals is not None, clamp is not None]
-    full = gemm.strip_template(m, band * out_w, rows, size, b is not None, residuals is not None)
-    last_rows = out_h - (out_h - 1) // band * band
-    last = gemm.strip_template(m, last_rows * out_w, rows, size, b is not None, residuals is not None)
-    kernels = gemm.kernel_addresses(gemm.host_isa(), "f32")
-    bias = _NO_BIAS if b is None else b
     for n in range(outs.shape[0]):
-        parallel_for(_conv_bands, -(-out_h // band), x3[n], geo, band, out_h, out_w, full, last, kernels, packed.data,
+        parallel_for(run_bands, -(-out_h // band), x3[n], geo, band, out_h, out_w, full, last, kernels, packed.data,
                      bias, outs[n], outs[n] if residuals is None else residuals[n],
                      NO_CLAMP if clamp is None else clamp, flags, grain=1)
+
+
+def lower_bands(ctx, x, packed, b, out, residual, clamp, geo: tuple, band: int, out_h: int, out_w: int) -> None:
+    """:func:`conv_by_bands` as schedule operations (one per image, over
+    its bands): ``x`` (N, C, H, W), ``out`` and ``residual`` (N, M, OH, OW)
+    operands (runtime.schedule.records)."""
+    full, last, kernels, bias = _band_plan(packed, b, residual is not None, band, out_h, out_w)
+    m = packed.matrix[0]
+    chans, height, width = x.shape[1:]
+    x_bytes, y_bytes = chans * height * width * 4, m * out_h * out_w * 4
+    flags = (b is not None, residual is not None, clamp is not None)
+    clamp, residual = NO_CLAMP if clamp is None else clamp, out if residual is None else residual
+    for n in range(x.shape[0]):
+        ctx.emit(BANDS, [*x.ref(n * x_bytes), chans, 1, height, width, *geo, band, out_h, out_w, *ctx.pin(full),
+                         *ctx.pin(last), *ctx.pin(kernels), kernels.size, *ctx.pin(packed.data), packed.data.size,
+                         *ctx.pin(bias), bias.size, *out.ref(n * y_bytes), *residual.ref(n * y_bytes), m,
+                         *ctx.pin(clamp), *flags], -(-out_h // band))
+
+
+def _band_plan(packed, b, has_residual: bool, band: int, out_h: int, out_w: int):
+    """The strip templates of a full and of the last band, the kernel table
+    and the bias array :func:`run_bands` takes."""
+    m, rows = packed.matrix
+    size = out_h * out_w
+    full = gemm.strip_template(m, band * out_w, rows, size, b is not None, has_residual)
+    last_rows = out_h - (out_h - 1) // band * band
+    last = gemm.strip_template(m, last_rows * out_w, rows, size, b is not None, has_residual)
+    return full, last, gemm.kernel_addresses(gemm.host_isa(), "f32"), _NO_BIAS if b is None else b
 
 
 _BAND_FLAGS = {key: np.array(key, np.bool_) for key in itertools.product((False, True), repeat=3)}
@@ -194,7 +217,7 @@ _NO_BIAS = np.zeros(1, np.float32)
 
 
 @jit
-def _conv_bands(start, stop, x, geo, band, out_h, out_w, full, last, kernels, a, bias, out, res, clamp, flags):
+def run_bands(start, stop, x, geo, band, out_h, out_w, full, last, kernels, a, bias, out, res, clamp, flags):
     """Bands [start, stop) of output rows of one image: the band's column
     matrix (rows x band x out_w) into this call's buffer, then its product
     by the packed weights ``a`` (:func:`runtime.gemm.run_strip`) into the
@@ -215,12 +238,12 @@ def _conv_bands(start, stop, x, geo, band, out_h, out_w, full, last, kernels, a,
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
-@drives(_conv_bands)
+@drives(run_bands)
 @jit
 def _conv_bands_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _conv_bands(spans[index, 0], spans[index, 1], *args)
+        run_bands(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True)
     return team_leave(team, state, role)
 

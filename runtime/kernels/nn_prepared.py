@@ -26,19 +26,25 @@ import numpy as np
 from runtime import gemm
 from runtime.kernels.conv_epilogue import check_epilogue
 from runtime.kernels.nn_conv import (
+    _conv_gemm,
     _conv_geometry,
     _geo,
     _pointwise_product,
+    _winograd_tile,
     gemm_bands,
+    lower_conv_gemm,
+    lower_plane_kernel,
     packed_weights,
     plane_kernel,
     run_plane_kernel,
     window_attrs,
 )
-from runtime.kernels.nn_im2col import conv_by_bands
+from runtime.kernels.nn_im2col import conv_by_bands, lower_bands
 from runtime.kernels.nn_window import lift
+from runtime.kernels.nn_winograd import lower_winograd, packed_winograd_weights, winograd_conv2d
 from runtime.kernels.registry import Kernel
 from runtime.kernels.weight_cache import frozen
+from runtime.schedule.records import Operand
 
 _F32 = np.dtype(np.float32)
 RESIDUAL = 3
@@ -73,8 +79,10 @@ class PreparedConv:
     input), prepared per input shape: a planned GEMM for 1x1 convolutions
     (stride 1, no padding, one group), the bands of output rows for the
     convolutions the generic kernel runs that way, the flat or padded-plane
-    kernel for the 3x3 depthwise ones that have one; other shapes go to the
-    generic kernel."""
+    kernel for the 3x3 depthwise ones that have one, Winograd for the 3x3
+    ones it suits and a column matrix for the other 2-D convolutions of one
+    group; other shapes go to the generic kernel. Each can also lower itself
+    to schedule operations (:meth:`lower`, runtime.schedule)."""
 
     def __init__(self, generic: Kernel, attrs: Mapping[str, Any], w: np.ndarray, b: np.ndarray | None, fused: bool):
         self.generic, self.attrs, self.w, self.b, self.fused = generic, attrs, w, b, fused
@@ -98,6 +106,33 @@ class PreparedConv:
                 or not residual.flags.c_contiguous)):
             return self.generic(inputs, attrs)
         return (layout.run(self, x, residual),)
+
+    def lower(self, ctx, args, attrs, out: Operand | None = None) -> bool:
+        """This step as schedule operations (runtime.schedule.builder), for
+        what :meth:`__call__` would run prepared, with frozen weights; into
+        ``out`` when given (the middle of a pair), else output 0."""
+        x = args[0]
+        residual = args[3] if self.fused and len(args) == 4 else None
+        if (attrs is not self.attrs or args[1] is not self.w or (args[2] if len(args) > 2 else None) is not self.b
+                or not isinstance(x, Operand) or x.dtype != _F32 or not ctx.frozen(self.w)
+                or (self.b is not None and not ctx.frozen(self.b))):
+            return False
+        layout = self.layouts.get(x.shape, _UNKNOWN)
+        if layout is _UNKNOWN:
+            layout = self.layouts[x.shape] = self._layout(x.shape)
+        if layout is None or (residual is not None and (
+                not isinstance(residual, Operand) or residual.dtype != _F32 or residual.shape != layout.out_shape)):
+            return False
+        layout.lower(self, ctx, x, residual, out)
+        return True
+
+    def out_shape(self, x_shape: tuple) -> tuple | None:
+        """The output shape of a prepared run on X of ``x_shape``, or None
+        where none would run prepared."""
+        layout = self.layouts.get(x_shape, _UNKNOWN)
+        if layout is _UNKNOWN:
+            layout = self.layouts[x_shape] = self._layout(x_shape)
+        return None if layout is None else layout.out_shape
 
     def packed(self):
         """W packed for the GEMM: from the shared cache, or, while W stays
@@ -126,7 +161,12 @@ class PreparedConv:
         if band:
             return _Banded(out_shape, band, _geo(window))
         chosen = plane_kernel(x_shape, _F32, window) if int(group) == x_shape[1] > 1 else None
-        return None if chosen is None else _Depthwise(out_shape, chosen)
+        if chosen is not None:
+            return _Depthwise(out_shape, chosen)
+        if int(group) != 1 or len(x_shape) != 4 or not gemm.available():
+            return None
+        m = _winograd_tile(_F32, x_shape, self.w.shape, window, group)
+        return _Winograd(out_shape, window, m) if m else _Im2col(out_shape, window, pointwise)
 
 
 class _Layout:
@@ -159,6 +199,20 @@ class _Pointwise(_Layout):
         return out
 
 
+    def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
+        packed = step.packed()
+        product = _pointwise_product(packed, self.size, step.b, step.clamp, residual is not None)
+        in_place = (residual is not None and product.single_block and step.attrs.get("inplace", -1) == RESIDUAL
+                    and residual.writable and residual.base != x.base)
+        if out is None:
+            out = ctx.output(0, like=residual if in_place else None)
+        batch, chans, out_c = x.shape[0], x.shape[1], self.out_shape[1]
+        x_bytes, y_bytes = chans * self.size * 4, out_c * self.size * 4
+        for n in range(batch):
+            product.lower(ctx, x.ref(n * x_bytes), out.ref(n * y_bytes),
+                          None if residual is None else residual.ref(n * y_bytes))
+
+
 def _output(step: PreparedConv, x: np.ndarray, residual: np.ndarray | None, shape: tuple) -> np.ndarray:
     """The residual itself where the step may write there (``inplace``:
     the residual dies with it; its product, one reduction block deep, reads
@@ -188,6 +242,58 @@ class _Banded(_Layout):
                       step.clamp, self.geo, self.band, out_h, out_w)
         return out
 
+    def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
+        if len(x.shape) != 4:
+            raise ValueError("bands of a 2-D convolution only")
+        lower_bands(ctx, x, step.packed(), step.b, ctx.output(0) if out is None else out, residual, step.clamp,
+                    self.geo, self.band, *self.out_shape[2:])
+
+
+class _Winograd(_Layout):
+    """A 3x3 convolution on Winograd's F(m x m) with the packed transformed
+    weights (as the generic kernel runs it: on im2col where the weights hold
+    NaN or Inf), without the generic kernel's dispatch on every call."""
+
+    def __init__(self, out_shape: tuple, window, m: int):
+        super().__init__(out_shape)
+        self.window, self.m = window, m
+        self.pads = window.pads_begin + window.pads_end
+
+    def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+        out = np.empty(self.out_shape, np.float32)
+        u = packed_winograd_weights.get(step.w, self.m)
+        if u is None:
+            _conv_gemm(x, step.w, step.b, out, self.window, False, residual, step.clamp)
+        else:
+            winograd_conv2d(x, u, step.b, out, self.pads, self.m, residual, step.clamp)
+        return out
+
+    def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
+        u = packed_winograd_weights.get(step.w, self.m)
+        if u is None:
+            raise ValueError("weights holding NaN or Inf run on im2col")
+        lower_winograd(ctx, x, u, step.b, ctx.output(0) if out is None else out, self.pads, self.m, residual,
+                       step.clamp)
+
+
+class _Im2col(_Layout):
+    """A convolution of one group the generic kernel runs on a column
+    matrix of the input and one product (a strided 1x1 convolution on its
+    subsampled input), without the generic kernel's dispatch."""
+
+    def __init__(self, out_shape: tuple, window, pointwise: bool):
+        super().__init__(out_shape)
+        self.window, self.pointwise = window, pointwise
+
+    def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+        out = np.empty(self.out_shape, np.float32)
+        _conv_gemm(x, step.w, step.b, out, self.window, self.pointwise, residual, step.clamp)
+        return out
+
+    def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
+        lower_conv_gemm(ctx, x, step.packed(), step.b, ctx.output(0) if out is None else out, self.window,
+                        self.pointwise, residual, step.clamp)
+
 
 class _Depthwise(_Layout):
     """A 3x3 depthwise convolution on the flat or padded-plane kernel chosen
@@ -201,3 +307,7 @@ class _Depthwise(_Layout):
         out = np.empty(self.out_shape, np.float32)
         run_plane_kernel(self.chosen, x, step.w, step.b, out, residual, step.clamp)
         return out
+
+    def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
+        lower_plane_kernel(ctx, self.chosen, x, step.w, step.b, ctx.output(0) if out is None else out, residual,
+                           step.clamp)

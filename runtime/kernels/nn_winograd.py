@@ -45,6 +45,7 @@ from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_window import valid_range
 from runtime.kernels.weight_cache import WeightCache
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.schedule.records import WINOGRAD_IN, WINOGRAD_OUT
 
 POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, Fraction(-1, 2))}
 """Interpolation points (besides infinity) of F(m x m, 3 x 3) per tile size m."""
@@ -180,7 +181,7 @@ def _interleave(dst, src, s0, count, stride, m):
 
 
 @jit(fastmath=True)
-def _input_tiles(start, stop, x, v, b_t, geo):
+def input_tiles(start, stop, x, v, b_t, geo):
     """Planes [start, stop) (index image*C + c) of the input transform:
     v[i*n + k, c, tile] = (B^T d B)[i, k] for each n x n tile d of plane c of
     image x[image] (N, C, H, W), zero padded by geo = (pad_top, pad_left,
@@ -234,7 +235,7 @@ def _input_tiles(start, stop, x, v, b_t, geo):
 
 
 @jit(fastmath=True)
-def _output_tiles(start, stop, prods, y, a_t, bias, geo, res, clamp, flags):
+def output_tiles(start, stop, prods, y, a_t, bias, geo, res, clamp, flags):
     """Planes [start, stop) (index image*K + k) of the output transform: each
     m x m tile of y (N, K, OH, OW) is A^T M A + bias[k], M the tile's n x n
     products in prods (n*n, K, N*TH*(TW+1)); geo = (TH, TW). Tiles past the
@@ -386,13 +387,45 @@ def winograd_conv2d(x: np.ndarray, u, b: np.ndarray | None, out: np.ndarray, pad
         rs = ys if residual is None else residual[first:first + step]
         tiles = xs.shape[0] * th * (tw + 1)
         v = scratch("Winograd tiles", (n * n, chans, tiles), np.float32)
-        run(_input_tiles, xs.shape[0] * chans, xs, v, _B_T[m], (int(pads[0]), int(pads[1]), th, tw))
+        run(input_tiles, xs.shape[0] * chans, xs, v, _B_T[m], (int(pads[0]), int(pads[1]), th, tw))
         prods = scratch("Winograd products", (n * n, out_c, tiles), np.float32)
         if packed:
             gemm.sgemm_batched(None, v, prods, packed_a=u)
         else:
             np.matmul(u, v, out=prods)
-        run(_output_tiles, ys.shape[0] * out_c, prods, ys, _A_T[m], bias, (th, tw), rs, clamp, flags)
+        run(output_tiles, ys.shape[0] * out_c, prods, ys, _A_T[m], bias, (th, tw), rs, clamp, flags)
+
+
+def lower_winograd(ctx, x, u: gemm.PackedMatrix, b: np.ndarray | None, out, pads, m: int, residual=None,
+                   clamp: np.ndarray | None = None) -> None:
+    """:func:`winograd_conv2d` with packed ``u`` as schedule operations
+    (runtime.schedule): ``x``, ``out`` and ``residual`` are operands of the
+    shapes it takes; each group of images is the input transform, the
+    batched product and the output transform, into scratch buffers."""
+    batch, chans, height, width = x.shape
+    out_c, out_h, out_w = out.shape[1:]
+    n = m + 2
+    if m not in POINTS or u.shape != (n * n, out_c, chans) or min(pads) < 0 or (
+            (height + pads[0] + pads[2] - 2, width + pads[1] + pads[3] - 2) != (out_h, out_w)):
+        raise ValueError("not a Winograd convolution of these operands")
+    th, tw = -(-out_h // m), -(-out_w // m)
+    bias = np.zeros(out_c, dtype=np.float32) if b is None else b
+    flags = (residual is not None, clamp is not None)
+    clamp = NO_CLAMP if clamp is None else clamp
+    residual = out if residual is None else residual
+    step = max(1, TILE_ELEMENTS // (n * n * th * (tw + 1) * max(chans, out_c)))
+    x_bytes, y_bytes = chans * height * width * 4, out_c * out_h * out_w * 4
+    for first in range(0, batch, step):
+        count = min(step, batch - first)
+        tiles = count * th * (tw + 1)
+        v = ctx.scratch((n * n, chans, tiles), np.float32)
+        ctx.emit(WINOGRAD_IN, [*x.ref(first * x_bytes), count, chans, height, width, *v.ref(), n, tiles,
+                               *ctx.pin(_B_T[m]), int(pads[0]), int(pads[1]), th, tw], count * chans)
+        prods = ctx.scratch((n * n, out_c, tiles), np.float32)
+        gemm.lower_sgemm(ctx, u, v, prods.ref(), (out_c * tiles * 4, tiles * 4, 4))
+        ctx.emit(WINOGRAD_OUT, [*prods.ref(), n, out_c, tiles, *out.ref(first * y_bytes), count, out_h, out_w,
+                                *ctx.pin(_A_T[m]), m, *ctx.pin(bias), th, tw, *residual.ref(first * y_bytes),
+                                *ctx.pin(clamp), *flags], count * out_c)
 
 
 def _serial(fn, n: int, *args) -> None:
@@ -424,21 +457,21 @@ def _check(x, u, b, out, pads, m: int) -> None:
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
-@drives(_input_tiles)
+@drives(input_tiles)
 @jit
 def _input_tiles_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _input_tiles(spans[index, 0], spans[index, 1], *args)
+        input_tiles(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True)
     return team_leave(team, state, role)
 
 
-@drives(_output_tiles)
+@drives(output_tiles)
 @jit
 def _output_tiles_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _output_tiles(spans[index, 0], spans[index, 1], *args)
+        output_tiles(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True)
     return team_leave(team, state, role)

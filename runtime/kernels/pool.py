@@ -12,6 +12,7 @@ what it works out from them (its plan) per input shape, dtype and attributes.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numba
@@ -23,6 +24,7 @@ from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_window import MAX_SPATIAL, Window, grain, lift, make_window, out_shape, valid_range
 from runtime.kernels.registry import kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.schedule.records import MAX_POOL, PLANE_MEANS, Operand
 
 AVG_EXCLUDE_PAD, AVG_INCLUDE_PAD, SUM = 0, 1, 2
 """Modes of the averaging loop: mean of the in-bounds values, mean counting
@@ -149,7 +151,7 @@ def _windows_max(dst, to, count, buf, step, kw):
 
 
 @jit
-def _max_pool_2d_rows(start, stop, x, y, kh, kw, sh, sw, ph, pw, buf_len):
+def max_pool_2d_rows(start, stop, x, y, kh, kw, sh, sw, ph, pw, buf_len):
     """Output rows [start, stop) of all planes (row r: plane r // OH, row
     r % OH) of a 2-D max pool with unit dilations, separably: the max over
     the window's input rows that exist (one contiguous pass over up to three
@@ -369,7 +371,7 @@ def _max_pool_plan(x: np.ndarray, attrs, with_indices: bool) -> _MaxPoolPlan:
         # with ONNX's pads < kernel and no kernel much wider than the input
         # that buffer is short and few taps are padding
         buf_len = max(pw + width, (out_w - 1) * sw + kw)
-        return _MaxPoolPlan(work, y_shape, _max_pool_2d_rows, (planes, height, width), (planes, out_h, out_w),
+        return _MaxPoolPlan(work, y_shape, max_pool_2d_rows, (planes, height, width), (planes, out_h, out_w),
                             planes * out_h, (kh, kw, sh, sw, ph, pw, buf_len), grain(out_w * kh * kw))
     return _MaxPoolPlan(work, y_shape, _max_pool_planes, x_planes, y_planes, y_planes[0], (geo,), chunk)
 
@@ -443,7 +445,7 @@ def average_pool(inputs, attrs):
     if (x.size and window.kernel == x.shape[2:] and not any(window.pads_begin + window.pads_end)
             and all(d == 1 for d in window.dilations)):  # one window a plane (ResNet-50's head): plane means
         mean = np.empty(x.shape[:2] + (1,) * (x.ndim - 2), x.dtype)
-        _plane_means(x.reshape(x.shape[0] * x.shape[1], -1), mean.reshape(-1))
+        plane_means(x.reshape(x.shape[0] * x.shape[1], -1), mean.reshape(-1))
         return (mean.astype(dtype, copy=False),)
     return (_sum_or_mean_pool("AveragePool", x, attrs, mode, window).astype(dtype, copy=False),)
 
@@ -481,7 +483,7 @@ def global_average_pool(inputs, attrs):
     if x.dtype in (np.float32, np.float64) and x.size:
         planes = np.ascontiguousarray(x).reshape(x.shape[0] * x.shape[1], -1)
         mean = np.empty(x.shape[:2] + (1,) * len(axes), x.dtype)
-        _plane_means(planes, mean.reshape(-1))
+        plane_means(planes, mean.reshape(-1))
         return (mean,)
     work = np.float32 if x.dtype == np.float16 else x.dtype
     mean = np.mean(x, axis=axes, keepdims=True, dtype=work)
@@ -489,7 +491,7 @@ def global_average_pool(inputs, attrs):
 
 
 @jit(fastmath=True)
-def _plane_means(planes, out):
+def plane_means(planes, out):
     """out[i] = the mean of row i of ``planes``, summed in float64 (numpy's
     mean over a short trailing axis pays a fixed cost per row: MobileNetV2's
     1280 planes of 7x7 took 50 us, this 2 us)."""
@@ -516,6 +518,63 @@ def global_lp_pool(inputs, attrs):
     return (_lp_root(np.sum(_lp_power(x, p), axis=axes, keepdims=True), p).astype(x.dtype, copy=False),)
 
 
+# ---------------------------------------------------------------- in a schedule (runtime.schedule)
+def _stand_in(x: Operand) -> np.ndarray:
+    """A read-only array of an operand's shape and dtype, holding no data:
+    what the plans and checks of the kernels above need to see of X."""
+    return np.broadcast_to(np.zeros((), x.dtype), x.shape)
+
+
+def _lower_max_pool(ctx, args, attrs) -> bool:
+    """MaxPool as one schedule operation where it runs on the float32 row loop."""
+    x = args[0]
+    if not isinstance(x, Operand) or x.dtype != np.float32:
+        return False
+    try:
+        plan = _cached_plan(_stand_in(x), attrs, False)
+    except KernelError:
+        return False
+    if plan.loop is not max_pool_2d_rows or plan.work != np.float32:
+        return False
+    planes, height, width = plan.x_view
+    out_h, out_w = plan.y_view[1:]
+    ctx.emit(MAX_POOL, [*x.ref(), planes, height, width, *ctx.output(0).ref(), out_h, out_w, *plan.params],
+             plan.items, plan.grain)
+    return True
+
+
+def _lower_plane_means(ctx, x: Operand) -> bool:
+    """Each (image, channel) plane of float32 ``x`` to its mean, as
+    :func:`plane_means` (chunks of planes)."""
+    planes, size = x.shape[0] * x.shape[1], math.prod(x.shape[2:])
+    ctx.emit(PLANE_MEANS, [*x.ref(), planes, size, *ctx.output(0).ref()], planes, grain(size))
+    return True
+
+
+def _lower_global_average(ctx, args, attrs) -> bool:
+    x = args[0]
+    return (isinstance(x, Operand) and x.dtype == np.float32 and len(x.shape) >= 3 and math.prod(x.shape) > 0
+            and _lower_plane_means(ctx, x))
+
+
+def _lower_average(ctx, args, attrs) -> bool:
+    """AveragePool where one window covers each plane (ResNet-50's head)."""
+    x = args[0]
+    if not isinstance(x, Operand) or x.dtype != np.float32 or len(x.shape) < 3 or not math.prod(x.shape):
+        return False
+    try:
+        window = _window("AveragePool", _stand_in(x), attrs)
+    except KernelError:
+        return False
+    return (window.kernel == x.shape[2:] and not any(window.pads_begin + window.pads_end)
+            and all(d == 1 for d in window.dilations) and _lower_plane_means(ctx, x))
+
+
+max_pool_kernel.lower = _lower_max_pool
+global_average_pool.lower = _lower_global_average
+average_pool.lower = _lower_average
+
+
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
 @drives(_max_pool_planes)
 @jit
@@ -527,12 +586,12 @@ def _max_pool_planes_team(team, state, role, spans, *args):
     return team_leave(team, state, role)
 
 
-@drives(_max_pool_2d_rows)
+@drives(max_pool_2d_rows)
 @jit
 def _max_pool_2d_rows_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _max_pool_2d_rows(spans[index, 0], spans[index, 1], *args)
+        max_pool_2d_rows(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True)
     return team_leave(team, state, role)
 

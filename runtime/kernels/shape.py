@@ -22,6 +22,7 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.registry import kernel
+from runtime.schedule.records import Operand
 
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 SPACE_DEPTH_MODES = ("DCR", "CRD")
@@ -492,3 +493,28 @@ def nonzero(inputs, attrs):
     if data.ndim == 0:
         return (np.zeros((0, int(np.count_nonzero(data))), np.int64),)
     return (np.array(np.nonzero(data), dtype=np.int64).reshape(data.ndim, -1),)
+
+
+# ---------------------------------------------------------------- views in a schedule (runtime.schedule)
+def _lower_view(fn):
+    """A lowering for a kernel whose output is a view of its C-contiguous
+    input in another shape: the kernel is run on a stand-in of the input's
+    shape (it checks the other inputs and attributes as in a run), and the
+    output becomes an alias of the input."""
+    def lower(ctx, args, attrs) -> bool:
+        x = args[0]
+        if not isinstance(x, Operand) or any(isinstance(a, Operand) for a in args[1:]):
+            return False
+        try:
+            (y,) = fn([np.broadcast_to(np.zeros((), x.dtype), x.shape), *args[1:]], attrs)
+        except (KernelError, ValueError, TypeError):
+            return False
+        if tuple(y.shape) != ctx.out_types[0][0]:
+            return False
+        ctx.alias(0, x)
+        return True
+    return lower
+
+
+for _view in (reshape, flatten, squeeze, unsqueeze, identity):
+    _view.lower = _lower_view(_view)

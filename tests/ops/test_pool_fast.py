@@ -75,7 +75,7 @@ def check(x, attrs, fast=True):
     the general loop's result on the float64 input); ``fast``: the plan
     takes the row loop."""
     plan = pool._cached_plan(x, attrs, False)
-    assert (plan.loop is pool._max_pool_2d_rows) == fast
+    assert (plan.loop is pool.max_pool_2d_rows) == fast
     (y,) = run_kernel("MaxPool", [x], attrs)
     want = reference_max_pool(x, attrs["kernel_shape"], attrs["strides"], attrs["pads"], attrs["dilations"],
                               attrs["ceil_mode"])
@@ -157,12 +157,12 @@ def test_row_loop_spans_write_only_their_rows():
     x = specials((3, 9, 10), seed=3)
     y_all = np.empty((3, 5, 5), np.float32)
     params = (3, 3, 2, 2, 1, 1, 11)
-    pool._max_pool_2d_rows(0, 15, x, y_all, *params)
+    pool.max_pool_2d_rows(0, 15, x, y_all, *params)
     want = reference_max_pool(x[None], (3, 3), (2, 2), (1, 1, 1, 1))[0].astype(np.float32)
     np.testing.assert_array_equal(y_all, want)
     for start, stop in [(0, 1), (3, 7), (4, 11), (14, 15), (9, 30), (7, 7)]:
         y = np.full((3, 5, 5), 7.0, np.float32)
-        pool._max_pool_2d_rows(start, stop, x, y, *params)
+        pool.max_pool_2d_rows(start, stop, x, y, *params)
         rows = y.reshape(15, 5)
         written = np.zeros(15, bool)
         written[start:min(stop, 15)] = True

@@ -27,8 +27,10 @@ CASES = {  # (chans, out channels, plane size, kernel, group)
     "pointwise one pixel": (8, 8, 1, 1, 1),
     "depthwise same": (12, 12, 9, 3, 12),
     "depthwise multiplier": (4, 8, 6, 3, 4),
-    "3x3 dense (generic)": (3, 5, 8, 3, 1),
+    "3x3 dense (column matrix)": (3, 5, 8, 3, 1),
+    "3x3 winograd": (16, 16, 12, 3, 1),
 }
+LAYOUTS = {"pointwise": "_Pointwise", "depthwise": "_Depthwise", "3x3 dense": "_Im2col", "3x3 winograd": "_Winograd"}
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -47,7 +49,7 @@ def test_prepared_fused_conv_equals_the_generic_kernel(name, with_residual, batc
         got = prepared([x, w, b, residual], attrs)[0]
         np.testing.assert_array_equal(got, generic([x, w, b, residual], attrs)[0])
     kind = type(prepared.layouts[x.shape]).__name__ if prepared.layouts[x.shape] else "generic"
-    assert kind == {"pointwise": "_Pointwise", "depthwise": "_Depthwise"}.get(name.split()[0], "generic")
+    assert kind == next(layout for prefix, layout in LAYOUTS.items() if name.startswith(prefix))
 
 
 @pytest.mark.parametrize("with_residual", [False, True])

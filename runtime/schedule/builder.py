@@ -1,0 +1,426 @@
+"""A schedule: an executor's plan lowered, once, to operations over fixed
+buffers, run by one call on every thread.
+
+For each step of the plan, in order, the builder asks the step's kernel to
+lower itself (its ``lower(ctx, args, attrs)``, given a :class:`Lowering`):
+to emit operations (:mod:`runtime.schedule.ops`) over the operands it is
+given and the outputs it places, or to decline (return False), in which
+case the step stays a Python call between two runs of operations. The
+values that operations write live in one arena, planned from their
+lifetimes (first fit, largest first) and kept between runs, so that a
+layer's output is warm memory, not a fresh mapping. Program inputs and the
+outputs of Python steps that operations read are bound per run.
+
+A scheduled run makes one Python call per run of consecutive operations
+instead of several per step, and the pool threads go from one operation to
+the next inside Numba (a barrier each: :func:`runtime.parallel.run_phases`),
+where the per-step path published a job per kernel call: on a 2-core host
+that Python cost ~30 us a step once the kernels before had evicted it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from runtime import parallel
+from runtime.kernels.weight_cache import frozen
+from runtime.schedule.ops import COUNT, FIRST, KIND, REC, run_schedule
+from runtime.schedule.records import Operand
+
+ENABLED = os.environ.get("TESSERA_SCHEDULE", "1") != "0"
+"""``TESSERA_SCHEDULE=0`` runs every step through Python (to compare)."""
+ALIGN = 64
+"""Byte alignment of every arena buffer (a cache line, an AVX-512 vector)."""
+
+
+@dataclass
+class _Buffer:
+    """A run of bytes operations use: in the arena (``kind`` "arena": its
+    offset once planned), or bound elsewhere (a pinned constant, a program
+    input, a Python step's output). ``first``/``last``: the plan positions
+    that use it."""
+
+    kind: str
+    nbytes: int = 0
+    first: int = 1 << 60
+    last: int = -1
+    offset: int = 0
+
+    def touch(self, position: int) -> None:
+        self.first, self.last = min(self.first, position), max(self.last, position)
+
+
+class Lowering:
+    """What a kernel's ``lower`` works with for one step: its outputs'
+    types, and the means to place them, pin constants, take scratch memory
+    and emit operations. Nothing it does is kept unless ``lower`` returns
+    True."""
+
+    def __init__(self, builder: "_Builder", outputs: Sequence[tuple[tuple, np.dtype]]):
+        self._builder = builder
+        self.out_types = list(outputs)
+        self.outputs: list[Operand | None] = [None] * len(outputs)
+        self.touched: list[int] = []
+        self.constants: list[np.ndarray] = []
+        self.ops: list[tuple[int, list[int], list[tuple[int, int]]]] = []
+
+    def frozen(self, array: np.ndarray) -> bool:
+        """Whether a program constant is frozen (runtime.kernels.weight_cache):
+        a step may lower the forms derived from it (packed weights) only
+        then, and each run checks it still is (else the run goes through
+        Python, which looks them up again)."""
+        if not frozen(array):
+            return False
+        self.constants.append(array)
+        return True
+
+    def pin(self, array: np.ndarray) -> tuple[int, int]:
+        """(base, 0) of an array that stays as it is while the schedule
+        lives (a constant, packed weights, a plan), kept alive by the
+        schedule: it must be C-contiguous, as everything operations read."""
+        if not (isinstance(array, np.ndarray) and array.flags.c_contiguous):
+            raise ValueError("only C-contiguous arrays can be pinned")
+        return self._builder.pin(array), 0
+
+    def uses(self, operand: Operand) -> Operand:
+        """``operand``, noted as read or written by this step."""
+        self.touched.append(operand.base)
+        return operand
+
+    def output(self, index: int, like: Operand | None = None) -> Operand:
+        """Output ``index``: a new arena buffer, or ``like``'s memory (a step
+        writing in place: ``like`` must be writable and of the output's
+        size and dtype)."""
+        shape, dtype = self.out_types[index]
+        if like is not None:
+            if not like.writable or like.nbytes != math.prod(shape) * dtype.itemsize or like.dtype != dtype:
+                raise ValueError("an output can take only a writable value of its own size and dtype")
+            out = Operand(like.base, like.offset, shape, dtype)
+        else:
+            out = self.scratch(shape, dtype)
+        self.outputs[index] = out
+        return self.uses(out)
+
+    def alias(self, index: int, like: Operand) -> Operand:
+        """Output ``index`` as ``like``'s bytes in the output's shape (a
+        reshaping view: no operation); nothing may write it in place."""
+        shape, dtype = self.out_types[index]
+        if like.nbytes != math.prod(shape) * dtype.itemsize or like.dtype != dtype:
+            raise ValueError("a view must have its input's size and dtype")
+        self.outputs[index] = Operand(like.base, like.offset, shape, dtype, writable=False)
+        return self.uses(self.outputs[index])
+
+    def scratch(self, shape: tuple, dtype) -> Operand:
+        """Arena memory for this step alone."""
+        dtype = np.dtype(dtype)
+        base = self._builder.add(_Buffer("arena", max(math.prod(shape) * dtype.itemsize, 1)))
+        return self.uses(Operand(base, 0, tuple(shape), dtype))
+
+    def emit(self, kind: int, rec: Sequence[int], count: int, grain: int = 1, spans=None) -> None:
+        """One operation of ``kind`` over ``count`` items, in chunks as
+        ``parallel_for`` would cut them (or ``spans``: the chunks given)."""
+        if spans is None:
+            spans = parallel.chunks(count, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain)
+        self.ops.append((kind, [int(v) for v in rec], [(int(a), int(b)) for a, b in spans]))
+
+
+@dataclass
+class _Ops:
+    """A run of consecutive operations: one call of the driver."""
+
+    ops: np.ndarray
+    spans: np.ndarray
+
+
+@dataclass
+class _Computed:
+    """Where a value operations computed is, for Python to read: an array
+    over the arena (``view``), or ``shape``/``dtype`` at byte ``offset``
+    of the value in slot ``source`` (a program input or a Python step's
+    output it is a view of)."""
+
+    view: np.ndarray | None
+    source: int = -1
+    offset: int = 0
+    shape: tuple = ()
+    dtype: np.dtype | None = None
+
+    def array(self, env: list) -> np.ndarray:
+        if self.view is not None:
+            return self.view
+        flat = env[self.source].reshape(-1).view(np.uint8)
+        return flat[self.offset:self.offset + math.prod(self.shape) * self.dtype.itemsize].view(
+            self.dtype).reshape(self.shape)
+
+
+@dataclass
+class _PythonStep:
+    """A step run through Python: ``reads`` are the values operations
+    computed that it reads (slot, :class:`_Computed`), ``binds`` the outputs
+    operations read later (slot, base, shape, dtype)."""
+
+    fn: Any
+    step: Any
+    attrs: Any
+    reads: list
+    binds: list
+
+
+class Schedule:
+    """One plan lowered (see the module docstring). :meth:`run` runs it on
+    a run's values, or returns None when it cannot (another thread is
+    running it, or a pinned constant has been made writeable)."""
+
+    def __init__(self, parts: list, recs: np.ndarray, bases: np.ndarray, arena: np.ndarray, inputs: list,
+                 outputs: list, pinned: list, constants: list, lowered: int):
+        self.parts, self.recs, self.bases, self.arena = parts, recs, bases, arena
+        self.inputs, self.outputs, self.pinned, self.constants = inputs, outputs, pinned, constants
+        self.lowered = lowered
+        """Steps that run as operations (the others run through Python)."""
+        self._lock = threading.Lock()
+
+    def run(self, executor, env: list, wanted: Sequence[int]) -> dict | None:
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if not all(frozen(a) for a in self.constants):
+                return None
+            bases = self.bases
+            for slot, base in self.inputs:
+                value = env[slot]
+                if not value.flags.c_contiguous:
+                    value = env[slot] = np.ascontiguousarray(value)
+                bases[base] = value.ctypes.data
+            for part in self.parts:
+                if isinstance(part, _Ops):
+                    parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, bases)
+                else:
+                    self._python(executor, env, part)
+            return {executor.program.slots[slot]: self._result(env, slot, computed) for slot, computed in
+                    zip(wanted, self.outputs)}
+        finally:
+            self._lock.release()
+
+    def _python(self, executor, env: list, part: _PythonStep) -> None:
+        for slot, computed in part.reads:
+            env[slot] = computed.array(env)
+        executor._step(env, part.fn, part.step, part.attrs)
+        for slot, base, shape, dtype in part.binds:
+            value = env[slot]
+            if (not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape
+                    or not value.flags.c_contiguous):
+                value = env[slot] = np.ascontiguousarray(value, dtype)
+                if value.shape != shape:
+                    raise ValueError(f"{part.step.name}: output {executor.program.slots[slot]!r} has shape "
+                                     f"{list(value.shape)}, expected {list(shape)}")
+            self.bases[base] = value.ctypes.data
+
+    def _result(self, env: list, slot: int, computed: _Computed | None) -> np.ndarray:
+        """An output as the caller keeps it: never memory the next run reuses."""
+        value = env[slot] if computed is None else computed.array(env)
+        if isinstance(value, np.ndarray) and np.may_share_memory(value, self.arena):
+            return value.copy()
+        return value
+
+
+UNKNOWN = object()
+"""What a lowering would get for a value without a static type: it does not lower."""
+
+
+class _Builder:
+    def __init__(self, program):
+        self.program = program
+        self.buffers: list[_Buffer] = [_Buffer("none")]
+        self.pinned: dict[int, tuple[int, np.ndarray]] = {}
+        self.constants: dict[int, np.ndarray] = {}
+        """The program constants operations rely on (frozen), by id."""
+        self.operands: dict[int, Operand] = {}
+        self.shadows: dict[int, set[int]] = {}
+        """Slot -> the buffers a Python step's output may be a view of."""
+        self.recs: list[int] = []
+        self.parts: list = []
+        self.pending: list[tuple[int, int, list]] = []
+        self.python_reads: list[tuple[_PythonStep, list[int]]] = []
+        self.computed: set[int] = set()
+        """Slots operations compute (a run's ``env`` does not hold them)."""
+        self.sources: dict[int, int] = {}
+        """Base of a program input or a Python step's output -> its slot."""
+        self.lowered = 0
+
+    def add(self, buffer: _Buffer) -> int:
+        self.buffers.append(buffer)
+        return len(self.buffers) - 1
+
+    def pin(self, array: np.ndarray) -> int:
+        entry = self.pinned.get(id(array))
+        if entry is None:
+            entry = self.pinned[id(array)] = (self.add(_Buffer("pinned")), array)
+        return entry[0]
+
+    def touch(self, base: int, position: int) -> None:
+        self.buffers[base].touch(position)
+
+    def arg(self, slot: int):
+        """What a step's lowering gets for an input slot."""
+        if slot < 0:
+            return None
+        constant = self.program.constants.get(slot)
+        if constant is not None:
+            return constant
+        return self.operands.get(slot, UNKNOWN)
+
+    def read(self, slot: int, position: int) -> None:
+        """Note that the step at ``position`` reads ``slot`` (and so
+        whatever memory it may be a view of)."""
+        operand = self.operands.get(slot)
+        if operand is not None:
+            self.touch(operand.base, position)
+        for base in self.shadows.get(slot, ()):
+            self.touch(base, position)
+
+    def lower(self, position: int, fn, step, attrs) -> bool:
+        lower = getattr(fn, "lower", None)
+        if lower is None or any(slot < 0 for slot in step.outputs):
+            return False
+        types = [self.program.types[slot] for slot in step.outputs]
+        args = [self.arg(slot) for slot in step.inputs]
+        if any(None in shape or dtype == "object" for shape, dtype in types) or any(a is UNKNOWN for a in args):
+            return False
+        ctx = Lowering(self, [(tuple(shape), np.dtype(dtype)) for shape, dtype in types])
+        buffers, pinned = len(self.buffers), dict(self.pinned)
+        try:
+            done = bool(lower(ctx, args, attrs))
+        except ValueError:
+            done = False
+        if not done or any(out is None for out in ctx.outputs):
+            del self.buffers[buffers:]
+            self.pinned = pinned
+            return False
+        for slot in step.inputs:
+            self.read(slot, position)
+        for base in ctx.touched:
+            self.touch(base, position)
+        for slot, out in zip(step.outputs, ctx.outputs):  # a view or an in-place output views what its input may
+            shadows = set().union(*(self.shadows.get(s, ()) for s in step.inputs
+                                    if s in self.operands and self.operands[s].base == out.base))
+            self.operands[slot] = out
+            self.computed.add(slot)
+            if shadows:
+                self.shadows[slot] = shadows
+        for array in ctx.constants:
+            self.constants[id(array)] = array
+        for kind, rec, spans in ctx.ops:
+            self.pending.append((kind, len(self.recs), spans))
+            self.recs.extend(rec)
+        self.lowered += 1
+        return True
+
+    def python(self, position: int, fn, step, attrs) -> None:
+        self.flush()
+        reads = [slot for slot in step.inputs if slot in self.computed]
+        shadows = set()
+        for slot in step.inputs:
+            self.read(slot, position)
+            if slot in self.operands:
+                shadows.add(self.operands[slot].base)
+            shadows |= self.shadows.get(slot, set())
+        part = _PythonStep(fn, step, attrs, [], [])
+        self.python_reads.append((part, reads))
+        for slot in step.outputs:
+            if slot < 0:
+                continue
+            self.shadows[slot] = shadows
+            shape, dtype = self.program.types[slot]
+            if None in shape or dtype == "object":
+                continue
+            base = self.add(_Buffer("bound"))  # not writable: it may be a view of an input or a constant
+            self.operands[slot] = Operand(base, 0, tuple(shape), np.dtype(dtype), writable=False)
+            self.sources[base] = slot
+            part.binds.append((slot, base, tuple(shape), np.dtype(dtype)))
+        self.parts.append(part)
+
+    def flush(self) -> None:
+        """Close the run of operations emitted since the last Python step."""
+        if not self.pending:
+            return
+        ops, spans = [], []
+        for kind, rec, chunks in self.pending:
+            ops.append((kind, rec, len(spans), len(chunks)))
+            spans.extend(chunks)
+        table = np.zeros((len(ops), 4), np.int64)
+        for row, (kind, rec, first, count) in enumerate(ops):
+            table[row, KIND], table[row, REC], table[row, FIRST], table[row, COUNT] = kind, rec, first, count
+        self.parts.append(_Ops(table, np.array(spans, np.int64).reshape(-1, 2)))
+        self.pending = []
+
+    def plan_arena(self) -> int:
+        """Offsets of the arena buffers (first fit by lifetime, largest
+        first); the arena's size."""
+        placed: list[_Buffer] = []
+        size = 0
+        for buffer in sorted((b for b in self.buffers if b.kind == "arena"), key=lambda b: -b.nbytes):
+            if buffer.last < 0:
+                buffer.first = buffer.last = 0
+            offset = 0
+            for other in sorted((o for o in placed if o.first <= buffer.last and buffer.first <= o.last),
+                                key=lambda o: o.offset):
+                if offset + buffer.nbytes <= other.offset:
+                    break
+                offset = max(offset, -(-(other.offset + other.nbytes) // ALIGN) * ALIGN)
+            buffer.offset = offset
+            placed.append(buffer)
+            size = max(size, offset + buffer.nbytes)
+        return size
+
+
+def build(executor, plan: list, wanted: Sequence[int]) -> Schedule | None:
+    """The schedule of ``plan`` (an executor's plan computing ``wanted``),
+    or None when no step lowers (or the program's types are not static)."""
+    program = executor.program
+    if not ENABLED or not program.types:
+        return None
+    builder = _Builder(program)
+    inputs = []
+    for slot in program.inputs:
+        shape, dtype = program.types[slot]
+        if None in shape or dtype == "object":
+            return None
+        base = builder.add(_Buffer("bound"))
+        builder.operands[slot] = Operand(base, 0, tuple(shape), np.dtype(dtype), writable=False)
+        builder.sources[base] = slot
+        inputs.append((slot, base))
+    for position, (fn, step, attrs, _) in enumerate(plan):
+        if not builder.lower(position, fn, step, attrs):
+            builder.python(position, fn, step, attrs)
+    builder.flush()
+    if not builder.lowered:
+        return None
+    for slot in wanted:
+        builder.read(slot, len(plan))
+    arena = np.empty(builder.plan_arena() + ALIGN, np.uint8)
+    shift = (-arena.ctypes.data) % ALIGN
+    bases = np.zeros(len(builder.buffers), np.int64)
+    for index, buffer in enumerate(builder.buffers):
+        if buffer.kind == "arena":
+            bases[index] = arena.ctypes.data + shift + buffer.offset
+    for index, array in builder.pinned.values():
+        bases[index] = array.ctypes.data
+
+    def computed(slot: int) -> _Computed:
+        operand = builder.operands[slot]
+        if builder.buffers[operand.base].kind != "arena":
+            return _Computed(None, builder.sources[operand.base], operand.offset, operand.shape, operand.dtype)
+        start = int(bases[operand.base]) + operand.offset - arena.ctypes.data
+        return _Computed(arena[start:start + operand.nbytes].view(operand.dtype).reshape(operand.shape))
+
+    for part, reads in builder.python_reads:
+        part.reads = [(slot, computed(slot)) for slot in reads]
+    outputs = [computed(slot) if slot in builder.computed else None for slot in wanted]
+    return Schedule(builder.parts, np.array(builder.recs, np.int64), bases, arena, inputs, outputs,
+                    [array for _, array in builder.pinned.values()], list(builder.constants.values()),
+                    builder.lowered)

@@ -1,0 +1,306 @@
+"""The schedule's operations, and the driver that runs them on every thread.
+
+An operation is one kind of kernel call over chunks of its work (the
+``start, stop`` every parallel kernel takes), with its operands in a record:
+a run of int64 in the schedule's ``recs``. An operand is a pair (base,
+offset): ``bases[base] + offset`` is its address, where ``bases`` holds the
+address of each buffer the schedule reads or writes (the arena, a constant,
+a program input: :mod:`runtime.schedule.builder`). The adapters here make
+arrays of those addresses (``carray``) and call the kernels the per-step
+path calls, with the same arguments, so a scheduled run computes the same
+bits. Every size and address was checked in Python when the schedule was
+built; nothing here checks again.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from runtime.gemm.gemv import dot_rows
+from runtime.gemm.tasks import PLAN_SIZE, place_addresses, run_planned
+from runtime.jit import jit
+from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_phases_3x3, depthwise_same_3x3
+from runtime.kernels.nn_expand import expand_depthwise
+from runtime.kernels.nn_im2col import im2col_rows, run_bands
+from runtime.kernels.nn_winograd import input_tiles, output_tiles
+from runtime.kernels.pool import max_pool_2d_rows, plane_means
+from runtime.parallel import (
+    ALONE,
+    FINISHED,
+    WORKER,
+    phase_begin,
+    phase_claim,
+    phase_done,
+    phase_end,
+    phase_wait,
+)
+from runtime.schedule.records import (
+    BANDS,
+    DEPTHWISE,
+    DOT_ROWS,
+    DW_PHASES,
+    DW_SAME,
+    EXPAND_DEPTHWISE,
+    GEMM,
+    GEO,
+    IM2COL,
+    MAX_POOL,
+    PLANE_MEANS,
+    WINOGRAD_IN,
+    WINOGRAD_OUT,
+)
+
+KIND, REC, FIRST, COUNT = range(4)
+"""Fields of a row of ``ops``: kind, where its record starts in ``recs``,
+its first span in ``spans``, and its number of spans (chunks)."""
+
+
+# ---------------------------------------------------------------- addresses
+@intrinsic
+def _f32_ptr(typingctx, address):
+    """``address`` (int64) as a float32 pointer."""
+    sig = types.CPointer(types.float32)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.FloatType()))
+
+    return sig, codegen
+
+
+@intrinsic
+def _i64_ptr(typingctx, address):
+    """``address`` (int64) as an int64 pointer."""
+    sig = types.CPointer(types.int64)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
+
+    return sig, codegen
+
+
+@jit(inline="always")
+def _at(rec, k, bases):
+    """The address of the operand at fields ``k, k + 1`` of ``rec``."""
+    return bases[rec[k]] + rec[k + 1]
+
+
+@jit(inline="always")
+def _f32(rec, k, bases, count):
+    """``count`` float32 at the operand of fields ``k, k + 1``."""
+    return numba.carray(_f32_ptr(_at(rec, k, bases)), count)
+
+
+@jit(inline="always")
+def _i64(rec, k, bases, count):
+    """``count`` int64 at the operand of fields ``k, k + 1``."""
+    return numba.carray(_i64_ptr(_at(rec, k, bases)), count)
+
+
+@jit(inline="always")
+def _flags(a, b, c):
+    flags = np.empty(3, np.bool_)
+    flags[0], flags[1], flags[2] = a != 0, b != 0, c != 0
+    return flags
+
+
+# ---------------------------------------------------------------- adapters
+@jit
+def _gemm(start, stop, rec, bases):
+    """Tasks of a planned float32 product (runtime.gemm.tasks): rec =
+    template, kernel table (and its length), A, B (and its elements),
+    C, bias, residual, clamp (absent ones: base 0)."""
+    plan = _i64(rec, 0, bases, PLAN_SIZE).copy()
+    place_addresses(plan, _at(rec, 5, bases), _at(rec, 7, bases), _at(rec, 10, bases), _at(rec, 12, bases),
+                    _at(rec, 14, bases), _at(rec, 16, bases))
+    run_planned(start, stop, plan, _i64(rec, 2, bases, rec[4]), _f32(rec, 7, bases, rec[9]))
+
+
+@jit
+def _depthwise(start, stop, rec, bases):
+    """Planes of a 3x3 depthwise convolution: rec = kernel (DW_*), X and its
+    (N, C, H, W), W, B, Y and its (K, OH, OW), residual (Y itself when
+    none), clamp, the two epilogue flags, the window (padded planes)."""
+    n, c, h, w, k, oh, ow = rec[3], rec[4], rec[5], rec[6], rec[13], rec[14], rec[15]
+    x = _f32(rec, 1, bases, n * c * h * w).reshape((n, c, h, w))
+    wt = _f32(rec, 7, bases, k * 9).reshape((k, 3, 3))
+    b = _f32(rec, 9, bases, k)
+    out = _f32(rec, 11, bases, n * k * oh * ow).reshape((n, k, oh, ow))
+    res = _f32(rec, 16, bases, n * k * oh * ow).reshape((n, k, oh, ow))
+    clamp = _f32(rec, 18, bases, 2)
+    flags = _flags(rec[20], rec[21], 0)[:2]
+    if rec[0] == DW_SAME:
+        depthwise_same_3x3(start, stop, x, wt, b, out, res, clamp, flags)
+    elif rec[0] == DW_PHASES:
+        depthwise_phases_3x3(start, stop, x, wt, b, out, res, clamp, flags)
+    else:
+        depthwise_padded_3x3(start, stop, x, wt, b, out, res, clamp, flags, rec[22:22 + GEO])
+
+
+@jit
+def _expand_depthwise(start, stop, rec, bases):
+    """Blocks of a fused 1x1 expansion and 3x3 depthwise convolution
+    (runtime.kernels.nn_expand): rec = X (N, C, H, W), the packed weight
+    blocks (blocks, length), B1 (and its length), clamp 1 and its flag, the
+    strip template, the kernel table (and its length), W2, B2, Y (K, OH,
+    OW), clamp 2 and its flag, block, stride."""
+    n, c, h, w = rec[2], rec[3], rec[4], rec[5]
+    blocks, length, wide, oh, ow = rec[8], rec[9], rec[27], rec[28], rec[29]
+    x = _f32(rec, 0, bases, n * c * h * w).reshape((n, c, h, w))
+    packs = _f32(rec, 6, bases, blocks * length).reshape((blocks, length))
+    b1 = _f32(rec, 10, bases, rec[12])
+    clamp1 = _f32(rec, 13, bases, 2)
+    template = _i64(rec, 16, bases, PLAN_SIZE)
+    kernels = _i64(rec, 18, bases, rec[20])
+    w2 = _f32(rec, 21, bases, wide * 9).reshape((wide, 3, 3))
+    b2 = _f32(rec, 23, bases, wide)
+    out = _f32(rec, 25, bases, n * wide * oh * ow).reshape((n, wide, oh, ow))
+    clamp2 = _f32(rec, 30, bases, 2)
+    flags1, flags2 = _flags(1, 0, rec[15]), _flags(0, 0, rec[32])[1:]
+    expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernels, w2, b2, out, clamp2, flags2,
+                     rec[33], rec[34])
+
+
+@jit
+def _bands(start, stop, rec, bases):
+    """Bands of output rows of a convolution by bands (runtime.kernels.
+    nn_im2col.run_bands): rec = one image's X (C, D, H, W) [0-5], the
+    window [6-20], band, OH, OW [21-23], the full and last strip templates
+    [24-27], the kernel table and its length [28-30], the packed weights
+    and their length [31-33], B and its length [34-36], Y (M, OH * OW)
+    [37, 38], the residual (Y itself when none) [39, 40], M [41], the clamp
+    [42, 43], the three epilogue flags [44-46]."""
+    c, d, h, w = rec[2], rec[3], rec[4], rec[5]
+    band, oh, ow, m = rec[21], rec[22], rec[23], rec[41]
+    x = _f32(rec, 0, bases, c * d * h * w).reshape((c, d, h, w))
+    full, last = _i64(rec, 24, bases, PLAN_SIZE), _i64(rec, 26, bases, PLAN_SIZE)
+    kernels = _i64(rec, 28, bases, rec[30])
+    a = _f32(rec, 31, bases, rec[33])
+    b = _f32(rec, 34, bases, rec[36])
+    out = _f32(rec, 37, bases, m * oh * ow).reshape((m, oh * ow))
+    res = _f32(rec, 39, bases, m * oh * ow).reshape((m, oh * ow))
+    clamp = _f32(rec, 42, bases, 2)
+    flags = _flags(rec[44], rec[45], rec[46])
+    run_bands(start, stop, x, rec[6:6 + GEO], band, oh, ow, full, last, kernels, a, b, out, res, clamp, flags)
+
+
+@jit
+def _dot_rows(start, stop, rec, bases):
+    """Columns of a product by the rows of B (runtime.gemm.gemv): rec = A
+    (M, K), B (N, K), Y (M, N), bias (and its length: 0 for none)."""
+    m, depth, n = rec[2], rec[3], rec[6]
+    a = _f32(rec, 0, bases, m * depth).reshape((m, depth))
+    b = _f32(rec, 4, bases, n * depth).reshape((n, depth))
+    out = _f32(rec, 7, bases, m * n).reshape((m, n))
+    dot_rows(start, stop, a, b, out, _f32(rec, 9, bases, rec[11]))
+
+
+@jit
+def _plane_means(start, stop, rec, bases):
+    """Plane means (runtime.kernels.pool): rec = X (planes, size), Y
+    (planes,); chunks of planes."""
+    planes, size = rec[2], rec[3]
+    x = _f32(rec, 0, bases, planes * size).reshape((planes, size))
+    y = _f32(rec, 4, bases, planes)
+    stop = min(stop, planes)
+    if start < stop:
+        plane_means(x[start:stop], y[start:stop])
+
+
+@jit
+def _winograd_in(start, stop, rec, bases):
+    """Planes of Winograd's input transform: rec = X (N, C, H, W), V (n*n,
+    C, tiles), B^T (n x n), (pad top, pad left, TH, TW)."""
+    n, c, h, w = rec[2], rec[3], rec[4], rec[5]
+    points, tiles = rec[8], rec[9]
+    x = _f32(rec, 0, bases, n * c * h * w).reshape((n, c, h, w))
+    v = _f32(rec, 6, bases, points * points * c * tiles).reshape((points * points, c, tiles))
+    b_t = _f32(rec, 10, bases, points * points).reshape((points, points))
+    input_tiles(start, stop, x, v, b_t, rec[12:16])
+
+
+@jit
+def _winograd_out(start, stop, rec, bases):
+    """Planes of Winograd's output transform: rec = the products (n*n, K,
+    tiles), Y (N, K, OH, OW), A^T (m x n), B, (TH, TW), residual (Y itself
+    when none), clamp, the two epilogue flags."""
+    points, k, tiles = rec[2], rec[3], rec[4]
+    n, oh, ow, m = rec[7], rec[8], rec[9], rec[12]
+    prods = _f32(rec, 0, bases, points * points * k * tiles).reshape((points * points, k, tiles))
+    y = _f32(rec, 5, bases, n * k * oh * ow).reshape((n, k, oh, ow))
+    a_t = _f32(rec, 10, bases, m * points).reshape((m, points))
+    b = _f32(rec, 13, bases, k)
+    res = _f32(rec, 17, bases, n * k * oh * ow).reshape((n, k, oh, ow))
+    clamp = _f32(rec, 19, bases, 2)
+    output_tiles(start, stop, prods, y, a_t, b, rec[15:17], res, clamp, _flags(rec[21], rec[22], 0)[:2])
+
+
+@jit
+def _im2col(start, stop, rec, bases):
+    """Rows of one image's column matrix: rec = X (C, D, H, W), the column
+    matrix (rows, OD, OH, OW), the window."""
+    c, d, h, w = rec[2], rec[3], rec[4], rec[5]
+    rows, od, oh, ow = rec[8], rec[9], rec[10], rec[11]
+    x = _f32(rec, 0, bases, c * d * h * w).reshape((c, d, h, w))
+    col = _f32(rec, 6, bases, rows * od * oh * ow).reshape((rows, od, oh, ow))
+    im2col_rows(start, stop, x, col, rec[12:12 + GEO])
+
+
+@jit
+def _max_pool(start, stop, rec, bases):
+    """Output rows of a 2-D max pool (runtime.kernels.pool): rec = X
+    (planes, H, W), Y (planes, OH, OW), kh, kw, sh, sw, ph, pw, buffer length."""
+    planes, h, w, oh, ow = rec[2], rec[3], rec[4], rec[7], rec[8]
+    x = _f32(rec, 0, bases, planes * h * w).reshape((planes, h, w))
+    y = _f32(rec, 5, bases, planes * oh * ow).reshape((planes, oh, ow))
+    max_pool_2d_rows(start, stop, x, y, rec[9], rec[10], rec[11], rec[12], rec[13], rec[14], rec[15])
+
+
+@jit
+def run_op(kind, start, stop, rec, bases):
+    """Chunk ``[start, stop)`` of an operation of ``kind``."""
+    if kind == GEMM:
+        _gemm(start, stop, rec, bases)
+    elif kind == DEPTHWISE:
+        _depthwise(start, stop, rec, bases)
+    elif kind == EXPAND_DEPTHWISE:
+        _expand_depthwise(start, stop, rec, bases)
+    elif kind == BANDS:
+        _bands(start, stop, rec, bases)
+    elif kind == DOT_ROWS:
+        _dot_rows(start, stop, rec, bases)
+    elif kind == PLANE_MEANS:
+        _plane_means(start, stop, rec, bases)
+    elif kind == WINOGRAD_IN:
+        _winograd_in(start, stop, rec, bases)
+    elif kind == WINOGRAD_OUT:
+        _winograd_out(start, stop, rec, bases)
+    elif kind == IM2COL:
+        _im2col(start, stop, rec, bases)
+    elif kind == MAX_POOL:
+        _max_pool(start, stop, rec, bases)
+
+
+# ---------------------------------------------------------------- the driver
+@jit
+def run_schedule(team, state, role, first, ops, spans, recs, bases):
+    """A phased driver (runtime.parallel.run_phases): operations ``first``
+    on, in order, each a phase: claim its chunks, run them, wait for the
+    others'. Returns FINISHED, or the operation whose wait ran out (a pool
+    thread then leaves; the caller comes back there)."""
+    phase_begin(team, state, role)
+    for i in range(first, ops.shape[0]):
+        count = ops[i, COUNT]
+        chunk = phase_claim(team, i, count)
+        while chunk >= 0:
+            span = ops[i, FIRST] + chunk
+            run_op(ops[i, KIND], spans[span, 0], spans[span, 1], recs[ops[i, REC]:], bases)
+            phase_done(team, i)
+            chunk = phase_claim(team, i, count)
+        if role != ALONE and not phase_wait(team, i, count):
+            return -1 if role == WORKER else i
+    phase_end(team, state, role)
+    return FINISHED
+

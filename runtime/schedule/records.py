@@ -1,0 +1,46 @@
+"""What a kernel lowering a step writes (runtime.schedule.builder): the
+kinds of operation, the operands they take, and how an operand is named.
+
+Imports nothing of the runtime, so that a kernel module can lower its steps
+without importing the schedule's driver (which imports the kernels)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+(GEMM, DEPTHWISE, EXPAND_DEPTHWISE, BANDS, DOT_ROWS, PLANE_MEANS, WINOGRAD_IN, WINOGRAD_OUT, IM2COL,
+ MAX_POOL) = range(1, 11)
+"""Operation kinds; each one's record is described where it runs
+(runtime.schedule.ops)."""
+DW_SAME, DW_PHASES, DW_PADDED = range(3)
+"""Which depthwise kernel a DEPTHWISE operation runs."""
+GEO = 15
+"""Ints of a window's ``loop_params`` (runtime.kernels.nn_window)."""
+NONE = (0, 0)
+"""An absent operand's (base, offset): base 0 is address 0."""
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A value as operations see it: ``bases[base] + offset`` is its first
+    byte; C-contiguous of ``shape`` and ``dtype``. ``writable`` is False
+    for a program input (never written in place)."""
+
+    base: int
+    offset: int
+    shape: tuple
+    dtype: np.dtype
+    writable: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def ref(self, offset: int = 0) -> tuple[int, int]:
+        """(base, offset) of the byte ``offset`` bytes into the value."""
+        return self.base, self.offset + offset
+
+    def reshape(self, shape: tuple) -> "Operand":
+        return Operand(self.base, self.offset, tuple(shape), self.dtype, self.writable)

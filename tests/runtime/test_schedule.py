@@ -1,0 +1,223 @@
+"""Scheduled runs (runtime.schedule): the same bits as the per-step path,
+outputs the next run does not touch, and the per-step path wherever a
+schedule cannot serve (fetch, watch, timings, check, a thawed weight, a
+second thread while the first runs)."""
+import threading
+
+import numpy as np
+import pytest
+
+from codegen.cpu import lower_to_program
+from compiler.frontend import import_onnx
+from compiler.pipeline import optimize
+from compiler.zoo import mobilenet_v2, resnet
+from compiler.zoo.builder import OnnxBuilder
+from compiler.zoo.families import FAMILY_MODELS
+from runtime import parallel
+from runtime.executor import Executor
+from runtime.schedule import builder as schedule_builder
+from runtime.schedule.builder import ALIGN, _Buffer, _Builder
+from runtime.schedule.records import (
+    BANDS,
+    DEPTHWISE,
+    DOT_ROWS,
+    EXPAND_DEPTHWISE,
+    GEMM,
+    IM2COL,
+    MAX_POOL,
+    PLANE_MEANS,
+    WINOGRAD_IN,
+    WINOGRAD_OUT,
+)
+
+
+def frozen_program(model):
+    """The float program of ``model`` with its constants frozen, as a
+    compiled binary's are (read-only arrays owning their memory)."""
+    program = lower_to_program(optimize(import_onnx(model)))
+    for slot, array in list(program.constants.items()):
+        if isinstance(array, np.ndarray) and array.dtype != object:
+            array = np.array(array, order="C")
+            array.flags.writeable = False
+            program.constants[slot] = array
+    return program
+
+
+def feeds_for(program, seed=0):
+    rng = np.random.default_rng(seed)
+    return {program.slots[slot]: rng.standard_normal(program.types[slot][0]).astype(np.float32)
+            for slot in program.inputs}
+
+
+def per_step(program, feeds, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(schedule_builder, "ENABLED", False)
+        return Executor(program).run(feeds)
+
+
+def kinds(executor):
+    """The operation kinds of an executor's schedule, in order."""
+    schedule = executor._schedule()
+    return [int(kind) for part in schedule.parts if hasattr(part, "ops") for kind in part.ops[:, 0]]
+
+
+def expand_block(batch=1, stride=1, chans=16, wide=128, size=64):
+    """x -> 1x1 expansion to ``wide`` channels (ReLU6) -> 3x3 depthwise
+    (ReLU6) -> 1x1 projection, + x where the shapes allow: the fused
+    expansion needs ``wide * size * size * 4`` >= 2 MiB."""
+    b = OnnxBuilder("expand", seed=3)
+    x = b.input("x", [batch, chans, size, size])
+    y = b.conv_bn(x, chans, wide, 1, act="ReLU6")
+    y = b.conv_bn(y, wide, wide, 3, stride=stride, groups=wide, act="ReLU6")
+    y = b.batchnorm(b.conv(y, wide, chans, 1, bias=False), chans)
+    return b.model([b.node("Add", [x, y]) if stride == 1 else y])
+
+
+def depthwise_odd():
+    """A stride-2 depthwise convolution of an odd-width plane (the padded-
+    plane kernel) with a residual-free epilogue, then a 1x1 projection."""
+    b = OnnxBuilder("odd", seed=4)
+    x = b.input("x", [1, 8, 15, 15])
+    y = b.conv_bn(x, 8, 8, 3, stride=2, groups=8, act="ReLU6")
+    return b.model([b.conv(y, 8, 4, 1)])
+
+
+MODELS = {
+    "resnet10": (lambda: resnet(depth=10, image=160, width=16, classes=10),
+                 {BANDS, MAX_POOL, WINOGRAD_IN, GEMM, WINOGRAD_OUT, IM2COL, PLANE_MEANS, DOT_ROWS}),
+    "mobilenet_v2": (lambda: mobilenet_v2(image=96, width=0.5, classes=10),
+                     {IM2COL, DEPTHWISE, GEMM, PLANE_MEANS, DOT_ROWS}),
+    "depthwise_odd": (depthwise_odd, {DEPTHWISE, GEMM}),
+    "expand": (expand_block, {EXPAND_DEPTHWISE, GEMM}),
+    "expand_stride2_batch2": (lambda: expand_block(batch=2, stride=2), {EXPAND_DEPTHWISE, GEMM}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_scheduled_run_gives_the_per_step_bits(monkeypatch, name, threads):
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    build, expected_kinds = MODELS[name]
+    program = frozen_program(build())
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    assert expected_kinds <= set(kinds(executor))
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_MODELS))
+def test_every_family_model_gives_the_per_step_bits(monkeypatch, name):
+    """Models as their exporters write them, with Python steps between the
+    operations: Keras' audio model reads a GlobalAveragePool's output through
+    a Transpose (a view of the arena) and a Flatten (an alias of that view)."""
+    program = frozen_program(FAMILY_MODELS[name]())
+    feeds = feeds_for(program)
+    got = Executor(program).run(feeds)
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def test_every_step_of_the_zoo_models_lowers():
+    """ResNet's Softmax is the one step of the two zoo families left to Python."""
+    for model, python_steps in ((resnet(depth=10, image=160, width=16, classes=10), 1),
+                                (mobilenet_v2(image=96, width=0.5, classes=10), 0)):
+        executor = Executor(frozen_program(model))
+        plan = executor._plan(tuple(executor.program.outputs))
+        assert executor._schedule().lowered == len(plan) - python_steps
+
+
+def test_outputs_are_the_callers_after_the_next_run():
+    program = frozen_program(expand_block())
+    executor = Executor(program)
+    first = executor.run(feeds_for(program, 0))
+    kept = {k: v.copy() for k, v in first.items()}
+    executor.run(feeds_for(program, 1))
+    for key in first:
+        np.testing.assert_array_equal(first[key], kept[key])
+
+
+def test_fetch_watch_timings_and_check_run_step_by_step(monkeypatch):
+    program = frozen_program(expand_block())
+    feeds = feeds_for(program)
+    expected = per_step(program, feeds, monkeypatch)
+    executor = Executor(program)
+    calls = []
+    monkeypatch.setattr(schedule_builder.Schedule, "run", lambda *a: calls.append(1))
+    name = program.output_names[0]
+    middle = program.slots[program.steps[0].outputs[0]]
+    assert set(executor.run(feeds, fetch=[name, middle])) == {name, middle}
+    executor.run(feeds, observe=lambda n, a: None, watch=[middle])
+    executor.run(feeds, timings=[])
+    np.testing.assert_array_equal(Executor(program, check=True).run(feeds)[name], expected[name])
+    assert not calls
+
+
+def test_a_weight_made_writeable_again_runs_step_by_step(monkeypatch):
+    """Packed forms of a weight are pinned only while it is frozen: thawed
+    and rewritten, the run repacks it as the per-step path does."""
+    program = frozen_program(expand_block())
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    executor.run(feeds)
+    weight = max((a for a in program.constants.values() if a.ndim == 4), key=lambda a: a.size)
+    weight.flags.writeable = True
+    weight *= 0.5
+    np.testing.assert_array_equal(executor.run(feeds)[program.output_names[0]],
+                                  per_step(program, feeds, monkeypatch)[program.output_names[0]])
+
+
+def test_one_executor_run_from_several_threads(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    program = frozen_program(mobilenet_v2(image=96, width=0.5, classes=10))
+    name = program.output_names[0]
+    inputs = [feeds_for(program, seed) for seed in range(4)]
+    expected = [per_step(program, feeds, monkeypatch)[name] for feeds in inputs]
+    executor = Executor(program)
+    failures = []
+
+    def worker(index):
+        for _ in range(5):
+            got = executor.run(inputs[index])[name]
+            if not np.array_equal(got, expected[index]):
+                failures.append(index)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+
+def test_steps_that_do_not_lower_run_between_operations(monkeypatch):
+    """A Transpose between two convolutions reads the first's arena value and
+    binds its own output for the second."""
+    b = OnnxBuilder("between", seed=5)
+    x = b.input("x", [1, 8, 12, 12])
+    y = b.node("Transpose", [b.conv(x, 8, 8, 1)], perm=[0, 1, 3, 2])
+    y = b.node("Relu", [b.conv(y, 8, 16, 3)])
+    program = frozen_program(b.model([b.conv(y, 16, 4, 1)]))
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    schedule = executor._schedule()
+    assert 0 < schedule.lowered < len(executor._plan(tuple(program.outputs)))
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value)
+
+
+def test_the_arena_gives_values_alive_together_disjoint_bytes():
+    builder = _Builder(program=None)
+    spans = [(0, 2, 1000), (1, 3, 4000), (3, 5, 3000), (4, 6, 10), (0, 6, 64), (2, 2, 5000)]
+    for first, last, size in spans:
+        builder.add(_Buffer("arena", size, first, last))
+    size = builder.plan_arena()
+    buffers = builder.buffers[1:]
+    assert all(b.offset % ALIGN == 0 and b.offset + b.nbytes <= size for b in buffers)
+    for i, a in enumerate(buffers):
+        for b in buffers[i + 1:]:
+            if a.first <= b.last and b.first <= a.last:
+                assert a.offset + a.nbytes <= b.offset or b.offset + b.nbytes <= a.offset
+    assert size < sum(b.nbytes for b in buffers)  # buffers never alive together share bytes
