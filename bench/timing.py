@@ -32,10 +32,16 @@ def median_ms(fn, runs: int) -> float:
     return statistics.median(time_runs(fn, runs)) * 1e3
 
 
-SETTLE_S = 0.01
+SETTLE_S = 0.1
 """Pause between the blocks :func:`paired_ms` alternates: longer than any
-pool thread spins after a call (Tessera's 3 ms at most), so neither library
-runs while the other's idle threads still hold a core."""
+pool thread spins after a call, so neither library runs while the other's
+idle threads still hold a core. Tessera's spin for 1.5 ms at most;
+onnxruntime's (allow_spinning, its default) for about 40 ms: measured on a
+2-core Zen 4 host, the process used 0.8-1.6 cores for 41 ms after a
+MobileNetV2 call and nothing after. With the 10 ms pause used before,
+Tessera's blocks ran beside them: its MobileNetV2 float path took 7.4-8.7
+ms after onnxruntime's blocks against 4.7 ms after a no-op's, while
+onnxruntime, after Tessera's, took what it took alone."""
 BLOCK = 5
 """Timed calls in a row per block of :func:`paired_ms`."""
 
