@@ -169,6 +169,14 @@ def jit(fn=None, *, fastmath: bool = False, inline: str = "never"):
     return numba.njit(**options)(fn)
 
 
+def cfunc(signature, fn, *, fastmath: bool = False):
+    """``numba.cfunc`` of ``fn`` with the same policy (cached, numpy errors):
+    a C entry point whose address jitted code calls (compiled when called,
+    not at import, so that only the entry points a run needs compile)."""
+    return numba.cfunc(signature, cache=CACHE, error_model="numpy",
+                       fastmath=set(FASTMATH) if fastmath else False)(fn)
+
+
 def vectorize(signatures=None, *, fastmath: bool = False):
     """``numba.vectorize`` (a real ufunc: numpy does broadcasting) with the
     same policy; compiled lazily per dtype when no signatures are given."""

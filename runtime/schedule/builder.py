@@ -29,7 +29,7 @@ import numpy as np
 
 from runtime import parallel
 from runtime.kernels.weight_cache import frozen
-from runtime.schedule.ops import COUNT, FIRST, KIND, REC, run_schedule
+from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, op_address, run_schedule
 from runtime.schedule.records import Operand
 
 ENABLED = os.environ.get("TESSERA_SCHEDULE", "1") != "0"
@@ -352,9 +352,10 @@ class _Builder:
         for kind, rec, chunks in self.pending:
             ops.append((kind, rec, len(spans), len(chunks)))
             spans.extend(chunks)
-        table = np.zeros((len(ops), 4), np.int64)
+        table = np.zeros((len(ops), 5), np.int64)
         for row, (kind, rec, first, count) in enumerate(ops):
             table[row, KIND], table[row, REC], table[row, FIRST], table[row, COUNT] = kind, rec, first, count
+            table[row, ENTRY] = op_address(kind)
         self.parts.append(_Ops(table, np.array(spans, np.int64).reshape(-1, 2)))
         self.pending = []
 

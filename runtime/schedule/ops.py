@@ -13,15 +13,19 @@ built; nothing here checks again.
 """
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
+from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from runtime.gemm.gemv import dot_rows
 from runtime.gemm.tasks import PLAN_SIZE, place_addresses, run_planned
-from runtime.jit import jit
+from runtime.jit import cfunc, jit
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_phases_3x3, depthwise_same_3x3
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
@@ -53,9 +57,10 @@ from runtime.schedule.records import (
     WINOGRAD_OUT,
 )
 
-KIND, REC, FIRST, COUNT = range(4)
-"""Fields of a row of ``ops``: kind, where its record starts in ``recs``,
-its first span in ``spans``, and its number of spans (chunks)."""
+ENTRY, REC, FIRST, COUNT, KIND = range(5)
+"""Fields of a row of ``ops``: its adapter's entry point
+(:func:`op_address`), where its record starts in ``recs``, its first span
+in ``spans``, its number of spans (chunks), and its kind."""
 
 
 # ---------------------------------------------------------------- addresses
@@ -81,6 +86,21 @@ def _i64_ptr(typingctx, address):
     return sig, codegen
 
 
+@intrinsic
+def _readonly(typingctx, array):
+    """``array`` typed read-only: what the per-step path passes where its
+    array is (a cached strip template), so that the kernel's compiled
+    specialisation serves both paths instead of compiling again."""
+    if not isinstance(array, types.Array):
+        return None
+    sig = array.copy(readonly=True)(array)
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+
+    return sig, codegen
+
+
 @jit(inline="always")
 def _at(rec, k, bases):
     """The address of the operand at fields ``k, k + 1`` of ``rec``."""
@@ -100,6 +120,12 @@ def _i64(rec, k, bases, count):
 
 
 @jit(inline="always")
+def _records(rec, nrec, bases, nbases):
+    """The record and the bases an adapter is called with, as arrays."""
+    return numba.carray(rec, nrec), numba.carray(bases, nbases)
+
+
+@jit(inline="always")
 def _flags(a, b, c):
     flags = np.empty(3, np.bool_)
     flags[0], flags[1], flags[2] = a != 0, b != 0, c != 0
@@ -107,22 +133,22 @@ def _flags(a, b, c):
 
 
 # ---------------------------------------------------------------- adapters
-@jit
-def _gemm(start, stop, rec, bases):
+def _gemm(start, stop, rec, nrec, bases, nbases):
     """Tasks of a planned float32 product (runtime.gemm.tasks): rec =
     template, kernel table (and its length), A, B (and its elements),
     C, bias, residual, clamp (absent ones: base 0)."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     plan = _i64(rec, 0, bases, PLAN_SIZE).copy()
     place_addresses(plan, _at(rec, 5, bases), _at(rec, 7, bases), _at(rec, 10, bases), _at(rec, 12, bases),
                     _at(rec, 14, bases), _at(rec, 16, bases))
     run_planned(start, stop, plan, _i64(rec, 2, bases, rec[4]), _f32(rec, 7, bases, rec[9]))
 
 
-@jit
-def _depthwise(start, stop, rec, bases):
+def _depthwise(start, stop, rec, nrec, bases, nbases):
     """Planes of a 3x3 depthwise convolution: rec = kernel (DW_*), X and its
     (N, C, H, W), W, B, Y and its (K, OH, OW), residual (Y itself when
     none), clamp, the two epilogue flags, the window (padded planes)."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w, k, oh, ow = rec[3], rec[4], rec[5], rec[6], rec[13], rec[14], rec[15]
     x = _f32(rec, 1, bases, n * c * h * w).reshape((n, c, h, w))
     wt = _f32(rec, 7, bases, k * 9).reshape((k, 3, 3))
@@ -136,23 +162,23 @@ def _depthwise(start, stop, rec, bases):
     elif rec[0] == DW_PHASES:
         depthwise_phases_3x3(start, stop, x, wt, b, out, res, clamp, flags)
     else:
-        depthwise_padded_3x3(start, stop, x, wt, b, out, res, clamp, flags, rec[22:22 + GEO])
+        depthwise_padded_3x3(start, stop, x, wt, b, out, res, clamp, flags, to_fixed_tuple(rec[22:22 + GEO], GEO))
 
 
-@jit
-def _expand_depthwise(start, stop, rec, bases):
+def _expand_depthwise(start, stop, rec, nrec, bases, nbases):
     """Blocks of a fused 1x1 expansion and 3x3 depthwise convolution
     (runtime.kernels.nn_expand): rec = X (N, C, H, W), the packed weight
     blocks (blocks, length), B1 (and its length), clamp 1 and its flag, the
     strip template, the kernel table (and its length), W2, B2, Y (K, OH,
     OW), clamp 2 and its flag, block, stride."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w = rec[2], rec[3], rec[4], rec[5]
     blocks, length, wide, oh, ow = rec[8], rec[9], rec[27], rec[28], rec[29]
     x = _f32(rec, 0, bases, n * c * h * w).reshape((n, c, h, w))
     packs = _f32(rec, 6, bases, blocks * length).reshape((blocks, length))
     b1 = _f32(rec, 10, bases, rec[12])
     clamp1 = _f32(rec, 13, bases, 2)
-    template = _i64(rec, 16, bases, PLAN_SIZE)
+    template = _readonly(_i64(rec, 16, bases, PLAN_SIZE))
     kernels = _i64(rec, 18, bases, rec[20])
     w2 = _f32(rec, 21, bases, wide * 9).reshape((wide, 3, 3))
     b2 = _f32(rec, 23, bases, wide)
@@ -163,8 +189,7 @@ def _expand_depthwise(start, stop, rec, bases):
                      rec[33], rec[34])
 
 
-@jit
-def _bands(start, stop, rec, bases):
+def _bands(start, stop, rec, nrec, bases, nbases):
     """Bands of output rows of a convolution by bands (runtime.kernels.
     nn_im2col.run_bands): rec = one image's X (C, D, H, W) [0-5], the
     window [6-20], band, OH, OW [21-23], the full and last strip templates
@@ -172,10 +197,11 @@ def _bands(start, stop, rec, bases):
     and their length [31-33], B and its length [34-36], Y (M, OH * OW)
     [37, 38], the residual (Y itself when none) [39, 40], M [41], the clamp
     [42, 43], the three epilogue flags [44-46]."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     band, oh, ow, m = rec[21], rec[22], rec[23], rec[41]
     x = _f32(rec, 0, bases, c * d * h * w).reshape((c, d, h, w))
-    full, last = _i64(rec, 24, bases, PLAN_SIZE), _i64(rec, 26, bases, PLAN_SIZE)
+    full, last = _readonly(_i64(rec, 24, bases, PLAN_SIZE)), _readonly(_i64(rec, 26, bases, PLAN_SIZE))
     kernels = _i64(rec, 28, bases, rec[30])
     a = _f32(rec, 31, bases, rec[33])
     b = _f32(rec, 34, bases, rec[36])
@@ -183,13 +209,14 @@ def _bands(start, stop, rec, bases):
     res = _f32(rec, 39, bases, m * oh * ow).reshape((m, oh * ow))
     clamp = _f32(rec, 42, bases, 2)
     flags = _flags(rec[44], rec[45], rec[46])
-    run_bands(start, stop, x, rec[6:6 + GEO], band, oh, ow, full, last, kernels, a, b, out, res, clamp, flags)
+    run_bands(start, stop, x, to_fixed_tuple(rec[6:6 + GEO], GEO), band, oh, ow, full, last, kernels, a, b, out, res,
+              clamp, flags)
 
 
-@jit
-def _dot_rows(start, stop, rec, bases):
+def _dot_rows(start, stop, rec, nrec, bases, nbases):
     """Columns of a product by the rows of B (runtime.gemm.gemv): rec = A
     (M, K), B (N, K), Y (M, N), bias (and its length: 0 for none)."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     m, depth, n = rec[2], rec[3], rec[6]
     a = _f32(rec, 0, bases, m * depth).reshape((m, depth))
     b = _f32(rec, 4, bases, n * depth).reshape((n, depth))
@@ -197,10 +224,10 @@ def _dot_rows(start, stop, rec, bases):
     dot_rows(start, stop, a, b, out, _f32(rec, 9, bases, rec[11]))
 
 
-@jit
-def _plane_means(start, stop, rec, bases):
+def _plane_means(start, stop, rec, nrec, bases, nbases):
     """Plane means (runtime.kernels.pool): rec = X (planes, size), Y
     (planes,); chunks of planes."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     planes, size = rec[2], rec[3]
     x = _f32(rec, 0, bases, planes * size).reshape((planes, size))
     y = _f32(rec, 4, bases, planes)
@@ -209,23 +236,23 @@ def _plane_means(start, stop, rec, bases):
         plane_means(x[start:stop], y[start:stop])
 
 
-@jit
-def _winograd_in(start, stop, rec, bases):
+def _winograd_in(start, stop, rec, nrec, bases, nbases):
     """Planes of Winograd's input transform: rec = X (N, C, H, W), V (n*n,
     C, tiles), B^T (n x n), (pad top, pad left, TH, TW)."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w = rec[2], rec[3], rec[4], rec[5]
     points, tiles = rec[8], rec[9]
     x = _f32(rec, 0, bases, n * c * h * w).reshape((n, c, h, w))
     v = _f32(rec, 6, bases, points * points * c * tiles).reshape((points * points, c, tiles))
     b_t = _f32(rec, 10, bases, points * points).reshape((points, points))
-    input_tiles(start, stop, x, v, b_t, rec[12:16])
+    input_tiles(start, stop, x, v, b_t, to_fixed_tuple(rec[12:16], 4))
 
 
-@jit
-def _winograd_out(start, stop, rec, bases):
+def _winograd_out(start, stop, rec, nrec, bases, nbases):
     """Planes of Winograd's output transform: rec = the products (n*n, K,
     tiles), Y (N, K, OH, OW), A^T (m x n), B, (TH, TW), residual (Y itself
     when none), clamp, the two epilogue flags."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     points, k, tiles = rec[2], rec[3], rec[4]
     n, oh, ow, m = rec[7], rec[8], rec[9], rec[12]
     prods = _f32(rec, 0, bases, points * points * k * tiles).reshape((points * points, k, tiles))
@@ -234,53 +261,71 @@ def _winograd_out(start, stop, rec, bases):
     b = _f32(rec, 13, bases, k)
     res = _f32(rec, 17, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     clamp = _f32(rec, 19, bases, 2)
-    output_tiles(start, stop, prods, y, a_t, b, rec[15:17], res, clamp, _flags(rec[21], rec[22], 0)[:2])
+    output_tiles(start, stop, prods, y, a_t, b, to_fixed_tuple(rec[15:17], 2), res, clamp,
+                 _flags(rec[21], rec[22], 0)[:2])
 
 
-@jit
-def _im2col(start, stop, rec, bases):
+def _im2col(start, stop, rec, nrec, bases, nbases):
     """Rows of one image's column matrix: rec = X (C, D, H, W), the column
     matrix (rows, OD, OH, OW), the window."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     rows, od, oh, ow = rec[8], rec[9], rec[10], rec[11]
     x = _f32(rec, 0, bases, c * d * h * w).reshape((c, d, h, w))
     col = _f32(rec, 6, bases, rows * od * oh * ow).reshape((rows, od, oh, ow))
-    im2col_rows(start, stop, x, col, rec[12:12 + GEO])
+    im2col_rows(start, stop, x, col, to_fixed_tuple(rec[12:12 + GEO], GEO))
 
 
-@jit
-def _max_pool(start, stop, rec, bases):
+def _max_pool(start, stop, rec, nrec, bases, nbases):
     """Output rows of a 2-D max pool (runtime.kernels.pool): rec = X
     (planes, H, W), Y (planes, OH, OW), kh, kw, sh, sw, ph, pw, buffer length."""
+    rec, bases = _records(rec, nrec, bases, nbases)
     planes, h, w, oh, ow = rec[2], rec[3], rec[4], rec[7], rec[8]
     x = _f32(rec, 0, bases, planes * h * w).reshape((planes, h, w))
     y = _f32(rec, 5, bases, planes * oh * ow).reshape((planes, oh, ow))
     max_pool_2d_rows(start, stop, x, y, rec[9], rec[10], rec[11], rec[12], rec[13], rec[14], rec[15])
 
 
-@jit
-def run_op(kind, start, stop, rec, bases):
-    """Chunk ``[start, stop)`` of an operation of ``kind``."""
-    if kind == GEMM:
-        _gemm(start, stop, rec, bases)
-    elif kind == DEPTHWISE:
-        _depthwise(start, stop, rec, bases)
-    elif kind == EXPAND_DEPTHWISE:
-        _expand_depthwise(start, stop, rec, bases)
-    elif kind == BANDS:
-        _bands(start, stop, rec, bases)
-    elif kind == DOT_ROWS:
-        _dot_rows(start, stop, rec, bases)
-    elif kind == PLANE_MEANS:
-        _plane_means(start, stop, rec, bases)
-    elif kind == WINOGRAD_IN:
-        _winograd_in(start, stop, rec, bases)
-    elif kind == WINOGRAD_OUT:
-        _winograd_out(start, stop, rec, bases)
-    elif kind == IM2COL:
-        _im2col(start, stop, rec, bases)
-    elif kind == MAX_POOL:
-        _max_pool(start, stop, rec, bases)
+ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
+            DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
+            IM2COL: _im2col, MAX_POOL: _max_pool}
+_SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
+                        types.CPointer(types.int64), types.int64)
+_compiled: dict[int, object] = {}
+_lock = threading.Lock()
+
+
+def op_address(kind: int) -> int:
+    """The entry point of ``kind``'s adapter, compiled (or loaded from the
+    cache) the first time a schedule uses that kind: a model compiles the
+    adapters of the kinds it has, not all of them."""
+    with _lock:
+        entry = _compiled.get(kind)
+        if entry is None:
+            entry = _compiled[kind] = cfunc(_SIGNATURE, ADAPTERS[kind])
+        return entry.address
+
+
+@intrinsic
+def _call_op(typingctx, address, start, stop, recs, at, bases):
+    """Call the adapter at ``address`` on chunk [start, stop) with the
+    record at ``recs[at:]`` and ``bases`` (int64 arrays)."""
+    sig = types.void(types.int64, types.int64, types.int64, recs, types.int64, bases)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        ptr = ir.PointerType(i64)
+        rec_array = context.make_array(signature.args[3])(context, builder, args[3])
+        base_array = context.make_array(signature.args[5])(context, builder, args[5])
+        rec = builder.gep(builder.bitcast(rec_array.data, ptr), [args[4]])
+        count = builder.sub(rec_array.nitems, args[4])
+        fnty = ir.FunctionType(ir.VoidType(), [i64, i64, ptr, i64, ptr, i64])
+        target = builder.inttoptr(args[0], ir.PointerType(fnty))
+        builder.call(target, [args[1], args[2], rec, count, builder.bitcast(base_array.data, ptr),
+                              base_array.nitems])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # ---------------------------------------------------------------- the driver
@@ -296,7 +341,7 @@ def run_schedule(team, state, role, first, ops, spans, recs, bases):
         chunk = phase_claim(team, i, count)
         while chunk >= 0:
             span = ops[i, FIRST] + chunk
-            run_op(ops[i, KIND], spans[span, 0], spans[span, 1], recs[ops[i, REC]:], bases)
+            _call_op(ops[i, ENTRY], spans[span, 0], spans[span, 1], recs, ops[i, REC], bases)
             phase_done(team, i)
             chunk = phase_claim(team, i, count)
         if role != ALONE and not phase_wait(team, i, count):

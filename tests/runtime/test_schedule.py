@@ -17,6 +17,7 @@ from runtime import parallel
 from runtime.executor import Executor
 from runtime.schedule import builder as schedule_builder
 from runtime.schedule.builder import ALIGN, _Buffer, _Builder
+from runtime.schedule.ops import KIND
 from runtime.schedule.records import (
     BANDS,
     DEPTHWISE,
@@ -58,7 +59,7 @@ def per_step(program, feeds, monkeypatch):
 def kinds(executor):
     """The operation kinds of an executor's schedule, in order."""
     schedule = executor._schedule()
-    return [int(kind) for part in schedule.parts if hasattr(part, "ops") for kind in part.ops[:, 0]]
+    return [int(kind) for part in schedule.parts if hasattr(part, "ops") for kind in part.ops[:, KIND]]
 
 
 def expand_block(batch=1, stride=1, chans=16, wide=128, size=64):
