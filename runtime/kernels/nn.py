@@ -159,7 +159,7 @@ def _lower_gemm(ctx, args, attrs) -> bool:
     bias = None if c is None else _row_bias(c, b.shape[0])
     if c is not None and (bias is None or not bias.flags.c_contiguous):
         return False
-    lower_dot_rows(ctx, a, b, ctx.output(0), bias)
+    lower_dot_rows(ctx, a, b, ctx.output(0, (a.shape[0], b.shape[0])), bias)
     return True
 
 

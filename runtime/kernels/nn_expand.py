@@ -169,7 +169,7 @@ class ExpandDepthwise:
             return (first.lower(ctx, args[:self.split], attrs["first"], out=middle)
                     and self.second.lower(ctx, [middle, *args[self.split:]], attrs["second"]))
         self._refresh(plan)
-        out = ctx.output(0)
+        out = ctx.output(0, plan.out_shape)
         batch, chans, height, width = x.shape
         wide, out_h, out_w = plan.out_shape[1:]
         blocks = plan.packs.shape[0]

@@ -173,6 +173,10 @@ class _Layout:
     def __init__(self, out_shape: tuple):
         self.out_shape = out_shape
 
+    def target(self, ctx, out: Operand | None) -> Operand:
+        """Where a lowered step writes: ``out`` when given, else its output."""
+        return ctx.output(0, self.out_shape) if out is None else out
+
 
 class _Pointwise(_Layout):
     """``W (K, C) @ X (C, S)`` per image on a product planned once (and
@@ -205,7 +209,7 @@ class _Pointwise(_Layout):
         in_place = (residual is not None and product.single_block and step.attrs.get("inplace", -1) == RESIDUAL
                     and residual.writable and residual.base != x.base)
         if out is None:
-            out = ctx.output(0, like=residual if in_place else None)
+            out = ctx.output(0, self.out_shape, like=residual if in_place else None)
         batch, chans, out_c = x.shape[0], x.shape[1], self.out_shape[1]
         x_bytes, y_bytes = chans * self.size * 4, out_c * self.size * 4
         for n in range(batch):
@@ -245,7 +249,7 @@ class _Banded(_Layout):
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
         if len(x.shape) != 4:
             raise ValueError("bands of a 2-D convolution only")
-        lower_bands(ctx, x, step.packed(), step.b, ctx.output(0) if out is None else out, residual, step.clamp,
+        lower_bands(ctx, x, step.packed(), step.b, self.target(ctx, out), residual, step.clamp,
                     self.geo, self.band, *self.out_shape[2:])
 
 
@@ -272,7 +276,7 @@ class _Winograd(_Layout):
         u = packed_winograd_weights.get(step.w, self.m)
         if u is None:
             raise ValueError("weights holding NaN or Inf run on im2col")
-        lower_winograd(ctx, x, u, step.b, ctx.output(0) if out is None else out, self.pads, self.m, residual,
+        lower_winograd(ctx, x, u, step.b, self.target(ctx, out), self.pads, self.m, residual,
                        step.clamp)
 
 
@@ -291,7 +295,7 @@ class _Im2col(_Layout):
         return out
 
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
-        lower_conv_gemm(ctx, x, step.packed(), step.b, ctx.output(0) if out is None else out, self.window,
+        lower_conv_gemm(ctx, x, step.packed(), step.b, self.target(ctx, out), self.window,
                         self.pointwise, residual, step.clamp)
 
 
@@ -309,5 +313,5 @@ class _Depthwise(_Layout):
         return out
 
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
-        lower_plane_kernel(ctx, self.chosen, x, step.w, step.b, ctx.output(0) if out is None else out, residual,
+        lower_plane_kernel(ctx, self.chosen, x, step.w, step.b, self.target(ctx, out), residual,
                            step.clamp)

@@ -538,7 +538,8 @@ def _lower_max_pool(ctx, args, attrs) -> bool:
         return False
     planes, height, width = plan.x_view
     out_h, out_w = plan.y_view[1:]
-    ctx.emit(MAX_POOL, [*x.ref(), planes, height, width, *ctx.output(0).ref(), out_h, out_w, *plan.params],
+    ctx.emit(MAX_POOL, [*x.ref(), planes, height, width, *ctx.output(0, plan.y_shape).ref(), out_h, out_w,
+                        *plan.params],
              plan.items, plan.grain)
     return True
 
@@ -547,7 +548,8 @@ def _lower_plane_means(ctx, x: Operand) -> bool:
     """Each (image, channel) plane of float32 ``x`` to its mean, as
     :func:`plane_means` (chunks of planes)."""
     planes, size = x.shape[0] * x.shape[1], math.prod(x.shape[2:])
-    ctx.emit(PLANE_MEANS, [*x.ref(), planes, size, *ctx.output(0).ref()], planes, grain(size))
+    out = ctx.output(0, x.shape[:2] + (1,) * (len(x.shape) - 2))
+    ctx.emit(PLANE_MEANS, [*x.ref(), planes, size, *out.ref()], planes, grain(size))
     return True
 
 

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from runtime import parallel
+from runtime.errors import ExecutionError
 from runtime.kernels.weight_cache import frozen
 from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, op_address, run_schedule
 from runtime.schedule.records import Operand
@@ -92,10 +93,15 @@ class Lowering:
         self.touched.append(operand.base)
         return operand
 
-    def output(self, index: int, like: Operand | None = None) -> Operand:
-        """Output ``index``: a new arena buffer, or ``like``'s memory (a step
-        writing in place: ``like`` must be writable and of the output's
-        size and dtype)."""
+    def output(self, index: int, shape: tuple, dtype=np.float32, like: Operand | None = None) -> Operand:
+        """Output ``index``, of the ``shape`` and ``dtype`` the step's kernel
+        writes (the program must say the same: a binary is not trusted to
+        size the memory operations write): a new arena buffer, or ``like``'s
+        memory (a step writing in place: ``like`` must be writable and of
+        the output's size and dtype)."""
+        if (tuple(shape), np.dtype(dtype)) != self.out_types[index]:
+            raise ValueError(f"output {index} is {list(shape)} {np.dtype(dtype)}, the program says "
+                             f"{list(self.out_types[index][0])} {self.out_types[index][1]}")
         shape, dtype = self.out_types[index]
         if like is not None:
             if not like.writable or like.nbytes != math.prod(shape) * dtype.itemsize or like.dtype != dtype:
@@ -212,12 +218,13 @@ class Schedule:
         executor._step(env, part.fn, part.step, part.attrs)
         for slot, base, shape, dtype in part.binds:
             value = env[slot]
-            if (not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape
-                    or not value.flags.c_contiguous):
-                value = env[slot] = np.ascontiguousarray(value, dtype)
-                if value.shape != shape:
-                    raise ValueError(f"{part.step.name}: output {executor.program.slots[slot]!r} has shape "
-                                     f"{list(value.shape)}, expected {list(shape)}")
+            if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape:
+                raise ExecutionError(f"{part.step.kernel} output {executor.program.slots[slot]!r} is "
+                                     f"{getattr(value, 'dtype', type(value).__name__)} "
+                                     f"{list(getattr(value, 'shape', ()))}, the program says {dtype} {list(shape)}",
+                                     part.step.name)
+            if not value.flags.c_contiguous:
+                value = env[slot] = np.ascontiguousarray(value)
             self.bases[base] = value.ctypes.data
 
     def _result(self, env: list, slot: int, computed: _Computed | None) -> np.ndarray:

@@ -222,3 +222,27 @@ def test_the_arena_gives_values_alive_together_disjoint_bytes():
             if a.first <= b.last and b.first <= a.last:
                 assert a.offset + a.nbytes <= b.offset or b.offset + b.nbytes <= a.offset
     assert size < sum(b.nbytes for b in buffers)  # buffers never alive together share bytes
+
+
+@pytest.mark.parametrize("wrong", ["smaller", "larger", "dtype"])
+def test_a_program_whose_types_lie_gets_a_clear_error_not_a_read_past_a_buffer(wrong):
+    """A binary is untrusted: the types it declares never size what an
+    operation reads or writes unchecked. A Transpose (run through Python)
+    declared with the wrong type feeds a GlobalAveragePool (an operation
+    whose output would not show it): the run stops at the Transpose's
+    output, naming it, before the operation reads a byte."""
+    from runtime import ExecutionError
+
+    b = OnnxBuilder("liar", seed=6)
+    x = b.input("x", [1, 8, 12, 12])
+    y = b.node("Transpose", [b.conv(x, 8, 8, 1)], perm=[0, 1, 3, 2])
+    program = frozen_program(b.model([b.node("GlobalAveragePool", [y])]))
+    slot = next(step.outputs[0] for step in program.steps if step.kernel == "Transpose")
+    shape, dtype = program.types[slot]
+    program.types[slot] = ((1, 8, {"smaller": 8, "larger": 16}.get(wrong, 12), 12),
+                           "float64" if wrong == "dtype" else dtype)
+    executor = Executor(program)
+    with pytest.raises(ExecutionError, match="the program says"):
+        executor.run(feeds_for(program))
+    # the conv and (but for float64 values) the pool are operations: the check is the schedule's
+    assert executor._schedule().lowered == (1 if wrong == "dtype" else 2)
