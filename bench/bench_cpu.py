@@ -39,7 +39,7 @@ def bench(name: str, runs: int, optimized: bool) -> tuple[float, float, float, f
     if optimized:
         graph = optimize(graph)
     compile_s = time.perf_counter() - start
-    executor = Executor(lower_to_program(graph))
+    executor = Executor(lower_to_program(graph).frozen())  # as a binary's: what Run_th runs
     rng = np.random.default_rng(0)
     feeds = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs}
     ours = median_ms(lambda: executor.run(feeds), runs)

@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     model = MODELS[args.model]()
     graph = optimize(import_onnx(model))
-    executor = Executor(lower_to_program(graph))
+    executor = Executor(lower_to_program(graph).frozen())  # as a binary's: what Run_th runs
     feeds = {v.name: np.random.default_rng(0).standard_normal(v.type.shape).astype(np.float32)
              for v in graph.inputs}
     for _ in range(3):

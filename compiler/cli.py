@@ -114,7 +114,7 @@ def cmd_run(args) -> int:
     graph = _import(model, args)
     if not args.no_optimize:
         graph = optimize(graph)
-    executor = Executor(lower_to_program(graph))
+    executor = Executor(lower_to_program(graph).frozen())
     feeds = _feeds(graph, args)
     outputs, first, warm = run_twice(executor.run, feeds)
     print(f"model {args.model}: {len(graph.nodes)} nodes{'' if args.no_optimize else ' after optimisation'}, inputs "

@@ -80,3 +80,18 @@ class Program:
             if slot not in keep:
                 frees[index].append(slot)
         return frees
+
+    def frozen(self) -> "Program":
+        """This program with every constant array read-only and owning its
+        memory (a copy where it was not), as a compiled binary's are: the
+        executor keeps forms derived from frozen weights (packed, planned)
+        without checking them again, and its schedule lowers only steps
+        whose weights are frozen (runtime.schedule). For a caller done
+        changing the constants (the CLI's float CPU path)."""
+        constants = {}
+        for slot, array in self.constants.items():
+            if isinstance(array, np.ndarray) and array.dtype != object:
+                array = np.array(array, order="C")
+                array.flags.writeable = False
+            constants[slot] = array
+        return Program(self.slots, self.inputs, self.outputs, self.steps, constants, self.types, self.name)

@@ -35,13 +35,7 @@ from runtime.schedule.records import (
 def frozen_program(model):
     """The float program of ``model`` with its constants frozen, as a
     compiled binary's are (read-only arrays owning their memory)."""
-    program = lower_to_program(optimize(import_onnx(model)))
-    for slot, array in list(program.constants.items()):
-        if isinstance(array, np.ndarray) and array.dtype != object:
-            array = np.array(array, order="C")
-            array.flags.writeable = False
-            program.constants[slot] = array
-    return program
+    return lower_to_program(optimize(import_onnx(model))).frozen()
 
 
 def feeds_for(program, seed=0):
@@ -246,3 +240,19 @@ def test_a_program_whose_types_lie_gets_a_clear_error_not_a_read_past_a_buffer(w
         executor.run(feeds_for(program))
     # the conv and (but for float64 values) the pool are operations: the check is the schedule's
     assert executor._schedule().lowered == (1 if wrong == "dtype" else 2)
+
+
+def test_a_frozen_program_has_read_only_constants_of_its_own():
+    program = lower_to_program(optimize(import_onnx(expand_block())))
+    frozen = program.frozen()
+    assert frozen.steps is program.steps and frozen.types is program.types
+    for slot, array in program.constants.items():
+        copy = frozen.constants[slot]
+        assert not copy.flags.writeable and copy.base is None and not np.shares_memory(copy, array)
+        np.testing.assert_array_equal(copy, array)
+    executor = Executor(frozen)
+    assert executor._schedule().lowered == len(executor._plan(tuple(frozen.outputs)))
+    slot = next(s for s, a in frozen.constants.items() if a.ndim == 4)
+    frozen.constants[slot] = frozen.constants[slot].copy()  # writeable: its step stays a Python step
+    executor = Executor(frozen)
+    assert executor._schedule().lowered == len(executor._plan(tuple(frozen.outputs))) - 1
