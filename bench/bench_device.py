@@ -49,6 +49,7 @@ from compiler.zoo.images import image_crops
 from runtime import FWDNXT
 from runtime.binary import read_binary
 from runtime.engine import Engine
+from runtime.parallel import stood_aside
 
 MODELS = {"resnet50": lambda: load_light_model("resnet50"), "mobilenet_v2": mobilenet_v2}
 CALIBRATION = 32
@@ -68,12 +69,20 @@ class _Reader(CalibrationDataReader):
         return next(self.feeds, None)
 
 
+_aside_seen = 0
+
+
 def _row(model: str, what: str, ours: float, theirs: float | None = None, target: str = "", ratios=()) -> None:
     """One result line, flushed at once (the whole run takes minutes);
-    ``ratios``: one per round, printed min/median/max."""
+    ``ratios``: one per round, printed min/median/max. A measurement during
+    which Tessera's pool stood aside (a core taken by another process: its
+    jobs ran on one thread for a while) says so."""
+    global _aside_seen
     ref = f"{theirs:>12.2f}" if theirs is not None else f"{'':>12}"
     ratio = f"{spread(ratios):>16}" if ratios else f"{ours / theirs:>16.2f}" if theirs else f"{'':>16}"
-    print(f"{model:<14}{what:<40}{ours:>12.2f}{ref}{ratio}  {target}", flush=True)
+    aside, _aside_seen = stood_aside() - _aside_seen, stood_aside()
+    note = f"; pool stood aside {aside}x" if aside else ""
+    print(f"{model:<14}{what:<40}{ours:>12.2f}{ref}{ratio}  {target}{note}", flush=True)
 
 
 def _paired_rounds(ours, theirs, runs: int, rounds: int, timer=paired_ms) -> tuple[float, float, list[float]]:

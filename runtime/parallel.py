@@ -29,12 +29,20 @@ A blocked pool thread is bound to a core other than the caller's just before
 it is woken (:meth:`_Pool._steer`), and frees itself once it runs: Linux
 tends to wake it on the caller's own core and keep it there.
 
-When another process takes a core, the pool stands aside: the caller's
-CPU time is compared with the wall clock over a sample of its jobs, and a
-caller preempted for most of that time, window after window, runs the next
-:data:`SERIAL_JOBS` jobs alone (a pool thread descheduled mid-chunk, or
-spinning on a shared core, made ResNet-50's float path 1.7x slower than
-one thread), then tries the pool again.
+When another process takes a core, the pool stands aside and the caller
+runs its jobs alone (with a core taken, a pool thread descheduled mid-chunk,
+or spinning on the shared core, made ResNet-50's float path 1.7x slower than
+one thread). Every :data:`WINDOW_SECONDS` of wall clock the caller reads how
+busy its cores were (``/proc/stat``: every process, and the hypervisor's
+steal) less what this process used: the CPU other processes took. The pool
+stands aside after :data:`STRIKES` windows in a row found them holding the
+cores the pool needs, and comes back at the first window that finds the
+cores free again. The same measure serves in both states, so the pool
+needs no probing runs to see that a core came back, and it does not matter
+whether a job is a 0.1 ms layer or a whole 40 ms schedule. Threads of this
+process (another library's spinning pool) are not counted: standing aside
+would not help against them. Where ``/proc/stat`` cannot be read, the pool
+never stands aside.
 
 Guarantees: calls made from a pool thread run inline, and so do calls made
 while another thread's call holds the pool (including nested calls from the
@@ -67,18 +75,15 @@ JOIN_SECONDS = 0.00002
 """Longest a team's caller waits, its chunks done, for the pool threads to
 enter their drivers (so that it does not take the GIL back while one of them
 still needs it)."""
-SAMPLE_EVERY, WINDOW = 4, 16
-"""Every SAMPLE_EVERY-th job is timed (wall clock, the calling thread's and
-the process's CPU time); WINDOW timed jobs make one verdict."""
-CONTENDED, STRIKES = 0.6, 2
-"""A caller that got less CPU time than this share of the wall-clock time
-its jobs took, over STRIKES windows in a row, was losing its core to other
-threads: the pool then stands aside. (One window alone can be a transient:
-another library's pool spinning for a few milliseconds after its own call.)"""
-SERIAL_JOBS = 1000
-"""Jobs then run on the caller alone before the pool is tried again (about
-twelve ResNet-50 inferences; a window that finds the core still taken
-stands aside again at once)."""
+WINDOW_SECONDS = 0.1
+"""Wall-clock span of one verdict on the cores' load (``/proc/stat`` counts
+in hundredths of a second: ±0.2 of a core over 0.1 s on two cores). A
+window that grew past STALE_SECONDS (no jobs meanwhile) is dropped."""
+STALE_SECONDS = 1.0
+TAKEN, STRIKES = 0.5, 2
+"""Other processes took the cores the pool needs when they used more than
+TAKEN of a core beyond the cores the pool leaves free; STRIKES such windows
+in a row make the pool stand aside (one alone can be a transient)."""
 LINE = 8
 """int64 slots per cache line: counters that different threads write get lines of their own."""
 
@@ -310,10 +315,11 @@ class _Pool:
         self.seq = 0
         self.spin_limit = _calibrated_spin_limit()
         self.jobs = 0
-        self.timed = [0, 0.0, 0.0, 0.0]  # jobs timed; wall-clock, caller and process CPU seconds in the window
-        self.strikes = 0
-        self.serial_left = 0
         self.cpus = _allowed_cpus()
+        self.strikes = 0
+        self.serial = False  # standing aside: the caller runs its jobs alone
+        self.stood_aside = 0  # times the pool stood aside (the benches print it)
+        self.window = _load_sample(self.cpus)  # (wall clock, the cores' busy seconds, this process's CPU seconds)
         self.tids = [0] * workers
         self.asleep = [False] * workers
         self.steered = [False] * workers
@@ -359,32 +365,34 @@ class _Pool:
                 except OSError:  # the thread or the core is gone: the scheduler places it
                     pass
 
-    def note(self, wall: float, cpu: float, process: float) -> None:
-        """Count one timed job; at the end of a window, stand aside for
-        SERIAL_JOBS jobs if the caller ran less than CONTENDED of the time
-        in this window and the STRIKES - 1 before it.
+    def watch(self) -> None:
+        """At a job's start: at the end of a window, the verdict on it
+        (stand aside, or come back). Cheap otherwise: one clock read.
 
         With a core taken by another process, the pool's threads and the
         caller share the one left: a thread descheduled mid-chunk makes the
         others wait, and a spinning one takes the caller's time (ResNet-50's
-        float path took 110 ms on two threads, 63 ms on one). A caller
-        running a job spins rather than sleeps, so its CPU time falls
-        behind the wall clock only when it is preempted; and the process
-        as a whole then gets less than its threads' cores (preempted by
-        threads of its own, such as another library's spinning pool, it
-        does not, and standing aside would not help)."""
-        timed = self.timed
-        timed[0] += 1
-        timed[1] += wall
-        timed[2] += cpu
-        timed[3] += process
-        if timed[0] >= WINDOW:
-            preempted = timed[2] < CONTENDED * timed[1]
-            outside = timed[3] < (self.workers + 1 - 0.5) * timed[1]  # the cores went to other processes
-            self.strikes = self.strikes + 1 if preempted and outside else 0
-            if self.strikes >= STRIKES:  # primed: after the serial jobs, one more contended window suffices
-                self.serial_left, self.strikes = SERIAL_JOBS, STRIKES - 1
-            self.timed = [0, 0.0, 0.0, 0.0]
+        float path took 110 ms on two threads, 63 ms on one)."""
+        start = self.window
+        if start is None:  # no /proc/stat here
+            return
+        now = time.perf_counter()
+        if now - start[0] < WINDOW_SECONDS:
+            return
+        sample = self.window = _load_sample(self.cpus)
+        if sample is None or now - start[0] > STALE_SECONDS:
+            return
+        wall = sample[0] - start[0]
+        others = ((sample[1] - start[1]) - (sample[2] - start[2])) / wall  # cores' busy time not this process's
+        free = max(len(self.cpus) - (self.workers + 1), 0)  # cores the pool leaves to others
+        taken = others > free + TAKEN
+        if not taken:
+            self.strikes, self.serial = 0, False
+        elif not self.serial:
+            self.strikes += 1
+            if self.strikes >= STRIKES:
+                self.serial = True
+                self.stood_aside += 1
 
     def _serve(self, slot: int) -> None:
         _local.worker = True
@@ -422,6 +430,40 @@ def _allowed_cpus() -> tuple[int, ...]:
         return tuple(sorted(os.sched_getaffinity(0)))
     except OSError:
         return ()
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _busy_seconds(cpus: tuple[int, ...]) -> float | None:
+    """Seconds ``cpus`` have spent busy since boot, whoever ran (user,
+    nice, system, interrupts, and steal: time the hypervisor gave the core
+    to another machine), from ``/proc/stat``; None where it cannot be read."""
+    try:
+        with open("/proc/stat", "rb") as file:
+            text = file.read()
+    except OSError:
+        return None
+    wanted = {f"cpu{cpu}".encode() for cpu in cpus}
+    ticks = 0
+    found = 0
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] in wanted:
+            try:
+                user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+            except ValueError:
+                return None
+            ticks += user + nice + system + irq + softirq + steal
+            found += 1
+    return ticks / _CLOCK_TICKS if found == len(wanted) and found else None
+
+
+def _load_sample(cpus: tuple[int, ...]) -> tuple[float, float, float] | None:
+    """(wall clock, ``cpus``' busy seconds, this process's CPU seconds), or
+    None where the cores' load cannot be read."""
+    busy = _busy_seconds(cpus)
+    return None if busy is None else (time.perf_counter(), busy, time.process_time())
 
 
 def _cpu_getter():
@@ -613,6 +655,12 @@ _NO_POOL_STATE = np.zeros(2 * LINE, np.int64)
 """The pool state a phased driver running alone is given (it publishes nothing)."""
 
 
+def stood_aside() -> int:
+    """How many times this process's pool has stood aside (a core taken by
+    another process), for benches to print beside their figures."""
+    return 0 if _pool is None else _pool.stood_aside
+
+
 def run_phases(driver, phases: int, *args) -> None:
     """Run a phased job (:class:`_Phases`) of ``phases`` phases on all
     threads. On one thread, from a pool thread, while another call holds
@@ -651,8 +699,8 @@ def _submit(make_job, alone) -> None:
     """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller while
     the pool stands aside or another call holds it."""
     pool = _get_pool()
-    if pool.serial_left > 0:  # the caller was losing its core: it does the work alone
-        pool.serial_left -= 1
+    pool.watch()
+    if pool.serial:  # other processes hold the cores: the caller does the work alone
         alone()
         return
     if not pool.busy.acquire(blocking=False):  # another call holds the pool
@@ -661,13 +709,8 @@ def _submit(make_job, alone) -> None:
     try:
         job = make_job(pool)
         pool.jobs += 1
-        timed = pool.jobs % SAMPLE_EVERY == 0
-        if timed:
-            wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
         pool.post(job)
         job.run(pool)
-        if timed:
-            pool.note(time.perf_counter() - wall, time.thread_time() - cpu, time.process_time() - process)
     finally:
         pool.job = None
         pool.busy.release()
