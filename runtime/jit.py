@@ -22,6 +22,11 @@
   minutes. Numba's own index still checks each entry against the kernel
   source's hash, the numba version and the CPU (name and features): an entry
   built for another CPU is ignored and the kernel compiles as before.
+* Code Tessera compiles with llvmlite itself (the GEMM microkernels) is kept
+  as object code in the same folder (:func:`load_object_code`,
+  :func:`store_object_code`), so it ships and is invalidated the same way;
+  each file is named by a digest of everything it is compiled from and
+  checked against a digest of its bytes before LLVM sees it.
 * Shapes are runtime arguments, so one compiled signature serves every layer.
 * No ``parallel=True``: parallel kernels cannot be cached safely (numba #7518,
   pynndescent #175) and Numba's default threading layer aborts when called
@@ -157,6 +162,46 @@ PACKAGES = ("runtime", "passes", "compiler", "codegen", "ir")
 
 
 _use_versioned_cache()
+
+
+def _object_code_path(name: str, inputs: str) -> Path | None:
+    """The file of object code ``name`` compiled from ``inputs`` (its IR,
+    target CPU and features, LLVM's version: everything the code depends
+    on), under the kernel cache folder; None with the cache off or unset."""
+    if not CACHE or not numba.config.CACHE_DIR:
+        return None
+    digest = hashlib.sha256(inputs.encode()).hexdigest()[:24]
+    return Path(numba.config.CACHE_DIR) / "llvm" / f"{name}-{digest}.o"
+
+
+def load_object_code(name: str, inputs: str) -> bytes | None:
+    """The cached object code of ``name`` compiled from ``inputs``, or None
+    (none cached, unreadable, or not the bytes that were stored: a torn or
+    altered file is never handed to LLVM)."""
+    path = _object_code_path(name, inputs)
+    try:
+        stored = path.read_bytes() if path is not None else b""
+    except OSError:
+        return None
+    check, data = stored[:32], stored[32:]
+    return data if data and hashlib.sha256(data).digest() == check else None
+
+
+def store_object_code(name: str, inputs: str, data: bytes) -> None:
+    """Keep ``data``, the object code of ``name`` compiled from ``inputs``,
+    for :func:`load_object_code` (best effort: a read-only cache is skipped)."""
+    path = _object_code_path(name, inputs)
+    if path is None or not data:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+        partial.write_bytes(hashlib.sha256(data).digest() + data)
+        os.replace(partial, path)  # another process may read it at once: never half a file
+    except OSError:
+        pass
+
+
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
 

@@ -19,6 +19,7 @@ from numba.extending import intrinsic
 from runtime.errors import KernelError
 from runtime.gemm.family import KINDS, Isa
 from runtime.gemm.microkernel_ir import kernel_ir, kernel_names
+from runtime.jit import load_object_code, store_object_code
 
 # ------------------------------------------------------------------ compiling
 _engines: dict[tuple[Isa, str], tuple[object, np.ndarray]] = {}
@@ -26,22 +27,43 @@ _lock = threading.Lock()
 
 
 def _compile(isa: Isa, kind: str) -> tuple[object, np.ndarray]:
-    """Compile ``isa``'s ``kind`` kernels into one execution engine; return
-    it (it owns the code) and the kernels' addresses."""
+    """Compile ``isa``'s ``kind`` kernels into one execution engine, or load
+    the object code an earlier process compiled from the same IR for the
+    same target (runtime.jit's object cache: about a second saved per
+    process); return the engine (it owns the code) and the kernels' addresses."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     machine = llvm.Target.from_default_triple().create_target_machine(
         cpu=isa.cpu, features=isa.features, opt=3, codemodel="jitdefault")
-    module = llvm.parse_assembly(kernel_ir(isa, kind))
+    text = kernel_ir(isa, kind)
+    name = f"gemm-{isa.name}-{kind}"
+    inputs = "\n".join([text, machine.triple, isa.cpu, isa.features, ".".join(map(str, llvm.llvm_version_info))])
+    cached = load_object_code(name, inputs)
+    if cached is not None:
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(cached))
+        engine.finalize_object()
+        addresses = _addresses(engine, isa, kind)
+        if addresses[1:].all():
+            return engine, addresses
+    module = llvm.parse_assembly(text)
     module.verify()
     builder = llvm.create_pass_builder(machine, llvm.PipelineTuningOptions(speed_level=3))
     builder.getModulePassManager().run(module, builder)
     engine = llvm.create_mcjit_compiler(module, machine)
+    compiled = []
+    engine.set_object_cache(lambda _module, data: compiled.append(bytes(data)))
     engine.finalize_object()
-    addresses = np.array([0] + [engine.get_function_address(name) for name in kernel_names(isa, kind)], dtype=np.int64)
+    addresses = _addresses(engine, isa, kind)
     if not addresses[1:].all():
         raise KernelError(f"LLVM gave no address for a {isa.name} {kind} GEMM microkernel")
+    if compiled:
+        store_object_code(name, inputs, compiled[0])
     return engine, addresses
+
+
+def _addresses(engine, isa: Isa, kind: str) -> np.ndarray:
+    return np.array([0] + [engine.get_function_address(name) for name in kernel_names(isa, kind)], dtype=np.int64)
 
 
 def kernel_addresses(isa: Isa, kind: str = "f32") -> np.ndarray:
