@@ -314,7 +314,6 @@ class _Pool:
         self.busy = threading.Lock()
         self.seq = 0
         self.spin_limit = _calibrated_spin_limit()
-        self.jobs = 0
         self.cpus = _allowed_cpus()
         self.strikes = 0
         self.serial = False  # standing aside: the caller runs its jobs alone
@@ -708,7 +707,6 @@ def _submit(make_job, alone) -> None:
         return
     try:
         job = make_job(pool)
-        pool.jobs += 1
         pool.post(job)
         job.run(pool)
     finally:
