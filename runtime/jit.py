@@ -131,11 +131,17 @@ def _take_shipped(shipped: Path, folder: Path) -> None:
         if source.is_dir():
             target.mkdir(parents=True, exist_ok=True)
         elif not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + f".{os.getpid()}.part")
-            shutil.copyfile(source, partial)
-            os.replace(partial, target)  # another process may read it at once: never half a file
+            _publish(target, source.read_bytes())
     (folder / TAKEN).touch()
+
+
+def _publish(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` whole or not at all: another process
+    may read the cache at once, and must never see half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+    partial.write_bytes(data)
+    os.replace(partial, target)
 
 
 class PackageCacheLocator(UserProvidedCacheLocator):
@@ -194,10 +200,7 @@ def store_object_code(name: str, inputs: str, data: bytes) -> None:
     if path is None or not data:
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-        partial.write_bytes(hashlib.sha256(data).digest() + data)
-        os.replace(partial, path)  # another process may read it at once: never half a file
+        _publish(path, hashlib.sha256(data).digest() + data)
     except OSError:
         pass
 
