@@ -519,19 +519,13 @@ def global_lp_pool(inputs, attrs):
 
 
 # ---------------------------------------------------------------- in a schedule (runtime.schedule)
-def _stand_in(x: Operand) -> np.ndarray:
-    """A read-only array of an operand's shape and dtype, holding no data:
-    what the plans and checks of the kernels above need to see of X."""
-    return np.broadcast_to(np.zeros((), x.dtype), x.shape)
-
-
 def _lower_max_pool(ctx, args, attrs) -> bool:
     """MaxPool as one schedule operation where it runs on the float32 row loop."""
     x = args[0]
     if not isinstance(x, Operand) or x.dtype != np.float32:
         return False
     try:
-        plan = _cached_plan(_stand_in(x), attrs, False)
+        plan = _cached_plan(x.stand_in(), attrs, False)
     except KernelError:
         return False
     if plan.loop is not max_pool_2d_rows or plan.work != np.float32:
@@ -565,7 +559,7 @@ def _lower_average(ctx, args, attrs) -> bool:
     if not isinstance(x, Operand) or x.dtype != np.float32 or len(x.shape) < 3 or not math.prod(x.shape):
         return False
     try:
-        window = _window("AveragePool", _stand_in(x), attrs)
+        window = _window("AveragePool", x.stand_in(), attrs)
     except KernelError:
         return False
     return (window.kernel == x.shape[2:] and not any(window.pads_begin + window.pads_end)

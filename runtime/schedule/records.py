@@ -42,5 +42,10 @@ class Operand:
         """(base, offset) of the byte ``offset`` bytes into the value."""
         return self.base, self.offset + offset
 
+    def stand_in(self) -> np.ndarray:
+        """A read-only array of this shape and dtype, holding no data: what a
+        kernel's plans and checks need to see of the value when lowering."""
+        return np.broadcast_to(np.zeros((), self.dtype), self.shape)
+
     def reshape(self, shape: tuple) -> "Operand":
         return Operand(self.base, self.offset, tuple(shape), self.dtype, self.writable)
