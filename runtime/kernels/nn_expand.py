@@ -77,9 +77,7 @@ class ExpandDepthwise:
     def __call__(self, inputs, attrs):
         x, first_inputs, second_inputs = inputs[0], inputs[:self.split], inputs[self.split:]
         if self._direct(inputs):
-            plan = self.plans.get(x.shape, _UNKNOWN)
-            if plan is _UNKNOWN:
-                plan = self.plans[x.shape] = self._plan(x.shape)
+            plan = self._plan_for(x.shape)
             if plan is not None:
                 return (self._run(x, plan),)
         middle = self.first(first_inputs, attrs["first"])[0]
@@ -102,6 +100,13 @@ class ExpandDepthwise:
         if len(rest) != len(expected_rest) or len(inputs) - len(rest) != len(expected) + 1:
             return False
         return all(a is b for a, b in zip(list(inputs[1:self.split]) + list(rest), expected + expected_rest))
+
+    def _plan_for(self, x_shape: tuple) -> "_Plan | None":
+        """:meth:`_plan` for X of ``x_shape``, made once per shape."""
+        plan = self.plans.get(x_shape, _UNKNOWN)
+        if plan is _UNKNOWN:
+            plan = self.plans[x_shape] = self._plan(x_shape)
+        return plan
 
     def _plan(self, x_shape: tuple) -> "_Plan | None":
         """What the fused kernel needs for inputs of ``x_shape``, or None
@@ -158,9 +163,7 @@ class ExpandDepthwise:
         if (not isinstance(x, Operand) or x.dtype != np.float32 or len(x.shape) != 4
                 or not self._expected(args) or not all(map(ctx.frozen, constants))):
             return False
-        plan = self.plans.get(x.shape, _UNKNOWN)
-        if plan is _UNKNOWN:
-            plan = self.plans[x.shape] = self._plan(x.shape)
+        plan = self._plan_for(x.shape)
         if plan is None:  # as the two steps, through a middle value of this step's own
             middle = first.out_shape(x.shape)
             if middle is None:

@@ -98,9 +98,7 @@ class PreparedConv:
         if (attrs is not self.attrs or inputs[1] is not self.w or (inputs[2] if len(inputs) > 2 else None) is not self.b
                 or type(x) is not np.ndarray or x.dtype != _F32 or not x.flags.c_contiguous):
             return self.generic(inputs, attrs)
-        layout = self.layouts.get(x.shape, _UNKNOWN)
-        if layout is _UNKNOWN:
-            layout = self.layouts[x.shape] = self._layout(x.shape)
+        layout = self.layout_for(x.shape)
         if layout is None or (residual is not None and (
                 type(residual) is not np.ndarray or residual.dtype != _F32 or residual.shape != layout.out_shape
                 or not residual.flags.c_contiguous)):
@@ -117,9 +115,7 @@ class PreparedConv:
                 or not isinstance(x, Operand) or x.dtype != _F32 or not ctx.frozen(self.w)
                 or (self.b is not None and not ctx.frozen(self.b))):
             return False
-        layout = self.layouts.get(x.shape, _UNKNOWN)
-        if layout is _UNKNOWN:
-            layout = self.layouts[x.shape] = self._layout(x.shape)
+        layout = self.layout_for(x.shape)
         if layout is None or (residual is not None and (
                 not isinstance(residual, Operand) or residual.dtype != _F32 or residual.shape != layout.out_shape)):
             return False
@@ -129,10 +125,16 @@ class PreparedConv:
     def out_shape(self, x_shape: tuple) -> tuple | None:
         """The output shape of a prepared run on X of ``x_shape``, or None
         where none would run prepared."""
+        layout = self.layout_for(x_shape)
+        return None if layout is None else layout.out_shape
+
+    def layout_for(self, x_shape: tuple) -> "_Layout | None":
+        """How X of ``x_shape`` runs prepared (None: on the generic kernel),
+        chosen once per shape."""
         layout = self.layouts.get(x_shape, _UNKNOWN)
         if layout is _UNKNOWN:
             layout = self.layouts[x_shape] = self._layout(x_shape)
-        return None if layout is None else layout.out_shape
+        return layout
 
     def packed(self):
         """W packed for the GEMM: from the shared cache, or, while W stays
