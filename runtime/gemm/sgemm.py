@@ -389,11 +389,21 @@ class PackedProduct:
         ``out`` and ``residual`` are the (base, offset) of C-contiguous
         operands of the planned layout, ``out`` apart from ``b`` and, unless
         the reduction is one block, from ``residual``."""
-        ctx.emit(GEMM, [*ctx.pin(self.template), *ctx.pin(self.kernels), self.kernels.size,
-                        *ctx.pin(self.packed.data), *b, self.b_shape[0] * self.b_shape[1], *out,
-                        *(NONE if self.bias is None else ctx.pin(self.bias)), *(NONE if residual is None else residual),
-                        *(NONE if self.clamp is None else ctx.pin(self.clamp))],
-                 self.tasks, spans=[(0, self.tasks)] if self.serial else None)
+        _emit_gemm(ctx, self.template, self.kernels, self.packed.data, b, self.b_shape[0] * self.b_shape[1], out,
+                   self.bias, residual, self.clamp, self.serial)
+
+
+def _emit_gemm(ctx, template: np.ndarray, kernels: np.ndarray, a_data: np.ndarray, b: tuple, b_size: int,
+               out: tuple, bias: np.ndarray | None, residual: tuple | None, clamp: np.ndarray | None,
+               serial: bool) -> None:
+    """A planned product's GEMM schedule record (runtime.schedule.ops):
+    ``b``, ``out`` and ``residual`` are (base, offset) pairs, the arrays
+    pinned; its tasks on the caller alone when ``serial``."""
+    tasks = int(template[_TASKS])
+    ctx.emit(GEMM, [*ctx.pin(template), *ctx.pin(kernels), kernels.size, *ctx.pin(a_data), *b, b_size, *out,
+                    *(NONE if bias is None else ctx.pin(bias)), *(NONE if residual is None else residual),
+                    *(NONE if clamp is None else ctx.pin(clamp))],
+             tasks, spans=[(0, tasks)] if serial else None)
 
 
 # ---------------------------------------------------------------- strips, run from Numba
@@ -488,12 +498,9 @@ def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, 
     b_mode = b_reading(m, kc, 1, isa)
     template = planned("f32", isa, (batch, m, n, depth, kc), (b_mode, None, depth * n, n, 1), out_strides, bias,
                        None if residual is None else out_strides, False)
-    kernels, tasks = kernel_addresses(isa, "f32"), int(template[_TASKS])
-    serial = tasks == 1 or batch * m * n * depth <= SERIAL_MACS
-    ctx.emit(GEMM, [*ctx.pin(template), *ctx.pin(kernels), kernels.size, *ctx.pin(packed_a.data), *b.ref(),
-                    batch * depth * n, *out, *(NONE if bias is None else ctx.pin(bias)),
-                    *(NONE if residual is None else residual), *(NONE if clamp is None else ctx.pin(clamp))],
-             tasks, spans=[(0, tasks)] if serial else None)
+    serial = int(template[_TASKS]) == 1 or batch * m * n * depth <= SERIAL_MACS
+    _emit_gemm(ctx, template, kernel_addresses(isa, "f32"), packed_a.data, b.ref(), batch * depth * n, out, bias,
+               residual, clamp, serial)
 
 
 def _execute(template: np.ndarray, kernels: np.ndarray, serial: bool, operands: tuple, source: np.ndarray) -> None:
