@@ -263,6 +263,14 @@ class _Builder:
         self.buffers.append(buffer)
         return len(self.buffers) - 1
 
+    def bind(self, slot: int, shape, dtype) -> int:
+        """A buffer bound at run time to ``slot``'s value (a program input,
+        a Python step's output): read-only to operations; its base."""
+        base = self.add(_Buffer("bound"))
+        self.operands[slot] = Operand(base, 0, tuple(shape), np.dtype(dtype), writable=False)
+        self.sources[base] = slot
+        return base
+
     def pin(self, array: np.ndarray) -> int:
         entry = self.pinned.get(id(array))
         if entry is None:
@@ -345,9 +353,7 @@ class _Builder:
             shape, dtype = self.program.types[slot]
             if None in shape or dtype == "object":
                 continue
-            base = self.add(_Buffer("bound"))  # not writable: it may be a view of an input or a constant
-            self.operands[slot] = Operand(base, 0, tuple(shape), np.dtype(dtype), writable=False)
-            self.sources[base] = slot
+            base = self.bind(slot, shape, dtype)  # not writable: it may be a view of an input or a constant
             part.binds.append((slot, base, tuple(shape), np.dtype(dtype)))
         self.parts.append(part)
 
@@ -398,10 +404,7 @@ def build(executor, plan: list, wanted: Sequence[int]) -> Schedule | None:
         shape, dtype = program.types[slot]
         if None in shape or dtype == "object":
             return None
-        base = builder.add(_Buffer("bound"))
-        builder.operands[slot] = Operand(base, 0, tuple(shape), np.dtype(dtype), writable=False)
-        builder.sources[base] = slot
-        inputs.append((slot, base))
+        inputs.append((slot, builder.bind(slot, shape, dtype)))
     for position, (fn, step, attrs, _) in enumerate(plan):
         if not builder.lower(position, fn, step, attrs):
             builder.python(position, fn, step, attrs)
