@@ -1,7 +1,8 @@
 """The kernel cache a wheel ships (runtime/jit.py, setup.py, issue 24 item
 1): kernels compiled in one place load, without compiling, in a process
 that has only the shipped copy and the package installed elsewhere; the
-copy keeps what the user's cache already has."""
+copy keeps what the user's cache already has; the GEMM microkernels'
+object code is kept in the same cache, checked before it is loaded."""
 import json
 import os
 import shutil
@@ -9,7 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
+import numpy as np
+import pytest
+
 from runtime import jit
+from runtime.gemm import family, igemm, microkernel, sgemm
+from runtime.gemm.family import host_isa
 
 ROOT = Path(jit.__file__).resolve().parents[1]
 
@@ -79,3 +86,47 @@ def test_the_locator_places_only_tesseras_functions(tmp_path):
     locator = jit.PackageCacheLocator.from_function(activations.relu.py_func, activations.__file__)
     assert locator is not None
     assert Path(locator.get_cache_path()) == Path(numba.config.CACHE_DIR) / "runtime" / "kernels"
+
+
+_LOADED: list = []
+"""Engines the object-code test made: kept alive, as kernels planned while
+they were current may keep their addresses."""
+
+
+def test_compiled_microkernels_are_kept_as_checked_object_code(monkeypatch, tmp_path):
+    """A process compiles the microkernels once and keeps their object code
+    in the kernel cache; the next loads it (about a second saved per
+    process) and computes bit for bit what the compiled code does. A torn
+    or altered file is never handed to LLVM: the kernels compile again and
+    the file is rewritten."""
+    isa = host_isa()
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((37, 300)).astype(np.float32), rng.standard_normal((300, 45)).astype(np.float32)
+    qa, qb = rng.integers(-128, 128, (29, 200), dtype=np.int8), rng.integers(0, 256, (200, 33), dtype=np.uint8)
+    expected = sgemm(a, b), igemm(qa, qb)
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+    compiled = {kind: microkernel._compile(isa, kind) for kind in family.KINDS}
+    _LOADED.append(compiled)
+    files = sorted((tmp_path / "llvm").glob("*.o"))
+    assert len(files) == len(family.KINDS)
+    stored = [f.read_bytes() for f in files]
+
+    def compiling(*args, **kwargs):
+        raise AssertionError("compiled, not loaded")
+
+    building = microkernel.llvm.create_pass_builder
+    monkeypatch.setattr(microkernel.llvm, "create_pass_builder", compiling)
+    loaded = {kind: microkernel._compile(isa, kind) for kind in family.KINDS}
+    _LOADED.append(loaded)
+    monkeypatch.setattr(microkernel, "_engines", {(isa, kind): pair for kind, pair in loaded.items()})
+    np.testing.assert_array_equal(sgemm(a, b), expected[0])
+    np.testing.assert_array_equal(igemm(qa, qb), expected[1])
+    for file in files:
+        data = bytearray(file.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        file.write_bytes(bytes(data))
+    with pytest.raises(AssertionError, match="compiled, not loaded"):
+        microkernel._compile(isa, "f32")
+    monkeypatch.setattr(microkernel.llvm, "create_pass_builder", building)
+    _LOADED.append({kind: microkernel._compile(isa, kind) for kind in family.KINDS})
+    assert [f.read_bytes() for f in files] == stored
