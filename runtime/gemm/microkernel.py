@@ -27,24 +27,30 @@ _lock = threading.Lock()
 
 
 def _compile(isa: Isa, kind: str) -> tuple[object, np.ndarray]:
-    """Compile ``isa``'s ``kind`` kernels into one execution engine, or load
-    the object code an earlier process compiled from the same IR for the
-    same target (runtime.jit's object cache: about a second saved per
-    process); return the engine (it owns the code) and the kernels' addresses."""
+    """Compile ``isa``'s ``kind`` kernels into one execution engine; return
+    the engine (it owns the code) and the kernels' addresses (entry 0 unused)."""
+    engine, addresses = compile_module(f"gemm-{isa.name}-{kind}", kernel_ir(isa, kind), kernel_names(isa, kind), isa)
+    return engine, np.concatenate([np.zeros(1, np.int64), addresses])
+
+
+def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[object, np.ndarray]:
+    """Compile the LLVM IR ``text`` for ``isa``'s target into one execution
+    engine, or load the object code an earlier process compiled from the
+    same IR for the same target (runtime.jit's object cache: about a second
+    saved per process); return the engine (it owns the code) and the
+    addresses of ``symbols``, in order."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     machine = llvm.Target.from_default_triple().create_target_machine(
         cpu=isa.cpu, features=isa.features, opt=3, codemodel="jitdefault")
-    text = kernel_ir(isa, kind)
-    name = f"gemm-{isa.name}-{kind}"
     inputs = "\n".join([text, machine.triple, isa.cpu, isa.features, ".".join(map(str, llvm.llvm_version_info))])
     cached = load_object_code(name, inputs)
     if cached is not None:
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
         engine.add_object_file(llvm.ObjectFileRef.from_data(cached))
         engine.finalize_object()
-        addresses = _addresses(engine, isa, kind)
-        if addresses[1:].all():
+        addresses = _addresses(engine, symbols)
+        if addresses.all():
             return engine, addresses
     module = llvm.parse_assembly(text)
     module.verify()
@@ -54,16 +60,16 @@ def _compile(isa: Isa, kind: str) -> tuple[object, np.ndarray]:
     compiled = []
     engine.set_object_cache(lambda _module, data: compiled.append(bytes(data)))
     engine.finalize_object()
-    addresses = _addresses(engine, isa, kind)
-    if not addresses[1:].all():
-        raise KernelError(f"LLVM gave no address for a {isa.name} {kind} GEMM microkernel")
+    addresses = _addresses(engine, symbols)
+    if not addresses.all():
+        raise KernelError(f"LLVM gave no address for a kernel of {name}")
     if compiled:
         store_object_code(name, inputs, compiled[0])
     return engine, addresses
 
 
-def _addresses(engine, isa: Isa, kind: str) -> np.ndarray:
-    return np.array([0] + [engine.get_function_address(name) for name in kernel_names(isa, kind)], dtype=np.int64)
+def _addresses(engine, symbols: list[str]) -> np.ndarray:
+    return np.array([engine.get_function_address(name) for name in symbols], dtype=np.int64)
 
 
 def kernel_addresses(isa: Isa, kind: str = "f32") -> np.ndarray:

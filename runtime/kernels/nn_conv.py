@@ -30,17 +30,17 @@ are validated in Python first, so no loop can index out of bounds.
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Sequence
 
 import numpy as np
 
 from runtime import gemm
 from runtime.errors import KernelError
+from runtime.kernels import depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes_finished, depthwise_rows_channels_last
-from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_phases_3x3, depthwise_same_3x3
+from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_same_3x3
 from runtime.kernels.nn_im2col import band_rows, col2im_planes, conv_by_bands, im2col_rows
 from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window, out_shape
 from runtime.kernels.nn_winograd import (
@@ -52,7 +52,7 @@ from runtime.kernels.nn_winograd import (
 )
 from runtime.kernels.weight_cache import WeightCache
 from runtime.parallel import parallel_for
-from runtime.schedule.records import DEPTHWISE, DW_PADDED, DW_PHASES, DW_SAME, GEO, IM2COL
+from runtime.schedule.records import DEPTHWISE, DW_PADDED, DW_S2, DW_SAME, GEO, IM2COL
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -353,9 +353,8 @@ def plane_kernel(x_shape: tuple, dtype, window: Window) -> tuple | None:
     pads = window.pads_begin + window.pads_end
     if window.strides == (1, 1) and pads == (1, 1, 1, 1):
         return depthwise_same_3x3, ()
-    if (window.strides == (2, 2) and pads == (1, 1, 1, 1) and dtype == np.float32 and x_shape[3] % 2 == 0
-            and sys.byteorder == "little"):
-        return depthwise_phases_3x3, ()
+    if window.strides == (2, 2) and pads == (1, 1, 1, 1) and dtype == np.float32:
+        return depthwise_ir.depthwise_s2_3x3, (depthwise_ir.kernel_addresses(),)
     if all(s in (1, 2) for s in window.strides) and x_shape[3] <= PADDED_WIDTH:
         return depthwise_padded_3x3, (_geo(window),)
     return None
@@ -371,7 +370,7 @@ def run_plane_kernel(chosen: tuple, x, w, b, out, residual, clamp) -> None:
                  grain=grain(out[0, 0].size * 9))
 
 
-_VARIANTS = {depthwise_same_3x3: DW_SAME, depthwise_phases_3x3: DW_PHASES, depthwise_padded_3x3: DW_PADDED}
+_VARIANTS = {depthwise_same_3x3: DW_SAME, depthwise_ir.depthwise_s2_3x3: DW_S2, depthwise_padded_3x3: DW_PADDED}
 
 
 def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> None:
@@ -383,10 +382,16 @@ def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> Non
     out_c, out_h, out_w = out.shape[1:]
     bias = np.zeros(out_c, np.float32) if b is None else b
     flags = (residual is not None, clamp is not None)
-    geo = extra[0] if extra else (0,) * GEO
-    ctx.emit(DEPTHWISE, [_VARIANTS[kernel], *x.ref(), batch, chans, height, width, *ctx.pin(w), *ctx.pin(bias),
+    variant = _VARIANTS[kernel]
+    if variant == DW_PADDED:
+        tail = tuple(extra[0])
+    elif variant == DW_S2:
+        tail = (*ctx.pin(extra[0]), *(0,) * (GEO - 2))
+    else:
+        tail = (0,) * GEO
+    ctx.emit(DEPTHWISE, [variant, *x.ref(), batch, chans, height, width, *ctx.pin(w), *ctx.pin(bias),
                          *out.ref(), out_c, out_h, out_w, *(out if residual is None else residual).ref(),
-                         *ctx.pin(NO_CLAMP if clamp is None else clamp), *flags, *geo],
+                         *ctx.pin(NO_CLAMP if clamp is None else clamp), *flags, *tail],
              batch * out_c, grain(out_h * out_w * 9))
 
 

@@ -5,13 +5,13 @@ fixed cost per plane is small (MobileNets' 7x7 and 14x14 planes).
 * ``depthwise_same_3x3``: SAME convolutions at stride 1 (pads of 1), any
   size: the plane is copied between zero margins and computed as one flat
   run, the taps that wrap over row ends masked out; no copy-out.
-* ``depthwise_phases_3x3``: pads of 1 at stride 2 on float32 planes of even
-  width: the plane is split into its four stride-2 phases (column pairs
-  read as 64-bit words) and the output is again one flat run.
 * ``depthwise_padded_3x3``: strides 1 or 2, any pads, small planes: each
   input plane is copied into a zeroed, padded plane cut into its row stride
   phases, so that the whole output plane is one fused 9-tap pass with no
   border cases.
+
+Stride 2 with pads of 1 on float32 planes (MobileNets' down-sampling) has a
+kernel in LLVM IR: runtime.kernels.depthwise_ir.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from runtime.jit import jit
-from runtime.kernels.conv_epilogue import clamp_value, finish_row
+from runtime.kernels.conv_epilogue import finish_row
 from runtime.kernels.nn_depthwise import masked_3x3
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
@@ -182,86 +182,6 @@ def depthwise_same_3x3(start, stop, x, w, b, out, res, clamp, flags):
             finish_row(o, o, extra[p * plane:(p + 1) * plane], clamp[0], clamp[1], True, flags[1])
 
 
-@jit(fastmath=True)
-def depthwise_phases_3x3(start, stop, x, w, b, out, res, clamp, flags):
-    """Output planes [start, stop) (index n*K + k) of a 2-D depthwise 3x3
-    convolution of float32 planes of even width at strides 2, unit
-    dilations and one pixel of padding on every side, then the epilogue as
-    in :func:`depthwise_padded_3x3`.
-
-    Each input plane is split into its four stride-2 phases (even or odd
-    row, even or odd column), each (OH x OW) behind a margin of ``OW + 1``
-    zeros. A pair of neighbouring columns is read as one 64-bit word and cut
-    into its two halves (little-endian: the even column is the low half),
-    which vectorises where a stride-2 read does not. Output ``j`` then reads
-    every tap at a fixed offset from ``j`` in one of the phases, so the whole
-    output plane is one flat pass, written in place; only the taps of
-    kernel column 0 need masking (in the first output column they would wrap
-    to the previous row). A phase row past an odd height stays zero: the
-    bottom padding. MobileNetV2's stride-2 layers: 1.15x (14 and 28 wide) to
-    1.7x (112 wide) faster than the padded-plane kernel."""
-    batch, chans, height, width = x.shape
-    _, out_c, out_h, out_w = out.shape
-    if (w.shape[0] != out_c or b.shape[0] != out_c or res.shape != out.shape or chans == 0 or width % 2
-            or out_h != (height + 1) // 2 or out_w != width // 2 or out_w == 0):
-        return
-    mult = max(out_c // chans, 1)
-    size = out_h * out_w
-    margin = out_w + 1
-    span = margin + size
-    buf = np.zeros(4 * span, dtype=np.float32)  # phases: even-even, even-odd, odd-even, odd-odd
-    words = buf.view(np.uint32)
-    left = np.ones(size, dtype=np.bool_)
-    for oy in range(out_h):
-        left[oy * out_w] = False
-    pairs = x.reshape(-1).view(np.uint64)
-    w_flat, dst, extra = w.reshape(-1), out.reshape(-1), res.reshape(-1)
-    lo, hi = _pass_clamp(clamp, flags)
-    half_plane = height * out_w
-    for p in range(start, min(stop, batch * out_c)):
-        k = p % out_c
-        c = k // mult
-        if c >= chans:
-            continue
-        first = ((p // out_c) * chans + c) * half_plane
-        for r in range(height):
-            row = pairs[first + r * out_w:first + (r + 1) * out_w]
-            at = (r & 1) * 2 * span + margin + (r >> 1) * out_w
-            even, odd = words[at:at + out_w], words[at + span:at + span + out_w]
-            for j in range(out_w):
-                v = row[j]
-                even[j] = numba.uint32(v & 0xFFFFFFFF)
-                odd[j] = numba.uint32(v >> 32)
-        o = dst[p * size:(p + 1) * size]
-        _phases_3x3(o, buf, margin, span, out_w, w_flat, k * 9, b[k], left, lo, hi)
-        if flags[0]:
-            finish_row(o, o, extra[p * size:(p + 1) * size], clamp[0], clamp[1], True, flags[1])
-
-
-@jit(inline="always")
-def _phases_3x3(run, buf, margin, span, ow, w_flat, tap0, bias, left, lo, hi):
-    """run[j] = bias + the 9 taps of output j, clamped to [lo, hi], read
-    from the four phases of ``buf`` (each ``span`` long, its plane after
-    ``margin`` zeros): kernel row 0 reads the odd rows one phase row up, row
-    1 the even rows, row 2 the odd rows; column 0 the odd columns one to the
-    left (masked by ``left``), column 1 the even columns, column 2 the odd
-    columns."""
-    n = run.shape[0]
-    ee = buf[margin:margin + n]
-    eo0, eo1 = buf[span + margin - 1:span + margin - 1 + n], buf[span + margin:span + margin + n]
-    oe0, oe1 = buf[2 * span + margin - ow:2 * span + margin - ow + n], buf[2 * span + margin:2 * span + margin + n]
-    q = 3 * span + margin
-    oo00, oo01 = buf[q - ow - 1:q - ow - 1 + n], buf[q - ow:q - ow + n]
-    oo10, oo11 = buf[q - 1:q - 1 + n], buf[q:q + n]
-    w0, w1, w2, w3, w4 = w_flat[tap0], w_flat[tap0 + 1], w_flat[tap0 + 2], w_flat[tap0 + 3], w_flat[tap0 + 4]
-    w5, w6, w7, w8 = w_flat[tap0 + 5], w_flat[tap0 + 6], w_flat[tap0 + 7], w_flat[tap0 + 8]
-    zero = run.dtype.type(0)
-    for j in range(n):
-        first_col = w0 * oo00[j] + w3 * eo0[j] + w6 * oo10[j]
-        run[j] = clamp_value(bias + w1 * oe0[j] + w2 * oo01[j] + w4 * ee[j] + w5 * eo1[j] + w7 * oe1[j]
-                             + w8 * oo11[j] + (first_col if left[j] else zero), lo, hi)
-
-
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
 @drives(depthwise_padded_3x3)
 @jit
@@ -279,15 +199,5 @@ def _depthwise_same_3x3_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         depthwise_same_3x3(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
-    return team_leave(team, state, role)
-
-
-@drives(depthwise_phases_3x3)
-@jit
-def _depthwise_phases_3x3_team(team, state, role, spans, *args):
-    index = team_enter(team, state, role)
-    while index >= 0:
-        depthwise_phases_3x3(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True)
     return team_leave(team, state, role)

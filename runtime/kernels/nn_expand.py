@@ -20,7 +20,6 @@ shapes or dtypes) runs the two prepared steps one after the other.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,9 @@ import numpy as np
 from runtime import gemm
 from runtime.gemm.tasks import run_strip
 from runtime.jit import jit
+from runtime.kernels import depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP
-from runtime.kernels.nn_depthwise_3x3 import depthwise_phases_3x3, depthwise_same_3x3
+from runtime.kernels.nn_depthwise_3x3 import depthwise_same_3x3
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import Kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
@@ -114,18 +114,17 @@ class ExpandDepthwise:
         batch, chans, height, width = x_shape
         first, second = self.first, self.second
         wide, size = first.w.shape[0], height * width
-        if (chans != first.w.shape[1] or wide * size * 4 < FUSE_BYTES or not gemm.available() or batch < 1
-                or (self.stride == 2 and (width % 2 or sys.byteorder != "little"))):
+        if chans != first.w.shape[1] or wide * size * 4 < FUSE_BYTES or not gemm.available() or batch < 1:
             return None
         block = max(8, min(BLOCK_BYTES // (size * 4), -(-wide // 4)) // 8 * 8)
         blocks = -(-wide // block)
-        out_h, out_w = (height + 1) // 2 if self.stride == 2 else height, width // self.stride
+        out_h, out_w = ((height + 1) // 2, (width + 1) // 2) if self.stride == 2 else (height, width)
         return _Plan(
             source=None, block=block, packs=np.empty((blocks, 0), np.float32),
             b1=np.zeros(blocks * block, np.float32),  # the last block's rows past ``wide`` read zeros
             template=gemm.strip_template(block, size, chans, size, True, False),
             out_shape=(batch, wide, out_h, out_w),
-            kernels=gemm.kernel_addresses(gemm.host_isa(), "f32"),
+            kernels=gemm.kernel_addresses(gemm.host_isa(), "f32"), dw_kernels=depthwise_ir.kernel_addresses(),
             clamp1=NO_CLAMP if first.clamp is None else first.clamp, flags1=_FLAGS[first.clamp is not None],
             w2=second.w.reshape(wide, 3, 3), b2=np.zeros(wide, np.float32) if second.b is None else second.b,
             clamp2=NO_CLAMP if second.clamp is None else second.clamp, flags2=_FLAGS[second.clamp is not None][1:])
@@ -135,7 +134,7 @@ class ExpandDepthwise:
         out = np.empty(plan.out_shape, np.float32)
         parallel_for(expand_depthwise, x.shape[0] * plan.packs.shape[0], x, plan.packs, plan.b1, plan.clamp1,
                      plan.flags1, plan.template, plan.kernels, plan.w2, plan.b2, out, plan.clamp2, plan.flags2,
-                     plan.block, self.stride, grain=1)
+                     plan.block, self.stride, plan.dw_kernels, grain=1)
         return out
 
     def _refresh(self, plan: "_Plan") -> None:
@@ -181,7 +180,7 @@ class ExpandDepthwise:
                                     first.clamp is not None, *ctx.pin(plan.template), *ctx.pin(plan.kernels),
                                     plan.kernels.size, *ctx.pin(plan.w2), *ctx.pin(plan.b2), *out.ref(), wide,
                                     out_h, out_w, *ctx.pin(plan.clamp2), second.clamp is not None, plan.block,
-                                    self.stride], batch * blocks)
+                                    self.stride, *ctx.pin(plan.dw_kernels)], batch * blocks)
         return True
 
 
@@ -190,7 +189,8 @@ class _Plan:
     """One input shape's fused-kernel arguments: the weight rows packed in
     blocks of ``block`` (from the packed-weights entry ``source``; zero rows
     pad the last block), the padded first bias, the strip plan, the output
-    shape, the kernel table, and each step's clamp and flags."""
+    shape, the GEMM's and the stride-2 depthwise kernels' tables, and each
+    step's clamp and flags."""
     source: Any
     block: int
     packs: np.ndarray
@@ -198,6 +198,7 @@ class _Plan:
     template: np.ndarray
     out_shape: tuple
     kernels: np.ndarray
+    dw_kernels: np.ndarray
     clamp1: np.ndarray
     flags1: np.ndarray
     w2: np.ndarray
@@ -213,7 +214,7 @@ kernels' (residual, clamp)."""
 
 @jit
 def expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernels, w2, b2, out, clamp2, flags2,
-                      block, stride):
+                      block, stride, dw_kernels):
     """Tasks [start, stop) (image n, block j of ``block`` channels): expand
     the block (the product of its packed weight rows ``packs[j]`` by the
     image, + ``b1``, clamped) into this call's buffer, then its depthwise
@@ -234,8 +235,8 @@ def expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernel
         first = (n * wide + c0) * out_size
         target = flat_out[first:first + count * out_size].reshape(1, count, out_h, out_w)
         if stride == 2:
-            depthwise_phases_3x3(0, count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target, clamp2,
-                                 flags2)
+            depthwise_ir.depthwise_s2_3x3(0, count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target,
+                                          clamp2, flags2, dw_kernels)
         else:
             depthwise_same_3x3(0, count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target, clamp2,
                                flags2)

@@ -90,25 +90,60 @@ def test_same_stride_one_depthwise_keeps_infinities_beyond_the_row_ends_out():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 4), st.sampled_from([1, 2]), st.integers(1, 17), st.integers(1, 9), st.integers(1, 2),
+@given(st.integers(1, 4), st.sampled_from([1, 2]), st.integers(1, 17), st.integers(1, 19), st.integers(1, 2),
        st.sampled_from([None, (0.0, 6.0)]), st.booleans(), st.integers(0, 1000))
-def test_stride_two_depthwise_on_even_widths_matches_naive_conv(chans, mult, height, half_width, batch, clamp,
-                                                                with_residual, seed):
-    """Stride 2 with pads of 1 on even widths takes the four-phase kernel:
-    odd and even heights, one row, two columns, multipliers, epilogues."""
-    _check_against_naive((batch, chans, height, 2 * half_width), mult, 2, clamp, with_residual, seed)
+def test_stride_two_depthwise_matches_naive_conv(chans, mult, height, width, batch, clamp, with_residual, seed):
+    """Stride 2 with pads of 1 takes the LLVM IR plane kernel
+    (runtime.kernels.depthwise_ir): odd and even heights and widths, one
+    row, one column, multipliers, epilogues; 8- and 16-lane kernels."""
+    _check_against_naive((batch, chans, height, width), mult, 2, clamp, with_residual, seed)
 
 
-def test_stride_two_depthwise_keeps_an_infinity_in_its_own_row():
-    """An Inf in a row's last (odd) column reaches the last output column of
-    its output rows only, never the first column of the next output row."""
-    x = np.ones((1, 1, 6, 8), np.float32)
-    x[0, 0, 2, 7] = np.inf
+@pytest.mark.parametrize("height,width", [(3, 34), (8, 35), (5, 66), (4, 113)])
+def test_stride_two_depthwise_on_rows_of_several_vectors_matches_naive_conv(height, width):
+    """Output rows of more than one vector: each block's left column comes
+    from the block before (and is zero at the plane's left edge)."""
+    _check_against_naive((1, 3, height, width), 1, 2, (-1.0, 1.5), False, 7)
+
+
+@pytest.mark.parametrize("width,column", [(8, 7), (40, 31), (40, 32), (41, 40)])
+def test_stride_two_depthwise_keeps_an_infinity_in_its_own_row(width, column):
+    """An Inf in one input column reaches exactly the output columns whose
+    window covers it (across a vector block's edge too: column 31 is the
+    last odd column of the first 16-lane block and the left column of the
+    second), of the output rows that read its row, never another row."""
+    x = np.ones((1, 1, 6, width), np.float32)
+    x[0, 0, 2, column] = np.inf
     w = np.ones((1, 1, 3, 3), np.float32)
     got = conv_nd(x, w, None, strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), group=1)[0, 0]
-    hit = np.zeros((3, 4), bool)
-    hit[1, 3] = True  # output row 1 reads input rows 1-3; output column 3 reads input columns 5-7
+    assert got.shape == (3, (width + 1) // 2)
+    hit = np.zeros(got.shape, bool)
+    for ox in range(got.shape[1]):
+        hit[1, ox] = 2 * ox - 1 <= column <= 2 * ox + 1  # output row 1 reads input rows 1-3
     assert (got[hit] == np.inf).all() and np.isfinite(got[~hit]).all()
+
+
+def test_stride_two_depthwise_kernels_agree_bit_for_bit_on_avx2_and_the_host():
+    """The plane kernels compiled for AVX2 (the portable family) and for
+    this host compute the same bits: the same chain of fused multiply-adds,
+    whatever the vector width."""
+    from runtime.gemm.family import host_isa
+    from runtime.kernels import depthwise_ir
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 5, 13, 37)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    clamp, flags = np.array([-1.0, 2.0], np.float32), np.array([False, True])
+    outs = []
+    for isa in (host_isa(force_avx2=True), host_isa()):
+        out = np.full((1, 5, 7, 19), np.nan, np.float32)
+        depthwise_ir.depthwise_s2_3x3(0, 5, x, w, b, out, out, clamp, flags, depthwise_ir.kernel_addresses(isa))
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    expected = naive_conv(x.astype(np.float64), w.reshape(5, 1, 3, 3).astype(np.float64), b.astype(np.float64),
+                          (2, 2), (1, 1, 1, 1), (1, 1), 5)
+    np.testing.assert_allclose(outs[0], np.clip(expected, -1.0, 2.0), rtol=1e-5, atol=1e-5)
 
 
 def _check_against_naive(x_shape, mult, stride, clamp, with_residual, seed):
