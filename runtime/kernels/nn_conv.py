@@ -52,7 +52,7 @@ from runtime.kernels.nn_winograd import (
 )
 from runtime.kernels.weight_cache import WeightCache
 from runtime.parallel import parallel_for
-from runtime.schedule.records import DEPTHWISE, DW_PADDED, DW_S2, DW_SAME, GEO, IM2COL
+from runtime.schedule.records import DEPTHWISE, DW_IR, DW_PADDED, DW_SAME, GEO, IM2COL
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -351,10 +351,11 @@ def plane_kernel(x_shape: tuple, dtype, window: Window) -> tuple | None:
     if len(x_shape) != 4 or window.kernel != (3, 3) or window.dilations != (1, 1):
         return None
     pads = window.pads_begin + window.pads_end
+    if window.strides in ((1, 1), (2, 2)) and pads == (1, 1, 1, 1) and dtype == np.float32:
+        stride = window.strides[0]
+        return depthwise_ir.depthwise_3x3_ir, (depthwise_ir.kernel_addresses(stride), stride)
     if window.strides == (1, 1) and pads == (1, 1, 1, 1):
         return depthwise_same_3x3, ()
-    if window.strides == (2, 2) and pads == (1, 1, 1, 1) and dtype == np.float32:
-        return depthwise_ir.depthwise_s2_3x3, (depthwise_ir.kernel_addresses(),)
     if all(s in (1, 2) for s in window.strides) and x_shape[3] <= PADDED_WIDTH:
         return depthwise_padded_3x3, (_geo(window),)
     return None
@@ -370,7 +371,7 @@ def run_plane_kernel(chosen: tuple, x, w, b, out, residual, clamp) -> None:
                  grain=grain(out[0, 0].size * 9))
 
 
-_VARIANTS = {depthwise_same_3x3: DW_SAME, depthwise_ir.depthwise_s2_3x3: DW_S2, depthwise_padded_3x3: DW_PADDED}
+_VARIANTS = {depthwise_same_3x3: DW_SAME, depthwise_ir.depthwise_3x3_ir: DW_IR, depthwise_padded_3x3: DW_PADDED}
 
 
 def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> None:
@@ -385,8 +386,8 @@ def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> Non
     variant = _VARIANTS[kernel]
     if variant == DW_PADDED:
         tail = tuple(extra[0])
-    elif variant == DW_S2:
-        tail = (*ctx.pin(extra[0]), *(0,) * (GEO - 2))
+    elif variant == DW_IR:
+        tail = (*ctx.pin(extra[0]), extra[1], *(0,) * (GEO - 3))
     else:
         tail = (0,) * GEO
     ctx.emit(DEPTHWISE, [variant, *x.ref(), batch, chans, height, width, *ctx.pin(w), *ctx.pin(bias),

@@ -30,7 +30,6 @@ from runtime.gemm.tasks import run_strip
 from runtime.jit import jit
 from runtime.kernels import depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP
-from runtime.kernels.nn_depthwise_3x3 import depthwise_same_3x3
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import Kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
@@ -124,7 +123,8 @@ class ExpandDepthwise:
             b1=np.zeros(blocks * block, np.float32),  # the last block's rows past ``wide`` read zeros
             template=gemm.strip_template(block, size, chans, size, True, False),
             out_shape=(batch, wide, out_h, out_w),
-            kernels=gemm.kernel_addresses(gemm.host_isa(), "f32"), dw_kernels=depthwise_ir.kernel_addresses(),
+            kernels=gemm.kernel_addresses(gemm.host_isa(), "f32"),
+            dw_kernels=depthwise_ir.kernel_addresses(self.stride),
             clamp1=NO_CLAMP if first.clamp is None else first.clamp, flags1=_FLAGS[first.clamp is not None],
             w2=second.w.reshape(wide, 3, 3), b2=np.zeros(wide, np.float32) if second.b is None else second.b,
             clamp2=NO_CLAMP if second.clamp is None else second.clamp, flags2=_FLAGS[second.clamp is not None][1:])
@@ -189,7 +189,7 @@ class _Plan:
     """One input shape's fused-kernel arguments: the weight rows packed in
     blocks of ``block`` (from the packed-weights entry ``source``; zero rows
     pad the last block), the padded first bias, the strip plan, the output
-    shape, the GEMM's and the stride-2 depthwise kernels' tables, and each
+    shape, the GEMM's and the depthwise plane kernels' tables, and each
     step's clamp and flags."""
     source: Any
     block: int
@@ -234,12 +234,8 @@ def expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernel
         planes = buf[:count * size].reshape(1, count, height, width)
         first = (n * wide + c0) * out_size
         target = flat_out[first:first + count * out_size].reshape(1, count, out_h, out_w)
-        if stride == 2:
-            depthwise_ir.depthwise_s2_3x3(0, count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target,
-                                          clamp2, flags2, dw_kernels)
-        else:
-            depthwise_same_3x3(0, count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target, clamp2,
-                               flags2)
+        depthwise_ir.depthwise_3x3_ir(0, count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target,
+                                      clamp2, flags2, dw_kernels, stride)
 
 
 @drives(expand_depthwise)

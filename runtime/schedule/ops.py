@@ -26,7 +26,7 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 from runtime.gemm.gemv import dot_rows
 from runtime.gemm.tasks import PLAN_SIZE, place_addresses, run_planned
 from runtime.jit import cfunc, jit
-from runtime.kernels.depthwise_ir import LANES, depthwise_s2_3x3
+from runtime.kernels.depthwise_ir import LANES, depthwise_3x3_ir
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_same_3x3
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
@@ -46,7 +46,7 @@ from runtime.schedule.records import (
     BANDS,
     DEPTHWISE,
     DOT_ROWS,
-    DW_S2,
+    DW_IR,
     DW_SAME,
     EXPAND_DEPTHWISE,
     GEMM,
@@ -149,7 +149,7 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     """Planes of a 3x3 depthwise convolution: rec = kernel (DW_*), X and its
     (N, C, H, W), W, B, Y and its (K, OH, OW), residual (Y itself when
     none), clamp, the two epilogue flags, then the window (padded planes)
-    or the plane kernels' entry points (stride 2)."""
+    or the plane kernels' entry points and the stride (LLVM IR kernels)."""
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w, k, oh, ow = rec[3], rec[4], rec[5], rec[6], rec[13], rec[14], rec[15]
     x = _f32(rec, 1, bases, n * c * h * w).reshape((n, c, h, w))
@@ -161,8 +161,8 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     flags = _flags(rec[20], rec[21], 0)[:2]
     if rec[0] == DW_SAME:
         depthwise_same_3x3(start, stop, x, wt, b, out, res, clamp, flags)
-    elif rec[0] == DW_S2:
-        depthwise_s2_3x3(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, len(LANES)))
+    elif rec[0] == DW_IR:
+        depthwise_3x3_ir(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, len(LANES)), rec[24])
     else:
         depthwise_padded_3x3(start, stop, x, wt, b, out, res, clamp, flags, to_fixed_tuple(rec[22:22 + GEO], GEO))
 
@@ -172,8 +172,8 @@ def _expand_depthwise(start, stop, rec, nrec, bases, nbases):
     (runtime.kernels.nn_expand): rec = X (N, C, H, W), the packed weight
     blocks (blocks, length), B1 (and its length), clamp 1 and its flag, the
     strip template, the kernel table (and its length), W2, B2, Y (K, OH,
-    OW), clamp 2 and its flag, block, stride, the stride-2 plane kernels'
-    entry points."""
+    OW), clamp 2 and its flag, block, stride, the depthwise plane kernels'
+    entry points at that stride."""
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w = rec[2], rec[3], rec[4], rec[5]
     blocks, length, wide, oh, ow = rec[8], rec[9], rec[27], rec[28], rec[29]

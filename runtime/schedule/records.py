@@ -14,7 +14,7 @@ import numpy as np
  MAX_POOL) = range(1, 11)
 """Operation kinds; each one's record is described where it runs
 (runtime.schedule.ops)."""
-DW_SAME, DW_S2, DW_PADDED = range(3)
+DW_SAME, DW_IR, DW_PADDED = range(3)
 """Which depthwise kernel a DEPTHWISE operation runs."""
 GEO = 15
 """Ints of a window's ``loop_params`` (runtime.kernels.nn_window)."""

@@ -65,9 +65,11 @@ def test_padded_depthwise_keeps_nan_and_clamps(shape, strides):
 @given(st.integers(1, 4), st.sampled_from([1, 2]), st.integers(1, 17), st.integers(1, 17), st.integers(1, 2),
        st.sampled_from([None, (0.0, 6.0)]), st.booleans(), st.integers(0, 1000))
 def test_same_stride_one_depthwise_matches_naive_conv(chans, mult, height, width, batch, clamp, with_residual, seed):
-    """SAME 3x3 at stride 1 (pads of 1) takes the flat-plane kernel at any
-    size, down to one row or one column, with multipliers and epilogues."""
+    """SAME 3x3 at stride 1 (pads of 1) takes the LLVM IR plane kernel on
+    float32 (the flat-plane Numba kernel on float64) at any size, down to
+    one row or one column, with multipliers and epilogues."""
     _check_against_naive((batch, chans, height, width), mult, 1, clamp, with_residual, seed)
+    _check_against_naive((batch, chans, height, width), mult, 1, clamp, with_residual, seed, np.float64)
 
 
 def test_same_stride_one_depthwise_keeps_infinities_beyond_the_row_ends_out():
@@ -99,11 +101,13 @@ def test_stride_two_depthwise_matches_naive_conv(chans, mult, height, width, bat
     _check_against_naive((batch, chans, height, width), mult, 2, clamp, with_residual, seed)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("height,width", [(3, 34), (8, 35), (5, 66), (4, 113)])
-def test_stride_two_depthwise_on_rows_of_several_vectors_matches_naive_conv(height, width):
-    """Output rows of more than one vector: each block's left column comes
-    from the block before (and is zero at the plane's left edge)."""
-    _check_against_naive((1, 3, height, width), 1, 2, (-1.0, 1.5), False, 7)
+def test_ir_depthwise_on_rows_of_several_vectors_matches_naive_conv(stride, height, width):
+    """Output rows of more than one vector: at stride 2 each block's left
+    column comes from the block before (and is zero at the plane's left
+    edge); at stride 1 every tap is a load masked at both edges."""
+    _check_against_naive((1, 3, height, width), 1, stride, (-1.0, 1.5), stride == 1, 7)
 
 
 @pytest.mark.parametrize("width,column", [(8, 7), (40, 31), (40, 32), (41, 40)])
@@ -123,41 +127,45 @@ def test_stride_two_depthwise_keeps_an_infinity_in_its_own_row(width, column):
     assert (got[hit] == np.inf).all() and np.isfinite(got[~hit]).all()
 
 
-def test_stride_two_depthwise_kernels_agree_bit_for_bit_on_avx2_and_the_host():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_ir_depthwise_kernels_agree_bit_for_bit_on_avx2_and_the_host(stride):
     """The plane kernels compiled for AVX2 (the portable family) and for
-    this host compute the same bits: the same chain of fused multiply-adds,
-    whatever the vector width."""
+    this host compute the same bits: the same chains of fused multiply-adds,
+    whatever the vector width; 8- and 16-lane kernels, several blocks a row."""
     from runtime.gemm.family import host_isa
     from runtime.kernels import depthwise_ir
 
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((1, 5, 13, 37)).astype(np.float32)
-    w = rng.standard_normal((5, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(5).astype(np.float32)
     clamp, flags = np.array([-1.0, 2.0], np.float32), np.array([False, True])
-    outs = []
-    for isa in (host_isa(force_avx2=True), host_isa()):
-        out = np.full((1, 5, 7, 19), np.nan, np.float32)
-        depthwise_ir.depthwise_s2_3x3(0, 5, x, w, b, out, out, clamp, flags, depthwise_ir.kernel_addresses(isa))
-        outs.append(out)
-    np.testing.assert_array_equal(outs[0], outs[1])
-    expected = naive_conv(x.astype(np.float64), w.reshape(5, 1, 3, 3).astype(np.float64), b.astype(np.float64),
-                          (2, 2), (1, 1, 1, 1), (1, 1), 5)
-    np.testing.assert_allclose(outs[0], np.clip(expected, -1.0, 2.0), rtol=1e-5, atol=1e-5)
+    for width in (13, 37):
+        x = rng.standard_normal((1, 5, 13, width)).astype(np.float32)
+        w = rng.standard_normal((5, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(5).astype(np.float32)
+        shape = (1, 5, (13 - 1) // stride + 1, (width - 1) // stride + 1)
+        outs = []
+        for isa in (host_isa(force_avx2=True), host_isa()):
+            out = np.full(shape, np.nan, np.float32)
+            depthwise_ir.depthwise_3x3_ir(0, 5, x, w, b, out, out, clamp, flags,
+                                          depthwise_ir.kernel_addresses(stride, isa), stride)
+            outs.append(out)
+        np.testing.assert_array_equal(outs[0], outs[1])
+        expected = naive_conv(x.astype(np.float64), w.reshape(5, 1, 3, 3).astype(np.float64), b.astype(np.float64),
+                              (stride, stride), (1, 1, 1, 1), (1, 1), 5)
+        np.testing.assert_allclose(outs[0], np.clip(expected, -1.0, 2.0), rtol=1e-5, atol=1e-5)
 
 
-def _check_against_naive(x_shape, mult, stride, clamp, with_residual, seed):
+def _check_against_naive(x_shape, mult, stride, clamp, with_residual, seed, dtype=np.float32):
     """A depthwise 3x3 with pads of 1 at ``stride`` (both axes), a bias, an
     optional residual and clamp, against the naive convolution."""
     rng = np.random.default_rng(seed)
     chans = x_shape[1]
-    x = rng.standard_normal(x_shape).astype(np.float32)
-    w = rng.standard_normal((chans * mult, 1, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(chans * mult).astype(np.float32)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((chans * mult, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(chans * mult).astype(dtype)
     strides = (stride, stride)
     expected = naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), strides, (1, 1, 1, 1),
                           (1, 1), chans)
-    residual = rng.standard_normal(expected.shape).astype(np.float32) if with_residual else None
+    residual = rng.standard_normal(expected.shape).astype(dtype) if with_residual else None
     if residual is not None:
         expected = expected + residual
     if clamp is not None:
