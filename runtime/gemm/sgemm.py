@@ -561,8 +561,11 @@ def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0) -> t
     for every thread to claim several, none under ``MIN_TASK_MACS``
     multiply-adds unless the product is. Columns are split first: a task
     packs the B columns it covers, so splitting rows packs the same B twice.
-    A wide last panel (``nr`` and up to ``tail`` columns) counts as one. Returns (row
-    chunks, column chunks, row panels per chunk, columns per chunk)."""
+    A wide last panel (``nr`` and up to ``tail`` columns) counts as one.
+    Chunk ``j`` of ``t`` over ``p`` panels takes panels ``[j p // t, (j + 1)
+    p // t)`` (:func:`~runtime.gemm.tasks.task_block`): chunks differ by one
+    panel at most and there are as many as wanted. Returns (row chunks,
+    column chunks, most row panels in a chunk, most columns in a chunk)."""
     row_panels, col_panels = -(-m // isa.mr), -(-n // isa.nr)
     if n > isa.nr and 0 < n % isa.nr <= tail:
         col_panels -= 1
@@ -571,9 +574,7 @@ def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0) -> t
         wanted = -(-parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD // batch)
         wanted = max(1, min(wanted, m * n * depth // MIN_TASK_MACS))
     nt = max(1, min(wanted, col_panels))
-    cols_per = -(-col_panels // nt)
     mt = max(1, min(-(-wanted // nt), row_panels))
-    rows_per = -(-row_panels // mt)
-    return -(-row_panels // rows_per), -(-col_panels // cols_per), rows_per, cols_per * isa.nr
+    return mt, nt, -(-row_panels // mt), -(-col_panels // nt) * isa.nr
 
 

@@ -26,7 +26,9 @@ PACK, PREPACKED, DIRECT = 0, 1, 2
 _ALIGN = 16
 """Lanes per 64 bytes: a task's B buffer starts on a cache line."""
 
-# Fields of the int64 plan array the Numba driver reads.
+# Fields of the int64 plan array the Numba driver reads (_MPT and _NCW, the
+# largest chunk's row panels and columns, are for readers of a plan: task_block
+# cuts the chunks from _MT and _NT).
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _MPT, _NCW, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
  _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TASKS, _PLAN_SIZE) = range(34)
@@ -105,17 +107,21 @@ def task_buffer(plan):
 @jit
 def task_block(plan, task):
     """(batch item, first row panel, last row panel + 1, first column, last
-    column + 1) of a task: the part of C it writes. The last column chunk
-    ends at ``n``: it takes the columns of a wide last panel (``_TAIL``)
-    past its ``NCW``."""
-    m, n, mr = plan[_M], plan[_N], plan[_MR]
-    per_item = plan[_MT] * plan[_NT]
+    column + 1) of a task: the part of C it writes. Chunk ``j`` of ``t``
+    over ``p`` panels takes panels ``[j p // t, (j + 1) p // t)``
+    (runtime.gemm.sgemm._split); the last column chunk ends at ``n``: it
+    takes the columns of a wide last panel (``_TAIL``) too."""
+    m, n, mr, nr = plan[_M], plan[_N], plan[_MR], plan[_NR]
+    row_chunks, col_chunks = plan[_MT], plan[_NT]
+    rows, cols = (m + mr - 1) // mr, (n + nr - 1) // nr
+    if n > nr and 0 < n % nr <= plan[_TAIL]:
+        cols -= 1
+    per_item = row_chunks * col_chunks
     item, rest = task // per_item, task % per_item
-    first_panel = rest // plan[_NT] * plan[_MPT]
-    last_panel = min((m + mr - 1) // mr, first_panel + plan[_MPT])
-    chunk = rest % plan[_NT]
-    n0 = chunk * plan[_NCW]
-    return item, first_panel, last_panel, n0, n if chunk == plan[_NT] - 1 else min(n, n0 + plan[_NCW])
+    row, col = rest // col_chunks, rest % col_chunks
+    n0 = col * cols // col_chunks * nr
+    n1 = n if col == col_chunks - 1 else (col + 1) * cols // col_chunks * nr
+    return item, row * rows // row_chunks, (row + 1) * rows // row_chunks, n0, n1
 
 
 @jit

@@ -28,6 +28,7 @@ from runtime.gemm import (
 from runtime.gemm.family import host_isa
 from runtime.gemm.igemm import MAX_INT8_DEPTH
 from runtime.gemm.microkernel_ir import kernel_ir
+from runtime.gemm.tasks import task_block
 
 driver = importlib.import_module("runtime.gemm.sgemm")
 packers = importlib.import_module("runtime.gemm.pack")
@@ -599,6 +600,37 @@ def test_a_wide_last_panel_is_one_column_chunk(monkeypatch):
     rows, cols, _, cols_per = driver._split(1, 512, isa.nr + 1, 4608, isa, isa.wide_tail)
     assert cols == 1 and rows > 1 and cols_per == isa.nr
     assert driver._split(1, 512, isa.nr + 1, 4608, isa, 0)[1] == 2
+
+
+@pytest.mark.parametrize("m, n, depth", [(512, 784, 1152), (64, 196, 576), (1024, 196, 256), (160, 49, 960),
+                                         (2048, 49, 512), (8, 5, 3)])
+def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n, depth):
+    """The tasks of a split product partition C: every row panel and column
+    exactly once, as many chunks as wanted (17 column panels in 8 chunks,
+    not 6 of 3 panels, one short: a thread then ran 3 chunks while the other
+    waited), chunk sizes a panel apart at most."""
+    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
+    isa = host_isa()
+    tail = driver.tail_columns(isa, "f32")
+    mt, nt, rows_most, cols_most = driver._split(1, m, n, depth, isa, tail)
+    template = driver._plan_template("f32", isa, (1, m, n, depth, depth), (0, None, depth * n, n, 1),
+                                     (m * n * 4, n * 4, 4), None, None, False)
+    assert template[driver._TASKS] == mt * nt
+    wanted = max(1, min(8, m * n * depth // driver.MIN_TASK_MACS))
+    assert mt * nt >= min(wanted, -(-m // isa.mr) * (-(-n // isa.nr)))  # as many chunks as wanted, where there are
+    col_panels = -(-n // isa.nr) - (1 if n > isa.nr and 0 < n % isa.nr <= tail else 0)
+    covered = np.zeros((m, n), np.int64)
+    heights, widths = [], []
+    for task in range(mt * nt):
+        item, first, last, n0, n1 = task_block(template, task)
+        covered[first * isa.mr:last * isa.mr, n0:n1] += 1
+        heights.append(last - first)
+        widths.append((col_panels if n1 == n else n1 // isa.nr) - n0 // isa.nr)
+    assert (covered == 1).all()
+    assert min(heights) >= 1 and max(heights) - min(heights) <= 1 and max(heights) == rows_most
+    assert min(widths) >= 1 and max(widths) - min(widths) <= 1 and max(widths) * isa.nr == cols_most
+    if m * n * depth >= 8 * driver.MIN_TASK_MACS:
+        assert mt * nt >= 8
 
 
 # ---------------------------------------------------------------- PackedProduct
