@@ -6,7 +6,10 @@ Runs ``tessera run`` on each model (default: the README's job, the built-in
 ResNet-18, and onnx's ResNet-50, whose binary a user then runs with
 ``tessera run model.bin``): compile with a few calibration inputs, Run_sw
 twice, Run_th. Every kernel signature those reach is compiled into the cache
-runtime/jit.py points at (``TESSERA_NUMBA_CACHE_DIR`` chooses its base).
+runtime/jit.py points at (``TESSERA_NUMBA_CACHE_DIR`` chooses its base). The
+thread pool is kept on meanwhile (runtime.parallel.steady): on a busy build
+host it would stand aside, and the team drivers its jobs run through would
+never be compiled, so the first run of a fresh install would compile them.
 setup.py runs it while ``pip install .`` builds the wheel and ships the
 result (runtime/_jitcache/), so that a fresh install's first run loads its
 kernels instead of compiling them. Numba compiles the same code either way;
@@ -38,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     failed = 0
-    with tempfile.TemporaryDirectory(prefix="tessera-warmup-") as folder:
+    from runtime.parallel import steady
+
+    with tempfile.TemporaryDirectory(prefix="tessera-warmup-") as folder, steady():  # as on an idle machine
         for i, model in enumerate(args.model or JOBS):
             began = time.perf_counter()
             output = io.StringIO()

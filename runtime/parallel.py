@@ -52,6 +52,7 @@ any chunk is re-raised in the caller.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import itertools
@@ -652,6 +653,24 @@ class _Phases:
 
 _NO_POOL_STATE = np.zeros(2 * LINE, np.int64)
 """The pool state a phased driver running alone is given (it publishes nothing)."""
+
+
+@contextlib.contextmanager
+def steady():
+    """Inside, the pool never stands aside (its load verdicts are off), so
+    jobs run as on an idle machine: through the pool threads and their team
+    drivers. For compiler.warmup, which fills the kernel cache ``pip
+    install`` ships: on a busy build host the pool stood aside and the team
+    drivers were never compiled, so a fresh install compiled them at its
+    first run (2-3 kernels, 2 s). The verdicts resume after, from a new
+    window."""
+    pool = _get_pool()
+    window = pool.window
+    pool.window, pool.serial, pool.strikes = None, False, 0
+    try:
+        yield
+    finally:
+        pool.window = None if window is None else _load_sample(pool.cpus)
 
 
 def stood_aside() -> int:

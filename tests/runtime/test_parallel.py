@@ -310,6 +310,13 @@ def test_the_pool_stands_aside_while_other_processes_take_its_cores(monkeypatch,
     run_for(1.0)  # the core still taken: aside all along, with no run on the pool to find it out
     assert pool.serial and parallel.stood_aside() == 1
     assert _calls_of(100) == [(0, 100, True)]
+    with parallel.steady():  # compiler.warmup: jobs as on an idle machine, the core taken or not
+        assert not pool.serial
+        run_for(1.0)
+        assert not pool.serial and parallel.stood_aside() == 1
+        assert len(_calls_of(100)) == parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD
+    waited = run_for(1.0, lambda: pool.serial)  # the verdicts resume, from a new window
+    assert pool.serial and parallel.stood_aside() == 2 and waited <= 2 * window + 3 * job_s
     load[0] = 0.0  # the core is back
     waited = run_for(1.0, lambda: not pool.serial)
     assert waited <= 2 * window + 2 * job_s and pool.strikes == 0  # the window after the one it came back in
