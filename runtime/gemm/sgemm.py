@@ -55,23 +55,23 @@ from runtime.gemm.tasks import (
     _B_RS,
     _BIAS_ITEM,
     _C_ITEM,
+    _COL_PANELS,
     _DEPTH,
     _KC,
     _LDC,
     _LDR,
     _M,
     _MCP,
-    _MPT,
     _MR,
     _MT,
     _N,
     _NCP,
-    _NCW,
     _NR,
     _NT,
     _PLAN_SIZE,
     _REMAINDER,
     _RES_ITEM,
+    _ROW_PANELS,
     _TAIL,
     _TASKS,
     _UNIT,
@@ -535,12 +535,12 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
     b_mode, _, b_item, b_rs, b_cs = b
     tail = 0 if b_mode == PREPACKED else tail_columns(isa, kind)
     if split:
-        mt, nt, rows_per, cols_per = _split(batch, m, n, steps, isa, tail)
+        mt, nt, row_panels, col_panels = _split(batch, m, n, steps, isa, tail)
     else:
-        mt, nt, rows_per, cols_per = 1, 1, -(-m // isa.mr), -(-n // isa.nr) * isa.nr
+        mt, nt, (row_panels, col_panels) = 1, 1, _panels(m, n, isa, tail)
     fields = {
         _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
-        _MT: mt, _NT: nt, _MPT: rows_per, _NCW: cols_per, _A_ITEM: steps * roundup(m, isa.mr),
+        _MT: mt, _NT: nt, _ROW_PANELS: row_panels, _COL_PANELS: col_panels, _A_ITEM: steps * roundup(m, isa.mr),
         _B_MODE: b_mode, _B_ITEM: b_item, _B_RS: b_rs, _B_CS: b_cs,
         _C_ITEM: out_strides[0] // 4, _LDC: out_strides[1] // 4,
         _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
@@ -565,16 +565,23 @@ def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0) -> t
     Chunk ``j`` of ``t`` over ``p`` panels takes panels ``[j p // t, (j + 1)
     p // t)`` (:func:`~runtime.gemm.tasks.task_block`): chunks differ by one
     panel at most and there are as many as wanted. Returns (row chunks,
-    column chunks, most row panels in a chunk, most columns in a chunk)."""
-    row_panels, col_panels = -(-m // isa.mr), -(-n // isa.nr)
-    if n > isa.nr and 0 < n % isa.nr <= tail:
-        col_panels -= 1
+    column chunks, row panels, column panels)."""
+    row_panels, col_panels = _panels(m, n, isa, tail)
     wanted = 1
     if parallel.NUM_THREADS > 1:
         wanted = -(-parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD // batch)
         wanted = max(1, min(wanted, m * n * depth // MIN_TASK_MACS))
     nt = max(1, min(wanted, col_panels))
     mt = max(1, min(-(-wanted // nt), row_panels))
-    return mt, nt, -(-row_panels // mt), -(-col_panels // nt) * isa.nr
+    return mt, nt, row_panels, col_panels
+
+
+def _panels(m: int, n: int, isa: Isa, tail: int) -> tuple[int, int]:
+    """Row and column panels of an m x n product, a wide last column panel
+    (``nr`` and up to ``tail`` columns) counting as one."""
+    col_panels = -(-n // isa.nr)
+    if n > isa.nr and 0 < n % isa.nr <= tail:
+        col_panels -= 1
+    return -(-m // isa.mr), col_panels
 
 

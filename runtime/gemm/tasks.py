@@ -26,10 +26,10 @@ PACK, PREPACKED, DIRECT = 0, 1, 2
 _ALIGN = 16
 """Lanes per 64 bytes: a task's B buffer starts on a cache line."""
 
-# Fields of the int64 plan array the Numba driver reads (_MPT and _NCW, the
-# largest chunk's row panels and columns, are for readers of a plan: task_block
-# cuts the chunks from _MT and _NT).
-(_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _MPT, _NCW, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
+# Fields of the int64 plan array the Numba driver reads (_ROW_PANELS and
+# _COL_PANELS: the panels task_block cuts into _MT and _NT chunks, a wide last
+# column panel counting as one).
+(_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _ROW_PANELS, _COL_PANELS, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
  _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TASKS, _PLAN_SIZE) = range(34)
 
@@ -111,11 +111,9 @@ def task_block(plan, task):
     over ``p`` panels takes panels ``[j p // t, (j + 1) p // t)``
     (runtime.gemm.sgemm._split); the last column chunk ends at ``n``: it
     takes the columns of a wide last panel (``_TAIL``) too."""
-    m, n, mr, nr = plan[_M], plan[_N], plan[_MR], plan[_NR]
+    n, nr = plan[_N], plan[_NR]
     row_chunks, col_chunks = plan[_MT], plan[_NT]
-    rows, cols = (m + mr - 1) // mr, (n + nr - 1) // nr
-    if n > nr and 0 < n % nr <= plan[_TAIL]:
-        cols -= 1
+    rows, cols = plan[_ROW_PANELS], plan[_COL_PANELS]
     per_item = row_chunks * col_chunks
     item, rest = task // per_item, task % per_item
     row, col = rest // col_chunks, rest % col_chunks

@@ -597,8 +597,8 @@ def test_a_wide_last_panel_is_one_column_chunk(monkeypatch):
     if not isa.wide_tail:
         pytest.skip(f"the {isa.name} kernels have no wide tail")
     assert f"tessera_f32_{isa.mr}x{isa.nr + 1}" in kernel_ir(isa, "f32")
-    rows, cols, _, cols_per = driver._split(1, 512, isa.nr + 1, 4608, isa, isa.wide_tail)
-    assert cols == 1 and rows > 1 and cols_per == isa.nr
+    rows, cols, _, col_panels = driver._split(1, 512, isa.nr + 1, 4608, isa, isa.wide_tail)
+    assert cols == 1 and rows > 1 and col_panels == 1
     assert driver._split(1, 512, isa.nr + 1, 4608, isa, 0)[1] == 2
 
 
@@ -612,13 +612,13 @@ def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n,
     monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
     isa = host_isa()
     tail = driver.tail_columns(isa, "f32")
-    mt, nt, rows_most, cols_most = driver._split(1, m, n, depth, isa, tail)
+    mt, nt, row_panels, col_panels = driver._split(1, m, n, depth, isa, tail)
     template = driver._plan_template("f32", isa, (1, m, n, depth, depth), (0, None, depth * n, n, 1),
                                      (m * n * 4, n * 4, 4), None, None, False)
     assert template[driver._TASKS] == mt * nt
     wanted = max(1, min(8, m * n * depth // driver.MIN_TASK_MACS))
     assert mt * nt >= min(wanted, -(-m // isa.mr) * (-(-n // isa.nr)))  # as many chunks as wanted, where there are
-    col_panels = -(-n // isa.nr) - (1 if n > isa.nr and 0 < n % isa.nr <= tail else 0)
+    assert col_panels == -(-n // isa.nr) - (1 if n > isa.nr and 0 < n % isa.nr <= tail else 0)
     covered = np.zeros((m, n), np.int64)
     heights, widths = [], []
     for task in range(mt * nt):
@@ -627,8 +627,8 @@ def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n,
         heights.append(last - first)
         widths.append((col_panels if n1 == n else n1 // isa.nr) - n0 // isa.nr)
     assert (covered == 1).all()
-    assert min(heights) >= 1 and max(heights) - min(heights) <= 1 and max(heights) == rows_most
-    assert min(widths) >= 1 and max(widths) - min(widths) <= 1 and max(widths) * isa.nr == cols_most
+    assert min(heights) >= 1 and max(heights) - min(heights) <= 1 and sum(heights) == row_panels * nt
+    assert min(widths) >= 1 and max(widths) - min(widths) <= 1 and sum(widths) == col_panels * mt
     if m * n * depth >= 8 * driver.MIN_TASK_MACS:
         assert mt * nt >= 8
 
