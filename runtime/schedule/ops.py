@@ -341,12 +341,12 @@ def run_schedule(team, state, role, first, ops, spans, recs, bases):
     phase_begin(team, state, role)
     for i in range(first, ops.shape[0]):
         count = ops[i, COUNT]
-        chunk = phase_claim(team, i, count)
+        chunk = phase_claim(team, i, count, role)
         while chunk >= 0:
             span = ops[i, FIRST] + chunk
             _call_op(ops[i, ENTRY], spans[span, 0], spans[span, 1], recs, ops[i, REC], bases)
             phase_done(team, i)
-            chunk = phase_claim(team, i, count)
+            chunk = phase_claim(team, i, count, role)
         if role != ALONE and not phase_wait(team, i, count):
             return -1 if role == WORKER else i
     phase_end(team, state, role)

@@ -337,7 +337,7 @@ def _phased(team, state, role, first, hits, work, fail_at):
     parallel.phase_begin(team, state, role)
     phases, count = hits.shape
     for p in range(first, phases):
-        chunk = parallel.phase_claim(team, p, count)
+        chunk = parallel.phase_claim(team, p, count, role)
         while chunk >= 0:
             if p > 0 and hits[p - 1].min() != 1:
                 hits[p, chunk] = -1000
@@ -348,7 +348,7 @@ def _phased(team, state, role, first, hits, work, fail_at):
                 total += np.sqrt(k)
             hits[p, chunk] += 1 if total >= 0 else 2
             parallel.phase_done(team, p)
-            chunk = parallel.phase_claim(team, p, count)
+            chunk = parallel.phase_claim(team, p, count, role)
         if role != parallel.ALONE and not parallel.phase_wait(team, p, count):
             return -1 if role == parallel.WORKER else p
     parallel.phase_end(team, state, role)
@@ -362,6 +362,41 @@ def test_a_phased_job_runs_every_chunk_once_and_each_phase_after_the_last(monkey
         hits = np.zeros((7, 9), np.int64)
         parallel.run_phases(_phased, 7, hits, 200, -1)
         assert (hits == 1).all()
+
+
+@jit
+def _phased_who(team, state, role, first, who, work):
+    """Phase p, chunk i: who[p, i] = the role of the thread that ran it."""
+    parallel.phase_begin(team, state, role)
+    phases, count = who.shape
+    for p in range(first, phases):
+        chunk = parallel.phase_claim(team, p, count, role)
+        while chunk >= 0:
+            total = 0.0
+            for k in range(work):
+                total += np.sqrt(k)
+            who[p, chunk] = role if total >= 0 else -2
+            parallel.phase_done(team, p)
+            chunk = parallel.phase_claim(team, p, count, role)
+        if role != parallel.ALONE and not parallel.phase_wait(team, p, count):
+            return -1 if role == parallel.WORKER else p
+    parallel.phase_end(team, state, role)
+    return parallel.FINISHED
+
+
+def test_the_caller_takes_a_phase_from_the_front_and_the_pool_thread_from_the_back(monkeypatch):
+    """Each thread keeps its end of every phase (the same part of the image
+    from one layer to the next): the chunks the caller ran come first."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    shared = 0
+    for _ in range(50):
+        who = np.full((6, 8), -1, np.int64)
+        parallel.run_phases(_phased_who, 6, who, 20_000)
+        assert (who >= 0).all()
+        pool = (who == parallel.WORKER).astype(np.int64)
+        assert (np.diff(pool, axis=1) >= 0).all(), who  # caller's chunks, then the pool thread's, in every phase
+        shared += int((pool.min(axis=1) < pool.max(axis=1)).sum())
+    assert shared > 0  # the pool thread did take part
 
 
 def test_a_caller_whose_wait_runs_out_comes_back_to_the_phase(monkeypatch):
