@@ -2,9 +2,11 @@
 
 ``parallel_for(fn, n, *args)`` calls ``fn(start, stop, *args)`` on disjoint
 chunks of ``range(n)``. The range is cut into a few chunks per thread, and the
-caller and the pool threads claim chunks from a shared counter until none is
-left: when a pool thread cannot get a core, the caller simply does more of
-the work instead of waiting for it.
+caller and the pool threads claim chunks until none is left (the caller from
+the front of the range, pool threads from the back, so that each thread
+keeps its own part of the data from one job to the next): when a pool thread
+cannot get a core, the caller simply does more of the work instead of
+waiting for it.
 
 Two ways to run a job:
 
@@ -91,10 +93,11 @@ LINE = 8
 # the pool's state: jobs published (by a caller, without the GIL) and posted
 # (in Python, before; what a blocked pool thread waits for)
 GO, POSTED = 0, LINE
-# a team job's counters, a cache line each, then its constants
+# a team job's counters, a cache line each, then its constants, then the claim counters at either end
 NEXT, DONE, ENTERED, FAILED = 0, LINE, 2 * LINE, 3 * LINE
 COUNT, SEQ, EXPECTED, SPIN, JOIN_SPIN = (4 * LINE + i for i in range(5))
-TEAM_SIZE = 5 * LINE
+FRONT, BACK = 5 * LINE, 6 * LINE
+TEAM_SIZE = 7 * LINE
 CALLER, WORKER, RESUME, ALONE = 0, 1, 2, 3
 """A driver's ``role``: the thread that called parallel_for, or a pool
 thread; for a phased job also the caller coming back after a pause
@@ -206,18 +209,24 @@ def team_enter(team, state, role):
     fetch_add(team, ENTERED, 1)
     if role == CALLER:
         fetch_add(state, GO, 1)
-    return team_next(team, False)
+    return team_next(team, False, role)
 
 
 @jit
-def team_next(team, finished):
-    """Count the chunk just ``finished``; claim the next one, or -1."""
+def team_next(team, finished, role):
+    """Count the chunk just ``finished``; claim the next one, or -1: the
+    caller from the front, pool threads from the back (as
+    :func:`phase_claim`)."""
     if finished:
         fetch_add(team, DONE, 1)
     if fetch_add(team, FAILED, 0):
         return -1
-    index = fetch_add(team, NEXT, 1)
-    return index if index < team[COUNT] else -1
+    count = team[COUNT]
+    if fetch_add(team, NEXT, 1) >= count:
+        return -1
+    if role == WORKER:
+        return count - 1 - fetch_add(team, BACK, 1)
+    return fetch_add(team, FRONT, 1)
 
 
 @jit
@@ -302,7 +311,7 @@ def drives(kernel):
         index = team_enter(team, state, role)
         while index >= 0:
             kernel(spans[index, 0], spans[index, 1], *args)
-            index = team_next(team, True)
+            index = team_next(team, True, role)
         return team_leave(team, state, role)
 
     (written out per kernel, at module level, so that Numba caches it).

@@ -125,7 +125,7 @@ def _dot_rows_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         dot_rows(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -135,5 +135,5 @@ def _axpy_columns_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         _axpy_columns(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

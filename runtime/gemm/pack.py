@@ -518,7 +518,7 @@ def pack_a_panels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         pack_a_panels(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -528,5 +528,5 @@ def pack_b_items_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         pack_b_items(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -220,7 +220,7 @@ def _run_placed_team(team, state, role, spans, *args):
     index = parallel.team_enter(team, state, role)
     while index >= 0:
         _run_placed(spans[index, 0], spans[index, 1], *args)
-        index = parallel.team_next(team, True)
+        index = parallel.team_next(team, True, role)
     return parallel.team_leave(team, state, role)
 
 
@@ -230,7 +230,7 @@ def _run_tasks_team(team, state, role, spans, *args):
     index = parallel.team_enter(team, state, role)
     while index >= 0:
         _run_tasks(spans[index, 0], spans[index, 1], *args)
-        index = parallel.team_next(team, True)
+        index = parallel.team_next(team, True, role)
     return parallel.team_leave(team, state, role)
 
 

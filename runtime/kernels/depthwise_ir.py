@@ -279,5 +279,5 @@ def _depthwise_3x3_ir_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         depthwise_3x3_ir(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -274,5 +274,5 @@ def _run_blocks_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         run_blocks(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -189,7 +189,7 @@ def _depthwise_padded_3x3_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         depthwise_padded_3x3(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -199,5 +199,5 @@ def _depthwise_same_3x3_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         depthwise_same_3x3(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -244,5 +244,5 @@ def _expand_depthwise_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         expand_depthwise(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -244,7 +244,7 @@ def _conv_bands_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         run_bands(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -254,5 +254,5 @@ def _im2col_rows_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         im2col_rows(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

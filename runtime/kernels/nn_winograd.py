@@ -463,7 +463,7 @@ def _input_tiles_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         input_tiles(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -473,5 +473,5 @@ def _output_tiles_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         output_tiles(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -578,7 +578,7 @@ def _max_pool_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         _max_pool_planes(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -588,7 +588,7 @@ def _max_pool_2d_rows_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         max_pool_2d_rows(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -598,5 +598,5 @@ def _avg_pool_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         _avg_pool_planes(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

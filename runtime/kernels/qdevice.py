@@ -399,7 +399,7 @@ def _requantize_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         _requantize_channels(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -409,7 +409,7 @@ def _requantize_elements_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         _requantize_elements(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -419,5 +419,5 @@ def _avg_pool_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         _avg_pool_planes(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -273,7 +273,7 @@ def epilogue_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         epilogue_channels(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -283,5 +283,5 @@ def conv_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         conv_channels(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

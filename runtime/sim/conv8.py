@@ -416,7 +416,7 @@ def dense_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         dense_channels(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -426,7 +426,7 @@ def short_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         short_channels(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -436,5 +436,5 @@ def depthwise_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         depthwise_channels(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -556,7 +556,7 @@ def products_and_epilogue_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         products_and_epilogue(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)
 
 
@@ -566,5 +566,5 @@ def pack_patches_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         pack_patches(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True)
+        index = team_next(team, True, role)
     return team_leave(team, state, role)

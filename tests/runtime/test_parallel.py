@@ -174,7 +174,7 @@ def _count_visits_team(team, state, role, spans, *args):
     index = parallel.team_enter(team, state, role)
     while index >= 0:
         _count_visits(spans[index, 0], spans[index, 1], *args)
-        index = parallel.team_next(team, True)
+        index = parallel.team_next(team, True, role)
     return parallel.team_leave(team, state, role)
 
 
@@ -201,6 +201,41 @@ def test_a_team_driver_visits_every_index_exactly_once(monkeypatch, n, grain):
         hits = np.zeros(n, np.int64)
         parallel_for(_count_visits, n, hits, -1, grain=grain)
         assert (hits == 1).all()
+
+
+@jit
+def _spin_items(start, stop, who):
+    for i in range(start, stop):
+        total = 0.0
+        for k in range(2000):
+            total += np.sqrt(k)
+        who[i] = -1 if total < 0 else -2
+
+
+@parallel.drives(_spin_items)
+@jit
+def _spin_items_team(team, state, role, spans, who):
+    index = parallel.team_enter(team, state, role)
+    while index >= 0:
+        _spin_items(spans[index, 0], spans[index, 1], who)
+        for i in range(spans[index, 0], spans[index, 1]):
+            who[i] = role
+        index = parallel.team_next(team, True, role)
+    return parallel.team_leave(team, state, role)
+
+
+def test_a_team_job_goes_to_the_caller_from_the_front_and_to_the_pool_from_the_back(monkeypatch):
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    shared = 0
+    for _ in range(50):
+        who = np.full(64, -3, np.int64)
+        with parallel.steady():  # on the pool even if another process loads the machine
+            parallel_for(_spin_items, 64, who)
+        assert ((who == parallel.CALLER) | (who == parallel.WORKER)).all(), who
+        pool = (who == parallel.WORKER).astype(np.int64)
+        assert (np.diff(pool) >= 0).all(), who
+        shared += int(pool.min() < pool.max())
+    assert shared > 0
 
 
 def test_an_error_in_a_team_chunk_reaches_the_caller_and_the_pool_goes_on(monkeypatch):
@@ -391,7 +426,8 @@ def test_the_caller_takes_a_phase_from_the_front_and_the_pool_thread_from_the_ba
     shared = 0
     for _ in range(50):
         who = np.full((6, 8), -1, np.int64)
-        parallel.run_phases(_phased_who, 6, who, 20_000)
+        with parallel.steady():
+            parallel.run_phases(_phased_who, 6, who, 20_000)
         assert (who >= 0).all()
         pool = (who == parallel.WORKER).astype(np.int64)
         assert (np.diff(pool, axis=1) >= 0).all(), who  # caller's chunks, then the pool thread's, in every phase
