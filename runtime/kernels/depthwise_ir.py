@@ -56,7 +56,7 @@ from runtime.gemm.family import Isa, host_isa
 from runtime.gemm.microkernel import compile_module
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import finish_row
-from runtime.kernels.nn_depthwise_3x3 import _pass_clamp
+from runtime.kernels.nn_depthwise_3x3 import pass_clamp
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
 LANES = (8, 16)
@@ -255,7 +255,7 @@ def depthwise_3x3_ir(start, stop, x, w, b, out, res, clamp, flags, kernels, stri
             or width == 0 or out_h != (height - 1) // stride + 1 or out_w != (width - 1) // stride + 1):
         return
     mult = max(out_c // chans, 1)
-    lo, hi = _pass_clamp(clamp, flags)
+    lo, hi = pass_clamp(clamp, flags)
     address = kernels[0] if out_w <= LANES[0] else kernels[1]
     plane, size = height * width, out_h * out_w
     zeros = np.zeros(width + 2, np.float32)

@@ -69,7 +69,7 @@ def _clamped_3x3(run, bias, w_flat, tap0, src, s, lo, hi):
 
 
 @jit(inline="always")
-def _pass_clamp(clamp, flags):
+def pass_clamp(clamp, flags):
     """The bounds a kernel's pass clamps its sums to: the clamp's when there
     is one and no residual (flags = (residual, clamp)), else ±inf (a
     residual is added, and the clamp applied, by the epilogue after)."""
@@ -111,7 +111,7 @@ def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
     n = (out_h - 1) * cols + (out_w - 1) * sw + 1
     run = np.empty(n, dtype=out.dtype)
     w_flat, src, dst, extra = w.reshape(-1), x.reshape(-1), out.reshape(-1), res.reshape(-1)
-    lo, hi = _pass_clamp(clamp, flags)
+    lo, hi = pass_clamp(clamp, flags)
     plane, size = height * width, out_h * out_w
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
@@ -169,7 +169,7 @@ def depthwise_same_3x3(start, stop, x, w, b, out, res, clamp, flags):
         left[row * width] = False
         right[row * width + width - 1] = False
     w_flat, src, dst, extra = w.reshape(-1), x.reshape(-1), out.reshape(-1), res.reshape(-1)
-    lo, hi = _pass_clamp(clamp, flags)
+    lo, hi = pass_clamp(clamp, flags)
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
         c = k // mult

@@ -365,10 +365,15 @@ def test_the_pool_stands_aside_while_other_processes_take_its_cores(monkeypatch,
 
 
 # ---------------------------------------------------------------- phased jobs
+_WHO = np.zeros((8, 9), np.int64)
+"""Where the tests that do not look at it let _phased write who ran each chunk."""
+
+
 @jit
-def _phased(team, state, role, first, hits, work, fail_at):
+def _phased(team, state, role, first, hits, work, fail_at, who):
     """Phase p, chunk i: hits[p, i] += 1, after checking that every chunk of
-    phase p - 1 is done (else it marks -1000: a barrier let it through)."""
+    phase p - 1 is done (else it marks -1000: a barrier let it through);
+    who[p, i] = the role of the thread that ran it."""
     parallel.phase_begin(team, state, role)
     phases, count = hits.shape
     for p in range(first, phases):
@@ -382,6 +387,7 @@ def _phased(team, state, role, first, hits, work, fail_at):
             for k in range(work):
                 total += np.sqrt(k)
             hits[p, chunk] += 1 if total >= 0 else 2
+            who[p, chunk] = role
             parallel.phase_done(team, p)
             chunk = parallel.phase_claim(team, p, count, role)
         if role != parallel.ALONE and not parallel.phase_wait(team, p, count):
@@ -395,28 +401,8 @@ def test_a_phased_job_runs_every_chunk_once_and_each_phase_after_the_last(monkey
     monkeypatch.setattr(parallel, "NUM_THREADS", threads)
     for _ in range(100):  # back to back: pool threads come late, early, or not at all
         hits = np.zeros((7, 9), np.int64)
-        parallel.run_phases(_phased, 7, hits, 200, -1)
+        parallel.run_phases(_phased, 7, hits, 200, -1, _WHO)
         assert (hits == 1).all()
-
-
-@jit
-def _phased_who(team, state, role, first, who, work):
-    """Phase p, chunk i: who[p, i] = the role of the thread that ran it."""
-    parallel.phase_begin(team, state, role)
-    phases, count = who.shape
-    for p in range(first, phases):
-        chunk = parallel.phase_claim(team, p, count, role)
-        while chunk >= 0:
-            total = 0.0
-            for k in range(work):
-                total += np.sqrt(k)
-            who[p, chunk] = role if total >= 0 else -2
-            parallel.phase_done(team, p)
-            chunk = parallel.phase_claim(team, p, count, role)
-        if role != parallel.ALONE and not parallel.phase_wait(team, p, count):
-            return -1 if role == parallel.WORKER else p
-    parallel.phase_end(team, state, role)
-    return parallel.FINISHED
 
 
 def test_the_caller_takes_a_phase_from_the_front_and_the_pool_thread_from_the_back(monkeypatch):
@@ -427,7 +413,7 @@ def test_the_caller_takes_a_phase_from_the_front_and_the_pool_thread_from_the_ba
     for _ in range(50):
         who = np.full((6, 8), -1, np.int64)
         with parallel.steady():
-            parallel.run_phases(_phased_who, 6, who, 20_000)
+            parallel.run_phases(_phased, 6, np.zeros((6, 8), np.int64), 20_000, -1, who)
         assert (who >= 0).all()
         pool = (who == parallel.WORKER).astype(np.int64)
         assert (np.diff(pool, axis=1) >= 0).all(), who  # caller's chunks, then the pool thread's, in every phase
@@ -444,7 +430,7 @@ def test_a_caller_whose_wait_runs_out_comes_back_to_the_phase(monkeypatch):
     monkeypatch.setattr(pool, "spin_limit", 2)
     for _ in range(20):
         hits = np.zeros((4, 3), np.int64)
-        parallel.run_phases(_phased, 4, hits, 200_000, -1)
+        parallel.run_phases(_phased, 4, hits, 200_000, -1, _WHO)
         assert (hits == 1).all()
 
 
@@ -453,7 +439,7 @@ def test_a_phased_job_runs_alone_while_another_call_holds_the_pool(monkeypatch):
     pool = parallel._get_pool()
     with pool.busy:
         hits = np.zeros((3, 5), np.int64)
-        parallel.run_phases(_phased, 3, hits, 10, -1)
+        parallel.run_phases(_phased, 3, hits, 10, -1, _WHO)
     assert (hits == 1).all()
 
 
@@ -461,7 +447,7 @@ def test_an_error_in_a_phase_reaches_the_caller_and_the_pool_goes_on(monkeypatch
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     for fail_at in (0, 13, 26):
         with pytest.raises(ValueError, match="fail_at"):
-            parallel.run_phases(_phased, 3, np.zeros((3, 9), np.int64), 10, fail_at)
+            parallel.run_phases(_phased, 3, np.zeros((3, 9), np.int64), 10, fail_at, _WHO)
     hits = np.zeros((3, 9), np.int64)
-    parallel.run_phases(_phased, 3, hits, 10, -1)
+    parallel.run_phases(_phased, 3, hits, 10, -1, _WHO)
     assert (hits == 1).all()
