@@ -32,19 +32,7 @@ it is woken (:meth:`_Pool._steer`), and frees itself once it runs: Linux
 tends to wake it on the caller's own core and keep it there.
 
 When another process takes a core, the pool stands aside and the caller
-runs its jobs alone (with a core taken, a pool thread descheduled mid-chunk,
-or spinning on the shared core, made ResNet-50's float path 1.7x slower than
-one thread). Every :data:`WINDOW_SECONDS` of wall clock the caller reads how
-busy its cores were (``/proc/stat``: every process, and the hypervisor's
-steal) less what this process used: the CPU other processes took. The pool
-stands aside after :data:`STRIKES` windows in a row found them holding the
-cores the pool needs, and comes back at the first window that finds the
-cores free again. The same measure serves in both states, so the pool
-needs no probing runs to see that a core came back, and it does not matter
-whether a job is a 0.1 ms layer or a whole 40 ms schedule. Threads of this
-process (another library's spinning pool) are not counted: standing aside
-would not help against them. Where ``/proc/stat`` cannot be read, the pool
-never stands aside.
+runs its jobs alone (:mod:`runtime.cpu_load` says when).
 
 Guarantees: calls made from a pool thread run inline, and so do calls made
 while another thread's call holds the pool (including nested calls from the
@@ -55,20 +43,16 @@ any chunk is re-raised in the caller.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import itertools
 import os
-import platform
 import threading
 import time
 
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
+from runtime import cpu_load
+from runtime.atomics import cpu_relax, fetch_add, load_acquire
 from runtime.jit import jit
 
 CHUNKS_PER_THREAD = 4
@@ -78,15 +62,6 @@ JOIN_SECONDS = 0.00002
 """Longest a team's caller waits, its chunks done, for the pool threads to
 enter their drivers (so that it does not take the GIL back while one of them
 still needs it)."""
-WINDOW_SECONDS = 0.1
-"""Wall-clock span of one verdict on the cores' load (``/proc/stat`` counts
-in hundredths of a second: ±0.2 of a core over 0.1 s on two cores). A
-window that grew past STALE_SECONDS (no jobs meanwhile) is dropped."""
-STALE_SECONDS = 1.0
-TAKEN, STRIKES = 0.5, 2
-"""Other processes took the cores the pool needs when they used more than
-TAKEN of a core beyond the cores the pool leaves free; STRIKES such windows
-in a row make the pool stand aside (one alone can be a transient)."""
 LINE = 8
 """int64 slots per cache line: counters that different threads write get lines of their own."""
 
@@ -111,8 +86,6 @@ FINISHED = -1
 """What a phased driver returns when every phase is done."""
 
 
-
-
 def _default_threads() -> int:
     value = os.environ.get("TESSERA_NUM_THREADS")
     if value:
@@ -124,65 +97,10 @@ def _default_threads() -> int:
 
 
 NUM_THREADS = _default_threads()
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 _local = threading.local()
 
 
-# ---------------------------------------------------------------- atomics and spinning (Numba)
-@intrinsic
-def fetch_add(typingctx, array, index, value):
-    """``array[index] += value`` as one sequentially consistent atomic
-    operation on an int64 array; returns the old value. ``value`` 0 is an
-    atomic load (one a spinning loop cannot hoist)."""
-    if not (isinstance(array, types.Array) and array.dtype == types.int64
-            and isinstance(index, types.Integer) and isinstance(value, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array_type, index_type, value_type = signature.args
-        ary = context.make_array(array_type)(context, builder, args[0])
-        at = context.cast(builder, args[1], index_type, types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, array_type, ary, [at])
-        amount = context.cast(builder, args[2], value_type, types.int64)
-        return builder.atomic_rmw("add", ptr, amount, "seq_cst")
-
-    return types.int64(array, index, value), codegen
-
-
-@intrinsic
-def load_acquire(typingctx, array, index):
-    """``array[index]`` of an int64 array as an atomic load with acquire
-    ordering: a plain ``mov`` on x86 (a spinning loop cannot hoist it), where
-    ``fetch_add(array, index, 0)`` is a locked read-modify-write that takes
-    the cache line exclusive on every round."""
-    if not (isinstance(array, types.Array) and array.dtype == types.int64 and isinstance(index, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array_type, index_type = signature.args
-        ary = context.make_array(array_type)(context, builder, args[0])
-        at = context.cast(builder, args[1], index_type, types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, array_type, ary, [at])
-        return builder.load_atomic(ptr, "acquire", 8)
-
-    return types.int64(array, index), codegen
-
-
-@intrinsic
-def cpu_relax(typingctx):
-    """The spin-wait hint (x86 ``pause``): the waiting core yields its
-    pipeline to a hyperthread sibling and leaves the loop without a memory
-    order mis-speculation; nothing elsewhere."""
-    def codegen(context, builder, signature, args):
-        if _X86:
-            pause = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), ()),
-                                                   "llvm.x86.sse2.pause")
-            builder.call(pause, ())
-        return context.get_dummy_value()
-
-    return types.none(), codegen
-
-
+# ---------------------------------------------------------------- spinning (Numba)
 @jit
 def _spin_until(state, index, target, limit):
     """Spin until ``state[index] >= target`` or for ``limit`` rounds (atomic
@@ -341,11 +259,7 @@ class _Pool:
         self.busy = threading.Lock()
         self.seq = 0
         self.spin_limit = _calibrated_spin_limit()
-        self.cpus = _allowed_cpus()
-        self.strikes = 0
-        self.serial = False  # standing aside: the caller runs its jobs alone
-        self.stood_aside = 0  # times the pool stood aside (the benches print it)
-        self.window = _load_sample(self.cpus)  # (wall clock, the cores' busy seconds, this process's CPU seconds)
+        self.load = cpu_load.LoadWatch(cpu_load.allowed_cpus(), workers)
         self.tids = [0] * workers
         self.asleep = [False] * workers
         self.steered = [False] * workers
@@ -378,10 +292,10 @@ class _Pool:
         core of the thread that woke it, and leaves it there while the other
         core idles: after a pause of 10 ms or more between inferences, three
         small layers in four then ran on one core, at half the speed."""
-        cpus = self.cpus
+        cpus = self.load.cpus
         if len(cpus) < 2:
             return
-        here = _current_cpu()
+        here = cpu_load.current_cpu()
         others = [cpu for cpu in cpus if cpu != here]
         for slot, tid in enumerate(self.tids):
             if self.asleep[slot] and tid:
@@ -390,35 +304,6 @@ class _Pool:
                     self.steered[slot] = True
                 except OSError:  # the thread or the core is gone: the scheduler places it
                     pass
-
-    def watch(self) -> None:
-        """At a job's start: at the end of a window, the verdict on it
-        (stand aside, or come back). Cheap otherwise: one clock read.
-
-        With a core taken by another process, the pool's threads and the
-        caller share the one left: a thread descheduled mid-chunk makes the
-        others wait, and a spinning one takes the caller's time (ResNet-50's
-        float path took 110 ms on two threads, 63 ms on one)."""
-        start = self.window
-        if start is None:  # no /proc/stat here
-            return
-        now = time.perf_counter()
-        if now - start[0] < WINDOW_SECONDS:
-            return
-        sample = self.window = _load_sample(self.cpus)
-        if sample is None or now - start[0] > STALE_SECONDS:
-            return
-        wall = sample[0] - start[0]
-        others = ((sample[1] - start[1]) - (sample[2] - start[2])) / wall  # cores' busy time not this process's
-        free = max(len(self.cpus) - (self.workers + 1), 0)  # cores the pool leaves to others
-        taken = others > free + TAKEN
-        if not taken:
-            self.strikes, self.serial = 0, False
-        elif not self.serial:
-            self.strikes += 1
-            if self.strikes >= STRIKES:
-                self.serial = True
-                self.stood_aside += 1
 
     def _serve(self, slot: int) -> None:
         _local.worker = True
@@ -435,7 +320,7 @@ class _Pool:
                 if self.steered[slot]:  # woken where _steer bound it: free to move again
                     self.steered[slot] = False
                     try:
-                        os.sched_setaffinity(0, self.cpus)
+                        os.sched_setaffinity(0, self.load.cpus)
                     except OSError:
                         pass
             job = self.job
@@ -445,65 +330,6 @@ class _Pool:
             seen = job.seq
             job.join()
             job = None
-
-
-def _allowed_cpus() -> tuple[int, ...]:
-    """The cores this process may run on, where the system says (else none:
-    the pool threads are never bound)."""
-    if not (hasattr(os, "sched_getaffinity") and hasattr(os, "sched_setaffinity")):
-        return ()
-    try:
-        return tuple(sorted(os.sched_getaffinity(0)))
-    except OSError:
-        return ()
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _busy_seconds(cpus: tuple[int, ...]) -> float | None:
-    """Seconds ``cpus`` have spent busy since boot, whoever ran (user,
-    nice, system, interrupts, and steal: time the hypervisor gave the core
-    to another machine), from ``/proc/stat``; None where it cannot be read."""
-    try:
-        with open("/proc/stat", "rb") as file:
-            text = file.read()
-    except OSError:
-        return None
-    wanted = {f"cpu{cpu}".encode() for cpu in cpus}
-    ticks = 0
-    found = 0
-    for line in text.splitlines():
-        fields = line.split()
-        if fields and fields[0] in wanted:
-            try:
-                user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-            except ValueError:
-                return None
-            ticks += user + nice + system + irq + softirq + steal
-            found += 1
-    return ticks / _CLOCK_TICKS if found == len(wanted) and found else None
-
-
-def _load_sample(cpus: tuple[int, ...]) -> tuple[float, float, float] | None:
-    """(wall clock, ``cpus``' busy seconds, this process's CPU seconds), or
-    None where the cores' load cannot be read."""
-    busy = _busy_seconds(cpus)
-    return None if busy is None else (time.perf_counter(), busy, time.process_time())
-
-
-def _cpu_getter():
-    """libc's ``sched_getcpu`` (the core the calling thread runs on), or a
-    stand-in that says -1 (unknown)."""
-    try:
-        getcpu = ctypes.CDLL(None).sched_getcpu
-    except (OSError, AttributeError, TypeError):
-        return lambda: -1
-    getcpu.restype, getcpu.argtypes = ctypes.c_int, []
-    return getcpu
-
-
-_current_cpu = _cpu_getter()
 
 
 def _calibrated_spin_limit() -> int:
@@ -690,19 +516,17 @@ def steady():
     drivers were never compiled, so a fresh install compiled them at its
     first run (2-3 kernels, 2 s). The verdicts resume after, from a new
     window."""
-    pool = _get_pool()
-    window = pool.window
-    pool.window, pool.serial, pool.strikes = None, False, 0
+    resume = _get_pool().load.pause()
     try:
         yield
     finally:
-        pool.window = None if window is None else _load_sample(pool.cpus)
+        resume()
 
 
 def stood_aside() -> int:
     """How many times this process's pool has stood aside (a core taken by
     another process), for benches to print beside their figures."""
-    return 0 if _pool is None else _pool.stood_aside
+    return 0 if _pool is None else _pool.load.stood_aside
 
 
 def run_phases(driver, phases: int, *args) -> None:
@@ -743,8 +567,7 @@ def _submit(make_job, alone) -> None:
     """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller while
     the pool stands aside or another call holds it."""
     pool = _get_pool()
-    pool.watch()
-    if pool.serial:  # other processes hold the cores: the caller does the work alone
+    if pool.load.watch():  # other processes hold the cores: the caller does the work alone
         alone()
         return
     if not pool.busy.acquire(blocking=False):  # another call holds the pool

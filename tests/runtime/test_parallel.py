@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from runtime import parallel
+from runtime import cpu_load, parallel
 from runtime.jit import jit
 from runtime.parallel import chunks, parallel_for
 
@@ -16,8 +16,8 @@ def _steady_pool(monkeypatch):
     """The pool stays on through these tests (the stand-aside test drives
     the load verdicts itself): a loaded CI host must not send it aside."""
     pool = parallel._get_pool()
-    monkeypatch.setattr(pool, "window", None)
-    monkeypatch.setattr(pool, "serial", False)
+    monkeypatch.setattr(pool.load, "window", None)
+    monkeypatch.setattr(pool.load, "serial", False)
 
 
 @pytest.mark.parametrize("n, parts, grain", [(10, 3, 1), (7, 8, 1), (100, 4, 30), (1, 4, 1)])
@@ -115,11 +115,11 @@ def test_a_sleeping_pool_thread_is_woken_away_from_the_callers_core(monkeypatch,
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     parallel_for(lambda start, stop: None, 8)
     pool = parallel._get_pool()
-    monkeypatch.setattr(pool, "serial", False)  # not standing aside after a loaded moment earlier in the suite
+    monkeypatch.setattr(pool.load, "serial", False)  # not standing aside after a loaded moment earlier in the suite
     assert _asleep(pool)
     calls = []
-    monkeypatch.setattr(pool, "cpus", cpus)
-    monkeypatch.setattr(parallel, "_current_cpu", lambda: 3)
+    monkeypatch.setattr(pool.load, "cpus", cpus)
+    monkeypatch.setattr(cpu_load, "current_cpu", lambda: 3)
     monkeypatch.setattr(os, "sched_setaffinity", lambda tid, mask: calls.append((tid, tuple(mask))), raising=False)
     hits = np.zeros(100, np.int64)
     parallel_for(lambda start, stop: hits.__setitem__(slice(start, stop), hits[start:stop] + 1), len(hits))
@@ -311,19 +311,20 @@ def test_the_pool_stands_aside_while_other_processes_take_its_cores(monkeypatch,
 
     def job(start, stop):  # job_s of wall clock; this process on its threads, the others on theirs
         if start == 0:  # once a job, on whichever thread runs its first chunk
-            cores = 1.0 if pool.serial else 2.0
+            cores = 1.0 if watch.serial else 2.0
             clock[0] += job_s
             mine[0] += job_s * cores
             busy[0] += job_s * (cores + load[0])
 
-    monkeypatch.setattr(parallel.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(parallel.time, "process_time", lambda: mine[0])
-    monkeypatch.setattr(parallel, "_busy_seconds", lambda cpus: busy[0])
-    monkeypatch.setattr(pool, "cpus", (0, 1))
-    monkeypatch.setattr(pool, "strikes", 0)
-    monkeypatch.setattr(pool, "serial", False)
-    monkeypatch.setattr(pool, "stood_aside", 0)
-    monkeypatch.setattr(pool, "window", parallel._load_sample(pool.cpus))
+    monkeypatch.setattr(cpu_load.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(cpu_load.time, "process_time", lambda: mine[0])
+    monkeypatch.setattr(cpu_load, "busy_seconds", lambda cpus: busy[0])
+    watch = pool.load
+    monkeypatch.setattr(watch, "cpus", (0, 1))
+    monkeypatch.setattr(watch, "strikes", 0)
+    monkeypatch.setattr(watch, "serial", False)
+    monkeypatch.setattr(watch, "stood_aside", 0)
+    monkeypatch.setattr(watch, "window", cpu_load.load_sample(watch.cpus))
 
     def run_for(seconds, until=lambda: False):
         """Jobs for ``seconds`` of wall clock or until ``until()``: the seconds they took."""
@@ -332,36 +333,36 @@ def test_the_pool_stands_aside_while_other_processes_take_its_cores(monkeypatch,
             parallel_for(job, 8)
         return clock[0] - begin
 
-    window = parallel.WINDOW_SECONDS
-    assert run_for(window) >= window and not pool.serial  # one window is not enough
+    window = cpu_load.WINDOW_SECONDS
+    assert run_for(window) >= window and not watch.serial  # one window is not enough
     if not stands_aside:
         run_for(1.0)
-        assert not pool.serial and pool.strikes == 0 and parallel.stood_aside() == 0
+        assert not watch.serial and watch.strikes == 0 and parallel.stood_aside() == 0
         assert len(_calls_of(100)) == parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD
         return
-    waited = run_for(1.0, lambda: pool.serial)
-    assert pool.serial and parallel.stood_aside() == 1
+    waited = run_for(1.0, lambda: watch.serial)
+    assert watch.serial and parallel.stood_aside() == 1
     assert window - 2 * job_s <= waited <= window + 2 * job_s  # the second window, at the next job after it ends
     run_for(1.0)  # the core still taken: aside all along, with no run on the pool to find it out
-    assert pool.serial and parallel.stood_aside() == 1
+    assert watch.serial and parallel.stood_aside() == 1
     assert _calls_of(100) == [(0, 100, True)]
     with parallel.steady():  # compiler.warmup: jobs as on an idle machine, the core taken or not
-        assert not pool.serial
+        assert not watch.serial
         run_for(1.0)
-        assert not pool.serial and parallel.stood_aside() == 1
+        assert not watch.serial and parallel.stood_aside() == 1
         assert len(_calls_of(100)) == parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD
-    waited = run_for(1.0, lambda: pool.serial)  # the verdicts resume, from a new window
-    assert pool.serial and parallel.stood_aside() == 2 and waited <= 2 * window + 3 * job_s
+    waited = run_for(1.0, lambda: watch.serial)  # the verdicts resume, from a new window
+    assert watch.serial and parallel.stood_aside() == 2 and waited <= 2 * window + 3 * job_s
     load[0] = 0.0  # the core is back
-    waited = run_for(1.0, lambda: not pool.serial)
-    assert waited <= 2 * window + 2 * job_s and pool.strikes == 0  # the window after the one it came back in
+    waited = run_for(1.0, lambda: not watch.serial)
+    assert waited <= 2 * window + 2 * job_s and watch.strikes == 0  # the window after the one it came back in
     assert len(_calls_of(100)) == parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD  # the pool again
     load[0] = others
     clock[0] += 5.0  # idle for 5 s while another process ran: not a window to judge
     busy[0] += 5.0 * others
     parallel_for(job, 8)
     run_for(window / 2)
-    assert not pool.serial and pool.strikes == 0
+    assert not watch.serial and watch.strikes == 0
 
 
 # ---------------------------------------------------------------- phased jobs

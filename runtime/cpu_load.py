@@ -1,0 +1,146 @@
+"""What the thread pool (:mod:`runtime.parallel`) learns from the host: the
+cores it may use, the core a thread runs on, and whether other processes
+are taking those cores.
+
+When another process takes a core, the pool stands aside and the caller
+runs its jobs alone (with a core taken, a pool thread descheduled mid-chunk,
+or spinning on the shared core, made ResNet-50's float path 1.7x slower than
+one thread). Every :data:`WINDOW_SECONDS` of wall clock the caller reads how
+busy its cores were (``/proc/stat``: every process, and the hypervisor's
+steal) less what this process used: the CPU other processes took. The pool
+stands aside after :data:`STRIKES` windows in a row found them holding the
+cores the pool needs, and comes back at the first window that finds the
+cores free again. The same measure serves in both states, so the pool
+needs no probing runs to see that a core came back, and it does not matter
+whether a job is a 0.1 ms layer or a whole 40 ms schedule. Threads of this
+process (another library's spinning pool) are not counted: standing aside
+would not help against them. Where ``/proc/stat`` cannot be read, the pool
+never stands aside.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+
+WINDOW_SECONDS = 0.1
+"""Wall-clock span of one verdict on the cores' load (``/proc/stat`` counts
+in hundredths of a second: ±0.2 of a core over 0.1 s on two cores). A
+window that grew past STALE_SECONDS (no jobs meanwhile) is dropped."""
+STALE_SECONDS = 1.0
+TAKEN, STRIKES = 0.5, 2
+"""Other processes took the cores the pool needs when they used more than
+TAKEN of a core beyond the cores the pool leaves free; STRIKES such windows
+in a row make the pool stand aside (one alone can be a transient)."""
+
+
+def allowed_cpus() -> tuple[int, ...]:
+    """The cores this process may run on, where the system says (else none:
+    the pool threads are never bound)."""
+    if not (hasattr(os, "sched_getaffinity") and hasattr(os, "sched_setaffinity")):
+        return ()
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except OSError:
+        return ()
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def busy_seconds(cpus: tuple[int, ...]) -> float | None:
+    """Seconds ``cpus`` have spent busy since boot, whoever ran (user,
+    nice, system, interrupts, and steal: time the hypervisor gave the core
+    to another machine), from ``/proc/stat``; None where it cannot be read."""
+    try:
+        with open("/proc/stat", "rb") as file:
+            text = file.read()
+    except OSError:
+        return None
+    wanted = {f"cpu{cpu}".encode() for cpu in cpus}
+    ticks = 0
+    found = 0
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] in wanted:
+            try:
+                user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+            except ValueError:
+                return None
+            ticks += user + nice + system + irq + softirq + steal
+            found += 1
+    return ticks / _CLOCK_TICKS if found == len(wanted) and found else None
+
+
+def load_sample(cpus: tuple[int, ...]) -> tuple[float, float, float] | None:
+    """(wall clock, ``cpus``' busy seconds, this process's CPU seconds), or
+    None where the cores' load cannot be read."""
+    busy = busy_seconds(cpus)
+    return None if busy is None else (time.perf_counter(), busy, time.process_time())
+
+
+def _cpu_getter():
+    """libc's ``sched_getcpu`` (the core the calling thread runs on), or a
+    stand-in that says -1 (unknown)."""
+    try:
+        getcpu = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError, TypeError):
+        return lambda: -1
+    getcpu.restype, getcpu.argtypes = ctypes.c_int, []
+    return getcpu
+
+
+current_cpu = _cpu_getter()
+"""The core the calling thread runs on (-1: unknown)."""
+
+
+class LoadWatch:
+    """The pool's verdicts on its cores' load: ``serial`` while it stands
+    aside; ``strikes``, the windows in a row that found the cores taken;
+    ``stood_aside``, how many times it has stood aside (the benches print
+    it); ``window``, the sample the current window started from (None: no
+    verdicts, as where ``/proc/stat`` cannot be read)."""
+
+    def __init__(self, cpus: tuple[int, ...], workers: int):
+        self.cpus = cpus
+        self.workers = workers
+        self.strikes = 0
+        self.serial = False
+        self.stood_aside = 0
+        self.window = load_sample(cpus)
+
+    def watch(self) -> bool:
+        """At a job's start: at the end of a window, the verdict on it
+        (stand aside, or come back). Cheap otherwise: one clock read.
+        Whether the pool stands aside."""
+        start = self.window
+        if start is None:
+            return self.serial
+        now = time.perf_counter()
+        if now - start[0] < WINDOW_SECONDS:
+            return self.serial
+        sample = self.window = load_sample(self.cpus)
+        if sample is None or now - start[0] > STALE_SECONDS:
+            return self.serial
+        wall = sample[0] - start[0]
+        others = ((sample[1] - start[1]) - (sample[2] - start[2])) / wall  # cores' busy time not this process's
+        free = max(len(self.cpus) - (self.workers + 1), 0)  # cores the pool leaves to others
+        if others <= free + TAKEN:
+            self.strikes, self.serial = 0, False
+        elif not self.serial:
+            self.strikes += 1
+            if self.strikes >= STRIKES:
+                self.serial = True
+                self.stood_aside += 1
+        return self.serial
+
+    def pause(self):
+        """Turn the verdicts off (the pool never stands aside) until the
+        returned callable is called; they resume then, from a new window."""
+        window = self.window
+        self.window, self.serial, self.strikes = None, False, 0
+
+        def resume() -> None:
+            self.window = None if window is None else load_sample(self.cpus)
+
+        return resume
