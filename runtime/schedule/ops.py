@@ -240,15 +240,15 @@ def _plane_means(start, stop, rec, nrec, bases, nbases):
 
 
 def _winograd_in(start, stop, rec, nrec, bases, nbases):
-    """Planes of Winograd's input transform: rec = X (N, C, H, W), V (n*n,
-    C, tiles), B^T (n x n), (pad top, pad left, TH, TW)."""
+    """Items of Winograd's input transform: rec = X (N, C, H, W), V (n*n,
+    C, tiles), B^T (n x n), (pad top, pad left, TH, TW, parts)."""
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w = rec[2], rec[3], rec[4], rec[5]
     points, tiles = rec[8], rec[9]
     x = _f32(rec, 0, bases, n * c * h * w).reshape((n, c, h, w))
     v = _f32(rec, 6, bases, points * points * c * tiles).reshape((points * points, c, tiles))
     b_t = _f32(rec, 10, bases, points * points).reshape((points, points))
-    input_tiles(start, stop, x, v, b_t, to_fixed_tuple(rec[12:16], 4))
+    input_tiles(start, stop, x, v, b_t, to_fixed_tuple(rec[12:17], 5))
 
 
 def _winograd_out(start, stop, rec, nrec, bases, nbases):
