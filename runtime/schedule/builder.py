@@ -129,9 +129,11 @@ class Lowering:
 
     def emit(self, kind: int, rec: Sequence[int], count: int, grain: int = 1, spans=None) -> None:
         """One operation of ``kind`` over ``count`` items, in chunks as
-        ``parallel_for`` would cut them (or ``spans``: the chunks given)."""
+        ``parallel_for`` would cut them, tapered toward the middle
+        (:func:`~runtime.parallel.tapered_chunks`), or ``spans``: the chunks
+        given."""
         if spans is None:
-            spans = parallel.chunks(count, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain)
+            spans = parallel.tapered_chunks(count, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain)
         self.ops.append((kind, [int(v) for v in rec], [(int(a), int(b)) for a, b in spans]))
 
 

@@ -20,6 +20,24 @@ def _steady_pool(monkeypatch):
     monkeypatch.setattr(pool.load, "serial", False)
 
 
+@pytest.mark.parametrize("n, parts, grain", [(16, 8, 1), (36, 8, 1), (128, 8, 1), (1000, 8, 64), (64, 8, 7),
+                                             (9, 8, 1), (100, 8, 30), (7, 5, 1)])
+def test_tapered_chunks_cover_the_range_once_and_shrink_toward_the_middle(n, parts, grain):
+    """The schedule's chunks: claimed from both ends, they end in the middle,
+    where they are smallest (each at least ``grain``, as many as chunks
+    gives, and the two halves meet in the middle of the range)."""
+    spans = parallel.tapered_chunks(n, parts, grain)
+    assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert len(spans) == len(chunks(n, parts, grain))
+    sizes = [stop - start for start, stop in spans]
+    assert min(sizes) >= max(grain, 1)
+    half = len(sizes) // 2
+    if len(sizes) >= 4:
+        assert sizes[:half] == sorted(sizes[:half], reverse=True) and sizes[-half:] == sorted(sizes[-half:])
+        assert sizes[half - 1] < sizes[0] or sizes[0] == max(grain, 1)
+        assert abs(spans[half][0] - n / 2) <= max(sizes[0] - sizes[-1], 1) + max(grain, 1)
+
+
 @pytest.mark.parametrize("n, parts, grain", [(10, 3, 1), (7, 8, 1), (100, 4, 30), (1, 4, 1)])
 def test_chunks_cover_the_range_once(n, parts, grain):
     spans = chunks(n, parts, grain)
