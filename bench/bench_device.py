@@ -29,7 +29,7 @@ The default of 40 runs gives each median 8 alternating blocks of 5 calls: with
 from __future__ import annotations
 
 from timing import (  # first: sets the thread counts
-    FRAME_S, load, median_ms, ort_options, paced_ms, paired_ms, pause, spread)
+    FRAME_S, core_link_ns, load, median_ms, ort_options, paced_ms, paired_ms, pause, spread)
 # isort: split
 
 import argparse
@@ -70,25 +70,36 @@ class _Reader(CalibrationDataReader):
 
 
 _aside_seen = 0
+_links_seen: list[float] = []
+"""Cross-core round trips (timing.core_link_ns) measured before each round since the last row."""
 
 
 def _row(model: str, what: str, ours: float, theirs: float | None = None, target: str = "", ratios=()) -> None:
     """One result line, flushed at once (the whole run takes minutes);
     ``ratios``: one per round, printed min/median/max. A measurement during
     which Tessera's pool stood aside (a core taken by another process: its
-    jobs ran on one thread for a while) says so."""
+    jobs ran on one thread for a while) says so, and a row of rounds gives
+    the cross-core round trip measured before each (min-max): 550 ns and
+    more when the host had put the two vCPUs on different sockets."""
     global _aside_seen
     ref = f"{theirs:>12.2f}" if theirs is not None else f"{'':>12}"
     ratio = f"{spread(ratios):>16}" if ratios else f"{ours / theirs:>16.2f}" if theirs else f"{'':>16}"
     aside, _aside_seen = stood_aside() - _aside_seen, stood_aside()
     note = f"; pool stood aside {aside}x" if aside else ""
+    links = [v for v in _links_seen if v is not None]
+    if _links_seen:
+        note += f"; core link {min(links):.0f}-{max(links):.0f} ns" if links else "; core link n/a"
+    _links_seen.clear()
     print(f"{model:<14}{what:<40}{ours:>12.2f}{ref}{ratio}  {target}{note}", flush=True)
 
 
 def _paired_rounds(ours, theirs, runs: int, rounds: int, timer=paired_ms) -> tuple[float, float, list[float]]:
     """``timer`` (:func:`paired_ms` or :func:`paced_ms`) ``rounds`` times:
     the medians of each side's medians and the ratio of each round."""
-    pairs = [timer(ours, theirs, runs) for _ in range(rounds)]
+    pairs = []
+    for _ in range(rounds):
+        _links_seen.append(core_link_ns())
+        pairs.append(timer(ours, theirs, runs))
     mine, others = sorted(p[0] for p in pairs), sorted(p[1] for p in pairs)
     return mine[len(mine) // 2], others[len(others) // 2], [a / b for a, b in pairs]
 
