@@ -160,7 +160,8 @@ def core_link_ns() -> float | None:
     share an L3; 550-750 ns in the episodes when the host placed the two
     vCPUs on different sockets or CCDs, which slowed everything that reads
     data the other core wrote (issue 24): printed beside the figures so
-    that such a round can be told apart."""
+    that such a round can be told apart. With a core kept busy (``--loaded``)
+    it times that core's sharing too, not only where the cores are."""
     import threading
 
     import numpy as np

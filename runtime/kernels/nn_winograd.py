@@ -367,7 +367,9 @@ def input_parts() -> int:
     product then claims its items ``e = i*n + k`` in order, the caller from
     the front and pool threads from the back (runtime.parallel), so with
     the rows cut in two each thread writes the part of V that it goes on to
-    multiply: the products read no V across cores. Each part copies the
+    multiply (but for the chunks near the middle, which go to whichever
+    thread gets there first): cut by channels, half of V crossed cores
+    between the two steps. Each part copies the
     padded plane again (a few percent of the transform); ResNet-50 on 2
     threads ran as fast with the cut (37.3 ms against 37.2), and 2.3% faster
     (45.6 ms against 46.7) in episodes when the host placed the two vCPUs
