@@ -53,6 +53,7 @@ import numpy as np
 
 from runtime import cpu_load
 from runtime.atomics import cpu_relax, fetch_add, load_acquire
+from runtime.chunking import chunks
 from runtime.jit import jit
 
 CHUNKS_PER_THREAD = 4
@@ -139,12 +140,19 @@ def team_next(team, finished, role):
         fetch_add(team, DONE, 1)
     if fetch_add(team, FAILED, 0):
         return -1
-    count = team[COUNT]
-    if fetch_add(team, NEXT, 1) >= count:
+    return _claim(team, NEXT, FRONT, BACK, team[COUNT], role)
+
+
+@jit
+def _claim(team, gate, front, back, count, role):
+    """Chunk ``count`` claims at most through the counter at ``gate``, then
+    the position from the ``front`` counter (the caller) or the ``back`` one
+    (pool threads); -1 once every chunk is claimed."""
+    if fetch_add(team, gate, 1) >= count:
         return -1
     if role == WORKER:
-        return count - 1 - fetch_add(team, BACK, 1)
-    return fetch_add(team, FRONT, 1)
+        return count - 1 - fetch_add(team, back, 1)
+    return fetch_add(team, front, 1)
 
 
 @jit
@@ -190,11 +198,7 @@ def phase_claim(team, phase, count, role):
     if fetch_add(team, P_FAILED, 0):
         return -1
     at = P_PHASES + P_STRIDE * phase
-    if fetch_add(team, at, 1) >= count:
-        return -1
-    if role == WORKER:
-        return count - 1 - fetch_add(team, at + 2 * LINE, 1)
-    return fetch_add(team, at + 3 * LINE, 1)
+    return _claim(team, at, at + 3 * LINE, at + 2 * LINE, count, role)
 
 
 @jit
@@ -364,51 +368,6 @@ def _forget_pool() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
-
-
-def chunks(n: int, parts: int, grain: int = 1) -> list[tuple[int, int]]:
-    """Split ``range(n)`` into at most ``parts`` near-equal chunks of at least ``grain``."""
-    parts = max(1, min(parts, n // max(grain, 1)))
-    step, extra = divmod(n, parts)
-    bounds, start = [], 0
-    for i in range(parts):
-        stop = start + step + (1 if i < extra else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
-
-
-def tapered_chunks(n: int, parts: int, grain: int = 1) -> list[tuple[int, int]]:
-    """Split ``range(n)`` into at most ``parts`` chunks of at least ``grain``
-    that shrink toward the middle (sizes in proportion to 4 3 2 1 1 2 3 4
-    for 8 parts). The caller claims chunks from the front and pool threads
-    from the back, so the middle ones are claimed last: when they are small
-    the threads finish an operation closer together, and a thread that ran
-    slow waits less for the other at the barrier that follows."""
-    unit = max(grain, 1)
-    parts = max(1, min(parts, n // unit))
-    if parts < 4:
-        return chunks(n, parts, grain)
-    half = parts // 2
-    weights = [half - i for i in range(half)] + [1] * (parts % 2) + [i + 1 for i in range(half)]
-    total = sum(weights)
-    sizes = [max(unit, n * w // total) for w in weights]
-    ends_first = sorted(range(parts), key=lambda i: -weights[i])
-    excess, turn = sum(sizes) - n, 0
-    while excess:  # settle the rounding at the ends, keeping every chunk at least a unit
-        i = ends_first[turn % parts]
-        if excess < 0:
-            sizes[i] += 1
-            excess += 1
-        elif sizes[i] > unit:
-            sizes[i] -= 1
-            excess -= 1
-        turn += 1
-    bounds, start = [], 0
-    for size in sizes:
-        bounds.append((start, start + size))
-        start += size
-    return bounds
 
 
 @functools.lru_cache(maxsize=4096)

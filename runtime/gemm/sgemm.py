@@ -94,7 +94,7 @@ SERIAL_MACS = 1 << 18
 """Products this small run on the calling thread alone."""
 TASKS_PER_CHUNK = 2
 """Tasks a product is cut into per chunk the pool's threads claim: twice as
-many tasks as chunks lets a schedule's tapered chunks (runtime.parallel.
+many tasks as chunks lets a schedule's tapered chunks (runtime.chunking.
 tapered_chunks) end each product with single tasks, half as long. ResNet-50
 on 2 threads, paired runs in two processes: 1% faster (37.5 ms against
 37.9), and 0.8% in cross-socket episodes, with the tapered chunks."""

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from runtime import parallel
+from runtime.chunking import tapered_chunks
 from runtime.errors import ExecutionError
 from runtime.kernels.weight_cache import frozen
 from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, op_address, run_schedule
@@ -130,10 +131,10 @@ class Lowering:
     def emit(self, kind: int, rec: Sequence[int], count: int, grain: int = 1, spans=None) -> None:
         """One operation of ``kind`` over ``count`` items, in chunks as
         ``parallel_for`` would cut them, tapered toward the middle
-        (:func:`~runtime.parallel.tapered_chunks`), or ``spans``: the chunks
+        (:func:`~runtime.chunking.tapered_chunks`), or ``spans``: the chunks
         given."""
         if spans is None:
-            spans = parallel.tapered_chunks(count, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain)
+            spans = tapered_chunks(count, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain)
         self.ops.append((kind, [int(v) for v in rec], [(int(a), int(b)) for a, b in spans]))
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from runtime import cpu_load, parallel
+from runtime.chunking import chunks, tapered_chunks
 from runtime.jit import jit
-from runtime.parallel import chunks, parallel_for
+from runtime.parallel import parallel_for
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +27,7 @@ def test_tapered_chunks_cover_the_range_once_and_shrink_toward_the_middle(n, par
     """The schedule's chunks: claimed from both ends, they end in the middle,
     where they are smallest (each at least ``grain``, as many as chunks
     gives, and the two halves meet in the middle of the range)."""
-    spans = parallel.tapered_chunks(n, parts, grain)
+    spans = tapered_chunks(n, parts, grain)
     assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
     assert len(spans) == len(chunks(n, parts, grain))
     sizes = [stop - start for start, stop in spans]
