@@ -369,11 +369,11 @@ def input_parts() -> int:
     the rows cut in two each thread writes the part of V that it goes on to
     multiply (but for the chunks near the middle, which go to whichever
     thread gets there first): cut by channels, half of V crossed cores
-    between the two steps. Each part copies the
-    padded plane again (a few percent of the transform); ResNet-50 on 2
-    threads ran as fast with the cut (37.3 ms against 37.2), and 2.3% faster
-    (45.6 ms against 46.7) in episodes when the host placed the two vCPUs
-    on different sockets (a cache-line round trip of 600 ns, not 60)."""
+    between the two steps. Each part copies the padded plane again (a few
+    percent of the transform); ResNet-50 on 2 threads ran as fast with the
+    cut (37.3 ms against 37.2), and 2.3% faster (45.6 ms against 46.7) in
+    episodes when the host placed the two vCPUs on different sockets (a
+    cache-line round trip of 600 ns, not 60)."""
     return 2 if parallel.NUM_THREADS > 1 else 1
 
 
