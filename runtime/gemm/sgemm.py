@@ -489,23 +489,31 @@ def planned(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tuple, bias
 
 
 def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, bias: np.ndarray | None = None,
-                residual: tuple | None = None, clamp: np.ndarray | None = None) -> None:
+                residual: tuple | None = None, clamp: np.ndarray | None = None, matrix: tuple | None = None) -> None:
     """``sgemm_batched(None, b, out, packed_a=packed_a, bias=bias,
     residual=residual, clamp=clamp)`` as one schedule operation
-    (runtime.schedule): ``b`` a C-contiguous (G, K, N) operand, ``out`` the
-    (base, offset) of the (G, M, N) output with byte ``out_strides``, and
-    ``residual`` the (base, offset) of one of the same strides, both apart
-    from ``b``; ``bias`` (G, M) and ``clamp`` (low, high) float32 arrays."""
-    batch, depth, n = b.shape
+    (runtime.schedule): ``b`` a C-contiguous (G, K, N) operand, or with
+    ``matrix`` = (K, N) a C-contiguous (G, item) one whose rows begin with
+    the (K, N) matrices; ``out`` the (base, offset) of the (G, M, N) output
+    with byte ``out_strides``, and ``residual`` the (base, offset) of one of
+    the same strides, both apart from ``b``; ``bias`` (G, M) and ``clamp``
+    (low, high) float32 arrays."""
+    if matrix is None:
+        batch, depth, n = b.shape
+        item = depth * n
+    else:
+        (batch, item), (depth, n) = b.shape, matrix
+        if depth * n > item:
+            raise ValueError("the matrices do not fit B's rows")
     m = packed_a.matrix[0]
     if (packed_a.side, packed_a.batch, *packed_a.matrix) != ("left", batch, m, depth) or packed_a.dtype != np.float32:
         raise ValueError("the packed A does not fit B")
     isa, kc = host_isa(), block_depth(depth)
     b_mode = b_reading(m, kc, 1, isa)
-    template = planned("f32", isa, (batch, m, n, depth, kc), (b_mode, None, depth * n, n, 1), out_strides, bias,
+    template = planned("f32", isa, (batch, m, n, depth, kc), (b_mode, None, item, n, 1), out_strides, bias,
                        None if residual is None else out_strides, False)
     serial = int(template[_TASKS]) == 1 or batch * m * n * depth <= SERIAL_MACS
-    _emit_gemm(ctx, template, kernel_addresses(isa, "f32"), packed_a.data, b.ref(), batch * depth * n, out, bias,
+    _emit_gemm(ctx, template, kernel_addresses(isa, "f32"), packed_a.data, b.ref(), batch * item, out, bias,
                residual, clamp, serial)
 
 

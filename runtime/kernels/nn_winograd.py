@@ -6,21 +6,25 @@ instead of 9 m^2: ``Y = A^T [ (G g G^T) * (B^T d B) ] A``. Per call:
 
 * the weights are transformed once per weight array (``U = G g G^T``, in
   float64, cached while the array lives: :data:`winograd_weights`);
-* a Numba kernel transforms the input tiles (``V = B^T d B``, zero padding
-  included exactly);
+* the input tiles are transformed (``V = B^T d B``, zero padding included
+  exactly);
 * the (m+2)^2 products ``M[e] = U[e] @ V[e]`` (K x C by C x tiles) are one
   batched GEMM: Tessera's, with U packed once (:data:`packed_winograd_weights`),
   or numpy's BLAS when U is given as a plain array;
-* a Numba kernel transforms the output tiles (``A^T M A`` plus the bias)
-  straight into the output, cropping the partial tiles at the far edges, and
-  applies the fused epilogue (residual, clamp) to each output row.
+* the output tiles are transformed (``A^T M A`` plus the bias) straight into
+  the output, cropping the partial tiles at the far edges, with the fused
+  epilogue (residual, clamp) on each output row.
 
-With Tessera's GEMM the transforms run on the thread pool, over planes. With
-BLAS they run on the calling thread: measured inside ResNet-50 on 2 threads,
-splitting them made the layers slower, as after each multithreaded BLAS call
-OpenBLAS's idle worker spins on the other core for about 0.1 s.
+With Tessera's GEMM the transforms are the LLVM IR kernels of
+runtime.kernels.winograd_ir, on the thread pool, over planes, and V and the
+products are laid out with their items an odd number of cache lines apart
+(:func:`~runtime.kernels.winograd_ir.item_stride`). With BLAS (a host
+without AVX2) they are the Numba loops below, on the calling thread:
+measured inside ResNet-50 on 2 threads, splitting them made the layers
+slower, as after each multithreaded BLAS call OpenBLAS's idle worker spins
+on the other core for about 0.1 s.
 
-The transforms come from the Toom-Cook construction on the points
+The transforms (runtime.kernels.winograd_matrices) come from the Toom-Cook construction on the points
 0, 1, -1 (m = 2) and 0, 1, -1, 2, -1/2 (m = 4). All their entries are exact
 binary fractions. Float32 error on ResNet-like data, relative to the
 output's largest magnitude: F(2x2) about 5e-7 (im2col: 4e-7), F(4x4) 2e-6 to
@@ -32,7 +36,6 @@ are left to im2col (see :func:`_transform_weights`).
 from __future__ import annotations
 
 import threading
-from fractions import Fraction
 
 import numba
 import numpy as np
@@ -40,15 +43,15 @@ import numpy as np
 from runtime import gemm, parallel
 from runtime.errors import KernelError
 from runtime.jit import jit
+from runtime.kernels import winograd_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, finish_run
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_window import valid_range
 from runtime.kernels.weight_cache import WeightCache
-from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.kernels.winograd_ir import input_tiles_ir, item_stride, output_tiles_ir
+from runtime.kernels.winograd_matrices import A_T, B_T, MATRICES, POINTS
+from runtime.parallel import parallel_for
 from runtime.schedule.records import WINOGRAD_IN, WINOGRAD_OUT
-
-POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, Fraction(-1, 2))}
-"""Interpolation points (besides infinity) of F(m x m, 3 x 3) per tile size m."""
 
 TILE_ELEMENTS = 1 << 22
 """Most elements of transformed input handled in one pass: larger batches go
@@ -56,40 +59,6 @@ image group by image group, so the buffers stay a few MiB."""
 
 MIN_CHANNELS, MIN_PLANE, MIN_PLANE_F4 = 16, 10, 40
 """Where Winograd is used (see :func:`tile_size`)."""
-
-
-# ---------------------------------------------------------------- transform matrices
-def _poly(roots: list[Fraction]) -> list[Fraction]:
-    """Coefficients (lowest power first) of prod (x - root)."""
-    coeffs = [Fraction(1)]
-    for root in roots:
-        coeffs = [Fraction(0)] + coeffs
-        for i in range(len(coeffs) - 1):
-            coeffs[i] -= root * coeffs[i + 1]
-    return coeffs
-
-
-def toom_cook(m: int, r: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A^T, G, B^T) of F(m, r) as float64 arrays of shapes (m, n), (n, r),
-    (n, n) with n = m + r - 1: the correlation ``y[i] = sum_k d[i+k] g[k]``
-    of d (n,) and g (r,) is ``A^T ((G g) * (B^T d))``. Built exactly in
-    rationals: evaluation at the points and infinity, Lagrange interpolation."""
-    points = [Fraction(p) for p in POINTS[m]]
-    n = m + r - 1
-    if len(points) != n - 1:
-        raise ValueError(f"F({m}, {r}) needs {n - 1} finite points, got {len(points)}")
-    others = [[q for q in points if q != p] for p in points]
-    scale = [np.prod([p - q for q in rest]) for p, rest in zip(points, others)]
-    a_t = [[p ** i for p in points] + [Fraction(int(i == m - 1))] for i in range(m)]
-    g = [[p ** k / s for k in range(r)] for p, s in zip(points, scale)]
-    g.append([Fraction(int(k == r - 1)) for k in range(r)])
-    b_t = [_poly(rest) + [Fraction(0)] for rest in others] + [_poly(points)]
-    return tuple(np.array([[float(v) for v in row] for row in rows]) for rows in (a_t, g, b_t))
-
-
-_MATRICES = {m: toom_cook(m) for m in POINTS}
-_A_T = {m: a_t.astype(np.float32) for m, (a_t, _, _) in _MATRICES.items()}
-_B_T = {m: b_t.astype(np.float32) for m, (_, _, b_t) in _MATRICES.items()}
 
 
 # ---------------------------------------------------------------- Numba loops
@@ -292,7 +261,7 @@ def _transform_weights(w: np.ndarray, m: int) -> np.ndarray | None:
     where a direct convolution gives Inf)."""
     if not np.isfinite(w).all():
         return None
-    _, g, _ = _MATRICES[m]
+    _, g, _ = MATRICES[m]
     n = g.shape[0]
     out_c, chans = w.shape[:2]
     u = np.kron(g, g) @ w.reshape(out_c * chans, 9).astype(np.float64).T
@@ -381,18 +350,17 @@ def winograd_conv2d(x: np.ndarray, u, b: np.ndarray | None, out: np.ndarray, pad
                     residual: np.ndarray | None = None, clamp: np.ndarray | None = None) -> None:
     """out = Conv(x, w) + b for a 3x3 kernel, stride 1, no dilation, one
     group: x (N, C, H, W) float32, u = ``winograd_weights.get(w, m)`` (BLAS
-    products, transforms on this thread) or ``packed_winograd_weights.get(w,
-    m)`` (Tessera's GEMM, everything on the thread pool),
-    b (K,) or None; out (N, K, OH, OW) float32; pads = (top, left, bottom,
-    right); m: tile size, 2 or 4. Then, when given, + ``residual`` (the
-    output's shape, C-contiguous float32) and the clamp to ``clamp``
-    ([low, high] float32) of :mod:`runtime.kernels.conv_epilogue`. The whole
-    batch goes through each stage at once, or a group of images at a time
-    when it is large."""
+    products, transforms by the Numba loops on this thread) or
+    ``packed_winograd_weights.get(w, m)`` (Tessera's GEMM, the transforms by
+    the LLVM IR kernels of runtime.kernels.winograd_ir, everything on the
+    thread pool), b (K,) or None; out (N, K, OH, OW) float32; pads = (top,
+    left, bottom, right); m: tile size, 2 or 4. Then, when given, +
+    ``residual`` (the output's shape, C-contiguous float32) and the clamp to
+    ``clamp`` ([low, high] float32) of :mod:`runtime.kernels.conv_epilogue`.
+    The whole batch goes through each stage at once, or a group of images at
+    a time when it is large."""
     packed = isinstance(u, gemm.PackedMatrix)
     _check(x, u.shape if packed else u, b, out, pads, m)
-    run = parallel_for if packed else _serial
-    parts = input_parts() if packed else 1
     if residual is not None and (residual.shape != out.shape or residual.dtype != np.float32
                                  or not residual.flags.c_contiguous):
         raise KernelError(f"Conv: the residual must be C-contiguous float32 of shape {list(out.shape)}")
@@ -404,18 +372,29 @@ def winograd_conv2d(x: np.ndarray, u, b: np.ndarray | None, out: np.ndarray, pad
     th, tw = -(-out_h // m), -(-out_w // m)
     bias = np.zeros(out_c, dtype=np.float32) if b is None else b
     step = max(1, TILE_ELEMENTS // (n * n * th * (tw + 1) * max(chans, out_c)))
+    parts = input_parts() if packed else 1
+    geo = np.array([pads[0], pads[1], th, tw, parts], np.int64)
     for first in range(0, batch, step):
         xs, ys = x[first:first + step], out[first:first + step]
         rs = ys if residual is None else residual[first:first + step]
         tiles = xs.shape[0] * th * (tw + 1)
-        v = scratch("Winograd tiles", (n * n, chans, tiles), np.float32)
-        run(input_tiles, parts * xs.shape[0] * chans, xs, v, _B_T[m], (int(pads[0]), int(pads[1]), th, tw, parts))
-        prods = scratch("Winograd products", (n * n, out_c, tiles), np.float32)
-        if packed:
-            gemm.sgemm_batched(None, v, prods, packed_a=u)
-        else:
-            np.matmul(u, v, out=prods)
-        run(output_tiles, ys.shape[0] * out_c, prods, ys, _A_T[m], bias, (th, tw), rs, clamp, flags)
+        if not packed:
+            v = scratch("Winograd tiles", (n * n, chans, tiles), np.float32)
+            input_tiles(0, xs.shape[0] * chans, xs, v, B_T[m], geo)
+            prods = np.matmul(u, v, out=scratch("Winograd products", (n * n, out_c, tiles), np.float32))
+            output_tiles(0, ys.shape[0] * out_c, prods, ys, A_T[m], bias, geo[2:4], rs, clamp, flags)
+            continue
+        kernels = winograd_ir.kernel_addresses()
+        v = scratch("Winograd tiles", (n * n, item_stride(chans, tiles)), np.float32)
+        parallel_for(input_tiles_ir, parts * xs.shape[0] * chans, xs, v, geo, kernels)
+        prods = scratch("Winograd products", (n * n, item_stride(out_c, tiles)), np.float32)
+        gemm.sgemm_batched(None, _items(v, chans, tiles), _items(prods, out_c, tiles), packed_a=u)
+        parallel_for(output_tiles_ir, ys.shape[0] * out_c, prods, ys, bias, geo[2:4], rs, clamp, flags, kernels)
+
+
+def _items(buffer: np.ndarray, rows: int, tiles: int) -> np.ndarray:
+    """The (n*n, rows, tiles) matrices at the start of ``buffer``'s rows."""
+    return buffer[:, :rows * tiles].reshape(buffer.shape[0], rows, tiles)
 
 
 def lower_winograd(ctx, x, u: gemm.PackedMatrix, b: np.ndarray | None, out, pads, m: int, residual=None,
@@ -437,22 +416,19 @@ def lower_winograd(ctx, x, u: gemm.PackedMatrix, b: np.ndarray | None, out, pads
     residual = out if residual is None else residual
     step = max(1, TILE_ELEMENTS // (n * n * th * (tw + 1) * max(chans, out_c)))
     parts = input_parts()
+    kernels = ctx.pin(winograd_ir.kernel_addresses())
     x_bytes, y_bytes = chans * height * width * 4, out_c * out_h * out_w * 4
     for first in range(0, batch, step):
         count = min(step, batch - first)
         tiles = count * th * (tw + 1)
-        v = ctx.scratch((n * n, chans, tiles), np.float32)
-        ctx.emit(WINOGRAD_IN, [*x.ref(first * x_bytes), count, chans, height, width, *v.ref(), n, tiles,
-                               *ctx.pin(_B_T[m]), int(pads[0]), int(pads[1]), th, tw, parts], parts * count * chans)
-        prods = ctx.scratch((n * n, out_c, tiles), np.float32)
-        gemm.lower_sgemm(ctx, u, v, prods.ref(), (out_c * tiles * 4, tiles * 4, 4))
-        ctx.emit(WINOGRAD_OUT, [*prods.ref(), n, out_c, tiles, *out.ref(first * y_bytes), count, out_h, out_w,
-                                *ctx.pin(_A_T[m]), m, *ctx.pin(bias), th, tw, *residual.ref(first * y_bytes),
-                                *ctx.pin(clamp), *flags], count * out_c)
-
-
-def _serial(fn, n: int, *args) -> None:
-    fn(0, n, *args)
+        v = ctx.scratch((n * n, item_stride(chans, tiles)), np.float32)
+        ctx.emit(WINOGRAD_IN, [*x.ref(first * x_bytes), count, chans, height, width, *v.ref(), *v.shape,
+                               int(pads[0]), int(pads[1]), th, tw, parts, *kernels], parts * count * chans)
+        prods = ctx.scratch((n * n, item_stride(out_c, tiles)), np.float32)
+        gemm.lower_sgemm(ctx, u, v, prods.ref(), (prods.shape[1] * 4, tiles * 4, 4), matrix=(chans, tiles))
+        ctx.emit(WINOGRAD_OUT, [*prods.ref(), *prods.shape, *out.ref(first * y_bytes), count, out_c, out_h, out_w,
+                                *ctx.pin(bias), th, tw, *residual.ref(first * y_bytes), *ctx.pin(clamp), *flags,
+                                *kernels], count * out_c)
 
 
 def _check(x, u, b, out, pads, m: int) -> None:
@@ -477,24 +453,3 @@ def _check(x, u, b, out, pads, m: int) -> None:
     expected = (x.shape[0], shape[1], x.shape[2] + pads[0] + pads[2] - 2, x.shape[3] + pads[1] + pads[3] - 2)
     if out.shape != expected or min(expected) < 1:
         raise KernelError(f"Conv: Winograd output has shape {list(out.shape)}, expected {list(expected)}")
-
-
-# ---------------------------------------------------------------- team drivers (runtime.parallel)
-@drives(input_tiles)
-@jit
-def _input_tiles_team(team, state, role, spans, *args):
-    index = team_enter(team, state, role)
-    while index >= 0:
-        input_tiles(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True, role)
-    return team_leave(team, state, role)
-
-
-@drives(output_tiles)
-@jit
-def _output_tiles_team(team, state, role, spans, *args):
-    index = team_enter(team, state, role)
-    while index >= 0:
-        output_tiles(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True, role)
-    return team_leave(team, state, role)

@@ -30,8 +30,8 @@ from runtime.kernels.depthwise_ir import LANES, depthwise_3x3_ir
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_same_3x3
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
-from runtime.kernels.nn_winograd import input_tiles, output_tiles
 from runtime.kernels.pool import max_pool_2d_rows, plane_means
+from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
 from runtime.parallel import (
     ALONE,
     FINISHED,
@@ -240,32 +240,31 @@ def _plane_means(start, stop, rec, nrec, bases, nbases):
 
 
 def _winograd_in(start, stop, rec, nrec, bases, nbases):
-    """Items of Winograd's input transform: rec = X (N, C, H, W), V (n*n,
-    C, tiles), B^T (n x n), (pad top, pad left, TH, TW, parts)."""
+    """Items of Winograd's input transform (runtime.kernels.winograd_ir):
+    rec = X (N, C, H, W), V (n*n, item), (pad top, pad left, TH, TW,
+    parts), the kernels' table."""
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w = rec[2], rec[3], rec[4], rec[5]
-    points, tiles = rec[8], rec[9]
+    rows, item = rec[8], rec[9]
     x = _f32(rec, 0, bases, n * c * h * w).reshape((n, c, h, w))
-    v = _f32(rec, 6, bases, points * points * c * tiles).reshape((points * points, c, tiles))
-    b_t = _f32(rec, 10, bases, points * points).reshape((points, points))
-    input_tiles(start, stop, x, v, b_t, to_fixed_tuple(rec[12:17], 5))
+    v = _f32(rec, 6, bases, rows * item).reshape((rows, item))
+    input_tiles_ir(start, stop, x, v, rec[10:15], _i64(rec, 15, bases, KERNELS))
 
 
 def _winograd_out(start, stop, rec, nrec, bases, nbases):
-    """Planes of Winograd's output transform: rec = the products (n*n, K,
-    tiles), Y (N, K, OH, OW), A^T (m x n), B, (TH, TW), residual (Y itself
-    when none), clamp, the two epilogue flags."""
+    """Planes of Winograd's output transform (runtime.kernels.winograd_ir):
+    rec = the products (n*n, item), Y (N, K, OH, OW), B, (TH, TW), residual
+    (Y itself when none), clamp, the two epilogue flags, the kernels' table."""
     rec, bases = _records(rec, nrec, bases, nbases)
-    points, k, tiles = rec[2], rec[3], rec[4]
-    n, oh, ow, m = rec[7], rec[8], rec[9], rec[12]
-    prods = _f32(rec, 0, bases, points * points * k * tiles).reshape((points * points, k, tiles))
-    y = _f32(rec, 5, bases, n * k * oh * ow).reshape((n, k, oh, ow))
-    a_t = _f32(rec, 10, bases, m * points).reshape((m, points))
-    b = _f32(rec, 13, bases, k)
-    res = _f32(rec, 17, bases, n * k * oh * ow).reshape((n, k, oh, ow))
-    clamp = _f32(rec, 19, bases, 2)
-    output_tiles(start, stop, prods, y, a_t, b, to_fixed_tuple(rec[15:17], 2), res, clamp,
-                 _flags(rec[21], rec[22], 0)[:2])
+    rows, item = rec[2], rec[3]
+    n, k, oh, ow = rec[6], rec[7], rec[8], rec[9]
+    prods = _f32(rec, 0, bases, rows * item).reshape((rows, item))
+    y = _f32(rec, 4, bases, n * k * oh * ow).reshape((n, k, oh, ow))
+    b = _f32(rec, 10, bases, k)
+    res = _f32(rec, 14, bases, n * k * oh * ow).reshape((n, k, oh, ow))
+    clamp = _f32(rec, 16, bases, 2)
+    output_tiles_ir(start, stop, prods, y, b, rec[12:14], res, clamp, _flags(rec[18], rec[19], 0)[:2],
+                    _i64(rec, 20, bases, KERNELS))
 
 
 def _im2col(start, stop, rec, nrec, bases, nbases):

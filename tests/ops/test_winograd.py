@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from runtime.errors import KernelError
 from runtime.kernels import nn_winograd, run_kernel
 from runtime.kernels.nn import conv_nd
-from runtime.kernels.nn_winograd import tile_size, toom_cook, winograd_conv2d, winograd_weights
+from runtime.kernels.nn_winograd import tile_size, winograd_conv2d, winograd_weights
 from runtime.kernels.weight_cache import frozen
+from runtime.kernels.winograd_matrices import toom_cook
 from tests.helpers.conv import naive_conv
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -265,28 +266,6 @@ def test_max_pool_2d_fast_path_skips_nan(kernel, stride, pad):
     got = run_kernel("MaxPool", [x], attrs)[0]
     np.testing.assert_array_equal(got, max_pool_reference(x, kernel, stride, pad))
 
-
-
-@pytest.mark.parametrize("m", [2, 4])
-def test_the_input_transform_in_parts_writes_each_part_its_half_of_the_products_items(m):
-    """With the rows i of B^T d B cut in two (input_parts), the first part's
-    items write V's items e = i*n + k of the front half and no other, the
-    half the batched product's caller claims, and both parts together write
-    exactly what the uncut transform does."""
-    x, _, _ = he_case(5, 5, 11, seed=m, batch=2)
-    n = m + 2
-    th = tw = -(-11 // m)
-    tiles = 2 * th * (tw + 1)
-    b_t = nn_winograd._B_T[m]
-    whole = np.full((n * n, 5, tiles), np.nan, np.float32)
-    nn_winograd.input_tiles(0, 10, x, whole, b_t, (1, 1, th, tw, 1))
-    parts = np.full_like(whole, np.nan)
-    nn_winograd.input_tiles(0, 10, x, parts, b_t, (1, 1, th, tw, 2))  # part 0: items 0-9 of 20
-    front = n * n // 2
-    np.testing.assert_array_equal(parts[:front], whole[:front])
-    assert np.isnan(parts[front:]).all()
-    nn_winograd.input_tiles(10, 20, x, parts, b_t, (1, 1, th, tw, 2))
-    np.testing.assert_array_equal(parts, whole)
 
 
 @pytest.mark.parametrize("m", [2, 4])
