@@ -105,3 +105,30 @@ def test_stride_two_column_matrix_reads_word_halves_exactly(shape, pad, dilation
     expected = naive_conv(x.astype(np.float64), w.astype(np.float64), None, (2, 2), (pad,) * 4,
                           (dilation, dilation), 1)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=band_cases(), cut=st.lists(st.integers(0, 200), min_size=1, max_size=4))
+def test_column_matrix_cut_into_chunks_anywhere_is_the_windows_of_the_padded_input(case, cut):
+    """im2col_rows over rows cut at arbitrary places (a chunk may start at
+    any tap (c, kh, kw)) gives each row the input values its tap reads
+    through the window, zeros in the padding."""
+    from runtime.kernels.nn_window import make_window
+
+    x, w, _, strides, pads, dilations = case
+    image = x[0][:, None]  # (C, 1, H, W)
+    chans, kh, kw = w.shape[1:]
+    window = make_window("Conv", 3, (1, kh, kw), (1, *strides), (0, pads[0], pads[1], 0, pads[2], pads[3]),
+                         (1, *dilations))
+    out_h = (x.shape[2] + pads[0] + pads[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    out_w = (x.shape[3] + pads[1] + pads[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    rows = chans * kh * kw
+    col = np.full((rows, 1, out_h, out_w), np.nan, np.float32)
+    edges = sorted({0, rows, *(c % (rows + 1) for c in cut)})
+    for start, stop in zip(edges, edges[1:]):
+        nn_im2col.im2col_rows(start, stop, image, col, np.array(window.loop_params(), np.int64))
+    padded = np.pad(x[0], [(0, 0), (pads[0], pads[2]), (pads[1], pads[3])])
+    for r in range(rows):
+        c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+        want = padded[c, i * dilations[0]:, j * dilations[1]:][::strides[0], ::strides[1]][:out_h, :out_w]
+        np.testing.assert_array_equal(col[r, 0], want)
