@@ -126,6 +126,15 @@ class _Writer:
             acc = out
         return acc if acc is not None else "zeroinitializer"
 
+    def item(self, base: str, e: int) -> str:
+        """A pointer to the block's first tile (``%t``) in item ``e`` (items
+        ``%es`` elements apart) of the array at ``base``."""
+        off, ptr = self.fresh("io"), self.fresh("ip")
+        self.emit(f"{off}a = mul i64 %es, {e}")
+        self.emit(f"{off} = add i64 {off}a, %t")
+        self.emit(f"{ptr} = getelementptr float, ptr {base}, i64 {off}")
+        return ptr
+
     def prefetch_store(self, ptr: str) -> None:
         """Ask for the cache line :data:`AHEAD` tile rows (``%ahead``
         elements) past ``ptr``, to be written."""
@@ -167,6 +176,13 @@ def _loops(w: _Writer, count_tiles: str) -> None:
     w.label("block")
     w.emit("%tx0 = phi i64 [0, %row], [%tx0.next, %block.end]")
     w.emit("%t = add i64 %tile0, %tx0")
+
+
+def _define(w: _Writer, count_tiles: str, name: str, params: str) -> str:
+    """The function ``name``: the body written into ``w`` after
+    :func:`_loops`, with the loops closed."""
+    _close_loops(w, count_tiles)
+    return "\n".join([f"define void @{name}({params}) nounwind {{", *w.lines, "}"])
 
 
 def _close_loops(w: _Writer, count_tiles: str) -> None:
@@ -284,19 +300,14 @@ def input_ir(m: int, v: int, b_t: np.ndarray) -> str:
         columns = _columns(w, row, m)
         for k in range(n):
             value = w.combine(b_t[k], columns, None)
-            off, ptr = w.fresh("vo"), w.fresh("vp")
-            w.emit(f"{off}a = mul i64 %es, {i * n + k}")
-            w.emit(f"{off} = add i64 {off}a, %t")
-            w.emit(f"{ptr} = getelementptr float, ptr %v, i64 {off}")
+            ptr = w.item("%v", i * n + k)
             w.prefetch_store(ptr)
             w.emit(f"call void @llvm.masked.store.v{v}f32.p0({vec} {value}, ptr {ptr}, i32 4, <{v} x i1> "
                    f"{store_mask})")
         w.emit(f"br label %{skip}")
         w.label(skip)
-    _close_loops(w, "%pitch")
-    head = (f"define void @{_name('in', m, v)}(ptr noalias readonly %x, i64 %h, i64 %w, i64 %top, i64 %left, "
-            f"i64 %th, i64 %tw, ptr noalias %v, i64 %es, i64 %i0, i64 %i1) nounwind {{")
-    return "\n".join([head, *w.lines, "}"])
+    return _define(w, "%pitch", _name("in", m, v), "ptr noalias readonly %x, i64 %h, i64 %w, i64 %top, i64 %left, "
+                   "i64 %th, i64 %tw, ptr noalias %v, i64 %es, i64 %i0, i64 %i1")
 
 
 def output_ir(m: int, v: int, a_t: np.ndarray) -> str:
@@ -318,10 +329,7 @@ def output_ir(m: int, v: int, a_t: np.ndarray) -> str:
     load_mask = _lane_mask(w, "%keep", v)
     prods = []
     for e in range(n * n):
-        off, ptr, val = w.fresh("po"), w.fresh("pp"), w.fresh("M")
-        w.emit(f"{off}a = mul i64 %es, {e}")
-        w.emit(f"{off} = add i64 {off}a, %t")
-        w.emit(f"{ptr} = getelementptr float, ptr %p, i64 {off}")
+        ptr, val = w.item("%p", e), w.fresh("M")
         w.emit(f"{val} = call {vec} @llvm.masked.load.v{v}f32.p0(ptr {ptr}, i32 4, <{v} x i1> {load_mask}, "
                f"{vec} zeroinitializer)")
         prods.append(val)
@@ -364,10 +372,8 @@ def output_ir(m: int, v: int, a_t: np.ndarray) -> str:
                f"{col_mask})")
         w.emit(f"br label %{skip}")
         w.label(skip)
-    _close_loops(w, "%tw")
-    head = (f"define void @{_name('out', m, v)}(ptr noalias readonly %p, i64 %es, i64 %th, i64 %tw, ptr %y, "
-            f"i64 %oh, i64 %ow, float %bias, ptr readonly %res, float %lo, float %hi, i64 %flags) nounwind {{")
-    return "\n".join([head, *w.lines, "}"])
+    return _define(w, "%tw", _name("out", m, v), "ptr noalias readonly %p, i64 %es, i64 %th, i64 %tw, ptr %y, "
+                   "i64 %oh, i64 %ow, float %bias, ptr readonly %res, float %lo, float %hi, i64 %flags")
 
 
 def module_ir() -> str:
