@@ -43,8 +43,59 @@ def im2col_rows(start, stop, x, col, geo):
     offset (c, kd, kh, kw), the input value each output position reads there
     (0 in the padding). With unit strides and an output as wide as the input
     (SAME-style padding) a row's valid part is one contiguous run of the
-    input, copied in one go and then given its zero edge columns."""
-    _im2col_core(start, stop, x, col, geo, geo[7])
+    input, copied in one go and then given its zero edge columns. Small 2-D
+    planes take :func:`_im2col_small`."""
+    if (x.shape[1] == 1 and col.shape[1] == 1 and col.shape[2] * col.shape[3] <= SMALL_PLANE
+            and geo[1] * geo[2] > 1):
+        _im2col_small(start, stop, x, col, geo)
+    else:
+        _im2col_core(start, stop, x, col, geo, geo[7])
+
+
+SMALL_PLANE = 256
+"""Output planes up to this many positions take :func:`_im2col_small` (for
+kernels larger than 1 x 1: its copy of the plane serves all their taps)."""
+
+
+@jit(inline="always")
+def _im2col_small(start, stop, x, col, geo):
+    """:func:`im2col_rows` for a 2-D convolution with a small output plane
+    (ResNet-50's 7 x 7 layers: 49 outputs a row, where the general loops
+    spent most of a row on its zero edges and ranges): each channel is
+    copied once between zero margins (which no channel writes), and a row is then one gather of the
+    plane's positions through offsets that are the same for every tap, but
+    for a constant (the tap's)."""
+    kh_n, kw_n, sh, sw, ph, pw = geo[1], geo[2], geo[4], geo[5], geo[7], geo[8]
+    dh, dw = geo[13], geo[14]
+    chans, _, height, width = x.shape
+    rows, _, out_h, out_w = col.shape
+    pad_h = (out_h - 1) * sh + (kh_n - 1) * dh + 1  # the padded plane the windows span
+    pad_w = (out_w - 1) * sw + (kw_n - 1) * dw + 1
+    plane = np.zeros(pad_h * pad_w, x.dtype)
+    at = np.empty(out_h * out_w, np.int64)
+    for oh in range(out_h):
+        for ow in range(out_w):
+            at[oh * out_w + ow] = oh * sh * pad_w + ow * sw
+    src, dst = x.reshape(-1), col.reshape(-1)
+    size = out_h * out_w
+    taps = kh_n * kw_n
+    current = -1
+    for r in range(start, min(stop, rows)):
+        c = r // taps
+        if c >= chans:  # rows past the channels (none in a well-formed call) are zeros
+            _fill(dst, r * size, size, 0)
+            continue
+        if c != current:  # the channel's rows into the plane; its margins stay zero
+            current = c
+            for i in range(max(0, ph), min(pad_h, height + ph)):
+                first = (c * height + i - ph) * width - pw
+                for j in range(max(0, pw), min(pad_w, width + pw)):
+                    plane[i * pad_w + j] = src[first + j]
+        tap = r % taps
+        base = (tap // kw_n) * dh * pad_w + (tap % kw_n) * dw
+        row = _u(r * size)
+        for j in range(_u(size)):
+            dst[row + j] = plane[_u(base + at[j])]
 
 
 _NO_PAIRS = np.zeros(1, np.uint64)
