@@ -173,3 +173,34 @@ def _check_against_naive(x_shape, mult, stride, clamp, with_residual, seed, dtyp
     got = conv_nd(x, w, b, strides=strides, pads=(1, 1, 1, 1), dilations=(1, 1), group=chans, residual=residual,
                   clamp=clamp)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_ir_depthwise_rows_a_trip_change_no_bit(stride, monkeypatch):
+    """The plane kernels computing several output rows a trip (sharing their
+    input rows' loads) give the bits of kernels computing one row at a
+    time, for every count of rows left over (heights 1 to 11)."""
+    from runtime.gemm.family import host_isa
+    from runtime.gemm.microkernel import compile_module
+    from runtime.kernels import depthwise_ir
+
+    blocked = depthwise_ir.kernel_addresses(stride)  # compiled (or cached) with the module's ROWS
+    monkeypatch.setattr(depthwise_ir, "ROWS", {1: 1, 2: 1})
+    names = [depthwise_ir._name(v, s) for s in depthwise_ir.STRIDES for v in depthwise_ir.LANES]
+    engine, addresses = compile_module("depthwise-test-one-row", depthwise_ir.module_ir(), names, host_isa())
+    one_row = addresses[depthwise_ir.STRIDES.index(stride) * len(depthwise_ir.LANES):][:len(depthwise_ir.LANES)]
+    rng = np.random.default_rng(stride)
+    clamp, flags = np.array([-1.0, 2.0], np.float32), np.array([True, True])
+    for height in range(1, 12):
+        x = rng.standard_normal((1, 3, height, 21)).astype(np.float32)
+        w = rng.standard_normal((3, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(3).astype(np.float32)
+        shape = (1, 3, (height - 1) // stride + 1, (21 - 1) // stride + 1)
+        res = rng.standard_normal(shape).astype(np.float32)
+        outs = []
+        for kernels in (blocked, one_row):
+            out = np.full(shape, np.nan, np.float32)
+            depthwise_ir.depthwise_3x3_ir(0, 3, x, w, b, out, res, clamp, flags, kernels, stride)
+            outs.append(out)
+        np.testing.assert_array_equal(outs[0], outs[1])
+    del engine
