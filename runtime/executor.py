@@ -48,13 +48,14 @@ class Executor:
         as soon as it is computed (graph inputs first), before anything can
         free or overwrite it: calibration streams statistics this way without
         keeping activations alive. ``timings`` gets ``(step name, kernel,
-        seconds)`` of each kernel call appended (a fused pair: one call)."""
+        seconds)`` of each step appended (a fused pair: one entry), timed in
+        the run an untimed call makes (the schedule's, where it serves)."""
         program = self.program
         wanted = program.outputs if fetch is None else [program.slot(n) for n in fetch]
         env = self._fresh_env(feeds)
-        if fetch is None and observe is None and not watch and timings is None and not self.check:
+        if fetch is None and observe is None and not watch and not self.check:
             schedule = self._schedule()
-            outputs = None if schedule is None else schedule.run(self, env, wanted)
+            outputs = None if schedule is None else schedule.run(self, env, wanted, timings)
             if outputs is not None:
                 return outputs
         watched = self._watched(watch) if observe is not None else {}

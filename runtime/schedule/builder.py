@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -31,7 +32,7 @@ from runtime import parallel
 from runtime.chunking import tapered_chunks
 from runtime.errors import ExecutionError
 from runtime.kernels.weight_cache import frozen
-from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, op_address, run_schedule
+from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, cycles, op_address, run_schedule
 from runtime.schedule.records import Operand
 
 ENABLED = os.environ.get("TESSERA_SCHEDULE", "1") != "0"
@@ -140,10 +141,13 @@ class Lowering:
 
 @dataclass
 class _Ops:
-    """A run of consecutive operations: one call of the driver."""
+    """A run of consecutive operations: one call of the driver (none when
+    its steps emit no operation: views). ``steps``: the plan steps lowered
+    into it, each with the number of operations it emitted, in order."""
 
     ops: np.ndarray
     spans: np.ndarray
+    steps: list[tuple[Any, int]]
 
 
 @dataclass
@@ -183,7 +187,8 @@ class _PythonStep:
 class Schedule:
     """One plan lowered (see the module docstring). :meth:`run` runs it on
     a run's values, or returns None when it cannot (another thread is
-    running it, or a pinned constant has been made writeable)."""
+    running it, or a pinned constant has been made writeable, or timings
+    are asked for on a CPU without a cycle counter)."""
 
     def __init__(self, parts: list, recs: np.ndarray, bases: np.ndarray, arena: np.ndarray, inputs: list,
                  outputs: list, pinned: list, constants: list, lowered: int):
@@ -193,7 +198,13 @@ class Schedule:
         """Steps that run as operations (the others run through Python)."""
         self._lock = threading.Lock()
 
-    def run(self, executor, env: list, wanted: Sequence[int]) -> dict | None:
+    def run(self, executor, env: list, wanted: Sequence[int], timings: list | None = None) -> dict | None:
+        """The outputs ``wanted`` of a run on ``env``; ``timings`` gets each
+        step's (name, kernel, seconds) as the executor's does, from cycle
+        stamps the driver takes after each operation's barrier: the steps
+        timed as they run here, with no Python between them."""
+        if timings is not None and not _has_cycle_counter():
+            return None
         if not self._lock.acquire(blocking=False):
             return None
         try:
@@ -207,13 +218,39 @@ class Schedule:
                 bases[base] = value.ctypes.data
             for part in self.parts:
                 if isinstance(part, _Ops):
-                    parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, bases)
-                else:
+                    if not len(part.ops):
+                        if timings is not None:
+                            timings.extend((step.name, step.kernel, 0.0) for step, _ in part.steps)
+                    elif timings is None:
+                        parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, bases,
+                                            _NO_STAMPS)
+                    else:
+                        self._timed(part, timings)
+                elif timings is None:
                     self._python(executor, env, part)
+                else:
+                    start = time.perf_counter()
+                    self._python(executor, env, part)
+                    timings.append((part.step.name, part.step.kernel, time.perf_counter() - start))
             return {executor.program.slots[slot]: self._result(env, slot, computed) for slot, computed in
                     zip(wanted, self.outputs)}
         finally:
             self._lock.release()
+
+    def _timed(self, part: _Ops, timings: list) -> None:
+        """Run ``part`` stamping each operation; the cycles between stamps
+        are turned into seconds by the part's wall time (no clock rate
+        assumed), and a step's consecutive operations summed."""
+        stamps = np.zeros(len(part.ops), np.int64)
+        start, wall = cycles(), time.perf_counter()
+        parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, self.bases, stamps)
+        wall = time.perf_counter() - wall
+        seconds = wall / max(int(stamps[-1]) - start, 1)
+        marks = [start] + stamps.tolist()
+        at = 0
+        for step, count in part.steps:
+            timings.append((step.name, step.kernel, (marks[at + count] - marks[at]) * seconds))
+            at += count
 
     def _python(self, executor, env: list, part: _PythonStep) -> None:
         for slot, computed in part.reads:
@@ -238,6 +275,20 @@ class Schedule:
         return value
 
 
+_NO_STAMPS = np.zeros(0, np.int64)
+_counter: list[bool] = []
+
+
+def _has_cycle_counter() -> bool:
+    """Whether the driver's cycle counter runs on this CPU (LLVM reads 0
+    where the target has none): timed runs need it."""
+    if not _counter:
+        first = cycles()
+        time.sleep(0.001)
+        _counter.append(cycles() > first > 0)
+    return _counter[0]
+
+
 UNKNOWN = object()
 """What a lowering would get for a value without a static type: it does not lower."""
 
@@ -255,6 +306,7 @@ class _Builder:
         self.recs: list[int] = []
         self.parts: list = []
         self.pending: list[tuple[int, int, list]] = []
+        self.pending_steps: list[tuple[Any, int]] = []
         self.python_reads: list[tuple[_PythonStep, list[int]]] = []
         self.computed: set[int] = set()
         """Slots operations compute (a run's ``env`` does not hold them)."""
@@ -335,6 +387,7 @@ class _Builder:
         for kind, rec, spans in ctx.ops:
             self.pending.append((kind, len(self.recs), spans))
             self.recs.extend(rec)
+        self.pending_steps.append((step, len(ctx.ops)))
         self.lowered += 1
         return True
 
@@ -362,7 +415,7 @@ class _Builder:
 
     def flush(self) -> None:
         """Close the run of operations emitted since the last Python step."""
-        if not self.pending:
+        if not self.pending_steps:
             return
         ops, spans = [], []
         for kind, rec, chunks in self.pending:
@@ -372,8 +425,8 @@ class _Builder:
         for row, (kind, rec, first, count) in enumerate(ops):
             table[row, KIND], table[row, REC], table[row, FIRST], table[row, COUNT] = kind, rec, first, count
             table[row, ENTRY] = op_address(kind)
-        self.parts.append(_Ops(table, np.array(spans, np.int64).reshape(-1, 2)))
-        self.pending = []
+        self.parts.append(_Ops(table, np.array(spans, np.int64).reshape(-1, 2), self.pending_steps))
+        self.pending, self.pending_steps = [], []
 
     def plan_arena(self) -> int:
         """Offsets of the arena buffers (first fit by lifetime, largest

@@ -330,13 +330,32 @@ def _call_op(typingctx, address, start, stop, recs, at, bases):
     return sig, codegen
 
 
+@intrinsic
+def _read_cycle_counter(typingctx):
+    """The CPU's cycle counter (x86 ``rdtsc``); 0 where the target has none."""
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=ir.FunctionType(ir.IntType(64), []))
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
+@jit
+def cycles():
+    """The cycle counter the driver stamps operations with, read from Python."""
+    return _read_cycle_counter()
+
+
 # ---------------------------------------------------------------- the driver
 @jit
-def run_schedule(team, state, role, first, ops, spans, recs, bases):
+def run_schedule(team, state, role, first, ops, spans, recs, bases, stamps):
     """A phased driver (runtime.parallel.run_phases): operations ``first``
     on, in order, each a phase: claim its chunks, run them, wait for the
     others'. Returns FINISHED, or the operation whose wait ran out (a pool
-    thread then leaves; the caller comes back there)."""
+    thread then leaves; the caller comes back there). Where ``stamps`` has
+    a row per operation, the caller stamps each with the cycle counter once
+    every chunk of it is done (the per-step timings of a timed run)."""
+    stamped = stamps.shape[0] > 0 and role != WORKER
     phase_begin(team, state, role)
     for i in range(first, ops.shape[0]):
         count = ops[i, COUNT]
@@ -348,6 +367,8 @@ def run_schedule(team, state, role, first, ops, spans, recs, bases):
             chunk = phase_claim(team, i, count, role)
         if role != ALONE and not phase_wait(team, i, count):
             return -1 if role == WORKER else i
+        if stamped:
+            stamps[i] = _read_cycle_counter()
     phase_end(team, state, role)
     return FINISHED
 

@@ -1,8 +1,10 @@
 """Scheduled runs (runtime.schedule): the same bits as the per-step path,
-outputs the next run does not touch, and the per-step path wherever a
-schedule cannot serve (fetch, watch, timings, check, a thawed weight, a
-second thread while the first runs)."""
+outputs the next run does not touch, timed runs timed as they run, and the
+per-step path wherever a schedule cannot serve (fetch, watch, check, a
+thawed weight, a second thread while the first runs, timings without a
+cycle counter)."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -133,7 +135,7 @@ def test_outputs_are_the_callers_after_the_next_run():
         np.testing.assert_array_equal(first[key], kept[key])
 
 
-def test_fetch_watch_timings_and_check_run_step_by_step(monkeypatch):
+def test_fetch_watch_and_check_run_step_by_step(monkeypatch):
     program = frozen_program(expand_block())
     feeds = feeds_for(program)
     expected = per_step(program, feeds, monkeypatch)
@@ -144,9 +146,57 @@ def test_fetch_watch_timings_and_check_run_step_by_step(monkeypatch):
     middle = program.slots[program.steps[0].outputs[0]]
     assert set(executor.run(feeds, fetch=[name, middle])) == {name, middle}
     executor.run(feeds, observe=lambda n, a: None, watch=[middle])
-    executor.run(feeds, timings=[])
     np.testing.assert_array_equal(Executor(program, check=True).run(feeds)[name], expected[name])
     assert not calls
+
+
+def timed(executor, feeds):
+    timings: list = []
+    start = time.perf_counter()
+    outputs = executor.run(feeds, timings=timings)
+    return outputs, timings, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_timed_run_is_scheduled_and_times_each_step_once(monkeypatch, threads):
+    """Timings come from the schedule (what an untimed run runs, not the
+    slower per-step path): one entry per step of the plan, in its order,
+    named as the per-step path names them, Python steps (ResNet's Softmax)
+    included, with the same bits; the entries' seconds add up to no more
+    than the call took."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    program = frozen_program(MODELS["resnet10"][0]())
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    executor.run(feeds)
+    runs = []
+    original = schedule_builder.Schedule.run
+    monkeypatch.setattr(schedule_builder.Schedule, "run", lambda self, *a: runs.append(a[-1]) or original(self, *a))
+    got, timings, wall = timed(executor, feeds)
+    assert runs == [timings]
+    with monkeypatch.context() as patch:
+        patch.setattr(schedule_builder, "ENABLED", False)
+        expected, step_timings, _ = timed(Executor(program), feeds)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    assert [(name, kernel) for name, kernel, _ in timings] == [(name, kernel) for name, kernel, _ in step_timings]
+    assert "Softmax" in {kernel for _, kernel, _ in timings}
+    assert all(seconds >= 0 for _, _, seconds in timings)
+    assert 0 < sum(seconds for _, _, seconds in timings) <= wall
+
+
+def test_timings_without_a_cycle_counter_run_step_by_step(monkeypatch):
+    program = frozen_program(expand_block())
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    executor.run(feeds)
+    monkeypatch.setattr(schedule_builder, "_counter", [False])
+    calls = []
+    monkeypatch.setattr(schedule_builder.Schedule, "_timed", lambda *a: calls.append(1))
+    got, timings, _ = timed(executor, feeds)
+    assert not calls and len(timings) == len(executor._plan(tuple(program.outputs)))
+    np.testing.assert_array_equal(got[program.output_names[0]],
+                                  per_step(program, feeds, monkeypatch)[program.output_names[0]])
 
 
 def test_a_weight_made_writeable_again_runs_step_by_step(monkeypatch):
