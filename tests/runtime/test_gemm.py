@@ -414,6 +414,7 @@ def test_kernels_are_llvm_ir_text():
     float_ir, int_ir = kernel_ir(host_isa(), "f32"), kernel_ir(host_isa(), "u8s8")
     assert float_ir.startswith("; Tessera GEMM microkernels") and "define void @tessera_f32_" in float_ir
     assert "llvm.fma" in float_ir and "define void @tessera_u8s8_" in int_ir
+    assert "%anext" in float_ir and "%anext" not in int_ir  # float tiles ask for the A lines ahead
 
 
 AVX2_CHECK = """
