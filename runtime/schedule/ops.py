@@ -30,6 +30,7 @@ from runtime.kernels.depthwise_ir import LANES, depthwise_3x3_ir
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_same_3x3
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
+from runtime.kernels.norm import softmax_rows
 from runtime.kernels.pool import max_pool_2d_rows, plane_means
 from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
 from runtime.parallel import (
@@ -54,6 +55,7 @@ from runtime.schedule.records import (
     IM2COL,
     MAX_POOL,
     PLANE_MEANS,
+    SOFTMAX,
     WINOGRAD_IN,
     WINOGRAD_OUT,
 )
@@ -288,9 +290,18 @@ def _max_pool(start, stop, rec, nrec, bases, nbases):
     max_pool_2d_rows(start, stop, x, y, rec[9], rec[10], rec[11], rec[12], rec[13], rec[14], rec[15])
 
 
+def _softmax(start, stop, rec, nrec, bases, nbases):
+    """Softmax or log-softmax of rows (runtime.kernels.norm): rec = X
+    (rows, n), rows, n, Y (rows, n), log."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    rows, n = rec[2], rec[3]
+    softmax_rows(start, min(stop, rows), _f32(rec, 0, bases, rows * n), _f32(rec, 4, bases, rows * n), n,
+                 rec[6] != 0)
+
+
 ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
-            IM2COL: _im2col, MAX_POOL: _max_pool}
+            IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}

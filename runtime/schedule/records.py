@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 (GEMM, DEPTHWISE, EXPAND_DEPTHWISE, BANDS, DOT_ROWS, PLANE_MEANS, WINOGRAD_IN, WINOGRAD_OUT, IM2COL,
- MAX_POOL) = range(1, 11)
+ MAX_POOL, SOFTMAX) = range(1, 12)
 """Operation kinds; each one's record is described where it runs
 (runtime.schedule.ops)."""
 DW_SAME, DW_IR, DW_PADDED = range(3)
