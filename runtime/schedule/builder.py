@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import threading
 import time
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from runtime import parallel
 from runtime.chunking import tapered_chunks
 from runtime.errors import ExecutionError
 from runtime.kernels.weight_cache import frozen
-from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, cycles, op_address, run_schedule
+from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, op_address, run_schedule
 from runtime.schedule.records import Operand
 
 ENABLED = os.environ.get("TESSERA_SCHEDULE", "1") != "0"
@@ -188,7 +189,7 @@ class Schedule:
     """One plan lowered (see the module docstring). :meth:`run` runs it on
     a run's values, or returns None when it cannot (another thread is
     running it, or a pinned constant has been made writeable, or timings
-    are asked for on a CPU without a cycle counter)."""
+    are asked for off x86: :data:`CYCLE_COUNTER`)."""
 
     def __init__(self, parts: list, recs: np.ndarray, bases: np.ndarray, arena: np.ndarray, inputs: list,
                  outputs: list, pinned: list, constants: list, lowered: int):
@@ -203,7 +204,7 @@ class Schedule:
         step's (name, kernel, seconds) as the executor's does, from cycle
         stamps the driver takes after each operation's barrier: the steps
         timed as they run here, with no Python between them."""
-        if timings is not None and not _has_cycle_counter():
+        if timings is not None and not CYCLE_COUNTER:
             return None
         if not self._lock.acquire(blocking=False):
             return None
@@ -241,12 +242,12 @@ class Schedule:
         """Run ``part`` stamping each operation; the cycles between stamps
         are turned into seconds by the part's wall time (no clock rate
         assumed), and a step's consecutive operations summed."""
-        stamps = np.zeros(len(part.ops), np.int64)
-        start, wall = cycles(), time.perf_counter()
+        stamps = np.zeros(len(part.ops) + 1, np.int64)
+        wall = time.perf_counter()
         parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, self.bases, stamps)
         wall = time.perf_counter() - wall
-        seconds = wall / max(int(stamps[-1]) - start, 1)
-        marks = [start] + stamps.tolist()
+        seconds = wall / max(int(stamps[-1] - stamps[0]), 1)
+        marks = np.maximum.accumulate(stamps).tolist()  # a counter read on another core may lag a little
         at = 0
         for step, count in part.steps:
             timings.append((step.name, step.kernel, (marks[at + count] - marks[at]) * seconds))
@@ -276,17 +277,10 @@ class Schedule:
 
 
 _NO_STAMPS = np.zeros(0, np.int64)
-_counter: list[bool] = []
-
-
-def _has_cycle_counter() -> bool:
-    """Whether the driver's cycle counter runs on this CPU (LLVM reads 0
-    where the target has none): timed runs need it."""
-    if not _counter:
-        first = cycles()
-        time.sleep(0.001)
-        _counter.append(cycles() > first > 0)
-    return _counter[0]
+CYCLE_COUNTER = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+"""Whether the driver may stamp operations with the cycle counter (x86's
+``rdtsc``, readable from user code): timed runs elsewhere take the per-step
+path (AArch64's counter register traps in user code on Linux)."""
 
 
 UNKNOWN = object()

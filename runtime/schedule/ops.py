@@ -36,6 +36,7 @@ from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
 from runtime.parallel import (
     ALONE,
     FINISHED,
+    RESUME,
     WORKER,
     phase_begin,
     phase_claim,
@@ -343,18 +344,14 @@ def _call_op(typingctx, address, start, stop, recs, at, bases):
 
 @intrinsic
 def _read_cycle_counter(typingctx):
-    """The CPU's cycle counter (x86 ``rdtsc``); 0 where the target has none."""
+    """The CPU's cycle counter: x86 ``rdtsc``. Only x86 may call it
+    (runtime.schedule.builder checks): AArch64's lowering reads a register
+    Linux keeps from user code, which would kill the process."""
     def codegen(context, builder, signature, args):
         fn = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=ir.FunctionType(ir.IntType(64), []))
         return builder.call(fn, [])
 
     return types.int64(), codegen
-
-
-@jit
-def cycles():
-    """The cycle counter the driver stamps operations with, read from Python."""
-    return _read_cycle_counter()
 
 
 # ---------------------------------------------------------------- the driver
@@ -364,9 +361,12 @@ def run_schedule(team, state, role, first, ops, spans, recs, bases, stamps):
     on, in order, each a phase: claim its chunks, run them, wait for the
     others'. Returns FINISHED, or the operation whose wait ran out (a pool
     thread then leaves; the caller comes back there). Where ``stamps`` has
-    a row per operation, the caller stamps each with the cycle counter once
-    every chunk of it is done (the per-step timings of a timed run)."""
+    a row per operation and one more, the caller stamps its start (row 0)
+    and each operation once every chunk of it is done (row ``i + 1``) with
+    the cycle counter: the per-step timings of a timed run."""
     stamped = stamps.shape[0] > 0 and role != WORKER
+    if stamped and role != RESUME:
+        stamps[0] = _read_cycle_counter()
     phase_begin(team, state, role)
     for i in range(first, ops.shape[0]):
         count = ops[i, COUNT]
@@ -379,7 +379,7 @@ def run_schedule(team, state, role, first, ops, spans, recs, bases, stamps):
         if role != ALONE and not phase_wait(team, i, count):
             return -1 if role == WORKER else i
         if stamped:
-            stamps[i] = _read_cycle_counter()
+            stamps[i + 1] = _read_cycle_counter()
     phase_end(team, state, role)
     return FINISHED
 

@@ -214,7 +214,7 @@ def test_timings_without_a_cycle_counter_run_step_by_step(monkeypatch):
     feeds = feeds_for(program)
     executor = Executor(program)
     executor.run(feeds)
-    monkeypatch.setattr(schedule_builder, "_counter", [False])
+    monkeypatch.setattr(schedule_builder, "CYCLE_COUNTER", False)
     calls = []
     monkeypatch.setattr(schedule_builder.Schedule, "_timed", lambda *a: calls.append(1))
     got, timings, _ = timed(executor, feeds)
