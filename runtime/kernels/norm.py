@@ -333,8 +333,11 @@ def _lowering(log: bool):
         x = args[0]
         if not isinstance(x, Operand) or x.dtype != np.float32 or not x.shape or not math.prod(x.shape):
             return False
-        if not -len(x.shape) <= attrs["axis"] < len(x.shape) or attrs["axis"] % len(x.shape) != len(x.shape) - 1:
-            return False  # a bad axis is the per-step kernel's to report
+        try:
+            if _axis("LogSoftmax" if log else "Softmax", attrs["axis"], len(x.shape)) != len(x.shape) - 1:
+                return False
+        except KernelError:  # the per-step kernel reports it
+            return False
         n = x.shape[-1]
         rows = math.prod(x.shape) // n
         ctx.emit(SOFTMAX, [*x.ref(), rows, n, *ctx.output(0, x.shape).ref(), int(log)], rows, _grain(n))

@@ -218,21 +218,16 @@ class Schedule:
                     value = env[slot] = np.ascontiguousarray(value)
                 bases[base] = value.ctypes.data
             for part in self.parts:
-                if isinstance(part, _Ops):
-                    if not len(part.ops):
-                        if timings is not None:
-                            timings.extend((step.name, step.kernel, 0.0) for step, _ in part.steps)
-                    elif timings is None:
-                        parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, bases,
-                                            _NO_STAMPS)
-                    else:
-                        self._timed(part, timings)
-                elif timings is None:
-                    self._python(executor, env, part)
-                else:
+                if isinstance(part, _PythonStep):
                     start = time.perf_counter()
                     self._python(executor, env, part)
-                    timings.append((part.step.name, part.step.kernel, time.perf_counter() - start))
+                    if timings is not None:
+                        timings.append((part.step.name, part.step.kernel, time.perf_counter() - start))
+                elif timings is not None:
+                    self._timed(part, timings)
+                elif len(part.ops):
+                    parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, bases,
+                                        _NO_STAMPS)
             return {executor.program.slots[slot]: self._result(env, slot, computed) for slot, computed in
                     zip(wanted, self.outputs)}
         finally:
@@ -241,7 +236,11 @@ class Schedule:
     def _timed(self, part: _Ops, timings: list) -> None:
         """Run ``part`` stamping each operation; the cycles between stamps
         are turned into seconds by the part's wall time (no clock rate
-        assumed), and a step's consecutive operations summed."""
+        assumed), and a step's consecutive operations summed (steps that
+        emit none, views, are timed 0)."""
+        if not len(part.ops):
+            timings.extend((step.name, step.kernel, 0.0) for step, _ in part.steps)
+            return
         stamps = np.zeros(len(part.ops) + 1, np.int64)
         wall = time.perf_counter()
         parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, self.bases, stamps)
