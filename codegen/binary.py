@@ -16,13 +16,16 @@ from runtime.binary.container import pack
 from runtime.binary.format import FLAG_REFERENCE_STRIPPED, BinaryFormatError, Section, crc32
 from runtime.binary.programs import encode_programs
 from runtime.compiled import CompiledModel, CpuSegment, DeviceSegment, DramTensor, HostTensor, Instance, Layer
+from runtime.files import write_atomic
 from runtime.isa import INSTR_BYTES
 
 
 def write_binary(model: CompiledModel, path: str | os.PathLike | None = None, *,
                  strip_reference: bool = False) -> bytes:
-    """The binary of ``model`` (also written to ``path`` when given);
-    ``strip_reference`` leaves out the float reference program (no Run_th)."""
+    """The binary of ``model`` (also written to ``path`` when given, whole or
+    not at all: runtime.files.write_atomic; a failure is a FileError and
+    leaves the previous file as it was); ``strip_reference`` leaves out the
+    float reference program (no Run_th)."""
     streams = bytearray()
     meta = {"inputs": [_host(t) for t in model.inputs], "outputs": [_host(t) for t in model.outputs],
             "segments": [_segment(s, streams) for s in model.segments], "dram_size": int(model.dram_size),
@@ -38,8 +41,7 @@ def write_binary(model: CompiledModel, path: str | os.PathLike | None = None, *,
         sections.append((Section.REFERENCE, encode_programs([model.reference], "REFERENCE")))
     data = pack(sections, FLAG_REFERENCE_STRIPPED if stripped else 0)
     if path is not None:
-        with open(path, "wb") as handle:
-            handle.write(data)
+        write_atomic(path, data)
     return data
 
 

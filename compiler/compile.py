@@ -37,6 +37,7 @@ from passes.instruments import PassTiming, timed
 from passes.quant.calibration_data import PreprocessSpec
 from runtime.compiled import CompiledModel
 from runtime.errors import TesseraError
+from runtime.files import check_writable
 from runtime.hardware import MAX_CARDS, HardwareConfig
 
 VERSION = "0.1.0"
@@ -66,11 +67,14 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     images, and the binary records it (metadata "preprocess") so that
     tessera-infer pre-processes images the same way. Further keywords go to
     :func:`compiler.quantize.quantize_model` (calibrator, mode,
-    float_layers, hwlinear, ...). Writes ``outfile`` when given. The
+    float_layers, hwlinear, ...). Writes ``outfile`` when given (checked
+    writable first; written atomically: a failure keeps the previous file). The
     result's metadata records the accelerator coverage
     (compiler.coverage.recorded_coverage reads it back). ``instruments``
     see every pass and the other stages (:data:`STAGES`; a
     passes.instruments.PassTiming among them gives :func:`stage_line`)."""
+    if outfile is not None:
+        check_writable(outfile)  # before minutes of compiling, not after
     config = system_config(config or HardwareConfig(), numcard)
     placement = Placement(numcard, numclus, "split" if split else "batch", imgs_per_cluster, bool(mvbatch))
     placement.check(config)

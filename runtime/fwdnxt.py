@@ -38,6 +38,7 @@ from runtime import hardware
 from runtime.compiled import CompiledModel
 from runtime.engine import Engine
 from runtime.errors import TesseraError
+from runtime.files import FileError
 from runtime.fwdnxt_flags import (
     ACTIONS,
     ALIASES,
@@ -106,7 +107,7 @@ class FWDNXT:
                                          split=bool(flags["clustersbatchmode"]),
                                          imgs_per_cluster=flags["imgs_per_cluster"], mvbatch=bool(flags["mvbatch"]),
                                          mode="int8" if flags["int8mode"] else "int16")
-            except PlacementError as exc:
+            except (PlacementError, FileError) as exc:
                 raise FWDNXTError(f"Compile: {exc}") from exc
         return compiled.output_counts()
 

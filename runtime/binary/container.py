@@ -58,19 +58,27 @@ def pack(sections: Sequence[tuple[Section, bytes]], flags: int = 0) -> bytes:
     return b"".join(pieces)
 
 
-def _header(data: memoryview) -> tuple[int, int, list[Entry]]:
-    """(version, flags, entries) after checking the header and table bytes."""
-    if len(data) < HEADER.size:
-        raise BinaryFormatError(f"header: the file is {len(data)} bytes, shorter than the {HEADER.size}-byte header "
+def check_start(head: bytes | memoryview, size: int) -> None:
+    """Check the first bytes of a ``size``-byte file: long enough, the magic,
+    the version, and the length the header declares; a reader calls this
+    before it reads (and allocates) the rest."""
+    if len(head) < HEADER.size:
+        raise BinaryFormatError(f"header: the file is {size} bytes, shorter than the {HEADER.size}-byte header "
                                 "(truncated, or not a Tessera binary)")
-    magic, version, flags, count, length, reserved, header_crc = HEADER.unpack_from(data)
+    magic, version, _, _, length, _, _ = HEADER.unpack_from(head)
     if magic != MAGIC:
         raise BinaryFormatError(f"header: bad magic {bytes(magic)!r}: not a Tessera binary (expected {MAGIC!r})")
     if version != VERSION:
         raise BinaryFormatError(f"header: unknown format version {version} (this runtime reads version {VERSION})")
-    if length != len(data):
-        what = "truncated" if length > len(data) else "followed by extra bytes"
-        raise BinaryFormatError(f"header: the file is {len(data)} bytes but its header says {length}: {what}")
+    if length != size:
+        what = "truncated" if length > size else "followed by extra bytes"
+        raise BinaryFormatError(f"header: the file is {size} bytes but its header says {length}: {what}")
+
+
+def _header(data: memoryview) -> tuple[int, int, list[Entry]]:
+    """(version, flags, entries) after checking the header and table bytes."""
+    check_start(data[:HEADER.size], len(data))
+    _, version, flags, count, _, reserved, header_crc = HEADER.unpack_from(data)
     if not 1 <= count <= MAX_SECTIONS:
         raise BinaryFormatError(f"header: section count {count} is outside [1, {MAX_SECTIONS}]")
     table_end = HEADER.size + ENTRY.size * count

@@ -30,6 +30,7 @@ from runtime.compiled import (
     Instance,
     Layer,
 )
+from runtime.files import MAX_BINARY_BYTES, FileError, open_regular
 from runtime.hardware import HardwareConfig, HardwareConfigError, dram_shortfall
 from runtime.isa import INSTR_BYTES, IsaError, StreamKey, validate_streams
 
@@ -47,14 +48,30 @@ MAX_BATCH = 1 << 16
 
 
 def load_bytes(source: bytes | bytearray | memoryview | str | os.PathLike) -> memoryview:
-    """The file's bytes: ``source`` itself, or the file at that path."""
+    """The file's bytes: ``source`` itself, or the regular file at that path
+    (runtime.files.open_regular: no FIFO, device or directory, at most
+    MAX_BINARY_BYTES), read whole only once its header is a Tessera binary's
+    and declares the file's own size."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return memoryview(source).cast("B")
+    name = os.fspath(source)
     try:
-        with open(source, "rb") as handle:
-            return memoryview(handle.read())
+        with open_regular(name, MAX_BINARY_BYTES, "binary") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(container.HEADER.size)
+            try:
+                container.check_start(head, size)
+            except BinaryFormatError as exc:
+                raise BinaryFormatError(f"{name}: {exc}") from None
+            data = bytearray(size)
+            data[:len(head)] = head
+            if handle.readinto(memoryview(data)[len(head):]) != size - len(head):
+                raise BinaryFormatError("the file changed size while it was read")
+    except FileError as exc:
+        raise BinaryFormatError(str(exc)) from None
     except OSError as exc:
-        raise BinaryFormatError(f"cannot read {os.fspath(source)!r}: {exc.strerror or exc}") from None
+        raise BinaryFormatError(f"{name}: cannot read the binary: {exc.strerror or exc}") from None
+    return memoryview(data)
 
 
 def read_binary(source: bytes | str | os.PathLike) -> CompiledModel:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import numpy as np
 import pytest
@@ -397,7 +398,22 @@ def test_bool_arrays_hold_only_zero_and_one():
 
 
 def test_unreadable_path_is_a_format_error(tmp_path):
-    rejects(str(tmp_path / "missing.bin"), r"cannot read '.*missing.bin'")
+    rejects(str(tmp_path / "missing.bin"), r"missing.bin: cannot read the binary: No such file")
+
+
+def test_only_a_regular_file_is_read_and_its_header_first(tmp_path):
+    """A FIFO, a device or a directory is refused at once (nothing waits for
+    a writer); a large file that is not a binary is refused by its first
+    bytes, before the rest is read."""
+    fifo = tmp_path / "pipe.bin"
+    os.mkfifo(fifo)
+    rejects(str(fifo), r"pipe.bin: cannot read the binary: it is a FIFO \(named pipe\), not a regular file")
+    rejects("/dev/zero", r"/dev/zero: cannot read the binary: it is a character device")
+    rejects(str(tmp_path), r"cannot read the binary: it is a directory")
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as handle:
+        handle.truncate(6 << 30)  # 6 GiB of zeros, none of them on disk
+    rejects(str(sparse), r"sparse.bin: header: bad magic")
 
 
 def test_a_reference_for_another_interface_is_rejected(quantized):
