@@ -16,7 +16,9 @@ import onnx.version_converter
 from onnx import ModelProto, TypeProto
 
 from compiler.errors import ModelImportError, UnsupportedOpError
+from compiler.frontend.external_data import read_external_data
 from compiler.frontend.validate import DEFAULT_DOMAINS, validate_model
+from runtime.files import MAX_MODEL_BYTES, FileError, open_regular
 
 MIN_OPSET = 7
 """Older default-domain opsets are upgraded with onnx.version_converter."""
@@ -27,18 +29,34 @@ each node is checked against the op version Tessera implements)."""
 
 
 def load_model(model: str | os.PathLike | bytes | ModelProto) -> tuple[ModelProto, str]:
-    """A ModelProto and a label for errors (the file name, or "<model>")."""
-    if isinstance(model, ModelProto):
-        return model, model.graph.name or "<model>"
-    if isinstance(model, (bytes, bytearray)):
-        return _parse(bytes(model), "<bytes>"), "<bytes>"
+    """A ModelProto and a label for errors (the file name, or "<model>"),
+    its external data read from beside the file (compiler.frontend.external_data)."""
+    if isinstance(model, (ModelProto, bytes, bytearray)):
+        proto, label = (model, model.graph.name or "<model>") if isinstance(model, ModelProto) else \
+            (_parse(bytes(model), "<bytes>"), "<bytes>")
+        read_external_data(proto, None, label)  # no folder: an external tensor is an error naming it
+        return proto, label
     path = os.fspath(model)
+    proto = _parse(_read_model_file(path), path)
+    read_external_data(proto, os.path.dirname(os.path.abspath(path)), path)
+    return proto, path
+
+
+def _read_model_file(path: str) -> bytes:
+    """The bytes of an ONNX file: a regular file of at most MAX_MODEL_BYTES
+    (protobuf's limit), whose first byte can begin a protobuf message (a
+    field number of 0 cannot: a file of zeros is refused unread)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        with open_regular(path, MAX_MODEL_BYTES, "model file") as handle:
+            first = handle.read(1)
+            if first and first[0] < 0x80 and (first[0] >> 3 == 0 or first[0] & 7 > 5):
+                raise ModelImportError(f"not a valid ONNX model (its first byte {first[0]:#04x} cannot begin a "
+                                       "protobuf message)", file=path)
+            return first + handle.read()
+    except FileError as exc:
+        raise ModelImportError(exc.cause, file=path) from None
     except OSError as exc:
-        raise ModelImportError(f"cannot read the model file: {exc.strerror}", file=path) from None
-    return _parse(data, path), path
+        raise ModelImportError(f"cannot read the model file: {exc.strerror or exc}", file=path) from None
 
 
 def _parse(data: bytes, label: str) -> ModelProto:

@@ -144,21 +144,29 @@ def _declared_shapes(type_proto: onnx.TypeProto) -> Iterable[onnx.TensorShapePro
 
 
 # ------------------------------------------------------------------ tensors
+def tensor_dims_problem(tensor: TensorProto) -> str | None:
+    """Negative dims, too many elements or an unknown element type."""
+    problem = _dims_problem(list(tensor.dims))
+    if problem is None and tensor.data_type not in _ELEMENT_TYPES:
+        return f"has element type {tensor.data_type}, which is not an ONNX element type"
+    return problem
+
+
 def _tensor_problem(tensor: TensorProto) -> str | None:
-    """Negative dims, too many elements, an unknown element type, or data
-    that is not exactly what the dims describe (external data is not read)."""
-    dims = list(tensor.dims)
-    problem = _dims_problem(dims)
+    """:func:`tensor_dims_problem`, or data that is not exactly what the
+    dims describe. External data was read into the model by the loader
+    (compiler.frontend.external_data); a tensor still external here is one
+    no loader resolved."""
+    problem = tensor_dims_problem(tensor)
     if problem is not None:
         return problem
+    dims = list(tensor.dims)
     count = math.prod(dims)
-    if tensor.data_type not in _ELEMENT_TYPES:
-        return f"has element type {tensor.data_type}, which is not an ONNX element type"
     if tensor.data_location == TensorProto.EXTERNAL:
-        return None
+        return "keeps its data in a side file that was not read (load the model from its path)"
     type_name = TensorProto.DataType.Name(tensor.data_type)
     if tensor.data_type != TensorProto.STRING and tensor.HasField("raw_data"):
-        want = _raw_bytes(tensor.data_type, count)
+        want = raw_bytes(tensor.data_type, count)
         have = len(tensor.raw_data)
         what = "bytes of raw_data"
     else:
@@ -198,7 +206,7 @@ def _dims_problem(dims: Sequence[int]) -> str | None:
 _ELEMENT_TYPES = frozenset(v for v in TensorProto.DataType.values() if v != TensorProto.UNDEFINED)
 
 
-def _raw_bytes(data_type: int, count: int) -> int:
+def raw_bytes(data_type: int, count: int) -> int:
     """The raw_data length of ``count`` elements (4-, 2- and 6-bit types packed)."""
     bits = _PACKED_BITS.get(data_type) or 8 * np.dtype(helper.tensor_dtype_to_np_dtype(data_type)).itemsize
     return -(-count * bits // 8)
