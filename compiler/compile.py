@@ -18,7 +18,6 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import onnx
 
 from codegen.binary import write_binary
@@ -37,7 +36,7 @@ from passes.instruments import PassTiming, timed
 from passes.quant.calibration_data import PreprocessSpec
 from runtime.compiled import CompiledModel
 from runtime.errors import TesseraError
-from runtime.files import check_writable
+from runtime.files import MAX_DATA_BYTES, FileError, check_writable, open_regular
 from runtime.hardware import MAX_CARDS, HardwareConfig
 
 VERSION = "0.1.0"
@@ -187,11 +186,14 @@ def first_layers(proto: onnx.ModelProto, count: int, label: str = "model") -> on
 
 
 def image_size_string(path: str | os.PathLike) -> str:
-    """FWDNXT's "WxHxC" for an image file."""
+    """FWDNXT's "WxHxC" for an image file, from its header (nothing decoded)."""
     from PIL import Image
 
-    with Image.open(path) as picture:
-        pixels = np.asarray(picture)
-    height, width = pixels.shape[:2]
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    try:
+        with open_regular(path, MAX_DATA_BYTES, "image") as handle, Image.open(handle) as picture:
+            (width, height), channels = picture.size, len(picture.getbands())
+    except FileError as exc:
+        raise ModelImportError(f"image {exc.cause}", file=exc.path) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ModelImportError(f"the image that gives the input size cannot be read: {exc}", file=str(path)) from None
     return f"{width}x{height}x{channels}"

@@ -32,6 +32,7 @@ from compiler.simulator.schema.base import (
     LayerwiseCheckerParameters,
 )
 from compiler.simulator.session import InferenceSession, QuantizationSim
+from runtime.files import atomic_output
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -152,4 +153,5 @@ def _export(folder: Path, sample: str, pairs: list[tuple[str, str]], maps: list[
     for index, arrays in enumerate(maps):
         target = folder / f"model_{index}"
         target.mkdir(parents=True, exist_ok=True)
-        np.savez(target / f"{Path(sample).stem}.npz", **{p[index]: a for p, a in zip(pairs, arrays)})
+        with atomic_output(target / f"{Path(sample).stem}.npz") as handle:
+            np.savez(handle, **{p[index]: a for p, a in zip(pairs, arrays)})

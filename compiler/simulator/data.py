@@ -22,7 +22,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from compiler.simulator.errors import SimulatorError
-from passes.quant.calibration_data import ArrayFileError, load_arrays
+from passes.quant.calibration_data import sample_element_cap
+from runtime.array_files import ArrayFileError, load_arrays
+from runtime.files import MAX_DATA_BYTES, FileError, check_regular
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -40,7 +42,7 @@ class TensorSpec:
 def sample_files(folder: str | os.PathLike) -> list[Path]:
     """The sample files of ``folder``, sorted by file name."""
     root = Path(folder)
-    files = sorted((p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
+    files = sorted((p for p in root.iterdir() if not p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
     for path in files:
         if path.suffix.lower() not in ARRAY_SUFFIXES + H5_SUFFIXES:
             raise SimulatorError(f"{path}: not a sample file; the data folder holds .npy, .npz or .h5 files")
@@ -56,19 +58,21 @@ def load_samples(folder: str | os.PathLike, inputs: Sequence[TensorSpec]) -> lis
 
 def load_sample(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
     """The feeds one sample file holds for the model's ``inputs``."""
-    arrays = _read_h5(path) if path.suffix.lower() in H5_SUFFIXES else _read_numpy(path, inputs)
+    limit = sample_element_cap(spec.shape for spec in inputs)
+    arrays = _read_h5(path, limit) if path.suffix.lower() in H5_SUFFIXES else _read_numpy(path, inputs, limit)
     _check_names(path, arrays, inputs)
     return {spec.name: _fit(path, spec, arrays[spec.name]) for spec in inputs}
 
 
-def _read_numpy(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+def _read_numpy(path: Path, inputs: Sequence[TensorSpec], limit: int) -> dict[str, np.ndarray]:
     """The arrays of an .npz file by name, or the one array of an .npy file
-    (for a single-input model); pickled (object) data is refused, naming the
-    file, since unpickling runs code."""
+    (for a single-input model), none of more than ``limit`` elements;
+    pickled (object) data is refused, naming the file, since unpickling
+    runs code."""
     try:
-        loaded = load_arrays(path)
+        loaded = load_arrays(path, limit)
     except ArrayFileError as exc:
-        raise SimulatorError(f"{path}: cannot read it as numpy arrays (pickled data is refused): {exc}") from None
+        raise SimulatorError(f"{path}: cannot read it as numpy arrays: {exc}") from None
     if isinstance(loaded, dict):
         return loaded
     if len(inputs) != 1:
@@ -100,14 +104,39 @@ def _fit(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=spec.dtype)
 
 
-def _read_h5(path: Path) -> dict[str, np.ndarray]:
+def _read_h5(path: Path, limit: int) -> dict[str, np.ndarray]:
+    """The datasets at an HDF5 file's root by name, each of at most
+    ``limit`` elements. Only data inside the file is read: external links,
+    external storage and virtual datasets (which make h5py open other files
+    by the names the sample gives) are refused."""
     try:
         import h5py
     except ImportError:
         raise SimulatorError(f"{path}: reading .h5 data needs h5py, which is not installed "
                              "(pip install 'tessera[simulator]', or pip install h5py)") from None
     try:
+        check_regular(path, MAX_DATA_BYTES, "HDF5 file")
         with h5py.File(path, "r") as file:
-            return {name: np.asarray(item[()]) for name, item in file.items() if isinstance(item, h5py.Dataset)}
+            return {name: _h5_dataset(path, file, name, limit, h5py) for name in file
+                    if isinstance(file.get(name, getlink=True), h5py.ExternalLink)
+                    or isinstance(file.get(name), h5py.Dataset)}
+    except FileError as exc:
+        raise SimulatorError(str(exc)) from None
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:  # what h5py raises on a corrupt file
         raise SimulatorError(f"{path}: cannot read it as an HDF5 file: {exc}") from None
+
+
+def _h5_dataset(path: Path, file, name: str, limit: int, h5py) -> np.ndarray:
+    """One root dataset, checked before its data is read."""
+    link = file.get(name, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        raise SimulatorError(f"{path}: {name!r} is an external link to {link.filename!r}; sample data must be "
+                             "inside the file")
+    dataset = file[name]
+    if dataset.external or dataset.is_virtual:
+        kind = "external storage" if dataset.external else "a virtual dataset (mapped from other files)"
+        raise SimulatorError(f"{path}: dataset {name!r} uses {kind}; sample data must be inside the file")
+    if dataset.size > limit or dataset.size * dataset.dtype.itemsize > MAX_DATA_BYTES:
+        raise SimulatorError(f"{path}: dataset {name!r} has shape {list(dataset.shape)} ({dataset.size} elements), "
+                             f"more than the {limit} allowed for this model's inputs")
+    return np.asarray(dataset[()])

@@ -19,19 +19,20 @@ folder, Pillow absent); a bad file fails when it is read, naming the file.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import os
-import tokenize
 import warnings
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from runtime.array_files import ArrayFileError, load_arrays
 from runtime.errors import TesseraError
+from runtime.files import MAX_DATA_BYTES, FileError, open_regular
+from runtime.kernels.limits import MAX_ELEMENTS
 
 SYNTHETIC_COUNT = 8
 """Samples of synthetic data when no count is given."""
@@ -259,7 +260,7 @@ def _folder(path: Path, specs: dict, count: int | None, preprocess: PreprocessSp
     total = _at_most(len(arrays or images), count)
     if arrays:
         _reject_preprocess(preprocess, f"array files ({path})")
-        return CalibrationBatches(lambda: ((f"file {f}", _read_arrays(f, list(specs))) for f in arrays),
+        return CalibrationBatches(lambda: ((f"file {f}", _read_arrays(f, specs)) for f in arrays),
                                   specs, count, total)
     image_module = _pillow()
     name = _single_input(list(specs), f"calibration folder {path}", "a folder of images")
@@ -277,41 +278,28 @@ def _listing(path: Path) -> list[Path]:
     if not path.is_dir():
         raise CalibrationDataError(f"calibration data {path} is not a folder (give a folder of .npy files or "
                                    "images, or a list of arrays)")
-    return sorted((f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")), key=lambda f: f.name)
+    return sorted((f for f in path.iterdir() if not f.is_dir() and not f.name.startswith(".")), key=lambda f: f.name)
 
 
-class ArrayFileError(ValueError):
-    """A file numpy cannot read as arrays without unpickling (the message says why)."""
-
-
-READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError,
-               tokenize.TokenError, zlib.error)
-"""What numpy raises on a corrupt .npy/.npz: a header that does not tokenize
-(TokenError), an .npz member with a compression zipfile lacks
-(NotImplementedError), marked encrypted (RuntimeError) or with corrupt
-deflate data (zlib.error), besides the usual."""
-
-
-def load_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:
-    """An .npy file's array, or an .npz file's arrays by name; pickled
-    (object) data is refused (unpickling runs code): ArrayFileError."""
+def _read_arrays(path: Path, specs: dict) -> dict[str, np.ndarray]:
+    """The sample an .npy (one array) or .npz (input name -> array) file
+    holds; no array may hold more elements than the largest input."""
+    names = list(specs)
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                return {key: loaded[key] for key in loaded.files}
-    except READ_ERRORS as exc:
-        raise ArrayFileError(str(exc)) from None
-    return loaded
-
-
-def _read_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """The sample an .npy (one array) or .npz (input name -> array) file holds."""
-    try:
-        loaded = load_arrays(path)
+        loaded = load_arrays(path, sample_element_cap(shape for shape, _ in specs.values()))
     except ArrayFileError as exc:
         raise CalibrationDataError(f"cannot read calibration file {path}: {exc}") from None
     return loaded if isinstance(loaded, dict) else {_single_input(names, f"file {path}", "a single array"): loaded}
+
+
+def sample_element_cap(shapes: Iterable[tuple]) -> int:
+    """The most elements one array of a data file for inputs of ``shapes``
+    may hold before it is read: four times the largest input (at least 2^20;
+    a dynamic dim counts as MAX_ELEMENTS), so a file that would expand far
+    beyond any input is refused by its header, and a near miss still reaches
+    the shape check with its exact message."""
+    sizes = [MAX_ELEMENTS if None in shape else math.prod(shape) for shape in shapes]
+    return min(max(4 * max(sizes, default=MAX_ELEMENTS), 1 << 20), MAX_ELEMENTS)
 
 
 def _pillow():
@@ -327,10 +315,13 @@ def _pillow():
 def _read_image(image_module, path: Path, shape: tuple, spec: PreprocessSpec) -> np.ndarray:
     channels = _image_dims(shape, spec.layout, f"file {path}")[1]
     try:
-        with image_module.open(path) as image:
+        with open_regular(path, MAX_DATA_BYTES, "image") as handle, image_module.open(handle) as image:
             pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
-    except (OSError, ValueError) as exc:
-        raise CalibrationDataError(f"cannot read image {path}: {exc}") from exc
+    except FileError as exc:
+        raise CalibrationDataError(f"cannot read image {path}: {exc.cause}") from None
+    except (OSError, ValueError, SyntaxError, MemoryError, image_module.DecompressionBombError) as exc:
+        # Pillow: SyntaxError on a broken PNG chunk; DecompressionBombError past Image.MAX_IMAGE_PIXELS x 2
+        raise CalibrationDataError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
     return preprocess_image(pixels, shape, spec, f"file {path}")
 
 

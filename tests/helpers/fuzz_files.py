@@ -21,10 +21,10 @@ from compiler.frontend import import_onnx
 from compiler.simulator.data import TensorSpec, load_sample
 from compiler.zoo import transformer_block
 from ir.types import QuantParams
-from passes.quant.calibration_data import ArrayFileError, load_arrays
 from passes.quant.encodings import export_encodings, import_encodings
 from runtime import FWDNXT, kp
 from runtime.app.images import Settings, load_image, read_classes, read_fc_weights, read_labels
+from runtime.array_files import ArrayFileError, load_arrays
 from runtime.binary import describe
 from runtime.inference_engine import IENetwork
 from tests.helpers.binary import compiled_binary
