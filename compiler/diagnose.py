@@ -49,6 +49,7 @@ from passes.quant.fake_quant import fake_quantize
 from passes.quant.head_grids import output_parts
 from passes.quant.metrics import format_table, snr_line
 from runtime.executor import Executor
+from runtime.files import FileError, atomic_output, write_atomic
 from runtime.qscheme import ACTIVATION_RANGE, weight_scales
 
 SATURATION = 0.001
@@ -119,16 +120,16 @@ class Diagnosis:
         records = self.records()
         try:
             if path.suffix.lower() == ".csv":
-                with open(path, "w", newline="", encoding="utf-8") as handle:
+                with atomic_output(path, "w", newline="", encoding="utf-8") as handle:
                     writer = csv.DictWriter(handle, fieldnames=list(records[0]) if records else ["layer"])
                     writer.writeheader()
                     writer.writerows(records)
             else:
                 document = {"samples": self.samples, "outputs_snr_db": _json_numbers(self.outputs),
                             "layers": [_json_numbers(r) for r in records]}
-                path.write_text(json.dumps(document, indent=1), encoding="utf-8")
-        except OSError as exc:
-            raise QuantizationError(f"cannot write the quantization report {str(path)!r}: {exc}") from None
+                write_atomic(path, json.dumps(document, indent=1))
+        except FileError as exc:
+            raise QuantizationError(f"cannot write the quantization report {exc}") from None
 
 
 def diagnose(model, samples: Iterable[Mapping[str, np.ndarray]]) -> Diagnosis:

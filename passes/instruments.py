@@ -13,6 +13,7 @@ from ir.graph import Graph
 from ir.printer import format_graph
 from ir.verifier import collect_problems
 from passes.infra import PassContext, PassError, PassInfo, PassInstrument
+from runtime.files import write_atomic
 
 
 class PassTiming(PassInstrument):
@@ -84,8 +85,7 @@ class DumpIR(PassInstrument):
     def _write(self, graph: Graph, info: PassInfo, when: str, number: int) -> None:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", info.name)
         path = os.path.join(self.folder, f"{number:03d}_{safe}_{when}.txt")
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(format_graph(graph) + "\n")
+        write_atomic(path, format_graph(graph) + "\n")
 
 
 class VerifyEachPass(PassInstrument):

@@ -15,6 +15,7 @@ import numpy as np
 
 from runtime.compiled import CompiledModel, CpuSegment, DeviceSegment
 from runtime.engine import Engine
+from runtime.files import write_atomic
 from runtime.isa.codec import disassemble
 
 BACKEND = "simulator"
@@ -120,8 +121,8 @@ def write_instructions(model: CompiledModel, folder: Path) -> list[Path]:
             counts[(card, cluster)] = program + 1
             names = [(layer.start, layer.stop, layer.name) for layer in segment.layers if tuple(layer.stream) == key]
             path = folder / f"instr{card}_{cluster}_{program}.txt"
-            path.write_text(f"# segment {segment.name}, card {card}, cluster {cluster}, phase {phase}\n"
-                            + disassemble(segment.streams[key], names) + "\n")
+            write_atomic(path, f"# segment {segment.name}, card {card}, cluster {cluster}, phase {phase}\n"
+                         + disassemble(segment.streams[key], names) + "\n")
             paths.append(path)
     return paths
 
@@ -142,8 +143,8 @@ def write_partition(model: CompiledModel, folder: Path) -> Path:
                                          "stream": list(layer.stream), "macs": layer.macs}
                                         for layer in segment.layers]})
     path = folder / "partition.json"
-    path.write_text(json.dumps({"segments": segments, "coverage": model.metadata.get("coverage"),
-                                "placement": model.metadata.get("placement")}, indent=1, default=str))
+    write_atomic(path, json.dumps({"segments": segments, "coverage": model.metadata.get("coverage"),
+                                   "placement": model.metadata.get("placement")}, indent=1, default=str))
     return path
 
 
@@ -151,7 +152,7 @@ def dump_drams(engine: Engine, folder: Path, run: int) -> None:
     """Each card's DRAM as it is after device run number ``run``."""
     folder.mkdir(parents=True, exist_ok=True)
     for card, dram in enumerate(engine.device.drams):
-        (folder / f"run{run}_card{card}.bin").write_bytes(dram.tobytes())
+        write_atomic(folder / f"run{run}_card{card}.bin", dram.tobytes())
 
 
 def layer_time_lines(engine: Engine) -> list[str]:

@@ -220,10 +220,14 @@ def hardware_config(spec: str) -> HardwareConfig:
         return PRESETS[spec]
     import json
 
+    from runtime.files import MAX_TEXT_BYTES, FileError, read_regular
+
     try:
-        with open(spec, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as exc:
+        data = json.loads(read_regular(spec, MAX_TEXT_BYTES, "hardware config").decode("utf-8"))
+    except FileError as exc:
+        raise HardwareConfigError(f"hardware config {spec!r} is neither a preset {sorted(PRESETS)} nor a "
+                                  f"readable JSON file: {exc.cause}") from None
+    except (ValueError, RecursionError) as exc:
         raise HardwareConfigError(f"hardware config {spec!r} is neither a preset {sorted(PRESETS)} nor a "
                                   f"readable JSON file: {exc}") from None
     return HardwareConfig.from_dict(data)

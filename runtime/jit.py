@@ -45,6 +45,8 @@ from pathlib import Path
 import numba
 from numba.core.caching import UserProvidedCacheLocator
 
+from runtime.files import FileError, write_atomic
+
 CACHE = os.environ.get("TESSERA_NUMBA_CACHE", "1") != "0"
 STALE_SECONDS = 7 * 24 * 3600
 
@@ -107,7 +109,7 @@ def _use_versioned_cache() -> None:
         for sibling in base.iterdir():
             if sibling != folder and sibling.is_dir() and time.time() - sibling.stat().st_mtime > STALE_SECONDS:
                 shutil.rmtree(sibling, ignore_errors=True)
-    except OSError:
+    except (OSError, FileError):
         return
     numba.config.CACHE_DIR = str(folder)
     if not numba.config.CACHE_LOCATOR_CLASSES:  # the user's own choice stands
@@ -139,9 +141,7 @@ def _publish(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` whole or not at all: another process
     may read the cache at once, and must never see half a file."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    write_atomic(target, data)
 
 
 class PackageCacheLocator(UserProvidedCacheLocator):
@@ -201,7 +201,7 @@ def store_object_code(name: str, inputs: str, data: bytes) -> None:
         return
     try:
         _publish(path, hashlib.sha256(data).digest() + data)
-    except OSError:
+    except (OSError, FileError):
         pass
 
 

@@ -44,13 +44,13 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping, NoReturn
 
 import numpy as np
 
 from ir.types import QuantParams
 from runtime.errors import TesseraError
+from runtime.files import MAX_TEXT_BYTES, FileError, read_regular, write_atomic
 
 READ_VERSIONS = ("0.4.0", "0.5.0", "0.6.1", "1.0.0")
 WRITE_VERSIONS = ("0.6.1", "1.0.0")
@@ -145,7 +145,10 @@ def export_encodings(params: Mapping[str, QuantParams], path: str | os.PathLike 
         else:
             document[section][name] = _entries_0x(name, params.get(name), file)
     if path is not None:
-        Path(path).write_text(json.dumps(document, indent=2) + "\n")
+        try:
+            write_atomic(path, json.dumps(document, indent=2) + "\n")
+        except FileError as exc:
+            raise EncodingsError(exc.cause, file=exc.path) from None
     return document
 
 
@@ -241,9 +244,9 @@ def _load(source: str | os.PathLike | Mapping[str, Any]) -> tuple[Any, str]:
         return source, "<encodings>"
     file = str(source)
     try:
-        text = Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EncodingsError(f"cannot read: {exc.strerror or exc}", file=file) from exc
+        text = read_regular(source, MAX_TEXT_BYTES, "encodings file").decode("utf-8")
+    except FileError as exc:
+        raise EncodingsError(exc.cause, file=file) from None
     except UnicodeDecodeError:
         raise EncodingsError("not a JSON text file (bytes that are not UTF-8: a binary or pickled file?)",
                              file=file) from None
