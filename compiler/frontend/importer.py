@@ -8,6 +8,7 @@ known. Constant nodes and initializers both become constant Values.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ from ir.graph import HELPER_SEPARATOR, Graph, Value
 from ir.types import TensorType
 from passes.fold import fold_node
 from runtime.errors import TesseraError
+from runtime.kernels.limits import MAX_ELEMENTS
 
 
 class GraphImporter:
@@ -115,6 +117,7 @@ class GraphImporter:
             raise ctx.error(str(exc)) from None
         self._node_names.add(node.name)
         self._refine_types(node, ctx)
+        _check_sizes(node.outputs, ctx)
         values = list(node.outputs)
         for value in values:
             self.scope[value.name] = value
@@ -196,6 +199,18 @@ class GraphImporter:
         outputs = [child.lookup(v.name, ctx) for v in proto.output]
         child.graph.outputs = outputs
         return child.graph, list(child.captures)
+
+
+def _check_sizes(values: Sequence[Value], ctx) -> None:
+    """Refuse an output of more than MAX_ELEMENTS elements before anything
+    (folding, a pass, a kernel) allocates it: the input shapes a user gave
+    can make a valid model's tensors absurd (a 100000x100000 image)."""
+    for value in values:
+        shape = value.type.shape
+        if all(isinstance(d, int) for d in shape) and math.prod(shape) > MAX_ELEMENTS:
+            raise ctx.error(f"output {value.name!r} would have shape {list(shape)} ({math.prod(shape)} elements), "
+                            f"more than the limit of {MAX_ELEMENTS} (runtime.kernels.limits.MAX_ELEMENTS): "
+                            "are the input shapes right?")
 
 
 def _to_array(tensor: onnx.TensorProto, file: str) -> np.ndarray:

@@ -8,12 +8,14 @@ or None (unnamed, or a negative ``dim_value``: PaddlePaddle writes -1 for
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Mapping, Sequence
 
 import onnx
 
 from compiler.errors import ModelImportError
+from runtime.kernels.limits import MAX_ELEMENTS
 
 DeclaredDim = int | str | None
 ShapeSpec = Mapping[str, Sequence[int]]
@@ -98,6 +100,9 @@ def merge_input_shape(name: str, declared: Sequence[DeclaredDim] | None,
                                    f"a fixed dim: dim {axis} is {want}, not {have}")
     if any(d < 0 for d in given):
         raise ModelImportError(f"input {name!r}: the given shape {given} has a negative dim")
+    if math.prod(given) > MAX_ELEMENTS:
+        raise ModelImportError(f"input {name!r}: the given shape {given} has {math.prod(given)} elements, more "
+                               f"than the limit of {MAX_ELEMENTS} (runtime.kernels.limits.MAX_ELEMENTS)")
     return given
 
 
