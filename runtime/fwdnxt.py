@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import warnings
 import weakref
 from pathlib import Path
@@ -75,6 +76,7 @@ class FWDNXT:
         self._bitfile: str | None = None
         self._freed = False
         self._hwtime = 0.0
+        self._last_get = threading.local()
 
     # ------------------------------------------------------------ compile and load
     def Compile(self, image: str, modeldir: str, outfile: str, numcard: int | None = None,
@@ -294,7 +296,9 @@ class FWDNXT:
         device on it as soon as it is free; ``userobj`` comes back from the
         GetResult of this input. Both buffers held (until a GetResult):
         waits, or returns False with blockingmode 0. ``PutInput(None,
-        None)`` puts an end marker: the GetResult reaching it returns None."""
+        None)`` puts an end marker: the GetResult reaching it returns None
+        (as does the GetResult of a real input put with userobj None; its
+        ``at_end`` tells the two apart)."""
         engine, _, buffers, _ = self._loaded("PutInput")
         try:
             if image is None:
@@ -312,17 +316,38 @@ class FWDNXT:
     def GetResult(self, result) -> Any:
         """Fill ``result`` (as Run's) with the oldest input's outputs and
         return its userobj, waiting for them (blockingmode 0: None when they
-        are not ready). None at the end marker, or when Free came first."""
+        are not ready). None at the end marker, or when Free came first;
+        ``at_end`` and ``got_result`` then say which None this was."""
+        self._last_get.outcome = None
         engine, _, buffers, _ = self._loaded("GetResult")
         targets = _results("GetResult", engine.model, result)
         try:
             request = buffers.take(block=bool(self._flags["blockingmode"]))
         except Closed:
+            self._last_get.outcome = "end"
             return None
-        if request is None or request.is_end or isinstance(request.error, Cancelled):
+        if request is None:
+            return None
+        if request.is_end or isinstance(request.error, Cancelled):
+            self._last_get.outcome = "end"
             return None
         self._finish("GetResult", engine, request, targets)
+        self._last_get.outcome = "result"
         return request.tag
+
+    @property
+    def at_end(self) -> bool:
+        """Whether this thread's last GetResult returned None because no
+        result is left to give: it reached an end marker (``PutInput(None,
+        None)``) or Free came first. False after a result, whatever its
+        userobj (None included), and after "not ready" (blockingmode 0)."""
+        return getattr(self._last_get, "outcome", None) == "end"
+
+    @property
+    def got_result(self) -> bool:
+        """Whether this thread's last GetResult filled ``result``: its return
+        value, None included, is then the userobj of a real input."""
+        return getattr(self._last_get, "outcome", None) == "result"
 
     def _finish(self, call: str, engine: Engine, request: Request, targets: list[np.ndarray]) -> None:
         """A finished request's outputs into ``targets``, or its error as

@@ -11,31 +11,42 @@ one simulated card), the rows put back in input order.
   placed on its actor's node (soft affinity), and each actor has two shards
   at most in hand (one running, the next being pre-processed), so the
   driver holds a bounded number of images in flight.
-* An actor that dies (its process or its node) is not replaced: the shards
-  it held go back to the front of the queue and run on the others; a shard
-  that fails ``retries + 1`` times, or the death of every actor, stops the
-  run with an error. A shard's rows are taken once, from the one attempt
-  that returned, so no image is lost or counted twice.
+* A runtime actor that dies (its process or its node) is not replaced: the
+  shards it held go back to the front of the queue and run on the others.
+  A pre-processing actor that dies is replaced by a new one on the same
+  node, and the shards it held go back to the front of the queue the same
+  way. A shard that fails ``retries + 1`` times, or the death of every
+  runtime actor, stops the run with an error. A shard's rows are taken
+  once, from the one attempt that returned, so no image is lost or counted
+  twice.
+* Each runtime actor loads the binary from a copy it writes, atomically,
+  into a folder the driver makes (on another machine, a folder of the
+  actor's own) and deletes as soon as Init has read it; the driver removes
+  its folder at the end, whatever happened, so a run leaves no
+  ``tessera-ray-*`` folder behind, even when actors are killed.
 * Ray is imported only here, only when asked for (``pip install
   'tessera[ray]'``).
 
 docs/infer_app.md ("Scale-out on Ray") has the cluster set-up."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import socket
 import sys
 import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from runtime.app.images import InferError, Settings
 from runtime.app.pipeline import Clock, Prepared, Row, RunResult, prepare, run_prepared
+from runtime.files import MAX_BINARY_BYTES, MAX_DATA_BYTES, FileError, read_regular, write_atomic
 
 IN_HAND = 2
 """Shards an actor holds at once: one running, the next pre-processed meanwhile."""
@@ -77,23 +88,28 @@ def run_on_ray(binary: str | os.PathLike, paths: Sequence[Path], settings: Setti
     rows in input order (``sink`` and ``skipped`` called in input order as
     shards complete), the wall time from the moment the actors are ready.
     ``warn`` gets a line for each actor failure (default: standard error);
-    ``started`` the actors' handles once they are up (to watch them)."""
+    ``started`` the handles of the runtime actors and of their
+    pre-processing actors once they are up (two lists, to watch them)."""
     ray = import_ray()
     warn = warn or (lambda line: print(line, file=sys.stderr))
     try:
-        data = Path(binary).read_bytes()
-    except OSError as exc:
-        raise InferError(f"--xclbin {str(binary)!r} cannot be read: {exc}") from None
+        data = read_regular(binary, MAX_BINARY_BYTES, "binary")
+    except FileError as exc:
+        raise InferError(f"--xclbin: {exc}") from None
     joined = _connect(ray, options.address)
+    folder = None
     try:
-        pool = _Actors(ray, options, data, Path(binary).name, max_bs, top, fc, len(paths), workers)
+        folder = tempfile.mkdtemp(prefix="tessera-ray-")
+        pool = _Actors(ray, options, data, folder, Path(binary).name, max_bs, top, fc, len(paths), workers)
         try:
             if started is not None:
-                started(list(pool.handles))
+                started(list(pool.handles), list(pool.preps))
             return _Run(ray, pool, paths, settings, options, max_bs, warn).go(sink, skipped)
         finally:
             pool.close()
     finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         if joined:
             ray.shutdown()
 
@@ -154,10 +170,8 @@ class _Actors:
     tasks taking no CPU would start and stop worker processes as they come);
     their nodes, and which lanes are alive."""
 
-    def __init__(self, ray, options: RayOptions, binary: bytes, name: str, max_bs: int, top: int, fc, images: int,
-                 workers: int):
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
+    def __init__(self, ray, options: RayOptions, binary: bytes, folder: str, name: str, max_bs: int, top: int, fc,
+                 images: int, workers: int):
         cpus = options.cpus
         have = ray.cluster_resources().get("CPU", 0.0)
         count = options.actors or max(1, int(have // cpus))
@@ -167,15 +181,15 @@ class _Actors:
         count = min(count, max(1, images))
         runtime = ray.remote(num_cpus=cpus, max_restarts=0,
                              runtime_env={"env_vars": {"TESSERA_NUM_THREADS": str(cpus)}})(_Runtime)
-        preprocessor = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=IN_HAND)(_Preprocessor)
+        self._preprocessor = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=IN_HAND)(_Preprocessor)
+        self._workers = workers
         blob = ray.put(binary)
         self.ray = ray
-        self.handles = [runtime.remote(blob, name, number, max_bs, top, fc) for number in range(count)]
+        self.handles = [runtime.remote(blob, name, number, max_bs, top, fc, folder) for number in range(count)]
         self.preps: list = []
         try:
             self.nodes = ray.get([h.node.remote() for h in self.handles], timeout=options.start_timeout_s)
-            self.preps = [preprocessor.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True))
-                          .remote(workers) for node in self.nodes]
+            self.preps = [self._prep_on(node) for node in self.nodes]
             ray.get([prep.node.remote() for prep in self.preps], timeout=options.start_timeout_s)
         except ray.exceptions.GetTimeoutError:
             self.close()
@@ -186,6 +200,18 @@ class _Actors:
             raise InferError(f"a Ray actor could not load {name!r}: {_cause(exc)}") from None
         self.alive = [True] * count
         self.held = [0] * count
+
+    def _prep_on(self, node: str):
+        """A new pre-processing actor, placed on ``node`` if it can be."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        placement = NodeAffinitySchedulingStrategy(node, soft=True)
+        return self._preprocessor.options(scheduling_strategy=placement).remote(self._workers)
+
+    def replace_prep(self, lane: int) -> None:
+        """A new pre-processing actor for ``lane`` in place of one that died
+        (killed at the end with the others; the dead one needs no kill)."""
+        self.preps[lane] = self._prep_on(self.nodes[lane])
 
     def free(self) -> list[int]:
         """The live lanes with room for one more shard, least busy first."""
@@ -198,6 +224,17 @@ class _Actors:
                 self.ray.kill(handle)
             except Exception:  # noqa: BLE001 - an actor already gone
                 pass
+
+
+@dataclass(frozen=True)
+class _Flight:
+    """A shard sent: to which lane, through which pre-processing actor, and
+    the reference to its pre-processed images (to tell whose death failed it)."""
+
+    shard: int
+    lane: int
+    prep: Any
+    prepared: Any
 
 
 class _Run:
@@ -222,21 +259,23 @@ class _Run:
         emitted = 0
         while emitted < len(self.shards):
             while waiting and (free := pool.free()):
-                actor, shard = free[0], waiting.popleft()
-                flying[self._send(shard, actor, clock)] = (shard, actor)
-                pool.held[actor] += 1
+                ref, flight = self._send(waiting.popleft(), free[0], clock)
+                flying[ref] = flight
+                pool.held[flight.lane] += 1
             if not flying:
                 raise InferError(f"every Ray actor ({len(pool.handles)}) has failed; "
                                  f"{len(self.shards) - emitted} shard(s) of images were not run")
             (ref,), _ = ray.wait(list(flying), num_returns=1)
-            shard, actor = flying.pop(ref)
-            pool.held[actor] -= 1
+            flight = flying.pop(ref)
+            pool.held[flight.lane] -= 1
             try:
-                done[shard] = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                raise InferError(f"Ray actor {actor} on shard {self._name(shard)}: {_cause(exc)}") from None
+                done[flight.shard] = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                self._failed(shard, actor, exc, waiting)
+                # a dead actor's error reaches a task that depended on it as a RayTaskError that is also a RayActorError
+                if isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(exc, ray.exceptions.RayActorError):
+                    raise InferError(f"Ray actor {flight.lane} on shard {self._name(flight.shard)}: "
+                                     f"{_cause(exc)}") from None
+                self._failed(flight, exc, waiting)
                 continue
             while emitted in done:
                 part = done.pop(emitted)
@@ -252,29 +291,54 @@ class _Run:
         result.wall_s = clock()
         return result
 
-    def _send(self, shard: int, actor: int, clock: Clock):
-        """The shard's files to a pre-processing task on the actor's node,
-        its output to the actor."""
+    def _send(self, shard: int, lane: int, clock: Clock) -> tuple[Any, _Flight]:
+        """The shard's files (regular files only, of at most MAX_DATA_BYTES:
+        a FIFO is skipped with its reason, never waited on) to the lane's
+        pre-processing actor, its output to the lane's runtime actor."""
         sources = []
         for index in self.shards[shard]:
             path = self.paths[index]
             try:
-                sources.append((index, path.name, path.read_bytes()))
-            except OSError as exc:
-                sources.append((index, path.name, exc))
-        prepared = self.pool.preps[actor].prepare.remote(sources, self.settings, clock.origin, clock())
-        return self.pool.handles[actor].run.remote(prepared, clock.origin)
+                sources.append((index, path.name, read_regular(path, MAX_DATA_BYTES, "image")))
+            except FileError as exc:
+                sources.append((index, path.name, exc.cause))
+        prep = self.pool.preps[lane]
+        prepared = prep.prepare.remote(sources, self.settings, clock.origin, clock())
+        return self.pool.handles[lane].run.remote(prepared, clock.origin), _Flight(shard, lane, prep, prepared)
 
-    def _failed(self, shard: int, actor: int, exc, waiting: deque) -> None:
-        if isinstance(exc, self.ray.exceptions.RayActorError) and self.pool.alive[actor]:
-            self.pool.alive[actor] = False
-            self.warn(f"tessera-infer: warning: Ray actor {actor} failed ({type(exc).__name__}); its shards go to "
+    def _failed(self, flight: _Flight, exc, waiting: deque) -> None:
+        """A shard lost to a dead actor (or Ray): replace the lane's dead
+        pre-processing actor, or retire the lane whose runtime actor died;
+        the shard goes back to the front of the queue, up to its retries."""
+        lane, shard = flight.lane, flight.shard
+        if self._prep_died(flight):
+            if self.pool.preps[lane] is flight.prep:
+                self.pool.replace_prep(lane)
+                self.warn(f"tessera-infer: warning: Ray pre-processing actor {lane} failed ({type(exc).__name__}); "
+                          "a new one replaces it and its shards run again")
+        elif isinstance(exc, self.ray.exceptions.RayActorError) and self.pool.alive[lane]:
+            self.pool.alive[lane] = False
+            self.warn(f"tessera-infer: warning: Ray actor {lane} failed ({type(exc).__name__}); its shards go to "
                       "the other actors")
         self.failures[shard] += 1
         if self.failures[shard] > self.options.retries:
             raise InferError(f"shard {self._name(shard)} failed {self.failures[shard]} times on the Ray cluster; "
                              f"last: {_cause(exc)}")
         waiting.appendleft(shard)
+
+    def _prep_died(self, flight: _Flight) -> bool:
+        """Whether the shard's pre-processing actor died before it gave the
+        shard's images (its output then holds that actor's death)."""
+        ray = self.ray
+        if not ray.wait([flight.prepared], timeout=0)[0]:
+            return False
+        try:
+            ray.get(flight.prepared)
+        except ray.exceptions.RayActorError:
+            return True
+        except ray.exceptions.RayError:
+            pass
+        return False
 
     def _name(self, shard: int) -> str:
         span = self.shards[shard]
@@ -307,11 +371,12 @@ class _Preprocessor:
         return ray.get_runtime_context().get_node_id()
 
     def prepare(self, sources: list, settings: Settings, origin: float, start: float) -> list[Prepared]:
+        """Each (index, name, bytes) pre-processed; (index, name, reason) for a file the driver could not read."""
         clock = Clock(origin)
 
         def one(source) -> Prepared:
             index, name, data = source
-            if isinstance(data, OSError):
+            if isinstance(data, str):
                 return Prepared(index, name, None, f"{name}: {data}", {"start": start, "preprocessed": clock()})
             return prepare(index, (name, data), settings, clock, start)
 
@@ -321,15 +386,11 @@ class _Preprocessor:
 class _Runtime:
     """A Ray actor: one FWDNXT instance with the binary loaded."""
 
-    def __init__(self, binary: bytes, name: str, number: int, max_bs: int, top: int, fc):
+    def __init__(self, binary: bytes, name: str, number: int, max_bs: int, top: int, fc, folder: str):
         from runtime import FWDNXT
 
-        self.folder = tempfile.TemporaryDirectory(prefix="tessera-ray-")
-        path = os.path.join(self.folder.name, name)
-        with open(path, "wb") as handle:
-            handle.write(binary)
         self.ie = FWDNXT()
-        self.ie.Init(path, "")
+        _init_from_copy(self.ie, binary, f"actor{number}-{name}", folder if os.path.isdir(folder) else None)
         self.number, self.max_bs, self.top, self.fc = number, max_bs, top, fc
         self.runs = 0
         """Device runs so far, over the shards (each row names its run)."""
@@ -344,3 +405,21 @@ class _Runtime:
                               instance=self.number, first_run=self.runs)
         self.runs = max((row.run + 1 for row in result.rows), default=self.runs)
         return result
+
+
+def _init_from_copy(ie, binary: bytes, name: str, folder: str | None) -> None:
+    """Init ``ie`` from a copy of ``binary`` written atomically as ``name``
+    in ``folder`` (the driver's, which the driver removes at the end) or,
+    where that folder is not (another machine), in a folder of its own; the
+    copy is deleted as soon as Init has read it (the FWDNXT holds the binary
+    in memory), so the actor leaves nothing behind however it ends later."""
+    own = tempfile.mkdtemp(prefix="tessera-ray-") if folder is None else None
+    path = os.path.join(folder or own, name)
+    try:
+        write_atomic(path, binary)
+        ie.Init(path, "")
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)

@@ -7,6 +7,8 @@ import time
 import zlib
 
 from runtime.binary import BinaryFormatError, read_binary
+from runtime.binary.reader import load_bytes
+from runtime.files import MAX_BINARY_BYTES, FileError, check_regular
 from runtime.kp.devices import CHIPS, SimDevice, simulate_devices, simulated_devices
 from runtime.kp.enums import ApiReturnCode, ResetMode, UsbSpeed
 from runtime.kp.exception import fail
@@ -111,25 +113,36 @@ def load_model(device_group, nef_buffer) -> ModelNefDescriptor:
     dg = group(device_group, "core.load_model")
     if not isinstance(nef_buffer, (bytes, bytearray, memoryview)):
         raise fail(E.KP_ERROR_INVALID_PARAM_12, "core.load_model", "nef_buffer must be bytes")
-    return _load(dg, bytes(nef_buffer), "core.load_model")
+    return _load(dg, bytes(nef_buffer), "core.load_model", "nef_buffer")
 
 
 def load_model_from_file(device_group, file_path) -> ModelNefDescriptor:
-    """Load the Tessera binary at ``file_path`` on every device of the group."""
-    dg = group(device_group, "core.load_model_from_file")
+    """Load the Tessera binary at ``file_path`` on every device of the group.
+    Only a regular file of at most MAX_BINARY_BYTES is opened (a FIFO, a
+    device or a directory is FILE_OPEN_FAILED_20 at once, never a wait), and
+    it is read whole only once its header shows a Tessera binary of its size."""
+    name = "core.load_model_from_file"
+    dg = group(device_group, name)
     try:
-        with open(file_path, "rb") as handle:
-            data = handle.read()
-    except (OSError, TypeError) as exc:
-        raise fail(E.KP_ERROR_FILE_OPEN_FAILED_20, "core.load_model_from_file", f"{file_path!r}: {exc}") from None
-    return _load(dg, data, "core.load_model_from_file")
+        check_regular(file_path, MAX_BINARY_BYTES, "binary")
+        data = load_bytes(file_path)
+    except FileError as exc:
+        raise fail(E.KP_ERROR_FILE_OPEN_FAILED_20, name, str(exc)) from None
+    except TypeError:
+        raise fail(E.KP_ERROR_FILE_OPEN_FAILED_20, name, f"file_path must be a path, got "
+                   f"{type(file_path).__name__} {file_path!r:.40}") from None
+    except BinaryFormatError as exc:
+        raise fail(E.KP_ERROR_INVALID_MODEL_21, name, f"{str(file_path)!r} is not a valid Tessera binary: {exc}") \
+            from None
+    return _load(dg, data, name, repr(str(file_path)))
 
 
-def _load(dg: DeviceGroup, data: bytes, function: str) -> ModelNefDescriptor:
+def _load(dg: DeviceGroup, data: bytes | memoryview, function: str, source: str) -> ModelNefDescriptor:
+    """Load the binary ``data`` (read from ``source``, named in errors) on every device of ``dg``."""
     try:
         compiled = read_binary(data)
     except BinaryFormatError as exc:
-        raise fail(E.KP_ERROR_INVALID_MODEL_21, function, f"not a valid Tessera binary: {exc}") from None
+        raise fail(E.KP_ERROR_INVALID_MODEL_21, function, f"{source} is not a valid Tessera binary: {exc}") from None
     descriptor = nef_descriptor(compiled, zlib.crc32(data), dg.target_chip)
     dg.load(LoadedModel.of(MODEL_ID, compiled, descriptor))
     return descriptor

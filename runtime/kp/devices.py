@@ -10,9 +10,10 @@ device reports and what ChannelOrdering.DEFAULT means for its results.
 
 A :class:`FrameQueue` is a group's device buffer: a frame (one image, or one
 crop of one) takes a slot from its send until its result is received.
-Each device holds :data:`QUEUE_DEPTH` slots; a send into a full queue
-blocks (up to the group's timeout) or, with frame drop on, drops the oldest
-frame not being run. One thread per device takes the oldest waiting
+Each device holds :data:`QUEUE_DEPTH` slots; a send takes a slot for each
+of its frames, all at once or none: without room it blocks (up to the
+group's timeout, then queues nothing) or, with frame drop on, drops the
+oldest frames not being run. One thread per device takes the oldest waiting
 frames and runs them on that device's EngineQueue (runtime/requests.py);
 results are received in send order, whichever device ran them.
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.engine import Engine
+from runtime.errors import TesseraError
 from runtime.kp.enums import ProductId
 from runtime.requests import EngineQueue, Request
 
@@ -37,13 +39,18 @@ _ENTRY = re.compile(r"^\s*(?:(\d+)\s*[xX*]\s*)?(\w+)\s*$")
 _configured: list[ProductId] | None = None
 
 
+class DeviceConfigError(TesseraError, ValueError):
+    """TESSERA_KP_DEVICES or simulate_devices names no valid set of devices."""
+
+
 def parse_devices(text: str) -> list[ProductId]:
     """The chips of a TESSERA_KP_DEVICES value ("2xKL720,KL520")."""
     chips = []
     for entry in text.split(","):
         match = _ENTRY.match(entry)
         if not match or match.group(2).upper() not in CHIPS:
-            raise ValueError(f"TESSERA_KP_DEVICES entry {entry!r} is not [N x]CHIP with CHIP one of {list(CHIPS)}")
+            raise DeviceConfigError(f"TESSERA_KP_DEVICES entry {entry!r} is not [N x]CHIP with CHIP one of "
+                                    f"{list(CHIPS)}")
         chips += [CHIPS[match.group(2).upper()]] * int(match.group(1) or 1)
     return chips
 
@@ -53,7 +60,7 @@ def simulate_devices(count: int = 1, chip: str | ProductId = "KL720") -> None:
     global _configured
     product = ProductId(chip) if isinstance(chip, int) else CHIPS.get(str(chip).upper())
     if product is None or count < 1:
-        raise ValueError(f"simulate_devices needs count >= 1 and a chip of {list(CHIPS)}; got {count}, {chip!r}")
+        raise DeviceConfigError(f"simulate_devices needs count >= 1 and a chip of {list(CHIPS)}; got {count}, {chip!r}")
     _configured = [product] * count
 
 
@@ -64,12 +71,16 @@ def simulated_devices() -> list[ProductId]:
     return parse_devices(os.environ.get("TESSERA_KP_DEVICES", "KL720"))
 
 
-class QueueClosed(Exception):
+class QueueClosed(TesseraError):
     """The group was reset or disconnected while a call waited."""
 
 
-class QueueTimeout(Exception):
+class QueueTimeout(TesseraError):
     """A send or receive waited longer than the group's timeout."""
+
+
+class QueueTooSmall(TesseraError):
+    """A send has more frames than the whole group can hold at once."""
 
 
 @dataclass(eq=False)
@@ -131,17 +142,25 @@ class FrameQueue:
         for thread in self._threads:
             thread.start()
 
-    def put(self, frame: Frame, drop: bool, timeout: float | None) -> None:
-        """Queue ``frame``; when full, drop the oldest frame not running
-        (``drop``) or wait for a slot (QueueTimeout after ``timeout`` s)."""
+    def put(self, frames: list[Frame], drop: bool, timeout: float | None) -> None:
+        """Queue all of ``frames`` (one send's crops) or none: wait for
+        room for every one (QueueTimeout after ``timeout`` s, nothing
+        queued), or with ``drop`` make it by dropping the oldest frames not
+        running, only once that makes enough; so a send that fails leaves no
+        orphan crops behind to be received later or duplicated by a retry."""
+        if len(frames) > self.capacity:
+            raise QueueTooSmall(f"a send of {len(frames)} frames (one per crop box) needs room for all of them; "
+                                f"the group holds {self.capacity} ({QUEUE_DEPTH} per device)")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while len(self._order) >= self.capacity:
-                if drop and self._drop_oldest():
+            while (excess := len(self._order) + len(frames) - self.capacity) > 0:
+                if drop and sum(not f.running for f in self._order) >= excess:
+                    for _ in range(excess):
+                        self._drop_oldest()
                     break
                 self._wait(deadline)
-            self._order.append(frame)
-            self._waiting.append(frame)
+            self._order.extend(frames)
+            self._waiting.extend(frames)
             self._cond.notify_all()
 
     def take(self, timeout: float | None) -> Frame:
@@ -180,15 +199,13 @@ class FrameQueue:
         if self._closed or self._generation != generation:
             raise QueueClosed()
 
-    def _drop_oldest(self) -> bool:
-        victim = next((f for f in self._order if not f.running), None)
-        if victim is None:
-            return False
+    def _drop_oldest(self) -> None:
+        """Drop the oldest frame not running (the caller made sure there is one)."""
+        victim = next(f for f in self._order if not f.running)
         self._order.remove(victim)
         if victim in self._waiting:
             self._waiting.remove(victim)
         self.dropped += 1
-        return True
 
     def _work(self, device: SimDevice) -> None:
         """One device: run the oldest waiting frames, a batch at a time."""

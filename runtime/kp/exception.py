@@ -1,13 +1,15 @@
 """kp.ApiKPException: every kp misuse or failure, with its documented code."""
 from __future__ import annotations
 
+from runtime.errors import TesseraError
 from runtime.kp.enums import ApiReturnCode
 
 
-class ApiKPException(Exception):
+class ApiKPException(TesseraError):
     """``ApiKPException(api_return_code, function_name, result=None)``:
     ``api_return_code`` is a kp.ApiReturnCode; ``detail`` (Tessera's) says
-    what is at fault."""
+    what is at fault. A TesseraError, as every error Tessera raises on
+    purpose (docs/reliability.md), and still an Exception, as kp's is."""
 
     def __init__(self, api_return_code, function_name: str, result=None, *, detail: str = ""):
         self.api_return_code = ApiReturnCode(api_return_code)

@@ -14,7 +14,7 @@ import numpy as np
 
 from runtime import preprocess as pp
 from runtime.kp.core import group
-from runtime.kp.devices import Frame, QueueClosed, QueueTimeout
+from runtime.kp.devices import Frame, QueueClosed, QueueTimeout, QueueTooSmall
 from runtime.kp.enums import ApiReturnCode, ChannelOrdering, ImageFormat, NormalizeMode, PaddingMode, ResizeMode
 from runtime.kp.exception import fail
 from runtime.kp.group import DeviceGroup, LoadedModel
@@ -74,6 +74,12 @@ _PREPROCESS_CODES = ((pp.ImageTooSmall, E.KP_ERROR_IMAGE_RESOLUTION_TOO_SMALL_22
                      (pp.SizeMismatch, E.KP_FW_IMAGE_SIZE_NOT_MATCH_MODEL_INPUT_107),
                      (pp.PreprocessError, E.KP_ERROR_INVALID_PARAM_12))
 MAX_INPUT_NODES = 5
+MAX_IMAGE_SIDE = 8192
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
+"""Largest image a send takes, in pixels (width x height, any aspect):
+decoded to float32 RGB it is 768 MiB."""
+MAX_BYTES_PER_PIXEL = 4
+"""Bytes a pixel takes in the widest format (RGBA8888)."""
 
 
 # ---------------------------------------------------------------- configuration and profiling
@@ -223,7 +229,8 @@ def _settings(node: GenericInputNodeImage, function: str) -> tuple[str, bool, st
 
 def _pixels(image, width: int, height: int, fmt: str, function: str):
     """(buffer, width, height) of an image given as bytes (with width and
-    height) or as a uint8 ndarray (sizes from its shape when not given)."""
+    height) or as a uint8 ndarray (sizes from its shape when not given),
+    its size checked against MAX_IMAGE_PIXELS before anything is allocated."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise fail(E.KP_ERROR_INVALID_PARAM_12, function, f"image must be a uint8 array, got {image.dtype}")
@@ -232,14 +239,27 @@ def _pixels(image, width: int, height: int, fmt: str, function: str):
                 raise fail(E.KP_ERROR_INVALID_PARAM_12, function, "a flat image array needs width and height")
             height, width = image.shape[:2]
             height = height * 2 // 3 if fmt == "yuv420" else height
+        _check_size(int(width), int(height), image.size, function)
         return image, int(width), int(height)
     if isinstance(image, (bytes, bytearray, memoryview)):
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
             raise fail(E.KP_ERROR_INVALID_PARAM_12, function, "an image given as bytes needs the header's width "
                        "and height")
+        _check_size(width, height, memoryview(image).nbytes, function)
         return image, width, height
     raise fail(E.KP_ERROR_INVALID_PARAM_12, function, f"image must be bytes or a numpy array, got "
                f"{type(image).__name__}")
+
+
+def _check_size(width: int, height: int, nbytes: int, function: str) -> None:
+    """SEND_DATA_TOO_LARGE_15 for an image of more than MAX_IMAGE_PIXELS
+    pixels, or a buffer larger than the largest such image: decoding it
+    (to float32 RGB, 12 bytes a pixel) would take gigabytes before anything
+    else could fail."""
+    if width * height > MAX_IMAGE_PIXELS or nbytes > MAX_IMAGE_PIXELS * MAX_BYTES_PER_PIXEL:
+        raise fail(E.KP_ERROR_SEND_DATA_TOO_LARGE_15, function, f"the image of width {width} and height {height} "
+                   f"({width * height} pixels, given in {nbytes} bytes) is over the limit of {MAX_IMAGE_PIXELS} "
+                   f"pixels ({MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}) and {MAX_IMAGE_PIXELS * MAX_BYTES_PER_PIXEL} bytes")
 
 
 def _send_data(dg: DeviceGroup, model_id, inference_number, buffers: Sequence, kind: str, function: str) -> None:
@@ -257,16 +277,21 @@ def _send_data(dg: DeviceGroup, model_id, inference_number, buffers: Sequence, k
 
 
 def _queue(dg: DeviceGroup, frames: list[Frame], kind: str, function: str) -> None:
+    """Queue one send's frames (one per crop box) all together or, on any failure, none of them."""
     for frame in frames:
         frame.kind = kind
-        try:
-            dg.queue.put(frame, dg.configuration.enable_frame_drop, dg.timeout_s)
-        except QueueTimeout:
-            raise fail(E.KP_ERROR_USB_TIMEOUT_N7, function, f"the device queue stayed full for {dg.timeout_s} s "
-                       "(receive results, or enable frame drop)") from None
-        except QueueClosed:
-            raise fail(E.KP_ERROR_DEVICE_NOT_EXIST_10, function, "the devices were reset or disconnected while "
-                       "this send waited") from None
+    try:
+        dg.queue.put(frames, dg.configuration.enable_frame_drop, dg.timeout_s)
+    except QueueTooSmall as exc:
+        raise fail(E.KP_ERROR_FIFOQ_INPUT_BUFF_COUNT_NOT_ENOUGH_42, function, f"{exc}: send fewer crop boxes, "
+                   "or connect more devices") from None
+    except QueueTimeout:
+        raise fail(E.KP_ERROR_USB_TIMEOUT_N7, function, f"the device queue had no room for this send's "
+                   f"{len(frames)} frame(s) within {dg.timeout_s} s; none was queued (receive results, or enable "
+                   "frame drop)") from None
+    except QueueClosed:
+        raise fail(E.KP_ERROR_DEVICE_NOT_EXIST_10, function, "the devices were reset or disconnected while "
+                   "this send waited; none of its frames was queued") from None
 
 
 # ---------------------------------------------------------------- receives

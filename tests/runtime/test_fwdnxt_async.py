@@ -144,6 +144,41 @@ def test_the_end_marker_makes_a_waiting_get_result_return_none(ie, expected):
         ie.PutInput(None, "tag")
 
 
+def test_a_real_input_with_userobj_none_is_told_from_the_end_marker(ie, expected):
+    """GetResult gives back the userobj (None too) and None at the end
+    marker, as FWDNXT did; ``at_end`` and ``got_result`` say which None it
+    was, per thread, and a loop on ``at_end`` gets every input put with None."""
+    xs, want = expected
+    result = np.zeros(OUTPUTS, np.float32)
+    assert not ie.at_end and not ie.got_result  # no GetResult yet
+    assert ie.PutInput(xs[0], None) and ie.PutInput(xs[1], "b")
+    assert ie.GetResult(result) is None and ie.got_result and not ie.at_end
+    np.testing.assert_array_equal(result, want[0])
+    assert ie.PutInput(None, None)
+    assert ie.GetResult(result) == "b" and ie.got_result and not ie.at_end
+    getter, box = _in_thread(lambda: (ie.GetResult(result), ie.at_end, ie.got_result))
+    getter.join()
+    assert box == {"value": (None, True, False)}
+    assert ie.got_result and not ie.at_end  # this thread's last GetResult still was a result
+
+    def put_all():
+        for x in xs[:5]:
+            ie.PutInput(x, None)
+        ie.PutInput(None, None)
+
+    putter, _ = _in_thread(put_all)
+    got = []
+    while True:
+        ie.GetResult(result)
+        if ie.at_end:
+            break
+        got.append(result.copy())
+    putter.join()
+    assert len(got) == 5 and all(np.array_equal(g, w) for g, w in zip(got, want))
+    ie.SetFlag("blockingmode", "0")
+    assert ie.GetResult(result) is None and not ie.at_end and not ie.got_result  # not ready
+
+
 def test_run_while_inputs_are_pending_neither_takes_a_buffer_nor_a_result(ie, expected):
     xs, want = expected
     assert ie.PutInput(xs[0], "a") and ie.PutInput(xs[1], "b")

@@ -10,6 +10,7 @@ import re
 import secrets
 import subprocess
 import sys
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -177,6 +178,13 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_T
 with a token of the test's own: on a fresh machine there is no ~/.ray/auth_token and the head exits."""
 
 
+class RayHead(NamedTuple):
+    address: str
+    tmpdir: str
+    """TMPDIR of the cluster's processes (so of every actor): where a
+    driver given the same TMPDIR and the actors would leave temporary folders."""
+
+
 @pytest.fixture(scope="module")
 def ray_head():
     """A local Ray cluster of one head node with 2 CPUs (2 actors), stopped
@@ -191,11 +199,13 @@ def ray_head():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    scratch = tempfile.mkdtemp(prefix="raytmp", dir="/tmp")
     head = subprocess.Popen([sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.exit(main())",
                              "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
                              "--include-dashboard", "false",
                              "--object-store-memory", str(100 << 20), "--temp-dir", temp, "--disable-usage-stats"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **RAY_ENV})
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **RAY_ENV, "TMPDIR": scratch})
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -205,7 +215,7 @@ def ray_head():
             except OSError:
                 assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
                 time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
+        yield RayHead(f"127.0.0.1:{port}", scratch)
     finally:
         head.terminate()
         try:
@@ -213,6 +223,14 @@ def ray_head():
         except subprocess.TimeoutExpired:
             head.kill()
         shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _ray_leftovers(head: RayHead) -> list[str]:
+    """The tessera-ray-* folders in the cluster's (and the driver's) temporary directory."""
+    import os
+
+    return sorted(name for name in os.listdir(head.tmpdir) if name.startswith("tessera-ray-"))
 
 
 def _rows(path) -> list[dict]:
@@ -221,17 +239,18 @@ def _rows(path) -> list[dict]:
 
 def test_ray_gives_the_single_host_csv_profile_and_accuracy(digits, ray_head):
     """--ray ADDRESS on a 2-worker cluster: the same rows, in input order,
-    and the same accuracy as one host; the profile spans both actors."""
+    and the same accuracy as one host; the profile spans both actors; no
+    temporary folder is left behind."""
     import os
 
     root = digits[0]
     common = ("--xclbin", root / "digits.bin", "--img_path", root / "images", "--labels", root / "labels.txt",
               "--max_bs", 4, "--preprocess_workers", 2, "--profile")
     single = _infer(*common, "--outfile", root / "single.csv")
-    env = {**os.environ, **RAY_ENV}
+    env = {**os.environ, **RAY_ENV, "TMPDIR": ray_head.tmpdir}
     spread = subprocess.run([sys.executable, "-m", "runtime.app.infer", *map(str, common), "--outfile",
-                             str(root / "ray.csv"), "--ray", ray_head, "--ray_shard", "8"], capture_output=True,
-                            text=True, timeout=180, env=env)
+                             str(root / "ray.csv"), "--ray", ray_head.address, "--ray_shard", "8"],
+                            capture_output=True, text=True, timeout=180, env=env)
     assert single.returncode == 0 and spread.returncode == 0, spread.stderr
     one, many = _rows(root / "single.csv"), _rows(root / "ray.csv")
     assert list(one[0]) == list(many[0])
@@ -244,10 +263,13 @@ def test_ray_gives_the_single_host_csv_profile_and_accuracy(digits, ray_head):
     runs = [re.search(r"hwtime; (\d+) runs", run.stdout).group(1) for run in (single, spread)]
     assert runs[0] == runs[1] == str(IMAGES) and "on 2 instances" in spread.stdout
     assert "Traceback" not in spread.stderr
+    assert _ray_leftovers(ray_head) == []
 
 
 KILL_SCRIPT = """
+import os
 import sys
+import tempfile
 import ray
 from runtime import FWDNXT
 from runtime.app.images import list_images, settings_for
@@ -261,45 +283,87 @@ ie.Init(binary, "")
 settings = settings_for(ie.GetInfo("inshapes"), None, None, None)
 expected = [(r.index, r.file, r.top) for r in run_images(ie, paths, settings, max_bs=4).rows]
 ie.Free()
-actors, warnings, seen = [], [], []
 
-def sink(row):
-    seen.append(row.index)
 
-def start(handles):
-    actors.extend(handles)
-    ray.kill(actors[1], no_restart=True)
+def kill(actor):
+    ray.kill(actor, no_restart=True)
     while True:  # dead before the run sends it a shard (the kill lands asynchronously)
         try:
-            ray.get(actors[1].node.remote(), timeout=30)
+            ray.get(actor.node.remote(), timeout=30)
         except ray.exceptions.RayActorError:
             break
 
-result = run_on_ray(binary, paths, settings, RayOptions(address, actors=2, shard=4), max_bs=4, sink=sink,
-                    warn=warnings.append, started=start)
-assert [(r.index, r.file, r.top) for r in result.rows] == expected, "rows differ from one host's"
-assert seen == list(range(len(paths))), seen
+
+def run(victim):
+    warnings, seen = [], []
+    result = run_on_ray(binary, paths, settings, RayOptions(address, actors=2, shard=4), max_bs=4,
+                        sink=lambda row: seen.append(row.index), warn=warnings.append,
+                        started=lambda runtimes, preps: kill(victim(runtimes, preps)))
+    assert [(r.index, r.file, r.top) for r in result.rows] == expected, "rows differ from one host's"
+    assert seen == list(range(len(paths))), seen
+    assert not ray.is_initialized()
+    left = [name for name in os.listdir(tempfile.gettempdir()) if name.startswith("tessera-ray-")]
+    assert not left, f"temporary folders left behind: {left}"
+    return result, warnings
+
+
+result, warnings = run(lambda runtimes, preps: runtimes[1])
 assert any("Ray actor 1 failed" in line for line in warnings), warnings
 assert {r.instance for r in result.rows} == {0}, "actor 1 ran rows after it was killed"
-assert not ray.is_initialized()
+result, warnings = run(lambda runtimes, preps: preps[1])
+assert any("pre-processing actor 1 failed" in line for line in warnings), warnings
+assert {r.instance for r in result.rows} == {0, 1}, "actor 1 stopped when its pre-processing actor died"
 print("OK", len(paths), warnings)
 """
 
 
-def test_an_actor_killed_mid_run_loses_and_repeats_nothing(digits, ray_head):
-    """The Python API (run_on_ray) in a driver process: actor 1 is killed
-    once the actors are up, before the run sends it a shard; the shards sent
-    to it fail and run on actor 0, every image once, in input order, as on
-    one host. (Killed when the first row arrived, as this test did before,
-    actor 1 could already have finished shards of the last quarter when the
-    driver was slow to collect row 0, or all of its shards: a flake of the
-    whole suite, more likely as the simulator got faster.)"""
+def test_a_killed_actor_loses_and_repeats_nothing_and_leaves_no_files(digits, ray_head):
+    """The Python API (run_on_ray) in a driver process, twice: actor 1 (then
+    actor 1's pre-processing actor) is killed once the actors are up, before
+    the run sends it a shard. A dead runtime actor's shards run on actor 0; a
+    dead pre-processing actor is replaced and its shards run again, actor 1
+    going on. Every image once, in input order, as on one host, and no
+    tessera-ray-* folder left in the temporary directory the driver and the
+    actors share. (Killed when the first row arrived, as this test did
+    before, actor 1 could already have finished shards of the last quarter
+    when the driver was slow to collect row 0, or all of its shards: a flake
+    of the whole suite, more likely as the simulator got faster.)"""
     import os
 
     root = digits[0]
     run = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(root / "digits.bin"), str(root / "images"),
-                          ray_head], capture_output=True, text=True, timeout=180, env={**os.environ, **RAY_ENV})
+                          ray_head.address], capture_output=True, text=True, timeout=240,
+                         env={**os.environ, **RAY_ENV, "TMPDIR": ray_head.tmpdir})
     assert run.returncode == 0 and f"OK {IMAGES}" in run.stdout, run.stdout + run.stderr
+    assert _ray_leftovers(ray_head) == []
+
+
+def test_an_actor_deletes_its_copy_of_the_binary_once_loaded(digits, tmp_path, monkeypatch):
+    """_init_from_copy: the copy is gone once Init has read it, also when Init
+    fails; on a machine without the driver's folder, so is the actor's own."""
+    import tempfile
+
+    from runtime import FWDNXT
+    from runtime.app.scale import _init_from_copy
+    from runtime.fwdnxt import FWDNXTError
+
+    data = (digits[0] / "digits.bin").read_bytes()
+    shared = tmp_path / "driver"
+    shared.mkdir()
+    ie = FWDNXT()
+    _init_from_copy(ie, data, "actor0-digits.bin", str(shared))
+    assert ie.GetInfo("numbatch") == 1 and list(shared.iterdir()) == []
+    ie.Free()
+    with pytest.raises(FWDNXTError, match="actor1-digits.bin"):
+        _init_from_copy(FWDNXT(), data[:-7], "actor1-digits.bin", str(shared))
+    assert list(shared.iterdir()) == []
+    own = tmp_path / "elsewhere"
+    own.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
+    ie = FWDNXT()
+    _init_from_copy(ie, data, "actor2-digits.bin", None)
+    ie.Free()
+    assert list(own.iterdir()) == []
 
 
 def test_ray_is_imported_only_when_asked_and_its_errors_are_one_line(digits):

@@ -1,6 +1,8 @@
 """kp over Tessera: simulated devices, sends with hardware pre-processing,
 receives in order, fixed/float nodes, frame drop, profiling and error codes
 (docs/kp.md). One tiny ResNet compiled three ways, once per module."""
+import os
+import resource
 import threading
 
 import numpy as np
@@ -10,6 +12,7 @@ from runtime import kp
 from runtime import preprocess as pp
 from runtime.binary import read_binary
 from runtime.engine import Engine
+from runtime.errors import TesseraError
 from runtime.kp import devices
 from tests.helpers.kp import calibration_images, resnet_with_device_outputs, rgb565, yuyv
 
@@ -65,6 +68,21 @@ def raises(code, call, *args, **kwargs):
     return info.value
 
 
+def _in_thread(fn, *args) -> tuple[threading.Thread, dict]:
+    """Run fn(*args) on a daemon thread; the dict gets its 'value' or 'error'."""
+    box = {}
+
+    def body():
+        try:
+            box["value"] = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread, box
+
+
 def send_rgb565(dg, model_id, image, number=0, **header):
     h = kp.GenericRawImageHeader(model_id=model_id, inference_number=number, **header)
     kp.inference.generic_raw_inference_send(dg, h, rgb565(image), kp.ImageFormat.KP_IMAGE_FORMAT_RGB565)
@@ -96,6 +114,22 @@ def test_the_exception_carries_code_and_function():
     exc = kp.ApiKPException(E.KP_ERROR_INVALID_PARAM_12, "kp.core.connect_devices")
     assert exc.api_return_code is E.KP_ERROR_INVALID_PARAM_12 and exc.function_name == "kp.core.connect_devices"
     assert "KP_ERROR_INVALID_PARAM_12" in str(exc)
+
+
+def test_every_kp_error_is_a_tessera_error_and_keeps_its_kp_form():
+    """docs/reliability.md: every error Tessera raises on purpose derives
+    from TesseraError; kp's exception keeps its code, function, result and text."""
+    exc = kp.ApiKPException(12, "kp.core.set_timeout", result="r", detail="milliseconds must be an int >= 0")
+    assert isinstance(exc, TesseraError) and isinstance(exc, Exception)
+    assert (exc.api_return_code, exc.function_name, exc.result) == (E.KP_ERROR_INVALID_PARAM_12,
+                                                                    "kp.core.set_timeout", "r")
+    assert str(exc) == ("Error: kp.core.set_timeout failed, error = KP_ERROR_INVALID_PARAM_12 (12): milliseconds "
+                        "must be an int >= 0")
+    for internal in (devices.QueueClosed, devices.QueueTimeout, devices.QueueTooSmall, devices.DeviceConfigError):
+        assert issubclass(internal, TesseraError), internal
+    with pytest.raises(devices.DeviceConfigError, match="TESSERA_KP_DEVICES entry 'KL999'") as info:
+        devices.parse_devices("KL999")
+    assert isinstance(info.value, ValueError)
 
 
 # ---------------------------------------------------------------- devices and models
@@ -145,6 +179,29 @@ def test_a_corrupt_or_missing_binary_is_refused(group, binaries, tmp_path):
     bad.write_bytes(bytes(data))
     raises(E.KP_ERROR_INVALID_MODEL_21, kp.core.load_model_from_file, dg, str(bad))
     raises(E.KP_ERROR_FILE_OPEN_FAILED_20, kp.core.load_model_from_file, dg, str(tmp_path / "none.bin"))
+
+
+def test_only_a_regular_file_is_loaded_and_a_fifo_never_waits(group, tmp_path):
+    """A FIFO, a directory or a non-path fails at once with FILE_OPEN_FAILED_20 naming it;
+    a large file that is not a binary is refused from its header, not read whole."""
+    dg = group()
+    fifo = tmp_path / "model.fifo"
+    os.mkfifo(fifo)
+    loader, box = _in_thread(kp.core.load_model_from_file, dg, str(fifo))
+    loader.join(60)  # a guard against the hang this test is about, not a timing check
+    assert not loader.is_alive(), "load_model_from_file waits on a FIFO"
+    error = box["error"]
+    assert error.api_return_code == E.KP_ERROR_FILE_OPEN_FAILED_20 and "FIFO" in str(error) and str(fifo) in str(error)
+    error = raises(E.KP_ERROR_FILE_OPEN_FAILED_20, kp.core.load_model_from_file, dg, str(tmp_path))
+    assert "a directory" in str(error)
+    raises(E.KP_ERROR_FILE_OPEN_FAILED_20, kp.core.load_model_from_file, dg, None)
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as handle:
+        handle.truncate(1 << 33)  # 8 GiB of holes: read whole, it would take 8 GiB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    error = raises(E.KP_ERROR_INVALID_MODEL_21, kp.core.load_model_from_file, dg, str(sparse))
+    assert "sparse.bin" in str(error) and "magic" in str(error)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 1 << 20  # KiB: under 1 GiB more
 
 
 # ---------------------------------------------------------------- pre-processing
@@ -244,6 +301,63 @@ def test_crop_boxes_give_one_result_each(group, binaries, photo):
         single = kp.inference.generic_raw_inference_receive(dg, alone, descriptor)
         assert np.array_equal(kp.inference.generic_inference_retrieve_float_node(1, result, CHW).ndarray,
                               kp.inference.generic_inference_retrieve_float_node(1, single, CHW).ndarray)
+
+
+def test_a_multi_crop_send_that_times_out_queues_none_of_its_crops(group, binaries, photo):
+    """All or nothing: with room for two frames, a three-crop send times out
+    and queues nothing (no orphan results); its retry gives its three results
+    once each, in box order, and nothing else."""
+    dg = group()
+    descriptor = kp.core.load_model_from_file(dg, str(binaries["int8"]))
+    kp.core.set_timeout(dg, 200)
+    for number in range(devices.QUEUE_DEPTH - 2):
+        header = send_rgb565(dg, 1, photo, number)
+    boxes = [kp.InferenceCropBox(i, 8 * i, 0, 48, 48) for i in range(3)]
+    error = raises(E.KP_ERROR_USB_TIMEOUT_N7, send_rgb565, dg, 1, photo, 7, inference_crop_box_list=boxes)
+    assert "none was queued" in str(error)
+
+    def numbers(count):
+        return [(r.header.inference_number, r.header.crop_number) for r in
+                (kp.inference.generic_raw_inference_receive(dg, header, descriptor) for _ in range(count))]
+
+    assert numbers(devices.QUEUE_DEPTH - 2) == [(n, 0) for n in range(devices.QUEUE_DEPTH - 2)]
+    raises(E.KP_ERROR_USB_TIMEOUT_N7, kp.inference.generic_raw_inference_receive, dg, header, descriptor)
+    send_rgb565(dg, 1, photo, 7, inference_crop_box_list=boxes)
+    assert numbers(3) == [(7, 0), (7, 1), (7, 2)]
+    raises(E.KP_ERROR_USB_TIMEOUT_N7, kp.inference.generic_raw_inference_receive, dg, header, descriptor)
+
+
+def test_a_send_with_more_crops_than_the_group_holds_is_refused_at_once(group, binaries, photo):
+    dg = group()
+    kp.core.load_model_from_file(dg, str(binaries["int8"]))
+    boxes = [kp.InferenceCropBox(i, 0, 0, 32, 32) for i in range(devices.QUEUE_DEPTH + 1)]
+    error = raises(E.KP_ERROR_FIFOQ_INPUT_BUFF_COUNT_NOT_ENOUGH_42, send_rgb565, dg, 1, photo,
+                   inference_crop_box_list=boxes)
+    assert f"{devices.QUEUE_DEPTH + 1} frames" in str(error) and f"holds {devices.QUEUE_DEPTH}" in str(error)
+    assert not dg.queue._order
+
+
+def test_a_huge_image_is_refused_before_anything_is_allocated(group, binaries):
+    """A 60 000 x 60 000 image (given as a zero-stride array, so the test
+    allocates nothing either; or as bytes with the header's width and height)
+    gives SEND_DATA_TOO_LARGE_15 naming width, height and the limit."""
+    dg = group()
+    kp.core.load_model_from_file(dg, str(binaries["int8"]))
+    side = 60_000
+    huge = np.broadcast_to(np.zeros((1, 1, 2), np.uint8), (side, side, 2))
+    header = kp.GenericRawImageHeader(model_id=1)
+    rgb = kp.ImageFormat.KP_IMAGE_FORMAT_RGB565
+    error = raises(E.KP_ERROR_SEND_DATA_TOO_LARGE_15, kp.inference.generic_raw_inference_send, dg, header, huge, rgb)
+    limit = kp.inference.MAX_IMAGE_PIXELS
+    assert f"width {side} and height {side}" in str(error) and f"limit of {limit} pixels" in str(error)
+    header = kp.GenericRawImageHeader(model_id=1, width=side, height=side)
+    error = raises(E.KP_ERROR_SEND_DATA_TOO_LARGE_15, kp.inference.generic_raw_inference_send, dg, header,
+                   b"\0" * 64, rgb)
+    assert f"width {side} and height {side}" in str(error)
+    node = kp.GenericInputNodeImage(huge, image_format=rgb)
+    raises(E.KP_ERROR_SEND_DATA_TOO_LARGE_15, kp.inference.generic_image_inference_send, dg,
+           kp.GenericImageInferenceDescriptor(0, 1, [node]))
+    assert not dg.queue._order
 
 
 def test_bypass_and_data_sends_take_the_device_codes(group, binaries, photo):
