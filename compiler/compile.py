@@ -193,7 +193,7 @@ def image_size_string(path: str | os.PathLike) -> str:
         with open_regular(path, MAX_DATA_BYTES, "image") as handle, Image.open(handle) as picture:
             (width, height), channels = picture.size, len(picture.getbands())
     except FileError as exc:
-        raise ModelImportError(f"image {exc.cause}", file=exc.path) from None
+        raise ModelImportError(exc.cause, file=exc.path) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ModelImportError(f"the image that gives the input size cannot be read: {exc}", file=str(path)) from None
     return f"{width}x{height}x{channels}"

@@ -17,8 +17,8 @@ from onnx import ModelProto, TypeProto
 
 from compiler.errors import ModelImportError, UnsupportedOpError
 from compiler.frontend.external_data import read_external_data
+from compiler.frontend.model_file import read_model_file
 from compiler.frontend.validate import DEFAULT_DOMAINS, validate_model
-from runtime.files import MAX_MODEL_BYTES, FileError, open_regular
 
 MIN_OPSET = 7
 """Older default-domain opsets are upgraded with onnx.version_converter."""
@@ -37,26 +37,9 @@ def load_model(model: str | os.PathLike | bytes | ModelProto) -> tuple[ModelProt
         read_external_data(proto, None, label)  # no folder: an external tensor is an error naming it
         return proto, label
     path = os.fspath(model)
-    proto = _parse(_read_model_file(path), path)
+    proto = _parse(read_model_file(path), path)
     read_external_data(proto, os.path.dirname(os.path.abspath(path)), path)
     return proto, path
-
-
-def _read_model_file(path: str) -> bytes:
-    """The bytes of an ONNX file: a regular file of at most MAX_MODEL_BYTES
-    (protobuf's limit), whose first byte can begin a protobuf message (a
-    field number of 0 cannot: a file of zeros is refused unread)."""
-    try:
-        with open_regular(path, MAX_MODEL_BYTES, "model file") as handle:
-            first = handle.read(1)
-            if first and first[0] < 0x80 and (first[0] >> 3 == 0 or first[0] & 7 > 5):
-                raise ModelImportError(f"not a valid ONNX model (its first byte {first[0]:#04x} cannot begin a "
-                                       "protobuf message)", file=path)
-            return first + handle.read()
-    except FileError as exc:
-        raise ModelImportError(exc.cause, file=path) from None
-    except OSError as exc:
-        raise ModelImportError(f"cannot read the model file: {exc.strerror or exc}", file=path) from None
 
 
 def _parse(data: bytes, label: str) -> ModelProto:

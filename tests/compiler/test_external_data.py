@@ -75,11 +75,21 @@ def test_an_external_tensor_without_a_folder_says_to_pass_the_path(tmp_path):
         import_onnx(model.SerializeToString(), shapes={"x": [1, 3, 8, 8]})
 
 
-def test_a_file_of_zeros_is_refused_unread(tmp_path):
+def test_a_file_that_is_not_a_protobuf_message_is_refused_unread(tmp_path):
     zeros = tmp_path / "zeros.onnx"
     with open(zeros, "wb") as handle:
         handle.truncate(1 << 30)
-    with pytest.raises(ModelImportError, match="its first byte 0x00 cannot begin a protobuf message"):
+    with pytest.raises(ModelImportError, match="the bytes at offset 0 are not a protobuf field"):
         import_onnx(zeros)
+    valid = tmp_path / "model.onnx"
+    onnx.save(conv_model(), valid)
+    size = valid.stat().st_size
+    with open(valid, "ab") as handle:
+        handle.truncate(1 << 30)  # a valid model, then a sparse gigabyte of zeros
+    with pytest.raises(ModelImportError, match=f"the bytes at offset {size} are not a protobuf field"):
+        import_onnx(valid)
+    valid.write_bytes(conv_model().SerializeToString()[:-10])
+    with pytest.raises(ModelImportError, match=r"beyond the \d+-byte file \(truncated\)"):
+        import_onnx(valid)
     with pytest.raises(ModelImportError, match="it is a character device"):
         import_onnx("/dev/zero")
