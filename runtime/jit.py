@@ -45,7 +45,7 @@ from pathlib import Path
 import numba
 from numba.core.caching import UserProvidedCacheLocator
 
-from runtime.files import FileError, write_atomic
+from runtime.files import MAX_BINARY_BYTES, FileError, read_regular, write_atomic
 
 CACHE = os.environ.get("TESSERA_NUMBA_CACHE", "1") != "0"
 STALE_SECONDS = 7 * 24 * 3600
@@ -186,8 +186,8 @@ def load_object_code(name: str, inputs: str) -> bytes | None:
     altered file is never handed to LLVM)."""
     path = _object_code_path(name, inputs)
     try:
-        stored = path.read_bytes() if path is not None else b""
-    except OSError:
+        stored = read_regular(path, MAX_BINARY_BYTES, "cached object code") if path is not None else b""
+    except FileError:
         return None
     check, data = stored[:32], stored[32:]
     return data if data and hashlib.sha256(data).digest() == check else None
