@@ -24,6 +24,7 @@ mtcnn_pnet, mtcnn_rnet, keras_audio).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from typing import Sequence
@@ -39,18 +40,43 @@ from compiler.cli_device import (
     target_kwargs,
     target_options,
 )
+from runtime.array_files import ArrayFileError, load_arrays
+from runtime.command import add_debug_flag, run_command
 from runtime.errors import TesseraError
+from runtime.files import MAX_MODEL_BYTES, FileError, check_regular, check_writable, write_atomic
+from runtime.kernels.limits import MAX_ELEMENTS, MAX_RANK
 
 DEFAULT_MODEL = "resnet18"
+OUTPUTS = {"output": "-o", "dot": "--dot", "report": "--report", "export_encodings": "--export-encodings"}
+"""The options naming a file a command writes (attribute -> flag), checked writable before any work."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status (a user error is one line: runtime/command.py)."""
     args = _parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except TesseraError as exc:
-        print(f"tessera: error: {exc}", file=sys.stderr)
-        return 1
+    return run_command("tessera", lambda: _dispatch(args), args.debug)
+
+
+def _dispatch(args) -> int:
+    """The command, once the files it will write are known to be writable
+    and an --image size is known to fit (before minutes of work)."""
+    for option, flag in OUTPUTS.items():
+        if getattr(args, option, None):
+            try:
+                check_writable(getattr(args, option))
+            except FileError as exc:
+                raise TesseraError(f"{flag} {exc}") from None
+    if getattr(args, "image", None):
+        _check_image(args.image)
+    return args.func(args)
+
+
+def _check_image(spec: str) -> None:
+    """Refuse an --image size of more than MAX_ELEMENTS elements per input."""
+    from compiler.frontend.shapes import parse_image_spec
+
+    for shape in parse_image_spec(spec):
+        _check_elements("--image", spec, shape)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     _quantize_parser(sub)
     ops = sub.add_parser("ops", help="list the ONNX ops Tessera imports")
     ops.set_defaults(func=cmd_ops)
+    add_debug_flag(parser)
+    for command in sub.choices.values():
+        add_debug_flag(command, top=False)
     return parser
 
 
@@ -151,7 +180,7 @@ def cmd_show(args) -> int:
     if args.timing:
         print(timing.render())
     if args.dot:
-        _write(args.dot, to_dot(graph))
+        write_atomic(args.dot, to_dot(graph))
         print(f"wrote {args.dot}")
     return 0
 
@@ -258,14 +287,6 @@ def _pair_arg(spec: str, flag: str) -> tuple[str, str]:
     return name, value
 
 
-def _write(path: str, text: str) -> None:
-    try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise TesseraError(f"cannot write {path!r}: {exc.strerror}") from None
-
-
 def cmd_ops(args) -> int:
     import onnx.defs
 
@@ -311,6 +332,7 @@ def _load(name: str):
             return builtin_model(name)
         except ValueError as exc:
             raise TesseraError(str(exc)) from None
+    check_regular(name, MAX_MODEL_BYTES, "model file")  # a FIFO or a folder: an error now, not a hang later
     return name
 
 
@@ -335,14 +357,31 @@ def given_shapes(model, args) -> dict[str, list[int]]:
 
 
 def _shapes(specs: list[str]) -> dict[str, list[int]]:
+    """--shape NAME=D1xD2x..., each dim at least 1 and at most MAX_ELEMENTS
+    elements in all, checked before any pass allocates."""
     shapes = {}
     for spec in specs:
         name, _, dims = spec.rpartition("=")
         try:
-            shapes[name] = [int(d) for d in dims.lower().split("x")]
+            shape = [int(d) for d in dims.lower().split("x")]
         except ValueError:
-            raise TesseraError(f"--shape {spec!r} must look like NAME=1x3x224x224") from None
+            shape = []
+        if not name or not shape:
+            raise TesseraError(f"--shape {spec!r} must look like NAME=1x3x224x224")
+        if min(shape) < 1:
+            raise TesseraError(f"--shape {spec!r}: every dim must be at least 1")
+        if len(shape) > MAX_RANK:
+            raise TesseraError(f"--shape {spec!r} has {len(shape)} dims, more than {MAX_RANK}")
+        _check_elements("--shape", spec, shape)
+        shapes[name] = shape
     return shapes
+
+
+def _check_elements(option: str, spec: str, shape: list[int]) -> None:
+    """Refuse a shape the user gave of more than MAX_ELEMENTS elements, before any pass allocates it."""
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise TesseraError(f"{option} {spec!r} has {math.prod(shape)} elements, more than the limit of "
+                           f"{MAX_ELEMENTS} (runtime.kernels.limits.MAX_ELEMENTS)")
 
 
 def _feeds(graph, args) -> dict[str, np.ndarray]:
@@ -398,9 +437,12 @@ def _input_files(args, names: list[str]) -> dict[str, np.ndarray]:
                 raise TesseraError(f"--input {spec!r}: the model has inputs {names}; write NAME=FILE.npy")
             name = names[0]
         try:
-            files[name] = np.load(path, allow_pickle=False)  # unpickling runs code: refuse object arrays
-        except (OSError, ValueError, EOFError) as exc:
-            raise TesseraError(f"--input {spec!r}: cannot read {path!r}: {exc}") from None
+            array = load_arrays(path)  # headers checked before anything is allocated; never unpickled
+        except ArrayFileError as exc:
+            raise TesseraError(f"--input {spec!r}: {exc}") from None
+        if isinstance(array, dict):
+            raise TesseraError(f"--input {spec!r}: an .npz file; give one .npy file per input")
+        files[name] = array
     return files
 
 

@@ -124,13 +124,15 @@ def placement_kwargs(args) -> dict:
 
 
 def is_binary(path: str) -> bool:
-    """Whether ``path`` is a file starting with the binary format's magic."""
+    """Whether ``path`` is a regular file starting with the binary format's
+    magic (a FIFO is not waited on: not a binary)."""
     from runtime.binary import MAGIC
+    from runtime.files import open_regular
 
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path, None, "binary") as fh:
             return fh.read(len(MAGIC)) == MAGIC
-    except OSError:
+    except (TesseraError, OSError):
         return False
 
 

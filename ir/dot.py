@@ -3,7 +3,7 @@
 Nodes are filled by affinity; a ``Segment`` is a cluster labelled with its
 device, holding its body's nodes; a ``Fused`` node is one box naming its
 members' ops; edges carry the tensor types. Constants (weights) are left
-out. Every name is quoted and escaped, so any ONNX name is safe.
+out. Every name is quoted and escaped by runtime.dot.quote, so any ONNX name is safe.
 
     dot -Tsvg model.dot -o model.svg
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 
 from ir.graph import Graph, Node, Value
+from runtime.dot import quote
 from runtime.hardware import ACCELERATOR, HOST
 
 FILL = {ACCELERATOR: "#b3de69", HOST: "#80b1d3"}
@@ -24,12 +25,6 @@ BOUNDARY_FILL = "#fdfdc8"
 def to_dot(graph: Graph) -> str:
     """The graph as a DOT ``digraph``."""
     return _Writer().render(graph)
-
-
-def quote(text: str) -> str:
-    """A DOT double-quoted string holding ``text`` (lines become ``\\n``)."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "")
-    return '"' + escaped.replace("\n", "\\n") + '"'
 
 
 class _Writer:

@@ -137,7 +137,7 @@ def test_simulator_data_refuses_pickled_arrays(pickled, name):
     from compiler.simulator.errors import SimulatorError
 
     spec = TensorSpec("x", (2,), np.dtype(np.float32))
-    with pytest.raises(SimulatorError, match=rf"{name}: cannot read it as numpy arrays \(pickled data is refused\)"):
+    with pytest.raises(SimulatorError, match=rf"{name}: cannot read it as numpy arrays: .*a pickle.*refused"):
         load_sample(pickled / name, [spec])
 
 
@@ -162,7 +162,7 @@ def test_cli_input_refuses_pickled_arrays(pickled, tmp_path, capsys):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
     assert main(["run", str(tmp_path / "m.onnx"), "--cpu", "--input", f"x={pickled / 'sample.npy'}"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("tessera: error: --input") and "sample.npy" in err and "allow_pickle=False" in err
+    assert err.startswith("tessera: error: --input") and "sample.npy" in err and "Python objects" in err
 
 
 def test_encodings_reader_refuses_a_pickled_file(pickled):

@@ -13,6 +13,7 @@ import numpy as np
 
 from runtime import preprocess
 from runtime.errors import TesseraError
+from runtime.files import MAX_DATA_BYTES, MAX_TEXT_BYTES, FileError, check_regular, open_regular, read_regular
 
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 """File name endings taken from a folder (any other file is ignored)."""
@@ -45,12 +46,15 @@ class Settings:
 
 
 def list_images(path: str) -> list[Path]:
-    """``path`` itself when a file, else the images of the folder, sorted by name."""
+    """``path`` itself when a regular file, else the images of the folder
+    (regular files only), sorted by name."""
     where = Path(path)
-    if where.is_file():
-        return [where]
     if not where.is_dir():
-        raise InferError(f"--img_path {path!r} does not exist")
+        try:
+            check_regular(where, MAX_DATA_BYTES, "image")
+        except FileError as exc:
+            raise InferError(f"--img_path {path!r}: {exc.cause}") from None
+        return [where]
     files = sorted(p for p in where.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
     if not files:
         raise InferError(f"--img_path {path!r} holds no image files (looked for {', '.join(sorted(SUFFIXES))})")
@@ -111,13 +115,20 @@ def load_image(source: Path | tuple[str, bytes], settings: Settings) -> np.ndarr
     count, resized (runtime/preprocess.py), scaled to [0, 1], normalised per
     channel. ImageError when it cannot be read."""
     pil = _pillow()
-    name, opened = (source.name, source) if isinstance(source, Path) else (source[0], io.BytesIO(source[1]))
+    if isinstance(source, Path):
+        name, opened = source.name, _open_image(source)
+    else:
+        name, opened = source[0], io.BytesIO(source[1])
     try:
-        with pil.Image.open(opened) as image:
+        with opened, pil.Image.open(opened) as image:
             pixels = np.asarray(image.convert("L" if settings.channels == 1 else "RGB"), np.float32)
     except (OSError, ValueError, SyntaxError, MemoryError, pil.Image.DecompressionBombError) as exc:
-        # Pillow raises SyntaxError on a broken PNG chunk and MemoryError reading a chunk of the length a file claims
-        raise ImageError(f"{name}: {exc or type(exc).__name__}") from None
+        # Pillow raises SyntaxError on a broken PNG chunk, MemoryError reading a chunk of the length a file
+        # claims, and UnidentifiedImageError with a message that shows the file object, not its name
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, pil.Image.UnidentifiedImageError):
+            reason = "not an image format Pillow reads"
+        raise ImageError(f"{name}: {reason}") from None
     pixels = pixels.reshape(*pixels.shape[:2], -1)
     try:
         planar, _ = preprocess.fit(preprocess.to_channels(pixels, settings.channels), settings.height,
@@ -130,6 +141,14 @@ def load_image(source: Path | tuple[str, bytes], settings: Settings) -> np.ndarr
     std = np.asarray(settings.std, np.float32)[:, None, None]
     planar = (planar * np.float32(settings.scale) - mean) / std
     return np.ascontiguousarray(planar if settings.layout == "NCHW" else planar.transpose(1, 2, 0), np.float32)
+
+
+def _open_image(path: Path) -> io.BufferedReader:
+    """The image file opened if it is a regular file Tessera can afford (else ImageError: skipped)."""
+    try:
+        return open_regular(path, MAX_DATA_BYTES, "image")
+    except FileError as exc:
+        raise ImageError(f"{path.name}: {exc.cause}") from None
 
 
 def _pillow():
@@ -145,7 +164,7 @@ def read_labels(path: str, names: set[str]) -> tuple[dict[str, int], list[str]]:
     ``names``, and the names it lists that are not among them."""
     labels: dict[str, int] = {}
     missing: list[str] = []
-    for number, line in enumerate(_lines(path, "--labels"), 1):
+    for number, line in enumerate(_text(path, "--labels").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
@@ -162,24 +181,29 @@ def read_labels(path: str, names: set[str]) -> tuple[dict[str, int], list[str]]:
 
 def read_classes(path: str) -> list[str]:
     """One class name a line (line i names class i)."""
-    return [line.strip() for line in _lines(path, "--classes")]
+    return [line.strip() for line in _text(path, "--classes").splitlines()]
 
 
-def _lines(path: str, option: str) -> list[str]:
+def _text(path: str, option: str) -> str:
+    """The UTF-8 text of a regular file of at most MAX_TEXT_BYTES (an InferError naming ``option`` else)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InferError(f"{option} {path!r} cannot be read: {exc}") from None
+        return read_regular(path, MAX_TEXT_BYTES, option[2:] + " file").decode("utf-8")
+    except FileError as exc:
+        raise InferError(f"{option} {path!r}: {exc.cause}") from None
+    except UnicodeDecodeError as exc:
+        raise InferError(f"{option} {path!r} is not UTF-8 text: {exc}") from None
 
 
 def read_fc_weights(path: str, features: int) -> np.ndarray:
     """The host-side FC layer's weights, [classes, features] float32, from a
     CSV (one row per class, or one flat row, int8 codes or float values),
     checked against the binary's ``features`` output values per image."""
+    text = _text(path, "--fcweights")
+    if not text.strip():
+        raise InferError(f"--fcweights {path!r} is empty")
     try:
-        values = np.genfromtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
-    except (OSError, ValueError) as exc:
+        values = np.genfromtxt(io.StringIO(text), delimiter=",", dtype=np.float32, ndmin=2)
+    except ValueError as exc:
         raise InferError(f"--fcweights {path!r} cannot be read as CSV: {exc}") from None
     if values.size and np.isnan(values[:, -1]).all():
         values = values[:, :-1]

@@ -13,7 +13,7 @@ import contextlib
 import csv
 import sys
 import threading
-from typing import Sequence, TextIO
+from typing import ContextManager, Sequence, TextIO
 
 from runtime.app.images import (
     LAYOUTS,
@@ -27,7 +27,9 @@ from runtime.app.images import (
 from runtime.app.pipeline import Row, RunResult, run_images
 from runtime.app.profile import COLUMNS, profile_values, summary_lines, throughput_lines
 from runtime.app.scale import RayOptions, run_on_ray
+from runtime.command import add_debug_flag, run_command
 from runtime.errors import TesseraError
+from runtime.files import FileError, atomic_output, check_writable
 
 PROG = "tessera-infer"
 DESCRIPTION = ("Predictions, accuracy and throughput of a compiled Tessera binary over an image or a folder of "
@@ -95,20 +97,14 @@ def parser() -> argparse.ArgumentParser:
     ray.add_argument("--ray_cpus", type=_positive, default=1, help="CPUs, and simulator threads, per actor "
                      "(default 1)")
     ray.add_argument("--ray_shard", type=_positive, help="images per shard (default: about 32, whole batches)")
+    add_debug_flag(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; 0 on success, 1 on a fatal error (one line on stderr)."""
+    """Run the command; 0 on success, else one line on stderr (runtime/command.py: 1 for an error)."""
     args = parser().parse_args(argv)
-    try:
-        return _run(args)
-    except (InferError, TesseraError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(PROG, lambda: _run(args), args.debug)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -119,6 +115,10 @@ def _run(args: argparse.Namespace) -> int:
         if given or args.ray_cpus != 1:
             raise InferError(f"{' '.join(given or ['--ray_cpus'])} only applies with --ray auto|ADDRESS")
     paths = list_images(args.img_path)
+    classes = read_classes(args.classes) if args.classes else None
+    labels = _labels(args.labels, paths) if args.labels else None
+    if args.outfile:
+        _check_outfile(args.outfile)
     ie = FWDNXT()
     try:
         counts = ie.Init(args.xclbin, "")
@@ -132,14 +132,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_for(ie.GetInfo("inshapes"), args.layout, args.mean, args.std, recorded)
     features = (counts if isinstance(counts, int) else counts[0]) // int(ie.GetInfo("numbatch"))
     fc = read_fc_weights(args.fcweights, features) if args.fcweights else None
-    classes = read_classes(args.classes) if args.classes else None
-    labels = _labels(args.labels, paths) if args.labels else None
     report = sys.stdout if args.outfile else sys.stderr
-    try:
-        out = open(args.outfile, "w", newline="", encoding="utf-8") if args.outfile else sys.stdout
-    except OSError as exc:
-        raise InferError(f"--outfile {args.outfile!r} cannot be written: {exc}") from None
-    with out if args.outfile else contextlib.nullcontext():
+    with _output(args.outfile) as out:
         writer = _Writer(out, args.top, classes, args.profile, len(paths))
         common = dict(max_bs=args.max_bs, workers=args.preprocess_workers, top=args.top, fc=fc, sink=writer.write,
                       skipped=writer.skip)
@@ -155,6 +149,23 @@ def _run(args: argparse.Namespace) -> int:
         raise InferError(f"none of the {len(paths)} image(s) of --img_path {args.img_path!r} could be read")
     _report(result, labels, args.profile, report)
     return 0
+
+
+def _output(outfile: str | None) -> ContextManager[TextIO]:
+    """Where the CSV goes: standard output, or ``outfile`` written whole at
+    the end of the run (runtime.files.atomic_output; a failed run leaves
+    the previous file as it was)."""
+    if not outfile:
+        return contextlib.nullcontext(sys.stdout)
+    return atomic_output(outfile, "w", encoding="utf-8", newline="")
+
+
+def _check_outfile(outfile: str) -> None:
+    """Refuse an --outfile that could not be written, before the binary is loaded and the images run."""
+    try:
+        check_writable(outfile)
+    except FileError as exc:
+        raise InferError(f"--outfile {outfile!r}: {exc.cause}") from None
 
 
 def _check_placement(ie, args: argparse.Namespace) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from runtime.errors import TesseraError
+from runtime.files import MAX_TEXT_BYTES, FileError, check_regular, open_regular
 from runtime.inference_engine.provenance import (
     ACCELERATOR,
     HOST,
@@ -186,13 +187,11 @@ class IENetwork:
             if path.suffix.lower() == ".xml":
                 raise InferenceEngineError(f"{str(path)!r} is an OpenVINO IR; Tessera reads ONNX models (export "
                                            "the model to ONNX) and its own binaries")
-            if not path.is_file():
-                raise InferenceEngineError(f"model file {str(path)!r} does not exist")
-            if weights is not None and not Path(weights).is_file():
-                raise InferenceEngineError(f"weights file {str(weights)!r} does not exist")
+            if weights is not None:
+                _regular(weights, "weights file").close()  # accepted, not read: it must exist
             from runtime.binary import MAGIC
 
-            with open(path, "rb") as f:
+            with _regular(path, "model file") as f:
                 head = f.read(len(MAGIC))
             if head == MAGIC:
                 self._load_binary(str(path))
@@ -382,6 +381,15 @@ def _params(params: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _regular(path, what: str):
+    """``path`` opened if it is a regular file (a directory, FIFO or device
+    is an InferenceEngineError saying which, at once: runtime.files)."""
+    try:
+        return open_regular(path, None, what)
+    except FileError as exc:
+        raise InferenceEngineError(str(exc)) from None
+
+
 # ---------------------------------------------------------------- the plugin
 class IEPlugin:
     """``device``: "FPGA" (the accelerator, simulated; layers it cannot run
@@ -499,8 +507,10 @@ class IEPlugin:
             raise InferenceEngineError(f"CPU extension {str(path)!r}: Tessera loads no native libraries; an "
                                        "extension is a Python module (.py) that registers kernels with "
                                        "runtime.kernels.registry.kernel")
-        if not path.is_file():
-            raise InferenceEngineError(f"CPU extension {str(path)!r} does not exist")
+        try:
+            check_regular(path, MAX_TEXT_BYTES, "CPU extension")
+        except FileError as exc:
+            raise InferenceEngineError(str(exc)) from None
         if str(path.resolve()) in self._extensions:
             return
         from runtime.kernels.registry import kernel_names
@@ -563,8 +573,11 @@ class IEPlugin:
             except TesseraError as exc:
                 raise InferenceEngineError(f"load: network {net.name!r}: {exc}") from exc
         if self._config.get("HETERO_DUMP_GRAPH_DOT") == "YES":
-            write_dot(net.name, {n: (layer.type, layer.parents) for n, layer in net.layers.items()},
-                      placements(compiled), Path(self._config.get("TESSERA_DOT_DIR") or "."))
+            try:
+                write_dot(net.name, {n: (layer.type, layer.parents) for n, layer in net.layers.items()},
+                          placements(compiled), Path(self._config.get("TESSERA_DOT_DIR") or "."))
+            except FileError as exc:
+                raise InferenceEngineError(f"load: HETERO_DUMP_GRAPH_DOT: {exc}") from exc
         return compiled
 
     def _affinities(self, net: IENetwork, fallback: str) -> dict[str, str]:

@@ -5,14 +5,25 @@ times, read back per ONNX layer for the Inference-Engine API's perf counts,
 exec graph and HETERO DOT dumps."""
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from runtime.dot import quote
+from runtime.files import write_atomic
 
 ACCELERATOR, HOST = "FPGA", "CPU"
 FUSED = "fused_"
 """How passes/fuse_ops.py names a fused group: after its last member."""
 HELPER_SEPARATOR = "::"
 """ir.graph.HELPER_SEPARATOR (runtime/ reads the names the compiler wrote, and imports no ir/)."""
+COLOURS = {ACCELERATOR: "lightblue", HOST: "lightgrey"}
+"""The DOT dumps' fill per device."""
+UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+"""Characters a file name built from a model's name may not hold."""
+MAX_STEM = 96
+"""Longest part of a file name taken from a model's name (the hash and the prefix stay under 255 bytes)."""
 
 
 def onnx_name(node_name: str) -> str:
@@ -100,26 +111,53 @@ def perf_counts(layer_types: Mapping[str, str], placed: Mapping[str, dict],
 def write_dot(name: str, layers: Mapping[str, tuple[str, Sequence[str]]], placed: Mapping[str, dict],
               folder: Path) -> None:
     """hetero_affinity_<name>.dot (each layer coloured by device) and
-    hetero_subgraphs_<name>.dot (each segment a cluster of its layers);
+    hetero_subgraphs_<name>.dot (each segment a cluster of its layers),
+    each written atomically, ``name`` made safe by :func:`file_stem`;
     ``layers``: layer -> (type, parents), in network order."""
-    colours = {ACCELERATOR: "lightblue", HOST: "lightgrey"}
-    edges = [f'  "{parent}" -> "{layer}";' for layer, (_, parents) in layers.items() for parent in parents]
-    lines = [f'digraph "{name}" {{', "  node [style=filled];"]
+    ids = {layer: f"n{index}" for index, layer in enumerate(dict.fromkeys([*layers, *placed]))}
+    stem = file_stem(name)
+    write_atomic(folder / f"hetero_affinity_{stem}.dot", _affinity_dot(name, layers, placed, ids))
+    write_atomic(folder / f"hetero_subgraphs_{stem}.dot", _subgraphs_dot(name, layers, placed, ids))
+
+
+def _affinity_dot(name: str, layers: Mapping[str, tuple[str, Sequence[str]]], placed: Mapping[str, dict],
+                  ids: Mapping[str, str]) -> str:
+    """Every layer, labelled with its name, type and device and coloured by
+    device; nodes are ``ids``, names only in labels (runtime.dot.quote)."""
+    lines = [f"digraph {quote(name)} {{", "  node [style=filled];"]
     for layer, (layer_type, _) in layers.items():
         device = placed.get(layer, {}).get("device", "")
-        lines.append(f'  "{layer}" [label="{layer}\\n{layer_type}\\n{device or "folded"}", '
-                     f'fillcolor="{colours.get(device, "white")}"];')
-    (folder / f"hetero_affinity_{name}.dot").write_text("\n".join(lines + edges + ["}"]) + "\n")
-    lines = [f'digraph "{name}_subgraphs" {{', "  node [style=filled];"]
+        label = quote("\n".join((layer, layer_type, device or "folded")))
+        lines.append(f'  {ids[layer]} [label={label}, fillcolor="{COLOURS.get(device, "white")}"];')
+    lines += [f"  {ids[parent]} -> {ids[layer]};" for layer, (_, parents) in layers.items() for parent in parents]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def _subgraphs_dot(name: str, layers: Mapping[str, tuple[str, Sequence[str]]], placed: Mapping[str, dict],
+                   ids: Mapping[str, str]) -> str:
+    """Each compiled segment a cluster of the layers it runs."""
+    lines = [f"digraph {quote(name + '_subgraphs')} {{", "  node [style=filled];"]
     segments: dict[int, list[str]] = {}
     for layer, where in placed.items():
         segments.setdefault(where["segment"], []).append(layer)
     for index, names in sorted(segments.items()):
         device = placed[names[0]]["device"]
+        colour = COLOURS[device]
         lines.append(f"  subgraph cluster_{index} {{")
-        lines.append(f'    label="segment {index}: {device}"; color="{colours[device]}";')
-        lines += [f'    "{n}" [fillcolor="{colours[device]}"];' for n in names]
+        lines.append(f'    label="segment {index}: {device}"; color="{colour}";')
+        lines += [f'    {ids[n]} [label={quote(n)}, fillcolor="{colour}"];' for n in names]
         lines.append("  }")
-    lines += [f'  "{parent}" -> "{layer}";' for layer, (_, parents) in layers.items() for parent in parents
+    lines += [f"  {ids[parent]} -> {ids[layer]};" for layer, (_, parents) in layers.items() for parent in parents
               if parent in placed and layer in placed]
-    (folder / f"hetero_subgraphs_{name}.dot").write_text("\n".join(lines + ["}"]) + "\n")
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def file_stem(name: str) -> str:
+    """``name`` as part of a file name: letters, digits, '.', '_' and '-'
+    only, at most MAX_STEM of them; a name that had to change gets a short
+    hash of itself, so two different names never share a file."""
+    safe = UNSAFE.sub("_", name)[:MAX_STEM]
+    if safe == name and name:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{safe}_{digest}"

@@ -1,4 +1,8 @@
 """The tessera command line."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -151,3 +155,86 @@ def test_binary_errors_are_one_line(tmp_path, capsys):
     assert main(["info", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tessera: error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_compile_checks_its_output_before_compiling(model_file, tmp_path, capsys, monkeypatch):
+    """-o into a missing folder or onto a folder: one line naming -o and the
+    cause, before anything is compiled (compile_model must not be reached)."""
+    def compile_model(*args, **kwargs):
+        raise AssertionError("compiled before -o was checked")
+
+    monkeypatch.setattr("compiler.compile.compile_model", compile_model)
+    for output, cause in ((tmp_path / "missing" / "m.bin", "its folder"), (tmp_path, "is a directory")):
+        status = main(["compile", str(model_file), "--shape", "x=1x4", "-o", str(output)])
+        err = capsys.readouterr().err
+        assert status == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"tessera: error: -o {output}: ") and cause in err
+
+
+@pytest.mark.parametrize("shape, says", [
+    ("x=100000000000x4", "has 400000000000 elements, more than the limit of 1073741824"),
+    ("x=" + "9" * 30 + "x4", "more than the limit of 1073741824"),
+    ("x=0x4", "every dim must be at least 1"),
+    ("1x4", "must look like NAME=1x3x224x224")])
+def test_shape_errors_are_named_before_anything_is_allocated(model_file, capsys, shape, says):
+    assert main(["run", str(model_file), "--cpu", "--shape", shape]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"tessera: error: --shape {shape!r}") and says in err and err.count("\n") == 1, err
+
+
+def test_huge_image_size_is_refused_before_import(model_file, capsys):
+    assert main(["show", str(model_file), "--image", "100000x100000x3"]) == 1
+    assert "--image '100000x100000x3' has 30000000000 elements" in capsys.readouterr().err
+
+
+def test_input_arrays_are_checked_before_numpy_allocates(model_file, tmp_path, capsys):
+    """A .npy header promising 10^15 values, one longer than its file, a
+    pickled array and a FIFO: each one line naming --input and why."""
+    def header(name, shape):
+        with open(tmp_path / name, "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            handle.write(bytes(16))
+        return tmp_path / name
+
+    np.save(tmp_path / "pickled.npy", np.array([{}], dtype=object), allow_pickle=True)
+    os.mkfifo(tmp_path / "pipe.npy")
+    cases = {header("huge.npy", (10 ** 15,)): "(1000000000000000 elements), more than the",
+             header("short.npy", (1, 4, 100)): "(1600 bytes) but the file holds 16 bytes",
+             tmp_path / "pickled.npy": "holds Python objects", tmp_path / "pipe.npy": "it is a FIFO"}
+    for path, says in cases.items():
+        assert main(["run", str(model_file), "--cpu", "--input", f"x={path}"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"tessera: error: --input 'x={path}': ") and says in err and err.count("\n") == 1, err
+
+
+def test_model_and_dot_paths_that_are_not_files_are_named(model_file, tmp_path, capsys):
+    os.mkfifo(tmp_path / "pipe.onnx")
+    assert main(["show", str(tmp_path / "pipe.onnx")]) == 1
+    assert "pipe.onnx: cannot read the model file: it is a FIFO" in capsys.readouterr().err
+    assert main(["show", str(model_file), "--shape", "x=1x4", "--dot", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"tessera: error: --dot {tmp_path}: is a directory, not a file\n"
+
+
+def test_a_bug_is_one_line_saying_so_and_debug_shows_the_traceback(capsys, monkeypatch):
+    def broken(args):
+        raise ValueError("no such thing\nsecond line")
+
+    monkeypatch.setattr("compiler.cli.cmd_ops", broken)
+    assert main(["ops"]) == 70
+    assert capsys.readouterr().err == ("tessera: internal error (a bug in Tessera, please report it): ValueError: no "
+                                       "such thing; second line; run again with --debug for the traceback\n")
+    for argv in (["--debug", "ops"], ["ops", "--debug"]):
+        assert main(argv) == 70
+        err = capsys.readouterr().err
+        assert err.startswith("Traceback") and err.splitlines()[-1].startswith("tessera: internal error")
+
+
+def test_the_installed_command_prints_no_traceback_unless_debug(model_file, tmp_path):
+    """`python -m compiler.cli` as a user runs it: a write failure is one
+    line on standard error and status 1; with --debug, the traceback too."""
+    argv = [sys.executable, "-m", "compiler.cli", "compile", str(model_file), "-o", str(tmp_path / "no" / "m.bin")]
+    plain = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 1 and plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr, plain.stderr
+    debug = subprocess.run(argv + ["--debug"], capture_output=True, text=True, timeout=120)
+    assert debug.returncode == 1 and debug.stderr.startswith("Traceback")
+    assert debug.stderr.splitlines()[-1] == plain.stderr.strip()

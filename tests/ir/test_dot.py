@@ -4,10 +4,12 @@ import re
 import numpy as np
 
 from ir import GraphBuilder
-from ir.dot import FILL, UNPLACED_FILL, quote, to_dot
+from ir.dot import FILL, UNPLACED_FILL, to_dot
 from passes.fuse_ops import make_fused
 from passes.infra import PassContext
 from passes.partition import partition
+from runtime.dot import quote
+from tests.helpers import dot
 
 
 def structure(text):
@@ -89,3 +91,21 @@ def test_names_are_escaped():
     assert "{e}" not in bare
     assert 'label="r{e}\\"lu\\nnode\\nRelu"' in text
     assert quote('a\\b"c\nd') == '"a\\\\b\\"c\\nd"'
+
+
+def test_any_name_is_shown_and_cannot_break_the_file():
+    """Quotes, backslashes (one at the end of a name too) and line breaks
+    are escaped; NUL, carriage returns, tabs and lone surrogates are shown as
+    Python escapes, so the text stays DOT and encodes as UTF-8."""
+    names = {'q"uo"te': 'q"uo"te', "back\\slash\\": "back\\slash\\", "two\nlines": "two\nlines",
+             "nul\x00byte": "nul\\x00byte", "cr\rtab\t": "cr\\rtab\\t", "lone\udc80": "lone\\udc80",
+             "ünï": "ünï"}
+    b = GraphBuilder('graph\x00"name"\\')
+    y = b.input("x", [2])
+    for name in names:
+        y = b.Relu(y, name=name)
+    text = to_dot(b.build(y))
+    toks = dot.tokens(text)
+    assert dot.shown(toks[1]) == 'graph\\x00"name"\\'
+    assert [label for label in dot.labels(toks) if label.endswith("\nRelu")] == [f"{v}\nRelu" for v in names.values()]
+    assert text.encode("utf-8").decode("utf-8") == text

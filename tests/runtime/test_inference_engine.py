@@ -3,6 +3,8 @@ a facade over the compiler and the engine, so its results equal FWDNXT's
 (FPGA), Run_th's (CPU) and the partitioned engine's (HETERO) bit for bit."""
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,6 +19,8 @@ from compiler.zoo import mobilenet_v2, resnet
 from runtime.compiled import DeviceSegment
 from runtime.fwdnxt import FWDNXT
 from runtime.inference_engine import IENetwork, IEPlugin, InferenceEngineError, StatusCode
+from runtime.inference_engine.provenance import write_dot
+from tests.helpers import dot
 
 RNG = np.random.default_rng(19)
 MODELS = {"resnet": lambda: resnet(depth=10, image=32, classes=10, width=8),
@@ -322,13 +326,27 @@ def test_errors_name_the_input_device_key_or_file(loaded, tmp_path):
         IEPlugin(device="CPU").set_config({"CPU_BIND": "YES"})
     with pytest.raises(InferenceEngineError, match="needs its devices"):
         IEPlugin(device="HETERO").load(net)
-    with pytest.raises(InferenceEngineError, match="does not exist"):
+    with pytest.raises(InferenceEngineError, match="missing.onnx: cannot read the model file: No such file"):
         IENetwork(model=str(tmp_path / "missing.onnx"))
     (tmp_path / "m.xml").write_text("<net/>")
     with pytest.raises(InferenceEngineError, match="OpenVINO IR"):
         IENetwork(model=str(tmp_path / "m.xml"))
     with pytest.raises(InferenceEngineError, match="num_requests"):
         IEPlugin(device="CPU").load(net, num_requests=0)
+
+
+def test_a_model_path_that_is_not_a_regular_file_is_named_at_once(files, tmp_path):
+    """A folder, a FIFO (no writer: opening it must not wait) and a device
+    are each named for what they are, as the model and as the weights."""
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    kinds = {tmp_path: "a directory", fifo: r"a FIFO \(named pipe\)", "/dev/zero": "a character device"}
+    for path, kind in kinds.items():
+        with pytest.raises(InferenceEngineError, match=f"{re.escape(str(path))}: cannot read the model file: "
+                                                      f"it is {kind}, not a regular file"):
+            IENetwork(model=str(path))
+    with pytest.raises(InferenceEngineError, match="cannot read the weights file: it is a directory"):
+        IENetwork(model=str(files["resnet"]), weights=str(tmp_path))
 
 
 def test_a_tessera_binary_loads_as_a_network(files, tmp_path):
@@ -408,5 +426,30 @@ def test_hetero_dump_graph_dot_writes_affinity_and_subgraphs(files, tmp_path):
     plugin.load(net)
     affinity = (tmp_path / f"hetero_affinity_{net.name}.dot").read_text()
     subgraphs = (tmp_path / f"hetero_subgraphs_{net.name}.dot").read_text()
-    assert affinity.startswith("digraph") and '"conv_2"' in affinity and "lightblue" in affinity
+    assert f"conv_2\n{net.layers['conv_2'].type}\nFPGA" in dot.labels(dot.tokens(affinity))
+    assert "lightblue" in affinity
     assert "subgraph cluster_0" in subgraphs and "CPU" in subgraphs and "FPGA" in subgraphs
+    assert "conv_2" in dot.labels(dot.tokens(subgraphs))
+
+
+def test_dot_dumps_of_any_names_are_safe_files_of_valid_dot(tmp_path):
+    """Graph names with a NUL, a slash, 300 characters or none become safe
+    file names (distinct names, distinct files); layer names with quotes,
+    backslashes, line breaks and NULs are shown in labels, never break the DOT."""
+    layers = {'in"put': ("Input", []), 'conv\\1\n"a"': ("Convolution", ['in"put']),
+              "nul\x00relu\\": ("ReLU", ['conv\\1\n"a"'])}
+    placed = {'conv\\1\n"a"': {"device": "FPGA", "segment": 0}, "nul\x00relu\\": {"device": "CPU", "segment": 1}}
+    names = ["net\x00name", "n" * 300, "a/b", "a_b", "../up", ""]
+    for name in names:
+        write_dot(name, layers, placed, tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 * len(names)
+    assert all(re.fullmatch(r"hetero_(affinity|subgraphs)_[A-Za-z0-9._-]{1,120}\.dot", f) for f in files), files
+    assert "hetero_affinity_a_b.dot" in files
+    for file in files:
+        toks = dot.tokens((tmp_path / file).read_text(encoding="utf-8"))
+        assert dot.shown(toks[1]).removesuffix("_subgraphs") in [name.replace("\x00", "\\x00") for name in names]
+        if "affinity" in file:
+            assert dot.labels(toks) == ['in"put\nInput\nfolded', 'conv\\1\n"a"\nConvolution\nFPGA',
+                                        "nul\\x00relu\\\nReLU\nCPU"]
+            assert toks.count("->") == 2
