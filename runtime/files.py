@@ -23,6 +23,7 @@ import io
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -86,6 +87,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb", *, encoding: str | 
         with _special_output(target, mode, encoding, newline) as handle:
             yield handle
         return
+    _remove_stale(target)
     temporary = _temporary_name(target)
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
@@ -166,6 +168,41 @@ def _special_output(target: str, mode: str, encoding: str | None, newline: str |
 def _temporary_name(target: str) -> str:
     folder, name = os.path.split(target)
     return os.path.join(folder, f".{name[:120]}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+STALE_SECONDS = 60
+"""Age after which a temporary whose writer is gone is removed."""
+
+
+def _remove_stale(target: str) -> None:
+    """Remove the temporaries of ``target`` that a killed writer left (SIGKILL
+    and SIGTERM allow no clean-up): its process is gone from this host and
+    the file has not changed for STALE_SECONDS, so a writer on another host
+    sharing the folder is never touched while it writes."""
+    folder, name = os.path.split(target)
+    prefix = f".{name[:120]}."
+    try:
+        entries = [e for e in os.scandir(folder or ".") if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        try:
+            if pid.isdigit() and not _alive(int(pid)) and time.time() - entry.stat().st_mtime > STALE_SECONDS:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _sync_folder(target: str) -> None:

@@ -123,6 +123,22 @@ def test_two_processes_racing_for_one_path_leave_a_whole_binary(tmp_path, binari
     assert leftovers(tmp_path, "model.bin") == ["source0.bin", "source1.bin"]
 
 
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL leaves the temporary; the next write of that target removes it
+    once its process is gone and it is older than STALE_SECONDS."""
+    target = tmp_path / "model.bin"
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    fresh, stale = (tmp_path / f".model.bin.{pid}-0123abcd.tmp" for pid in (os.getpid(), writer.pid))
+    writer.kill()
+    writer.wait()
+    for leftover in (fresh, stale):
+        leftover.write_bytes(b"half")
+        os.utime(leftover, (0, 0))
+    write_atomic(target, b"whole")
+    assert target.read_bytes() == b"whole"
+    assert leftovers(tmp_path, "model.bin") == [fresh.name]  # its writer (this process) lives
+
+
 def test_a_write_that_cannot_happen_is_named_before_any_work(tmp_path):
     for path, cause in ((tmp_path / "missing" / "m.bin", r"its folder .* does not exist"),
                         (tmp_path, "is a directory"), (tmp_path / "a\x00b", "NUL")):
