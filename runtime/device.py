@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.compiled import CompiledModel, DeviceSegment, Instance
-from runtime.errors import ExecutionError
+from runtime.errors import ExecutionError, KernelError
 from runtime.kernels import get_kernel
 from runtime.segments import CODES, Runner, Table
 from runtime.sim import Simulator
@@ -82,10 +82,15 @@ class SimulatedDevice:
         return run
 
     def _write_inputs(self, segment: DeviceSegment, table: Table, instance: Instance, grids) -> None:
-        """Quantize one image's inputs into its card's DRAM (QuantizeLinear)."""
+        """Quantize one image's inputs into its card's DRAM (QuantizeLinear:
+        ±Inf saturates, a NaN, which a CPU segment before may have made, is an
+        error naming the tensor)."""
         dram = self.drams[instance.card]
         for tensor in segment.inputs:
-            codes = self._quantize([table[tensor.name], *grids[tensor]], _EDGE_ATTRS)[0]
+            try:
+                codes = self._quantize([table[tensor.name], *grids[tensor]], _EDGE_ATTRS)[0]
+            except KernelError as exc:
+                raise ExecutionError(f"segment {segment.name!r}: quantizing its input {tensor.name!r}: {exc}") from exc
             if tensor.perm:
                 codes = np.ascontiguousarray(codes.transpose(tensor.perm))
             if codes.nbytes != tensor.nbytes:  # a data-dependent CPU output the binary misdeclares

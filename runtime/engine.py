@@ -21,6 +21,7 @@ from runtime.device import SimulatedDevice
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
 from runtime.interrupts import deferred_interrupt
+from runtime.nonfinite import check_feeds, nonfinite_policy
 from runtime.segments import SegmentedProgram, SegmentExecutor
 
 
@@ -29,8 +30,11 @@ class Engine:
     threads overlap where the hardware allows: each segment takes one run
     at a time, the device's segments one at a time between them."""
 
-    def __init__(self, model: CompiledModel, check: bool = False):
+    def __init__(self, model: CompiledModel, check: bool = False, nonfinite: str | None = None):
         self.model = model
+        self.nonfinite = nonfinite_policy(nonfinite)
+        """What a device run does with NaN and ±Inf in a float input: 'error' or
+        'saturate' (runtime/nonfinite.py); default $TESSERA_NONFINITE, else 'error'."""
         with deferred_interrupt("Init"):
             self.device = SimulatedDevice(model)
             """The device backend: its DRAM, simulators and timing (hwtime, layer_times)."""
@@ -67,12 +71,13 @@ class Engine:
         (runtime.segments.SegmentExecutor)."""
         if len(images) != self.model.batch:
             raise ExecutionError(f"this binary runs {self.model.batch} image(s) at once; got {len(images)}")
-        tables = [self._inputs(feeds) for feeds in images]
+        tables = [self._device_inputs(feeds, k) for k, feeds in enumerate(images)]
         with self._first("the first run"):
             return self._segments.run_batch(tables, timings, codes)
 
     def run_reference(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The float reference program's outputs (FWDNXT's Run_th)."""
+        """The float reference program's outputs (FWDNXT's Run_th): no device
+        codes, so no non-finite policy; NaN and ±Inf follow IEEE arithmetic."""
         if self._reference is None:
             raise ExecutionError("this binary was compiled without the float reference program "
                                  "(strip_reference); Run_th needs it")
@@ -93,6 +98,22 @@ class Engine:
         with deferred_interrupt(what):
             yield
         self._ran.add(what)
+
+    def check_finite(self, images: Sequence[Mapping[str, np.ndarray]]) -> None:
+        """The non-finite policy on a run's images now, for an API that queues
+        them (PutInput) and owes the error at the call, not at its result."""
+        for image, feeds in enumerate(images):
+            check_feeds(feeds, self.nonfinite, self._image_label(image))
+
+    def _device_inputs(self, feeds: Mapping[str, np.ndarray], image: int) -> dict[str, np.ndarray]:
+        """Image ``image``'s inputs, checked as every run becoming device codes
+        checks them: the interface, then the non-finite policy."""
+        table = self._inputs(feeds)
+        check_feeds(table, self.nonfinite, self._image_label(image))
+        return table
+
+    def _image_label(self, image: int) -> str:
+        return f" (image {image} of the run)" if self.model.batch > 1 else ""
 
     def _inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         table = {}

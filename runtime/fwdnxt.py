@@ -52,6 +52,7 @@ from runtime.fwdnxt_flags import (
     help_text,
     option_settings,
 )
+from runtime.nonfinite import NonFiniteInputError, nonfinite_policy
 from runtime.requests import Cancelled, Closed, EngineQueue, InOrderBuffers, Request
 
 __all__ = ["FWDNXT", "FWDNXTError"]
@@ -128,7 +129,7 @@ class FWDNXT:
         if bitfile and not os.path.isfile(bitfile):
             raise FWDNXTError(f"Init: bitfile {bitfile!r} does not exist")
         try:
-            engine = Engine(read_binary(infile))
+            engine = Engine(read_binary(infile), nonfinite=self._flags["nonfinite"] or None)
         except TesseraError as exc:
             raise FWDNXTError(f"Init: {exc}") from exc
         except OSError as exc:
@@ -194,6 +195,8 @@ class FWDNXT:
             elif name == "dumpdir" and value and os.path.exists(value) and not os.path.isdir(value):
                 raise FWDNXTError(f"SetFlag: dumpdir {value!r} is a file, not a folder")
             self._store(name, value)
+        if name in ("nonfinite", "reset") and self._session is not None:
+            self._session.engine.nonfinite = nonfinite_policy(self._flags["nonfinite"] or None)
 
     def _store(self, name: str, value: Any) -> None:
         self._flags[name] = value
@@ -309,8 +312,10 @@ class FWDNXT:
                 return True
             images = _inputs("PutInput", engine.model, image, copy=True)
             request = Request(images, userobj, device=self._flags["runsw"] != 2)
+            if request.device:
+                engine.check_finite(images)
             return buffers.put(request, block=bool(self._flags["blockingmode"]))
-        except Closed as exc:
+        except (Closed, NonFiniteInputError) as exc:
             raise FWDNXTError(f"PutInput: {exc}") from None
 
     def GetResult(self, result) -> Any:

@@ -82,6 +82,10 @@ FLAGS: dict[str, Flag] = {f.name: f for f in (
          "largest difference and the SNR of each output", "runs", (0, 1)),
     Flag("runsw", 0, "0 and 1: Run runs the bit-accurate simulator (which the device backend is here); "
          "2: Run and PutInput run the float reference instead", "runs", (0, 1, 2)),
+    Flag("nonfinite", "", "NaN and Inf in an input of Run, Run_sw or PutInput: 'error', a FWDNXTError naming the "
+         "input and the first such value; 'saturate', +-Inf to the grid's end codes (NaN still an error); '': "
+         "as the environment variable TESSERA_NONFINITE says, else 'error'", "runs", ("", "error", "saturate"),
+         why="the policies are 'error' and 'saturate' (docs/runtime.md, \"Non-finite inputs\")"),
     Flag("breaklayer", 0, "2: after every Run, print each accelerator layer's modelled time", "runs", (0, 2),
          why="the engine returns a run's outputs only, the device's intermediate tensors are not kept "
              "(Compile with nlayers=N for the output of the first N layers)"),
@@ -136,7 +140,7 @@ FLAGS: dict[str, Flag] = {f.name: f for f in (
          why="Compile writes its outfile and nothing else: there are no temporary files"),
     Flag("prune", None, "prune the model", why="Tessera computes the whole ONNX model; it never prunes weights"),
 )}
-"""Every SetFlag name of api-notes 1.4.1 and 1.4.2."""
+"""Every SetFlag name of api-notes 1.4.1 and 1.4.2, and one of Tessera's own (nonfinite)."""
 
 ACTIONS = ("help", "reset")
 """SetFlag names that do something at once and hold no value."""

@@ -46,7 +46,7 @@ class Simulator:
         graph order, then the ``layerwise_check_name`` tensors."""
         params = _parse(params, InferenceRunnerParameters)
         samples, model = _model_on_data(params.input_model_path, params.input_encodings_path,
-                                        params.quantization_mode, params.input_data_path)
+                                        params.quantization_mode, params.input_data_path, params.nonfinite)
         names = [o.name for o in model.outputs] + list(params.layerwise_check_name)
         return [model.run(feeds, names) for _, feeds in samples]
 
@@ -62,7 +62,7 @@ class Simulator:
         on synthetic data (with a warning): give a complete file."""
         params = _parse(params, InferenceSessionParameters)
         return QuantizationSim(SimulatedModel(params.input_model_path, params.input_encodings_path,
-                                              params.quantization_mode))
+                                              params.quantization_mode, nonfinite=params.nonfinite))
 
     @staticmethod
     def compare_model_by_inference(params: InferenceCheckerParameters | Mapping[str, Any]) -> ComparisonResult:
@@ -124,19 +124,20 @@ def _parse(params: Any, schema: type[Schema]) -> Schema:
     raise TypeError(f"expected {schema.__name__} (or a dict of its fields), got {type(params).__name__}")
 
 
-def _model_on_data(model: str, encodings: str | None, mode: str, data: str):
+def _model_on_data(model: str, encodings: str | None, mode: str, data: str, nonfinite: str | None):
     """(samples, model): the data folder read for the model's inputs; in
     integer mode its samples calibrate what the encodings do not cover."""
     samples = load_samples(data, [tensor_spec(v) for v in import_onnx(model).inputs])
-    return samples, SimulatedModel(model, encodings, mode, calibration=[feeds for _, feeds in samples])
+    return samples, SimulatedModel(model, encodings, mode, calibration=[feeds for _, feeds in samples],
+                                   nonfinite=nonfinite)
 
 
 def _pair_on_data(params: InferenceCheckerParameters):
     """(samples, [model 0, model 1]) for a comparison."""
     samples, first = _model_on_data(params.input_model_path_0, params.input_encodings_path_0, params.mode(0),
-                                    params.input_data_path)
+                                    params.input_data_path, params.nonfinite)
     second = SimulatedModel(params.input_model_path_1, params.input_encodings_path_1, params.mode(1),
-                            calibration=[feeds for _, feeds in samples])
+                            calibration=[feeds for _, feeds in samples], nonfinite=params.nonfinite)
     if [s.shape for s in first.inputs] != [s.shape for s in second.inputs]:
         raise SimulatorError(f"the models take different inputs: {first.inputs} and {second.inputs}")
     return samples, [first, second]

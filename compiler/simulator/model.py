@@ -8,7 +8,9 @@ every Simulator call runs.
 - ``"integer"``: compiler/quantize.py's quantized, partitioned graph with
   the file's grids: accelerator layers as the bit-exact integer kernels
   (what the device simulator computes), the rest in float. Tensors the file
-  does not cover are calibrated on the calibration samples given.
+  does not cover are calibrated on the calibration samples given. Inputs
+  holding NaN or ±Inf follow the runtime's non-finite policy
+  (runtime/nonfinite.py), as the device paths do.
 
 Both run through the one CPU executor, which returns any named tensor.
 """
@@ -28,7 +30,9 @@ from ir.graph import Graph, walk
 from ir.types import QuantParams
 from passes.quant.encodings import Encodings, import_encodings
 from passes.quant.fake_quant import dequantize, fake_quantize, unknown_tensors
+from runtime.errors import ExecutionError
 from runtime.executor import Executor
+from runtime.nonfinite import NonFiniteInputError, NonFinitePolicyError, check_feeds, nonfinite_policy
 
 MODES = ("fake", "integer")
 
@@ -37,10 +41,16 @@ class SimulatedModel:
     """A model + encodings in ``mode``; :meth:`run` gives any named tensor."""
 
     def __init__(self, model: str | os.PathLike, encodings: str | os.PathLike | None, mode: str = "fake",
-                 calibration: Iterable[Mapping[str, np.ndarray]] | None = None):
+                 calibration: Iterable[Mapping[str, np.ndarray]] | None = None, nonfinite: str | None = None):
         if mode not in MODES:
             raise SimulatorError(f"quantization_mode {mode!r} is not one of {list(MODES)}")
         self.mode = mode
+        try:
+            nonfinite = nonfinite_policy(nonfinite)
+        except NonFinitePolicyError as exc:
+            raise SimulatorError(str(exc)) from None
+        self.nonfinite = nonfinite
+        """What integer mode does with NaN and ±Inf in an input (runtime/nonfinite.py)."""
         parsed = Encodings() if encodings is None else import_encodings(encodings)
         if mode == "integer":
             quantized = quantize_model(model, encodings=parsed, calibration_data=calibration)
@@ -68,8 +78,16 @@ class SimulatedModel:
                                  + (" (the accelerator does not store it: it is fused into a layer)"
                                     if self.mode == "integer" else "")
                                  + f"; tensors it has: {_some(self.tensor_names)}")
+        if self.mode == "integer":
+            try:
+                check_feeds(feeds, self.nonfinite)
+            except NonFiniteInputError as exc:
+                raise SimulatorError(str(exc)) from None
         slots = {n: self._slots[n] for n in names}
-        results = self._executor.run(feeds, fetch=list(dict.fromkeys(s for s, _ in slots.values())))
+        try:
+            results = self._executor.run(feeds, fetch=list(dict.fromkeys(s for s, _ in slots.values())))
+        except ExecutionError as exc:  # a NaN reaching a fake-quantized tensor, among others
+            raise SimulatorError(f"running the model in {self.mode} mode: {exc}") from None
         return [_dequantize(results[slot], params) for slot, params in slots.values()]
 
 

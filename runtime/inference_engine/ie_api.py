@@ -43,6 +43,7 @@ from runtime.inference_engine.provenance import (
     placements,
     write_dot,
 )
+from runtime.nonfinite import POLICIES
 
 VERSION = "tessera-0.1.0"
 DEVICES = ("FPGA", "CPU")
@@ -61,6 +62,9 @@ CONFIG_KEYS = {
     "TESSERA_DEMOTE_ISLANDS": "YES (default)/NO: move an accelerator segment whose host transfers cost more than "
                               "it saves back to the CPU",
     "TESSERA_DOT_DIR": "the folder HETERO_DUMP_GRAPH_DOT writes to (default: the working folder)",
+    "TESSERA_NONFINITE": "NaN and Inf in an input: 'error' (a request error naming the input and the first such "
+                         "value) or 'saturate' (+-Inf to the grid's end codes, NaN still an error); unset: the "
+                         "environment variable TESSERA_NONFINITE, else 'error'. Read at load",
 }
 
 
@@ -437,6 +441,9 @@ class IEPlugin:
                     raise InferenceEngineError(f"set_config: {key} takes 'YES' or 'NO', got {value!r}")
             elif key == "TESSERA_CALIBRATOR" and not isinstance(value, str):
                 raise InferenceEngineError(f"set_config: TESSERA_CALIBRATOR takes a method name, got {value!r}")
+            elif key == "TESSERA_NONFINITE" and value not in POLICIES:
+                raise InferenceEngineError(f"set_config: TESSERA_NONFINITE takes one of {list(POLICIES)}, got "
+                                           f"{value!r}")
             self._config[key] = value
 
     def get_config(self, key: str) -> Any:
@@ -546,7 +553,7 @@ class IEPlugin:
 
         model = network._binary if network._binary is not None else self._compile(network)
         try:
-            engine = Engine(model)
+            engine = Engine(model, nonfinite=self._config.get("TESSERA_NONFINITE"))
         except TesseraError as exc:
             raise InferenceEngineError(f"load: {exc}") from exc
         return ExecutableNetwork(engine, network, int(num_requests))

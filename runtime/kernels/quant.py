@@ -22,6 +22,7 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.kernels import nn
 from runtime.kernels.registry import kernel
+from runtime.nonfinite import located
 
 QUANT_RANGES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
                 for t in (np.uint8, np.int8, np.uint16, np.int16)}
@@ -145,7 +146,9 @@ def _optional(inputs, count: int) -> list:
 # ---------------------------------------------------------------- (de)quantization
 @kernel("QuantizeLinear")
 def quantize_linear(inputs, attrs):
-    """y = saturate(round_half_even(x / y_scale) + y_zero_point)."""
+    """y = saturate(round_half_even(x / y_scale) + y_zero_point); ±Inf
+    saturates like any value beyond the range, a NaN is a KernelError (no
+    integer code stands for it, and casting one is undefined)."""
     x, scale, zero_point = _optional(inputs, 3)
     dtype = quantized_dtype(None if zero_point is None else zero_point.dtype, _dtype_attr(attrs, "output_dtype"))
     scale, zero_point = _quant_params(x, scale, zero_point, attrs, "y_scale", "y_zero_point")
@@ -159,7 +162,12 @@ def quantize_linear(inputs, attrs):
         # float64 holds every rounded value plus a 16-bit zero point exactly
         y = np.add(y, zero_point, dtype=np.float64)
     low, high = QUANT_RANGES[dtype]
-    return (np.clip(y, low, high).astype(dtype),)
+    y = np.clip(y, low, high)
+    nan = np.isnan(y)
+    if nan.any():
+        raise KernelError(f"x / y_scale is NaN at {located(nan)}: no integer code stands for NaN "
+                          "(docs/runtime.md, \"Non-finite inputs\")")
+    return (y.astype(dtype),)
 
 
 @kernel("DequantizeLinear")
@@ -188,6 +196,9 @@ def dynamic_quantize_linear(inputs, attrs):
     (x,) = inputs
     if x.dtype != np.float32:
         raise KernelError(f"x must be float32, got {x.dtype}")
+    if not np.isfinite(x).all():
+        raise KernelError(f"x holds NaN or ±Inf at {located(~np.isfinite(x))}: the grid is fitted to x's range, "
+                          "which then has none (docs/runtime.md, \"Non-finite inputs\")")
     zero = np.float32(0)
     high = np.maximum(zero, x.max()) if x.size else zero
     low = np.minimum(zero, x.min()) if x.size else zero

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from runtime import preprocess as pp
+from runtime.errors import ExecutionError
 from runtime.kp.core import group
 from runtime.kp.devices import Frame, QueueClosed, QueueTimeout, QueueTooSmall
 from runtime.kp.enums import ApiReturnCode, ChannelOrdering, ImageFormat, NormalizeMode, PaddingMode, ResizeMode
@@ -380,7 +381,10 @@ def _retrieve(node_idx, result, channels_ordering, convert, function: str):
     if ordering == ChannelOrdering.KP_CHANNEL_ORDERING_DEFAULT:
         default = raw._default_ordering
         ordering = ChannelOrdering.KP_CHANNEL_ORDERING_CHW if default is None else default
-    node = convert(raw.nodes[int(node_idx)], ordering)
+    try:
+        node = convert(raw.nodes[int(node_idx)], ordering)
+    except ExecutionError as exc:
+        raise fail(E.KP_FW_INFERENCE_ERROR_101, function, str(exc)) from None
     if raw._on_retrieve is not None:
         raw._on_retrieve((time.perf_counter() - start) * 1e3)
     return node

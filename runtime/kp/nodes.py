@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from runtime.errors import ExecutionError
 from runtime.kp.enums import ChannelOrdering, FixedPointDType
 from runtime.kp.model import radix_scale
 from runtime.kp.value import (
@@ -28,6 +29,7 @@ from runtime.kp.value import (
     RawNode,
     Scale,
 )
+from runtime.nonfinite import located
 
 _ORDER = {ChannelOrdering.KP_CHANNEL_ORDERING_CHW: (0, 1, 2, 3),
           ChannelOrdering.KP_CHANNEL_ORDERING_HCW: (0, 2, 1, 3),
@@ -68,11 +70,17 @@ def _fixed(node: RawNode) -> tuple[np.ndarray, int, float, int]:
         width = node.codes.itemsize * 8 + (node.zero_point != 0)
         numpy_type = next(t for t, _ in _FIXED_DTYPES if np.iinfo(t).bits >= width)
         return (node.codes.astype(np.int64) - node.zero_point).astype(numpy_type), radix, scale, node.zero_point
-    peak = float(np.abs(node.values).max()) if node.values.size else 0.0
+    values = node.values.astype(np.float64)
+    finite = np.isfinite(values)
+    if np.isnan(values).any():
+        raise ExecutionError(f"output {node.name!r} holds NaN at {located(np.isnan(values))}, which no fixed-point "
+                             "value stands for: retrieve it as float")
+    peak = float(np.abs(values[finite]).max()) if finite.any() else 0.0
     radix = MAX_RADIX if peak == 0.0 else min(MAX_RADIX, math.floor(math.log2(32767 / peak)))
     while radix > -MAX_RADIX and peak * 2.0 ** radix > 32767:
         radix -= 1
-    return np.rint(node.values.astype(np.float64) * 2.0 ** radix).astype(np.int16), radix, 1.0, 0
+    fixed = np.clip(np.rint(values * 2.0 ** radix), -32768, 32767)  # ±Inf saturates, as on the device
+    return fixed.astype(np.int16), radix, 1.0, 0
 
 
 def fixed_node(node: RawNode, ordering: ChannelOrdering) -> InferenceFixedNodeOutput:

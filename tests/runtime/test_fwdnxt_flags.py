@@ -239,5 +239,5 @@ def test_flag_values_are_checked(tmp_path):
         ie.SetFlag("fpgaid", "510")
     with pytest.raises(FWDNXTError, match="Init: .*"):
         ie.Init(str(tmp_path / "file"), "")
-    with pytest.raises(FWDNXTError, match="Init: cannot read .*missing.bin"):
+    with pytest.raises(FWDNXTError, match="Init: .*missing.bin: cannot read the binary: No such file"):
         ie.Init(str(tmp_path / "missing.bin"), "")

@@ -8,11 +8,12 @@ so a misspelled option never silently does nothing. A file or folder that
 does not exist is a validation error naming the field. Tessera has no GPU
 path: ``use_cuda=True`` is accepted, warns, and runs on the CPU.
 
-Two fields are Tessera's own: ``quantization_mode`` ("fake": simulated
+Some fields are Tessera's own: ``quantization_mode`` ("fake": simulated
 quantization in float, the Exynos simulator's semantics and the default;
-"integer": the accelerator's bit-exact integer arithmetic), and, for the
-comparisons, ``quantization_mode_0`` / ``_1`` to run the two models in
-different modes.
+"integer": the accelerator's bit-exact integer arithmetic), for the
+comparisons ``quantization_mode_0`` / ``_1`` to run the two models in
+different modes, and ``nonfinite``: what integer mode does with NaN and Inf
+in an input (runtime/nonfinite.py).
 """
 from __future__ import annotations
 
@@ -60,6 +61,10 @@ class _Parameters(BaseModel):
     quantization_mode: QuantizationMode = Field(
         "fake", description="'fake': quantize-dequantize each encoded tensor, compute in float (the default); "
                             "'integer': the accelerator's bit-exact integer arithmetic")
+    nonfinite: Literal["error", "saturate"] | None = Field(
+        None, description="integer mode, NaN and Inf in an input: 'error' (a SimulatorError naming the input and "
+                          "the first such value) or 'saturate' (+-Inf to the grid's end codes, NaN still an "
+                          "error); None: the environment variable TESSERA_NONFINITE, else 'error'")
 
     @model_validator(mode="after")
     def _cpu_only(self):
