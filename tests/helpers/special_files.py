@@ -53,9 +53,9 @@ def extra_loaders() -> dict[str, tuple[Callable[[str], object], str, bytes]]:
     model = resnet(10, image=32, width=8, classes=4).SerializeToString()
 
     def calibrate(path: str) -> None:
-        folder = Path(tempfile.mkdtemp())
-        (folder / "sample.npy").symlink_to(path)
-        list(calibration_batches(str(folder), {"image": ((1, 3, 32, 32), np.float32)}))
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "sample.npy").symlink_to(path)
+            list(calibration_batches(folder, {"image": ((1, 3, 32, 32), np.float32)}))
 
     return {"compile_model": (lambda p: compile_model(p, image="32x32x3"), ".onnx", model),
             "image_size": (image_size_string, ".png", b"\x89PNG\r\n\x1a\n"),
@@ -64,29 +64,36 @@ def extra_loaders() -> dict[str, tuple[Callable[[str], object], str, bytes]]:
 
 
 def run() -> None:
-    from runtime.errors import TesseraError
-    from tests.helpers.fuzz_files import NAMED_ERRORS, loaders
+    from tests.helpers.fuzz_files import loaders
 
     every = {name: (loader.read, loader.suffix, loader.seed) for name, loader in loaders().items()}
     every.update(extra_loaders())
-    root = Path(tempfile.mkdtemp(prefix="special-files-"))
-    for name, (read, suffix, seed) in sorted(every.items()):
-        folder = root / name
-        folder.mkdir()
-        for kind, path in special_paths(folder, seed, suffix).items():
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            start = time.perf_counter()
-            try:
-                read(path)
-                outcome, message = "accepted", ""
-            except (TesseraError, *NAMED_ERRORS) as exc:
-                outcome, message = type(exc).__name__, str(exc)
-            except Exception as exc:  # an unnamed error: reported, and the test fails on it
-                outcome, message = f"unnamed {type(exc).__name__}", str(exc)
-            seconds = time.perf_counter() - start
-            rise = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
-            print(json.dumps({"loader": name, "path": kind, "outcome": outcome, "message": message[:300],
-                              "seconds": round(seconds, 4), "rss_rise": rise}), flush=True)
+    with tempfile.TemporaryDirectory(prefix="special-files-") as root:
+        for name, (read, suffix, seed) in sorted(every.items()):
+            folder = Path(root) / name
+            folder.mkdir()
+            for kind, path in special_paths(folder, seed, suffix).items():
+                _case(name, kind, read, path)
+
+
+def _case(name: str, kind: str, read: Callable[[str], object], path: str) -> None:
+    """Run one loader on one special path and print its JSON line."""
+    from runtime.errors import TesseraError
+    from tests.helpers.fuzz_files import NAMED_ERRORS
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    try:
+        read(path)
+        outcome, message = "accepted", ""
+    except (TesseraError, *NAMED_ERRORS) as exc:
+        outcome, message = type(exc).__name__, str(exc)
+    except Exception as exc:  # an unnamed error: reported, and the test fails on it
+        outcome, message = f"unnamed {type(exc).__name__}", str(exc)
+    seconds = time.perf_counter() - start
+    rise = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    print(json.dumps({"loader": name, "path": kind, "outcome": outcome, "message": message[:300],
+                      "seconds": round(seconds, 4), "rss_rise": rise}), flush=True)
 
 
 if __name__ == "__main__":
