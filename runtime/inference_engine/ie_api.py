@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import math
 import os
 import sys
 import threading
@@ -43,6 +44,7 @@ from runtime.inference_engine.provenance import (
     placements,
     write_dot,
 )
+from runtime.kernels.limits import MAX_ELEMENTS
 from runtime.nonfinite import POLICIES
 
 VERSION = "tessera-0.1.0"
@@ -320,6 +322,10 @@ class IENetwork:
             if not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
                 raise InferenceEngineError(f"reshape: input {name!r}: every dim must be a positive integer, got "
                                            f"{dims}")
+            if math.prod(int(d) for d in dims) > MAX_ELEMENTS:
+                raise InferenceEngineError(f"reshape: input {name!r}: the shape {[int(d) for d in dims]} has "
+                                           f"{math.prod(int(d) for d in dims)} elements, more than the limit of "
+                                           f"{MAX_ELEMENTS} (runtime.kernels.limits.MAX_ELEMENTS)")
             info = self._inputs[name]
             info.shape, info.layout = [int(d) for d in dims], LAYOUTS.get(len(dims), "ANY")
 

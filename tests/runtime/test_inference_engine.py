@@ -453,3 +453,14 @@ def test_dot_dumps_of_any_names_are_safe_files_of_valid_dot(tmp_path):
             assert dot.labels(toks) == ['in"put\nInput\nfolded', 'conv\\1\n"a"\nConvolution\nFPGA',
                                         "nul\\x00relu\\\nReLU\nCPU"]
             assert toks.count("->") == 2
+
+
+def test_reshape_refuses_a_shape_beyond_the_element_limit(tmp_path):
+    """Checked at the call, before load compiles anything."""
+    from tests.helpers.fwdnxt import tiny_onnx
+
+    net = IENetwork(model=str(tiny_onnx(tmp_path)))
+    name = next(iter(net.inputs))
+    with pytest.raises(InferenceEngineError, match=r"reshape: input .*: the shape \[1, 3, 100000, 100000\] has "
+                                                   r"30000000000 elements, more than the limit of 1073741824"):
+        net.reshape({name: [1, 3, 100000, 100000]})
