@@ -94,8 +94,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb", *, encoding: str | 
     except OSError as exc:
         raise FileError(target, f"cannot be written: {_cause(exc)}") from None
     try:
-        with open(fd, mode, encoding=encoding if "b" not in mode else None,
-                  newline=newline if "b" not in mode else None) as handle:
+        with _handle(fd, mode, encoding, newline) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -158,11 +157,16 @@ def _special_output(target: str, mode: str, encoding: str | None, newline: str |
     except OSError as exc:
         raise FileError(target, f"cannot be written: {_cause(exc)}") from None
     try:
-        with open(fd, mode, encoding=encoding if "b" not in mode else None,
-                  newline=newline if "b" not in mode else None) as handle:
+        with _handle(fd, mode, encoding, newline) as handle:
             yield handle
     except OSError as exc:
         raise FileError(target, f"cannot be written: {_cause(exc)}") from None
+
+
+def _handle(fd: int, mode: str, encoding: str | None, newline: str | None) -> IO:
+    """``fd`` as a file object: bytes for "wb", text (``encoding``, ``newline``) for "w"."""
+    text = "b" not in mode
+    return open(fd, mode, encoding=encoding if text else None, newline=newline if text else None)
 
 
 def _temporary_name(target: str) -> str:

@@ -15,6 +15,7 @@ from runtime import FWDNXT
 from runtime.errors import ExecutionError
 from runtime.fwdnxt import FWDNXTError
 from tests.helpers.fwdnxt import OUTPUTS, compile_tiny, images
+from tests.helpers.threads import in_thread
 
 DISTINCT = 16
 
@@ -46,21 +47,6 @@ def ie(binary):
     ie.Init(str(binary), "")
     yield ie
     ie.Free()
-
-
-def _in_thread(fn, *args) -> tuple[threading.Thread, dict]:
-    """Run fn(*args) on a thread; the dict gets its 'value' or 'error'."""
-    box = {}
-
-    def body():
-        try:
-            box["value"] = fn(*args)
-        except Exception as exc:  # noqa: BLE001 - handed to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread, box
 
 
 def _blocked(thread: threading.Thread) -> bool:
@@ -117,7 +103,7 @@ def test_non_blocking_mode_returns_false_and_none_where_fwdnxt_returned_minus_99
 def test_a_third_put_blocks_until_a_result_is_taken(ie, expected):
     xs, want = expected
     assert ie.PutInput(xs[0], 0) and ie.PutInput(xs[1], 1)
-    third, box = _in_thread(ie.PutInput, xs[2], 2)
+    third, box = in_thread(ie.PutInput, xs[2], 2)
     assert _blocked(third)
     result = np.zeros(OUTPUTS, np.float32)
     assert ie.GetResult(result) == 0
@@ -130,12 +116,12 @@ def test_a_third_put_blocks_until_a_result_is_taken(ie, expected):
 def test_the_end_marker_makes_a_waiting_get_result_return_none(ie, expected):
     xs, _ = expected
     result = np.zeros(OUTPUTS, np.float32)
-    getter, box = _in_thread(ie.GetResult, result)
+    getter, box = in_thread(ie.GetResult, result)
     assert _blocked(getter)  # nothing put yet: it waits
     ie.PutInput(xs[0], "first")
     getter.join()
     assert box == {"value": "first"}
-    getter, box = _in_thread(ie.GetResult, result)
+    getter, box = in_thread(ie.GetResult, result)
     assert _blocked(getter)
     assert ie.PutInput(None, None) is True
     getter.join()
@@ -156,7 +142,7 @@ def test_a_real_input_with_userobj_none_is_told_from_the_end_marker(ie, expected
     np.testing.assert_array_equal(result, want[0])
     assert ie.PutInput(None, None)
     assert ie.GetResult(result) == "b" and ie.got_result and not ie.at_end
-    getter, box = _in_thread(lambda: (ie.GetResult(result), ie.at_end, ie.got_result))
+    getter, box = in_thread(lambda: (ie.GetResult(result), ie.at_end, ie.got_result))
     getter.join()
     assert box == {"value": (None, True, False)}
     assert ie.got_result and not ie.at_end  # this thread's last GetResult still was a result
@@ -166,7 +152,7 @@ def test_a_real_input_with_userobj_none_is_told_from_the_end_marker(ie, expected
             ie.PutInput(x, None)
         ie.PutInput(None, None)
 
-    putter, _ = _in_thread(put_all)
+    putter, _ = in_thread(put_all)
     got = []
     while True:
         ie.GetResult(result)
@@ -194,7 +180,7 @@ def test_free_wakes_every_waiting_call_and_cancels_what_has_not_run(binary, expe
     xs, _ = expected
     getting = FWDNXT()
     getting.Init(str(binary), "")
-    getter, got = _in_thread(getting.GetResult, np.zeros(OUTPUTS, np.float32))
+    getter, got = in_thread(getting.GetResult, np.zeros(OUTPUTS, np.float32))
     assert _blocked(getter)
     getting.Free()
     getter.join()
@@ -205,7 +191,7 @@ def test_free_wakes_every_waiting_call_and_cancels_what_has_not_run(binary, expe
     queue = putting._session.queue
     putting.PutInput(xs[0], 0)
     putting.PutInput(xs[1], 1)
-    putter, put = _in_thread(putting.PutInput, xs[2], 2)
+    putter, put = in_thread(putting.PutInput, xs[2], 2)
     assert _blocked(putter)
     putting.Free()
     putter.join()

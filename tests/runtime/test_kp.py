@@ -15,6 +15,7 @@ from runtime.engine import Engine
 from runtime.errors import TesseraError
 from runtime.kp import devices
 from tests.helpers.kp import calibration_images, resnet_with_device_outputs, rgb565, yuyv
+from tests.helpers.threads import in_thread
 
 E = kp.ApiReturnCode
 CHW, HCW, HWC, DEFAULT = (kp.ChannelOrdering.KP_CHANNEL_ORDERING_CHW, kp.ChannelOrdering.KP_CHANNEL_ORDERING_HCW,
@@ -66,21 +67,6 @@ def raises(code, call, *args, **kwargs):
         call(*args, **kwargs)
     assert info.value.api_return_code == code, info.value
     return info.value
-
-
-def _in_thread(fn, *args) -> tuple[threading.Thread, dict]:
-    """Run fn(*args) on a daemon thread; the dict gets its 'value' or 'error'."""
-    box = {}
-
-    def body():
-        try:
-            box["value"] = fn(*args)
-        except Exception as exc:  # noqa: BLE001 - handed to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread, box
 
 
 def send_rgb565(dg, model_id, image, number=0, **header):
@@ -187,7 +173,7 @@ def test_only_a_regular_file_is_loaded_and_a_fifo_never_waits(group, tmp_path):
     dg = group()
     fifo = tmp_path / "model.fifo"
     os.mkfifo(fifo)
-    loader, box = _in_thread(kp.core.load_model_from_file, dg, str(fifo))
+    loader, box = in_thread(kp.core.load_model_from_file, dg, str(fifo))
     loader.join(60)  # a guard against the hang this test is about, not a timing check
     assert not loader.is_alive(), "load_model_from_file waits on a FIFO"
     error = box["error"]

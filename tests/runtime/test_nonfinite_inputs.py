@@ -55,14 +55,6 @@ def run(ie: FWDNXT, call: str, x: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.fixture
-def ie(binaries):
-    ie = FWDNXT()
-    ie.Init(binaries["tiny"], "")
-    yield ie
-    ie.Free()
-
-
 # ---------------------------------------------------------------- FWDNXT: Run, Run_sw, PutInput/GetResult
 @pytest.mark.parametrize("call", ["Run", "Run_sw", "PutInput"])
 @pytest.mark.parametrize("name", VALUES)
