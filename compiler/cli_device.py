@@ -206,7 +206,7 @@ def cmd_compile(args, calibration_source, load_model) -> int:
 
     timing = _timing(args)
     compiled, seconds = compile_to(args, args.output, calibration_source, load_model, timing)
-    _summary(compiled, args.output, seconds, timing)
+    _summary(compiled, args.output, args.output, seconds, timing)
     print(recorded_coverage(compiled.metadata).summary_line())
     if "target_snr" in compiled.metadata:
         from compiler.target_snr import TargetReport
@@ -228,10 +228,10 @@ def _timing(args) -> list:
     return [PassTiming()]
 
 
-def _summary(compiled, path: str, seconds: float, timing: list) -> None:
+def _summary(compiled, shown: str, path: str, seconds: float, timing: list) -> None:
     devices = compiled.device_segments
     layers = compiled.layers
-    print(f"compiled in {seconds:.1f} s to {path} ({os.path.getsize(path)} bytes): {len(devices)} accelerator "
+    print(f"compiled in {seconds:.1f} s to {shown} ({os.path.getsize(path)} bytes): {len(devices)} accelerator "
           f"segment(s) with {len(layers)} layers, {len(compiled.segments) - len(devices)} CPU segment(s), "
           f"DRAM {compiled.dram_size} bytes")
     if timing:
@@ -249,16 +249,21 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
 
     path = args.model
     if not is_binary(path):
-        output = args.output or os.path.join(tempfile.mkdtemp(prefix="tessera-"), "model.bin")
-        timing = _timing(args)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            compiled, seconds = compile_to(args, output, calibration_source, load_model, timing)
-        for message in dict.fromkeys(str(w.message) for w in caught):
-            print(f"warning: {message}")
-        _summary(compiled, output, seconds, timing)
-        path = output
-    engine = Engine(read_binary(path))
+        with tempfile.TemporaryDirectory(prefix="tessera-") as folder:  # removed at once without -o
+            output = args.output or os.path.join(folder, "model.bin")
+            timing = _timing(args)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                compiled, seconds = compile_to(args, output, calibration_source, load_model, timing)
+            for message in dict.fromkeys(str(w.message) for w in caught):
+                print(f"warning: {message}")
+            _summary(compiled, output if args.output else "a temporary binary (-o PATH keeps it)", output, seconds,
+                     timing)
+            model = read_binary(output)
+        path = args.output or "the binary"
+    else:
+        model = read_binary(path)
+    engine = Engine(model)
     feeds = feeds_for(engine.model, args)
     outputs, first, warm = run_twice(engine.run, feeds)
     print(f"ran {path} on the simulator in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included); "

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import onnx
@@ -147,6 +148,17 @@ def test_run_compiles_a_model_first(tmp_path, capsys):
     assert "1 card(s) x 1 clusters" in capsys.readouterr().out
     assert main(["compile", str(model), "-o", str(tmp_path / "x.bin"), "--hardware", "nope"]) == 1
     assert "neither a preset" in capsys.readouterr().err
+
+
+def test_run_without_an_output_leaves_no_temporary_binary(tmp_path, capsys, monkeypatch):
+    model = _resnet_file(tmp_path)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert main(["run", str(model), "--count", "1", "--hardware", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "to a temporary binary (-o PATH keeps it)" in out and "top-1" in out
+    assert list(scratch.iterdir()) == []
 
 
 def test_binary_errors_are_one_line(tmp_path, capsys):
