@@ -31,13 +31,14 @@ class GraphImporter:
     """Imports one ONNX graph (the main graph or a subgraph) into an IR Graph."""
 
     def __init__(self, name: str, opset: int, file: str, onnx_types: dict[str, onnx.TypeProto] | None = None,
-                 parent: GraphImporter | None = None, strict_types: bool = False):
+                 parent: GraphImporter | None = None):
+        """``onnx_types`` (onnx's inferred types by value name, or None) makes
+        every node's output types checked against onnx's (strict_types)."""
         self.graph = Graph(name)
         self.opset = opset
         self.file = file
-        self.onnx_types = onnx_types or {}
+        self.onnx_types = onnx_types
         self.parent = parent
-        self.strict_types = strict_types
         self.scope: dict[str, Value] = {}
         self.captures: list[Value] = []  # outer values this subgraph reads, in input order
         self._node_names: set[str] = set()
@@ -116,7 +117,8 @@ class GraphImporter:
         except IRError as exc:
             raise ctx.error(str(exc)) from None
         self._node_names.add(node.name)
-        self._refine_types(node, ctx)
+        if self.onnx_types is not None:
+            self._check_types(node, ctx)
         _check_sizes(node.outputs, ctx)
         values = list(node.outputs)
         for value in values:
@@ -147,9 +149,9 @@ class GraphImporter:
         except TesseraError as exc:
             raise ctx.error(f"evaluating this node at compile time failed: {exc}") from None
 
-    def _refine_types(self, node, ctx: NodeContext) -> None:
-        """Fill data-dependent dims from onnx shape inference; in strict mode a
-        disagreement on a known dim is an error (it is a bug on one side)."""
+    def _check_types(self, node, ctx: NodeContext) -> None:
+        """A disagreement with onnx's shape inference on the rank or a dim
+        both know is an error (a bug on one side)."""
         for value in node.outputs:
             proto = self.onnx_types.get(value.name)
             if proto is None or not proto.HasField("tensor_type") or not proto.tensor_type.HasField("shape"):
@@ -157,13 +159,9 @@ class GraphImporter:
             theirs = [d.dim_value if d.HasField("dim_value") else None for d in proto.tensor_type.shape.dim]
             ours = value.type.shape
             if len(theirs) != len(ours):
-                if self.strict_types:
-                    raise ctx.error(f"output {value.name!r}: Tessera infers {value.type}, "
-                                    f"onnx infers rank {len(theirs)}")
-                continue
-            if self.strict_types and any(a is not None and b is not None and a != b for a, b in zip(ours, theirs)):
+                raise ctx.error(f"output {value.name!r}: Tessera infers {value.type}, onnx infers rank {len(theirs)}")
+            if any(a is not None and b is not None and a != b for a, b in zip(ours, theirs)):
                 raise ctx.error(f"output {value.name!r}: Tessera infers {value.type}, onnx infers {theirs}")
-            value.type = value.type.with_shape(a if a is not None else b for a, b in zip(ours, theirs))
 
     def _import_constant(self, node: onnx.NodeProto, where: dict) -> None:
         attrs = convert_attributes(node, where)
@@ -190,8 +188,7 @@ class GraphImporter:
         the returned list holds those outer values, in the same order."""
         if len(proto.input) != len(input_types):
             raise ctx.error(f"subgraph {name!r} declares {len(proto.input)} inputs, expected {len(input_types)}")
-        child = GraphImporter(f"{ctx.name}.{name}", self.opset, self.file, self.onnx_types, parent=self,
-                              strict_types=self.strict_types)
+        child = GraphImporter(f"{ctx.name}.{name}", self.opset, self.file, self.onnx_types, parent=self)
         for value, type in zip(proto.input, input_types):
             child.add_input(value.name, type)
         child.add_initializers(proto.initializer)

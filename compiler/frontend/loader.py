@@ -1,7 +1,15 @@
 """Loading an ONNX model: file or ModelProto, opset checks and upgrades,
 local function inlining, and onnx's own shape inference for cross-checks.
-Every model is validated (compiler.frontend.validate) before any of onnx's
-C++ sees it."""
+
+Every model is validated first (compiler.frontend.validate). onnx's C++
+then runs only where Tessera has no code of its own for the job, and always
+in a worker process (compiler.frontend.onnx_isolated), since checks cannot
+foresee every crash (a MaxPool kernel wider than its input infers a
+negative dim, and a Slice of it aborts shape inference): the inliner for
+local functions, the version converter below opset 7, and shape inference
+for ``strict_types``' cross-check (tests). An ordinary import runs no shape
+inference of onnx's: Tessera's type rules type every value, and shape
+computations fold to constants as they are imported."""
 from __future__ import annotations
 
 import math
@@ -10,14 +18,12 @@ from typing import Mapping, Sequence
 
 import onnx
 import onnx.defs
-import onnx.inliner
-import onnx.shape_inference
-import onnx.version_converter
 from onnx import ModelProto, TypeProto
 
 from compiler.errors import ModelImportError, UnsupportedOpError
 from compiler.frontend.external_data import read_external_data
 from compiler.frontend.model_file import read_model_file
+from compiler.frontend.onnx_isolated import OnnxOperationError, run_isolated
 from compiler.frontend.validate import DEFAULT_DOMAINS, validate_model
 
 MIN_OPSET = 7
@@ -82,10 +88,27 @@ def model_opset(model: ModelProto, label: str) -> int:
 
 
 def _inline(model: ModelProto, label: str) -> ModelProto:
+    """onnx's inliner, run in the worker on the model without its large
+    weights: they pass through unchanged, and sending them both ways cost
+    more than the inlining (ResNet-50's 100 MB: 1.4 s)."""
+    light = ModelProto()
+    light.CopyFrom(model)
+    weights = _weights_as_inputs(light.graph)
     try:
-        return onnx.inliner.inline_local_functions(model)
-    except Exception as exc:  # onnx raises ValidationError or RuntimeError (a failed assertion)
+        inlined = run_isolated("inline_local_functions", light, label)
+    except OnnxOperationError as exc:  # onnx raised ValidationError or RuntimeError (a failed assertion)
         raise ModelImportError(f"the local functions cannot be inlined: {exc}", file=label) from None
+    _restore_weights(inlined.graph, model.graph, weights)
+    return inlined
+
+
+def _restore_weights(graph: onnx.GraphProto, source: onnx.GraphProto, names: set[str]) -> None:
+    """Turn the inputs :func:`_weights_as_inputs` made of ``names`` back into
+    ``source``'s initializers, in place."""
+    inputs = [v for v in graph.input if v.name not in names]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    graph.initializer.extend(t for t in source.initializer if t.name in names)
 
 
 def _check_domains(graph: onnx.GraphProto, opsets: Mapping[str, int], label: str) -> None:
@@ -110,20 +133,24 @@ def _all_nodes(graph: onnx.GraphProto):
 
 def _upgrade(model: ModelProto, opset: int, label: str) -> tuple[ModelProto, int]:
     try:
-        upgraded = onnx.version_converter.convert_version(model, MIN_OPSET)
-    except Exception as exc:
+        upgraded = run_isolated("convert_version", model, label, target=MIN_OPSET)
+    except OnnxOperationError as exc:
         raise ModelImportError(f"opset {opset} is older than {MIN_OPSET} and onnx.version_converter could not "
                                f"upgrade it: {exc}", file=label) from None
     return upgraded, MIN_OPSET
 
 
-def infer_onnx_types(model: ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, TypeProto]:
-    """onnx shape inference (with data propagation) after fixing the input
-    shapes; returns value name -> TypeProto. Failures give an empty map: the
-    result only refines and cross-checks Tessera's own type rules."""
+def infer_onnx_types(model: ModelProto, input_shapes: Mapping[str, Sequence[int]],
+                     label: str) -> dict[str, TypeProto]:
+    """onnx shape inference (with data propagation, in the worker process)
+    after fixing the input shapes: value name -> TypeProto, for
+    ``strict_types``' cross-check of Tessera's own type rules. An exception
+    of onnx's gives an empty map (nothing to check against); a crash is a
+    ModelImportError."""
     fixed = ModelProto()
     fixed.CopyFrom(model)
     stripped = _weights_as_inputs(fixed.graph)
+    _drop_declared_shapes(fixed.graph)
     for value in fixed.graph.input:
         if value.name in input_shapes and value.type.HasField("tensor_type"):
             dims = value.type.tensor_type.shape.dim
@@ -131,11 +158,21 @@ def infer_onnx_types(model: ModelProto, input_shapes: Mapping[str, Sequence[int]
             for d in input_shapes[value.name]:
                 dims.add().dim_value = int(d)
     try:
-        inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
-    except Exception:
+        inferred = run_isolated("infer_shapes", fixed, label)
+    except OnnxOperationError:
         return {}
     graph = inferred.graph
     return {v.name: v.type for v in (*graph.value_info, *graph.output, *graph.input) if v.name not in stripped}
+
+
+def _drop_declared_shapes(graph: onnx.GraphProto) -> None:
+    """Forget the shapes ``graph`` declares for its outputs and inner values,
+    in place, so that onnx's types come from its rules and not from what the
+    file claims (onnx keeps a declared shape that contradicts its own)."""
+    del graph.value_info[:]
+    for value in graph.output:
+        if value.type.HasField("tensor_type"):
+            value.type.tensor_type.ClearField("shape")
 
 
 INFERENCE_WEIGHT_ELEMENTS = 64

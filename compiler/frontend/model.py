@@ -60,12 +60,11 @@ class OnnxModel:
 
     def to_graph(self, shapes: Mapping[str, Sequence[int]], strict_types: bool = False) -> Graph:
         """Import the model with these static input shapes (one per input).
-        ``strict_types`` makes a disagreement between Tessera's type rules
-        and onnx shape inference an error (on in tests)."""
+        ``strict_types`` runs onnx's shape inference too and makes a
+        disagreement with Tessera's type rules an error (on in tests)."""
         graph_proto = self.proto.graph
-        onnx_types = infer_onnx_types(self.proto, shapes)
-        importer = GraphImporter(graph_proto.name or "model", self.opset, self.label, onnx_types,
-                                 strict_types=strict_types)
+        onnx_types = infer_onnx_types(self.proto, shapes, self.label) if strict_types else None
+        importer = GraphImporter(graph_proto.name or "model", self.opset, self.label, onnx_types)
         importer.add_initializers(graph_proto.initializer)
         for value in self.inputs:
             importer.add_input(value.name, TensorType(shapes[value.name], value.dtype))

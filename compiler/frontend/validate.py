@@ -13,13 +13,22 @@ onnx 1.23 (each candidate run in a subprocess):
   is a FLOAT or a STRING instead of INTS;
 - data propagation allocates what a tensor's dims say: a Slice whose
   ``starts`` initializer declares [10**12] elements and holds 8 bytes runs
-  the process out of memory.
+  the process out of memory;
+- Einsum's shape inference loops forever on a NUL in its equation.
 
 So every node (in subgraphs and local function bodies too) may only carry
 the attributes its op's schema declares, with the declared type; integer
-attributes lie in their op's documented domain and within the limits below;
-every tensor holds exactly the data its dims describe; and no tensor or
-declared shape goes beyond MAX_ELEMENTS.
+attributes lie in their op's documented domain and within the limits below
+(flags 0 or 1); every tensor holds exactly the data its dims describe; and
+no tensor or declared shape goes beyond MAX_ELEMENTS.
+
+These checks name what is wrong; they cannot foresee every crash. A MaxPool
+kernel wider than its input is within every bound, yet onnx infers a
+negative dim for it, and a Slice of that aborts shape inference (a
+std::clamp assertion). So onnx's C++ never runs in Tessera's process: an
+ordinary import needs no shape inference of onnx's, and the inliner, the
+version converter and ``strict_types``' shape inference run in a worker
+process whose death is a ModelImportError (compiler.frontend.onnx_isolated).
 """
 from __future__ import annotations
 
@@ -32,6 +41,7 @@ import onnx.defs
 from onnx import AttributeProto, TensorProto, helper
 
 from compiler.errors import ModelImportError, UnsupportedOpError
+from ir.ops.nn import parse_einsum
 from runtime.kernels.limits import MAX_ELEMENTS, MAX_RANK
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -58,6 +68,15 @@ NON_NEGATIVE = frozenset({"pads", "paddings", "output_padding", "output_shape"})
 
 AXES = frozenset({"axis", "axes", "batch_axis", "time_axis", "batch_dims", "scan_input_axes", "scan_output_axes"})
 """Attributes naming axes: each within -MAX_RANK..MAX_RANK."""
+
+FLAGS = frozenset({"keepdims", "ceil_mode", "count_include_pad", "transA", "transB", "exclusive", "reverse", "upper",
+                   "largest", "sorted", "select_last_index", "noop_with_empty_axes", "allowzero", "storage_order",
+                   "center_point_box", "detect_negative", "detect_positive", "training_mode", "spatial", "new_axis",
+                   "exclude_outside", "linear_before_reset", "input_forget", "layout", "broadcast", "fmod",
+                   "interleaved", "onesided", "inverse", "periodic", "antialias", "is_causal", "saturate"})
+"""Attributes onnx documents as booleans: 0 or 1 (onnx's shape inference
+reads keepdims=3 as 0, a truthy reading as 1: no value outside 0..1 has one
+meaning)."""
 
 PER_AXIS = ("strides", "dilations", "output_padding")
 """Window attributes with one value per spatial axis, as kernel_shape has."""
@@ -239,6 +258,8 @@ def _check_node(node: onnx.NodeProto, name: str, opset: int, label: str) -> None
         _check_attribute_data(attr, opset, label, where)
     if default:
         _check_window_lengths(node, where)
+    if default and node.op_type == "Einsum":
+        _check_equation(node, where)
 
 
 def _schema(op_type: str, opset: int) -> onnx.defs.OpSchema | None:
@@ -306,6 +327,8 @@ def _domain(op_type: str, name: str) -> tuple[int, int, str]:
         return -MAX_EXTENT if op_type == "Pad" else 0, MAX_EXTENT, "MAX_EXTENT"
     if name in AXES:
         return -MAX_RANK, MAX_RANK, "MAX_RANK, numpy's largest rank"
+    if name in FLAGS:
+        return 0, 1, "a flag"
     if name in WIDE_ATTRIBUTES:
         return -(1 << 63), (1 << 63) - 1, "int64"
     return -MAX_INT_ATTRIBUTE, MAX_INT_ATTRIBUTE, "MAX_INT_ATTRIBUTE: onnx reads some as a 32-bit int"
@@ -330,6 +353,17 @@ def _check_window_lengths(node: onnx.NodeProto, where: dict) -> None:
             raise ModelImportError(f"{name}={_show(values)} has {len(values)} values, but {basis}="
                                    f"{_show(lists[basis])} gives {spatial} spatial axes: {name} needs {want}",
                                    **where)
+
+
+def _check_equation(node: onnx.NodeProto, where: dict) -> None:
+    """Einsum's equation holds only letters, '...', ',' and '->' (onnx's
+    shape inference loops forever on a NUL in it)."""
+    for attr in node.attribute:
+        if attr.name == "equation" and attr.type == AttributeProto.STRING:
+            try:
+                parse_einsum(_text(attr.s))
+            except ValueError as exc:
+                raise ModelImportError(f"equation={_text(attr.s)!r}: {exc}", **where) from None
 
 
 def _check_attribute_data(attr: AttributeProto, opset: int, label: str, where: dict) -> None:

@@ -7,6 +7,7 @@ that a crash fails the test instead of killing pytest; the child reports
 each case as a JSON line before and after importing it.
 """
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -45,7 +46,8 @@ CHILD = textwrap.dedent("""
         return {"error": None}
 
     ENTRIES = {"import_onnx": lambda p: call(import_onnx, p), "prepare": lambda p: call(prepare, p),
-               "compile_model": lambda p: call(lambda q: compile_model(q, nlayers=1), p), "cli": cli}
+               "compile_model": lambda p: call(lambda q: compile_model(q, nlayers=1), p), "cli": cli,
+               "strict_types": lambda p: call(lambda q: import_onnx(q, strict_types=True), p)}
     for case, entry, path in json.load(sys.stdin):
         print(json.dumps({"case": case, "entry": entry, "started": True}), flush=True)
         print(json.dumps({"case": case, "entry": entry, **ENTRIES[entry](path)}), flush=True)
@@ -135,6 +137,15 @@ def _huge_starts():
     return _model(nodes, [_x()], inits=[starts, ends], opset=13)
 
 
+def _pool_then_slice(opset):
+    """MaxPool's kernel is wider than its input, so onnx infers a negative
+    dim, and Slice's shape inference of it aborts (a std::clamp assertion)."""
+    bounds = [numpy_helper.from_array(np.array([v], np.int64), n) for v, n in ((0, "s"), (2, "e"), (3, "a"))]
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], name="maxpool", kernel_shape=[2, 2**20]),
+             helper.make_node("Slice", ["p", "s", "e", "a"], ["y"], name="slice")]
+    return _model(nodes, [_x()], inits=bounds, opset=opset)
+
+
 def _huge_constant():
     node = helper.make_node("Constant", [], ["y"], name="c")
     node.attribute.append(helper.make_attribute("value", _raw_tensor("v", [10**12], b"\0" * 4)))
@@ -171,9 +182,23 @@ CASES = {
     "starts_1e12_elements": (_huge_starts, ["initializer 'starts'", "[1000000000000]"]),
     "constant_1e12_elements": (_huge_constant, ["Constant node 'c'", "attribute 'value'", "[1000000000000]"]),
     "input_1e12_elements": (lambda: _one("Relu", declared=[_x((10**6, 10**6))]), ["input 'x'", "[1000000, 1000000]"]),
+    # onnx's shape inference loops forever on it
+    "einsum_nul_equation": (lambda: _one("Einsum", ["x", "x"], equation="ij,\0ik", declared=[_x((2, 3))]),
+                            ["Einsum node 'einsum'", "equation='ij,\\x00ik'", "invalid characters"]),
+    # a flag onnx reads as false and a truthy reading as true
+    "reducesum_keepdims_3": (lambda: _one("ReduceSum", opset=11, axes=[1], keepdims=3),
+                             ["ReduceSum node 'reducesum'", "keepdims=3: 3 is not in 0..1 (a flag)"]),
+    # within every attribute bound, yet onnx's shape inference aborts (SIGABRT): Tessera's rules refuse them
+    "maxpool_kernel_2p20_opset13": (lambda: _pool_then_slice(13),
+                                    ["MaxPool node 'maxpool'", "kernel_shape=[2, 1048576]"]),
+    "maxpool_kernel_2p20_opset17": (lambda: _pool_then_slice(17),
+                                    ["MaxPool node 'maxpool'", "kernel_shape=[2, 1048576]"]),
 }
 
 ENTRY_CASES = [("prepare", "conv_kernel_1e12"), ("compile_model", "layernorm_axis_2p31"), ("cli", "slice_dilations")]
+
+ABORTING_CASES = ["maxpool_kernel_2p20_opset13", "maxpool_kernel_2p20_opset17"]
+"""Cases that abort onnx's shape inference, which strict_types runs in its worker process."""
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +211,7 @@ def child_results(tmp_path_factory):
         path.write_bytes(build().SerializeToString())
         jobs.append((case, "import_onnx", str(path)))
     jobs += [(case, entry, str(folder / f"{case}.onnx")) for entry, case in ENTRY_CASES]
+    jobs += [(case, "strict_types", str(folder / f"{case}.onnx")) for case in ABORTING_CASES]
     done = subprocess.run([sys.executable, "-c", CHILD], input=json.dumps(jobs), capture_output=True, text=True,
                           cwd=ROOT, timeout=300)
     reports = [json.loads(line) for line in done.stdout.splitlines()]
@@ -211,6 +237,29 @@ def test_entry_points_refuse_with_a_named_error(child_results, entry, case):
     if entry == "cli":
         assert report["error"] == "exit 1" and report["message"].startswith("tessera: error: ")
     for part in CASES[case][1]:
+        assert part in report["message"], f"{part!r} not in {report['message']!r}"
+
+
+@pytest.mark.parametrize("case", ABORTING_CASES)
+def test_onnx_shape_inference_alone_aborts(tmp_path, case):
+    """Why these cases are here: onnx's shape inference kills the process
+    that runs it on them (Slice's inference clamps into [0, dim] with a
+    negative dim), so onnx's C++ must never run in Tessera's process."""
+    path = tmp_path / f"{case}.onnx"
+    path.write_bytes(CASES[case][0]().SerializeToString())
+    code = ("import sys, onnx, onnx.shape_inference\n"
+            "onnx.shape_inference.infer_shapes(onnx.load(sys.argv[1]), data_prop=True)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGABRT, done.stderr[-1000:]
+
+
+@pytest.mark.parametrize("case", ABORTING_CASES)
+def test_strict_types_survives_onnx_aborting(child_results, case):
+    """strict_types runs onnx's shape inference in a worker process: its
+    abort is a ModelImportError naming the file, the function and the signal."""
+    report = child_results[(case, "strict_types")]
+    assert report["error"] == "ModelImportError", report
+    for part in (f"{case}.onnx", "onnx.shape_inference.infer_shapes crashed on this model", "SIGABRT"):
         assert part in report["message"], f"{part!r} not in {report['message']!r}"
 
 
