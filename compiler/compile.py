@@ -24,8 +24,7 @@ from codegen.binary import write_binary
 from codegen.device import build_compiled
 from compiler.coverage import METADATA_KEY
 from compiler.errors import ModelImportError
-from compiler.frontend.loader import load_model, model_opset
-from compiler.frontend.validate import validate_model
+from compiler.frontend.loader import load_model
 from compiler.pipeline import PLAN
 from compiler.quantize import quantize_model
 from ir.graph import Graph, clone
@@ -170,19 +169,46 @@ def fused_reference(float_graph: Graph) -> Graph:
 def first_layers(proto: onnx.ModelProto, count: int, label: str = "model") -> onnx.ModelProto:
     """The model cut after its first ``count`` layers (nodes in graph order,
     Constant nodes not counted): the outputs are the outputs of the layers
-    kept that nothing kept reads, as FWDNXT's ``nlayers``."""
-    nodes = [n for n in proto.graph.node if n.op_type != "Constant"]
-    if count == 0 or count > len(nodes):
-        raise ModelImportError(f"nlayers={count}: the model has {len(nodes)} layers", file=label)
-    kept = nodes[:count]
-    read = {name for n in kept for name in n.input}
-    outputs = [name for n in kept for name in n.output if name and name not in read]
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [v.name for v in proto.graph.input if v.name not in initializers]
-    validate_model(proto, model_opset(proto, label), label)  # what onnx's shape inference could crash on
-    inferred = onnx.shape_inference.infer_shapes(proto)
-    extracted = onnx.utils.Extractor(inferred).extract_model(inputs, outputs)
-    return extracted
+    kept that nothing kept reads, as FWDNXT's ``nlayers``. Cut in Python and
+    left untyped, so that no onnx C++ (shape inference) runs on the model:
+    the import that follows types it with Tessera's own rules."""
+    layers = sum(node.op_type != "Constant" for node in proto.graph.node)
+    if not 0 < count <= layers:
+        raise ModelImportError(f"nlayers={count}: the model has {layers} layers", file=label)
+    kept = _first_nodes(proto.graph.node, count)
+    read = _names_read(kept)
+    nodes = [n for n in kept if n.op_type != "Constant" or read.intersection(n.output)]
+    outputs = [name for n in nodes if n.op_type != "Constant" for name in n.output if name and name not in read]
+    graph = proto.graph
+    initializers = [t for t in graph.initializer if t.name in read]
+    initialized = {t.name for t in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in initialized]
+    cut = onnx.helper.make_graph(nodes, graph.name, inputs, [onnx.helper.make_empty_tensor_value_info(name)
+                                                             for name in outputs], initializers)
+    return onnx.helper.make_model(cut, ir_version=proto.ir_version, opset_imports=proto.opset_import,
+                                  functions=proto.functions)
+
+
+def _first_nodes(nodes: Sequence[onnx.NodeProto], count: int) -> list[onnx.NodeProto]:
+    """The nodes up to the ``count``-th that is not a Constant."""
+    kept, layers = [], 0
+    for node in nodes:
+        if layers == count:
+            break
+        kept.append(node)
+        layers += node.op_type != "Constant"
+    return kept
+
+
+def _names_read(nodes: Sequence[onnx.NodeProto]) -> set[str]:
+    """Every value name ``nodes`` read, their subgraphs' reads included."""
+    read = set()
+    for node in nodes:
+        read.update(node.input)
+        for attr in node.attribute:
+            for graph in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs):
+                read |= _names_read(graph.node)
+    return read
 
 
 def image_size_string(path: str | os.PathLike) -> str:
