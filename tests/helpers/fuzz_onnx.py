@@ -1,17 +1,28 @@
 """The ONNX campaign's target (tests/helpers/fuzzing.py): small real models
-mutated with their structure in mind (attributes, initializer dims and
-bytes, external data, declared shapes, wiring, op types, opset, subgraphs)
-and run through import (compiler.frontend.import_onnx from the file),
-optimisation (compiler.pipeline.OPTIMIZE) and the CPU executor. A case is
-accepted when all three finish."""
+mutated with their structure in mind (attributes, every integer attribute
+an op's schema declares pushed to extreme values and mismatched lengths,
+initializer dims and bytes, external data, declared shapes, wiring, op
+types, opset, subgraphs and local function bodies) and run through import
+(compiler.frontend.import_onnx from the file, with ``strict_types``, so
+that every model also reaches onnx's shape inference, in its worker
+process), optimisation (compiler.pipeline.OPTIMIZE) and the CPU executor.
+A case is accepted when all three finish.
+
+The seeds include what makes onnx's C++ run in Tessera's imports (a local
+function: the inliner; opset 6: the version converter) and the chains
+exporters write below pooling (a Slice of the pooled tensor, Shape ->
+Gather or Slice -> Concat -> Reshape), where a kernel wider than its input
+gives onnx a negative dim that aborts its Slice inference."""
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from typing import Callable
 
 import numpy as np
 import onnx
+import onnx.defs
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 from codegen.cpu import lower_to_program
@@ -49,6 +60,10 @@ ELEM_TYPES = (TensorProto.UNDEFINED, TensorProto.FLOAT, TensorProto.INT64, Tenso
 OPSETS = (-1, 0, 1, 6, 7, 9, 10, 11, 12, 13, 16, 17, 18, 19, 21, 23, 24, 25, 99, 1 << 31)
 IR_VERSIONS = (0, 1, 3, 7, 8, 10, 11, 12, 99)
 EXTERNAL_PLACES = ("missing.bin", "../../etc/passwd", "/etc/passwd", "", ".", "sub/../../x", "\x00")
+EXTREME_INTS = (0, -1, -2, 1, 2, 3, 9, 100, 1 << 16, 1 << 20, (1 << 31) - 1, 1 << 31, -(1 << 31), -(1 << 31) - 1,
+                1 << 32, 10**12, (1 << 63) - 1, -(1 << 63))
+"""Values an integer attribute is set to: zero and negatives, a kernel wider
+than a seed's input, and the bounds of 16, 32 and 64 bits."""
 
 
 # ---------------------------------------------------------------- seed models
@@ -95,7 +110,95 @@ def node_seeds() -> list[onnx.ModelProto]:
         make_node_model("Einsum", [_f32(2, 3), _f32(3, 4)], equation="ij,jk->ik", opset=17),
         make_node_model("InstanceNormalization", [x, _f32(4), _f32(4, seed=2)], consts=[1, 2], opset=17),
         make_node_model("Trilu", [_f32(4, 5), np.array(1, np.int64)], consts=[1], upper=0, opset=17),
+        *attribute_form_seeds(x),
     ]
+
+
+def attribute_form_seeds(x: np.ndarray) -> list[onnx.ModelProto]:
+    """One-node models of ops whose operands are integer attributes (older
+    opsets' Slice, Split, Squeeze, Pad, ReduceSum, TopK) or that have
+    integer attributes of their own (size, blocksize, start/end, ...)."""
+    return [
+        make_node_model("Slice", [x], starts=[0, 1], ends=[4, 7], axes=[1, 3], opset=9),
+        make_node_model("Split", [x], num_outputs=2, axis=1, split=[1, 3], opset=11),
+        make_node_model("Unsqueeze", [x], axes=[0, 3], opset=11),
+        make_node_model("Squeeze", [_f32(1, 4, 1, 8)], axes=[0, 2], opset=11),
+        make_node_model("ReduceSum", [x], axes=[1], keepdims=1, opset=11),
+        make_node_model("Pad", [x], pads=[0, 0, 1, 2, 0, 0, 2, 1], mode="edge", opset=10),
+        make_node_model("TopK", [_f32(3, 9)], num_outputs=2, k=4, axis=1, opset=9),
+        make_node_model("LRN", [x], size=3, opset=13),
+        make_node_model("SpaceToDepth", [x], blocksize=2, opset=13),
+        make_node_model("Shape", [x], start=1, end=3, opset=15),
+        make_node_model("ArgMax", [x], axis=1, keepdims=0, select_last_index=1, opset=13),
+        make_node_model("Hardmax", [x], axis=1, opset=13),
+        make_node_model("GatherElements", [x, np.zeros((1, 2, 8, 8), np.int64)], consts=[1], axis=1, opset=13),
+        make_node_model("ScatterElements", [x, np.zeros((1, 2, 8, 8), np.int64), _f32(1, 2, 8, 8)], consts=[1, 2],
+                        axis=1, opset=13),
+        make_node_model("ConvTranspose", [x, _f32(4, 3, 3, 3)], consts=[1], strides=[2, 2], output_shape=[16, 16],
+                        opset=17),
+        make_node_model("MaxPool", [x], kernel_shape=[2, 2], dilations=[2, 1], storage_order=0, opset=12),
+        make_node_model("OneHot", [_i64(1, 0, 2), np.array(3, np.int64), np.array([0, 1], np.float32)],
+                        consts=[1, 2], axis=0, opset=13),
+        make_node_model("Compress", [_f32(3, 4), np.array([1, 0, 1], bool)], consts=[1], axis=0, opset=11),
+    ]
+
+
+def _model(nodes: list[onnx.NodeProto], shape: list[int], inits: list[onnx.TensorProto], opset: int,
+           functions: list[onnx.FunctionProto] = ()) -> onnx.ModelProto:
+    """A model of ``nodes`` from input ``x`` of ``shape`` to output ``y``."""
+    graph = helper.make_graph(nodes, "seed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("local", 1)] if functions else [])
+    return helper.make_model(graph, opset_imports=imports, functions=list(functions))
+
+
+def _consts(**arrays: np.ndarray) -> list[onnx.TensorProto]:
+    return [numpy_helper.from_array(array, name) for name, array in arrays.items()]
+
+
+def pooling_chain_seed(opset: int, gather: bool) -> onnx.ModelProto:
+    """Conv -> MaxPool -> AveragePool -> Slice of the pooled tensor, then the
+    flatten exporters write (Shape -> Gather -> Unsqueeze, or Shape ->
+    Slice; Concat with -1; Reshape) and a Gemm."""
+    node = helper.make_node
+    batch = [node("Gather", ["shape", "zero"], ["first"], axis=0), node("Unsqueeze", ["first", "axis0"], ["batch"])] \
+        if gather else [node("Slice", ["shape", "axis0", "one"], ["batch"])]
+    nodes = [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("Relu", ["c"], ["r"]),
+             node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             node("AveragePool", ["p"], ["a"], kernel_shape=[2, 2], strides=[2, 2]),
+             node("Slice", ["a", "axis0", "two", "three"], ["s"]), node("Shape", ["s"], ["shape"]), *batch,
+             node("Concat", ["batch", "minus1"], ["target"], axis=0), node("Reshape", ["s", "target"], ["f"]),
+             node("Gemm", ["f", "w2", "b2"], ["y"], transB=1)]
+    inits = _consts(w=_f32(4, 3, 3, 3), w2=_f32(5, 32, seed=1), b2=_f32(5, seed=2), zero=np.array(0, np.int64),
+                    axis0=_i64(0), one=_i64(1), two=_i64(2), three=_i64(3), minus1=_i64(-1))
+    return _model(nodes, [1, 3, 16, 16], inits, opset)
+
+
+def old_opset_seed() -> onnx.ModelProto:
+    """An opset-6 chain with attribute operands (Pad-2, Slice-1, Unsqueeze-1):
+    imported through onnx's version converter."""
+    node = helper.make_node
+    nodes = [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             node("Pad", ["p"], ["q"], pads=[0, 0, 1, 1, 0, 0, 1, 1]),
+             node("Slice", ["q"], ["s"], axes=[3], starts=[0], ends=[4]),
+             node("Transpose", ["s"], ["t"], perm=[0, 2, 3, 1]), node("Flatten", ["t"], ["f"], axis=2),
+             node("Unsqueeze", ["f"], ["u"], axes=[0]), node("Softmax", ["u"], ["y"], axis=2)]
+    return _model(nodes, [1, 3, 8, 8], _consts(w=_f32(4, 3, 3, 3)), 6)
+
+
+def function_seed() -> onnx.ModelProto:
+    """A local function (Conv, Relu, a MaxPool whose kernel is the call's
+    attribute): imported through onnx's inliner."""
+    pool = helper.make_node("MaxPool", ["r"], ["b"], strides=[2, 2])
+    pool.attribute.append(AttributeProto(name="kernel_shape", ref_attr_name="k", type=AttributeProto.INTS))
+    body = [helper.make_node("Conv", ["a", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+            pool]
+    block = helper.make_function("local", "block", ["a", "w"], ["b"], body, [helper.make_opsetid("", 17)], ["k"])
+    nodes = [helper.make_node("block", ["x", "w"], ["p"], domain="local", k=[2, 2]),
+             helper.make_node("Slice", ["p", "zero", "two", "three"], ["y"])]
+    inits = _consts(w=_f32(4, 3, 3, 3), zero=_i64(0), two=_i64(2), three=_i64(3))
+    return _model(nodes, [1, 3, 8, 8], inits, 17, [block])
 
 
 def if_seed() -> onnx.ModelProto:
@@ -114,7 +217,8 @@ def if_seed() -> onnx.ModelProto:
 
 def seeds() -> list[onnx.ModelProto]:
     return [resnet(10, image=16, width=4, classes=4), transformer_block(seq=4, dim=8, heads=2, ffn=16),
-            mtcnn_pnet(image=16), if_seed(), *node_seeds()]
+            mtcnn_pnet(image=16), if_seed(), pooling_chain_seed(13, gather=True),
+            pooling_chain_seed(17, gather=False), old_opset_seed(), function_seed(), *node_seeds()]
 
 
 def setup() -> list[onnx.ModelProto]:
@@ -191,6 +295,73 @@ def mutate_attribute(rng: np.random.Generator, model: onnx.ModelProto) -> None:
         _mutate_tensor(rng, attr.t)
     else:
         _set_attribute(node, attr.name, _attribute_value(rng, attr.type), attr.type)
+
+
+def mutate_int_attribute(rng: np.random.Generator, model: onnx.ModelProto) -> None:
+    """One integer attribute of one node (in the graph, a subgraph or a local
+    function's body), one its schema declares, present or not, or one it
+    carries, set to an extreme value; an INTS one gets one or all of its
+    values extreme, or a length that disagrees with the rest."""
+    candidates = [(node, name, kind) for node, opset in _nodes_with_opsets(model)
+                  for name, kind in _int_attributes(node, opset)]
+    if not candidates:
+        mutate_attribute(rng, model)
+        return
+    node, name, kind = pick(rng, candidates)
+    current = next((list(a.ints) for a in node.attribute if a.name == name), [])
+    value = _extreme(rng) if kind == AttributeProto.INT else _extreme_ints(rng, current or [1, 1])
+    _set_attribute(node, name, value, kind)
+
+
+def _extreme(rng: np.random.Generator) -> int:
+    return int(pick(rng, EXTREME_INTS))
+
+
+def _extreme_ints(rng: np.random.Generator, values: list[int]) -> list[int]:
+    action = pick(rng, ("one", "one", "all", "longer", "shorter", "empty"))
+    if action == "one":
+        values[int(rng.integers(len(values)))] = _extreme(rng)
+        return values
+    if action == "all":
+        return [_extreme(rng) for _ in values]
+    if action == "longer":
+        return values + [_extreme(rng) if rng.random() < 0.5 else 1 for _ in range(int(rng.integers(1, 4)))]
+    return values[:int(rng.integers(len(values)))] if action == "shorter" else []
+
+
+def _nodes_with_opsets(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int]]:
+    """Every node with its default-domain opset: the graph's, its
+    subgraphs', and the bodies of local functions."""
+    pairs = [(node, _default_opset(model.opset_import)) for node in _nodes(model.graph)]
+    for function in model.functions:
+        pairs += [(node, _default_opset(function.opset_import)) for node in function.node]
+    return pairs
+
+
+def _default_opset(imports) -> int:
+    """The default-domain version imported (the newest if none or absurd)."""
+    newest = onnx.defs.onnx_opset_version()
+    version = next((i.version for i in imports if i.domain in ("", "ai.onnx")), newest)
+    return version if 0 < version <= newest else newest
+
+
+def _int_attributes(node: onnx.NodeProto, opset: int) -> list[tuple[str, int]]:
+    """(name, INT or INTS) of the integer attributes the node's schema
+    declares, then of those it carries that it does not declare."""
+    declared = _declared_int_attributes(node.op_type, node.domain, opset)
+    names = {name for name, _ in declared}
+    return [*declared, *((a.name, a.type) for a in node.attribute
+                         if a.type in (AttributeProto.INT, AttributeProto.INTS) and a.name not in names)]
+
+
+@functools.lru_cache(maxsize=None)
+def _declared_int_attributes(op_type: str, domain: str, opset: int) -> tuple[tuple[str, int], ...]:
+    try:
+        schema = onnx.defs.get_schema(op_type, opset, domain)
+    except onnx.defs.SchemaError:
+        return ()
+    kinds = (AttributeProto.INT, AttributeProto.INTS)
+    return tuple((name, int(a.type.value)) for name, a in schema.attributes.items() if int(a.type.value) in kinds)
 
 
 def _clamp64(value: int) -> int:
@@ -345,9 +516,10 @@ def mutate_opset(rng: np.random.Generator, model: onnx.ModelProto) -> None:
 
 
 MUTATIONS: dict[str, Callable] = {
-    "attribute": mutate_attribute, "initializer": mutate_initializer, "shape": mutate_shape,
-    "wiring": mutate_wiring, "op_type": mutate_op_type, "opset": mutate_opset}
-WEIGHTS = {"attribute": 5, "initializer": 3, "shape": 3, "wiring": 3, "op_type": 2, "opset": 1, "bytes": 1}
+    "attribute": mutate_attribute, "int_attribute": mutate_int_attribute, "initializer": mutate_initializer,
+    "shape": mutate_shape, "wiring": mutate_wiring, "op_type": mutate_op_type, "opset": mutate_opset}
+WEIGHTS = {"attribute": 4, "int_attribute": 6, "initializer": 3, "shape": 3, "wiring": 3, "op_type": 2, "opset": 1,
+           "bytes": 1}
 
 
 def generate(seeds_: list[onnx.ModelProto], rng: np.random.Generator) -> Case:
@@ -369,10 +541,12 @@ def generate(seeds_: list[onnx.ModelProto], rng: np.random.Generator) -> Case:
 
 # ---------------------------------------------------------------- running a case
 def execute(seeds_: list[onnx.ModelProto], path: str, kind: str) -> None:
-    """Import the file, optimise the graph, run its program on random inputs."""
+    """Import the file (its types cross-checked with onnx's shape inference,
+    which runs in its worker process), optimise the graph, run its program
+    on random inputs."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = OPTIMIZE(import_onnx(path))
+        graph = OPTIMIZE(import_onnx(path, strict_types=True))
         program = lower_to_program(graph)
         shapes = [program.types[slot] for slot in program.inputs]
         if sum(int(np.prod(shape)) for shape, _ in shapes) > MAX_FEED_ELEMENTS:
