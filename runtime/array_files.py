@@ -12,8 +12,10 @@ member) really holds, and only then is the data read. Object arrays
 """
 from __future__ import annotations
 
+import io
 import math
 import os
+import struct
 import tokenize
 import zipfile
 import zlib
@@ -65,7 +67,7 @@ def _read_npz(handle: IO[bytes], max_elements: int) -> dict[str, np.ndarray]:
     arrays, total = {}, 0
     with zipfile.ZipFile(handle) as archive:
         for info in archive.infolist():
-            if info.is_dir():
+            if info.filename.endswith("/"):  # a folder entry (ZipInfo.is_dir fails on an empty name)
                 continue
             total += info.file_size
             if total > MAX_DATA_BYTES:
@@ -103,8 +105,19 @@ def _read_npy(stream: IO[bytes], size: int, max_elements: int) -> np.ndarray:
 
 
 def _header(stream: IO[bytes], version: tuple[int, int]) -> tuple[tuple[int, ...], bool, np.dtype]:
-    if version == (1, 0):
-        return npy_format.read_array_header_1_0(stream, max_header_size=MAX_HEADER_BYTES)
-    if version == (2, 0):
-        return npy_format.read_array_header_2_0(stream, max_header_size=MAX_HEADER_BYTES)
-    raise ArrayFileError(f".npy format version {version[0]}.{version[1]} is not read (1.0 and 2.0 are)")
+    """(shape, Fortran order, dtype) from the header after the magic, its
+    length checked before it is read (numpy reads what the length says)."""
+    readers = {(1, 0): ("<H", npy_format.read_array_header_1_0), (2, 0): ("<I", npy_format.read_array_header_2_0)}
+    if version not in readers:
+        raise ArrayFileError(f".npy format version {version[0]}.{version[1]} is not read (1.0 and 2.0 are)")
+    layout, read = readers[version]
+    field = stream.read(struct.calcsize(layout))
+    if len(field) != struct.calcsize(layout):
+        raise ArrayFileError("the file ends inside its header")
+    (length,) = struct.unpack(layout, field)
+    if length > MAX_HEADER_BYTES:
+        raise ArrayFileError(f"its header claims {length} bytes, more than the {MAX_HEADER_BYTES} allowed")
+    header = stream.read(length)
+    if len(header) != length:
+        raise ArrayFileError("the file ends inside its header")
+    return read(io.BytesIO(field + header), max_header_size=MAX_HEADER_BYTES)
