@@ -31,7 +31,7 @@ import numpy as np
 
 from runtime import parallel
 from runtime.chunking import tapered_chunks
-from runtime.errors import ExecutionError
+from runtime.errors import ExecutionError, TesseraError
 from runtime.kernels.weight_cache import frozen
 from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, op_address, run_schedule
 from runtime.schedule.records import Operand
@@ -358,8 +358,8 @@ class _Builder:
         buffers, pinned = len(self.buffers), dict(self.pinned)
         try:
             done = bool(lower(ctx, args, attrs))
-        except ValueError:
-            done = False
+        except (ValueError, KeyError, IndexError, TypeError, TesseraError):
+            done = False  # a step its lowering cannot read (a hostile binary's): the per-step kernel names it
         if not done or any(out is None for out in ctx.outputs):
             del self.buffers[buffers:]
             self.pinned = pinned
