@@ -26,12 +26,18 @@ class BuildWithKernels(build_py):
         cache = lib / "runtime" / "_jitcache"
         shutil.rmtree(cache, ignore_errors=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
-        env.update(PYTHONPATH=str(lib), TESSERA_NUMBA_CACHE_DIR=str(cache), TESSERA_NUMBA_CACHE="1")
+        # pip's isolated build environment reaches this process through
+        # PYTHONPATH (its sitecustomize adds numpy, numba, ... from a temporary
+        # prefix): keep it behind the built copy, or the warm-up cannot import
+        # numpy and the wheel ships no kernels.
+        path = [str(lib), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+        env.update(PYTHONPATH=os.pathsep.join(path), TESSERA_NUMBA_CACHE_DIR=str(cache), TESSERA_NUMBA_CACHE="1")
         print("tessera: compiling the kernels of the main jobs to ship them with the package "
               "(TESSERA_SHIP_KERNELS=0 skips this)", flush=True)
         result = subprocess.run([sys.executable, "-m", "compiler.warmup"], env=env, cwd=str(lib))
         if result.returncode:
-            print("tessera: warning: the kernel warm-up failed; they compile on first use instead", flush=True)
+            print(f"tessera: warning: the kernel warm-up failed (exit {result.returncode}); the wheel ships "
+                  "what compiled, and the first run compiles the rest once (and says so)", file=sys.stderr, flush=True)
 
 
 setup(cmdclass={"build_py": BuildWithKernels})

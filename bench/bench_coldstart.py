@@ -19,6 +19,18 @@ the first run; min/median/max over --rounds; the machine's load average.
 --shipped: a folder that already holds shipped kernels (an installed wheel's
 runtime/_jitcache); without it the bench fills one first and reports how
 long that took (what ``pip install .`` spends on it).
+
+    python bench/bench_coldstart.py --readme [--wheel]
+
+--readme: the README's first command as a new user runs it (issue 52 item
+1): a clean clone of this checkout's HEAD, a fresh venv and a fresh HOME
+(so pip's cache is empty: downloads included) in a temporary folder, then
+``python -m pip install .`` and ``tessera run``, each timed, with the split
+of the run (import, compile stage, kernel compilation and how many
+signatures, first run) and the total from the start of the install to the
+printed result. --wheel then builds a wheel once (``pip wheel .`` in that
+venv), installs it into a second fresh venv and HOME, and times ``tessera
+run`` and ``tessera run resnet50.bin --input`` there (item 2).
 """
 from __future__ import annotations
 
@@ -116,7 +128,13 @@ def main() -> int:
     parser.add_argument("--jit", action="store_true", help="also the run with no shipped kernels (slow)")
     parser.add_argument("--shipped", type=Path, help="a folder of shipped kernels (default: fill one first)")
     parser.add_argument("--no-resnet50", action="store_true", help="only the README's main job")
+    parser.add_argument("--readme", action="store_true", help="the README's first command on a clean clone, a fresh "
+                                                               "venv and HOME (see above)")
+    parser.add_argument("--wheel", action="store_true", help="with --readme: then a wheel built once, installed into "
+                                                              "another fresh venv")
     args = parser.parse_args()
+    if args.readme:
+        return readme(args.wheel)
     with tempfile.TemporaryDirectory(prefix="tessera-coldstart-") as scratch:
         scratch = Path(scratch)
         shipped = args.shipped
@@ -157,6 +175,93 @@ def _write_input(binary: Path, data: Path) -> str:
     spec = read_binary(binary).inputs[0]
     np.save(data, np.random.default_rng(0).standard_normal(spec.shape).astype(np.float32))
     return spec.name
+
+
+def _fresh(scratch: Path, name: str) -> tuple[Path, dict]:
+    """A fresh venv and HOME under ``scratch``: the venv's python and the
+    environment a new user's shell would give (no PYTHONPATH, no NUMBA_,
+    no TESSERA_ settings, an empty pip cache)."""
+    home = scratch / f"home-{name}"
+    home.mkdir()
+    subprocess.run([sys.executable, "-m", "venv", str(scratch / f"venv-{name}")], check=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("NUMBA_", "TESSERA_", "PIP_", "XDG_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(HOME=str(home), PATH=f"{scratch / f'venv-{name}' / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    return scratch / f"venv-{name}" / "bin" / "python", env
+
+
+def _timed(argv: list[str], env: dict, cwd: Path) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=str(cwd), capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return seconds, done.stdout + done.stderr
+
+
+def _probe(python: Path, env: dict, cwd: Path, argv: list[str]) -> dict:
+    """``tessera ARGV`` through :data:`PROBE` in the venv: its split."""
+    start = time.perf_counter()
+    done = subprocess.run([str(python), "-c", PROBE, *argv], env=env, cwd=str(cwd), capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"tessera {' '.join(argv)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result.update(wall=wall, stderr=done.stderr.strip())
+    return result
+
+
+def _say(name: str, r: dict) -> None:
+    first = r["first_run_ms"] / 1e3 if r["first_run_ms"] is not None else float("nan")
+    print(f"  {name}: {r['wall']:.1f} s (import {r['import']:.1f} s, compile stage {r['compile'] or 0:.1f} s, "
+          f"first run {first:.1f} s; kernel compilation {r['jit']:.1f} s, {r['kernels']} signatures)", flush=True)
+    for line in r["stderr"].splitlines():
+        print(f"    | {line}")
+
+
+def readme(wheel: bool) -> int:
+    """The README's first command as a new user runs it; then the wheel path."""
+    print(f"host: {_cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="tessera-readme-") as scratch:
+        scratch = Path(scratch)
+        clone = scratch / "tessera"
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+        python, env = _fresh(scratch, "user")
+        install, _ = _timed([str(python), "-m", "pip", "install", "."], env, clone)
+        shipped = sum(1 for _ in python.parent.parent.glob("lib/python*/site-packages/runtime/_jitcache/**/*.nbi"))
+        print(f"pip install . : {install:.1f} s (kernel signatures' index files shipped in the wheel: {shipped})",
+              flush=True)
+        run = _probe(python, env, scratch, ["run"])
+        _say("tessera run (first)", run)
+        print(f"README's first command, install to printed result: {install + run['wall']:.1f} s", flush=True)
+        _say("tessera run (second)", _probe(python, env, scratch, ["run"]))
+        if not wheel:
+            return 0
+        built, _ = _timed([str(python), "-m", "pip", "wheel", "--no-deps", ".", "-w", str(scratch / "wheels")], env,
+                          clone)
+        print(f"pip wheel . (once, on the build host): {built:.1f} s", flush=True)
+        python2, env2 = _fresh(scratch, "device")
+        (wheel_file,) = (scratch / "wheels").glob("tessera-*.whl")
+        installed, _ = _timed([str(python2), "-m", "pip", "install", str(wheel_file)], env2, scratch)
+        print(f"pip install tessera-*.whl (a fresh venv and HOME): {installed:.1f} s", flush=True)
+        _say("tessera run (from the wheel)", _probe(python2, env2, scratch, ["run"]))
+        binary, data = scratch / "resnet50.bin", scratch / "x.npy"
+        _timed([str(python2), "-m", "compiler.cli", "compile", "zoo:resnet50", "--count", "2", "-o", str(binary)],
+               env2, scratch)
+        name = _write_input(binary, data)
+        _say("tessera run resnet50.bin --input (from the wheel)",
+             _probe(python2, env2, scratch, ["run", str(binary), "--input", f"{name}={data}"]))
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -52,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += code != 0
             status = "" if code == 0 else f" FAILED (exit {code}):\n{output.getvalue()[-2000:]}"
             print(f"warmup: tessera run {model}: {time.perf_counter() - began:.1f} s{status}", flush=True)
+    import numba
+
+    from runtime.jit import write_host
+
+    if numba.config.CACHE_DIR:
+        write_host(numba.config.CACHE_DIR)  # a wheel installed on another CPU then says why it compiles
     print(f"warmup: kernel cache {cache_key()} filled in {time.perf_counter() - start:.1f} s", flush=True)
     return 1 if failed else 0
 

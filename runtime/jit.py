@@ -37,12 +37,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import sys
+import threading
 import time
 from pathlib import Path
 
 import numba
+from numba.core import event
 from numba.core.caching import UserProvidedCacheLocator
 
 from runtime.files import MAX_BINARY_BYTES, FileError, read_regular, write_atomic
@@ -123,10 +127,51 @@ TAKEN = ".shipped"
 """Marks a cache folder the shipped kernels were copied into."""
 
 
+HOST = "host.json"
+"""In a shipped cache: the CPU its kernels were compiled for (:func:`host_cpu`)."""
+foreign_shipped: str | None = None
+"""Set when the shipped kernels were compiled for another CPU: what to tell
+the user (:class:`CompileReport` says it), since they are not used."""
+
+
+def host_cpu() -> list[str]:
+    """What Numba's cache checks an entry against: the target triple, the CPU's
+    name and its features (``codegen.magic_tuple``)."""
+    from numba.core.registry import cpu_target
+
+    return [str(part) for part in cpu_target.target_context.codegen().magic_tuple()]
+
+
+def write_host(folder: Path) -> None:
+    """Record in a cache ``folder`` the CPU its kernels are compiled for
+    (compiler/warmup.py, before the folder is shipped)."""
+    write_atomic(Path(folder) / HOST, json.dumps(host_cpu()).encode())
+
+
+def _shipped_for_another_cpu(shipped: Path) -> str | None:
+    """Why the kernels in ``shipped`` cannot serve this CPU, or None."""
+    try:
+        theirs = json.loads(read_regular(shipped / HOST, 1 << 16, "shipped kernels' CPU"))
+    except (FileError, ValueError):
+        return None  # no record: Numba's index still checks each entry
+    ours = host_cpu()
+    if theirs == ours:
+        return None
+    name = theirs[1] if isinstance(theirs, list) and len(theirs) > 1 else "?"
+    return f"the package's shipped kernels were compiled for another CPU ({name}; this one is {ours[1]})"
+
+
 def _take_shipped(shipped: Path, folder: Path) -> None:
     """Copy the kernels a wheel shipped for this key into ``folder`` once
-    (files the folder already has are kept: they are as new or newer)."""
+    (files the folder already has are kept: they are as new or newer);
+    kernels compiled for another CPU are not copied (Numba would ignore
+    them), and :data:`foreign_shipped` says so."""
+    global foreign_shipped
     if not shipped.is_dir() or shipped.resolve() == folder.resolve() or (folder / TAKEN).exists():
+        return
+    foreign_shipped = _shipped_for_another_cpu(shipped)
+    if foreign_shipped:
+        (folder / TAKEN).touch()
         return
     for source in shipped.rglob("*"):
         target = folder / source.relative_to(shipped)
@@ -167,6 +212,45 @@ PACKAGES = ("runtime", "passes", "compiler", "codegen", "ir")
 """Tessera's packages (pyproject.toml), whose jitted functions the locator places."""
 
 
+def _serialise_cache_saves() -> None:
+    """Make Numba's cache safe for several processes filling it at once
+    (numba #4807): ``IndexDataCacheFile.save`` reads a kernel's index,
+    picks a free data file name, writes the index and then the data, so two
+    processes saving different signatures of one kernel at once could both
+    pick ``<kernel>.1.nbc`` and leave the index naming one signature beside
+    the other's code: a wrong kernel loaded later. Each save now holds an
+    exclusive lock on a file beside the index (``fcntl.flock``; released
+    by the kernel if the process dies), so saves of one kernel happen one
+    after the other and each sees the index the previous one wrote. Loads
+    take no lock: an index never names a data file holding another
+    signature, and a data file not yet written reads as a miss (compiled
+    again). Where ``fcntl`` or that method is missing, nothing changes."""
+    try:
+        import fcntl
+
+        from numba.core.caching import IndexDataCacheFile
+    except ImportError:
+        return
+    save = getattr(IndexDataCacheFile, "save", None)
+    if save is None or getattr(save, "tessera_locked", False):
+        return
+
+    def locked_save(self, key, data):
+        try:
+            lock = os.open(self._index_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return save(self, key, data)  # a read-only cache: Numba's own save fails and warns as before
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return save(self, key, data)
+        finally:
+            os.close(lock)  # releases the lock
+
+    locked_save.tessera_locked = True
+    IndexDataCacheFile.save = locked_save
+
+
+_serialise_cache_saves()
 _use_versioned_cache()
 
 
@@ -232,3 +316,77 @@ def vectorize(signatures=None, *, fastmath: bool = False):
     if signatures is None:
         return numba.vectorize(**options)
     return numba.vectorize(signatures, **options)
+
+
+class CompileReport(event.Listener):
+    """Tells a command line's user that kernels are being compiled, rather
+    than minutes of silence: once compiling has gone on for ``quiet``
+    seconds, one line saying what is happening and that it happens once
+    (the cache keeps them), then a line of progress every ``every`` seconds
+    while it goes on, and a last line with the count and the seconds.
+    A short compile (a new model's one or two kernels) says nothing. Used
+    as a context manager around a command (runtime/command.py)."""
+
+    def __init__(self, prog: str, stream=None, quiet: float = 3.0, every: float = 20.0):
+        self.prog, self.stream, self.quiet, self.every = prog, stream or sys.stderr, quiet, every
+        self._lock = threading.Lock()
+        self._depth, self._began, self._seconds, self.count = 0, 0.0, 0.0, 0
+        self._said, self._last = False, 0.0
+        self._saying = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="tessera-compile-report", daemon=True)
+
+    def on_start(self, ev):
+        with self._lock:
+            if self._depth == 0:
+                self._began = time.perf_counter()
+            self._depth += 1
+
+    def on_end(self, ev):
+        with self._lock:
+            self._depth -= 1
+            self.count += 1
+            if self._depth == 0:
+                self._seconds += time.perf_counter() - self._began
+
+    def seconds(self) -> float:
+        """Seconds spent compiling so far (a compile under way included)."""
+        with self._lock:
+            return self._seconds + (time.perf_counter() - self._began if self._depth else 0.0)
+
+    def _say(self, text: str) -> None:
+        try:
+            print(f"{self.prog}: {text}", file=self.stream, flush=True)
+        except (OSError, ValueError):
+            pass
+
+    def _check(self) -> None:
+        with self._saying:
+            spent = self.seconds()
+            if not self._said and self.count + self._depth and (spent >= self.quiet or foreign_shipped):
+                self._said, self._last = True, spent
+                why = f"{foreign_shipped}; " if foreign_shipped else ""
+                self._say(f"{why}compiling the kernels this job needs for this CPU, once (this can take "
+                          f"minutes; later runs load them from {numba.config.CACHE_DIR or 'the kernel cache'})")
+            elif self._said and spent - self._last >= self.every:
+                self._last = spent
+                self._say(f"... {self.count} kernel signatures compiled, {spent:.0f} s")
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.5):
+            self._check()
+
+    def __enter__(self):
+        event.register("numba:compile", self)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        event.unregister("numba:compile", self)
+        self._check()
+        if self._said:
+            self._say(f"compiled {self.count} kernel signatures in {self.seconds():.0f} s; they are cached for "
+                      "later runs")
+        return False

@@ -130,3 +130,98 @@ def test_compiled_microkernels_are_kept_as_checked_object_code(monkeypatch, tmp_
     monkeypatch.setattr(microkernel.llvm, "create_pass_builder", building)
     _LOADED.append({kind: microkernel._compile(isa, kind) for kind in family.KINDS})
     assert [f.read_bytes() for f in files] == stored
+
+
+def _fresh_kernel():
+    """A function Numba has not compiled in this process (not cached)."""
+    def add_one(x):
+        return x + 1
+
+    return numba.njit(cache=False)(add_one)
+
+
+def test_a_long_compile_is_announced_once_with_its_count(monkeypatch):
+    import io
+
+    monkeypatch.setattr(jit, "foreign_shipped", None)
+    out = io.StringIO()
+    with jit.CompileReport("tessera", out, quiet=0.0, every=3600.0) as report:
+        assert _fresh_kernel()(1) == 2
+    lines = out.getvalue().splitlines()
+    assert report.count >= 1
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("tessera: compiling the kernels this job needs for this CPU, once")
+    assert lines[1].startswith(f"tessera: compiled {report.count} kernel signatures in ")
+
+
+def test_a_short_compile_says_nothing(monkeypatch):
+    import io
+
+    monkeypatch.setattr(jit, "foreign_shipped", None)
+    out = io.StringIO()
+    with jit.CompileReport("tessera", out, quiet=3600.0) as report:
+        assert _fresh_kernel()(2) == 3
+    assert report.count >= 1 and out.getvalue() == ""
+
+
+def test_kernels_shipped_for_another_cpu_are_not_taken_and_the_run_says_why(monkeypatch, tmp_path):
+    import io
+
+    monkeypatch.setattr(jit, "foreign_shipped", None)
+    ours = jit.host_cpu()
+    shipped, folder = tmp_path / "shipped", tmp_path / "user"
+    (shipped / "runtime").mkdir(parents=True)
+    (shipped / "runtime" / "a.nbi").write_bytes(b"shipped a")
+    (shipped / jit.HOST).write_text(json.dumps([ours[0], "some-other-cpu", "+avx512f"]))
+    folder.mkdir()
+    jit._take_shipped(shipped, folder)
+    assert not (folder / "runtime" / "a.nbi").exists() and (folder / jit.TAKEN).exists()
+    assert "another CPU (some-other-cpu; this one is" in jit.foreign_shipped
+    out = io.StringIO()
+    with jit.CompileReport("tessera", out, quiet=3600.0):  # said even for a short compile
+        _fresh_kernel()(3)
+    first = out.getvalue().splitlines()[0]
+    assert first.startswith("tessera: the package's shipped kernels were compiled for another CPU (some-other-cpu")
+    assert "compiling the kernels this job needs for this CPU, once" in first
+
+    monkeypatch.setattr(jit, "foreign_shipped", None)
+    same, mine = tmp_path / "same", tmp_path / "mine"
+    shutil.copytree(shipped, same)
+    jit.write_host(same)
+    mine.mkdir()
+    jit._take_shipped(same, mine)
+    assert (mine / "runtime" / "a.nbi").read_bytes() == b"shipped a" and jit.foreign_shipped is None
+
+
+def test_processes_saving_signatures_of_one_kernel_at_once_keep_each(monkeypatch, tmp_path):
+    """Numba's save reads the index, picks a free data file and writes both
+    (numba #4807): two saves at once both picked `<kernel>.1.nbc`, and the
+    index named one signature beside the other's code. runtime.jit holds a
+    lock on a file beside the index for each save (flock: separate opens
+    conflict even within a process, so two threads stand in for two
+    processes), so each save sees the index the other wrote."""
+    import threading
+    import time
+
+    from numba.core.caching import IndexDataCacheFile
+
+    assert getattr(IndexDataCacheFile.save, "tessera_locked", False)
+    slow_index = IndexDataCacheFile._save_index
+
+    def slow(self, overloads):  # widen the window in which the other save would read a stale index
+        time.sleep(0.3)
+        slow_index(self, overloads)
+
+    monkeypatch.setattr(IndexDataCacheFile, "_save_index", slow)
+
+    def cache():
+        return IndexDataCacheFile(str(tmp_path), "kernel", ("stamp", 1))
+
+    keys = [f"signature {i}" for i in range(4)]
+    threads = [threading.Thread(target=lambda k=k: cache().save(k, f"code of {k}")) for k in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {key: cache().load(key) for key in keys} == {key: f"code of {key}" for key in keys}
+    assert len(list(tmp_path.glob("kernel.*.nbc"))) == len(keys)
