@@ -281,6 +281,7 @@ def _band_plan(packed, b, has_residual: bool, band: int, out_h: int, out_w: int)
 
 _BAND_FLAGS = {key: np.array(key, np.bool_) for key in itertools.product((False, True), repeat=3)}
 _NO_BIAS = np.zeros(1, np.float32)
+_NO_BIAS.flags.writeable = False  # typed as a frozen bias is: one compiled run_bands for both
 
 
 @jit

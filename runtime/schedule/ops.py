@@ -209,8 +209,8 @@ def _bands(start, stop, rec, nrec, bases, nbases):
     x = _f32(rec, 0, bases, c * d * h * w).reshape((c, d, h, w))
     full, last = _readonly(_i64(rec, 24, bases, PLAN_SIZE)), _readonly(_i64(rec, 26, bases, PLAN_SIZE))
     kernels = _i64(rec, 28, bases, rec[30])
-    a = _f32(rec, 31, bases, rec[33])
-    b = _f32(rec, 34, bases, rec[36])
+    a = _readonly(_f32(rec, 31, bases, rec[33]))  # frozen weights and bias: read-only, as on the per-step path
+    b = _readonly(_f32(rec, 34, bases, rec[36]))
     out = _f32(rec, 37, bases, m * oh * ow).reshape((m, oh * ow))
     res = _f32(rec, 39, bases, m * oh * ow).reshape((m, oh * ow))
     clamp = _f32(rec, 42, bases, 2)

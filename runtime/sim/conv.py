@@ -91,7 +91,7 @@ def epilogue_channels(start, stop, acc, ins, a8, a16, abase, wgt32, wbase):
     GEMM path runs it on one thread (3-30 us a tile, less than the pool's
     hand-off, ~30 us, then); the planned GEMM (conv_gemm) runs
     ``epilogue_block`` after each task's products instead."""
-    epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, 0, acc.shape[1], 0)
+    epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, np.int64(0), acc.shape[1], np.int64(0))
 
 
 @jit

@@ -369,7 +369,7 @@ def depthwise_channels(start, stop, ins, a8, a16, abase, w8, wgt32, wgt64, wbase
                     for ox in range(_u(out_w)):
                         acc[o + ox] = wide[row + ox]
         if not to_acc:
-            epilogue_block(k0, k1, sums, ins, a8, a16, abase, wgt32, wbase, 0, size, k0)
+            epilogue_block(k0, k1, sums, ins, a8, a16, abase, wgt32, wbase, np.int64(0), size, k0)
 
 
 @jit

@@ -491,7 +491,7 @@ def conv_serial(ins, g, tmpl, kernels, au8, a8, a16, abase, wu8, w8, w32, wgt64,
     filled) on a bad PARAM record."""
     if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
         return False
-    plan, sums, _ = prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, True)
+    plan, sums, _ = prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, np.bool_(True))
     if ins[C_MODE] & 2 == 0:
         products_and_epilogue(np.int64(0), plan[TASKS], plan, kernels, work[0], sums, ins, a8, a16, abase, w32, wbase)
     else:
@@ -510,7 +510,7 @@ def products_and_epilogue(start, stop, plan, kernels, b_src, sums, ins, a8, a16,
         run_task(task, plan, kernels, b_src, buf, at)
         _, first_panel, last_panel, col0, col1 = task_block(plan, task)
         epilogue_block(first_panel * mr, min(last_panel * mr, m), sums, ins, a8, a16, abase, w32, wbase, col0,
-                       col1, 0)
+                       col1, np.int64(0))  # typed int64 (not the literal 0): one compiled epilogue for every caller
 
 
 @jit

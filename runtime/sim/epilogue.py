@@ -63,7 +63,7 @@ def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
     per combination of output and residual width), then the table."""
     size = acc.shape[0]
     if acc.itemsize == 4:  # the vectorising loops of the block form, for this one channel
-        epilogue_block(k, k + 1, acc.reshape(1, size), ins, a8, a16, abase, wgt32, wbase, 0, size, k)
+        epilogue_block(k, k + 1, acc.reshape(1, size), ins, a8, a16, abase, wgt32, wbase, np.int64(0), size, k)
         return
     m, n, neg_m, neg_n = _multipliers(ins, wgt32, wbase, k)
     dst, oz, lo, hi = abase + ins[C_OUT] + k * size * (ins[C_OUT_BITS] >> 3), ins[C_OZ], ins[C_LO], ins[C_HI]

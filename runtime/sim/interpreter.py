@@ -1,15 +1,17 @@
 """The Numba interpreter: executes decoded instructions in a precomputed
 order (rows of one matrix, possibly from several streams of one card), with
 no Python between instructions. It stops at CONVs marked ``large`` (handed
-to the thread pool by the caller) and at a bad PARAM value."""
+to the thread pool by the caller) and at a bad PARAM value. CONVs off the
+planned GEMM, ELTWISE and LUT go through entry points compiled only for
+programs that have them (runtime/sim/handlers.py)."""
 from __future__ import annotations
 
 from runtime.isa import COL_OPCODE, Op, column
 from runtime.jit import jit
 from runtime.sim import conv_gemm
-from runtime.sim.conv import conv
 from runtime.sim.dma import dma_load, dma_store
 from runtime.sim.epilogue import C_MODE, C_OUT, C_OUT_BITS, C_OUT_C, out_size
+from runtime.sim.handlers import CONV, ELTWISE, LUT, POOL, call_handler
 from runtime.sim.vector import (
     E_C,
     E_H,
@@ -20,6 +22,7 @@ from runtime.sim.vector import (
     L_OUT,
     L_OUT_BITS,
     P_C,
+    P_IN_BITS,
     P_IN_H,
     P_IN_W,
     P_KH,
@@ -28,9 +31,6 @@ from runtime.sim.vector import (
     P_OUT_BITS,
     P_SH,
     P_SW,
-    eltwise,
-    lut,
-    pool,
 )
 
 (D_SPACE, D_ELEM, D_SRAM, D_DRAM, D_Z, D_Y, D_X, D_ZS, D_YS, D_XS, D_PT, D_PB, D_PL, D_PR, D_PV) = (
@@ -68,11 +68,13 @@ def act_bytes(ins):
 
 @jit
 def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16, au8, c32, c64, cu8, strides,
-              err, pad, gemm_index, gemm_plans, gemm_kernels, gemm_work):
+              err, pad, gemm_index, gemm_plans, gemm_kernels, gemm_work, handlers):
     """Execute order[pos:] (rows of prog); return len(order) when done, the
-    position of a ``large`` CONV to run outside, or -(position + 1) after a
-    bad PARAM value (err: kind, index, value, then the row). CONVs with a
-    GEMM plan (``gemm_index`` >= 0, runtime/sim/conv_gemm.py) run on it;
+    position of a ``large`` CONV to run outside (or of an instruction whose
+    entry in ``handlers`` is 0), or -(position + 1) after a bad PARAM value
+    (err: kind, index, value, then the row). CONVs with a GEMM plan
+    (``gemm_index`` >= 0, runtime/sim/conv_gemm.py) run on it, other CONVs,
+    POOL, ELTWISE and LUT through ``handlers`` (runtime.sim.handlers.handler_table);
     every write to ACT is reported to the plans' key of packed patches
     (``conv_gemm.act_written``)."""
     n = order.shape[0]
@@ -100,19 +102,25 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
             if g >= 0:
                 done = conv_gemm.conv_serial(ins, g, gemm_plans[g], gemm_kernels, au8, a8, a16, ab, wu8, w8, w32, w64,
                                              wb, c32, cb, gemm_work, err)
+            elif handlers[CONV] == 0:
+                return pos
             else:
-                done = conv(ins, a8, a16, ab, w8, w16, w32, w64, wb, c32, c64, cb, err)
+                done = call_handler(handlers[CONV], ins, wu8, au8, cu8, wb, ab, cb, err) != 0
             if not done:
                 err[3] = r
                 return -pos - 1
         elif op == OP_POOL:
-            if not pool(ins, a8, a16, ab, w32, wb, err):
+            entry = handlers[POOL + 2 * (ins[P_IN_BITS] == 16) + (ins[P_OUT_BITS] == 16)]
+            if entry == 0:
+                return pos
+            if call_handler(entry, ins, wu8, au8, cu8, wb, ab, cb, err) == 0:
                 err[3] = r
                 return -pos - 1
-        elif op == OP_ELTWISE:
-            eltwise(ins, a8, a16, ab)
-        elif op == OP_LUT:
-            lut(ins, a8, a16, ab, w8, w16, wb)
+        elif op == OP_ELTWISE or op == OP_LUT:
+            entry = handlers[ELTWISE] if op == OP_ELTWISE else handlers[LUT]
+            if entry == 0:
+                return pos
+            call_handler(entry, ins, wu8, au8, cu8, wb, ab, cb, err)
         first, end = act_bytes(ins)
         if end > first:
             conv_gemm.act_written(key, ab + first, ab + end)

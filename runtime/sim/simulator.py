@@ -47,6 +47,7 @@ from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
 from runtime.sim import conv_gemm, lanes
 from runtime.sim.errors import SimulatorError
+from runtime.sim.handlers import handler_table, run_here
 from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
 from runtime.sim.memory import CardMemory
 from runtime.sim.params import KINDS, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW
@@ -97,6 +98,7 @@ class _CardRun:
     keys: list[StreamKey]
     bases: np.ndarray
     gemm: conv_gemm.GemmPlans
+    handlers: np.ndarray
 
 
 class Simulator:
@@ -212,7 +214,8 @@ class Simulator:
         large[convs] = pixels * channels * depth * weight >= LARGE_CONV_MACS
         bases = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
         gemm = conv_gemm.plan(prog, large)
-        return _CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases, gemm)
+        return _CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases, gemm,
+                        handler_table(prog, large, gemm.index))
 
     def _summary(self, starts, ends, durs, phase_cycles) -> Timing:
         busy = dict.fromkeys(MODULES, 0)
@@ -279,14 +282,16 @@ class Simulator:
             pos = interpret(run.prog, order, pos, run.slot, run.large, dram, mem.wgt.i8, mem.wgt.i16,
                             mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16, mem.act.u8, mem.acc.i32,
                             mem.acc.i64, mem.acc.u8, strides, err, pad, gemm.index, gemm.templates, gemm.kernels,
-                            gemm.work)
+                            gemm.work, run.handlers)
             if pos < 0:
                 raise self._param_error(run, err)
             if pos >= n:
                 return
             row = order[pos]
             g = int(gemm.index[row])
-            if g >= 0:
+            if int(run.prog[row, COL_OPCODE]) != Op.CONV:  # a POOL, ELTWISE or LUT its table had no entry for
+                done = run_here(run.prog[row], mem, int(run.slot[row]), err)
+            elif g >= 0:
                 done = conv_gemm.run_large(run.prog[row], g, gemm, mem, int(run.slot[row]), err)
             else:
                 done = conv_kernels.run_large(run.prog[row], mem, int(run.slot[row]), err)

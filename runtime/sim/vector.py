@@ -38,6 +38,20 @@ L_IN, L_COUNT, L_PARAM, L_OUT, L_OUT_BITS = (column(Op.LUT, k) for k in (
 def pool(ins, a8, a16, abase, wgt32, wbase, err):
     """One POOL; False (err filled) on a bad average-pool multiplier (every
     window's entry is checked first, in window order)."""
+    if ins[P_IN_BITS] == 8:
+        if ins[P_OUT_BITS] == 8:
+            return pool_widths(ins, a8, a8, abase, wgt32, wbase, err)
+        return pool_widths(ins, a8, a16, abase, wgt32, wbase, err)
+    if ins[P_OUT_BITS] == 8:
+        return pool_widths(ins, a16, a8, abase, wgt32, wbase, err)
+    return pool_widths(ins, a16, a16, abase, wgt32, wbase, err)
+
+
+@jit
+def pool_widths(ins, x_act, y_act, abase, wgt32, wbase, err):
+    """:func:`pool` for one pair of input and output widths: ``x_act`` and
+    ``y_act`` are ACT's int8 or int16 view (the interpreter's entry points
+    compile only the pairs a program has, runtime/sim/handlers.py)."""
     in_h, in_w, kh, kw, sh, sw = ins[P_IN_H], ins[P_IN_W], ins[P_KH], ins[P_KW], ins[P_SH], ins[P_SW]
     top, left, bottom, right = ins[P_PT], ins[P_PL], in_h - ins[P_PB], in_w - ins[P_PR]
     out_h, out_w = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
@@ -54,17 +68,11 @@ def pool(ins, a8, a16, abase, wgt32, wbase, err):
                     return False
     src, dst = abase + ins[P_IN], abase + ins[P_OUT]
     n_in, n_out = ins[P_C] * in_h * in_w, ins[P_C] * out_h * out_w
-    x8, x16 = a8[src:src + n_in], a16[src >> 1:(src >> 1) + n_in]
-    y8, y16 = a8[dst:dst + n_out], a16[dst >> 1:(dst >> 1) + n_out]
-    if ins[P_IN_BITS] == 8:
-        if ins[P_OUT_BITS] == 8:
-            _pool_planes(ins, x8, y8, wgt32, table, avg)
-        else:
-            _pool_planes(ins, x8, y16, wgt32, table, avg)
-    elif ins[P_OUT_BITS] == 8:
-        _pool_planes(ins, x16, y8, wgt32, table, avg)
-    else:
-        _pool_planes(ins, x16, y16, wgt32, table, avg)
+    if x_act.itemsize == 2:
+        src >>= 1
+    if y_act.itemsize == 2:
+        dst >>= 1
+    _pool_planes(ins, x_act[src:src + n_in], y_act[dst:dst + n_out], wgt32, table, avg)
     return True
 
 

@@ -396,7 +396,20 @@ def test_phases_run_in_order_and_add_their_cycles():
 
 
 # ---------------------------------------------------------------- errors
-def test_bad_param_records_stop_the_run_with_the_instruction_named():
+@pytest.fixture(params=["entry-points", "handed-back"])
+def entry_points(request):
+    """Each way the interpreter runs POOL and off-GEMM CONVs: through the
+    program's entry points, or (an empty table) handed back to Python."""
+    if request.param == "entry-points":
+        yield
+        return
+    from runtime.sim import handlers
+
+    with mock.patch("runtime.sim.simulator.handler_table", lambda *a: np.zeros(handlers.HANDLERS, np.int64)):
+        yield
+
+
+def test_bad_param_records_stop_the_run_with_the_instruction_named(entry_points):
     case = dict(in_addr=0, in_bits=8, in_c=4, in_h=3, in_w=3, wgt_addr=0, wgt_bits=8, groups=1, kernel_h=1,
                 kernel_w=1, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=4, out_addr=1024, out_bits=8,
                 lo=-128, hi=127, param_addr=512)
@@ -486,3 +499,37 @@ def test_compute_bound_program_takes_its_mac_cycles():
     wide = instr(Op.CONV, **{**conv.fields, "wgt_bits": 16})
     w16 = Simulator(CONFIG, {(0, 0): isa.encode_stream([wide, instr(Op.END)])}, 0)
     assert w16.timing.total_cycles == 2 * (per_conv - timing.CONV_PIPELINE_CYCLES) + timing.CONV_PIPELINE_CYCLES + 1
+
+
+# ---------------------------------------------------------------- entry points compiled on first use
+def test_instructions_whose_entry_point_is_missing_run_from_python_alike():
+    """ELTWISE, LUT and CONVs off the planned GEMM go through entry points a
+    program's table holds (runtime/sim/handlers.py); with an empty table
+    the interpreter hands them back and Python runs them by the same
+    kernels: the same bytes either way, never a jump to address 0."""
+    from runtime.sim import handlers
+
+    rng = np.random.default_rng(11)
+    x, table = values(rng, 8, 1000), values(rng, 8, 256)
+    loads = [as_load(Space.ACT, 0, x), as_load(Space.WGT, 512, table)]
+    computes = [instr(Op.LUT, in_addr=0, count=1000, param_addr=512, out_addr=2048, out_bits=8),
+                copy_op(2048, 4096, 1000)]
+    outputs = [(Space.ACT, 4096, 1000)]
+    (direct,), _ = simulate(loads, computes, outputs)
+    with mock.patch("runtime.sim.simulator.handler_table", lambda *args: np.zeros(handlers.HANDLERS, np.int64)):
+        (handed_back,), _ = simulate(loads, computes, outputs)
+    np.testing.assert_array_equal(direct.view(np.int8), table[x.astype(np.int64) + 128])
+    np.testing.assert_array_equal(handed_back, direct)
+    with mock.patch("runtime.sim.simulator.handler_table", lambda *args: np.zeros(handlers.HANDLERS, np.int64)):
+        check_pool(np.random.default_rng(7), PoolMode.MAX, 8, 64, (29, 113), (3, 3), (2, 2), (1, 0, 1, 0))
+        check_pool(np.random.default_rng(7), PoolMode.AVG, 16, 5, (17, 40), (2, 3), (1, 3), (0, 1, 2, 1))
+
+
+def test_a_program_gets_entry_points_only_for_the_instructions_it_has():
+    from runtime.sim import handlers
+
+    rows, _ = isa.decode_array(isa.encode_stream([instr(Op.LOAD, space=Space.ACT, sram_addr=0, dram_addr=0,
+                                                     **flat_box(64)), copy_op(0, 64, 64), instr(Op.END)]))
+    none = np.zeros(rows.shape[0], np.uint8)
+    table = handlers.handler_table(rows, none, np.full(rows.shape[0], -1, np.int64))
+    assert table[handlers.ELTWISE] != 0 and table[handlers.CONV] == 0 and table[handlers.LUT] == 0
