@@ -17,6 +17,18 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 
+def warmup_environment(lib: Path, cache: Path, environ) -> dict:
+    """The warm-up's environment: the built copy first on PYTHONPATH, then
+    what was there. pip's isolated build environment reaches this process
+    through PYTHONPATH (its sitecustomize adds numpy, numba, ... from a
+    temporary prefix): replacing it left the warm-up unable to import numpy,
+    and the wheel shipped no kernels."""
+    env = {k: v for k, v in environ.items() if not k.startswith("NUMBA_")}
+    path = [str(lib), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    env.update(PYTHONPATH=os.pathsep.join(path), TESSERA_NUMBA_CACHE_DIR=str(cache), TESSERA_NUMBA_CACHE="1")
+    return env
+
+
 class BuildWithKernels(build_py):
     def run(self):
         super().run()
@@ -25,13 +37,7 @@ class BuildWithKernels(build_py):
         lib = Path(self.build_lib).resolve()
         cache = lib / "runtime" / "_jitcache"
         shutil.rmtree(cache, ignore_errors=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
-        # pip's isolated build environment reaches this process through
-        # PYTHONPATH (its sitecustomize adds numpy, numba, ... from a temporary
-        # prefix): keep it behind the built copy, or the warm-up cannot import
-        # numpy and the wheel ships no kernels.
-        path = [str(lib), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
-        env.update(PYTHONPATH=os.pathsep.join(path), TESSERA_NUMBA_CACHE_DIR=str(cache), TESSERA_NUMBA_CACHE="1")
+        env = warmup_environment(lib, cache, os.environ)
         print("tessera: compiling the kernels of the main jobs to ship them with the package "
               "(TESSERA_SHIP_KERNELS=0 skips this)", flush=True)
         result = subprocess.run([sys.executable, "-m", "compiler.warmup"], env=env, cwd=str(lib))

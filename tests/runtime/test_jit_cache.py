@@ -225,3 +225,23 @@ def test_processes_saving_signatures_of_one_kernel_at_once_keep_each(monkeypatch
         thread.join()
     assert {key: cache().load(key) for key in keys} == {key: f"code of {key}" for key in keys}
     assert len(list(tmp_path.glob("kernel.*.nbc"))) == len(keys)
+
+
+def test_the_warm_up_keeps_pips_build_environment_on_its_path(tmp_path):
+    """setup.py's warm-up once replaced PYTHONPATH with the built copy,
+    which dropped pip's isolated build environment (it reaches the build
+    through PYTHONPATH): the warm-up died at `import numpy` and wheels
+    shipped no kernels. The built copy now goes first, the rest stays."""
+    import runpy
+    from unittest import mock
+
+    with mock.patch("setuptools.setup") as setup:
+        namespace = runpy.run_path(str(ROOT / "setup.py"))
+    assert setup.called
+    environ = {"PYTHONPATH": os.pathsep.join(["/tmp/pip-build-env-x/site", "/elsewhere"]), "NUMBA_OPT": "0",
+               "HOME": "/home/user"}
+    env = namespace["warmup_environment"](tmp_path / "lib", tmp_path / "cache", environ)
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "lib"), "/tmp/pip-build-env-x/site", "/elsewhere"]
+    assert env["TESSERA_NUMBA_CACHE_DIR"] == str(tmp_path / "cache") and "NUMBA_OPT" not in env
+    assert env["HOME"] == "/home/user"
+    assert namespace["warmup_environment"](tmp_path, tmp_path, {})["PYTHONPATH"] == str(tmp_path)
