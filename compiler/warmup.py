@@ -54,10 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warmup: tessera run {model}: {time.perf_counter() - began:.1f} s{status}", flush=True)
     import numba
 
-    from runtime.jit import write_host
+    from runtime.jit import prepare_to_ship
 
     if numba.config.CACHE_DIR:
-        write_host(numba.config.CACHE_DIR)  # a wheel installed on another CPU then says why it compiles
+        prepare_to_ship(numba.config.CACHE_DIR)  # a wheel installed on another CPU then says why it compiles
     print(f"warmup: kernel cache {cache_key()} filled in {time.perf_counter() - start:.1f} s", flush=True)
     return 1 if failed else 0
 

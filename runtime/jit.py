@@ -142,10 +142,13 @@ def host_cpu() -> list[str]:
     return [str(part) for part in cpu_target.target_context.codegen().magic_tuple()]
 
 
-def write_host(folder: Path) -> None:
-    """Record in a cache ``folder`` the CPU its kernels are compiled for
-    (compiler/warmup.py, before the folder is shipped)."""
+def prepare_to_ship(folder: Path) -> None:
+    """Make a filled cache ``folder`` ready to ship in a wheel
+    (compiler/warmup.py): record the CPU its kernels are compiled for, and
+    drop the locks the processes that filled it held (:func:`_serialise_cache_saves`)."""
     write_atomic(Path(folder) / HOST, json.dumps(host_cpu()).encode())
+    for lock in Path(folder).rglob("*" + LOCK):
+        lock.unlink(missing_ok=True)
 
 
 def _shipped_for_another_cpu(shipped: Path) -> str | None:
@@ -212,6 +215,10 @@ PACKAGES = ("runtime", "passes", "compiler", "codegen", "ir")
 """Tessera's packages (pyproject.toml), whose jitted functions the locator places."""
 
 
+LOCK = ".lock"
+"""Suffix of the lock file beside a kernel's index (:func:`_serialise_cache_saves`)."""
+
+
 def _serialise_cache_saves() -> None:
     """Make Numba's cache safe for several processes filling it at once
     (numba #4807): ``IndexDataCacheFile.save`` reads a kernel's index,
@@ -237,7 +244,7 @@ def _serialise_cache_saves() -> None:
 
     def locked_save(self, key, data):
         try:
-            lock = os.open(self._index_path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            lock = os.open(self._index_path + LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
             return save(self, key, data)  # a read-only cache: Numba's own save fails and warns as before
         try:

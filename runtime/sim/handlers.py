@@ -10,8 +10,8 @@ callee's code into each caller and optimises the whole). Through a C entry
 point whose address the interpreter reads from a table, each compiles once,
 on its own, and only when a program has that instruction: ResNet-18's
 program has none of them but an 8-bit POOL (every CONV on the planned GEMM,
-no ELTWISE, no LUT), so its first run compiles about a third less (docs/runtime.md, "Kernel
-compilation"). The call costs an indirect jump; the arrays go as pointers
+no ELTWISE, no LUT), so its first run compiles much less (docs/runtime.md,
+"Kernel compilation"). The call costs an indirect jump; the arrays go as pointers
 and sizes and are rebuilt as the same typed views of the card's memory.
 
 :func:`handler_table` gives a program's table; a zero entry (never built for
@@ -30,7 +30,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from runtime.isa import COL_OPCODE, Op
-from runtime.jit import cfunc
+from runtime.jit import cfunc, jit
 from runtime.sim.conv import conv
 from runtime.sim.vector import P_IN_BITS, P_OUT_BITS, eltwise, lut, pool, pool_widths
 
@@ -66,33 +66,33 @@ def _lut(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, 
     return np.int64(1)
 
 
-def _pool_8_8(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, err_p, nerr):
-    """One POOL of 8-bit values into 8-bit values: 1, or 0 with ``err``
-    filled on a bad average-pool multiplier (and the three others alike)."""
-    a8, w32 = numba.carray(act, asize, np.int8), numba.carray(wgt, wsize >> 2, np.int32)
-    ok = pool_widths(numba.carray(ins_p, ncols), a8, a8, abase, w32, wbase, numba.carray(err_p, nerr))
+@jit(inline="always")
+def _pool(ins_p, ncols, x_act, y_act, wgt, wsize, wbase, abase, err_p, nerr):
+    """One POOL from the ACT view ``x_act`` into ``y_act`` (int8 or int16):
+    1, or 0 with ``err`` filled on a bad average-pool multiplier."""
+    ok = pool_widths(numba.carray(ins_p, ncols), x_act, y_act, abase, numba.carray(wgt, wsize >> 2, np.int32), wbase,
+                     numba.carray(err_p, nerr))
     return np.int64(1) if ok else np.int64(0)
+
+
+def _pool_8_8(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, err_p, nerr):
+    a8 = numba.carray(act, asize, np.int8)
+    return _pool(ins_p, ncols, a8, a8, wgt, wsize, wbase, abase, err_p, nerr)
 
 
 def _pool_8_16(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, err_p, nerr):
     a8, a16 = numba.carray(act, asize, np.int8), numba.carray(act, asize >> 1, np.int16)
-    ok = pool_widths(numba.carray(ins_p, ncols), a8, a16, abase, numba.carray(wgt, wsize >> 2, np.int32), wbase,
-                     numba.carray(err_p, nerr))
-    return np.int64(1) if ok else np.int64(0)
+    return _pool(ins_p, ncols, a8, a16, wgt, wsize, wbase, abase, err_p, nerr)
 
 
 def _pool_16_8(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, err_p, nerr):
     a8, a16 = numba.carray(act, asize, np.int8), numba.carray(act, asize >> 1, np.int16)
-    ok = pool_widths(numba.carray(ins_p, ncols), a16, a8, abase, numba.carray(wgt, wsize >> 2, np.int32), wbase,
-                     numba.carray(err_p, nerr))
-    return np.int64(1) if ok else np.int64(0)
+    return _pool(ins_p, ncols, a16, a8, wgt, wsize, wbase, abase, err_p, nerr)
 
 
 def _pool_16_16(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, err_p, nerr):
     a16 = numba.carray(act, asize >> 1, np.int16)
-    ok = pool_widths(numba.carray(ins_p, ncols), a16, a16, abase, numba.carray(wgt, wsize >> 2, np.int32), wbase,
-                     numba.carray(err_p, nerr))
-    return np.int64(1) if ok else np.int64(0)
+    return _pool(ins_p, ncols, a16, a16, wgt, wsize, wbase, abase, err_p, nerr)
 
 
 _ADAPTERS = {CONV: _conv, ELTWISE: _eltwise, LUT: _lut, POOL: _pool_8_8, POOL + 1: _pool_8_16, POOL + 2: _pool_16_8,
@@ -131,7 +131,6 @@ def handler_table(prog: np.ndarray, large: np.ndarray, gemm_index: np.ndarray) -
     for kind in np.unique(POOL + 2 * (pools[:, P_IN_BITS] == 16) + (pools[:, P_OUT_BITS] == 16)):
         table[kind] = handler_address(int(kind))
     return table
-
 
 
 @intrinsic

@@ -2,8 +2,8 @@
 order (rows of one matrix, possibly from several streams of one card), with
 no Python between instructions. It stops at CONVs marked ``large`` (handed
 to the thread pool by the caller) and at a bad PARAM value. CONVs off the
-planned GEMM, ELTWISE and LUT go through entry points compiled only for
-programs that have them (runtime/sim/handlers.py)."""
+planned GEMM, POOL, ELTWISE and LUT go through entry points compiled only
+for programs that have them (runtime/sim/handlers.py)."""
 from __future__ import annotations
 
 from runtime.isa import COL_OPCODE, Op, column

@@ -187,7 +187,9 @@ def test_kernels_shipped_for_another_cpu_are_not_taken_and_the_run_says_why(monk
     monkeypatch.setattr(jit, "foreign_shipped", None)
     same, mine = tmp_path / "same", tmp_path / "mine"
     shutil.copytree(shipped, same)
-    jit.write_host(same)
+    (same / "runtime" / "a.nbi.lock").write_bytes(b"")  # a filling process's lock: not shipped
+    jit.prepare_to_ship(same)
+    assert not list(same.rglob("*.lock"))
     mine.mkdir()
     jit._take_shipped(same, mine)
     assert (mine / "runtime" / "a.nbi").read_bytes() == b"shipped a" and jit.foreign_shipped is None
