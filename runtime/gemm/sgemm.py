@@ -72,6 +72,7 @@ from runtime.gemm.tasks import (
     _REMAINDER,
     _RES_ITEM,
     _ROW_PANELS,
+    _RUN,
     _TAIL,
     _TASKS,
     _UNIT,
@@ -79,6 +80,7 @@ from runtime.gemm.tasks import (
     PACK,
     PREPACKED,
     _run_placed,
+    tasks_entry,
 )
 from runtime.schedule.records import GEMM, NONE
 
@@ -563,6 +565,7 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
         _RES_ITEM: 0 if res_strides is None else res_strides[0] // 4,
         _LDR: 0 if res_strides is None else res_strides[1] // 4,
         _TASKS: batch * mt * nt,
+        _RUN: tasks_entry(),
     }
     plan = np.zeros(_PLAN_SIZE, np.int64)
     for index, value in fields.items():

@@ -12,13 +12,19 @@ call a product.
 """
 from __future__ import annotations
 
+import threading
+
+import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from runtime import parallel
 from runtime.gemm.family import REMAINDER_COLS
 from runtime.gemm.microkernel import call_kernel
 from runtime.gemm.pack import LINE, pack_b_block, panel_width
-from runtime.jit import jit
+from runtime.jit import cfunc, jit
 
 # How a task gets its B panels.
 PACK, PREPACKED, DIRECT = 0, 1, 2
@@ -31,12 +37,13 @@ _ALIGN = 16
 # column panel counting as one).
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _ROW_PANELS, _COL_PANELS, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
- _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TASKS, _PLAN_SIZE) = range(34)
+ _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TASKS, _RUN, _PLAN_SIZE) = range(35)
 
-PLAN_SIZE, TASKS = _PLAN_SIZE, _TASKS
+PLAN_SIZE, TASKS, RUN = _PLAN_SIZE, _TASKS, _RUN
 """For callers that plan a product once and run it from Numba
 (:func:`runtime.gemm.sgemm.product_template`, :func:`run_planned`): a
-plan's length and the field holding its number of tasks."""
+plan's length, the field holding its number of tasks, and the field holding
+the address of :func:`tasks_entry` (which :func:`run_placed` calls)."""
 
 
 @jit
@@ -79,10 +86,66 @@ def _run_placed(start, stop, template, kernels, a, b, c, bias, res, clamp, flags
     holding their addresses: the operands go to every thread as arguments,
     so placing them costs the caller no call of its own (a Numba call from
     Python, ~3 us a product on a cold cache). ``source`` is what the tasks
-    pack B from."""
+    pack B from.
+
+    The operands come in many types (ranks, layouts, read-only or not: one
+    Numba signature each), so this is kept to placing addresses: the tasks
+    run through the entry point whose address the template holds
+    (:func:`tasks_entry`), compiled once. Called directly, the whole task
+    tree would be linked, optimised and generated again inside every
+    signature (42 of them in the test suite)."""
     plan = template.copy()
-    _set_addresses(plan, a, b, c, bias, res, clamp, flags[0], flags[1], flags[2])
-    _run_tasks(start, stop, plan, kernels, source)
+    place_addresses(plan, a.ctypes.data, b.ctypes.data, c.ctypes.data, bias.ctypes.data if flags[0] else 0,
+                    res.ctypes.data if flags[1] else 0, clamp.ctypes.data if flags[2] else 0)
+    if plan[_RUN] == 0:
+        raise ValueError("a GEMM plan without its tasks' entry point (runtime.gemm.tasks.tasks_entry)")
+    _call_tasks(plan[_RUN], start, stop, plan, kernels, source)
+
+
+def _tasks_adapter(start, stop, plan_p, kernels_p, nkernels, source_p, nsource):
+    """The C entry point of :func:`_run_tasks`: the arrays as pointers and
+    lengths, rebuilt as the same typed views."""
+    _run_tasks(start, stop, numba.carray(plan_p, _PLAN_SIZE), numba.carray(kernels_p, nkernels),
+               numba.carray(source_p, nsource))
+    return np.int64(0)
+
+
+_TASKS_SIGNATURE = types.int64(types.int64, types.int64, types.CPointer(types.int64), types.CPointer(types.int64),
+                               types.int64, types.CPointer(types.float32), types.int64)
+_entry: list = []
+_entry_lock = threading.Lock()
+
+
+def tasks_entry() -> int:
+    """The address of the tasks' C entry point (:func:`_run_tasks` on a plan,
+    kernel table and B source), compiled or loaded from the kernel cache on
+    first use; every float template holds it (field :data:`RUN`)."""
+    with _entry_lock:
+        if not _entry:
+            _entry.append(cfunc(_TASKS_SIGNATURE, _tasks_adapter))
+        return _entry[0].address
+
+
+@intrinsic
+def _call_tasks(typingctx, address, start, stop, plan, kernels, source):
+    """Call the entry point at ``address`` (:func:`tasks_entry`) on tasks
+    ``[start, stop)`` of ``plan`` with ``kernels`` and ``source``."""
+    arrays = (plan, kernels, source)
+    if not all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in arrays) or (
+            (plan.dtype, kernels.dtype, source.dtype) != (types.int64, types.int64, types.float32)):
+        return None  # only these views have the entry point's layout
+    sig = types.int64(types.int64, types.int64, types.int64, plan, kernels, source)
+
+    def codegen(context, builder, signature, args):
+        i64, f32p = ir.IntType(64), ir.FloatType().as_pointer()
+        p_a, k_a, s_a = (context.make_array(signature.args[k])(context, builder, args[k]) for k in (3, 4, 5))
+        fnty = ir.FunctionType(i64, [i64, i64, i64.as_pointer(), i64.as_pointer(), i64, f32p, i64])
+        target = builder.inttoptr(args[0], fnty.as_pointer())
+        return builder.call(target, [args[1], args[2], builder.bitcast(p_a.data, i64.as_pointer()),
+                                     builder.bitcast(k_a.data, i64.as_pointer()), k_a.nitems,
+                                     builder.bitcast(s_a.data, f32p), s_a.nitems])
+
+    return sig, codegen
 
 
 @jit
