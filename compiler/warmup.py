@@ -41,9 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     failed = 0
+    from runtime import precompile
     from runtime.parallel import steady
 
-    with tempfile.TemporaryDirectory(prefix="tessera-warmup-") as folder, steady():  # as on an idle machine
+    with (tempfile.TemporaryDirectory(prefix="tessera-warmup-") as folder, steady(),  # as on an idle machine
+          precompile.start("run")):  # the other cores compile the same kernels from the other end
         for i, model in enumerate(args.model or JOBS):
             began = time.perf_counter()
             output = io.StringIO()

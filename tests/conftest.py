@@ -3,6 +3,16 @@ import os
 os.environ.setdefault("TESSERA_NUM_THREADS", "2")
 
 
+def pytest_sessionstart(session):
+    """On a cold kernel cache, a helper compiles the suite's kernels from the
+    other end on the second core (runtime/precompile.py, manifest
+    runtime/manifests/suite.pkl); commands the tests run start none of their own."""
+    from runtime import precompile
+
+    session.config.tessera_precompiler = precompile.start("suite")
+    os.environ["TESSERA_PRECOMPILE"] = "0"
+
+
 def pytest_collection_modifyitems(session, config, items):
     """The bounds-checked run (tests/test_boundscheck.py) starts in the
     background as soon as its test is collected, and the test goes last."""
@@ -17,5 +27,8 @@ def pytest_collection_modifyitems(session, config, items):
 def pytest_unconfigure(config):
     import sys
 
+    helper = getattr(config, "tessera_precompiler", None)
+    if helper is not None:
+        helper.stop()
     if "tests.helpers.boundscheck" in sys.modules:
         sys.modules["tests.helpers.boundscheck"].stop()

@@ -1,0 +1,198 @@
+"""Compile a job's kernels on a second core while the job runs.
+
+A cold kernel cache makes a job compile every Numba signature it reaches,
+one after another on one core (Numba's compiler holds a process-wide lock),
+while the host's other cores sit idle. A *manifest* lists the signatures a
+job compiled last time it ran cold, in the order it compiled them
+(:func:`manifest_from_cache` reads them off a filled cache folder: each
+kernel's index names its signatures, and each signature's code file was
+written when it was compiled). :func:`start` runs ``python -m
+runtime.precompile MANIFEST`` in the background, which compiles the
+manifest *from its end*, into the same kernel cache, while the job compiles
+from its start: whatever the helper has saved by the time the job reaches
+it, the job loads instead of compiling (Numba checks the cache before it
+compiles a new signature). The two meet somewhere in the middle, so a cold
+job on two cores spends about half the time compiling.
+
+Several processes saving to one cache is safe (runtime.jit serialises each
+kernel's saves). A manifest out of date costs time, never correctness:
+entries whose kernel is gone or whose types no longer apply are skipped,
+and what it lacks the job compiles itself. The helper runs at a lower
+priority, stops when the job ends (:meth:`Precompiler.stop`), and leaves a
+mark in the cache folder when it got through the whole manifest, so later
+jobs on a warm cache start no helper at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+from numba.core.typing import Signature
+
+from runtime.files import read_regular, write_atomic
+from runtime.jit import CACHE, PACKAGES
+
+MANIFESTS = Path(__file__).resolve().parent / "manifests"
+"""Where the package keeps its manifests: ``run.pkl`` for the README's job
+and the warm-up (``tessera run`` and ResNet-50), ``suite.pkl`` for the
+tests (written by ``python -m runtime.precompile --write NAME CACHE``)."""
+MAX_MANIFEST_BYTES = 8 << 20
+
+
+def manifest_from_cache(folder: Path) -> list[tuple[str, str, tuple]]:
+    """The Tessera signatures a filled cache ``folder`` holds, as
+    (module, function name, argument types), in the order they were
+    compiled (their code files' times)."""
+    entries = []
+    for index in Path(folder).rglob("*.nbi"):
+        stem = index.name.rsplit("-", 1)[0]  # "<module>.<function>" before "-<line>.py311.nbi"
+        if "." not in stem:
+            continue
+        last, function = stem.split(".", 1)
+        parts = index.parent.relative_to(folder).parts
+        if not parts or parts[0] not in PACKAGES or "<locals>" in function:
+            continue
+        try:
+            with open(index, "rb") as handle:
+                pickle.load(handle)  # Numba's index version
+                _, overloads = pickle.loads(handle.read())
+        except Exception:  # noqa: BLE001 - an unreadable index is simply not listed
+            continue
+        for key, data_name in overloads.items():
+            code = index.parent / data_name
+            if code.exists():
+                entries.append((code.stat().st_mtime, ".".join([*parts, last]), function, key[0]))
+    entries.sort(key=lambda entry: entry[0])
+    return [entry[1:] for entry in entries]
+
+
+def write_manifest(path: Path, entries: list) -> None:
+    write_atomic(Path(path), pickle.dumps({"numba": numba.__version__, "entries": entries}))
+
+
+def read_manifest(path: Path) -> list:
+    """The entries of the manifest at ``path``; none when it is missing,
+    unreadable or written by another numba version (its types would not
+    unpickle as the same types)."""
+    try:
+        stored = pickle.loads(read_regular(Path(path), MAX_MANIFEST_BYTES, "kernel manifest"))
+    except Exception:  # noqa: BLE001 - a manifest is only ever an optimisation
+        return []
+    if not isinstance(stored, dict) or stored.get("numba") != numba.__version__:
+        return []
+    return list(stored.get("entries") or [])
+
+
+def _mark(path: Path) -> Path | None:
+    """The file saying the cache holds everything in manifest ``path``."""
+    if not CACHE or not numba.config.CACHE_DIR:
+        return None
+    try:
+        digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return None
+    return Path(numba.config.CACHE_DIR) / f".precompiled-{Path(path).stem}-{digest}"
+
+
+def compile_entries(entries: list) -> int:
+    """Compile (or load from the cache) each entry, last first; the number
+    that were there to compile. An entry that no longer fits is skipped."""
+    done = 0
+    for module, function, args in reversed(entries):
+        try:
+            dispatcher = getattr(importlib.import_module(module), function)
+            dispatcher.compile(args if isinstance(args, Signature) else tuple(args))
+        except Exception:  # noqa: BLE001 - out of date: the job compiles what it needs itself
+            continue
+        done += 1
+    return done
+
+
+class Precompiler:
+    """The background helper of :func:`start` (``None`` process: none was
+    needed or possible)."""
+
+    def __init__(self, process: subprocess.Popen | None):
+        self.process = process
+
+    def stop(self) -> None:
+        """End the helper if it still runs: what it saved stays cached."""
+        if self.process is not None:
+            _running.discard(self)
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+    def __enter__(self) -> "Precompiler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def start(name: str, manifest: Path | None = None) -> Precompiler:
+    """Start compiling manifest ``name`` (or the file ``manifest``) in the
+    background, unless the host has one core, the cache is off, there is
+    no manifest for this numba, the cache already holds it, or
+    ``TESSERA_PRECOMPILE=0``."""
+    path = Path(manifest) if manifest else MANIFESTS / f"{name}.pkl"
+    mark = _mark(path)
+    if (os.environ.get("TESSERA_PRECOMPILE", "1") == "0" or _running or _cores() < 2 or mark is None
+            or mark.exists() or not read_manifest(path)):
+        return Precompiler(None)
+    env = dict(os.environ, TESSERA_PRECOMPILE="0")
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "runtime.precompile", str(path), str(mark)], env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   preexec_fn=lambda: os.nice(5))
+    except OSError:
+        return Precompiler(None)
+    helper = Precompiler(process)
+    _running.add(helper)
+    return helper
+
+
+_running: set = set()
+"""This process's helpers still running: a command run inside a job that
+started one (the warm-up, a test session) starts no second one."""
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--write"] and len(argv) == 3:
+        entries = manifest_from_cache(Path(argv[2]))
+        write_manifest(MANIFESTS / f"{argv[1]}.pkl", entries)
+        print(f"{len(entries)} signatures -> {MANIFESTS / argv[1]}.pkl")
+        return 0
+    if len(argv) != 2:
+        print("usage: python -m runtime.precompile MANIFEST MARK | --write NAME CACHE_FOLDER", file=sys.stderr)
+        return 2
+    entries = read_manifest(Path(argv[0]))
+    compile_entries(entries)
+    try:
+        Path(argv[1]).touch()
+    except OSError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,94 @@
+"""Compiling a job's kernels on a second core (runtime/precompile.py, issue
+52): a manifest read off a filled cache lists its signatures in compile
+order; the helper compiles a manifest into a fresh cache, skipping what no
+longer fits, and marks it done; a job then loads those kernels instead of
+compiling them; no helper starts where none is needed."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+from numba import types
+
+from runtime import jit, precompile
+
+ROOT = Path(jit.__file__).resolve().parents[1]
+
+JOB = """
+import json
+import numpy as np
+from numba.core import event
+compiled = []
+class Count(event.Listener):
+    def on_start(self, ev): pass
+    def on_end(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+event.register("numba:compile", Count())
+from runtime.gemm.tasks import plan_shape, task_block
+from runtime.gemm.tasks import PLAN_SIZE
+plan = np.ones(PLAN_SIZE, np.int64)
+plan_shape(plan)
+task_block(plan, 0)
+print(json.dumps(compiled))
+"""
+
+
+def _env(cache: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(TESSERA_NUMBA_CACHE_DIR=str(cache), TESSERA_NUMBA_CACHE="1", TESSERA_PRECOMPILE="0",
+               PYTHONPATH=str(ROOT))
+    return env
+
+
+def _job(cache: Path) -> list:
+    done = subprocess.run([sys.executable, "-c", JOB], env=_env(cache), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_helper_compiles_a_manifest_that_a_job_then_loads(tmp_path):
+    assert _job(tmp_path / "first") == ["plan_shape", "task_block"]  # a cold cache compiles both
+    entries = precompile.manifest_from_cache(tmp_path / "first" / jit.cache_key())
+    assert [(module, name) for module, name, _ in entries] == [("runtime.gemm.tasks", "plan_shape"),
+                                                               ("runtime.gemm.tasks", "task_block")]
+    gone = [("runtime.gemm.tasks", "no_such_kernel", (types.int64,)),  # out of date: skipped, not fatal
+            ("runtime.gemm.tasks", "plan_shape", (types.unicode_type,))]
+    manifest, mark = tmp_path / "job.pkl", tmp_path / "second" / "done"
+    precompile.write_manifest(manifest, gone + entries)
+    done = subprocess.run([sys.executable, "-m", "runtime.precompile", str(manifest), str(mark)],
+                          env=_env(tmp_path / "second"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert mark.exists()
+    assert _job(tmp_path / "second") == []  # everything the job needs was there to load
+
+
+def test_no_helper_where_none_is_needed(tmp_path, monkeypatch):
+    manifest = tmp_path / "job.pkl"
+    precompile.write_manifest(manifest, [("runtime.gemm.tasks", "plan_shape", (types.int64[::1],))])
+    assert precompile.read_manifest(manifest)
+    monkeypatch.setenv("TESSERA_PRECOMPILE", "0")
+    assert precompile.start("job", manifest).process is None
+    monkeypatch.setenv("TESSERA_PRECOMPILE", "1")
+    monkeypatch.setattr(precompile, "_cores", lambda: 1)
+    assert precompile.start("job", manifest).process is None  # one core: nothing to gain
+    monkeypatch.setattr(precompile, "_cores", lambda: 2)
+    mark = precompile._mark(manifest)
+    if mark is not None:  # (the kernel cache is on)
+        mark.touch()
+        try:
+            assert precompile.start("job", manifest).process is None  # the cache already holds it
+        finally:
+            mark.unlink()
+    precompile.write_atomic(manifest, __import__("pickle").dumps({"numba": "0.0", "entries": [("a", "b", ())]}))
+    assert precompile.read_manifest(manifest) == []  # another numba's types: not used
+    assert precompile.start("job", manifest).process is None
+    manifest.write_bytes(b"not a pickle")
+    assert precompile.read_manifest(manifest) == []
+
+
+def test_the_shipped_manifests_are_for_this_numba():
+    for name in ("run", "suite"):
+        entries = precompile.read_manifest(precompile.MANIFESTS / f"{name}.pkl")
+        assert entries, f"runtime/manifests/{name}.pkl is missing or for another numba than {numba.__version__}"
+        assert all(module.split(".")[0] in jit.PACKAGES for module, _, _ in entries)
