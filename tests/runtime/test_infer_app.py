@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import secrets
 import subprocess
@@ -131,6 +132,37 @@ def test_predictions_accuracy_and_profile(digits):
     assert any(line.startswith("total_ms") and f" {IMAGES} " in line for line in run.stdout.splitlines())
     assert "measured:" in run.stdout
     assert "projected:" in run.stdout and "modelled hardware" in run.stdout
+
+
+def test_the_readme_command_line_and_a_script_reading_its_csv(digits, tmp_path):
+    """The original's README latency tuning as a user types it (--fcweights
+    in the original's format: one flat int8 row with a trailing comma), and
+    a script reading the CSV as the original's users did: File Name,
+    Prediction (numpy's print of the top-5), the --profile columns, and the
+    printed Top-1 accuracy, duration and FPS (api-notes 6.2)."""
+    root, names, truth, _ = digits
+    (tmp_path / "fcweights.csv").write_text(",".join(map(str, np.eye(10, dtype=np.int8).ravel())) + ",\n")
+    run = _infer("--xclbin", root / "digits.bin", "--fcweights", tmp_path / "fcweights.csv", "--img_path",
+                 root / "images", "--max_bs", 1, "--preprocess_workers", 4, "--profile", "--outfile",
+                 tmp_path / "latency.csv", "--labels", root / "labels.txt")
+    assert run.returncode == 0, run.stderr
+    with open(tmp_path / "latency.csv", newline="") as f:
+        results = list(csv.DictReader(f))
+    labels = dict(line.split() for line in (root / "labels.txt").read_text().splitlines())
+    top1 = top5 = total = 0
+    for row in results:
+        fname = os.path.split(row["File Name"])[1]
+        predicted = [int(p) for p in row["Prediction"].strip("[]").split()]
+        assert len(predicted) == 5 and float(row["Total Latency"]) >= float(row["Accelerator Time"]) >= 0
+        if fname in labels:
+            total += 1
+            top1 += int(labels[fname]) == predicted[0]
+            top5 += int(labels[fname]) in predicted
+    assert total == IMAGES and top1 / total > 0.85
+    lines = run.stdout.splitlines()
+    assert f"Top-1 Accuracy: {top1 / total}" in lines and f"Top-5 Accuracy: {top5 / total}" in lines
+    duration, fps = lines[-2:]
+    assert re.fullmatch(rf"Duration for  {IMAGES}  images:  [\d.e-]+", duration) and fps.startswith("FPS:  ")
 
 
 def test_single_image_to_stdout_with_class_names_and_an_unreadable_image(digits, tmp_path):
