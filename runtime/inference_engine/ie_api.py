@@ -54,7 +54,6 @@ DEVICES = ("FPGA", "CPU")
 HETERO = "HETERO"
 PRECISIONS = {"float32": "FP32", "float16": "FP16", "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32",
               "int64": "I64", "bool": "BOOL"}
-NUMPY_TYPES = {precision: np.dtype(name) for name, precision in PRECISIONS.items()}
 LAYOUTS = {0: "SCALAR", 1: "C", 2: "NC", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
 CALIBRATION_IMAGES = 32
 """Calibration images per batch item read when the batch was changed (the
@@ -348,6 +347,7 @@ class IENetwork:
         self.name = model.proto.graph.name or Path(str(model.label)).stem
         self._inputs = OrderedDict()
         self._declared = {spec.name: None if spec.dims is None else list(spec.dims) for spec in model.inputs}
+        self._dtypes = {spec.name: spec.dtype.name for spec in model.inputs}
         for spec in model.inputs:
             dims = [d if isinstance(d, int) and d >= 0 else None for d in (spec.dims or ())]
             if dims and dims[0] is None:
@@ -826,10 +826,9 @@ def _batched(net: IENetwork, samples):
                and isinstance(net._declared[name][0], int) and net._declared[name][0] != info.shape[0]]
     if samples is None or not changed:
         return samples
-    from passes.quant.calibration_data import calibration_batches
+    from compiler.quantize import calibration_batches  # the compiler's reader (runtime/ imports compiler/ only)
 
-    specs = {name: ([None, *info.shape[1:]], NUMPY_TYPES.get(info.precision, np.float32))
-             for name, info in net._inputs.items()}
+    specs = {name: ([None, *info.shape[1:]], np.dtype(net._dtypes[name])) for name, info in net._inputs.items()}
     feeds = list(calibration_batches(samples, specs, count=CALIBRATION_IMAGES * batch))
     if not feeds or all(len(feed[name]) == batch for feed in feeds for name in feed):
         return feeds
