@@ -55,6 +55,10 @@ HETERO = "HETERO"
 PRECISIONS = {"float32": "FP32", "float16": "FP16", "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32",
               "int64": "I64", "bool": "BOOL"}
 LAYOUTS = {0: "SCALAR", 1: "C", 2: "NC", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
+DEFERRED, AT_LOAD, NOT_QUANTIZED, BINARY = "DEFERRED", "AT_LOAD", "NOT_QUANTIZED", "BINARY"
+"""How a loaded network's int8 ranges were calibrated (ExecutableNetwork's
+TESSERA_CALIBRATION metric): on the requests' first inputs, at load on the
+configured data, not at all (nothing on the accelerator), in the binary."""
 CALIBRATION_IMAGES = 32
 """Calibration images per batch item read when the batch was changed (the
 quantizer's default count of calibration inputs)."""
@@ -62,7 +66,11 @@ CONFIG_KEYS = {
     "TARGET_FALLBACK": "HETERO: the device priority of the fallback policy ('HETERO:FPGA,CPU' or 'FPGA,CPU')",
     "PERF_COUNT": "YES/NO: per-layer counters (always collected; kept for compatibility)",
     "HETERO_DUMP_GRAPH_DOT": "YES/NO: write hetero_affinity_<net>.dot and hetero_subgraphs_<net>.dot at load",
-    "TESSERA_CALIBRATION_DATA": "calibration inputs: a folder of .npy files or images, or a list of arrays",
+    "TESSERA_CALIBRATION_DATA": "calibration inputs: a folder of .npy files or images, or a list of arrays; unset: "
+                                "the requests' first input images (TESSERA_CALIBRATION_SAMPLES)",
+    "TESSERA_CALIBRATION_SAMPLES": "with no calibration data: how many input images the first requests run in float32 "
+                                   "on the CPU and feed to calibration before the int8 program takes over (default 32; "
+                                   "unset: the environment variable of that name)",
     "TESSERA_CALIBRATOR": "the range method: minmax, percentile, percentile:<p>, entropy, mse (default)",
     "TESSERA_HWLINEAR": "YES/NO: fully-connected layers on the accelerator too",
     "TESSERA_DEMOTE_ISLANDS": "YES (default)/NO: move an accelerator segment whose host transfers cost more than "
@@ -611,6 +619,8 @@ class IEPlugin:
             elif key in ("PERF_COUNT", "HETERO_DUMP_GRAPH_DOT", "TESSERA_HWLINEAR", "TESSERA_DEMOTE_ISLANDS"):
                 if value not in ("YES", "NO"):
                     raise InferenceEngineError(f"set_config: {key} takes 'YES' or 'NO', got {value!r}")
+            elif key == "TESSERA_CALIBRATION_SAMPLES":
+                value = _image_count(value, f"set_config: {key}")
             elif key == "TESSERA_CALIBRATOR" and not isinstance(value, str):
                 raise InferenceEngineError(f"set_config: TESSERA_CALIBRATOR takes a method name, got {value!r}")
             elif key == "TESSERA_NONFINITE" and value not in POLICIES:
@@ -748,14 +758,26 @@ class IEPlugin:
             self.set_config(config)
         from runtime.engine import Engine
 
-        model = network._binary if network._binary is not None else self._compile(network)
+        if network._binary is not None:
+            model, calibration = network._binary, BINARY
+        else:
+            model, calibration = self._compile(network)
+        if calibration == DEFERRED:
+            return ExecutableNetwork(model.engine, network, num_requests, self._device, dict(self._config),
+                                     deferred=model)
         try:
             engine = Engine(model, nonfinite=self._config.get("TESSERA_NONFINITE"))
         except TesseraError as exc:
             raise InferenceEngineError(f"load: {exc}") from exc
-        return ExecutableNetwork(engine, network, num_requests, self._device, dict(self._config))
+        return ExecutableNetwork(engine, network, num_requests, self._device, dict(self._config), calibration)
 
-    def _compile(self, net: IENetwork):
+    def _compile(self, net: IENetwork) -> tuple[Any, str]:
+        """The compiled model and how it was calibrated (AT_LOAD,
+        NOT_QUANTIZED); with no calibration data and layers on the
+        accelerator, a compiler.deferred_calibration.DeferredCalibration and
+        DEFERRED instead: the IE's devices are never calibrated on synthetic
+        data (a compile of a "CPU,FPGA" policy that puts layers on the
+        accelerator after all is dropped for it)."""
         try:
             from compiler.compile import compile_model
         except ImportError as exc:
@@ -766,10 +788,13 @@ class IEPlugin:
                                     "hwlinear": self._config.get("TESSERA_HWLINEAR") == "YES",
                                     "demote_islands": self._config.get("TESSERA_DEMOTE_ISLANDS") != "NO"}
         samples = self._config.get("TESSERA_CALIBRATION_DATA") or os.environ.get("TESSERA_CALIBRATION_DATA") or None
-        on_device = ACCELERATOR in fallback.split(",") and (not affinities or ACCELERATOR in affinities.values())
+        devices = fallback.split(",")
+        on_device = ACCELERATOR in devices and (not affinities or ACCELERATOR in affinities.values())
+        if samples is None and on_device and (affinities or devices[0] == ACCELERATOR):
+            return self._deferred(net, fallback, affinities, keywords), DEFERRED
         with warnings.catch_warnings():
-            if not on_device:
-                warnings.simplefilter("ignore")  # nothing is quantized: no calibration to warn about
+            if not on_device or samples is None:
+                warnings.simplefilter("ignore")  # nothing quantized, or (below) not kept
             try:
                 if on_device:
                     samples = _batched(net, samples)
@@ -778,13 +803,72 @@ class IEPlugin:
                                          **keywords)
             except TesseraError as exc:
                 raise InferenceEngineError(f"load: network {net.name!r}: {exc}") from exc
+        quantized = _has_device_layers(compiled)
+        if quantized and samples is None:  # the policy put layers on the accelerator after all ("CPU,FPGA")
+            return self._deferred(net, fallback, affinities, keywords), DEFERRED
         if self._config.get("HETERO_DUMP_GRAPH_DOT") == "YES":
             try:
-                write_dot(net.name, {n: (layer.type, layer.parents) for n, layer in net.layers.items()},
-                          placements(compiled), Path(self._config.get("TESSERA_DOT_DIR") or "."))
+                self._dot_writer(net)(compiled)
             except FileError as exc:
                 raise InferenceEngineError(f"load: HETERO_DUMP_GRAPH_DOT: {exc}") from exc
-        return compiled
+        return compiled, AT_LOAD if quantized else NOT_QUANTIZED
+
+    def _deferred(self, net: IENetwork, fallback: str, affinities: Mapping[str, str], keywords: dict):
+        """No calibration data: the network compiled for the CPU alone now and
+        for its devices on its requests' first input images, announced on
+        stderr now and when the int8 program takes over (docs/inference_engine.md,
+        "No calibration data")."""
+        from compiler.deferred_calibration import FAILED, deferred_program
+
+        wanted = self._wanted()
+        where = f"network {net.name!r} on {self._device}"
+
+        def notify(status) -> None:
+            if status.state == FAILED:
+                warnings.warn(f"{where}: building the accelerator's int8 program failed ({status.error}); requests "
+                              "keep running in float32 on the CPU", RuntimeWarning, stacklevel=2)
+            else:
+                print(f"inference_engine: note: {where}: from run {status.first_device_run} on, requests run the "
+                      f"accelerator's int8 program, calibrated on the {status.images} input images of "
+                      f"{status.calibration_runs} earlier run(s)", file=sys.stderr)
+
+        dump = self._dot_writer(net) if self._config.get("HETERO_DUMP_GRAPH_DOT") == "YES" else None
+
+        def built(compiled) -> None:
+            if dump is not None:
+                try:
+                    dump(compiled)
+                except FileError as exc:
+                    warnings.warn(f"{where}: HETERO_DUMP_GRAPH_DOT: {exc}", RuntimeWarning, stacklevel=2)
+
+        try:
+            program = deferred_program(net._model_proto(), wanted=wanted, shapes=net._shapes(),
+                                       images_per_feed=net.batch_size, nonfinite=self._config.get("TESSERA_NONFINITE"),
+                                       built=built, notify=notify, fallback=fallback, affinities=affinities,
+                                       strip_reference=True, **keywords)
+        except TesseraError as exc:
+            raise InferenceEngineError(f"load: network {net.name!r}: {exc}") from exc
+        print(f"inference_engine: note: {where}: no calibration data (TESSERA_CALIBRATION_DATA), so requests run in "
+              f"float32 on the CPU until they have fed {wanted} input images, then the accelerator's int8 program, "
+              "calibrated on those images, takes over", file=sys.stderr)
+        return program
+
+    def _wanted(self) -> int:
+        """TESSERA_CALIBRATION_SAMPLES: the key, else the environment variable, else the compiler's default."""
+        if "TESSERA_CALIBRATION_SAMPLES" in self._config:
+            return self._config["TESSERA_CALIBRATION_SAMPLES"]
+        if os.environ.get("TESSERA_CALIBRATION_SAMPLES"):
+            return _image_count(os.environ["TESSERA_CALIBRATION_SAMPLES"],
+                                "load: the environment variable TESSERA_CALIBRATION_SAMPLES")
+        from compiler.deferred_calibration import WANTED
+
+        return WANTED
+
+    def _dot_writer(self, net: IENetwork) -> Callable:
+        """HETERO_DUMP_GRAPH_DOT's writer for a compiled model of ``net`` (its layers as they are now)."""
+        layers = {n: (layer.type, list(layer.parents)) for n, layer in net.layers.items()}
+        folder = Path(self._config.get("TESSERA_DOT_DIR") or ".")
+        return lambda compiled: write_dot(net.name, layers, placements(compiled), folder)
 
     def _affinities(self, net: IENetwork, fallback: str) -> dict[str, str]:
         """The user's affinities (api-notes 2.4): none set, the policy runs;
@@ -840,6 +924,22 @@ def _batched(net: IENetwork, samples):
              for name in singles[0]} for g in range(groups)]
 
 
+def _has_device_layers(compiled) -> bool:
+    """Whether a compiled model runs some layer on the accelerator (in int8, so calibrated)."""
+    from runtime.compiled import CpuSegment
+
+    return any(not isinstance(segment, CpuSegment) for segment in compiled.segments)
+
+
+def _image_count(value, what: str) -> int:
+    """A positive whole number of images (an int, or its digits as a string)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise InferenceEngineError(f"{what}: takes a positive whole number of input images, got {value!r}")
+    return int(value)
+
+
 def _fallback(text: str, what: str = "") -> str:
     body = text[len("HETERO:"):] if text.startswith("HETERO:") else text
     devices = [d.strip() for d in body.split(",")]
@@ -854,18 +954,23 @@ def _fallback(text: str, what: str = "") -> str:
 # ---------------------------------------------------------------- running
 class ExecutableNetwork:
     """A loaded network: ``requests`` (a tuple of InferRequests), ``infer``
-    (synchronous, on request 0) and ``start_async``."""
+    (synchronous, on request 0) and ``start_async``. ``deferred`` (a
+    compiler.deferred_calibration.DeferredCalibration, whose float Engine is
+    ``engine``) runs the requests until its int8 program takes over;
+    ``calibration`` says how a network without one was calibrated."""
 
-    def __init__(self, engine, network: IENetwork, num_requests: int, device: str = "", config=None):
-        self._engine = engine
+    def __init__(self, engine, network: IENetwork, num_requests: int, device: str = "", config=None,
+                 calibration: str = NOT_QUANTIZED, deferred=None):
+        self._fixed = engine
+        self._deferred = deferred
+        self._calibration = DEFERRED if deferred is not None else calibration
         self._network = network
         self._device = device
         self._config = dict(config or {})
         self._outputs = network._output_names()
         shapes = {t.name: list(t.shape) for t in engine.model.outputs}
         network._output_shapes = {key: shapes[tensor] for key, tensor in self._outputs.items() if tensor in shapes}
-        self._placements = placements(engine.model)
-        self._layer_times = device_layer_times(engine)
+        self._views: dict[Any, tuple[dict, dict]] = {}
         num_requests = num_requests or self.get_metric("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
         self._pool = ThreadPoolExecutor(max_workers=num_requests, thread_name_prefix="tessera-ie")
         self.requests = tuple(InferRequest(self, i) for i in range(num_requests))
@@ -884,9 +989,21 @@ class ExecutableNetwork:
         request.async_infer(inputs)
         return request
 
+    @property
+    def _engine(self):
+        """The Engine a request started now runs on."""
+        return self._deferred.engine if self._deferred is not None else self._fixed
+
+    def _view(self, engine) -> tuple[dict, dict]:
+        """(placements, device layer times) of one of this network's Engines."""
+        if engine not in self._views:
+            self._views[engine] = (placements(engine.model), device_layer_times(engine))
+        return self._views[engine]
+
     def get_exec_graph_info(self) -> dict[str, dict]:
-        """Layer -> where it runs (device, segment index, kernel or op)."""
-        return {name: dict(where) for name, where in self._placements.items()}
+        """Layer -> where it runs (device, segment index, kernel or op): in
+        the program a request started now runs."""
+        return {name: dict(where) for name, where in self._view(self._engine)[0].items()}
 
     def get_metric(self, metric_name: str) -> Any:
         """NETWORK_NAME; OPTIMAL_NUMBER_OF_INFER_REQUESTS (how many requests
@@ -899,12 +1016,26 @@ class ExecutableNetwork:
         cpu = sum(isinstance(segment, CpuSegment) for segment in segments)
         metrics = {"NETWORK_NAME": self._network.name,
                    "OPTIMAL_NUMBER_OF_INFER_REQUESTS": max(1, cpu + (cpu < len(segments))),
-                   "SUPPORTED_CONFIG_KEYS": sorted(self._config)}
+                   "SUPPORTED_CONFIG_KEYS": sorted(self._config),
+                   "TESSERA_CALIBRATION": self._calibration_metric()}
         metrics["SUPPORTED_METRICS"] = sorted([*metrics, "SUPPORTED_METRICS"])
         if metric_name not in metrics:
             raise InferenceEngineError(f"get_metric: unknown metric {metric_name!r} of a loaded network; the "
                                        f"metrics are {metrics['SUPPORTED_METRICS']}")
         return metrics[metric_name]
+
+    def _calibration_metric(self) -> dict[str, Any]:
+        """TESSERA_CALIBRATION: ``state`` (AT_LOAD, NOT_QUANTIZED, BINARY, or
+        with no calibration data COLLECTING, BUILDING, SWITCHED, FAILED),
+        ``images`` collected of ``wanted``, ``runs`` started,
+        ``first_int8_run`` (the first run on the int8 program, runs numbered
+        from 1 as they start; None before), ``error`` (a failed build's)."""
+        if self._deferred is None:
+            return {"state": self._calibration, "images": 0, "wanted": 0, "runs": 0, "first_int8_run": None,
+                    "error": ""}
+        status = self._deferred.status()
+        return {"state": status.state, "images": status.images, "wanted": status.wanted, "runs": status.runs,
+                "first_int8_run": status.first_device_run, "error": status.error}
 
     def get_config(self, config_name: str) -> Any:
         """A configuration key's value as the network was loaded with it."""
@@ -913,13 +1044,18 @@ class ExecutableNetwork:
                                        f"{sorted(self._config)}")
         return self._config[config_name]
 
-    def _run(self, feeds: dict[str, np.ndarray], timings: list) -> dict[str, np.ndarray]:
+    def _run(self, feeds: dict[str, np.ndarray], timings: list) -> tuple[dict[str, np.ndarray], Any]:
+        """The outputs of one run, and the Engine that ran it."""
         batch = self._engine.model.batch
         if batch != 1:
             raise InferenceEngineError(f"this binary runs {batch} images at once (batch mode); the "
                                        "Inference-Engine API runs one input set per request")
-        outputs = self._engine.run_batch([feeds], timings)[0]
-        return {key: outputs[tensor] for key, tensor in self._outputs.items()}
+        if self._deferred is not None:
+            (outputs,), engine = self._deferred.run_batch([feeds], timings)
+        else:
+            engine = self._fixed
+            (outputs,) = engine.run_batch([feeds], timings)
+        return {key: outputs[tensor] for key, tensor in self._outputs.items()}, engine
 
     def __del__(self):
         pool = getattr(self, "_pool", None)
@@ -948,6 +1084,8 @@ class InferRequest:
         self._callback: tuple[Callable, Any] | None = None
         self._timings: list = []
         self._wall = 0.0
+        self._ran_on = None
+        """The Engine of the last run (float or int8 while a network calibrates on its inputs)."""
 
     @property
     def input_blobs(self) -> dict[str, Blob]:
@@ -1013,7 +1151,7 @@ class InferRequest:
         start = time.perf_counter()
         try:
             feeds = {name: buf.copy() for name, buf in self.inputs.items()}
-            self.outputs = self._net._run(feeds, timings)
+            self.outputs, self._ran_on = self._net._run(feeds, timings)
             status, error = StatusCode.OK, None
         except TesseraError as exc:
             status, error = StatusCode.GENERAL_ERROR, InferenceEngineError(f"request {self.index}: {exc}")
@@ -1058,11 +1196,11 @@ class InferRequest:
         """Per layer of the network: status (EXECUTED, OPTIMIZED_OUT,
         NOT_RUN), exec_type, layer_type, real_time and cpu_time (µs: device
         layers their modelled time, CPU layers their measured time of the
-        last run), execution_index."""
+        last run), execution_index; of the program the last run ran on."""
         net = self._net
-        return perf_counts({name: layer.type for name, layer in net._network.layers.items()}, net._placements,
-                           net._layer_times, self._timings,
-                           ran=self._status in (StatusCode.OK, StatusCode.GENERAL_ERROR))
+        placed, layer_times = net._view(self._ran_on if self._ran_on is not None else net._engine)
+        return perf_counts({name: layer.type for name, layer in net._network.layers.items()}, placed,
+                           layer_times, self._timings, ran=self._status in (StatusCode.OK, StatusCode.GENERAL_ERROR))
 
     def __repr__(self) -> str:
         return f"<inference_engine.ie_api.InferRequest {self.index} status={self._status.name}>"
