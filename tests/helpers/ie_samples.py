@@ -509,12 +509,16 @@ def preprocess(cv2, paths: Sequence[str], h: int, w: int) -> np.ndarray:
 
 
 def run_samples(folder: Path, runs: Mapping[str, Sequence[str]], env: Mapping[str, str] | None = None,
-                timeout: float = 300) -> dict[str, tuple[str, str]]:
+                timeout: float = 300, envs: Mapping[str, Mapping[str, str]] | None = None
+                ) -> dict[str, tuple[str, str]]:
     """(stdout, stderr) of each run (label -> script name then arguments),
     all started at once, each from ``folder`` with the repository on
-    PYTHONPATH; each must exit 0."""
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    processes = {label: subprocess.Popen([sys.executable, script, *args], cwd=folder, env=environment, text=True,
+    PYTHONPATH, ``env`` and the run's own ``envs[label]`` (and no Tessera
+    calibration setting from this process's environment); each must exit 0."""
+    base = {key: value for key, value in os.environ.items() if not key.startswith("TESSERA_CALIBRATION")}
+    environment = {**base, "PYTHONPATH": str(ROOT), **(env or {})}
+    processes = {label: subprocess.Popen([sys.executable, script, *args], cwd=folder, text=True,
+                                         env={**environment, **(envs or {}).get(label, {})},
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for label, (script, *args) in runs.items()}
     results = {}
@@ -523,3 +527,39 @@ def run_samples(folder: Path, runs: Mapping[str, Sequence[str]], env: Mapping[st
         assert process.returncode == 0, f"{label}: {list(runs[label])} exited {process.returncode}:\n{out}\n{err}"
         results[label] = (out, err)
     return results
+
+
+def raw_pixel_model(model):
+    """``model`` taking raw 0-255 pixels, as an IR converted with the Model
+    Optimizer's --scale and --mean_values does: x / 255 (a constant scalar:
+    a Power layer), minus a mean per channel (a ScaleShift layer)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    name = graph.input[0].name
+    for node in graph.node:
+        node.input[:] = ["scaled" if tensor == name else tensor for tensor in node.input]
+    graph.initializer.extend([numpy_helper.from_array(np.array(1 / 255, np.float32), "pixel_scale"),
+                              numpy_helper.from_array(np.array([0.4, 0.45, 0.5], np.float32).reshape(3, 1, 1),
+                                                      "pixel_mean")])
+    nodes = [helper.make_node("Mul", [name, "pixel_scale"], ["unit"], name="scale"),
+             helper.make_node("Sub", ["unit", "pixel_mean"], ["scaled"], name="mean"), *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
+def photo_pixels(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` crops of scikit-learn's two sample photos, each as the
+    samples feed an image: BGR pixels 0-255, [1, 3, size, size] float32."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(pixels) for pixels in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    crops = []
+    for i in range(count):
+        left, top, side = int(rng.integers(0, 300)), int(rng.integers(0, 100)), int(rng.integers(150, 320))
+        rgb = np.asarray(photos[i % 2].crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR))
+        crops.append(rgb[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32))
+    return crops
