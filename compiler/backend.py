@@ -7,11 +7,11 @@ of ``onnxruntime.backend``: ``prepare``, ``run_model``, ``supports_device``.
 A model whose inputs have dynamic dims (symbolic names, or a ``dim_value`` of
 -1 or 0) is compiled when it runs: each input signature (the shapes of the
 inputs given) gets its own import and float program, kept in a small LRU
-cache, so running again with the same shapes compiles nothing.
+cache, so running again with the same shapes compiles nothing
+(compiler/signatures.py, which the Simulator API shares).
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -20,18 +20,15 @@ from onnx import ModelProto, NodeProto, helper
 from onnx.backend.base import Backend, BackendRep
 
 from codegen.cpu import lower_to_program
-from compiler.errors import ModelImportError
 from compiler.frontend import OnnxModel
-from compiler.frontend.shapes import DeclaredDim, is_dynamic, merge_input_shape
+from compiler.frontend.shapes import DeclaredDim
+from compiler.signatures import CACHE_SIZE, Signature, SignatureCache, fixed_signature, input_signature
 from ir.graph import Graph
 from runtime.executor import Executor
 from runtime.program import Program
 
-CACHE_SIZE = 8
-"""Input signatures whose compiled program a rep keeps (least recently used
-first out); ``prepare(model, cache_size=...)`` changes it."""
-
-Signature = tuple[tuple[int, ...], ...]
+# CACHE_SIZE (compiler.signatures): input signatures whose compiled program a
+# rep keeps; ``prepare(model, cache_size=...)`` changes it.
 
 
 class Specialisation(NamedTuple):
@@ -48,15 +45,13 @@ class TesseraRep(BackendRep):
 
     def __init__(self, model: OnnxModel, dims: Mapping[str, Sequence[DeclaredDim] | None], *,
                  check: bool = False, strict_types: bool = False, cache_size: int = CACHE_SIZE):
-        if cache_size < 1:
-            raise ValueError(f"cache_size={cache_size} must be at least 1")
         self.model = model
         self.dims = dict(dims)
         self.check, self.strict_types, self.cache_size = check, strict_types, cache_size
-        self._cache: OrderedDict[Signature, Specialisation] = OrderedDict()
-        self._latest: Specialisation | None = None
-        if not any(is_dynamic(d) for d in self.dims.values()):
-            self._specialise(tuple(tuple(d) for d in self.dims.values()))
+        self._cache: SignatureCache[Specialisation] = SignatureCache(self._compile, cache_size)
+        fixed = fixed_signature(self.dims)
+        if fixed is not None:
+            self._specialise(fixed)
 
     @property
     def input_names(self) -> list[str]:
@@ -65,7 +60,7 @@ class TesseraRep(BackendRep):
     @property
     def signatures(self) -> list[Signature]:
         """The input signatures compiled and cached, least recently used first."""
-        return list(self._cache)
+        return self._cache.signatures
 
     @property
     def graph(self) -> Graph:
@@ -104,36 +99,23 @@ class TesseraRep(BackendRep):
         missing = [name for name in self.dims if name not in feeds]
         if missing:
             raise ValueError(f"missing input(s) {missing}; the model takes {self.input_names}")
-        shapes = []
-        for name, dims in self.dims.items():
-            shape = np.shape(feeds[name])
-            try:
-                merge_input_shape(name, dims, shape)
-            except ModelImportError as exc:
-                raise ModelImportError(exc.reason, file=self.model.label) from None
-            shapes.append(tuple(int(d) for d in shape))
-        return tuple(shapes)
+        return input_signature(self.dims, {name: np.shape(feeds[name]) for name in self.dims}, self.model.label)
 
     def _specialise(self, signature: Signature) -> Specialisation:
         """The program for ``signature``: from the cache, or imported and
         lowered now (evicting the least recently used beyond cache_size)."""
-        compiled = self._cache.get(signature)
-        if compiled is None:
-            graph = self.model.to_graph(dict(zip(self.dims, signature)), strict_types=self.strict_types)
-            program = lower_to_program(graph)
-            compiled = Specialisation(graph, program, Executor(program, check=self.check))
-            self._cache[signature] = compiled
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        self._cache.move_to_end(signature)
-        self._latest = compiled
-        return compiled
+        return self._cache.get(signature)
+
+    def _compile(self, signature: Signature) -> Specialisation:
+        graph = self.model.to_graph(dict(zip(self.dims, signature)), strict_types=self.strict_types)
+        program = lower_to_program(graph)
+        return Specialisation(graph, program, Executor(program, check=self.check))
 
     def _current(self) -> Specialisation:
-        if self._latest is None:
+        if self._cache.latest is None:
             raise ValueError(f"{self.model.label}: nothing is compiled yet: the model has dynamic input dims, "
                              "and run() compiles it for the shapes it is given")
-        return self._latest
+        return self._cache.latest
 
 
 class TesseraBackend(Backend):

@@ -361,8 +361,8 @@ def _wide_layers(graph: Graph, encodings: Encodings, mode: str) -> dict[str, str
     names = {name for name, params in encodings.params.items() if np.dtype(params.dtype).itemsize == 2}
     layers = {}
     for _, node in walk(graph):
-        if any(v.name in names for v in node.outputs) or any(v.name in names and v.const is not None
-                                                            for v in node.inputs):
+        if any(v.name in names for v in node.outputs) or any(v is not None and v.name in names and v.const is not None
+                                                            for v in node.inputs):  # None: an omitted optional input
             layers[onnx_name(node.name)] = wide
     return layers
 

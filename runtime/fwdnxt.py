@@ -17,10 +17,13 @@ and the simulated device runs it on a worker thread (runtime/requests.py)
 while the caller goes on; GetResult gives the results back in input order.
 Compile needs the compiler (onnx and the rest) and imports it only when
 called; everything else needs numpy and numba only. Arguments are checked
-and every misuse (wrong shape or dtype, a result buffer of the wrong size,
-Run before Init, a call after Free, an unknown or meaningless flag) raises
-FWDNXTError saying what is wrong. docs/fwdnxt.md has the flags and the
-asynchronous rules.
+and every misuse (an input with the wrong number of values or not float32,
+a result buffer of the wrong size, Run before Init, a call after Free, an
+unknown flag or a bad value) raises FWDNXTError saying what is wrong. Inputs
+are taken by size, as FWDNXT took them (NCHW, CHW, flat, a batch's images
+concatenated); a flag FWDNXT took that has no effect on the simulator is
+taken with a FWDNXTWarning, once. docs/fwdnxt.md has the flags, the sizes
+Compile, Init and GetInfo return, and the asynchronous rules.
 """
 from __future__ import annotations
 
@@ -47,15 +50,17 @@ from runtime.fwdnxt_flags import (
     INFO,
     REJECTED_INFO,
     FWDNXTError,
+    FWDNXTWarning,
     check_debug,
     check_value,
     help_text,
     option_settings,
+    warn_once,
 )
 from runtime.nonfinite import NonFiniteInputError, nonfinite_policy
 from runtime.requests import Cancelled, Closed, EngineQueue, InOrderBuffers, Request
 
-__all__ = ["FWDNXT", "FWDNXTError"]
+__all__ = ["FWDNXT", "FWDNXTError", "FWDNXTWarning"]
 
 VERSION = "tessera-0.1.0"
 BACKEND = debug.BACKEND
@@ -64,7 +69,7 @@ BUFFERS = 2
 
 
 def _defaults() -> dict[str, Any]:
-    return {name: flag.default for name, flag in FLAGS.items() if not flag.rejected and name not in ACTIONS}
+    return {name: flag.default for name, flag in FLAGS.items() if name not in ACTIONS}
 
 
 class FWDNXT:
@@ -87,8 +92,12 @@ class FWDNXT:
         ("WxHxC" or an image path) into ``outfile``, for ``numcard`` cards of
         ``numclus`` clusters (default: the nfpgas and nclusters flags, 1);
         ``samples`` are calibration inputs (synthetic data, with a warning,
-        without them). Returns the number of output values of one run (a
-        tuple for several outputs)."""
+        without them). Returns the number of output values of one
+        cluster's images, a tuple for several outputs: one image's unless
+        imgs_per_cluster > 1 (api-notes 1.5: the 2018 tutorial allocates
+        ``numcard * numclus`` times it, threadedbatchdemo divides it by
+        imgs_per_cluster). Init returns the whole run's; GetInfo answers
+        both ('swoutsize', 'outsize') and one image's ('imgoutsize')."""
         self._alive("Compile")
         flags = self._flags
         numcard = _count("numcard", flags["nfpgas"] if numcard is None else numcard, 1)
@@ -96,6 +105,8 @@ class FWDNXT:
         nlayers = _count("nlayers", nlayers, -1)
         if nlayers == -1:
             nlayers = flags["nlayers"]
+        if flags["ignore_transpose"]:
+            _no_edge_transpose(modeldir)
         try:
             from compiler.compile import PlacementError, compile_model
         except ImportError as exc:
@@ -112,7 +123,7 @@ class FWDNXT:
                                          mode="int8" if flags["int8mode"] else "int16")
             except (PlacementError, FileError) as exc:
                 raise FWDNXTError(f"Compile: {exc}") from exc
-        return compiled.output_counts()
+        return _per_cluster(compiled)
 
     def Init(self, infile: str | os.PathLike, bitfile: str = "") -> int | tuple[int, ...]:
         """Load the binary ``infile`` and prepare to run it. A model loaded
@@ -170,8 +181,10 @@ class FWDNXT:
 
     # ------------------------------------------------------------ flags and info
     def SetFlag(self, name: str, value: Any = "") -> None:
-        """Set a flag (values may be given as strings, as FWDNXT takes them);
-        every name of docs/fwdnxt.md is either done or refused with why."""
+        """Set a flag (values may be given as strings, as FWDNXT takes them).
+        Every flag FWDNXT took is taken: one with no effect on the simulator
+        (or a value of one) is stored and warns once, naming it and why
+        (docs/fwdnxt.md); an unknown name or a bad value raises FWDNXTError."""
         self._alive("SetFlag")
         _name("SetFlag", name)
         if name == "help":
@@ -179,22 +192,32 @@ class FWDNXT:
         elif name == "reset":
             self._flags.update(_defaults())
         elif name == "options":
-            settings = option_settings(str(value))
-            for flag, setting in settings:
+            settings, ignored = option_settings(str(value))
+            for letter, flag, setting, why in settings:
                 self._store(flag, setting)
+                if why:
+                    _no_effect(FLAGS[flag], setting, why, f"options letter {letter!r} ({flag}={setting})")
+            for letter, why in ignored.items():
+                warn_once(f"options:{letter}", f"SetFlag: options letter {letter!r} has no effect on the simulator: "
+                          f"{why}", stacklevel=2)
             self._flags["options"] += "".join(c for c in dict.fromkeys(str(value)) if c not in self._flags["options"])
         elif name not in FLAGS:
             raise FWDNXTError(f"SetFlag: unknown flag {name!r}; the flags are {sorted(FLAGS)} "
                               "(SetFlag('help') says what each does)")
         else:
-            value = check_value(FLAGS[name], value)
+            value, why = check_value(FLAGS[name], value)
             if name == "debug":
-                check_debug(value)
+                _, ignored = check_debug(value)
+                for letter, reason in ignored.items():
+                    warn_once(f"debug:{letter}", f"SetFlag: debug letter {letter!r} has no effect on the simulator: "
+                              f"{reason}", stacklevel=2)
             elif name == "bitfile" and value and not os.path.isfile(value):
                 raise FWDNXTError(f"SetFlag: bitfile {value!r} does not exist")
             elif name == "dumpdir" and value and os.path.exists(value) and not os.path.isdir(value):
                 raise FWDNXTError(f"SetFlag: dumpdir {value!r} is a file, not a folder")
             self._store(name, value)
+            if why:
+                _no_effect(FLAGS[name], value, why)
         if name in ("nonfinite", "reset") and self._session is not None:
             self._session.engine.nonfinite = nonfinite_policy(self._flags["nonfinite"] or None)
 
@@ -210,14 +233,12 @@ class FWDNXT:
         last run, or any flag Tessera implements."""
         self._alive("GetInfo")
         _name("GetInfo", name)
+        if name in INFO:  # before the flags: addr_off and addroff are both
+            return self._info(name)
         if name in self._flags:
             return self._flags[name]
-        if name in INFO:
-            return self._info(name)
         if name in ACTIONS:
             raise FWDNXTError(f"GetInfo: {name!r} is an action of SetFlag, not a setting to read back")
-        if name in FLAGS:
-            raise FWDNXTError(f"GetInfo: flag {name!r} has no meaning on the simulator: {FLAGS[name].why}")
         if name in REJECTED_INFO:
             raise FWDNXTError(f"GetInfo: {name!r} has no meaning on the simulator: {REJECTED_INFO[name]}")
         raise FWDNXTError(f"GetInfo: unknown name {name!r}; known: {sorted([*INFO, *self._flags])}")
@@ -239,6 +260,8 @@ class FWDNXT:
             "hwtime": lambda: float(self._hwtime),
             "numcluster": lambda: placed("numclus"), "numfpga": lambda: placed("numcard"),
             "numbatch": lambda: model().batch * (model().inputs[0].shape[:1] or (1,))[0],
+            "outsize": lambda: model().output_counts(), "swoutsize": lambda: _per_cluster(model()),
+            "imgoutsize": lambda: _per_image(model()),
             "freq": lambda: int(round(config.clock_hz / 1e6)), "maxcluster": lambda: config.clusters_per_card,
             "maxfpga": lambda: hardware.MAX_CARDS, "version": lambda: VERSION, "build": _build,
             "hwversion": lambda: f"{BACKEND} (no card attached)", "hwbuild": config.digest,
@@ -445,6 +468,42 @@ def _build() -> str:
     return f"{VERSION} (binary format {FORMAT}, numpy {np.__version__}, numba {numba.__version__})"
 
 
+def _sizes(model: CompiledModel, images: int) -> int | tuple[int, ...]:
+    """Output values of ``images`` images of each output (an int for one output)."""
+    counts = tuple(int(np.prod(t.shape, dtype=np.int64)) * images for t in model.outputs)
+    return counts[0] if len(counts) == 1 else counts
+
+
+def _per_image(model: CompiledModel) -> int | tuple[int, ...]:
+    return _sizes(model, 1)
+
+
+def _per_cluster(model: CompiledModel) -> int | tuple[int, ...]:
+    """Compile's return value: the outputs of one cluster's images (api-notes 1.5)."""
+    placement = model.metadata.get("placement", {})
+    per_cluster = placement.get("imgs_per_cluster", 1) if placement.get("mode", "batch") == "batch" else 1
+    return _sizes(model, per_cluster if isinstance(per_cluster, int) and per_cluster >= 1 else 1)
+
+
+def _no_edge_transpose(modeldir) -> None:
+    """ignore_transpose=1 has no effect unless the model has a Transpose at
+    an input or an output, which Tessera computes: then FWDNXT would have
+    read the inputs in another layout than Tessera does, so refuse."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(modeldir), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - Compile itself reports an unreadable model
+        return
+    edges = {t.name for t in graph.input} | {t.name for t in graph.output}
+    for node in graph.node:
+        if node.op_type == "Transpose" and edges & {*node.input, *node.output}:
+            raise FWDNXTError(f"Compile: ignore_transpose=1, and Transpose {node.name or node.output[0]!r} is at an "
+                              "input or output of the model: FWDNXT ignored it, Tessera computes it, so inputs "
+                              "given for one would be read wrongly by the other. Set ignore_transpose to 0 and give "
+                              "the model's inputs in its own layout")
+
+
 def _close(buffers: InOrderBuffers, queue: EngineQueue) -> None:
     """Wake every waiting call, cancel what has not started, join the worker
     (Free, a new Init, or the FWDNXT object collected)."""
@@ -469,6 +528,15 @@ def _name(call: str, name: Any) -> None:
         raise FWDNXTError(f"{call}: the name must be a string, got {type(name).__name__} {name!r:.40}")
 
 
+def _no_effect(flag, value: Any, why: str, via: str = "") -> None:
+    """The once-per-process warning for a flag (or a value of one) taken
+    with no effect on the simulator; called from SetFlag."""
+    what = f"flag {flag.name!r}" if flag.inert else f"{flag.name}={value!r}"
+    warn_once(flag.name if flag.inert else f"{flag.name}={value}",
+              f"SetFlag: {via + ' sets ' if via else ''}{what}, which has no effect on the simulator: {why}",
+              stacklevel=3)
+
+
 def _count(name: str, value: Any, minimum: int) -> int:
     """An integer argument of Compile, at least ``minimum``, or FWDNXTError naming it."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -477,11 +545,12 @@ def _count(name: str, value: Any, minimum: int) -> int:
 
 
 def _inputs(call: str, model: CompiledModel, image, copy: bool = False) -> list[dict[str, np.ndarray]]:
-    """The feeds of each image of one run, checked: each input a float32
-    array of the binary's batch of images concatenated along the batch axis
-    (shared/reference/api-notes.md 1.5; for one image of batch 1, the shape
-    without its batch dimension will do); ``copy``: never views of the
-    caller's arrays."""
+    """The feeds of each image of one run, checked. FWDNXT took its inputs
+    by size (api-notes 1.2, 1.7: a float32 buffer and its element count):
+    each input is any float32 array holding the binary's batch of images,
+    one after the other (NCHW, CHW, flat, or the images of a batch-mode
+    binary concatenated); only its number of values must be right.
+    ``copy``: never views of the caller's arrays."""
     arrays = list(image) if isinstance(image, (tuple, list)) else [image]
     if len(arrays) != len(model.inputs):
         raise FWDNXTError(f"{call}: the model has {len(model.inputs)} input(s) "
@@ -495,10 +564,12 @@ def _inputs(call: str, model: CompiledModel, image, copy: bool = False) -> list[
             raise FWDNXTError(f"{call}: input {spec.name!r} must be float32, got {array.dtype}")
         shape = spec.shape
         whole = (shape[0] * batch, *shape[1:]) if shape else shape
-        if array.shape != whole and not (batch == 1 and shape[:1] == (1,) and array.shape == shape[1:]):
+        expected = int(np.prod(whole, dtype=np.int64))
+        if array.size != expected:
             what = f" ({batch} images of {list(shape)} concatenated along the batch axis)" if batch > 1 else ""
             raise FWDNXTError(f"{call}: input {spec.name!r} must have shape {list(whole)}{what}, got "
-                              f"{list(array.shape)}")
+                              f"{list(array.shape)}: {array.size} values where {expected} are expected (any "
+                              f"float32 array of {expected} values will do: NCHW, CHW or flat)")
         parts = (np.array(array, order="C") if copy else np.ascontiguousarray(array)).reshape(batch, *shape)
         for feeds, part in zip(images, parts):
             feeds[spec.name] = part

@@ -1,16 +1,22 @@
 """The FWDNXT API's SetFlag and GetInfo names, each with what it does here.
 
 Every name of shared/reference/api-notes.md 1.4.1 to 1.4.4 is in one of
-these tables: a flag Tessera implements (its default, the values it takes,
-when it applies, what it does), or one it rejects with the reason it has no
-meaning on the simulated system (a few take the one value that describes
-what Tessera always does). The ``'debug'`` and ``'options'`` letters are
-tables too; an option letter is a short name for setting a flag. The help
-text (SetFlag('help'), GetInfo('help')) and the checks of runtime/fwdnxt.py
-come from here, and docs/fwdnxt.md repeats the tables in prose.
+these tables. SetFlag takes every flag the original took, as it took it
+(and returns None, as it did): a flag Tessera implements does what it
+says; a flag, or a value of one, that has no effect on the simulated system
+is stored (GetInfo reads it back) and warns once per process, naming the
+flag and why (``ignored``). Only values whose effect Tessera cannot give
+and whose silent loss would change results are refused with the reason
+(``remove``, ``no_rearrange`` other than 0). The ``'debug'`` and
+``'options'`` letters are tables too; an option letter is a short name for
+setting a flag. The help text (SetFlag('help'), GetInfo('help')) and the
+checks of runtime/fwdnxt.py come from here, and docs/fwdnxt.md repeats the
+tables in prose.
 """
 from __future__ import annotations
 
+import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +27,20 @@ class FWDNXTError(TesseraError):
     """A misuse of the FWDNXT API (the message says which call and why)."""
 
 
+class FWDNXTWarning(UserWarning):
+    """A flag, value or letter FWDNXT took that has no effect on the
+    simulator (given once per process and name)."""
+
+
 @dataclass(frozen=True)
 class Flag:
-    """One SetFlag name. ``default`` None: rejected whatever the value
-    (``why`` says why); else ``values`` lists the accepted values (empty:
-    any int of at least ``minimum``, or any string when the default is one)
-    and ``why`` why the others have no meaning here; ``applies`` says when
-    it takes effect (Compile, Init, runs, now)."""
+    """One SetFlag name: its ``default``, what it means, when it applies
+    (Compile, Init, runs, now). ``values`` lists the values with their
+    meaning here (empty: any int of at least ``minimum``, or any string
+    when the default is one). ``ignored``: True when no value has an effect
+    here (any value of the right type is taken and warned about), else the
+    values taken with no effect; ``why`` says why they have none, or why
+    the values that are neither are refused."""
 
     name: str
     default: Any
@@ -36,10 +49,14 @@ class Flag:
     values: tuple = ()
     minimum: int | None = None
     why: str = ""
+    ignored: bool | tuple = ()
 
     @property
-    def rejected(self) -> bool:
-        return self.default is None
+    def inert(self) -> bool:
+        """No value of this flag has an effect on the simulator (a flag
+        with ``values`` and ``ignored`` True has those values' meaning, and
+        any other value has no effect)."""
+        return self.ignored is True and not self.values
 
 
 _TILER = ("Tessera's tile pass chooses each layer's loop order, tiling and padding from the cycle model at "
@@ -56,6 +73,8 @@ _VARFP = ("the simulated datapath is int8 or 16-bit with the scales calibration 
 _RANDOM = ("nothing in Tessera is random: synthetic calibration data is fixed, and the runtime makes no random "
            "inputs or weights")
 
+_CARD = "no card is attached: the simulator runs the binary, as fpgaid 'sim' does"
+
 FLAGS: dict[str, Flag] = {f.name: f for f in (
     Flag("debug", "w", "letters (see DEBUG_LETTERS): what Init and runs print or write", "Init, runs"),
     Flag("options", "", "letters (see OPTION_LETTERS), each a short name for setting a flag", "now"),
@@ -70,12 +89,12 @@ FLAGS: dict[str, Flag] = {f.name: f for f in (
     Flag("nlayers", -1, "compile only the first N layers (-1: all)", "Compile", minimum=-1),
     Flag("nclusters", 1, "clusters per card Compile uses when its numclus is not given", "Compile", minimum=1),
     Flag("nfpgas", 1, "cards Compile uses when its numcard is not given", "Compile", minimum=1),
-    Flag("firstcluster", 0, "first cluster the program uses", "Compile", (0,),
+    Flag("firstcluster", 0, "first cluster the program uses", "Compile", (0,), minimum=0, ignored=True,
          why="each FWDNXT object simulates cards of its own, so its program starts at cluster 0 and never "
              "shares clusters with another model"),
-    Flag("int8mode", 1, "1: int8 datapath; 0: 16-bit fixed point (int16)", "Compile", (0, 1),
-         why="the precision is chosen per model at Compile (1 int8, 0 int16); automatic and mixed 16/8-bit "
-             "conversion modes have no equivalent"),
+    Flag("int8mode", 1, "1: int8 datapath; 0: 16-bit fixed point (int16)", "Compile", (0, 1), ignored=(2, 3, 4),
+         why="the precision is chosen per model at Compile; automatic (2) and mixed 16/8-bit (3, 4) modes have no "
+             "equivalent, and Compile uses the int8 datapath"),
     Flag("blockingmode", 1, "1: PutInput and GetResult wait; 0: PutInput returns False when both input buffers "
          "are held, GetResult None when no result is ready", "runs", (0, 1)),
     Flag("comparesw", 0, "1: every Run and GetResult also runs the float reference (Run_th) and prints the "
@@ -87,58 +106,63 @@ FLAGS: dict[str, Flag] = {f.name: f for f in (
          "as the environment variable TESSERA_NONFINITE says, else 'error'", "runs", ("", "error", "saturate"),
          why="the policies are 'error' and 'saturate' (docs/runtime.md, \"Non-finite inputs\")"),
     Flag("breaklayer", 0, "2: after every Run, print each accelerator layer's modelled time", "runs", (0, 2),
-         why="the engine returns a run's outputs only, the device's intermediate tensors are not kept "
-             "(Compile with nlayers=N for the output of the first N layers)"),
+         ignored=(1,), why="the engine returns a run's outputs only, the device's intermediate tensors are not "
+                           "kept (Compile with nlayers=N for the output of the first N layers)"),
     Flag("heterogeneous", 1, "layers the accelerator cannot run go to the CPU, wherever they are", "Compile", (1,),
-         why="the partitioner always runs such layers on the CPU, mid-network too"),
-    Flag("rand", 0, "0: deterministic", "now", (0,), why=_RANDOM),
+         ignored=True, why="the partitioner always runs such layers on the CPU, mid-network too"),
+    Flag("rand", 0, "0: deterministic", "now", (0,), ignored=True, why=_RANDOM),
     Flag("fpgaid", "sim", "the device: 'sim' (or -1, the first found) is the simulator", "Init", ("sim", "-1"),
-         why="no card is attached; the only device is 'sim'"),
+         ignored=("510", "511", "852"), why=_CARD),
     Flag("dumpdir", "", "a folder: every device run writes each card's DRAM there (run<N>_card<C>.bin), and "
          "debug 'i' and 'J' write there instead of the working folder", "Init, runs"),
     Flag("bitfile", "", "recorded only: the simulator needs no bitfile ('' = none); a path must exist", "now"),
     Flag("reset", "", "restore every flag's default", "now"),
     Flag("help", "", "print the flags, letters and GetInfo names", "now"),
-    Flag("ignore_transpose", 0, "0: the model's own input and output layout", "Compile", (0,),
-         why="Tessera keeps the model's own layout: a Transpose at its edge is computed (absorbed into the "
-             "host's quantization), never ignored"),
-    Flag("optimize_computes", 1, "1: computes planned by the cycle model", "Compile", (1,), why=_TILER),
-    Flag("convalgo", None, "convolution loop order", why=_TILER),
-    Flag("depthconvalgo", None, "depthwise convolution algorithm", why=_TILER),
-    Flag("paddingalgo", None, "padding optimisation", why=_TILER),
-    Flag("force_algo", None, "force the convolution algorithm", why=_TILER),
-    Flag("gen_loops", None, "generate loops in the instructions", why=_TILER),
-    Flag("multicu_vpadding", None, "multi-MM vertical padding", why=_TILER),
-    Flag("profile", None, "compile, run, keep the best options", why=_PROFILE),
-    Flag("compile_profile", None, "compile, run, keep the best options", why=_PROFILE),
-    Flag("max_instr", None, "bound on the instructions, placed before the data", why=_INSTR),
-    Flag("max_instruction_size", None, "bound on the instructions' size", why=_INSTR),
-    Flag("remove", None, "remove N layers at the start", why=_REMOVE),
-    Flag("lremove", None, "remove N layers at the start", why=_REMOVE),
-    Flag("two_programs", None, "one program per memory bank", why=_BANKS),
-    Flag("bufsmode", None, "program per buffer, parametric offset or patching", why=_BANKS),
-    Flag("parametric_offset", None, "parametric buffer offsets", why=_BANKS),
-    Flag("progload", None, "progressive program loading", why=_BANKS),
-    Flag("addr_off", None, "base address of the memory map",
+    Flag("ignore_transpose", 0, "0: the model's own input and output layout", "Compile", (0,), ignored=(1,),
+         why="Tessera computes a Transpose at a model's input or output (absorbed into the host's quantization); "
+             "with 1, Compile refuses a model that has one, since its inputs would be read in another layout"),
+    Flag("optimize_computes", 1, "1: computes planned by the cycle model", "Compile", (1,), ignored=True,
+         why=_TILER),
+    Flag("remove", 0, "remove N layers at the start (0: none)", "Compile", (0,), why=_REMOVE),
+    Flag("lremove", 0, "remove N layers at the start (0: none)", "Compile", (0,), why=_REMOVE),
+    Flag("no_rearrange", 0, "0: inputs are float32 host tensors the host lays out", "runs", (0,),
+         why="inputs are float32 host tensors; the host quantizes and lays them out itself, so inputs already in "
+             "the hardware's layout would be read wrongly"),
+    Flag("convalgo", 0, "convolution loop order", "Compile", ignored=True, why=_TILER),
+    Flag("depthconvalgo", 3, "depthwise convolution algorithm", "Compile", ignored=True, why=_TILER),
+    Flag("paddingalgo", 0, "padding optimisation", "Compile", ignored=True, why=_TILER),
+    Flag("force_algo", 0, "force the convolution algorithm", "Compile", ignored=True, why=_TILER),
+    Flag("gen_loops", 0, "generate loops in the instructions", "Compile", ignored=True, why=_TILER),
+    Flag("multicu_vpadding", 0, "multi-MM vertical padding", "Compile", ignored=True, why=_TILER),
+    Flag("profile", 0, "compile, run, keep the best options", "Compile", ignored=True, why=_PROFILE),
+    Flag("compile_profile", 0, "compile, run, keep the best options", "Compile", ignored=True, why=_PROFILE),
+    Flag("max_instr", 0, "bound on the instructions, placed before the data", "Compile", ignored=True, why=_INSTR),
+    Flag("max_instruction_size", 0, "bound on the instructions' size", "Compile", ignored=True, why=_INSTR),
+    Flag("two_programs", 0, "one program per memory bank", "Init", ignored=True, why=_BANKS),
+    Flag("bufsmode", 0, "program per buffer, parametric offset or patching", "Init", ignored=True, why=_BANKS),
+    Flag("parametric_offset", 0, "parametric buffer offsets", "Init", ignored=True, why=_BANKS),
+    Flag("progload", 0, "progressive program loading", "Init", ignored=True, why=_BANKS),
+    Flag("addr_off", 0, "base address of the memory map", "Init", ignored=True,
          why="each FWDNXT object has simulated cards and DRAM of its own, so no other memory map comes before "
              "this one; GetInfo('addr_off') gives this one's last address"),
-    Flag("addroff", None, "base address of the memory map", why="as addr_off: see GetInfo('addroff')"),
-    Flag("quantize", None, "run in float and record fixed-point metrics",
-         why="Compile calibrates from its samples (synthetic data without them) and quantizes in one step"),
-    Flag("seed", None, "random seed", why=_RANDOM),
-    Flag("no_rearrange", None, "inputs given in the hardware's layout",
-         why="inputs are float32 host tensors; the host quantizes and lays them out itself"),
-    Flag("has_varfp", None, "compile for a variable-fixed-point bitfile", why=_VARFP),
-    Flag("varfp", None, "variable fixed point", why=_VARFP),
-    Flag("sandbox", None, "read instructions from instr<card>_<clus>.txt",
+    Flag("addroff", 0, "base address of the memory map", "Init", ignored=True,
+         why="as addr_off: see GetInfo('addroff')"),
+    Flag("quantize", 0, "run in float and record fixed-point metrics", "Compile", ignored=True,
+         why="Compile calibrates from its samples (synthetic data without them) and quantizes in one step; "
+             "runsw=2 runs the float reference"),
+    Flag("seed", 0, "random seed", "now", ignored=True, why=_RANDOM),
+    Flag("has_varfp", 0, "compile for a variable-fixed-point bitfile", "Compile", ignored=True, why=_VARFP),
+    Flag("varfp", 0, "variable fixed point", "Compile", ignored=True, why=_VARFP),
+    Flag("sandbox", 0, "read instructions from instr<card>_<clus>.txt", "Init", ignored=True,
          why="instruction streams come from the binary only, validated at Init"),
-    Flag("initmeasure", None, "measure initialisation",
+    Flag("initmeasure", 0, "measure initialisation", "Init", ignored=True,
          why="Init only fills the simulated DRAM and decodes the streams: there is no hardware to measure"),
-    Flag("hwwait", None, "sleep instead of polling",
+    Flag("hwwait", 0, "sleep instead of polling", "runs", ignored=True,
          why="nothing is polled: a simulated run returns when its simulation ends"),
-    Flag("temporary_save", None, "keep temporary files",
+    Flag("temporary_save", 0, "keep temporary files", "Compile", ignored=True,
          why="Compile writes its outfile and nothing else: there are no temporary files"),
-    Flag("prune", None, "prune the model", why="Tessera computes the whole ONNX model; it never prunes weights"),
+    Flag("prune", 0, "prune the model", "Compile", ignored=True,
+         why="Tessera computes the whole ONNX model; it never prunes weights"),
 )}
 """Every SetFlag name of api-notes 1.4.1 and 1.4.2, and one of Tessera's own (nonfinite)."""
 
@@ -176,7 +200,8 @@ DEBUG_LETTERS: dict[str, tuple[str, str]] = {
     "T": ("", "as 't': no per-instruction trace"),
     "o": ("", "the float reference runs on Tessera's executor, not thnets"),
 }
-"""SetFlag('debug', letters): (what it does, or '' and why it is rejected)."""
+"""SetFlag('debug', letters): (what it does, or '' and why it has no
+effect here: such a letter is taken and warned about once)."""
 
 OPTION_LETTERS: dict[str, tuple[str, Any] | str] = {
     "C": ("clustersbatchmode", 1), "H": ("hwlinear", 1), "m": ("mvbatch", 1), "s": ("comparesw", 1),
@@ -188,14 +213,20 @@ OPTION_LETTERS: dict[str, tuple[str, Any] | str] = {
     "M": ("multicu_vpadding", 1), "B": ("sandbox", 1),
     "p": "clusters run in batch or split mode; layers are not pipelined across clusters",
 }
-"""SetFlag('options', letters): each letter sets (flag, value), or is
-rejected for the reason given."""
+"""SetFlag('options', letters): each letter sets (flag, value), checked
+and warned about as that flag; or, a string, has no flag and no effect
+here for the reason given (taken and warned about once)."""
 
 INFO: dict[str, str] = {
     "hwtime": "float: modelled accelerator milliseconds of the last completed Run, Run_sw or GetResult",
     "numcluster": "clusters per card the binary uses",
     "numfpga": "cards the binary uses",
     "numbatch": "images per run (numcard x numclus x imgs_per_cluster in batch mode)",
+    "outsize": "output values of one whole run, every image of the batch (Init's return value; a tuple for "
+               "several outputs): the size of Run's result buffer",
+    "swoutsize": "output values of one cluster's images, imgs_per_cluster of them (Compile's return value; a "
+                 "tuple for several outputs): outsize / (numcard x numclus) in batch mode",
+    "imgoutsize": "output values of one image (a tuple for several outputs): outsize / numbatch",
     "freq": "accelerator clock, MHz",
     "maxcluster": "clusters per card of the binary's card type (before Init: the default card)",
     "maxfpga": "cards the simulated system can have (runtime.hardware.MAX_CARDS, env TESSERA_MAX_CARDS)",
@@ -226,10 +257,9 @@ REJECTED_INFO: dict[str, str] = {
 }
 
 
-def check_value(flag: Flag, value: Any) -> Any:
-    """``value`` as the flag stores it (an int, or a string), or FWDNXTError."""
-    if flag.rejected:
-        raise FWDNXTError(f"SetFlag: flag {flag.name!r} ({flag.meaning}) has no meaning on the simulator: {flag.why}")
+def check_value(flag: Flag, value: Any) -> tuple[Any, str]:
+    """``value`` as the flag stores it (an int, or a string) and, when it has
+    no effect on the simulator, why (else ''); or FWDNXTError."""
     if isinstance(flag.default, int):
         try:
             number = int(value)
@@ -238,70 +268,97 @@ def check_value(flag: Flag, value: Any) -> Any:
         if flag.minimum is not None and number < flag.minimum:
             raise FWDNXTError(f"SetFlag: flag {flag.name!r} takes an integer of at least {flag.minimum}, "
                               f"got {number}")
-        if flag.values and number not in flag.values:
-            raise FWDNXTError(f"SetFlag: {flag.name}={number}: {flag.why or 'it takes ' + str(list(flag.values))}"
-                              f" (the values here: {list(flag.values)})")
-        return number
-    if not isinstance(value, str):
-        raise FWDNXTError(f"SetFlag: flag {flag.name!r} takes a string, got {value!r}")
-    if flag.values and value not in flag.values:
-        raise FWDNXTError(f"SetFlag: fpgaid={value!r}: {flag.why}" if flag.name == "fpgaid" else
-                          f"SetFlag: {flag.name}={value!r}: {flag.why} (the values here: {list(flag.values)})")
-    return value
+        value = number
+    elif not isinstance(value, str):
+        value = str(value)  # FWDNXT passed every value through str()
+    if flag.values and value in flag.values or not flag.values and not flag.ignored:
+        return value, ""
+    if flag.ignored is True or value in flag.ignored:
+        return value, flag.why
+    taken = [*flag.values, *flag.ignored]
+    reason = flag.why if not flag.ignored and flag.why else f"it takes {taken}"
+    raise FWDNXTError(f"SetFlag: {flag.name}={value!r}: {reason} (the values here: {taken})")
 
 
-def check_debug(letters: str) -> str:
-    """Debug letters, each known and implemented, or FWDNXTError."""
+def check_debug(letters: str) -> tuple[str, dict[str, str]]:
+    """Debug letters, each known, and those with no effect here with why; or FWDNXTError."""
+    ignored = {}
     for letter in letters:
         if letter not in DEBUG_LETTERS:
             raise FWDNXTError(f"SetFlag: debug letter {letter!r} is unknown; the letters are "
                               f"{''.join(DEBUG_LETTERS)}")
         meaning, why = DEBUG_LETTERS[letter]
         if not meaning:
-            raise FWDNXTError(f"SetFlag: debug letter {letter!r} has no meaning on the simulator: {why}")
-    return letters
+            ignored[letter] = why
+    return letters, ignored
 
 
-def option_settings(letters: str) -> list[tuple[str, Any]]:
-    """The (flag, value) settings of option letters, each checked, or
-    FWDNXTError naming the letter."""
-    settings = []
+def option_settings(letters: str) -> tuple[list[tuple[str, str, Any, str]], dict[str, str]]:
+    """The (letter, flag, value, why it has no effect or '') settings of option
+    letters, each checked, and the letters with no flag and no effect here
+    with why; or FWDNXTError naming the letter."""
+    settings, ignored = [], {}
     for letter in letters:
         setting = OPTION_LETTERS.get(letter)
         if setting is None:
             raise FWDNXTError(f"SetFlag: options letter {letter!r} is unknown; the letters are "
                               f"{''.join(OPTION_LETTERS)}")
         if isinstance(setting, str):
-            raise FWDNXTError(f"SetFlag: options letter {letter!r} has no meaning on the simulator: {setting}")
+            ignored[letter] = setting
+            continue
         name, value = setting
         try:
-            settings.append((name, check_value(FLAGS[name], value)))
+            settings.append((letter, name, *check_value(FLAGS[name], value)))
         except FWDNXTError as exc:
             raise FWDNXTError(f"SetFlag: options letter {letter!r} ({name}={value}): "
                               f"{str(exc).removeprefix('SetFlag: ')}") from None
-    return settings
+    return settings, ignored
 
 
-def _option_accepted(setting) -> bool:
-    return not isinstance(setting, str) and setting[1] in FLAGS[setting[0]].values
+def _option_effective(setting) -> bool:
+    if isinstance(setting, str):
+        return False
+    flag = FLAGS[setting[0]]
+    return setting[1] in flag.values or not flag.values and not flag.ignored
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(key: str, message: str, stacklevel: int = 3) -> None:
+    """``message`` as a FWDNXTWarning, the first time ``key`` (a flag, a
+    value of a flag or a letter) is used in this process."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    warnings.warn(message, FWDNXTWarning, stacklevel=stacklevel + 1)
+
+
+def _ignored_values(flag: Flag) -> str:
+    return "others" if flag.ignored is True else "|".join(map(str, flag.ignored))
 
 
 def help_text() -> str:
     """What SetFlag('help') prints and GetInfo('help') returns."""
     lines = ["SetFlag names (values, default; when it applies): what it does"]
     for flag in FLAGS.values():
-        if not flag.rejected:
+        if not flag.inert:
             values = "|".join(map(str, flag.values)) if flag.values else type(flag.default).__name__
             lines.append(f"  {flag.name} ({values}, default {flag.default!r}; {flag.applies}): {flag.meaning}")
     lines.append("SetFlag('debug', letters):")
     lines += [f"  {k}: {meaning}" for k, (meaning, _) in DEBUG_LETTERS.items() if meaning]
     lines.append("SetFlag('options', letters):")
-    lines += [f"  {k}: {s[0]}={s[1]}" for k, s in OPTION_LETTERS.items() if _option_accepted(s)]
+    lines += [f"  {k}: {s[0]}={s[1]}" for k, s in OPTION_LETTERS.items() if _option_effective(s)]
     lines.append("GetInfo names (and every SetFlag name above):")
     lines += [f"  {name}: {meaning}" for name, meaning in INFO.items()]
-    lines.append("Rejected, each with its reason when used: flags "
-                 + ", ".join(f.name for f in FLAGS.values() if f.rejected)
+    lines.append("Taken with no effect on the simulator (a warning, once, says why): flags "
+                 + ", ".join(f.name for f in FLAGS.values() if f.inert)
+                 + "; values " + ", ".join(f"{f.name}={_ignored_values(f)}" for f in FLAGS.values()
+                                           if f.ignored and not f.inert)
                  + "; debug letters " + "".join(k for k, (meaning, _) in DEBUG_LETTERS.items() if not meaning)
-                 + "; options letters " + "".join(k for k, s in OPTION_LETTERS.items() if not _option_accepted(s))
-                 + "; GetInfo " + ", ".join(REJECTED_INFO))
+                 + "; options letters " + "".join(k for k, s in OPTION_LETTERS.items() if not _option_effective(s)))
+    lines.append("Refused, with the reason: remove, lremove and no_rearrange other than 0; GetInfo "
+                 + ", ".join(REJECTED_INFO))
     return "\n".join(lines)

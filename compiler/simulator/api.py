@@ -20,10 +20,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from compiler.compare import ErrorStats
-from compiler.frontend import import_onnx
+from compiler.frontend import OnnxModel
 from compiler.simulator.data import load_samples
 from compiler.simulator.errors import SimulatorError
-from compiler.simulator.model import SimulatedModel, tensor_spec
+from compiler.simulator.model import SimulatedModel, model_inputs
 from compiler.simulator.results import ComparisonResult, LayerComparison, LayerwiseResult, metric_value, passes
 from compiler.simulator.schema.base import (
     InferenceCheckerParameters,
@@ -127,7 +127,7 @@ def _parse(params: Any, schema: type[Schema]) -> Schema:
 def _model_on_data(model: str, encodings: str | None, mode: str, data: str, nonfinite: str | None):
     """(samples, model): the data folder read for the model's inputs; in
     integer mode its samples calibrate what the encodings do not cover."""
-    samples = load_samples(data, [tensor_spec(v) for v in import_onnx(model).inputs])
+    samples = load_samples(data, model_inputs(OnnxModel(model)))
     return samples, SimulatedModel(model, encodings, mode, calibration=[feeds for _, feeds in samples],
                                    nonfinite=nonfinite)
 
@@ -138,9 +138,19 @@ def _pair_on_data(params: InferenceCheckerParameters):
                                     params.input_data_path, params.nonfinite)
     second = SimulatedModel(params.input_model_path_1, params.input_encodings_path_1, params.mode(1),
                             calibration=[feeds for _, feeds in samples], nonfinite=params.nonfinite)
-    if [s.shape for s in first.inputs] != [s.shape for s in second.inputs]:
+    if len(first.inputs) != len(second.inputs) or not all(_agree(a, b) for a, b in zip(first.inputs, second.inputs)):
         raise SimulatorError(f"the models take different inputs: {first.inputs} and {second.inputs}")
     return samples, [first, second]
+
+
+def _agree(a, b) -> bool:
+    """Whether two models' inputs can take the same arrays: the same shape,
+    or, where either has symbolic dims, the same rank and no two fixed dims
+    that differ (each sample is then checked against both)."""
+    if a.shape is None or b.shape is None:
+        return True
+    return len(a.shape) == len(b.shape) and all(not isinstance(x, int) or not isinstance(y, int) or x == y
+                                                for x, y in zip(a.shape, b.shape))
 
 
 def _update(stats: ErrorStats, reference: np.ndarray, test: np.ndarray, what: str) -> None:

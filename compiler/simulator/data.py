@@ -8,7 +8,10 @@ sample, taken in sorted file-name order.
   extra (``pip install tessera[simulator]``).
 
 An array has the input's shape, or that shape without its leading batch
-axis of 1; numbers are cast to the input's type. Sub-folders and hidden
+axis of 1; numbers are cast to the input's type. Where the model's input
+has symbolic dims (``['batch', 3, 'height', 'width']``) the array gives
+them: its rank and the fixed dims must agree, and a missing leading axis is
+a batch of 1. Sub-folders and hidden
 files are skipped; any other file is an error naming it. Arrays are read
 without pickle.
 """
@@ -21,6 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from compiler.frontend.shapes import DeclaredDim, format_dims
 from compiler.simulator.errors import SimulatorError
 from passes.quant.calibration_data import sample_element_cap
 from runtime.array_files import ArrayFileError, load_arrays
@@ -32,11 +36,24 @@ H5_SUFFIXES = (".h5", ".hdf5")
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A model input or output: name, static shape, element type."""
+    """A model input or output: name, shape, element type. The shape of a
+    model with dynamic dims holds their names (None: an unnamed or -1 dim);
+    it is None where the model declares no shape."""
 
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[DeclaredDim, ...] | None
     dtype: np.dtype
+
+    def takes(self, shape: Sequence[int]) -> bool:
+        """Whether an array of ``shape`` fits: same rank, same fixed dims."""
+        if self.shape is None:
+            return True
+        return len(shape) == len(self.shape) and all(not isinstance(d, int) or d == n
+                                                     for d, n in zip(self.shape, shape))
+
+    def described(self) -> list:
+        """The shape for a message (unnamed dynamic dims as '?')."""
+        return ["?"] if self.shape is None else format_dims(self.shape)
 
 
 def sample_files(folder: str | os.PathLike) -> list[Path]:
@@ -58,7 +75,8 @@ def load_samples(folder: str | os.PathLike, inputs: Sequence[TensorSpec]) -> lis
 
 def load_sample(path: Path, inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
     """The feeds one sample file holds for the model's ``inputs``."""
-    limit = sample_element_cap(spec.shape for spec in inputs)
+    limit = sample_element_cap((None,) if spec.shape is None else tuple(d if isinstance(d, int) else None
+                                                                          for d in spec.shape) for spec in inputs)
     arrays = _read_h5(path, limit) if path.suffix.lower() in H5_SUFFIXES else _read_numpy(path, inputs, limit)
     _check_names(path, arrays, inputs)
     return {spec.name: _fit(path, spec, arrays[spec.name]) for spec in inputs}
@@ -96,11 +114,11 @@ def _fit(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     array = np.asarray(array)
     if array.dtype.kind not in "biuf":
         raise SimulatorError(f"{path}: input {spec.name!r} holds {array.dtype} data, not numbers")
-    if array.shape != spec.shape and (1,) + array.shape == spec.shape:
+    if not spec.takes(array.shape) and spec.takes((1,) + array.shape):
         array = array[None]
-    if array.shape != spec.shape:
+    if not spec.takes(array.shape):
         raise SimulatorError(f"{path}: input {spec.name!r} has shape {list(array.shape)}; the model takes "
-                             f"{list(spec.shape)}")
+                             f"{spec.described()}")
     return np.ascontiguousarray(array, dtype=spec.dtype)
 
 

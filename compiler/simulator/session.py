@@ -4,7 +4,11 @@ code expects ``onnxruntime.InferenceSession``: ``get_inputs()`` and
 and ``shape``; ``run(output_names, input_feed)`` returns a list of arrays
 (``output_names`` None: every graph output). Besides the graph outputs,
 ``run`` returns any tensor the model has by name (intermediate feature
-maps), which onnxruntime does not."""
+maps), which onnxruntime does not.
+
+A model with symbolic dims reports them as onnxruntime does (``['batch', 3,
+'height', 'width']``, None for an unnamed or -1 dim) and runs feeds of any
+shape that fits, compiled per input signature (compiler/simulator/model.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,11 +32,12 @@ class NodeArg:
 
     name: str
     type: str
-    shape: list[int]
+    shape: list[int | str | None] | None
 
 
 def node_arg(spec: TensorSpec) -> NodeArg:
-    return NodeArg(spec.name, f"tensor({ORT_TYPES.get(spec.dtype.name, spec.dtype.name)})", list(spec.shape))
+    return NodeArg(spec.name, f"tensor({ORT_TYPES.get(spec.dtype.name, spec.dtype.name)})",
+                   None if spec.shape is None else list(spec.shape))
 
 
 class InferenceSession:
@@ -72,9 +77,9 @@ class InferenceSession:
             if array.dtype != spec.dtype:
                 raise SimulatorError(f"input_feed: input {name!r} is {node_arg(_like(array, spec)).type}; the "
                                      f"model takes {node_arg(spec).type}")
-            if array.shape != spec.shape:
+            if not spec.takes(array.shape):
                 raise SimulatorError(f"input_feed: input {name!r} has shape {list(array.shape)}; the model takes "
-                                     f"{list(spec.shape)}")
+                                     f"{spec.described()}")
             feeds[name] = array
         return feeds
 

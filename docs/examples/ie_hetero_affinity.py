@@ -3,9 +3,9 @@ the fallback policy's affinities first, then every convolution moved to the CPU.
 
     python docs/examples/ie_hetero_affinity.py [--model model.onnx]
 
-Layer types are ONNX op types here ("Conv" where an OpenVINO IR says
-"Convolution"). Once any layer has an affinity, every layer needs one:
-set_initial_affinity gives them all one to start from.
+Layer types are OpenVINO's IR layer types ("Convolution" for an ONNX Conv,
+docs/inference_engine.md). Once any layer has an affinity, every layer
+needs one: set_initial_affinity gives them all one to start from.
 """
 import argparse
 from collections import Counter
@@ -29,7 +29,7 @@ def main() -> None:
     plugin.set_initial_affinity(net)
     print("Initial affinities:", dict(Counter(layer.affinity for layer in net.layers.values())))
     for layer in net.layers.values():
-        if layer.type == "Conv":
+        if layer.type == "Convolution":
             layer.affinity = "CPU"
 
     exec_net = plugin.load(network=net)
@@ -40,7 +40,7 @@ def main() -> None:
              for name, layer in net.layers.items() if layer.type != "Input"}
     print("Layers per device:", dict(Counter(where.values())))
     print("Conv layers per device:", dict(Counter(where[name] for name, layer in net.layers.items()
-                                                  if layer.type == "Conv")))
+                                                  if layer.type == "Convolution")))
 
 
 if __name__ == "__main__":

@@ -159,24 +159,39 @@ def _pillow():
     return PIL
 
 
-def read_labels(path: str, names: set[str]) -> tuple[dict[str, int], list[str]]:
-    """The ``<filename> <label>`` lines of ``path`` for the files in
-    ``names``, and the names it lists that are not among them."""
-    labels: dict[str, int] = {}
+def read_labels(path: str, names: set[str]) -> tuple[dict[str, int | str], list[str]]:
+    """The labels of ``path`` for the files in ``names``, read as the
+    original reads them (``pd.read_csv(sep=' ', header=None, index_col=0)``,
+    api-notes 6.2): ``<filename> <label>`` lines (any blank between; the file
+    name matched without its folder), no header, the last line of a name
+    winning; a label that is a whole number (``3``, ``3.0``) is a class
+    index, any other is kept as text and, as in the original, counts but
+    never matches a prediction. Also the names it lists that are not among
+    ``names``."""
+    labels: dict[str, int | str] = {}
     missing: list[str] = []
     for number, line in enumerate(_text(path, "--labels").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-            raise InferError(f"--labels {path!r} line {number}: expected '<filename> <label>' with an integer "
-                             f"label, got {line.strip()!r}")
+        if len(fields) != 2:
+            raise InferError(f"--labels {path!r} line {number}: expected '<filename> <label>', got "
+                             f"{line.strip()!r}")
         name = os.path.basename(fields[0])
         if name in names:
-            labels[name] = int(fields[1])
+            labels[name] = _label(fields[1])
         else:
             missing.append(name)
     return labels, missing
+
+
+def _label(text: str) -> int | str:
+    """A label as pandas parses it: a whole number is a class index."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if np.isfinite(value) and value == int(value) else text
 
 
 def read_classes(path: str) -> list[str]:

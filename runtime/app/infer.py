@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import os
 import sys
 import threading
 from typing import ContextManager, Sequence, TextIO
+
+import numpy as np
 
 from runtime.app.images import (
     LAYOUTS,
@@ -25,7 +28,16 @@ from runtime.app.images import (
     settings_for,
 )
 from runtime.app.pipeline import Row, RunResult, run_images
-from runtime.app.profile import COLUMNS, profile_values, summary_lines, throughput_lines
+from runtime.app.profile import (
+    COLUMNS,
+    ORIGINAL_COLUMNS,
+    describe_lines,
+    duration_lines,
+    original_values,
+    profile_values,
+    summary_lines,
+    throughput_lines,
+)
 from runtime.app.scale import RayOptions, run_on_ray
 from runtime.command import add_debug_flag, run_command
 from runtime.errors import TesseraError
@@ -132,9 +144,10 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_for(ie.GetInfo("inshapes"), args.layout, args.mean, args.std, recorded)
     features = (counts if isinstance(counts, int) else counts[0]) // int(ie.GetInfo("numbatch"))
     fc = read_fc_weights(args.fcweights, features) if args.fcweights else None
-    report = sys.stdout if args.outfile else sys.stderr
+    report = sys.stdout  # as the original prints them, after the rows when they go to standard output
+    folder = args.img_path if os.path.isdir(args.img_path) else None
     with _output(args.outfile) as out:
-        writer = _Writer(out, args.top, classes, args.profile, len(paths))
+        writer = _Writer(out, args.top, classes, args.profile, len(paths), folder or args.img_path, bool(folder))
         common = dict(max_bs=args.max_bs, workers=args.preprocess_workers, top=args.top, fc=fc, sink=writer.write,
                       skipped=writer.skip)
         if args.ray:
@@ -176,7 +189,7 @@ def _check_placement(ie, args: argparse.Namespace) -> None:
                              f"`tessera compile ... {option} {wanted}`")
 
 
-def _labels(path: str, paths) -> dict[str, int]:
+def _labels(path: str, paths) -> dict[str, int | str]:
     labels, missing = read_labels(path, {p.name for p in paths})
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
@@ -184,28 +197,44 @@ def _labels(path: str, paths) -> dict[str, int]:
               file=sys.stderr)
     if not labels:
         raise InferError(f"--labels {path!r} names none of the {len(paths)} image(s) of --img_path")
+    texts = sorted({label for label in labels.values() if isinstance(label, str)})
+    if texts:
+        shown = ", ".join(map(repr, texts[:5])) + (", ..." if len(texts) > 5 else "")
+        print(f"{PROG}: warning: --labels {path!r} has labels that are not class indices ({shown}); as in the "
+              "original script, their images count in the accuracy and never match a prediction", file=sys.stderr)
     return labels
 
 
 class _Writer:
     """The logger's sink: one CSV row per image in input order, warnings for
-    skipped images, and a progress bar on a terminal."""
+    skipped images, and a progress bar on a terminal. The columns are the
+    original script's (api-notes 6.2: its pandas index, ``File Name``,
+    ``Prediction``, with --profile its timestamps and derived times), then
+    Tessera's own."""
 
-    def __init__(self, out: TextIO, top: int, classes: list[str] | None, profile: bool, total: int):
+    def __init__(self, out: TextIO, top: int, classes: list[str] | None, profile: bool, total: int, img_path: str,
+                 folder: bool):
         self.csv, self.classes, self.profile, self.total = csv.writer(out), classes, profile, total
-        self.done = 0
+        self.img_path, self.folder = img_path, folder
+        self.done = self.written = 0
         self.lock = threading.Lock()
         self.bar = sys.stderr.isatty()
+        original = ["", "File Name", "Prediction"] + (ORIGINAL_COLUMNS if profile else [])
         header = ["file", "prediction", f"top{top}", "score"] + (["name"] if classes else [])
-        self.csv.writerow(header + (COLUMNS if profile else []))
+        self.csv.writerow(original + header + (COLUMNS if profile else []))
 
     def write(self, row: Row) -> None:
-        line = [row.file, row.top[0], " ".join(map(str, row.top)), f"{row.scores[0]:.6g}"]
+        name = os.path.join(self.img_path, row.file) if self.folder else self.img_path
+        line = [self.written, name, str(np.array(row.top, np.uint32))]
+        if self.profile:
+            line += [repr(float(v)) for v in original_values(row)]
+        line += [row.file, row.top[0], " ".join(map(str, row.top)), f"{row.scores[0]:.6g}"]
         if self.classes:
             line.append(self.classes[row.top[0]] if row.top[0] < len(self.classes) else "")
         if self.profile:
             line += [f"{v:.6f}" for v in profile_values(row)]
         self.csv.writerow(line)
+        self.written += 1
         self._tick()
 
     def skip(self, name: str, why: str) -> None:
@@ -229,21 +258,28 @@ class _Writer:
             sys.stderr.write("\n")
 
 
-def _report(result: RunResult, labels: dict[str, int] | None, profile: bool, out: TextIO) -> None:
+def _report(result: RunResult, labels: dict[str, int | str] | None, profile: bool, out: TextIO) -> None:
+    """The lines after the rows, the original script's in its order
+    (describe() of the profile, Top-1 and Top-5 accuracy, duration and
+    FPS: api-notes 6.2), each of Tessera's before the original's last."""
     rows = result.rows
     if result.skipped:
         print(f"skipped: {len(result.skipped)} unreadable image(s)", file=out)
+    if profile:
+        for line in describe_lines(rows) + summary_lines(rows):
+            print(line, file=out)
     if labels is not None:
         scored = [r for r in rows if r.file in labels]
         top1 = sum(r.top[0] == labels[r.file] for r in scored)
         top5 = sum(labels[r.file] in r.top[:5] for r in scored)
         n = max(len(scored), 1)
+        print("Top-1 Accuracy:", top1 / n, file=out)
+        print("Top-5 Accuracy:", top5 / n, file=out)
         print(f"accuracy: top-1 {100.0 * top1 / n:.2f}% top-5 {100.0 * top5 / n:.2f}% over {len(scored)} labelled "
               "image(s)", file=out)
-    if profile:
-        for line in summary_lines(rows):
-            print(line, file=out)
     for line in throughput_lines(rows, result.wall_s)[:2 if profile else 1]:
+        print(line, file=out)
+    for line in duration_lines(len(rows), result.wall_s):
         print(line, file=out)
 
 

@@ -25,7 +25,9 @@ import numpy as np
 from runtime.app.images import ImageError, Settings, load_image
 
 STAGES = ("start", "preprocessed", "upload_start", "upload_end", "device_end", "download_end")
-"""The per-image timestamps (seconds from the start of the run)."""
+"""The per-image timestamps (seconds from the start of the run); each row
+also has ``inference_start``: when the simulated device could start its
+run (the later of the end of its upload and the end of the run before)."""
 STAGING_BUFFERS = 3
 """Batches between upload and download at once (the original's triple buffering)."""
 
@@ -191,6 +193,8 @@ class _Device:
         self.free = threading.Semaphore(STAGING_BUFFERS)
         self.aborted = threading.Event()
         self.runs = first_run
+        self.device_free = 0.0
+        """When the last run handed back ended (runs end in input order)."""
 
     def upload(self, items: Iterator[Prepared], skip: Callable[[str, str], None]) -> None:
         """Batches of up to max_bs readable images through PutInput, the
@@ -245,6 +249,10 @@ class _Device:
                 device_end = self.clock()
                 members, last_of_batch, run = tag
                 hwtime = float(self.ie.GetInfo("hwtime"))
+                uploaded = max(item.times.get("upload_end", item.times.get("upload_start", 0.0)) for item in members)
+                started, self.device_free = min(max(uploaded, self.device_free), device_end), device_end
+                for item in members:
+                    item.times["inference_start"] = started
                 scores = results[0].reshape(self.unit, -1)
                 for slot, item in enumerate(members):
                     self.rows.put(self._row(item, scores[slot], device_end, hwtime, run))

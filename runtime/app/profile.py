@@ -1,6 +1,8 @@
-"""--profile: the per-image derived times, their summary table (count,
-mean, p50, p90, p99) and the throughput lines, measured and projected from
-the simulator's hwtime."""
+"""--profile: the original script's timestamp and derived-time columns
+and its describe() table (api-notes 6.2), Tessera's own derived times and
+their summary table (count, mean, p50, p90, p99), and the throughput
+lines: the original's duration and FPS, and the FPS projected from the
+simulator's hwtime."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -22,6 +24,54 @@ COLUMNS = [*(f"{stage}_s" for stage in STAGES), *DERIVED, "hwtime_ms"]
 """The profile columns added to each CSV row."""
 SUMMARY_HEADER = ("time", "count", "mean", "p50", "p90", "p99")
 
+ORIGINAL_STAMPS = {
+    "Start TS": "start", "Upload Start TS": "upload_start", "Upload End TS": "upload_end",
+    "Inference Start TS": "inference_start", "Inference End TS": "device_end",
+    "Download Start TS": "device_end", "Download End TS": "download_end",
+}
+"""The original script's timestamp columns (api-notes 6.2, in its order) ->
+the stage that stamps them here. The simulated device runs a PutInput's
+images from the later of the end of their upload and the end of the run
+before (inference_start) until GetResult hands them back (device_end);
+GetResult is also the download, so Download Start TS is device_end."""
+ORIGINAL_DERIVED = {
+    "Total Latency": ("Start TS", "Download End TS"),
+    "Preprocessing Time": ("Start TS", "Upload Start TS"),
+    "Upload Time": ("Upload Start TS", "Upload End TS"),
+    "Accelerator Time": ("Inference Start TS", "Inference End TS"),
+    "Download Time": ("Download Start TS", "Download End TS"),
+    "Inference Time": ("Upload Start TS", "Download End TS"),
+}
+"""The original's derived times, in seconds: name -> (from column, to column)."""
+ORIGINAL_COLUMNS = [*ORIGINAL_STAMPS, *ORIGINAL_DERIVED]
+"""The profile columns of the original script, after File Name and Prediction."""
+
+
+def original_values(row: Row) -> list[float]:
+    """The original's profile columns of one row: timestamps (seconds from
+    the start of the run) and derived times (seconds)."""
+    stamps = {column: row.times[stage] for column, stage in ORIGINAL_STAMPS.items()}
+    return [*stamps.values(), *(stamps[b] - stamps[a] for a, b in ORIGINAL_DERIVED.values())]
+
+
+def describe_lines(rows: Sequence[Row]) -> list[str]:
+    """The original's ``describe()`` of its six derived times (seconds):
+    count, mean, std, min, quartiles and max per column, as pandas prints
+    them (without needing pandas)."""
+    table = np.array([original_values(r)[len(ORIGINAL_STAMPS):] for r in rows], np.float64).reshape(-1, 6)
+    widths = [max(len(name), 10) for name in ORIGINAL_DERIVED]
+    lines = ["     " + "".join(f"  {name:>{w}}" for name, w in zip(ORIGINAL_DERIVED, widths))]
+    if not len(table):
+        return lines
+    std = table.std(axis=0, ddof=1) if len(table) > 1 else np.full(6, np.nan)
+    stats = {"count": np.full(6, float(len(table))), "mean": table.mean(axis=0), "std": std,
+             "min": table.min(axis=0), "25%": np.percentile(table, 25, axis=0),
+             "50%": np.percentile(table, 50, axis=0), "75%": np.percentile(table, 75, axis=0),
+             "max": table.max(axis=0)}
+    for label, values in stats.items():
+        lines.append(f"{label:<5}" + "".join(f"  {v:>{w}.6f}" for v, w in zip(values, widths)))
+    return lines
+
 
 def profile_values(row: Row) -> list[float]:
     """The profile columns of one row."""
@@ -42,11 +92,19 @@ def summary_lines(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+def duration_lines(images: int, wall_s: float) -> list[str]:
+    """The original's last two lines, as its ``print`` calls wrote them:
+    the wall time of the run (pre-processing included) and images over it."""
+    return [" ".join(map(str, ("Duration for ", images, " images: ", wall_s))),
+            " ".join(map(str, ("FPS: ", images / max(wall_s, 1e-9))))]
+
+
 def throughput_lines(rows: Sequence[Row], wall_s: float) -> list[str]:
-    """Measured FPS over the wall time (pre-processing included) and the
-    projected FPS and latency of the modelled hardware: each device run
-    counted once, at its hwtime; runtime instances (Ray actors, each a
-    card) run side by side, so the busiest one sets the projected time."""
+    """Tessera's lines: measured FPS over the wall time (pre-processing
+    included) and the projected FPS and latency of the modelled hardware:
+    each device run counted once, at its hwtime; runtime instances (Ray
+    actors, each a card) run side by side, so the busiest one sets the
+    projected time."""
     lines = [f"measured: {len(rows)} images in {wall_s:.3f} s wall time = {len(rows) / max(wall_s, 1e-9):.1f} FPS "
              "(this host's simulator, pre-processing included)"]
     runs = {(r.instance, r.run): r.hwtime_ms for r in rows}

@@ -35,6 +35,7 @@ import numpy as np
 
 from runtime.errors import TesseraError
 from runtime.files import MAX_TEXT_BYTES, FileError, check_regular, open_regular
+from runtime.inference_engine.layer_types import compiled_type, ir_type
 from runtime.inference_engine.provenance import (
     ACCELERATOR,
     HOST,
@@ -54,11 +55,22 @@ HETERO = "HETERO"
 PRECISIONS = {"float32": "FP32", "float16": "FP16", "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32",
               "int64": "I64", "bool": "BOOL"}
 LAYOUTS = {0: "SCALAR", 1: "C", 2: "NC", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
+DEFERRED, AT_LOAD, NOT_QUANTIZED, BINARY = "DEFERRED", "AT_LOAD", "NOT_QUANTIZED", "BINARY"
+"""How a loaded network's int8 ranges were calibrated (ExecutableNetwork's
+TESSERA_CALIBRATION metric): on the requests' first inputs, at load on the
+configured data, not at all (nothing on the accelerator), in the binary."""
+CALIBRATION_IMAGES = 32
+"""Calibration images per batch item read when the batch was changed (the
+quantizer's default count of calibration inputs)."""
 CONFIG_KEYS = {
     "TARGET_FALLBACK": "HETERO: the device priority of the fallback policy ('HETERO:FPGA,CPU' or 'FPGA,CPU')",
     "PERF_COUNT": "YES/NO: per-layer counters (always collected; kept for compatibility)",
     "HETERO_DUMP_GRAPH_DOT": "YES/NO: write hetero_affinity_<net>.dot and hetero_subgraphs_<net>.dot at load",
-    "TESSERA_CALIBRATION_DATA": "calibration inputs: a folder of .npy files or images, or a list of arrays",
+    "TESSERA_CALIBRATION_DATA": "calibration inputs: a folder of .npy files or images, or a list of arrays; unset: "
+                                "the requests' first input images (TESSERA_CALIBRATION_SAMPLES)",
+    "TESSERA_CALIBRATION_SAMPLES": "with no calibration data: how many input images the first requests run in float32 "
+                                   "on the CPU and feed to calibration before the int8 program takes over (default 32; "
+                                   "unset: the environment variable of that name)",
     "TESSERA_CALIBRATOR": "the range method: minmax, percentile, percentile:<p>, entropy, mse (default)",
     "TESSERA_HWLINEAR": "YES/NO: fully-connected layers on the accelerator too",
     "TESSERA_DEMOTE_ISLANDS": "YES (default)/NO: move an accelerator segment whose host transfers cost more than "
@@ -105,13 +117,22 @@ def get_version() -> str:
 
 
 # ---------------------------------------------------------------- the network
-class InputInfo:
-    """An input's ``precision``, ``layout`` and ``shape`` (a list; None for
-    a dim the model leaves symbolic until ``reshape`` fixes it)."""
+class InputInfo(list):
+    """An input as both forms of the API give it: the shape list itself
+    (2018 R3/R4: ``n, c, h, w = net.inputs[name]``, indexable, equal to a
+    list, printed as one) with ``shape``, ``precision`` (settable) and
+    ``layout`` (2018 R5+). A dim the model leaves symbolic until ``reshape``
+    fixes it is None. The dims change through ``IENetwork.reshape`` and
+    ``batch_size`` only: the list's own mutators are refused."""
 
     def __init__(self, name: str, shape: list, precision: str, layout: str):
-        self.name, self.shape, self.layout = name, shape, layout
+        super().__init__(shape)
+        self.name, self.layout = name, layout
         self._precision = precision
+
+    @property
+    def shape(self) -> list:
+        return list(self)
 
     @property
     def precision(self) -> str:
@@ -124,25 +145,131 @@ class InputInfo:
                                        f"{sorted(PRECISIONS.values())}")
         self._precision = value
 
-    def __repr__(self) -> str:
-        return f"<InputInfo {self.name!r} {self.precision} {self.layout} {self.shape}>"
+    def _set_shape(self, dims: Sequence) -> None:
+        list.__setitem__(self, slice(None), list(dims))
+        self.layout = LAYOUTS.get(len(self), "ANY")
+
+    def _refuse(self, *args, **kwargs):
+        raise InferenceEngineError(f"input {self.name!r}: its shape {list(self)} changes through "
+                                   "IENetwork.reshape({name: shape}) or batch_size, not by editing the list")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self):
+        return InputInfo, (self.name, list(self), self._precision, self.layout)
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
 
 
-class OutputInfo:
-    """An output's ``precision``, ``layout`` and ``shape`` (known once loaded)."""
+class DataPtr:
+    """A tensor's ``name``, ``shape``, ``precision`` and ``layout`` (an
+    output's shape is known once a plugin has loaded the network)."""
 
     def __init__(self, name: str, shape: list | None = None, precision: str = "FP32", layout: str = "ANY"):
         self.name, self.shape, self.precision, self.layout = name, shape, precision, layout
 
     def __repr__(self) -> str:
-        return f"<OutputInfo {self.name!r} {self.precision} {self.layout} {self.shape}>"
+        return f"<DataPtr {self.name!r} {self.precision} {self.layout} {self.shape}>"
+
+
+OutputInfo = DataPtr
+"""2018 R5-2019's name for an output's DataPtr."""
+
+
+class TensorDesc:
+    """A blob's ``precision``, ``dims`` and ``layout``."""
+
+    def __init__(self, precision: str, dims: Sequence[int], layout: str):
+        self.precision, self.dims, self.layout = precision, list(dims), layout
+
+    def __repr__(self) -> str:
+        return f"<TensorDesc {self.precision} {self.dims} {self.layout}>"
+
+
+class InputInfoPtr:
+    """``net.input_info[name]`` (2020.2+): ``name``, ``precision``
+    (settable, the same setting as ``net.inputs[name].precision``),
+    ``layout``, ``input_data`` (a DataPtr) and ``tensor_desc``."""
+
+    def __init__(self, info: InputInfo):
+        self._info = info
+
+    name = property(lambda self: self._info.name)
+    layout = property(lambda self: self._info.layout)
+
+    @property
+    def precision(self) -> str:
+        return self._info.precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._info.precision = value
+
+    @property
+    def input_data(self) -> DataPtr:
+        return DataPtr(self._info.name, self._info.shape, self._info.precision, self._info.layout)
+
+    @property
+    def tensor_desc(self) -> TensorDesc:
+        return TensorDesc(self._info.precision, self._info.shape, self._info.layout)
+
+    def __repr__(self) -> str:
+        return f"<InputInfoPtr {self.name!r} {self.precision} {self.layout} {self._info.shape}>"
+
+
+class Outputs(list):
+    """``net.outputs``: the output names in order (2018 R3/R4's list:
+    iterate, index, ``len``, compare with a list) that also answers
+    ``outputs[name]`` with the output's DataPtr, and ``keys``, ``values``,
+    ``items`` and ``get`` as the later dict did."""
+
+    def __init__(self, infos: Mapping[str, DataPtr]):
+        super().__init__(infos)
+        self._infos = dict(infos)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key not in self._infos:
+                raise KeyError(f"the network has no output {key!r}; its outputs are {list(self)}")
+            return self._infos[key]
+        return super().__getitem__(key)
+
+    def keys(self):
+        return self._infos.keys()
+
+    def values(self):
+        return self._infos.values()
+
+    def items(self):
+        return self._infos.items()
+
+    def get(self, key: str, default=None):
+        return self._infos.get(key, default)
+
+
+class Blob:
+    """``request.input_blobs[name]`` / ``output_blobs[name]`` (2020.2+):
+    ``buffer`` is the request's array itself (write an input's in place)
+    and ``tensor_desc`` describes it."""
+
+    def __init__(self, buffer: np.ndarray):
+        self.buffer = buffer
+
+    @property
+    def tensor_desc(self) -> TensorDesc:
+        return TensorDesc(PRECISIONS.get(self.buffer.dtype.name, self.buffer.dtype.name), self.buffer.shape,
+                          LAYOUTS.get(self.buffer.ndim, "ANY"))
+
+    def __repr__(self) -> str:
+        return f"<Blob {self.tensor_desc}>"
 
 
 class IENetLayer:
-    """One layer: ``name`` (the ONNX node's), ``type`` (its op), ``precision``,
-    ``affinity`` (get/set: '' until set), ``weights`` ('weights', 'biases',
-    other constant inputs by name), ``params`` (attributes), ``parents`` and
-    ``children`` (layer names)."""
+    """One layer: ``name`` (the ONNX node's), ``type`` (its IR layer type:
+    runtime/inference_engine/layer_types.py), ``precision``, ``affinity``
+    (get/set: '' until set), ``weights`` ('weights', 'biases', other
+    constant inputs by name), ``params`` (attributes, and ``onnx_type``: the
+    ONNX op), ``parents`` and ``children`` (layer names)."""
 
     def __init__(self, name: str, type: str, precision: str = "FP32", params: dict | None = None,
                  weights: dict | None = None, fixed: str | None = None):
@@ -175,8 +302,10 @@ class IENetLayer:
 class IENetwork:
     """A model: an ONNX file (path, bytes with ``init_from_buffer``, or a
     ModelProto), or a Tessera binary (compiled already: its layers' places
-    are fixed). ``weights`` is accepted as the spec has it (an ONNX model
-    holds its weights; an OpenVINO .bin is not read)."""
+    are fixed). ``weights`` is accepted as the spec has it and ignored with
+    a one-line note on stderr: the model holds its weights (the samples
+    pass ``<model>.bin``, which an ONNX model does not have), as OpenVINO's
+    reader ignored it for ONNX."""
 
     def __init__(self, model=None, weights=None, init_from_buffer: bool = False):
         if model is None:
@@ -185,6 +314,9 @@ class IENetwork:
         self._proto = None
         self._extra: list[tuple[str, str]] = []
         source = bytes(model) if init_from_buffer else model
+        if weights is not None:
+            print(f"inference_engine: note: weights {_shown(weights)} ignored: the model "
+                  f"{_shown(model)} holds its weights", file=sys.stderr)
         if not isinstance(source, (str, os.PathLike, bytes)) and not hasattr(source, "SerializeToString"):
             raise InferenceEngineError(f"IENetwork: model must be a path, the bytes of a model with "
                                        f"init_from_buffer=True, or an onnx ModelProto; got {type(model).__name__}")
@@ -193,8 +325,6 @@ class IENetwork:
             if path.suffix.lower() == ".xml":
                 raise InferenceEngineError(f"{str(path)!r} is an OpenVINO IR; Tessera reads ONNX models (export "
                                            "the model to ONNX) and its own binaries")
-            if weights is not None:
-                _regular(weights, "weights file").close()  # accepted, not read: it must exist
             from runtime.binary import MAGIC
 
             with _regular(path, "model file") as f:
@@ -224,6 +354,8 @@ class IENetwork:
         self._proto = model.proto
         self.name = model.proto.graph.name or Path(str(model.label)).stem
         self._inputs = OrderedDict()
+        self._declared = {spec.name: None if spec.dims is None else list(spec.dims) for spec in model.inputs}
+        self._dtypes = {spec.name: spec.dtype.name for spec in model.inputs}
         for spec in model.inputs:
             dims = [d if isinstance(d, int) and d >= 0 else None for d in (spec.dims or ())]
             if dims and dims[0] is None:
@@ -234,7 +366,8 @@ class IENetwork:
         layers = [IENetLayer(name, "Input", info.precision) for name, info in self._inputs.items()]
         producers = {name: name for name in self._inputs}
         for layer in network_layers(model):
-            ie = IENetLayer(layer.name, layer.type, "FP32", _params(layer.params), layer.weights)
+            ie = IENetLayer(layer.name, ir_type(layer.type, layer.weights), "FP32",
+                            {**_params(layer.params), "onnx_type": layer.type}, layer.weights)
             ie.parents = list(dict.fromkeys(producers[t] for t in layer.inputs if t in producers))
             for tensor in layer.outputs:
                 producers[tensor] = layer.name
@@ -259,10 +392,11 @@ class IENetwork:
         for segment in model.segments:
             if isinstance(segment, CpuSegment):
                 for step in segment.program.steps:
-                    layers.append(IENetLayer(credited(step.name), step.kernel, fixed=HOST))
+                    layers.append(IENetLayer(credited(step.name), compiled_type(step.kernel), fixed=HOST))
             else:
                 for layer in segment.layers:
-                    layers += [IENetLayer(node, layer.op, "I8", fixed=ACCELERATOR) for node in layer.onnx_nodes]
+                    layers += [IENetLayer(node, compiled_type(layer.op), "I8", fixed=ACCELERATOR)
+                               for node in layer.onnx_nodes]
         self._layer_outputs = {}
         unique = OrderedDict()
         for layer in layers:
@@ -278,15 +412,23 @@ class IENetwork:
     # ------------------------------------------------------------ attributes
     @property
     def inputs(self) -> dict[str, InputInfo]:
+        """Input name -> its shape list, which also has ``shape``,
+        ``precision`` and ``layout`` (InputInfo)."""
         return dict(self._inputs)
 
     @property
-    def outputs(self) -> dict[str, OutputInfo]:
-        """Output name -> OutputInfo (its shape known once a plugin has loaded the network)."""
+    def input_info(self) -> dict[str, InputInfoPtr]:
+        """Input name -> InputInfoPtr (2020.2+: ``input_data.shape``, ``precision``)."""
+        return {name: InputInfoPtr(info) for name, info in self._inputs.items()}
+
+    @property
+    def outputs(self) -> Outputs:
+        """The output names (a list) that also answers ``outputs[name]``
+        with a DataPtr (its shape known once a plugin has loaded the network)."""
         shapes = getattr(self, "_output_shapes", {})
-        return OrderedDict((name, OutputInfo(name, shapes.get(name), "FP32",
-                                             LAYOUTS.get(len(shapes[name]), "ANY") if name in shapes else "ANY"))
-                           for name in self._output_keys())
+        return Outputs(OrderedDict((name, DataPtr(name, shapes.get(name), "FP32",
+                                                  LAYOUTS.get(len(shapes[name]), "ANY") if name in shapes else "ANY"))
+                                   for name in self._output_keys()))
 
     def _output_keys(self) -> list[str]:
         return self._outputs + [key for key, _ in self._extra]
@@ -309,7 +451,8 @@ class IENetwork:
         for info in self._inputs.values():
             if not info.shape:
                 raise InferenceEngineError(f"input {info.name!r} is a scalar: it has no batch dimension")
-            info.shape = [int(size)] + list(info.shape[1:])
+        for info in self._inputs.values():
+            info._set_shape([int(size)] + list(info.shape[1:]))
 
     def reshape(self, input_shapes: Mapping[str, Sequence[int]]) -> None:
         """New input shapes, by input name (each dim a positive integer)."""
@@ -322,12 +465,16 @@ class IENetwork:
             if not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
                 raise InferenceEngineError(f"reshape: input {name!r}: every dim must be a positive integer, got "
                                            f"{dims}")
+            declared = self._declared.get(name)
+            if declared is not None and len(dims) != len(declared):
+                raise InferenceEngineError(f"reshape: input {name!r} has rank {len(declared)} "
+                                           f"({self._inputs[name].shape}); the shape {[int(d) for d in dims]} has "
+                                           f"rank {len(dims)}")
             if math.prod(int(d) for d in dims) > MAX_ELEMENTS:
                 raise InferenceEngineError(f"reshape: input {name!r}: the shape {[int(d) for d in dims]} has "
                                            f"{math.prod(int(d) for d in dims)} elements, more than the limit of "
                                            f"{MAX_ELEMENTS} (runtime.kernels.limits.MAX_ELEMENTS)")
-            info = self._inputs[name]
-            info.shape, info.layout = [int(d) for d in dims], LAYOUTS.get(len(dims), "ANY")
+            self._inputs[name]._set_shape([int(d) for d in dims])
 
     def add_outputs(self, outputs) -> None:
         """Mark layers as extra outputs: a layer name, a list of names, or
@@ -351,11 +498,33 @@ class IENetwork:
             raise InferenceEngineError(f"{what}: this network is a compiled binary; change the ONNX model instead")
 
     def _model_proto(self):
-        """The ONNX model with the extra outputs added."""
+        """The ONNX model with the extra outputs added, and each input dim
+        that ``batch_size`` or ``reshape`` changed from a fixed value made
+        symbolic: the compile then takes it from the shapes given
+        (:meth:`_shapes`), as it takes a dim the model leaves symbolic (the
+        outputs' batch dims and the value_info hints of the old shapes go
+        with it)."""
         import onnx
 
         proto = onnx.ModelProto()
         proto.CopyFrom(self._proto)
+        relaxed, old_batches = False, set()
+        for value in proto.graph.input:
+            declared, info = self._declared.get(value.name), self._inputs.get(value.name)
+            if declared is None or info is None:
+                continue
+            for axis, (want, have) in enumerate(zip(declared, info.shape)):
+                if isinstance(want, int) and want >= 0 and want != have:
+                    value.type.tensor_type.shape.dim[axis].dim_param = f"{value.name}_{axis}"
+                    relaxed = True
+                    if axis == 0:
+                        old_batches.add(want)
+        if relaxed:
+            del proto.graph.value_info[:]
+        for value in proto.graph.output:
+            dims = value.type.tensor_type.shape.dim
+            if old_batches and len(dims) and dims[0].HasField("dim_value") and dims[0].dim_value in old_batches:
+                dims[0].dim_param = "batch"
         for _, tensor in self._extra:
             proto.graph.output.append(onnx.ValueInfoProto(name=tensor))
         return proto
@@ -389,6 +558,11 @@ def _params(params: Mapping[str, Any]) -> dict[str, str]:
         else:
             out[key] = str(value)
     return out
+
+
+def _shown(value) -> str:
+    """A model or weights argument for a message: a path quoted, else its kind."""
+    return repr(os.fspath(value)) if isinstance(value, (str, os.PathLike)) else f"({type(value).__name__})"
 
 
 def _regular(path, what: str):
@@ -445,6 +619,8 @@ class IEPlugin:
             elif key in ("PERF_COUNT", "HETERO_DUMP_GRAPH_DOT", "TESSERA_HWLINEAR", "TESSERA_DEMOTE_ISLANDS"):
                 if value not in ("YES", "NO"):
                     raise InferenceEngineError(f"set_config: {key} takes 'YES' or 'NO', got {value!r}")
+            elif key == "TESSERA_CALIBRATION_SAMPLES":
+                value = _image_count(value, f"set_config: {key}")
             elif key == "TESSERA_CALIBRATOR" and not isinstance(value, str):
                 raise InferenceEngineError(f"set_config: TESSERA_CALIBRATOR takes a method name, got {value!r}")
             elif key == "TESSERA_NONFINITE" and value not in POLICIES:
@@ -500,14 +676,35 @@ class IEPlugin:
         if self._kind != HETERO:
             raise InferenceEngineError(f"set_initial_affinity applies to a HETERO plugin, not {self._device!r}")
         fallback = self._fallback()
+        placed = self._policy(net)
+        for name, layer in net.layers.items():
+            if name not in placed:
+                raise InferenceEngineError(f"layer {name!r} ({layer.type}) can run on none of {fallback}")
+            layer.affinity = placed[name]
+
+    def _policy(self, net: IENetwork) -> dict[str, str]:
+        """Layer -> the device the fallback policy gives it (input layers
+        and layers compilation folds away: the first device); a layer no
+        device can run is left out."""
+        fallback = self._fallback()
         first = fallback.split(",")[0]
         query = self._query(net, fallback)
-        for name, layer in net.layers.items():
+        placed = {}
+        for name in net.layers:
             q = query.get(name)
-            device = q.device if q is not None and q.device is not None else first
-            if q is not None and q.device is None and not any(q.supports.values()):
-                raise InferenceEngineError(f"layer {name!r} ({layer.type}) can run on none of {fallback}")
-            layer.affinity = device
+            if q is None or q.device is not None or any(q.supports.values()):
+                placed[name] = q.device if q is not None and q.device is not None else first
+        return placed
+
+    def query_network(self, net: IENetwork) -> dict[str, str]:
+        """Layer -> the device that runs it (IECore.query_network): HETERO
+        as its fallback policy places them; FPGA the layers the accelerator
+        itself runs; CPU every layer. A binary's layers where it runs them."""
+        if net._binary is not None:
+            return {name: layer.affinity for name, layer in net.layers.items()}
+        if self._kind == HETERO:
+            return self._policy(net)
+        return {name: self._kind for name in self.get_supported_layers(net)}
 
     def add_cpu_extension(self, extension_path: str) -> None:
         """Load a Python module that registers CPU kernels (and the ops they
@@ -553,18 +750,34 @@ class IEPlugin:
             raise InferenceEngineError(f"load: network must be an IENetwork, got {type(network).__name__}")
         if not isinstance(num_requests, (int, np.integer)) or isinstance(num_requests, bool) or num_requests < 1:
             raise InferenceEngineError(f"load: num_requests must be a positive integer, got {num_requests!r}")
+        return self._load(network, int(num_requests), config)
+
+    def _load(self, network: IENetwork, num_requests: int, config: Mapping[str, Any] | None) -> ExecutableNetwork:
+        """``load``; ``num_requests`` 0: OPTIMAL_NUMBER_OF_INFER_REQUESTS."""
         if config:
             self.set_config(config)
         from runtime.engine import Engine
 
-        model = network._binary if network._binary is not None else self._compile(network)
+        if network._binary is not None:
+            model, calibration = network._binary, BINARY
+        else:
+            model, calibration = self._compile(network)
+        if calibration == DEFERRED:
+            return ExecutableNetwork(model.engine, network, num_requests, self._device, dict(self._config),
+                                     deferred=model)
         try:
             engine = Engine(model, nonfinite=self._config.get("TESSERA_NONFINITE"))
         except TesseraError as exc:
             raise InferenceEngineError(f"load: {exc}") from exc
-        return ExecutableNetwork(engine, network, int(num_requests))
+        return ExecutableNetwork(engine, network, num_requests, self._device, dict(self._config), calibration)
 
-    def _compile(self, net: IENetwork):
+    def _compile(self, net: IENetwork) -> tuple[Any, str]:
+        """The compiled model and how it was calibrated (AT_LOAD,
+        NOT_QUANTIZED); with no calibration data and layers on the
+        accelerator, a compiler.deferred_calibration.DeferredCalibration and
+        DEFERRED instead: the IE's devices are never calibrated on synthetic
+        data (a compile of a "CPU,FPGA" policy that puts layers on the
+        accelerator after all is dropped for it)."""
         try:
             from compiler.compile import compile_model
         except ImportError as exc:
@@ -574,24 +787,88 @@ class IEPlugin:
         keywords: dict[str, Any] = {"calibrator": self._config.get("TESSERA_CALIBRATOR", "mse"),
                                     "hwlinear": self._config.get("TESSERA_HWLINEAR") == "YES",
                                     "demote_islands": self._config.get("TESSERA_DEMOTE_ISLANDS") != "NO"}
-        samples = self._config.get("TESSERA_CALIBRATION_DATA")
-        on_device = ACCELERATOR in fallback.split(",") and (not affinities or ACCELERATOR in affinities.values())
+        samples = self._config.get("TESSERA_CALIBRATION_DATA") or os.environ.get("TESSERA_CALIBRATION_DATA") or None
+        devices = fallback.split(",")
+        on_device = ACCELERATOR in devices and (not affinities or ACCELERATOR in affinities.values())
+        if samples is None and on_device and (affinities or devices[0] == ACCELERATOR):
+            return self._deferred(net, fallback, affinities, keywords), DEFERRED
         with warnings.catch_warnings():
-            if not on_device:
-                warnings.simplefilter("ignore")  # nothing is quantized: no calibration to warn about
+            if not on_device or samples is None:
+                warnings.simplefilter("ignore")  # nothing quantized, or (below) not kept
             try:
+                if on_device:
+                    samples = _batched(net, samples)
                 compiled = compile_model(net._model_proto(), shapes=net._shapes(), samples=samples,
                                          fallback=fallback, affinities=affinities, strip_reference=True,
                                          **keywords)
             except TesseraError as exc:
                 raise InferenceEngineError(f"load: network {net.name!r}: {exc}") from exc
+        quantized = _has_device_layers(compiled)
+        if quantized and samples is None:  # the policy put layers on the accelerator after all ("CPU,FPGA")
+            return self._deferred(net, fallback, affinities, keywords), DEFERRED
         if self._config.get("HETERO_DUMP_GRAPH_DOT") == "YES":
             try:
-                write_dot(net.name, {n: (layer.type, layer.parents) for n, layer in net.layers.items()},
-                          placements(compiled), Path(self._config.get("TESSERA_DOT_DIR") or "."))
+                self._dot_writer(net)(compiled)
             except FileError as exc:
                 raise InferenceEngineError(f"load: HETERO_DUMP_GRAPH_DOT: {exc}") from exc
-        return compiled
+        return compiled, AT_LOAD if quantized else NOT_QUANTIZED
+
+    def _deferred(self, net: IENetwork, fallback: str, affinities: Mapping[str, str], keywords: dict):
+        """No calibration data: the network compiled for the CPU alone now and
+        for its devices on its requests' first input images, announced on
+        stderr now and when the int8 program takes over (docs/inference_engine.md,
+        "No calibration data")."""
+        from compiler.deferred_calibration import FAILED, deferred_program
+
+        wanted = self._wanted()
+        where = f"network {net.name!r} on {self._device}"
+
+        def notify(status) -> None:
+            if status.state == FAILED:
+                warnings.warn(f"{where}: building the accelerator's int8 program failed ({status.error}); requests "
+                              "keep running in float32 on the CPU", RuntimeWarning, stacklevel=2)
+            else:
+                print(f"inference_engine: note: {where}: from run {status.first_device_run} on, requests run the "
+                      f"accelerator's int8 program, calibrated on the {status.images} input images of "
+                      f"{status.calibration_runs} earlier run(s)", file=sys.stderr)
+
+        dump = self._dot_writer(net) if self._config.get("HETERO_DUMP_GRAPH_DOT") == "YES" else None
+
+        def built(compiled) -> None:
+            if dump is not None:
+                try:
+                    dump(compiled)
+                except FileError as exc:
+                    warnings.warn(f"{where}: HETERO_DUMP_GRAPH_DOT: {exc}", RuntimeWarning, stacklevel=2)
+
+        try:
+            program = deferred_program(net._model_proto(), wanted=wanted, shapes=net._shapes(),
+                                       images_per_feed=net.batch_size, nonfinite=self._config.get("TESSERA_NONFINITE"),
+                                       built=built, notify=notify, fallback=fallback, affinities=affinities,
+                                       strip_reference=True, **keywords)
+        except TesseraError as exc:
+            raise InferenceEngineError(f"load: network {net.name!r}: {exc}") from exc
+        print(f"inference_engine: note: {where}: no calibration data (TESSERA_CALIBRATION_DATA), so requests run in "
+              f"float32 on the CPU until they have fed {wanted} input images, then the accelerator's int8 program, "
+              "calibrated on those images, takes over", file=sys.stderr)
+        return program
+
+    def _wanted(self) -> int:
+        """TESSERA_CALIBRATION_SAMPLES: the key, else the environment variable, else the compiler's default."""
+        if "TESSERA_CALIBRATION_SAMPLES" in self._config:
+            return self._config["TESSERA_CALIBRATION_SAMPLES"]
+        if os.environ.get("TESSERA_CALIBRATION_SAMPLES"):
+            return _image_count(os.environ["TESSERA_CALIBRATION_SAMPLES"],
+                                "load: the environment variable TESSERA_CALIBRATION_SAMPLES")
+        from compiler.deferred_calibration import WANTED
+
+        return WANTED
+
+    def _dot_writer(self, net: IENetwork) -> Callable:
+        """HETERO_DUMP_GRAPH_DOT's writer for a compiled model of ``net`` (its layers as they are now)."""
+        layers = {n: (layer.type, list(layer.parents)) for n, layer in net.layers.items()}
+        folder = Path(self._config.get("TESSERA_DOT_DIR") or ".")
+        return lambda compiled: write_dot(net.name, layers, placements(compiled), folder)
 
     def _affinities(self, net: IENetwork, fallback: str) -> dict[str, str]:
         """The user's affinities (api-notes 2.4): none set, the policy runs;
@@ -621,6 +898,48 @@ class IEPlugin:
         return f"<inference_engine.ie_api.IEPlugin {self._device!r}>"
 
 
+def _batched(net: IENetwork, samples):
+    """Calibration samples for a network whose batch_size (or reshape) gave
+    it another batch than the model fixes: the samples, read by the
+    compiler's own reader with the batch dim free (one image each, as a
+    folder of images or .npy files holds them), stacked ``batch`` at a time
+    (the last group filled from the first samples). Other networks' samples
+    are returned as they are."""
+    batch = net.batch_size
+    changed = [name for name, info in net._inputs.items() if info.shape and net._declared.get(name)
+               and isinstance(net._declared[name][0], int) and net._declared[name][0] != info.shape[0]]
+    if samples is None or not changed:
+        return samples
+    from compiler.quantize import calibration_batches  # the compiler's reader (runtime/ imports compiler/ only)
+
+    specs = {name: ([None, *info.shape[1:]], np.dtype(net._dtypes[name])) for name, info in net._inputs.items()}
+    feeds = list(calibration_batches(samples, specs, count=CALIBRATION_IMAGES * batch))
+    if not feeds or all(len(feed[name]) == batch for feed in feeds for name in feed):
+        return feeds
+    singles = [{name: value[i:i + 1] for name, value in feed.items()} for feed in feeds
+               for i in range(len(next(iter(feed.values()))))]
+    groups = -(-len(singles) // batch)
+    singles = [singles[i % len(singles)] for i in range(groups * batch)]
+    return [{name: np.concatenate([one[name] for one in singles[g * batch:(g + 1) * batch]])
+             for name in singles[0]} for g in range(groups)]
+
+
+def _has_device_layers(compiled) -> bool:
+    """Whether a compiled model runs some layer on the accelerator (in int8, so calibrated)."""
+    from runtime.compiled import CpuSegment
+
+    return any(not isinstance(segment, CpuSegment) for segment in compiled.segments)
+
+
+def _image_count(value, what: str) -> int:
+    """A positive whole number of images (an int, or its digits as a string)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise InferenceEngineError(f"{what}: takes a positive whole number of input images, got {value!r}")
+    return int(value)
+
+
 def _fallback(text: str, what: str = "") -> str:
     body = text[len("HETERO:"):] if text.startswith("HETERO:") else text
     devices = [d.strip() for d in body.split(",")]
@@ -635,16 +954,24 @@ def _fallback(text: str, what: str = "") -> str:
 # ---------------------------------------------------------------- running
 class ExecutableNetwork:
     """A loaded network: ``requests`` (a tuple of InferRequests), ``infer``
-    (synchronous, on request 0) and ``start_async``."""
+    (synchronous, on request 0) and ``start_async``. ``deferred`` (a
+    compiler.deferred_calibration.DeferredCalibration, whose float Engine is
+    ``engine``) runs the requests until its int8 program takes over;
+    ``calibration`` says how a network without one was calibrated."""
 
-    def __init__(self, engine, network: IENetwork, num_requests: int):
-        self._engine = engine
+    def __init__(self, engine, network: IENetwork, num_requests: int, device: str = "", config=None,
+                 calibration: str = NOT_QUANTIZED, deferred=None):
+        self._fixed = engine
+        self._deferred = deferred
+        self._calibration = DEFERRED if deferred is not None else calibration
         self._network = network
+        self._device = device
+        self._config = dict(config or {})
         self._outputs = network._output_names()
         shapes = {t.name: list(t.shape) for t in engine.model.outputs}
         network._output_shapes = {key: shapes[tensor] for key, tensor in self._outputs.items() if tensor in shapes}
-        self._placements = placements(engine.model)
-        self._layer_times = device_layer_times(engine)
+        self._views: dict[Any, tuple[dict, dict]] = {}
+        num_requests = num_requests or self.get_metric("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
         self._pool = ThreadPoolExecutor(max_workers=num_requests, thread_name_prefix="tessera-ie")
         self.requests = tuple(InferRequest(self, i) for i in range(num_requests))
 
@@ -662,17 +989,73 @@ class ExecutableNetwork:
         request.async_infer(inputs)
         return request
 
-    def get_exec_graph_info(self) -> dict[str, dict]:
-        """Layer -> where it runs (device, segment index, kernel or op)."""
-        return {name: dict(where) for name, where in self._placements.items()}
+    @property
+    def _engine(self):
+        """The Engine a request started now runs on."""
+        return self._deferred.engine if self._deferred is not None else self._fixed
 
-    def _run(self, feeds: dict[str, np.ndarray], timings: list) -> dict[str, np.ndarray]:
+    def _view(self, engine) -> tuple[dict, dict]:
+        """(placements, device layer times) of one of this network's Engines."""
+        if engine not in self._views:
+            self._views[engine] = (placements(engine.model), device_layer_times(engine))
+        return self._views[engine]
+
+    def get_exec_graph_info(self) -> dict[str, dict]:
+        """Layer -> where it runs (device, segment index, kernel or op): in
+        the program a request started now runs."""
+        return {name: dict(where) for name, where in self._view(self._engine)[0].items()}
+
+    def get_metric(self, metric_name: str) -> Any:
+        """NETWORK_NAME; OPTIMAL_NUMBER_OF_INFER_REQUESTS (how many requests
+        can run at once: one per CPU segment, one for all accelerator
+        segments, as the segments' locks allow); SUPPORTED_METRICS;
+        SUPPORTED_CONFIG_KEYS."""
+        from runtime.compiled import CpuSegment
+
+        segments = self._engine.model.segments
+        cpu = sum(isinstance(segment, CpuSegment) for segment in segments)
+        metrics = {"NETWORK_NAME": self._network.name,
+                   "OPTIMAL_NUMBER_OF_INFER_REQUESTS": max(1, cpu + (cpu < len(segments))),
+                   "SUPPORTED_CONFIG_KEYS": sorted(self._config),
+                   "TESSERA_CALIBRATION": self._calibration_metric()}
+        metrics["SUPPORTED_METRICS"] = sorted([*metrics, "SUPPORTED_METRICS"])
+        if metric_name not in metrics:
+            raise InferenceEngineError(f"get_metric: unknown metric {metric_name!r} of a loaded network; the "
+                                       f"metrics are {metrics['SUPPORTED_METRICS']}")
+        return metrics[metric_name]
+
+    def _calibration_metric(self) -> dict[str, Any]:
+        """TESSERA_CALIBRATION: ``state`` (AT_LOAD, NOT_QUANTIZED, BINARY, or
+        with no calibration data COLLECTING, BUILDING, SWITCHED, FAILED),
+        ``images`` collected of ``wanted``, ``runs`` started,
+        ``first_int8_run`` (the first run on the int8 program, runs numbered
+        from 1 as they start; None before), ``error`` (a failed build's)."""
+        if self._deferred is None:
+            return {"state": self._calibration, "images": 0, "wanted": 0, "runs": 0, "first_int8_run": None,
+                    "error": ""}
+        status = self._deferred.status()
+        return {"state": status.state, "images": status.images, "wanted": status.wanted, "runs": status.runs,
+                "first_int8_run": status.first_device_run, "error": status.error}
+
+    def get_config(self, config_name: str) -> Any:
+        """A configuration key's value as the network was loaded with it."""
+        if config_name not in self._config:
+            raise InferenceEngineError(f"get_config: unknown key {config_name!r}; this network's keys are "
+                                       f"{sorted(self._config)}")
+        return self._config[config_name]
+
+    def _run(self, feeds: dict[str, np.ndarray], timings: list) -> tuple[dict[str, np.ndarray], Any]:
+        """The outputs of one run, and the Engine that ran it."""
         batch = self._engine.model.batch
         if batch != 1:
             raise InferenceEngineError(f"this binary runs {batch} images at once (batch mode); the "
                                        "Inference-Engine API runs one input set per request")
-        outputs = self._engine.run_batch([feeds], timings)[0]
-        return {key: outputs[tensor] for key, tensor in self._outputs.items()}
+        if self._deferred is not None:
+            (outputs,), engine = self._deferred.run_batch([feeds], timings)
+        else:
+            engine = self._fixed
+            (outputs,) = engine.run_batch([feeds], timings)
+        return {key: outputs[tensor] for key, tensor in self._outputs.items()}, engine
 
     def __del__(self):
         pool = getattr(self, "_pool", None)
@@ -701,6 +1084,23 @@ class InferRequest:
         self._callback: tuple[Callable, Any] | None = None
         self._timings: list = []
         self._wall = 0.0
+        self._ran_on = None
+        """The Engine of the last run (float or int8 while a network calibrates on its inputs)."""
+
+    @property
+    def input_blobs(self) -> dict[str, Blob]:
+        """Input name -> Blob whose ``buffer`` is this request's input array (2020.2+)."""
+        return {name: Blob(buffer) for name, buffer in self.inputs.items()}
+
+    @property
+    def output_blobs(self) -> dict[str, Blob]:
+        """Output name -> Blob of the last run's result (2020.2+)."""
+        return {name: Blob(value) for name, value in self.outputs.items()}
+
+    @property
+    def latency(self) -> float:
+        """The last run's wall time in milliseconds (2019 R2+)."""
+        return self._wall * 1000.0
 
     # ------------------------------------------------------------ running
     def infer(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
@@ -751,7 +1151,7 @@ class InferRequest:
         start = time.perf_counter()
         try:
             feeds = {name: buf.copy() for name, buf in self.inputs.items()}
-            self.outputs = self._net._run(feeds, timings)
+            self.outputs, self._ran_on = self._net._run(feeds, timings)
             status, error = StatusCode.OK, None
         except TesseraError as exc:
             status, error = StatusCode.GENERAL_ERROR, InferenceEngineError(f"request {self.index}: {exc}")
@@ -796,11 +1196,11 @@ class InferRequest:
         """Per layer of the network: status (EXECUTED, OPTIMIZED_OUT,
         NOT_RUN), exec_type, layer_type, real_time and cpu_time (µs: device
         layers their modelled time, CPU layers their measured time of the
-        last run), execution_index."""
+        last run), execution_index; of the program the last run ran on."""
         net = self._net
-        return perf_counts({name: layer.type for name, layer in net._network.layers.items()}, net._placements,
-                           net._layer_times, self._timings,
-                           ran=self._status in (StatusCode.OK, StatusCode.GENERAL_ERROR))
+        placed, layer_times = net._view(self._ran_on if self._ran_on is not None else net._engine)
+        return perf_counts({name: layer.type for name, layer in net._network.layers.items()}, placed,
+                           layer_times, self._timings, ran=self._status in (StatusCode.OK, StatusCode.GENERAL_ERROR))
 
     def __repr__(self) -> str:
         return f"<inference_engine.ie_api.InferRequest {self.index} status={self._status.name}>"

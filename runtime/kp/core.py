@@ -37,22 +37,38 @@ def scan_devices() -> DeviceDescriptorList:
 
 
 def connect_devices(usb_port_ids) -> DeviceGroup:
-    """A DeviceGroup of the devices at ``usb_port_ids`` (all of one chip)."""
+    """A DeviceGroup of the devices at ``usb_port_ids`` (all of one chip).
+    Port 0 means the first connectable device, as in Kneron PLUS (api-notes
+    3.2; the examples' ``--port_id`` default): each 0 takes the first device
+    a scan reports connectable that the list does not name otherwise."""
     name = "core.connect_devices"
     if isinstance(usb_port_ids, int):
         usb_port_ids = [usb_port_ids]
-    ports = list(usb_port_ids or [])
-    if not ports or len(set(ports)) != len(ports) or not all(isinstance(p, int) for p in ports):
-        raise fail(E.KP_ERROR_INVALID_PARAM_12, name, f"usb_port_ids must be distinct ints, got {usb_port_ids!r}")
+    try:
+        ports = list(usb_port_ids or [])
+    except TypeError:
+        ports = [usb_port_ids]
+    named = [p for p in ports if p != 0]
+    if (not ports or len(set(named)) != len(named)
+            or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in ports)):
+        raise fail(E.KP_ERROR_INVALID_PARAM_12, name, f"usb_port_ids must be distinct ints (0: the first "
+                   f"connectable device), got {usb_port_ids!r}")
     chips = simulated_devices()
-    missing = [p for p in ports if not 1 <= p <= len(chips)]
+    missing = [p for p in named if not 1 <= p <= len(chips)]
     if missing:
         raise fail(E.KP_ERROR_DEVICE_NOT_EXIST_10, name,
-                   f"no simulated device at port(s) {missing}; the ports are 1..{len(chips)}")
-    if len({chips[p - 1] for p in ports}) > 1:
-        raise fail(E.KP_ERROR_DEVICE_GROUP_MIX_PRODUCT_29, name,
-                   f"ports {ports} are devices of different chips {[chips[p - 1].name for p in ports]}")
+                   f"no simulated device at port(s) {missing}; the ports are 1..{len(chips)} (0: the first "
+                   "connectable one)")
     with _lock:
+        free = [p for p in range(1, len(chips) + 1) if p not in _connected and p not in named]
+        if len(ports) - len(named) > len(free):
+            raise fail(E.KP_ERROR_CONNECT_FAILED_28, name,
+                       f"port 0 asks for the first connectable device, and none is left: the {len(chips)} simulated "
+                       f"device(s) at ports 1..{len(chips)} are connected or named already")
+        ports = [p if p != 0 else free.pop(0) for p in ports]
+        if len({chips[p - 1] for p in ports}) > 1:
+            raise fail(E.KP_ERROR_DEVICE_GROUP_MIX_PRODUCT_29, name,
+                       f"ports {ports} are devices of different chips {[chips[p - 1].name for p in ports]}")
         busy = [p for p in ports if p in _connected]
         if busy:
             raise fail(E.KP_ERROR_CONNECT_FAILED_28, name, f"port(s) {busy} already connected in another group")

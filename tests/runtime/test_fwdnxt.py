@@ -11,7 +11,7 @@ import pytest
 from compiler.zoo import resnet
 from compiler.zoo.builder import OnnxBuilder
 from runtime import FWDNXT
-from runtime.fwdnxt import FWDNXTError
+from runtime.fwdnxt import FWDNXTError, FWDNXTWarning
 from runtime.hardware import MAX_CARDS
 
 
@@ -55,9 +55,12 @@ def test_run_matches_run_sw_and_is_close_to_run_th(ie):
     assert hwtime > 0 and ie.GetInfo("hwtime") == hwtime
     snr = 10 * np.log10(np.sum(reference ** 2) / np.sum((device - reference) ** 2))
     assert snr > 20, snr
-    chw = np.zeros(10, np.float32)
-    ie.Run(x[0], chw)  # plane-major CHW without the batch dimension
-    np.testing.assert_array_equal(chw, device)
+    for given in (x[0], x.reshape(-1), x.reshape(3, 1024)):  # FWDNXT took inputs by size: CHW, flat, any shape
+        by_size = np.zeros(10, np.float32)
+        ie.Run(given, by_size)
+        np.testing.assert_array_equal(by_size, device)
+        ie.Run_th(given, by_size)
+        np.testing.assert_array_equal(by_size, reference)
 
 
 def test_get_info_reports_the_model_and_the_hardware(ie):
@@ -89,14 +92,19 @@ def test_set_flag_checks_names_and_values(ie):
         ie.SetFlag("turbo", "1")
     with pytest.raises(FWDNXTError, match="takes an integer"):
         ie.SetFlag("nlayers", "many")
-    with pytest.raises(FWDNXTError, match="no card is attached"):
+    with pytest.warns(FWDNXTWarning, match="fpgaid='510', which has no effect on the simulator: no card is attached"):
         ie.SetFlag("fpgaid", "510")
+    with pytest.raises(FWDNXTError, match=r"fpgaid='999': it takes \['sim', '-1', '510', '511', '852'\]"):
+        ie.SetFlag("fpgaid", "999")
 
 
 def test_misuse_gives_clear_errors(compiled, ie):
     x = np.zeros((1, 3, 32, 32), np.float32)
-    with pytest.raises(FWDNXTError, match=r"must have shape \[1, 3, 32, 32\], got \[1, 3, 16, 16\]"):
+    with pytest.raises(FWDNXTError, match=r"must have shape \[1, 3, 32, 32\], got \[1, 3, 16, 16\]: 768 values "
+                                          r"where 3072 are expected \(any float32 array of 3072 values will do"):
         ie.Run(np.zeros((1, 3, 16, 16), np.float32), np.zeros(10, np.float32))
+    with pytest.raises(FWDNXTError, match=r"Run_th: input 'image' .* got \[3073\]: 3073 values where 3072"):
+        ie.Run_th(np.zeros(3073, np.float32), np.zeros(10, np.float32))
     with pytest.raises(FWDNXTError, match="must be float32, got float64"):
         ie.Run(x.astype(np.float64), np.zeros(10, np.float32))
     with pytest.raises(FWDNXTError, match="has 9 values; the output has 10"):
@@ -199,18 +207,23 @@ def test_run_th_plans_each_pointwise_layer_once(ie, monkeypatch):
 
 
 def test_batch_mode_runs_one_image_per_cluster_and_card(compiled, ie, tmp_path):
-    """api-notes 1.5: Compile returns the per-image count times numcard x
-    numclus x imgs_per_cluster; the inputs are the images concatenated along
-    the batch axis and each image's result equals its single-image run."""
+    """api-notes 1.5: Compile returns the count of one cluster's images
+    (per image x imgs_per_cluster), Init the whole run's (times numcard x
+    numclus); the inputs are the images concatenated (by size: NCHW or
+    flat) and each image's result equals its single-image run."""
     folder, _ = compiled
     batched = FWDNXT()
     batched.SetFlag("imgs_per_cluster", "2")
     count = batched.Compile("32x32x3", str(folder / "r.onnx"), str(tmp_path / "b.bin"), numcard=2, numclus=2,
                             samples=_samples([1, 3, 32, 32]))
-    assert count == 10 * 8 and batched.Init(str(tmp_path / "b.bin"), "") == 80
+    assert count == 10 * 2 and batched.Init(str(tmp_path / "b.bin"), "") == 80
     assert batched.GetInfo("numfpga") == 2 and batched.GetInfo("numcluster") == 2
+    assert (batched.GetInfo("swoutsize"), batched.GetInfo("outsize"), batched.GetInfo("imgoutsize")) == (20, 80, 10)
     images = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
     result = _each_equals_its_single_run(batched, ie, images)
+    flat = np.zeros(80, np.float32)
+    batched.Run(images.reshape(-1), flat)
+    np.testing.assert_array_equal(flat, result)
     with pytest.raises(FWDNXTError, match=r"must have shape \[8, 3, 32, 32\] \(8 images of \[1, 3, 32, 32\]"):
         batched.Run(images[:4], result)
     with pytest.raises(FWDNXTError, match=r"has 10 values; the output has 80 \(8 images of \[1, 10\]\)"):

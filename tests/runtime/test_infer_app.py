@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import secrets
 import subprocess
@@ -80,13 +81,34 @@ def _infer(*args, cwd=None):
                           text=True, cwd=cwd, timeout=120)
 
 
+def _stdout_rows(stdout: str, count: int) -> list[dict]:
+    """The CSV rows printed on standard output (header and ``count`` rows), before the report lines."""
+    return list(csv.DictReader(io.StringIO("\n".join(stdout.splitlines()[:count + 1]))))
+
+
+ORIGINAL_PROFILE = ["Start TS", "Upload Start TS", "Upload End TS", "Inference Start TS", "Inference End TS",
+                    "Download Start TS", "Download End TS", "Total Latency", "Preprocessing Time", "Upload Time",
+                    "Accelerator Time", "Download Time", "Inference Time"]
+"""api-notes 6.2: the original script's --profile columns, in its order."""
+
+
 def test_predictions_accuracy_and_profile(digits):
     root, names, truth, float_top1 = digits
     run = _infer("--xclbin", root / "digits.bin", "--img_path", root / "images", "--labels", root / "labels.txt",
                  "--max_bs", 8, "--preprocess_workers", 2, "--profile", "--outfile", root / "out.csv")
     assert run.returncode == 0, run.stderr
+    header = next(csv.reader(open(root / "out.csv")))
+    assert header[:16] == ["", "File Name", "Prediction", *ORIGINAL_PROFILE]  # the original's, then Tessera's
     rows = list(csv.DictReader(open(root / "out.csv")))
     assert [r["file"] for r in rows] == names
+    assert [r["File Name"] for r in rows] == [str(root / "images" / n) for n in names]
+    assert [r[""] for r in rows] == [str(i) for i in range(IMAGES)]
+    assert all(r["Prediction"] == str(np.array(r["top5"].split(), np.uint32)) for r in rows)
+    for r in rows:
+        stamps = [float(r[c]) for c in ORIGINAL_PROFILE[:7]]
+        assert stamps == sorted(stamps), stamps
+        assert float(r["Total Latency"]) == pytest.approx(stamps[6] - stamps[0])
+        assert float(r["Inference Time"]) == pytest.approx(stamps[6] - stamps[1])
     predicted = np.array([int(r["prediction"]) for r in rows])
     assert all(r["top5"].split()[0] == r["prediction"] and len(r["top5"].split()) == 5 for r in rows)
     int8, reference = 100 * np.mean(predicted == truth), 100 * np.mean(float_top1 == truth)
@@ -94,6 +116,13 @@ def test_predictions_accuracy_and_profile(digits):
     assert reference > 85
     accuracy = next(line for line in run.stdout.splitlines() if line.startswith("accuracy:"))
     assert accuracy.startswith(f"accuracy: top-1 {int8:.2f}% top-5 ") and f"over {IMAGES} labelled" in accuracy
+    lines = run.stdout.splitlines()
+    assert f"Top-1 Accuracy: {np.mean(predicted == truth)}" in lines
+    assert lines[-2].startswith(f"Duration for  {IMAGES}  images:  ") and lines[-1].startswith("FPS:  ")
+    assert float(lines[-1].split()[-1]) == pytest.approx(IMAGES / float(lines[-2].split()[-1]), rel=1e-6)
+    describe = lines.index(next(line for line in lines if line.split()[:2] == ["Total", "Latency"]))
+    assert [line.split()[0] for line in lines[describe + 1:describe + 9]] == \
+        ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]
     assert "--labels" in run.stderr and "names 1 file(s) not among the images: gone.jpg" in run.stderr
     for column in ("start_s", "upload_end_s", "device_end_s", "total_ms", "preprocess_ms", "device_ms",
                    "download_ms", "hwtime_ms"):
@@ -101,8 +130,39 @@ def test_predictions_accuracy_and_profile(digits):
     header = next(line for line in run.stdout.splitlines() if line.startswith("time"))
     assert header.split() == ["time", "count", "mean", "p50", "p90", "p99"]
     assert any(line.startswith("total_ms") and f" {IMAGES} " in line for line in run.stdout.splitlines())
-    assert "measured:" in run.stdout and "FPS" in run.stdout
+    assert "measured:" in run.stdout
     assert "projected:" in run.stdout and "modelled hardware" in run.stdout
+
+
+def test_the_readme_command_line_and_a_script_reading_its_csv(digits, tmp_path):
+    """The original's README latency tuning as a user types it (--fcweights
+    in the original's format: one flat int8 row with a trailing comma), and
+    a script reading the CSV as the original's users did: File Name,
+    Prediction (numpy's print of the top-5), the --profile columns, and the
+    printed Top-1 accuracy, duration and FPS (api-notes 6.2)."""
+    root, names, truth, _ = digits
+    (tmp_path / "fcweights.csv").write_text(",".join(map(str, np.eye(10, dtype=np.int8).ravel())) + ",\n")
+    run = _infer("--xclbin", root / "digits.bin", "--fcweights", tmp_path / "fcweights.csv", "--img_path",
+                 root / "images", "--max_bs", 1, "--preprocess_workers", 4, "--profile", "--outfile",
+                 tmp_path / "latency.csv", "--labels", root / "labels.txt")
+    assert run.returncode == 0, run.stderr
+    with open(tmp_path / "latency.csv", newline="") as f:
+        results = list(csv.DictReader(f))
+    labels = dict(line.split() for line in (root / "labels.txt").read_text().splitlines())
+    top1 = top5 = total = 0
+    for row in results:
+        fname = os.path.split(row["File Name"])[1]
+        predicted = [int(p) for p in row["Prediction"].strip("[]").split()]
+        assert len(predicted) == 5 and float(row["Total Latency"]) >= float(row["Accelerator Time"]) >= 0
+        if fname in labels:
+            total += 1
+            top1 += int(labels[fname]) == predicted[0]
+            top5 += int(labels[fname]) in predicted
+    assert total == IMAGES and top1 / total > 0.85
+    lines = run.stdout.splitlines()
+    assert f"Top-1 Accuracy: {top1 / total}" in lines and f"Top-5 Accuracy: {top5 / total}" in lines
+    duration, fps = lines[-2:]
+    assert re.fullmatch(rf"Duration for  {IMAGES}  images:  [\d.e-]+", duration) and fps.startswith("FPS:  ")
 
 
 def test_single_image_to_stdout_with_class_names_and_an_unreadable_image(digits, tmp_path):
@@ -114,11 +174,13 @@ def test_single_image_to_stdout_with_class_names_and_an_unreadable_image(digits,
     run = _infer("--binary", root / "digits.bin", "--img_path", tmp_path, "--classes", tmp_path / "names.txt",
                  "--top", 3)
     assert run.returncode == 0, run.stderr
-    rows = list(csv.DictReader(io.StringIO(run.stdout)))
+    rows = _stdout_rows(run.stdout, 2)
     assert [r["file"] for r in rows] == ["a.jpg", "c.jpg"]
+    assert [r["File Name"] for r in rows] == [str(tmp_path / "a.jpg"), str(tmp_path / "c.jpg")]
     assert all(r["name"] == f"digit-{r['prediction']}" and len(r["top3"].split()) == 3 for r in rows)
     assert "warning: skipping unreadable image b.jpg" in run.stderr
-    assert "skipped: 1 unreadable image(s)" in run.stderr
+    assert run.stdout.splitlines()[3] == "skipped: 1 unreadable image(s)"  # after the rows, as the original prints
+    assert run.stdout.splitlines()[-2].startswith("Duration for  2  images:  ")
     assert "Traceback" not in run.stderr
 
 
@@ -135,7 +197,7 @@ def test_fcweights_and_a_two_cluster_binary_with_a_padded_last_run(digits, tmp_p
     moved = _infer("--xclbin", root / "digits2.bin", "--img_path", folder, "--fcweights", tmp_path / "perm.csv",
                    "--max_bs", 2, "--numclus", 2)
     assert moved.returncode == 0, moved.stderr
-    rows = list(csv.DictReader(io.StringIO(moved.stdout)))
+    rows = _stdout_rows(moved.stdout, 5)
     assert [r["file"] for r in rows] == names[:5]
     assert [int(r["prediction"]) for r in rows] == [(p + 1) % 10 for p in float_top1[:5]]
     (tmp_path / "fc.csv").write_text("\n".join(",".join(["1"] * 9) for _ in range(4)))
@@ -411,12 +473,12 @@ def test_the_preprocessing_the_compiler_recorded_is_the_default(digits, tmp_path
     reference = 100 * np.mean(np.argmax(((decoded.reshape(IMAGES, -1) - 0.5) / 0.25) @ weights.T + bias, 1) == truth)
     run = _infer("--xclbin", tmp_path / "norm.bin", "--img_path", root / "images", "--labels", root / "labels.txt")
     assert run.returncode == 0, run.stderr
-    top1 = float(re.search(r"accuracy: top-1 ([\d.]+)%", run.stderr).group(1))
+    top1 = float(re.search(r"accuracy: top-1 ([\d.]+)%", run.stdout).group(1))
     assert reference > 85 and abs(top1 - reference) <= 1.0, (top1, reference)
     given, plain = (_infer("--xclbin", tmp_path / "norm.bin", "--img_path", root / "images", "--mean", mean, "--std",
                            std) for mean, std in (("0.5", "0.25"), ("0", "1")))
-    assert given.stdout == run.stdout
-    scores = [[row["score"] for row in csv.DictReader(io.StringIO(r.stdout))] for r in (run, plain)]
+    assert _stdout_rows(given.stdout, IMAGES) == _stdout_rows(run.stdout, IMAGES)
+    scores = [[row["score"] for row in _stdout_rows(r.stdout, IMAGES)] for r in (run, plain)]
     assert sum(a != b for a, b in zip(*scores)) > IMAGES // 2
 
 

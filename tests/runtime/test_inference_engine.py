@@ -121,7 +121,10 @@ def test_network_layers_inputs_outputs_and_batch_size(tmp_path):
     assert list(net.outputs) == ["y"] and net.batch_size == 1
     assert list(net.layers) == ["x", "conv", "bn", "Relu_2", "shape_const", "flatten", "fc"]
     conv = net.layers["conv"]
-    assert conv.type == "Conv" and conv.affinity == "" and conv.params["pads"] == "1,1,1,1"
+    assert conv.type == "Convolution" and conv.params["onnx_type"] == "Conv" and conv.affinity == ""
+    assert conv.params["pads"] == "1,1,1,1"
+    assert [layer.type for layer in net.layers.values()] == ["Input", "Convolution", "ScaleShift", "ReLU", "Const",
+                                                             "Reshape", "FullyConnected"]
     assert set(conv.weights) == {"weights", "biases"} and conv.weights["weights"].shape == (4, 3, 3, 3)
     assert conv.parents == ["x"] and conv.children == ["bn"]
     assert net.layers["flatten"].parents == ["Relu_2", "shape_const"]
@@ -168,9 +171,9 @@ def test_supported_layers_initial_affinity_and_manual_affinity(files):
     fpga, hetero = _plugin("FPGA"), _plugin("HETERO:FPGA,CPU")
     supported = fpga.get_supported_layers(net)
     unsupported = [name for name in net.layers if name not in supported]
-    assert unsupported and all(net.layers[n].type in ("Softmax", "Gemm") for n in unsupported)
+    assert unsupported and all(net.layers[n].type in ("SoftMax", "FullyConnected") for n in unsupported)
     assert "has no accelerator implementation" in fpga.get_unsupported_reasons(net)[
-        next(n for n in unsupported if net.layers[n].type == "Softmax")]
+        next(n for n in unsupported if net.layers[n].type == "SoftMax")]
     assert _plugin("CPU").get_supported_layers(net) == set(net.layers)
     with pytest.raises(InferenceEngineError, match="HETERO"):
         fpga.set_initial_affinity(net)
@@ -178,11 +181,11 @@ def test_supported_layers_initial_affinity_and_manual_affinity(files):
     assert {net.layers[n].affinity for n in unsupported} == {"CPU"}
     assert sum(layer.affinity == "FPGA" for layer in net.layers.values()) > 10
     for layer in net.layers.values():
-        if layer.type == "Conv":
+        if layer.type == "Convolution":
             layer.affinity = "CPU"
     exec_net = hetero.load(net)
     graph = exec_net.get_exec_graph_info()
-    assert {graph[n]["device"] for n, layer in net.layers.items() if layer.type == "Conv"} == {"CPU"}
+    assert {graph[n]["device"] for n, layer in net.layers.items() if layer.type == "Convolution"} == {"CPU"}
     assert any(where["device"] == "FPGA" for where in graph.values())
     x = _images(1)[0]
     for layer in net.layers.values():
@@ -335,9 +338,10 @@ def test_errors_name_the_input_device_key_or_file(loaded, tmp_path):
         IEPlugin(device="CPU").load(net, num_requests=0)
 
 
-def test_a_model_path_that_is_not_a_regular_file_is_named_at_once(files, tmp_path):
+def test_a_model_path_that_is_not_a_regular_file_is_named_at_once(files, tmp_path, capfd):
     """A folder, a FIFO (no writer: opening it must not wait) and a device
-    are each named for what they are, as the model and as the weights."""
+    are each named for what they are; weights are never opened: an ONNX
+    model holds its own, and a one-line note says they are ignored."""
     fifo = tmp_path / "pipe.onnx"
     os.mkfifo(fifo)
     kinds = {tmp_path: "a directory", fifo: r"a FIFO \(named pipe\)", "/dev/zero": "a character device"}
@@ -345,8 +349,12 @@ def test_a_model_path_that_is_not_a_regular_file_is_named_at_once(files, tmp_pat
         with pytest.raises(InferenceEngineError, match=f"{re.escape(str(path))}: cannot read the model file: "
                                                       f"it is {kind}, not a regular file"):
             IENetwork(model=str(path))
-    with pytest.raises(InferenceEngineError, match="cannot read the weights file: it is a directory"):
-        IENetwork(model=str(files["resnet"]), weights=str(tmp_path))
+    capfd.readouterr()
+    net = IENetwork(model=str(files["resnet"]), weights=str(tmp_path / "pipe.bin"))
+    assert list(net.inputs) == ["image"]
+    note = capfd.readouterr().err.splitlines()
+    assert note == [f"inference_engine: note: weights {str(tmp_path / 'pipe.bin')!r} ignored: the model "
+                    f"{str(files['resnet'])!r} holds its weights"]
 
 
 def test_a_tessera_binary_loads_as_a_network(files, tmp_path):

@@ -139,6 +139,24 @@ def test_scan_connect_and_the_chip_are_configurable(group, monkeypatch):
     raises(E.KP_ERROR_DEVICE_NOT_EXIST_10, kp.core.set_timeout, dg, 10)
 
 
+def test_port_0_connects_the_first_connectable_device(group):
+    """api-notes 3.2: usb_port_ids=[0] is the first connectable device (the
+    PLUS examples' --port_id default); the ports scan reports still work."""
+    first = group(ports=(0,), count=3)
+    assert first.usb_port_ids == [1]
+    assert [d.is_connectable for d in kp.core.scan_devices().device_descriptor_list] == [False, True, True]
+    named = kp.core.connect_devices([0, 3])  # 0 skips the port the list names
+    assert named.usb_port_ids == [2, 3]
+    raises(E.KP_ERROR_CONNECT_FAILED_28, kp.core.connect_devices, [0])
+    kp.core.disconnect_devices(named)
+    second = kp.core.connect_devices_without_check([2])
+    third = kp.core.connect_devices(0)
+    assert second.usb_port_ids == [2] and third.usb_port_ids == [3]
+    raises(E.KP_ERROR_INVALID_PARAM_12, kp.core.connect_devices, [-1])
+    for dg in (second, third):
+        kp.core.disconnect_devices(dg)
+
+
 def test_the_descriptor_describes_the_binary(group, binaries):
     dg = group()
     descriptor = kp.core.load_model_from_file(dg, str(binaries["int8"]))
