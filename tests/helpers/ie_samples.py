@@ -9,14 +9,12 @@ is run as a subprocess from its own folder."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.examples import run_scripts
 
 CV2 = '''"""cv2.imread and cv2.resize over Pillow (BGR uint8 HWC, as OpenCV gives)."""
 import numpy as np
@@ -512,21 +510,10 @@ def run_samples(folder: Path, runs: Mapping[str, Sequence[str]], env: Mapping[st
                 timeout: float = 300, envs: Mapping[str, Mapping[str, str]] | None = None
                 ) -> dict[str, tuple[str, str]]:
     """(stdout, stderr) of each run (label -> script name then arguments),
-    all started at once, each from ``folder`` with the repository on
-    PYTHONPATH, ``env`` and the run's own ``envs[label]`` (and no Tessera
-    calibration setting from this process's environment); each must exit 0."""
+    as :func:`tests.helpers.examples.run_scripts` runs them from ``folder``,
+    with no Tessera calibration setting from this process's environment."""
     base = {key: value for key, value in os.environ.items() if not key.startswith("TESSERA_CALIBRATION")}
-    environment = {**base, "PYTHONPATH": str(ROOT), **(env or {})}
-    processes = {label: subprocess.Popen([sys.executable, script, *args], cwd=folder, text=True,
-                                         env={**environment, **(envs or {}).get(label, {})},
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for label, (script, *args) in runs.items()}
-    results = {}
-    for label, process in processes.items():
-        out, err = process.communicate(timeout=timeout)
-        assert process.returncode == 0, f"{label}: {list(runs[label])} exited {process.returncode}:\n{out}\n{err}"
-        results[label] = (out, err)
-    return results
+    return run_scripts(runs, folder, env, envs, timeout, base)
 
 
 def raw_pixel_model(model):
