@@ -147,6 +147,19 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _background() -> None:
+    """In the helper, before it runs: a lower priority than the job, and
+    (Linux) ended by the kernel if the job dies without stopping it."""
+    os.nice(5)
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def start(name: str, manifest: Path | None = None) -> Precompiler:
     """Start compiling manifest ``name`` (or the file ``manifest``) in the
     background, unless the host has one core, the cache is off, there is
@@ -163,7 +176,7 @@ def start(name: str, manifest: Path | None = None) -> Precompiler:
     try:
         process = subprocess.Popen([sys.executable, "-m", "runtime.precompile", str(path), str(mark)], env=env,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   preexec_fn=lambda: os.nice(5))
+                                   preexec_fn=_background)
     except OSError:
         return Precompiler(None)
     helper = Precompiler(process)
