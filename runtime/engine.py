@@ -75,6 +75,18 @@ class Engine:
         with self._first("the first run"):
             return self._segments.run_batch(tables, timings, codes)
 
+    def warm(self, who: str = "tessera") -> None:
+        """Run the device program once on zero inputs and discard the results,
+        so that the kernels its runs need are compiled (or loaded from the
+        kernel cache) now, not inside a later call that has a deadline (kp's
+        USB timeout counts from the send); on a cold cache, ``who`` says on
+        stderr that kernels are compiling (runtime.jit.CompileReport)."""
+        from runtime.jit import CompileReport
+
+        zeros = {spec.name: np.zeros(spec.shape, np.dtype(spec.dtype)) for spec in self.model.inputs}
+        with CompileReport(who):
+            self.run_batch([zeros] * self.model.batch)
+
     def run_reference(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The float reference program's outputs (FWDNXT's Run_th): no device
         codes, so no non-finite policy; NaN and ±Inf follow IEEE arithmetic."""

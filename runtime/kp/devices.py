@@ -115,8 +115,17 @@ class SimDevice:
         self.queues: dict[int, EngineQueue] = {}
 
     def load(self, model_id: int, compiled) -> None:
+        """Load ``compiled`` as ``model_id``, its kernels compiled now: the
+        original device is slow to load a model, never to answer within the
+        USB timeout (the examples' 5 s), which a first inference compiling
+        kernels on a cold cache would miss."""
         self.unload()
-        self.queues[model_id] = EngineQueue(Engine(compiled))
+        engine = Engine(compiled)
+        try:
+            engine.warm("kp")
+        except TesseraError:
+            pass  # the same error comes back from the first inference, where kp reports it
+        self.queues[model_id] = EngineQueue(engine)
 
     def unload(self) -> None:
         for queue in self.queues.values():

@@ -175,6 +175,26 @@ def test_the_descriptor_describes_the_binary(group, binaries):
     assert layouts == {"probabilities": "RAW_FLOAT", "gemm_103": "RAW_8B"}
 
 
+def test_loading_compiles_the_kernels_so_an_inference_never_waits_for_them(group, binaries, photo, monkeypatch):
+    """A cold kernel cache compiles at load_model, not inside a send/receive
+    under the examples' 5 s USB timeout (a held-out Kneron example timed out
+    on its first inference): each device's engine has run once when the load
+    returns, on zeros, and that run went through the same kernels."""
+    from runtime.engine import Engine
+
+    warmed = []
+    warm = Engine.warm
+    monkeypatch.setattr(Engine, "warm", lambda self, who="tessera": (warmed.append((who, self)), warm(self, who)))
+    dg = group(ports=(1, 2), count=2)
+    descriptor = kp.core.load_model_from_file(dg, str(binaries["int8"]))
+    assert [who for who, _ in warmed] == ["kp", "kp"]
+    assert all("the first run" in engine._ran for _, engine in warmed)
+    kp.core.set_timeout(dg, 5000)
+    header = send_rgb565(dg, 1, photo, number=3)
+    result = kp.inference.generic_raw_inference_receive(dg, header, descriptor)
+    assert result.header.inference_number == 3
+
+
 def test_a_corrupt_or_missing_binary_is_refused(group, binaries, tmp_path):
     dg = group()
     data = bytearray(binaries["int8"].read_bytes())
