@@ -54,7 +54,10 @@ OUTPUTS = {"output": "-o", "dot": "--dot", "report": "--report", "export_encodin
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit status (a user error is one line: runtime/command.py)."""
     args = _parser().parse_args(argv)
-    return run_command("tessera", lambda: _dispatch(args), args.debug)
+    from compiler import precompile
+
+    with precompile.start("run"):  # on a cold kernel cache, a second core compiles too
+        return run_command("tessera", lambda: _dispatch(args), args.debug)
 
 
 def _dispatch(args) -> int:

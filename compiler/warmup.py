@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     failed = 0
-    from runtime import precompile
+    from compiler import precompile
     from runtime.parallel import steady
 
     with (tempfile.TemporaryDirectory(prefix="tessera-warmup-") as folder, steady(),  # as on an idle machine

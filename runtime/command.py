@@ -25,11 +25,10 @@ def add_debug_flag(parser: argparse.ArgumentParser, *, top: bool = True) -> None
 
 def run_command(prog: str, body: Callable[[], int], debug: bool) -> int:
     """``body()``'s exit status, or the status and one line of the module docstring."""
-    from runtime import precompile
     from runtime.jit import CompileReport  # the first run of a fresh install compiles its kernels: say so
 
     try:
-        with CompileReport(prog), precompile.start("run"):  # a cold cache: a second core compiles too
+        with CompileReport(prog):
             return body()
     except KeyboardInterrupt:
         return _fail(prog, "interrupted", INTERRUPTED, debug)

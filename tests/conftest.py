@@ -5,9 +5,9 @@ os.environ.setdefault("TESSERA_NUM_THREADS", "2")
 
 def pytest_sessionstart(session):
     """On a cold kernel cache, a helper compiles the suite's kernels from the
-    other end on the second core (runtime/precompile.py, manifest
-    runtime/manifests/suite.pkl); commands the tests run start none of their own."""
-    from runtime import precompile
+    other end on the second core (compiler/precompile.py, manifest
+    compiler/manifests/suite.json); commands the tests run start none of their own."""
+    from compiler import precompile
 
     session.config.tessera_precompiler = precompile.start("suite")
     os.environ["TESSERA_PRECOMPILE"] = "0"

@@ -7,7 +7,7 @@ job compiled last time it ran cold, in the order it compiled them
 (:func:`manifest_from_cache` reads them off a filled cache folder: each
 kernel's index names its signatures, and each signature's code file was
 written when it was compiled). :func:`start` runs ``python -m
-runtime.precompile MANIFEST`` in the background, which compiles the
+compiler.precompile MANIFEST`` in the background, which compiles the
 manifest *from its end*, into the same kernel cache, while the job compiles
 from its start: whatever the helper has saved by the time the job reaches
 it, the job loads instead of compiling (Numba checks the cache before it
@@ -26,29 +26,75 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numba
-from numba.core.typing import Signature
+from numba.core import types
 
 from runtime.files import read_regular, write_atomic
 from runtime.jit import CACHE, PACKAGES
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
-"""Where the package keeps its manifests: ``run.pkl`` for the README's job
-and the warm-up (``tessera run`` and ResNet-50), ``suite.pkl`` for the
-tests (written by ``python -m runtime.precompile --write NAME CACHE``)."""
+"""Where the package keeps its manifests: ``run.json`` for the README's job
+and the warm-up (``tessera run`` and ResNet-50), ``suite.json`` for the
+tests (written by ``python -m compiler.precompile --write NAME CACHE``)."""
 MAX_MANIFEST_BYTES = 8 << 20
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def encode_type(t) -> list | None:
+    """A Numba argument type as JSON (arrays, scalars, literals, tuples of
+    them), or None for any other kind (its entry is left out)."""
+    if isinstance(t, types.Array):
+        return ["array", str(t.dtype), t.ndim, t.layout, bool(not t.mutable)]
+    if isinstance(t, types.UniTuple):
+        inner = encode_type(t.dtype)
+        return None if inner is None else ["unituple", inner, t.count]
+    if isinstance(t, types.Tuple):
+        inner = [encode_type(x) for x in t.types]
+        return None if None in inner else ["tuple", inner]
+    if isinstance(t, (types.IntegerLiteral, types.BooleanLiteral)):
+        return ["literal", t.literal_value]
+    if isinstance(t, (types.Integer, types.Float, types.Boolean)):
+        return ["scalar", str(t)]
+    return None
+
+
+def decode_type(data):
+    """The Numba type :func:`encode_type` wrote (ValueError on anything else)."""
+    kind = data[0] if isinstance(data, list) and data else None
+    if kind == "array" and len(data) == 5 and data[3] in ("C", "F", "A") and isinstance(data[2], int):
+        return types.Array(_scalar(data[1]), data[2], data[3], readonly=bool(data[4]))
+    if kind == "unituple" and len(data) == 3 and isinstance(data[2], int):
+        return types.UniTuple(decode_type(data[1]), data[2])
+    if kind == "tuple" and len(data) == 2 and isinstance(data[1], list):
+        return types.Tuple([decode_type(x) for x in data[1]])
+    if kind == "literal" and len(data) == 2 and isinstance(data[1], (bool, int)):
+        return types.literal(data[1])
+    if kind == "scalar" and len(data) == 2:
+        return _scalar(data[1])
+    raise ValueError(f"not a kernel argument type: {data!r}")
+
+
+def _scalar(name):
+    scalar = getattr(types, name, None) if isinstance(name, str) and name.isidentifier() else None
+    if not isinstance(scalar, (types.Integer, types.Float, types.Boolean)):
+        raise ValueError(f"not a scalar type: {name!r}")
+    return scalar
 
 
 def manifest_from_cache(folder: Path) -> list[tuple[str, str, tuple]]:
     """The Tessera signatures a filled cache ``folder`` holds, as
     (module, function name, argument types), in the order they were
-    compiled (their code files' times)."""
+    compiled (their code files' times). A maintainer's tool on a cache one
+    has just filled: it reads Numba's own index files, which are pickles
+    (as Numba itself does); jobs read only the JSON manifests it writes."""
     entries = []
     for index in Path(folder).rglob("*.nbi"):
         stem = index.name.rsplit("-", 1)[0]  # "<module>.<function>" before "-<line>.py311.nbi"
@@ -73,20 +119,38 @@ def manifest_from_cache(folder: Path) -> list[tuple[str, str, tuple]]:
 
 
 def write_manifest(path: Path, entries: list) -> None:
-    write_atomic(Path(path), pickle.dumps({"numba": numba.__version__, "entries": entries}))
+    """Write ``entries`` (module, function, argument types) as JSON, leaving
+    out those with a type :func:`encode_type` does not write."""
+    rows = []
+    for module, function, args in entries:
+        encoded = [encode_type(t) for t in args] if isinstance(args, tuple) else [None]
+        if None not in encoded:
+            rows.append([module, function, encoded])
+    lines = ",\n".join(json.dumps(row, separators=(",", ":")) for row in rows)  # a line an entry
+    write_atomic(Path(path), f'{{"numba": "{numba.__version__}", "entries": [\n{lines}\n]}}\n'.encode())
 
 
 def read_manifest(path: Path) -> list:
-    """The entries of the manifest at ``path``; none when it is missing,
-    unreadable or written by another numba version (its types would not
-    unpickle as the same types)."""
+    """The entries of the manifest at ``path`` whose module is one of
+    Tessera's and whose types read back; none when it is missing, unreadable
+    or written for another numba version."""
     try:
-        stored = pickle.loads(read_regular(Path(path), MAX_MANIFEST_BYTES, "kernel manifest"))
+        stored = json.loads(read_regular(Path(path), MAX_MANIFEST_BYTES, "kernel manifest"))
     except Exception:  # noqa: BLE001 - a manifest is only ever an optimisation
         return []
     if not isinstance(stored, dict) or stored.get("numba") != numba.__version__:
         return []
-    return list(stored.get("entries") or [])
+    entries = []
+    for row in stored.get("entries") or []:
+        try:
+            module, function, args = row
+            if not (isinstance(module, str) and _MODULE.match(module) and module.split(".")[0] in PACKAGES
+                    and isinstance(function, str) and function.isidentifier()):
+                continue
+            entries.append((module, function, tuple(decode_type(a) for a in args)))
+        except (ValueError, TypeError, IndexError):
+            continue
+    return entries
 
 
 def _mark(path: Path) -> Path | None:
@@ -106,8 +170,8 @@ def compile_entries(entries: list) -> int:
     done = 0
     for module, function, args in reversed(entries):
         try:
-            dispatcher = getattr(importlib.import_module(module), function)
-            dispatcher.compile(args if isinstance(args, Signature) else tuple(args))
+            dispatcher = getattr(importlib.import_module(module), function)  # one of Tessera's (read_manifest)
+            dispatcher.compile(tuple(args))
         except Exception:  # noqa: BLE001 - out of date: the job compiles what it needs itself
             continue
         done += 1
@@ -165,7 +229,7 @@ def start(name: str, manifest: Path | None = None) -> Precompiler:
     background, unless the host has one core, the cache is off, there is
     no manifest for this numba, the cache already holds it, or
     ``TESSERA_PRECOMPILE=0``."""
-    path = Path(manifest) if manifest else MANIFESTS / f"{name}.pkl"
+    path = Path(manifest) if manifest else MANIFESTS / f"{name}.json"
     mark = _mark(path)
     if (os.environ.get("TESSERA_PRECOMPILE", "1") == "0" or _running or _cores() < 2 or mark is None
             or mark.exists() or not read_manifest(path)):
@@ -174,7 +238,7 @@ def start(name: str, manifest: Path | None = None) -> Precompiler:
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
     try:
-        process = subprocess.Popen([sys.executable, "-m", "runtime.precompile", str(path), str(mark)], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "compiler.precompile", str(path), str(mark)], env=env,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    preexec_fn=_background)
     except OSError:
@@ -192,11 +256,11 @@ started one (the warm-up, a test session) starts no second one."""
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--write"] and len(argv) == 3:
         entries = manifest_from_cache(Path(argv[2]))
-        write_manifest(MANIFESTS / f"{argv[1]}.pkl", entries)
-        print(f"{len(entries)} signatures -> {MANIFESTS / argv[1]}.pkl")
+        write_manifest(MANIFESTS / f"{argv[1]}.json", entries)
+        print(f"{len(read_manifest(MANIFESTS / f'{argv[1]}.json'))} signatures -> {MANIFESTS / argv[1]}.json")
         return 0
     if len(argv) != 2:
-        print("usage: python -m runtime.precompile MANIFEST MARK | --write NAME CACHE_FOLDER", file=sys.stderr)
+        print("usage: python -m compiler.precompile MANIFEST MARK | --write NAME CACHE_FOLDER", file=sys.stderr)
         return 2
     entries = read_manifest(Path(argv[0]))
     compile_entries(entries)

@@ -1,4 +1,4 @@
-"""Compiling a job's kernels on a second core (runtime/precompile.py, issue
+"""Compiling a job's kernels on a second core (compiler/precompile.py, issue
 52): a manifest read off a filled cache lists its signatures in compile
 order; the helper compiles a manifest into a fresh cache, skipping what no
 longer fits, and marks it done; a job then loads those kernels instead of
@@ -12,7 +12,8 @@ from pathlib import Path
 import numba
 from numba import types
 
-from runtime import jit, precompile
+from compiler import precompile
+from runtime import jit
 
 ROOT = Path(jit.__file__).resolve().parents[1]
 
@@ -54,9 +55,9 @@ def test_the_helper_compiles_a_manifest_that_a_job_then_loads(tmp_path):
                                                                ("runtime.gemm.tasks", "task_block")]
     gone = [("runtime.gemm.tasks", "no_such_kernel", (types.int64,)),  # out of date: skipped, not fatal
             ("runtime.gemm.tasks", "plan_shape", (types.unicode_type,))]
-    manifest, mark = tmp_path / "job.pkl", tmp_path / "second" / "done"
+    manifest, mark = tmp_path / "job.json", tmp_path / "second" / "done"
     precompile.write_manifest(manifest, gone + entries)
-    done = subprocess.run([sys.executable, "-m", "runtime.precompile", str(manifest), str(mark)],
+    done = subprocess.run([sys.executable, "-m", "compiler.precompile", str(manifest), str(mark)],
                           env=_env(tmp_path / "second"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert mark.exists()
@@ -64,7 +65,7 @@ def test_the_helper_compiles_a_manifest_that_a_job_then_loads(tmp_path):
 
 
 def test_no_helper_where_none_is_needed(tmp_path, monkeypatch):
-    manifest = tmp_path / "job.pkl"
+    manifest = tmp_path / "job.json"
     precompile.write_manifest(manifest, [("runtime.gemm.tasks", "plan_shape", (types.int64[::1],))])
     assert precompile.read_manifest(manifest)
     monkeypatch.setenv("TESSERA_PRECOMPILE", "0")
@@ -80,15 +81,26 @@ def test_no_helper_where_none_is_needed(tmp_path, monkeypatch):
             assert precompile.start("job", manifest).process is None  # the cache already holds it
         finally:
             mark.unlink()
-    precompile.write_atomic(manifest, __import__("pickle").dumps({"numba": "0.0", "entries": [("a", "b", ())]}))
+    text = manifest.read_text()
+    manifest.write_text(text.replace(numba.__version__, "0.0"))
     assert precompile.read_manifest(manifest) == []  # another numba's types: not used
     assert precompile.start("job", manifest).process is None
-    manifest.write_bytes(b"not a pickle")
+    manifest.write_bytes(b"not json")
     assert precompile.read_manifest(manifest) == []
+    manifest.write_text(text.replace("runtime.gemm.tasks", "os"))
+    assert precompile.read_manifest(manifest) == []  # only Tessera's own modules are ever imported
+
+
+def test_types_go_to_json_and_back():
+    values = [types.int64, types.float32, types.boolean, types.literal(0), types.literal(True),
+              types.Array(types.float32, 3, "A"), types.Array(types.int8, 1, "C", readonly=True),
+              types.UniTuple(types.int64, 15), types.Tuple([types.Array(types.float64, 2, "C"), types.uint32])]
+    assert [precompile.decode_type(json.loads(json.dumps(precompile.encode_type(t)))) for t in values] == values
+    assert precompile.encode_type(types.unicode_type) is None
 
 
 def test_the_shipped_manifests_are_for_this_numba():
     for name in ("run", "suite"):
-        entries = precompile.read_manifest(precompile.MANIFESTS / f"{name}.pkl")
-        assert entries, f"runtime/manifests/{name}.pkl is missing or for another numba than {numba.__version__}"
+        entries = precompile.read_manifest(precompile.MANIFESTS / f"{name}.json")
+        assert entries, f"compiler/manifests/{name}.json is missing or for another numba than {numba.__version__}"
         assert all(module.split(".")[0] in jit.PACKAGES for module, _, _ in entries)
