@@ -8,11 +8,15 @@ job compiled last time it ran cold, in the order it compiled them
 kernel's index names its signatures, and each signature's code file was
 written when it was compiled). :func:`start` runs ``python -m
 compiler.precompile MANIFEST`` in the background, which compiles the
-manifest *from its end*, into the same kernel cache, while the job compiles
+manifest's second half, into the same kernel cache, while the job compiles
 from its start: whatever the helper has saved by the time the job reaches
 it, the job loads instead of compiling (Numba checks the cache before it
-compiles a new signature). The two meet somewhere in the middle, so a cold
-job on two cores spends about half the time compiling.
+compiles a new signature). The helper then works back through the first
+half from its end, toward the job. Within each half the order is the
+job's, callees before their callers, so the two seldom compile the same
+thing (going back from the end, the helper compiled each caller's whole
+tree while the job compiled the same callees forward: a cold ``tessera
+run`` took 90 s that way, 70 s this way, 135 s with no helper).
 
 Several processes saving to one cache is safe (runtime.jit serialises each
 kernel's saves). A manifest out of date costs time, never correctness:
@@ -165,16 +169,24 @@ def _mark(path: Path) -> Path | None:
 
 
 def compile_entries(entries: list) -> int:
-    """Compile (or load from the cache) each entry, last first; the number
-    that were there to compile. An entry that no longer fits is skipped."""
+    """Compile (or load from the cache) the second half of the entries in
+    their order, then the first half from its end; the number that were
+    there to compile. An entry that no longer fits is skipped.
+
+    The job compiles from the start; within each half the order is the
+    job's, callees before their callers (a manifest lists them as they were
+    saved), so each side mostly loads, not compiles, what the other shares
+    with it."""
     done = 0
-    for module, function, args in reversed(entries):
+    half = len(entries) // 2
+    for position in [*range(half, len(entries)), *range(half - 1, -1, -1)]:
+        module, function, args = entries[position]
         try:
             dispatcher = getattr(importlib.import_module(module), function)  # one of Tessera's (read_manifest)
             dispatcher.compile(tuple(args))
+            done += 1
         except Exception:  # noqa: BLE001 - out of date: the job compiles what it needs itself
-            continue
-        done += 1
+            pass
     return done
 
 

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runtime.parallel import steady
 
     with (tempfile.TemporaryDirectory(prefix="tessera-warmup-") as folder, steady(),  # as on an idle machine
-          precompile.start("run")):  # the other cores compile the same kernels from the other end
+          precompile.start("run")):  # another core compiles the second half of the jobs' kernels
         for i, model in enumerate(args.model or JOBS):
             began = time.perf_counter()
             output = io.StringIO()

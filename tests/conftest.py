@@ -4,8 +4,8 @@ os.environ.setdefault("TESSERA_NUM_THREADS", "2")
 
 
 def pytest_sessionstart(session):
-    """On a cold kernel cache, a helper compiles the suite's kernels from the
-    other end on the second core (compiler/precompile.py, manifest
+    """On a cold kernel cache, a helper compiles the suite's kernels ahead of
+    the tests on the second core (compiler/precompile.py, manifest
     compiler/manifests/suite.json); commands the tests run start none of their own."""
     from compiler import precompile
 
