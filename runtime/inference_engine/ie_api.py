@@ -1,5 +1,7 @@
 """IENetwork, IEPlugin, ExecutableNetwork, InferRequest (module name as the
-spec's reprs show: ``inference_engine.ie_api``).
+spec's reprs show: ``inference_engine.ie_api``; the loaded network and its
+requests live in executable.py, the constants, status codes and tensor
+descriptions in api_types.py, all re-exported here).
 
 Each class is a thin face over a Tessera piece (docs/inference_engine.md):
 
@@ -18,16 +20,12 @@ Each class is a thin face over a Tessera piece (docs/inference_engine.md):
 """
 from __future__ import annotations
 
-import enum
 import importlib.util
 import math
 import os
 import sys
-import threading
-import time
 import warnings
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -35,233 +33,41 @@ import numpy as np
 
 from runtime.errors import TesseraError
 from runtime.files import MAX_TEXT_BYTES, FileError, check_regular, open_regular
+from runtime.inference_engine.api_types import (  # noqa: F401 - re-exported: the API's names live in ie_api
+    AT_LOAD,
+    BINARY,
+    CALIBRATION_IMAGES,
+    CONFIG_KEYS,
+    DEFERRED,
+    DEVICES,
+    HETERO,
+    LAYOUTS,
+    NOT_QUANTIZED,
+    PRECISIONS,
+    VERSION,
+    Blob,
+    DataPtr,
+    InferenceEngineError,
+    InputInfo,
+    InputInfoPtr,
+    OutputInfo,
+    Outputs,
+    StatusCode,
+    TensorDesc,
+    WaitMode,
+    get_version,
+)
+from runtime.inference_engine.executable import ExecutableNetwork, InferRequest  # noqa: F401
 from runtime.inference_engine.layer_types import compiled_type, ir_type
 from runtime.inference_engine.provenance import (
     ACCELERATOR,
     HOST,
     credited,
-    device_layer_times,
-    perf_counts,
     placements,
     write_dot,
 )
 from runtime.kernels.limits import MAX_ELEMENTS
 from runtime.nonfinite import POLICIES
-
-VERSION = "tessera-0.1.0"
-DEVICES = ("FPGA", "CPU")
-"""Tessera's devices: the accelerator (simulated) and the host."""
-HETERO = "HETERO"
-PRECISIONS = {"float32": "FP32", "float16": "FP16", "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32",
-              "int64": "I64", "bool": "BOOL"}
-LAYOUTS = {0: "SCALAR", 1: "C", 2: "NC", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
-DEFERRED, AT_LOAD, NOT_QUANTIZED, BINARY = "DEFERRED", "AT_LOAD", "NOT_QUANTIZED", "BINARY"
-"""How a loaded network's int8 ranges were calibrated (ExecutableNetwork's
-TESSERA_CALIBRATION metric): on the requests' first inputs, at load on the
-configured data, not at all (nothing on the accelerator), in the binary."""
-CALIBRATION_IMAGES = 32
-"""Calibration images per batch item read when the batch was changed (the
-quantizer's default count of calibration inputs)."""
-CONFIG_KEYS = {
-    "TARGET_FALLBACK": "HETERO: the device priority of the fallback policy ('HETERO:FPGA,CPU' or 'FPGA,CPU')",
-    "PERF_COUNT": "YES/NO: per-layer counters (always collected; kept for compatibility)",
-    "HETERO_DUMP_GRAPH_DOT": "YES/NO: write hetero_affinity_<net>.dot and hetero_subgraphs_<net>.dot at load",
-    "TESSERA_CALIBRATION_DATA": "calibration inputs: a folder of .npy files or images, or a list of arrays; unset: "
-                                "the requests' first input images (TESSERA_CALIBRATION_SAMPLES)",
-    "TESSERA_CALIBRATION_SAMPLES": "with no calibration data: how many input images the first requests run in float32 "
-                                   "on the CPU and feed to calibration before the int8 program takes over (default 32; "
-                                   "unset: the environment variable of that name)",
-    "TESSERA_CALIBRATOR": "the range method: minmax, percentile, percentile:<p>, entropy, mse (default)",
-    "TESSERA_HWLINEAR": "YES/NO: fully-connected layers on the accelerator too",
-    "TESSERA_DEMOTE_ISLANDS": "YES (default)/NO: move an accelerator segment whose host transfers cost more than "
-                              "it saves back to the CPU",
-    "TESSERA_DOT_DIR": "the folder HETERO_DUMP_GRAPH_DOT writes to (default: the working folder)",
-    "TESSERA_NONFINITE": "NaN and Inf in an input: 'error' (a request error naming the input and the first such "
-                         "value) or 'saturate' (+-Inf to the grid's end codes, NaN still an error); unset: the "
-                         "environment variable TESSERA_NONFINITE, else 'error'. Read at load",
-}
-
-
-class InferenceEngineError(TesseraError, RuntimeError):
-    """A call of the Inference-Engine API failed; the message names the layer, input, key or request."""
-
-
-class StatusCode(enum.IntEnum):
-    """InferenceEngine::StatusCode (api-notes 2.2): what ``wait`` returns."""
-
-    OK = 0
-    GENERAL_ERROR = -1
-    NOT_IMPLEMENTED = -2
-    NETWORK_NOT_LOADED = -3
-    PARAMETER_MISMATCH = -4
-    NOT_FOUND = -5
-    OUT_OF_BOUNDS = -6
-    UNEXPECTED = -7
-    REQUEST_BUSY = -8
-    RESULT_NOT_READY = -9
-    NOT_ALLOCATED = -10
-    INFER_NOT_STARTED = -11
-    NETWORK_NOT_READ = -12
-    INFER_CANCELLED = -13
-
-
-class WaitMode(enum.IntEnum):
-    """``wait``'s special timeouts."""
-
-    RESULT_READY = -1
-    STATUS_ONLY = 0
-
-
-def get_version() -> str:
-    return VERSION
-
-
-# ---------------------------------------------------------------- the network
-class InputInfo(list):
-    """An input as both forms of the API give it: the shape list itself
-    (2018 R3/R4: ``n, c, h, w = net.inputs[name]``, indexable, equal to a
-    list, printed as one) with ``shape``, ``precision`` (settable) and
-    ``layout`` (2018 R5+). A dim the model leaves symbolic until ``reshape``
-    fixes it is None. The dims change through ``IENetwork.reshape`` and
-    ``batch_size`` only: the list's own mutators are refused."""
-
-    def __init__(self, name: str, shape: list, precision: str, layout: str):
-        super().__init__(shape)
-        self.name, self.layout = name, layout
-        self._precision = precision
-
-    @property
-    def shape(self) -> list:
-        return list(self)
-
-    @property
-    def precision(self) -> str:
-        return self._precision
-
-    @precision.setter
-    def precision(self, value: str) -> None:
-        if value not in PRECISIONS.values():
-            raise InferenceEngineError(f"input {self.name!r}: precision {value!r} is none of "
-                                       f"{sorted(PRECISIONS.values())}")
-        self._precision = value
-
-    def _set_shape(self, dims: Sequence) -> None:
-        list.__setitem__(self, slice(None), list(dims))
-        self.layout = LAYOUTS.get(len(self), "ANY")
-
-    def _refuse(self, *args, **kwargs):
-        raise InferenceEngineError(f"input {self.name!r}: its shape {list(self)} changes through "
-                                   "IENetwork.reshape({name: shape}) or batch_size, not by editing the list")
-
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
-    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
-
-    def __reduce__(self):
-        return InputInfo, (self.name, list(self), self._precision, self.layout)
-    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
-
-
-class DataPtr:
-    """A tensor's ``name``, ``shape``, ``precision`` and ``layout`` (an
-    output's shape is known once a plugin has loaded the network)."""
-
-    def __init__(self, name: str, shape: list | None = None, precision: str = "FP32", layout: str = "ANY"):
-        self.name, self.shape, self.precision, self.layout = name, shape, precision, layout
-
-    def __repr__(self) -> str:
-        return f"<DataPtr {self.name!r} {self.precision} {self.layout} {self.shape}>"
-
-
-OutputInfo = DataPtr
-"""2018 R5-2019's name for an output's DataPtr."""
-
-
-class TensorDesc:
-    """A blob's ``precision``, ``dims`` and ``layout``."""
-
-    def __init__(self, precision: str, dims: Sequence[int], layout: str):
-        self.precision, self.dims, self.layout = precision, list(dims), layout
-
-    def __repr__(self) -> str:
-        return f"<TensorDesc {self.precision} {self.dims} {self.layout}>"
-
-
-class InputInfoPtr:
-    """``net.input_info[name]`` (2020.2+): ``name``, ``precision``
-    (settable, the same setting as ``net.inputs[name].precision``),
-    ``layout``, ``input_data`` (a DataPtr) and ``tensor_desc``."""
-
-    def __init__(self, info: InputInfo):
-        self._info = info
-
-    name = property(lambda self: self._info.name)
-    layout = property(lambda self: self._info.layout)
-
-    @property
-    def precision(self) -> str:
-        return self._info.precision
-
-    @precision.setter
-    def precision(self, value: str) -> None:
-        self._info.precision = value
-
-    @property
-    def input_data(self) -> DataPtr:
-        return DataPtr(self._info.name, self._info.shape, self._info.precision, self._info.layout)
-
-    @property
-    def tensor_desc(self) -> TensorDesc:
-        return TensorDesc(self._info.precision, self._info.shape, self._info.layout)
-
-    def __repr__(self) -> str:
-        return f"<InputInfoPtr {self.name!r} {self.precision} {self.layout} {self._info.shape}>"
-
-
-class Outputs(list):
-    """``net.outputs``: the output names in order (2018 R3/R4's list:
-    iterate, index, ``len``, compare with a list) that also answers
-    ``outputs[name]`` with the output's DataPtr, and ``keys``, ``values``,
-    ``items`` and ``get`` as the later dict did."""
-
-    def __init__(self, infos: Mapping[str, DataPtr]):
-        super().__init__(infos)
-        self._infos = dict(infos)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            if key not in self._infos:
-                raise KeyError(f"the network has no output {key!r}; its outputs are {list(self)}")
-            return self._infos[key]
-        return super().__getitem__(key)
-
-    def keys(self):
-        return self._infos.keys()
-
-    def values(self):
-        return self._infos.values()
-
-    def items(self):
-        return self._infos.items()
-
-    def get(self, key: str, default=None):
-        return self._infos.get(key, default)
-
-
-class Blob:
-    """``request.input_blobs[name]`` / ``output_blobs[name]`` (2020.2+):
-    ``buffer`` is the request's array itself (write an input's in place)
-    and ``tensor_desc`` describes it."""
-
-    def __init__(self, buffer: np.ndarray):
-        self.buffer = buffer
-
-    @property
-    def tensor_desc(self) -> TensorDesc:
-        return TensorDesc(PRECISIONS.get(self.buffer.dtype.name, self.buffer.dtype.name), self.buffer.shape,
-                          LAYOUTS.get(self.buffer.ndim, "ANY"))
-
-    def __repr__(self) -> str:
-        return f"<Blob {self.tensor_desc}>"
 
 
 class IENetLayer:
@@ -950,258 +756,4 @@ def _fallback(text: str, what: str = "") -> str:
                                    f"most once{f' ({unknown} unknown)' if unknown else ''}")
     return ",".join(devices)
 
-
-# ---------------------------------------------------------------- running
-class ExecutableNetwork:
-    """A loaded network: ``requests`` (a tuple of InferRequests), ``infer``
-    (synchronous, on request 0) and ``start_async``. ``deferred`` (a
-    compiler.deferred_calibration.DeferredCalibration, whose float Engine is
-    ``engine``) runs the requests until its int8 program takes over;
-    ``calibration`` says how a network without one was calibrated."""
-
-    def __init__(self, engine, network: IENetwork, num_requests: int, device: str = "", config=None,
-                 calibration: str = NOT_QUANTIZED, deferred=None):
-        self._fixed = engine
-        self._deferred = deferred
-        self._calibration = DEFERRED if deferred is not None else calibration
-        self._network = network
-        self._device = device
-        self._config = dict(config or {})
-        self._outputs = network._output_names()
-        shapes = {t.name: list(t.shape) for t in engine.model.outputs}
-        network._output_shapes = {key: shapes[tensor] for key, tensor in self._outputs.items() if tensor in shapes}
-        self._views: dict[Any, tuple[dict, dict]] = {}
-        num_requests = num_requests or self.get_metric("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-        self._pool = ThreadPoolExecutor(max_workers=num_requests, thread_name_prefix="tessera-ie")
-        self.requests = tuple(InferRequest(self, i) for i in range(num_requests))
-
-    def infer(self, inputs: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """Run request 0 synchronously; its outputs (copies)."""
-        request = self.requests[0]
-        request.infer(inputs)
-        return {name: np.array(value) for name, value in request.outputs.items()}
-
-    def start_async(self, request_id: int, inputs: Mapping[str, np.ndarray] | None = None) -> InferRequest:
-        if not isinstance(request_id, (int, np.integer)) or not 0 <= request_id < len(self.requests):
-            raise InferenceEngineError(f"start_async: request_id {request_id!r} is outside [0, "
-                                       f"{len(self.requests) - 1}]")
-        request = self.requests[int(request_id)]
-        request.async_infer(inputs)
-        return request
-
-    @property
-    def _engine(self):
-        """The Engine a request started now runs on."""
-        return self._deferred.engine if self._deferred is not None else self._fixed
-
-    def _view(self, engine) -> tuple[dict, dict]:
-        """(placements, device layer times) of one of this network's Engines."""
-        if engine not in self._views:
-            self._views[engine] = (placements(engine.model), device_layer_times(engine))
-        return self._views[engine]
-
-    def get_exec_graph_info(self) -> dict[str, dict]:
-        """Layer -> where it runs (device, segment index, kernel or op): in
-        the program a request started now runs."""
-        return {name: dict(where) for name, where in self._view(self._engine)[0].items()}
-
-    def get_metric(self, metric_name: str) -> Any:
-        """NETWORK_NAME; OPTIMAL_NUMBER_OF_INFER_REQUESTS (how many requests
-        can run at once: one per CPU segment, one for all accelerator
-        segments, as the segments' locks allow); SUPPORTED_METRICS;
-        SUPPORTED_CONFIG_KEYS."""
-        from runtime.compiled import CpuSegment
-
-        segments = self._engine.model.segments
-        cpu = sum(isinstance(segment, CpuSegment) for segment in segments)
-        metrics = {"NETWORK_NAME": self._network.name,
-                   "OPTIMAL_NUMBER_OF_INFER_REQUESTS": max(1, cpu + (cpu < len(segments))),
-                   "SUPPORTED_CONFIG_KEYS": sorted(self._config),
-                   "TESSERA_CALIBRATION": self._calibration_metric()}
-        metrics["SUPPORTED_METRICS"] = sorted([*metrics, "SUPPORTED_METRICS"])
-        if metric_name not in metrics:
-            raise InferenceEngineError(f"get_metric: unknown metric {metric_name!r} of a loaded network; the "
-                                       f"metrics are {metrics['SUPPORTED_METRICS']}")
-        return metrics[metric_name]
-
-    def _calibration_metric(self) -> dict[str, Any]:
-        """TESSERA_CALIBRATION: ``state`` (AT_LOAD, NOT_QUANTIZED, BINARY, or
-        with no calibration data COLLECTING, BUILDING, SWITCHED, FAILED),
-        ``images`` collected of ``wanted``, ``runs`` started,
-        ``first_int8_run`` (the first run on the int8 program, runs numbered
-        from 1 as they start; None before), ``error`` (a failed build's)."""
-        if self._deferred is None:
-            return {"state": self._calibration, "images": 0, "wanted": 0, "runs": 0, "first_int8_run": None,
-                    "error": ""}
-        status = self._deferred.status()
-        return {"state": status.state, "images": status.images, "wanted": status.wanted, "runs": status.runs,
-                "first_int8_run": status.first_device_run, "error": status.error}
-
-    def get_config(self, config_name: str) -> Any:
-        """A configuration key's value as the network was loaded with it."""
-        if config_name not in self._config:
-            raise InferenceEngineError(f"get_config: unknown key {config_name!r}; this network's keys are "
-                                       f"{sorted(self._config)}")
-        return self._config[config_name]
-
-    def _run(self, feeds: dict[str, np.ndarray], timings: list) -> tuple[dict[str, np.ndarray], Any]:
-        """The outputs of one run, and the Engine that ran it."""
-        batch = self._engine.model.batch
-        if batch != 1:
-            raise InferenceEngineError(f"this binary runs {batch} images at once (batch mode); the "
-                                       "Inference-Engine API runs one input set per request")
-        if self._deferred is not None:
-            (outputs,), engine = self._deferred.run_batch([feeds], timings)
-        else:
-            engine = self._fixed
-            (outputs,) = engine.run_batch([feeds], timings)
-        return {key: outputs[tensor] for key, tensor in self._outputs.items()}, engine
-
-    def __del__(self):
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False)
-
-    def __repr__(self) -> str:
-        return f"<inference_engine.ie_api.ExecutableNetwork {self._network.name!r}>"
-
-
-class InferRequest:
-    """One request: ``inputs`` (buffers to fill, or pass arrays to
-    ``infer``/``async_infer``), ``outputs`` (the last result), ``wait``,
-    ``set_completion_callback``, ``get_perf_counts``."""
-
-    def __init__(self, network: ExecutableNetwork, index: int):
-        self._net = network
-        self.index = index
-        self.inputs = {t.name: np.zeros(t.shape, np.dtype(t.dtype)) for t in network._engine.model.inputs}
-        self.outputs: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._done.set()
-        self._status = StatusCode.INFER_NOT_STARTED
-        self._error: BaseException | None = None
-        self._callback: tuple[Callable, Any] | None = None
-        self._timings: list = []
-        self._wall = 0.0
-        self._ran_on = None
-        """The Engine of the last run (float or int8 while a network calibrates on its inputs)."""
-
-    @property
-    def input_blobs(self) -> dict[str, Blob]:
-        """Input name -> Blob whose ``buffer`` is this request's input array (2020.2+)."""
-        return {name: Blob(buffer) for name, buffer in self.inputs.items()}
-
-    @property
-    def output_blobs(self) -> dict[str, Blob]:
-        """Output name -> Blob of the last run's result (2020.2+)."""
-        return {name: Blob(value) for name, value in self.outputs.items()}
-
-    @property
-    def latency(self) -> float:
-        """The last run's wall time in milliseconds (2019 R2+)."""
-        return self._wall * 1000.0
-
-    # ------------------------------------------------------------ running
-    def infer(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
-        """Run synchronously; fills ``outputs``. Errors are raised."""
-        self._start(inputs)
-        self._execute()
-        if self._error is not None:
-            raise self._error
-
-    def async_infer(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
-        """Start running; ``wait`` for the result."""
-        self._start(inputs)
-        self._net._pool.submit(self._execute)
-
-    def _start(self, inputs: Mapping[str, np.ndarray] | None) -> None:
-        with self._lock:
-            if not self._done.is_set():
-                raise InferenceEngineError(f"request {self.index} is busy (REQUEST_BUSY): wait for it before "
-                                           "starting it again")
-            if inputs is not None:
-                self._copy_inputs(inputs)
-            self._done.clear()
-            self._status, self._error = StatusCode.RESULT_NOT_READY, None
-
-    def _copy_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
-        if not isinstance(inputs, Mapping):
-            raise InferenceEngineError(f"inputs must be a dict of input name -> array, got {type(inputs).__name__}")
-        for name, value in inputs.items():
-            if name not in self.inputs:
-                raise InferenceEngineError(f"request {self.index}: the network has no input {name!r}; its inputs "
-                                           f"are {list(self.inputs)}")
-            buffer = self.inputs[name]
-            array = np.asarray(value)
-            if not np.can_cast(array.dtype, buffer.dtype, casting="same_kind"):
-                precision = PRECISIONS.get(buffer.dtype.name, buffer.dtype.name)
-                raise InferenceEngineError(f"request {self.index}: input {name!r} must be a number array that "
-                                           f"converts to its precision {precision}, got {array.dtype}")
-            if array.shape != buffer.shape:
-                if array.size == buffer.size and array.ndim != buffer.ndim:
-                    array = array.reshape(buffer.shape)
-                else:
-                    raise InferenceEngineError(f"request {self.index}: input {name!r} must have shape "
-                                               f"{list(buffer.shape)}, got {list(array.shape)}")
-            buffer[...] = array
-
-    def _execute(self) -> None:
-        timings: list = []
-        start = time.perf_counter()
-        try:
-            feeds = {name: buf.copy() for name, buf in self.inputs.items()}
-            self.outputs, self._ran_on = self._net._run(feeds, timings)
-            status, error = StatusCode.OK, None
-        except TesseraError as exc:
-            status, error = StatusCode.GENERAL_ERROR, InferenceEngineError(f"request {self.index}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - kept for wait() and re-raised by infer()
-            status, error = StatusCode.GENERAL_ERROR, exc
-        self._timings, self._wall = timings, time.perf_counter() - start
-        self._status, self._error = status, error
-        callback = self._callback
-        self._done.set()
-        if callback is not None:
-            try:
-                callback[0](int(status), callback[1])
-            except Exception as exc:  # noqa: BLE001 - a callback's error is reported, never lost
-                warnings.warn(f"request {self.index}: completion callback raised {type(exc).__name__}: {exc}",
-                              RuntimeWarning, stacklevel=1)
-
-    def wait(self, timeout: int | None = None) -> int:
-        """The request's StatusCode once done (timeout -1 or None: block; 0:
-        the status now; > 0: at most that many ms, then the status: -9
-        RESULT_NOT_READY, or -8 REQUEST_BUSY when a completion callback is set,
-        as the 2019 Python API)."""
-        if timeout is None:
-            timeout = WaitMode.RESULT_READY
-        if not isinstance(timeout, (int, np.integer)) or timeout < -1:
-            raise InferenceEngineError(f"wait: timeout must be -1, 0 or a positive number of ms, got {timeout!r}")
-        if self._status == StatusCode.INFER_NOT_STARTED:
-            return int(StatusCode.INFER_NOT_STARTED)
-        done = self._done.wait(None if timeout == -1 else timeout / 1000)
-        if not done:
-            return int(StatusCode.REQUEST_BUSY if self._callback is not None and timeout > 0
-                       else StatusCode.RESULT_NOT_READY)
-        return int(self._status)
-
-    def set_completion_callback(self, py_callback: Callable[[int, Any], None], py_data: Any = None) -> None:
-        """``py_callback(status, py_data)`` after each run, on the thread that ran it."""
-        if not callable(py_callback):
-            raise InferenceEngineError(f"set_completion_callback: {py_callback!r} is not callable")
-        self._callback = (py_callback, py_data)
-
-    # ------------------------------------------------------------ counters
-    def get_perf_counts(self) -> dict[str, dict[str, Any]]:
-        """Per layer of the network: status (EXECUTED, OPTIMIZED_OUT,
-        NOT_RUN), exec_type, layer_type, real_time and cpu_time (µs: device
-        layers their modelled time, CPU layers their measured time of the
-        last run), execution_index; of the program the last run ran on."""
-        net = self._net
-        placed, layer_times = net._view(self._ran_on if self._ran_on is not None else net._engine)
-        return perf_counts({name: layer.type for name, layer in net._network.layers.items()}, placed,
-                           layer_times, self._timings, ran=self._status in (StatusCode.OK, StatusCode.GENERAL_ERROR))
-
-    def __repr__(self) -> str:
-        return f"<inference_engine.ie_api.InferRequest {self.index} status={self._status.name}>"
 
