@@ -10,8 +10,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from runtime.errors import TesseraError
+from runtime.version import TAGGED as VERSION
 
-VERSION = "tessera-0.1.0"
 DEVICES = ("FPGA", "CPU")
 """Tessera's devices: the accelerator (simulated) and the host."""
 HETERO = "HETERO"
