@@ -58,11 +58,12 @@ from runtime.fwdnxt_flags import (
     warn_once,
 )
 from runtime.nonfinite import NonFiniteInputError, nonfinite_policy
+from runtime.preprocess import PreprocessError, PreprocessSpec
 from runtime.requests import Cancelled, Closed, EngineQueue, InOrderBuffers, Request
+from runtime.version import TAGGED as VERSION
 
 __all__ = ["FWDNXT", "FWDNXTError", "FWDNXTWarning"]
 
-VERSION = "tessera-0.1.0"
 BACKEND = debug.BACKEND
 BUFFERS = 2
 """Input buffers per engine (FWDNXT's double buffering, api-notes 1.6)."""
@@ -427,37 +428,12 @@ class _Session(NamedTuple):
 
 
 def _recorded_preprocess(metadata: dict) -> dict | None:
-    """META.metadata["preprocess"] checked (a binary is untrusted input):
-    layout, channel_order, scale, mean and std as the compiler writes them."""
-    record = metadata.get("preprocess")
-    if record is None:
-        return None
-    where = "the binary's META.metadata.preprocess"
-
-    def numbers(key: str, low: int, high: int) -> list[float]:
-        values = record.get(key)
-        if (not isinstance(values, list) or not low <= len(values) <= high
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)):
-            raise FWDNXTError(f"GetInfo('preprocess'): {where}.{key} must be {low} to {high} finite numbers, "
-                              f"got {values!r:.80}")
-        return [float(v) for v in values]
-
-    if not isinstance(record, dict):
-        raise FWDNXTError(f"GetInfo('preprocess'): {where} must be an object, got {type(record).__name__}")
-    if record.get("layout") not in ("NCHW", "NHWC") or record.get("channel_order") not in ("RGB", "BGR"):
-        raise FWDNXTError(f"GetInfo('preprocess'): {where} needs layout NCHW or NHWC and channel_order RGB or "
-                          f"BGR, got {record.get('layout')!r:.20} and {record.get('channel_order')!r:.20}")
-    std = numbers("std", 1, 3)
-    if any(v == 0 for v in std):
-        raise FWDNXTError(f"GetInfo('preprocess'): {where}.std holds a 0")
-    return {"layout": record["layout"], "channel_order": record["channel_order"],
-            "scale": _number(record.get("scale"), f"{where}.scale"), "mean": numbers("mean", 1, 3), "std": std}
-
-
-def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise FWDNXTError(f"GetInfo('preprocess'): {where} must be a finite number, got {value!r:.40}")
-    return float(value)
+    """The pre-processing the binary records (runtime.preprocess.PreprocessSpec, checked: a binary is untrusted)."""
+    try:
+        spec = PreprocessSpec.from_metadata(metadata)
+    except PreprocessError as exc:
+        raise FWDNXTError(f"GetInfo('preprocess'): {exc}") from None
+    return None if spec is None else spec.to_metadata()
 
 
 def _build() -> str:

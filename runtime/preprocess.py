@@ -18,9 +18,16 @@ steps, in order:
   the right and bottom ("corner") or shares them between both sides
   ("symmetric"); the padding value is 0 after normalisation;
 * normalise (:func:`normalize`) the 0..255 pixel values (:data:`NORMALIZE`).
+
+A model's own image input is made by :func:`image_input` as one
+:class:`PreprocessSpec` says (channel order, scale, mean and std, layout):
+the one pre-processing of calibration images (passes/quant/calibration_data.py)
+and of the images the runtime's APIs feed (tessera-infer), recorded in the
+binary by the compiler and read back from it with :meth:`PreprocessSpec.from_metadata`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +56,13 @@ NORMALIZE = {
 }
 """Normalisation modes: value = pixel * factor + offset (pixel in 0..255)."""
 PADDINGS = ("none", "corner", "symmetric")
+LAYOUTS = ("NCHW", "NHWC")
+CHANNEL_ORDERS = ("RGB", "BGR")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""torchvision's ImageNet normalisation, RGB on the [0, 1] scale."""
+RECORD = "preprocess"
+"""The key of a binary's metadata that holds the :class:`PreprocessSpec` it was calibrated with."""
 
 
 class PreprocessError(TesseraError):
@@ -77,6 +91,100 @@ class CropOutside(PreprocessError):
 
 class SizeMismatch(PreprocessError):
     """Without resizing, the image does not fit the model's input."""
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes a model input: channels in ``channel_order``
+    (images are read as RGB), ``(pixel * scale - mean) / std`` per channel
+    (mean and std in the model's channel order, after scaling; one value
+    serves every channel), laid out NCHW or NHWC. A binary records it
+    (:meth:`to_metadata`) so every API pre-processes as calibration did."""
+
+    layout: str = "NCHW"
+    channel_order: str = "RGB"
+    scale: float = 1 / 255
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise PreprocessError(f"PreprocessSpec.layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise PreprocessError(f"PreprocessSpec.channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
+        if not np.isfinite(self.scale):
+            raise PreprocessError(f"PreprocessSpec.scale must be finite, got {self.scale!r}")
+        if not np.all(np.isfinite(self.std)) or np.any(np.asarray(self.std, np.float64) == 0):
+            raise PreprocessError(f"PreprocessSpec.std must be finite and non-zero, got {self.std!r}")
+
+    @classmethod
+    def imagenet(cls, layout: str = "NCHW") -> PreprocessSpec:
+        """torchvision's ImageNet normalisation: RGB in [0, 1], then mean/std."""
+        return cls(layout, "RGB", 1 / 255, IMAGENET_MEAN, IMAGENET_STD)
+
+    def to_metadata(self) -> dict:
+        """The record a compiled binary keeps (its metadata's ``preprocess``)."""
+        return {"layout": self.layout, "channel_order": self.channel_order, "scale": float(self.scale),
+                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> PreprocessSpec | None:
+        """The spec a binary's ``metadata`` records (None if none), checked
+        field by field: a binary is untrusted input."""
+        record = metadata.get(RECORD)
+        if record is None:
+            return None
+        where = f"the binary's META.metadata.{RECORD}"
+        if not isinstance(record, dict):
+            raise PreprocessError(f"{where} must be an object, got {type(record).__name__}")
+        if record.get("layout") not in LAYOUTS or record.get("channel_order") not in CHANNEL_ORDERS:
+            raise PreprocessError(f"{where} needs layout NCHW or NHWC and channel_order RGB or BGR, got "
+                                  f"{record.get('layout')!r:.20} and {record.get('channel_order')!r:.20}")
+        scale = record.get("scale")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise PreprocessError(f"{where}.scale must be a finite number, got {scale!r:.40}")
+        mean, std = (_recorded_numbers(record.get(key), f"{where}.{key}") for key in ("mean", "std"))
+        if 0 in std:
+            raise PreprocessError(f"{where}.std holds a 0")
+        return cls(record["layout"], record["channel_order"], float(scale), mean, std)
+
+    def per_channel(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) as float32 arrays of ``channels`` values."""
+        return _per_channel(self.mean, channels, "mean"), _per_channel(self.std, channels, "std")
+
+
+def _recorded_numbers(values, where: str) -> tuple[float, ...]:
+    if (not isinstance(values, list) or not 1 <= len(values) <= 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
+        raise PreprocessError(f"{where} must be 1 to 3 finite numbers, got {values!r:.80}")
+    return tuple(float(v) for v in values)
+
+
+def _per_channel(values, channels: int, what: str) -> np.ndarray:
+    values = np.asarray(values, np.float32).reshape(-1)
+    if values.size == 1:
+        return np.repeat(values, channels)
+    if values.size != channels:
+        raise PreprocessError(f"PreprocessSpec.{what} has {values.size} values for {channels} channel(s)")
+    return values
+
+
+def image_input(pixels: np.ndarray, spec: PreprocessSpec, height: int | None = None, width: int | None = None
+                ) -> np.ndarray:
+    """An [H, W, C] (or [H, W]) image of 0..255 RGB or grey values as one
+    model input, float32 without a batch axis: channels in the spec's
+    order, resized bilinear (:func:`fit`, the Resize kernel) to ``height`` x
+    ``width`` (None: the image's own), scaled and normalised, in the spec's
+    layout. Calibration and every runtime API make their inputs with it."""
+    image = np.asarray(pixels, np.float32)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    planar, _ = fit(image, height or image.shape[0], width or image.shape[1], resize=True, padding="none")
+    if spec.channel_order == "BGR":
+        planar = planar[::-1]
+    mean, std = spec.per_channel(planar.shape[0])
+    planar = (planar * np.float32(spec.scale) - mean[:, None, None]) / std[:, None, None]
+    return np.ascontiguousarray(planar if spec.layout == "NCHW" else planar.transpose(1, 2, 0), np.float32)
 
 
 @dataclass(frozen=True)

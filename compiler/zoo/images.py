@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from runtime import preprocess
+
+IMAGENET_MEAN = np.array(preprocess.IMAGENET_MEAN, np.float32)
+IMAGENET_STD = np.array(preprocess.IMAGENET_STD, np.float32)
 
 
 def sample_photos() -> list[np.ndarray]:

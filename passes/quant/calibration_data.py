@@ -9,7 +9,8 @@ otherwise), one per calibration sample:
 * a folder of ``.npy`` files (one array per sample, single-input models) or
   ``.npz`` files (one array per input name), read in name order;
 * a folder of images (PNG, JPEG, BMP, PPM; read with Pillow), preprocessed
-  as a :class:`PreprocessSpec` says;
+  as a PreprocessSpec says, by the pre-processing every runtime API uses
+  (runtime/preprocess.py; PreprocessSpec is re-exported here);
 * ``None``: synthetic data, with a :class:`CalibrationWarning`.
 
 A sample may leave out a leading batch dimension of 1. Everything that can
@@ -23,7 +24,6 @@ import math
 import operator
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
@@ -33,6 +33,7 @@ from runtime.array_files import ArrayFileError, load_arrays
 from runtime.errors import TesseraError
 from runtime.files import MAX_DATA_BYTES, FileError, open_regular
 from runtime.kernels.limits import MAX_ELEMENTS
+from runtime.preprocess import PreprocessError, PreprocessSpec, image_input
 
 SYNTHETIC_COUNT = 8
 """Samples of synthetic data when no count is given."""
@@ -46,43 +47,6 @@ class CalibrationDataError(TesseraError):
 
 class CalibrationWarning(UserWarning):
     """Calibration ran on data that may not reflect what the model will see."""
-
-
-@dataclass(frozen=True)
-class PreprocessSpec:
-    """How an image becomes a model input: resized (bilinear) to the
-    input's height and width, channels in ``channel_order`` (images are read
-    as RGB), ``(pixel * scale - mean) / std`` per channel (mean and std in
-    the model's channel order, after scaling), laid out NCHW or NHWC with a
-    batch dimension of 1. A 1-channel input gets the grey image."""
-
-    layout: str = "NCHW"
-    channel_order: str = "RGB"
-    scale: float = 1 / 255
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-
-    def __post_init__(self):
-        if self.layout not in ("NCHW", "NHWC"):
-            raise CalibrationDataError(f"PreprocessSpec.layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
-        if self.channel_order not in ("RGB", "BGR"):
-            raise CalibrationDataError(f"PreprocessSpec.channel_order must be 'RGB' or 'BGR', "
-                                       f"got {self.channel_order!r}")
-        if not np.isfinite(self.scale):
-            raise CalibrationDataError(f"PreprocessSpec.scale must be finite, got {self.scale!r}")
-        if not np.all(np.isfinite(self.std)) or np.any(np.asarray(self.std, np.float64) == 0):
-            raise CalibrationDataError(f"PreprocessSpec.std must be finite and non-zero, got {self.std!r}")
-
-    def to_metadata(self) -> dict:
-        """The record a compiled binary keeps (META.metadata["preprocess"]),
-        for the runtime's applications to pre-process images the same way."""
-        return {"layout": self.layout, "channel_order": self.channel_order, "scale": float(self.scale),
-                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
-
-    @classmethod
-    def imagenet(cls, layout: str = "NCHW") -> PreprocessSpec:
-        """torchvision's ImageNet normalisation: RGB in [0, 1], then mean/std."""
-        return cls(layout, "RGB", 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 class CalibrationBatches:
@@ -130,48 +94,17 @@ def calibration_batches(source, input_specs: Mapping, *, count: int | None = Non
 
 def preprocess_image(pixels: np.ndarray, shape, spec: PreprocessSpec, where: str = "image") -> np.ndarray:
     """An H x W x C uint8 image (C = 1 or 3, RGB) as a float32 input of
-    ``shape`` (rank 4, batch 1 or free; free height/width keep the image's)."""
+    ``shape`` (rank 4, batch 1 or free; free height/width keep the image's),
+    by the runtime's one pre-processing (runtime.preprocess.image_input)."""
     _, channels, height, width = _image_dims(shape, spec.layout, where)
-    x = np.asarray(pixels, np.float32)
-    if x.ndim == 2:
-        x = x[:, :, None]
-    if x.shape[2] != channels:
-        raise CalibrationDataError(f"{where}: the image has {x.shape[2]} channel(s), the input takes {channels}")
-    if spec.channel_order == "BGR":
-        x = x[:, :, ::-1]
-    x = resize_bilinear(x, height or x.shape[0], width or x.shape[1])
-    mean, std = _per_channel(spec.mean, channels, "mean"), _per_channel(spec.std, channels, "std")
-    x = (x * np.float32(spec.scale) - mean) / std
-    if spec.layout == "NCHW":
-        x = x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x[None], np.float32)
-
-
-def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of an H x W x C image with half-pixel centres (as
-    ONNX Resize's linear mode with half_pixel, OpenCV's INTER_LINEAR); no
-    antialiasing when shrinking."""
-    if image.shape[:2] == (height, width):
-        return image
-    rows = _interpolation(image.shape[0], height)
-    cols = _interpolation(image.shape[1], width)
-    image = _blend(image, *rows, axis=0)
-    return _blend(image, *cols, axis=1)
-
-
-def _interpolation(size: int, new_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lower source index, upper source index, weight of the upper) of each output position."""
-    position = np.clip((np.arange(new_size) + 0.5) * (size / new_size) - 0.5, 0, size - 1)
-    lower = np.floor(position).astype(np.intp)
-    upper = np.minimum(lower + 1, size - 1)
-    return lower, upper, (position - lower).astype(np.float32)
-
-
-def _blend(image: np.ndarray, lower, upper, weight, axis: int) -> np.ndarray:
-    shape = [1] * image.ndim
-    shape[axis] = -1
-    weight = weight.reshape(shape)
-    return np.take(image, lower, axis) * (1 - weight) + np.take(image, upper, axis) * weight
+    x = np.asarray(pixels)
+    if (x.shape[2] if x.ndim == 3 else 1) != channels:
+        raise CalibrationDataError(f"{where}: the image has {x.shape[2] if x.ndim == 3 else 1} channel(s), the "
+                                   f"input takes {channels}")
+    try:
+        return image_input(x, spec, height, width)[None]
+    except PreprocessError as exc:
+        raise CalibrationDataError(f"{where}: {exc}") from None
 
 
 def _specs(input_specs: Mapping) -> dict[str, tuple[tuple, np.dtype]]:
@@ -338,13 +271,6 @@ def _image_dims(shape: tuple, layout: str, where: str) -> tuple:
     if batch not in (1, None):
         raise CalibrationDataError(f"{where}: an image fills a batch of 1, the input has shape {_fmt(shape)}")
     return batch, channels, height, width
-
-
-def _per_channel(values, channels: int, what: str) -> np.ndarray:
-    values = np.asarray(values, np.float32).reshape(-1)
-    if values.size not in (1, channels):
-        raise CalibrationDataError(f"PreprocessSpec.{what} has {values.size} values for {channels} channel(s)")
-    return values
 
 
 def _feeds(sample: dict, specs: dict, where: str) -> dict[str, np.ndarray]:

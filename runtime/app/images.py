@@ -17,7 +17,6 @@ from runtime.files import MAX_DATA_BYTES, MAX_TEXT_BYTES, FileError, check_regul
 
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 """File name endings taken from a folder (any other file is ignored)."""
-LAYOUTS = ("NCHW", "NHWC")
 
 
 class InferError(TesseraError):
@@ -30,19 +29,13 @@ class ImageError(TesseraError):
 
 @dataclass(frozen=True)
 class Settings:
-    """How an image becomes one model input: the size and channels the
-    binary takes, its layout, the channel order (images are read as RGB),
-    and ``(pixel * scale - mean) / std`` per channel (mean and std in the
-    model's channel order)."""
+    """The binary's image input, its size and channels, and how an image
+    becomes it: the one pre-processing record (runtime.preprocess.PreprocessSpec)."""
 
     height: int
     width: int
     channels: int
-    layout: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    scale: float = 1 / 255
-    channel_order: str = "RGB"
+    spec: preprocess.PreprocessSpec
 
 
 def list_images(path: str) -> list[Path]:
@@ -95,7 +88,10 @@ def settings_for(inshape: str, layout: str | None, mean, std, recorded: dict | N
     mean, std = per_channel("--mean", mean, 0.0), per_channel("--std", std, 1.0)
     if any(s == 0 for s in std):
         raise InferError(f"--std {','.join(map(str, std))}: a standard deviation of 0")
-    return Settings(height, width, channels, layout, mean, std, scale, order)
+    try:
+        return Settings(height, width, channels, preprocess.PreprocessSpec(layout, order, scale, mean, std))
+    except preprocess.PreprocessError as exc:
+        raise InferError(str(exc)) from None
 
 
 def _per_channel(name: str, value, channels: int, default: float) -> tuple[float, ...]:
@@ -111,9 +107,9 @@ def _per_channel(name: str, value, channels: int, default: float) -> tuple[float
 def load_image(source: Path | tuple[str, bytes], settings: Settings) -> np.ndarray:
     """One image as the model's input for one image (float32, the binary's
     layout, no batch axis): ``source`` a file, or a file's name and bytes
-    (read on another host); decoded by Pillow, converted to the channel
-    count, resized (runtime/preprocess.py), scaled to [0, 1], normalised per
-    channel. ImageError when it cannot be read."""
+    (read on another host); decoded by Pillow to the channel count, then
+    pre-processed as calibration pre-processes (runtime.preprocess.image_input).
+    ImageError when it cannot be read."""
     pil = _pillow()
     if isinstance(source, Path):
         name, opened = source.name, _open_image(source)
@@ -129,18 +125,10 @@ def load_image(source: Path | tuple[str, bytes], settings: Settings) -> np.ndarr
         if isinstance(exc, pil.Image.UnidentifiedImageError):
             reason = "not an image format Pillow reads"
         raise ImageError(f"{name}: {reason}") from None
-    pixels = pixels.reshape(*pixels.shape[:2], -1)
     try:
-        planar, _ = preprocess.fit(preprocess.to_channels(pixels, settings.channels), settings.height,
-                                   settings.width, resize=True, padding="none")
+        return preprocess.image_input(pixels, settings.spec, settings.height, settings.width)
     except preprocess.PreprocessError as exc:
         raise ImageError(f"{name}: {exc}") from None
-    if settings.channel_order == "BGR":
-        planar = planar[::-1]
-    mean = np.asarray(settings.mean, np.float32)[:, None, None]
-    std = np.asarray(settings.std, np.float32)[:, None, None]
-    planar = (planar * np.float32(settings.scale) - mean) / std
-    return np.ascontiguousarray(planar if settings.layout == "NCHW" else planar.transpose(1, 2, 0), np.float32)
 
 
 def _open_image(path: Path) -> io.BufferedReader:

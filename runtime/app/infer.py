@@ -19,7 +19,6 @@ from typing import ContextManager, Sequence, TextIO
 import numpy as np
 
 from runtime.app.images import (
-    LAYOUTS,
     InferError,
     list_images,
     read_classes,
@@ -42,6 +41,7 @@ from runtime.app.scale import RayOptions, run_on_ray
 from runtime.command import add_debug_flag, run_command
 from runtime.errors import TesseraError
 from runtime.files import FileError, atomic_output, check_writable
+from runtime.preprocess import LAYOUTS
 
 PROG = "tessera-infer"
 DESCRIPTION = ("Predictions, accuracy and throughput of a compiled Tessera binary over an image or a folder of "

@@ -27,6 +27,7 @@ from runtime.app.images import Settings, load_image, read_classes, read_fc_weigh
 from runtime.array_files import ArrayFileError, load_arrays
 from runtime.binary import describe
 from runtime.inference_engine import IENetwork
+from runtime.preprocess import PreprocessSpec
 from tests.helpers.binary import compiled_binary
 from tests.helpers.fuzzing import Case
 from tests.helpers.mutate import mutate_bytes, pick
@@ -76,7 +77,7 @@ def _encodings() -> bytes:
 
 IMAGE = (1, 3, 4, 4)
 SPECS = [TensorSpec("x", IMAGE, np.dtype(np.float32))]
-SETTINGS = Settings(height=8, width=8, channels=3, layout="NCHW", mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+SETTINGS = Settings(height=8, width=8, channels=3, spec=PreprocessSpec(mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2)))
 
 
 def _init(path: str) -> None:

@@ -14,9 +14,9 @@ from passes.quant.calibration_data import (
     PreprocessSpec,
     calibration_batches,
     preprocess_image,
-    resize_bilinear,
 )
 from passes.quant.progress import Progress, progress
+from runtime.preprocess import PreprocessError
 
 IMAGE = {"x": (1, 3, 8, 8)}
 rng = np.random.default_rng(0)
@@ -246,7 +246,7 @@ def test_preprocess_errors(shape, spec, message):
     (dict(scale=float("nan")), "scale must be finite"),
 ])
 def test_bad_preprocess_specs(fields, message):
-    with pytest.raises(CalibrationDataError, match=message):
+    with pytest.raises(PreprocessError, match=message):
         PreprocessSpec(**fields)
 
 
@@ -254,17 +254,6 @@ def test_imagenet_preset():
     spec = PreprocessSpec.imagenet("NHWC")
     assert (spec.layout, spec.channel_order, spec.mean, spec.std) == (
         "NHWC", "RGB", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def test_bilinear_resize_by_hand():
-    image = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)[:, :, None]
-    up = resize_bilinear(image, 4, 4)[:, :, 0]
-    # half-pixel centres: output x samples input x at 0 (clamped), 0.25, 0.75, 1 (clamped)
-    assert np.allclose(up[0], [0, 0.25, 0.75, 1]) and np.allclose(up[:, 0], [0, 0.5, 1.5, 2])
-    ramp = np.tile(np.arange(8, dtype=np.float32), (2, 1))[:, :, None]
-    assert np.allclose(resize_bilinear(ramp, 2, 4)[0, :, 0], [0.5, 2.5, 4.5, 6.5])
-    assert resize_bilinear(image, 2, 2) is image
-    assert np.all(resize_bilinear(np.full((5, 7, 3), 4.0, np.float32), 3, 11) == 4.0)
 
 
 # --- progress ----------------------------------------------------------------------------------
