@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from runtime.errors import TesseraError
+from runtime.snr import snr_db
 
 
 def add_commands(sub, model_args, calibration_source, load_model) -> None:
@@ -85,8 +86,18 @@ def target_options(parser: argparse.ArgumentParser) -> None:
                         help="at most this share of the accelerator's MACs in 16 bits (default: %(default)s)")
 
 
+def quant_config(args, **fields):
+    """The compiler.quant_config.QuantConfig of a command's quantization
+    options (calibration count, calibrator, mode, hwlinear and the fidelity
+    options); ``fields``: the command's other QuantConfig fields."""
+    from compiler.quant_config import QuantConfig
+
+    return QuantConfig(calibration_count=args.count, calibrator=args.calibrator, mode=args.mode,
+                       hwlinear=args.hwlinear, **target_kwargs(args), **fields)
+
+
 def target_kwargs(args) -> dict:
-    """compile_model's keywords for the fidelity options (none when not asked)."""
+    """QuantConfig's fields for the fidelity options (none when not asked)."""
     kwargs = {"equalize": True} if getattr(args, "equalize", False) else {}
     if getattr(args, "absorb_bias", False):
         kwargs["absorb_bias"] = True
@@ -157,10 +168,7 @@ def compile_to(args, output: str, calibration_source, load_model, instruments=()
     compiled = compile_model(model, image=args.image, shapes=shapes, samples=samples, outfile=output,
                              nlayers=args.nlayers, **placement_kwargs(args),
                              strip_reference=args.strip_reference, config=hardware_config(args.hardware),
-                             calibrator=args.calibrator, mode=args.mode,
-                             hwlinear=args.hwlinear, preprocess=preprocess, instruments=instruments,
-                             calibration_count=args.count,
-                             **target_kwargs(args))
+                             preprocess=preprocess, quant_config=quant_config(args), instruments=instruments)
     return compiled, time.perf_counter() - start
 
 
@@ -213,7 +221,7 @@ def cmd_compile(args, calibration_source, load_model) -> int:
 
         print(TargetReport.from_metadata(compiled.metadata["target_snr"]).summary())
     if "head_grids" in compiled.metadata:
-        from compiler.head_grids import HeadGrids
+        from passes.quant.head_grids import HeadGrids
 
         print(HeadGrids(**compiled.metadata["head_grids"]).summary())
     return 0
@@ -291,10 +299,7 @@ def run_twice(run, feeds):
 
 
 def _agreement(name: str, ours: np.ndarray, theirs: np.ndarray) -> None:
-    error = np.asarray(ours, np.float64) - theirs
-    power = float(np.sum(np.square(theirs, dtype=np.float64)))
-    noise = float(np.sum(np.square(error)))
-    snr = 10 * np.log10(power / noise) if noise > 0 else float("inf")
+    snr = snr_db(theirs, ours)
     same = int(np.argmax(ours)) == int(np.argmax(theirs))
     print(f"agreement with the float reference (Run_th) on {name}: SNR {snr:.1f} dB, top-1 "
           f"{'matches' if same else 'DIFFERS'}")

@@ -17,6 +17,7 @@ from runtime.compiled import CompiledModel, CpuSegment, DeviceSegment
 from runtime.engine import Engine
 from runtime.files import write_atomic
 from runtime.isa.codec import disassemble
+from runtime.snr import snr_db
 
 BACKEND = "simulator"
 
@@ -171,8 +172,7 @@ def compare_lines(model: CompiledModel, got: Sequence[dict[str, np.ndarray]],
         for spec in model.outputs:
             a = np.asarray(ours[spec.name], np.float64).reshape(-1)
             b = np.asarray(theirs[spec.name], np.float64).reshape(-1)
-            noise = float(np.sum((a - b) ** 2))
-            snr = float("inf") if noise == 0 else 10 * np.log10(float(np.sum(b ** 2)) / noise)
+            snr = snr_db(b, a)
             lines.append(f"comparesw image {i} output {spec.name}: max |diff| {np.abs(a - b).max():.6g}, "
                          f"SNR {snr:.2f} dB")
             if every_value:

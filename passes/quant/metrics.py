@@ -4,7 +4,9 @@ model's, and a text table to print them in.
 Every metric takes the reference (float) tensor first and the tested one
 second, computes in float64 over all elements, and rejects tensors of
 different shapes or with no elements. In the error metrics (all but
-top_k_agreement) NaNs propagate: a NaN in gives NaN out.
+top_k_agreement) NaNs propagate: a NaN in gives NaN out. The SNR and the
+shape checks are runtime.snr's (one definition, which the runtime's API
+facades share), re-exported here.
 """
 from __future__ import annotations
 
@@ -13,26 +15,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from runtime.snr import float_pair as _pair
+from runtime.snr import snr_db, snr_from_sums
 
-def snr_db(reference, test) -> float:
-    """Signal-to-noise ratio ``10 log10(Σ ref² / Σ (ref − test)²)`` in dB.
-
-    +inf when the tensors are equal (an all-zero reference included), -inf
-    when the reference is all zero and the test is not (no signal, some
-    noise)."""
-    ref, diff = _reference_and_error(reference, test)
-    return snr_from_sums(float(np.sum(ref * ref)), float(np.sum(diff * diff)))
-
-
-def snr_from_sums(signal: float, noise: float) -> float:
-    """:func:`snr_db` from ``Σ ref²`` and ``Σ (ref − test)²`` (streamed sums)."""
-    if math.isnan(noise) or math.isnan(signal):
-        return math.nan
-    if noise == 0:
-        return math.inf
-    if signal == 0:
-        return -math.inf
-    return 10.0 * math.log10(signal / noise)
+__all__ = ["snr_db", "snr_from_sums", "rmse", "max_abs_error", "cosine_similarity", "cosine_from_sums",
+           "top_k_agreement", "snr_spread", "snr_line", "format_table", "SNR_LINE_MOST"]
 
 
 def rmse(reference, test) -> float:
@@ -84,16 +71,6 @@ def top_k_agreement(reference_logits, test_logits, k: int = 1) -> float:
     kth_largest = np.partition(ref, classes - k, axis=1)[:, classes - k]
     agrees = ref[np.arange(len(ref)), predicted] >= kth_largest
     return float(np.mean(agrees))
-
-
-def _pair(reference, test) -> tuple[np.ndarray, np.ndarray]:
-    """Both tensors as float64 arrays of one shape with elements."""
-    ref, tst = np.asarray(reference, np.float64), np.asarray(test, np.float64)
-    if ref.shape != tst.shape:
-        raise ValueError(f"reference shape {ref.shape} differs from test shape {tst.shape}")
-    if ref.size == 0:
-        raise ValueError("metrics of empty tensors are undefined")
-    return ref, tst
 
 
 def _reference_and_error(reference, test) -> tuple[np.ndarray, np.ndarray]:
