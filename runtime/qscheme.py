@@ -150,7 +150,8 @@ def weight_scales(w: np.ndarray, dtype=INT8, axis: int = 0) -> np.ndarray:
 
 def quantize(x: np.ndarray, scale, zero, dtype, axis: int | None = None) -> np.ndarray:
     """clamp(round_half_even(x / scale) + zero) in ``dtype`` (per-axis when
-    ``axis`` is given), as QuantizeLinear computes it."""
+    ``axis`` is given), computed by :func:`saturated_codes` in float32 as
+    QuantizeLinear on float32 data does; a NaN becomes code 0."""
     dtype = np.dtype(dtype)
     scale = np.asarray(scale, np.float32)
     zero = np.asarray(zero, np.int64)
@@ -160,5 +161,20 @@ def quantize(x: np.ndarray, scale, zero, dtype, axis: int | None = None) -> np.n
         scale, zero = scale.reshape(shape), zero.reshape(shape)
     info = np.iinfo(dtype)
     with np.errstate(invalid="ignore", over="ignore"):
-        q = np.rint(np.asarray(x, np.float32) / scale) + zero
-    return np.clip(np.nan_to_num(q), info.min, info.max).astype(dtype)
+        q = saturated_codes(np.asarray(x, np.float32), scale, zero, info.min, info.max, np.dtype(np.float32))
+    return np.nan_to_num(q).astype(dtype)
+
+
+def saturated_codes(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, low: int, high: int,
+                    work: np.dtype) -> np.ndarray:
+    """QuantizeLinear's arithmetic, defined once for the compiler
+    (:func:`quantize`) and the CPU kernel (runtime.kernels.quant):
+    ``clip(round_half_even(x / scale) + zero_point, low, high)`` as floats,
+    the division in ``work`` and the zero point (None: none) added in
+    float64, which holds every rounded value plus a 16-bit zero point
+    exactly. ``scale`` and ``zero_point`` broadcast against ``x``; a NaN
+    stays NaN for the caller to refuse or map."""
+    y = np.rint(np.divide(x, scale, dtype=work))
+    if zero_point is not None:
+        y = np.add(y, zero_point, dtype=np.float64)
+    return np.clip(y, low, high)

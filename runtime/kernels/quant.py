@@ -23,6 +23,7 @@ from runtime.errors import KernelError
 from runtime.kernels import nn
 from runtime.kernels.registry import kernel
 from runtime.nonfinite import located
+from runtime.qscheme import saturated_codes
 
 QUANT_RANGES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
                 for t in (np.uint8, np.int8, np.uint16, np.int16)}
@@ -157,12 +158,7 @@ def quantize_linear(inputs, attrs):
         work = np.promote_types(x.dtype, scale.dtype)
     if work.kind != "f":
         work = np.dtype(np.float64)  # true division of integers, as numpy does it
-    y = np.rint(np.divide(x, scale, dtype=work))
-    if zero_point is not None:
-        # float64 holds every rounded value plus a 16-bit zero point exactly
-        y = np.add(y, zero_point, dtype=np.float64)
-    low, high = QUANT_RANGES[dtype]
-    y = np.clip(y, low, high)
+    y = saturated_codes(x, scale, zero_point, *QUANT_RANGES[dtype], work)
     nan = np.isnan(y)
     if nan.any():
         raise KernelError(f"x / y_scale is NaN at {located(nan)}: no integer code stands for NaN "
