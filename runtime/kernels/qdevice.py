@@ -116,7 +116,7 @@ def _mul_elements(start, stop, a, b, out, params):
 
 
 @jit
-def _avg_pool_planes(start, stop, x, out, rows, cols, row_count, col_count, geo, mults, shifts, params):
+def _qavg_pool_planes(start, stop, x, out, rows, cols, row_count, col_count, geo, mults, shifts, params):
     """Planes [start, stop) of a QAvgPool. x: (P, H, W); out: (P, OH, OW);
     rows / cols: (OH, 2) / (OW, 2), the [lo, hi) taps of each window inside
     the input; row_count / col_count: the element count of each window along
@@ -387,7 +387,7 @@ def qavg_pool(inputs, attrs):
     out = np.empty((planes.shape[0],) + dims, np.int16)
     geo = win.strides + win.pads_begin
     params = np.array([int(attrs["x_zero"]), o.zero, o.lo, o.hi], np.int64)
-    parallel_for(_avg_pool_planes, planes.shape[0], planes, out, rows, cols, row_count, col_count, geo,
+    parallel_for(_qavg_pool_planes, planes.shape[0], planes, out, rows, cols, row_count, col_count, geo,
                  mults, shifts, params, grain=grain(out[0].size * win.kernel[0] * win.kernel[1]))
     return (out.reshape(shape).astype(o.dtype, copy=False),)
 
@@ -413,11 +413,11 @@ def _requantize_elements_team(team, state, role, spans, *args):
     return team_leave(team, state, role)
 
 
-@drives(_avg_pool_planes)
+@drives(_qavg_pool_planes)
 @jit
-def _avg_pool_planes_team(team, state, role, spans, *args):
+def _qavg_pool_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _avg_pool_planes(spans[index, 0], spans[index, 1], *args)
+        _qavg_pool_planes(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
