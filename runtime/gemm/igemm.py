@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.gemm.family import UNIT, host_isa
+from runtime.gemm.operands import Target, plan_product
 from runtime.gemm.pack import (
     MAX_INT8_DEPTH,
     block_depth,
@@ -23,7 +24,7 @@ from runtime.gemm.pack import (
     reduction_steps,
     roundup,
 )
-from runtime.gemm.sgemm import Target, launch, plan_product
+from runtime.gemm.sgemm import launch
 from runtime.gemm.tasks import PREPACKED
 
 __all__ = ["igemm", "igemm_batched", "MAX_INT8_DEPTH"]

@@ -45,13 +45,21 @@ to 64; AVX2: 4, up to 16), with A's steps as vectors and B's values
 broadcast, and write through masked scatters.
 
 The IR is generated as text, never as Python source: nothing runs but
-LLVM's own output.
+LLVM's own output. The update loop is written here, the epilogue (and the
+writer both use) in :mod:`runtime.gemm.microkernel_epilogue`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from runtime.gemm.family import REMAINDER_COLS, UNIT, Isa
+from runtime.gemm.microkernel_epilogue import (
+    Writer,
+    const_vector,
+    remainder_epilogue,
+    splat_vector,
+    tile_epilogue,
+)
 
 
 # ------------------------------------------------------------- IR generation
@@ -92,7 +100,7 @@ class _Tile:
     def acc_types(self) -> list[list[str]]:
         return [[self.vec(lanes) for lanes in self.vectors] for _ in range(self.mr)]
 
-    def prologue(self, w: "_Writer") -> str:
+    def prologue(self, w: "Writer") -> str:
         """Float kernels: prefetch the output tile (and the residual tile, when given) while
         the loop runs: the tile is stored only after the loop, and a layer's
         output rows, ``mr`` of them interleaved with the other row panels',
@@ -110,11 +118,11 @@ class _Tile:
         w.label("pf_done")
         return "pf_done"
 
-    def step(self, w: "_Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+    def step(self, w: "Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
         return _step(w, self, acc, pa, pb, k)
 
-    def epilogue(self, w: "_Writer", acc: list[list[str]]) -> None:
-        _epilogue(w, self, acc)
+    def epilogue(self, w: "Writer", acc: list[list[str]]) -> None:
+        tile_epilogue(w, self, acc)
 
 
 @dataclass(frozen=True)
@@ -144,13 +152,13 @@ class _Remainder:
     def acc_types(self) -> list[list[str]]:
         return [[self.vec(self.mr)] * self.cols for _ in range(self.panels)]
 
-    def prologue(self, w: "_Writer") -> None:
+    def prologue(self, w: "Writer") -> None:
         """Offsets of the A panels: ``kc * mr`` floats apart."""
         w.emit(f"%pstride = mul i64 %kc, {self.mr}")
         for p in range(self.panels):
             w.emit(f"%poff{p} = mul i64 %pstride, {p}")
 
-    def step(self, w: "_Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+    def step(self, w: "Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
         row = pb
         if k:
             row = w.fresh("brow")
@@ -160,7 +168,7 @@ class _Remainder:
             ptr, scalar = w.fresh("pb"), w.fresh("b")
             w.emit(f"{ptr} = getelementptr inbounds float, ptr {row}, i64 {j}")
             w.emit(f"{scalar} = load float, ptr {ptr}, align 4")
-            splats.append(_splat(w, self.mr, scalar, "float"))
+            splats.append(splat_vector(w, self.mr, scalar, "float"))
         vec, new = self.vec(self.mr), []
         for p in range(self.panels):
             panel, ptr, value = w.fresh("panel"), w.fresh("pa"), w.fresh("a")
@@ -176,8 +184,8 @@ class _Remainder:
             new.append(outs)
         return new
 
-    def epilogue(self, w: "_Writer", acc: list[list[str]]) -> None:
-        _remainder_epilogue(w, self, acc)
+    def epilogue(self, w: "Writer", acc: list[list[str]]) -> None:
+        remainder_epilogue(w, self, acc)
 
 
 @dataclass(frozen=True)
@@ -213,7 +221,7 @@ class _WideTile(_Tile):
     def acc_types(self) -> list[list[str]]:
         return super().acc_types() + [[self.vec(self.mr)] * self.tail]
 
-    def step(self, w: "_Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+    def step(self, w: "Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
         new = _step(w, self, acc[:self.mr], pa, pb, k)
         row = pb
         if k:
@@ -227,47 +235,21 @@ class _WideTile(_Tile):
             at, scalar, out = w.fresh("pb"), w.fresh("b"), w.fresh("acc")
             w.emit(f"{at} = getelementptr inbounds float, ptr {row}, i64 {self.main + j}")
             w.emit(f"{scalar} = load float, ptr {at}, align 4")
-            splat = _splat(w, self.mr, scalar, "float")
+            splat = splat_vector(w, self.mr, scalar, "float")
             w.emit(f"{out} = call {vec} @llvm.fma.v{self.mr}f32({vec} {value}, {vec} {splat}, {vec} {acc[self.mr][j]})")
             tails.append(out)
         return new + [tails]
 
-    def epilogue(self, w: "_Writer", acc: list[list[str]]) -> None:
+    def epilogue(self, w: "Writer", acc: list[list[str]]) -> None:
         """The tail columns' epilogue and stores first (as a one-panel
         remainder kernel's, from block ``store``), then the tile's."""
         columns = _Remainder(self.kind, self.mr, 1, self.tail)
-        _remainder_epilogue(w, columns, [acc[self.mr]], prefix="t_", first_col=self.main, then="tile_store")
+        remainder_epilogue(w, columns, [acc[self.mr]], prefix="t_", first_col=self.main, then="tile_store")
         w.label("tile_store")
-        _epilogue(w, self, acc[:self.mr], entry="tile_store")
+        tile_epilogue(w, self, acc[:self.mr], entry="tile_store")
 
 
-class _Writer:
-    """IR lines of one function, with fresh SSA names."""
-
-    def __init__(self, count: int = 0):
-        self.lines: list[str] = []
-        self.count = count
-
-    def fresh(self, stem: str) -> str:
-        self.count += 1
-        return f"%{stem}.{self.count}"
-
-    def emit(self, line: str) -> None:
-        self.lines.append("  " + line)
-
-    def label(self, name: str) -> None:
-        self.lines.append(f"{name}:")
-
-
-def _splat(w: _Writer, lanes: int, scalar: str, elem: str) -> str:
-    vec = f"<{lanes} x {elem}>"
-    one, out = w.fresh("ins"), w.fresh("splat")
-    w.emit(f"{one} = insertelement {vec} poison, {elem} {scalar}, i64 0")
-    w.emit(f"{out} = shufflevector {vec} {one}, {vec} poison, <{lanes} x i32> zeroinitializer")
-    return out
-
-
-def _update(w: _Writer, t: _Tile, lanes: int, a: str, b: str, acc: str) -> str:
+def _update(w: Writer, t: _Tile, lanes: int, a: str, b: str, acc: str) -> str:
     """``acc`` plus the products of one step: ``a`` broadcast, ``b`` a row."""
     vec, out = t.vec(lanes), w.fresh("acc")
     if t.kind == "f32":
@@ -280,11 +262,11 @@ def _update(w: _Writer, t: _Tile, lanes: int, a: str, b: str, acc: str) -> str:
         for byte in range(4):
             ub, sa, prod, nxt = w.fresh("ub"), w.fresh("sa"), w.fresh("prod"), w.fresh("sum")
             shifted = w.fresh("sh")
-            w.emit(f"{shifted} = lshr {vec} {b}, {_const(lanes, 8 * byte)}")
-            w.emit(f"{ub} = and {vec} {shifted}, {_const(lanes, 255)}")
+            w.emit(f"{shifted} = lshr {vec} {b}, {const_vector(lanes, 8 * byte)}")
+            w.emit(f"{ub} = and {vec} {shifted}, {const_vector(lanes, 255)}")
             left = w.fresh("sl")
-            w.emit(f"{left} = shl {vec} {a}, {_const(lanes, 24 - 8 * byte)}")
-            w.emit(f"{sa} = ashr {vec} {left}, {_const(lanes, 24)}")
+            w.emit(f"{left} = shl {vec} {a}, {const_vector(lanes, 24 - 8 * byte)}")
+            w.emit(f"{sa} = ashr {vec} {left}, {const_vector(lanes, 24)}")
             w.emit(f"{prod} = mul {vec} {sa}, {ub}")
             w.emit(f"{nxt} = add {vec} {total}, {prod}")
             total = nxt
@@ -292,7 +274,7 @@ def _update(w: _Writer, t: _Tile, lanes: int, a: str, b: str, acc: str) -> str:
     return out
 
 
-def _prefetch_tile(w: "_Writer", t: "_Tile", base: str, stride: str, write: int) -> None:
+def _prefetch_tile(w: "Writer", t: "_Tile", base: str, stride: str, write: int) -> None:
     """``llvm.prefetch`` of every cache line of the ``mr x width`` tile at
     ``base`` (row stride ``stride`` elements); a prefetch never faults, so
     rows past the operand's edge are harmless."""
@@ -308,11 +290,7 @@ def _prefetch_tile(w: "_Writer", t: "_Tile", base: str, stride: str, write: int)
             w.emit(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 {write}, i32 3, i32 1)")
 
 
-def _const(lanes: int, value: int, elem: str = "i32") -> str:
-    return "<" + ", ".join([f"{elem} {value}"] * lanes) + ">"
-
-
-def _step(w: _Writer, t: _Tile, acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+def _step(w: Writer, t: _Tile, acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
     """Step ``k`` of the update: (float) ask for the A line
     :data:`A_PREFETCH` elements on where the step starts one, and for the B
     row :data:`B_PREFETCH` steps on; load the B row, broadcast each A
@@ -343,12 +321,12 @@ def _step(w: _Writer, t: _Tile, acc: list[list[str]], pa: str, pb: str, k: int) 
         ptr, scalar = w.fresh("pa"), w.fresh("a")
         w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {pa}, i64 {k * t.mr + i}")
         w.emit(f"{scalar} = load {t.elem}, ptr {ptr}, align 4")
-        splats = {lanes: _splat(w, lanes, scalar, t.elem) for lanes in sorted(set(t.vectors))}
+        splats = {lanes: splat_vector(w, lanes, scalar, t.elem) for lanes in sorted(set(t.vectors))}
         new.append([_update(w, t, lanes, splats[lanes], bvals[j], acc[i][j]) for j, lanes in enumerate(t.vectors)])
     return new
 
 
-def _loop(w: _Writer, t, name: str, steps: int, entry: tuple, exit_label: str) -> list[list[str]]:
+def _loop(w: Writer, t, name: str, steps: int, entry: tuple, exit_label: str) -> list[list[str]]:
     """A loop doing ``steps`` steps per trip while ``k + steps <= kc``.
 
     ``entry`` is (predecessor label, accumulators, pa, pb, k) flowing in;
@@ -357,7 +335,7 @@ def _loop(w: _Writer, t, name: str, steps: int, entry: tuple, exit_label: str) -
     pred, start_acc, start_pa, start_pb, start_k = entry
     types = t.acc_types()
     acc = [[f"%{name}_acc_{i}_{j}" for j in range(len(row))] for i, row in enumerate(types)]
-    inner = _Writer(w.count)
+    inner = Writer(w.count)
     cur = acc
     for k in range(steps):
         cur = t.step(inner, cur, f"%{name}_pa", f"%{name}_pb", k)
@@ -381,257 +359,10 @@ def _loop(w: _Writer, t, name: str, steps: int, entry: tuple, exit_label: str) -
     return acc
 
 
-def _add(t: _Tile) -> str:
-    return "fadd" if t.kind == "f32" else "add"
-
-
-def _bias(w: _Writer, t: _Tile, acc: list[list[str]]) -> list[list[str]]:
-    """Block ``add_bias``: add ``bias[i]`` to row ``i``, reading only the first
-    ``rows`` entries (one masked load); falls through to ``dispatch``."""
-    rows = ", ".join(f"i32 {i}" for i in range(t.mr))
-    w.emit("%rows32 = trunc i64 %rows to i32")
-    limit = _splat(w, t.mr, "%rows32", "i32")
-    w.emit(f"%rowmask = icmp slt <{t.mr} x i32> <{rows}>, {limit}")
-    w.emit(f"%biasv = call {t.vec(t.mr)} @llvm.masked.load.v{t.mr}{t.suffix}.p0(ptr %bias, i32 4, "
-           f"<{t.mr} x i1> %rowmask, {t.vec(t.mr)} zeroinitializer)")
-    out = []
-    for i in range(t.mr):
-        scalar = w.fresh("bias")
-        w.emit(f"{scalar} = extractelement {t.vec(t.mr)} %biasv, i64 {i}")
-        splats = {lanes: _splat(w, lanes, scalar, t.elem) for lanes in sorted(set(t.vectors))}
-        row = []
-        for j, lanes in enumerate(t.vectors):
-            value = w.fresh("biased")
-            w.emit(f"{value} = {_add(t)} {t.vec(lanes)} {acc[i][j]}, {splats[lanes]}")
-            row.append(value)
-        out.append(row)
-    w.emit("br label %dispatch")
-    return out
-
-
-def _optional(w: _Writer, pred: str, cond: str, name: str, values: list[list[str]], types: list[list[str]],
-              body) -> tuple[str, list[list[str]]]:
-    """Blocks running ``body(values)`` (straight-line code returning new
-    values) only when ``cond`` holds, entered from block ``pred``; returns
-    the join block's label and the values there."""
-    w.emit(f"br i1 {cond}, label %{name}, label %{name}_join")
-    w.label(name)
-    done = body(values)
-    w.emit(f"br label %{name}_join")
-    w.label(f"{name}_join")
-    out = []
-    for i, row in enumerate(types):
-        joined = []
-        for j, vec in enumerate(row):
-            value = w.fresh("v")
-            w.emit(f"{value} = phi {vec} [ {values[i][j]}, %{pred} ], [ {done[i][j]}, %{name} ]")
-            joined.append(value)
-        out.append(joined)
-    return f"{name}_join", out
-
-
-def _clamp_values(w: _Writer, lanes_of, values: list[list[str]]) -> list[list[str]]:
-    """numpy's ``minimum(maximum(v, clamp[0]), clamp[1])`` on every value
-    (``lanes_of(i, j)``: the lanes of value ``(i, j)``): a NaN stays NaN, a
-    bound wins ties."""
-    lo, hi_ptr, hi = w.fresh("lo"), w.fresh("hiptr"), w.fresh("hi")
-    w.emit(f"{lo} = load float, ptr %clamp, align 4")
-    w.emit(f"{hi_ptr} = getelementptr inbounds float, ptr %clamp, i64 1")
-    w.emit(f"{hi} = load float, ptr {hi_ptr}, align 4")
-    bounds = {}
-    out = []
-    for i, row in enumerate(values):
-        new = []
-        for j, value in enumerate(row):
-            lanes = lanes_of(i, j)
-            if lanes not in bounds:
-                bounds[lanes] = (_splat(w, lanes, lo, "float"), _splat(w, lanes, hi, "float"))
-            floor, ceiling = bounds[lanes]
-            vec = f"<{lanes} x float>"
-            above, low, below, high = w.fresh("above"), w.fresh("low"), w.fresh("below"), w.fresh("high")
-            w.emit(f"{above} = fcmp ugt {vec} {value}, {floor}")
-            w.emit(f"{low} = select <{lanes} x i1> {above}, {vec} {value}, {vec} {floor}")
-            w.emit(f"{below} = fcmp ult {vec} {low}, {ceiling}")
-            w.emit(f"{high} = select <{lanes} x i1> {below}, {vec} {low}, {vec} {ceiling}")
-            new.append(high)
-        out.append(new)
-    return out
-
-
-def _load_tile(w: _Writer, t: _Tile, base: str, offsets: str, masked: bool) -> list[list[str]]:
-    """The ``mr x width`` tile at ``base`` (element ``(i, j-th vector)`` at
-    offset ``%{offsets}_i_j``), masked loads of ``rows x cols`` or whole."""
-    tile = []
-    for i in range(t.mr):
-        row = []
-        for j, lanes in enumerate(t.vectors):
-            vec, ptr, value = t.vec(lanes), w.fresh("pt"), w.fresh("ld")
-            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {base}, i64 %{offsets}_{i}_{j}")
-            if masked:
-                w.emit(f"{value} = call {vec} @llvm.masked.load.v{lanes}{t.suffix}.p0(ptr {ptr}, i32 4, "
-                       f"<{lanes} x i1> %rm_{i}_{j}, {vec} zeroinitializer)")
-            else:
-                w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
-            row.append(value)
-        tile.append(row)
-    return tile
-
-
-def _add_tiles(w: _Writer, t: _Tile, left: list[list[str]], right: list[list[str]]) -> list[list[str]]:
-    out = []
-    for i in range(t.mr):
-        row = []
-        for j, lanes in enumerate(t.vectors):
-            value = w.fresh("sum")
-            w.emit(f"{value} = {_add(t)} {t.vec(lanes)} {left[i][j]}, {right[i][j]}")
-            row.append(value)
-        out.append(row)
-    return out
-
-
-def _finish(w: _Writer, t: _Tile, values: list[list[str]], masked: bool, tag: str) -> None:
-    """From block ``tag``: add ``C``'s values (accumulate), the residual and
-    clamp (float, when given), then store the tile; ``masked`` touches only
-    ``rows x cols`` (vector masks ``%rm_i_j``)."""
-    types = t.acc_types()[:t.mr]
-    label, values = _optional(w, tag, "%add", f"{tag}_old", values, types,
-                              lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%c", "off", masked)))
-    if t.kind == "f32":
-        label, values = _optional(w, label, "%has_res", f"{tag}_res", values, types,
-                                  lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%residual", "roff", masked)))
-        label, values = _optional(w, label, "%has_clamp", f"{tag}_clamp", values, types,
-                                  lambda v: _clamp_values(w, lambda i, j: t.vectors[j], v))
-    for i in range(t.mr):
-        for j, lanes in enumerate(t.vectors):
-            vec, ptr = t.vec(lanes), w.fresh("pc")
-            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr %c, i64 %off_{i}_{j}")
-            if masked:
-                w.emit(f"call void @llvm.masked.store.v{lanes}{t.suffix}.p0({vec} {values[i][j]}, ptr {ptr}, i32 4, "
-                       f"<{lanes} x i1> %rm_{i}_{j})")
-            else:
-                w.emit(f"store {vec} {values[i][j]}, ptr {ptr}, align 4")
-    w.emit("ret void")
-
-
-def _epilogue(w: _Writer, t: _Tile, acc: list[list[str]], entry: str = "store") -> None:
-    """From block ``entry``: add the bias if any; then, for a whole tile or
-    a masked part of one, the rest of the epilogue and the store
-    (:func:`_finish`)."""
-    w.emit("%has_bias = icmp ne ptr %bias, null")
-    w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
-    w.label("add_bias")
-    biased = _bias(w, t, acc)
-    w.label("dispatch")
-    final = [[f"%final_{i}_{j}" for j in range(len(t.vectors))] for i in range(t.mr)]
-    for i in range(t.mr):
-        for j, lanes in enumerate(t.vectors):
-            w.emit(f"{final[i][j]} = phi {t.vec(lanes)} [ {acc[i][j]}, %{entry} ], [ {biased[i][j]}, %add_bias ]")
-    for i in range(t.mr):
-        w.emit(f"%row_{i} = mul i64 %ldc, {i}")
-        w.emit(f"%rrow_{i} = mul i64 %ldr, {i}")
-        for j in range(len(t.vectors)):
-            w.emit(f"%off_{i}_{j} = add i64 %row_{i}, {t.offset(j)}")
-            w.emit(f"%roff_{i}_{j} = add i64 %rrow_{i}, {t.offset(j)}")
-    w.emit("%add = icmp ne i64 %accumulate, 0")
-    w.emit("%has_res = icmp ne ptr %residual, null")
-    w.emit("%has_clamp = icmp ne ptr %clamp, null")
-    w.emit(f"%full_rows = icmp eq i64 %rows, {t.mr}")
-    w.emit(f"%full_cols = icmp eq i64 %cols, {t.width}")
-    w.emit("%full = and i1 %full_rows, %full_cols")
-    w.emit("br i1 %full, label %full_tile, label %part_tile")
-    w.label("full_tile")
-    _finish(w, t, final, False, "full_tile")
-    w.label("part_tile")
-    w.emit("%cols32 = trunc i64 %cols to i32")
-    limits = {lanes: _splat(w, lanes, "%cols32", "i32") for lanes in sorted(set(t.vectors))}
-    for j, lanes in enumerate(t.vectors):
-        columns = ", ".join(f"i32 {t.offset(j) + lane}" for lane in range(lanes))
-        w.emit(f"%mask{j} = icmp slt <{lanes} x i32> <{columns}>, {limits[lanes]}")
-    for i in range(t.mr):
-        w.emit(f"%in_{i} = icmp slt i64 {i}, %rows")
-        for j, lanes in enumerate(t.vectors):
-            w.emit(f"%rm_{i}_{j} = select i1 %in_{i}, <{lanes} x i1> %mask{j}, <{lanes} x i1> zeroinitializer")
-    _finish(w, t, final, True, "part_tile")
-
-
-def _remainder_epilogue(w: _Writer, t: _Remainder, acc: list[list[str]], prefix: str = "", first_col: int = 0,
-                        then: str = "") -> None:
-    """From block ``store``: bias (masked vector loads: a panel's rows are
-    its lanes), then masked gathers of ``C`` (accumulating) and of the
-    residual, the clamp, and masked scatters of rows ``< rows``, the
-    columns counted from ``first_col``. Then return, or branch to block
-    ``then``; ``prefix`` keeps the names apart from a tile's epilogue."""
-    mr, vec, mask_ty, x = t.mr, t.vec(t.mr), f"<{t.mr} x i1>", prefix
-    lanes = ", ".join(f"i64 {lane}" for lane in range(mr))
-    rows, ldc, ldr = _splat(w, mr, "%rows", "i64"), _splat(w, mr, "%ldc", "i64"), _splat(w, mr, "%ldr", "i64")
-    for p in range(t.panels):
-        w.emit(f"%{x}rowid{p} = add <{mr} x i64> <{lanes}>, " + _const(mr, p * mr, "i64"))
-        w.emit(f"%{x}rmask{p} = icmp slt <{mr} x i64> %{x}rowid{p}, {rows}")
-        w.emit(f"%{x}rowoff{p} = mul <{mr} x i64> %{x}rowid{p}, {ldc}")
-        w.emit(f"%{x}resoff{p} = mul <{mr} x i64> %{x}rowid{p}, {ldr}")
-    w.emit(f"%{x}has_bias = icmp ne ptr %bias, null")
-    w.emit(f"br i1 %{x}has_bias, label %{x}add_bias, label %{x}dispatch")
-    w.label(f"{x}add_bias")
-    biased = []
-    for p in range(t.panels):
-        ptr, bias = w.fresh("pbias"), w.fresh("bias")
-        w.emit(f"{ptr} = getelementptr inbounds float, ptr %bias, i64 {p * mr}")
-        w.emit(f"{bias} = call {vec} @llvm.masked.load.v{mr}f32.p0(ptr {ptr}, i32 4, {mask_ty} %{x}rmask{p}, "
-               f"{vec} zeroinitializer)")
-        row = []
-        for j in range(t.cols):
-            value = w.fresh("biased")
-            w.emit(f"{value} = fadd {vec} {acc[p][j]}, {bias}")
-            row.append(value)
-        biased.append(row)
-    w.emit(f"br label %{x}dispatch")
-    w.label(f"{x}dispatch")
-    values = [[f"%{x}final_{p}_{j}" for j in range(t.cols)] for p in range(t.panels)]
-    for p in range(t.panels):
-        for j in range(t.cols):
-            w.emit(f"%{x}final_{p}_{j} = phi {vec} [ {acc[p][j]}, %store ], [ {biased[p][j]}, %{x}add_bias ]")
-    for p in range(t.panels):
-        for j in range(t.cols):
-            for name, base, offsets in (("ptrs", "%c", "rowoff"), ("rptrs", "%residual", "resoff")):
-                w.emit(f"%{x}{name}_idx_{p}_{j} = add <{mr} x i64> %{x}{offsets}{p}, "
-                       + _const(mr, first_col + j, "i64"))
-                w.emit(f"%{x}{name}_{p}_{j} = getelementptr inbounds float, ptr {base}, "
-                       f"<{mr} x i64> %{x}{name}_idx_{p}_{j}")
-    w.emit(f"%{x}add = icmp ne i64 %accumulate, 0")
-    w.emit(f"%{x}has_res = icmp ne ptr %residual, null")
-    w.emit(f"%{x}has_clamp = icmp ne ptr %clamp, null")
-
-    def gathered(name: str):
-        def body(current):
-            out = []
-            for p in range(t.panels):
-                row = []
-                for j in range(t.cols):
-                    old, total = w.fresh("old"), w.fresh("sum")
-                    w.emit(f"{old} = call {vec} @llvm.masked.gather.v{mr}f32.v{mr}p0(<{mr} x ptr> %{x}{name}_{p}_{j}, "
-                           f"i32 4, {mask_ty} %{x}rmask{p}, {vec} zeroinitializer)")
-                    w.emit(f"{total} = fadd {vec} {current[p][j]}, {old}")
-                    row.append(total)
-                out.append(row)
-            return out
-        return body
-
-    types = t.acc_types()
-    label, values = _optional(w, f"{x}dispatch", f"%{x}add", f"{x}add_old", values, types, gathered("ptrs"))
-    label, values = _optional(w, label, f"%{x}has_res", f"{x}add_residual", values, types, gathered("rptrs"))
-    label, values = _optional(w, label, f"%{x}has_clamp", f"{x}clamp_values", values, types,
-                              lambda v: _clamp_values(w, lambda i, j: mr, v))
-    for p in range(t.panels):
-        for j in range(t.cols):
-            w.emit(f"call void @llvm.masked.scatter.v{mr}f32.v{mr}p0({vec} {values[p][j]}, "
-                   f"<{mr} x ptr> %{x}ptrs_{p}_{j}, i32 4, {mask_ty} %{x}rmask{p})")
-    w.emit(f"br label %{then}" if then else "ret void")
-
-
 def _function(t) -> str:
     """IR text of the microkernel with blocking ``t`` (a :class:`_Tile` or
     :class:`_Remainder`; no declarations)."""
-    w = _Writer()
+    w = Writer()
     zeros = [["zeroinitializer"] * len(row) for row in t.acc_types()]
     w.label("entry")
     for k in range(1, t.unroll + B_PREFETCH + 1):

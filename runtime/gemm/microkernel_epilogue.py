@@ -1,0 +1,290 @@
+"""The IR writer of the GEMM microkernels (runtime.gemm.microkernel_ir) and
+the epilogue they end with, from the block ``store`` on: the bias, then
+(float kernels) the residual and the clamp, added to ``C``'s values when
+accumulating, and the stores; whole tiles with plain loads and stores, a
+part of one (``rows x cols``) with masked ones, remainder panels with
+masked gathers and scatters, in the order runtime.gemm.microkernel_ir's
+docstring states."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runtime.gemm.microkernel_ir import _Remainder, _Tile
+
+
+class Writer:
+    """IR lines of one function, with fresh SSA names."""
+
+    def __init__(self, count: int = 0):
+        self.lines: list[str] = []
+        self.count = count
+
+    def fresh(self, stem: str) -> str:
+        self.count += 1
+        return f"%{stem}.{self.count}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append("  " + line)
+
+    def label(self, name: str) -> None:
+        self.lines.append(f"{name}:")
+
+
+def splat_vector(w: Writer, lanes: int, scalar: str, elem: str) -> str:
+    vec = f"<{lanes} x {elem}>"
+    one, out = w.fresh("ins"), w.fresh("splat")
+    w.emit(f"{one} = insertelement {vec} poison, {elem} {scalar}, i64 0")
+    w.emit(f"{out} = shufflevector {vec} {one}, {vec} poison, <{lanes} x i32> zeroinitializer")
+    return out
+
+
+def const_vector(lanes: int, value: int, elem: str = "i32") -> str:
+    return "<" + ", ".join([f"{elem} {value}"] * lanes) + ">"
+
+
+def _add(t: _Tile) -> str:
+    return "fadd" if t.kind == "f32" else "add"
+
+
+def _bias(w: Writer, t: _Tile, acc: list[list[str]]) -> list[list[str]]:
+    """Block ``add_bias``: add ``bias[i]`` to row ``i``, reading only the first
+    ``rows`` entries (one masked load); falls through to ``dispatch``."""
+    rows = ", ".join(f"i32 {i}" for i in range(t.mr))
+    w.emit("%rows32 = trunc i64 %rows to i32")
+    limit = splat_vector(w, t.mr, "%rows32", "i32")
+    w.emit(f"%rowmask = icmp slt <{t.mr} x i32> <{rows}>, {limit}")
+    w.emit(f"%biasv = call {t.vec(t.mr)} @llvm.masked.load.v{t.mr}{t.suffix}.p0(ptr %bias, i32 4, "
+           f"<{t.mr} x i1> %rowmask, {t.vec(t.mr)} zeroinitializer)")
+    out = []
+    for i in range(t.mr):
+        scalar = w.fresh("bias")
+        w.emit(f"{scalar} = extractelement {t.vec(t.mr)} %biasv, i64 {i}")
+        splats = {lanes: splat_vector(w, lanes, scalar, t.elem) for lanes in sorted(set(t.vectors))}
+        row = []
+        for j, lanes in enumerate(t.vectors):
+            value = w.fresh("biased")
+            w.emit(f"{value} = {_add(t)} {t.vec(lanes)} {acc[i][j]}, {splats[lanes]}")
+            row.append(value)
+        out.append(row)
+    w.emit("br label %dispatch")
+    return out
+
+
+def _optional(w: Writer, pred: str, cond: str, name: str, values: list[list[str]], types: list[list[str]],
+              body) -> tuple[str, list[list[str]]]:
+    """Blocks running ``body(values)`` (straight-line code returning new
+    values) only when ``cond`` holds, entered from block ``pred``; returns
+    the join block's label and the values there."""
+    w.emit(f"br i1 {cond}, label %{name}, label %{name}_join")
+    w.label(name)
+    done = body(values)
+    w.emit(f"br label %{name}_join")
+    w.label(f"{name}_join")
+    out = []
+    for i, row in enumerate(types):
+        joined = []
+        for j, vec in enumerate(row):
+            value = w.fresh("v")
+            w.emit(f"{value} = phi {vec} [ {values[i][j]}, %{pred} ], [ {done[i][j]}, %{name} ]")
+            joined.append(value)
+        out.append(joined)
+    return f"{name}_join", out
+
+
+def _clamp_values(w: Writer, lanes_of, values: list[list[str]]) -> list[list[str]]:
+    """numpy's ``minimum(maximum(v, clamp[0]), clamp[1])`` on every value
+    (``lanes_of(i, j)``: the lanes of value ``(i, j)``): a NaN stays NaN, a
+    bound wins ties."""
+    lo, hi_ptr, hi = w.fresh("lo"), w.fresh("hiptr"), w.fresh("hi")
+    w.emit(f"{lo} = load float, ptr %clamp, align 4")
+    w.emit(f"{hi_ptr} = getelementptr inbounds float, ptr %clamp, i64 1")
+    w.emit(f"{hi} = load float, ptr {hi_ptr}, align 4")
+    bounds = {}
+    out = []
+    for i, row in enumerate(values):
+        new = []
+        for j, value in enumerate(row):
+            lanes = lanes_of(i, j)
+            if lanes not in bounds:
+                bounds[lanes] = (splat_vector(w, lanes, lo, "float"), splat_vector(w, lanes, hi, "float"))
+            floor, ceiling = bounds[lanes]
+            vec = f"<{lanes} x float>"
+            above, low, below, high = w.fresh("above"), w.fresh("low"), w.fresh("below"), w.fresh("high")
+            w.emit(f"{above} = fcmp ugt {vec} {value}, {floor}")
+            w.emit(f"{low} = select <{lanes} x i1> {above}, {vec} {value}, {vec} {floor}")
+            w.emit(f"{below} = fcmp ult {vec} {low}, {ceiling}")
+            w.emit(f"{high} = select <{lanes} x i1> {below}, {vec} {low}, {vec} {ceiling}")
+            new.append(high)
+        out.append(new)
+    return out
+
+
+def _load_tile(w: Writer, t: _Tile, base: str, offsets: str, masked: bool) -> list[list[str]]:
+    """The ``mr x width`` tile at ``base`` (element ``(i, j-th vector)`` at
+    offset ``%{offsets}_i_j``), masked loads of ``rows x cols`` or whole."""
+    tile = []
+    for i in range(t.mr):
+        row = []
+        for j, lanes in enumerate(t.vectors):
+            vec, ptr, value = t.vec(lanes), w.fresh("pt"), w.fresh("ld")
+            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {base}, i64 %{offsets}_{i}_{j}")
+            if masked:
+                w.emit(f"{value} = call {vec} @llvm.masked.load.v{lanes}{t.suffix}.p0(ptr {ptr}, i32 4, "
+                       f"<{lanes} x i1> %rm_{i}_{j}, {vec} zeroinitializer)")
+            else:
+                w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
+            row.append(value)
+        tile.append(row)
+    return tile
+
+
+def _add_tiles(w: Writer, t: _Tile, left: list[list[str]], right: list[list[str]]) -> list[list[str]]:
+    out = []
+    for i in range(t.mr):
+        row = []
+        for j, lanes in enumerate(t.vectors):
+            value = w.fresh("sum")
+            w.emit(f"{value} = {_add(t)} {t.vec(lanes)} {left[i][j]}, {right[i][j]}")
+            row.append(value)
+        out.append(row)
+    return out
+
+
+def _finish(w: Writer, t: _Tile, values: list[list[str]], masked: bool, tag: str) -> None:
+    """From block ``tag``: add ``C``'s values (accumulate), the residual and
+    clamp (float, when given), then store the tile; ``masked`` touches only
+    ``rows x cols`` (vector masks ``%rm_i_j``)."""
+    types = t.acc_types()[:t.mr]
+    label, values = _optional(w, tag, "%add", f"{tag}_old", values, types,
+                              lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%c", "off", masked)))
+    if t.kind == "f32":
+        label, values = _optional(w, label, "%has_res", f"{tag}_res", values, types,
+                                  lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%residual", "roff", masked)))
+        label, values = _optional(w, label, "%has_clamp", f"{tag}_clamp", values, types,
+                                  lambda v: _clamp_values(w, lambda i, j: t.vectors[j], v))
+    for i in range(t.mr):
+        for j, lanes in enumerate(t.vectors):
+            vec, ptr = t.vec(lanes), w.fresh("pc")
+            w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr %c, i64 %off_{i}_{j}")
+            if masked:
+                w.emit(f"call void @llvm.masked.store.v{lanes}{t.suffix}.p0({vec} {values[i][j]}, ptr {ptr}, i32 4, "
+                       f"<{lanes} x i1> %rm_{i}_{j})")
+            else:
+                w.emit(f"store {vec} {values[i][j]}, ptr {ptr}, align 4")
+    w.emit("ret void")
+
+
+def tile_epilogue(w: Writer, t: _Tile, acc: list[list[str]], entry: str = "store") -> None:
+    """From block ``entry``: add the bias if any; then, for a whole tile or
+    a masked part of one, the rest of the epilogue and the store
+    (:func:`_finish`)."""
+    w.emit("%has_bias = icmp ne ptr %bias, null")
+    w.emit("br i1 %has_bias, label %add_bias, label %dispatch")
+    w.label("add_bias")
+    biased = _bias(w, t, acc)
+    w.label("dispatch")
+    final = [[f"%final_{i}_{j}" for j in range(len(t.vectors))] for i in range(t.mr)]
+    for i in range(t.mr):
+        for j, lanes in enumerate(t.vectors):
+            w.emit(f"{final[i][j]} = phi {t.vec(lanes)} [ {acc[i][j]}, %{entry} ], [ {biased[i][j]}, %add_bias ]")
+    for i in range(t.mr):
+        w.emit(f"%row_{i} = mul i64 %ldc, {i}")
+        w.emit(f"%rrow_{i} = mul i64 %ldr, {i}")
+        for j in range(len(t.vectors)):
+            w.emit(f"%off_{i}_{j} = add i64 %row_{i}, {t.offset(j)}")
+            w.emit(f"%roff_{i}_{j} = add i64 %rrow_{i}, {t.offset(j)}")
+    w.emit("%add = icmp ne i64 %accumulate, 0")
+    w.emit("%has_res = icmp ne ptr %residual, null")
+    w.emit("%has_clamp = icmp ne ptr %clamp, null")
+    w.emit(f"%full_rows = icmp eq i64 %rows, {t.mr}")
+    w.emit(f"%full_cols = icmp eq i64 %cols, {t.width}")
+    w.emit("%full = and i1 %full_rows, %full_cols")
+    w.emit("br i1 %full, label %full_tile, label %part_tile")
+    w.label("full_tile")
+    _finish(w, t, final, False, "full_tile")
+    w.label("part_tile")
+    w.emit("%cols32 = trunc i64 %cols to i32")
+    limits = {lanes: splat_vector(w, lanes, "%cols32", "i32") for lanes in sorted(set(t.vectors))}
+    for j, lanes in enumerate(t.vectors):
+        columns = ", ".join(f"i32 {t.offset(j) + lane}" for lane in range(lanes))
+        w.emit(f"%mask{j} = icmp slt <{lanes} x i32> <{columns}>, {limits[lanes]}")
+    for i in range(t.mr):
+        w.emit(f"%in_{i} = icmp slt i64 {i}, %rows")
+        for j, lanes in enumerate(t.vectors):
+            w.emit(f"%rm_{i}_{j} = select i1 %in_{i}, <{lanes} x i1> %mask{j}, <{lanes} x i1> zeroinitializer")
+    _finish(w, t, final, True, "part_tile")
+
+
+def remainder_epilogue(w: Writer, t: _Remainder, acc: list[list[str]], prefix: str = "", first_col: int = 0,
+                        then: str = "") -> None:
+    """From block ``store``: bias (masked vector loads: a panel's rows are
+    its lanes), then masked gathers of ``C`` (accumulating) and of the
+    residual, the clamp, and masked scatters of rows ``< rows``, the
+    columns counted from ``first_col``. Then return, or branch to block
+    ``then``; ``prefix`` keeps the names apart from a tile's epilogue."""
+    mr, vec, mask_ty, x = t.mr, t.vec(t.mr), f"<{t.mr} x i1>", prefix
+    lanes = ", ".join(f"i64 {lane}" for lane in range(mr))
+    rows, ldc, ldr = (splat_vector(w, mr, name, "i64") for name in ("%rows", "%ldc", "%ldr"))
+    for p in range(t.panels):
+        w.emit(f"%{x}rowid{p} = add <{mr} x i64> <{lanes}>, " + const_vector(mr, p * mr, "i64"))
+        w.emit(f"%{x}rmask{p} = icmp slt <{mr} x i64> %{x}rowid{p}, {rows}")
+        w.emit(f"%{x}rowoff{p} = mul <{mr} x i64> %{x}rowid{p}, {ldc}")
+        w.emit(f"%{x}resoff{p} = mul <{mr} x i64> %{x}rowid{p}, {ldr}")
+    w.emit(f"%{x}has_bias = icmp ne ptr %bias, null")
+    w.emit(f"br i1 %{x}has_bias, label %{x}add_bias, label %{x}dispatch")
+    w.label(f"{x}add_bias")
+    biased = []
+    for p in range(t.panels):
+        ptr, bias = w.fresh("pbias"), w.fresh("bias")
+        w.emit(f"{ptr} = getelementptr inbounds float, ptr %bias, i64 {p * mr}")
+        w.emit(f"{bias} = call {vec} @llvm.masked.load.v{mr}f32.p0(ptr {ptr}, i32 4, {mask_ty} %{x}rmask{p}, "
+               f"{vec} zeroinitializer)")
+        row = []
+        for j in range(t.cols):
+            value = w.fresh("biased")
+            w.emit(f"{value} = fadd {vec} {acc[p][j]}, {bias}")
+            row.append(value)
+        biased.append(row)
+    w.emit(f"br label %{x}dispatch")
+    w.label(f"{x}dispatch")
+    values = [[f"%{x}final_{p}_{j}" for j in range(t.cols)] for p in range(t.panels)]
+    for p in range(t.panels):
+        for j in range(t.cols):
+            w.emit(f"%{x}final_{p}_{j} = phi {vec} [ {acc[p][j]}, %store ], [ {biased[p][j]}, %{x}add_bias ]")
+    for p in range(t.panels):
+        for j in range(t.cols):
+            for name, base, offsets in (("ptrs", "%c", "rowoff"), ("rptrs", "%residual", "resoff")):
+                w.emit(f"%{x}{name}_idx_{p}_{j} = add <{mr} x i64> %{x}{offsets}{p}, "
+                       + const_vector(mr, first_col + j, "i64"))
+                w.emit(f"%{x}{name}_{p}_{j} = getelementptr inbounds float, ptr {base}, "
+                       f"<{mr} x i64> %{x}{name}_idx_{p}_{j}")
+    w.emit(f"%{x}add = icmp ne i64 %accumulate, 0")
+    w.emit(f"%{x}has_res = icmp ne ptr %residual, null")
+    w.emit(f"%{x}has_clamp = icmp ne ptr %clamp, null")
+
+    def gathered(name: str):
+        def body(current):
+            out = []
+            for p in range(t.panels):
+                row = []
+                for j in range(t.cols):
+                    old, total = w.fresh("old"), w.fresh("sum")
+                    w.emit(f"{old} = call {vec} @llvm.masked.gather.v{mr}f32.v{mr}p0(<{mr} x ptr> %{x}{name}_{p}_{j}, "
+                           f"i32 4, {mask_ty} %{x}rmask{p}, {vec} zeroinitializer)")
+                    w.emit(f"{total} = fadd {vec} {current[p][j]}, {old}")
+                    row.append(total)
+                out.append(row)
+            return out
+        return body
+
+    types = t.acc_types()
+    label, values = _optional(w, f"{x}dispatch", f"%{x}add", f"{x}add_old", values, types, gathered("ptrs"))
+    label, values = _optional(w, label, f"%{x}has_res", f"{x}add_residual", values, types, gathered("rptrs"))
+    label, values = _optional(w, label, f"%{x}has_clamp", f"{x}clamp_values", values, types,
+                              lambda v: _clamp_values(w, lambda i, j: mr, v))
+    for p in range(t.panels):
+        for j in range(t.cols):
+            w.emit(f"call void @llvm.masked.scatter.v{mr}f32.v{mr}p0({vec} {values[p][j]}, "
+                   f"<{mr} x ptr> %{x}ptrs_{p}_{j}, i32 4, {mask_ty} %{x}rmask{p})")
+    w.emit(f"br label %{then}" if then else "ret void")
