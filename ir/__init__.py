@@ -8,6 +8,9 @@ from ir.registry import REQUIRED, InferContext, OpDef, Pattern, get_op, register
 from ir.types import QuantParams, TensorType, dtype_name
 from ir.verifier import verify
 
+TESSERA_PACKAGE = True
+"""Marks this package as Tessera's (runtime/packages.py checks it)."""
+
 __all__ = [
     "Graph", "Node", "Value", "TensorType", "GraphBuilder", "Pattern", "OpDef", "InferContext",
     "REQUIRED", "register_op", "get_op", "registered_ops", "verify", "format_graph", "format_node",

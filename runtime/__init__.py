@@ -2,11 +2,19 @@
 loader, the accelerator simulator and the API facades (``runtime.FWDNXT``, ``runtime.kp``).
 
 Importable with numpy and numba alone: nothing here imports onnx, networkx,
-pydantic or onnxruntime at module level.
+pydantic or onnxruntime at module level. Importing it checks that the
+Tessera packages beside it (compiler, ir, passes, codegen) are Tessera's
+and not another distribution's of the same name (runtime/packages.py).
 """
 from runtime.errors import ExecutionError, KernelError, TesseraError
 from runtime.executor import Executor
+from runtime.packages import check_packages
 from runtime.program import Program, Step
+
+TESSERA_PACKAGE = True
+"""Marks this package as Tessera's (runtime/packages.py checks it)."""
+
+check_packages()
 
 __all__ = ["Executor", "Program", "Step", "TesseraError", "KernelError", "ExecutionError", "FWDNXT", "kp"]
 
