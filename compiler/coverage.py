@@ -1,6 +1,7 @@
 """How much of a model runs on the accelerator, and why the rest does not
-(issue 17): the report ``tessera compile``, ``tessera show --partition`` and
-``tessera info`` print.
+(so that a user whose model falls back to the CPU sees which op, which rule
+and what would have to change): the report ``tessera compile``, ``tessera
+show --partition`` and ``tessera info`` print.
 
     from compiler.coverage import coverage
     report = coverage(partitioned_graph)            # a float graph after partition_graph
@@ -13,7 +14,7 @@ a quantized layer's through its ``source`` annotation) that the compiled
 graph still computes: nodes folded away at compile time (BatchNorms into
 convolutions, constant subgraphs, Constant nodes) are not counted. An ONNX
 node runs on the accelerator when every IR node made from it does, and its
-MACs (``passes.target.macs``) count there. Each CPU node's reason is the
+MACs (``passes.placement_costs.macs``) count there. Each CPU node's reason is the
 affinity pass's ``cpu_reason``; its rule, when the target recorded one
 (``cpu_rule``), names the accelerator rule that refused it.
 """
@@ -27,7 +28,7 @@ from typing import Any, Iterator, Mapping
 from ir.graph import Graph, Node, onnx_name
 from passes.affinity import REASON, RULE
 from passes.partition import segments
-from passes.target import STRUCTURAL, macs
+from passes.placement_costs import STRUCTURAL, macs
 from runtime.errors import TesseraError
 from runtime.hardware import ACCELERATOR
 

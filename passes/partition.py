@@ -11,7 +11,7 @@ partitioner after PyTorch #86511, made incremental).
 
 With ``partition.demote_islands``, an accelerator segment whose neighbours
 all run on the CPU moves to the CPU when the host-link transfers it needs
-cost more than the accelerator saves (placement costs: passes.target).
+cost more than the accelerator saves (placement costs: passes.placement_costs).
 
 The graph is then rewritten into ``Segment`` nodes in a topological order of
 segments. A body keeps its nodes' names, affinities and annotations (the
@@ -28,7 +28,8 @@ from typing import Iterator
 from ir.graph import Graph, Node, Value, carry_quant
 from passes.affinity import HOST_ONLY, MANUAL, REASON, RULE
 from passes.infra import PassContext, PassError, graph_pass
-from passes.target import cpu, cpu_time, device_time, transfer_time
+from passes.placement_costs import cpu_time, device_time, transfer_time
+from passes.target import cpu
 from runtime.hardware import HOST, HardwareConfig
 
 

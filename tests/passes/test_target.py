@@ -5,25 +5,27 @@ import pytest
 from ir import Graph, GraphBuilder, Node
 from ir.registry import Pattern
 from passes.infra import PassContext, registered_options
-from passes.target import (
-    ACCELERATOR,
+from passes.placement_costs import (
     CPU_BYTES_PER_SECOND,
     CPU_ELEMENT_BYTES,
     CPU_MACS_PER_SECOND,
     DEVICE_EFFICIENCY,
-    HOST,
     TRANSFER_LATENCY_S,
-    TargetError,
-    accelerator,
-    accelerator_ops,
-    cpu,
     cpu_time,
     device_cycles,
     device_time,
     macs,
-    make_target,
     moved_elements,
     transfer_time,
+)
+from passes.target import (
+    ACCELERATOR,
+    HOST,
+    TargetError,
+    accelerator,
+    accelerator_ops,
+    cpu,
+    make_target,
 )
 from runtime.hardware import HardwareConfig
 from runtime.kernels import run_kernel
