@@ -1,0 +1,61 @@
+"""pyproject.toml declares what the production code imports, and no core
+dependency that it does not: every third-party package imported by a module
+of compiler/, ir/, passes/, codegen/ or runtime/ (at module level or inside
+a function) is a dependency or in an extra; every core dependency is
+imported somewhere."""
+import ast
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("compiler", "ir", "passes", "codegen", "runtime")
+DISTRIBUTIONS = {"PIL": "pillow", "sklearn": "scikit-learn"}
+"""Import names whose distribution is named otherwise."""
+
+
+def third_party_imports() -> dict[str, list[str]]:
+    """Top-level import name -> the places (path:line) importing it."""
+    found: dict[str, list[str]] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for top in {name.split(".")[0] for name in names} - set(PACKAGES) - sys.stdlib_module_names:
+                    found.setdefault(top, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def _name(requirement: str) -> str:
+    """A requirement's distribution name, normalised (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement).group()).lower()
+
+
+def declared() -> tuple[set[str], set[str]]:
+    """(core dependencies, those of every extra)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = {_name(r) for group in project.get("optional-dependencies", {}).values() for r in group}
+    return {_name(r) for r in project["dependencies"]}, extras
+
+
+def test_every_import_of_production_code_is_declared():
+    core, extras = declared()
+    missing = {name: places for name, places in third_party_imports().items()
+               if _name(DISTRIBUTIONS.get(name, name)) not in core | extras}
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_every_core_dependency_is_imported():
+    core, _ = declared()
+    imported = {_name(DISTRIBUTIONS.get(name, name)) for name in third_party_imports()}
+    assert core <= imported, f"declared dependencies no production module imports: {sorted(core - imported)}"
+
+
+def test_the_check_reads_distribution_names():
+    assert _name("scikit_learn>=1.4,<2") == "scikit-learn" and _name("Pillow") == "pillow"
