@@ -1,4 +1,5 @@
-"""Where a quantized model's output error enters, and why (issue 22 item 1).
+"""Where a quantized model's output error enters, and why: the layers to
+look at first when a quantized model's SNR is too low.
 
 For every layer the accelerator stores (a quantized node standing for one
 float tensor, as in compiler/compare.py), over input samples:

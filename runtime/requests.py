@@ -9,9 +9,10 @@ done, its outputs or the exception its run raised, never lost.
 :class:`InOrderBuffers` adds FWDNXT's PutInput/GetResult discipline on top
 (shared/reference/api-notes.md 1.6): at most ``capacity`` (two) inputs
 between being put and their results being taken, results taken in input
-order, an end marker. Nothing here knows an API's names or error types; the
-facades (runtime/fwdnxt.py, and the Inference-Engine-style requests) map
-:class:`Closed` and :class:`Cancelled` to their own conventions.
+order, an end marker. Nothing here knows an API's names or error types:
+FWDNXT (runtime/fwdnxt.py) maps :class:`Closed` and :class:`Cancelled` to
+its own conventions, and kp's devices (runtime/kp/devices.py) run their
+frames on an :class:`EngineQueue`.
 """
 from __future__ import annotations
 

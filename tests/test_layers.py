@@ -1,8 +1,9 @@
 """Imports go downward only (ARCHITECTURE §2): every import of every module
 of a layer, at module level or inside a function, names only the layers the
-table lets it use. The one exception is the documented one: an API call of
-the runtime that needs the compiler (FWDNXT's Compile) imports it lazily,
-inside the call."""
+table lets it use. The exceptions are the runtime's API calls that need the
+compiler, which import it lazily, inside the call (``LAZY_ALSO``): FWDNXT's
+Compile, and the Inference Engine's reading of an ONNX network, compiling at
+load, calibration (at load or deferred) and query_network."""
 import ast
 from pathlib import Path
 

@@ -33,7 +33,7 @@ from runtime.isa import StreamKey
 
 MAP_LAYERS = {"MaxPool": PoolLayer, "QAvgPool": PoolLayer, **dict.fromkeys(ELTWISE_OPS, EltwiseLayer),
               "QConcat": ConcatLayer, "QLut": LutLayer, "Resize": UpsampleLayer, **dict.fromkeys(MOVE_OPS, MoveLayer)}
-"""Map layers and moves, each one lowering; CONV layers (passes.tiling.is_conv_layer) go to
+"""Map layers and moves, each one lowering; CONV layers (passes.conv_parts.is_conv_layer) go to
 codegen/device/conv.py."""
 MAX_BARRIER = (1 << 16) - 1
 """SYNC's barrier field holds 16 bits (docs/isa.md)."""

@@ -1,6 +1,6 @@
 """A trained CenterNet-style detector of handwritten digits on canvases, for
-measuring quantization on a detector (issue 22 item 4) without downloading
-anything.
+measuring quantization on a detector (its fidelity is detections kept, not
+only SNR) without downloading anything.
 
 Data: scikit-learn's digits (8x8, 1797 of them; BSD licence) scaled to 12,
 16 or 24 pixels and placed, one to three to a canvas, on 48x48 grey canvases

@@ -1,5 +1,6 @@
 """Family models: small networks of the families users bring, written the
-way their exporters write them (issue 17), with seeded weights.
+way their exporters write them (the graphs real models arrive as, not
+tidied ones), with seeded weights.
 
 Each builder mimics one exporter's idioms: its opset, Constant nodes where
 it writes shapes and scalars that way, its activation decompositions, its

@@ -1,6 +1,6 @@
 """A trained DB-style text detector on rendered documents, for measuring
-quantization on a segmentation-style detector (issue 22 item 4) without
-downloading anything.
+quantization on a segmentation-style detector (its fidelity is detections
+kept, not only SNR) without downloading anything.
 
 Data: 64x128 grey "documents" with one to three lines of random words drawn
 with Pillow's built-in font (``ImageFont.load_default(size=...)``, sizes 10

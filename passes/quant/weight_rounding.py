@@ -1,6 +1,6 @@
-"""Weight rounding by output error (issue 22 item 2): each QConv's integer
-weights chosen so that its output on the calibration data moves the least,
-instead of each weight rounded to its nearest code.
+"""Weight rounding by output error: each QConv's integer weights chosen so
+that its output on the calibration data moves the least, instead of each
+weight rounded to its nearest code.
 
 Rounding every weight to the nearest code minimises each weight's own
 error, not the layer's: the errors of a channel's weights add up in its
