@@ -3,11 +3,12 @@ dependency that it does not: every third-party package imported by a module
 of compiler/, ir/, passes/, codegen/ or runtime/ (at module level or inside
 a function) is a dependency or in an extra; every core dependency is
 imported somewhere."""
-import ast
 import re
 import sys
 import tomllib
 from pathlib import Path
+
+from tests.helpers.imports import module_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("compiler", "ir", "passes", "codegen", "runtime")
@@ -20,15 +21,10 @@ def third_party_imports() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                else:
-                    continue
-                for top in {name.split(".")[0] for name in names} - set(PACKAGES) - sys.stdlib_module_names:
-                    found.setdefault(top, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            for name, line, _ in module_imports(path):
+                top = name.split(".")[0]
+                if top not in PACKAGES and top not in sys.stdlib_module_names:
+                    found.setdefault(top, []).append(f"{path.relative_to(ROOT)}:{line}")
     return found
 
 

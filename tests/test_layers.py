@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.imports import module_imports
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("compiler", "codegen", "passes", "ir", "runtime")
 MAY_IMPORT = {
@@ -25,21 +27,12 @@ LAZY_ALSO = {"runtime": {"compiler"}}
 def imported_layers(path: Path) -> dict[str, tuple[int, bool]]:
     """The project layers a module imports: the line of the first import of
     each, and whether every import of it is inside a function."""
-    tree = ast.parse(path.read_text(), str(path))
-    top_level = {id(node) for node in tree.body}
     found: dict[str, tuple[int, bool]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        for name in names:
-            top = name.split(".")[0]
-            if top in LAYERS:
-                line, lazy = found.get(top, (node.lineno, True))
-                found[top] = (line, lazy and id(node) not in top_level)
+    for name, line, module_level in module_imports(path):
+        top = name.split(".")[0]
+        if top in LAYERS:
+            first, lazy = found.get(top, (line, True))
+            found[top] = (first, lazy and not module_level)
     return found
 
 
