@@ -47,21 +47,39 @@ def compare_with_onnxruntime(model: onnx.ModelProto, seed: int = 0, optimized: b
     """max|diff| / max|ref| for every output (and pre-softmax logits, made
     outputs), on the imported graph or, with ``optimized``, after the full
     pipeline (simplify, affinity, fusion, partition) run segment by segment."""
+    variant = "optimized" if optimized else "imported"
+    return compare_variants_with_onnxruntime(model, seed, (variant,))[variant]
+
+
+def compare_variants_with_onnxruntime(model: onnx.ModelProto, seed: int = 0,
+                                      variants=("imported", "optimized")) -> dict[str, dict[str, float]]:
+    """:func:`compare_with_onnxruntime` for each of ``variants`` against one
+    onnxruntime run: one import serves both (the imported graph runs first,
+    then the pipeline rewrites it in place)."""
     import onnxruntime as ort
 
     model = with_outputs(model, pre_softmax_outputs(model))
     names = [o.name for o in model.graph.output]
     feeds = random_feeds(model, seed)
-    graph = import_onnx(model, strict_types=True)
-    if optimized:
-        graph = partition_graph(graph, instruments=[VerifyEachPass()])
-        ours = SegmentExecutor(lower_segments(graph), check=True).run(feeds)
-    else:
-        ours = Executor(lower_to_program(graph), check=True).run(feeds)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     theirs = dict(zip(names, session.run(names, feeds)))
+    del session
+    graph = import_onnx(model, strict_types=True)
+    del model
+    results = {}
+    for variant in [v for v in ("imported", "optimized") if v in variants]:
+        if variant == "optimized":
+            graph = partition_graph(graph, instruments=[VerifyEachPass()])
+            ours = SegmentExecutor(lower_segments(graph), check=True).run(feeds)
+        else:
+            ours = Executor(lower_to_program(graph), check=True).run(feeds)
+        results[variant] = _relative_errors(ours, theirs, names)
+    return results
+
+
+def _relative_errors(ours, theirs, names) -> dict[str, float]:
     errors = {}
     for name in names:
         assert ours[name].shape == theirs[name].shape, name
