@@ -4,8 +4,8 @@ What a layer-level API needs from the compiler without compiling: the
 model's layers (ONNX nodes, named as the importer names them, in graph
 order, which ONNX keeps topological) with their type, parameters, weights
 and neighbours; and, per layer, which devices can run it and which one the
-HETERO fallback policy picks (passes/affinity.py, the policy the compile
-itself applies, run on the simplified graph). The Inference-Engine facade
+HETERO fallback policy picks (passes/affinity.py's choose_device, the
+policy the compile itself applies, run on the simplified graph). The Inference-Engine facade
 (runtime/inference_engine) reads these; nothing here knows its names.
 
 A layer that simplification folds away (a Constant, a BatchNormalization
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -26,7 +26,7 @@ from compiler.frontend import import_onnx
 from compiler.frontend.attributes import convert_attribute
 from compiler.frontend.model import OnnxModel
 from ir.graph import onnx_name
-from passes.affinity import parse_fallback
+from passes.affinity import check_affinities, choose_device, layer_support, parse_fallback
 from passes.infra import PassContext
 from passes.target import Support, make_target
 from runtime.hardware import HardwareConfig
@@ -107,8 +107,8 @@ def query_network(model: str | os.PathLike | bytes | onnx.ModelProto, fallback: 
                   config: HardwareConfig | None = None) -> dict[str, LayerQuery]:
     """Per ONNX layer name: which of ``fallback``'s devices ("HETERO:FPGA,CPU",
     "FPGA", ...) can run it (every node simplification left of it) and
-    which one the policy picks, the first that can (OpenVINO's
-    QueryNetwork and SetAffinity)."""
+    which one the policy (passes.affinity.choose_device) picks
+    (OpenVINO's QueryNetwork and SetAffinity)."""
     from compiler.pipeline import SIMPLIFY
 
     devices = parse_fallback(fallback)
@@ -121,15 +121,30 @@ def query_network(model: str | os.PathLike | bytes | onnx.ModelProto, fallback: 
     nodes: dict[str, list] = {}
     for node in graph.nodes:
         nodes.setdefault(onnx_name(node.name), []).append(node)
-    everywhere = Support(True)
     out = {}
     for index, node in enumerate(proto.graph.node):
         name = layer_name(node, index)
         mine = nodes.get(name, [])
-        supports = {}
-        for target in targets:
-            refusals = [s for s in (target.supports(n) for n in mine) if not s]
-            supports[target.name] = refusals[0] if refusals else everywhere
-        device = next((t.name for t in targets if supports[t.name]), None) if mine else None
-        out[name] = LayerQuery(supports, device)
+        supports = {target.name: layer_support(mine, target) for target in targets}
+        out[name] = LayerQuery(supports, choose_device(mine, targets)[0] if mine else None)
     return out
+
+
+def placement(queries: Mapping[str, LayerQuery], fallback: str, layers: Iterable[str]) -> dict[str, str]:
+    """Layer -> the device the fallback policy gives it, for each of
+    ``layers``: its query's device; the first device for a layer with
+    nothing to place (a graph input, a layer simplification folded away);
+    a layer no device can run is left out."""
+    first = parse_fallback(fallback)[0]
+    placed = {}
+    for name in layers:
+        query = queries.get(name)
+        if query is None or query.device is not None or any(query.supports.values()):
+            placed[name] = query.device if query is not None and query.device is not None else first
+    return placed
+
+
+def manual_affinities(given: Mapping[str, str], layers: Iterable[str], fallback: str) -> dict[str, str]:
+    """The user's affinities by layer name, checked by the policy
+    (passes.affinity.check_affinities) against ``fallback``'s devices."""
+    return check_affinities(given, layers, parse_fallback(fallback))

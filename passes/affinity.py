@@ -13,13 +13,20 @@ Each node not on the first (preferred) device records why in
 policy's choice marks its node ``annotations["manual_affinity"] = True``, so
 later passes leave it where the user put it; re-running the pass on its own
 output changes nothing.
+
+The same functions answer the layer-level APIs before any compile
+(compiler/network.py's query_network, and through it the Inference
+Engine's QueryNetwork, SetAffinity and affinity checks): one policy.
 """
 from __future__ import annotations
 
+from typing import Iterable, Mapping, Sequence
+
 from ir.graph import Graph, Node, onnx_name
 from passes.infra import PassContext, graph_pass, register_option
-from passes.target import Support, Target, TargetError, make_target
-from runtime.hardware import DEVICES, HOST
+from passes.target import SUPPORTED, Support, Target, TargetError, make_target
+from runtime import hardware
+from runtime.hardware import DEVICES, HOST, DeviceListError
 
 REASON = "cpu_reason"
 RULE = "cpu_rule"
@@ -27,7 +34,6 @@ MANUAL = "manual_affinity"
 HOST_ONLY = "host_only"
 """A node a pass marks for the host (the annotation's value says why): the
 policy puts it on the CPU when the fallback lists the CPU."""
-HETERO_PREFIX = "HETERO:"
 _SHOWN = 10
 
 register_option("quant.float_layers", tuple, (),
@@ -42,19 +48,46 @@ class AffinityError(TargetError):
 
 
 def parse_fallback(text: str) -> list[str]:
-    """The device list of a fallback string: 'HETERO:FPGA,CPU' or 'FPGA,CPU'."""
-    body = text.strip()
-    if body.startswith(HETERO_PREFIX):
-        body = body[len(HETERO_PREFIX):]
-    devices = [d.strip() for d in body.split(",")]
-    if not all(devices):
-        raise AffinityError(f"fallback {text!r} has an empty device entry")
-    if len(set(devices)) != len(devices):
-        raise AffinityError(f"fallback {text!r} lists a device twice")
-    unknown = [d for d in devices if d not in DEVICES]
-    if unknown:
-        raise AffinityError(f"fallback {text!r} names unknown devices {unknown}; the devices are {list(DEVICES)}")
-    return devices
+    """The device list of a fallback string: 'HETERO:FPGA,CPU' or 'FPGA,CPU'
+    (runtime.hardware.parse_fallback, its errors as AffinityError)."""
+    try:
+        return list(hardware.parse_fallback(text))
+    except DeviceListError as exc:
+        raise AffinityError(str(exc)) from None
+
+
+def check_affinities(given: Mapping[str, str], layers: Iterable[str], devices: Sequence[str] = DEVICES
+                     ) -> dict[str, str]:
+    """The user's affinities by layer name (api-notes 2.4), checked: with
+    none given the fallback policy runs; with any given, every one of
+    ``layers`` needs one, each on one of ``devices``."""
+    for name, device in given.items():
+        if device not in devices:
+            raise AffinityError(f"layer {name!r} has affinity {device!r}, which is not one of the devices "
+                                f"{list(devices)}")
+    missing = [name for name in dict.fromkeys(layers) if name not in given]
+    if given and missing:
+        raise AffinityError(f"some layers have an affinity, so every layer needs one; {len(missing)} have none: "
+                            f"{_listing(missing)}")
+    return dict(given)
+
+
+def layer_support(nodes: Iterable[Node], target: Target) -> Support:
+    """Whether ``target`` runs every one of ``nodes``: SUPPORTED, or its first refusal."""
+    return next((support for support in map(target.supports, nodes) if not support), SUPPORTED)
+
+
+def choose_device(nodes: Sequence[Node], fallback: Sequence[Target]) -> tuple[str | None, dict[str, Support]]:
+    """The policy: the first device of ``fallback`` that runs every one of
+    ``nodes`` (one node, or the nodes an ONNX layer became), None if none
+    does; and why each device before it does not."""
+    refusals: dict[str, Support] = {}
+    for target in fallback:
+        support = layer_support(nodes, target)
+        if support:
+            return target.name, refusals
+        refusals[target.name] = support
+    return None, refusals
 
 
 @graph_pass(opt_level=0)
@@ -77,24 +110,9 @@ def _apply_manual(graph: Graph, affinities: dict[str, str]) -> None:
     one is an error, named)."""
     if not affinities:
         return
-    missing = sorted({onnx_name(node.name) for node in graph.nodes if onnx_name(node.name) not in affinities})
-    if missing:
-        raise AffinityError(f"affinities are set by hand, so every layer needs one; {len(missing)} layer(s) have "
-                            f"none: {_listing(missing)}")
+    check_affinities(affinities, sorted({onnx_name(node.name) for node in graph.nodes}))
     for node in graph.nodes:
         node.affinity = affinities[onnx_name(node.name)]
-
-
-def _choose(node: Node, fallback: list[Target]) -> tuple[str | None, dict[str, Support]]:
-    """The first device that supports ``node`` (None if none does), and why
-    each device before it does not."""
-    refusals: dict[str, Support] = {}
-    for target in fallback:
-        support = target.supports(node)
-        if support:
-            return target.name, refusals
-        refusals[target.name] = support
-    return None, refusals
 
 
 def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]) -> None:
@@ -110,7 +128,7 @@ def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]
             node.affinity = HOST
             _record_reason(node, node.annotations[HOST_ONLY])
             continue
-        device, refusals = _choose(node, fallback)
+        device, refusals = choose_device([node], fallback)
         if device is None:
             why = "; ".join(f"{name}: {support.reason}" for name, support in refusals.items())
             raise AffinityError(f"{node.op} node {node.name!r} can run on none of {list(refusals)}: {why}")
@@ -135,7 +153,7 @@ def _check_manual(graph: Graph, targets: dict[str, Target], fallback: list[Targe
         if not support:
             raise AffinityError(f"{node.op} node {node.name!r} has affinity {node.affinity!r}, "
                                 f"which cannot run it: {support.reason}")
-        _mark_manual(node, _choose(node, fallback)[0] != node.affinity)
+        _mark_manual(node, choose_device([node], fallback)[0] != node.affinity)
         _record_reason(node, _manual_reason(node, fallback[0]))
 
 

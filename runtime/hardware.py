@@ -31,6 +31,29 @@ HETERO fallback string name it (FWDNXT's and OpenVINO's spelling)."""
 HOST = "CPU"
 """The host's device name: what runs on the CPU kernels."""
 DEVICES = (ACCELERATOR, HOST)
+"""Tessera's devices, the one list every layer and API names them from."""
+HETERO = "HETERO"
+"""The prefix of a device list that splits a model between devices ("HETERO:FPGA,CPU")."""
+
+
+class DeviceListError(TesseraError, ValueError):
+    """A device list ("HETERO:FPGA,CPU") is empty, repeats a device or names an unknown one."""
+
+
+def parse_fallback(text: str) -> tuple[str, ...]:
+    """The devices of a fallback list, in priority order: 'HETERO:FPGA,CPU' or 'FPGA,CPU'."""
+    body = text.strip()
+    if body.startswith(HETERO + ":"):
+        body = body[len(HETERO) + 1:]
+    devices = tuple(d.strip() for d in body.split(","))
+    if not all(devices):
+        raise DeviceListError(f"fallback {text!r} has an empty device entry")
+    if len(set(devices)) != len(devices):
+        raise DeviceListError(f"fallback {text!r} lists a device twice")
+    unknown = [d for d in devices if d not in DEVICES]
+    if unknown:
+        raise DeviceListError(f"fallback {text!r} names unknown devices {unknown}; the devices are {list(DEVICES)}")
+    return devices
 
 MAX_CARDS = int(os.environ.get("TESSERA_MAX_CARDS", "16"))
 """Cards the simulated system holds at most (FWDNXT's GetInfo('maxfpga')):

@@ -12,9 +12,6 @@ import numpy as np
 from runtime.errors import TesseraError
 from runtime.version import TAGGED as VERSION
 
-DEVICES = ("FPGA", "CPU")
-"""Tessera's devices: the accelerator (simulated) and the host."""
-HETERO = "HETERO"
 PRECISIONS = {"float32": "FP32", "float16": "FP16", "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32",
               "int64": "I64", "bool": "BOOL"}
 LAYOUTS = {0: "SCALAR", 1: "C", 2: "NC", 3: "CHW", 4: "NCHW", 5: "NCDHW"}

@@ -15,10 +15,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from runtime.hardware import ACCELERATOR, DEVICES, HETERO, HOST, parse_fallback
 from runtime.inference_engine.ie_api import (
     CONFIG_KEYS,
-    DEVICES,
-    HETERO,
     VERSION,
     ExecutableNetwork,
     IENetwork,
@@ -26,10 +25,10 @@ from runtime.inference_engine.ie_api import (
     InferenceEngineError,
 )
 
-FULL_NAMES = {"CPU": "Tessera host CPU (float32 kernels)",
-              "FPGA": "Tessera int8 accelerator (simulated), with CPU fallback",
+FULL_NAMES = {HOST: "Tessera host CPU (float32 kernels)",
+              ACCELERATOR: "Tessera int8 accelerator (simulated), with CPU fallback",
               HETERO: "Tessera HETERO (layers split between the accelerator and the CPU)"}
-CAPABILITIES = {"CPU": ["FP32"], "FPGA": ["INT8", "FP32"]}
+CAPABILITIES = {HOST: ["FP32"], ACCELERATOR: ["INT8", "FP32"]}
 """OPTIMIZATION_CAPABILITIES: what each device computes in (FPGA: its
 layers in int8, the layers it falls back to the CPU with in float32)."""
 
@@ -55,6 +54,12 @@ def _plugin_name(device_name: str) -> str:
     return device_name.partition(":")[0]
 
 
+def _members(device_name: str) -> list[str]:
+    """The devices a checked HETERO device string lists ("HETERO:FPGA,CPU" -> FPGA, CPU; others: none)."""
+    members = device_name.partition(":")[2]
+    return list(parse_fallback(members)) if members else []
+
+
 class IECore:
     """Devices by name: ``available_devices``, ``get_versions``,
     ``read_network``, ``load_network``, ``query_network``, per-device
@@ -64,7 +69,7 @@ class IECore:
 
     def __init__(self, xml_config_file: str = ""):
         self._config: dict[str, dict[str, Any]] = {}
-        self._extensions = IEPlugin("CPU")
+        self._extensions = IEPlugin(HOST)
 
     @property
     def available_devices(self) -> list[str]:
@@ -75,7 +80,7 @@ class IECore:
         """Plugin name -> Version, for the plugin ``device_name`` names and,
         for HETERO:<devices>, each of its devices."""
         head = _plugin_name(device_name)
-        names = [head] + [d for d in device_name.partition(":")[2].split(",") if d]
+        names = [head] + _members(device_name)
         return {name: Version(FULL_NAMES[name]) for name in names}
 
     def read_network(self, model=None, weights=None, init_from_buffer: bool = False) -> IENetwork:
@@ -90,8 +95,8 @@ class IECore:
             raise InferenceEngineError(f"device_name must be a string such as 'FPGA' or 'HETERO:FPGA,CPU', got "
                                        f"{type(device_name).__name__}")
         plugin = IEPlugin(device_name)
-        head, _, members = device_name.partition(":")
-        for name in [d for d in members.split(",") if d] + [head]:
+        head, members = device_name.partition(":")[0], _members(device_name)
+        for name in members + [head]:
             settings = dict(self._config.get(name, {}))
             if name != HETERO or members:  # "HETERO:FPGA,CPU" names its own devices
                 settings.pop("TARGET_FALLBACK", None)
@@ -163,7 +168,7 @@ class IECore:
         """Load a CPU extension (a Python module registering CPU kernels,
         IEPlugin.add_cpu_extension); kernels are per process, so every later
         load on CPU or HETERO has them."""
-        if _plugin_name(device_name) != "CPU":
+        if _plugin_name(device_name) != HOST:
             raise InferenceEngineError(f"add_extension: Tessera's extensions are CPU kernels; give device_name "
                                        f"'CPU', not {device_name!r}")
         self._extensions.add_cpu_extension(extension_path)

@@ -12,8 +12,8 @@ from typing import Any, Mapping, Sequence
 
 from runtime.dot import quote
 from runtime.files import write_atomic
+from runtime.hardware import ACCELERATOR, HOST
 
-ACCELERATOR, HOST = "FPGA", "CPU"
 FUSED = "fused_"
 """How passes/fuse_ops.py names a fused group: after its last member."""
 HELPER_SEPARATOR = "::"

@@ -156,3 +156,42 @@ def test_a_binary_network_reports_ir_types_of_its_compiled_layers(tmp_path):
     assert {layer.type for layer in net.layers.values()} <= {"Input", "Convolution", "Pooling", "ReLU", "Eltwise"}
     assert "Convolution" in {layer.type for layer in net.layers.values()}
     assert isinstance(net.inputs["x"], InputInfo) and list(net.outputs) == [t for t in net.outputs]
+
+
+@pytest.mark.parametrize("fallback, hwlinear", [("FPGA,CPU", False), ("FPGA,CPU", True), ("CPU,FPGA", False)])
+def test_ie_query_network_and_the_compiler_place_layers_by_the_one_policy(path, fallback, hwlinear):
+    """IECore.query_network, compiler.network.query_network and the
+    compile's affinity pass give every layer the same device; the IE's
+    placement, handed back to the compiler as manual affinities, is the
+    policy's own (no node marked manual)."""
+    from compiler.frontend import import_onnx
+    from compiler.network import query_network
+    from compiler.pipeline import SIMPLIFY
+    from ir.graph import onnx_name
+    from passes.affinity import MANUAL, assign_affinity
+    from passes.infra import PassContext
+
+    ie = IECore()
+    ie.set_config({"TESSERA_HWLINEAR": "YES" if hwlinear else "NO"}, "HETERO")
+    net = ie.read_network(model=path)
+    by_ie = ie.query_network(net, f"HETERO:{fallback}")
+    by_query = {name: q.device for name, q in query_network(path, fallback, hwlinear=hwlinear).items()}
+
+    def compiled(affinities=None):
+        options = {"partition.fallback": fallback, "target.hwlinear": hwlinear,
+                   "partition.affinities": affinities or {}}
+        with PassContext(options=options):
+            return assign_affinity(SIMPLIFY(import_onnx(path)))
+
+    graph = compiled()
+    by_pass = {}
+    for node in graph.nodes:
+        by_pass.setdefault(onnx_name(node.name), set()).add(node.affinity)
+    assert by_pass and all(len(devices) == 1 for devices in by_pass.values())
+    assert {name: devices.pop() for name, devices in by_pass.items()} == {
+        name: device for name, device in by_query.items() if device is not None}
+    assert {name: by_ie[name] for name in by_query if by_query[name]} == {
+        name: device for name, device in by_query.items() if device is not None}
+    assert len({by_ie[name] for name in by_query}) == (1 if fallback == "CPU,FPGA" else 2)
+    manual = compiled({name: device for name, device in by_ie.items() if net.layers[name].type != "Input"})
+    assert not any(node.annotations.get(MANUAL) for node in manual.nodes)

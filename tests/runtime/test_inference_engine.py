@@ -194,7 +194,8 @@ def test_supported_layers_initial_affinity_and_manual_affinity(files):
     with pytest.raises(InferenceEngineError, match="every layer needs one; 1 have none: 'relu_8'"):
         hetero.load(net)
     net.layers["relu_8"].affinity = "GPU"
-    with pytest.raises(InferenceEngineError, match="layer 'relu_8' has affinity 'GPU', which plugin"):
+    with pytest.raises(InferenceEngineError, match="plugin 'HETERO:FPGA,CPU': layer 'relu_8' has affinity 'GPU', "
+                                                   "which is not one of the devices"):
         hetero.load(net)
     net.layers["relu_8"].affinity = "CPU"
     net.layers["probabilities"].affinity = "FPGA"
@@ -323,7 +324,8 @@ def test_errors_name_the_input_device_key_or_file(loaded, tmp_path):
         exec_net.infer({"image": np.zeros((1, 3, 8, 8), np.float32)})
     with pytest.raises(InferenceEngineError, match="device 'GPU'"):
         IEPlugin(device="GPU")
-    with pytest.raises(InferenceEngineError, match="device 'HETERO:FPGA,MYRIAD': list each"):
+    with pytest.raises(InferenceEngineError, match=r"device 'HETERO:FPGA,MYRIAD': fallback 'FPGA,MYRIAD' names "
+                                                   r"unknown devices \['MYRIAD'\]"):
         IEPlugin(device="HETERO:FPGA,MYRIAD")
     with pytest.raises(InferenceEngineError, match="unknown key 'CPU_BIND'"):
         IEPlugin(device="CPU").set_config({"CPU_BIND": "YES"})
