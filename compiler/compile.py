@@ -4,9 +4,9 @@
     compiled = compile_model("model.onnx", image="224x224x3", samples=images, outfile="model.bin")
 
 Import, simplify, place (accelerator or CPU per layer), quantize the
-accelerator segments on the calibration samples (compiler/quantize.py),
-tile them and plan their DRAM for the hardware config
-(compiler.pipeline.PLAN), lower them to instruction streams with packed
+accelerator segments on the calibration samples (compiler/quantize.py, as
+a compiler.quant_config.QuantConfig says), tile them and plan their DRAM
+for the hardware config (compiler.pipeline.PLAN, compiler/build.py), lower them to instruction streams with packed
 weights (codegen/device/), the CPU segments and the float reference to
 kernel programs, and write one binary (codegen/binary.py) that runtime/
 loads without the compiler.
@@ -21,11 +21,11 @@ from typing import Any, Mapping, Sequence
 import onnx
 
 from codegen.binary import write_binary
-from codegen.device import build_compiled
+from compiler.build import build
 from compiler.coverage import METADATA_KEY
 from compiler.errors import ModelImportError
 from compiler.frontend.loader import load_model
-from compiler.pipeline import PLAN
+from compiler.quant_config import QuantConfig
 from compiler.quantize import quantize_model
 from ir.graph import Graph, clone
 from passes.distribute import Placement, PlacementError
@@ -45,8 +45,8 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
                   outfile: str | os.PathLike | None = None, numcard: int = 1, numclus: int = 1, nlayers: int = -1,
                   config: HardwareConfig | None = None, strip_reference: bool = False, split: bool = False,
                   imgs_per_cluster: int = 1, mvbatch: bool = False, split_overrides: Mapping[str, str] | None = None,
-                  preprocess: PreprocessSpec | None = None, instruments: Sequence[PassInstrument] = (),
-                  **quantization: Any) -> CompiledModel:
+                  preprocess: PreprocessSpec | None = None, quant_config: QuantConfig | None = None,
+                  instruments: Sequence[PassInstrument] = (), **quantization: Any) -> CompiledModel:
     """Compile ``model`` (an ONNX path, bytes or ModelProto) for the
     accelerator described by ``config`` (default: an FWDNXT-class card).
 
@@ -63,14 +63,16 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     runtime.hardware.MAX_CARDS. ``preprocess`` (a PreprocessSpec) is how
     images become inputs: it reads ``samples`` when they are a folder of
     images, and the binary records it (metadata "preprocess") so that
-    tessera-infer pre-processes images the same way. Further keywords go to
-    :func:`compiler.quantize.quantize_model` (calibrator, mode,
-    float_layers, hwlinear, ...). Writes ``outfile`` when given (checked
+    tessera-infer pre-processes images the same way. ``quant_config`` (a
+    compiler.quant_config.QuantConfig) is how to quantize; further keywords
+    replace its fields (calibrator, mode, float_layers, hwlinear, ...), as
+    for :func:`compiler.quantize.quantize_model`. Writes ``outfile`` when given (checked
     writable first; written atomically: a failure keeps the previous file). The
     result's metadata records the accelerator coverage
     (compiler.coverage.recorded_coverage reads it back). ``instruments``
     see every pass and the other stages (:data:`STAGES`; a
     passes.instruments.PassTiming among them gives :func:`stage_line`)."""
+    quant = QuantConfig.build(quant_config, quantization, where="compile_model")
     if outfile is not None:
         check_writable(outfile)  # before minutes of compiling, not after
     config = system_config(config or HardwareConfig(), numcard)
@@ -84,11 +86,11 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
     if preprocess is not None and not isinstance(preprocess, PreprocessSpec):
         raise TesseraError(f"preprocess must be a PreprocessSpec, got a {type(preprocess).__name__}")
     if preprocess is not None and isinstance(samples, (str, os.PathLike)):
-        quantization["preprocess"] = preprocess
-    quantized = quantize_model(proto, calibration_data=samples, image=image, shapes=shapes,
-                               options={"target.hardware": config}, instruments=instruments, **quantization)
+        quant = dataclasses.replace(quant, preprocess=preprocess)
+    quantized = quantize_model(proto, config=quant, calibration_data=samples, image=image, shapes=shapes,
+                               options={"target.hardware": config}, instruments=instruments)
     metadata = {"compiler": f"tessera {VERSION}", "source": label, "nlayers": nlayers,
-                "quantization": {k: v for k, v in quantization.items() if isinstance(v, (str, int, float, bool))},
+                "quantization": quant.record(),
                 METADATA_KEY: quantized.coverage().to_metadata()}
     if preprocess is not None:
         metadata["preprocess"] = preprocess.to_metadata()
@@ -104,23 +106,6 @@ def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequ
         with timed("write", instruments):
             write_binary(compiled, outfile)
     return compiled
-
-
-def build(graph: Graph, config: HardwareConfig, reference: Graph | None = None,
-          metadata: Mapping[str, Any] | None = None, reuse: bool = True,
-          placement: Placement = Placement(), options: Mapping[str, Any] | None = None,
-          instruments: Sequence[PassInstrument] = ()) -> CompiledModel:
-    """A quantized, partitioned graph planned for ``config`` and the cards
-    and clusters of ``placement`` (a copy: ``graph`` keeps no decision) and
-    lowered to a CompiledModel; ``reuse=False`` gives every activation its
-    own DRAM bytes (to read any layer's output after a run); ``options``:
-    further pass options (``device.split_overrides``, ...)."""
-    planned = clone(graph)
-    with PassContext(options={**(options or {}), "target.hardware": config, "memory.reuse": reuse,
-                              "device.placement": placement}, instruments=instruments):
-        planned = PLAN(planned)
-    with timed("codegen", instruments):
-        return build_compiled(planned, config, reference, metadata, placement)
 
 
 STAGES = ("import", "simplify", "place", "quantize: lowering", "calibration: float runs", "calibration: statistics",

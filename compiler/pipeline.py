@@ -1,7 +1,16 @@
 """The compile pipeline in one place: which passes run, in which order, with
 which options. Read this file to see the whole compile at a glance.
 
-    import -> canonicalise and fold -> affinity -> fuse -> partition -> (quantize) -> tile -> plan memory -> (codegen)
+    import (compiler/frontend)
+    -> SIMPLIFY       canonicalise and fold
+    -> QUANTIZATION   the float rewrites before calibration, the searches deciding the quantize pass's options
+    -> QUANTIZE       PLACE (affinity, fuse, partition), then quantize the accelerator segments
+    -> PLAN           distribute over clusters, tile, plan memory
+    -> codegen        (codegen/device, codegen/cpu; compiler/build.py)
+
+compiler/quantize.py runs SIMPLIFY, QUANTIZATION and QUANTIZE with the
+options of a compiler.quant_config.QuantConfig; compiler/compile.py adds
+PLAN and code generation (compiler/build.py).
 
 Affinity comes before fusion (ARCHITECTURE.md has it after): FuseOps never
 fuses nodes of different devices, so a group never drags a supported op to
@@ -12,6 +21,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
+from compiler.apply_encodings import apply_encodings
+from compiler.range_choice import choose_ranges
+from compiler.sensitivity import promote_sensitive
+from compiler.target_snr import reach_target_snr
 from ir.graph import Graph
 from passes.affinity import assign_affinity
 from passes.cancel_transposes import cancel_transposes
@@ -28,7 +41,10 @@ from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext, PassInstrument, Sequential
 from passes.partition import partition
 from passes.plan_memory import plan_memory
+from passes.quant.equalize import absorb_bias, equalize
 from passes.quant.extract_qdq import extract_qdq
+from passes.quant.head_grids import head_grids
+from passes.quant.quantize import quantize
 from passes.remove_noops import remove_noops
 from passes.simplify_inference import simplify_inference
 from passes.tile import tile
@@ -58,6 +74,26 @@ PLACE = Sequential([
 ], name="place")
 
 PARTITION = Sequential([SIMPLIFY, PLACE], name="partition_pipeline")
+
+QUANTIZATION = Sequential([
+    apply_encodings,      # an encodings file: its head groups, weight grids and settings (quant.encodings)
+    equalize,             # cross-layer equalization of convolution pairs (quant.equalize)
+    absorb_bias,          # always-positive channel floors into the next layer's bias (quant.absorb_bias)
+    head_grids,           # a model output of several quantities: a grid per group of channels (quant.head_grids)
+    choose_ranges,        # calibrator 'auto': each tensor's range method by its error at the outputs
+    promote_sensitive,    # sensitivity=k: the k layers adding the most error to 16 bits (quant.layer_precision)
+    reach_target_snr,     # target_snr: layers to 16 bits until every output's SNR reaches it
+], name="quantization")
+"""On the simplified float graph, before it is placed: the float rewrites
+(the float reference keeps them), then the searches, which try options
+with QUANTIZE (the PassContext's ``quant.trials``) and leave the ones they
+choose in the context's options for the QUANTIZE that follows."""
+
+QUANTIZE = Sequential([
+    PLACE,
+    quantize,             # accelerator segments -> integer Q ops, calibrated (calibration data, calibrator, mode)
+], name="place_and_quantize")
+"""A copy of the float graph after QUANTIZATION, placed and quantized."""
 
 PLAN = Sequential([
     distribute,           # split mode: how each accelerator layer divides over a card's clusters (device.placement)

@@ -1,5 +1,7 @@
-"""A fidelity target met automatically (issue 22 item 3):
-``quantize_model(..., target_snr=30)`` and ``tessera compile --target-snr 30``.
+"""A fidelity target met automatically: the pass :func:`reach_target_snr`
+(``quantize_model(..., target_snr=30)``, ``tessera compile --target-snr 30``),
+last of the quantization searches; it decides the quantize pass's option
+``quant.layer_precision`` and leaves the graph as it is.
 
 The output SNR (every output, the worst one counts) is measured on
 calibration inputs held out from the grids' fit (the last ``target_samples``
@@ -24,16 +26,18 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from compiler.compare import ErrorStats, update_outputs
-from compiler.errors import QuantizationError
+from compiler.quantized import QuantizationWarning, Trials
 from ir.graph import Graph, onnx_name
+from passes.infra import PassContext, graph_pass, register_option
 from passes.quant.calibration_data import calibration_batches
 from passes.quant.head_grids import output_parts
 from passes.quant.metrics import snr_from_sums, snr_line, snr_spread
+from passes.quant.report import report_of
 from passes.target import macs
 
 DEFAULT_BUDGET = 0.15
@@ -47,6 +51,11 @@ MIN_FIT = 16
 MARGIN = 1.0
 """Standard errors of its measured SNR by which an output must clear the target (one: on new inputs of the same
 kind it then holds about five times in six, where a bare pass holds about one time in two)."""
+
+register_option("quant.target_snr", object, None,
+                "the output SNR (dB) layers move to 16 bits to reach, or None (compiler/target_snr.py)")
+register_option("quant.target_budget", float, DEFAULT_BUDGET, "largest share of the accelerator's MACs in 16 bits")
+register_option("quant.target_samples", int, 8, "calibration inputs the target SNR is measured on")
 
 
 @dataclass
@@ -112,20 +121,32 @@ class TargetReport:
         return "\n".join(lines)
 
 
-def reach_target(simplified: Graph, first, settings: dict[str, Any], target: float, budget: float, samples: int,
-                 requantize: Callable[[dict[str, Any]], Any]):
-    """``first`` (a QuantizedModel) re-quantized with layers in 16 bits
-    until the worst output SNR on ``samples`` calibration inputs reaches
-    ``target`` dB or the budget is spent; its ``target`` is the report."""
-    if not (isinstance(target, (int, float)) and math.isfinite(target)):
-        raise QuantizationError(f"target_snr must be a finite number of dB, got {target!r}")
-    if not 0 <= budget <= 1:
-        raise QuantizationError(f"the 16-bit MAC budget must be a fraction in [0, 1], got {budget!r}")
-    given, full = first, settings
-    fit, feeds = split_held_out(simplified, settings, samples)
+@graph_pass(opt_level=0)
+def reach_target_snr(graph: Graph, ctx: PassContext) -> Graph:
+    """Layers to 16 bits until every output's SNR reaches ``quant.target_snr``."""
+    target = ctx.option("quant.target_snr")
+    if target is None:
+        return graph
+    report, precision = reach_target(graph, ctx.options, ctx.option("quant.trials"))
+    ctx.options["quant.layer_precision"] = precision
+    done = report_of(ctx)
+    done.target = report
+    done.promoted = list(dict.fromkeys([*done.promoted, *report.promoted]))
+    return graph
+
+
+def reach_target(simplified: Graph, settings: Mapping[str, Any], trials: Trials) -> tuple[TargetReport, dict]:
+    """The model quantized under ``settings``, re-quantized with layers in
+    16 bits until the worst output SNR on ``quant.target_samples``
+    calibration inputs reaches ``quant.target_snr`` dB or the budget is
+    spent: what it did, and the layer precisions it chose."""
+    target, budget = settings["quant.target_snr"], settings["quant.target_budget"]
+    full = dict(settings)
+    given = first = trials.quantize(simplified, full)
+    fit, feeds = split_held_out(simplified, full, settings["quant.target_samples"])
     if fit is not None:  # the grids are fit to the other inputs; the target is measured on these
-        settings = dict(settings, **{"quant.calibration_data": fit, "quant.preprocess": None})
-        first = requantize(settings)
+        settings = dict(full, **{"quant.calibration_data": fit, "quant.preprocess": None})
+        first = trials.quantize(simplified, settings)
     references = [first.run_float(sample) for sample in feeds]  # the float model stays the same
     snr, spread = _output_snr(first, feeds, references)
     before = snr
@@ -157,7 +178,7 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
             break
         promoted += chosen
         precision = {**settings["quant.layer_precision"], **{name: wide for name in promoted}}
-        result = requantize(dict(settings, **{"quant.layer_precision": precision}))
+        result = trials.quantize(simplified, dict(settings, **{"quant.layer_precision": precision}))
         snr, spread = _output_snr(result, feeds, references)
     else:
         report.after_db, report.spread_db = snr, spread
@@ -166,16 +187,14 @@ def reach_target(simplified: Graph, first, settings: dict[str, Any], target: flo
     report.reached = min(report.after_db.values(), default=math.inf) >= target
     report.promoted = promoted
     report.macs_16bit = sum(work.get(name, 0) for name in promoted) / total
-    if fit is not None:  # the layers chosen, the grids fit to every calibration input again
-        result = given if not promoted else requantize(dict(full, **{"quant.layer_precision": {
-            **full["quant.layer_precision"], **{name: wide for name in promoted}}}))
-    if promoted:
-        report.hwtime_ms = _hwtimes(given, result, settings)
-        result.promoted = list(dict.fromkeys([*result.promoted, *promoted]))
+    precision = {**full["quant.layer_precision"], **{name: wide for name in promoted}}
+    if promoted:  # the layers chosen, the grids fit to every calibration input again
+        result = trials.quantize(simplified, dict(full, **{"quant.layer_precision": precision}))
+        times = [trials.hwtime_ms(model, full) for model in (given, result)]
+        report.hwtime_ms = None if None in times else tuple(times)
     if not report.reached:
-        warnings.warn(report.summary(), _warning_class(), stacklevel=3)
-    result.target = report
-    return result
+        warnings.warn(report.summary(), QuantizationWarning, stacklevel=3)
+    return report, precision
 
 
 def split_held_out(simplified: Graph, settings: Mapping[str, Any], samples: int) -> tuple[list | None, list]:
@@ -244,24 +263,3 @@ def _macs(graph: Graph) -> dict[str, int]:
 
 def _accelerator_nodes(model) -> set[str]:
     return {name for node in model.quantized_nodes() for name in node.annotations.get("source", ())}
-
-
-def _hwtimes(first, result, settings: Mapping[str, Any]) -> tuple[float, float] | None:
-    """Estimated hwtime (ms) of both graphs on the configured card, or None
-    when one cannot be planned (the report then leaves it out)."""
-    from compiler.compile import build
-    from runtime.engine import Engine
-    from runtime.errors import TesseraError
-    from runtime.hardware import HardwareConfig
-
-    config = settings.get("target.hardware") or HardwareConfig()
-    try:
-        return tuple(Engine(build(m.graph, config)).device.hwtime_ms for m in (first, result))
-    except TesseraError:
-        return None
-
-
-def _warning_class():
-    from compiler.quantize import QuantizationWarning
-
-    return QuantizationWarning

@@ -22,17 +22,31 @@ its range squared, each channel's signal is its mean square), with a group
 added only while it divides that sum by :data:`GAIN` or more. A classifier's
 logits, of one kind, are left as they are.
 
-The functions here are pure: :func:`find_heads` and :func:`channel_groups`
-decide, :func:`split_head` and :func:`join_on_host` rewrite;
-compiler/head_grids.py measures the ranges and applies them.
+The pass :func:`head_grids` (``quant.head_grids``, on by default; not in
+the radix modes, whose outputs are the device's fixed-point codes that kp
+and FWDNXT users read as such; nor without calibration data) measures the
+heads' channel statistics on the first calibration inputs and rewrites
+where it pays. Below it the pure functions: :func:`find_heads` and
+:func:`channel_groups` decide, :func:`split_head` and :func:`join_on_host`
+rewrite. An encodings file's recorded groups are applied with the file
+(compiler/apply_encodings.py).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ir.graph import HELPER_SEPARATOR, Graph, Node, Value
+from ir.graph import HELPER_SEPARATOR, Graph, Node, Value, onnx_name
 from passes.affinity import HOST_ONLY
+from passes.infra import PassContext, graph_pass, register_option
+from passes.quant.channel_stats import channel_statistics, statistics_feeds
+from passes.quant.report import report_of
 from passes.rewrite import const_input
+
+register_option("quant.head_grids", bool, True,
+                "a grid per group of channels for a model output whose channels carry different quantities "
+                "(passes/quant/head_grids.py)")
 
 GAIN = 4.0
 """A split (or one more group) must divide the summed noise-to-signal ratio by this (6 dB): a
@@ -47,6 +61,74 @@ SPLIT_JOIN = "head_split"
 """Annotation of the Concat that joins a split head's channel groups: its
 groups are cut by range, not by quantity (output_parts measures such an
 output channel by channel)."""
+
+
+@dataclass(frozen=True)
+class HeadGrids:
+    """What the rewrite did: per split convolution (ONNX name), its groups
+    of output channels; the Concats joined on the host."""
+
+    split: dict[str, list[list[int]]]
+    joined: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.split or self.joined)
+
+    def summary(self) -> str:
+        lines = [f"head grids: {name} in {len(groups)} channel groups on their own grids "
+                 f"({'; '.join(','.join(map(str, g)) for g in groups)})" for name, groups in self.split.items()]
+        lines += [f"head grids: {name} joins its inputs on the host, each on its own grid" for name in self.joined]
+        return "\n".join(lines)
+
+
+@graph_pass(opt_level=0)
+def head_grids(graph: Graph, ctx: PassContext) -> Graph:
+    """Heads split into channel groups, or joined on the host, where their
+    channels' calibrated ranges say it pays (``quant.head_grids``)."""
+    data = ctx.option("quant.calibration_data")
+    if not ctx.option("quant.head_grids") or data is None or ctx.option("quant.mode").startswith("radix"):
+        return graph
+    convs, concats = find_heads(graph)
+    chosen, joined = _measure(graph, convs, concats, data, ctx)
+    report_of(ctx).head_grids = apply_groups(graph, convs, chosen, joined)
+    return graph
+
+
+def apply_groups(graph: Graph, convs: list[Node], chosen: dict[str, list[np.ndarray]],
+                 joined: list[Node]) -> HeadGrids:
+    """Split the convolutions ``chosen`` names (node name -> channel groups),
+    join the Concats ``joined`` on the host; what was done."""
+    for conv in convs:
+        if conv.name in chosen:
+            split_head(graph, conv, chosen[conv.name])
+    for concat in joined:
+        join_on_host(concat)
+    return HeadGrids({onnx_name(name): [g.tolist() for g in groups] for name, groups in chosen.items()},
+                     [onnx_name(c.name) for c in joined])
+
+
+def _measure(graph: Graph, convs, concats, data, ctx: PassContext) -> tuple[dict, list]:
+    if not convs and not concats:
+        return {}, []
+    names = {c.outputs[0].name for c in convs} | {v.name for c in concats for v in c.inputs if not v.is_constant}
+    stats = channel_statistics(graph, names, statistics_feeds(graph, data), ctx, "head grids")
+    chosen = {}
+    for conv in convs:
+        s = stats[conv.outputs[0].name]
+        groups = channel_groups(s.low, s.high, s.power)
+        if len(groups) > 1:
+            chosen[conv.name] = groups
+    joined = [c for c in concats if all(not v.is_constant for v in c.inputs) and _pays(c, stats)]
+    return chosen, joined
+
+
+def _pays(concat, stats) -> bool:
+    """Own grids for the Concat's inputs divide the summed noise-to-signal ratio by GAIN or more."""
+    parts = [stats[v.name] for v in concat.inputs]
+    low, high, power = (np.concatenate([getattr(p, f) for p in parts]) for f in ("low", "high", "power"))
+    sizes = np.cumsum([0] + [len(p.low) for p in parts])
+    own = [np.arange(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    return grid_cost(low, high, power, [np.arange(len(low))]) >= GAIN * grid_cost(low, high, power, own)
 
 
 def find_heads(graph: Graph) -> tuple[list[Node], list[Node]]:

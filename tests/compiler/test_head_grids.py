@@ -1,5 +1,5 @@
 """Output grids per quantity for heads (passes/quant/head_grids.py,
-compiler/head_grids.py): the channel groups chosen, the graph a split
+compiler/apply_encodings.py): the channel groups chosen, the graph a split
 leaves, the quiet channels' SNR, the host Concat, the encodings round trip
 and the binary bit for bit."""
 from __future__ import annotations
@@ -12,9 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compiler.errors import QuantizationError
 from compiler.frontend import import_onnx
-from compiler.head_grids import HEAD_GROUPS
 from compiler.pipeline import SIMPLIFY
 from compiler.quantize import quantize_model
+from compiler.quantized import HEAD_GROUPS
 from ir.graph import walk
 from passes.affinity import HOST_ONLY, REASON
 from passes.infra import PassContext
