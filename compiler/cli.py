@@ -24,27 +24,25 @@ mtcnn_pnet, mtcnn_rnet, keras_audio).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from typing import Sequence
 
 import numpy as np
 
+from compiler.cli_args import check_elements, given_shapes, input_files, pair_arg, parse_shapes, print_top
 from compiler.cli_device import (
     add_commands,
     cmd_run_compiled,
     compile_options,
     placement_options,
+    quant_config,
     run_twice,
-    target_kwargs,
     target_options,
 )
-from runtime.array_files import ArrayFileError, load_arrays
 from runtime.command import add_debug_flag, run_command
 from runtime.errors import TesseraError
 from runtime.files import MAX_MODEL_BYTES, FileError, check_regular, check_writable, write_atomic
-from runtime.kernels.limits import MAX_ELEMENTS, MAX_RANK
 
 DEFAULT_MODEL = "resnet18"
 OUTPUTS = {"output": "-o", "dot": "--dot", "report": "--report", "export_encodings": "--export-encodings"}
@@ -79,7 +77,7 @@ def _check_image(spec: str) -> None:
     from compiler.frontend.shapes import parse_image_spec
 
     for shape in parse_image_spec(spec):
-        _check_elements("--image", spec, shape)
+        check_elements("--image", spec, shape)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -153,7 +151,7 @@ def cmd_run(args) -> int:
           + ", ".join(f"{v.name} {v.type}" for v in graph.inputs))
     print(f"ran on the CPU path in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included)")
     for name, value in outputs.items():
-        _print_top(name, value, args.top)
+        print_top(name, value, args.top)
     if not args.no_compare:
         _compare(model, feeds, outputs)
     return 0
@@ -224,15 +222,15 @@ def cmd_quantize(args) -> int:
     from passes.quant.calibration_data import calibration_batches
 
     model = _load(args.model)
-    precision = dict(_pair_arg(spec, "--precision") for spec in args.precision)
+    precision = dict(pair_arg(spec, "--precision") for spec in args.precision)
     start = time.perf_counter()
     graph_inputs = _import(model, args).inputs
     specs = {v.name: (v.type.shape, v.type.dtype) for v in graph_inputs}
     calibration = _calibration_source(args.calibration, specs, args.count, seed=1)
-    q = quantize_model(model, calibration_data=calibration, calibration_count=args.count,
-                       calibrator=args.calibrator, mode=args.mode, layer_precision=precision,
-                       float_layers=args.float_layer, encodings=args.encodings, sensitivity=args.sensitivity,
-                       hwlinear=args.hwlinear, shapes=_shapes(args.shape), image=args.image, **target_kwargs(args))
+    config = quant_config(args, layer_precision=precision, float_layers=args.float_layer, encodings=args.encodings,
+                          sensitivity=args.sensitivity)
+    q = quantize_model(model, config=config, calibration_data=calibration, shapes=parse_shapes(args.shape),
+                       image=args.image)
     seconds = time.perf_counter() - start
     samples = list(calibration_batches(_calibration_source(args.calibration, specs, args.samples, seed=2), specs,
                                        count=args.samples, seed=2))
@@ -281,13 +279,6 @@ def _calibration_source(source: str | None, specs: dict, count: int, seed: int):
         return image_crops(count, size=shapes[0][2], seed=seed)
     except ImportError as exc:
         raise TesseraError(str(exc)) from None
-
-
-def _pair_arg(spec: str, flag: str) -> tuple[str, str]:
-    name, sep, value = spec.rpartition("=")
-    if not sep or not name:
-        raise TesseraError(f"{flag} {spec!r} must look like NAME=VALUE")
-    return name, value
 
 
 def cmd_ops(args) -> int:
@@ -345,50 +336,8 @@ def _import(model, args):
     return import_onnx(model, shapes=given_shapes(model, args), image=args.image)
 
 
-def given_shapes(model, args) -> dict[str, list[int]]:
-    """The input shapes of --shape, completed for `run` by the shapes of the
-    --input arrays: a model with dynamic dims runs on the data it is given
-    (--image, when given, sets the shapes instead)."""
-    shapes = _shapes(args.shape)
-    if getattr(args, "input", None) and args.image is None:
-        from compiler.frontend import OnnxModel
-
-        names = [v.name for v in OnnxModel(model).inputs]
-        for name, array in _input_files(args, names).items():
-            shapes.setdefault(name, list(array.shape))
-    return shapes
-
-
-def _shapes(specs: list[str]) -> dict[str, list[int]]:
-    """--shape NAME=D1xD2x..., each dim at least 1 and at most MAX_ELEMENTS
-    elements in all, checked before any pass allocates."""
-    shapes = {}
-    for spec in specs:
-        name, _, dims = spec.rpartition("=")
-        try:
-            shape = [int(d) for d in dims.lower().split("x")]
-        except ValueError:
-            shape = []
-        if not name or not shape:
-            raise TesseraError(f"--shape {spec!r} must look like NAME=1x3x224x224")
-        if min(shape) < 1:
-            raise TesseraError(f"--shape {spec!r}: every dim must be at least 1")
-        if len(shape) > MAX_RANK:
-            raise TesseraError(f"--shape {spec!r} has {len(shape)} dims, more than {MAX_RANK}")
-        _check_elements("--shape", spec, shape)
-        shapes[name] = shape
-    return shapes
-
-
-def _check_elements(option: str, spec: str, shape: list[int]) -> None:
-    """Refuse a shape the user gave of more than MAX_ELEMENTS elements, before any pass allocates it."""
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise TesseraError(f"{option} {spec!r} has {math.prod(shape)} elements, more than the limit of "
-                           f"{MAX_ELEMENTS} (runtime.kernels.limits.MAX_ELEMENTS)")
-
-
 def _feeds(graph, args) -> dict[str, np.ndarray]:
-    files = _input_files(args, [v.name for v in graph.inputs])
+    files = input_files(args, [v.name for v in graph.inputs])
     rng = np.random.default_rng(args.seed)
     feeds = {}
     for value in graph.inputs:
@@ -404,7 +353,7 @@ def _feeds(graph, args) -> dict[str, np.ndarray]:
 def _compiled_feeds(model, args) -> dict[str, np.ndarray]:
     """Inputs of a compiled model: --input files, else a crop of the sample
     photographs for one NCHW RGB input, else seeded random data."""
-    files = _input_files(args, [t.name for t in model.inputs])
+    files = input_files(args, [t.name for t in model.inputs])
     feeds = {}
     rng = np.random.default_rng(args.seed)
     for spec in model.inputs:
@@ -428,35 +377,6 @@ def _have_photos() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _input_files(args, names: list[str]) -> dict[str, np.ndarray]:
-    """--input NAME=FILE.npy (or just FILE.npy for a one-input model)."""
-    files = {}
-    for spec in args.input:
-        name, _, path = spec.rpartition("=")
-        if not name:
-            if len(names) != 1:
-                raise TesseraError(f"--input {spec!r}: the model has inputs {names}; write NAME=FILE.npy")
-            name = names[0]
-        try:
-            array = load_arrays(path)  # headers checked before anything is allocated; never unpickled
-        except ArrayFileError as exc:
-            raise TesseraError(f"--input {spec!r}: {exc}") from None
-        if isinstance(array, dict):
-            raise TesseraError(f"--input {spec!r}: an .npz file; give one .npy file per input")
-        files[name] = array
-    return files
-
-
-def _print_top(name: str, value: np.ndarray, k: int) -> None:
-    flat = value.reshape(-1)
-    if flat.dtype.kind not in "fiu" or flat.size == 0:
-        print(f"output {name}: {value.dtype}{list(value.shape)}")
-        return
-    top = np.argsort(-flat, kind="stable")[:k]
-    listing = ", ".join(f"#{i}: {flat[i]:.4g}" for i in top)
-    print(f"output {name} {value.dtype}{list(value.shape)}: top {len(top)}: {listing}")
 
 
 def _compare(model, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:

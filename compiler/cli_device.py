@@ -127,9 +127,9 @@ def placement_options(parser: argparse.ArgumentParser) -> None:
 
 def placement_kwargs(args) -> dict:
     """compile_model's keywords for the placement options."""
-    from compiler.cli import _pair_arg
+    from compiler.cli_args import pair_arg
 
-    overrides = dict(_pair_arg(spec, "--split-override") for spec in args.split_override)
+    overrides = dict(pair_arg(spec, "--split-override") for spec in args.split_override)
     return {"numcard": args.numcard, "numclus": args.numclus, "split": args.split,
             "imgs_per_cluster": args.imgs_per_cluster, "mvbatch": args.mvbatch, "split_overrides": overrides}
 
@@ -150,7 +150,7 @@ def is_binary(path: str) -> bool:
 def compile_to(args, output: str, calibration_source, load_model, instruments=()):
     """Compile ``args.model`` to ``output``; the CompiledModel and seconds.
     ``instruments`` go to compile_model (a PassTiming for --verbose)."""
-    from compiler.cli import given_shapes
+    from compiler.cli_args import given_shapes
     from compiler.compile import compile_model
     from runtime.hardware import hardware_config
 
@@ -277,10 +277,10 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
     print(f"ran {path} on the simulator in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included); "
           f"hwtime {engine.device.hwtime_ms:.3f} ms on the accelerator ({engine.device.instructions} instructions, "
           f"{100 * engine.device.efficiency:.0f}% of the MAC peak)")
-    from compiler.cli import _print_top
+    from compiler.cli_args import print_top
 
     for name, value in outputs.items():
-        _print_top(name, value, args.top)
+        print_top(name, value, args.top)
     if engine.model.reference is not None:
         reference = engine.run_reference(feeds)
         for name, ours in outputs.items():
