@@ -27,6 +27,7 @@ from runtime.inference_engine.provenance import (
     perf_counts,
     placements,
 )
+from runtime.preprocess import PreprocessError, PreprocessSpec
 
 if TYPE_CHECKING:
     from runtime.inference_engine.ie_api import IENetwork
@@ -90,7 +91,7 @@ class ExecutableNetwork:
         """NETWORK_NAME; OPTIMAL_NUMBER_OF_INFER_REQUESTS (how many requests
         can run at once: one per CPU segment, one for all accelerator
         segments, as the segments' locks allow); SUPPORTED_METRICS;
-        SUPPORTED_CONFIG_KEYS."""
+        SUPPORTED_CONFIG_KEYS; TESSERA_CALIBRATION; TESSERA_PREPROCESS."""
         from runtime.compiled import CpuSegment
 
         segments = self._engine.model.segments
@@ -98,12 +99,23 @@ class ExecutableNetwork:
         metrics = {"NETWORK_NAME": self._network.name,
                    "OPTIMAL_NUMBER_OF_INFER_REQUESTS": max(1, cpu + (cpu < len(segments))),
                    "SUPPORTED_CONFIG_KEYS": sorted(self._config),
-                   "TESSERA_CALIBRATION": self._calibration_metric()}
+                   "TESSERA_CALIBRATION": self._calibration_metric(), "TESSERA_PREPROCESS": self._preprocess_metric}
         metrics["SUPPORTED_METRICS"] = sorted([*metrics, "SUPPORTED_METRICS"])
         if metric_name not in metrics:
             raise InferenceEngineError(f"get_metric: unknown metric {metric_name!r} of a loaded network; the "
                                        f"metrics are {metrics['SUPPORTED_METRICS']}")
-        return metrics[metric_name]
+        value = metrics[metric_name]
+        return value() if callable(value) else value
+
+    def _preprocess_metric(self) -> dict[str, Any] | None:
+        """TESSERA_PREPROCESS: how the binary's images are pre-processed, as
+        the compiler recorded it (runtime.preprocess.PreprocessSpec's record,
+        FWDNXT's GetInfo('preprocess')), or None; read when asked for."""
+        try:
+            spec = PreprocessSpec.from_metadata(self._engine.model.metadata)
+        except PreprocessError as exc:
+            raise InferenceEngineError(f"get_metric: TESSERA_PREPROCESS: {exc}") from None
+        return None if spec is None else spec.to_metadata()
 
     def _calibration_metric(self) -> dict[str, Any]:
         """TESSERA_CALIBRATION: ``state`` (AT_LOAD, NOT_QUANTIZED, BINARY, or

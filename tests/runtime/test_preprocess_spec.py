@@ -57,11 +57,13 @@ def _model(side: int) -> bytes:
 def test_calibration_and_tessera_infer_make_the_same_input_of_an_image(tmp_path):
     """An image file compiled with a recorded pre-processing: the tensor
     calibration read from it is, bit for bit, the one tessera-infer makes
-    of it from what the binary records (GetInfo('preprocess'), settings_for, load_image)."""
+    of it from what the binary records (GetInfo('preprocess'), settings_for,
+    load_image); the Inference Engine reads the same record back."""
     from compiler.compile import compile_model
     from passes.quant.calibration_data import calibration_batches
     from runtime import FWDNXT
     from runtime.app.images import load_image, settings_for
+    from runtime.inference_engine import IENetwork, IEPlugin
 
     side, folder = 12, tmp_path / "images"
     folder.mkdir()
@@ -77,6 +79,8 @@ def test_calibration_and_tessera_infer_make_the_same_input_of_an_image(tmp_path)
     settings = settings_for(ie.GetInfo("inshapes"), None, None, None, ie.GetInfo("preprocess"))
     ie.Free()
     assert settings.spec == spec
+    loaded = IEPlugin("FPGA").load(IENetwork(model=str(tmp_path / "net.bin")))
+    assert loaded.get_metric("TESSERA_PREPROCESS") == spec.to_metadata()
     for path, calibration_input in zip(sorted(folder.iterdir()), calibrated, strict=True):
         inferred = load_image(path, settings)
         assert inferred.dtype == np.float32 and np.array_equal(inferred[None], calibration_input), path.name
