@@ -212,16 +212,13 @@ def _mode(config, name: str, value: Any) -> str:
 
 
 def _float_layers(config, name: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not all(isinstance(v, str) for v in _iterable(name, value)):
-        raise _fail(name, "must be a list of ONNX node names", value)
-    return tuple(value)
-
-
-def _iterable(name: str, value: Any):
     try:
-        return list(value)
+        names = None if isinstance(value, str) else tuple(value)
     except TypeError:
-        raise _fail(name, "must be a list of ONNX node names", value) from None
+        names = None
+    if names is None or not all(isinstance(v, str) for v in names):
+        raise _fail(name, "must be a list of ONNX node names", value)
+    return names
 
 
 def _encodings(config, name: str, value: Any):
@@ -245,7 +242,7 @@ def _target_snr(config, name: str, value: Any) -> float | None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
             or not math.isfinite(value):
-        raise _fail(name, "target_snr must be a finite number of dB", value)
+        raise _fail(name, "must be a finite number of dB or None", value)
     return float(value)
 
 

@@ -41,7 +41,8 @@ def test_every_field_is_a_registered_pass_option():
     ("calibration_count", 0, "QuantConfig.calibration_count: must be a whole number of at least 1, got 0"),
     ("sensitivity", -1, "QuantConfig.sensitivity: must be a whole number of at least 0"),
     ("equalize", "yes", "QuantConfig.equalize: must be True or False, got 'yes'"),
-    ("target_snr", float("nan"), "QuantConfig.target_snr: target_snr must be a finite number of dB"),
+    ("target_snr", float("nan"), "QuantConfig.target_snr: must be a finite number of dB or None, got nan"),
+    ("float_layers", 3, "QuantConfig.float_layers: must be a list of ONNX node names, got 3"),
     ("target_budget", 2, r"QuantConfig.target_budget: the 16-bit MAC budget must be a fraction in \[0, 1\], got 2"),
     ("preprocess", "imagenet", "QuantConfig.preprocess: must be a PreprocessSpec or None"),
     ("encodings", 7, "QuantConfig.encodings: must be an encodings file's path"),
@@ -53,7 +54,7 @@ def test_a_bad_value_is_an_error_naming_the_field(field, value, message):
 
 def test_the_config_is_frozen_and_keeps_its_own_copies():
     precision = {"conv1": "int16"}
-    config = QuantConfig(layer_precision=precision, float_layers=["conv2"], target_snr=30)
+    config = QuantConfig(layer_precision=precision, float_layers=(n for n in ["conv2"]), target_snr=30)
     precision["conv2"] = "int16"
     assert dict(config.layer_precision) == {"conv1": "int16"} and config.float_layers == ("conv2",)
     assert config.target_snr == 30.0 and isinstance(config.target_snr, float)
