@@ -37,8 +37,7 @@ from runtime.compiled import CompiledModel
 from runtime.errors import TesseraError
 from runtime.files import MAX_DATA_BYTES, FileError, check_writable, open_regular
 from runtime.hardware import MAX_CARDS, HardwareConfig
-
-VERSION = "0.1.0"
+from runtime.version import VERSION
 
 
 def compile_model(model, *, image: str | None = None, shapes=None, samples: Sequence | None = None,
