@@ -1,5 +1,6 @@
 """Cross-layer equalization (Nagel et al., "Data-Free Quantization", 2019),
-driven by the activations: issue 22 item 2.
+driven by the activations the calibration inputs make, so that ranges of
+channels that differ by orders of magnitude share one int8 grid better.
 
 A convolution A whose output, through an activation f that commutes with a
 positive per-channel scale, feeds only a convolution B:
@@ -108,7 +109,7 @@ def absorb_bias(graph: Graph, ctx: PassContext) -> Graph:
 def _pair_statistics(graph: Graph, pairs: list[Pair], data, ctx: PassContext) -> dict[str, ChannelStats]:
     """The statistics of the tensors the pairs touch, on the first calibration inputs."""
     names = {v.name for p in pairs for v in (p.tensor, p.a.outputs[0])}
-    return channel_statistics(graph, names, statistics_feeds(graph, data), ctx, "cross-layer equalization")
+    return channel_statistics(graph, names, statistics_feeds(graph, data, ctx), ctx, "cross-layer equalization")
 
 
 @dataclass

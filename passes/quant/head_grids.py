@@ -1,4 +1,6 @@
-"""Output grids per quantity for detector heads (issue 22 item 2).
+"""Output grids per quantity for detector heads: one int8 grid per group of
+channels that carry one quantity, so small scores keep their resolution
+beside box sizes in pixels.
 
 A detector head often writes different quantities into the channels of one
 tensor: YOLO- and PicoDet-style exports have one convolution per scale
@@ -111,7 +113,7 @@ def _measure(graph: Graph, convs, concats, data, ctx: PassContext) -> tuple[dict
     if not convs and not concats:
         return {}, []
     names = {c.outputs[0].name for c in convs} | {v.name for c in concats for v in c.inputs if not v.is_constant}
-    stats = channel_statistics(graph, names, statistics_feeds(graph, data), ctx, "head grids")
+    stats = channel_statistics(graph, names, statistics_feeds(graph, data, ctx), ctx, "head grids")
     chosen = {}
     for conv in convs:
         s = stats[conv.outputs[0].name]

@@ -132,3 +132,28 @@ def test_a_rewrite_that_must_run_the_graph_says_it_needs_a_lowering():
     with PassContext(options={"quant.calibration_data": inputs(8, 2)}):
         with pytest.raises(PassError, match="head grids runs the graph"):
             head_grids(graph)
+
+
+def test_channel_statistics_read_an_image_folder_as_calibration_does(tmp_path):
+    """Equalization and head grids measure on the inputs calibration sees:
+    an image folder read with the context's pre-processing record."""
+    from PIL import Image
+
+    from passes.quant.calibration_data import calibration_batches
+    from passes.quant.channel_stats import statistics_feeds
+    from runtime.preprocess import PreprocessSpec
+
+    rng = np.random.default_rng(5)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (11, 13, 3), np.uint8)).save(tmp_path / f"{index}.png")
+    graph = _pair_model()
+    spec = PreprocessSpec(channel_order="BGR", mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
+    with PassContext(options={"quant.preprocess": spec}) as ctx:
+        measured = statistics_feeds(graph, str(tmp_path), ctx)
+    calibrated = list(calibration_batches(str(tmp_path), specs, preprocess=spec))
+    plain = list(calibration_batches(str(tmp_path), specs))
+    assert len(measured) == len(calibrated) == 3
+    for got, want, other in zip(measured, calibrated, plain):
+        np.testing.assert_array_equal(got["x"], want["x"])
+        assert not np.array_equal(got["x"], other["x"])
