@@ -34,11 +34,11 @@ from compiler.compare import ErrorStats, update_outputs
 from compiler.quantized import QuantizationWarning, Trials
 from ir.graph import Graph, onnx_name
 from passes.infra import PassContext, graph_pass, register_option
+from passes.placement_costs import macs
 from passes.quant.calibration_data import calibration_batches
 from passes.quant.head_grids import output_parts
 from passes.quant.metrics import snr_from_sums, snr_line, snr_spread
 from passes.quant.report import report_of
-from passes.target import macs
 
 DEFAULT_BUDGET = 0.15
 """Largest share of the accelerator's MACs that may run in 16 bits."""

@@ -28,10 +28,7 @@ import numpy as np
 from ir.graph import Node, Value
 from ir.types import dtype_name
 from passes.infra import PassContext, PassError, register_option
-from passes.placement_costs import (
-    STRUCTURAL,
-    macs,  # noqa: F401  (compiler/target_snr.py imports it from here)
-)
+from passes.placement_costs import STRUCTURAL
 from passes.pointwise import is_pointwise
 from runtime.hardware import ACCELERATOR, DEVICES, HOST, HardwareConfig
 from runtime.isa import AVG_ENTRY_BYTES

@@ -111,7 +111,7 @@ class FWDNXT:
         try:
             from compiler.compile import PlacementError, compile_model
         except ImportError as exc:
-            raise FWDNXTError(f"Compile needs Tessera's compiler and its dependencies (onnx, networkx): {exc}. "
+            raise FWDNXTError(f"Compile needs Tessera's compiler and its dependencies (onnx): {exc}. "
                               "Compile on a machine with `pip install tessera`, then Init the binary here") from exc
         with warnings.catch_warnings():
             if "w" not in flags["debug"]:

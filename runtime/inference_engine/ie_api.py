@@ -259,7 +259,7 @@ class IEPlugin:
         try:
             from compiler.compile import compile_model
         except ImportError as exc:
-            raise InferenceEngineError(f"load: compiling needs Tessera's compiler (onnx, networkx): {exc}") from exc
+            raise InferenceEngineError(f"load: compiling needs Tessera's compiler (onnx): {exc}") from exc
         fallback = self._fallback()
         affinities = self._affinities(net, fallback)
         keywords: dict[str, Any] = {"calibrator": self._config.get("TESSERA_CALIBRATOR", "mse"),
@@ -428,6 +428,6 @@ def _network():
     try:
         from compiler import network
     except ImportError as exc:
-        raise InferenceEngineError(f"an ONNX network's layer placement needs Tessera's compiler (onnx, networkx): "
+        raise InferenceEngineError(f"an ONNX network's layer placement needs Tessera's compiler (onnx): "
                                    f"{exc}") from exc
     return network

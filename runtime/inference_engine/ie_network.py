@@ -112,7 +112,7 @@ class IENetwork:
             from compiler.frontend.model import OnnxModel
             from compiler.network import network_layers
         except ImportError as exc:
-            raise InferenceEngineError(f"reading an ONNX model needs Tessera's compiler (onnx, networkx): {exc}; "
+            raise InferenceEngineError(f"reading an ONNX model needs Tessera's compiler (onnx): {exc}; "
                                        "compile ahead of time and load the binary here") from exc
         try:
             model = OnnxModel(source)

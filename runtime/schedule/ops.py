@@ -31,7 +31,7 @@ from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_sam
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
 from runtime.kernels.norm import softmax_rows
-from runtime.kernels.pool import max_pool_2d_rows, plane_means
+from runtime.kernels.pool_loops import max_pool_2d_rows, plane_means
 from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
 from runtime.parallel import (
     ALONE,
