@@ -1,0 +1,71 @@
+"""No import circles among the compiler's modules, counting the imports
+inside functions too: a function-level import that only breaks a circle
+hides a dependency (compiler/ had two: compile, quantize, range_choice and
+target_snr; cli and cli_device). The other packages still have a few
+(passes: distribute and tile; ir: graph and printer; runtime: the kernel
+registry and its kernels' modules), listed by this test's ``_circles``."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("compiler", "passes", "ir", "codegen", "runtime")
+
+
+def _modules() -> dict[str, Path]:
+    """Every module but the packages' __init__ files: importing any module
+    runs its package's __init__ first whatever the order, so a package that
+    re-exports its modules is no circle."""
+    modules = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if path.name != "__init__.py":
+                modules[".".join(path.relative_to(ROOT).with_suffix("").parts)] = path
+    return modules
+
+
+def _import_graph(modules: dict[str, Path]) -> nx.DiGraph:
+    """module -> each of Tessera's modules it imports anywhere in its file
+    (those under ``if TYPE_CHECKING:`` excepted: they never run)."""
+    graph = nx.DiGraph()
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = {id(inner) for block in ast.walk(tree)
+                       if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+                       for statement in block.body for inner in ast.walk(statement)}
+        graph.add_node(name)
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            graph.add_edges_from((name, target) for target in targets if target in modules and target != name)
+    return graph
+
+
+def _circles(package: str) -> list[list[str]]:
+    graph = _import_graph(_modules())
+    inside = graph.subgraph(n for n in graph if n.startswith(package + "."))
+    return [sorted(c) for c in nx.strongly_connected_components(inside) if len(c) > 1]
+
+
+def test_no_import_circles_in_the_compiler():
+    circles = _circles("compiler")
+    assert not circles, "import circles in compiler/: " + "; ".join(" <-> ".join(c) for c in circles)
+
+
+def test_the_check_finds_a_circle_closed_by_a_function_level_import(tmp_path, monkeypatch):
+    package = tmp_path / "compiler"
+    package.mkdir()
+    (package / "a.py").write_text("import compiler.b\n")
+    (package / "b.py").write_text("def f():\n    from compiler import a\n")
+    (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import compiler.a\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    assert _circles("compiler") == [["compiler.a", "compiler.b"]]
