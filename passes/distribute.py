@@ -18,6 +18,7 @@ from typing import Any
 from ir.graph import Graph, Node
 from passes.conv_parts import SPLIT_AXES, ConvPart, conv_parts, even_ranges, is_conv_layer, share, split_extent
 from passes.infra import PassContext, PassError, graph_pass, register_option
+from passes.partition import accelerator_segments
 from passes.tiling import TILE_OVERHEAD_BYTES, TILED_OPS, conv_cost, plan_conv
 from runtime.hardware import HardwareConfig
 from runtime.sim.timing import exchange_seconds
@@ -111,7 +112,6 @@ def distribute(graph: Graph, ctx: PassContext) -> Graph:
     of its jobs) over each card's clusters. ``device.split_overrides``
     (layer name -> axis, ``"cards:<axis>"`` across cards) forces a layer's
     choice for experiments. Batch mode records nothing."""
-    from passes.tile import accelerator_segments  # the tile pass imports this module's helpers
 
     placement: Placement = ctx.option("device.placement")
     hw: HardwareConfig = ctx.option("target.hardware")

@@ -30,7 +30,7 @@ from passes.affinity import HOST_ONLY, MANUAL, REASON, RULE
 from passes.infra import PassContext, PassError, graph_pass
 from passes.placement_costs import cpu_time, device_time, transfer_time
 from passes.target import cpu
-from runtime.hardware import HOST, HardwareConfig
+from runtime.hardware import ACCELERATOR, HOST, HardwareConfig
 
 
 @dataclass(frozen=True)
@@ -290,3 +290,8 @@ def _inner_value(body: Graph, value: Value, inner: dict[int, Value]) -> Value:
         inner[id(value)] = body.add_constant(value.const, value.name)
         inner[id(value)].quant = value.quant  # a given weight grid travels with its weights
     return inner[id(value)]
+
+
+def accelerator_segments(graph: Graph) -> list[Node]:
+    """The graph's accelerator Segment nodes (the partition pass's), in order."""
+    return [n for n in graph.nodes if n.op == "Segment" and n.attrs["device"] == ACCELERATOR]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from ir.graph import Graph, Node, Value
 from passes.infra import PassContext, PassError, graph_pass, register_option
 from passes.moves import edge_transpose, view_offset
-from passes.tile import accelerator_segments
+from passes.partition import accelerator_segments
 from passes.tiling import TILED_OPS
 
 ALIGN = 64

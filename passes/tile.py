@@ -21,8 +21,9 @@ from passes.conv_parts import conv_parts, is_conv_layer
 from passes.distribute import map_share_dims, shared_dram, worker_parts
 from passes.infra import PassContext, graph_pass
 from passes.moves import MOVE_OPS, describe
+from passes.partition import accelerator_segments
 from passes.tiling import TILED_OPS, map_tiles, plan_conv, plan_map, plan_move
-from runtime.hardware import ACCELERATOR, HardwareConfig
+from runtime.hardware import HardwareConfig
 
 
 @graph_pass(opt_level=0)
@@ -35,11 +36,6 @@ def tile(graph: Graph, ctx: PassContext) -> Graph:
                 node.annotations["tile"] = plan_layer(node, hw, node.annotations.get("split"))
         segment.annotations["hardware"] = hw.digest()
     return graph
-
-
-def accelerator_segments(graph: Graph) -> list[Node]:
-    """The graph's accelerator Segment nodes, in order."""
-    return [n for n in graph.nodes if n.op == "Segment" and n.attrs["device"] == ACCELERATOR]
 
 
 def plan_layer(node: Node, hw: HardwareConfig, split: dict | None = None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ir.graph import Graph, Node, Value
 from ir.types import QuantParams
 from passes.infra import PassContext, PassError, graph_pass, register_option
 from passes.instruments import timed
+from passes.partition import accelerator_segments
 from passes.quant.bias_correction import InputMeans, add_to_bias, correct_biases
 from passes.quant.calibrate import Calibration
 from passes.quant.calibration_data import CalibrationWarning, calibration_batches
@@ -39,7 +40,6 @@ from passes.quant.rewrite import SegmentQuantizer, linear_input
 from passes.quant.split_slices import split_to_slices
 from passes.quant.units import build_units, flatten_fused
 from passes.quant.weight_rounding import PatchMoments, apply_given, geometry, round_weights, unit_geometry
-from runtime.hardware import ACCELERATOR
 
 register_option("quant.calibrator", str, "mse",
                 "default range calibrator: 'mse' (the default: the range minimising the quantization error), "
@@ -63,7 +63,7 @@ register_option("quant.given", dict, {},
 @graph_pass(opt_level=0, required=("partition",))
 def quantize(graph: Graph, ctx: PassContext) -> Graph:
     """Quantize every accelerator segment of a partitioned graph."""
-    segments = [n for n in graph.nodes if n.op == "Segment" and n.attrs["device"] == ACCELERATOR]
+    segments = accelerator_segments(graph)
     if not segments:
         return graph
     given = _open_up(graph, segments, ctx)

@@ -16,7 +16,7 @@ from compiler.zoo.builder import OnnxBuilder
 from passes.conv_parts import conv_parts, split_extent
 from passes.distribute import Placement, PlacementError, card_ranges, worker_parts
 from passes.infra import PassContext, PassError
-from passes.tile import accelerator_segments
+from passes.partition import accelerator_segments
 from passes.tiling import TILED_OPS
 from runtime.hardware import PRESETS
 

@@ -14,8 +14,9 @@ from compiler.quantize import quantize_model
 from compiler.zoo.builder import OnnxBuilder
 from ir.printer import format_node
 from passes.infra import PassContext
+from passes.partition import accelerator_segments
 from passes.plan_memory import VIEWS, liveness, root
-from passes.tile import accelerator_segments, plan_layer
+from passes.tile import plan_layer
 from passes.tiling import CONV_OPS, TILED_OPS, conv_plan, conv_shape, map_tiles
 from runtime.hardware import PRESETS
 
