@@ -30,6 +30,7 @@ from passes.quant.encodings import Encodings
 from passes.quant.observers import parse_spec
 from passes.quant.params import PRECISIONS
 from runtime.errors import TesseraError
+from runtime.hardware import DeviceListError, parse_fallback
 
 AUTO = "auto"
 """``calibrator="auto"``: each tensor's range method chosen by the error it leaves at the outputs."""
@@ -112,11 +113,6 @@ class QuantConfig:
             raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}; the quantization "
                             f"options are {list(FIELDS)}")
         return dataclasses.replace(config or cls(), **keywords)
-
-    def changed(self) -> dict[str, Any]:
-        """The fields that differ from their defaults."""
-        default = QuantConfig()
-        return {name: getattr(self, name) for name in FIELDS if getattr(self, name) != getattr(default, name)}
 
     def record(self) -> dict[str, Any]:
         """The fields whose values are plain numbers, strings or booleans
@@ -234,7 +230,12 @@ def _preprocess(config, name: str, value: Any):
 
 
 def _fallback(config, name: str, value: Any) -> str:
-    return _text(name, value)
+    """A device list the affinity policy reads ('HETERO:FPGA,CPU'), checked by its one parser."""
+    try:
+        parse_fallback(_text(name, value))
+    except DeviceListError as exc:
+        raise QuantizationError(f"QuantConfig.{name}: {exc}") from None
+    return value
 
 
 def _target_snr(config, name: str, value: Any) -> float | None:
