@@ -11,7 +11,7 @@ import warnings
 from compiler.quantized import QuantizationWarning
 from ir.graph import Graph
 from passes.infra import PassContext, graph_pass, register_option
-from passes.quant.calibration_data import calibration_batches
+from passes.quant.calibration_data import context_batches
 from passes.quant.report import report_of
 
 register_option("quant.sensitivity", int, 0, "layers a sensitivity analysis moves to 16 bits (compiler/sensitivity.py)")
@@ -25,9 +25,7 @@ def promote_sensitive(graph: Graph, ctx: PassContext) -> Graph:
     if k <= 0:
         return graph
     first = ctx.option("quant.trials").quantize(graph, ctx.options)
-    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
-    feeds = list(calibration_batches(ctx.option("quant.calibration_data"), specs,
-                                     count=ctx.option("quant.sensitivity_samples")))
+    feeds = list(context_batches(graph, ctx, ctx.option("quant.sensitivity_samples")))
     report = first.compare(feeds)
     table_inputs = {n.name for n in first.quantized_nodes() if any(u.op == "QLut" for u in n.outputs[0].users)}
     candidates = [e for e in report.worst(len(report.layers)) if e.onnx_nodes and e.layer not in table_inputs]

@@ -92,6 +92,19 @@ def calibration_batches(source, input_specs: Mapping, *, count: int | None = Non
     return CalibrationBatches(lambda: _items(source, specs), specs, count, _at_most(known, count))
 
 
+def context_batches(graph, ctx, count: int | None = None) -> CalibrationBatches:
+    """The calibration inputs of ``graph`` as the PassContext ``ctx``'s
+    options give them: ``quant.calibration_data`` read with
+    ``quant.preprocess``, at most ``count`` (default
+    ``quant.calibration_count``); read anew on each iteration. Every pass
+    that measures on calibration inputs reads them here, so all see what
+    calibration sees."""
+    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
+    return calibration_batches(ctx.option("quant.calibration_data"), specs,
+                               count=ctx.option("quant.calibration_count") if count is None else count,
+                               preprocess=ctx.option("quant.preprocess"))
+
+
 def preprocess_image(pixels: np.ndarray, shape, spec: PreprocessSpec, where: str = "image") -> np.ndarray:
     """An H x W x C uint8 image (C = 1 or 3, RGB) as a float32 input of
     ``shape`` (rank 4, batch 1 or free; free height/width keep the image's),

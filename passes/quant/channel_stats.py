@@ -5,14 +5,13 @@ passes/quant/head_grids.py). The graph runs through the PassContext's
 lowering on the CPU kernels."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from ir.graph import Graph
 from passes.infra import PassContext
-from passes.quant.calibration_data import calibration_batches
+from passes.quant.calibration_data import context_batches
 from runtime.executor import Executor
 
 STATISTICS_SAMPLES = 8
@@ -33,13 +32,9 @@ class ChannelStats:
         return np.maximum(-self.low, self.high)
 
 
-def statistics_feeds(graph: Graph, calibration_data, ctx: PassContext) -> list:
-    """The first :data:`STATISTICS_SAMPLES` calibration inputs of ``graph``,
-    an image folder read with the pre-processing calibration uses
-    (``quant.preprocess``)."""
-    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
-    preprocess = ctx.option("quant.preprocess") if isinstance(calibration_data, (str, os.PathLike)) else None
-    return list(calibration_batches(calibration_data, specs, count=STATISTICS_SAMPLES, preprocess=preprocess))
+def statistics_feeds(graph: Graph, ctx: PassContext) -> list:
+    """The first :data:`STATISTICS_SAMPLES` calibration inputs of ``graph``, as calibration reads them."""
+    return list(context_batches(graph, ctx, STATISTICS_SAMPLES))
 
 
 def channel_statistics(graph: Graph, names: set[str], feeds, ctx: PassContext, why: str) -> dict[str, ChannelStats]:

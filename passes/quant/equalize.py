@@ -109,7 +109,7 @@ def absorb_bias(graph: Graph, ctx: PassContext) -> Graph:
 def _pair_statistics(graph: Graph, pairs: list[Pair], data, ctx: PassContext) -> dict[str, ChannelStats]:
     """The statistics of the tensors the pairs touch, on the first calibration inputs."""
     names = {v.name for p in pairs for v in (p.tensor, p.a.outputs[0])}
-    return channel_statistics(graph, names, statistics_feeds(graph, data, ctx), ctx, "cross-layer equalization")
+    return channel_statistics(graph, names, statistics_feeds(graph, ctx), ctx, "cross-layer equalization")
 
 
 @dataclass

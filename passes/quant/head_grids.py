@@ -113,7 +113,7 @@ def _measure(graph: Graph, convs, concats, data, ctx: PassContext) -> tuple[dict
     if not convs and not concats:
         return {}, []
     names = {c.outputs[0].name for c in convs} | {v.name for c in concats for v in c.inputs if not v.is_constant}
-    stats = channel_statistics(graph, names, statistics_feeds(graph, data, ctx), ctx, "head grids")
+    stats = channel_statistics(graph, names, statistics_feeds(graph, ctx), ctx, "head grids")
     chosen = {}
     for conv in convs:
         s = stats[conv.outputs[0].name]

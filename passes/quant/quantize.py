@@ -32,7 +32,7 @@ from passes.instruments import timed
 from passes.partition import accelerator_segments
 from passes.quant.bias_correction import InputMeans, add_to_bias, correct_biases
 from passes.quant.calibrate import Calibration
-from passes.quant.calibration_data import CalibrationWarning, calibration_batches
+from passes.quant.calibration_data import CalibrationWarning, context_batches
 from passes.quant.channel_grids import channel_grid, clip_bounds, eligible
 from passes.quant.concat_affine import push_affines_through_concat
 from passes.quant.params import Precision, activation_quant, layer_precision, parse_precision
@@ -92,12 +92,12 @@ def quantize(graph: Graph, ctx: PassContext) -> Graph:
             linear += quantizer.linear
     if grids.ranges and not given and ctx.option("quant.weight_rounding"):  # before bias correction: it measures
         with timed("weight rounding"):                                        # the mean error of these codes
-            round_weights(lowered, linear, _batches(graph, ctx) if batches is None else batches,
+            round_weights(lowered, linear, context_batches(graph, ctx) if batches is None else batches,
                           ctx.option("quant.weight_rounding_depth"), moments)
     apply_given(linear, ctx.option("quant.weight_roundings"))
     if grids.ranges and not given and ctx.option("quant.bias_correction"):  # given parameters are used as they are
         with timed("bias correction"):
-            correct_biases(lowered, linear, _batches(graph, ctx) if batches is None else batches, measured)
+            correct_biases(lowered, linear, context_batches(graph, ctx) if batches is None else batches, measured)
     _given_corrections(linear, ctx.option("quant.bias_corrections"))
     return graph
 
@@ -212,10 +212,10 @@ def _calibrate(graph: Graph, lowered, values: list[Value], units: dict, grids: _
             moments[key] = PatchMoments(*shape)
             follow.setdefault(slot, []).append(moments[key].update_many)
     if follow and calibration.lockstep(ctx.option("quant.calibration_count"), follow):
-        batches = list(_batches(graph, ctx))
+        batches = list(context_batches(graph, ctx))
         calibration.run(batches, {slot: _each(fns) for slot, fns in follow.items()})
         return measured, moments, batches
-    calibration.run(_batches(graph, ctx))
+    calibration.run(context_batches(graph, ctx))
     return measured, {}, None
 
 
@@ -241,13 +241,6 @@ def _follower(x: Value, slot: str, grids: _Grids, measured: dict):
         means.update_many(arrays)
         measured[slot] = means
     return follow
-
-
-def _batches(graph: Graph, ctx: PassContext):
-    """The calibration inputs (read anew on each call)."""
-    specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
-    return calibration_batches(ctx.option("quant.calibration_data"), specs,
-                               count=ctx.option("quant.calibration_count"), preprocess=ctx.option("quant.preprocess"))
 
 
 class _Grids:

@@ -149,8 +149,8 @@ def test_channel_statistics_read_an_image_folder_as_calibration_does(tmp_path):
     graph = _pair_model()
     spec = PreprocessSpec(channel_order="BGR", mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
     specs = {v.name: (v.type.shape, v.type.dtype) for v in graph.inputs}
-    with PassContext(options={"quant.preprocess": spec}) as ctx:
-        measured = statistics_feeds(graph, str(tmp_path), ctx)
+    with PassContext(options={"quant.preprocess": spec, "quant.calibration_data": str(tmp_path)}) as ctx:
+        measured = statistics_feeds(graph, ctx)
     calibrated = list(calibration_batches(str(tmp_path), specs, preprocess=spec))
     plain = list(calibration_batches(str(tmp_path), specs))
     assert len(measured) == len(calibrated) == 3

@@ -489,7 +489,7 @@ def test_given_parameters_for_every_tensor_skip_calibration(net, monkeypatch):
         raise AssertionError("calibration ran")
 
     monkeypatch.setattr(quantize_module, "_calibrate", refuse)
-    monkeypatch.setattr(quantize_module, "calibration_batches", refuse)
+    monkeypatch.setattr(quantize_module, "context_batches", refuse)
     graph = quantized(model, _Unusable(), **{"quant.given": given})
     assert entry(graph, "x").outputs[0].quant == given["x"]
     for source, tensor in (("conv0", "r0"), ("conv1", "r1"), ("conv2", "y")):
