@@ -109,7 +109,7 @@ def tessera(model: onnx.ModelProto, partition: dict | None = None, calibrate: bo
     with pytest.MonkeyPatch.context() as patch:
         if not calibrate:
             patch.setattr(quantize_module, "_calibrate", _refuse)
-            patch.setattr(quantize_module, "calibration_batches", _refuse)
+            patch.setattr(quantize_module, "context_batches", _refuse)
         with PassContext(options=options, lower=lower_with_names):
             return quantize(graph)
 
