@@ -545,6 +545,68 @@ def keras_audio(frames: int = 98, mels: int = 40, classes: int = 12, static: boo
     return b.model([b.node("Softmax", [logits], axis=-1, outputs=["dense"])])
 
 
+def _nhwc_conv(b: OnnxBuilder, x: str, cin: int, cout: int, k: int, stride: int = 1, pad: int | None = None) -> str:
+    """A TensorFlow Conv2D on an NHWC tensor as tf2onnx writes it: Transpose
+    to NCHW, the ONNX Conv, Transpose back to NHWC."""
+    y = b.node("Transpose", [x], perm=[0, 3, 1, 2])
+    y = b.conv(y, cin, cout, k, stride, bias=False, pad=pad)
+    return b.node("Transpose", [y], perm=[0, 2, 3, 1])
+
+
+def _caffe_batchnorm(b: OnnxBuilder, x: str, channels: int, scale: float = 1.0) -> str:
+    """Caffe's BatchNorm and Scale layers after conversion to TensorFlow:
+    (x - mean) * rsqrt(var + eps) * gamma + beta in four element-wise ops on
+    the last (channel) axis, constants shaped ``[C]`` or ``[1, 1, 1, C]``."""
+    gamma = b.rng.uniform(0.8, 1.2, channels) * scale
+    beta = b.rng.standard_normal(channels) * 0.05
+    mean = b.rng.standard_normal(channels) * 0.05
+    inv_std = 1 / np.sqrt(b.rng.uniform(0.8, 1.2, channels) + 1e-5)
+    y = b.node("Sub", [x, b.const_f32(mean.astype(np.float32), "bn_mean")])
+    y = b.node("Mul", [y, b.const_f32(inv_std.reshape(1, 1, 1, -1).astype(np.float32), "bn_rsqrt")])
+    y = b.node("Mul", [y, b.const_f32(gamma.reshape(1, 1, 1, -1).astype(np.float32), "bn_gamma")])
+    return b.node("Add", [y, b.const_f32(beta.astype(np.float32), "bn_beta")])
+
+
+def _nhwc_block(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int) -> str:
+    """A ResNet basic block in NHWC: two 3x3 convs with their batchnorms, a
+    1x1 projection where the shape changes, the residual Add and Relu."""
+    with b.scope("branch2a"):
+        y = b.node("Relu", [_caffe_batchnorm(b, _nhwc_conv(b, x, cin, cout, 3, stride), cout)])
+    with b.scope("branch2b"):
+        y = _caffe_batchnorm(b, _nhwc_conv(b, y, cout, cout, 3), cout, scale=0.2)
+    if stride != 1 or cin != cout:
+        with b.scope("branch1"):
+            x = _caffe_batchnorm(b, _nhwc_conv(b, x, cin, cout, 1, stride), cout)
+    return b.node("Relu", [b.node("Add", [x, y])])
+
+
+def nhwc_resnet(image: int = 32, classes: int = 10, static: bool = True, seed: int = 0) -> onnx.ModelProto:
+    """A small ResNet converted Caffe -> TensorFlow -> ONNX (tf2onnx, opset
+    13), in NHWC throughout: an NHWC input (a free batch named ``unk__97``),
+    an edge-mode Pad before the unpadded stem conv, every Conv and MaxPool
+    between a Transpose to NCHW and one back, each BatchNorm written as
+    Sub/Mul/Mul/Add with ``[C]`` and ``[1, 1, 1, C]`` constants, residual
+    Adds, a ReduceMean over H and W, MatMul + Add and Softmax."""
+    b = OnnxBuilder("tf2onnx", seed, opset=13, **TF2ONNX)
+    x = b.input("input_1", [1 if static else "unk__97", image, image, 3])
+    with b.scope("conv1"):
+        x = b.node("Pad", [x, b.const_i64([0, 1, 1, 0, 0, 1, 1, 0], "pads")], mode="edge")
+        x = b.node("Relu", [_caffe_batchnorm(b, _nhwc_conv(b, x, 3, 16, 3, pad=0), 16)])
+    with b.scope("pool1"):
+        x = b.node("Transpose", [x], perm=[0, 3, 1, 2])
+        x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+        x = b.node("Transpose", [x], perm=[0, 2, 3, 1])
+    cin = 16
+    for stage, (cout, stride) in enumerate(((16, 1), (32, 2), (64, 2)), 2):
+        with b.scope(f"res{stage}a"):
+            x, cin = _nhwc_block(b, x, cin, cout, stride), cout
+    with b.scope("pool5"):
+        x = b.node("ReduceMean", [x], axes=[1, 2], keepdims=0)
+    with b.scope("fc"):
+        logits = b.matmul_weight(x, cin, classes)
+    return b.model([b.node("Softmax", [logits], axis=-1, outputs=["prob"])])
+
+
 FAMILY_MODELS = {
     "ppocr_det": ppocr_det,
     "ppLCNet": ppLCNet,
@@ -555,5 +617,6 @@ FAMILY_MODELS = {
     "mtcnn_pnet": mtcnn_pnet,
     "mtcnn_rnet": mtcnn_rnet,
     "keras_audio": keras_audio,
+    "nhwc_resnet": nhwc_resnet,
 }
 """Each family's builder by name; called with no arguments, a static model."""
