@@ -27,7 +27,6 @@ from compiler.sensitivity import promote_sensitive
 from compiler.target_snr import reach_target_snr
 from ir.graph import Graph
 from passes.affinity import assign_affinity
-from passes.cancel_transposes import cancel_transposes
 from passes.canonicalize_linear import canonicalize_linear
 from passes.canonicalize_mean import canonicalize_mean
 from passes.canonicalize_sum import canonicalize_sum
@@ -39,6 +38,7 @@ from passes.fold_constants import fold_constants
 from passes.fold_pad import fold_pad
 from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext, PassInstrument, Sequential
+from passes.layout import layout
 from passes.partition import partition
 from passes.plan_memory import plan_memory
 from passes.quant.equalize import absorb_bias, equalize
@@ -53,9 +53,9 @@ SIMPLIFY = Sequential([
     extract_qdq,          # a pre-quantized model's Q/DQ pairs -> quantization parameters of its tensors
     fold_constants,       # shape subgraphs and constant expressions, through the kernels
     canonicalize_sum,     # n-ary Sum -> a chain of binary Adds (the residual adds of zoo ResNets)
-    canonicalize_mean,    # ReduceMean over H and W -> GlobalAveragePool (torchvision's x.mean([2, 3]))
     remove_noops,         # Identity, Dropout, no-op Reshape/Transpose/Cast/Pad
-    cancel_transposes,    # Transpose pairs compose; identities disappear
+    layout,               # Transposes sink through layout-agnostic ops and cancel (NHWC exports)
+    canonicalize_mean,    # ReduceMean over H and W -> GlobalAveragePool (torchvision's x.mean([2, 3]))
     fold_pad,             # Pad before Conv -> Conv pads
     fold_batchnorm,       # BatchNorm after Conv/ConvTranspose/Gemm -> weights and bias
     fold_affine,          # per-channel Mul/Add after Conv/BatchNorm -> weights and bias

@@ -36,10 +36,13 @@ EXPECT = {  # device segments, CPU ONNX nodes, MAC share on the device at least,
     "ppocr_det": (1, 0, 1.0, 11), "ppLCNet": (1, 2, 0.45, 50), "yolov8": (1, 12, 0.99, 30),
     "shufflenet_v2": (1, 1, 0.75, 7), "mobilenet_v3": (1, 3, 0.75, 8), "centernet": (1, 0, 1.0, 9),
     "mtcnn_pnet": (1, 2, 1.0, 30), "mtcnn_rnet": (1, 5, 0.95, 20), "keras_audio": (1, 2, 0.99, 45),
+    "nhwc_resnet": (1, 4, 0.999, 14),
 }
 """Measured (4 calibration inputs, seeded weights): ppLCNet's and MobileNetV3's linear classifier stays
 on the CPU without hwlinear, ShuffleNet-v2's too; YOLOv8's second device segment is the final Concat of
-the class scores with the boxes decoded on the CPU. The SNR floors are a few dB under the measured
+the class scores with the boxes decoded on the CPU. The NHWC ResNet's Convs, pools and residual Adds run
+channels-first after the layout pass (passes/layout.py); its edge Pad stays on the CPU before them, with the
+Transpose onto its input. The SNR floors are a few dB under the measured
 figures (docs/partitioning.md): deep random networks amplify each layer's rounding."""
 
 

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from ir import GraphBuilder
-from passes.cancel_transposes import cancel_transposes
 from passes.canonicalize_linear import canonicalize_linear
 from passes.canonicalize_mean import canonicalize_mean
 from passes.dce import eliminate_dead_code
@@ -186,26 +185,6 @@ def test_other_pads_stay(pads, mode, value):
     p = b.Pad(x, b.const(np.array(pads, np.int64)), b.const(np.array(value, np.float32)), mode=mode)
     g = apply(fold_pad, b.build(b.Conv(p, b.const(randn(3, p.type.shape[1], 3, 3)))))
     assert ops(g) == ["Pad", "Conv"]
-
-
-# ---------------------------------------------------------------- cancel_transposes
-def test_transpose_pairs_cancel_and_compose():
-    b = GraphBuilder()
-    x = b.input("x", [2, 3, 4, 5])
-    back = b.Transpose(b.Transpose(x, perm=[0, 2, 3, 1]), perm=[0, 3, 1, 2])
-    composed = b.Transpose(b.Transpose(x, perm=[1, 0, 2, 3]), perm=[0, 1, 3, 2])
-    g = assert_same_numerics(cancel_transposes, b.build(b.Relu(back), composed))
-    assert sorted(ops(g)) == ["Relu", "Transpose"]
-    assert g.node(composed.producer.name).attrs["perm"] == [1, 0, 3, 2]
-
-
-def test_shared_inner_transpose_stays_for_its_other_users():
-    b = GraphBuilder()
-    x = b.input("x", [2, 3])
-    t = b.Transpose(x, perm=[1, 0])
-    g = assert_same_numerics(cancel_transposes, b.build(b.Neg(b.Transpose(t, perm=[1, 0])), b.Relu(t)))
-    assert sorted(ops(g)) == ["Neg", "Relu", "Transpose"]
-    assert g.nodes[[n.op for n in g.nodes].index("Neg")].inputs[0] is g.inputs[0]
 
 
 # ---------------------------------------------------------------- canonicalize_linear
