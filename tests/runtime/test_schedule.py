@@ -302,8 +302,8 @@ def test_a_program_whose_types_lie_gets_a_clear_error_not_a_read_past_a_buffer(w
     from runtime import ExecutionError
 
     b = OnnxBuilder("liar", seed=6)
-    x = b.input("x", [1, 8, 12, 12])
-    y = b.node("Transpose", [b.conv(x, 8, 8, 1)], perm=[0, 1, 3, 2])
+    x = b.input("x", [1, 12, 8, 12])
+    y = b.node("Transpose", [b.conv(x, 12, 12, 1)], perm=[0, 2, 1, 3])  # moves C: the pool cannot take it
     program = frozen_program(b.model([b.node("GlobalAveragePool", [y])]))
     slot = next(step.outputs[0] for step in program.steps if step.kernel == "Transpose")
     shape, dtype = program.types[slot]
