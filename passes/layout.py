@@ -11,7 +11,9 @@ then runs on the untransposed tensors and one Transpose follows it, where it
 meets the next Transpose and the two compose (the identity disappears). It
 moves only when every other activation input of the node is a Transpose of
 the same permutation and every consumer of those Transposes can take them as
-well (so Transposes pair up and vanish instead of multiplying); a graph
+well; a Transpose read by several nodes is copied below each only when
+every path down from them meets another Transpose (so copies pair up and
+vanish instead of multiplying). A graph
 output keeps its declared layout and name. Then, the other way round, a
 Transpose left after a chain of such nodes that starts at a graph input
 moves up onto the input, so a channels-last input's pre-processing (an
@@ -121,9 +123,31 @@ def _can_sink(graph: Graph, node: Node) -> bool:
     for transpose in {node.inputs[i].producer for i in _layout_inputs(node)}:
         if transpose.outputs[0] in graph.outputs:
             return False
-        for user in transpose.outputs[0].users:
-            if user is not node and user.op != "Transpose" and _plan(user, perm) is None:
+        users = [user for user in transpose.outputs[0].users if user.op != "Transpose"]
+        if any(user is not node and _plan(user, perm) is None for user in users):
+            return False
+        if len(users) > 1 and not all(_ends_in_transposes(graph, user.outputs[0]) for user in users):
+            return False  # a copy below each user would stay
+    return True
+
+
+def _ends_in_transposes(graph: Graph, value: Value) -> bool:
+    """Whether every path down from ``value`` through layout-agnostic nodes
+    ends at a Transpose (where a Transpose sunk this way would compose),
+    none at a graph output or a node that cannot take a Transpose."""
+    seen, stack = set(), [value]
+    while stack:
+        value = stack.pop()
+        if value in graph.outputs:
+            return False
+        for user, index in value.uses:
+            if user.op == "Transpose" or id(user) in seen:
+                continue
+            movable = user.op in _RULES or _agnostic(user.op)
+            if not movable or len(user.outputs) != 1 or index not in _layout_inputs(user):
                 return False
+            seen.add(id(user))
+            stack.append(user.outputs[0])
     return True
 
 

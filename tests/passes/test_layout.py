@@ -159,6 +159,17 @@ def test_a_transpose_with_several_consumers_moves_below_each_when_all_take_it():
     assert "Transpose" not in ops(graph)
 
 
+def test_a_transpose_is_not_copied_below_consumers_that_lead_to_no_transpose():
+    """Both consumers could take it, but their paths end at graph outputs:
+    a copy below each would stay, so the one Transpose stays where it is."""
+    b = OnnxBuilder("copies")
+    x = b.input("x", [1, 3, 4, 4])
+    t = to_nhwc(b, b.conv(x, 3, 3, 1))
+    graph = checked(b, b.node("Relu", [t], outputs=["a"]), b.node("Sigmoid", [t], outputs=["c"]), x=[1, 3, 4, 4])
+    assert transposes(graph) == [NHWC]
+    assert producer_op(graph, "a") == "Relu" and producer_op(graph, "c") == "Sigmoid"
+
+
 def test_a_transpose_stays_where_one_consumer_cannot_take_it():
     """One consumer is a Softmax over the channels-last axis: the shared
     Transpose stays, and the Relu beside it does not move (that would add a
