@@ -35,7 +35,7 @@ from ir.graph import Graph, Node, Value, onnx_name
 from ir.registry import Pattern, get_op, is_registered
 from ir.types import QuantParams
 from passes.infra import PassContext, graph_pass
-from passes.rewrite import bypass
+from passes.rewrite import bypass, replace_node
 
 NOT_AGNOSTIC = frozenset({"QuantizeLinear", "DequantizeLinear", "BatchNormalization", "Dropout"})
 """Element-wise by fusion kind, yet tied to an axis (per-axis scales, channel statistics) or a training input."""
@@ -71,16 +71,16 @@ def layout(graph: Graph, ctx: PassContext) -> Graph:
 # ---------------------------------------------------------------- the sweep
 
 def _sweep(graph: Graph) -> bool:
-    """One pass over the nodes in order: compose Transpose pairs, drop those
-    that move nothing (the identity, or only axes of size 1), sink Transposes
-    through the nodes that can take them. Whether anything changed."""
+    """One pass over the nodes in order: compose Transpose pairs, make those
+    that move only axes of size 1 views, sink Transposes through the nodes
+    that can take them. Whether anything changed."""
     changed = False
     for node in list(graph.nodes):
         if node not in graph.nodes:
             continue
         if node.op == "Transpose":
             changed |= _compose(graph, node)
-            changed |= _moves_nothing(perm_of(node), node.inputs[0].type.shape) and bypass(graph, node, node.inputs[0])
+            changed |= _as_view(graph, node)
         elif _can_sink(graph, node):
             _sink(graph, node)
             changed = True
@@ -96,6 +96,21 @@ def _compose(graph: Graph, node: Node) -> bool:
     node.attrs["perm"] = [perm_of(inner)[axis] for axis in perm_of(node)]
     node.set_input(0, inner.inputs[0])
     _remove_if_unused(graph, inner)
+    return True
+
+
+def _as_view(graph: Graph, node: Node) -> bool:
+    """A Transpose that moves only axes of size 1 keeps the data's order:
+    gone when the shape stays too, else a Reshape (a view, not a move)."""
+    source, shape = node.inputs[0], node.outputs[0].type.shape
+    if not _keeps_order(perm_of(node), source.type.shape):
+        return False
+    if shape == source.type.shape:
+        return bypass(graph, node, source)
+    if not node.outputs[0].type.is_static or 0 in shape or any(u.op == "Transpose" for u in node.outputs[0].users):
+        return False  # a Transpose after it composes with it first
+    target = graph.add_constant(np.array(shape, np.int64), f"{node.name}_shape")
+    replace_node(graph, node, "Reshape", [source, target], {"allowzero": 0})
     return True
 
 
@@ -390,11 +405,16 @@ def _move_quant(quant: QuantParams | None, axis_map: list[int]) -> QuantParams |
     return QuantParams(quant.scale, quant.zero, quant.dtype, axis_map[quant.axis])
 
 
-def _moves_nothing(perm: list[int], shape: tuple) -> bool:
+def _keeps_order(perm: list[int], shape: tuple) -> bool:
     """Whether transposing a tensor of ``shape`` by ``perm`` keeps its data
-    and shape: only axes of size 1 move."""
+    in order: only axes of size 1 move."""
     moved = [axis for axis in perm if shape[axis] != 1]
-    return moved == sorted(moved) and [shape[axis] for axis in perm] == list(shape)
+    return moved == sorted(moved)
+
+
+def _moves_nothing(perm: list[int], shape: tuple) -> bool:
+    """Whether the Transpose keeps the data in order and the shape as well."""
+    return _keeps_order(perm, shape) and tuple(shape[axis] for axis in perm) == tuple(shape)
 
 
 def _remove_if_unused(graph: Graph, node: Node) -> None:

@@ -149,6 +149,17 @@ def test_reductions_remap_axes_and_transpose_what_is_left():
     assert producer_op(graph, "mean") == "ReduceMean"
 
 
+def test_a_transpose_of_axes_of_size_one_is_a_view():
+    """tf2onnx's ReduceMean with keepdims then Squeeze: after the pooled
+    tensor's Transpose moves only axes of size 1, a Reshape."""
+    b = OnnxBuilder("squeeze", opset=13)
+    x = b.input("x", [2, 3, 4, 5])
+    y = b.node("ReduceMean", [to_nhwc(b, b.conv(x, 3, 6, 1))], axes=[1, 2], keepdims=1)
+    graph = checked(b, b.node("Squeeze", [y, b.const_i64([1, 2])]), x=[2, 3, 4, 5])
+    assert ops(graph) == ["Conv", "ReduceMean", "Reshape", "Squeeze"]
+    assert graph.nodes[2].outputs[0].type.shape == (2, 1, 1, 6)
+
+
 def test_a_transpose_with_several_consumers_moves_below_each_when_all_take_it():
     b = OnnxBuilder("shared")
     x = b.input("x", [1, 3, 4, 4])
