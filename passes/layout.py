@@ -12,8 +12,8 @@ meets the next Transpose and the two compose (the identity disappears). It
 moves only when every other activation input of the node is a Transpose of
 the same permutation and every consumer of those Transposes can take them as
 well; a Transpose read by several nodes is copied below each only when
-every path down from them meets another Transpose (so copies pair up and
-vanish instead of multiplying). A graph
+on every path down from them it would vanish (meet another Transpose, or
+come out of a reduction as a view), so copies never multiply. A graph
 output keeps its declared layout and name. Then, the other way round, a
 Transpose left after a chain of such nodes that starts at a graph input
 moves up onto the input, so a channels-last input's pre-processing (an
@@ -141,28 +141,37 @@ def _can_sink(graph: Graph, node: Node) -> bool:
         users = [user for user in transpose.outputs[0].users if user.op != "Transpose"]
         if any(user is not node and _plan(user, perm) is None for user in users):
             return False
-        if len(users) > 1 and not all(_ends_in_transposes(graph, user.outputs[0]) for user in users):
+        if len(users) > 1 and not all(_ends_in_transposes(graph, user, perm) for user in users):
             return False  # a copy below each user would stay
     return True
 
 
-def _ends_in_transposes(graph: Graph, value: Value) -> bool:
-    """Whether every path down from ``value`` through layout-agnostic nodes
-    ends at a Transpose (where a Transpose sunk this way would compose),
-    none at a graph output or a node that cannot take a Transpose."""
-    seen, stack = set(), [value]
+def _ends_in_transposes(graph: Graph, node: Node, perm: list[int]) -> bool:
+    """Whether a Transpose ``perm`` sunk below ``node`` would vanish on
+    every path down: meet a Transpose (and compose), or come out of a node
+    as a view (a reduction's axes left in order); never stop at a graph
+    output or a node that cannot take it."""
+    seen, stack = {id(node)}, [(node, perm)]
     while stack:
-        value = stack.pop()
+        node, perm = stack.pop()
+        plan = _plan(node, perm, check_inputs=False)
+        if plan is None:
+            return False
+        value = node.outputs[0]
+        unpermuted = [0] * len(plan.out_perm)
+        for axis, source in enumerate(plan.out_perm):
+            unpermuted[source] = value.type.shape[axis]
+        if _keeps_order(plan.out_perm, unpermuted):
+            continue
         if value in graph.outputs:
             return False
         for user, index in value.uses:
             if user.op == "Transpose" or id(user) in seen:
                 continue
-            movable = user.op in _RULES or _agnostic(user.op)
-            if not movable or len(user.outputs) != 1 or index not in _layout_inputs(user):
+            if index not in _layout_inputs(user):
                 return False
             seen.add(id(user))
-            stack.append(user.outputs[0])
+            stack.append((user, plan.out_perm))
     return True
 
 

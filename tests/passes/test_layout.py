@@ -181,6 +181,18 @@ def test_a_transpose_is_not_copied_below_consumers_that_lead_to_no_transpose():
     assert producer_op(graph, "a") == "Relu" and producer_op(graph, "c") == "Sigmoid"
 
 
+def test_a_transpose_is_copied_below_consumers_whose_paths_end_where_it_vanishes():
+    """One path meets the next Conv's Transpose, the other a global mean
+    (tf2onnx's ReduceMean over H and W) that leaves C in place."""
+    b = OnnxBuilder("head", opset=13)
+    x = b.input("x", [1, 3, 4, 4])
+    t = to_nhwc(b, b.conv(x, 3, 3, 1))
+    a = b.conv(to_nchw(b, b.node("Pad", [t, b.const_i64([0, 1, 1, 0, 0, 1, 1, 0])])), 3, 2, 3, pad=0)
+    mean = b.node("ReduceMean", [b.node("Relu", [t])], axes=[1, 2], keepdims=0)
+    graph = checked(b, a, b.matmul_weight(mean, 3, 2), x=[1, 3, 4, 4])
+    assert "Transpose" not in ops(graph)
+
+
 def test_a_transpose_stays_where_one_consumer_cannot_take_it():
     """One consumer is a Softmax over the channels-last axis: the shared
     Transpose stays, and the Relu beside it does not move (that would add a
