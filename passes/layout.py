@@ -8,21 +8,24 @@ ops (their constant operands permuted, scalars as they are), Pad (pads
 permuted), Concat (axis remapped), Resize (scales, sizes and roi permuted),
 pooling that keeps N and C in place, and reductions (axes remapped). The node
 then runs on the untransposed tensors and one Transpose follows it, where it
-meets the next Transpose and the two compose (the identity disappears). It
-moves only when every other activation input of the node is a Transpose of
-the same permutation and every consumer of those Transposes can take them as
-well; a Transpose read by several nodes is copied below each only when
+meets the next Transpose and the two compose (the identity disappears).
+
+A Transpose moves only when every other activation input of the node is a
+Transpose of the same permutation and every consumer of those Transposes can
+take them as well (now, or once the values it also reads get theirs, as in
+``x - mean(x)``). One read by several nodes is copied below each only when
 on every path down from them it would vanish (meet another Transpose, or
-come out of a reduction as a view), so copies never multiply. A graph
-output keeps its declared layout and name. Then, the other way round, a
-Transpose left after a chain of such nodes that starts at a graph input
-moves up onto the input, so a channels-last input's pre-processing (an
-edge Pad, a mean subtraction) runs in the Convs' layout.
+come out of a reduction as a view), so copies never multiply. A graph output
+keeps its declared layout and name. Then, the other way round, a Transpose
+left after a chain of such nodes that starts at a graph input moves up onto
+the input, so a channels-last input's pre-processing (an edge Pad, a mean
+subtraction) runs in the Convs' layout. Last, a Transpose that moves only
+axes of size 1 becomes a Reshape (a view).
 
 onnxruntime's transpose optimizer and TVM's ConvertLayout work this way
 (layout-agnostic ops adopt their input's layout, conversions pair up and
-cancel); this pass keeps only their simplest cost rule: no Transpose is
-added that does not replace one.
+cancel); this pass keeps only the simplest of their cost rules: Transposes
+move where they cancel, and are copied only where the copies cancel.
 """
 from __future__ import annotations
 
@@ -65,22 +68,22 @@ def layout(graph: Graph, ctx: PassContext) -> Graph:
     for transpose in [n for n in graph.nodes if n.op == "Transpose"]:
         if transpose in graph.nodes:
             _hoist_to_input(graph, transpose)
+    for transpose in [n for n in graph.nodes if n.op == "Transpose"]:
+        _as_view(graph, transpose)
     return graph
 
 
 # ---------------------------------------------------------------- the sweep
 
 def _sweep(graph: Graph) -> bool:
-    """One pass over the nodes in order: compose Transpose pairs, make those
-    that move only axes of size 1 views, sink Transposes through the nodes
-    that can take them. Whether anything changed."""
+    """One pass over the nodes in order: compose Transpose pairs, sink
+    Transposes through the nodes that can take them. Whether anything changed."""
     changed = False
     for node in list(graph.nodes):
         if node not in graph.nodes:
             continue
         if node.op == "Transpose":
             changed |= _compose(graph, node)
-            changed |= _as_view(graph, node)
         elif _can_sink(graph, node):
             _sink(graph, node)
             changed = True
@@ -107,8 +110,8 @@ def _as_view(graph: Graph, node: Node) -> bool:
         return False
     if shape == source.type.shape:
         return bypass(graph, node, source)
-    if not node.outputs[0].type.is_static or 0 in shape or any(u.op == "Transpose" for u in node.outputs[0].users):
-        return False  # a Transpose after it composes with it first
+    if not node.outputs[0].type.is_static or 0 in shape:
+        return False
     target = graph.add_constant(np.array(shape, np.int64), f"{node.name}_shape")
     replace_node(graph, node, "Reshape", [source, target], {"allowzero": 0})
     return True
@@ -139,10 +142,35 @@ def _can_sink(graph: Graph, node: Node) -> bool:
         if transpose.outputs[0] in graph.outputs:
             return False
         users = [user for user in transpose.outputs[0].users if user.op != "Transpose"]
-        if any(user is not node and _plan(user, perm) is None for user in users):
+        if any(user is not node and not _takes(user, perm) for user in users):
             return False
         if len(users) > 1 and not all(_ends_in_transposes(graph, user, perm) for user in users):
             return False  # a copy below each user would stay
+    return True
+
+
+def _takes(node: Node, perm: list[int]) -> bool:
+    """Whether ``node`` can take Transposes ``perm`` on all its activation
+    inputs: each is one, or is computed from such Transposes by nodes that
+    will pass them on (``x - mean(x)``: the mean's Transpose comes later)."""
+    if _plan(node, perm, check_inputs=False) is None:
+        return False
+    seen, stack = set(), [node.inputs[i] for i in _layout_inputs(node)]
+    while stack:
+        producer = stack.pop().producer
+        if producer is None:
+            return False
+        if producer.op == "Transpose":
+            if perm_of(producer) != perm:
+                return False
+            continue
+        if id(producer) in seen:
+            continue
+        seen.add(id(producer))
+        plan = _plan(producer, perm, check_inputs=False)
+        if plan is None or plan.out_perm != perm:
+            return False
+        stack.extend(producer.inputs[i] for i in _layout_inputs(producer))
     return True
 
 

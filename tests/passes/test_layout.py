@@ -193,6 +193,21 @@ def test_a_transpose_is_copied_below_consumers_whose_paths_end_where_it_vanishes
     assert "Transpose" not in ops(graph)
 
 
+def test_a_layernorm_over_the_channels_last_axis_runs_between_the_convs_without_transposes():
+    """x - mean(x) and its variance: the Sub and the Div read the Transpose
+    and a value computed from it, which gets its Transpose a step later."""
+    b = OnnxBuilder("layernorm", opset=13)
+    x = b.input("x", [1, 4, 3, 5])
+    t = to_nhwc(b, b.conv(x, 4, 6, 1))
+    centred = b.node("Sub", [t, b.node("ReduceMean", [t], axes=[-1], keepdims=1)])
+    variance = b.node("ReduceMean", [b.node("Pow", [centred, b.const_f32(2.0)])], axes=[-1], keepdims=1)
+    y = b.node("Div", [centred, b.node("Sqrt", [b.node("Add", [variance, b.const_f32(1e-5)])])])
+    y = b.node("Add", [b.node("Mul", [y, b.const_f32(np.linspace(0.5, 1.5, 6))]), b.const_f32(np.zeros(6))])
+    graph = checked(b, b.conv(to_nchw(b, y), 6, 2, 1), x=[1, 4, 3, 5])
+    assert "Transpose" not in ops(graph)
+    assert [n.inputs[1].const.tolist() for n in graph.nodes if n.op == "ReduceMean"] == [[1], [1]]
+
+
 def test_a_transpose_stays_where_one_consumer_cannot_take_it():
     """One consumer is a Softmax over the channels-last axis: the shared
     Transpose stays, and the Relu beside it does not move (that would add a
