@@ -61,8 +61,9 @@ class Plan:
 
 @graph_pass(opt_level=1)
 def layout(graph: Graph, ctx: PassContext) -> Graph:
-    """Move Transposes down to where they cancel, composing consecutive
-    ones; then the ones left before a chain from a graph input onto it."""
+    """Sink Transposes to where they cancel (consecutive ones compose), lift
+    those left after a graph input's pre-processing onto the input, and make
+    those that move only axes of size 1 views."""
     while _sweep(graph):
         pass
     for transpose in [n for n in graph.nodes if n.op == "Transpose"]:
@@ -261,9 +262,9 @@ def _hoist_to_input(graph: Graph, transpose: Node) -> None:
     plans = [_plan(node, inverse, check_inputs=False) for node in chain]
     if any(plan is None or plan.out_perm != inverse for plan in plans):
         return
+    name = transpose.name
     moved = graph.add_node("Transpose", [value], {"perm": perm}, index=graph.nodes.index(chain[-1]),
-                           name=_fresh_node(graph, transpose.name),
-                           output_names=[graph.fresh_name(f"{value.name}_t")])
+                           name=_fresh_node(graph, name), output_names=[graph.fresh_name(f"{value.name}_t")])
     moved.outputs[0].quant = _move_quant(value.quant, inverse)
     current = moved.outputs[0]
     for node, plan in zip(reversed(chain), reversed(plans)):
@@ -271,6 +272,7 @@ def _hoist_to_input(graph: Graph, transpose: Node) -> None:
         plan.out_perm = list(range(len(perm)))
         current = _rebuild(graph, node, plan, inverse).outputs[0]
     bypass(graph, transpose, current)
+    moved.name = name
 
 
 # ---------------------------------------------------------------- per-op rules
