@@ -317,7 +317,7 @@ def _check_softmax(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], us
     count = col["rows"] * col["cols"]
     c.sram(rows, Space.ACT, "in_addr", col["in_addr"], count * ib)
     c.sram(rows, Space.ACT, "out_addr", col["out_addr"], count * ob)
-    c.sram(rows, Space.WGT, "param_addr", col["param_addr"], SOFTMAX_ENTRIES * 4)
+    c.sram(rows, Space.WGT, "param_addr", col["param_addr"], np.full(count.shape, SOFTMAX_ENTRIES * 4))
     c.aligned(rows, "in_addr", col["in_addr"], ib)
     c.aligned(rows, "out_addr", col["out_addr"], ob)
     c.aligned(rows, "param_addr", col["param_addr"], PARAM_ALIGN)
