@@ -31,7 +31,7 @@ from passes.infra import PassContext, PassError, register_option
 from passes.placement_costs import STRUCTURAL
 from passes.pointwise import is_pointwise
 from runtime.hardware import ACCELERATOR, DEVICES, HOST, HardwareConfig
-from runtime.isa import AVG_ENTRY_BYTES
+from runtime.isa import AVG_ENTRY_BYTES, MAX_EXTENT
 from runtime.kernels import has_kernel
 from runtime.kernels.resize import given, output_size, resize_axes
 
@@ -459,6 +459,40 @@ def _resize_factors(node: Node) -> str | None:
     return None
 
 
+def _matmul(node: Node, spec: _Spec) -> str | None:
+    """A MatMul of two activations is MATMUL (batched, operands in ACT); one
+    with a constant operand is a linear layer (:func:`_linear`)."""
+    if _tensor_count(node) < 2:
+        return _linear(node, spec)
+    a, b, hw = node.inputs[0].type, node.inputs[1].type, spec.hardware
+    if a.rank < 2 or a.rank != b.rank or a.shape[:-2] != b.shape[:-2]:
+        return (f"MatMul of %{node.inputs[0].name} {a} and %{node.inputs[1].name} {b}: the accelerator multiplies "
+                "two activations batch by batch, with the same leading dims (no broadcast)")
+    k = a.shape[-1]
+    if max(math.prod(a.shape[:-2]), *a.shape[-2:], b.shape[-1]) > MAX_EXTENT:
+        return f"MatMul of %{node.inputs[0].name} {a} and %{node.inputs[1].name} {b}: a dim exceeds {MAX_EXTENT}"
+    smallest = 2 * (2 * k + 1) * hw.element_bytes  # one row of a, one column of b, one output, double-buffered
+    if smallest > hw.activation_buffer_bytes:
+        return (f"MatMul reduction of {k}: one row and one column ({smallest} bytes double-buffered) exceed the "
+                f"activation buffer ({hw.activation_buffer_bytes} bytes)")
+    return None
+
+
+def _softmax(node: Node, spec: _Spec) -> str | None:
+    """SOFTMAX normalises rows: the last axis, each row whole in the activation buffer."""
+    x, hw = node.inputs[0].type, spec.hardware
+    axis = node.attrs["axis"] % max(x.rank, 1)
+    if axis != x.rank - 1:
+        return (f"Softmax over axis {node.attrs['axis']} of %{node.inputs[0].name} {x}: the accelerator "
+                "normalises the last axis (rows)")
+    cols = x.shape[-1] if x.rank else 1
+    row = 2 * 2 * cols * hw.element_bytes  # a row in and out, double-buffered
+    if cols > MAX_EXTENT or row > hw.activation_buffer_bytes:
+        return (f"Softmax rows of {cols} elements ({row} bytes double-buffered) exceed the activation buffer "
+                f"({hw.activation_buffer_bytes} bytes) or {MAX_EXTENT} elements")
+    return None
+
+
 def _linear(node: Node, spec: _Spec) -> str | None:
     if not spec.hwlinear:
         return f"{node.op} (a linear layer) runs on the accelerator only with the hwlinear option (target.hwlinear)"
@@ -491,7 +525,7 @@ _RULES: dict[str, Rule] = {
     "Relu": _always, "Clip": _clip, "PRelu": _prelu,
     **{op: _unary for op in UNARY_FUNCTIONS},
     "Resize": _resize,
-    "Gemm": _linear, "MatMul": _linear,
+    "Gemm": _linear, "MatMul": _matmul, "Softmax": _softmax,
     "BatchNormalization": _batch_norm,  # a per-channel scale and shift
     # Free views: device tensors lie in card DRAM dense and plane-major (row-major N,C,H,W, as FWDNXT's),
     # so a new shape moves no byte. Code generation must keep that layout, or these rules must change.

@@ -268,7 +268,7 @@ def plan_map(channels: int, rows: int, cols: int, act_bytes, budget: int, layer:
 CONV_OPS = frozenset({"QConv", "QGemm", "QConvTranspose"})
 TWO_GRID_OPS = frozenset({"QAdd", "QSub", "QMax", "QMin"})
 ELTWISE_OPS = TWO_GRID_OPS | {"QMul"}
-MAP_OPS = frozenset({"MaxPool", "QAvgPool", "QConcat", "QLut", "Resize"}) | ELTWISE_OPS
+MAP_OPS = frozenset({"MaxPool", "QAvgPool", "QConcat", "QLut", "Resize", "QMatMul", "QSoftmax"}) | ELTWISE_OPS
 TILED_OPS = CONV_OPS | MAP_OPS | MOVE_OPS
 """The accelerator's layer ops: each is cut into tiles."""
 
@@ -393,11 +393,26 @@ def map_tiles(node: Node) -> MapTiles:
         return MapTiles((1, math.prod(out.shape[1:axis]), widest), (Operand(e_in), Operand(e_out)), "concat")
     if node.op == "QLut":
         return MapTiles((1, 1, math.prod(out.shape)), (Operand(1), Operand(e_out)), "LUT")
+    if node.op == "QMatMul":  # batch x rows of a x columns of b: a [ct][rt][k], b [ct][k][wt], out [ct][rt][wt]
+        a, b = (v.type for v in node.inputs)
+        k = a.shape[-1]
+        operands = (Operand(a.dtype.itemsize, window=(1, 1, 0, k)), Operand(b.dtype.itemsize, window=(0, k, 1, 1)),
+                    Operand(e_out))
+        return MapTiles(matmul_dims(out.shape), operands, "MATMUL")
+    if node.op == "QSoftmax":  # whole rows: the planner keeps wt = cols where one row fits (target.py checks it)
+        x = node.inputs[0].type
+        return MapTiles((1, math.prod(out.shape[:-1]), out.shape[-1]), (Operand(x.dtype.itemsize), Operand(e_out)),
+                        "SOFTMAX")
     x = node.inputs[0].type  # Resize: nearest, integer factors
     if x.rank != 4 or x.shape[:2] != out.shape[:2] or out.shape[2] % x.shape[2] or out.shape[3] % x.shape[3]:
         raise TilingError(f"layer {node.name!r}: Resize {list(x.shape)} -> {list(out.shape)} is not an integer "
                           "spatial upsampling")
     return MapTiles(tuple(x.shape[1:]), (Operand(x.dtype.itemsize), Operand(e_out)), "upsample")
+
+
+def matmul_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(batch, rows, columns) of a batched product's output: the leading dims are the batch."""
+    return math.prod(shape[:-2]), shape[-2], shape[-1]
 
 
 def conv_plan(s: ConvShape, decision: dict[str, Any]) -> ConvPlan:

@@ -178,3 +178,75 @@ def saturated_codes(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | N
     if zero_point is not None:
         y = np.add(y, zero_point, dtype=np.float64)
     return np.clip(y, low, high)
+
+
+# ---------------------------------------------------------------- MatMul of two tensors, Softmax over rows
+@jit
+def matmul_block(a, b, y, m, k, n, a_zero, b_zero, mult, shift, out_zero, lo, hi):
+    """y[i, j] = clamp(rescale(sum_t (a[i, t] - a_zero) * (b[t, j] - b_zero)) + out_zero)
+    on flat int64 arrays a [m*k], b [k*n], y [m*n]: the one definition of
+    QMatMul that the CPU kernel and the simulator's MATMUL run. The sum is
+    exact in int64 (8-bit operands: |term| < 2^16; 16-bit: < 2^32)."""
+    for i in range(m):
+        for j in range(n):
+            acc = 0
+            for t in range(k):
+                acc += (a[i * k + t] - a_zero) * (b[t * n + j] - b_zero)
+            y[i * n + j] = min(max(rescale(acc, mult, shift) + out_zero, lo), hi)
+
+
+SOFTMAX_ENTRIES = 256
+"""Entries of SOFTMAX's exponential table: exp(-step * d) for d = 0..255."""
+SOFTMAX_EXP_BITS = 15
+"""The table's entries are exp(-step * d) in Q15: T[0] = 2^15."""
+SOFTMAX_RECIPROCAL_BITS = 46
+"""A row's reciprocal is floor(2^46 / sum): sum in [2^15, 2^31) gives it 16 to 31 bits."""
+SOFTMAX_PROB_BITS = 30
+"""Each probability is (e * reciprocal) rounded to Q30 before the output rescale."""
+SOFTMAX_SPAN = 16.0
+"""The table covers exponents down to -16 (exp(-16) * 2^15 < 0.5: the rest rounds to 0)."""
+
+
+def softmax_table(step: float) -> np.ndarray:
+    """SOFTMAX's int32 table: round(2^15 * exp(-step * d)), d = 0..255."""
+    d = np.arange(SOFTMAX_ENTRIES, dtype=np.float64)
+    return np.rint(np.exp(-float(step) * d) * (1 << SOFTMAX_EXP_BITS)).astype(np.int32)
+
+
+def softmax_step(scale: float, dtype=INT8) -> tuple[float, int, int]:
+    """(table step, in_mult, in_shift) for input codes of ``scale`` and
+    ``dtype``: the difference d = max - x indexes the table after
+    rescale(d, in_mult, in_shift). 8-bit codes differ by at most 255, so
+    the step is the scale (k = 0, exact); 16-bit codes take the step
+    scale * 2^k with the smallest k whose 255 steps reach SOFTMAX_SPAN."""
+    k = 0
+    while np.dtype(dtype) != INT8 and scale * (2 ** k) * (SOFTMAX_ENTRIES - 1) < SOFTMAX_SPAN and k < MAX_SHIFT - 30:
+        k += 1
+    return float(scale) * 2.0 ** k, 1 << 30, 30 + k
+
+
+def softmax_multiplier(out_scale: float) -> tuple[int, int]:
+    """(mult, shift) taking a Q30 probability to output codes of ``out_scale``."""
+    return quantize_multiplier(2.0 ** -SOFTMAX_PROB_BITS / float(out_scale))
+
+
+@jit
+def softmax_row(x, table, in_mult, in_shift, mult, shift, out_zero, lo, hi, y):
+    """One row of SOFTMAX on int64 arrays x, y (the one definition the CPU
+    kernel QSoftmax and the simulator share): e_i = T[min(rescale(max - x_i,
+    in_mult, in_shift), 255)], s = sum e_i (int32: e_i <= 2^15, fewer than
+    2^16 columns), r = floor(2^46 / s), p_i = (e_i * r + 2^15) >> 16 (Q30),
+    y_i = clamp(rescale(p_i, mult, shift) + out_zero, lo, hi)."""
+    cols = x.shape[0]
+    top = x[0]
+    for i in range(1, cols):
+        top = max(top, x[i])
+    total = 0
+    for i in range(cols):
+        y[i] = table[min(rescale(top - x[i], in_mult, in_shift), SOFTMAX_ENTRIES - 1)]
+        total += y[i]
+    reciprocal = (1 << SOFTMAX_RECIPROCAL_BITS) // total
+    half = 1 << (SOFTMAX_RECIPROCAL_BITS - SOFTMAX_PROB_BITS - 1)
+    for i in range(cols):
+        p = (y[i] * reciprocal + half) >> (SOFTMAX_RECIPROCAL_BITS - SOFTMAX_PROB_BITS)
+        y[i] = min(max(rescale(p, mult, shift) + out_zero, lo), hi)

@@ -312,6 +312,36 @@ def _qlut(attrs, x):
     return [_lookup(np.array(attrs["table"], np.int64), _wide(x), np.dtype(attrs["out_dtype"]))]
 
 
+def _qmatmul(attrs, a, b):
+    """y = store(rescale((a - a_zero) @ (b - b_zero))) per batch, in Python integers."""
+    if a.ndim < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+        raise IntegerReferenceError(f"QMatMul of {a.shape} and {b.shape}")
+    m, n = _multipliers([attrs["mult"]], [attrs["shift"]], "mult/shift")
+    a_obj = np.asarray(_wide(a) - int(attrs["a_zero"]), dtype=object)
+    b_obj = np.asarray(_wide(b) - int(attrs["b_zero"]), dtype=object)
+    acc = np.einsum("...ik,...kj->...ij", a_obj, b_obj)
+    return [_store(rescale(acc, m[0], n[0]), attrs)]
+
+
+def _qsoftmax(attrs, x):
+    """Softmax over the last axis as docs/isa.md's SOFTMAX defines it:
+    e = T[min(rescale(max - x), 255)], r = 2^46 // sum(e),
+    p = (e * r + 2^15) >> 16, y = store(rescale(p))."""
+    table = np.array(attrs["table"], dtype=object)
+    if table.shape != (256,) or table[0] != 1 << 15:
+        raise IntegerReferenceError("QSoftmax needs a 256-entry Q15 table starting at 2^15")
+    m_in, n_in = _multipliers([attrs["in_mult"]], [attrs["in_shift"]], "in_mult/in_shift")
+    m, n = _multipliers([attrs["mult"]], [attrs["shift"]], "mult/shift")
+    rows = np.asarray(_wide(x), dtype=object).reshape(-1, x.shape[-1])
+    out = []
+    for row in rows:
+        index = np.minimum(rescale(row.max() - row, m_in[0], n_in[0]), 255)
+        e = table[index.astype(np.int64)]
+        reciprocal = (1 << 46) // int(e.sum())
+        out.append(rescale((e * reciprocal + (1 << 15)) >> 16, m[0], n[0]))
+    return [_store(np.array(out, dtype=object).reshape(x.shape), {**attrs, "table": ()})]  # its table is the exp
+
+
 def _qconcat(attrs, *xs):
     m, n = _multipliers(attrs["mults"], attrs["shifts"], "mults/shifts")
     zeros = list(attrs["zeros"])
@@ -505,7 +535,8 @@ def _dequantize_linear(attrs, x, scale, zero=None):
 _OPS: dict[str, Callable] = {
     "QConv": _qconv, "QConvTranspose": _qconv_transpose, "QGemm": _qgemm, "QAdd": _qadd, "QSub": _qsub,
     "QMax": _qmax, "QMin": _qmin, "QMul": _qmul, "QAvgPool": _qavg_pool, "QLut": _qlut,
-    "QConcat": _qconcat, "MaxPool": _max_pool, "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose,
+    "QConcat": _qconcat, "QMatMul": _qmatmul, "QSoftmax": _qsoftmax,
+    "MaxPool": _max_pool, "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose,
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Identity": _identity, "Resize": _resize, "Slice": _slice,
     "Pad": _pad, "DepthToSpace": _depth_to_space, "SpaceToDepth": _space_to_depth,
     "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,

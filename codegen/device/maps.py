@@ -1,11 +1,12 @@
 """Lowering of the map-shaped layers: pools, element-wise ops, concatenation,
-lookup tables and nearest upsampling.
+lookup tables, nearest upsampling, batched products of two tensors and
+softmax over rows.
 
 Each cuts its output into the [channels][rows][columns] tiles the tile pass
 chose (two input and two output slots of the activation buffer, sized by
 passes.tiling.map_tiles), and gives one job per tile: the LOADs of its
 operands, one COMPUTE, one STORE.
-Tables (average-pool multipliers, LUT entries) are loaded once per layer
+Tables (average-pool multipliers, LUT entries, SOFTMAX's exponentials) are loaded once per layer
 into the weight buffer.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from codegen.device.dma import load, load_linear, padded, store
 from codegen.device.image import ConstantImage
 from codegen.device.stream import Job
 from ir.graph import Node
-from passes.tiling import MapPlan, bcast_mode, chw, eltwise_operands, map_tiles
+from passes.tiling import MapPlan, bcast_mode, chw, eltwise_operands, map_tiles, matmul_dims
 from runtime.hardware import HardwareConfig
 from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr, linear_size
 from runtime.qscheme import ACTIVATION_RANGE
@@ -289,6 +290,73 @@ class LutLayer(MapLayer):
             job.computes.append(instr(Op.LUT, 0, in_addr=in_at, count=size, param_addr=0, out_addr=out_at,
                                       out_bits=8 * self.e_out))
             job.stores.append(store(out_at, dst + start * self.e_out, self.e_out, (1, 1, size), (0, 0, 1)))
+            jobs.append(job)
+        return jobs
+
+
+class MatMulLayer(MapLayer):
+    """QMatMul: MATMUL over tiles of [batch][rows of a][columns of b], each
+    loading its rows of a (whole reduction) and its columns of b."""
+
+    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
+        super().__init__(node, config, image)
+        a, b = (v.type for v in node.inputs)
+        self.e_a, self.e_b, self.e_out = a.dtype.itemsize, b.dtype.itemsize, node.outputs[0].type.dtype.itemsize
+        self.dims, self.k = matmul_dims(node.outputs[0].type.shape), a.shape[-1]
+        self.macs = math.prod(self.dims) * self.k
+
+    def jobs(self, addr) -> list[Job]:
+        (_, m, n), k, a = self.dims, self.k, self.node.attrs
+        pa, pb, po = addr(self.node.inputs[0]), addr(self.node.inputs[1]), addr(self.node.outputs[0])
+        slots = self._slots()
+        jobs = []
+        for c0, c1, r0, r1, x0, x1 in _tiles(self.dims, self.plan):
+            (a_at, b_at, out_at), box = slots[len(jobs) % 2], (c1 - c0, r1 - r0, x1 - x0)
+            job = Job()
+            job.loads.append(load(Space.ACT, a_at, pa + (c0 * m + r0) * k * self.e_a, self.e_a, (box[0], box[1], k),
+                                  (m * k, k, 1)))
+            job.loads.append(load(Space.ACT, b_at, pb + (c0 * k * n + x0) * self.e_b, self.e_b, (box[0], k, box[2]),
+                                  (k * n, n, 1)))
+            job.computes.append(instr(
+                Op.MATMUL, 0, batch=box[0], m=box[1], k=k, n=box[2], a_addr=a_at, a_bits=8 * self.e_a,
+                a_zero=int(a["a_zero"]), b_addr=b_at, b_bits=8 * self.e_b, b_zero=int(a["b_zero"]), out_addr=out_at,
+                out_bits=8 * self.e_out, out_zero=int(a["out_zero"]), mult=int(a["mult"]), shift=int(a["shift"]),
+                lo=int(a["lo"]), hi=int(a["hi"])))
+            job.stores.append(store(out_at, po + ((c0 * m + r0) * n + x0) * self.e_out, self.e_out, box,
+                                    (m * n, n, 1)))
+            jobs.append(job)
+        return jobs
+
+
+class SoftmaxLayer(MapLayer):
+    """QSoftmax: SOFTMAX over bands of whole rows, the exp table in WGT."""
+
+    def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
+        super().__init__(node, config, image)
+        _, self.rows, self.cols = self.tiles.dims
+        if self.plan.wt != self.cols:
+            raise CodegenError(f"layer {node.name!r}: a SOFTMAX tile must hold whole rows of {self.cols}, the plan "
+                               f"has {self.plan.wt}")
+        self.e_in, self.e_out = node.inputs[0].type.dtype.itemsize, node.outputs[0].type.dtype.itemsize
+        table = np.asarray(node.attrs["table"], "<i4")
+        self.table = (image.add(padded(table.tobytes())), table.nbytes)
+
+    def jobs(self, addr) -> list[Job]:
+        a, cols = self.node.attrs, self.cols
+        src, dst = addr(self.node.inputs[0]), addr(self.node.outputs[0])
+        slots = self._slots()
+        jobs = []
+        for _, _, r0, r1, _, _ in _tiles(self.tiles.dims, self.plan):
+            in_at, out_at = slots[len(jobs) % 2]
+            box = (1, r1 - r0, cols)
+            job = Job(loads=[] if jobs else self.table_loads())
+            job.loads.append(load(Space.ACT, in_at, src + r0 * cols * self.e_in, self.e_in, box, (0, cols, 1)))
+            job.computes.append(instr(
+                Op.SOFTMAX, 0, rows=r1 - r0, cols=cols, in_addr=in_at, in_bits=8 * self.e_in,
+                in_mult=int(a["in_mult"]), in_shift=int(a["in_shift"]), param_addr=0, out_addr=out_at,
+                out_bits=8 * self.e_out, out_zero=int(a["out_zero"]), mult=int(a["mult"]), shift=int(a["shift"]),
+                lo=int(a["lo"]), hi=int(a["hi"])))
+            job.stores.append(store(out_at, dst + r0 * cols * self.e_out, self.e_out, box, (0, cols, 1)))
             jobs.append(job)
         return jobs
 

@@ -18,7 +18,7 @@ import functools
 from codegen.device.conv import conv_lowerings
 from codegen.device.decisions import PLAN_PASSES, CodegenError, check_planned, dram_offset
 from codegen.device.image import ConstantImage
-from codegen.device.maps import ConcatLayer, EltwiseLayer, LutLayer, PoolLayer, UpsampleLayer
+from codegen.device.maps import ConcatLayer, EltwiseLayer, LutLayer, MatMulLayer, PoolLayer, SoftmaxLayer, UpsampleLayer
 from codegen.device.moves import MoveLayer
 from codegen.device.stream import StreamBuilder
 from ir.graph import Graph, Node, Value, onnx_name
@@ -32,7 +32,8 @@ from runtime.hardware import HardwareConfig
 from runtime.isa import StreamKey
 
 MAP_LAYERS = {"MaxPool": PoolLayer, "QAvgPool": PoolLayer, **dict.fromkeys(ELTWISE_OPS, EltwiseLayer),
-              "QConcat": ConcatLayer, "QLut": LutLayer, "Resize": UpsampleLayer, **dict.fromkeys(MOVE_OPS, MoveLayer)}
+              "QConcat": ConcatLayer, "QLut": LutLayer, "Resize": UpsampleLayer, "QMatMul": MatMulLayer,
+              "QSoftmax": SoftmaxLayer, **dict.fromkeys(MOVE_OPS, MoveLayer)}
 """Map layers and moves, each one lowering; CONV layers (passes.conv_parts.is_conv_layer) go to
 codegen/device/conv.py."""
 MAX_BARRIER = (1 << 16) - 1

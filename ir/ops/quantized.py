@@ -1,8 +1,9 @@
 """Op definitions: the accelerator's quantized macro ops (the Q dialect).
 
 The quantize pass rewrites each accelerator group into one of QConv,
-QConvTranspose, QGemm, QAdd, QSub, QMax, QMin, QMul, QAvgPool, QLut or
-QConcat; docs/quantization.md defines what they compute. Every integer parameter is an attribute (a plain int or a list
+QConvTranspose, QGemm, QAdd, QSub, QMax, QMin, QMul, QAvgPool, QLut,
+QConcat, QMatMul (two tensors) or QSoftmax; docs/quantization.md defines
+what they compute. Every integer parameter is an attribute (a plain int or a list
 of ints): zero points, fixed-point multipliers and shifts, clamp bounds, the
 output's storage type ``out_dtype`` ("int8" or "int16"). The parameter checks
 are the kernels' own (runtime/kernels/qdevice.py), run here so that a bad
@@ -151,6 +152,23 @@ def _qlut(ctx: InferContext) -> list[TensorType]:
     return [x.with_dtype(table.dtype)]
 
 
+def _qmatmul(ctx: InferContext) -> list[TensorType]:
+    a, b = _typed(ctx, 0, "a"), _typed(ctx, 1, "b")
+    with _checked(ctx):
+        _, out = qp.mul_params(ctx.attrs, a.dtype, b.dtype)
+    if a.rank < 2 or a.rank != b.rank or not all(_agree(x, y) for x, y in zip(a.shape[:-2], b.shape[:-2])) \
+            or not _agree(a.shape[-1], b.shape[-2]):
+        raise ctx.error(f"a {a} and b {b} are not batches of [M, K] and [K, N] matrices with the same leading dims")
+    return [TensorType(tuple(a.shape[:-1]) + (b.shape[-1],), out.dtype)]
+
+
+def _qsoftmax(ctx: InferContext) -> list[TensorType]:
+    x = _typed(ctx, 0, "x")
+    with _checked(ctx):
+        _, _, out = qp.softmax_params(ctx.attrs, x.dtype)
+    return [x.with_dtype(out.dtype)]
+
+
 def _qconcat(ctx: InferContext) -> list[TensorType]:
     types = [_typed(ctx, i, f"x_{i}") for i in range(len(ctx))]
     with _checked(ctx):
@@ -211,6 +229,14 @@ register_op("QAvgPool", _qavg_pool, Pattern.OPAQUE,
             doc="Quantized average pool; mults/shifts are indexed by the window's element count - 1.")
 register_op("QLut", _qlut, Pattern.OPAQUE, attrs={"table": REQUIRED, "out_dtype": "int8"},
             doc="Table lookup on int8 data: y = table[x + 128].")
+register_op("QMatMul", _qmatmul, Pattern.OPAQUE, inputs=2,
+            attrs={"a_zero": REQUIRED, "b_zero": REQUIRED, "mult": REQUIRED, "shift": REQUIRED, **_OUTPUT},
+            doc="Quantized batched product of two tensors a[..., M, K] . b[..., K, N] with zero points, requantised.")
+register_op("QSoftmax", _qsoftmax, Pattern.OPAQUE,
+            attrs={"table": REQUIRED, "in_mult": REQUIRED, "in_shift": REQUIRED, "mult": REQUIRED, "shift": REQUIRED,
+                   **_OUTPUT},
+            doc="Integer softmax over the last axis: exp table (Q15) of (max - x), 32-bit sum, reciprocal, "
+                "requantised.")
 register_op("QConcat", _qconcat, Pattern.OPAQUE, inputs=(1, INFINITE),
             attrs={"axis": REQUIRED, "zeros": REQUIRED, "mults": REQUIRED, "shifts": REQUIRED, **_OUTPUT},
             doc="Concat of quantized tensors, each rescaled to the output's parameters.")

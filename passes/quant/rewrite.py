@@ -20,7 +20,7 @@ from passes.pointwise import evaluate, unit_function
 from passes.quant.bias_correction import LinearLayer
 from passes.quant.channel_grids import per_output_scales
 from passes.quant.params import Precision, activation_quant, weight_quant
-from passes.quant.units import clip_limits, prelu_slopes
+from passes.quant.units import clip_limits, positive_scaling, prelu_slopes
 from runtime.errors import KernelError
 from runtime.qscheme import (
     ACTIVATION_RANGE,
@@ -30,6 +30,9 @@ from runtime.qscheme import (
     quantize,
     quantize_multiplier,
     quantize_multipliers,
+    softmax_multiplier,
+    softmax_step,
+    softmax_table,
 )
 
 CONV_ATTRS = ("kernel_shape", "strides", "pads", "dilations", "group")
@@ -273,6 +276,30 @@ class SegmentQuantizer:
                  **_pair("", qa.quant.scale[0] * qb.quant.scale[0] / po.scale[0]),
                  "out_zero": po.zero[0], "lo": lo, "hi": hi, "out_dtype": po.dtype.name}
         self._node("QMul", [qa, qb], attrs, node, po)
+
+    def _unit_matmul(self, node: Node, members: list[Node]) -> None:
+        """A MatMul of two tensors (and a positive scalar scaling after it,
+        folded into its multiplier): QMatMul."""
+        qa, qb = (self._q(v) for v in members[0].inputs)
+        factor = float(np.prod([positive_scaling(m) for m in members[1:]]))
+        po = self.params_of(node.outputs[0])
+        lo, hi = ACTIVATION_RANGE[po.dtype]
+        real = qa.quant.scale[0] * qb.quant.scale[0] * factor / po.scale[0]
+        attrs = {"a_zero": qa.quant.zero[0], "b_zero": qb.quant.zero[0], **_pair("", real),
+                 "out_zero": po.zero[0], "lo": lo, "hi": hi, "out_dtype": po.dtype.name}
+        self._node("QMatMul", [qa, qb], attrs, node, po)
+
+    def _unit_softmax(self, node: Node, members: list[Node]) -> None:
+        """Softmax over the last axis: QSoftmax, its exp table on the
+        input's step (docs/quantization.md)."""
+        qx = self._q(node.inputs[0])
+        po = self.params_of(node.outputs[0])
+        step, in_mult, in_shift = softmax_step(qx.quant.scale[0], qx.quant.dtype)
+        mult, shift = softmax_multiplier(po.scale[0])
+        lo, hi = ACTIVATION_RANGE[po.dtype]
+        attrs = {"table": softmax_table(step).tolist(), "in_mult": in_mult, "in_shift": in_shift, "mult": mult,
+                 "shift": shift, "out_zero": po.zero[0], "lo": lo, "hi": hi, "out_dtype": po.dtype.name}
+        self._node("QSoftmax", [qx], attrs, node, po)
 
     def _unit_lut(self, node: Node, members: list[Node]) -> None:
         """Any unary function on 8-bit codes (one op, or a chain such as

@@ -107,6 +107,12 @@ def _grow(body: Graph, node: Node, taken: set[int], sources: dict[Value, Value])
         absorb(nodes, _is_residual_add)
         absorb(nodes, _is_activation(allow_negative=len(nodes) == 1 or not _is_residual_add(body, nodes[-1])))
         return Unit("conv", tuple(nodes))
+    if node.op == "MatMul" and _tensor_operands(node) == 2:  # the product of two activations, and its scaling
+        nodes = [node]
+        absorb(nodes, lambda b, n: positive_scaling(n) is not None)
+        return Unit("matmul", tuple(nodes))
+    if node.op == "Softmax":
+        return Unit("softmax", (node,))
     function = _function_unit(body, node, taken, sources)
     if function is not None:
         return function
@@ -214,6 +220,20 @@ def _is_activation(allow_negative: bool):
             return all(v is None or v.is_constant for v in node.inputs[1:])
         return node.op in CLAMP_ACTIVATIONS
     return accepts
+
+
+def positive_scaling(node: Node) -> float | None:
+    """The factor of a Mul or Div of a tensor by a positive scalar constant
+    (attention's ``* key_dim ** -0.5``), or None."""
+    if node.op not in ("Mul", "Div") or _tensor_operands(node) != 1:
+        return None
+    const = next(v for v in node.inputs if v.is_constant)
+    if const.const.size != 1 or (node.op == "Div" and not node.inputs[1].is_constant):
+        return None
+    factor = float(np.asarray(const.const, np.float64).reshape(-1)[0])
+    if not factor > 0 or not np.isfinite(factor):
+        return None
+    return factor if node.op == "Mul" else 1.0 / factor
 
 
 def clip_limits(node: Node) -> tuple[float | None, float | None]:

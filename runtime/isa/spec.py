@@ -63,6 +63,8 @@ class Op(enum.IntEnum):
     POOL = 0x22
     ELTWISE = 0x23
     LUT = 0x24
+    MATMUL = 0x25
+    SOFTMAX = 0x26
     SYNC = 0x2E
     END = 0x2F
     NOP_STORE = 0x30
@@ -383,6 +385,41 @@ _TABLES: tuple[tuple[Op, str, tuple[Field, ...]], ...] = (
         _sram("param_addr", "WGT address of the table [256] (out_bits)"),
         _sram("out_addr", "ACT address of the output [count]"),
         _width("out_bits", "output element width"),
+    )),
+    (Op.MATMUL, "batched product of two ACT tiles with zero points, requantised and clamped", (
+        _dim("batch", "matrix pairs, one after another"),
+        _dim("m", "rows of a and of the output"),
+        _dim("k", "columns of a, rows of b (the reduction)"),
+        _dim("n", "columns of b and of the output"),
+        _sram("a_addr", "ACT address of a [batch][m][k]"),
+        _width("a_bits", "a's element width"),
+        _zero("a_zero", "a_bits", "a's zero point"),
+        _sram("b_addr", "ACT address of b [batch][k][n]"),
+        _width("b_bits", "b's element width"),
+        _zero("b_zero", "b_bits", "b's zero point"),
+        _sram("out_addr", "ACT address of the output [batch][m][n]"),
+        _width("out_bits", "output element width"),
+        _zero("out_zero", "out_bits", "output zero point"),
+        _mult("mult", "the product's multiplier"),
+        _shift("shift", "the product's shift"),
+        _zero("lo", "out_bits", "clamp low"),
+        _zero("hi", "out_bits", "clamp high"),
+    )),
+    (Op.SOFTMAX, "softmax over each row of an ACT tile: table exp, 32-bit sum, reciprocal, requantised", (
+        _dim("rows", "rows, each normalised on its own"),
+        _dim("cols", "elements of a row"),
+        _sram("in_addr", "ACT address of the input [rows][cols]"),
+        _width("in_bits", "input element width"),
+        _mult("in_mult", "multiplier of max - x onto the table's step"),
+        _shift("in_shift", "shift of max - x onto the table's step"),
+        _sram("param_addr", "WGT address of the exp table [256] (int32, Q15)"),
+        _sram("out_addr", "ACT address of the output [rows][cols]"),
+        _width("out_bits", "output element width"),
+        _zero("out_zero", "out_bits", "output zero point"),
+        _mult("mult", "multiplier of the Q30 probability"),
+        _shift("shift", "shift of the Q30 probability"),
+        _zero("lo", "out_bits", "clamp low"),
+        _zero("hi", "out_bits", "clamp high"),
     )),
     (Op.SYNC, "barrier across the streams of a phase (clusters, cards)", (
         Field("barrier", 16, "barrier id, unique in a stream"),

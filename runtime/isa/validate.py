@@ -33,7 +33,7 @@ from runtime.isa.spec import (
     Space,
 )
 from runtime.jit import jit
-from runtime.qscheme import ACTIVATION_RANGE, INT8, INT16
+from runtime.qscheme import ACTIVATION_RANGE, INT8, INT16, SOFTMAX_ENTRIES
 
 
 # ---------------------------------------------------------------- validation
@@ -298,8 +298,36 @@ def _check_lut(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used: 
     c.disjoint(rows, ("out_addr", col["out_addr"], count * ob), ("in_addr", col["in_addr"], count), True)
 
 
+def _check_matmul(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used: dict[str, tuple]) -> None:
+    ab, bb, ob = _bytes(col["a_bits"]), _bytes(col["b_bits"]), _bytes(col["out_bits"])
+    batch, m, k, n = col["batch"], col["m"], col["k"], col["n"]
+    sizes = {"a_addr": batch * m * k * ab, "b_addr": batch * k * n * bb, "out_addr": batch * m * n * ob}
+    for name, size in sizes.items():
+        c.sram(rows, Space.ACT, name, col[name], size)
+    for name, width in (("a_addr", ab), ("b_addr", bb), ("out_addr", ob)):
+        c.aligned(rows, name, col[name], width)
+    out = ("out_addr", col["out_addr"], sizes["out_addr"])
+    c.disjoint(rows, out, ("a_addr", col["a_addr"], sizes["a_addr"]), False)
+    c.disjoint(rows, out, ("b_addr", col["b_addr"], sizes["b_addr"]), False)
+    c.fail(rows, col["lo"] > col["hi"], "lo", col["lo"], lambda j: f"is above hi={int(col['hi'][j])}")
+
+
+def _check_softmax(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used: dict[str, tuple]) -> None:
+    ib, ob = _bytes(col["in_bits"]), _bytes(col["out_bits"])
+    count = col["rows"] * col["cols"]
+    c.sram(rows, Space.ACT, "in_addr", col["in_addr"], count * ib)
+    c.sram(rows, Space.ACT, "out_addr", col["out_addr"], count * ob)
+    c.sram(rows, Space.WGT, "param_addr", col["param_addr"], np.full(count.shape, SOFTMAX_ENTRIES * 4))
+    c.aligned(rows, "in_addr", col["in_addr"], ib)
+    c.aligned(rows, "out_addr", col["out_addr"], ob)
+    c.aligned(rows, "param_addr", col["param_addr"], PARAM_ALIGN)
+    c.disjoint(rows, ("out_addr", col["out_addr"], count * ob), ("in_addr", col["in_addr"], count * ib), False)
+    c.fail(rows, col["lo"] > col["hi"], "lo", col["lo"], lambda j: f"is above hi={int(col['hi'][j])}")
+
+
 _USAGE = {Op.CONV: _conv_usage, Op.POOL: _pool_usage, Op.ELTWISE: _eltwise_usage}
-_SPECIFIC = {Op.CONV: _check_conv, Op.POOL: _check_pool, Op.ELTWISE: _check_eltwise, Op.LUT: _check_lut}
+_SPECIFIC = {Op.CONV: _check_conv, Op.POOL: _check_pool, Op.ELTWISE: _check_eltwise, Op.LUT: _check_lut,
+             Op.MATMUL: _check_matmul, Op.SOFTMAX: _check_softmax}
 
 
 def validate(stream: Any, config: HardwareConfig, dram_bytes_used: int | None = None) -> None:

@@ -1,6 +1,6 @@
 """CPU kernels of the accelerator's quantized macro ops (the Q dialect:
 QConv, QConvTranspose, QGemm, QAdd, QSub, QMax, QMin, QMul, QAvgPool, QLut,
-QConcat), exactly as docs/quantization.md defines them.
+QConcat, QMatMul, QSoftmax), exactly as docs/quantization.md defines them.
 
 Every result is exact. Convolutions and matrix products run through the
 float64 BLAS kernels of the nn family on the shifted input ``x - x_zero``:
@@ -49,12 +49,13 @@ from runtime.kernels.qparams import (
     lut_table,
     mul_params,
     pool_taps,
+    softmax_params,
     transpose_accumulator,
     window,
 )
 from runtime.kernels.registry import kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
-from runtime.qscheme import ADD, INT8, MAX, MIN, SUB, binary, rescale
+from runtime.qscheme import ADD, INT8, MAX, MIN, SUB, binary, matmul_block, rescale, softmax_row
 
 FLOAT32_EXACT = 1 << 24
 """Below this bound on every partial sum, float32 sums of integer products are exact too."""
@@ -371,6 +372,53 @@ def qlut(inputs, attrs):
     x = _array(inputs[0], "x", np.ndim(inputs[0]), (INT8,))
     table = lut_table(attrs)
     return (np.asarray(table[x.astype(np.intp) + 128], table.dtype),)
+
+
+# ---------------------------------------------------------------- QMatMul, QSoftmax
+@kernel("QMatMul")
+def qmatmul(inputs, attrs):
+    """y = clamp(rescale((a - a_zero) @ (b - b_zero)) + out_zero) over the
+    leading (batch) dims, which must agree: ``qscheme.matmul_block``."""
+    a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+    params, o = mul_params(attrs, a.dtype, b.dtype)
+    if a.ndim < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2] or b.ndim != a.ndim:
+        raise KernelError(f"QMatMul: a of shape {list(a.shape)} and b of shape {list(b.shape)} are not batches "
+                          "of [M, K] and [K, N] matrices with the same leading dims")
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    shape = check_output_size(a.shape[:-1] + (n,), "QMatMul")
+    a64 = a.astype(np.int64).reshape(-1, m * k)
+    b64 = b.astype(np.int64).reshape(-1, k * n)
+    out = np.empty((a64.shape[0], m * n), np.int64)
+    _qmatmul_batches(a64, b64, out, m, k, n, params)
+    return (out.reshape(shape).astype(o.dtype),)
+
+
+@jit
+def _qmatmul_batches(a, b, out, m, k, n, params):
+    for p in range(a.shape[0]):
+        matmul_block(a[p], b[p], out[p], m, k, n, params[0], params[1], params[2], params[3], params[4], params[5],
+                     params[6])
+
+
+@kernel("QSoftmax")
+def qsoftmax(inputs, attrs):
+    """Softmax over the last axis in integers (``qscheme.softmax_row``):
+    table exponentials, a 32-bit sum, one reciprocal per row, requantised."""
+    x = np.asarray(inputs[0])
+    params, table, o = softmax_params(attrs, x.dtype)
+    if x.ndim < 1 or x.size == 0:
+        raise KernelError(f"QSoftmax: x of shape {list(x.shape)} has no rows")
+    rows = x.astype(np.int64).reshape(-1, x.shape[-1])
+    out = np.empty(rows.shape, np.int64)
+    _qsoftmax_rows(rows, table, params, out)
+    return (out.reshape(x.shape).astype(o.dtype),)
+
+
+@jit
+def _qsoftmax_rows(rows, table, params, out):
+    for r in range(rows.shape[0]):
+        softmax_row(rows[r], table, params[0], params[1], params[2], params[3], params[4], params[5], params[6],
+                    out[r])
 
 
 # ---------------------------------------------------------------- QAvgPool

@@ -17,7 +17,19 @@ import numpy as np
 
 from runtime.errors import KernelError
 from runtime.kernels.nn_window import Window, make_window, valid_range
-from runtime.qscheme import ACTIVATION_RANGE, ADD, INT8, INT16, INT32, INT64, MAX_SHIFT, MIN_SHIFT, MULTIPLIER_BITS
+from runtime.qscheme import (
+    ACTIVATION_RANGE,
+    ADD,
+    INT8,
+    INT16,
+    INT32,
+    INT64,
+    MAX_SHIFT,
+    MIN_SHIFT,
+    MULTIPLIER_BITS,
+    SOFTMAX_ENTRIES,
+    SOFTMAX_EXP_BITS,
+)
 
 DATA_TYPES = (INT8, INT16)
 """Storage types of quantized tensors."""
@@ -321,3 +333,16 @@ def pool_taps(win: Window, in_dims, out_dims, include_pad: bool) -> list[tuple[n
     """_taps of each spatial axis; a window covering no element is an error."""
     return [_taps(out_dims[d], in_dims[d], win.kernel[d], win.strides[d], win.pads_begin[d], win.pads_end[d],
                   include_pad) for d in range(len(in_dims))]
+
+
+def softmax_params(attrs, x_dtype) -> tuple[np.ndarray, np.ndarray, Output]:
+    """QSoftmax's checked parameters: the loop's params array (in_mult,
+    in_shift, mult, shift, out_zero, lo, hi), the int32 exp table and the output."""
+    data_type(x_dtype, "x")
+    table = integers(attrs["table"], "table", SOFTMAX_ENTRIES)
+    if table[0] != 1 << SOFTMAX_EXP_BITS or any(not 0 <= v <= table[0] for v in table):
+        raise KernelError(f"table must start at 2^{SOFTMAX_EXP_BITS} and hold values in [0, 2^{SOFTMAX_EXP_BITS}]")
+    m_in = check_multiplier(attrs["in_mult"], attrs["in_shift"], "in_mult", "in_shift")
+    m = check_multiplier(attrs["mult"], attrs["shift"], "mult", "shift")
+    o = output_params(attrs)
+    return np.array([*m_in, *m, o.zero, o.lo, o.hi], np.int64), np.array(table, np.int32), o

@@ -1,7 +1,7 @@
 """Instructions the interpreter runs through entry points compiled on first
 use: CONVs off the planned GEMM (runtime/sim/conv.py: the 8-bit dot-product,
 depthwise and row kernels and the 16-bit loops), POOL (one entry point per
-pair of input and output widths), ELTWISE and LUT.
+pair of input and output widths), ELTWISE, LUT, MATMUL and SOFTMAX.
 
 Called directly, these would be compiled into the interpreter itself, with
 everything they call, whether or not a program has such an instruction, and
@@ -32,12 +32,13 @@ from numba.extending import intrinsic
 from runtime.isa import COL_OPCODE, Op
 from runtime.jit import cfunc, jit
 from runtime.sim.conv import conv
-from runtime.sim.vector import P_IN_BITS, P_OUT_BITS, eltwise, lut, pool, pool_widths
+from runtime.sim.vector import P_IN_BITS, P_OUT_BITS, eltwise, lut, matmul, pool, pool_widths, softmax
 
 CONV, ELTWISE, LUT, POOL = 0, 1, 2, 3
 """Entries of the table (:func:`handler_table`): POOL is the first of four,
 POOL + 2 * (input is 16-bit) + (output is 16-bit)."""
-HANDLERS = POOL + 4
+MATMUL, SOFTMAX = POOL + 4, POOL + 5
+HANDLERS = POOL + 6
 
 
 def _conv(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, err_p, nerr):
@@ -63,6 +64,20 @@ def _lut(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, 
     a8, a16 = numba.carray(act, asize, np.int8), numba.carray(act, asize >> 1, np.int16)
     w8, w16 = numba.carray(wgt, wsize, np.int8), numba.carray(wgt, wsize >> 1, np.int16)
     lut(numba.carray(ins_p, ncols), a8, a16, abase, w8, w16, wbase)
+    return np.int64(1)
+
+
+def _matmul(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, err_p, nerr):
+    """One MATMUL (runtime.sim.vector.matmul): 1."""
+    a8, a16 = numba.carray(act, asize, np.int8), numba.carray(act, asize >> 1, np.int16)
+    matmul(numba.carray(ins_p, ncols), a8, a16, abase)
+    return np.int64(1)
+
+
+def _softmax(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, err_p, nerr):
+    """One SOFTMAX (runtime.sim.vector.softmax): 1."""
+    a8, a16 = numba.carray(act, asize, np.int8), numba.carray(act, asize >> 1, np.int16)
+    softmax(numba.carray(ins_p, ncols), a8, a16, abase, numba.carray(wgt, wsize >> 2, np.int32), wbase)
     return np.int64(1)
 
 
@@ -96,7 +111,7 @@ def _pool_16_16(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, 
 
 
 _ADAPTERS = {CONV: _conv, ELTWISE: _eltwise, LUT: _lut, POOL: _pool_8_8, POOL + 1: _pool_8_16, POOL + 2: _pool_16_8,
-             POOL + 3: _pool_16_16}
+             POOL + 3: _pool_16_16, MATMUL: _matmul, SOFTMAX: _softmax}
 _SIGNATURE = types.int64(types.CPointer(types.int64), types.int64, types.voidptr, types.int64, types.voidptr,
                          types.int64, types.voidptr, types.int64, types.int64, types.int64, types.int64,
                          types.CPointer(types.int64), types.int64)
@@ -117,7 +132,7 @@ def handler_address(kind: int) -> int:
 def handler_table(prog: np.ndarray, large: np.ndarray, gemm_index: np.ndarray) -> np.ndarray:
     """The interpreter's table for the rows ``prog``: the entry point of each
     kind of instruction it runs there (CONVs that are neither ``large`` nor
-    planned on the GEMM, each pair of POOL widths, ELTWISE, LUT), 0 for
+    planned on the GEMM, each pair of POOL widths, ELTWISE, LUT, MATMUL, SOFTMAX), 0 for
     kinds it does not have."""
     ops = prog[:, COL_OPCODE]
     table = np.zeros(HANDLERS, np.int64)
@@ -125,8 +140,9 @@ def handler_table(prog: np.ndarray, large: np.ndarray, gemm_index: np.ndarray) -
         table[CONV] = handler_address(CONV)
     if np.any(ops == Op.ELTWISE):
         table[ELTWISE] = handler_address(ELTWISE)
-    if np.any(ops == Op.LUT):
-        table[LUT] = handler_address(LUT)
+    for op, kind in ((Op.LUT, LUT), (Op.MATMUL, MATMUL), (Op.SOFTMAX, SOFTMAX)):
+        if np.any(ops == op):
+            table[kind] = handler_address(kind)
     pools = prog[ops == Op.POOL]
     for kind in np.unique(POOL + 2 * (pools[:, P_IN_BITS] == 16) + (pools[:, P_OUT_BITS] == 16)):
         table[kind] = handler_address(int(kind))
@@ -157,7 +173,7 @@ def call_handler(typingctx, address, ins, wu8, au8, cu8, wbase, abase, cbase, er
 
 
 def run_here(ins: np.ndarray, mem, slot: int, err: np.ndarray) -> bool:
-    """Run a POOL, ELTWISE or LUT the interpreter handed back (its table had
+    """Run a POOL, ELTWISE, LUT, MATMUL or SOFTMAX the interpreter handed back (its table had
     no entry) from Python, by the same kernels; False (err filled) on a bad
     average-pool multiplier."""
     wbase, abase = mem.wgt.stride * slot, mem.act.stride * slot
@@ -166,6 +182,10 @@ def run_here(ins: np.ndarray, mem, slot: int, err: np.ndarray) -> bool:
         return bool(pool(ins, mem.act.i8, mem.act.i16, abase, mem.wgt.i32, wbase, err))
     if op == Op.ELTWISE:
         eltwise(ins, mem.act.i8, mem.act.i16, abase)
+    elif op == Op.MATMUL:
+        matmul(ins, mem.act.i8, mem.act.i16, abase)
+    elif op == Op.SOFTMAX:
+        softmax(ins, mem.act.i8, mem.act.i16, abase, mem.wgt.i32, wbase)
     else:
         lut(ins, mem.act.i8, mem.act.i16, abase, mem.wgt.i8, mem.wgt.i16, wbase)
     return True

@@ -2,7 +2,7 @@
 order (rows of one matrix, possibly from several streams of one card), with
 no Python between instructions. It stops at CONVs marked ``large`` (handed
 to the thread pool by the caller) and at a bad PARAM value. CONVs off the
-planned GEMM, POOL, ELTWISE and LUT go through entry points compiled only
+planned GEMM, POOL, ELTWISE, LUT, MATMUL and SOFTMAX go through entry points compiled only
 for programs that have them (runtime/sim/handlers.py)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from runtime.jit import jit
 from runtime.sim import conv_gemm
 from runtime.sim.dma import dma_load, dma_store
 from runtime.sim.epilogue import C_MODE, C_OUT, C_OUT_BITS, C_OUT_C, out_size
-from runtime.sim.handlers import CONV, ELTWISE, LUT, POOL, call_handler
+from runtime.sim.handlers import CONV, ELTWISE, LUT, MATMUL, POOL, SOFTMAX, call_handler
 from runtime.sim.vector import (
     E_C,
     E_H,
@@ -21,6 +21,11 @@ from runtime.sim.vector import (
     L_COUNT,
     L_OUT,
     L_OUT_BITS,
+    M_BATCH,
+    M_M,
+    M_N,
+    M_OUT,
+    M_OUT_BITS,
     P_C,
     P_IN_BITS,
     P_IN_H,
@@ -31,6 +36,10 @@ from runtime.sim.vector import (
     P_OUT_BITS,
     P_SH,
     P_SW,
+    S_COLS,
+    S_OUT,
+    S_OUT_BITS,
+    S_ROWS,
 )
 
 (D_SPACE, D_ELEM, D_SRAM, D_DRAM, D_Z, D_Y, D_X, D_ZS, D_YS, D_XS, D_PT, D_PB, D_PL, D_PR, D_PV) = (
@@ -38,8 +47,9 @@ from runtime.sim.vector import (
         "space", "elem_bytes", "sram_addr", "dram_addr", "z_size", "y_size", "x_size", "z_stride", "y_stride",
         "x_stride", "pad_top", "pad_bottom", "pad_left", "pad_right", "pad_value"))
 assert all(column(Op.STORE, name) == column(Op.LOAD, name) for name in ("space", "x_stride"))
-OP_LOAD, OP_STORE, OP_CONV, OP_POOL, OP_ELTWISE, OP_LUT = (
-    int(Op.LOAD), int(Op.STORE), int(Op.CONV), int(Op.POOL), int(Op.ELTWISE), int(Op.LUT))
+OP_LOAD, OP_STORE, OP_CONV, OP_POOL, OP_ELTWISE, OP_LUT, OP_MATMUL, OP_SOFTMAX = (
+    int(Op.LOAD), int(Op.STORE), int(Op.CONV), int(Op.POOL), int(Op.ELTWISE), int(Op.LUT), int(Op.MATMUL),
+    int(Op.SOFTMAX))
 GEMM_KEY = conv_gemm.KEY
 
 
@@ -48,7 +58,7 @@ def act_bytes(ins):
     """(first, end) of the ACT bytes an instruction writes, relative to its
     cluster's ACT (end == first when it writes none): a LOAD into ACT its
     padded box, a CONV that finishes (FULL, LAST) its output, POOL,
-    ELTWISE and LUT theirs."""
+    ELTWISE, LUT, MATMUL and SOFTMAX theirs."""
     op = ins[COL_OPCODE]
     if op == OP_LOAD and ins[D_SPACE] == 1:
         rows, cols = ins[D_PT] + ins[D_Y] + ins[D_PB], ins[D_PL] + ins[D_X] + ins[D_PR]
@@ -63,6 +73,10 @@ def act_bytes(ins):
         return ins[E_OUT], ins[E_OUT] + ins[E_C] * ins[E_H] * ins[E_W] * (ins[E_OUT_BITS] >> 3)
     if op == OP_LUT:
         return ins[L_OUT], ins[L_OUT] + ins[L_COUNT] * (ins[L_OUT_BITS] >> 3)
+    if op == OP_MATMUL:
+        return ins[M_OUT], ins[M_OUT] + ins[M_BATCH] * ins[M_M] * ins[M_N] * (ins[M_OUT_BITS] >> 3)
+    if op == OP_SOFTMAX:
+        return ins[S_OUT], ins[S_OUT] + ins[S_ROWS] * ins[S_COLS] * (ins[S_OUT_BITS] >> 3)
     return 0, 0
 
 
@@ -74,7 +88,7 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
     entry in ``handlers`` is 0), or -(position + 1) after a bad PARAM value
     (err: kind, index, value, then the row). CONVs with a GEMM plan
     (``gemm_index`` >= 0, runtime/sim/conv_gemm.py) run on it, other CONVs,
-    POOL, ELTWISE and LUT through ``handlers`` (runtime.sim.handlers.handler_table);
+    POOL, ELTWISE, LUT, MATMUL and SOFTMAX through ``handlers`` (runtime.sim.handlers.handler_table);
     every write to ACT is reported to the plans' key of packed patches
     (``conv_gemm.act_written``)."""
     n = order.shape[0]
@@ -116,8 +130,9 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
             if call_handler(entry, ins, wu8, au8, cu8, wb, ab, cb, err) == 0:
                 err[3] = r
                 return -pos - 1
-        elif op == OP_ELTWISE or op == OP_LUT:
-            entry = handlers[ELTWISE] if op == OP_ELTWISE else handlers[LUT]
+        elif op == OP_ELTWISE or op == OP_LUT or op == OP_MATMUL or op == OP_SOFTMAX:
+            entry = handlers[ELTWISE] if op == OP_ELTWISE else handlers[LUT] if op == OP_LUT else \
+                handlers[MATMUL] if op == OP_MATMUL else handlers[SOFTMAX]
             if entry == 0:
                 return pos
             call_handler(entry, ins, wu8, au8, cu8, wb, ab, cb, err)

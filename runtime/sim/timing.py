@@ -29,6 +29,11 @@ MAC array delivers at most ``units_per_cluster`` (one per unit per pass), so
 it adds latency, never throughput."""
 VECTOR_PIPELINE_CYCLES = 8
 """Fill and drain of the vector path (POOL, ELTWISE, LUT)."""
+SOFTMAX_RECIPROCAL_CYCLES = 32
+"""A SOFTMAX row's one division (2^46 / sum): a 32-step radix-2 divider."""
+SOFTMAX_PASSES = 3
+"""SOFTMAX reads each row three times on the vector path: its maximum, the
+table lookups and sum, the scaled outputs."""
 SIMPLE_CYCLES = 1
 """NOP, END, and a SYNC after its last participant arrives."""
 MODULES = ("LOAD", "COMPUTE", "STORE")
@@ -128,6 +133,14 @@ def durations(arr: np.ndarray, config: HardwareConfig, dram_sharers: int) -> np.
     out[rows] = _ceil(elements, lanes) + VECTOR_PIPELINE_CYCLES
     rows = np.flatnonzero(ops == Op.LUT)
     out[rows] = _ceil(_get(arr, rows, Op.LUT, "count"), lanes) + VECTOR_PIPELINE_CYCLES
+    rows = np.flatnonzero(ops == Op.MATMUL)
+    g = {name: _get(arr, rows, Op.MATMUL, name) for name in ("batch", "m", "k", "n", "a_bits", "b_bits")}
+    wide = (g["a_bits"] == 16) | (g["b_bits"] == 16)
+    out[rows] = g["batch"] * g["m"] * conv_passes(g["n"], g["k"], wide, config) + CONV_PIPELINE_CYCLES
+    rows = np.flatnonzero(ops == Op.SOFTMAX)
+    lines, cols = _get(arr, rows, Op.SOFTMAX, "rows"), _get(arr, rows, Op.SOFTMAX, "cols")
+    out[rows] = (lines * (SOFTMAX_PASSES * _ceil(cols, lanes) + SOFTMAX_RECIPROCAL_CYCLES)
+                 + VECTOR_PIPELINE_CYCLES)
     return out
 
 
@@ -157,22 +170,25 @@ ACTIVITY = ("MAC", "vector", "DMA", "barrier wait")
 
 def stream_activity(arr: np.ndarray, start: np.ndarray, end: np.ndarray, durs: np.ndarray) -> dict[str, int]:
     """Cycles one stream's cluster spends on each kind of work: its MAC
-    array (CONV), its vector path (POOL, ELTWISE, LUT), its DMA (LOAD and
+    array (CONV, MATMUL), its vector path (POOL, ELTWISE, LUT, SOFTMAX), its DMA (LOAD and
     STORE; they overlap compute where double buffering hides them) and
     waiting at SYNC barriers for the other clusters."""
     ops = arr[:, COL_OPCODE]
     sync = ops == Op.SYNC
-    return {"MAC": int(durs[ops == Op.CONV].sum()),
-            "vector": int(durs[(ops == Op.POOL) | (ops == Op.ELTWISE) | (ops == Op.LUT)].sum()),
+    vector = (ops == Op.POOL) | (ops == Op.ELTWISE) | (ops == Op.LUT) | (ops == Op.SOFTMAX)
+    return {"MAC": int(durs[(ops == Op.CONV) | (ops == Op.MATMUL)].sum()),
+            "vector": int(durs[vector].sum()),
             "DMA": int(durs[(ops == Op.LOAD) | (ops == Op.STORE)].sum()),
             "barrier wait": int((end[sync] - start[sync] - durs[sync]).sum())}
 
 
 def conv_macs(arr: np.ndarray) -> int:
-    """Multiply-accumulates of every CONV of a decoded stream."""
+    """Multiply-accumulates of every CONV and MATMUL of a decoded stream."""
     rows = np.flatnonzero(arr[:, COL_OPCODE] == Op.CONV)
     pixels, channels, depth = conv_work(arr, rows)
-    return int((pixels * channels * depth).sum())
+    rows = np.flatnonzero(arr[:, COL_OPCODE] == Op.MATMUL)
+    products = np.prod([_get(arr, rows, Op.MATMUL, name) for name in ("batch", "m", "k", "n")], axis=0)
+    return int((pixels * channels * depth).sum()) + int(np.sum(products))
 
 
 @dataclass

@@ -1,5 +1,7 @@
-"""POOL, ELTWISE and LUT (docs/isa.md): element loops over the ACT views,
-exact integer arithmetic, the one ``runtime.qscheme.rescale`` of the CPU kernels."""
+"""POOL, ELTWISE, LUT, MATMUL and SOFTMAX (docs/isa.md): element loops over
+the ACT views, exact integer arithmetic, the one ``runtime.qscheme.rescale``
+of the CPU kernels (and MATMUL's and SOFTMAX's ``qscheme.matmul_block`` and
+``qscheme.softmax_row``)."""
 from __future__ import annotations
 
 import numba
@@ -7,7 +9,7 @@ import numpy as np
 
 from runtime.isa import AVG_ENTRY_BYTES, Bcast, EltOp, Op, PoolMode, column
 from runtime.jit import jit
-from runtime.qscheme import binary, rescale
+from runtime.qscheme import SOFTMAX_ENTRIES, binary, matmul_block, rescale, softmax_row
 from runtime.sim.memory import get, lookup, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
 
@@ -32,6 +34,14 @@ E_OUT, E_OUT_BITS, E_OZ, E_LO, E_HI = (_E[k] for k in ("out_addr", "out_bits", "
 
 L_IN, L_COUNT, L_PARAM, L_OUT, L_OUT_BITS = (column(Op.LUT, k) for k in (
     "in_addr", "count", "param_addr", "out_addr", "out_bits"))
+(M_BATCH, M_M, M_K, M_N, M_A, M_A_BITS, M_A_ZERO, M_B, M_B_BITS, M_B_ZERO, M_OUT, M_OUT_BITS, M_OZ, M_MULT, M_SHIFT,
+ M_LO, M_HI) = (column(Op.MATMUL, k) for k in (
+    "batch", "m", "k", "n", "a_addr", "a_bits", "a_zero", "b_addr", "b_bits", "b_zero", "out_addr", "out_bits",
+    "out_zero", "mult", "shift", "lo", "hi"))
+(S_ROWS, S_COLS, S_IN, S_IN_BITS, S_IN_MULT, S_IN_SHIFT, S_PARAM, S_OUT, S_OUT_BITS, S_OZ, S_MULT, S_SHIFT, S_LO,
+ S_HI) = (column(Op.SOFTMAX, k) for k in (
+    "rows", "cols", "in_addr", "in_bits", "in_mult", "in_shift", "param_addr", "out_addr", "out_bits", "out_zero",
+    "mult", "shift", "lo", "hi"))
 
 
 @jit
@@ -180,3 +190,39 @@ def lut(ins, a8, a16, abase, w8, w16, wbase):
         lookup(a8[dst:dst + count], x, w8[table:table + 256])
     else:
         lookup(a16[dst >> 1:(dst >> 1) + count], x, w16[table >> 1:(table >> 1) + 256])
+
+
+@jit
+def matmul(ins, a8, a16, abase):
+    """One MATMUL: each of ``batch`` pairs by ``qscheme.matmul_block`` on
+    int64 copies of the operands."""
+    m, k, n = ins[M_M], ins[M_K], ins[M_N]
+    pa, ab, pb, bb, po, ob = (abase + ins[M_A], ins[M_A_BITS], abase + ins[M_B], ins[M_B_BITS], abase + ins[M_OUT],
+                              ins[M_OUT_BITS])
+    a, b, y = np.empty(m * k, np.int64), np.empty(k * n, np.int64), np.empty(m * n, np.int64)
+    for p in range(ins[M_BATCH]):
+        for i in range(m * k):
+            a[i] = get(a8, a16, pa, ab, p * m * k + i)
+        for i in range(k * n):
+            b[i] = get(a8, a16, pb, bb, p * k * n + i)
+        matmul_block(a, b, y, m, k, n, ins[M_A_ZERO], ins[M_B_ZERO], ins[M_MULT], ins[M_SHIFT], ins[M_OZ],
+                     ins[M_LO], ins[M_HI])
+        for i in range(m * n):
+            put(a8, a16, po, ob, p * m * n + i, y[i])
+
+
+@jit
+def softmax(ins, a8, a16, abase, w32, wbase):
+    """One SOFTMAX: each row by ``qscheme.softmax_row`` with the int32 table at param_addr."""
+    cols = ins[S_COLS]
+    pi, ib, po, ob = abase + ins[S_IN], ins[S_IN_BITS], abase + ins[S_OUT], ins[S_OUT_BITS]
+    start = (wbase + ins[S_PARAM]) >> 2
+    table = w32[start:start + SOFTMAX_ENTRIES]
+    x, y = np.empty(cols, np.int64), np.empty(cols, np.int64)
+    for r in range(ins[S_ROWS]):
+        for i in range(cols):
+            x[i] = get(a8, a16, pi, ib, r * cols + i)
+        softmax_row(x, table, ins[S_IN_MULT], ins[S_IN_SHIFT], ins[S_MULT], ins[S_SHIFT], ins[S_OZ], ins[S_LO],
+                    ins[S_HI], y)
+        for i in range(cols):
+            put(a8, a16, po, ob, r * cols + i, y[i])

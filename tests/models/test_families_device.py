@@ -8,7 +8,8 @@ output close to float. BatchNorm statistics are estimated from data
 What stays on the CPU is each model's head where the accelerator has no
 form for it (docs/partitioning.md): a Softmax over classes, a linear
 classifier without hwlinear, YOLOv8's distribution-focal-loss decode
-(a Softmax over 16 bins, then the box arithmetic after it)."""
+(a Softmax over 16 bins on axis 1, then the box arithmetic after it).
+Attention blocks (YOLO11's C2PSA) run on the device: MATMUL and SOFTMAX."""
 from __future__ import annotations
 
 import warnings
@@ -37,6 +38,9 @@ EXPECT = {  # device segments, CPU ONNX nodes, MAC share on the device at least,
     "shufflenet_v2": (1, 1, 0.75, 7), "mobilenet_v3": (1, 3, 0.75, 8), "centernet": (1, 0, 1.0, 9),
     "mtcnn_pnet": (1, 2, 1.0, 30), "mtcnn_rnet": (1, 5, 0.95, 20), "keras_audio": (1, 2, 0.99, 45),
     "nhwc_resnet": (1, 4, 0.999, 14),
+    # yolo11_seg: C2PSA's attention (MatMul of two activations, Softmax over rows) on the device (3 device
+    # segments and 16 CPU nodes before MATMUL and SOFTMAX); its DFL decode and the [1, 84] stride Mul on the CPU
+    "yolo11_seg": (2, 11, 0.99, 18),
 }
 """Measured (4 calibration inputs, seeded weights): ppLCNet's and MobileNetV3's linear classifier stays
 on the CPU without hwlinear, ShuffleNet-v2's too; YOLOv8's second device segment is the final Concat of

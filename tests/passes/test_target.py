@@ -195,8 +195,9 @@ def test_activations():
         assert ok(last(b.op(op, x)))
     assert ok(last(b.Clip(x, b.const(np.float32(0)), b.const(np.float32(6)))))
     assert "Clip max %m is computed at run time" in reason(last(b.Clip(x, None, b.input("m", []))))
-    assert reason(last(b.Softmax(x))) == "op Softmax has no accelerator implementation"
-    assert reason(last(b.Softmax(x, axis=1))) == "op Softmax has no accelerator implementation"
+    assert ok(last(b.Softmax(x)))  # the last axis: SOFTMAX
+    assert "the accelerator normalises the last axis (rows)" in reason(last(b.Softmax(x, axis=1)))
+    assert reason(last(b.LogSoftmax(x))) == "op LogSoftmax has no accelerator implementation"
 
 
 def test_conv_transpose_runs_by_phases_and_says_what_it_cannot():
@@ -281,9 +282,26 @@ def test_linear_layers_need_hwlinear():
     assert "hwlinear option (target.hwlinear)" in reason(gemm)
     on = accelerator(hwlinear=True)
     assert ok(gemm, on) and ok(matmul, on)
-    assert "MatMul weights %w is computed at run time" in reason(last(b.MatMul(x, b.input("w", [16, 8]))), on)
+    assert "MatMul weights %x is computed at run time" in reason(last(b.MatMul(b.const(weights(3, 2)), x)), on)
     assert "transA=1" in reason(last(b.Gemm(b.input("t", [16, 2]), b.const(weights(16, 8)), transA=1)), on)
     assert "are not a matrix" in reason(last(b.MatMul(b.input("a", [3, 2, 16]), b.const(weights(3, 16, 8)))), on)
+
+
+def test_matmul_of_two_activations_and_softmax_over_rows_run_without_hwlinear():
+    """Attention's products (MATMUL) and its Softmax over the last axis
+    (SOFTMAX); the refusals name what MATMUL and SOFTMAX lack, not hwlinear."""
+    b = GraphBuilder()
+    q, k = b.input("q", [1, 2, 32, 4]), b.input("k", [1, 2, 32, 4])
+    scores = last(b.MatMul(b.Transpose(q, perm=[0, 1, 3, 2]), k))
+    assert ok(scores) and ok(last(b.Softmax(scores.outputs[0], axis=-1)))
+    broadcast = last(b.MatMul(b.input("a", [1, 2, 4, 32]), b.input("c", [1, 1, 32, 4])))
+    assert "batch by batch, with the same leading dims" in reason(broadcast)
+    assert "hwlinear" not in reason(broadcast)
+    assert "normalises the last axis" in reason(last(b.Softmax(b.input("s", [1, 16, 4, 8]), axis=1)))
+    small = accelerator(HardwareConfig(activation_buffer_bytes=4096))
+    assert "exceed the activation buffer" in reason(last(b.MatMul(b.input("wide", [1, 1, 2048]),
+                                                                   b.input("tall", [1, 2048, 1]))), small)
+    assert "exceed the activation buffer" in reason(last(b.Softmax(b.input("row", [1, 2048]), axis=-1)), small)
 
 
 def test_batch_norm_with_constant_parameters():
@@ -321,9 +339,9 @@ def fused(*ops):
 
 def test_fused_is_supported_when_every_member_is():
     assert ok(fused("Relu", "Sigmoid"))
-    assert reason(fused("Relu", "Softmax", "Softsign")) == \
-        "Fused member 'm_softmax' (Softmax): op Softmax has no accelerator implementation"
-    assert ok(fused("Relu", "Softmax"), cpu())
+    assert reason(fused("Relu", "LogSoftmax", "Softsign")) == \
+        "Fused member 'm_logsoftmax' (LogSoftmax): op LogSoftmax has no accelerator implementation"
+    assert ok(fused("Relu", "LogSoftmax"), cpu())
 
 
 def test_cpu_target_runs_every_op_with_a_kernel():
