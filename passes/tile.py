@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ir.graph import Graph, Node
+from ir.graph import Graph, Node, onnx_name
 from passes.conv_parts import conv_parts, is_conv_layer
 from passes.distribute import map_share_dims, shared_dram, worker_parts
 from passes.infra import PassContext, graph_pass
 from passes.moves import MOVE_OPS, describe
 from passes.partition import accelerator_segments
-from passes.tiling import TILED_OPS, map_tiles, plan_conv, plan_map, plan_move
+from passes.tiling import TILED_OPS, TilingError, map_tiles, plan_conv, plan_map, plan_move
 from runtime.hardware import HardwareConfig
 
 
@@ -36,6 +36,24 @@ def tile(graph: Graph, ctx: PassContext) -> Graph:
                 node.annotations["tile"] = plan_layer(node, hw, node.annotations.get("split"))
         segment.annotations["hardware"] = hw.digest()
     return graph
+
+
+def untileable(graph: Graph, hw: HardwareConfig) -> dict[str, str]:
+    """The layers of ``graph``'s accelerator segments that no tiling fits
+    (unsplit, for ``hw``): each ONNX node they come from -> the planner's
+    error. The compiler moves them to the CPU and places again (the last
+    line of defence behind the target rules, which should refuse them)."""
+    failures = {}
+    for segment in accelerator_segments(graph):
+        for node in segment.attrs["body"].nodes:
+            if node.op not in TILED_OPS:
+                continue
+            try:
+                plan_layer(node, hw)
+            except TilingError as exc:
+                for source in node.annotations.get("source") or [onnx_name(node.name)]:
+                    failures[source] = f"no tiling of it fits the accelerator: {exc}"
+    return failures
 
 
 def plan_layer(node: Node, hw: HardwareConfig, split: dict | None = None) -> dict[str, Any]:
