@@ -416,9 +416,19 @@ def _split(node: Node, spec: _Spec) -> str | None:
 
 
 def _pad(node: Node, spec: _Spec) -> str | None:
-    if node.attrs["mode"] != "constant":
-        return f"Pad mode {node.attrs['mode']!r}: the DMA pads with a constant only"
-    return _not_constant(node, {1: "pads", 2: "constant_value", 3: "axes"}) or _nonempty(node)
+    """A constant border (LOAD's pad value) or an edge one (the first or
+    last row, column or plane LOADed with a zero stride)."""
+    mode = node.attrs["mode"]
+    if mode == "reflect":
+        return "Pad mode 'reflect': a mirrored border needs negative DMA strides, which the DMA does not have"
+    if mode not in ("constant", "edge"):
+        return f"Pad mode {mode!r}: the DMA pads with a constant or by repeating the edge"
+    reason = _not_constant(node, {1: "pads", 2: "constant_value", 3: "axes"}) or _nonempty(node)
+    if reason or mode == "constant":
+        return reason
+    if (node.inputs[1].const < 0).any():
+        return "Pad mode 'edge' with negative pads (a crop): the device repeats the edge of uncropped tensors"
+    return None
 
 
 def _move(node: Node, spec: _Spec) -> str | None:

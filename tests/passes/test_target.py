@@ -195,7 +195,11 @@ def test_slice_split_pad_and_space_depth_rules():
     assert ok(b.Split(x, b.const(i64(1, 3)), axis=1, num_outputs=2)[0].producer)
     pads = b.const(i64(0, 1, 2, 0, 0, 0, 1, 3))
     assert ok(last(b.Pad(x, pads))) and ok(last(b.Pad(x, pads, b.const(np.float32(0.5)))))
-    assert reason(last(b.Pad(x, pads, mode="reflect"))) == "Pad mode 'reflect': the DMA pads with a constant only"
+    assert ok(last(b.Pad(x, pads, mode="edge")))
+    assert reason(last(b.Pad(x, pads, mode="reflect"))) == ("Pad mode 'reflect': a mirrored border needs negative "
+                                                            "DMA strides, which the DMA does not have")
+    assert "constant or by repeating the edge" in reason(last(b.Pad(x, pads, mode="wrap")))
+    assert "negative pads (a crop)" in reason(last(b.Pad(x, b.const(np.array([0, 0, -1, 1, 0, 0, 0, 0])), mode="edge")))
     assert "Pad constant_value %v is computed at run time" in reason(last(b.Pad(x, pads, b.input("v", []))))
     for mode in ("DCR", "CRD"):
         assert ok(last(b.DepthToSpace(x, blocksize=2, mode=mode)))
