@@ -76,3 +76,18 @@ def test_broadcasts_over_the_batch_run_on_the_device_exactly():
     patterns = [(n, *p) for n in (True, False) for p in ((True, True, True), (True, False, False),
                                                           (False, True, True), (False, False, False))]
     _check(broadcast_model(2, patterns, constants=False), 2)
+
+
+def test_per_position_and_per_channel_constants_of_a_flattened_head():
+    """A detector head flattened to [1, C, L] (YOLO's [1, 4, 8400] boxes):
+    times a per-position stride [1, L], plus a per-position [L], minus a
+    per-channel [1, C, 1] (ELTWISE, not an affine: that needs N,C,H,W),
+    all on the device."""
+    b = OnnxBuilder("flat_head", seed=3)
+    x = b.input("x", [1, C, H, W])
+    flat = b.node("Reshape", [b.conv(x, C, 4, 3), b.const_i64([1, 4, H * W])])
+    stride = b.const_f32(np.repeat([8.0, 16.0], [H * W // 2, H * W - H * W // 2]).reshape(1, H * W))
+    boxes = b.node("Mul", [flat, stride])
+    shifted = b.node("Add", [boxes, b.const_f32(np.linspace(0, 40, H * W).astype(np.float32))])
+    centred = b.node("Sub", [shifted, b.const_f32(np.arange(4, dtype=np.float32).reshape(1, 4, 1))])
+    _check(b.model([b.node("Identity", [centred], outputs=["boxes"])]), 1)
