@@ -21,10 +21,11 @@ IDIOMS = {
     "mtcnn_pnet": {"PRelu", "MaxPool", "Transpose", "Softmax"},
     "mtcnn_rnet": {"PRelu", "MaxPool", "Transpose", "Flatten", "Gemm", "Softmax"},
     "keras_audio": {"Transpose", "BatchNormalization", "Max", "GlobalAveragePool", "Reshape", "MatMul", "Softmax"},
+    "channels_last_layernorm": {"Transpose", "ReduceMean", "Sub", "Pow", "Sqrt", "Div", "Mul", "Add"},
 }
 FREE_BATCH = {"ppocr_det": -1, "ppLCNet": -1, "yolov8": "batch", "shufflenet_v2": "batch_size",
               "mobilenet_v3": "batch_size", "centernet": "batch", "mtcnn_pnet": "batch", "mtcnn_rnet": "batch",
-              "keras_audio": "unk__38"}
+              "keras_audio": "unk__38", "channels_last_layernorm": "unk__12"}
 
 
 def batch_dim(model: onnx.ModelProto):
