@@ -91,3 +91,15 @@ def test_per_position_and_per_channel_constants_of_a_flattened_head():
     shifted = b.node("Add", [boxes, b.const_f32(np.linspace(0, 40, H * W).astype(np.float32))])
     centred = b.node("Sub", [shifted, b.const_f32(np.arange(4, dtype=np.float32).reshape(1, 4, 1))])
     _check(b.model([b.node("Identity", [centred], outputs=["boxes"])]), 1)
+
+
+def test_the_outer_product_of_a_channels_last_layernorm():
+    """Issue 55's compile crash: Mul(rsqrt(var) [1,1,H,W], gamma [1,C,1,1])
+    was accepted (gamma is per channel) and aborted the compile at tiling;
+    now it runs on the device with the mean over channels (a 1x1 Conv)."""
+    b = OnnxBuilder("outer", seed=4)
+    x = b.input("x", [1, C, H, W])
+    var = b.node("ReduceMean", [b.node("Mul", [x, x])], axes=[1], keepdims=1)
+    rsqrt = b.node("Div", [b.const_f32(1.0), b.node("Sqrt", [b.node("Add", [var, b.const_f32(1e-3)])])])
+    gamma = b.const_f32(np.linspace(0.5, 1.5, C, dtype=np.float32).reshape(1, C, 1, 1))
+    _check(b.model([b.node("Mul", [rsqrt, gamma], outputs=["scale"])]), 1)
