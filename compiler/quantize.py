@@ -37,6 +37,7 @@ from passes.infra import PassContext, PassInstrument
 from passes.instruments import timed
 from passes.quant.calibration_data import calibration_batches
 from passes.quant.report import QuantReport
+from passes.tile import untileable
 from runtime.engine import Engine
 from runtime.errors import TesseraError
 from runtime.hardware import HardwareConfig
@@ -105,11 +106,27 @@ class _Trials:
     def quantize(self, graph: Graph, options: Mapping[str, Any]) -> QuantizedModel:
         key = (id(graph), _frozen(options))
         if key not in self.done:
-            with PassContext(options=options, lower=lower_with_names, instruments=self.instruments):
-                placed = QUANTIZE(clone(graph))
+            placed, options = self._place_tileable(graph, dict(options))
             kept = {k: v for k, v in options.items() if k not in ("quant.trials", "quant.report")}
             self.done[key] = QuantizedModel(placed, graph, kept)
         return self.done[key]
+
+    def _place_tileable(self, graph: Graph, options: dict[str, Any]) -> tuple[Graph, dict[str, Any]]:
+        """QUANTIZE on a copy of ``graph``; while some accelerator layer has
+        no tiling that fits (a gap in the target rules), its ONNX nodes go
+        to the CPU with the planner's error as their reason
+        (``partition.host_layers``) and the copy is placed and quantized
+        again. Layers that stay on the device anyway (no CPU in the
+        fallback) fail later, at the tile pass, with that error."""
+        hardware = options.get("target.hardware") or HardwareConfig()
+        while True:
+            with PassContext(options=options, lower=lower_with_names, instruments=self.instruments):
+                placed = QUANTIZE(clone(graph))
+            moved = dict(options.get("partition.host_layers") or {})
+            failures = {name: why for name, why in untileable(placed, hardware).items() if name not in moved}
+            if not failures:
+                return placed, options
+            options = {**options, "partition.host_layers": {**moved, **failures}}
 
     def hwtime_ms(self, model: QuantizedModel, options: Mapping[str, Any]) -> float | None:
         try:

@@ -38,6 +38,9 @@ _SHOWN = 10
 
 register_option("quant.float_layers", tuple, (),
                 "ONNX node names kept in float32: the affinity pass puts them on the CPU")
+register_option("partition.host_layers", dict, {},
+                "ONNX node name -> why: layers the compiler itself moves to the CPU (one the tile pass found no "
+                "tiling for: compiler/quantize.py); the fallback policy puts them there with that reason")
 register_option("partition.affinities", dict, {},
                 "Manual affinities by ONNX node name (OpenVINO's IENetLayer.affinity): when given, the fallback "
                 "policy is off and every node must come from a node named here")
@@ -100,7 +103,8 @@ def assign_affinity(graph: Graph, ctx: PassContext) -> Graph:
     if any(node.affinity for node in graph.nodes):
         _check_manual(graph, targets, fallback)
     else:
-        _apply_fallback(graph, fallback, set(ctx.option("quant.float_layers")))
+        _apply_fallback(graph, fallback, set(ctx.option("quant.float_layers")),
+                        dict(ctx.option("partition.host_layers")))
     return graph
 
 
@@ -115,14 +119,20 @@ def _apply_manual(graph: Graph, affinities: dict[str, str]) -> None:
         node.affinity = affinities[onnx_name(node.name)]
 
 
-def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]) -> None:
-    """The policy; nodes the user keeps in float, and nodes a pass marked
-    ``host_only``, go to the CPU (which runs float32)."""
+def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str],
+                    host_layers: dict[str, str]) -> None:
+    """The policy; nodes the user keeps in float, nodes of the layers the
+    compiler moves to the host (``host_layers``: ONNX name -> why), and
+    nodes a pass marked ``host_only``, go to the CPU (which runs float32)."""
     host = next((t for t in fallback if t.name == HOST), None)
     for node in graph.nodes:
         if onnx_name(node.name) in float_layers and host is not None:
             node.affinity = HOST
             _record_reason(node, "kept in float32 by the user (quant.float_layers)")
+            continue
+        if onnx_name(node.name) in host_layers and host is not None and host.supports(node):
+            node.affinity = HOST
+            _record_reason(node, host_layers[onnx_name(node.name)])
             continue
         if node.annotations.get(HOST_ONLY) and host is not None and host.supports(node):
             node.affinity = HOST

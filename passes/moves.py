@@ -13,7 +13,8 @@ positions copied from the input; the rest are the pad code).
 - DepthToSpace, SpaceToDepth: a Transpose of the 6-D view of the input
   (ONNX's reshape-transpose-reshape; the last reshape is free).
 - Pad: the output's axes, each with its interior; negative pads crop (an
-  input offset).
+  input offset); an edge Pad's border repeats the interior's first or last
+  position (codegen reads it with zero strides).
 
 Size-1 axes are dropped and adjacent axes contiguous in both the input and
 the output merge, so a copy has as few axes as its data allows; the tiling
@@ -74,12 +75,14 @@ class Move:
     """A move as one strided copy: ``axes`` outermost first (at least
     :data:`BOX_RANK`, leading size-1 axes added), ``offset`` the input element
     at the interior's origin, ``elem`` bytes per element and, for a Pad, the
-    ``pad`` code."""
+    ``pad`` code, or ``edge``: the border repeats the interior's first and
+    last positions (Pad mode 'edge')."""
 
     axes: tuple[Axis, ...]
     offset: int
     elem: int
     pad: int | None = None
+    edge: bool = False
 
     @property
     def elements(self) -> int:
@@ -92,12 +95,12 @@ def describe(node: Node) -> Move:
     if view is None:
         raise ValueError(f"{node.op} node {node.name!r} is not a move (one of {sorted(MOVE_OPS)})")
     axes, offset = view(node)
-    pad = None
-    if node.op == "Pad":  # the quantized Pad carries its code (0 for a float graph's default)
+    pad, edge = None, node.op == "Pad" and node.attrs["mode"] == "edge"
+    if node.op == "Pad" and not edge:  # the quantized Pad carries its code (0 for a float graph's default)
         pad = int(node.inputs[2].const.reshape(-1)[0]) if _given(node, 2) else 0
     merged = merge(axes)
     ones = (BOX_RANK - len(merged)) * (Axis.copy(1, 0, 0),)
-    return Move(ones + tuple(merged), offset, node.outputs[0].type.dtype.itemsize, pad)
+    return Move(ones + tuple(merged), offset, node.outputs[0].type.dtype.itemsize, pad, edge)
 
 
 def merge(axes: list[Axis]) -> list[Axis]:

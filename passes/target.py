@@ -30,6 +30,8 @@ from ir.types import dtype_name
 from passes.infra import PassContext, PassError, register_option
 from passes.placement_costs import STRUCTURAL
 from passes.pointwise import is_pointwise
+from passes.quant.units import is_channel_affine
+from passes.tiling import TilingError, operand_dims
 from runtime.hardware import ACCELERATOR, DEVICES, HOST, HardwareConfig
 from runtime.isa import AVG_ENTRY_BYTES, MAX_EXTENT
 from runtime.kernels import has_kernel
@@ -295,9 +297,11 @@ def _per_channel(shape: tuple, out: tuple) -> bool:
 
 
 def _elementwise_binary(node: Node, spec: _Spec) -> str | None:
-    """A function of one tensor (a table), a per-channel constant (an
-    affine), or two tensors of the output's shape or one per channel
-    (ELTWISE; Sub's first operand full-size, as ELTWISE's a)."""
+    """A function of one tensor (a table), a per-channel constant on a
+    4-D map (an affine), or two operands ELTWISE combines: tensors or
+    constants that broadcast to the output axis by axis (per channel, row,
+    column, position, or an outer product; passes/tiling.py's operand
+    rules, the DMA repeating what broadcasts)."""
     if is_pointwise(node) and _tensor_count(node) == 1:
         return None
     tensors = [v for v in node.inputs if not v.is_constant]
@@ -308,32 +312,37 @@ def _elementwise_binary(node: Node, spec: _Spec) -> str | None:
                 f"{', '.join(sorted(_TWO_TENSORS))} (and divides by constants only)")
     if len(tensors) > 2:
         return f"{node.op} of {len(tensors)} tensors: the accelerator combines two at a time"
-    out = node.outputs[0].type.shape
-    for value in tensors:
-        if value.type.shape != out and not _per_channel(value.type.shape, out):
-            return (f"{node.op} broadcasts %{value.name} {value.type} to {list(out)}; the accelerator takes "
-                    f"same-shape or per-channel operands")
-    if node.op == "Sub" and tensors[0].type.shape != out:
-        return (f"Sub broadcasts its first operand %{tensors[0].name} {tensors[0].type}: ELTWISE subtracts a "
-                "per-channel b from a full-size a, not the other way")
+    return _broadcast_reason(node)
+
+
+def _broadcast_reason(node: Node) -> str | None:
+    """Each operand must broadcast to the output axis by axis within N, C,
+    H, W, as the tile pass reads it (passes.tiling.operand_dims)."""
+    for value in node.inputs:
+        try:
+            operand_dims(node, value)
+        except TilingError:
+            return (f"{node.op} broadcasts %{value.name} {value.type} to {list(node.outputs[0].type.shape)}: "
+                    "the accelerator's operands broadcast axis by axis within N, C, H, W")
     return None
 
 
 def _by_constant(node: Node) -> str | None:
-    """x (op) c: a per-channel c scales or shifts (an affine, a depthwise
-    1x1 CONV); a full-size or per-channel c is ELTWISE's operand from DRAM."""
-    const, out = _constant_of(node), node.outputs[0].type.shape
-    second, shape = node.inputs[1].is_constant, const.type.shape
-    channel, full = _per_channel(shape, out), (1,) * (len(out) - len(shape)) + tuple(shape) == tuple(out)
-    if node.op in _AFFINE and channel and (second or node.op not in ("Sub", "Div")):
+    """x (op) c: a per-channel c on a 4-D map scales or shifts (an affine,
+    a depthwise 1x1 CONV); Add, Sub, Mul, Max, Min take any c that
+    broadcasts (ELTWISE's operand from DRAM); Div divides by per-channel
+    constants only."""
+    const = _constant_of(node)
+    if node.op in _AFFINE and is_channel_affine(node) and node.outputs[0].type.rank == DEVICE_RANK:
         return None
-    if node.op in _TWO_TENSORS and (full or channel) and (second or full or node.op != "Sub"):
-        return None
-    if node.op in ("Sub", "Div") and not second:
-        return (f"{node.op} with the constant %{const.name} {const.type} first: the accelerator has x - c and x / c, "
-                "and c - x or c / x only for a scalar c (a table)")
+    if node.op in _TWO_TENSORS:
+        return _broadcast_reason(node)
+    if node.op == "Div" and not node.inputs[1].is_constant:
+        return (f"Div with the constant %{const.name} {const.type} first: the accelerator has x / c, and c / x "
+                "only for a scalar c (a table)")
     return (f"{node.op} by the constant %{const.name} {const.type}: the accelerator takes scalar constants (a "
-            f"table), per-channel ones ({', '.join(_AFFINE)}) and full-size ones ({', '.join(sorted(_TWO_TENSORS))})")
+            f"table), per-channel ones on N,C,H,W maps ({', '.join(_AFFINE)}) and any that broadcast axis by "
+            f"axis ({', '.join(sorted(_TWO_TENSORS))})")
 
 
 _AFFINE = ("Mul", "Div", "Add", "Sub")
@@ -407,9 +416,19 @@ def _split(node: Node, spec: _Spec) -> str | None:
 
 
 def _pad(node: Node, spec: _Spec) -> str | None:
-    if node.attrs["mode"] != "constant":
-        return f"Pad mode {node.attrs['mode']!r}: the DMA pads with a constant only"
-    return _not_constant(node, {1: "pads", 2: "constant_value", 3: "axes"}) or _nonempty(node)
+    """A constant border (LOAD's pad value) or an edge one (the first or
+    last row, column or plane LOADed with a zero stride)."""
+    mode = node.attrs["mode"]
+    if mode == "reflect":
+        return "Pad mode 'reflect': a mirrored border needs negative DMA strides, which the DMA does not have"
+    if mode not in ("constant", "edge"):
+        return f"Pad mode {mode!r}: the DMA pads with a constant or by repeating the edge"
+    reason = _not_constant(node, {1: "pads", 2: "constant_value", 3: "axes"}) or _nonempty(node)
+    if reason or mode == "constant":
+        return reason
+    if (node.inputs[1].const < 0).any():
+        return "Pad mode 'edge' with negative pads (a crop): the device repeats the edge of uncropped tensors"
+    return None
 
 
 def _move(node: Node, spec: _Spec) -> str | None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ir.graph import Graph, Node
+from ir.graph import Graph, Node, onnx_name
 from passes.conv_parts import conv_parts, is_conv_layer
 from passes.distribute import map_share_dims, shared_dram, worker_parts
 from passes.infra import PassContext, graph_pass
 from passes.moves import MOVE_OPS, describe
 from passes.partition import accelerator_segments
-from passes.tiling import TILED_OPS, map_tiles, plan_conv, plan_map, plan_move
+from passes.tiling import TILED_OPS, TilingError, map_tiles, plan_conv, plan_map, plan_move
 from runtime.hardware import HardwareConfig
 
 
@@ -31,11 +31,35 @@ def tile(graph: Graph, ctx: PassContext) -> Graph:
     """Record the tiles of every accelerator layer, for ctx's hardware config."""
     hw: HardwareConfig = ctx.option("target.hardware")
     for segment in accelerator_segments(graph):
+        planned = segment.annotations.get("hardware") == hw.digest()  # by untileable, for this config
         for node in segment.attrs["body"].nodes:
-            if node.op in TILED_OPS:
-                node.annotations["tile"] = plan_layer(node, hw, node.annotations.get("split"))
+            split = node.annotations.get("split")
+            if node.op in TILED_OPS and not (planned and split is None and "tile" in node.annotations):
+                node.annotations["tile"] = plan_layer(node, hw, split)
         segment.annotations["hardware"] = hw.digest()
     return graph
+
+
+def untileable(graph: Graph, hw: HardwareConfig) -> dict[str, str]:
+    """The layers of ``graph``'s accelerator segments that no tiling fits
+    (unsplit, for ``hw``): each ONNX node they come from -> the planner's
+    error. The compiler moves them to the CPU and places again (the last
+    line of defence behind the target rules, which should refuse them).
+    When every layer fits, their decisions are recorded, so the tile pass
+    for the same config keeps those of the layers the distribute pass did
+    not split."""
+    failures = {}
+    for segment in accelerator_segments(graph):
+        for node in segment.attrs["body"].nodes:
+            if node.op not in TILED_OPS:
+                continue
+            try:
+                node.annotations["tile"] = plan_layer(node, hw)
+            except TilingError as exc:
+                for source in node.annotations.get("source") or [onnx_name(node.name)]:
+                    failures[source] = f"no tiling of it fits the accelerator: {exc}"
+        segment.annotations["hardware"] = hw.digest()
+    return failures
 
 
 def plan_layer(node: Node, hw: HardwareConfig, split: dict | None = None) -> dict[str, Any]:

@@ -344,29 +344,54 @@ class MapTiles:
         return tuple(o.nbytes(ct, rt, wt) for o in self.operands)
 
 
+def operand_dims(node: Node, value: Value) -> tuple[int, tuple[int, int, int]]:
+    """(batch, (channels, rows, cols)) of an element-wise layer's operand,
+    its shape aligned to the output's rank as ONNX broadcasts it; each axis
+    must be the output's or 1 (repeated along it)."""
+    shape, out = tuple(value.type.shape), tuple(node.outputs[0].type.shape)
+    padded = (1,) * (len(out) - len(shape)) + shape
+    if len(shape) > len(out) or len(out) > 4 or any(d not in (1, o) for d, o in zip(padded, out)):
+        raise TilingError(f"layer {node.name!r}: operand %{value.name} {list(shape)} does not broadcast to "
+                          f"{list(out)} axis by axis within N, C, H, W")
+    return chw(padded)
+
+
 def bcast_mode(node: Node, value: Value) -> Bcast:
-    """How an operand of an element-wise layer broadcasts to its output."""
-    shape, out = value.type.shape, node.outputs[0].type.shape
-    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
-    if padded == tuple(out) or (padded[1:] == tuple(out[1:]) and padded[0] == 1):
-        return Bcast.FULL
-    if all(d == 1 for d in padded):
+    """How ELTWISE reads an operand as its b: one value per channel
+    (CHANNEL) or one in all (SCALAR) of each image, else a tile-sized box
+    (FULL), which a LOAD with zero strides along the axes the operand
+    repeats fills when it broadcasts (:func:`operand_strides`)."""
+    _, dims = operand_dims(node, value)
+    _, out = chw(node.outputs[0].type.shape)
+    if dims != out and dims == (1, 1, 1):
         return Bcast.SCALAR
-    if all(d == 1 or (axis == 1 and d == out[1]) for axis, d in enumerate(padded)):
+    if dims != out and dims == (out[0], 1, 1):
         return Bcast.CHANNEL
-    raise TilingError(f"layer {node.name!r}: operand %{value.name} {list(shape)} broadcasts to {list(out)} in a "
-                      "way the accelerator has no mode for")
+    return Bcast.FULL
+
+
+def operand_strides(node: Node, value: Value) -> tuple[int, tuple[int, int, int]]:
+    """(image stride, (channel, row, column) strides) in elements of an
+    operand read as a full [c][h][w] box of the output's shape: its dense
+    strides, 0 along every axis it repeats (a DMA broadcast: docs/isa.md,
+    LOAD) or the output has extent 1, and between images when one image
+    serves the batch."""
+    n, (c, h, w) = operand_dims(node, value)
+    batch, out = chw(node.outputs[0].type.shape)
+    dense = (h * w, w, 1)
+    strides = tuple(s if d == o > 1 else 0 for s, d, o in zip(dense, (c, h, w), out))
+    return (c * h * w if n == batch else 0), strides
 
 
 def eltwise_operands(node: Node) -> tuple[Value, Value, bool]:
-    """(a, b, swapped): a QAdd's / QMul's operands with the full-size one first."""
+    """(a, b, swapped): a QAdd's / QMul's operands, one that ELTWISE reads
+    per channel or as a scalar put in b where the op commutes (QSub keeps
+    its order). a is always read as a full box, broadcast by the DMA where
+    it repeats."""
     a, b = node.inputs
-    swap = bcast_mode(node, a) != Bcast.FULL
+    swap = node.op != "QSub" and bcast_mode(node, a) != Bcast.FULL and bcast_mode(node, b) == Bcast.FULL
     if swap:
         a, b = b, a
-    if bcast_mode(node, a) != Bcast.FULL:
-        raise TilingError(f"layer {node.name!r}: neither operand has the output's shape "
-                          f"{list(node.outputs[0].type.shape)}")
     return a, b, swap
 
 

@@ -15,7 +15,7 @@ runs it.
 
 It covers the quantized accelerator segments: the Q ops, the layout ops
 that move int8/int16 codes (MaxPool, Reshape, Flatten, Transpose, Squeeze,
-Unsqueeze, Identity, nearest Resize by integer factors, Slice, constant Pad,
+Unsqueeze, Identity, nearest Resize by integer factors, Slice, constant and edge Pad,
 DepthToSpace, SpaceToDepth), QuantizeLinear and
 DequantizeLinear at the segment edges (ONNX's float32 semantics), and the
 structural Segment and Fused nodes, whose bodies it evaluates. Float CPU
@@ -414,16 +414,20 @@ def _slice(attrs, x, starts, ends, axes=None, steps=None):
 
 
 def _pad(attrs, x, pads, value=None, axes=None):
-    """Constant Pad: negative pads crop first, the rest is ``value``'s code."""
-    if attrs["mode"] != "constant":
-        raise IntegerReferenceError(f"Pad mode {attrs['mode']!r}: the reference pads with a constant")
+    """Constant Pad: negative pads crop first, the rest is ``value``'s code;
+    edge Pad: the border repeats the (cropped) input's first or last element."""
+    if attrs["mode"] not in ("constant", "edge"):
+        raise IntegerReferenceError(f"Pad mode {attrs['mode']!r}: the reference pads with a constant or the edge")
     axes = range(x.ndim) if axes is None else [int(a) % x.ndim for a in axes]
     widths = [(0, 0)] * x.ndim
     for i, axis in enumerate(axes):
         widths[axis] = (int(pads[i]), int(pads[i + len(axes)]))
     cropped = x[tuple(slice(-min(b, 0), x.shape[k] + min(e, 0)) for k, (b, e) in enumerate(widths))]
+    grow = [(max(b, 0), max(e, 0)) for b, e in widths]
+    if attrs["mode"] == "edge":
+        return [np.pad(cropped, grow, mode="edge")]
     fill = 0 if value is None else np.asarray(value).reshape(-1)[0]
-    return [np.pad(cropped, [(max(b, 0), max(e, 0)) for b, e in widths], constant_values=fill)]
+    return [np.pad(cropped, grow, constant_values=fill)]
 
 
 def _depth_to_space(attrs, x):

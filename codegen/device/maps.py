@@ -22,7 +22,7 @@ from codegen.device.dma import load, load_linear, padded, store
 from codegen.device.image import ConstantImage
 from codegen.device.stream import Job
 from ir.graph import Node
-from passes.tiling import MapPlan, bcast_mode, chw, eltwise_operands, map_tiles, matmul_dims
+from passes.tiling import MapPlan, bcast_mode, chw, eltwise_operands, map_tiles, matmul_dims, operand_strides
 from runtime.hardware import HardwareConfig
 from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr, linear_size
 from runtime.qscheme import ACTIVATION_RANGE
@@ -157,31 +157,28 @@ TWO_GRIDS = {"QAdd": EltOp.ADD, "QSub": EltOp.SUB, "QMax": EltOp.MAX, "QMin": El
 
 class EltwiseLayer(MapLayer):
     """QAdd, QSub, QMax, QMin and QMul: ELTWISE with b full-size, per
-    channel or scalar (a subtraction keeps its operands' order)."""
+    channel or scalar (a subtraction keeps its operands' order). An operand
+    that repeats along an axis (an outer product [1,1,H,W] x [1,C,1,1], a
+    per-row constant [1,1,H,1], a per-position one [1,L] of [1,C,L]) is
+    LOADed as a full box with zero strides along that axis."""
 
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         super().__init__(node, config, image)
         out = node.outputs[0].type
         self.batch, self.dims = chw(out.shape)
         self.a, self.b, self.swap = eltwise_operands(node)
-        if self.swap and node.op == "QSub":
-            raise CodegenError(f"layer {node.name!r}: QSub's first operand broadcasts; ELTWISE subtracts a "
-                               "broadcast b from a full-size a")
         self.bcast = bcast_mode(node, self.b)
         self.e_a, self.e_b = self.a.type.dtype.itemsize, self.b.type.dtype.itemsize
         self.e_out = out.dtype.itemsize
 
-    def _b_elems(self, ct: int, rt: int, wt: int) -> int:
-        return {Bcast.FULL: ct * rt * wt, Bcast.CHANNEL: ct, Bcast.SCALAR: 1}[self.bcast]
+    def _geometry(self, value, addr) -> Geometry:
+        image_stride, strides = operand_strides(self.node, value)
+        return Geometry(addr(value), value.type.dtype.itemsize, strides, image_stride)
 
     def jobs(self, addr) -> list[Job]:
         p = self.plan
         slots = self._slots()
-        a_geo = dense(addr(self.a), self.e_a, self.dims)
-        b_batched = self.b.type.rank == len(self.node.outputs[0].type.shape) and self.b.type.shape[0] > 1
-        b_geo = dense(addr(self.b), self.e_b, self.dims)
-        b_geo = Geometry(b_geo.addr, b_geo.elem, b_geo.strides,
-                         self._b_elems(*self.dims) if b_batched else 0)
+        a_geo, b_geo = self._geometry(self.a, addr), self._geometry(self.b, addr)
         out = dense(addr(self.node.outputs[0]), self.e_out, self.dims)
         jobs = []
         for n in range(self.batch):
@@ -193,11 +190,10 @@ class EltwiseLayer(MapLayer):
                 if self.bcast == Bcast.FULL:
                     job.loads.append(load(Space.ACT, b_at, b_geo.at(n, c0, r0, x0), self.e_b, box, b_geo.strides))
                 elif self.bcast == Bcast.CHANNEL:
-                    first = b_geo.addr + (n * b_geo.image_stride + c0) * self.e_b
-                    job.loads.append(load(Space.ACT, b_at, first, self.e_b, (1, 1, c1 - c0), (0, 0, 1)))
+                    job.loads.append(load(Space.ACT, b_at, b_geo.at(n, c0, 0, 0), self.e_b, (1, 1, c1 - c0),
+                                          (0, 0, 1)))
                 else:
-                    job.loads.append(load(Space.ACT, b_at, b_geo.addr + n * b_geo.image_stride * self.e_b,
-                                          self.e_b, (1, 1, 1), (0, 0, 1)))
+                    job.loads.append(load(Space.ACT, b_at, b_geo.at(n, 0, 0, 0), self.e_b, (1, 1, 1), (0, 0, 1)))
                 job.computes.append(self._eltwise(a_at, b_at, out_at, box))
                 job.stores.append(store(out_at, out.at(n, c0, r0, x0), self.e_out, box, out.strides))
                 jobs.append(job)

@@ -13,6 +13,9 @@ padding (the box's y and x axes, up to 255 a side); tiles that lie in the
 border on any other axis are LOADed from one pad code in the DRAM image with
 zero strides (a broadcast). Tiles never straddle the interior's boundaries
 on the axes LOAD cannot pad, so every output element is stored exactly once.
+An edge Pad's tiles never straddle them on any axis: a tile in the border
+before (after) an axis's interior LOADs the interior's first (last) row,
+column or plane with a zero stride along that axis.
 """
 from __future__ import annotations
 
@@ -74,7 +77,7 @@ class MoveLayer:
         return [(p, min(p + extent, stop)) for start, stop in zip(cuts, cuts[1:]) for p in range(start, stop, extent)]
 
     def _load_pads(self, index: int, axis: Axis) -> bool:
-        return (index in self.plan.box[1:] and axis.inner > 0
+        return (not self.move.edge and index in self.plan.box[1:] and axis.inner > 0
                 and max(axis.before, axis.size - axis.before - axis.inner) <= MAX_LOAD_PAD)
 
     def _job(self, tile: tuple[Range, ...], src: int, dst: int, slot: int) -> Job:
@@ -92,6 +95,8 @@ class MoveLayer:
         """The interior part of a tile with its y/x border as LOAD padding,
         or, for a tile in the border, the pad code broadcast."""
         axes, box, e = self.move.axes, self.plan.box, self.move.elem
+        if self.move.edge:
+            return self._edge_load(tile, src, slot, extents)
         inside = [(max(lo, a.before), min(hi, a.before + a.inner)) for (lo, hi), a in zip(tile, axes)]
         if any(lo >= hi for lo, hi in inside):
             return load(Space.ACT, slot, self.fill, e, extents, (0, 0, 0))
@@ -102,3 +107,18 @@ class MoveLayer:
         sizes = (extents[0], y1 - y0, x1 - x0)
         return load(Space.ACT, slot, at, e, sizes, tuple(axes[i].src for i in box), pads,
                     self.move.pad if any(pads) else 0)
+
+    def _edge_load(self, tile: tuple[Range, ...], src: int, slot: int, extents: tuple[int, int, int]):
+        """An edge Pad's tile (inside one of an axis's border before, interior
+        or border after, on every axis): the input from the clamped position,
+        with a zero stride along each axis where the tile is in a border."""
+        starts, strides = [], []
+        for (lo, hi), a in zip(tile, self.move.axes):
+            if hi <= a.before or lo >= a.before + a.inner:
+                starts.append(0 if hi <= a.before else a.inner - 1)
+                strides.append(0)
+            else:
+                starts.append(lo - a.before)
+                strides.append(a.src)
+        at = src + sum(p * a.src for p, a in zip(starts, self.move.axes)) * self.move.elem
+        return load(Space.ACT, slot, at, self.move.elem, extents, tuple(strides[i] for i in self.plan.box))

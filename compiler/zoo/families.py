@@ -792,6 +792,50 @@ def nhwc_resnet(image: int = 32, classes: int = 10, static: bool = True, seed: i
     return b.model([b.node("Softmax", [logits], axis=-1, outputs=["prob"])])
 
 
+def _channel_layer_norm(b: OnnxBuilder, x: str, channels: int, axis: int) -> str:
+    """LayerNorm over the channels (``axis`` 1 of NCHW or -1 of NHWC) as
+    torch.onnx and tf2onnx decompose it below opset 17: ReduceMean, Sub,
+    Pow, ReduceMean, Add epsilon, Sqrt, 1 / that (rsqrt), times gamma
+    (the outer product of a per-pixel [1,1,H,W] and a per-channel
+    [1,C,1,1]: TF's batch_normalization folds gamma into the rsqrt), times
+    the centred input, plus beta."""
+    shape = [channels] if axis == -1 else [1, channels, 1, 1]
+    gamma = b.weight(b.rng.uniform(0.5, 1.5, shape).astype(np.float32), "gamma")
+    beta = b.weight((b.rng.standard_normal(shape) * 0.1).astype(np.float32), "beta")
+    mean = b.node("ReduceMean", [x], axes=[axis], keepdims=1)
+    centred = b.node("Sub", [x, mean])
+    var = b.node("ReduceMean", [b.node("Pow", [centred, b.constant(2.0)])], axes=[axis], keepdims=1)
+    rsqrt = b.node("Div", [b.constant(1.0), b.node("Sqrt", [b.node("Add", [var, b.constant(1e-3)])])])
+    return b.node("Add", [b.node("Mul", [centred, b.node("Mul", [rsqrt, gamma])]), beta])
+
+
+def channels_last_layernorm(image: int = 32, classes: int = 10, static: bool = True,
+                            seed: int = 0) -> onnx.ModelProto:
+    """A Keras CNN with LayerNormalization over channels as tf2onnx exports
+    it at opset 13: an NHWC input [N, 32, 32, 3] (a free batch named
+    ``unk__12``), Transposes around each Conv, a LayerNorm over the last
+    axis of an NHWC map between Transposes, then one as tf2onnx's
+    transpose optimizer leaves it, over axis 1 of an NCHW map with
+    [1,C,1,1] gamma and beta (its rsqrt times gamma the outer product
+    [1,1,H,W] x [1,C,1,1]), and a 1x1 conv head back to NHWC."""
+    b = OnnxBuilder("tf2onnx", seed, opset=13, **TF2ONNX)
+    x = b.input("input_1", [1 if static else "unk__12", image, image, 3])
+    with b.scope("conv2d"):
+        x = b.node("Relu", [b.conv(b.node("Transpose", [x], perm=[0, 3, 1, 2]), 3, 16, 3, stride=2)])
+    with b.scope("layer_normalization"):
+        x = b.node("Transpose", [x], perm=[0, 2, 3, 1])
+        x = b.node("Transpose", [_channel_layer_norm(b, x, 16, -1)], perm=[0, 3, 1, 2])
+    with b.scope("conv2d_1"):
+        x = b.node("Relu", [b.conv(x, 16, 32, 3, stride=2)])
+    with b.scope("layer_normalization_1"):
+        x = _channel_layer_norm(b, x, 32, 1)
+    with b.scope("conv2d_2"):
+        x = b.node("Relu", [b.conv(x, 32, 32, 3)])
+    with b.scope("head"):
+        y = b.node("Transpose", [b.conv(x, 32, classes, 1, gain=1.0)], perm=[0, 2, 3, 1], outputs=["head"])
+    return b.model([y])
+
+
 FAMILY_MODELS = {
     "ppocr_det": ppocr_det,
     "ppLCNet": ppLCNet,
@@ -804,5 +848,6 @@ FAMILY_MODELS = {
     "keras_audio": keras_audio,
     "nhwc_resnet": nhwc_resnet,
     "yolo11_seg": yolo11_seg,
+    "channels_last_layernorm": channels_last_layernorm,
 }
 """Each family's builder by name; called with no arguments, a static model."""

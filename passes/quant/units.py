@@ -257,8 +257,11 @@ def _is_channel_prelu(node: Node) -> bool:
 
 
 def is_channel_affine(node: Node) -> bool:
-    """Whether ``node`` multiplies, divides, adds or subtracts one constant per channel."""
-    return node.op in ("Mul", "Div", "Add", "Sub") and channel_constant(node) is not None
+    """Whether ``node`` multiplies, divides, adds or subtracts one constant
+    per channel of an N,C,H,W map (a depthwise 1x1 CONV; on other ranks
+    Mul, Add and Sub by it are ELTWISE's)."""
+    return (node.op in ("Mul", "Div", "Add", "Sub") and node.outputs[0].type.rank == 4
+            and channel_constant(node) is not None)
 
 
 def channel_constant(node: Node) -> np.ndarray | None:

@@ -21,6 +21,7 @@ from runtime.binary import read_binary
 from runtime.engine import Engine
 from runtime.hardware import PRESETS
 from runtime.kernels import run_kernel
+from tests.helpers.device_models import assert_device_exact, quantize_seeded
 
 CONFIGS = (PRESETS["fwdnxt"], PRESETS["tiny"])
 
@@ -93,6 +94,11 @@ MOVES = {  # name: (input shape, the move on a, the float op on a's dequantized 
     "pad C with a value": ([1, 4, 5, 6], lambda b, a: b.node("Pad", [a, i64(b, 0, 2, 0, 0, 0, 1, 0, 0),
                                                                      b.const_f32(0.5)]),
                            lambda a, q: [np.pad(a, ((0, 0), (2, 1), (0, 0), (0, 0)), constant_values=pad_fill(q))]),
+    "pad edge H and W": ([1, 4, 6, 7], lambda b, a: b.node("Pad", [a, i64(b, 0, 0, 1, 3, 0, 0, 2, 0)], mode="edge"),
+                         lambda a, q: [np.pad(a, ((0, 0), (0, 0), (1, 2), (3, 0)), mode="edge")]),
+    "pad edge wide, every axis": ([2, 3, 5, 6], lambda b, a: b.node("Pad", [a, i64(b, 1, 2, 9, 1, 0, 1, 4, 11)],
+                                                                    mode="edge"),
+                                  lambda a, q: [np.pad(a, ((1, 0), (2, 1), (9, 4), (1, 11)), mode="edge")]),
     "depth to space DCR": ([1, 8, 4, 5], lambda b, a: b.node("DepthToSpace", [a], blocksize=2, mode="DCR"),
                            lambda a, q: run_kernel("DepthToSpace", [a], {"blocksize": 2, "mode": "DCR"})),
     "depth to space CRD": ([1, 8, 4, 5], lambda b, a: b.node("DepthToSpace", [a], blocksize=2, mode="CRD"),
@@ -112,6 +118,16 @@ def test_moves_are_exact_on_codes(case):
     names = quantized.output_names
     for got, want in zip([out[n] for n in names[1:1 + count]], op(out["a"], quantized)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_edge_pads_match_the_integer_reference():
+    """An edge Pad's border tiles LOAD the edge with zero strides, bit for
+    bit the integer reference (tests/oracle.py) on both configs."""
+    shape, move, _ = MOVES["pad edge wide, every axis"]
+    model, _ = around("edge", shape, move)
+    quantized, _ = quantize_seeded(model)
+    for config in CONFIGS:
+        assert_device_exact(quantized, shape, config, seeds=(0,))
 
 
 def test_split_and_contiguous_slices_are_views():

@@ -24,10 +24,12 @@ IDIOMS = {
     "nhwc_resnet": {"Pad", "Transpose", "Sub", "Mul", "Add", "Relu", "MaxPool", "ReduceMean", "MatMul", "Softmax"},
     "yolo11_seg": {"Sigmoid", "Mul", "Split", "MaxPool", "Resize", "Reshape", "Transpose", "MatMul", "Softmax",
                    "ConvTranspose", "Sub", "Div"},
+    "channels_last_layernorm": {"Transpose", "ReduceMean", "Sub", "Pow", "Sqrt", "Div", "Mul", "Add"},
 }
 FREE_BATCH = {"ppocr_det": -1, "ppLCNet": -1, "yolov8": "batch", "shufflenet_v2": "batch_size",
               "mobilenet_v3": "batch_size", "centernet": "batch", "mtcnn_pnet": "batch", "mtcnn_rnet": "batch",
-              "keras_audio": "unk__38", "nhwc_resnet": "unk__97", "yolo11_seg": "batch"}
+              "keras_audio": "unk__38", "nhwc_resnet": "unk__97", "yolo11_seg": "batch",
+              "channels_last_layernorm": "unk__12"}
 
 
 def batch_dim(model: onnx.ModelProto):

@@ -41,6 +41,9 @@ EXPECT = {  # device segments, CPU ONNX nodes, MAC share on the device at least,
     # yolo11_seg: C2PSA's attention (MatMul of two activations, Softmax over rows) on the device (3 device
     # segments and 16 CPU nodes before MATMUL and SOFTMAX); its DFL decode and the [1, 84] stride Mul on the CPU
     "yolo11_seg": (2, 11, 0.99, 18),
+    # channels_last_layernorm: 25.5 dB measured; its LayerNorms' means are pools of views and 1x1 convs
+    # (passes/canonicalize_mean.py), rsqrt(var) x gamma an outer product the DMA broadcasts
+    "channels_last_layernorm": (1, 0, 1.0, 22),
 }
 """Measured (4 calibration inputs, seeded weights): ppLCNet's and MobileNetV3's linear classifier stays
 on the CPU without hwlinear, ShuffleNet-v2's too; YOLOv8's second device segment is the final Concat of

@@ -250,8 +250,14 @@ def test_sum_becomes_a_chain_of_adds():
 # ---------------------------------------------------------------- canonicalize_mean
 @pytest.mark.parametrize("axes,keepdims,expect", [([2, 3], 1, ["GlobalAveragePool"]),
                                                   ([-1, -2], 0, ["GlobalAveragePool", "Reshape"]),
-                                                  ([1, 2, 3], 1, ["ReduceMean"]), ([3], 1, ["ReduceMean"])])
-def test_spatial_means_become_global_average_pools(axes, keepdims, expect):
+                                                  ([1, 2, 3], 1, ["Reshape", "GlobalAveragePool", "Reshape"]),
+                                                  ([3], 0, ["Reshape", "GlobalAveragePool", "Reshape"]),
+                                                  ([1], 1, ["Conv"]), ([1], 0, ["Conv", "Reshape"]),
+                                                  ([0, 1], 1, ["ReduceMean"]), ([1, 3], 1, ["ReduceMean"])])
+def test_means_become_global_average_pools_or_a_channel_sum(axes, keepdims, expect):
+    """Spatial means are global pools; other trailing axes the pool of a
+    [N, rows, 1, cols] view (a LayerNorm's over NHWC channels); a mean over
+    the channels of N,C,H,W a 1x1 conv to one channel; the rest stay."""
     b = GraphBuilder()
     x = b.input("x", [2, 3, 5, 6])
     y = b.ReduceMean(x, b.const(np.array(axes, np.int64)), keepdims=keepdims, name="mean")

@@ -133,12 +133,27 @@ def test_add_mul_same_shape_or_per_channel(shape):
     assert ok(last(b.Mul(b.input("y", shape), x)))
 
 
-def test_add_other_broadcasts_are_rejected():
+def test_add_mul_broadcasts_along_any_axes_are_accepted():
+    """Per-row, per-column, per-position and outer-product operands are
+    ELTWISE's (LOADed with zero strides where they repeat)."""
     b = GraphBuilder()
-    node = last(b.Add(b.input("x", X), b.input("row", [1, 1, 8, 1])))
-    assert reason(node) == ("Add broadcasts %row f32[1,1,8,1] to [1, 4, 8, 8]; the accelerator takes same-shape "
-                            "or per-channel operands")
-    assert "broadcasts %a" in reason(last(b.Mul(b.input("a", [1, 4, 1, 8]), b.input("c", [1, 1, 8, 1]))))
+    x = b.input("x", X)
+    assert ok(last(b.Add(x, b.input("row", [1, 1, 8, 1]))))
+    assert ok(last(b.Mul(b.input("a", [1, 4, 1, 8]), b.input("c", [1, 1, 8, 1]))))
+    assert ok(last(b.Mul(b.input("var", [1, 1, 8, 8]), b.const(np.ones([1, 4, 1, 1], np.float32)))))
+    assert ok(last(b.Mul(x, b.const(np.ones([8], np.float32)))))
+    assert ok(last(b.Mul(b.input("box", [1, 4, 40]), b.const(np.ones([1, 40], np.float32)))))
+    assert ok(last(b.Sub(b.input("u", [1, 4, 1, 1]), x)))  # a broadcast first operand, read with zero strides
+    assert ok(last(b.Sub(b.const(np.ones([1, 4, 1, 1], np.float32)), x)))
+
+
+def test_div_by_constants_per_channel_or_scalar_only():
+    b = GraphBuilder()
+    x = b.input("x", X)
+    assert "per-channel ones on N,C,H,W maps" in reason(last(b.Div(x, b.const(np.ones([1, 1, 8, 1], np.float32)))))
+    assert "per-channel ones on N,C,H,W maps" in reason(last(b.Div(b.input("l", [1, 4, 40]),
+                                                                   b.const(np.ones([1, 4, 1], np.float32)))))
+    assert "c / x only for a scalar c" in reason(last(b.Div(b.const(np.ones([1, 4, 1, 1], np.float32)), x)))
 
 
 def test_concat_along_any_axis_but_the_batch():
@@ -180,7 +195,11 @@ def test_slice_split_pad_and_space_depth_rules():
     assert ok(b.Split(x, b.const(i64(1, 3)), axis=1, num_outputs=2)[0].producer)
     pads = b.const(i64(0, 1, 2, 0, 0, 0, 1, 3))
     assert ok(last(b.Pad(x, pads))) and ok(last(b.Pad(x, pads, b.const(np.float32(0.5)))))
-    assert reason(last(b.Pad(x, pads, mode="reflect"))) == "Pad mode 'reflect': the DMA pads with a constant only"
+    assert ok(last(b.Pad(x, pads, mode="edge")))
+    assert reason(last(b.Pad(x, pads, mode="reflect"))) == ("Pad mode 'reflect': a mirrored border needs negative "
+                                                            "DMA strides, which the DMA does not have")
+    assert "constant or by repeating the edge" in reason(last(b.Pad(x, pads, mode="wrap")))
+    assert "negative pads (a crop)" in reason(last(b.Pad(x, b.const(np.array([0, 0, -1, 1, 0, 0, 0, 0])), mode="edge")))
     assert "Pad constant_value %v is computed at run time" in reason(last(b.Pad(x, pads, b.input("v", []))))
     for mode in ("DCR", "CRD"):
         assert ok(last(b.DepthToSpace(x, blocksize=2, mode=mode)))
@@ -227,9 +246,7 @@ def test_unary_functions_prelu_and_constants():
     assert "negative values (channel 2)" in reason(last(b.PRelu(x, b.const(np.array([.1, .2, -.3, .4], np.float32)
                                                                          .reshape(4, 1, 1)))))
     assert "Div of two tensors" in reason(last(b.Div(x, b.input("y", X))))
-    assert "c - x or c / x only for a scalar c" in reason(last(b.Sub(b.const(np.ones([1, 4, 1, 1], np.float32)), x)))
     assert ok(last(b.Max(x, b.input("z", X)))) and ok(last(b.Min(x, b.input("v", [1, 4, 1, 1]))))
-    assert "broadcasts its first operand" in reason(last(b.Sub(b.input("u", [1, 4, 1, 1]), x)))
 
 
 # ---------------------------------------------------------------- Resize

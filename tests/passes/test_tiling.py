@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
-from passes.tiling import ConvShape, TilingError, conv_cost, plan_conv
+from ir import GraphBuilder
+from passes.tiling import (
+    ConvShape,
+    TilingError,
+    bcast_mode,
+    conv_cost,
+    eltwise_operands,
+    operand_dims,
+    operand_strides,
+    plan_conv,
+)
 from runtime.hardware import PRESETS, HardwareConfig
+from runtime.isa import Bcast
 from runtime.sim import timing
 
 CONFIGS = {"default": PRESETS["fwdnxt"], "tiny": PRESETS["tiny"], "large": PRESETS["large"]}
@@ -45,3 +57,27 @@ def test_infeasible_layer_names_layer_and_buffer():
     hw = HardwareConfig(weight_buffer_bytes=64, activation_buffer_bytes=64, accumulator_buffer_bytes=64)
     with pytest.raises(TilingError, match=r"layer 'big'.*activation buffer"):
         plan_conv(ConvShape(64, 64, 64, 64, 64, 64, 11, 11, 1, 1, 1, 1, 1, 1, 1, 1, 0, 4), hw, "big")
+
+
+def test_eltwise_operands_broadcast_by_zero_strides():
+    """An operand repeating along an axis is read as a full box with a zero
+    stride there; one per channel or one in all is ELTWISE's b directly."""
+    b = GraphBuilder()
+    var, gamma = b.input("var", [1, 1, 3, 5]), b.input("gamma", [1, 4, 1, 1])
+    node = b.Mul(gamma, var).producer
+    a, bb, swapped = eltwise_operands(node)
+    assert (a.name, bb.name, swapped) == ("var", "gamma", True)
+    assert bcast_mode(node, var) == Bcast.FULL and bcast_mode(node, gamma) == Bcast.CHANNEL
+    assert operand_strides(node, var) == (15, (0, 5, 1))
+    assert operand_strides(node, gamma) == (4, (1, 0, 0))
+    boxes = b.input("boxes", [2, 4, 40])
+    stride = b.Mul(boxes, b.input("s", [1, 40])).producer  # YOLO's box times stride: per position, one image
+    assert operand_strides(stride, stride.inputs[1]) == (0, (0, 0, 1))
+    assert bcast_mode(stride, stride.inputs[1]) == Bcast.FULL
+    codes = b.input("codes", [2, 4, 40], np.int8)
+    scalar = b.QSub(b.input("one", [1], np.int8), codes, a_zero=0, a_mult=1 << 30, a_shift=30, b_zero=0,
+                    b_mult=1 << 30, b_shift=30, out_zero=0, lo=-128, hi=127, out_dtype="int8").producer
+    assert eltwise_operands(scalar)[2] is False  # QSub keeps its order: a broadcast a, zero strides
+    assert operand_strides(scalar, scalar.inputs[0]) == (0, (0, 0, 0))
+    with pytest.raises(TilingError, match="does not broadcast"):
+        operand_dims(stride, b.input("bad", [1, 1, 1, 40]))
