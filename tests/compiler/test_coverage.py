@@ -20,8 +20,8 @@ from passes.partition import partition
 
 SHAPE = [1, 4, 5, 5]
 CONV_MACS = 1 * 4 * 5 * 5 * (4 * 3 * 3)
-ERF = "op Softmax has no accelerator implementation"
-NO_RULE = "passes/target.py: no rule for Softmax"
+ERF = "op LogSoftmax has no accelerator implementation"
+NO_RULE = "passes/target.py: no rule for LogSoftmax"
 rng = np.random.default_rng(0)
 
 
@@ -43,17 +43,17 @@ def net():
     """conv -> relu -> erf (CPU) -> conv2 -> add(conv2, relu)."""
     b = GraphBuilder("net")
     y = b.Relu(conv(b, b.input("x", SHAPE), "conv"), name="relu")
-    return b.build(b.Add(conv(b, b.Softmax(y, name="erf"), "conv2"), y, name="add"))
+    return b.build(b.Add(conv(b, b.LogSoftmax(y, name="erf"), "conv2"), y, name="add"))
 
 
 def test_counts_macs_nodes_and_segments_of_a_partitioned_graph():
     report = coverage(placed(net()))
     assert report == Coverage(device_macs=2 * CONV_MACS, total_macs=2 * CONV_MACS, device_nodes=4, total_nodes=5,
                               device_segments=2, cpu_segments=1,
-                              cpu_nodes=(CpuNode("erf", "Softmax", ERF, NO_RULE),))
+                              cpu_nodes=(CpuNode("erf", "LogSoftmax", ERF, NO_RULE),))
     assert report.mac_share == 1.0
     assert report.summary_line() == ("accelerator: 100.0 % of MACs, 4 of 5 ONNX nodes, 2 device segments; "
-                                     f"CPU: 1 node (Softmax ×1: {ERF})")
+                                     f"CPU: 1 node (LogSoftmax ×1: {ERF})")
 
 
 def test_mac_share_counts_a_cpu_convolution_and_never_rounds_up_to_all():
@@ -69,11 +69,11 @@ def test_mac_share_counts_a_cpu_convolution_and_never_rounds_up_to_all():
 
 
 def test_an_onnx_node_split_across_devices_counts_on_the_cpu():
-    """A Softmax imported as a Reshape helper (accelerator) and the Softmax (CPU) is one CPU ONNX node."""
+    """A LogSoftmax imported as a Reshape helper (accelerator) and the LogSoftmax (CPU) is one CPU ONNX node."""
     b = GraphBuilder("split")
     r = b.Relu(b.input("x", SHAPE), name="r")
     flat = b.Reshape(r, b.const(np.array([1, 100], np.int64), "shape"), name="sm::Reshape")
-    report = coverage(placed(b.build(b.Softmax(flat, axis=1, name="sm"))))
+    report = coverage(placed(b.build(b.LogSoftmax(flat, axis=1, name="sm"))))
     assert (report.device_nodes, report.total_nodes, report.cpu_onnx_nodes) == (1, 2, 1)
     assert report.total_macs == 0 and report.mac_share is None
     assert report.summary_line().startswith("accelerator: no MACs, 1 of 2 ONNX nodes, 1 device segment; CPU: 1 node")
@@ -82,18 +82,18 @@ def test_an_onnx_node_split_across_devices_counts_on_the_cpu():
 def test_reasons_group_by_kind_counting_onnx_nodes():
     island = "FPGA island of {} node(s) between CPU segments moved to the CPU: its transfers take {} us"
     report = Coverage(0, 0, 0, 5, 0, 1, (
-        CpuNode("e1", "Softmax", ERF), CpuNode("e2", "Softmax", ERF), CpuNode("e2::Reshape", "Reshape", "rank"),
+        CpuNode("e1", "LogSoftmax", ERF), CpuNode("e2", "LogSoftmax", ERF), CpuNode("e2::Reshape", "Reshape", "rank"),
         CpuNode("c", "Conv", island.format(1, 41.5)), CpuNode("m", "MaxPool", island.format(2, 40.2))))
-    assert report.reason_groups() == [(("Softmax",), ERF, 2), (("Conv", "MaxPool"), island.format("N", "N"), 2),
+    assert report.reason_groups() == [(("LogSoftmax",), ERF, 2), (("Conv", "MaxPool"), island.format("N", "N"), 2),
                                       (("Reshape",), "rank", 1)]
 
 
 def test_table_lists_every_cpu_node_with_its_rule_when_recorded():
     lines = coverage(placed(net())).table().splitlines()
     assert lines[0].split() == ["CPU", "node", "op", "reason", "rule"]
-    assert lines[1].split()[:2] == ["erf", "Softmax"] and lines[1].endswith(f"{ERF}  {NO_RULE}")
+    assert lines[1].split()[:2] == ["erf", "LogSoftmax"] and lines[1].endswith(f"{ERF}  {NO_RULE}")
     ruled = coverage(placed(net(), rules={"erf": "passes/target.py: _RULES"}))
-    assert ruled.cpu_nodes == (CpuNode("erf", "Softmax", ERF, "passes/target.py: _RULES"),)
+    assert ruled.cpu_nodes == (CpuNode("erf", "LogSoftmax", ERF, "passes/target.py: _RULES"),)
     assert ruled.table().splitlines()[1].endswith(f"{ERF}  passes/target.py: _RULES")
     assert Coverage(1, 1, 1, 1, 1, 0, ()).table() == "every node runs on the accelerator"
 
@@ -124,20 +124,20 @@ def test_metadata_round_trip_and_malformed_fields():
     with pytest.raises(CoverageError, match="'total_macs' is -1, not a count"):
         Coverage.from_metadata(bad)
     with pytest.raises(CoverageError, match=r"cpu_nodes\[0\] is not \[name, op, reason, rule\]"):
-        Coverage.from_metadata(dict(report.to_metadata(), cpu_nodes=[["erf", "Softmax"]]))
+        Coverage.from_metadata(dict(report.to_metadata(), cpu_nodes=[["erf", "LogSoftmax"]]))
 
 
 # ---------------------------------------------------------------- quantized graphs and the CLI
 
 LINE = ("accelerator: 100.0 % of MACs, 3 of 4 ONNX nodes, 1 device segment; "
-        f"CPU: 1 node (Softmax ×1: {ERF})")
+        f"CPU: 1 node (LogSoftmax ×1: {ERF})")
 
 
 def small_model() -> onnx.ModelProto:
-    """conv -> relu -> conv (accelerator, large enough to stay there) -> Softmax (CPU)."""
+    """conv -> relu -> conv (accelerator, large enough to stay there) -> LogSoftmax (CPU)."""
     b = OnnxBuilder("small", seed=1)
     x = b.node("Relu", [b.conv(b.input("x", [1, 8, 32, 32]), 8, 16, 3)], name="relu")
-    return b.model([b.node("Softmax", [b.conv(x, 16, 16, 3)], name="erf")])
+    return b.model([b.node("LogSoftmax", [b.conv(x, 16, 16, 3)], name="erf")])
 
 
 def test_quantized_graph_counts_sources_and_float_macs():
@@ -156,7 +156,7 @@ def test_compile_ends_with_the_line_and_show_and_info_list_cpu_nodes(tmp_path, c
     onnx.save(small_model(), path)
     assert main(["show", str(path), "--partition"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == LINE and out[-2].split() == ["erf", "Softmax", *ERF.split(), *NO_RULE.split()]
+    assert out[-1] == LINE and out[-2].split() == ["erf", "LogSoftmax", *ERF.split(), *NO_RULE.split()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["compile", str(path), "-o", str(binary), "--count", "1"]) == 0
@@ -164,4 +164,4 @@ def test_compile_ends_with_the_line_and_show_and_info_list_cpu_nodes(tmp_path, c
     assert main(["info", str(binary)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == LINE and out[-3].split() == ["CPU", "node", "op", "reason", "rule"]
-    assert out[-2].split()[:2] == ["erf", "Softmax"] and out[-2].endswith(f"{ERF}  {NO_RULE}")
+    assert out[-2].split()[:2] == ["erf", "LogSoftmax"] and out[-2].endswith(f"{ERF}  {NO_RULE}")
