@@ -472,6 +472,20 @@ def _linear(node: Node, spec: _Spec) -> str | None:
     return None
 
 
+def _lrn(node: Node, spec: _Spec) -> str | None:
+    """Lowered to a table of x*x, a 1x1 CONV summing the channel window, a
+    table of ``(bias + alpha/size * s) ** -beta`` and an ELTWISE product
+    (passes/lower_lrn.py): the base must stay positive for the table."""
+    rank = node.inputs[0].type.rank
+    if rank != DEVICE_RANK:
+        return f"LRN over a rank-{rank} tensor: the accelerator sums the channel window of N,C,H,W tensors"
+    a = node.attrs
+    if a["bias"] <= 0 or a["alpha"] < 0:
+        return (f"LRN bias={a['bias']}, alpha={a['alpha']}: (bias + alpha/size * s) ** -beta is unbounded or "
+                "undefined for some s >= 0, so no table holds it")
+    return _filter_fits(node, node.inputs[0].type.shape[1], spec.hardware)
+
+
 def _batch_norm(node: Node, spec: _Spec) -> str | None:
     return _not_constant(node, {1: "scale", 2: "bias", 3: "mean", 4: "variance"})
 
@@ -493,6 +507,7 @@ _RULES: dict[str, Rule] = {
     "Resize": _resize,
     "Gemm": _linear, "MatMul": _linear,
     "BatchNormalization": _batch_norm,  # a per-channel scale and shift
+    "LRN": _lrn,  # lowered to ops the accelerator has (passes/lower_lrn.py)
     # Free views: device tensors lie in card DRAM dense and plane-major (row-major N,C,H,W, as FWDNXT's),
     # so a new shape moves no byte. Code generation must keep that layout, or these rules must change.
     "Identity": _always, "Reshape": _always, "Flatten": _always, "Squeeze": _always, "Unsqueeze": _always,
