@@ -11,9 +11,10 @@ Inference-Engine user sets on IENetLayer.affinity).
 Linear layers (Gemm/MatMul with constant weights) follow ``target.hwlinear``:
 True and False put them on the accelerator and the CPU (FWDNXT's flag);
 unset (the default), :class:`AutoLinear` puts one on the accelerator when
-it joins an accelerator neighbour (no device segment of its own) and the
+it feeds an accelerator node (no device segment of its own) and the
 placement costs (passes/placement_costs.py) say the accelerator, with the
-transfers either placement needs, is faster.
+transfers either placement needs, is faster; one whose result goes only to
+the host stays in float.
 
 Each node not on the first (preferred) device records why in
 ``annotations["cpu_reason"]``. A manual affinity that differs from the
@@ -113,11 +114,14 @@ AUTO_LINEAR_RULE = "passes/affinity.py:AutoLinear"
 @dataclass(frozen=True)
 class AutoLinear:
     """``target.hwlinear`` unset: where a linear layer the accelerator
-    supports pays. It goes to the accelerator when one of its neighbours
-    is there (a producer already placed, or a consumer the accelerator
-    supports), so it adds no device segment, and the accelerator's time
-    for it plus the host-link transfers that placement needs is less than
-    the CPU's time plus the transfers that one needs (placement_costs)."""
+    supports pays. It goes to the accelerator when a consumer of its
+    output is there (so it joins that segment, adding none) and the
+    accelerator's time for it plus the host-link transfers that placement
+    needs is less than the CPU's time plus the transfers that one needs
+    (placement_costs). A layer whose result goes to the host only (a model
+    output, CPU consumers: a classifier before a CPU Softmax) stays in
+    float: an int8 output grid, calibrated on a few inputs, clips the
+    largest values, the winning class's logit among them."""
 
     hardware: HardwareConfig
 
@@ -128,15 +132,15 @@ class AutoLinear:
         from_device = [v for v in tensors if v.producer is not None and device_of(v.producer) == ACCELERATOR]
         users = [user for value in node.outputs for user, _ in value.uses]
         device_users = [user for user in users if accelerator.supports(user)]
+        if not device_users:
+            return (f"{node.op} (a linear layer) writes its result for the host only (a model output or CPU "
+                    "consumers): kept in float, as an int8 grid calibrated on a few inputs clips the largest values "
+                    "(target.hwlinear unset; True puts it on the accelerator)")
         to_host = len(device_users) < len(users) or any(value in graph.outputs for value in node.outputs)
-        if not from_device and not device_users:
-            return (f"{node.op} (a linear layer) has no neighbour on the accelerator: there it would be a device "
-                    "segment of its own (target.hwlinear unset; True puts it there)")
         out = sum(transfer_time(v.type, self.hardware) for v in node.outputs)
         on_device = device_time(node, self.hardware) + (out if to_host else 0.0) + sum(
             transfer_time(v.type, self.hardware) for v in tensors if v not in from_device)
-        on_cpu = cpu_time(node) + (out if device_users else 0.0) + sum(
-            transfer_time(v.type, self.hardware) for v in from_device)
+        on_cpu = cpu_time(node) + out + sum(transfer_time(v.type, self.hardware) for v in from_device)
         if on_device < on_cpu:
             return None
         return (f"{node.op} (a linear layer) is faster on the CPU: {on_cpu * 1e6:.1f} us there, "
@@ -172,7 +176,7 @@ def assign_affinity(graph: Graph, ctx: PassContext) -> Graph:
     fallback = [targets[name] for name in parse_fallback(ctx.option("partition.fallback"))]
     _apply_manual(graph, dict(ctx.option("partition.affinities")))
     if any(node.affinity for node in graph.nodes):
-        _check_manual(graph, targets, fallback)
+        _check_manual(graph, targets, fallback, auto_linear(ctx))
     else:
         _apply_fallback(graph, fallback, set(ctx.option("quant.float_layers")), auto_linear(ctx))
     return graph
@@ -204,23 +208,35 @@ def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]
             node.affinity = HOST
             _record_reason(node, node.annotations[HOST_ONLY])
             continue
-        device, refusals = choose_device([node], fallback)
+        device, why = _policy(node, graph, fallback, linear)
         if device is None:
-            why = "; ".join(f"{name}: {support.reason}" for name, support in refusals.items())
-            raise AffinityError(f"{node.op} node {node.name!r} can run on none of {list(refusals)}: {why}")
-        refusal = linear_refusal([node], graph, _affinity, fallback, linear) if device == ACCELERATOR else None
-        node.affinity = HOST if refusal is not None else device
+            raise AffinityError(f"{node.op} node {node.name!r} can run on none of {[t.name for t in fallback]}: "
+                                f"{why}")
+        node.affinity = device
         node.annotations.pop(MANUAL, None)
-        _record_reason(node, refusal if refusal is not None else refusals.get(fallback[0].name))
+        _record_reason(node, why)
+
+
+def _policy(node: Node, graph: Graph, fallback: list[Target], linear: AutoLinear | None
+            ) -> tuple[str | None, Support | str | None]:
+    """The device the fallback policy gives ``node`` (its producers placed)
+    and why it is not the first one (all refusals when no device runs it)."""
+    device, refusals = choose_device([node], fallback)
+    if device is None:
+        return None, "; ".join(f"{name}: {support.reason}" for name, support in refusals.items())
+    refusal = linear_refusal([node], graph, _affinity, fallback, linear) if device == ACCELERATOR else None
+    return (HOST, refusal) if refusal is not None else (device, refusals.get(fallback[0].name))
 
 
 def _affinity(node: Node) -> str | None:
     return node.affinity
 
 
-def _check_manual(graph: Graph, targets: dict[str, Target], fallback: list[Target]) -> None:
+def _check_manual(graph: Graph, targets: dict[str, Target], fallback: list[Target], linear: AutoLinear | None
+                  ) -> None:
     """Every node has a device that can run it; those differing from the
-    policy's choice are marked manual."""
+    policy's choice are marked manual (a linear layer the policy keeps on
+    the CPU keeps that reason there)."""
     unassigned = [node.name for node in graph.nodes if not node.affinity]
     if unassigned:
         raise AffinityError(f"some nodes have an affinity, so the fallback policy is off and every node needs "
@@ -234,8 +250,9 @@ def _check_manual(graph: Graph, targets: dict[str, Target], fallback: list[Targe
         if not support:
             raise AffinityError(f"{node.op} node {node.name!r} has affinity {node.affinity!r}, "
                                 f"which cannot run it: {support.reason}")
-        _mark_manual(node, choose_device([node], fallback)[0] != node.affinity)
-        _record_reason(node, _manual_reason(node, fallback[0]))
+        device, why = _policy(node, graph, fallback, linear)
+        _mark_manual(node, device != node.affinity)
+        _record_reason(node, why if device == node.affinity else _manual_reason(node, fallback[0]))
 
 
 def _mark_manual(node: Node, manual: bool) -> None:

@@ -2,8 +2,9 @@
 onnxruntime, imported and optimized, and the quantized model runs through
 the binary on the simulator bit for bit as the integer kernels (held
 bit-exact to the integer reference by tests/passes) run it, so its accuracy
-holds through the binary; each runs in one device segment with its MACs
-there (its LRNs and linear layers too). Each model is built once for its tests (the
+holds through the binary; each runs in one device segment with 99 % of its
+MACs there or more (its LRNs and inner linear layers too; the classifier
+writing the result stays in float). Each model is built once for its tests (the
 largest, VGG-19, has 144 million weights)."""
 import warnings
 
@@ -41,8 +42,8 @@ def test_light_model_runs_exactly_through_the_binary(zoo_model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantized = quantize_model(model, calibration_data=image_crops(2, seed=1), calibration_count=2)
-    report = quantized.coverage()  # LRN and the linear classifiers on the accelerator: one segment each
-    assert report.device_segments == 1 and report.mac_share >= 0.999, (name, report.summary_line())
+    report = quantized.coverage()  # LRNs and inner linear layers on the accelerator: one segment each
+    assert report.device_segments == 1 and report.mac_share >= 0.99, (name, report.summary_line())
     compiled = build(quantized.graph, HardwareConfig(), quantized.float_graph)
     engine = Engine(read_binary(write_binary(compiled)))
     feeds = {quantized.input_names[0]: image_crops(1, seed=3)[0]}
