@@ -35,6 +35,7 @@ from compiler.cli_device import (
     add_commands,
     cmd_run_compiled,
     compile_options,
+    hwlinear_option,
     placement_options,
     quant_config,
     run_twice,
@@ -105,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="also assign affinities and partition into device segments")
     show.add_argument("--fallback", default="HETERO:FPGA,CPU", metavar="HETERO:DEV,...",
                       help="device priority for affinity (default: %(default)s)")
-    show.add_argument("--hwlinear", action="store_true", help="run linear layers (Gemm/MatMul) on the accelerator")
+    hwlinear_option(show)
     show.add_argument("--dot", metavar="FILE", help="also write the graph as Graphviz DOT, coloured by affinity")
     show.add_argument("--timing", action="store_true", help="print the time each pass took")
     placement_options(show)
@@ -209,7 +210,7 @@ def _quantize_parser(sub) -> None:
     target_options(q)
     q.add_argument("--samples", type=int, default=4,
                    help="evaluation inputs for the comparison (default: %(default)s; other seeds than calibration)")
-    q.add_argument("--hwlinear", action="store_true", help="run linear layers (Gemm/MatMul) on the accelerator")
+    hwlinear_option(q)
     q.add_argument("--no-layers", action="store_true", help="print only the summary, not the per-layer table")
     q.add_argument("--report", nargs="?", const="", metavar="FILE.csv|FILE.json",
                    help="diagnose: each layer's share of the output error and why (saturation, channel spread, "

@@ -50,7 +50,7 @@ def compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrator", default="mse", help="minmax, percentile[:P], entropy or mse")
     parser.add_argument("--mode", default="int8", choices=["int8", "int16", "radix8", "radix16"])
     target_options(parser)
-    parser.add_argument("--hwlinear", action="store_true", help="run linear layers on the accelerator")
+    hwlinear_option(parser)
     placement_options(parser)
     parser.add_argument("--nlayers", type=int, default=-1, help="compile only the first N layers (-1: all)")
     parser.add_argument("--hardware", default="fwdnxt", metavar="PRESET|FILE.json",
@@ -107,6 +107,14 @@ def target_kwargs(args) -> dict:
     if getattr(args, "target_snr", None) is not None:
         kwargs.update(target_snr=args.target_snr, target_budget=args.target_budget)
     return kwargs
+
+
+def hwlinear_option(parser: argparse.ArgumentParser) -> None:
+    """--hwlinear / --no-hwlinear: linear layers (Gemm/MatMul with constant weights) on the accelerator or
+    the CPU (FWDNXT's hwlinear); neither: where the affinity policy finds they pay (target.hwlinear unset)."""
+    parser.add_argument("--hwlinear", action=argparse.BooleanOptionalAction, default=None,
+                        help="linear layers (Gemm/MatMul) on the accelerator (--hwlinear) or the CPU (--no-hwlinear); "
+                             "default: on the accelerator where the placement costs say it pays")
 
 
 def placement_options(parser: argparse.ArgumentParser) -> None:

@@ -26,10 +26,17 @@ from compiler.frontend import import_onnx
 from compiler.frontend.attributes import convert_attribute
 from compiler.frontend.model import OnnxModel
 from ir.graph import onnx_name
-from passes.affinity import check_affinities, choose_device, layer_support, parse_fallback
+from passes.affinity import (
+    auto_linear,
+    check_affinities,
+    choose_device,
+    layer_support,
+    linear_refusal,
+    parse_fallback,
+)
 from passes.infra import PassContext
 from passes.target import Support, make_target
-from runtime.hardware import HardwareConfig
+from runtime.hardware import ACCELERATOR, HOST, HardwareConfig
 
 WEIGHTED = {"Conv": ("weights", "biases"), "ConvTranspose": ("weights", "biases"), "Gemm": ("weights", "biases"),
             "MatMul": ("weights",), "BatchNormalization": ("weights", "biases", "mean", "variance"),
@@ -103,11 +110,12 @@ class LayerQuery:
 
 
 def query_network(model: str | os.PathLike | bytes | onnx.ModelProto, fallback: str, *,
-                  shapes: Mapping[str, Sequence[int]] | None = None, hwlinear: bool = False,
+                  shapes: Mapping[str, Sequence[int]] | None = None, hwlinear: bool | None = None,
                   config: HardwareConfig | None = None) -> dict[str, LayerQuery]:
     """Per ONNX layer name: which of ``fallback``'s devices ("HETERO:FPGA,CPU",
     "FPGA", ...) can run it (every node simplification left of it) and
-    which one the policy (passes.affinity.choose_device) picks
+    which one the policy (passes.affinity.choose_device, and for linear
+    layers with ``hwlinear`` unset passes.affinity.linear_refusal) picks
     (OpenVINO's QueryNetwork and SetAffinity)."""
     from compiler.pipeline import SIMPLIFY
 
@@ -118,15 +126,20 @@ def query_network(model: str | os.PathLike | bytes | onnx.ModelProto, fallback: 
     with PassContext(options=options) as ctx:
         graph = SIMPLIFY(graph)
         targets = [make_target(name, ctx) for name in devices]
+        linear = auto_linear(ctx)
     nodes: dict[str, list] = {}
     for node in graph.nodes:
         nodes.setdefault(onnx_name(node.name), []).append(node)
-    out = {}
+    out, placed = {}, {}
     for index, node in enumerate(proto.graph.node):
         name = layer_name(node, index)
         mine = nodes.get(name, [])
         supports = {target.name: layer_support(mine, target) for target in targets}
-        out[name] = LayerQuery(supports, choose_device(mine, targets)[0] if mine else None)
+        device = choose_device(mine, targets)[0] if mine else None
+        if device == ACCELERATOR and linear_refusal(mine, graph, placed.get, targets, linear) is not None:
+            device = HOST
+        placed.update(dict.fromkeys(mine, device))
+        out[name] = LayerQuery(supports, device)
     return out
 
 

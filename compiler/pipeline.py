@@ -39,6 +39,7 @@ from passes.fold_pad import fold_pad
 from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext, PassInstrument, Sequential
 from passes.layout import layout
+from passes.lower_lrn import lower_lrn
 from passes.partition import partition
 from passes.plan_memory import plan_memory
 from passes.quant.equalize import absorb_bias, equalize
@@ -69,6 +70,7 @@ OPTIMIZE = Sequential([SIMPLIFY, fuse_ops], name="optimize")
 
 PLACE = Sequential([
     assign_affinity,      # HETERO policy: first device of partition.fallback that supports the node
+    lower_lrn,            # accelerator LRNs -> x*x, a 1x1 window-sum Conv, a table, a Mul
     fuse_ops,             # never across devices
     partition,            # cycle-free single-device Segment nodes; tiny device islands back to the CPU
 ], name="place")

@@ -51,7 +51,9 @@ class QuantConfig:
       ONNX nodes kept in float on the CPU; ``encodings`` (an AIMET encodings
       file, document or Encodings) gives the parameters instead of
       calibration, an empty one runs the model in float.
-    - placement: ``hwlinear`` runs linear layers on the accelerator;
+    - placement: ``hwlinear`` True/False runs linear layers on the
+      accelerator/the CPU (FWDNXT's flag), None (default) where the
+      affinity policy finds they pay;
       ``fallback`` is the device priority of the affinity policy,
       ``affinities`` (ONNX node name -> device) place layers by hand
       (passes/affinity.py); ``demote_islands=False`` keeps accelerator
@@ -79,7 +81,7 @@ class QuantConfig:
     layer_precision: Mapping[str, str] = field(default_factory=dict)
     float_layers: tuple[str, ...] = ()
     encodings: str | os.PathLike | Mapping | Encodings | None = None
-    hwlinear: bool = False
+    hwlinear: bool | None = None
     fallback: str = "HETERO:FPGA,CPU"
     affinities: Mapping[str, str] = field(default_factory=dict)
     demote_islands: bool = True
@@ -147,6 +149,10 @@ def _option_value(value: Any) -> Any:
 
 def _fail(name: str, message: str, value: Any) -> QuantizationError:
     return QuantizationError(f"QuantConfig.{name}: {message}, got {value!r}")
+
+
+def _optional_flag(config, name: str, value: Any) -> bool | None:
+    return None if value is None else _flag(config, name, value)
 
 
 def _flag(config, name: str, value: Any) -> bool:
@@ -257,7 +263,7 @@ _CHECKS = {
     "calibration_count": _count(1), "preprocess": _preprocess, "calibrator": _calibrator,
     "tensor_calibrators": _names_to(lambda where, v: _calibrator_spec(where, v, allow_auto=False)),
     "mode": _mode, "layer_precision": _names_to(_precision), "float_layers": _float_layers,
-    "encodings": _encodings, "hwlinear": _flag, "fallback": _fallback, "affinities": _names_to(_text),
+    "encodings": _encodings, "hwlinear": _optional_flag, "fallback": _fallback, "affinities": _names_to(_text),
     "demote_islands": _flag, "equalize": _flag, "absorb_bias": _flag, "head_grids": _flag,
     "channel_grids": _flag, "weight_rounding": _flag, "sensitivity": _count(0), "sensitivity_samples": _count(1),
     "target_snr": _target_snr, "target_budget": _budget, "target_samples": _count(1),

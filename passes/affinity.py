@@ -8,6 +8,14 @@ node must have one, on a device that can run it. Option
 ``partition.affinities`` gives them by ONNX node name (what an
 Inference-Engine user sets on IENetLayer.affinity).
 
+Linear layers (Gemm/MatMul with constant weights) follow ``target.hwlinear``:
+True and False put them on the accelerator and the CPU (FWDNXT's flag);
+unset (the default), :class:`AutoLinear` puts one on the accelerator when
+it feeds an accelerator node (no device segment of its own) and the
+placement costs (passes/placement_costs.py) say the accelerator, with the
+transfers either placement needs, is faster; one whose result goes only to
+the host stays in float.
+
 Each node not on the first (preferred) device records why in
 ``annotations["cpu_reason"]``. A manual affinity that differs from the
 policy's choice marks its node ``annotations["manual_affinity"] = True``, so
@@ -20,13 +28,23 @@ Engine's QueryNetwork, SetAffinity and affinity checks): one policy.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ir.graph import Graph, Node, onnx_name
 from passes.infra import PassContext, graph_pass, register_option
-from passes.target import SUPPORTED, Support, Target, TargetError, make_target
+from passes.placement_costs import cpu_time, device_time, transfer_time
+from passes.target import (
+    SUPPORTED,
+    Support,
+    Target,
+    TargetError,
+    hwlinear_option,
+    is_linear_layer,
+    make_target,
+)
 from runtime import hardware
-from runtime.hardware import DEVICES, HOST, DeviceListError
+from runtime.hardware import ACCELERATOR, DEVICES, HOST, DeviceListError, HardwareConfig
 
 REASON = "cpu_reason"
 RULE = "cpu_rule"
@@ -93,6 +111,66 @@ def choose_device(nodes: Sequence[Node], fallback: Sequence[Target]) -> tuple[st
     return None, refusals
 
 
+AUTO_LINEAR_RULE = "passes/affinity.py:AutoLinear"
+
+
+@dataclass(frozen=True)
+class AutoLinear:
+    """``target.hwlinear`` unset: where a linear layer the accelerator
+    supports pays. It goes to the accelerator when a consumer of its
+    output is there (so it joins that segment, adding none) and the
+    accelerator's time for it plus the host-link transfers that placement
+    needs is less than the CPU's time plus the transfers that one needs
+    (placement_costs). A layer whose result goes to the host only (a model
+    output, CPU consumers: a classifier before a CPU Softmax) stays in
+    float: an int8 output grid, calibrated on a few inputs, clips the
+    largest values, the winning class's logit among them."""
+
+    hardware: HardwareConfig
+
+    def reason(self, node: Node, graph: Graph, device_of: Callable[[Node], str | None],
+               accelerator: Target) -> str | None:
+        """Why ``node`` stays on the CPU; None when the accelerator pays."""
+        tensors = [v for v in node.inputs if v is not None and not v.is_constant]
+        from_device = [v for v in tensors if v.producer is not None and device_of(v.producer) == ACCELERATOR]
+        users = [user for value in node.outputs for user, _ in value.uses]
+        device_users = [user for user in users if accelerator.supports(user)]
+        if not device_users:
+            return (f"{node.op} (a linear layer) writes its result for the host only (a model output or CPU "
+                    "consumers): kept in float, as an int8 grid calibrated on a few inputs clips the largest values "
+                    "(target.hwlinear unset; True puts it on the accelerator)")
+        to_host = len(device_users) < len(users) or any(value in graph.outputs for value in node.outputs)
+        out = sum(transfer_time(v.type, self.hardware) for v in node.outputs)
+        on_device = device_time(node, self.hardware) + (out if to_host else 0.0) + sum(
+            transfer_time(v.type, self.hardware) for v in tensors if v not in from_device)
+        on_cpu = cpu_time(node) + out + sum(transfer_time(v.type, self.hardware) for v in from_device)
+        if on_device < on_cpu:
+            return None
+        return (f"{node.op} (a linear layer) is faster on the CPU: {on_cpu * 1e6:.1f} us there, "
+                f"{on_device * 1e6:.1f} us on the accelerator with its transfers (target.hwlinear unset; "
+                "True puts it there)")
+
+
+def auto_linear(ctx: PassContext) -> AutoLinear | None:
+    """The linear-layer policy when ``target.hwlinear`` is unset, else None."""
+    return AutoLinear(ctx.option("target.hardware")) if hwlinear_option(ctx) is None else None
+
+
+def linear_refusal(nodes: Sequence[Node], graph: Graph, device_of: Callable[[Node], str | None],
+                   fallback: Sequence[Target], policy: AutoLinear | None) -> Support | None:
+    """Why ``nodes``, which the fallback policy put on the accelerator, go
+    to the CPU instead: a linear layer among them that does not pay there
+    (``policy``), when the fallback lists a CPU that runs them; else None."""
+    host = next((t for t in fallback if t.name == HOST), None)
+    if policy is None or host is None or not layer_support(nodes, host):
+        return None
+    for node in nodes:
+        why = policy.reason(node, graph, device_of, fallback[0]) if is_linear_layer(node) else None
+        if why:
+            return Support(False, why, AUTO_LINEAR_RULE)
+    return None
+
+
 @graph_pass(opt_level=0)
 def assign_affinity(graph: Graph, ctx: PassContext) -> Graph:
     """Set ``node.affinity`` on every top-level node: the fallback policy,
@@ -101,10 +179,10 @@ def assign_affinity(graph: Graph, ctx: PassContext) -> Graph:
     fallback = [targets[name] for name in parse_fallback(ctx.option("partition.fallback"))]
     _apply_manual(graph, dict(ctx.option("partition.affinities")))
     if any(node.affinity for node in graph.nodes):
-        _check_manual(graph, targets, fallback)
+        _check_manual(graph, targets, fallback, auto_linear(ctx))
     else:
         _apply_fallback(graph, fallback, set(ctx.option("quant.float_layers")),
-                        dict(ctx.option("partition.host_layers")))
+                        dict(ctx.option("partition.host_layers")), auto_linear(ctx))
     return graph
 
 
@@ -119,11 +197,12 @@ def _apply_manual(graph: Graph, affinities: dict[str, str]) -> None:
         node.affinity = affinities[onnx_name(node.name)]
 
 
-def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str],
-                    host_layers: dict[str, str]) -> None:
+def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str], host_layers: dict[str, str],
+                    linear: AutoLinear | None) -> None:
     """The policy; nodes the user keeps in float, nodes of the layers the
     compiler moves to the host (``host_layers``: ONNX name -> why), and
-    nodes a pass marked ``host_only``, go to the CPU (which runs float32)."""
+    nodes a pass marked ``host_only``, go to the CPU (which runs float32);
+    linear layers as ``linear`` says when hwlinear is unset."""
     host = next((t for t in fallback if t.name == HOST), None)
     for node in graph.nodes:
         if onnx_name(node.name) in float_layers and host is not None:
@@ -138,18 +217,35 @@ def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]
             node.affinity = HOST
             _record_reason(node, node.annotations[HOST_ONLY])
             continue
-        device, refusals = choose_device([node], fallback)
+        device, why = _policy(node, graph, fallback, linear)
         if device is None:
-            why = "; ".join(f"{name}: {support.reason}" for name, support in refusals.items())
-            raise AffinityError(f"{node.op} node {node.name!r} can run on none of {list(refusals)}: {why}")
+            raise AffinityError(f"{node.op} node {node.name!r} can run on none of {[t.name for t in fallback]}: "
+                                f"{why}")
         node.affinity = device
         node.annotations.pop(MANUAL, None)
-        _record_reason(node, refusals.get(fallback[0].name))
+        _record_reason(node, why)
 
 
-def _check_manual(graph: Graph, targets: dict[str, Target], fallback: list[Target]) -> None:
+def _policy(node: Node, graph: Graph, fallback: list[Target], linear: AutoLinear | None
+            ) -> tuple[str | None, Support | str | None]:
+    """The device the fallback policy gives ``node`` (its producers placed)
+    and why it is not the first one (all refusals when no device runs it)."""
+    device, refusals = choose_device([node], fallback)
+    if device is None:
+        return None, "; ".join(f"{name}: {support.reason}" for name, support in refusals.items())
+    refusal = linear_refusal([node], graph, _affinity, fallback, linear) if device == ACCELERATOR else None
+    return (HOST, refusal) if refusal is not None else (device, refusals.get(fallback[0].name))
+
+
+def _affinity(node: Node) -> str | None:
+    return node.affinity
+
+
+def _check_manual(graph: Graph, targets: dict[str, Target], fallback: list[Target], linear: AutoLinear | None
+                  ) -> None:
     """Every node has a device that can run it; those differing from the
-    policy's choice are marked manual."""
+    policy's choice are marked manual (a linear layer the policy keeps on
+    the CPU keeps that reason there)."""
     unassigned = [node.name for node in graph.nodes if not node.affinity]
     if unassigned:
         raise AffinityError(f"some nodes have an affinity, so the fallback policy is off and every node needs "
@@ -163,8 +259,9 @@ def _check_manual(graph: Graph, targets: dict[str, Target], fallback: list[Targe
         if not support:
             raise AffinityError(f"{node.op} node {node.name!r} has affinity {node.affinity!r}, "
                                 f"which cannot run it: {support.reason}")
-        _mark_manual(node, choose_device([node], fallback)[0] != node.affinity)
-        _record_reason(node, _manual_reason(node, fallback[0]))
+        device, why = _policy(node, graph, fallback, linear)
+        _mark_manual(node, device != node.affinity)
+        _record_reason(node, why if device == node.affinity else _manual_reason(node, fallback[0]))
 
 
 def _mark_manual(node: Node, manual: bool) -> None:

@@ -25,7 +25,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Iterator
 
-from ir.graph import Graph, Node, Value, carry_quant
+from ir.graph import Graph, Node, Value, carry_quant, onnx_name
 from passes.affinity import HOST_ONLY, MANUAL, REASON, RULE
 from passes.infra import PassContext, PassError, graph_pass
 from passes.placement_costs import cpu_time, device_time, transfer_time
@@ -230,10 +230,12 @@ def _demote_if_slower(seg: _Segment, hardware: HardwareConfig) -> bool:
     saved = sum(cpu_time(n) - device_time(n, hardware) for n in seg.nodes)
     if transfers <= saved:
         return False
-    reason = (f"{seg.device} island of {len(seg.nodes)} node(s) between CPU segments moved to the CPU: its "
+    members = [[node, *(node.attrs["body"].nodes if node.op == "Fused" else ())] for node in seg.nodes]
+    count = len({onnx_name(m.name) for group in members for m in group[1:] or group})
+    reason = (f"{seg.device} island of {count} node(s) between CPU segments moved to the CPU: its "
               f"transfers take {transfers * 1e6:.1f} us, the {seg.device} saves {saved * 1e6:.1f} us")
-    for node in seg.nodes:
-        for member in [node, *(node.attrs["body"].nodes if node.op == "Fused" else ())]:
+    for group in members:
+        for member in group:
             member.affinity = HOST
             member.annotations[REASON] = reason
             member.annotations[RULE] = ISLAND_RULE

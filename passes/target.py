@@ -45,9 +45,10 @@ VIEW_OPS = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 MOVE_OPS = frozenset({"Transpose", "Slice", "Split", "Pad", "DepthToSpace", "SpaceToDepth"})
 """Pure data movement: the bytes do not change, DMA addressing moves them."""
 
-register_option("target.hwlinear", bool, False,
-                "Run Gemm/MatMul with constant weights (linear layers) on the accelerator, as FWDNXT's "
-                "hwlinear flag: faster, less precise. Off: they run on the CPU.")
+register_option("target.hwlinear", object, None,
+                "Where Gemm/MatMul with constant weights (linear layers) run: None (unset, the default): where "
+                "the affinity policy finds they pay (passes/affinity.py, by the placement costs); True: on the "
+                "accelerator, False: on the CPU (FWDNXT's hwlinear flag, 1 and 0).")
 register_option("target.hardware", HardwareConfig, HardwareConfig(),
                 "The accelerator's HardwareConfig (cards, clusters, MAC units, buffers, clock, bandwidths) "
                 "used by the support rules and the placement costs.")
@@ -101,9 +102,24 @@ class Target:
         return SUPPORTED
 
 
-def accelerator(hardware: HardwareConfig = HardwareConfig(), hwlinear: bool = False) -> Target:
-    """The accelerator target for one hardware config."""
+def accelerator(hardware: HardwareConfig = HardwareConfig(), hwlinear: bool | None = None) -> Target:
+    """The accelerator target for one hardware config; ``hwlinear=False``
+    refuses linear layers (unset and True accept them: the affinity policy
+    decides where unset ones go)."""
     return Target(ACCELERATOR, partial(_accelerator_reason, _Spec(hardware, hwlinear)))
+
+
+def hwlinear_option(ctx: PassContext) -> bool | None:
+    """``target.hwlinear``, checked: None (unset), True or False."""
+    value = ctx.option("target.hwlinear")
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        raise TargetError(f"pass option 'target.hwlinear' must be None (unset), True or False, got {value!r}")
+    return None if value is None else bool(value)
+
+
+def is_linear_layer(node: Node) -> bool:
+    """A Gemm or MatMul with constant weights (what ``target.hwlinear`` places)."""
+    return node.op in ("Gemm", "MatMul") and len(node.inputs) > 1 and node.inputs[1].is_constant
 
 
 def cpu() -> Target:
@@ -114,7 +130,7 @@ def cpu() -> Target:
 def make_target(name: str, ctx: PassContext) -> Target:
     """The target called ``name``, configured by the context's options."""
     if name == ACCELERATOR:
-        return accelerator(ctx.option("target.hardware"), ctx.option("target.hwlinear"))
+        return accelerator(ctx.option("target.hardware"), hwlinear_option(ctx))
     if name == HOST:
         return cpu()
     raise TargetError(f"unknown device {name!r}; the devices are {list(DEVICES)}")
@@ -129,7 +145,7 @@ def _cpu_reason(node: Node) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class _Spec:
     hardware: HardwareConfig
-    hwlinear: bool
+    hwlinear: bool | None
 
 
 Rule = Callable[[Node, _Spec], str | None]
@@ -513,8 +529,8 @@ def _softmax(node: Node, spec: _Spec) -> str | None:
 
 
 def _linear(node: Node, spec: _Spec) -> str | None:
-    if not spec.hwlinear:
-        return f"{node.op} (a linear layer) runs on the accelerator only with the hwlinear option (target.hwlinear)"
+    """A CONV of a one-row map against a constant weight matrix; the user's
+    hwlinear=False keeps it on the CPU (unset: the affinity policy decides)."""
     if node.op == "Gemm" and node.attrs["transA"]:
         return "Gemm transA=1: the accelerator's left operand is the activation, untransposed"
     reason = _not_constant(node, {1: "weights", 2: "bias"})
@@ -522,7 +538,23 @@ def _linear(node: Node, spec: _Spec) -> str | None:
         return reason
     if node.inputs[1].type.rank != 2:
         return f"{node.op} weights %{node.inputs[1].name} {node.inputs[1].type} are not a matrix"
+    if spec.hwlinear is False:
+        return f"{node.op} (a linear layer) is kept on the CPU by the hwlinear option (target.hwlinear=False)"
     return None
+
+
+def _lrn(node: Node, spec: _Spec) -> str | None:
+    """Lowered to a table of x*x, a 1x1 CONV summing the channel window, a
+    table of ``(bias + alpha/size * s) ** -beta`` and an ELTWISE product
+    (passes/lower_lrn.py): the base must stay positive for the table."""
+    rank = node.inputs[0].type.rank
+    if rank != DEVICE_RANK:
+        return f"LRN over a rank-{rank} tensor: the accelerator sums the channel window of N,C,H,W tensors"
+    a = node.attrs
+    if a["bias"] <= 0 or a["alpha"] < 0:
+        return (f"LRN bias={a['bias']}, alpha={a['alpha']}: (bias + alpha/size * s) ** -beta is unbounded or "
+                "undefined for some s >= 0, so no table holds it")
+    return _filter_fits(node, node.inputs[0].type.shape[1], spec.hardware)
 
 
 def _batch_norm(node: Node, spec: _Spec) -> str | None:
@@ -546,6 +578,7 @@ _RULES: dict[str, Rule] = {
     "Resize": _resize,
     "Gemm": _linear, "MatMul": _matmul, "Softmax": _softmax,
     "BatchNormalization": _batch_norm,  # a per-channel scale and shift
+    "LRN": _lrn,  # lowered to ops the accelerator has (passes/lower_lrn.py)
     # Free views: device tensors lie in card DRAM dense and plane-major (row-major N,C,H,W, as FWDNXT's),
     # so a new shape moves no byte. Code generation must keep that layout, or these rules must change.
     "Identity": _always, "Reshape": _always, "Flatten": _always, "Squeeze": _always, "Unsqueeze": _always,

@@ -79,6 +79,8 @@ class FWDNXT:
 
     def __init__(self):
         self._flags = _defaults()
+        self._given: set[str] = set()
+        """Flags SetFlag set since the last reset (hwlinear unset leaves linear layers to the policy)."""
         self._session: _Session | None = None
         self._bitfile: str | None = None
         self._freed = False
@@ -118,7 +120,7 @@ class FWDNXT:
                 warnings.simplefilter("ignore")
             try:
                 compiled = compile_model(modeldir, image=image, samples=samples, outfile=outfile, numcard=numcard,
-                                         numclus=numclus, nlayers=nlayers, hwlinear=bool(flags["hwlinear"]),
+                                         numclus=numclus, nlayers=nlayers, hwlinear=self._hwlinear(),
                                          split=bool(flags["clustersbatchmode"]),
                                          imgs_per_cluster=flags["imgs_per_cluster"], mvbatch=bool(flags["mvbatch"]),
                                          mode="int8" if flags["int8mode"] else "int16")
@@ -192,6 +194,7 @@ class FWDNXT:
             print(help_text())
         elif name == "reset":
             self._flags.update(_defaults())
+            self._given.clear()
         elif name == "options":
             settings, ignored = option_settings(str(value))
             for letter, flag, setting, why in settings:
@@ -222,7 +225,14 @@ class FWDNXT:
         if name in ("nonfinite", "reset") and self._session is not None:
             self._session.engine.nonfinite = nonfinite_policy(self._flags["nonfinite"] or None)
 
+    def _hwlinear(self) -> bool | None:
+        """hwlinear as FWDNXT means it when set (1: linear layers on the
+        accelerator, 0: on the CPU); unset, Tessera's default: where the
+        affinity policy finds they pay (passes/affinity.py)."""
+        return bool(self._flags["hwlinear"]) if "hwlinear" in self._given else None
+
     def _store(self, name: str, value: Any) -> None:
+        self._given.add(name)
         self._flags[name] = value
         if name in ALIASES:
             self._flags[ALIASES[name]] = value

@@ -32,7 +32,7 @@ CONFIG_KEYS = {
                                    "on the CPU and feed to calibration before the int8 program takes over (default 32; "
                                    "unset: the environment variable of that name)",
     "TESSERA_CALIBRATOR": "the range method: minmax, percentile, percentile:<p>, entropy, mse (default)",
-    "TESSERA_HWLINEAR": "YES/NO: fully-connected layers on the accelerator too",
+    "TESSERA_HWLINEAR": "YES/NO: fully-connected layers on the accelerator/the CPU (unset: where they pay)",
     "TESSERA_DEMOTE_ISLANDS": "YES (default)/NO: move an accelerator segment whose host transfers cost more than "
                               "it saves back to the CPU",
     "TESSERA_DOT_DIR": "the folder HETERO_DUMP_GRAPH_DOT writes to (default: the working folder)",

@@ -136,7 +136,7 @@ class IEPlugin:
             return {}
         try:
             return _network().query_network(net._model_proto(), fallback, shapes=net._shapes(),
-                                            hwlinear=self._config.get("TESSERA_HWLINEAR") == "YES")
+                                            hwlinear=_hwlinear(self._config))
         except TesseraError as exc:
             raise InferenceEngineError(f"network {net.name!r}: {exc}") from exc
 
@@ -263,7 +263,7 @@ class IEPlugin:
         fallback = self._fallback()
         affinities = self._affinities(net, fallback)
         keywords: dict[str, Any] = {"calibrator": self._config.get("TESSERA_CALIBRATOR", "mse"),
-                                    "hwlinear": self._config.get("TESSERA_HWLINEAR") == "YES",
+                                    "hwlinear": _hwlinear(self._config),
                                     "demote_islands": self._config.get("TESSERA_DEMOTE_ISLANDS") != "NO"}
         samples = self._config.get("TESSERA_CALIBRATION_DATA") or os.environ.get("TESSERA_CALIBRATION_DATA") or None
         devices = parse_fallback(fallback)
@@ -431,3 +431,10 @@ def _network():
         raise InferenceEngineError(f"an ONNX network's layer placement needs Tessera's compiler (onnx): "
                                    f"{exc}") from exc
     return network
+
+
+def _hwlinear(config: dict) -> bool | None:
+    """TESSERA_HWLINEAR: YES/NO put linear layers on the accelerator/the CPU;
+    unset, the affinity policy places them where they pay."""
+    value = config.get("TESSERA_HWLINEAR")
+    return None if value is None else value == "YES"

@@ -250,3 +250,20 @@ def test_the_installed_command_prints_no_traceback_unless_debug(model_file, tmp_
     debug = subprocess.run(argv + ["--debug"], capture_output=True, text=True, timeout=120)
     assert debug.returncode == 1 and debug.stderr.startswith("Traceback")
     assert debug.stderr.splitlines()[-1] == plain.stderr.strip()
+
+
+@pytest.mark.parametrize("flag, device", [([], "FPGA"), (["--hwlinear"], "FPGA"), (["--no-hwlinear"], "CPU")])
+def test_show_places_linear_layers_by_the_policy_unless_hwlinear_is_given(tmp_path, capsys, flag, device):
+    """Relu -> Gemm -> Relu: unset, the Gemm joins the Relus on the accelerator (it pays); --no-hwlinear
+    keeps it on the CPU, as FWDNXT's hwlinear=0."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [64, 32], np.ones(64 * 32, np.float32))
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                               helper.make_node("Gemm", ["r", "w"], ["g"], name="fc"),
+                               helper.make_node("Relu", ["g"], ["y"], name="relu2")], "m", [x], [y], [w])
+    path = tmp_path / "fc.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    assert main(["show", str(path), "--partition", *flag]) == 0
+    (gemm,) = [line for line in capsys.readouterr().out.splitlines() if "= Gemm(" in line]
+    assert f"@{device}" in gemm and (device == "FPGA" or "target.hwlinear=False" in gemm)

@@ -3,14 +3,15 @@ import numpy as np
 import pytest
 
 from ir import GraphBuilder
-from passes.affinity import MANUAL, REASON, RULE, AffinityError, assign_affinity, parse_fallback
+from passes.affinity import AUTO_LINEAR_RULE, MANUAL, REASON, RULE, AffinityError, assign_affinity, parse_fallback
 from passes.infra import PassContext
+from runtime.hardware import HardwareConfig
 
 rng = np.random.default_rng(0)
 
 
 def net():
-    """conv -> relu -> erf -> conv2, and a gemm head (linear layers need hwlinear)."""
+    """conv -> relu -> erf -> conv2, and a gemm head (its result for the host: kept in float)."""
     b = GraphBuilder("net")
     x = b.input("x", [1, 4, 8, 8])
     w = b.const(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w")
@@ -34,13 +35,15 @@ def test_first_device_that_supports_each_node():
     assert placement(g) == {"conv": "FPGA", "relu": "FPGA", "erf": "CPU", "conv2": "FPGA", "flat": "FPGA",
                             "gemm": "CPU"}
     assert g.node("erf").annotations[REASON] == "op Softmax has no accelerator implementation"
-    assert "hwlinear" in g.node("gemm").annotations[REASON]
+    assert "writes its result for the host only" in g.node("gemm").annotations[REASON]
     assert REASON not in g.node("conv").annotations and MANUAL not in g.node("conv").annotations
 
 
 def test_options_change_the_placement():
     g = run(net(), **{"target.hwlinear": True})
     assert g.node("gemm").affinity == "FPGA" and REASON not in g.node("gemm").annotations
+    g = run(net(), **{"target.hwlinear": False})
+    assert g.node("gemm").affinity == "CPU" and "target.hwlinear=False" in g.node("gemm").annotations[REASON]
     g = run(net(), **{"partition.fallback": "FPGA,CPU"})
     assert placement(g) == placement(run(net()))
     g = run(net(), **{"partition.fallback": "HETERO:CPU,FPGA"})
@@ -111,5 +114,39 @@ def test_stale_reasons_are_replaced():
     g = run(net())
     for node in g.nodes:
         node.affinity = None
+    run(g, **{"target.hwlinear": False})
+    assert "target.hwlinear=False" in g.node("gemm").annotations[REASON]
+    for node in g.nodes:
+        node.affinity = None
     run(g, **{"target.hwlinear": True})
     assert REASON not in g.node("gemm").annotations
+
+
+def head(softmax_first: bool):
+    """[Softmax ->] Gemm -> Relu: a linear layer after a CPU node, or first, before a device node."""
+    b = GraphBuilder("head")
+    x = b.input("x", [1, 64])
+    if softmax_first:
+        x = b.Softmax(x, name="softmax")
+    y = b.Gemm(x, b.const(rng.standard_normal((64, 32)).astype(np.float32)), name="gemm")
+    return b.build(y if softmax_first else b.Relu(y, name="relu"))
+
+
+def test_unset_hwlinear_keeps_a_linear_layer_whose_result_goes_to_the_host_in_float():
+    g = run(head(softmax_first=True))
+    assert g.node("gemm").affinity == "CPU"
+    assert "writes its result for the host only" in g.node("gemm").annotations[REASON]
+    assert g.node("gemm").annotations[RULE] == AUTO_LINEAR_RULE
+    assert run(head(softmax_first=True), **{"target.hwlinear": True}).node("gemm").affinity == "FPGA"
+
+
+def test_unset_hwlinear_places_a_linear_layer_by_the_placement_costs():
+    """A consumer on the accelerator is a neighbour; the costs decide: the default card is faster than the
+    CPU with the input's transfer, a card clocked a thousand times slower is not."""
+    assert run(head(softmax_first=False)).node("gemm").affinity == "FPGA"
+    slow = HardwareConfig(clock_hz=250_000, dram_bandwidth=16e6)
+    g = run(head(softmax_first=False), **{"target.hardware": slow})
+    assert g.node("gemm").affinity == "CPU" and g.node("relu").affinity == "FPGA"
+    assert "faster on the CPU" in g.node("gemm").annotations[REASON]
+    assert run(head(softmax_first=False), **{"target.hardware": slow, "target.hwlinear": True}
+               ).node("gemm").affinity == "FPGA"

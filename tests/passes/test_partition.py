@@ -177,6 +177,18 @@ def test_tiny_islands_move_to_the_cpu_with_a_reason():
     assert reason.startswith("FPGA island of 1 node(s) between CPU segments moved to the CPU: its transfers take ")
 
 
+def test_an_islands_reason_counts_the_onnx_nodes_inside_its_fused_groups():
+    from passes.fuse_ops import make_fused
+
+    b = GraphBuilder("tiny")
+    y = b.Relu(b.Abs(b.Softmax(b.input("x", SHAPE), name="e1"), name="a"), name="r")
+    g = b.build(b.Softmax(y, name="e2"))
+    make_fused(g, [g.node("a"), g.node("r")])
+    g = partitioned(g, **{"partition.demote_islands": True})
+    reason = g.nodes[0].attrs["body"].node("fused_r").attrs["body"].node("a").annotations[REASON]
+    assert reason.startswith("FPGA island of 2 node(s) between CPU segments")
+
+
 def test_islands_stay_when_the_option_is_off():
     g = partitioned(tiny_island())
     assert layout(g) == [("CPU", ("e1",)), ("FPGA", ("r",)), ("CPU", ("e2",))]

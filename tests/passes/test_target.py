@@ -291,12 +291,15 @@ def test_resize_by_sizes_and_runtime_scales():
 
 # ---------------------------------------------------------------- linear layers, BN, layout ops
 
-def test_linear_layers_need_hwlinear():
+def test_linear_layers_run_on_the_accelerator_unless_hwlinear_is_off():
+    """Unset (the affinity policy decides where they pay) and True accept them; False refuses."""
     b = GraphBuilder()
     x = b.input("x", [2, 16])
     gemm = last(b.Gemm(x, b.const(weights(16, 8)), b.const(weights(8))))
     matmul = last(b.MatMul(x, b.const(weights(16, 8))))
-    assert "hwlinear option (target.hwlinear)" in reason(gemm)
+    assert ok(gemm) and ok(matmul)
+    assert reason(gemm, accelerator(hwlinear=False)) == \
+        "Gemm (a linear layer) is kept on the CPU by the hwlinear option (target.hwlinear=False)"
     on = accelerator(hwlinear=True)
     assert ok(gemm, on) and ok(matmul, on)
     assert "MatMul weights %x is computed at run time" in reason(last(b.MatMul(b.const(weights(3, 2)), x)), on)
@@ -371,9 +374,12 @@ def test_cpu_target_runs_every_op_with_a_kernel():
 def test_make_target_reads_the_context_options():
     b = GraphBuilder()
     gemm = last(b.Gemm(b.input("x", [2, 16]), b.const(weights(16, 8))))
-    with PassContext(options={"target.hwlinear": True}) as ctx:
-        assert make_target(ACCELERATOR, ctx).supports(gemm)
-    assert not make_target(ACCELERATOR, PassContext()).supports(gemm)
+    with PassContext(options={"target.hwlinear": False}) as ctx:
+        assert not make_target(ACCELERATOR, ctx).supports(gemm)
+    assert make_target(ACCELERATOR, PassContext()).supports(gemm)
+    with PassContext(options={"target.hwlinear": "yes"}) as ctx, \
+            pytest.raises(TargetError, match="'target.hwlinear' must be None \\(unset\\), True or False, got 'yes'"):
+        make_target(ACCELERATOR, ctx)
     assert make_target(HOST, PassContext()).name == "CPU"
     with pytest.raises(TargetError, match=r"unknown device 'GPU'; the devices are \['FPGA', 'CPU'\]"):
         make_target("GPU", PassContext())
@@ -381,7 +387,7 @@ def test_make_target_reads_the_context_options():
 
 def test_options_are_registered_with_types_and_docs():
     options = registered_options()
-    expected = {"target.hwlinear": (bool, False), "target.hardware": (HardwareConfig, HardwareConfig()),
+    expected = {"target.hwlinear": (object, None), "target.hardware": (HardwareConfig, HardwareConfig()),
                 "partition.fallback": (str, "HETERO:FPGA,CPU"), "partition.demote_islands": (bool, True)}
     for name, (kind, default) in expected.items():
         assert (options[name].type, options[name].default) == (kind, default) and options[name].doc

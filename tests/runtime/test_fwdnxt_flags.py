@@ -296,3 +296,26 @@ def test_flag_values_are_checked(tmp_path):
         ie.Init(str(tmp_path / "file"), "")
     with pytest.raises(FWDNXTError, match="Init: .*missing.bin: cannot read the binary: No such file"):
         ie.Init(str(tmp_path / "missing.bin"), "")
+
+
+@pytest.mark.parametrize("settings, hwlinear", [([], None), ([("hwlinear", 1)], True), ([("hwlinear", 0)], False),
+                                                ([("options", "H")], True), ([("hwlinear", 1), ("reset", "")], None)])
+def test_hwlinear_keeps_fwdnxts_meaning_when_set_and_leaves_linear_layers_to_the_policy_when_not(
+        monkeypatch, settings, hwlinear):
+    """Compile passes hwlinear=1/0 as True/False; never set (or reset), None: the affinity policy places
+    linear layers where the placement costs say they pay (passes/affinity.py)."""
+    import compiler.compile
+
+    class Seen(Exception):
+        pass
+
+    def compile_model(*args, **kwargs):
+        raise Seen(kwargs["hwlinear"])
+
+    monkeypatch.setattr(compiler.compile, "compile_model", compile_model)
+    ie = FWDNXT()
+    for name, value in settings:
+        ie.SetFlag(name, value)
+    with pytest.raises(Seen) as seen:
+        ie.Compile("4x4x3", "model.onnx", "model.bin")
+    assert seen.value.args == (hwlinear,)

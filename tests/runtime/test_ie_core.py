@@ -158,7 +158,8 @@ def test_a_binary_network_reports_ir_types_of_its_compiled_layers(tmp_path):
     assert isinstance(net.inputs["x"], InputInfo) and list(net.outputs) == [t for t in net.outputs]
 
 
-@pytest.mark.parametrize("fallback, hwlinear", [("FPGA,CPU", False), ("FPGA,CPU", True), ("CPU,FPGA", False)])
+@pytest.mark.parametrize("fallback, hwlinear", [("FPGA,CPU", False), ("FPGA,CPU", True), ("FPGA,CPU", None),
+                                               ("CPU,FPGA", False)])
 def test_ie_query_network_and_the_compiler_place_layers_by_the_one_policy(path, fallback, hwlinear):
     """IECore.query_network, compiler.network.query_network and the
     compile's affinity pass give every layer the same device; the IE's
@@ -172,7 +173,8 @@ def test_ie_query_network_and_the_compiler_place_layers_by_the_one_policy(path, 
     from passes.infra import PassContext
 
     ie = IECore()
-    ie.set_config({"TESSERA_HWLINEAR": "YES" if hwlinear else "NO"}, "HETERO")
+    if hwlinear is not None:  # unset: the policy places linear layers where they pay
+        ie.set_config({"TESSERA_HWLINEAR": "YES" if hwlinear else "NO"}, "HETERO")
     net = ie.read_network(model=path)
     by_ie = ie.query_network(net, f"HETERO:{fallback}")
     by_query = {name: q.device for name, q in query_network(path, fallback, hwlinear=hwlinear).items()}
