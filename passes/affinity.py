@@ -122,8 +122,8 @@ class AutoLinear:
     accelerator's time for it plus the host-link transfers that placement
     needs is less than the CPU's time plus the transfers that one needs
     (placement_costs). A layer whose result goes to the host only (a model
-    output, CPU consumers: a classifier before a CPU Softmax) stays in
-    float: an int8 output grid, calibrated on a few inputs, clips the
+    output, CPU consumers, or a Softmax that makes a model output: a
+    classifier's head) stays in float: an int8 output grid, calibrated on a few inputs, clips the
     largest values, the winning class's logit among them."""
 
     hardware: HardwareConfig
@@ -134,7 +134,7 @@ class AutoLinear:
         tensors = [v for v in node.inputs if v is not None and not v.is_constant]
         from_device = [v for v in tensors if v.producer is not None and device_of(v.producer) == ACCELERATOR]
         users = [user for value in node.outputs for user, _ in value.uses]
-        device_users = [user for user in users if accelerator.supports(user)]
+        device_users = [user for user in users if accelerator.supports(user) and not _normalises_for_host(user, graph)]
         if not device_users:
             return (f"{node.op} (a linear layer) writes its result for the host only (a model output or CPU "
                     "consumers): kept in float, as an int8 grid calibrated on a few inputs clips the largest values "
@@ -149,6 +149,13 @@ class AutoLinear:
         return (f"{node.op} (a linear layer) is faster on the CPU: {on_cpu * 1e6:.1f} us there, "
                 f"{on_device * 1e6:.1f} us on the accelerator with its transfers (target.hwlinear unset; "
                 "True puts it there)")
+
+
+def _normalises_for_host(node: Node, graph: Graph) -> bool:
+    """A Softmax whose result is only model outputs: the classifier's
+    normalisation, which on the accelerator would read the logits on an int8
+    grid all the same (the linear layer before it stays in float with it)."""
+    return node.op == "Softmax" and all(not value.uses and value in graph.outputs for value in node.outputs)
 
 
 def auto_linear(ctx: PassContext) -> AutoLinear | None:

@@ -16,7 +16,7 @@ def net():
     x = b.input("x", [1, 4, 8, 8])
     w = b.const(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w")
     y = b.Relu(b.Conv(x, w, pads=[1, 1, 1, 1], name="conv"), name="relu")
-    y = b.Conv(b.Softmax(y, name="erf"), w, pads=[1, 1, 1, 1], name="conv2")
+    y = b.Conv(b.LogSoftmax(y, name="erf"), w, pads=[1, 1, 1, 1], name="conv2")
     flat = b.Flatten(y, name="flat")
     return b.build(b.Gemm(flat, b.const(rng.standard_normal((256, 10)).astype(np.float32)), name="gemm"))
 
@@ -34,7 +34,7 @@ def test_first_device_that_supports_each_node():
     g = run(net())
     assert placement(g) == {"conv": "FPGA", "relu": "FPGA", "erf": "CPU", "conv2": "FPGA", "flat": "FPGA",
                             "gemm": "CPU"}
-    assert g.node("erf").annotations[REASON] == "op Softmax has no accelerator implementation"
+    assert g.node("erf").annotations[REASON] == "op LogSoftmax has no accelerator implementation"
     assert "writes its result for the host only" in g.node("gemm").annotations[REASON]
     assert REASON not in g.node("conv").annotations and MANUAL not in g.node("conv").annotations
 
@@ -52,7 +52,7 @@ def test_options_change_the_placement():
 
 
 def test_no_device_supports_a_node():
-    with pytest.raises(AffinityError, match=r"Softmax node 'erf' can run on none of \['FPGA'\]: FPGA: op Softmax "
+    with pytest.raises(AffinityError, match=r"LogSoftmax node 'erf' can run on none of \['FPGA'\]: FPGA: op LogSoftmax "
                                             r"has no accelerator implementation"):
         run(net(), **{"partition.fallback": "FPGA"})
 
@@ -88,18 +88,18 @@ def test_manual_affinities_are_kept_and_checked():
     assert set(placement(g).values()) == {"CPU"}
     conv, erf = g.node("conv"), g.node("erf")
     assert conv.annotations == {MANUAL: True, REASON: "placed on CPU by hand"}
-    assert erf.annotations == {REASON: "op Softmax has no accelerator implementation",  # the policy agrees
-                               RULE: "passes/target.py: no rule for Softmax"}
+    assert erf.annotations == {REASON: "op LogSoftmax has no accelerator implementation",  # the policy agrees
+                               RULE: "passes/target.py: no rule for LogSoftmax"}
 
 
 def test_manual_affinity_on_a_device_that_cannot_run_the_node():
     g = run(net())
     g.node("erf").affinity = "FPGA"
-    with pytest.raises(AffinityError, match="Softmax node 'erf' has affinity 'FPGA', which cannot run it: op Softmax "
-                                            "has no accelerator implementation"):
+    with pytest.raises(AffinityError, match="LogSoftmax node 'erf' has affinity 'FPGA', which cannot run it: "
+                                            "op LogSoftmax has no accelerator implementation"):
         run(g)
     g.node("erf").affinity = "GPU"
-    with pytest.raises(AffinityError, match=r"Softmax node 'erf' has affinity 'GPU'; the devices are"):
+    with pytest.raises(AffinityError, match=r"LogSoftmax node 'erf' has affinity 'GPU'; the devices are"):
         run(g)
 
 
@@ -123,11 +123,11 @@ def test_stale_reasons_are_replaced():
 
 
 def head(softmax_first: bool):
-    """[Softmax ->] Gemm -> Relu: a linear layer after a CPU node, or first, before a device node."""
+    """[LogSoftmax ->] Gemm -> Relu: a linear layer after a CPU node, or first, before a device node."""
     b = GraphBuilder("head")
     x = b.input("x", [1, 64])
     if softmax_first:
-        x = b.Softmax(x, name="softmax")
+        x = b.LogSoftmax(x, name="softmax")
     y = b.Gemm(x, b.const(rng.standard_normal((64, 32)).astype(np.float32)), name="gemm")
     return b.build(y if softmax_first else b.Relu(y, name="relu"))
 
@@ -150,3 +150,23 @@ def test_unset_hwlinear_places_a_linear_layer_by_the_placement_costs():
     assert "faster on the CPU" in g.node("gemm").annotations[REASON]
     assert run(head(softmax_first=False), **{"target.hardware": slow, "target.hwlinear": True}
                ).node("gemm").affinity == "FPGA"
+
+
+def classifier(softmax_output: bool):
+    """conv -> flatten -> gemm (logits) -> Softmax, the probabilities a model output or read by a Relu."""
+    b = GraphBuilder("classifier")
+    x = b.input("x", [1, 4, 8, 8])
+    y = b.Conv(x, b.const(rng.standard_normal((4, 4, 3, 3)).astype(np.float32)), pads=[1, 1, 1, 1], name="conv")
+    y = b.Gemm(b.Flatten(y, name="flat"), b.const(rng.standard_normal((256, 10)).astype(np.float32)), name="gemm")
+    y = b.Softmax(y, axis=-1, name="softmax")
+    return b.build(y if softmax_output else b.Relu(y, name="relu"))
+
+
+def test_unset_hwlinear_keeps_a_classifier_before_the_softmax_of_a_model_output_in_float():
+    """The accelerator's SOFTMAX would read the logits on an int8 grid as the linear layer's output would: a
+    classifier's head stays in float; a Softmax inside the network (attention) is a device neighbour."""
+    g = run(classifier(softmax_output=True))
+    assert g.node("gemm").affinity == "CPU" and g.node("conv").affinity == "FPGA"
+    assert "writes its result for the host only" in g.node("gemm").annotations[REASON]
+    g = run(classifier(softmax_output=False))
+    assert g.node("gemm").affinity == "FPGA" and g.node("softmax").affinity == "FPGA"

@@ -61,7 +61,7 @@ def net():
     x = b.input("x", SHAPE)
     w = b.const(conv_weights(), "w")
     y = b.Relu(b.Conv(x, w, pads=[1, 1, 1, 1], name="conv"), name="relu")
-    z = b.Conv(b.Softmax(y, name="erf"), w, pads=[1, 1, 1, 1], name="conv2")
+    z = b.Conv(b.LogSoftmax(y, name="erf"), w, pads=[1, 1, 1, 1], name="conv2")
     return b.build(b.Add(z, y, name="add"))
 
 
@@ -83,7 +83,7 @@ def test_bodies_keep_names_constants_and_reasons():
     assert [v.name for v in first.inputs] == ["x"] and [v.name for v in first.outputs] == ["relu"]
     assert first.values["w"].is_constant and third.values["w"].is_constant
     assert first.values["w"].const is third.values["w"].const  # shared read-only weights, not copies
-    assert second.node("erf").annotations[REASON] == "op Softmax has no accelerator implementation"
+    assert second.node("erf").annotations[REASON] == "op LogSoftmax has no accelerator implementation"
     assert {n.affinity for n in third.nodes} == {"FPGA"}
     assert g.outputs[0].name == "add" and "w" not in g.values
 
@@ -102,7 +102,7 @@ def test_a_merge_through_another_device_would_make_a_cycle():
     """a -> b(CPU) -> d and a -> c -> d: d cannot join {a, c}."""
     b = GraphBuilder()
     a = b.Relu(b.input("x", SHAPE), name="a")
-    g = b.build(b.Add(b.Softmax(a, name="b"), b.Sigmoid(a, name="c"), name="d"))
+    g = b.build(b.Add(b.LogSoftmax(a, name="b"), b.Sigmoid(a, name="c"), name="d"))
     g = partitioned(g)
     assert layout(g) == [("FPGA", ("a", "c")), ("CPU", ("b",)), ("FPGA", ("d",))]
 
@@ -124,7 +124,7 @@ def test_merges_see_dependencies_that_earlier_merges_created():
 
 def test_sibling_branches_merge_through_their_join():
     b = GraphBuilder()
-    c = b.Softmax(b.input("x", SHAPE), name="c")
+    c = b.LogSoftmax(b.input("x", SHAPE), name="c")
     g = b.build(b.Add(b.Relu(c, name="a"), b.Sigmoid(c, name="s"), name="d"))
     assert layout(partitioned(g)) == [("CPU", ("c",)), ("FPGA", ("a", "s", "d"))]
 
@@ -166,8 +166,8 @@ def test_fused_nodes_are_placed_whole():
 def tiny_island():
     """erf -> relu (FPGA, tiny) -> erf: the transfers cost more than the FPGA saves."""
     b = GraphBuilder("tiny")
-    y = b.Softmax(b.input("x", SHAPE), name="e1")
-    return b.build(b.Softmax(b.Relu(y, name="r"), name="e2"))
+    y = b.LogSoftmax(b.input("x", SHAPE), name="e1")
+    return b.build(b.LogSoftmax(b.Relu(y, name="r"), name="e2"))
 
 
 def test_tiny_islands_move_to_the_cpu_with_a_reason():
@@ -181,8 +181,8 @@ def test_an_islands_reason_counts_the_onnx_nodes_inside_its_fused_groups():
     from passes.fuse_ops import make_fused
 
     b = GraphBuilder("tiny")
-    y = b.Relu(b.Abs(b.Softmax(b.input("x", SHAPE), name="e1"), name="a"), name="r")
-    g = b.build(b.Softmax(y, name="e2"))
+    y = b.Relu(b.Abs(b.LogSoftmax(b.input("x", SHAPE), name="e1"), name="a"), name="r")
+    g = b.build(b.LogSoftmax(y, name="e2"))
     make_fused(g, [g.node("a"), g.node("r")])
     g = partitioned(g, **{"partition.demote_islands": True})
     reason = g.nodes[0].attrs["body"].node("fused_r").attrs["body"].node("a").annotations[REASON]
@@ -197,8 +197,8 @@ def test_islands_stay_when_the_option_is_off():
 def test_islands_that_pay_for_their_transfers_stay():
     b = GraphBuilder("big")
     x = b.input("x", [1, 32, 32, 32])
-    y = b.Conv(b.Softmax(x, name="e1"), b.const(conv_weights(32)), pads=[1, 1, 1, 1], name="conv")
-    g = partitioned(b.build(b.Softmax(y, name="e2")), **{"partition.demote_islands": True})
+    y = b.Conv(b.LogSoftmax(x, name="e1"), b.const(conv_weights(32)), pads=[1, 1, 1, 1], name="conv")
+    g = partitioned(b.build(b.LogSoftmax(y, name="e2")), **{"partition.demote_islands": True})
     assert layout(g) == [("CPU", ("e1",)), ("FPGA", ("conv",)), ("CPU", ("e2",))]
 
 
@@ -225,7 +225,7 @@ def test_a_segment_next_to_the_graph_boundary_only_is_no_island():
 
 # ---------------------------------------------------------------- property: random DAGs
 
-OPS = ("Relu", "Sigmoid", "Add", "Conv", "Erf", "Softmax", "TopK")
+OPS = ("Relu", "Sigmoid", "Add", "Conv", "Erf", "LogSoftmax", "TopK")
 
 
 @st.composite
@@ -244,8 +244,8 @@ def dags(draw):
             values.append(b.Add(a, c, name=name))
         elif op == "Conv":
             values.append(b.Conv(a, weight, pads=[1, 1, 1, 1], name=name))
-        elif op == "Softmax":
-            values.append(b.Softmax(a, axis=1, name=name))
+        elif op == "LogSoftmax":
+            values.append(b.LogSoftmax(a, axis=1, name=name))
         elif op == "TopK":
             values.append(b.TopK(a, k, axis=1, name=name)[0])
         else:
