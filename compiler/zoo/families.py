@@ -16,34 +16,9 @@ import numpy as np
 import onnx
 
 from compiler.zoo.builder import OnnxBuilder
-
-PADDLE = {"names": "p2o.{op}.{n}", "outputs": "{node}.tmp_{i}", "producer": "PaddlePaddle"}
-TORCH = {"names": "{scope}/{op}_{n}", "outputs": "{node}_output_{i}", "producer": "pytorch"}
-TF2ONNX = {"names": "StatefulPartitionedCall/model{scope}/{op}_{n}", "producer": "tf2onnx"}
-
-
-def _divisible(channels: float, divisor: int = 8) -> int:
-    """Channels rounded to a multiple of ``divisor`` as MobileNet code does
-    (never more than 10 % below the request)."""
-    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * channels else rounded
-
-
-def _batch_shape(b: OnnxBuilder, x: str, rest: list[int], static: bool) -> str:
-    """A Reshape target ``[batch, *rest]``: a Constant for a static export;
-    torch.onnx's Shape -> Gather -> Unsqueeze -> Concat when the batch is free."""
-    if static:
-        return b.constant([1, *rest], np.int64)
-    batch = b.node("Gather", [b.node("Shape", [x]), b.constant(0, np.int64)], axis=0)
-    batch = b.node("Unsqueeze", [batch, b.constant([0], np.int64)])
-    return b.node("Concat", [batch, b.constant(rest, np.int64)], axis=0)
-
-
-def _conv_bn(b: OnnxBuilder, x: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
-             pad: int | None = None) -> str:
-    """Conv without bias followed by BatchNorm, as every trained CNN here has it."""
-    return b.batchnorm(b.conv(x, cin, cout, k, stride, groups, bias=False, pad=pad), cout)
-
+from compiler.zoo.exporters import PADDLE, TORCH, batch_shape, conv_bn, divisible
+from compiler.zoo.tensorflow import channels_last_layernorm, keras_audio, nhwc_resnet
+from compiler.zoo.ultralytics import yolo11_seg, yolov8
 
 # ---------------------------------------------------------------- Paddle2ONNX
 
@@ -85,18 +60,18 @@ def ppocr_det(image: int = 64, static: bool = True, seed: int = 0) -> onnx.Model
               (5, 72, 40, True, False, 2), (5, 120, 40, True, False, 1), (3, 240, 80, False, True, 2),
               (3, 184, 80, False, True, 1), (3, 480, 112, True, True, 1), (5, 672, 160, True, True, 2)]
     cin = 8
-    x = _paddle_hardswish(b, _conv_bn(b, x, 3, cin, 3, stride=2))
+    x = _paddle_hardswish(b, conv_bn(b, x, 3, cin, 3, stride=2))
     features = []
     for index, (k, expansion, out, se, hswish, stride) in enumerate(config):
         if stride == 2 and index > 1:
             features.append((x, cin))
-        exp, cout = _divisible(expansion / 2), _divisible(out / 2)
+        exp, cout = divisible(expansion / 2), divisible(out / 2)
         act = (lambda v: _paddle_hardswish(b, v)) if hswish else (lambda v: b.node("Relu", [v]))
-        y = act(_conv_bn(b, x, cin, exp, 1))
-        y = act(_conv_bn(b, y, exp, exp, k, stride, groups=exp))
+        y = act(conv_bn(b, x, cin, exp, 1))
+        y = act(conv_bn(b, y, exp, exp, k, stride, groups=exp))
         if se:
             y = _paddle_se(b, y, exp, lambda v, i=index: _paddle_hardsigmoid(b, v, written_out=i % 2 == 1))
-        y = _conv_bn(b, y, exp, cout, 1)
+        y = conv_bn(b, y, exp, cout, 1)
         x = b.node("Add", [x, y]) if stride == 1 and cin == cout else y
         cin = cout
     features.append((x, cin))
@@ -123,7 +98,7 @@ def _db_fpn(b: OnnxBuilder, features: list[tuple[str, int]], width: int) -> str:
 def _db_head(b: OnnxBuilder, x: str, channels: int) -> str:
     """Binarization head: probability map at the input's resolution."""
     quarter = channels // 4
-    y = b.node("Relu", [_conv_bn(b, x, channels, quarter, 3)])
+    y = b.node("Relu", [conv_bn(b, x, channels, quarter, 3)])
     y = b.node("Relu", [b.batchnorm(b.conv_transpose(y, quarter, quarter, 2, 2), quarter)])
     return b.node("Sigmoid", [b.conv_transpose(y, quarter, 1, 2, 2)], outputs=["sigmoid_0.tmp_0"])
 
@@ -141,14 +116,14 @@ def ppLCNet(image: int = 64, scale: float = 0.25, classes: int = 1000, static: b
     config = [(3, 16, 32, 1, False), (3, 32, 64, 2, False), (3, 64, 64, 1, False), (3, 64, 128, 2, False),
               (3, 128, 128, 1, False), (3, 128, 256, 2, False), (5, 256, 256, 1, False), (5, 256, 256, 1, False),
               (5, 256, 512, 2, True), (5, 512, 512, 1, True)]
-    cin = _divisible(16 * scale)
-    x = b.node("HardSwish", [_conv_bn(b, x, 3, cin, 3, stride=2)])
+    cin = divisible(16 * scale)
+    x = b.node("HardSwish", [conv_bn(b, x, 3, cin, 3, stride=2)])
     for k, _, out, stride, se in config:
-        cout = _divisible(out * scale)
-        y = b.node("HardSwish", [_conv_bn(b, x, cin, cin, k, stride, groups=cin)])
+        cout = divisible(out * scale)
+        y = b.node("HardSwish", [conv_bn(b, x, cin, cin, k, stride, groups=cin)])
         if se:
             y = _paddle_se(b, y, cin, lambda v: b.node("HardSigmoid", [v], alpha=1 / 6, beta=0.5))
-        x = b.node("HardSwish", [_conv_bn(b, y, cin, cout, 1)])
+        x = b.node("HardSwish", [conv_bn(b, y, cin, cout, 1)])
         cin = cout
     x = b.node("GlobalAveragePool", [x])
     x = b.node("HardSwish", [b.conv(x, cin, 1280, 1, bias=False)])
@@ -157,343 +132,13 @@ def ppLCNet(image: int = 64, scale: float = 0.25, classes: int = 1000, static: b
     return b.model([b.node("Softmax", [logits], axis=-1, outputs=["softmax_0.tmp_0"])])
 
 
-# ---------------------------------------------------------------- torch.onnx: Ultralytics YOLOv8
-
-def _silu_conv(b: OnnxBuilder, x: str, cin: int, cout: int, k: int, stride: int = 1) -> str:
-    """Ultralytics Conv after fuse(): Conv with bias (BN folded), SiLU as Mul(x, Sigmoid(x))."""
-    with b.scope("conv"):
-        y = b.conv(x, cin, cout, k, stride)
-    with b.scope("act"):
-        return b.node("Mul", [y, b.node("Sigmoid", [y])])
-
-
-def _c2f(b: OnnxBuilder, x: str, cin: int, cout: int, count: int, shortcut: bool) -> str:
-    """C2f: 1x1 conv, Split into two halves, bottlenecks on the last piece,
-    Concat of every piece, 1x1 conv."""
-    hidden = cout // 2
-    with b.scope("cv1"):
-        y = _silu_conv(b, x, cin, 2 * hidden, 1)
-    pieces = list(b.node("Split", [y, b.constant([hidden, hidden], np.int64)], num_outputs=2, axis=1))
-    for i in range(count):
-        with b.scope(f"m.{i}"):
-            with b.scope("cv1"):
-                z = _silu_conv(b, pieces[-1], hidden, hidden, 3)
-            with b.scope("cv2"):
-                z = _silu_conv(b, z, hidden, hidden, 3)
-            pieces.append(b.node("Add", [pieces[-1], z]) if shortcut else z)
-    with b.scope("cv2"):
-        return _silu_conv(b, b.node("Concat", pieces, axis=1), (2 + count) * hidden, cout, 1)
-
-
-def _sppf(b: OnnxBuilder, x: str, channels: int) -> str:
-    """SPPF: 1x1 conv, three chained 5x5 stride-1 MaxPools, Concat, 1x1 conv."""
-    hidden = channels // 2
-    with b.scope("cv1"):
-        pieces = [_silu_conv(b, x, channels, hidden, 1)]
-    with b.scope("m"):
-        for _ in range(3):
-            pieces.append(b.node("MaxPool", [pieces[-1]], kernel_shape=[5, 5], strides=[1, 1], pads=[2, 2, 2, 2]))
-    with b.scope("cv2"):
-        return _silu_conv(b, b.node("Concat", pieces, axis=1), 4 * hidden, channels, 1)
-
-
-def _upsample(b: OnnxBuilder, x: str) -> str:
-    """nn.Upsample(scale_factor=2, mode='nearest') at opset 17: Resize with no roi, Constant scales."""
-    return b.node("Resize", [x, "", b.constant([1.0, 1.0, 2.0, 2.0])], mode="nearest",
-                  coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-
-
-def yolov8(image: int = 64, classes: int = 80, static: bool = True, seed: int = 0) -> onnx.ModelProto:
-    """A YOLOv8n-style detector as Ultralytics exports it (torch.onnx, opset
-    17, model fused): Conv+BN folded into Conv with bias, SiLU written as
-    Mul(x, Sigmoid(x)), C2f blocks (Split into 2 along channels, Concat of
-    the branches), SPPF (three MaxPools + Concat), a neck of Resize + Concat,
-    and the detect head with DFL (Reshape -> Transpose -> Softmax -> 1x1 Conv
-    with arange weights -> Reshape), Sigmoid class scores and box decoding
-    (Split, Sub/Add/Div/Mul with anchor and stride constants). Node names
-    follow the module path (``/model.22/dfl/conv/Conv``); the free batch dim
-    is named ``batch``. Output ``output0``: [batch, 4 + classes, anchors]."""
-    b = OnnxBuilder("main_graph", seed, opset=17, **TORCH)
-    x = b.input("images", [1 if static else "batch", 3, image, image])
-    layers: list[str] = []
-
-    def layer(index: int, build) -> str:
-        with b.scope(f"model.{index}"):
-            layers.append(build())
-        return layers[-1]
-
-    layer(0, lambda: _silu_conv(b, x, 3, 16, 3, 2))
-    layer(1, lambda: _silu_conv(b, layers[0], 16, 32, 3, 2))
-    layer(2, lambda: _c2f(b, layers[1], 32, 32, 1, True))
-    layer(3, lambda: _silu_conv(b, layers[2], 32, 64, 3, 2))
-    layer(4, lambda: _c2f(b, layers[3], 64, 64, 1, True))
-    layer(5, lambda: _silu_conv(b, layers[4], 64, 128, 3, 2))
-    layer(6, lambda: _c2f(b, layers[5], 128, 128, 1, True))
-    layer(7, lambda: _silu_conv(b, layers[6], 128, 256, 3, 2))
-    layer(8, lambda: _c2f(b, layers[7], 256, 256, 1, True))
-    layer(9, lambda: _sppf(b, layers[8], 256))
-    layer(10, lambda: _upsample(b, layers[9]))
-    layer(11, lambda: b.node("Concat", [layers[10], layers[6]], axis=1))
-    layer(12, lambda: _c2f(b, layers[11], 384, 128, 1, False))
-    layer(13, lambda: _upsample(b, layers[12]))
-    layer(14, lambda: b.node("Concat", [layers[13], layers[4]], axis=1))
-    layer(15, lambda: _c2f(b, layers[14], 192, 64, 1, False))
-    layer(16, lambda: _silu_conv(b, layers[15], 64, 64, 3, 2))
-    layer(17, lambda: b.node("Concat", [layers[16], layers[12]], axis=1))
-    layer(18, lambda: _c2f(b, layers[17], 192, 128, 1, False))
-    layer(19, lambda: _silu_conv(b, layers[18], 128, 128, 3, 2))
-    layer(20, lambda: b.node("Concat", [layers[19], layers[9]], axis=1))
-    layer(21, lambda: _c2f(b, layers[20], 384, 256, 1, False))
-    with b.scope("model.22"):
-        out = _detect(b, [(layers[15], 64, 8), (layers[18], 128, 16), (layers[21], 256, 32)], image, classes,
-                      static)
-    return b.model([out])
-
-
-def _detect(b: OnnxBuilder, levels: list[tuple[str, int, int]], image: int, classes: int, static: bool,
-            output: str | None = "output0", cls_branch=None) -> str:
-    """YOLOv8's Detect head in export mode (DFL with reg_max 16, anchors and strides as constants);
-    ``cls_branch(b, x, channels, width)`` builds the class branch's first two layers (YOLOv8's two
-    3x3 convs by default), ``output`` names the result (None: a fresh name)."""
-    reg_max, box_width = 16, max(16, levels[0][1] // 4, 64)
-    cls_width = max(levels[0][1], min(classes, 100))
-    flat = []
-    for i, (x, channels, _) in enumerate(levels):
-        branches = []
-        for head, width, outputs in (("cv2", box_width, 4 * reg_max), ("cv3", cls_width, classes)):
-            with b.scope(f"{head}.{i}"):
-                if head == "cv3" and cls_branch is not None:
-                    y = cls_branch(b, x, channels, width)
-                else:
-                    with b.scope("0"):
-                        y = _silu_conv(b, x, channels, width, 3)
-                    with b.scope("1"):
-                        y = _silu_conv(b, y, width, width, 3)
-                with b.scope("2"):
-                    branches.append(b.conv(y, width, outputs, 1, gain=1.0))
-        level = b.node("Concat", branches, axis=1)
-        flat.append(b.node("Reshape", [level, _batch_shape(b, level, [4 * reg_max + classes, -1], static)]))
-    x = b.node("Concat", flat, axis=2)
-    box, cls = b.node("Split", [x, b.constant([4 * reg_max, classes], np.int64)], num_outputs=2, axis=1)
-    anchors, strides = _anchors([(image // s, s) for _, _, s in levels])
-    with b.scope("dfl"):
-        distances = _dfl(b, box, reg_max, anchors.shape[1], static)
-    lt, rb = b.node("Split", [distances, b.constant([2, 2], np.int64)], num_outputs=2, axis=1)
-    anchor_points = b.const_f32(anchors[None], "anchors")
-    top_left = b.node("Sub", [anchor_points, lt])
-    bottom_right = b.node("Add", [anchor_points, rb])
-    centre = b.node("Div", [b.node("Add", [top_left, bottom_right]), b.constant(2.0)])
-    size = b.node("Sub", [bottom_right, top_left])
-    boxes = b.node("Mul", [b.node("Concat", [centre, size], axis=1), b.const_f32(strides[None], "strides")])
-    return b.node("Concat", [boxes, b.node("Sigmoid", [cls])], axis=1, outputs=[output] if output else None)
-
-
-def _anchors(grids: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Anchor centres [2, A] (in grid cells, +0.5) and strides [1, A] of each level's cells."""
-    points, strides = [], []
-    for size, stride in grids:
-        ys, xs = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
-        points.append(np.stack([xs.ravel(), ys.ravel()]))
-        strides.append(np.full((1, size * size), float(stride)))
-    return np.concatenate(points, 1).astype(np.float32), np.concatenate(strides, 1).astype(np.float32)
-
-
-def _dfl(b: OnnxBuilder, box: str, reg_max: int, anchors: int, static: bool) -> str:
-    """Distribution focal loss decoding: the expected bin of each side's softmax."""
-    x = b.node("Reshape", [box, _batch_shape(b, box, [4, reg_max, anchors], static)])
-    x = b.node("Softmax", [b.node("Transpose", [x], perm=[0, 2, 1, 3])], axis=1)
-    with b.scope("conv"):
-        weights = b.weight(np.arange(reg_max, dtype=np.float32).reshape(1, reg_max, 1, 1), "dfl_w")
-        x = b.node("Conv", [x, weights], kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0], group=1)
-    return b.node("Reshape", [x, _batch_shape(b, x, [4, anchors], static)])
-
-
-# ---------------------------------------------------------------- torch.onnx: Ultralytics YOLO11-seg
-
-def _bottleneck(b: OnnxBuilder, x: str, channels: int, shortcut: bool) -> str:
-    """Ultralytics Bottleneck (e=1.0): two 3x3 convs, the input added back when ``shortcut``."""
-    with b.scope("cv1"):
-        y = _silu_conv(b, x, channels, channels, 3)
-    with b.scope("cv2"):
-        y = _silu_conv(b, y, channels, channels, 3)
-    return b.node("Add", [x, y]) if shortcut else y
-
-
-def _c3k(b: OnnxBuilder, x: str, cin: int, cout: int, shortcut: bool) -> str:
-    """C3k: two 1x1 branches, two bottlenecks on the first, Concat, 1x1 conv."""
-    hidden = cout // 2
-    with b.scope("cv1"):
-        y = _silu_conv(b, x, cin, hidden, 1)
-    with b.scope("cv2"):
-        z = _silu_conv(b, x, cin, hidden, 1)
-    for i in range(2):
-        with b.scope(f"m.{i}"):
-            y = _bottleneck(b, y, hidden, shortcut)
-    with b.scope("cv3"):
-        return _silu_conv(b, b.node("Concat", [y, z], axis=1), 2 * hidden, cout, 1)
-
-
-def _c3k2(b: OnnxBuilder, x: str, cin: int, cout: int, c3k: bool, expansion: float = 0.5) -> str:
-    """C3k2 (YOLO11's C2f): 1x1 conv, Split in two, one Bottleneck (or C3k)
-    on the last piece, Concat of the three, 1x1 conv."""
-    hidden = int(cout * expansion)
-    with b.scope("cv1"):
-        y = _silu_conv(b, x, cin, 2 * hidden, 1)
-    pieces = list(b.node("Split", [y, b.constant([hidden, hidden], np.int64)], num_outputs=2, axis=1))
-    with b.scope("m.0"):
-        pieces.append(_c3k(b, pieces[-1], hidden, hidden, True) if c3k else _bottleneck(b, pieces[-1], hidden, True))
-    with b.scope("cv2"):
-        return _silu_conv(b, b.node("Concat", pieces, axis=1), 3 * hidden, cout, 1)
-
-
-def _attention(b: OnnxBuilder, x: str, channels: int, size: int, static: bool) -> str:
-    """Ultralytics Attention (attn_ratio 0.5, 64 channels a head) as
-    torch.onnx writes it: qkv 1x1 conv, view [B, heads, 2 key_dim +
-    head_dim, N], Split into q, k, v, MatMul(q^T, k) * key_dim^-0.5,
-    Softmax over the last axis, MatMul(v, attn^T), view back, plus a
-    depthwise 3x3 positional conv of v, and a 1x1 projection."""
-    heads = max(1, channels // 64)
-    head_dim = channels // heads
-    key_dim = head_dim // 2
-    positions = size * size
-    with b.scope("qkv"):
-        with b.scope("conv"):
-            qkv = b.conv(x, channels, channels + 2 * key_dim * heads, 1, gain=1.0)
-    qkv = b.node("Reshape", [qkv, _batch_shape(b, qkv, [heads, 2 * key_dim + head_dim, positions], static)])
-    q, k, v = b.node("Split", [qkv, b.constant([key_dim, key_dim, head_dim], np.int64)], num_outputs=3, axis=2)
-    attn = b.node("MatMul", [b.node("Transpose", [q], perm=[0, 1, 3, 2]), k])
-    attn = b.node("Softmax", [b.node("Mul", [attn, b.constant(key_dim ** -0.5)])], axis=-1)
-    y = b.node("MatMul", [v, b.node("Transpose", [attn], perm=[0, 1, 3, 2])])
-    y = b.node("Reshape", [y, _batch_shape(b, y, [channels, size, size], static)])
-    with b.scope("pe"):
-        with b.scope("conv"):
-            pe = b.conv(b.node("Reshape", [v, _batch_shape(b, v, [channels, size, size], static)]),
-                        channels, channels, 3, groups=channels, gain=1.0)
-    with b.scope("proj"):
-        with b.scope("conv"):
-            return b.conv(b.node("Add", [y, pe]), channels, channels, 1, gain=1.0)
-
-
-def _c2psa(b: OnnxBuilder, x: str, channels: int, size: int, static: bool) -> str:
-    """C2PSA: 1x1 conv, Split in two, a PSABlock (attention and a two-conv
-    feed-forward, each added back) on the second half, Concat, 1x1 conv."""
-    hidden = channels // 2
-    with b.scope("cv1"):
-        y = _silu_conv(b, x, channels, 2 * hidden, 1)
-    a, z = b.node("Split", [y, b.constant([hidden, hidden], np.int64)], num_outputs=2, axis=1)
-    with b.scope("m/m.0"):
-        with b.scope("attn"):
-            z = b.node("Add", [z, _attention(b, z, hidden, size, static)])
-        with b.scope("ffn.0"):
-            f = _silu_conv(b, z, hidden, 2 * hidden, 1)
-        with b.scope("ffn.1/conv"):
-            z = b.node("Add", [z, b.conv(f, 2 * hidden, hidden, 1, gain=1.0)])
-    with b.scope("cv2"):
-        return _silu_conv(b, b.node("Concat", [a, z], axis=1), 2 * hidden, channels, 1)
-
-
-def _proto(b: OnnxBuilder, x: str, channels: int, width: int, masks: int) -> str:
-    """Segment's Proto: 3x3 conv, ConvTranspose 2x2 stride 2, 3x3 conv, 1x1 conv to the mask prototypes."""
-    with b.scope("cv1"):
-        y = _silu_conv(b, x, channels, width, 3)
-    with b.scope("upsample"):
-        y = b.conv_transpose(y, width, width, 2, 2)
-    with b.scope("cv2"):
-        y = _silu_conv(b, y, width, width, 3)
-    with b.scope("cv3"):
-        return _silu_conv(b, y, width, masks, 1)
-
-
-def yolo11_seg(image: int = 64, classes: int = 80, static: bool = True, seed: int = 0) -> onnx.ModelProto:
-    """A YOLO11n-seg-style segmenter as Ultralytics exports it (torch.onnx,
-    opset 17, model fused, the n widths): Conv+SiLU, C3k2 blocks (C3k in
-    the deep ones), SPPF, C2PSA with its multi-head attention (MatMul of
-    two activations, Softmax over the last axis), the PAN neck, and the
-    Segment head: YOLO11's Detect (depthwise-separable class branch, DFL,
-    anchors and a ``[1, anchors]`` stride constant) with 32 mask
-    coefficients per anchor, and the mask prototypes. Outputs ``output0``
-    [batch, 4 + classes + 32, anchors] and ``output1`` [batch, 32, image/4, image/4]."""
-    b = OnnxBuilder("main_graph", seed, opset=17, **TORCH)
-    x = b.input("images", [1 if static else "batch", 3, image, image])
-    layers: list[str] = []
-
-    def layer(index: int, build) -> str:
-        with b.scope(f"model.{index}"):
-            layers.append(build())
-        return layers[-1]
-
-    layer(0, lambda: _silu_conv(b, x, 3, 16, 3, 2))
-    layer(1, lambda: _silu_conv(b, layers[0], 16, 32, 3, 2))
-    layer(2, lambda: _c3k2(b, layers[1], 32, 64, False, 0.25))
-    layer(3, lambda: _silu_conv(b, layers[2], 64, 64, 3, 2))
-    layer(4, lambda: _c3k2(b, layers[3], 64, 128, False, 0.25))
-    layer(5, lambda: _silu_conv(b, layers[4], 128, 128, 3, 2))
-    layer(6, lambda: _c3k2(b, layers[5], 128, 128, True))
-    layer(7, lambda: _silu_conv(b, layers[6], 128, 256, 3, 2))
-    layer(8, lambda: _c3k2(b, layers[7], 256, 256, True))
-    layer(9, lambda: _sppf(b, layers[8], 256))
-    layer(10, lambda: _c2psa(b, layers[9], 256, image // 32, static))
-    layer(11, lambda: _upsample(b, layers[10]))
-    layer(12, lambda: b.node("Concat", [layers[11], layers[6]], axis=1))
-    layer(13, lambda: _c3k2(b, layers[12], 384, 128, False))
-    layer(14, lambda: _upsample(b, layers[13]))
-    layer(15, lambda: b.node("Concat", [layers[14], layers[4]], axis=1))
-    layer(16, lambda: _c3k2(b, layers[15], 256, 64, False))
-    layer(17, lambda: _silu_conv(b, layers[16], 64, 64, 3, 2))
-    layer(18, lambda: b.node("Concat", [layers[17], layers[13]], axis=1))
-    layer(19, lambda: _c3k2(b, layers[18], 192, 128, False))
-    layer(20, lambda: _silu_conv(b, layers[19], 128, 128, 3, 2))
-    layer(21, lambda: b.node("Concat", [layers[20], layers[10]], axis=1))
-    layer(22, lambda: _c3k2(b, layers[21], 384, 256, True))
-    levels = [(layers[16], 64, 8), (layers[19], 128, 16), (layers[22], 256, 32)]
-    masks = 32
-    with b.scope("model.23"):
-        with b.scope("proto"):
-            prototypes = _proto(b, layers[16], 64, 64, masks)
-        coefficients = []
-        for i, (feature, channels, _) in enumerate(levels):
-            with b.scope(f"cv4.{i}"):
-                width = max(levels[0][1] // 4, masks)
-                with b.scope("0"):
-                    y = _silu_conv(b, feature, channels, width, 3)
-                with b.scope("1"):
-                    y = _silu_conv(b, y, width, width, 3)
-                with b.scope("2"):
-                    y = b.conv(y, width, masks, 1, gain=1.0)
-            coefficients.append(b.node("Reshape", [y, _batch_shape(b, y, [masks, -1], static)]))
-        coefficients = b.node("Concat", coefficients, axis=2)
-        detections = _detect(b, levels, image, classes, static, output=None, cls_branch=_yolo11_cls)
-        out = b.node("Concat", [detections, coefficients], axis=1, outputs=["output0"])
-    prototypes = b.node("Identity", [prototypes], outputs=["output1"])
-    return b.model([out, prototypes])
-
-
-def _yolo11_cls(b: OnnxBuilder, x: str, channels: int, width: int) -> str:
-    """YOLO11's class branch: (depthwise 3x3 + 1x1) twice, each conv with SiLU."""
-    for index, cin in (("0", channels), ("1", width)):
-        with b.scope(index):
-            with b.scope("0"):
-                x = _silu_conv_groups(b, x, cin, cin, 3, cin)
-            with b.scope("1"):
-                x = _silu_conv(b, x, cin, width, 1)
-    return x
-
-
-def _silu_conv_groups(b: OnnxBuilder, x: str, cin: int, cout: int, k: int, groups: int) -> str:
-    """Ultralytics DWConv after fuse(): a grouped Conv with bias, SiLU as Mul(x, Sigmoid(x))."""
-    with b.scope("conv"):
-        y = b.conv(x, cin, cout, k, groups=groups)
-    with b.scope("act"):
-        return b.node("Mul", [y, b.node("Sigmoid", [y])])
-
-
 # ---------------------------------------------------------------- torch.onnx: torchvision-style
 
 def _channel_shuffle(b: OnnxBuilder, x: str, channels: int, size: int, static: bool) -> str:
     """view(b, 2, c/2, h, w) -> transpose(1, 2) -> view(b, c, h, w): a 5-D Reshape/Transpose/Reshape."""
-    y = b.node("Reshape", [x, _batch_shape(b, x, [2, channels // 2, size, size], static)])
+    y = b.node("Reshape", [x, batch_shape(b, x, [2, channels // 2, size, size], static)])
     y = b.node("Transpose", [y], perm=[0, 2, 1, 3, 4])
-    return b.node("Reshape", [y, _batch_shape(b, y, [channels, size, size], static)])
+    return b.node("Reshape", [y, batch_shape(b, y, [channels, size, size], static)])
 
 
 def _shuffle_unit(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int, size: int, static: bool) -> str:
@@ -504,13 +149,13 @@ def _shuffle_unit(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int, size
         branch_in = half
     else:
         with b.scope("branch1"):
-            left = _conv_bn(b, x, cin, cin, 3, stride, groups=cin)
-            left = b.node("Relu", [_conv_bn(b, left, cin, half, 1)])
+            left = conv_bn(b, x, cin, cin, 3, stride, groups=cin)
+            left = b.node("Relu", [conv_bn(b, left, cin, half, 1)])
         right, branch_in = x, cin
     with b.scope("branch2"):
-        y = b.node("Relu", [_conv_bn(b, right, branch_in, half, 1)])
-        y = _conv_bn(b, y, half, half, 3, stride, groups=half)
-        y = b.node("Relu", [_conv_bn(b, y, half, half, 1)])
+        y = b.node("Relu", [conv_bn(b, right, branch_in, half, 1)])
+        y = conv_bn(b, y, half, half, 3, stride, groups=half)
+        y = b.node("Relu", [conv_bn(b, y, half, half, 1)])
     return _channel_shuffle(b, b.node("Concat", [left, y], axis=1), cout, size // stride, static)
 
 
@@ -526,7 +171,7 @@ def shufflenet_v2(image: int = 64, classes: int = 1000, repeats=(4, 8, 4), stati
     x = b.input("input", [1 if static else "batch_size", 3, image, image])
     widths = [24, 48, 96, 192, 1024]
     with b.scope("conv1"):
-        x = b.node("Relu", [_conv_bn(b, x, 3, widths[0], 3, stride=2)])
+        x = b.node("Relu", [conv_bn(b, x, 3, widths[0], 3, stride=2)])
     x = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     size, cin = image // 4, widths[0]
     for stage, (count, cout) in enumerate(zip(repeats, widths[1:4]), 2):
@@ -536,7 +181,7 @@ def shufflenet_v2(image: int = 64, classes: int = 1000, repeats=(4, 8, 4), stati
                 x = _shuffle_unit(b, x, cin, cout, stride, size, static)
             size, cin = size // stride, cout
     with b.scope("conv5"):
-        x = b.node("Relu", [_conv_bn(b, x, cin, widths[4], 1)])
+        x = b.node("Relu", [conv_bn(b, x, cin, widths[4], 1)])
     x = b.node("ReduceMean", [x], axes=[2, 3], keepdims=0)
     with b.scope("fc"):
         return b.model([b.linear(x, widths[4], classes, outputs=["output"])])
@@ -552,19 +197,19 @@ def _mobilenet_v3_block(b: OnnxBuilder, x: str, cin: int, k: int, expanded: int,
     y, index = x, 0
     if expanded != cin:
         with b.scope(f"block/{index}"):
-            y = act(_conv_bn(b, y, cin, expanded, 1))
+            y = act(conv_bn(b, y, cin, expanded, 1))
         index += 1
     with b.scope(f"block/{index}"):
-        y = act(_conv_bn(b, y, expanded, expanded, k, stride, groups=expanded))
+        y = act(conv_bn(b, y, expanded, expanded, k, stride, groups=expanded))
     if se:
         index += 1
         with b.scope(f"block/{index}"):
-            squeezed = _divisible(expanded // 4)
+            squeezed = divisible(expanded // 4)
             s = b.node("Relu", [b.conv(b.node("GlobalAveragePool", [y]), expanded, squeezed, 1)])
             s = b.node("HardSigmoid", [b.conv(s, squeezed, expanded, 1, gain=1.0)], alpha=1 / 6, beta=0.5)
             y = b.node("Mul", [s, y])
     with b.scope(f"block/{index + 1}"):
-        y = _conv_bn(b, y, expanded, cout, 1)
+        y = conv_bn(b, y, expanded, cout, 1)
     return b.node("Add", [y, x]) if stride == 1 and cin == cout else y
 
 
@@ -582,12 +227,12 @@ def mobilenet_v3(image: int = 64, classes: int = 1000, static: bool = True, seed
               (40, 5, 120, 48, True, True, 1), (48, 5, 144, 48, True, True, 1), (48, 5, 288, 96, True, True, 2),
               (96, 5, 576, 96, True, True, 1), (96, 5, 576, 96, True, True, 1)]
     with b.scope("features/0"):
-        x = b.node("HardSwish", [_conv_bn(b, x, 3, 16, 3, stride=2)])
+        x = b.node("HardSwish", [conv_bn(b, x, 3, 16, 3, stride=2)])
     for index, settings in enumerate(config, 1):
         with b.scope(f"features/{index}"):
             x = _mobilenet_v3_block(b, x, *settings)
     with b.scope(f"features/{len(config) + 1}"):
-        x = b.node("HardSwish", [_conv_bn(b, x, 96, 576, 1)])
+        x = b.node("HardSwish", [conv_bn(b, x, 96, 576, 1)])
     x = b.node("Flatten", [b.node("GlobalAveragePool", [x])], axis=1)
     with b.scope("classifier"):
         x = b.node("HardSwish", [b.linear(x, 576, 1024)])
@@ -609,10 +254,10 @@ def _bilinear(channels: int, k: int) -> np.ndarray:
 
 
 def _basic_block(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int) -> str:
-    y = b.node("Relu", [_conv_bn(b, x, cin, cout, 3, stride)])
+    y = b.node("Relu", [conv_bn(b, x, cin, cout, 3, stride)])
     y = b.batchnorm(b.conv(y, cout, cout, 3, bias=False), cout, scale=0.2)
     if stride != 1 or cin != cout:
-        x = _conv_bn(b, x, cin, cout, 1, stride)
+        x = conv_bn(b, x, cin, cout, 1, stride)
     return b.node("Relu", [b.node("Add", [y, x])])
 
 
@@ -625,13 +270,13 @@ def centernet(image: int = 64, classes: int = 80, static: bool = True, seed: int
     ``wh`` and ``reg``. The free batch dim is named ``batch``."""
     b = OnnxBuilder("torch-jit-export", seed, opset=11, **TORCH_LEGACY)
     x = b.input("input", [1 if static else "batch", 3, image, image])
-    x = b.node("Relu", [_conv_bn(b, x, 3, 16, 7, stride=2)])
+    x = b.node("Relu", [conv_bn(b, x, 3, 16, 7, stride=2)])
     x = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     cin = 16
     for cout, stride in ((16, 1), (32, 2), (64, 2), (128, 2)):
         x, cin = _basic_block(b, x, cin, cout, stride), cout
     for planes, depthwise in ((64, False), (64, False), (64, True)):
-        x = b.node("Relu", [_conv_bn(b, x, cin, planes, 3)])
+        x = b.node("Relu", [conv_bn(b, x, cin, planes, 3)])
         weights = _bilinear(planes, 4) if depthwise else None
         up = b.conv_transpose(x, planes, planes, 4, 2, pad=1, groups=planes if depthwise else 1, bias=False,
                               weights=weights)
@@ -688,152 +333,6 @@ def mtcnn_rnet(static: bool = True, seed: int = 0) -> onnx.ModelProto:
     x = b.prelu(b.linear(x, 576, 128), 128, slope_shape=(128,))
     prob = b.node("Softmax", [b.linear(x, 128, 2)], axis=1, outputs=["prob"])
     return b.model([b.linear(x, 128, 4, outputs=["box"]), prob])
-
-
-# ---------------------------------------------------------------- tf2onnx
-
-def _keras_conv_bn(b: OnnxBuilder, x: str, cin: int, cout: int, name: str) -> str:
-    """Keras Conv2D (bias, 'same' padding) and BatchNormalization."""
-    with b.scope(name):
-        y = b.conv(x, cin, cout, 3)
-    with b.scope(name.replace("conv2d", "batch_normalization")):
-        return b.batchnorm(y, cout)
-
-
-def keras_audio(frames: int = 98, mels: int = 40, classes: int = 12, static: bool = True,
-                seed: int = 0) -> onnx.ModelProto:
-    """A Keras keyword-spotting CNN as tf2onnx exports it at opset 13: an NHWC
-    log-mel input [N, 40, 98, 1] (a free batch named ``unk__38``),
-    a Transpose to NCHW, Conv/BatchNormalization/Relu blocks, an
-    element-wise Max of two conv branches (maxout), GlobalAveragePool, a
-    Transpose back to NHWC and a Reshape (shape an initializer), MatMul +
-    Add and Softmax; constants are initializers and nodes are named after
-    the Keras layers (``StatefulPartitionedCall/model/conv2d/...``)."""
-    b = OnnxBuilder("tf2onnx", seed, opset=13, **TF2ONNX)
-    x = b.input("input_1", [1 if static else "unk__38", mels, frames, 1])
-    with b.scope("conv2d"):
-        x = b.node("Transpose", [x], perm=[0, 3, 1, 2])
-    x = b.node("Relu", [_keras_conv_bn(b, x, 1, 16, "conv2d")])
-    x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
-    a = _keras_conv_bn(b, x, 16, 32, "conv2d_1")
-    c = _keras_conv_bn(b, x, 16, 32, "conv2d_2")
-    with b.scope("maximum"):
-        x = b.node("Max", [a, c])
-    x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
-    x = b.node("Relu", [_keras_conv_bn(b, x, 32, 64, "conv2d_3")])
-    with b.scope("global_average_pooling2d"):
-        x = b.node("GlobalAveragePool", [x])
-        x = b.node("Transpose", [x], perm=[0, 2, 3, 1])
-        x = b.node("Reshape", [x, b.const_i64([-1, 64], "const_fold_opt")])
-    with b.scope("dense"):
-        logits = b.matmul_weight(x, 64, classes)
-    return b.model([b.node("Softmax", [logits], axis=-1, outputs=["dense"])])
-
-
-def _nhwc_conv(b: OnnxBuilder, x: str, cin: int, cout: int, k: int, stride: int = 1, pad: int | None = None) -> str:
-    """A TensorFlow Conv2D on an NHWC tensor as tf2onnx writes it: Transpose
-    to NCHW, the ONNX Conv, Transpose back to NHWC."""
-    y = b.node("Transpose", [x], perm=[0, 3, 1, 2])
-    y = b.conv(y, cin, cout, k, stride, bias=False, pad=pad)
-    return b.node("Transpose", [y], perm=[0, 2, 3, 1])
-
-
-def _caffe_batchnorm(b: OnnxBuilder, x: str, channels: int, scale: float = 1.0) -> str:
-    """Caffe's BatchNorm and Scale layers after conversion to TensorFlow:
-    (x - mean) * rsqrt(var + eps) * gamma + beta in four element-wise ops on
-    the last (channel) axis, constants shaped ``[C]`` or ``[1, 1, 1, C]``."""
-    gamma = b.rng.uniform(0.8, 1.2, channels) * scale
-    beta = b.rng.standard_normal(channels) * 0.05
-    mean = b.rng.standard_normal(channels) * 0.05
-    inv_std = 1 / np.sqrt(b.rng.uniform(0.8, 1.2, channels) + 1e-5)
-    y = b.node("Sub", [x, b.const_f32(mean.astype(np.float32), "bn_mean")])
-    y = b.node("Mul", [y, b.const_f32(inv_std.reshape(1, 1, 1, -1).astype(np.float32), "bn_rsqrt")])
-    y = b.node("Mul", [y, b.const_f32(gamma.reshape(1, 1, 1, -1).astype(np.float32), "bn_gamma")])
-    return b.node("Add", [y, b.const_f32(beta.astype(np.float32), "bn_beta")])
-
-
-def _nhwc_block(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int) -> str:
-    """A ResNet basic block in NHWC: two 3x3 convs with their batchnorms, a
-    1x1 projection where the shape changes, the residual Add and Relu."""
-    with b.scope("branch2a"):
-        y = b.node("Relu", [_caffe_batchnorm(b, _nhwc_conv(b, x, cin, cout, 3, stride), cout)])
-    with b.scope("branch2b"):
-        y = _caffe_batchnorm(b, _nhwc_conv(b, y, cout, cout, 3), cout, scale=0.2)
-    if stride != 1 or cin != cout:
-        with b.scope("branch1"):
-            x = _caffe_batchnorm(b, _nhwc_conv(b, x, cin, cout, 1, stride), cout)
-    return b.node("Relu", [b.node("Add", [x, y])])
-
-
-def nhwc_resnet(image: int = 32, classes: int = 10, static: bool = True, seed: int = 0) -> onnx.ModelProto:
-    """A small ResNet converted Caffe -> TensorFlow -> ONNX (tf2onnx, opset
-    13), in NHWC throughout: an NHWC input (a free batch named ``unk__97``),
-    an edge-mode Pad before the unpadded stem conv, every Conv and MaxPool
-    between a Transpose to NCHW and one back, each BatchNorm written as
-    Sub/Mul/Mul/Add with ``[C]`` and ``[1, 1, 1, C]`` constants, residual
-    Adds, a ReduceMean over H and W, MatMul + Add and Softmax."""
-    b = OnnxBuilder("tf2onnx", seed, opset=13, **TF2ONNX)
-    x = b.input("input_1", [1 if static else "unk__97", image, image, 3])
-    with b.scope("conv1"):
-        x = b.node("Pad", [x, b.const_i64([0, 1, 1, 0, 0, 1, 1, 0], "pads")], mode="edge")
-        x = b.node("Relu", [_caffe_batchnorm(b, _nhwc_conv(b, x, 3, 16, 3, pad=0), 16)])
-    with b.scope("pool1"):
-        x = b.node("Transpose", [x], perm=[0, 3, 1, 2])
-        x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
-        x = b.node("Transpose", [x], perm=[0, 2, 3, 1])
-    cin = 16
-    for stage, (cout, stride) in enumerate(((16, 1), (32, 2), (64, 2)), 2):
-        with b.scope(f"res{stage}a"):
-            x, cin = _nhwc_block(b, x, cin, cout, stride), cout
-    with b.scope("pool5"):
-        x = b.node("ReduceMean", [x], axes=[1, 2], keepdims=0)
-    with b.scope("fc"):
-        logits = b.matmul_weight(x, cin, classes)
-    return b.model([b.node("Softmax", [logits], axis=-1, outputs=["prob"])])
-
-
-def _channel_layer_norm(b: OnnxBuilder, x: str, channels: int, axis: int) -> str:
-    """LayerNorm over the channels (``axis`` 1 of NCHW or -1 of NHWC) as
-    torch.onnx and tf2onnx decompose it below opset 17: ReduceMean, Sub,
-    Pow, ReduceMean, Add epsilon, Sqrt, 1 / that (rsqrt), times gamma
-    (the outer product of a per-pixel [1,1,H,W] and a per-channel
-    [1,C,1,1]: TF's batch_normalization folds gamma into the rsqrt), times
-    the centred input, plus beta."""
-    shape = [channels] if axis == -1 else [1, channels, 1, 1]
-    gamma = b.weight(b.rng.uniform(0.5, 1.5, shape).astype(np.float32), "gamma")
-    beta = b.weight((b.rng.standard_normal(shape) * 0.1).astype(np.float32), "beta")
-    mean = b.node("ReduceMean", [x], axes=[axis], keepdims=1)
-    centred = b.node("Sub", [x, mean])
-    var = b.node("ReduceMean", [b.node("Pow", [centred, b.constant(2.0)])], axes=[axis], keepdims=1)
-    rsqrt = b.node("Div", [b.constant(1.0), b.node("Sqrt", [b.node("Add", [var, b.constant(1e-3)])])])
-    return b.node("Add", [b.node("Mul", [centred, b.node("Mul", [rsqrt, gamma])]), beta])
-
-
-def channels_last_layernorm(image: int = 32, classes: int = 10, static: bool = True,
-                            seed: int = 0) -> onnx.ModelProto:
-    """A Keras CNN with LayerNormalization over channels as tf2onnx exports
-    it at opset 13: an NHWC input [N, 32, 32, 3] (a free batch named
-    ``unk__12``), Transposes around each Conv, a LayerNorm over the last
-    axis of an NHWC map between Transposes, then one as tf2onnx's
-    transpose optimizer leaves it, over axis 1 of an NCHW map with
-    [1,C,1,1] gamma and beta (its rsqrt times gamma the outer product
-    [1,1,H,W] x [1,C,1,1]), and a 1x1 conv head back to NHWC."""
-    b = OnnxBuilder("tf2onnx", seed, opset=13, **TF2ONNX)
-    x = b.input("input_1", [1 if static else "unk__12", image, image, 3])
-    with b.scope("conv2d"):
-        x = b.node("Relu", [b.conv(b.node("Transpose", [x], perm=[0, 3, 1, 2]), 3, 16, 3, stride=2)])
-    with b.scope("layer_normalization"):
-        x = b.node("Transpose", [x], perm=[0, 2, 3, 1])
-        x = b.node("Transpose", [_channel_layer_norm(b, x, 16, -1)], perm=[0, 3, 1, 2])
-    with b.scope("conv2d_1"):
-        x = b.node("Relu", [b.conv(x, 16, 32, 3, stride=2)])
-    with b.scope("layer_normalization_1"):
-        x = _channel_layer_norm(b, x, 32, 1)
-    with b.scope("conv2d_2"):
-        x = b.node("Relu", [b.conv(x, 32, 32, 3)])
-    with b.scope("head"):
-        y = b.node("Transpose", [b.conv(x, 32, classes, 1, gain=1.0)], perm=[0, 2, 3, 1], outputs=["head"])
-    return b.model([y])
 
 
 FAMILY_MODELS = {

@@ -1,4 +1,4 @@
-"""The family models (compiler/zoo/families.py, written as Paddle2ONNX,
+"""The family models (compiler/zoo/families.py and the modules it gathers, written as Paddle2ONNX,
 Ultralytics, PyTorch and tf2onnx write them) on the accelerator: the
 backbone and neck in one device segment, the share of the MACs there, the
 simulator bit for bit the integer reference (tests/oracle.py), and the
