@@ -27,11 +27,11 @@ from compiler.frontend.attributes import convert_attribute
 from compiler.frontend.model import OnnxModel
 from ir.graph import onnx_name
 from passes.affinity import (
+    accelerator_refusal,
     auto_linear,
     check_affinities,
     choose_device,
     layer_support,
-    linear_refusal,
     parse_fallback,
 )
 from passes.infra import PassContext
@@ -114,8 +114,8 @@ def query_network(model: str | os.PathLike | bytes | onnx.ModelProto, fallback: 
                   config: HardwareConfig | None = None) -> dict[str, LayerQuery]:
     """Per ONNX layer name: which of ``fallback``'s devices ("HETERO:FPGA,CPU",
     "FPGA", ...) can run it (every node simplification left of it) and
-    which one the policy (passes.affinity.choose_device, and for linear
-    layers with ``hwlinear`` unset passes.affinity.linear_refusal) picks
+    which one the policy (passes.affinity.choose_device, then
+    passes.affinity.accelerator_refusal) picks
     (OpenVINO's QueryNetwork and SetAffinity)."""
     from compiler.pipeline import SIMPLIFY
 
@@ -136,7 +136,7 @@ def query_network(model: str | os.PathLike | bytes | onnx.ModelProto, fallback: 
         mine = nodes.get(name, [])
         supports = {target.name: layer_support(mine, target) for target in targets}
         device = choose_device(mine, targets)[0] if mine else None
-        if device == ACCELERATOR and linear_refusal(mine, graph, placed.get, targets, linear) is not None:
+        if device == ACCELERATOR and accelerator_refusal(mine, graph, placed.get, targets, linear) is not None:
             device = HOST
         placed.update(dict.fromkeys(mine, device))
         out[name] = LayerQuery(supports, device)

@@ -151,11 +151,30 @@ class AutoLinear:
                 "True puts it there)")
 
 
+OUTPUT_SOFTMAX_RULE = "passes/affinity.py:output_softmax_refusal"
+
+
 def _normalises_for_host(node: Node, graph: Graph) -> bool:
-    """A Softmax whose result is only model outputs: the classifier's
-    normalisation, which on the accelerator would read the logits on an int8
-    grid all the same (the linear layer before it stays in float with it)."""
+    """A Softmax whose result is only model outputs: a classifier's or a
+    head's probabilities."""
     return node.op == "Softmax" and all(not value.uses and value in graph.outputs for value in node.outputs)
+
+
+def output_softmax_refusal(node: Node, graph: Graph, fallback: Sequence[Target]) -> Support | None:
+    """Why a Softmax that makes model outputs runs on the CPU although the
+    accelerator has SOFTMAX (which attention inside a network uses): its
+    probabilities would leave the device on an int8 grid, where every class
+    below 1/256 reads 0 and the ranking of the top classes is lost; on the
+    host it is float32 of the same logits, no extra transfer (the logits
+    leave instead of the probabilities). None when the fallback has no CPU
+    that runs it, or for any other node. The linear layer before such a
+    Softmax has no accelerator consumer (:class:`AutoLinear`)."""
+    host = next((t for t in fallback if t.name == HOST), None)
+    if not _normalises_for_host(node, graph) or host is None or not host.supports(node):
+        return None
+    return Support(False, "Softmax making a model output runs in float32 on the host: on the accelerator its "
+                          "probabilities would leave on an int8 grid (classes below 1/256 read 0)",
+                   OUTPUT_SOFTMAX_RULE)
 
 
 def auto_linear(ctx: PassContext) -> AutoLinear | None:
@@ -240,8 +259,21 @@ def _policy(node: Node, graph: Graph, fallback: list[Target], linear: AutoLinear
     device, refusals = choose_device([node], fallback)
     if device is None:
         return None, "; ".join(f"{name}: {support.reason}" for name, support in refusals.items())
-    refusal = linear_refusal([node], graph, _affinity, fallback, linear) if device == ACCELERATOR else None
+    refusal = accelerator_refusal([node], graph, _affinity, fallback, linear) if device == ACCELERATOR else None
     return (HOST, refusal) if refusal is not None else (device, refusals.get(fallback[0].name))
+
+
+def accelerator_refusal(nodes: Sequence[Node], graph: Graph, device_of: Callable[[Node], str | None],
+                        fallback: Sequence[Target], linear: AutoLinear | None) -> Support | None:
+    """Why ``nodes`` (one node, or the nodes an ONNX layer became), which
+    the accelerator runs, go to the CPU by the policy: a Softmax making a
+    model output, a linear layer that does not pay there; None when they
+    stay. The affinity pass and the IE's QueryNetwork both ask this."""
+    for node in nodes:
+        refusal = output_softmax_refusal(node, graph, fallback)
+        if refusal is not None:
+            return refusal
+    return linear_refusal(nodes, graph, device_of, fallback, linear)
 
 
 def _affinity(node: Node) -> str | None:

@@ -45,7 +45,7 @@ def net():
     x = b.input("x", [1, 4, 8, 8])
     w = b.const(np.ones((4, 4, 3, 3), np.float32), "w")
     y = b.Relu(b.Conv(x, w, pads=[1, 1, 1, 1], name="conv"), name="relu")
-    return b.build(b.Add(b.Softmax(y, name="erf"), y, name="add"))
+    return b.build(b.Add(b.LogSoftmax(y, name="erf"), y, name="add"))
 
 
 def test_every_node_input_and_output_is_drawn_with_typed_edges():
@@ -53,7 +53,7 @@ def test_every_node_input_and_output_is_drawn_with_typed_edges():
     well_formed(text)
     assert text.startswith('digraph "net" {')
     names = labels(text)
-    for name in ("conv\\nConv", "relu\\nRelu", "erf\\nSoftmax", "add\\nAdd", "input x", "output add"):
+    for name in ("conv\\nConv", "relu\\nRelu", "erf\\nLogSoftmax", "add\\nAdd", "input x", "output add"):
         assert name in names
     assert text.count("->") == 6  # x->conv, conv->relu, relu->erf, relu->add, erf->add, add->output
     assert '[label="f32[1,4,8,8]"]' in text
@@ -68,7 +68,7 @@ def test_partitioned_graph_has_one_cluster_per_segment():
     well_formed(text)
     assert text.count("subgraph cluster_") == len(g.nodes) == 3
     assert [n for n in labels(text) if "@" in n] == ["segment0 @ FPGA", "segment1 @ CPU", "segment2 @ FPGA"]
-    assert (f'label="erf\\nSoftmax", fillcolor="{FILL["CPU"]}", tooltip="cpu_reason: op Softmax has no '
+    assert (f'label="erf\\nLogSoftmax", fillcolor="{FILL["CPU"]}", tooltip="cpu_reason: op LogSoftmax has no '
             'accelerator') in text
     assert text.count(f'fillcolor="{FILL["FPGA"]}"') == 3
     assert text.count("->") == 6  # edges cross the clusters, from body node to body node

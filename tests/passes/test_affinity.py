@@ -162,11 +162,15 @@ def classifier(softmax_output: bool):
     return b.build(y if softmax_output else b.Relu(y, name="relu"))
 
 
-def test_unset_hwlinear_keeps_a_classifier_before_the_softmax_of_a_model_output_in_float():
-    """The accelerator's SOFTMAX would read the logits on an int8 grid as the linear layer's output would: a
-    classifier's head stays in float; a Softmax inside the network (attention) is a device neighbour."""
+def test_a_classifier_and_the_softmax_of_a_model_output_stay_in_float():
+    """On the accelerator the probabilities would leave on an int8 grid and the logits before them too: a
+    classifier's head stays in float; a Softmax inside the network (attention) is a device neighbour; with no
+    CPU in the fallback the Softmax goes where it can."""
     g = run(classifier(softmax_output=True))
     assert g.node("gemm").affinity == "CPU" and g.node("conv").affinity == "FPGA"
     assert "writes its result for the host only" in g.node("gemm").annotations[REASON]
+    assert g.node("softmax").affinity == "CPU" and "int8 grid" in g.node("softmax").annotations[REASON]
+    assert g.node("softmax").annotations[RULE] == "passes/affinity.py:output_softmax_refusal"
+    assert run(classifier(softmax_output=True), **{"partition.fallback": "FPGA"}).node("softmax").affinity == "FPGA"
     g = run(classifier(softmax_output=False))
     assert g.node("gemm").affinity == "FPGA" and g.node("softmax").affinity == "FPGA"
