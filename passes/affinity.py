@@ -31,11 +31,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
-from ir.graph import Graph, Node, onnx_name
+from ir.graph import Graph, Node, Value, onnx_name
 from passes.infra import PassContext, graph_pass, register_option
 from passes.placement_costs import cpu_time, device_time, transfer_time
 from passes.target import (
     SUPPORTED,
+    VIEW_OPS,
     Support,
     Target,
     TargetError,
@@ -155,9 +156,22 @@ OUTPUT_SOFTMAX_RULE = "passes/affinity.py:output_softmax_refusal"
 
 
 def _normalises_for_host(node: Node, graph: Graph) -> bool:
-    """A Softmax whose result is only model outputs: a classifier's or a
-    head's probabilities."""
-    return node.op == "Softmax" and all(not value.uses and value in graph.outputs for value in node.outputs)
+    """A Softmax whose result is only model outputs, reached directly or
+    through views and Transposes (the Reshapes around an opset-11 Softmax
+    over axis 1): a classifier's or a head's probabilities."""
+    return node.op == "Softmax" and all(_only_outputs(value, graph) for value in node.outputs)
+
+
+def _only_outputs(value: Value, graph: Graph) -> bool:
+    """``value`` reaches nothing but model outputs: it is one, and every
+    node reading it is a view or a Transpose whose results do the same."""
+    if not value.uses:
+        return value in graph.outputs
+    return all(user.op in _REARRANGING and all(_only_outputs(out, graph) for out in user.outputs)
+               for user, _ in value.uses)
+
+
+_REARRANGING = VIEW_OPS | {"Transpose"}
 
 
 def output_softmax_refusal(node: Node, graph: Graph, fallback: Sequence[Target]) -> Support | None:

@@ -172,5 +172,22 @@ def test_a_classifier_and_the_softmax_of_a_model_output_stay_in_float():
     assert g.node("softmax").affinity == "CPU" and "int8 grid" in g.node("softmax").annotations[REASON]
     assert g.node("softmax").annotations[RULE] == "passes/affinity.py:output_softmax_refusal"
     assert run(classifier(softmax_output=True), **{"partition.fallback": "FPGA"}).node("softmax").affinity == "FPGA"
+
+
+def test_a_softmax_reaching_the_output_through_views_and_transposes_stays_in_float():
+    """An opset-11 Softmax over axis 1 imports as Reshape -> Softmax -> Reshape; MTCNN's as Transposes."""
+    b = GraphBuilder("views")
+    x = b.input("x", [1, 8, 4, 4])
+    y = b.Conv(x, b.const(rng.standard_normal((8, 8, 1, 1)).astype(np.float32)), name="conv")
+    y = b.Softmax(b.Transpose(y, perm=[0, 2, 3, 1], name="to_last"), axis=-1, name="softmax")
+    y = b.Reshape(b.Transpose(y, perm=[0, 3, 1, 2], name="back"), b.const(np.array([1, -1], np.int64)), name="flat")
+    g = run(b.build(y))
+    assert g.node("softmax").affinity == "CPU" and g.node("conv").affinity == "FPGA"
+    b = GraphBuilder("used")  # a Softmax read by a computing node is the network's, not the output's
+    x = b.input("x", [1, 8, 4, 4])
+    y = b.Softmax(b.Conv(x, b.const(rng.standard_normal((8, 8, 1, 1)).astype(np.float32)), name="conv"), axis=-1,
+                  name="softmax")
+    g = run(b.build(b.Relu(b.Reshape(y, b.const(np.array([1, -1], np.int64))), name="relu")))
+    assert g.node("softmax").affinity == "FPGA"
     g = run(classifier(softmax_output=False))
     assert g.node("gemm").affinity == "FPGA" and g.node("softmax").affinity == "FPGA"
