@@ -39,6 +39,7 @@ from ir.registry import Pattern, get_op, is_registered
 from ir.types import QuantParams
 from passes.infra import PassContext, graph_pass
 from passes.rewrite import bypass, replace_node
+from runtime.kernels.shape import transpose_perm
 
 NOT_AGNOSTIC = frozenset({"QuantizeLinear", "DequantizeLinear", "BatchNormalization", "Dropout"})
 """Element-wise by fusion kind, yet tied to an axis (per-axis scales, channel statistics) or a training input."""
@@ -120,9 +121,7 @@ def _as_view(graph: Graph, node: Node) -> bool:
 
 def perm_of(node: Node) -> list[int]:
     """A Transpose's permutation (the default reverses the axes)."""
-    perm = node.attrs["perm"]
-    rank = node.inputs[0].type.rank
-    return list(range(rank))[::-1] if perm is None else [int(p) % rank for p in perm]
+    return transpose_perm(node.attrs["perm"], node.inputs[0].type.rank)
 
 
 def _input_perm(node: Node) -> list[int] | None:
