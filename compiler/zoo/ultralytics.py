@@ -10,10 +10,35 @@ from compiler.zoo.exporters import TORCH, batch_shape
 
 # ---------------------------------------------------------------- torch.onnx: Ultralytics YOLOv8
 
-def _silu_conv(b: OnnxBuilder, x: str, cin: int, cout: int, k: int, stride: int = 1) -> str:
-    """Ultralytics Conv after fuse(): Conv with bias (BN folded), SiLU as Mul(x, Sigmoid(x))."""
+class _Modules:
+    """The ``model.N`` modules of an Ultralytics export, built in order,
+    each in its scope; ``modules[N]`` is module N's output."""
+
+    def __init__(self, b: OnnxBuilder):
+        self.b, self.outputs = b, []
+
+    def add(self, index: int, build) -> str:
+        with self.b.scope(f"model.{index}"):
+            self.outputs.append(build())
+        return self.outputs[-1]
+
+    def __getitem__(self, index: int) -> str:
+        return self.outputs[index]
+
+
+def _export(image: int, static: bool, seed: int) -> tuple[OnnxBuilder, str, _Modules]:
+    """torch.onnx's graph of an Ultralytics model (opset 17, module-path
+    names): the builder, the ``images`` input (batch ``batch`` unless
+    static) and the modules to add."""
+    b = OnnxBuilder("main_graph", seed, opset=17, **TORCH)
+    return b, b.input("images", [1 if static else "batch", 3, image, image]), _Modules(b)
+
+
+def _silu_conv(b: OnnxBuilder, x: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> str:
+    """Ultralytics Conv (DWConv with ``groups``) after fuse(): Conv with bias
+    (BN folded), SiLU as Mul(x, Sigmoid(x))."""
     with b.scope("conv"):
-        y = b.conv(x, cin, cout, k, stride)
+        y = b.conv(x, cin, cout, k, stride, groups)
     with b.scope("act"):
         return b.node("Mul", [y, b.node("Sigmoid", [y])])
 
@@ -64,15 +89,8 @@ def yolov8(image: int = 64, classes: int = 80, static: bool = True, seed: int = 
     (Split, Sub/Add/Div/Mul with anchor and stride constants). Node names
     follow the module path (``/model.22/dfl/conv/Conv``); the free batch dim
     is named ``batch``. Output ``output0``: [batch, 4 + classes, anchors]."""
-    b = OnnxBuilder("main_graph", seed, opset=17, **TORCH)
-    x = b.input("images", [1 if static else "batch", 3, image, image])
-    layers: list[str] = []
-
-    def layer(index: int, build) -> str:
-        with b.scope(f"model.{index}"):
-            layers.append(build())
-        return layers[-1]
-
+    b, x, layers = _export(image, static, seed)
+    layer = layers.add
     layer(0, lambda: _silu_conv(b, x, 3, 16, 3, 2))
     layer(1, lambda: _silu_conv(b, layers[0], 16, 32, 3, 2))
     layer(2, lambda: _c2f(b, layers[1], 32, 32, 1, True))
@@ -264,15 +282,8 @@ def yolo11_seg(image: int = 64, classes: int = 80, static: bool = True, seed: in
     anchors and a ``[1, anchors]`` stride constant) with 32 mask
     coefficients per anchor, and the mask prototypes. Outputs ``output0``
     [batch, 4 + classes + 32, anchors] and ``output1`` [batch, 32, image/4, image/4]."""
-    b = OnnxBuilder("main_graph", seed, opset=17, **TORCH)
-    x = b.input("images", [1 if static else "batch", 3, image, image])
-    layers: list[str] = []
-
-    def layer(index: int, build) -> str:
-        with b.scope(f"model.{index}"):
-            layers.append(build())
-        return layers[-1]
-
+    b, x, layers = _export(image, static, seed)
+    layer = layers.add
     layer(0, lambda: _silu_conv(b, x, 3, 16, 3, 2))
     layer(1, lambda: _silu_conv(b, layers[0], 16, 32, 3, 2))
     layer(2, lambda: _c3k2(b, layers[1], 32, 64, False, 0.25))
@@ -324,15 +335,7 @@ def _yolo11_cls(b: OnnxBuilder, x: str, channels: int, width: int) -> str:
     for index, cin in (("0", channels), ("1", width)):
         with b.scope(index):
             with b.scope("0"):
-                x = _silu_conv_groups(b, x, cin, cin, 3, cin)
+                x = _silu_conv(b, x, cin, cin, 3, groups=cin)
             with b.scope("1"):
                 x = _silu_conv(b, x, cin, width, 1)
     return x
-
-
-def _silu_conv_groups(b: OnnxBuilder, x: str, cin: int, cout: int, k: int, groups: int) -> str:
-    """Ultralytics DWConv after fuse(): a grouped Conv with bias, SiLU as Mul(x, Sigmoid(x))."""
-    with b.scope("conv"):
-        y = b.conv(x, cin, cout, k, groups=groups)
-    with b.scope("act"):
-        return b.node("Mul", [y, b.node("Sigmoid", [y])])
