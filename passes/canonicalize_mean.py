@@ -17,7 +17,7 @@ import numpy as np
 
 from ir.graph import Graph, Node, Value
 from passes.infra import PassContext, graph_pass
-from passes.rewrite import replace_node
+from passes.rewrite import conv_1x1_attrs, replace_node
 
 SPATIAL = (2, 3)
 
@@ -62,7 +62,7 @@ def _channel_mean(graph: Graph, node: Node, x: Value) -> None:
     """A 1x1 Conv of the C channels to one, each weight 1/C."""
     channels = x.type.shape[1]
     weight = graph.add_constant(np.full((1, channels, 1, 1), 1.0 / channels, np.float32), f"{node.name}::weights")
-    attrs = {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1}
+    attrs = conv_1x1_attrs()
     if node.attrs["keepdims"]:
         replace_node(graph, node, "Conv", [x, weight], attrs)
         return

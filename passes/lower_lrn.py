@@ -20,7 +20,7 @@ import numpy as np
 
 from ir.graph import HELPER_SEPARATOR, Graph, Node
 from passes.infra import PassContext, graph_pass
-from passes.rewrite import replace_node
+from passes.rewrite import conv_1x1_attrs, replace_node
 from runtime.hardware import ACCELERATOR
 
 
@@ -59,8 +59,7 @@ def _lower(graph: Graph, node: Node) -> None:
 
     square = add("square", "Mul", [x, x])
     weights = graph.add_constant(window_matrix(x.type.shape[1], a["size"]), f"{node.name}{HELPER_SEPARATOR}window")
-    window = add("window", "Conv", [square.outputs[0], weights],
-                 {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1})
+    window = add("window", "Conv", [square.outputs[0], weights], conv_1x1_attrs())
     scaled = add("scale", "Mul", [window.outputs[0], scalar(a["alpha"] / a["size"], "alpha")])
     shifted = add("shift", "Add", [scaled.outputs[0], scalar(a["bias"], "bias")])
     power = add("power", "Pow", [shifted.outputs[0], scalar(-a["beta"], "beta")])

@@ -47,6 +47,11 @@ def replace_node(graph: Graph, node: Node, op: str, inputs, attrs: dict) -> Node
     return new
 
 
+def conv_1x1_attrs(group: int = 1) -> dict:
+    """A 1x1 Conv's attributes: stride 1, no padding or dilation, ``group`` groups."""
+    return {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": group}
+
+
 def single_consumer(graph: Graph, value: Value) -> Node | None:
     """The one node reading ``value`` (once), when it is not also a graph output."""
     if value in graph.outputs or len(value.uses) != 1:

@@ -21,6 +21,7 @@ from passes.quant.bias_correction import LinearLayer
 from passes.quant.channel_grids import per_output_scales
 from passes.quant.params import Precision, activation_quant, weight_quant
 from passes.quant.units import clip_limits, positive_scaling, prelu_slopes
+from passes.rewrite import conv_1x1_attrs
 from runtime.errors import KernelError
 from runtime.qscheme import (
     ACTIVATION_RANGE,
@@ -186,9 +187,8 @@ class SegmentQuantizer:
         weight = np.broadcast_to(scale, (channels,)).astype(np.float32).reshape(channels, 1, 1, 1)
         bias = np.broadcast_to(shift, (channels,))
         activation = next((n for n in members if n.op in ACTIVATIONS), None)
-        attrs = {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1],
-                 "group": channels}
-        self._emit_conv(node, x, (weight, None, f"{node.name}_scale"), bias, None, activation, attrs, "QConv")
+        self._emit_conv(node, x, (weight, None, f"{node.name}_scale"), bias, None, activation,
+                        conv_1x1_attrs(channels), "QConv")
 
     def _emit_matmul(self, node: Node, anchor: Node, weight: Value, bias, residual, activation) -> None:
         weight = (weight.const, weight.quant, weight.name)
