@@ -124,8 +124,9 @@ class AutoLinear:
     needs is less than the CPU's time plus the transfers that one needs
     (placement_costs). A layer whose result goes to the host only (a model
     output, CPU consumers, or a Softmax that makes a model output: a
-    classifier's head) stays in float: an int8 output grid, calibrated on a few inputs, clips the
-    largest values, the winning class's logit among them."""
+    classifier's head) stays in float: an int8 output grid, calibrated on
+    a few inputs, clips the largest values, the winning class's logit
+    among them."""
 
     hardware: HardwareConfig
 
@@ -162,6 +163,10 @@ def _normalises_for_host(node: Node, graph: Graph) -> bool:
     return node.op == "Softmax" and all(_only_outputs(value, graph) for value in node.outputs)
 
 
+_REARRANGING = VIEW_OPS | {"Transpose"}
+"""Nodes that only rearrange a tensor's elements."""
+
+
 def _only_outputs(value: Value, graph: Graph) -> bool:
     """``value`` reaches nothing but model outputs: it is one, and every
     node reading it is a view or a Transpose whose results do the same."""
@@ -169,9 +174,6 @@ def _only_outputs(value: Value, graph: Graph) -> bool:
         return value in graph.outputs
     return all(user.op in _REARRANGING and all(_only_outputs(out, graph) for out in user.outputs)
                for user, _ in value.uses)
-
-
-_REARRANGING = VIEW_OPS | {"Transpose"}
 
 
 def output_softmax_refusal(node: Node, graph: Graph, fallback: Sequence[Target]) -> Support | None:
@@ -183,12 +185,17 @@ def output_softmax_refusal(node: Node, graph: Graph, fallback: Sequence[Target])
     leave instead of the probabilities). None when the fallback has no CPU
     that runs it, or for any other node. The linear layer before such a
     Softmax has no accelerator consumer (:class:`AutoLinear`)."""
-    host = next((t for t in fallback if t.name == HOST), None)
+    host = _host(fallback)
     if not _normalises_for_host(node, graph) or host is None or not host.supports(node):
         return None
     return Support(False, "Softmax making a model output runs in float32 on the host: on the accelerator its "
                           "probabilities would leave on an int8 grid (classes below 1/256 read 0)",
                    OUTPUT_SOFTMAX_RULE)
+
+
+def _host(fallback: Sequence[Target]) -> Target | None:
+    """The CPU target of ``fallback``, None when it lists none."""
+    return next((t for t in fallback if t.name == HOST), None)
 
 
 def auto_linear(ctx: PassContext) -> AutoLinear | None:
@@ -201,7 +208,7 @@ def linear_refusal(nodes: Sequence[Node], graph: Graph, device_of: Callable[[Nod
     """Why ``nodes``, which the fallback policy put on the accelerator, go
     to the CPU instead: a linear layer among them that does not pay there
     (``policy``), when the fallback lists a CPU that runs them; else None."""
-    host = next((t for t in fallback if t.name == HOST), None)
+    host = _host(fallback)
     if policy is None or host is None or not layer_support(nodes, host):
         return None
     for node in nodes:
@@ -243,7 +250,7 @@ def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]
     compiler moves to the host (``host_layers``: ONNX name -> why), and
     nodes a pass marked ``host_only``, go to the CPU (which runs float32);
     linear layers as ``linear`` says when hwlinear is unset."""
-    host = next((t for t in fallback if t.name == HOST), None)
+    host = _host(fallback)
     for node in graph.nodes:
         if onnx_name(node.name) in float_layers and host is not None:
             node.affinity = HOST
