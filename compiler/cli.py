@@ -372,12 +372,12 @@ def _compiled_feeds(model, args) -> dict[str, np.ndarray]:
 
 def _have_photos() -> bool:
     """Whether scikit-learn's sample photographs can be read (the images extra)."""
+    from compiler.zoo.images import sample_photo_files
+
     try:
-        import PIL  # noqa: F401
-        import sklearn.datasets  # noqa: F401
+        return bool(sample_photo_files())
     except ImportError:
         return False
-    return True
 
 
 def _compare(model, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:

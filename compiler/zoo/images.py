@@ -3,6 +3,9 @@ the two photographs scikit-learn ships (china.jpg, flower.jpg), normalised
 like ImageNet inputs. Needs scikit-learn and Pillow (the test extra)."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 from runtime import preprocess
@@ -11,13 +14,37 @@ IMAGENET_MEAN = np.array(preprocess.IMAGENET_MEAN, np.float32)
 IMAGENET_STD = np.array(preprocess.IMAGENET_STD, np.float32)
 
 
+_MISSING = "real sample images need scikit-learn and Pillow: pip install 'tessera[images]'"
+
+
+def sample_photo_files() -> list[Path]:
+    """The photographs' files (china.jpg, flower.jpg), found where
+    scikit-learn installed them without importing it: ``import
+    sklearn.datasets`` takes about 3 s (scipy and the estimators come with
+    it), which every ``tessera run`` and example paid for two JPEG files.
+    ImportError when scikit-learn or Pillow is missing."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or importlib.util.find_spec("PIL") is None:
+        raise ImportError(_MISSING)
+    for folder in spec.submodule_search_locations or ():
+        files = sorted((Path(folder) / "datasets" / "images").glob("*.jpg"))
+        if files:
+            return files
+    from sklearn.datasets import load_sample_images  # a layout of scikit-learn's own: ask it
+
+    return [Path(name) for name in load_sample_images().filenames]
+
+
 def sample_photos() -> list[np.ndarray]:
-    """The photographs as HxWx3 uint8 arrays."""
-    try:
-        from sklearn.datasets import load_sample_images
-    except ImportError:
-        raise ImportError("real sample images need scikit-learn and Pillow: pip install 'tessera[test]'") from None
-    return list(load_sample_images().images)
+    """The photographs as HxWx3 uint8 arrays, decoded as scikit-learn's
+    ``load_sample_images`` decodes them (Pillow)."""
+    from PIL import Image
+
+    photos = []
+    for path in sample_photo_files():
+        with Image.open(path) as image:
+            photos.append(np.asarray(image))
+    return photos
 
 
 def image_crops(count: int, size: int = 224, seed: int = 0) -> list[np.ndarray]:

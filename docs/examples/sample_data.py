@@ -11,11 +11,9 @@ from __future__ import annotations
 import atexit
 import os
 import tempfile
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.datasets import load_sample_images
 
 
 def model_path(path: str | None) -> str:
@@ -35,8 +33,9 @@ def model_path(path: str | None) -> str:
 
 def photos() -> dict[str, Image.Image]:
     """scikit-learn's sample photographs by file name."""
-    data = load_sample_images()
-    return {Path(name).name: Image.fromarray(pixels) for name, pixels in zip(data.filenames, data.images)}
+    from compiler.zoo.images import sample_photo_files, sample_photos
+
+    return {path.name: Image.fromarray(pixels) for path, pixels in zip(sample_photo_files(), sample_photos())}
 
 
 def load_image(path: str | None, height: int, width: int, default: str = "china.jpg") -> np.ndarray:

@@ -540,9 +540,10 @@ def photo_pixels(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
     """``count`` crops of scikit-learn's two sample photos, each as the
     samples feed an image: BGR pixels 0-255, [1, 3, size, size] float32."""
     from PIL import Image
-    from sklearn.datasets import load_sample_images
 
-    photos = [Image.fromarray(pixels) for pixels in load_sample_images().images]
+    from compiler.zoo.images import sample_photos
+
+    photos = [Image.fromarray(pixels) for pixels in sample_photos()]
     rng = np.random.default_rng(seed)
     crops = []
     for i in range(count):

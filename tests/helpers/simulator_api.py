@@ -12,10 +12,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
-from sklearn.datasets import load_sample_images
 
 from compiler.quantize import quantize_model
 from compiler.zoo import resnet
+from compiler.zoo.images import sample_photos
 
 EMPTY_ENCODINGS = {"activation_encodings": {}, "param_encodings": {}, "quantizer_args": {}, "version": None,
                    "modules": {}}
@@ -39,7 +39,7 @@ def photo_crops(count: int, seed: int, size: int = IMAGE) -> list[np.ndarray]:
     """Random square crops of scikit-learn's two sample photographs, as
     [1, 3, size, size] float32 inputs in [0, 1]."""
     rng = np.random.default_rng(seed)
-    photos = [Image.fromarray(pixels) for pixels in load_sample_images().images]
+    photos = [Image.fromarray(pixels) for pixels in sample_photos()]
     crops = []
     for i in range(count):
         photo = photos[i % len(photos)]

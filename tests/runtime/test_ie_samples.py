@@ -41,15 +41,15 @@ def samples(tmp_path_factory):
     a.png and b.png of different classes) and the calibration folder; every
     script's output."""
     from PIL import Image
-    from sklearn.datasets import load_sample_images
 
     from compiler.zoo import resnet
+    from compiler.zoo.images import sample_photos
 
     folder = tmp_path_factory.mktemp("ie_samples")
     write_samples(folder)
     model = raw_pixel_model(resnet(depth=10, image=SIZE, classes=10, width=8, seed=5))
     onnx.save(model, folder / "resnet10.onnx")
-    photos = [Image.fromarray(pixels) for pixels in load_sample_images().images]
+    photos = [Image.fromarray(pixels) for pixels in sample_photos()]
     crops = {"a.png": (photos[0], (100, 50, 400, 350), (48, 40)), "b.png": (photos[1], (150, 80, 450, 380), (40, 40)),
              "c.png": (photos[0], (300, 100, 500, 300), (SIZE, SIZE))}
     for name, (photo, box, size) in crops.items():

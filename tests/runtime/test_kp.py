@@ -39,9 +39,9 @@ def binaries(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photo():
-    from sklearn.datasets import load_sample_images
+    from compiler.zoo.images import sample_photos
 
-    return load_sample_images().images[1][100:164, 200:296]  # flower.jpg, 96x64 RGB
+    return sample_photos()[1][100:164, 200:296]  # flower.jpg, 96x64 RGB
 
 
 @pytest.fixture
