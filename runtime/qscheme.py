@@ -143,8 +143,12 @@ def radix_params(bound: float, dtype=INT8) -> tuple[float, int]:
 def weight_scales(w: np.ndarray, dtype=INT8, axis: int = 0) -> np.ndarray:
     """Symmetric per-channel scales: max |w| of each slice along ``axis`` / qmax."""
     qmax = WEIGHT_RANGE[np.dtype(dtype)][1]
-    moved = np.moveaxis(np.asarray(w, np.float64), axis, 0).reshape(w.shape[axis], -1)
-    peak = np.abs(moved).max(axis=1) if moved.size else np.zeros(w.shape[axis])
+    w = np.asarray(w)
+    if not np.issubdtype(w.dtype, np.floating):
+        w = w.astype(np.float64)
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    # |w| and its maximum are exact in w's own type: no float64 copy of every weight
+    peak = np.abs(moved).max(axis=1).astype(np.float64) if moved.size else np.zeros(w.shape[axis])
     return np.where(peak > 0, peak / qmax, 1.0).astype(np.float32)
 
 
@@ -162,6 +166,9 @@ def quantize(x: np.ndarray, scale, zero, dtype, axis: int | None = None) -> np.n
     info = np.iinfo(dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         q = saturated_codes(np.asarray(x, np.float32), scale, zero, info.min, info.max, np.dtype(np.float32))
+    if np.ndim(q):  # the codes are clipped: NaN is the only non-finite left (nan_to_num looked for ±inf too)
+        np.copyto(q, 0, where=np.isnan(q))
+        return q.astype(dtype)
     return np.nan_to_num(q).astype(dtype)
 
 
