@@ -156,8 +156,8 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w, k, oh, ow = rec[3], rec[4], rec[5], rec[6], rec[13], rec[14], rec[15]
     x = _f32(rec, 1, bases, n * c * h * w).reshape((n, c, h, w))
-    wt = _f32(rec, 7, bases, k * 9).reshape((k, 3, 3))
-    b = _f32(rec, 9, bases, k)
+    wt = _readonly(_f32(rec, 7, bases, k * 9).reshape((k, 3, 3)))  # constants: read-only, as on the per-step path
+    b = _readonly(_f32(rec, 9, bases, k))
     out = _f32(rec, 11, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     res = _f32(rec, 16, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     clamp = _f32(rec, 18, bases, 2)
@@ -186,8 +186,8 @@ def _expand_depthwise(start, stop, rec, nrec, bases, nbases):
     clamp1 = _f32(rec, 13, bases, 2)
     template = _readonly(_i64(rec, 16, bases, PLAN_SIZE))
     kernels = _i64(rec, 18, bases, rec[20])
-    w2 = _f32(rec, 21, bases, wide * 9).reshape((wide, 3, 3))
-    b2 = _f32(rec, 23, bases, wide)
+    w2 = _readonly(_f32(rec, 21, bases, wide * 9).reshape((wide, 3, 3)))
+    b2 = _readonly(_f32(rec, 23, bases, wide))
     out = _f32(rec, 25, bases, n * wide * oh * ow).reshape((n, wide, oh, ow))
     clamp2 = _f32(rec, 30, bases, 2)
     flags1, flags2 = _flags(1, 0, rec[15]), _flags(0, 0, rec[32])[1:]
@@ -225,9 +225,9 @@ def _dot_rows(start, stop, rec, nrec, bases, nbases):
     rec, bases = _records(rec, nrec, bases, nbases)
     m, depth, n = rec[2], rec[3], rec[6]
     a = _f32(rec, 0, bases, m * depth).reshape((m, depth))
-    b = _f32(rec, 4, bases, n * depth).reshape((n, depth))
+    b = _readonly(_f32(rec, 4, bases, n * depth).reshape((n, depth)))
     out = _f32(rec, 7, bases, m * n).reshape((m, n))
-    dot_rows(start, stop, a, b, out, _f32(rec, 9, bases, rec[11]))
+    dot_rows(start, stop, a, b, out, _readonly(_f32(rec, 9, bases, rec[11])))
 
 
 def _plane_means(start, stop, rec, nrec, bases, nbases):
@@ -263,7 +263,7 @@ def _winograd_out(start, stop, rec, nrec, bases, nbases):
     n, k, oh, ow = rec[6], rec[7], rec[8], rec[9]
     prods = _f32(rec, 0, bases, rows * item).reshape((rows, item))
     y = _f32(rec, 4, bases, n * k * oh * ow).reshape((n, k, oh, ow))
-    b = _f32(rec, 10, bases, k)
+    b = _readonly(_f32(rec, 10, bases, k))
     res = _f32(rec, 14, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     clamp = _f32(rec, 16, bases, 2)
     output_tiles_ir(start, stop, prods, y, b, rec[12:14], res, clamp, _flags(rec[18], rec[19], 0)[:2],
