@@ -201,8 +201,9 @@ def test_bad_operands_write_nothing():
     winograd_ir.input_tiles_ir(0, 2, x, small, np.array([1, 1, 1, 1, 7]), kernels)
     assert np.isnan(small).all()
     y = np.full((1, 2, 8, 8), np.nan, np.float32)
-    winograd_ir.output_tiles_ir(0, 2, np.ones((16, 100), np.float32), y, np.ones(2, np.float32), np.array([3, 3]), y,
-                                np.array([0, 1], np.float32), np.array([False, False]), kernels)  # 3 tiles < 8 rows
+    winograd_ir.output_tiles_ir(0, 2, np.ones((16, 100), np.float32), y, readonly(np.ones(2, np.float32)),
+                                np.array([3, 3]), y, np.array([0, 1], np.float32), np.array([False, False]),
+                                kernels)  # 3 tiles < 8 rows
     assert np.isnan(y).all()
 
 
