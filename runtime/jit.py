@@ -46,8 +46,12 @@ import time
 from pathlib import Path
 
 import numba
+import numpy as np
+from numba import types
 from numba.core import event
 from numba.core.caching import UserProvidedCacheLocator
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
 
 from runtime.files import MAX_BINARY_BYTES, FileError, read_regular, write_atomic
 
@@ -306,6 +310,33 @@ def jit(fn=None, *, fastmath: bool = False, inline: str = "never"):
     if fn is None:
         return lambda f: numba.njit(**options)(f)
     return numba.njit(**options)(fn)
+
+
+def readonly(array: np.ndarray) -> np.ndarray:
+    """``array`` if it is read-only, else a read-only view of it (under a
+    microsecond): how a program's frozen constants reach a kernel, so that an
+    input the kernel only reads has one Numba type on every path (per step,
+    schedule, tests) and one compiled signature, not one per read-only flag."""
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.setflags(write=False)
+    return view
+
+
+@intrinsic
+def typed_readonly(typingctx, array):
+    """:func:`readonly` in jitted code: ``array`` typed read-only (no copy,
+    no check), what the per-step path passes where its array is, so that
+    the callee's compiled specialisation serves both."""
+    if not isinstance(array, types.Array):
+        return None
+    sig = array.copy(readonly=True)(array)
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+
+    return sig, codegen
 
 
 def cfunc(signature, fn, *, fastmath: bool = False):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.errors import KernelError
-from runtime.jit import jit
+from runtime.jit import jit, readonly
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 from runtime.schedule.records import DOT_ROWS
 
@@ -43,11 +43,11 @@ def sgemv_rows(a: np.ndarray, b: np.ndarray, transposed: bool, bias: np.ndarray 
         raise KernelError(f"sgemv_rows: a is {list(a.shape)}, op(b) is {[depth, n]}")
     if bias is not None and (bias.dtype != np.float32 or bias.shape != (n,)):
         raise KernelError(f"sgemv_rows: bias must be float32 of shape [{n}], got {bias.dtype} {list(bias.shape)}")
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    a, b = np.ascontiguousarray(a), readonly(np.ascontiguousarray(b))  # b, bias: typed as frozen constants are
     out = np.zeros((a.shape[0], n), np.float32)
     if out.size == 0:
         return out
-    bias = _NO_BIAS if bias is None else bias
+    bias = _NO_BIAS if bias is None else readonly(bias)
     if depth == 0:
         _add_bias(out, bias, 0, n)
     elif transposed:
@@ -58,7 +58,7 @@ def sgemv_rows(a: np.ndarray, b: np.ndarray, transposed: bool, bias: np.ndarray 
     return out
 
 
-_NO_BIAS = np.zeros(0, np.float32)
+_NO_BIAS = readonly(np.zeros(0, np.float32))
 
 
 def lower_dot_rows(ctx, a, b: np.ndarray, out, bias: np.ndarray | None) -> None:

@@ -83,6 +83,7 @@ from runtime.gemm.tasks import (
     _run_placed,
     tasks_entry,
 )
+from runtime.jit import readonly
 from runtime.schedule.records import GEMM, NONE
 
 __all__ = ["sgemm", "sgemm_batched", "PackedProduct", "strip_template"]
@@ -212,13 +213,14 @@ class PackedProduct:
         dims = (1, m, n, depth, block_depth(depth))
         strides = (m * n * 4, n * 4, 4)
         reading = b_reading(m, dims[-1], 1, self.isa)
-        self.template = _plan_template("f32", self.isa, dims, (reading, None, depth * n, n, 1), strides, self.bias,
-                                       strides if residual else None, False)
+        self.template = readonly(_plan_template("f32", self.isa, dims, (reading, None, depth * n, n, 1), strides,
+                                                self.bias, strides if residual else None, False))
         self.tasks = int(self.template[_TASKS])
         self.serial = m * n * depth <= SERIAL_MACS or self.tasks == 1
         self.flags = _FLAGS[self.bias is not None, residual, self.clamp is not None]
-        self.bias_or_none = _NO_SOURCE if self.bias is None else self.bias
-        self.clamp_or_none = _NO_SOURCE if self.clamp is None else self.clamp
+        self.bias_or_none = _NO_SOURCE if self.bias is None else readonly(self.bias)  # read-only, as in _execute
+        self.clamp_or_none = _NO_SOURCE if self.clamp is None else readonly(self.clamp)
+        self.a_data = readonly(packed.data)
 
     def run(self, b: np.ndarray, out: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
         """``out`` = the product of ``b``, with the bias, ``residual`` and clamp.
@@ -236,9 +238,9 @@ class PackedProduct:
         if np.may_share_memory(out, b) or (residual is not None and not in_place
                                            and np.may_share_memory(out, residual)):
             raise KernelError("PackedProduct: out overlaps an input")
-        source = b.reshape(-1)  # C-contiguous (checked): the flat elements, as the tasks read them
-        args = (self.template, self.kernels, self.packed.data, source, out, self.bias_or_none,
-                _NO_SOURCE if residual is None else residual, self.clamp_or_none, self.flags, source)
+        source = readonly(b.reshape(-1))  # C-contiguous (checked): the flat elements, as the tasks read them
+        args = (self.template, self.kernels, self.a_data, source, out, self.bias_or_none,
+                _NO_SOURCE if residual is None else readonly(residual), self.clamp_or_none, self.flags, source)
         if self.serial:
             _run_placed(0, self.tasks, *args)
         else:
@@ -378,10 +380,13 @@ def _execute(template: np.ndarray, kernels: np.ndarray, serial: bool, operands: 
     on ``operands`` = (packed A, B, C, bias, residual, clamp; the last three
     may be None): their addresses go into a copy of the template, and its
     tasks run on the calling thread (``serial`` or a single task) or the
-    pool. ``source`` is what the tasks pack B from."""
+    pool. ``source`` is what the tasks pack B from. Everything but C goes
+    read-only (the tasks only read it), however the caller's arrays are
+    flagged: one compiled :func:`_run_placed` per operand layout."""
     a, b, c, bias, res, clamp = operands
-    args = (template, kernels, a, b, c, *(_NO_SOURCE if x is None else x for x in (bias, res, clamp)),
-            _FLAGS[bias is not None, res is not None, clamp is not None], source)
+    args = (readonly(template), kernels, readonly(a), readonly(b), c,
+            *(_NO_SOURCE if x is None else readonly(x) for x in (bias, res, clamp)),
+            _FLAGS[bias is not None, res is not None, clamp is not None], readonly(source))
     tasks = int(template[_TASKS])
     if tasks == 1 or serial:
         _run_placed(0, tasks, *args)

@@ -24,7 +24,7 @@ from runtime import parallel
 from runtime.gemm.family import REMAINDER_COLS
 from runtime.gemm.microkernel import call_kernel
 from runtime.gemm.pack import LINE, pack_b_block, panel_width
-from runtime.jit import cfunc, jit
+from runtime.jit import cfunc, jit, typed_readonly
 
 # How a task gets its B panels.
 PACK, PREPACKED, DIRECT = 0, 1, 2
@@ -76,7 +76,9 @@ def run_strip(template, kernels, a, b, c, bias, res, clamp, flags):
     packed A's data, ``b`` the flat B strip, ``c`` / ``res`` views starting
     at the strip's first element of C / the residual, ``bias`` (m,), ``clamp``
     [low, high]; ``flags`` = (bias given, residual given, clamp given)."""
-    _run_placed(np.int64(0), template[_TASKS], template, kernels, a, b, c, bias, res, clamp, flags, b)
+    source = typed_readonly(b)  # what it only reads typed read-only, as sgemm's entry points pass it
+    _run_placed(np.int64(0), template[_TASKS], typed_readonly(template), kernels, typed_readonly(a), source, c,
+                typed_readonly(bias), typed_readonly(res), typed_readonly(clamp), flags, source)
 
 
 @jit

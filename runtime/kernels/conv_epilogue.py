@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from runtime.errors import KernelError
-from runtime.jit import jit
+from runtime.jit import jit, readonly
 from runtime.kernels.nn_window import grain
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 
@@ -115,8 +115,9 @@ def apply_epilogue(out: np.ndarray, bias: np.ndarray | None, residual: np.ndarra
     planes = out.reshape(out.shape[0] * out.shape[1], -1)
     flags = np.array([bias is not None, residual is not None, clamp is not None], np.bool_)
     res = planes if residual is None else residual.reshape(planes.shape)
-    parallel_for(_finish_planes, planes.shape[0], planes, np.zeros(1, out.dtype) if bias is None else bias, res,
-                 NO_CLAMP if clamp is None else clamp, flags, grain=grain(planes.shape[1]))
+    bias = readonly(np.zeros(1, out.dtype) if bias is None else bias)
+    parallel_for(_finish_planes, planes.shape[0], planes, bias, res, NO_CLAMP if clamp is None else clamp, flags,
+                 grain=grain(planes.shape[1]))
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)

@@ -36,6 +36,7 @@ import numpy as np
 
 from runtime import gemm
 from runtime.errors import KernelError
+from runtime.jit import readonly
 from runtime.kernels import depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
 from runtime.kernels.limits import check_output_size
@@ -366,7 +367,7 @@ def run_plane_kernel(chosen: tuple, x, w, b, out, residual, clamp) -> None:
     kernel, extra = chosen
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else b
     flags = _EPILOGUE_FLAGS[residual is not None, clamp is not None]
-    parallel_for(kernel, out.shape[0] * out.shape[1], x, w.reshape(w.shape[0], 3, 3), b, out,
+    parallel_for(kernel, out.shape[0] * out.shape[1], x, readonly(w.reshape(w.shape[0], 3, 3)), readonly(b), out,
                  out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags, *extra,
                  grain=grain(out[0, 0].size * 9))
 
@@ -415,7 +416,8 @@ def _conv_depthwise(x, w, b, out, window: Window, residual, clamp) -> None:
     w3 = lift(w)
     flags = _EPILOGUE_FLAGS[residual is not None, clamp is not None]
     parallel_for(depthwise_planes_finished, out.shape[0] * out.shape[1], lift(x),
-                 w3.reshape(w3.shape[0], *w3.shape[2:]), b, lift(out), lift(out if residual is None else residual),
+                 readonly(w3.reshape(w3.shape[0], *w3.shape[2:])), readonly(b), lift(out),
+                 lift(out if residual is None else residual),
                  np.asarray(NO_CLAMP if clamp is None else clamp, out.dtype), flags, _geo(window),
                  grain=grain(plane * w[0].size))
 
@@ -429,7 +431,7 @@ def _conv_depthwise_channels_last(x, w, b, out, window: Window) -> None:
     out3 = lift(out)
     out_last = np.empty(out3.shape[:1] + out3.shape[2:] + out3.shape[1:2], dtype=out.dtype)
     rows = out_last.shape[0] * out_last.shape[1] * out_last.shape[2]
-    parallel_for(depthwise_rows_channels_last, rows, x_last, w_last, b, out_last, _geo(window),
+    parallel_for(depthwise_rows_channels_last, rows, x_last, readonly(w_last), readonly(b), out_last, _geo(window),
                  grain=grain(out_last[0, 0, 0].size * w[0].size))
     out3[...] = np.moveaxis(out_last, -1, 1)
 
@@ -494,7 +496,7 @@ def _conv_transpose_gemm_col2im(x, w, b, out, window: Window, group: int) -> Non
     geo = _geo(window)
     for n in range(batch):
         np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)
-        parallel_for(col2im_planes, out_c, col_view, bias, out3[n], geo, grain=grain(col_view[0].size))
+        parallel_for(col2im_planes, out_c, col_view, readonly(bias), out3[n], geo, grain=grain(col_view[0].size))
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)

@@ -310,7 +310,8 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
                         w_flat, tap0, bias, inside[0, j0:j1], inside[1, j0:j1], -unbounded, unbounded)
             _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_lo + 1, x_lo, out_w, x_taps, bufs, dims,
                    geo)
-            _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_hi - 1, y_hi, 0, x_hi, x_taps, bufs, dims, geo)
+            _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_hi - 1, y_hi, np.int64(0), x_hi, x_taps, bufs,
+                   dims, geo)  # np.int64: a literal 0 would compile _edges once more
             continue
         if flat:
             # Interior rows are one run; columns outside [x_lo, x_hi) wrap

@@ -27,7 +27,7 @@ import numpy as np
 
 from runtime import gemm
 from runtime.gemm.tasks import run_strip
-from runtime.jit import jit
+from runtime.jit import jit, readonly
 from runtime.kernels import depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP
 from runtime.kernels.nn_prepared import PreparedConv
@@ -126,7 +126,8 @@ class ExpandDepthwise:
             kernels=gemm.kernel_addresses(gemm.host_isa(), "f32"),
             dw_kernels=depthwise_ir.kernel_addresses(self.stride),
             clamp1=NO_CLAMP if first.clamp is None else first.clamp, flags1=_FLAGS[first.clamp is not None],
-            w2=second.w.reshape(wide, 3, 3), b2=np.zeros(wide, np.float32) if second.b is None else second.b,
+            w2=readonly(second.w.reshape(wide, 3, 3)),  # read-only on every path: one compiled kernel
+            b2=readonly(np.zeros(wide, np.float32) if second.b is None else second.b),
             clamp2=NO_CLAMP if second.clamp is None else second.clamp, flags2=_FLAGS[second.clamp is not None][1:])
 
     def _run(self, x: np.ndarray, plan: "_Plan") -> np.ndarray:
@@ -234,7 +235,7 @@ def expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernel
         planes = buf[:count * size].reshape(1, count, height, width)
         first = (n * wide + c0) * out_size
         target = flat_out[first:first + count * out_size].reshape(1, count, out_h, out_w)
-        depthwise_ir.depthwise_3x3_ir(0, count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target,
+        depthwise_ir.depthwise_3x3_ir(np.int64(0), count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target,
                                       clamp2, flags2, dw_kernels, stride)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from runtime import gemm, parallel
 from runtime.gemm.tasks import run_strip
-from runtime.jit import jit
+from runtime.jit import jit, readonly
 from runtime.kernels.conv_epilogue import NO_CLAMP
 from runtime.kernels.nn_window import valid_range
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
@@ -247,7 +247,7 @@ def conv_by_bands(x3, packed, b, outs, residuals, clamp, geo, band: int, out_h: 
     flags = _BAND_FLAGS[b is not None, residuals is not None, clamp is not None]
     for n in range(outs.shape[0]):
         parallel_for(run_bands, -(-out_h // band), x3[n], geo, band, out_h, out_w, full, last, kernels, packed.data,
-                     bias, outs[n], outs[n] if residuals is None else residuals[n],
+                     readonly(bias), outs[n], outs[n] if residuals is None else residuals[n],
                      NO_CLAMP if clamp is None else clamp, flags, grain=1)
 
 

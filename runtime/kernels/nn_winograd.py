@@ -42,7 +42,7 @@ import numpy as np
 
 from runtime import gemm, parallel
 from runtime.errors import KernelError
-from runtime.jit import jit
+from runtime.jit import jit, readonly
 from runtime.kernels import winograd_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, finish_run
 from runtime.kernels.limits import check_output_size
@@ -370,7 +370,7 @@ def winograd_conv2d(x: np.ndarray, u, b: np.ndarray | None, out: np.ndarray, pad
     out_c, out_h, out_w = out.shape[1:]
     n = m + 2
     th, tw = -(-out_h // m), -(-out_w // m)
-    bias = np.zeros(out_c, dtype=np.float32) if b is None else b
+    bias = readonly(np.zeros(out_c, dtype=np.float32) if b is None else b)
     step = max(1, TILE_ELEMENTS // (n * n * th * (tw + 1) * max(chans, out_c)))
     parts = input_parts() if packed else 1
     geo = np.array([pads[0], pads[1], th, tw, parts], np.int64)

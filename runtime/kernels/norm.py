@@ -16,7 +16,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from runtime.errors import KernelError
-from runtime.jit import jit
+from runtime.jit import jit, readonly
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
 from runtime.schedule.records import SOFTMAX, Operand
@@ -38,6 +38,12 @@ def _compute_dtype(x: np.ndarray) -> np.dtype:
 def _flat(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A C-contiguous 1-D array of ``x`` in ``dtype`` (a view when it already is one)."""
     return np.ascontiguousarray(x, dtype=dtype).reshape(-1)
+
+
+def _param(p: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """:func:`_flat` of a parameter the kernels only read, read-only whether
+    it came frozen (a program's constant) or not: one compiled signature."""
+    return readonly(_flat(p, dtype))
 
 
 def _grain(task_size: int, min_elements: int = MIN_TASK_ELEMENTS) -> int:
@@ -79,8 +85,8 @@ def batch_normalization(inputs, attrs):
     inner = math.prod(x.shape[2:])
     planes = x.size // inner if inner else 0
     out = np.empty(x.size, dtype)
-    parallel_for(_affine_planes, planes, _flat(x, dtype), _flat(mean, dtype), factor.reshape(-1),
-                 _flat(bias, dtype), out, channels, inner, grain=_grain(inner, MIN_STREAM_TASK_ELEMENTS))
+    parallel_for(_affine_planes, planes, _flat(x, dtype), _param(mean, dtype), _param(factor, dtype),
+                 _param(bias, dtype), out, channels, inner, grain=_grain(inner, MIN_STREAM_TASK_ELEMENTS))
     return (out.reshape(x.shape).astype(x.dtype, copy=False),)
 
 
@@ -128,7 +134,7 @@ def instance_normalization(inputs, attrs):
     inner = math.prod(x.shape[2:])
     planes = x.size // inner if inner else 0
     out = np.empty(x.size, dtype)
-    parallel_for(_instance_norm_planes, planes, _flat(x, dtype), _flat(scale, dtype), _flat(bias, dtype), out,
+    parallel_for(_instance_norm_planes, planes, _flat(x, dtype), _param(scale, dtype), _param(bias, dtype), out,
                  channels, inner, float(attrs["epsilon"]), grain=_grain(inner))
     return (out.reshape(x.shape).astype(x.dtype, copy=False),)
 
@@ -150,13 +156,13 @@ def _layer_norm_rows(start, stop, x, weight, bias, out, means, inv_stds, n, eps)
 
 
 def _normalized_param(p: np.ndarray | None, shape: tuple, dtype: np.dtype, name: str, fill: float) -> np.ndarray:
-    """Scale or bias broadcast to the normalized shape, flattened."""
+    """Scale or bias broadcast to the normalized shape, flattened (read-only)."""
     if p is None:
-        return np.full(math.prod(shape), fill, dtype)
+        return readonly(np.full(math.prod(shape), fill, dtype))
     if p.shape == shape:
-        return _flat(p, dtype)
+        return _param(p, dtype)
     try:
-        return _flat(np.broadcast_to(p, shape), dtype)
+        return _param(np.broadcast_to(p, shape), dtype)
     except ValueError:
         raise KernelError(f"LayerNormalization: {name} of shape {list(p.shape)} does not broadcast to the "
                           f"normalized shape {list(shape)}") from None

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from runtime.errors import KernelError
-from runtime.jit import jit
+from runtime.jit import jit, readonly
 from runtime.kernels import activations as act
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
@@ -211,7 +211,7 @@ def _run_direction(layer: _Layer, attrs, d: int, xp, xrows, yrows, h, c, y) -> N
         _gru_direction(layer, attrs, d, xp, xrows, yrows, h, y, (xcol, funcs, layer.clip), steps, grain)
         return
     rt = np.ascontiguousarray(layer.r[d].T)
-    peepholes = layer.p[d].reshape(3, -1)
+    peepholes = readonly(layer.p[d].reshape(3, -1))  # frozen or not: one compiled _lstm_rows
     forget = bool(attrs.get("input_forget", 0))
     for s in range(steps):
         hr = np.dot(h, rt)
@@ -327,7 +327,7 @@ def _rnn_rows(start, stop, xp, xrow, xcol, hr, h, y, yrow, funcs, clip):
         if xrow[b] < 0:
             continue
         _gather(g, xp[xrow[b], xcol:xcol + hidden], hr[b])
-        _apply(funcs, 0, g, clip)
+        _apply(funcs, np.int64(0), g, clip)
         h_row, y_row = h[b], y[yrow[b]]
         for j in range(hidden):
             h_row[j] = g[j]
@@ -350,19 +350,19 @@ def _lstm_rows(start, stop, xp, xrow, xcol, hr, p, h, c, y, yrow, funcs, clip, i
         for j in range(hidden):
             gi[j] += pi[j] * c_row[j]
             gf[j] += pf[j] * c_row[j]
-        _apply(funcs, 0, gi, clip)
+        _apply(funcs, np.int64(0), gi, clip)
         if input_forget:
             for j in range(hidden):
                 gf[j] = 1.0 - gi[j]
         else:
-            _apply(funcs, 0, gf, clip)
-        _apply(funcs, 1, gc, clip)
+            _apply(funcs, np.int64(0), gf, clip)
+        _apply(funcs, np.int64(1), gc, clip)
         for j in range(hidden):
             c_row[j] = gf[j] * c_row[j] + gi[j] * gc[j]
             go[j] += po[j] * c_row[j]
             hc[j] = c_row[j]
-        _apply(funcs, 0, go, clip)
-        _apply(funcs, 2, hc, 0.0)
+        _apply(funcs, np.int64(0), go, clip)
+        _apply(funcs, np.int64(2), hc, 0.0)
         for j in range(hidden):
             h_row[j] = go[j] * hc[j]
             y_row[j] = h_row[j]
@@ -377,7 +377,7 @@ def _gru_gate_rows(start, stop, xp, xrow, hr, h, z, reset, xcol, funcs, clip, ti
         if xrow[b] < 0:
             continue
         _gather(g, xp[xrow[b], xcol:xcol + 2 * hidden], hr[b, :2 * hidden])
-        _apply(funcs, 0, g, clip)
+        _apply(funcs, np.int64(0), g, clip)
         h_row, z_row, reset_row = h[b], z[b], reset[b]
         for j in range(hidden):
             z_row[j] = g[j]
@@ -395,7 +395,7 @@ def _gru_update_rows(start, stop, xp, xrow, hh, hcol, reset, rbh, z, h, y, yrow,
         xh, hh_row, reset_row = xp[xrow[b], xcol + 2 * hidden:xcol + 3 * hidden], hh[b, hcol:hcol + hidden], reset[b]
         for j in range(hidden):
             g[j] = xh[j] + reset_row[j] * (hh_row[j] + rbh[j])
-        _apply(funcs, 1, g, clip)
+        _apply(funcs, np.int64(1), g, clip)
         h_row, z_row, y_row = h[b], z[b], y[yrow[b]]
         for j in range(hidden):
             h_row[j] = (1.0 - z_row[j]) * g[j] + z_row[j] * h_row[j]

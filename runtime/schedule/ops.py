@@ -19,13 +19,12 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from runtime.gemm.gemv import dot_rows
 from runtime.gemm.tasks import PLAN_SIZE, place_addresses, run_planned
-from runtime.jit import cfunc, jit
+from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.depthwise_ir import LANES, depthwise_3x3_ir
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_same_3x3
 from runtime.kernels.nn_expand import expand_depthwise
@@ -90,21 +89,6 @@ def _i64_ptr(typingctx, address):
     return sig, codegen
 
 
-@intrinsic
-def _readonly(typingctx, array):
-    """``array`` typed read-only: what the per-step path passes where its
-    array is (a cached strip template), so that the kernel's compiled
-    specialisation serves both paths instead of compiling again."""
-    if not isinstance(array, types.Array):
-        return None
-    sig = array.copy(readonly=True)(array)
-
-    def codegen(context, builder, signature, args):
-        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
-
-    return sig, codegen
-
-
 @jit(inline="always")
 def _at(rec, k, bases):
     """The address of the operand at fields ``k, k + 1`` of ``rec``."""
@@ -156,8 +140,8 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w, k, oh, ow = rec[3], rec[4], rec[5], rec[6], rec[13], rec[14], rec[15]
     x = _f32(rec, 1, bases, n * c * h * w).reshape((n, c, h, w))
-    wt = _f32(rec, 7, bases, k * 9).reshape((k, 3, 3))
-    b = _f32(rec, 9, bases, k)
+    wt = typed_readonly(_f32(rec, 7, bases, k * 9).reshape((k, 3, 3)))  # constants: read-only, as on the per-step path
+    b = typed_readonly(_f32(rec, 9, bases, k))
     out = _f32(rec, 11, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     res = _f32(rec, 16, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     clamp = _f32(rec, 18, bases, 2)
@@ -184,10 +168,10 @@ def _expand_depthwise(start, stop, rec, nrec, bases, nbases):
     packs = _f32(rec, 6, bases, blocks * length).reshape((blocks, length))
     b1 = _f32(rec, 10, bases, rec[12])
     clamp1 = _f32(rec, 13, bases, 2)
-    template = _readonly(_i64(rec, 16, bases, PLAN_SIZE))
+    template = typed_readonly(_i64(rec, 16, bases, PLAN_SIZE))
     kernels = _i64(rec, 18, bases, rec[20])
-    w2 = _f32(rec, 21, bases, wide * 9).reshape((wide, 3, 3))
-    b2 = _f32(rec, 23, bases, wide)
+    w2 = typed_readonly(_f32(rec, 21, bases, wide * 9).reshape((wide, 3, 3)))
+    b2 = typed_readonly(_f32(rec, 23, bases, wide))
     out = _f32(rec, 25, bases, n * wide * oh * ow).reshape((n, wide, oh, ow))
     clamp2 = _f32(rec, 30, bases, 2)
     flags1, flags2 = _flags(1, 0, rec[15]), _flags(0, 0, rec[32])[1:]
@@ -207,10 +191,10 @@ def _bands(start, stop, rec, nrec, bases, nbases):
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     band, oh, ow, m = rec[21], rec[22], rec[23], rec[41]
     x = _f32(rec, 0, bases, c * d * h * w).reshape((c, d, h, w))
-    full, last = _readonly(_i64(rec, 24, bases, PLAN_SIZE)), _readonly(_i64(rec, 26, bases, PLAN_SIZE))
+    full, last = typed_readonly(_i64(rec, 24, bases, PLAN_SIZE)), typed_readonly(_i64(rec, 26, bases, PLAN_SIZE))
     kernels = _i64(rec, 28, bases, rec[30])
-    a = _readonly(_f32(rec, 31, bases, rec[33]))  # frozen weights and bias: read-only, as on the per-step path
-    b = _readonly(_f32(rec, 34, bases, rec[36]))
+    a = typed_readonly(_f32(rec, 31, bases, rec[33]))  # frozen weights and bias: read-only, as on the per-step path
+    b = typed_readonly(_f32(rec, 34, bases, rec[36]))
     out = _f32(rec, 37, bases, m * oh * ow).reshape((m, oh * ow))
     res = _f32(rec, 39, bases, m * oh * ow).reshape((m, oh * ow))
     clamp = _f32(rec, 42, bases, 2)
@@ -225,9 +209,9 @@ def _dot_rows(start, stop, rec, nrec, bases, nbases):
     rec, bases = _records(rec, nrec, bases, nbases)
     m, depth, n = rec[2], rec[3], rec[6]
     a = _f32(rec, 0, bases, m * depth).reshape((m, depth))
-    b = _f32(rec, 4, bases, n * depth).reshape((n, depth))
+    b = typed_readonly(_f32(rec, 4, bases, n * depth).reshape((n, depth)))
     out = _f32(rec, 7, bases, m * n).reshape((m, n))
-    dot_rows(start, stop, a, b, out, _f32(rec, 9, bases, rec[11]))
+    dot_rows(start, stop, a, b, out, typed_readonly(_f32(rec, 9, bases, rec[11])))
 
 
 def _plane_means(start, stop, rec, nrec, bases, nbases):
@@ -263,7 +247,7 @@ def _winograd_out(start, stop, rec, nrec, bases, nbases):
     n, k, oh, ow = rec[6], rec[7], rec[8], rec[9]
     prods = _f32(rec, 0, bases, rows * item).reshape((rows, item))
     y = _f32(rec, 4, bases, n * k * oh * ow).reshape((n, k, oh, ow))
-    b = _f32(rec, 10, bases, k)
+    b = typed_readonly(_f32(rec, 10, bases, k))
     res = _f32(rec, 14, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     clamp = _f32(rec, 16, bases, 2)
     output_tiles_ir(start, stop, prods, y, b, rec[12:14], res, clamp, _flags(rec[18], rec[19], 0)[:2],

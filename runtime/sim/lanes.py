@@ -84,18 +84,18 @@ def lanes_conflict(prog, rows, bounds, lane, owner):
             if prog[r, COL_OPCODE] == OP_STORE:
                 first, last = _box_span(prog[r])
                 low, high = min(low, first), max(high, last)
-                if not _visit(prog[r], owner, lane[r], 0):
+                if not _visit(prog[r], owner, lane[r], np.int64(0)):
                     return True
         for i in range(bounds[e], bounds[e + 1]):
             r = rows[i]
             if prog[r, COL_OPCODE] == OP_LOAD:
                 first, last = _box_span(prog[r])
-                if last >= low and first <= high and not _visit(prog[r], owner, lane[r], 1):
+                if last >= low and first <= high and not _visit(prog[r], owner, lane[r], np.int64(1)):
                     return True
         for i in range(bounds[e], bounds[e + 1]):
             r = rows[i]
             if prog[r, COL_OPCODE] == OP_STORE:
-                _visit(prog[r], owner, lane[r], 2)
+                _visit(prog[r], owner, lane[r], np.int64(2))
     return False
 
 

@@ -133,6 +133,7 @@ def test_ir_depthwise_kernels_agree_bit_for_bit_on_avx2_and_the_host(stride):
     this host compute the same bits: the same chains of fused multiply-adds,
     whatever the vector width; 8- and 16-lane kernels, several blocks a row."""
     from runtime.gemm.family import host_isa
+    from runtime.jit import readonly
     from runtime.kernels import depthwise_ir
 
     rng = np.random.default_rng(3)
@@ -145,7 +146,7 @@ def test_ir_depthwise_kernels_agree_bit_for_bit_on_avx2_and_the_host(stride):
         outs = []
         for isa in (host_isa(force_avx2=True), host_isa()):
             out = np.full(shape, np.nan, np.float32)
-            depthwise_ir.depthwise_3x3_ir(0, 5, x, w, b, out, out, clamp, flags,
+            depthwise_ir.depthwise_3x3_ir(0, 5, x, readonly(w), readonly(b), out, out, clamp, flags,  # as run
                                           depthwise_ir.kernel_addresses(stride, isa), stride)
             outs.append(out)
         np.testing.assert_array_equal(outs[0], outs[1])
@@ -182,6 +183,7 @@ def test_ir_depthwise_rows_a_trip_change_no_bit(stride, monkeypatch):
     time, for every count of rows left over (heights 1 to 11)."""
     from runtime.gemm.family import host_isa
     from runtime.gemm.microkernel import compile_module
+    from runtime.jit import readonly
     from runtime.kernels import depthwise_ir
 
     blocked = depthwise_ir.kernel_addresses(stride)  # compiled (or cached) with the module's ROWS
@@ -200,7 +202,7 @@ def test_ir_depthwise_rows_a_trip_change_no_bit(stride, monkeypatch):
         outs = []
         for kernels in (blocked, one_row):
             out = np.full(shape, np.nan, np.float32)
-            depthwise_ir.depthwise_3x3_ir(0, 3, x, w, b, out, res, clamp, flags, kernels, stride)
+            depthwise_ir.depthwise_3x3_ir(0, 3, x, readonly(w), readonly(b), out, res, clamp, flags, kernels, stride)
             outs.append(out)
         np.testing.assert_array_equal(outs[0], outs[1])
     del engine

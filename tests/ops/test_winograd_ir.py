@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.gemm.family import host_isa
+from runtime.jit import readonly
 from runtime.kernels import nn_winograd, winograd_ir, winograd_matrices
 from runtime.kernels.nn_winograd import packed_winograd_weights, winograd_conv2d
 from tests.helpers.conv import naive_conv
@@ -100,7 +101,7 @@ def test_output_transform_matches_the_numba_loops_bit_for_bit(case):
     item = winograd_ir.item_stride(out_c, tiles)
     prods = np.full((n * n, item), np.nan, np.float32)
     prods[:, :out_c * tiles] = rng.standard_normal((n * n, out_c * tiles))
-    bias = rng.standard_normal(out_c).astype(np.float32)
+    bias = readonly(rng.standard_normal(out_c).astype(np.float32))  # as a conv passes it: one compiled kernel
     residual = rng.standard_normal((x.shape[0], out_c, out_h, out_w)).astype(np.float32)
     clamp = np.array([-0.5, 1.5], np.float32)
     for flags in ([False, False], [True, False], [False, True], [True, True]):
@@ -174,8 +175,8 @@ def test_ir_transforms_agree_bit_for_bit_on_avx2_and_the_host(m):
     outs = []
     for isa in (host_isa(force_avx2=True), host_isa()):
         y = np.full((1, 2, out_h, out_w), np.nan, np.float32)
-        winograd_ir.output_tiles_ir(0, 2, np.nan_to_num(inputs[0]), y, np.ones(2, np.float32), np.array([th, tw]), y,
-                                    np.array([0, 6], np.float32), np.array([False, True]),
+        winograd_ir.output_tiles_ir(0, 2, np.nan_to_num(inputs[0]), y, readonly(np.ones(2, np.float32)),
+                                    np.array([th, tw]), y, np.array([0, 6], np.float32), np.array([False, True]),
                                     winograd_ir.kernel_addresses(isa))
         outs.append(y)
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -200,8 +201,9 @@ def test_bad_operands_write_nothing():
     winograd_ir.input_tiles_ir(0, 2, x, small, np.array([1, 1, 1, 1, 7]), kernels)
     assert np.isnan(small).all()
     y = np.full((1, 2, 8, 8), np.nan, np.float32)
-    winograd_ir.output_tiles_ir(0, 2, np.ones((16, 100), np.float32), y, np.ones(2, np.float32), np.array([3, 3]), y,
-                                np.array([0, 1], np.float32), np.array([False, False]), kernels)  # 3 tiles < 8 rows
+    winograd_ir.output_tiles_ir(0, 2, np.ones((16, 100), np.float32), y, readonly(np.ones(2, np.float32)),
+                                np.array([3, 3]), y, np.array([0, 1], np.float32), np.array([False, False]),
+                                kernels)  # 3 tiles < 8 rows
     assert np.isnan(y).all()
 
 

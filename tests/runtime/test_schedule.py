@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from numba.core import types
 
 from codegen.cpu import lower_to_program
 from compiler.frontend import import_onnx
@@ -17,6 +18,9 @@ from compiler.zoo.builder import OnnxBuilder
 from compiler.zoo.families import FAMILY_MODELS
 from runtime import parallel
 from runtime.executor import Executor
+from runtime.kernels.depthwise_ir import depthwise_3x3_ir
+from runtime.kernels.nn_conv import conv_nd
+from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.schedule import builder as schedule_builder
 from runtime.schedule.builder import ALIGN, _Buffer, _Builder
 from runtime.schedule.ops import KIND
@@ -330,3 +334,30 @@ def test_a_frozen_program_has_read_only_constants_of_its_own():
     frozen.constants[slot] = frozen.constants[slot].copy()  # writeable: its step stays a Python step
     executor = Executor(frozen)
     assert executor._schedule().lowered == len(executor._plan(tuple(frozen.outputs))) - 1
+
+
+def _read_only_twins(kernel) -> int:
+    """How many of ``kernel``'s signatures differ from another only in
+    arrays' read-only flags."""
+    plain = {tuple(t.copy(readonly=False) if isinstance(t, types.Array) else t for t in sig)
+             for sig in kernel.signatures}
+    return len(kernel.signatures) - len(plain)
+
+
+def test_scheduled_per_step_and_direct_calls_share_one_compiled_kernel(monkeypatch):
+    """The weights reach a depthwise kernel read-only on every path (a
+    frozen program's constants per step, the schedule's records, fresh
+    arrays in a direct call), so it compiles once (docs/runtime.md,
+    "Kernel compilation")."""
+    program = frozen_program(depthwise_odd())
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    executor.run(feeds)
+    assert DEPTHWISE in kinds(executor)
+    per_step(program, feeds, monkeypatch)
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(shape).astype(np.float32) for shape in ((1, 4, 9, 9), (4, 1, 3, 3), (4,)))
+    for pads in ((1, 1, 1, 1), (0, 0, 0, 0)):  # the LLVM IR plane kernels, the padded planes
+        conv_nd(x, w, b, strides=(2, 2), pads=pads, dilations=(1, 1), group=4)
+    for kernel in (depthwise_3x3_ir, depthwise_padded_3x3):
+        assert kernel.signatures and _read_only_twins(kernel) == 0, kernel.signatures
