@@ -44,9 +44,10 @@ def im2col_rows(start, stop, x, col, geo):
     (0 in the padding). With unit strides and an output as wide as the input
     (SAME-style padding) a row's valid part is one contiguous run of the
     input, copied in one go and then given its zero edge columns. Small 2-D
-    planes take :func:`_im2col_small`."""
-    if (x.shape[1] == 1 and col.shape[1] == 1 and col.shape[2] * col.shape[3] <= SMALL_PLANE
-            and geo[1] * geo[2] > 1):
+    planes take :func:`_im2col_small` (a one-deep input and output whose
+    depth window reads that one plane: no depth tap or pad)."""
+    if (x.shape[1] == 1 and col.shape[1] == 1 and geo[0] == 1 and geo[6] == 0
+            and col.shape[2] * col.shape[3] <= SMALL_PLANE and geo[1] * geo[2] > 1):
         _im2col_small(start, stop, x, col, geo)
     else:
         _im2col_core(start, stop, x, col, geo, geo[7])

@@ -49,6 +49,17 @@ def test_conv_matches_reference(case, const_weight):
                              kernel_shape=list(w.shape[2:]), **attrs)
 
 
+def test_conv_3d_one_deep_input_with_a_depth_pad_reads_the_pad():
+    """Found by the property above: a one-deep input, a 1-deep kernel, a
+    begin pad of 1 and stride 2 in depth: the one output plane reads the
+    pad (zeros). The small-plane column matrix ignored depth and read the
+    input plane instead."""
+    x = np.array([[[[[0.12573022, -0.13210486]]]]], dtype=np.float32)
+    w = np.array([[[[[0.34558418, 0.82161814]]]]], dtype=np.float32)
+    assert_matches_reference("Conv", [x, w], rtol=1e-4, atol=1e-5, kernel_shape=[1, 1, 2], strides=[2, 1, 1],
+                             pads=[1, 0, 0, 0, 0, 0], dilations=[1, 1, 1], group=1)
+
+
 @SETTINGS
 @given(case=conv_cases())
 def test_conv_nd_float64_is_exact_on_integers(case):
