@@ -29,7 +29,7 @@ from codegen.cpu import lower_attrs, lower_with_names
 from compiler.errors import QuantizationError
 from ir.graph import Graph, Node, Value, walk
 from passes.quant.fake_quant import dequantize, quantize_on
-from passes.quant.head_grids import output_parts, part_label
+from passes.quant.head_grids import OutputParts, output_parts, part_label
 from passes.quant.metrics import cosine_from_sums, format_table, snr_from_sums
 from runtime.executor import Executor
 from runtime.kernels import run_kernel
@@ -74,17 +74,19 @@ class ErrorStats:
 
 
 def update_outputs(stats: dict[str, ErrorStats], reference: Mapping[str, np.ndarray],
-                   result: Mapping[str, np.ndarray], parts: Mapping[str, list[np.ndarray]]) -> None:
+                   result: Mapping[str, np.ndarray], parts: Mapping[str, OutputParts]) -> None:
     """Fold one sample's outputs into ``stats`` by output name, or by part
-    (passes/quant/head_grids.output_parts: the channels of each quantity a
-    host join assembles, labelled ``out[0:4]``) for the outputs in ``parts``."""
+    (passes/quant/head_grids.output_parts: the indices of each quantity an
+    output holds along its quantity axis, labelled ``out[0:4]``) for the
+    outputs in ``parts``."""
     for name, value in reference.items():
         if name not in parts:
             stats.setdefault(name, ErrorStats()).update(value, result[name])
             continue
+        axis = parts[name].axis
         for channels in parts[name]:
-            stats.setdefault(part_label(name, channels), ErrorStats()).update(
-                np.take(value, channels, axis=1), np.take(result[name], channels, axis=1))
+            stats.setdefault(part_label(name, channels, axis), ErrorStats()).update(
+                np.take(value, channels, axis=axis), np.take(result[name], channels, axis=axis))
 
 
 @dataclass

@@ -256,39 +256,185 @@ def _reorder(graph: Graph, conv: Node, joined: Node, order: np.ndarray, index: i
     return node
 
 
-def output_parts(graph: Graph) -> dict[str, list[np.ndarray]]:
-    """The model outputs a host join assembles, with the output channels of
-    each quantity they hold: the quantities whose fidelity is measured one
-    by one (the SNR of a whole tensor of boxes and scores is the boxes').
-    A Concat of the model's own tensors joins quantities, one per input; a
-    split head's groups are cut by range (hm and an offset share one), so
-    each of its channels is a quantity of its own (a box side, an offset, a
-    class score)."""
+@dataclass(frozen=True)
+class OutputParts:
+    """The parts of one model output: along ``axis`` (of the output), the
+    indices of each part (iterating gives them); ``sources`` are the tensors
+    the parts are (a Concat's inputs), or empty where each part is one
+    channel of a split head."""
+
+    axis: int
+    channels: list[np.ndarray]
+    sources: tuple[Value, ...] = ()
+
+    def __iter__(self):
+        return iter(self.channels)
+
+    def __len__(self) -> int:
+        return len(self.channels)
+
+
+_SHAPE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+"""Ops that keep the element order: an axis survives when it stays one dim of the same stride."""
+_POINTWISE = frozenset({"Identity", "Sigmoid", "Tanh", "Relu", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish",
+                        "Exp", "Log", "Neg", "Abs", "Sqrt", "Softplus", "Elu", "Selu", "Erf", "Cast", "Floor",
+                        "Ceil", "Round", "Reciprocal"})
+"""One-input ops that treat each element alone."""
+_BINARY = frozenset({"Mul", "Add", "Sub", "Div", "Pow"})
+"""Pointwise with a constant: the tensor's elements each with a constant (broadcast), never with each other."""
+
+
+def output_parts(graph: Graph) -> dict[str, OutputParts]:
+    """The model outputs that hold several quantities, with the indices of
+    each along the axis they lie on: the quantities whose fidelity is
+    measured one by one (the SNR of a whole tensor of boxes and scores is
+    the boxes'). Such an output is a Concat of the model's tensors along a
+    quantity axis (not the batch, nor positions a Reshape merged: YOLOv5's
+    Concat of anchors stays one quantity), directly or through ops that move or rename elements
+    without mixing them (Reshape, Transpose, Flatten, Squeeze, Unsqueeze,
+    a Gather of the axis) or treat each alone (Sigmoid, Identity, Mul by a
+    constant, ...), on the device or on the host. Its parts are the
+    Concat's inputs, a Concat of the same axis among them opened in turn
+    (YOLO11-seg's boxes, scores and mask coefficients); a split head's
+    groups are cut by range (hm and an offset share one), so each of its
+    channels is a quantity of its own (a box side, an offset, a class score)."""
     parts = {}
     for out in graph.outputs:
-        node = out.producer
-        if node is None or HOST_ONLY not in node.annotations:
-            continue
-        inverse = None
-        if node.op == "Gather":
-            inverse, node = node.inputs[1].const.reshape(-1), node.inputs[0].producer
-        if node is None or node.op != "Concat":
-            continue
-        bounds = np.cumsum([0] + [v.type.shape[1] for v in node.inputs])
-        if node.annotations.get(SPLIT_JOIN):
-            parts[out.name] = [np.array([c]) for c in range(bounds[-1])]
-            continue
-        channels = np.arange(bounds[-1]) if inverse is None else np.asarray(inverse, np.int64)
-        parts[out.name] = [np.flatnonzero((channels >= a) & (channels < b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        found = _parts_of(out)
+        if found is not None:
+            parts[out.name] = found
     return parts
 
 
-def part_label(output: str, channels: np.ndarray) -> str:
+def _parts_of(out: Value) -> OutputParts | None:
+    chain, value = [], out
+    while value.producer is not None and value.producer.op != "Concat":
+        node = value.producer
+        source = _passes_through(node, value)
+        if source is None:
+            return None
+        chain.append(node)
+        value = source
+    concat = value.producer
+    if concat is None or len(concat.inputs) < 2 or not _quantity_axis(concat):
+        return None
+    axis = concat.attrs.get("axis", 0) % value.type.rank
+    if concat.annotations.get(SPLIT_JOIN):
+        sources = ()
+        bounds = np.arange(value.type.shape[axis] + 1)
+    else:
+        sources = tuple(_opened(concat, axis))
+        if sum(not v.is_constant for v in sources) < 2:
+            return None
+        bounds = np.cumsum([0] + [v.type.shape[axis] for v in sources])
+    positions = np.arange(bounds[-1])  # along the axis, which of the Concat's indices each holds
+    for node in reversed(chain):
+        moved = _follow(node, axis, positions)
+        if moved is None:
+            return None
+        axis, positions = moved
+    channels = [np.flatnonzero((positions >= a) & (positions < b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    keep = sorted((k for k, c in enumerate(channels) if c.size and not (sources and sources[k].is_constant)),
+                  key=lambda k: channels[k][0])
+    if len(keep) < 2:
+        return None
+    return OutputParts(axis, [channels[k] for k in keep], tuple(sources[k] for k in keep) if sources else ())
+
+
+def _opened(concat: Node, axis: int) -> list[Value]:
+    """The Concat's inputs, those made by a Concat of the same axis replaced by its inputs."""
+    values = []
+    for v in concat.inputs:
+        inner = v.producer
+        if inner is not None and inner.op == "Concat" and inner.attrs.get("axis", 0) % v.type.rank == axis \
+                and not inner.annotations.get(SPLIT_JOIN):
+            values += _opened(inner, axis)
+        else:
+            values.append(v)
+    return values
+
+
+def _quantity_axis(concat: Node) -> bool:
+    """Whether the Concat joins along a quantity axis: not the batch, and
+    not an axis one of its inputs made by merging dims (YOLOv5's and SSD's
+    anchors, a Reshape of [1, 3, H, W, 85] to [1, 3HW, 85]: positions, not
+    quantities)."""
+    shape = concat.outputs[0].type.shape
+    if len(shape) < 2 or not all(isinstance(d, int) for d in shape):
+        return False
+    axis = concat.attrs.get("axis", 0) % len(shape)
+    return axis > 0 and not any(_merged(v, axis) for v in concat.inputs if not v.is_constant)
+
+
+def _merged(value: Value, axis: int) -> bool:
+    """Whether ``axis`` of ``value`` is, back through pointwise ops and
+    Transposes, a Reshape's (or Flatten's) merge of several dims."""
+    while value.producer is not None:
+        node = value.producer
+        if node.op == "Transpose":
+            perm = node.attrs.get("perm") or list(range(value.type.rank))[::-1]
+            axis, value = perm[axis], node.inputs[0]
+        elif node.op in ("Reshape", "Flatten"):
+            before, after = tuple(node.inputs[0].type.shape), tuple(value.type.shape)
+            if not all(isinstance(d, int) for d in before + after):
+                return True
+            stride = int(np.prod(after[:axis], dtype=np.int64))
+            return not any(size == after[axis] and int(np.prod(before[:j], dtype=np.int64)) == stride
+                           for j, size in enumerate(before))
+        elif _passes_through(node, value) is not None and node.op not in ("Gather", "Squeeze", "Unsqueeze"):
+            value = _passes_through(node, value)
+        else:
+            return False
+    return False
+
+
+def _passes_through(node: Node, value: Value) -> Value | None:
+    """The data input of a node that does not mix the elements of
+    ``value``'s axes (a shape op, a pointwise op, a Gather), or None."""
+    data = [v for v in node.inputs if v is not None and not v.is_constant]
+    if len(node.outputs) != 1 or len(data) != 1:
+        return None
+    if node.op in _SHAPE_OPS or node.op in ("Transpose", "Gather") or node.op in _POINTWISE:
+        return node.inputs[0] if node.inputs[0] is data[0] else None
+    if node.op in _BINARY and tuple(data[0].type.shape) == tuple(value.type.shape):
+        return data[0]
+    return None
+
+
+def _follow(node: Node, axis: int, positions: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """Where the axis of ``node``'s data input lies in its output, and what
+    each index of it holds then; None when the node merges or drops it."""
+    source, out = node.inputs[0] if node.op not in _BINARY else next(
+        v for v in node.inputs if v is not None and not v.is_constant), node.outputs[0]
+    if node.op in _POINTWISE or node.op in _BINARY:
+        return axis, positions
+    if node.op == "Transpose":
+        perm = node.attrs.get("perm") or list(range(source.type.rank))[::-1]
+        return list(perm).index(axis), positions
+    if node.op == "Gather":
+        index = node.inputs[1].const
+        if index is None or index.ndim != 1 or node.attrs.get("axis", 0) % source.type.rank != axis:
+            return None
+        return axis, positions[np.asarray(index, np.int64)]
+    before, after = tuple(source.type.shape), tuple(out.type.shape)
+    if not all(isinstance(d, int) for d in before + after):
+        return None
+    stride = int(np.prod(before[:axis], dtype=np.int64))
+    for j, size in enumerate(after):
+        if size == before[axis] and int(np.prod(after[:j], dtype=np.int64)) == stride:
+            return j, positions
+    return None
+
+
+def part_label(output: str, channels: np.ndarray, axis: int = 1) -> str:
     """``out[2]`` for one channel, ``out[1:3]`` for a run of them,
-    ``out[0,3,4]`` otherwise."""
+    ``out[0,3,4]`` otherwise; along another axis than the channels (1) the
+    axes before it as ``:`` (``out[:,:,4:84]`` along axis 2)."""
     c = np.asarray(channels).tolist()
     if len(c) == 1:
-        return f"{output}[{c[0]}]"
-    if c == list(range(c[0], c[-1] + 1)):
-        return f"{output}[{c[0]}:{c[-1] + 1}]"
-    return f"{output}[{','.join(map(str, c))}]"
+        index = str(c[0])
+    elif c == list(range(c[0], c[-1] + 1)):
+        index = f"{c[0]}:{c[-1] + 1}"
+    else:
+        index = ",".join(map(str, c))
+    return f"{output}[{':,' * axis if axis != 1 else ''}{index}]"

@@ -192,3 +192,66 @@ def test_the_cli_reports_the_groups_and_the_binary_records_them(tmp_path, capsys
     assert tessera(["compile", *common, "--no-head-grids", "-o", str(tmp_path / "one.bin")]) == 0
     assert "head grids" not in capsys.readouterr().out
     assert "head_grids" not in read_binary(tmp_path / "one.bin").metadata
+
+
+def _graph(nodes, inits, output_shape):
+    graph = helper.make_graph(nodes, "parts", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)],
+                              [numpy_helper.from_array(np.asarray(v, np.int64 if np.asarray(v).dtype.kind == "i"
+                                                                  else np.float32), k) for k, v in inits.items()])
+    return import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def _head(rows: int, name: str, rng) -> tuple[list, dict]:
+    """A 1x1 Conv of ``rows`` channels, flattened to [1, rows, 16]."""
+    return ([helper.make_node("Conv", ["x", f"w_{name}"], [f"c_{name}"]),
+             helper.make_node("Reshape", [f"c_{name}", "flat"], [name])],
+            {f"w_{name}": rng.normal(0, 1, (rows, 4, 1, 1))})
+
+
+@pytest.mark.parametrize("layout", ["channels", "transposed", "nested"])
+def test_the_parts_of_an_output_are_found_through_shape_and_pointwise_ops(layout):
+    """[1, 4+C(+M), N] = Concat(boxes, Sigmoid(scores)(, coefficients)) is
+    measured part by part wherever it runs: along axis 1, along the last
+    axis after a Transpose to [1, N, 4+C] (with a Mul by a constant on the
+    way), and with a Concat of the same axis among the inputs opened."""
+    from passes.quant.head_grids import output_parts, part_label
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], {"flat": np.array([1, -1, 16])}
+    for rows, name in ((4, "boxes"), (3, "logits"), (2, "masks")):
+        more, weights = _head(rows, name, rng)
+        nodes, inits = nodes + more, {**inits, **weights}
+    nodes.append(helper.make_node("Sigmoid", ["logits"], ["scores"]))
+    if layout == "nested":
+        nodes += [helper.make_node("Concat", ["boxes", "scores"], ["det"], axis=1),
+                  helper.make_node("Concat", ["det", "masks"], ["y"], axis=1)]
+        expected, axis, shape = ["y[0:4]", "y[4:7]", "y[7:9]"], 1, [1, 9, 16]
+    else:
+        nodes.append(helper.make_node("Concat", ["boxes", "scores"], ["joined" if layout == "transposed" else "y"],
+                                      axis=1))
+        expected, axis, shape = ["y[0:4]", "y[4:7]"], 1, [1, 7, 16]
+    if layout == "transposed":
+        inits["half"] = np.array(0.5)
+        nodes += [helper.make_node("Transpose", ["joined"], ["t"], perm=[0, 2, 1]),
+                  helper.make_node("Mul", ["t", "half"], ["y"])]
+        expected, axis, shape = ["y[:,:,0:4]", "y[:,:,4:7]"], 2, [1, 16, 7]
+    graph = _graph(nodes, inits, shape)
+    parts = output_parts(graph)["y"]
+    assert parts.axis == axis and [part_label("y", c, axis) for c in parts] == expected
+    assert [v.producer.op for v in parts.sources][:2] == ["Reshape", "Sigmoid"]
+
+
+def test_positions_a_reshape_merged_are_not_parts():
+    """YOLOv5's and SSD's outputs concatenate the anchors of each scale
+    ([1, 3HW, 85] pieces made by Reshape): positions, one quantity."""
+    from passes.quant.head_grids import output_parts
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Conv", ["x", "w2"], ["b"]),
+             helper.make_node("Transpose", ["a"], ["at"], perm=[0, 2, 3, 1]),
+             helper.make_node("Transpose", ["b"], ["bt"], perm=[0, 2, 3, 1]),
+             helper.make_node("Reshape", ["at", "rows"], ["ar"]), helper.make_node("Reshape", ["bt", "rows"], ["br"]),
+             helper.make_node("Concat", ["ar", "br"], ["y"], axis=1)]
+    inits = {"w1": rng.normal(0, 1, (6, 4, 1, 1)), "w2": rng.normal(0, 1, (6, 4, 1, 1)), "rows": np.array([1, -1, 6])}
+    assert output_parts(_graph(nodes, inits, [1, 32, 6])) == {}
