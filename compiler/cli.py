@@ -212,6 +212,10 @@ def _quantize_parser(sub) -> None:
                    help="evaluation inputs for the comparison (default: %(default)s; other seeds than calibration)")
     hwlinear_option(q)
     q.add_argument("--no-layers", action="store_true", help="print only the summary, not the per-layer table")
+    q.add_argument("--task", default="auto", choices=["auto", "yolo", "db", "centernet", "classify", "none"],
+                   help="how the outputs are read for the agreement of detections or classes with float "
+                        "(compiler/agreement.py): auto recognises YOLO, DB, CenterNet and classifier heads "
+                        "(default: %(default)s)")
     q.add_argument("--report", nargs="?", const="", metavar="FILE.csv|FILE.json",
                    help="diagnose: each layer's share of the output error and why (saturation, channel spread, "
                         "weight floor, mixed inputs, lookup tables), sorted by share; written to FILE as well")
@@ -235,7 +239,8 @@ def cmd_quantize(args) -> int:
     seconds = time.perf_counter() - start
     samples = list(calibration_batches(_calibration_source(args.calibration, specs, args.samples, seed=2), specs,
                                        count=args.samples, seed=2))
-    report = q.compare(samples)
+    task = None if args.task == "auto" else args.task
+    report = q.compare(samples, task)
     layers = q.quantized_nodes()
     print(f"model {args.model}: {len(layers)} integer nodes on the accelerator, {len(q.float_layers())} float "
           f"nodes on the CPU; quantized in {seconds:.1f} s")
@@ -254,8 +259,10 @@ def cmd_quantize(args) -> int:
     for name, stats in report.outputs.items():
         print(f"output {name}: SNR {stats.snr_db:.2f} dB against float over {report.samples} inputs, "
               f"cosine {stats.cosine:.6f}, max|err| {stats.max_abs:.4g}")
+    for agreement in report.agreement.values():
+        print(agreement.line())
     if args.report is not None:
-        diagnosis = q.diagnose(samples)
+        diagnosis = q.diagnose(samples, task)
         print(diagnosis.table())
         if args.report:
             diagnosis.write(args.report)

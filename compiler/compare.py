@@ -26,6 +26,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from codegen.cpu import lower_attrs, lower_with_names
+from compiler.agreement import Agreement, agreements
 from compiler.errors import QuantizationError
 from ir.graph import Graph, Node, Value, walk
 from passes.quant.fake_quant import dequantize, quantize_on
@@ -109,6 +110,8 @@ class LayerReport:
     layers: list[LayerError]
     outputs: dict[str, ErrorStats]
     samples: int
+    agreement: dict[str, Agreement] = field(default_factory=dict)
+    """Task-level agreement of each recognised head, by output (compiler/agreement.py)."""
 
     def worst(self, k: int, by: str = "isolated") -> list[LayerError]:
         """The ``k`` computing layers with the lowest SNR (the most error)."""
@@ -130,11 +133,14 @@ _PASS_THROUGH = frozenset({"QuantizeLinear"})
 """Nodes reported but not ranked: a segment's entry only rounds its input."""
 
 
-def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mapping[str, np.ndarray]]) -> LayerReport:
+def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mapping[str, np.ndarray]],
+                   task: str | None = None) -> LayerReport:
     """Compare every quantized node of ``quantized`` with the float tensor
     of the same name computed by ``float_graph`` (the same model before
     quantization: simplified, unfused is best, so every tensor is visible)
-    over ``samples`` (feed dicts)."""
+    over ``samples`` (feed dicts); and the detections (or classes) of the
+    task heads compiler.agreement recognises, or of ``task`` ("yolo", "db",
+    "centernet", "classify"; "none": no agreement)."""
     float_program, float_names = lower_with_names(float_graph)
     by_name = {v.name: slot for v, slot in float_names.items()}
     q_program, q_names = lower_with_names(quantized)
@@ -152,7 +158,8 @@ def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mappi
     float_fetch = sorted({by_name[t] for t in tensors.values()} | {by_name[v.name] for v in quantized.outputs
                                                                   if v.name in by_name})
     names = [v.name for v in quantized.outputs if v.name in by_name]
-    parts = output_parts(float_graph)  # an output a host join assembles: each quantity on its own
+    parts = output_parts(float_graph)  # an output of several quantities: each on its own
+    agreement = agreements(float_graph, task)
     outputs: dict[str, ErrorStats] = {}
     count = 0
     for feeds in samples:
@@ -164,12 +171,15 @@ def compare_layers(float_graph: Graph, quantized: Graph, samples: Iterable[Mappi
             error.propagated.update(truth, dequantize(result[q_names[value]], value.quant))
             if id(node) in alone:
                 error.isolated.update(truth, _isolated(node, reference, by_name, tensors))
-        update_outputs(outputs, {name: reference[by_name[name]] for name in names},
-                       {name: result[q_names[_output(quantized, name)]] for name in names}, parts)
+        truth = {name: reference[by_name[name]] for name in names}
+        found = {name: result[q_names[_output(quantized, name)]] for name in names}
+        update_outputs(outputs, truth, found, parts)
+        for head in agreement.values():
+            head.update(truth, found)
         count += 1
     if count == 0:
         raise QuantizationError("the layer-wise comparison got no input samples")
-    return LayerReport([e for _, e in layers], outputs, count)
+    return LayerReport([e for _, e in layers], outputs, count, agreement)
 
 
 def _output(graph: Graph, name: str) -> Value:

@@ -42,6 +42,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from codegen.cpu import lower_to_program, lower_with_names
+from compiler.agreement import Agreement
 from compiler.compare import ErrorStats, update_outputs
 from compiler.errors import QuantizationError
 from ir.graph import Graph, Node
@@ -92,13 +93,15 @@ class Diagnosis:
     layers: list[LayerDiagnosis]
     outputs: dict[str, float]
     samples: int
+    agreement: dict[str, Agreement] = field(default_factory=dict)
+    """Task-level agreement of each recognised head, by output (compiler/agreement.py)."""
 
     COLUMNS = ("layer", "op", "share %", "out SNR alone dB", "SNR prop dB", "SNR iso dB", "why")
 
     def table(self, limit: int | None = None) -> str:
         """The report for a terminal: the outputs' SNR, then one row per layer."""
         head = [f"outputs (every layer quantized, {self.samples} samples): "
-                + snr_line(self.outputs)]
+                + snr_line(self.outputs)] + [a.line() for a in self.agreement.values()]
         rows = [{"layer": ",".join(d.onnx_nodes) or d.layer, "op": d.op, "share %": round(100.0 * d.share, 2),
                  "out SNR alone dB": round(d.output_snr_db, 1), "SNR prop dB": round(d.propagated_snr_db, 1),
                  "SNR iso dB": round(d.isolated_snr_db, 1), "why": "; ".join(d.causes) or "-"}
@@ -127,21 +130,23 @@ class Diagnosis:
                     writer.writerows(records)
             else:
                 document = {"samples": self.samples, "outputs_snr_db": _json_numbers(self.outputs),
+                            "agreement": {name: a.record() for name, a in self.agreement.items()},
                             "layers": [_json_numbers(r) for r in records]}
                 write_atomic(path, json.dumps(document, indent=1))
         except FileError as exc:
             raise QuantizationError(f"cannot write the quantization report {exc}") from None
 
 
-def diagnose(model, samples: Iterable[Mapping[str, np.ndarray]]) -> Diagnosis:
+def diagnose(model, samples: Iterable[Mapping[str, np.ndarray]], task: str | None = None) -> Diagnosis:
     """The diagnosis of ``model`` (a compiler.quantize.QuantizedModel) over
     ``samples`` (feed dicts, or arrays for a one-input model; real inputs,
-    not the calibration ones, say the most)."""
+    not the calibration ones, say the most), with the agreement of the task
+    heads recognised, or of ``task`` (compiler/agreement.py)."""
     names = model.input_names
     samples = [sample if isinstance(sample, Mapping) else dict(zip(names, [sample])) for sample in samples]
     if not samples:
         raise QuantizationError("the quantization diagnosis got no input samples")
-    report = model.compare(samples)
+    report = model.compare(samples, task)
     by_layer = {e.layer: e for e in report.layers}
     layers = [n for n in model.quantized_nodes() if "tensor" in n.annotations and n.op != "QuantizeLinear"
               and n.annotations["tensor"] in _tensors(model.float_graph) and not _moves_codes(n)]
@@ -151,7 +156,7 @@ def diagnose(model, samples: Iterable[Mapping[str, np.ndarray]]) -> Diagnosis:
     for node, diagnosis in zip(layers, found):
         diagnosis.causes = _causes(node, diagnosis)
     found.sort(key=lambda d: -d.share)
-    return Diagnosis(found, {name: s.snr_db for name, s in report.outputs.items()}, len(samples))
+    return Diagnosis(found, {name: s.snr_db for name, s in report.outputs.items()}, len(samples), report.agreement)
 
 
 def _moves_codes(node: Node) -> bool:

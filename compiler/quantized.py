@@ -156,14 +156,18 @@ class QuantizedModel:
                                                 **({HEAD_GROUPS: self.head_grids.split}
                                                    if self.head_grids and self.head_grids.split else {})})
 
-    def compare(self, samples: Iterable[Mapping[str, np.ndarray]]) -> LayerReport:
-        """Layer-wise comparison with the float model over ``samples``."""
-        return compare_layers(self.float_graph, self.graph, samples)
+    def compare(self, samples: Iterable[Mapping[str, np.ndarray]], task: str | None = None) -> LayerReport:
+        """Layer-wise comparison with the float model over ``samples``, and
+        the task heads' agreement (``report.agreement``; compiler/agreement.py:
+        the heads recognised, or those of ``task``, "yolo", "db",
+        "centernet" or "classify"; "none" for none)."""
+        return compare_layers(self.float_graph, self.graph, samples, task)
 
-    def diagnose(self, samples: Iterable[Mapping[str, np.ndarray]]) -> Diagnosis:
+    def diagnose(self, samples: Iterable[Mapping[str, np.ndarray]], task: str | None = None) -> Diagnosis:
         """Where the output error enters and why (compiler/diagnose.py): a
-        Diagnosis, its layers sorted by their share of the output error."""
-        return diagnose(self, samples)
+        Diagnosis, its layers sorted by their share of the output error, with
+        the task heads' agreement (``task`` as for :meth:`compare`)."""
+        return diagnose(self, samples, task)
 
 
 class Trials(Protocol):

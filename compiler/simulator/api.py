@@ -19,8 +19,10 @@ from typing import Any, Mapping, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
+from compiler.agreement import Agreement, agreements
 from compiler.compare import ErrorStats
-from compiler.frontend import OnnxModel
+from compiler.errors import QuantizationError
+from compiler.frontend import OnnxModel, import_onnx
 from compiler.simulator.data import load_samples
 from compiler.simulator.errors import SimulatorError
 from compiler.simulator.model import SimulatedModel, model_inputs
@@ -66,7 +68,9 @@ class Simulator:
 
     @staticmethod
     def compare_model_by_inference(params: InferenceCheckerParameters | Mapping[str, Any]) -> ComparisonResult:
-        """Model 1's outputs against model 0's on every data file."""
+        """Model 1's outputs against model 0's on every data file; and, for
+        the task heads of model 0 recognised (or of ``task``), model 1's
+        detections or classes against model 0's (``agreement``)."""
         params = _parse(params, InferenceCheckerParameters)
         samples, models = _pair_on_data(params)
         names = [[o.name for o in m.outputs] for m in models]
@@ -74,16 +78,21 @@ class Simulator:
             raise SimulatorError(f"model 0 has {len(names[0])} outputs {names[0]}, model 1 has "
                                  f"{len(names[1])} {names[1]}: outputs are compared in order")
         total, per_output, values = ErrorStats(), {n: ErrorStats() for n in names[0]}, {}
+        heads = _agreements(params, samples)
         for sample, feeds in samples:
             stats = ErrorStats()
-            for name, reference, test in zip(names[0], models[0].run(feeds), models[1].run(feeds)):
+            outputs = [models[0].run(feeds), models[1].run(feeds)]
+            for name, reference, test in zip(names[0], *outputs):
                 for target in (stats, total, per_output[name]):
                     _update(target, reference, test, name)
+            for head in heads.values():
+                head.update(dict(zip(names[0], outputs[0])), dict(zip(names[0], outputs[1])))
             values[sample] = metric_value(stats, params.metric)
         aggregate = metric_value(total, params.metric)
         return ComparisonResult(metric=params.metric, threshold=params.threshold, values=values, aggregate=aggregate,
                                 passed=passes(aggregate, params.metric, params.threshold),
-                                outputs={n: metric_value(s, params.metric) for n, s in per_output.items()})
+                                outputs={n: metric_value(s, params.metric) for n, s in per_output.items()},
+                                agreement={n: a.record() for n, a in heads.items()} or None)
 
     @staticmethod
     def compare_model_by_layer(params: LayerwiseCheckerParameters | Mapping[str, Any]) -> LayerwiseResult:
@@ -122,6 +131,18 @@ def _parse(params: Any, schema: type[Schema]) -> Schema:
     if isinstance(params, Mapping):
         return schema.model_validate(dict(params))
     raise TypeError(f"expected {schema.__name__} (or a dict of its fields), got {type(params).__name__}")
+
+
+def _agreements(params: InferenceCheckerParameters, samples) -> dict[str, Agreement]:
+    """An Agreement per task head of model 0 (compiler/agreement.py),
+    recognised on its float graph as imported for the first sample's shapes."""
+    if params.task == "none" or not samples:
+        return {}
+    shapes = {name: np.shape(value) for name, value in samples[0][1].items()}
+    try:
+        return agreements(import_onnx(params.input_model_path_0, shapes=shapes), params.task)
+    except QuantizationError as exc:
+        raise SimulatorError(str(exc)) from None
 
 
 def _model_on_data(model: str, encodings: str | None, mode: str, data: str, nonfinite: str | None):

@@ -44,6 +44,10 @@ class ComparisonResult(BaseModel):
     aggregate: float = Field(description="the metric over every sample")
     passed: bool = Field(description="whether the aggregate meets the threshold in the metric's sense")
     outputs: dict[str, float] = Field(description="the metric over every sample, per output (model 0's names)")
+    agreement: dict[str, dict] | None = Field(
+        None, description="Tessera's own: per task head of model 0 recognised (or named by the task parameter), "
+                          "model 1's detections or classes against model 0's over every sample "
+                          "(compiler/agreement.py Agreement.record: task, precision, recall, f1 or top1, top5)")
 
 
 class LayerComparison(BaseModel):

@@ -19,14 +19,14 @@ digits' centres, ``wh`` and ``reg`` onto the box sizes and offsets at the
 centres only (CenterNet's losses). Deterministic for a seed; a few seconds.
 
 :func:`detect` decodes the outputs as CenterNet does (3x3 peak picking over
-a score threshold); compiler.zoo.boxes.agreement matches two detection lists."""
+a score threshold); compiler.agreement.match matches two detection lists."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from compiler.zoo.boxes import Box, iou
+from compiler.agreement import Box, centernet_boxes, iou
 from compiler.zoo.builder import OnnxBuilder
 
 SIDE = 48
@@ -141,15 +141,9 @@ def head_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def detect(outputs: dict[str, np.ndarray], score: float = SCORE) -> list[Box]:
-    """CenterNet decoding: a heatmap cell over ``score`` that is the largest
-    of its 3x3 neighbourhood is a box centred at (cell + reg) * stride, of
-    size wh (either layout's outputs)."""
-    hm, wh, reg = (np.asarray(v, np.float64)[0] for v in head_outputs(outputs).values())
-    padded = np.pad(hm[0], 1, constant_values=-np.inf)
-    peak = np.max([padded[dy:dy + GRID, dx:dx + GRID] for dy in range(3) for dx in range(3)], axis=0)
-    boxes = []
-    for y, x in zip(*np.nonzero((hm[0] >= peak) & (hm[0] > score))):
-        cx, cy = (x + reg[0, y, x]) * STRIDE, (y + reg[1, y, x]) * STRIDE
-        w, h = wh[0, y, x], wh[1, y, x]
-        boxes.append(Box(0, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, float(hm[0, y, x])))
-    return boxes
+    """CenterNet decoding (compiler/agreement.centernet_boxes): a heatmap
+    cell over ``score`` that is the largest of its 3x3 neighbourhood is a
+    box centred at (cell + reg) * stride, of size wh in pixels (either
+    layout's outputs)."""
+    hm, wh, reg = (np.asarray(v)[0] for v in head_outputs(outputs).values())
+    return centernet_boxes(hm, (STRIDE, STRIDE), wh, reg, 1.0, score)

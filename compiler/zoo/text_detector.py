@@ -26,12 +26,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from compiler.zoo.boxes import Box
+from compiler.agreement import DB_THRESHOLD, Box, db_boxes
 from compiler.zoo.builder import OnnxBuilder
 
 HEIGHT, WIDTH = 64, 128
 STRIDE = 4
-THRESHOLD = 0.3
+THRESHOLD = DB_THRESHOLD
 """Probability above which a cell is text."""
 _WORDS = ("invoice", "total", "date", "name", "tessera", "int8", "layer", "page", "model", "score", "12.50",
           "2026", "No.", "qty", "sum", "item", "paid", "ref")
@@ -114,17 +114,6 @@ def _mask(boxes: list[Box]) -> np.ndarray:
 
 
 def detect(outputs: dict[str, np.ndarray], threshold: float = THRESHOLD) -> list[Box]:
-    """DB decoding: each 4-connected region of ``maps`` over ``threshold``
-    (two cells or more) a text box."""
-    from scipy import ndimage
-
-    prob = np.asarray(outputs["maps"], np.float64)[0, 0]
-    labels, count = ndimage.label(prob > threshold)
-    boxes = []
-    for index, found in enumerate(ndimage.find_objects(labels), start=1):
-        if found is None or (labels[found] == index).sum() < 2:
-            continue
-        rows, cols = found
-        boxes.append(Box(0, cols.start * STRIDE, rows.start * STRIDE, cols.stop * STRIDE, rows.stop * STRIDE,
-                         float(prob[found].max())))
-    return boxes
+    """DB decoding (compiler/agreement.db_boxes): each 4-connected region of
+    ``maps`` over ``threshold`` (two cells or more) a text box."""
+    return db_boxes(np.asarray(outputs["maps"])[0, 0], (STRIDE, STRIDE), threshold)

@@ -1,8 +1,10 @@
-"""Int8 on a trained detector (compiler/zoo/digit_detector.py: a
+"""Int8 on trained detectors (compiler/zoo/digit_detector.py: a
 MobileNet-style CenterNet whose heads are trained on canvases of
-scikit-learn's digits), evaluated on canvases held apart from the
-calibration ones: every output's SNR, the detections' agreement with the
-float model's, target_snr=30 within the default budget, and the binary's
+scikit-learn's digits; compiler/zoo/text_detector.py: a DB text detector
+on rendered pages), evaluated on inputs held apart from the calibration
+ones: every output's SNR, the detections' agreement with the float
+model's (compiler/agreement.py, as the reports, the CLI and the Simulator
+give it), target_snr=30 within the default budget, and the binary's
 simulator bit for bit against the integer reference."""
 from __future__ import annotations
 
@@ -60,6 +62,11 @@ def test_int8_detections_agree_and_target_snr_30_holds_on_held_out_canvases(dete
         targeted = quantize_model(model, calibration_data=calibration, target_snr=30)
     snr, agreeing, total = _measure(plain, evaluation)
     assert total >= 40 and agreeing >= 0.95, (agreeing, snr)
+    # the comparison's agreement, the CenterNet task named (its heatmap has no Sigmoid to be recognised by)
+    assert not plain.compare([{"input": x} for x in evaluation[:1]]).agreement
+    found = plain.compare([{"input": x} for x in evaluation], task="centernet").agreement["hm"]
+    assert found.head.sizes and found.samples == 40 and found.reference >= 40, found.line()
+    assert found.f1 >= 0.97 and found.recall >= 0.97 and found.precision >= 0.95, found.line()
     assert targeted.target.reached and targeted.target.macs_16bit <= 0.15, targeted.target.summary()
     snr, agreeing, _ = _measure(targeted, evaluation)
     assert min(snr.values()) >= 30.0 and agreeing >= 0.95, (snr, agreeing)
@@ -137,3 +144,59 @@ def test_calibrator_auto_chooses_per_tensor_by_the_output_error(detector, channe
     assert all(after[k] >= before[k] - 0.05 for k in OUTPUTS), (before, after)
     if not channel_grids:
         assert all(after[k] > before[k] + 0.1 for k in OUTPUTS), (before, after)
+
+
+@pytest.fixture(scope="module")
+def text():
+    from compiler.zoo.text_detector import documents, text_detector
+
+    calibration, _ = documents(32, seed=1)
+    evaluation, _ = documents(64, seed=2)
+    return text_detector(seed=0), calibration, evaluation
+
+
+def test_int8_text_regions_agree_as_the_reports_and_the_simulator_say(text, tmp_path, capsys):
+    """The DB text detector's map (a Sigmoid's [1, 1, 16, 32]) is recognised
+    as DB: its regions at DB's threshold agree at F1 >= 97 % on 64 held-out
+    pages; `tessera quantize --report` prints the line and writes it to the
+    JSON report; the Simulator's compare gives it beside the SNR."""
+    import json
+
+    import onnx
+
+    from compiler.agreement import decode
+    from compiler.cli import main as tessera
+    from compiler.simulator.api import Simulator
+    from compiler.zoo.text_detector import detect
+
+    model, calibration, evaluation = text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_model(model, calibration_data=calibration)
+    found = q.compare([{"x": x} for x in evaluation]).agreement["maps"]
+    assert found.head.task == "db" and found.reference >= 100, found.line()
+    assert found.f1 >= 0.97 and found.precision >= 0.97 and found.recall >= 0.97, found.line()
+    outputs = q.run_float({"x": evaluation[0]})  # one decoder: the zoo's detect is the agreement's
+    assert detect(outputs) and detect(outputs) == decode(found.head, outputs)
+    onnx.save(model, tmp_path / "text.onnx")
+    pages, data = tmp_path / "pages", tmp_path / "data"
+    pages.mkdir()
+    data.mkdir()
+    for i, page in enumerate(calibration[:16]):
+        np.save(pages / f"{i:02d}.npy", page)
+    for i, page in enumerate(evaluation[:4]):
+        np.save(data / f"{i}.npy", page)
+    assert tessera(["quantize", str(tmp_path / "text.onnx"), "--calibration", str(pages), "--count", "16",
+                    "--samples", "2", "--no-layers", "--report", str(tmp_path / "report.json"),
+                    "--export-encodings", str(tmp_path / "text.encodings")]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("maps: text regions agree: F1")]
+    assert len(lines) == 2 and "over 2 inputs (db, threshold 0.3, IoU 0.5" in lines[0], out  # compare, diagnosis
+    record = json.loads((tmp_path / "report.json").read_text())["agreement"]["maps"]
+    assert record["task"] == "db" and record["samples"] == 2 and 0.0 <= record["f1"] <= 1.0
+    result = Simulator.compare_model_by_inference({
+        "input_model_path_0": str(tmp_path / "text.onnx"), "input_model_path_1": str(tmp_path / "text.onnx"),
+        "input_encodings_path_1": str(tmp_path / "text.encodings"), "input_data_path": str(data),
+        "quantization_mode": "integer", "threshold": 20})
+    assert result.agreement["maps"]["task"] == "db" and result.agreement["maps"]["samples"] == 4, result.agreement
+    assert result.agreement["maps"]["float_detections"] >= 4 and 0.0 <= result.agreement["maps"]["f1"] <= 1.0

@@ -12,8 +12,10 @@ Some fields are Tessera's own: ``quantization_mode`` ("fake": simulated
 quantization in float, the Exynos simulator's semantics and the default;
 "integer": the accelerator's bit-exact integer arithmetic), for the
 comparisons ``quantization_mode_0`` / ``_1`` to run the two models in
-different modes, and ``nonfinite``: what integer mode does with NaN and Inf
-in an input (runtime/nonfinite.py).
+different modes, ``task`` (compare_model_by_inference: how the outputs
+are read for the agreement of detections, compiler/agreement.py), and
+``nonfinite``: what integer mode does with NaN and Inf in an input
+(runtime/nonfinite.py).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from pydantic import (
 
 QuantizationMode = Literal["fake", "integer"]
 Metric = Literal["snr", "rmse", "cosine", "max_abs"]
+Task = Literal["yolo", "db", "centernet", "classify", "none"]
 METRIC_NAMES = {"snr": "snr", "rmse": "rmse", "cosine": "cosine", "cos": "cosine", "cosine_similarity": "cosine",
                 "max_abs": "max_abs", "maxabs": "max_abs", "max_abs_error": "max_abs"}
 """Spellings of each metric (case and '-' vs '_' do not matter)."""
@@ -153,6 +156,9 @@ class InferenceCheckerParameters(_Parameters):
     threshold: float = Field(description="the aggregate metric the models must reach to be equivalent")
     quantization_mode_0: QuantizationMode | None = Field(None, description="model 0's mode, if not quantization_mode")
     quantization_mode_1: QuantizationMode | None = Field(None, description="model 1's mode, if not quantization_mode")
+    task: Task | None = Field(None, description="compare_model_by_inference: how the outputs are read for the "
+                                                "agreement of detections or classes (compiler/agreement.py); None: "
+                                                "the heads recognised, 'none': no agreement")
 
     @field_validator("input_model_path_0", "input_model_path_1", "input_encodings_path_0", "input_encodings_path_1")
     @classmethod
@@ -180,6 +186,9 @@ class LayerwiseCheckerParameters(InferenceCheckerParameters):
 
     @model_validator(mode="after")
     def _export_folder(self):
+        if self.task is not None:
+            raise ValueError("task: compare_model_by_layer compares tensors, not detections (task is "
+                             "compare_model_by_inference's)")
         path = self.export_featuremap_path
         if self.export_featuremap and path is None:
             raise ValueError("export_featuremap_path: needed when export_featuremap is True")
