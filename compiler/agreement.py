@@ -408,7 +408,13 @@ class Agreement:
     top5: int = 0
 
     def update(self, reference: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray]) -> None:
-        """Fold in one input's outputs of the float model and of the tested one (by output name)."""
+        """Fold in one input's outputs of the float model and of the tested
+        one (by output name; a batch image by image)."""
+        for b in range(np.shape(reference[self.head.outputs[0]])[0]):
+            self._update({k: np.asarray(reference[k])[b:b + 1] for k in self.head.outputs},
+                         {k: np.asarray(test[k])[b:b + 1] for k in self.head.outputs})
+
+    def _update(self, reference: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray]) -> None:
         self.samples += 1
         if self.head.task == "classify":
             expected = top_k(reference[self.head.outputs[0]], 1)[0]
