@@ -101,6 +101,8 @@ class TargetReport:
     """ONNX names of the outputs' final pointwise functions moved to the host (host epilogues)."""
     host_ms: float = 0.0
     """What the host epilogues cost per inference (ms): their host time and the wider hand-overs' transfers."""
+    epilogue_gains: dict[str, float] = field(default_factory=dict)
+    """Each host epilogue tried, by ONNX name: the gain (dB, worst output) its trial measured."""
 
     def to_metadata(self) -> dict:
         """The record a binary keeps (META.metadata["target_snr"])."""
@@ -108,7 +110,8 @@ class TargetReport:
                 "after_db": self.after_db, "promoted": self.promoted, "macs_16bit": self.macs_16bit,
                 "budget": self.budget, "hwtime_ms": list(self.hwtime_ms) if self.hwtime_ms else None,
                 "needed": self.needed, "held_out": self.held_out, "spread_db": self.spread_db,
-                "host_outputs": self.host_outputs, "host_ms": self.host_ms, "secure": self.secure}
+                "host_outputs": self.host_outputs, "host_ms": self.host_ms,
+                "epilogue_gains": self.epilogue_gains, "secure": self.secure}
 
     @classmethod
     def from_metadata(cls, record: Mapping[str, Any]) -> TargetReport:
@@ -143,6 +146,12 @@ class TargetReport:
         if self.reached and not self.secure and self.needed:
             lines.append("new inputs may fall short; a margin of one standard error would also need in 16 bits: "
                          + ", ".join(self.needed))
+        declined = {name: gain for name, gain in self.epilogue_gains.items() if name not in self.host_outputs}
+        if declined:
+            lines.append("host epilogues tried and not taken: " + ", ".join(
+                f"{name} ({gain:+.2f} dB: " + ("the error is upstream of the output's final function)"
+                                              if gain < MIN_GAIN_DB else "16-bit layers gave more per second)")
+                for name, gain in declined.items()))
         if not self.reached:
             lines.append("within the budget the target cannot be reached"
                          + (f"; it would also need in 16 bits: {', '.join(self.needed)}" if self.needed else
@@ -201,6 +210,7 @@ def reach_target(simplified: Graph, settings: Mapping[str, Any], trials: Trials)
                                                          search.promoted)][:5]
     report.reached = min(report.after_db.values(), default=math.inf) >= target
     report.promoted, report.host_outputs = search.promoted, search.added_host
+    report.epilogue_gains = {name: round(gain, 3) for name, (_, gain) in search.tried.items()}
     report.macs_16bit = search.used() / search.total
     report.host_ms = 1e3 * sum(search.host_cost(name) for name in search.added_host)
     precision = {**full["quant.layer_precision"], **{name: search.wide for name in search.promoted}}
