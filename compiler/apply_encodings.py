@@ -4,8 +4,8 @@ an Encodings), first of the quantization passes.
 
 The heads the file records as split into channel groups are split the same
 way (so that the groups' grids find their tensors); its weight grids go
-onto the weights; its activation grids, bias corrections, weight roundings
-and 16-bit layers become the quantize pass's options; the tensors it keeps
+onto the weights; its activation grids, bias corrections, weight roundings,
+16-bit layers and host epilogues become the quantize pass's options; the tensors it keeps
 in float keep their producers on the CPU. The grids the file gives are not
 measured again (head grids are the file's too); an empty file runs the
 model in float on the CPU."""
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from compiler.errors import QuantizationError
-from compiler.quantized import BIAS_CORRECTIONS, HEAD_GROUPS, WEIGHT_ROUNDINGS, QuantizationWarning
+from compiler.quantized import BIAS_CORRECTIONS, HEAD_GROUPS, HOST_OUTPUTS, WEIGHT_ROUNDINGS, QuantizationWarning
 from ir.graph import Graph, onnx_name, walk
 from passes.infra import PassContext, PassError, graph_pass, register_option
 from passes.quant.encodings import Encodings, import_encodings
@@ -46,7 +46,18 @@ def apply_encodings(graph: Graph, ctx: PassContext) -> Graph:
     else:
         floats = _apply(graph, encodings, ctx.options)
         ctx.options["quant.float_layers"] = (*ctx.option("quant.float_layers"), *floats)
+        ctx.options["quant.host_outputs"] = tuple(dict.fromkeys((*ctx.option("quant.host_outputs"),
+                                                                *given_host_outputs(encodings))))
     return graph
+
+
+def given_host_outputs(encodings: Encodings) -> list[str]:
+    """The host epilogues an encodings file records (ONNX node names), checked to be a list of names."""
+    given = encodings.quantizer_args.get(HOST_OUTPUTS, [])
+    if not isinstance(given, list) or not all(isinstance(name, str) for name in given):
+        raise QuantizationError(f"encodings quantizer_args {HOST_OUTPUTS!r} must be a list of ONNX node names, "
+                                f"got {given!r}")
+    return given
 
 
 def _given_groups(convs, encodings: Encodings) -> dict[str, list[np.ndarray]]:

@@ -48,7 +48,10 @@ class QuantConfig:
       ``tensor_calibrators`` one per tensor name.
     - precision: ``mode`` the model's ('int8', 'int16', 'radix8',
       'radix16'); ``layer_precision`` per ONNX node name; ``float_layers``
-      ONNX nodes kept in float on the CPU; ``encodings`` (an AIMET encodings
+      ONNX nodes kept in float on the CPU; ``host_outputs`` outputs' final
+      pointwise functions (Sigmoid, Softmax, ...) run in float on the host
+      on the pre-activation codes (a host epilogue; ``target_snr`` chooses
+      them too); ``encodings`` (an AIMET encodings
       file, document or Encodings) gives the parameters instead of
       calibration, an empty one runs the model in float.
     - placement: ``hwlinear`` True/False runs linear layers on the
@@ -68,9 +71,10 @@ class QuantConfig:
     - precision searches: ``sensitivity=k`` moves the k layers adding the
       most error on ``sensitivity_samples`` calibration inputs to 16 bits
       (compiler/sensitivity.py); ``target_snr`` (dB) moves layers to 16
-      bits until every output's SNR on ``target_samples`` calibration
-      inputs reaches it, with at most ``target_budget`` of the accelerator's
-      MACs in 16 bits (compiler/target_snr.py).
+      bits or their final pointwise functions to the host until every
+      output's SNR on ``target_samples`` calibration inputs reaches it, with
+      at most ``target_budget`` of the accelerator's MACs in 16 bits
+      (compiler/target_snr.py).
     """
 
     calibration_count: int = 32
@@ -80,6 +84,7 @@ class QuantConfig:
     mode: str = "int8"
     layer_precision: Mapping[str, str] = field(default_factory=dict)
     float_layers: tuple[str, ...] = ()
+    host_outputs: tuple[str, ...] = ()
     encodings: str | os.PathLike | Mapping | Encodings | None = None
     hwlinear: bool | None = None
     fallback: str = "HETERO:FPGA,CPU"
@@ -132,7 +137,8 @@ OPTIONS = {
     "calibration_count": "quant.calibration_count", "preprocess": "quant.preprocess",
     "calibrator": "quant.calibrator", "tensor_calibrators": "quant.tensor_calibrators", "mode": "quant.mode",
     "layer_precision": "quant.layer_precision", "float_layers": "quant.float_layers",
-    "encodings": "quant.encodings", "hwlinear": "target.hwlinear", "fallback": "partition.fallback",
+    "host_outputs": "quant.host_outputs", "encodings": "quant.encodings", "hwlinear": "target.hwlinear",
+    "fallback": "partition.fallback",
     "affinities": "partition.affinities", "demote_islands": "partition.demote_islands",
     "equalize": "quant.equalize", "absorb_bias": "quant.absorb_bias", "head_grids": "quant.head_grids",
     "channel_grids": "quant.channel_grids", "weight_rounding": "quant.weight_rounding",
@@ -263,7 +269,8 @@ _CHECKS = {
     "calibration_count": _count(1), "preprocess": _preprocess, "calibrator": _calibrator,
     "tensor_calibrators": _names_to(lambda where, v: _calibrator_spec(where, v, allow_auto=False)),
     "mode": _mode, "layer_precision": _names_to(_precision), "float_layers": _float_layers,
-    "encodings": _encodings, "hwlinear": _optional_flag, "fallback": _fallback, "affinities": _names_to(_text),
+    "host_outputs": _float_layers, "encodings": _encodings, "hwlinear": _optional_flag, "fallback": _fallback,
+    "affinities": _names_to(_text),
     "demote_islands": _flag, "equalize": _flag, "absorb_bias": _flag, "head_grids": _flag,
     "channel_grids": _flag, "weight_rounding": _flag, "sensitivity": _count(0), "sensitivity_samples": _count(1),
     "target_snr": _target_snr, "target_budget": _budget, "target_samples": _count(1),

@@ -154,6 +154,7 @@ def _check_names(graph: Graph, config: QuantConfig) -> None:
     nodes = {onnx_name(n.name) for _, n in walk(graph)}
     tensors = {v.name for _, n in walk(graph) for v in n.outputs} | {v.name for v in graph.inputs}
     for what, names, known in (("float_layers", config.float_layers, nodes),
+                               ("host_outputs", config.host_outputs, nodes),
                                ("layer_precision", config.layer_precision, nodes),
                                ("tensor_calibrators", config.tensor_calibrators, tensors)):
         unknown = sorted(set(names) - known)

@@ -35,6 +35,10 @@ same way, so that the groups' grids in the file find their tensors."""
 BIAS_CORRECTIONS = "tessera_bias_corrections"
 """The quantizer_args entry of an encodings export holding the bias
 corrections (docs/quantization.md), by weight name."""
+HOST_OUTPUTS = "tessera_host_outputs"
+"""The quantizer_args entry of an encodings export listing the host
+epilogues (``quant.host_outputs``: outputs' final pointwise functions run in
+float on the host), by ONNX node name: a re-import places them the same way."""
 WEIGHT_ROUNDINGS = "tessera_weight_rounding"
 """The quantizer_args entry of an encodings export holding, by weight name,
 how the codes weight rounding chose differ from the nearest ones
@@ -133,6 +137,11 @@ class QuantizedModel:
         return {n.annotations["weight"]: n.annotations[ROUNDING] for n in self.quantized_nodes()
                 if ROUNDING in n.annotations and "weight" in n.annotations}
 
+    def host_outputs(self) -> tuple[str, ...]:
+        """The host epilogues (``quant.host_outputs``): ONNX names of the
+        outputs' final pointwise functions run in float on the host."""
+        return tuple(self.options.get("quant.host_outputs") or ())
+
     def float_tensors(self) -> list[str]:
         """Outputs of the layers that run in float on the CPU."""
         return [v.name for n in self._cpu_nodes() for v in n.outputs]
@@ -153,6 +162,8 @@ class QuantizedModel:
                                                 **({WEIGHT_ROUNDINGS: {name: encode_rounding(delta) for name, delta
                                                                        in self.weight_roundings().items()}}
                                                    if self.weight_roundings() else {}),
+                                                **({HOST_OUTPUTS: list(self.host_outputs())}
+                                                   if self.host_outputs() else {}),
                                                 **({HEAD_GROUPS: self.head_grids.split}
                                                    if self.head_grids and self.head_grids.split else {})})
 

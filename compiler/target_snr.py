@@ -1,7 +1,8 @@
 """A fidelity target met automatically: the pass :func:`reach_target_snr`
 (``quantize_model(..., target_snr=30)``, ``tessera compile --target-snr 30``),
-last of the quantization searches; it decides the quantize pass's option
-``quant.layer_precision`` and leaves the graph as it is.
+last of the quantization searches; it decides the quantize pass's options
+``quant.layer_precision`` and ``quant.host_outputs`` and leaves the graph as
+it is.
 
 The output SNR (every output, the worst one counts) is measured on
 calibration inputs held out from the grids' fit (the last ``target_samples``
@@ -17,8 +18,25 @@ short of the margin. While an output is short of it, layers move to 16
 bits (radix16 in a radix model) in the order of their share of the output
 error (compiler/diagnose.py), as many at a time
 as the shares say the remaining gap needs, within a budget on the accelerator's MACs that run in 16 bits
-(default 15 %). The result carries a :class:`TargetReport`: the SNR before
-and after, what moved, the 16-bit MAC share, the estimated hwtime before and
+(default 15 %).
+
+The other way out is a **host epilogue**: an output whose last function is
+pointwise (Sigmoid, Softmax over the last axis, Exp, HardSigmoid, Tanh:
+passes/affinity.py's ``EPILOGUE_OPS``) gets that function run in float on
+the host (``quant.host_outputs``), on the pre-activation codes the
+accelerator hands over, and the pre-activation's producer in 16 bits when
+the budget allows (a lookup table reads 8-bit codes, docs/isa.md, so a
+table's producer cannot be widened while the table stays on the device).
+Each round weighs, for the worst output short of the target, the two by
+seconds per dB expected (passes/placement_costs.py): the 16-bit layers'
+extra device time against the epilogue's host time, the wider hand-over's
+transfer and its producer's widening. The layers' gain is the shares'
+estimate; the epilogue's is measured by one trial quantization (it changes
+the grid the device hands over, which the shares do not see).
+
+The result carries a :class:`TargetReport`: the SNR before
+and after, what moved, the 16-bit MAC share, the host epilogues and their
+host time, the estimated hwtime before and
 after (the default card's cycle model), and, when the budget cannot reach
 the target, the layers it would still need."""
 from __future__ import annotations
@@ -32,13 +50,16 @@ import numpy as np
 
 from compiler.compare import ErrorStats, update_outputs
 from compiler.quantized import QuantizationWarning, Trials
-from ir.graph import Graph, onnx_name
+from ir.graph import Graph, Node, onnx_name
+from passes.affinity import is_epilogue
 from passes.infra import PassContext, graph_pass, register_option
-from passes.placement_costs import macs
+from passes.placement_costs import cpu_time, macs, widened_transfer_time, widening_time
 from passes.quant.calibration_data import calibration_batches
 from passes.quant.head_grids import output_parts
 from passes.quant.metrics import snr_from_sums, snr_line, snr_spread
 from passes.quant.report import report_of
+from passes.target import VIEW_OPS
+from runtime.hardware import HardwareConfig
 
 DEFAULT_BUDGET = 0.15
 """Largest share of the accelerator's MACs that may run in 16 bits."""
@@ -48,6 +69,8 @@ DIAGNOSIS_SAMPLES = 4
 """Calibration inputs the shares are measured on (the SNR uses all asked for)."""
 MIN_FIT = 16
 """Calibration inputs the grids must keep for ``target_samples`` others to be held out to measure the target on."""
+MIN_GAIN_DB = 0.1
+"""Expected gain (dB) below which a move is not worth its cost."""
 MARGIN = 1.0
 """Standard errors of its measured SNR by which an output must clear the target (one: on new inputs of the same
 kind it then holds about five times in six, where a bare pass holds about one time in two)."""
@@ -74,6 +97,12 @@ class TargetReport:
     held_out: bool = False
     spread_db: dict[str, float] = field(default_factory=dict)
     """The standard error of each of ``after_db`` over the inputs it was measured on."""
+    host_outputs: list[str] = field(default_factory=list)
+    """ONNX names of the outputs' final pointwise functions moved to the host (host epilogues)."""
+    host_ms: float = 0.0
+    """What the host epilogues cost per inference (ms): their host time and the wider hand-overs' transfers."""
+    epilogue_gains: dict[str, float] = field(default_factory=dict)
+    """Each host epilogue tried, by ONNX name: the gain (dB, worst output) its trial measured."""
 
     def to_metadata(self) -> dict:
         """The record a binary keeps (META.metadata["target_snr"])."""
@@ -81,7 +110,8 @@ class TargetReport:
                 "after_db": self.after_db, "promoted": self.promoted, "macs_16bit": self.macs_16bit,
                 "budget": self.budget, "hwtime_ms": list(self.hwtime_ms) if self.hwtime_ms else None,
                 "needed": self.needed, "held_out": self.held_out, "spread_db": self.spread_db,
-                "secure": self.secure}
+                "host_outputs": self.host_outputs, "host_ms": self.host_ms,
+                "epilogue_gains": self.epilogue_gains, "secure": self.secure}
 
     @classmethod
     def from_metadata(cls, record: Mapping[str, Any]) -> TargetReport:
@@ -106,6 +136,9 @@ class TargetReport:
         if self.promoted:
             lines.append(f"moved to 16 bits: {', '.join(self.promoted)} ({100 * self.macs_16bit:.1f} % of the "
                          f"accelerator's MACs; budget {100 * self.budget:.0f} %)")
+        if self.host_outputs:
+            lines.append(f"final pointwise functions to the host (host epilogue): {', '.join(self.host_outputs)} "
+                         f"({self.host_ms:.4f} ms per inference on the host and the link)")
         if self.hwtime_ms is not None:
             before, after = self.hwtime_ms
             lines.append(f"estimated hwtime {before:.3f} -> {after:.3f} ms ({100 * (after / before - 1):+.1f} %)"
@@ -113,22 +146,31 @@ class TargetReport:
         if self.reached and not self.secure and self.needed:
             lines.append("new inputs may fall short; a margin of one standard error would also need in 16 bits: "
                          + ", ".join(self.needed))
+        declined = {name: gain for name, gain in self.epilogue_gains.items() if name not in self.host_outputs}
+        if declined:
+            lines.append("host epilogues tried and not taken: " + ", ".join(
+                f"{name} ({gain:+.2f} dB: " + ("the error is upstream of the output's final function)"
+                                              if gain < MIN_GAIN_DB else "16-bit layers gave more per second)")
+                for name, gain in declined.items()))
         if not self.reached:
             lines.append("within the budget the target cannot be reached"
                          + (f"; it would also need in 16 bits: {', '.join(self.needed)}" if self.needed else
-                            "; no layer is left to move (the error is in what stays 8-bit: lookup-table inputs, "
-                            "CPU boundaries)"))
+                            "; no layer is left to move (the error is in what stays 8-bit: inputs of lookup tables "
+                            "that are not an output's final function, CPU boundaries)"))
         return "\n".join(lines)
 
 
 @graph_pass(opt_level=0)
 def reach_target_snr(graph: Graph, ctx: PassContext) -> Graph:
-    """Layers to 16 bits until every output's SNR reaches ``quant.target_snr``."""
+    """Layers to 16 bits, outputs' final functions to the host, until every
+    output's SNR reaches ``quant.target_snr``."""
     target = ctx.option("quant.target_snr")
     if target is None:
         return graph
     report, precision = reach_target(graph, ctx.options, ctx.option("quant.trials"))
     ctx.options["quant.layer_precision"] = precision
+    ctx.options["quant.host_outputs"] = tuple(dict.fromkeys((*ctx.option("quant.host_outputs"),
+                                                             *report.host_outputs)))
     done = report_of(ctx)
     done.target = report
     done.promoted = list(dict.fromkeys([*done.promoted, *report.promoted]))
@@ -137,9 +179,10 @@ def reach_target_snr(graph: Graph, ctx: PassContext) -> Graph:
 
 def reach_target(simplified: Graph, settings: Mapping[str, Any], trials: Trials) -> tuple[TargetReport, dict]:
     """The model quantized under ``settings``, re-quantized with layers in
-    16 bits until the worst output SNR on ``quant.target_samples``
-    calibration inputs reaches ``quant.target_snr`` dB or the budget is
-    spent: what it did, and the layer precisions it chose."""
+    16 bits and outputs' final functions on the host until the worst output
+    SNR on ``quant.target_samples`` calibration inputs reaches
+    ``quant.target_snr`` dB or the budget is spent: what it did, and the
+    layer precisions it chose (the host epilogues are the report's)."""
     target, budget = settings["quant.target_snr"], settings["quant.target_budget"]
     full = dict(settings)
     given = first = trials.quantize(simplified, full)
@@ -147,54 +190,154 @@ def reach_target(simplified: Graph, settings: Mapping[str, Any], trials: Trials)
     if fit is not None:  # the grids are fit to the other inputs; the target is measured on these
         settings = dict(full, **{"quant.calibration_data": fit, "quant.preprocess": None})
         first = trials.quantize(simplified, settings)
-    references = [first.run_float(sample) for sample in feeds]  # the float model stays the same
-    snr, spread = _output_snr(first, feeds, references)
-    before = snr
+    search = _Search(simplified, settings, trials, feeds, first)
+    before = search.snr
     report = TargetReport(float(target), False, before, before, budget=budget,
-                          held_out=fit is not None, spread_db=spread)
-    result, wide = first, "radix16" if settings["quant.mode"].startswith("radix") else "int16"
-    work = _macs(simplified)
-    total = sum(work.get(name, 0) for name in _accelerator_nodes(first)) or 1
-    promoted: list[str] = []
+                          held_out=fit is not None, spread_db=search.spread)
     for _ in range(MAX_ROUNDS):
-        report.after_db, report.spread_db = snr, spread
-        if _clears(snr, spread, target):
+        report.after_db, report.spread_db = search.snr, search.spread
+        if _clears(search.snr, search.spread, target):
             break
-        ranked = _ranked(result, feeds[:DIAGNOSIS_SAMPLES], promoted)
-        gap = 1.0 - 10 ** ((_bound(snr, spread) - target) / 10.0)  # the part of the noise to remove
-        chosen, covered, needed = [], 0.0, []
-        used = sum(work.get(name, 0) for name in promoted)
-        for name, share in ranked:
-            if covered >= gap and chosen:
-                break
-            if (used + work.get(name, 0)) / total > budget:
-                needed.append(name)
-                continue
-            chosen.append(name)
-            used += work.get(name, 0)
-            covered += share
-        if not chosen:
-            report.needed = needed
+        moves = [move for move in search.moves(target) if move.gain >= MIN_GAIN_DB]
+        if not moves:
+            report.needed = search.needed
             break
-        promoted += chosen
-        precision = {**settings["quant.layer_precision"], **{name: wide for name in promoted}}
-        result = trials.quantize(simplified, dict(settings, **{"quant.layer_precision": precision}))
-        snr, spread = _output_snr(result, feeds, references)
+        search.apply(min(moves, key=lambda move: move.cost / move.gain))
     else:
-        report.after_db, report.spread_db = snr, spread
-        if not _clears(snr, spread, target):
-            report.needed = [name for name, _ in _ranked(result, feeds[:DIAGNOSIS_SAMPLES], promoted)][:5]
+        report.after_db, report.spread_db = search.snr, search.spread
+        if not _clears(search.snr, search.spread, target):
+            report.needed = [name for name, _ in _ranked(search.result, feeds[:DIAGNOSIS_SAMPLES],
+                                                         search.promoted)][:5]
     report.reached = min(report.after_db.values(), default=math.inf) >= target
-    report.promoted = promoted
-    report.macs_16bit = sum(work.get(name, 0) for name in promoted) / total
-    precision = {**full["quant.layer_precision"], **{name: wide for name in promoted}}
-    if promoted:  # the layers chosen, the grids fit to every calibration input again
-        result = trials.quantize(simplified, dict(full, **{"quant.layer_precision": precision}))
+    report.promoted, report.host_outputs = search.promoted, search.added_host
+    report.epilogue_gains = {name: round(gain, 3) for name, (_, gain) in search.tried.items()}
+    report.macs_16bit = search.used() / search.total
+    report.host_ms = 1e3 * sum(search.host_cost(name) for name in search.added_host)
+    precision = {**full["quant.layer_precision"], **{name: search.wide for name in search.promoted}}
+    if search.promoted or search.added_host:  # the choices made, the grids fit to every calibration input again
+        result = trials.quantize(simplified, dict(full, **{"quant.layer_precision": precision,
+                                                           "quant.host_outputs": tuple(search.host)}))
         times = [trials.hwtime_ms(model, full) for model in (given, result)]
         report.hwtime_ms = None if None in times else tuple(times)
     if not report.reached:
         warnings.warn(report.summary(), QuantizationWarning, stacklevel=3)
     return report, precision
+
+
+@dataclass
+class _Move:
+    """One way to raise the worst output's SNR: layers to 16 bits and/or
+    final functions to the host, its expected gain (dB) and its cost
+    (seconds per inference: device, host and link time together)."""
+
+    layers: list[str]
+    host: list[str]
+    gain: float
+    cost: float
+    measured: tuple | None = None
+    """(model, SNR, spread) when a trial already measured this move."""
+
+
+class _Search:
+    """The state of the search: what moved so far, the current model and
+    its SNR, and the costs of each possible move (passes/placement_costs.py)."""
+
+    def __init__(self, simplified: Graph, settings: Mapping[str, Any], trials: Trials, feeds, first):
+        self.simplified, self.settings, self.trials, self.feeds = simplified, settings, trials, feeds
+        self.references = [first.run_float(sample) for sample in feeds]  # the float model stays the same
+        self.hardware = settings.get("target.hardware") or HardwareConfig()
+        self.budget = settings["quant.target_budget"]
+        self.wide = "radix16" if settings["quant.mode"].startswith("radix") else "int16"
+        self.work = _macs(simplified)
+        self.total = sum(self.work.get(name, 0) for name in _accelerator_nodes(first)) or 1
+        self.nodes: dict[str, list[Node]] = {}
+        for node in simplified.nodes:
+            self.nodes.setdefault(onnx_name(node.name), []).append(node)
+        self.epilogues = _epilogues(simplified)
+        self.promoted: list[str] = []
+        self.host: list[str] = list(settings.get("quant.host_outputs") or ())
+        self.added_host: list[str] = []
+        self.needed: list[str] = []
+        self.tried: dict[str, tuple[list[str], float]] = {}
+        self.result = first
+        self.snr, self.spread = _output_snr(first, feeds, self.references)
+
+    def used(self, extra: Sequence[str] = ()) -> float:
+        return sum(self.work.get(name, 0) for name in [*self.promoted, *extra])
+
+    def widening(self, name: str) -> float:
+        return sum(widening_time(node, self.hardware) for node in self.nodes.get(name, ()))
+
+    def host_cost(self, name: str) -> float:
+        """Seconds the host epilogue ``name`` costs per inference: its host
+        time, and the wider hand-over when its producer runs in 16 bits."""
+        node, producer = self.epilogues[name][0], self.epilogues[name][1]
+        wider = producer in self.promoted and producer is not None
+        return sum(cpu_time(n) for n in self.nodes[name]) + (
+            widened_transfer_time(node.inputs[0].type, self.hardware) if wider else 0.0)
+
+    def quantize(self, layers: Sequence[str], host: Sequence[str]):
+        precision = {**self.settings["quant.layer_precision"], **{name: self.wide for name in layers}}
+        return self.trials.quantize(self.simplified, dict(self.settings, **{"quant.layer_precision": precision,
+                                                                             "quant.host_outputs": tuple(host)}))
+
+    def moves(self, target: float) -> list[_Move]:
+        """The layers the shares say close the gap, and each host epilogue
+        of an output short of the target."""
+        return [*self._layer_moves(target), *self._epilogue_moves(target)]
+
+    def _layer_moves(self, target: float) -> list[_Move]:
+        ranked = _ranked(self.result, self.feeds[:DIAGNOSIS_SAMPLES], self.promoted)
+        gap = 1.0 - 10 ** ((_bound(self.snr, self.spread) - target) / 10.0)  # the part of the noise to remove
+        chosen, covered, self.needed = [], 0.0, []
+        used = self.used()
+        for name, share in ranked:
+            if covered >= gap and chosen:
+                break
+            if (used + self.work.get(name, 0)) / self.total > self.budget:
+                self.needed.append(name)
+                continue
+            chosen.append(name)
+            used += self.work.get(name, 0)
+            covered += share
+        if not chosen:
+            return []
+        gain = -10.0 * math.log10(max(1.0 - covered, 0.01))
+        return [_Move(chosen, [], gain, sum(map(self.widening, chosen)))]
+
+    def _epilogue_moves(self, target: float) -> list[_Move]:
+        on_device = _accelerator_nodes(self.result)
+        short = [part for part, value in sorted(self.snr.items(), key=lambda item: item[1])
+                 if value - MARGIN * self.spread.get(part, 0.0) < target]
+        names = dict.fromkeys(name for part in short for name, (_, _, outputs) in self.epilogues.items()
+                              if _output_of(part) in outputs and name not in self.host and name in on_device)
+        return [self._epilogue_move(name, on_device) for name in names]
+
+    def _epilogue_move(self, name: str, on_device: set[str]) -> _Move:
+        """The host epilogue ``name``, with its producer in 16 bits when it
+        runs on the accelerator and fits the budget; its gain measured by a
+        trial the first time (and when the producer's choice changed)."""
+        producer = self.epilogues[name][1]
+        layers = [producer] if (producer is not None and producer in on_device and producer not in self.promoted
+                                and self.used([producer]) / self.total <= self.budget) else []
+        cost = sum(cpu_time(n) for n in self.nodes[name]) + sum(map(self.widening, layers)) + (
+            widened_transfer_time(self.epilogues[name][0].inputs[0].type, self.hardware) if layers else 0.0)
+        if name in self.tried and self.tried[name][0] == layers:
+            return _Move(layers, [name], self.tried[name][1], cost)
+        model = self.quantize([*self.promoted, *layers], [*self.host, name])
+        snr, spread = _output_snr(model, self.feeds, self.references)
+        gain = _bound(snr, spread) - _bound(self.snr, self.spread)
+        self.tried[name] = (layers, gain)
+        return _Move(layers, [name], gain, cost, (model, snr, spread))
+
+    def apply(self, move: _Move) -> None:
+        self.promoted += move.layers
+        self.host += move.host
+        self.added_host += move.host
+        if move.measured is None:
+            model = self.quantize(self.promoted, self.host)
+            move.measured = (model, *_output_snr(model, self.feeds, self.references))
+        self.result, self.snr, self.spread = move.measured
 
 
 def split_held_out(simplified: Graph, settings: Mapping[str, Any], samples: int) -> tuple[list | None, list]:
@@ -240,18 +383,51 @@ def _clears(snr: Mapping[str, float], spread: Mapping[str, float], target: float
 
 def _ranked(model, feeds, promoted: Sequence[str]) -> list[tuple[str, float]]:
     """ONNX node names by share of the output error, largest first; not
-    those already wide, nor a lookup table's producer (tables read 8-bit
-    codes)."""
+    those already wide, nor a lookup table's producer nor a convolution
+    with a table (tables read 8-bit codes: docs/isa.md; a host epilogue
+    frees an output's last table's producer)."""
     table_inputs = {n.name for n in model.quantized_nodes() if any(u.op == "QLut" for u in n.outputs[0].users)}
+    with_table = {n.name for n in model.quantized_nodes() if n.op in TABLE_CONVS and len(n.attrs.get("table") or ())}
     ranked, seen = [], set(promoted)
     for layer in model.diagnose(feeds).layers:
-        if not layer.onnx_nodes or layer.layer in table_inputs or layer.dtype != "int8":
+        if not layer.onnx_nodes or layer.layer in table_inputs | with_table or layer.dtype != "int8":
             continue
         name = layer.onnx_nodes[0]
         if name not in seen:
             seen.add(name)
             ranked.append((name, layer.share))
     return ranked
+
+
+TABLE_CONVS = ("QConv", "QConvTranspose", "QGemm")
+"""Ops that can apply a table to their 8-bit result (docs/isa.md, CONV's ``lut``)."""
+
+
+def _epilogues(graph: Graph) -> dict[str, tuple[Node, str | None, set[str]]]:
+    """Each output's final pointwise function (passes/affinity.is_epilogue)
+    by ONNX name: the node, its input's producer (ONNX name; None for a
+    model input) and the outputs it makes."""
+    found: dict[str, tuple[Node, str | None, set[str]]] = {}
+    for out in graph.outputs:
+        node = out.producer
+        while node is not None and node.op in _REARRANGING and not is_epilogue(node, graph):
+            node = node.inputs[0].producer
+        if node is None or not is_epilogue(node, graph):
+            continue
+        producer = node.inputs[0].producer
+        while producer is not None and producer.op in VIEW_OPS:
+            producer = producer.inputs[0].producer
+        name = onnx_name(node.name)
+        found.setdefault(name, (node, None if producer is None else onnx_name(producer.name), set()))[2].add(out.name)
+    return found
+
+
+_REARRANGING = VIEW_OPS | {"Transpose"}
+
+
+def _output_of(part: str) -> str:
+    """The output a measured part belongs to (``out[0:4]`` -> ``out``)."""
+    return part.split("[", 1)[0] if part.endswith("]") else part
 
 
 def _macs(graph: Graph) -> dict[str, int]:

@@ -57,6 +57,10 @@ _SHOWN = 10
 
 register_option("quant.float_layers", tuple, (),
                 "ONNX node names kept in float32: the affinity pass puts them on the CPU")
+register_option("quant.host_outputs", tuple, (),
+                "ONNX node names of outputs' final pointwise functions (Sigmoid, Softmax over the last axis, Exp, "
+                "HardSigmoid, Tanh) run in float32 on the host on the pre-activation codes the accelerator hands "
+                "over (a host epilogue; compiler/target_snr.py chooses them)")
 register_option("partition.host_layers", dict, {},
                 "ONNX node name -> why: layers the compiler itself moves to the CPU (one the tile pass found no "
                 "tiling for: compiler/quantize.py); the fallback policy puts them there with that reason")
@@ -228,9 +232,55 @@ def assign_affinity(graph: Graph, ctx: PassContext) -> Graph:
     if any(node.affinity for node in graph.nodes):
         _check_manual(graph, targets, fallback, auto_linear(ctx))
     else:
-        _apply_fallback(graph, fallback, set(ctx.option("quant.float_layers")),
-                        dict(ctx.option("partition.host_layers")), auto_linear(ctx))
+        host_layers = {**dict(ctx.option("partition.host_layers")), **host_epilogues(graph,
+                                                                                     ctx.option("quant.host_outputs"))}
+        _apply_fallback(graph, fallback, set(ctx.option("quant.float_layers")), host_layers, auto_linear(ctx))
     return graph
+
+
+EPILOGUE_OPS = frozenset({"Sigmoid", "Softmax", "Exp", "HardSigmoid", "Tanh"})
+"""Final pointwise functions of a head that a host epilogue runs (Softmax over the last axis only)."""
+
+
+def epilogue_reason(op: str) -> str:
+    """Why a host epilogue's node runs on the CPU (its ``cpu_reason``)."""
+    return (f"output precision: the head's final {op} runs in float on the host, on the pre-activation codes the "
+            "accelerator hands over (quant.host_outputs, chosen by quant.target_snr or given)")
+
+
+def is_epilogue(node: Node, graph: Graph) -> bool:
+    """``node`` is an output's final pointwise function: one of
+    :data:`EPILOGUE_OPS` (a Softmax over the last axis) whose result
+    reaches nothing but model outputs (directly or through views and
+    Transposes)."""
+    if node.op not in EPILOGUE_OPS or len(node.outputs) != 1:
+        return False
+    if node.op == "Softmax":
+        rank = len(node.outputs[0].type.shape)
+        if node.attrs.get("axis", -1) not in (-1, rank - 1):
+            return False
+    return _only_outputs(node.outputs[0], graph)
+
+
+def host_epilogues(graph: Graph, names: Iterable[str]) -> dict[str, str]:
+    """ONNX node name -> why, for the host epilogues ``names`` lists
+    (``quant.host_outputs``); an error names one that is not an output's
+    final pointwise function."""
+    wanted = set(names)
+    found: dict[str, str] = {}
+    for node in graph.nodes:
+        name = onnx_name(node.name)
+        if name not in wanted:
+            continue
+        if not is_epilogue(node, graph):
+            raise AffinityError(f"quant.host_outputs names {node.op} node {name!r}, which is not an output's final "
+                                f"pointwise function (one of {sorted(EPILOGUE_OPS)}, Softmax over the last axis, "
+                                "whose result is only model outputs)")
+        found[name] = epilogue_reason(node.op)
+    missing = sorted(wanted - found.keys())
+    if missing:
+        raise AffinityError(f"quant.host_outputs names {missing[0]!r}, which is no node of the model")
+    return found
 
 
 def _apply_manual(graph: Graph, affinities: dict[str, str]) -> None:
@@ -252,13 +302,13 @@ def _apply_fallback(graph: Graph, fallback: list[Target], float_layers: set[str]
     linear layers as ``linear`` says when hwlinear is unset."""
     host = _host(fallback)
     for node in graph.nodes:
-        if onnx_name(node.name) in float_layers and host is not None:
-            node.affinity = HOST
-            _record_reason(node, "kept in float32 by the user (quant.float_layers)")
-            continue
         if onnx_name(node.name) in host_layers and host is not None and host.supports(node):
             node.affinity = HOST
             _record_reason(node, host_layers[onnx_name(node.name)])
+            continue
+        if onnx_name(node.name) in float_layers and host is not None:
+            node.affinity = HOST
+            _record_reason(node, "kept in float32 by the user (quant.float_layers)")
             continue
         if node.annotations.get(HOST_ONLY) and host is not None and host.supports(node):
             node.affinity = HOST

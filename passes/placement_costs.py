@@ -1,5 +1,7 @@
 """Placement costs: heuristics for the partitioner (keep a small device
-island or bring it back to the CPU; passes/partition.py). Device time is a
+island or bring it back to the CPU; passes/partition.py) and for the
+precision choices of a target SNR (16-bit layers against host epilogues:
+compiler/target_snr.py). Device time is a
 roofline over the peak MAC rate and the DRAM bandwidth of
 :class:`HardwareConfig`, CPU time the same over fixed host rates, and a
 transfer is a fixed DMA latency plus the bytes over the host link. A
@@ -111,3 +113,16 @@ def transfer_time(value_type: TensorType, hardware: HardwareConfig) -> float:
     """Seconds to move one tensor between host and card: a DMA's fixed
     latency plus its bytes (at the device width) over the host link."""
     return TRANSFER_LATENCY_S + (value_type.numel or 0) * hardware.element_bytes / hardware.host_link_bandwidth
+
+
+def widening_time(node: Node, hardware: HardwareConfig) -> float:
+    """Seconds a layer adds when it runs in 16 bits rather than 8: its MAC
+    array takes two passes over 16-bit operands (runtime/sim/timing.py's
+    conv_passes) and its bytes double, so about its device time again."""
+    return device_time(node, hardware)
+
+
+def widened_transfer_time(value_type: TensorType, hardware: HardwareConfig) -> float:
+    """Seconds one tensor's transfer to the host adds when it crosses in 16
+    bits rather than at the device width (the same DMA, twice the bytes)."""
+    return transfer_time(value_type, hardware) - TRANSFER_LATENCY_S
