@@ -120,8 +120,20 @@ def _measure(graph: Graph, convs, concats, data, ctx: PassContext) -> tuple[dict
         groups = channel_groups(s.low, s.high, s.power)
         if len(groups) > 1:
             chosen[conv.name] = groups
-    joined = [c for c in concats if all(not v.is_constant for v in c.inputs) and _pays(c, stats)]
-    return chosen, joined
+    paying = {c.name for c in concats if all(not v.is_constant for v in c.inputs) and _pays(c, stats)}
+    for concat in concats:  # an inner join's parts would meet on one device grid again in its outer Concat
+        if concat.name in paying:
+            paying |= {outer.name for outer in _outer_concats(concat, concats)}
+    return chosen, [c for c in concats if c.name in paying]
+
+
+def _outer_concats(concat: Node, concats: list[Node]) -> list[Node]:
+    """The Concats of ``concats`` that ``concat`` feeds, nested outward."""
+    outer, found = concat, []
+    while len(outer.outputs[0].uses) == 1 and outer.outputs[0].uses[0][0] in concats:
+        outer = outer.outputs[0].uses[0][0]
+        found.append(outer)
+    return found
 
 
 def _pays(concat, stats) -> bool:
@@ -136,7 +148,8 @@ def _pays(concat, stats) -> bool:
 def find_heads(graph: Graph) -> tuple[list[Node], list[Node]]:
     """(convolutions, Concats) whose output is a model output read by nothing
     else: a group-1 Conv of more than one output channel, a Concat along the
-    channels of more than one input."""
+    channels of more than one input (and the Concats along the channels
+    that feed such a Concat alone)."""
     convs, concats = [], []
     for node in graph.nodes:
         out = node.outputs[0]
@@ -146,8 +159,22 @@ def find_heads(graph: Graph) -> tuple[list[Node], list[Node]]:
                 and all(v is None or v.is_constant for v in node.inputs[1:])):
             convs.append(node)
         elif node.op == "Concat" and len(node.inputs) > 1 and node.attrs.get("axis") % out.type.rank == 1:
-            concats.append(node)
+            concats.extend(_nested_concats(graph, node))
     return convs, concats
+
+
+def _nested_concats(graph: Graph, concat: Node) -> list[Node]:
+    """``concat`` and the Concats along the same axis that feed it alone
+    (YOLO11-seg's output0 is Concat(Concat(boxes, scores), coefficients)):
+    each may join its parts on the host, or the inner one would put boxes in
+    pixels and scores in [0, 1] on one device grid before the outer join."""
+    found = [concat]
+    for v in concat.inputs:
+        inner = v.producer
+        if (inner is not None and inner.op == "Concat" and len(inner.inputs) > 1 and len(v.uses) == 1
+                and v not in graph.outputs and inner.attrs.get("axis") % v.type.rank == 1):
+            found.extend(_nested_concats(graph, inner))
+    return found
 
 
 def channel_groups(low: np.ndarray, high: np.ndarray, power: np.ndarray) -> list[np.ndarray]:

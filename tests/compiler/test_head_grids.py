@@ -43,9 +43,16 @@ def _model(kind: str, seed: int = 3):
     else:
         inits.update(wb=30 * rng.normal(0, 0.2, (2, 16, 1, 1)), ws=rng.normal(0, 0.2, (3, 16, 1, 1)))
         nodes += [helper.make_node("Conv", ["r0", "wb"], ["boxes"], name="boxes"),
-                  helper.make_node("Conv", ["r0", "ws"], ["scores"], name="scores"),
-                  helper.make_node("Concat", ["boxes", "scores"], ["y"], axis=1, name="join")]
+                  helper.make_node("Conv", ["r0", "ws"], ["scores"], name="scores")]
         channels = 5
+        if kind == "nested":  # YOLO11-seg: Concat(Concat(boxes, scores), coefficients)
+            inits.update(wm=3 * rng.normal(0, 0.2, (1, 16, 1, 1)))
+            nodes += [helper.make_node("Conv", ["r0", "wm"], ["masks"], name="masks"),
+                      helper.make_node("Concat", ["boxes", "scores"], ["det"], axis=1, name="inner"),
+                      helper.make_node("Concat", ["det", "masks"], ["y"], axis=1, name="join")]
+            channels = 6
+        else:
+            nodes.append(helper.make_node("Concat", ["boxes", "scores"], ["y"], axis=1, name="join"))
     graph = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, 8, 8])],
                               [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
@@ -113,12 +120,15 @@ def test_head_grids_lift_the_quiet_channels_of_a_head():
     assert all("head's parts on their own grids" in n.annotations[REASON] for n in host if n.op != "Fused")
 
 
-def test_a_concat_of_boxes_and_scores_at_an_output_runs_on_the_host():
-    model, calibration, evaluation = _model("concat")
+@pytest.mark.parametrize("kind, joins", [("concat", ["join"]), ("nested", ["join", "inner"])])
+def test_a_concat_of_boxes_and_scores_at_an_output_runs_on_the_host(kind, joins):
+    """Also a Concat of boxes and scores nested in the output's Concat
+    (YOLO11-seg): on the device it would put both on one grid first."""
+    model, calibration, evaluation = _model(kind)
     plain = _quantize(model, calibration, head_grids=False)
     joined = _quantize(model, calibration)
-    assert joined.head_grids.joined == ["join"] and not joined.head_grids.split
-    assert "join" in joined.float_layers() and "join" not in plain.float_layers()
+    assert joined.head_grids.joined == joins and not joined.head_grids.split
+    assert set(joins) <= set(joined.float_layers()) and not set(joins) & set(plain.float_layers())
     gain = _channel_snr(joined, evaluation, [2, 3, 4]) - _channel_snr(plain, evaluation, [2, 3, 4])
     assert gain > 15.0, gain
 
