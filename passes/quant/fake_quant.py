@@ -97,9 +97,7 @@ def fake_quantize(graph: Graph, params: Mapping[str, QuantParams], *, weights: S
         if value is None:
             continue
         if value.is_constant:
-            grid = _weight_grid(value, grid)
-            value.const = read_only(fake_quantize_array(value.const, grid, weight=name in weights,
-                                                         rounding=roundings.get(name)))
+            value.const = read_only(_round_weight(value, grid, weight=name in weights, rounding=roundings.get(name)))
         else:
             rounded_input[name] = _insert_pair(result, value, grid)
     _correct_biases(result, params, rounded_input, dict(bias_corrections or {}))
@@ -111,16 +109,44 @@ def unknown_tensors(graph: Graph, names) -> list[str]:
     return sorted(set(names) - set(graph.values))
 
 
-def _weight_grid(value: Value, params: QuantParams) -> QuantParams:
-    """A per-channel grid on the output-channel axis of the weight it rounds:
-    axis 1 of a ConvTranspose's [C_in, C_out, kh, kw] weight (encodings
-    files put every per-channel weight grid on axis 0, Conv's and Gemm's)."""
+def _round_weight(value: Value, params: QuantParams, *, weight: bool, rounding) -> np.ndarray:
+    """A weight rounded onto its grid. A per-channel grid is on the output
+    channels: axis 1 of a ConvTranspose's [C_in, C_out/group, kh, kw] weight
+    (encodings files put every per-channel weight grid on axis 0, Conv's and
+    Gemm's); a grouped ConvTranspose's weight is rounded regrouped by output
+    channel, as the integer path holds it (:func:`weights_by_output_channel`)."""
     transposed = [node for node, index in value.uses if node.op == "ConvTranspose" and index == 1]
     if not params.per_channel or not transposed:
-        return params
-    if any(node.attrs.get("group", 1) != 1 for node in transposed):
-        raise PassError(f"weight {value.name!r}: per-channel grids of grouped ConvTranspose weights are not supported")
-    return QuantParams(params.scale, params.zero, params.dtype, axis=1)
+        return fake_quantize_array(value.const, params, weight=weight, rounding=rounding)
+    groups = {int(node.attrs.get("group", 1)) for node in transposed}
+    if len(groups) != 1:
+        raise PassError(f"weight {value.name!r}: read by ConvTransposes of different groups {sorted(groups)}, "
+                        "whose output channels differ")
+    group = groups.pop()
+    if group == 1:
+        return fake_quantize_array(value.const, QuantParams(params.scale, params.zero, params.dtype, axis=1),
+                                   weight=weight, rounding=rounding)
+    rounded = fake_quantize_array(weights_by_output_channel(value.const, group), params, weight=weight,
+                                  rounding=rounding)
+    return weights_by_input_channel(rounded, group)
+
+
+def weights_by_output_channel(weight: np.ndarray, group: int) -> np.ndarray:
+    """ConvTranspose's weights [C][K/group][kh][kw] regrouped by output
+    channel, [K][C/group][kh][kw] (not flipped): QConvTranspose's layout."""
+    channels, per_group = weight.shape[:2]
+    grouped = weight.reshape(group, channels // group, per_group, *weight.shape[2:])
+    return np.ascontiguousarray(grouped.transpose(0, 2, 1, *range(3, grouped.ndim))
+                                .reshape(group * per_group, channels // group, *weight.shape[2:]))
+
+
+def weights_by_input_channel(weight: np.ndarray, group: int) -> np.ndarray:
+    """The inverse of :func:`weights_by_output_channel`: [K][C/group][kh][kw]
+    back to ConvTranspose's [C][K/group][kh][kw]."""
+    outputs, per_group = weight.shape[:2]
+    grouped = weight.reshape(group, outputs // group, per_group, *weight.shape[2:])
+    return np.ascontiguousarray(grouped.transpose(0, 2, 1, *range(3, grouped.ndim))
+                                .reshape(group * per_group, outputs // group, *weight.shape[2:]))
 
 
 def _insert_pair(graph: Graph, value: Value, params: QuantParams) -> str:

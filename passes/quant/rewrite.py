@@ -19,6 +19,7 @@ from passes.infra import PassError
 from passes.pointwise import evaluate, unit_function
 from passes.quant.bias_correction import LinearLayer
 from passes.quant.channel_grids import per_output_scales
+from passes.quant.fake_quant import weights_by_output_channel
 from passes.quant.params import Precision, activation_quant, weight_quant
 from passes.quant.units import clip_limits, positive_scaling, prelu_slopes
 from passes.rewrite import conv_1x1_attrs
@@ -197,7 +198,7 @@ class SegmentQuantizer:
             self._emit_conv(node, anchor.inputs[0], weight, bias, residual, activation, attrs, "QConv")
         elif anchor.op == "ConvTranspose":
             attrs = {k: anchor.attrs[k] for k in (*CONV_ATTRS, "output_padding")}
-            regrouped = _transpose_weights(weight[0], int(anchor.attrs["group"]))
+            regrouped = weights_by_output_channel(weight[0], int(anchor.attrs["group"]))
             self._emit_conv(node, anchor.inputs[0], (regrouped, weight[1], weight[2]), bias, residual, activation,
                             attrs, "QConvTranspose")
         else:
@@ -480,15 +481,6 @@ def _function_table(unit: Node, grid_in: QuantParams, grid_out: QuantParams) -> 
 def _tensor_operand(values) -> Value:
     """The one non-constant value of a unit node's (or body's) inputs."""
     return next(v for v in values if v is not None and not v.is_constant)
-
-
-def _transpose_weights(weight: np.ndarray, group: int) -> np.ndarray:
-    """ConvTranspose's weights [C][K/group][kh][kw] regrouped by output
-    channel, [K][C/group][kh][kw] (not flipped): QConvTranspose's layout."""
-    channels, per_group = weight.shape[:2]
-    grouped = weight.reshape(group, channels // group, per_group, *weight.shape[2:])
-    return np.ascontiguousarray(grouped.transpose(0, 2, 1, 3, 4).reshape(group * per_group, channels // group,
-                                                                          *weight.shape[2:]))
 
 
 def _pair(prefix: str, real: float) -> dict:

@@ -116,3 +116,26 @@ def test_a_conv_transpose_weight_is_rounded_per_output_channel():
     fake = fake_quantize(graph, {"w": grid}, weights=["w"])
     expected = rounded(w.const, QuantParams(grid.scale, grid.zero, np.int8, axis=1))
     np.testing.assert_array_equal(fake.values["w"].const, expected)
+
+
+def test_a_grouped_conv_transpose_weight_is_rounded_by_output_channel():
+    """A depthwise ConvTranspose (CenterNet's bilinear upsampling): weight
+    [C_in, C_out/group, kh, kw], output channel g * C_out/group + j on row
+    block g and column j; each rounds on its own channel's scale (diagnose
+    and the target measured such models only after this)."""
+    group, per_in, per_out = 2, 2, 3
+    graph = Graph("deconv")
+    x = graph.add_input("x", TensorType((1, group * per_in, 3, 3), np.float32))
+    weight = np.random.default_rng(4).uniform(-1, 1, (group * per_in, per_out, 2, 2)).astype(np.float32)
+    w = graph.add_constant(weight, "w")
+    node = graph.add_node("ConvTranspose", [x, w], {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0],
+                                                    "dilations": [1, 1], "group": group, "output_padding": [0, 0]})
+    graph.outputs = [node.outputs[0]]
+    scales = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
+    fake = fake_quantize(graph, {"w": QuantParams(scales, np.zeros(6, np.int8), np.int8, axis=0)}, weights=["w"])
+    for g in range(group):
+        for j in range(per_out):
+            scale = np.float32(scales[g * per_out + j])
+            codes = np.clip(np.round(weight[g * per_in:(g + 1) * per_in, j] / scale), -127, 127)
+            np.testing.assert_array_equal(fake.values["w"].const[g * per_in:(g + 1) * per_in, j],
+                                          codes.astype(np.float32) * scale)
