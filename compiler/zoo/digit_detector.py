@@ -38,9 +38,11 @@ SCORE = 0.3
 """Heatmap value above which a peak is a detection."""
 
 
-def canvases(count: int, seed: int) -> tuple[list[np.ndarray], list[list[Box]]]:
-    """``count`` canvases ([1, 1, 48, 48] float32 in [0, 1]) and their boxes
-    (labelled with the digit; the detector finds digits, not which)."""
+def canvases(count: int, seed: int, side: int = SIDE,
+             sizes: tuple[int, ...] = SIZES) -> tuple[list[np.ndarray], list[list[Box]]]:
+    """``count`` canvases ([1, 1, side, side] float32 in [0, 1], 48 by
+    default) with one to three digits of ``sizes`` pixels, and their boxes
+    (labelled with the digit; this detector finds digits, not which)."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -48,12 +50,12 @@ def canvases(count: int, seed: int) -> tuple[list[np.ndarray], list[list[Box]]]:
     rng = np.random.default_rng(seed)
     images, truths = [], []
     for _ in range(count):
-        canvas = rng.uniform(0.0, 0.08, (SIDE, SIDE))
+        canvas = rng.uniform(0.0, 0.08, (side, side))
         boxes: list[Box] = []
         for _ in range(int(rng.integers(1, 4))):
-            size = int(rng.choice(SIZES))
+            size = int(rng.choice(sizes))
             for _attempt in range(20):
-                x0, y0 = (int(v) for v in rng.integers(0, SIDE - size + 1, 2))
+                x0, y0 = (int(v) for v in rng.integers(0, side - size + 1, 2))
                 if all(iou(Box(0, x0, y0, x0 + size, y0 + size), b) < 0.05 for b in boxes):
                     break
             else:
