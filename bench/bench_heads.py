@@ -187,7 +187,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {list(known)}")
     for name in chosen:
-        table(known[name](), args.calibration, args.evaluation)
+        try:
+            table(known[name](), args.calibration, args.evaluation)
+        except Exception as error:  # one model's failure is a row of the report, not the end of it
+            print(f"{name}: FAILED: {type(error).__name__}: {error}\n")
 
 
 if __name__ == "__main__":
