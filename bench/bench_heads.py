@@ -32,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from bench_detector import Case, _onnxruntime, _run, _session
 from onnxruntime.quantization import QuantType
 
@@ -87,18 +88,30 @@ def _photos(size: int) -> Callable[[int, int], tuple]:
     return lambda count, seed: (image_crops(count, size, seed=seed), None)
 
 
-def _trained_like(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
-    """BatchNorm statistics of photo crops (bench/families.py's way), and
-    an export with BatchNorms folded rescaled as if they had been there
-    (the heads' last convolutions, ``/2/``, keep their seeded scale)."""
+def _trained_like(builder: Callable[..., onnx.ModelProto], size: int) -> onnx.ModelProto:
+    """The family model (static) with BatchNorm statistics of photo crops
+    (bench/families.py's way), or, an export with its BatchNorms folded,
+    its convolutions rescaled as if they had been there (the heads' last
+    convolutions, ``/2/``, keep their seeded scale). The rescaling measures
+    the crops as one batch, so it runs on the free-batch export (whose
+    Reshapes follow the batch) and the weights go to the static one,
+    convolution by convolution: the builders draw the same weights."""
     from compiler.zoo.images import image_crops
     from compiler.zoo.statistics import normalised_convolutions, with_data_statistics
 
     crops = image_crops(16, size, seed=99)
-    model = with_data_statistics(model, crops[:8])
-    if not any(n.op_type == "BatchNormalization" for n in model.graph.node):
-        last = [n.name for n in model.graph.node if n.op_type == "Conv" and "/2/" in n.name]
-        model = normalised_convolutions(model, crops, skip=last)
+    model = builder()
+    if any(n.op_type == "BatchNormalization" for n in model.graph.node):
+        return with_data_statistics(model, crops[:8])
+    free = builder(static=False)
+    last = [n.name for n in free.graph.node if n.op_type == "Conv" and "/2/" in n.name]
+    free = normalised_convolutions(free, crops, skip=last)
+    weights = {t.name: t for t in free.graph.initializer}
+    inits = {t.name: t for t in model.graph.initializer}
+    convs = [[n for n in m.graph.node if n.op_type == "Conv"] for m in (free, model)]
+    for source, target in zip(*convs):
+        for a, b in zip(source.input[1:], target.input[1:]):
+            inits[b].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights[a]), b))
     return model
 
 
@@ -117,16 +130,16 @@ def cases() -> dict[str, Callable[[], Case]]:
         "db_text": lambda: Case("DB text detector, saturated map (trained head), rendered pages 64x128",
                                 text.text_detector(saturated=True), "x", lambda r: r, text.detect, text.documents),
         "ppocr_det": lambda: Case("family ppocr_det (seeded, BN of photos), photo crops 64x64",
-                                  _trained_like(families.ppocr_det(), 64), "x", lambda r: r,
+                                  _trained_like(families.ppocr_det, 64), "x", lambda r: r,
                                   lambda r: text.detect(r, stride=1, name="sigmoid_0.tmp_0"), _photos(64)),
         "centernet": lambda: Case("family centernet (seeded, BN of photos), photo crops 64x64",
-                                  _trained_like(families.centernet(), 64), "input", lambda r: r, digits.detect,
+                                  _trained_like(families.centernet, 64), "input", lambda r: r, digits.detect,
                                   _photos(64)),
         "yolov8": lambda: Case("family yolov8 (seeded, folded BN of photos), photo crops 64x64",
-                               _trained_like(families.yolov8(), 64), "images", lambda r: r,
+                               _trained_like(families.yolov8, 64), "images", lambda r: r,
                                lambda r: yolo.detect(r, classes=80), _photos(64)),
         "yolo11_seg": lambda: Case("family yolo11_seg (seeded, folded BN of photos), photo crops 64x64",
-                                   _trained_like(families.yolo11_seg(), 64), "images", lambda r: r,
+                                   _trained_like(families.yolo11_seg, 64), "images", lambda r: r,
                                    lambda r: yolo.detect(r, classes=80), _photos(64)),
     }
 
@@ -148,9 +161,14 @@ def table(case: Case, calibration_count: int, evaluation_count: int) -> None:
              time.perf_counter() - start, "")]
     for name, kwargs in (("tessera", {}), ("tessera target_snr=30", {"target_snr": 30})):
         start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            q = quantize_model(case.model, calibration_data=calibration, **kwargs)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                q = quantize_model(case.model, calibration_data=calibration, **kwargs)
+        except Exception as error:  # a failure is this row's note, the others still count
+            rows.append((name, dict.fromkeys(names, float("nan")), float("nan"), time.perf_counter() - start,
+                         f"FAILED: {type(error).__name__}: {error}"))
+            continue
         seconds = time.perf_counter() - start
         results = [q.run({case.input: x}) for x in evaluation]
         rows.append((name, *score(case, reference, results), seconds, _target(q.target)))
