@@ -22,6 +22,8 @@ from timing import THREADS  # first: sets the thread counts
 # isort: split
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -32,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 import onnx
+import onnx.version_converter
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -93,21 +96,37 @@ def _run(session: ort.InferenceSession, name: str, x: np.ndarray) -> dict:
     return dict(zip(names, session.run(names, {name: x})))
 
 
-def _onnxruntime(case: Case, calibration, evaluation, reference) -> tuple[str, dict, float]:
+def _opset13(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model at opset 13 or above: quantize_static writes per-channel
+    DequantizeLinear (an ``axis``), which opset 11 lacks (Paddle2ONNX's and
+    torch.onnx 1.x's exports)."""
+    opset = max(i.version for i in model.opset_import if i.domain in ("", "ai.onnx"))
+    return model if opset >= 13 else onnx.version_converter.convert_version(model, 13)
+
+
+def _onnxruntime(case: Case, calibration, evaluation, reference, score=_score,
+                 activations=(QuantType.QInt8,)) -> tuple[str, dict, float]:
+    """onnxruntime's quantize_static (QDQ, per-channel int8 weights) with
+    each calibrator and each activation type of ``activations``: the best
+    by the worst quantity ``score`` measures (name, SNR per quantity,
+    agreement)."""
     best = None
     with tempfile.TemporaryDirectory() as folder:
         source = os.path.join(folder, "float.onnx")
-        onnx.save(case.model, source)
+        onnx.save(_opset13(case.model), source)
         for method in ("MinMax", "Entropy", "Percentile"):
-            target = os.path.join(folder, f"{method}.onnx")
-            quantize_static(source, target, _Reader(case.input, calibration), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=getattr(CalibrationMethod, method))
-            session = _session(target)
-            results = [_run(session, case.input, x) for x in evaluation]
-            snr, agree = _score(case, reference, results)
-            if best is None or min(snr.values()) > min(best[1].values()):
-                best = (f"onnxruntime ({method})", snr, agree)
+            for activation in activations:
+                target = os.path.join(folder, f"{method}_{activation.name}.onnx")
+                with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print their progress
+                    quantize_static(source, target, _Reader(case.input, calibration), quant_format=QuantFormat.QDQ,
+                                    per_channel=True, activation_type=activation, weight_type=QuantType.QInt8,
+                                    calibrate_method=getattr(CalibrationMethod, method))
+                session = _session(target)
+                results = [_run(session, case.input, x) for x in evaluation]
+                snr, agree = score(case, reference, results)
+                if best is None or min(snr.values()) > min(best[1].values()):
+                    kind = "u8" if activation == QuantType.QUInt8 else "s8"
+                    best = (f"onnxruntime ({method}, {kind})", snr, agree)
     return best
 
 

@@ -38,9 +38,11 @@ SCORE = 0.3
 """Heatmap value above which a peak is a detection."""
 
 
-def canvases(count: int, seed: int) -> tuple[list[np.ndarray], list[list[Box]]]:
-    """``count`` canvases ([1, 1, 48, 48] float32 in [0, 1]) and their boxes
-    (labelled with the digit; the detector finds digits, not which)."""
+def canvases(count: int, seed: int, side: int = SIDE,
+             sizes: tuple[int, ...] = SIZES) -> tuple[list[np.ndarray], list[list[Box]]]:
+    """``count`` canvases ([1, 1, side, side] float32 in [0, 1], 48 by
+    default) with one to three digits of ``sizes`` pixels, and their boxes
+    (labelled with the digit; this detector finds digits, not which)."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -48,12 +50,12 @@ def canvases(count: int, seed: int) -> tuple[list[np.ndarray], list[list[Box]]]:
     rng = np.random.default_rng(seed)
     images, truths = [], []
     for _ in range(count):
-        canvas = rng.uniform(0.0, 0.08, (SIDE, SIDE))
+        canvas = rng.uniform(0.0, 0.08, (side, side))
         boxes: list[Box] = []
         for _ in range(int(rng.integers(1, 4))):
-            size = int(rng.choice(SIZES))
+            size = int(rng.choice(sizes))
             for _attempt in range(20):
-                x0, y0 = (int(v) for v in rng.integers(0, SIDE - size + 1, 2))
+                x0, y0 = (int(v) for v in rng.integers(0, side - size + 1, 2))
                 if all(iou(Box(0, x0, y0, x0 + size, y0 + size), b) < 0.05 for b in boxes):
                     break
             else:
@@ -86,9 +88,15 @@ def digit_detector(seed: int = 0, train: int = 300, layout: str = "heads") -> on
     ``reg`` [1, 2, 12, 12] (``layout="heads"``, CenterNet's export), or the
     same three heads as one convolution whose output ``out`` [1, 5, 12, 12]
     holds them channel after channel (``layout="single"``, as YOLO- and
-    PicoDet-style exports write a scale's boxes and scores)."""
-    if layout not in ("heads", "single"):
-        raise ValueError(f"layout must be 'heads' or 'single', got {layout!r}")
+    PicoDet-style exports write a scale's boxes and scores), or CenterFace's
+    outputs (``layout="centerface"``): ``heatmap`` [1, 1, 12, 12] through a
+    Sigmoid, fitted to the logits of the Gaussian heatmap kept within
+    [0.0001, 0.99] so that it saturates as a trained one does (background
+    near 0), ``scale`` [1, 2, 12, 12] (log of height and width over the
+    stride) and ``offset`` [1, 2, 12, 12] (the centre's dy, dx within its
+    cell, from the cell's middle)."""
+    if layout not in ("heads", "single", "centerface"):
+        raise ValueError(f"layout must be 'heads', 'single' or 'centerface', got {layout!r}")
     from compiler.zoo.statistics import feature_rows, ridge
 
     images, truths = canvases(train, seed + 1000)
@@ -96,8 +104,14 @@ def digit_detector(seed: int = 0, train: int = 300, layout: str = "heads") -> on
     backbone, rows = feature_rows(b.model([features]), images)
     name = backbone.graph.output[0].name
     hm, sizes, centres = _targets(truths)
-    heads = {"hm": ridge(rows, hm), "wh": ridge(rows[centres], sizes[centres, :2]),
-             "reg": ridge(rows[centres], sizes[centres, 2:])}
+    if layout == "centerface":
+        probability = np.clip(hm, 1e-4, 0.99)
+        scale = np.log(sizes[centres][:, [1, 0]] / STRIDE)
+        heads = {"heatmap": ridge(rows, np.log(probability / (1.0 - probability))),
+                 "scale": ridge(rows[centres], scale), "offset": ridge(rows[centres], sizes[centres][:, [3, 2]] - 0.5)}
+    else:
+        heads = {"hm": ridge(rows, hm), "wh": ridge(rows[centres], sizes[centres, :2]),
+                 "reg": ridge(rows[centres], sizes[centres, 2:])}
     if layout == "single":
         heads = {"out": tuple(np.concatenate(parts) for parts in zip(*heads.values()))}
     graph = backbone.graph
@@ -106,8 +120,11 @@ def digit_detector(seed: int = 0, train: int = 300, layout: str = "heads") -> on
         w = numpy_helper.from_array(weights.reshape(-1, FEATURES, 3, 3).astype(np.float32), f"{head}.weight")
         c = numpy_helper.from_array(bias.astype(np.float32), f"{head}.bias")
         graph.initializer.extend([w, c])
-        graph.node.append(helper.make_node("Conv", [name, w.name, c.name], [head], name=f"/{head}/Conv",
+        conv = f"{head}_logits" if head == "heatmap" else head
+        graph.node.append(helper.make_node("Conv", [name, w.name, c.name], [conv], name=f"/{head}/Conv",
                                            kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        if head == "heatmap":
+            graph.node.append(helper.make_node("Sigmoid", [conv], [head], name=f"/{head}/Sigmoid"))
         outputs.append(helper.make_empty_tensor_value_info(head))
     del graph.output[:]
     graph.output.extend(outputs)
@@ -133,7 +150,11 @@ def _targets(truths: list[list[Box]]) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def head_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``hm``, ``wh`` and ``reg`` of either layout's outputs."""
+    """``hm``, ``wh`` and ``reg`` of any layout's outputs (CenterFace's
+    decoded: sizes exp(scale) * stride, offsets from the cell's corner)."""
+    if "heatmap" in outputs:
+        scale, offset = outputs["scale"][:, [1, 0]], outputs["offset"][:, [1, 0]]
+        return {"hm": outputs["heatmap"], "wh": np.exp(scale) * STRIDE, "reg": offset + 0.5}
     if "out" not in outputs:
         return {k: outputs[k] for k in ("hm", "wh", "reg")}
     out = outputs["out"]
@@ -143,7 +164,7 @@ def head_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def detect(outputs: dict[str, np.ndarray], score: float = SCORE) -> list[Box]:
     """CenterNet decoding (compiler/agreement.centernet_boxes): a heatmap
     cell over ``score`` that is the largest of its 3x3 neighbourhood is a
-    box centred at (cell + reg) * stride, of size wh in pixels (either
-    layout's outputs)."""
+    box centred at (cell + reg) * stride, of size wh in pixels (any
+    layout's outputs; the box's label is its heatmap's class)."""
     hm, wh, reg = (np.asarray(v)[0] for v in head_outputs(outputs).values())
     return centernet_boxes(hm, (STRIDE, STRIDE), wh, reg, 1.0, score)

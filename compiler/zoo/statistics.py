@@ -39,6 +39,66 @@ def with_data_statistics(model: onnx.ModelProto, images: Sequence[np.ndarray]) -
     return _set_statistics(model, stats, sums, len(images))
 
 
+def normalised_convolutions(model: onnx.ModelProto, images: Sequence[np.ndarray],
+                            skip: Sequence[str] = ()) -> onnx.ModelProto:
+    """A copy of ``model`` (convolutions with bias and no BatchNorm: an
+    export whose BatchNorms were folded) with each convolution but those
+    named in ``skip`` rescaled so that its output channels have zero mean
+    and unit variance over ``images``: as if it had been trained with a
+    BatchNorm that the exporter then folded (Ultralytics' ``fuse()``). A
+    seeded network of that kind otherwise fades to near-constant features.
+    The statistics are those of ``images`` as one batch (a BatchNorm in
+    training), measured in one run of the network's part before them."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    inits = {t.name: t for t in probe.graph.initializer}
+    nodes, folded = [], {}
+    for node in probe.graph.node:
+        nodes.append(node)
+        if node.op_type != "Conv" or node.name in skip or len(node.input) < 3:
+            continue
+        channels = inits[node.input[1]].dims[0]
+        names = [f"{node.name}__bn_{k}" for k in ("scale", "bias", "mean", "var")]
+        probe.graph.initializer.extend(numpy_helper.from_array(np.full(channels, v, np.float32), n)
+                                       for n, v in zip(names, (1.0, 0.0, 0.0, 1.0)))
+        output = node.output[0]
+        node.output[0] = f"{output}__conv"
+        nodes.append(helper.make_node("BatchNormalization", [node.output[0], *names], [output],
+                                      name=f"{node.name}__bn", epsilon=1e-5))
+        folded[node.name] = names
+    _keep_ancestors(probe, nodes, [n.output[0] for n in nodes if n.op_type == "BatchNormalization"])
+    batch = np.concatenate(list(images))  # one batch: each BatchNorm sees the statistics of all of them
+    (source,) = [v for v in probe.graph.input if v.name == _input_name(model)]
+    source.type.tensor_type.shape.dim[0].dim_value = len(batch)
+    measured = {t.name: numpy_helper.to_array(t) for t in with_data_statistics(probe, [batch]).graph.initializer}
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    inits = {t.name: t for t in result.graph.initializer}
+    for node in result.graph.node:
+        if node.name in folded:
+            mean, var = measured[folded[node.name][2]], measured[folded[node.name][3]]
+            scale = 1.0 / np.sqrt(var.astype(np.float64) + 1e-5)
+            weight, bias = (numpy_helper.to_array(inits[n]).astype(np.float64) for n in node.input[1:3])
+            for name, value in ((node.input[1], weight * scale.reshape(-1, 1, 1, 1)),
+                                (node.input[2], (bias - mean) * scale)):
+                inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+    return result
+
+
+def _keep_ancestors(model: onnx.ModelProto, nodes: list[onnx.NodeProto], outputs: list[str]) -> None:
+    """``model``'s graph made of those of ``nodes`` that ``outputs`` need, with ``outputs`` its outputs."""
+    needed, kept = set(outputs), []
+    for node in reversed(nodes):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(kept))
+    del model.graph.output[:]
+    model.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in outputs)
+    del model.graph.value_info[:]
+
+
 def _input_name(model: onnx.ModelProto) -> str:
     inits = {t.name for t in model.graph.initializer}
     (name,) = [v.name for v in model.graph.input if v.name not in inits]
@@ -109,6 +169,47 @@ def ridge(x: np.ndarray, y: np.ndarray, penalty: float = 10.0) -> tuple[np.ndarr
     xc = x - mean_x
     weights = np.linalg.solve(xc.T @ xc + penalty * len(x) * 1e-3 * np.eye(x.shape[1]), xc.T @ (y - mean_y))
     return weights.T, mean_y - mean_x @ weights
+
+
+def logistic(x: np.ndarray, y: np.ndarray, penalty: float = 1.0, steps: int = 8,
+             weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression by Newton's method (a few steps, from zero) with
+    an L2 penalty on the weights: (weights [outputs, inputs], bias
+    [outputs]) for rows ``x`` [N, inputs] and target probabilities ``y``
+    [N, outputs] in [0, 1] (soft targets allowed), each output fitted on its
+    own, rows weighted by ``weight`` [N] if given. How the zoo's detectors
+    train a sigmoid head: its scores come out saturated (most near 0, the
+    objects near 1) as a trained detector's do, which a least-squares fit to
+    logits does not give."""
+    rows = np.concatenate([x, np.ones((len(x), 1))], axis=1).astype(np.float64)
+    columns = np.ascontiguousarray(rows.T)
+    weight = np.ones(len(x)) if weight is None else np.asarray(weight, np.float64)
+    ridge_term = penalty * np.eye(rows.shape[1])
+    ridge_term[-1, -1] = 0.0
+    solved = np.zeros((y.shape[1], rows.shape[1]))
+    for k in range(y.shape[1]):
+        theta = solved[k]
+        for _ in range(steps):
+            p = 1.0 / (1.0 + np.exp(-np.clip(rows @ theta, -30, 30)))
+            gradient = columns @ (weight * (p - y[:, k])) + ridge_term @ theta
+            hessian = (columns * (weight * p * (1.0 - p))) @ rows + ridge_term
+            theta = theta - np.linalg.solve(hessian + 1e-6 * np.eye(len(theta)), gradient)
+        solved[k] = theta
+    return solved[:, :-1], solved[:, -1]
+
+
+def tensors(model: onnx.ModelProto, images: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The tensors ``names`` of ``model`` on each of ``images`` (feeds of
+    its single input), stacked along the batch axis: the features a trained
+    head's last convolution is fitted on."""
+    from codegen.cpu import lower_to_program
+    from compiler.frontend import import_onnx
+    from runtime.executor import Executor
+
+    run = Executor(lower_to_program(import_onnx(model)))
+    source = _input_name(model)
+    outputs = [run.run({source: x}, fetch=list(names)) for x in images]
+    return {name: np.concatenate([o[name] for o in outputs]) for name in names}
 
 
 def patches(features: np.ndarray) -> np.ndarray:

@@ -81,17 +81,24 @@ def _network(seed: int) -> tuple[OnnxBuilder, str]:
     return b, b.conv_bn(fused, 32, 32, 3)
 
 
-def text_detector(seed: int = 0, train: int = 200) -> onnx.ModelProto:
+def text_detector(seed: int = 0, train: int = 200, saturated: bool = False) -> onnx.ModelProto:
     """The trained detector: input ``x`` [1, 1, 64, 128], output ``maps``
-    [1, 1, 16, 32] (text probability)."""
-    from compiler.zoo.statistics import feature_rows, ridge
+    [1, 1, 16, 32] (text probability). ``saturated``: the head trained by
+    logistic regression onto the 0/1 text mask instead, so that the map is
+    mostly saturated as a trained DB detector's is (background near 0, text
+    near 1, as PP-OCR v3 to v5's probability maps are), where least squares
+    onto the logits of 0.05 and 0.95 keeps it off both."""
+    from compiler.zoo.statistics import feature_rows, logistic, ridge
 
     pages, truths = documents(train, seed + 1000)
     b, features = _network(seed)
     network, rows = feature_rows(b.model([features]), pages)
     name = network.graph.output[0].name
     target = np.concatenate([_mask(boxes).reshape(-1) for boxes in truths])
-    weights, bias = ridge(rows, np.log(target / (1.0 - target))[:, None])
+    if saturated:
+        weights, bias = logistic(rows, (target > 0.5)[:, None].astype(np.float64), penalty=1.0, steps=6)
+    else:
+        weights, bias = ridge(rows, np.log(target / (1.0 - target))[:, None])
     graph = network.graph
     graph.initializer.extend([numpy_helper.from_array(weights.reshape(1, 32, 3, 3).astype(np.float32), "head.weight"),
                               numpy_helper.from_array(bias.reshape(1).astype(np.float32), "head.bias")])
@@ -113,7 +120,9 @@ def _mask(boxes: list[Box]) -> np.ndarray:
     return mask
 
 
-def detect(outputs: dict[str, np.ndarray], threshold: float = THRESHOLD) -> list[Box]:
+def detect(outputs: dict[str, np.ndarray], threshold: float = THRESHOLD, stride: int = STRIDE,
+           name: str = "maps") -> list[Box]:
     """DB decoding (compiler/agreement.db_boxes): each 4-connected region of
-    ``maps`` over ``threshold`` (two cells or more) a text box."""
-    return db_boxes(np.asarray(outputs["maps"])[0, 0], (STRIDE, STRIDE), threshold)
+    the map ``name`` (a [1, 1, H, W] probability map at ``stride`` pixels a
+    cell) over ``threshold`` (two cells or more) a text box."""
+    return db_boxes(np.asarray(outputs[name])[0, 0], (stride, stride), threshold)
