@@ -180,19 +180,46 @@ def yolo_boxes(rows: np.ndarray, classes: int, score: float = YOLO_SCORE, overla
 def db_boxes(probability: np.ndarray, stride: tuple[float, float], threshold: float = DB_THRESHOLD) -> list[Box]:
     """DB's decoding of one ``[H, W]`` probability map: each 4-connected
     region over ``threshold`` of two cells or more a text box, in input
-    pixels (``stride``: pixels per cell, rows and columns)."""
-    from scipy import ndimage
-
+    pixels (``stride``: pixels per cell, rows and columns), scored by its
+    highest cell."""
     prob = np.asarray(probability, np.float64)
-    labels, _ = ndimage.label(prob > threshold)
-    boxes = []
-    for index, found in enumerate(ndimage.find_objects(labels), start=1):
-        if found is None or (labels[found] == index).sum() < 2:
-            continue
-        rows, cols = found
-        boxes.append(Box(0, cols.start * stride[1], rows.start * stride[0], cols.stop * stride[1],
-                         rows.stop * stride[0], float(prob[found].max())))
-    return boxes
+    rows, cols, region = regions(prob > threshold)
+    count = int(region.max()) + 1 if region.size else 0
+    cells = np.bincount(region, minlength=count)
+    top, left = np.full(count, prob.shape[0]), np.full(count, prob.shape[1])
+    bottom, right, score = np.zeros(count, np.int64), np.zeros(count, np.int64), np.full(count, -np.inf)
+    np.minimum.at(top, region, rows)
+    np.minimum.at(left, region, cols)
+    np.maximum.at(bottom, region, rows + 1)
+    np.maximum.at(right, region, cols + 1)
+    np.maximum.at(score, region, prob[rows, cols])
+    return [Box(0, left[k] * stride[1], top[k] * stride[0], right[k] * stride[1], bottom[k] * stride[0],
+                float(score[k])) for k in range(count) if cells[k] >= 2]
+
+
+def regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 4-connected regions of a 2-D boolean ``mask``: (rows, columns,
+    region) of its set cells in row-major order, regions numbered from 0 in
+    the order of their first cell. Label propagation with pointer jumping
+    in NumPy (no SciPy in a core install): each round hooks every edge's
+    larger root under the smaller, then flattens the trees."""
+    mask = np.asarray(mask, bool)
+    index = np.arange(mask.size).reshape(mask.shape)
+    across, down = mask[:, :-1] & mask[:, 1:], mask[:-1] & mask[1:]
+    a = np.concatenate([index[:, :-1][across], index[:-1][down]])
+    b = np.concatenate([index[:, 1:][across], index[1:][down]])
+    label = np.arange(mask.size)
+    while True:
+        low = np.minimum(label[a], label[b])
+        np.minimum.at(label, label[a], low)
+        np.minimum.at(label, label[b], low)
+        while not np.array_equal(jumped := label[label], label):
+            label = jumped
+        if np.array_equal(label[a], label[b]):
+            break
+    rows, cols = np.nonzero(mask)
+    _, region = np.unique(label[rows * mask.shape[1] + cols], return_inverse=True)
+    return rows, cols, region.reshape(-1)
 
 
 def peaks(heatmap: np.ndarray, score: float = CENTERNET_SCORE) -> list[tuple[int, int, int, float]]:

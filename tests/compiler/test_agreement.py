@@ -131,3 +131,24 @@ def test_a_yolov8_is_measured_part_by_part_and_as_detections(tmp_path, capsys):
     assert "over 2 inputs (yolo, IoU 0.5" in line, line
     precision = float(line.split("precision ")[1].split(" %")[0])
     assert 50.0 <= precision <= 100.0, line
+
+
+def test_regions_are_scipys_4_connected_labels_without_scipy():
+    """The DB decoder's labelling (NumPy only: a core install has no SciPy)
+    partitions a mask's cells as scipy.ndimage.label does, on random masks
+    and on a one-region snake whose path is the whole map."""
+    from scipy import ndimage
+
+    from compiler.agreement import regions
+
+    rng = np.random.default_rng(0)
+    snake = np.zeros((21, 21), bool)
+    snake[::2] = True
+    snake[1::4, -1] = snake[3::4, 0] = True
+    masks = [rng.random(rng.integers(1, 24, 2)) < rng.random() for _ in range(60)] + [snake]
+    for mask in masks:
+        rows, cols, region = regions(mask)
+        labels, count = ndimage.label(mask)
+        assert len(set(zip(labels[rows, cols].tolist(), region.tolist()))) == count == len(set(region.tolist()))
+        assert region.size == 0 or list(dict.fromkeys(region.tolist())) == list(range(count))  # by first cell
+    assert regions(snake)[2].max() == 0
