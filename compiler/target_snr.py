@@ -51,7 +51,7 @@ import numpy as np
 from compiler.compare import ErrorStats, update_outputs
 from compiler.quantized import QuantizationWarning, Trials
 from ir.graph import Graph, Node, onnx_name
-from passes.affinity import is_epilogue
+from passes.affinity import HOST_ONLY, is_epilogue
 from passes.infra import PassContext, graph_pass, register_option
 from passes.placement_costs import cpu_time, macs, widened_transfer_time, widening_time
 from passes.quant.calibration_data import calibration_batches
@@ -409,17 +409,30 @@ def _epilogues(graph: Graph) -> dict[str, tuple[Node, str | None, set[str]]]:
     model input) and the outputs it makes."""
     found: dict[str, tuple[Node, str | None, set[str]]] = {}
     for out in graph.outputs:
-        node = out.producer
-        while node is not None and node.op in _REARRANGING and not is_epilogue(node, graph):
-            node = node.inputs[0].producer
-        if node is None or not is_epilogue(node, graph):
-            continue
-        producer = node.inputs[0].producer
-        while producer is not None and producer.op in VIEW_OPS:
-            producer = producer.inputs[0].producer
-        name = onnx_name(node.name)
-        found.setdefault(name, (node, None if producer is None else onnx_name(producer.name), set()))[2].add(out.name)
+        for node in _finals(out.producer, graph):
+            producer = node.inputs[0].producer
+            while producer is not None and producer.op in VIEW_OPS:
+                producer = producer.inputs[0].producer
+            name = onnx_name(node.name)
+            found.setdefault(name, (node, None if producer is None else onnx_name(producer.name),
+                                    set()))[2].add(out.name)
     return found
+
+
+def _finals(node: Node | None, graph: Graph) -> list[Node]:
+    """The final pointwise functions behind an output's producer ``node``:
+    back through views and Transposes, and into every input of a host join
+    of a head's parts (YOLO's Concat of boxes and Sigmoid scores)."""
+    if node is None:
+        return []
+    if is_epilogue(node, graph):
+        return [node]
+    if node.op in _REARRANGING:
+        return _finals(node.inputs[0].producer, graph)
+    if HOST_ONLY in node.annotations:
+        return [final for v in node.inputs if v is not None and not v.is_constant
+                for final in _finals(v.producer, graph)]
+    return []
 
 
 _REARRANGING = VIEW_OPS | {"Transpose"}

@@ -173,11 +173,13 @@ _REARRANGING = VIEW_OPS | {"Transpose"}
 
 def _only_outputs(value: Value, graph: Graph) -> bool:
     """``value`` reaches nothing but model outputs: it is one, and every
-    node reading it is a view or a Transpose whose results do the same."""
+    node reading it is a view, a Transpose or a join of a head's parts on
+    the host (quant.head_grids: YOLO's Concat of boxes and Sigmoid scores)
+    whose results do the same."""
     if not value.uses:
         return value in graph.outputs
-    return all(user.op in _REARRANGING and all(_only_outputs(out, graph) for out in user.outputs)
-               for user, _ in value.uses)
+    return all((user.op in _REARRANGING or HOST_ONLY in user.annotations)
+               and all(_only_outputs(out, graph) for out in user.outputs) for user, _ in value.uses)
 
 
 def output_softmax_refusal(node: Node, graph: Graph, fallback: Sequence[Target]) -> Support | None:

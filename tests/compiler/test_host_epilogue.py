@@ -106,3 +106,32 @@ def test_fwdnxt_run_run_sw_and_the_quantized_model_agree_bit_for_bit(head, tmp_p
         expected = q.run({"x": x})["p"].ravel()
         assert np.array_equal(hw, expected) and np.array_equal(sw, expected)
     ie.Free()
+
+
+def test_a_sigmoid_a_host_join_reads_is_an_output_s_final_function():
+    """YOLO's output0 = Concat(boxes, Sigmoid(scores)), the Concat joined on
+    the host (head grids): the Sigmoid is still the scores' final function,
+    so the target may try it as a host epilogue and a user may name it."""
+    from compiler.target_snr import _epilogues
+
+    rng = np.random.default_rng(2)
+    weights = {"w": rng.normal(0, 0.5, (8, 3, 3, 3)), "wb": 30 * rng.normal(0, 0.2, (4, 8, 1, 1)),
+               "ws": rng.normal(0, 0.5, (3, 8, 1, 1))}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="stem"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "wb"], ["boxes"], name="boxes"),
+             helper.make_node("Conv", ["r", "ws"], ["logits"], name="scores"),
+             helper.make_node("Sigmoid", ["logits"], ["s"], name="sigmoid"),
+             helper.make_node("Concat", ["boxes", "s"], ["y"], axis=1, name="join")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7, 8, 8])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    calibration = [rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32) for _ in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_model(model, calibration_data=calibration, host_outputs=["sigmoid"])
+    assert q.head_grids.joined == ["join"]
+    reasons = {node.name: node.reason for node in q.coverage().cpu_nodes}
+    assert "final Sigmoid runs in float on the host" in reasons["sigmoid"], reasons
+    assert set(_epilogues(q.float_graph)) == {"sigmoid"}
