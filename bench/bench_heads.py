@@ -30,7 +30,6 @@ import time
 import warnings
 from typing import Callable
 
-import numpy as np
 import onnx
 from onnx import numpy_helper
 from bench_detector import Case, _onnxruntime, _run, _session
@@ -41,35 +40,15 @@ from compiler.quantize import quantize_model
 from compiler.zoo.boxes import agreement
 
 
-def concat_parts(model: onnx.ModelProto) -> dict[str, list[np.ndarray]]:
-    """The channels of each part of every output that a Concat along the
-    channel axis assembles (a Concat of Concats flattened: YOLO11-seg's
-    boxes, class scores and mask coefficients): output name -> channel
-    groups, as passes/quant/head_grids.output_parts gives them for the
-    graph's host joins (this reads the ONNX model, so it names the parts
-    whatever the quantizer did)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
-    producers = {out: node for node in model.graph.node for out in node.output}
+def concat_parts(model: onnx.ModelProto):
+    """Every output's parts as the pipeline measures them
+    (passes/quant/head_grids.output_parts on the imported float graph: a
+    Concat of quantities, nested Concats opened, read through shape-only and
+    pointwise ops), whatever the quantizer then does with them."""
+    from compiler.frontend import import_onnx
+    from passes.quant.head_grids import output_parts
 
-    def widths(name: str) -> list[int]:
-        node = producers.get(name)
-        if node is None or node.op_type != "Concat" or _axis(node, len(shapes[name])) != 1:
-            return [shapes[name][1]]
-        return [w for source in node.input for w in widths(source)]
-
-    parts = {}
-    for out in model.graph.output:
-        if len(shapes.get(out.name, [])) >= 2 and len(split := widths(out.name)) > 1:
-            bounds = np.cumsum([0, *split])
-            parts[out.name] = [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    return parts
-
-
-def _axis(node: onnx.NodeProto, rank: int) -> int:
-    axis = next(a.i for a in node.attribute if a.name == "axis")
-    return axis + rank if axis < 0 else axis
+    return output_parts(import_onnx(model))
 
 
 def _part_score(parts: dict) -> Callable:
