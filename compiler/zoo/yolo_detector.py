@@ -37,7 +37,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compiler.zoo.boxes import Box, iou
+from compiler.agreement import Box, yolo_boxes
 from compiler.zoo.digit_detector import canvases
 
 SIDE = 64
@@ -192,25 +192,10 @@ def _dfl_logits(sides: np.ndarray, width: float = 0.6, floor: float = 8.0) -> np
 def detect(outputs: dict[str, np.ndarray], score: float = SCORE, classes: int | None = None,
            nms_iou: float = NMS_IOU) -> list[Box]:
     """Ultralytics' decoding of ``output0`` [1, 4 + classes (+ more), anchors]
-    (centre x, centre y, width, height in pixels, then class scores; any
-    channels after the classes, as a segmenter's mask coefficients, are
-    ignored; ``classes`` defaults to every channel after the box): each
-    anchor's best class over ``score`` is a box, then non-maximum
-    suppression per class at ``nms_iou``."""
-    out = np.asarray(outputs["output0"], np.float64)[0]
-    scores = out[4:] if classes is None else out[4:4 + classes]
-    best, label = scores.max(axis=0), scores.argmax(axis=0)
-    found = []
-    for a in np.flatnonzero(best > score):
-        cx, cy, w, h = out[:4, a]
-        found.append(Box(int(label[a]), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, float(best[a])))
-    return non_maximum_suppression(found, nms_iou)
-
-
-def non_maximum_suppression(boxes: list[Box], threshold: float) -> list[Box]:
-    """The boxes kept by greedy NMS per label (highest score first)."""
-    kept: list[Box] = []
-    for box in sorted(boxes, key=lambda b: -b.score):
-        if all(k.label != box.label or iou(k, box) < threshold for k in kept):
-            kept.append(box)
-    return kept
+    (compiler/agreement.yolo_boxes: centre x, centre y, width, height in
+    pixels, then class scores; channels after the classes, as a segmenter's
+    mask coefficients, are not read; ``classes`` defaults to every channel
+    after the box): each anchor's best class over ``score``, then
+    non-maximum suppression per class at ``nms_iou``."""
+    out = np.asarray(outputs["output0"])[0]
+    return yolo_boxes(out, out.shape[0] - 4 if classes is None else classes, score, nms_iou)
