@@ -103,6 +103,9 @@ class TargetReport:
     """What the host epilogues cost per inference (ms): their host time and the wider hand-overs' transfers."""
     epilogue_gains: dict[str, float] = field(default_factory=dict)
     """Each host epilogue tried, by ONNX name: the gain (dB, worst output) its trial measured."""
+    tables: list[tuple[str, float, float]] = field(default_factory=list)
+    """When no layer was left to move: the layers whose tables keep them 8-bit, by ONNX name, with their
+    share of the output error and of the accelerator's MACs, largest share first (at most five)."""
 
     def to_metadata(self) -> dict:
         """The record a binary keeps (META.metadata["target_snr"])."""
@@ -111,13 +114,15 @@ class TargetReport:
                 "budget": self.budget, "hwtime_ms": list(self.hwtime_ms) if self.hwtime_ms else None,
                 "needed": self.needed, "held_out": self.held_out, "spread_db": self.spread_db,
                 "host_outputs": self.host_outputs, "host_ms": self.host_ms,
-                "epilogue_gains": self.epilogue_gains, "secure": self.secure}
+                "epilogue_gains": self.epilogue_gains, "secure": self.secure,
+                "tables": [list(entry) for entry in self.tables]}
 
     @classmethod
     def from_metadata(cls, record: Mapping[str, Any]) -> TargetReport:
         """:meth:`to_metadata`'s inverse (a binary written before a field existed gets its default)."""
         fields = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
         fields["hwtime_ms"] = tuple(fields["hwtime_ms"]) if fields.get("hwtime_ms") else None
+        fields["tables"] = [tuple(entry) for entry in fields.get("tables", ())]
         return cls(**fields)
 
     @property
@@ -157,6 +162,11 @@ class TargetReport:
                          + (f"; it would also need in 16 bits: {', '.join(self.needed)}" if self.needed else
                             "; no layer is left to move (the error is in what stays 8-bit: inputs of lookup tables "
                             "that are not an output's final function, CPU boundaries)"))
+            if self.tables:
+                lines.append("the largest shares left are layers whose lookup tables read 8-bit codes (docs/isa.md; "
+                             "16-bit would need a 16-bit table input): " + ", ".join(
+                                 f"{name} ({100 * share:.1f} % of the error, {100 * work:.2f} % of the MACs)"
+                                 for name, share, work in self.tables))
         return "\n".join(lines)
 
 
@@ -201,6 +211,8 @@ def reach_target(simplified: Graph, settings: Mapping[str, Any], trials: Trials)
         moves = [move for move in search.moves(target) if move.gain >= MIN_GAIN_DB]
         if not moves:
             report.needed = search.needed
+            if not report.needed:
+                report.tables = search.tables()
             break
         search.apply(min(moves, key=lambda move: move.cost / move.gain))
     else:
@@ -261,6 +273,12 @@ class _Search:
         self.tried: dict[str, tuple[list[str], float]] = {}
         self.result = first
         self.snr, self.spread = _output_snr(first, feeds, self.references)
+
+    def tables(self) -> list[tuple[str, float, float]]:
+        """The layers kept 8-bit by their tables (``TargetReport.tables``)."""
+        found: list[tuple[str, float]] = []
+        _ranked(self.result, self.feeds[:DIAGNOSIS_SAMPLES], self.promoted, found)
+        return [(name, round(share, 4), round(self.work.get(name, 0) / self.total, 5)) for name, share in found[:5]]
 
     def used(self, extra: Sequence[str] = ()) -> float:
         return sum(self.work.get(name, 0) for name in [*self.promoted, *extra])
@@ -381,21 +399,24 @@ def _clears(snr: Mapping[str, float], spread: Mapping[str, float], target: float
     return _bound(snr, spread) >= target
 
 
-def _ranked(model, feeds, promoted: Sequence[str]) -> list[tuple[str, float]]:
+def _ranked(model, feeds, promoted: Sequence[str], tables: list | None = None) -> list[tuple[str, float]]:
     """ONNX node names by share of the output error, largest first; not
     those already wide, nor a lookup table's producer nor a convolution
     with a table (tables read 8-bit codes: docs/isa.md; a host epilogue
-    frees an output's last table's producer)."""
+    frees an output's last table's producer): those go to ``tables``, when
+    given, as (name, share)."""
     table_inputs = {n.name for n in model.quantized_nodes() if any(u.op == "QLut" for u in n.outputs[0].users)}
     with_table = {n.name for n in model.quantized_nodes() if n.op in TABLE_CONVS and len(n.attrs.get("table") or ())}
     ranked, seen = [], set(promoted)
     for layer in model.diagnose(feeds).layers:
-        if not layer.onnx_nodes or layer.layer in table_inputs | with_table or layer.dtype != "int8":
+        if not layer.onnx_nodes or layer.dtype != "int8" or layer.onnx_nodes[0] in seen:
             continue
-        name = layer.onnx_nodes[0]
-        if name not in seen:
-            seen.add(name)
-            ranked.append((name, layer.share))
+        seen.add(layer.onnx_nodes[0])
+        if layer.layer in table_inputs | with_table:
+            if tables is not None:
+                tables.append((layer.onnx_nodes[0], layer.share))
+            continue
+        ranked.append((layer.onnx_nodes[0], layer.share))
     return ranked
 
 

@@ -167,3 +167,34 @@ def test_the_decisions_survive_the_encodings_round_trip_and_the_simulator_agrees
         ie.Run_sw(x, result)
         assert np.array_equal(result, q.run({"x": x})["y"].ravel())
     ie.Free()
+
+
+def test_a_target_stopped_by_tables_names_their_layers_and_macs():
+    """Each convolution feeds a Tanh table (tables read 8-bit codes), the
+    last one's Tanh an inner function, not the output's: no layer can move,
+    and the report names the table-bound layers with their shares of the
+    error and of the MACs, in the binary's record too."""
+    from compiler.target_snr import TargetReport
+
+    rng = np.random.default_rng(6)
+    weights = {"w1": rng.normal(0, 1.0, (8, 3, 3, 3)), "w2": rng.normal(0, 0.4, (8, 8, 3, 3)),
+               "w3": rng.normal(0, 0.3, (4, 8, 1, 1))}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Tanh", ["c1"], ["t1"], name="tanh1"),
+             helper.make_node("Conv", ["t1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Tanh", ["c2"], ["t2"], name="tanh2"),
+             helper.make_node("Conv", ["t2", "w3"], ["y"], name="conv3")]
+    graph = helper.make_graph(nodes, "tables", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 12, 12])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    calibration = [rng.random(SHAPE, np.float32) for _ in range(8)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_model(model, calibration_data=calibration, target_snr=80)
+    report = q.target
+    assert not report.reached and report.tables, report.summary()
+    assert {name for name, _, _ in report.tables} <= {"conv1", "conv2"}
+    assert all(0 < share <= 1 and 0 < work < 1 for _, share, work in report.tables)
+    assert "lookup tables read 8-bit codes" in report.summary() and report.tables[0][0] in report.summary()
+    assert TargetReport.from_metadata(report.to_metadata()).tables == report.tables
