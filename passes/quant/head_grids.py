@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ir.graph import HELPER_SEPARATOR, Graph, Node, Value, onnx_name
+from ir.registry import Pattern, get_op, is_registered
 from passes.affinity import HOST_ONLY
 from passes.infra import PassContext, graph_pass, register_option
 from passes.quant.channel_stats import channel_statistics, statistics_feeds
@@ -303,12 +304,13 @@ class OutputParts:
 
 _SHAPE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 """Ops that keep the element order: an axis survives when it stays one dim of the same stride."""
-_POINTWISE = frozenset({"Identity", "Sigmoid", "Tanh", "Relu", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish",
-                        "Exp", "Log", "Neg", "Abs", "Sqrt", "Softplus", "Elu", "Selu", "Erf", "Cast", "Floor",
-                        "Ceil", "Round", "Reciprocal"})
-"""One-input ops that treat each element alone."""
-_BINARY = frozenset({"Mul", "Add", "Sub", "Div", "Pow"})
-"""Pointwise with a constant: the tensor's elements each with a constant (broadcast), never with each other."""
+
+
+def _pattern(node: Node) -> Pattern | None:
+    """The op's fusion pattern kind (ir.registry): ELEMWISE treats each
+    element alone; BROADCAST combines each element with a constant's
+    (broadcast), never with the tensor's other elements."""
+    return get_op(node.op).pattern if is_registered(node.op) else None
 
 
 def output_parts(graph: Graph) -> dict[str, OutputParts]:
@@ -421,9 +423,9 @@ def _passes_through(node: Node, value: Value) -> Value | None:
     data = [v for v in node.inputs if v is not None and not v.is_constant]
     if len(node.outputs) != 1 or len(data) != 1:
         return None
-    if node.op in _SHAPE_OPS or node.op in ("Transpose", "Gather") or node.op in _POINTWISE:
+    if node.op in _SHAPE_OPS or node.op in ("Transpose", "Gather") or _pattern(node) == Pattern.ELEMWISE:
         return node.inputs[0] if node.inputs[0] is data[0] else None
-    if node.op in _BINARY and tuple(data[0].type.shape) == tuple(value.type.shape):
+    if _pattern(node) == Pattern.BROADCAST and tuple(data[0].type.shape) == tuple(value.type.shape):
         return data[0]
     return None
 
@@ -431,10 +433,9 @@ def _passes_through(node: Node, value: Value) -> Value | None:
 def _follow(node: Node, axis: int, positions: np.ndarray) -> tuple[int, np.ndarray] | None:
     """Where the axis of ``node``'s data input lies in its output, and what
     each index of it holds then; None when the node merges or drops it."""
-    source, out = node.inputs[0] if node.op not in _BINARY else next(
-        v for v in node.inputs if v is not None and not v.is_constant), node.outputs[0]
-    if node.op in _POINTWISE or node.op in _BINARY:
+    if _pattern(node) in (Pattern.ELEMWISE, Pattern.BROADCAST):
         return axis, positions
+    source, out = node.inputs[0], node.outputs[0]
     if node.op == "Transpose":
         perm = node.attrs.get("perm") or list(range(source.type.rank))[::-1]
         return list(perm).index(axis), positions
