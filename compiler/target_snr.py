@@ -51,7 +51,7 @@ import numpy as np
 from compiler.compare import ErrorStats, update_outputs
 from compiler.quantized import QuantizationWarning, Trials
 from ir.graph import Graph, Node, onnx_name
-from passes.affinity import HOST_ONLY, is_epilogue
+from passes.affinity import HOST_ONLY, REARRANGING, is_epilogue
 from passes.infra import PassContext, graph_pass, register_option
 from passes.placement_costs import cpu_time, macs, widened_transfer_time, widening_time
 from passes.quant.calibration_data import calibration_batches
@@ -448,15 +448,12 @@ def _finals(node: Node | None, graph: Graph) -> list[Node]:
         return []
     if is_epilogue(node, graph):
         return [node]
-    if node.op in _REARRANGING:
+    if node.op in REARRANGING:
         return _finals(node.inputs[0].producer, graph)
     if HOST_ONLY in node.annotations:
         return [final for v in node.inputs if v is not None and not v.is_constant
                 for final in _finals(v.producer, graph)]
     return []
-
-
-_REARRANGING = VIEW_OPS | {"Transpose"}
 
 
 def _output_of(part: str) -> str:

@@ -167,7 +167,7 @@ def _normalises_for_host(node: Node, graph: Graph) -> bool:
     return node.op == "Softmax" and all(_only_outputs(value, graph) for value in node.outputs)
 
 
-_REARRANGING = VIEW_OPS | {"Transpose"}
+REARRANGING = VIEW_OPS | {"Transpose"}
 """Nodes that only rearrange a tensor's elements."""
 
 
@@ -178,7 +178,7 @@ def _only_outputs(value: Value, graph: Graph) -> bool:
     whose results do the same."""
     if not value.uses:
         return value in graph.outputs
-    return all((user.op in _REARRANGING or HOST_ONLY in user.annotations)
+    return all((user.op in REARRANGING or HOST_ONLY in user.annotations)
                and all(_only_outputs(out, graph) for out in user.outputs) for user, _ in value.uses)
 
 
