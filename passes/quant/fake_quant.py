@@ -128,25 +128,18 @@ def _round_weight(value: Value, params: QuantParams, *, weight: bool, rounding) 
                                    weight=weight, rounding=rounding)
     rounded = fake_quantize_array(weights_by_output_channel(value.const, group), params, weight=weight,
                                   rounding=rounding)
-    return weights_by_input_channel(rounded, group)
+    return weights_by_output_channel(rounded, group)  # the regrouping is its own inverse
 
 
 def weights_by_output_channel(weight: np.ndarray, group: int) -> np.ndarray:
     """ConvTranspose's weights [C][K/group][kh][kw] regrouped by output
-    channel, [K][C/group][kh][kw] (not flipped): QConvTranspose's layout."""
+    channel, [K][C/group][kh][kw] (not flipped): QConvTranspose's layout.
+    Applied to that layout it gives the weights back (the same swap of the
+    two per-group axes)."""
     channels, per_group = weight.shape[:2]
     grouped = weight.reshape(group, channels // group, per_group, *weight.shape[2:])
     return np.ascontiguousarray(grouped.transpose(0, 2, 1, *range(3, grouped.ndim))
                                 .reshape(group * per_group, channels // group, *weight.shape[2:]))
-
-
-def weights_by_input_channel(weight: np.ndarray, group: int) -> np.ndarray:
-    """The inverse of :func:`weights_by_output_channel`: [K][C/group][kh][kw]
-    back to ConvTranspose's [C][K/group][kh][kw]."""
-    outputs, per_group = weight.shape[:2]
-    grouped = weight.reshape(group, outputs // group, per_group, *weight.shape[2:])
-    return np.ascontiguousarray(grouped.transpose(0, 2, 1, *range(3, grouped.ndim))
-                                .reshape(group * per_group, outputs // group, *weight.shape[2:]))
 
 
 def _insert_pair(graph: Graph, value: Value, params: QuantParams) -> str:
