@@ -39,7 +39,7 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from compiler.quantize import quantize_model
-from compiler.zoo.boxes import agreement
+from compiler.agreement import agreement
 from passes.quant.metrics import snr_db
 
 

@@ -37,7 +37,7 @@ from onnxruntime.quantization import QuantType
 
 from compiler.compare import ErrorStats, update_outputs
 from compiler.quantize import quantize_model
-from compiler.zoo.boxes import agreement
+from compiler.agreement import agreement
 
 
 def concat_parts(model: onnx.ModelProto):

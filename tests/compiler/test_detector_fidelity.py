@@ -19,7 +19,7 @@ from compiler.quantize import quantize_model
 pytest.importorskip("PIL.Image")
 pytest.importorskip("sklearn.datasets")
 
-from compiler.zoo.boxes import agreement  # noqa: E402
+from compiler.agreement import agreement  # noqa: E402
 from compiler.zoo.digit_detector import canvases, detect, digit_detector, head_outputs  # noqa: E402
 
 OUTPUTS = ("hm", "wh", "reg")

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("PIL.Image")
 pytest.importorskip("sklearn.datasets")
 
+from compiler.agreement import Box, agreement  # noqa: E402
 from compiler.zoo import digit_detector, text_detector, yolo_detector  # noqa: E402
-from compiler.zoo.boxes import Box, agreement  # noqa: E402
 
 
 def _float_runs(model, images):
