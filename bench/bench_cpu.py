@@ -23,12 +23,34 @@ from codegen.cpu import lower_to_program
 from compiler.frontend import import_onnx
 from compiler.pipeline import optimize
 from compiler.zoo import load_light_model, mobilenet_v2, resnet
+from compiler.zoo.builder import OnnxBuilder
+from compiler.zoo.families import ppLCNet
 from runtime.executor import Executor
+
+
+def identity():
+    """The fixed cost of a call: one ReLU of a [1,3,8,8] input."""
+    b = OnnxBuilder("identity")
+    return b.model([b.node("Relu", [b.input("x", [1, 3, 8, 8])])])
+
+
+def one_conv():
+    """The fixed cost of a call with one convolution: 3x3, 3 -> 8 channels, 32x32."""
+    b = OnnxBuilder("one_conv")
+    return b.model([b.conv(b.input("x", [1, 3, 32, 32]), 3, 8, 3)])
+
 
 MODELS = {
     "resnet50": lambda: load_light_model("resnet50"),
     "mobilenet_v2": mobilenet_v2,
     "resnet18": resnet,
+    # issue 57's small models: mobile CNNs and the fixed cost of a call
+    "ppLCNet": lambda: ppLCNet(image=224, scale=1.0),
+    "mobilenet_v2_96": lambda: mobilenet_v2(image=96),
+    "squeezenet": lambda: load_light_model("squeezenet"),
+    "resnet10_32": lambda: resnet(10, image=32, classes=10),
+    "identity": identity,
+    "one_conv": one_conv,
 }
 
 

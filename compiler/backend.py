@@ -22,6 +22,7 @@ from onnx.backend.base import Backend, BackendRep
 from codegen.cpu import lower_to_program
 from compiler.frontend import OnnxModel
 from compiler.frontend.shapes import DeclaredDim
+from compiler.pipeline import optimize
 from compiler.signatures import CACHE_SIZE, Signature, SignatureCache, fixed_signature, input_signature
 from ir.graph import Graph
 from runtime.executor import Executor
@@ -44,10 +45,11 @@ class TesseraRep(BackendRep):
     compiled at once, otherwise on each new input signature ``run`` meets."""
 
     def __init__(self, model: OnnxModel, dims: Mapping[str, Sequence[DeclaredDim] | None], *,
-                 check: bool = False, strict_types: bool = False, cache_size: int = CACHE_SIZE):
+                 check: bool = False, strict_types: bool = False, cache_size: int = CACHE_SIZE,
+                 optimize: bool = True):
         self.model = model
         self.dims = dict(dims)
-        self.check, self.strict_types, self.cache_size = check, strict_types, cache_size
+        self.check, self.strict_types, self.cache_size, self.optimize = check, strict_types, cache_size, optimize
         self._cache: SignatureCache[Specialisation] = SignatureCache(self._compile, cache_size)
         fixed = fixed_signature(self.dims)
         if fixed is not None:
@@ -77,7 +79,9 @@ class TesseraRep(BackendRep):
 
     def run(self, inputs: Any, **kwargs) -> tuple[np.ndarray, ...]:
         feeds = self._feeds(inputs)
-        compiled = self._specialise(self._signature(feeds))
+        compiled = self._cache.cached(_shapes(feeds, self.dims))  # shapes met before: checked then
+        if compiled is None:
+            compiled = self._specialise(self._signature(feeds))
         result = compiled.executor.run(feeds)
         return tuple(result[name] for name in compiled.program.output_names)
 
@@ -108,6 +112,8 @@ class TesseraRep(BackendRep):
 
     def _compile(self, signature: Signature) -> Specialisation:
         graph = self.model.to_graph(dict(zip(self.dims, signature)), strict_types=self.strict_types)
+        if self.optimize:
+            graph = optimize(graph)
         program = lower_to_program(graph)
         return Specialisation(graph, program, Executor(program, check=self.check))
 
@@ -118,12 +124,24 @@ class TesseraRep(BackendRep):
         return self._cache.latest
 
 
+def _shapes(feeds: Mapping[str, Any], names) -> tuple | None:
+    """The shapes of the inputs ``names`` in ``feeds``, None if one is missing."""
+    try:
+        return tuple(np.shape(feeds[name]) for name in names)
+    except KeyError:
+        return None
+
+
 class TesseraBackend(Backend):
     @classmethod
     def prepare(cls, model: ModelProto | str | bytes, device: str = "CPU", **options) -> TesseraRep:
         """A rep of ``model``. Options: ``shapes`` and ``image`` fix input
         shapes up front (as for ``import_onnx``); ``strict_types``; ``check``
-        (the executor checks every value's shape); ``cache_size``."""
+        (the executor checks every value's shape); ``cache_size``;
+        ``optimize`` (default True: the graph runs simplified and fused, as
+        Run_th's float program does, compiler.pipeline.OPTIMIZE; False runs
+        it node by node as imported, like onnxruntime's
+        ORT_DISABLE_ALL)."""
         if not cls.supports_device(device):
             raise ValueError(f"device {device!r} is not supported; Tessera's backend runs on 'CPU'")
         shapes, image = options.pop("shapes", None), options.pop("image", None)

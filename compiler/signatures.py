@@ -69,12 +69,21 @@ class SignatureCache(Generic[Compiled]):
 
     def get(self, signature: Signature) -> Compiled:
         """The compiled form of ``signature``: cached, or built now."""
-        compiled = self._cache.get(signature)
+        compiled = self.cached(signature)
         if compiled is None:
             compiled = self.build(signature)
             self._cache[signature] = compiled
             while len(self._cache) > self.size:
                 self._cache.popitem(last=False)
-        self._cache.move_to_end(signature)
-        self.latest = compiled
+            self.latest = compiled
+        return compiled
+
+    def cached(self, signature) -> Compiled | None:
+        """The compiled form of ``signature`` if it is cached (now the most
+        recently used), else None: a signature met before was checked then,
+        so a run with the same shapes needs no check again."""
+        compiled = self._cache.get(signature)
+        if compiled is not None:
+            self._cache.move_to_end(signature)
+            self.latest = compiled
         return compiled

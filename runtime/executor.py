@@ -37,6 +37,10 @@ class Executor:
         self._pairs = self._fusable_pairs()
         self._plans: dict[tuple[int, ...], list[tuple]] = {}
         self._scheduled = _UNBUILT
+        self._constants_env: list = [None] * len(program.slots)
+        """A run's values before its inputs are bound: the constants (copied per run)."""
+        for slot, array in program.constants.items():
+            self._constants_env[slot] = array
 
     def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None,
             observe: Callable[[str, np.ndarray], None] | None = None,
@@ -125,9 +129,7 @@ class Executor:
 
     def _fresh_env(self, feeds: Mapping[str, np.ndarray]) -> list:
         """A run's values by slot: the constants and the checked inputs."""
-        env: list[np.ndarray | None] = [None] * len(self.program.slots)
-        for slot, array in self.program.constants.items():
-            env[slot] = array
+        env = self._constants_env.copy()
         self._bind_inputs(env, feeds)
         return env
 
