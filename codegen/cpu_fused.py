@@ -165,13 +165,19 @@ class FusedGroup:
     rank: int
     inplace: int
     epilogue: tuple[Value | None, tuple[float, float] | None] | None = None
-    """(residual, clamp) when the group is one FusedConv step, else None."""
+    """(residual, clamp) when the group starts with one FusedConv step, else None."""
+    conv_output: Value | None = None
+    """What the FusedConv step writes when a FusedElementwise step (``code``
+    over it alone, in place) finishes the group: an activation the
+    microkernels' epilogue lacks (HardSwish, SiLU, ...) after the Conv's
+    bias, residual and clamp. None when the FusedConv step is the group."""
 
     def steps(self, slot_of: Callable[[Value], int], name: str) -> list[Step]:
-        """The group's steps: one FusedConv, or the anchor's (if any) and
-        the FusedElementwise step."""
+        """The group's steps: one FusedConv (and the FusedElementwise step
+        of its tail), or the anchor's (if any) and the FusedElementwise step."""
         if self.epilogue is not None:
-            return [self.fused_conv_step(slot_of, name)]
+            fused = self.fused_conv_step(slot_of, name)
+            return [fused] if self.conv_output is None else [fused, self.step(slot_of, name)]
         anchor = [] if self.anchor is None else [self.anchor_step(slot_of)]
         return anchor + [self.step(slot_of, name)]
 
@@ -184,7 +190,8 @@ class FusedGroup:
         inputs = tuple(NO_SLOT if v is None else slot_of(v) for v in (*node.inputs[:2], bias, residual))
         attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in node.attrs.items()}
         attrs["clamp"] = clamp
-        return Step("FusedConv", inputs, (slot_of(self.output),), attrs, name)
+        written = self.output if self.conv_output is None else self.conv_output
+        return Step("FusedConv", inputs, (slot_of(written),), attrs, node.name if self.conv_output else name)
 
     def anchor_step(self, slot_of: Callable[[Value], int]) -> Step:
         """The anchor's own step (bias left out when it moved)."""
@@ -227,19 +234,30 @@ def _plan(node: Node) -> FusedGroup:
         registers[id(anchor.outputs[0])] = emitter.emit("add", (0, 1))
     for inner in nodes:
         registers[id(inner.outputs[0])] = _translate(emitter, inner, registers)
-    epilogue = _conv_epilogue(anchor, emitter.code, leaves, bias is not None, registers[id(output)], output)
-    code = _allocate(emitter.code, len(leaves), registers[id(output)])
+    result = registers[id(output)]
+    epilogue = _conv_epilogue(anchor, emitter.code, leaves, bias is not None, result, output)
+    if epilogue is not None:
+        (residual, clamp), tail = epilogue
+        if tail:  # FusedConv, then the rest over its output alone, in place
+            conv_output = Value(f"{anchor.outputs[0].name}/epilogue", output.type)
+            return FusedGroup(anchor, anchor_inputs, anchor_output, (conv_output,), output,
+                              _allocate(tail, 1, result), output.type.rank, 0, (residual, clamp), conv_output)
+        return FusedGroup(anchor, anchor_inputs, anchor_output, tuple(leaves), output, (), output.type.rank, -1,
+                          (residual, clamp))
+    code = _allocate(emitter.code, len(leaves), result)
     inplace = 0 if anchor is not None and _private(anchor.outputs[0], nodes, output) else -1
-    return FusedGroup(anchor, anchor_inputs, anchor_output, tuple(leaves), output, code, output.type.rank, inplace,
-                      epilogue)
+    return FusedGroup(anchor, anchor_inputs, anchor_output, tuple(leaves), output, code, output.type.rank, inplace)
 
 
 def _conv_epilogue(anchor: Node | None, code: list[Instruction], leaves: list[Value], moved_bias: bool,
-                   result: int, output: Value) -> tuple[Value | None, tuple[float, float] | None] | None:
-    """(residual, clamp) when the SSA ``code`` is what FusedConv computes
-    after a float32 Conv: its moved bias (``add(0, 1)``), then at most one
-    add of a leaf of the output's static shape, then at most one clamp
-    (relu, clip, or max / min with a constant); None otherwise."""
+                   result: int, output: Value):
+    """((residual, clamp), tail) when the SSA ``code`` starts with what
+    FusedConv computes after a float32 Conv: its moved bias (``add(0, 1)``),
+    then at most one add of a leaf of the output's static shape, then at most
+    one clamp (relu, clip, or max / min with a constant); ``tail`` is the
+    rest, renumbered to read the FusedConv's output as register 0 (empty
+    when FusedConv computes it all), and must read nothing but that output
+    and constants. None otherwise."""
     if anchor is None or anchor.op != "Conv" or output.type.dtype != _FLOAT32 or not output.type.is_static:
         return None
     current, residual, clamp, consts = 0, None, None, {}
@@ -248,13 +266,14 @@ def _conv_epilogue(anchor: Node | None, code: list[Instruction], leaves: list[Va
         if not steps or steps[0][0] != "add" or steps[0][2] != (0, 1):
             return None
         current = steps.pop(0)[1]
-    for opcode, dst, sources, params in steps:
+    index = 0
+    for index, (opcode, dst, sources, params) in enumerate(steps):  # noqa: B007 (index read after the loop)
         other = [s for s in sources if s != current]
         if opcode == "const":
             consts[dst] = params[0]
             continue
         if current not in sources or len(sources) - len(other) != 1 or clamp is not None:
-            return None
+            break
         if opcode == "add" and residual is None and other[0] < len(leaves) and other[0] >= 1 + moved_bias \
                 and leaves[other[0]].type.shape == output.type.shape:
             residual = leaves[other[0]]
@@ -263,13 +282,34 @@ def _conv_epilogue(anchor: Node | None, code: list[Instruction], leaves: list[Va
         elif opcode in ("max", "min") and other[0] in consts:
             clamp = (consts[other[0]], math.inf) if opcode == "max" else (-math.inf, consts[other[0]])
         else:
-            return None
+            break
         current = dst
-    if current != result or len(leaves) != 1 + moved_bias + (residual is not None):
+    else:
+        index = len(steps)
+    if len(leaves) != 1 + moved_bias + (residual is not None):
         return None
     if clamp is not None and any(math.isnan(v) for v in clamp):
         return None
-    return residual, clamp
+    tail = _tail(steps[index:], current, consts)
+    if tail is None or (not tail and current != result):
+        return None
+    return (residual, clamp), tail
+
+
+def _tail(code: list[Instruction], current: int, consts: dict[int, float]) -> list[Instruction] | None:
+    """``code`` reading register ``current`` as register 0 (the constants it
+    reads from before it re-emitted first; a register number is kept), or
+    None when it reads another value computed before it."""
+    if not code:
+        return []
+    defined = {current} | {dst for _, dst, _, _ in code}
+    read = {s for _, _, sources, _ in code for s in sources}
+    if any(s not in defined and s not in consts for s in read):
+        return None
+    prologue = [("const", s, (), (consts[s],)) for s in sorted(read - defined)]
+    renumber = {current: 0}
+    return [(op, renumber.get(dst, dst), tuple(renumber.get(s, s) for s in sources), params)
+            for op, dst, sources, params in prologue + code]
 
 
 def _anchor_parts(anchor: Node | None) -> tuple[tuple, Value | None, Value | None]:

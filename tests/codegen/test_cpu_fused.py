@@ -320,14 +320,34 @@ def test_conv_tails_the_epilogue_can_do_are_one_fused_conv(tail, channels, size)
 
 @pytest.mark.parametrize("tail", [
     lambda b, y: b.Add(b.Relu(y), b.input("r", y.type.shape)),  # the add after the clamp
-    lambda b, y: b.Relu(b.Relu(y)),  # two clamps
     lambda b, y: b.Add(b.Add(y, b.input("r", y.type.shape)), b.input("s", y.type.shape)),  # two residuals
     lambda b, y: b.Relu(b.Add(y, b.input("r", [1, 8, 1, 1]))),  # a broadcast add
-    lambda b, y: b.LeakyRelu(y, alpha=0.2),
-], ids=["add after clamp", "two clamps", "two residuals", "broadcast", "leaky relu"])
-def test_conv_tails_beyond_the_epilogue_keep_the_element_wise_step(tail):
+], ids=["add after clamp", "two residuals", "broadcast"])
+def test_conv_tails_reading_more_than_the_conv_keep_the_element_wise_step(tail):
     program, fused, unfused = run_both(fused_conv_body(8, 10, tail), anchor="Conv")
     assert kernels(program) == ["Conv", "FusedElementwise"]
+    assert_same_bits(fused, unfused)
+
+
+@pytest.mark.parametrize("tail, clamp, residual", [
+    (lambda b, y: b.Relu(b.Relu(y)), (0.0, math.inf), False),  # two clamps
+    (lambda b, y: b.LeakyRelu(y, alpha=0.2), None, False),
+    (lambda b, y: b.HardSwish(y), None, False),
+    (lambda b, y: b.HardSwish(_residual(b, y)), None, True),  # torchvision's MobileNetV3 blocks have none; YOLOs do
+    (lambda b, y: b.Mul(y, b.Sigmoid(y)), None, False),  # SiLU as exporters write it
+    (lambda b, y: b.Div(b.Mul(y, b.Clip(b.Add(y, b.const(np.float32(3))), b.const(np.float32(0)),
+                                        b.const(np.float32(6)))), b.const(np.float32(6))), None, False),
+], ids=["two clamps", "leaky relu", "hard swish", "residual hard swish", "silu", "hard swish written out"])
+def test_conv_activations_beyond_the_epilogue_run_after_a_fused_conv_in_place(tail, clamp, residual):
+    """The FusedConv step adds the bias (and residual, and a clamp) in the
+    microkernels' epilogue; what is left reads only its output and runs in
+    place over it, one input, no broadcast bias to gather."""
+    program, fused, unfused = run_both(fused_conv_body(8, 10, tail), anchor="Conv")
+    assert kernels(program) == ["FusedConv", "FusedElementwise"]
+    conv, rest = program.steps
+    assert conv.attrs["clamp"] == clamp
+    assert (conv.inputs[3] != NO_SLOT) == residual
+    assert rest.inputs == conv.outputs and rest.attrs["inplace"] == 0
     assert_same_bits(fused, unfused)
 
 
