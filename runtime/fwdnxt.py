@@ -28,6 +28,7 @@ Compile, Init and GetInfo return, and the asynchronous rules.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import warnings
@@ -550,7 +551,7 @@ def _inputs(call: str, model: CompiledModel, image, copy: bool = False) -> list[
             raise FWDNXTError(f"{call}: input {spec.name!r} must be float32, got {array.dtype}")
         shape = spec.shape
         whole = (shape[0] * batch, *shape[1:]) if shape else shape
-        expected = int(np.prod(whole, dtype=np.int64))
+        expected = math.prod(whole)
         if array.size != expected:
             what = f" ({batch} images of {list(shape)} concatenated along the batch axis)" if batch > 1 else ""
             raise FWDNXTError(f"{call}: input {spec.name!r} must have shape {list(whole)}{what}, got "
@@ -569,7 +570,7 @@ def _results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
     if len(results) != len(model.outputs):
         raise FWDNXTError(f"{call}: the model has {len(model.outputs)} output(s); got {len(results)} result buffers")
     for array, spec in zip(results, model.outputs):
-        size = int(np.prod(spec.shape, dtype=np.int64)) * model.batch
+        size = math.prod(spec.shape) * model.batch
         if not isinstance(array, np.ndarray) or array.dtype != np.float32:
             raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be a float32 numpy array, got "
                               f"{getattr(array, 'dtype', type(array).__name__)}")

@@ -17,6 +17,8 @@ which pass shapes that may hold None for data-dependent dims.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from runtime.errors import KernelError
@@ -39,7 +41,7 @@ def _size(shape) -> int | None:
     """Element count of a shape, None when a dim is unknown."""
     if any(d is None for d in shape):
         return None
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(d) for d in shape)
 
 
 def quantized_dtype(zero_point_dtype, output_dtype) -> np.dtype:
