@@ -1,4 +1,4 @@
-"""Every figure of the performance issue (24), one command:
+"""Every figure of the performance issues (24, 57), one command:
 
     python -m bench all [--rounds 3] [--loaded]     (from the repository root)
     python -m bench coldstart|compile|device [--rounds 3] [--loaded]
@@ -8,6 +8,10 @@ coldstart  bench_coldstart.py: a fresh install's first ``tessera run`` and a
 compile    bench_compile.py: ResNet-50 import to binary, per stage
 device     bench_device.py: Run_sw against onnxruntime int8 QDQ (u8s8, s8s8)
            and Run_th against onnxruntime fp32, ResNet-50 and MobileNetV2
+small      bench_small.py: the small models (PP-LCNet, MobileNetV2 224 and
+           96, SqueezeNet, ResNet-10 32x32) and the fixed cost of a call
+           (identity, one Conv): compiler.backend and Run_th against
+           onnxruntime fp32, Run_sw against its int8 QDQ u8s8
 Each prints its ratios against a reference measured in the same run,
 min/median/max over --rounds, and the load average. --loaded runs them
 while another process keeps one core busy (the issue's loaded figure).
@@ -26,6 +30,7 @@ BENCHES = {
     "coldstart": ["bench_coldstart.py"],
     "compile": ["bench_compile.py"],
     "device": ["bench_device.py", "--models", "resnet50,mobilenet_v2"],
+    "small": ["bench_small.py"],
 }
 
 
@@ -40,6 +45,8 @@ def main() -> int:
     if args.loaded:
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(1.0)
+    from bench.timing import host
+    print(f"host: {host()}", flush=True)
     failed = []
     try:
         for name in (list(BENCHES) if args.which == "all" else [args.which]):

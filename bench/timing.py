@@ -104,6 +104,33 @@ def spread(values, fmt: str = "{:.2f}") -> str:
     return "/".join(fmt.format(v) for v in (values[0], statistics.median(values), values[-1]))
 
 
+def host() -> str:
+    """Which CPU the figures come from: its model name, family/model, the
+    vector features that decide the kernels (AVX2, FMA, AVX-512, VNNI) and
+    its caches, from /proc/cpuinfo and sysfs (Linux), else the platform."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as file:
+            info = dict(line.split(":", 1) for line in file.read().split("\n\n")[0].splitlines() if ":" in line)
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    flags = set(info.get("flags", "").split())
+    features = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    caches = []
+    for index in range(4):
+        try:
+            with open(f"/sys/devices/system/cpu/cpu0/cache/index{index}/level") as level, \
+                    open(f"/sys/devices/system/cpu/cpu0/cache/index{index}/size") as size, \
+                    open(f"/sys/devices/system/cpu/cpu0/cache/index{index}/type") as kind:
+                if kind.read().strip() != "Instruction":
+                    caches.append(f"L{level.read().strip()} {size.read().strip()}")
+        except OSError:
+            break
+    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model {info.get('model', '?')}), "
+            f"{os.cpu_count()} cores, {' '.join(features) or 'no AVX2'}; {', '.join(caches) or 'caches unknown'}")
+
+
 def load() -> str:
     """The machine's load averages (1, 5, 15 min) and its cores, for the record."""
     one, five, fifteen = os.getloadavg()
