@@ -22,7 +22,7 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.registry import kernel
-from runtime.schedule.records import Operand
+from runtime.schedule.records import COPY, COPY_PIECE, Operand
 
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 SPACE_DEPTH_MODES = ("DCR", "CRD")
@@ -518,3 +518,30 @@ def _lower_view(fn):
 
 for _view in (reshape, flatten, squeeze, unsqueeze, identity):
     _view.lower = _lower_view(_view)
+
+
+def _lower_concat(ctx, args, attrs) -> bool:
+    """Concat as one COPY operation per input into an arena buffer: rows of
+    the dims before the axis, each input's rows landing at its offset in
+    the output's. In a schedule, a Concat no longer splits the run of
+    operations into two Python calls with a fresh array between them."""
+    if not args or not all(isinstance(x, Operand) for x in args):
+        return False
+    try:
+        (y,) = concat([x.stand_in() for x in args], attrs)
+    except (KernelError, ValueError, TypeError):
+        return False
+    out = ctx.output(0, y.shape, y.dtype)
+    axis = normalize_axis(attrs["axis"], y.ndim, "Concat axis")
+    rows, stride = math.prod(y.shape[:axis]), math.prod(y.shape[axis:]) * y.dtype.itemsize
+    at = 0
+    for x in args:
+        length = math.prod(x.shape[axis:]) * y.dtype.itemsize
+        if rows and length:
+            pieces = -(-length // COPY_PIECE)
+            ctx.emit(COPY, [*x.ref(), *out.ref(at), rows, length, length, stride, pieces], rows * pieces)
+        at += length
+    return True
+
+
+concat.lower = _lower_concat

@@ -45,6 +45,8 @@ from runtime.parallel import (
 )
 from runtime.schedule.records import (
     BANDS,
+    COPY,
+    COPY_PIECE,
     DEPTHWISE,
     DOT_ROWS,
     DW_IR,
@@ -85,6 +87,17 @@ def _i64_ptr(typingctx, address):
 
     def codegen(context, builder, signature, args):
         return builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
+
+    return sig, codegen
+
+
+@intrinsic
+def _u8_ptr(typingctx, address):
+    """``address`` (int64) as a byte pointer."""
+    sig = types.CPointer(types.uint8)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
 
     return sig, codegen
 
@@ -284,9 +297,26 @@ def _softmax(start, stop, rec, nrec, bases, nbases):
                  rec[6] != 0)
 
 
+def _copy(start, stop, rec, nrec, bases, nbases):
+    """Pieces of a strided copy of byte rows (Concat: runtime.kernels.shape):
+    rec = source, destination, rows, bytes per row, the source's and the
+    destination's row strides in bytes, pieces per row; item ``i`` is piece
+    ``i % pieces`` (:data:`COPY_PIECE` bytes) of row ``i // pieces``."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    rows, length, src_stride, dst_stride, pieces = rec[4], rec[5], rec[6], rec[7], rec[8]
+    src, dst = _at(rec, 0, bases), _at(rec, 2, bases)
+    for i in range(start, min(stop, rows * pieces)):
+        row, low = i // pieces, (i % pieces) * COPY_PIECE
+        count = min(length - low, COPY_PIECE)
+        a = numba.carray(_u8_ptr(src + row * src_stride + low), count)
+        b = numba.carray(_u8_ptr(dst + row * dst_stride + low), count)
+        for k in range(count):
+            b[k] = a[k]
+
+
 ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
-            IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax}
+            IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}

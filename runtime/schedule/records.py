@@ -11,9 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 (GEMM, DEPTHWISE, EXPAND_DEPTHWISE, BANDS, DOT_ROWS, PLANE_MEANS, WINOGRAD_IN, WINOGRAD_OUT, IM2COL,
- MAX_POOL, SOFTMAX) = range(1, 12)
+ MAX_POOL, SOFTMAX, COPY) = range(1, 13)
 """Operation kinds; each one's record is described where it runs
 (runtime.schedule.ops)."""
+COPY_PIECE = 1 << 16
+"""Bytes of one work item of a COPY operation (a row is cut into pieces of
+this size, so that one long row still splits over the threads)."""
 DW_SAME, DW_IR, DW_PADDED = range(3)
 """Which depthwise kernel a DEPTHWISE operation runs."""
 GEO = 15

@@ -26,6 +26,8 @@ from runtime.schedule.builder import ALIGN, _Buffer, _Builder
 from runtime.schedule.ops import KIND
 from runtime.schedule.records import (
     BANDS,
+    COPY,
+    COPY_PIECE,
     DEPTHWISE,
     DOT_ROWS,
     EXPAND_DEPTHWISE,
@@ -174,6 +176,38 @@ def test_softmax_heads_lower_over_the_last_axis(monkeypatch, axis, threads):
     executor = Executor(program)
     got = executor.run(feeds)
     assert kinds(executor).count(SOFTMAX) == (2 if axis != 1 else 1)
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def concats(axis: int, size: int):
+    """Fire-module-style joins: three convolutions' outputs joined along
+    ``axis`` (along the channels, of 3, 5 and 7 channels; else of 6 each),
+    the join read by another convolution."""
+    b = OnnxBuilder("joins", seed=6)
+    x = b.input("x", [2, 4, size, size])
+    widths = (3, 5, 7) if axis == 1 else (6, 6, 6)
+    parts = [b.conv(x, 4, width, k) for width, k in zip(widths, (1, 3, 1))]
+    joined = b.node("Concat", parts, axis=axis)
+    return b.model([b.conv(joined, sum(widths) if axis == 1 else 6, 4, 1)])
+
+
+@pytest.mark.parametrize("axis, size", [(1, 64), (1, 5), (0, 6), (2, 9), (-1, 7)],
+                         ids=["channels-pieces", "channels-small", "batch", "rows", "last"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concat_is_a_copy_operation_with_the_per_step_bits(monkeypatch, axis, size, threads):
+    """A Concat lowers to one COPY per input (rows before the axis, each
+    input at its offset in the output's rows; a 64x64 feature map's rows
+    are several pieces), so it no longer splits the schedule."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    program = frozen_program(concats(axis, size))
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    assert kinds(executor).count(COPY) == 3
+    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs)))
+    if size == 64:  # the 7-channel part's rows are two pieces each
+        assert COPY_PIECE < 7 * size * size * 4 <= 2 * COPY_PIECE
     for key, value in per_step(program, feeds, monkeypatch).items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
 
