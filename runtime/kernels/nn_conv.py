@@ -398,8 +398,10 @@ def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> Non
 
 
 SMALL_PLANE = 100
-"""Output planes up to this size run depthwise convolutions channels last:
-per-plane work is too small there for the plane kernel's fixed costs."""
+"""Output planes up to this size of strided depthwise convolutions run
+channels last: per-plane work is too small there for the plane kernel's
+fixed costs (unit-stride 2-D planes of kernels other than 3x3 are
+convolved whole: nn_depthwise.PADDED_PLANE)."""
 
 
 def _conv_depthwise(x, w, b, out, window: Window, residual, clamp) -> None:
@@ -409,7 +411,8 @@ def _conv_depthwise(x, w, b, out, window: Window, residual, clamp) -> None:
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
     plane = out[0, 0].size
-    if w.shape[0] == x.shape[1] and plane <= SMALL_PLANE:
+    whole = len(window.kernel) == 2 and window.kernel != (3, 3) and all(s == 1 for s in window.strides)
+    if w.shape[0] == x.shape[1] and plane <= SMALL_PLANE and not whole:
         _conv_depthwise_channels_last(x, w, b, out, window)
         apply_epilogue(out, None, residual, clamp)
         return

@@ -42,6 +42,38 @@ MASKED_PLANE = 1024
 larger ones redo their edge columns instead (cheaper per output there)."""
 
 
+PADDED_PLANE = 1 << 15
+"""Stride-1 planes (other than the fused 3x3 ones) up to this many padded
+elements are convolved whole: copied into a zero-bordered plane once, then
+one long vector update per tap (:func:`_padded_plane`)."""
+
+
+@jit(inline="always")
+def _padded_plane(src, in_base, dst, out_base, w_flat, tap0, bias, padded, acc, dims, ph, pw, wp, dh, dw):
+    """One stride-1 plane, exactly as :func:`_rows` sums it (bias, then each
+    tap in order; a tap over the zero border adds nothing): the plane is
+    copied into ``padded`` (its border stays zero), and each tap is one
+    update of the run of outputs laid out at the padded plane's width
+    (``acc``; the columns past ``out_w`` of each row are never copied out)."""
+    height, width, out_h, out_w, kh_n, kw_n = dims[1], dims[2], dims[3], dims[4], dims[6], dims[7]
+    for iy in range(height):
+        row = padded[(iy + ph) * wp + pw:(iy + ph) * wp + pw + width]
+        source = src[in_base + iy * width:in_base + (iy + 1) * width]
+        for i in range(width):
+            row[i] = source[i]
+    run = acc.shape[0]
+    acc[:] = bias
+    for kh in range(kh_n):
+        for kw in range(kw_n):
+            at = kh * dh * wp + kw * dw
+            _axpy(acc, padded[at:at + run], w_flat[tap0 + kh * kw_n + kw])
+    for oh in range(out_h):
+        out_row = dst[out_base + oh * out_w:out_base + (oh + 1) * out_w]
+        part = acc[oh * wp:oh * wp + out_w]
+        for i in range(out_w):
+            out_row[i] = part[i]
+
+
 @jit(inline="always")
 def _axpy(acc, values, weight):
     for i in range(acc.shape[0]):
@@ -244,8 +276,9 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
 
     x: (N, C, D, H, W); w: (K, KD, KH, KW) with K = C * multiplier; b: (K,);
     out: (N, K, OD, OH, OW); geo: the window's loop parameters. 2-D planes
-    with a 3x3 kernel take the fused interior passes; the rest goes row by
-    row."""
+    with a 3x3 kernel take the fused interior passes, other stride-1 2-D
+    planes up to PADDED_PLANE padded elements go whole; the rest goes row
+    by row."""
     sh, sw, ph, pw, dh, dw = geo[4], geo[5], geo[7], geo[8], geo[13], geo[14]
     batch, chans, depth, height, width = x.shape
     _, out_c, out_d, out_h, out_w = out.shape
@@ -265,6 +298,12 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
     for ow in range(out_w):
         x_taps[ow, 0], x_taps[ow, 1] = valid_range(ow * sw - pw, dw, width, kw_n)
     fused = kd_n == 1 and depth == 1 and out_d == 1 and geo[6] == 0 and kh_n == 3 and kw_n == 3
+    hp, wp = height + ph + geo[10], width + pw + geo[11]
+    whole = (not fused and kd_n == 1 and depth == 1 and out_d == 1 and geo[6] == 0 and geo[9] == 0 and sh == 1
+             and sw == 1 and min(ph, pw, geo[10], geo[11]) >= 0 and hp * wp <= PADDED_PLANE
+             and out_h == hp - dh * (kh_n - 1) and out_w == wp - dw * (kw_n - 1) and out_h > 0 and out_w > 0)
+    padded = np.zeros(hp * wp if whole else 0, dtype=x.dtype)
+    acc = np.empty((out_h - 1) * wp + out_w if whole else 0, dtype=out.dtype)
     y_lo, y_hi = valid_range(-ph, sh, height - 2 * dh, out_h)
     x_lo, x_hi = valid_range(-pw, sw, width - 2 * dw, out_w)
     if not fused or y_lo >= y_hi or x_lo >= x_hi:
@@ -288,6 +327,9 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
         out_base = p * out_d * out_h * out_w
         bias = b[k]
         tap0 = k * taps
+        if whole:
+            _padded_plane(src, in_base, dst, out_base, w_flat, tap0, bias, padded, acc, dims, ph, pw, wp, dh, dw)
+            continue
         if y_lo == y_hi:
             for od in range(out_d):
                 _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, od, 0, out_h, dims, geo)

@@ -104,6 +104,10 @@ def test_conv_other_float_types(dtype):
     ((2, 6, 20, 21), (6, 1, 3, 3), (1, 1), (1, 1, 1, 1), 6, (1, 1)),  # depthwise planes, flat interior
     ((1, 4, 70, 69), (4, 1, 3, 3), (2, 2), (1, 1, 1, 1), 4, (1, 1)),  # depthwise planes, strided
     ((1, 4, 24, 24), (4, 1, 5, 5), (1, 1), (4, 4, 4, 4), 4, (2, 2)),  # depthwise planes, 5x5 dilated
+    ((1, 32, 14, 14), (32, 1, 5, 5), (1, 1), (2, 2, 2, 2), 32, (1, 1)),  # whole padded planes (PP-LCNet's 5x5)
+    ((2, 16, 7, 7), (16, 1, 5, 5), (1, 1), (2, 2, 2, 2), 16, (1, 1)),  # whole, a small plane (not channels last)
+    ((1, 4, 9, 11), (8, 1, 7, 7), (1, 1), (3, 1, 2, 3), 4, (1, 1)),  # whole, multiplier 2, asymmetric pads
+    ((1, 2, 190, 190), (2, 1, 5, 5), (1, 1), (2, 2, 2, 2), 2, (1, 1)),  # beyond PADDED_PLANE: row by row
     ((1, 4, 24, 24), (4, 1, 3, 3), (1, 1), (2, 0, 0, 2), 4, (1, 1)),  # depthwise planes, asymmetric pads
     ((1, 3, 20, 20), (6, 1, 3, 3), (1, 1), (1, 1, 1, 1), 3, (1, 1)),  # depthwise planes, multiplier 2
     ((1, 3, 33, 33), (16, 3, 7, 7), (2, 2), (3, 3, 3, 3), 1, (1, 1)),  # stem-like
