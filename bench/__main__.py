@@ -12,6 +12,9 @@ small      bench_small.py: the small models (PP-LCNet, MobileNetV2 224 and
            96, SqueezeNet, ResNet-10 32x32) and the fixed cost of a call
            (identity, one Conv): compiler.backend and Run_th against
            onnxruntime fp32, Run_sw against its int8 QDQ u8s8
+throughput bench_throughput.py: images/s with requests in flight (IE with 2
+           requests, PutInput/GetResult) against onnxruntime's, MobileNetV2
+           and ResNet-50
 Each prints its ratios against a reference measured in the same run,
 min/median/max over --rounds, and the load average. --loaded runs them
 while another process keeps one core busy (the issue's loaded figure).
@@ -31,6 +34,7 @@ BENCHES = {
     "compile": ["bench_compile.py"],
     "device": ["bench_device.py", "--models", "resnet50,mobilenet_v2"],
     "small": ["bench_small.py"],
+    "throughput": ["bench_throughput.py"],
 }
 
 

@@ -10,6 +10,7 @@ input is fetched, watched or one of the caller's inputs.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from typing import Callable, Mapping, Sequence
@@ -22,6 +23,9 @@ from runtime.program import NO_SLOT, Program, Step
 from runtime.schedule.builder import build as build_schedule
 
 _UNBUILT = object()
+MAX_SCHEDULES = 4
+"""Most schedules (arenas) one executor keeps for runs from several threads
+at once; a run finding them all busy goes step by step."""
 
 
 class Executor:
@@ -37,6 +41,10 @@ class Executor:
         self._pairs = self._fusable_pairs()
         self._plans: dict[tuple[int, ...], list[tuple]] = {}
         self._scheduled = _UNBUILT
+        self._spares: list = []
+        """More schedules of the same plan, each with its own arena, built
+        when a run finds every one busy (runs from several threads)."""
+        self._building = threading.Lock()
         self._constants_env: list = [None] * len(program.slots)
         """A run's values before its inputs are bound: the constants (copied per run)."""
         for slot, array in program.constants.items():
@@ -58,8 +66,7 @@ class Executor:
         wanted = program.outputs if fetch is None else [program.slot(n) for n in fetch]
         env = self._fresh_env(feeds)
         if fetch is None and observe is None and not watch and not self.check:
-            schedule = self._schedule()
-            outputs = None if schedule is None else schedule.run(self, env, wanted, timings)
+            outputs = self._scheduled_run(env, wanted, timings)
             if outputs is not None:
                 return outputs
         watched = self._watched(watch) if observe is not None else {}
@@ -86,6 +93,26 @@ class Executor:
             wanted = tuple(self.program.outputs)
             self._scheduled = build_schedule(self, self._plan(wanted), wanted)
         return self._scheduled
+
+    def _scheduled_run(self, env: list, wanted, timings) -> dict | None:
+        """The outputs of a scheduled run, on the first schedule no other
+        thread is running; when every one is busy, one more is built (up to
+        MAX_SCHEDULES: concurrent requests each run scheduled, on their own
+        arena, instead of step by step). None where no schedule serves."""
+        first = self._schedule()
+        if first is None:
+            return None
+        for schedule in [first, *self._spares]:
+            if not schedule.busy:
+                return schedule.run(self, env, wanted, timings)
+        with self._building:
+            if len(self._spares) + 1 >= MAX_SCHEDULES:
+                return None
+            spare = build_schedule(self, self._plan(tuple(self.program.outputs)), tuple(self.program.outputs))
+            if spare is None:
+                return None
+            self._spares.append(spare)
+        return spare.run(self, env, wanted, timings)
 
     def run_each(self, feeds: Sequence[Mapping[str, np.ndarray]], observe: Callable[[str, list[np.ndarray]], None],
                  watch: Sequence[str]) -> None:

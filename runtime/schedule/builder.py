@@ -199,6 +199,11 @@ class Schedule:
         """Steps that run as operations (the others run through Python)."""
         self._lock = threading.Lock()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a thread is running this schedule now."""
+        return self._lock.locked()
+
     def run(self, executor, env: list, wanted: Sequence[int], timings: list | None = None) -> dict | None:
         """The outputs ``wanted`` of a run on ``env``; ``timings`` gets each
         step's (name, kernel, seconds) as the executor's does, from cycle

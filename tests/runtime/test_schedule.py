@@ -298,6 +298,33 @@ def test_one_executor_run_from_several_threads(monkeypatch):
     assert not failures
 
 
+def test_a_run_finding_the_schedule_busy_runs_on_a_spare_of_its_own(monkeypatch):
+    """Another thread running the schedule (its lock held here) does not
+    send this run step by step: a second schedule with its own arena serves
+    it, and stays for the next; with MAX_SCHEDULES all busy, the per-step
+    path does. Same bits every way."""
+    from runtime import executor as executor_module
+    program = frozen_program(expand_block())
+    feeds = feeds_for(program)
+    expected = per_step(program, feeds, monkeypatch)
+    executor = Executor(program)
+    executor.run(feeds)
+    first = executor._schedule()
+    with first._lock:
+        got = executor.run(feeds)
+        assert len(executor._spares) == 1 and executor._spares[0].arena is not first.arena
+        assert not executor._spares[0].busy
+        again = executor.run(feeds)
+        assert len(executor._spares) == 1
+        monkeypatch.setattr(executor_module, "MAX_SCHEDULES", 2)
+        with executor._spares[0]._lock:
+            stepped = executor.run(feeds)
+            assert len(executor._spares) == 1
+    for outputs in (got, again, stepped):
+        for key, value in expected.items():
+            np.testing.assert_array_equal(outputs[key], value, err_msg=key)
+
+
 def test_steps_that_do_not_lower_run_between_operations(monkeypatch):
     """A Transpose between two convolutions reads the first's arena value and
     binds its own output for the second."""

@@ -1,0 +1,150 @@
+"""Images per second with several requests in flight, against onnxruntime
+with the same thread budget, same process (issue 57, item 3).
+
+For each model (MobileNetV2 and ResNet-50 at 224, calibrated on 32 photo
+crops), --images images, after a warm-up, min/median/max over --rounds:
+
+* the device path (int8, the simulator) against onnxruntime's int8 QDQ
+  u8s8 session run back to back on 2 threads: FWDNXT Run_sw one image
+  after another; the Inference Engine's FPGA plugin with 2 requests, each
+  started while the other runs (start_async, wait); FWDNXT PutInput /
+  GetResult with a putter and a getter thread;
+* the float path against onnxruntime fp32: the IE's CPU plugin with 2
+  requests the same way.
+
+Ratios are Tessera's images/s over onnxruntime's (higher is better; the
+target is >= 1).
+
+    PYTHONPATH=. python bench/bench_throughput.py [--models mobilenet_v2,resnet50] [--images 64]
+"""
+from __future__ import annotations
+
+from timing import load, ort_options, pause, spread  # first: sets the thread counts
+# isort: split
+
+import argparse
+import logging
+import os
+import tempfile
+import threading
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from bench_device import CALIBRATION, MODELS, _for_onnxruntime, _input_name, _qdq
+
+from compiler.zoo.images import image_crops
+from runtime import FWDNXT
+from runtime.inference_engine import IENetwork, IEPlugin
+
+
+def _rate(run, images: int, rounds: int) -> list[float]:
+    """Images per second of ``run(images)`` (which runs them all), per round."""
+    run(4)  # warm
+    rates = []
+    for _ in range(rounds):
+        pause()
+        start = time.perf_counter()
+        run(images)
+        rates.append(images / (time.perf_counter() - start))
+    return rates
+
+
+def _ort(session, feeds):
+    def run(count: int) -> None:
+        for _ in range(count):
+            session.run(None, feeds)
+    return run
+
+
+def _requests(executable, name: str, image: np.ndarray):
+    """Two requests in flight: request i % 2 starts image i once it has
+    finished image i - 2."""
+    def run(count: int) -> None:
+        started = [False, False]
+        for i in range(count):
+            request = executable.requests[i % 2]
+            if started[i % 2]:
+                request.wait()
+            request.async_infer({name: image})
+            started[i % 2] = True
+        for request, was in zip(executable.requests, started):
+            if was:
+                request.wait()
+    return run
+
+
+def _put_get(ie: FWDNXT, image: np.ndarray, size: int):
+    def run(count: int) -> None:
+        def getter():
+            result = np.empty(size, np.float32)
+            while ie.GetResult(result) is not None:
+                pass
+        thread = threading.Thread(target=getter)
+        thread.start()
+        for i in range(count):
+            ie.PutInput(image, i)
+        ie.PutInput(None, None)
+        thread.join()
+    return run
+
+
+def _row(model: str, what: str, ours: list[float], theirs: list[float]) -> None:
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    print(f"{model:<14}{what:<44}{np.median(ours):>10.1f}{np.median(theirs):>12.1f}{spread(ratios):>18}"
+          "  target >= 1", flush=True)
+
+
+def bench(name: str, images: int, rounds: int, folder: str, calibration) -> None:
+    model = _for_onnxruntime(MODELS[name]())
+    inp = _input_name(model)
+    source, binary = os.path.join(folder, f"{name}.onnx"), os.path.join(folder, f"{name}.bin")
+    onnx.save(model, source)
+    image = image_crops(1, size=224, seed=2)[0]
+    feeds = {inp: image}
+    int8 = ort.InferenceSession(_qdq(source, folder, inp, calibration, "u8s8"), ort_options(),
+                                providers=["CPUExecutionProvider"])
+    fp32 = ort.InferenceSession(source, ort_options(), providers=["CPUExecutionProvider"])
+    ort_int8 = _rate(_ort(int8, feeds), images, rounds)
+    ort_fp32 = _rate(_ort(fp32, feeds), images, rounds)
+
+    ie = FWDNXT()
+    size = ie.Compile("224x224x3", source, binary, samples=calibration)
+    ie.Init(binary, "")
+    result = np.empty(size, np.float32)
+
+    def run_sw(count: int) -> None:
+        for _ in range(count):
+            ie.Run_sw(image, result)
+    _row(name, "Run_sw, one after another / ORT int8", _rate(run_sw, images, rounds), ort_int8)
+    _row(name, "PutInput/GetResult / ORT int8", _rate(_put_get(ie, image, size), images, rounds), ort_int8)
+    ie.Free()
+    net = IENetwork(model=source)
+    for device, reference, what in (("FPGA", ort_int8, "int8"), ("CPU", ort_fp32, "fp32")):
+        plugin = IEPlugin(device=device)
+        plugin.set_config({"TESSERA_CALIBRATION_DATA": calibration})
+        executable = plugin.load(net, num_requests=2)
+        _row(name, f"IE {device}, 2 requests / ORT {what}", _rate(_requests(executable, inp, image), images, rounds),
+             reference)
+        del executable
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="mobilenet_v2,resnet50")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    logging.getLogger().setLevel(logging.ERROR)
+    calibration = image_crops(CALIBRATION, size=224, seed=1)
+    print(f"{load()}; images/s, ratios min/median/max over {args.rounds} rounds of {args.images} images", flush=True)
+    print(f"{'model':<14}{'measure':<44}{'tessera':>10}{'onnxruntime':>12}{'ratio':>18}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models.split(","):
+            bench(name, args.images, max(args.rounds, 1), folder, calibration)
+    print(f"after: {load()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
