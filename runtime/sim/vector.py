@@ -9,7 +9,7 @@ import numpy as np
 
 from runtime.isa import AVG_ENTRY_BYTES, Bcast, EltOp, Op, PoolMode, column
 from runtime.jit import jit
-from runtime.qscheme import SOFTMAX_ENTRIES, binary, matmul_block, rescale, softmax_row
+from runtime.qscheme import SOFTMAX_ENTRIES, binary, matmul_block, rescale, rescale_small, softmax_row
 from runtime.sim.memory import get, lookup, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
 
@@ -164,6 +164,8 @@ def eltwise(ins, a8, a16, abase):
     pb, bb, bz, bm, bsh = abase + ins[E_B], ins[E_B_BITS], ins[E_B_ZERO], ins[E_B_MULT], ins[E_B_SHIFT]
     po, ob, oz, lo, hi = abase + ins[E_OUT], ins[E_OUT_BITS], ins[E_OZ], ins[E_LO], ins[E_HI]
     plane = h * w
+    if _eltwise_8(func, bcast, channels * plane, a8, pa, ab, az, am, ash, pb, bb, bz, bm, bsh, po, ob, oz, lo, hi):
+        return
     for ch in range(channels):
         for s in range(plane):
             i = ch * plane + s
@@ -178,6 +180,38 @@ def eltwise(ins, a8, a16, abase):
                 else:
                     v = binary(func, rescale(a, am, ash), rescale(b, bm, bsh))
             put(a8, a16, po, ob, i, min(max(v + oz, lo), hi))
+
+
+@jit(inline="always")
+def _small_rescale(zero, mult, shift):
+    """Whether rescale's small case holds for every 8-bit code minus ``zero``
+    (|v| < 2^31, so rescale(v) == rescale_small(v)), with its multiplier and
+    shift in their ranges."""
+    return -(1 << 20) < zero < (1 << 20) and (1 << 30) <= mult < (1 << 31) and 1 <= shift <= 62
+
+
+@jit(inline="always")
+def _eltwise_8(func, bcast, n, a8, pa, ab, az, am, ash, pb, bb, bz, bm, bsh, po, ob, oz, lo, hi):
+    """The common ELTWISE, 8-bit codes in and out: a requantising COPY (a
+    Concat's inputs onto its grid), or ADD/SUB/MAX/MIN of two full-shape
+    operands. The same element-by-element arithmetic as the general loop
+    (rescale's small case: the codes are 8-bit), without its per-element
+    branches on widths and broadcasts, so LLVM vectorises it. False (nothing
+    done) for the other cases."""
+    if ab != 8 or ob != 8 or not _small_rescale(az, am, ash):
+        return False
+    x, out = a8[pa:pa + n], a8[po:po + n]
+    if func == EltOp.COPY:
+        for i in range(n):
+            out[i] = min(max(rescale_small(np.int64(x[i]) - az, am, ash) + oz, lo), hi)
+        return True
+    if func == EltOp.MUL or bb != 8 or bcast != Bcast.FULL or not _small_rescale(bz, bm, bsh):
+        return False
+    y = a8[pb:pb + n]
+    for i in range(n):
+        v = binary(func, rescale_small(np.int64(x[i]) - az, am, ash), rescale_small(np.int64(y[i]) - bz, bm, bsh))
+        out[i] = min(max(v + oz, lo), hi)
+    return True
 
 
 @jit
