@@ -42,7 +42,6 @@ from passes.layout import layout
 from passes.lower_lrn import lower_lrn
 from passes.partition import partition
 from passes.plan_memory import plan_memory
-from passes.prune_conv_taps import prune_conv_taps
 from passes.quant.equalize import absorb_bias, equalize
 from passes.quant.extract_qdq import extract_qdq
 from passes.quant.head_grids import head_grids
@@ -59,7 +58,6 @@ SIMPLIFY = Sequential([
     layout,               # Transposes sink through layout-agnostic ops and cancel (NHWC exports)
     canonicalize_mean,    # ReduceMean over H and W -> GlobalAveragePool (torchvision's x.mean([2, 3]))
     fold_pad,             # Pad before Conv -> Conv pads
-    prune_conv_taps,      # kernel taps that meet only padding (3x3 convs of 1x1 maps) -> smaller kernels
     fold_batchnorm,       # BatchNorm after Conv/ConvTranspose/Gemm -> weights and bias
     fold_affine,          # per-channel Mul/Add after Conv/BatchNorm -> weights and bias
     simplify_inference,   # the BatchNorms left -> per-channel Mul + Add
