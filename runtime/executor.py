@@ -90,9 +90,13 @@ class Executor:
         (runtime.schedule), built on the first run that can use it; None
         where nothing lowers."""
         if self._scheduled is _UNBUILT:
-            wanted = tuple(self.program.outputs)
-            self._scheduled = build_schedule(self, self._plan(wanted), wanted)
+            self._scheduled = self._build_schedule()
         return self._scheduled
+
+    def _build_schedule(self):
+        """A schedule of the plan computing the program's outputs (None where nothing lowers)."""
+        wanted = tuple(self.program.outputs)
+        return build_schedule(self, self._plan(wanted), wanted)
 
     def _scheduled_run(self, env: list, wanted, timings) -> dict | None:
         """The outputs of a scheduled run, on the first schedule no other
@@ -108,7 +112,7 @@ class Executor:
         with self._building:
             if len(self._spares) + 1 >= MAX_SCHEDULES:
                 return None
-            spare = build_schedule(self, self._plan(tuple(self.program.outputs)), tuple(self.program.outputs))
+            spare = self._build_schedule()
             if spare is None:
                 return None
             self._spares.append(spare)
