@@ -14,8 +14,10 @@ from ir.types import TensorType
 from runtime.kernels import has_kernel, run_kernel
 
 SHAPE_OPS = frozenset({"Shape", "Size"})
+# Random ops differ per run; Fail (an If branch that does not fit) must raise
+# only when the branch is taken at run time, never when the compiler folds it.
 NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
-                        "Bernoulli"})
+                        "Bernoulli", "Fail"})
 
 
 def can_fold(node: Node) -> bool:
