@@ -32,9 +32,9 @@ Two kinds of kernel share that frame:
   so each output element is a sequential chain of fused multiply-adds.
 * ``u8s8``: ``T`` is int32; a step is four consecutive ``k``: each B lane
   holds 4 unsigned bytes, each A element 4 signed bytes, and the update adds
-  their 4 products to the int32 lane (``vpdpbusd`` with AVX512-VNNI, plain
-  shifts and multiplies otherwise). Exact: integer sums wrap modulo 2^32
-  and nothing saturates.
+  their 4 products to the int32 lane (``vpdpbusd`` with AVX512-VNNI,
+  two ``pmaddwd`` of the bytes split into 16-bit halves otherwise). Exact:
+  integer sums wrap modulo 2^32 and nothing saturates.
 
 A kernel family (:class:`Isa`) has one kernel per tile width, every multiple
 of ``UNIT`` lanes up to ``nr``, so a narrow last column panel wastes at most
@@ -73,6 +73,8 @@ class _Tile:
     vectors: tuple[int, ...]
     vnni: bool = False
     unroll: int = 4
+    bw: bool = False
+    """AVX512-BW: 16-lane int8 updates without VNNI have a ``pmaddwd``."""
 
     @property
     def width(self) -> int:
@@ -257,6 +259,8 @@ def _update(w: Writer, t: _Tile, lanes: int, a: str, b: str, acc: str) -> str:
     elif t.vnni:
         bits = 32 * lanes
         w.emit(f"{out} = call {vec} @llvm.x86.avx512.vpdpbusd.{bits}({vec} {acc}, {vec} {b}, {vec} {a})")
+    elif _madd(lanes, t.bw):
+        out = _madd_update(w, lanes, a, b, acc)
     else:
         total = acc
         for byte in range(4):
@@ -271,6 +275,45 @@ def _update(w: Writer, t: _Tile, lanes: int, a: str, b: str, acc: str) -> str:
             w.emit(f"{nxt} = add {vec} {total}, {prod}")
             total = nxt
         out = total
+    return out
+
+
+def _madd(lanes: int, bw: bool) -> bool:
+    """Whether a u8s8 update of ``lanes`` int32 lanes has a ``pmaddwd``: 8
+    lanes (AVX2), 16 with AVX512-BW."""
+    return lanes == 8 or (lanes == 16 and bw)
+
+
+def _madd_intrinsic(lanes: int) -> str:
+    return "llvm.x86.avx2.pmadd.wd" if lanes == 8 else "llvm.x86.avx512.pmaddw.d.512"
+
+
+def _madd_update(w: Writer, lanes: int, a: str, b: str, acc: str) -> str:
+    """``acc`` plus the 4 products of each lane's bytes, exactly, without
+    VNNI: ``pmaddwd`` multiplies 16-bit pairs into one int32 sum, so the
+    bytes are split into 16-bit halves: B's (unsigned) zero-extended, A's
+    (signed) sign-extended, bytes 0 and 2 in one product, 1 and 3 in the
+    other. |255 * 128 * 2| is far inside int32, and nothing saturates
+    (``pmaddubsw`` would: 255 * 127 * 2 exceeds int16). Two multiplies and
+    two adds where the shift-and-multiply form took four 32-bit multiplies
+    and four adds; the byte splits of A and B are shared by the tile's rows
+    and columns (LLVM hoists them out of the update)."""
+    vec, half = f"<{lanes} x i32>", f"<{2 * lanes} x i16>"
+    b16, a16 = w.fresh("b16"), w.fresh("a16")
+    w.emit(f"{b16} = bitcast {vec} {b} to {half}")
+    w.emit(f"{a16} = bitcast {vec} {a} to {half}")
+    b_even, b_odd, a_up, a_even, a_odd = (w.fresh(n) for n in ("be", "bo", "au", "ae", "ao"))
+    w.emit(f"{b_even} = and {half} {b16}, {const_vector(2 * lanes, 255, 'i16')}")
+    w.emit(f"{b_odd} = lshr {half} {b16}, {const_vector(2 * lanes, 8, 'i16')}")
+    w.emit(f"{a_up} = shl {half} {a16}, {const_vector(2 * lanes, 8, 'i16')}")
+    w.emit(f"{a_even} = ashr {half} {a_up}, {const_vector(2 * lanes, 8, 'i16')}")
+    w.emit(f"{a_odd} = ashr {half} {a16}, {const_vector(2 * lanes, 8, 'i16')}")
+    even, odd, pair, out = w.fresh("pe"), w.fresh("po"), w.fresh("pp"), w.fresh("acc")
+    fn = _madd_intrinsic(lanes)
+    w.emit(f"{even} = call {vec} @{fn}({half} {b_even}, {half} {a_even})")
+    w.emit(f"{odd} = call {vec} @{fn}({half} {b_odd}, {half} {a_odd})")
+    w.emit(f"{pair} = add {vec} {even}, {odd}")
+    w.emit(f"{out} = add {vec} {acc}, {pair}")
     return out
 
 
@@ -383,7 +426,7 @@ def _function(t) -> str:
 """
 
 
-def _declarations(kind: str, lanes: int, vnni: bool) -> str:
+def _declarations(kind: str, lanes: int, vnni: bool, bw: bool = False) -> str:
     elem, suffix = ("float", "f32") if kind == "f32" else ("i32", "i32")
     vec, mask, ptrs = f"<{lanes} x {elem}>", f"<{lanes} x i1>", f"<{lanes} x ptr>"
     lines = [f"declare {vec} @llvm.masked.load.v{lanes}{suffix}.p0(ptr, i32, {mask}, {vec})",
@@ -394,6 +437,9 @@ def _declarations(kind: str, lanes: int, vnni: bool) -> str:
                   f"declare void @llvm.masked.scatter.v{lanes}f32.v{lanes}p0({vec}, {ptrs}, i32, {mask})"]
     elif vnni:
         lines.append(f"declare {vec} @llvm.x86.avx512.vpdpbusd.{32 * lanes}({vec}, {vec}, {vec})")
+    elif _madd(lanes, bw):
+        half = f"<{2 * lanes} x i16>"
+        lines.append(f"declare {vec} @{_madd_intrinsic(lanes)}({half}, {half})")
     return "\n".join(lines) + "\n"
 
 
@@ -423,12 +469,17 @@ LLVM's register allocator copied and spilled accumulators in the loop
 (AVX-512, LLVM 22); at these it keeps all of them in registers."""
 
 
+def _has_bw(isa: Isa) -> bool:
+    return "+avx512bw" in isa.features.split(",")
+
+
 def _kernels(isa: Isa, kind: str) -> list:
     """One tile per width ``UNIT, 2 UNIT, ..., nr``, then (float, where the
     family has them) one remainder kernel per width ``1 .. REMAINDER_COLS``
     and one ``nr + t``-wide tile per ``t`` in ``1 .. isa.wide_tail``: the
     order of :func:`kernel_addresses`."""
-    tiles = [_Tile(kind, isa.mr, isa.vectors(width), isa.vnni) for width in range(UNIT, isa.nr + 1, UNIT)]
+    tiles = [_Tile(kind, isa.mr, isa.vectors(width), isa.vnni, bw=_has_bw(isa))
+             for width in range(UNIT, isa.nr + 1, UNIT)]
     if kind != "f32" or not isa.remainder_panels:
         return tiles
     return (tiles + [_Remainder(kind, isa.mr, isa.remainder_panels, cols) for cols in range(1, REMAINDER_COLS + 1)]
@@ -441,7 +492,7 @@ def kernel_ir(isa: Isa, kind: str = "f32") -> str:
     tiles = _kernels(isa, kind)
     lanes = sorted({v for t in tiles if isinstance(t, _Tile) for v in t.vectors} | {isa.mr})
     declarations = "declare void @llvm.prefetch.p0(ptr, i32, i32, i32)\n" + "".join(
-        _declarations(kind, n, isa.vnni) for n in lanes)
+        _declarations(kind, n, isa.vnni, _has_bw(isa)) for n in lanes)
     return (f"; Tessera GEMM microkernels ({kind}, {isa.name})\n{declarations}\n"
             + "\n".join(_function(t) for t in tiles))
 
