@@ -11,7 +11,7 @@ reference program of Run_th.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -23,6 +23,9 @@ from runtime.executor import Executor
 from runtime.interrupts import deferred_interrupt
 from runtime.nonfinite import check_feeds, nonfinite_policy
 from runtime.segments import SegmentedProgram, SegmentExecutor
+
+_LATER = nullcontext()
+"""What :meth:`Engine._first` gives once a kind of run has run (reusable)."""
 
 
 class Engine:
@@ -42,6 +45,11 @@ class Engine:
                                        [t.name for t in model.outputs], model.segments)
             self._segments = SegmentExecutor(program, self.device, check)
             self._reference = Executor(model.reference, check=check) if model.reference is not None else None
+        reference = self._reference.program if self._reference is not None else None
+        self._reference_inputs = reference.input_names if reference is not None else []
+        self._reference_missing = [t.name for t in model.outputs if t.name not in reference.output_names] \
+            if reference is not None else []
+        """Model outputs the float reference program lacks (Run_th's error, at the call)."""
         self._ran: set[str] = set()
         """The kinds of run done once: their kernels are compiled (runtime/interrupts.py)."""
 
@@ -93,20 +101,20 @@ class Engine:
         if self._reference is None:
             raise ExecutionError("this binary was compiled without the float reference program "
                                  "(strip_reference); Run_th needs it")
-        program = self._reference.program
-        missing = [t.name for t in self.model.outputs if t.name not in program.output_names]
-        if missing:
-            raise ExecutionError(f"the float reference program does not compute the model outputs {missing}")
+        if self._reference_missing:
+            raise ExecutionError("the float reference program does not compute the model outputs "
+                                 f"{self._reference_missing}")
         table = self._inputs(feeds)
         with self._first("the first run of the float reference"):
-            return self._reference.run({n: table[n] for n in program.input_names})
+            return self._reference.run({n: table[n] for n in self._reference_inputs})
+
+    def _first(self, what: str) -> AbstractContextManager:
+        """Ctrl-C deferred during the first run of ``what`` (it compiles
+        kernels); nothing at all on later runs (a call's fixed cost)."""
+        return _LATER if what in self._ran else self._first_run(what)
 
     @contextmanager
-    def _first(self, what: str) -> Iterator[None]:
-        """Ctrl-C deferred during the first run of ``what`` (it compiles kernels)."""
-        if what in self._ran:
-            yield
-            return
+    def _first_run(self, what: str) -> Iterator[None]:
         with deferred_interrupt(what):
             yield
         self._ran.add(what)

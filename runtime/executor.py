@@ -236,8 +236,8 @@ class Executor:
     def _bind_inputs(self, env: list, feeds: Mapping[str, np.ndarray]) -> None:
         program = self.program
         names = program.input_names
-        unknown = set(feeds) - set(names)
-        if unknown:
+        if len(feeds) > len(names) or not set(names).issuperset(feeds):
+            unknown = set(feeds) - set(names)
             raise ExecutionError(f"unknown input(s) {sorted(unknown)}; the inputs are {names}")
         for slot, name in zip(program.inputs, names):
             if name not in feeds:
