@@ -239,7 +239,10 @@ def _plan(node: Node) -> FusedGroup:
     if epilogue is not None:
         (residual, clamp), tail = epilogue
         if tail:  # FusedConv, then the rest over its output alone, in place
-            conv_output = Value(f"{anchor.outputs[0].name}/epilogue", output.type)
+            # FusedConv's output is the anchor's own value (fetchable, observable by calibration)
+            # unless a residual or clamp follows the Conv in its epilogue
+            conv_output = anchor.outputs[0] if residual is None and clamp is None else \
+                Value(f"{anchor.outputs[0].name}/epilogue", output.type)
             return FusedGroup(anchor, anchor_inputs, anchor_output, (conv_output,), output,
                               _allocate(tail, 1, result), output.type.rank, 0, (residual, clamp), conv_output)
         return FusedGroup(anchor, anchor_inputs, anchor_output, tuple(leaves), output, (), output.type.rank, -1,

@@ -68,6 +68,25 @@ def test_fetched_values_are_never_overwritten_in_place():
     assert not np.array_equal(out["out"], out["conv"])
 
 
+def test_a_conv_with_an_activation_tail_keeps_its_output_fetchable():
+    """Conv + bias, then HardSwish: FusedConv writes the Conv's own value
+    (bias included) and the tail runs over it; fetching it gives the value
+    node by node, and the tail no longer overwrites it."""
+    from compiler.pipeline import optimize
+    rng = np.random.default_rng(3)
+    b = GraphBuilder("g")
+    c = b.Conv(b.input("x", [1, 2, 5, 5]), b.const(rng.standard_normal((4, 2, 3, 3)).astype(np.float32)),
+               b.const(rng.standard_normal(4).astype(np.float32)), pads=[1, 1, 1, 1], name="conv")
+    graph = b.build(b.HardSwish(c, name="out"))
+    feeds = {"x": rng.standard_normal((1, 2, 5, 5)).astype(np.float32)}
+    plain = Executor(lower_to_program(graph)).run(feeds, fetch=["conv", "out"])
+    program = lower_to_program(optimize(graph))
+    assert [s.kernel for s in program.steps] == ["FusedConv", "FusedElementwise"]
+    fused = Executor(program).run(feeds, fetch=["conv", "out"])
+    np.testing.assert_array_equal(fused["conv"], plain["conv"])
+    np.testing.assert_allclose(fused["out"], plain["out"], rtol=1e-6, atol=1e-6)
+
+
 def test_observe_streams_watched_values_as_they_are_computed():
     seen = []
     x = np.array([[-1, 2, -3], [4, -5, 6]], np.float32)
