@@ -42,6 +42,7 @@ from passes.layout import layout
 from passes.lower_lrn import lower_lrn
 from passes.partition import partition
 from passes.plan_memory import plan_memory
+from passes.prune_conv_taps import prune_conv_taps
 from passes.quant.equalize import absorb_bias, equalize
 from passes.quant.extract_qdq import extract_qdq
 from passes.quant.head_grids import head_grids
@@ -66,7 +67,14 @@ SIMPLIFY = Sequential([
     eliminate_dead_code,
 ], name="simplify")
 
-OPTIMIZE = Sequential([SIMPLIFY, fuse_ops], name="optimize")
+OPTIMIZE = Sequential([
+    SIMPLIFY,
+    prune_conv_taps,      # kernel taps that meet only padding (3x3 convs of 1x1 maps) -> smaller kernels
+    fuse_ops,
+], name="optimize")
+"""The float CPU path (compiler.backend, Run_th's reference program). Pruning
+taps stays out of SIMPLIFY, which the device pipeline shares: a smaller kernel
+changes a layer's cost, and so what the affinity policy places where."""
 
 PLACE = Sequential([
     assign_affinity,      # HETERO policy: first device of partition.fallback that supports the node

@@ -10,6 +10,7 @@ from passes.fold_affine import fold_affine
 from passes.fold_batchnorm import fold_batchnorm
 from passes.fold_constants import fold_constants
 from passes.fold_pad import fold_pad
+from passes.prune_conv_taps import prune_conv_taps
 from passes.remove_noops import remove_noops
 from passes.simplify_inference import simplify_inference
 from tests.helpers.graphs import apply, assert_same_numerics, ops
@@ -185,6 +186,59 @@ def test_other_pads_stay(pads, mode, value):
     p = b.Pad(x, b.const(np.array(pads, np.int64)), b.const(np.array(value, np.float32)), mode=mode)
     g = apply(fold_pad, b.build(b.Conv(p, b.const(randn(3, p.type.shape[1], 3, 3)))))
     assert ops(g) == ["Pad", "Conv"]
+
+
+# ---------------------------------------------------------------- prune_conv_taps
+@pytest.mark.parametrize("shape, kernel, attrs, kept, pads", [
+    ([1, 8, 1, 1], 3, dict(pads=[1, 1, 1, 1]), [1, 1], [0, 0, 0, 0]),  # ResNet's last stage at 32x32: the centre
+    ([1, 4, 2, 2], 3, dict(pads=[1, 1, 1, 1], strides=[2, 2]), [2, 2], [0, 0, 1, 1]),  # one output: rows 0-1 live
+    ([1, 4, 2, 2], 5, dict(pads=[2, 2, 2, 2]), [3, 3], [1, 1, 1, 1]),
+    ([1, 4, 1, 6], 3, dict(pads=[1, 1, 1, 1]), [1, 3], [0, 1, 0, 1]),  # one axis only
+    ([1, 4, 1, 1], 3, dict(pads=[2, 2, 2, 2], dilations=[2, 2]), [1, 1], [0, 0, 0, 0]),
+    ([1, 4, 1, 1], 3, dict(pads=[3, 3, 3, 3], dilations=[2, 2]), [1, 1], [1, 1, 1, 1]),  # 3 outputs, one live
+    ([1, 4, 1], 3, dict(pads=[1, 1]), [1], [0, 0]),  # 1-D
+])
+def test_taps_that_read_only_padding_are_cropped(shape, kernel, attrs, kept, pads):
+    b = GraphBuilder()
+    x = b.input("x", shape)
+    w = randn(6, shape[1], *[kernel] * (len(shape) - 2))
+    y = b.Relu(b.Conv(x, b.const(w), b.const(randn(6)), name="conv", **attrs))
+    g = assert_same_numerics(prune_conv_taps, b.build(y))
+    conv = g.node("conv")
+    assert conv.attrs["kernel_shape"] == kept and conv.attrs["pads"] == pads
+    assert list(conv.inputs[1].const.shape[2:]) == kept
+
+
+@pytest.mark.parametrize("shape, attrs", [
+    ([1, 4, 2, 2], dict(pads=[1, 1, 1, 1])),  # every tap meets data at some output
+    ([1, 4, 7, 7], dict(pads=[1, 1, 1, 1])),
+    ([1, 4, 3, 3], dict(pads=[1, 1, 1, 1], dilations=[2, 2])),  # the centre alone would need pads of -1
+])
+def test_convs_whose_taps_all_read_data_stay(shape, attrs):
+    b = GraphBuilder()
+    x = b.input("x", shape)
+    b_conv = b.Conv(x, b.const(randn(3, shape[1], 3, 3)), name="conv", **attrs)
+    g = assert_same_numerics(prune_conv_taps, b.build(b_conv))
+    assert g.node("conv").attrs["kernel_shape"] == [3, 3]
+
+
+def test_taps_are_pruned_on_the_float_path_only():
+    """OPTIMIZE (backend, Run_th's reference) crops the 3x3 kernel of a 1x1
+    map; the device pipeline (partition_graph) keeps it as imported."""
+    from compiler.pipeline import optimize, partition_graph
+    from ir import walk
+
+    def graph():
+        b = GraphBuilder()
+        y = b.Conv(b.input("x", [1, 8, 1, 1]), b.const(randn(8, 8, 3, 3)), b.const(randn(8)), pads=[1, 1, 1, 1],
+                   name="conv")
+        return b.build(b.Relu(y))
+
+    def kernels(g):
+        return [n.attrs["kernel_shape"] for _, n in walk(g) if n.op == "Conv"]
+
+    assert kernels(optimize(graph())) == [[1, 1]]
+    assert kernels(partition_graph(graph())) == [[3, 3]]
 
 
 # ---------------------------------------------------------------- canonicalize_linear
