@@ -50,6 +50,7 @@ class Engine:
         self._reference_missing = [t.name for t in model.outputs if t.name not in reference.output_names] \
             if reference is not None else []
         """Model outputs the float reference program lacks (Run_th's error, at the call)."""
+        self._input_dtypes = [(spec, np.dtype(spec.dtype)) for spec in model.inputs]
         self._ran: set[str] = set()
         """The kinds of run done once: their kernels are compiled (runtime/interrupts.py)."""
 
@@ -137,12 +138,12 @@ class Engine:
 
     def _inputs(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         table = {}
-        for spec in self.model.inputs:
+        for spec, dtype in self._input_dtypes:
             if spec.name not in feeds:
                 raise ExecutionError(f"missing input {spec.name!r}; the inputs are "
                                      f"{[t.name for t in self.model.inputs]}")
             array = np.asarray(feeds[spec.name])
-            if array.shape != spec.shape or array.dtype != np.dtype(spec.dtype):
+            if array.shape != spec.shape or array.dtype != dtype:
                 raise ExecutionError(f"input {spec.name!r} must be {spec.dtype}{list(spec.shape)}, got "
                                      f"{array.dtype}{list(array.shape)}")
             table[spec.name] = array

@@ -234,15 +234,36 @@ class Executor:
         return pairs
 
     def _bind_inputs(self, env: list, feeds: Mapping[str, np.ndarray]) -> None:
-        program = self.program
-        names = program.input_names
-        if len(feeds) > len(names) or not set(names).issuperset(feeds):
-            unknown = set(feeds) - set(names)
-            raise ExecutionError(f"unknown input(s) {sorted(unknown)}; the inputs are {names}")
-        for slot, name in zip(program.inputs, names):
+        names, expected = self._input_specs()
+        if len(feeds) > len(names) or not names.issuperset(feeds):
+            unknown = set(feeds) - names
+            raise ExecutionError(f"unknown input(s) {sorted(unknown)}; the inputs are {self.program.input_names}")
+        for slot, name, shape, dtype in expected:
             if name not in feeds:
-                raise ExecutionError(f"missing input {name!r}; the inputs are {names}")
-            env[slot] = self._checked_input(slot, name, feeds[name])
+                raise ExecutionError(f"missing input {name!r}; the inputs are {self.program.input_names}")
+            array = feeds[name]
+            if not isinstance(array, np.ndarray):
+                array = np.asarray(array)
+            if dtype is not None and (array.dtype != dtype or array.shape != shape):  # fast path: exact match
+                array = self._checked_input(slot, name, array)
+            env[slot] = array
+
+    def _input_specs(self) -> tuple[frozenset, list]:
+        """The input names, and (slot, name, static shape or None, dtype or
+        None) per input: a fed array of exactly that shape and dtype needs no
+        further check (computed once)."""
+        specs = self.__dict__.get("_inputs_checked")
+        if specs is None:
+            program, expected = self.program, []
+            for slot, name in zip(program.inputs, program.input_names):
+                if program.types:
+                    shape, dtype = program.types[slot]
+                    static = None if any(d is None for d in shape) else tuple(shape)
+                    expected.append((slot, name, static, np.dtype(dtype)))
+                else:
+                    expected.append((slot, name, None, None))
+            specs = self._inputs_checked = (frozenset(program.input_names), expected)
+        return specs
 
     def _checked_input(self, slot: int, name: str, array) -> np.ndarray:
         array = np.asarray(array)
