@@ -67,14 +67,17 @@ SIMPLIFY = Sequential([
     eliminate_dead_code,
 ], name="simplify")
 
-OPTIMIZE = Sequential([
-    SIMPLIFY,
+FLOAT_CPU = Sequential([
     prune_conv_taps,      # kernel taps that meet only padding (3x3 convs of 1x1 maps) -> smaller kernels
     fuse_ops,
-], name="optimize")
-"""The float CPU path (compiler.backend, Run_th's reference program). Pruning
-taps stays out of SIMPLIFY, which the device pipeline shares: a smaller kernel
+], name="float_cpu")
+"""The float CPU path's own rewrites, after SIMPLIFY (and, for Run_th's
+reference program, after the quantization's float rewrites). Pruning taps
+stays out of SIMPLIFY, which the device pipeline shares: a smaller kernel
 changes a layer's cost, and so what the affinity policy places where."""
+
+OPTIMIZE = Sequential([SIMPLIFY, FLOAT_CPU], name="optimize")
+"""The float CPU path (compiler.backend; Run_th's reference program runs FLOAT_CPU)."""
 
 PLACE = Sequential([
     assign_affinity,      # HETERO policy: first device of partition.fallback that supports the node
