@@ -25,11 +25,11 @@ from compiler.build import build
 from compiler.coverage import METADATA_KEY
 from compiler.errors import ModelImportError
 from compiler.frontend.loader import load_model
-from compiler.pipeline import FLOAT_CPU
 from compiler.quant_config import QuantConfig
 from compiler.quantize import quantize_model
 from ir.graph import Graph, clone
 from passes.distribute import Placement, PlacementError
+from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext, PassInstrument
 from passes.instruments import PassTiming, timed
 from passes.quant.calibration_data import PreprocessSpec
@@ -144,11 +144,10 @@ def system_config(config: HardwareConfig, numcard: int) -> HardwareConfig:
 
 
 def fused_reference(float_graph: Graph) -> Graph:
-    """The float model as Run_th runs it: the float CPU path's rewrites
-    (compiler.pipeline.FLOAT_CPU: pruned taps, fused), so the reference is
-    fast too."""
+    """The float model as Run_th runs it: simplified and fused, like the
+    CPU path (compiler.pipeline.OPTIMIZE), so the reference is fast too."""
     with PassContext():
-        return FLOAT_CPU(clone(float_graph))
+        return fuse_ops(clone(float_graph))
 
 
 def first_layers(proto: onnx.ModelProto, count: int, label: str = "model") -> onnx.ModelProto:

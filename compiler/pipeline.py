@@ -42,7 +42,7 @@ from passes.layout import layout
 from passes.lower_lrn import lower_lrn
 from passes.partition import partition
 from passes.plan_memory import plan_memory
-from passes.prune_conv_taps import prune_conv_taps, prune_host_conv_taps
+from passes.prune_conv_taps import prune_conv_taps
 from passes.quant.equalize import absorb_bias, equalize
 from passes.quant.extract_qdq import extract_qdq
 from passes.quant.head_grids import head_grids
@@ -67,21 +67,17 @@ SIMPLIFY = Sequential([
     eliminate_dead_code,
 ], name="simplify")
 
-FLOAT_CPU = Sequential([
+OPTIMIZE = Sequential([
+    SIMPLIFY,
     prune_conv_taps,      # kernel taps that meet only padding (3x3 convs of 1x1 maps) -> smaller kernels
     fuse_ops,
-], name="float_cpu")
-"""The float CPU path's own rewrites, after SIMPLIFY (and, for Run_th's
-reference program, after the quantization's float rewrites). Pruning taps
-stays out of SIMPLIFY, which the device pipeline shares: a smaller kernel
+], name="optimize")
+"""The float CPU path (compiler.backend, Run_th's reference program). Pruning
+taps stays out of SIMPLIFY, which the device pipeline shares: a smaller kernel
 changes a layer's cost, and so what the affinity policy places where."""
-
-OPTIMIZE = Sequential([SIMPLIFY, FLOAT_CPU], name="optimize")
-"""The float CPU path (compiler.backend; Run_th's reference program runs FLOAT_CPU)."""
 
 PLACE = Sequential([
     assign_affinity,      # HETERO policy: first device of partition.fallback that supports the node
-    prune_host_conv_taps,  # prune_conv_taps on the host's Convs (as Run_th's reference: same bits)
     lower_lrn,            # accelerator LRNs -> x*x, a 1x1 window-sum Conv, a table, a Mul
     fuse_ops,             # never across devices
     partition,            # cycle-free single-device Segment nodes; tiny device islands back to the CPU

@@ -7,13 +7,11 @@ centre tap alone, a 1x1 convolution, computes the same sums with a ninth of
 the MACs and of the weights. On a 2x2 map with pads of 1 every tap meets data
 somewhere, and nothing changes.
 
-It runs in the float CPU pipeline (compiler.pipeline.FLOAT_CPU: the backend
+It runs in the float CPU pipeline (compiler.pipeline.OPTIMIZE: the backend
 and Run_th's reference program), not before the device pipeline's affinity
 pass: a smaller kernel changes a layer's cost and so where the policy places
 tiny layers, and the device program must stay as placed from the imported
-graph. After affinity, ``prune_host_conv_taps`` crops the Convs placed on the
-host alone, so that a model compiled for the CPU computes what Run_th's
-reference computes, bit for bit.
+graph.
 
 Only taps at the ends of a kernel axis go (the kernel stays a box), and only
 where the pads left are not negative; the output shape is the same.
@@ -23,25 +21,14 @@ from __future__ import annotations
 from ir.graph import Graph, Node
 from passes.infra import PassContext, graph_pass
 from passes.rewrite import const_input, nodes_of
-from runtime.hardware import HOST
 
 
 @graph_pass(opt_level=1)
 def prune_conv_taps(graph: Graph, ctx: PassContext) -> Graph:
     """Crop each Conv with a constant weight and a static input to the taps
     that read its input somewhere."""
-    return _prune(graph, lambda node: True)
-
-
-@graph_pass(opt_level=1, required=("assign_affinity",))
-def prune_host_conv_taps(graph: Graph, ctx: PassContext) -> Graph:
-    """``prune_conv_taps`` for the Convs the affinity pass placed on the host."""
-    return _prune(graph, lambda node: node.affinity == HOST)
-
-
-def _prune(graph: Graph, chosen) -> Graph:
     for node in nodes_of(graph, "Conv"):
-        crop = _live_taps(node) if chosen(node) else None
+        crop = _live_taps(node)
         if crop is None:
             continue
         weight = node.inputs[1]

@@ -239,11 +239,6 @@ def test_taps_are_pruned_on_the_float_path_only():
 
     assert kernels(optimize(graph())) == [[1, 1]]
     assert kernels(partition_graph(graph())) == [[3, 3]]
-    from compiler.compile import fused_reference  # Run_th's program, from the graph the quantizer keeps
-    imported = graph()
-    assert kernels(fused_reference(imported)) == [[1, 1]] and kernels(imported) == [[3, 3]]  # a pruned copy
-    # placed on the host (IE's CPU plugin), the compiled program prunes as the reference does
-    assert kernels(partition_graph(graph(), options={"partition.fallback": "CPU"})) == [[1, 1]]
 
 
 # ---------------------------------------------------------------- canonicalize_linear
