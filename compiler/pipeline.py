@@ -72,9 +72,11 @@ OPTIMIZE = Sequential([
     prune_conv_taps,      # kernel taps that meet only padding (3x3 convs of 1x1 maps) -> smaller kernels
     fuse_ops,
 ], name="optimize")
-"""The float CPU path (compiler.backend, Run_th's reference program). Pruning
-taps stays out of SIMPLIFY, which the device pipeline shares: a smaller kernel
-changes a layer's cost, and so what the affinity policy places where."""
+"""The float CPU path of compiler.backend. Pruning taps stays out of SIMPLIFY,
+which the device pipeline shares (a smaller kernel changes a layer's cost, and
+so what the affinity policy places where), and out of Run_th's reference
+program, which must keep giving the bits of IE's CPU plugin and the Simulator
+API's float runs (docs/passes.md)."""
 
 PLACE = Sequential([
     assign_affinity,      # HETERO policy: first device of partition.fallback that supports the node

@@ -7,11 +7,11 @@ centre tap alone, a 1x1 convolution, computes the same sums with a ninth of
 the MACs and of the weights. On a 2x2 map with pads of 1 every tap meets data
 somewhere, and nothing changes.
 
-It runs in the float CPU pipeline (compiler.pipeline.OPTIMIZE: the backend
-and Run_th's reference program), not before the device pipeline's affinity
-pass: a smaller kernel changes a layer's cost and so where the policy places
-tiny layers, and the device program must stay as placed from the imported
-graph.
+It runs in compiler.backend's float pipeline (compiler.pipeline.OPTIMIZE)
+only: not before the device pipeline's affinity pass (a smaller kernel
+changes a layer's cost and so where the policy places tiny layers), and not
+in Run_th's reference program, whose bits IE's CPU plugin and the Simulator
+API's float runs must keep matching.
 
 Only taps at the ends of a kernel axis go (the kernel stays a box), and only
 where the pads left are not negative; the output shape is the same.

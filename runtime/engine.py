@@ -45,10 +45,10 @@ class Engine:
                                        [t.name for t in model.outputs], model.segments)
             self._segments = SegmentExecutor(program, self.device, check)
             self._reference = Executor(model.reference, check=check) if model.reference is not None else None
-        reference = self._reference.program if self._reference is not None else None
-        self._reference_inputs = reference.input_names if reference is not None else []
-        self._reference_missing = [t.name for t in model.outputs if t.name not in reference.output_names] \
-            if reference is not None else []
+        reference = model.reference
+        self._reference_inputs = [] if reference is None else reference.input_names
+        self._reference_missing = [] if reference is None else [
+            t.name for t in model.outputs if t.name not in reference.output_names]
         """Model outputs the float reference program lacks (Run_th's error, at the call)."""
         self._input_dtypes = [(spec, np.dtype(spec.dtype)) for spec in model.inputs]
         self._ran: set[str] = set()

@@ -49,6 +49,11 @@ class Executor:
         """A run's values before its inputs are bound: the constants (copied per run)."""
         for slot, array in program.constants.items():
             self._constants_env[slot] = array
+        self._input_set = frozenset(program.input_names)
+        self._expected_inputs = [_expected_input(program, slot, name)
+                                 for slot, name in zip(program.inputs, program.input_names)]
+        """(slot, name, static shape or None, dtype or None) per input: a fed
+        array of exactly that shape and dtype needs no further check."""
 
     def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None,
             observe: Callable[[str, np.ndarray], None] | None = None,
@@ -234,36 +239,16 @@ class Executor:
         return pairs
 
     def _bind_inputs(self, env: list, feeds: Mapping[str, np.ndarray]) -> None:
-        names, expected = self._input_specs()
-        if len(feeds) > len(names) or not names.issuperset(feeds):
-            unknown = set(feeds) - names
+        if not self._input_set.issuperset(feeds):
+            unknown = set(feeds) - self._input_set
             raise ExecutionError(f"unknown input(s) {sorted(unknown)}; the inputs are {self.program.input_names}")
-        for slot, name, shape, dtype in expected:
+        for slot, name, shape, dtype in self._expected_inputs:
             if name not in feeds:
                 raise ExecutionError(f"missing input {name!r}; the inputs are {self.program.input_names}")
             array = feeds[name]
-            if not isinstance(array, np.ndarray):
-                array = np.asarray(array)
-            if dtype is not None and (array.dtype != dtype or array.shape != shape):  # fast path: exact match
-                array = self._checked_input(slot, name, array)
+            if not isinstance(array, np.ndarray) or array.dtype != dtype or array.shape != shape:
+                array = self._checked_input(slot, name, array)  # the exact match above is the fast path
             env[slot] = array
-
-    def _input_specs(self) -> tuple[frozenset, list]:
-        """The input names, and (slot, name, static shape or None, dtype or
-        None) per input: a fed array of exactly that shape and dtype needs no
-        further check (computed once)."""
-        specs = self.__dict__.get("_inputs_checked")
-        if specs is None:
-            program, expected = self.program, []
-            for slot, name in zip(program.inputs, program.input_names):
-                if program.types:
-                    shape, dtype = program.types[slot]
-                    static = None if any(d is None for d in shape) else tuple(shape)
-                    expected.append((slot, name, static, np.dtype(dtype)))
-                else:
-                    expected.append((slot, name, None, None))
-            specs = self._inputs_checked = (frozenset(program.input_names), expected)
-        return specs
 
     def _checked_input(self, slot: int, name: str, array) -> np.ndarray:
         array = np.asarray(array)
@@ -306,6 +291,13 @@ def _attrs_keeping(step, wanted: set[int]):
     if isinstance(inplace, int) and 0 <= inplace < len(step.inputs) and step.inputs[inplace] in wanted:
         return {**step.attrs, "inplace": -1}
     return step.attrs
+
+
+def _expected_input(program: Program, slot: int, name: str) -> tuple:
+    if not program.types:
+        return slot, name, None, None
+    shape, dtype = program.types[slot]
+    return slot, name, None if None in shape else tuple(shape), np.dtype(dtype)
 
 
 def _fmt(shape) -> str:
