@@ -22,6 +22,7 @@ from runtime.kernels import get_kernel
 from runtime.segments import CODES, Runner, Table
 from runtime.sim import Simulator
 from runtime.sim.timing import exchange_cycles
+from runtime.timeline import DeviceTimeline, device_timeline
 
 _EDGE_ATTRS = {"axis": 1, "block_size": 0, "output_dtype": None, "precision": None}
 
@@ -167,6 +168,11 @@ class SimulatedDevice:
     def instructions(self) -> int:
         """Instructions one run executes on the device."""
         return int(sum(s.instructions for s in self.simulators))
+
+    def timeline(self) -> DeviceTimeline:
+        """One run's modelled timeline: every cluster's modules and the host
+        link, span by span, ending at hwtime (runtime/timeline.py)."""
+        return device_timeline(self.model.config, self._simulators)
 
     def layer_times(self) -> list[LayerTime]:
         """Estimated cycles of every accelerator layer, in program order."""

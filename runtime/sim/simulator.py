@@ -235,6 +235,11 @@ class Simulator:
                       macs / capacity if capacity else 0.0, activity)
 
     @property
+    def streams(self) -> dict[StreamKey, np.ndarray]:
+        """The decoded streams (one row per instruction), by key, in phase, card, cluster order."""
+        return dict(self._streams)
+
+    @property
     def lanes(self) -> list[int]:
         """Per phase, how many lanes it runs as (runtime/sim/lanes.py): one
         per stream where the streams of each card share no DRAM byte between
