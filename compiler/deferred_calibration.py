@@ -83,12 +83,13 @@ class DeferredCalibration:
         """The Engine a run started now goes to."""
         return self._engine
 
-    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]], timings: list | None = None
-                  ) -> tuple[list[dict[str, np.ndarray]], Engine]:
-        """``Engine.run_batch`` on the program of the moment, and which
-        Engine ran it. A successful float run's finite inputs are collected
-        until ``wanted`` images are in; the one that completes them starts
-        the build."""
+    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]], timings: list | None = None,
+                  recorder=None) -> tuple[list[dict[str, np.ndarray]], Engine]:
+        """``Engine.run_batch`` on the program of the moment (``recorder``:
+        its host spans, runtime.trace.HostRecorder), and which Engine ran
+        it. A successful float run's finite inputs are collected until
+        ``wanted`` images are in; the one that completes them starts the
+        build."""
         with self._changed:
             self._runs += 1
             engine = self._engine
@@ -99,7 +100,8 @@ class DeferredCalibration:
             self._notified |= tell
         if tell and self._notify is not None:
             self._notify(self.status())
-        outputs = engine.run_batch(images, timings)
+        traced = {} if recorder is None else {"recorder": recorder}
+        outputs = engine.run_batch(images, timings, **traced)
         if engine is self.float_engine:
             self._collect(images)
         return outputs, engine

@@ -7,12 +7,16 @@ is no card here), which also gives the device time. Everything is prepared
 once at construction (Init): DRAM holds the weights image, streams are
 validated and decoded, kernel programs resolved. It adds what a binary
 carries beyond its segments: the interface's input checks and the float
-reference program of Run_th.
+reference program of Run_th. Any run can record its host spans for a
+trace (runtime/trace.py); :meth:`Engine.write_trace` writes one.
 """
 from __future__ import annotations
 
+import os
+import time
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -22,7 +26,9 @@ from runtime.errors import ExecutionError
 from runtime.executor import Executor
 from runtime.interrupts import deferred_interrupt
 from runtime.nonfinite import check_feeds, nonfinite_policy
-from runtime.segments import SegmentedProgram, SegmentExecutor
+from runtime.segments import SegmentedProgram, SegmentExecutor, record_segment
+from runtime.timeline import DeviceTimeline
+from runtime.trace import HostRecorder, write_trace
 
 _LATER = nullcontext()
 """What :meth:`Engine._first` gives once a kind of run has run (reusable)."""
@@ -55,34 +61,38 @@ class Engine:
         """The kinds of run done once: their kernels are compiled (runtime/interrupts.py)."""
 
     # ------------------------------------------------------------ running
-    def run(self, feeds: Mapping[str, np.ndarray], codes: dict | None = None) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], codes: dict | None = None,
+            recorder: HostRecorder | None = None) -> dict[str, np.ndarray]:
         """The model's outputs for ``feeds`` (input name -> float32 array), of
         a binary that runs one image at a time; ``codes``, when given, gets
-        the DeviceCodes of every output the device produced (by name)."""
+        the DeviceCodes of every output the device produced (by name);
+        ``recorder`` the run's host spans (as run_batch)."""
         if self.model.batch != 1:
             raise ExecutionError(f"this binary runs {self.model.batch} images at once (batch mode over its "
                                  "clusters and cards): use run_batch")
         found = [] if codes is not None else None
-        outputs = self.run_batch([feeds], codes=found)[0]
+        outputs = self.run_batch([feeds], codes=found, recorder=recorder)[0]
         if codes is not None:
             codes.update(found[0])
         return outputs
 
-    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]],
-                  timings: list | None = None, codes: list | None = None) -> list[dict[str, np.ndarray]]:
+    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]], timings: list | None = None,
+                  codes: list | None = None, recorder: HostRecorder | None = None) -> list[dict[str, np.ndarray]]:
         """The outputs of every image of one run: exactly ``model.batch``
         images, each a feed dict, run together (one image per cluster and
         card in batch mode). ``timings`` gets each CPU kernel call's (step
         name, kernel, seconds) appended; ``codes`` gets, per image, the
         runtime.device.DeviceCodes of each output the device produced: the
-        integer codes behind the float output, for fixed-point APIs. Runs
-        from several threads overlap, pipelined segment by segment
+        integer codes behind the float output, for fixed-point APIs;
+        ``recorder`` (thread-safe, so concurrent runs may share one) each
+        segment and CPU kernel as host spans (segments.record_segment).
+        Runs from several threads overlap, pipelined segment by segment
         (runtime.segments.SegmentExecutor)."""
         if len(images) != self.model.batch:
             raise ExecutionError(f"this binary runs {self.model.batch} image(s) at once; got {len(images)}")
         tables = [self._device_inputs(feeds, k) for k, feeds in enumerate(images)]
         with self._first("the first run"):
-            return self._segments.run_batch(tables, timings, codes)
+            return self._segments.run_batch(tables, timings, codes, recorder)
 
     def warm(self, who: str = "tessera") -> None:
         """Run the device program once on zero inputs and discard the results,
@@ -96,9 +106,11 @@ class Engine:
         with CompileReport(who):
             self.run_batch([zeros] * self.model.batch)
 
-    def run_reference(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_reference(self, feeds: Mapping[str, np.ndarray],
+                      recorder: HostRecorder | None = None) -> dict[str, np.ndarray]:
         """The float reference program's outputs (FWDNXT's Run_th): no device
-        codes, so no non-finite policy; NaN and ±Inf follow IEEE arithmetic."""
+        codes, so no non-finite policy; NaN and ±Inf follow IEEE arithmetic.
+        ``recorder`` gets the run and its kernels as host spans."""
         if self._reference is None:
             raise ExecutionError("this binary was compiled without the float reference program "
                                  "(strip_reference); Run_th needs it")
@@ -106,8 +118,31 @@ class Engine:
             raise ExecutionError("the float reference program does not compute the model outputs "
                                  f"{self._reference_missing}")
         table = self._inputs(feeds)
+        steps: list | None = [] if recorder is not None else None
+        start = time.perf_counter()
         with self._first("the first run of the float reference"):
-            return self._reference.run({n: table[n] for n in self._reference_inputs})
+            outputs = self._reference.run({n: table[n] for n in self._reference_inputs}, timings=steps)
+        if recorder is not None:
+            record_segment(recorder, "float reference", "CPU (float reference)", start, time.perf_counter(), steps, 1)
+        return outputs
+
+    # ------------------------------------------------------------ tracing
+    @cached_property
+    def timeline(self) -> DeviceTimeline | None:
+        """The modelled timeline of one device run (the cycle model's
+        schedule is static, so every run's is this one); None for a binary
+        with no device segment."""
+        return self.device.timeline() if self.model.device_segments else None
+
+    def write_trace(self, path: str | os.PathLike, recorder: HostRecorder | None = None, device: bool = True,
+                    metadata: Mapping[str, Any] | None = None) -> None:
+        """Write the trace of one run to ``path`` (runtime/trace.py; atomic,
+        a FileError naming the path if it cannot be): the device's timeline
+        when the run used the device (``device``), and the ``recorder``'s
+        host spans."""
+        about = {"model": str(self.model.metadata.get("source", "model")), "images": self.model.batch,
+                 **(metadata or {})}
+        write_trace(path, self.timeline if device else None, recorder.snapshot() if recorder is not None else (), about)
 
     def _first(self, what: str) -> AbstractContextManager:
         """Ctrl-C deferred during the first run of ``what`` (it compiles

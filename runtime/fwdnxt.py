@@ -43,7 +43,7 @@ from runtime import hardware
 from runtime.compiled import CompiledModel
 from runtime.engine import Engine
 from runtime.errors import TesseraError
-from runtime.files import FileError
+from runtime.files import FileError, check_writable
 from runtime.fwdnxt_flags import (
     ACTIONS,
     ALIASES,
@@ -61,6 +61,7 @@ from runtime.fwdnxt_flags import (
 from runtime.nonfinite import NonFiniteInputError, nonfinite_policy
 from runtime.preprocess import PreprocessError, PreprocessSpec
 from runtime.requests import Cancelled, Closed, EngineQueue, InOrderBuffers, Request
+from runtime.trace import HostRecorder
 from runtime.version import TAGGED as VERSION
 
 __all__ = ["FWDNXT", "FWDNXTError", "FWDNXTWarning"]
@@ -220,6 +221,11 @@ class FWDNXT:
                 raise FWDNXTError(f"SetFlag: bitfile {value!r} does not exist")
             elif name == "dumpdir" and value and os.path.exists(value) and not os.path.isdir(value):
                 raise FWDNXTError(f"SetFlag: dumpdir {value!r} is a file, not a folder")
+            elif name == "trace" and value:
+                try:
+                    check_writable(value)
+                except FileError as exc:
+                    raise FWDNXTError(f"SetFlag: trace {value!r}: {exc.cause}") from None
             self._store(name, value)
             if why:
                 _no_effect(FLAGS[name], value, why)
@@ -313,21 +319,41 @@ class FWDNXT:
         engine = self._loaded("Run_th").engine
         images = _inputs("Run_th", engine.model, image)
         targets = _results("Run_th", engine.model, result)
+        recorder = self._recorder()
         try:
-            outputs = [engine.run_reference(feeds) for feeds in images]
+            outputs = [engine.run_reference(feeds, recorder) for feeds in images]
         except TesseraError as exc:
             raise FWDNXTError(f"Run_th: {exc}") from exc
         _fill(engine.model, targets, outputs)
+        self._trace("Run_th", engine, recorder, device=False)
 
     def _run(self, call: str, image, result, device: bool) -> None:
         engine, queue, _, _ = self._loaded(call)
         images = _inputs(call, engine.model, image)
         targets = _results(call, engine.model, result)
-        request = queue.run(Request(images, device=device))
+        request = queue.run(Request(images, device=device, recorder=self._recorder()))
         self._finish(call, engine, request, targets)
         if self._flags["breaklayer"] == 2 and device:
             for line in debug.layer_time_lines(engine):
                 print(f"FWDNXT: {call}: {line}")
+        self._trace(call, engine, request.recorder, device)
+
+    def _recorder(self) -> HostRecorder | None:
+        """A recorder of one run's host spans while the trace flag is set."""
+        return HostRecorder() if self._flags["trace"] else None
+
+    def _trace(self, call: str, engine: Engine, recorder: HostRecorder | None, device: bool, tag: str = "") -> None:
+        """The trace flag: one run's trace written to its file, after the
+        results are in the caller's buffer; a failed write is a FWDNXTError
+        naming the file (the results stay in the buffer)."""
+        path = self._flags["trace"]
+        if recorder is None or not path:
+            return
+        try:
+            engine.write_trace(path, recorder, device, {"api": "FWDNXT", "call": call})
+        except FileError as exc:
+            raise FWDNXTError(f"{call}: trace {exc.path!r} could not be written: {exc.cause}; the run's results are "
+                              f"in the result buffer{tag}") from exc
 
     def PutInput(self, image, userobj) -> bool:
         """Copy ``image`` into a free input buffer and start the simulated
@@ -346,7 +372,7 @@ class FWDNXT:
                 buffers.put_end()
                 return True
             images = _inputs("PutInput", engine.model, image, copy=True)
-            request = Request(images, userobj, device=self._flags["runsw"] != 2)
+            request = Request(images, userobj, device=self._flags["runsw"] != 2, recorder=self._recorder())
             if request.device:
                 engine.check_finite(images)
             return buffers.put(request, block=bool(self._flags["blockingmode"]))
@@ -373,6 +399,8 @@ class FWDNXT:
             return None
         self._finish("GetResult", engine, request, targets)
         self._last_get.outcome = "result"
+        self._trace("GetResult", engine, request.recorder, request.device, f" (the input put with userobj "
+                    f"{request.tag!r})")
         return request.tag
 
     @property

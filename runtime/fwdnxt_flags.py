@@ -62,7 +62,8 @@ class Flag:
 _TILER = ("Tessera's tile pass chooses each layer's loop order, tiling and padding from the cycle model at "
           "Compile; there is no algorithm to force")
 _PROFILE = ("the tile pass already keeps, per layer, the tiling the cycle model finds fastest, at Compile, so "
-            "there is no compile-run-keep-best loop to run; per-layer times: breaklayer=2 (options 'L')")
+            "there is no compile-run-keep-best loop to run; per-layer times: breaklayer=2 (options 'L'); a "
+            "timeline of each run: SetFlag('trace', 'run.json')")
 _BANKS = ("the simulated cards have no program memory banks: each (card, cluster) stream is decoded once at "
           "Init and runs in place")
 _INSTR = ("instruction streams are sections of the binary of their own, outside the card's DRAM map, with no "
@@ -115,6 +116,10 @@ FLAGS: dict[str, Flag] = {f.name: f for f in (
          ignored=("510", "511", "852"), why=_CARD),
     Flag("dumpdir", "", "a folder: every device run writes each card's DRAM there (run<N>_card<C>.bin), and "
          "debug 'i' and 'J' write there instead of the working folder", "Init, runs"),
+    Flag("trace", "", "a file: after every Run, Run_sw, Run_th and GetResult (of an input put while it was set), "
+         "the trace of that run in Chrome's trace-event format (docs/trace.md): the device's modelled timeline "
+         "when it ran on the device, and the host's segments and CPU kernels ('' = off; the path must be "
+         "writable)", "runs"),
     Flag("bitfile", "", "recorded only: the simulator needs no bitfile ('' = none); a path must exist", "now"),
     Flag("reset", "", "restore every flag's default", "now"),
     Flag("help", "", "print the flags, letters and GetInfo names", "now"),
@@ -164,7 +169,7 @@ FLAGS: dict[str, Flag] = {f.name: f for f in (
     Flag("prune", 0, "prune the model", "Compile", ignored=True,
          why="Tessera computes the whole ONNX model; it never prunes weights"),
 )}
-"""Every SetFlag name of api-notes 1.4.1 and 1.4.2, and one of Tessera's own (nonfinite)."""
+"""Every SetFlag name of api-notes 1.4.1 and 1.4.2, and Tessera's own (nonfinite, trace)."""
 
 ACTIONS = ("help", "reset")
 """SetFlag names that do something at once and hold no value."""

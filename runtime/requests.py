@@ -24,6 +24,7 @@ import numpy as np
 
 from runtime.engine import Engine
 from runtime.errors import TesseraError
+from runtime.trace import HostRecorder
 
 Images = Sequence[Mapping[str, np.ndarray]]
 """The feeds of every image of one run (Engine.run_batch's argument)."""
@@ -43,11 +44,13 @@ class Request:
     time of that run, 0 for a run of the float reference) or ``error``.
     With ``record``, a device run also keeps ``codes`` (per image, the
     DeviceCodes of the outputs the device produced) and ``timings`` (each
-    CPU kernel call's step name, kernel and seconds)."""
+    CPU kernel call's step name, kernel and seconds). A ``recorder``
+    (runtime.trace.HostRecorder) gets the run's host spans, for a trace."""
 
-    __slots__ = ("images", "tag", "device", "outputs", "hwtime_ms", "error", "codes", "timings", "_done")
+    __slots__ = ("images", "tag", "device", "outputs", "hwtime_ms", "error", "codes", "timings", "recorder", "_done")
 
-    def __init__(self, images: Images | None, tag: Any = None, device: bool = True, record: bool = False):
+    def __init__(self, images: Images | None, tag: Any = None, device: bool = True, record: bool = False,
+                 recorder: HostRecorder | None = None):
         self.images = images
         self.tag = tag
         self.device = device
@@ -55,6 +58,7 @@ class Request:
         self.hwtime_ms = 0.0
         self.codes: list[dict] | None = [] if record else None
         self.timings: list | None = [] if record else None
+        self.recorder = recorder
         self.error: BaseException | None = None
         self._done = threading.Event()
 
@@ -81,14 +85,15 @@ class Request:
     def _execute(self, engine: Engine, after_run: Callable[[Request], None] | None) -> None:
         """Run; keep the outputs or the exception (done is set by the caller)."""
         try:
+            traced = {} if self.recorder is None else {"recorder": self.recorder}
             if self.device:
                 recorded = {} if self.codes is None else {"timings": self.timings, "codes": self.codes}
-                self.outputs = engine.run_batch(self.images, **recorded)
+                self.outputs = engine.run_batch(self.images, **recorded, **traced)
                 self.hwtime_ms = engine.device.hwtime_ms
                 if after_run is not None:
                     after_run(self)
             else:
-                self.outputs = [engine.run_reference(feeds) for feeds in self.images]
+                self.outputs = [engine.run_reference(feeds, **traced) for feeds in self.images]
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the request's owner
             self.error = exc  # (an interrupt too: EngineQueue.run raises it again on its caller's thread)
 

@@ -8,7 +8,8 @@ device backend the caller gives (runtime/device.py: the simulator, as there
 is no card here). A compiled binary (runtime/engine.py) and a quantized
 graph lowered for the CPU (codegen.cpu.lower_segments: its accelerator
 segments become integer kernel Programs) both run through
-:class:`SegmentExecutor`.
+:class:`SegmentExecutor`, which can record each segment and CPU kernel it
+runs as host spans of a trace (runtime/trace.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 from runtime.compiled import CpuSegment, DeviceSegment, Segment
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
+from runtime.trace import HostRecorder, HostSpan
 
 Table = dict[str, np.ndarray]
 """One image's tensors crossing segments, by name."""
@@ -100,13 +102,15 @@ class SegmentExecutor:
         """The model's outputs for ``feeds`` (input name -> array)."""
         return self.run_batch([feeds])[0]
 
-    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]],
-                  timings: list | None = None, codes: list | None = None) -> list[dict[str, np.ndarray]]:
+    def run_batch(self, images: Sequence[Mapping[str, np.ndarray]], timings: list | None = None,
+                  codes: list | None = None, recorder: HostRecorder | None = None) -> list[dict[str, np.ndarray]]:
         """The outputs of every image of one run (a device segment compiled
         for a batch takes them all at once; CPU segments run image after
         image); ``timings`` gets each CPU kernel call's (step name, kernel,
         seconds) appended; ``codes`` gets, per image, the DeviceCodes of
-        each output the device produced (by name; CPU-computed ones absent)."""
+        each output the device produced (by name; CPU-computed ones absent);
+        ``recorder`` gets each segment and CPU kernel as host spans
+        (:func:`record_segment`)."""
         tables = []
         for feeds in images:
             missing = [n for n in self.program.inputs if n not in feeds]
@@ -115,16 +119,39 @@ class SegmentExecutor:
             tables.append({n: np.asarray(feeds[n]) for n in self.program.inputs})
             if codes is not None:
                 tables[-1][CODES] = {}
+        if recorder is not None and timings is None:
+            timings = []
         times = []
         for run, lock, segment in zip(self._runners, self._locks, self.program.segments):
             with lock:
+                mark = len(timings) if timings is not None else 0
                 start = time.perf_counter()
                 if isinstance(segment, CpuSegment):
                     run(tables, timings)
                 else:
                     run(tables)
-                times.append(time.perf_counter() - start)
+                end = time.perf_counter()
+            times.append(end - start)
+            if recorder is not None:
+                where = "CPU" if isinstance(segment, CpuSegment) else "device (simulator)"
+                record_segment(recorder, segment.name, where, start, end, timings[mark:], len(tables))
         self.last_times = times
         if codes is not None:
             codes.extend({n: table[CODES][n] for n in self.program.outputs if n in table[CODES]} for table in tables)
         return [{n: table[n] for n in self.program.outputs} for table in tables]
+
+
+def record_segment(recorder: HostRecorder, name: str, where: str, start: float, end: float,
+                   steps: Sequence[tuple[str, str, float]], images: int) -> None:
+    """One segment's run from ``start`` to ``end`` (time.perf_counter) as a
+    host span on the running thread's "segments" track, and its CPU kernel
+    calls ``steps`` (step name, kernel, seconds) on its "CPU kernels" track.
+    The executor times each kernel's duration, not its start, so the calls
+    are laid end to end from the segment's start (what the executor does
+    between them gathers at the segment's end)."""
+    thread = threading.current_thread().name
+    recorder.add(HostSpan(f"{thread}: segments", name, start, end, {"where": where, "images": images}))
+    at = start
+    for step, kernel, seconds in steps:
+        recorder.add(HostSpan(f"{thread}: CPU kernels", step, at, at + seconds, {"kernel": kernel, "segment": name}))
+        at += seconds

@@ -4,10 +4,12 @@ and write (docs/trace.md says how to open one).
 
 Two clocks, two kinds of process in one file:
 
-* the simulated device on its modelled clock (runtime/timeline.py): one
-  process per card, one thread per cluster module (DMA load, compute, DMA
-  store), and a "host link" process for split mode's copies between cards;
-  it starts at 0 and its last event ends at hwtime;
+* the simulated device on its modelled clock (runtime/timeline.py): a
+  "device" process whose one event is the whole run, from 0 to hwtime (the
+  modules' last instructions, END and NOP, are not drawn, so their events
+  may end a few cycles before it); one process per card, one thread per
+  cluster module (DMA load, compute, DMA store); and a "host link" process
+  for split mode's copies between cards;
 * the host on the wall clock (time.perf_counter, from the first host span):
   one thread per track (CPU segments, device segments as the simulator ran
   them, the app's stages per image, ...).
@@ -29,7 +31,8 @@ from runtime.files import write_atomic
 from runtime.timeline import HOST_LINK, DeviceTimeline, Lane
 
 HOST_PID = 1
-"""The host's process id; cards are 100 + card, the host link 99."""
+"""The host's process id; cards are 100 + card, the host link 99, the whole device run 98."""
+RUN_PID = 98
 _LINK_PID = 99
 _CARD_PID = 100
 _UNIT_ORDER = ("DMA load", "compute", "DMA store")
@@ -58,6 +61,11 @@ class HostRecorder:
     def add(self, span: HostSpan) -> None:
         with self._lock:
             self.spans.append(span)
+
+    def snapshot(self) -> list[HostSpan]:
+        """The spans recorded so far (a copy: safe while other threads still add)."""
+        with self._lock:
+            return list(self.spans)
 
     @contextmanager
     def span(self, track: str, name: str, **args: Any) -> Iterator[None]:
@@ -96,7 +104,14 @@ def _lane_ids(lane: Lane) -> tuple[int, int]:
 
 
 def _device_events(timeline: DeviceTimeline) -> list[dict]:
-    events = []
+    events = [_meta("process_name", RUN_PID, 0, name="device (modelled clock)"),
+              _meta("process_sort_index", RUN_PID, 0, sort_index=RUN_PID),
+              _meta("thread_name", RUN_PID, 0, name="run"),
+              _meta("thread_sort_index", RUN_PID, 0, sort_index=0),
+              {"ph": "X", "pid": RUN_PID, "tid": 0, "name": "run", "cat": "run", "ts": 0.0,
+               "dur": timeline.microseconds(timeline.total_cycles),
+               "args": {"hwtime_ms": timeline.hwtime_ms, "cycles": timeline.total_cycles,
+                        "segments": _segments(timeline)}}]
     named: set[int] = set()
     for lane in timeline.lanes:
         pid, tid = _lane_ids(lane)
@@ -115,6 +130,14 @@ def _device_events(timeline: DeviceTimeline) -> list[dict]:
                                 "onnx_nodes": list(span.onnx_nodes), "instructions": span.instructions,
                                 "busy_cycles": span.busy, "start_cycle": span.start, "end_cycle": span.end}})
     return events
+
+
+def _segments(timeline: DeviceTimeline) -> list[str]:
+    """The device segments of the run, in the order they ran."""
+    first: dict[str, int] = {}
+    for span in timeline.spans:
+        first[span.segment] = min(first.get(span.segment, span.start), span.start)
+    return sorted(first, key=first.__getitem__)
 
 
 def _host_events(spans: Sequence[HostSpan]) -> list[dict]:

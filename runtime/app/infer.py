@@ -34,6 +34,7 @@ from runtime.app.profile import (
     duration_lines,
     original_values,
     profile_values,
+    stage_spans,
     summary_lines,
     throughput_lines,
 )
@@ -42,6 +43,7 @@ from runtime.command import add_debug_flag, run_command
 from runtime.errors import TesseraError
 from runtime.files import FileError, atomic_output, check_writable
 from runtime.preprocess import LAYOUTS
+from runtime.trace import write_trace
 
 PROG = "tessera-infer"
 DESCRIPTION = ("Predictions, accuracy and throughput of a compiled Tessera binary over an image or a folder of "
@@ -89,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--preprocess_workers", type=_positive, default=1,
                    help="pre-processing worker threads (default 1)")
     p.add_argument("--profile", action="store_true", help="per-image timestamps, a summary table and FPS")
+    p.add_argument("--trace", metavar="JSON", help="also write a trace of the run in Chrome's trace-event format: "
+                   "each image's stages on the host's wall clock and one device run's modelled timeline, for "
+                   "ui.perfetto.dev or chrome://tracing (docs/trace.md)")
     p.add_argument("--outfile", metavar="CSV", help="write the results here (default: standard output)")
     p.add_argument("--labels", metavar="FILE", help="'<filename> <label>' lines: top-1 and top-5 accuracy")
     p.add_argument("--classes", metavar="FILE", help="class names, one a line, to name the predictions")
@@ -129,8 +134,9 @@ def _run(args: argparse.Namespace) -> int:
     paths = list_images(args.img_path)
     classes = read_classes(args.classes) if args.classes else None
     labels = _labels(args.labels, paths) if args.labels else None
-    if args.outfile:
-        _check_outfile(args.outfile)
+    for option, path in (("--outfile", args.outfile), ("--trace", args.trace)):
+        if path:
+            _check_writable(option, path)
     ie = FWDNXT()
     try:
         counts = ie.Init(args.xclbin, "")
@@ -161,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:
     if result.skipped and not result.rows:
         raise InferError(f"none of the {len(paths)} image(s) of --img_path {args.img_path!r} could be read")
     _report(result, labels, args.profile, report)
+    if args.trace:
+        _write_trace(args, result)
     return 0
 
 
@@ -173,12 +181,27 @@ def _output(outfile: str | None) -> ContextManager[TextIO]:
     return atomic_output(outfile, "w", encoding="utf-8", newline="")
 
 
-def _check_outfile(outfile: str) -> None:
-    """Refuse an --outfile that could not be written, before the binary is loaded and the images run."""
+def _check_writable(option: str, path: str) -> None:
+    """Refuse an --outfile or --trace that could not be written, before the binary is loaded and the images run."""
     try:
-        check_writable(outfile)
+        check_writable(path)
     except FileError as exc:
-        raise InferError(f"--outfile {outfile!r}: {exc.cause}") from None
+        raise InferError(f"{option} {path!r}: {exc.cause}") from None
+
+
+def _write_trace(args: argparse.Namespace, result: RunResult) -> None:
+    """--trace: the images' stages (profile.stage_spans) and the modelled
+    timeline of one device run of the binary (the same for every run)."""
+    from runtime.binary import read_binary
+    from runtime.engine import Engine
+
+    timeline = Engine(read_binary(args.xclbin)).timeline
+    try:
+        write_trace(args.trace, timeline, stage_spans(result.rows),
+                    {"app": PROG, "binary": args.xclbin, "images": len(result.rows), "wall_s": result.wall_s})
+    except FileError as exc:
+        raise InferError(f"--trace {args.trace!r} could not be written: {exc.cause} (the results are written)"
+                         ) from None
 
 
 def _check_placement(ie, args: argparse.Namespace) -> None:

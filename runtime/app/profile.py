@@ -2,7 +2,8 @@
 and its describe() table (api-notes 6.2), Tessera's own derived times and
 their summary table (count, mean, p50, p90, p99), and the throughput
 lines: the original's duration and FPS, and the FPS projected from the
-simulator's hwtime."""
+simulator's hwtime; and, for --trace, each image's stages as host spans
+of a trace (runtime/trace.py, docs/trace.md)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from runtime.app.pipeline import STAGES, Row
+from runtime.trace import HostSpan
 
 DERIVED = {
     "total_ms": ("start", "download_end"),
@@ -78,6 +80,41 @@ def profile_values(row: Row) -> list[float]:
     times = row.times
     derived = [1000.0 * (times[b] - times[a]) for a, b in DERIVED.values()]
     return [*(times[s] for s in STAGES), *derived, row.hwtime_ms]
+
+
+def stage_spans(rows: Sequence[Row]) -> list[HostSpan]:
+    """The stages of every image as host spans on the run's clock:
+    pre-processing on as few tracks as its overlapping workers need, then,
+    per device run (PutInput), its upload, device and download (GetResult
+    and the top classes) on a track each (per instance, when several
+    instances ran: the Ray scale-out)."""
+    spans = _preprocessing_spans(rows)
+    runs: dict[tuple[int, int], list[Row]] = {}
+    for row in rows:
+        runs.setdefault((row.instance, row.run), []).append(row)
+    several = len({instance for instance, _ in runs}) > 1
+    for (instance, run), members in sorted(runs.items()):
+        prefix = f"instance {instance} " if several else ""
+        times = members[0].times
+        args = {"images": [m.file for m in members], "hwtime_ms": members[0].hwtime_ms}
+        done = max(m.times["download_end"] for m in members)
+        spans += [HostSpan(prefix + "upload", f"run {run}", times["upload_start"], times["upload_end"], args),
+                  HostSpan(prefix + "device", f"run {run}", times["inference_start"], times["device_end"], args),
+                  HostSpan(prefix + "download", f"run {run}", times["device_end"], done, args)]
+    return spans
+
+
+def _preprocessing_spans(rows: Sequence[Row]) -> list[HostSpan]:
+    """Each image's pre-processing, on the first track free when it started
+    ("pre-processing 1", "pre-processing 2", ...: one per worker busy at once)."""
+    ends: list[float] = []
+    spans = []
+    for row in sorted(rows, key=lambda r: r.times["start"]):
+        start, end = row.times["start"], row.times["preprocessed"]
+        track = next((i for i, busy_until in enumerate(ends) if busy_until <= start), len(ends))
+        ends[track:track + 1] = [end]
+        spans.append(HostSpan(f"pre-processing {track + 1}", row.file, start, end, {"image": row.index}))
+    return spans
 
 
 def summary_lines(rows: Sequence[Row]) -> list[str]:

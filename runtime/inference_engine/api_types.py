@@ -24,7 +24,8 @@ CALIBRATION_IMAGES = 32
 quantizer's default count of calibration inputs)."""
 CONFIG_KEYS = {
     "TARGET_FALLBACK": "HETERO: the device priority of the fallback policy ('HETERO:FPGA,CPU' or 'FPGA,CPU')",
-    "PERF_COUNT": "YES/NO: per-layer counters (always collected; kept for compatibility)",
+    "PERF_COUNT": "YES/NO: per-layer counters (always collected; kept for compatibility); YES with TESSERA_TRACE: "
+                  "each request writes its last run's trace",
     "HETERO_DUMP_GRAPH_DOT": "YES/NO: write hetero_affinity_<net>.dot and hetero_subgraphs_<net>.dot at load",
     "TESSERA_CALIBRATION_DATA": "calibration inputs: a folder of .npy files or images, or a list of arrays; unset: "
                                 "the requests' first input images (TESSERA_CALIBRATION_SAMPLES)",
@@ -35,6 +36,8 @@ CONFIG_KEYS = {
     "TESSERA_HWLINEAR": "YES/NO: fully-connected layers on the accelerator/the CPU (unset: where they pay)",
     "TESSERA_DEMOTE_ISLANDS": "YES (default)/NO: move an accelerator segment whose host transfers cost more than "
                               "it saves back to the CPU",
+    "TESSERA_TRACE": "with PERF_COUNT YES, a file each request writes its last run's trace to, in Chrome's "
+                     "trace-event format (docs/trace.md); '{request}' in it becomes the request's index; '' = none",
     "TESSERA_DOT_DIR": "the folder HETERO_DUMP_GRAPH_DOT writes to (default: the working folder)",
     "TESSERA_NONFINITE": "NaN and Inf in an input: 'error' (a request error naming the input and the first such "
                          "value) or 'saturate' (+-Inf to the grid's end codes, NaN still an error); unset: the "

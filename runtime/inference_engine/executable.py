@@ -1,7 +1,8 @@
 """ExecutableNetwork and InferRequest: a loaded network and its requests,
 running on the Engine from threads of their own (runs overlap segment by
 segment: runtime.segments.SegmentExecutor); perf counts from the cycle
-model and the CPU kernels' measured times (provenance.py)."""
+model and the CPU kernels' measured times (provenance.py); with PERF_COUNT
+YES and TESSERA_TRACE, each request's last run as a trace (docs/trace.md)."""
 from __future__ import annotations
 
 import threading
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from runtime.errors import TesseraError
+from runtime.files import FileError
 from runtime.inference_engine.api_types import (
     DEFERRED,
     NOT_QUANTIZED,
@@ -28,6 +30,7 @@ from runtime.inference_engine.provenance import (
     placements,
 )
 from runtime.preprocess import PreprocessError, PreprocessSpec
+from runtime.trace import HostRecorder
 
 if TYPE_CHECKING:
     from runtime.inference_engine.ie_api import IENetwork
@@ -50,6 +53,12 @@ class ExecutableNetwork:
         self._device = device
         self._config = dict(config or {})
         self._outputs = network._output_names()
+        self._trace = self._config.get("TESSERA_TRACE") or ""
+        """Where each request writes its last run's trace ('' = nowhere): TESSERA_TRACE, with PERF_COUNT YES."""
+        if self._trace and self._config.get("PERF_COUNT") != "YES":
+            warnings.warn(f"load: TESSERA_TRACE {self._trace!r} is written only with PERF_COUNT 'YES' (the trace "
+                          "is a performance counter); no trace will be written", RuntimeWarning, stacklevel=3)
+            self._trace = ""
         shapes = {t.name: list(t.shape) for t in engine.model.outputs}
         network._output_shapes = {key: shapes[tensor] for key, tensor in self._outputs.items() if tensor in shapes}
         self._views: dict[Any, tuple[dict, dict]] = {}
@@ -137,18 +146,34 @@ class ExecutableNetwork:
                                        f"{sorted(self._config)}")
         return self._config[config_name]
 
-    def _run(self, feeds: dict[str, np.ndarray], timings: list) -> tuple[dict[str, np.ndarray], Any]:
-        """The outputs of one run, and the Engine that ran it."""
+    def _run(self, feeds: dict[str, np.ndarray], timings: list, recorder: HostRecorder | None = None
+             ) -> tuple[dict[str, np.ndarray], Any]:
+        """The outputs of one run, and the Engine that ran it (``recorder``: its host spans)."""
         batch = self._engine.model.batch
         if batch != 1:
             raise InferenceEngineError(f"this binary runs {batch} images at once (batch mode); the "
                                        "Inference-Engine API runs one input set per request")
         if self._deferred is not None:
-            (outputs,), engine = self._deferred.run_batch([feeds], timings)
+            (outputs,), engine = self._deferred.run_batch([feeds], timings, recorder)
         else:
             engine = self._fixed
-            (outputs,) = engine.run_batch([feeds], timings)
+            (outputs,) = engine.run_batch([feeds], timings, recorder=recorder)
         return {key: outputs[tensor] for key, tensor in self._outputs.items()}, engine
+
+    def _recorder(self) -> HostRecorder | None:
+        """A recorder of one run's host spans while requests write traces."""
+        return HostRecorder() if self._trace else None
+
+    def _write_trace(self, index: int, engine, recorder: HostRecorder) -> None:
+        """Request ``index``'s last run (on ``engine``) as a trace in its
+        file; an InferenceEngineError naming the file when it cannot be."""
+        path = self._trace.replace("{request}", str(index))
+        try:
+            engine.write_trace(path, recorder, metadata={"api": "Inference Engine", "network": self._network.name,
+                                                         "request": index})
+        except FileError as exc:
+            raise InferenceEngineError(f"request {index}: TESSERA_TRACE {exc.path!r} could not be written: "
+                                       f"{exc.cause}; the request's outputs are kept") from exc
 
     def __del__(self):
         pool = getattr(self, "_pool", None)
@@ -241,16 +266,22 @@ class InferRequest:
 
     def _execute(self) -> None:
         timings: list = []
+        recorder = self._net._recorder()
         start = time.perf_counter()
         try:
             feeds = {name: buf.copy() for name, buf in self.inputs.items()}
-            self.outputs, self._ran_on = self._net._run(feeds, timings)
+            self.outputs, self._ran_on = self._net._run(feeds, timings, recorder)
             status, error = StatusCode.OK, None
         except TesseraError as exc:
             status, error = StatusCode.GENERAL_ERROR, InferenceEngineError(f"request {self.index}: {exc}")
         except Exception as exc:  # noqa: BLE001 - kept for wait() and re-raised by infer()
             status, error = StatusCode.GENERAL_ERROR, exc
         self._timings, self._wall = timings, time.perf_counter() - start
+        if recorder is not None and error is None:
+            try:
+                self._net._write_trace(self.index, self._ran_on, recorder)
+            except InferenceEngineError as exc:
+                status, error = StatusCode.GENERAL_ERROR, exc
         self._status, self._error = status, error
         callback = self._callback
         self._done.set()

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from runtime.errors import TesseraError
-from runtime.files import MAX_TEXT_BYTES, FileError, check_regular
+from runtime.files import MAX_TEXT_BYTES, FileError, check_regular, check_writable
 from runtime.hardware import ACCELERATOR, DEVICES, HETERO, HOST, DeviceListError, parse_fallback
 from runtime.inference_engine.api_types import (  # noqa: F401 - re-exported: the API's names live in ie_api
     AT_LOAD,
@@ -112,6 +112,8 @@ class IEPlugin:
                 value = _image_count(value, f"set_config: {key}")
             elif key == "TESSERA_CALIBRATOR" and not isinstance(value, str):
                 raise InferenceEngineError(f"set_config: TESSERA_CALIBRATOR takes a method name, got {value!r}")
+            elif key == "TESSERA_TRACE":
+                _check_trace(value)
             elif key == "TESSERA_NONFINITE" and value not in POLICIES:
                 raise InferenceEngineError(f"set_config: TESSERA_NONFINITE takes one of {list(POLICIES)}, got "
                                            f"{value!r}")
@@ -402,6 +404,17 @@ def _has_device_layers(compiled) -> bool:
     from runtime.compiled import CpuSegment
 
     return any(not isinstance(segment, CpuSegment) for segment in compiled.segments)
+
+
+def _check_trace(value) -> None:
+    """TESSERA_TRACE: a path string ('' = none) whose file can be written (request 0's, for a '{request}' path)."""
+    if not isinstance(value, str):
+        raise InferenceEngineError(f"set_config: TESSERA_TRACE takes a file path or '', got {value!r}")
+    if value:
+        try:
+            check_writable(value.replace("{request}", "0"))
+        except FileError as exc:
+            raise InferenceEngineError(f"set_config: TESSERA_TRACE {value!r}: {exc.cause}") from None
 
 
 def _image_count(value, what: str) -> int:
