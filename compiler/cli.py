@@ -8,6 +8,8 @@
     tessera disasm FILE.bin  print the instructions with their layers and ONNX nodes
     tessera info FILE.bin    sections, segments, layers and estimated cycles per layer,
                              each CPU node's reason
+    tessera report FILE.bin  write the compile report: one HTML page (layers, placement and
+                             reasons, cycles, the cluster schedule, int8 error, metadata)
     tessera show MODEL       print the IR: as imported, optimised (-O) or partitioned
                              into device segments (--partition, with each CPU node's
                              reason); --dot writes Graphviz
@@ -46,7 +48,8 @@ from runtime.errors import TesseraError
 from runtime.files import MAX_MODEL_BYTES, FileError, check_regular, check_writable, write_atomic
 
 DEFAULT_MODEL = "resnet18"
-OUTPUTS = {"output": "-o", "dot": "--dot", "report": "--report", "export_encodings": "--export-encodings"}
+OUTPUTS = {"output": "-o", "dot": "--dot", "report": "--report", "export_encodings": "--export-encodings",
+           "trace": "--trace"}
 """The options naming a file a command writes (attribute -> flag), checked writable before any work."""
 
 
@@ -97,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed of the random input data")
     run.add_argument("--no-compare", action="store_true", help="skip the onnxruntime comparison")
     run.add_argument("--no-optimize", action="store_true", help="run the graph as imported, unoptimised")
+    run.add_argument("--trace", metavar="FILE.json", help="write the simulator run's trace in Chrome's trace-event "
+                     "format: the device's modelled timeline and the host's segments (docs/trace.md)")
     run.set_defaults(func=cmd_run)
     add_commands(sub, _model_args, _calibration_source, _load)
     show = sub.add_parser("show", help="print the IR (as imported, optimised or partitioned)")
@@ -129,6 +134,8 @@ def _model_args(parser: argparse.ArgumentParser, default: str | None = None) -> 
 
 
 def cmd_run(args) -> int:
+    if args.trace and args.cpu:
+        raise TesseraError("--trace writes the simulator run's trace; it does not apply with --cpu")
     if not args.cpu:
         if args.calibration is None and args.model == DEFAULT_MODEL:
             if _have_photos():

@@ -6,6 +6,7 @@ simulator, disassemble, and describe.
     tessera disasm model.bin                     instructions with their layers and ONNX nodes
     tessera info model.bin                       sections, segments, layers, estimated cycles, and
                                                  why each CPU node is not on the accelerator
+    tessera report model.bin [-o model.html]     the compile report: one HTML page for a browser
 """
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ def add_commands(sub, model_args, calibration_source, load_model) -> None:
     info = sub.add_parser("info", help="describe a binary: sections, segments, layers, estimated cycles")
     info.add_argument("binary", help="a compiled .bin file")
     info.set_defaults(func=cmd_info)
+    report = sub.add_parser("report", help="write a binary's compile report: one HTML page to open in a browser")
+    report.add_argument("binary", help="a compiled .bin file")
+    report.add_argument("-o", "--output", metavar="FILE.html", help="where to write it (default: beside the "
+                        "binary, NAME.html)")
+    report.add_argument("--diagnosis", metavar="FILE.json", help="a diagnosis from tessera quantize --report "
+                        "FILE.json: each layer's share of the output error")
+    report.set_defaults(func=cmd_report)
 
 
 def compile_options(parser: argparse.ArgumentParser) -> None:
@@ -262,6 +270,7 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
     float reference program."""
     from runtime.binary import read_binary
     from runtime.engine import Engine
+    from runtime.trace import HostRecorder
 
     path = args.model
     if not is_binary(path):
@@ -281,7 +290,9 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
         model = read_binary(path)
     engine = Engine(model)
     feeds = feeds_for(engine.model, args)
-    outputs, first, warm = run_twice(engine.run, feeds)
+    recorder = HostRecorder() if args.trace else None
+    record = iter((None, recorder))  # --trace: the warm run's host spans, not the first's (it compiles kernels)
+    outputs, first, warm = run_twice(lambda f: engine.run(f, recorder=next(record)), feeds)
     print(f"ran {path} on the simulator in {warm * 1e3:.1f} ms (first run {first * 1e3:.1f} ms, JIT included); "
           f"hwtime {engine.device.hwtime_ms:.3f} ms on the accelerator ({engine.device.instructions} instructions, "
           f"{100 * engine.device.efficiency:.0f}% of the MAC peak)")
@@ -293,6 +304,9 @@ def cmd_run_compiled(args, calibration_source, load_model, feeds_for) -> int:
         reference = engine.run_reference(feeds)
         for name, ours in outputs.items():
             _agreement(name, ours, reference[name])
+    if recorder is not None:
+        engine.write_trace(args.trace, recorder, metadata={"command": "tessera run"})
+        print(f"wrote the trace of the warm run to {args.trace} (docs/trace.md: open it in ui.perfetto.dev)")
     return 0
 
 
@@ -378,6 +392,15 @@ def cmd_info(args) -> int:
         print(split_table(model.metadata["split"]))
     print(activity_table(device.cluster_activity(), sum(s.timing.total_cycles for s in device.simulators)))
     _print_coverage(model.metadata)
+    return 0
+
+
+def cmd_report(args) -> int:
+    """`tessera report`: the compile report of a binary (compiler/report/)."""
+    from compiler.report import write_report
+
+    path = write_report(args.binary, args.output, args.diagnosis)
+    print(f"wrote {path}: the compile report of {args.binary}; open it in a browser (docs/report.md)")
     return 0
 
 
