@@ -53,6 +53,8 @@ class _Checker:
         self.errors: list[tuple[int, str]] = []
         self.buffers = {Space.WGT: config.weight_buffer_bytes, Space.ACT: config.activation_buffer_bytes,
                         Space.ACC: config.accumulator_buffer_bytes}
+        self.extents = dict.fromkeys(Space, 0)
+        """Per space, the end of the furthest byte any instruction reads or writes."""
 
     def fail(self, rows: np.ndarray, bad: np.ndarray, name: str, values: np.ndarray, reason) -> None:
         """Record the first row where ``bad`` holds: ``reason`` is text or a
@@ -104,6 +106,11 @@ class _Checker:
             bad &= used
         self.fail(rows, bad, addr_name, addr, lambda j: f"+ {int(size[j])} bytes runs past the "
                   f"{_space_name(int(space[j]))} buffer ({int(capacity[j])} bytes)")
+        reach = addr + size
+        for s in Space:
+            mine = space == s if used is None else (space == s) & used
+            if mine.any():
+                self.extents[s] = max(self.extents[s], int(reach[mine].max()))
 
     def aligned(self, rows: np.ndarray, name: str, addr: np.ndarray, align: np.ndarray,
                 used: np.ndarray | None = None) -> None:
@@ -338,7 +345,9 @@ def validate(stream: Any, config: HardwareConfig, dram_bytes_used: int | None = 
     _validate_array(decode_array(stream_bytes(stream))[0], config, dram_bytes_used)
 
 
-def _validate_array(arr: np.ndarray, config: HardwareConfig, dram_bytes_used: int | None) -> None:
+def _validate_array(arr: np.ndarray, config: HardwareConfig, dram_bytes_used: int | None) -> dict[Space, int]:
+    """Raise IsaError on the earliest violation; else each on-chip space's
+    extent: the end of the furthest byte an instruction reads or writes."""
     if not isinstance(config, HardwareConfig):
         raise IsaError(f"validate needs a HardwareConfig, got {type(config).__name__}")
     limit = config.dram_bytes
@@ -381,6 +390,7 @@ def _validate_array(arr: np.ndarray, config: HardwareConfig, dram_bytes_used: in
         c.errors.append((n - 1, f"the stream does not end with END (last is {_label(n - 1, int(ops[-1]))})"))
     c.raise_first()
     _check_tokens(arr)
+    return c.extents
 
 
 def _lowest_bit(value: int) -> int:
@@ -483,13 +493,16 @@ class StreamKey(NamedTuple):
 
 
 def validate_streams(streams: Mapping[tuple[int, ...], Any], config: HardwareConfig,
-                     dram_bytes_used: int | None = None) -> None:
+                     dram_bytes_used: int | None = None) -> dict[Space, int]:
     """Validate each stream of a program and the barriers between them: each
     key names a card and cluster of the config (and a phase); in a phase, a
     barrier id appears at most once per stream, every stream using it gives
     the number of streams using it as participants, and the streams meet
-    their barriers in one consistent order (so no two wait for each other)."""
+    their barriers in one consistent order (so no two wait for each other).
+    Returns each on-chip space's extent over every stream: no instruction
+    reads or writes a cluster buffer's bytes at or past it."""
     phases: dict[int, dict[StreamKey, list[tuple[int, int, int]]]] = {}
+    extents = dict.fromkeys(Space, 0)
     for raw_key, stream in streams.items():
         try:
             key = StreamKey(*(operator.index(k) for k in raw_key))
@@ -500,7 +513,8 @@ def validate_streams(streams: Mapping[tuple[int, ...], Any], config: HardwareCon
                            f"({config.cards} cards x {config.clusters_per_card} clusters) or negative phase")
         try:
             arr = decode_array(stream_bytes(stream))[0]
-            _validate_array(arr, config, dram_bytes_used)
+            for space, extent in _validate_array(arr, config, dram_bytes_used).items():
+                extents[space] = max(extents[space], extent)
         except IsaError as exc:
             raise IsaError(f"stream {tuple(key)}: {exc}") from None
         syncs = np.flatnonzero(arr[:, COL_OPCODE] == Op.SYNC)
@@ -528,6 +542,7 @@ def validate_streams(streams: Mapping[tuple[int, ...], Any], config: HardwareCon
                     raise IsaError(f"stream {tuple(key)}: instruction {i} (SYNC): participants={count} but "
                                    f"{len(uses)} streams of phase {phase} meet at barrier {barrier}")
         _check_barrier_order(phase, after)
+    return extents
 
 
 def _check_barrier_order(phase: int, after: dict[int, set[int]]) -> None:

@@ -12,6 +12,7 @@ cluster's buffer, so an element at byte address ``a`` is view[a // size].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -39,8 +40,15 @@ class Space:
         raw = np.zeros(stride * max(slots, 1), np.uint8)
         return cls(stride, raw, raw.view(np.int8), raw.view(np.int16), raw.view(np.int32), raw.view(np.int64))
 
-    def clear(self) -> None:
-        self.u8[:] = 0
+    def clear(self, extent: int | None = None) -> None:
+        """Zero each cluster buffer's first ``extent`` bytes (all of them by
+        default): bytes past the program's extent are never written, so they
+        stay zero from allocation."""
+        if extent is None or extent >= self.stride:
+            self.u8[:] = 0
+            return
+        for start in range(0, self.u8.shape[0], self.stride):
+            self.u8[start:start + extent] = 0
 
 
 @jit(inline="always")
@@ -99,6 +107,8 @@ class CardMemory:
                    Space.allocate(config.activation_buffer_bytes, slots),
                    Space.allocate(config.accumulator_buffer_bytes, slots))
 
-    def clear(self) -> None:
-        for space in (self.wgt, self.act, self.acc):
-            space.clear()
+    def clear(self, extents: Mapping[int, int] | None = None) -> None:
+        """Zero the SRAM a program can reach: each space up to its extent
+        (runtime.isa.validate_streams), or all of it."""
+        for key, space in enumerate((self.wgt, self.act, self.acc)):
+            space.clear(None if extents is None else extents[key])

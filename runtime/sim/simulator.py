@@ -108,7 +108,7 @@ class Simulator:
 
     def __init__(self, config: HardwareConfig, streams: Mapping[Any, bytes], dram_bytes_used: int):
         try:
-            validate_streams(streams, config, dram_bytes_used)
+            self._extents = validate_streams(streams, config, dram_bytes_used)
         except IsaError as exc:
             raise SimulatorError(str(exc)) from None
         self.config, self.dram_bytes_used = config, dram_bytes_used
@@ -250,7 +250,8 @@ class Simulator:
     def run(self, drams: Sequence[np.ndarray], after_phase: Callable[[int], None] | None = None) -> None:
         """Run every phase on the DRAM images (one uint8 array per card,
         modified in place), ``after_phase(phase)`` between phases (the host's
-        copies between cards). SRAM starts zeroed on every run."""
+        copies between cards). SRAM starts zeroed on every run (up to the
+        extents no instruction reaches past: the rest was never written)."""
         for card in self._memory:
             if card >= len(drams):
                 raise SimulatorError(f"the program runs on card {card} but only {len(drams)} DRAM images were given")
@@ -262,7 +263,7 @@ class Simulator:
                 raise SimulatorError(f"DRAM image of card {card} has {dram.size} bytes; the program uses "
                                      f"{self.dram_bytes_used}")
         for memory in self._memory.values():
-            memory.clear()
+            memory.clear(self._extents)
         for phase in self._phases:  # SRAM is zeroed: no packed patches stand for a tile any more
             for lane in phase:
                 lane.run.gemm.work[GEMM_KEY][0] = 0
