@@ -28,7 +28,6 @@ Compile, Init and GetInfo return, and the asynchronous rules.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import threading
 import warnings
@@ -38,6 +37,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from runtime import fwdnxt_buffers as flat
 from runtime import fwdnxt_debug as debug
 from runtime import hardware
 from runtime.compiled import CompiledModel
@@ -128,7 +128,7 @@ class FWDNXT:
                                          mode="int8" if flags["int8mode"] else "int16")
             except (PlacementError, FileError) as exc:
                 raise FWDNXTError(f"Compile: {exc}") from exc
-        return _per_cluster(compiled)
+        return flat.per_cluster(compiled)
 
     def Init(self, infile: str | os.PathLike, bitfile: str = "") -> int | tuple[int, ...]:
         """Load the binary ``infile`` and prepare to run it. A model loaded
@@ -278,8 +278,8 @@ class FWDNXT:
             "hwtime": lambda: float(self._hwtime),
             "numcluster": lambda: placed("numclus"), "numfpga": lambda: placed("numcard"),
             "numbatch": lambda: model().batch * (model().inputs[0].shape[:1] or (1,))[0],
-            "outsize": lambda: model().output_counts(), "swoutsize": lambda: _per_cluster(model()),
-            "imgoutsize": lambda: _per_image(model()),
+            "outsize": lambda: model().output_counts(), "swoutsize": lambda: flat.per_cluster(model()),
+            "imgoutsize": lambda: flat.per_image(model()),
             "freq": lambda: int(round(config.clock_hz / 1e6)), "maxcluster": lambda: config.clusters_per_card,
             "maxfpga": lambda: hardware.MAX_CARDS, "version": lambda: VERSION, "build": _build,
             "hwversion": lambda: f"{BACKEND} (no card attached)", "hwbuild": config.digest,
@@ -317,20 +317,20 @@ class FWDNXT:
     def Run_th(self, image, result) -> None:
         """One inference of the float reference program on the CPU."""
         engine = self._loaded("Run_th").engine
-        images = _inputs("Run_th", engine.model, image)
-        targets = _results("Run_th", engine.model, result)
+        images = flat.inputs("Run_th", engine.model, image)
+        targets = flat.results("Run_th", engine.model, result)
         recorder = self._recorder()
         try:
             outputs = [engine.run_reference(feeds, recorder) for feeds in images]
         except TesseraError as exc:
             raise FWDNXTError(f"Run_th: {exc}") from exc
-        _fill(engine.model, targets, outputs)
+        flat.fill(engine.model, targets, outputs)
         self._trace("Run_th", engine, recorder, device=False)
 
     def _run(self, call: str, image, result, device: bool) -> None:
         engine, queue, _, _ = self._loaded(call)
-        images = _inputs(call, engine.model, image)
-        targets = _results(call, engine.model, result)
+        images = flat.inputs(call, engine.model, image)
+        targets = flat.results(call, engine.model, result)
         request = queue.run(Request(images, device=device, recorder=self._recorder()))
         self._finish(call, engine, request, targets)
         if self._flags["breaklayer"] == 2 and device:
@@ -371,7 +371,7 @@ class FWDNXT:
                                       f"(its GetResult returns None); got userobj {userobj!r}")
                 buffers.put_end()
                 return True
-            images = _inputs("PutInput", engine.model, image, copy=True)
+            images = flat.inputs("PutInput", engine.model, image, copy=True)
             request = Request(images, userobj, device=self._flags["runsw"] != 2, recorder=self._recorder())
             if request.device:
                 engine.check_finite(images)
@@ -386,7 +386,7 @@ class FWDNXT:
         ``at_end`` and ``got_result`` then say which None this was."""
         self._last_get.outcome = None
         engine, _, buffers, _ = self._loaded("GetResult")
-        targets = _results("GetResult", engine.model, result)
+        targets = flat.results("GetResult", engine.model, result)
         try:
             request = buffers.take(block=bool(self._flags["blockingmode"]))
         except Closed:
@@ -433,7 +433,7 @@ class FWDNXT:
                 print(f"FWDNXT: {call}: hwtime {self._hwtime:.3f} ms ({engine.device.instructions} instructions)")
             if self._flags["comparesw"]:
                 self._compare(call, engine, request)
-        _fill(engine.model, targets, request.outputs)
+        flat.fill(engine.model, targets, request.outputs)
 
     def _compare(self, call: str, engine: Engine, request: Request) -> None:
         """comparesw: the run against the float reference, printed."""
@@ -481,23 +481,6 @@ def _build() -> str:
     from runtime.binary import VERSION as FORMAT
 
     return f"{VERSION} (binary format {FORMAT}, numpy {np.__version__}, numba {numba.__version__})"
-
-
-def _sizes(model: CompiledModel, images: int) -> int | tuple[int, ...]:
-    """Output values of ``images`` images of each output (an int for one output)."""
-    counts = tuple(int(np.prod(t.shape, dtype=np.int64)) * images for t in model.outputs)
-    return counts[0] if len(counts) == 1 else counts
-
-
-def _per_image(model: CompiledModel) -> int | tuple[int, ...]:
-    return _sizes(model, 1)
-
-
-def _per_cluster(model: CompiledModel) -> int | tuple[int, ...]:
-    """Compile's return value: the outputs of one cluster's images (api-notes 1.5)."""
-    placement = model.metadata.get("placement", {})
-    per_cluster = placement.get("imgs_per_cluster", 1) if placement.get("mode", "batch") == "batch" else 1
-    return _sizes(model, per_cluster if isinstance(per_cluster, int) and per_cluster >= 1 else 1)
 
 
 def _no_edge_transpose(modeldir) -> None:
@@ -557,67 +540,3 @@ def _count(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise FWDNXTError(f"Compile: {name} must be an integer of at least {minimum}, got {value!r}")
     return int(value)
-
-
-def _inputs(call: str, model: CompiledModel, image, copy: bool = False) -> list[dict[str, np.ndarray]]:
-    """The feeds of each image of one run, checked. FWDNXT took its inputs
-    by size (api-notes 1.2, 1.7: a float32 buffer and its element count):
-    each input is any float32 array holding the binary's batch of images,
-    one after the other (NCHW, CHW, flat, or the images of a batch-mode
-    binary concatenated); only its number of values must be right.
-    ``copy``: never views of the caller's arrays."""
-    arrays = list(image) if isinstance(image, (tuple, list)) else [image]
-    if len(arrays) != len(model.inputs):
-        raise FWDNXTError(f"{call}: the model has {len(model.inputs)} input(s) "
-                          f"{[t.name for t in model.inputs]}; got {len(arrays)}")
-    batch = model.batch
-    images = [{} for _ in range(batch)]
-    for array, spec in zip(arrays, model.inputs):
-        if not isinstance(array, np.ndarray):
-            raise FWDNXTError(f"{call}: input {spec.name!r} must be a numpy array, got {type(array).__name__}")
-        if array.dtype != np.float32:
-            raise FWDNXTError(f"{call}: input {spec.name!r} must be float32, got {array.dtype}")
-        shape = spec.shape
-        whole = (shape[0] * batch, *shape[1:]) if shape else shape
-        expected = math.prod(whole)
-        if array.size != expected:
-            what = f" ({batch} images of {list(shape)} concatenated along the batch axis)" if batch > 1 else ""
-            raise FWDNXTError(f"{call}: input {spec.name!r} must have shape {list(whole)}{what}, got "
-                              f"{list(array.shape)}: {array.size} values where {expected} are expected (any "
-                              f"float32 array of {expected} values will do: NCHW, CHW or flat)")
-        parts = (np.array(array, order="C") if copy else np.ascontiguousarray(array)).reshape(batch, *shape)
-        for feeds, part in zip(images, parts):
-            feeds[spec.name] = part
-    return images
-
-
-def _results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
-    """The result buffers, checked: writable float32 arrays of each
-    output's number of values times the binary's batch of images."""
-    results = list(result) if isinstance(result, (tuple, list)) else [result]
-    if len(results) != len(model.outputs):
-        raise FWDNXTError(f"{call}: the model has {len(model.outputs)} output(s); got {len(results)} result buffers")
-    for array, spec in zip(results, model.outputs):
-        size = math.prod(spec.shape) * model.batch
-        if not isinstance(array, np.ndarray) or array.dtype != np.float32:
-            raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be a float32 numpy array, got "
-                              f"{getattr(array, 'dtype', type(array).__name__)}")
-        if array.size != size:
-            per = f" ({model.batch} images of {list(spec.shape)})" if model.batch > 1 else f" ({list(spec.shape)})"
-            raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} has {array.size} values; the output has "
-                              f"{size}{per}")
-        if not array.flags.c_contiguous or not array.flags.writeable:
-            raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be C-contiguous and writable")
-    return results
-
-
-def _fill(model: CompiledModel, targets: list[np.ndarray], outputs: list[dict[str, np.ndarray]]) -> None:
-    """Each image's outputs into its part of the result buffers."""
-    for target, spec in zip(targets, model.outputs):
-        flat = target.reshape(len(outputs), -1)
-        for i, out in enumerate(outputs):
-            value = np.asarray(out[spec.name], np.float32)
-            if value.size != flat.shape[1]:  # a data-dependent CPU output the binary's META misdeclares
-                raise FWDNXTError(f"output {spec.name!r} came out with shape {list(value.shape)}; the binary "
-                                  f"declares {list(spec.shape)}")
-            flat[i] = value.reshape(-1)

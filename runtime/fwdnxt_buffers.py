@@ -1,0 +1,93 @@
+"""The FWDNXT API's flat buffers (api-notes 1.2, 1.5, 1.7): each run's
+input arrays checked and split into the feeds of the binary's images, the
+result buffers checked, the outputs written into them, and the sizes
+Compile, Init and GetInfo report."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from runtime.compiled import CompiledModel
+from runtime.fwdnxt_flags import FWDNXTError
+
+
+def sizes(model: CompiledModel, images: int) -> int | tuple[int, ...]:
+    """Output values of ``images`` images of each output (an int for one output)."""
+    counts = tuple(int(np.prod(t.shape, dtype=np.int64)) * images for t in model.outputs)
+    return counts[0] if len(counts) == 1 else counts
+
+
+def per_image(model: CompiledModel) -> int | tuple[int, ...]:
+    return sizes(model, 1)
+
+
+def per_cluster(model: CompiledModel) -> int | tuple[int, ...]:
+    """Compile's return value: the outputs of one cluster's images (api-notes 1.5)."""
+    placement = model.metadata.get("placement", {})
+    per_cluster = placement.get("imgs_per_cluster", 1) if placement.get("mode", "batch") == "batch" else 1
+    return sizes(model, per_cluster if isinstance(per_cluster, int) and per_cluster >= 1 else 1)
+
+
+def inputs(call: str, model: CompiledModel, image, copy: bool = False) -> list[dict[str, np.ndarray]]:
+    """The feeds of each image of one run, checked. FWDNXT took its inputs
+    by size (api-notes 1.2, 1.7: a float32 buffer and its element count):
+    each input is any float32 array holding the binary's batch of images,
+    one after the other (NCHW, CHW, flat, or the images of a batch-mode
+    binary concatenated); only its number of values must be right.
+    ``copy``: never views of the caller's arrays."""
+    arrays = list(image) if isinstance(image, (tuple, list)) else [image]
+    if len(arrays) != len(model.inputs):
+        raise FWDNXTError(f"{call}: the model has {len(model.inputs)} input(s) "
+                          f"{[t.name for t in model.inputs]}; got {len(arrays)}")
+    batch = model.batch
+    images = [{} for _ in range(batch)]
+    for array, spec in zip(arrays, model.inputs):
+        if not isinstance(array, np.ndarray):
+            raise FWDNXTError(f"{call}: input {spec.name!r} must be a numpy array, got {type(array).__name__}")
+        if array.dtype != np.float32:
+            raise FWDNXTError(f"{call}: input {spec.name!r} must be float32, got {array.dtype}")
+        shape = spec.shape
+        whole = (shape[0] * batch, *shape[1:]) if shape else shape
+        expected = math.prod(whole)
+        if array.size != expected:
+            what = f" ({batch} images of {list(shape)} concatenated along the batch axis)" if batch > 1 else ""
+            raise FWDNXTError(f"{call}: input {spec.name!r} must have shape {list(whole)}{what}, got "
+                              f"{list(array.shape)}: {array.size} values where {expected} are expected (any "
+                              f"float32 array of {expected} values will do: NCHW, CHW or flat)")
+        parts = (np.array(array, order="C") if copy else np.ascontiguousarray(array)).reshape(batch, *shape)
+        for feeds, part in zip(images, parts):
+            feeds[spec.name] = part
+    return images
+
+
+def results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
+    """The result buffers, checked: writable float32 arrays of each
+    output's number of values times the binary's batch of images."""
+    results = list(result) if isinstance(result, (tuple, list)) else [result]
+    if len(results) != len(model.outputs):
+        raise FWDNXTError(f"{call}: the model has {len(model.outputs)} output(s); got {len(results)} result buffers")
+    for array, spec in zip(results, model.outputs):
+        size = math.prod(spec.shape) * model.batch
+        if not isinstance(array, np.ndarray) or array.dtype != np.float32:
+            raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be a float32 numpy array, got "
+                              f"{getattr(array, 'dtype', type(array).__name__)}")
+        if array.size != size:
+            per = f" ({model.batch} images of {list(spec.shape)})" if model.batch > 1 else f" ({list(spec.shape)})"
+            raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} has {array.size} values; the output has "
+                              f"{size}{per}")
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise FWDNXTError(f"{call}: the result buffer for {spec.name!r} must be C-contiguous and writable")
+    return results
+
+
+def fill(model: CompiledModel, targets: list[np.ndarray], outputs: list[dict[str, np.ndarray]]) -> None:
+    """Each image's outputs into its part of the result buffers."""
+    for target, spec in zip(targets, model.outputs):
+        flat = target.reshape(len(outputs), -1)
+        for i, out in enumerate(outputs):
+            value = np.asarray(out[spec.name], np.float32)
+            if value.size != flat.shape[1]:  # a data-dependent CPU output the binary's META misdeclares
+                raise FWDNXTError(f"output {spec.name!r} came out with shape {list(value.shape)}; the binary "
+                                  f"declares {list(spec.shape)}")
+            flat[i] = value.reshape(-1)
