@@ -100,8 +100,7 @@ class DeferredCalibration:
             self._notified |= tell
         if tell and self._notify is not None:
             self._notify(self.status())
-        traced = {} if recorder is None else {"recorder": recorder}
-        outputs = engine.run_batch(images, timings, **traced)
+        outputs = engine.run_batch(images, timings, recorder=recorder)
         if engine is self.float_engine:
             self._collect(images)
         return outputs, engine

@@ -85,15 +85,13 @@ class Request:
     def _execute(self, engine: Engine, after_run: Callable[[Request], None] | None) -> None:
         """Run; keep the outputs or the exception (done is set by the caller)."""
         try:
-            traced = {} if self.recorder is None else {"recorder": self.recorder}
             if self.device:
-                recorded = {} if self.codes is None else {"timings": self.timings, "codes": self.codes}
-                self.outputs = engine.run_batch(self.images, **recorded, **traced)
+                self.outputs = engine.run_batch(self.images, self.timings, self.codes, self.recorder)
                 self.hwtime_ms = engine.device.hwtime_ms
                 if after_run is not None:
                     after_run(self)
             else:
-                self.outputs = [engine.run_reference(feeds, **traced) for feeds in self.images]
+                self.outputs = [engine.run_reference(feeds, self.recorder) for feeds in self.images]
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the request's owner
             self.error = exc  # (an interrupt too: EngineQueue.run raises it again on its caller's thread)
 

@@ -20,7 +20,7 @@ class Stand:
         self.name = name
         self.runs = 0
 
-    def run_batch(self, images, timings=None):
+    def run_batch(self, images, timings=None, recorder=None):
         self.runs += 1
         return [{"y": np.full(1, len(self.name))} for _ in images]
 
@@ -105,7 +105,7 @@ def test_a_failed_build_leaves_the_float_engine_running_and_is_told_once():
 
 def test_a_failed_run_is_not_collected():
     class Failing(Stand):
-        def run_batch(self, images, timings=None):
+        def run_batch(self, images, timings=None, recorder=None):
             raise TesseraError("input 'x' must be float32[1, 2]")
 
     deferred = DeferredCalibration(Failing("float"), Builder(), wanted=1)

@@ -206,10 +206,10 @@ def test_an_error_of_a_device_run_comes_back_to_its_get_result(ie, expected, mon
     engine = ie._session.engine
     run_batch = engine.run_batch
 
-    def failing(images):
+    def failing(images, *args, **kwargs):
         if images[0]["x"].flat[0] == 99.0:
             raise ExecutionError("the simulated DMA failed", node="conv_3")
-        return run_batch(images)
+        return run_batch(images, *args, **kwargs)
 
     monkeypatch.setattr(engine, "run_batch", failing)
     bad = xs[0].copy()
