@@ -3,38 +3,24 @@ its spans never overlap on a lane, they account for every module's busy
 cycles, and split mode's copies between cards sit on the host link."""
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
 
-import numpy as np
 import pytest
 
 from compiler.compile import build, system_config
-from compiler.quantize import quantize_model
-from compiler.zoo import resnet
 from passes.distribute import Placement
 from runtime.engine import Engine
 from runtime.hardware import HardwareConfig
 from runtime.timeline import HOST_LINK, KINDS, UNITS
-
-SHAPE = (1, 3, 32, 32)
-
-
-@pytest.fixture(scope="module")
-def quantized():
-    rng = np.random.default_rng(3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_model(resnet(depth=10, image=32, classes=10, width=8),
-                              calibration_data=[rng.standard_normal(SHAPE).astype(np.float32) for _ in range(2)])
+from tests.helpers.report_models import quantized
 
 
 @pytest.fixture(scope="module", params=[(1, 1, "batch"), (1, 2, "batch"), (2, 2, "split")],
                 ids=["one-cluster", "batch-2-clusters", "split-2-cards"])
-def device(request, quantized):
+def device(request):
     cards, clusters, mode = request.param
     config = system_config(HardwareConfig(), cards)
-    return Engine(build(quantized.graph, config, placement=Placement(cards, clusters, mode))).device
+    return Engine(build(quantized().graph, config, placement=Placement(cards, clusters, mode))).device
 
 
 def test_the_timeline_ends_at_hwtime_and_lanes_never_overlap(device):
