@@ -170,7 +170,10 @@ class FusedGroup:
     """What the FusedConv step writes when a FusedElementwise step (``code``
     over it alone, in place) finishes the group: an activation the
     microkernels' epilogue lacks (HardSwish, SiLU, ...) after the Conv's
-    bias, residual and clamp. None when the FusedConv step is the group."""
+    bias, residual and clamp. None when the FusedConv step is the group.
+    The executor runs a HardSwish or HardSigmoid tail in the FusedConv
+    step's epilogue unless this value is fetched or watched
+    (runtime.kernels.nn_gate)."""
 
     def steps(self, slot_of: Callable[[Value], int], name: str) -> list[Step]:
         """The group's steps: one FusedConv (and the FusedElementwise step

@@ -203,10 +203,10 @@ class Executor:
             plan, index = [], 0
             while index < len(self._calls):
                 pair = self._pairs.get(index)
-                # a pair whose second step must not write in place runs as two steps
-                second = self._calls[index + 1][1] if pair is not None else None
+                # a pair whose steps must not write in place (FusedConv into its residual) runs as two steps
+                both = [self._calls[index][1], self._calls[index + 1][1]] if pair is not None else []
                 if (pair is not None and pair[2] not in protected
-                        and _attrs_keeping(second, protected) is second.attrs):
+                        and all(_attrs_keeping(step, protected) is step.attrs for step in both)):
                     fused, step, _ = pair
                     plan.append((fused, step, step.attrs, frees[index] + frees[index + 1]))
                     index += 2
@@ -231,10 +231,10 @@ class Executor:
             middle = a.outputs[0]
             if middle in program.outputs or readers[middle] != 1:
                 continue
-            fused = fused_kernel(a.kernel, b.kernel, first, second, len(a.inputs))
+            step = Step(f"{a.kernel}+{b.kernel}", tuple(a.inputs) + tuple(b.inputs[1:]), b.outputs,
+                        {"first": a.attrs, "second": b.attrs}, f"{a.name}+{b.name}")
+            fused = fused_kernel(a.kernel, b.kernel, first, second, len(a.inputs), step.attrs)
             if fused is not None:
-                step = Step(f"{a.kernel}+{b.kernel}", tuple(a.inputs) + tuple(b.inputs[1:]), b.outputs,
-                            {"first": a.attrs, "second": b.attrs}, f"{a.name}+{b.name}")
                 pairs[index] = (fused, step, middle)
         return pairs
 

@@ -1,6 +1,6 @@
 """The IR writer of the GEMM microkernels (runtime.gemm.microkernel_ir) and
 the epilogue they end with, from the block ``store`` on: the bias, then
-(float kernels) the residual and the clamp, added to ``C``'s values when
+(float kernels) the residual, the clamp and its gate, added to ``C``'s values when
 accumulating, and the stores; whole tiles with plain loads and stores, a
 part of one (``rows x cols``) with masked ones, remainder panels with
 masked gathers and scatters, in the order runtime.gemm.microkernel_ir's
@@ -19,6 +19,8 @@ class Writer:
     def __init__(self, count: int = 0):
         self.lines: list[str] = []
         self.count = count
+        self.block = "entry"
+        """The label of the block being written."""
 
     def fresh(self, stem: str) -> str:
         self.count += 1
@@ -29,6 +31,7 @@ class Writer:
 
     def label(self, name: str) -> None:
         self.lines.append(f"{name}:")
+        self.block = name
 
 
 def splat_vector(w: Writer, lanes: int, scalar: str, elem: str) -> str:
@@ -39,7 +42,7 @@ def splat_vector(w: Writer, lanes: int, scalar: str, elem: str) -> str:
     return out
 
 
-def const_vector(lanes: int, value: int, elem: str = "i32") -> str:
+def const_vector(lanes: int, value, elem: str = "i32") -> str:
     return "<" + ", ".join([f"{elem} {value}"] * lanes) + ">"
 
 
@@ -73,12 +76,13 @@ def _bias(w: Writer, t: _Tile, acc: list[list[str]]) -> list[list[str]]:
 
 def _optional(w: Writer, pred: str, cond: str, name: str, values: list[list[str]], types: list[list[str]],
               body) -> tuple[str, list[list[str]]]:
-    """Blocks running ``body(values)`` (straight-line code returning new
-    values) only when ``cond`` holds, entered from block ``pred``; returns
-    the join block's label and the values there."""
+    """Blocks running ``body(values)`` (code returning new values, which
+    may add blocks of its own) only when ``cond`` holds, entered from block
+    ``pred``; returns the join block's label and the values there."""
     w.emit(f"br i1 {cond}, label %{name}, label %{name}_join")
     w.label(name)
     done = body(values)
+    last = w.block
     w.emit(f"br label %{name}_join")
     w.label(f"{name}_join")
     out = []
@@ -86,7 +90,7 @@ def _optional(w: Writer, pred: str, cond: str, name: str, values: list[list[str]
         joined = []
         for j, vec in enumerate(row):
             value = w.fresh("v")
-            w.emit(f"{value} = phi {vec} [ {values[i][j]}, %{pred} ], [ {done[i][j]}, %{name} ]")
+            w.emit(f"{value} = phi {vec} [ {values[i][j]}, %{pred} ], [ {done[i][j]}, %{last} ]")
             joined.append(value)
         out.append(joined)
     return f"{name}_join", out
@@ -116,6 +120,58 @@ def _clamp_values(w: Writer, lanes_of, values: list[list[str]]) -> list[list[str
             w.emit(f"{below} = fcmp ult {vec} {low}, {ceiling}")
             w.emit(f"{high} = select <{lanes} x i1> {below}, {vec} {low}, {vec} {ceiling}")
             new.append(high)
+        out.append(new)
+    return out
+
+
+def _clamp_and_gate(w: Writer, lanes_of, values: list[list[str]], types: list[list[str]],
+                    name: str) -> list[list[str]]:
+    """:func:`_clamp_values`, then the clamp array's gate when it has one
+    (``clamp[4]`` non-zero: blocks ``{name}_gate``)."""
+    clamped = _clamp_values(w, lanes_of, values)
+    ptr, kind, gated = w.fresh("gateptr"), w.fresh("gate"), w.fresh("gated")
+    w.emit(f"{ptr} = getelementptr inbounds float, ptr %clamp, i64 4")
+    w.emit(f"{kind} = load float, ptr {ptr}, align 4")
+    w.emit(f"{gated} = fcmp une float {kind}, 0.0")
+    _, out = _optional(w, w.block, gated, f"{name}_gate", clamped, types,
+                       lambda v: _gate_values(w, lanes_of, v, kind))
+    return out
+
+
+def _gate_values(w: Writer, lanes_of, values: list[list[str]], kind: str) -> list[list[str]]:
+    """runtime.kernels.activations' ``hard_sigmoid`` (``g = unit_clamp(alpha
+    * v + beta)``, alpha and beta at ``clamp[2]`` and ``clamp[3]``) of every
+    value, or ``v * g`` where ``kind`` is 2 (HardSwish): each operation
+    rounded on its own (no fast-math flag: nothing is contracted into a
+    fused multiply-add), NaN kept, as the element-wise kernels compute it."""
+    alpha, beta, swish = w.fresh("alpha"), w.fresh("beta"), w.fresh("swish")
+    for name, index in ((alpha, 2), (beta, 3)):
+        ptr = w.fresh("gptr")
+        w.emit(f"{ptr} = getelementptr inbounds float, ptr %clamp, i64 {index}")
+        w.emit(f"{name} = load float, ptr {ptr}, align 4")
+    w.emit(f"{swish} = fcmp oeq float {kind}, 2.0")
+    splats = {}
+    out = []
+    for i, row in enumerate(values):
+        new = []
+        for j, value in enumerate(row):
+            lanes = lanes_of(i, j)
+            if lanes not in splats:
+                splats[lanes] = (splat_vector(w, lanes, alpha, "float"), splat_vector(w, lanes, beta, "float"))
+            alphas, betas = splats[lanes]
+            vec, mask = f"<{lanes} x float>", f"<{lanes} x i1>"
+            one = const_vector(lanes, "1.000000e+00", "float")
+            scaled, shifted, below, low, above, g, product, gated = (
+                w.fresh(n) for n in ("scaled", "shifted", "below", "low", "above", "g", "product", "gated"))
+            w.emit(f"{scaled} = fmul {vec} {alphas}, {value}")
+            w.emit(f"{shifted} = fadd {vec} {scaled}, {betas}")
+            w.emit(f"{below} = fcmp olt {vec} {shifted}, zeroinitializer")
+            w.emit(f"{low} = select {mask} {below}, {vec} zeroinitializer, {vec} {shifted}")
+            w.emit(f"{above} = fcmp ogt {vec} {low}, {one}")
+            w.emit(f"{g} = select {mask} {above}, {vec} {one}, {vec} {low}")
+            w.emit(f"{product} = fmul {vec} {value}, {g}")
+            w.emit(f"{gated} = select i1 {swish}, {vec} {product}, {vec} {g}")
+            new.append(gated)
         out.append(new)
     return out
 
@@ -153,7 +209,7 @@ def _add_tiles(w: Writer, t: _Tile, left: list[list[str]], right: list[list[str]
 
 def _finish(w: Writer, t: _Tile, values: list[list[str]], masked: bool, tag: str) -> None:
     """From block ``tag``: add ``C``'s values (accumulate), the residual and
-    clamp (float, when given), then store the tile; ``masked`` touches only
+    clamp with its gate (float, when given), then store the tile; ``masked`` touches only
     ``rows x cols`` (vector masks ``%rm_i_j``)."""
     types = t.acc_types()[:t.mr]
     label, values = _optional(w, tag, "%add", f"{tag}_old", values, types,
@@ -162,7 +218,7 @@ def _finish(w: Writer, t: _Tile, values: list[list[str]], masked: bool, tag: str
         label, values = _optional(w, label, "%has_res", f"{tag}_res", values, types,
                                   lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%residual", "roff", masked)))
         label, values = _optional(w, label, "%has_clamp", f"{tag}_clamp", values, types,
-                                  lambda v: _clamp_values(w, lambda i, j: t.vectors[j], v))
+                                  lambda v: _clamp_and_gate(w, lambda i, j: t.vectors[j], v, types, f"{tag}_clamp"))
     for i in range(t.mr):
         for j, lanes in enumerate(t.vectors):
             vec, ptr = t.vec(lanes), w.fresh("pc")
@@ -220,7 +276,7 @@ def remainder_epilogue(w: Writer, t: _Remainder, acc: list[list[str]], prefix: s
                         then: str = "") -> None:
     """From block ``store``: bias (masked vector loads: a panel's rows are
     its lanes), then masked gathers of ``C`` (accumulating) and of the
-    residual, the clamp, and masked scatters of rows ``< rows``, the
+    residual, the clamp and its gate, and masked scatters of rows ``< rows``, the
     columns counted from ``first_col``. Then return, or branch to block
     ``then``; ``prefix`` keeps the names apart from a tile's epilogue."""
     mr, vec, mask_ty, x = t.mr, t.vec(t.mr), f"<{t.mr} x i1>", prefix
@@ -282,7 +338,7 @@ def remainder_epilogue(w: Writer, t: _Remainder, acc: list[list[str]], prefix: s
     label, values = _optional(w, f"{x}dispatch", f"%{x}add", f"{x}add_old", values, types, gathered("ptrs"))
     label, values = _optional(w, label, f"%{x}has_res", f"{x}add_residual", values, types, gathered("rptrs"))
     label, values = _optional(w, label, f"%{x}has_clamp", f"{x}clamp_values", values, types,
-                              lambda v: _clamp_values(w, lambda i, j: mr, v))
+                              lambda v: _clamp_and_gate(w, lambda i, j: mr, v, types, f"{x}clamp_values"))
     for p in range(t.panels):
         for j in range(t.cols):
             w.emit(f"call void @llvm.masked.scatter.v{mr}f32.v{mr}p0({vec} {values[p][j]}, "

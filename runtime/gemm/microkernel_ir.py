@@ -18,9 +18,12 @@ the epilogue, in this order: ``bias[i]`` is added to row ``i`` (unless
 is non-zero; for ``f32``, the tile of ``residual`` (row stride ``ldr``) is
 added unless it is null, and each value is clamped to ``[clamp[0],
 clamp[1]]`` unless ``clamp`` is null (numpy's ``maximum`` then ``minimum``:
-NaN stays NaN). The result is stored to ``C`` (row stride ``ldc``
-elements). So a convolution's bias, residual add and ReLU / ReLU6 happen
-while its output tile is still in registers. Only the top-left ``rows x
+NaN stays NaN), then put through the gate ``clamp[4]`` names, if any
+(HardSigmoid or HardSwish with alpha ``clamp[2]``, beta ``clamp[3]``: a
+clamp array, runtime.gemm.operands.CLAMP_SIZE). The result is stored to
+``C`` (row stride ``ldc`` elements). So a convolution's bias, residual add,
+ReLU / ReLU6 and HardSwish happen while its output tile is still in
+registers. Only the top-left ``rows x
 cols`` part is read and written (masked loads and stores), so ``C``,
 ``bias`` and ``residual`` need no padding; the panels are read whole, and
 the packers pad them with zeros. (The int kernels ignore ``residual`` and

@@ -1,6 +1,6 @@
 """The operands and output of a GEMM, checked before anything runs: shapes,
 dtypes and packed forms of A and B, the output array (given or new), the
-row biases, the float epilogue (residual, clamp) and where the kernels may
+row biases, the float epilogue (residual, clamp and gate) and where the kernels may
 write (:class:`Target`). Shared by the float (runtime.gemm.sgemm) and the
 integer (runtime.gemm.igemm) entry points; every error names the op and
 the operand."""
@@ -102,11 +102,11 @@ def fill_empty_product(out: np.ndarray, biases: np.ndarray | None, accumulate: b
 
 
 class Epilogue:
-    """The float epilogue of a product: a residual to add and a clamp, both
-    optional, checked: ``residual`` (float32, the output's shape, unit
-    column stride and non-negative strides, sharing no memory with the
-    output: else copied) and ``clamp`` (float32 [low, high]) are arrays or
-    None."""
+    """The float epilogue of a product: a residual to add and a clamp
+    array, both optional, checked: ``residual`` (float32, the output's
+    shape, unit column stride and non-negative strides, sharing no memory
+    with the output: else copied) and ``clamp`` (:func:`clamp_array`) are
+    arrays or None."""
 
     def __init__(self, residual: np.ndarray | None, clamp: np.ndarray | None):
         self.residual, self.clamp = residual, clamp
@@ -127,15 +127,59 @@ class Epilogue:
             out += self.residual
         if self.clamp is not None:
             np.minimum(np.maximum(out, self.clamp[0], out=out), self.clamp[1], out=out)
+            apply_gate(out, self.clamp)
 
 
-def clamp_array(op: str, clamp) -> np.ndarray | None:
-    """``clamp`` = (low, high) as a float32 array, checked; None for None."""
-    if clamp is None:
+CLAMP_SIZE = 5
+"""Floats in a clamp array, ``[low, high, alpha, beta, gate]``: the kernels'
+epilogue clamps to ``[low, high]`` (numpy's ``maximum`` then ``minimum``:
+NaN stays NaN; ±inf bounds clamp nothing), then applies the gate, if any:
+``HARD_SIGMOID`` gives ``g = unit_clamp(alpha * v + beta)``, ``HARD_SWISH``
+gives ``v * g`` (runtime.kernels.activations' ``hard_sigmoid`` and
+``hard_swish``: each a float32 operation rounded on its own, NaN kept).
+A HardSwish after a convolution is computed while its tile is in cache."""
+NO_GATE, HARD_SIGMOID, HARD_SWISH = 0, 1, 2
+GATES = {"HardSigmoid": HARD_SIGMOID, "HardSwish": HARD_SWISH}
+"""The gates by ONNX op name."""
+
+
+def clamp_array(op: str, clamp, gate=None) -> np.ndarray | None:
+    """The float32 clamp array (:data:`CLAMP_SIZE`) of ``clamp`` = (low,
+    high) or None (no bounds) and ``gate`` = (op name in :data:`GATES`,
+    alpha, beta) or None; ``clamp`` may also be such an array already
+    (then ``gate`` must be None). None when there is neither."""
+    if clamp is not None and len(clamp) == CLAMP_SIZE and gate is None:
+        array = np.array(clamp, np.float32)
+        if array[4] not in (NO_GATE, HARD_SIGMOID, HARD_SWISH) or np.isnan(array[:2]).any():
+            raise KernelError(f"{op}: not a clamp array: {clamp!r:.80}")
+        return array
+    if clamp is None and gate is None:
         return None
-    if len(clamp) != 2 or not all(isinstance(v, (int, float, np.floating)) for v in clamp):
+    if clamp is not None and (len(clamp) != 2 or not all(isinstance(v, (int, float, np.floating)) for v in clamp)):
         raise KernelError(f"{op}: clamp must be (low, high) numbers, got {clamp!r:.60}")
-    return np.array(clamp, np.float32)
+    if gate is not None and (not isinstance(gate, (tuple, list)) or len(gate) != 3 or gate[0] not in GATES
+                             or not all(isinstance(v, (int, float, np.floating)) for v in gate[1:])):
+        raise KernelError(f"{op}: gate must be (one of {sorted(GATES)}, alpha, beta), got {gate!r:.60}")
+    low, high = (-np.inf, np.inf) if clamp is None else clamp
+    kind, alpha, beta = (NO_GATE, 0.0, 0.0) if gate is None else (GATES[gate[0]], *gate[1:])
+    with np.errstate(over="ignore"):
+        return np.array([low, high, alpha, beta, kind], np.float32)
+
+
+def apply_gate(out: np.ndarray, clamp: np.ndarray) -> None:
+    """The gate of a clamp array on float32 ``out``, in place, in numpy:
+    the kernels' float32 operations, in the same order."""
+    kind = clamp[4]
+    if kind == NO_GATE:
+        return
+    g = out * clamp[2]
+    g += clamp[3]
+    g[g < 0] = 0
+    g[g > 1] = 1
+    if kind == HARD_SWISH:
+        out *= g
+    else:
+        out[...] = g
 
 
 def _dims(batch: int, rows: int, cols: int, batched: bool) -> str:

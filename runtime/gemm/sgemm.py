@@ -137,7 +137,9 @@ def sgemm(a, b, out=None, *, packed_a=None, packed_b=None, bias=None, accumulate
     may then be None. The epilogue a convolution needs comes last, on each
     output tile while it is in registers: ``residual`` (M, N) is added, and
     the result clamped to ``clamp`` = (low, high) (numpy's ``maximum`` then
-    ``minimum``; (0, inf) is a ReLU)."""
+    ``minimum``; (0, inf) is a ReLU), or ``clamp`` is a clamp array
+    (runtime.gemm.operands.clamp_array: the clamp then a HardSwish or
+    HardSigmoid gate)."""
     return _float_product(a, b, out, packed_a, packed_b, bias, accumulate, residual, clamp, batched=False)
 
 
@@ -355,7 +357,7 @@ def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, 
     the (K, N) matrices; ``out`` the (base, offset) of the (G, M, N) output
     with byte ``out_strides``, and ``residual`` the (base, offset) of one of
     the same strides, both apart from ``b``; ``bias`` (G, M) and ``clamp``
-    (low, high) float32 arrays."""
+    (runtime.gemm.operands.clamp_array) float32 arrays."""
     if matrix is None:
         batch, depth, n = b.shape
         item = depth * n

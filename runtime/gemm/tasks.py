@@ -75,7 +75,8 @@ def run_strip(template, kernels, a, b, c, bias, res, clamp, flags):
     """Run a :func:`strip_template` plan on the calling thread: ``a`` the
     packed A's data, ``b`` the flat B strip, ``c`` / ``res`` views starting
     at the strip's first element of C / the residual, ``bias`` (m,), ``clamp``
-    [low, high]; ``flags`` = (bias given, residual given, clamp given)."""
+    a clamp array (runtime.gemm.operands.CLAMP_SIZE); ``flags`` = (bias
+    given, residual given, clamp given)."""
     source = typed_readonly(b)  # what it only reads typed read-only, as sgemm's entry points pass it
     _run_placed(np.int64(0), template[_TASKS], typed_readonly(template), kernels, typed_readonly(a), source, c,
                 typed_readonly(bias), typed_readonly(res), typed_readonly(clamp), flags, source)

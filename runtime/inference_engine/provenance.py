@@ -77,6 +77,8 @@ def perf_counts(layer_types: Mapping[str, str], placed: Mapping[str, dict],
     ``timings`` of a run), execution_index; ``ran``: whether a run happened."""
     cpu: dict[str, list] = {}
     for step, kernel, seconds in timings:
+        if "+" in kernel:  # two steps the executor ran as one ("a+b"): under the second, whose output it is
+            step = step.rsplit("+", 1)[-1]
         entry = cpu.setdefault(credited(step), [kernel, 0.0])
         entry[1] += seconds * 1e6
     counts: dict[str, dict[str, Any]] = {}

@@ -56,7 +56,7 @@ from numba.extending import intrinsic
 from runtime.gemm.family import Isa, host_isa
 from runtime.gemm.microkernel import compile_module
 from runtime.jit import jit
-from runtime.kernels.conv_epilogue import finish_row
+from runtime.kernels.conv_epilogue import finish_row, gate_run
 from runtime.kernels.nn_depthwise_3x3 import pass_clamp
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
@@ -294,7 +294,7 @@ def depthwise_3x3_ir(start, stop, x, w, b, out, res, clamp, flags, kernels, stri
     dilations and one pixel of padding on every side (out: (N, K, (H - 1) //
     stride + 1, (W - 1) // stride + 1)), then the epilogue as in
     runtime.kernels.nn_depthwise_3x3's kernels: the bias, the residual
-    ``res`` (flags[0]) and the clamp (flags[1]). ``kernels``:
+    ``res`` (flags[0]) and the clamp with its gate (flags[1]). ``kernels``:
     :func:`kernel_addresses` of that stride. Every array is float32 and
     C-contiguous (the callers' lift and the schedule's operands are)."""
     batch, chans, height, width = x.shape
@@ -319,6 +319,8 @@ def depthwise_3x3_ir(start, stop, x, w, b, out, res, clamp, flags, kernels, stri
         if flags[0]:
             o = dst[p * size:(p + 1) * size]
             finish_row(o, o, extra[p * size:(p + 1) * size], clamp[0], clamp[1], True, flags[1])
+        if flags[1]:
+            gate_run(dst, p * size, size, clamp)
 
 
 @drives(depthwise_3x3_ir)

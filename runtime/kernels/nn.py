@@ -1,6 +1,7 @@
 """CPU kernels: convolutions and matrix products (Conv, ConvTranspose, Gemm,
 MatMul, Einsum), and FusedConv: a Conv with its element-wise tail (bias,
-residual add, ReLU or clip) done on the output tiles as they are computed.
+residual add, ReLU or clip, and, fused with the FusedElementwise step after
+it, HardSigmoid or HardSwish) done on the output tiles as they are computed.
 float32 Gemm runs on Tessera's GEMM (:mod:`runtime.gemm`), so that no
 multithreaded OpenBLAS call leaves a worker spinning on a core the next
 convolutions need.
@@ -18,6 +19,7 @@ from runtime.errors import KernelError
 from runtime.gemm.gemv import lower_dot_rows, sgemv_rows
 from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd, window_attrs
 from runtime.kernels.nn_expand import fuse as fuse_expand_depthwise
+from runtime.kernels.nn_gate import fuse as fuse_gate
 from runtime.kernels.nn_prepared import prepare_conv
 from runtime.kernels.registry import fuses, kernel, prepares
 from runtime.schedule.records import Operand
@@ -73,13 +75,18 @@ def fused_conv(inputs, attrs):
     """Conv(X, W, B) + R, clamped to ``attrs["clamp"]`` = (low, high):
     inputs X, W, then B and R, each optional (None); float32 only (codegen
     fuses float32 convolutions). ``clamp`` None: no clamp."""
+    return fused_conv_gated(inputs, attrs)
+
+
+def fused_conv_gated(inputs, attrs, gate: tuple | None = None):
+    """:func:`fused_conv`, then ``gate`` (runtime.kernels.nn_gate) in its epilogue."""
     if len(inputs) != 4:
         raise KernelError(f"FusedConv takes 4 inputs (X, W, B, R; B and R may be omitted), got {len(inputs)}")
     x, w, b, r = inputs
     if any(a is not None and (not isinstance(a, np.ndarray) or a.dtype != np.float32) for a in inputs):
         raise KernelError("FusedConv: X, W, B and R must be float32 arrays")
     options = window_attrs(attrs, w)
-    return (conv_nd(x, w, b, residual=r, clamp=attrs.get("clamp"), **options),)
+    return (conv_nd(x, w, b, residual=r, clamp=attrs.get("clamp"), gate=gate, **options),)
 
 
 @prepares("Conv")
@@ -93,8 +100,13 @@ def _prepare_fused_conv(generic, attrs, constants):
 
 
 @fuses(("Conv", "Conv"), ("Conv", "FusedConv"), ("FusedConv", "Conv"), ("FusedConv", "FusedConv"))
-def _fuse_convs(first, second, first_inputs):
+def _fuse_convs(first, second, first_inputs, attrs):
     return fuse_expand_depthwise(first, second, first_inputs)
+
+
+@fuses(("FusedConv", "FusedElementwise"))
+def _fuse_gate(first, second, first_inputs, attrs):
+    return fuse_gate(first, second, first_inputs, attrs, fused_conv_gated)
 
 
 @kernel("ConvTranspose")

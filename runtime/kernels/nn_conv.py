@@ -5,8 +5,8 @@ Strategy, chosen for speed on ResNet-like models:
 * float32 convolutions with one group run on Tessera's GEMM
   (:mod:`runtime.gemm`) with the weights packed once per weight array
   (:data:`packed_weights`), the bias and the fused epilogue (residual,
-  clamp: :mod:`runtime.kernels.conv_epilogue`) applied to each output tile
-  in registers;
+  clamp, HardSigmoid / HardSwish gate: :mod:`runtime.kernels.conv_epilogue`)
+  applied to each output tile in registers;
 * pointwise (1x1, no padding) convolutions are one GEMM ``W(K, C) @ X(C, S)``
   written straight into the output (strided 1x1 convs subsample first);
 * depthwise convolutions (one input channel per group) use direct Numba
@@ -103,7 +103,8 @@ def window_attrs(attrs, w: np.ndarray) -> dict:
 
 def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, strides: Sequence[int],
             pads: Sequence[int], dilations: Sequence[int], group: int = 1, exact: bool = False,
-            residual: np.ndarray | None = None, clamp: Sequence[float] | None = None) -> np.ndarray:
+            residual: np.ndarray | None = None, clamp: Sequence[float] | None = None,
+            gate: tuple | None = None) -> np.ndarray:
     """ONNX Conv on NCW / NCHW / NCDHW data: ``x`` (N, C, *in), ``w``
     (K, C/group, *kernel), optional bias ``b`` (K,); ``pads`` lists all begins
     then all ends. ``x`` and ``w`` share one dtype, float32 or float64; ``b``
@@ -111,8 +112,10 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
     (no Winograd transforms): integer operands whose sums fit the float's
     mantissa then give exact integer results. The fused epilogue follows
     when asked: ``residual`` (the output's shape and dtype) is added, and
-    the sum clamped to ``clamp`` = (low, high). Returns a new (N, K, *out)
-    array of that dtype."""
+    the sum clamped to ``clamp`` = (low, high), then put through ``gate`` =
+    ("HardSigmoid" or "HardSwish", alpha, beta) (float32 only: the bits of
+    the element-wise kernel run after). Returns a new (N, K, *out) array of
+    that dtype."""
     op = "Conv"
     x, w = np.asarray(x), np.asarray(w)
     dtype = _compute_dtype(op, x, w)
@@ -123,7 +126,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
     group, chans = int(group), x.shape[1]
     b = _bias(op, b, shape[1], dtype)
     out = np.empty(shape, dtype=dtype)
-    residual, clamp = check_epilogue(op, residual, clamp, out.shape, dtype)
+    residual, clamp = check_epilogue(op, residual, clamp, out.shape, dtype, gate)
     if out.size == 0:
         return out
     if chans == 0:

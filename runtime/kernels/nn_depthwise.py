@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from runtime.jit import jit
-from runtime.kernels.conv_epilogue import clamp_value, finish_row
+from runtime.kernels.conv_epilogue import clamp_value, finish_row, gate_run
 from runtime.kernels.nn_window import valid_range
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
@@ -432,16 +432,19 @@ def _axpy_channels(acc, values, weights):
 def depthwise_planes_finished(start, stop, x, w, b, out, res, clamp, flags, geo):
     """``depthwise_planes``, then the epilogue on the same planes while they
     are still in cache: + ``res`` (flags[0]; of out's shape), clamped to
-    [clamp[0], clamp[1]] (flags[1]). One pass over memory and one parallel
-    call fewer than a separate epilogue."""
+    [clamp[0], clamp[1]] and gated (flags[1]). One pass over memory and one
+    parallel call fewer than a separate epilogue."""
     depthwise_planes(start, stop, x, w, b, out, geo)
     count = out.shape[0] * out.shape[1]
     if res.shape != out.shape or not (flags[0] or flags[1]):
         return
     planes = out.reshape(count, -1)
     extra = res.reshape(count, -1)
+    flat, size = out.reshape(-1), planes.shape[1]
     for p in range(start, min(stop, count)):
         finish_row(planes[p], planes[p], extra[p], clamp[0], clamp[1], flags[0], flags[1])
+        if flags[1]:
+            gate_run(flat, p * size, size, clamp)
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)

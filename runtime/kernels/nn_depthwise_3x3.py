@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from runtime.jit import jit
-from runtime.kernels.conv_epilogue import finish_row
+from runtime.kernels.conv_epilogue import finish_row, gate_run
 from runtime.kernels.nn_depthwise import masked_3x3
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
@@ -84,7 +84,8 @@ def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
     """Output planes [start, stop) (index n*K + k) of a 2-D depthwise 3x3
     convolution with unit dilations and strides of 1 or 2; the bias, the
     residual ``res`` (flags[0]) and the clamp to [clamp[0], clamp[1]]
-    (flags[1]) are applied in the same pass.
+    (flags[1]) are applied in the same pass, the clamp array's gate
+    (conv_epilogue.gate_run) on each plane after it.
 
     x: (N, C, H, W); w: (K, 3, 3); b: (K,); out, res: (N, K, OH, OW). Each
     input plane is copied, a row at a time, into the interior of a zeroed,
@@ -134,6 +135,8 @@ def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
                 at, first = _u(base + oh * out_w), _u(oh * cols)
                 for ow in range(_u(out_w)):
                     dst[at + ow] = run[first + ow * 2]
+        if flags[1]:
+            gate_run(dst, base, size, clamp)
 
 
 @jit(fastmath=True)
@@ -180,6 +183,8 @@ def depthwise_same_3x3(start, stop, x, w, b, out, res, clamp, flags):
         masked_3x3(o, buf, 0, width, 1, w_flat, k * 9, b[k], left, right, lo, hi)
         if flags[0]:
             finish_row(o, o, extra[p * plane:(p + 1) * plane], clamp[0], clamp[1], True, flags[1])
+        if flags[1]:
+            gate_run(dst, p * plane, plane, clamp)
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)

@@ -76,7 +76,8 @@ def _float32(a) -> bool:
 
 class PreparedConv:
     """One Conv/FusedConv step with constant ``w`` and ``b`` (None: no bias
-    input), prepared per input shape: a planned GEMM for 1x1 convolutions
+    input), and a ``gate`` after its clamp (runtime.kernels.nn_gate: then
+    ``generic`` applies it too), prepared per input shape: a planned GEMM for 1x1 convolutions
     (stride 1, no padding, one group), the bands of output rows for the
     convolutions the generic kernel runs that way, the flat or padded-plane
     kernel for the 3x3 depthwise ones that have one, Winograd for the 3x3
@@ -84,11 +85,13 @@ class PreparedConv:
     group; other shapes go to the generic kernel. Each can also lower itself
     to schedule operations (:meth:`lower`, runtime.schedule)."""
 
-    def __init__(self, generic: Kernel, attrs: Mapping[str, Any], w: np.ndarray, b: np.ndarray | None, fused: bool):
+    def __init__(self, generic: Kernel, attrs: Mapping[str, Any], w: np.ndarray, b: np.ndarray | None, fused: bool,
+                 gate: tuple | None = None):
         self.generic, self.attrs, self.w, self.b, self.fused = generic, attrs, w, b, fused
         options = window_attrs(attrs, w)  # a mismatch: the generic kernel says so when the step runs, naming it
         self.geometry = tuple(tuple(options[k]) for k in ("strides", "pads", "dilations")) + (options["group"],)
-        _, self.clamp = check_epilogue("FusedConv", None, attrs.get("clamp") if fused else None, (), _F32)
+        _, self.clamp = check_epilogue("FusedConv", None, attrs.get("clamp") if fused else None, (), _F32, gate)
+        """The clamp array (clamp and gate) of the epilogue, or None."""
         self.layouts: dict[tuple, _Layout | None] = {}
         self._packed = None
 

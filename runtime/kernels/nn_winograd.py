@@ -44,7 +44,7 @@ from runtime import gemm, parallel
 from runtime.errors import KernelError
 from runtime.jit import jit, readonly
 from runtime.kernels import winograd_ir
-from runtime.kernels.conv_epilogue import NO_CLAMP, finish_run
+from runtime.kernels.conv_epilogue import NO_CLAMP, finish_run, gate_run
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_window import valid_range
 from runtime.kernels.weight_cache import WeightCache
@@ -215,7 +215,8 @@ def output_tiles(start, stop, prods, y, a_t, bias, geo, res, clamp, flags):
     products in prods (n*n, K, N*TH*(TW+1)); geo = (TH, TW). Tiles past the
     output's edges are cropped. The fused epilogue follows on each output
     row: + res (the output's shape, flags[0]; it may be y itself), clamp to
-    [clamp[0], clamp[1]] (flags[1])."""
+    [clamp[0], clamp[1]] (flags[1]), and the clamp array's gate on each
+    finished plane."""
     th, tw = geo[0], geo[1]
     batch, out_c, out_h, out_w = y.shape
     m, n = a_t.shape
@@ -251,6 +252,8 @@ def output_tiles(start, stop, prods, y, a_t, bias, geo, res, clamp, flags):
                 _interleave(row, done, a * m * span + ty * cols, tw, span, m)
                 finish_run(ys, ((image * out_c + k) * out_h + ty * m + a) * out_w, row, rs, out_w, lo, hi, flags[0],
                            flags[1])
+        if flags[1]:
+            gate_run(ys, p * out_h * out_w, out_h * out_w, clamp)
 
 
 # ---------------------------------------------------------------- weights
@@ -355,8 +358,8 @@ def winograd_conv2d(x: np.ndarray, u, b: np.ndarray | None, out: np.ndarray, pad
     the LLVM IR kernels of runtime.kernels.winograd_ir, everything on the
     thread pool), b (K,) or None; out (N, K, OH, OW) float32; pads = (top,
     left, bottom, right); m: tile size, 2 or 4. Then, when given, +
-    ``residual`` (the output's shape, C-contiguous float32) and the clamp to
-    ``clamp`` ([low, high] float32) of :mod:`runtime.kernels.conv_epilogue`.
+    ``residual`` (the output's shape, C-contiguous float32) and the clamp
+    and gate of the clamp array ``clamp`` (:mod:`runtime.kernels.conv_epilogue`).
     The whole batch goes through each stage at once, or a group of images at
     a time when it is large."""
     packed = isinstance(u, gemm.PackedMatrix)

@@ -26,7 +26,7 @@ Kernel = Callable[[Sequence[np.ndarray | None], Mapping[str, Any]], tuple]
 _KERNELS: dict[str, Kernel] = {}
 Preparer = Callable[[Kernel, Mapping[str, Any], Sequence[np.ndarray | None]], Kernel | None]
 _PREPARERS: dict[str, Preparer] = {}
-PairFuser = Callable[[Kernel, Kernel, int], Kernel | None]
+PairFuser = Callable[[Kernel, Kernel, int, Mapping[str, Any]], Kernel | None]
 _FUSERS: dict[tuple[str, str], PairFuser] = {}
 
 
@@ -71,19 +71,22 @@ def prepared_kernel(name: str, attrs: Mapping[str, Any], constants: Sequence[np.
 
 
 def fuses(*pairs: tuple[str, str]) -> Callable[[PairFuser], PairFuser]:
-    """Register ``fuse(first, second, first_inputs)`` for pairs of ops: given
-    the (prepared) kernels of two consecutive steps, the second reading the
-    first's only output, and the first step's input count, a kernel doing
-    both (inputs: the first step's, then the second's but that output), or
-    None."""
+    """Register ``fuse(first, second, first_inputs, attrs)`` for pairs of
+    ops: given the (prepared) kernels of two consecutive steps, the second
+    reading the first's only output, the first step's input count and the
+    attributes the fused step is called with (``{"first": ..., "second":
+    ...}``, the steps' own), a kernel doing both (inputs: the first step's,
+    then the second's but that output), or None."""
     return _registrar(_FUSERS, "fuser", pairs)
 
 
-def fused_kernel(first_op: str, second_op: str, first: Kernel, second: Kernel, first_inputs: int) -> Kernel | None:
-    """The kernel running two consecutive steps at once, or None."""
+def fused_kernel(first_op: str, second_op: str, first: Kernel, second: Kernel, first_inputs: int,
+                 attrs: Mapping[str, Any]) -> Kernel | None:
+    """The kernel running two consecutive steps at once (called with
+    ``attrs``), or None."""
     _load()
     fuse = _FUSERS.get((first_op, second_op))
-    return None if fuse is None else fuse(first, second, first_inputs)
+    return None if fuse is None else fuse(first, second, first_inputs, attrs)
 
 
 def get_kernel(name: str) -> Kernel:

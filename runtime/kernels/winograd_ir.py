@@ -46,6 +46,7 @@ from numba.extending import intrinsic
 from runtime.gemm.family import Isa, host_isa
 from runtime.gemm.microkernel import compile_module
 from runtime.jit import jit
+from runtime.kernels.conv_epilogue import gate_run
 from runtime.kernels.winograd_matrices import A_T, B_T
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
@@ -489,7 +490,8 @@ def input_tiles_ir(start, stop, x, v, geo, kernels):
 def output_tiles_ir(start, stop, prods, y, bias, geo, res, clamp, flags, kernels):
     """:func:`runtime.kernels.nn_winograd.output_tiles` through the output
     kernels (``kernels``: :func:`kernel_addresses`; the tile size follows
-    from ``prods``), with the same planes and results but for rounding;
+    from ``prods``), with the same planes and results but for rounding
+    (the clamp array's gate: on each plane the kernel wrote, while it is in cache);
     ``prods`` (n*n, item) as ``v`` of :func:`input_tiles_ir`. Every array is
     float32 and C-contiguous."""
     th, tw = geo[0], geo[1]
@@ -504,11 +506,14 @@ def output_tiles_ir(start, stop, prods, y, bias, geo, res, clamp, flags, kernels
     address = _kernel(kernels, n, tw, 1)
     mode = (1 if flags[0] else 0) + (2 if flags[1] else 0)
     p_at, y_at, r_at = prods.ctypes.data, y.ctypes.data, res.ctypes.data
+    ys = y.reshape(-1)
     plane = out_h * out_w
     for q in range(start, min(stop, batch * out_c)):
         k, image = q % out_c, q // out_c
         _call_output(address, p_at + (k * tiles + image * span) * 4, prods.shape[1], th, tw, y_at + q * plane * 4,
                      out_h, out_w, bias[k], r_at + q * plane * 4, clamp[0], clamp[1], mode)
+        if flags[1]:
+            gate_run(ys, q * plane, plane, clamp)
 
 
 def item_stride(rows: int, tiles: int) -> int:

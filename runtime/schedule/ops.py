@@ -23,6 +23,7 @@ from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from runtime.gemm.gemv import dot_rows
+from runtime.gemm.operands import CLAMP_SIZE
 from runtime.gemm.tasks import PLAN_SIZE, place_addresses, run_planned
 from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.depthwise_ir import LANES, depthwise_3x3_ir
@@ -157,7 +158,7 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     b = typed_readonly(_f32(rec, 9, bases, k))
     out = _f32(rec, 11, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     res = _f32(rec, 16, bases, n * k * oh * ow).reshape((n, k, oh, ow))
-    clamp = _f32(rec, 18, bases, 2)
+    clamp = _f32(rec, 18, bases, CLAMP_SIZE)
     flags = _flags(rec[20], rec[21], 0)[:2]
     if rec[0] == DW_SAME:
         depthwise_same_3x3(start, stop, x, wt, b, out, res, clamp, flags)
@@ -180,13 +181,13 @@ def _expand_depthwise(start, stop, rec, nrec, bases, nbases):
     x = _f32(rec, 0, bases, n * c * h * w).reshape((n, c, h, w))
     packs = _f32(rec, 6, bases, blocks * length).reshape((blocks, length))
     b1 = _f32(rec, 10, bases, rec[12])
-    clamp1 = _f32(rec, 13, bases, 2)
+    clamp1 = _f32(rec, 13, bases, CLAMP_SIZE)
     template = typed_readonly(_i64(rec, 16, bases, PLAN_SIZE))
     kernels = _i64(rec, 18, bases, rec[20])
     w2 = typed_readonly(_f32(rec, 21, bases, wide * 9).reshape((wide, 3, 3)))
     b2 = typed_readonly(_f32(rec, 23, bases, wide))
     out = _f32(rec, 25, bases, n * wide * oh * ow).reshape((n, wide, oh, ow))
-    clamp2 = _f32(rec, 30, bases, 2)
+    clamp2 = _f32(rec, 30, bases, CLAMP_SIZE)
     flags1, flags2 = _flags(1, 0, rec[15]), _flags(0, 0, rec[32])[1:]
     expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernels, w2, b2, out, clamp2, flags2,
                      rec[33], rec[34], _i64(rec, 35, bases, len(LANES)))
@@ -210,7 +211,7 @@ def _bands(start, stop, rec, nrec, bases, nbases):
     b = typed_readonly(_f32(rec, 34, bases, rec[36]))
     out = _f32(rec, 37, bases, m * oh * ow).reshape((m, oh * ow))
     res = _f32(rec, 39, bases, m * oh * ow).reshape((m, oh * ow))
-    clamp = _f32(rec, 42, bases, 2)
+    clamp = _f32(rec, 42, bases, CLAMP_SIZE)
     flags = _flags(rec[44], rec[45], rec[46])
     run_bands(start, stop, x, to_fixed_tuple(rec[6:6 + GEO], GEO), band, oh, ow, full, last, kernels, a, b, out, res,
               clamp, flags)
@@ -262,7 +263,7 @@ def _winograd_out(start, stop, rec, nrec, bases, nbases):
     y = _f32(rec, 4, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     b = typed_readonly(_f32(rec, 10, bases, k))
     res = _f32(rec, 14, bases, n * k * oh * ow).reshape((n, k, oh, ow))
-    clamp = _f32(rec, 16, bases, 2)
+    clamp = _f32(rec, 16, bases, CLAMP_SIZE)
     output_tiles_ir(start, stop, prods, y, b, rec[12:14], res, clamp, _flags(rec[18], rec[19], 0)[:2],
                     _i64(rec, 20, bases, KERNELS))
 
