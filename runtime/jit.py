@@ -261,7 +261,77 @@ def _serialise_cache_saves() -> None:
     IndexDataCacheFile.save = locked_save
 
 
+COMPILE_WAIT = 600.0
+"""Seconds a process waits for another to finish compiling a signature
+(:func:`_compile_once_across_processes`) before compiling it itself."""
+_compiling: set[str] = set()
+"""The compile locks this process holds (one per kernel signature)."""
+
+
+def _compile_once_across_processes() -> None:
+    """Compile each kernel signature once however many processes need it at
+    once (the test suite's workers, the compile helper of compiler/precompile.py
+    beside a job): before compiling a signature the cache does not hold, a
+    process takes an exclusive lock named by the kernel's index and the
+    signature (``fcntl.flock``, released by the kernel if the process dies),
+    and Numba then looks in the cache again, so a process that waited for
+    another loads what that one saved instead of compiling it a second time.
+    The lock is taken inside Numba's compiler lock (every process takes the
+    two in that order, and a kernel's callees are locked while its own lock
+    is held, so waits follow the call graph and cannot form a cycle); a
+    signature this process already locks (a recursive compile) is not locked
+    again, and a wait longer than :data:`COMPILE_WAIT` compiles regardless,
+    so a lock can cost time, never a hang. Without ``fcntl``, or with the
+    cache off, nothing changes."""
+    try:
+        import fcntl
+
+        from numba.core import sigutils
+        from numba.core.compiler_lock import global_compiler_lock
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        return
+    compile_ = getattr(Dispatcher, "compile", None)
+    if compile_ is None or getattr(compile_, "tessera_once", False):
+        return
+
+    def compile_once(self, sig):
+        index = getattr(getattr(getattr(self, "_cache", None), "_cache_file", None), "_index_path", None)
+        if index is None:  # the cache is off for this kernel
+            return compile_(self, sig)
+        with global_compiler_lock:
+            args, _ = sigutils.normalize_signature(sig)
+            if tuple(args) in self.overloads:
+                return compile_(self, sig)
+            key = f"{index}-{hashlib.sha256(str(args).encode()).hexdigest()[:16]}{LOCK}"
+            if key in _compiling:
+                return compile_(self, sig)
+            try:
+                lock = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                return compile_(self, sig)  # a read-only cache: Numba's save fails and warns as before
+            _compiling.add(key)
+            try:
+                deadline = time.monotonic() + COMPILE_WAIT
+                while True:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            break
+                        time.sleep(0.02)
+                return compile_(self, sig)
+            finally:
+                _compiling.discard(key)
+                os.close(lock)  # releases the lock
+
+    compile_once.tessera_once = True
+    Dispatcher.compile = compile_once
+
+
 _serialise_cache_saves()
+_compile_once_across_processes()
 _use_versioned_cache()
 
 

@@ -1,26 +1,72 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("TESSERA_NUM_THREADS", "2")
 
+BOUNDSCHECK = "tests/test_boundscheck.py"
+
+
+def _worker() -> bool:
+    """Whether this process is a pytest-xdist worker."""
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
+def _distributing(config) -> bool:
+    """Whether this process is the controller of pytest-xdist workers."""
+    return not _worker() and bool(getattr(config.option, "numprocesses", None)) and \
+        getattr(config.option, "dist", "no") != "no"
+
+
+def pytest_configure(config):
+    """A distributed session (``-n 2``: the README's command, so both cores
+    run tests) starts the bounds-checked run here, once, for whichever worker
+    runs its test (tests/helpers/boundscheck.py), when the arguments include
+    that test and select by no keyword or marker."""
+    if _distributing(config) and _selects_boundscheck(config):
+        from tests.helpers import boundscheck
+
+        boundscheck.start(share=True)
+
+
+def _selects_boundscheck(config) -> bool:
+    if config.option.keyword or config.option.markexpr or \
+            any(BOUNDSCHECK in d for d in (config.option.deselect or ())):
+        return False
+    root = Path(config.rootpath)
+    target = (root / BOUNDSCHECK).resolve()
+    paths = config.args or [str(root / p) for p in config.getini("testpaths")] or [str(root)]
+    for arg in paths:
+        path = Path(arg.split("::")[0])
+        path = (path if path.is_absolute() else Path(config.invocation_params.dir) / path).resolve()
+        if path == target or path in target.parents:
+            return True
+    return False
+
 
 def pytest_sessionstart(session):
-    """On a cold kernel cache, a helper compiles the suite's kernels ahead of
-    the tests on the second core (compiler/precompile.py, manifest
-    compiler/manifests/suite.json); commands the tests run start none of their own."""
-    from compiler import precompile
+    """On a cold kernel cache, a serial session starts a helper that compiles
+    the suite's kernels ahead of the tests on the second core
+    (compiler/precompile.py, manifest compiler/manifests/suite.json); a
+    distributed one needs none (its workers compile on every core, each
+    signature once: runtime/jit.py). Commands the tests run start none of
+    their own."""
+    if not _worker() and not _distributing(session.config):
+        from compiler import precompile
 
-    session.config.tessera_precompiler = precompile.start("suite")
+        session.config.tessera_precompiler = precompile.start("suite")
     os.environ["TESSERA_PRECOMPILE"] = "0"
 
 
 def pytest_collection_modifyitems(session, config, items):
     """The bounds-checked run (tests/test_boundscheck.py) starts in the
-    background as soon as its test is collected, and the test goes last."""
-    checked = [item for item in items if item.nodeid.startswith("tests/test_boundscheck.py")]
+    background as soon as its test is collected (a serial session; a
+    distributed one started it in its controller), and the test goes last."""
+    checked = [item for item in items if item.nodeid.startswith(BOUNDSCHECK)]
     if checked:
         from tests.helpers import boundscheck
 
-        boundscheck.start()
+        if not _worker():
+            boundscheck.start()
         items[:] = [item for item in items if item not in checked] + checked
 
 

@@ -20,9 +20,11 @@ test, run last, waits for it (:func:`finish`)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,42 +48,68 @@ DEVICE = {"kitchen_sink": (kitchen_sink, {"hwlinear": True}),
 
 TIMEOUT = 1200
 """Seconds the run may take (cold, compiling every kernel it uses, about 3 minutes on 2 cores)."""
+SHARED = "TESSERA_BOUNDSCHECK_RUN"
+"""Names the folder of a run another process of the session started (the
+controller of a distributed session, for its workers): its log and, once
+it ended, its exit status."""
 _running: dict[str, tuple[subprocess.Popen, Path]] = {}
 
 
-def start() -> None:
-    """The run started in the background (once)."""
-    if "run" in _running:
+def start(share: bool = False) -> None:
+    """The run started in the background (once). With ``share``, its folder
+    is published in the environment (:data:`SHARED`) for the processes this
+    one starts next (pytest-xdist's workers), and a thread here writes the
+    run's exit status there when it ends."""
+    if "run" in _running or os.environ.get(SHARED):
         return
-    log = Path(tempfile.mkstemp(prefix="tessera-boundscheck-", suffix=".log")[1])
+    folder = Path(tempfile.mkdtemp(prefix="tessera-boundscheck-"))
+    log = folder / "log"
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", TESSERA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     root = Path(__file__).resolve().parents[2]
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "tests.helpers.boundscheck"], cwd=root, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(5))
-    _running["run"] = (process, log)
+    _running["run"] = (process, folder)
+    if share:
+        os.environ[SHARED] = str(folder)
+        threading.Thread(target=_record_status, args=(process, folder), daemon=True).start()
+
+
+def _record_status(process: subprocess.Popen, folder: Path) -> None:
+    status = process.wait()
+    (folder / "status.tmp").write_text(str(status))
+    (folder / "status.tmp").replace(folder / "status")
 
 
 def finish() -> tuple[int, str]:
-    """(exit status, output) of the run, waited for (started if it was not)."""
+    """(exit status, output) of the run, waited for (started if it was not,
+    nor by another process of the session)."""
+    shared = os.environ.get(SHARED)
+    if shared and "run" not in _running:
+        folder = Path(shared)
+        deadline = time.monotonic() + TIMEOUT
+        while not (folder / "status").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status = (folder / "status").read_text() if (folder / "status").exists() else "-9"
+        return int(status), (folder / "log").read_text(errors="replace") if (folder / "log").exists() else ""
     start()
-    process, log = _running["run"]
+    process, folder = _running["run"]
     try:
         process.wait(TIMEOUT)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    return process.returncode, log.read_text(errors="replace")
+    return process.returncode, (folder / "log").read_text(errors="replace")
 
 
 def stop() -> None:
     """Kill the run if it is still going (the session ended early)."""
     if "run" in _running:
-        process, log = _running.pop("run")
+        process, folder = _running.pop("run")
         if process.poll() is None:
             process.kill()
             process.wait()
-        log.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @numba.njit
