@@ -247,3 +247,38 @@ def test_the_warm_up_keeps_pips_build_environment_on_its_path(tmp_path):
     assert env["TESSERA_NUMBA_CACHE_DIR"] == str(tmp_path / "cache") and "NUMBA_OPT" not in env
     assert env["HOME"] == "/home/user"
     assert namespace["warmup_environment"](tmp_path, tmp_path, {})["PYTHONPATH"] == str(tmp_path)
+
+
+RACE = """
+import json, os, sys, time
+from pathlib import Path
+from numba.core import event
+compiled = []
+class Count(event.Listener):
+    def on_start(self, ev): pass
+    def on_end(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+event.register("numba:compile", Count())
+import numpy as np
+from runtime.kernels.activations import relu
+folder = Path(sys.argv[1])
+(folder / f"ready-{os.getpid()}").touch()
+while len(list(folder.glob("ready-*"))) < 2:  # both processes reach the kernel's first call together
+    time.sleep(0.001)
+relu(np.float32(1.0))
+print(json.dumps(compiled))
+"""
+
+
+def test_processes_needing_one_signature_at_once_compile_it_once(tmp_path):
+    """Two processes (the suite's workers, a job and its compile helper)
+    reaching an uncompiled signature at the same moment: one compiles it,
+    the other waits for its lock, then loads what the first saved."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(TESSERA_NUMBA_CACHE_DIR=str(tmp_path / "cache"), TESSERA_NUMBA_SHIPPED=str(tmp_path / "nothing"),
+               TESSERA_NUMBA_CACHE="1", PYTHONPATH=str(ROOT))
+    runs = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-2000:] for _, err in outputs]
+    compiled = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert sorted(c.count("relu") for c in compiled) == [0, 1], compiled
