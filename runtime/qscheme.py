@@ -164,8 +164,9 @@ def quantize(x: np.ndarray, scale, zero, dtype, axis: int | None = None) -> np.n
         shape[axis] = -1
         scale, zero = scale.reshape(shape), zero.reshape(shape)
     info = np.iinfo(dtype)
-    with np.errstate(invalid="ignore", over="ignore"):
-        q = saturated_codes(np.asarray(x, np.float32), scale, zero, info.min, info.max, np.dtype(np.float32))
+    with np.errstate(invalid="ignore", over="ignore"):  # adding zero points of 0 (weights) changes no code
+        q = saturated_codes(np.asarray(x, np.float32), scale, zero if zero.any() else None, info.min, info.max,
+                            np.dtype(np.float32))
     if np.ndim(q):  # the codes are clipped: NaN is the only non-finite left (nan_to_num looked for ±inf too)
         np.copyto(q, 0, where=np.isnan(q))
         return q.astype(dtype)
@@ -180,11 +181,14 @@ def saturated_codes(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | N
     the division in ``work`` and the zero point (None: none) added in
     float64, which holds every rounded value plus a 16-bit zero point
     exactly. ``scale`` and ``zero_point`` broadcast against ``x``; a NaN
-    stays NaN for the caller to refuse or map."""
-    y = np.rint(np.divide(x, scale, dtype=work))
+    stays NaN for the caller to refuse or map. Each step after the
+    division works in place (a large model's weights: no copy per step)."""
+    y = np.asarray(np.divide(x, scale, dtype=work))
+    np.rint(y, out=y)
     if zero_point is not None:
-        y = np.add(y, zero_point, dtype=np.float64)
-    return np.clip(y, low, high)
+        y = np.asarray(np.add(y, zero_point, dtype=np.float64))
+    np.clip(y, low, high, out=y)
+    return y if y.ndim else y[()]
 
 
 # ---------------------------------------------------------------- MatMul of two tensors, Softmax over rows

@@ -64,7 +64,9 @@ def start(share: bool = False) -> None:
         return
     folder = Path(tempfile.mkdtemp(prefix="tessera-boundscheck-"))
     log = folder / "log"
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", TESSERA_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    # LLVM's -O1: every index still checked, 12 % less CPU than -O3 on a cold cache (217 s against 246
+    # here), and still cacheable (-O0 left kernels referring to dynamic globals, which Numba will not cache)
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_OPT="1", TESSERA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     root = Path(__file__).resolve().parents[2]
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "tests.helpers.boundscheck"], cwd=root, env=env,
