@@ -36,6 +36,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -52,6 +53,11 @@ from numba.core import event
 from numba.core.caching import UserProvidedCacheLocator
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): the cache takes no locks
+    fcntl = None
 
 from runtime.files import MAX_BINARY_BYTES, FileError, read_regular, write_atomic
 
@@ -223,6 +229,35 @@ LOCK = ".lock"
 """Suffix of the lock file beside a kernel's index (:func:`_serialise_cache_saves`)."""
 
 
+@contextlib.contextmanager
+def _file_lock(path: str, wait: float | None = None):
+    """An exclusive ``flock`` on ``path`` (created when missing) held for
+    the block, waiting as long as it takes or at most ``wait`` seconds; the
+    kernel releases it if the process dies. The block runs unlocked where
+    the file cannot be opened (a read-only cache) or the wait ran out."""
+    try:
+        lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        if wait is None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+        yield
+    finally:
+        os.close(lock)  # releases the lock
+
+
 def _serialise_cache_saves() -> None:
     """Make Numba's cache safe for several processes filling it at once
     (numba #4807): ``IndexDataCacheFile.save`` reads a kernel's index,
@@ -237,25 +272,16 @@ def _serialise_cache_saves() -> None:
     signature, and a data file not yet written reads as a miss (compiled
     again). Where ``fcntl`` or that method is missing, nothing changes."""
     try:
-        import fcntl
-
         from numba.core.caching import IndexDataCacheFile
     except ImportError:
         return
     save = getattr(IndexDataCacheFile, "save", None)
-    if save is None or getattr(save, "tessera_locked", False):
+    if fcntl is None or save is None or getattr(save, "tessera_locked", False):
         return
 
     def locked_save(self, key, data):
-        try:
-            lock = os.open(self._index_path + LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return save(self, key, data)  # a read-only cache: Numba's own save fails and warns as before
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _file_lock(self._index_path + LOCK):  # unlocked in a read-only cache: Numba's save warns as before
             return save(self, key, data)
-        finally:
-            os.close(lock)  # releases the lock
 
     locked_save.tessera_locked = True
     IndexDataCacheFile.save = locked_save
@@ -284,15 +310,13 @@ def _compile_once_across_processes() -> None:
     so a lock can cost time, never a hang. Without ``fcntl``, or with the
     cache off, nothing changes."""
     try:
-        import fcntl
-
         from numba.core import sigutils
         from numba.core.compiler_lock import global_compiler_lock
         from numba.core.dispatcher import Dispatcher
     except ImportError:
         return
     compile_ = getattr(Dispatcher, "compile", None)
-    if compile_ is None or getattr(compile_, "tessera_once", False):
+    if fcntl is None or compile_ is None or getattr(compile_, "tessera_once", False):
         return
 
     def compile_once(self, sig):
@@ -301,30 +325,15 @@ def _compile_once_across_processes() -> None:
             return compile_(self, sig)
         with global_compiler_lock:
             args, _ = sigutils.normalize_signature(sig)
-            if tuple(args) in self.overloads:
-                return compile_(self, sig)
             key = f"{index}-{hashlib.sha256(str(args).encode()).hexdigest()[:16]}{LOCK}"
-            if key in _compiling:
+            if tuple(args) in self.overloads or key in _compiling:
                 return compile_(self, sig)
-            try:
-                lock = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError:
-                return compile_(self, sig)  # a read-only cache: Numba's save fails and warns as before
             _compiling.add(key)
             try:
-                deadline = time.monotonic() + COMPILE_WAIT
-                while True:
-                    try:
-                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            break
-                        time.sleep(0.02)
-                return compile_(self, sig)
+                with _file_lock(key, COMPILE_WAIT):
+                    return compile_(self, sig)
             finally:
                 _compiling.discard(key)
-                os.close(lock)  # releases the lock
 
     compile_once.tessera_once = True
     Dispatcher.compile = compile_once
