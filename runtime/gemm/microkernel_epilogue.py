@@ -96,32 +96,48 @@ def _optional(w: Writer, pred: str, cond: str, name: str, values: list[list[str]
     return f"{name}_join", out
 
 
-def _clamp_values(w: Writer, lanes_of, values: list[list[str]]) -> list[list[str]]:
-    """numpy's ``minimum(maximum(v, clamp[0]), clamp[1])`` on every value
-    (``lanes_of(i, j)``: the lanes of value ``(i, j)``): a NaN stays NaN, a
-    bound wins ties."""
-    lo, hi_ptr, hi = w.fresh("lo"), w.fresh("hiptr"), w.fresh("hi")
-    w.emit(f"{lo} = load float, ptr %clamp, align 4")
-    w.emit(f"{hi_ptr} = getelementptr inbounds float, ptr %clamp, i64 1")
-    w.emit(f"{hi} = load float, ptr {hi_ptr}, align 4")
-    bounds = {}
+def _clamp_entry(w: Writer, index: int, stem: str) -> str:
+    """``clamp[index]``, loaded (runtime.gemm.operands.CLAMP_SIZE's layout)."""
+    value = w.fresh(stem)
+    if index == 0:
+        w.emit(f"{value} = load float, ptr %clamp, align 4")
+        return value
+    ptr = w.fresh(f"{stem}ptr")
+    w.emit(f"{ptr} = getelementptr inbounds float, ptr %clamp, i64 {index}")
+    w.emit(f"{value} = load float, ptr {ptr}, align 4")
+    return value
+
+
+def _each_value(w: Writer, lanes_of, values: list[list[str]], scalars: list[str], emit) -> list[list[str]]:
+    """``emit(value, lanes, *splats)`` of every value (``lanes_of(i, j)``:
+    the lanes of value ``(i, j)``), ``splats`` being ``scalars`` splat to
+    that many lanes (once per lane count); the values it returns."""
+    splats: dict[int, list[str]] = {}
     out = []
     for i, row in enumerate(values):
         new = []
         for j, value in enumerate(row):
             lanes = lanes_of(i, j)
-            if lanes not in bounds:
-                bounds[lanes] = (splat_vector(w, lanes, lo, "float"), splat_vector(w, lanes, hi, "float"))
-            floor, ceiling = bounds[lanes]
-            vec = f"<{lanes} x float>"
-            above, low, below, high = w.fresh("above"), w.fresh("low"), w.fresh("below"), w.fresh("high")
-            w.emit(f"{above} = fcmp ugt {vec} {value}, {floor}")
-            w.emit(f"{low} = select <{lanes} x i1> {above}, {vec} {value}, {vec} {floor}")
-            w.emit(f"{below} = fcmp ult {vec} {low}, {ceiling}")
-            w.emit(f"{high} = select <{lanes} x i1> {below}, {vec} {low}, {vec} {ceiling}")
-            new.append(high)
+            if lanes not in splats:
+                splats[lanes] = [splat_vector(w, lanes, scalar, "float") for scalar in scalars]
+            new.append(emit(value, lanes, *splats[lanes]))
         out.append(new)
     return out
+
+
+def _clamp_values(w: Writer, lanes_of, values: list[list[str]]) -> list[list[str]]:
+    """numpy's ``minimum(maximum(v, clamp[0]), clamp[1])`` on every value:
+    a NaN stays NaN, a bound wins ties."""
+    def clamp(value: str, lanes: int, floor: str, ceiling: str) -> str:
+        vec = f"<{lanes} x float>"
+        above, low, below, high = w.fresh("above"), w.fresh("low"), w.fresh("below"), w.fresh("high")
+        w.emit(f"{above} = fcmp ugt {vec} {value}, {floor}")
+        w.emit(f"{low} = select <{lanes} x i1> {above}, {vec} {value}, {vec} {floor}")
+        w.emit(f"{below} = fcmp ult {vec} {low}, {ceiling}")
+        w.emit(f"{high} = select <{lanes} x i1> {below}, {vec} {low}, {vec} {ceiling}")
+        return high
+
+    return _each_value(w, lanes_of, values, [_clamp_entry(w, 0, "lo"), _clamp_entry(w, 1, "hi")], clamp)
 
 
 def _clamp_and_gate(w: Writer, lanes_of, values: list[list[str]], types: list[list[str]],
@@ -129,9 +145,7 @@ def _clamp_and_gate(w: Writer, lanes_of, values: list[list[str]], types: list[li
     """:func:`_clamp_values`, then the clamp array's gate when it has one
     (``clamp[4]`` non-zero: blocks ``{name}_gate``)."""
     clamped = _clamp_values(w, lanes_of, values)
-    ptr, kind, gated = w.fresh("gateptr"), w.fresh("gate"), w.fresh("gated")
-    w.emit(f"{ptr} = getelementptr inbounds float, ptr %clamp, i64 4")
-    w.emit(f"{kind} = load float, ptr {ptr}, align 4")
+    kind, gated = _clamp_entry(w, 4, "gate"), w.fresh("gated")
     w.emit(f"{gated} = fcmp une float {kind}, 0.0")
     _, out = _optional(w, w.block, gated, f"{name}_gate", clamped, types,
                        lambda v: _gate_values(w, lanes_of, v, kind))
@@ -144,36 +158,25 @@ def _gate_values(w: Writer, lanes_of, values: list[list[str]], kind: str) -> lis
     value, or ``v * g`` where ``kind`` is 2 (HardSwish): each operation
     rounded on its own (no fast-math flag: nothing is contracted into a
     fused multiply-add), NaN kept, as the element-wise kernels compute it."""
-    alpha, beta, swish = w.fresh("alpha"), w.fresh("beta"), w.fresh("swish")
-    for name, index in ((alpha, 2), (beta, 3)):
-        ptr = w.fresh("gptr")
-        w.emit(f"{ptr} = getelementptr inbounds float, ptr %clamp, i64 {index}")
-        w.emit(f"{name} = load float, ptr {ptr}, align 4")
+    alpha, beta, swish = _clamp_entry(w, 2, "alpha"), _clamp_entry(w, 3, "beta"), w.fresh("swish")
     w.emit(f"{swish} = fcmp oeq float {kind}, 2.0")
-    splats = {}
-    out = []
-    for i, row in enumerate(values):
-        new = []
-        for j, value in enumerate(row):
-            lanes = lanes_of(i, j)
-            if lanes not in splats:
-                splats[lanes] = (splat_vector(w, lanes, alpha, "float"), splat_vector(w, lanes, beta, "float"))
-            alphas, betas = splats[lanes]
-            vec, mask = f"<{lanes} x float>", f"<{lanes} x i1>"
-            one = const_vector(lanes, "1.000000e+00", "float")
-            scaled, shifted, below, low, above, g, product, gated = (
-                w.fresh(n) for n in ("scaled", "shifted", "below", "low", "above", "g", "product", "gated"))
-            w.emit(f"{scaled} = fmul {vec} {alphas}, {value}")
-            w.emit(f"{shifted} = fadd {vec} {scaled}, {betas}")
-            w.emit(f"{below} = fcmp olt {vec} {shifted}, zeroinitializer")
-            w.emit(f"{low} = select {mask} {below}, {vec} zeroinitializer, {vec} {shifted}")
-            w.emit(f"{above} = fcmp ogt {vec} {low}, {one}")
-            w.emit(f"{g} = select {mask} {above}, {vec} {one}, {vec} {low}")
-            w.emit(f"{product} = fmul {vec} {value}, {g}")
-            w.emit(f"{gated} = select i1 {swish}, {vec} {product}, {vec} {g}")
-            new.append(gated)
-        out.append(new)
-    return out
+
+    def gate(value: str, lanes: int, alphas: str, betas: str) -> str:
+        vec, mask = f"<{lanes} x float>", f"<{lanes} x i1>"
+        one = const_vector(lanes, "1.000000e+00", "float")
+        scaled, shifted, below, low, above, g, product, gated = (
+            w.fresh(n) for n in ("scaled", "shifted", "below", "low", "above", "g", "product", "gated"))
+        w.emit(f"{scaled} = fmul {vec} {alphas}, {value}")
+        w.emit(f"{shifted} = fadd {vec} {scaled}, {betas}")
+        w.emit(f"{below} = fcmp olt {vec} {shifted}, zeroinitializer")
+        w.emit(f"{low} = select {mask} {below}, {vec} zeroinitializer, {vec} {shifted}")
+        w.emit(f"{above} = fcmp ogt {vec} {low}, {one}")
+        w.emit(f"{g} = select {mask} {above}, {vec} {one}, {vec} {low}")
+        w.emit(f"{product} = fmul {vec} {value}, {g}")
+        w.emit(f"{gated} = select i1 {swish}, {vec} {product}, {vec} {g}")
+        return gated
+
+    return _each_value(w, lanes_of, values, [alpha, beta], gate)
 
 
 def _load_tile(w: Writer, t: _Tile, base: str, offsets: str, masked: bool) -> list[list[str]]:
