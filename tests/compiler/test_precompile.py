@@ -4,7 +4,6 @@ order; the helper compiles a manifest into a fresh cache, skipping what no
 longer fits, and marks it done; a job then loads those kernels instead of
 compiling them; no helper starts where none is needed."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,18 +13,9 @@ from numba import types
 
 from compiler import precompile
 from runtime import jit
+from tests.helpers.jit_probe import COUNT_COMPILES, probe_env
 
-ROOT = Path(jit.__file__).resolve().parents[1]
-
-JOB = """
-import json
-import numpy as np
-from numba.core import event
-compiled = []
-class Count(event.Listener):
-    def on_start(self, ev): pass
-    def on_end(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
-event.register("numba:compile", Count())
+JOB = COUNT_COMPILES + """
 from runtime.gemm.tasks import plan_shape, task_block
 from runtime.gemm.tasks import PLAN_SIZE
 plan = np.ones(PLAN_SIZE, np.int64)
@@ -36,10 +26,7 @@ print(json.dumps(compiled))
 
 
 def _env(cache: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
-    env.update(TESSERA_NUMBA_CACHE_DIR=str(cache), TESSERA_NUMBA_CACHE="1", TESSERA_PRECOMPILE="0",
-               PYTHONPATH=str(ROOT))
-    return env
+    return probe_env(cache, TESSERA_PRECOMPILE="0")
 
 
 def _job(cache: Path) -> list:

@@ -17,27 +17,16 @@ import pytest
 from runtime import jit
 from runtime.gemm import family, igemm, microkernel, sgemm
 from runtime.gemm.family import host_isa
+from tests.helpers.jit_probe import COUNT_COMPILES, ROOT, probe_env
 
-ROOT = Path(jit.__file__).resolve().parents[1]
-
-PROBE = """
-import json
-import numpy as np
-from numba.core import event
-compiled = []
-class Count(event.Listener):
-    def on_start(self, ev): pass
-    def on_end(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
-event.register("numba:compile", Count())
+PROBE = COUNT_COMPILES + """
 from runtime.kernels.activations import relu
 print(json.dumps({"value": float(relu(np.float32(-1.5))) + float(relu(np.float32(2.5))), "compiled": compiled}))
 """
 
 
 def probe(cache: Path, shipped: Path, root: Path = ROOT) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
-    env.update(TESSERA_NUMBA_CACHE_DIR=str(cache), TESSERA_NUMBA_SHIPPED=str(shipped), TESSERA_NUMBA_CACHE="1",
-               PYTHONPATH=str(root))
+    env = probe_env(cache, root, TESSERA_NUMBA_SHIPPED=str(shipped))
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -249,16 +238,9 @@ def test_the_warm_up_keeps_pips_build_environment_on_its_path(tmp_path):
     assert namespace["warmup_environment"](tmp_path, tmp_path, {})["PYTHONPATH"] == str(tmp_path)
 
 
-RACE = """
-import json, os, sys, time
+RACE = COUNT_COMPILES + """
+import os, sys, time
 from pathlib import Path
-from numba.core import event
-compiled = []
-class Count(event.Listener):
-    def on_start(self, ev): pass
-    def on_end(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
-event.register("numba:compile", Count())
-import numpy as np
 from runtime.kernels.activations import relu
 folder = Path(sys.argv[1])
 (folder / f"ready-{os.getpid()}").touch()
@@ -273,9 +255,7 @@ def test_processes_needing_one_signature_at_once_compile_it_once(tmp_path):
     """Two processes (the suite's workers, a job and its compile helper)
     reaching an uncompiled signature at the same moment: one compiles it,
     the other waits for its lock, then loads what the first saved."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
-    env.update(TESSERA_NUMBA_CACHE_DIR=str(tmp_path / "cache"), TESSERA_NUMBA_SHIPPED=str(tmp_path / "nothing"),
-               TESSERA_NUMBA_CACHE="1", PYTHONPATH=str(ROOT))
+    env = probe_env(tmp_path / "cache", TESSERA_NUMBA_SHIPPED=str(tmp_path / "nothing"))
     runs = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path)], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=300) for run in runs]
