@@ -17,6 +17,7 @@ a table of known workloads breaks on the next model).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -159,73 +160,109 @@ def conv_tile(s: ConvShape, kt: int, rt: int, wt: int, ct: int, chunks: int) -> 
                     lut_bytes=linear_size(s.lut_bytes) if s.lut_bytes else 0)
 
 
-def _box_bytes(s: ConvShape, elem: int, channels: int, rows: int, cols: int, height: int, width: int,
-               map_channels: int) -> int:
+def _box_bytes(s: ConvShape, elem: int, channels: int, rows, cols, height: int, width: int,
+               map_channels: int):
     """DRAM bytes (whole bursts, as the simulator's cycle model counts them)
     of a channels x rows x cols box of a height x width map of
-    ``map_channels`` channels, in the layout ``s`` has."""
+    ``map_channels`` channels, in the layout ``s`` has (``rows`` and ``cols``
+    scalars or arrays alike)."""
     strides = (1, 0, map_channels) if s.channels_last else (height * width, width, 1)
-    return int(dram_transfer_bytes(elem, channels, rows, cols, *strides))
+    return dram_transfer_bytes(elem, channels, rows, cols, *strides)
 
 
 def conv_cost(s: ConvShape, p: ConvPlan, hw: HardwareConfig) -> tuple[float, bool]:
     """The plan's cost in DRAM-byte equivalents, in its cheaper loop order,
-    and whether that order has output channels outer: the larger of the
-    DRAM bytes it moves (at burst granularity, as the cycle model counts
-    them: a tile of short, strided rows costs a burst a row) and its MAC
-    cycles (as the cycle model counts them: a tile of ``kt`` output
-    channels keeps ``ceil(kt / units)`` passes busy) at the DRAM's bytes per
-    cycle (double buffering overlaps the two), plus a fixed cost per tile."""
-    n_k, n_r, n_w = len(s.k_ranges(p.kt)), -(-s.oh // p.rt), -(-s.ow // p.wt)
-    n_c = -(-s.c // p.ct) if s.groups == 1 else 1
+    and whether that order has output channels outer (:func:`_conv_costs`)."""
+    cost, k_outer = _conv_costs(s, hw, np.array([p.kt]), np.array([p.rt]), np.array([p.wt]), p.ct)
+    return float(cost[0]), bool(k_outer[0])
+
+
+def _conv_costs(s: ConvShape, hw: HardwareConfig, kt: np.ndarray, rt: np.ndarray, wt: np.ndarray,
+                ct: int) -> tuple[np.ndarray, np.ndarray]:
+    """Costs of the tilings (kt[i], rt[i], wt[i], ct), in DRAM-byte
+    equivalents, in each one's cheaper loop order, and whether that order
+    has output channels outer: the larger of the DRAM bytes it moves (at
+    burst granularity, as the cycle model counts them: a tile of short,
+    strided rows costs a burst a row) and its MAC cycles (as the cycle model
+    counts them: a tile of ``kt`` output channels keeps ``ceil(kt / units)``
+    passes busy) at the DRAM's bytes per cycle (double buffering overlaps
+    the two), plus a fixed cost per tile. One array expression for all of a
+    layer's candidates (the planner's search), exact integer arithmetic up
+    to the MAC cycles' float."""
+    kt, rt, wt = (np.asarray(v, np.int64) for v in (kt, rt, wt))
+    if s.groups == 1:
+        n_k = -(-s.k // kt)  # len(s.k_ranges(kt))
+    else:
+        n_k = np.where(kt >= s.kg, -(-s.k // kt), s.groups * -(-s.kg // kt))
+    n_r, n_w = -(-s.oh // rt), -(-s.ow // wt)
+    n_c = -(-s.c // ct) if s.groups == 1 else 1
     bands = n_r * n_w
-    inputs = bands * _box_bytes(s, s.e_in, s.c, s.in_rows(p.rt), s.in_cols(p.wt), s.h, s.w, s.c)
-    outputs = bands * _box_bytes(s, s.e_out + s.e_res, s.k, p.rt, p.wt, s.oh, s.ow, s.k)  # written, residual read
+    inputs = bands * _box_bytes(s, s.e_in, s.c, (rt - 1) * s.sh + s.dh * (s.kh - 1) + 1,
+                                (wt - 1) * s.sw + s.dw * (s.kw - 1) + 1, s.h, s.w, s.c)
+    outputs = bands * _box_bytes(s, s.e_out + s.e_res, s.k, rt, wt, s.oh, s.ow, s.k)  # written, residual read
     weights = s.k * s.cg * s.kh * s.kw * s.e_w + s.k * PARAM_CHANNEL_BYTES * n_c
     if s.groups > 1:  # each output-channel tile reads only its own groups' channels (once per tile of a group)
-        reread = inputs * max(1, -(-s.kg // p.kt))
+        reread = inputs * np.maximum(1, -(-s.kg // kt))
         k_outer = weights + reread
         band_outer = reread + weights * bands
     else:
         k_outer = (weights if n_c == 1 else weights * bands) + inputs * n_k
-        band_outer = (inputs if n_c == 1 else inputs * n_k) + (weights if n_k * n_c == 1 else weights * bands)
+        band_outer = (inputs if n_c == 1 else inputs * n_k) + np.where(n_k * n_c == 1, weights, weights * bands)
     jobs = n_k * bands * n_c
-    reduction = (p.ct if s.groups == 1 else s.cg) * s.kh * s.kw
-    passes = int(conv_passes(p.kt, reduction, max(s.e_in, s.e_w) > 1, hw))
+    reduction = (ct if s.groups == 1 else s.cg) * s.kh * s.kw
+    passes = conv_passes(kt, reduction, max(s.e_in, s.e_w) > 1, hw)
     compute = s.oh * s.ow * n_k * n_c * passes * hw.dram_bandwidth / hw.clock_hz
-    best = min(k_outer, band_outer)
-    return max(best + outputs, compute) + jobs * TILE_OVERHEAD_BYTES, k_outer <= band_outer
+    best = np.minimum(k_outer, band_outer)
+    return np.maximum(best + outputs, compute) + jobs * TILE_OVERHEAD_BYTES, k_outer <= band_outer
 
 
 def plan_conv(s: ConvShape, hw: HardwareConfig, layer: str) -> ConvPlan:
     """The cheapest tiling of a convolution that fits the buffers."""
-    if s.groups == 1:
-        kts = halvings(s.k)
-        cts = halvings(s.c)
-    else:
-        kts = sorted({s.kg * g for g in halvings(s.groups)} | set(halvings(s.kg)), reverse=True)
-        cts = [s.c]
-    best, best_cost = None, math.inf
-    for ct in cts:
-        chunks = reduction_chunks(s, ct)
-        for wt in halvings(s.ow):
-            for kt in kts:
-                rt = _largest(lambda r: not conv_tile(s, kt, r, wt, ct, chunks).overflows(hw),
-                              min(s.oh, MAX_EXTENT))
-                if rt == 0:
-                    continue
-                plan = conv_tile(s, kt, rt, wt, ct, chunks)
-                cost, k_outer = conv_cost(s, plan, hw)
-                if cost < best_cost:
-                    best, best_cost = dataclasses.replace(plan, k_outer=k_outer), cost
-        if best is not None and chunks == 1:
-            break  # splitting the reduction only when a whole one does not fit
+    best = _cheapest_conv_plan(s, hw)
     if best is None:
+        kts, cts = _candidate_extents(s)
         smallest = conv_tile(s, kts[-1], 1, 1, cts[-1], 2 if s.groups == 1 and s.c > 1 else 1)
         have = capacities(hw)
         over = [f"the {b} buffer ({need} B needed, {have[b]} B available)"
                 for b, need in smallest.overflows(hw).items()]
         raise TilingError(f"layer {layer!r}: even the smallest tile does not fit {' and '.join(over)}")
+    return best
+
+
+def _candidate_extents(s: ConvShape) -> tuple[list[int], list[int]]:
+    """The output-channel and input-channel tile extents the search tries."""
+    if s.groups == 1:
+        return halvings(s.k), halvings(s.c)
+    return sorted({s.kg * g for g in halvings(s.groups)} | set(halvings(s.kg)), reverse=True), [s.c]
+
+
+@functools.lru_cache(maxsize=4096)
+def _cheapest_conv_plan(s: ConvShape, hw: HardwareConfig) -> ConvPlan | None:
+    """:func:`plan_conv`'s search, or None when nothing fits; remembered per
+    (shape, hardware), both immutable: models repeat their layers' shapes,
+    and the distribution pass plans each layer again for every split it
+    weighs. The first cheapest candidate in the search's order wins, as the
+    scalar search's strict ``<`` kept it."""
+    kts, cts = _candidate_extents(s)
+    best, best_cost = None, math.inf
+    for ct in cts:
+        chunks = reduction_chunks(s, ct)
+        candidates = []
+        for wt in halvings(s.ow):
+            for kt in kts:
+                rt = _largest(lambda r: not conv_tile(s, kt, r, wt, ct, chunks).overflows(hw),
+                              min(s.oh, MAX_EXTENT))
+                if rt:
+                    candidates.append((kt, rt, wt))
+        if candidates:
+            kt, rt, wt = np.array(candidates, np.int64).T
+            costs, k_outer = _conv_costs(s, hw, kt, rt, wt, ct)
+            i = int(np.argmin(costs))
+            if costs[i] < best_cost:
+                plan = conv_tile(s, int(kt[i]), int(rt[i]), int(wt[i]), ct, chunks)
+                best, best_cost = dataclasses.replace(plan, k_outer=bool(k_outer[i])), costs[i]
+        if best is not None and chunks == 1:
+            break  # splitting the reduction only when a whole one does not fit
     return best
 
 
