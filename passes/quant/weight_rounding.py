@@ -29,11 +29,13 @@ Each rounded node records how its codes differ from the nearest ones
 from __future__ import annotations
 
 import base64
+import functools
 import zlib
 from typing import Iterable, Mapping
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from threadpoolctl import ThreadpoolController
 
 from ir.graph import Node
 from ir.registry import with_defaults
@@ -128,7 +130,8 @@ def rounded_codes(weight: np.ndarray, scales: np.ndarray, covariance: np.ndarray
     scale = np.asarray(scales, np.float64)
     codes = np.zeros(work.shape)
     try:
-        upper = np.linalg.cholesky(np.linalg.inv(damped)).T
+        with _blas().limit(limits=1, user_api="blas"):
+            upper = np.linalg.cholesky(np.linalg.inv(damped)).T
     except np.linalg.LinAlgError:  # numerically singular: the nearest codes
         upper = np.eye(depth)
     upper = np.ascontiguousarray(upper)
@@ -140,6 +143,17 @@ def rounded_codes(weight: np.ndarray, scales: np.ndarray, covariance: np.ndarray
     result = np.empty(codes.shape, np.int64)
     result[:, order] = codes
     return result
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The BLAS libraries numpy loaded, whose threads :func:`rounded_codes`
+    holds to one: OpenBLAS's threaded inverse sums in another order than its
+    serial one (from 144 positions on), so the codes depended on how many
+    cores the compiling host had; and on a host whose cores are busy (the
+    calibration's own pool, another job) its threads spin: a 576-position
+    layer took 104 ms on two loaded cores against 25 ms on one thread."""
+    return ThreadpoolController()
 
 
 @jit

@@ -100,6 +100,29 @@ def test_the_codes_leave_less_output_error_than_the_nearest_ones():
     np.testing.assert_array_equal(rounded_codes(weight, scales, np.eye(27), 127), nearest)
 
 
+def test_the_codes_do_not_depend_on_the_hosts_blas_threads(monkeypatch):
+    """The inverse and factor run on one BLAS thread whatever the process
+    allows: OpenBLAS's threaded inverse sums in another order from 144
+    positions on, so a host's core count could change the codes."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen, inverse = [], np.linalg.inv
+
+    def watched(a):
+        seen.append({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+        return inverse(a)
+
+    monkeypatch.setattr(np.linalg, "inv", watched)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((600, 144)) @ rng.standard_normal((144, 144))
+    weight = rng.standard_normal((8, 144))
+    scales = np.abs(weight).max(axis=1) / 127
+    with threadpool_limits(2, user_api="blas"):
+        codes = rounded_codes(weight, scales, np.cov(x, rowvar=False), 127)
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} <= {2}
+    assert seen == [{1}] and codes.shape == weight.shape
+
+
 def _codes_by_columns(weight, scales, covariance, high):
     """rounded_codes as numpy runs it, a column of every row at a time
     (the form it had before its blocks ran in Numba): the same operations
