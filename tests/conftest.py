@@ -2,6 +2,11 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TESSERA_NUM_THREADS", "2")
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # each of the workers has a core: numpy's BLAS threads would only contend with the other worker and
+    # spin (read when numpy loads its BLAS, which no plugin has done yet: tests/test_conftest_threads.py)
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 BOUNDSCHECK = "tests/test_boundscheck.py"
 
