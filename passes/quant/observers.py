@@ -502,19 +502,36 @@ def _grid_errors(start, stop, counts, origin, width, lows, highs, steps, qmin, o
     asymmetric grid of ``steps`` steps (zero point as
     runtime.qscheme.activation_params rounds it), ``counts[b]`` values
     spread evenly over bin b of the histogram. The integral at an edge
-    shared by two non-empty bins is computed once."""
-    filled = np.flatnonzero(counts)
-    for c in range(start, stop):
+    shared by two non-empty bins is computed once.
+
+    Bins outer, ranges inner: each range still sums its bins in their
+    order, with the same operations (so the same bits as a range at a
+    time), but the inner loop over independent ranges runs in SIMD lanes."""
+    n = stop - start
+    scales, firsts, lasts = np.empty(n), np.empty(n), np.empty(n)
+    totals, at_previous = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        c = start + i
         scale = (highs[c] - lows[c]) / steps
         zero = min(max(np.rint(qmin - lows[c] / scale), qmin), qmin + steps)
-        first, last = qmin - zero, qmin + steps - zero  # the grid is scale * [first..last]
-        total, previous, at_previous = 0.0, -2, 0.0
-        for b in filled:
-            below = at_previous if b == previous + 1 else _error_integral((origin + b * width) / scale, first, last)
-            at_previous = _error_integral((origin + (b + 1) * width) / scale, first, last)
-            previous = b
-            total += counts[b] * (at_previous - below)
-        out[c] = total * scale * scale * scale / width
+        scales[i], firsts[i], lasts[i] = scale, qmin - zero, qmin + steps - zero  # the grid: scale * [first..last]
+    previous = -2
+    for b in np.flatnonzero(counts):
+        left, right, count = origin + b * width, origin + (b + 1) * width, counts[b]
+        if b == previous + 1:
+            for i in range(n):
+                edge = _error_integral(right / scales[i], firsts[i], lasts[i])
+                totals[i] += count * (edge - at_previous[i])
+                at_previous[i] = edge
+        else:
+            for i in range(n):
+                below = _error_integral(left / scales[i], firsts[i], lasts[i])
+                edge = _error_integral(right / scales[i], firsts[i], lasts[i])
+                totals[i] += count * (edge - below)
+                at_previous[i] = edge
+        previous = b
+    for i in range(n):
+        out[start + i] = totals[i] * scales[i] * scales[i] * scales[i] / width
 
 
 @jit(inline="always")
