@@ -7,18 +7,23 @@ its inputs into DRAM (QuantizeLinear: the tensor's scale and zero point),
 runs the streams, and dequantizes each output out of DRAM
 (DequantizeLinear), transposing the codes where a DramTensor carries a
 permutation (an edge Transpose absorbed); those kernels are the CPU path's own, so the boundary
-arithmetic is the integer reference's. The simulators' cycle models give
+arithmetic is the integer reference's. Everything a run needs that does not
+depend on its data is prepared once per segment, when its runner is made:
+each interface tensor's kernel prepared for its grid
+(runtime.kernels.registry.prepares), each image's card and offset, the
+simulator's run (runtime/sim/simulator.py). The simulators' cycle models give
 the device time (FWDNXT's hwtime) and the per-layer estimates.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from runtime.compiled import CompiledModel, DeviceSegment, Instance
+from runtime.compiled import CompiledModel, DeviceSegment, DramTensor
 from runtime.errors import ExecutionError, KernelError
-from runtime.kernels import get_kernel
+from runtime.kernels.registry import prepared_kernel
 from runtime.segments import CODES, Runner, Table
 from runtime.sim import Simulator
 from runtime.sim.timing import exchange_cycles
@@ -59,59 +64,35 @@ class SimulatedDevice:
         for dram in self.drams:
             dram[:image.size] = image
         self._simulators: list[tuple[DeviceSegment, Simulator]] = []
-        self._quantize, self._dequantize = get_kernel("QuantizeLinear"), get_kernel("DequantizeLinear")
 
     def runner(self, segment: DeviceSegment) -> Runner:
-        """Validate and decode the segment's streams now; run them on each
-        call, for every image of the run at its instance's card and offset."""
+        """Validate and decode the segment's streams now, and prepare its
+        tensors' kernels and places; run them on each call, for every image
+        of the run at its instance's card and offset."""
         simulator = Simulator(self.model.config, segment.streams, self.model.dram_size)
+        simulator.check_drams(self.drams)  # the device's own, as they stay
         self._simulators.append((segment, simulator))
-        grids = {t: (np.array(t.scale, np.float32), np.array(t.zero, t.dtype)) for t in (*segment.inputs,
-                                                                                         *segment.outputs)}
+        inputs = [_Edge(segment, t, "QuantizeLinear") for t in segment.inputs]
+        outputs = [_Edge(segment, t, "DequantizeLinear") for t in segment.outputs]
+        images = [([(edge, edge.codes(self.drams[i.card], i.offset)) for edge in inputs],
+                   [(edge, edge.codes(self.drams[i.card], i.offset)) for edge in outputs]) for i in segment.instances]
+        after_phase = (lambda phase: self._exchange(segment, phase)) if segment.exchanges else None
 
         def run(tables: list[Table]) -> None:
-            if len(tables) != len(segment.instances):
-                raise ExecutionError(f"segment {segment.name!r} runs {len(segment.instances)} image(s) at once; "
+            if len(tables) != len(images):
+                raise ExecutionError(f"segment {segment.name!r} runs {len(images)} image(s) at once; "
                                      f"got {len(tables)}")
-            for table, instance in zip(tables, segment.instances):
-                self._write_inputs(segment, table, instance, grids)
-            self._exchange(segment, -1)
-            simulator.run(self.drams, after_phase=lambda phase: self._exchange(segment, phase))
-            for table, instance in zip(tables, segment.instances):
-                self._read_outputs(segment, table, instance, grids)
+            for table, (writes, _) in zip(tables, images):
+                for edge, codes in writes:
+                    edge.write(table, codes)
+            if after_phase is not None:
+                after_phase(-1)
+            simulator.run_checked(self.drams, after_phase)
+            for table, (_, reads) in zip(tables, images):
+                for edge, codes in reads:
+                    edge.read(table, codes)
 
         return run
-
-    def _write_inputs(self, segment: DeviceSegment, table: Table, instance: Instance, grids) -> None:
-        """Quantize one image's inputs into its card's DRAM (QuantizeLinear:
-        ±Inf saturates, a NaN, which a CPU segment before may have made, is an
-        error naming the tensor)."""
-        dram = self.drams[instance.card]
-        for tensor in segment.inputs:
-            try:
-                codes = self._quantize([table[tensor.name], *grids[tensor]], _EDGE_ATTRS)[0]
-            except KernelError as exc:
-                raise ExecutionError(f"segment {segment.name!r}: quantizing its input {tensor.name!r}: {exc}") from exc
-            if tensor.perm:
-                codes = np.ascontiguousarray(codes.transpose(tensor.perm))
-            if codes.nbytes != tensor.nbytes:  # a data-dependent CPU output the binary misdeclares
-                raise ExecutionError(f"segment {segment.name!r}: input {tensor.name!r} came with shape "
-                                     f"{list(codes.shape)}; its DRAM tensor holds {list(tensor.shape)}")
-            at = tensor.addr + instance.offset
-            dram[at:at + tensor.nbytes] = codes.reshape(-1).view(np.uint8)
-
-    def _read_outputs(self, segment: DeviceSegment, table: Table, instance: Instance, grids) -> None:
-        """Dequantize one image's outputs out of its card's DRAM (DequantizeLinear);
-        keep a copy of their codes too when the table asks for them (CODES)."""
-        dram = self.drams[instance.card]
-        for tensor in segment.outputs:
-            at = tensor.addr + instance.offset
-            codes = dram[at:at + tensor.nbytes].view(tensor.dtype).reshape(tensor.shape)
-            if tensor.perm:
-                codes = np.ascontiguousarray(codes.transpose(tensor.perm))
-            table[tensor.name] = self._dequantize([codes, *grids[tensor]], _EDGE_ATTRS)[0]
-            if CODES in table:
-                table[CODES][tensor.name] = DeviceCodes(codes.copy(), tensor.scale, tensor.zero)
 
     def _exchange(self, segment: DeviceSegment, phase: int) -> None:
         """The host's copies after ``phase`` (-1: before the first, the
@@ -133,12 +114,13 @@ class SimulatedDevice:
         """One per device segment, in execution order."""
         return [s for _, s in self._simulators]
 
-    @property
+    @cached_property
     def hwtime_ms(self) -> float:
         """Estimated accelerator time of one run, in milliseconds (FWDNXT's
         hwtime: the device only, no host transfers or CPU segments, but the
         host's copies between cards that split mode needs mid-segment; the
-        inputs' broadcast to every card is a host transfer)."""
+        inputs' broadcast to every card is a host transfer). The cycle model
+        is static, so it is computed once, after Init made every runner."""
         config = self.model.config
         return float(sum(s.timing.hwtime_ms + exchange_cycles([e for e in seg.exchanges if e.phase >= 0], config)
                          / config.clock_hz * 1e3
@@ -179,3 +161,55 @@ class SimulatedDevice:
         return [LayerTime(layer.name, layer.op, layer.onnx_nodes,
                           int(simulator.timing.range_cycles(layer.stream, layer.start, layer.stop)), layer.macs)
                 for segment, simulator in self._simulators for layer in segment.layers]
+
+
+class _Edge:
+    """One interface tensor of a device segment with its kernel prepared for
+    its grid: QuantizeLinear into DRAM for an input, DequantizeLinear out of
+    DRAM for an output (±Inf saturates, a NaN, which a CPU segment before may
+    have made, is an error naming the tensor)."""
+
+    def __init__(self, segment: DeviceSegment, tensor: DramTensor, op: str):
+        self.segment, self.tensor, self.name = segment, tensor, tensor.name
+        self.scale, self.zero = np.array(tensor.scale, np.float32), np.array(tensor.zero, tensor.dtype)
+        self.kernel = prepared_kernel(op, _EDGE_ATTRS, [None, self.scale, self.zero])
+        self.into = getattr(self.kernel, "into", None) if not tensor.perm else None
+        """Quantization straight into DRAM, where the kernel is prepared and the codes go untransposed."""
+
+    def codes(self, dram: np.ndarray, offset: int) -> np.ndarray:
+        """The tensor's codes in ``dram``, at ``offset`` past its address: a
+        view, in the DRAM's layout (made once: DRAM stays where it is)."""
+        at, size = self.tensor.addr + offset, self.tensor.nbytes
+        if at + size > dram.size:
+            raise ExecutionError(f"segment {self.segment.name!r}: tensor {self.name!r} ({size} bytes at {at}) "
+                                 f"leaves the DRAM's {dram.size} bytes")
+        return dram[at:at + size].view(self.tensor.dtype).reshape(self.tensor.shape)
+
+    def write(self, table: Table, codes: np.ndarray) -> None:
+        """Quantize the tensor's value in ``table`` into its ``codes`` in DRAM."""
+        x = table[self.name]
+        if self.into is not None and self.into(x, codes):
+            return
+        tensor = self.tensor
+        try:
+            value = self.kernel([x, self.scale, self.zero], _EDGE_ATTRS)[0]
+        except KernelError as exc:
+            raise ExecutionError(f"segment {self.segment.name!r}: quantizing its input {tensor.name!r}: {exc}"
+                                 ) from exc
+        if tensor.perm:
+            value = np.ascontiguousarray(value.transpose(tensor.perm))
+        if value.nbytes != codes.nbytes:  # a data-dependent CPU output the binary misdeclares
+            raise ExecutionError(f"segment {self.segment.name!r}: input {tensor.name!r} came with shape "
+                                 f"{list(value.shape)}; its DRAM tensor holds {list(tensor.shape)}")
+        codes.reshape(-1).view(np.uint8)[:] = value.reshape(-1).view(np.uint8)
+
+    def read(self, table: Table, codes: np.ndarray) -> None:
+        """Dequantize the tensor's ``codes`` in DRAM into ``table`` (a new
+        array: the next run overwrites DRAM, not it); a copy of its codes
+        too when the table asks for them (CODES)."""
+        tensor = self.tensor
+        if tensor.perm:
+            codes = np.ascontiguousarray(codes.transpose(tensor.perm))
+        table[self.name] = self.kernel([codes, self.scale, self.zero], _EDGE_ATTRS)[0]
+        if CODES in table:
+            table[CODES][self.name] = DeviceCodes(codes.copy(), tensor.scale, tensor.zero)

@@ -36,6 +36,11 @@ def inputs(call: str, model: CompiledModel, image, copy: bool = False) -> list[d
     one after the other (NCHW, CHW, flat, or the images of a batch-mode
     binary concatenated); only its number of values must be right.
     ``copy``: never views of the caller's arrays."""
+    if type(image) is np.ndarray and image.dtype == np.float32 and len(model.inputs) == 1 and model.batch == 1:
+        spec = model.inputs[0]  # the usual call: one float32 array of the one input's values
+        if spec.shape and image.size == math.prod(spec.shape):
+            return [{spec.name: (np.array(image, order="C") if copy else np.ascontiguousarray(image)
+                                 ).reshape(spec.shape)}]
     arrays = list(image) if isinstance(image, (tuple, list)) else [image]
     if len(arrays) != len(model.inputs):
         raise FWDNXTError(f"{call}: the model has {len(model.inputs)} input(s) "
@@ -83,6 +88,11 @@ def results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
 
 def fill(model: CompiledModel, targets: list[np.ndarray], outputs: list[dict[str, np.ndarray]]) -> None:
     """Each image's outputs into its part of the result buffers."""
+    if len(outputs) == 1 and len(targets) == 1:  # the usual call: one image, one output
+        value, target = outputs[0][model.outputs[0].name], targets[0]
+        if type(value) is np.ndarray and value.dtype == np.float32 and value.size == target.size:
+            np.copyto(target.reshape(-1), value.reshape(-1))
+            return
     for target, spec in zip(targets, model.outputs):
         flat = target.reshape(len(outputs), -1)
         for i, out in enumerate(outputs):

@@ -60,7 +60,11 @@ class Request:
         self.timings: list | None = [] if record else None
         self.recorder = recorder
         self.error: BaseException | None = None
-        self._done = threading.Event()
+        self._done: threading.Event | None = None
+        """Set once done: a new Event when the request is queued
+        (EngineQueue.submit), the shared :data:`_FINISHED` when it is done
+        at once (a synchronous run, an end marker, a cancellation): a
+        synchronous call makes no threading object."""
 
     @property
     def is_end(self) -> bool:
@@ -69,15 +73,18 @@ class Request:
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done is not None and self._done.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the request is done (or ``timeout`` seconds); whether it is."""
+        """Wait until the request is done (or ``timeout`` seconds); whether it
+        is. A request given to no queue would never be: that is an error."""
+        if self._done is None:
+            raise TesseraError("this request was neither submitted to a queue nor run: nothing will finish it")
         return self._done.wait(timeout)
 
     def result(self) -> list[dict[str, np.ndarray]]:
         """The outputs, waiting for them; the run's exception if it failed."""
-        self._done.wait()
+        self.wait()
         if self.error is not None:
             raise self.error
         return self.outputs
@@ -95,9 +102,21 @@ class Request:
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the request's owner
             self.error = exc  # (an interrupt too: EngineQueue.run raises it again on its caller's thread)
 
+    def _finish(self) -> None:
+        """Mark the request done, waking whoever waits for it."""
+        if self._done is None:
+            self._done = _FINISHED
+        else:
+            self._done.set()
+
     def _cancel(self) -> None:
         self.error = Cancelled("the engine was freed before this request ran")
-        self._done.set()
+        self._finish()
+
+
+_FINISHED = threading.Event()
+_FINISHED.set()
+"""The done flag of every request done before anyone could wait for it (never cleared)."""
 
 
 class EngineQueue:
@@ -126,6 +145,7 @@ class EngineQueue:
         with self._cond:
             if self._closed:
                 raise Closed("the engine was freed; no request can be submitted")
+            request._done = threading.Event()
             self._queue.append(request)
             self._unfinished += 1
             if self._thread is None:
@@ -142,7 +162,7 @@ class EngineQueue:
                 request._cancel()
             else:
                 request._execute(self.engine, self._after_run)
-                request._done.set()
+                request._finish()
         if request.error is not None and not isinstance(request.error, Exception):
             raise request.error  # KeyboardInterrupt: the caller's, not the run's failure
         return request
@@ -177,7 +197,7 @@ class EngineQueue:
                 request._execute(self.engine, self._after_run)
             with self._cond:
                 self._unfinished -= 1
-            request._done.set()
+            request._finish()
 
 
 class InOrderBuffers:
@@ -222,7 +242,7 @@ class InOrderBuffers:
     def put_end(self) -> None:
         """Queue an end marker after the inputs already put."""
         marker = Request(None)
-        marker._done.set()
+        marker._finish()
         with self._cond:
             if self._closed:
                 raise Closed("the engine was freed; no end marker can be put")

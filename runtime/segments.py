@@ -96,6 +96,8 @@ class SegmentExecutor:
         self._runners = [segment_runner(s, device, check) for s in program.segments]
         accelerator = threading.Lock()
         self._locks = [accelerator if isinstance(s, DeviceSegment) else threading.Lock() for s in program.segments]
+        self._kinds = [(s.name, isinstance(s, CpuSegment)) for s in program.segments]
+        """Per segment: its name and whether it runs on the CPU."""
         self.last_times: list[float] = []
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -111,30 +113,33 @@ class SegmentExecutor:
         each output the device produced (by name; CPU-computed ones absent);
         ``recorder`` gets each segment and CPU kernel as host spans
         (:func:`record_segment`)."""
+        names = self.program.inputs
         tables = []
         for feeds in images:
-            missing = [n for n in self.program.inputs if n not in feeds]
-            if missing:
-                raise ExecutionError(f"missing input(s) {missing}; the inputs are {self.program.inputs}")
-            tables.append({n: np.asarray(feeds[n]) for n in self.program.inputs})
+            try:
+                table = {n: np.asarray(feeds[n]) for n in names}
+            except KeyError:
+                raise ExecutionError(f"missing input(s) {[n for n in names if n not in feeds]}; the inputs are "
+                                     f"{names}") from None
             if codes is not None:
-                tables[-1][CODES] = {}
+                table[CODES] = {}
+            tables.append(table)
         if recorder is not None and timings is None:
             timings = []
         times = []
-        for run, lock, segment in zip(self._runners, self._locks, self.program.segments):
+        for run, lock, (name, cpu) in zip(self._runners, self._locks, self._kinds):
             with lock:
                 mark = len(timings) if timings is not None else 0
                 start = time.perf_counter()
-                if isinstance(segment, CpuSegment):
+                if cpu:
                     run(tables, timings)
                 else:
                     run(tables)
                 end = time.perf_counter()
             times.append(end - start)
             if recorder is not None:
-                where = "CPU" if isinstance(segment, CpuSegment) else "device (simulator)"
-                record_segment(recorder, segment.name, where, start, end, timings[mark:], len(tables))
+                where = "CPU" if cpu else "device (simulator)"
+                record_segment(recorder, name, where, start, end, timings[mark:], len(tables))
         self.last_times = times
         if codes is not None:
             codes.extend({n: table[CODES][n] for n in self.program.outputs if n in table[CODES]} for table in tables)

@@ -22,8 +22,9 @@ import math
 import numpy as np
 
 from runtime.errors import KernelError
+from runtime.jit import jit
 from runtime.kernels import nn
-from runtime.kernels.registry import kernel
+from runtime.kernels.registry import kernel, prepares
 from runtime.nonfinite import located
 from runtime.qscheme import saturated_codes
 
@@ -185,6 +186,122 @@ def dequantize_linear(inputs, attrs):
         y = np.subtract(y, zero_point, dtype=np.promote_types(np.float32, zero_point.dtype))
     y = np.multiply(y, scale, dtype=np.promote_types(y.dtype, scale.dtype))
     return (y.astype(out, copy=False),)
+
+
+# ---------------------------------------------------------------- (de)quantization prepared per tensor
+_F32 = np.dtype(np.float32)
+
+
+@prepares("QuantizeLinear")
+def _prepare_quantize(generic, attrs, constants):
+    """QuantizeLinear with a constant per-tensor float32 scale and zero point
+    (a device segment's input, a quantized model's QuantizeLinear node)."""
+    if len(constants) != 3 or not (_scalar(constants[1], _F32) and _scalar(constants[2])):
+        return None
+    dtype = constants[2].dtype
+    precision = _dtype_attr(attrs, "precision")
+    if _dtype_attr(attrs, "output_dtype") not in (None, dtype) or precision not in (None, _F32):
+        return None
+    return PreparedQuantize(generic, attrs, constants[1], constants[2])
+
+
+@prepares("DequantizeLinear")
+def _prepare_dequantize(generic, attrs, constants):
+    """DequantizeLinear of 8- or 16-bit codes with a constant per-tensor
+    float32 scale and zero point, to float32."""
+    if len(constants) != 3 or not (_scalar(constants[1], _F32) and _scalar(constants[2])):
+        return None
+    if _dtype_attr(attrs, "output_dtype") not in (None, _F32):
+        return None
+    return PreparedDequantize(generic, attrs, constants[1], constants[2])
+
+
+def _scalar(value, dtype=None) -> bool:
+    """A one-element C-contiguous array of ``dtype`` (None: an 8- or 16-bit integer type)."""
+    return (isinstance(value, np.ndarray) and value.size == 1 and value.flags.c_contiguous
+            and (value.dtype == dtype if dtype is not None else value.dtype in QUANT_RANGES))
+
+
+class PreparedQuantize:
+    """A QuantizeLinear step prepared for its constant ``scale`` and
+    ``zero`` point (one element each): a float32 input goes through one
+    compiled pass (:func:`quantize_codes`) instead of the generic kernel's
+    parameter checks and five numpy passes, with the same codes. Any other
+    call (other parameters or attributes, another input type) and any input
+    holding a NaN (for its error) go to the generic kernel. The parameters
+    are read on every call, so one rewritten in place takes effect."""
+
+    def __init__(self, generic, attrs, scale: np.ndarray, zero: np.ndarray):
+        self.generic, self.attrs, self.scale, self.zero = generic, attrs, scale, zero
+        self.dtype = zero.dtype
+        self.low, self.high = QUANT_RANGES[zero.dtype]
+        self._scale, self._zero = scale.reshape(1), zero.reshape(1)
+
+    def __call__(self, inputs, attrs):
+        x = inputs[0]
+        if (attrs is not self.attrs or len(inputs) != 3 or inputs[1] is not self.scale or inputs[2] is not self.zero
+                or type(x) is not np.ndarray or x.dtype != _F32):
+            return self.generic(inputs, attrs)
+        y = np.empty(x.shape, self.dtype)
+        if quantize_codes(x.reshape(-1), self._scale, self._zero, self.low, self.high, y.reshape(-1)):
+            return self.generic(inputs, attrs)  # a NaN: the generic kernel's error says where
+        return (y,)
+
+    def into(self, x, out: np.ndarray) -> bool:
+        """The codes of ``x`` written into ``out`` (a C-contiguous array of
+        the codes' type and of x's size, a device's DRAM for one), with no
+        array made; False, with ``out`` left undefined, where the prepared
+        pass does not apply (x not float32 or of another size, or holding a
+        NaN): the caller then calls the kernel, for its codes or its error."""
+        if type(x) is not np.ndarray or x.dtype != _F32 or x.size != out.size:
+            return False
+        return not quantize_codes(x.reshape(-1), self._scale, self._zero, self.low, self.high, out.reshape(-1))
+
+
+class PreparedDequantize:
+    """A DequantizeLinear step prepared for its constant ``scale`` and
+    ``zero`` point: codes of the zero point's type go through one compiled
+    pass (:func:`dequantize_codes`), the same float32 values as the generic
+    kernel; any other call goes to it."""
+
+    def __init__(self, generic, attrs, scale: np.ndarray, zero: np.ndarray):
+        self.generic, self.attrs, self.scale, self.zero = generic, attrs, scale, zero
+        self._scale, self._zero = scale.reshape(1), zero.reshape(1)
+
+    def __call__(self, inputs, attrs):
+        x = inputs[0]
+        if (attrs is not self.attrs or len(inputs) != 3 or inputs[1] is not self.scale or inputs[2] is not self.zero
+                or type(x) is not np.ndarray or x.dtype != self.zero.dtype):
+            return self.generic(inputs, attrs)
+        y = np.empty(x.shape, _F32)
+        dequantize_codes(x.reshape(-1), self._scale, self._zero, y.reshape(-1))
+        return (y,)
+
+
+@jit
+def quantize_codes(x, scale, zero, low, high, out):
+    """out[i] = clip(round_half_even(float32(x[i] / scale[0])) + zero[0],
+    low, high) for float32 ``x``: saturated_codes' arithmetic (the division
+    in float32, the zero point added in float64), one element at a time.
+    Returns the number of NaN quotients (their codes are left 0)."""
+    s, z = scale[0], np.float64(zero[0])
+    nans = 0
+    for i in range(x.shape[0]):
+        q = np.float64(np.rint(np.float32(x[i] / s))) + z
+        if q != q:
+            nans += 1
+            q = 0.0
+        out[i] = min(max(q, low), high)
+    return nans
+
+
+@jit
+def dequantize_codes(x, scale, zero, out):
+    """out[i] = (float32(x[i]) - float32(zero[0])) * scale[0] in float32:
+    dequantize_linear's arithmetic for 8- and 16-bit codes, one element at a time."""
+    s, z = scale[0], np.float32(zero[0])
+    for i in range(x.shape[0]):
+        out[i] = np.float32(np.float32(x[i]) - z) * s
 
 
 @kernel("DynamicQuantizeLinear")

@@ -44,11 +44,16 @@ class Space:
         """Zero each cluster buffer's first ``extent`` bytes (all of them by
         default): bytes past the program's extent are never written, so they
         stay zero from allocation."""
+        for view in self.reachable(extent):
+            view.fill(0)
+
+    def reachable(self, extent: int | None = None) -> list[np.ndarray]:
+        """Views of each cluster buffer's first ``extent`` bytes (all of the
+        space by default): what :meth:`clear` zeroes, for a caller that
+        zeroes them on every run."""
         if extent is None or extent >= self.stride:
-            self.u8[:] = 0
-            return
-        for start in range(0, self.u8.shape[0], self.stride):
-            self.u8[start:start + extent] = 0
+            return [self.u8]
+        return [self.u8[start:start + extent] for start in range(0, self.u8.shape[0], self.stride)]
 
 
 @jit(inline="always")
@@ -110,5 +115,10 @@ class CardMemory:
     def clear(self, extents: Mapping[int, int] | None = None) -> None:
         """Zero the SRAM a program can reach: each space up to its extent
         (runtime.isa.validate_streams), or all of it."""
-        for key, space in enumerate((self.wgt, self.act, self.acc)):
-            space.clear(None if extents is None else extents[key])
+        for view in self.reachable(extents):
+            view.fill(0)
+
+    def reachable(self, extents: Mapping[int, int] | None = None) -> list[np.ndarray]:
+        """Views of the SRAM :meth:`clear` zeroes."""
+        return [view for key, space in enumerate((self.wgt, self.act, self.acc))
+                for view in space.reachable(None if extents is None else extents[key])]

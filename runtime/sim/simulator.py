@@ -21,7 +21,7 @@ those of the scheduled order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -74,21 +74,24 @@ class _Lane:
 
     run: _CardRun
     stops: np.ndarray
+    epochs: list[np.ndarray] = field(init=False, repr=False)
+    """Each epoch's rows, cut once."""
+
+    def __post_init__(self):
+        order, stops = self.run.order, self.stops
+        self.epochs = [order[int(stops[e - 1]) if e > 0 else 0:int(stops[e]) if e < stops.size else order.size]
+                       for e in range(stops.size + 1)]
 
     def epoch(self, e: int) -> np.ndarray:
-        order = self.run.order
-        if e > self.stops.size:
-            return order[:0]
-        begin = int(self.stops[e - 1]) if e > 0 else 0
-        stop = int(self.stops[e]) if e < self.stops.size else order.size
-        return order[begin:stop]
+        return self.epochs[e] if e < len(self.epochs) else self.run.order[:0]
 
 
 @dataclass
 class _CardRun:
     """What one card executes in one phase: the rows of its streams (one
     matrix), their execution order, each row's cluster slot and whether it is
-    a large CONV; ``keys`` and ``bases`` map rows back to streams."""
+    a large CONV; ``keys`` and ``bases`` map rows back to streams; ``memory``
+    is the card's SRAM."""
 
     card: int
     prog: np.ndarray
@@ -99,6 +102,20 @@ class _CardRun:
     bases: np.ndarray
     gemm: conv_gemm.GemmPlans
     handlers: np.ndarray
+    memory: CardMemory
+    err: np.ndarray = field(init=False, repr=False)
+    """A bad PARAM value's kind, index, value and row, as the interpreter reports it."""
+    state: tuple = field(init=False, repr=False)
+    """The interpreter's arguments after ``dram``: the card's SRAM views and
+    this run's tables, gathered once."""
+
+    def __post_init__(self):
+        mem, gemm = self.memory, self.gemm
+        self.err = np.zeros(4, np.int64)
+        strides = np.array([mem.wgt.stride, mem.act.stride, mem.acc.stride], np.int64)
+        self.state = (mem.wgt.i8, mem.wgt.i16, mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16,
+                      mem.act.u8, mem.acc.i32, mem.acc.i64, mem.acc.u8, strides, self.err, np.zeros(8, np.uint8),
+                      gemm.index, gemm.templates, gemm.kernels, gemm.work, self.handlers)
 
 
 class Simulator:
@@ -120,8 +137,12 @@ class Simulator:
             self._slots.setdefault(key.card, {}).setdefault(key.cluster, len(self._slots.get(key.card, {})))
         self._memory = {card: CardMemory.allocate(config, len(slots)) for card, slots in self._slots.items()}
         self.instructions = sum(arr.shape[0] for arr in self._streams.values())
-        self._phases: list[list[_CardRun]] = []
+        self._phases: list[list[_Lane]] = []
         self.timing = self._plan()
+        self._epochs = [max(len(lane.epochs) for lane in phase) for phase in self._phases]
+        self._sram = [view for memory in self._memory.values() for view in memory.reachable(self._extents)]
+        """The SRAM a run zeroes first (runtime.sim.memory.CardMemory.reachable)."""
+        self._patch_keys = [lane.run.gemm.work[GEMM_KEY] for phase in self._phases for lane in phase]
 
     # ------------------------------------------------------------ planning
     def _plan(self) -> Timing:
@@ -215,7 +236,7 @@ class Simulator:
         bases = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
         gemm = conv_gemm.plan(prog, large)
         return _CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases, gemm,
-                        handler_table(prog, large, gemm.index))
+                        handler_table(prog, large, gemm.index), self._memory[card])
 
     def _summary(self, starts, ends, durs, phase_cycles) -> Timing:
         busy = dict.fromkeys(MODULES, 0)
@@ -252,6 +273,12 @@ class Simulator:
         modified in place), ``after_phase(phase)`` between phases (the host's
         copies between cards). SRAM starts zeroed on every run (up to the
         extents no instruction reaches past: the rest was never written)."""
+        self.check_drams(drams)
+        self.run_checked(drams, after_phase)
+
+    def check_drams(self, drams: Sequence[np.ndarray]) -> None:
+        """SimulatorError unless ``drams`` has a DRAM image the program can
+        run on for each of its cards: what :meth:`run` checks first."""
         for card in self._memory:
             if card >= len(drams):
                 raise SimulatorError(f"the program runs on card {card} but only {len(drams)} DRAM images were given")
@@ -262,33 +289,33 @@ class Simulator:
             if dram.size < self.dram_bytes_used:
                 raise SimulatorError(f"DRAM image of card {card} has {dram.size} bytes; the program uses "
                                      f"{self.dram_bytes_used}")
-        for memory in self._memory.values():
-            memory.clear(self._extents)
-        for phase in self._phases:  # SRAM is zeroed: no packed patches stand for a tile any more
-            for lane in phase:
-                lane.run.gemm.work[GEMM_KEY][0] = 0
-        for number, phase in zip(self._phase_numbers, self._phases):
+
+    def run_checked(self, drams: Sequence[np.ndarray], after_phase: Callable[[int], None] | None = None) -> None:
+        """:meth:`run` on DRAM images :meth:`check_drams` passed, which stay
+        as they were (a backend that owns them checks them once)."""
+        for view in self._sram:
+            view.fill(0)
+        for key in self._patch_keys:  # SRAM is zeroed: no packed patches stand for a tile any more
+            key[0] = 0
+        for number, phase, epochs in zip(self._phase_numbers, self._phases, self._epochs):
             concurrent = len(phase) > 1 and len(phase) >= parallel.NUM_THREADS
-            for e in range(1 + max(lane.stops.size for lane in phase)):
+            for e in range(epochs):
                 if concurrent:
                     parallel_for(_run_lanes, len(phase), self, phase, e, drams)
-                else:
-                    _run_lanes(0, len(phase), self, phase, e, drams)
+                    continue
+                for lane in phase:
+                    order = lane.epoch(e)
+                    if order.size:
+                        self._execute(lane.run, order, drams[lane.run.card])
             if after_phase is not None:
                 after_phase(number)
 
     def _execute(self, run: _CardRun, order: np.ndarray, dram: np.ndarray) -> None:
         """Run ``order`` (some of ``run``'s rows, in order) on the card's memory."""
-        mem = self._memory[run.card]
-        err = np.zeros(4, np.int64)
-        pad = np.zeros(8, np.uint8)
-        strides = np.array([mem.wgt.stride, mem.act.stride, mem.acc.stride], np.int64)
+        mem, err = run.memory, run.err
         n, pos, gemm = order.shape[0], 0, run.gemm
         while True:
-            pos = interpret(run.prog, order, pos, run.slot, run.large, dram, mem.wgt.i8, mem.wgt.i16,
-                            mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16, mem.act.u8, mem.acc.i32,
-                            mem.acc.i64, mem.acc.u8, strides, err, pad, gemm.index, gemm.templates, gemm.kernels,
-                            gemm.work, run.handlers)
+            pos = interpret(run.prog, order, pos, run.slot, run.large, dram, *run.state)
             if pos < 0:
                 raise self._param_error(run, err)
             if pos >= n:

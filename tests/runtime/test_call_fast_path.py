@@ -1,0 +1,243 @@
+"""The steady-state call's prepared path (issue 57, the fixed cost of a
+call; docs/runtime.md "The fixed cost of a call"): QuantizeLinear and
+DequantizeLinear prepared for a constant per-tensor grid, the device's
+interface tensors prepared once per segment, FWDNXT's usual call checked
+cheaply. What it prepared for gives the bytes the generic path gives; what
+it did not (another dtype, a non-contiguous or wrongly sized array, a NaN)
+falls back to the full checks and their errors; concurrent calls stay
+correct."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import runtime.device as device_module
+from runtime import FWDNXT
+from runtime.binary import read_binary
+from runtime.engine import Engine
+from runtime.errors import ExecutionError, KernelError
+from runtime.fwdnxt import FWDNXTError
+from runtime.kernels.quant import PreparedDequantize, PreparedQuantize
+from runtime.kernels.registry import get_kernel, prepared_kernel
+from runtime.nonfinite import NonFiniteInputError, all_finite
+from runtime.requests import EngineQueue, Request
+from tests.helpers.fwdnxt import OUTPUTS, SHAPE, compile_tiny, images
+
+ATTRS = {"axis": 1, "block_size": 0, "output_dtype": None, "precision": None}
+GRIDS = [(np.int8, 0.018611551, -14), (np.uint8, 0.5, 128), (np.int16, 1e-4, -300), (np.uint16, 3.0, 7)]
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory):
+    path, count = compile_tiny(tmp_path_factory.mktemp("fast_path"))
+    assert count == OUTPUTS
+    return str(path)
+
+
+def _edge_values(scale: float) -> np.ndarray:
+    """Values on and around rounding ties, beyond the grid, ±Inf, ±0, subnormals."""
+    rng = np.random.default_rng(3)
+    ties = (np.arange(-400, 400) + 0.5) * np.float32(scale)
+    wide = rng.standard_normal(600) * np.array([1, 30, 1e4, 1e9]).repeat(150)
+    special = [np.inf, -np.inf, 0.0, -0.0, 3e38, -3e38, 1e-45, np.nextafter(np.float32(0.5), 1)]
+    return np.concatenate([ties, np.nextafter(ties.astype(np.float32), np.float32(np.inf)), wide, special]
+                          ).astype(np.float32).reshape(2, -1)
+
+
+@pytest.mark.parametrize("dtype,scale,zero", GRIDS)
+def test_prepared_quantize_and_dequantize_give_the_generic_kernels_bytes(dtype, scale, zero):
+    scale, zero = np.array(scale, np.float32), np.array(zero, dtype)
+    quantize = prepared_kernel("QuantizeLinear", ATTRS, [None, scale, zero])
+    dequantize = prepared_kernel("DequantizeLinear", ATTRS, [None, scale, zero])
+    assert isinstance(quantize, PreparedQuantize) and isinstance(dequantize, PreparedDequantize)
+    x = _edge_values(float(scale))
+    with np.errstate(over="ignore"):
+        want = get_kernel("QuantizeLinear")([x, scale, zero], ATTRS)[0]
+    got = quantize([x, scale, zero], ATTRS)[0]
+    assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+    info = np.iinfo(dtype)
+    codes = np.arange(info.min, info.max + 1, max(1, (info.max - info.min) // 4000)).astype(dtype)
+    want = get_kernel("DequantizeLinear")([codes, scale, zero], ATTRS)[0]
+    got = dequantize([codes, scale, zero], ATTRS)[0]
+    assert got.dtype == want.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_prepared_kernels_hand_what_they_were_not_prepared_for_to_the_generic_kernel():
+    scale, zero = np.array(0.25, np.float32), np.array(3, np.int8)
+    quantize = prepared_kernel("QuantizeLinear", ATTRS, [None, scale, zero])
+    generic = get_kernel("QuantizeLinear")
+    x = np.float32([[0.1, 1.37, -8.0, 40.0]])
+    for inputs in ([x.astype(np.float64), scale, zero], [x, scale.copy(), zero], [x.T, scale, zero]):
+        np.testing.assert_array_equal(quantize(inputs, ATTRS)[0], generic(inputs, ATTRS)[0])
+    with pytest.raises(KernelError, match=r"x / y_scale is NaN at flat index 2 \(index \[0, 2\]\)"):
+        quantize([np.float32([[1, 2, np.nan, 4]]), scale, zero], ATTRS)
+    scale[()] = 0.5  # a parameter rewritten in place takes effect
+    np.testing.assert_array_equal(quantize([x, scale, zero], ATTRS)[0], generic([x, scale, zero], ATTRS)[0])
+    per_channel = np.float32([0.1, 0.2])
+    assert prepared_kernel("QuantizeLinear", ATTRS, [None, per_channel, np.int8([0, 0])]) is generic
+    assert prepared_kernel("QuantizeLinear", {**ATTRS, "output_dtype": "int16"}, [None, scale, zero]) is generic
+    assert prepared_kernel("DequantizeLinear", ATTRS, [None, scale, np.array(0, np.int32)]) is get_kernel(
+        "DequantizeLinear")
+    dequantize = prepared_kernel("DequantizeLinear", ATTRS, [None, scale, zero])
+    with pytest.raises(KernelError, match="x_zero_point has type int8 but x has type uint8"):
+        dequantize([np.uint8([1, 2]), scale, zero], ATTRS)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.dtype(">f4")])
+def test_the_finiteness_scan_agrees_with_np_isfinite(dtype):
+    info = np.finfo(dtype)
+    for value in (np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, info.max, -info.max, info.tiny / 2):
+        x = np.zeros((3, 13), dtype)
+        x[2, 5] = value
+        for array in (x, x[:, ::2], x.T, x[:0]):
+            assert all_finite(array) == bool(np.isfinite(array).all()), (value, array.shape)
+
+
+def _generic_engine(model, monkeypatch) -> Engine:
+    """An engine whose device converts at its interface with the generic kernels (the path before preparation)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(device_module, "prepared_kernel", lambda op, attrs, constants: get_kernel(op))
+        return Engine(model)
+
+
+def test_the_prepared_device_run_gives_the_generic_runs_bytes_and_codes(binary, monkeypatch):
+    model = read_binary(binary)
+    made = []
+    with monkeypatch.context() as patch:
+        patch.setattr(device_module, "prepared_kernel", lambda *args: made.append(prepared_kernel(*args)) or made[-1])
+        fast = Engine(model)
+    assert [type(k) for k in made] == [PreparedQuantize, PreparedDequantize]
+    slow = _generic_engine(model, monkeypatch)
+    for k, x in enumerate(images(6, seed=4) + [np.full(SHAPE, 1e6, np.float32)]):
+        codes_fast, codes_slow = {}, {}
+        with np.errstate(over="ignore"):
+            a, b = fast.run({"x": x}, codes_fast), slow.run({"x": x}, codes_slow)
+        for name in b:
+            assert np.array_equal(a[name].view(np.uint32), b[name].view(np.uint32)), (k, name)
+            assert np.array_equal(codes_fast[name].codes, codes_slow[name].codes)
+        again = fast.run({"x": x})  # a second call's outputs are new arrays, not the first's
+        assert all(again[n] is not a[n] and np.array_equal(again[n], a[n]) for n in a)
+
+
+def test_a_device_segment_input_the_prepared_pass_declines_goes_through_the_kernel(binary, monkeypatch):
+    """What a CPU segment before could hand the device (the runner called
+    directly): another dtype is quantized by the kernel, as before; a wrong
+    size or a NaN is the error naming the segment and the tensor."""
+    model = read_binary(binary)
+    fast, slow = Engine(model)._segments._runners[0], _generic_engine(model, monkeypatch)._segments._runners[0]
+    x = images(1, seed=8)[0].astype(np.float64) * 3
+    tables = [{"x": x}], [{"x": x}]
+    fast(tables[0])
+    slow(tables[1])
+    assert set(tables[0][0]) == set(tables[1][0])
+    assert all(np.array_equal(tables[0][0][n], tables[1][0][n]) for n in tables[1][0])
+    with pytest.raises(ExecutionError, match=r"input 'x' came with shape \[3\]; its DRAM tensor holds \[1, 2, 2, 2\]"):
+        fast([{"x": np.zeros(3, np.float32)}])
+    with pytest.raises(ExecutionError, match=r"quantizing its input 'x': x / y_scale is NaN at flat index 0"):
+        fast([{"x": np.full(SHAPE, np.nan, np.float32)}])
+
+
+def test_a_changed_input_after_prepared_calls_gets_the_full_checks(binary):
+    engine = Engine(read_binary(binary))
+    x = images(1, seed=7)[0]
+    name = engine.model.outputs[0].name
+    want = engine.run({"x": x})[name]
+    with pytest.raises(ExecutionError, match=r"input 'x' must be float32\[1, 2, 2, 2\], got float64\[1, 2, 2, 2\]"):
+        engine.run({"x": x.astype(np.float64)})
+    with pytest.raises(ExecutionError, match=r"got float32\[1, 2, 4\]"):
+        engine.run({"x": x.reshape(1, 2, 4)})
+    strided = np.empty((1, 2, 2, 4), np.float32)[..., ::2]
+    strided[...] = x
+    assert not strided.flags.c_contiguous
+    np.testing.assert_array_equal(engine.run({"x": strided})[name], want)
+    with pytest.raises(NonFiniteInputError, match=r"input 'x' holds NaN at flat index 3"):
+        engine.run({"x": np.where(np.arange(8).reshape(SHAPE) == 3, np.nan, x).astype(np.float32)})
+    huge = np.full(SHAPE, 3e38, np.float32)  # finite, far beyond the grid
+    np.testing.assert_array_equal(engine.run({"x": huge})[name], _generic_outputs(binary, huge)[name])
+    np.testing.assert_array_equal(engine.run({"x": x})[name], want)
+
+
+def _generic_outputs(binary: str, x: np.ndarray) -> dict:
+    with pytest.MonkeyPatch.context() as patch, np.errstate(over="ignore"):
+        return _generic_engine(read_binary(binary), patch).run({"x": x})
+
+
+def test_fwdnxt_calls_give_the_same_bytes_for_every_layout_and_the_same_errors(binary):
+    ie = FWDNXT()
+    ie.Init(binary, "")
+    x = images(1, seed=2)[0]
+    want = {call: np.empty(OUTPUTS, np.float32) for call in ("Run", "Run_sw", "Run_th")}
+    for call, result in want.items():
+        getattr(ie, call)(x, result)
+    fortran = np.asfortranarray(x)
+    readonly = x.copy()
+    readonly.flags.writeable = False
+    for layout in (x.reshape(-1), x.reshape(2, 2, 2), fortran, readonly, x.reshape(-1)[::-1][::-1]):
+        for call, expected in want.items():
+            result = np.empty(OUTPUTS, np.float32)
+            getattr(ie, call)(layout, result)
+            assert np.array_equal(result.view(np.uint32), expected.view(np.uint32)), call
+    result = np.empty(OUTPUTS, np.float32)
+    with pytest.raises(FWDNXTError, match="Run_sw: input 'x' must be float32, got float64"):
+        ie.Run_sw(x.astype(np.float64), result)
+    with pytest.raises(FWDNXTError, match=r"Run_sw: input 'x' must have shape \[1, 2, 2, 2\], got \[1, 2, 2\]"):
+        ie.Run_sw(x[..., 0], result)
+    with pytest.raises(FWDNXTError, match="Run_sw: the result buffer for .* has 7 values"):
+        ie.Run_sw(x, np.empty(OUTPUTS - 1, np.float32))
+    with pytest.raises(FWDNXTError, match="Run_sw: the run failed: input 'x' holds NaN"):
+        ie.Run_sw(np.full(SHAPE, np.nan, np.float32), result)
+    ie.Run_sw(x, result)
+    assert np.array_equal(result, want["Run_sw"])
+    ie.Free()
+
+
+def test_concurrent_run_sw_and_put_input_get_result_each_get_their_own_answer(binary):
+    xs = images(8, seed=11)
+    single = FWDNXT()
+    single.Init(binary, "")
+    want = []
+    for x in xs:
+        want.append(np.empty(OUTPUTS, np.float32))
+        single.Run_sw(x, want[-1])
+    ie = FWDNXT()
+    ie.Init(binary, "")
+    wrong = []
+
+    def runner(offset: int) -> None:
+        result = np.empty(OUTPUTS, np.float32)
+        for i in range(60):
+            k = (offset + i) % len(xs)
+            ie.Run_sw(xs[k], result)
+            if not np.array_equal(result, want[k]):
+                wrong.append((offset, k))
+
+    def streamer() -> None:
+        result = np.empty(OUTPUTS, np.float32)
+        for i in range(30):
+            ie.PutInput(xs[i % len(xs)], i)
+            tag = ie.GetResult(result)
+            if tag != i or not np.array_equal(result, want[i % len(xs)]):
+                wrong.append(("stream", i))
+
+    threads = [threading.Thread(target=runner, args=(k,)) for k in range(3)] + [threading.Thread(target=streamer)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert wrong == []
+    ie.Free()
+
+
+def test_a_synchronous_request_is_done_without_an_event_of_its_own(binary):
+    queue = EngineQueue(Engine(read_binary(binary)))
+    first, second = (queue.run(Request([{"x": x}])) for x in images(2, seed=1))
+    assert first.done and first.wait(0) and first._done is second._done
+    assert first.result() is first.outputs and first.error is None
+    queued = queue.submit(Request([{"x": images(1, seed=5)[0]}]))
+    assert queued.wait(30) and queued._done is not first._done
+    with pytest.raises(Exception, match="neither submitted to a queue nor run"):
+        Request([{"x": images(1)[0]}]).wait(0)
+    queue.close()
