@@ -27,6 +27,8 @@ def pytest_configure(config):
     run tests) starts the bounds-checked run here, once, for whichever worker
     runs its test (tests/helpers/boundscheck.py), when the arguments include
     that test and select by no keyword or marker."""
+    if _distributing(config) and hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # the workers' order (LONGEST_FIRST), not the most tests first
     if _distributing(config) and _selects_boundscheck(config):
         from tests.helpers import boundscheck
 
@@ -62,10 +64,28 @@ def pytest_sessionstart(session):
     os.environ["TESSERA_PRECOMPILE"] = "0"
 
 
+LONGEST_FIRST = ("tests/models/test_zoo.py", "tests/runtime/test_infer_app.py", "tests/runtime/test_fwdnxt_flags.py",
+                 "tests/runtime/test_api_misuse.py", "tests/ops/test_nn.py", "tests/ops/test_conv_gate.py",
+                 "tests/conformance/test_onnx_node.py", "tests/codegen/test_device.py",
+                 "tests/compiler/test_detector_fidelity.py")
+"""The modules that take longest (a minute or two each, cold, measured with
+``--durations=0``), which a distributed session hands out first: pytest-xdist
+gives whole modules (``--dist loadscope``) to whichever worker is free, in
+collection order (xdist's own reordering, most tests first, is turned off in
+pytest_configure: by it the modules of few but long tests, the Ray cluster's,
+the model zoo's, came last, and one worker was still in them while the other
+had nothing left)."""
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """The bounds-checked run (tests/test_boundscheck.py) starts in the
-    background as soon as its test is collected (a serial session; a
-    distributed one started it in its controller), and the test goes last."""
+    """In a pytest-xdist worker, the :data:`LONGEST_FIRST` modules go first
+    (each worker collects, and must order, alike). The bounds-checked run
+    (tests/test_boundscheck.py) starts in the background as soon as its test
+    is collected (a serial session; a distributed one started it in its
+    controller), and the test goes last."""
+    if _worker():
+        rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest as collected
     checked = [item for item in items if item.nodeid.startswith(BOUNDSCHECK)]
     if checked:
         from tests.helpers import boundscheck
