@@ -55,3 +55,13 @@ def test_every_core_dependency_is_imported():
 
 def test_the_check_reads_distribution_names():
     assert _name("scikit_learn>=1.4,<2") == "scikit-learn" and _name("Pillow") == "pillow"
+
+
+def test_the_build_environment_has_every_core_dependency():
+    """setup.py's warm-up imports the compiler inside pip's isolated build
+    environment, which holds only [build-system] requires: a core
+    dependency missing there makes the warm-up fail and the wheel ship no
+    kernels (as threadpoolctl once did: the first run compiled for 44 s)."""
+    core, _ = declared()
+    build = {_name(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]}
+    assert core <= build, f"core dependencies missing from [build-system] requires: {sorted(core - build)}"
