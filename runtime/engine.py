@@ -25,7 +25,7 @@ from runtime.device import SimulatedDevice
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
 from runtime.interrupts import deferred_interrupt
-from runtime.nonfinite import all_finite, check_feeds, check_input, nonfinite_policy
+from runtime.nonfinite import check_feeds, nonfinite_policy
 from runtime.segments import SegmentedProgram, SegmentExecutor, record_segment
 from runtime.timeline import DeviceTimeline
 from runtime.trace import HostRecorder, write_trace
@@ -163,12 +163,10 @@ class Engine:
 
     def _device_inputs(self, feeds: Mapping[str, np.ndarray], image: int) -> dict[str, np.ndarray]:
         """Image ``image``'s inputs, checked as every run becoming device codes
-        checks them: the interface, then the non-finite policy (the full
-        check only for an input that is not all finite)."""
+        checks them: the interface, then the non-finite policy (one pass over
+        an input that is all finite: nonfinite.check_input)."""
         table = self._inputs(feeds)
-        for name, array in table.items():
-            if array.dtype.kind == "f" and not all_finite(array):
-                check_input(name, array, self.nonfinite, self._image_label(image))
+        check_feeds(table, self.nonfinite, self._image_label(image))
         return table
 
     def _image_label(self, image: int) -> str:
