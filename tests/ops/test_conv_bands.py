@@ -141,7 +141,7 @@ def test_column_matrix_cut_into_chunks_anywhere_is_the_windows_of_the_padded_inp
     col = np.full((rows, 1, out_h, out_w), np.nan, np.float32)
     edges = sorted({0, rows, *(c % (rows + 1) for c in cut)})
     for start, stop in zip(edges, edges[1:]):
-        nn_im2col.im2col_rows(start, stop, image, col, np.array(window.loop_params(), np.int64))
+        nn_im2col.im2col_rows(start, stop, image, col, window.loop_params())  # a tuple, as conv_nd passes it
     padded = np.pad(x[0], [(0, 0), (pads[0], pads[2]), (pads[1], pads[3])])
     for r in range(rows):
         c, i, j = r // (kh * kw), (r // kw) % kh, r % kw

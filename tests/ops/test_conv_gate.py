@@ -116,13 +116,14 @@ def test_the_numba_winograd_output_transform_gates_each_plane():
     prods = (3 * rng.standard_normal((n * n, out_c, th * (tw + 1)))).astype(np.float32)
     bias = readonly(rng.standard_normal(out_c).astype(np.float32))
     residual = rng.standard_normal((1, out_c, out_h, out_w)).astype(np.float32)
+    tiles = np.array([th, tw], np.int64)  # as winograd_conv2d passes them: one compiled signature
     for flags in ([False, True], [True, True]):
         flags = np.array(flags)
         want = np.full(residual.shape, np.nan, np.float32)
-        nn_winograd.output_tiles(0, out_c, prods, want, winograd_matrices.A_T[m], bias, (th, tw), residual,
+        nn_winograd.output_tiles(0, out_c, prods, want, winograd_matrices.A_T[m], bias, tiles, residual,
                                  clamp_array("test", (-1.0, 2.0)), flags)
         got = np.full(residual.shape, np.nan, np.float32)
-        nn_winograd.output_tiles(0, out_c, prods, got, winograd_matrices.A_T[m], bias, (th, tw), residual,
+        nn_winograd.output_tiles(0, out_c, prods, got, winograd_matrices.A_T[m], bias, tiles, residual,
                                  clamp_array("test", (-1.0, 2.0), HARD_SWISH_GATE), flags)
         np.testing.assert_array_equal(_bits(got), _bits(_gated(want, "hard_swish")))
 

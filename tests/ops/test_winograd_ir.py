@@ -41,7 +41,8 @@ def numba_input(x, pads, m):
     chans, n = x.shape[1], m + 2
     _, _, th, tw, tiles = geometry(x.shape, pads, m)
     v = np.full((n * n, chans, tiles), np.nan, np.float32)
-    nn_winograd.input_tiles(0, x.shape[0] * chans, x, v, winograd_matrices.B_T[m], (pads[0], pads[1], th, tw, 1))
+    nn_winograd.input_tiles(0, x.shape[0] * chans, x, v, winograd_matrices.B_T[m],
+                            np.array([pads[0], pads[1], th, tw, 1], np.int64))  # as winograd_conv2d: one signature
     return v
 
 
@@ -108,7 +109,8 @@ def test_output_transform_matches_the_numba_loops_bit_for_bit(case):
         flags = np.array(flags)
         want = np.full(residual.shape, np.nan, np.float32)
         matrices = np.ascontiguousarray(prods[:, :out_c * tiles]).reshape(n * n, out_c, tiles)
-        nn_winograd.output_tiles(0, want.shape[0] * out_c, matrices, want, winograd_matrices.A_T[m], bias, (th, tw),
+        nn_winograd.output_tiles(0, want.shape[0] * out_c, matrices, want, winograd_matrices.A_T[m], bias,
+                                 np.array([th, tw], np.int64),
                                  residual, clamp, flags)
         got = np.full(residual.shape, np.nan, np.float32)
         winograd_ir.output_tiles_ir(0, got.shape[0] * out_c, prods, got, bias, np.array([th, tw]), residual, clamp,
@@ -157,7 +159,7 @@ def test_the_numba_input_loops_cut_in_parts_the_same_way():
     x = np.random.default_rng(7).standard_normal((1, 3, 9, 9)).astype(np.float32)
     whole = numba_input(x, (1, 1, 1, 1), 2)
     parts = np.full_like(whole, np.nan)
-    nn_winograd.input_tiles(0, 3, x, parts, winograd_matrices.B_T[2], (1, 1, 5, 5, 2))
+    nn_winograd.input_tiles(0, 3, x, parts, winograd_matrices.B_T[2], np.array([1, 1, 5, 5, 2], np.int64))
     np.testing.assert_array_equal(parts[:8], whole[:8])
     assert np.isnan(parts[8:]).all()
 
