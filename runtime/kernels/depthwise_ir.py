@@ -33,7 +33,7 @@ outside the plane read as zeros, never touched) and masked stores:
   output against 2.2 here).
 
 Against the Numba kernel that computes a stride-1 plane as one flat pass
-(runtime.kernels.nn_depthwise_3x3.depthwise_same_3x3, kept for float64) on
+(depthwise_same_3x3, since removed) on
 a copy of it between zero margins, one thread: 1.1x (14x14 to 56x56) to
 1.4x (7x7, 112x112) faster; on two threads in MobileNetV2's schedule, where
 the input comes from the other core too, its 14x14 and 7x7 layers take

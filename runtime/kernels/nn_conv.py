@@ -41,7 +41,7 @@ from runtime.kernels import depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes_finished, depthwise_rows_channels_last
-from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_same_3x3
+from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_im2col import band_rows, col2im_planes, conv_by_bands, im2col_rows
 from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window, out_shape
 from runtime.kernels.nn_winograd import (
@@ -53,9 +53,15 @@ from runtime.kernels.nn_winograd import (
 )
 from runtime.kernels.weight_cache import WeightCache
 from runtime.parallel import parallel_for
-from runtime.schedule.records import DEPTHWISE, DW_IR, DW_PADDED, DW_SAME, GEO, IM2COL
+from runtime.schedule.records import DEPTHWISE, DW_IR, DW_PADDED, GEO, IM2COL
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+"""float64 convolutions are the exact and reference path (the quantized
+kernels' integer sums, ONNX's double models), not a speed target: their
+depthwise ones take the grouped column-matrix GEMM of every other
+convolution (exact on integers below 2**53 in any order, as BLAS sums them),
+not the depthwise kernels, whose specialised paths cost some 30 s of Numba
+compilation per dtype."""
 
 packed_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0], -1)))
 """A float32 weight array (K, C, *kernel) packed as the GEMM's left operand
@@ -134,7 +140,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
         apply_epilogue(out, b, residual, clamp)
         return out
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
-    if group > 1 and group == chans:
+    if group > 1 and group == chans and dtype == np.float32:  # float64: below (COMPUTE_DTYPES)
         chosen = plane_kernel(x.shape, x.dtype, window)
         if chosen is not None:
             run_plane_kernel(chosen, x, w, b, out, residual, clamp)
@@ -340,9 +346,8 @@ PADDED_WIDTH = 64
 inputs up to this wide run on padded planes, with the epilogue in the same
 pass: :func:`depthwise_padded_3x3` (no border cases, so a small fixed cost
 per plane); wider ones are faster on the per-plane kernel (MobileNetV2's
-112-wide planes: 10-20% at stride 2). SAME convolutions at stride 1 (pads
-of 1) take :func:`depthwise_same_3x3` at any width (one flat pass per plane,
-no copy-out: 2.4x faster than padded planes on 7x7 and 14x14)."""
+112-wide planes: 10-20% at stride 2). Pads of 1 at strides 1 or 2 take the
+LLVM IR plane kernels (runtime.kernels.depthwise_ir) at any width."""
 
 
 _EPILOGUE_FLAGS = {(res, clamp): np.array([res, clamp], np.bool_) for res in (False, True) for clamp in (False, True)}
@@ -355,11 +360,11 @@ def plane_kernel(x_shape: tuple, dtype, window: Window) -> tuple | None:
     if len(x_shape) != 4 or window.kernel != (3, 3) or window.dilations != (1, 1):
         return None
     pads = window.pads_begin + window.pads_end
-    if window.strides in ((1, 1), (2, 2)) and pads == (1, 1, 1, 1) and dtype == np.float32:
+    if dtype != np.float32:
+        return None
+    if window.strides in ((1, 1), (2, 2)) and pads == (1, 1, 1, 1):
         stride = window.strides[0]
         return depthwise_ir.depthwise_3x3_ir, (depthwise_ir.kernel_addresses(stride), stride)
-    if window.strides == (1, 1) and pads == (1, 1, 1, 1):
-        return depthwise_same_3x3, ()
     if all(s in (1, 2) for s in window.strides) and x_shape[3] <= PADDED_WIDTH:
         return depthwise_padded_3x3, (_geo(window),)
     return None
@@ -375,7 +380,7 @@ def run_plane_kernel(chosen: tuple, x, w, b, out, residual, clamp) -> None:
                  grain=grain(out[0, 0].size * 9))
 
 
-_VARIANTS = {depthwise_same_3x3: DW_SAME, depthwise_ir.depthwise_3x3_ir: DW_IR, depthwise_padded_3x3: DW_PADDED}
+_VARIANTS = {depthwise_ir.depthwise_3x3_ir: DW_IR, depthwise_padded_3x3: DW_PADDED}
 
 
 def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> None:

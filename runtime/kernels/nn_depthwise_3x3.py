@@ -1,17 +1,14 @@
-"""Whole-plane 3x3 depthwise kernels: each computes an output plane as one
-flat vector pass with the epilogue (bias, residual, clamp) after it, so the
-fixed cost per plane is small (MobileNets' 7x7 and 14x14 planes).
+"""The whole-plane 3x3 depthwise kernel ``depthwise_padded_3x3`` (strides
+1 or 2, any pads, small planes): each input plane is copied into a zeroed,
+padded plane cut into its row stride phases, so that the whole output plane
+is one fused 9-tap pass with no border cases, the epilogue (bias, residual,
+clamp) after it; the fixed cost per plane is small (MobileNets' 7x7 and
+14x14 planes).
 
-* ``depthwise_same_3x3``: SAME convolutions at stride 1 (pads of 1), any
-  size: the plane is copied between zero margins and computed as one flat
-  run, the taps that wrap over row ends masked out; no copy-out.
-* ``depthwise_padded_3x3``: strides 1 or 2, any pads, small planes: each
-  input plane is copied into a zeroed, padded plane cut into its row stride
-  phases, so that the whole output plane is one fused 9-tap pass with no
-  border cases.
-
-Stride 2 with pads of 1 on float32 planes (MobileNets' down-sampling) has a
-kernel in LLVM IR: runtime.kernels.depthwise_ir.
+Pads of 1 at strides 1 or 2 on float32 planes have kernels in LLVM IR
+(runtime.kernels.depthwise_ir). The flat SAME-plane Numba kernel that served
+float64 is gone: float64 depthwise convolutions take the column-matrix GEMM
+(runtime.kernels.nn_conv.COMPUTE_DTYPES).
 """
 from __future__ import annotations
 
@@ -20,7 +17,6 @@ import numpy as np
 
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import finish_row, gate_run
-from runtime.kernels.nn_depthwise import masked_3x3
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
 _u = numba.uint64
@@ -139,54 +135,6 @@ def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
             gate_run(dst, base, size, clamp)
 
 
-@jit(fastmath=True)
-def depthwise_same_3x3(start, stop, x, w, b, out, res, clamp, flags):
-    """Output planes [start, stop) (index n*K + k) of a 2-D depthwise 3x3
-    convolution with unit strides and dilations and one pixel of padding on
-    every side (out has x's plane size), then the epilogue as in
-    :func:`depthwise_padded_3x3`.
-
-    Each input plane is copied whole (one contiguous copy) between two
-    margins of ``W + 1`` zeros, so the top and bottom padding need no case,
-    and the whole output plane is one flat 9-tap pass in which a tap of
-    kernel column 0 (2) counts only where the output is not in the first
-    (last) column: the taps that wrap over a row end are masked out by a
-    select, never multiplied by zero, so an Inf or NaN across the edge stays
-    out of the sum. The output is written in place, contiguous: no copy-out,
-    and vectors run over the whole plane instead of one short row at a time
-    (7x7 and 14x14 planes 2.4-2.6x faster than the padded-plane kernel)."""
-    batch, chans, height, width = x.shape
-    _, out_c, out_h, out_w = out.shape
-    if (w.shape[0] != out_c or b.shape[0] != out_c or res.shape != out.shape or out_h != height
-            or out_w != width or chans == 0):
-        return
-    mult = max(out_c // chans, 1)
-    plane = height * width
-    margin = width + 1
-    buf = np.empty(plane + 2 * margin, dtype=x.dtype)
-    buf[:margin] = 0
-    buf[margin + plane:] = 0
-    left = np.ones(plane, dtype=np.bool_)
-    right = np.ones(plane, dtype=np.bool_)
-    for row in range(height):
-        left[row * width] = False
-        right[row * width + width - 1] = False
-    w_flat, src, dst, extra = w.reshape(-1), x.reshape(-1), out.reshape(-1), res.reshape(-1)
-    lo, hi = pass_clamp(clamp, flags)
-    for p in range(start, min(stop, batch * out_c)):
-        k = p % out_c
-        c = k // mult
-        if c >= chans:
-            continue
-        _copy(buf, margin, src, ((p // out_c) * chans + c) * plane, plane)
-        o = dst[p * plane:(p + 1) * plane]
-        masked_3x3(o, buf, 0, width, 1, w_flat, k * 9, b[k], left, right, lo, hi)
-        if flags[0]:
-            finish_row(o, o, extra[p * plane:(p + 1) * plane], clamp[0], clamp[1], True, flags[1])
-        if flags[1]:
-            gate_run(dst, p * plane, plane, clamp)
-
-
 # ---------------------------------------------------------------- team drivers (runtime.parallel)
 @drives(depthwise_padded_3x3)
 @jit
@@ -194,15 +142,5 @@ def _depthwise_padded_3x3_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         depthwise_padded_3x3(spans[index, 0], spans[index, 1], *args)
-        index = team_next(team, True, role)
-    return team_leave(team, state, role)
-
-
-@drives(depthwise_same_3x3)
-@jit
-def _depthwise_same_3x3_team(team, state, role, spans, *args):
-    index = team_enter(team, state, role)
-    while index >= 0:
-        depthwise_same_3x3(spans[index, 0], spans[index, 1], *args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

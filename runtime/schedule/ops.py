@@ -27,7 +27,7 @@ from runtime.gemm.operands import CLAMP_SIZE
 from runtime.gemm.tasks import PLAN_SIZE, place_addresses, run_planned
 from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.depthwise_ir import LANES, depthwise_3x3_ir
-from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3, depthwise_same_3x3
+from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
 from runtime.kernels.norm import softmax_rows
@@ -51,7 +51,6 @@ from runtime.schedule.records import (
     DEPTHWISE,
     DOT_ROWS,
     DW_IR,
-    DW_SAME,
     EXPAND_DEPTHWISE,
     GEMM,
     GEO,
@@ -160,9 +159,7 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     res = _f32(rec, 16, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     clamp = _f32(rec, 18, bases, CLAMP_SIZE)
     flags = _flags(rec[20], rec[21], 0)[:2]
-    if rec[0] == DW_SAME:
-        depthwise_same_3x3(start, stop, x, wt, b, out, res, clamp, flags)
-    elif rec[0] == DW_IR:
+    if rec[0] == DW_IR:
         depthwise_3x3_ir(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, len(LANES)), rec[24])
     else:
         depthwise_padded_3x3(start, stop, x, wt, b, out, res, clamp, flags, to_fixed_tuple(rec[22:22 + GEO], GEO))

@@ -17,8 +17,8 @@ import numpy as np
 COPY_PIECE = 1 << 16
 """Bytes of one work item of a COPY operation (a row is cut into pieces of
 this size, so that one long row still splits over the threads)."""
-DW_SAME, DW_IR, DW_PADDED = range(3)
-"""Which depthwise kernel a DEPTHWISE operation runs."""
+DW_IR, DW_PADDED = 1, 2
+"""Which depthwise kernel a DEPTHWISE operation runs (float32 planes only)."""
 GEO = 15
 """Ints of a window's ``loop_params`` (runtime.kernels.nn_window)."""
 NONE = (0, 0)

@@ -66,7 +66,7 @@ def test_padded_depthwise_keeps_nan_and_clamps(shape, strides):
        st.sampled_from([None, (0.0, 6.0)]), st.booleans(), st.integers(0, 1000))
 def test_same_stride_one_depthwise_matches_naive_conv(chans, mult, height, width, batch, clamp, with_residual, seed):
     """SAME 3x3 at stride 1 (pads of 1) takes the LLVM IR plane kernel on
-    float32 (the flat-plane Numba kernel on float64) at any size, down to
+    float32 (float64: the grouped column-matrix GEMM) at any size, down to
     one row or one column, with multipliers and epilogues."""
     _check_against_naive((batch, chans, height, width), mult, 1, clamp, with_residual, seed)
     _check_against_naive((batch, chans, height, width), mult, 1, clamp, with_residual, seed, np.float64)
