@@ -437,10 +437,24 @@ def test_the_queue_blocks_when_full_or_drops_the_oldest(group, binaries, photo):
 
 
 def test_two_devices_share_the_work_and_results_keep_send_order(group, binaries, photo):
+    """While one device runs a frame, the other takes the next waiting one.
+    Each device holds its first frame until the other has started one (else,
+    on a loaded host, one device's thread could run every frame before the
+    other's was scheduled at all: a flake of the suite, not a fault of the
+    queue)."""
     dg = group(ports=(1, 2), count=2)
     descriptor = kp.core.load_model_from_file(dg, str(binaries["int8"]))
     count = 2 * devices.QUEUE_DEPTH
     got = []
+    started = {1: threading.Event(), 2: threading.Event()}
+    run = dg.queue._run
+
+    def busy_until_the_other_starts(device, queue, frames):
+        started[device.port].set()
+        started[3 - device.port].wait(30)
+        run(device, queue, frames)
+
+    dg.queue._run = busy_until_the_other_starts
 
     def receive():
         for _ in range(count):
