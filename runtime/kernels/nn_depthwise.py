@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from runtime.jit import jit
-from runtime.kernels.conv_epilogue import clamp_value, finish_row, gate_run
+from runtime.kernels.conv_epilogue import finish_row, gate_run
 from runtime.kernels.nn_window import valid_range
 from runtime.parallel import drives, team_enter, team_leave, team_next
 
@@ -133,12 +133,12 @@ def _fused_3x3(run, src, first, row_step, col_step, w_flat, tap0, bias):
 
 
 @jit(inline="always")
-def masked_3x3(run, src, first, row_step, col_step, w_flat, tap0, bias, left, right, lo, hi):
+def _masked_3x3(run, src, first, row_step, col_step, w_flat, tap0, bias, left, right):
     """_fused_3x3 over a run that wraps over row ends: the taps of kernel
     column 0 (2) count only where left[j] (right[j]) is set, so columns whose
-    window crosses the left (right) edge come out exact in the same pass;
-    each sum is clamped to [lo, hi] as it is stored (±inf: no clamp), which
-    saves the epilogue a pass over the output."""
+    window crosses the left (right) edge come out exact in the same pass
+    (the wrapped taps are left out by a select, never multiplied by zero, so
+    an Inf or NaN across the edge stays out of the sum)."""
     n = run.shape[0]
     s0, s1, s2 = first, first + row_step, first + 2 * row_step
     e1, e2 = col_step, 2 * col_step
@@ -151,8 +151,8 @@ def masked_3x3(run, src, first, row_step, col_step, w_flat, tap0, bias, left, ri
     for j in range(n):
         first_col = w0 * a0[j] + w3 * b0[j] + w6 * c0[j]
         last_col = w2 * a2[j] + w5 * b2[j] + w8 * c2[j]
-        run[j] = clamp_value(bias + w1 * a1[j] + w4 * b1[j] + w7 * c1[j] + (first_col if left[j] else zero)
-                             + (last_col if right[j] else zero), lo, hi)
+        run[j] = (bias + w1 * a1[j] + w4 * b1[j] + w7 * c1[j] + (first_col if left[j] else zero)
+                  + (last_col if right[j] else zero))
 
 
 @jit(fastmath=True)
@@ -310,7 +310,6 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
         y_lo = y_hi = 0
     flat = sh == 1 and sw == 1 and out_w == width
     scratch = np.empty(width, dtype=out.dtype)
-    unbounded = out.dtype.type(np.inf)  # no clamp here (the caller's epilogue), in the output's own type
     masked = flat and pw == dw and out_h * out_w <= MASKED_PLANE
     inside = np.empty((2, out_h * out_w if masked else 0), dtype=np.bool_)
     for j in range(inside.shape[1]):
@@ -348,8 +347,8 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
             # The first row's columns before x_lo and the last row's after
             # x_hi remain.
             j0, j1 = y_lo * out_w + x_lo, (y_hi - 1) * out_w + x_hi
-            masked_3x3(dst[out_base + j0:out_base + j1], src, in_base + j0 - ph * width - pw, dh * width, dw,
-                        w_flat, tap0, bias, inside[0, j0:j1], inside[1, j0:j1], -unbounded, unbounded)
+            _masked_3x3(dst[out_base + j0:out_base + j1], src, in_base + j0 - ph * width - pw, dh * width, dw,
+                        w_flat, tap0, bias, inside[0, j0:j1], inside[1, j0:j1])
             _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_lo + 1, x_lo, out_w, x_taps, bufs, dims,
                    geo)
             _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_hi - 1, y_hi, np.int64(0), x_hi, x_taps, bufs,
