@@ -43,7 +43,6 @@ from runtime.sim.epilogue import (
     C_SH,
     C_SW,
     C_WGT,
-    epilogue,
     epilogue_block,
     out_size,
 )
@@ -154,7 +153,8 @@ def _finish(k, acc, ins, a8, a16, abase, wgt32, wbase, c32, first):
     if ins[C_MODE] & 2 == 2:
         c32[first:first + acc.shape[0]] = acc
     else:
-        epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase)
+        epilogue_block(k, k + 1, acc.reshape(1, acc.shape[0]), ins, a8, a16, abase, wgt32, wbase, np.int64(0),
+                       acc.shape[0], k)
 
 
 @jit

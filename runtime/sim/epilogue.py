@@ -56,15 +56,14 @@ def _multipliers(ins, wgt32, wbase, k):
 
 @jit
 def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
-    """Output channel k of a FULL or LAST CONV from its accumulators
-    ``acc`` (1-D, int32 or int64, already the device accumulator's values),
-    for the per-channel kernels (dot products, row sums, 16-bit loops):
-    int32 through ``epilogue_block``, int64 through the general loops (one
-    per combination of output and residual width), then the table."""
+    """Output channel k of a FULL or LAST CONV from its int64 accumulators
+    ``acc`` (1-D, already the device accumulator's values; the 16-bit
+    loops): the general loops (one per combination of output and residual
+    width), then the table. int32 accumulators take ``epilogue_block``'s
+    vectorising loops (a row of one channel: ``acc.reshape(1, size)``); a
+    branch on the accumulator's width here would compile both forms into
+    each signature (Numba types the branch not taken too)."""
     size = acc.shape[0]
-    if acc.itemsize == 4:  # the vectorising loops of the block form, for this one channel
-        epilogue_block(k, k + 1, acc.reshape(1, size), ins, a8, a16, abase, wgt32, wbase, np.int64(0), size, k)
-        return
     m, n, neg_m, neg_n = _multipliers(ins, wgt32, wbase, k)
     dst, oz, lo, hi = abase + ins[C_OUT] + k * size * (ins[C_OUT_BITS] >> 3), ins[C_OZ], ins[C_LO], ins[C_HI]
     res = abase + ins[C_RES_ADDR] + k * size * (ins[C_RES_BITS] >> 3)
