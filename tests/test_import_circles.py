@@ -8,6 +8,7 @@ Graph prints itself through the printer, which reads Graphs) and runtime/
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import networkx as nx
@@ -52,8 +53,15 @@ def _import_graph(modules: dict[str, Path]) -> nx.DiGraph:
     return graph
 
 
+@functools.cache
+def _graph_of(root: Path) -> nx.DiGraph:
+    """The import graph of the tree at ``root``, built once per session
+    (parsing every module took about 5 s, once per package checked)."""
+    return _import_graph(_modules())
+
+
 def _circles(package: str) -> list[list[str]]:
-    graph = _import_graph(_modules())
+    graph = _graph_of(ROOT)
     inside = graph.subgraph(n for n in graph if n.startswith(package + "."))
     return [sorted(c) for c in nx.strongly_connected_components(inside) if len(c) > 1]
 
