@@ -347,46 +347,44 @@ expected = [(r.index, r.file, r.top) for r in run_images(ie, paths, settings, ma
 ie.Free()
 
 
-def kill(actor):
-    ray.kill(actor, no_restart=True)
-    while True:  # dead before the run sends it a shard (the kill lands asynchronously)
-        try:
-            ray.get(actor.node.remote(), timeout=30)
-        except ray.exceptions.RayActorError:
-            break
+def kill(*actors):
+    for actor in actors:
+        ray.kill(actor, no_restart=True)
+    for actor in actors:
+        while True:  # dead before the run sends it a shard (the kill lands asynchronously)
+            try:
+                ray.get(actor.node.remote(), timeout=30)
+            except ray.exceptions.RayActorError:
+                break
 
 
-def run(victim):
-    warnings, seen = [], []
-    result = run_on_ray(binary, paths, settings, RayOptions(address, actors=2, shard=4), max_bs=4,
-                        sink=lambda row: seen.append(row.index), warn=warnings.append,
-                        started=lambda runtimes, preps: kill(victim(runtimes, preps)))
-    assert [(r.index, r.file, r.top) for r in result.rows] == expected, "rows differ from one host's"
-    assert seen == list(range(len(paths))), seen
-    assert not ray.is_initialized()
-    left = [name for name in os.listdir(tempfile.gettempdir()) if name.startswith("tessera-ray-")]
-    assert not left, f"temporary folders left behind: {left}"
-    return result, warnings
-
-
-result, warnings = run(lambda runtimes, preps: runtimes[1])
+warnings, seen = [], []
+result = run_on_ray(binary, paths, settings, RayOptions(address, actors=2, shard=4), max_bs=4,
+                    sink=lambda row: seen.append(row.index), warn=warnings.append,
+                    started=lambda runtimes, preps: kill(runtimes[1], preps[0]))
+assert [(r.index, r.file, r.top) for r in result.rows] == expected, "rows differ from one host's"
+assert seen == list(range(len(paths))), seen
+assert not ray.is_initialized()
+left = [name for name in os.listdir(tempfile.gettempdir()) if name.startswith("tessera-ray-")]
+assert not left, f"temporary folders left behind: {left}"
 assert any("Ray actor 1 failed" in line for line in warnings), warnings
+assert any("pre-processing actor 0 failed" in line for line in warnings), warnings
+# every row from actor 0: actor 1 ran none after it was killed, and actor 0 went on when its
+# pre-processing actor died (a replacement pre-processed its shards again)
 assert {r.instance for r in result.rows} == {0}, "actor 1 ran rows after it was killed"
-result, warnings = run(lambda runtimes, preps: preps[1])
-assert any("pre-processing actor 1 failed" in line for line in warnings), warnings
-assert {r.instance for r in result.rows} == {0, 1}, "actor 1 stopped when its pre-processing actor died"
 print("OK", len(paths), warnings)
 """
 
 
 def test_a_killed_actor_loses_and_repeats_nothing_and_leaves_no_files(digits, ray_head):
-    """The Python API (run_on_ray) in a driver process, twice: actor 1 (then
-    actor 1's pre-processing actor) is killed once the actors are up, before
-    the run sends it a shard. A dead runtime actor's shards run on actor 0; a
-    dead pre-processing actor is replaced and its shards run again, actor 1
-    going on. Every image once, in input order, as on one host, and no
-    tessera-ray-* folder left in the temporary directory the driver and the
-    actors share. (Killed when the first row arrived, as this test did
+    """The Python API (run_on_ray) in a driver process: runtime actor 1 and
+    actor 0's pre-processing actor are killed once the actors are up, before
+    the run sends them a shard (one run for both: each run starts a cluster's
+    worth of actor processes). A dead runtime actor's shards run on actor 0; a
+    dead pre-processing actor is replaced and its shards run again, actor 0
+    going on (the only one left, so every row says it did). Every image once,
+    in input order, as on one host, and no tessera-ray-* folder left in the
+    temporary directory the driver and the actors share. (Killed when the first row arrived, as this test did
     before, actor 1 could already have finished shards of the last quarter
     when the driver was slow to collect row 0, or all of its shards: a flake
     of the whole suite, more likely as the simulator got faster.)"""
