@@ -60,11 +60,23 @@ def pytest_configure(config):
     so numpy is not imported before it set the workers' BLAS threads)."""
     if not os.environ.get(CENSUS):
         return
+
+    def record(name, args, seconds):
+        _rows.append([name, str(args), ", ".join(loose(a) for a in args), seconds,
+                      os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]])
+
+    listen(record)
+
+
+def listen(record) -> None:
+    """Call ``record(function name, argument types, own seconds)`` after each
+    Numba compilation in this process: its seconds less those of the
+    compilations it started (its callees')."""
     from numba.core import event
 
-    stack: list[list] = []
+    stack: list[list] = []  # [start, children's seconds] of each compilation in progress
 
-    class Census(event.Listener):
+    class Compiles(event.Listener):
         def on_start(self, ev):
             stack.append([time.perf_counter(), 0.0])
 
@@ -74,12 +86,10 @@ def pytest_configure(config):
             if stack:
                 stack[-1][1] += spent
             function = ev.data["dispatcher"].py_func
-            args = tuple(ev.data["args"])
-            _rows.append([f"{getattr(function, '__module__', '?')}.{function.__qualname__}",
-                          str(args), ", ".join(loose(a) for a in args), spent - children,
-                          os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]])
+            record(f"{getattr(function, '__module__', '?')}.{function.__qualname__}", tuple(ev.data["args"]),
+                   spent - children)
 
-    event.register("numba:compile", Census())
+    event.register("numba:compile", Compiles())
 
 
 def pytest_unconfigure(config):
@@ -155,27 +165,14 @@ def main() -> int:
     cache = options.cache or tempfile.mkdtemp(prefix="tessera-jit-profile-")
     os.environ["TESSERA_NUMBA_CACHE_DIR"] = cache
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from numba.core import event
-
     own = collections.defaultdict(float)
     count = collections.Counter()
-    stack: list[list] = []  # [name, start, children's seconds]
 
-    class Compiles(event.Listener):
-        def on_start(self, ev):
-            dispatcher = ev.data["dispatcher"]
-            name = f"{getattr(dispatcher.py_func, '__module__', '?')}.{dispatcher.py_func.__qualname__}"
-            stack.append([name, time.perf_counter(), 0.0])
+    def record(name, args, seconds):
+        own[name] += seconds
+        count[name] += 1
 
-        def on_end(self, ev):
-            name, began, children = stack.pop()
-            spent = time.perf_counter() - began
-            own[name] += spent - children
-            count[name] += 1
-            if stack:
-                stack[-1][2] += spent
-
-    event.register("numba:compile", Compiles())
+    listen(record)
     start = time.perf_counter()
     if options.pytest:
         import pytest
