@@ -18,15 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("compiler", "passes", "ir", "codegen", "runtime")
 
 
-def _modules() -> dict[str, Path]:
-    """Every module but the packages' __init__ files: importing any module
-    runs its package's __init__ first whatever the order, so a package that
-    re-exports its modules is no circle."""
+def _modules(root: Path) -> dict[str, Path]:
+    """Every module of the tree at ``root`` but the packages' __init__ files:
+    importing any module runs its package's __init__ first whatever the
+    order, so a package that re-exports its modules is no circle."""
     modules = {}
     for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
+        for path in (root / package).rglob("*.py"):
             if path.name != "__init__.py":
-                modules[".".join(path.relative_to(ROOT).with_suffix("").parts)] = path
+                modules[".".join(path.relative_to(root).with_suffix("").parts)] = path
     return modules
 
 
@@ -57,7 +57,7 @@ def _import_graph(modules: dict[str, Path]) -> nx.DiGraph:
 def _graph_of(root: Path) -> nx.DiGraph:
     """The import graph of the tree at ``root``, built once per session
     (parsing every module took about 5 s, once per package checked)."""
-    return _import_graph(_modules())
+    return _import_graph(_modules(root))
 
 
 def _circles(package: str) -> list[list[str]]:

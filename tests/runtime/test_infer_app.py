@@ -384,10 +384,11 @@ def test_a_killed_actor_loses_and_repeats_nothing_and_leaves_no_files(digits, ra
     dead pre-processing actor is replaced and its shards run again, actor 0
     going on (the only one left, so every row says it did). Every image once,
     in input order, as on one host, and no tessera-ray-* folder left in the
-    temporary directory the driver and the actors share. (Killed when the first row arrived, as this test did
-    before, actor 1 could already have finished shards of the last quarter
-    when the driver was slow to collect row 0, or all of its shards: a flake
-    of the whole suite, more likely as the simulator got faster.)"""
+    temporary directory the driver and the actors share. (Killed when the
+    first row arrived, as this test did before, actor 1 could already have
+    finished shards of the last quarter when the driver was slow to collect
+    row 0, or all of its shards: a flake of the whole suite, more likely as
+    the simulator got faster.)"""
     import os
 
     root = digits[0]
