@@ -24,11 +24,12 @@ from runtime.kernels.conv_epilogue import NO_CLAMP
 from runtime.kernels.nn_window import valid_range
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 from runtime.schedule.records import BANDS
+from runtime.unlinked import call_unlinked
 
 _u = numba.uint64
 
 
-@jit(inline="always")
+@jit
 def _fill(flat, start, count, value):
     first = _u(start)
     for i in range(first, first + _u(count)):
@@ -104,7 +105,7 @@ _LITTLE = sys.byteorder == "little"
 """Element 2p of a float32 array is the low half of its 64-bit word p."""
 
 
-@jit(inline="always")
+@jit
 def _im2col_core(start, stop, x, col, geo, ph):
     """:func:`im2col_rows` with the top padding ``ph`` given: ``geo[7] -
     top * stride`` makes ``col`` the output rows from ``top`` on."""
@@ -300,7 +301,7 @@ def run_bands(start, stop, x, geo, band, out_h, out_w, full, last, kernels, a, b
         height = min(band, out_h - top)
         n = height * out_w
         strip = col[:rows * n]
-        _im2col_core(0, rows, x, strip.reshape(rows, 1, height, out_w), geo, geo[7] - top * geo[4])
+        _im2col_core(np.int64(0), rows, x, strip.reshape(rows, 1, height, out_w), geo, geo[7] - top * geo[4])
         at = top * out_w
         run_strip(full if height == band else last, kernels, a, strip, out[:, at:at + n], bias, res[:, at:at + n],
                   clamp, flags)
@@ -312,7 +313,7 @@ def run_bands(start, stop, x, geo, band, out_h, out_w, full, last, kernels, a, b
 def _conv_bands_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        run_bands(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(run_bands, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -322,6 +323,6 @@ def _conv_bands_team(team, state, role, spans, *args):
 def _im2col_rows_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        im2col_rows(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(im2col_rows, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
