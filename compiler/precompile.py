@@ -39,10 +39,10 @@ import sys
 from pathlib import Path
 
 import numba
-from numba.core import types
 
 from runtime.files import read_regular, write_atomic
 from runtime.jit import CACHE, PACKAGES
+from runtime.unlinked import decode_type, encode_type
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 """Where the package keeps its manifests: ``run.json`` for the README's job
@@ -50,47 +50,6 @@ and the warm-up (``tessera run`` and ResNet-50), ``suite.json`` for the
 tests (written by ``python -m compiler.precompile --write NAME CACHE``)."""
 MAX_MANIFEST_BYTES = 8 << 20
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-def encode_type(t) -> list | None:
-    """A Numba argument type as JSON (arrays, scalars, literals, tuples of
-    them), or None for any other kind (its entry is left out)."""
-    if isinstance(t, types.Array):
-        return ["array", str(t.dtype), t.ndim, t.layout, bool(not t.mutable)]
-    if isinstance(t, types.UniTuple):
-        inner = encode_type(t.dtype)
-        return None if inner is None else ["unituple", inner, t.count]
-    if isinstance(t, types.Tuple):
-        inner = [encode_type(x) for x in t.types]
-        return None if None in inner else ["tuple", inner]
-    if isinstance(t, (types.IntegerLiteral, types.BooleanLiteral)):
-        return ["literal", t.literal_value]
-    if isinstance(t, (types.Integer, types.Float, types.Boolean)):
-        return ["scalar", str(t)]
-    return None
-
-
-def decode_type(data):
-    """The Numba type :func:`encode_type` wrote (ValueError on anything else)."""
-    kind = data[0] if isinstance(data, list) and data else None
-    if kind == "array" and len(data) == 5 and data[3] in ("C", "F", "A") and isinstance(data[2], int):
-        return types.Array(_scalar(data[1]), data[2], data[3], readonly=bool(data[4]))
-    if kind == "unituple" and len(data) == 3 and isinstance(data[2], int):
-        return types.UniTuple(decode_type(data[1]), data[2])
-    if kind == "tuple" and len(data) == 2 and isinstance(data[1], list):
-        return types.Tuple([decode_type(x) for x in data[1]])
-    if kind == "literal" and len(data) == 2 and isinstance(data[1], (bool, int)):
-        return types.literal(data[1])
-    if kind == "scalar" and len(data) == 2:
-        return _scalar(data[1])
-    raise ValueError(f"not a kernel argument type: {data!r}")
-
-
-def _scalar(name):
-    scalar = getattr(types, name, None) if isinstance(name, str) and name.isidentifier() else None
-    if not isinstance(scalar, (types.Integer, types.Float, types.Boolean)):
-        raise ValueError(f"not a scalar type: {name!r}")
-    return scalar
 
 
 def manifest_from_cache(folder: Path) -> list[tuple[str, str, tuple]]:

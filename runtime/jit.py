@@ -59,6 +59,7 @@ try:
 except ImportError:  # no flock (Windows): the cache takes no locks
     fcntl = None
 
+from runtime import unlinked
 from runtime.files import MAX_BINARY_BYTES, FileError, read_regular, write_atomic
 
 CACHE = os.environ.get("TESSERA_NUMBA_CACHE", "1") != "0"
@@ -387,8 +388,8 @@ def jit(fn=None, *, fastmath: bool = False, inline: str = "never"):
     options = dict(cache=CACHE, nogil=True, error_model="numpy", inline=inline,
                    fastmath=set(FASTMATH) if fastmath else False)
     if fn is None:
-        return lambda f: numba.njit(**options)(f)
-    return numba.njit(**options)(fn)
+        return lambda f: unlinked.watch(numba.njit(**options)(f))
+    return unlinked.watch(numba.njit(**options)(fn))
 
 
 def readonly(array: np.ndarray) -> np.ndarray:

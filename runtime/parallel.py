@@ -232,11 +232,13 @@ def drives(kernel):
 
         index = team_enter(team, state, role)
         while index >= 0:
-            kernel(spans[index, 0], spans[index, 1], *args)
+            call_unlinked(kernel, (spans[index, 0], spans[index, 1]) + args)
             index = team_next(team, True, role)
         return team_leave(team, state, role)
 
-    (written out per kernel, at module level, so that Numba caches it).
+    (written out per kernel, at module level, so that Numba caches it; the
+    kernel called through its address, :mod:`runtime.unlinked`, so that
+    compiling a driver does not compile its kernel's code again).
     A jitted caller that runs the whole range itself passes
     ``np.int64(0)``, not ``0``: Numba types a literal 0 as ``Literal[int]``
     and would compile the kernel a second time for it."""

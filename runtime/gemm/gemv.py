@@ -22,6 +22,7 @@ from runtime.errors import KernelError
 from runtime.jit import jit, readonly
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 from runtime.schedule.records import DOT_ROWS
+from runtime.unlinked import call_unlinked
 
 __all__ = ["sgemv_rows"]
 
@@ -124,7 +125,7 @@ def _axpy_columns(start, stop, a, b, out, bias):
 def _dot_rows_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        dot_rows(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(dot_rows, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -134,6 +135,6 @@ def _dot_rows_team(team, state, role, spans, *args):
 def _axpy_columns_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _axpy_columns(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(_axpy_columns, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

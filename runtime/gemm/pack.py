@@ -42,6 +42,7 @@ from runtime.errors import KernelError
 from runtime.gemm.family import REMAINDER_COLS, UNIT, Isa, host_isa
 from runtime.jit import jit
 from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.unlinked import call_unlinked
 
 LINE = 16
 """Lanes per 64-byte cache line: the row stride of a wide B panel is a multiple."""
@@ -517,7 +518,7 @@ def check_packed(name: str, packed, side: str, batched: bool, dtype) -> PackedMa
 def pack_a_panels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        pack_a_panels(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(pack_a_panels, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -527,6 +528,6 @@ def pack_a_panels_team(team, state, role, spans, *args):
 def pack_b_items_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        pack_b_items(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(pack_b_items, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

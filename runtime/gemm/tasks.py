@@ -25,6 +25,7 @@ from runtime.gemm.family import REMAINDER_COLS
 from runtime.gemm.microkernel import call_kernel
 from runtime.gemm.pack import LINE, pack_b_block, panel_width
 from runtime.jit import cfunc, jit, typed_readonly
+from runtime.unlinked import call_unlinked
 
 # How a task gets its B panels.
 PACK, PREPACKED, DIRECT = 0, 1, 2
@@ -285,7 +286,7 @@ def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels,
 def _run_placed_team(team, state, role, spans, *args):
     index = parallel.team_enter(team, state, role)
     while index >= 0:
-        _run_placed(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(_run_placed, (spans[index, 0], spans[index, 1]) + args)
         index = parallel.team_next(team, True, role)
     return parallel.team_leave(team, state, role)
 
@@ -295,7 +296,7 @@ def _run_placed_team(team, state, role, spans, *args):
 def _run_tasks_team(team, state, role, spans, *args):
     index = parallel.team_enter(team, state, role)
     while index >= 0:
-        _run_tasks(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(_run_tasks, (spans[index, 0], spans[index, 1]) + args)
         index = parallel.team_next(team, True, role)
     return parallel.team_leave(team, state, role)
 

@@ -29,6 +29,7 @@ from runtime.jit import jit, readonly
 from runtime.kernels.activations import unit_clamp
 from runtime.kernels.nn_window import grain
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.unlinked import call_unlinked
 
 NO_CLAMP = np.array([-np.inf, np.inf, 0, 0, NO_GATE], np.float32)
 """The clamp array of a kernel without one (never applied)."""
@@ -186,6 +187,6 @@ def apply_epilogue(out: np.ndarray, bias: np.ndarray | None, residual: np.ndarra
 def _finish_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _finish_planes(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(_finish_planes, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -59,6 +59,7 @@ from runtime.jit import jit
 from runtime.kernels.conv_epilogue import finish_row, gate_run
 from runtime.kernels.nn_depthwise_3x3 import pass_clamp
 from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.unlinked import call_unlinked
 
 LANES = (8, 16)
 """Output columns per vector of the kernels, narrowest first: a plane takes
@@ -328,6 +329,6 @@ def depthwise_3x3_ir(start, stop, x, w, b, out, res, clamp, flags, kernels, stri
 def _depthwise_3x3_ir_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        depthwise_3x3_ir(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(depthwise_3x3_ir, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -20,6 +20,7 @@ import numpy as np
 from runtime.jit import jit
 from runtime.kernels import activations as act
 from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.unlinked import call_unlinked
 
 MAX_INPUTS = 8
 """Most tensor inputs one FusedElementwise step takes (FuseOps respects it)."""
@@ -273,6 +274,6 @@ def _clip(v, lo, hi):
 def _run_blocks_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        run_blocks(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(run_blocks, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -34,6 +34,7 @@ from runtime.jit import jit
 from runtime.kernels.conv_epilogue import finish_row, gate_run
 from runtime.kernels.nn_window import valid_range
 from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.unlinked import call_unlinked
 
 _u = numba.uint64
 
@@ -452,7 +453,7 @@ def depthwise_planes_finished(start, stop, x, w, b, out, res, clamp, flags, geo)
 def _depthwise_planes_finished_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        depthwise_planes_finished(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(depthwise_planes_finished, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -462,6 +463,6 @@ def _depthwise_planes_finished_team(team, state, role, spans, *args):
 def _depthwise_rows_channels_last_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        depthwise_rows_channels_last(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(depthwise_rows_channels_last, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

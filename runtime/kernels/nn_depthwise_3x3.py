@@ -18,6 +18,7 @@ import numpy as np
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import finish_row, gate_run
 from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.unlinked import call_unlinked
 
 _u = numba.uint64
 
@@ -141,6 +142,6 @@ def depthwise_padded_3x3(start, stop, x, w, b, out, res, clamp, flags, geo):
 def _depthwise_padded_3x3_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        depthwise_padded_3x3(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(depthwise_padded_3x3, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -34,6 +34,7 @@ from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import Kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 from runtime.schedule.records import EXPAND_DEPTHWISE, Operand
+from runtime.unlinked import call_unlinked
 
 _UNKNOWN = object()
 FUSE_BYTES = 2 << 20
@@ -244,6 +245,6 @@ def expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernel
 def _expand_depthwise_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        expand_depthwise(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(expand_depthwise, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -12,6 +12,7 @@ import numpy as np
 from runtime.jit import jit
 from runtime.kernels.nn_window import valid_range
 from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.unlinked import call_unlinked
 
 AVG_EXCLUDE_PAD, AVG_INCLUDE_PAD, SUM = 0, 1, 2
 """Modes of the averaging loop: mean of the in-bounds values, mean counting
@@ -294,7 +295,7 @@ def plane_means(planes, out):
 def _max_pool_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _max_pool_planes(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(_max_pool_planes, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -304,7 +305,7 @@ def _max_pool_planes_team(team, state, role, spans, *args):
 def _max_pool_2d_rows_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        max_pool_2d_rows(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(max_pool_2d_rows, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -314,6 +315,6 @@ def _max_pool_2d_rows_team(team, state, role, spans, *args):
 def _avg_pool_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _avg_pool_planes(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(_avg_pool_planes, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -56,6 +56,7 @@ from runtime.kernels.qparams import (
 from runtime.kernels.registry import kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 from runtime.qscheme import ADD, INT8, MAX, MIN, SUB, binary, matmul_block, rescale, softmax_row
+from runtime.unlinked import call_unlinked
 
 FLOAT32_EXACT = 1 << 24
 """Below this bound on every partial sum, float32 sums of integer products are exact too."""
@@ -446,7 +447,7 @@ def qavg_pool(inputs, attrs):
 def _requantize_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _requantize_channels(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(_requantize_channels, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -456,7 +457,7 @@ def _requantize_channels_team(team, state, role, spans, *args):
 def _requantize_elements_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _requantize_elements(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(_requantize_elements, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -466,6 +467,6 @@ def _requantize_elements_team(team, state, role, spans, *args):
 def _qavg_pool_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        _qavg_pool_planes(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(_qavg_pool_planes, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -49,6 +49,7 @@ from runtime.jit import jit
 from runtime.kernels.conv_epilogue import gate_run
 from runtime.kernels.winograd_matrices import A_T, B_T
 from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.unlinked import call_unlinked
 
 LANES = (8, 16)
 """Tiles per vector, narrowest first: a plane takes the first at least as
@@ -533,7 +534,7 @@ def item_stride(rows: int, tiles: int) -> int:
 def _input_tiles_ir_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        input_tiles_ir(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(input_tiles_ir, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -543,6 +544,6 @@ def _input_tiles_ir_team(team, state, role, spans, *args):
 def _output_tiles_ir_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        output_tiles_ir(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(output_tiles_ir, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -61,6 +61,7 @@ from runtime.sim.epilogue import (
 )
 from runtime.sim.memory import load16
 from runtime.sim.params import check_conv_records
+from runtime.unlinked import call_unlinked
 
 GEMM_MIN_CHANNELS, GEMM_MIN_PIXELS, GEMM_MIN_DEPTH = 32, 128, 64
 """Dense CONVs with at least this many output channels, pixels and
@@ -272,7 +273,7 @@ def _gemm_sums(ins: np.ndarray, mem, slot: int, w: np.ndarray, x: np.ndarray) ->
 def epilogue_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        epilogue_channels(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(epilogue_channels, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -282,6 +283,6 @@ def epilogue_channels_team(team, state, role, spans, *args):
 def conv_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        conv_channels(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(conv_channels, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -46,6 +46,7 @@ from runtime.sim.epilogue import (
     epilogue_block,
     out_size,
 )
+from runtime.unlinked import call_unlinked
 
 _u = numba.uint64
 
@@ -415,7 +416,7 @@ def dense(ins, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
 def dense_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        dense_channels(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(dense_channels, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -425,7 +426,7 @@ def dense_channels_team(team, state, role, spans, *args):
 def short_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        short_channels(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(short_channels, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -435,6 +436,6 @@ def short_channels_team(team, state, role, spans, *args):
 def depthwise_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        depthwise_channels(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(depthwise_channels, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -88,6 +88,7 @@ from runtime.sim.epilogue import (
     out_size,
 )
 from runtime.sim.params import check_conv_records
+from runtime.unlinked import call_unlinked
 
 _u = numba.uint64
 
@@ -491,9 +492,11 @@ def conv_serial(ins, g, tmpl, kernels, au8, a8, a16, abase, wu8, w8, w32, wgt64,
     filled) on a bad PARAM record."""
     if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
         return False
-    plan, sums, _ = prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, np.bool_(True))
+    plan, sums, _ = call_unlinked(prepare, (ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work,
+                                            np.bool_(True)))
     if ins[C_MODE] & 2 == 0:
-        products_and_epilogue(np.int64(0), plan[TASKS], plan, kernels, work[0], sums, ins, a8, a16, abase, w32, wbase)
+        call_unlinked(products_and_epilogue, (np.int64(0), plan[TASKS], plan, kernels, work[0], sums, ins, a8, a16,
+                                              abase, w32, wbase))
     else:
         run_planned(np.int64(0), plan[TASKS], plan, kernels, work[0])
     return True
@@ -519,7 +522,8 @@ def prepare_checked(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, c
     ``run_large``): (whether they passed, then prepare's results)."""
     if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
         return False, tmpl, c32[:0].reshape(0, 0), False
-    plan, sums, packed = prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b)
+    plan, sums, packed = call_unlinked(prepare, (ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase,
+                                                 work, pack_b))
     return True, plan, sums, packed
 
 
@@ -555,7 +559,7 @@ def run_large(ins: np.ndarray, g: int, plans: GemmPlans, mem, slot: int, err: np
 def products_and_epilogue_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        products_and_epilogue(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(products_and_epilogue, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 
@@ -565,6 +569,6 @@ def products_and_epilogue_team(team, state, role, spans, *args):
 def pack_patches_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        pack_patches(spans[index, 0], spans[index, 1], *args)
+        call_unlinked(pack_patches, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

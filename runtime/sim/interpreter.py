@@ -41,6 +41,7 @@ from runtime.sim.vector import (
     S_OUT_BITS,
     S_ROWS,
 )
+from runtime.unlinked import call_unlinked
 
 (D_SPACE, D_ELEM, D_SRAM, D_DRAM, D_Z, D_Y, D_X, D_ZS, D_YS, D_XS, D_PT, D_PB, D_PL, D_PR, D_PV) = (
     column(Op.LOAD, name) for name in (
@@ -114,8 +115,8 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
                 return pos
             g = gemm_index[r]
             if g >= 0:
-                done = conv_gemm.conv_serial(ins, g, gemm_plans[g], gemm_kernels, au8, a8, a16, ab, wu8, w8, w32, w64,
-                                             wb, c32, cb, gemm_work, err)
+                done = call_unlinked(conv_gemm.conv_serial, (ins, g, gemm_plans[g], gemm_kernels, au8, a8, a16, ab,
+                                                             wu8, w8, w32, w64, wb, c32, cb, gemm_work, err))
             elif handlers[CONV] == 0:
                 return pos
             else:
