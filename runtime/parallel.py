@@ -117,7 +117,7 @@ def _spin_until(state, index, target, limit):
 @jit
 def _await(array, index, target, limit):
     """:func:`_spin_until`; say whether ``array[index]`` got to ``target``."""
-    return _spin_until(array, index, target, limit) >= target
+    return _spin_until(array, np.int64(index), target, limit) >= target  # one signature, whatever constant index
 
 
 # ---------------------------------------------------------------- team drivers (Numba)

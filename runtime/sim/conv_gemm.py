@@ -471,8 +471,8 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
         if by_words(ins):
             pixel_words(ins, au8, in_at, xt)
         if pack_b:
-            pack_patches(0, (size + nr - 1) // nr, ins, au8, in_at, xt, offs, origins, runs, steps, size, kc, nr,
-                         b_lanes.view(np.uint32))
+            pack_patches(np.int64(0), (size + nr - 1) // nr, ins, au8, in_at, xt, offs, origins, runs, steps, size,
+                         kc, nr, b_lanes.view(np.uint32))  # int64 start (not literal 0): the pool's signature
             packed = True
     acc_at = (cbase + ins[C_ACC]) >> 2
     if mode & 2 == 2:
