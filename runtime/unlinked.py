@@ -24,14 +24,16 @@ written in. A function making such calls may itself be linked into another
 caller's own filling finds them. A slot still empty when called raises
 RuntimeError instead of jumping to address 0.
 
-Callees whose types or name cannot be recorded (closures, types other than
+A record names its callee by module and qualified name, looked up among the
+dispatchers :func:`watch` was given (the caller's module imported the
+callee's before any of its code could run), never imported. Callees it
+cannot record (a function :func:`watch` was not given, types other than
 arrays, scalars and tuples of them) are called the ordinary way, linked.
 The team drivers call their kernels this way.
 """
 from __future__ import annotations
 
 import ctypes
-import importlib
 import json
 
 from llvmlite import ir
@@ -87,14 +89,23 @@ def _scalar(name):
 
 
 # ---------------------------------------------------------------- the call (jitted code)
+def _key(dispatcher) -> tuple[str, str]:
+    return dispatcher.py_func.__module__, dispatcher.py_func.__qualname__
+
+
+_watched: dict[tuple[str, str], object] = {}
+"""The dispatchers :func:`watch` was given, by (module, qualified name):
+where a slot's record finds its callee (a name looked up, never imported)."""
+
+
 def _record(fn: types.Dispatcher, args: tuple) -> bytes | None:
     """What a slot's filler needs to find the callee again: its module,
-    name and argument types, or None where they cannot be written down."""
-    py_func = fn.dispatcher.py_func
+    name and argument types, or None where they cannot be written down or
+    do not name it (a function :func:`watch` was not given)."""
     encoded = [encode_type(t) for t in args]
-    if None in encoded or "<" in py_func.__qualname__ or "." in py_func.__qualname__:
+    if None in encoded or _watched.get(_key(fn.dispatcher)) is not fn.dispatcher:
         return None
-    return json.dumps([py_func.__module__, py_func.__qualname__, encoded], separators=(",", ":")).encode()
+    return json.dumps([*_key(fn.dispatcher), encoded], separators=(",", ":")).encode()
 
 
 @intrinsic
@@ -161,7 +172,9 @@ def fill(library) -> None:
         if not slot or not at:
             continue
         module, qualname, encoded = json.loads(ctypes.string_at(at).decode())
-        fn = getattr(importlib.import_module(module), qualname)
+        fn = _watched.get((module, qualname))
+        if fn is None:  # not defined in this process: the slot stays empty and its call raises
+            continue
         args = tuple(decode_type(t) for t in encoded)
         fn.compile(args)
         cres = fn.overloads[args]
@@ -170,7 +183,9 @@ def fill(library) -> None:
 
 def watch(dispatcher):
     """Have ``dispatcher`` fill the slots of each overload it gains
-    (compiled or loaded) before the overload can be called."""
+    (compiled or loaded) before the overload can be called, and be a
+    callee that slots can name."""
+    _watched[_key(dispatcher)] = dispatcher
     add = dispatcher.add_overload
 
     def add_overload(cres):

@@ -56,6 +56,17 @@ def with_a_string(y):
     call_unlinked(labelled, (np.int64(0), y.size, y, "four"))
 
 
+@numba.njit(nogil=True)
+def unwatched(start, stop, y):
+    for i in range(start, stop):
+        y[i] = 7
+
+
+@_jit
+def calling_the_unwatched(y):
+    call_unlinked(unwatched, (np.int64(0), y.size, y))
+
+
 @_jit
 def linking_a_caller(spans, x, y):
     return through_address(spans, x, y, np.float32(3.0)) + 100
@@ -93,12 +104,16 @@ def test_the_callers_code_does_not_hold_the_callees():
     assert filled == callee.library.get_pointer_to_function(callee.fndesc.llvm_func_name) != 0
 
 
-def test_a_callee_whose_types_cannot_be_recorded_is_called_linked():
+def test_a_callee_whose_types_or_name_cannot_be_recorded_is_called_linked():
     y = np.zeros(3, np.int64)
     with_a_string(y)
     np.testing.assert_array_equal(y, [4, 4, 4])
     (callee,) = labelled.overloads.values()
     assert callee.library in _libraries(with_a_string)
+    calling_the_unwatched(y)  # a slot can only name a function runtime.unlinked.watch was given
+    np.testing.assert_array_equal(y, [7, 7, 7])
+    (callee,) = unwatched.overloads.values()
+    assert callee.library in _libraries(calling_the_unwatched)
 
 
 def test_a_caller_linked_into_another_still_finds_its_callee():
