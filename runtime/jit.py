@@ -423,8 +423,10 @@ def cfunc(signature, fn, *, fastmath: bool = False):
     """``numba.cfunc`` of ``fn`` with the same policy (cached, numpy errors):
     a C entry point whose address jitted code calls (compiled when called,
     not at import, so that only the entry points a run needs compile)."""
-    return numba.cfunc(signature, cache=CACHE, error_model="numpy",
-                       fastmath=set(FASTMATH) if fastmath else False)(fn)
+    entry = numba.cfunc(signature, cache=CACHE, error_model="numpy",
+                        fastmath=set(FASTMATH) if fastmath else False)(fn)
+    unlinked.fill(entry._library)  # compiled or loaded: the slots of the calls it makes unlinked
+    return entry
 
 
 def vectorize(signatures=None, *, fastmath: bool = False):

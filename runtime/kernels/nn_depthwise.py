@@ -434,7 +434,7 @@ def depthwise_planes_finished(start, stop, x, w, b, out, res, clamp, flags, geo)
     are still in cache: + ``res`` (flags[0]; of out's shape), clamped to
     [clamp[0], clamp[1]] and gated (flags[1]). One pass over memory and one
     parallel call fewer than a separate epilogue."""
-    depthwise_planes(start, stop, x, w, b, out, geo)
+    call_unlinked(depthwise_planes, (start, stop, x, w, b, out, geo))  # its tree is not compiled again here
     count = out.shape[0] * out.shape[1]
     if res.shape != out.shape or not (flags[0] or flags[1]):
         return

@@ -175,12 +175,14 @@ def conv(ins, a8, a16, abase, w8, w16, wgt32, wgt64, wbase, c32, c64, cbase, err
         return False
     kind = kernel_kind(ins)
     if kind == DENSE8:
-        conv8.dense(ins, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase)
+        call_unlinked(conv8.dense, (ins, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase))
     elif kind == DEPTHWISE8:
-        conv8.depthwise_channels(np.int64(0), ins[C_OUT_C], ins, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase)
+        call_unlinked(conv8.depthwise_channels, (np.int64(0), ins[C_OUT_C], ins, a8, a16, abase, w8, wgt32, wgt64,
+                                                 wbase, c32, cbase))
     else:
         x, w = operands(ins, a8, a16, abase, w8, w16, wbase)
-        conv_channels(np.int64(0), ins[C_OUT_C], ins, x, w, a8, a16, abase, wgt32, wgt64, wbase, c32, c64, cbase)
+        call_unlinked(conv_channels, (np.int64(0), ins[C_OUT_C], ins, x, w, a8, a16, abase, wgt32, wgt64, wbase, c32,
+                                      c64, cbase))
     return True
 
 

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-from runtime import unlinked
+from runtime import jit, unlinked
 from runtime.unlinked import call_unlinked
 from tests.helpers.jit_probe import COUNT_COMPILES, probe_env
 
@@ -120,6 +120,17 @@ def test_a_caller_linked_into_another_still_finds_its_callee():
     x, y = np.arange(10, dtype=np.float32), np.zeros(10, np.float32)
     assert linking_a_caller(SPANS, x, y) == 110
     np.testing.assert_array_equal(y, x * np.float32(3.0))
+
+
+def _through_a_c_entry(p, n):
+    return call_unlinked(scaled, (np.int64(0), n, numba.carray(p, n), numba.carray(p, n), np.float32(2.0)))
+
+
+def test_a_c_entry_point_finds_its_callee():
+    entry = jit.cfunc(numba.int64(numba.types.CPointer(numba.float32), numba.int64), _through_a_c_entry)
+    x = np.arange(4, dtype=np.float32)
+    assert entry.ctypes(x.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), 4) == 4
+    np.testing.assert_array_equal(x, [0, 2, 4, 6])
 
 
 MODULE = '''
