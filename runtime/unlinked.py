@@ -127,9 +127,9 @@ def call_unlinked(typingctx, fn, arguments):
         values = cgutils.unpack_tuple(builder, llargs[1])
         if record is None:  # linked, as an ordinary call
             return context.get_function(fn, callee)(builder, values)
-        module = builder.module
-        site = sum(1 for name in module.globals if name.startswith(SLOT + builder.function.name + "."))
-        name = f"{SLOT}{builder.function.name}.{site // 2}"
+        module, prefix = builder.module, f"{SLOT}{builder.function.name}."
+        site = sum(1 for name in module.globals if name.startswith(prefix) and not name.endswith(RECORD))
+        name = f"{prefix}{site}"
         slot = ir.GlobalVariable(module, ir.IntType(64), name)
         slot.initializer = ir.Constant(ir.IntType(64), 0)
         text = record + b"\0"
