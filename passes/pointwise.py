@@ -2,8 +2,9 @@
 tensor operands element by element, and which values are a unary function
 of one other value.
 
-On 8-bit data every unary function is a 256-entry lookup table, so the
-accelerator takes any chain of such nodes, however it is written: an
+On 8-bit data every unary function is a 256-entry lookup table (on 16-bit
+data a 513-entry one, interpolated), so the accelerator takes any chain of
+such nodes, however it is written: an
 activation (Sigmoid, HardSwish, Gelu, ...), a constant scalar Add/Sub/Mul/
 Div/Pow/Max/Min, or a product of a value with a function of itself
 (SiLU's ``x * sigmoid(x)``, HardSwish's ``x * hardsigmoid(x)``). The target

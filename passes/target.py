@@ -374,8 +374,8 @@ def _constant_of(node: Node) -> Value:
 
 
 def _unary(node: Node, spec: _Spec) -> str | None:
-    """Any function of one tensor is a 256-entry table on 8-bit data (QLut,
-    or a CONV's table when it follows one)."""
+    """Any function of one tensor is a table (QLut, or a CONV's table when
+    it follows one): 256 entries on 8-bit data, 513 interpolated on 16-bit."""
     if is_pointwise(node) and _tensor_count(node) == 1:
         return None
     return (f"{node.op} with non-scalar constant operands or of several tensors is not a function of one tensor "
@@ -565,7 +565,7 @@ UNARY_FUNCTIONS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
                    "Softsign", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Abs", "Neg", "Sign", "Floor", "Ceil",
                    "Round", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
                    "Mish", "Swish", "ThresholdedRelu", "Shrink", "LeakyRelu")
-"""Functions of one tensor: a 256-entry table on 8-bit data."""
+"""Functions of one tensor: a table (256 entries on 8-bit data, 513 interpolated on 16-bit)."""
 
 _RULES: dict[str, Rule] = {
     "Conv": _conv, "ConvTranspose": _conv_transpose,

@@ -29,7 +29,7 @@ from ir.graph import Node, Value
 from passes.infra import PassError
 from passes.moves import BOX_RANK, MOVE_OPS, Move
 from runtime.hardware import HardwareConfig
-from runtime.isa import LUT_ENTRIES, MAX_EXTENT, PARAM_CHANNEL_BYTES, Bcast, linear_size
+from runtime.isa import MAX_EXTENT, PARAM_CHANNEL_BYTES, Bcast, linear_size
 from runtime.sim.timing import conv_passes, dram_transfer_bytes
 
 SLOT_ALIGN = 8
@@ -83,8 +83,9 @@ class ConvShape:
     """A GEMM's rows: each column's channels contiguous in DRAM (strides
     (1, 0, channels)); a convolution's maps are channel-major."""
     lut_bytes: int = 0
-    """The epilogue's table (256 output elements) when the layer has one;
-    loaded once per layer into the weight buffer, after the two slots."""
+    """The epilogue's table (256 output elements, 513 when read by int16
+    codes) when the layer has one; loaded once per layer into the weight
+    buffer, after the two slots."""
 
     @property
     def cg(self) -> int:
@@ -318,7 +319,7 @@ def conv_shape(node: Node) -> ConvShape:
     e_in, e_w, e_out = x.dtype.itemsize, w.dtype.itemsize, node.outputs[0].type.dtype.itemsize
     e_res = residual.type.dtype.itemsize if residual is not None else 0
     e_acc = 4 if e_w == 1 else 8
-    lut = LUT_ENTRIES * e_out if len(node.attrs.get("table") or ()) else 0
+    lut = len(node.attrs.get("table") or ()) * e_out  # 256 entries, or 513 read by int16 codes
     if node.op == "QGemm":
         m, reduction = x.shape
         return ConvShape(reduction, 1, m, w.shape[0], 1, m, 1, 1, 1, 1, 1, 1, 1, e_in, e_w, e_out, e_res, e_acc,
@@ -454,7 +455,8 @@ def map_tiles(node: Node) -> MapTiles:
         # one tile shape (so one slot layout) for every input: slots alternate across the inputs' jobs
         return MapTiles((1, math.prod(out.shape[1:axis]), widest), (Operand(e_in), Operand(e_out)), "concat")
     if node.op == "QLut":
-        return MapTiles((1, 1, math.prod(out.shape)), (Operand(1), Operand(e_out)), "LUT")
+        x = node.inputs[0].type  # int8 codes, or int16 ones (a 513-entry table)
+        return MapTiles((1, 1, math.prod(out.shape)), (Operand(x.dtype.itemsize), Operand(e_out)), "LUT")
     if node.op == "QMatMul":  # batch x rows of a x columns of b: a [ct][rt][k], b [ct][k][wt], out [ct][rt][wt]
         a, b = (v.type for v in node.inputs)
         k = a.shape[-1]

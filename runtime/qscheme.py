@@ -105,6 +105,58 @@ def binary(func, a, b):
     return a + b
 
 
+# ---------------------------------------------------------------- tables
+TABLE_ENTRIES = 256
+"""Entries of a table indexed by int8 codes: entry ``q + 128`` for code q."""
+WIDE_TABLE_BITS = 7
+"""A table on int16 codes holds one entry every 2^7 codes and interpolates between them."""
+WIDE_TABLE_ENTRIES = (1 << (16 - WIDE_TABLE_BITS)) + 1
+"""Entries of a table on int16 codes (513): entry ``i`` is the function at code ``-32768 + 128·i``
+(the last one, at 32768, one step past the largest code, closes the last interval)."""
+
+
+def table_entries(dtype) -> int:
+    """Entries of a table read by codes of ``dtype`` (int8: 256, int16: 513)."""
+    return TABLE_ENTRIES if np.dtype(dtype) == INT8 else WIDE_TABLE_ENTRIES
+
+
+def table_codes(dtype) -> np.ndarray:
+    """The input codes (int64) a table read by ``dtype`` codes holds the function at, entry by entry."""
+    if np.dtype(dtype) == INT8:
+        return np.arange(-128, 128, dtype=np.int64)
+    return np.arange(WIDE_TABLE_ENTRIES, dtype=np.int64) * (1 << WIDE_TABLE_BITS) - (1 << 15)
+
+
+@jit(inline="always")
+def wide_lookup(table, q):
+    """The value of a 513-entry table at int16 code ``q``: with
+    u = q + 32768, i = u >> 7 and f = u & 127, T[i] + (((T[i+1] - T[i])·f + 64) >> 7),
+    a linear interpolation rounded half up (between T[i] and T[i+1], so inside the
+    entries' range). The one definition the CPU kernels and the simulator inline."""
+    u = np.int64(q) + (1 << 15)
+    i = u >> WIDE_TABLE_BITS
+    a = np.int64(table[i])
+    return a + (((np.int64(table[i + 1]) - a) * (u & ((1 << WIDE_TABLE_BITS) - 1))
+                 + (1 << (WIDE_TABLE_BITS - 1))) >> WIDE_TABLE_BITS)
+
+
+@jit
+def lookup_wide(out, x, table):
+    """out[i] = wide_lookup(table, x[i]) for the int16 codes x (1-D; in place works)."""
+    for i in range(x.shape[0]):
+        out[i] = wide_lookup(table, x[i])
+
+
+def apply_table(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``table`` (256 or 513 entries, its dtype the result's) applied to ``codes`` of any shape: the
+    CPU kernels' lookup (int8 codes index it; int16 codes interpolate it, :func:`wide_lookup`)."""
+    if len(table) == TABLE_ENTRIES:
+        return table[codes.astype(np.intp) + 128]
+    out = np.empty(codes.size, table.dtype)
+    lookup_wide(out, np.ascontiguousarray(codes, np.int16).reshape(-1), np.ascontiguousarray(table))
+    return out.reshape(codes.shape)
+
+
 @jit
 def rescale_scalar(v, m, n):
     """:func:`rescale` callable from Python (tests, one value at a time)."""

@@ -139,11 +139,11 @@ def _multipliers(mults, shifts, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _store(v: np.ndarray, attrs) -> np.ndarray:
     """clamp(v + out_zero, lo, hi) in the output's storage type; with a
-    ``table`` (QConv, QConvTranspose, QGemm) the clamp is on int8 and the
-    table maps it: table[clamp(...) + 128]."""
+    ``table`` (QConv, QConvTranspose, QGemm) the clamp is on int8 (256
+    entries) or int16 (513 entries) and the table maps it (:func:`_lookup`)."""
     table = list(attrs.get("table") or ())
     dtype = np.dtype(attrs["out_dtype"])
-    clamp_type = np.dtype(np.int8) if table else dtype
+    clamp_type = (np.dtype(np.int16) if len(table) == 513 else np.dtype(np.int8)) if table else dtype
     low, high = RANGES[clamp_type]
     lo, hi, zero = int(attrs["lo"]), int(attrs["hi"]), int(attrs["out_zero"])
     if not low <= lo <= hi <= high or not low <= zero <= high:
@@ -151,14 +151,21 @@ def _store(v: np.ndarray, attrs) -> np.ndarray:
     codes = np.clip(np.asarray(v, dtype=object) + zero, lo, hi)
     if not table:
         return codes.astype(dtype)
-    return _lookup(np.array(table, np.int64), codes.astype(np.int64), dtype)
+    return _lookup(np.array(table, np.int64), codes.astype(np.int64), dtype, clamp_type == np.int16)
 
 
-def _lookup(table: np.ndarray, codes: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """table[codes + 128] for int8 codes and 256 entries of ``dtype``."""
-    if table.shape != (256,) or not RANGES[dtype][0] <= table.min() <= table.max() <= RANGES[dtype][1]:
-        raise IntegerReferenceError(f"a table needs 256 entries of {dtype}")
-    return table[codes + 128].astype(dtype)
+def _lookup(table: np.ndarray, codes: np.ndarray, dtype: np.dtype, wide: bool = False) -> np.ndarray:
+    """table[codes + 128] for int8 codes and 256 entries of ``dtype``; for
+    int16 codes (``wide``) and 513 entries, entries i = (code + 32768) // 128 and i + 1
+    interpolated by f = (code + 32768) % 128: a + floor(((b - a)·f + 64) / 128)."""
+    entries = 513 if wide else 256
+    if table.shape != (entries,) or not RANGES[dtype][0] <= table.min() <= table.max() <= RANGES[dtype][1]:
+        raise IntegerReferenceError(f"a table needs {entries} entries of {dtype}")
+    if entries == 256:
+        return table[codes + 128].astype(dtype)
+    i, f = np.divmod(codes + 32768, 128)
+    a, b = table[i], table[np.minimum(i + 1, 512)]
+    return (a + ((b - a) * f + 64) // 128).astype(dtype)
 
 
 def _wide(x: np.ndarray) -> np.ndarray:
@@ -306,10 +313,10 @@ def _qmul(attrs, a, b):
 
 
 def _qlut(attrs, x):
-    """y = table[x + 128]."""
-    if x.dtype != np.int8:
-        raise IntegerReferenceError("QLut needs int8 data")
-    return [_lookup(np.array(attrs["table"], np.int64), _wide(x), np.dtype(attrs["out_dtype"]))]
+    """y = table[x + 128]; on int16 data the 513-entry table interpolated."""
+    if x.dtype not in (np.int8, np.int16):
+        raise IntegerReferenceError("QLut needs int8 or int16 data")
+    return [_lookup(np.array(attrs["table"], np.int64), _wide(x), np.dtype(attrs["out_dtype"]), x.dtype == np.int16)]
 
 
 def _qmatmul(attrs, a, b):

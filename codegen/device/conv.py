@@ -24,7 +24,7 @@ from passes.distribute import worker_parts
 from passes.tile import part_decisions
 from passes.tiling import a8, chw, conv_plan
 from runtime.hardware import HardwareConfig
-from runtime.isa import AccMode, Op, Space, instr, linear_size
+from runtime.isa import WIDE_LUT_ENTRIES, AccMode, Op, Space, instr, linear_size
 
 PARAM_DTYPE = np.dtype([("bias", "<i8"), ("mult", "<i4"), ("shift", "<i4"), ("neg_mult", "<i4"),
                         ("neg_shift", "<i4")])
@@ -135,9 +135,14 @@ class ConvLowering:
         k0 = part.channel0
         self.tiles = self._pack(weights, param_records(node, bias, (k0, k0 + part.shape.k)), image)
         table = node.attrs.get("table") or ()
-        self.table = None
+        # the epilogue's table (DRAM address, bytes); a wide one has 513 entries read by int16 codes (lut_wide=1)
+        self.table, self.wide_table = None, len(table) == WIDE_LUT_ENTRIES
+        out_dtype = node.outputs[0].type.dtype
+        if self.wide_table and out_dtype != np.int16:
+            raise CodegenError(f"layer {node.name!r}: a {WIDE_LUT_ENTRIES}-entry table maps int16 codes in place, "
+                               f"so its output must be int16, not {out_dtype}")
         if len(table):
-            codes = np.asarray(table, np.int64).astype(node.outputs[0].type.dtype.newbyteorder("<")).tobytes()
+            codes = np.asarray(table, np.int64).astype(out_dtype.newbyteorder("<")).tobytes()
             self.table = (image.add(padded(codes)), len(codes))
         s = self.shape
         self.macs = self.batch * s.oh * s.ow * s.k * s.cg * s.kh * s.kw
@@ -294,7 +299,7 @@ class ConvLowering:
             fields.update(out_addr=out_slot, out_bits=8 * s.e_out, out_zero=int(a["out_zero"]), lo=int(a["lo"]),
                           hi=int(a["hi"]))
             if self.table is not None:
-                fields.update(lut=1, lut_addr=slots["lut"])
+                fields.update(lut=1, lut_addr=slots["lut"], lut_wide=int(self.wide_table))
             if self.residual is not None:
                 fields.update(residual=1, res_addr=slots["res"][slot], res_bits=8 * s.e_res,
                               res_zero=int(a["res_zero"]), res_mult=int(a["res_mult"]),

@@ -25,7 +25,7 @@ from ir.graph import Node
 from passes.tiling import MapPlan, bcast_mode, chw, eltwise_operands, map_tiles, matmul_dims, operand_strides
 from runtime.hardware import HardwareConfig
 from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr, linear_size
-from runtime.qscheme import ACTIVATION_RANGE
+from runtime.qscheme import ACTIVATION_RANGE, table_entries
 
 IDENTITY = (1 << 30, 30)
 """rescale(v, 2^30, 30) = v: the multiplier of a plain copy."""
@@ -264,14 +264,18 @@ class ConcatLayer(MapLayer):
 
 class LutLayer(MapLayer):
     """QLut: LUT over tiles of the flattened tensor (one row of codes), the
-    table in WGT."""
+    table in WGT: 256 entries read by int8 codes, or 513 read by int16
+    codes and interpolated (wide=1)."""
 
     def __init__(self, node: Node, config: HardwareConfig, image: ConstantImage):
         super().__init__(node, config, image)
-        out = node.outputs[0].type
-        self.e_out = out.dtype.itemsize
+        x, out = node.inputs[0].type, node.outputs[0].type
+        self.e_in, self.e_out = x.dtype.itemsize, out.dtype.itemsize
         self.count = math.prod(out.shape)
         table = np.asarray(node.attrs["table"], np.int64).astype(out.dtype.newbyteorder("<"))
+        if len(table) != table_entries(x.dtype):
+            raise CodegenError(f"layer {node.name!r}: {x.dtype} codes read a table of {table_entries(x.dtype)} "
+                               f"entries, not {len(table)}")
         self.table = (image.add(padded(table.tobytes())), table.nbytes)
 
     def jobs(self, addr) -> list[Job]:
@@ -282,9 +286,9 @@ class LutLayer(MapLayer):
             in_at, out_at = slots[len(jobs) % 2]
             size = stop - start
             job = Job(loads=[] if jobs else self.table_loads())
-            job.loads.append(load(Space.ACT, in_at, src + start, 1, (1, 1, size), (0, 0, 1)))
+            job.loads.append(load(Space.ACT, in_at, src + start * self.e_in, self.e_in, (1, 1, size), (0, 0, 1)))
             job.computes.append(instr(Op.LUT, 0, in_addr=in_at, count=size, param_addr=0, out_addr=out_at,
-                                      out_bits=8 * self.e_out))
+                                      out_bits=8 * self.e_out, wide=int(self.e_in == 2)))
             job.stores.append(store(out_at, dst + start * self.e_out, self.e_out, (1, 1, size), (0, 0, 1)))
             jobs.append(job)
         return jobs

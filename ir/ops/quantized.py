@@ -146,9 +146,9 @@ def _binary(check):
 
 
 def _qlut(ctx: InferContext) -> list[TensorType]:
-    x = _typed(ctx, 0, "x", (qp.INT8,))
+    x = _typed(ctx, 0, "x")
     with _checked(ctx):
-        table = qp.lut_table(ctx.attrs)
+        table = qp.lut_table(ctx.attrs, x.dtype)
     return [x.with_dtype(table.dtype)]
 
 
@@ -228,7 +228,8 @@ register_op("QAvgPool", _qavg_pool, Pattern.OPAQUE,
                    "x_zero": REQUIRED, "mults": REQUIRED, "shifts": REQUIRED, **_OUTPUT},
             doc="Quantized average pool; mults/shifts are indexed by the window's element count - 1.")
 register_op("QLut", _qlut, Pattern.OPAQUE, attrs={"table": REQUIRED, "out_dtype": "int8"},
-            doc="Table lookup on int8 data: y = table[x + 128].")
+            doc="Table lookup: y = table[x + 128] on int8 data; on int16 data a 513-entry table, "
+                "interpolated (runtime.qscheme.wide_lookup).")
 register_op("QMatMul", _qmatmul, Pattern.OPAQUE, inputs=2,
             attrs={"a_zero": REQUIRED, "b_zero": REQUIRED, "mult": REQUIRED, "shift": REQUIRED, **_OUTPUT},
             doc="Quantized batched product of two tensors a[..., M, K] . b[..., K, N] with zero points, requantised.")

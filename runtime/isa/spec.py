@@ -27,7 +27,11 @@ PARAM_CHANNEL_BYTES = 24
 shift, int32 neg_mult, int32 neg_shift."""
 AVG_ENTRY_BYTES = 8
 """One average-pool multiplier entry: int32 mult, int32 shift."""
-LUT_ENTRIES = 256
+LUT_ENTRIES = qscheme.TABLE_ENTRIES
+"""Entries of a table read by int8 codes (LUT, CONV with lut=1): entry q + 128 for code q."""
+WIDE_LUT_ENTRIES = qscheme.WIDE_TABLE_ENTRIES
+"""Entries of a table read by int16 codes (LUT with wide=1, CONV with lut_wide=1): entry i
+is the function at code -32768 + 128·i, interpolated between (runtime.qscheme.wide_lookup)."""
 PARAM_ALIGN = 8
 """PARAM blocks (in the weight buffer) start at a multiple of 8 bytes."""
 TOKEN_QUEUE_DEPTH = 256
@@ -331,8 +335,9 @@ _TABLES: tuple[tuple[Op, str, tuple[Field, ...]], ...] = (
         _shift("res_shift", "residual shift"),
         Field("acc_mode", 2, "reduction pass: accumulators from bias/ACC, to ACT/ACC", choices=AccMode),
         _sram("acc_addr", "ACC address of the accumulators [out_c][out_h][out_w]"),
-        Field("lut", 1, "1: map each clamped int8 code through a 256-entry table", values=(0, 1)),
-        _sram("lut_addr", "WGT address of the table [256] (out_bits)"),
+        Field("lut", 1, "1: map each clamped code through a table (int8 codes: 256 entries)", values=(0, 1)),
+        _sram("lut_addr", "WGT address of the table [256] or [513] (out_bits)"),
+        Field("lut_wide", 1, "1: the clamp gives int16 codes, interpolated in a 513-entry table", values=(0, 1)),
     )),
     (Op.POOL, "max or average pool of a padded tile, requantised and clamped", (
         Field("mode", 2, "MAX or AVG", choices=PoolMode),
@@ -379,12 +384,13 @@ _TABLES: tuple[tuple[Op, str, tuple[Field, ...]], ...] = (
         _zero("lo", "out_bits", "clamp low"),
         _zero("hi", "out_bits", "clamp high"),
     )),
-    (Op.LUT, "256-entry table lookup of 8-bit codes", (
-        _sram("in_addr", "ACT address of count int8 codes"),
+    (Op.LUT, "table lookup: 256 entries by 8-bit codes, or 513 interpolated by 16-bit codes", (
+        _sram("in_addr", "ACT address of count codes (int8; int16 when wide)"),
         Field("count", 32, "elements", valid=(1, (1 << 32) - 1)),
-        _sram("param_addr", "WGT address of the table [256] (out_bits)"),
+        _sram("param_addr", "WGT address of the table [256] or [513] (out_bits)"),
         _sram("out_addr", "ACT address of the output [count]"),
         _width("out_bits", "output element width"),
+        Field("wide", 1, "1: int16 codes, interpolated in a 513-entry table", values=(0, 1)),
     )),
     (Op.MATMUL, "batched product of two ACT tiles with zero points, requantised and clamped", (
         _dim("batch", "matrix pairs, one after another"),

@@ -24,6 +24,7 @@ from runtime.isa.spec import (
     SPECS,
     TOKEN_NAMES,
     TOKEN_QUEUE_DEPTH,
+    WIDE_LUT_ENTRIES,
     AccMode,
     EltOp,
     IsaError,
@@ -175,7 +176,7 @@ def _conv_usage(col: dict[str, np.ndarray]) -> dict[str, tuple]:
     used["param_addr"] = (mode != AccMode.MIDDLE, "when acc_mode is MIDDLE")
     used["acc_addr"] = (mode != AccMode.FULL, "when acc_mode is FULL")
     used["lut"] = out
-    used["lut_addr"] = (epilogue & (col["lut"] == 1), "without a table (lut=0)")
+    used["lut_addr"] = used["lut_wide"] = (epilogue & (col["lut"] == 1), "without a table (lut=0)")
     return used
 
 
@@ -219,15 +220,25 @@ def _check_conv(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used:
 
 def _check_conv_table(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], table: np.ndarray,
                       ob: np.ndarray) -> None:
-    """With lut=1 the clamp gives the table's int8 index: out_zero, lo and hi
-    in the int8 range, a config with 8-bit data, the table inside WGT."""
+    """With lut=1 the clamp gives the table's codes. lut_wide=0: int8 codes
+    indexing 256 entries (out_zero, lo and hi in the int8 range, a config
+    with 8-bit data); lut_wide=1: int16 codes interpolated in 513 entries,
+    mapped in place (out_bits=16, so 16 is a data width of the config: the
+    field check of out_bits says so). Either table inside WGT, 8-byte
+    aligned."""
+    wide = table & (col["lut_wide"] == 1)
+    narrow = table & ~wide
     low, high = ACTIVATION_RANGE[INT8]
     if 8 not in c.config.data_widths:
-        c.fail(rows, table, "lut", col["lut"], "indexes a table by 8-bit codes, and this config has no 8-bit data")
+        c.fail(rows, narrow, "lut", col["lut"], "indexes a table by 8-bit codes, and this config has no 8-bit data")
     for name in ("out_zero", "lo", "hi"):
-        c.fail(rows, table & ((col[name] < low) | (col[name] > high)), name, col[name],
+        c.fail(rows, narrow & ((col[name] < low) | (col[name] > high)), name, col[name],
                "is outside the int8 range: with lut=1 the clamp gives the table's index")
-    c.sram(rows, Space.WGT, "lut_addr", col["lut_addr"], LUT_ENTRIES * ob, table)
+    c.fail(rows, wide & (col["out_bits"] != 16), "lut_wide", col["lut_wide"],
+           lambda j: f"needs out_bits=16 (the table maps the clamp's int16 codes in place), not "
+                     f"out_bits={int(col['out_bits'][j])}")
+    entries = np.where(wide, WIDE_LUT_ENTRIES, LUT_ENTRIES)
+    c.sram(rows, Space.WGT, "lut_addr", col["lut_addr"], entries * ob, table)
     c.aligned(rows, "lut_addr", col["lut_addr"], PARAM_ALIGN, table)
 
 
@@ -292,17 +303,23 @@ def _check_eltwise(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], us
 
 
 def _check_lut(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used: dict[str, tuple]) -> None:
+    """wide=0: count int8 codes index a 256-entry table; wide=1: count int16
+    codes (2-byte aligned) interpolate a 513-entry one. The table has
+    out_bits elements; the output is disjoint from the input or exactly it."""
+    wide = col["wide"] == 1
     if 8 not in c.config.data_widths:
-        c.fail(rows, np.ones(rows.shape, bool), "in_addr", col["in_addr"],
-               "reads 8-bit codes, and this config has no 8-bit data")
-    ob = _bytes(col["out_bits"])
+        c.fail(rows, ~wide, "in_addr", col["in_addr"], "reads 8-bit codes, and this config has no 8-bit data")
+    if 16 not in c.config.data_widths:
+        c.fail(rows, wide, "wide", col["wide"], "reads 16-bit codes, and this config has no 16-bit data")
+    ib, ob = np.where(wide, 2, 1).astype(np.int64), _bytes(col["out_bits"])
     count = col["count"]
-    c.sram(rows, Space.ACT, "in_addr", col["in_addr"], count)
+    c.sram(rows, Space.ACT, "in_addr", col["in_addr"], count * ib)
     c.sram(rows, Space.ACT, "out_addr", col["out_addr"], count * ob)
-    c.sram(rows, Space.WGT, "param_addr", col["param_addr"], LUT_ENTRIES * ob)
+    c.sram(rows, Space.WGT, "param_addr", col["param_addr"], np.where(wide, WIDE_LUT_ENTRIES, LUT_ENTRIES) * ob)
+    c.aligned(rows, "in_addr", col["in_addr"], ib)
     c.aligned(rows, "out_addr", col["out_addr"], ob)
     c.aligned(rows, "param_addr", col["param_addr"], PARAM_ALIGN)
-    c.disjoint(rows, ("out_addr", col["out_addr"], count * ob), ("in_addr", col["in_addr"], count), True)
+    c.disjoint(rows, ("out_addr", col["out_addr"], count * ob), ("in_addr", col["in_addr"], count * ib), True)
 
 
 def _check_matmul(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used: dict[str, tuple]) -> None:

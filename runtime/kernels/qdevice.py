@@ -55,7 +55,7 @@ from runtime.kernels.qparams import (
 )
 from runtime.kernels.registry import kernel
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
-from runtime.qscheme import ADD, INT8, MAX, MIN, SUB, binary, matmul_block, rescale, softmax_row
+from runtime.qscheme import ADD, MAX, MIN, SUB, apply_table, binary, matmul_block, rescale, softmax_row
 from runtime.unlinked import call_unlinked
 
 FLOAT32_EXACT = 1 << 24
@@ -166,8 +166,8 @@ def _requantize(acc: np.ndarray, bias: np.ndarray, params: Requant, r: np.ndarra
     parallel_for(_requantize_channels, acc.shape[0] * acc.shape[1], acc, bias, params.mult, params.shift,
                  params.neg_mult, params.neg_shift, len(params.neg_mult) > 0, res, r is not None,
                  res_zero, res_mult, res_shift, out, o.zero, o.lo, o.hi, grain=grain(acc.shape[2]))
-    if params.table is not None:  # the clamp gave int8 indexes
-        return params.table[out.astype(np.intp) + 128]
+    if params.table is not None:  # the clamp gave the table's input codes
+        return apply_table(params.table, out)
     return out.astype(o.dtype, copy=False)
 
 
@@ -369,10 +369,10 @@ def qconcat(inputs, attrs):
 
 @kernel("QLut")
 def qlut(inputs, attrs):
-    """y = table[x + 128]."""
-    x = _array(inputs[0], "x", np.ndim(inputs[0]), (INT8,))
-    table = lut_table(attrs)
-    return (np.asarray(table[x.astype(np.intp) + 128], table.dtype),)
+    """y = table[x + 128] on int8 codes; on int16 codes the 513-entry table interpolated (qscheme.wide_lookup)."""
+    x = _array(inputs[0], "x", np.ndim(inputs[0]))
+    table = lut_table(attrs, x.dtype)
+    return (apply_table(table, x),)
 
 
 # ---------------------------------------------------------------- QMatMul, QSoftmax

@@ -29,6 +29,8 @@ from runtime.qscheme import (
     MULTIPLIER_BITS,
     SOFTMAX_ENTRIES,
     SOFTMAX_EXP_BITS,
+    TABLE_ENTRIES,
+    WIDE_TABLE_ENTRIES,
 )
 
 DATA_TYPES = (INT8, INT16)
@@ -39,8 +41,6 @@ ACCUMULATOR_LIMIT = {INT32: 2**31 - 1, INT64: 2**62}
 bounded terms can overflow."""
 MULTIPLIER_RANGE = (2 ** (MULTIPLIER_BITS - 1), 2**MULTIPLIER_BITS - 1)
 SHIFT_RANGE = (MIN_SHIFT, MAX_SHIFT)
-TABLE_SIZE = 256
-"""Entries of a QLut table: one per int8 code."""
 
 
 def integer(value, name: str) -> int:
@@ -128,17 +128,23 @@ def output_params(attrs) -> Output:
 
 def table_output(attrs) -> tuple[Output, np.ndarray | None]:
     """A QConv's / QGemm's clamp and optional table (attribute ``table``):
-    without one the clamp gives the output's codes; with one it gives int8
-    indexes into the table (out_zero, lo and hi on the int8 grid of the
-    value before the function), whose entries are the out_dtype codes."""
+    without one the clamp gives the output's codes; with one it gives the
+    table's input codes (out_zero, lo and hi on the grid of the value before
+    the function): int8 codes for a 256-entry table, int16 codes for a
+    513-entry one (interpolated: qscheme.wide_lookup), whose entries are the
+    out_dtype codes."""
     if not len(attrs.get("table") or ()):
         return output_params(attrs), None
-    table = lut_table(attrs)
-    zero = check_zero(attrs["out_zero"], INT8, "out_zero (the table's index grid)")
-    lo, hi = check_zero(attrs["lo"], INT8, "lo (a table index)"), check_zero(attrs["hi"], INT8, "hi (a table index)")
+    index = INT16 if len(attrs["table"]) == WIDE_TABLE_ENTRIES else INT8
+    table = lut_table(attrs, index)
+    if index == INT16 and table.dtype != INT16:
+        raise KernelError(f"out_dtype={table.dtype} with a 513-entry table: a table read by int16 codes maps "
+                          "them in place (docs/isa.md, CONV's lut_wide), so its entries are int16")
+    zero = check_zero(attrs["out_zero"], index, "out_zero (the table's input grid)")
+    lo, hi = check_zero(attrs["lo"], index, "lo (a table input)"), check_zero(attrs["hi"], index, "hi (a table input)")
     if lo > hi:
         raise KernelError(f"lo={lo} is above hi={hi}")
-    return Output(INT8, zero, lo, hi), table
+    return Output(index, zero, lo, hi), table
 
 
 class Requant(NamedTuple):
@@ -300,10 +306,13 @@ def concat_axis(axis, shapes: Sequence[Sequence[int | None]]) -> int:
     return axis
 
 
-def lut_table(attrs) -> np.ndarray:
-    """QLut's table: 256 values of the out_dtype's range, as that dtype."""
+def lut_table(attrs, x_dtype=INT8) -> np.ndarray:
+    """A table read by ``x_dtype`` codes (QLut's, or a QConv's epilogue
+    table): 256 values for int8 codes, 513 for int16 codes (interpolated),
+    each in the out_dtype's range, as that dtype."""
     dtype = out_type(attrs)
-    table = integers(attrs["table"], "table", TABLE_SIZE)
+    entries = TABLE_ENTRIES if np.dtype(x_dtype) == INT8 else WIDE_TABLE_ENTRIES
+    table = integers(attrs["table"], "table", entries)
     low, high = ACTIVATION_RANGE[dtype]
     bad = [i for i, v in enumerate(table) if not low <= v <= high]
     if bad:

@@ -1,24 +1,26 @@
 """The fields of a CONV row and its epilogue (docs/isa.md): requantisation
 of the accumulators by the channel's PARAM record, the residual, the output
-zero point, the clamp and the optional table. Shared by every CONV kernel
+zero point, the clamp and the optional table (256 entries read by int8
+codes, or with lut_wide 513 read by int16 codes and interpolated by
+``qscheme.lookup_wide``). Shared by every CONV kernel
 (runtime/sim/conv.py, runtime/sim/conv8.py)."""
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from runtime.isa import PARAM_CHANNEL_BYTES, Op, column
+from runtime.isa import LUT_ENTRIES, PARAM_CHANNEL_BYTES, WIDE_LUT_ENTRIES, Op, column
 from runtime.jit import jit
-from runtime.qscheme import rescale, rescale_small
+from runtime.qscheme import lookup_wide, rescale, rescale_small
 from runtime.sim.memory import lookup
 
 (C_IN, C_IN_BITS, C_IN_C, C_IN_H, C_IN_W, C_WGT, C_WGT_BITS, C_GROUPS, C_KH, C_KW, C_SH, C_SW, C_DH, C_DW, C_OUT_C,
  C_OUT, C_OUT_BITS, C_OZ, C_LO, C_HI, C_PARAM, C_RES, C_RES_ADDR, C_RES_BITS, C_RES_ZERO, C_RES_MULT, C_RES_SHIFT,
- C_MODE, C_ACC, C_LUT, C_LUT_ADDR) = (column(Op.CONV, name) for name in (
+ C_MODE, C_ACC, C_LUT, C_LUT_ADDR, C_LUT_WIDE) = (column(Op.CONV, name) for name in (
     "in_addr", "in_bits", "in_c", "in_h", "in_w", "wgt_addr", "wgt_bits", "groups", "kernel_h", "kernel_w",
     "stride_h", "stride_w", "dilation_h", "dilation_w", "out_c", "out_addr", "out_bits", "out_zero", "lo", "hi",
     "param_addr", "residual", "res_addr", "res_bits", "res_zero", "res_mult", "res_shift", "acc_mode", "acc_addr",
-    "lut", "lut_addr"))
+    "lut", "lut_addr", "lut_wide"))
 RECORD_WORDS = PARAM_CHANNEL_BYTES // 4
 _u = numba.uint64
 
@@ -77,13 +79,15 @@ def epilogue(k, acc, ins, a8, a16, abase, wgt32, wbase):
         _requantize(acc, 0, a16, dst >> 1, a16, res >> 1, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
     else:
         _requantize(acc, 0, a16, dst >> 1, a8, res, size, residual, m, n, neg_m, neg_n, rz, rm, rs, oz, lo, hi)
-    if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
+    if ins[C_LUT] == 1:  # the clamp gave the table's codes (the validator checked lo, hi): map them in place
         table = wbase + ins[C_LUT_ADDR]
         out8, out16 = a8[dst:dst + size], a16[dst >> 1:(dst >> 1) + size]
         if ins[C_OUT_BITS] == 8:
-            lookup(out8, out8, wgt32.view(np.int8)[table:table + 256])
+            lookup(out8, out8, wgt32.view(np.int8)[table:table + LUT_ENTRIES])
+        elif ins[C_LUT_WIDE] == 1:  # int16 codes (out_bits is 16): interpolated
+            lookup_wide(out16, out16, wgt32.view(np.int16)[table >> 1:(table >> 1) + WIDE_LUT_ENTRIES])
         else:
-            lookup(out16, out16, wgt32.view(np.int16)[table >> 1:(table >> 1) + 256])
+            lookup(out16, out16, wgt32.view(np.int16)[table >> 1:(table >> 1) + LUT_ENTRIES])
 
 
 @jit
@@ -105,14 +109,18 @@ def epilogue_block(start, stop, acc, ins, a8, a16, abase, wgt32, wbase, col0, co
         _channel_rows(start, stop, flat, size, a16, dst >> 1, a16, res >> 1, ins, wgt32, wbase, col0, col1, row0)
     else:
         _channel_rows(start, stop, flat, size, a16, dst >> 1, a8, res, ins, wgt32, wbase, col0, col1, row0)
-    if ins[C_LUT] == 1:  # the clamp gave int8 codes (the validator checked lo, hi): map them in place
+    if ins[C_LUT] == 1:  # the clamp gave the table's codes (the validator checked lo, hi): map them in place
         table = wbase + ins[C_LUT_ADDR]
         out8, out16 = a8[dst:dst + count], a16[dst >> 1:(dst >> 1) + count]
-        t8, t16 = wgt32.view(np.int8)[table:table + 256], wgt32.view(np.int16)[table >> 1:(table >> 1) + 256]
+        entries = WIDE_LUT_ENTRIES if ins[C_LUT_WIDE] == 1 else LUT_ENTRIES
+        t8 = wgt32.view(np.int8)[table:table + LUT_ENTRIES]
+        t16 = wgt32.view(np.int16)[table >> 1:(table >> 1) + entries]
         for k in range(start, stop):
             first, last = k * size + col0, k * size + col1
             if ins[C_OUT_BITS] == 8:
                 lookup(out8[first:last], out8[first:last], t8)
+            elif ins[C_LUT_WIDE] == 1:  # int16 codes (out_bits is 16): interpolated
+                lookup_wide(out16[first:last], out16[first:last], t16)
             else:
                 lookup(out16[first:last], out16[first:last], t16)
 

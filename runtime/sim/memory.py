@@ -77,7 +77,8 @@ def put(b8, b16, addr, bits, i, value):
 @jit(inline="always")
 def lookup(out, x, table):
     """out[i] = table[x[i] + 128] for int8 codes x, element by element (in
-    place works): LUT's and a CONV table's one lookup."""
+    place works): LUT's and a CONV table's one lookup of int8 codes (int16
+    codes interpolate a wide table: ``qscheme.lookup_wide``)."""
     for i in range(out.shape[0]):
         out[i] = table[np.int64(x[i]) + 128]
 

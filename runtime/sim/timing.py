@@ -27,6 +27,12 @@ CONV_TABLE_CYCLES = 4
 after the clamp. The stage takes ``vector_lanes`` outputs a cycle and the
 MAC array delivers at most ``units_per_cluster`` (one per unit per pass), so
 it adds latency, never throughput."""
+CONV_WIDE_TABLE_CYCLES = 2
+"""What a table read by int16 codes (lut_wide=1) adds to the table stage:
+a second entry read and the interpolation's multiply and shift, two more
+pipeline stages. At ``vector_lanes / 2`` outputs a cycle the stage still
+outpaces the MAC array (``units_per_cluster`` a cycle), so it adds latency
+only."""
 VECTOR_PIPELINE_CYCLES = 8
 """Fill and drain of the vector path (POOL, ELTWISE, LUT)."""
 SOFTMAX_RECIPROCAL_CYCLES = 32
@@ -34,6 +40,10 @@ SOFTMAX_RECIPROCAL_CYCLES = 32
 SOFTMAX_PASSES = 3
 """SOFTMAX reads each row three times on the vector path: its maximum, the
 table lookups and sum, the scaled outputs."""
+WIDE_LUT_READS = 2
+"""Table reads per element of a LUT with wide=1: two neighbouring entries
+(and a multiply) per int16 code, so the vector path takes half as many
+elements a cycle as with int8 codes."""
 SIMPLE_CYCLES = 1
 """NOP, END, and a SYNC after its last participant arrives."""
 MODULES = ("LOAD", "COMPUTE", "STORE")
@@ -119,7 +129,8 @@ def durations(arr: np.ndarray, config: HardwareConfig, dram_sharers: int) -> np.
     rows = np.flatnonzero(ops == Op.CONV)
     pixels, channels, depth = conv_work(arr, rows)
     wide = (_get(arr, rows, Op.CONV, "in_bits") == 16) | (_get(arr, rows, Op.CONV, "wgt_bits") == 16)
-    table = _get(arr, rows, Op.CONV, "lut") * CONV_TABLE_CYCLES
+    table = _get(arr, rows, Op.CONV, "lut") * (CONV_TABLE_CYCLES
+                                               + _get(arr, rows, Op.CONV, "lut_wide") * CONV_WIDE_TABLE_CYCLES)
     out[rows] = pixels * conv_passes(channels, depth, wide, config) + CONV_PIPELINE_CYCLES + table
     lanes = vector_lanes(config)
     rows = np.flatnonzero(ops == Op.POOL)
@@ -132,7 +143,8 @@ def durations(arr: np.ndarray, config: HardwareConfig, dram_sharers: int) -> np.
     elements = _get(arr, rows, Op.ELTWISE, "c") * _get(arr, rows, Op.ELTWISE, "h") * _get(arr, rows, Op.ELTWISE, "w")
     out[rows] = _ceil(elements, lanes) + VECTOR_PIPELINE_CYCLES
     rows = np.flatnonzero(ops == Op.LUT)
-    out[rows] = _ceil(_get(arr, rows, Op.LUT, "count"), lanes) + VECTOR_PIPELINE_CYCLES
+    reads = np.where(_get(arr, rows, Op.LUT, "wide") == 1, WIDE_LUT_READS, 1)
+    out[rows] = _ceil(_get(arr, rows, Op.LUT, "count") * reads, lanes) + VECTOR_PIPELINE_CYCLES
     rows = np.flatnonzero(ops == Op.MATMUL)
     g = {name: _get(arr, rows, Op.MATMUL, name) for name in ("batch", "m", "k", "n", "a_bits", "b_bits")}
     wide = (g["a_bits"] == 16) | (g["b_bits"] == 16)

@@ -7,9 +7,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from runtime.isa import AVG_ENTRY_BYTES, Bcast, EltOp, Op, PoolMode, column
+from runtime.isa import AVG_ENTRY_BYTES, LUT_ENTRIES, WIDE_LUT_ENTRIES, Bcast, EltOp, Op, PoolMode, column
 from runtime.jit import jit
-from runtime.qscheme import SOFTMAX_ENTRIES, binary, matmul_block, rescale, rescale_small, softmax_row
+from runtime.qscheme import (
+    SOFTMAX_ENTRIES,
+    binary,
+    lookup_wide,
+    matmul_block,
+    rescale,
+    rescale_small,
+    softmax_row,
+)
 from runtime.sim.memory import get, lookup, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
 
@@ -32,8 +40,8 @@ E_A, E_A_BITS, E_A_ZERO, E_A_MULT, E_A_SHIFT = (_E[k] for k in ("a_addr", "a_bit
 E_B, E_B_BITS, E_B_ZERO, E_B_MULT, E_B_SHIFT = (_E[k] for k in ("b_addr", "b_bits", "b_zero", "b_mult", "b_shift"))
 E_OUT, E_OUT_BITS, E_OZ, E_LO, E_HI = (_E[k] for k in ("out_addr", "out_bits", "out_zero", "lo", "hi"))
 
-L_IN, L_COUNT, L_PARAM, L_OUT, L_OUT_BITS = (column(Op.LUT, k) for k in (
-    "in_addr", "count", "param_addr", "out_addr", "out_bits"))
+L_IN, L_COUNT, L_PARAM, L_OUT, L_OUT_BITS, L_WIDE = (column(Op.LUT, k) for k in (
+    "in_addr", "count", "param_addr", "out_addr", "out_bits", "wide"))
 (M_BATCH, M_M, M_K, M_N, M_A, M_A_BITS, M_A_ZERO, M_B, M_B_BITS, M_B_ZERO, M_OUT, M_OUT_BITS, M_OZ, M_MULT, M_SHIFT,
  M_LO, M_HI) = (column(Op.MATMUL, k) for k in (
     "batch", "m", "k", "n", "a_addr", "a_bits", "a_zero", "b_addr", "b_bits", "b_zero", "out_addr", "out_bits",
@@ -216,14 +224,22 @@ def _eltwise_8(func, bcast, n, a8, pa, ab, az, am, ash, pb, bb, bz, bm, bsh, po,
 
 @jit
 def lut(ins, a8, a16, abase, w8, w16, wbase):
-    """One LUT: Y[i] = T[X[i] + 128]."""
+    """One LUT: Y[i] = T[X[i] + 128] for int8 codes X; with wide=1,
+    Y[i] = qscheme.wide_lookup(T, X[i]) for int16 codes X (513 entries)."""
     src, table, dst, ob = abase + ins[L_IN], wbase + ins[L_PARAM], abase + ins[L_OUT], ins[L_OUT_BITS]
     count = ins[L_COUNT]
+    if ins[L_WIDE] == 1:
+        x16 = a16[src >> 1:(src >> 1) + count]
+        if ob == 8:
+            lookup_wide(a8[dst:dst + count], x16, w8[table:table + WIDE_LUT_ENTRIES])
+        else:
+            lookup_wide(a16[dst >> 1:(dst >> 1) + count], x16, w16[table >> 1:(table >> 1) + WIDE_LUT_ENTRIES])
+        return
     x = a8[src:src + count]
     if ob == 8:
-        lookup(a8[dst:dst + count], x, w8[table:table + 256])
+        lookup(a8[dst:dst + count], x, w8[table:table + LUT_ENTRIES])
     else:
-        lookup(a16[dst >> 1:(dst >> 1) + count], x, w16[table >> 1:(table >> 1) + 256])
+        lookup(a16[dst >> 1:(dst >> 1) + count], x, w16[table >> 1:(table >> 1) + LUT_ENTRIES])
 
 
 @jit

@@ -3,6 +3,8 @@ operands and parameters, and the check that the CPU kernels and the integer
 reference (tests/oracle.py) agree bit for bit."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ir import GraphBuilder
@@ -57,14 +59,28 @@ def output_attrs(rng, dtype) -> dict:
     return dict(out_dtype=dtype.name, out_zero=zero, lo=lo, hi=hi)
 
 
-def table_attrs(rng, dtype) -> dict:
-    """A random table of ``dtype`` entries and an int8 clamp indexing it."""
+def table_attrs(rng, dtype, wide: bool = False) -> dict:
+    """A random table of ``dtype`` entries and a clamp giving its input
+    codes: int8 codes into 256 entries, or (``wide``) int16 codes into 513
+    entries, interpolated."""
     low, high = RANGE[dtype]
-    return dict(table=rng.integers(low, high, 256, endpoint=True).tolist(), out_dtype=dtype.name,
-                **{k: v for k, v in output_attrs(rng, INT8).items() if k != "out_dtype"})
+    entries, index = (513, INT16) if wide else (256, INT8)
+    return dict(table=rng.integers(low, high, entries, endpoint=True).tolist(), out_dtype=dtype.name,
+                **{k: v for k, v in output_attrs(rng, index).items() if k != "out_dtype"})
+
+
+def py_table(table, code: int) -> int:
+    """A table's value at ``code`` in plain Python, from docs/isa.md's words
+    (not runtime.qscheme): entry code + 128 of 256; of 513, the entries
+    around (code + 32768) / 128, interpolated and rounded half up."""
+    if len(table) == 256:
+        return table[code + 128]
+    i, f = divmod(code + 32768, 128)
+    a, b = table[i], table[i + 1]
+    return a + math.floor(((b - a) * f + 64) / 128)
 
 
 def py_store(v: int, attrs) -> int:
     """clamp(v + out_zero, lo, hi), then the table when there is one."""
     code = min(max(v + attrs["out_zero"], attrs["lo"]), attrs["hi"])
-    return attrs["table"][code + 128] if len(attrs.get("table", ())) else code
+    return py_table(attrs["table"], code) if len(attrs.get("table", ())) else code

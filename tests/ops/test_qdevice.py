@@ -34,6 +34,7 @@ from tests.helpers.qops import (
     one_node,
     output_attrs,
     py_store,
+    py_table,
     table_attrs,
 )
 from tests.oracle import IntegerReferenceError, run_reference
@@ -116,8 +117,9 @@ def conv_cases(draw):
     attrs = dict(kernel_shape=kernel, strides=strides, pads=pads, dilations=dilations, group=group,
                  x_zero=int(rng.integers(*RANGE[x_dtype])), mult=mult, shift=shift,
                  **output_attrs(rng, draw(st.sampled_from([INT8, INT16]))))
-    if draw(st.booleans()):  # a table after the clamp: int8 indexes, out_dtype entries
-        attrs.update(table_attrs(rng, np.dtype(attrs["out_dtype"])))
+    if draw(st.booleans()):  # a table after the clamp: int8 or int16 codes, out_dtype entries
+        out = np.dtype(attrs["out_dtype"])  # a table read by int16 codes has int16 entries (mapped in place)
+        attrs.update(table_attrs(rng, out, wide=out == INT16 and draw(st.booleans())))
     if draw(st.booleans()):  # LeakyRelu
         attrs["neg_mult"], attrs["neg_shift"] = multipliers(rng, channels, 1e-9, 1e-2)
     r = None
@@ -229,7 +231,7 @@ def test_qgemm_kernel_is_the_reference(seed, m, k, n, dtypes, residual, leaky):
     attrs = dict(x_zero=int(rng.integers(*RANGE[x_dtype])), mult=mult, shift=shift,
                  **output_attrs(rng, [INT8, INT16][seed % 2]))
     if seed % 3 == 0:
-        attrs.update(table_attrs(rng, np.dtype(attrs["out_dtype"])))
+        attrs.update(table_attrs(rng, np.dtype(attrs["out_dtype"]), wide=seed % 2 == 1))
     if leaky:
         attrs["neg_mult"], attrs["neg_shift"] = multipliers(rng, n, 1e-9, 1e-3)
     inputs = [x, w, b]
@@ -356,6 +358,22 @@ def test_qlut_is_a_table_lookup(out):
     graph, feeds = one_node("QLut", [x], table=table, out_dtype=out.name)
     got = next(iter(assert_kernel_is_reference(graph, feeds).values()))
     assert got.dtype == out and got.reshape(-1).tolist() == table
+
+
+@pytest.mark.parametrize("out", [INT8, INT16])
+def test_qlut_on_16_bit_codes_interpolates_its_513_entries(out):
+    """Every int16 code, against the table's words in plain Python
+    (tests/helpers/qops.py_table): entries at every 128th code exactly, the
+    codes between rounded half up on the line between them."""
+    rng = np.random.default_rng(2)
+    table = ints(rng, 513, out).astype(np.int64).tolist()
+    x = np.arange(-32768, 32768, dtype=np.int16).reshape(8, -1)
+    graph, feeds = one_node("QLut", [x], table=table, out_dtype=out.name)
+    got = next(iter(assert_kernel_is_reference(graph, feeds).values()))
+    assert got.dtype == out
+    codes = x.reshape(-1).tolist()
+    assert got.reshape(-1).tolist() == [py_table(table, c) for c in codes]
+    assert got.reshape(-1)[::128].tolist() == table[:512]
 
 
 @SETTINGS
@@ -650,10 +668,21 @@ def test_qavg_pool_rejects_malformed_parameters(name, value, message):
         one_node("QAvgPool", [x], **attrs)
 
 
+def test_a_convolution_table_read_by_16_bit_codes_has_16_bit_entries():
+    x, w, b = np.zeros((1, 1, 2, 2), np.int8), np.ones((1, 1, 1, 1), np.int8), np.zeros(1, np.int32)
+    attrs = dict(kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1], group=1, x_zero=0,
+                 mult=[2**30], shift=[30], neg_mult=[], neg_shift=[], out_zero=0, lo=-32768, hi=32767,
+                 table=[0] * 513, out_dtype="int8")
+    with pytest.raises(KernelError, match="out_dtype=int8 with a 513-entry table"):
+        run_kernel("QConv", [x, w, b], attrs)
+
+
 @pytest.mark.parametrize("table, x, message", [
     (list(range(-128, 127)), np.zeros(3, np.int8), "table has 255 values, expected 256"),
     ([0] * 255 + [128], np.zeros(3, np.int8), r"table\[255\]=128 is outside"),
-    ([0] * 256, np.zeros(3, np.int16), "x must be int8, got int16"),
+    ([0] * 256, np.zeros(3, np.int16), "table has 256 values, expected 513"),
+    ([0] * 513, np.zeros(3, np.int8), "table has 513 values, expected 256"),
+    ([0] * 256, np.zeros(3, np.int32), "x must be int8 or int16, got int32"),
 ])
 def test_qlut_rejects_malformed_tables_and_inputs(table, x, message):
     with pytest.raises(KernelError, match=message):

@@ -53,6 +53,10 @@ POOL_AVG = dict(mode=PoolMode.AVG, in_addr=0, in_bits=8, c=4, in_h=9, in_w=9, ke
 ELT_ADD = dict(func=EltOp.ADD, bcast=Bcast.FULL, c=4, h=5, w=6, a_addr=0, a_bits=8, a_zero=1, a_mult=1 << 30,
                a_shift=31, b_addr=256, b_bits=16, b_zero=-7, b_mult=(1 << 31) - 1, b_shift=40, out_addr=1024,
                out_bits=8, out_zero=2, lo=0, hi=127)
+WIDE_CONV = dict(out_bits=16, out_zero=-300, lo=-32768, hi=32767, lut=1, lut_wide=1, lut_addr=2048)
+"""A CONV whose clamp gives int16 codes for a 513-entry table (1026 bytes at lut_addr)."""
+WIDE_LUT = dict(in_addr=0, count=1000, param_addr=512, out_addr=2048, out_bits=16, wide=1)
+"""A LUT of 1000 int16 codes (2000 bytes) through a 513-entry table."""
 VALID = {
     "conv residual 16-bit": alone(Op.CONV, **{**CONV_1x1, "residual": 1, "res_addr": 8192, "res_bits": 16,
                                               "res_zero": -300, "res_mult": 1 << 30, "res_shift": 30,
@@ -76,6 +80,9 @@ VALID = {
                                               "b_mult": 0, "b_shift": 0}),
     "lut": alone(Op.LUT, in_addr=0, count=1000, param_addr=512, out_addr=2048, out_bits=16),
     "conv with a 16-bit table": alone(Op.CONV, **{**CONV_1x1, "out_bits": 16, "lut": 1, "lut_addr": 2048}),
+    "conv with a wide table on int16 codes": alone(Op.CONV, **{**CONV_1x1, **WIDE_CONV}),
+    "wide lut, 8-bit output": alone(Op.LUT, **{**WIDE_LUT, "out_bits": 8}),
+    "wide lut in place": alone(Op.LUT, **{**WIDE_LUT, "out_addr": 0}),
     "sub, max, min": [instr(Op.ELTWISE, **{**ELT_ADD, "func": f}) for f in (EltOp.SUB, EltOp.MAX, EltOp.MIN)]
     + [instr(Op.END)],
     "sync and nops with tokens": [instr(Op.NOP_LOAD, T.PUSH_NEXT), instr(Op.SYNC, T.POP_PREV | T.PUSH_NEXT,
@@ -155,6 +162,35 @@ CASES = {
                                            r"lut_addr=64 must be 0: unused without a table"),
     "CONV table with a reduction pass": (changed(PROG, 4, acc_mode=AccMode.FIRST, acc_addr=0, lut=1, **EPILOGUE_OFF),
                                          {}, r"lut=1 must be 0: unused when acc_mode writes ACC"),
+    "CONV lut_wide without a table": (alone(Op.CONV, **{**CONV_1x1, **WIDE_CONV, "lut": 0, "lut_addr": 0}), {},
+                                      r"instruction 0 \(CONV\): lut_wide=1 must be 0: unused without a table"),
+    "CONV wide table with 8-bit output": (alone(Op.CONV, **{**CONV_1x1, **WIDE_CONV, "out_bits": 8, "out_zero": 0,
+                                                             "lo": -128, "hi": 127}), {},
+                                          r"instruction 0 \(CONV\): lut_wide=1 needs out_bits=16 .* not out_bits=8"),
+    "CONV wide table without 16-bit data": (alone(Op.CONV, **{**CONV_1x1, **WIDE_CONV}), {"data_widths": (8,)},
+                                            r"instruction 0 \(CONV\): out_bits=16 is not a data width of this "
+                                            r"config \[8\]"),
+    "CONV wide table past WGT": (alone(Op.CONV, **{**CONV_1x1, **WIDE_CONV, "lut_addr": 256 * 1024 - 1024}), {},
+                                 r"lut_addr=261120 \+ 1026 bytes runs past the WGT buffer"),
+    "CONV wide table misaligned": (alone(Op.CONV, **{**CONV_1x1, **WIDE_CONV, "lut_addr": 2052}), {},
+                                   r"lut_addr=2052 is not a multiple of 8 bytes"),
+    "CONV wide table in a reduction pass": (changed(PROG, 4, acc_mode=AccMode.FIRST, acc_addr=0, lut_wide=1,
+                                                    **EPILOGUE_OFF), {},
+                                            r"lut_wide=1 must be 0: unused without a table"),
+    "LUT wide without 16-bit data": (alone(Op.LUT, **{**WIDE_LUT, "out_bits": 8}), {"data_widths": (8,)},
+                                     r"instruction 0 \(LUT\): wide=1 reads 16-bit codes, and this config has no "
+                                     r"16-bit data"),
+    "LUT wide codes misaligned": (alone(Op.LUT, **{**WIDE_LUT, "in_addr": 1, "out_addr": 4096}), {},
+                                  r"instruction 0 \(LUT\): in_addr=1 is not a multiple of 2 bytes"),
+    "LUT wide codes past ACT": (alone(Op.LUT, **{**WIDE_LUT, "in_addr": 512 * 1024 - 1000}), {},
+                                r"in_addr=523288 \+ 2000 bytes runs past the ACT buffer"),
+    "LUT wide table past WGT": (alone(Op.LUT, **{**WIDE_LUT, "out_bits": 8, "param_addr": 256 * 1024 - 512}), {},
+                                r"param_addr=261632 \+ 513 bytes runs past the WGT buffer"),
+    "LUT wide 16-bit table past WGT": (alone(Op.LUT, **{**WIDE_LUT, "param_addr": 256 * 1024 - 1024}), {},
+                                       r"param_addr=261120 \+ 1026 bytes runs past the WGT buffer"),
+    "LUT wide to bytes over its codes": (alone(Op.LUT, **{**WIDE_LUT, "out_bits": 8, "out_addr": 0}), {},
+                                         r"out_addr=0 \(\+ 1000 bytes\) overlaps in_addr=0 \(\+ 2000 bytes\) and "
+                                         r"is not exactly in place"),
     "SUB without b's multiplier": (alone(Op.ELTWISE, **{**ELT_ADD, "func": EltOp.SUB, "b_mult": 0}), {},
                                    r"b_mult=0 is outside \[1073741824"),
     "missing END": (PROG[:-1], {}, r"the stream does not end with END \(last is instruction 13 \(STORE\)\)"),
@@ -276,6 +312,22 @@ def test_decoded_matrix_agrees_with_decode(stream):
     assert np.array_equal(arr, isa.to_array(decoded)) and isa.encode_array(arr) == raw
     for i, ins in enumerate(decoded):
         assert all(arr[i, isa.column(ins.op, name)] == value for name, value in ins.fields.items())
+
+
+def test_wide_table_fields_are_appended_after_the_old_ones():
+    """CONV's lut_wide (bit 469) and LUT's wide (bit 143) follow each
+    opcode's old last field: setting one changes that bit only, so the
+    fields before keep their bits, and a stream written before they existed
+    (those bits reserved, 0) decodes as it did, the new field 0."""
+    for op, name, bit, fields in ((Op.CONV, "lut_wide", 469, {**CONV_1x1, **WIDE_CONV}),
+                                  (Op.LUT, "wide", 143, WIDE_LUT)):
+        assert isa.SPECS[op].fields[-1].name == name and isa.SPECS[op].fields[-1].offset == bit
+        new, old = isa.encode(instr(op, **fields)), isa.encode(instr(op, **{**fields, name: 0}))
+        diff = int.from_bytes(new, "little") ^ int.from_bytes(old, "little")
+        assert diff == 1 << bit
+        assert isa.decode(old)[0][name] == 0 and isa.decode(new)[0][name] == 1
+    assert isa.SPECS[Op.CONV].fields[-2].name == "lut_addr" and isa.column(Op.CONV, "lut_addr") + 1 == \
+        isa.column(Op.CONV, "lut_wide")
 
 
 def test_field_layout_is_the_documented_rule():

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime import isa
+from runtime import isa, qscheme
 from runtime.isa import AccMode, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
 from runtime.sim import Simulator, conv_gemm
@@ -55,6 +55,9 @@ class ConvCase:
     big_bias: bool
     table: bool = False
     """lut=1: the clamp gives an int8 index into a table of out_bits entries."""
+    wide: bool = False
+    """With table, lut_wide=1: the clamp gives int16 codes that a 513-entry
+    table of out_bits (16) entries interpolates."""
     scaled: bool = False
     """Shifts of 36-43, so that outputs span the range instead of clamping
     (the epilogue's arithmetic shows in every byte)."""
@@ -77,7 +80,7 @@ def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
     if case.wgt_bits == 8:
         sums = wrap32(sums)
     out_shape = sums.shape
-    index_bits = 8 if case.table else case.out_bits
+    index_bits = 16 if case.wide else 8 if case.table else case.out_bits
     lo, hi = -(1 << (index_bits - 1)), (1 << (index_bits - 1)) - 1
     out_zero = int(rng.integers(-5, 6))
     residual, res_fields = None, {}
@@ -91,7 +94,12 @@ def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
         res_fields = dict(residual=1, res_addr=res_addr, res_bits=8, res_zero=3, res_mult=1 << 30, res_shift=31)
     expect = conv_epilogue(sums, rec, case.out_bits, out_zero, lo, hi, residual)
     epilogue = dict(out_addr=act_out, out_bits=case.out_bits, out_zero=out_zero, lo=lo, hi=hi, param_addr=128 * 1024)
-    if case.table:
+    if case.wide:
+        table = values(rng, case.out_bits, qscheme.WIDE_TABLE_ENTRIES)
+        loads.append(as_load(Space.WGT, 192 * 1024, table))
+        expect = qscheme.apply_table(table, expect)
+        epilogue.update(lut=1, lut_addr=192 * 1024, lut_wide=1)
+    elif case.table:
         table = values(rng, case.out_bits, 256)
         loads.append(as_load(Space.WGT, 192 * 1024, table))
         expect = table[expect.astype(np.int64) + 128]
@@ -187,6 +195,29 @@ def test_every_dense_kernel_path_is_exact(choice, case, seed, large):
     conv_settings, plan_settings = KERNEL_CHOICES[choice]
     with mock.patch.multiple(conv_module, **conv_settings), mock.patch.multiple(conv_gemm, **plan_settings):
         run_conv_case(case, large=large or choice != "planned-gemm", seed=seed)
+
+
+WIDE_TABLE_CASES = {
+    "dense-8-bit": ConvCase(16, 16, 1, (3, 3), (1, 1), (1, 1), (8, 8), 8, 8, 16, True, True, 1, False, True, True),
+    "depthwise": ConvCase(16, 16, 16, (3, 3), (2, 2), (1, 1), (9, 9), 8, 8, 16, False, False, 1, False, True, True),
+    "16-bit-split": ConvCase(8, 8, 1, (3, 3), (1, 1), (1, 1), (7, 7), 16, 16, 16, False, True, 2, False, True, True),
+}
+
+
+@pytest.mark.parametrize("case", WIDE_TABLE_CASES.values(), ids=WIDE_TABLE_CASES)
+def test_wide_table_interpolates_the_int16_codes_of_the_clamp(case):
+    """lut_wide=1: the clamp's int16 codes through a 513-entry table equal
+    qscheme.apply_table on them, on the int32 epilogue (8-bit: the GEMM, the
+    int8 kernels) and the int64 one (16-bit), on the pool and in the interpreter."""
+    run_conv_case(case, large=True)
+    run_conv_case(case, large=False)
+
+
+@pytest.mark.parametrize("choice", ["planned-gemm", "dot-products", "short-rows"])
+def test_wide_table_on_every_dense_kernel_path(choice):
+    conv_settings, plan_settings = KERNEL_CHOICES[choice]
+    with mock.patch.multiple(conv_module, **conv_settings), mock.patch.multiple(conv_gemm, **plan_settings):
+        run_conv_case(WIDE_TABLE_CASES["dense-8-bit"], large=choice != "planned-gemm", seed=2)
 
 
 @pytest.mark.parametrize("case", [

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime import isa
+from runtime import isa, qscheme
 from runtime.isa import Bcast, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
 from runtime.sim import Simulator, SimulatorError, conv_gemm, timing
@@ -180,6 +180,25 @@ def test_lut(out_bits, in_place):
                          [instr(Op.LUT, in_addr=0, count=1000, param_addr=512, out_addr=out_addr, out_bits=out_bits)],
                          [(Space.ACT, out_addr, 1000 * out_bits // 8)])
     np.testing.assert_array_equal(got.view(DTYPE[out_bits]), table[x.astype(np.int64) + 128])
+
+
+@pytest.mark.parametrize("out_bits,in_place", [(8, False), (16, False), (16, True)])
+def test_wide_lut_interpolates_int16_codes(out_bits, in_place):
+    """wide=1: int16 codes through a 513-entry table, as the CPU kernels
+    apply it (qscheme.apply_table); a code at an entry's point reads that
+    entry exactly, the extremes included; in place for 16-bit outputs."""
+    rng = np.random.default_rng(out_bits + 1)
+    at_entries = qscheme.table_codes(np.int16)[:-1]
+    x = np.concatenate([at_entries, [-32768, 32767, -1, 0, 1], values(rng, 16, 483)]).astype(np.int16)
+    table = values(rng, out_bits, qscheme.WIDE_TABLE_ENTRIES)
+    out_addr = 0 if in_place else 4096
+    (got,), _ = simulate([as_load(Space.ACT, 0, x), as_load(Space.WGT, 512, table)],
+                         [instr(Op.LUT, in_addr=0, count=x.size, param_addr=512, out_addr=out_addr,
+                                out_bits=out_bits, wide=1)],
+                         [(Space.ACT, out_addr, x.size * out_bits // 8)])
+    got = got.view(DTYPE[out_bits])
+    np.testing.assert_array_equal(got, qscheme.apply_table(table, x))
+    np.testing.assert_array_equal(got[:at_entries.size], table[:-1])
 
 
 # ---------------------------------------------------------------- DMA
@@ -499,6 +518,24 @@ def test_compute_bound_program_takes_its_mac_cycles():
     wide = instr(Op.CONV, **{**conv.fields, "wgt_bits": 16})
     w16 = Simulator(CONFIG, {(0, 0): isa.encode_stream([wide, instr(Op.END)])}, 0)
     assert w16.timing.total_cycles == 2 * (per_conv - timing.CONV_PIPELINE_CYCLES) + timing.CONV_PIPELINE_CYCLES + 1
+
+
+def test_wide_tables_cost_their_interpolation():
+    """A CONV's wide table adds CONV_WIDE_TABLE_CYCLES to the table stage; a
+    wide LUT takes half as many codes a cycle (two entries each)."""
+    conv = dict(in_addr=0, in_bits=8, in_c=64, in_h=16, in_w=16, wgt_addr=0, wgt_bits=8, groups=1, kernel_h=3,
+                kernel_w=3, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=64, out_addr=32768,
+                out_bits=16, lo=-32768, hi=32767, param_addr=65536)
+    lut = dict(in_addr=0, count=1000, param_addr=512, out_addr=4096, out_bits=16)
+    stream = [instr(Op.CONV, **conv), instr(Op.CONV, **conv, lut=1, lut_addr=2048),
+              instr(Op.CONV, **conv, lut=1, lut_addr=2048, lut_wide=1),
+              instr(Op.LUT, **lut), instr(Op.LUT, **lut, wide=1), instr(Op.END)]
+    plain, table, wide, lut8, lut16, _ = timing.durations(isa.decode_array(isa.encode_stream(stream))[0], CONFIG, 1)
+    assert table - plain == timing.CONV_TABLE_CYCLES
+    assert wide - table == timing.CONV_WIDE_TABLE_CYCLES
+    lanes = timing.vector_lanes(CONFIG)
+    assert lut8 == -(-1000 // lanes) + timing.VECTOR_PIPELINE_CYCLES
+    assert lut16 == -(-2000 // lanes) + timing.VECTOR_PIPELINE_CYCLES
 
 
 # ---------------------------------------------------------------- entry points compiled on first use
