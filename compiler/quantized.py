@@ -111,9 +111,17 @@ class QuantizedModel:
         return list(dict.fromkeys(onnx_name(n.name) for n in self._cpu_nodes()))
 
     def activation_grids(self) -> dict[str, QuantParams]:
-        """The grid of every tensor the accelerator stores, by tensor name."""
-        return {n.annotations["tensor"]: n.outputs[0].quant for n in self.quantized_nodes()
-                if "tensor" in n.annotations}
+        """The grid of every tensor the accelerator stores, by tensor name,
+        and of the value a convolution's table reads (its output before the
+        function, whose codes the clamp gives the table)."""
+        grids = {}
+        for node in self.quantized_nodes():
+            if "table_input" in node.annotations:
+                name, grid = node.annotations["table_input"]
+                grids[name] = grid
+            if "tensor" in node.annotations:
+                grids[node.annotations["tensor"]] = node.outputs[0].quant
+        return grids
 
     def weight_grids(self) -> dict[str, QuantParams]:
         """The grid of every quantized weight, by the name of the float

@@ -1,8 +1,8 @@
 """Sensitivity analysis (``quant.sensitivity=k``): the k layers whose own
 error is the largest (their isolated SNR in the layer-wise comparison with
 the float model, on ``quant.sensitivity_samples`` calibration inputs) move
-to 16 bits (radix16 in a radix model). A lookup table reads 8-bit codes, so
-its producer stays 8-bit. The pass decides the quantize pass's option
+to 16 bits (radix16 in a radix model), a layer with a lookup table too (a
+table read by 16-bit codes interpolates, docs/isa.md). The pass decides the quantize pass's option
 ``quant.layer_precision``; the graph is left as it is."""
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ def promote_sensitive(graph: Graph, ctx: PassContext) -> Graph:
     first = ctx.option("quant.trials").quantize(graph, ctx.options)
     feeds = list(context_batches(graph, ctx, ctx.option("quant.sensitivity_samples")))
     report = first.compare(feeds)
-    table_inputs = {n.name for n in first.quantized_nodes() if any(u.op == "QLut" for u in n.outputs[0].users)}
-    candidates = [e for e in report.worst(len(report.layers)) if e.onnx_nodes and e.layer not in table_inputs]
+    candidates = [e for e in report.worst(len(report.layers)) if e.onnx_nodes]
     chosen = [e.onnx_nodes[0] for e in candidates[:k]]
     if len(chosen) < k:
         warnings.warn(f"sensitivity analysis could promote {len(chosen)} of the {k} layers asked for",

@@ -20,13 +20,16 @@ error (compiler/diagnose.py), as many at a time
 as the shares say the remaining gap needs, within a budget on the accelerator's MACs that run in 16 bits
 (default 15 %).
 
+A layer with a lookup table (a convolution with its SiLU or HardSwish, a
+Sigmoid's producer) moves like any other: a table read by 16-bit codes
+interpolates between 513 entries (docs/isa.md) and gives 16-bit codes.
+
 The other way out is a **host epilogue**: an output whose last function is
 pointwise (Sigmoid, Softmax over the last axis, Exp, HardSigmoid, Tanh:
 passes/affinity.py's ``EPILOGUE_OPS``) gets that function run in float on
 the host (``quant.host_outputs``), on the pre-activation codes the
 accelerator hands over, and the pre-activation's producer in 16 bits when
-the budget allows (a lookup table reads 8-bit codes, docs/isa.md, so a
-table's producer cannot be widened while the table stays on the device).
+the budget allows.
 Each round weighs, for the worst output short of the target, the two by
 seconds per dB expected (passes/placement_costs.py): the 16-bit layers'
 extra device time against the epilogue's host time, the wider hand-over's
@@ -38,7 +41,8 @@ The result carries a :class:`TargetReport`: the SNR before
 and after, what moved, the 16-bit MAC share, the host epilogues and their
 host time, the estimated hwtime before and
 after (the default card's cycle model), and, when the budget cannot reach
-the target, the layers it would still need."""
+the target, the layers it would still need, by their shares of the error and
+of the MACs."""
 from __future__ import annotations
 
 import math
@@ -103,9 +107,9 @@ class TargetReport:
     """What the host epilogues cost per inference (ms): their host time and the wider hand-overs' transfers."""
     epilogue_gains: dict[str, float] = field(default_factory=dict)
     """Each host epilogue tried, by ONNX name: the gain (dB, worst output) its trial measured."""
-    tables: list[tuple[str, float, float]] = field(default_factory=list)
-    """When no layer was left to move: the layers whose tables keep them 8-bit, by ONNX name, with their
-    share of the output error and of the accelerator's MACs, largest share first (at most five)."""
+    left: list[tuple[str, float, float]] = field(default_factory=list)
+    """When not reached: the layers the shares say the rest of the gap needs in 16 bits (``needed``), by ONNX
+    name, with their share of the output error and of the accelerator's MACs, largest share first."""
 
     def to_metadata(self) -> dict:
         """The record a binary keeps (META.metadata["target_snr"])."""
@@ -115,14 +119,14 @@ class TargetReport:
                 "needed": self.needed, "held_out": self.held_out, "spread_db": self.spread_db,
                 "host_outputs": self.host_outputs, "host_ms": self.host_ms,
                 "epilogue_gains": self.epilogue_gains, "secure": self.secure,
-                "tables": [list(entry) for entry in self.tables]}
+                "left": [list(entry) for entry in self.left]}
 
     @classmethod
     def from_metadata(cls, record: Mapping[str, Any]) -> TargetReport:
         """:meth:`to_metadata`'s inverse (a binary written before a field existed gets its default)."""
         fields = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
         fields["hwtime_ms"] = tuple(fields["hwtime_ms"]) if fields.get("hwtime_ms") else None
-        fields["tables"] = [tuple(entry) for entry in fields.get("tables", ())]
+        fields["left"] = [tuple(entry) for entry in fields.get("left", ())]
         return cls(**fields)
 
     @property
@@ -158,15 +162,16 @@ class TargetReport:
                                               if gain < MIN_GAIN_DB else "16-bit layers gave more per second)")
                 for name, gain in declined.items()))
         if not self.reached:
-            lines.append("within the budget the target cannot be reached"
-                         + (f"; it would also need in 16 bits: {', '.join(self.needed)}" if self.needed else
-                            "; no layer is left to move (the error is in what stays 8-bit: inputs of lookup tables "
-                            "that are not an output's final function, CPU boundaries)"))
-            if self.tables:
-                lines.append("the largest shares left are layers whose lookup tables read 8-bit codes (docs/isa.md; "
-                             "16-bit would need a 16-bit table input): " + ", ".join(
+            if self.left:
+                lines.append("within the budget the target cannot be reached; by their shares of the error it would "
+                             "also need in 16 bits: " + ", ".join(
                                  f"{name} ({100 * share:.1f} % of the error, {100 * work:.2f} % of the MACs)"
-                                 for name, share, work in self.tables))
+                                 for name, share, work in self.left)
+                             + f": {100 * sum(work for _, _, work in self.left):.1f} % of the accelerator's MACs "
+                             f"more (quant.target_budget)")
+            else:
+                lines.append("within the budget the target cannot be reached; no layer is left to move (the error "
+                             "is in what stays 8-bit: the model's inputs, CPU boundaries)")
         return "\n".join(lines)
 
 
@@ -210,16 +215,13 @@ def reach_target(simplified: Graph, settings: Mapping[str, Any], trials: Trials)
             break
         moves = [move for move in search.moves(target) if move.gain >= MIN_GAIN_DB]
         if not moves:
-            report.needed = search.needed
-            if not report.needed:
-                report.tables = search.tables()
             break
         search.apply(min(moves, key=lambda move: move.cost / move.gain))
     else:
         report.after_db, report.spread_db = search.snr, search.spread
-        if not _clears(search.snr, search.spread, target):
-            report.needed = [name for name, _ in _ranked(search.result, feeds[:DIAGNOSIS_SAMPLES],
-                                                         search.promoted)][:5]
+    if not _clears(search.snr, search.spread, target):
+        report.left = search.left(target)
+        report.needed = [name for name, _, _ in report.left]
     report.reached = min(report.after_db.values(), default=math.inf) >= target
     report.promoted, report.host_outputs = search.promoted, search.added_host
     report.epilogue_gains = {name: round(gain, 3) for name, (_, gain) in search.tried.items()}
@@ -269,16 +271,23 @@ class _Search:
         self.promoted: list[str] = []
         self.host: list[str] = list(settings.get("quant.host_outputs") or ())
         self.added_host: list[str] = []
-        self.needed: list[str] = []
         self.tried: dict[str, tuple[list[str], float]] = {}
         self.result = first
         self.snr, self.spread = _output_snr(first, feeds, self.references)
 
-    def tables(self) -> list[tuple[str, float, float]]:
-        """The layers kept 8-bit by their tables (``TargetReport.tables``)."""
-        found: list[tuple[str, float]] = []
-        _ranked(self.result, self.feeds[:DIAGNOSIS_SAMPLES], self.promoted, found)
-        return [(name, round(share, 4), round(self.work.get(name, 0) / self.total, 5)) for name, share in found[:5]]
+    def left(self, target: float) -> list[tuple[str, float, float]]:
+        """The layers still 8-bit that the shares say close the rest of the gap,
+        largest share first, with their shares of the error and of the MACs
+        (``TargetReport.left``): what the target would need beyond the budget."""
+        ranked = _ranked(self.result, self.feeds[:DIAGNOSIS_SAMPLES], self.promoted)
+        gap = 1.0 - 10 ** ((_bound(self.snr, self.spread) - target) / 10.0)
+        chosen, covered = [], 0.0
+        for name, share in ranked:
+            if covered >= gap and chosen:
+                break
+            chosen.append((name, round(share, 4), round(self.work.get(name, 0) / self.total, 5)))
+            covered += share
+        return chosen
 
     def used(self, extra: Sequence[str] = ()) -> float:
         return sum(self.work.get(name, 0) for name in [*self.promoted, *extra])
@@ -307,13 +316,12 @@ class _Search:
     def _layer_moves(self, target: float) -> list[_Move]:
         ranked = _ranked(self.result, self.feeds[:DIAGNOSIS_SAMPLES], self.promoted)
         gap = 1.0 - 10 ** ((_bound(self.snr, self.spread) - target) / 10.0)  # the part of the noise to remove
-        chosen, covered, self.needed = [], 0.0, []
+        chosen, covered = [], 0.0
         used = self.used()
         for name, share in ranked:
             if covered >= gap and chosen:
                 break
             if (used + self.work.get(name, 0)) / self.total > self.budget:
-                self.needed.append(name)
                 continue
             chosen.append(name)
             used += self.work.get(name, 0)
@@ -399,29 +407,16 @@ def _clears(snr: Mapping[str, float], spread: Mapping[str, float], target: float
     return _bound(snr, spread) >= target
 
 
-def _ranked(model, feeds, promoted: Sequence[str], tables: list | None = None) -> list[tuple[str, float]]:
+def _ranked(model, feeds, promoted: Sequence[str]) -> list[tuple[str, float]]:
     """ONNX node names by share of the output error, largest first; not
-    those already wide, nor a lookup table's producer nor a convolution
-    with a table (tables read 8-bit codes: docs/isa.md; a host epilogue
-    frees an output's last table's producer): those go to ``tables``, when
-    given, as (name, share)."""
-    table_inputs = {n.name for n in model.quantized_nodes() if any(u.op == "QLut" for u in n.outputs[0].users)}
-    with_table = {n.name for n in model.quantized_nodes() if n.op in TABLE_CONVS and len(n.attrs.get("table") or ())}
+    those already wide."""
     ranked, seen = [], set(promoted)
     for layer in model.diagnose(feeds).layers:
         if not layer.onnx_nodes or layer.dtype != "int8" or layer.onnx_nodes[0] in seen:
             continue
         seen.add(layer.onnx_nodes[0])
-        if layer.layer in table_inputs | with_table:
-            if tables is not None:
-                tables.append((layer.onnx_nodes[0], layer.share))
-            continue
         ranked.append((layer.onnx_nodes[0], layer.share))
     return ranked
-
-
-TABLE_CONVS = ("QConv", "QConvTranspose", "QGemm")
-"""Ops that can apply a table to their 8-bit result (docs/isa.md, CONV's ``lut``)."""
 
 
 def _epilogues(graph: Graph) -> dict[str, tuple[Node, str | None, set[str]]]:

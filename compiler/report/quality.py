@@ -17,7 +17,7 @@ from runtime.errors import TesseraError
 from runtime.files import MAX_TEXT_BYTES, read_regular
 
 TARGET_FIELDS = ("target_db", "reached", "secure", "before_db", "after_db", "spread_db", "promoted", "macs_16bit",
-                 "budget", "hwtime_ms", "needed", "host_outputs", "host_ms", "tables")
+                 "budget", "hwtime_ms", "needed", "host_outputs", "host_ms", "left")
 """The target_snr record's fields the page shows."""
 DIAGNOSIS_FIELDS = ("layer", "op", "dtype", "share", "output_snr_db", "propagated_snr_db", "isolated_snr_db",
                     "causes")
@@ -36,9 +36,9 @@ def target_record(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
         raise ReportDataError("metadata 'target_snr' is not an object")
     for name in ("before_db", "after_db"):
         _snr_table(record.get(name, {}), f"metadata 'target_snr'.{name}")
-    tables = record.get("tables") or []
-    if not isinstance(tables, list) or not all(_table_row(row) for row in tables):
-        raise ReportDataError("metadata 'target_snr'.tables is not a list of [layer, share, MAC share]")
+    left = record.get("left") or []
+    if not isinstance(left, list) or not all(_table_row(row) for row in left):
+        raise ReportDataError("metadata 'target_snr'.left is not a list of [layer, share, MAC share]")
     for name in ("promoted", "needed", "host_outputs"):
         names = record.get(name) or []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -84,11 +84,11 @@ def _diagnosis_layer(row: Any, where: str) -> dict[str, Any]:
 def attach_shares(layers: list[dict[str, Any]], target: Mapping[str, Any] | None,
                   diagnosis: Mapping[str, Any] | None) -> None:
     """Give each report layer its share of the output error: the sum of the
-    diagnosis layers (else the target_snr tables) computing one of its ONNX
+    diagnosis layers (else the target_snr record's layers left) computing one of its ONNX
     nodes; a layer none of them names gets no share."""
     owner = {node: i for i, layer in enumerate(layers) for node in layer["onnx"]}
     rows = [(row["onnx_nodes"] or [row["layer"]], row["share"]) for row in diagnosis["layers"]] if diagnosis else \
-        [([name], share) for name, share, _ in (target or {}).get("tables") or ()]
+        [([name], share) for name, share, _ in (target or {}).get("left") or ()]
     for nodes, share in rows:
         hits = {owner[node] for node in nodes if node in owner}
         for i in hits:

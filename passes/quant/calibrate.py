@@ -19,7 +19,7 @@ import numpy as np
 
 from ir.graph import Value
 from passes.infra import PassContext, PassError
-from passes.quant.observers import make_observer
+from passes.quant.observers import make_observer, wide_observer
 from passes.quant.progress import Progress, progress
 from runtime.executor import Executor
 from runtime.program import Program
@@ -38,10 +38,12 @@ class Calibration:
     value's slot, codegen.cpu.lower_with_names), each value's observer named
     by ``calibrators`` (by value name) or ``default``. ``ranges`` fills in
     as the values are calibrated; ``channel_ranges`` too, with the finite
-    (lows, highs) of each channel (axis 1) of the values in ``channels``."""
+    (lows, highs) of each channel (axis 1) of the values in ``channels``.
+    The values in ``wide`` are stored in 16 bits (:func:`wide_observer`)."""
 
     def __init__(self, lowered: tuple[Program, Mapping[Value, str]], watch: Iterable[Value],
-                 calibrators: Mapping[str, str], default: str, channels: Iterable[Value] = ()):
+                 calibrators: Mapping[str, str], default: str, channels: Iterable[Value] = (),
+                 wide: Iterable[Value] = ()):
         self.program, self.names = lowered
         watch = list(dict.fromkeys(watch))
         missing = [v.name for v in watch if v not in self.names]
@@ -50,7 +52,10 @@ class Calibration:
         self.by_slot: dict[str, list[Value]] = {}  # a tensor crossing segments is several Values, one slot
         for value in watch:
             self.by_slot.setdefault(self.names[value], []).append(value)
-        self.observers = {slot: make_observer(calibrators.get(values[0].name, default), tensor=values[0].name)
+        wide = set(wide)
+        self.observers = {slot: wide_observer(calibrators.get(values[0].name, default), values[0].name)
+                          if any(v in wide for v in values) else
+                          make_observer(calibrators.get(values[0].name, default), tensor=values[0].name)
                           for slot, values in self.by_slot.items()}
         self.executor = Executor(self.program)
         self.ranges: dict[Value, tuple[float, float]] = {}

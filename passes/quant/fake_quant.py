@@ -10,7 +10,9 @@ arithmetic between them stays float32. Tessera's integer path
 (passes/quant/quantize.py) computes the same model in integers; the two
 differ by the integer path's rounding of biases and of requantisation
 multipliers, and by what it does not store (a convolution's output before
-its fused activation is never rounded, so it should not be encoded).
+its fused clamp activation is never rounded, so it should not be encoded;
+before a fused table it is: the table reads its codes, and the encodings
+export carries that grid).
 
 A fake-quantized tensor keeps its name: the float value the graph computed
 before rounding is renamed ``<name>_float``, and every reader (graph

@@ -75,7 +75,11 @@ class Observer:
         if self.count == 0:
             raise CalibrationError(f"tensor {self.tensor or '(unnamed)'!r}: no finite value was seen in "
                                    f"calibration ({self.nonfinite} non-finite)")
-        return self._range()
+        low, high = self._range()
+        return low * self.headroom, high * self.headroom
+
+    headroom = 1.0
+    """The calibrated range is widened by this factor (16-bit tensors: :data:`WIDE_HEADROOM`)."""
 
     def _fold(self, batches: list[tuple[np.ndarray, float, float]]) -> None:
         """Fold batches' values (non-finite ones included), each with its finite min and max."""
@@ -205,6 +209,31 @@ def make_observer(spec: str, *, tensor: str = "", **options) -> Observer:
         raise CalibrationError(f"calibrator {name!r} has no option(s) {sorted(unknown)}; "
                                f"its options are {list(cls.OPTIONS)}")
     return cls(**{**parsed, **options}, tensor=tensor)
+
+
+def wide_observer(spec: str, tensor: str = "") -> Observer:
+    """The observer of a tensor stored in 16 bits: ``minmax`` as named, else
+    the range with the least squared error on the 16-bit grid (``mse`` with
+    bits=16). The clipping calibrators (percentile, entropy, and mse on the
+    8-bit grid) trade clipped outliers for finer steps among 256 codes; on
+    65536 codes the steps are 256 times finer already, and the clipping
+    becomes the tensor's largest error."""
+    name, parsed = parse_spec(spec)
+    if name == "minmax":
+        observer = make_observer(spec, tensor=tensor)
+    else:
+        observer = MseObserver(**({"bins": parsed["bins"]} if name == "mse" and "bins" in parsed else {}), bits=16,
+                               tensor=tensor)
+    observer.headroom = WIDE_HEADROOM
+    return observer
+
+
+WIDE_HEADROOM = 2.0
+"""A 16-bit tensor's grid covers its calibrated range widened by this factor. The calibration set's
+extremes are a sample's: new inputs pass them, and on a 16-bit grid the clipping they meet is the largest
+error left (the trained YOLOv8-style detector, every layer in 16 bits, held-out images: class scores
+30.0 dB with no headroom, 37.0 with 1.5 or 2, the bound its 8-bit input sets being 36.8), while
+doubling the range costs 6 dB of a rounding noise some 90 dB down."""
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:

@@ -144,9 +144,12 @@ def _open_up(graph: Graph, segments: list[Node], ctx: PassContext) -> dict[str, 
 
 
 def _precisions(segments: list[Node], units: dict, ctx: PassContext) -> dict[int, Precision]:
-    """The precision of each unit's output value. A lookup table reads
-    8-bit codes, so the tensor feeding one (through layout ops) stays 8-bit
-    whatever the mode or a per-layer setting says (radix stays radix)."""
+    """The precision of each unit's output value. A lookup table's output
+    is at least as wide as the codes it reads (a table read by 16-bit codes
+    interpolates between 513 entries, runtime.qscheme.wide_lookup, and its
+    16-bit result keeps what the wide input bought): a convolution with a
+    table (SiLU, HardSwish) moved to 16 bits keeps 16 bits through its
+    function. Radix stays radix."""
     result = {}
     default = parse_precision(ctx.option("quant.mode"), "quant.mode")
     for segment in segments:
@@ -158,8 +161,9 @@ def _precisions(segments: list[Node], units: dict, ctx: PassContext) -> dict[int
                 source = next(v for v in unit.inputs if v is not None and not v.is_constant)
                 while source.producer is not None and source.producer.annotations.get("unit") == "layout":
                     source = source.producer.inputs[0]
-                wide = result.get(id(source), default)
-                result[id(source)] = Precision(np.dtype(np.int8), wide.radix)
+                wide, own = result.get(id(source), default), result[id(unit.outputs[0])]
+                if wide.dtype.itemsize > own.dtype.itemsize:
+                    result[id(unit.outputs[0])] = Precision(wide.dtype, own.radix)
     return result
 
 
@@ -191,8 +195,9 @@ def _calibrate(graph: Graph, lowered, values: list[Value], units: dict, grids: _
     the inputs of the layers they change in the same pass (on their grids,
     or their patch moments). Returns those measurements by slot and by
     (slot, geometry), and the batches read (None: read them anew)."""
+    wide = [v for v in values if grids.precision.get(id(v), grids.default).dtype.itemsize > 1]
     calibration = Calibration(lowered, values, ctx.option("quant.tensor_calibrators"),
-                              ctx.option("quant.calibrator"), grids.channels)
+                              ctx.option("quant.calibrator"), grids.channels, wide)
     grids.ranges, grids.channel_ranges = calibration.ranges, calibration.channel_ranges
     measured: dict[str, InputMeans] = {}
     moments: dict[tuple, PatchMoments] = {}

@@ -26,7 +26,6 @@ from passes.rewrite import conv_1x1_attrs
 from runtime.errors import KernelError
 from runtime.qscheme import (
     ACTIVATION_RANGE,
-    INT8,
     MAX_SHIFT,
     WEIGHT_RANGE,
     quantize,
@@ -35,6 +34,7 @@ from runtime.qscheme import (
     softmax_multiplier,
     softmax_step,
     softmax_table,
+    table_codes,
 )
 
 CONV_ATTRS = ("kernel_shape", "strides", "pads", "dilations", "group")
@@ -241,6 +241,8 @@ class SegmentQuantizer:
         self._node(op, inputs, attrs, stands_for, out_params, sources=[node] + ([] if table_unit is None
                                                                                else [table_unit]))
         self.new.nodes[-1].annotations["weight"] = weight[2]
+        if table_unit is not None:  # the grid the clamp gives the table's codes on, for the encodings export
+            self.new.nodes[-1].annotations["table_input"] = (node.outputs[0].name, po)
         if op == "QConvTranspose":  # no bias correction: it measures a convolution's mean error
             return
         conv = {k: v for k, v in attrs.items() if k in CONV_ATTRS} if op == "QConv" else None
@@ -303,12 +305,11 @@ class SegmentQuantizer:
         self._node("QSoftmax", [qx], attrs, node, po)
 
     def _unit_lut(self, node: Node, members: list[Node]) -> None:
-        """Any unary function on 8-bit codes (one op, or a chain such as
-        SiLU's x * sigmoid(x)): the members' float kernels on the 256
-        decoded values give the table (one semantics)."""
+        """Any unary function (one op, or a chain such as SiLU's
+        x * sigmoid(x)): the members' float kernels on the decoded codes give
+        the table (one semantics): 256 entries on 8-bit codes, 513 on 16-bit
+        codes (interpolated: runtime.qscheme.wide_lookup)."""
         qx = self._q(_tensor_operand(node.inputs))
-        if qx.quant.dtype != INT8:
-            raise PassError(f"{node.op} node {node.name!r}: a lookup table needs 8-bit input, got {qx.quant}")
         po = self.params_of(node.outputs[0])
         table = _function_table(node, qx.quant, po)
         self._node("QLut", [qx], {"table": table.tolist(), "out_dtype": po.dtype.name}, node, po)
@@ -468,11 +469,12 @@ def _negative_side(activation: Node | None, reals: np.ndarray) -> dict:
 
 
 def _function_table(unit: Node, grid_in: QuantParams, grid_out: QuantParams) -> np.ndarray:
-    """The 256-entry table of a "lut" unit: its nodes evaluated by their
-    kernels on the decoded int8 codes of ``grid_in``, quantized on
-    ``grid_out``."""
+    """The table of a "lut" unit: its nodes evaluated by their kernels on the
+    values of ``grid_in`` at the table's input codes (every int8 code, or
+    every 128th int16 code and one past the last: qscheme.table_codes),
+    quantized on ``grid_out``."""
     members, source = unit_function(unit)
-    codes = np.arange(-128, 128, dtype=np.int64)
+    codes = table_codes(grid_in.dtype)
     real = (np.float32(grid_in.scale[0]) * (codes - grid_in.zero[0]).astype(np.float32)).astype(np.float32)
     result = evaluate(members, source, real)
     return quantize(result, grid_out.scale[0], grid_out.zero[0], grid_out.dtype).astype(np.int64)

@@ -161,7 +161,7 @@ def test_malformed_metadata_is_named_and_the_rest_still_reported():
     render_page(data)
 
 
-@pytest.mark.parametrize("field, value", [("promoted", "conv_1"), ("hwtime_ms", [1.0]), ("tables", [["a", 1]]),
+@pytest.mark.parametrize("field, value", [("promoted", "conv_1"), ("hwtime_ms", [1.0]), ("left", [["a", 1]]),
                                           ("after_db", {"y": "high"})])
 def test_a_malformed_target_record_names_its_field(small, field, value):
     record = json.loads(json.dumps(read_binary(small).metadata["target_snr"]))

@@ -169,13 +169,9 @@ def test_the_decisions_survive_the_encodings_round_trip_and_the_simulator_agrees
     ie.Free()
 
 
-def test_a_target_stopped_by_tables_names_their_layers_and_macs():
-    """Each convolution feeds a Tanh table (tables read 8-bit codes), the
-    last one's Tanh an inner function, not the output's: no layer can move,
-    and the report names the table-bound layers with their shares of the
-    error and of the MACs, in the binary's record too."""
-    from compiler.target_snr import TargetReport
-
+def _tanh_chain():
+    """Each convolution feeds a Tanh table, the last one's Tanh an inner
+    function, not the output's (so no host epilogue frees it)."""
     rng = np.random.default_rng(6)
     weights = {"w1": rng.normal(0, 1.0, (8, 3, 3, 3)), "w2": rng.normal(0, 0.4, (8, 8, 3, 3)),
                "w3": rng.normal(0, 0.3, (4, 8, 1, 1))}
@@ -188,13 +184,40 @@ def test_a_target_stopped_by_tables_names_their_layers_and_macs():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 12, 12])],
                               [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    calibration = [rng.random(SHAPE, np.float32) for _ in range(8)]
+    return model, [rng.random(SHAPE, np.float32) for _ in range(8)]
+
+
+def test_layers_with_tables_move_to_16_bits_and_their_tables_read_16_bit_codes():
+    """A convolution whose output a table reads is no longer held at 8 bits:
+    the target moves it, its table then has 513 entries read by 16-bit codes
+    (interpolated) and gives 16-bit codes, and the SNR rises."""
+    model, calibration = _tanh_chain()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_model(model, calibration_data=calibration, target_snr=80, target_budget=1.0)
+    report = q.target
+    assert {"conv1", "conv2"} & set(report.promoted), report.summary()
+    widened = [n for n in q.quantized_nodes() if len(n.attrs.get("table") or ()) == 513]
+    assert widened and all(n.outputs[0].type.dtype == np.int16 for n in widened)
+    assert min(report.after_db.values()) > min(report.before_db.values()) + 6, report.summary()
+
+
+def test_a_target_stopped_by_the_budget_names_the_layers_and_macs_it_would_need():
+    """With the default budget, the two large convolutions (26 % and 70 % of
+    the MACs) cannot move: the report names the layers the rest of the gap
+    needs, with their shares of the error and of the MACs, in the binary's
+    record too."""
+    from compiler.target_snr import TargetReport
+
+    model, calibration = _tanh_chain()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = quantize_model(model, calibration_data=calibration, target_snr=80)
     report = q.target
-    assert not report.reached and report.tables, report.summary()
-    assert {name for name, _, _ in report.tables} <= {"conv1", "conv2"}
-    assert all(0 < share <= 1 and 0 < work < 1 for _, share, work in report.tables)
-    assert "lookup tables read 8-bit codes" in report.summary() and report.tables[0][0] in report.summary()
-    assert TargetReport.from_metadata(report.to_metadata()).tables == report.tables
+    assert not report.reached and report.left, report.summary()
+    assert {name for name, _, _ in report.left} <= {"conv1", "conv2", "conv3"}
+    assert report.needed == [name for name, _, _ in report.left]
+    assert all(0 < share <= 1 and 0 < work < 1 for _, share, work in report.left)
+    assert any(work > report.budget for _, _, work in report.left)
+    assert "of the accelerator's MACs more" in report.summary() and report.left[0][0] in report.summary()
+    assert TargetReport.from_metadata(report.to_metadata()).left == report.left

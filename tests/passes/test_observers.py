@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 from passes.quant.observers import (
     OBSERVERS,
+    WIDE_HEADROOM,
     CalibrationError,
     EntropyObserver,
     MinMaxObserver,
@@ -21,6 +22,7 @@ from passes.quant.observers import (
     _kl_divergences,
     make_observer,
     parse_spec,
+    wide_observer,
 )
 from runtime.qscheme import activation_params, quantize
 
@@ -405,3 +407,26 @@ def test_observers_keep_no_arrays():
     held += [v for v in vars(observer.histogram).values() if isinstance(v, np.ndarray)]
     assert sum(a.size for a in held) <= 2048
     assert isinstance(observer, MseObserver) and isinstance(observed("percentile"), PercentileObserver)
+
+
+# --- tensors stored in 16 bits -------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["mse", "percentile:99.9", "entropy"])
+def test_a_16_bit_tensor_is_not_clipped_like_an_8_bit_one(spec):
+    """The clipping calibrators pick ranges for 256 codes; a 16-bit tensor's
+    range is the least squared error on its own grid (about the extremes,
+    here), widened by WIDE_HEADROOM for inputs beyond the calibration's."""
+    eight = observed(spec, WITH_OUTLIERS).range()
+    observer = wide_observer(spec, tensor="t")
+    observer.update(WITH_OUTLIERS)
+    assert isinstance(observer, MseObserver) and observer.bits == 16
+    low, high = observer.range()
+    assert (eight[1] < 100 or spec == "mse") and high >= WIDE_HEADROOM * 900 and low <= -WIDE_HEADROOM * 300
+
+
+def test_a_16_bit_minmax_tensor_keeps_its_extremes_with_headroom():
+    observer = wide_observer("minmax", tensor="t")
+    observer.update(np.array([-2.0, 0.5, 7.0]))
+    assert isinstance(observer, MinMaxObserver)
+    assert observer.range() == (-2.0 * WIDE_HEADROOM, 7.0 * WIDE_HEADROOM)

@@ -437,11 +437,11 @@
         db(d.output_snr_db), d.causes || "-"]);
       s.append(el("div", {class: "scroll"}, table(["layer (ONNX nodes)", "op", "type", "share", "out SNR alone (dB)",
                                                    "why"], rows, [0, 0, 0, 1, 1, 0])));
-    } else if (target && target.tables && target.tables.length) {
-      s.append(el("p", {class: "note", text: "the largest shares left, layers whose lookup tables keep them 8-bit " +
+    } else if (target && target.left && target.left.length) {
+      s.append(el("p", {class: "note", text: "the layers the target would still need in 16 bits, beyond its budget " +
                                              "(the target_snr record)"}));
       s.append(table(["layer", "share of the error", "share of the MACs"],
-                     target.tables.map((t) => [t[0], percent(t[1]), percent(t[2])]), [0, 1, 1]));
+                     target.left.map((t) => [t[0], percent(t[1]), percent(t[2])]), [0, 1, 1]));
     } else {
       s.append(missing("no layer shares: pass a diagnosis file (tessera quantize MODEL --report diag.json; " +
                        "tessera report MODEL.bin --diagnosis diag.json)"));
