@@ -74,6 +74,7 @@ def test_the_binary_run_and_run_sw_agree_with_the_quantized_model_bit_for_bit(mo
     from compiler.compile import compile_model
     from runtime import FWDNXT
     from runtime.binary import read_binary
+    from runtime.engine import Engine
     from runtime.isa import Op, decode
 
     onnx_model, calibration, _, wide = model
@@ -88,11 +89,13 @@ def test_the_binary_run_and_run_sw_agree_with_the_quantized_model_bit_for_bit(mo
     ie = FWDNXT()
     ie.Init(str(tmp_path / "t.bin"), "")
     hw, sw = np.empty(int(np.prod(OUT)), np.float32), np.empty(int(np.prod(OUT)), np.float32)
+    engine = Engine(read_binary(tmp_path / "t.bin"))  # what the IE, kp and Simulator facades run
     for x in calibration[:3]:
         ie.Run(x, hw)
         ie.Run_sw(x, sw)
         expected = wide.run({"x": x})["y"].ravel()
         assert np.array_equal(hw, expected) and np.array_equal(sw, expected)
+        assert np.array_equal(engine.run({"x": x})["y"].ravel(), expected)
     ie.Free()
 
 
