@@ -52,7 +52,7 @@ from passes.quant.head_grids import output_parts
 from passes.quant.metrics import format_table, snr_line
 from runtime.executor import Executor
 from runtime.files import FileError, atomic_output, write_atomic
-from runtime.qscheme import ACTIVATION_RANGE, weight_scales
+from runtime.qscheme import ACTIVATION_RANGE, TABLE_ENTRIES, weight_scales
 
 SATURATION = 0.001
 """Clipped fraction above which saturation is named as a cause."""
@@ -178,7 +178,7 @@ def _layer(node: Node, error) -> LayerDiagnosis:
                        node.outputs[0].quant.dtype.name)
     if error is not None:
         d.propagated_snr_db, d.isolated_snr_db = error.propagated.snr_db, error.isolated.snr_db
-    if node.op == "QLut":
+    if node.op == "QLut" and len(node.attrs["table"]) == TABLE_ENTRIES:  # a 513-entry table interpolates
         d.lut_levels = len(set(node.attrs["table"]))
     return d
 
