@@ -279,15 +279,26 @@ class _Search:
         """The layers still 8-bit that the shares say close the rest of the gap,
         largest share first, with their shares of the error and of the MACs
         (``TargetReport.left``): what the target would need beyond the budget."""
+        chosen, _ = self._covering(target, budget=math.inf)
+        return [(name, round(share, 4), round(self.work.get(name, 0) / self.total, 5)) for name, share in chosen]
+
+    def _covering(self, target: float, budget: float) -> tuple[list[tuple[str, float]], float]:
+        """The layers still 8-bit, largest share of the output error first,
+        whose shares cover the part of the noise the target needs removed
+        (``1 - 10^((SNR - target) / 10)``), skipping those that would take
+        the 16-bit MACs over ``budget``: (name, share) each, and the shares' sum."""
         ranked = _ranked(self.result, self.feeds[:DIAGNOSIS_SAMPLES], self.promoted)
         gap = 1.0 - 10 ** ((_bound(self.snr, self.spread) - target) / 10.0)
-        chosen, covered = [], 0.0
+        chosen, covered, used = [], 0.0, self.used()
         for name, share in ranked:
             if covered >= gap and chosen:
                 break
-            chosen.append((name, round(share, 4), round(self.work.get(name, 0) / self.total, 5)))
+            if (used + self.work.get(name, 0)) / self.total > budget:
+                continue
+            chosen.append((name, share))
+            used += self.work.get(name, 0)
             covered += share
-        return chosen
+        return chosen, covered
 
     def used(self, extra: Sequence[str] = ()) -> float:
         return sum(self.work.get(name, 0) for name in [*self.promoted, *extra])
@@ -314,22 +325,12 @@ class _Search:
         return [*self._layer_moves(target), *self._epilogue_moves(target)]
 
     def _layer_moves(self, target: float) -> list[_Move]:
-        ranked = _ranked(self.result, self.feeds[:DIAGNOSIS_SAMPLES], self.promoted)
-        gap = 1.0 - 10 ** ((_bound(self.snr, self.spread) - target) / 10.0)  # the part of the noise to remove
-        chosen, covered = [], 0.0
-        used = self.used()
-        for name, share in ranked:
-            if covered >= gap and chosen:
-                break
-            if (used + self.work.get(name, 0)) / self.total > self.budget:
-                continue
-            chosen.append(name)
-            used += self.work.get(name, 0)
-            covered += share
+        chosen, covered = self._covering(target, self.budget)
         if not chosen:
             return []
+        names = [name for name, _ in chosen]
         gain = -10.0 * math.log10(max(1.0 - covered, 0.01))
-        return [_Move(chosen, [], gain, sum(map(self.widening, chosen)))]
+        return [_Move(names, [], gain, sum(map(self.widening, names)))]
 
     def _epilogue_moves(self, target: float) -> list[_Move]:
         on_device = _accelerator_nodes(self.result)

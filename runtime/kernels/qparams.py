@@ -29,8 +29,8 @@ from runtime.qscheme import (
     MULTIPLIER_BITS,
     SOFTMAX_ENTRIES,
     SOFTMAX_EXP_BITS,
-    TABLE_ENTRIES,
     WIDE_TABLE_ENTRIES,
+    table_entries,
 )
 
 DATA_TYPES = (INT8, INT16)
@@ -311,8 +311,7 @@ def lut_table(attrs, x_dtype=INT8) -> np.ndarray:
     table): 256 values for int8 codes, 513 for int16 codes (interpolated),
     each in the out_dtype's range, as that dtype."""
     dtype = out_type(attrs)
-    entries = TABLE_ENTRIES if np.dtype(x_dtype) == INT8 else WIDE_TABLE_ENTRIES
-    table = integers(attrs["table"], "table", entries)
+    table = integers(attrs["table"], "table", table_entries(x_dtype))
     low, high = ACTIVATION_RANGE[dtype]
     bad = [i for i, v in enumerate(table) if not low <= v <= high]
     if bad:
