@@ -21,13 +21,16 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.jit import jit, readonly
 from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
-from runtime.schedule.records import DOT_ROWS
+from runtime.schedule.records import DOT_ROWS, NONE
 from runtime.unlinked import call_unlinked
 
 __all__ = ["sgemv_rows"]
 
 COLUMN_CHUNK = 256
 """Columns of a (K, N) ``B`` per task: a multiple of the vector width."""
+FEW_ROWS = 8
+"""Products with fewer rows in ``a`` (a Gemm at batch 1, a convolution of
+one output position) stream ``B`` as dot products here."""
 
 
 def sgemv_rows(a: np.ndarray, b: np.ndarray, transposed: bool, bias: np.ndarray | None = None) -> np.ndarray:
@@ -48,7 +51,7 @@ def sgemv_rows(a: np.ndarray, b: np.ndarray, transposed: bool, bias: np.ndarray 
     out = np.zeros((a.shape[0], n), np.float32)
     if out.size == 0:
         return out
-    bias = _NO_BIAS if bias is None else readonly(bias)
+    bias = NO_BIAS if bias is None else readonly(bias)
     if depth == 0:
         _add_bias(out, bias, 0, n)
     elif transposed:
@@ -59,16 +62,23 @@ def sgemv_rows(a: np.ndarray, b: np.ndarray, transposed: bool, bias: np.ndarray 
     return out
 
 
-_NO_BIAS = readonly(np.zeros(0, np.float32))
+NO_BIAS = readonly(np.zeros(0, np.float32))
+"""The bias of a product without one."""
 
 
-def lower_dot_rows(ctx, a, b: np.ndarray, out, bias: np.ndarray | None) -> None:
+def lower_dot_rows(ctx, a, b: np.ndarray, out, bias: np.ndarray | None, residual=None,
+                   clamp: np.ndarray | None = None) -> None:
     """``sgemv_rows(a, b, True, bias)`` as a schedule operation
     (runtime.schedule): ``a`` (M, K) and ``out`` (M, N) float32 operands,
-    ``b`` (N, K) and ``bias`` (N,) C-contiguous float32 arrays, K > 0."""
+    ``b`` (N, K) and ``bias`` (N,) C-contiguous float32 arrays, K > 0; then,
+    where given, a convolution's epilogue on each chunk of columns: + the
+    ``residual`` operand (M, N), then the clamp array ``clamp`` (clamp and
+    gate: runtime.kernels.conv_epilogue)."""
     (m, depth), n = a.shape, b.shape[0]
-    bias = _NO_BIAS if bias is None else bias
-    ctx.emit(DOT_ROWS, [*a.ref(), m, depth, *ctx.pin(b), n, *out.ref(), *ctx.pin(bias), bias.size], n,
+    bias = NO_BIAS if bias is None else bias
+    finish = [*(NONE if residual is None else residual.ref()), *(NONE if clamp is None else ctx.pin(clamp)),
+              residual is not None, clamp is not None]
+    ctx.emit(DOT_ROWS, [*a.ref(), m, depth, *ctx.pin(b), n, *out.ref(), *ctx.pin(bias), bias.size, *finish], n,
              max(1, (1 << 14) // depth))
 
 

@@ -167,6 +167,26 @@ def _finish_planes(start, stop, out, bias, res, clamp, flags):
             gate_run(flat, p * size, size, clamp)
 
 
+@jit
+def finish_columns(start, stop, out, res, clamp, has_res, has_clamp):
+    """Columns [start, stop) of ``out`` (M, N), C-contiguous: + ``res`` (of
+    its shape; ``has_res``), clamped and gated (``has_clamp``), each element
+    as :func:`_finish_planes` finishes it: the epilogue of a convolution of
+    one output position run as dot products (runtime.gemm.gemv), whose
+    chunks are output channels."""
+    rows, n = out.shape
+    stop = min(stop, n)
+    if start >= stop or not (has_res or has_clamp):
+        return
+    flat, rflat = out.reshape(-1), res.reshape(-1)
+    lo, hi = (clamp[0], clamp[1]) if has_clamp else (np.float32(0), np.float32(0))  # no clamp: never read
+    for i in range(rows):
+        d0 = i * n + start
+        finish_run(flat, d0, flat[d0:d0 + stop - start], rflat, stop - start, lo, hi, has_res, has_clamp)
+        if has_clamp:
+            gate_run(flat, d0, stop - start, clamp)
+
+
 def apply_epilogue(out: np.ndarray, bias: np.ndarray | None, residual: np.ndarray | None,
                    clamp: np.ndarray | None) -> None:
     """``out`` (N, K, ...) += bias per channel, += residual, clamped and

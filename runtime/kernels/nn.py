@@ -16,7 +16,7 @@ import numpy as np
 
 from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
-from runtime.gemm.gemv import lower_dot_rows, sgemv_rows
+from runtime.gemm.gemv import FEW_ROWS, lower_dot_rows, sgemv_rows
 from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd, window_attrs
 from runtime.kernels.nn_expand import fuse as fuse_expand_depthwise
 from runtime.kernels.nn_gate import fuse as fuse_gate
@@ -190,11 +190,6 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
     """Whether ``shape`` broadcasts to ``target`` itself (numpy's rule, without
     np.broadcast_shapes, which cost ~25 us a call in a running model)."""
     return len(shape) <= len(target) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
-
-
-FEW_ROWS = 8
-"""Gemms with fewer rows in op(A) (a batch this small) stream the weights
-as dot products (:func:`runtime.gemm.gemv.sgemv_rows`)."""
 
 
 def _gemm_exact(a, b, c, alpha, beta) -> np.ndarray:

@@ -31,9 +31,12 @@ from runtime.kernels.nn_conv import (
     _geo,
     _pointwise_product,
     _winograd_tile,
+    conv_one_position,
     gemm_bands,
     lower_conv_gemm,
+    lower_conv_one_position,
     lower_plane_kernel,
+    one_position,
     packed_weights,
     plane_kernel,
     run_plane_kernel,
@@ -158,6 +161,8 @@ class PreparedConv:
             return None
         if 0 in out_shape or x_shape[1] == 0:
             return None
+        if int(group) == 1 and one_position(x_shape, out_shape) and gemm.available():
+            return _OnePosition(out_shape, window)
         pointwise = (all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end)
                      and all(s == 1 for s in window.strides) and int(group) == 1)
         if pointwise and gemm.available():
@@ -302,6 +307,23 @@ class _Im2col(_Layout):
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
         lower_conv_gemm(ctx, x, step.packed(), step.b, self.target(ctx, out), self.window,
                         self.pointwise, residual, step.clamp)
+
+
+class _OnePosition(_Layout):
+    """A convolution of one output position per image, as dot products
+    (:func:`conv_one_position`), without the generic kernel's dispatch."""
+
+    def __init__(self, out_shape: tuple, window):
+        super().__init__(out_shape)
+        self.window = window
+
+    def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+        out = np.empty(self.out_shape, np.float32)
+        conv_one_position(x, step.w, step.b, out, self.window, residual, step.clamp)
+        return out
+
+    def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
+        lower_conv_one_position(ctx, x, step.w, step.b, self.target(ctx, out), self.window, residual, step.clamp)
 
 
 class _Depthwise(_Layout):

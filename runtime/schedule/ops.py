@@ -26,6 +26,7 @@ from runtime.gemm.gemv import dot_rows
 from runtime.gemm.operands import CLAMP_SIZE
 from runtime.gemm.tasks import PLAN_SIZE, place_addresses, run_planned
 from runtime.jit import cfunc, jit, typed_readonly
+from runtime.kernels.conv_epilogue import finish_columns
 from runtime.kernels.depthwise_ir import LANES, depthwise_3x3_ir
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_expand import expand_depthwise
@@ -216,13 +217,20 @@ def _bands(start, stop, rec, nrec, bases, nbases):
 
 def _dot_rows(start, stop, rec, nrec, bases, nbases):
     """Columns of a product by the rows of B (runtime.gemm.gemv): rec = A
-    (M, K), B (N, K), Y (M, N), bias (and its length: 0 for none)."""
+    (M, K), B (N, K), Y (M, N), bias (and its length: 0 for none); then a
+    convolution's epilogue on those columns: the residual (M, N), the clamp
+    array, whether each is there [16, 17]."""
     rec, bases = _records(rec, nrec, bases, nbases)
     m, depth, n = rec[2], rec[3], rec[6]
     a = _f32(rec, 0, bases, m * depth).reshape((m, depth))
     b = typed_readonly(_f32(rec, 4, bases, n * depth).reshape((n, depth)))
     out = _f32(rec, 7, bases, m * n).reshape((m, n))
     dot_rows(start, stop, a, b, out, typed_readonly(_f32(rec, 9, bases, rec[11])))
+    has_res, has_clamp = rec[16] != 0, rec[17] != 0
+    if has_res or has_clamp:
+        res = _f32(rec, 12, bases, m * n).reshape((m, n)) if has_res else out
+        finish_columns(start, stop, out, res, _f32(rec, 14, bases, CLAMP_SIZE if has_clamp else 0), has_res,
+                       has_clamp)
 
 
 def _plane_means(start, stop, rec, nrec, bases, nbases):

@@ -46,6 +46,7 @@ PATHS = {
     "depthwise 5x5": ((1, 8, 12, 12), (8, 1, 5, 5), (1, 1), (2, 2, 2, 2), 8),
     "depthwise 5x5 stride 2 channels last": ((2, 8, 13, 13), (8, 1, 5, 5), (2, 2), (2, 2, 2, 2), 8),
     "grouped": ((1, 12, 8, 8), (18, 4, 3, 3), (1, 1), (1, 1, 1, 1), 3),
+    "one position (dot products)": ((3, 16, 2, 2), (24, 16, 3, 3), (2, 2), (1, 1, 1, 1), 1),
 }
 EPILOGUES = {"bare": (False, None), "residual, relu6": (True, (0.0, 6.0)), "clamp to -0.0": (False, (-0.0, math.inf)),
              "residual": (True, None)}
@@ -69,7 +70,8 @@ def _case(path: str, seed: int):
     x_shape, w_shape, strides, pads, group = PATHS[path]
     rng = np.random.default_rng(seed)
     x = (3 * rng.standard_normal(x_shape)).astype(np.float32)  # past HardSwish's -3 and 3
-    x.reshape(-1)[rng.choice(x.size, len(SPECIALS), replace=False)] = SPECIALS
+    specials = x[:1] if path.startswith("one position") else x  # each output reads its whole image there
+    specials.reshape(-1)[rng.choice(specials.size, len(SPECIALS), replace=False)] = SPECIALS
     w = (rng.standard_normal(w_shape) / math.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
     b = rng.standard_normal(w_shape[0]).astype(np.float32)
     return x, w, b, dict(strides=strides, pads=pads, dilations=(1, 1), group=group)

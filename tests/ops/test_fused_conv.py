@@ -33,6 +33,10 @@ PATHS = {
     "depthwise wide, stride 2, multiplier 2": ((1, 4, 11, 41), (8, 1, 3, 3), (2, 2), (1, 1, 1, 1), 4),
     "depthwise 5x5 channels last": ((2, 8, 6, 6), (8, 1, 5, 5), (1, 1), (2, 2, 2, 2), 8),  # <= SMALL_PLANE
     "grouped": ((1, 12, 8, 8), (18, 4, 3, 3), (1, 1), (1, 1, 1, 1), 3),
+    "one position, 3x3 of a 1x1 map": ((1, 20, 1, 1), (24, 20, 3, 3), (1, 1), (1, 1, 1, 1), 1),  # dot products
+    "one position, stride 2 of a 2x2 map": ((3, 8, 2, 2), (16, 8, 3, 3), (2, 2), (1, 1, 1, 1), 1),
+    "one position, 1x1 of a 1x1 map": ((2, 32, 1, 1), (12, 32, 1, 1), (1, 1), (0, 0, 0, 0), 1),
+    "one position, 8 images (GEMM)": ((8, 16, 1, 1), (12, 16, 3, 3), (1, 1), (1, 1, 1, 1), 1),
 }
 
 
@@ -118,3 +122,25 @@ def test_fused_conv_errors_name_what_is_wrong(inputs, attrs, match):
     base = {"kernel_shape": (1, 1), "strides": strides, "pads": pads, "dilations": (1, 1), "group": 1}
     with pytest.raises(KernelError, match=match):
         run_kernel("FusedConv", inputs(x, w, r), {**base, **attrs})
+
+
+ONE_POSITION = [path for path in PATHS if path.startswith("one position")]
+
+
+@pytest.mark.parametrize("path", ONE_POSITION)
+@pytest.mark.parametrize("clamp", [None, (0.0, 6.0)])
+def test_a_convolution_of_one_position_is_its_conv_then_add_and_clamp_bit_for_bit(path, clamp):
+    """Dot products (runtime.gemm.gemv) with the epilogue on each chunk of
+    channels: the float64 sums to float32 accuracy, and bit for bit the
+    unfused conv followed by numpy's add, maximum and minimum; a NaN of the
+    residual stays NaN through the clamp."""
+    x, w, b, strides, pads, group = case(path, 4)
+    plain = conv_nd(x, w, b, strides=strides, pads=pads, dilations=(1, 1))
+    residual = np.random.default_rng(5).standard_normal(plain.shape).astype(np.float32)
+    residual.reshape(-1)[::7] = np.nan
+    got = conv_nd(x, w, b, strides=strides, pads=pads, dilations=(1, 1), residual=residual, clamp=clamp)
+    want = plain + residual if clamp is None else np.minimum(np.maximum(plain + residual, clamp[0]), clamp[1])
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got.reshape(-1)[::7]).all()
+    ref = expected(x, w, b, strides, pads, group, None, None)
+    np.testing.assert_allclose(plain, ref, rtol=0, atol=2e-5 * max(1.0, float(np.abs(ref).max())))

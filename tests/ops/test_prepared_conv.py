@@ -24,13 +24,15 @@ def _case(chans, out_c, size, kernel, group, batch=1):
 
 CASES = {  # (chans, out channels, plane size, kernel, group)
     "pointwise": (16, 24, 7, 1, 1),
-    "pointwise one pixel": (8, 8, 1, 1, 1),
+    "one position 1x1": (8, 8, 1, 1, 1),  # dot products (an SE block's convolutions)
+    "one position 3x3": (8, 8, 1, 3, 1),  # a 3x3 of a 1x1 map: its column holds the padding
     "depthwise same": (12, 12, 9, 3, 12),
     "depthwise multiplier": (4, 8, 6, 3, 4),
     "3x3 dense (column matrix)": (3, 5, 8, 3, 1),
     "3x3 winograd": (16, 16, 12, 3, 1),
 }
-LAYOUTS = {"pointwise": "_Pointwise", "depthwise": "_Depthwise", "3x3 dense": "_Im2col", "3x3 winograd": "_Winograd"}
+LAYOUTS = {"one position": "_OnePosition", "pointwise": "_Pointwise", "depthwise": "_Depthwise",
+           "3x3 dense": "_Im2col", "3x3 winograd": "_Winograd"}
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -86,12 +86,27 @@ def depthwise_odd():
     return b.model([b.conv(y, 8, 4, 1)])
 
 
+def one_position(batch=2):
+    """Convolutions of one output position (dot products, the epilogue in
+    their operation): a stride-2 3x3 of a 2x2 map (a column matrix) with
+    ReLU, a 1x1 of its 1x1 map (the input is the column) with the first's
+    output added and ReLU, a 1x1 with HardSwish; then a classifier Gemm
+    (dot products without an epilogue)."""
+    b = OnnxBuilder("one_position", seed=5)
+    x = b.input("x", [batch, 24, 2, 2])
+    y = b.node("Relu", [b.conv(x, 24, 32, 3, stride=2)])
+    z = b.node("Relu", [b.node("Add", [b.conv(y, 32, 32, 1), y])])
+    z = b.node("HardSwish", [b.conv(z, 32, 16, 1)])
+    return b.model([b.linear(b.node("Flatten", [z]), 16, 10)])
+
+
 MODELS = {
     "resnet10": (lambda: resnet(depth=10, image=160, width=16, classes=10),
                  {BANDS, MAX_POOL, WINOGRAD_IN, GEMM, WINOGRAD_OUT, IM2COL, PLANE_MEANS, DOT_ROWS, SOFTMAX}),
     "mobilenet_v2": (lambda: mobilenet_v2(image=96, width=0.5, classes=10),
                      {IM2COL, DEPTHWISE, GEMM, PLANE_MEANS, DOT_ROWS}),
     "depthwise_odd": (depthwise_odd, {DEPTHWISE, GEMM}),
+    "one_position": (one_position, {IM2COL, DOT_ROWS}),
     "expand": (expand_block, {EXPAND_DEPTHWISE, GEMM}),
     "expand_stride2_batch2": (lambda: expand_block(batch=2, stride=2), {EXPAND_DEPTHWISE, GEMM}),
 }
