@@ -32,6 +32,7 @@ from passes.distribute import Placement, PlacementError
 from passes.fuse_ops import fuse_ops
 from passes.infra import PassContext, PassInstrument
 from passes.instruments import PassTiming, timed
+from passes.prune_conv_taps import prune_conv_taps
 from passes.quant.calibration_data import PreprocessSpec
 from runtime.compiled import CompiledModel
 from runtime.errors import TesseraError
@@ -144,10 +145,12 @@ def system_config(config: HardwareConfig, numcard: int) -> HardwareConfig:
 
 
 def fused_reference(float_graph: Graph) -> Graph:
-    """The float model as Run_th runs it: simplified and fused, like the
-    CPU path (compiler.pipeline.OPTIMIZE), so the reference is fast too."""
+    """The float model as Run_th runs it: simplified, its convolutions'
+    padding-only taps pruned and fused, like the CPU path
+    (compiler.pipeline.OPTIMIZE), so the reference is fast too and gives
+    the bits of IE's CPU plugin and the Simulator API's float runs."""
     with PassContext():
-        return fuse_ops(clone(float_graph))
+        return fuse_ops(prune_conv_taps(clone(float_graph)))
 
 
 def first_layers(proto: onnx.ModelProto, count: int, label: str = "model") -> onnx.ModelProto:

@@ -73,13 +73,14 @@ OPTIMIZE = Sequential([
     fuse_ops,
 ], name="optimize")
 """The float CPU path of compiler.backend. Pruning taps stays out of SIMPLIFY,
-which the device pipeline shares (a smaller kernel changes a layer's cost, and
-so what the affinity policy places where), and out of Run_th's reference
-program, which must keep giving the bits of IE's CPU plugin and the Simulator
-API's float runs (docs/passes.md)."""
+which the device pipeline shares: there it runs after the affinity pass, on
+the host's layers (a smaller kernel changes a layer's cost, and so what the
+policy places where). Run_th's reference program and the Simulator API's
+float runs prune too, so every API gives the same bits (docs/passes.md)."""
 
 PLACE = Sequential([
     assign_affinity,      # HETERO policy: first device of partition.fallback that supports the node
+    prune_conv_taps,      # the host's convolutions, as OPTIMIZE's (the accelerator's keep their kernels)
     lower_lrn,            # accelerator LRNs -> x*x, a 1x1 window-sum Conv, a table, a Mul
     fuse_ops,             # never across devices
     partition,            # cycle-free single-device Segment nodes; tiny device islands back to the CPU

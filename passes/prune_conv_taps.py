@@ -7,11 +7,14 @@ centre tap alone, a 1x1 convolution, computes the same sums with a ninth of
 the MACs and of the weights. On a 2x2 map with pads of 1 every tap meets data
 somewhere, and nothing changes.
 
-It runs in compiler.backend's float pipeline (compiler.pipeline.OPTIMIZE)
-only: not before the device pipeline's affinity pass (a smaller kernel
-changes a layer's cost and so where the policy places tiny layers), and not
-in Run_th's reference program, whose bits IE's CPU plugin and the Simulator
-API's float runs must keep matching.
+It runs wherever a float convolution runs on the host, so that every API
+computes the same bits: compiler.backend's float pipeline
+(compiler.pipeline.OPTIMIZE), Run_th's reference program
+(compiler.compile.fused_reference), the Simulator API's float runs, and the
+device pipeline's CPU layers (compiler.pipeline.PLACE: after the affinity
+pass, since a smaller kernel changes a layer's cost and so where the policy
+places tiny layers; the accelerator's layers keep their kernels, which the
+quantizer, the tiling and the binary see as imported).
 
 Only taps at the ends of a kernel axis go (the kernel stays a box), and only
 where the pads left are not negative; the output shape is the same.
@@ -21,13 +24,16 @@ from __future__ import annotations
 from ir.graph import Graph, Node
 from passes.infra import PassContext, graph_pass
 from passes.rewrite import const_input, nodes_of
+from runtime.hardware import HOST
 
 
 @graph_pass(opt_level=1)
 def prune_conv_taps(graph: Graph, ctx: PassContext) -> Graph:
-    """Crop each Conv with a constant weight and a static input to the taps
-    that read its input somewhere."""
+    """Crop each Conv with a constant weight and a static input, placed on
+    the host or not placed yet, to the taps that read its input somewhere."""
     for node in nodes_of(graph, "Conv"):
+        if node.affinity not in (None, HOST):
+            continue
         crop = _live_taps(node)
         if crop is None:
             continue

@@ -40,6 +40,8 @@ from compiler.simulator.errors import SimulatorError
 from ir.errors import IRError
 from ir.graph import Graph, walk
 from ir.types import QuantParams, parse_dtype
+from passes.infra import PassContext
+from passes.prune_conv_taps import prune_conv_taps
 from passes.quant.encodings import Encodings, import_encodings
 from passes.quant.fake_quant import dequantize, fake_quantize, unknown_tensors
 from runtime.errors import ExecutionError
@@ -175,15 +177,19 @@ class SimulatedModel:
 
 
 def _fake_graph(float_graph: Graph, encodings: Encodings) -> Graph:
-    """The float graph with the file's tensors fake-quantized."""
+    """The float graph with the file's tensors fake-quantized (weights
+    before their padding-only taps are pruned: a weight's grid is its whole
+    kernel's)."""
     named = set(encodings.params) | set(encodings.float_tensors)
     unknown = unknown_tensors(float_graph, named)
     if unknown:
         warnings.warn(f"{len(unknown)} tensors of the encodings file are not in the model as Tessera compiles it "
                       f"(folded away or misnamed), ignored: {unknown[:8]}", QuantizationWarning, stacklevel=3)
-    return fake_quantize(float_graph, encodings.params, weights=encodings.weights,
-                         bias_corrections=encodings.quantizer_args.get(BIAS_CORRECTIONS),
-                         weight_roundings=given_roundings(encodings.quantizer_args.get(WEIGHT_ROUNDINGS, {})))
+    graph = fake_quantize(float_graph, encodings.params, weights=encodings.weights,
+                          bias_corrections=encodings.quantizer_args.get(BIAS_CORRECTIONS),
+                          weight_roundings=given_roundings(encodings.quantizer_args.get(WEIGHT_ROUNDINGS, {})))
+    with PassContext():  # the padding-only taps go, as in every float program (passes/prune_conv_taps.py)
+        return prune_conv_taps(graph)
 
 
 def _fetchable(graph: Graph, slot_names: Mapping) -> dict[str, tuple[str, QuantParams | None]]:

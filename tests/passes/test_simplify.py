@@ -222,9 +222,11 @@ def test_convs_whose_taps_all_read_data_stay(shape, attrs):
     assert g.node("conv").attrs["kernel_shape"] == [3, 3]
 
 
-def test_taps_are_pruned_on_the_float_path_only():
-    """OPTIMIZE (backend, Run_th's reference) crops the 3x3 kernel of a 1x1
-    map; the device pipeline (partition_graph) keeps it as imported."""
+def test_taps_are_pruned_wherever_a_float_convolution_runs_on_the_host():
+    """OPTIMIZE (backend), Run_th's reference and the device pipeline's host
+    layers crop the 3x3 kernel of a 1x1 map; the accelerator's layers keep
+    it as imported (the quantizer, the tiling and the binary see those)."""
+    from compiler.compile import fused_reference
     from compiler.pipeline import optimize, partition_graph
     from ir import walk
 
@@ -238,7 +240,40 @@ def test_taps_are_pruned_on_the_float_path_only():
         return [n.attrs["kernel_shape"] for _, n in walk(g) if n.op == "Conv"]
 
     assert kernels(optimize(graph())) == [[1, 1]]
+    assert kernels(fused_reference(graph())) == [[1, 1]]
     assert kernels(partition_graph(graph())) == [[3, 3]]
+    assert kernels(partition_graph(graph(), options={"partition.fallback": "CPU"})) == [[1, 1]]
+
+
+def test_every_api_gives_the_same_bits_where_taps_are_pruned(tmp_path):
+    """A ResNet's last stage at 32x32 (a stride-2 3x3 of a 2x2 map, then a
+    3x3 of the 1x1 map): compiler.backend, FWDNXT Run_th and the Simulator
+    API's float run and IE's CPU plugin agree bit for bit."""
+    import onnx
+
+    from compiler import backend
+    from compiler.simulator.model import SimulatedModel
+    from compiler.zoo.builder import OnnxBuilder
+    from runtime import FWDNXT
+    from runtime.inference_engine import IENetwork, IEPlugin
+
+    b = OnnxBuilder("last_stage", seed=2)
+    y = b.node("Relu", [b.conv(b.input("x", [1, 64, 2, 2]), 64, 96, 3, stride=2)])
+    model = b.model([b.node("Relu", [b.conv(y, 96, 96, 3)])])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(model, path)
+    x = randn(1, 64, 2, 2)
+    fw = FWDNXT()
+    count = fw.Compile("2x2x64", path, str(tmp_path / "m.bin"), samples=[randn(1, 64, 2, 2) for _ in range(2)])
+    fw.Init(str(tmp_path / "m.bin"), "")
+    run_th = np.zeros(count, np.float32)
+    fw.Run_th(x, run_th)
+    (ours,) = backend.prepare(model).run({"x": x})
+    np.testing.assert_array_equal(ours.reshape(-1), run_th)
+    np.testing.assert_array_equal(SimulatedModel(path, None, mode="fake").run({"x": x})[0].reshape(-1), run_th)
+    net = IENetwork(model=path)
+    (ie,) = IEPlugin(device="CPU").load(net).infer({"x": x}).values()
+    np.testing.assert_array_equal(ie.reshape(-1), run_th)
 
 
 # ---------------------------------------------------------------- canonicalize_linear
