@@ -9,6 +9,9 @@ Strategy, chosen for speed on ResNet-like models:
   applied to each output tile in registers;
 * pointwise (1x1, no padding) convolutions are one GEMM ``W(K, C) @ X(C, S)``
   written straight into the output (strided 1x1 convs subsample first);
+* a convolution of one output position per image (fewer than FEW_ROWS
+  images) is dot products of each channel's weights with the images'
+  columns (:func:`conv_one_position`), which stream the weights once;
 * depthwise convolutions (one input channel per group) use direct Numba
   kernels (:mod:`runtime.kernels.nn_depthwise`);
 * float32 3x3 convolutions with unit strides and dilations and one group
