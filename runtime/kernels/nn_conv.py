@@ -10,7 +10,8 @@ Strategy, chosen for speed on ResNet-like models:
 * pointwise (1x1, no padding) convolutions are one GEMM ``W(K, C) @ X(C, S)``
   written straight into the output (strided 1x1 convs subsample first);
 * a convolution of one output position per image (fewer than FEW_ROWS
-  images) is dot products of each channel's weights with the images'
+  images) whose column is not its input (a kernel larger than 1x1, or
+  padding) is dot products of each channel's weights with the images'
   columns (:func:`conv_one_position`), which stream the weights once;
 * depthwise convolutions (one input channel per group) use direct Numba
   kernels (:mod:`runtime.kernels.nn_depthwise`);
@@ -151,7 +152,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
             return out
         _conv_depthwise(x, w, b, out, window, residual, clamp)
         return out
-    if dtype == np.float32 and group == 1 and one_position(x.shape, shape) and gemm.available():
+    if dtype == np.float32 and group == 1 and one_position(x.shape, shape, window) and gemm.available():
         conv_one_position(x, w, b, out, window, residual, clamp)
         return out
     m = 0 if exact else _winograd_tile(x.dtype, x.shape, w.shape, window, group)
@@ -288,11 +289,17 @@ def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, res
                              bias, None if residual is None else residual.ref(at), clamp)
 
 
-def one_position(x_shape: tuple, out_shape: tuple) -> bool:
+def one_position(x_shape: tuple, out_shape: tuple, window: Window) -> bool:
     """Whether a 2-D convolution of one group producing ``out_shape`` runs
     as dot products (:func:`conv_one_position`): one output position per
-    image, fewer than FEW_ROWS images."""
-    return len(x_shape) == 4 and out_shape[2] == out_shape[3] == 1 and out_shape[0] < FEW_ROWS
+    image, fewer than FEW_ROWS images, and a column that is not the input
+    itself (a kernel larger than 1x1, or padding). A 1x1 convolution of a
+    1x1 map stays on the packed GEMM: as dot products its float sums would
+    round differently, and with them the ranges calibrated on it (ONNX
+    DenseNet-121's classifier: a different binary), which no speed-up may
+    change."""
+    return (len(x_shape) == 4 and out_shape[2] == out_shape[3] == 1 and out_shape[0] < FEW_ROWS
+            and (window.kernel != (1, 1) or any(window.pads_begin + window.pads_end)))
 
 
 def conv_one_position(x, w, b, out, window: Window, residual, clamp) -> None:
@@ -317,18 +324,14 @@ def conv_one_position(x, w, b, out, window: Window, residual, clamp) -> None:
 
 def lower_conv_one_position(ctx, x, w, b, out, window: Window, residual, clamp) -> None:
     """:func:`conv_one_position` as schedule operations: the columns into a
-    scratch buffer (none for a 1x1 convolution of a 1x1 map: the input is
-    its column), then one DOT_ROWS operation with the epilogue in it.
+    scratch buffer, then one DOT_ROWS operation with the epilogue in it.
     ``x``, ``out`` and ``residual`` are operands (runtime.schedule.records);
     ``w`` and ``b`` frozen arrays; ``clamp`` a clamp array or None."""
-    batch, chans, height, width = x.shape
+    batch = x.shape[0]
     out_c, rows = w.shape[0], w[0].size
-    if height == width == 1 and window.kernel == (1, 1) and not any(window.pads_begin + window.pads_end):
-        col = x.reshape((batch, rows))
-    else:
-        col, geo = ctx.scratch((batch, rows), np.float32), _geo(window)
-        for n in range(batch):
-            _lower_im2col(ctx, x, n, Operand(col.base, col.offset + n * rows * 4, (rows, 1, 1, 1), col.dtype), geo)
+    col, geo = ctx.scratch((batch, rows), np.float32), _geo(window)
+    for n in range(batch):
+        _lower_im2col(ctx, x, n, Operand(col.base, col.offset + n * rows * 4, (rows, 1, 1, 1), col.dtype), geo)
     lower_dot_rows(ctx, col, w.reshape(out_c, rows), out.reshape((batch, out_c)), b,
                    None if residual is None else residual.reshape((batch, out_c)), clamp)
 

@@ -24,8 +24,8 @@ def _case(chans, out_c, size, kernel, group, batch=1):
 
 CASES = {  # (chans, out channels, plane size, kernel, group)
     "pointwise": (16, 24, 7, 1, 1),
-    "one position 1x1": (8, 8, 1, 1, 1),  # dot products (an SE block's convolutions)
-    "one position 3x3": (8, 8, 1, 3, 1),  # a 3x3 of a 1x1 map: its column holds the padding
+    "pointwise one pixel": (8, 8, 1, 1, 1),  # the packed GEMM still: its bits are calibrated on
+    "one position 3x3": (8, 8, 1, 3, 1),  # dot products: a 3x3 of a 1x1 map, its column holds the padding
     "depthwise same": (12, 12, 9, 3, 12),
     "depthwise multiplier": (4, 8, 6, 3, 4),
     "3x3 dense (column matrix)": (3, 5, 8, 3, 1),

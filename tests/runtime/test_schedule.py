@@ -87,17 +87,16 @@ def depthwise_odd():
 
 
 def one_position(batch=2):
-    """Convolutions of one output position (dot products, the epilogue in
-    their operation): a stride-2 3x3 of a 2x2 map (a column matrix) with
-    ReLU, a 1x1 of its 1x1 map (the input is the column) with the first's
-    output added and ReLU, a 1x1 with HardSwish; then a classifier Gemm
-    (dot products without an epilogue)."""
+    """Convolutions of one output position as dot products, the epilogue in
+    their operation: stride-2 3x3s of a 2x2 map (their kernels pruned to
+    2x2, still padded) with ReLU, with another's output added and ReLU, and
+    with HardSwish; then a classifier Gemm (dot products without one)."""
     b = OnnxBuilder("one_position", seed=5)
     x = b.input("x", [batch, 24, 2, 2])
     y = b.node("Relu", [b.conv(x, 24, 32, 3, stride=2)])
-    z = b.node("Relu", [b.node("Add", [b.conv(y, 32, 32, 1), y])])
-    z = b.node("HardSwish", [b.conv(z, 32, 16, 1)])
-    return b.model([b.linear(b.node("Flatten", [z]), 16, 10)])
+    z = b.node("Relu", [b.node("Add", [b.conv(x, 24, 32, 3, stride=2), y])])
+    g = b.node("HardSwish", [b.conv(x, 24, 16, 3, stride=2)])
+    return b.model([z, b.linear(b.node("Flatten", [g]), 16, 10)])
 
 
 MODELS = {
