@@ -152,7 +152,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
             return out
         _conv_depthwise(x, w, b, out, window, residual, clamp)
         return out
-    if dtype == np.float32 and group == 1 and one_position(x.shape, shape, window) and gemm.available():
+    if dtype == np.float32 and one_position(x.shape, shape, window, group):
         conv_one_position(x, w, b, out, window, residual, clamp)
         return out
     m = 0 if exact else _winograd_tile(x.dtype, x.shape, w.shape, window, group)
@@ -289,17 +289,20 @@ def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, res
                              bias, None if residual is None else residual.ref(at), clamp)
 
 
-def one_position(x_shape: tuple, out_shape: tuple, window: Window) -> bool:
-    """Whether a 2-D convolution of one group producing ``out_shape`` runs
-    as dot products (:func:`conv_one_position`): one output position per
-    image, fewer than FEW_ROWS images, and a column that is not the input
+def one_position(x_shape: tuple, out_shape: tuple, window: Window, group) -> bool:
+    """Whether a float32 convolution producing ``out_shape`` runs as dot
+    products (:func:`conv_one_position`): 2-D, one group, Tessera's GEMM
+    kernels on this CPU (the generic and the prepared kernel ask here, so
+    both choose alike), one output position per image, fewer than
+    FEW_ROWS images, and a column that is not the input
     itself (a kernel larger than 1x1, or padding). A 1x1 convolution of a
     1x1 map stays on the packed GEMM: as dot products its float sums would
     round differently, and with them the ranges calibrated on it (ONNX
     DenseNet-121's classifier: a different binary), which no speed-up may
     change."""
-    return (len(x_shape) == 4 and out_shape[2] == out_shape[3] == 1 and out_shape[0] < FEW_ROWS
-            and (window.kernel != (1, 1) or any(window.pads_begin + window.pads_end)))
+    return (len(x_shape) == 4 and int(group) == 1 and out_shape[2] == out_shape[3] == 1
+            and out_shape[0] < FEW_ROWS and (window.kernel != (1, 1) or any(window.pads_begin + window.pads_end))
+            and gemm.available())
 
 
 def conv_one_position(x, w, b, out, window: Window, residual, clamp) -> None:

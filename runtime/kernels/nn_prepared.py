@@ -161,7 +161,7 @@ class PreparedConv:
             return None
         if 0 in out_shape or x_shape[1] == 0:
             return None
-        if int(group) == 1 and one_position(x_shape, out_shape, window) and gemm.available():
+        if one_position(x_shape, out_shape, window, group):
             return _OnePosition(out_shape, window)
         pointwise = (all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end)
                      and all(s == 1 for s in window.strides) and int(group) == 1)
