@@ -523,22 +523,23 @@ def stood_aside() -> int:
     return 0 if _pool is None else _pool.load.stood_aside
 
 
-def run_phases(driver, phases: int, *args) -> None:
+def run_phases(driver, phases: int, *args, alone: bool = False) -> None:
     """Run a phased job (:class:`_Phases`) of ``phases`` phases on all
     threads. On one thread, from a pool thread, while another call holds
-    the pool or while the pool stands aside, the caller runs every phase
-    itself. Each run has counters of its own: a pool thread still leaving
-    the last run's driver finds nothing there left to claim."""
+    the pool, while the pool stands aside, or ``alone`` (no phase has work
+    to share), the caller runs every phase itself. Each run has counters of
+    its own: a pool thread still leaving the last run's driver finds
+    nothing there left to claim."""
     team = np.zeros(P_PHASES + P_STRIDE * max(phases, 1), np.int64)
 
-    def alone():
+    def by_caller():
         team[P_SPIN] = 1
         driver(team, _NO_POOL_STATE, ALONE, 0, *args)
 
-    if NUM_THREADS == 1 or getattr(_local, "worker", False):
-        alone()
+    if alone or NUM_THREADS == 1 or getattr(_local, "worker", False):
+        by_caller()
         return
-    _submit(lambda pool: _Phases(driver, pool, team, args), alone)
+    _submit(lambda pool: _Phases(driver, pool, team, args), by_caller)
 
 
 def parallel_for(fn, n: int, *args, grain: int = 1) -> None:

@@ -356,6 +356,30 @@ def test_steps_that_do_not_lower_run_between_operations(monkeypatch):
         np.testing.assert_array_equal(got[key], value)
 
 
+@pytest.mark.parametrize("timed", [False, True])
+def test_operations_with_nothing_to_share_run_on_the_caller_alone(monkeypatch, timed):
+    """A small convolution (one chunk an operation) runs without the pool,
+    whose thread's wake-up each barrier would wait for; a large one still
+    shares its chunks; both give the per-step bits."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    pooled = []
+    submit = parallel._submit
+    monkeypatch.setattr(parallel, "_submit", lambda *args: (pooled.append(1), submit(*args)))
+    for size, alone in ((8, True), (64, False)):
+        b = OnnxBuilder("small", seed=6)
+        program = frozen_program(b.model([b.node("Relu", [b.conv(b.input("x", [1, 3, size, size]), 3, 8, 3)])]))
+        feeds = feeds_for(program)
+        executor = Executor(program)
+        executor.run(feeds)
+        (part,) = [p for p in executor._schedule().parts if hasattr(p, "ops")]
+        assert part.alone == alone
+        pooled.clear()
+        got = executor.run(feeds, timings=[] if timed else None)
+        assert bool(pooled) != alone
+        for key, value in per_step(program, feeds, monkeypatch).items():
+            np.testing.assert_array_equal(got[key], value)
+
+
 def test_the_arena_gives_values_alive_together_disjoint_bytes():
     builder = _Builder(program=None)
     spans = [(0, 2, 1000), (1, 3, 4000), (3, 5, 3000), (4, 6, 10), (0, 6, 64), (2, 2, 5000)]
