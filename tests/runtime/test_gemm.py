@@ -2,7 +2,6 @@
 raised before any compiled code runs, no access outside the operands, and
 concurrent callers."""
 import ctypes
-import importlib
 import mmap
 import os
 import subprocess
@@ -11,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from runtime.errors import KernelError
@@ -20,19 +19,14 @@ from runtime.gemm import (
     PackedProduct,
     family,
     igemm,
-    igemm_batched,
     pack_weights,
     sgemm,
     sgemm_batched,
 )
 from runtime.gemm.family import host_isa
-from runtime.gemm.igemm import MAX_INT8_DEPTH
 from runtime.gemm.microkernel_ir import kernel_ir
 from runtime.gemm.tasks import task_block
-
-driver = importlib.import_module("runtime.gemm.sgemm")
-packers = importlib.import_module("runtime.gemm.pack")
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from tests.helpers.gemm import LAYOUTS, SETTINGS, driver, forbid_compiled_code, int_reference, layout, packers
 
 
 def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -47,24 +41,6 @@ def assert_close(got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
     assert err <= 4e-6 * scale, f"error {err:.3g} vs scale {scale:.3g}"
 
 
-def layout(x: np.ndarray, kind: str) -> np.ndarray:
-    """The same values as ``x`` in another memory layout."""
-    if kind == "transposed":
-        return np.ascontiguousarray(x.T).T
-    if kind == "strided":
-        wide = np.zeros((x.shape[0] * 2, x.shape[1] * 3), x.dtype)
-        wide[::2, ::3] = x
-        return wide[::2, ::3]
-    if kind == "row_slice":
-        wide = np.zeros((x.shape[0], x.shape[1] + 5), x.dtype)
-        wide[:, 2:2 + x.shape[1]] = x
-        return wide[:, 2:2 + x.shape[1]]
-    if kind == "reversed":
-        return np.ascontiguousarray(x[::-1])[::-1]
-    return np.ascontiguousarray(x)
-
-
-LAYOUTS = ("c", "transposed", "strided", "row_slice", "reversed")
 
 
 @SETTINGS
@@ -221,15 +197,6 @@ def test_non_finite_values_stay_in_their_rows_and_columns():
 
 
 # ------------------------------------------------------------------ errors
-def forbid_compiled_code(monkeypatch) -> None:
-    """Fail if a compiled loop is reached: errors must come first."""
-    def forbidden(*args):
-        raise AssertionError("compiled code ran before the error")
-    monkeypatch.setattr(driver, "_run_placed", forbidden)  # every product sgemm runs goes through it
-    for name in ("pack_a_panels", "pack_b_items", "pack_a_int8", "pack_b_int8"):
-        monkeypatch.setattr(packers, name, forbidden)
-
-
 @pytest.fixture
 def no_compiled_code(monkeypatch):
     forbid_compiled_code(monkeypatch)
@@ -269,81 +236,6 @@ def test_bad_packed_operands_raise_kernel_error(monkeypatch):
     readonly.flags.writeable = False
     with pytest.raises(KernelError, match="read-only"):
         sgemm(None, b, readonly, packed_a=packed)
-
-
-# ------------------------------------------------------------------ int8
-def int_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a.astype(np.int64) @ b.astype(np.int64)
-
-
-@SETTINGS
-@given(m=st.integers(1, 40), k=st.integers(1, 700), n=st.integers(1, 110), unsigned=st.booleans(),
-       a_kind=st.sampled_from(LAYOUTS), b_kind=st.sampled_from(LAYOUTS), seed=st.integers(0, 2 ** 16))
-def test_igemm_is_exact(m, k, n, unsigned, a_kind, b_kind, seed):
-    rng = np.random.default_rng(seed)
-    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
-    b = rng.integers(0, 256, (k, n), dtype=np.uint8) if unsigned else rng.integers(-128, 128, (k, n), dtype=np.int8)
-    got = igemm(layout(a, a_kind), layout(b, b_kind))
-    assert got.dtype == np.int32
-    np.testing.assert_array_equal(got, int_reference(a, b))
-
-
-@pytest.mark.parametrize("m, k, n", [(16, 2304, 49), (70, 4096, 300), (1040, 1028, 5), (3, 4, 1), (64, 8192, 9)])
-@pytest.mark.parametrize("b_dtype", [np.int8, np.uint8])
-def test_igemm_word_packing_of_contiguous_reductions(m, k, n, b_dtype):
-    """Reductions along contiguous whole words (row-major A, column-major B,
-    depth a multiple of 4: the im2col patches of a CONV) are packed a word
-    at a lane, on this thread or over the pool by size, batched or not,
-    across several reduction blocks."""
-    rng = np.random.default_rng(k + n)
-    info = np.iinfo(b_dtype)
-    a = rng.integers(-128, 128, (2, m, k), dtype=np.int8)
-    b = rng.integers(info.min, int(info.max) + 1, (2, n, k), dtype=b_dtype).transpose(0, 2, 1)
-    flat, (bs, rs, cs) = packers.flat_view(b.view(np.uint8))
-    assert packers._words(flat, (bs, cs), rs, k) is not None
-    flat, (bs, rs, cs) = packers.flat_view(a)
-    assert packers._words(flat, (bs, rs), cs, k) is not None
-    expected = np.stack([int_reference(a[g], b[g]) for g in range(2)])
-    np.testing.assert_array_equal(igemm_batched(a, b), expected)
-    np.testing.assert_array_equal(igemm(a[1], b[1], packed_a=pack_weights(a[1])), expected[1])
-
-
-@pytest.mark.parametrize("b_dtype", [np.int8, np.uint8])
-def test_igemm_extremes_at_the_deepest_product(b_dtype):
-    info = np.iinfo(b_dtype)
-    a = np.full((3, MAX_INT8_DEPTH), -128, np.int8)
-    a[1] = 127
-    b = np.full((MAX_INT8_DEPTH, 2), info.max, b_dtype)
-    b[:, 1] = info.min
-    np.testing.assert_array_equal(igemm(a, b), int_reference(a, b))
-    with pytest.raises(KernelError, match="exceeds"):
-        igemm(np.ones((1, MAX_INT8_DEPTH + 1), np.int8), np.ones((MAX_INT8_DEPTH + 1, 1), np.int8))
-
-
-def test_igemm_packed_batched_bias_and_accumulate():
-    rng = np.random.default_rng(9)
-    a = rng.integers(-128, 128, (5, 19, 77), dtype=np.int8)
-    b = rng.integers(-128, 128, (5, 77, 50), dtype=np.int8)
-    bias = rng.integers(-1000, 1000, (5, 19), dtype=np.int32)
-    packed = pack_weights(a)
-    expected = np.stack([int_reference(a[g], b[g]) + bias[g][:, None] for g in range(5)])
-    np.testing.assert_array_equal(igemm_batched(None, b, packed_a=packed, bias=bias), expected)
-    out = np.full((5, 19, 50), 3, np.int32)
-    igemm_batched(a, b.view(np.uint8), out, accumulate=True)
-    np.testing.assert_array_equal(out, 3 + np.stack([int_reference(a[g], b[g].view(np.uint8)) for g in range(5)]))
-    np.testing.assert_array_equal(igemm(a[0], b[0], packed_a=pack_weights(a[0])), int_reference(a[0], b[0]))
-
-
-def test_igemm_rejects_wrong_types(monkeypatch):
-    forbid_compiled_code(monkeypatch)
-    with pytest.raises(KernelError, match="int8"):
-        igemm(np.ones((2, 3), np.uint8), np.ones((3, 4), np.int8))
-    with pytest.raises(KernelError, match="int8 or uint8"):
-        igemm(np.ones((2, 3), np.int8), np.ones((3, 4), np.int16))
-    with pytest.raises(KernelError, match="int32"):
-        igemm(np.ones((2, 3), np.int8), np.ones((3, 4), np.int8), np.ones((2, 4), np.int64))
-    with pytest.raises(KernelError, match="int8"):
-        pack_weights(np.ones((2, 3), np.int8), side="right")
 
 
 # ------------------------------------------------------------------ memory safety
