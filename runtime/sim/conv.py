@@ -200,6 +200,10 @@ def run_large(ins: np.ndarray, mem, slot: int, err: np.ndarray) -> bool:
         sums = _gemm_sums(ins, mem, slot, w, x)
         if int(ins[C_MODE]) & 2 == 0:
             epilogue_channels(0, out_c, sums, ins, act.i8, act.i16, abase, wgt.i32, wbase)
+    elif kind == DENSE8 and _few_pixels(ins):
+        cols = conv8.patches_in_order(ins, act.i8, abase)
+        parallel_for(conv8.few_pixel_channels, out_c, ins, cols, act.i8, act.i16, abase, wgt.i8, wgt.i32, wgt.i64,
+                     wbase, acc.i32, cbase)
     elif kind == DENSE8 and _short(ins):
         x, w = conv8.row_operands(ins, act.i8, abase, wgt.i8, wbase)
         parallel_for(conv8.short_channels, out_c, ins, x, w, act.i8, act.i16, abase, wgt.i32, wgt.i64, wbase,
@@ -223,6 +227,12 @@ def _on_gemm(ins: np.ndarray) -> bool:
     out_h, out_w = out_size(ins)
     return (ins[C_OUT_C] >= GEMM_MIN_CHANNELS and out_h * out_w >= GEMM_MIN_PIXELS
             and ins[C_IN_C] * ins[C_KH] * ins[C_KW] >= GEMM_MIN_DEPTH and gemm.available())
+
+
+def _few_pixels(ins: np.ndarray) -> bool:
+    """Whether the few-pixel dot products run (conv8.few_pixels; tests
+    replace this to send every tile down one path)."""
+    return bool(conv8.few_pixels(ins))
 
 
 def _short(ins: np.ndarray) -> bool:

@@ -9,7 +9,10 @@ the device's.
   kh·kw contiguous runs of in_c bytes (``gather_patches``) and every output
   one contiguous int8 dot product (``dense_channels``); or, for a short
   reduction over many pixels, a channel-major im2col matrix summed row by
-  row (``rows``, ``short_channels``).
+  row (``rows``, ``short_channels``); or, for a tile of fewer output pixels
+  than channels (a 3x3 CONV of a 2x2 or 1x1 map), the patches put in the
+  weights' own order and every channel's sums requantised together
+  (``few_pixels``, ``few_pixel_channels``).
 * Depthwise tiles (groups = in_c = out_c): per channel, tap by tap, a loop
   over the pixels (``depthwise_channels``).
 
@@ -57,6 +60,10 @@ together: one ``epilogue_block`` call for many small planes."""
 SHORT_DEPTH, SHORT_MIN_PIXELS = 160, 256
 """Dense CONVs with a shorter reduction and at least this many output
 pixels run ``short_channels``."""
+
+FEW_PIXELS = 8
+"""Dense CONVs of fewer output pixels than this, and than output channels,
+run ``few_pixel_channels``."""
 
 
 @jit
@@ -400,9 +407,78 @@ def dense_operands(ins, a8, abase, w8, wbase):
 
 
 @jit
+def few_pixels(ins):
+    """Whether a dense CONV has so few output pixels (fewer than
+    ``FEW_PIXELS`` and than its channels) that reordering its weights for
+    ``dense_channels`` would cost more than its sums: ``few_pixel_channels``."""
+    out_h, out_w = out_size(ins)
+    return out_h * out_w < FEW_PIXELS and out_h * out_w < ins[C_OUT_C]
+
+
+@jit
+def patches_in_order(ins, a8, abase):
+    """cols [P·R] (flat): output pixel p's patch in the weights' own order
+    r = (c, ky, kx), read straight from the tile (no views: a handful of
+    pixels, thousands of reduction rows)."""
+    in_h, in_w, kh, kw = _u(ins[C_IN_H]), _u(ins[C_IN_W]), _u(ins[C_KH]), _u(ins[C_KW])
+    sh, sw, dh, dw = _u(ins[C_SH]), _u(ins[C_SW]), _u(ins[C_DH]), _u(ins[C_DW])
+    out_h, out_w = out_size(ins)
+    depth = _u(ins[C_IN_C]) * kh * kw
+    at = _u(abase + ins[C_IN])
+    cols = np.empty(_u(out_h * out_w) * depth, np.int8)
+    for oy in range(_u(out_h)):
+        for ox in range(_u(out_w)):
+            p = oy * _u(out_w) + ox
+            r = p * depth
+            for c in range(_u(ins[C_IN_C])):
+                for ky in range(kh):
+                    src = at + (c * in_h + oy * sh + ky * dh) * in_w + ox * sw
+                    for kx in range(kw):
+                        cols[r] = a8[src + kx * dw]
+                        r += _u(1)
+    return cols
+
+
+@jit
+def few_pixel_channels(start, stop, ins, cols, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
+    """Output channels [start, stop) of a dense CONV of few output pixels:
+    each channel's weights as they lie in WGT dotted with every patch of
+    ``cols`` (``patches_in_order``), the start added (bias, or ACC's values),
+    then the block's sums into ACC (FIRST, MIDDLE) or through one
+    ``epilogue_block`` into ACT: no per-channel views or epilogue calls,
+    which cost more than these channels' few sums (``parallel_for`` body)."""
+    out_h, out_w = out_size(ins)
+    size = _u(out_h * out_w)
+    depth = _u(ins[C_IN_C] * ins[C_KH] * ins[C_KW])
+    w_at = _u(wbase + ins[C_WGT])
+    from_acc = ins[C_MODE] & 1 == 1
+    acc_at = (cbase + ins[C_ACC]) >> 2
+    bias_at = (wbase + ins[C_PARAM]) >> 3
+    sums = np.empty((stop - start, size), np.int32)
+    for k in range(start, stop):
+        row = w_at + _u(k) * depth
+        for p in range(size):
+            x = p * depth
+            total = np.int32(0)
+            for r in range(depth):
+                total += np.int32(w8[row + r]) * np.int32(cols[x + r])
+            first = acc_at + k * size + p
+            begin = np.int64(c32[first]) if from_acc else wgt64[bias_at + 3 * k]
+            sums[k - start, p] = np.int32(np.int64(total) + begin)
+    if ins[C_MODE] & 2 == 2:
+        c32[acc_at + start * size:acc_at + stop * size] = sums.reshape(-1)
+    else:
+        epilogue_block(start, stop, sums, ins, a8, a16, abase, wgt32, wbase, np.int64(0), size, start)
+
+
+@jit
 def dense(ins, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
     """A whole dense CONV on this thread (the interpreter's small CONVs)."""
-    if short(ins):
+    if few_pixels(ins):
+        cols = patches_in_order(ins, a8, abase)
+        few_pixel_channels(np.int64(0), ins[C_OUT_C], ins, cols, a8, a16, abase, w8, wgt32, wgt64, wbase, c32,
+                           cbase)
+    elif short(ins):
         x, w = row_operands(ins, a8, abase, w8, wbase)
         short_channels(np.int64(0), ins[C_OUT_C], ins, x, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase)
     else:
@@ -417,6 +493,16 @@ def dense_channels_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
         call_unlinked(dense_channels, (spans[index, 0], spans[index, 1]) + args)
+        index = team_next(team, True, role)
+    return team_leave(team, state, role)
+
+
+@drives(few_pixel_channels)
+@jit
+def few_pixel_channels_team(team, state, role, spans, *args):
+    index = team_enter(team, state, role)
+    while index >= 0:
+        call_unlinked(few_pixel_channels, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)
 

@@ -174,13 +174,17 @@ _NO_PLANS = dict(MIN_CHANNELS=1 << 62)
 KERNEL_CHOICES = {
     "planned-gemm": (dict(GEMM_MIN_CHANNELS=1 << 62), dict(MIN_CHANNELS=0, MIN_PIXELS=0, MIN_DEPTH=0, MIN_MACS=0)),
     "gemm": (dict(GEMM_MIN_CHANNELS=0, GEMM_MIN_PIXELS=0, GEMM_MIN_DEPTH=0), _NO_PLANS),
-    "dot-products": (dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: False), _NO_PLANS),
-    "short-rows": (dict(GEMM_MIN_CHANNELS=1 << 62, _short=lambda ins: True), _NO_PLANS),
+    "dot-products": (dict(GEMM_MIN_CHANNELS=1 << 62, _few_pixels=lambda ins: False, _short=lambda ins: False),
+                     _NO_PLANS),
+    "short-rows": (dict(GEMM_MIN_CHANNELS=1 << 62, _few_pixels=lambda ins: False, _short=lambda ins: True), _NO_PLANS),
+    "few-pixels": (dict(GEMM_MIN_CHANNELS=1 << 62, _few_pixels=lambda ins: True), _NO_PLANS),
 }
 """Settings of runtime/sim/conv.py and runtime/sim/conv_gemm.py that send
 every 8-bit dense CONV down one path: the GEMM planned at Init (any
 reduction depth: weights that are not whole words are packed byte by byte),
-or one of run_large's."""
+or one of run_large's (the few-pixel dot products too, on any tile).
+In the interpreter, conv8.dense chooses by the tile: those cases run the
+pool's path."""
 
 
 @pytest.mark.parametrize("choice", KERNEL_CHOICES)
@@ -255,6 +259,24 @@ def test_fast_int8_kernels_on_realistic_tiles(case):
     """The 8-bit kernels of runtime/sim/conv8.py on tiles shaped like the
     compiler's, on the pool and in the interpreter."""
     run_conv_case(case, large=True)
+    run_conv_case(case, large=False)
+
+
+@pytest.mark.parametrize("case", [
+    ConvCase(512, 16, 1, (3, 3), (1, 1), (1, 1), (3, 3), 8, 8, 8, True, True, 1, True),
+    ConvCase(256, 32, 1, (3, 3), (2, 2), (1, 1), (5, 5), 8, 8, 8, False, False, 2, False),
+    ConvCase(96, 24, 1, (3, 3), (1, 1), (2, 2), (6, 6), 8, 8, 16, False, True, 3, False, True),
+    ConvCase(128, 256, 1, (1, 1), (2, 2), (1, 1), (3, 3), 8, 8, 8, True, False, 1, False, False, False, True),
+], ids=["3x3-of-a-1x1-map", "strided-split", "dilated-table-16", "1x1-strided-scaled"])
+def test_few_pixel_tiles_keep_their_weights_in_place(case):
+    """A ResNet's last stage: tiles of fewer output pixels than channels
+    (1x1 and 2x2 maps) take conv8.few_pixel_channels, the patches in the
+    weights' own order and one epilogue for all channels, on the pool and
+    in the interpreter, in every split mode."""
+    chosen, real = [], conv_module._few_pixels
+    with mock.patch.object(conv_module, "_few_pixels", lambda ins: chosen.append(real(ins)) or chosen[-1]):
+        run_conv_case(case, large=True)
+    assert any(chosen), "no tile took the few-pixel path"
     run_conv_case(case, large=False)
 
 
