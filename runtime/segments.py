@@ -13,6 +13,7 @@ runs as host spans of a trace (runtime/trace.py).
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -86,16 +87,22 @@ def _cpu_runner(segment: CpuSegment, check: bool) -> Runner:
 class SegmentExecutor:
     """Runs a SegmentedProgram; records each segment's wall time of the last run.
 
-    Several threads may run at once, pipelined: each segment runs one run's
-    images at a time, and the device's segments one at a time between them
-    (the accelerator runs one thing at a time; its DRAM is shared state), so
-    one run's CPU segment overlaps another's device segment."""
+    Several threads may run at once: the device's segments run one run at a
+    time between them (the accelerator runs one thing at a time; its DRAM is
+    shared state), so one run's CPU segment overlaps another's device
+    segment; CPU segments run for several threads at once (their Executor
+    keeps an arena per concurrent run, runtime.executor.MAX_SCHEDULES), so
+    two requests of a model on the CPU run side by side, each on its own
+    thread (runtime.parallel._Callers). Until 2026-11 each CPU segment ran
+    one run at a time too, and the Inference Engine's CPU plugin with two
+    requests ran no faster than with one."""
 
     def __init__(self, program: SegmentedProgram, device: Device | None = None, check: bool = False):
         self.program = program
         self._runners = [segment_runner(s, device, check) for s in program.segments]
         accelerator = threading.Lock()
-        self._locks = [accelerator if isinstance(s, DeviceSegment) else threading.Lock() for s in program.segments]
+        self._locks = [accelerator if isinstance(s, DeviceSegment) else contextlib.nullcontext()
+                       for s in program.segments]
         self._kinds = [(s.name, isinstance(s, CpuSegment)) for s in program.segments]
         """Per segment: its name and whether it runs on the CPU."""
         self.last_times: list[float] = []

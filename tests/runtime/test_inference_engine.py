@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import onnx
@@ -250,36 +251,51 @@ def test_requests_in_flight_each_get_their_own_result(loaded):
 
 
 def test_requests_in_flight_overlap_segment_by_segment(loaded):
-    """While request 0 waits to run its CPU segment, request 1 runs its
-    device segment: runs are pipelined per segment, not one whole run at a
-    time (the CPU segment's lock is held here to make the order certain)."""
+    """While request 0 runs its CPU segment, request 1 runs its device
+    segment, then its own CPU segment beside request 0's: runs are
+    pipelined per segment, and CPU segments run side by side (the CPU
+    segment is held here until both are inside it, to make the order
+    certain)."""
     _, nets = loaded
     exec_net = nets["HETERO:FPGA,CPU"]
     segments = exec_net._engine._segments
     kinds = [isinstance(seg, DeviceSegment) for seg in segments.program.segments]
     assert kinds[0] and not kinds[-1], kinds
-    ran = []
-    device_runner = segments._runners[0]
+    ran, inside = [], []
+    device_runner, cpu_runner = segments._runners[0], segments._runners[-1]
+    release = threading.Event()
 
     def recording(tables):
         device_runner(tables)
         ran.append(threading.get_ident())
 
-    segments._runners[0] = recording
+    def held(tables, timings=None):
+        inside.append(threading.get_ident())
+        release.wait(20)
+        cpu_runner(tables, timings)
+
+    segments._runners[0], segments._runners[-1] = recording, held
     try:
         images = _images(2, seed=4)
-        with segments._locks[-1]:  # the last (CPU) segment is busy
-            handles = [exec_net.start_async(i, {"image": images[i]}) for i in range(2)]
-            deadline = threading.Event()
+        handles = [exec_net.start_async(i, {"image": images[i]}) for i in range(2)]
+        try:
             for _ in range(200):
-                if len(ran) == 2:
+                if len(inside) == 2:
                     break
-                deadline.wait(0.05)
-            assert len(ran) == 2, "request 1's device segment did not run while request 0 waited"
+                time.sleep(0.05)
+            assert len(ran) == 2, "request 1's device segment did not run while request 0 was in its CPU segment"
+            assert len(set(inside)) == 2, "the two requests' CPU segments did not run side by side"
             assert [h.wait(0) for h in handles] == [-9, -9]
+        finally:
+            release.set()
         assert [h.wait() for h in handles] == [0, 0]
+        side_by_side = [{k: v.copy() for k, v in exec_net.requests[i].outputs.items()} for i in range(2)]
     finally:
-        segments._runners[0] = device_runner
+        segments._runners[0], segments._runners[-1] = device_runner, cpu_runner
+    for i in range(2):  # the same bits as one request at a time
+        exec_net.requests[0].infer({"image": images[i]})
+        for name, value in exec_net.requests[0].outputs.items():
+            np.testing.assert_array_equal(side_by_side[i][name], value)
 
 
 def test_perf_counts_device_layers_modelled_cpu_layers_measured(loaded):

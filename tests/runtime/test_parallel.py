@@ -19,6 +19,7 @@ def _steady_pool(monkeypatch):
     pool = parallel._get_pool()
     monkeypatch.setattr(pool.load, "window", None)
     monkeypatch.setattr(pool.load, "serial", False)
+    monkeypatch.setattr(pool, "callers", parallel._Callers())  # no other test's threads count as running jobs
 
 
 @pytest.mark.parametrize("n, parts, grain", [(16, 8, 1), (36, 8, 1), (128, 8, 1), (1000, 8, 64), (64, 8, 7),
@@ -104,6 +105,67 @@ def test_calls_from_several_user_threads_each_visit_every_index(monkeypatch):
     for thread in threads:
         thread.join()
     assert (hits == 50).all()
+
+
+def test_user_threads_running_jobs_at_once_each_run_alone(monkeypatch):
+    """Two user threads running jobs at the same time (two requests in
+    flight) keep the pool out: each runs its jobs on its own thread, whole
+    (one call of the body, not the chunks offered to the pool), apart from
+    a job or two before the other thread has started one; a single thread's
+    jobs go to the pool again once the other has been quiet for
+    QUIET_SECONDS. Every index is visited once either way."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    pool = parallel._get_pool()
+    jobs, n = 200, 400
+    hits = np.zeros((2, n), np.int64)
+    calls = [0, 0]
+    lock = threading.Lock()
+
+    def body(start, stop, row, who):
+        with lock:
+            row[start:stop] += 1
+            calls[who] += 1
+
+    started = threading.Barrier(2)
+
+    def caller(who):
+        started.wait()
+        for _ in range(jobs):
+            parallel_for(body, n, hits[who], who)
+            time.sleep(0.0002)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (hits == jobs).all()
+    split = len(chunks(n, 2 * parallel.CHUNKS_PER_THREAD, 1))
+    assert split > 1 and sum(calls) <= 2 * jobs + 4 * split, calls  # whole jobs, a few split at the start
+    time.sleep(2 * parallel._Callers.QUIET_SECONDS)
+    seq, before = pool.seq, calls[0]
+    parallel_for(body, n, hits[0], 0)
+    assert pool.seq == seq + 1 and calls[0] - before == split, "a lone thread's job did not go to the pool"
+
+
+def test_one_thread_alone_is_never_crowded():
+    """Jobs of one thread, nested or not, one after another: never crowded;
+    a second thread's job makes the first crowded until it has been quiet."""
+    callers = parallel._Callers()
+    me, other = 1, 2
+    assert not callers.start(me)
+    assert not callers.start(me)  # nested
+    callers.stop(me)
+    callers.stop(me)
+    assert not callers.start(me)
+    assert callers.start(other)
+    callers.stop(me)
+    callers.stop(other)
+    assert callers.start(me)  # the other ended just now
+    callers.stop(me)
+    time.sleep(2 * callers.QUIET_SECONDS)
+    assert not callers.start(me)
+    callers.stop(me)
 
 
 def _asleep(pool) -> bool:
