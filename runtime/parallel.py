@@ -572,7 +572,6 @@ def _submit(make_job, alone) -> None:
             alone()
             return
         if not pool.busy.acquire(blocking=False):  # another call holds the pool
-            callers.crowd()
             alone()
             return
         try:
@@ -587,41 +586,29 @@ def _submit(make_job, alone) -> None:
 
 
 class _Callers:
-    """The user threads that run jobs. While two or more run them at once
-    (two inference requests in flight, say), each runs its jobs alone on its
-    own thread, and the pool threads stay out: a caller sharing the pool
-    while another runs alone made three busy threads on two cores, and each
-    job's last chunk waited for a descheduled thread (MobileNetV2 through
-    the Inference Engine's CPU plugin with 2 requests: ~85 images/s that
-    way, ~120 with the pool left out). A thread counts as running jobs from
-    the start of its job until ``QUIET_SECONDS`` after its last one ended
-    (between the steps of a run it is back in Python for microseconds).
-    One user thread alone is never crowded."""
-
-    QUIET_SECONDS = 0.005
+    """The user threads inside jobs now. While another user thread is
+    inside one (two inference requests in flight, say), a caller runs its
+    job alone on its own thread and the pool threads stay out: a caller
+    sharing the pool while another ran alone made three busy threads on two
+    cores, and each job's last chunk waited for a descheduled thread
+    (MobileNetV2 through the Inference Engine's CPU plugin with 2 requests:
+    78-95 images/s that way, 94-104 with the pool left out). A float run on
+    a schedule is one job from start to end, so two such runs see each
+    other throughout. Only jobs in progress count: a quiet window after
+    each job (5 ms tried) also sent a device run's convolutions alone
+    whenever another request had just quantized its input, and cost the
+    Inference Engine's FPGA plugin more than it won. One user thread by
+    itself is never crowded."""
 
     def __init__(self):
         self._jobs: dict[int, int] = {}
         """Thread ident -> jobs it has in progress (nested calls count too)."""
-        self._ended: dict[int, float] = {}
-        """Thread ident -> when its last job ended (time.monotonic)."""
-        self._crowded_until = 0.0
 
     def start(self, me: int) -> bool:
-        """``me`` starts a job; whether other user threads run jobs now."""
+        """``me`` starts a job; whether another user thread is inside one."""
         jobs = self._jobs
         jobs[me] = jobs.get(me, 0) + 1
-        now = time.monotonic()
-        if len(jobs) > 1 or now < self._crowded_until:
-            return True
-        ended = self._ended
-        if len(ended) > 1:
-            recent = [t for t, when in ended.items() if now - when < self.QUIET_SECONDS]
-            if len(ended) > 16:  # forget threads long gone
-                for t in [t for t in ended if t not in recent and t != me]:
-                    del ended[t]
-            return any(t != me for t in recent)
-        return False
+        return len(jobs) > 1
 
     def stop(self, me: int) -> None:
         jobs = self._jobs
@@ -630,8 +617,3 @@ class _Callers:
             jobs[me] = left
         else:
             jobs.pop(me, None)
-            self._ended[me] = time.monotonic()
-
-    def crowd(self) -> None:
-        """A caller found the pool held by another: both are running jobs."""
-        self._crowded_until = time.monotonic() + self.QUIET_SECONDS

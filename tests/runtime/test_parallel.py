@@ -111,12 +111,12 @@ def test_user_threads_running_jobs_at_once_each_run_alone(monkeypatch):
     """Two user threads running jobs at the same time (two requests in
     flight) keep the pool out: each runs its jobs on its own thread, whole
     (one call of the body, not the chunks offered to the pool), apart from
-    a job or two before the other thread has started one; a single thread's
-    jobs go to the pool again once the other has been quiet for
-    QUIET_SECONDS. Every index is visited once either way."""
+    a job or two while the other thread is between its jobs; a single
+    thread's jobs go to the pool again once the other has stopped. Every
+    index is visited once either way."""
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     pool = parallel._get_pool()
-    jobs, n = 200, 400
+    jobs, n = 100, 400
     hits = np.zeros((2, n), np.int64)
     calls = [0, 0]
     lock = threading.Lock()
@@ -125,6 +125,7 @@ def test_user_threads_running_jobs_at_once_each_run_alone(monkeypatch):
         with lock:
             row[start:stop] += 1
             calls[who] += 1
+        time.sleep(0.0003)  # a job long enough that the two threads' jobs overlap
 
     started = threading.Barrier(2)
 
@@ -132,7 +133,6 @@ def test_user_threads_running_jobs_at_once_each_run_alone(monkeypatch):
         started.wait()
         for _ in range(jobs):
             parallel_for(body, n, hits[who], who)
-            time.sleep(0.0002)
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(2)]
     for thread in threads:
@@ -141,8 +141,7 @@ def test_user_threads_running_jobs_at_once_each_run_alone(monkeypatch):
         thread.join()
     assert (hits == jobs).all()
     split = len(chunks(n, 2 * parallel.CHUNKS_PER_THREAD, 1))
-    assert split > 1 and sum(calls) <= 2 * jobs + 4 * split, calls  # whole jobs, a few split at the start
-    time.sleep(2 * parallel._Callers.QUIET_SECONDS)
+    assert split > 1 and sum(calls) <= 2 * jobs + 0.2 * jobs * split, calls  # whole jobs but for a few
     seq, before = pool.seq, calls[0]
     parallel_for(body, n, hits[0], 0)
     assert pool.seq == seq + 1 and calls[0] - before == split, "a lone thread's job did not go to the pool"
@@ -150,7 +149,7 @@ def test_user_threads_running_jobs_at_once_each_run_alone(monkeypatch):
 
 def test_one_thread_alone_is_never_crowded():
     """Jobs of one thread, nested or not, one after another: never crowded;
-    a second thread's job makes the first crowded until it has been quiet."""
+    while a second thread is inside a job, both are."""
     callers = parallel._Callers()
     me, other = 1, 2
     assert not callers.start(me)
@@ -158,13 +157,12 @@ def test_one_thread_alone_is_never_crowded():
     callers.stop(me)
     callers.stop(me)
     assert not callers.start(me)
-    assert callers.start(other)
+    assert callers.start(other)  # me is inside a job
+    callers.stop(me)
+    assert callers.start(me)  # other is inside one
     callers.stop(me)
     callers.stop(other)
-    assert callers.start(me)  # the other ended just now
-    callers.stop(me)
-    time.sleep(2 * callers.QUIET_SECONDS)
-    assert not callers.start(me)
+    assert not callers.start(me)  # other has stopped
     callers.stop(me)
 
 
