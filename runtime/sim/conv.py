@@ -201,7 +201,7 @@ def run_large(ins: np.ndarray, mem, slot: int, err: np.ndarray) -> bool:
         if int(ins[C_MODE]) & 2 == 0:
             epilogue_channels(0, out_c, sums, ins, act.i8, act.i16, abase, wgt.i32, wbase)
     elif kind == DENSE8 and _few_pixels(ins):
-        cols = conv8.patches_in_order(ins, act.i8, abase)
+        cols = conv8.patches_in_order(ins, act.i8, abase).copy()  # not a view of the tile: the chunks write ACT
         parallel_for(conv8.few_pixel_channels, out_c, ins, cols, act.i8, act.i16, abase, wgt.i8, wgt.i32, wgt.i64,
                      wbase, acc.i32, cbase)
     elif kind == DENSE8 and _short(ins):
