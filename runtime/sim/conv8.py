@@ -427,8 +427,8 @@ def patches_in_order(ins, a8, abase):
     out_h, out_w = out_size(ins)
     depth = _u(ins[C_IN_C]) * kh * kw
     at = _u(abase + ins[C_IN])
-    if in_h == kh and in_w == kw:  # one window over the whole tile (no dilation): the patch is the tile
-        return a8[at:at + depth]
+    if out_h == 1 and out_w == 1 and dh == 1 and dw == 1 and in_h == kh and in_w == kw:
+        return a8[at:at + depth]  # one undilated window over the whole tile: the patch is the tile
     cols = np.empty(_u(out_h * out_w) * depth, np.int8)
     for oy in range(_u(out_h)):
         for ox in range(_u(out_w)):
