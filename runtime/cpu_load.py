@@ -1,6 +1,7 @@
 """What the thread pool (:mod:`runtime.parallel`) learns from the host: the
-cores it may use, the core a thread runs on, and whether other processes
-are taking those cores.
+cores it may use, the core a thread runs on, whether other processes are
+taking those cores, and whether other user threads of this process are
+running jobs (:class:`Callers`).
 
 When another process takes a core, the pool stands aside and the caller
 runs its jobs alone (with a core taken, a pool thread descheduled mid-chunk,
@@ -144,3 +145,37 @@ class LoadWatch:
             self.window = None if window is None else load_sample(self.cpus)
 
         return resume
+
+
+class Callers:
+    """The user threads of this process inside jobs now. While another user thread is
+    inside one (two inference requests in flight, say), a caller runs its
+    job alone on its own thread and the pool threads stay out: a caller
+    sharing the pool while another ran alone made three busy threads on two
+    cores, and each job's last chunk waited for a descheduled thread
+    (MobileNetV2 through the Inference Engine's CPU plugin with 2 requests:
+    78-95 images/s that way, 94-104 with the pool left out). A float run on
+    a schedule is one job from start to end, so two such runs see each
+    other throughout. Only jobs in progress count: a quiet window after
+    each job (5 ms tried) also sent a device run's convolutions alone
+    whenever another request had just quantized its input, and cost the
+    Inference Engine's FPGA plugin more than it won. One user thread by
+    itself is never crowded."""
+
+    def __init__(self):
+        self._jobs: dict[int, int] = {}
+        """Thread ident -> jobs it has in progress (nested calls count too)."""
+
+    def start(self, me: int) -> bool:
+        """``me`` starts a job; whether another user thread is inside one."""
+        jobs = self._jobs
+        jobs[me] = jobs.get(me, 0) + 1
+        return len(jobs) > 1
+
+    def stop(self, me: int) -> None:
+        jobs = self._jobs
+        left = jobs.get(me, 1) - 1
+        if left:
+            jobs[me] = left
+        else:
+            jobs.pop(me, None)

@@ -263,7 +263,7 @@ class _Pool:
         self.job: _Job | _Team | None = None
         self.wake = threading.Condition()
         self.busy = threading.Lock()
-        self.callers = _Callers()
+        self.callers = cpu_load.Callers()
         self.seq = 0
         self.spin_limit = _calibrated_spin_limit()
         self.load = cpu_load.LoadWatch(cpu_load.allowed_cpus(), workers)
@@ -562,7 +562,7 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
 def _submit(make_job, alone) -> None:
     """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller while
     the pool stands aside, another call holds it, or other user threads run
-    jobs too (:class:`_Callers`)."""
+    jobs too (:class:`runtime.cpu_load.Callers`)."""
     pool = _get_pool()
     me = threading.get_ident()
     callers = pool.callers
@@ -584,36 +584,3 @@ def _submit(make_job, alone) -> None:
     finally:
         callers.stop(me)
 
-
-class _Callers:
-    """The user threads inside jobs now. While another user thread is
-    inside one (two inference requests in flight, say), a caller runs its
-    job alone on its own thread and the pool threads stay out: a caller
-    sharing the pool while another ran alone made three busy threads on two
-    cores, and each job's last chunk waited for a descheduled thread
-    (MobileNetV2 through the Inference Engine's CPU plugin with 2 requests:
-    78-95 images/s that way, 94-104 with the pool left out). A float run on
-    a schedule is one job from start to end, so two such runs see each
-    other throughout. Only jobs in progress count: a quiet window after
-    each job (5 ms tried) also sent a device run's convolutions alone
-    whenever another request had just quantized its input, and cost the
-    Inference Engine's FPGA plugin more than it won. One user thread by
-    itself is never crowded."""
-
-    def __init__(self):
-        self._jobs: dict[int, int] = {}
-        """Thread ident -> jobs it has in progress (nested calls count too)."""
-
-    def start(self, me: int) -> bool:
-        """``me`` starts a job; whether another user thread is inside one."""
-        jobs = self._jobs
-        jobs[me] = jobs.get(me, 0) + 1
-        return len(jobs) > 1
-
-    def stop(self, me: int) -> None:
-        jobs = self._jobs
-        left = jobs.get(me, 1) - 1
-        if left:
-            jobs[me] = left
-        else:
-            jobs.pop(me, None)

@@ -93,7 +93,7 @@ class SegmentExecutor:
     segment; CPU segments run for several threads at once (their Executor
     keeps an arena per concurrent run, runtime.executor.MAX_SCHEDULES), so
     two requests of a model on the CPU run side by side, each on its own
-    thread (runtime.parallel._Callers). Until 2026-11 each CPU segment ran
+    thread (runtime.cpu_load.Callers). Until 2026-11 each CPU segment ran
     one run at a time too, and the Inference Engine's CPU plugin with two
     requests ran no faster than with one."""
 

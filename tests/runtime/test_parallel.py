@@ -19,7 +19,7 @@ def _steady_pool(monkeypatch):
     pool = parallel._get_pool()
     monkeypatch.setattr(pool.load, "window", None)
     monkeypatch.setattr(pool.load, "serial", False)
-    monkeypatch.setattr(pool, "callers", parallel._Callers())  # no other test's threads count as running jobs
+    monkeypatch.setattr(pool, "callers", cpu_load.Callers())  # no other test's threads count as running jobs
 
 
 @pytest.mark.parametrize("n, parts, grain", [(16, 8, 1), (36, 8, 1), (128, 8, 1), (1000, 8, 64), (64, 8, 7),
@@ -150,7 +150,7 @@ def test_user_threads_running_jobs_at_once_each_run_alone(monkeypatch):
 def test_one_thread_alone_is_never_crowded():
     """Jobs of one thread, nested or not, one after another: never crowded;
     while a second thread is inside a job, both are."""
-    callers = parallel._Callers()
+    callers = cpu_load.Callers()
     me, other = 1, 2
     assert not callers.start(me)
     assert not callers.start(me)  # nested
