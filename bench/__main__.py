@@ -1,7 +1,7 @@
 """Every figure of the performance issues (24, 57), one command:
 
-    python -m bench all [--rounds 3] [--loaded]     (from the repository root)
-    python -m bench coldstart|compile|device [--rounds 3] [--loaded]
+    python -m bench all [--rounds 3] [--loaded] [--cores 2]     (from the repository root)
+    python -m bench device small ... [--rounds 3] [--loaded] [--cores 2]
 
 coldstart  bench_coldstart.py: a fresh install's first ``tessera run`` and a
            compiled ResNet-50's, warm, and where the seconds go
@@ -18,6 +18,9 @@ throughput bench_throughput.py: images/s with requests in flight (IE with 2
 Each prints its ratios against a reference measured in the same run,
 min/median/max over --rounds, and the load average. --loaded runs them
 while another process keeps one core busy (the issue's loaded figure).
+--cores N runs them (and the busy process) on N CPUs of N different
+physical cores, the issue's 2-core budget on a larger host: two SMT
+siblings would share one core's vector units.
 """
 from __future__ import annotations
 
@@ -38,12 +41,42 @@ BENCHES = {
 }
 
 
+def physical_cpus(count: int) -> set[int]:
+    """``count`` CPUs this process may use, no two of one physical core
+    (sysfs's thread_siblings_list); SMT siblings only when there are too
+    few cores."""
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen: list[int] = []
+    taken: set[int] = set()
+    for cpu in allowed:
+        try:
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text()
+        except OSError:
+            siblings = str(cpu)
+        core = set()
+        for part in siblings.strip().split(","):
+            low, _, high = part.partition("-")
+            core.update(range(int(low), int(high or low) + 1))
+        if not core & taken:
+            chosen.append(cpu)
+        taken |= core
+    chosen += [cpu for cpu in allowed if cpu not in chosen]  # too few cores: siblings after all
+    if count > len(chosen):
+        raise SystemExit(f"--cores {count}: this process may use {len(allowed)} CPUs")
+    return set(chosen[:count])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", choices=["all", *BENCHES])
+    parser.add_argument("which", nargs="+", choices=["all", *BENCHES])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--loaded", action="store_true", help="keep one core busy with another process meanwhile")
+    parser.add_argument("--cores", type=int, help="run on this many CPUs, each of its own physical core")
     args = parser.parse_args()
+    if args.cores:
+        cpus = physical_cpus(args.cores)
+        os.sched_setaffinity(0, cpus)  # inherited by every bench and the busy process
+        print(f"pinned to CPUs {sorted(cpus)}", flush=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
     busy = None
     if args.loaded:
@@ -53,7 +86,7 @@ def main() -> int:
     print(f"host: {host()}", flush=True)
     failed = []
     try:
-        for name in (list(BENCHES) if args.which == "all" else [args.which]):
+        for name in (list(BENCHES) if "all" in args.which else dict.fromkeys(args.which)):
             script = HERE / BENCHES[name][0]
             if not script.exists():
                 print(f"== {name}: {script.name} is missing", flush=True)
