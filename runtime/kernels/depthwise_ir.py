@@ -1,7 +1,9 @@
-"""3x3 depthwise convolutions with pads of 1 at strides 1 and 2
-(MobileNets' depthwise layers), as LLVM IR compiled for the host with
-llvmlite (runtime.gemm.microkernel.compile_module), called per plane from
-Numba.
+"""Depthwise convolutions by square kernels with pads of half their size at
+strides 1 and 2 (3x3: MobileNets' depthwise layers; 5x5 and 7x7: PP-LCNet's,
+MnasNet's, EfficientNet's), as LLVM IR compiled for the host with llvmlite
+(runtime.gemm.microkernel.compile_module, one module per kernel size),
+called per plane from Numba. What follows describes the 3x3 kernels; the
+5x5 and 7x7 ones differ where said at the end.
 
 One kernel call computes one output plane::
 
@@ -41,8 +43,17 @@ the input comes from the other core too, its 14x14 and 7x7 layers take
 outputs wide take a kernel of 8 lanes, wider ones 16 (AVX-512, or two AVX2
 vectors).
 
-The IR is generated as text, never as Python source, from ``V`` and the
-stride alone.
+5x5 and 7x7 kernels (:data:`SIZES`): the same loops with S taps a row and
+pads of S // 2, but each output's sum is one chain of fused multiply-adds
+from the bias over the taps in (kh, kw) order, the Numba kernels' order
+(runtime.kernels.nn_depthwise), so that the layers they took over keep their
+bits; at stride 2 each tap is one masked load of ``2V`` columns and its even
+lanes. PP-LCNet's 5x5 layers, two threads: 256 x 14 x 14 0.29 -> 0.10 ms,
+512 x 7 x 7 0.27 -> 0.08 ms, stride 2 0.33 -> 0.11 ms (the Numba kernels,
+which also left the compiled schedule for Python at each such layer).
+
+The IR is generated as text, never as Python source, from ``V``, the
+stride and the kernel size alone.
 """
 from __future__ import annotations
 
@@ -64,7 +75,10 @@ from runtime.unlinked import call_unlinked
 LANES = (8, 16)
 """Output columns per vector of the kernels, narrowest first: a plane takes
 the first one at least as wide as its rows, else the last."""
-STRIDES = (1, 2)
+SIZES = {3: (1, 2), 5: (1, 2), 7: (1, 2)}
+"""The square kernel sizes that have plane kernels (pads of ``size // 2``),
+and the strides each has."""
+STRIDES = SIZES[3]
 
 
 def _splat(name: str, value: str, lanes: int, kind: str) -> list[str]:
@@ -77,8 +91,8 @@ def _constant(values, kind: str) -> str:
     return "<" + ", ".join(f"{kind} {v}" for v in values) + ">"
 
 
-def _name(v: int, stride: int) -> str:
-    return f"tessera_dw3x3s{stride}_{v}"
+def _name(v: int, stride: int, ksize: int = 3) -> str:
+    return f"tessera_dw{ksize}x{ksize}s{stride}_{v}"
 
 
 def _fma(v: int, out: str, weight: int, x: str, acc: str) -> str:
@@ -86,30 +100,34 @@ def _fma(v: int, out: str, weight: int, x: str, acc: str) -> str:
             f"<{v} x float> {acc})")
 
 
-def _masks_stride1(v: int, q: str) -> list[str]:
+def _masks_stride1(v: int, q: str, ksize: int) -> list[str]:
     """A block's column masks at stride 1: ``%{q}mk{kw}`` holds the lanes
-    whose tap ``kw`` reads inside the row."""
-    lanes = _constant(range(v), "i32")
-    # column ox + lane + kw - 1 inside [0, w): kw = 1 below w - ox; kw = 2 below w - ox - 1; kw = 0 up
-    # to w - ox, and not lane 0 of the first block
-    return [f"  %{q}wc = sub i64 %w, %{q}ox", f"  %{q}wc32 = trunc i64 %{q}wc to i32",
-            *_splat(f"{q}wcv", f"%{q}wc32", v, "i32"),
-            f"  %{q}mk1 = icmp slt <{v} x i32> {lanes}, %{q}wcv",
-            f"  %{q}wc1 = sub <{v} x i32> %{q}wcv, {_constant([1] * v, 'i32')}",
-            f"  %{q}mk2 = icmp slt <{v} x i32> {lanes}, %{q}wc1",
-            f"  %{q}mk0a = icmp sle <{v} x i32> {lanes}, %{q}wcv",
-            f"  %{q}edge = icmp eq i64 %{q}ox, 0",
-            f"  %{q}mk0b = select i1 %{q}edge, <{v} x i1> {_constant(['false'] + ['true'] * (v - 1), 'i1')}, "
-            f"<{v} x i1> {_constant(['true'] * v, 'i1')}",
-            f"  %{q}mk0 = and <{v} x i1> %{q}mk0a, %{q}mk0b"]
+    whose tap ``kw`` reads inside the row (column ``ox + lane + kw - pad``
+    in ``[0, w)``)."""
+    lanes, pad = _constant(range(v), "i32"), ksize // 2
+    lines = [f"  %{q}wc = sub i64 %w, %{q}ox", f"  %{q}wc32 = trunc i64 %{q}wc to i32",
+             *_splat(f"{q}wcv", f"%{q}wc32", v, "i32"),
+             f"  %{q}ox32 = trunc i64 %{q}ox to i32", *_splat(f"{q}oxv", f"%{q}ox32", v, "i32")]
+    for kw in range(ksize):
+        # lane l reads column ox + l + shift: below w when l < wc - shift, not left of 0 when l >= -shift - ox
+        shift = kw - pad
+        lines += [f"  %{q}hi{kw} = sub <{v} x i32> %{q}wcv, {_constant([shift] * v, 'i32')}",
+                  f"  %{q}up{kw} = icmp slt <{v} x i32> {lanes}, %{q}hi{kw}"]
+        if shift >= 0:
+            lines.append(f"  %{q}mk{kw} = and <{v} x i1> %{q}up{kw}, {_constant(['true'] * v, 'i1')}")
+            continue
+        lines += [f"  %{q}lo{kw} = sub <{v} x i32> {_constant([-shift] * v, 'i32')}, %{q}oxv",
+                  f"  %{q}dn{kw} = icmp sge <{v} x i32> {lanes}, %{q}lo{kw}",
+                  f"  %{q}mk{kw} = and <{v} x i1> %{q}up{kw}, %{q}dn{kw}"]
+    return lines
 
 
-def _inputs_stride1(v: int, q: str, j: int) -> tuple[list[str], list[str]]:
-    """Input row ``j`` of a block at stride 1: its three taps' vectors."""
+def _inputs_stride1(v: int, q: str, j: int, ksize: int) -> tuple[list[str], list[str]]:
+    """Input row ``j`` of a block at stride 1: its ``ksize`` taps' vectors."""
     lines, taps = [], []
-    for kw in range(3):
+    for kw in range(ksize):
         t = f"{q}{j}_{kw}"
-        lines += [f"  %o{t} = add i64 %{q}ox, {kw - 1}",
+        lines += [f"  %o{t} = add i64 %{q}ox, {kw - ksize // 2}",
                   f"  %p{t} = getelementptr float, ptr %{q}base{j}, i64 %o{t}",
                   f"  %a{t} = call <{v} x float> @llvm.masked.load.v{v}f32.p0(ptr %p{t}, i32 4, "
                   f"<{v} x i1> %{q}mk{kw}, <{v} x float> zeroinitializer)"]
@@ -117,10 +135,47 @@ def _inputs_stride1(v: int, q: str, j: int) -> tuple[list[str], list[str]]:
     return lines, taps
 
 
-def _inputs_stride2(v: int, q: str, j: int) -> tuple[list[str], list[str]]:
+def _masks_stride2(v: int, q: str, ksize: int) -> list[str]:
+    """A block's masks at stride 2 for kernels other than 3x3:
+    ``%{q}mk{kw}`` holds the lanes of the ``2V`` input columns from ``2 ox
+    + kw - pad`` that lie inside the row."""
+    wide, pad = 2 * v, ksize // 2
+    lanes = _constant(range(wide), "i32")
+    lines = [f"  %{q}c32 = trunc i64 %{q}c to i32", *_splat(f"{q}cv", f"%{q}c32", wide, "i32")]
+    for kw in range(ksize):
+        # lane i reads column c + shift + i: below w when i < wc - shift, not left of 0 when i >= -c - shift
+        shift = kw - pad
+        lines += [f"  %{q}hi{kw} = sub <{wide} x i32> %{q}wcv, {_constant([shift] * wide, 'i32')}",
+                  f"  %{q}up{kw} = icmp slt <{wide} x i32> {lanes}, %{q}hi{kw}",
+                  f"  %{q}lo{kw} = sub <{wide} x i32> {_constant([-shift] * wide, 'i32')}, %{q}cv",
+                  f"  %{q}dn{kw} = icmp sge <{wide} x i32> {lanes}, %{q}lo{kw}",
+                  f"  %{q}mk{kw} = and <{wide} x i1> %{q}up{kw}, %{q}dn{kw}"]
+    return lines
+
+
+def _inputs_stride2_wide(v: int, q: str, j: int, ksize: int) -> tuple[list[str], list[str]]:
+    """Input row ``j`` of a block at stride 2 for kernels other than 3x3:
+    per kernel column, one masked load of the ``2V`` columns from ``2 ox +
+    kw - pad`` and its even lanes."""
+    wide, lines, taps = 2 * v, [], []
+    even = _constant(range(0, wide, 2), "i32")
+    for kw in range(ksize):
+        t = f"{q}{j}_{kw}"
+        lines += [f"  %o{t} = add i64 %{q}c, {kw - ksize // 2}",
+                  f"  %p{t} = getelementptr float, ptr %{q}base{j}, i64 %o{t}",
+                  f"  %a{t} = call <{wide} x float> @llvm.masked.load.v{wide}f32.p0(ptr %p{t}, i32 4, "
+                  f"<{wide} x i1> %{q}mk{kw}, <{wide} x float> zeroinitializer)",
+                  f"  %e{t} = shufflevector <{wide} x float> %a{t}, <{wide} x float> poison, <{v} x i32> {even}"]
+        taps.append(f"%e{t}")
+    return lines, taps
+
+
+def _inputs_stride2(v: int, q: str, j: int, ksize: int) -> tuple[list[str], list[str]]:
     """Input row ``j`` of a block at stride 2 (see the module docstring):
     the vectors of kernel columns 0 (the odd columns one output to the
     left), 1 (even) and 2 (odd)."""
+    if ksize != 3:
+        return _inputs_stride2_wide(v, q, j, ksize)
     wide = 2 * v
     even, odd = _constant(range(0, wide, 2), "i32"), _constant(range(1, wide, 2), "i32")
     left = _constant([v - 1] + [v + i for i in range(v - 1)], "i32")  # previous block's last, then ours but the last
@@ -134,13 +189,14 @@ def _inputs_stride2(v: int, q: str, j: int) -> tuple[list[str], list[str]]:
     return lines, [f"%xl{r}", f"%xe{r}", f"%xo{r}"]
 
 
-def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], exit_label: str) -> list[str]:
+def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], exit_label: str,
+              ksize: int = 3) -> list[str]:
     """A loop over output rows ``rows`` at a time, from ``enter`` = (the
     label it is entered from, the first row) while ``rows`` more fit below
     ``%oh``; every value named with the prefix ``q``. Each block of ``V``
-    columns loads the ``stride * (rows - 1) + 3`` input rows its output rows
-    read once, and output row ``r`` combines rows ``stride * r + kh``."""
-    inputs = stride * (rows - 1) + 3
+    columns loads the ``stride * (rows - 1) + ksize`` input rows its output
+    rows read once, and output row ``r`` combines rows ``stride * r + kh``."""
+    inputs, pad = stride * (rows - 1) + ksize, ksize // 2
     vec = f"<{v} x float>"
     pred, first = enter
     lines = [f"  %{q}fits = add i64 {first}, {rows}",
@@ -149,8 +205,8 @@ def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], ex
              f"{q}row:",
              f"  %{q}oy = phi i64 [{first}, %{pred}], [%{q}oy.next, %{q}row.end]",
              f"  %{q}top = mul i64 %{q}oy, {stride}"]
-    for j in range(inputs):  # input row s oy + j - 1, or the zeros outside the plane
-        lines += [f"  %{q}r{j} = add i64 %{q}top, {j - 1}", f"  %{q}ge{j} = icmp sge i64 %{q}r{j}, 0",
+    for j in range(inputs):  # input row s oy + j - pad, or the zeros outside the plane
+        lines += [f"  %{q}r{j} = add i64 %{q}top, {j - pad}", f"  %{q}ge{j} = icmp sge i64 %{q}r{j}, 0",
                   f"  %{q}lt{j} = icmp slt i64 %{q}r{j}, %h", f"  %{q}in{j} = and i1 %{q}ge{j}, %{q}lt{j}",
                   f"  %{q}off{j} = mul i64 %{q}r{j}, %w",
                   f"  %{q}rowp{j} = getelementptr float, ptr %x, i64 %{q}off{j}",
@@ -160,35 +216,30 @@ def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], ex
               f"  %{q}ox = phi i64 [0, %{q}row], [%{q}ox.next, %{q}block]"]
     if stride == 2:
         wide = 2 * v
-        lines += [f"  %{q}prev{j} = phi {vec} [zeroinitializer, %{q}row], [%xo{q}{j}, %{q}block]"
-                  for j in range(inputs)]
+        if ksize == 3:
+            lines += [f"  %{q}prev{j} = phi {vec} [zeroinitializer, %{q}row], [%xo{q}{j}, %{q}block]"
+                      for j in range(inputs)]
         lines += [f"  %{q}c = shl i64 %{q}ox, 1", f"  %{q}wc = sub i64 %w, %{q}c",
                   f"  %{q}wc32 = trunc i64 %{q}wc to i32",
-                  *_splat(f"{q}wcv", f"%{q}wc32", wide, "i32"),
-                  f"  %{q}inside = icmp slt <{wide} x i32> {_constant(range(wide), 'i32')}, %{q}wcv"]
+                  *_splat(f"{q}wcv", f"%{q}wc32", wide, "i32")]
+        if ksize == 3:
+            lines.append(f"  %{q}inside = icmp slt <{wide} x i32> {_constant(range(wide), 'i32')}, %{q}wcv")
+        else:
+            lines += _masks_stride2(v, q, ksize)
     else:
-        lines += _masks_stride1(v, q)
+        lines += _masks_stride1(v, q, ksize)
     taps = []
     for j in range(inputs):
-        more, row = (_inputs_stride1 if stride == 1 else _inputs_stride2)(v, q, j)
+        more, row = (_inputs_stride1 if stride == 1 else _inputs_stride2)(v, q, j, ksize)
         lines += more
         taps.append(row)
     lines += [f"  %{q}left = sub i64 %ow, %{q}ox", f"  %{q}left32 = trunc i64 %{q}left to i32",
               *_splat(f"{q}leftv", f"%{q}left32", v, "i32"),
               f"  %{q}keep = icmp slt <{v} x i32> {_constant(range(v), 'i32')}, %{q}leftv"]
     for r in range(rows):
-        sums = []
-        for kh in range(3):
-            acc = "%biasv" if kh == 0 else "zeroinitializer"
-            for kw in range(3):
-                out = f"%s{q}{r}_{kh}{kw}"
-                lines.append(_fma(v, out, kh * 3 + kw, taps[stride * r + kh][kw], acc))
-                acc = out
-            sums.append(acc)
         o = f"{q}{r}"
-        lines += [f"  %sum01{o} = fadd {vec} {sums[0]}, {sums[1]}",
-                  f"  %sum{o} = fadd {vec} %sum01{o}, {sums[2]}",
-                  f"  %ge{o} = fcmp uge {vec} %sum{o}, %lov",  # numpy's maximum, then minimum: NaN stays
+        lines += _sum_3x3(v, q, r, stride, taps) if ksize == 3 else _sum_in_order(v, q, r, stride, taps, ksize)
+        lines += [f"  %ge{o} = fcmp uge {vec} %sum{o}, %lov",  # numpy's maximum, then minimum: NaN stays
                   f"  %up{o} = select <{v} x i1> %ge{o}, {vec} %sum{o}, {vec} %lov",
                   f"  %le{o} = fcmp ule {vec} %up{o}, %hiv",
                   f"  %out{o} = select <{v} x i1> %le{o}, {vec} %up{o}, {vec} %hiv",
@@ -208,6 +259,38 @@ def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], ex
     return lines
 
 
+def _sum_3x3(v: int, q: str, r: int, stride: int, taps: list) -> list[str]:
+    """Output row ``r``'s sum ``%sum{q}{r}`` of a 3x3 kernel: a chain of
+    fused multiply-adds per kernel row (the first from the bias), the three
+    added in order."""
+    lines, sums, o = [], [], f"{q}{r}"
+    for kh in range(3):
+        acc = "%biasv" if kh == 0 else "zeroinitializer"
+        for kw in range(3):
+            out = f"%s{q}{r}_{kh}{kw}"
+            lines.append(_fma(v, out, kh * 3 + kw, taps[stride * r + kh][kw], acc))
+            acc = out
+        sums.append(acc)
+    return lines + [f"  %sum01{o} = fadd <{v} x float> {sums[0]}, {sums[1]}",
+                    f"  %sum{o} = fadd <{v} x float> %sum01{o}, {sums[2]}"]
+
+
+def _sum_in_order(v: int, q: str, r: int, stride: int, taps: list, ksize: int) -> list[str]:
+    """Output row ``r``'s sum ``%sum{q}{r}`` of a ``ksize`` x ``ksize``
+    kernel as the Numba kernels compute it (runtime.kernels.nn_depthwise,
+    compiled with contraction: one chain of fused multiply-adds from the
+    bias over the taps in (kh, kw) order; a tap outside the plane adds its
+    weight times zero), so that the layers these kernels took over keep
+    their bits."""
+    lines, acc = [], "%biasv"
+    for kh in range(ksize):
+        for kw in range(ksize):
+            out = f"%sum{q}{r}" if (kh, kw) == (ksize - 1, ksize - 1) else f"%s{q}{r}_{kh}_{kw}"
+            lines.append(_fma(v, out, kh * ksize + kw, taps[stride * r + kh][kw], acc))
+            acc = out
+    return lines
+
+
 ROWS = {1: 4, 2: 1}
 """Output rows a trip of a plane kernel's main loop computes, by stride,
 loading the input rows they share once (the last rows take a loop of
@@ -219,13 +302,13 @@ Sapphire Rapids), the same bits. At stride 2, two rows a trip gained
 nothing measurable."""
 
 
-def plane_ir(v: int, stride: int) -> str:
-    """The plane kernel :func:`_name` ``(v, stride)`` (see the module docstring)."""
-    lines = [f"define void @{_name(v, stride)}(ptr noalias readonly %x, i64 %h, i64 %w, ptr noalias %y, i64 %oh,"
+def plane_ir(v: int, stride: int, ksize: int = 3) -> str:
+    """The plane kernel :func:`_name` ``(v, stride, ksize)`` (see the module docstring)."""
+    lines = [f"define void @{_name(v, stride, ksize)}(ptr noalias readonly %x, i64 %h, i64 %w, ptr noalias %y, i64 %oh,"
              f" i64 %ow, ptr noalias readonly %wt, float %bias, float %lo, float %hi, ptr noalias readonly %zeros)"
              f" nounwind {{",
              "entry:"]
-    for t in range(9):
+    for t in range(ksize * ksize):
         lines += [f"  %wp{t} = getelementptr float, ptr %wt, i64 {t}", f"  %ws{t} = load float, ptr %wp{t}"]
         lines += _splat(f"w{t}", f"%ws{t}", v, "float")
     for name in ("bias", "lo", "hi"):
@@ -233,42 +316,47 @@ def plane_ir(v: int, stride: int) -> str:
     lines += ["  %cols = icmp sgt i64 %ow, 0",
               "  br i1 %cols, label %main, label %done",
               "main:"]
-    lines += _row_loop(v, stride, ROWS[stride], "m", ("main", "0"), "rest")
+    lines += _row_loop(v, stride, ROWS[stride], "m", ("main", "0"), "rest", ksize)
     lines += ["rest:",
               "  %from = phi i64 [0, %main], [%moy.next, %mrow.end]"]
-    lines += _row_loop(v, stride, 1, "t", ("rest", "%from"), "done")
+    lines += _row_loop(v, stride, 1, "t", ("rest", "%from"), "done", ksize)
     lines += ["done:", "  ret void", "}"]
     return "\n".join(lines)
 
 
-def module_ir() -> str:
-    """Every kernel (each stride, each of :data:`LANES`), with the intrinsics they declare."""
-    parts = ["; Tessera 3x3 depthwise plane kernels"]
+def module_ir(ksize: int = 3) -> str:
+    """Every kernel of ``ksize`` (each of its strides, each of :data:`LANES`),
+    with the intrinsics they declare."""
+    parts = [f"; Tessera {ksize}x{ksize} depthwise plane kernels"]
     for n in sorted({*LANES, *(2 * v for v in LANES)}):
         parts += [f"declare <{n} x float> @llvm.masked.load.v{n}f32.p0(ptr, i32, <{n} x i1>, <{n} x float>)",
                   f"declare void @llvm.masked.store.v{n}f32.p0(<{n} x float>, ptr, i32, <{n} x i1>)",
                   f"declare <{n} x float> @llvm.fma.v{n}f32(<{n} x float>, <{n} x float>, <{n} x float>)"]
-    return "\n".join(parts + [plane_ir(v, stride) for stride in STRIDES for v in LANES])
+    return "\n".join(parts + [plane_ir(v, stride, ksize) for stride in SIZES[ksize] for v in LANES])
 
 
-_compiled: dict[Isa, tuple] = {}
+_compiled: dict[tuple, tuple] = {}
 _lock = threading.Lock()
 
 
-def kernel_addresses(stride: int, isa: Isa | None = None) -> np.ndarray:
-    """The plane kernels' entry points at ``stride`` for ``isa`` (the host's
-    family by default), in the order of :data:`LANES`; compiled (or loaded
-    from the kernel cache) on first use, kept for the process."""
-    if stride not in STRIDES:
-        raise ValueError(f"no depthwise plane kernel for stride {stride} (strides: {STRIDES})")
+def kernel_addresses(stride: int, isa: Isa | None = None, ksize: int = 3) -> np.ndarray:
+    """The ``ksize`` x ``ksize`` plane kernels' entry points at ``stride``
+    for ``isa`` (the host's family by default), in the order of
+    :data:`LANES`; each size's module compiled (or loaded from the kernel
+    cache) on first use, kept for the process."""
+    if stride not in SIZES.get(ksize, ()):
+        raise ValueError(f"no {ksize}x{ksize} depthwise plane kernel for stride {stride} "
+                         f"(sizes and their strides: {SIZES})")
     isa = host_isa() if isa is None else isa
+    strides = SIZES[ksize]
     with _lock:
-        if isa not in _compiled:
-            engine, addresses = compile_module(f"depthwise-{isa.name}", module_ir(),
-                                               [_name(v, s) for s in STRIDES for v in LANES], isa)
-            tables = {s: addresses[i * len(LANES):(i + 1) * len(LANES)].copy() for i, s in enumerate(STRIDES)}
-            _compiled[isa] = (engine, tables)
-        return _compiled[isa][1][stride]
+        if (isa, ksize) not in _compiled:
+            name = f"depthwise-{isa.name}" if ksize == 3 else f"depthwise{ksize}-{isa.name}"
+            engine, addresses = compile_module(name, module_ir(ksize),
+                                               [_name(v, s, ksize) for s in strides for v in LANES], isa)
+            tables = {s: addresses[i * len(LANES):(i + 1) * len(LANES)].copy() for i, s in enumerate(strides)}
+            _compiled[isa, ksize] = (engine, tables)
+        return _compiled[isa, ksize][1][stride]
 
 
 @intrinsic
@@ -289,34 +377,39 @@ def _call_plane(typingctx, address, x, h, w, y, oh, ow, wt, bias, lo, hi, zeros)
 
 
 @jit
-def depthwise_3x3_ir(start, stop, x, w, b, out, res, clamp, flags, kernels, stride):
-    """Output planes [start, stop) (index n*K + k) of a 2-D depthwise 3x3
-    convolution of float32 planes at ``stride`` (1 or 2, both axes), unit
-    dilations and one pixel of padding on every side (out: (N, K, (H - 1) //
+def depthwise_ir_planes(start, stop, x, w, b, out, res, clamp, flags, kernels, stride):
+    """Output planes [start, stop) (index n*K + k) of a 2-D depthwise
+    convolution of float32 planes by a square kernel of size S (w: (K, S,
+    S); S one of :data:`SIZES`) at ``stride`` (both axes), unit dilations
+    and S // 2 pixels of padding on every side (out: (N, K, (H - 1) //
     stride + 1, (W - 1) // stride + 1)), then the epilogue as in
     runtime.kernels.nn_depthwise_3x3's kernels: the bias, the residual
     ``res`` (flags[0]) and the clamp with its gate (flags[1]). ``kernels``:
-    :func:`kernel_addresses` of that stride. Every array is float32 and
-    C-contiguous (the callers' lift and the schedule's operands are)."""
+    :func:`kernel_addresses` of that size and stride. Every array is
+    float32 and C-contiguous (the callers' lift and the schedule's operands
+    are)."""
     batch, chans, height, width = x.shape
     _, out_c, out_h, out_w = out.shape
-    if (w.shape[0] != out_c or b.shape[0] != out_c or res.shape != out.shape or chans == 0 or height == 0
-            or width == 0 or out_h != (height - 1) // stride + 1 or out_w != (width - 1) // stride + 1):
+    ks = w.shape[1]
+    if (w.shape[0] != out_c or w.shape[2] != ks or b.shape[0] != out_c or res.shape != out.shape or chans == 0
+            or height == 0 or width == 0 or out_h != (height - 1) // stride + 1 or out_w != (width - 1) // stride + 1):
         return
     mult = max(out_c // chans, 1)
     lo, hi = pass_clamp(clamp, flags)
     address = kernels[0] if out_w <= LANES[0] else kernels[1]
     plane, size = height * width, out_h * out_w
-    zeros = np.zeros(width + 2, np.float32)
+    pad = ks // 2
+    zeros = np.zeros(width + 2 * pad, np.float32)
     src, dst, extra = x.reshape(-1), out.reshape(-1), res.reshape(-1)  # reshape raises unless contiguous
-    x_at, y_at, w_at, zeros_at = src.ctypes.data, dst.ctypes.data, w.reshape(-1).ctypes.data, zeros.ctypes.data + 4
+    x_at, y_at, w_at = src.ctypes.data, dst.ctypes.data, w.reshape(-1).ctypes.data
+    zeros_at = zeros.ctypes.data + 4 * pad
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
         c = k // mult
         if c >= chans:
             continue
         _call_plane(address, x_at + ((p // out_c) * chans + c) * plane * 4, height, width, y_at + p * size * 4,
-                    out_h, out_w, w_at + k * 36, b[k], lo, hi, zeros_at)
+                    out_h, out_w, w_at + k * ks * ks * 4, b[k], lo, hi, zeros_at)
         if flags[0]:
             o = dst[p * size:(p + 1) * size]
             finish_row(o, o, extra[p * size:(p + 1) * size], clamp[0], clamp[1], True, flags[1])
@@ -324,11 +417,11 @@ def depthwise_3x3_ir(start, stop, x, w, b, out, res, clamp, flags, kernels, stri
             gate_run(dst, p * size, size, clamp)
 
 
-@drives(depthwise_3x3_ir)
+@drives(depthwise_ir_planes)
 @jit
-def _depthwise_3x3_ir_team(team, state, role, spans, *args):
+def _depthwise_ir_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        call_unlinked(depthwise_3x3_ir, (spans[index, 0], spans[index, 1]) + args)
+        call_unlinked(depthwise_ir_planes, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

@@ -414,16 +414,20 @@ _EPILOGUE_FLAGS = {(res, clamp): np.array([res, clamp], np.bool_) for res in (Fa
 
 def plane_kernel(x_shape: tuple, dtype, window: Window) -> tuple | None:
     """(kernel, its extra arguments) of the flat or padded-plane depthwise
-    kernel that suits this geometry, or None."""
-    if len(x_shape) != 4 or window.kernel != (3, 3) or window.dilations != (1, 1):
+    kernel that suits this geometry, or None: float32 2-D planes, unit
+    dilations; a square kernel with pads of half its size at a stride it
+    has an LLVM IR plane kernel for (runtime.kernels.depthwise_ir: 3x3 at
+    strides 1 and 2, 5x5 and 7x7 at stride 1), or a 3x3 of narrow planes
+    at strides of 1 or 2 (padded-plane kernel)."""
+    if len(x_shape) != 4 or window.dilations != (1, 1) or dtype != np.float32:
         return None
+    size = window.kernel[0]
     pads = window.pads_begin + window.pads_end
-    if dtype != np.float32:
-        return None
-    if window.strides in ((1, 1), (2, 2)) and pads == (1, 1, 1, 1):
+    if (window.kernel == (size, size) and pads == (size // 2,) * 4 and window.strides[0] == window.strides[1]
+            and window.strides[0] in depthwise_ir.SIZES.get(size, ())):
         stride = window.strides[0]
-        return depthwise_ir.depthwise_3x3_ir, (depthwise_ir.kernel_addresses(stride), stride)
-    if all(s in (1, 2) for s in window.strides) and x_shape[3] <= PADDED_WIDTH:
+        return depthwise_ir.depthwise_ir_planes, (depthwise_ir.kernel_addresses(stride, ksize=size), stride)
+    if window.kernel == (3, 3) and all(s in (1, 2) for s in window.strides) and x_shape[3] <= PADDED_WIDTH:
         return depthwise_padded_3x3, (_geo(window),)
     return None
 
@@ -433,12 +437,13 @@ def run_plane_kernel(chosen: tuple, x, w, b, out, residual, clamp) -> None:
     kernel, extra = chosen
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else b
     flags = _EPILOGUE_FLAGS[residual is not None, clamp is not None]
-    parallel_for(kernel, out.shape[0] * out.shape[1], x, readonly(w.reshape(w.shape[0], 3, 3)), readonly(b), out,
-                 out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags, *extra,
-                 grain=grain(out[0, 0].size * 9))
+    taps = w[0].size
+    parallel_for(kernel, out.shape[0] * out.shape[1], x, readonly(w.reshape(w.shape[0], *w.shape[2:])), readonly(b),
+                 out, out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags, *extra,
+                 grain=grain(out[0, 0].size * taps))
 
 
-_VARIANTS = {depthwise_ir.depthwise_3x3_ir: DW_IR, depthwise_padded_3x3: DW_PADDED}
+_VARIANTS = {depthwise_ir.depthwise_ir_planes: DW_IR, depthwise_padded_3x3: DW_PADDED}
 
 
 def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> None:
@@ -454,13 +459,13 @@ def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> Non
     if variant == DW_PADDED:
         tail = tuple(extra[0])
     elif variant == DW_IR:
-        tail = (*ctx.pin(extra[0]), extra[1], *(0,) * (GEO - 3))
+        tail = (*ctx.pin(extra[0]), extra[1], w.shape[2], *(0,) * (GEO - 4))
     else:
         tail = (0,) * GEO
     ctx.emit(DEPTHWISE, [variant, *x.ref(), batch, chans, height, width, *ctx.pin(w), *ctx.pin(bias),
                          *out.ref(), out_c, out_h, out_w, *(out if residual is None else residual).ref(),
                          *ctx.pin(NO_CLAMP if clamp is None else clamp), *flags, *tail],
-             batch * out_c, grain(out_h * out_w * 9))
+             batch * out_c, grain(out_h * out_w * w[0].size))
 
 
 SMALL_PLANE = 100

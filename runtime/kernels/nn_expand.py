@@ -236,8 +236,8 @@ def expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernel
         planes = buf[:count * size].reshape(1, count, height, width)
         first = (n * wide + c0) * out_size
         target = flat_out[first:first + count * out_size].reshape(1, count, out_h, out_w)
-        depthwise_ir.depthwise_3x3_ir(np.int64(0), count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target, target,
-                                      clamp2, flags2, dw_kernels, stride)
+        depthwise_ir.depthwise_ir_planes(np.int64(0), count, planes, w2[c0:c0 + count], b2[c0:c0 + count], target,
+                                         target, clamp2, flags2, dw_kernels, stride)
 
 
 @drives(expand_depthwise)

@@ -27,7 +27,7 @@ from runtime.gemm.operands import CLAMP_SIZE
 from runtime.gemm.tasks import PLAN_SIZE, place_addresses, run_planned
 from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.conv_epilogue import finish_columns
-from runtime.kernels.depthwise_ir import LANES, depthwise_3x3_ir
+from runtime.kernels.depthwise_ir import LANES, depthwise_ir_planes
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
@@ -147,21 +147,23 @@ def _gemm(start, stop, rec, nrec, bases, nbases):
 
 
 def _depthwise(start, stop, rec, nrec, bases, nbases):
-    """Planes of a 3x3 depthwise convolution: rec = kernel (DW_*), X and its
+    """Planes of a depthwise convolution: rec = kernel (DW_*), X and its
     (N, C, H, W), W, B, Y and its (K, OH, OW), residual (Y itself when
-    none), clamp, the two epilogue flags, then the window (padded planes)
-    or the plane kernels' entry points and the stride (LLVM IR kernels)."""
+    none), clamp, the two epilogue flags, then the window (3x3 padded
+    planes) or the plane kernels' entry points, the stride and the kernel
+    size (LLVM IR kernels)."""
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w, k, oh, ow = rec[3], rec[4], rec[5], rec[6], rec[13], rec[14], rec[15]
+    size = rec[25] if rec[0] == DW_IR else 3
     x = _f32(rec, 1, bases, n * c * h * w).reshape((n, c, h, w))
-    wt = typed_readonly(_f32(rec, 7, bases, k * 9).reshape((k, 3, 3)))  # constants: read-only, as on the per-step path
+    wt = typed_readonly(_f32(rec, 7, bases, k * size * size).reshape((k, size, size)))  # constants: read-only
     b = typed_readonly(_f32(rec, 9, bases, k))
     out = _f32(rec, 11, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     res = _f32(rec, 16, bases, n * k * oh * ow).reshape((n, k, oh, ow))
     clamp = _f32(rec, 18, bases, CLAMP_SIZE)
     flags = _flags(rec[20], rec[21], 0)[:2]
     if rec[0] == DW_IR:
-        depthwise_3x3_ir(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, len(LANES)), rec[24])
+        depthwise_ir_planes(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, len(LANES)), rec[24])
     else:
         depthwise_padded_3x3(start, stop, x, wt, b, out, res, clamp, flags, to_fixed_tuple(rec[22:22 + GEO], GEO))
 

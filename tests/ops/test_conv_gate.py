@@ -44,6 +44,7 @@ PATHS = {
     "depthwise 3x3 stride 2": ((1, 8, 11, 11), (8, 1, 3, 3), (2, 2), (1, 1, 1, 1), 8),
     "depthwise 3x3 padded planes": ((1, 8, 11, 11), (8, 1, 3, 3), (2, 2), (0, 0, 1, 1), 8),
     "depthwise 5x5": ((1, 8, 12, 12), (8, 1, 5, 5), (1, 1), (2, 2, 2, 2), 8),
+    "depthwise 5x5 unpadded": ((1, 8, 12, 12), (8, 1, 5, 5), (1, 1), (0, 0, 0, 0), 8),
     "depthwise 5x5 stride 2 channels last": ((2, 8, 13, 13), (8, 1, 5, 5), (2, 2), (2, 2, 2, 2), 8),
     "grouped": ((1, 12, 8, 8), (18, 4, 3, 3), (1, 1), (1, 1, 1, 1), 3),
     "one position (dot products)": ((3, 16, 2, 2), (24, 16, 3, 3), (2, 2), (1, 1, 1, 1), 1),
@@ -161,7 +162,7 @@ def _pair_program(path: str, opcode: str, clamp, inplace: int = 0, extra_reader:
 
 
 @pytest.mark.parametrize("path", ["pointwise", "im2col 3x3 stride 2", "winograd F(2x2)", "depthwise 3x3 stride 2",
-                                  "depthwise 5x5"])
+                                  "depthwise 5x5", "depthwise 5x5 unpadded"])
 @pytest.mark.parametrize("opcode", sorted(GATES))
 def test_the_fused_pair_is_bitwise_the_two_steps(path, opcode):
     program = _pair_program(path, opcode, (0.0, 6.0) if opcode == "hard_sigmoid" else None)
@@ -169,7 +170,7 @@ def test_the_fused_pair_is_bitwise_the_two_steps(path, opcode):
     executor = Executor(program)
     assert isinstance(executor._pairs[0][0], GatedConv)
     assert [step.kernel for _, step, _, _ in executor._plan((4,))] == ["FusedConv+FusedElementwise"]
-    assert (executor._schedule() is None) == (path == "depthwise 5x5")  # no prepared form: through Python
+    assert (executor._schedule() is None) == (path == "depthwise 5x5 unpadded")  # no prepared form: through Python
     separate = executor.run({"x": x}, fetch=["y", "mid"])  # fetching the middle value unfuses the pair
     np.testing.assert_array_equal(_bits(separate["y"]), _bits(_gated(separate["mid"], opcode)))
     scheduled = executor.run({"x": x})["y"]

@@ -128,7 +128,8 @@ def test_stride_two_depthwise_keeps_an_infinity_in_its_own_row(width, column):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_ir_depthwise_kernels_agree_bit_for_bit_on_avx2_and_the_host(stride):
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_ir_depthwise_kernels_agree_bit_for_bit_on_avx2_and_the_host(stride, ksize):
     """The plane kernels compiled for AVX2 (the portable family) and for
     this host compute the same bits: the same chains of fused multiply-adds,
     whatever the vector width; 8- and 16-lane kernels, several blocks a row."""
@@ -140,18 +141,18 @@ def test_ir_depthwise_kernels_agree_bit_for_bit_on_avx2_and_the_host(stride):
     clamp, flags = np.array([-1.0, 2.0], np.float32), np.array([False, True])
     for width in (13, 37):
         x = rng.standard_normal((1, 5, 13, width)).astype(np.float32)
-        w = rng.standard_normal((5, 3, 3)).astype(np.float32)
+        w = rng.standard_normal((5, ksize, ksize)).astype(np.float32)
         b = rng.standard_normal(5).astype(np.float32)
         shape = (1, 5, (13 - 1) // stride + 1, (width - 1) // stride + 1)
         outs = []
         for isa in (host_isa(force_avx2=True), host_isa()):
             out = np.full(shape, np.nan, np.float32)
-            depthwise_ir.depthwise_3x3_ir(0, 5, x, readonly(w), readonly(b), out, out, clamp, flags,  # as run
-                                          depthwise_ir.kernel_addresses(stride, isa), stride)
+            depthwise_ir.depthwise_ir_planes(0, 5, x, readonly(w), readonly(b), out, out, clamp, flags,  # as run
+                                             depthwise_ir.kernel_addresses(stride, isa, ksize), stride)
             outs.append(out)
         np.testing.assert_array_equal(outs[0], outs[1])
-        expected = naive_conv(x.astype(np.float64), w.reshape(5, 1, 3, 3).astype(np.float64), b.astype(np.float64),
-                              (stride, stride), (1, 1, 1, 1), (1, 1), 5)
+        expected = naive_conv(x.astype(np.float64), w.reshape(5, 1, ksize, ksize).astype(np.float64),
+                              b.astype(np.float64), (stride, stride), (ksize // 2,) * 4, (1, 1), 5)
         np.testing.assert_allclose(outs[0], np.clip(expected, -1.0, 2.0), rtol=1e-5, atol=1e-5)
 
 
@@ -177,7 +178,8 @@ def _check_against_naive(x_shape, mult, stride, clamp, with_residual, seed, dtyp
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_ir_depthwise_rows_a_trip_change_no_bit(stride, monkeypatch):
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_ir_depthwise_rows_a_trip_change_no_bit(stride, ksize, monkeypatch):
     """The plane kernels computing several output rows a trip (sharing their
     input rows' loads) give the bits of kernels computing one row at a
     time, for every count of rows left over (heights 1 to 11)."""
@@ -186,23 +188,25 @@ def test_ir_depthwise_rows_a_trip_change_no_bit(stride, monkeypatch):
     from runtime.jit import readonly
     from runtime.kernels import depthwise_ir
 
-    blocked = depthwise_ir.kernel_addresses(stride)  # compiled (or cached) with the module's ROWS
+    blocked = depthwise_ir.kernel_addresses(stride, ksize=ksize)  # compiled (or cached) with the module's ROWS
     monkeypatch.setattr(depthwise_ir, "ROWS", {1: 1, 2: 1})
-    names = [depthwise_ir._name(v, s) for s in depthwise_ir.STRIDES for v in depthwise_ir.LANES]
-    engine, addresses = compile_module("depthwise-test-one-row", depthwise_ir.module_ir(), names, host_isa())
-    one_row = addresses[depthwise_ir.STRIDES.index(stride) * len(depthwise_ir.LANES):][:len(depthwise_ir.LANES)]
+    strides = depthwise_ir.SIZES[ksize]
+    names = [depthwise_ir._name(v, s, ksize) for s in strides for v in depthwise_ir.LANES]
+    engine, addresses = compile_module(f"depthwise{ksize}-test-one-row", depthwise_ir.module_ir(ksize), names,
+                                       host_isa())
+    one_row = addresses[strides.index(stride) * len(depthwise_ir.LANES):][:len(depthwise_ir.LANES)]
     rng = np.random.default_rng(stride)
     clamp, flags = np.array([-1.0, 2.0], np.float32), np.array([True, True])
     for height in range(1, 12):
         x = rng.standard_normal((1, 3, height, 21)).astype(np.float32)
-        w = rng.standard_normal((3, 3, 3)).astype(np.float32)
+        w = rng.standard_normal((3, ksize, ksize)).astype(np.float32)
         b = rng.standard_normal(3).astype(np.float32)
         shape = (1, 3, (height - 1) // stride + 1, (21 - 1) // stride + 1)
         res = rng.standard_normal(shape).astype(np.float32)
         outs = []
         for kernels in (blocked, one_row):
             out = np.full(shape, np.nan, np.float32)
-            depthwise_ir.depthwise_3x3_ir(0, 3, x, readonly(w), readonly(b), out, res, clamp, flags, kernels, stride)
+            depthwise_ir.depthwise_ir_planes(0, 3, x, readonly(w), readonly(b), out, res, clamp, flags, kernels, stride)
             outs.append(out)
         np.testing.assert_array_equal(outs[0], outs[1])
     del engine

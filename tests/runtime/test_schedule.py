@@ -18,7 +18,7 @@ from compiler.zoo.builder import OnnxBuilder
 from compiler.zoo.families import FAMILY_MODELS
 from runtime import parallel
 from runtime.executor import Executor
-from runtime.kernels.depthwise_ir import depthwise_3x3_ir
+from runtime.kernels.depthwise_ir import depthwise_ir_planes
 from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.schedule import builder as schedule_builder
@@ -458,5 +458,5 @@ def test_scheduled_per_step_and_direct_calls_share_one_compiled_kernel(monkeypat
     x, w, b = (rng.standard_normal(shape).astype(np.float32) for shape in ((1, 4, 9, 9), (4, 1, 3, 3), (4,)))
     for pads in ((1, 1, 1, 1), (0, 0, 0, 0)):  # the LLVM IR plane kernels, the padded planes
         conv_nd(x, w, b, strides=(2, 2), pads=pads, dilations=(1, 1), group=4)
-    for kernel in (depthwise_3x3_ir, depthwise_padded_3x3):
+    for kernel in (depthwise_ir_planes, depthwise_padded_3x3):
         assert kernel.signatures and _read_only_twins(kernel) == 0, kernel.signatures

@@ -1,0 +1,88 @@
+"""5x5 and 7x7 depthwise convolutions with pads of half the kernel (PP-LCNet,
+MnasNet, EfficientNet's) on the LLVM IR plane kernels
+(runtime.kernels.depthwise_ir), at strides 1 and 2: the bits of the Numba
+kernels they took over from (runtime.kernels.nn_depthwise, whole padded
+planes, rows and channels last), and the naive convolution's values."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime.kernels import depthwise_ir
+from runtime.kernels.conv_epilogue import check_epilogue
+from runtime.kernels.nn_conv import _conv_depthwise, _conv_geometry, conv_nd, plane_kernel
+from tests.helpers.conv import naive_conv
+
+
+def _numba_kernels(x, w, b, stride, residual, clamp):
+    """The same convolution on the Numba kernels (the path these layers took before)."""
+    pad = w.shape[2] // 2
+    window, shape = _conv_geometry(x.shape, w.shape, (stride, stride), (pad,) * 4, (1, 1), x.shape[1])
+    out = np.full(shape, np.nan, np.float32)
+    residual, clamp = check_epilogue("Conv", residual, clamp, shape, np.float32, None)
+    _conv_depthwise(x, w, b, out, window, residual, clamp)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([5, 7]), st.sampled_from([1, 2]), st.integers(2, 4), st.sampled_from([1, 2]),
+       st.integers(1, 17), st.integers(1, 40), st.integers(1, 2), st.sampled_from([None, (-1.0, 1.5)]),
+       st.booleans(), st.integers(0, 1000))
+def test_wide_depthwise_keeps_the_numba_kernels_bits(ksize, stride, chans, mult, height, width, batch, clamp,
+                                                     with_residual, seed):
+    """(One channel is an ordinary convolution, not depthwise: from 2.)"""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, chans, height, width)).astype(np.float32)
+    w = rng.standard_normal((chans * mult, 1, ksize, ksize)).astype(np.float32)
+    b = rng.standard_normal(chans * mult).astype(np.float32)
+    pad = ksize // 2
+    window, shape = _conv_geometry(x.shape, w.shape, (stride, stride), (pad,) * 4, (1, 1), chans)
+    assert plane_kernel(x.shape, np.float32, window)[0] is depthwise_ir.depthwise_ir_planes
+    residual = rng.standard_normal(shape).astype(np.float32) if with_residual else None
+    got = conv_nd(x, w, b, strides=(stride, stride), pads=(pad,) * 4, dilations=(1, 1), group=chans,
+                  residual=residual, clamp=clamp)
+    np.testing.assert_array_equal(got.view(np.uint32), _numba_kernels(x, w, b, stride, residual, clamp).view(np.uint32))
+    expected = naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (stride, stride),
+                          (pad,) * 4, (1, 1), chans)
+    if residual is not None:
+        expected = expected + residual
+    if clamp is not None:
+        expected = np.clip(expected, *clamp)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("ksize", [5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("width,column", [(8, 0), (8, 7), (40, 15), (40, 16), (40, 33), (41, 40)])
+def test_an_infinity_reaches_exactly_the_windows_over_it(ksize, stride, width, column):
+    """An Inf in one input column reaches exactly the output columns whose
+    window covers it, across the vector blocks' edges (columns 15 and 16
+    at stride 1, 31-33 at stride 2) and the plane's, of the output rows that
+    read its row, never another: no masked lane reads past a row or keeps a
+    stale value."""
+    pad = ksize // 2
+    x = np.ones((1, 2, 9, width), np.float32)
+    x[0, 0, 4, column] = np.inf
+    w = np.ones((2, 1, ksize, ksize), np.float32)
+    both = conv_nd(x, w, None, strides=(stride, stride), pads=(pad,) * 4, dilations=(1, 1), group=2)[0]
+    got = both[0]
+    assert np.isfinite(both[1]).all()
+    assert got.shape == ((9 - 1) // stride + 1, (width - 1) // stride + 1)
+    hit = np.zeros(got.shape, bool)
+    for oy in range(got.shape[0]):
+        for ox in range(got.shape[1]):
+            hit[oy, ox] = abs(stride * oy - 4) <= pad and abs(stride * ox - column) <= pad
+    assert (got[hit] == np.inf).all() and np.isfinite(got[~hit]).all()
+
+
+def test_wide_kernels_exist_only_for_their_sizes_and_strides():
+    with pytest.raises(ValueError, match="5x5 depthwise plane kernel for stride 3"):
+        depthwise_ir.kernel_addresses(3, ksize=5)
+    with pytest.raises(ValueError, match="4x4"):
+        depthwise_ir.kernel_addresses(1, ksize=4)
+    x_shape = (1, 4, 10, 10)
+    for pads, dilations in (((1,) * 4, (1, 1)), ((2, 2, 2, 1), (1, 1)), ((2,) * 4, (2, 2))):
+        window, _ = _conv_geometry(x_shape, (4, 1, 5, 5), (1, 1), pads, dilations, 4)
+        assert plane_kernel(x_shape, np.float32, window) is None, (pads, dilations)
