@@ -86,3 +86,32 @@ def test_wide_kernels_exist_only_for_their_sizes_and_strides():
     for pads, dilations in (((1,) * 4, (1, 1)), ((2, 2, 2, 1), (1, 1)), ((2,) * 4, (2, 2))):
         window, _ = _conv_geometry(x_shape, (4, 1, 5, 5), (1, 1), pads, dilations, 4)
         assert plane_kernel(x_shape, np.float32, window) is None, (pads, dilations)
+
+
+@pytest.mark.parametrize("ksize", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("height,width", [(1, 1), (2, 5), (3, 7), (5, 8), (4, 9), (6, 14), (2, 16), (3, 17), (2, 40)])
+def test_plane_kernels_write_their_planes_and_nothing_else(ksize, stride, height, width):
+    """Rows of one vector block store whole vectors whose lanes past a row's
+    end fall on the next rows (stored after them): every plane computed is
+    right, and the planes outside [start, stop), before and after, keep
+    their bytes (no store passes its plane's end, even for planes a few
+    outputs long)."""
+    from runtime.gemm.family import host_isa
+    from runtime.jit import readonly
+
+    chans = 4
+    rng = np.random.default_rng(height * 100 + width)
+    x = rng.standard_normal((1, chans, height, width)).astype(np.float32)
+    w = rng.standard_normal((chans, ksize, ksize)).astype(np.float32)
+    b = rng.standard_normal(chans).astype(np.float32)
+    shape = (1, chans, (height - 1) // stride + 1, (width - 1) // stride + 1)
+    clamp, flags = np.array([-np.inf, np.inf], np.float32), np.array([False, False])
+    expected = naive_conv(x.astype(np.float64), w.reshape(chans, 1, ksize, ksize).astype(np.float64),
+                          b.astype(np.float64), (stride, stride), (ksize // 2,) * 4, (1, 1), chans)
+    for isa in {host_isa(force_avx2=True), host_isa()}:
+        out = np.full(shape, 7.0, np.float32)
+        depthwise_ir.depthwise_ir_planes(1, chans - 1, x, readonly(w), readonly(b), out, out, clamp, flags,
+                                         depthwise_ir.kernel_addresses(stride, isa, ksize), stride)
+        assert (out[0, 0] == 7.0).all() and (out[0, chans - 1] == 7.0).all()
+        np.testing.assert_allclose(out[0, 1:chans - 1], expected[0, 1:chans - 1], rtol=1e-5, atol=1e-5)
