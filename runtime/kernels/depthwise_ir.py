@@ -103,25 +103,25 @@ def _fma(v: int, out: str, weight: int, x: str, acc: str) -> str:
             f"<{v} x float> {acc})")
 
 
-def _masks_stride1(v: int, q: str, ksize: int) -> list[str]:
-    """A block's column masks at stride 1: ``%{q}mk{kw}`` holds the lanes
-    whose tap ``kw`` reads inside the row (column ``ox + lane + kw - pad``
-    in ``[0, w)``)."""
-    lanes, pad = _constant(range(v), "i32"), ksize // 2
-    lines = [f"  %{q}wc = sub i64 %w, %{q}ox", f"  %{q}wc32 = trunc i64 %{q}wc to i32",
-             *_splat(f"{q}wcv", f"%{q}wc32", v, "i32"),
-             f"  %{q}ox32 = trunc i64 %{q}ox to i32", *_splat(f"{q}oxv", f"%{q}ox32", v, "i32")]
+def _column_masks(q: str, lanes: int, first: str, ksize: int) -> list[str]:
+    """A block's column masks: ``%{q}mk{kw}`` holds the lanes ``i`` of the
+    ``lanes`` input columns from ``first + kw - pad`` (``first``: the
+    block's first output column times the stride) that lie inside the row,
+    ``[0, w)``."""
+    constant = _constant(range(lanes), "i32")
+    lines = [f"  %{q}wc = sub i64 %w, {first}", f"  %{q}wc32 = trunc i64 %{q}wc to i32",
+             *_splat(f"{q}wcv", f"%{q}wc32", lanes, "i32"),
+             f"  %{q}first32 = trunc i64 {first} to i32", *_splat(f"{q}firstv", f"%{q}first32", lanes, "i32")]
     for kw in range(ksize):
-        # lane l reads column ox + l + shift: below w when l < wc - shift, not left of 0 when l >= -shift - ox
-        shift = kw - pad
-        lines += [f"  %{q}hi{kw} = sub <{v} x i32> %{q}wcv, {_constant([shift] * v, 'i32')}",
-                  f"  %{q}up{kw} = icmp slt <{v} x i32> {lanes}, %{q}hi{kw}"]
-        if shift >= 0:
-            lines.append(f"  %{q}mk{kw} = and <{v} x i1> %{q}up{kw}, {_constant(['true'] * v, 'i1')}")
-            continue
-        lines += [f"  %{q}lo{kw} = sub <{v} x i32> {_constant([-shift] * v, 'i32')}, %{q}oxv",
-                  f"  %{q}dn{kw} = icmp sge <{v} x i32> {lanes}, %{q}lo{kw}",
-                  f"  %{q}mk{kw} = and <{v} x i1> %{q}up{kw}, %{q}dn{kw}"]
+        # lane i reads column first + i + shift: below w when i < wc - shift, not left of 0 when i >= -shift - first
+        shift = kw - ksize // 2
+        below = f"%{q}mk{kw}" if shift >= 0 else f"%{q}up{kw}"  # no left edge to check when shift >= 0
+        lines += [f"  %{q}hi{kw} = sub <{lanes} x i32> %{q}wcv, {_constant([shift] * lanes, 'i32')}",
+                  f"  {below} = icmp slt <{lanes} x i32> {constant}, %{q}hi{kw}"]
+        if shift < 0:
+            lines += [f"  %{q}lo{kw} = sub <{lanes} x i32> {_constant([-shift] * lanes, 'i32')}, %{q}firstv",
+                      f"  %{q}dn{kw} = icmp sge <{lanes} x i32> {constant}, %{q}lo{kw}",
+                      f"  %{q}mk{kw} = and <{lanes} x i1> %{q}up{kw}, %{q}dn{kw}"]
     return lines
 
 
@@ -136,24 +136,6 @@ def _inputs_stride1(v: int, q: str, j: int, ksize: int) -> tuple[list[str], list
                   f"<{v} x i1> %{q}mk{kw}, <{v} x float> zeroinitializer)"]
         taps.append(f"%a{t}")
     return lines, taps
-
-
-def _masks_stride2(v: int, q: str, ksize: int) -> list[str]:
-    """A block's masks at stride 2 for kernels other than 3x3:
-    ``%{q}mk{kw}`` holds the lanes of the ``2V`` input columns from ``2 ox
-    + kw - pad`` that lie inside the row."""
-    wide, pad = 2 * v, ksize // 2
-    lanes = _constant(range(wide), "i32")
-    lines = [f"  %{q}c32 = trunc i64 %{q}c to i32", *_splat(f"{q}cv", f"%{q}c32", wide, "i32")]
-    for kw in range(ksize):
-        # lane i reads column c + shift + i: below w when i < wc - shift, not left of 0 when i >= -c - shift
-        shift = kw - pad
-        lines += [f"  %{q}hi{kw} = sub <{wide} x i32> %{q}wcv, {_constant([shift] * wide, 'i32')}",
-                  f"  %{q}up{kw} = icmp slt <{wide} x i32> {lanes}, %{q}hi{kw}",
-                  f"  %{q}lo{kw} = sub <{wide} x i32> {_constant([-shift] * wide, 'i32')}, %{q}cv",
-                  f"  %{q}dn{kw} = icmp sge <{wide} x i32> {lanes}, %{q}lo{kw}",
-                  f"  %{q}mk{kw} = and <{wide} x i1> %{q}up{kw}, %{q}dn{kw}"]
-    return lines
 
 
 def _inputs_stride2_wide(v: int, q: str, j: int, ksize: int) -> tuple[list[str], list[str]]:
@@ -222,15 +204,15 @@ def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], ex
         if ksize == 3:
             lines += [f"  %{q}prev{j} = phi {vec} [zeroinitializer, %{q}row], [%xo{q}{j}, %{q}{rows - 1}.stored]"
                       for j in range(inputs)]
-        lines += [f"  %{q}c = shl i64 %{q}ox, 1", f"  %{q}wc = sub i64 %w, %{q}c",
-                  f"  %{q}wc32 = trunc i64 %{q}wc to i32",
-                  *_splat(f"{q}wcv", f"%{q}wc32", wide, "i32")]
+        lines.append(f"  %{q}c = shl i64 %{q}ox, 1")
         if ksize == 3:
-            lines.append(f"  %{q}inside = icmp slt <{wide} x i32> {_constant(range(wide), 'i32')}, %{q}wcv")
+            lines += [f"  %{q}wc = sub i64 %w, %{q}c", f"  %{q}wc32 = trunc i64 %{q}wc to i32",
+                      *_splat(f"{q}wcv", f"%{q}wc32", wide, "i32"),
+                      f"  %{q}inside = icmp slt <{wide} x i32> {_constant(range(wide), 'i32')}, %{q}wcv"]
         else:
-            lines += _masks_stride2(v, q, ksize)
+            lines += _column_masks(q, wide, f"%{q}c", ksize)
     else:
-        lines += _masks_stride1(v, q, ksize)
+        lines += _column_masks(q, v, f"%{q}ox", ksize)
     taps = []
     for j in range(inputs):
         more, row = (_inputs_stride1 if stride == 1 else _inputs_stride2)(v, q, j, ksize)
@@ -250,11 +232,10 @@ def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], ex
                   f"  %yoff{o} = mul i64 %yrow{o}, %ow",
                   f"  %yo{o} = add i64 %yoff{o}, %{q}ox",
                   f"  %py{o} = getelementptr float, ptr %y, i64 %yo{o}"]
-    lines += [f"  %{q}ox.end = add i64 %{q}ox, {v}", f"  %{q}whole = icmp sle i64 %{q}ox.end, %ow"]
+    lines += [f"  %{q}ox.next = add i64 %{q}ox, {v}", f"  %{q}whole = icmp sle i64 %{q}ox.next, %ow"]
     for r in range(rows):
         lines += _store_row(v, f"{q}{r}", f"%{q}whole", f"%{q}keep")
-    lines += [f"  %{q}ox.next = add i64 %{q}ox, {v}",
-              f"  %{q}more = icmp slt i64 %{q}ox.next, %ow",
+    lines += [f"  %{q}more = icmp slt i64 %{q}ox.next, %ow",
               f"  br i1 %{q}more, label %{q}block, label %{q}row.end",
               f"{q}row.end:",
               f"  %{q}oy.next = add i64 %{q}oy, {rows}",

@@ -416,9 +416,9 @@ def plane_kernel(x_shape: tuple, dtype, window: Window) -> tuple | None:
     """(kernel, its extra arguments) of the flat or padded-plane depthwise
     kernel that suits this geometry, or None: float32 2-D planes, unit
     dilations; a square kernel with pads of half its size at a stride it
-    has an LLVM IR plane kernel for (runtime.kernels.depthwise_ir: 3x3 at
-    strides 1 and 2, 5x5 and 7x7 at stride 1), or a 3x3 of narrow planes
-    at strides of 1 or 2 (padded-plane kernel)."""
+    has an LLVM IR plane kernel for (runtime.kernels.depthwise_ir.SIZES:
+    3x3, 5x5 and 7x7 at strides 1 and 2), or a 3x3 of narrow planes at
+    strides of 1 or 2 (padded-plane kernel)."""
     if len(x_shape) != 4 or window.dilations != (1, 1) or dtype != np.float32:
         return None
     size = window.kernel[0]
