@@ -43,6 +43,7 @@ from runtime.isa import (
 )
 from runtime.isa.codec import stream_bytes
 from runtime.isa.validate import queue_masks
+from runtime.jit import compiled_entry
 from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
 from runtime.sim import conv_gemm, lanes
@@ -109,6 +110,8 @@ class _CardRun:
     """The interpreter's arguments after ``dram``: the card's SRAM views and
     this run's tables, gathered once."""
 
+    _entry: Callable | None = field(init=False, repr=False, default=None)
+
     def __post_init__(self):
         mem, gemm = self.memory, self.gemm
         self.err = np.zeros(4, np.int64)
@@ -116,6 +119,17 @@ class _CardRun:
         self.state = (mem.wgt.i8, mem.wgt.i16, mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16,
                       mem.act.u8, mem.acc.i32, mem.acc.i64, mem.acc.u8, strides, self.err, np.zeros(8, np.uint8),
                       gemm.index, gemm.templates, gemm.kernels, gemm.work, self.handlers)
+
+    def interpret(self, order: np.ndarray, pos: int, dram: np.ndarray) -> int:
+        """The interpreter on ``order[pos:]`` (an int64 slice of ``order``)
+        and ``dram`` (a DRAM image Simulator.check_drams passed): the same
+        argument types on every call, so its compiled code is called
+        directly (runtime.jit.compiled_entry), resolved on the first."""
+        entry = self._entry
+        if entry is None:
+            entry = self._entry = compiled_entry(interpret, (self.prog, order, pos, self.slot, self.large, dram,
+                                                             *self.state))
+        return entry(self.prog, order, pos, self.slot, self.large, dram, *self.state)
 
 
 class Simulator:
@@ -140,7 +154,8 @@ class Simulator:
         self._phases: list[list[_Lane]] = []
         self.timing = self._plan()
         self._epochs = [max(len(lane.epochs) for lane in phase) for phase in self._phases]
-        self._sram = [view for memory in self._memory.values() for view in memory.reachable(self._extents)]
+        self._sram = [view for memory in self._memory.values() for view in memory.reachable(self._extents)
+                      if view.size]
         """The SRAM a run zeroes first (runtime.sim.memory.CardMemory.reachable)."""
         self._patch_keys = [lane.run.gemm.work[GEMM_KEY] for phase in self._phases for lane in phase]
 
@@ -312,10 +327,12 @@ class Simulator:
 
     def _execute(self, run: _CardRun, order: np.ndarray, dram: np.ndarray) -> None:
         """Run ``order`` (some of ``run``'s rows, in order) on the card's memory."""
-        mem, err = run.memory, run.err
-        n, pos, gemm = order.shape[0], 0, run.gemm
+        pos = run.interpret(order, 0, dram)
+        n = order.shape[0]
+        if pos == n:
+            return
+        mem, err, gemm = run.memory, run.err, run.gemm
         while True:
-            pos = interpret(run.prog, order, pos, run.slot, run.large, dram, *run.state)
             if pos < 0:
                 raise self._param_error(run, err)
             if pos >= n:
@@ -335,7 +352,7 @@ class Simulator:
             if end > first:
                 base = mem.act.stride * int(run.slot[row])
                 conv_gemm.act_written(gemm.work[GEMM_KEY], base + int(first), base + int(end))
-            pos += 1
+            pos = run.interpret(order, pos + 1, dram)
 
     def _param_error(self, run: _CardRun, err: np.ndarray) -> SimulatorError:
         kind, index, value, row = (int(v) for v in err)
