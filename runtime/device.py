@@ -24,7 +24,7 @@ import numpy as np
 from runtime.compiled import CompiledModel, DeviceSegment, DramTensor
 from runtime.errors import ExecutionError, KernelError
 from runtime.kernels.registry import prepared_kernel
-from runtime.segments import CODES, Runner, Table
+from runtime.segments import CODES, INTO, Runner, Table
 from runtime.sim import Simulator
 from runtime.sim.timing import exchange_cycles
 from runtime.timeline import DeviceTimeline, device_timeline
@@ -174,7 +174,9 @@ class _Edge:
         self.scale, self.zero = np.array(tensor.scale, np.float32), np.array(tensor.zero, tensor.dtype)
         self.kernel = prepared_kernel(op, _EDGE_ATTRS, [None, self.scale, self.zero])
         self.into = getattr(self.kernel, "into", None) if not tensor.perm else None
-        """Quantization straight into DRAM, where the kernel is prepared and the codes go untransposed."""
+        """The prepared kernel's pass with no checks of its parameters (the
+        edge's own) and no array made, where the codes stay untransposed:
+        quantization straight into DRAM, dequantization into a new array."""
 
     def codes(self, dram: np.ndarray, offset: int) -> np.ndarray:
         """The tensor's codes in ``dram``, at ``offset`` past its address: a
@@ -205,11 +207,21 @@ class _Edge:
 
     def read(self, table: Table, codes: np.ndarray) -> None:
         """Dequantize the tensor's ``codes`` in DRAM into ``table`` (a new
-        array: the next run overwrites DRAM, not it); a copy of its codes
-        too when the table asks for them (CODES)."""
+        array: the next run overwrites DRAM, not it; or the array the table
+        names for it, INTO); a copy of its codes too when the table asks for
+        them (CODES)."""
         tensor = self.tensor
-        if tensor.perm:
-            codes = np.ascontiguousarray(codes.transpose(tensor.perm))
-        table[self.name] = self.kernel([codes, self.scale, self.zero], _EDGE_ATTRS)[0]
+        value = None
+        if self.into is not None:
+            value = table[INTO].get(self.name) if INTO in table else None
+            if value is None:
+                value = np.empty(codes.shape, np.float32)
+            if not self.into(codes, value):
+                value = None
+        if value is None:
+            if tensor.perm:
+                codes = np.ascontiguousarray(codes.transpose(tensor.perm))
+            value = self.kernel([codes, self.scale, self.zero], _EDGE_ATTRS)[0]
+        table[self.name] = value
         if CODES in table:
             table[CODES][self.name] = DeviceCodes(codes.copy(), tensor.scale, tensor.zero)

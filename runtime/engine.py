@@ -25,7 +25,7 @@ from runtime.device import SimulatedDevice
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
 from runtime.interrupts import deferred_interrupt
-from runtime.nonfinite import check_feeds, nonfinite_policy
+from runtime.nonfinite import check_feeds, check_input, nonfinite_policy
 from runtime.segments import SegmentedProgram, SegmentExecutor, record_segment
 from runtime.timeline import DeviceTimeline
 from runtime.trace import HostRecorder, write_trace
@@ -77,7 +77,8 @@ class Engine:
         return outputs
 
     def run_batch(self, images: Sequence[Mapping[str, np.ndarray]], timings: list | None = None,
-                  codes: list | None = None, recorder: HostRecorder | None = None) -> list[dict[str, np.ndarray]]:
+                  codes: list | None = None, recorder: HostRecorder | None = None,
+                  into: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[dict[str, np.ndarray]]:
         """The outputs of every image of one run: exactly ``model.batch``
         images, each a feed dict, run together (one image per cluster and
         card in batch mode). ``timings`` gets each CPU kernel call's (step
@@ -87,12 +88,16 @@ class Engine:
         ``recorder`` (thread-safe, so concurrent runs may share one) each
         segment and CPU kernel as host spans (segments.record_segment).
         Runs from several threads overlap, pipelined segment by segment
-        (runtime.segments.SegmentExecutor)."""
+        (runtime.segments.SegmentExecutor). ``into``, per image, may map
+        outputs to the caller's result buffers (writable C-contiguous
+        float32 arrays of the outputs' shapes): an output is then written
+        there and returned as that array where the device writes it last
+        (runtime.segments.INTO), so that it is not copied a second time."""
         if len(images) != self.model.batch:
             raise ExecutionError(f"this binary runs {self.model.batch} image(s) at once; got {len(images)}")
         tables = [self._device_inputs(feeds, k) for k, feeds in enumerate(images)]
         with self._first("the first run"):
-            return self._segments.run_batch(tables, timings, codes, recorder)
+            return self._segments.run_tables(tables, timings, codes, recorder, into)
 
     def warm(self, who: str = "tessera") -> None:
         """Run the device program once on zero inputs and discard the results,
@@ -166,7 +171,9 @@ class Engine:
         checks them: the interface, then the non-finite policy (one pass over
         an input that is all finite: nonfinite.check_input)."""
         table = self._inputs(feeds)
-        check_feeds(table, self.nonfinite, self._image_label(image))
+        where = self._image_label(image) if self.model.batch > 1 else ""
+        for name, array in table.items():
+            check_input(name, array, self.nonfinite, where)
         return table
 
     def _image_label(self, image: int) -> str:

@@ -331,7 +331,8 @@ class FWDNXT:
         engine, queue, _, _ = self._loaded(call)
         images = flat.inputs(call, engine.model, image)
         targets = flat.results(call, engine.model, result)
-        request = queue.run(Request(images, device=device, recorder=self._recorder()))
+        request = queue.run(Request(images, device=device, recorder=self._recorder(),
+                                    into=flat.destinations(engine.model, targets)))
         self._finish(call, engine, request, targets)
         if self._flags["breaklayer"] == 2 and device:
             for line in debug.layer_time_lines(engine):
@@ -433,7 +434,7 @@ class FWDNXT:
                 print(f"FWDNXT: {call}: hwtime {self._hwtime:.3f} ms ({engine.device.instructions} instructions)")
             if self._flags["comparesw"]:
                 self._compare(call, engine, request)
-        flat.fill(engine.model, targets, request.outputs)
+        flat.fill(engine.model, targets, request.outputs, request.into)
 
     def _compare(self, call: str, engine: Engine, request: Request) -> None:
         """comparesw: the run against the float reference, printed."""

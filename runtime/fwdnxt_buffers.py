@@ -11,6 +11,8 @@ import numpy as np
 from runtime.compiled import CompiledModel
 from runtime.fwdnxt_flags import FWDNXTError
 
+_F32 = np.dtype(np.float32)
+
 
 def sizes(model: CompiledModel, images: int) -> int | tuple[int, ...]:
     """Output values of ``images`` images of each output (an int for one output)."""
@@ -36,8 +38,11 @@ def inputs(call: str, model: CompiledModel, image, copy: bool = False) -> list[d
     one after the other (NCHW, CHW, flat, or the images of a batch-mode
     binary concatenated); only its number of values must be right.
     ``copy``: never views of the caller's arrays."""
-    if type(image) is np.ndarray and image.dtype == np.float32 and len(model.inputs) == 1 and model.batch == 1:
+    if type(image) is np.ndarray and (image.dtype is _F32 or image.dtype == _F32) and len(model.inputs) == 1 \
+            and model.batch == 1:
         spec = model.inputs[0]  # the usual call: one float32 array of the one input's values
+        if image.shape == spec.shape and not copy and image.flags.c_contiguous:
+            return [{spec.name: image}]
         if spec.shape and image.size == math.prod(spec.shape):
             return [{spec.name: (np.array(image, order="C") if copy else np.ascontiguousarray(image)
                                  ).reshape(spec.shape)}]
@@ -69,6 +74,10 @@ def inputs(call: str, model: CompiledModel, image, copy: bool = False) -> list[d
 def results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
     """The result buffers, checked: writable float32 arrays of each
     output's number of values times the binary's batch of images."""
+    if type(result) is np.ndarray and len(model.outputs) == 1 and (result.dtype is _F32 or result.dtype == _F32):
+        flags = result.flags  # the usual call: one float32 buffer for the one output
+        if flags.c_contiguous and flags.writeable and result.size == math.prod(model.outputs[0].shape) * model.batch:
+            return [result]
     results = list(result) if isinstance(result, (tuple, list)) else [result]
     if len(results) != len(model.outputs):
         raise FWDNXTError(f"{call}: the model has {len(model.outputs)} output(s); got {len(results)} result buffers")
@@ -86,16 +95,39 @@ def results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
     return results
 
 
-def fill(model: CompiledModel, targets: list[np.ndarray], outputs: list[dict[str, np.ndarray]]) -> None:
-    """Each image's outputs into its part of the result buffers."""
+def destinations(model: CompiledModel, targets: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Per image, each output's part of the result buffers ``targets``
+    (:func:`results` checked them) in the output's shape: where a run
+    writes its outputs straight into them (Engine.run_batch's ``into``),
+    :func:`fill` has nothing left to copy."""
+    if len(targets) == 1 and model.batch == 1:
+        spec = model.outputs[0]
+        return [{spec.name: targets[0].reshape(spec.shape)}]
+    images = [{} for _ in range(model.batch)]
+    for target, spec in zip(targets, model.outputs):
+        for feeds, part in zip(images, target.reshape(model.batch, *spec.shape)):
+            feeds[spec.name] = part
+    return images
+
+
+def fill(model: CompiledModel, targets: list[np.ndarray], outputs: list[dict[str, np.ndarray]],
+         written: list[dict[str, np.ndarray]] | None = None) -> None:
+    """Each image's outputs into its part of the result buffers, but those
+    the run wrote there already (an output that is its array in
+    ``written``, the :func:`destinations` the run was given)."""
     if len(outputs) == 1 and len(targets) == 1:  # the usual call: one image, one output
-        value, target = outputs[0][model.outputs[0].name], targets[0]
+        name, target = model.outputs[0].name, targets[0]
+        value = outputs[0][name]
+        if written is not None and value is written[0][name]:
+            return
         if type(value) is np.ndarray and value.dtype == np.float32 and value.size == target.size:
-            np.copyto(target.reshape(-1), value.reshape(-1))
+            target.reshape(-1)[:] = value.reshape(-1)
             return
     for target, spec in zip(targets, model.outputs):
         flat = target.reshape(len(outputs), -1)
         for i, out in enumerate(outputs):
+            if written is not None and out[spec.name] is written[i][spec.name]:
+                continue
             value = np.asarray(out[spec.name], np.float32)
             if value.size != flat.shape[1]:  # a data-dependent CPU output the binary's META misdeclares
                 raise FWDNXTError(f"output {spec.name!r} came out with shape {list(value.shape)}; the binary "

@@ -47,11 +47,14 @@ class Request:
     CPU kernel call's step name, kernel and seconds). A ``recorder``
     (runtime.trace.HostRecorder) gets the run's host spans, for a trace."""
 
-    __slots__ = ("images", "tag", "device", "outputs", "hwtime_ms", "error", "codes", "timings", "recorder", "_done")
+    __slots__ = ("images", "tag", "device", "outputs", "hwtime_ms", "error", "codes", "timings", "recorder", "into",
+                 "_done")
 
     def __init__(self, images: Images | None, tag: Any = None, device: bool = True, record: bool = False,
-                 recorder: HostRecorder | None = None):
+                 recorder: HostRecorder | None = None, into: Images | None = None):
         self.images = images
+        self.into = into
+        """Per image, the arrays a device run may write its outputs into (Engine.run_batch's ``into``)."""
         self.tag = tag
         self.device = device
         self.outputs: list[dict[str, np.ndarray]] | None = None
@@ -93,7 +96,7 @@ class Request:
         """Run; keep the outputs or the exception (done is set by the caller)."""
         try:
             if self.device:
-                self.outputs = engine.run_batch(self.images, self.timings, self.codes, self.recorder)
+                self.outputs = engine.run_batch(self.images, self.timings, self.codes, self.recorder, self.into)
                 self.hwtime_ms = engine.device.hwtime_ms
                 if after_run is not None:
                     after_run(self)

@@ -32,6 +32,13 @@ CODES = "\0codes"
 """A table's entry under this key, put there by a caller that wants them, is
 a dict the device backend fills with each tensor it produced, as
 runtime.device.DeviceCodes (no tensor name can hold a NUL)."""
+INTO = "\0into"
+"""A table's entry under this key, put there by :meth:`SegmentExecutor.run_tables`
+for a caller that gives it, maps model outputs to the float32 arrays (of
+their shapes, C-contiguous, writable: the caller's result buffers) the
+device backend writes their values into, instead of new arrays; given only
+where the last segment runs on the device and produces every model output,
+so that nothing can fail after a value is written."""
 Runner = Callable[..., None]
 """``run(tables, timings=None)``: runs one segment on every image of a run,
 reading its inputs from each image's table and writing its outputs into it;
@@ -85,7 +92,7 @@ def _cpu_runner(segment: CpuSegment, check: bool) -> Runner:
 
 
 class SegmentExecutor:
-    """Runs a SegmentedProgram; records each segment's wall time of the last run.
+    """Runs a SegmentedProgram.
 
     Several threads may run at once: the device's segments run one run at a
     time between them (the accelerator runs one thing at a time; its DRAM is
@@ -105,7 +112,9 @@ class SegmentExecutor:
                        for s in program.segments]
         self._kinds = [(s.name, isinstance(s, CpuSegment)) for s in program.segments]
         """Per segment: its name and whether it runs on the CPU."""
-        self.last_times: list[float] = []
+        last = program.segments[-1] if program.segments else None
+        self._into = isinstance(last, DeviceSegment) and set(program.outputs) <= {t.name for t in last.outputs}
+        """Whether a run can take its outputs' destinations (:data:`INTO`)."""
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs for ``feeds`` (input name -> array)."""
@@ -124,33 +133,56 @@ class SegmentExecutor:
         tables = []
         for feeds in images:
             try:
-                table = {n: np.asarray(feeds[n]) for n in names}
+                tables.append({n: np.asarray(feeds[n]) for n in names})
             except KeyError:
                 raise ExecutionError(f"missing input(s) {[n for n in names if n not in feeds]}; the inputs are "
                                      f"{names}") from None
-            if codes is not None:
+        return self.run_tables(tables, timings, codes, recorder)
+
+    def run_tables(self, tables: list[Table], timings: list | None = None, codes: list | None = None,
+                   recorder: HostRecorder | None = None,
+                   into: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[dict[str, np.ndarray]]:
+        """:meth:`run_batch` on tables the caller made for this run, one per
+        image, holding each program input as an array (the engine's checked
+        inputs); the segments write their tensors into them. ``into``, per
+        image, may name arrays for the outputs' values (:data:`INTO`); an
+        output returned is then that array where the program could write it
+        there, a new one otherwise."""
+        if codes is not None:
+            for table in tables:
                 table[CODES] = {}
-            tables.append(table)
-        if recorder is not None and timings is None:
+        if into is not None and self._into:
+            for table, arrays in zip(tables, into):
+                table[INTO] = arrays
+        if recorder is None:
+            for run, lock, (_, cpu) in zip(self._runners, self._locks, self._kinds):
+                with lock:
+                    if cpu:
+                        run(tables, timings)
+                    else:
+                        run(tables)
+        else:
+            self._run_recorded(tables, timings, recorder)
+        outputs = self.program.outputs
+        if codes is not None:
+            codes.extend({n: table[CODES][n] for n in outputs if n in table[CODES]} for table in tables)
+        return [{n: table[n] for n in outputs} for table in tables]
+
+    def _run_recorded(self, tables: list[Table], timings: list | None, recorder: HostRecorder) -> None:
+        """Every segment, each recorded as a host span with its CPU kernel calls."""
+        if timings is None:
             timings = []
-        times = []
         for run, lock, (name, cpu) in zip(self._runners, self._locks, self._kinds):
             with lock:
-                mark = len(timings) if timings is not None else 0
+                mark = len(timings)
                 start = time.perf_counter()
                 if cpu:
                     run(tables, timings)
                 else:
                     run(tables)
                 end = time.perf_counter()
-            times.append(end - start)
-            if recorder is not None:
-                where = "CPU" if cpu else "device (simulator)"
-                record_segment(recorder, name, where, start, end, timings[mark:], len(tables))
-        self.last_times = times
-        if codes is not None:
-            codes.extend({n: table[CODES][n] for n in self.program.outputs if n in table[CODES]} for table in tables)
-        return [{n: table[n] for n in self.program.outputs} for table in tables]
+            record_segment(recorder, name, "CPU" if cpu else "device (simulator)", start, end, timings[mark:],
+                           len(tables))
 
 
 def record_segment(recorder: HostRecorder, name: str, where: str, start: float, end: float,

@@ -277,6 +277,17 @@ class PreparedDequantize:
         dequantize_codes(x.reshape(-1), self._scale, self._zero, y.reshape(-1))
         return (y,)
 
+    def into(self, x, out: np.ndarray) -> bool:
+        """The values of the codes ``x`` written into ``out`` (a C-contiguous
+        float32 array of x's size), with no array made; False, with ``out``
+        untouched, where the prepared pass does not apply (x not an array of
+        the zero point's type, or of another size): the caller then calls
+        the kernel (as PreparedQuantize.into)."""
+        if type(x) is not np.ndarray or x.dtype != self.zero.dtype or x.size != out.size:
+            return False
+        dequantize_codes(x.reshape(-1), self._scale, self._zero, out.reshape(-1))
+        return True
+
 
 @jit
 def quantize_codes(x, scale, zero, low, high, out):

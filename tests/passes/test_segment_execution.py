@@ -11,6 +11,7 @@ from runtime.compiled import DeviceSegment
 from runtime.errors import ExecutionError
 from runtime.isa import StreamKey
 from runtime.segments import SegmentedProgram, SegmentExecutor
+from runtime.trace import HostRecorder
 from tests.helpers.graphs import random_feeds, run_graph
 
 MODELS = {
@@ -31,7 +32,13 @@ def test_segments_run_in_order_and_match_the_unpartitioned_graph(name):
     executor = SegmentExecutor(program, check=True)
     got = executor.run(feeds)
     assert [s.name for s in program.segments] == [n.name for n in partitioned.nodes]
-    assert len(executor.last_times) == len(program.segments)
+    recorder = HostRecorder()
+    again = executor.run_batch([feeds], recorder=recorder)[0]
+    spans = [span for span in recorder.snapshot() if span.track.endswith(": segments")]
+    assert [span.name for span in spans] == [s.name for s in program.segments]
+    assert all(span.end_s >= span.start_s for span in spans)
+    for key in got:
+        np.testing.assert_array_equal(again[key], got[key])
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
 

@@ -160,18 +160,18 @@ def test_ctrl_c_in_the_main_thread_during_runs(binaries):
         x = np.ones((1, 2, 2, 2), np.float32)
         result = np.zeros({OUTPUTS}, np.float32)
         engine = ie._session.engine
-        first = engine._segments.run_batch
+        first = engine._segments.run_tables
         def interrupted(*args):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
             return first(*args)
-        engine._segments.run_batch = interrupted
+        engine._segments.run_tables = interrupted
         try:
             ie.Run(x, result)
             raise SystemExit("no KeyboardInterrupt")
         except KeyboardInterrupt as exc:
             assert "the first run" in str(exc), exc
-        engine._segments.run_batch = first
+        engine._segments.run_tables = first
         ie.Run(x, result)
         want = result.copy()
         go = threading.Event()

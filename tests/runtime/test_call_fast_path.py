@@ -16,6 +16,7 @@ import pytest
 import runtime.device as device_module
 from runtime import FWDNXT
 from runtime.binary import read_binary
+from runtime.compiled import DeviceSegment
 from runtime.engine import Engine
 from runtime.errors import ExecutionError, KernelError
 from runtime.fwdnxt import FWDNXTError
@@ -241,3 +242,55 @@ def test_a_synchronous_request_is_done_without_an_event_of_its_own(binary):
     with pytest.raises(Exception, match="neither submitted to a queue nor run"):
         Request([{"x": images(1)[0]}]).wait(0)
     queue.close()
+
+
+def test_device_outputs_go_straight_into_the_callers_arrays_and_nowhere_else(binary):
+    """Engine.run_batch's ``into`` (runtime.segments.INTO): the device
+    dequantizes a model output into the array given for it, which the run
+    returns, with the bits of a run into a new array; an array the prepared
+    pass cannot take (another size) is left untouched and a new one
+    returned; FWDNXT's result buffer gets the same bits either way."""
+    engine = Engine(read_binary(binary))
+    name = engine.model.outputs[0].name
+    for x in images(3, seed=21):
+        want = engine.run({"x": x})[name]
+        given = np.full(want.shape, -7.0, np.float32)
+        got = engine.run_batch([{"x": x}], into=[{name: given}])[0][name]
+        assert got is given and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+        wrong = np.full(want.size + 1, -7.0, np.float32)
+        other = engine.run_batch([{"x": x}], into=[{name: wrong}])[0][name]
+        assert other is not wrong and np.all(wrong == -7.0) and np.array_equal(other, want)
+    ie = FWDNXT()
+    ie.Init(binary, "")
+    x = images(1, seed=22)[0]
+    result = np.full(OUTPUTS, np.nan, np.float32)
+    ie.Run_sw(x, result)
+    assert np.array_equal(result, engine.run({"x": x})[name].reshape(-1))
+    ie.Free()
+
+
+def test_outputs_are_not_written_into_the_callers_arrays_before_a_later_segment_could_fail(tmp_path):
+    """A binary whose device segment is followed by a CPU one (a 1x1 conv,
+    then a Softmax on the CPU) takes no destinations: a failure in the CPU
+    segment must not leave a half-written result buffer, so every output
+    is a new array and the given ones stay as they were, even the device's
+    own output that is a model output too."""
+    import warnings
+
+    from compiler.compile import compile_model
+    from compiler.zoo.builder import OnnxBuilder
+
+    builder = OnnxBuilder("device_first", seed=2)
+    conv = builder.conv(builder.input("x", list(SHAPE)), 2, 2, 1)
+    model = builder.model([conv, builder.node("Softmax", [conv], axis=1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = compile_model(model, samples=images(4, seed=9), outfile=tmp_path / "m.bin", demote_islands=False)
+    assert isinstance(compiled.segments[0], DeviceSegment) and not isinstance(compiled.segments[-1], DeviceSegment)
+    engine = Engine(read_binary(str(tmp_path / "m.bin")))
+    for x in images(2, seed=23):
+        want = engine.run({"x": x})
+        given = {n: np.full(v.shape, -7.0, np.float32) for n, v in want.items()}
+        got = engine.run_batch([{"x": x}], into=[given])[0]
+        for n in want:
+            assert got[n] is not given[n] and np.all(given[n] == -7.0) and np.array_equal(got[n], want[n]), n
