@@ -443,6 +443,37 @@ def patches_in_order(ins, a8, abase):
     return cols
 
 
+@jit(inline="always")
+def _dot(w, x):
+    """The int32 (wrapping) dot product of two int8 views of one length:
+    over views, the loop has no index arithmetic, and LLVM vectorises it."""
+    total = np.int32(0)
+    for r in range(w.shape[0]):
+        total = np.int32(total + np.int32(w[r]) * np.int32(x[r]))
+    return total
+
+
+@jit(inline="always")
+def _dot4(w, x0, x1, x2, x3):
+    """:func:`_dot` of ``w`` with four patches at once, each byte of ``w`` loaded once."""
+    t0 = t1 = t2 = t3 = np.int32(0)
+    for r in range(w.shape[0]):
+        v = np.int32(w[r])
+        t0 = np.int32(t0 + v * np.int32(x0[r]))
+        t1 = np.int32(t1 + v * np.int32(x1[r]))
+        t2 = np.int32(t2 + v * np.int32(x2[r]))
+        t3 = np.int32(t3 + v * np.int32(x3[r]))
+    return t0, t1, t2, t3
+
+
+@jit(inline="always")
+def _started(total, from_acc, c32, first, wgt64, bias_at, k):
+    """A sum with its start added (ACC's value at ``first``, or channel
+    ``k``'s bias), truncated to int32 like the device's accumulator."""
+    begin = np.int64(c32[first]) if from_acc else wgt64[bias_at + 3 * k]
+    return np.int32(np.int64(total) + begin)
+
+
 @jit
 def few_pixel_channels(start, stop, ins, cols, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
     """Output channels [start, stop) of a dense CONV of few output pixels:
@@ -452,23 +483,31 @@ def few_pixel_channels(start, stop, ins, cols, a8, a16, abase, w8, wgt32, wgt64,
     ``epilogue_block`` into ACT: no per-channel views or epilogue calls,
     which cost more than these channels' few sums (``parallel_for`` body)."""
     out_h, out_w = out_size(ins)
-    size = _u(out_h * out_w)
-    depth = _u(ins[C_IN_C] * ins[C_KH] * ins[C_KW])
-    w_at = _u(wbase + ins[C_WGT])
+    size = np.int64(out_h * out_w)
+    depth = np.int64(ins[C_IN_C] * ins[C_KH] * ins[C_KW])
+    w_at = np.int64(wbase + ins[C_WGT])
     from_acc = ins[C_MODE] & 1 == 1
     acc_at = (cbase + ins[C_ACC]) >> 2
     bias_at = (wbase + ins[C_PARAM]) >> 3
     sums = np.empty((stop - start, size), np.int32)
-    for k in range(start, stop):
-        row = w_at + _u(k) * depth
-        for p in range(size):
-            x = p * depth
-            total = np.int32(0)
-            for r in range(depth):
-                total += np.int32(w8[row + r]) * np.int32(cols[x + r])
-            first = acc_at + k * size + p
-            begin = np.int64(c32[first]) if from_acc else wgt64[bias_at + 3 * k]
-            sums[k - start, p] = np.int32(np.int64(total) + begin)
+    p = np.int64(0)
+    while p < size:  # four pixels a pass, each weight byte loaded once for them (then one at a time)
+        four = p + 4 <= size
+        x0 = cols[p * depth:(p + 1) * depth]
+        x1 = cols[(p + 1) * depth:(p + 2) * depth] if four else x0
+        x2 = cols[(p + 2) * depth:(p + 3) * depth] if four else x0
+        x3 = cols[(p + 3) * depth:(p + 4) * depth] if four else x0
+        for k in range(start, stop):
+            wk = w8[w_at + k * depth:w_at + (k + 1) * depth]
+            if four:
+                t0, t1, t2, t3 = _dot4(wk, x0, x1, x2, x3)
+                sums[k - start, p + 1] = _started(t1, from_acc, c32, acc_at + k * size + p + 1, wgt64, bias_at, k)
+                sums[k - start, p + 2] = _started(t2, from_acc, c32, acc_at + k * size + p + 2, wgt64, bias_at, k)
+                sums[k - start, p + 3] = _started(t3, from_acc, c32, acc_at + k * size + p + 3, wgt64, bias_at, k)
+            else:
+                t0 = _dot(wk, x0)
+            sums[k - start, p] = _started(t0, from_acc, c32, acc_at + k * size + p, wgt64, bias_at, k)
+        p += 4 if four else 1
     if ins[C_MODE] & 2 == 2:
         c32[acc_at + start * size:acc_at + stop * size] = sums.reshape(-1)
     else:
