@@ -331,8 +331,10 @@ class FWDNXT:
         engine, queue, _, _ = self._loaded(call)
         images = flat.inputs(call, engine.model, image)
         targets = flat.results(call, engine.model, result)
-        request = queue.run(Request(images, device=device, recorder=self._recorder(),
-                                    into=flat.destinations(engine.model, targets)))
+        # outputs straight into the result buffers, but where comparesw runs the float reference on the
+        # inputs after the run: a result buffer that is also the input would have been overwritten
+        into = None if self._flags["comparesw"] else flat.destinations(engine.model, targets)
+        request = queue.run(Request(images, device=device, recorder=self._recorder(), into=into))
         self._finish(call, engine, request, targets)
         if self._flags["breaklayer"] == 2 and device:
             for line in debug.layer_time_lines(engine):

@@ -207,6 +207,23 @@ def test_runsw_2_runs_the_float_reference_and_comparesw_compares_with_it(ie, cap
     assert ie.GetResult(run) == "tag" and "FWDNXT: GetResult: comparesw image 0" in capsys.readouterr().out
 
 
+def test_comparesw_compares_with_the_inputs_given_when_the_result_buffer_is_the_input(ie, capsys):
+    """Run writes its outputs straight into the result buffer; comparesw then
+    runs the float reference on the inputs, so a caller whose one buffer is
+    both (the tiny model's input and output have 8 values each) must still
+    get the comparison of the inputs it gave, and the same results."""
+    x = images(1, seed=3)[0].reshape(-1)
+    ie.SetFlag("comparesw", "1")
+    ie.SetFlag("debug", "R")
+    apart = np.zeros(OUTPUTS, np.float32)
+    ie.Run(x, apart)
+    want = capsys.readouterr().out
+    one = x.copy()
+    ie.Run(one, one)
+    assert capsys.readouterr().out == want and "comparesw image 0" in want
+    np.testing.assert_array_equal(one, apart)
+
+
 def test_breaklayer_2_prints_each_layers_modelled_time(ie, capsys):
     ie.SetFlag("breaklayer", "2")
     ie.Run(images(1)[0], np.zeros(OUTPUTS, np.float32))
