@@ -331,9 +331,11 @@ class FWDNXT:
         engine, queue, _, _ = self._loaded(call)
         images = flat.inputs(call, engine.model, image)
         targets = flat.results(call, engine.model, result)
-        # outputs straight into the result buffers, but where comparesw runs the float reference on the
-        # inputs after the run: a result buffer that is also the input would have been overwritten
-        into = None if self._flags["comparesw"] else flat.destinations(engine.model, targets)
+        # outputs straight into the result buffers, unless something runs after the device's last write:
+        # comparesw's float reference reads the inputs (a result buffer that is also the input would have
+        # been overwritten), dumpdir's DRAM dump can fail (a failed call leaves the buffers as they were)
+        flags = self._flags
+        into = None if flags["comparesw"] or flags["dumpdir"] else flat.destinations(engine.model, targets)
         request = queue.run(Request(images, device=device, recorder=self._recorder(), into=into))
         self._finish(call, engine, request, targets)
         if self._flags["breaklayer"] == 2 and device:

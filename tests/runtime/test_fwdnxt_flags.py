@@ -224,6 +224,20 @@ def test_comparesw_compares_with_the_inputs_given_when_the_result_buffer_is_the_
     np.testing.assert_array_equal(one, apart)
 
 
+def test_a_run_whose_dram_dump_fails_leaves_the_result_buffer_as_it_was(ie, tmp_path):
+    """dumpdir's dump runs after the device's last write and can fail; the
+    failed call must not have written its outputs into the caller's buffer."""
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    ie.SetFlag("dumpdir", str(folder))
+    folder.rmdir()
+    folder.write_text("")  # now a file: the dump cannot be written into it
+    result = np.full(OUTPUTS, -7.0, np.float32)
+    with pytest.raises(FWDNXTError, match="Run: the run failed"):
+        ie.Run(images(1, seed=5)[0], result)
+    assert np.all(result == -7.0)
+
+
 def test_breaklayer_2_prints_each_layers_modelled_time(ie, capsys):
     ie.SetFlag("breaklayer", "2")
     ie.Run(images(1)[0], np.zeros(OUTPUTS, np.float32))
