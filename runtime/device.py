@@ -176,7 +176,8 @@ class _Edge:
         self.into = getattr(self.kernel, "into", None) if not tensor.perm else None
         """The prepared kernel's pass with no checks of its parameters (the
         edge's own) and no array made, where the codes stay untransposed:
-        quantization straight into DRAM, dequantization into a new array."""
+        quantization straight into DRAM, dequantization into a new array or
+        the caller's (INTO)."""
 
     def codes(self, dram: np.ndarray, offset: int) -> np.ndarray:
         """The tensor's codes in ``dram``, at ``offset`` past its address: a

@@ -171,7 +171,7 @@ class Engine:
         checks them: the interface, then the non-finite policy (one pass over
         an input that is all finite: nonfinite.check_input)."""
         table = self._inputs(feeds)
-        where = self._image_label(image) if self.model.batch > 1 else ""
+        where = self._image_label(image)
         for name, array in table.items():
             check_input(name, array, self.nonfinite, where)
         return table
