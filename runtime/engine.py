@@ -25,7 +25,7 @@ from runtime.device import SimulatedDevice
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
 from runtime.interrupts import deferred_interrupt
-from runtime.nonfinite import check_feeds, check_input, nonfinite_policy
+from runtime.nonfinite import check_feeds, nonfinite_policy
 from runtime.segments import SegmentedProgram, SegmentExecutor, record_segment
 from runtime.timeline import DeviceTimeline
 from runtime.trace import HostRecorder, write_trace
@@ -171,9 +171,7 @@ class Engine:
         checks them: the interface, then the non-finite policy (one pass over
         an input that is all finite: nonfinite.check_input)."""
         table = self._inputs(feeds)
-        where = self._image_label(image)
-        for name, array in table.items():
-            check_input(name, array, self.nonfinite, where)
+        check_feeds(table, self.nonfinite, self._image_label(image))
         return table
 
     def _image_label(self, image: int) -> str:

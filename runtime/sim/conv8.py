@@ -466,14 +466,6 @@ def _dot4(w, x0, x1, x2, x3):
     return t0, t1, t2, t3
 
 
-@jit(inline="always")
-def _started(total, from_acc, c32, first, wgt64, bias_at, k):
-    """A sum with its start added (ACC's value at ``first``, or channel
-    ``k``'s bias), truncated to int32 like the device's accumulator."""
-    begin = np.int64(c32[first]) if from_acc else wgt64[bias_at + 3 * k]
-    return np.int32(np.int64(total) + begin)
-
-
 @jit
 def few_pixel_channels(start, stop, ins, cols, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
     """Output channels [start, stop) of a dense CONV of few output pixels:
@@ -499,15 +491,14 @@ def few_pixel_channels(start, stop, ins, cols, a8, a16, abase, w8, wgt32, wgt64,
         x3 = cols[(p + 3) * depth:(p + 4) * depth] if four else x0
         for k in range(start, stop):
             wk = w8[w_at + k * depth:w_at + (k + 1) * depth]
+            row = sums[k - start]
             if four:
-                t0, t1, t2, t3 = _dot4(wk, x0, x1, x2, x3)
-                sums[k - start, p + 1] = _started(t1, from_acc, c32, acc_at + k * size + p + 1, wgt64, bias_at, k)
-                sums[k - start, p + 2] = _started(t2, from_acc, c32, acc_at + k * size + p + 2, wgt64, bias_at, k)
-                sums[k - start, p + 3] = _started(t3, from_acc, c32, acc_at + k * size + p + 3, wgt64, bias_at, k)
+                row[p], row[p + 1], row[p + 2], row[p + 3] = _dot4(wk, x0, x1, x2, x3)
             else:
-                t0 = _dot(wk, x0)
-            sums[k - start, p] = _started(t0, from_acc, c32, acc_at + k * size + p, wgt64, bias_at, k)
+                row[p] = _dot(wk, x0)
         p += 4 if four else 1
+    for k in range(start, stop):
+        _add_start(sums[k - start], from_acc, c32, acc_at + k * size, 0 if from_acc else wgt64[bias_at + 3 * k])
     if ins[C_MODE] & 2 == 2:
         c32[acc_at + start * size:acc_at + stop * size] = sums.reshape(-1)
     else:
