@@ -12,8 +12,6 @@ from runtime.errors import KernelError
 
 UNIT = 8
 """Tile widths (and packed B panel widths) are multiples of 8 lanes."""
-REMAINDER_COLS = 3
-"""Ragged last column panels this narrow use a remainder kernel (float only)."""
 
 KINDS = ("f32", "u8s8")
 
@@ -31,11 +29,24 @@ class Isa:
     cpu: str
     features: str
     remainder_panels: int = 0
+    """Row panels a float remainder kernel takes at once (0: the family has
+    none), fewer for wide remainders (:func:`remainder_group`)."""
+    remainder_cols: int = 0
+    """Ragged last column panels this narrow (1 to this many columns) use a
+    remainder kernel: A's steps as vectors along the rows, every lane
+    useful, where a tile ``UNIT`` wide would leave lanes empty."""
     wide_tail: int = 0
-    """How many columns past ``nr`` (1 to this, at most ``REMAINDER_COLS``)
+    """How many columns past ``nr`` (1 to this, at most ``remainder_cols``)
     a last column panel may carry in one ``nr + t``-wide float kernel
     instead of a panel for a remainder kernel (0: never). Needs remainder
     kernels (``remainder_panels``), which keep the narrower rests."""
+    tall_panels: int = 0
+    """Row panels a float tile one ``UNIT`` wide takes at once (0: one, the
+    plain tile). Where ``mr`` rows of one vector are too few independent
+    multiply-add chains to cover the FMA latency (AVX2: 4 chains, where two
+    FMA units with a latency of 4 cycles need 8), a product with a narrow
+    last column panel (N = 4: a 2 x 2 output plane; N = 196: 8 panels of 24
+    and 4 columns) runs at half speed; two panels at once give 8 chains."""
 
     def vectors(self, width: int) -> tuple[int, ...]:
         """The vector widths making up one tile row ``width`` lanes wide."""
@@ -51,7 +62,9 @@ def host_isa(force_avx2: bool = FORCE_AVX2) -> Isa:
     """The best kernel family for this CPU, asked once per process: AVX-512
     (32 registers: 8 x 48 tiles, 24 accumulators) or AVX2 + FMA (16
     registers: 4 x 24 tiles, 12 accumulators). Both have remainder kernels
-    for a last column panel of 1 to REMAINDER_COLS columns: on AVX2, 4 row
+    for a last column panel of a few columns (AVX2: 1 to 3; AVX-512: 1 to
+    4, where the 4 columns of a 2 x 2 output plane left half of an 8-lane
+    tile's lanes empty: ResNet-10's 2 x 2 layers at 32 x 32): on AVX2, 4 row
     panels at once (measured on Zen 3, one thread: a 512 x 4608 by 4608 x
     49 product 3.35 -> 2.69 ms, against 2.51 ms for 48 columns; 2 and 8
     panels at once did less well). On AVX-512 the 8 x 48 kernel also comes
@@ -62,11 +75,34 @@ def host_isa(force_avx2: bool = FORCE_AVX2) -> Isa:
     if features.get("avx512f") and not force_avx2:
         vnni = bool(features.get("avx512vnni") and features.get("avx512vl"))
         return Isa("avx512", vw=16, mr=8, nr=48, vnni=vnni, cpu=llvm.get_host_cpu_name(),
-                   features=features.flatten(), remainder_panels=8, wide_tail=REMAINDER_COLS)
+                   features=features.flatten(), remainder_panels=8, remainder_cols=4, wide_tail=3)
     if features.get("avx2") and features.get("fma"):
         return Isa("avx2", vw=8, mr=4, nr=24, vnni=False, cpu="haswell", features="+avx,+avx2,+fma",
-                   remainder_panels=4)
+                   remainder_panels=4, remainder_cols=3, tall_panels=2)
     raise KernelError(f"Tessera's GEMM needs an x86 CPU with AVX2 and FMA; this one is {llvm.get_host_cpu_name()}")
+
+
+def tall_kernel(isa: Isa, kind: str) -> int:
+    """Where the tall tile (:attr:`Isa.tall_panels`) is in the table of
+    ``isa``'s ``kind`` kernels (runtime.gemm.microkernel.kernel_addresses),
+    or 0 where there is none: after the tiles, the remainder kernels and
+    the wide tiles."""
+    if kind != "f32" or not isa.tall_panels or not isa.remainder_panels:
+        return 0
+    return isa.nr // UNIT + isa.remainder_cols + isa.wide_tail + 1
+
+
+def remainder_group(isa: Isa, cols: int) -> int:
+    """Row panels the remainder kernel of ``cols`` columns takes at once:
+    ``isa.remainder_panels``, halved while its accumulators (a vector of
+    ``mr`` lanes per panel and column) would take more than 3/4 of the
+    vector registers (AVX-512: 32, AVX2: 16) and spill: AVX-512's 4-column
+    kernel takes 4 panels (16 accumulators), its narrower ones 8."""
+    registers = 32 if isa.vw == 16 else 16
+    panels = isa.remainder_panels
+    while panels > 1 and panels * cols > registers * 3 // 4:
+        panels //= 2
+    return panels
 
 
 def available() -> bool:

@@ -75,8 +75,9 @@ def _addresses(engine, symbols: list[str]) -> np.ndarray:
 def kernel_addresses(isa: Isa, kind: str = "f32") -> np.ndarray:
     """Entry points of ``isa``'s ``kind`` kernels: the tile ``w`` lanes wide
     at ``w // UNIT``, the remainder kernel for ``c`` columns (if any) at
-    ``nr // UNIT + c`` (entry 0 unused); compiled on first use, kept for the
-    process."""
+    ``nr // UNIT + c``, the wide tiles after them and the tall tile
+    (runtime.gemm.family.tall_kernel) last (entry 0 unused); compiled on
+    first use, kept for the process."""
     if kind not in KINDS:
         raise ValueError(f"unknown GEMM kernel kind {kind!r} (known: {KINDS})")
     key = (isa, kind)

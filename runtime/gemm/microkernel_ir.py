@@ -42,9 +42,10 @@ Two kinds of kernel share that frame:
 A kernel family (:class:`Isa`) has one kernel per tile width, every multiple
 of ``UNIT`` lanes up to ``nr``, so a narrow last column panel wastes at most
 7 lanes. Float kernels have remainder kernels for a last panel of 1 to
-``REMAINDER_COLS`` columns (N = 49 leaves one): same signature, but they
-take ``Isa.remainder_panels`` row panels at once (AVX-512: 8, ``rows`` up
-to 64; AVX2: 4, up to 16), with A's steps as vectors and B's values
+``Isa.remainder_cols`` columns (N = 4 leaves four; N = 49, one past 48):
+same signature, but they take several row panels at once
+(runtime.gemm.family.remainder_group: AVX-512 8, ``rows`` up to 64, or 4
+for 4 columns; AVX2 4, up to 16), with A's steps as vectors and B's values
 broadcast, and write through masked scatters.
 
 The IR is generated as text, never as Python source: nothing runs but
@@ -55,7 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.gemm.family import REMAINDER_COLS, UNIT, Isa
+from runtime.gemm.family import UNIT, Isa, remainder_group, tall_kernel
 from runtime.gemm.microkernel_epilogue import (
     Writer,
     const_vector,
@@ -78,10 +79,19 @@ class _Tile:
     unroll: int = 4
     bw: bool = False
     """AVX512-BW: 16-lane int8 updates without VNNI have a ``pmaddwd``."""
+    panels: int = 1
+    """Packed A panels the ``mr`` rows come from (float only): a tall tile
+    (:func:`_kernels`) takes ``panels`` consecutive row panels of
+    ``mr // panels`` rows at once."""
 
     @property
     def width(self) -> int:
         return sum(self.vectors)
+
+    @property
+    def pmr(self) -> int:
+        """Rows of one packed A panel: the A elements of a step."""
+        return self.mr // self.panels
 
     @property
     def elem(self) -> str:
@@ -93,7 +103,8 @@ class _Tile:
 
     @property
     def name(self) -> str:
-        return f"tessera_{self.kind}_{self.mr}x{self.width}_" + "_".join(map(str, self.vectors))
+        tall = f"_p{self.panels}" if self.panels > 1 else ""
+        return f"tessera_{self.kind}_{self.mr}x{self.width}_" + "_".join(map(str, self.vectors)) + tall
 
     def vec(self, lanes: int) -> str:
         return f"<{lanes} x {self.elem}>"
@@ -112,6 +123,7 @@ class _Tile:
         are too many streams for the hardware prefetcher, so each store
         waited on a line from memory (a 1x1 convolution's output at 56x56:
         ``mr`` rows 12.5 KB apart). Returns the label the loop is entered from."""
+        _panel_offsets(w, self.pmr, self.panels)
         if self.kind != "f32":  # the simulator's int8 products ran ~8% slower with it (ResNet-50's Run_sw)
             return "entry"
         _prefetch_tile(w, self, "%c", "%ldc", 1)
@@ -132,7 +144,7 @@ class _Tile:
 
 @dataclass(frozen=True)
 class _Remainder:
-    """The last ``cols`` (at most ``REMAINDER_COLS``) columns of ``panels``
+    """The last ``cols`` (at most ``Isa.remainder_cols``) columns of ``panels``
     row panels at once, float only: a step of an A panel (``mr`` floats) is
     one vector, B's values are broadcast, so a 1-column remainder costs one
     lane in ``mr`` instead of a whole 8-lane tile row. The output is written
@@ -157,11 +169,12 @@ class _Remainder:
     def acc_types(self) -> list[list[str]]:
         return [[self.vec(self.mr)] * self.cols for _ in range(self.panels)]
 
+    @property
+    def pmr(self) -> int:
+        return self.mr
+
     def prologue(self, w: "Writer") -> None:
-        """Offsets of the A panels: ``kc * mr`` floats apart."""
-        w.emit(f"%pstride = mul i64 %kc, {self.mr}")
-        for p in range(self.panels):
-            w.emit(f"%poff{p} = mul i64 %pstride, {p}")
+        _panel_offsets(w, self.mr, self.panels)
 
     def step(self, w: "Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
         row = pb
@@ -320,6 +333,25 @@ def _madd_update(w: Writer, lanes: int, a: str, b: str, acc: str) -> str:
     return out
 
 
+def _panel_offsets(w: "Writer", pmr: int, panels: int) -> None:
+    """``%poff{p}``: where row panel ``p`` of a kernel taking ``panels``
+    (more than one) starts, in elements past the first: ``kc * pmr`` apart."""
+    if panels < 2:
+        return
+    w.emit(f"%pstride = mul i64 %kc, {pmr}")
+    for p in range(panels):
+        w.emit(f"%poff{p} = mul i64 %pstride, {p}")
+
+
+def _panel(w: "Writer", pa: str, p: int) -> str:
+    """The address of step 0 of row panel ``p`` at ``pa`` (panel 0's)."""
+    if p == 0:
+        return pa
+    panel = w.fresh("panel")
+    w.emit(f"{panel} = getelementptr inbounds float, ptr {pa}, i64 %poff{p}")
+    return panel
+
+
 def _prefetch_tile(w: "Writer", t: "_Tile", base: str, stride: str, write: int) -> None:
     """``llvm.prefetch`` of every cache line of the ``mr x width`` tile at
     ``base`` (row stride ``stride`` elements); a prefetch never faults, so
@@ -348,10 +380,11 @@ def _step(w: Writer, t: _Tile, acc: list[list[str]], pa: str, pb: str, k: int) -
             ptr = w.fresh("bline")
             w.emit(f"{ptr} = getelementptr {t.elem}, ptr {ahead}, i64 {line}")
             w.emit(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 0, i32 3, i32 1)")
-    if t.kind == "f32" and A_PREFETCH and (k * t.mr * 4) % 64 == 0:
-        ptr = w.fresh("anext")
-        w.emit(f"{ptr} = getelementptr {t.elem}, ptr {pa}, i64 {k * t.mr + A_PREFETCH}")
-        w.emit(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 0, i32 3, i32 1)")
+    if t.kind == "f32" and A_PREFETCH and (k * t.pmr * 4) % 64 == 0:
+        for p in range(t.panels):
+            ptr = w.fresh("anext")
+            w.emit(f"{ptr} = getelementptr {t.elem}, ptr {_panel(w, pa, p)}, i64 {k * t.pmr + A_PREFETCH}")
+            w.emit(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 0, i32 3, i32 1)")
     row = pb
     if k:
         row = w.fresh("brow")
@@ -363,9 +396,10 @@ def _step(w: Writer, t: _Tile, acc: list[list[str]], pa: str, pb: str, k: int) -
         w.emit(f"{val} = load {t.vec(lanes)}, ptr {ptr}, align 4")
         bvals.append(val)
     new = []
+    panels = [_panel(w, pa, p) for p in range(t.panels)]
     for i in range(t.mr):
         ptr, scalar = w.fresh("pa"), w.fresh("a")
-        w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {pa}, i64 {k * t.mr + i}")
+        w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr {panels[i // t.pmr]}, i64 {k * t.pmr + i % t.pmr}")
         w.emit(f"{scalar} = load {t.elem}, ptr {ptr}, align 4")
         splats = {lanes: splat_vector(w, lanes, scalar, t.elem) for lanes in sorted(set(t.vectors))}
         new.append([_update(w, t, lanes, splats[lanes], bvals[j], acc[i][j]) for j, lanes in enumerate(t.vectors)])
@@ -398,7 +432,7 @@ def _loop(w: Writer, t, name: str, steps: int, entry: tuple, exit_label: str) ->
     w.emit(f"br i1 %{name}_go, label %{body}, label %{exit_label}")
     w.label(body)
     w.lines.extend(inner.lines)
-    w.emit(f"%{name}_npa = getelementptr inbounds {t.elem}, ptr %{name}_pa, i64 {steps * t.mr}")
+    w.emit(f"%{name}_npa = getelementptr inbounds {t.elem}, ptr %{name}_pa, i64 {steps * t.pmr}")
     w.emit(f"%{name}_npb = getelementptr inbounds {t.elem}, ptr %{name}_pb, i64 %ldb{steps}")
     w.emit(f"%{name}_nk = add i64 %{name}_k, {steps}")
     w.emit(f"br label %{head}")
@@ -478,16 +512,19 @@ def _has_bw(isa: Isa) -> bool:
 
 def _kernels(isa: Isa, kind: str) -> list:
     """One tile per width ``UNIT, 2 UNIT, ..., nr``, then (float, where the
-    family has them) one remainder kernel per width ``1 .. REMAINDER_COLS``
-    and one ``nr + t``-wide tile per ``t`` in ``1 .. isa.wide_tail``: the
-    order of :func:`kernel_addresses`."""
+    family has them) one remainder kernel per width ``1 .. isa.remainder_cols``,
+    one ``nr + t``-wide tile per ``t`` in ``1 .. isa.wide_tail`` and the
+    tall tile (``UNIT`` wide, ``isa.tall_panels`` row panels): the order of
+    :func:`kernel_addresses`."""
     tiles = [_Tile(kind, isa.mr, isa.vectors(width), isa.vnni, bw=_has_bw(isa))
              for width in range(UNIT, isa.nr + 1, UNIT)]
     if kind != "f32" or not isa.remainder_panels:
         return tiles
-    return (tiles + [_Remainder(kind, isa.mr, isa.remainder_panels, cols) for cols in range(1, REMAINDER_COLS + 1)]
+    tall = [_Tile(kind, isa.mr * isa.tall_panels, (UNIT,), panels=isa.tall_panels)] if tall_kernel(isa, kind) else []
+    return (tiles + [_Remainder(kind, isa.mr, remainder_group(isa, cols), cols)
+                     for cols in range(1, isa.remainder_cols + 1)]
             + [_WideTile(kind, isa.mr, isa.vectors(isa.nr), tail=t, unroll=WIDE_UNROLL[t])
-               for t in range(1, isa.wide_tail + 1)])
+               for t in range(1, isa.wide_tail + 1)] + tall)
 
 
 def kernel_ir(isa: Isa, kind: str = "f32") -> str:

@@ -39,7 +39,7 @@ import numpy as np
 
 from runtime import parallel
 from runtime.errors import KernelError
-from runtime.gemm.family import REMAINDER_COLS, UNIT, Isa, host_isa
+from runtime.gemm.family import UNIT, Isa, host_isa
 from runtime.jit import jit
 from runtime.parallel import drives, team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
@@ -68,8 +68,8 @@ blocks vectorising the copies."""
 
 def split_columns(isa: Isa, kind: str) -> int:
     """The ``split`` of :func:`panel_width` for ``isa``'s ``kind`` kernels:
-    ``REMAINDER_COLS`` where remainder kernels exist, else 0."""
-    return REMAINDER_COLS if kind == "f32" and isa.remainder_panels else 0
+    ``isa.remainder_cols`` where remainder kernels exist, else 0."""
+    return isa.remainder_cols if kind == "f32" and isa.remainder_panels else 0
 
 
 def tail_columns(isa: Isa, kind: str) -> int:

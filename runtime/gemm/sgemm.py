@@ -35,7 +35,7 @@ import numpy as np
 
 from runtime import parallel
 from runtime.errors import KernelError
-from runtime.gemm.family import UNIT, Isa, host_isa
+from runtime.gemm.family import UNIT, Isa, host_isa, remainder_group, tall_kernel
 from runtime.gemm.microkernel import kernel_addresses
 from runtime.gemm.operands import Epilogue, Target, clamp_array, plan_product, row_bias
 from runtime.gemm.pack import (
@@ -44,7 +44,9 @@ from runtime.gemm.pack import (
     check_packed,
     flat_view,
     pack_left,
+    panel_width,
     roundup,
+    split_columns,
     tail_columns,
 )
 from runtime.gemm.tasks import (
@@ -74,7 +76,10 @@ from runtime.gemm.tasks import (
     _RES_ITEM,
     _ROW_PANELS,
     _RUN,
+    _SPLIT,
     _TAIL,
+    _TALL,
+    _TALL_KERNEL,
     _TASKS,
     _UNIT,
     DIRECT,
@@ -411,8 +416,9 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
     batch, m, n, steps, kc = dims
     b_mode, _, b_item, b_rs, b_cs = b
     tail = 0 if b_mode == PREPACKED else tail_columns(isa, kind)
+    group = remainder_rows(n, isa, kind, tail)
     if split:
-        mt, nt, row_panels, col_panels = _split(batch, m, n, steps, isa, tail)
+        mt, nt, row_panels, col_panels = _split(batch, m, n, steps, isa, tail, group)
     else:
         mt, nt, (row_panels, col_panels) = 1, 1, _panels(m, n, isa, tail)
     fields = {
@@ -421,8 +427,9 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
         _B_MODE: b_mode, _B_ITEM: b_item, _B_RS: b_rs, _B_CS: b_cs,
         _C_ITEM: out_strides[0] // 4, _LDC: out_strides[1] // 4,
         _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
-        _BIAS_ITEM: 0 if bias is None else bias.shape[-1], _REMAINDER: isa.remainder_panels if kind == "f32" else 0,
-        _TAIL: tail,
+        _BIAS_ITEM: 0 if bias is None else bias.shape[-1], _REMAINDER: group,
+        _TAIL: tail, _TALL: isa.tall_panels if tall_kernel(isa, kind) else 0, _TALL_KERNEL: tall_kernel(isa, kind),
+        _SPLIT: split_columns(isa, kind),
         _RES_ITEM: 0 if res_strides is None else res_strides[0] // 4,
         _LDR: 0 if res_strides is None else res_strides[1] // 4,
         _TASKS: batch * mt * nt,
@@ -434,7 +441,25 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
     return plan
 
 
-def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0) -> tuple[int, int, int, int]:
+def remainder_rows(n: int, isa: Isa, kind: str, tail: int) -> int:
+    """The row panels the remainder kernel of the last column panel of an
+    ``n``-column product takes at once (runtime.gemm.family.remainder_group),
+    or 0 where no remainder kernel runs it."""
+    split = split_columns(isa, kind)
+    if not split:
+        return 0
+    start = 0
+    while True:
+        width = panel_width.py_func(start, n, isa.nr, UNIT, split, tail)
+        if start + width >= n:
+            break
+        start += width
+    cols = n - start
+    return remainder_group(isa, cols) if 0 < cols <= split else 0
+
+
+def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0,
+           group: int = 0) -> tuple[int, int, int, int]:
     """Cut each product into tasks of (row panels x column panels), enough
     for every thread to claim several, none under ``MIN_TASK_MACS``
     multiply-adds unless the product is. Columns are split first: a task
@@ -442,8 +467,12 @@ def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0) -> t
     A wide last panel (``nr`` and up to ``tail`` columns) counts as one.
     Chunk ``j`` of ``t`` over ``p`` panels takes panels ``[j p // t, (j + 1)
     p // t)`` (:func:`~runtime.gemm.tasks.task_block`): chunks differ by one
-    panel at most and there are as many as wanted. Returns (row chunks,
-    column chunks, row panels, column panels)."""
+    panel at most and there are as many as wanted, but no more row chunks
+    than whole ``group``s of row panels where the last column panel runs
+    on a remainder kernel taking ``group`` at once (a 256-row product with
+    4 columns: 4 chunks of 8 panels, not 9 of 3 or 4, which the remainder
+    kernel would never see). Returns (row chunks, column chunks, row
+    panels, column panels)."""
     row_panels, col_panels = _panels(m, n, isa, tail)
     wanted = 1
     if parallel.NUM_THREADS > 1:
@@ -451,6 +480,8 @@ def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0) -> t
         wanted = max(1, min(wanted, m * n * depth // MIN_TASK_MACS))
     nt = max(1, min(wanted, col_panels))
     mt = max(1, min(-(-wanted // nt), row_panels))
+    if group > 1:
+        mt = max(1, min(mt, row_panels // group))
     return mt, nt, row_panels, col_panels
 
 

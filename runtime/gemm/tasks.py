@@ -21,7 +21,6 @@ from numba import types
 from numba.extending import intrinsic
 
 from runtime import parallel
-from runtime.gemm.family import REMAINDER_COLS
 from runtime.gemm.microkernel import call_kernel
 from runtime.gemm.pack import LINE, pack_b_block, panel_width
 from runtime.jit import cfunc, jit, typed_readonly
@@ -35,10 +34,13 @@ _ALIGN = 16
 
 # Fields of the int64 plan array the Numba driver reads (_ROW_PANELS and
 # _COL_PANELS: the panels task_block cuts into _MT and _NT chunks, a wide last
-# column panel counting as one).
+# column panel counting as one; _TALL: the row panels the tall tile takes, 0
+# for none, and _TALL_KERNEL its index in the kernel table; _SPLIT: the most
+# columns a remainder kernel takes, 0 for none; _REMAINDER: the row panels the
+# remainder kernel of this product's last panel takes at once).
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _ROW_PANELS, _COL_PANELS, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
- _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TASKS, _RUN, _PLAN_SIZE) = range(35)
+ _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TALL, _TALL_KERNEL, _SPLIT, _TASKS, _RUN, _PLAN_SIZE) = range(38)
 
 PLAN_SIZE, TASKS, RUN = _PLAN_SIZE, _TASKS, _RUN
 """For callers that plan a product once and run it from Numba
@@ -202,10 +204,9 @@ def _task(task, plan, kernels, b_src, buf, at):
     b_item = item * plan[_B_ITEM]
     buf_addr = buf.ctypes.data + 4 * at
     mode = plan[_B_MODE]
-    split, tail = REMAINDER_COLS if plan[_REMAINDER] else 0, plan[_TAIL]
-    full_end = n // nr * nr  # columns read in place; a wide last panel's too
-    if full_end and n - full_end <= tail:
-        full_end = n
+    split, tail = plan[_SPLIT], plan[_TAIL]
+    full_end = in_place_end(n, nr, unit, split, tail)
+    packs_rest = not remainder_only(plan, n - full_end, last_panel - first_panel)
     jc = n0
     while jc < n1:
         jce = min(n1, jc + plan[_NCP] * nr)
@@ -222,7 +223,7 @@ def _task(task, plan, kernels, b_src, buf, at):
                              at)
             else:
                 direct = b_src.ctypes.data + 4 * (b_item + k0 * plan[_B_RS])
-                if jce > full_end:
+                if jce > full_end and packs_rest:
                     pack_b_block(b_src, b_item, plan[_B_RS], 1, k0, kcp, full_end, jce, nr, unit, split, tail, buf,
                                  at)
                     b_block = buf_addr - 4 * (full_end - jc) * kcp
@@ -243,30 +244,71 @@ def _sweep(kernels, plan, a_block, b_block, direct, c_item, bias, kcp, first_pan
     ``direct`` is the address of B's row ``k0`` and the panel is whole (or
     wide), in place with B's row stride. ``bias`` is the bias row address,
     or 0; ``ends`` the residual item's and the clamp's addresses (0: none),
-    given on the last reduction block only."""
+    given on the last reduction block only. A remainder kernel reads its
+    few columns of B in place where B's rows are (it reads only them). A column panel one ``unit``
+    wide goes to the tall tile (``_TALL`` row panels at once) where the
+    family has one, the rows a whole tall tile does not cover to the plain
+    tile."""
     n, nr, unit, group, tail = plan[_N], plan[_NR], plan[_UNIT], plan[_REMAINDER], plan[_TAIL]
-    split = REMAINDER_COLS if group else 0
+    split = plan[_SPLIT]
+    tall = plan[_TALL]
+    full_end = in_place_end(n, nr, unit, split, tail) if direct else 0
     for ic in range(first_panel, last_panel, plan[_MCP]):
         ice = min(last_panel, ic + plan[_MCP])
         j = jc
         while j < jce:
             width = panel_width(j, n, nr, unit, split, tail)
             cols = min(width, n - j)
-            if direct and j + nr <= n:
+            if j < full_end:
                 b_panel, ldb = direct + 4 * j, plan[_B_RS]
             else:
                 b_panel, ldb = b_block + 4 * (j - jc) * kcp, width
             first = ic
-            if group and cols <= REMAINDER_COLS:
+            if group and cols <= split:
                 remainder = kernels[nr // unit + cols]
+                rem_panel, rem_ldb = (direct + 4 * j, plan[_B_RS]) if direct else (b_panel, ldb)
                 while first + group <= ice:
-                    _call(remainder, plan, a_block, b_panel, ldb, c_item, bias, kcp, first, group, j, cols, accumulate,
-                          ends)
+                    _call(remainder, plan, a_block, rem_panel, rem_ldb, c_item, bias, kcp, first, group, j, cols,
+                          accumulate, ends)
                     first += group
-            kernel = kernels[width // unit] if width <= nr else kernels[nr // unit + REMAINDER_COLS + cols - nr]
+            if tall and width == unit:
+                while first + tall <= ice:
+                    _call(kernels[plan[_TALL_KERNEL]], plan, a_block, b_panel, ldb, c_item, bias, kcp, first, tall, j,
+                          cols, accumulate, ends)
+                    first += tall
+            kernel = kernels[width // unit] if width <= nr else kernels[nr // unit + split + cols - nr]
             for i in range(first, ice):
                 _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, i, 1, j, cols, accumulate, ends)
             j += width
+
+
+@jit(inline="always")
+def in_place_end(n, nr, unit, split, tail):
+    """Where the column panels a task reads in place (B's rows contiguous)
+    end: every panel B's columns fill, ``nr`` wide, a wide last one
+    (``nr`` and up to ``tail`` more) or a narrower one exactly as wide as
+    the columns left (N = 16: a 4 x 4 output plane), which the kernels
+    read with B's row stride as they read a whole one; the rest, a ragged
+    last panel or a remainder kernel's columns, is packed, padded."""
+    j = 0
+    while j < n:
+        width = panel_width(j, n, nr, unit, split, tail)
+        if width < nr and width != n - j:
+            return j
+        j += width
+    return n
+
+
+@jit(inline="always")
+def remainder_only(plan, rest, panels):
+    """Whether the last ``rest`` columns, past the panels read in place,
+    go to remainder kernels alone for a task of ``panels`` row panels
+    (whole groups of them in every ``_MCP`` block): then nothing reads them
+    packed and the task need not pack them."""
+    group, mcp = plan[_REMAINDER], plan[_MCP]
+    if group == 0 or rest <= 0 or rest > plan[_SPLIT]:
+        return False
+    return mcp % group == 0 and panels % mcp % group == 0
 
 
 @jit(inline="always")
