@@ -497,24 +497,18 @@ def test_packing_a_contiguous_b_or_reading_it_in_place_gives_the_same_bits(monke
     np.testing.assert_allclose(chosen[0], np.clip(reference(a, b) + bias[:, None], 0, 6), rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("m, k, n", [(8, 20, 49), (61, 300, 50), (64, 192, 51), (130, 600, 97), (16, 24, 385),
-                                     (72, 40, 433), (3, 7, 49)])
-@pytest.mark.parametrize("in_place", [False, True])
-def test_a_wide_last_panel_gives_the_remainder_kernels_bits(monkeypatch, m, k, n, in_place):
-    """N = nr + 1 to 3 (49 on AVX-512): the last panel runs as one wide
-    kernel (Isa.wide_tail) whose tail columns are the same fused
-    multiply-add chains as the remainder kernels', so the same bits, with
-    every epilogue, packed or read in place, across reduction and column
-    blocks (385 = 8 panels + 1) and column chunks."""
+def epilogue_operands(monkeypatch, m: int, k: int, n: int, in_place: bool):
+    """Random operands of an (m, k) x (k, n) product with a bias, residual
+    and accumulator start, B read in place or packed wherever the product is
+    deep and tall enough (whatever the L1 holds); and a function computing
+    its products with every epilogue (sgemm with bias, residual and clamp;
+    sgemm accumulating; a PackedProduct), plans made afresh each time."""
     rng = np.random.default_rng(m * k + n)
     a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
     bias, residual = rng.standard_normal(m).astype(np.float32), rng.standard_normal((m, n)).astype(np.float32)
     start = rng.standard_normal((m, n)).astype(np.float32)
     packed = pack_weights(a)
-    if in_place:
-        monkeypatch.setattr(driver, "PACK_MIN_ROWS", 1 << 40)
-    else:  # packed wherever the product is deep and tall enough, whatever the L1 holds
-        monkeypatch.setattr(driver, "L1_BYTES", 1 << 40)
+    monkeypatch.setattr(driver, "PACK_MIN_ROWS" if in_place else "L1_BYTES", 1 << 40)
 
     def products():
         driver._plans.clear()
@@ -524,6 +518,19 @@ def test_a_wide_last_panel_gives_the_remainder_kernels_bits(monkeypatch, m, k, n
                 PackedProduct(packed, n, bias, (0.0, 6.0), residual=True).run(b, np.empty((m, n), np.float32),
                                                                                residual))
 
+    return a, b, start, products
+
+
+@pytest.mark.parametrize("m, k, n", [(8, 20, 49), (61, 300, 50), (64, 192, 51), (130, 600, 97), (16, 24, 385),
+                                     (72, 40, 433), (3, 7, 49)])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_wide_last_panel_gives_the_remainder_kernels_bits(monkeypatch, m, k, n, in_place):
+    """N = nr + 1 to 3 (49 on AVX-512): the last panel runs as one wide
+    kernel (Isa.wide_tail) whose tail columns are the same fused
+    multiply-add chains as the remainder kernels', so the same bits, with
+    every epilogue, packed or read in place, across reduction and column
+    blocks (385 = 8 panels + 1) and column chunks."""
+    a, b, start, products = epilogue_operands(monkeypatch, m, k, n, in_place)
     wide = products()
     monkeypatch.setattr(driver, "tail_columns", lambda isa, kind: 0)
     for got, expected in zip(wide, products()):
@@ -554,25 +561,8 @@ def test_the_remainder_kernels_give_the_tiles_bits(monkeypatch, m, k, n, in_plac
     each element the same fused multiply-add chain as a tile's, so the same
     bits as without remainder kernels, with every epilogue, accumulating,
     across reduction blocks and row chunks."""
-    rng = np.random.default_rng(m * k + n)
-    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
-    bias, residual = rng.standard_normal(m).astype(np.float32), rng.standard_normal((m, n)).astype(np.float32)
-    start = rng.standard_normal((m, n)).astype(np.float32)
-    packed = pack_weights(a)
     monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
-    if in_place:
-        monkeypatch.setattr(driver, "PACK_MIN_ROWS", 1 << 40)
-    else:
-        monkeypatch.setattr(driver, "L1_BYTES", 1 << 40)
-
-    def products():
-        driver._plans.clear()
-        acc = start.copy()
-        sgemm(None, b, acc, packed_a=packed, accumulate=True)
-        return (sgemm(None, b, packed_a=packed, bias=bias, residual=residual, clamp=(-1.0, 2.0)), acc,
-                PackedProduct(packed, n, bias, (0.0, 6.0), residual=True).run(b, np.empty((m, n), np.float32),
-                                                                               residual))
-
+    a, b, start, products = epilogue_operands(monkeypatch, m, k, n, in_place)
     isa = host_isa()
     assert driver.remainder_rows(4, isa, "f32", 0) == (family.remainder_group(isa, 4) if isa.remainder_cols >= 4 else 0)
     with_remainders = products()
