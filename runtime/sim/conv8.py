@@ -30,6 +30,7 @@ import numpy as np
 from runtime.jit import jit
 from runtime.parallel import drives, team_enter, team_leave, team_next
 from runtime.sim.dma import copy_run
+from runtime.sim.dots import dot1, dot4
 from runtime.sim.epilogue import (
     C_ACC,
     C_DH,
@@ -168,23 +169,27 @@ def _finish(k, acc, ins, a8, a16, abase, wgt32, wbase, c32, first):
 @jit
 def dense_channels(start, stop, ins, cols, w, a8, a16, abase, wgt32, wgt64, wbase, c32, cbase):
     """Output channels [start, stop) of a dense CONV: row k of the weights
-    ``w`` [out_c][R] against every patch of ``cols`` [P][R]. Each dot
-    product starts from an int32 zero and is truncated to int32, so LLVM
-    keeps its reduction in 32-bit lanes (vpmaddwd); started from the int64
-    bias it reduces in 64-bit lanes, 3-4x slower. The start is added after."""
+    ``w`` [out_c][R] against every patch of ``cols`` [P][R], four patches a
+    call of the host's dot kernel (runtime.sim.dots), the sums int32 and
+    wrapping. The start is added after."""
     size = cols.shape[0]
     from_acc = ins[C_MODE] & 1 == 1
     acc_at = (cbase + ins[C_ACC]) >> 2
     bias_at = (wbase + ins[C_PARAM]) >> 3
     acc = np.empty(size, np.int32)
+    cols, w = np.ascontiguousarray(cols), np.ascontiguousarray(w)  # rows a fixed pitch apart (no copy: both are)
+    depth = np.int64(w.shape[1])
+    patches, out = cols.ctypes.data, acc.ctypes.data
     for k in range(start, stop):
-        wk = w[k]
-        for p in range(size):
-            x = cols[p]
-            total = np.int32(0)
-            for r in range(wk.shape[0]):
-                total += np.int32(wk[r]) * np.int32(x[r])
-            acc[p] = np.int32(total)
+        wk = w.ctypes.data + k * depth
+        p = np.int64(0)
+        while p + 4 <= size:
+            x = patches + p * depth
+            dot4(depth, wk, x, x + depth, x + 2 * depth, x + 3 * depth, out + p * 4)
+            p += 4
+        while p < size:
+            dot1(depth, wk, patches + p * depth, out + p * 4)
+            p += 1
         first = acc_at + k * size
         _add_start(acc, from_acc, c32, first, wgt64[bias_at + 3 * k])
         _finish(k, acc, ins, a8, a16, abase, wgt32, wbase, c32, first)
@@ -443,29 +448,6 @@ def patches_in_order(ins, a8, abase):
     return cols
 
 
-@jit(inline="always")
-def _dot(w, x):
-    """The int32 (wrapping) dot product of two int8 views of one length:
-    over views, the loop has no index arithmetic, and LLVM vectorises it."""
-    total = np.int32(0)
-    for r in range(w.shape[0]):
-        total = np.int32(total + np.int32(w[r]) * np.int32(x[r]))
-    return total
-
-
-@jit(inline="always")
-def _dot4(w, x0, x1, x2, x3):
-    """:func:`_dot` of ``w`` with four patches at once, each byte of ``w`` loaded once."""
-    t0 = t1 = t2 = t3 = np.int32(0)
-    for r in range(w.shape[0]):
-        v = np.int32(w[r])
-        t0 = np.int32(t0 + v * np.int32(x0[r]))
-        t1 = np.int32(t1 + v * np.int32(x1[r]))
-        t2 = np.int32(t2 + v * np.int32(x2[r]))
-        t3 = np.int32(t3 + v * np.int32(x3[r]))
-    return t0, t1, t2, t3
-
-
 @jit
 def few_pixel_channels(start, stop, ins, cols, a8, a16, abase, w8, wgt32, wgt64, wbase, c32, cbase):
     """Output channels [start, stop) of a dense CONV of few output pixels:
@@ -482,21 +464,17 @@ def few_pixel_channels(start, stop, ins, cols, a8, a16, abase, w8, wgt32, wgt64,
     acc_at = (cbase + ins[C_ACC]) >> 2
     bias_at = (wbase + ins[C_PARAM]) >> 3
     sums = np.empty((stop - start, size), np.int32)
+    weights, patches, out = w8.ctypes.data + w_at, cols.ctypes.data, sums.ctypes.data
     p = np.int64(0)
     while p < size:  # four pixels a pass, each weight byte loaded once for them (then one at a time)
-        four = p + 4 <= size
-        x0 = cols[p * depth:(p + 1) * depth]
-        x1 = cols[(p + 1) * depth:(p + 2) * depth] if four else x0
-        x2 = cols[(p + 2) * depth:(p + 3) * depth] if four else x0
-        x3 = cols[(p + 3) * depth:(p + 4) * depth] if four else x0
+        x = patches + p * depth
         for k in range(start, stop):
-            wk = w8[w_at + k * depth:w_at + (k + 1) * depth]
-            row = sums[k - start]
-            if four:
-                row[p], row[p + 1], row[p + 2], row[p + 3] = _dot4(wk, x0, x1, x2, x3)
+            wk, at = weights + k * depth, out + ((k - start) * size + p) * 4
+            if p + 4 <= size:
+                dot4(depth, wk, x, x + depth, x + 2 * depth, x + 3 * depth, at)
             else:
-                row[p] = _dot(wk, x0)
-        p += 4 if four else 1
+                dot1(depth, wk, x, at)
+        p += 4 if p + 4 <= size else 1
     for k in range(start, stop):
         _add_start(sums[k - start], from_acc, c32, acc_at + k * size, 0 if from_acc else wgt64[bias_at + 3 * k])
     if ins[C_MODE] & 2 == 2:

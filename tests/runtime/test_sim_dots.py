@@ -1,0 +1,60 @@
+"""The simulator's int8 dot kernels (runtime/sim/dots.py): int32 sums that
+wrap modulo 2^32, exact for every depth (whole vectors, a masked last one,
+none), extreme bytes included, on this host's family and on the other one
+(``TESSERA_GEMM_ISA=avx2`` takes the ``vpmaddwd`` kernels on a VNNI host)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+CHECK = """
+import numba
+import numpy as np
+from runtime.sim import dots
+
+@numba.njit
+def four(w, x0, x1, x2, x3, out):
+    dots.dot4(w.size, w.ctypes.data, x0.ctypes.data, x1.ctypes.data, x2.ctypes.data, x3.ctypes.data, out.ctypes.data)
+
+@numba.njit
+def one(w, x, out):
+    dots.dot1(w.size, w.ctypes.data, x.ctypes.data, out.ctypes.data)
+
+def wrapped(w, x):
+    total = int((w.astype(np.int64) * x.astype(np.int64)).sum()) % (1 << 32)
+    return total - (1 << 32) if total >= 1 << 31 else total
+
+rng = np.random.default_rng(7)
+cases = []
+for n in (0, 1, 15, 16, 17, 63, 64, 65, 200, 1152, 4611):
+    w = rng.integers(-128, 128, n, dtype=np.int8)
+    xs = [rng.integers(-128, 128, n, dtype=np.int8) for _ in range(4)]
+    cases.append((w, xs))
+n = 1 << 17  # 2^31 + ...: the int32 sums wrap
+cases.append((np.full(n, -128, np.int8), [np.full(n, -128, np.int8), np.full(n, 127, np.int8),
+                                          np.full(n, -1, np.int8), np.zeros(n, np.int8)]))
+for w, xs in cases:
+    out, single = np.full(4, 99, np.int32), np.full(1, 99, np.int32)
+    four(w, *xs, out)
+    one(w, xs[1], single)
+    want = [wrapped(w, x) for x in xs]
+    assert out.tolist() == want and single[0] == want[1], (w.size, out.tolist(), single[0], want)
+print("vnni" if dots.uses_vnni() else "madd")
+"""
+
+
+def _run(env: dict) -> str:
+    done = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+def test_the_hosts_dot_kernels_are_exact_int32_sums():
+    env = {k: v for k, v in os.environ.items() if k != "TESSERA_GEMM_ISA"}
+    assert _run(env) in ("vnni", "madd")
+
+
+def test_the_vpmaddwd_dot_kernels_are_exact_int32_sums():
+    assert _run(dict(os.environ, TESSERA_GEMM_ISA="avx2")) == "madd"
