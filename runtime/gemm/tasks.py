@@ -230,19 +230,20 @@ def _task(task, plan, kernels, b_src, buf, at):
             accumulate = 1 if k0 > 0 or plan[_ACCUMULATE] else 0
             last = k0 + kcp >= depth
             ends = (res_item if last else 0, plan[_CLAMP_ADDR] if last else 0)
-            _sweep(kernels, plan, a_item + 4 * k0 * mpad, b_block, direct, c_item, bias_item if k0 == 0 else 0,
-                   kcp, first_panel, last_panel, jc, jce, accumulate, ends)
+            _sweep(kernels, plan, a_item + 4 * k0 * mpad, b_block, direct, full_end if direct else 0, c_item,
+                   bias_item if k0 == 0 else 0, kcp, first_panel, last_panel, jc, jce, accumulate, ends)
         jc = jce
 
 
 @jit
-def _sweep(kernels, plan, a_block, b_block, direct, c_item, bias, kcp, first_panel, last_panel, jc, jce,
+def _sweep(kernels, plan, a_block, b_block, direct, full_end, c_item, bias, kcp, first_panel, last_panel, jc, jce,
            accumulate, ends):
     """Microkernel calls for row panels [first_panel, last_panel) x the
     column panels of [jc, jce), ``MC_PANELS`` row panels at a time. A column
     panel is read packed (at ``b_block``, laid out from ``jc``) or, when
-    ``direct`` is the address of B's row ``k0`` and the panel is whole (or
-    wide), in place with B's row stride. ``bias`` is the bias row address,
+    ``direct`` is the address of B's row ``k0`` and the panel lies before
+    ``full_end`` (:func:`in_place_end`; 0 when nothing is read in place),
+    in place with B's row stride. ``bias`` is the bias row address,
     or 0; ``ends`` the residual item's and the clamp's addresses (0: none),
     given on the last reduction block only. A remainder kernel reads its
     few columns of B in place where B's rows are (it reads only them). A column panel one ``unit``
@@ -252,7 +253,6 @@ def _sweep(kernels, plan, a_block, b_block, direct, c_item, bias, kcp, first_pan
     n, nr, unit, group, tail = plan[_N], plan[_NR], plan[_UNIT], plan[_REMAINDER], plan[_TAIL]
     split = plan[_SPLIT]
     tall = plan[_TALL]
-    full_end = in_place_end(n, nr, unit, split, tail) if direct else 0
     for ic in range(first_panel, last_panel, plan[_MCP]):
         ice = min(last_panel, ic + plan[_MCP])
         j = jc
@@ -290,7 +290,9 @@ def in_place_end(n, nr, unit, split, tail):
     the columns left (N = 16: a 4 x 4 output plane), which the kernels
     read with B's row stride as they read a whole one; the rest, a ragged
     last panel or a remainder kernel's columns, is packed, padded."""
-    j = 0
+    j = n // nr * nr  # whole panels up to here
+    if j == n or (j > 0 and n - j <= tail):  # no rest, or a wide last panel
+        return n
     while j < n:
         width = panel_width(j, n, nr, unit, split, tail)
         if width < nr and width != n - j:

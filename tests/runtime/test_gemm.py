@@ -23,7 +23,7 @@ from runtime.gemm import (
     sgemm,
     sgemm_batched,
 )
-from runtime.gemm.family import host_isa
+from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.microkernel_ir import kernel_ir
 from runtime.gemm.tasks import task_block
 from tests.helpers.gemm import LAYOUTS, SETTINGS, driver, forbid_compiled_code, int_reference, layout, packers
@@ -571,6 +571,25 @@ def test_the_remainder_kernels_give_the_tiles_bits(monkeypatch, m, k, n, in_plac
     for got, expected in zip(with_remainders, products()):
         np.testing.assert_array_equal(got, expected)
     assert_close(with_remainders[1] - start, a, b)
+
+
+def test_the_in_place_columns_end_where_the_first_panel_b_does_not_fill_starts():
+    """tasks.in_place_end against a walk of every panel (runtime.gemm.pack.panel_width):
+    in place up to the first narrower panel B's columns do not fill, on both families'
+    panel shapes (nr 24 and 48, remainder columns 3 and 4, wide tails 0 and 3)."""
+    from runtime.gemm.pack import panel_width
+    from runtime.gemm.tasks import in_place_end
+
+    for nr, split, tail in ((24, 3, 0), (48, 4, 3), (48, 0, 0)):
+        for n in range(1, 3 * nr + 9):
+            j, want = 0, n
+            while j < n:
+                width = panel_width(j, n, nr, UNIT, split, tail)
+                if width < nr and width != n - j:
+                    want = j
+                    break
+                j += width
+            assert in_place_end(n, nr, UNIT, split, tail) == want, (n, nr, split, tail)
 
 
 @pytest.mark.parametrize("m, n, depth", [(512, 784, 1152), (64, 196, 576), (1024, 196, 256), (160, 49, 960),
