@@ -189,9 +189,8 @@ class _Remainder:
             splats.append(splat_vector(w, self.mr, scalar, "float"))
         vec, new = self.vec(self.mr), []
         for p in range(self.panels):
-            panel, ptr, value = w.fresh("panel"), w.fresh("pa"), w.fresh("a")
-            w.emit(f"{panel} = getelementptr inbounds float, ptr {pa}, i64 %poff{p}")
-            w.emit(f"{ptr} = getelementptr inbounds float, ptr {panel}, i64 {k * self.mr}")
+            ptr, value = w.fresh("pa"), w.fresh("a")
+            w.emit(f"{ptr} = getelementptr inbounds float, ptr {_panel(w, pa, p)}, i64 {k * self.mr}")
             w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
             outs = []
             for j in range(self.cols):

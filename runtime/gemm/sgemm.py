@@ -44,7 +44,6 @@ from runtime.gemm.pack import (
     check_packed,
     flat_view,
     pack_left,
-    panel_width,
     roundup,
     split_columns,
     tail_columns,
@@ -86,6 +85,7 @@ from runtime.gemm.tasks import (
     PACK,
     PREPACKED,
     _run_placed,
+    in_place_end,
     tasks_entry,
 )
 from runtime.jit import readonly
@@ -446,16 +446,8 @@ def remainder_rows(n: int, isa: Isa, kind: str, tail: int) -> int:
     ``n``-column product takes at once (runtime.gemm.family.remainder_group),
     or 0 where no remainder kernel runs it."""
     split = split_columns(isa, kind)
-    if not split:
-        return 0
-    start = 0
-    while True:
-        width = panel_width.py_func(start, n, isa.nr, UNIT, split, tail)
-        if start + width >= n:
-            break
-        start += width
-    cols = n - start
-    return remainder_group(isa, cols) if 0 < cols <= split else 0
+    cols = n - in_place_end(n, isa.nr, UNIT, split, tail)  # past the panels B's columns fill: the last one's
+    return remainder_group(isa, cols) if split and 0 < cols <= split else 0
 
 
 def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0,
