@@ -1,5 +1,6 @@
-"""Shared by the GEMM engine's tests (tests/runtime/test_gemm.py, float;
-test_igemm.py, int8): operand layouts, the exact int8 product, hypothesis settings, and a guard
+"""Shared by the GEMM engine's tests (tests/runtime/test_gemm.py and
+test_gemm_panels.py, float; test_igemm.py, int8): operand layouts, the float64
+and exact int8 products, the float tolerance, hypothesis settings, and a guard
 that errors come before any compiled code runs."""
 from __future__ import annotations
 
@@ -44,3 +45,15 @@ def forbid_compiled_code(monkeypatch) -> None:
     monkeypatch.setattr(driver, "_run_placed", forbidden)  # every product sgemm runs goes through it
     for name in ("pack_a_panels", "pack_b_items", "pack_a_int8", "pack_b_int8"):
         monkeypatch.setattr(packers, name, forbidden)
+
+
+def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.astype(np.float64) @ b.astype(np.float64)
+
+
+def assert_close(got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """Within float32 rounding of the float64 product: error relative to the
+    largest |a| @ |b| (a bound on every partial sum)."""
+    scale = max(float((np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))).max()), 1e-30)
+    err = float(np.abs(got - reference(a, b)).max()) if got.size else 0.0
+    assert err <= 4e-6 * scale, f"error {err:.3g} vs scale {scale:.3g}"

@@ -23,24 +23,17 @@ from runtime.gemm import (
     sgemm,
     sgemm_batched,
 )
-from runtime.gemm.family import UNIT, host_isa
+from runtime.gemm.family import host_isa
 from runtime.gemm.microkernel_ir import kernel_ir
-from runtime.gemm.tasks import task_block
-from tests.helpers.gemm import LAYOUTS, SETTINGS, driver, forbid_compiled_code, int_reference, layout, packers
-
-
-def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a.astype(np.float64) @ b.astype(np.float64)
-
-
-def assert_close(got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """Within float32 rounding of the float64 product: error relative to the
-    largest |a| @ |b| (a bound on every partial sum)."""
-    scale = max(float((np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))).max()), 1e-30)
-    err = float(np.abs(got - reference(a, b)).max()) if got.size else 0.0
-    assert err <= 4e-6 * scale, f"error {err:.3g} vs scale {scale:.3g}"
-
-
+from tests.helpers.gemm import (
+    LAYOUTS,
+    SETTINGS,
+    assert_close,
+    forbid_compiled_code,
+    int_reference,
+    layout,
+    reference,
+)
 
 
 @SETTINGS
@@ -340,52 +333,6 @@ def test_avx2_kernels_when_the_host_has_avx2():
     assert result.returncode == 0, result.stderr
 
 
-TALL_CHECK = """
-import dataclasses
-import numpy as np
-from runtime.gemm import PackedProduct, pack_weights, sgemm
-import importlib
-driver = importlib.import_module("runtime.gemm.sgemm")
-from runtime.gemm.family import host_isa
-isa = host_isa()
-assert isa.name == "avx2" and isa.tall_panels == 2
-plain = dataclasses.replace(isa, tall_panels=0)
-def products(a, b, bias, residual, start, chosen):
-    driver.host_isa = lambda: chosen
-    driver._plans.clear()
-    packed = pack_weights(a)
-    acc = start.copy()
-    sgemm(None, b, acc, packed_a=packed, accumulate=True)
-    m, n = acc.shape
-    return (sgemm(None, b, packed_a=packed, bias=bias, residual=residual, clamp=(-1.0, 2.0)), acc,
-            sgemm(a, np.asfortranarray(b)),
-            PackedProduct(packed, n, bias, (0.0, 6.0), residual=True).run(b, np.empty((m, n), np.float32), residual))
-for m, k, n in [(8, 20, 4), (13, 700, 4), (37, 300, 8), (64, 129, 28), (5, 40, 2), (96, 1100, 100), (30, 64, 196)]:
-    rng = np.random.default_rng(m * k + n)
-    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
-    bias, residual = rng.standard_normal(m).astype(np.float32), rng.standard_normal((m, n)).astype(np.float32)
-    start = rng.standard_normal((m, n)).astype(np.float32)
-    tall = products(a, b, bias, residual, start, isa)
-    for got, expected in zip(tall, products(a, b, bias, residual, start, plain)):
-        assert np.array_equal(got, expected), (m, k, n)
-    assert np.abs(tall[2] - a.astype(np.float64) @ b).max() < 1e-3 * max(1, k ** 0.5)
-"""
-
-
-def test_the_tall_tile_gives_the_plain_tiles_bits():
-    """AVX2's tall tile (two row panels of a column panel one UNIT wide at
-    once: Isa.tall_panels) runs each element's multiply-add chain as the
-    plain tile does: the same bits, with every epilogue, accumulating,
-    packed or read in place, for products whose last panel is narrow (N =
-    2, 4, 8, 28 = 24 + 4, 100, 196) and partial row pairs (M = 5, 13, 37)."""
-    import llvmlite.binding as llvm
-    if not llvm.get_host_cpu_features().get("avx2"):
-        pytest.skip("no AVX2 on this host")
-    env = dict(os.environ, TESSERA_GEMM_ISA="avx2")
-    result = subprocess.run([sys.executable, "-c", TALL_CHECK], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-
-
 def test_a_cpu_without_avx2_is_reported_not_crashed(monkeypatch):
     assert family.available() is True
     monkeypatch.setattr(family.llvm, "get_host_cpu_features", lambda: {})
@@ -459,176 +406,6 @@ def test_sgemm_epilogue_on_a_depth_zero_product():
 def test_sgemm_epilogue_errors(kwargs, match):
     with pytest.raises(KernelError, match=match):
         sgemm(np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), **kwargs)
-
-
-@pytest.mark.parametrize("m, k, n", [(64, 192, 49), (63, 512, 100), (128, 520, 30), (200, 1000, 7), (96, 400, 16),
-                                     (70, 300, 8), (66, 260, 64)])
-def test_packing_a_contiguous_b_or_reading_it_in_place_gives_the_same_bits(monkeypatch, m, k, n):
-    """Deep products with many rows pack even a contiguous B where a packed
-    panel stays in L1: the same products summed in the same order as reading
-    it in place, so the same bits, through sgemm and a PackedProduct; a
-    narrow last panel that B's columns fill (N = 8, 16, 64 = 48 + 16) is
-    read in place too."""
-    from runtime.gemm.tasks import DIRECT, PACK
-
-    rng = np.random.default_rng(m + k + n)
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    bias = rng.standard_normal(m).astype(np.float32)
-    packed = pack_weights(a)
-    kc, isa = packers.block_depth(k), host_isa()
-    fits = kc * isa.nr * 4 <= driver.L1_BYTES
-    expected_mode = PACK if m >= driver.PACK_MIN_ROWS and kc >= driver.PACK_MIN_KC and fits else DIRECT
-    assert driver.b_reading(m, kc, 1, isa) == expected_mode and driver.b_reading(m, kc, 2, isa) == PACK
-    monkeypatch.setattr(driver, "L1_BYTES", 1 << 40)  # every panel "fits": pack where the other rules say so
-    assert driver.b_reading(m, kc, 1, isa) == (PACK if m >= driver.PACK_MIN_ROWS and kc >= driver.PACK_MIN_KC
-                                               else DIRECT)
-
-    def products():
-        driver._plans.clear()
-        return (sgemm(None, b, packed_a=packed, bias=bias, clamp=(0.0, 6.0)),
-                PackedProduct(packed, n, bias, (0.0, 6.0)).run(b, np.empty((m, n), np.float32)))
-
-    chosen = products()
-    monkeypatch.setattr(driver, "PACK_MIN_ROWS", 1 << 40)  # every contiguous B read in place
-    in_place = products()
-    for got, other in zip(chosen, in_place):
-        np.testing.assert_array_equal(got, other)
-    np.testing.assert_allclose(chosen[0], np.clip(reference(a, b) + bias[:, None], 0, 6), rtol=1e-4, atol=1e-3)
-
-
-def epilogue_operands(monkeypatch, m: int, k: int, n: int, in_place: bool):
-    """Random operands of an (m, k) x (k, n) product with a bias, residual
-    and accumulator start, B read in place or packed wherever the product is
-    deep and tall enough (whatever the L1 holds); and a function computing
-    its products with every epilogue (sgemm with bias, residual and clamp;
-    sgemm accumulating; a PackedProduct), plans made afresh each time."""
-    rng = np.random.default_rng(m * k + n)
-    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
-    bias, residual = rng.standard_normal(m).astype(np.float32), rng.standard_normal((m, n)).astype(np.float32)
-    start = rng.standard_normal((m, n)).astype(np.float32)
-    packed = pack_weights(a)
-    monkeypatch.setattr(driver, "PACK_MIN_ROWS" if in_place else "L1_BYTES", 1 << 40)
-
-    def products():
-        driver._plans.clear()
-        acc = start.copy()
-        sgemm(None, b, acc, packed_a=packed, accumulate=True)
-        return (sgemm(None, b, packed_a=packed, bias=bias, residual=residual, clamp=(-1.0, 2.0)), acc,
-                PackedProduct(packed, n, bias, (0.0, 6.0), residual=True).run(b, np.empty((m, n), np.float32),
-                                                                               residual))
-
-    return a, b, start, products
-
-
-@pytest.mark.parametrize("m, k, n", [(8, 20, 49), (61, 300, 50), (64, 192, 51), (130, 600, 97), (16, 24, 385),
-                                     (72, 40, 433), (3, 7, 49)])
-@pytest.mark.parametrize("in_place", [False, True])
-def test_a_wide_last_panel_gives_the_remainder_kernels_bits(monkeypatch, m, k, n, in_place):
-    """N = nr + 1 to 3 (49 on AVX-512): the last panel runs as one wide
-    kernel (Isa.wide_tail) whose tail columns are the same fused
-    multiply-add chains as the remainder kernels', so the same bits, with
-    every epilogue, packed or read in place, across reduction and column
-    blocks (385 = 8 panels + 1) and column chunks."""
-    a, b, start, products = epilogue_operands(monkeypatch, m, k, n, in_place)
-    wide = products()
-    monkeypatch.setattr(driver, "tail_columns", lambda isa, kind: 0)
-    for got, expected in zip(wide, products()):
-        np.testing.assert_array_equal(got, expected)
-    assert_close(wide[1] - start, a, b)
-
-
-def test_a_wide_last_panel_is_one_column_chunk(monkeypatch):
-    """49 columns are one chunk of tasks (split by rows), not a chunk of 48
-    and a chunk of one column that re-reads all of A on its own."""
-    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
-    isa = host_isa()
-    if not isa.wide_tail:
-        pytest.skip(f"the {isa.name} kernels have no wide tail")
-    assert f"tessera_f32_{isa.mr}x{isa.nr + 1}" in kernel_ir(isa, "f32")
-    rows, cols, _, col_panels = driver._split(1, 512, isa.nr + 1, 4608, isa, isa.wide_tail)
-    assert cols == 1 and rows > 1 and col_panels == 1
-    assert driver._split(1, 512, isa.nr + 1, 4608, isa, 0)[1] == 2
-
-
-@pytest.mark.parametrize("m, k, n", [(256, 300, 4), (100, 700, 4), (37, 40, 3), (64, 129, 20), (70, 50, 52),
-                                     (33, 600, 196), (5, 9, 2)])
-@pytest.mark.parametrize("in_place", [False, True])
-def test_the_remainder_kernels_give_the_tiles_bits(monkeypatch, m, k, n, in_place):
-    """A last column panel of a few columns (N = 4: a 2 x 2 output plane;
-    20 = 16 + 4; 52 = 48 + 4; 196) runs on a remainder kernel, several row
-    panels at once with A's steps as vectors, B read in place or packed:
-    each element the same fused multiply-add chain as a tile's, so the same
-    bits as without remainder kernels, with every epilogue, accumulating,
-    across reduction blocks and row chunks."""
-    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
-    a, b, start, products = epilogue_operands(monkeypatch, m, k, n, in_place)
-    isa = host_isa()
-    assert driver.remainder_rows(4, isa, "f32", 0) == (family.remainder_group(isa, 4) if isa.remainder_cols >= 4 else 0)
-    with_remainders = products()
-    monkeypatch.setattr(driver, "split_columns", lambda isa, kind: 0)
-    monkeypatch.setattr(driver, "tail_columns", lambda isa, kind: 0)
-    for got, expected in zip(with_remainders, products()):
-        np.testing.assert_array_equal(got, expected)
-    assert_close(with_remainders[1] - start, a, b)
-
-
-def test_the_in_place_columns_end_where_the_first_panel_b_does_not_fill_starts():
-    """tasks.in_place_end against a walk of every panel (runtime.gemm.pack.panel_width):
-    in place up to the first narrower panel B's columns do not fill, on both families'
-    panel shapes (nr 24 and 48, remainder columns 3 and 4, wide tails 0 and 3)."""
-    from runtime.gemm.pack import panel_width
-    from runtime.gemm.tasks import in_place_end
-
-    for nr, split, tail in ((24, 3, 0), (48, 4, 3), (48, 0, 0)):
-        for n in range(1, 3 * nr + 9):
-            j, want = 0, n
-            while j < n:
-                width = panel_width(j, n, nr, UNIT, split, tail)
-                if width < nr and width != n - j:
-                    want = j
-                    break
-                j += width
-            assert in_place_end(n, nr, UNIT, split, tail) == want, (n, nr, split, tail)
-
-
-@pytest.mark.parametrize("m, n, depth", [(512, 784, 1152), (64, 196, 576), (1024, 196, 256), (160, 49, 960),
-                                         (2048, 49, 512), (8, 5, 3), (256, 4, 2304), (200, 3, 3000)])
-def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n, depth):
-    """The tasks of a split product partition C: every row panel and column
-    exactly once, as many chunks as wanted (17 column panels in 8 chunks,
-    not 6 of 3 panels, one short: a thread then ran 3 chunks while the other
-    waited), chunk sizes a panel apart at most; but where the last column
-    panel runs on a remainder kernel, every row chunk holds at least one
-    whole group of the panels it takes (N = 4: 256 rows in 4 chunks of 8
-    panels on AVX-512, not 8 of 4)."""
-    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
-    isa = host_isa()
-    tail = driver.tail_columns(isa, "f32")
-    group = driver.remainder_rows(n, isa, "f32", tail)
-    mt, nt, row_panels, col_panels = driver._split(1, m, n, depth, isa, tail, group)
-    template = driver._plan_template("f32", isa, (1, m, n, depth, depth), (0, None, depth * n, n, 1),
-                                     (m * n * 4, n * 4, 4), None, None, False)
-    assert template[driver._TASKS] == mt * nt and template[driver._REMAINDER] == group
-    wanted = max(1, min(8, m * n * depth // driver.MIN_TASK_MACS))
-    if group > 1:
-        wanted = min(wanted, max(1, row_panels // group) * col_panels)
-    assert mt * nt >= min(wanted, -(-m // isa.mr) * (-(-n // isa.nr)))  # as many chunks as wanted, where there are
-    assert col_panels == -(-n // isa.nr) - (1 if n > isa.nr and 0 < n % isa.nr <= tail else 0)
-    covered = np.zeros((m, n), np.int64)
-    heights, widths = [], []
-    for task in range(mt * nt):
-        item, first, last, n0, n1 = task_block(template, task)
-        covered[first * isa.mr:last * isa.mr, n0:n1] += 1
-        heights.append(last - first)
-        widths.append((col_panels if n1 == n else n1 // isa.nr) - n0 // isa.nr)
-    assert (covered == 1).all()
-    assert min(heights) >= 1 and max(heights) - min(heights) <= 1 and sum(heights) == row_panels * nt
-    assert min(widths) >= 1 and max(widths) - min(widths) <= 1 and sum(widths) == col_panels * mt
-    if group > 1:
-        assert min(heights) >= min(group, row_panels)
-    elif m * n * depth >= 8 * driver.MIN_TASK_MACS:
-        assert mt * nt >= 8
 
 
 # ---------------------------------------------------------------- PackedProduct
