@@ -83,6 +83,9 @@ P_ENTERED, P_FAILED = 0, LINE
 P_SEQ, P_EXPECTED, P_SPIN, P_JOIN_SPIN = (2 * LINE + i for i in range(4))
 P_PHASES = 3 * LINE
 P_STRIDE = 4 * LINE
+P_COUNT = 1
+"""Within a phase's first line (its claim counter's): a count set at run
+time (:func:`phase_set_count`)."""
 FINISHED = -1
 """What a phased driver returns when every phase is done."""
 
@@ -199,6 +202,21 @@ def phase_claim(team, phase, count, role):
         return -1
     at = P_PHASES + P_STRIDE * phase
     return _claim(team, at, at + 3 * LINE, at + 2 * LINE, count, role)
+
+
+@jit
+def phase_set_count(team, phase, count):
+    """Set the chunk count of a later ``phase`` of this run, where it is
+    known only at run time (before the phases that precede it end): in the
+    run's own team array, so that a pool thread still in an earlier run
+    never reads it."""
+    team[P_PHASES + P_STRIDE * phase + P_COUNT] = count
+
+
+@jit
+def phase_count(team, phase):
+    """The chunk count :func:`phase_set_count` set for ``phase``."""
+    return load_acquire(team, P_PHASES + P_STRIDE * phase + P_COUNT)
 
 
 @jit

@@ -39,8 +39,8 @@ run (ResNet-50: ~25 MB of weights, ~5 % of the simulator's time).
 ``plan`` decides at Init which CONVs go this way and builds each one's GEMM
 plan (:func:`runtime.gemm.sgemm._plan_template`): a single task for the
 interpreter's CONVs (one thread), tasks for every thread for the large
-ones, which ``run_large`` (runtime/sim/conv.py) runs over the pool. The
-working buffers are allocated once, for the largest planned CONV.
+ones, which runtime.sim.phased runs as phases on the pool. The working
+buffers are allocated once, for the largest planned CONV.
 """
 from __future__ import annotations
 
@@ -66,7 +66,6 @@ from runtime.gemm.tasks import (
 )
 from runtime.isa import COL_OPCODE, Op
 from runtime.jit import jit
-from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
 from runtime.sim.conv import DENSE8, kernel_kind
 from runtime.sim.epilogue import (
     C_ACC,
@@ -103,7 +102,7 @@ at ~20 GMAC/s on conv8's row sums, ~30-45 on the GEMM; a first layer's
 byte, past its end with zeros."""
 
 SERIAL_PACK_WORDS = 1 << 16
-"""B operands of more lanes than this are packed over the pool (run_large)."""
+"""B operands of more lanes than this are packed over the pool (a PACK phase, runtime.sim.phased)."""
 
 FLIP = np.uint32(0x80808080)
 
@@ -140,8 +139,10 @@ class GemmPlans:
     kernels: np.ndarray
     work: tuple
     shapes: list
-    """Per plan, what ``run_large`` needs in Python: (pixels, reduction
-    steps, kc, nr, B's lanes, whether the sums go to ACC)."""
+    """Per plan: (pixels, reduction steps, kc, nr, B's lanes, whether the
+    sums go to ACC)."""
+    shape_table: np.ndarray
+    """``shapes`` as an int64 array (a row per plan), for Numba."""
 
 
 def eligible(ins: np.ndarray) -> bool:
@@ -198,7 +199,8 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
         _, size, _, steps = _dims(prog[r])
         _, _, _, kc, _, nr = (int(v) for v in plan_shape(templates[j]))
         shapes.append((size, steps, kc, nr, steps * roundup(size, UNIT), int(prog[r, C_MODE]) & 2 == 2))
-    return GemmPlans(index, templates, kernels, work, shapes)
+    table = np.array(shapes, np.int64).reshape(len(shapes), 6)
+    return GemmPlans(index, templates, kernels, work, shapes, table)
 
 
 # ---------------------------------------------------------------- Numba
@@ -422,6 +424,24 @@ def pack_weights_by_tap(wu8, w8, at, in_c, taps, rows, steps, kc, mr, dst, sums)
 
 
 @jit
+def _pack_weights(ins, wu8, w8, w32, w_at, steps, kc, mr, lanes, rowsums):
+    """A lanes (four bytes a lane) and row sums of a planned CONV's weights
+    at byte ``w_at``, by the packer its layout wants."""
+    m, in_c, taps = ins[C_OUT_C], ins[C_IN_C], ins[C_KH] * ins[C_KW]
+    depth = in_c * taps
+    mpad = (m + mr - 1) // mr * mr
+    if by_words(ins):
+        pack_weights_by_tap(wu8, w8, w_at, in_c, taps, m, steps, kc, mr, lanes, rowsums)
+    elif depth % 4 != 0 or w_at % 4 != 0:
+        pack_a_int8(0, mpad // mr, w8[w_at:w_at + m * depth], depth, 1, 0, m, depth, kc, mr, lanes.view(np.int8),
+                    rowsums)
+    else:
+        q = w_at >> 2
+        pack_a_words(0, mpad // mr, w32[q:q + m * (depth >> 2)], w8[w_at:w_at + m * depth], depth >> 2, 0, m,
+                     steps, kc, mr, lanes, rowsums)
+
+
+@jit
 def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
     """Pack the weights of planned CONV ``g`` unless its store holds them
     already, compute the row offsets (and the pixel-major copy of the tile
@@ -443,15 +463,7 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
     rowsums = sum_store[at[g, 2]:at[g + 1, 2]]
     weights, packed_from = wu8[w_at:w_at + m * depth], w_store[at[g, 1]:at[g + 1, 1]]
     if not (held[g] == 1 and same_bytes(weights, packed_from)):
-        if by_words(ins):
-            pack_weights_by_tap(wu8, w8, w_at, in_c, taps, m, steps, kc, mr, lanes, rowsums)
-        elif depth % 4 != 0 or w_at % 4 != 0:
-            pack_a_int8(0, mpad // mr, w8[w_at:w_at + m * depth], depth, 1, 0, m, depth, kc, mr, lanes.view(np.int8),
-                        rowsums)
-        else:
-            q = w_at >> 2
-            pack_a_words(0, mpad // mr, w32[q:q + m * (depth >> 2)], w8[w_at:w_at + m * depth], depth >> 2, 0, m,
-                         steps, kc, mr, lanes, rowsums)
+        _pack_weights(ins, wu8, w8, w32, w_at, steps, kc, mr, lanes, rowsums)
         packed_from[:] = weights
         held[g] = 1
     mode = ins[C_MODE]
@@ -474,16 +486,22 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
             pack_patches(np.int64(0), (size + nr - 1) // nr, ins, au8, in_at, xt, offs, origins, runs, steps, size,
                          kc, nr, b_lanes.view(np.uint32))  # int64 start (not literal 0): the pool's signature
             packed = True
-    acc_at = (cbase + ins[C_ACC]) >> 2
-    if mode & 2 == 2:
-        sums = c32[acc_at:acc_at + m * size]
-    else:
-        sums = c[:m * size]
-        if mode & 1 == 1:
-            sums[:] = c32[acc_at:acc_at + m * size]
+    sums = conv_sums(ins, m, size, c32, cbase, c)
+    if mode & 3 == 1:  # MIDDLE: the stored sums go on from ACC's values
+        sums[:] = c32[(cbase + ins[C_ACC]) >> 2:((cbase + ins[C_ACC]) >> 2) + m * size]
     plan = tmpl.copy()
     set_addresses(plan, lanes, b_lanes, sums, offsets, a, a, True, False, False)
     return plan, sums.reshape(m, size), packed
+
+
+@jit(inline="always")
+def conv_sums(ins, m, size, c32, cbase, c):
+    """Where a planned CONV's GEMM writes its ``m x size`` sums: ACC itself
+    for FIRST and MIDDLE (mode bit 2), else the shared buffer ``c``."""
+    if ins[C_MODE] & 2 == 2:
+        acc_at = (cbase + ins[C_ACC]) >> 2
+        return c32[acc_at:acc_at + m * size]
+    return c[:m * size]
 
 
 @jit
@@ -518,57 +536,10 @@ def products_and_epilogue(start, stop, plan, kernels, b_src, sums, ins, a8, a16,
 
 @jit
 def prepare_checked(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b, err):
-    """``prepare`` after the PARAM records' check (one call from Python for
-    ``run_large``): (whether they passed, then prepare's results)."""
+    """``prepare`` after the PARAM records' check (a pooled CONV's, from
+    runtime.sim.phased): (whether they passed, then prepare's results)."""
     if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, wbase + ins[C_PARAM], ins[C_OUT_C], err):
         return False, tmpl, c32[:0].reshape(0, 0), False
     plan, sums, packed = call_unlinked(prepare, (ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase,
                                                  work, pack_b))
     return True, plan, sums, packed
-
-
-def run_large(ins: np.ndarray, g: int, plans: GemmPlans, mem, slot: int, err: np.ndarray) -> bool:
-    """Planned CONV ``g`` over the pool (``mem``: the card's CardMemory, ``slot``
-    the cluster's buffer slot): weights packed on this thread, patches,
-    products and epilogue split over the threads. False (err filled) on a
-    bad PARAM record. (What Python needs of the plan, ``plans.shapes[g]``,
-    was worked out at Init: ~200 of these a ResNet-50 run.)"""
-    wbase, abase, cbase = mem.wgt.stride * slot, mem.act.stride * slot, mem.acc.stride * slot
-    size, steps, kc, nr, lanes, to_acc = plans.shapes[g]
-    ok, plan_, sums, packed = prepare_checked(ins, g, plans.templates[g], mem.act.u8, abase, mem.wgt.u8, mem.wgt.i8,
-                                              mem.wgt.i32, mem.wgt.i64, wbase, mem.acc.i32, cbase, plans.work,
-                                              lanes <= SERIAL_PACK_WORDS, err)
-    if not ok:
-        return False
-    work = plans.work
-    if not packed:
-        offs, origins, runs = plan_geometry(work, g)
-        parallel_for(pack_patches, -(-size // nr), ins, mem.act.u8, abase + int(ins[C_IN]), work[7], offs, origins,
-                     runs, steps, size, kc, nr, work[2][:lanes].view(np.uint32))
-    if not to_acc:
-        parallel_for(products_and_epilogue, int(plan_[TASKS]), plan_, plans.kernels, work[0], sums, ins,
-                     mem.act.i8, mem.act.i16, abase, mem.wgt.i32, wbase)
-    else:
-        parallel_for(run_planned, int(plan_[TASKS]), plan_, plans.kernels, work[0])
-    return True
-
-
-# ---------------------------------------------------------------- team drivers (runtime.parallel)
-@drives(products_and_epilogue)
-@jit
-def products_and_epilogue_team(team, state, role, spans, *args):
-    index = team_enter(team, state, role)
-    while index >= 0:
-        call_unlinked(products_and_epilogue, (spans[index, 0], spans[index, 1]) + args)
-        index = team_next(team, True, role)
-    return team_leave(team, state, role)
-
-
-@drives(pack_patches)
-@jit
-def pack_patches_team(team, state, role, spans, *args):
-    index = team_enter(team, state, role)
-    while index >= 0:
-        call_unlinked(pack_patches, (spans[index, 0], spans[index, 1]) + args)
-        index = team_next(team, True, role)
-    return team_leave(team, state, role)

@@ -43,13 +43,12 @@ from runtime.isa import (
 )
 from runtime.isa.codec import stream_bytes
 from runtime.isa.validate import queue_masks
-from runtime.jit import compiled_entry
 from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
-from runtime.sim import conv_gemm, lanes
+from runtime.sim import conv_gemm, lanes, phased
 from runtime.sim.errors import SimulatorError
-from runtime.sim.handlers import handler_table, run_here
-from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
+from runtime.sim.handlers import handler_table
+from runtime.sim.interpreter import GEMM_KEY, act_bytes
 from runtime.sim.memory import CardMemory
 from runtime.sim.params import KINDS, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW
 from runtime.sim.schedule import schedule
@@ -57,10 +56,15 @@ from runtime.sim.timing import MODULES, Timing, conv_macs, conv_work, dma_bytes,
 
 LARGE_CONV_MACS = 1 << 22
 """CONVs with at least this many MACs run on the thread pool (the int8 GEMM
-or channel-split kernels); smaller ones inside the interpreter, where they
-save the return to Python and the pool's hand-off (~10 % of ResNet-50's and
-MobileNetV2's simulator time against 2^18 on the 2-core host). A CONV the
-GEMM does not run counts ``SLOW_KERNEL_FACTOR`` times its MACs."""
+as phases of runtime.sim.phased, or channel-split kernels from Python);
+smaller ones inside the interpreter's segments, on one thread. A CONV the
+GEMM does not run counts ``SLOW_KERNEL_FACTOR`` times its MACs. (With the
+GEMM's CONVs as phases, 2^20 and 2^18 did no better on ResNet-50,
+MobileNetV2 at 96 x 96 and ResNet-10 at 32 x 32, Zen 3: a barrier and the
+last task's wait cost as much as the smaller CONVs gain.)"""
+
+PACK_PARTS = parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD
+"""Chunks a pooled CONV's patches are packed in (as parallel_for cuts a job)."""
 
 SLOW_KERNEL_FACTOR = 8
 """How many times longer a MAC takes outside the int8 GEMM (depthwise and
@@ -110,26 +114,31 @@ class _CardRun:
     """The interpreter's arguments after ``dram``: the card's SRAM views and
     this run's tables, gathered once."""
 
-    _entry: Callable | None = field(init=False, repr=False, default=None)
+    ctl: np.ndarray = field(init=False, repr=False)
+    """The phased driver's control slots (runtime.sim.phased: STATUS, ...)."""
+    plan: np.ndarray = field(init=False, repr=False)
+    """The plan of the pooled CONV being run, with its addresses."""
+    _stretches: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self):
         mem, gemm = self.memory, self.gemm
         self.err = np.zeros(4, np.int64)
+        self.ctl = np.zeros(2, np.int64)
+        self.plan = np.zeros(conv_gemm.PLAN_SIZE, np.int64)
         strides = np.array([mem.wgt.stride, mem.act.stride, mem.acc.stride], np.int64)
         self.state = (mem.wgt.i8, mem.wgt.i16, mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16,
                       mem.act.u8, mem.acc.i32, mem.acc.i64, mem.acc.u8, strides, self.err, np.zeros(8, np.uint8),
                       gemm.index, gemm.templates, gemm.kernels, gemm.work, self.handlers)
 
-    def interpret(self, order: np.ndarray, pos: int, dram: np.ndarray) -> int:
-        """The interpreter on ``order[pos:]`` (an int64 slice of ``order``)
-        and ``dram`` (a DRAM image Simulator.check_drams passed): the same
-        argument types on every call, so its compiled code is called
-        directly (runtime.jit.compiled_entry), resolved on the first."""
-        entry = self._entry
-        if entry is None:
-            entry = self._entry = compiled_entry(interpret, (self.prog, order, pos, self.slot, self.large, dram,
-                                                             *self.state))
-        return entry(self.prog, order, pos, self.slot, self.large, dram, *self.state)
+    def stretches(self, order: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """``order``'s phase tables (runtime.sim.phased.stretches), worked
+        out on its first run (an order is a lane's epoch: the same array,
+        run after run)."""
+        key = (order.ctypes.data, order.shape[0])
+        found = self._stretches.get(key)
+        if found is None:
+            found = self._stretches[key] = phased.stretches(self.prog, order, self.gemm.index, self.large)
+        return found
 
 
 class Simulator:
@@ -326,33 +335,30 @@ class Simulator:
                 after_phase(number)
 
     def _execute(self, run: _CardRun, order: np.ndarray, dram: np.ndarray) -> None:
-        """Run ``order`` (some of ``run``'s rows, in order) on the card's memory."""
-        pos = run.interpret(order, 0, dram)
-        n = order.shape[0]
-        if pos == n:
-            return
+        """Run ``order`` (some of ``run``'s rows, in order) on the card's
+        memory: its phases on the pool (runtime.sim.phased), and between
+        them the large CONVs the GEMM does not plan, from Python."""
         mem, err, gemm = run.memory, run.err, run.gemm
-        while True:
-            if pos < 0:
+        for phases, python in run.stretches(order):
+            run.ctl[:] = 0
+            parallel.run_phases(phased.run_card, phases.shape[0], phases, run.ctl, run.plan, PACK_PARTS, run.prog,
+                                order, run.slot, run.large, dram, *run.state, gemm.shape_table,
+                                alone=not phased.shares_work(phases))
+            if run.ctl[phased.STATUS] == phased.BAD_PARAM:
                 raise self._param_error(run, err)
-            if pos >= n:
-                return
-            row = order[pos]
-            g = int(gemm.index[row])
-            if int(run.prog[row, COL_OPCODE]) != Op.CONV:  # a POOL, ELTWISE or LUT its table had no entry for
-                done = run_here(run.prog[row], mem, int(run.slot[row]), err)
-            elif g >= 0:
-                done = conv_gemm.run_large(run.prog[row], g, gemm, mem, int(run.slot[row]), err)
-            else:
-                done = conv_kernels.run_large(run.prog[row], mem, int(run.slot[row]), err)
-            if not done:
+            if run.ctl[phased.STATUS] != 0:
+                raise SimulatorError(f"internal error: the interpreter stopped at position "
+                                     f"{int(run.ctl[phased.FAILED_AT])} of a segment it should have run through")
+            if python < 0:
+                continue
+            row = order[python]
+            if not conv_kernels.run_large(run.prog[row], mem, int(run.slot[row]), err):
                 err[3] = row
                 raise self._param_error(run, err)
             first, end = act_bytes(run.prog[row])
             if end > first:
                 base = mem.act.stride * int(run.slot[row])
                 conv_gemm.act_written(gemm.work[GEMM_KEY], base + int(first), base + int(end))
-            pos = run.interpret(order, pos + 1, dram)
 
     def _param_error(self, run: _CardRun, err: np.ndarray) -> SimulatorError:
         kind, index, value, row = (int(v) for v in err)

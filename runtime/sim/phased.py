@@ -1,0 +1,223 @@
+"""A card run's instructions with the thread pool inside Numba: the
+interpreter's segments and the planned CONVs' GEMMs as the phases of one
+phased job (runtime.parallel.run_phases), with no Python between them.
+
+The interpreter (runtime/sim/interpreter.py) runs a card's instructions in
+order on one thread. Before, it stopped at every large CONV and returned to
+Python, which packed the CONV's operands, ran its products over the pool and
+called the interpreter again: a return to Python and two pool hand-offs per
+large CONV (ResNet-50: 210 a run).
+
+Here a run of the card's order is cut, once, into phases (:func:`stretches`):
+
+* ``SEGMENT`` (one chunk): report the previous pooled CONV's output to the
+  packed-patch key, interpret the instructions up to the next pooled CONV,
+  then check and prepare that CONV (``conv_gemm.prepare_checked``: weights
+  packed unless held, row offsets, patches packed here when few);
+* ``PACK`` (a chunk per part of the column panels; none when the patches
+  are packed already): the CONV's patches, ``conv_gemm.pack_patches``;
+* ``PRODUCTS`` (a chunk per GEMM task): the products, each task's block of
+  sums followed by its epilogue (``conv_gemm.products_and_epilogue``), or
+  the sums alone into ACC (``run_planned``).
+
+Every thread runs :func:`run_card` and goes through the phases in order
+with a barrier after each (runtime.parallel's phased protocol), so a pooled
+CONV (the simulator's ``large`` ones planned on the GEMM) costs two
+barriers (~1 us each), not a return to Python and back. A segment is one
+thread's work while the other waits at the barrier, as before. The results
+are those of the one-thread interpreter, bit for bit: the same
+instructions in the same order, each CONV's sums the same exact int32 sums
+whatever the split.
+
+What still runs in Python (``stretches`` ends a stretch of phases there):
+a large CONV the GEMM does not plan (runtime.sim.conv.run_large: depthwise
+and short dense tiles over the pool).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.atomics import fetch_add
+from runtime.gemm.tasks import TASKS, plan_shape, run_planned
+from runtime.isa import COL_OPCODE, Op
+from runtime.jit import jit
+from runtime.parallel import (
+    ALONE,
+    FINISHED,
+    P_FAILED,
+    WORKER,
+    phase_begin,
+    phase_claim,
+    phase_count,
+    phase_done,
+    phase_end,
+    phase_set_count,
+    phase_wait,
+)
+from runtime.sim import conv_gemm
+from runtime.sim.epilogue import C_IN
+from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
+from runtime.unlinked import call_unlinked
+
+SEGMENT, PACK, PRODUCTS = 0, 1, 2
+KIND, FIRST, END, AFTER, ROW = range(5)
+"""Columns of a phase table row: its kind, the segment's positions
+[FIRST, END) in the order, the pooled CONV whose output a segment reports
+first (-1: none), the pooled CONV it prepares last or a PACK / PRODUCTS
+phase runs (-1: none)."""
+
+STATUS, FAILED_AT = 0, 1
+"""Slots of a run's control array: 0, or what failed (BAD_PARAM: the
+interpreter's or a CONV's PARAM records, ``err`` says which; STOPPED: the
+interpreter stopped where it should not have); the position in the order
+of the failure."""
+BAD_PARAM, STOPPED = 1, 2
+
+
+def pooled(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndarray) -> bool:
+    """Whether CONV ``row`` runs as PRODUCTS phases (planned on the GEMM,
+    with tasks for every thread)."""
+    return int(prog[row, COL_OPCODE]) == Op.CONV and gemm_index[row] >= 0 and bool(large[row])
+
+
+def in_python(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndarray) -> bool:
+    """Whether ``row`` is a large CONV off the GEMM (runtime.sim.conv.run_large, from Python)."""
+    return int(prog[row, COL_OPCODE]) == Op.CONV and gemm_index[row] < 0 and bool(large[row])
+
+
+def stretches(prog: np.ndarray, order: np.ndarray, gemm_index: np.ndarray,
+              large: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """``order`` as (phase table, position of a Python step after it or
+    -1) pairs: each table a run of phases with no Python between them,
+    ending with a segment (which reports the last pooled CONV's output)."""
+    out: list[tuple[np.ndarray, int]] = []
+    rows: list[tuple[int, int, int, int, int]] = []
+    start, after = 0, -1
+    for pos, row in enumerate(order.tolist()):
+        if pooled(prog, row, gemm_index, large):
+            rows += [(SEGMENT, start, pos, after, row), (PACK, 0, 0, -1, row), (PRODUCTS, 0, 0, -1, row)]
+            start, after = pos + 1, row
+        elif in_python(prog, row, gemm_index, large):
+            rows.append((SEGMENT, start, pos, after, -1))
+            out.append((np.array(rows, np.int64).reshape(-1, 5), pos))
+            rows, start, after = [], pos + 1, -1
+    rows.append((SEGMENT, start, order.shape[0], after, -1))
+    out.append((np.array(rows, np.int64).reshape(-1, 5), -1))
+    return out
+
+
+def shares_work(phases: np.ndarray) -> bool:
+    """Whether a phase table has phases other threads can help with."""
+    return bool(np.any(phases[:, KIND] != SEGMENT))
+
+
+@jit
+def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, slot, large, dram, w8, w16, w32, w64,
+             wu8, a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels, gemm_work,
+             handlers, shapes):
+    """A phased driver (runtime.parallel.run_phases) over ``phases`` (a
+    table of :func:`stretches`) from ``first``: returns FINISHED, or the
+    phase whose wait ran out (the caller comes back there). ``ctl`` and
+    ``plan`` hold what the segment that prepares a CONV hands the phases
+    after it (its plan with the addresses; the phases' chunk counts go into
+    ``team``); on a failure ``ctl[STATUS]`` says what, and every thread
+    stops."""
+    phase_begin(team, state, role)
+    for i in range(first, phases.shape[0]):
+        kind = phases[i, KIND]
+        count = 1 if kind == SEGMENT else phase_count(team, i)
+        chunk = phase_claim(team, i, count, role)
+        while chunk >= 0:
+            if kind == SEGMENT:
+                _segment(team, i, phases[i], ctl, plan, parts, prog, order, slot, large, dram, w8, w16, w32, w64, wu8,
+                         a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels,
+                         gemm_work, handlers, shapes)
+            else:
+                row = phases[i, ROW]
+                g = gemm_index[row]
+                s = slot[row]
+                ins = prog[row]
+                if kind == PACK:
+                    _pack(chunk, count, ins, g, au8, s * strides[1], gemm_work, shapes)
+                else:
+                    _products(chunk, plan, ins, g, gemm_kernels, gemm_work, shapes, a8, a16, s * strides[1], w32,
+                              s * strides[0], c32, s * strides[2])
+            phase_done(team, i)
+            chunk = phase_claim(team, i, count, role)
+        if role != ALONE and not phase_wait(team, i, count):
+            return -1 if role == WORKER else i
+        if ctl[STATUS] != 0:
+            return -1 if role == WORKER else FINISHED
+    phase_end(team, state, role)
+    return FINISHED
+
+
+@jit
+def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16, au8,
+             c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels, gemm_work, handlers, shapes):
+    """SEGMENT phase ``i`` (see the module's docstring); it sets the chunk
+    counts of the PACK and PRODUCTS phases after it (in the run's team
+    array: each phase's count is fixed before any thread reads it, where a
+    shared slot let a thread late to one phase read the next CONV's count
+    and claim a chunk of products twice)."""
+    key = gemm_work[GEMM_KEY]
+    after = phase[AFTER]
+    if after >= 0:
+        first, end = act_bytes(prog[after])
+        if end > first:
+            base = slot[after] * strides[1]
+            conv_gemm.act_written(key, base + first, base + end)
+    start, stop = phase[FIRST], phase[END]
+    if stop > start:
+        done = call_unlinked(interpret, (prog, order[start:stop], np.int64(0), slot, large, dram, w8, w16, w32, w64,
+                                         wu8, a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans,
+                                         gemm_kernels, gemm_work, handlers))
+        if done != stop - start:
+            ctl[STATUS] = BAD_PARAM if done < 0 else STOPPED
+            ctl[FAILED_AT] = start + (-done - 1 if done < 0 else done)
+            fetch_add(team, P_FAILED, 1)
+            return
+    row = phase[ROW]
+    if row < 0:
+        return
+    g = gemm_index[row]
+    ins = prog[row]
+    s = slot[row]
+    size, nr, lanes = shapes[g, 0], shapes[g, 3], shapes[g, 4]
+    ok, prepared, _, packed = call_unlinked(conv_gemm.prepare_checked, (
+        ins, g, gemm_plans[g], au8, s * strides[1], wu8, w8, w32, w64, s * strides[0], c32, s * strides[2],
+        gemm_work, lanes <= conv_gemm.SERIAL_PACK_WORDS, err))
+    if not ok:
+        err[3] = row
+        ctl[STATUS] = BAD_PARAM
+        ctl[FAILED_AT] = stop
+        fetch_add(team, P_FAILED, 1)
+        return
+    plan[:] = prepared
+    panels = (size + nr - 1) // nr
+    phase_set_count(team, i + 1, 0 if packed else min(panels, parts))
+    phase_set_count(team, i + 2, prepared[TASKS])
+
+
+@jit(inline="always")
+def _pack(chunk, count, ins, g, au8, abase, work, shapes):
+    """Chunk ``chunk`` of ``count`` of a CONV's patches (its column panels)."""
+    size, steps, kc, nr, lanes = shapes[g, 0], shapes[g, 1], shapes[g, 2], shapes[g, 3], shapes[g, 4]
+    panels = (size + nr - 1) // nr
+    offs, origins, runs = conv_gemm.plan_geometry(work, g)
+    call_unlinked(conv_gemm.pack_patches, (chunk * panels // count, (chunk + 1) * panels // count, ins, au8,
+                                           abase + ins[C_IN], work[7], offs, origins, runs, steps, size, kc, nr,
+                                           work[2][:lanes].view(np.uint32)))
+
+
+@jit(inline="always")
+def _products(task, plan, ins, g, kernels, work, shapes, a8, a16, abase, w32, wbase, c32, cbase):
+    """GEMM task ``task`` of a CONV: its sums and their epilogue, or its
+    sums alone into ACC (FIRST, MIDDLE)."""
+    if shapes[g, 5]:
+        call_unlinked(run_planned, (task, task + 1, plan, kernels, work[0]))
+        return
+    m, size = plan_shape(plan)[0], shapes[g, 0]
+    sums = conv_gemm.conv_sums(ins, m, size, c32, cbase, work[3]).reshape(m, size)
+    call_unlinked(conv_gemm.products_and_epilogue, (task, task + 1, plan, kernels, work[0], sums, ins, a8, a16, abase,
+                                                    w32, wbase))
