@@ -234,6 +234,27 @@ def pack_a_int8(start, stop, src, rs, cs, bs, rows, depth, kc, mr, dst, sums):
 
 
 @jit
+def split_a_lanes(start, stop, src, mr, dst):
+    """Packed int8 A lanes ``start .. stop`` of ``src`` (their bytes: four
+    signed bytes of ``k`` .. ``k + 3`` a lane, ``mr`` lanes a step) as the
+    kernels without VNNI read them (:attr:`runtime.gemm.family.Isa.a_words`):
+    each step's ``mr`` lanes become ``2 mr``, first the even pairs (bytes k
+    and k + 2 as two sign-extended 16-bit halves), then the odd ones (k + 1,
+    k + 3); lane ``L`` of row ``r = L % mr`` goes to ``2 L - r`` and
+    ``2 L - r + mr`` of ``dst`` (``parallel_for`` body)."""
+    for lane in range(start, stop):
+        at, q = _u(2 * lane - lane % mr), _u(4 * lane)
+        dst[at] = _pair(src[q], src[q + _u(2)])
+        dst[at + _u(mr)] = _pair(src[q + _u(1)], src[q + _u(3)])
+
+
+@jit(inline="always")
+def _pair(low, high):
+    """Two int8 values as the 16-bit halves of one word."""
+    return np.uint32(np.uint16(np.int16(low))) | (np.uint32(np.uint16(np.int16(high))) << np.uint32(16))
+
+
+@jit
 def pack_b_int8(start, stop, src, rs, cs, bs, depth, cols, kc, nr, unit, flip, dst):
     """Pack column panels ``[start, stop)`` (counted across the batch) of a
     right operand given as bytes ``src`` into ``dst`` (bytes ``b ^ flip``,
@@ -379,7 +400,8 @@ class PackedMatrix:
         """Lanes a packing of this shape and ISA holds."""
         rows, cols = self.matrix
         if self.side == "left":
-            return self.batch * reduction_steps(cols, self.dtype) * roundup(rows, self.isa.mr)
+            words = self.isa.a_words if self.dtype == np.int8 else 1
+            return self.batch * reduction_steps(cols, self.dtype) * roundup(rows, self.isa.mr) * words
         return self.batch * reduction_steps(rows, self.dtype) * roundup(cols, UNIT)
 
 
@@ -431,7 +453,8 @@ def pack_left(flat, strides, batch: int, rows: int, depth: int, kc: int, isa: Is
 
 def pack_left_int8(flat, strides, batch: int, rows: int, depth: int, kc: int, isa: Isa):
     """Pack an int8 left operand; returns the packed lanes (as float32, only
-    ever read by the kernels) and the row sums."""
+    ever read by the kernels; split into 16-bit pairs where the kernels
+    want them, ``Isa.a_words``) and the row sums."""
     bs, rs, cs = strides
     panels = -(-rows // isa.mr)
     steps = reduction_steps(depth, np.dtype(np.int8))
@@ -444,6 +467,10 @@ def pack_left_int8(flat, strides, batch: int, rows: int, depth: int, kc: int, is
     else:
         _pack_int8(pack_a_int8, batch * panels, data.nbytes, flat, rs, cs, bs, rows, depth, kc, isa.mr,
                    data.view(np.int8), sums.reshape(-1))
+    if isa.a_words == 2:
+        words = data.view(np.uint32)
+        data = np.empty(2 * words.size, np.float32)
+        _pack_int8(split_a_lanes, words.size, data.nbytes, words.view(np.int8), isa.mr, data.view(np.uint32))
     return data, sums
 
 

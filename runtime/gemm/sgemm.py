@@ -35,7 +35,7 @@ import numpy as np
 
 from runtime import parallel
 from runtime.errors import KernelError
-from runtime.gemm.family import UNIT, Isa, host_isa, remainder_group, tall_kernel
+from runtime.gemm.family import UNIT, Isa, a_words, host_isa, remainder_group, tall_kernel
 from runtime.gemm.microkernel import kernel_addresses
 from runtime.gemm.operands import Epilogue, Target, clamp_array, plan_product, row_bias
 from runtime.gemm.pack import (
@@ -50,6 +50,7 @@ from runtime.gemm.pack import (
 )
 from runtime.gemm.tasks import (
     _A_ITEM,
+    _A_WORDS,
     _ACCUMULATE,
     _B_CS,
     _B_ITEM,
@@ -423,13 +424,14 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
         mt, nt, (row_panels, col_panels) = 1, 1, _panels(m, n, isa, tail)
     fields = {
         _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
-        _MT: mt, _NT: nt, _ROW_PANELS: row_panels, _COL_PANELS: col_panels, _A_ITEM: steps * roundup(m, isa.mr),
+        _MT: mt, _NT: nt, _ROW_PANELS: row_panels, _COL_PANELS: col_panels,
+        _A_ITEM: steps * roundup(m, isa.mr) * a_words(isa, kind),
         _B_MODE: b_mode, _B_ITEM: b_item, _B_RS: b_rs, _B_CS: b_cs,
         _C_ITEM: out_strides[0] // 4, _LDC: out_strides[1] // 4,
         _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
         _BIAS_ITEM: 0 if bias is None else bias.shape[-1], _REMAINDER: group,
         _TAIL: tail, _TALL: isa.tall_panels if tall_kernel(isa, kind) else 0, _TALL_KERNEL: tall_kernel(isa, kind),
-        _SPLIT: split_columns(isa, kind),
+        _SPLIT: split_columns(isa, kind), _A_WORDS: a_words(isa, kind),
         _RES_ITEM: 0 if res_strides is None else res_strides[0] // 4,
         _LDR: 0 if res_strides is None else res_strides[1] // 4,
         _TASKS: batch * mt * nt,

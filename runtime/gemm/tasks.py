@@ -37,16 +37,20 @@ _ALIGN = 16
 # column panel counting as one; _TALL: the row panels the tall tile takes, 0
 # for none, and _TALL_KERNEL its index in the kernel table; _SPLIT: the most
 # columns a remainder kernel takes, 0 for none; _REMAINDER: the row panels the
-# remainder kernel of this product's last panel takes at once).
+# remainder kernel of this product's last panel takes at once; _A_WORDS: the
+# 4-byte words a row of packed A takes per step, Isa.a_words for int8, else 1;
+# _A_ITEM counts words).
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _ROW_PANELS, _COL_PANELS, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
- _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TALL, _TALL_KERNEL, _SPLIT, _TASKS, _RUN, _PLAN_SIZE) = range(38)
+ _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TALL, _TALL_KERNEL, _SPLIT, _A_WORDS, _TASKS, _RUN,
+ _PLAN_SIZE) = range(39)
 
-PLAN_SIZE, TASKS, RUN = _PLAN_SIZE, _TASKS, _RUN
+PLAN_SIZE, TASKS, RUN, A_WORDS = _PLAN_SIZE, _TASKS, _RUN, _A_WORDS
 """For callers that plan a product once and run it from Numba
 (:func:`runtime.gemm.sgemm.product_template`, :func:`run_planned`): a
 plan's length, the field holding its number of tasks, and the field holding
-the address of :func:`tasks_entry` (which :func:`run_placed` calls)."""
+the address of :func:`tasks_entry` (which :func:`run_placed` calls), and
+the field holding the words a row of packed A takes per step."""
 
 
 @jit
@@ -230,8 +234,8 @@ def _task(task, plan, kernels, b_src, buf, at):
             accumulate = 1 if k0 > 0 or plan[_ACCUMULATE] else 0
             last = k0 + kcp >= depth
             ends = (res_item if last else 0, plan[_CLAMP_ADDR] if last else 0)
-            _sweep(kernels, plan, a_item + 4 * k0 * mpad, b_block, direct, full_end if direct else 0, c_item,
-                   bias_item if k0 == 0 else 0, kcp, first_panel, last_panel, jc, jce, accumulate, ends)
+            _sweep(kernels, plan, a_item + 4 * plan[_A_WORDS] * k0 * mpad, b_block, direct, full_end if direct else 0,
+                   c_item, bias_item if k0 == 0 else 0, kcp, first_panel, last_panel, jc, jce, accumulate, ends)
         jc = jce
 
 
@@ -321,8 +325,8 @@ def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels,
     row = panel * mr
     rows = min(panels * mr, plan[_M] - row)
     residual = ends[0] + 4 * (row * ldr + col) if ends[0] else 0
-    call_kernel(kernel, kcp, a_block + 4 * row * kcp, b_panel, ldb, c_item + 4 * (row * ldc + col), ldc, rows, cols,
-                accumulate, bias + 4 * row if bias else 0, residual, ldr, ends[1])
+    call_kernel(kernel, kcp, a_block + 4 * plan[_A_WORDS] * row * kcp, b_panel, ldb, c_item + 4 * (row * ldc + col),
+                ldc, rows, cols, accumulate, bias + 4 * row if bias else 0, residual, ldr, ends[1])
 
 
 @parallel.drives(_run_placed)

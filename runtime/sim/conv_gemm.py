@@ -52,9 +52,10 @@ import numpy as np
 from runtime import gemm
 from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.microkernel import kernel_addresses
-from runtime.gemm.pack import MAX_INT8_DEPTH, pack_a_int8, pack_a_words, panel_width, roundup
+from runtime.gemm.pack import MAX_INT8_DEPTH, pack_a_int8, pack_a_words, panel_width, roundup, split_a_lanes
 from runtime.gemm.sgemm import product_template
 from runtime.gemm.tasks import (
+    A_WORDS,
     PLAN_SIZE,
     TASKS,
     plan_shape,
@@ -178,7 +179,7 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
         m, size, depth, steps = _dims(prog[r])
         index[r] = j
         mpad, npad = roundup(m, isa.mr), roundup(size, UNIT)
-        at[j + 1] = at[j] + (steps * mpad, m * depth, mpad, 4 * steps, size)
+        at[j + 1] = at[j] + (steps * mpad * isa.a_words, m * depth, mpad, 4 * steps, size)
         templates[j] = product_template("u8s8", (m, size, steps), (m * size * 4, size * 4, 4), mpad,
                                         int(prog[r, C_MODE]) & 1 == 1, split=bool(large[r]))
         tile = int(prog[r, C_IN_C]) * int(prog[r, C_IN_H]) * int(prog[r, C_IN_W])
@@ -463,7 +464,12 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
     rowsums = sum_store[at[g, 2]:at[g + 1, 2]]
     weights, packed_from = wu8[w_at:w_at + m * depth], w_store[at[g, 1]:at[g + 1, 1]]
     if not (held[g] == 1 and same_bytes(weights, packed_from)):
-        _pack_weights(ins, wu8, w8, w32, w_at, steps, kc, mr, lanes, rowsums)
+        if tmpl[A_WORDS] == 1:
+            _pack_weights(ins, wu8, w8, w32, w_at, steps, kc, mr, lanes, rowsums)
+        else:  # the kernels read A's bytes as 16-bit pairs (Isa.a_words)
+            whole = np.empty(steps * mpad, np.uint32)
+            _pack_weights(ins, wu8, w8, w32, w_at, steps, kc, mr, whole, rowsums)
+            split_a_lanes(0, whole.size, whole.view(np.int8), mr, lanes)
         packed_from[:] = weights
         held[g] = 1
     mode = ins[C_MODE]

@@ -333,6 +333,20 @@ def test_avx2_kernels_when_the_host_has_avx2():
     assert result.returncode == 0, result.stderr
 
 
+def test_avx512_kernels_without_vnni_when_the_host_has_avx512bw():
+    """The AVX-512 family as on a CPU without VNNI (Skylake-SP: its int8
+    kernels multiply the 16-bit pairs of A that the packers split), forced
+    on an AVX-512 host; a host without AVX-512 cannot run its code."""
+    import llvmlite.binding as llvm
+    if not llvm.get_host_cpu_features().get("avx512bw"):
+        pytest.skip("no AVX-512 BW on this host: its kernels cannot run here")
+    env = dict(os.environ, TESSERA_GEMM_ISA="avx512bw")
+    check = AVX2_CHECK.replace('assert host_isa().name == "avx2"',
+                               'assert host_isa().name == "avx512" and not host_isa().vnni')
+    result = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_cpu_without_avx2_is_reported_not_crashed(monkeypatch):
     assert family.available() is True
     monkeypatch.setattr(family.llvm, "get_host_cpu_features", lambda: {})

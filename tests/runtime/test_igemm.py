@@ -81,3 +81,19 @@ def test_igemm_rejects_wrong_types(monkeypatch):
         igemm(np.ones((2, 3), np.int8), np.ones((3, 4), np.int8), np.ones((2, 4), np.int64))
     with pytest.raises(KernelError, match="int8"):
         pack_weights(np.ones((2, 3), np.int8), side="right")
+
+
+def test_split_a_lanes_lays_out_the_even_and_odd_pairs():
+    """Without VNNI the kernels read each step of an A panel as ``mr`` words
+    of even pairs (bytes k, k + 2) then ``mr`` of odd ones (k + 1, k + 3),
+    each byte sign-extended to 16 bits (runtime.gemm.family.Isa.a_words)."""
+    mr, steps = 4, 3
+    rng = np.random.default_rng(5)
+    lanes = rng.integers(-128, 128, (steps, mr, 4), dtype=np.int8)
+    lanes[0, 0] = (-128, 127, -1, 0)
+    out = np.full(2 * steps * mr, 0xDEADBEEF, np.uint32)
+    packers.split_a_lanes(0, steps * mr, lanes.reshape(-1), mr, out)
+    halves = out.view(np.int16).reshape(steps, 2, mr, 2)  # step, even / odd, row, low / high half
+    np.testing.assert_array_equal(halves[:, 0], lanes[:, :, [0, 2]])
+    np.testing.assert_array_equal(halves[:, 1], lanes[:, :, [1, 3]])
+    assert tuple(halves[0, 0, 0]) == (-128, -1) and tuple(halves[0, 1, 0]) == (127, 0)
