@@ -31,7 +31,8 @@ whatever the split.
 
 What still runs in Python (``stretches`` ends a stretch of phases there):
 a large CONV the GEMM does not plan (runtime.sim.conv.run_large: depthwise
-and short dense tiles over the pool).
+and short dense tiles over the pool), and an instruction the program's
+table of entry points has none for (runtime.sim.handlers.run_here).
 """
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ from runtime.parallel import (
     phase_set_count,
     phase_wait,
 )
-from runtime.sim import conv_gemm
+from runtime.sim import conv_gemm, handlers
 from runtime.sim.epilogue import C_IN
 from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
+from runtime.sim.vector import P_IN_BITS, P_OUT_BITS
 from runtime.unlinked import call_unlinked
 
 SEGMENT, PACK, PRODUCTS = 0, 1, 2
@@ -80,13 +82,23 @@ def pooled(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndarray
     return int(prog[row, COL_OPCODE]) == Op.CONV and gemm_index[row] >= 0 and bool(large[row])
 
 
-def in_python(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndarray) -> bool:
-    """Whether ``row`` is a large CONV off the GEMM (runtime.sim.conv.run_large, from Python)."""
-    return int(prog[row, COL_OPCODE]) == Op.CONV and gemm_index[row] < 0 and bool(large[row])
+def in_python(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndarray, table: np.ndarray) -> bool:
+    """Whether the interpreter hands ``row`` back to Python: a large CONV
+    off the GEMM (runtime.sim.conv.run_large), or an instruction whose
+    entry point ``table`` (runtime.sim.handlers.handler_table) lacks
+    (run_here), as :func:`runtime.sim.interpreter.interpret` decides."""
+    op = int(prog[row, COL_OPCODE])
+    if op == Op.CONV:
+        return gemm_index[row] < 0 and (bool(large[row]) or table[handlers.CONV] == 0)
+    if op == Op.POOL:
+        return table[handlers.POOL + 2 * (prog[row, P_IN_BITS] == 16) + (prog[row, P_OUT_BITS] == 16)] == 0
+    kinds = {Op.ELTWISE: handlers.ELTWISE, Op.LUT: handlers.LUT, Op.MATMUL: handlers.MATMUL,
+             Op.SOFTMAX: handlers.SOFTMAX}
+    return op in kinds and table[kinds[op]] == 0
 
 
-def stretches(prog: np.ndarray, order: np.ndarray, gemm_index: np.ndarray,
-              large: np.ndarray) -> list[tuple[np.ndarray, int]]:
+def stretches(prog: np.ndarray, order: np.ndarray, gemm_index: np.ndarray, large: np.ndarray,
+              table: np.ndarray) -> list[tuple[np.ndarray, int]]:
     """``order`` as (phase table, position of a Python step after it or
     -1) pairs: each table a run of phases with no Python between them,
     ending with a segment (which reports the last pooled CONV's output)."""
@@ -97,7 +109,7 @@ def stretches(prog: np.ndarray, order: np.ndarray, gemm_index: np.ndarray,
         if pooled(prog, row, gemm_index, large):
             rows += [(SEGMENT, start, pos, after, row), (PACK, 0, 0, -1, row), (PRODUCTS, 0, 0, -1, row)]
             start, after = pos + 1, row
-        elif in_python(prog, row, gemm_index, large):
+        elif in_python(prog, row, gemm_index, large, table):
             rows.append((SEGMENT, start, pos, after, -1))
             out.append((np.array(rows, np.int64).reshape(-1, 5), pos))
             rows, start, after = [], pos + 1, -1

@@ -47,7 +47,7 @@ from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
 from runtime.sim import conv_gemm, lanes, phased
 from runtime.sim.errors import SimulatorError
-from runtime.sim.handlers import handler_table
+from runtime.sim.handlers import handler_table, run_here
 from runtime.sim.interpreter import GEMM_KEY, act_bytes
 from runtime.sim.memory import CardMemory
 from runtime.sim.params import KINDS, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW
@@ -137,7 +137,8 @@ class _CardRun:
         key = (order.ctypes.data, order.shape[0])
         found = self._stretches.get(key)
         if found is None:
-            found = self._stretches[key] = phased.stretches(self.prog, order, self.gemm.index, self.large)
+            found = self._stretches[key] = phased.stretches(self.prog, order, self.gemm.index, self.large,
+                                                            self.handlers)
         return found
 
 
@@ -337,7 +338,8 @@ class Simulator:
     def _execute(self, run: _CardRun, order: np.ndarray, dram: np.ndarray) -> None:
         """Run ``order`` (some of ``run``'s rows, in order) on the card's
         memory: its phases on the pool (runtime.sim.phased), and between
-        them the large CONVs the GEMM does not plan, from Python."""
+        them what the interpreter hands back (large CONVs the GEMM does not
+        plan; instructions without an entry point), from Python."""
         mem, err, gemm = run.memory, run.err, run.gemm
         for phases, python in run.stretches(order):
             run.ctl[:] = 0
@@ -352,7 +354,9 @@ class Simulator:
             if python < 0:
                 continue
             row = order[python]
-            if not conv_kernels.run_large(run.prog[row], mem, int(run.slot[row]), err):
+            ins, slot = run.prog[row], int(run.slot[row])
+            if not (conv_kernels.run_large(ins, mem, slot, err) if int(ins[COL_OPCODE]) == Op.CONV
+                    else run_here(ins, mem, slot, err)):
                 err[3] = row
                 raise self._param_error(run, err)
             first, end = act_bytes(run.prog[row])
