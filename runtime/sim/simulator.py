@@ -43,12 +43,13 @@ from runtime.isa import (
 )
 from runtime.isa.codec import stream_bytes
 from runtime.isa.validate import queue_masks
+from runtime.jit import compiled_entry
 from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
 from runtime.sim import conv_gemm, lanes, phased
 from runtime.sim.errors import SimulatorError
 from runtime.sim.handlers import handler_table, run_here
-from runtime.sim.interpreter import GEMM_KEY, act_bytes
+from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
 from runtime.sim.memory import CardMemory
 from runtime.sim.params import KINDS, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW
 from runtime.sim.schedule import schedule
@@ -119,6 +120,8 @@ class _CardRun:
     plan: np.ndarray = field(init=False, repr=False)
     """The plan of the pooled CONV being run, with its addresses."""
     _stretches: dict = field(init=False, repr=False, default_factory=dict)
+    _driver: Callable | None = field(init=False, repr=False, default=None)
+    _interpreter: Callable | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
         mem, gemm = self.memory, self.gemm
@@ -130,16 +133,55 @@ class _CardRun:
                       mem.act.u8, mem.acc.i32, mem.acc.i64, mem.acc.u8, strides, self.err, np.zeros(8, np.uint8),
                       gemm.index, gemm.templates, gemm.kernels, gemm.work, self.handlers)
 
-    def stretches(self, order: np.ndarray) -> list[tuple[np.ndarray, int]]:
-        """``order``'s phase tables (runtime.sim.phased.stretches), worked
-        out on its first run (an order is a lane's epoch: the same array,
-        run after run)."""
-        key = (order.ctypes.data, order.shape[0])
-        found = self._stretches.get(key)
-        if found is None:
-            found = self._stretches[key] = phased.stretches(self.prog, order, self.gemm.index, self.large,
-                                                            self.handlers)
+    def stretches(self, order: np.ndarray) -> list[tuple]:
+        """``order``'s stretches (runtime.sim.phased.stretches) as (phase
+        table, position of the Python step after it or -1, whether it runs
+        alone: no phase to share, the span of ``order`` it interprets when
+        it is one segment or None), worked out on its first run (an order is
+        a lane's epoch: the same array, run after run)."""
+        known = self._stretches.get(id(order))
+        if known is not None and known[0] is order:  # the same array object (kept alive here), not a new one at its id
+            return known[1]
+        found = []
+        for phases, python in phased.stretches(self.prog, order, self.gemm.index, self.large, self.handlers):
+            first, end = int(phases[0, phased.FIRST]), int(phases[0, phased.END])
+            span = None
+            if phases.shape[0] == 1:
+                span = order if first == 0 and end == order.shape[0] else order[first:end]
+            found.append((phases, python, not phased.shares_work(phases), span))
+        self._stretches[id(order)] = (order, found)
         return found
+
+    def run_stretch(self, phases: np.ndarray, order: np.ndarray, dram: np.ndarray, alone: bool, span) -> int:
+        """One stretch: its phases on the pool (runtime.sim.phased.run_card),
+        or, for a stretch of one segment, the interpreter on ``span`` with no
+        driver around it (a small model's whole run). Returns 0, or what
+        failed (phased.BAD_PARAM, phased.STOPPED; ``ctl[FAILED_AT]`` where).
+        Both compiled entries are resolved on the first call and called
+        directly after (runtime.jit.compiled_entry): the driver's 35
+        arguments, the GEMM's tuple of 14 buffers among them, took ~30 us a
+        call to match against its signature, as long as a small model's run;
+        the driver costs ~5 us more than the interpreter alone (identity
+        model, Zen 3)."""
+        if span is not None:
+            entry = self._interpreter
+            if entry is None:
+                entry = self._interpreter = compiled_entry(interpret, (self.prog, span, 0, self.slot, self.large,
+                                                                       dram, *self.state))
+            done = entry(self.prog, span, 0, self.slot, self.large, dram, *self.state)
+            if done == span.shape[0]:
+                return 0
+            self.ctl[phased.FAILED_AT] = int(phases[0, phased.FIRST]) + (-done - 1 if done < 0 else done)
+            return phased.BAD_PARAM if done < 0 else phased.STOPPED
+        args = (phases, self.ctl, self.plan, PACK_PARTS, self.prog, order, self.slot, self.large, dram, *self.state,
+                self.gemm.shape_table)
+        driver = self._driver
+        if driver is None:
+            team = np.zeros(1, np.int64)
+            driver = self._driver = compiled_entry(phased.run_card, (team, team, 0, 0, *args))
+        self.ctl[phased.STATUS] = 0
+        parallel.run_phases(driver, phases.shape[0], *args, alone=alone)
+        return int(self.ctl[phased.STATUS])
 
 
 class Simulator:
@@ -341,14 +383,11 @@ class Simulator:
         them what the interpreter hands back (large CONVs the GEMM does not
         plan; instructions without an entry point), from Python."""
         mem, err, gemm = run.memory, run.err, run.gemm
-        for phases, python in run.stretches(order):
-            run.ctl[:] = 0
-            parallel.run_phases(phased.run_card, phases.shape[0], phases, run.ctl, run.plan, PACK_PARTS, run.prog,
-                                order, run.slot, run.large, dram, *run.state, gemm.shape_table,
-                                alone=not phased.shares_work(phases))
-            if run.ctl[phased.STATUS] == phased.BAD_PARAM:
+        for phases, python, alone, span in run.stretches(order):
+            status = run.run_stretch(phases, order, dram, alone, span)
+            if status == phased.BAD_PARAM:
                 raise self._param_error(run, err)
-            if run.ctl[phased.STATUS] != 0:
+            if status:
                 raise SimulatorError(f"internal error: the interpreter stopped at position "
                                      f"{int(run.ctl[phased.FAILED_AT])} of a segment it should have run through")
             if python < 0:
