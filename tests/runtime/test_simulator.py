@@ -570,3 +570,30 @@ def test_a_program_gets_entry_points_only_for_the_instructions_it_has():
     none = np.zeros(rows.shape[0], np.uint8)
     table = handlers.handler_table(rows, none, np.full(rows.shape[0], -1, np.int64))
     assert table[handlers.ELTWISE] != 0 and table[handlers.CONV] == 0 and table[handlers.LUT] == 0
+
+
+def test_a_run_is_cut_into_phases_at_its_pooled_convs_and_python_steps():
+    """runtime.sim.phased.stretches: each large CONV on the GEMM becomes a
+    segment (the instructions before it, then its preparation), its
+    patches and its products; an instruction the interpreter hands back
+    ends a stretch of phases, and every stretch ends with a segment that
+    reports the last pooled CONV's output."""
+    from runtime.isa import COL_OPCODE, N_COLUMNS
+    from runtime.sim import handlers, phased
+
+    ops = [Op.LOAD, Op.CONV, Op.ELTWISE, Op.CONV, Op.CONV, Op.STORE, Op.CONV, Op.END]
+    prog = np.zeros((len(ops), N_COLUMNS), np.int64)
+    prog[:, COL_OPCODE] = ops
+    gemm_index = np.array([-1, 0, -1, -1, 1, -1, 2, -1], np.int64)  # rows 1, 4, 6 planned on the GEMM
+    large = np.array([0, 1, 0, 1, 1, 0, 0, 0], np.uint8)  # row 3: a large CONV off the GEMM (Python)
+    table = np.ones(handlers.HANDLERS, np.int64)
+    order = np.array([0, 1, 2, 3, 4, 5, 6, 7], np.int64)
+    (first, python), (second, end) = phased.stretches(prog, order, gemm_index, large, table)
+    S, P, G = phased.SEGMENT, phased.PACK, phased.PRODUCTS
+    assert python == 3 and end == -1
+    assert first.tolist() == [[S, 0, 1, -1, 1], [P, 0, 0, -1, 1], [G, 0, 0, -1, 1], [S, 2, 3, 1, -1]]
+    assert second.tolist() == [[S, 4, 4, -1, 4], [P, 0, 0, -1, 4], [G, 0, 0, -1, 4], [S, 5, 8, 4, -1]]
+    assert phased.shares_work(first) and not phased.shares_work(second[3:])
+    table[handlers.ELTWISE] = 0  # no entry point: the ELTWISE is handed back too
+    cuts = [python for _, python in phased.stretches(prog, order, gemm_index, large, table)]
+    assert cuts == [2, 3, -1]
