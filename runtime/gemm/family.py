@@ -64,7 +64,14 @@ class Isa:
         The weights are packed once and kept, so the kernel's inner loop no
         longer spends three shifts a row and step on them (AVX2, Zen 3: the
         4 x 24 tile 8.0 -> 5.4-6.2 ns a step)."""
-        return 1 if self.vnni else 2
+        return a_words("u8s8", self.vnni)
+
+
+def a_words(kind: str, vnni: bool) -> int:
+    """4-byte words a row of ``kind``'s packed A takes per step: 2 for
+    int8 without VNNI (:attr:`Isa.a_words`), else 1. The one rule the
+    packers, the plans and the kernels' IR all follow."""
+    return 2 if kind == "u8s8" and not vnni else 1
 
 
 _FORCED = os.environ.get("TESSERA_GEMM_ISA", "").lower()
@@ -110,12 +117,6 @@ def tall_kernel(isa: Isa, kind: str) -> int:
     if kind != "f32" or not isa.tall_panels or not isa.remainder_panels:
         return 0
     return isa.nr // UNIT + isa.remainder_cols + isa.wide_tail + 1
-
-
-def a_words(isa: Isa, kind: str) -> int:
-    """4-byte words a row of ``kind``'s packed A takes per step
-    (:attr:`Isa.a_words` for int8, 1 for float)."""
-    return isa.a_words if kind == "u8s8" else 1
 
 
 def remainder_group(isa: Isa, cols: int) -> int:

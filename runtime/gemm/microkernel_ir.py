@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.gemm.family import UNIT, Isa, remainder_group, tall_kernel
+from runtime.gemm.family import UNIT, Isa, a_words, remainder_group, tall_kernel
 from runtime.gemm.microkernel_epilogue import (
     Writer,
     const_vector,
@@ -96,7 +96,7 @@ class _Tile:
     def aw(self) -> int:
         """32-bit words of A per row and step: 2 for int8 without VNNI (the
         packers' even and odd 16-bit pairs, ``Isa.a_words``), else 1."""
-        return 2 if self.kind == "u8s8" and not self.vnni else 1
+        return a_words(self.kind, self.vnni)
 
     @property
     def elem(self) -> str:

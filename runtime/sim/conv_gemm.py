@@ -139,11 +139,9 @@ class GemmPlans:
     templates: np.ndarray
     kernels: np.ndarray
     work: tuple
-    shapes: list
-    """Per plan: (pixels, reduction steps, kc, nr, B's lanes, whether the
-    sums go to ACC)."""
-    shape_table: np.ndarray
-    """``shapes`` as an int64 array (a row per plan), for Numba."""
+    shapes: np.ndarray
+    """A row per plan (int64, for Numba): pixels, reduction steps, kc, nr,
+    B's lanes, whether the sums go to ACC."""
 
 
 def eligible(ins: np.ndarray) -> bool:
@@ -195,13 +193,12 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
     for j, r in enumerate(rows):
         geometry(prog[r], *plan_geometry(work, j))
     kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
-    shapes = []
+    shapes = np.zeros((len(rows), 6), np.int64)
     for j, r in enumerate(rows):
         _, size, _, steps = _dims(prog[r])
         _, _, _, kc, _, nr = (int(v) for v in plan_shape(templates[j]))
-        shapes.append((size, steps, kc, nr, steps * roundup(size, UNIT), int(prog[r, C_MODE]) & 2 == 2))
-    table = np.array(shapes, np.int64).reshape(len(shapes), 6)
-    return GemmPlans(index, templates, kernels, work, shapes, table)
+        shapes[j] = (size, steps, kc, nr, steps * roundup(size, UNIT), int(prog[r, C_MODE]) & 2 == 2)
+    return GemmPlans(index, templates, kernels, work, shapes)
 
 
 # ---------------------------------------------------------------- Numba
@@ -493,8 +490,9 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
                          kc, nr, b_lanes.view(np.uint32))  # int64 start (not literal 0): the pool's signature
             packed = True
     sums = conv_sums(ins, m, size, c32, cbase, c)
-    if mode & 3 == 1:  # MIDDLE: the stored sums go on from ACC's values
-        sums[:] = c32[(cbase + ins[C_ACC]) >> 2:((cbase + ins[C_ACC]) >> 2) + m * size]
+    if mode & 3 == 1:  # LAST: the sums go on from ACC's values, in the shared buffer
+        acc_at = (cbase + ins[C_ACC]) >> 2
+        sums[:] = c32[acc_at:acc_at + m * size]
     plan = tmpl.copy()
     set_addresses(plan, lanes, b_lanes, sums, offsets, a, a, True, False, False)
     return plan, sums.reshape(m, size), packed

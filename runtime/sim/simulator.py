@@ -174,7 +174,7 @@ class _CardRun:
             self.ctl[phased.FAILED_AT] = int(phases[0, phased.FIRST]) + (-done - 1 if done < 0 else done)
             return phased.BAD_PARAM if done < 0 else phased.STOPPED
         args = (phases, self.ctl, self.plan, PACK_PARTS, self.prog, order, self.slot, self.large, dram, *self.state,
-                self.gemm.shape_table)
+                self.gemm.shapes)
         driver = self._driver
         if driver is None:
             team = np.zeros(1, np.int64)
