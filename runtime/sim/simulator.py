@@ -122,6 +122,9 @@ class _CardRun:
     _stretches: dict = field(init=False, repr=False, default_factory=dict)
     _driver: Callable | None = field(init=False, repr=False, default=None)
     _interpreter: Callable | None = field(init=False, repr=False, default=None)
+    _span_args: tuple | None = field(init=False, repr=False, default=None)
+    """(span, DRAM, the interpreter's arguments for them): the last one-segment
+    stretch's call, gathered once (a small model's run is that call, run after run)."""
 
     def __post_init__(self):
         mem, gemm = self.memory, self.gemm
@@ -168,7 +171,10 @@ class _CardRun:
             if entry is None:
                 entry = self._interpreter = compiled_entry(interpret, (self.prog, span, 0, self.slot, self.large,
                                                                        dram, *self.state))
-            done = entry(self.prog, span, 0, self.slot, self.large, dram, *self.state)
+            known = self._span_args
+            if known is None or known[0] is not span or known[1] is not dram:
+                known = self._span_args = (span, dram, (self.prog, span, 0, self.slot, self.large, dram, *self.state))
+            done = entry(*known[2])
             if done == span.shape[0]:
                 return 0
             self.ctl[phased.FAILED_AT] = int(phases[0, phased.FIRST]) + (-done - 1 if done < 0 else done)
@@ -210,6 +216,14 @@ class Simulator:
                       if view.size]
         """The SRAM a run zeroes first (runtime.sim.memory.CardMemory.reachable)."""
         self._patch_keys = [lane.run.gemm.work[GEMM_KEY] for phase in self._phases for lane in phase]
+        self._single = None
+        """(lane, its rows) where the whole program is one lane of one epoch
+        in one phase (a one-card program of one cluster: the usual binary),
+        which :meth:`run_checked` runs with no loops over phases, epochs and
+        lanes."""
+        if len(self._phases) == 1 and len(self._phases[0]) == 1 and self._epochs[0] == 1:
+            lane = self._phases[0][0]
+            self._single = (lane, lane.epoch(0))
 
     # ------------------------------------------------------------ planning
     def _plan(self) -> Timing:
@@ -364,6 +378,11 @@ class Simulator:
             view.fill(0)
         for key in self._patch_keys:  # SRAM is zeroed: no packed patches stand for a tile any more
             key[0] = 0
+        if self._single is not None and after_phase is None:
+            lane, order = self._single
+            if order.size:
+                self._execute(lane.run, order, drams[lane.run.card])
+            return
         for number, phase, epochs in zip(self._phase_numbers, self._phases, self._epochs):
             concurrent = len(phase) > 1 and len(phase) >= parallel.NUM_THREADS
             for e in range(epochs):

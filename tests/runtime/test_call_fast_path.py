@@ -294,3 +294,30 @@ def test_outputs_are_not_written_into_the_callers_arrays_before_a_later_segment_
         got = engine.run_batch([{"x": x}], into=[given])[0]
         for n in want:
             assert got[n] is not given[n] and np.all(given[n] == -7.0) and np.array_equal(got[n], want[n]), n
+
+
+def test_a_one_lane_program_runs_its_lane_directly_with_the_bytes_of_the_phase_loop(binary):
+    """The usual binary (one card, one cluster) is one lane of one epoch:
+    run_checked runs it with no loop over phases and lanes, and the
+    interpreter's arguments are gathered once per DRAM image, so a run on
+    another image reads and writes that image, not the one the last run had."""
+    engine = Engine(read_binary(binary))
+    simulator = engine.device.simulators[0]
+    assert simulator._single is not None
+    segment = next(s for s in engine.model.segments if isinstance(s, DeviceSegment))
+    source = segment.inputs[0]
+    outputs = [(t.addr, t.addr + t.nbytes) for t in segment.outputs]
+    engine.run({"x": images(1, seed=7)[0]})
+    direct = [dram.copy() for dram in engine.device.drams]
+    looped = [dram.copy() for dram in direct]
+    simulator.run_checked(direct)
+    simulator.run_checked(looped, after_phase=lambda phase: None)  # an after_phase takes the loop over phases
+    assert np.array_equal(direct[0], looped[0])
+    other = [dram.copy() for dram in direct]
+    rng = np.random.default_rng(3)
+    other[0][source.addr:source.addr + source.nbytes] = rng.integers(0, 256, source.nbytes, dtype=np.uint8)
+    other_looped = [dram.copy() for dram in other]
+    simulator.run_checked(other)  # another image: its own arguments, not the last run's
+    simulator.run_checked(other_looped, after_phase=lambda phase: None)
+    assert np.array_equal(other[0], other_looped[0])
+    assert any(not np.array_equal(other[0][a:b], direct[0][a:b]) for a, b in outputs)
