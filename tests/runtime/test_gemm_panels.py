@@ -99,6 +99,41 @@ def test_packing_a_contiguous_b_or_reading_it_in_place_gives_the_same_bits(monke
     np.testing.assert_allclose(chosen[0], np.clip(reference(a, b) + bias[:, None], 0, 6), rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("m, k, n", [(96, 576, 196), (128, 1152, 16), (256, 2304, 4), (160, 960, 49), (64, 576, 64)])
+def test_a_product_whose_row_chunks_are_short_reads_b_in_place_with_the_packed_bits(monkeypatch, m, k, n):
+    """Each task packs the B columns it covers for its own rows: a product
+    tall enough to pack B (PACK_MIN_ROWS) but cut into row chunks shorter
+    than that (N = 16: one column panel, its rows split between the
+    threads) reads B in place, where each chunk packed the same B again;
+    a product of one row chunk still packs; the bits are those of packing."""
+    from runtime.gemm.tasks import DIRECT, PACK
+
+    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
+    monkeypatch.setattr(driver, "L1_BYTES", 1 << 40)  # a packed panel "fits" on every family: B packed by the rule
+    isa = host_isa()
+    kc = packers.block_depth(k)
+    dims, strides = (1, m, n, k, kc), (m * n * 4, n * 4, 4)
+    assert driver.b_reading(m, kc, 1, isa) == PACK
+    template = driver._plan_template("f32", isa, dims, (PACK, None, k * n, n, 1), strides, None, None, False)
+    rows = -(-int(template[driver._ROW_PANELS]) // int(template[driver._MT])) * isa.mr
+    assert template[driver._B_MODE] == (PACK if rows >= driver.PACK_MIN_ROWS else DIRECT)
+    whole = driver._plan_template("f32", isa, dims, (PACK, None, k * n, n, 1), strides, None, None, False,
+                                  split=False)
+    assert whole[driver._B_MODE] == PACK
+    rng = np.random.default_rng(m * n + k)
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    packed = pack_weights(a)
+    driver._plans.clear()
+    chosen = sgemm(None, b, packed_a=packed, bias=bias, clamp=(0.0, 6.0))
+    monkeypatch.setattr(driver, "PACK_MIN_ROWS", 1)  # every task packs
+    driver._plans.clear()
+    everywhere = sgemm(None, b, packed_a=packed, bias=bias, clamp=(0.0, 6.0))
+    driver._plans.clear()
+    np.testing.assert_array_equal(chosen, everywhere)
+    np.testing.assert_allclose(chosen, np.clip(reference(a, b) + bias[:, None], 0, 6), rtol=1e-4, atol=1e-3)
+
+
 def epilogue_operands(monkeypatch, m: int, k: int, n: int, in_place: bool):
     """Random operands of an (m, k) x (k, n) product with a bias, residual
     and accumulator start, B read in place or packed wherever the product is
