@@ -11,10 +11,9 @@ depth ``K`` has ``steps = K`` or ``ceil(K / 4)`` of them, split into blocks of
   each). Block ``p`` starts at ``p * kc * mpad`` lanes, ``mpad = roundup(m,
   mr)``; a batch item spans ``steps * mpad`` lanes.
 * Right operand ``B`` (``K x n``): a block is a run of panels of ``nr``
-  columns, but for the last one or two (:func:`panel_width`: a last
-  ``nr`` and up to ``Isa.wide_tail`` columns in one panel, a rest under
-  ``nr`` rounded up to a multiple of ``unit`` (8), or split into a multiple
-  of ``unit`` and a ``unit``-wide panel for a remainder kernel); the panel at
+  columns, but for the last one (:func:`panel_width`: a last ``nr`` and up
+  to ``Isa.wide_tail`` columns in one panel, or a rest under ``nr``
+  rounded up to a multiple of ``unit`` (8)); the panel at
   column ``j0`` starts ``j0 * kcp`` lanes into its block and holds ``kcp``
   rows of its width. Block ``p`` starts at ``p * kc * npad``,
   ``npad = roundup(n, unit)``.
@@ -67,7 +66,8 @@ blocks vectorising the copies."""
 
 
 def split_columns(isa: Isa, kind: str) -> int:
-    """The ``split`` of :func:`panel_width` for ``isa``'s ``kind`` kernels:
+    """How many columns a last panel may hold (1 to this) and go to a
+    remainder kernel, for ``isa``'s ``kind`` kernels (a plan's ``split``):
     ``isa.remainder_cols`` where remainder kernels exist, else 0."""
     return isa.remainder_cols if kind == "f32" and isa.remainder_panels else 0
 
@@ -148,26 +148,29 @@ def pack_a_panels(start, stop, src, rs, cs, bs, rows, depth, kc, mr, dst):
 
 
 @jit(inline="always")
-def panel_width(col, cols, nr, unit, split, tail):
+def panel_width(col, cols, nr, unit, tail):
     """Width of the B panel starting at ``col`` of ``cols``: ``nr``; but
     when the rest is ``nr`` and 1 to ``tail`` columns, one panel for a wide
     kernel, its rows padded to whole cache lines (:data:`LINE`; 49 columns
     take 64, so that no vector load of a row straddles two lines); for a
-    rest under ``nr``, the next multiple of ``unit`` up, but when it ends in
-    1 to ``split`` columns past a multiple of ``unit`` (and is wider than
-    ``unit``), that multiple, so the last few columns get a ``unit``-wide
-    panel of their own (for the remainder kernels)."""
+    rest under ``nr``, the next multiple of ``unit`` up: one panel, so that
+    the kernels stream A once for it (a rest of 1 to ``Isa.remainder_cols``
+    columns is a ``unit``-wide panel, which the remainder kernels take).
+    Until 2026-11 a rest of 9 to 11 or 17 to 19 columns was split into a
+    multiple of ``unit`` and a panel of the last 1 to 3 columns for the
+    remainder kernels: two passes over A, where one padded panel is one.
+    On Zen 3 (2 threads, best of alternating processes) that made N = 9 (a
+    3 x 3 plane) slower by 5-25 %: (320, 960, 9) 217 against 246 us,
+    (2048, 512, 9) 409 -> 471 us; MobileNetV2 at 96 x 96, Run_th, paired in
+    one process: 0.91 of the split's time."""
     rest = cols - col
     if rest >= nr:
         return nr if rest == nr or rest - nr > tail else (rest + LINE - 1) // LINE * LINE
-    tail = rest % unit
-    if 0 < tail <= split and rest > unit:
-        return rest - tail
     return (rest + unit - 1) // unit * unit
 
 
 @jit
-def pack_b_block(src, base, rs, cs, k0, kcp, n0, n1, nr, unit, split, tail, dst, out):
+def pack_b_block(src, base, rs, cs, k0, kcp, n0, n1, nr, unit, tail, dst, out):
     """Pack ``B[k0:k0+kcp, n0:n1]`` (element ``(k, j)`` at
     ``src[base + k*rs + j*cs]``) into panels (:func:`panel_width`) at
     ``dst[out:]``; ``n0`` is the first column of a panel (a multiple of nr)
@@ -175,7 +178,7 @@ def pack_b_block(src, base, rs, cs, k0, kcp, n0, n1, nr, unit, split, tail, dst,
     are zeros up to the panel's width."""
     j0 = n0
     while j0 < n1:
-        width = panel_width(j0, n1, nr, unit, split, tail)
+        width = panel_width(j0, n1, nr, unit, tail)
         valid = min(width, n1 - j0)
         head = out + (j0 - n0) * kcp
         for k in range(kcp):
@@ -193,14 +196,14 @@ def pack_b_block(src, base, rs, cs, k0, kcp, n0, n1, nr, unit, split, tail, dst,
 
 
 @jit
-def pack_b_items(start, stop, src, rs, cs, bs, depth, cols, kc, nr, unit, split, tail, dst):
+def pack_b_items(start, stop, src, rs, cs, bs, depth, cols, kc, nr, unit, tail, dst):
     """Pack batch items ``[start, stop)`` of the right operand, whole
     (``parallel_for`` body)."""
     npad = (cols + unit - 1) // unit * unit
     for item in range(start, stop):
         for k0 in range(0, depth, kc):
             kcp = min(kc, depth - k0)
-            pack_b_block(src, item * bs, rs, cs, k0, kcp, 0, cols, nr, unit, split, tail, dst,
+            pack_b_block(src, item * bs, rs, cs, k0, kcp, 0, cols, nr, unit, tail, dst,
                          item * depth * npad + k0 * npad)
 
 
@@ -266,7 +269,7 @@ def pack_b_int8(start, stop, src, rs, cs, bs, depth, cols, kc, nr, unit, flip, d
     npad = (cols + unit - 1) // unit * unit
     for index in range(start, stop):
         item, j0 = index // panels, index % panels * nr
-        width = panel_width(j0, cols, nr, unit, 0, 0)
+        width = panel_width(j0, cols, nr, unit, 0)
         valid = min(width, cols - j0)
         for g0 in range(0, steps, kc):
             kcp = min(kc, steps - g0)
@@ -330,7 +333,7 @@ def pack_b_words(start, stop, src, cs, bs, steps, cols, kc, nr, unit, flip, dst)
     npad = (cols + unit - 1) // unit * unit
     for index in range(start, stop):
         item, j0 = index // panels, index % panels * nr
-        width = panel_width(j0, cols, nr, unit, 0, 0)
+        width = panel_width(j0, cols, nr, unit, 0)
         valid = min(width, cols - j0)
         for g0 in range(0, steps, kc):
             kcp = min(kc, steps - g0)
@@ -429,7 +432,7 @@ def pack_weights(w: np.ndarray, side: str = "left") -> PackedMatrix:
         kc = block_depth(rows)
         data = np.empty(batch * rows * roundup(cols, UNIT), np.float32)
         parallel.parallel_for(pack_b_items, batch, flat, strides[1], strides[2], strides[0], rows, cols, kc,
-                              isa.nr, UNIT, split_columns(isa, "f32"), 0, data)
+                              isa.nr, UNIT, 0, data)
     elif w.dtype == np.float32:
         kc = block_depth(cols)
         data = pack_left(flat, strides, batch, rows, cols, kc, isa)

@@ -456,7 +456,7 @@ def remainder_rows(n: int, isa: Isa, kind: str, tail: int) -> int:
     ``n``-column product takes at once (runtime.gemm.family.remainder_group),
     or 0 where no remainder kernel runs it."""
     split = split_columns(isa, kind)
-    cols = n - in_place_end(n, isa.nr, UNIT, split, tail)  # past the panels B's columns fill: the last one's
+    cols = n - in_place_end(n, isa.nr, UNIT, tail)  # past the panels B's columns fill: the last one's
     return remainder_group(isa, cols) if split and 0 < cols <= split else 0
 
 

@@ -208,8 +208,8 @@ def _task(task, plan, kernels, b_src, buf, at):
     b_item = item * plan[_B_ITEM]
     buf_addr = buf.ctypes.data + 4 * at
     mode = plan[_B_MODE]
-    split, tail = plan[_SPLIT], plan[_TAIL]
-    full_end = in_place_end(n, nr, unit, split, tail)
+    tail = plan[_TAIL]
+    full_end = in_place_end(n, nr, unit, tail)
     packs_rest = not remainder_only(plan, n - full_end, last_panel - first_panel)
     jc = n0
     while jc < n1:
@@ -223,12 +223,12 @@ def _task(task, plan, kernels, b_src, buf, at):
             if mode == PREPACKED:
                 b_block = plan[_B_ADDR] + 4 * (b_item + k0 * npad + jc * kcp)
             elif mode == PACK:
-                pack_b_block(b_src, b_item, plan[_B_RS], plan[_B_CS], k0, kcp, jc, jce, nr, unit, split, tail, buf,
+                pack_b_block(b_src, b_item, plan[_B_RS], plan[_B_CS], k0, kcp, jc, jce, nr, unit, tail, buf,
                              at)
             else:
                 direct = b_src.ctypes.data + 4 * (b_item + k0 * plan[_B_RS])
                 if jce > full_end and packs_rest:
-                    pack_b_block(b_src, b_item, plan[_B_RS], 1, k0, kcp, full_end, jce, nr, unit, split, tail, buf,
+                    pack_b_block(b_src, b_item, plan[_B_RS], 1, k0, kcp, full_end, jce, nr, unit, tail, buf,
                                  at)
                     b_block = buf_addr - 4 * (full_end - jc) * kcp
             accumulate = 1 if k0 > 0 or plan[_ACCUMULATE] else 0
@@ -261,7 +261,7 @@ def _sweep(kernels, plan, a_block, b_block, direct, full_end, c_item, bias, kcp,
         ice = min(last_panel, ic + plan[_MCP])
         j = jc
         while j < jce:
-            width = panel_width(j, n, nr, unit, split, tail)
+            width = panel_width(j, n, nr, unit, tail)
             cols = min(width, n - j)
             if j < full_end:
                 b_panel, ldb = direct + 4 * j, plan[_B_RS]
@@ -287,7 +287,7 @@ def _sweep(kernels, plan, a_block, b_block, direct, full_end, c_item, bias, kcp,
 
 
 @jit(inline="always")
-def in_place_end(n, nr, unit, split, tail):
+def in_place_end(n, nr, unit, tail):
     """Where the column panels a task reads in place (B's rows contiguous)
     end: every panel B's columns fill, ``nr`` wide, a wide last one
     (``nr`` and up to ``tail`` more) or a narrower one exactly as wide as
@@ -298,8 +298,8 @@ def in_place_end(n, nr, unit, split, tail):
     if j == n or (j > 0 and n - j <= tail):  # no rest, or a wide last panel
         return n
     while j < n:
-        width = panel_width(j, n, nr, unit, split, tail)
-        if width < nr and width != n - j:
+        width = panel_width(j, n, nr, unit, tail)
+        if width > n - j:  # a panel past B's last column (N = 17: one 24-wide panel) is packed, padded
             return j
         j += width
     return n

@@ -272,7 +272,7 @@ def pack_patches(start, stop, ins, au8, at, xt32, offsets, origins, runs, steps,
     npad = (size + UNIT - 1) // UNIT * UNIT
     for index in range(start, stop):
         j0 = index * nr
-        width = panel_width(j0, size, nr, UNIT, 0, 0)
+        width = panel_width(j0, size, nr, UNIT, 0)
         valid = min(width, size - j0)
         for g0 in range(0, steps, kc):
             kcp = min(kc, steps - g0)

@@ -212,21 +212,39 @@ def test_the_remainder_kernels_give_the_tiles_bits(monkeypatch, m, k, n, in_plac
 
 def test_the_in_place_columns_end_where_the_first_panel_b_does_not_fill_starts():
     """tasks.in_place_end against a walk of every panel (runtime.gemm.pack.panel_width):
-    in place up to the first narrower panel B's columns do not fill, on both families'
-    panel shapes (nr 24 and 48, remainder columns 3 and 4, wide tails 0 and 3)."""
+    in place up to the first panel B's columns do not fill (a narrower one, or
+    an ``nr``-wide one over fewer columns: N = 17 on AVX2), on both families'
+    panel shapes (nr 24 and 48, wide tails 0 and 3)."""
     from runtime.gemm.pack import panel_width
     from runtime.gemm.tasks import in_place_end
 
-    for nr, split, tail in ((24, 3, 0), (48, 4, 3), (48, 0, 0)):
+    for nr, tail in ((24, 0), (48, 3), (48, 0)):
         for n in range(1, 3 * nr + 9):
             j, want = 0, n
             while j < n:
-                width = panel_width(j, n, nr, UNIT, split, tail)
-                if width < nr and width != n - j:
+                width = panel_width(j, n, nr, UNIT, tail)
+                if nr >= width > n - j:  # a panel B's columns do not fill (a wide last one reads nr + t)
                     want = j
                     break
                 j += width
-            assert in_place_end(n, nr, UNIT, split, tail) == want, (n, nr, split, tail)
+            assert in_place_end(n, nr, UNIT, tail) == want, (n, nr, tail)
+
+
+def test_a_last_panel_under_nr_is_one_panel_so_a_is_streamed_once_for_it():
+    """A rest of columns under ``nr`` is one panel, rounded up to whole
+    ``unit``s (N = 9: 16 wide), never a multiple of ``unit`` plus a panel
+    of the last few columns (8 + 1), which made the kernels stream A twice
+    for it; a rest of 1 to 3 columns stays a ``unit``-wide panel (the
+    remainder kernels'); a last ``nr`` plus up to ``tail`` is one wide panel."""
+    from runtime.gemm.pack import LINE, panel_width
+
+    for nr, tail in ((24, 0), (48, 3)):
+        for rest in range(1, nr):
+            for whole in (0, 2 * nr):
+                assert panel_width(whole, whole + rest, nr, UNIT, tail) == -(-rest // UNIT) * UNIT, (nr, rest)
+        for extra in range(1, tail + 1):
+            assert panel_width(nr, 2 * nr + extra, nr, UNIT, tail) == -(-(nr + extra) // LINE) * LINE
+        assert panel_width(0, nr + tail + 1, nr, UNIT, tail) == nr
 
 
 @pytest.mark.parametrize("m, n, depth", [(512, 784, 1152), (64, 196, 576), (1024, 196, 256), (160, 49, 960),
