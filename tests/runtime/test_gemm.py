@@ -272,6 +272,28 @@ def test_edge_tiles_stay_inside_the_operands(m, k, n):
     np.testing.assert_array_equal(iout, int_reference(ia, ib) + 5)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="guard pages through mprotect")
+def test_every_last_panel_width_stays_inside_b():
+    """Every width of the last column panel (N = 1 to 2 nr + 8: remainder
+    kernels, ragged panels packed, panels B fills read in place, a wide
+    tail) against a B whose last row ends at a guard page, a packed A and a
+    residual as a layer gives them: a kernel reading a panel in place past
+    B's last column faults (an nr-wide panel over 17 columns did)."""
+    rng = np.random.default_rng(11)
+    m, k = 13, 70
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    packed = pack_weights(a)
+    for n in range(1, 2 * host_isa().nr + 9):
+        b = guarded((k, n))
+        b[:] = rng.standard_normal((k, n))
+        residual = guarded((m, n))
+        residual[:] = 1.0
+        got = PackedProduct(packed, n, None, (-3.0, 3.0), residual=True).run(b, np.empty((m, n), np.float32),
+                                                                            residual)
+        np.testing.assert_allclose(got, np.clip(reference(a, b) + 1.0, -3, 3), rtol=1e-4, atol=1e-3, err_msg=str(n))
+        assert_close(sgemm(a, b), a, b)
+
+
 # ------------------------------------------------------------------ threads, ISAs, BLAS
 def test_concurrent_callers_get_their_own_results():
     rng = np.random.default_rng(8)
