@@ -47,6 +47,7 @@ from runtime.parallel import (
 )
 from runtime.schedule.records import (
     BANDS,
+    CHANNEL_SCALE,
     COPY,
     COPY_PIECE,
     DEPTHWISE,
@@ -322,9 +323,27 @@ def _copy(start, stop, rec, nrec, bases, nbases):
             b[k] = a[k]
 
 
+def _channel_scale(start, stop, rec, nrec, bases, nbases):
+    """Planes each times one value (a Mul of an (N, C, ...) tensor by its
+    (1 or N, C, 1, ...) gate: runtime.kernels.elementwise): rec = X
+    (planes, size), planes, size, S (scales,), scales, Y (planes, size);
+    plane ``p`` times ``S[p % scales]``, a float32 product each, as
+    numpy's broadcasting multiply computes it; chunks of planes."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    planes, size, scales = rec[2], rec[3], rec[6]
+    x = _f32(rec, 0, bases, planes * size)
+    s = _f32(rec, 4, bases, scales)
+    y = _f32(rec, 7, bases, planes * size)
+    for p in range(start, min(stop, planes)):
+        v = s[p % scales]
+        first = p * size
+        for j in range(first, first + size):
+            y[j] = x[j] * v
+
+
 ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
-            IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy}
+            IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy, CHANNEL_SCALE: _channel_scale}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}

@@ -26,6 +26,7 @@ from runtime.schedule.builder import ALIGN, _Buffer, _Builder
 from runtime.schedule.ops import KIND
 from runtime.schedule.records import (
     BANDS,
+    CHANNEL_SCALE,
     COPY,
     COPY_PIECE,
     DEPTHWISE,
@@ -224,6 +225,44 @@ def test_concat_is_a_copy_operation_with_the_per_step_bits(monkeypatch, axis, si
         assert COPY_PIECE < 7 * size * size * 4 <= 2 * COPY_PIECE
     for key, value in per_step(program, feeds, monkeypatch).items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def squeeze_excite(batch: int, gate_first: bool):
+    """A squeeze-excitation block as PP-LCNet and MobileNetV3 have it: a
+    convolution's output times its channels' gate (global mean, two 1x1
+    convolutions, HardSigmoid), in either order, then a 1x1 convolution."""
+    b = OnnxBuilder("se", seed=7)
+    x = b.input("x", [batch, 8, 7, 7])
+    y = b.conv(x, 8, 16, 3)
+    g = b.node("GlobalAveragePool", [y])
+    g = b.node("HardSigmoid", [b.conv(b.node("Relu", [b.conv(g, 16, 4, 1)]), 4, 16, 1)])
+    scaled = b.node("Mul", [g, y] if gate_first else [y, g])
+    return b.model([b.conv(scaled, 16, 8, 1)])
+
+
+@pytest.mark.parametrize("batch, gate_first", [(1, False), (2, True)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_channel_gate_is_a_scale_operation_with_the_per_step_bits(monkeypatch, batch, gate_first, threads):
+    """A float32 Mul of a tensor by its per-channel gate lowers to one
+    CHANNEL_SCALE operation, so the schedule runs through it, with the
+    per-step bits (numpy's broadcasting multiply); a Mul of another shape
+    stays a Python step."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    program = frozen_program(squeeze_excite(batch, gate_first))
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    assert kinds(executor).count(CHANNEL_SCALE) == 1
+    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs)))
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    b = OnnxBuilder("rows", seed=8)
+    x = b.input("x", [1, 8, 7, 7])
+    y = b.conv(x, 8, 8, 1)
+    other = frozen_program(b.model([b.node("Mul", [y, b.node("ReduceMean", [y], axes=[1], keepdims=1)])]))
+    executor = Executor(other)
+    executor.run(feeds_for(other))
+    assert CHANNEL_SCALE not in kinds(executor)
 
 
 def timed(executor, feeds):
