@@ -195,6 +195,21 @@ def test_softmax_heads_lower_over_the_last_axis(monkeypatch, axis, threads):
         np.testing.assert_array_equal(got[key], value, err_msg=key)
 
 
+def fully_lowered_with_per_step_bits(monkeypatch, model, threads: int, kind: int, count: int) -> None:
+    """``model``'s frozen program run scheduled on ``threads`` threads:
+    ``count`` operations of ``kind``, every step of its plan lowered, and
+    the per-step run's bits."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    program = frozen_program(model)
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    assert kinds(executor).count(kind) == count
+    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs)))
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
 def concats(axis: int, size: int):
     """Fire-module-style joins: three convolutions' outputs joined along
     ``axis`` (along the channels, of 3, 5 and 7 channels; else of 6 each),
@@ -214,17 +229,9 @@ def test_concat_is_a_copy_operation_with_the_per_step_bits(monkeypatch, axis, si
     """A Concat lowers to one COPY per input (rows before the axis, each
     input at its offset in the output's rows; a 64x64 feature map's rows
     are several pieces), so it no longer splits the schedule."""
-    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
-    program = frozen_program(concats(axis, size))
-    feeds = feeds_for(program)
-    executor = Executor(program)
-    got = executor.run(feeds)
-    assert kinds(executor).count(COPY) == 3
-    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs)))
+    fully_lowered_with_per_step_bits(monkeypatch, concats(axis, size), threads, COPY, 3)
     if size == 64:  # the 7-channel part's rows are two pieces each
         assert COPY_PIECE < 7 * size * size * 4 <= 2 * COPY_PIECE
-    for key, value in per_step(program, feeds, monkeypatch).items():
-        np.testing.assert_array_equal(got[key], value, err_msg=key)
 
 
 def squeeze_excite(batch: int, gate_first: bool):
@@ -247,15 +254,7 @@ def test_a_channel_gate_is_a_scale_operation_with_the_per_step_bits(monkeypatch,
     CHANNEL_SCALE operation, so the schedule runs through it, with the
     per-step bits (numpy's broadcasting multiply); a Mul of another shape
     stays a Python step."""
-    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
-    program = frozen_program(squeeze_excite(batch, gate_first))
-    feeds = feeds_for(program)
-    executor = Executor(program)
-    got = executor.run(feeds)
-    assert kinds(executor).count(CHANNEL_SCALE) == 1
-    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs)))
-    for key, value in per_step(program, feeds, monkeypatch).items():
-        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    fully_lowered_with_per_step_bits(monkeypatch, squeeze_excite(batch, gate_first), threads, CHANNEL_SCALE, 1)
     b = OnnxBuilder("rows", seed=8)
     x = b.input("x", [1, 8, 7, 7])
     y = b.conv(x, 8, 8, 1)
