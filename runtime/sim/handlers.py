@@ -39,6 +39,14 @@ CONV, ELTWISE, LUT, POOL = 0, 1, 2, 3
 POOL + 2 * (input is 16-bit) + (output is 16-bit)."""
 MATMUL, SOFTMAX = POOL + 4, POOL + 5
 HANDLERS = POOL + 6
+VECTOR_ENTRIES = {Op.ELTWISE: ELTWISE, Op.LUT: LUT, Op.MATMUL: MATMUL, Op.SOFTMAX: SOFTMAX}
+"""The table entry of each vector op but POOL (:func:`pool_entry`)."""
+
+
+def pool_entry(in_bits, out_bits):
+    """The table entry of a POOL of these widths (arrays of them give an
+    array of entries), as the interpreter picks it."""
+    return POOL + 2 * (in_bits == 16) + (out_bits == 16)
 
 
 def _conv(ins_p, ncols, wgt, wsize, act, asize, acc, csize, wbase, abase, cbase, err_p, nerr):
@@ -140,11 +148,11 @@ def handler_table(prog: np.ndarray, large: np.ndarray, gemm_index: np.ndarray) -
         table[CONV] = handler_address(CONV)
     if np.any(ops == Op.ELTWISE):
         table[ELTWISE] = handler_address(ELTWISE)
-    for op, kind in ((Op.LUT, LUT), (Op.MATMUL, MATMUL), (Op.SOFTMAX, SOFTMAX)):
+    for op, kind in VECTOR_ENTRIES.items():
         if np.any(ops == op):
             table[kind] = handler_address(kind)
     pools = prog[ops == Op.POOL]
-    for kind in np.unique(POOL + 2 * (pools[:, P_IN_BITS] == 16) + (pools[:, P_OUT_BITS] == 16)):
+    for kind in np.unique(pool_entry(pools[:, P_IN_BITS], pools[:, P_OUT_BITS])):
         table[kind] = handler_address(int(kind))
     return table
 

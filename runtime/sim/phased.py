@@ -91,10 +91,8 @@ def in_python(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndar
     if op == Op.CONV:
         return gemm_index[row] < 0 and (bool(large[row]) or table[handlers.CONV] == 0)
     if op == Op.POOL:
-        return table[handlers.POOL + 2 * (prog[row, P_IN_BITS] == 16) + (prog[row, P_OUT_BITS] == 16)] == 0
-    kinds = {Op.ELTWISE: handlers.ELTWISE, Op.LUT: handlers.LUT, Op.MATMUL: handlers.MATMUL,
-             Op.SOFTMAX: handlers.SOFTMAX}
-    return op in kinds and table[kinds[op]] == 0
+        return table[handlers.pool_entry(prog[row, P_IN_BITS], prog[row, P_OUT_BITS])] == 0
+    return op in handlers.VECTOR_ENTRIES and table[handlers.VECTOR_ENTRIES[op]] == 0
 
 
 def stretches(prog: np.ndarray, order: np.ndarray, gemm_index: np.ndarray, large: np.ndarray,
