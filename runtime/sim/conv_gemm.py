@@ -92,7 +92,7 @@ from runtime.unlinked import call_unlinked
 
 _u = numba.uint64
 
-MIN_CHANNELS, MIN_PIXELS, MIN_DEPTH, MIN_MACS = 8, 16, 8, 1 << 17
+MIN_CHANNELS, MIN_PIXELS, MIN_DEPTH, MIN_MACS = 8, UNIT, 8, 1 << 17
 """Dense CONVs with at least this many output channels, pixels, reduction
 depth and multiply-adds run on the GEMM (measured on one thread: a 64x64x49
 1x1 tile 7.9 us against 15.8 us for the dot products; below ~10^5 MACs the
@@ -100,7 +100,13 @@ packing costs more than it saves: 32x8x16, 3.0 against 1.9 us). Short
 reductions gain too: MobileNetV2's 1x1 tiles from 16 and 24 channels ran
 at ~20 GMAC/s on conv8's row sums, ~30-45 on the GEMM; a first layer's
 3-channel reduction (27 or 147 bytes, not whole words) is packed byte by
-byte, past its end with zeros."""
+byte, past its end with zeros. From one tile's ``UNIT`` lanes of pixels:
+the 3 x 3 maps of MobileNetV2 at 96 x 96 (its 1x1 tiles of 9 pixels and 160
+to 960 channels, 16 until 2026-11, went to the dot products) ran 0.82x as
+long on the GEMM (Run_sw, in-process A/B, Zen 3). Fewer pixels stay on
+conv8's dot products, which read each weight byte once for four pixels (a
+2 x 2 map of ResNet-10 at 32 x 32: no faster on the GEMM, whose A panels
+hold the weights as 16-bit pairs, twice the bytes, without VNNI)."""
 
 SERIAL_PACK_WORDS = 1 << 16
 """B operands of more lanes than this are packed over the pool (a PACK phase, runtime.sim.phased)."""

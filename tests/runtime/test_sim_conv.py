@@ -247,6 +247,23 @@ def test_planned_gemm_on_tiles_large_enough_to_split(case):
 
 
 @pytest.mark.parametrize("case", [
+    ConvCase(192, 80, 1, (1, 1), (1, 1), (1, 1), (3, 3), 8, 8, 8, True, False, 1, False),
+    ConvCase(128, 32, 1, (3, 3), (1, 1), (1, 1), (5, 5), 8, 8, 8, False, True, 2, True),
+    ConvCase(320, 64, 1, (1, 1), (1, 1), (1, 1), (2, 4), 8, 8, 16, False, False, 1, False),
+], ids=["1x1-of-a-3x3-map", "3x3-split-of-a-3x3-map", "8-pixels"])
+def test_maps_of_one_tile_of_pixels_run_on_the_gemm(case):
+    """A dense CONV of 8 to 15 output pixels (MobileNetV2 at 96 x 96: its
+    3 x 3 maps) is planned on the GEMM at Init like a larger one, with the
+    oracle's bytes, on both threads' paths and in every split mode."""
+    for large in (True, False):
+        made = []
+        real_plan = conv_gemm.plan
+        with mock.patch.object(conv_gemm, "plan", lambda *args: made.append(real_plan(*args)) or made[-1]):
+            run_conv_case(case, large=large, seed=4)
+        assert sum(int((plans.index >= 0).sum()) for plans in made) >= 1, "no CONV of the case ran on the GEMM"
+
+
+@pytest.mark.parametrize("case", [
     ConvCase(24, 24, 24, (3, 3), (1, 1), (2, 2), (13, 11), 8, 8, 8, True, True, 1, True),
     ConvCase(16, 16, 16, (3, 3), (2, 2), (1, 1), (15, 16), 8, 8, 16, False, True, 1, False),
     ConvCase(8, 8, 8, (5, 3), (1, 2), (1, 1), (9, 12), 8, 8, 8, False, False, 1, True),
