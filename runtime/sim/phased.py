@@ -18,7 +18,12 @@ Here a run of the card's order is cut, once, into phases (:func:`stretches`):
   are packed already): the CONV's patches, ``conv_gemm.pack_patches``;
 * ``PRODUCTS`` (a chunk per GEMM task): the products, each task's block of
   sums followed by its epilogue (``conv_gemm.products_and_epilogue``), or
-  the sums alone into ACC (``run_planned``).
+  the sums alone into ACC (``run_planned``);
+* ``CHANNELS`` (a chunk per run of output channels): a large 8-bit
+  depthwise CONV, ``conv8.depthwise_channels`` on each chunk's channels
+  (the segment before it checks the CONV's PARAM records). Until 2026-11
+  these went back to Python (runtime.sim.conv.run_large) and over the pool
+  from there, ~30 us a CONV: MobileNetV2 and PP-LCNet have 13 to 17.
 
 Every thread runs :func:`run_card` and goes through the phases in order
 with a barrier after each (runtime.parallel's phased protocol), so a pooled
@@ -30,9 +35,10 @@ instructions in the same order, each CONV's sums the same exact int32 sums
 whatever the split.
 
 What still runs in Python (``stretches`` ends a stretch of phases there):
-a large CONV the GEMM does not plan (runtime.sim.conv.run_large: depthwise
-and short dense tiles over the pool), and an instruction the program's
-table of entry points has none for (runtime.sim.handlers.run_here).
+a large CONV the GEMM does not plan and that is not 8-bit depthwise
+(runtime.sim.conv.run_large: short or few-pixel dense tiles, 16-bit ones,
+over the pool), and an instruction the program's table of entry points has
+none for (runtime.sim.handlers.run_here).
 """
 from __future__ import annotations
 
@@ -55,13 +61,15 @@ from runtime.parallel import (
     phase_set_count,
     phase_wait,
 )
-from runtime.sim import conv_gemm, handlers
-from runtime.sim.epilogue import C_IN
+from runtime.sim import conv_gemm, conv8, handlers
+from runtime.sim.conv import DEPTHWISE8, kernel_kind
+from runtime.sim.epilogue import C_IN, C_MODE, C_OUT_C, C_PARAM
+from runtime.sim.params import check_conv_records
 from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
 from runtime.sim.vector import P_IN_BITS, P_OUT_BITS
 from runtime.unlinked import call_unlinked
 
-SEGMENT, PACK, PRODUCTS = 0, 1, 2
+SEGMENT, PACK, PRODUCTS, CHANNELS = 0, 1, 2, 3
 KIND, FIRST, END, AFTER, ROW = range(5)
 """Columns of a phase table row: its kind, the segment's positions
 [FIRST, END) in the order, the pooled CONV whose output a segment reports
@@ -82,6 +90,13 @@ def pooled(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndarray
     return int(prog[row, COL_OPCODE]) == Op.CONV and gemm_index[row] >= 0 and bool(large[row])
 
 
+def split_by_channels(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndarray) -> bool:
+    """Whether CONV ``row`` runs as a CHANNELS phase: a large 8-bit
+    depthwise CONV (off the GEMM, which plans dense ones only)."""
+    return (int(prog[row, COL_OPCODE]) == Op.CONV and gemm_index[row] < 0 and bool(large[row])
+            and kernel_kind(prog[row]) == DEPTHWISE8)
+
+
 def in_python(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndarray, table: np.ndarray) -> bool:
     """Whether the interpreter hands ``row`` back to Python: a large CONV
     off the GEMM (runtime.sim.conv.run_large), or an instruction whose
@@ -89,6 +104,8 @@ def in_python(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndar
     (run_here), as :func:`runtime.sim.interpreter.interpret` decides."""
     op = int(prog[row, COL_OPCODE])
     if op == Op.CONV:
+        if split_by_channels(prog, row, gemm_index, large):
+            return False
         return gemm_index[row] < 0 and (bool(large[row]) or table[handlers.CONV] == 0)
     if op == Op.POOL:
         return table[handlers.pool_entry(prog[row, P_IN_BITS], prog[row, P_OUT_BITS])] == 0
@@ -106,6 +123,9 @@ def stretches(prog: np.ndarray, order: np.ndarray, gemm_index: np.ndarray, large
     for pos, row in enumerate(order.tolist()):
         if pooled(prog, row, gemm_index, large):
             rows += [(SEGMENT, start, pos, after, row), (PACK, 0, 0, -1, row), (PRODUCTS, 0, 0, -1, row)]
+            start, after = pos + 1, row
+        elif split_by_channels(prog, row, gemm_index, large):
+            rows += [(SEGMENT, start, pos, after, row), (CHANNELS, 0, 0, -1, row)]
             start, after = pos + 1, row
         elif in_python(prog, row, gemm_index, large, table):
             rows.append((SEGMENT, start, pos, after, -1))
@@ -149,6 +169,11 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
                 ins = prog[row]
                 if kind == PACK:
                     _pack(chunk, count, ins, g, au8, s * strides[1], gemm_work, shapes)
+                elif kind == CHANNELS:
+                    out_c = ins[C_OUT_C]
+                    call_unlinked(conv8.depthwise_channels, (chunk * out_c // count, (chunk + 1) * out_c // count, ins,
+                                                             a8, a16, s * strides[1], w8, w32, w64, s * strides[0],
+                                                             c32, s * strides[2]))
                 else:
                     _products(chunk, plan, ins, g, gemm_kernels, gemm_work, shapes, a8, a16, s * strides[1], w32,
                               s * strides[0], c32, s * strides[2])
@@ -191,6 +216,17 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
     if row < 0:
         return
     g = gemm_index[row]
+    if g < 0:  # a CHANNELS phase's CONV: its records checked here, its channels cut in chunks
+        ins = prog[row]
+        if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, slot[row] * strides[0] + ins[C_PARAM], ins[C_OUT_C],
+                                                          err):
+            err[3] = row
+            ctl[STATUS] = BAD_PARAM
+            ctl[FAILED_AT] = stop
+            fetch_add(team, P_FAILED, 1)
+            return
+        phase_set_count(team, i + 1, min(ins[C_OUT_C], parts))
+        return
     ins = prog[row]
     s = slot[row]
     size, nr, lanes = shapes[g, 0], shapes[g, 3], shapes[g, 4]

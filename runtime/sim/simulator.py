@@ -59,10 +59,23 @@ LARGE_CONV_MACS = 1 << 22
 """CONVs with at least this many MACs run on the thread pool (the int8 GEMM
 as phases of runtime.sim.phased, or channel-split kernels from Python);
 smaller ones inside the interpreter's segments, on one thread. A CONV the
-GEMM does not run counts ``SLOW_KERNEL_FACTOR`` times its MACs. (With the
+GEMM does not run counts ``SLOW_KERNEL_FACTOR`` times its MACs, an 8-bit
+depthwise one ``DEPTHWISE_FACTOR`` times. (With the
 GEMM's CONVs as phases, 2^20 and 2^18 did no better on ResNet-50,
 MobileNetV2 at 96 x 96 and ResNet-10 at 32 x 32, Zen 3: a barrier and the
 last task's wait cost as much as the smaller CONVs gain.)"""
+
+DEPTHWISE_FACTOR = 256
+"""An 8-bit depthwise CONV counts this many times its MACs against
+``LARGE_CONV_MACS``: from 2^14 MACs it runs as a CHANNELS phase of
+runtime.sim.phased (its channels in chunks over the pool, no Python between
+it and the segments around; a phase's barrier costs ~1 us, 2^14 MACs ~3 us
+on one thread). At ``SLOW_KERNEL_FACTOR`` (from 2^19 MACs) all but 2 of
+MobileNetV2 at 96 x 96's 18 (47K to 750K MACs) and 18 of MobileNetV2's 33
+ran inside the interpreter's segments, on one thread. Run_sw, in-process
+A/B against 8 (the CHANNELS phase in both), Zen 3, two runs: MobileNetV2 96
+0.85 and 0.90, MobileNetV2 0.91 and 0.88, PP-LCNet 0.95 and 0.93 (256, and
+every depthwise CONV on the pool)."""
 
 PACK_PARTS = parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD
 """Chunks a pooled CONV's patches are packed in (as parallel_for cuts a job)."""
@@ -312,7 +325,9 @@ class Simulator:
         large = np.zeros(prog.shape[0], np.uint8)
         convs = np.flatnonzero(prog[:, COL_OPCODE] == Op.CONV)
         pixels, channels, depth = conv_work(prog, convs)
-        weight = np.array([1 if conv_gemm.eligible(prog[r]) else SLOW_KERNEL_FACTOR for r in convs], np.int64)
+        weight = np.array([1 if conv_gemm.eligible(prog[r]) else DEPTHWISE_FACTOR
+                           if conv_kernels.kernel_kind(prog[r]) == conv_kernels.DEPTHWISE8 else SLOW_KERNEL_FACTOR
+                           for r in convs], np.int64)
         large[convs] = pixels * channels * depth * weight >= LARGE_CONV_MACS
         bases = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
         gemm = conv_gemm.plan(prog, large)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from runtime import isa, qscheme
 from runtime.isa import AccMode, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
-from runtime.sim import Simulator, conv_gemm
+from runtime.sim import Simulator, conv_gemm, phased
 from runtime.sim import conv as conv_module
 from runtime.sim import simulator as sim_module
 from tests.helpers.simulator import (
@@ -277,6 +277,22 @@ def test_fast_int8_kernels_on_realistic_tiles(case):
     compiler's, on the pool and in the interpreter."""
     run_conv_case(case, large=True)
     run_conv_case(case, large=False)
+
+
+@pytest.mark.parametrize("case", [
+    ConvCase(32, 32, 32, (3, 3), (1, 1), (1, 1), (12, 12), 8, 8, 8, True, False, 1, True),
+    ConvCase(24, 24, 24, (3, 3), (2, 2), (1, 1), (15, 16), 8, 8, 16, False, True, 1, False, True, True),
+    ConvCase(3, 3, 3, (5, 5), (1, 2), (2, 1), (14, 13), 8, 8, 8, False, False, 1, False),
+], ids=["residual-wrapping-bias", "strided-wide-table", "fewer-channels-than-chunks"])
+def test_a_large_depthwise_conv_is_a_phase_of_channel_chunks(case):
+    """A pooled 8-bit depthwise CONV runs as a CHANNELS phase of the phased
+    driver (its channels in chunks over the pool, no return to Python:
+    runtime.sim.conv.run_large is never called), with the oracle's bytes."""
+    with mock.patch.object(conv_module, "run_large", side_effect=AssertionError("handed back to Python")):
+        sim = run_conv_case(case, large=True, seed=6)
+    run = sim._phases[0][0].run
+    kinds = np.concatenate([phases[:, phased.KIND] for phases, *_ in run.stretches(run.order)])
+    assert (kinds == phased.CHANNELS).sum() == 1
 
 
 @pytest.mark.parametrize("case", [
