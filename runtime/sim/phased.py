@@ -61,11 +61,11 @@ from runtime.parallel import (
     phase_set_count,
     phase_wait,
 )
-from runtime.sim import conv_gemm, conv8, handlers
+from runtime.sim import conv8, conv_gemm, handlers
 from runtime.sim.conv import DEPTHWISE8, kernel_kind
 from runtime.sim.epilogue import C_IN, C_MODE, C_OUT_C, C_PARAM
-from runtime.sim.params import check_conv_records
 from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
+from runtime.sim.params import check_conv_records
 from runtime.sim.vector import P_IN_BITS, P_OUT_BITS
 from runtime.unlinked import call_unlinked
 
