@@ -191,7 +191,7 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
 def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16, au8,
              c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels, gemm_work, handlers, shapes):
     """SEGMENT phase ``i`` (see the module's docstring); it sets the chunk
-    counts of the PACK and PRODUCTS phases after it (in the run's team
+    counts of the PACK and PRODUCTS (or CHANNELS) phases after it (in the run's team
     array: each phase's count is fixed before any thread reads it, where a
     shared slot let a thread late to one phase read the next CONV's count
     and claim a chunk of products twice)."""
@@ -208,9 +208,7 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
                                          wu8, a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans,
                                          gemm_kernels, gemm_work, handlers))
         if done != stop - start:
-            ctl[STATUS] = BAD_PARAM if done < 0 else STOPPED
-            ctl[FAILED_AT] = start + (-done - 1 if done < 0 else done)
-            fetch_add(team, P_FAILED, 1)
+            _stop(team, ctl, BAD_PARAM if done < 0 else STOPPED, start + (-done - 1 if done < 0 else done))
             return
     row = phase[ROW]
     if row < 0:
@@ -221,9 +219,7 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
         if ins[C_MODE] & 2 == 0 and not check_conv_records(w32, slot[row] * strides[0] + ins[C_PARAM], ins[C_OUT_C],
                                                           err):
             err[3] = row
-            ctl[STATUS] = BAD_PARAM
-            ctl[FAILED_AT] = stop
-            fetch_add(team, P_FAILED, 1)
+            _stop(team, ctl, BAD_PARAM, stop)
             return
         phase_set_count(team, i + 1, min(ins[C_OUT_C], parts))
         return
@@ -235,14 +231,21 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
         gemm_work, lanes <= conv_gemm.SERIAL_PACK_WORDS, err))
     if not ok:
         err[3] = row
-        ctl[STATUS] = BAD_PARAM
-        ctl[FAILED_AT] = stop
-        fetch_add(team, P_FAILED, 1)
+        _stop(team, ctl, BAD_PARAM, stop)
         return
     plan[:] = prepared
     panels = (size + nr - 1) // nr
     phase_set_count(team, i + 1, 0 if packed else min(panels, parts))
     phase_set_count(team, i + 2, prepared[TASKS])
+
+
+@jit(inline="always")
+def _stop(team, ctl, status, at):
+    """A segment's failure: what (``status``) and where in the order, for
+    the caller; every thread stops at its next phase."""
+    ctl[STATUS] = status
+    ctl[FAILED_AT] = at
+    fetch_add(team, P_FAILED, 1)
 
 
 @jit(inline="always")
