@@ -429,24 +429,19 @@ def entry_points(request):
 
 
 def test_bad_param_records_stop_the_run_with_the_instruction_named(entry_points):
-    case = dict(in_addr=0, in_bits=8, in_c=4, in_h=3, in_w=3, wgt_addr=0, wgt_bits=8, groups=1, kernel_h=1,
-                kernel_w=1, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=4, out_addr=1024, out_bits=8,
+    case = dict(in_addr=0, in_bits=8, in_c=4, in_h=5, in_w=5, wgt_addr=0, wgt_bits=8, kernel_h=3, kernel_w=3,
+                stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=4, out_addr=1024, out_bits=8,
                 lo=-128, hi=127, param_addr=512)
     rec = records(np.random.default_rng(0), 4)
     rec["shift"][2] = 63
     planned = dict(MIN_CHANNELS=0, MIN_PIXELS=0, MIN_DEPTH=0, MIN_MACS=0)  # on the GEMM planned at Init
-    for large, gemm in itertools.product((False, True), (dict(MIN_CHANNELS=conv_gemm.MIN_CHANNELS), planned)):
+    unplanned = dict(MIN_CHANNELS=conv_gemm.MIN_CHANNELS)  # groups 4: 8-bit depthwise, a CHANNELS phase when large
+    for groups, large, gemm in itertools.product((1, 4), (False, True), (unplanned, planned)):
         with mock.patch.multiple(conv_gemm, **gemm), \
                 pytest.raises(SimulatorError, match=r"stream \(0, 0, 0\): instruction 3 \(CONV\): PARAM record 2 "
                                                     r"has shift=63, outside \[1, 62\]"):
-            simulate([as_load(Space.ACT, 0, np.zeros(36, np.int8)), as_load(Space.WGT, 0, np.zeros(16, np.int8)),
-                      as_load(Space.WGT, 512, rec)], [instr(Op.CONV, **case)], [], large)
-    depthwise = dict(case, groups=4, kernel_h=3, kernel_w=3, in_h=5, in_w=5)
-    for large in (False, True):  # an 8-bit depthwise CONV: in the interpreter, and as a phase of channel chunks
-        with pytest.raises(SimulatorError, match=r"stream \(0, 0, 0\): instruction 3 \(CONV\): PARAM record 2 "
-                                                r"has shift=63, outside \[1, 62\]"):
-            simulate([as_load(Space.ACT, 0, np.zeros(100, np.int8)), as_load(Space.WGT, 0, np.zeros(36, np.int8)),
-                      as_load(Space.WGT, 512, rec)], [instr(Op.CONV, **depthwise)], [], large)
+            simulate([as_load(Space.ACT, 0, np.zeros(100, np.int8)), as_load(Space.WGT, 0, np.zeros(144, np.int8)),
+                      as_load(Space.WGT, 512, rec)], [instr(Op.CONV, groups=groups, **case)], [], large)
     table = np.zeros((4, 2), np.int32)  # an average pool's multipliers never loaded: all zero
     pool = instr(Op.POOL, mode=PoolMode.AVG, in_addr=0, in_bits=8, c=1, in_h=2, in_w=2, kernel_h=2, kernel_w=2,
                  stride_h=1, stride_w=1, out_addr=64, out_bits=8, lo=-128, hi=127, param_addr=64)
