@@ -23,8 +23,9 @@ import numpy as np
 
 from runtime.compiled import CompiledModel, DeviceSegment, DramTensor
 from runtime.errors import ExecutionError, KernelError
+from runtime.kernels.quant import SAW_NAN
 from runtime.kernels.registry import prepared_kernel
-from runtime.segments import CODES, INTO, Runner, Table
+from runtime.segments import CODES, FINITE, INTO, Runner, Table
 from runtime.sim import Simulator
 from runtime.sim.timing import exchange_cycles
 from runtime.timeline import DeviceTimeline, device_timeline
@@ -64,6 +65,17 @@ class SimulatedDevice:
         for dram in self.drams:
             dram[:image.size] = image
         self._simulators: list[tuple[DeviceSegment, Simulator]] = []
+        self._inspected: dict[int, tuple[DeviceSegment, frozenset[str]]] = {}
+
+    def inspected(self, segment: DeviceSegment) -> frozenset[str]:
+        """The inputs of ``segment`` (whose runner was made) whose every value
+        its runner inspects as it quantizes them into DRAM, in the same pass:
+        a NaN or ±Inf among them goes to the table's FINITE check
+        (runtime.segments.FINITE) before the device runs, so the caller need
+        not scan them first (the transposed ones are quantized by the
+        kernel, and not inspected)."""
+        known = self._inspected.get(id(segment))
+        return known[1] if known is not None and known[0] is segment else frozenset()
 
     def runner(self, segment: DeviceSegment) -> Runner:
         """Validate and decode the segment's streams now, and prepare its
@@ -74,7 +86,8 @@ class SimulatedDevice:
         self._simulators.append((segment, simulator))
         inputs = [_Edge(segment, t, "QuantizeLinear") for t in segment.inputs]
         outputs = [_Edge(segment, t, "DequantizeLinear") for t in segment.outputs]
-        images = [([(edge, edge.codes(self.drams[i.card], i.offset)) for edge in inputs],
+        self._inspected[id(segment)] = (segment, frozenset(edge.name for edge in inputs if edge.into is not None))
+        images = [([(edge, edge.codes(self.drams[i.card], i.offset).reshape(-1)) for edge in inputs],
                    [(edge, edge.codes(self.drams[i.card], i.offset)) for edge in outputs]) for i in segment.instances]
         after_phase = (lambda phase: self._exchange(segment, phase)) if segment.exchanges else None
 
@@ -188,11 +201,21 @@ class _Edge:
                                  f"leaves the DRAM's {dram.size} bytes")
         return dram[at:at + size].view(self.tensor.dtype).reshape(self.tensor.shape)
 
-    def write(self, table: Table, codes: np.ndarray) -> None:
-        """Quantize the tensor's value in ``table`` into its ``codes`` in DRAM."""
+    def write(self, table: Table, flat: np.ndarray) -> None:
+        """Quantize the tensor's value in ``table`` into its codes in DRAM
+        (``flat``: :meth:`codes` made one-dimensional); a NaN or ±Inf in it
+        goes to the table's FINITE check first, if it has one."""
         x = table[self.name]
-        if self.into is not None and self.into(x, codes):
-            return
+        if self.into is not None:
+            seen = self.into(x, flat)
+            if seen == 0:
+                return
+            if seen is not None:  # (None: the kernel's to do)
+                check = table.get(FINITE)
+                if check is not None:
+                    check(self.name, x)  # the non-finite policy's error, for a model input
+                if not seen & SAW_NAN:
+                    return  # ±Inf the policy takes: their codes saturated
         tensor = self.tensor
         try:
             value = self.kernel([x, self.scale, self.zero], _EDGE_ATTRS)[0]
@@ -201,10 +224,10 @@ class _Edge:
                                  ) from exc
         if tensor.perm:
             value = np.ascontiguousarray(value.transpose(tensor.perm))
-        if value.nbytes != codes.nbytes:  # a data-dependent CPU output the binary misdeclares
+        if value.nbytes != flat.nbytes:  # a data-dependent CPU output the binary misdeclares
             raise ExecutionError(f"segment {self.segment.name!r}: input {tensor.name!r} came with shape "
                                  f"{list(value.shape)}; its DRAM tensor holds {list(tensor.shape)}")
-        codes.reshape(-1).view(np.uint8)[:] = value.reshape(-1).view(np.uint8)
+        flat.view(np.uint8)[:] = value.reshape(-1).view(np.uint8)
 
     def read(self, table: Table, codes: np.ndarray) -> None:
         """Dequantize the tensor's ``codes`` in DRAM into ``table`` (a new

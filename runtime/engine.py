@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -25,11 +25,12 @@ from runtime.device import SimulatedDevice
 from runtime.errors import ExecutionError
 from runtime.executor import Executor
 from runtime.interrupts import deferred_interrupt
-from runtime.nonfinite import check_feeds, nonfinite_policy
-from runtime.segments import SegmentedProgram, SegmentExecutor, record_segment
+from runtime.nonfinite import check_feeds, check_input, nonfinite_policy
+from runtime.segments import FINITE, SegmentedProgram, SegmentExecutor, record_segment
 from runtime.timeline import DeviceTimeline
 from runtime.trace import HostRecorder, write_trace
 
+_FIRST_RUN = "the first run"
 _LATER = nullcontext()
 """What :meth:`Engine._first` gives once a kind of run has run (reusable)."""
 
@@ -57,6 +58,13 @@ class Engine:
             t.name for t in model.outputs if t.name not in reference.output_names]
         """Model outputs the float reference program lacks (Run_th's error, at the call)."""
         self._input_dtypes = [(spec, np.dtype(spec.dtype)) for spec in model.inputs]
+        inspected = self._segments.inspected
+        self._scanned = [spec.name for spec in model.inputs if spec.name not in inspected]
+        """The inputs a device run scans for NaN and ±Inf before it starts; the
+        others the first segment inspects as it quantizes them (FINITE)."""
+        names = frozenset(spec.name for spec in model.inputs)
+        self._finite = [partial(self._refuse_nonfinite, names, self._image_label(k)) for k in range(model.batch)]
+        """Per image of a run, its tables' FINITE check (runtime.segments.FINITE)."""
         self._ran: set[str] = set()
         """The kinds of run done once: their kernels are compiled (runtime/interrupts.py)."""
 
@@ -96,7 +104,9 @@ class Engine:
         if len(images) != self.model.batch:
             raise ExecutionError(f"this binary runs {self.model.batch} image(s) at once; got {len(images)}")
         tables = [self._device_inputs(feeds, k) for k, feeds in enumerate(images)]
-        with self._first("the first run"):
+        if _FIRST_RUN in self._ran:  # (no context entered: a call's fixed cost)
+            return self._segments.run_tables(tables, timings, codes, recorder, into)
+        with self._first_run(_FIRST_RUN):
             return self._segments.run_tables(tables, timings, codes, recorder, into)
 
     def warm(self, who: str = "tessera") -> None:
@@ -168,11 +178,24 @@ class Engine:
 
     def _device_inputs(self, feeds: Mapping[str, np.ndarray], image: int) -> dict[str, np.ndarray]:
         """Image ``image``'s inputs, checked as every run becoming device codes
-        checks them: the interface, then the non-finite policy (one pass over
-        an input that is all finite: nonfinite.check_input)."""
+        checks them: the interface, then the non-finite policy, before the
+        run starts (one pass over an input that is all finite:
+        nonfinite.check_input), or, for an input the first segment quantizes
+        on the device, in that quantization's pass (its table's FINITE
+        check), which comes before anything runs too."""
         table = self._inputs(feeds)
-        check_feeds(table, self.nonfinite, self._image_label(image))
+        where = None
+        for name in self._scanned:
+            if where is None:
+                where = self._image_label(image)
+            check_input(name, table[name], self.nonfinite, where)
+        table[FINITE] = self._finite[image]
         return table
+
+    def _refuse_nonfinite(self, names: frozenset[str], where: str, name: str, array: np.ndarray) -> None:
+        """A table's FINITE check: the policy's error for a model input."""
+        if name in names:
+            check_input(name, array, self.nonfinite, where)
 
     def _image_label(self, image: int) -> str:
         return f" (image {image} of the run)" if self.model.batch > 1 else ""

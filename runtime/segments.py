@@ -39,6 +39,13 @@ their shapes, C-contiguous, writable: the caller's result buffers) the
 device backend writes their values into, instead of new arrays; given only
 where the last segment runs on the device and produces every model output,
 so that nothing can fail after a value is written."""
+FINITE = "\0finite"
+"""A table's entry under this key, put there by a caller that owes a
+non-finite policy (runtime/nonfinite.py; the engine), is ``check(name,
+array)``: the policy's error if ``array``, the value of the tensor ``name``,
+holds what the policy refuses, nothing otherwise (nor for a tensor that is
+no model input). A device backend that finds a NaN or ±Inf in an input as it
+quantizes it calls it before the device runs (:attr:`SegmentExecutor.inspected`)."""
 Runner = Callable[..., None]
 """``run(tables, timings=None)``: runs one segment on every image of a run,
 reading its inputs from each image's table and writing its outputs into it;
@@ -62,6 +69,10 @@ class Device(Protocol):
 
     def runner(self, segment: DeviceSegment) -> Runner:
         """The runner of one of the model's device segments, prepared once."""
+
+    def inspected(self, segment: DeviceSegment) -> frozenset[str]:
+        """The inputs of ``segment`` whose every value its runner inspects
+        as it reads them, reporting a NaN or ±Inf to the table's FINITE check."""
 
 
 def segment_runner(segment: Segment, device: Device | None, check: bool = False) -> Runner:
@@ -112,6 +123,13 @@ class SegmentExecutor:
                        for s in program.segments]
         self._kinds = [(s.name, isinstance(s, CpuSegment)) for s in program.segments]
         """Per segment: its name and whether it runs on the CPU."""
+        first = program.segments[0] if program.segments else None
+        self.inspected = (device.inspected(first) & frozenset(program.inputs) if isinstance(first, DeviceSegment)
+                          else frozenset())
+        """The program inputs the first segment inspects for NaN and ±Inf as it
+        reads them, before anything has run (a device segment's prepared
+        quantization): a caller with a FINITE check in its tables need not
+        scan them first."""
         last = program.segments[-1] if program.segments else None
         self._into = isinstance(last, DeviceSegment) and set(program.outputs) <= {t.name for t in last.outputs}
         """Whether a run can take its outputs' destinations (:data:`INTO`)."""

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from runtime.errors import KernelError
-from runtime.jit import jit
+from runtime.jit import compiled_entry, jit
 from runtime.kernels import nn
 from runtime.kernels.registry import kernel, prepares
 from runtime.nonfinite import located
@@ -236,6 +236,7 @@ class PreparedQuantize:
         self.dtype = zero.dtype
         self.low, self.high = QUANT_RANGES[zero.dtype]
         self._scale, self._zero = scale.reshape(1), zero.reshape(1)
+        self._entry = None
 
     def __call__(self, inputs, attrs):
         x = inputs[0]
@@ -243,19 +244,29 @@ class PreparedQuantize:
                 or type(x) is not np.ndarray or x.dtype != _F32):
             return self.generic(inputs, attrs)
         y = np.empty(x.shape, self.dtype)
-        if quantize_codes(x.reshape(-1), self._scale, self._zero, self.low, self.high, y.reshape(-1)):
+        if quantize_codes(x.reshape(-1), self._scale, self._zero, self.low, self.high, y.reshape(-1)) & SAW_NAN:
             return self.generic(inputs, attrs)  # a NaN: the generic kernel's error says where
         return (y,)
 
-    def into(self, x, out: np.ndarray) -> bool:
-        """The codes of ``x`` written into ``out`` (a C-contiguous array of
-        the codes' type and of x's size, a device's DRAM for one), with no
-        array made; False, with ``out`` left undefined, where the prepared
-        pass does not apply (x not float32 or of another size, or holding a
-        NaN): the caller then calls the kernel, for its codes or its error."""
-        if type(x) is not np.ndarray or x.dtype != _F32 or x.size != out.size:
-            return False
-        return not quantize_codes(x.reshape(-1), self._scale, self._zero, self.low, self.high, out.reshape(-1))
+    def into(self, x, flat: np.ndarray) -> int | None:
+        """The codes of ``x`` written into ``flat`` (a one-dimensional
+        C-contiguous writable array of the codes' type and of x's size, a
+        device's DRAM for one), with no array made and no argument matching
+        (the compiled pass is resolved on the first call:
+        runtime.jit.compiled_entry). None where the prepared pass does not
+        apply (x not a float32 array of that size); else what x held, as
+        :func:`quantize_codes` says: 0 when every value was finite, SAW_INF
+        when ±Inf were (their codes saturated), SAW_NAN when a NaN was, with
+        ``flat`` then undefined: the caller calls the kernel, for its error.
+        One pass both quantizes and inspects an input, so a caller that owes
+        a non-finite policy (runtime/nonfinite.py) need not scan it first."""
+        if type(x) is not np.ndarray or x.dtype != _F32 or x.size != flat.size:
+            return None
+        entry = self._entry
+        if entry is None:
+            entry = self._entry = compiled_entry(quantize_codes, (np.empty(1, _F32), self._scale, self._zero,
+                                                                  self.low, self.high, np.empty(1, self.dtype)))
+        return entry(x.ravel(), self._scale, self._zero, self.low, self.high, flat)  # ravel: contiguous
 
 
 class PreparedDequantize:
@@ -267,6 +278,7 @@ class PreparedDequantize:
     def __init__(self, generic, attrs, scale: np.ndarray, zero: np.ndarray):
         self.generic, self.attrs, self.scale, self.zero = generic, attrs, scale, zero
         self._scale, self._zero = scale.reshape(1), zero.reshape(1)
+        self._entry = None
 
     def __call__(self, inputs, attrs):
         x = inputs[0]
@@ -278,15 +290,26 @@ class PreparedDequantize:
         return (y,)
 
     def into(self, x, out: np.ndarray) -> bool:
-        """The values of the codes ``x`` written into ``out`` (a C-contiguous
-        float32 array of x's size), with no array made; False, with ``out``
-        untouched, where the prepared pass does not apply (x not an array of
-        the zero point's type, or of another size): the caller then calls
-        the kernel (as PreparedQuantize.into)."""
-        if type(x) is not np.ndarray or x.dtype != self.zero.dtype or x.size != out.size:
+        """The values of the codes ``x`` written into ``out``, with no array
+        made and no argument matching (as PreparedQuantize.into); False, with
+        ``out`` untouched, where the prepared pass does not apply (x not an
+        array of the zero point's type, or of another size; out not a
+        C-contiguous writable float32 array): the caller then calls the kernel."""
+        if type(x) is not np.ndarray or x.dtype != self.zero.dtype or x.size != out.size or out.dtype != _F32:
             return False
-        dequantize_codes(x.reshape(-1), self._scale, self._zero, out.reshape(-1))
+        flags = out.flags
+        if not (flags.c_contiguous and flags.writeable):
+            return False
+        entry = self._entry
+        if entry is None:
+            entry = self._entry = compiled_entry(dequantize_codes, (np.empty(1, self.zero.dtype), self._scale,
+                                                                    self._zero, np.empty(1, _F32)))
+        entry(x.ravel(), self._scale, self._zero, out.ravel())  # ravel: contiguous (a view of out)
         return True
+
+
+SAW_NAN, SAW_INF = 1, 2
+"""What :func:`quantize_codes` reports having seen, as bits of its result."""
 
 
 @jit
@@ -294,16 +317,21 @@ def quantize_codes(x, scale, zero, low, high, out):
     """out[i] = clip(round_half_even(float32(x[i] / scale[0])) + zero[0],
     low, high) for float32 ``x``: saturated_codes' arithmetic (the division
     in float32, the zero point added in float64), one element at a time.
-    Returns the number of NaN quotients (their codes are left 0)."""
+    Returns what it saw, as bits: SAW_NAN where a quotient was NaN (its code
+    is left 0), SAW_INF where a value of x was ±Inf (its code saturated);
+    0 when x was all finite."""
     s, z = scale[0], np.float64(zero[0])
-    nans = 0
+    seen = 0
     for i in range(x.shape[0]):
-        q = np.float64(np.rint(np.float32(x[i] / s))) + z
+        v = x[i]
+        q = np.float64(np.rint(np.float32(v / s))) + z
         if q != q:
-            nans += 1
+            seen |= SAW_NAN
             q = 0.0
+        elif v - v != 0:  # ±Inf (x - x is 0 for every finite x)
+            seen |= SAW_INF
         out[i] = min(max(q, low), high)
-    return nans
+    return seen
 
 
 @jit

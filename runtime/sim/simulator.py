@@ -168,6 +168,13 @@ class _CardRun:
         self._stretches[id(order)] = (order, found)
         return found
 
+    def stopped(self, phases: np.ndarray, done: int) -> int:
+        """What failed where the interpreter, run on a stretch of one segment
+        (``phases``), returned ``done`` short of its end: ``ctl[FAILED_AT]``
+        set, phased.BAD_PARAM or phased.STOPPED returned."""
+        self.ctl[phased.FAILED_AT] = int(phases[0, phased.FIRST]) + (-done - 1 if done < 0 else done)
+        return phased.BAD_PARAM if done < 0 else phased.STOPPED
+
     def run_stretch(self, phases: np.ndarray, order: np.ndarray, dram: np.ndarray, alone: bool, span) -> int:
         """One stretch: its phases on the pool (runtime.sim.phased.run_card),
         or, for a stretch of one segment, the interpreter on ``span`` with no
@@ -188,10 +195,7 @@ class _CardRun:
             if known is None or known[0] is not span or known[1] is not dram:
                 known = self._span_args = (span, dram, (self.prog, span, 0, self.slot, self.large, dram, *self.state))
             done = entry(*known[2])
-            if done == span.shape[0]:
-                return 0
-            self.ctl[phased.FAILED_AT] = int(phases[0, phased.FIRST]) + (-done - 1 if done < 0 else done)
-            return phased.BAD_PARAM if done < 0 else phased.STOPPED
+            return 0 if done == span.shape[0] else self.stopped(phases, done)
         args = (phases, self.ctl, self.plan, PACK_PARTS, self.prog, order, self.slot, self.large, dram, *self.state,
                 self.gemm.shapes)
         driver = self._driver
@@ -237,6 +241,9 @@ class Simulator:
         if len(self._phases) == 1 and len(self._phases[0]) == 1 and self._epochs[0] == 1:
             lane = self._phases[0][0]
             self._single = (lane, lane.epoch(0))
+        self._whole: tuple | None = None
+        """The single lane's run as one call of the interpreter, where it is
+        one (:meth:`_whole_run`): what a small model's run comes down to."""
 
     # ------------------------------------------------------------ planning
     def _plan(self) -> Timing:
@@ -394,9 +401,16 @@ class Simulator:
         for key in self._patch_keys:  # SRAM is zeroed: no packed patches stand for a tile any more
             key[0] = 0
         if self._single is not None and after_phase is None:
+            whole = self._whole
+            if whole is not None and whole[1] is drams[whole[0].card]:  # the interpreter on every row, directly
+                done = whole[2](*whole[3])
+                if done != whole[4]:
+                    self._stopped(whole[0], whole[0].stopped(whole[5], done))
+                return
             lane, order = self._single
             if order.size:
                 self._execute(lane.run, order, drams[lane.run.card])
+                self._whole = self._whole_run(lane.run, order, drams[lane.run.card])
             return
         for number, phase, epochs in zip(self._phase_numbers, self._phases, self._epochs):
             concurrent = len(phase) > 1 and len(phase) >= parallel.NUM_THREADS
@@ -419,11 +433,8 @@ class Simulator:
         mem, err, gemm = run.memory, run.err, run.gemm
         for phases, python, alone, span in run.stretches(order):
             status = run.run_stretch(phases, order, dram, alone, span)
-            if status == phased.BAD_PARAM:
-                raise self._param_error(run, err)
             if status:
-                raise SimulatorError(f"internal error: the interpreter stopped at position "
-                                     f"{int(run.ctl[phased.FAILED_AT])} of a segment it should have run through")
+                self._stopped(run, status)
             if python < 0:
                 continue
             row = order[python]
@@ -436,6 +447,29 @@ class Simulator:
             if end > first:
                 base = mem.act.stride * int(run.slot[row])
                 conv_gemm.act_written(gemm.work[GEMM_KEY], base + int(first), base + int(end))
+
+    def _stopped(self, run: _CardRun, status: int) -> None:
+        """The error of a stretch that returned ``status`` (not 0)."""
+        if status == phased.BAD_PARAM:
+            raise self._param_error(run, run.err)
+        raise SimulatorError(f"internal error: the interpreter stopped at position "
+                             f"{int(run.ctl[phased.FAILED_AT])} of a segment it should have run through")
+
+    @staticmethod
+    def _whole_run(run: _CardRun, order: np.ndarray, dram: np.ndarray) -> tuple | None:
+        """(run, dram, the interpreter's compiled entry, its arguments, the
+        rows, the phase table) where ``order`` is one stretch that the
+        interpreter runs through with no Python step (a small model's whole
+        run), after a first run resolved them; None otherwise."""
+        stretches = run.stretches(order)
+        if len(stretches) != 1:
+            return None
+        phases, python, _, span = stretches[0]
+        known = run._span_args
+        if python >= 0 or span is None or run._interpreter is None or known is None or known[0] is not span \
+                or known[1] is not dram:
+            return None
+        return (run, dram, run._interpreter, known[2], span.shape[0], phases)
 
     def _param_error(self, run: _CardRun, err: np.ndarray) -> SimulatorError:
         kind, index, value, row = (int(v) for v in err)

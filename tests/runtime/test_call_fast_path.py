@@ -14,17 +14,21 @@ import numpy as np
 import pytest
 
 import runtime.device as device_module
+import runtime.engine as engine_module
 from runtime import FWDNXT
 from runtime.binary import read_binary
 from runtime.compiled import DeviceSegment
 from runtime.engine import Engine
 from runtime.errors import ExecutionError, KernelError
 from runtime.fwdnxt import FWDNXTError
-from runtime.kernels.quant import PreparedDequantize, PreparedQuantize
+from runtime.isa import Op, Space, instr
+from runtime.kernels.quant import SAW_INF, SAW_NAN, PreparedDequantize, PreparedQuantize
 from runtime.kernels.registry import get_kernel, prepared_kernel
-from runtime.nonfinite import NonFiniteInputError, all_finite
+from runtime.nonfinite import NonFiniteInputError, all_finite, check_input
 from runtime.requests import EngineQueue, Request
+from runtime.sim import Simulator, SimulatorError
 from tests.helpers.fwdnxt import OUTPUTS, SHAPE, compile_tiny, images
+from tests.helpers.simulator import CONFIG, Image, as_load, records, single_phase
 
 ATTRS = {"axis": 1, "block_size": 0, "output_dtype": None, "precision": None}
 GRIDS = [(np.int8, 0.018611551, -14), (np.uint8, 0.5, 128), (np.int16, 1e-4, -300), (np.uint16, 3.0, 7)]
@@ -63,6 +67,71 @@ def test_prepared_quantize_and_dequantize_give_the_generic_kernels_bytes(dtype, 
     want = get_kernel("DequantizeLinear")([codes, scale, zero], ATTRS)[0]
     got = dequantize([codes, scale, zero], ATTRS)[0]
     assert got.dtype == want.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype,scale,zero", GRIDS)
+def test_the_prepared_passes_into_memory_report_what_they_saw_and_refuse_what_they_cannot_take(dtype, scale, zero):
+    """PreparedQuantize.into quantizes and inspects in one pass: 0 for an
+    all-finite x, SAW_INF with saturated codes, SAW_NAN, the generic
+    kernel's codes for any layout (a strided x whose reshape is a strided
+    view too); None for what it does not take. PreparedDequantize.into
+    refuses an output array it could not write as one contiguous run."""
+    scale, zero = np.array(scale, np.float32), np.array(zero, dtype)
+    quantize = prepared_kernel("QuantizeLinear", ATTRS, [None, scale, zero])
+    dequantize = prepared_kernel("DequantizeLinear", ATTRS, [None, scale, zero])
+    generic = get_kernel("QuantizeLinear")
+    x = _edge_values(float(scale))
+    finite = np.where(np.isfinite(x), x, np.float32(1))
+    strided = np.empty((2, x.shape[1], 2), np.float32)[..., 0]
+    strided[...] = finite
+    assert not strided.flags.c_contiguous and not strided.reshape(-1).flags.c_contiguous
+    for value, seen in ((finite, 0), (x, SAW_INF), (strided, 0)):
+        flat = np.full(x.size, 5, dtype)
+        with np.errstate(over="ignore"):
+            assert quantize.into(value, flat) == seen
+            assert np.array_equal(flat, generic([value, scale, zero], ATTRS)[0].reshape(-1))
+    assert quantize.into(np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x), flat) & SAW_NAN
+    assert quantize.into(x.astype(np.float64), flat) is None and quantize.into(x[:, 1:], flat) is None
+    codes = flat.reshape(x.shape)
+    want = get_kernel("DequantizeLinear")([codes, scale, zero], ATTRS)[0]
+    out = np.zeros(x.shape, np.float32)
+    assert dequantize.into(codes, out) and np.array_equal(out, want)
+    readonly = np.zeros(x.shape, np.float32)
+    readonly.flags.writeable = False
+    for refused in (np.zeros((x.shape[1], 2), np.float32).T, np.zeros(x.shape, np.float64), readonly):
+        assert not dequantize.into(codes, refused) and not refused.any()
+
+
+def test_the_device_inspects_its_inputs_as_it_quantizes_them_and_the_engine_does_not_scan_them_first(binary,
+                                                                                                      monkeypatch):
+    """An input the first (device) segment quantizes is inspected in that
+    pass (runtime.segments.FINITE): no scan of it before the run; a NaN or
+    ±Inf in it is still the policy's error, naming it, before the device
+    runs and with the caller's result buffer untouched; ±Inf under
+    'saturate' gives the generic path's saturated output."""
+    engine = Engine(read_binary(binary))
+    assert engine._segments.inspected == {"x"}
+    scans = []
+    monkeypatch.setattr(engine_module, "check_input", lambda *args: scans.append(args[0]) or check_input(*args))
+    x = images(1, seed=6)[0]
+    name = engine.model.outputs[0].name
+    want = engine.run({"x": x})[name]
+    assert scans == []
+    poisoned = x.copy()
+    poisoned[0, 1, 0, 1] = -np.inf
+    given = np.full(want.shape, -7.0, np.float32)
+    with pytest.raises(NonFiniteInputError, match=r"input 'x' holds -Inf at flat index 5 .*'error' refuses"):
+        engine.run_batch([{"x": poisoned}], into=[{name: given}])
+    assert scans == ["x"] and np.all(given == -7.0)
+    engine.nonfinite = "saturate"
+    with monkeypatch.context() as patch:
+        patch.setattr(device_module, "prepared_kernel", lambda op, attrs, constants: get_kernel(op))
+        generic = Engine(read_binary(binary), nonfinite="saturate")
+    np.testing.assert_array_equal(engine.run({"x": poisoned})[name], generic.run({"x": poisoned})[name])
+    poisoned[0, 0, 0, 0] = np.nan
+    with pytest.raises(NonFiniteInputError, match=r"input 'x' holds NaN at flat index 0"):
+        engine.run({"x": poisoned})
+    np.testing.assert_array_equal(engine.run({"x": x})[name], want)
 
 
 def test_prepared_kernels_hand_what_they_were_not_prepared_for_to_the_generic_kernel():
@@ -321,3 +390,35 @@ def test_a_one_lane_program_runs_its_lane_directly_with_the_bytes_of_the_phase_l
     simulator.run_checked(other_looped, after_phase=lambda phase: None)
     assert np.array_equal(other[0], other_looped[0])
     assert any(not np.array_equal(other[0][a:b], direct[0][a:b]) for a, b in outputs)
+
+
+def test_a_later_run_that_is_one_interpreter_call_stops_on_a_bad_param_as_a_first_run_does():
+    """After its first run, a one-lane program the interpreter runs through
+    with no Python step (a small model) runs as one call of it
+    (Simulator._whole_run): a PARAM record changed in DRAM between two runs
+    stops the next with the instruction named, and a good one runs again."""
+    image = Image()
+    rec = records(np.random.default_rng(0), 4)
+    conv = instr(Op.CONV, groups=1, in_addr=0, in_bits=8, in_c=4, in_h=5, in_w=5, wgt_addr=0, wgt_bits=8, kernel_h=3,
+                 kernel_w=3, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=4, out_addr=1024, out_bits=8,
+                 lo=-128, hi=127, param_addr=512)
+    loads = [as_load(Space.ACT, 0, np.arange(100).astype(np.int8)), as_load(Space.WGT, 0, np.ones(144, np.int8)),
+             as_load(Space.WGT, 512, rec)]
+    stream, (out,) = single_phase(loads, [conv], [(Space.ACT, 1024, 36)], image)
+    sim = Simulator(CONFIG, {(0, 0): stream}, image.top)
+    sim.run([image.data])
+    want = image.data[out:out + 36].copy()
+    sim.run([image.data])
+    assert sim._whole is not None and np.array_equal(image.data[out:out + 36], want)
+    at = bytes(image.data).find(rec.tobytes())
+    good = image.data[at:at + rec.nbytes].copy()
+    bad = rec.copy()
+    bad["shift"][2] = 63
+    image.data[at:at + rec.nbytes] = np.frombuffer(bad.tobytes(), np.uint8)
+    with pytest.raises(SimulatorError, match=r"stream \(0, 0, 0\): instruction 3 \(CONV\): PARAM record 2 has "
+                                             r"shift=63, outside \[1, 62\]"):
+        sim.run([image.data])
+    image.data[at:at + rec.nbytes] = good
+    image.data[out:out + 36] = 0
+    sim.run([image.data])
+    assert np.array_equal(image.data[out:out + 36], want)
