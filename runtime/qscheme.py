@@ -14,6 +14,7 @@ import numpy as np
 
 from runtime.errors import KernelError
 from runtime.jit import jit
+from runtime.wrapping import add32, ashr32
 
 INT8, INT16, INT32, INT64 = (np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
 
@@ -63,6 +64,23 @@ def rescale_small(v, m, n):
     that v*m + 2^(n-1) fits in int64), m in [2^30, 2^31), n in [1, 62]. Free
     of branches, so loops of it vectorise."""
     return (v * m + (1 << (n - 1))) >> n
+
+
+HIGH_SHIFT = 33
+"""The least shift for which :func:`rescale_high` holds."""
+
+
+@jit(inline="always")
+def rescale_high(v, m, bias, shift):
+    """rescale_small(v, m, n) for an int32 ``v`` and n >= HIGH_SHIFT, in
+    32-bit lanes (eight to an AVX2 register where rescale_small's 64-bit
+    shifts and clamps take four): ``m`` the multiplier as the int64 of an
+    int32 (so that the product is one sign-extending multiply), ``bias``
+    int32(2^(n-33)), ``shift`` int32(n - 32). Exact: with p = v*m and
+    P = p >> 32, (p + 2^(n-1)) >> n = (P + 2^(n-33)) >> (n-32), as 2^(n-1)
+    has no bits in p's low word (a floor of a floor); |P| < 2^30 and
+    2^(n-33) <= 2^29, so the sum fits in int32."""
+    return ashr32(add32(np.int32((np.int64(v) * m) >> 32), bias), shift)
 
 
 @jit(inline="always")

@@ -7,7 +7,9 @@ narrows at the store: LLVM then vectorises it four lanes to an AVX2
 register with a shuffle per vector, where 32-bit lanes give eight. These
 intrinsics are the 32-bit instructions themselves (``mul i32``, ``add
 i32``): the low 32 bits of a product or sum, which is what the int64
-expression narrowed to int32 gives, bit for bit.
+expression narrowed to int32 gives, bit for bit; ``ashr32`` is the
+arithmetic right shift of an int32 (the shift in [0, 31]), which is what
+``>>`` on the int64 value narrowed gives.
 """
 from __future__ import annotations
 
@@ -33,3 +35,6 @@ mul32 = _int32_binary("mul")
 """``mul32(a, b)``: the int32 product of two int32 values, wrapping modulo 2^32."""
 add32 = _int32_binary("add")
 """``add32(a, b)``: the int32 sum of two int32 values, wrapping modulo 2^32."""
+ashr32 = _int32_binary("ashr")
+"""``ashr32(a, s)``: int32 ``a`` shifted right arithmetically by int32 ``s`` in [0, 31] (LLVM's ``ashr``,
+undefined beyond): ``a >> s``, rounding toward minus infinity."""

@@ -11,8 +11,9 @@ import numpy as np
 
 from runtime.isa import LUT_ENTRIES, PARAM_CHANNEL_BYTES, WIDE_LUT_ENTRIES, Op, column
 from runtime.jit import jit
-from runtime.qscheme import lookup_wide, rescale, rescale_small
+from runtime.qscheme import HIGH_SHIFT, lookup_wide, rescale, rescale_high, rescale_small
 from runtime.sim.memory import lookup
+from runtime.wrapping import add32
 
 (C_IN, C_IN_BITS, C_IN_C, C_IN_H, C_IN_W, C_WGT, C_WGT_BITS, C_GROUPS, C_KH, C_KW, C_SH, C_SW, C_DH, C_DW, C_OUT_C,
  C_OUT, C_OUT_BITS, C_OZ, C_LO, C_HI, C_PARAM, C_RES, C_RES_ADDR, C_RES_BITS, C_RES_ZERO, C_RES_MULT, C_RES_SHIFT,
@@ -139,6 +140,7 @@ def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, c
     per channel, atomics the pool's two threads contended for (~12 % of
     ResNet-50's Run_sw)."""
     oz, lo, hi = ins[C_OZ], ins[C_LO], ins[C_HI]
+    oz32, lo32, hi32 = np.int32(oz), np.int32(lo), np.int32(hi)
     rz, rm, rs, residual = ins[C_RES_ZERO], ins[C_RES_MULT], ins[C_RES_SHIFT], ins[C_RES] == 1
     records = (wbase + ins[C_PARAM]) >> 2
     count = _u(col1 - col0)
@@ -158,6 +160,11 @@ def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, c
                 v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
                 v += rescale_small(np.int64(res[r + i]) - rz, rm, rs)
                 out[at + i] = min(max(v + oz, lo), hi)
+        elif m == neg_m and n == neg_n and n >= HIGH_SHIFT:  # the usual channel: 32-bit lanes
+            m32, bias, shift = np.int64(np.int32(m)), np.int32(1 << (n - HIGH_SHIFT)), np.int32(n - 32)
+            for i in range(count):
+                v = add32(rescale_high(acc[a0 + i], m32, bias, shift), oz32)
+                out[at + i] = min(max(v, lo32), hi32)
         elif m == neg_m and n == neg_n:  # one multiplier for both signs (no leaky slope): one product
             for i in range(count):
                 v = rescale_small(np.int64(acc[a0 + i]), m, n)

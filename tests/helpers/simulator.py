@@ -127,6 +127,7 @@ def records(rng, out_c, bias_bound=1000, neg=False):
     rec["bias"] = rng.integers(-bias_bound, bias_bound + 1, out_c)
     rec["mult"] = rng.integers(1 << 30, 1 << 31, out_c)
     rec["shift"] = rng.integers(8, 24, out_c)
+    rec["shift"][1::2] = rng.integers(33, 46, out_c // 2)  # the epilogue's 32-bit path (qscheme.rescale_high)
     rec["neg_mult"] = rng.integers(1 << 30, 1 << 31, out_c) if neg else rec["mult"]
     rec["neg_shift"] = rng.integers(10, 30, out_c) if neg else rec["shift"]
     return rec

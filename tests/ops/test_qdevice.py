@@ -59,6 +59,14 @@ def test_the_short_rescale_is_exact_where_int64_holds_the_product(v, m, n):
     assert qscheme.rescale_small(v, m, n) == oracle.rescale(v, m, n)
 
 
+@settings(max_examples=100, deadline=None)
+@given(v=st.integers(-2**31, 2**31 - 1), m=st.integers(2**30, 2**31 - 1), n=st.integers(qscheme.HIGH_SHIFT, 62))
+def test_the_high_word_rescale_is_exact_for_int32_values_and_long_shifts(v, m, n):
+    """rescale_high, the 32-bit-lane form of the epilogue's usual channel."""
+    got = qscheme.rescale_high(np.int32(v), np.int64(np.int32(m)), np.int32(1 << (n - 33)), np.int32(n - 32))
+    assert got == oracle.rescale(v, m, n)
+
+
 @pytest.mark.parametrize("v, real, want", [
     (1, Fraction(1, 2), 1), (-1, Fraction(1, 2), 0), (3, Fraction(1, 2), 2), (-3, Fraction(1, 2), -1),
     (5, Fraction(1, 4), 1), (-5, Fraction(1, 4), -1), (-6, Fraction(1, 4), -1), (-7, Fraction(1, 4), -2),
