@@ -12,6 +12,7 @@ cache, so running again with the same shapes compiles nothing
 """
 from __future__ import annotations
 
+from collections import abc
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -87,10 +88,11 @@ class TesseraRep(BackendRep):
 
     def _feeds(self, inputs: Any) -> dict[str, Any]:
         """Input name -> array, from a mapping, a sequence in input order or one array."""
-        if isinstance(inputs, Mapping):
-            return dict(inputs)
         if isinstance(inputs, np.ndarray):
             inputs = [inputs]
+        elif type(inputs) is not list and type(inputs) is not tuple and (
+                type(inputs) is dict or isinstance(inputs, abc.Mapping)):  # (not typing's Mapping: ~1.5 µs)
+            return dict(inputs)
         inputs = list(inputs)
         names = self.input_names
         if len(inputs) != len(names):
@@ -127,7 +129,8 @@ class TesseraRep(BackendRep):
 def _shapes(feeds: Mapping[str, Any], names) -> tuple | None:
     """The shapes of the inputs ``names`` in ``feeds``, None if one is missing."""
     try:
-        return tuple(np.shape(feeds[name]) for name in names)
+        return tuple(value.shape if type(value) is np.ndarray else np.shape(value)
+                     for value in (feeds[name] for name in names))
     except KeyError:
         return None
 

@@ -32,6 +32,7 @@ import numpy as np
 from runtime import parallel
 from runtime.chunking import tapered_chunks
 from runtime.errors import ExecutionError, TesseraError
+from runtime.jit import data_address
 from runtime.kernels.weight_cache import frozen
 from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, op_address, run_schedule
 from runtime.schedule.records import Operand
@@ -221,14 +222,15 @@ class Schedule:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if not all(frozen(a) for a in self.constants):
-                return None
+            for constant in self.constants:
+                if not frozen(constant):
+                    return None
             bases = self.bases
             for slot, base in self.inputs:
                 value = env[slot]
                 if not value.flags.c_contiguous:
                     value = env[slot] = np.ascontiguousarray(value)
-                bases[base] = value.ctypes.data
+                bases[base] = data_address(value)
             for part in self.parts:
                 if isinstance(part, _PythonStep):
                     start = time.perf_counter()
@@ -278,7 +280,7 @@ class Schedule:
                                      part.step.name)
             if not value.flags.c_contiguous:
                 value = env[slot] = np.ascontiguousarray(value)
-            self.bases[base] = value.ctypes.data
+            self.bases[base] = data_address(value)
 
     def _result(self, env: list, slot: int, computed: _Computed | None) -> np.ndarray:
         """An output as the caller keeps it: never memory the next run reuses."""

@@ -22,6 +22,7 @@ from runtime.engine import Engine
 from runtime.errors import ExecutionError, KernelError
 from runtime.fwdnxt import FWDNXTError
 from runtime.isa import Op, Space, instr
+from runtime.jit import data_address
 from runtime.kernels.quant import SAW_INF, SAW_NAN, PreparedDequantize, PreparedQuantize
 from runtime.kernels.registry import get_kernel, prepared_kernel
 from runtime.nonfinite import NonFiniteInputError, all_finite, check_input
@@ -422,3 +423,15 @@ def test_a_later_run_that_is_one_interpreter_call_stops_on_a_bad_param_as_a_firs
     image.data[out:out + 36] = 0
     sim.run([image.data])
     assert np.array_equal(image.data[out:out + 36], want)
+
+
+def test_data_address_is_numpys_for_every_array():
+    """runtime.jit.data_address, how a schedule binds its inputs on every
+    run: numpy's address for views, read-only and empty arrays, and for a
+    dtype Numba has no type for (asked numpy's way)."""
+    base = np.arange(64, dtype=np.float32).reshape(4, 16)
+    readonly = base[1:].copy()
+    readonly.flags.writeable = False
+    for array in (base, base[2:], base[:, 3:], readonly, np.zeros(0, np.int8), np.array(["a", "b"]),
+                  np.empty(3, object)):
+        assert data_address(array) == array.ctypes.data
