@@ -14,7 +14,7 @@ import numpy as np
 
 from runtime.errors import KernelError
 from runtime.jit import jit
-from runtime.wrapping import add32, ashr32
+from runtime.wrapping import add32, ashr32, mul32
 
 INT8, INT16, INT32, INT64 = (np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
 
@@ -81,6 +81,25 @@ def rescale_high(v, m, bias, shift):
     has no bits in p's low word (a floor of a floor); |P| < 2^30 and
     2^(n-33) <= 2^29, so the sum fits in int32."""
     return ashr32(add32(np.int32((np.int64(v) * m) >> 32), bias), shift)
+
+
+SHORT_SHIFTS = (16, 31)
+"""The shifts for which :func:`rescale_short` holds."""
+_SIXTEEN = np.int32(16)
+
+
+@jit(inline="always")
+def rescale_short(d, high, low, bias, shift):
+    """rescale_small(d, m, n) for an int32 ``d`` with |d| < 2^9 (an 8-bit
+    code minus an 8-bit zero point) and n in SHORT_SHIFTS, all in 32-bit
+    lanes: ``high``, ``low`` int32(m >> 16), int32(m & 0xFFFF); ``bias``
+    int32(2^(n-1)); ``shift`` int32(n - 16). Exact: d*m + 2^(n-1) =
+    2^16·(d·high) + t with t = d·low + 2^(n-1), and the floor of that over
+    2^n is (d·high + floor(t / 2^16)) >> (n - 16) (a floor of a floor);
+    |d·low| < 2^25 and 2^(n-1) <= 2^30, so t fits in int32, and so does
+    d·high + (t >> 16), under 2^24 + 2^15."""
+    t = add32(mul32(d, low), bias)
+    return ashr32(add32(mul32(d, high), ashr32(t, _SIXTEEN)), shift)
 
 
 @jit(inline="always")

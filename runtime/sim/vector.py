@@ -10,16 +10,21 @@ import numpy as np
 from runtime.isa import AVG_ENTRY_BYTES, LUT_ENTRIES, WIDE_LUT_ENTRIES, Bcast, EltOp, Op, PoolMode, column
 from runtime.jit import jit
 from runtime.qscheme import (
+    HIGH_SHIFT,
+    SHORT_SHIFTS,
     SOFTMAX_ENTRIES,
     binary,
     lookup_wide,
     matmul_block,
     rescale,
+    rescale_high,
+    rescale_short,
     rescale_small,
     softmax_row,
 )
 from runtime.sim.memory import get, lookup, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
+from runtime.wrapping import add32
 
 _P = {name: column(Op.POOL, name) for name in (
     "mode", "in_addr", "in_bits", "c", "in_h", "in_w", "kernel_h", "kernel_w", "stride_h", "stride_w", "pad_top",
@@ -210,6 +215,21 @@ def _eltwise_8(func, bcast, n, a8, pa, ab, az, am, ash, pb, bb, bz, bm, bsh, po,
         return False
     x, out = a8[pa:pa + n], a8[po:po + n]
     if func == EltOp.COPY:
+        oz32, lo32, hi32 = np.int32(oz), np.int32(lo), np.int32(hi)
+        if -128 <= az <= 127 and SHORT_SHIFTS[0] <= ash <= SHORT_SHIFTS[1]:  # a Concat's grids, close: 32-bit lanes
+            neg_z, high, low = np.int32(-az), np.int32(am >> 16), np.int32(am & 0xFFFF)
+            bias, shift = np.int32(1 << (ash - 1)), np.int32(ash - 16)
+            for i in range(n):
+                v = rescale_short(add32(np.int32(x[i]), neg_z), high, low, bias, shift)
+                out[i] = min(max(add32(v, oz32), lo32), hi32)
+            return True
+        if -128 <= az <= 127 and ash >= HIGH_SHIFT:  # grids far apart: the product's high word
+            neg_z, m32 = np.int32(-az), np.int64(np.int32(am))
+            bias, shift = np.int32(1 << (ash - HIGH_SHIFT)), np.int32(ash - 32)
+            for i in range(n):
+                v = rescale_high(add32(np.int32(x[i]), neg_z), m32, bias, shift)
+                out[i] = min(max(add32(v, oz32), lo32), hi32)
+            return True
         for i in range(n):
             out[i] = min(max(rescale_small(np.int64(x[i]) - az, am, ash) + oz, lo), hi)
         return True

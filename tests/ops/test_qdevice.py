@@ -67,6 +67,15 @@ def test_the_high_word_rescale_is_exact_for_int32_values_and_long_shifts(v, m, n
     assert got == oracle.rescale(v, m, n)
 
 
+@settings(max_examples=100, deadline=None)
+@given(d=st.integers(-511, 511), m=st.integers(2**30, 2**31 - 1), n=st.integers(*qscheme.SHORT_SHIFTS))
+def test_the_short_shift_rescale_is_exact_for_byte_differences(d, m, n):
+    """rescale_short, the 32-bit-lane form of an 8-bit ELTWISE COPY's rescale."""
+    got = qscheme.rescale_short(np.int32(d), np.int32(m >> 16), np.int32(m & 0xFFFF), np.int32(1 << (n - 1)),
+                                np.int32(n - 16))
+    assert got == oracle.rescale(d, m, n)
+
+
 @pytest.mark.parametrize("v, real, want", [
     (1, Fraction(1, 2), 1), (-1, Fraction(1, 2), 0), (3, Fraction(1, 2), 2), (-3, Fraction(1, 2), -1),
     (5, Fraction(1, 4), 1), (-5, Fraction(1, 4), -1), (-6, Fraction(1, 4), -1), (-7, Fraction(1, 4), -2),
