@@ -11,8 +11,9 @@ import numpy as np
 
 from runtime.isa import LUT_ENTRIES, PARAM_CHANNEL_BYTES, WIDE_LUT_ENTRIES, Op, column
 from runtime.jit import jit
-from runtime.qscheme import HIGH_SHIFT, lookup_wide, rescale, rescale_high, rescale_small
+from runtime.qscheme import HIGH_SHIFT, SHORT_SHIFTS, lookup_wide, rescale, rescale_high, rescale_short, rescale_small
 from runtime.sim.memory import lookup
+from runtime.sim.params import MULT_HIGH, MULT_LOW
 from runtime.wrapping import add32
 
 (C_IN, C_IN_BITS, C_IN_C, C_IN_H, C_IN_W, C_WGT, C_WGT_BITS, C_GROUPS, C_KH, C_KW, C_SH, C_SW, C_DH, C_DW, C_OUT_C,
@@ -144,13 +145,25 @@ def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, c
     rz, rm, rs, residual = ins[C_RES_ZERO], ins[C_RES_MULT], ins[C_RES_SHIFT], ins[C_RES] == 1
     records = (wbase + ins[C_PARAM]) >> 2
     count = _u(col1 - col0)
+    short_residual = (residual and ins[C_RES_BITS] == 8 and -128 <= rz <= 127 and MULT_LOW <= rm <= MULT_HIGH
+                      and SHORT_SHIFTS[0] <= rs <= SHORT_SHIFTS[1])
+    # an 8-bit residual whose rescale qscheme.rescale_short does in 32 bits (a residual's grid is close to the
+    # output's: its shift is ~31, too short for the high word)
+    neg_rz, r_high, r_low = np.int32(-rz), np.int32((rm >> 16) & 0xFFFF), np.int32(rm & 0xFFFF)
+    r_bias, r_shift = np.int32(1 << (min(max(rs, 1), 31) - 1)), np.int32(max(rs - 16, 0))
     for k in range(start, stop):
         rec = records + RECORD_WORDS * k
         m, n = np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3])
         neg_m, neg_n = np.int64(wgt32[rec + 4]), np.int64(wgt32[rec + 5])
         a0, first = _u((k - row0) * size + col0), k * size + col0
         at, r = _u(o0 + first), _u(r0 + first)
-        if residual and m == neg_m and n == neg_n:
+        if short_residual and m == neg_m and n == neg_n and n >= HIGH_SHIFT:  # a bottleneck's last CONV: 32 bits
+            m32, bias, shift = np.int64(np.int32(m)), np.int32(1 << (n - HIGH_SHIFT)), np.int32(n - 32)
+            for i in range(count):
+                v = add32(rescale_high(acc[a0 + i], m32, bias, shift),
+                          rescale_short(add32(np.int32(res[r + i]), neg_rz), r_high, r_low, r_bias, r_shift))
+                out[at + i] = min(max(add32(v, oz32), lo32), hi32)
+        elif residual and m == neg_m and n == neg_n:
             for i in range(count):
                 v = rescale_small(np.int64(acc[a0 + i]), m, n) + rescale_small(np.int64(res[r + i]) - rz, rm, rs)
                 out[at + i] = min(max(v + oz, lo), hi)

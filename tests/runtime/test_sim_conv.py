@@ -88,10 +88,12 @@ def run_conv_case(case: ConvCase, large: bool, seed: int = 0):
     loads = [as_load(Space.WGT, 128 * 1024, rec)]
     if case.residual:
         r = values(rng, 8, out_shape)
-        residual = (r, 3, 1 << 30, 31)
+        res_mult, res_shift = int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(28, 33))  # 32: the 64-bit loop
+        residual = (r, 3, res_mult, res_shift)
         res_addr = 384 * 1024
         loads.append(as_load(Space.ACT, res_addr, r))
-        res_fields = dict(residual=1, res_addr=res_addr, res_bits=8, res_zero=3, res_mult=1 << 30, res_shift=31)
+        res_fields = dict(residual=1, res_addr=res_addr, res_bits=8, res_zero=3, res_mult=res_mult,
+                          res_shift=res_shift)
     expect = conv_epilogue(sums, rec, case.out_bits, out_zero, lo, hi, residual)
     epilogue = dict(out_addr=act_out, out_bits=case.out_bits, out_zero=out_zero, lo=lo, hi=hi, param_addr=128 * 1024)
     if case.wide:
