@@ -90,8 +90,7 @@ class TesseraRep(BackendRep):
         """Input name -> array, from a mapping, a sequence in input order or one array."""
         if isinstance(inputs, np.ndarray):
             inputs = [inputs]
-        elif type(inputs) is not list and type(inputs) is not tuple and (
-                type(inputs) is dict or isinstance(inputs, abc.Mapping)):  # (not typing's Mapping: ~1.5 µs)
+        elif type(inputs) not in (list, tuple) and isinstance(inputs, abc.Mapping):  # (not typing's: ~1.5 µs)
             return dict(inputs)
         inputs = list(inputs)
         names = self.input_names

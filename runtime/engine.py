@@ -184,11 +184,10 @@ class Engine:
         on the device, in that quantization's pass (its table's FINITE
         check), which comes before anything runs too."""
         table = self._inputs(feeds)
-        where = None
-        for name in self._scanned:
-            if where is None:
-                where = self._image_label(image)
-            check_input(name, table[name], self.nonfinite, where)
+        if self._scanned:
+            where = self._image_label(image)
+            for name in self._scanned:
+                check_input(name, table[name], self.nonfinite, where)
         table[FINITE] = self._finite[image]
         return table
 

@@ -83,6 +83,12 @@ def rescale_high(v, m, bias, shift):
     return ashr32(add32(np.int32((np.int64(v) * m) >> 32), bias), shift)
 
 
+@jit(inline="always")
+def high_params(m, n):
+    """:func:`rescale_high`'s (m, bias, shift) for multiplier ``m`` and shift ``n`` >= HIGH_SHIFT."""
+    return np.int64(np.int32(m)), np.int32(1 << (n - HIGH_SHIFT)), np.int32(n - 32)
+
+
 SHORT_SHIFTS = (16, 31)
 """The shifts for which :func:`rescale_short` holds."""
 _SIXTEEN = np.int32(16)
@@ -100,6 +106,15 @@ def rescale_short(d, high, low, bias, shift):
     d·high + (t >> 16), under 2^24 + 2^15."""
     t = add32(mul32(d, low), bias)
     return ashr32(add32(mul32(d, high), ashr32(t, _SIXTEEN)), shift)
+
+
+@jit(inline="always")
+def short_params(m, n):
+    """:func:`rescale_short`'s (high, low, bias, shift) for a multiplier ``m``
+    in [0, 2^31) and a shift ``n`` in SHORT_SHIFTS (another ``n`` is clamped
+    into range, so that a set made and not used is harmless)."""
+    n = min(max(n, SHORT_SHIFTS[0]), SHORT_SHIFTS[1])
+    return np.int32((m >> 16) & 0xFFFF), np.int32(m & 0xFFFF), np.int32(1 << (n - 1)), np.int32(n - 16)
 
 
 @jit(inline="always")

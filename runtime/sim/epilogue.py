@@ -11,7 +11,17 @@ import numpy as np
 
 from runtime.isa import LUT_ENTRIES, PARAM_CHANNEL_BYTES, WIDE_LUT_ENTRIES, Op, column
 from runtime.jit import jit
-from runtime.qscheme import HIGH_SHIFT, SHORT_SHIFTS, lookup_wide, rescale, rescale_high, rescale_short, rescale_small
+from runtime.qscheme import (
+    HIGH_SHIFT,
+    SHORT_SHIFTS,
+    high_params,
+    lookup_wide,
+    rescale,
+    rescale_high,
+    rescale_short,
+    rescale_small,
+    short_params,
+)
 from runtime.sim.memory import lookup
 from runtime.sim.params import MULT_HIGH, MULT_LOW
 from runtime.wrapping import add32
@@ -149,8 +159,8 @@ def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, c
                       and SHORT_SHIFTS[0] <= rs <= SHORT_SHIFTS[1])
     # an 8-bit residual whose rescale qscheme.rescale_short does in 32 bits (a residual's grid is close to the
     # output's: its shift is ~31, too short for the high word)
-    neg_rz, r_high, r_low = np.int32(-rz), np.int32((rm >> 16) & 0xFFFF), np.int32(rm & 0xFFFF)
-    r_bias, r_shift = np.int32(1 << (min(max(rs, 1), 31) - 1)), np.int32(max(rs - 16, 0))
+    neg_rz = np.int32(-rz)
+    r_high, r_low, r_bias, r_shift = short_params(rm, rs)
     for k in range(start, stop):
         rec = records + RECORD_WORDS * k
         m, n = np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3])
@@ -158,7 +168,7 @@ def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, c
         a0, first = _u((k - row0) * size + col0), k * size + col0
         at, r = _u(o0 + first), _u(r0 + first)
         if short_residual and m == neg_m and n == neg_n and n >= HIGH_SHIFT:  # a bottleneck's last CONV: 32 bits
-            m32, bias, shift = np.int64(np.int32(m)), np.int32(1 << (n - HIGH_SHIFT)), np.int32(n - 32)
+            m32, bias, shift = high_params(m, n)
             for i in range(count):
                 v = add32(rescale_high(acc[a0 + i], m32, bias, shift),
                           rescale_short(add32(np.int32(res[r + i]), neg_rz), r_high, r_low, r_bias, r_shift))
@@ -174,7 +184,7 @@ def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, c
                 v += rescale_small(np.int64(res[r + i]) - rz, rm, rs)
                 out[at + i] = min(max(v + oz, lo), hi)
         elif m == neg_m and n == neg_n and n >= HIGH_SHIFT:  # the usual channel: 32-bit lanes
-            m32, bias, shift = np.int64(np.int32(m)), np.int32(1 << (n - HIGH_SHIFT)), np.int32(n - 32)
+            m32, bias, shift = high_params(m, n)
             for i in range(count):
                 v = add32(rescale_high(acc[a0 + i], m32, bias, shift), oz32)
                 out[at + i] = min(max(v, lo32), hi32)

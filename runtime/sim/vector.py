@@ -14,12 +14,14 @@ from runtime.qscheme import (
     SHORT_SHIFTS,
     SOFTMAX_ENTRIES,
     binary,
+    high_params,
     lookup_wide,
     matmul_block,
     rescale,
     rescale_high,
     rescale_short,
     rescale_small,
+    short_params,
     softmax_row,
 )
 from runtime.sim.memory import get, lookup, put
@@ -217,15 +219,15 @@ def _eltwise_8(func, bcast, n, a8, pa, ab, az, am, ash, pb, bb, bz, bm, bsh, po,
     if func == EltOp.COPY:
         oz32, lo32, hi32 = np.int32(oz), np.int32(lo), np.int32(hi)
         if -128 <= az <= 127 and SHORT_SHIFTS[0] <= ash <= SHORT_SHIFTS[1]:  # a Concat's grids, close: 32-bit lanes
-            neg_z, high, low = np.int32(-az), np.int32(am >> 16), np.int32(am & 0xFFFF)
-            bias, shift = np.int32(1 << (ash - 1)), np.int32(ash - 16)
+            neg_z = np.int32(-az)
+            high, low, bias, shift = short_params(am, ash)
             for i in range(n):
                 v = rescale_short(add32(np.int32(x[i]), neg_z), high, low, bias, shift)
                 out[i] = min(max(add32(v, oz32), lo32), hi32)
             return True
         if -128 <= az <= 127 and ash >= HIGH_SHIFT:  # grids far apart: the product's high word
-            neg_z, m32 = np.int32(-az), np.int64(np.int32(am))
-            bias, shift = np.int32(1 << (ash - HIGH_SHIFT)), np.int32(ash - 32)
+            neg_z = np.int32(-az)
+            m32, bias, shift = high_params(am, ash)
             for i in range(n):
                 v = rescale_high(add32(np.int32(x[i]), neg_z), m32, bias, shift)
                 out[i] = min(max(add32(v, oz32), lo32), hi32)

@@ -63,7 +63,8 @@ def test_the_short_rescale_is_exact_where_int64_holds_the_product(v, m, n):
 @given(v=st.integers(-2**31, 2**31 - 1), m=st.integers(2**30, 2**31 - 1), n=st.integers(qscheme.HIGH_SHIFT, 62))
 def test_the_high_word_rescale_is_exact_for_int32_values_and_long_shifts(v, m, n):
     """rescale_high, the 32-bit-lane form of the epilogue's usual channel."""
-    got = qscheme.rescale_high(np.int32(v), np.int64(np.int32(m)), np.int32(1 << (n - 33)), np.int32(n - 32))
+    m32, bias, shift = qscheme.high_params(m, n)  # (Numba hands int32 back as int)
+    got = qscheme.rescale_high(np.int32(v), np.int64(m32), np.int32(bias), np.int32(shift))
     assert got == oracle.rescale(v, m, n)
 
 
@@ -71,8 +72,7 @@ def test_the_high_word_rescale_is_exact_for_int32_values_and_long_shifts(v, m, n
 @given(d=st.integers(-511, 511), m=st.integers(2**30, 2**31 - 1), n=st.integers(*qscheme.SHORT_SHIFTS))
 def test_the_short_shift_rescale_is_exact_for_byte_differences(d, m, n):
     """rescale_short, the 32-bit-lane form of an 8-bit ELTWISE COPY's rescale."""
-    got = qscheme.rescale_short(np.int32(d), np.int32(m >> 16), np.int32(m & 0xFFFF), np.int32(1 << (n - 1)),
-                                np.int32(n - 16))
+    got = qscheme.rescale_short(np.int32(d), *(np.int32(p) for p in qscheme.short_params(m, n)))
     assert got == oracle.rescale(d, m, n)
 
 
