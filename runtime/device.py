@@ -23,7 +23,7 @@ import numpy as np
 
 from runtime.compiled import CompiledModel, DeviceSegment, DramTensor
 from runtime.errors import ExecutionError, KernelError
-from runtime.kernels.quant import SAW_NAN
+from runtime.kernels.quant_prepared import SAW_NAN
 from runtime.kernels.registry import prepared_kernel
 from runtime.segments import CODES, FINITE, INTO, Runner, Table
 from runtime.sim import Simulator

@@ -9,6 +9,7 @@ from runtime.kernels import (  # noqa: F401
     pool,
     qdevice,
     quant,
+    quant_prepared,
     reduce,
     resize,
     rnn,

@@ -23,7 +23,7 @@ from runtime.errors import ExecutionError, KernelError
 from runtime.fwdnxt import FWDNXTError
 from runtime.isa import Op, Space, instr
 from runtime.jit import data_address
-from runtime.kernels.quant import SAW_INF, SAW_NAN, PreparedDequantize, PreparedQuantize
+from runtime.kernels.quant_prepared import SAW_INF, SAW_NAN, PreparedDequantize, PreparedQuantize
 from runtime.kernels.registry import get_kernel, prepared_kernel
 from runtime.nonfinite import NonFiniteInputError, all_finite, check_input
 from runtime.requests import EngineQueue, Request
