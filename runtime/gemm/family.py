@@ -109,6 +109,35 @@ def host_isa(force_avx2: bool = FORCE_AVX2, force_no_vnni: bool = FORCE_NO_VNNI)
     raise KernelError(f"Tessera's GEMM needs an x86 CPU with AVX2 and FMA; this one is {llvm.get_host_cpu_name()}")
 
 
+NARROW_COLUMNS = 4
+"""Products of at most this many columns (a 2 x 2 output plane, a 1 x 1
+one: a small model's last stages) may take the float A packed for
+:func:`narrow_isa`."""
+
+
+@functools.cache
+def narrow_isa(isa: Isa) -> Isa | None:
+    """The float kernel family for products of at most
+    :data:`NARROW_COLUMNS` columns on ``isa``'s CPU, or None where
+    ``isa``'s own serves them: every column in one remainder panel, whose
+    kernel takes A's steps as vectors along the rows, so A packed in panels
+    of one whole vector of rows (``mr = vw``) fills every lane. On AVX2 (4-row
+    panels: a step of A was half a vector, and 4 columns took the tall
+    8-lane tile with half its lanes empty) 8-row panels; the main tile,
+    one vector wide and 8 rows tall, only runs a product this narrow's
+    panels if the plan ever gives it one. The results are those of
+    ``isa``'s kernels bit for bit: each sum the same chain of multiply-adds
+    over the same reduction blocks, only the rows a vector holds differ
+    (Zen 3, one thread, 256 x 2304 by 2304 x N, the weights from L3: N = 4
+    ~190 -> 85-130 us, N = 3 ~116 -> 80-90 us). AVX-512's 8-row panels are
+    half a 16-lane vector too; a 16-row family there is not built, as no
+    host here could run it to test."""
+    if isa.name != "avx2":
+        return None
+    return Isa(f"{isa.name}-narrow", vw=isa.vw, mr=isa.vw, nr=UNIT, vnni=isa.vnni, cpu=isa.cpu, features=isa.features,
+               remainder_panels=4, remainder_cols=NARROW_COLUMNS)
+
+
 def tall_kernel(isa: Isa, kind: str) -> int:
     """Where the tall tile (:attr:`Isa.tall_panels`) is in the table of
     ``isa``'s ``kind`` kernels (runtime.gemm.microkernel.kernel_addresses),

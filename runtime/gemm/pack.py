@@ -38,7 +38,7 @@ import numpy as np
 
 from runtime import parallel
 from runtime.errors import KernelError
-from runtime.gemm.family import UNIT, Isa, host_isa
+from runtime.gemm.family import UNIT, Isa, host_isa, narrow_isa
 from runtime.jit import jit
 from runtime.parallel import drives, team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
@@ -408,12 +408,16 @@ class PackedMatrix:
         return self.batch * reduction_steps(rows, self.dtype) * roundup(cols, UNIT)
 
 
-def pack_weights(w: np.ndarray, side: str = "left") -> PackedMatrix:
+def pack_weights(w: np.ndarray, side: str = "left", narrow: bool = False) -> PackedMatrix:
     """Pack a constant operand (2-D, or 3-D for a batch of matrices) for
     :func:`~runtime.gemm.sgemm.sgemm` (float32, either side) or
     :func:`~runtime.gemm.igemm.igemm` (int8, left side). The packed form is
     a copy: later changes to ``w`` do not reach it. Caching packed forms per
-    weight array is the caller's job (a conv kernel keeps one per weight)."""
+    weight array is the caller's job (a conv kernel keeps one per weight).
+    ``narrow``: a float32 left operand for products of at most
+    ``NARROW_COLUMNS`` columns, packed for this CPU's
+    :func:`~runtime.gemm.family.narrow_isa` where it has one (the products
+    then run its kernels, with the same results)."""
     if not isinstance(w, np.ndarray) or w.dtype not in (np.float32, np.int8):
         raise KernelError(f"pack_weights: weights must be a float32 or int8 array, got "
                           f"{getattr(w, 'dtype', type(w).__name__)}")
@@ -424,6 +428,8 @@ def pack_weights(w: np.ndarray, side: str = "left") -> PackedMatrix:
     if w.dtype == np.int8 and w.shape[-1] > MAX_INT8_DEPTH:
         raise KernelError(f"pack_weights: int8 depth {w.shape[-1]} exceeds {MAX_INT8_DEPTH}")
     isa = host_isa()
+    if narrow and side == "left" and w.dtype == np.float32:
+        isa = narrow_isa(isa) or isa
     stack = w if w.ndim == 3 else w[None]
     batch, rows, cols = stack.shape
     flat, strides = flat_view(stack)
@@ -523,7 +529,8 @@ def check_packed(name: str, packed, side: str, batched: bool, dtype) -> PackedMa
     rank for this process's kernels; KernelError otherwise."""
     if not isinstance(packed, PackedMatrix) or packed.side != side or packed.dtype != dtype:
         raise KernelError(f"{name} must be a PackedMatrix of {np.dtype(dtype).name} packed with side={side!r}")
-    if packed.isa != host_isa():
+    if packed.isa != host_isa() and (packed.isa != narrow_isa(host_isa()) or side != "left"
+                                     or packed.dtype != np.float32):
         raise KernelError(f"{name} was packed for {packed.isa.name}, this process uses {host_isa().name}")
     if len(packed.shape) != (3 if batched else 2):
         raise KernelError(f"{name} holds shape {list(packed.shape)}, "

@@ -173,7 +173,9 @@ def _float_product(a, b, out, packed_a, packed_b, bias, accumulate: bool, residu
     if done:
         epilogue.apply(out)
         return out
-    isa = host_isa()
+    isa = host_isa() if packed_a is None else packed_a.isa  # a narrow packing runs its own family's kernels
+    if packed_b is not None and isa != host_isa():
+        raise KernelError(f"{op}: an A packed narrow multiplies an unpacked B only")
     kc = block_depth(depth)
     if packed_a is None:
         flat, strides = flat_view(a if batched else a[None])
@@ -222,7 +224,7 @@ class PackedProduct:
         self.single_block = block_depth(depth) >= depth
         """One reduction block: each output tile is written once, after it read
         its residual, so ``out`` may be the residual itself."""
-        self.isa = host_isa()
+        self.isa = packed.isa  # the host's family, or its narrow one (runtime.gemm.family.narrow_isa)
         self.kernels = kernel_addresses(self.isa, "f32")
         dims = (1, m, n, depth, block_depth(depth))
         strides = (m * n * 4, n * 4, 4)
@@ -380,7 +382,7 @@ def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, 
     m = packed_a.matrix[0]
     if (packed_a.side, packed_a.batch, *packed_a.matrix) != ("left", batch, m, depth) or packed_a.dtype != np.float32:
         raise ValueError("the packed A does not fit B")
-    isa, kc = host_isa(), block_depth(depth)
+    isa, kc = packed_a.isa, block_depth(depth)
     b_mode = b_reading(m, kc, 1, isa)
     template = planned("f32", isa, (batch, m, n, depth, kc), (b_mode, None, item, n, 1), out_strides, bias,
                        None if residual is None else out_strides, False)

@@ -34,12 +34,14 @@ are validated in Python first, so no loop can index out of bounds.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Sequence
 
 import numpy as np
 
 from runtime import gemm
 from runtime.errors import KernelError
+from runtime.gemm.family import NARROW_COLUMNS
 from runtime.gemm.gemv import FEW_ROWS, NO_BIAS, dot_rows, lower_dot_rows
 from runtime.jit import readonly
 from runtime.kernels import depthwise_ir
@@ -71,6 +73,32 @@ compilation per dtype."""
 packed_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0], -1)))
 """A float32 weight array (K, C, *kernel) packed as the GEMM's left operand
 (K, C * taps), kept while the array lives."""
+narrow_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0], -1), narrow=True))
+"""The same, packed for products of at most ``NARROW_COLUMNS`` columns
+(runtime.gemm.family.narrow_isa; the host's packing where it has none)."""
+
+
+def product_columns(out_shape: tuple, rows: int, pointwise: bool) -> int:
+    """Columns of each product of a convolution on the column matrix (per
+    image, or per block of output rows of at most ``COLUMN_BLOCK``
+    elements), as :func:`_conv_gemm` and :func:`lower_conv_gemm` cut it;
+    ``rows`` the column matrix's (C x taps)."""
+    size = math.prod(out_shape[2:])
+    if pointwise or len(out_shape) != 4:
+        return size
+    out_h, out_w = out_shape[2:]
+    return max(1, min(out_h, COLUMN_BLOCK // (rows * out_w))) * out_w
+
+
+def packed_for(w: np.ndarray, columns: int):
+    """``w`` packed for the products of a convolution whose column matrix
+    (per image or block of rows) has ``columns`` columns: narrow for a few
+    (a 2 x 2 or 1 x 1 output plane), else as every other product reads it.
+    Only the products through ``sgemm`` and ``PackedProduct`` may take a
+    narrow packing (not the banded or fused kernels, which call the host's
+    kernels directly)."""
+    return (narrow_weights if columns <= NARROW_COLUMNS else packed_weights).get(w)
+
 
 
 # ---------------------------------------------------------------- operands
@@ -225,11 +253,11 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
     """One group, float32: per image, Tessera's GEMM of the packed weights
     by the (subsampled) input or its column matrix, with the bias and the
     epilogue in the kernels."""
-    packed = packed_weights.get(w)
     out_c, size = out.shape[1], out[0, 0].size
     outs = out.reshape(out.shape[0], out_c, size)
     residuals = None if residual is None else residual.reshape(outs.shape)
     if pointwise:
+        packed = packed_for(w, size)
         x = _subsampled(x, window)
         if residual is not None and not residual.flags.c_contiguous:
             residuals = np.ascontiguousarray(residuals)
@@ -242,9 +270,10 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
     rows = w[0].size
     band = band_rows(out.shape[1], rows, out_d, out_h, out_w)
     if band:
-        conv_by_bands(x3, packed, b, outs, residuals, clamp, geo, band, out_h, out_w)
+        conv_by_bands(x3, packed_weights.get(w), b, outs, residuals, clamp, geo, band, out_h, out_w)
         return
     step = out_h if out_d > 1 else max(1, min(out_h, COLUMN_BLOCK // (rows * out_w)))
+    packed = packed_for(w, product_columns(out.shape, rows, False))
     for n in range(x.shape[0]):
         for top in range(0, out_h, step):
             height = min(step, out_h - top)

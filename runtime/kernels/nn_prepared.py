@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from runtime import gemm
+from runtime.gemm.family import NARROW_COLUMNS
 from runtime.kernels.conv_epilogue import check_epilogue
 from runtime.kernels.nn_conv import (
     _conv_gemm,
@@ -37,8 +38,10 @@ from runtime.kernels.nn_conv import (
     lower_conv_one_position,
     lower_plane_kernel,
     one_position,
+    packed_for,
     packed_weights,
     plane_kernel,
+    product_columns,
     run_plane_kernel,
     window_attrs,
 )
@@ -96,7 +99,8 @@ class PreparedConv:
         _, self.clamp = check_epilogue("FusedConv", None, attrs.get("clamp") if fused else None, (), _F32, gate)
         """The clamp array (clamp and gate) of the epilogue, or None."""
         self.layouts: dict[tuple, _Layout | None] = {}
-        self._packed = None
+        self._packed: list = [None, None]
+        """The packings last given: the host's, the narrow one."""
 
     def __call__(self, inputs, attrs):
         x = inputs[0]
@@ -142,15 +146,19 @@ class PreparedConv:
             layout = self.layouts[x_shape] = self._layout(x_shape)
         return layout
 
-    def packed(self):
-        """W packed for the GEMM: from the shared cache, or, while W stays
-        frozen (a binary's constants), the entry the cache gave last time
-        (the cache's lookup cost ~15 us a layer once the kernels before it
-        had evicted its data)."""
-        if self._packed is not None and frozen(self.w):
-            return self._packed
-        packed = packed_weights.get(self.w)
-        self._packed = packed if frozen(self.w) else None
+    def packed(self, columns: int | None = None):
+        """W packed for the GEMM (for products of ``columns`` columns:
+        :func:`packed_for`; None: as the banded and fused kernels read it):
+        from the shared cache, or, while W stays frozen (a binary's
+        constants), the entry the cache gave last time (the cache's lookup
+        cost ~15 us a layer once the kernels before it had evicted its
+        data)."""
+        narrow = columns is not None and columns <= NARROW_COLUMNS
+        kept = self._packed[narrow]
+        if kept is not None and frozen(self.w):
+            return kept
+        packed = packed_for(self.w, columns) if narrow else packed_weights.get(self.w)
+        self._packed[narrow] = packed if frozen(self.w) else None
         return packed
 
     def _layout(self, x_shape: tuple) -> "_Layout | None":
@@ -198,7 +206,7 @@ class _Pointwise(_Layout):
         self.products: dict[tuple, Any] = {}
 
     def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
-        packed = step.packed()
+        packed = step.packed(self.size)
         key = (packed, residual is not None)
         product = self.products.get(key)
         if product is None:
@@ -214,7 +222,7 @@ class _Pointwise(_Layout):
 
 
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
-        packed = step.packed()
+        packed = step.packed(self.size)
         product = _pointwise_product(packed, self.size, step.b, step.clamp, residual is not None)
         in_place = (residual is not None and product.single_block and step.attrs.get("inplace", -1) == RESIDUAL
                     and residual.writable and residual.base != x.base)
@@ -305,7 +313,8 @@ class _Im2col(_Layout):
         return out
 
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
-        lower_conv_gemm(ctx, x, step.packed(), step.b, self.target(ctx, out), self.window,
+        columns = product_columns(self.out_shape, step.w[0].size, self.pointwise)
+        lower_conv_gemm(ctx, x, step.packed(columns), step.b, self.target(ctx, out), self.window,
                         self.pointwise, residual, step.clamp)
 
 

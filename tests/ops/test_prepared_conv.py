@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from runtime import ExecutionError, Executor
+from runtime.gemm import pack as gemm_pack
+from runtime.gemm.family import host_isa, narrow_isa
+from runtime.kernels import nn_conv
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import get_kernel, prepared_kernel
 from runtime.program import NO_SLOT, Program, Step
@@ -29,6 +32,7 @@ CASES = {  # (chans, out channels, plane size, kernel, group)
     "depthwise same": (12, 12, 9, 3, 12),
     "depthwise multiplier": (4, 8, 6, 3, 4),
     "3x3 dense (column matrix)": (3, 5, 8, 3, 1),
+    "3x3 dense of a 2x2 plane": (16, 24, 2, 3, 1),  # 4 columns: the weights packed narrow where the host has it
     "3x3 winograd": (16, 16, 12, 3, 1),
 }
 LAYOUTS = {"one position": "_OnePosition", "pointwise": "_Pointwise", "depthwise": "_Depthwise",
@@ -153,3 +157,26 @@ def test_the_executor_prepares_conv_steps_and_a_bad_step_still_names_its_node():
                   {1: w, 2: b})
     with pytest.raises(ExecutionError, match="bad.*kernel_shape"):
         Executor(bad).run({"x": x})
+
+
+@pytest.mark.skipif(narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+@pytest.mark.parametrize("chans, out_c, size, kernel, stride", [(16, 24, 2, 3, 1), (32, 40, 1, 1, 1), (24, 16, 4, 1, 2),
+                                                                (8, 64, 4, 3, 2)])
+def test_few_column_convolutions_take_the_narrow_packing_with_the_hosts_bits(monkeypatch, chans, out_c, size, kernel,
+                                                                             stride):
+    """A convolution whose products have at most NARROW_COLUMNS columns (a
+    2x2 or 1x1 output plane) reads its weights packed narrow, prepared,
+    scheduled and generic alike, with the bits of the host's packing."""
+    x, w, b = _case(chans, out_c, size, kernel, 1)
+    attrs = dict(conv_attrs(kernel, 1), strides=[stride, stride])
+    generic = get_kernel("FusedConv")
+    prepared = prepared_kernel("FusedConv", attrs, [None, w, b, None])
+    got = prepared([x, w, b, None], attrs)[0], generic([x, w, b, None], attrs)[0]
+    assert got[0].shape[2] * got[0].shape[3] <= nn_conv.NARROW_COLUMNS
+    assert nn_conv.narrow_weights.get(w).isa == narrow_isa(host_isa())
+    monkeypatch.setattr(gemm_pack, "narrow_isa", lambda isa: None)  # every packing the host's from here
+    w2 = w.copy()
+    host = prepared_kernel("FusedConv", attrs, [None, w2, b, None])([x, w2, b, None], attrs)[0]
+    assert nn_conv.narrow_weights.get(w2).isa == host_isa()
+    for array in got:
+        np.testing.assert_array_equal(array, host)

@@ -476,3 +476,56 @@ def test_a_packed_product_refuses_operands_of_another_layout():
         shared = np.ones(40, np.float32)
         product.run(shared[:20].reshape(4, 5), shared.reshape(8, 5))
     np.testing.assert_array_equal(product.run(b, out), np.full((8, 5), 4.0, np.float32))
+
+
+# ---------------------------------------------------------------- narrow packing (few columns)
+@pytest.mark.skipif(family.narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+@pytest.mark.parametrize("m, k, n", [(256, 600, 4), (37, 70, 1), (13, 300, 2), (64, 1152, 3), (9, 257, 4),
+                                     (130, 33, 4)])
+@pytest.mark.parametrize("with_bias, with_residual, clamp", [(False, False, None), (True, True, (0.0, 6.0))])
+def test_a_narrow_packing_gives_the_hosts_bits_through_every_entry(m, k, n, with_bias, with_residual, clamp):
+    """Products of 1 to NARROW_COLUMNS columns with A packed for the narrow
+    family: the same float32 bits as the host's packing (each sum the same
+    chain over the same reduction blocks, 600 and 1152 deep making three and
+    five), through sgemm and a PackedProduct, with the epilogue, on rows
+    that fill no whole panel group (9, 13, 37, 130)."""
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32) if with_bias else None
+    residual = rng.standard_normal((m, n)).astype(np.float32) if with_residual else None
+    host, narrow = pack_weights(a), pack_weights(a, narrow=True)
+    assert narrow.isa == family.narrow_isa(host_isa()) and narrow.isa.mr == narrow.isa.vw != host.isa.mr
+    expected = sgemm(None, b, packed_a=host, bias=bias, residual=residual, clamp=clamp)
+    np.testing.assert_array_equal(sgemm(None, b, packed_a=narrow, bias=bias, residual=residual, clamp=clamp),
+                                  expected)
+    got = PackedProduct(narrow, n, bias, clamp, residual is not None).run(b, np.empty((m, n), np.float32), residual)
+    np.testing.assert_array_equal(got, expected)
+    assert_close(sgemm(None, b, packed_a=narrow), a, b)
+
+
+@pytest.mark.skipif(family.narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+def test_a_narrow_packing_is_for_float_left_operands_and_unpacked_b_only():
+    narrow = pack_weights(np.ones((8, 4), np.float32), narrow=True)
+    with pytest.raises(KernelError, match="unpacked B only"):
+        sgemm(None, None, packed_a=narrow, packed_b=pack_weights(np.ones((4, 3), np.float32), side="right"))
+    assert pack_weights(np.ones((8, 4), np.int8), narrow=True).isa == host_isa()  # int8: the host's packing
+    assert pack_weights(np.ones((4, 8), np.float32), side="right", narrow=True).isa == host_isa()
+    forged = PackedMatrix("left", (8, 4), np.dtype(np.int8), narrow.kc, narrow.isa, narrow.data)
+    with pytest.raises(KernelError, match="packed for avx2-narrow"):
+        igemm(None, np.ones((4, 3), np.int8), packed_a=forged)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="guard pages through mprotect")
+@pytest.mark.skipif(family.narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+@pytest.mark.parametrize("m", [1, 9, 13, 64])
+def test_a_narrow_product_stays_inside_its_operands(m):
+    rng = np.random.default_rng(m)
+    k = 70
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    for n in range(1, family.NARROW_COLUMNS + 1):
+        b, out, bias = guarded((k, n)), guarded((m, n)), guarded((m,))
+        b[:] = rng.standard_normal((k, n))
+        bias[:] = 1.0
+        sgemm(None, b, out, packed_a=pack_weights(a, narrow=True), bias=bias)
+        np.testing.assert_allclose(out, reference(a, b) + 1, rtol=1e-4, atol=1e-3, err_msg=str(n))

@@ -18,6 +18,9 @@ from compiler.zoo.builder import OnnxBuilder
 from compiler.zoo.families import FAMILY_MODELS
 from runtime import parallel
 from runtime.executor import Executor
+from runtime.gemm import pack as gemm_pack
+from runtime.gemm.family import host_isa, narrow_isa
+from runtime.kernels import nn_conv
 from runtime.kernels.depthwise_ir import depthwise_ir_planes
 from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
@@ -100,7 +103,19 @@ def one_position(batch=2):
     return b.model([z, b.linear(b.node("Flatten", [g]), 16, 10)])
 
 
+def few_columns(batch=1):
+    """Products of at most NARROW_COLUMNS columns (runtime.gemm.family):
+    a stride-2 3x3 onto a 2x2 plane (4 columns), a 1x1 of it with a
+    residual, a stride-2 1x1 onto a 1x1 plane (1 column)."""
+    b = OnnxBuilder("few_columns", seed=6)
+    x = b.input("x", [batch, 32, 4, 4])
+    y = b.node("Relu", [b.conv(x, 32, 48, 3, stride=2)])
+    y = b.node("Relu", [b.node("Add", [b.conv(y, 48, 48, 1), y])])
+    return b.model([b.conv(y, 48, 64, 1, stride=2)])
+
+
 MODELS = {
+    "few_columns": (few_columns, {IM2COL, GEMM}),
     "resnet10": (lambda: resnet(depth=10, image=160, width=16, classes=10),
                  {BANDS, MAX_POOL, WINOGRAD_IN, GEMM, WINOGRAD_OUT, IM2COL, PLANE_MEANS, DOT_ROWS, SOFTMAX}),
     "mobilenet_v2": (lambda: mobilenet_v2(image=96, width=0.5, classes=10),
@@ -123,6 +138,21 @@ def test_a_scheduled_run_gives_the_per_step_bits(monkeypatch, name, threads):
     got = executor.run(feeds)
     assert expected_kinds <= set(kinds(executor))
     for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+@pytest.mark.skipif(narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_few_column_products_run_on_the_narrow_packing_with_the_hosts_bits(monkeypatch, threads):
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    program = frozen_program(few_columns(batch=2))
+    feeds = feeds_for(program)
+    before = len(nn_conv.narrow_weights)
+    got = Executor(program).run(feeds)
+    assert len(nn_conv.narrow_weights) == before + 3  # each convolution's weights, packed narrow
+    monkeypatch.setattr(gemm_pack, "narrow_isa", lambda isa: None)  # every packing the host's from here
+    host = frozen_program(few_columns(batch=2))
+    for key, value in Executor(host).run(feeds).items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
 
 
