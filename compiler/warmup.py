@@ -6,7 +6,9 @@ Runs ``tessera run`` on each model (default: the README's job, the built-in
 ResNet-18, and onnx's ResNet-50, whose binary a user then runs with
 ``tessera run model.bin``): compile with a few calibration inputs, Run_sw
 twice, Run_th. Every kernel signature those reach is compiled into the cache
-runtime/jit.py points at (``TESSERA_NUMBA_CACHE_DIR`` chooses its base). The
+runtime/jit.py points at (``TESSERA_NUMBA_CACHE_DIR`` chooses its base), and
+so are the GEMM's narrow float kernels (runtime.gemm.family.narrow_isa: the
+products of a small model's last planes), which neither job reaches. The
 thread pool is kept on meanwhile (runtime.parallel.steady): on a busy build
 host it would stand aside, and the team drivers its jobs run through would
 never be compiled, so the first run of a fresh install would compile them.
@@ -54,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += code != 0
             status = "" if code == 0 else f" FAILED (exit {code}):\n{output.getvalue()[-2000:]}"
             print(f"warmup: tessera run {model}: {time.perf_counter() - began:.1f} s{status}", flush=True)
+    from runtime import gemm
+    from runtime.gemm.family import narrow_isa
+
+    if gemm.available() and narrow_isa(gemm.host_isa()) is not None:  # small models' 3x3 to 1x1 planes (~1 s)
+        gemm.kernel_addresses(narrow_isa(gemm.host_isa()), "f32")
     import numba
 
     from runtime.jit import prepare_to_ship

@@ -109,9 +109,9 @@ def host_isa(force_avx2: bool = FORCE_AVX2, force_no_vnni: bool = FORCE_NO_VNNI)
     raise KernelError(f"Tessera's GEMM needs an x86 CPU with AVX2 and FMA; this one is {llvm.get_host_cpu_name()}")
 
 
-NARROW_COLUMNS = 4
-"""Products of at most this many columns (a 2 x 2 output plane, a 1 x 1
-one: a small model's last stages) may take the float A packed for
+NARROW_COLUMNS = 12
+"""Products of at most this many columns (a 3 x 3, 2 x 2 or 1 x 1 output
+plane: a small model's last stages) may take the float A packed for
 :func:`narrow_isa`."""
 
 
@@ -119,23 +119,26 @@ one: a small model's last stages) may take the float A packed for
 def narrow_isa(isa: Isa) -> Isa | None:
     """The float kernel family for products of at most
     :data:`NARROW_COLUMNS` columns on ``isa``'s CPU, or None where
-    ``isa``'s own serves them: every column in one remainder panel, whose
-    kernel takes A's steps as vectors along the rows, so A packed in panels
-    of one whole vector of rows (``mr = vw``) fills every lane. On AVX2 (4-row
-    panels: a step of A was half a vector, and 4 columns took the tall
-    8-lane tile with half its lanes empty) 8-row panels; the main tile,
-    one vector wide and 8 rows tall, only runs a product this narrow's
-    panels if the plan ever gives it one. The results are those of
-    ``isa``'s kernels bit for bit: each sum the same chain of multiply-adds
-    over the same reduction blocks, only the rows a vector holds differ
-    (Zen 3, one thread, 256 x 2304 by 2304 x N, the weights from L3: N = 4
-    ~190 -> 85-130 us, N = 3 ~116 -> 80-90 us). AVX-512's 8-row panels are
-    half a 16-lane vector too; a 16-row family there is not built, as no
-    host here could run it to test."""
+    ``isa``'s own serves them. On AVX2 the host's A panels are 4 rows, half
+    a vector: 1 to 3 columns ran on remainder kernels of half vectors, 4
+    on the tall 8-lane tile with half its lanes empty, 9 as that tile plus
+    a remainder pass reading A again. Packed in panels of a whole vector of
+    rows (8), a remainder kernel's step of A fills every lane (1 to 4
+    columns), and an 8-wide tile with 1 to 3 more columns (``wide_tail``,
+    A's step as broadcasts for the tile and as one vector for the rest)
+    reads A once for 9 to 11. The results are those of ``isa``'s kernels
+    bit for bit: each sum the same chain of multiply-adds over the same
+    reduction blocks; only which rows a vector holds differs. Zen 3, the
+    host and the narrow packing alternating in one process, median ratio:
+    256 x 2304 by 2304 x 4 ~190 -> 85-130 us on one thread; 320 x 960 by
+    960 x N on one thread N = 4 0.61, N = 8 0.92, N = 9 0.77, N = 11 0.85,
+    N = 12 0.87, on two N = 4 0.77, N = 9 0.63, N = 11 0.66. AVX-512's 8-row
+    panels are half a 16-lane vector too; a 16-row family there is not
+    built, as no host here could run it to test."""
     if isa.name != "avx2":
         return None
     return Isa(f"{isa.name}-narrow", vw=isa.vw, mr=isa.vw, nr=UNIT, vnni=isa.vnni, cpu=isa.cpu, features=isa.features,
-               remainder_panels=4, remainder_cols=NARROW_COLUMNS)
+               remainder_panels=4, remainder_cols=4, wide_tail=3)
 
 
 def tall_kernel(isa: Isa, kind: str) -> int:

@@ -93,7 +93,8 @@ def product_columns(out_shape: tuple, rows: int, pointwise: bool) -> int:
 def packed_for(w: np.ndarray, columns: int):
     """``w`` packed for the products of a convolution whose column matrix
     (per image or block of rows) has ``columns`` columns: narrow for a few
-    (a 2 x 2 or 1 x 1 output plane), else as every other product reads it.
+    (a 3 x 3, 2 x 2 or 1 x 1 output plane), else as every other product
+    reads it.
     Only the products through ``sgemm`` and ``PackedProduct`` may take a
     narrow packing (not the banded or fused kernels, which call the host's
     kernels directly)."""

@@ -161,11 +161,11 @@ def test_the_executor_prepares_conv_steps_and_a_bad_step_still_names_its_node():
 
 @pytest.mark.skipif(narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
 @pytest.mark.parametrize("chans, out_c, size, kernel, stride", [(16, 24, 2, 3, 1), (32, 40, 1, 1, 1), (24, 16, 4, 1, 2),
-                                                                (8, 64, 4, 3, 2)])
+                                                                (8, 64, 4, 3, 2), (40, 24, 3, 1, 1), (16, 32, 3, 3, 1)])
 def test_few_column_convolutions_take_the_narrow_packing_with_the_hosts_bits(monkeypatch, chans, out_c, size, kernel,
                                                                              stride):
     """A convolution whose products have at most NARROW_COLUMNS columns (a
-    2x2 or 1x1 output plane) reads its weights packed narrow, prepared,
+    3x3, 2x2 or 1x1 output plane) reads its weights packed narrow, prepared,
     scheduled and generic alike, with the bits of the host's packing."""
     x, w, b = _case(chans, out_c, size, kernel, 1)
     attrs = dict(conv_attrs(kernel, 1), strides=[stride, stride])

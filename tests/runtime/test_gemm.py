@@ -481,14 +481,16 @@ def test_a_packed_product_refuses_operands_of_another_layout():
 # ---------------------------------------------------------------- narrow packing (few columns)
 @pytest.mark.skipif(family.narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
 @pytest.mark.parametrize("m, k, n", [(256, 600, 4), (37, 70, 1), (13, 300, 2), (64, 1152, 3), (9, 257, 4),
-                                     (130, 33, 4)])
+                                     (130, 33, 4), (320, 960, 9), (37, 70, 11), (13, 300, 12), (9, 257, 7)])
 @pytest.mark.parametrize("with_bias, with_residual, clamp", [(False, False, None), (True, True, (0.0, 6.0))])
 def test_a_narrow_packing_gives_the_hosts_bits_through_every_entry(m, k, n, with_bias, with_residual, clamp):
     """Products of 1 to NARROW_COLUMNS columns with A packed for the narrow
-    family: the same float32 bits as the host's packing (each sum the same
-    chain over the same reduction blocks, 600 and 1152 deep making three and
-    five), through sgemm and a PackedProduct, with the epilogue, on rows
-    that fill no whole panel group (9, 13, 37, 130)."""
+    family (remainder kernels, the 8-wide tile, ragged or with 1 to 3 tail
+    columns, the tile then a remainder): the same float32 bits as the host's
+    packing (each sum the same chain over the same reduction blocks, 600,
+    960 and 1152 deep making three, four and five), through sgemm and a
+    PackedProduct, with the epilogue, on rows that fill no whole panel group
+    (9, 13, 37, 130)."""
     rng = np.random.default_rng(m + k + n)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)

@@ -105,10 +105,11 @@ def one_position(batch=2):
 
 def few_columns(batch=1):
     """Products of at most NARROW_COLUMNS columns (runtime.gemm.family):
-    a stride-2 3x3 onto a 2x2 plane (4 columns), a 1x1 of it with a
-    residual, a stride-2 1x1 onto a 1x1 plane (1 column)."""
+    a 3x3 of a 3x3 plane (9 columns), a stride-2 3x3 onto a 2x2 plane (4),
+    a 1x1 of it with a residual, a stride-2 1x1 onto a 1x1 plane (1)."""
     b = OnnxBuilder("few_columns", seed=6)
-    x = b.input("x", [batch, 32, 4, 4])
+    x = b.input("x", [batch, 24, 3, 3])
+    x = b.node("Relu", [b.conv(x, 24, 32, 3)])
     y = b.node("Relu", [b.conv(x, 32, 48, 3, stride=2)])
     y = b.node("Relu", [b.node("Add", [b.conv(y, 48, 48, 1), y])])
     return b.model([b.conv(y, 48, 64, 1, stride=2)])
@@ -149,7 +150,7 @@ def test_few_column_products_run_on_the_narrow_packing_with_the_hosts_bits(monke
     feeds = feeds_for(program)
     before = len(nn_conv.narrow_weights)
     got = Executor(program).run(feeds)
-    assert len(nn_conv.narrow_weights) == before + 3  # each convolution's weights, packed narrow
+    assert len(nn_conv.narrow_weights) == before + 4  # each convolution's weights, packed narrow
     monkeypatch.setattr(gemm_pack, "narrow_isa", lambda isa: None)  # every packing the host's from here
     host = frozen_program(few_columns(batch=2))
     for key, value in Executor(host).run(feeds).items():
