@@ -65,6 +65,22 @@ GEMM's CONVs as phases, 2^20 and 2^18 did no better on ResNet-50,
 MobileNetV2 at 96 x 96 and ResNet-10 at 32 x 32, Zen 3: a barrier and the
 last task's wait cost as much as the smaller CONVs gain.)"""
 
+WIDE_FACTOR, WIDE_PIXELS = 4, 512
+"""A CONV the GEMM runs with at least ``WIDE_PIXELS`` output pixels counts
+``WIDE_FACTOR`` times its MACs against ``LARGE_CONV_MACS`` (on the pool
+from 2^20): its products reuse each weight over that many columns, so they
+are bound by the multiply-adds, which two threads share, not by reading
+the weights, which they do not. SqueezeNet has 133 M of its 349 M MACs in
+CONVs of 1 to 4 M MACs over 729 to 3025 pixels (its fire modules' squeeze
+and expand tiles), which ran on one thread inside the segments while the
+other waited. Run_sw, in-process A/B against ``LARGE_CONV_MACS`` alone,
+Zen 3, 2 threads, same bits: SqueezeNet 0.955-0.965 (three runs), PP-LCNet
+0.95 and 1.00, MobileNetV2 at 96 and 224 and ResNet-50 1.00-1.01.
+ResNet-10 at 32 x 32 is untouched: its CONVs of 1 to 2.4 M MACs have 256
+pixels or fewer, and pooled (at 2^21) it took 1.3 (one thread) to 1.6 times
+as long, its stem's planned GEMM costing more than the interpreter's dense
+kernel and the whole run no longer one interpreter call."""
+
 DEPTHWISE_FACTOR = 256
 """An 8-bit depthwise CONV counts this many times its MACs against
 ``LARGE_CONV_MACS``: from 2^14 MACs it runs as a CHANNELS phase of
@@ -335,7 +351,9 @@ class Simulator:
         weight = np.array([1 if conv_gemm.eligible(prog[r]) else DEPTHWISE_FACTOR
                            if conv_kernels.kernel_kind(prog[r]) == conv_kernels.DEPTHWISE8 else SLOW_KERNEL_FACTOR
                            for r in convs], np.int64)
-        large[convs] = pixels * channels * depth * weight >= LARGE_CONV_MACS
+        macs = pixels * channels * depth
+        large[convs] = (macs * weight >= LARGE_CONV_MACS) | ((weight == 1) & (pixels >= WIDE_PIXELS)
+                                                             & (macs * WIDE_FACTOR >= LARGE_CONV_MACS))
         bases = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
         gemm = conv_gemm.plan(prog, large)
         return _CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases, gemm,

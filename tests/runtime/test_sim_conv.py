@@ -532,3 +532,34 @@ def test_packed_patches_are_packed_again_after_any_write_into_their_tile(in_c, k
     for r in range(2):
         for j in range(len(outs)):
             np.testing.assert_array_equal(got[r][j], expected[r][j], err_msg=f"run {r}, CONV {j}")
+
+
+def test_a_wide_conv_of_a_million_macs_runs_on_the_pool_and_a_deep_one_does_not():
+    """simulator.WIDE_PIXELS: a CONV the GEMM plans, of 2^20 to 2^22 MACs,
+    runs on the pool (``large``) when it has 512 output pixels or more (its
+    products bound by their multiply-adds) and inside the segments when it
+    has fewer (bound by reading its weights); both give the integer
+    reference's bits."""
+    rng = np.random.default_rng(12)
+    for in_c, out_c, hw, wide in ((8, 24, (32, 32), True), (32, 128, (8, 8), False)):  # 30x30 and 6x6 outputs
+        macs = out_c * (hw[0] - 2) * (hw[1] - 2) * in_c * 9
+        assert (1 << 20) <= macs < sim_module.LARGE_CONV_MACS
+        x, w = values(rng, 8, (in_c, *hw)), values(rng, 8, (out_c, in_c, 3, 3))
+        rec = records(rng, out_c, 1000, True)
+        param, act_out = 128 * 1024, 160 * 1024
+        conv = instr(Op.CONV, in_addr=0, in_bits=8, in_c=in_c, in_h=hw[0], in_w=hw[1], wgt_addr=0, wgt_bits=8,
+                     groups=1, kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=out_c,
+                     acc_mode=AccMode.FULL, out_bits=8, out_zero=-2, lo=-128, hi=127, param_addr=param,
+                     out_addr=act_out)
+        image = Image()
+        loads = [as_load(Space.WGT, 0, w), as_load(Space.ACT, 0, x), as_load(Space.WGT, param, rec)]
+        expect = conv_epilogue(conv_sums(x, w, 1, (1, 1), (1, 1)) + rec["bias"].astype(object)[:, None, None], rec,
+                               8, -2, -128, 127)
+        stream, (out,) = single_phase(loads, [conv], [(Space.ACT, act_out, padded(expect.nbytes))], image)
+        sim = Simulator(CONFIG, {(0, 0): stream}, image.top)
+        run = sim._phases[0][0].run
+        rows = np.flatnonzero(run.prog[:, isa.COL_OPCODE] == Op.CONV)
+        assert (run.gemm.index[rows] >= 0).all(), "the CONV is not on the GEMM"
+        assert bool(run.large[rows].all()) == wide, (in_c, out_c, hw)
+        sim.run([image.data])
+        np.testing.assert_array_equal(image.data[out:out + expect.nbytes].view(np.int8).reshape(expect.shape), expect)
