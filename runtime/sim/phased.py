@@ -24,6 +24,12 @@ Here a run of the card's order is cut, once, into phases (:func:`stretches`):
   (the segment before it checks the CONV's PARAM records). Until 2026-11
   these went back to Python (runtime.sim.conv.run_large) and over the pool
   from there, ~30 us a CONV: MobileNetV2 and PP-LCNet have 13 to 17.
+* ``PLANES`` (a chunk per run of channels): a large max POOL, each chunk
+  the same POOL over its channels
+  (the instruction with its channel count and addresses moved to the
+  chunk's planes), through the interpreter's own POOL entry point. Until
+  2026-11 they ran inside the segments on one thread: SqueezeNet's 8 took
+  ~10 % of its one-thread Run_sw while the other thread waited.
 
 Every thread runs :func:`run_card` and goes through the phases in order
 with a barrier after each (runtime.parallel's phased protocol), so a pooled
@@ -46,7 +52,7 @@ import numpy as np
 
 from runtime.atomics import fetch_add
 from runtime.gemm.tasks import TASKS, plan_shape, run_planned
-from runtime.isa import COL_OPCODE, Op
+from runtime.isa import COL_OPCODE, Op, PoolMode
 from runtime.jit import jit
 from runtime.parallel import (
     ALONE,
@@ -64,17 +70,24 @@ from runtime.parallel import (
 from runtime.sim import conv8, conv_gemm, handlers
 from runtime.sim.conv import DEPTHWISE8, kernel_kind
 from runtime.sim.epilogue import C_IN, C_MODE, C_OUT_C, C_PARAM
+from runtime.sim.handlers import call_handler
 from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
 from runtime.sim.params import check_conv_records
-from runtime.sim.vector import P_IN_BITS, P_OUT_BITS
+from runtime.sim.vector import P_C, P_IN, P_IN_BITS, P_IN_H, P_IN_W, P_KH, P_KW, P_MODE, P_OUT, P_OUT_BITS, P_SH, P_SW
 from runtime.unlinked import call_unlinked
 
-SEGMENT, PACK, PRODUCTS, CHANNELS = 0, 1, 2, 3
+SEGMENT, PACK, PRODUCTS, CHANNELS, PLANES = 0, 1, 2, 3, 4
+_POOL = handlers.POOL
+"""The first of the handler table's POOL entries (one per pair of widths)."""
+PLANES_MIN = 1 << 16
+"""Input elements from which a max POOL is a PLANES phase (a barrier costs
+~1 us; 2^16 bytes of max pool ~10-15 us on one thread). ResNet-10 at 32 x
+32's pool (16 K) stays in its one interpreter call."""
 KIND, FIRST, END, AFTER, ROW = range(5)
 """Columns of a phase table row: its kind, the segment's positions
 [FIRST, END) in the order, the pooled CONV whose output a segment reports
 first (-1: none), the pooled CONV it prepares last or a PACK / PRODUCTS
-phase runs (-1: none)."""
+phase runs, the CONV or POOL a CHANNELS or PLANES phase runs (-1: none)."""
 
 STATUS, FAILED_AT = 0, 1
 """Slots of a run's control array: 0, or what failed (BAD_PARAM: the
@@ -95,6 +108,20 @@ def split_by_channels(prog: np.ndarray, row: int, gemm_index: np.ndarray, large:
     depthwise CONV (off the GEMM, which plans dense ones only)."""
     return (int(prog[row, COL_OPCODE]) == Op.CONV and gemm_index[row] < 0 and bool(large[row])
             and kernel_kind(prog[row]) == DEPTHWISE8)
+
+
+def split_by_planes(prog: np.ndarray, row: int, table: np.ndarray) -> bool:
+    """Whether POOL ``row`` runs as a PLANES phase: a max pool (no PARAM
+    records to check) the interpreter has an entry point for, of at least
+    two channels and :data:`PLANES_MIN` input elements. Each chunk reads
+    only its own channels' planes, so chunks run in any order: the
+    validator refuses a POOL whose output overlaps its input."""
+    ins = prog[row]
+    if int(ins[COL_OPCODE]) != Op.POOL or int(ins[P_MODE]) != PoolMode.MAX:
+        return False
+    if table[handlers.pool_entry(ins[P_IN_BITS], ins[P_OUT_BITS])] == 0 or ins[P_C] < 2:
+        return False
+    return int(ins[P_C]) * int(ins[P_IN_H]) * int(ins[P_IN_W]) >= PLANES_MIN
 
 
 def in_python(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndarray, table: np.ndarray) -> bool:
@@ -126,6 +153,9 @@ def stretches(prog: np.ndarray, order: np.ndarray, gemm_index: np.ndarray, large
             start, after = pos + 1, row
         elif split_by_channels(prog, row, gemm_index, large):
             rows += [(SEGMENT, start, pos, after, row), (CHANNELS, 0, 0, -1, row)]
+            start, after = pos + 1, row
+        elif split_by_planes(prog, row, table):
+            rows += [(SEGMENT, start, pos, after, row), (PLANES, 0, 0, -1, row)]
             start, after = pos + 1, row
         elif in_python(prog, row, gemm_index, large, table):
             rows.append((SEGMENT, start, pos, after, -1))
@@ -169,6 +199,9 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
                 ins = prog[row]
                 if kind == PACK:
                     _pack(chunk, count, ins, g, au8, s * strides[1], gemm_work, shapes)
+                elif kind == PLANES:
+                    _planes(chunk, count, ins, handlers, wu8, au8, cu8, s * strides[0], s * strides[1],
+                            s * strides[2], err)
                 elif kind == CHANNELS:
                     out_c = ins[C_OUT_C]
                     call_unlinked(conv8.depthwise_channels, (chunk * out_c // count, (chunk + 1) * out_c // count, ins,
@@ -213,6 +246,9 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
     row = phase[ROW]
     if row < 0:
         return
+    if prog[row, COL_OPCODE] == Op.POOL:  # a PLANES phase's POOL: its channels cut in chunks
+        phase_set_count(team, i + 1, min(prog[row, P_C], parts))
+        return
     g = gemm_index[row]
     if g < 0:  # a CHANNELS phase's CONV: its records checked here, its channels cut in chunks
         ins = prog[row]
@@ -246,6 +282,22 @@ def _stop(team, ctl, status, at):
     ctl[STATUS] = status
     ctl[FAILED_AT] = at
     fetch_add(team, P_FAILED, 1)
+
+
+@jit(inline="always")
+def _planes(chunk, count, ins, handlers, wu8, au8, cu8, wbase, abase, cbase, err):
+    """Chunk ``chunk`` of ``count`` of a PLANES phase's max POOL: the same
+    POOL over its channels, through the interpreter's entry point for its
+    widths (a max pool checks no PARAM records, so it cannot fail)."""
+    channels, in_h, in_w = ins[P_C], ins[P_IN_H], ins[P_IN_W]
+    out_h, out_w = (in_h - ins[P_KH]) // ins[P_SH] + 1, (in_w - ins[P_KW]) // ins[P_SW] + 1
+    first, stop = chunk * channels // count, (chunk + 1) * channels // count
+    part = ins.copy()
+    part[P_C] = stop - first
+    part[P_IN] += first * in_h * in_w * (ins[P_IN_BITS] >> 3)
+    part[P_OUT] += first * out_h * out_w * (ins[P_OUT_BITS] >> 3)
+    entry = handlers[_POOL + 2 * (ins[P_IN_BITS] == 16) + (ins[P_OUT_BITS] == 16)]
+    call_handler(entry, part, wu8, au8, cu8, wbase, abase, cbase, err)
 
 
 @jit(inline="always")
