@@ -14,8 +14,9 @@ Each device holds :data:`QUEUE_DEPTH` slots; a send takes a slot for each
 of its frames, all at once or none: without room it blocks (up to the
 group's timeout, then queues nothing) or, with frame drop on, drops the
 oldest frames not being run. One thread per device takes the oldest waiting
-frames and runs them on that device's EngineQueue (runtime/requests.py);
-results are received in send order, whichever device ran them.
+frames and runs them on that device's EngineQueue (runtime/requests.py), the
+idle device that has waited longest first, so frames go round the devices in
+turn; results are received in send order, whichever device ran them.
 """
 from __future__ import annotations
 
@@ -146,6 +147,12 @@ class FrameQueue:
         self._order: deque[Frame] = deque()
         self._closed = False
         self._generation = 0
+        self._idle: deque[int] = deque()
+        """The ports of the devices waiting for work, longest waiting first:
+        the first takes the next frame, so frames that come one at a time
+        (a sender slower than the devices) go round the devices in turn, as
+        a group spreads them, not to whichever thread the lock favours (12
+        frames could all run on one device of two)."""
         self._threads = [threading.Thread(target=self._work, args=(d,), name=f"kp-device-{d.port}", daemon=True)
                          for d in devices]
         for thread in self._threads:
@@ -220,8 +227,10 @@ class FrameQueue:
         """One device: run the oldest waiting frames, a batch at a time."""
         while True:
             with self._cond:
-                while not self._waiting and not self._closed:
+                self._idle.append(device.port)
+                while not self._closed and not (self._waiting and self._idle[0] == device.port):
                     self._cond.wait()
+                self._idle.remove(device.port)
                 if self._closed:
                     return
                 queue = device.queues.get(self._waiting[0].model.id)
@@ -229,6 +238,8 @@ class FrameQueue:
                 frames = [self._waiting.popleft() for _ in range(min(batch, len(self._waiting)))]
                 for frame in frames:
                     frame.running = True
+                if self._waiting:
+                    self._cond.notify_all()  # the next device in line takes the frames left
             self._run(device, queue, frames)
             with self._cond:
                 for frame in frames:

@@ -514,6 +514,20 @@ def test_misuse_raises_the_documented_codes(group, binaries, photo):
     raises(E.KP_ERROR_MODEL_NOT_LOADED_35, send_rgb565, dg, 1, photo)
 
 
+def test_frames_sent_one_at_a_time_go_round_the_devices_in_turn(group, binaries, photo):
+    """A sender slower than the devices (one frame in the queue at a time):
+    the device waiting longest takes each frame, so two devices alternate,
+    whichever thread the scheduler would have woken first (all 12 frames of
+    the multithread example once ran on one device)."""
+    dg = group(ports=(1, 2), count=2)
+    descriptor = kp.core.load_model_from_file(dg, str(binaries["int8"]))
+    ports = []
+    for number in range(8):
+        header = send_rgb565(dg, 1, photo[:, number:number + 64], number)
+        ports.append(kp.inference.generic_raw_inference_receive(dg, header, descriptor).raw_result.device_port)
+    assert sorted(set(ports)) == [1, 2] and all(a != b for a, b in zip(ports, ports[1:])), ports
+
+
 def test_the_engine_hands_out_the_device_codes_of_its_outputs(binaries):
     """Engine.run's codes: the integer codes the device wrote for each
     output it produced, which dequantize to the float output exactly."""
