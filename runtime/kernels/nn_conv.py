@@ -34,18 +34,17 @@ are validated in Python first, so no loop can index out of bounds.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Sequence
 
 import numpy as np
 
 from runtime import gemm
 from runtime.errors import KernelError
-from runtime.gemm.family import NARROW_COLUMNS
 from runtime.gemm.gemv import FEW_ROWS, NO_BIAS, dot_rows, lower_dot_rows
 from runtime.jit import readonly
 from runtime.kernels import depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
+from runtime.kernels.conv_weights import packed_for, packed_weights, product_columns, row_block
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes_finished, depthwise_rows_channels_last
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
@@ -58,7 +57,6 @@ from runtime.kernels.nn_winograd import (
     winograd_conv2d,
     winograd_weights,
 )
-from runtime.kernels.weight_cache import WeightCache
 from runtime.parallel import parallel_for
 from runtime.schedule.records import DEPTHWISE, DW_IR, DW_PADDED, GEO, IM2COL, Operand
 
@@ -69,38 +67,6 @@ depthwise ones take the grouped column-matrix GEMM of every other
 convolution (exact on integers below 2**53 in any order, as BLAS sums them),
 not the depthwise kernels, whose specialised paths cost some 30 s of Numba
 compilation per dtype."""
-
-packed_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0], -1)))
-"""A float32 weight array (K, C, *kernel) packed as the GEMM's left operand
-(K, C * taps), kept while the array lives."""
-narrow_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0], -1), narrow=True))
-"""The same, packed for products of at most ``NARROW_COLUMNS`` columns
-(runtime.gemm.family.narrow_isa; the host's packing where it has none)."""
-
-
-def product_columns(out_shape: tuple, rows: int, pointwise: bool) -> int:
-    """Columns of each product of a convolution on the column matrix (per
-    image, or per block of output rows of at most ``COLUMN_BLOCK``
-    elements), as :func:`_conv_gemm` and :func:`lower_conv_gemm` cut it;
-    ``rows`` the column matrix's (C x taps)."""
-    size = math.prod(out_shape[2:])
-    if pointwise or len(out_shape) != 4:
-        return size
-    out_h, out_w = out_shape[2:]
-    return max(1, min(out_h, COLUMN_BLOCK // (rows * out_w))) * out_w
-
-
-def packed_for(w: np.ndarray, columns: int):
-    """``w`` packed for the products of a convolution whose column matrix
-    (per image or block of rows) has ``columns`` columns: narrow for a few
-    (a 3 x 3, 2 x 2 or 1 x 1 output plane), else as every other product
-    reads it.
-    Only the products through ``sgemm`` and ``PackedProduct`` may take a
-    narrow packing (not the banded or fused kernels, which call the host's
-    kernels directly)."""
-    return (narrow_weights if columns <= NARROW_COLUMNS else packed_weights).get(w)
-
-
 
 # ---------------------------------------------------------------- operands
 def _compute_dtype(op: str, x: np.ndarray, w: np.ndarray) -> np.dtype:
@@ -244,12 +210,6 @@ def gemm_bands(x_shape: tuple, w_shape: tuple, window: Window, group: int) -> in
     return band_rows(w_shape[0], int(np.prod(w_shape[1:])), 1, out_h, out_w)
 
 
-COLUMN_BLOCK = 1 << 19
-"""Most elements of column matrix built at once (2 MiB): a larger one (the
-stem of ResNet-50 needs 7 MiB) falls out of cache before its GEMM reads it,
-so 2-D convolutions go a block of output rows at a time."""
-
-
 def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -> None:
     """One group, float32: per image, Tessera's GEMM of the packed weights
     by the (subsampled) input or its column matrix, with the bias and the
@@ -273,7 +233,7 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
     if band:
         conv_by_bands(x3, packed_weights.get(w), b, outs, residuals, clamp, geo, band, out_h, out_w)
         return
-    step = out_h if out_d > 1 else max(1, min(out_h, COLUMN_BLOCK // (rows * out_w)))
+    step = out_h if out_d > 1 else row_block(out_h, out_w, rows)
     packed = packed_for(w, product_columns(out.shape, rows, False))
     for n in range(x.shape[0]):
         for top in range(0, out_h, step):
@@ -308,7 +268,7 @@ def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, res
         return
     bias = None if b is None else np.ascontiguousarray(b).reshape(1, out_c)
     clamp = None if clamp is None else np.array(clamp, np.float32)
-    step = max(1, min(out_h, COLUMN_BLOCK // (rows * out_w)))
+    step = row_block(out_h, out_w, rows)
     for n in range(batch):
         for top in range(0, out_h, step):
             rows_here = min(step, out_h - top)

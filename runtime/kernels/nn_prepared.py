@@ -24,8 +24,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from runtime import gemm
-from runtime.gemm.family import NARROW_COLUMNS
 from runtime.kernels.conv_epilogue import check_epilogue
+from runtime.kernels.conv_weights import is_narrow, packed_for, product_columns
 from runtime.kernels.nn_conv import (
     _conv_gemm,
     _conv_geometry,
@@ -38,10 +38,7 @@ from runtime.kernels.nn_conv import (
     lower_conv_one_position,
     lower_plane_kernel,
     one_position,
-    packed_for,
-    packed_weights,
     plane_kernel,
-    product_columns,
     run_plane_kernel,
     window_attrs,
 )
@@ -153,11 +150,11 @@ class PreparedConv:
         constants), the entry the cache gave last time (the cache's lookup
         cost ~15 us a layer once the kernels before it had evicted its
         data)."""
-        narrow = columns is not None and columns <= NARROW_COLUMNS
+        narrow = is_narrow(columns)
         kept = self._packed[narrow]
         if kept is not None and frozen(self.w):
             return kept
-        packed = packed_for(self.w, columns) if narrow else packed_weights.get(self.w)
+        packed = packed_for(self.w, columns)
         self._packed[narrow] = packed if frozen(self.w) else None
         return packed
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 from runtime import isa
 from runtime.hardware import HardwareConfig
-from runtime.isa import Op, instr
+from runtime.isa import Op, PoolMode, Space, instr
 from runtime.isa import Token as T
 from runtime.sim import Simulator
 from runtime.sim import simulator as sim_module
@@ -146,3 +146,40 @@ def as_load(space, addr, array):
     """array's bytes padded to a flat_box size."""
     raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
     return space, addr, np.concatenate([raw, np.zeros(padded(raw.size) - raw.size, np.uint8)])
+
+
+def check_pool(rng, mode, bits, c, in_hw, kernel, stride, pads):
+    """One POOL of random values against the Python-integer oracle."""
+    (in_h, in_w), (kh, kw), (sh, sw), (top, bottom, left, right) = in_hw, kernel, stride, pads
+    x = values(rng, bits, (c, in_h, in_w))
+    out_bits = bits if mode == PoolMode.MAX else int(rng.choice([8, 16]))
+    lo, hi = -(1 << (out_bits - 1)) + 3, (1 << (out_bits - 1)) - 5
+    x_zero, out_zero = (int(rng.integers(-4, 5)), int(rng.integers(-4, 5))) if mode == PoolMode.AVG else (0, 0)
+    table = np.zeros((kh * kw, 2), np.int32)
+    table[:, 0] = rng.integers(1 << 30, 1 << 31, kh * kw)
+    table[:, 1] = rng.integers(1, 20, kh * kw)
+    oh, ow = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
+    expect = np.empty((c, oh, ow), dtype=object)
+    for oy in range(oh):
+        for ox in range(ow):
+            y0, y1 = max(oy * sh, top), min(oy * sh + kh, in_h - bottom)
+            x0, x1 = max(ox * sw, left), min(ox * sw + kw, in_w - right)
+            window = x[:, y0:y1, x0:x1].astype(object)
+            if y1 <= y0 or x1 <= x0:
+                return  # a window of padding only: the validator's business, not this test's
+            if mode == PoolMode.MAX:
+                expect[:, oy, ox] = window.max(axis=(1, 2))
+            else:
+                m, n = table[window[0].size - 1]
+                expect[:, oy, ox] = rescale((window - x_zero).sum(axis=(1, 2)), int(m), int(n)) + out_zero
+    expect = clamp(expect, lo, hi).astype(DTYPE[out_bits])
+    out_at = 4096 * (1 + x.nbytes // 4096)  # past the input, word-aligned
+    fields = dict(mode=mode, in_addr=0, in_bits=bits, c=c, in_h=in_h, in_w=in_w, kernel_h=kh, kernel_w=kw,
+                  stride_h=sh, stride_w=sw, pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
+                  out_addr=out_at, out_bits=out_bits, x_zero=x_zero, out_zero=out_zero, lo=lo, hi=hi)
+    loads = [as_load(Space.ACT, 0, x)]
+    if mode == PoolMode.AVG:
+        fields["param_addr"] = 64
+        loads.append(as_load(Space.WGT, 64, table))
+    (got,), _ = simulate(loads, [instr(Op.POOL, **fields)], [(Space.ACT, out_at, padded(expect.nbytes))])
+    np.testing.assert_array_equal(got[:expect.nbytes].view(expect.dtype).reshape(expect.shape), expect)

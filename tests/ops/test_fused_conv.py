@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from runtime.errors import KernelError
 from runtime.kernels import run_kernel
+from runtime.kernels.conv_weights import COLUMN_BLOCK
 from runtime.kernels.nn import conv_nd
-from runtime.kernels.nn_conv import COLUMN_BLOCK
 from tests.helpers.conv import naive_conv
 
 CLAMPS = [None, (0.0, math.inf), (0.0, 6.0), (-math.inf, 0.25)]

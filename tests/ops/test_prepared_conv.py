@@ -9,7 +9,7 @@ import pytest
 from runtime import ExecutionError, Executor
 from runtime.gemm import pack as gemm_pack
 from runtime.gemm.family import host_isa, narrow_isa
-from runtime.kernels import nn_conv
+from runtime.kernels import conv_weights
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import get_kernel, prepared_kernel
 from runtime.program import NO_SLOT, Program, Step
@@ -172,11 +172,11 @@ def test_few_column_convolutions_take_the_narrow_packing_with_the_hosts_bits(mon
     generic = get_kernel("FusedConv")
     prepared = prepared_kernel("FusedConv", attrs, [None, w, b, None])
     got = prepared([x, w, b, None], attrs)[0], generic([x, w, b, None], attrs)[0]
-    assert got[0].shape[2] * got[0].shape[3] <= nn_conv.NARROW_COLUMNS
-    assert nn_conv.narrow_weights.get(w).isa == narrow_isa(host_isa())
+    assert got[0].shape[2] * got[0].shape[3] <= conv_weights.NARROW_COLUMNS
+    assert conv_weights.narrow_weights.get(w).isa == narrow_isa(host_isa())
     monkeypatch.setattr(gemm_pack, "narrow_isa", lambda isa: None)  # every packing the host's from here
     w2 = w.copy()
     host = prepared_kernel("FusedConv", attrs, [None, w2, b, None])([x, w2, b, None], attrs)[0]
-    assert nn_conv.narrow_weights.get(w2).isa == host_isa()
+    assert conv_weights.narrow_weights.get(w2).isa == host_isa()
     for array in got:
         np.testing.assert_array_equal(array, host)

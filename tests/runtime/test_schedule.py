@@ -20,7 +20,7 @@ from runtime import parallel
 from runtime.executor import Executor
 from runtime.gemm import pack as gemm_pack
 from runtime.gemm.family import host_isa, narrow_isa
-from runtime.kernels import nn_conv
+from runtime.kernels import conv_weights
 from runtime.kernels.depthwise_ir import depthwise_ir_planes
 from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
@@ -148,9 +148,9 @@ def test_few_column_products_run_on_the_narrow_packing_with_the_hosts_bits(monke
     monkeypatch.setattr(parallel, "NUM_THREADS", threads)
     program = frozen_program(few_columns(batch=2))
     feeds = feeds_for(program)
-    before = len(nn_conv.narrow_weights)
+    before = len(conv_weights.narrow_weights)
     got = Executor(program).run(feeds)
-    assert len(nn_conv.narrow_weights) == before + 4  # each convolution's weights, packed narrow
+    assert len(conv_weights.narrow_weights) == before + 4  # each convolution's weights, packed narrow
     monkeypatch.setattr(gemm_pack, "narrow_isa", lambda isa: None)  # every packing the host's from here
     host = frozen_program(few_columns(batch=2))
     for key, value in Executor(host).run(feeds).items():

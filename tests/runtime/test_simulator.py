@@ -23,6 +23,7 @@ from tests.helpers.simulator import (
     SETTINGS,
     Image,
     as_load,
+    check_pool,
     clamp,
     conv_epilogue,
     conv_sums,
@@ -69,98 +70,7 @@ def test_double_buffered_conv_of_the_isa_doc():
     assert t.range_cycles(key, 4, 5) == t.durations[key][4] and t.range_cycles(key, 0, 15) == t.total_cycles
 
 
-# ---------------------------------------------------------------- POOL, ELTWISE, LUT
-@SETTINGS
-@given(st.sampled_from([PoolMode.MAX, PoolMode.AVG]), st.sampled_from([8, 16]), st.integers(1, 3),
-       st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), st.integers(0, 1),
-       st.integers(0, 2), st.integers(0, 1), st.integers(0, 1000))
-def test_pool(mode, bits, c, kh, kw, stride, top, bottom, left, right, seed):
-    rng = np.random.default_rng(seed)
-    in_h, in_w = kh + top + bottom + int(rng.integers(0, 4)), kw + left + right + int(rng.integers(0, 4))
-    check_pool(rng, mode, bits, c, (in_h, in_w), (kh, kw), (stride, stride), (top, bottom, left, right))
-
-
-@pytest.mark.parametrize("mode", [PoolMode.MAX, PoolMode.AVG])
-@pytest.mark.parametrize("bits, c, in_hw, kernel, stride, pads", [
-    (8, 64, (29, 113), (3, 3), (2, 2), (1, 0, 1, 0)),
-    (8, 16, (29, 113), (3, 3), (2, 2), (0, 0, 1, 0)),
-    (16, 5, (17, 40), (2, 3), (1, 3), (0, 1, 2, 1)),
-    (8, 7, (20, 33), (5, 4), (3, 1), (2, 2, 0, 3)),
-    (8, 32, (7, 7), (7, 7), (1, 1), (0, 0, 0, 0)),
-], ids=["resnet-stem", "resnet-stem-inner", "16-bit-mixed-strides", "wide-windows", "global"])
-def test_pool_on_realistic_tiles(mode, bits, c, in_hw, kernel, stride, pads):
-    """Tiles as the compiler cuts them: the windows clear of the padding
-    (taken tap by tap over the row's column phases) and those that reach
-    into it, unequal strides and windows."""
-    check_pool(np.random.default_rng(7), mode, bits, c, in_hw, kernel, stride, pads)
-
-
-@pytest.mark.parametrize("channels, mode", [(64, PoolMode.MAX), (2, PoolMode.MAX), (64, PoolMode.AVG)])
-def test_a_large_max_pool_runs_as_planes_on_the_pool(channels, mode):
-    """runtime.sim.phased's PLANES phase: a max POOL of at least PLANES_MIN
-    input elements runs in chunks of channels over the threads (2 channels:
-    2 chunks), the same bytes as the oracle; an average POOL (PARAM records
-    to check first) stays in its segment."""
-    rng = np.random.default_rng(channels)
-    in_h, in_w = 31, -(-phased.PLANES_MIN // (31 * channels)) + 2
-    table = np.zeros((9, 2), np.int32)
-    table[:, 0], table[:, 1] = 1 << 30, 33  # 2^-3 of a window's sum (the AVG case checks its kind only)
-    x = values(rng, 8, (channels, in_h, in_w))
-    oh, ow = (in_h - 3) // 2 + 1, (in_w - 3) // 2 + 1
-    expect = np.empty((channels, oh, ow), np.int8)
-    for oy in range(oh):
-        for ox in range(ow):
-            window = x[:, 2 * oy:2 * oy + 3, 2 * ox:2 * ox + 3].astype(object)
-            expect[:, oy, ox] = (window.max(axis=(1, 2)) if mode == PoolMode.MAX
-                                 else clamp(rescale(window.sum(axis=(1, 2)), 1 << 30, 33), -128, 127))
-    out_at = 4096 * (1 + x.nbytes // 4096)
-    pool = instr(Op.POOL, mode=mode, in_addr=0, in_bits=8, c=channels, in_h=in_h, in_w=in_w, kernel_h=3,
-                 kernel_w=3, stride_h=2, stride_w=2, out_addr=out_at, out_bits=8, lo=-128, hi=127,
-                 param_addr=64 if mode == PoolMode.AVG else 0)
-    loads = [as_load(Space.ACT, 0, x), as_load(Space.WGT, 64, table)]
-    (got,), sim = simulate(loads, [pool], [(Space.ACT, out_at, padded(expect.nbytes))])
-    np.testing.assert_array_equal(got[:expect.nbytes].view(np.int8).reshape(expect.shape), expect)
-    run = sim._phases[0][0].run
-    kinds = {int(k) for phases, _, _, _ in run.stretches(run.order) for k in phases[:, phased.KIND]}
-    assert (phased.PLANES in kinds) == (mode == PoolMode.MAX), kinds
-
-
-def check_pool(rng, mode, bits, c, in_hw, kernel, stride, pads):
-    """One POOL of random values against the Python-integer oracle."""
-    (in_h, in_w), (kh, kw), (sh, sw), (top, bottom, left, right) = in_hw, kernel, stride, pads
-    x = values(rng, bits, (c, in_h, in_w))
-    out_bits = bits if mode == PoolMode.MAX else int(rng.choice([8, 16]))
-    lo, hi = -(1 << (out_bits - 1)) + 3, (1 << (out_bits - 1)) - 5
-    x_zero, out_zero = (int(rng.integers(-4, 5)), int(rng.integers(-4, 5))) if mode == PoolMode.AVG else (0, 0)
-    table = np.zeros((kh * kw, 2), np.int32)
-    table[:, 0] = rng.integers(1 << 30, 1 << 31, kh * kw)
-    table[:, 1] = rng.integers(1, 20, kh * kw)
-    oh, ow = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
-    expect = np.empty((c, oh, ow), dtype=object)
-    for oy in range(oh):
-        for ox in range(ow):
-            y0, y1 = max(oy * sh, top), min(oy * sh + kh, in_h - bottom)
-            x0, x1 = max(ox * sw, left), min(ox * sw + kw, in_w - right)
-            window = x[:, y0:y1, x0:x1].astype(object)
-            if y1 <= y0 or x1 <= x0:
-                return  # a window of padding only: the validator's business, not this test's
-            if mode == PoolMode.MAX:
-                expect[:, oy, ox] = window.max(axis=(1, 2))
-            else:
-                m, n = table[window[0].size - 1]
-                expect[:, oy, ox] = rescale((window - x_zero).sum(axis=(1, 2)), int(m), int(n)) + out_zero
-    expect = clamp(expect, lo, hi).astype(DTYPE[out_bits])
-    out_at = 4096 * (1 + x.nbytes // 4096)  # past the input, word-aligned
-    fields = dict(mode=mode, in_addr=0, in_bits=bits, c=c, in_h=in_h, in_w=in_w, kernel_h=kh, kernel_w=kw,
-                  stride_h=sh, stride_w=sw, pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
-                  out_addr=out_at, out_bits=out_bits, x_zero=x_zero, out_zero=out_zero, lo=lo, hi=hi)
-    loads = [as_load(Space.ACT, 0, x)]
-    if mode == PoolMode.AVG:
-        fields["param_addr"] = 64
-        loads.append(as_load(Space.WGT, 64, table))
-    (got,), _ = simulate(loads, [instr(Op.POOL, **fields)], [(Space.ACT, out_at, padded(expect.nbytes))])
-    np.testing.assert_array_equal(got[:expect.nbytes].view(expect.dtype).reshape(expect.shape), expect)
-
+# ---------------------------------------------------------------- ELTWISE, LUT (POOL: test_sim_pool.py)
 
 @SETTINGS
 @given(st.sampled_from(list(EltOp)), st.sampled_from(list(Bcast)), st.sampled_from([8, 16]), st.sampled_from([8, 16]),
@@ -610,7 +520,7 @@ def test_a_run_is_cut_into_phases_at_its_pooled_convs_and_python_steps():
     ends a stretch of phases, and every stretch ends with a segment that
     reports the last pooled CONV's output."""
     from runtime.isa import COL_OPCODE, N_COLUMNS
-    from runtime.sim import handlers, phased
+    from runtime.sim import handlers
 
     ops = [Op.LOAD, Op.CONV, Op.ELTWISE, Op.CONV, Op.CONV, Op.STORE, Op.CONV, Op.END]
     prog = np.zeros((len(ops), N_COLUMNS), np.int64)

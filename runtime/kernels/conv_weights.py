@@ -1,0 +1,65 @@
+"""A float32 convolution's weights packed for Tessera's GEMM, and how many
+columns the products that read them have.
+
+The weights (K, C, *kernel) are the GEMM's left operand (K, C x taps),
+packed once and kept while the array lives (runtime.kernels.weight_cache):
+as every product reads them (:data:`packed_weights`), or, for products of
+at most ``NARROW_COLUMNS`` columns (a 3 x 3, 2 x 2 or 1 x 1 output plane),
+for the host's narrow kernel family (:data:`narrow_weights`,
+runtime.gemm.family.narrow_isa), with the same results. A 2-D convolution's
+column matrix is built a block of output rows at a time
+(:func:`row_block`), which sets its products' columns
+(:func:`product_columns`) and so the packing they take (:func:`packed_for`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from runtime import gemm
+from runtime.gemm.family import NARROW_COLUMNS
+from runtime.kernels.weight_cache import WeightCache
+
+COLUMN_BLOCK = 1 << 19
+"""Most elements of column matrix built at once (2 MiB): a larger one (the
+stem of ResNet-50 needs 7 MiB) falls out of cache before its GEMM reads it,
+so 2-D convolutions go a block of output rows at a time."""
+
+
+packed_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0], -1)))
+"""A float32 weight array (K, C, *kernel) packed as the GEMM's left operand
+(K, C * taps), kept while the array lives."""
+narrow_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0], -1), narrow=True))
+"""The same, packed for products of at most ``NARROW_COLUMNS`` columns
+(runtime.gemm.family.narrow_isa; the host's packing where it has none)."""
+
+
+def row_block(out_h: int, out_w: int, rows: int) -> int:
+    """Output rows of a 2-D convolution's column matrix per product: as
+    many as keep it under ``COLUMN_BLOCK`` elements (``rows`` = C x taps)."""
+    return max(1, min(out_h, COLUMN_BLOCK // (rows * out_w)))
+
+
+def product_columns(out_shape: tuple, rows: int, pointwise: bool) -> int:
+    """Columns of each product of a convolution on its column matrix, as
+    :func:`_conv_gemm` and :func:`lower_conv_gemm` cut it: per image, or
+    per :func:`row_block` of output rows of a 2-D one."""
+    if pointwise or len(out_shape) != 4:
+        return math.prod(out_shape[2:])
+    return row_block(*out_shape[2:], rows) * out_shape[3]
+
+
+def is_narrow(columns: int | None) -> bool:
+    """Whether products of ``columns`` columns take the narrow packing."""
+    return columns is not None and columns <= NARROW_COLUMNS
+
+
+def packed_for(w: np.ndarray, columns: int | None):
+    """``w`` packed for the products of a convolution whose column matrix
+    (per image or block of rows) has ``columns`` columns: narrow for a few
+    (a 3 x 3, 2 x 2 or 1 x 1 output plane), else (or None) as every other
+    product reads it. Only the products through ``sgemm`` and
+    ``PackedProduct`` may take a narrow packing (not the banded or fused
+    kernels, which call the host's kernels directly)."""
+    return (narrow_weights if is_narrow(columns) else packed_weights).get(w)

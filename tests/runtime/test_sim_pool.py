@@ -1,0 +1,69 @@
+"""The simulator's POOL: every mode and width bit-exact against plain NumPy
+formulas on Python integers, on random and on realistic tiles, and a large
+max POOL cut by channels over the threads (runtime.sim.phased's PLANES)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runtime.isa import Op, PoolMode, Space, instr
+from runtime.sim import phased
+from tests.helpers.simulator import SETTINGS, as_load, check_pool, clamp, padded, simulate, values
+from tests.oracle import rescale
+
+
+@SETTINGS
+@given(st.sampled_from([PoolMode.MAX, PoolMode.AVG]), st.sampled_from([8, 16]), st.integers(1, 3),
+       st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), st.integers(0, 1),
+       st.integers(0, 2), st.integers(0, 1), st.integers(0, 1000))
+def test_pool(mode, bits, c, kh, kw, stride, top, bottom, left, right, seed):
+    rng = np.random.default_rng(seed)
+    in_h, in_w = kh + top + bottom + int(rng.integers(0, 4)), kw + left + right + int(rng.integers(0, 4))
+    check_pool(rng, mode, bits, c, (in_h, in_w), (kh, kw), (stride, stride), (top, bottom, left, right))
+
+
+@pytest.mark.parametrize("mode", [PoolMode.MAX, PoolMode.AVG])
+@pytest.mark.parametrize("bits, c, in_hw, kernel, stride, pads", [
+    (8, 64, (29, 113), (3, 3), (2, 2), (1, 0, 1, 0)),
+    (8, 16, (29, 113), (3, 3), (2, 2), (0, 0, 1, 0)),
+    (16, 5, (17, 40), (2, 3), (1, 3), (0, 1, 2, 1)),
+    (8, 7, (20, 33), (5, 4), (3, 1), (2, 2, 0, 3)),
+    (8, 32, (7, 7), (7, 7), (1, 1), (0, 0, 0, 0)),
+], ids=["resnet-stem", "resnet-stem-inner", "16-bit-mixed-strides", "wide-windows", "global"])
+def test_pool_on_realistic_tiles(mode, bits, c, in_hw, kernel, stride, pads):
+    """Tiles as the compiler cuts them: the windows clear of the padding
+    (taken tap by tap over the row's column phases) and those that reach
+    into it, unequal strides and windows."""
+    check_pool(np.random.default_rng(7), mode, bits, c, in_hw, kernel, stride, pads)
+
+
+@pytest.mark.parametrize("channels, mode", [(64, PoolMode.MAX), (2, PoolMode.MAX), (64, PoolMode.AVG)])
+def test_a_large_max_pool_runs_as_planes_on_the_pool(channels, mode):
+    """runtime.sim.phased's PLANES phase: a max POOL of at least PLANES_MIN
+    input elements runs in chunks of channels over the threads (2 channels:
+    2 chunks), the same bytes as the oracle; an average POOL (PARAM records
+    to check first) stays in its segment."""
+    rng = np.random.default_rng(channels)
+    in_h, in_w = 31, -(-phased.PLANES_MIN // (31 * channels)) + 2
+    table = np.zeros((9, 2), np.int32)
+    table[:, 0], table[:, 1] = 1 << 30, 33  # 2^-3 of a window's sum (the AVG case checks its kind only)
+    x = values(rng, 8, (channels, in_h, in_w))
+    oh, ow = (in_h - 3) // 2 + 1, (in_w - 3) // 2 + 1
+    expect = np.empty((channels, oh, ow), np.int8)
+    for oy in range(oh):
+        for ox in range(ow):
+            window = x[:, 2 * oy:2 * oy + 3, 2 * ox:2 * ox + 3].astype(object)
+            expect[:, oy, ox] = (window.max(axis=(1, 2)) if mode == PoolMode.MAX
+                                 else clamp(rescale(window.sum(axis=(1, 2)), 1 << 30, 33), -128, 127))
+    out_at = 4096 * (1 + x.nbytes // 4096)
+    pool = instr(Op.POOL, mode=mode, in_addr=0, in_bits=8, c=channels, in_h=in_h, in_w=in_w, kernel_h=3,
+                 kernel_w=3, stride_h=2, stride_w=2, out_addr=out_at, out_bits=8, lo=-128, hi=127,
+                 param_addr=64 if mode == PoolMode.AVG else 0)
+    loads = [as_load(Space.ACT, 0, x), as_load(Space.WGT, 64, table)]
+    (got,), sim = simulate(loads, [pool], [(Space.ACT, out_at, padded(expect.nbytes))])
+    np.testing.assert_array_equal(got[:expect.nbytes].view(np.int8).reshape(expect.shape), expect)
+    run = sim._phases[0][0].run
+    kinds = {int(k) for phases, _, _, _ in run.stretches(run.order) for k in phases[:, phased.KIND]}
+    assert (phased.PLANES in kinds) == (mode == PoolMode.MAX), kinds
