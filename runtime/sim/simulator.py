@@ -63,7 +63,12 @@ GEMM does not run counts ``SLOW_KERNEL_FACTOR`` times its MACs, an 8-bit
 depthwise one ``DEPTHWISE_FACTOR`` times. (With the
 GEMM's CONVs as phases, 2^20 and 2^18 did no better on ResNet-50,
 MobileNetV2 at 96 x 96 and ResNet-10 at 32 x 32, Zen 3: a barrier and the
-last task's wait cost as much as the smaller CONVs gain.)"""
+last task's wait cost as much as the smaller CONVs gain. SqueezeNet's last
+CONV is 125 tiles of 8 channels over 13 x 13 pixels, 0.7 M MACs each, a
+quarter of its MACs, one after another through two weight buffers: pooled
+from 2^19 or 2^18 its Run_sw took 1.15-1.17 times as long, and more tasks
+per pooled CONV (``MIN_TASK_MACS`` at 2^16) changed nothing, in-process A/B,
+2 threads, 2026-11-28.)"""
 
 WIDE_FACTOR, WIDE_PIXELS = 4, 512
 """A CONV the GEMM runs with at least ``WIDE_PIXELS`` output pixels counts
