@@ -23,10 +23,13 @@ import numpy as np
 
 from runtime.compiled import CompiledModel, DeviceSegment, DramTensor
 from runtime.errors import ExecutionError, KernelError
+from runtime.isa import IsaError, decode_array
+from runtime.isa.codec import stream_bytes
 from runtime.kernels.quant_prepared import SAW_NAN
 from runtime.kernels.registry import prepared_kernel
 from runtime.segments import CODES, FINITE, INTO, Runner, Table
 from runtime.sim import Simulator
+from runtime.sim.forward import lowest_store
 from runtime.sim.timing import exchange_cycles
 from runtime.timeline import DeviceTimeline, device_timeline
 
@@ -64,6 +67,10 @@ class SimulatedDevice:
         self.drams = [np.zeros(model.dram_size, np.uint8) for _ in range(model.config.cards)]
         for dram in self.drams:
             dram[:image.size] = image
+        self.constant = _constant_bytes(model)
+        """DRAM bytes from address 0 that nothing writes after Init: where
+        the simulators' CONVs may read their weights in place
+        (runtime/sim/forward.py)."""
         self._simulators: list[tuple[DeviceSegment, Simulator]] = []
         self._inspected: dict[int, tuple[DeviceSegment, frozenset[str]]] = {}
 
@@ -81,7 +88,7 @@ class SimulatedDevice:
         """Validate and decode the segment's streams now, and prepare its
         tensors' kernels and places; run them on each call, for every image
         of the run at its instance's card and offset."""
-        simulator = Simulator(self.model.config, segment.streams, self.model.dram_size)
+        simulator = Simulator(self.model.config, segment.streams, self.model.dram_size, self.constant)
         simulator.check_drams(self.drams)  # the device's own, as they stay
         self._simulators.append((segment, simulator))
         inputs = [_Edge(segment, t, "QuantizeLinear") for t in segment.inputs]
@@ -174,6 +181,27 @@ class SimulatedDevice:
         return [LayerTime(layer.name, layer.op, layer.onnx_nodes,
                           int(simulator.timing.range_cycles(layer.stream, layer.start, layer.stop)), layer.macs)
                 for segment, simulator in self._simulators for layer in segment.layers]
+
+
+def _constant_bytes(model: CompiledModel) -> int:
+    """The weight image's bytes below every byte a run writes into DRAM:
+    the inputs the host quantizes into it, the copies between cards, the
+    STOREs of every device segment (a binary is untrusted: it may write
+    anywhere). Malformed streams count as writing everywhere: their
+    simulator refuses them anyway."""
+    low = len(model.dram_image)
+    for segment in model.segments:
+        if not isinstance(segment, DeviceSegment):
+            continue
+        for tensor in segment.inputs:
+            low = min([low] + [tensor.addr + instance.offset for instance in segment.instances])
+        low = min([low] + [exchange.addr for exchange in segment.exchanges])
+        for data in segment.streams.values():
+            try:
+                low = min(low, lowest_store(decode_array(stream_bytes(data))[0]))
+            except IsaError:
+                return 0
+    return max(low, 0)
 
 
 class _Edge:

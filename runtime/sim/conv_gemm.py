@@ -108,6 +108,13 @@ conv8's dot products, which read each weight byte once for four pixels (a
 2 x 2 map of ResNet-10 at 32 x 32: no faster on the GEMM, whose A panels
 hold the weights as 16-bit pairs, twice the bytes, without VNNI)."""
 
+HELD, CONSTANT, CONSTANT_HELD = 1, 2, 3
+"""``held[g]`` (0: nothing packed yet): the packed weights of the bytes
+kept beside them, compared with the CONV's on every run; weights in DRAM's
+constant bytes (a CONV runtime/sim/forward.py redirects, marked at Init),
+not packed yet; packed, and held for good (nothing writes those bytes after
+Init, so no compare)."""
+
 SERIAL_PACK_WORDS = 1 << 16
 """B operands of more lanes than this are packed over the pool (a PACK phase, runtime.sim.phased)."""
 
@@ -117,8 +124,8 @@ SHORT_RUN = 8
 """Runs of pixels with consecutive origins shorter than this (a column
 stride's: every run is one pixel) are packed pixel by pixel inline."""
 
-KEY = 8
-"""Where the key of the packed patches lies in ``GemmPlans.work``."""
+KEY, HELD_AT = 8, 10
+"""Where the key of the packed patches and the ``held`` states lie in ``GemmPlans.work``."""
 
 PATCH_KEY = 14
 """Length of the key of the packed patches (``same_patches``): whether it
@@ -195,7 +202,7 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
             np.zeros(need["xt"], np.uint32), np.zeros(PATCH_KEY, np.int64), at,
             np.zeros(len(rows), np.uint8), np.zeros(max(int(at[-1, 0]), 1), np.uint32),
             np.zeros(max(int(at[-1, 1]), 1), np.uint8), np.zeros(max(int(at[-1, 2]), 1), np.int64))
-    assert work[KEY].shape == (PATCH_KEY,), "KEY names the key of the packed patches"
+    assert work[KEY].shape == (PATCH_KEY,) and work[HELD_AT].dtype == np.uint8, "KEY and HELD_AT name their buffers"
     for j, r in enumerate(rows):
         geometry(prog[r], *plan_geometry(work, j))
     kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
@@ -466,15 +473,17 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
     lanes = a_store[at[g, 0]:at[g + 1, 0]]
     rowsums = sum_store[at[g, 2]:at[g + 1, 2]]
     weights, packed_from = wu8[w_at:w_at + m * depth], w_store[at[g, 1]:at[g + 1, 1]]
-    if not (held[g] == 1 and same_bytes(weights, packed_from)):
+    state = held[g]
+    if not (state == CONSTANT_HELD or (state == HELD and same_bytes(weights, packed_from))):
         if tmpl[A_WORDS] == 1:
             _pack_weights(ins, wu8, w8, w32, w_at, steps, kc, mr, lanes, rowsums)
         else:  # the kernels read A's bytes as 16-bit pairs (Isa.a_words)
             whole = np.empty(steps * mpad, np.uint32)
             _pack_weights(ins, wu8, w8, w32, w_at, steps, kc, mr, whole, rowsums)
             split_a_lanes(0, whole.size, whole.view(np.int8), mr, lanes)
-        packed_from[:] = weights
-        held[g] = 1
+        if state < CONSTANT:
+            packed_from[:] = weights
+        held[g] = CONSTANT_HELD if state >= CONSTANT else HELD
     mode = ins[C_MODE]
     bias_at = (wbase + ins[C_PARAM]) >> 3
     for k in range(mpad):

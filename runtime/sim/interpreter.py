@@ -3,10 +3,14 @@ order (rows of one matrix, possibly from several streams of one card), with
 no Python between instructions. It stops at CONVs marked ``large`` (handed
 to the thread pool by the caller) and at a bad PARAM value. CONVs off the
 planned GEMM, POOL, ELTWISE, LUT, MATMUL and SOFTMAX go through entry points compiled only
-for programs that have them (runtime/sim/handlers.py)."""
+for programs that have them (runtime/sim/handlers.py). A program with a
+``REDIRECT`` column (runtime/sim/forward.py) has CONVs that read their
+weights from DRAM and LOADs it does not copy."""
 from __future__ import annotations
 
-from runtime.isa import COL_OPCODE, Op, column
+import numpy as np
+
+from runtime.isa import COL_OPCODE, N_COLUMNS, Op, column
 from runtime.jit import jit
 from runtime.sim import conv_gemm
 from runtime.sim.dma import dma_load, dma_store
@@ -48,6 +52,11 @@ from runtime.unlinked import call_unlinked
         "space", "elem_bytes", "sram_addr", "dram_addr", "z_size", "y_size", "x_size", "z_stride", "y_stride",
         "x_stride", "pad_top", "pad_bottom", "pad_left", "pad_right", "pad_value"))
 assert all(column(Op.STORE, name) == column(Op.LOAD, name) for name in ("space", "x_stride"))
+REDIRECT = N_COLUMNS
+FROM_DRAM, UNREAD = 1, 2
+"""The column of a redirected program (runtime/sim/forward.py) saying how a
+row runs: a CONV reading its weights, PARAM records and table from DRAM at
+the offsets its row names; a LOAD not copied (no instruction reads its bytes)."""
 OP_LOAD, OP_STORE, OP_CONV, OP_POOL, OP_ELTWISE, OP_LUT, OP_MATMUL, OP_SOFTMAX = (
     int(Op.LOAD), int(Op.STORE), int(Op.CONV), int(Op.POOL), int(Op.ELTWISE), int(Op.LUT), int(Op.MATMUL),
     int(Op.SOFTMAX))
@@ -94,13 +103,18 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
     (``conv_gemm.act_written``)."""
     n = order.shape[0]
     key = gemm_work[GEMM_KEY]
+    redirected = prog.shape[1] > REDIRECT
+    size = dram.shape[0]
+    d8, d32, d64 = dram.view(np.int8), dram[:size - size % 4].view(np.int32), dram[:size - size % 8].view(np.int64)
     while pos < n:
         r = order[pos]
         ins = prog[r]
         op = ins[COL_OPCODE]
         s = slot[r]
         wb, ab, cb = s * strides[0], s * strides[1], s * strides[2]
-        if op == OP_LOAD or op == OP_STORE:
+        if redirected and ins[REDIRECT] == UNREAD:
+            pass
+        elif op == OP_LOAD or op == OP_STORE:
             space = ins[D_SPACE]
             sram = wu8 if space == 0 else au8 if space == 1 else cu8
             base = wb if space == 0 else ab if space == 1 else cb
@@ -114,11 +128,17 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
             if large[r]:
                 return pos
             g = gemm_index[r]
-            if g >= 0:
+            from_dram = redirected and ins[REDIRECT] == FROM_DRAM  # the DRAM is its WGT, from address 0
+            if g >= 0 and from_dram:
+                done = call_unlinked(conv_gemm.conv_serial, (ins, g, gemm_plans[g], gemm_kernels, au8, a8, a16, ab,
+                                                             dram, d8, d32, d64, np.int64(0), c32, cb, gemm_work, err))
+            elif g >= 0:
                 done = call_unlinked(conv_gemm.conv_serial, (ins, g, gemm_plans[g], gemm_kernels, au8, a8, a16, ab,
                                                              wu8, w8, w32, w64, wb, c32, cb, gemm_work, err))
             elif handlers[CONV] == 0:
                 return pos
+            elif from_dram:
+                done = call_handler(handlers[CONV], ins, dram, au8, cu8, np.int64(0), ab, cb, err) != 0
             else:
                 done = call_handler(handlers[CONV], ins, wu8, au8, cu8, wb, ab, cb, err) != 0
             if not done:

@@ -46,7 +46,7 @@ from runtime.isa.validate import queue_masks
 from runtime.jit import compiled_entry
 from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
-from runtime.sim import conv_gemm, lanes, phased
+from runtime.sim import conv_gemm, forward, lanes, phased
 from runtime.sim.errors import SimulatorError
 from runtime.sim.handlers import handler_table, run_here
 from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
@@ -145,6 +145,10 @@ class _CardRun:
     memory: CardMemory
     err: np.ndarray = field(init=False, repr=False)
     """A bad PARAM value's kind, index, value and row, as the interpreter reports it."""
+    code: np.ndarray = field(init=False, repr=False)
+    """The rows as the interpreter and the phases run them: ``prog``, or
+    ``prog`` redirected (runtime/sim/forward.py: CONVs reading their weights
+    in DRAM, LOADs not copied)."""
     state: tuple = field(init=False, repr=False)
     """The interpreter's arguments after ``dram``: the card's SRAM views and
     this run's tables, gathered once."""
@@ -162,6 +166,7 @@ class _CardRun:
 
     def __post_init__(self):
         mem, gemm = self.memory, self.gemm
+        self.code = self.prog
         self.err = np.zeros(4, np.int64)
         self.ctl = np.zeros(2, np.int64)
         self.plan = np.zeros(conv_gemm.PLAN_SIZE, np.int64)
@@ -210,14 +215,14 @@ class _CardRun:
         if span is not None:
             entry = self._interpreter
             if entry is None:
-                entry = self._interpreter = compiled_entry(interpret, (self.prog, span, 0, self.slot, self.large,
+                entry = self._interpreter = compiled_entry(interpret, (self.code, span, 0, self.slot, self.large,
                                                                        dram, *self.state))
             known = self._span_args
             if known is None or known[0] is not span or known[1] is not dram:
-                known = self._span_args = (span, dram, (self.prog, span, 0, self.slot, self.large, dram, *self.state))
+                known = self._span_args = (span, dram, (self.code, span, 0, self.slot, self.large, dram, *self.state))
             done = entry(*known[2])
             return 0 if done == span.shape[0] else self.stopped(phases, done)
-        args = (phases, self.ctl, self.plan, PACK_PARTS, self.prog, order, self.slot, self.large, dram, *self.state,
+        args = (phases, self.ctl, self.plan, PACK_PARTS, self.code, order, self.slot, self.large, dram, *self.state,
                 self.gemm.shapes)
         driver = self._driver
         if driver is None:
@@ -231,9 +236,14 @@ class _CardRun:
 class Simulator:
     """Instruction-accurate simulator of a program's streams (see the module
     docstring and docs/simulator.md). ``timing`` is static; ``instructions``
-    is the number executed per run."""
+    is the number executed per run. ``constant_bytes``: the DRAM bytes from
+    address 0 that the caller writes only before the first run (the weight
+    image; runtime.device says which), where CONVs may read their weights in
+    place (runtime/sim/forward.py); 0, the default, for DRAM images the
+    caller may change between runs."""
 
-    def __init__(self, config: HardwareConfig, streams: Mapping[Any, bytes], dram_bytes_used: int):
+    def __init__(self, config: HardwareConfig, streams: Mapping[Any, bytes], dram_bytes_used: int,
+                 constant_bytes: int = 0):
         try:
             self._extents = validate_streams(streams, config, dram_bytes_used)
         except IsaError as exc:
@@ -249,6 +259,12 @@ class Simulator:
         self.instructions = sum(arr.shape[0] for arr in self._streams.values())
         self._phases: list[list[_Lane]] = []
         self.timing = self._plan()
+        runs = [lane.run for phase in self._phases for lane in phase]
+        for run, code in zip(runs, forward.redirect(runs, constant_bytes)):
+            if code is not None:
+                run.code = code
+                plans = run.gemm.index[(code[:, forward.REDIRECT] == forward.FROM_DRAM) & (run.gemm.index >= 0)]
+                run.gemm.work[conv_gemm.HELD_AT][plans] = conv_gemm.CONSTANT  # packed once, never compared
         self._epochs = [max(len(lane.epochs) for lane in phase) for phase in self._phases]
         self._sram = [view for memory in self._memory.values() for view in memory.reachable(self._extents)
                       if view.size]
