@@ -21,8 +21,9 @@ same, and the PARAM records are checked where they are read, as before.
 The analysis is conservative: a LOAD stays wherever an instruction other
 than a CONV that reads from DRAM may read its bytes (a POOL's table: any
 instruction but LOAD, STORE and CONV in its cluster), in any later phase;
-only CONVs the interpreter runs itself are redirected (not the ``large``
-ones the pool or Python runs); and a caller that owns no DRAM
+only CONVs the interpreter or the GEMM's phases run are redirected (not a
+``large`` one off the GEMM, which a CHANNELS phase or Python runs); and a
+caller that owns no DRAM
 (``Simulator.run`` on DRAM images it may change between runs) has no
 constant bytes, so nothing is redirected.
 
@@ -198,7 +199,7 @@ def redirect(runs: Sequence, constant: int) -> list[np.ndarray | None]:
                 continue
             if op == Op.CONV:
                 reads = _conv_reads(ins)
-                inside = not run.large[row] and (run.gemm.index[row] >= 0 or run.handlers[CONV_ENTRY] != 0)
+                inside = run.gemm.index[row] >= 0 or not run.large[row] and run.handlers[CONV_ENTRY] != 0
                 sources = [where.source(at, at + size) for _, at, size in reads] if inside else [-1]
                 if all(s >= 0 and s % _ALIGN == at % _ALIGN for s, (_, at, _) in zip(sources, reads)):
                     found[j][row] = [(column, s) for (column, _, _), s in zip(reads, sources)]

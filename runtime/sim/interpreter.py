@@ -63,6 +63,14 @@ OP_LOAD, OP_STORE, OP_CONV, OP_POOL, OP_ELTWISE, OP_LUT, OP_MATMUL, OP_SOFTMAX =
 GEMM_KEY = conv_gemm.KEY
 
 
+@jit(inline="always")
+def dram_views(dram):
+    """A card's DRAM as int8, int32 and int64 (its whole words): the WGT
+    views of a CONV that reads its weights there (``FROM_DRAM``)."""
+    size = dram.shape[0]
+    return dram.view(np.int8), dram[:size - size % 4].view(np.int32), dram[:size - size % 8].view(np.int64)
+
+
 @jit
 def act_bytes(ins):
     """(first, end) of the ACT bytes an instruction writes, relative to its
@@ -104,8 +112,7 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
     n = order.shape[0]
     key = gemm_work[GEMM_KEY]
     redirected = prog.shape[1] > REDIRECT
-    size = dram.shape[0]
-    d8, d32, d64 = dram.view(np.int8), dram[:size - size % 4].view(np.int32), dram[:size - size % 8].view(np.int64)
+    d8, d32, d64 = dram_views(dram)
     while pos < n:
         r = order[pos]
         ins = prog[r]

@@ -71,7 +71,7 @@ from runtime.sim import conv8, conv_gemm, handlers
 from runtime.sim.conv import DEPTHWISE8, kernel_kind
 from runtime.sim.epilogue import C_IN, C_MODE, C_OUT_C, C_PARAM
 from runtime.sim.handlers import call_handler
-from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
+from runtime.sim.interpreter import FROM_DRAM, GEMM_KEY, REDIRECT, act_bytes, dram_views, interpret
 from runtime.sim.params import check_conv_records
 from runtime.sim.vector import P_C, P_IN, P_IN_BITS, P_IN_H, P_IN_W, P_KH, P_KW, P_MODE, P_OUT, P_OUT_BITS, P_SH, P_SW
 from runtime.unlinked import call_unlinked
@@ -207,6 +207,9 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
                     call_unlinked(conv8.depthwise_channels, (chunk * out_c // count, (chunk + 1) * out_c // count, ins,
                                                              a8, a16, s * strides[1], w8, w32, w64, s * strides[0],
                                                              c32, s * strides[2]))
+                elif prog.shape[1] > REDIRECT and ins[REDIRECT] == FROM_DRAM:  # its records in DRAM, from 0
+                    _products(chunk, plan, ins, g, gemm_kernels, gemm_work, shapes, a8, a16, s * strides[1],
+                              dram_views(dram)[1], np.int64(0), c32, s * strides[2])
                 else:
                     _products(chunk, plan, ins, g, gemm_kernels, gemm_work, shapes, a8, a16, s * strides[1], w32,
                               s * strides[0], c32, s * strides[2])
@@ -262,9 +265,15 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
     ins = prog[row]
     s = slot[row]
     size, nr, lanes = shapes[g, 0], shapes[g, 3], shapes[g, 4]
-    ok, prepared, _, packed = call_unlinked(conv_gemm.prepare_checked, (
-        ins, g, gemm_plans[g], au8, s * strides[1], wu8, w8, w32, w64, s * strides[0], c32, s * strides[2],
-        gemm_work, lanes <= conv_gemm.SERIAL_PACK_WORDS, err))
+    if prog.shape[1] > REDIRECT and ins[REDIRECT] == FROM_DRAM:  # its weights and records in DRAM, from 0
+        d8, d32, d64 = dram_views(dram)
+        ok, prepared, _, packed = call_unlinked(conv_gemm.prepare_checked, (
+            ins, g, gemm_plans[g], au8, s * strides[1], dram, d8, d32, d64, np.int64(0), c32, s * strides[2],
+            gemm_work, lanes <= conv_gemm.SERIAL_PACK_WORDS, err))
+    else:
+        ok, prepared, _, packed = call_unlinked(conv_gemm.prepare_checked, (
+            ins, g, gemm_plans[g], au8, s * strides[1], wu8, w8, w32, w64, s * strides[0], c32, s * strides[2],
+            gemm_work, lanes <= conv_gemm.SERIAL_PACK_WORDS, err))
     if not ok:
         err[3] = row
         _stop(team, ctl, BAD_PARAM, stop)

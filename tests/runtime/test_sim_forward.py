@@ -12,6 +12,7 @@ from runtime import isa
 from runtime.isa import AccMode, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
 from runtime.sim import Simulator, conv_gemm
+from runtime.sim import simulator as sim_module
 from runtime.sim.interpreter import FROM_DRAM, REDIRECT, UNREAD
 from tests.helpers.simulator import CONFIG, Image, as_load, conv_epilogue, conv_sums, flat_box, padded, records, values
 
@@ -64,11 +65,13 @@ def _program(kind: str, seed: int = 3, pad_weights: bool = False):
     return stream, image, constant, outs, expect, w
 
 
-def _simulator(kind: str, stream: bytes, image: Image, constant: int) -> Simulator:
+def _simulator(kind: str, stream: bytes, image: Image, constant: int, large: bool = False) -> Simulator:
     gemm = PATHS[kind][3]
-    with mock.patch.object(conv_gemm, "MIN_MACS", 0 if gemm else 1 << 62):
+    with mock.patch.object(conv_gemm, "MIN_MACS", 0 if gemm else 1 << 62), \
+            mock.patch.object(sim_module, "LARGE_CONV_MACS", 0 if large else 1 << 62):
         sim = Simulator(CONFIG, {(0, 0): stream}, image.top, constant)
-    assert (sim._phases[0][0].run.gemm.index >= 0).any() == gemm
+    run = sim._phases[0][0].run
+    assert (run.gemm.index >= 0).any() == gemm and run.large.any() == large
     return sim
 
 
@@ -81,15 +84,16 @@ def _output(image: Image, at: int, expect: np.ndarray) -> np.ndarray:
     return image.data[at:at + expect.nbytes].view(np.int8).reshape(expect.shape)
 
 
-@pytest.mark.parametrize("kind", sorted(PATHS))
-def test_a_conv_reads_its_weights_in_dram_and_their_loads_are_not_copied(kind):
+@pytest.mark.parametrize("kind, large", [(kind, False) for kind in sorted(PATHS)] + [("gemm", True)])
+def test_a_conv_reads_its_weights_in_dram_and_their_loads_are_not_copied(kind, large):
     """Weights and PARAM records in the constant bytes, read by the CONV
-    alone: the CONV reads them in DRAM, neither LOAD copies (WGT stays zero),
-    and the output is the oracle's, run after run; with no constant bytes
-    (a caller's own DRAM) nothing is redirected and WGT holds the weights."""
+    alone (in the interpreter, or as phases on the pool): the CONV reads them
+    in DRAM, neither LOAD copies (WGT stays zero), and the output is the
+    oracle's, run after run; with no constant bytes (a caller's own DRAM)
+    nothing is redirected and WGT holds the weights."""
     stream, image, constant, (out, *_), expect, w = _program(kind)
     for given, redirected in ((constant, True), (0, False)):
-        sim = _simulator(kind, stream, image, given)
+        sim = _simulator(kind, stream, image, given, large)
         marks = _redirects(sim)
         prog = sim._phases[0][0].run.prog
         ops, spaces = prog[:, isa.COL_OPCODE], prog[:, isa.column(Op.LOAD, "space")]
@@ -118,6 +122,16 @@ def test_weights_a_store_may_overwrite_or_a_padded_load_places_are_read_in_wgt(k
     sim = _simulator(kind, stream, image, constant)
     marks, prog = _redirects(sim), sim._phases[0][0].run.prog
     assert marks[prog[:, isa.COL_OPCODE] == Op.CONV].tolist() == [0] and marks[0] == 0
+    sim.run([image.data])
+    np.testing.assert_array_equal(_output(image, out, expect), expect)
+
+
+def test_a_large_conv_off_the_gemm_reads_wgt():
+    """A large CONV the GEMM does not run goes to Python (conv.run_large),
+    which reads WGT: neither it nor its LOADs are redirected."""
+    stream, image, constant, (out,), expect, _ = _program("dense")
+    sim = _simulator("dense", stream, image, constant, large=True)
+    assert not _redirects(sim).any()
     sim.run([image.data])
     np.testing.assert_array_equal(_output(image, out, expect), expect)
 
