@@ -109,14 +109,14 @@ def _linear(ins: np.ndarray) -> bool:
 
 
 def lowest_store(prog: np.ndarray) -> int:
-    """The lowest DRAM byte any STORE of ``prog`` writes (its size if none)."""
+    """The lowest DRAM byte any STORE of ``prog`` writes (2^62 where none does)."""
     stores = np.flatnonzero(prog[:, COL_OPCODE] == Op.STORE)
     return min((dram_hull(prog[r])[0] for r in stores), default=2 ** 62)
 
 
 def _conv_reads(ins: np.ndarray) -> list[tuple[int, int, int]]:
-    """(column, address, bytes) of the WGT ranges a CONV reads: weights, PARAM records (but in
-    MIDDLE mode), table (with lut=1 and an epilogue)."""
+    """(column, address, bytes) of each WGT range a CONV reads: its weights,
+    its PARAM records (but in MIDDLE mode), its table (lut=1, with an epilogue)."""
     groups = max(int(ins[C_GROUPS]), 1)
     weights = int(ins[C_OUT_C]) * (int(ins[C_IN_C]) // groups) * int(ins[C_KH]) * int(ins[C_KW]) \
         * (int(ins[C_WGT_BITS]) >> 3)
