@@ -13,6 +13,8 @@ Tessera and onnxruntime timed one after the other in each round:
 * the float path against onnxruntime fp32: the IE's CPU plugin with 2
   requests the same way.
 
+Each round runs each side's images in turns of ``BLOCK`` (16), alternating.
+
 Ratios are Tessera's images/s over onnxruntime's (higher is better; the
 target is >= 1).
 
@@ -40,22 +42,37 @@ from runtime import FWDNXT
 from runtime.inference_engine import IENetwork, IEPlugin
 
 
+BLOCK = 16
+"""Images per turn: a round's images go in turns of this many, the two
+sides alternating, and each side's rate is its images over the sum of its
+turns. In whole rounds of 64 images a side (seconds apart), onnxruntime's
+own rate moved 40 % between two rows of one run on Zen 3 (57 and 82
+images/s on MobileNetV2): the host's load changed between the halves of a
+round."""
+
+
 def _rates(ours, theirs, images: int, rounds: int) -> tuple[list[float], list[float]]:
-    """Images per second of ``ours(images)`` and ``theirs(images)`` (each
-    runs them all), per round, the two timed one after the other in every
-    round (which goes first alternates), so that each round's ratio
-    compares the two under the same load of this shared machine: measured
-    minutes apart, onnxruntime's own rate moved by 20 % on Zen 3."""
+    """Images per second of ``ours`` and ``theirs`` (``run(count)`` runs
+    ``count`` images, each call its own requests or threads from start to
+    end), per round: ``images`` each, in alternating turns of ``BLOCK``
+    (which side goes first alternates from round to round), so that each
+    round's ratio compares the two under the same load of this shared
+    machine."""
     ours(4)  # warm
     theirs(4)
     rates: tuple[list[float], list[float]] = ([], [])
     for r in range(rounds):
-        sides = ((ours, rates[0]), (theirs, rates[1]))
-        for run, out in (sides if r % 2 == 0 else sides[::-1]):
-            pause()
-            start = time.perf_counter()
-            run(images)
-            out.append(images / (time.perf_counter() - start))
+        sides = [ours, theirs] if r % 2 == 0 else [theirs, ours]
+        spent = {ours: 0.0, theirs: 0.0}
+        for done in range(0, images, BLOCK):
+            count = min(BLOCK, images - done)
+            for run in sides:
+                pause()
+                start = time.perf_counter()
+                run(count)
+                spent[run] += time.perf_counter() - start
+        rates[0].append(images / spent[ours])
+        rates[1].append(images / spent[theirs])
     return rates
 
 
