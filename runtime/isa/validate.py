@@ -185,8 +185,25 @@ def _out_size(size: np.ndarray, kernel: np.ndarray, stride: np.ndarray, dilation
     return span, np.where(size >= span, (size - span) // np.maximum(stride, 1) + 1, 1)
 
 
+def conv_wgt_reads(col: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """What CONVs (their columns ``col``) read in WGT, by address field:
+    (bytes, where read): the weights always, the PARAM records but in MIDDLE
+    mode, the table with lut=1 and an epilogue (256 entries, 513 with
+    lut_wide=1, of out_bits each). What this validator bounds, and what
+    runtime/sim/forward.py follows."""
+    used = _conv_usage(col)
+    out_c = col["out_c"]
+    weights = (out_c * (col["in_c"] // np.maximum(col["groups"], 1)) * col["kernel_h"] * col["kernel_w"]
+               * _bytes(col["wgt_bits"]))
+    table = np.where(col["lut_wide"] == 1, WIDE_LUT_ENTRIES, LUT_ENTRIES) * _bytes(col["out_bits"])
+    return {"wgt_addr": (weights, np.ones(out_c.shape, bool)),
+            "param_addr": (out_c * PARAM_CHANNEL_BYTES, used["param_addr"][0]),
+            "lut_addr": (table, used["lut_addr"][0])}
+
+
 def _check_conv(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used: dict[str, tuple]) -> None:
     ib, wb, ob, rb = (_bytes(col[k]) for k in ("in_bits", "wgt_bits", "out_bits", "res_bits"))
+    wgt = conv_wgt_reads(col)
     in_c, out_c, groups = col["in_c"], col["out_c"], np.maximum(col["groups"], 1)
     span_h, oh = _out_size(col["in_h"], col["kernel_h"], col["stride_h"], col["dilation_h"])
     span_w, ow = _out_size(col["in_w"], col["kernel_w"], col["stride_w"], col["dilation_w"])
@@ -202,8 +219,8 @@ def _check_conv(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used:
     outputs = out_c * oh * ow
     sizes = {
         "in_addr": (Space.ACT, in_c * col["in_h"] * col["in_w"] * ib, None, ib),
-        "wgt_addr": (Space.WGT, out_c * (in_c // groups) * col["kernel_h"] * col["kernel_w"] * wb, None, wb),
-        "param_addr": (Space.WGT, out_c * PARAM_CHANNEL_BYTES, used["param_addr"][0], PARAM_ALIGN),
+        "wgt_addr": (Space.WGT, wgt["wgt_addr"][0], None, wb),
+        "param_addr": (Space.WGT, wgt["param_addr"][0], used["param_addr"][0], PARAM_ALIGN),
         "out_addr": (Space.ACT, outputs * ob, epilogue, ob),
         "res_addr": (Space.ACT, outputs * rb, used["res_addr"][0], rb),
         "acc_addr": (Space.ACC, outputs * acc_b, mode != AccMode.FULL, acc_b),
@@ -215,11 +232,11 @@ def _check_conv(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], used:
     c.disjoint(rows, out, ("in_addr", col["in_addr"], sizes["in_addr"][1]), False, epilogue)
     c.disjoint(rows, out, ("res_addr", col["res_addr"], sizes["res_addr"][1]), True, used["res_addr"][0])
     c.fail(rows, epilogue & (col["lo"] > col["hi"]), "lo", col["lo"], lambda j: f"is above hi={int(col['hi'][j])}")
-    _check_conv_table(c, rows, col, used["lut_addr"][0], ob)
+    _check_conv_table(c, rows, col, used["lut_addr"][0], wgt["lut_addr"][0])
 
 
 def _check_conv_table(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray], table: np.ndarray,
-                      ob: np.ndarray) -> None:
+                      size: np.ndarray) -> None:
     """With lut=1 the clamp gives the table's codes. lut_wide=0: int8 codes
     indexing 256 entries (out_zero, lo and hi in the int8 range, a config
     with 8-bit data); lut_wide=1: int16 codes interpolated in 513 entries,
@@ -237,8 +254,7 @@ def _check_conv_table(c: _Checker, rows: np.ndarray, col: dict[str, np.ndarray],
     c.fail(rows, wide & (col["out_bits"] != 16), "lut_wide", col["lut_wide"],
            lambda j: f"needs out_bits=16 (the table maps the clamp's int16 codes in place), not "
                      f"out_bits={int(col['out_bits'][j])}")
-    entries = np.where(wide, WIDE_LUT_ENTRIES, LUT_ENTRIES)
-    c.sram(rows, Space.WGT, "lut_addr", col["lut_addr"], entries * ob, table)
+    c.sram(rows, Space.WGT, "lut_addr", col["lut_addr"], size, table)
     c.aligned(rows, "lut_addr", col["lut_addr"], PARAM_ALIGN, table)
 
 

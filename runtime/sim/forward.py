@@ -39,23 +39,8 @@ from typing import Sequence
 
 import numpy as np
 
-from runtime.isa import COL_OPCODE, N_COLUMNS, AccMode, Op, Space
-from runtime.isa.spec import LUT_ENTRIES, PARAM_CHANNEL_BYTES, WIDE_LUT_ENTRIES
-from runtime.sim.epilogue import (
-    C_GROUPS,
-    C_IN_C,
-    C_KH,
-    C_KW,
-    C_LUT,
-    C_LUT_ADDR,
-    C_LUT_WIDE,
-    C_MODE,
-    C_OUT_BITS,
-    C_OUT_C,
-    C_PARAM,
-    C_WGT,
-    C_WGT_BITS,
-)
+from runtime.isa import COL_OPCODE, COLUMNS, N_COLUMNS, Op, Space
+from runtime.isa.validate import conv_wgt_reads
 from runtime.sim.handlers import CONV as CONV_ENTRY
 from runtime.sim.interpreter import (
     D_DRAM,
@@ -82,14 +67,6 @@ _ALIGN = 8
 records and tables are read as 32- and 64-bit words)."""
 
 
-def dram_hull(ins: np.ndarray) -> tuple[int, int]:
-    """[first, end) of the DRAM bytes a LOAD or STORE box touches."""
-    elem = int(ins[D_ELEM])
-    span = ((int(ins[D_Z]) - 1) * int(ins[D_ZS]) + (int(ins[D_Y]) - 1) * int(ins[D_YS])
-            + (int(ins[D_X]) - 1) * int(ins[D_XS]) + 1) * elem
-    return int(ins[D_DRAM]), int(ins[D_DRAM]) + span
-
-
 def _sram_bytes(ins: np.ndarray) -> int:
     """Bytes of a LOAD's dense padded SRAM box."""
     rows = int(ins[D_PT]) + int(ins[D_Y]) + int(ins[D_PB])
@@ -109,25 +86,24 @@ def _linear(ins: np.ndarray) -> bool:
 
 
 def lowest_store(prog: np.ndarray) -> int:
-    """The lowest DRAM byte any STORE of ``prog`` writes (2^62 where none does)."""
-    stores = np.flatnonzero(prog[:, COL_OPCODE] == Op.STORE)
-    return min((dram_hull(prog[r])[0] for r in stores), default=2 ** 62)
+    """The lowest DRAM byte any STORE of ``prog`` writes (2^62 where none
+    does): its first, the strides being non-negative."""
+    stores = prog[prog[:, COL_OPCODE] == Op.STORE, D_DRAM]
+    return int(stores.min()) if stores.size else 2 ** 62
 
 
-def _conv_reads(ins: np.ndarray) -> list[tuple[int, int, int]]:
-    """(column, address, bytes) of each WGT range a CONV reads: its weights,
-    its PARAM records (but in MIDDLE mode), its table (lut=1, with an epilogue)."""
-    groups = max(int(ins[C_GROUPS]), 1)
-    weights = int(ins[C_OUT_C]) * (int(ins[C_IN_C]) // groups) * int(ins[C_KH]) * int(ins[C_KW]) \
-        * (int(ins[C_WGT_BITS]) >> 3)
-    reads = [(C_WGT, weights)]
-    mode = int(ins[C_MODE])
-    if mode != AccMode.MIDDLE:
-        reads.append((C_PARAM, int(ins[C_OUT_C]) * PARAM_CHANNEL_BYTES))
-    if mode & 2 == 0 and int(ins[C_LUT]) == 1:
-        entries = WIDE_LUT_ENTRIES if int(ins[C_LUT_WIDE]) == 1 else LUT_ENTRIES
-        reads.append((C_LUT_ADDR, entries * (int(ins[C_OUT_BITS]) >> 3)))
-    return [(column, int(ins[column]), size) for column, size in reads]
+def _conv_reads(prog: np.ndarray) -> dict[int, list[tuple[int, int, int]]]:
+    """Per CONV row of ``prog``, (column, address, bytes) of each WGT range it
+    reads (the validator's :func:`~runtime.isa.validate.conv_wgt_reads`)."""
+    rows = np.flatnonzero(prog[:, COL_OPCODE] == Op.CONV)
+    fields = COLUMNS[Op.CONV]
+    reads = conv_wgt_reads({name: prog[rows, k] for name, k in fields.items()})
+    out: dict[int, list[tuple[int, int, int]]] = {int(r): [] for r in rows}
+    for name, (size, used) in reads.items():
+        for j in np.flatnonzero(used):
+            r = int(rows[j])
+            out[r].append((fields[name], int(prog[r, fields[name]]), int(size[j])))
+    return out
 
 
 class _Copies:
@@ -178,10 +154,11 @@ def redirect(runs: Sequence, constant: int) -> list[np.ndarray | None]:
     constant = min([constant] + [lowest_store(run.prog) for run in runs])
     copies: dict[tuple[int, int], _Copies] = {}
     read: set[tuple[int, int]] = set()  # (run index, LOAD row) some instruction reads from WGT
-    found: list[dict[int, list[int]]] = [{} for _ in runs]
+    found: list[dict[int, list[tuple[int, int]]]] = [{} for _ in runs]  # CONV row -> (column, DRAM offset)
     loads: list[list[int]] = [[] for _ in runs]
     for j, run in enumerate(runs):
         prog = run.prog
+        conv_reads = _conv_reads(prog)
         for row in run.order:
             row = int(row)
             ins = prog[row]
@@ -191,14 +168,14 @@ def redirect(runs: Sequence, constant: int) -> list[np.ndarray | None]:
                 continue  # (a STORE reads ACT or ACC: the ISA has none from WGT)
             if op == Op.LOAD:
                 first, end = int(ins[D_SRAM]), int(ins[D_SRAM]) + _sram_bytes(ins)
-                low, high = dram_hull(ins)
-                dram = low if _linear(ins) and high <= constant else -1
+                low = int(ins[D_DRAM])  # an in-order copy reads [low, low + end - first)
+                dram = low if _linear(ins) and low + end - first <= constant else -1
                 where.write(first, end, (j << 32) | row, dram)
                 if dram >= 0:
                     loads[j].append(row)
                 continue
             if op == Op.CONV:
-                reads = _conv_reads(ins)
+                reads = conv_reads[row]
                 inside = run.gemm.index[row] >= 0 or not run.large[row] and run.handlers[CONV_ENTRY] != 0
                 sources = [where.source(at, at + size) for _, at, size in reads] if inside else [-1]
                 if all(s >= 0 and s % _ALIGN == at % _ALIGN for s, (_, at, _) in zip(sources, reads)):

@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, register_jitable
 
 from runtime.isa import COL_OPCODE, Op
 from runtime.jit import cfunc, jit
@@ -43,9 +43,10 @@ VECTOR_ENTRIES = {Op.ELTWISE: ELTWISE, Op.LUT: LUT, Op.MATMUL: MATMUL, Op.SOFTMA
 """The table entry of each vector op but POOL (:func:`pool_entry`)."""
 
 
+@register_jitable
 def pool_entry(in_bits, out_bits):
     """The table entry of a POOL of these widths (arrays of them give an
-    array of entries), as the interpreter picks it."""
+    array of entries): the interpreter's and the PLANES phase's pick too."""
     return POOL + 2 * (in_bits == 16) + (out_bits == 16)
 
 

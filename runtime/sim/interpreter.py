@@ -15,7 +15,7 @@ from runtime.jit import jit
 from runtime.sim import conv_gemm
 from runtime.sim.dma import dma_load, dma_store
 from runtime.sim.epilogue import C_MODE, C_OUT, C_OUT_BITS, C_OUT_C, out_size
-from runtime.sim.handlers import CONV, ELTWISE, LUT, MATMUL, POOL, SOFTMAX, call_handler
+from runtime.sim.handlers import CONV, ELTWISE, LUT, MATMUL, SOFTMAX, call_handler, pool_entry
 from runtime.sim.vector import (
     E_C,
     E_H,
@@ -135,24 +135,22 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
             if large[r]:
                 return pos
             g = gemm_index[r]
-            from_dram = redirected and ins[REDIRECT] == FROM_DRAM  # the DRAM is its WGT, from address 0
-            if g >= 0 and from_dram:
+            wgt, wgt8, wgt32, wgt64, wgt_base = wu8, w8, w32, w64, wb
+            if redirected and ins[REDIRECT] == FROM_DRAM:  # the DRAM is its WGT, from address 0
+                wgt, wgt8, wgt32, wgt64, wgt_base = dram, d8, d32, d64, np.int64(0)
+            if g >= 0:
                 done = call_unlinked(conv_gemm.conv_serial, (ins, g, gemm_plans[g], gemm_kernels, au8, a8, a16, ab,
-                                                             dram, d8, d32, d64, np.int64(0), c32, cb, gemm_work, err))
-            elif g >= 0:
-                done = call_unlinked(conv_gemm.conv_serial, (ins, g, gemm_plans[g], gemm_kernels, au8, a8, a16, ab,
-                                                             wu8, w8, w32, w64, wb, c32, cb, gemm_work, err))
+                                                             wgt, wgt8, wgt32, wgt64, wgt_base, c32, cb, gemm_work,
+                                                             err))
             elif handlers[CONV] == 0:
                 return pos
-            elif from_dram:
-                done = call_handler(handlers[CONV], ins, dram, au8, cu8, np.int64(0), ab, cb, err) != 0
             else:
-                done = call_handler(handlers[CONV], ins, wu8, au8, cu8, wb, ab, cb, err) != 0
+                done = call_handler(handlers[CONV], ins, wgt, au8, cu8, wgt_base, ab, cb, err) != 0
             if not done:
                 err[3] = r
                 return -pos - 1
         elif op == OP_POOL:
-            entry = handlers[POOL + 2 * (ins[P_IN_BITS] == 16) + (ins[P_OUT_BITS] == 16)]
+            entry = handlers[pool_entry(ins[P_IN_BITS], ins[P_OUT_BITS])]
             if entry == 0:
                 return pos
             if call_handler(entry, ins, wu8, au8, cu8, wb, ab, cb, err) == 0:

@@ -70,15 +70,13 @@ from runtime.parallel import (
 from runtime.sim import conv8, conv_gemm, handlers
 from runtime.sim.conv import DEPTHWISE8, kernel_kind
 from runtime.sim.epilogue import C_IN, C_MODE, C_OUT_C, C_PARAM
-from runtime.sim.handlers import call_handler
+from runtime.sim.handlers import call_handler, pool_entry
 from runtime.sim.interpreter import FROM_DRAM, GEMM_KEY, REDIRECT, act_bytes, dram_views, interpret
 from runtime.sim.params import check_conv_records
 from runtime.sim.vector import P_C, P_IN, P_IN_BITS, P_IN_H, P_IN_W, P_KH, P_KW, P_MODE, P_OUT, P_OUT_BITS, P_SH, P_SW
 from runtime.unlinked import call_unlinked
 
 SEGMENT, PACK, PRODUCTS, CHANNELS, PLANES = 0, 1, 2, 3, 4
-_POOL = handlers.POOL
-"""The first of the handler table's POOL entries (one per pair of widths)."""
 PLANES_MIN = 1 << 16
 """Input elements from which a max POOL is a PLANES phase (a barrier costs
 ~1 us; 2^16 bytes of max pool ~10-15 us on one thread). ResNet-10 at 32 x
@@ -119,7 +117,7 @@ def split_by_planes(prog: np.ndarray, row: int, table: np.ndarray) -> bool:
     ins = prog[row]
     if int(ins[COL_OPCODE]) != Op.POOL or int(ins[P_MODE]) != PoolMode.MAX:
         return False
-    if table[handlers.pool_entry(ins[P_IN_BITS], ins[P_OUT_BITS])] == 0 or ins[P_C] < 2:
+    if table[pool_entry(ins[P_IN_BITS], ins[P_OUT_BITS])] == 0 or ins[P_C] < 2:
         return False
     return int(ins[P_C]) * int(ins[P_IN_H]) * int(ins[P_IN_W]) >= PLANES_MIN
 
@@ -207,7 +205,7 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
                     call_unlinked(conv8.depthwise_channels, (chunk * out_c // count, (chunk + 1) * out_c // count, ins,
                                                              a8, a16, s * strides[1], w8, w32, w64, s * strides[0],
                                                              c32, s * strides[2]))
-                elif prog.shape[1] > REDIRECT and ins[REDIRECT] == FROM_DRAM:  # its records in DRAM, from 0
+                elif _from_dram(prog, ins):  # its PARAM records in DRAM, from 0
                     _products(chunk, plan, ins, g, gemm_kernels, gemm_work, shapes, a8, a16, s * strides[1],
                               dram_views(dram)[1], np.int64(0), c32, s * strides[2])
                 else:
@@ -265,15 +263,13 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
     ins = prog[row]
     s = slot[row]
     size, nr, lanes = shapes[g, 0], shapes[g, 3], shapes[g, 4]
-    if prog.shape[1] > REDIRECT and ins[REDIRECT] == FROM_DRAM:  # its weights and records in DRAM, from 0
-        d8, d32, d64 = dram_views(dram)
-        ok, prepared, _, packed = call_unlinked(conv_gemm.prepare_checked, (
-            ins, g, gemm_plans[g], au8, s * strides[1], dram, d8, d32, d64, np.int64(0), c32, s * strides[2],
-            gemm_work, lanes <= conv_gemm.SERIAL_PACK_WORDS, err))
-    else:
-        ok, prepared, _, packed = call_unlinked(conv_gemm.prepare_checked, (
-            ins, g, gemm_plans[g], au8, s * strides[1], wu8, w8, w32, w64, s * strides[0], c32, s * strides[2],
-            gemm_work, lanes <= conv_gemm.SERIAL_PACK_WORDS, err))
+    wgt, wgt8, wgt32, wgt64, wgt_base = wu8, w8, w32, w64, s * strides[0]
+    if _from_dram(prog, ins):  # its weights and records in DRAM, from 0
+        wgt8, wgt32, wgt64 = dram_views(dram)
+        wgt, wgt_base = dram, np.int64(0)
+    ok, prepared, _, packed = call_unlinked(conv_gemm.prepare_checked, (
+        ins, g, gemm_plans[g], au8, s * strides[1], wgt, wgt8, wgt32, wgt64, wgt_base, c32, s * strides[2],
+        gemm_work, lanes <= conv_gemm.SERIAL_PACK_WORDS, err))
     if not ok:
         err[3] = row
         _stop(team, ctl, BAD_PARAM, stop)
@@ -282,6 +278,12 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
     panels = (size + nr - 1) // nr
     phase_set_count(team, i + 1, 0 if packed else min(panels, parts))
     phase_set_count(team, i + 2, prepared[TASKS])
+
+
+@jit(inline="always")
+def _from_dram(prog, ins):
+    """Whether a CONV row of a redirected program reads WGT from DRAM (runtime/sim/forward.py)."""
+    return prog.shape[1] > REDIRECT and ins[REDIRECT] == FROM_DRAM
 
 
 @jit(inline="always")
@@ -305,7 +307,7 @@ def _planes(chunk, count, ins, handlers, wu8, au8, cu8, wbase, abase, cbase, err
     part[P_C] = stop - first
     part[P_IN] += first * in_h * in_w * (ins[P_IN_BITS] >> 3)
     part[P_OUT] += first * out_h * out_w * (ins[P_OUT_BITS] >> 3)
-    entry = handlers[_POOL + 2 * (ins[P_IN_BITS] == 16) + (ins[P_OUT_BITS] == 16)]
+    entry = handlers[pool_entry(ins[P_IN_BITS], ins[P_OUT_BITS])]
     call_handler(entry, part, wu8, au8, cu8, wbase, abase, cbase, err)
 
 
