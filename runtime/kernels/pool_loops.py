@@ -72,7 +72,7 @@ def _max_pool_planes(start, stop, x, y, geo):
 
 
 @jit(inline="always")
-def _rows_max(src, at, width, count, dst, to, ninf):
+def rows_max(src, at, width, count, dst, to, ninf):
     """dst[to + i] = max(ninf, src[at + i], src[at + width + i], ...) over
     the first ``count`` (0 to 3) of those rows, i < width, NaNs skipped: one
     pass, each max a select that LLVM makes one vector max (x86 maxps is
@@ -101,7 +101,7 @@ def _rows_max(src, at, width, count, dst, to, ninf):
 
 
 @jit(inline="always")
-def _rows_max_into(src, at, width, count, dst, to):
+def rows_max_into(src, at, width, count, dst, to):
     """dst[to + i] = max(dst[to + i], src[at + i]) (``count`` 1), or of the
     two rows from ``at`` (2), NaNs skipped."""
     if count == 1:
@@ -116,7 +116,7 @@ def _rows_max_into(src, at, width, count, dst, to):
 
 
 @jit(inline="always")
-def _windows_max(dst, to, count, buf, step, kw):
+def windows_max(dst, to, count, buf, step, kw):
     """dst[to + i] = max(buf[i * step + kx] for kx < kw), i < count, taps in
     order; buf holds no NaN. Called with a literal ``step`` (1, 2) so that
     LLVM vectorises the loads."""
@@ -169,18 +169,18 @@ def max_pool_2d_rows(start, stop, x, y, kh, kw, sh, sw, ph, pw, buf_len):
         r = max(y0, 0)
         r_end = min(y0 + kh, height)
         count = min(max(r_end - r, 0), 3)
-        _rows_max(src, (p * height + r) * width, width, count, buf, pw, ninf)
+        rows_max(src, (p * height + r) * width, width, count, buf, pw, ninf)
         r += count
         while r < r_end:
             count = min(r_end - r, 2)
-            _rows_max_into(src, (p * height + r) * width, width, count, buf, pw)
+            rows_max_into(src, (p * height + r) * width, width, count, buf, pw)
             r += count
         if sw == 1:
-            _windows_max(dst, row * out_w, out_w, buf, 1, kw)
+            windows_max(dst, row * out_w, out_w, buf, 1, kw)
         elif sw == 2:
-            _windows_max(dst, row * out_w, out_w, buf, 2, kw)
+            windows_max(dst, row * out_w, out_w, buf, 2, kw)
         else:
-            _windows_max(dst, row * out_w, out_w, buf, sw, kw)
+            windows_max(dst, row * out_w, out_w, buf, sw, kw)
         oh += 1
         if oh == out_h:
             oh = 0

@@ -9,6 +9,7 @@ import numpy as np
 
 from runtime.isa import AVG_ENTRY_BYTES, LUT_ENTRIES, WIDE_LUT_ENTRIES, Bcast, EltOp, Op, PoolMode, column
 from runtime.jit import jit
+from runtime.kernels.pool_loops import rows_max, rows_max_into, windows_max
 from runtime.qscheme import (
     HIGH_SHIFT,
     SHORT_SHIFTS,
@@ -97,77 +98,87 @@ def pool_widths(ins, x_act, y_act, abase, wgt32, wbase, err):
         src >>= 1
     if y_act.itemsize == 2:
         dst >>= 1
-    _pool_planes(ins, x_act[src:src + n_in], y_act[dst:dst + n_out], wgt32, table, avg)
+    x, y = x_act[src:src + n_in], y_act[dst:dst + n_out]
+    if not avg:  # the validator: MAX keeps the codes' width, lo and hi lie in their range
+        _max_planes(ins, x, y, -(1 << (8 * x_act.itemsize - 1)), (1 << (8 * x_act.itemsize - 1)) - 1)
+    else:
+        _avg_planes(ins, x, y, wgt32, table)
     return True
 
 
 @jit
-def _pool_planes(ins, x, y, wgt32, table, avg):
-    """POOL over the input planes ``x`` into the output planes ``y``, plane
-    by plane. MAX takes each output row's window rows' maximum first (one
-    contiguous pass per row in the input's own type, with unsigned indices,
-    which vectorises), then the columns': the windows clear of the padding
-    tap by tap over the row split by column phase (contiguous runs), the
-    others one by one (ResNet-50's 3x3 stride-2 tiles: 312 -> ~60 us)."""
+def _max_planes(ins, x, y, floor, ceiling):
+    """MAX POOL of codes in [``floor``, ``ceiling``] (the range of ``x``'s
+    and ``y``'s type, which holds ``lo`` and ``hi``), separably, with the
+    CPU max pool's loops (runtime.kernels.pool_loops): per output row, the
+    maximum of its window's input rows in one contiguous pass, its padding
+    columns set to ``floor`` (every window holds an element of the map: the
+    validator), then each window's maximum over that row, a literal stride
+    of 1 or 2 so that LLVM vectorises the loads, then the clamp. (Taking
+    the row's columns by phase in scalar loops before, SqueezeNet's three
+    pools took 1.7 ms a run, now 0.33 ms; Zen 3, one thread.)"""
+    channels, in_h, in_w = ins[P_C], ins[P_IN_H], ins[P_IN_W]
+    kh, kw, sh, sw = ins[P_KH], ins[P_KW], ins[P_SH], ins[P_SW]
+    top, left, bottom, right = ins[P_PT], ins[P_PL], in_h - ins[P_PB], in_w - ins[P_PR]
+    out_h, out_w = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
+    bounds = np.empty(3, x.dtype)
+    bounds[0], bounds[1], bounds[2] = floor, ins[P_LO], ins[P_HI]
+    low, lo, hi = bounds[0], bounds[1], bounds[2]
+    clamp = ins[P_LO] > floor or ins[P_HI] < ceiling
+    row = np.empty(in_w, x.dtype)
+    for ch in range(channels):
+        plane, out = ch * in_h * in_w, ch * out_h * out_w
+        for oy in range(out_h):
+            r, end = max(oy * sh, top), min(oy * sh + kh, bottom)
+            count = min(end - r, 3)
+            rows_max(x, plane + r * in_w, in_w, count, row, 0, low)
+            r += count
+            while r < end:
+                count = min(end - r, 2)
+                rows_max_into(x, plane + r * in_w, in_w, count, row, 0)
+                r += count
+            for xx in range(left):
+                row[xx] = low
+            for xx in range(right, in_w):
+                row[xx] = low
+            to = out + oy * out_w
+            if sw == 1:
+                windows_max(y, to, out_w, row, 1, kw)
+            elif sw == 2:
+                windows_max(y, to, out_w, row, 2, kw)
+            else:
+                windows_max(y, to, out_w, row, sw, kw)
+            if clamp:
+                for q in range(out_w):
+                    v = y[_u(to + q)]
+                    y[_u(to + q)] = min(max(v, lo), hi)
+
+
+@jit
+def _avg_planes(ins, x, y, wgt32, table):
+    """AVG POOL over the input planes ``x`` into the output planes ``y``:
+    each window's sum of its elements clear of the padding, less the zero
+    point, rescaled by its count's PARAM record (checked by the caller)."""
     channels, in_h, in_w = ins[P_C], ins[P_IN_H], ins[P_IN_W]
     kh, kw, sh, sw = ins[P_KH], ins[P_KW], ins[P_SH], ins[P_SW]
     top, left, bottom, right = ins[P_PT], ins[P_PL], in_h - ins[P_PB], in_w - ins[P_PR]
     out_h, out_w = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
     x_zero, out_zero, lo, hi = ins[P_XZ], ins[P_OZ], ins[P_LO], ins[P_HI]
-    row = np.empty(in_w, x.dtype)
-    cols = np.empty(out_w, x.dtype)
-    pitch = (in_w + sw - 1) // sw
-    phases = np.empty(sw * pitch, x.dtype)
-    width = _u(in_w)
-    inner0 = min((left + sw - 1) // sw, out_w)  # the output columns whose windows lie in [left, right)
-    inner1 = max(min((right - kw) // sw + 1, out_w), inner0)
     for ch in range(channels):
         plane = x[ch * in_h * in_w:(ch + 1) * in_h * in_w]
         out = y[ch * out_h * out_w:(ch + 1) * out_h * out_w]
         for oy in range(out_h):
             y0, y1 = max(oy * sh, top), min(oy * sh + kh, bottom)
-            if avg:
-                for ox in range(out_w):
-                    x0, x1 = max(ox * sw, left), min(ox * sw + kw, right)
-                    at = table + AVG_WORDS * ((y1 - y0) * (x1 - x0) - 1)
-                    total = -x_zero * (y1 - y0) * (x1 - x0)
-                    for yy in range(y0, y1):
-                        line = _u(yy * in_w)
-                        for xx in range(_u(x0), _u(x1)):
-                            total += np.int64(plane[line + xx])
-                    v = rescale(total, np.int64(wgt32[at]), np.int64(wgt32[at + 1])) + out_zero
-                    out[oy * out_w + ox] = min(max(v, lo), hi)
-                continue
-            first = _u(y0) * width
-            for xx in range(width):
-                row[xx] = plane[first + xx]
-            for yy in range(y0 + 1, y1):
-                line = _u(yy) * width
-                for xx in range(width):
-                    row[xx] = max(row[xx], plane[line + xx])
-            o = oy * out_w
-            for s_ in range(sw):  # the row's columns by phase modulo sw: every tap of the inner windows is one run
-                at = _u(s_ * pitch)
-                for j in range(_u((in_w - s_ + sw - 1) // sw)):
-                    phases[at + j] = row[j * _u(sw) + _u(s_)]
-            inner = _u(inner1 - inner0)
-            for kx in range(kw):
-                at = _u((kx % sw) * pitch + inner0 + kx // sw)
-                if kx == 0:
-                    for q in range(inner):
-                        cols[q] = phases[at + q]
-                else:
-                    for q in range(inner):
-                        cols[q] = max(cols[q], phases[at + q])
-            for q in range(inner):
-                out[_u(o + inner0) + q] = min(max(np.int64(cols[q]), lo), hi)
-            for e in range(out_w - (inner1 - inner0)):  # the windows that reach into the padding
-                ox = e if e < inner0 else e + inner1 - inner0
+            for ox in range(out_w):
                 x0, x1 = max(ox * sw, left), min(ox * sw + kw, right)
-                v = np.int64(row[x0])
-                for xx in range(x0 + 1, x1):
-                    v = max(v, np.int64(row[xx]))
-                out[o + ox] = min(max(v, lo), hi)
+                at = table + AVG_WORDS * ((y1 - y0) * (x1 - x0) - 1)
+                total = -x_zero * (y1 - y0) * (x1 - x0)
+                for yy in range(y0, y1):
+                    line = _u(yy * in_w)
+                    for xx in range(_u(x0), _u(x1)):
+                        total += np.int64(plane[line + xx])
+                v = rescale(total, np.int64(wgt32[at]), np.int64(wgt32[at + 1])) + out_zero
+                out[oy * out_w + ox] = min(max(v, lo), hi)
 
 
 @jit

@@ -148,12 +148,13 @@ def as_load(space, addr, array):
     return space, addr, np.concatenate([raw, np.zeros(padded(raw.size) - raw.size, np.uint8)])
 
 
-def check_pool(rng, mode, bits, c, in_hw, kernel, stride, pads):
-    """One POOL of random values against the Python-integer oracle."""
+def check_pool(rng, mode, bits, c, in_hw, kernel, stride, pads, bounds=None):
+    """One POOL of random values against the Python-integer oracle;
+    ``bounds`` (lo, hi), by default a little inside the output's range."""
     (in_h, in_w), (kh, kw), (sh, sw), (top, bottom, left, right) = in_hw, kernel, stride, pads
     x = values(rng, bits, (c, in_h, in_w))
     out_bits = bits if mode == PoolMode.MAX else int(rng.choice([8, 16]))
-    lo, hi = -(1 << (out_bits - 1)) + 3, (1 << (out_bits - 1)) - 5
+    lo, hi = bounds or (-(1 << (out_bits - 1)) + 3, (1 << (out_bits - 1)) - 5)
     x_zero, out_zero = (int(rng.integers(-4, 5)), int(rng.integers(-4, 5))) if mode == PoolMode.AVG else (0, 0)
     table = np.zeros((kh * kw, 2), np.int32)
     table[:, 0] = rng.integers(1 << 30, 1 << 31, kh * kw)

@@ -39,6 +39,17 @@ def test_pool_on_realistic_tiles(mode, bits, c, in_hw, kernel, stride, pads):
     check_pool(np.random.default_rng(7), mode, bits, c, in_hw, kernel, stride, pads)
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("bounds", [None, "type", "narrow"])
+@pytest.mark.parametrize("kernel, stride, pads", [((3, 3), (2, 2), (0, 0, 0, 0)), ((2, 4), (1, 3), (1, 0, 2, 1))])
+def test_max_pool_clamps(bits, bounds, kernel, stride, pads):
+    """A MAX POOL's clamp: none (lo and hi the codes' range), a little
+    inside it, or a narrow one (a fused ReLU's), with and without padding."""
+    floor, ceiling = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    bounds = {None: None, "type": (floor, ceiling), "narrow": (-3, 40)}[bounds]
+    check_pool(np.random.default_rng(bits), PoolMode.MAX, bits, 6, (13, 17), kernel, stride, pads, bounds)
+
+
 @pytest.mark.parametrize("channels, mode", [(64, PoolMode.MAX), (2, PoolMode.MAX), (64, PoolMode.AVG)])
 def test_a_large_max_pool_runs_as_planes_on_the_pool(channels, mode):
     """runtime.sim.phased's PLANES phase: a max POOL of at least PLANES_MIN
