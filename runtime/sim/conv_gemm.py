@@ -124,8 +124,10 @@ SHORT_RUN = 8
 """Runs of pixels with consecutive origins shorter than this (a column
 stride's: every run is one pixel) are packed pixel by pixel inline."""
 
-KEY, HELD_AT = 8, 10
-"""Where the key of the packed patches and the ``held`` states lie in ``GemmPlans.work``."""
+KEY, HELD_AT, PEER = 8, 10, 14
+"""Where the key of the packed patches, the ``held`` states and the other
+set's key (``second_set``; an empty key when there is none) lie in
+``GemmPlans.work``."""
 
 PATCH_KEY = 14
 """Length of the key of the packed patches (``same_patches``): whether it
@@ -201,8 +203,10 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
             np.zeros(max(int(at[-1, 4]), 1), np.int64), np.zeros(max(int(at[-1, 4]), 1), np.int64),
             np.zeros(need["xt"], np.uint32), np.zeros(PATCH_KEY, np.int64), at,
             np.zeros(len(rows), np.uint8), np.zeros(max(int(at[-1, 0]), 1), np.uint32),
-            np.zeros(max(int(at[-1, 1]), 1), np.uint8), np.zeros(max(int(at[-1, 2]), 1), np.int64))
-    assert work[KEY].shape == (PATCH_KEY,) and work[HELD_AT].dtype == np.uint8, "KEY and HELD_AT name their buffers"
+            np.zeros(max(int(at[-1, 1]), 1), np.uint8), np.zeros(max(int(at[-1, 2]), 1), np.int64),
+            np.zeros(PATCH_KEY, np.int64))
+    assert work[KEY].shape == work[PEER].shape == (PATCH_KEY,) and work[HELD_AT].dtype == np.uint8, \
+        "KEY, HELD_AT and PEER name their buffers"
     for j, r in enumerate(rows):
         geometry(prog[r], *plan_geometry(work, j))
     kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
@@ -212,6 +216,20 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
         _, _, _, kc, _, nr = (int(v) for v in plan_shape(templates[j]))
         shapes[j] = (size, steps, kc, nr, steps * roundup(size, UNIT), int(prog[r, C_MODE]) & 2 == 2)
     return GemmPlans(index, templates, kernels, work, shapes)
+
+
+def second_set(work: tuple) -> tuple[tuple, tuple]:
+    """Two sets of the working buffers for planned CONVs that run at once
+    on two threads (runtime/sim/groups.py): each its own packed B, sums,
+    row offsets, pixel-major tile and key of the packed patches, both the
+    plans' geometry and packed weights (a plan runs on one set at a time).
+    Each set's ``PEER`` is the other's key: a write to ACT is reported to
+    both (``report_written``). Returns (the first set, the second)."""
+    mine = np.zeros(PATCH_KEY, np.int64)
+    first = work[:PEER] + (mine,)
+    second = (work[0], np.zeros_like(work[1]), np.zeros_like(work[2]), np.zeros_like(work[3]), work[4], work[5],
+              work[6], np.zeros_like(work[7]), mine, work[9], work[10], work[11], work[12], work[13], work[KEY])
+    return first, second
 
 
 # ---------------------------------------------------------------- Numba
@@ -349,6 +367,17 @@ def act_written(key, lo, hi):
 
 
 @jit
+def report_written(work, lo, hi):
+    """ACT bytes [lo, hi) were written: to the key of each set of working
+    buffers. (The other set's thread may be packing at the time; only
+    patches of bytes this write does not touch can be, as every reader of
+    written bytes waits for the writer, so at worst a key is cleared that
+    need not be.)"""
+    act_written(work[KEY], lo, hi)
+    act_written(work[PEER], lo, hi)
+
+
+@jit
 def same_bytes(data, seen):
     """Whether ``data`` equals the first bytes of ``seen`` (both contiguous
     uint8), compared in full: as 8-byte words, 512 bytes per early exit, so
@@ -463,7 +492,7 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
     (plan, sums [out_c * P], whether B holds the patches): the GEMM writes
     ``sums``, which is ACC itself for FIRST and MIDDLE (in place) and holds
     ACC's values for LAST."""
-    a, offsets, b, c, _, _, _, xt, key, at, held, a_store, w_store, sum_store = work
+    a, offsets, b, c, _, _, _, xt, key, at, held, a_store, w_store, sum_store, _ = work
     offs, origins, runs = plan_geometry(work, g)
     m, size, steps, kc, mr, nr = plan_shape(tmpl)
     in_c, taps = ins[C_IN_C], ins[C_KH] * ins[C_KW]

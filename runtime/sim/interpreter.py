@@ -107,10 +107,9 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
     (err: kind, index, value, then the row). CONVs with a GEMM plan
     (``gemm_index`` >= 0, runtime/sim/conv_gemm.py) run on it, other CONVs,
     POOL, ELTWISE, LUT, MATMUL and SOFTMAX through ``handlers`` (runtime.sim.handlers.handler_table);
-    every write to ACT is reported to the plans' key of packed patches
-    (``conv_gemm.act_written``)."""
+    every write to ACT is reported to the plans' keys of packed patches
+    (``conv_gemm.report_written``)."""
     n = order.shape[0]
-    key = gemm_work[GEMM_KEY]
     redirected = prog.shape[1] > REDIRECT
     d8, d32, d64 = dram_views(dram)
     while pos < n:
@@ -164,6 +163,6 @@ def interpret(prog, order, pos, slot, large, dram, w8, w16, w32, w64, wu8, a8, a
             call_handler(entry, ins, wu8, au8, cu8, wb, ab, cb, err)
         first, end = act_bytes(ins)
         if end > first:
-            conv_gemm.act_written(key, ab + first, ab + end)
+            conv_gemm.report_written(gemm_work, ab + first, ab + end)
         pos += 1
     return n

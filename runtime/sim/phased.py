@@ -24,6 +24,11 @@ Here a run of the card's order is cut, once, into phases (:func:`stretches`):
   (the segment before it checks the CONV's PARAM records). Until 2026-11
   these went back to Python (runtime.sim.conv.run_large) and over the pool
   from there, ~30 us a CONV: MobileNetV2 and PP-LCNet have 13 to 17.
+* ``GROUPS`` (a chunk per group, taken in order): a segment's
+  instructions cut into groups that run two at a time, each waiting for
+  the groups it depends on (runtime/sim/groups.py; ``FIRST`` and ``END``
+  are group numbers), between a segment that reports the previous pooled
+  CONV's output and one that prepares the next;
 * ``PLANES`` (a chunk per run of channels): a large max POOL, each chunk
   the same POOL over its channels
   (the instruction with its channel count and addresses moved to the
@@ -50,12 +55,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.atomics import fetch_add
+from runtime.atomics import cpu_relax, fetch_add, load_acquire
 from runtime.gemm.tasks import TASKS, plan_shape, run_planned
 from runtime.isa import COL_OPCODE, Op, PoolMode
 from runtime.jit import jit
 from runtime.parallel import (
     ALONE,
+    CALLER,
     FINISHED,
     P_FAILED,
     WORKER,
@@ -67,16 +73,16 @@ from runtime.parallel import (
     phase_set_count,
     phase_wait,
 )
-from runtime.sim import conv8, conv_gemm, handlers
+from runtime.sim import conv8, conv_gemm, groups, handlers
 from runtime.sim.conv import DEPTHWISE8, kernel_kind
 from runtime.sim.epilogue import C_IN, C_MODE, C_OUT_C, C_PARAM
 from runtime.sim.handlers import call_handler, pool_entry
-from runtime.sim.interpreter import FROM_DRAM, GEMM_KEY, REDIRECT, act_bytes, dram_views, interpret
+from runtime.sim.interpreter import FROM_DRAM, REDIRECT, act_bytes, dram_views, interpret
 from runtime.sim.params import check_conv_records
 from runtime.sim.vector import P_C, P_IN, P_IN_BITS, P_IN_H, P_IN_W, P_KH, P_KW, P_MODE, P_OUT, P_OUT_BITS, P_SH, P_SW
 from runtime.unlinked import call_unlinked
 
-SEGMENT, PACK, PRODUCTS, CHANNELS, PLANES = 0, 1, 2, 3, 4
+SEGMENT, PACK, PRODUCTS, CHANNELS, PLANES, GROUPS = 0, 1, 2, 3, 4, 5
 PLANES_MIN = 1 << 16
 """Input elements from which a max POOL is a PLANES phase (a barrier costs
 ~1 us; 2^16 bytes of max pool ~10-15 us on one thread). ResNet-10 at 32 x
@@ -87,11 +93,12 @@ KIND, FIRST, END, AFTER, ROW = range(5)
 first (-1: none), the pooled CONV it prepares last or a PACK / PRODUCTS
 phase runs, the CONV or POOL a CHANNELS or PLANES phase runs (-1: none)."""
 
-STATUS, FAILED_AT = 0, 1
+STATUS, FAILED_AT, SEQ = 0, 1, 2
 """Slots of a run's control array: 0, or what failed (BAD_PARAM: the
 interpreter's or a CONV's PARAM records, ``err`` says which; STOPPED: the
 interpreter stopped where it should not have); the position in the order
-of the failure."""
+of the failure; the number of the stretch being run (what a group's done
+flag holds once it is done in this run)."""
 BAD_PARAM, STOPPED = 1, 2
 
 
@@ -172,24 +179,32 @@ def shares_work(phases: np.ndarray) -> bool:
 @jit
 def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, slot, large, dram, w8, w16, w32, w64,
              wu8, a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels, gemm_work,
-             handlers, shapes):
+             handlers, shapes, grouped):
     """A phased driver (runtime.parallel.run_phases) over ``phases`` (a
     table of :func:`stretches`) from ``first``: returns FINISHED, or the
     phase whose wait ran out (the caller comes back there). ``ctl`` and
     ``plan`` hold what the segment that prepares a CONV hands the phases
     after it (its plan with the addresses; the phases' chunk counts go into
     ``team``); on a failure ``ctl[STATUS]`` says what, and every thread
-    stops."""
+    stops. ``grouped``: the GROUPS phases' groups (their table, rows, done
+    flags, outcomes and positions) and the second set of working buffers
+    with its ``err`` and ``pad``."""
     phase_begin(team, state, role)
     for i in range(first, phases.shape[0]):
         kind = phases[i, KIND]
-        count = 1 if kind == SEGMENT else phase_count(team, i)
-        chunk = phase_claim(team, i, count, role)
+        count = 1 if kind == SEGMENT else phases[i, END] - phases[i, FIRST] if kind == GROUPS else \
+            phase_count(team, i)
+        claimer = CALLER if kind == GROUPS else role  # groups are taken in order, from the front
+        chunk = phase_claim(team, i, count, claimer)
         while chunk >= 0:
             if kind == SEGMENT:
                 _segment(team, i, phases[i], ctl, plan, parts, prog, order, slot, large, dram, w8, w16, w32, w64, wu8,
                          a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels,
                          gemm_work, handlers, shapes)
+            elif kind == GROUPS:
+                _group(phases[i, FIRST], phases[i, FIRST] + chunk, ctl, prog, slot, large, dram, w8, w16, w32, w64,
+                       wu8, a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels,
+                       gemm_work, handlers, grouped)
             else:
                 row = phases[i, ROW]
                 g = gemm_index[row]
@@ -212,9 +227,11 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
                     _products(chunk, plan, ins, g, gemm_kernels, gemm_work, shapes, a8, a16, s * strides[1], w32,
                               s * strides[0], c32, s * strides[2])
             phase_done(team, i)
-            chunk = phase_claim(team, i, count, role)
+            chunk = phase_claim(team, i, count, claimer)
         if role != ALONE and not phase_wait(team, i, count):
             return -1 if role == WORKER else i
+        if kind == GROUPS:
+            _groups_failed(team, ctl, phases[i, FIRST], phases[i, END], err, grouped)
         if ctl[STATUS] != 0:
             return -1 if role == WORKER else FINISHED
     phase_end(team, state, role)
@@ -229,13 +246,12 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
     array: each phase's count is fixed before any thread reads it, where a
     shared slot let a thread late to one phase read the next CONV's count
     and claim a chunk of products twice)."""
-    key = gemm_work[GEMM_KEY]
     after = phase[AFTER]
     if after >= 0:
         first, end = act_bytes(prog[after])
         if end > first:
             base = slot[after] * strides[1]
-            conv_gemm.act_written(key, base + first, base + end)
+            conv_gemm.report_written(gemm_work, base + first, base + end)
     start, stop = phase[FIRST], phase[END]
     if stop > start:
         done = call_unlinked(interpret, (prog, order[start:stop], np.int64(0), slot, large, dram, w8, w16, w32, w64,
@@ -278,6 +294,58 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
     panels = (size + nr - 1) // nr
     phase_set_count(team, i + 1, 0 if packed else min(panels, parts))
     phase_set_count(team, i + 2, prepared[TASKS])
+
+
+@jit
+def _group(low, g, ctl, prog, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16, au8, c32, c64, cu8, strides, err,
+           pad, gemm_index, gemm_plans, gemm_kernels, gemm_work, handlers, grouped):
+    """Group ``g`` of a GROUPS phase whose first group is ``low``
+    (runtime/sim/groups.py): wait until the group before it on its set of
+    working buffers (``g - 2``) and the group of the other set it needs are
+    done in this run, interpret its rows with its set (``g % 2``), record
+    the outcome, then flag it done. It does not run if the group before it
+    on its set did not finish (that one's failure stands, and its set's
+    ``err`` with it)."""
+    table, rows, done, outcome, where, work1, err1, pad1 = grouped
+    seq = ctl[SEQ]
+    before, need = g - 2, table[g, groups.NEED]
+    for d in (before, need):
+        if d >= low:
+            while load_acquire(done, d) != seq:
+                cpu_relax()
+    result = groups.OK
+    if before >= low and outcome[before] != groups.OK:
+        result = groups.SKIPPED
+    else:
+        start, stop = table[g, groups.START], table[g, groups.END]
+        if g % 2 == 0:
+            ran = call_unlinked(interpret, (prog, rows[start:stop], np.int64(0), slot, large, dram, w8, w16, w32, w64,
+                                            wu8, a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index,
+                                            gemm_plans, gemm_kernels, gemm_work, handlers))
+        else:
+            ran = call_unlinked(interpret, (prog, rows[start:stop], np.int64(0), slot, large, dram, w8, w16, w32, w64,
+                                            wu8, a8, a16, au8, c32, c64, cu8, strides, err1, pad1, gemm_index,
+                                            gemm_plans, gemm_kernels, work1, handlers))
+        if ran != stop - start:
+            result = groups.FAILED if ran < 0 else groups.STOPPED
+            where[g] = start + (-ran - 1 if ran < 0 else ran)
+    outcome[g] = result
+    fetch_add(done, g, seq - done[g])  # publishes the outcome and every byte the group wrote
+
+
+@jit
+def _groups_failed(team, ctl, low, high, err, grouped):
+    """After every group of a GROUPS phase [low, high) is done: the
+    earliest that failed (every one before it ran), as a segment's failure
+    (its set's ``err``; ``FAILED_AT`` its position among the groups' rows).
+    Every thread finds the same."""
+    outcome, where, err1 = grouped[3], grouped[4], grouped[6]
+    for g in range(low, high):
+        if outcome[g] == groups.FAILED or outcome[g] == groups.STOPPED:
+            if g % 2 == 1:
+                err[:] = err1
+            _stop(team, ctl, BAD_PARAM if outcome[g] == groups.FAILED else STOPPED, where[g])
+            return
 
 
 @jit(inline="always")

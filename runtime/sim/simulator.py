@@ -46,7 +46,7 @@ from runtime.isa.validate import queue_masks
 from runtime.jit import compiled_entry
 from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
-from runtime.sim import conv_gemm, forward, lanes, phased
+from runtime.sim import conv_gemm, forward, groups, lanes, phased
 from runtime.sim.errors import SimulatorError
 from runtime.sim.handlers import handler_table, run_here
 from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
@@ -163,17 +163,83 @@ class _CardRun:
     _span_args: tuple | None = field(init=False, repr=False, default=None)
     """(span, DRAM, the interpreter's arguments for them): the last one-segment
     stretch's call, gathered once (a small model's run is that call, run after run)."""
+    grouped: tuple = field(init=False, repr=False)
+    """The GROUPS phases' groups (runtime.sim.phased.run_card's ``grouped``:
+    table, rows, done flags, outcomes, failure positions, the second set of
+    GEMM working buffers, its ``err`` and ``pad``), planned at Init
+    (:meth:`plan_groups`)."""
+    _touches: groups.Touches | None = field(init=False, repr=False, default=None)
+    _tables: list = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self):
-        mem, gemm = self.memory, self.gemm
         self.code = self.prog
         self.err = np.zeros(4, np.int64)
-        self.ctl = np.zeros(2, np.int64)
+        self.ctl = np.zeros(3, np.int64)
         self.plan = np.zeros(conv_gemm.PLAN_SIZE, np.int64)
+        self._gather()
+        self.grouped = (np.zeros((0, 3), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                        np.zeros(0, np.int64), np.zeros(0, np.int64), self.gemm.work, self.err,
+                        np.zeros(8, np.uint8))
+
+    def _gather(self) -> None:
+        """The interpreter's arguments after ``dram``."""
+        mem, gemm = self.memory, self.gemm
         strides = np.array([mem.wgt.stride, mem.act.stride, mem.acc.stride], np.int64)
         self.state = (mem.wgt.i8, mem.wgt.i16, mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16,
                       mem.act.u8, mem.acc.i32, mem.acc.i64, mem.acc.u8, strides, self.err, np.zeros(8, np.uint8),
                       gemm.index, gemm.templates, gemm.kernels, gemm.work, self.handlers)
+
+    def plan_groups(self, orders: Sequence[np.ndarray], config: HardwareConfig) -> None:
+        """Work out the stretches of ``orders`` (the lane's epochs, run
+        after run), cutting the segments that pay into GROUPS phases
+        (runtime/sim/groups.py); with any, the second set of working
+        buffers. At Init, before any run: the arguments gathered here are
+        the ones every later call uses."""
+        if parallel.NUM_THREADS < 2 or not np.any(self.gemm.index >= 0):
+            return
+        self._touches = groups.Touches(self.code, self.prog, self.slot, config)
+        for order in orders:
+            self.stretches(order)
+        self._touches = None
+        if not self._tables:
+            return
+        tables, rows, offset, base = [], [], 0, 0
+        for table, grouped in self._tables:
+            table = table.copy()
+            table[:, :2] += offset
+            table[:, groups.NEED] = np.where(table[:, groups.NEED] >= 0, table[:, groups.NEED] + base, -1)
+            tables.append(table)
+            rows.append(grouped)
+            offset += grouped.size
+            base += table.shape[0]
+        first, second = conv_gemm.second_set(self.gemm.work)
+        self.gemm.work = first
+        self._gather()
+        count = base
+        self.grouped = (np.concatenate(tables), np.concatenate(rows), np.zeros(count, np.int64),
+                        np.zeros(count, np.int64), np.zeros(count, np.int64), second, np.zeros(4, np.int64),
+                        np.zeros(8, np.uint8))
+
+    def _cut(self, phases: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """``phases`` with each SEGMENT that pays cut into a GROUPS phase
+        between a segment that reports the previous pooled CONV's output and
+        one that prepares the next (group numbers count on from the groups
+        planned so far)."""
+        out = []
+        for row in phases.tolist():
+            kind, first, end, after, conv = row
+            found = None
+            if kind == phased.SEGMENT and end > first:
+                found = groups.split(self.prog, self.code, order, first, end, self._touches, self.gemm.index,
+                                     SLOW_KERNEL_FACTOR)
+            if found is None:
+                out.append(row)
+                continue
+            low = sum(table.shape[0] for table, _ in self._tables)
+            self._tables.append(found)
+            out += [[phased.SEGMENT, first, first, after, -1], [phased.GROUPS, low, low + found[0].shape[0], -1, -1],
+                    [phased.SEGMENT, end, end, -1, conv]]
+        return np.array(out, np.int64).reshape(-1, 5)
 
     def stretches(self, order: np.ndarray) -> list[tuple]:
         """``order``'s stretches (runtime.sim.phased.stretches) as (phase
@@ -186,6 +252,8 @@ class _CardRun:
             return known[1]
         found = []
         for phases, python in phased.stretches(self.prog, order, self.gemm.index, self.large, self.handlers):
+            if self._touches is not None:
+                phases = self._cut(phases, order)
             first, end = int(phases[0, phased.FIRST]), int(phases[0, phased.END])
             span = None
             if phases.shape[0] == 1:
@@ -223,12 +291,13 @@ class _CardRun:
             done = entry(*known[2])
             return 0 if done == span.shape[0] else self.stopped(phases, done)
         args = (phases, self.ctl, self.plan, PACK_PARTS, self.code, order, self.slot, self.large, dram, *self.state,
-                self.gemm.shapes)
+                self.gemm.shapes, self.grouped)
         driver = self._driver
         if driver is None:
             team = np.zeros(1, np.int64)
             driver = self._driver = compiled_entry(phased.run_card, (team, team, 0, 0, *args))
         self.ctl[phased.STATUS] = 0
+        self.ctl[phased.SEQ] += 1
         parallel.run_phases(driver, phases.shape[0], *args, alone=alone)
         return int(self.ctl[phased.STATUS])
 
@@ -265,11 +334,15 @@ class Simulator:
                 run.code = code
                 plans = run.gemm.index[(code[:, forward.REDIRECT] == forward.FROM_DRAM) & (run.gemm.index >= 0)]
                 run.gemm.work[conv_gemm.HELD_AT][plans] = conv_gemm.CONSTANT  # packed once, never compared
+        for phase in self._phases:
+            for lane in phase:
+                lane.run.plan_groups(lane.epochs, config)
         self._epochs = [max(len(lane.epochs) for lane in phase) for phase in self._phases]
         self._sram = [view for memory in self._memory.values() for view in memory.reachable(self._extents)
                       if view.size]
         """The SRAM a run zeroes first (runtime.sim.memory.CardMemory.reachable)."""
-        self._patch_keys = [lane.run.gemm.work[GEMM_KEY] for phase in self._phases for lane in phase]
+        self._patch_keys = [lane.run.gemm.work[key] for phase in self._phases for lane in phase
+                            for key in (GEMM_KEY, conv_gemm.PEER)]
         self._single = None
         """(lane, its rows) where the whole program is one lane of one epoch
         in one phase (a one-card program of one cluster: the usual binary),
@@ -485,7 +558,7 @@ class Simulator:
             first, end = act_bytes(run.prog[row])
             if end > first:
                 base = mem.act.stride * int(run.slot[row])
-                conv_gemm.act_written(gemm.work[GEMM_KEY], base + int(first), base + int(end))
+                conv_gemm.report_written(gemm.work, base + int(first), base + int(end))
 
     def _stopped(self, run: _CardRun, status: int) -> None:
         """The error of a stretch that returned ``status`` (not 0)."""
