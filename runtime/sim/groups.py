@@ -173,13 +173,11 @@ def split(prog: np.ndarray, code: np.ndarray, order: np.ndarray, first: int, end
     if count < 2:
         return None
     at = touches.of(rows)
-    if at.size > MAX_TOUCHES:
+    if at.size > MAX_TOUCHES or cost(prog, rows, touches, planned, slow) < MIN_SEGMENT_NS:
         return None
     members = _hoist(prog, rows, cuts, touches)
     work = np.array([cost(prog, group, touches, planned, slow) for group in members])
     serial = float(work.sum())
-    if serial < MIN_SEGMENT_NS:
-        return None
     sizes = np.array([group.size for group in members], np.int64)
     grouped = np.concatenate(members)
     group_of = np.zeros(prog.shape[0], np.int64)
