@@ -115,8 +115,15 @@ constant bytes (a CONV runtime/sim/forward.py redirects, marked at Init),
 not packed yet; packed, and held for good (nothing writes those bytes after
 Init, so no compare)."""
 
-SERIAL_PACK_WORDS = 1 << 16
-"""B operands of more lanes than this are packed over the pool (a PACK phase, runtime.sim.phased)."""
+SERIAL_PACK_WORDS = 1 << 13
+"""B operands of more lanes than this are packed over the pool (a PACK
+phase, runtime.sim.phased); the segment that prepares the CONV packs the
+others on its one thread. (At 2^16 SqueezeNet's stem tiles, windows of
+stride 2 packed pixel by pixel, took ~150 us each there and its
+16 x 1815 x 128 tile 160 us, while the other thread waited. Run_sw,
+in-process A/B of 2^13 against 2^16, Zen 3, 2 threads: ResNet-50 0.95,
+SqueezeNet 0.95-0.96, ResNet-10 0.97, MobileNetV2 0.98, PP-LCNet 0.99,
+MobileNetV2 at 96 x 96 1.02.)"""
 
 FLIP = np.uint32(0x80808080)
 
@@ -156,7 +163,8 @@ class GemmPlans:
     work: tuple
     shapes: np.ndarray
     """A row per plan (int64, for Numba): pixels, reduction steps, kc, nr,
-    B's lanes, whether the sums go to ACC."""
+    B's lanes, whether the sums go to ACC, whether a pooled CONV's segment
+    packs its patches itself (at most ``SERIAL_PACK_WORDS`` lanes)."""
 
 
 def eligible(ins: np.ndarray) -> bool:
@@ -210,11 +218,12 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
     for j, r in enumerate(rows):
         geometry(prog[r], *plan_geometry(work, j))
     kernels = kernel_addresses(isa, "u8s8") if rows else np.zeros(1, np.int64)
-    shapes = np.zeros((len(rows), 6), np.int64)
+    shapes = np.zeros((len(rows), 7), np.int64)
     for j, r in enumerate(rows):
         _, size, _, steps = _dims(prog[r])
         _, _, _, kc, _, nr = (int(v) for v in plan_shape(templates[j]))
-        shapes[j] = (size, steps, kc, nr, steps * roundup(size, UNIT), int(prog[r, C_MODE]) & 2 == 2)
+        lanes = steps * roundup(size, UNIT)
+        shapes[j] = (size, steps, kc, nr, lanes, int(prog[r, C_MODE]) & 2 == 2, lanes <= SERIAL_PACK_WORDS)
     return GemmPlans(index, templates, kernels, work, shapes)
 
 

@@ -278,14 +278,14 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
         return
     ins = prog[row]
     s = slot[row]
-    size, nr, lanes = shapes[g, 0], shapes[g, 3], shapes[g, 4]
+    size, nr = shapes[g, 0], shapes[g, 3]
     wgt, wgt8, wgt32, wgt64, wgt_base = wu8, w8, w32, w64, s * strides[0]
     if _from_dram(prog, ins):  # its weights and records in DRAM, from 0
         wgt8, wgt32, wgt64 = dram_views(dram)
         wgt, wgt_base = dram, np.int64(0)
     ok, prepared, _, packed = call_unlinked(conv_gemm.prepare_checked, (
         ins, g, gemm_plans[g], au8, s * strides[1], wgt, wgt8, wgt32, wgt64, wgt_base, c32, s * strides[2],
-        gemm_work, lanes <= conv_gemm.SERIAL_PACK_WORDS, err))
+        gemm_work, shapes[g, 6] != 0, err))
     if not ok:
         err[3] = row
         _stop(team, ctl, BAD_PARAM, stop)
