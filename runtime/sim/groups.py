@@ -62,6 +62,15 @@ MAX_TOUCHES, BLOCK = 4096, 512
 (the dependency test compares every pair, ``BLOCK`` rows at a time)."""
 
 COMPUTE = np.array([Op.CONV, Op.POOL, Op.ELTWISE, Op.LUT, Op.MATMUL, Op.SOFTMAX], np.int64)
+TOUCH_NOTHING = np.array([Op.NOP_LOAD, Op.NOP_COMPUTE, Op.NOP_STORE, Op.SYNC, Op.END], np.int64)
+"""Whose bytes ``footprints`` knows: LOAD, STORE and ``COMPUTE``'s touch
+the bytes it names, these none. A program with another opcode is not cut."""
+
+
+def known(prog: np.ndarray) -> bool:
+    """Whether every instruction of ``prog`` is one ``footprints`` covers."""
+    ops = prog[:, COL_OPCODE]
+    return bool(np.isin(ops, np.concatenate([COMPUTE, TOUCH_NOTHING, [Op.LOAD, Op.STORE]])).all())
 
 
 class Touches:

@@ -195,7 +195,7 @@ class _CardRun:
         (runtime/sim/groups.py); with any, the second set of working
         buffers. At Init, before any run: the arguments gathered here are
         the ones every later call uses."""
-        if parallel.NUM_THREADS < 2 or not np.any(self.gemm.index >= 0):
+        if parallel.NUM_THREADS < 2 or not np.any(self.gemm.index >= 0) or not groups.known(self.prog):
             return
         self._touches = groups.Touches(self.code, self.prog, self.slot, config)
         for order in orders:
