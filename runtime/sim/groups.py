@@ -41,8 +41,10 @@ from runtime.sim.interpreter import FROM_DRAM, REDIRECT, UNREAD
 from runtime.sim.timing import conv_work
 
 START, END, NEED = range(3)
-"""Columns of a group table: the group's positions [START, END) in the
-card run's order, the group of the other set it waits for (-1: none)."""
+"""Columns of a group table: where the group's rows lie, [START, END), in
+the groups' rows (each group's in program order, one group after
+another: ``split``), and the group of the other set it waits for (-1:
+none)."""
 
 OK, FAILED, STOPPED, SKIPPED = 0, 1, 2, 3
 """A group's outcome in a run: ran; a bad PARAM value; the interpreter
