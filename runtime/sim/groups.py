@@ -12,7 +12,7 @@ A segment is cut into *groups*: the LOADs before an instruction that
 computes, that instruction, and the STOREs and NOPs after it. Group ``g``
 depends on an earlier group ``f`` when one of them writes a byte the other
 reads or writes (WGT, ACT and ACC of each cluster, and DRAM, by the sizes
-the validator bounds: runtime.isa.validate.footprints). Groups alternate
+the validator bounds: runtime.isa.footprints). Groups alternate
 between two *sets* of the GEMM's working buffers (``g % 2``,
 runtime.sim.conv_gemm.second_set), so group ``g`` also waits for ``g - 2``,
 which used its set before it; of the groups of the other set it depends
@@ -36,7 +36,7 @@ import numpy as np
 
 from runtime.hardware import HardwareConfig
 from runtime.isa import COL_OPCODE, Op
-from runtime.isa.validate import DRAM, footprints
+from runtime.isa.footprints import DRAM, footprints
 from runtime.sim.interpreter import FROM_DRAM, REDIRECT, UNREAD
 from runtime.sim.timing import conv_work
 
@@ -113,6 +113,12 @@ def bounds(ops: np.ndarray) -> np.ndarray:
     return np.array(starts + [ops.size], np.int64)
 
 
+def clash(buffer, first, end, written, buffer2, first2, end2, written2) -> np.ndarray:
+    """Whether touches conflict, element by element (broadcast): the same
+    buffer, overlapping bytes, a write on either side."""
+    return (buffer == buffer2) & (first < end2) & (first2 < end) & (written | written2)
+
+
 def needs(group: np.ndarray, buffer: np.ndarray, first: np.ndarray, end: np.ndarray, written: np.ndarray,
           count: int) -> np.ndarray:
     """For each of ``count`` groups, the last earlier group of the other
@@ -121,8 +127,7 @@ def needs(group: np.ndarray, buffer: np.ndarray, first: np.ndarray, end: np.ndar
     need = np.full(count, -1, np.int64)
     for i in range(0, group.size, BLOCK):  # every pair, a block of touches at a time
         g, b, f, e, w = (a[i:i + BLOCK, None] for a in (group, buffer, first, end, written))
-        conflict = ((g > group) & ((g - group) % 2 == 1) & (b == buffer) & (f < end) & (first < e)
-                    & (w | written))
+        conflict = (g > group) & ((g - group) % 2 == 1) & clash(b, f, e, w, buffer, first, end, written)
         np.maximum.at(need, g[:, 0], np.where(conflict, group, -1).max(axis=1, initial=-1))
     return need
 
@@ -154,10 +159,7 @@ def _hoist(prog: np.ndarray, rows: np.ndarray, cuts: np.ndarray, touches: Touche
         spans[r] = (touches.buffer[at], touches.first[at], touches.end[at], touches.written[at])
 
     def conflict(a: int, b: int) -> bool:
-        (ba, fa, ea, wa), (bb, fb, eb, wb) = spans[a], spans[b]
-        hit = (ba[:, None] == bb[None, :]) & (fa[:, None] < eb[None, :]) & (fb[None, :] < ea[:, None]) \
-            & (wa[:, None] | wb[None, :])
-        return bool(hit.any())
+        return bool(clash(*(t[:, None] for t in spans[a]), *spans[b]).any())
 
     for g in range(1, len(out)):
         kept = []

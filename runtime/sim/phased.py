@@ -318,14 +318,11 @@ def _group(low, g, ctl, prog, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16
         result = groups.SKIPPED
     else:
         start, stop = table[g, groups.START], table[g, groups.END]
-        if g % 2 == 0:
-            ran = call_unlinked(interpret, (prog, rows[start:stop], np.int64(0), slot, large, dram, w8, w16, w32, w64,
-                                            wu8, a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index,
-                                            gemm_plans, gemm_kernels, gemm_work, handlers))
-        else:
-            ran = call_unlinked(interpret, (prog, rows[start:stop], np.int64(0), slot, large, dram, w8, w16, w32, w64,
-                                            wu8, a8, a16, au8, c32, c64, cu8, strides, err1, pad1, gemm_index,
-                                            gemm_plans, gemm_kernels, work1, handlers))
+        first = g % 2 == 0
+        ran = call_unlinked(interpret, (prog, rows[start:stop], np.int64(0), slot, large, dram, w8, w16, w32, w64, wu8,
+                                        a8, a16, au8, c32, c64, cu8, strides, err if first else err1,
+                                        pad if first else pad1, gemm_index, gemm_plans, gemm_kernels,
+                                        gemm_work if first else work1, handlers))
         if ran != stop - start:
             result = groups.FAILED if ran < 0 else groups.STOPPED
             where[g] = start + (-ran - 1 if ran < 0 else ran)

@@ -15,7 +15,7 @@ import pytest
 from runtime import isa
 from runtime.isa import AccMode, Op, Space, instr
 from runtime.isa import Token as T
-from runtime.isa.validate import DRAM, footprints
+from runtime.isa.footprints import DRAM, footprints
 from runtime.sim import Simulator, SimulatorError, conv_gemm, groups, phased
 from tests.helpers.simulator import CONFIG, Image, as_load, conv_epilogue, conv_sums, flat_box, padded, records, values
 
