@@ -136,6 +136,9 @@ def call_unlinked(typingctx, fn, arguments):
         kept = ir.GlobalVariable(module, ir.ArrayType(ir.IntType(8), len(text)), name + RECORD)
         kept.initializer = ir.Constant(ir.ArrayType(ir.IntType(8), len(text)), bytearray(text))
         kept.global_constant = True
+        # one definition however often the caller is linked into another (a diamond: two of that one's callees
+        # both link this caller), as Numba's own functions are
+        slot.linkage = kept.linkage = "weak_odr"
         address = builder.load(slot)
         with cgutils.if_unlikely(builder, cgutils.is_null(builder, address)):
             context.call_conv.return_user_exc(

@@ -27,6 +27,7 @@ from runtime.qscheme import (
 )
 from runtime.sim.memory import get, lookup, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
+from runtime.unlinked import call_unlinked
 from runtime.wrapping import add32
 
 _P = {name: column(Op.POOL, name) for name in (
@@ -96,13 +97,15 @@ def pool_widths(ins, x_act, y_act, abase, wgt32, wbase, err):
     n_in, n_out = ins[P_C] * in_h * in_w, ins[P_C] * out_h * out_w
     if x_act.itemsize == 2:
         src >>= 1
+    if not avg:  # the validator: MAX keeps the codes' width (so x_act views its output too, one MAX compiled a
+        # width, not a pair), lo and hi lie in its range
+        out = dst // x_act.itemsize
+        call_unlinked(_max_planes, (ins, x_act[src:src + n_in], x_act[out:out + n_out],
+                                    -(1 << (8 * x_act.itemsize - 1)), (1 << (8 * x_act.itemsize - 1)) - 1))
+        return True
     if y_act.itemsize == 2:
         dst >>= 1
-    x, y = x_act[src:src + n_in], y_act[dst:dst + n_out]
-    if not avg:  # the validator: MAX keeps the codes' width, lo and hi lie in their range
-        _max_planes(ins, x, y, -(1 << (8 * x_act.itemsize - 1)), (1 << (8 * x_act.itemsize - 1)) - 1)
-    else:
-        _avg_planes(ins, x, y, wgt32, table)
+    call_unlinked(_avg_planes, (ins, x_act[src:src + n_in], y_act[dst:dst + n_out], wgt32, table))
     return True
 
 

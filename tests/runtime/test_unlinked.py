@@ -72,6 +72,16 @@ def linking_a_caller(spans, x, y):
     return through_address(spans, x, y, np.float32(3.0)) + 100
 
 
+@_jit
+def linking_it_again(spans, x, y):
+    return through_address(spans, x, y, np.float32(3.0)) + 1000
+
+
+@_jit
+def a_diamond(spans, x, y):
+    return linking_a_caller(spans, x, y) + linking_it_again(spans, x, y)
+
+
 SPANS = np.array([[0, 3], [3, 7], [7, 10]], np.int64)
 
 
@@ -119,6 +129,12 @@ def test_a_callee_whose_types_or_name_cannot_be_recorded_is_called_linked():
 def test_a_caller_linked_into_another_still_finds_its_callee():
     x, y = np.arange(10, dtype=np.float32), np.zeros(10, np.float32)
     assert linking_a_caller(SPANS, x, y) == 110
+    np.testing.assert_array_equal(y, x * np.float32(3.0))
+
+
+def test_a_caller_linked_in_twice_by_two_paths_keeps_one_slot():
+    x, y = np.arange(10, dtype=np.float32), np.zeros(10, np.float32)
+    assert a_diamond(SPANS, x, y) == 110 + 1010  # two copies of the slot's symbol would not link
     np.testing.assert_array_equal(y, x * np.float32(3.0))
 
 
