@@ -81,7 +81,7 @@ def _axpy(acc, values, weight):
         acc[i] += weight * values[i]
 
 
-@jit(inline="always")
+@jit(fastmath=True)
 def _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, od, oh_lo, oh_hi, dims, geo):
     """Output rows [oh_lo, oh_hi) of depth slice ``od`` of one plane, exactly:
     bias, then one pass per kernel tap over its valid columns."""
@@ -332,7 +332,7 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
             continue
         if y_lo == y_hi:
             for od in range(out_d):
-                _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, od, 0, out_h, dims, geo)
+                call_unlinked(_rows, (src, in_base, dst, out_base, w_flat, tap0, bias, cols, od, 0, out_h, dims, geo))
             continue
         if flat:
             for oh in range(y_lo):
@@ -340,8 +340,8 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
             for oh in range(y_hi, out_h):
                 _border_row(src, in_base, dst, out_base, w_flat, tap0, bias, oh, x_lo, x_hi, x_taps, dims, geo)
         else:
-            _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, 0, 0, y_lo, dims, geo)
-            _rows(src, in_base, dst, out_base, w_flat, tap0, bias, cols, 0, y_hi, out_h, dims, geo)
+            call_unlinked(_rows, (src, in_base, dst, out_base, w_flat, tap0, bias, cols, 0, 0, y_lo, dims, geo))
+            call_unlinked(_rows, (src, in_base, dst, out_base, w_flat, tap0, bias, cols, 0, y_hi, out_h, dims, geo))
         if flat and masked:
             # Interior rows are one run from column x_lo of the first to
             # x_hi of the last; the taps that wrap over row ends are masked.
@@ -355,35 +355,32 @@ def depthwise_planes(start, stop, x, w, b, out, geo):
             _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_hi - 1, y_hi, np.int64(0), x_hi, x_taps, bufs,
                    dims, geo)  # np.int64: a literal 0 would compile _edges once more
             continue
-        if flat:
-            # Interior rows are one run; columns outside [x_lo, x_hi) wrap
-            # into neighbouring rows and are redone point by point.
-            j0, j1 = y_lo * out_w + x_lo, (y_hi - 1) * out_w + x_hi
-            _fused_3x3(dst[out_base + j0:out_base + j1], src, in_base + j0 - ph * width - pw, dh * width, dw,
-                       w_flat, tap0, bias)
-            _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, x_lo, x_hi, x_taps, bufs, dims, geo)
-            continue
         if halves:
             # Stride 2, output as wide as a phase: the interior rows are one
             # run over the phases; edge columns as in the flat case.
             _split_plane(x[p // out_c, c, 0], phases)
             j0, j1 = y_lo * out_w + x_lo, (y_hi - 1) * out_w + x_hi
             _strided_3x3(dst[out_base + j0:out_base + j1], phases, 2 * y_lo - ph, 2 * x_lo - pw, w_flat, tap0, bias)
-            _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, x_lo, x_hi, x_taps, bufs, dims, geo)
-            continue
-        for oh in range(y_lo, y_hi):
-            start_out = out_base + oh * out_w
-            first = in_base + (oh * sh - ph) * width + x_lo * sw - pw
-            if sw == 1:
-                _fused_3x3(dst[start_out + x_lo:start_out + x_hi], src, first, dh * width, dw, w_flat, tap0, bias)
-            else:
-                # Every column at unit stride, then every sw-th: strided
-                # loads would not vectorise.
-                dense = scratch[:(x_hi - x_lo - 1) * sw + 1]
-                _fused_3x3(dense, src, first, dh * width, dw, w_flat, tap0, bias)
-                out_row = dst[start_out + x_lo:start_out + x_hi]
-                for i in range(x_hi - x_lo):
-                    out_row[i] = dense[i * sw]
+        else:
+            # Flat: the interior rows are one run (columns outside [x_lo,
+            # x_hi) wrap into neighbouring rows and are redone point by
+            # point). Otherwise row by row, a strided one at every column
+            # at unit stride, then every sw-th (strided loads would not
+            # vectorise). One call site: each inlined copy of the 3x3 pass
+            # costs seconds of compilation.
+            for oh in range(y_lo, y_lo + 1 if flat else y_hi):
+                start_out = out_base + oh * out_w
+                if flat:
+                    j0 = y_lo * out_w + x_lo
+                    first, run = in_base + j0 - ph * width - pw, dst[out_base + j0:out_base + (y_hi - 1) * out_w + x_hi]
+                else:
+                    first = in_base + (oh * sh - ph) * width + x_lo * sw - pw
+                    run = dst[start_out + x_lo:start_out + x_hi] if sw == 1 else scratch[:(x_hi - x_lo - 1) * sw + 1]
+                _fused_3x3(run, src, first, dh * width, dw, w_flat, tap0, bias)
+                if not flat and sw != 1:
+                    out_row = dst[start_out + x_lo:start_out + x_hi]
+                    for i in range(x_hi - x_lo):
+                        out_row[i] = run[i * sw]
         _edges(src, in_base, dst, out_base, w_flat, tap0, bias, y_lo, y_hi, x_lo, x_hi, x_taps, bufs, dims, geo)
 
 
