@@ -34,7 +34,6 @@ import zlib
 from typing import Iterable, Mapping
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import ThreadpoolController
 
 from ir.graph import Node
@@ -102,13 +101,17 @@ class PatchMoments:
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.strides, self.dilations
         top, left, bottom, right = self.pads
         padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-        windows = sliding_window_view(padded, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
-        windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]
-        n, c, oh, ow = windows.shape[:4]
+        n, c, height, width = padded.shape
+        oh, ow = (height - (kh - 1) * dh - 1) // sh + 1, (width - (kw - 1) * dw - 1) // sw + 1
         wanted = max(MIN_ROWS, PRODUCTS_PER_SAMPLE // (n * self.group * self.depth * self.depth))
         rows = np.linspace(0, oh * ow - 1, min(oh * ow, wanted)).astype(np.int64)
-        picked = windows[:, :, rows // ow, rows % ow]  # [n, c, rows, kh, kw], a copy of the rows only
-        grouped = picked.reshape(n, self.group, c // self.group, len(rows), kh, kw)
+        # each picked output position's window, tap by tap, as flat offsets into its padded plane: one take
+        # (indexing a sliding-window view by the rows' coordinates took 10x as long: 240 ms a sample for a
+        # 96-channel depthwise layer at 112 x 112)
+        taps = (np.arange(kh)[:, None] * dh * width + np.arange(kw)[None, :] * dw).reshape(-1)
+        starts = (rows // ow) * sh * width + (rows % ow) * sw
+        picked = np.take(padded.reshape(n, c, height * width), starts[:, None] + taps[None, :], axis=2)
+        grouped = picked.reshape(n, self.group, c // self.group, len(rows), kh, kw)  # [n, c, rows, kh, kw]
         return np.ascontiguousarray(grouped.transpose(1, 0, 3, 2, 4, 5)).reshape(self.group, -1, self.depth)
 
     def covariance(self, g: int) -> np.ndarray:

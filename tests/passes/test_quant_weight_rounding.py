@@ -81,6 +81,31 @@ def test_the_patches_are_what_the_convolution_reads(conv):
     np.testing.assert_allclose(moments.covariance(0), centred.T @ centred / len(centred), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("conv, shape", [
+    ({"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1},
+     (1, 512, 20, 20)),  # a long reduction: 256 of the 400 positions, evenly spaced
+    ({"kernel_shape": [3, 3], "strides": [2, 1], "pads": [0, 2, 1, 0], "dilations": [1, 2], "group": 256},
+     (2, 256, 33, 17)),  # depthwise, two samples, every position
+])
+def test_the_picked_patches_are_the_windows_bit_for_bit(conv, shape):
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    group, (kh, kw), (sh, sw), (dh, dw) = conv["group"], conv["kernel_shape"], conv["strides"], conv["dilations"]
+    top, left, bottom, right = conv["pads"]
+    moments = PatchMoments(conv, (8 if group == 1 else shape[1], shape[1] // group, kh, kw))
+    patches = moments.patches(x)
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    oh, ow = (padded.shape[2] - (kh - 1) * dh - 1) // sh + 1, (padded.shape[3] - (kw - 1) * dw - 1) // sw + 1
+    per_sample = patches.shape[1] // shape[0]
+    rows = np.linspace(0, oh * ow - 1, per_sample).astype(np.int64)
+    assert per_sample == (256 if group == 1 else oh * ow)
+    for n in range(shape[0]):
+        for i in (0, 1, per_sample // 2, per_sample - 1):
+            oy, ox = divmod(int(rows[i]), ow)
+            window = padded[n, :, oy * sh:oy * sh + (kh - 1) * dh + 1:dh, ox * sw:ox * sw + (kw - 1) * dw + 1:dw]
+            want = window.reshape(group, -1)  # per group: (channel, row, column), the weights' order
+            np.testing.assert_array_equal(patches[:, n * per_sample + i], want)
+
+
 def test_the_codes_leave_less_output_error_than_the_nearest_ones():
     rng = np.random.default_rng(1)
     common = rng.standard_normal((4000, 1))
