@@ -7,11 +7,19 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
+
+from runtime.gemm.family import host_isa, narrow_isa
 
 driver = importlib.import_module("runtime.gemm.sgemm")
 packers = importlib.import_module("runtime.gemm.pack")
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+NEEDS_NARROW = pytest.mark.skipif(
+    narrow_isa(host_isa()) is None,
+    reason="this host's kernel family has no narrow variant (AVX-512; the AVX2 family's narrow kernels run in "
+           "tests/runtime/test_gemm.py's forced-AVX2 subprocess there)")
+"""Tests of the float kernels' narrow packing, run in-process where the host's family has one."""
 
 
 def layout(x: np.ndarray, kind: str) -> np.ndarray:

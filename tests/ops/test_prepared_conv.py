@@ -14,6 +14,7 @@ from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import get_kernel, prepared_kernel
 from runtime.program import NO_SLOT, Program, Step
 from tests.helpers.conv import conv_attrs
+from tests.helpers.gemm import NEEDS_NARROW
 
 RNG = np.random.default_rng(7)
 
@@ -159,7 +160,7 @@ def test_the_executor_prepares_conv_steps_and_a_bad_step_still_names_its_node():
         Executor(bad).run({"x": x})
 
 
-@pytest.mark.skipif(narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+@NEEDS_NARROW
 @pytest.mark.parametrize("chans, out_c, size, kernel, stride", [(16, 24, 2, 3, 1), (32, 40, 1, 1, 1), (24, 16, 4, 1, 2),
                                                                 (8, 64, 4, 3, 2), (40, 24, 3, 1, 1), (16, 32, 3, 3, 1)])
 def test_few_column_convolutions_take_the_narrow_packing_with_the_hosts_bits(monkeypatch, chans, out_c, size, kernel,

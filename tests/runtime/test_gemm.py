@@ -27,6 +27,7 @@ from runtime.gemm.family import host_isa
 from runtime.gemm.microkernel_ir import kernel_ir
 from tests.helpers.gemm import (
     LAYOUTS,
+    NEEDS_NARROW,
     SETTINGS,
     assert_close,
     forbid_compiled_code,
@@ -342,11 +343,23 @@ assert (igemm(ia, ib) == ia.astype(np.int64) @ ib.astype(np.int64)).all()
 r = rng.standard_normal((37, 53), dtype=np.float32)
 got = sgemm(a, b, bias=np.ones(37, np.float32), residual=r, clamp=(0.0, 6.0))
 assert np.abs(got - np.clip(ref + 1 + r, 0, 6)).max() < 1e-4
+if host_isa().name == "avx2":  # its narrow family (an AVX-512 host's own family has none): the host's bits
+    from runtime.gemm.family import narrow_isa
+    na = rng.standard_normal((13, 600), dtype=np.float32)
+    host, narrow = pack_weights(na), pack_weights(na, narrow=True)
+    assert narrow.isa == narrow_isa(host_isa()) and narrow.isa.mr == 8
+    for n in (1, 4, 9, 12):
+        nb = rng.standard_normal((600, n), dtype=np.float32)
+        nr = rng.standard_normal((13, n), dtype=np.float32)
+        for kw in ({}, dict(bias=np.ones(13, np.float32), residual=nr, clamp=(0.0, 6.0))):
+            assert (sgemm(None, nb, packed_a=narrow, **kw) == sgemm(None, nb, packed_a=host, **kw)).all(), (n, kw)
 """
 
 
 def test_avx2_kernels_when_the_host_has_avx2():
-    """The AVX2 family (and its int8 kernels without VNNI), forced on this host."""
+    """The AVX2 family (its int8 kernels without VNNI, its narrow packing),
+    forced on this host: an AVX-512 host runs them where the host has
+    no narrow variant of its own (the narrow tests below skip there)."""
     import llvmlite.binding as llvm
     if not llvm.get_host_cpu_features().get("avx2"):
         pytest.skip("no AVX2 on this host")
@@ -479,7 +492,7 @@ def test_a_packed_product_refuses_operands_of_another_layout():
 
 
 # ---------------------------------------------------------------- narrow packing (few columns)
-@pytest.mark.skipif(family.narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+@NEEDS_NARROW
 @pytest.mark.parametrize("m, k, n", [(256, 600, 4), (37, 70, 1), (13, 300, 2), (64, 1152, 3), (9, 257, 4),
                                      (130, 33, 4), (320, 960, 9), (37, 70, 11), (13, 300, 12), (9, 257, 7)])
 @pytest.mark.parametrize("with_bias, with_residual, clamp", [(False, False, None), (True, True, (0.0, 6.0))])
@@ -506,7 +519,7 @@ def test_a_narrow_packing_gives_the_hosts_bits_through_every_entry(m, k, n, with
     assert_close(sgemm(None, b, packed_a=narrow), a, b)
 
 
-@pytest.mark.skipif(family.narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+@NEEDS_NARROW
 def test_a_narrow_packing_is_for_float_left_operands_and_unpacked_b_only():
     narrow = pack_weights(np.ones((8, 4), np.float32), narrow=True)
     with pytest.raises(KernelError, match="unpacked B only"):
@@ -519,7 +532,7 @@ def test_a_narrow_packing_is_for_float_left_operands_and_unpacked_b_only():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="guard pages through mprotect")
-@pytest.mark.skipif(family.narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+@NEEDS_NARROW
 @pytest.mark.parametrize("m", [1, 9, 13, 64])
 def test_a_narrow_product_stays_inside_its_operands(m):
     rng = np.random.default_rng(m)

@@ -19,7 +19,6 @@ from compiler.zoo.families import FAMILY_MODELS
 from runtime import parallel
 from runtime.executor import Executor
 from runtime.gemm import pack as gemm_pack
-from runtime.gemm.family import host_isa, narrow_isa
 from runtime.kernels import conv_weights
 from runtime.kernels.depthwise_ir import depthwise_ir_planes
 from runtime.kernels.nn_conv import conv_nd
@@ -43,6 +42,7 @@ from runtime.schedule.records import (
     WINOGRAD_IN,
     WINOGRAD_OUT,
 )
+from tests.helpers.gemm import NEEDS_NARROW
 
 
 def frozen_program(model):
@@ -142,7 +142,7 @@ def test_a_scheduled_run_gives_the_per_step_bits(monkeypatch, name, threads):
         np.testing.assert_array_equal(got[key], value, err_msg=key)
 
 
-@pytest.mark.skipif(narrow_isa(host_isa()) is None, reason="this host's kernel family has no narrow variant")
+@NEEDS_NARROW
 @pytest.mark.parametrize("threads", [1, 2])
 def test_few_column_products_run_on_the_narrow_packing_with_the_hosts_bits(monkeypatch, threads):
     monkeypatch.setattr(parallel, "NUM_THREADS", threads)
