@@ -102,6 +102,8 @@ MIN_TASK_MACS = 1 << 18
 """Smallest task, in multiply-adds (about 5 us on a core), unless the whole product is smaller."""
 SERIAL_MACS = 1 << 18
 """Products this small run on the calling thread alone."""
+NARROW_WORK_COLUMNS = 8
+"""A product of fewer columns counts as this many in :func:`work`."""
 TASKS_PER_CHUNK = 2
 """Tasks a product is cut into per chunk the pool's threads claim: twice as
 many tasks as chunks lets a schedule's tapered chunks (runtime.chunking.
@@ -232,7 +234,7 @@ class PackedProduct:
         self.template = readonly(_plan_template("f32", self.isa, dims, (reading, None, depth * n, n, 1), strides,
                                                 self.bias, strides if residual else None, False))
         self.tasks = int(self.template[_TASKS])
-        self.serial = m * n * depth <= SERIAL_MACS or self.tasks == 1
+        self.serial = work(m, n, depth) <= SERIAL_MACS or self.tasks == 1
         self.flags = _FLAGS[self.bias is not None, residual, self.clamp is not None]
         self.bias_or_none = _NO_SOURCE if self.bias is None else readonly(self.bias)  # read-only, as in _execute
         self.clamp_or_none = _NO_SOURCE if self.clamp is None else readonly(self.clamp)
@@ -342,7 +344,7 @@ def launch(out: np.ndarray, kind: str, isa: Isa, dims: tuple, a_data: np.ndarray
     res3 = None if residual is None else (residual if residual.ndim == 3 else residual[None])
     clamp = None if epilogue is None else epilogue.clamp
     template = planned(kind, isa, dims, b, out3.strides, bias, None if res3 is None else res3.strides, accumulate)
-    _execute(template, kernel_addresses(isa, kind), batch * m * n * steps <= SERIAL_MACS,
+    _execute(template, kernel_addresses(isa, kind), batch * work(m, n, steps) <= SERIAL_MACS,
              (a_data, b_src, out3, bias, res3, clamp),
              b_src if b_mode != PREPACKED else _NO_SOURCE)
 
@@ -386,7 +388,7 @@ def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, 
     b_mode = b_reading(m, kc, 1, isa)
     template = planned("f32", isa, (batch, m, n, depth, kc), (b_mode, None, item, n, 1), out_strides, bias,
                        None if residual is None else out_strides, False)
-    serial = int(template[_TASKS]) == 1 or batch * m * n * depth <= SERIAL_MACS
+    serial = int(template[_TASKS]) == 1 or batch * work(m, n, depth) <= SERIAL_MACS
     _emit_gemm(ctx, template, kernel_addresses(isa, "f32"), packed_a.data, b.ref(), batch * item, out, bias,
                residual, clamp, serial)
 
@@ -481,12 +483,24 @@ def _split(batch: int, m: int, n: int, depth: int, isa: Isa, tail: int = 0,
     wanted = 1
     if parallel.NUM_THREADS > 1:
         wanted = -(-parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD * TASKS_PER_CHUNK // batch)
-        wanted = max(1, min(wanted, m * n * depth // MIN_TASK_MACS))
+        wanted = max(1, min(wanted, work(m, n, depth) // MIN_TASK_MACS))
     nt = max(1, min(wanted, col_panels))
     mt = max(1, min(-(-wanted // nt), row_panels))
     if group > 1:
         mt = max(1, min(mt, row_panels // group))
     return mt, nt, row_panels, col_panels
+
+
+def work(m: int, n: int, depth: int) -> int:
+    """A product's work in multiply-adds, for how many tasks it is cut
+    into (:data:`MIN_TASK_MACS`, :data:`SERIAL_MACS`): a product of fewer
+    than :data:`NARROW_WORK_COLUMNS` columns counts as that many. Such a
+    product is bound by reading A, not by its arithmetic (512 x 256 by
+    256 x 1, a 1 x 1 output plane's convolution: 21 us on one Zen 4 core,
+    6 G multiply-adds a second where a wide product does 54), so counted
+    by its multiply-adds it ran as one task on one core, the other core
+    waiting at the operation's barrier."""
+    return m * max(n, NARROW_WORK_COLUMNS) * depth
 
 
 def _panels(m: int, n: int, isa: Isa, tail: int) -> tuple[int, int]:

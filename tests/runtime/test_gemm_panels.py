@@ -265,7 +265,7 @@ def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n,
     template = driver._plan_template("f32", isa, (1, m, n, depth, depth), (0, None, depth * n, n, 1),
                                      (m * n * 4, n * 4, 4), None, None, False)
     assert template[driver._TASKS] == mt * nt and template[driver._REMAINDER] == group
-    wanted = max(1, min(8, m * n * depth // driver.MIN_TASK_MACS))
+    wanted = max(1, min(8, driver.work(m, n, depth) // driver.MIN_TASK_MACS))
     if group > 1:
         wanted = min(wanted, max(1, row_panels // group) * col_panels)
     assert mt * nt >= min(wanted, -(-m // isa.mr) * (-(-n // isa.nr)))  # as many chunks as wanted, where there are
@@ -282,5 +282,29 @@ def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n,
     assert min(widths) >= 1 and max(widths) - min(widths) <= 1 and sum(widths) == col_panels * mt
     if group > 1:
         assert min(heights) >= min(group, row_panels)
-    elif m * n * depth >= 8 * driver.MIN_TASK_MACS:
+    elif driver.work(m, n, depth) >= 8 * driver.MIN_TASK_MACS:
         assert mt * nt >= 8
+
+
+@pytest.mark.parametrize("m, n", [(512, 1), (512, 2), (256, 4)])
+def test_a_narrow_product_is_cut_for_reading_its_weights(monkeypatch, m, n):
+    """m x 256 by 256 x n (a 1 x 1 or 2 x 2 output plane's convolution) has
+    fewer multiply-adds than one task's minimum, but it is bound by reading
+    its weights (512 KiB for m = 512): cut into tasks over both threads (as a product of
+    NARROW_WORK_COLUMNS columns would be), not run by one while the other
+    waits; the products the same bits either way."""
+    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
+    assert m * n * 256 <= driver.SERIAL_MACS  # counted by its multiply-adds, it would be serial
+    isa = host_isa()
+    tail = driver.tail_columns(isa, "f32")
+    mt, nt, _, _ = driver._split(1, m, n, 256, isa, tail, driver.remainder_rows(n, isa, "f32", tail))
+    assert mt * nt >= 2
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal((m, 256)).astype(np.float32), rng.standard_normal((256, n)).astype(np.float32)
+    product = PackedProduct(pack_weights(a), n, None, None, False)
+    assert product.tasks >= 2 and not product.serial
+    got = product.run(b, np.empty((m, n), np.float32))
+    monkeypatch.setattr(driver, "NARROW_WORK_COLUMNS", 1)
+    serial = PackedProduct(pack_weights(a), n, None, None, False)
+    assert serial.serial
+    np.testing.assert_array_equal(got, serial.run(b, np.empty((m, n), np.float32)))
