@@ -329,13 +329,22 @@ def lower_conv_one_position(ctx, x, w, b, out, window: Window, residual, clamp) 
                    None if residual is None else residual.reshape((batch, out_c)), clamp)
 
 
+IM2COL_CHUNK = 2048
+"""Fewest column-matrix elements in a chunk of a scheduled im2col. Inside a
+schedule the pool's threads are already running (a chunk costs the taker an
+atomic claim, not a wake-up: MIN_CHUNK's reason), and a small plane's column
+matrix (64 channels of 8 x 8 by a 3 x 3 kernel: 37K elements, 12-19 us on
+one Zen 4 core) made two chunks of MIN_CHUNK, or one, which a thread took
+while the other waited at the operation's barrier."""
+
+
 def _lower_im2col(ctx, x, n: int, col, geo: tuple) -> None:
     """:func:`im2col_rows` of image ``n`` of the (N, C, H, W) operand ``x``
     into the (rows, 1, OH, OW) operand ``col``, as a schedule operation."""
     chans, height, width = x.shape[1:]
     rows, _, out_h, out_w = col.shape
     ctx.emit(IM2COL, [*x.ref(n * chans * height * width * 4), chans, 1, height, width, *col.ref(), rows, 1, out_h,
-                      out_w, *geo], rows, grain(out_h * out_w))
+                      out_w, *geo], rows, grain(out_h * out_w, IM2COL_CHUNK))
 
 
 _products: dict[tuple, "gemm.PackedProduct"] = {}
