@@ -329,25 +329,13 @@ def lower_conv_one_position(ctx, x, w, b, out, window: Window, residual, clamp) 
                    None if residual is None else residual.reshape((batch, out_c)), clamp)
 
 
-IM2COL_CHUNK = 2048
-"""Fewest column-matrix elements in a chunk of a scheduled im2col whose run
-of operations wakes the pool's thread anyway (runtime.schedule's
-``shared_grain``): while it runs, a chunk costs the taker an atomic claim,
-not a wake-up (MIN_CHUNK's reason), and a small plane's column matrix (128
-channels of 4 x 4 by a 3 x 3 kernel: 18K elements, ~11 us on one Zen 4
-core) made one MIN_CHUNK chunk, run by one thread while the other waited at
-the operation's barrier. Alone (a lone convolution's run: 3 -> 8 channels
-at 32 x 32), it keeps MIN_CHUNK's chunks, so that the run stays on the
-caller and wakes no thread (~30 us a call)."""
-
-
 def _lower_im2col(ctx, x, n: int, col, geo: tuple) -> None:
     """:func:`im2col_rows` of image ``n`` of the (N, C, H, W) operand ``x``
     into the (rows, 1, OH, OW) operand ``col``, as a schedule operation."""
     chans, height, width = x.shape[1:]
     rows, _, out_h, out_w = col.shape
     ctx.emit(IM2COL, [*x.ref(n * chans * height * width * 4), chans, 1, height, width, *col.ref(), rows, 1, out_h,
-                      out_w, *geo], rows, grain(out_h * out_w), shared_grain=grain(out_h * out_w, IM2COL_CHUNK))
+                      out_w, *geo], rows, grain(out_h * out_w))
 
 
 _products: dict[tuple, "gemm.PackedProduct"] = {}

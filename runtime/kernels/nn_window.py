@@ -117,10 +117,9 @@ def lift(array: np.ndarray, leading: int = 2) -> np.ndarray:
     return array.reshape(array.shape[:leading] + (1,) * extra + array.shape[leading:])
 
 
-def grain(item_size: int, min_chunk: int | None = None) -> int:
-    """parallel_for grain for items of ``item_size`` elements each: chunks
-    of at least ``min_chunk`` elements (:data:`MIN_CHUNK` by default)."""
-    return max(1, -(-(MIN_CHUNK if min_chunk is None else min_chunk) // max(int(item_size), 1)))
+def grain(item_size: int) -> int:
+    """parallel_for grain for items of ``item_size`` elements each."""
+    return max(1, -(-MIN_CHUNK // max(int(item_size), 1)))
 
 
 @jit(inline="always")

@@ -131,21 +131,14 @@ class Lowering:
         base = self._builder.add(_Buffer("arena", max(math.prod(shape) * dtype.itemsize, 1)))
         return self.uses(Operand(base, 0, tuple(shape), dtype))
 
-    def emit(self, kind: int, rec: Sequence[int], count: int, grain: int = 1, spans=None,
-             shared_grain: int | None = None) -> None:
+    def emit(self, kind: int, rec: Sequence[int], count: int, grain: int = 1, spans=None) -> None:
         """One operation of ``kind`` over ``count`` items, in chunks as
         ``parallel_for`` would cut them, tapered toward the middle
         (:func:`~runtime.chunking.tapered_chunks`), or ``spans``: the chunks
-        given. With ``shared_grain``, in chunks of that finer grain where its
-        run of operations wakes the pool's thread anyway (another operation
-        there has a second chunk, :meth:`_Builder.flush`); the chunks of
-        ``grain`` decide whether it does."""
-        parts = parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD
+        given."""
         if spans is None:
-            spans = tapered_chunks(count, parts, grain)
-        fine = None if shared_grain is None else [(int(a), int(b)) for a, b in tapered_chunks(count, parts,
-                                                                                             shared_grain)]
-        self.ops.append((kind, [int(v) for v in rec], [(int(a), int(b)) for a, b in spans], fine))
+            spans = tapered_chunks(count, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain)
+        self.ops.append((kind, [int(v) for v in rec], [(int(a), int(b)) for a, b in spans]))
 
 
 @dataclass
@@ -320,7 +313,7 @@ class _Builder:
         """Slot -> the buffers a Python step's output may be a view of."""
         self.recs: list[int] = []
         self.parts: list = []
-        self.pending: list[tuple[int, int, list, list | None]] = []
+        self.pending: list[tuple[int, int, list]] = []
         self.pending_steps: list[tuple[Any, int]] = []
         self.python_reads: list[tuple[_PythonStep, list[int]]] = []
         self.computed: set[int] = set()
@@ -399,8 +392,8 @@ class _Builder:
                 self.shadows[slot] = shadows
         for array in ctx.constants:
             self.constants[id(array)] = array
-        for kind, rec, spans, fine in ctx.ops:
-            self.pending.append((kind, len(self.recs), spans, fine))
+        for kind, rec, spans in ctx.ops:
+            self.pending.append((kind, len(self.recs), spans))
             self.recs.extend(rec)
         self.pending_steps.append((step, len(ctx.ops)))
         self.lowered += 1
@@ -433,10 +426,7 @@ class _Builder:
         if not self.pending_steps:
             return
         ops, spans = [], []
-        shared = any(len(chunks) > 1 for _, _, chunks, _ in self.pending)  # the pool's thread runs these
-        for kind, rec, chunks, fine in self.pending:
-            if shared and fine is not None:
-                chunks = fine
+        for kind, rec, chunks in self.pending:
             ops.append((kind, rec, len(spans), len(chunks)))
             spans.extend(chunks)
         table = np.zeros((len(ops), 5), np.int64)

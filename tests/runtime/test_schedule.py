@@ -25,7 +25,7 @@ from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.schedule import builder as schedule_builder
 from runtime.schedule.builder import ALIGN, _Buffer, _Builder
-from runtime.schedule.ops import COUNT, KIND
+from runtime.schedule.ops import KIND
 from runtime.schedule.records import (
     BANDS,
     CHANNEL_SCALE,
@@ -447,29 +447,6 @@ def test_operations_with_nothing_to_share_run_on_the_caller_alone(monkeypatch, t
         assert bool(pooled) != alone
         for key, value in per_step(program, feeds, monkeypatch).items():
             np.testing.assert_array_equal(got[key], value)
-
-
-@pytest.mark.parametrize("chans, size, out, chunks, alone", [(64, 8, 64, 8, False), (64, 4, 64, 4, False),
-                                                            (3, 32, 8, 1, True)])
-def test_a_column_matrix_is_cut_finer_where_the_pool_runs_anyway(monkeypatch, chans, size, out, chunks, alone):
-    """A 3 x 3 convolution's im2col: 64 channels of an 8 x 8 or 4 x 4 plane
-    (37K and 9K column-matrix elements, ResNet-10's layers at 32 x 32),
-    whose product is shared, is cut into chunks of IM2COL_CHUNK elements for
-    the running threads, not into MIN_CHUNK ones (two, or one: the other
-    thread waited at the barrier); 3 -> 8 channels at 32 x 32 (28K, one
-    MIN_CHUNK chunk, a product of one task) stays one chunk, its run on the
-    caller alone, waking no thread. The per-step bits either way."""
-    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    b = OnnxBuilder("plane", seed=7)
-    program = frozen_program(b.model([b.node("Relu", [b.conv(b.input("x", [1, chans, size, size]), chans, out, 3)])]))
-    feeds = feeds_for(program)
-    executor = Executor(program)
-    got = executor.run(feeds)
-    (part,) = [p for p in executor._schedule().parts if hasattr(p, "ops")]
-    counts = [int(op[COUNT]) for op in part.ops if int(op[KIND]) == IM2COL]
-    assert counts == [chunks] and part.alone == alone
-    for key, value in per_step(program, feeds, monkeypatch).items():
-        np.testing.assert_array_equal(got[key], value)
 
 
 def test_the_arena_gives_values_alive_together_disjoint_bytes():
