@@ -33,6 +33,11 @@ def _compile(isa: Isa, kind: str) -> tuple[object, np.ndarray]:
     return engine, np.concatenate([np.zeros(1, np.int64), addresses])
 
 
+COMPILED: dict[str, int] = {}
+"""Every kernel :func:`compile_module` compiled or loaded in this process:
+its symbol's address, by name (bench/perf_map.py names them in a profile)."""
+
+
 def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[object, np.ndarray]:
     """Compile the LLVM IR ``text`` for ``isa``'s target into one execution
     engine, or load the object code an earlier process compiled from the
@@ -51,6 +56,7 @@ def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[
         engine.finalize_object()
         addresses = _addresses(engine, symbols)
         if addresses.all():
+            COMPILED.update(zip(symbols, addresses.tolist()))
             return engine, addresses
     module = llvm.parse_assembly(text)
     module.verify()
@@ -65,6 +71,7 @@ def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[
         raise KernelError(f"LLVM gave no address for a kernel of {name}")
     if compiled:
         store_object_code(name, inputs, compiled[0])
+    COMPILED.update(zip(symbols, addresses.tolist()))
     return engine, addresses
 
 
