@@ -46,10 +46,10 @@ from runtime.isa.validate import queue_masks
 from runtime.jit import compiled_entry
 from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
-from runtime.sim import conv_gemm, forward, groups, lanes, phased
+from runtime.sim import conv_gemm, forward, groups, lanes, phased, whole
 from runtime.sim.errors import SimulatorError
 from runtime.sim.handlers import handler_table, run_here
-from runtime.sim.interpreter import GEMM_KEY, act_bytes, interpret
+from runtime.sim.interpreter import GEMM_KEY, act_bytes
 from runtime.sim.memory import CardMemory
 from runtime.sim.params import KINDS, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW
 from runtime.sim.schedule import schedule
@@ -161,8 +161,10 @@ class _CardRun:
     _driver: Callable | None = field(init=False, repr=False, default=None)
     _interpreter: Callable | None = field(init=False, repr=False, default=None)
     _span_args: tuple | None = field(init=False, repr=False, default=None)
-    """(span, DRAM, the interpreter's arguments for them): the last one-segment
-    stretch's call, gathered once (a small model's run is that call, run after run)."""
+    """(span, DRAM, the interpreter's arguments for them as its entry takes
+    them: the position and the table of the arrays' addresses, the arrays):
+    the last one-segment stretch's call, gathered once (a small model's run
+    is that call, run after run)."""
     grouped: tuple = field(init=False, repr=False)
     """The GROUPS phases' groups (runtime.sim.phased.run_card's ``grouped``:
     table, rows, done flags, outcomes, failure positions, the second set of
@@ -279,15 +281,17 @@ class _CardRun:
         arguments, the GEMM's tuple of 14 buffers among them, took ~30 us a
         call to match against its signature, as long as a small model's run;
         the driver costs ~5 us more than the interpreter alone (identity
-        model, Zen 3)."""
+        model, Zen 3). The interpreter takes its arrays from a table of
+        their addresses (runtime/sim/whole.py: unboxing them was most of a
+        small model's call)."""
         if span is not None:
-            entry = self._interpreter
-            if entry is None:
-                entry = self._interpreter = compiled_entry(interpret, (self.code, span, 0, self.slot, self.large,
-                                                                       dram, *self.state))
             known = self._span_args
             if known is None or known[0] is not span or known[1] is not dram:
-                known = self._span_args = (span, dram, (self.code, span, 0, self.slot, self.large, dram, *self.state))
+                arrays = (self.code, span, 0, self.slot, self.large, dram, *self.state)
+                known = self._span_args = (span, dram, (0, whole.argument_table(arrays)), arrays)  # arrays: alive
+            entry = self._interpreter
+            if entry is None:
+                entry = self._interpreter = compiled_entry(whole.interpret_table, known[2])
             done = entry(*known[2])
             return 0 if done == span.shape[0] else self.stopped(phases, done)
         args = (phases, self.ctl, self.plan, PACK_PARTS, self.code, order, self.slot, self.large, dram, *self.state,
@@ -570,9 +574,10 @@ class Simulator:
     @staticmethod
     def _whole_run(run: _CardRun, order: np.ndarray, dram: np.ndarray) -> tuple | None:
         """(run, dram, the interpreter's compiled entry, its arguments, the
-        rows, the phase table) where ``order`` is one stretch that the
-        interpreter runs through with no Python step (a small model's whole
-        run), after a first run resolved them; None otherwise."""
+        rows, the phase table, the arrays its table of addresses points to,
+        kept alive) where ``order`` is one stretch that the interpreter runs
+        through with no Python step (a small model's whole run), after a
+        first run resolved them; None otherwise."""
         stretches = run.stretches(order)
         if len(stretches) != 1:
             return None
@@ -581,7 +586,7 @@ class Simulator:
         if python >= 0 or span is None or run._interpreter is None or known is None or known[0] is not span \
                 or known[1] is not dram:
             return None
-        return (run, dram, run._interpreter, known[2], span.shape[0], phases)
+        return (run, dram, run._interpreter, known[2], span.shape[0], phases, known[3])
 
     def _param_error(self, run: _CardRun, err: np.ndarray) -> SimulatorError:
         kind, index, value, row = (int(v) for v in err)

@@ -1,0 +1,62 @@
+"""A small program's whole run: the interpreter called on a table of its
+arrays' addresses (runtime/sim/whole.py) computes what the first run, on
+the interpreter's ordinary arguments, computed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.isa import Op, Space, instr
+from runtime.sim import Simulator, SimulatorError, whole
+from tests.helpers.simulator import CONFIG, DTYPE, Image, as_load, single_phase, values
+
+
+def _lut_program(rng):
+    x = values(rng, 8, 1000)
+    table = values(rng, 16, 256)
+    image = Image()
+    stream, (out,) = single_phase([as_load(Space.ACT, 0, x), as_load(Space.WGT, 512, table)],
+                                  [instr(Op.LUT, in_addr=0, count=1000, param_addr=512, out_addr=2048, out_bits=16)],
+                                  [(Space.ACT, 2048, 2000)], image)
+    return Simulator(CONFIG, {(0, 0): stream}, image.top), image, out, x, table
+
+
+def test_runs_on_the_table_compute_what_the_first_run_computed():
+    rng = np.random.default_rng(5)
+    sim, image, out, x, table = _lut_program(rng)
+    expect = table[x.astype(np.int64) + 128]
+    for run in range(3):  # the first resolves the whole call, the later ones are it
+        image.data[out:out + 2000] = 0
+        sim.run([image.data])
+        np.testing.assert_array_equal(image.data[out:out + 2000].view(DTYPE[16]), expect, err_msg=f"run {run}")
+    assert sim._whole is not None and sim._whole[2] is sim._single[0].run._interpreter
+
+
+def test_the_table_holds_each_array_where_it_is():
+    sim, image, *_ = _lut_program(np.random.default_rng(6))
+    sim.run([image.data])
+    sim.run([image.data])
+    _, _, (pos, table), arrays = sim._single[0].run._span_args
+    flat = [a for a in arrays[:2]] + [a for a in arrays[3:] if not isinstance(a, tuple)]
+    flat = flat[:whole.WORK] + list(next(a for a in arrays if isinstance(a, tuple))) + flat[whole.WORK:]
+    assert pos == 0 and table.size == whole.FIELDS * len(whole.LAYOUT) == whole.FIELDS * len(flat)
+    for i, array in enumerate(flat):
+        assert table[whole.FIELDS * i] == array.ctypes.data
+        assert tuple(table[whole.FIELDS * i + 1:whole.FIELDS * i + 1 + array.ndim]) == array.shape
+    assert flat[4] is image.data  # the DRAM the run writes: the caller's, not a copy
+
+
+@pytest.mark.parametrize("change", ["dtype", "copy", "count"])
+def test_arguments_unlike_the_table_are_refused(change):
+    sim, image, *_ = _lut_program(np.random.default_rng(7))
+    sim.run([image.data])
+    sim.run([image.data])
+    arrays = list(sim._single[0].run._span_args[3])
+    if change == "dtype":
+        arrays[3] = arrays[3].astype(np.int32)  # slot
+    elif change == "copy":
+        arrays[0] = np.asfortranarray(arrays[0])[:, ::2]  # prog, not C-contiguous
+    else:
+        arrays.append(np.zeros(1, np.int64))
+    with pytest.raises(SimulatorError, match="internal error"):
+        whole.argument_table(tuple(arrays))
