@@ -288,7 +288,7 @@ class _CardRun:
             known = self._span_args
             if known is None or known[0] is not span or known[1] is not dram:
                 arrays = (self.code, span, 0, self.slot, self.large, dram, *self.state)
-                known = self._span_args = (span, dram, (0, whole.argument_table(arrays)), arrays)  # arrays: alive
+                known = self._span_args = (span, dram, (0, whole.argument_table(arrays), whole.NOTHING), arrays)
             entry = self._interpreter
             if entry is None:
                 entry = self._interpreter = compiled_entry(whole.interpret_table, known[2])
@@ -512,21 +512,23 @@ class Simulator:
     def run_checked(self, drams: Sequence[np.ndarray], after_phase: Callable[[int], None] | None = None) -> None:
         """:meth:`run` on DRAM images :meth:`check_drams` passed, which stay
         as they were (a backend that owns them checks them once)."""
+        if self._single is not None and after_phase is None:
+            ready = self._whole
+            if ready is not None and ready[1] is drams[ready[0].card]:  # the interpreter on every row, directly,
+                done = ready[2](*ready[3])  # SRAM and the patch keys cleared by it first
+                if done != ready[4]:
+                    self._stopped(ready[0], ready[0].stopped(ready[5], done))
+                return
         for view in self._sram:
             view.fill(0)
         for key in self._patch_keys:  # SRAM is zeroed: no packed patches stand for a tile any more
             key[0] = 0
         if self._single is not None and after_phase is None:
-            whole = self._whole
-            if whole is not None and whole[1] is drams[whole[0].card]:  # the interpreter on every row, directly
-                done = whole[2](*whole[3])
-                if done != whole[4]:
-                    self._stopped(whole[0], whole[0].stopped(whole[5], done))
-                return
             lane, order = self._single
             if order.size:
                 self._execute(lane.run, order, drams[lane.run.card])
-                self._whole = self._whole_run(lane.run, order, drams[lane.run.card])
+                self._whole = self._whole_run(lane.run, order, drams[lane.run.card],
+                                              whole.clear_table(self._sram, self._patch_keys))
             return
         for number, phase, epochs in zip(self._phase_numbers, self._phases, self._epochs):
             concurrent = len(phase) > 1 and len(phase) >= parallel.NUM_THREADS
@@ -572,12 +574,13 @@ class Simulator:
                              f"{int(run.ctl[phased.FAILED_AT])} of a segment it should have run through")
 
     @staticmethod
-    def _whole_run(run: _CardRun, order: np.ndarray, dram: np.ndarray) -> tuple | None:
+    def _whole_run(run: _CardRun, order: np.ndarray, dram: np.ndarray, clear: np.ndarray) -> tuple | None:
         """(run, dram, the interpreter's compiled entry, its arguments, the
         rows, the phase table, the arrays its table of addresses points to,
         kept alive) where ``order`` is one stretch that the interpreter runs
         through with no Python step (a small model's whole run), after a
-        first run resolved them; None otherwise."""
+        first run resolved them, clearing what ``clear`` names first
+        (runtime.sim.whole.clear_table); None otherwise."""
         stretches = run.stretches(order)
         if len(stretches) != 1:
             return None
@@ -586,7 +589,7 @@ class Simulator:
         if python >= 0 or span is None or run._interpreter is None or known is None or known[0] is not span \
                 or known[1] is not dram:
             return None
-        return (run, dram, run._interpreter, known[2], span.shape[0], phases, known[3])
+        return (run, dram, run._interpreter, (known[2][0], known[2][1], clear), span.shape[0], phases, known[3])
 
     def _param_error(self, run: _CardRun, err: np.ndarray) -> SimulatorError:
         kind, index, value, row = (int(v) for v in err)

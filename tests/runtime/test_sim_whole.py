@@ -36,10 +36,11 @@ def test_the_table_holds_each_array_where_it_is():
     sim, image, *_ = _lut_program(np.random.default_rng(6))
     sim.run([image.data])
     sim.run([image.data])
-    _, _, (pos, table), arrays = sim._single[0].run._span_args
+    _, _, (pos, table, clear), arrays = sim._single[0].run._span_args
     flat = [a for a in arrays[:2]] + [a for a in arrays[3:] if not isinstance(a, tuple)]
     flat = flat[:whole.WORK] + list(next(a for a in arrays if isinstance(a, tuple))) + flat[whole.WORK:]
-    assert pos == 0 and table.size == whole.FIELDS * len(whole.LAYOUT) == whole.FIELDS * len(flat)
+    assert pos == 0 and list(clear) == [0, 0]
+    assert table.size == whole.FIELDS * len(whole.LAYOUT) == whole.FIELDS * len(flat)
     for i, array in enumerate(flat):
         assert table[whole.FIELDS * i] == array.ctypes.data
         assert tuple(table[whole.FIELDS * i + 1:whole.FIELDS * i + 1 + array.ndim]) == array.shape
@@ -60,3 +61,27 @@ def test_arguments_unlike_the_table_are_refused(change):
         arrays.append(np.zeros(1, np.int64))
     with pytest.raises(SimulatorError, match="internal error"):
         whole.argument_table(tuple(arrays))
+
+
+def test_a_whole_run_starts_from_cleared_sram_and_patch_keys():
+    """What the run leaves in SRAM (or anyone writes there between runs) is
+    zero again when the next run starts: an untouched ACT region stores
+    zeros, and no packed patches stand for a tile."""
+    rng = np.random.default_rng(8)
+    x = values(rng, 8, 1000)
+    image = Image()
+    stream, (out, untouched) = single_phase([as_load(Space.ACT, 0, x)],
+                                            [instr(Op.LUT, in_addr=0, count=1000, param_addr=0, out_addr=2048,
+                                                   out_bits=8)],
+                                            [(Space.ACT, 0, 1024), (Space.ACT, 4096, 512)], image)
+    sim = Simulator(CONFIG, {(0, 0): stream}, image.top)
+    for run in range(3):
+        for view in sim._sram:
+            view[:] = 77
+        for key in sim._patch_keys:
+            key[0] = 5
+        sim.run([image.data])
+        assert sim._whole is not None or run == 0
+        np.testing.assert_array_equal(image.data[out:out + 1000].view(np.int8), x, err_msg=f"run {run}")
+        assert not image.data[out + 1000:out + 1024].any() and not image.data[untouched:untouched + 512].any()
+        assert all(key[0] == 0 for key in sim._patch_keys)
