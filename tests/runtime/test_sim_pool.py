@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runtime.isa import Op, PoolMode, Space, instr
-from runtime.sim import phased
+from runtime.sim import phased, vector
 from tests.helpers.simulator import SETTINGS, as_load, check_pool, clamp, padded, simulate, values
 from tests.oracle import rescale
 
@@ -78,3 +78,16 @@ def test_a_large_max_pool_runs_as_planes_on_the_pool(channels, mode):
     run = sim._phases[0][0].run
     kinds = {int(k) for phases, _, _, _ in run.stretches(run.order) for k in phases[:, phased.KIND]}
     assert (phased.PLANES in kinds) == (mode == PoolMode.MAX), kinds
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+def test_window_sums_are_exact_past_32_bits(dtype):
+    """An AVG window's sum (vector._run_sum, in 32-bit blocks) stays exact
+    where one 32-bit sum of its codes would wrap: a hardware configuration
+    with windows far larger than the default's 16 x 16."""
+    info = np.iinfo(dtype)
+    for value in (info.max, info.min):
+        x = np.full(200_003, value, dtype)
+        assert vector._run_sum(x, np.uint64(1), np.uint64(x.size - 1)) == value * (x.size - 1)
+    x = values(np.random.default_rng(3), 8 * np.dtype(dtype).itemsize, 70_001)
+    assert vector._run_sum(x, np.uint64(0), np.uint64(x.size)) == int(x.astype(np.int64).sum())
