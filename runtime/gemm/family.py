@@ -133,12 +133,33 @@ def narrow_isa(isa: Isa) -> Isa | None:
     256 x 2304 by 2304 x 4 ~190 -> 85-130 us on one thread; 320 x 960 by
     960 x N on one thread N = 4 0.61, N = 8 0.92, N = 9 0.77, N = 11 0.85,
     N = 12 0.87, on two N = 4 0.77, N = 9 0.63, N = 11 0.66. AVX-512's 8-row
-    panels are half a 16-lane vector too; a 16-row family there is not
-    built, as no host here could run it to test."""
-    if isa.name != "avx2":
+    panels are half a 16-lane vector too, and its narrow family is 16 rows:
+    it serves the column counts :func:`narrow_columns` says."""
+    if isa.name not in ("avx2", "avx512"):
         return None
     return Isa(f"{isa.name}-narrow", vw=isa.vw, mr=isa.vw, nr=UNIT, vnni=isa.vnni, cpu=isa.cpu, features=isa.features,
                remainder_panels=4, remainder_cols=4, wide_tail=3)
+
+
+@functools.cache
+def narrow_columns(isa: Isa) -> range:
+    """The column counts of the products that take :func:`narrow_isa`'s
+    packing on ``isa``'s CPU (none where it has no narrow family). AVX2: 1
+    to :data:`NARROW_COLUMNS`. AVX-512: 9 to 12, where the host's tiles are
+    16 lanes wide with 9 to 12 in use, and the narrow 8-wide tile with 1 to
+    3 more columns reads A once (320 x 960 by 960 x N on two threads, AMD
+    EPYC Zen 4, the two packings alternating in one process, median ratio:
+    N = 9 0.62, 10 0.56, 11 0.59, 12 0.75). From 1 to 8 columns the host's
+    own kernels fill their 8-lane vectors already (its remainder kernels,
+    its 8-wide tile), and there the 16-row panels ran 1.10-1.47 times as
+    long for 1 to 4 columns (Zen 4 executes a 16-lane multiply-add as two
+    8-lane halves, so they gain no throughput, and give a product half as
+    many row panels to cut into tasks: ResNet-10 at 32 x 32, whose 2 x 2
+    planes' products have 4 columns, ran 1.09-1.11 times as long), 0.95-0.97
+    for 5 to 8."""
+    if narrow_isa(isa) is None:
+        return range(0)
+    return range(UNIT + 1 if isa.name == "avx512" else 1, NARROW_COLUMNS + 1)
 
 
 def tall_kernel(isa: Isa, kind: str) -> int:

@@ -4,8 +4,8 @@ columns the products that read them have.
 The weights (K, C, *kernel) are the GEMM's left operand (K, C x taps),
 packed once and kept while the array lives (runtime.kernels.weight_cache):
 as every product reads them (:data:`packed_weights`), or, for products of
-at most ``NARROW_COLUMNS`` columns (a 3 x 3, 2 x 2 or 1 x 1 output plane),
-for the host's narrow kernel family (:data:`narrow_weights`,
+a few columns (a 3 x 3, 2 x 2 or 1 x 1 output plane: the counts
+runtime.gemm.family.narrow_columns gives this CPU), for the host's narrow kernel family (:data:`narrow_weights`,
 runtime.gemm.family.narrow_isa), with the same results. A 2-D convolution's
 column matrix is built a block of output rows at a time
 (:func:`row_block`), which sets its products' columns
@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from runtime import gemm
-from runtime.gemm.family import NARROW_COLUMNS
+from runtime.gemm.family import host_isa, narrow_columns
 from runtime.kernels.weight_cache import WeightCache
 
 COLUMN_BLOCK = 1 << 19
@@ -31,8 +31,8 @@ packed_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0]
 """A float32 weight array (K, C, *kernel) packed as the GEMM's left operand
 (K, C * taps), kept while the array lives."""
 narrow_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0], -1), narrow=True))
-"""The same, packed for products of at most ``NARROW_COLUMNS`` columns
-(runtime.gemm.family.narrow_isa; the host's packing where it has none)."""
+"""The same, packed for products of a few columns (runtime.gemm.family.narrow_isa
+and narrow_columns; the host's packing where it has none)."""
 
 
 def row_block(out_h: int, out_w: int, rows: int) -> int:
@@ -51,8 +51,9 @@ def product_columns(out_shape: tuple, rows: int, pointwise: bool) -> int:
 
 
 def is_narrow(columns: int | None) -> bool:
-    """Whether products of ``columns`` columns take the narrow packing."""
-    return columns is not None and columns <= NARROW_COLUMNS
+    """Whether products of ``columns`` columns take the narrow packing
+    (runtime.gemm.family.narrow_columns: this CPU's family decides)."""
+    return columns is not None and gemm.available() and columns in narrow_columns(host_isa())
 
 
 def packed_for(w: np.ndarray, columns: int | None):

@@ -17,8 +17,8 @@ packers = importlib.import_module("runtime.gemm.pack")
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NEEDS_NARROW = pytest.mark.skipif(
     narrow_isa(host_isa()) is None,
-    reason="this host's kernel family has no narrow variant (AVX-512; the AVX2 family's narrow kernels run in "
-           "tests/runtime/test_gemm.py's forced-AVX2 subprocess there)")
+    reason="this host's kernel family has no narrow variant (runtime.gemm.family.narrow_isa: AVX2 and AVX-512 "
+           "have one)")
 """Tests of the float kernels' narrow packing, run in-process where the host's family has one."""
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from runtime import ExecutionError, Executor
+from runtime.gemm import family
 from runtime.gemm import pack as gemm_pack
 from runtime.gemm.family import host_isa, narrow_isa
 from runtime.kernels import conv_weights
@@ -165,15 +166,20 @@ def test_the_executor_prepares_conv_steps_and_a_bad_step_still_names_its_node():
                                                                 (8, 64, 4, 3, 2), (40, 24, 3, 1, 1), (16, 32, 3, 3, 1)])
 def test_few_column_convolutions_take_the_narrow_packing_with_the_hosts_bits(monkeypatch, chans, out_c, size, kernel,
                                                                              stride):
-    """A convolution whose products have at most NARROW_COLUMNS columns (a
-    3x3, 2x2 or 1x1 output plane) reads its weights packed narrow, prepared,
-    scheduled and generic alike, with the bits of the host's packing."""
+    """A convolution whose products have a few columns (a 3x3, 2x2 or 1x1
+    output plane) reads its weights packed narrow where this CPU's family
+    takes that many (family.narrow_columns: AVX2 1 to 12, AVX-512 9 to 12),
+    prepared, scheduled and generic alike, with the bits of the host's
+    packing."""
     x, w, b = _case(chans, out_c, size, kernel, 1)
     attrs = dict(conv_attrs(kernel, 1), strides=[stride, stride])
     generic = get_kernel("FusedConv")
     prepared = prepared_kernel("FusedConv", attrs, [None, w, b, None])
+    before = len(conv_weights.narrow_weights)
     got = prepared([x, w, b, None], attrs)[0], generic([x, w, b, None], attrs)[0]
-    assert got[0].shape[2] * got[0].shape[3] <= conv_weights.NARROW_COLUMNS
+    columns = got[0].shape[2] * got[0].shape[3]
+    assert columns <= family.NARROW_COLUMNS
+    assert len(conv_weights.narrow_weights) == before + (columns in family.narrow_columns(host_isa()))
     assert conv_weights.narrow_weights.get(w).isa == narrow_isa(host_isa())
     monkeypatch.setattr(gemm_pack, "narrow_isa", lambda isa: None)  # every packing the host's from here
     w2 = w.copy()
