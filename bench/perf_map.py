@@ -48,7 +48,7 @@ def jit_symbols() -> list[tuple[int, str]]:
             found.append((address, name))
     from runtime.gemm.microkernel import COMPILED  # the GEMM's and the simulator's LLVM IR kernels
 
-    found.extend((address, name) for name, address in COMPILED.items())
+    found.extend(COMPILED.items())
     found.sort()
     return found
 

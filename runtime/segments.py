@@ -123,10 +123,12 @@ class SegmentExecutor:
                        for s in program.segments]
         self._kinds = [(s.name, isinstance(s, CpuSegment)) for s in program.segments]
         """Per segment: its name and whether it runs on the CPU."""
-        self._steps = tuple(zip(self._runners, self._locks, (cpu for _, cpu in self._kinds)))
+        self._steps: tuple = ()
         """Per segment: its runner, lock and whether it runs on the CPU (what
         an unrecorded run loops over: a small model's run is a few
-        microseconds, and zipping the three lists took a tenth of one)."""
+        microseconds, and zipping the three lists took a tenth of one);
+        :meth:`_gather_steps` makes it from the lists."""
+        self._gather_steps()
         first = program.segments[0] if program.segments else None
         self.inspected = (device.inspected(first) & frozenset(program.inputs) if isinstance(first, DeviceSegment)
                           else frozenset())
@@ -137,6 +139,11 @@ class SegmentExecutor:
         last = program.segments[-1] if program.segments else None
         self._into = isinstance(last, DeviceSegment) and set(program.outputs) <= {t.name for t in last.outputs}
         """Whether a run can take its outputs' destinations (:data:`INTO`)."""
+
+    def _gather_steps(self) -> None:
+        """:attr:`_steps` from the runners, locks and kinds (again after a
+        caller replaced a runner: a test recording what runs)."""
+        self._steps = tuple(zip(self._runners, self._locks, (cpu for _, cpu in self._kinds)))
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs for ``feeds`` (input name -> array)."""

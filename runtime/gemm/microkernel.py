@@ -33,9 +33,11 @@ def _compile(isa: Isa, kind: str) -> tuple[object, np.ndarray]:
     return engine, np.concatenate([np.zeros(1, np.int64), addresses])
 
 
-COMPILED: dict[str, int] = {}
-"""Every kernel :func:`compile_module` compiled or loaded in this process:
-its symbol's address, by name (bench/perf_map.py names them in a profile)."""
+COMPILED: dict[int, str] = {}
+"""Every kernel :func:`compile_module` compiled or loaded in this process,
+by address: its module's name and its symbol (``gemm-avx512-f32:
+tessera_f32_8x48_16_16_16``; families share symbol names), which
+bench/perf_map.py puts in a profile."""
 
 
 def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[object, np.ndarray]:
@@ -56,7 +58,7 @@ def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[
         engine.finalize_object()
         addresses = _addresses(engine, symbols)
         if addresses.all():
-            COMPILED.update(zip(symbols, addresses.tolist()))
+            COMPILED.update((address, f"{name}:{symbol}") for symbol, address in zip(symbols, addresses.tolist()))
             return engine, addresses
     module = llvm.parse_assembly(text)
     module.verify()
@@ -71,7 +73,7 @@ def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[
         raise KernelError(f"LLVM gave no address for a kernel of {name}")
     if compiled:
         store_object_code(name, inputs, compiled[0])
-    COMPILED.update(zip(symbols, addresses.tolist()))
+    COMPILED.update((address, f"{name}:{symbol}") for symbol, address in zip(symbols, addresses.tolist()))
     return engine, addresses
 
 

@@ -275,6 +275,7 @@ def test_requests_in_flight_overlap_segment_by_segment(loaded):
         cpu_runner(tables, timings)
 
     segments._runners[0], segments._runners[-1] = recording, held
+    segments._gather_steps()
     try:
         images = _images(2, seed=4)
         handles = [exec_net.start_async(i, {"image": images[i]}) for i in range(2)]
@@ -292,6 +293,7 @@ def test_requests_in_flight_overlap_segment_by_segment(loaded):
         side_by_side = [{k: v.copy() for k, v in exec_net.requests[i].outputs.items()} for i in range(2)]
     finally:
         segments._runners[0], segments._runners[-1] = device_runner, cpu_runner
+        segments._gather_steps()
     for i in range(2):  # the same bits as one request at a time
         exec_net.requests[0].infer({"image": images[i]})
         for name, value in exec_net.requests[0].outputs.items():

@@ -8,7 +8,7 @@ import pytest
 from numba import njit
 
 from runtime import gemm
-from runtime.gemm.family import host_isa
+from runtime.gemm.family import host_isa, narrow_isa
 from runtime.gemm.microkernel import COMPILED, kernel_addresses
 
 _spec = importlib.util.spec_from_file_location("perf_map", Path(__file__).parents[2] / "bench" / "perf_map.py")
@@ -48,8 +48,13 @@ def test_a_numba_function_is_named_where_it_runs(tmp_path):
 
 @pytest.mark.skipif(not gemm.available(), reason="no GEMM kernels for this CPU (runtime.gemm.available)")
 def test_the_gemm_kernels_are_named_too(tmp_path):
+    """Each by its family's module too: the families' kernels share symbol
+    names (the host's and its narrow family's, both compiled in a suite)."""
+    if narrow_isa(host_isa()) is not None:
+        kernel_addresses(narrow_isa(host_isa()), "f32")
     addresses = kernel_addresses(host_isa(), "f32")
     named = {start: name for start, _, name in _read(Path(perf_map.write_perf_map(str(tmp_path / "perf-2.map"))))}
     kernels = {int(a) for a in addresses if a}
     assert kernels and kernels <= set(named)
-    assert all(named[a] in COMPILED and COMPILED[named[a]] == a for a in kernels)
+    assert all(named[a] == COMPILED[a] and named[a].startswith(f"gemm-{host_isa().name}-f32:tessera_f32_")
+               for a in kernels)
