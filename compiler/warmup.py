@@ -8,7 +8,9 @@ ResNet-18, and onnx's ResNet-50, whose binary a user then runs with
 twice, Run_th. Every kernel signature those reach is compiled into the cache
 runtime/jit.py points at (``TESSERA_NUMBA_CACHE_DIR`` chooses its base), and
 so are the GEMM's narrow float kernels (runtime.gemm.family.narrow_isa: the
-products of a small model's last planes), which neither job reaches. The
+products of a small model's last planes) and the simulator's whole-run entry
+(runtime/sim/whole.py: a small model's device run), which neither job
+reaches. The
 thread pool is kept on meanwhile (runtime.parallel.steady): on a busy build
 host it would stand aside, and the team drivers its jobs run through would
 never be compiled, so the first run of a fresh install would compile them.
@@ -61,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if gemm.available() and narrow_isa(gemm.host_isa()) is not None:  # small models' 3x3 to 1x1 planes (~1 s)
         gemm.kernel_addresses(narrow_isa(gemm.host_isa()), "f32")
+    from runtime.sim import whole
+
+    whole.interpret_table.compile(whole.SIGNATURE)  # a small model's whole device run (neither job has one)
     import numba
 
     from runtime.jit import prepare_to_ship

@@ -45,6 +45,9 @@ LAYOUT = ((_I64, 2), (_I64, 1), (_I64, 1), (_U8, 1), (_U8, 1),  # prog, order, s
           (_I64, 1))  # the handlers' entry points
 """Dtype and rank of each array of the interpreter's arguments, in order
 (the position, an integer, left out; the working buffers' tuple flat)."""
+SIGNATURE = (types.int64, types.Array(types.int64, 1, "C"), types.Array(types.int64, 1, "C"))
+"""The one signature :func:`interpret_table` is compiled for (the position,
+the table, the clear table): what compiler/warmup.py ships."""
 FIELDS = 3
 """Slots of the table per array: its address and its first two dimensions."""
 WORK = 22
