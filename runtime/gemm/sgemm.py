@@ -110,6 +110,14 @@ many tasks as chunks lets a schedule's tapered chunks (runtime.chunking.
 tapered_chunks) end each product with single tasks, half as long. ResNet-50
 on 2 threads, paired runs in two processes: 1% faster (37.5 ms against
 37.9), and 0.8% in cross-socket episodes, with the tapered chunks."""
+RAGGED_TASK_ROWS = 64
+"""Fewest rows a task of a product takes where every task packs B's ragged
+last columns (read in place otherwise: a panel B's columns do not fill, for
+no remainder kernel) and the columns are not cut: each row chunk packs them
+again (576 x 40 floats for a 6 x 6 output plane's 1 x 1 convolution, as long
+to pack as 15 rows take to multiply), so 96 x 576 by 576 x 36 cut into 7
+tasks ran 45.6 us on two threads, into 2 36.8 (AMD EPYC Zen 4; onnxruntime
+33)."""
 PACK_MIN_ROWS = 64
 PACK_MIN_KC = 192
 L1_BYTES = 32 << 10
@@ -434,6 +442,8 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
         mt, nt, (row_panels, col_panels) = 1, 1, _panels(m, n, isa, tail)
     if b_mode == PACK and b_cs == 1 and -(-row_panels // mt) * isa.mr < PACK_MIN_ROWS:
         b_mode = DIRECT  # each task packs its own columns: too few rows of its own reuse them (PACK_MIN_ROWS)
+    if b_mode == DIRECT and nt == 1 and n - in_place_end(n, isa.nr, UNIT, tail) > (group and split_columns(isa, kind)):
+        mt = min(mt, -(-m // RAGGED_TASK_ROWS))  # every task packs the ragged columns: rows enough to reuse them
     fields = {
         _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
         _MT: mt, _NT: nt, _ROW_PANELS: row_panels, _COL_PANELS: col_panels,

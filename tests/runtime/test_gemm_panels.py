@@ -14,7 +14,7 @@ import pytest
 from runtime.gemm import PackedProduct, family, pack_weights, sgemm
 from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.microkernel_ir import kernel_ir
-from runtime.gemm.tasks import task_block
+from runtime.gemm.tasks import in_place_end, task_block
 from tests.helpers.gemm import assert_close, driver, packers, reference
 
 TALL_CHECK = """
@@ -308,3 +308,27 @@ def test_a_narrow_product_is_cut_for_reading_its_weights(monkeypatch, m, n):
     serial = PackedProduct(pack_weights(a), n, None, None, False)
     assert serial.serial
     np.testing.assert_array_equal(got, serial.run(b, np.empty((m, n), np.float32)))
+
+
+@pytest.mark.parametrize("m, n", [(96, 36), (200, 25), (64, 20)])
+def test_tasks_that_pack_ragged_columns_take_rows_enough_to_reuse_them(monkeypatch, m, n):
+    """A product whose last columns fill no panel B's columns could be read
+    in place from, and no remainder kernel takes (a 6 x 6 or 5 x 5 output
+    plane's 1 x 1 convolution), packs them in every task: its rows are cut
+    into chunks of at least RAGGED_TASK_ROWS (each repacking cost as much
+    as 15 rows' products), not into as many tasks as a wide product; the
+    products the same bits as one task's."""
+    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
+    isa = host_isa()
+    assert n - in_place_end(n, isa.nr, UNIT, driver.tail_columns(isa, "f32")) > isa.remainder_cols  # packed
+    rng = np.random.default_rng(m + n)
+    a, b = rng.standard_normal((m, 576)).astype(np.float32), rng.standard_normal((576, n)).astype(np.float32)
+    product = PackedProduct(pack_weights(a), n, None, None, False)
+    assert product.tasks == -(-m // driver.RAGGED_TASK_ROWS)
+    got = product.run(b, np.empty((m, n), np.float32))
+    monkeypatch.setattr(driver, "RAGGED_TASK_ROWS", 1)
+    driver._plans.clear()
+    many = PackedProduct(pack_weights(a), n, None, None, False)
+    assert many.tasks > product.tasks  # as the rule had it before
+    np.testing.assert_array_equal(got, many.run(b, np.empty((m, n), np.float32)))
+    driver._plans.clear()
