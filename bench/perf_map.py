@@ -34,7 +34,8 @@ neighbour is another region's."""
 def jit_symbols() -> list[tuple[int, str]]:
     """(address, name) of every function Numba's engine holds, and of the
     kernels runtime.gemm.microkernel compiled into engines of their own, by
-    address."""
+    address; one entry an address (the names of aliases, which share one,
+    joined by ``|``)."""
     from numba.core.registry import cpu_target
 
     engine = cpu_target.target_context.codegen()._engine
@@ -49,8 +50,10 @@ def jit_symbols() -> list[tuple[int, str]]:
     from runtime.gemm.microkernel import COMPILED  # the GEMM's and the simulator's LLVM IR kernels
 
     found.extend(COMPILED.items())
-    found.sort()
-    return found
+    named: dict[int, list[str]] = {}
+    for address, name in sorted(found):
+        named.setdefault(address, []).append(name)
+    return [(address, "|".join(names)) for address, names in named.items()]
 
 
 def write_perf_map(path: str | None = None) -> str:

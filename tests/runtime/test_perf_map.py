@@ -39,7 +39,7 @@ def test_a_numba_function_is_named_where_it_runs(tmp_path):
     _plus_one(np.zeros(2))
     address, name = _entry(_plus_one)
     lines = _read(Path(perf_map.write_perf_map(str(tmp_path / "perf-1.map"))))
-    assert [(s, n) for s, _, n in lines if n == name] == [(address, name)]
+    assert [s for s, _, n in lines if name in n.split("|")] == [address]  # (with its aliases', if any)
     starts = [s for s, _, _ in lines]
     assert starts == sorted(starts) and all(0 < size <= perf_map.MAX_SIZE for _, size, _ in lines)
     for (start, size, _), (after, _, _) in zip(lines, lines[1:]):
@@ -56,5 +56,5 @@ def test_the_gemm_kernels_are_named_too(tmp_path):
     named = {start: name for start, _, name in _read(Path(perf_map.write_perf_map(str(tmp_path / "perf-2.map"))))}
     kernels = {int(a) for a in addresses if a}
     assert kernels and kernels <= set(named)
-    assert all(named[a] == COMPILED[a] and named[a].startswith(f"gemm-{host_isa().name}-f32:tessera_f32_")
+    assert all(COMPILED[a] in named[a].split("|") and COMPILED[a].startswith(f"gemm-{host_isa().name}-f32:tessera_f32_")
                for a in kernels)
