@@ -9,7 +9,8 @@ when the call returns: 1.95 us of a call whose instructions took 0.37 (the
 identity model: LOAD, LUT, STORE; AMD EPYC Zen 4), a fifth of a whole
 Run_sw. The buffers never move after Init, so :func:`argument_table` writes
 their addresses and shapes once into one int64 array, and
-:func:`interpret_table` (two arguments) makes the arrays from it with
+:func:`interpret_table` (three arguments: the position, the table, what to
+clear first) makes the arrays from it with
 ``numba.carray``, which takes no reference, and calls the interpreter
 through its address (runtime.unlinked), the same compiled code as every
 other call of it. The caller keeps the arrays alive as long as it uses the
