@@ -442,8 +442,8 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
         mt, nt, (row_panels, col_panels) = 1, 1, _panels(m, n, isa, tail)
     if b_mode == PACK and b_cs == 1 and -(-row_panels // mt) * isa.mr < PACK_MIN_ROWS:
         b_mode = DIRECT  # each task packs its own columns: too few rows of its own reuse them (PACK_MIN_ROWS)
-    if b_mode == DIRECT and nt == 1 and n - in_place_end(n, isa.nr, UNIT, tail) > (group and split_columns(isa, kind)):
-        mt = min(mt, -(-m // RAGGED_TASK_ROWS))  # every task packs the ragged columns: rows enough to reuse them
+    if b_mode == DIRECT and nt == 1 and not group and n > in_place_end(n, isa.nr, UNIT, tail):
+        mt = min(mt, -(-m // RAGGED_TASK_ROWS))  # every task packs the ragged columns (no remainder kernel takes them)
     fields = {
         _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
         _MT: mt, _NT: nt, _ROW_PANELS: row_panels, _COL_PANELS: col_panels,
