@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runtime.sim import whole
 
     whole.interpret_table.compile(whole.SIGNATURE)  # a small model's whole device run (neither job has one)
+    whole.run_card_table.compile(whole.DRIVER_SIGNATURE)  # a pooled device run's driver (the jobs reach it too)
     import numba
 
     from runtime.jit import prepare_to_ship

@@ -160,6 +160,12 @@ class _CardRun:
     _stretches: dict = field(init=False, repr=False, default_factory=dict)
     _driver: Callable | None = field(init=False, repr=False, default=None)
     _interpreter: Callable | None = field(init=False, repr=False, default=None)
+    _driver_tables: dict = field(init=False, repr=False, default_factory=dict)
+    """id(order) -> (order, DRAM, the table of the driver's arrays:
+    runtime/sim/whole.py's ``driver_table``, then ``state`` and ``grouped``
+    as they were), made on a stretch's first run with that order and DRAM
+    and made again if the arrays were gathered again; the entry keeps the
+    arrays the table points to alive."""
     _span_args: tuple | None = field(init=False, repr=False, default=None)
     """(span, DRAM, the interpreter's arguments for them as its entry takes
     them: the position and the table of the arrays' addresses, the arrays):
@@ -283,7 +289,9 @@ class _CardRun:
         the driver costs ~5 us more than the interpreter alone (identity
         model, Zen 3). The interpreter takes its arrays from a table of
         their addresses (runtime/sim/whole.py: unboxing them was most of a
-        small model's call)."""
+        small model's call), and so does the driver, on every thread (the
+        views made of arrays with no MemInfo count no references on the
+        lines both threads share)."""
         if span is not None:
             known = self._span_args
             if known is None or known[0] is not span or known[1] is not dram:
@@ -294,15 +302,20 @@ class _CardRun:
                 entry = self._interpreter = compiled_entry(whole.interpret_table, known[2])
             done = entry(*known[2])
             return 0 if done == span.shape[0] else self.stopped(phases, done)
-        args = (phases, self.ctl, self.plan, PACK_PARTS, self.code, order, self.slot, self.large, dram, *self.state,
-                self.gemm.shapes, self.grouped)
+        known = self._driver_tables.get(id(order))
+        if known is None or known[0] is not order or known[1] is not dram or known[3] is not self.state \
+                or known[4] is not self.grouped:
+            table = whole.driver_table((self.code, order, 0, self.slot, self.large, dram, *self.state), self.ctl,
+                                       self.plan, self.gemm.shapes, self.grouped)
+            known = self._driver_tables[id(order)] = (order, dram, table, self.state, self.grouped)
         driver = self._driver
         if driver is None:
             team = np.zeros(1, np.int64)
-            driver = self._driver = compiled_entry(phased.run_card, (team, team, 0, 0, *args))
+            driver = self._driver = compiled_entry(whole.run_card_table, (team, team, 0, 0, phases, PACK_PARTS,
+                                                                          known[2]))
         self.ctl[phased.STATUS] = 0
         self.ctl[phased.SEQ] += 1
-        parallel.run_phases(driver, phases.shape[0], *args, alone=alone)
+        parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone)
         return int(self.ctl[phased.STATUS])
 
 

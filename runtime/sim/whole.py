@@ -21,6 +21,15 @@ Every array is C-contiguous and of the dtype and rank :data:`LAYOUT` lists,
 in the interpreter's order (checked when the table is made: a change to
 the interpreter's arguments that is not made here too is an error, not a
 wrong address).
+
+A pooled run's phased driver (runtime.sim.phased.run_card, on every thread
+of the pool) takes its arrays the same way (:func:`driver_table`,
+:func:`run_card_table`): arrays with no MemInfo take no reference, so the
+views the interpreter, the GEMM's preparation and the epilogues make of the
+card's shared buffers count no references either. Those counts were
+atomics on lines both threads wrote (SqueezeNet's last CONV, 125 tiles of 8
+channels run two at a time: 20 % of a thread's time in ``NRT_incref`` and
+``NRT_decref``).
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ from numba.extending import intrinsic
 from runtime.jit import jit
 from runtime.sim.errors import SimulatorError
 from runtime.sim.interpreter import interpret
+from runtime.sim.phased import run_card
 from runtime.unlinked import call_unlinked
 
 _I8, _U8, _I16, _I32, _U32, _I64, _F32 = (np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.int32, np.uint32,
@@ -55,24 +65,52 @@ WORK = 22
 """Where the working buffers' tuple starts in :data:`LAYOUT`."""
 
 
-def argument_table(args: tuple) -> np.ndarray:
-    """The table of ``args`` (the interpreter's arguments, as
-    runtime.sim.interpreter.interpret takes them)."""
+WORK_LAYOUT = LAYOUT[WORK:WORK + 15]
+DRIVER_LAYOUT = LAYOUT + ((_I64, 1), (_I64, 1), (_I64, 2),  # the driver's control slots, plan, the GEMM's shapes
+                          (_I64, 2), (_I64, 1), (_I64, 1), (_I64, 1), (_I64, 1),  # the groups' table, rows, flags
+                          *WORK_LAYOUT, (_I64, 1), (_U8, 1))  # the second set of working buffers, its err, pad
+"""The driver's arrays (:func:`driver_table`): the interpreter's, then
+run_card's own (``ctl``, ``plan``, ``shapes`` and ``grouped`` flat)."""
+EXTRA = len(LAYOUT)
+"""Where the driver's own arrays start in :data:`DRIVER_LAYOUT`."""
+
+
+def _flatten(args: tuple) -> list:
+    """The interpreter's arguments as :data:`LAYOUT` lists them."""
     arrays = [a for a in args[:2]] + [a for a in args[3:] if not isinstance(a, tuple)]
     work = next(a for a in args if isinstance(a, tuple))
-    arrays = arrays[:WORK] + list(work) + arrays[WORK:]
-    if len(arrays) != len(LAYOUT):
-        raise SimulatorError(f"internal error: the interpreter takes {len(arrays)} arrays, the table {len(LAYOUT)}")
+    return arrays[:WORK] + list(work) + arrays[WORK:]
+
+
+def _table(arrays: list, layout: tuple, what: str) -> np.ndarray:
+    if len(arrays) != len(layout):
+        raise SimulatorError(f"internal error: {what} takes {len(arrays)} arrays, the table {len(layout)}")
     table = np.zeros(FIELDS * len(arrays), np.int64)
-    for i, (array, (dtype, ndim)) in enumerate(zip(arrays, LAYOUT)):
+    for i, (array, (dtype, ndim)) in enumerate(zip(arrays, layout)):
         if not (isinstance(array, np.ndarray) and array.dtype == dtype and array.ndim == ndim
                 and array.flags.c_contiguous and array.flags.writeable):
-            raise SimulatorError(f"internal error: the interpreter's array {i} is {getattr(array, 'dtype', array)!r}"
+            raise SimulatorError(f"internal error: {what}'s array {i} is {getattr(array, 'dtype', array)!r}"
                                  f", {getattr(array, 'ndim', '?')}-D; the table holds a writable C-contiguous "
                                  f"{dtype}, {ndim}-D")
         table[FIELDS * i] = array.ctypes.data
         table[FIELDS * i + 1:FIELDS * i + 1 + ndim] = array.shape
     return table
+
+
+def argument_table(args: tuple) -> np.ndarray:
+    """The table of ``args`` (the interpreter's arguments, as
+    runtime.sim.interpreter.interpret takes them)."""
+    return _table(_flatten(args), LAYOUT, "the interpreter")
+
+
+def driver_table(args: tuple, ctl: np.ndarray, plan: np.ndarray, shapes: np.ndarray, grouped: tuple) -> np.ndarray:
+    """The table of a card run's arrays as :func:`run_card_table` takes
+    them: ``args`` the interpreter's arguments (its order the run's), then
+    the driver's control slots, the plan, the GEMM's shapes and the groups
+    (runtime.sim.phased.run_card's ``grouped``)."""
+    table, rows, done, outcome, where, work, err, pad = grouped
+    arrays = _flatten(args) + [ctl, plan, shapes, table, rows, done, outcome, where, *work, err, pad]
+    return _table(arrays, DRIVER_LAYOUT, "the phased driver")
 
 
 def clear_table(views, keys) -> np.ndarray:
@@ -119,23 +157,55 @@ def _rows(t, i, dtype):
     return numba.carray(_pointer(t[FIELDS * i]), (t[FIELDS * i + 1], t[FIELDS * i + 2]), dtype)
 
 
+@jit(inline="always")
+def _work(t, at):
+    """The GEMM's working buffers (a tuple of 15) from entry ``at`` of ``t``."""
+    i32, u8, u32, i64, f32 = np.int32, np.uint8, np.uint32, np.int64, np.float32
+    return (_flat(t, at, f32), _flat(t, at + 1, i32), _flat(t, at + 2, f32), _flat(t, at + 3, i32),
+            _flat(t, at + 4, i64), _flat(t, at + 5, i64), _flat(t, at + 6, i64), _flat(t, at + 7, u32),
+            _flat(t, at + 8, i64), _rows(t, at + 9, i64), _flat(t, at + 10, u8), _flat(t, at + 11, u32),
+            _flat(t, at + 12, u8), _flat(t, at + 13, i64), _flat(t, at + 14, i64))
+
+
 @jit
 def interpret_table(pos, t, clear):
     """``interpret(*args)`` with ``pos`` for the position, the other
     arguments the arrays of the table ``t`` (:func:`argument_table`), after
     clearing what ``clear`` names (:func:`clear_table`)."""
-    i8, u8, i16, i32, u32, i64, f32 = np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64, np.float32
+    i8, u8, i16, i32, i64 = np.int8, np.uint8, np.int16, np.int32, np.int64
     views = clear[0]
     for i in range(views):
         numba.carray(_pointer(clear[1 + 2 * i]), clear[2 + 2 * i], u8)[:] = 0
     for i in range(clear[1 + 2 * views]):
         numba.carray(_pointer(clear[2 + 2 * views + i]), 1, i64)[0] = 0
-    work = (_flat(t, 22, f32), _flat(t, 23, i32), _flat(t, 24, f32), _flat(t, 25, i32), _flat(t, 26, i64),
-            _flat(t, 27, i64), _flat(t, 28, i64), _flat(t, 29, u32), _flat(t, 30, i64), _rows(t, 31, i64),
-            _flat(t, 32, u8), _flat(t, 33, u32), _flat(t, 34, u8), _flat(t, 35, i64), _flat(t, 36, i64))
     return call_unlinked(interpret, (
         _rows(t, 0, i64), _flat(t, 1, i64), pos, _flat(t, 2, i64), _flat(t, 3, u8), _flat(t, 4, u8),
         _flat(t, 5, i8), _flat(t, 6, i16), _flat(t, 7, i32), _flat(t, 8, i64), _flat(t, 9, u8),
         _flat(t, 10, i8), _flat(t, 11, i16), _flat(t, 12, u8), _flat(t, 13, i32), _flat(t, 14, i64),
         _flat(t, 15, u8), _flat(t, 16, i64), _flat(t, 17, i64), _flat(t, 18, u8), _flat(t, 19, i64),
-        _rows(t, 20, i64), _flat(t, 21, i64), work, _flat(t, 37, i64)))
+        _rows(t, 20, i64), _flat(t, 21, i64), _work(t, WORK), _flat(t, 37, i64)))
+
+
+DRIVER_SIGNATURE = (types.Array(types.int64, 1, "C"), types.Array(types.int64, 1, "C"), types.int64, types.int64,
+                    types.Array(types.int64, 2, "C"), types.int64, types.Array(types.int64, 1, "C"))
+"""The one signature :func:`run_card_table` is compiled for (the team, its
+state, the role, the first phase, the phase table, the parts a CONV's
+patches are packed in, the table): what compiler/warmup.py ships."""
+
+
+@jit
+def run_card_table(team, state, role, first, phases, parts, t):
+    """runtime.sim.phased.run_card (a phased driver for
+    runtime.parallel.run_phases) on the arrays of the table ``t``
+    (:func:`driver_table`)."""
+    i8, u8, i16, i32, i64 = np.int8, np.uint8, np.int16, np.int32, np.int64
+    e = EXTRA
+    grouped = (_rows(t, e + 3, i64), _flat(t, e + 4, i64), _flat(t, e + 5, i64), _flat(t, e + 6, i64),
+               _flat(t, e + 7, i64), _work(t, e + 8), _flat(t, e + 23, i64), _flat(t, e + 24, u8))
+    return call_unlinked(run_card, (
+        team, state, role, first, phases, _flat(t, e, i64), _flat(t, e + 1, i64), parts,
+        _rows(t, 0, i64), _flat(t, 1, i64), _flat(t, 2, i64), _flat(t, 3, u8), _flat(t, 4, u8),
+        _flat(t, 5, i8), _flat(t, 6, i16), _flat(t, 7, i32), _flat(t, 8, i64), _flat(t, 9, u8),
+        _flat(t, 10, i8), _flat(t, 11, i16), _flat(t, 12, u8), _flat(t, 13, i32), _flat(t, 14, i64),
+        _flat(t, 15, u8), _flat(t, 16, i64), _flat(t, 17, i64), _flat(t, 18, u8), _flat(t, 19, i64),
+        _rows(t, 20, i64), _flat(t, 21, i64), _work(t, WORK), _flat(t, 37, i64), _rows(t, e + 2, i64), grouped))

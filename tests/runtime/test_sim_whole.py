@@ -1,6 +1,8 @@
 """A small program's whole run: the interpreter called on a table of its
 arrays' addresses (runtime/sim/whole.py) computes what the first run, on
-the interpreter's ordinary arguments, computed."""
+the interpreter's ordinary arguments, computed; a pooled run's driver on
+its table (the same module) holds every array where it is, and is made
+again when the arrays are."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from runtime.isa import Op, Space, instr
 from runtime.sim import Simulator, SimulatorError, whole
 from tests.helpers.simulator import CONFIG, DTYPE, Image, as_load, single_phase, values
+from tests.runtime.test_sim_groups import _outputs, _simulator, _tiles
 
 
 def _lut_program(rng):
@@ -85,3 +88,61 @@ def test_a_whole_run_starts_from_cleared_sram_and_patch_keys():
         np.testing.assert_array_equal(image.data[out:out + 1000].view(np.int8), x, err_msg=f"run {run}")
         assert not image.data[out + 1000:out + 1024].any() and not image.data[untouched:untouched + 512].any()
         assert all(key[0] == 0 for key in sim._patch_keys)
+
+
+def _pooled():
+    """Tiles run as GROUPS phases (tests/runtime/test_sim_groups.py), run
+    twice: (the card's run, its order, the image, outputs' addresses, expected)."""
+    stream, image, constant, outs, expect = _tiles(5, seed=11)
+    sim = _simulator(stream, image, constant, True)
+    for _ in range(2):
+        sim.run([image.data])
+    return sim._phases[0][0].run, sim._single[1], sim, image, outs, expect
+
+
+def _driver_arrays(run, order, dram):
+    args = (run.code, order, 0, run.slot, run.large, dram, *run.state)
+    flat = [a for a in args[:2]] + [a for a in args[3:] if not isinstance(a, tuple)]
+    flat = flat[:whole.WORK] + list(run.gemm.work) + flat[whole.WORK:]
+    table, rows, done, outcome, where, work, err, pad = run.grouped
+    return flat + [run.ctl, run.plan, run.gemm.shapes, table, rows, done, outcome, where, *work, err, pad]
+
+
+def test_the_driver_table_holds_each_array_where_it_is():
+    run, order, sim, image, outs, expect = _pooled()
+    assert run.grouped[0].shape[0] > 0  # the run has GROUPS (their second set of buffers is in the table)
+    (kept_order, dram, table, state, grouped), = run._driver_tables.values()
+    assert kept_order is order and dram is image.data and state is run.state and grouped is run.grouped
+    arrays = _driver_arrays(run, order, image.data)
+    assert table.size == whole.FIELDS * len(whole.DRIVER_LAYOUT) == whole.FIELDS * len(arrays)
+    for i, array in enumerate(arrays):
+        assert table[whole.FIELDS * i] == array.ctypes.data, i
+        assert tuple(table[whole.FIELDS * i + 1:whole.FIELDS * i + 1 + array.ndim]) == array.shape, i
+    assert {tuple(sig) for sig in whole.run_card_table.signatures} == {whole.DRIVER_SIGNATURE}  # warm-up ships it
+    for got, want in zip(_outputs(image, outs, expect), expect):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_driver_table_is_made_again_when_the_arrays_are_gathered_again():
+    run, order, sim, image, outs, expect = _pooled()
+    (_, _, before, *_), = run._driver_tables.values()
+    run._gather()  # new strides, err and pad arrays (as Init's plan_groups gathers them)
+    image.data[outs[0]:outs[-1] + expect[-1].nbytes] = 0
+    sim.run([image.data])
+    (_, _, after, state, _), = run._driver_tables.values()
+    assert state is run.state and after is not before
+    assert after[whole.FIELDS * 16] == run.state[11].ctypes.data != before[whole.FIELDS * 16]  # strides
+    for got, want in zip(_outputs(image, outs, expect), expect):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_driver_arrays_unlike_the_table_are_refused():
+    run, order, sim, image, *_ = _pooled()
+    args = (run.code, order, 0, run.slot, run.large, image.data, *run.state)
+    table, rows, done, outcome, where, work, err, pad = run.grouped
+    with pytest.raises(SimulatorError, match="internal error: the phased driver's array"):
+        whole.driver_table(args, run.ctl, run.plan, run.gemm.shapes,
+                           (table, rows, done.astype(np.int32), outcome, where, work, err, pad))
+    with pytest.raises(SimulatorError, match="internal error: the phased driver takes"):
+        whole.driver_table(args, run.ctl, run.plan, run.gemm.shapes, (table, rows, done, outcome, where, work[:-1],
+                                                                       err, pad))
