@@ -128,6 +128,9 @@ def _max_planes(ins, x, y, floor, ceiling):
     bounds[0], bounds[1], bounds[2] = floor, ins[P_LO], ins[P_HI]
     low, lo, hi = bounds[0], bounds[1], bounds[2]
     clamp = ins[P_LO] > floor or ins[P_HI] < ceiling
+    if top == 0 and left == 0 and bottom == in_h and right == in_w and out_w < FLAT_POOL_COLUMNS:
+        _max_planes_flat(channels, in_h, in_w, kh, kw, sh, sw, out_h, out_w, x, y, lo, hi, clamp)
+        return
     row = np.empty(in_w, x.dtype)
     for ch in range(channels):
         plane, out = ch * in_h * in_w, ch * out_h * out_w
@@ -155,6 +158,60 @@ def _max_planes(ins, x, y, floor, ceiling):
                 for q in range(out_w):
                     v = y[_u(to + q)]
                     y[_u(to + q)] = min(max(v, lo), hi)
+
+
+FLAT_POOL_COLUMNS, FLAT_POOL_BLOCK = 32, 1 << 14
+"""A max POOL with no padding and fewer output columns than this runs on
+whole blocks of planes (:func:`_max_planes_flat`), each block of about
+``FLAT_POOL_BLOCK`` input elements: a row of a small plane (SqueezeNet's
+13 to 27 outputs) is shorter than one vector, and the per-row passes ran in
+their scalar remainders (0.41 ns an input byte on a 27 x 27 map against
+0.12 on a 111-wide one, Zen 4)."""
+
+
+@jit
+def _max_planes_flat(channels, in_h, in_w, kh, kw, sh, sw, out_h, out_w, x, y, lo, hi, clamp):
+    """MAX POOL with no padding over blocks of whole planes, each block as
+    one flat run of elements: ``h[i]`` the maximum of ``x[i:i + kw]``, then
+    ``v[i]`` the maximum of ``h[i + ky·in_w]`` over ky < kh, both long
+    passes that LLVM vectorises (the windows that straddle a row's or a
+    plane's end are computed too, and never read), then each output the
+    ``v`` at its window's top left corner, clamped. Every window is one of
+    the map's (no padding), so its maximum is the same as the per-row
+    passes'."""
+    plane = in_h * in_w
+    per = max(1, FLAT_POOL_BLOCK // plane)
+    h = np.empty(per * plane, x.dtype)
+    v = np.empty(per * plane, x.dtype)
+    for c0 in range(0, channels, per):
+        nc = min(per, channels - c0)
+        base = _u(c0 * plane)
+        n = nc * plane - (kw - 1)  # every h a window of the map's columns reads
+        for i in range(_u(n)):
+            h[i] = x[base + i]
+        for kx in range(1, kw):
+            for i in range(_u(n)):
+                a, m = x[base + i + _u(kx)], h[i]
+                h[i] = a if a > m else m
+        m_end = n - (kh - 1) * in_w  # every v a window's top left corner reads
+        for i in range(_u(m_end)):
+            v[i] = h[i]
+        for ky in range(1, kh):
+            step = _u(ky * in_w)
+            for i in range(_u(m_end)):
+                a, m = h[i + step], v[i]
+                v[i] = a if a > m else m
+        for c in range(nc):
+            out = (c0 + c) * out_h * out_w
+            for oy in range(out_h):
+                at = _u(c * plane + oy * sh * in_w)
+                to = _u(out + oy * out_w)
+                for ox in range(_u(out_w)):
+                    y[to + ox] = v[at + ox * _u(sw)]
+        if clamp:
+            first = _u(c0 * out_h * out_w)
+            for i in range(_u(nc * out_h * out_w)):
+                y[first + i] = min(max(y[first + i], lo), hi)
 
 
 @jit

@@ -31,11 +31,21 @@ def test_pool(mode, bits, c, kh, kw, stride, top, bottom, left, right, seed):
     (16, 5, (17, 40), (2, 3), (1, 3), (0, 1, 2, 1)),
     (8, 7, (20, 33), (5, 4), (3, 1), (2, 2, 0, 3)),
     (8, 32, (7, 7), (7, 7), (1, 1), (0, 0, 0, 0)),
-], ids=["resnet-stem", "resnet-stem-inner", "16-bit-mixed-strides", "wide-windows", "global"])
+    (8, 256, (27, 27), (3, 3), (2, 2), (0, 0, 0, 0)),
+    (16, 9, (40, 41), (5, 3), (3, 2), (0, 0, 0, 0)),
+    (8, 3, (500, 40), (3, 3), (2, 2), (0, 0, 0, 0)),
+], ids=["resnet-stem", "resnet-stem-inner", "16-bit-mixed-strides", "wide-windows", "global", "squeezenet-last",
+        "16-bit-flat-uneven", "plane-past-a-block"])
 def test_pool_on_realistic_tiles(mode, bits, c, in_hw, kernel, stride, pads):
     """Tiles as the compiler cuts them: the windows clear of the padding
     (taken tap by tap over the row's column phases) and those that reach
-    into it, unequal strides and windows."""
+    into it, unequal strides and windows; unpadded max pools of few output
+    columns on blocks of whole planes (runtime.sim.vector's
+    ``_max_planes_flat``: many planes to a block, and a plane larger than
+    one)."""
+    out_w = (in_hw[1] - kernel[1]) // stride[1] + 1
+    flat = not any(pads) and out_w < vector.FLAT_POOL_COLUMNS
+    assert flat == (in_hw in ((27, 27), (40, 41), (500, 40)) or in_hw == (7, 7)), "the cases the flat path takes"
     check_pool(np.random.default_rng(7), mode, bits, c, in_hw, kernel, stride, pads)
 
 
