@@ -233,12 +233,16 @@ def test_wide_table_on_every_dense_kernel_path(choice):
     ConvCase(256, 128, 1, (1, 1), (2, 2), (1, 1), (30, 30), 8, 8, 8, False, True, 1, False),
     ConvCase(96, 24, 1, (1, 1), (1, 1), (1, 1), (3, 40), 8, 8, 8, True, True, 3, True),
     ConvCase(10, 16, 1, (2, 2), (1, 1), (1, 1), (12, 12), 8, 8, 8, False, False, 1, False),
+    ConvCase(3, 64, 1, (3, 3), (2, 2), (1, 1), (31, 61), 8, 8, 8, False, False, 1, False),
+    ConvCase(3, 16, 1, (7, 7), (2, 2), (1, 1), (47, 45), 8, 8, 8, True, False, 1, False),
 ], ids=["3x3-patches-over-the-pool", "3x3-residual", "strided-dilated-split", "1x1-strided", "1x1-split-wrap",
-        "channels-not-words"])
+        "channels-not-words", "stem-3x3-stride-2", "stem-7x7-stride-2"])
 def test_planned_gemm_on_tiles_large_enough_to_split(case):
     """Tiles whose patches are packed over the pool (B past
     SERIAL_PACK_WORDS), with every split mode, on both threads' paths; six
-    input channels (not whole words) take the byte gather over 2x2 taps."""
+    input channels (not whole words) take the byte gather over 2x2 taps,
+    three (a stem's) with a column stride of 2 its runs of pixels two bytes
+    apart (``conv_gemm._weave_two``)."""
     for large in (True, False):
         made = []
         real_plan = conv_gemm.plan
@@ -563,3 +567,28 @@ def test_a_wide_conv_of_a_million_macs_runs_on_the_pool_and_a_deep_one_does_not(
         assert bool(run.large[rows].all()) == wide, (in_c, out_c, hw)
         sim.run([image.data])
         np.testing.assert_array_equal(image.data[out:out + expect.nbytes].view(np.int8).reshape(expect.shape), expect)
+
+
+@pytest.mark.parametrize("stride, width", [(2, 61), (2, 18), (3, 61), (1, 61)])
+def test_stride_two_windows_are_packed_as_runs(stride, width):
+    """``conv_gemm.geometry``'s runs of a byte-gathered CONV: with a column
+    stride of 2, each output row's pixels from p on, two bytes apart, as
+    minus their count while at least SHORT_RUN are left (then pixel by
+    pixel); with 3, every pixel alone; with 1, positive runs."""
+    conv = instr(Op.CONV, in_addr=0, in_bits=8, in_c=3, in_h=9, in_w=width, wgt_addr=0, wgt_bits=8, groups=1,
+                   kernel_h=3, kernel_w=3, stride_h=2, stride_w=stride, dilation_h=1, dilation_w=1, out_c=8,
+                   acc_mode=AccMode.FULL, out_bits=8, out_zero=0, lo=-128, hi=127, param_addr=0, out_addr=0)
+    ins = isa.decode_array(isa.encode_stream([conv, instr(Op.END)]))[0][0]
+    out_h, out_w = (9 - 3) // 2 + 1, (width - 3) // stride + 1
+    size = out_h * out_w
+    offsets, origins, runs = np.zeros(28, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64)
+    conv_gemm.geometry(ins, offsets, origins, runs)
+    short = conv_gemm.SHORT_RUN
+    for p in range(size):
+        left = out_w - p % out_w  # this row's pixels from p on
+        if stride == 2:
+            assert runs[p] == (-left if left >= short else 1), (p, runs[p])
+        elif stride == 3:
+            assert runs[p] == 1
+        else:
+            assert runs[p] == left
