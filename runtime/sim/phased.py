@@ -29,6 +29,10 @@ Here a run of the card's order is cut, once, into phases (:func:`stretches`):
   the groups it depends on (runtime/sim/groups.py; ``FIRST`` and ``END``
   are group numbers), between a segment that reports the previous pooled
   CONV's output and one that prepares the next;
+* ``PARTS`` (a chunk per part): a large LOAD, STORE or ELTWISE cut into
+  parts (runtime/sim/parts.py: DMAs between two pooled CONVs, a Concat's
+  requantising COPYs), each part the same instruction over a run of its
+  planes, rows or elements;
 * ``PLANES`` (a chunk per run of channels): a large max POOL, each chunk
   the same POOL over its channels
   (the instruction with its channel count and addresses moved to the
@@ -79,10 +83,13 @@ from runtime.sim.epilogue import C_IN, C_MODE, C_OUT_C, C_PARAM
 from runtime.sim.handlers import call_handler, pool_entry
 from runtime.sim.interpreter import FROM_DRAM, REDIRECT, act_bytes, dram_views, interpret
 from runtime.sim.params import check_conv_records
+from runtime.sim.parts import count as part_count
+from runtime.sim.parts import part as run_part
+from runtime.sim.parts import splits as split_in_parts
 from runtime.sim.vector import P_C, P_IN, P_IN_BITS, P_IN_H, P_IN_W, P_KH, P_KW, P_MODE, P_OUT, P_OUT_BITS, P_SH, P_SW
 from runtime.unlinked import call_unlinked
 
-SEGMENT, PACK, PRODUCTS, CHANNELS, PLANES, GROUPS = 0, 1, 2, 3, 4, 5
+SEGMENT, PACK, PRODUCTS, CHANNELS, PLANES, GROUPS, PARTS = 0, 1, 2, 3, 4, 5, 6
 PLANES_MIN = 1 << 16
 """Input elements from which a max POOL is a PLANES phase (a barrier costs
 ~1 us; 2^16 bytes of max pool ~10-15 us on one thread). ResNet-10 at 32 x
@@ -145,10 +152,25 @@ def in_python(prog: np.ndarray, row: int, gemm_index: np.ndarray, large: np.ndar
 
 
 def stretches(prog: np.ndarray, order: np.ndarray, gemm_index: np.ndarray, large: np.ndarray,
-              table: np.ndarray) -> list[tuple[np.ndarray, int]]:
+              table: np.ndarray, code: np.ndarray | None = None) -> list[tuple[np.ndarray, int]]:
     """``order`` as (phase table, position of a Python step after it or
     -1) pairs: each table a run of phases with no Python between them,
-    ending with a segment (which reports the last pooled CONV's output)."""
+    ending with a segment (which reports the last pooled CONV's output).
+    ``code``: the program as the run executes it (runtime/sim/forward.py's
+    redirected copy), where it differs from ``prog``. PARTS phases are cut
+    only in a stretch that has other phases for the pool: one that is a
+    single segment stays one interpreter call (a small model's whole run,
+    runtime/sim/whole.py)."""
+    plain = _stretches(prog, order, gemm_index, large, table, None)
+    if not any(shares_work(phases) for phases, _ in plain):
+        return plain
+    cut = _stretches(prog, order, gemm_index, large, table, prog if code is None else code)
+    return [mine if shares_work(first[0]) else first for first, mine in zip(plain, cut)]
+
+
+def _stretches(prog, order, gemm_index, large, table, code) -> list[tuple[np.ndarray, int]]:
+    """:func:`stretches`, with PARTS phases where ``code`` is given (the
+    same Python steps either way: a PARTS instruction is never one)."""
     out: list[tuple[np.ndarray, int]] = []
     rows: list[tuple[int, int, int, int, int]] = []
     start, after = 0, -1
@@ -161,6 +183,9 @@ def stretches(prog: np.ndarray, order: np.ndarray, gemm_index: np.ndarray, large
             start, after = pos + 1, row
         elif split_by_planes(prog, row, table):
             rows += [(SEGMENT, start, pos, after, row), (PLANES, 0, 0, -1, row)]
+            start, after = pos + 1, row
+        elif code is not None and split_in_parts(code, row, table):
+            rows += [(SEGMENT, start, pos, after, row), (PARTS, 0, 0, -1, row)]
             start, after = pos + 1, row
         elif in_python(prog, row, gemm_index, large, table):
             rows.append((SEGMENT, start, pos, after, -1))
@@ -210,7 +235,10 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
                 g = gemm_index[row]
                 s = slot[row]
                 ins = prog[row]
-                if kind == PACK:
+                if kind == PARTS:
+                    call_unlinked(run_part, (chunk, count, ins, dram, wu8, au8, cu8, s * strides[0],
+                                             s * strides[1], s * strides[2], handlers, err))
+                elif kind == PACK:
                     _pack(chunk, count, ins, g, au8, s * strides[1], gemm_work, shapes)
                 elif kind == PLANES:
                     _planes(chunk, count, ins, handlers, wu8, au8, cu8, s * strides[0], s * strides[1],
@@ -263,7 +291,11 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
     row = phase[ROW]
     if row < 0:
         return
-    if prog[row, COL_OPCODE] == Op.POOL:  # a PLANES phase's POOL: its channels cut in chunks
+    op = prog[row, COL_OPCODE]
+    if op == Op.LOAD or op == Op.STORE or op == Op.ELTWISE:  # a PARTS phase's instruction: cut in parts
+        phase_set_count(team, i + 1, part_count(prog[row], parts))
+        return
+    if op == Op.POOL:  # a PLANES phase's POOL: its channels cut in chunks
         phase_set_count(team, i + 1, min(prog[row, P_C], parts))
         return
     g = gemm_index[row]

@@ -259,7 +259,8 @@ class _CardRun:
         if known is not None and known[0] is order:  # the same array object (kept alive here), not a new one at its id
             return known[1]
         found = []
-        for phases, python in phased.stretches(self.prog, order, self.gemm.index, self.large, self.handlers):
+        for phases, python in phased.stretches(self.prog, order, self.gemm.index, self.large, self.handlers,
+                                               self.code):
             if self._touches is not None:
                 phases = self._cut(phases, order)
             first, end = int(phases[0, phased.FIRST]), int(phases[0, phased.END])
