@@ -6,92 +6,15 @@ dependencies, the STOREs moved to their producer's group, the bytes each
 instruction touches; and a bad PARAM record reported as without groups."""
 from __future__ import annotations
 
-from contextlib import ExitStack
-from unittest import mock
-
 import numpy as np
 import pytest
 
 from runtime import isa
-from runtime.isa import AccMode, Op, Space, instr
-from runtime.isa import Token as T
+from runtime.isa import Op, Space
 from runtime.isa.footprints import DRAM, footprints
-from runtime.sim import Simulator, SimulatorError, conv_gemm, groups, phased
-from tests.helpers.simulator import CONFIG, Image, as_load, conv_epilogue, conv_sums, flat_box, padded, records, values
-
-IN_C, OUT_C, HW = 32, 16, (9, 9)
-WGT_BYTES, REC_AT, OUT_AT = 8 * 1024, 64 * 1024, 128 * 1024
-
-
-def _tiles(count: int, chain: bool = False, bad: tuple[int, ...] = (), seed: int = 5):
-    """One input tile LOADed into ACT, a 1x1 CONV of it to OUT_C channels,
-    then ``count`` CONV tiles of OUT_C channels, each with its weights and
-    PARAM records LOADed into one of two WGT buffers and its output into
-    one of two ACT buffers (tokens: a LOAD waits for the CONV two tiles
-    back, a CONV for the STORE two back), each STOREd to DRAM: 3x3 CONVs of
-    the input, or (``chain``) 1x1 CONVs each of the tile before. ``bad``:
-    tiles whose first record's multiplier is out of range. The weights,
-    records and input come first in the image (its constant bytes), the
-    outputs after. Returns (stream, image, constant bytes, each tile's DRAM
-    output address, the expected outputs)."""
-    rng = np.random.default_rng(seed)
-    image = Image()
-    k = 1 if chain else 3
-    x = values(rng, 8, (IN_C, *HW))
-    w0, rec0 = values(rng, 8, (OUT_C, IN_C, 1, 1)), records(rng, OUT_C)
-    at = {name: image.put(as_load(Space.ACT, 0, data)[2]) for name, data in (("x", x), ("w0", w0), ("rec0", rec0))}
-    prev = conv_epilogue(conv_sums(x, w0, 1, (1, 1), (1, 1)) + rec0["bias"].astype(object)[:, None, None], rec0, 8, 0,
-                         -128, 127)
-    tiles, expect = [], []
-    for t in range(count):
-        w, rec = values(rng, 8, (OUT_C, OUT_C if chain else IN_C, k, k)), records(rng, OUT_C)
-        if t in bad:
-            rec["mult"][0] = 7
-        out = conv_epilogue(conv_sums(prev if chain else x, w, 1, (1, 1), (1, 1))
-                            + rec["bias"].astype(object)[:, None, None], rec, 8, 0, -128, 127)
-        tiles.append((image.put(as_load(Space.WGT, 0, w)[2]), padded(w.nbytes),
-                      image.put(as_load(Space.WGT, 0, rec)[2]), padded(rec.nbytes)))
-        expect.append(out)
-        prev = out
-    constant = image.top
-    outs = [image.reserve(padded(out.nbytes)) for out in expect]
-    prog = [instr(Op.LOAD, 0, space=Space.ACT, sram_addr=0, dram_addr=at["x"], **flat_box(padded(x.nbytes))),
-            instr(Op.LOAD, 0, space=Space.WGT, sram_addr=2 * WGT_BYTES, dram_addr=at["w0"],
-                  **flat_box(padded(w0.nbytes))),
-            instr(Op.LOAD, T.PUSH_NEXT, space=Space.WGT, sram_addr=REC_AT + 2048, dram_addr=at["rec0"],
-                  **flat_box(padded(rec0.nbytes))),
-            instr(Op.CONV, T.POP_PREV, **_conv_fields(IN_C, 0, 2 * WGT_BYTES, REC_AT + 2048, OUT_AT, 1))]
-    first_out = OUT_AT + 4096
-    for t, (w_dram, w_bytes, rec_dram, rec_bytes) in enumerate(tiles):
-        wgt_at, rec_at, out_at = (t % 2) * WGT_BYTES, REC_AT + (t % 2) * 1024, first_out + (t % 2) * 4096
-        in_at = (OUT_AT if t == 0 else first_out + ((t - 1) % 2) * 4096) if chain else 0
-        prog.append(instr(Op.LOAD, T.POP_NEXT if t >= 2 else 0, space=Space.WGT, sram_addr=wgt_at, dram_addr=w_dram,
-                          **flat_box(w_bytes)))
-        prog.append(instr(Op.LOAD, T.PUSH_NEXT, space=Space.WGT, sram_addr=rec_at, dram_addr=rec_dram,
-                          **flat_box(rec_bytes)))
-        flags = T.POP_PREV | T.PUSH_NEXT | (T.POP_NEXT if t >= 2 else 0) | (T.PUSH_PREV if t < count - 2 else 0)
-        prog.append(instr(Op.CONV, flags, **_conv_fields(OUT_C if chain else IN_C, in_at, wgt_at, rec_at, out_at, k)))
-        prog.append(instr(Op.STORE, T.POP_PREV | (T.PUSH_PREV if t < count - 2 else 0), space=Space.ACT,
-                          sram_addr=out_at, dram_addr=outs[t], **flat_box(padded(expect[t].nbytes))))
-    return isa.encode_stream(prog + [instr(Op.END)]), image, constant, outs, expect
-
-
-def _conv_fields(in_c, in_at, wgt_at, rec_at, out_at, k):
-    return dict(in_addr=in_at, in_bits=8, in_c=in_c, in_h=HW[0], in_w=HW[1], wgt_addr=wgt_at, wgt_bits=8, groups=1,
-                kernel_h=k, kernel_w=k, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, out_c=OUT_C,
-                acc_mode=AccMode.FULL, out_bits=8, out_zero=0, lo=-128, hi=127, param_addr=rec_at, out_addr=out_at)
-
-
-def _simulator(stream, image, constant, grouped: bool) -> Simulator:
-    with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(conv_gemm, "MIN_MACS", 0))
-        stack.enter_context(mock.patch.object(groups, "MIN_SEGMENT_NS", 0 if grouped else 1 << 62))
-        stack.enter_context(mock.patch.object(groups, "GAIN", 2.0))
-        return Simulator(CONFIG, {(0, 0): stream}, image.top, constant)
-
-
-def _outputs(image, outs, expect):
-    return [image.data[a:a + e.nbytes].view(np.int8).reshape(e.shape) for a, e in zip(outs, expect)]
+from runtime.sim import SimulatorError, groups, phased
+from tests.helpers.simulator import CONFIG, padded
+from tests.helpers.tiles import HW, IN_C, OUT_AT, OUT_C, tile_outputs, tile_simulator, tiles
 
 
 @pytest.mark.parametrize("chain", [False, True], ids=["ping-pong", "chain"])
@@ -100,8 +23,8 @@ def test_tiles_run_as_groups_with_the_oracles_bytes(chain):
     and on one (the groups in program order); the tiles of independent
     inputs alternate between the two sets, a chain's tiles each wait for
     the tile before."""
-    stream, image, constant, outs, expect = _tiles(7, chain=chain)
-    sim = _simulator(stream, image, constant, True)
+    stream, image, constant, outs, expect = tiles(7, chain=chain)
+    sim = tile_simulator(stream, image, constant, True)
     run = sim._phases[0][0].run
     table = run.grouped[0]
     assert table.shape[0] >= 7
@@ -116,7 +39,7 @@ def test_tiles_run_as_groups_with_the_oracles_bytes(chain):
     for _ in range(3):
         image.data[outs[0]:outs[-1] + expect[-1].nbytes] = 0
         sim.run([image.data])
-        for got, want in zip(_outputs(image, outs, expect), expect):
+        for got, want in zip(tile_outputs(image, outs, expect), expect):
             np.testing.assert_array_equal(got, want)
     order = sim._single[1]
     for phases, _, _, span in run.stretches(order):
@@ -124,18 +47,18 @@ def test_tiles_run_as_groups_with_the_oracles_bytes(chain):
         for view in sim._sram:
             view.fill(0)
         assert run.run_stretch(phases, order, image.data, True, span) == 0  # one thread: the groups in order
-    for got, want in zip(_outputs(image, outs, expect), expect):
+    for got, want in zip(tile_outputs(image, outs, expect), expect):
         np.testing.assert_array_equal(got, want)
 
 
 def test_the_same_bytes_with_groups_as_without():
     """Every DRAM byte after a run equals the run without groups."""
-    stream, image, constant, outs, expect = _tiles(6, seed=8)
+    stream, image, constant, outs, expect = tiles(6, seed=8)
     before = image.data.copy()
-    _simulator(stream, image, constant, True).run([image.data])
+    tile_simulator(stream, image, constant, True).run([image.data])
     with_groups = image.data.copy()
     image.data[:] = before
-    _simulator(stream, image, constant, False).run([image.data])
+    tile_simulator(stream, image, constant, False).run([image.data])
     np.testing.assert_array_equal(with_groups, image.data)
 
 
@@ -146,8 +69,8 @@ def test_a_bad_param_record_fails_as_without_groups(bad):
     and whatever failed after it."""
     messages = []
     for grouped in (True, False):
-        stream, image, constant, _, _ = _tiles(7, bad=bad)
-        sim = _simulator(stream, image, constant, grouped)
+        stream, image, constant, _, _ = tiles(7, bad=bad)
+        sim = tile_simulator(stream, image, constant, grouped)
         assert (sim._phases[0][0].run.grouped[0].shape[0] > 0) == grouped
         with pytest.raises(SimulatorError) as caught:
             sim.run([image.data])
@@ -180,7 +103,7 @@ def test_footprints_name_what_each_instruction_reads_and_writes():
     """A LOAD writes its padded SRAM box and reads its DRAM span, a CONV
     reads its input, weights and records and writes its output, a STORE
     reads its SRAM box and writes its DRAM span."""
-    stream, image, _, outs, expect = _tiles(1)
+    stream, image, _, outs, expect = tiles(1)
     arr = isa.decode_array(stream)[0]
     row, space, first, end, written = footprints(arr, CONFIG)
     got = {(int(r), int(s), int(a), int(b), bool(w)) for r, s, a, b, w in zip(row, space, first, end, written)}
@@ -204,8 +127,8 @@ def test_a_store_joins_the_group_that_wrote_what_it_reads():
     """The scheduler puts a tile's STORE after the next tile's LOADs; the
     STORE goes to the end of its producer's group, unless it conflicts with
     an instruction before it in its own group."""
-    stream, image, constant, outs, expect = _tiles(4)
-    sim = _simulator(stream, image, constant, True)
+    stream, image, constant, outs, expect = tiles(4)
+    sim = tile_simulator(stream, image, constant, True)
     run = sim._phases[0][0].run
     table, rows = run.grouped[0], run.grouped[1]
     ops = run.prog[:, isa.COL_OPCODE]

@@ -11,7 +11,7 @@ import pytest
 from runtime.isa import Op, Space, instr
 from runtime.sim import Simulator, SimulatorError, whole
 from tests.helpers.simulator import CONFIG, DTYPE, Image, as_load, single_phase, values
-from tests.runtime.test_sim_groups import _outputs, _simulator, _tiles
+from tests.helpers.tiles import tile_outputs, tile_simulator, tiles
 
 
 def _lut_program(rng):
@@ -93,8 +93,8 @@ def test_a_whole_run_starts_from_cleared_sram_and_patch_keys():
 def _pooled():
     """Tiles run as GROUPS phases (tests/runtime/test_sim_groups.py), run
     twice: (the card's run, its order, the image, outputs' addresses, expected)."""
-    stream, image, constant, outs, expect = _tiles(5, seed=11)
-    sim = _simulator(stream, image, constant, True)
+    stream, image, constant, outs, expect = tiles(5, seed=11)
+    sim = tile_simulator(stream, image, constant, True)
     for _ in range(2):
         sim.run([image.data])
     return sim._phases[0][0].run, sim._single[1], sim, image, outs, expect
@@ -119,7 +119,7 @@ def test_the_driver_table_holds_each_array_where_it_is():
         assert table[whole.FIELDS * i] == array.ctypes.data, i
         assert tuple(table[whole.FIELDS * i + 1:whole.FIELDS * i + 1 + array.ndim]) == array.shape, i
     assert {tuple(sig) for sig in whole.run_card_table.signatures} == {whole.DRIVER_SIGNATURE}  # warm-up ships it
-    for got, want in zip(_outputs(image, outs, expect), expect):
+    for got, want in zip(tile_outputs(image, outs, expect), expect):
         np.testing.assert_array_equal(got, want)
 
 
@@ -132,7 +132,7 @@ def test_the_driver_table_is_made_again_when_the_arrays_are_gathered_again():
     (_, _, after, state, _), = run._driver_tables.values()
     assert state is run.state and after is not before
     assert after[whole.FIELDS * 16] == run.state[11].ctypes.data != before[whole.FIELDS * 16]  # strides
-    for got, want in zip(_outputs(image, outs, expect), expect):
+    for got, want in zip(tile_outputs(image, outs, expect), expect):
         np.testing.assert_array_equal(got, want)
 
 
