@@ -3,12 +3,14 @@ PARTS phase of runtime.sim.phased.
 
 A card run's segments are one thread's work while the others wait at the
 next barrier (runtime.sim.phased). Between two pooled CONVs a segment moves
-the first one's output to DRAM and the next one's input back, and a
-Concat's inputs are requantised onto its grid by ELTWISE COPYs: SqueezeNet
-has 48 such DMAs of 46 to 194 KB and 14 COPYs of 46 656 codes, a third of
-its segments' time (which is a quarter of its Run_sw), and every byte a DMA
-moves was written by the other thread's CONV tasks a moment before, each
-line fetched from the other core.
+the first one's output to DRAM and the next one's input back (SqueezeNet:
+48 DMAs of 46 to 194 KB, a third of its segments' time, which was a quarter
+of its Run_sw), and every byte such a DMA moves was written by the other
+thread's CONV tasks a moment before, each line fetched from the other core.
+Each part costs two barriers (~1 us each, more when the host's cores share
+lines slowly): from 64 KB, and with SqueezeNet's Concat COPYs of 46 656
+codes in parts too, it gained nothing (those COPYs' segments had been
+GROUPS phases, runtime/sim/groups.py); from 128 KB it did (docs/simulator.md).
 
 :func:`splits` decides at Init which instructions are cut: a LOAD or STORE
 of at least :data:`MIN_BYTES` whose rows are copied whole (x stride 1) and,
@@ -67,8 +69,8 @@ from runtime.unlinked import call_unlinked
 
 MIN_BYTES, MIN_ELEMENTS = 1 << 17, 1 << 17
 """The least bytes a LOAD or STORE moves, and elements an ELTWISE
-computes, to be cut into parts (a barrier costs ~1 us, a 64 KB copy of
-lines the other core wrote ~5 us on one thread)."""
+computes, to be cut into parts (Run_sw in-process A/B against no parts,
+Zen 4: SqueezeNet 0.93-0.95 from 2^17 bytes, 0.98 from 2^16)."""
 PART_BYTES = 1 << 13
 """The least bytes (or elements) a part takes."""
 

@@ -30,9 +30,8 @@ Here a run of the card's order is cut, once, into phases (:func:`stretches`):
   are group numbers), between a segment that reports the previous pooled
   CONV's output and one that prepares the next;
 * ``PARTS`` (a chunk per part): a large LOAD, STORE or ELTWISE cut into
-  parts (runtime/sim/parts.py: DMAs between two pooled CONVs, a Concat's
-  requantising COPYs), each part the same instruction over a run of its
-  planes, rows or elements;
+  parts (runtime/sim/parts.py: the DMAs between two pooled CONVs), each
+  part the same instruction over a run of its planes, rows or elements;
 * ``PLANES`` (a chunk per run of channels): a large max POOL, each chunk
   the same POOL over its channels
   (the instruction with its channel count and addresses moved to the
