@@ -83,6 +83,8 @@ def _flatten(args: tuple) -> list:
 
 
 def _table(arrays: list, layout: tuple, what: str) -> np.ndarray:
+    """Each of ``arrays``' address and first two dimensions, checked against
+    ``layout``'s dtype and rank (``what`` takes them: for the error)."""
     if len(arrays) != len(layout):
         raise SimulatorError(f"internal error: {what} takes {len(arrays)} arrays, the table {len(layout)}")
     table = np.zeros(FIELDS * len(arrays), np.int64)
