@@ -130,7 +130,7 @@ FLIP = np.uint32(0x80808080)
 SHORT_RUN = 8
 """Runs of pixels with consecutive origins shorter than this (a column
 stride's: every run is one pixel) are packed pixel by pixel inline, unless
-at least this many have origins two apart (``_weave_two``)."""
+at least this many have origins two apart (``_weave`` with a step of 2)."""
 
 KEY, HELD_AT, PEER = 8, 10, 14
 """Where the key of the packed patches, the ``held`` states and the other
@@ -297,26 +297,18 @@ def geometry(ins, offsets, origins, runs):
 
 
 @jit(inline="always")
-def _weave(row, at, src, a0, a1, a2, a3, count):
-    """row[at + i] = the bytes src[a0 + i], src[a1 + i], src[a2 + i],
-    src[a3 + i] as one lane, + 128 each (contiguous: it vectorises). Whole
+def _weave(row, at, src, a0, a1, a2, a3, count, step):
+    """row[at + i] = the bytes src[a0 + step·i], src[a1 + step·i],
+    src[a2 + step·i], src[a3 + step·i] as one lane, + 128 each: pixels
+    ``step`` bytes apart (called with a literal 1, or 2 for a stride-2
+    stem's windows, so that the loop compiles for it: it vectorises for 1;
+    for 2 it is one tight loop, where pixel by pixel each lane also looked
+    up its run and took a branch, ~2.7 ns a lane against ~0.55). Whole
     arrays and offsets, not views: a view counts a reference up and down on
     its parent, an atomic both threads contend for when they pack one B."""
     a0, a1, a2, a3 = _u(a0), _u(a1), _u(a2), _u(a3)
     for i in range(_u(count)):
-        row[_u(at) + i] = (np.uint32(src[a0 + i]) | (np.uint32(src[a1 + i]) << 8) | (np.uint32(src[a2 + i]) << 16)
-                           | (np.uint32(src[a3 + i]) << 24)) ^ FLIP
-
-
-@jit(inline="always")
-def _weave_two(row, at, src, a0, a1, a2, a3, count):
-    """``_weave`` of pixels two bytes apart: row[at + i] = the bytes
-    src[a0 + 2i], ..., src[a3 + 2i] as one lane, + 128 each (a stride-2
-    stem's patches: one tight loop, where pixel by pixel each lane also
-    looked up its run and took a branch, ~2.7 ns a lane against ~1)."""
-    a0, a1, a2, a3 = _u(a0), _u(a1), _u(a2), _u(a3)
-    for i in range(_u(count)):
-        j = _u(2) * i
+        j = _u(step) * i
         row[_u(at) + i] = (np.uint32(src[a0 + j]) | (np.uint32(src[a1 + j]) << 8) | (np.uint32(src[a2 + j]) << 16)
                            | (np.uint32(src[a3 + j]) << 24)) ^ FLIP
 
@@ -353,11 +345,11 @@ def pack_patches(start, stop, ins, au8, at, xt32, offsets, origins, runs, steps,
                         run = runs[j0 + c]
                         if run >= SHORT_RUN:
                             count = min(run, valid - c)
-                            _weave(dst, row + _u(c), au8, q + o0, q + o1, q + o2, q + o3, count)
+                            _weave(dst, row + _u(c), au8, q + o0, q + o1, q + o2, q + o3, count, 1)
                             c += count
                         elif run < 0:
                             count = min(-run, valid - c)
-                            _weave_two(dst, row + _u(c), au8, q + o0, q + o1, q + o2, q + o3, count)
+                            _weave(dst, row + _u(c), au8, q + o0, q + o1, q + o2, q + o3, count, 2)
                             c += count
                         else:  # a strided window: one pixel at a time, no call
                             lane = (np.uint32(au8[q + o0]) | (np.uint32(au8[q + o1]) << 8)

@@ -242,7 +242,7 @@ def test_planned_gemm_on_tiles_large_enough_to_split(case):
     SERIAL_PACK_WORDS), with every split mode, on both threads' paths; six
     input channels (not whole words) take the byte gather over 2x2 taps,
     three (a stem's) with a column stride of 2 its runs of pixels two bytes
-    apart (``conv_gemm._weave_two``)."""
+    apart (``conv_gemm._weave`` with a step of 2)."""
     for large in (True, False):
         made = []
         real_plan = conv_gemm.plan
