@@ -15,7 +15,7 @@ Here a run of the card's order is cut, once, into phases (:func:`stretches`):
   then check and prepare that CONV (``conv_gemm.prepare_checked``: weights
   packed unless held, row offsets, patches packed here when few);
 * ``PACK`` (a chunk per part of the column panels; none when the patches
-  are packed already): the CONV's patches, ``conv_gemm.pack_patches``;
+  are packed already): the CONV's patches, ``patches.pack_patches``;
 * ``PRODUCTS`` (a chunk per GEMM task): the products, each task's block of
   sums followed by its epilogue (``conv_gemm.products_and_epilogue``), or
   the sums alone into ACC (``run_planned``);
@@ -85,6 +85,7 @@ from runtime.sim.params import check_conv_records
 from runtime.sim.parts import count as part_count
 from runtime.sim.parts import part as run_part
 from runtime.sim.parts import splits as split_in_parts
+from runtime.sim.patches import pack_patches
 from runtime.sim.vector import P_C, P_IN, P_IN_BITS, P_IN_H, P_IN_W, P_KH, P_KW, P_MODE, P_OUT, P_OUT_BITS, P_SH, P_SW
 from runtime.unlinked import call_unlinked
 
@@ -413,7 +414,7 @@ def _pack(chunk, count, ins, g, au8, abase, work, shapes):
     size, steps, kc, nr, lanes = shapes[g, 0], shapes[g, 1], shapes[g, 2], shapes[g, 3], shapes[g, 4]
     panels = (size + nr - 1) // nr
     offs, origins, runs = conv_gemm.plan_geometry(work, g)
-    call_unlinked(conv_gemm.pack_patches, (chunk * panels // count, (chunk + 1) * panels // count, ins, au8,
+    call_unlinked(pack_patches, (chunk * panels // count, (chunk + 1) * panels // count, ins, au8,
                                            abase + ins[C_IN], work[7], offs, origins, runs, steps, size, kc, nr,
                                            work[2][:lanes].view(np.uint32)))
 

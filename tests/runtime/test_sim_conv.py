@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from runtime import isa, qscheme
 from runtime.isa import AccMode, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
-from runtime.sim import Simulator, conv_gemm, phased
+from runtime.sim import Simulator, conv_gemm, patches, phased
 from runtime.sim import conv as conv_module
 from runtime.sim import simulator as sim_module
 from tests.helpers.simulator import (
@@ -242,7 +242,7 @@ def test_planned_gemm_on_tiles_large_enough_to_split(case):
     SERIAL_PACK_WORDS), with every split mode, on both threads' paths; six
     input channels (not whole words) take the byte gather over 2x2 taps,
     three (a stem's) with a column stride of 2 its runs of pixels two bytes
-    apart (``conv_gemm._weave`` with a step of 2)."""
+    apart (``patches._weave`` with a step of 2)."""
     for large in (True, False):
         made = []
         real_plan = conv_gemm.plan
@@ -571,7 +571,7 @@ def test_a_wide_conv_of_a_million_macs_runs_on_the_pool_and_a_deep_one_does_not(
 
 @pytest.mark.parametrize("stride, width", [(2, 61), (2, 18), (3, 61), (1, 61)])
 def test_stride_two_windows_are_packed_as_runs(stride, width):
-    """``conv_gemm.geometry``'s runs of a byte-gathered CONV: with a column
+    """``patches.geometry``'s runs of a byte-gathered CONV: with a column
     stride of 2, each output row's pixels from p on, two bytes apart, as
     minus their count while at least SHORT_RUN are left (then pixel by
     pixel); with 3, every pixel alone; with 1, positive runs."""
@@ -582,8 +582,8 @@ def test_stride_two_windows_are_packed_as_runs(stride, width):
     out_h, out_w = (9 - 3) // 2 + 1, (width - 3) // stride + 1
     size = out_h * out_w
     offsets, origins, runs = np.zeros(28, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64)
-    conv_gemm.geometry(ins, offsets, origins, runs)
-    short = conv_gemm.SHORT_RUN
+    patches.geometry(ins, offsets, origins, runs)
+    short = patches.SHORT_RUN
     for p in range(size):
         left = out_w - p % out_w  # this row's pixels from p on
         if stride == 2:
