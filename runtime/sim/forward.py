@@ -144,7 +144,7 @@ class _Copies:
 
 
 def redirect(runs: Sequence, constant: int) -> list[np.ndarray | None]:
-    """Per card run of ``runs`` (runtime.sim.simulator._CardRun: ``prog``,
+    """Per card run of ``runs`` (runtime.sim.card_run.CardRun: ``prog``,
     ``order``, ``slot``, ``large``, ``gemm.index``, ``handlers``, ``card``;
     every run of the simulator, in execution order), the program as its
     interpreter runs it, or None where nothing is redirected. ``constant``:

@@ -21,7 +21,6 @@ those of the scheduled order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -43,10 +42,10 @@ from runtime.isa import (
 )
 from runtime.isa.codec import stream_bytes
 from runtime.isa.validate import queue_masks
-from runtime.jit import compiled_entry
 from runtime.parallel import parallel_for
 from runtime.sim import conv as conv_kernels
-from runtime.sim import conv_gemm, forward, groups, lanes, phased, whole
+from runtime.sim import conv_gemm, forward, lanes, phased, whole
+from runtime.sim.card_run import SLOW_KERNEL_FACTOR, CardRun, Lane
 from runtime.sim.errors import SimulatorError
 from runtime.sim.handlers import handler_table, run_here
 from runtime.sim.interpreter import GEMM_KEY, act_bytes
@@ -98,228 +97,6 @@ A/B against 8 (the CHANNELS phase in both), Zen 3, two runs: MobileNetV2 96
 0.85 and 0.90, MobileNetV2 0.91 and 0.88, PP-LCNet 0.95 and 0.93 (256, and
 every depthwise CONV on the pool)."""
 
-PACK_PARTS = parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD
-"""Chunks a pooled CONV's patches are packed in (as parallel_for cuts a job)."""
-
-SLOW_KERNEL_FACTOR = 8
-"""How many times longer a MAC takes outside the int8 GEMM (depthwise and
-short dense tiles: 10-20 GMAC/s on one thread, the GEMM's serial tiles
-~100), so that the pool takes the tiles that are long, not the ones with many MACs."""
-
-
-@dataclass
-class _Lane:
-    """A card run that runs concurrently with the phase's other lanes:
-    epoch ``e`` is ``run.order[stops[e - 1]:stops[e]]`` (from 0, to the end)."""
-
-    run: _CardRun
-    stops: np.ndarray
-    epochs: list[np.ndarray] = field(init=False, repr=False)
-    """Each epoch's rows, cut once."""
-
-    def __post_init__(self):
-        order, stops = self.run.order, self.stops
-        self.epochs = [order[int(stops[e - 1]) if e > 0 else 0:int(stops[e]) if e < stops.size else order.size]
-                       for e in range(stops.size + 1)]
-
-    def epoch(self, e: int) -> np.ndarray:
-        return self.epochs[e] if e < len(self.epochs) else self.run.order[:0]
-
-
-@dataclass
-class _CardRun:
-    """What one card executes in one phase: the rows of its streams (one
-    matrix), their execution order, each row's cluster slot and whether it is
-    a large CONV; ``keys`` and ``bases`` map rows back to streams; ``memory``
-    is the card's SRAM."""
-
-    card: int
-    prog: np.ndarray
-    order: np.ndarray
-    slot: np.ndarray
-    large: np.ndarray
-    keys: list[StreamKey]
-    bases: np.ndarray
-    gemm: conv_gemm.GemmPlans
-    handlers: np.ndarray
-    memory: CardMemory
-    err: np.ndarray = field(init=False, repr=False)
-    """A bad PARAM value's kind, index, value and row, as the interpreter reports it."""
-    code: np.ndarray = field(init=False, repr=False)
-    """The rows as the interpreter and the phases run them: ``prog``, or
-    ``prog`` redirected (runtime/sim/forward.py: CONVs reading their weights
-    in DRAM, LOADs not copied)."""
-    state: tuple = field(init=False, repr=False)
-    """The interpreter's arguments after ``dram``: the card's SRAM views and
-    this run's tables, gathered once."""
-
-    ctl: np.ndarray = field(init=False, repr=False)
-    """The phased driver's control slots (runtime.sim.phased: STATUS, ...)."""
-    plan: np.ndarray = field(init=False, repr=False)
-    """The plan of the pooled CONV being run, with its addresses."""
-    _stretches: dict = field(init=False, repr=False, default_factory=dict)
-    _driver: Callable | None = field(init=False, repr=False, default=None)
-    _interpreter: Callable | None = field(init=False, repr=False, default=None)
-    _driver_tables: dict = field(init=False, repr=False, default_factory=dict)
-    """id(order) -> (order, DRAM, the table of the driver's arrays:
-    runtime/sim/whole.py's ``driver_table``, then ``state`` and ``grouped``
-    as they were), made on a stretch's first run with that order and DRAM
-    and made again if the arrays were gathered again; the entry keeps the
-    arrays the table points to alive."""
-    _span_args: tuple | None = field(init=False, repr=False, default=None)
-    """(span, DRAM, the interpreter's arguments for them as its entry takes
-    them: the position and the table of the arrays' addresses, the arrays):
-    the last one-segment stretch's call, gathered once (a small model's run
-    is that call, run after run)."""
-    grouped: tuple = field(init=False, repr=False)
-    """The GROUPS phases' groups (runtime.sim.phased.run_card's ``grouped``:
-    table, rows, done flags, outcomes, failure positions, the second set of
-    GEMM working buffers, its ``err`` and ``pad``), planned at Init
-    (:meth:`plan_groups`)."""
-    _touches: groups.Touches | None = field(init=False, repr=False, default=None)
-    _tables: list = field(init=False, repr=False, default_factory=list)
-
-    def __post_init__(self):
-        self.code = self.prog
-        self.err = np.zeros(4, np.int64)
-        self.ctl = np.zeros(3, np.int64)
-        self.plan = np.zeros(conv_gemm.PLAN_SIZE, np.int64)
-        self._gather()
-        self.grouped = (np.zeros((0, 3), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                        np.zeros(0, np.int64), np.zeros(0, np.int64), self.gemm.work, self.err,
-                        np.zeros(8, np.uint8))
-
-    def _gather(self) -> None:
-        """The interpreter's arguments after ``dram``."""
-        mem, gemm = self.memory, self.gemm
-        strides = np.array([mem.wgt.stride, mem.act.stride, mem.acc.stride], np.int64)
-        self.state = (mem.wgt.i8, mem.wgt.i16, mem.wgt.i32, mem.wgt.i64, mem.wgt.u8, mem.act.i8, mem.act.i16,
-                      mem.act.u8, mem.acc.i32, mem.acc.i64, mem.acc.u8, strides, self.err, np.zeros(8, np.uint8),
-                      gemm.index, gemm.templates, gemm.kernels, gemm.work, self.handlers)
-
-    def plan_groups(self, orders: Sequence[np.ndarray], config: HardwareConfig) -> None:
-        """Work out the stretches of ``orders`` (the lane's epochs, run
-        after run), cutting the segments that pay into GROUPS phases
-        (runtime/sim/groups.py); with any, the second set of working
-        buffers. At Init, before any run: the arguments gathered here are
-        the ones every later call uses."""
-        if parallel.NUM_THREADS < 2 or not np.any(self.gemm.index >= 0) or not groups.known(self.prog):
-            return
-        self._touches = groups.Touches(self.code, self.prog, self.slot, config)
-        for order in orders:
-            self.stretches(order)
-        self._touches = None
-        if not self._tables:
-            return
-        tables, rows, offset, base = [], [], 0, 0
-        for table, grouped in self._tables:
-            table = table.copy()
-            table[:, :2] += offset
-            table[:, groups.NEED] = np.where(table[:, groups.NEED] >= 0, table[:, groups.NEED] + base, -1)
-            tables.append(table)
-            rows.append(grouped)
-            offset += grouped.size
-            base += table.shape[0]
-        first, second = conv_gemm.second_set(self.gemm.work)
-        self.gemm.work = first
-        self._gather()
-        count = base
-        self.grouped = (np.concatenate(tables), np.concatenate(rows), np.zeros(count, np.int64),
-                        np.zeros(count, np.int64), np.zeros(count, np.int64), second, np.zeros(4, np.int64),
-                        np.zeros(8, np.uint8))
-
-    def _cut(self, phases: np.ndarray, order: np.ndarray) -> np.ndarray:
-        """``phases`` with each SEGMENT that pays cut into a GROUPS phase
-        between a segment that reports the previous pooled CONV's output and
-        one that prepares the next (group numbers count on from the groups
-        planned so far)."""
-        out = []
-        for row in phases.tolist():
-            kind, first, end, after, conv = row
-            found = None
-            if kind == phased.SEGMENT and end > first:
-                found = groups.split(self.prog, self.code, order, first, end, self._touches, self.gemm.index,
-                                     SLOW_KERNEL_FACTOR)
-            if found is None:
-                out.append(row)
-                continue
-            low = sum(table.shape[0] for table, _ in self._tables)
-            self._tables.append(found)
-            out += [[phased.SEGMENT, first, first, after, -1], [phased.GROUPS, low, low + found[0].shape[0], -1, -1],
-                    [phased.SEGMENT, end, end, -1, conv]]
-        return np.array(out, np.int64).reshape(-1, 5)
-
-    def stretches(self, order: np.ndarray) -> list[tuple]:
-        """``order``'s stretches (runtime.sim.phased.stretches) as (phase
-        table, position of the Python step after it or -1, whether it runs
-        alone: no phase to share, the span of ``order`` it interprets when
-        it is one segment or None), worked out on its first run (an order is
-        a lane's epoch: the same array, run after run)."""
-        known = self._stretches.get(id(order))
-        if known is not None and known[0] is order:  # the same array object (kept alive here), not a new one at its id
-            return known[1]
-        found = []
-        for phases, python in phased.stretches(self.prog, order, self.gemm.index, self.large, self.handlers,
-                                               self.code):
-            if self._touches is not None:
-                phases = self._cut(phases, order)
-            first, end = int(phases[0, phased.FIRST]), int(phases[0, phased.END])
-            span = None
-            if phases.shape[0] == 1:
-                span = order if first == 0 and end == order.shape[0] else order[first:end]
-            found.append((phases, python, not phased.shares_work(phases), span))
-        self._stretches[id(order)] = (order, found)
-        return found
-
-    def stopped(self, phases: np.ndarray, done: int) -> int:
-        """What failed where the interpreter, run on a stretch of one segment
-        (``phases``), returned ``done`` short of its end: ``ctl[FAILED_AT]``
-        set, phased.BAD_PARAM or phased.STOPPED returned."""
-        self.ctl[phased.FAILED_AT] = int(phases[0, phased.FIRST]) + (-done - 1 if done < 0 else done)
-        return phased.BAD_PARAM if done < 0 else phased.STOPPED
-
-    def run_stretch(self, phases: np.ndarray, order: np.ndarray, dram: np.ndarray, alone: bool, span) -> int:
-        """One stretch: its phases on the pool (runtime.sim.phased.run_card),
-        or, for a stretch of one segment, the interpreter on ``span`` with no
-        driver around it (a small model's whole run). Returns 0, or what
-        failed (phased.BAD_PARAM, phased.STOPPED; ``ctl[FAILED_AT]`` where).
-        Both compiled entries are resolved on the first call and called
-        directly after (runtime.jit.compiled_entry): the driver's 35
-        arguments, the GEMM's tuple of 14 buffers among them, took ~30 us a
-        call to match against its signature, as long as a small model's run;
-        the driver costs ~5 us more than the interpreter alone (identity
-        model, Zen 3). The interpreter takes its arrays from a table of
-        their addresses (runtime/sim/whole.py: unboxing them was most of a
-        small model's call), and so does the driver, on every thread (the
-        views made of arrays with no MemInfo count no references on the
-        lines both threads share)."""
-        if span is not None:
-            known = self._span_args
-            if known is None or known[0] is not span or known[1] is not dram:
-                arrays = (self.code, span, 0, self.slot, self.large, dram, *self.state)
-                known = self._span_args = (span, dram, (0, whole.argument_table(arrays), whole.NOTHING), arrays)
-            entry = self._interpreter
-            if entry is None:
-                entry = self._interpreter = compiled_entry(whole.interpret_table, known[2])
-            done = entry(*known[2])
-            return 0 if done == span.shape[0] else self.stopped(phases, done)
-        known = self._driver_tables.get(id(order))
-        if known is None or known[0] is not order or known[1] is not dram or known[3] is not self.state \
-                or known[4] is not self.grouped:
-            table = whole.driver_table((self.code, order, 0, self.slot, self.large, dram, *self.state), self.ctl,
-                                       self.plan, self.gemm.shapes, self.grouped)
-            known = self._driver_tables[id(order)] = (order, dram, table, self.state, self.grouped)
-        driver = self._driver
-        if driver is None:
-            team = np.zeros(1, np.int64)
-            driver = self._driver = compiled_entry(whole.run_card_table, (team, team, 0, 0, phases, PACK_PARTS,
-                                                                          known[2]))
-        self.ctl[phased.STATUS] = 0
-        self.ctl[phased.SEQ] += 1
-        parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone)
-        return int(self.ctl[phased.STATUS])
-
-
 class Simulator:
     """Instruction-accurate simulator of a program's streams (see the module
     docstring and docs/simulator.md). ``timing`` is static; ``instructions``
@@ -344,7 +121,7 @@ class Simulator:
             self._slots.setdefault(key.card, {}).setdefault(key.cluster, len(self._slots.get(key.card, {})))
         self._memory = {card: CardMemory.allocate(config, len(slots)) for card, slots in self._slots.items()}
         self.instructions = sum(arr.shape[0] for arr in self._streams.values())
-        self._phases: list[list[_Lane]] = []
+        self._phases: list[list[Lane]] = []
         self.timing = self._plan()
         runs = [lane.run for phase in self._phases for lane in phase]
         for run, code in zip(runs, forward.redirect(runs, constant_bytes)):
@@ -429,7 +206,7 @@ class Simulator:
         return start, end
 
     def _lanes(self, card: int, keys: list[StreamKey], start: np.ndarray, end: np.ndarray,
-               phase_keys: list[StreamKey], phase_bases: np.ndarray) -> list[_Lane]:
+               phase_keys: list[StreamKey], phase_bases: np.ndarray) -> list[Lane]:
         """The card's streams as lanes (runtime/sim/lanes.py), or all of
         them as one lane where they share DRAM bytes within an epoch."""
         first = {k: int(phase_bases[phase_keys.index(k)]) for k in keys}
@@ -444,11 +221,11 @@ class Simulator:
                 out = []
                 for k in keys:
                     run = self._card_run(card, [k], cycles)
-                    out.append(_Lane(run, np.searchsorted(cycles[k][0][run.order], cuts, side="left")))
+                    out.append(Lane(run, np.searchsorted(cycles[k][0][run.order], cuts, side="left")))
                 return out
-        return [_Lane(self._card_run(card, keys, cycles), np.zeros(0, np.int64))]
+        return [Lane(self._card_run(card, keys, cycles), np.zeros(0, np.int64))]
 
-    def _card_run(self, card: int, keys: list[StreamKey], cycles: dict) -> _CardRun:
+    def _card_run(self, card: int, keys: list[StreamKey], cycles: dict) -> CardRun:
         """The rows of ``keys`` (streams of ``card``) in execution order: by
         start cycle, stream, index."""
         prog = np.ascontiguousarray(np.concatenate([self._streams[k] for k in keys]))
@@ -468,7 +245,7 @@ class Simulator:
                                                              & (macs * WIDE_FACTOR >= LARGE_CONV_MACS))
         bases = np.cumsum([0] + [self._streams[k].shape[0] for k in keys]).astype(np.int64)
         gemm = conv_gemm.plan(prog, large)
-        return _CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases, gemm,
+        return CardRun(card, prog, order, slot.astype(np.int64), large, keys, bases, gemm,
                         handler_table(prog, large, gemm.index), self._memory[card])
 
     def _summary(self, starts, ends, durs, phase_cycles) -> Timing:
@@ -557,7 +334,7 @@ class Simulator:
             if after_phase is not None:
                 after_phase(number)
 
-    def _execute(self, run: _CardRun, order: np.ndarray, dram: np.ndarray) -> None:
+    def _execute(self, run: CardRun, order: np.ndarray, dram: np.ndarray) -> None:
         """Run ``order`` (some of ``run``'s rows, in order) on the card's
         memory: its phases on the pool (runtime.sim.phased), and between
         them what the interpreter hands back (large CONVs the GEMM does not
@@ -580,7 +357,7 @@ class Simulator:
                 base = mem.act.stride * int(run.slot[row])
                 conv_gemm.report_written(gemm.work, base + int(first), base + int(end))
 
-    def _stopped(self, run: _CardRun, status: int) -> None:
+    def _stopped(self, run: CardRun, status: int) -> None:
         """The error of a stretch that returned ``status`` (not 0)."""
         if status == phased.BAD_PARAM:
             raise self._param_error(run, run.err)
@@ -588,7 +365,7 @@ class Simulator:
                              f"{int(run.ctl[phased.FAILED_AT])} of a segment it should have run through")
 
     @staticmethod
-    def _whole_run(run: _CardRun, order: np.ndarray, dram: np.ndarray, clear: np.ndarray) -> tuple | None:
+    def _whole_run(run: CardRun, order: np.ndarray, dram: np.ndarray, clear: np.ndarray) -> tuple | None:
         """(run, dram, the interpreter's compiled entry, its arguments, the
         rows, the phase table, the arrays its table of addresses points to,
         kept alive) where ``order`` is one stretch that the interpreter runs
@@ -605,7 +382,7 @@ class Simulator:
             return None
         return (run, dram, run._interpreter, (known[2][0], known[2][1], clear), span.shape[0], phases, known[3])
 
-    def _param_error(self, run: _CardRun, err: np.ndarray) -> SimulatorError:
+    def _param_error(self, run: CardRun, err: np.ndarray) -> SimulatorError:
         kind, index, value, row = (int(v) for v in err)
         j = int(np.searchsorted(run.bases, row, side="right")) - 1
         key, i = run.keys[j], row - int(run.bases[j])
@@ -616,7 +393,7 @@ class Simulator:
                               f"{name}={value}, outside [{low}, {high}] (a bad PARAM block in SRAM)")
 
 
-def _run_lanes(begin: int, stop: int, simulator: Simulator, phase: list[_Lane], e: int, drams) -> None:
+def _run_lanes(begin: int, stop: int, simulator: Simulator, phase: list[Lane], e: int, drams) -> None:
     """Epoch ``e`` of lanes [begin, stop) of a phase (a parallel_for body)."""
     for lane in phase[begin:stop]:
         order = lane.epoch(e)
