@@ -108,43 +108,55 @@ def test_calls_from_several_user_threads_each_visit_every_index(monkeypatch):
 
 
 def test_user_threads_running_jobs_at_once_each_run_alone(monkeypatch):
-    """Two user threads running jobs at the same time (two requests in
-    flight) keep the pool out: each runs its jobs on its own thread, whole
-    (one call of the body, not the chunks offered to the pool), apart from
-    a job or two while the other thread is between its jobs; a single
-    thread's jobs go to the pool again once the other has stopped. Every
-    index is visited once either way."""
+    """While another user thread is inside a job (two requests in flight),
+    a caller runs each of its jobs whole on its own thread (one call of the
+    body, not the chunks offered to the pool); once the other has left its
+    job, a lone caller's job goes to the pool again. Every index is visited
+    once either way. The other thread is held inside its job by an event,
+    not by timing, so a loaded host cannot change what is checked."""
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     pool = parallel._get_pool()
-    jobs, n = 100, 400
+    jobs, n = 20, 400
     hits = np.zeros((2, n), np.int64)
     calls = [0, 0]
     lock = threading.Lock()
+    inside, leave = threading.Event(), threading.Event()
 
     def body(start, stop, row, who):
         with lock:
             row[start:stop] += 1
             calls[who] += 1
-        time.sleep(0.0003)  # a job long enough that the two threads' jobs overlap
+        if who == 1:
+            inside.set()
+            assert leave.wait(30), "the held job was never let go"
 
-    started = threading.Barrier(2)
+    def held():
+        parallel_for(body, n, hits[1], 1)
 
-    def caller(who):
-        started.wait()
-        for _ in range(jobs):
-            parallel_for(body, n, hits[who], who)
-
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert (hits == jobs).all()
+    other = threading.Thread(target=held)
+    # the held job runs on its own thread (as if other processes held the
+    # cores), so the pool is free: only the other job in progress keeps this
+    # thread's jobs whole
+    standing_aside = pool.load.watch
+    monkeypatch.setattr(pool.load, "watch", lambda: threading.current_thread() is other or standing_aside())
+    other.start()
+    try:
+        assert inside.wait(30), "the other thread never entered its job"
+        for job in range(jobs):
+            before = calls[0]
+            parallel_for(body, n, hits[0], 0)
+            assert calls[0] - before == 1, f"job {job} was split while another thread ran one"
+    finally:
+        leave.set()
+        other.join(30)
+    assert not other.is_alive()
+    assert (hits[0] == jobs).all() and (hits[1] == 1).all() and calls[1] == 1
     split = len(chunks(n, 2 * parallel.CHUNKS_PER_THREAD, 1))
-    assert split > 1 and sum(calls) <= 2 * jobs + 0.2 * jobs * split, calls  # whole jobs but for a few
     seq, before = pool.seq, calls[0]
     parallel_for(body, n, hits[0], 0)
-    assert pool.seq == seq + 1 and calls[0] - before == split, "a lone thread's job did not go to the pool"
+    assert split > 1 and pool.seq == seq + 1 and calls[0] - before == split, \
+        "a lone thread's job did not go to the pool"
+    assert (hits[0] == jobs + 1).all()
 
 
 def test_one_thread_alone_is_never_crowded():
