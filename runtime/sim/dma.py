@@ -3,7 +3,8 @@
 
 Where the x stride is 1 a box is a set of rows of contiguous bytes on both
 sides, copied by ``copy_rows`` (rows that are also back to back on both sides
-merge into one), each by ``memcpy``. A padded LOAD fills the whole SRAM box
+merge into one, and so do planes: a dense 192x13x13 box is one copy of
+32 KB, not 192 of 169 bytes), each by ``memcpy``. A padded LOAD fills the whole SRAM box
 with the pad value first, then copies the rows over it. Loops index with
 unsigned integers: with signed computed indices Numba checks each for a
 negative value and LLVM does not vectorise the loop (~1 GB/s against ~30 on
@@ -52,6 +53,8 @@ def copy_rows(dst, at, dst_plane, dst_row, src, start, src_plane, src_row, plane
     y·dst_row]``; all offsets non-negative."""
     if rows > 1 and dst_row == length and src_row == length:
         length, rows = length * rows, 1
+    if planes > 1 and rows == 1 and dst_plane == length and src_plane == length:  # whole planes back to back
+        length, planes = length * planes, 1
     at, dst_plane, dst_row = _u(at), _u(dst_plane), _u(dst_row)
     start, src_plane, src_row = _u(start), _u(src_plane), _u(src_row)
     for z in range(_u(planes)):

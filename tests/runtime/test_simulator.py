@@ -198,8 +198,9 @@ def test_store_where_destinations_coincide_keeps_the_last_write():
 
 @pytest.mark.parametrize("z_stride", [0, 3, 8, 12])
 def test_dense_store_rows_merge_and_planes_keep_their_order(z_stride):
-    """A STORE of back-to-back rows is copied a plane at a time; where planes
-    overlap in DRAM the later plane's bytes win, as element order says."""
+    """A STORE of back-to-back rows is copied a plane at a time (planes back
+    to back too, z_stride 8, as one copy); where planes overlap in DRAM the
+    later plane's bytes win, as element order says."""
     image = Image()
     src = image.put(np.arange(24, dtype=np.int8))
     dst = image.reserve(64)
