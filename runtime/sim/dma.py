@@ -4,8 +4,8 @@
 Where the x stride is 1 a box is a set of rows of contiguous bytes on both
 sides, copied by ``copy_rows`` (rows that are also back to back on both sides
 merge into one, and so do planes: a dense 192x13x13 box is one copy of
-32 KB, not 192 of 169 bytes), each by ``memcpy``. A padded LOAD fills the whole SRAM box
-with the pad value first, then copies the rows over it. Loops index with
+32 KB, not 192 of 169 bytes), each by ``memcpy``. A padded LOAD fills the
+whole SRAM box with the pad value first, then copies the rows over it. Loops index with
 unsigned integers: with signed computed indices Numba checks each for a
 negative value and LLVM does not vectorise the loop (~1 GB/s against ~30 on
 long rows).
