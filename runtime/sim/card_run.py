@@ -13,10 +13,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from runtime import parallel
+from runtime.gemm.tasks import PLAN_SIZE, plan_shape
 from runtime.hardware import HardwareConfig
 from runtime.isa import StreamKey
 from runtime.jit import compiled_entry
-from runtime.sim import conv_gemm, groups, phased, whole
+from runtime.sim import chains, conv_gemm, groups, phased, whole
 from runtime.sim.memory import CardMemory
 
 PACK_PARTS = parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD
@@ -95,10 +96,12 @@ class CardRun:
     grouped: tuple = field(init=False, repr=False)
     """The GROUPS phases' groups (runtime.sim.phased.run_card's ``grouped``:
     table, rows, done flags, outcomes, failure positions, the second set of
-    GEMM working buffers, its ``err`` and ``pad``), planned at Init
-    (:meth:`plan_groups`)."""
+    GEMM working buffers, its ``err`` and ``pad``) and the TILES phases'
+    chains (their tile table, each chunk's row offsets, sums and plan),
+    planned at Init (:meth:`plan_groups`)."""
     _touches: groups.Touches | None = field(init=False, repr=False, default=None)
     _tables: list = field(init=False, repr=False, default_factory=list)
+    _chains: list = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self):
         self.code = self.prog
@@ -108,7 +111,7 @@ class CardRun:
         self._gather()
         self.grouped = (np.zeros((0, 3), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
                         np.zeros(0, np.int64), np.zeros(0, np.int64), self.gemm.work, self.err,
-                        np.zeros(8, np.uint8))
+                        np.zeros(8, np.uint8), *self._tile_buffers())
 
     def _gather(self) -> None:
         """The interpreter's arguments after ``dram``."""
@@ -120,19 +123,20 @@ class CardRun:
 
     def plan_groups(self, orders: Sequence[np.ndarray], config: HardwareConfig) -> None:
         """Work out the stretches of ``orders`` (the lane's epochs, run
-        after run), cutting the segments that pay into GROUPS phases
-        (runtime/sim/groups.py); with any, the second set of working
-        buffers. At Init, before any run: the arguments gathered here are
-        the ones every later call uses."""
+        after run), running the chains of tiles as TILES phases
+        (runtime/sim/chains.py) and cutting the segments that pay into
+        GROUPS phases (runtime/sim/groups.py); with any groups, the second
+        set of working buffers. At Init, before any run: the arguments
+        gathered here are the ones every later call uses."""
         if parallel.NUM_THREADS < 2 or not np.any(self.gemm.index >= 0) or not groups.known(self.prog):
             return
         self._touches = groups.Touches(self.code, self.prog, self.slot, config)
         for order in orders:
             self.stretches(order)
         self._touches = None
-        if not self._tables:
+        if not self._tables and not self._chains:
             return
-        tables, rows, offset, base = [], [], 0, 0
+        tables, rows, offset, base = [np.zeros((0, 3), np.int64)], [np.zeros(0, np.int64)], 0, 0
         for table, grouped in self._tables:
             table = table.copy()
             table[:, :2] += offset
@@ -141,34 +145,64 @@ class CardRun:
             rows.append(grouped)
             offset += grouped.size
             base += table.shape[0]
-        first, second = conv_gemm.second_set(self.gemm.work)
-        self.gemm.work = first
-        self._gather()
+        second = self.gemm.work
+        if self._tables:
+            first, second = conv_gemm.second_set(self.gemm.work)
+            self.gemm.work = first
+            self._gather()
         count = base
         self.grouped = (np.concatenate(tables), np.concatenate(rows), np.zeros(count, np.int64),
                         np.zeros(count, np.int64), np.zeros(count, np.int64), second, np.zeros(4, np.int64),
-                        np.zeros(8, np.uint8))
+                        np.zeros(8, np.uint8), *self._tile_buffers())
+
+    def _tile_buffers(self) -> tuple:
+        """The chains' tile table, then each TILES chunk's row offsets, sums
+        and plan (``PACK_PARTS`` chunks at most), sized for the largest tile."""
+        tiles = np.concatenate(self._chains) if self._chains else np.zeros((0, 4), np.int64)
+        mpad, sums = 1, 1
+        for r in tiles[:, chains.CONV].tolist():
+            m, size, _, _, mr, _ = (int(v) for v in plan_shape(self.gemm.templates[self.gemm.index[r]]))
+            mpad, sums = max(mpad, -(-m // mr) * mr), max(sums, m * size)
+        rows = PACK_PARTS if self._chains else 1
+        return (tiles, np.zeros((rows, mpad), np.int32), np.zeros((rows, sums), np.int32),
+                np.zeros((rows, PLAN_SIZE), np.int64))
 
     def _cut(self, phases: np.ndarray, order: np.ndarray) -> np.ndarray:
-        """``phases`` with each SEGMENT that pays cut into a GROUPS phase
-        between a segment that reports the previous pooled CONV's output and
-        one that prepares the next (group numbers count on from the groups
-        planned so far)."""
+        """``phases`` with each chain of tiles in a SEGMENT run as a TILES
+        phase (after a segment that prepares its first tile and the PACK
+        phase of its patches), and each segment left that pays cut into a
+        GROUPS phase (tile and group numbers count on from those planned
+        so far)."""
         out = []
         for row in phases.tolist():
             kind, first, end, after, conv = row
-            found = None
-            if kind == phased.SEGMENT and end > first:
-                found = groups.split(self.prog, self.code, order, first, end, self._touches, self.gemm.index,
-                                     SLOW_KERNEL_FACTOR)
-            if found is None:
+            if kind != phased.SEGMENT or end <= first:
                 out.append(row)
                 continue
-            low = sum(table.shape[0] for table, _ in self._tables)
-            self._tables.append(found)
-            out += [[phased.SEGMENT, first, first, after, -1], [phased.GROUPS, low, low + found[0].shape[0], -1, -1],
-                    [phased.SEGMENT, end, end, -1, conv]]
+            for c0, c1, table in chains.find(self.code, order, first, end, self.slot, self.gemm, self.large):
+                low = sum(t.shape[0] for t in self._chains)
+                self._chains.append(table)
+                tile = int(table[0, chains.CONV])
+                out += self._grouped(first, c0, after, tile, order)
+                out += [[phased.PACK, 0, 0, -1, tile], [phased.TILES, low, low + table.shape[0], -1, tile]]
+                first, after = c1, -1
+            out += self._grouped(first, end, after, conv, order)
         return np.array(out, np.int64).reshape(-1, 5)
+
+    def _grouped(self, first: int, end: int, after: int, conv: int, order: np.ndarray) -> list[list[int]]:
+        """Segment [first, end) (reporting ``after``, preparing ``conv``):
+        cut into a GROUPS phase between two empty segments where that pays,
+        else as it is."""
+        found = None
+        if end > first:
+            found = groups.split(self.prog, self.code, order, first, end, self._touches, self.gemm.index,
+                                 SLOW_KERNEL_FACTOR)
+        if found is None:
+            return [[phased.SEGMENT, first, end, after, conv]]
+        low = sum(table.shape[0] for table, _ in self._tables)
+        self._tables.append(found)
+        return [[phased.SEGMENT, first, first, after, -1], [phased.GROUPS, low, low + found[0].shape[0], -1, -1],
+                [phased.SEGMENT, end, end, -1, conv]]
 
     def stretches(self, order: np.ndarray) -> list[tuple]:
         """``order``'s stretches (runtime.sim.phased.stretches) as (phase

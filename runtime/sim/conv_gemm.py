@@ -379,22 +379,13 @@ def _pack_weights(ins, wu8, w8, w32, w_at, steps, kc, mr, lanes, rowsums):
                      steps, kc, mr, lanes, rowsums)
 
 
-@jit
-def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
-    """Pack the weights of planned CONV ``g`` unless its store holds them
-    already, compute the row offsets (and the pixel-major copy of the tile
-    for the word path; the patch geometry was computed at Init), pack the
-    patches unless the previous planned CONV packed the same ones
-    (``same_patches``) or ``pack_b`` is False (the caller packs them over the
-    pool), and fill a copy of the plan ``tmpl`` with the addresses. Returns
-    (plan, sums [out_c * P], whether B holds the patches): the GEMM writes
-    ``sums``, which is ACC itself for FIRST and MIDDLE (in place) and holds
-    ACC's values for LAST."""
-    a, offsets, b, c, _, _, _, xt, key, at, held, a_store, w_store, sum_store, _ = work
-    offs, origins, runs = plan_geometry(work, g)
-    m, size, steps, kc, mr, nr = plan_shape(tmpl)
-    in_c, taps = ins[C_IN_C], ins[C_KH] * ins[C_KW]
-    depth = in_c * taps
+@jit(inline="always")
+def _weights(ins, g, tmpl, wu8, w8, w32, wbase, work):
+    """Planned CONV ``g``'s packed weights (A lanes) and row sums, packed
+    into its stores unless they hold them already (``held``)."""
+    at, held, a_store, w_store, sum_store = work[9], work[10], work[11], work[12], work[13]
+    m, _, steps, kc, mr, _ = plan_shape(tmpl)
+    depth = ins[C_IN_C] * ins[C_KH] * ins[C_KW]
     mpad = (m + mr - 1) // mr * mr
     w_at = wbase + ins[C_WGT]
     lanes = a_store[at[g, 0]:at[g + 1, 0]]
@@ -411,17 +402,42 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
         if state < CONSTANT:
             packed_from[:] = weights
         held[g] = CONSTANT_HELD if state >= CONSTANT else HELD
+    return lanes, rowsums
+
+
+@jit(inline="always")
+def _row_offsets(ins, tmpl, rowsums, wgt64, wbase, offsets):
+    """The kernels' row offsets: the bias (none from ACC) less 128 times the row's weight sum."""
+    m, _, _, _, mr, _ = plan_shape(tmpl)
     mode = ins[C_MODE]
     bias_at = (wbase + ins[C_PARAM]) >> 3
-    for k in range(mpad):
+    for k in range((m + mr - 1) // mr * mr):
         start = np.int64(0)
         if k < m and mode & 1 == 0:
             start = wgt64[bias_at + 3 * k]
         offsets[k] = np.int32(start - 128 * rowsums[k])
+
+
+@jit
+def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
+    """Pack the weights of planned CONV ``g`` unless its store holds them
+    already, compute the row offsets (and the pixel-major copy of the tile
+    for the word path; the patch geometry was computed at Init), pack the
+    patches unless the previous planned CONV packed the same ones
+    (``same_patches``) or ``pack_b`` is False (the caller packs them over the
+    pool), and fill a copy of the plan ``tmpl`` with the addresses. Returns
+    (plan, sums [out_c * P], whether B holds the patches): the GEMM writes
+    ``sums``, which is ACC itself for FIRST and MIDDLE (in place) and holds
+    ACC's values for LAST."""
+    a, offsets, b, c, _, _, _, xt, key = work[:9]
+    offs, origins, runs = plan_geometry(work, g)
+    m, size, steps, kc, mr, nr = plan_shape(tmpl)
+    lanes, rowsums = _weights(ins, g, tmpl, wu8, w8, w32, wbase, work)
+    _row_offsets(ins, tmpl, rowsums, wgt64, wbase, offsets)
     npad = (size + UNIT - 1) // UNIT * UNIT
     b_lanes = b[:steps * npad]
     in_at = abase + ins[C_IN]
-    in_end = in_at + in_c * ins[C_IN_H] * ins[C_IN_W]
+    in_end = in_at + ins[C_IN_C] * ins[C_IN_H] * ins[C_IN_W]
     packed = same_patches(ins, kc, nr, in_at, in_end, key)
     if not packed:
         remember_patches(ins, kc, nr, in_at, in_end, key)
@@ -432,12 +448,28 @@ def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, wo
                          kc, nr, b_lanes.view(np.uint32))  # int64 start (not literal 0): the pool's signature
             packed = True
     sums = conv_sums(ins, m, size, c32, cbase, c)
-    if mode & 3 == 1:  # LAST: the sums go on from ACC's values, in the shared buffer
+    if ins[C_MODE] & 3 == 1:  # LAST: the sums go on from ACC's values, in the shared buffer
         acc_at = (cbase + ins[C_ACC]) >> 2
         sums[:] = c32[acc_at:acc_at + m * size]
     plan = tmpl.copy()
     set_addresses(plan, lanes, b_lanes, sums, offsets, a, a, True, False, False)
     return plan, sums.reshape(m, size), packed
+
+
+@jit
+def prepare_tile(ins, g, tmpl, wu8, w8, w32, wgt64, wbase, work, offsets, sums, plan):
+    """``prepare`` for one tile of a chain (runtime/sim/chains.py) whose
+    patches B holds already: its weights packed unless held, its row
+    offsets into ``offsets`` and the plan into ``plan``, with ``sums`` for
+    C (the caller's own buffers, so that tiles run at once on several
+    threads)."""
+    m, size, steps, _, _, _ = plan_shape(tmpl)
+    lanes, rowsums = _weights(ins, g, tmpl, wu8, w8, w32, wbase, work)
+    _row_offsets(ins, tmpl, rowsums, wgt64, wbase, offsets)
+    npad = (size + UNIT - 1) // UNIT * UNIT
+    plan[:] = tmpl
+    set_addresses(plan, lanes, work[2][:steps * npad], sums[:m * size], offsets, work[0], work[0], True, False,
+                  False)
 
 
 @jit(inline="always")

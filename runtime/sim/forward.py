@@ -74,7 +74,7 @@ def _sram_bytes(ins: np.ndarray) -> int:
     return int(ins[D_Z]) * rows * cols * int(ins[D_ELEM])
 
 
-def _linear(ins: np.ndarray) -> bool:
+def linear(ins: np.ndarray) -> bool:
     """Whether a LOAD's SRAM box is its DRAM bytes in order: no padding, and
     each axis's stride the size of the axes inside it (an axis of one
     element may have any stride)."""
@@ -169,7 +169,7 @@ def redirect(runs: Sequence, constant: int) -> list[np.ndarray | None]:
             if op == Op.LOAD:
                 first, end = int(ins[D_SRAM]), int(ins[D_SRAM]) + _sram_bytes(ins)
                 low = int(ins[D_DRAM])  # an in-order copy reads [low, low + end - first)
-                dram = low if _linear(ins) and low + end - first <= constant else -1
+                dram = low if linear(ins) and low + end - first <= constant else -1
                 where.write(first, end, (j << 32) | row, dram)
                 if dram >= 0:
                     loads[j].append(row)

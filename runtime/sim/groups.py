@@ -2,11 +2,11 @@
 
 A segment of a card run (runtime.sim.phased) is interpreted on one thread
 while the pool's other threads wait for the next pooled CONV. Where its
-instructions do not depend on each other, two can run at once: SqueezeNet's
-last CONV is 125 tiles of 8 channels that alternate between two weight
-buffers and two output buffers (2.3 ms a run, a quarter of its MACs, on one
-thread), and the two expand CONVs of each fire module read the same input
-and write different outputs.
+instructions do not depend on each other, two can run at once: the two
+expand CONVs of each SqueezeNet fire module read the same input and write
+different outputs, its DMAs and ELTWISEs between them too. (Its last CONV,
+125 tiles of 8 channels of one input through two weight and two output
+buffers, ran here until it became a chain: runtime/sim/chains.py.)
 
 A segment is cut into *groups*: the LOADs before an instruction that
 computes, that instruction, and the STOREs and NOPs after it. Group ``g``

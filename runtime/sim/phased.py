@@ -32,6 +32,10 @@ Here a run of the card's order is cut, once, into phases (:func:`stretches`):
 * ``PARTS`` (a chunk per part): a large LOAD, STORE or ELTWISE cut into
   parts (runtime/sim/parts.py: the DMAs between two pooled CONVs), each
   part the same instruction over a run of its planes, rows or elements;
+* ``TILES`` (a chunk per run of tiles): a chain of CONV tiles of one
+  input (runtime/sim/chains.py; ``FIRST`` and ``END`` are tile numbers),
+  after the segment that prepares its first tile and checks every tile's
+  records and the PACK phase of their shared patches;
 * ``PLANES`` (a chunk per run of channels): a large max POOL, each chunk
   the same POOL over its channels
   (the instruction with its channel count and addresses moved to the
@@ -76,7 +80,7 @@ from runtime.parallel import (
     phase_set_count,
     phase_wait,
 )
-from runtime.sim import conv8, conv_gemm, groups, handlers
+from runtime.sim import chains, conv8, conv_gemm, groups, handlers
 from runtime.sim.conv import DEPTHWISE8, kernel_kind
 from runtime.sim.epilogue import C_IN, C_MODE, C_OUT_C, C_PARAM
 from runtime.sim.handlers import call_handler, pool_entry
@@ -89,7 +93,7 @@ from runtime.sim.patches import pack_patches
 from runtime.sim.vector import P_C, P_IN, P_IN_BITS, P_IN_H, P_IN_W, P_KH, P_KW, P_MODE, P_OUT, P_OUT_BITS, P_SH, P_SW
 from runtime.unlinked import call_unlinked
 
-SEGMENT, PACK, PRODUCTS, CHANNELS, PLANES, GROUPS, PARTS = 0, 1, 2, 3, 4, 5, 6
+SEGMENT, PACK, PRODUCTS, CHANNELS, PLANES, GROUPS, PARTS, TILES = 0, 1, 2, 3, 4, 5, 6, 7
 PLANES_MIN = 1 << 16
 """Input elements from which a max POOL is a PLANES phase (a barrier costs
 ~1 us; 2^16 bytes of max pool ~10-15 us on one thread). ResNet-10 at 32 x
@@ -212,8 +216,9 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
     after it (its plan with the addresses; the phases' chunk counts go into
     ``team``); on a failure ``ctl[STATUS]`` says what, and every thread
     stops. ``grouped``: the GROUPS phases' groups (their table, rows, done
-    flags, outcomes and positions) and the second set of working buffers
-    with its ``err`` and ``pad``."""
+    flags, outcomes and positions), the second set of working buffers
+    with its ``err`` and ``pad``, then the TILES phases' tile table and
+    each chunk's row offsets, sums and plan (runtime/sim/chains.py)."""
     phase_begin(team, state, role)
     for i in range(first, phases.shape[0]):
         kind = phases[i, KIND]
@@ -226,6 +231,14 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
                 _segment(team, i, phases[i], ctl, plan, parts, prog, order, slot, large, dram, w8, w16, w32, w64, wu8,
                          a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels,
                          gemm_work, handlers, shapes)
+                if i + 2 < phases.shape[0] and phases[i + 2, KIND] == TILES and ctl[STATUS] == 0:
+                    _chain(team, i, phases, ctl, parts, prog, order, slot, large, dram, w8, w16, w32, w64, wu8, a8,
+                           a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels,
+                           gemm_work, handlers, grouped[8])
+            elif kind == TILES:
+                call_unlinked(chains.run_tiles, (chunk, count, phases[i, FIRST], phases[i, END], grouped[8],
+                                                 grouped[9], grouped[10], grouped[11], prog, slot, dram, a8, a16, au8,
+                                                 strides[1], gemm_index, gemm_plans, gemm_kernels, gemm_work))
             elif kind == GROUPS:
                 _group(phases[i, FIRST], phases[i, FIRST] + chunk, ctl, prog, slot, large, dram, w8, w16, w32, w64,
                        wu8, a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels,
@@ -329,6 +342,31 @@ def _segment(team, i, phase, ctl, plan, parts, prog, order, slot, large, dram, w
 
 
 @jit
+def _chain(team, i, phases, ctl, parts, prog, order, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16, au8, c32,
+           c64, cu8, strides, err, pad, gemm_index, gemm_plans, gemm_kernels, gemm_work, handlers, tiles):
+    """After SEGMENT ``i`` prepared the first tile of the chain that TILES
+    phase ``i + 2`` runs: every tile's records checked, their outputs
+    reported to the patches' keys and the TILES phase's chunk count set;
+    or, on a bad record, the chain's instructions interpreted in order
+    here, which stop where the interpreter stops (the phases after find
+    nothing to do, or the run stopped)."""
+    lo, hi = phases[i + 2, FIRST], phases[i + 2, END]
+    if chains.records_pass(lo, hi, tiles, prog, dram, err):
+        chains.report_outputs(lo, hi, tiles, prog, slot, strides[1], gemm_work)
+        phase_set_count(team, i + 2, min(hi - lo, parts))
+        return
+    start, stop = phases[i, END], tiles[hi - 1, chains.AT] + 1
+    done = call_unlinked(interpret, (prog, order[start:stop], np.int64(0), slot, large, dram, w8, w16, w32, w64, wu8,
+                                     a8, a16, au8, c32, c64, cu8, strides, err, pad, gemm_index, gemm_plans,
+                                     gemm_kernels, gemm_work, handlers))
+    if done != stop - start:
+        _stop(team, ctl, BAD_PARAM if done < 0 else STOPPED, start + (-done - 1 if done < 0 else done))
+        return
+    phase_set_count(team, i + 1, 0)
+    phase_set_count(team, i + 2, 0)
+
+
+@jit
 def _group(low, g, ctl, prog, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16, au8, c32, c64, cu8, strides, err,
            pad, gemm_index, gemm_plans, gemm_kernels, gemm_work, handlers, grouped):
     """Group ``g`` of a GROUPS phase whose first group is ``low``
@@ -338,7 +376,7 @@ def _group(low, g, ctl, prog, slot, large, dram, w8, w16, w32, w64, wu8, a8, a16
     the outcome, then flag it done. It does not run if the group before it
     on its set did not finish (that one's failure stands, and its set's
     ``err`` with it)."""
-    table, rows, done, outcome, where, work1, err1, pad1 = grouped
+    table, rows, done, outcome, where, work1, err1, pad1 = grouped[:8]
     seq = ctl[SEQ]
     before, need = g - 2, table[g, groups.NEED]
     for d in (before, need):

@@ -68,7 +68,8 @@ WORK = 22
 WORK_LAYOUT = LAYOUT[WORK:WORK + 15]
 DRIVER_LAYOUT = LAYOUT + ((_I64, 1), (_I64, 1), (_I64, 2),  # the driver's control slots, plan, the GEMM's shapes
                           (_I64, 2), (_I64, 1), (_I64, 1), (_I64, 1), (_I64, 1),  # the groups' table, rows, flags
-                          *WORK_LAYOUT, (_I64, 1), (_U8, 1))  # the second set of working buffers, its err, pad
+                          *WORK_LAYOUT, (_I64, 1), (_U8, 1),  # the second set of working buffers, its err, pad
+                          (_I64, 2), (_I32, 2), (_I32, 2), (_I64, 2))  # the chains' tiles, offsets, sums, plans
 """The driver's arrays (:func:`driver_table`): the interpreter's, then
 run_card's own (``ctl``, ``plan``, ``shapes`` and ``grouped`` flat)."""
 EXTRA = len(LAYOUT)
@@ -110,8 +111,9 @@ def driver_table(args: tuple, ctl: np.ndarray, plan: np.ndarray, shapes: np.ndar
     them: ``args`` the interpreter's arguments (its order the run's), then
     the driver's control slots, the plan, the GEMM's shapes and the groups
     (runtime.sim.phased.run_card's ``grouped``)."""
-    table, rows, done, outcome, where, work, err, pad = grouped
-    arrays = _flatten(args) + [ctl, plan, shapes, table, rows, done, outcome, where, *work, err, pad]
+    table, rows, done, outcome, where, work, err, pad, tiles, offsets, sums, plans = grouped
+    arrays = _flatten(args) + [ctl, plan, shapes, table, rows, done, outcome, where, *work, err, pad, tiles, offsets,
+                               sums, plans]
     return _table(arrays, DRIVER_LAYOUT, "the phased driver")
 
 
@@ -203,7 +205,8 @@ def run_card_table(team, state, role, first, phases, parts, t):
     i8, u8, i16, i32, i64 = np.int8, np.uint8, np.int16, np.int32, np.int64
     e = EXTRA
     grouped = (_rows(t, e + 3, i64), _flat(t, e + 4, i64), _flat(t, e + 5, i64), _flat(t, e + 6, i64),
-               _flat(t, e + 7, i64), _work(t, e + 8), _flat(t, e + 23, i64), _flat(t, e + 24, u8))
+               _flat(t, e + 7, i64), _work(t, e + 8), _flat(t, e + 23, i64), _flat(t, e + 24, u8),
+               _rows(t, e + 25, i64), _rows(t, e + 26, i32), _rows(t, e + 27, i32), _rows(t, e + 28, i64))
     return call_unlinked(run_card, (
         team, state, role, first, phases, _flat(t, e, i64), _flat(t, e + 1, i64), parts,
         _rows(t, 0, i64), _flat(t, 1, i64), _flat(t, 2, i64), _flat(t, 3, u8), _flat(t, 4, u8),

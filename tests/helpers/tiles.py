@@ -1,7 +1,7 @@
 """Programs of CONV tiles through ping-pong buffers, as the compiler cuts a
 layer's output channels (SqueezeNet's last CONV): the simulator's groups
-(tests/runtime/test_sim_groups.py) and its driver's table of arrays
-(tests/runtime/test_sim_whole.py) run them."""
+(tests/runtime/test_sim_groups.py), its chains (tests/runtime/test_sim_chains.py)
+and its driver's table of arrays (tests/runtime/test_sim_whole.py) run them."""
 from __future__ import annotations
 
 from contextlib import ExitStack
@@ -12,7 +12,7 @@ import numpy as np
 from runtime import isa
 from runtime.isa import AccMode, Op, Space, instr
 from runtime.isa import Token as T
-from runtime.sim import Simulator, conv_gemm, groups
+from runtime.sim import Simulator, chains, conv_gemm, groups
 from tests.helpers.simulator import CONFIG, Image, as_load, conv_epilogue, conv_sums, flat_box, padded, records, values
 
 IN_C, OUT_C, HW = 32, 16, (9, 9)
@@ -78,9 +78,12 @@ def conv_fields(in_c, in_at, wgt_at, rec_at, out_at, k):
                 acc_mode=AccMode.FULL, out_bits=8, out_zero=0, lo=-128, hi=127, param_addr=rec_at, out_addr=out_at)
 
 
-def tile_simulator(stream, image, constant, grouped: bool) -> Simulator:
+def tile_simulator(stream, image, constant, grouped: bool, chained: bool = False) -> Simulator:
+    """The tiles' simulator, their segment cut into GROUPS (``grouped``)
+    and its tiles run as a chain (``chained``) whatever the work."""
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(conv_gemm, "MIN_MACS", 0))
+        stack.enter_context(mock.patch.object(chains, "MIN_MACS", 0 if chained else 1 << 62))
         stack.enter_context(mock.patch.object(groups, "MIN_SEGMENT_NS", 0 if grouped else 1 << 62))
         stack.enter_context(mock.patch.object(groups, "GAIN", 2.0))
         return Simulator(CONFIG, {(0, 0): stream}, image.top, constant)

@@ -104,8 +104,9 @@ def _driver_arrays(run, order, dram):
     args = (run.code, order, 0, run.slot, run.large, dram, *run.state)
     flat = [a for a in args[:2]] + [a for a in args[3:] if not isinstance(a, tuple)]
     flat = flat[:whole.WORK] + list(run.gemm.work) + flat[whole.WORK:]
-    table, rows, done, outcome, where, work, err, pad = run.grouped
-    return flat + [run.ctl, run.plan, run.gemm.shapes, table, rows, done, outcome, where, *work, err, pad]
+    table, rows, done, outcome, where, work, err, pad, tiles, offsets, sums, plans = run.grouped
+    return flat + [run.ctl, run.plan, run.gemm.shapes, table, rows, done, outcome, where, *work, err, pad, tiles,
+                   offsets, sums, plans]
 
 
 def test_the_driver_table_holds_each_array_where_it_is():
@@ -139,10 +140,10 @@ def test_the_driver_table_is_made_again_when_the_arrays_are_gathered_again():
 def test_driver_arrays_unlike_the_table_are_refused():
     run, order, sim, image, *_ = _pooled()
     args = (run.code, order, 0, run.slot, run.large, image.data, *run.state)
-    table, rows, done, outcome, where, work, err, pad = run.grouped
+    table, rows, done, outcome, where, work, err, pad, *tiles = run.grouped
     with pytest.raises(SimulatorError, match="internal error: the phased driver's array"):
         whole.driver_table(args, run.ctl, run.plan, run.gemm.shapes,
-                           (table, rows, done.astype(np.int32), outcome, where, work, err, pad))
+                           (table, rows, done.astype(np.int32), outcome, where, work, err, pad, *tiles))
     with pytest.raises(SimulatorError, match="internal error: the phased driver takes"):
         whole.driver_table(args, run.ctl, run.plan, run.gemm.shapes, (table, rows, done, outcome, where, work[:-1],
-                                                                       err, pad))
+                                                                       err, pad, *tiles))
