@@ -222,6 +222,11 @@ def _finish(w: Writer, t: _Tile, values: list[list[str]], masked: bool, tag: str
                                   lambda v: _add_tiles(w, t, v, _load_tile(w, t, "%residual", "roff", masked)))
         label, values = _optional(w, label, "%has_clamp", f"{tag}_clamp", values, types,
                                   lambda v: _clamp_and_gate(w, lambda i, j: t.vectors[j], v, types, f"{tag}_clamp"))
+    else:
+        w.emit(f"br i1 %has_clamp, label %{tag}_requant, label %{tag}_sums")
+        w.label(f"{tag}_requant")
+        _requantize(w, t, values, masked)
+        w.label(f"{tag}_sums")
     for i in range(t.mr):
         for j, lanes in enumerate(t.vectors):
             vec, ptr = t.vec(lanes), w.fresh("pc")
@@ -231,6 +236,57 @@ def _finish(w: Writer, t: _Tile, values: list[list[str]], masked: bool, tag: str
                        f"<{lanes} x i1> %rm_{i}_{j})")
             else:
                 w.emit(f"store {vec} {values[i][j]}, ptr {ptr}, align 4")
+    w.emit("ret void")
+
+
+REQUANT_WORDS = 8
+"""int32 words of a row's requantisation record (int kernels, ``clamp``):
+the multiplier, the rounding bias, the shift, the output zero point, the
+low and high clamp, two unused."""
+
+
+def _requantize(w: Writer, t: _Tile, values: list[list[str]], masked: bool) -> None:
+    """Int kernels with a ``clamp`` (the rows' records, ``REQUANT_WORDS``
+    words a row from the tile's first): each int32 sum ``v`` of row ``i``
+    becomes ``clamp(((sext(v) * m) >> 32) + bias >> shift) + zero, lo,
+    hi)`` as int8, stored at ``residual`` + ``i * ldr`` + its column (bytes;
+    ``C`` is not written): runtime.qscheme's ``rescale_high`` then the
+    output zero point and clamp, the CONV epilogue's 32-bit path
+    (runtime.sim.epilogue) in the tile's registers, the same bits."""
+    for i in range(t.mr):
+        words = []
+        for k in range(6):
+            ptr, word = w.fresh("rqp"), w.fresh("rq")
+            w.emit(f"{ptr} = getelementptr inbounds i32, ptr %clamp, i64 {REQUANT_WORDS * i + k}")
+            w.emit(f"{word} = load i32, ptr {ptr}, align 4")
+            words.append(word)
+        mult = w.fresh("mult")
+        w.emit(f"{mult} = sext i32 {words[0]} to i64")
+        splats: dict[int, list[str]] = {}
+        for j, lanes in enumerate(t.vectors):
+            if lanes not in splats:
+                splats[lanes] = [splat_vector(w, lanes, mult, "i64")] + [splat_vector(w, lanes, word, "i32")
+                                                                          for word in words[1:]]
+            m, bias, shift, zero, lo, hi = splats[lanes]
+            wide, half = f"<{lanes} x i64>", f"<{lanes} x i32>"
+            x, p, h, h32, s, q, o, low, high, b, ptr = (w.fresh(n) for n in (
+                "x", "p", "h", "h32", "s", "q", "o", "low", "high", "b", "pq"))
+            w.emit(f"{x} = sext {half} {values[i][j]} to {wide}")
+            w.emit(f"{p} = mul {wide} {x}, {m}")
+            w.emit(f"{h} = ashr {wide} {p}, {const_vector(lanes, 32, 'i64')}")
+            w.emit(f"{h32} = trunc {wide} {h} to {half}")
+            w.emit(f"{s} = add {half} {h32}, {bias}")
+            w.emit(f"{q} = ashr {half} {s}, {shift}")
+            w.emit(f"{o} = add {half} {q}, {zero}")
+            w.emit(f"{low} = call {half} @llvm.smax.v{lanes}i32({half} {o}, {half} {lo})")
+            w.emit(f"{high} = call {half} @llvm.smin.v{lanes}i32({half} {low}, {half} {hi})")
+            w.emit(f"{b} = trunc {half} {high} to <{lanes} x i8>")
+            w.emit(f"{ptr} = getelementptr inbounds i8, ptr %residual, i64 %roff_{i}_{j}")
+            if masked:
+                w.emit(f"call void @llvm.masked.store.v{lanes}i8.p0(<{lanes} x i8> {b}, ptr {ptr}, i32 1, "
+                       f"<{lanes} x i1> %rm_{i}_{j})")
+            else:
+                w.emit(f"store <{lanes} x i8> {b}, ptr {ptr}, align 1")
     w.emit("ret void")
 
 

@@ -26,8 +26,11 @@ ReLU / ReLU6 and HardSwish happen while its output tile is still in
 registers. Only the top-left ``rows x
 cols`` part is read and written (masked loads and stores), so ``C``,
 ``bias`` and ``residual`` need no padding; the panels are read whole, and
-the packers pad them with zeros. (The int kernels ignore ``residual`` and
-``clamp``.)
+the packers pad them with zeros. The int kernels take no residual; given
+a ``clamp``, it holds a requantisation record per row and they write the
+tile as int8 bytes at ``residual`` (row stride ``ldr`` bytes) instead of
+``C`` (runtime.gemm.microkernel_epilogue's ``_requantize``: a CONV's
+epilogue on its 32-bit path, in registers).
 
 Two kinds of kernel share that frame:
 
@@ -452,7 +455,7 @@ def _function(t) -> str:
     body = "\n".join(w.lines)
     return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %b, i64 %ldb,
                       ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols, i64 %accumulate,
-                      ptr noalias readonly %bias, ptr noalias readonly %residual, i64 %ldr,
+                      ptr noalias readonly %bias, ptr noalias %residual, i64 %ldr,
                       ptr noalias readonly %clamp) nounwind {{
 {body}
 }}
@@ -468,11 +471,15 @@ def _declarations(kind: str, lanes: int, vnni: bool) -> str:
         lines += [f"declare {vec} @llvm.fma.v{lanes}f32({vec}, {vec}, {vec})",
                   f"declare {vec} @llvm.masked.gather.v{lanes}f32.v{lanes}p0({ptrs}, i32, {mask}, {vec})",
                   f"declare void @llvm.masked.scatter.v{lanes}f32.v{lanes}p0({vec}, {ptrs}, i32, {mask})"]
-    elif vnni:
-        lines.append(f"declare {vec} @llvm.x86.avx512.vpdpbusd.{32 * lanes}({vec}, {vec}, {vec})")
     else:
-        half = f"<{2 * lanes} x i16>"
-        lines.append(f"declare {vec} @{_madd_intrinsic(lanes)}({half}, {half})")
+        lines += [f"declare {vec} @llvm.smax.v{lanes}i32({vec}, {vec})",
+                  f"declare {vec} @llvm.smin.v{lanes}i32({vec}, {vec})",
+                  f"declare void @llvm.masked.store.v{lanes}i8.p0(<{lanes} x i8>, ptr, i32, {mask})"]
+        if vnni:
+            lines.append(f"declare {vec} @llvm.x86.avx512.vpdpbusd.{32 * lanes}({vec}, {vec}, {vec})")
+        else:
+            half = f"<{2 * lanes} x i16>"
+            lines.append(f"declare {vec} @{_madd_intrinsic(lanes)}({half}, {half})")
     return "\n".join(lines) + "\n"
 
 

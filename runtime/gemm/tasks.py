@@ -22,6 +22,7 @@ from numba.extending import intrinsic
 
 from runtime import parallel
 from runtime.gemm.microkernel import call_kernel
+from runtime.gemm.microkernel_epilogue import REQUANT_WORDS
 from runtime.gemm.pack import LINE, pack_b_block, panel_width
 from runtime.jit import cfunc, jit, typed_readonly
 from runtime.unlinked import call_unlinked
@@ -39,13 +40,15 @@ _ALIGN = 16
 # columns a remainder kernel takes, 0 for none; _REMAINDER: the row panels the
 # remainder kernel of this product's last panel takes at once; _A_WORDS: the
 # 4-byte words a row of packed A takes per step, Isa.a_words for int8, else 1;
-# _A_ITEM counts words).
+# _A_ITEM counts words; _REQUANT: 1 where the int kernels requantise the sums
+# into int8 outputs, ``residual`` their bytes (_LDR a row) and ``clamp`` a
+# record of 8 words a row, runtime.gemm.microkernel_epilogue.REQUANT_WORDS).
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _ROW_PANELS, _COL_PANELS, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
  _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TALL, _TALL_KERNEL, _SPLIT, _A_WORDS, _TASKS, _RUN,
- _PLAN_SIZE) = range(39)
+ _REQUANT, _PLAN_SIZE) = range(40)
 
-PLAN_SIZE, TASKS, RUN, A_WORDS = _PLAN_SIZE, _TASKS, _RUN, _A_WORDS
+PLAN_SIZE, TASKS, RUN, A_WORDS, LDR, REQUANT = _PLAN_SIZE, _TASKS, _RUN, _A_WORDS, _LDR, _REQUANT
 """For callers that plan a product once and run it from Numba
 (:func:`runtime.gemm.sgemm.product_template`, :func:`run_planned`): a
 plan's length, the field holding its number of tasks, and the field holding
@@ -324,9 +327,12 @@ def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels,
     mr, ldc, ldr = plan[_MR], plan[_LDC], plan[_LDR]
     row = panel * mr
     rows = min(panels * mr, plan[_M] - row)
-    residual = ends[0] + 4 * (row * ldr + col) if ends[0] else 0
+    if plan[_REQUANT] == 1:  # int8 outputs (bytes, ``ldr`` a row) and a requantisation record a row
+        residual, clamp = ends[0] + row * ldr + col if ends[0] else 0, ends[1] + 4 * REQUANT_WORDS * row if ends[1] else 0
+    else:
+        residual, clamp = ends[0] + 4 * (row * ldr + col) if ends[0] else 0, ends[1]
     call_kernel(kernel, kcp, a_block + 4 * plan[_A_WORDS] * row * kcp, b_panel, ldb, c_item + 4 * (row * ldc + col),
-                ldc, rows, cols, accumulate, bias + 4 * row if bias else 0, residual, ldr, ends[1])
+                ldc, rows, cols, accumulate, bias + 4 * row if bias else 0, residual, ldr, clamp)
 
 
 @parallel.drives(_run_placed)

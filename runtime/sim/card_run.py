@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from runtime import parallel
+from runtime.gemm.microkernel_epilogue import REQUANT_WORDS
 from runtime.gemm.tasks import PLAN_SIZE, plan_shape
 from runtime.hardware import HardwareConfig
 from runtime.isa import StreamKey
@@ -162,7 +163,7 @@ class CardRun:
         mpad, sums = 1, 1
         for r in tiles[:, chains.CONV].tolist():
             m, size, _, _, mr, _ = (int(v) for v in plan_shape(self.gemm.templates[self.gemm.index[r]]))
-            mpad, sums = max(mpad, -(-m // mr) * mr), max(sums, m * size)
+            mpad, sums = max(mpad, -(-m // mr) * mr * (1 + REQUANT_WORDS)), max(sums, m * size)
         rows = PACK_PARTS if self._chains else 1
         return (tiles, np.zeros((rows, mpad), np.int32), np.zeros((rows, sums), np.int32),
                 np.zeros((rows, PLAN_SIZE), np.int64))

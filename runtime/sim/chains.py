@@ -242,13 +242,15 @@ def run_tiles(chunk, count, lo, hi, tiles, offsets, sums, plans, prog, slot, dra
         ins = prog[r]
         g = gemm_index[r]
         plan = plans[chunk]
-        call_unlinked(conv_gemm.prepare_tile, (ins, g, gemm_plans[g], dram, d8, d32, d64, np.int64(0), work,
-                                               offsets[chunk], sums[chunk], plan))
         out_h, out_w = out_size(ins)
         m, size = ins[C_OUT_C], out_h * out_w
+        abase = slot[r] * act_stride
+        at = abase + ins[C_OUT]
+        out = au8[at:at + m * size] if tiles[t, KEEP] == 1 else dram[store[D_DRAM]:store[D_DRAM] + m * size]
+        call_unlinked(conv_gemm.prepare_tile, (ins, g, gemm_plans[g], dram, d8, d32, d64, np.int64(0), work,
+                                               offsets[chunk], sums[chunk], plan, out))
         block = sums[chunk][:m * size].reshape(m, size)
         if tiles[t, KEEP] == 1:
-            abase = slot[r] * act_stride
             call_unlinked(conv_gemm.products_and_epilogue, (np.int64(0), plan[TASKS], plan, kernels,
                                                             work[0], block, ins, a8, a16, abase, d32, np.int64(0)))
             dma_store(dram, au8, abase + store[D_SRAM], store[D_DRAM], store[D_ELEM], store[D_Z], store[D_Y],

@@ -19,14 +19,16 @@ IN_C, OUT_C, HW = 32, 16, (9, 9)
 WGT_BYTES, REC_AT, OUT_AT = 8 * 1024, 64 * 1024, 128 * 1024
 
 
-def tiles(count: int, chain: bool = False, bad: tuple[int, ...] = (), seed: int = 5):
+def tiles(count: int, chain: bool = False, bad: tuple[int, ...] = (), seed: int = 5, high: bool = False):
     """One input tile LOADed into ACT, a 1x1 CONV of it to OUT_C channels,
     then ``count`` CONV tiles of OUT_C channels, each with its weights and
     PARAM records LOADed into one of two WGT buffers and its output into
     one of two ACT buffers (tokens: a LOAD waits for the CONV two tiles
     back, a CONV for the STORE two back), each STOREd to DRAM: 3x3 CONVs of
     the input, or (``chain``) 1x1 CONVs each of the tile before. ``bad``:
-    tiles whose first record's multiplier is out of range. The weights,
+    tiles whose first record's multiplier is out of range; ``high``: every
+    channel's shift on the epilogue's 32-bit path (which the GEMM's kernels
+    do in their registers: runtime.sim.conv_gemm._place). The weights,
     records and input come first in the image (its constant bytes), the
     outputs after. Returns (stream, image, constant bytes, each tile's DRAM
     output address, the expected outputs)."""
@@ -41,6 +43,8 @@ def tiles(count: int, chain: bool = False, bad: tuple[int, ...] = (), seed: int 
     tiles, expect = [], []
     for t in range(count):
         w, rec = values(rng, 8, (OUT_C, OUT_C if chain else IN_C, k, k)), records(rng, OUT_C)
+        if high:
+            rec["shift"] = rec["neg_shift"] = rng.integers(36, 44, OUT_C)
         if t in bad:
             rec["mult"][0] = 7
         out = conv_epilogue(conv_sums(prev if chain else x, w, 1, (1, 1), (1, 1))

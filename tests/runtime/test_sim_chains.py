@@ -25,11 +25,14 @@ def _run(sim, image, before):
     return image.data.copy(), [view.copy() for view in sim._sram]
 
 
-def test_tiles_of_one_input_run_as_a_chain_with_the_interpreters_bytes():
+@pytest.mark.parametrize("high", [False, True], ids=["epilogue", "kernels-requantise"])
+def test_tiles_of_one_input_run_as_a_chain_with_the_interpreters_bytes(high):
     """The 7 tiles are one chain (the last of each ACT buffer kept in ACT);
     run after run, every DRAM and SRAM byte equals the run where the
-    same tiles run as GROUPS and the one where the interpreter runs them."""
-    stream, image, constant, outs, expect = tiles(7, seed=3)
+    same tiles run as GROUPS and the one where the interpreter runs them,
+    with the outputs requantised by the epilogue or by the GEMM's kernels
+    (straight into DRAM, or into ACT for the kept tiles)."""
+    stream, image, constant, outs, expect = tiles(7, seed=3, high=high)
     before = image.data.copy()
     sim = tile_simulator(stream, image, constant, True, chained=True)
     assert _kinds(sim).count(phased.TILES) == 1

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runtime import isa, qscheme
+from runtime.gemm.tasks import REQUANT
 from runtime.isa import AccMode, EltOp, Op, PoolMode, Space, instr
 from runtime.isa import Token as T
 from runtime.sim import Simulator, conv_gemm, patches, phased
@@ -592,3 +593,25 @@ def test_stride_two_windows_are_packed_as_runs(stride, width):
             assert runs[p] == 1
         else:
             assert runs[p] == left
+
+
+@pytest.mark.parametrize("case", [
+    ConvCase(64, 32, 1, (3, 3), (1, 1), (1, 1), (12, 12), 8, 8, 8, False, False, 1, False, scaled=True),
+    ConvCase(96, 37, 1, (1, 1), (1, 1), (1, 1), (9, 11), 8, 8, 8, False, False, 1, True, scaled=True),
+    ConvCase(96, 40, 1, (1, 1), (1, 1), (1, 1), (12, 13), 8, 8, 8, False, False, 3, False, scaled=True),
+    ConvCase(512, 20, 1, (3, 3), (1, 1), (1, 1), (6, 9), 8, 8, 8, False, False, 1, False, scaled=True),
+], ids=["whole-tiles", "part-tiles-wrapping-bias", "last-after-acc", "reduction-blocks"])
+def test_the_gemm_kernels_requantise_as_the_epilogue(case):
+    """Every channel on the epilogue's 32-bit path (one multiplier and
+    shift >= 33 for both signs, 8-bit outputs, no residual or table): the
+    u8s8 kernels requantise the sums in their registers and write the
+    int8 outputs (the plan's REQUANT; the last reduction block only, rows
+    and columns past a tile's edge masked), pooled and on the
+    interpreter's thread; the oracle's bytes, as when the epilogue does it
+    (``KERNEL_REQUANT`` off)."""
+    for large in (False, True):
+        for fused in (True, False):
+            with mock.patch.object(conv_gemm, "KERNEL_REQUANT", fused):
+                sim = run_conv_case(case, large=large, seed=7)
+            if large:  # the last pooled CONV's plan, as its PRODUCTS phases ran it
+                assert sim._phases[0][0].run.plan[REQUANT] == int(fused)
