@@ -328,7 +328,8 @@ def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels,
     row = panel * mr
     rows = min(panels * mr, plan[_M] - row)
     if plan[_REQUANT] == 1:  # int8 outputs (bytes, ``ldr`` a row) and a requantisation record a row
-        residual, clamp = ends[0] + row * ldr + col if ends[0] else 0, ends[1] + 4 * REQUANT_WORDS * row if ends[1] else 0
+        residual = ends[0] + row * ldr + col if ends[0] else 0
+        clamp = ends[1] + 4 * REQUANT_WORDS * row if ends[1] else 0
     else:
         residual, clamp = ends[0] + 4 * (row * ldr + col) if ends[0] else 0, ends[1]
     call_kernel(kernel, kcp, a_block + 4 * plan[_A_WORDS] * row * kcp, b_panel, ldb, c_item + 4 * (row * ldc + col),
