@@ -231,12 +231,18 @@ def _finish(w: Writer, t: _Tile, values: list[list[str]], masked: bool, tag: str
         for j, lanes in enumerate(t.vectors):
             vec, ptr = t.vec(lanes), w.fresh("pc")
             w.emit(f"{ptr} = getelementptr inbounds {t.elem}, ptr %c, i64 %off_{i}_{j}")
-            if masked:
-                w.emit(f"call void @llvm.masked.store.v{lanes}{t.suffix}.p0({vec} {values[i][j]}, ptr {ptr}, i32 4, "
-                       f"<{lanes} x i1> %rm_{i}_{j})")
-            else:
-                w.emit(f"store {vec} {values[i][j]}, ptr {ptr}, align 4")
+            _store(w, values[i][j], lanes, t.suffix, vec, ptr, 4, f"%rm_{i}_{j}" if masked else None)
     w.emit("ret void")
+
+
+def _store(w: Writer, value: str, lanes: int, suffix: str, vec: str, ptr: str, align: int, mask: str | None) -> None:
+    """Store vector ``value`` (type ``vec``, element ``suffix``) at ``ptr``:
+    whole, or the lanes ``mask`` selects."""
+    if mask:
+        w.emit(f"call void @llvm.masked.store.v{lanes}{suffix}.p0({vec} {value}, ptr {ptr}, i32 {align}, "
+               f"<{lanes} x i1> {mask})")
+    else:
+        w.emit(f"store {vec} {value}, ptr {ptr}, align {align}")
 
 
 REQUANT_WORDS = 8
@@ -282,11 +288,7 @@ def _requantize(w: Writer, t: _Tile, values: list[list[str]], masked: bool) -> N
             w.emit(f"{high} = call {half} @llvm.smin.v{lanes}i32({half} {low}, {half} {hi})")
             w.emit(f"{b} = trunc {half} {high} to <{lanes} x i8>")
             w.emit(f"{ptr} = getelementptr inbounds i8, ptr %residual, i64 %roff_{i}_{j}")
-            if masked:
-                w.emit(f"call void @llvm.masked.store.v{lanes}i8.p0(<{lanes} x i8> {b}, ptr {ptr}, i32 1, "
-                       f"<{lanes} x i1> %rm_{i}_{j})")
-            else:
-                w.emit(f"store <{lanes} x i8> {b}, ptr {ptr}, align 1")
+            _store(w, b, lanes, "i8", f"<{lanes} x i8>", ptr, 1, f"%rm_{i}_{j}" if masked else None)
     w.emit("ret void")
 
 
