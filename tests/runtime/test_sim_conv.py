@@ -145,7 +145,8 @@ def conv_cases(draw):
     in_c = cg * groups * (parts if groups == 1 else 1)
     return ConvCase(in_c, kg * groups, groups, (kh, kw), stride, dilation, in_hw, draw(st.sampled_from([8, 16])),
                     wgt_bits, draw(st.sampled_from([8, 16])), draw(st.booleans()), draw(st.booleans()), parts,
-                    wgt_bits == 8 and draw(st.booleans()), draw(st.booleans()))
+                    wgt_bits == 8 and draw(st.booleans()), draw(st.booleans()),
+                    scaled=draw(st.booleans()))  # every channel's shift >= 33: the GEMM's kernels may requantise
 
 
 @SETTINGS
