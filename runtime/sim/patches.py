@@ -64,12 +64,12 @@ def geometry(ins, offsets, origins, runs):
         offsets[r] = c * in_h * in_w + (t // kw) * dh * in_w + (t % kw) * dw if r < depth else 0
     for p in range(size):
         origins[p] = (p // out_w) * sh * in_w + (p % out_w) * sw
-    two = 0
+    one = two = 0  # pixels from p on one, two bytes apart (counted apart from runs[], which may hold -two)
     for p in range(size - 1, -1, -1):
-        runs[p] = runs[p + 1] + 1 if p + 1 < size and origins[p + 1] == origins[p] + 1 else 1
+        one = one + 1 if p + 1 < size and origins[p + 1] == origins[p] + 1 else 1
         two = two + 1 if p + 1 < size and origins[p + 1] == origins[p] + 2 else 1
-        if runs[p] < SHORT_RUN <= two:  # a column stride of 2 (a stem's): -(pixels two bytes apart from p on)
-            runs[p] = -two
+        # a column stride of 2 (a stem's): -(pixels two bytes apart from p on)
+        runs[p] = -two if one < SHORT_RUN <= two else one
 
 
 @jit(inline="always")

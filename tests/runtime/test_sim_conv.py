@@ -616,3 +616,16 @@ def test_the_gemm_kernels_requantise_as_the_epilogue(case):
                 sim = run_conv_case(case, large=large, seed=7)
             if large:  # the last pooled CONV's plan, as its PRODUCTS phases ran it
                 assert sim._phases[0][0].run.plan[REQUANT] == int(fused)
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_a_row_stride_of_one_and_a_column_stride_of_two_over_an_odd_width(large):
+    """A 1x1 CONV of strides (1, 2) over 21 columns: each output row's last
+    window and the next row's first lie one byte apart, after a run of
+    windows two apart. The runs were counted on from the stored run, which
+    held minus the two-apart count there, so the row's end read as part of
+    a stride-2 run: 42 % of the outputs wrong (found by a random sweep of
+    the GEMM's CONVs, 2026-11-29)."""
+    case = ConvCase(40, 8, 1, (1, 1), (1, 2), (1, 1), (21, 21), 8, 8, 8, False, False, 2, False, scaled=True)
+    with mock.patch.multiple(conv_gemm, MIN_CHANNELS=0, MIN_PIXELS=0, MIN_DEPTH=0, MIN_MACS=0):
+        run_conv_case(case, large=large, seed=102)
