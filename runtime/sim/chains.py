@@ -75,9 +75,11 @@ from runtime.sim.interpreter import (
     FROM_DRAM,
     REDIRECT,
     UNREAD,
+    act_bytes,
     dram_views,
 )
 from runtime.sim.params import check_conv_records
+from runtime.sim.timing import conv_work, dma_bytes
 from runtime.unlinked import call_unlinked
 
 CONV, STORE, KEEP, AT = range(4)
@@ -111,13 +113,19 @@ def _output(ins: np.ndarray) -> tuple[int, int]:
     return int(ins[C_OUT]), int(ins[C_OUT]) + int(ins[C_OUT_C]) * int(out_h) * int(out_w)
 
 
+def _stored(code: np.ndarray, row: int) -> tuple[int, int]:
+    """The DRAM bytes [first, end) STORE ``row`` writes (in order, where ``linear``)."""
+    first = int(code[row, D_DRAM])
+    return first, first + int(dma_bytes(code, np.array([row]), Op.STORE)[0])
+
+
 def _stores_output(code: np.ndarray, row: int, conv: int, slot: np.ndarray) -> bool:
     """Whether ``row`` is a STORE of exactly CONV ``conv``'s output bytes, in order."""
     ins = code[row]
     if int(ins[COL_OPCODE]) != Op.STORE or int(ins[D_SPACE]) != Space.ACT or slot[row] != slot[conv]:
         return False
-    size = int(ins[D_Z]) * int(ins[D_Y]) * int(ins[D_X]) * int(ins[D_ELEM])
-    return linear(ins) and (int(ins[D_SRAM]), int(ins[D_SRAM]) + size) == _output(code[conv])
+    first, end = _stored(code, row)
+    return linear(ins) and (int(ins[D_SRAM]), int(ins[D_SRAM]) + end - first) == _output(code[conv])
 
 
 def _identity(code: np.ndarray, row: int, slot: np.ndarray, gemm: conv_gemm.GemmPlans) -> tuple:
@@ -161,7 +169,7 @@ def find(code: np.ndarray, order: np.ndarray, first: int, end: int, slot: np.nda
         identity = _identity(code, tile[0], slot, gemm)
         ins = code[tile[0]]
         input_ = (int(ins[C_IN]), int(ins[C_IN]) + int(ins[C_IN_C]) * int(ins[C_IN_H]) * int(ins[C_IN_W]))
-        outputs, stored = [_output(ins)], [_stored(code[tile[1]])]
+        outputs, stored = [_output(ins)], [_stored(code, tile[1])]
         pos = _after(code, order, tile[2] + 1, end)
         if _overlap(outputs[0], input_):
             continue
@@ -169,7 +177,7 @@ def find(code: np.ndarray, order: np.ndarray, first: int, end: int, slot: np.nda
             nxt = _tile(code, order, pos, end, slot, gemm, large)
             if nxt is None or _identity(code, nxt[0], slot, gemm) != identity:
                 break
-            out, dram = _output(code[nxt[0]]), _stored(code[nxt[1]])
+            out, dram = _output(code[nxt[0]]), _stored(code, nxt[1])
             if _overlap(out, input_) or any(_overlap(out, o) and out != o for o in outputs) \
                     or any(_overlap(dram, d) for d in stored):
                 break
@@ -177,9 +185,8 @@ def find(code: np.ndarray, order: np.ndarray, first: int, end: int, slot: np.nda
             outputs.append(out)
             stored.append(dram)
             pos = _after(code, order, nxt[2] + 1, end)
-        macs = sum(int(np.prod(out_size(code[c]))) * int(code[c, C_OUT_C]) * int(code[c, C_IN_C]) * int(code[c, C_KH])
-                   * int(code[c, C_KW]) for c, _, _ in tiles)
-        if len(tiles) < MIN_TILES or macs < MIN_MACS:
+        pixels, channels, depth = conv_work(code, np.array([c for c, _, _ in tiles], np.int64))
+        if len(tiles) < MIN_TILES or int(np.sum(pixels * channels * depth)) < MIN_MACS:
             continue
         keep = [outputs[i] not in outputs[i + 1:] for i in range(len(tiles))]
         table = np.array([(c, s, k, at) for (c, s, at), k in zip(tiles, keep)], np.int64).reshape(-1, 4)
@@ -192,11 +199,6 @@ def _after(code, order, pos, end) -> int:
     while pos < end and _quiet(code, int(order[pos])):
         pos += 1
     return pos
-
-
-def _stored(ins: np.ndarray) -> tuple[int, int]:
-    size = int(ins[D_Z]) * int(ins[D_Y]) * int(ins[D_X]) * int(ins[D_ELEM])
-    return int(ins[D_DRAM]), int(ins[D_DRAM]) + size
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -222,9 +224,8 @@ def report_outputs(lo, hi, tiles, prog, slot, act_stride, work):
     interpreter reports every write; none overlaps the chain's input)."""
     for t in range(lo, hi):
         r = tiles[t, CONV]
-        out_h, out_w = out_size(prog[r])
-        at = slot[r] * act_stride + prog[r, C_OUT]
-        conv_gemm.report_written(work, at, at + prog[r, C_OUT_C] * out_h * out_w)
+        first, end = act_bytes(prog[r])
+        conv_gemm.report_written(work, slot[r] * act_stride + first, slot[r] * act_stride + end)
 
 
 @jit
@@ -245,17 +246,16 @@ def run_tiles(chunk, count, lo, hi, tiles, offsets, sums, plans, prog, slot, dra
         out_h, out_w = out_size(ins)
         m, size = ins[C_OUT_C], out_h * out_w
         abase = slot[r] * act_stride
-        at = abase + ins[C_OUT]
-        out = au8[at:at + m * size] if tiles[t, KEEP] == 1 else dram[store[D_DRAM]:store[D_DRAM] + m * size]
+        keep = tiles[t, KEEP] == 1
+        # a kept tile's outputs go to ACT (its STORE copies them after), the others' straight to the DRAM bytes
+        # their STORE would write (the output's bytes, in order)
+        at = abase + ins[C_OUT] if keep else store[D_DRAM]
+        out8, out_u8 = (a8, au8) if keep else (d8, dram)
         call_unlinked(conv_gemm.prepare_tile, (ins, g, gemm_plans[g], dram, d8, d32, d64, np.int64(0), work,
-                                               offsets[chunk], sums[chunk], plan, out))
-        block = sums[chunk][:m * size].reshape(m, size)
-        if tiles[t, KEEP] == 1:
-            call_unlinked(conv_gemm.products_and_epilogue, (np.int64(0), plan[TASKS], plan, kernels,
-                                                            work[0], block, ins, a8, a16, abase, d32, np.int64(0)))
+                                               offsets[chunk], sums[chunk], plan, out_u8[at:at + m * size]))
+        call_unlinked(conv_gemm.products_and_epilogue, (np.int64(0), plan[TASKS], plan, kernels, work[0],
+                                                        sums[chunk][:m * size].reshape(m, size), ins, out8, a16,
+                                                        at - ins[C_OUT], d32, np.int64(0)))
+        if keep:
             dma_store(dram, au8, abase + store[D_SRAM], store[D_DRAM], store[D_ELEM], store[D_Z], store[D_Y],
                       store[D_X], store[D_ZS], store[D_YS], store[D_XS])
-        else:  # the STORE's DRAM bytes are the output's, in order: the epilogue writes them there
-            call_unlinked(conv_gemm.products_and_epilogue, (np.int64(0), plan[TASKS], plan, kernels,
-                                                            work[0], block, ins, d8, a16, store[D_DRAM] - ins[C_OUT],
-                                                            d32, np.int64(0)))

@@ -171,8 +171,9 @@ class GemmPlans:
     """The GEMM plans of one card run's CONVs: ``index[row]`` is the row of
     ``templates`` planned for that instruction row, or -1; ``work`` the
     buffers every planned CONV shares (a placeholder for the plan's unused
-    operands, row offsets, packed B, sums), the stores of every planned
-    CONV's patch geometry computed at Init (reduction offsets, pixel
+    operands, row offsets then the rows' requantisation records
+    (``_place``), packed B, sums), the stores of every planned CONV's patch
+    geometry computed at Init (reduction offsets, pixel
     origins, runs: ``plan_geometry``), then more shared buffers (the
     pixel-major tile's words, the key of the patches packed in B:
     ``same_patches``), sized for the largest; then each
