@@ -83,7 +83,7 @@ from runtime.gemm.tasks import (
 )
 from runtime.isa import COL_OPCODE, Op
 from runtime.jit import jit
-from runtime.qscheme import HIGH_SHIFT, high_params
+from runtime.qscheme import high_params
 from runtime.sim.conv import DENSE8, kernel_kind
 from runtime.sim.epilogue import (
     C_ACC,
@@ -110,6 +110,7 @@ from runtime.sim.epilogue import (
     C_WGT,
     RECORD_WORDS,
     epilogue_block,
+    high_path,
     out_size,
 )
 from runtime.sim.params import check_conv_records
@@ -455,7 +456,8 @@ def _requant_records(ins, wgt32, wbase, rq):
     (runtime.gemm.microkernel_epilogue, ``REQUANT_WORDS`` a row): one that
     finishes (FULL, LAST) to 8 bits with no residual or table, every
     channel on the epilogue's 32-bit path (``epilogue._channel_rows``: one
-    multiplier and shift for both signs, the shift at least HIGH_SHIFT);
+    multiplier and shift for both signs, the shift at least HIGH_SHIFT:
+    ``epilogue.high_path``);
     then each row's record in ``rq``."""
     if ins[C_OUT_BITS] != 8 or ins[C_RES] == 1 or ins[C_LUT] == 1 or ins[C_MODE] & 2 == 2:
         return False
@@ -463,7 +465,7 @@ def _requant_records(ins, wgt32, wbase, rq):
     for k in range(ins[C_OUT_C]):
         rec = records + RECORD_WORDS * k
         m, n = np.int64(wgt32[rec + 2]), np.int64(wgt32[rec + 3])
-        if m != wgt32[rec + 4] or n != wgt32[rec + 5] or n < HIGH_SHIFT:
+        if not high_path(m, n, np.int64(wgt32[rec + 4]), np.int64(wgt32[rec + 5])):
             return False
         m32, bias, shift = high_params(m, n)
         at = REQUANT_WORDS * k

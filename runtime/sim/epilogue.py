@@ -61,6 +61,15 @@ def _requantize(acc, a0, out, o0, res, r0, count, residual, m, n, neg_m, neg_n, 
 
 
 @jit(inline="always")
+def high_path(m, n, neg_m, neg_n):
+    """Whether a channel's rescale of int32 sums takes the 32-bit path
+    (``qscheme.rescale_high``): one multiplier and shift for both signs,
+    the shift at least HIGH_SHIFT. The GEMM's kernels requantise a CONV
+    whose every channel does (runtime.sim.conv_gemm._requant_records)."""
+    return m == neg_m and n == neg_n and n >= HIGH_SHIFT
+
+
+@jit(inline="always")
 def _multipliers(ins, wgt32, wbase, k):
     """(mult, shift, neg_mult, neg_shift) of channel k's PARAM record."""
     rec = ((wbase + ins[C_PARAM]) >> 2) + RECORD_WORDS * k
@@ -167,7 +176,7 @@ def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, c
         neg_m, neg_n = np.int64(wgt32[rec + 4]), np.int64(wgt32[rec + 5])
         a0, first = _u((k - row0) * size + col0), k * size + col0
         at, r = _u(o0 + first), _u(r0 + first)
-        if short_residual and m == neg_m and n == neg_n and n >= HIGH_SHIFT:  # a bottleneck's last CONV: 32 bits
+        if short_residual and high_path(m, n, neg_m, neg_n):  # a bottleneck's last CONV: 32 bits
             m32, bias, shift = high_params(m, n)
             for i in range(count):
                 v = add32(rescale_high(acc[a0 + i], m32, bias, shift),
@@ -183,7 +192,7 @@ def _channel_rows(start, stop, acc, size, out, o0, res, r0, ins, wgt32, wbase, c
                 v = rescale_small(a, neg_m, neg_n) if a < 0 else rescale_small(a, m, n)
                 v += rescale_small(np.int64(res[r + i]) - rz, rm, rs)
                 out[at + i] = min(max(v + oz, lo), hi)
-        elif m == neg_m and n == neg_n and n >= HIGH_SHIFT:  # the usual channel: 32-bit lanes
+        elif high_path(m, n, neg_m, neg_n):  # the usual channel: 32-bit lanes
             m32, bias, shift = high_params(m, n)
             for i in range(count):
                 v = add32(rescale_high(acc[a0 + i], m32, bias, shift), oz32)
