@@ -251,6 +251,30 @@ the multiplier, the rounding bias, the shift, the output zero point, the
 low and high clamp, two unused."""
 
 
+def _high_products(w: Writer, lanes: int, v: str, m: str, out: str) -> None:
+    """``out`` = the high 32 bits of each int32 lane of ``v`` times ``m``
+    (``<lanes/2 x i64>``, the multiplier sign-extended), as
+    ``trunc((sext(v) * m) >> 32)``, the same bits: the even lanes (read in
+    place as the low halves of 64-bit lanes) and the odd ones (shifted
+    down) each make one signed 32x32->64 multiply per 64-bit lane
+    (``vpmuldq``), and one shuffle takes the high half of every product.
+    Sign-extending all lanes to 64 bits first cost two extensions, two
+    narrowings and a merge more per vector."""
+    pairs, wide = lanes // 2, f"<{lanes // 2} x i64>"
+    thirty_two = const_vector(pairs, 32, "i64")
+    q, up, even, odd, pe, po, ce, co = (w.fresh(n) for n in ("q", "up", "even", "odd", "pe", "po", "ce", "co"))
+    w.emit(f"{q} = bitcast <{lanes} x i32> {v} to {wide}")
+    w.emit(f"{up} = shl {wide} {q}, {thirty_two}")
+    w.emit(f"{even} = ashr {wide} {up}, {thirty_two}")
+    w.emit(f"{odd} = ashr {wide} {q}, {thirty_two}")
+    w.emit(f"{pe} = mul {wide} {even}, {m}")
+    w.emit(f"{po} = mul {wide} {odd}, {m}")
+    w.emit(f"{ce} = bitcast {wide} {pe} to <{lanes} x i32>")
+    w.emit(f"{co} = bitcast {wide} {po} to <{lanes} x i32>")
+    mask = ", ".join(f"i32 {2 * (lane // 2) + 1 + (lanes if lane % 2 else 0)}" for lane in range(lanes))
+    w.emit(f"{out} = shufflevector <{lanes} x i32> {ce}, <{lanes} x i32> {co}, <{lanes} x i32> <{mask}>")
+
+
 def _requantize(w: Writer, t: _Tile, values: list[list[str]], masked: bool) -> None:
     """Int kernels with a ``clamp`` (the rows' records, ``REQUANT_WORDS``
     words a row from the tile's first): each int32 sum ``v`` of row ``i``
@@ -271,16 +295,13 @@ def _requantize(w: Writer, t: _Tile, values: list[list[str]], masked: bool) -> N
         splats: dict[int, list[str]] = {}
         for j, lanes in enumerate(t.vectors):
             if lanes not in splats:
-                splats[lanes] = [splat_vector(w, lanes, mult, "i64")] + [splat_vector(w, lanes, word, "i32")
-                                                                          for word in words[1:]]
+                splats[lanes] = [splat_vector(w, lanes // 2, mult, "i64")] + [splat_vector(w, lanes, word, "i32")
+                                                                               for word in words[1:]]
             m, bias, shift, zero, lo, hi = splats[lanes]
-            wide, half = f"<{lanes} x i64>", f"<{lanes} x i32>"
-            x, p, h, h32, s, q, o, low, high, b, ptr = (w.fresh(n) for n in (
-                "x", "p", "h", "h32", "s", "q", "o", "low", "high", "b", "pq"))
-            w.emit(f"{x} = sext {half} {values[i][j]} to {wide}")
-            w.emit(f"{p} = mul {wide} {x}, {m}")
-            w.emit(f"{h} = ashr {wide} {p}, {const_vector(lanes, 32, 'i64')}")
-            w.emit(f"{h32} = trunc {wide} {h} to {half}")
+            half = f"<{lanes} x i32>"
+            h32, s, q, o, low, high, b, ptr = (w.fresh(n) for n in (
+                "h32", "s", "q", "o", "low", "high", "b", "pq"))
+            _high_products(w, lanes, values[i][j], m, h32)
             w.emit(f"{s} = add {half} {h32}, {bias}")
             w.emit(f"{q} = ashr {half} {s}, {shift}")
             w.emit(f"{o} = add {half} {q}, {zero}")
