@@ -24,6 +24,8 @@ import ctypes
 import os
 import time
 
+import numpy as np
+
 WINDOW_SECONDS = 0.1
 """Wall-clock span of one verdict on the cores' load (``/proc/stat`` counts
 in hundredths of a second: ±0.2 of a core over 0.1 s on two cores). A
@@ -162,14 +164,19 @@ class Callers:
     Inference Engine's FPGA plugin more than it won. One user thread by
     itself is never crowded."""
 
-    def __init__(self):
+    def __init__(self, count=None, slot: int = 0):
         self._jobs: dict[int, int] = {}
         """Thread ident -> jobs it has in progress (nested calls count too)."""
+        self._count, self._slot = (np.zeros(1, np.int64), 0) if count is None else (count, slot)
+        """Where the number of user threads inside jobs is kept for Numba
+        code to read (the pool's state: an idle pool thread stops spinning
+        when it passes one)."""
 
     def start(self, me: int) -> bool:
         """``me`` starts a job; whether another user thread is inside one."""
         jobs = self._jobs
         jobs[me] = jobs.get(me, 0) + 1
+        self._count[self._slot] = len(jobs)
         return len(jobs) > 1
 
     def stop(self, me: int) -> None:
@@ -179,3 +186,4 @@ class Callers:
             jobs[me] = left
         else:
             jobs.pop(me, None)
+        self._count[self._slot] = len(jobs)

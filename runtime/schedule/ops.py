@@ -417,7 +417,7 @@ def run_schedule(team, state, role, first, ops, spans, recs, bases, stamps):
             _call_op(ops[i, ENTRY], spans[span, 0], spans[span, 1], recs, ops[i, REC], bases)
             phase_done(team, i)
             chunk = phase_claim(team, i, count, role)
-        if role != ALONE and not phase_wait(team, i, count):
+        if role != ALONE and not phase_wait(team, i, count, role):
             return -1 if role == WORKER else i
         if stamped:
             stamps[i + 1] = _read_cycle_counter()

@@ -269,7 +269,7 @@ def run_card(team, state, role, first, phases, ctl, plan, parts, prog, order, sl
                               s * strides[0], c32, s * strides[2])
             phase_done(team, i)
             chunk = phase_claim(team, i, count, claimer)
-        if role != ALONE and not phase_wait(team, i, count):
+        if role != ALONE and not phase_wait(team, i, count, role):
             return -1 if role == WORKER else i
         if kind == GROUPS:
             _groups_failed(team, ctl, phases[i, FIRST], phases[i, END], err, grouped)

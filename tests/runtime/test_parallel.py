@@ -19,7 +19,9 @@ def _steady_pool(monkeypatch):
     pool = parallel._get_pool()
     monkeypatch.setattr(pool.load, "window", None)
     monkeypatch.setattr(pool.load, "serial", False)
-    monkeypatch.setattr(pool, "callers", cpu_load.Callers())  # no other test's threads count as running jobs
+    pool.state[parallel.CROWD] = 0
+    monkeypatch.setattr(pool, "callers", cpu_load.Callers(pool.state, parallel.CROWD))  # no other test's threads
+    # count as running jobs
 
 
 @pytest.mark.parametrize("n, parts, grain", [(16, 8, 1), (36, 8, 1), (128, 8, 1), (1000, 8, 64), (64, 8, 7),
@@ -482,7 +484,7 @@ def _phased(team, state, role, first, hits, work, fail_at, who):
             who[p, chunk] = role
             parallel.phase_done(team, p)
             chunk = parallel.phase_claim(team, p, count, role)
-        if role != parallel.ALONE and not parallel.phase_wait(team, p, count):
+        if role != parallel.ALONE and not parallel.phase_wait(team, p, count, role):
             return -1 if role == parallel.WORKER else p
     parallel.phase_end(team, state, role)
     return parallel.FINISHED
@@ -533,6 +535,60 @@ def test_a_phased_job_runs_alone_while_another_call_holds_the_pool(monkeypatch):
         hits = np.zeros((3, 5), np.int64)
         parallel.run_phases(_phased, 3, hits, 10, -1, _WHO)
     assert (hits == 1).all()
+
+
+def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_job(monkeypatch):
+    """Two requests in flight: while one thread's phased job holds the pool,
+    another thread's job runs alone and the pool thread leaves the first at
+    its next chunk (three busy threads on two cores otherwise); the first
+    job's caller runs every chunk left, each once. The second job starts as
+    soon as the first is on the pool, so the last half of the first's
+    phases (a hundred milliseconds and more) run after the release."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    pool = parallel._get_pool()
+    phases, count = 40, 8
+    hits, who = np.zeros((phases, count), np.int64), np.full((phases, count), -1, np.int64)
+    runner = threading.Thread(target=parallel.run_phases, args=(_phased, phases, hits, 100_000, -1, who))
+    runner.start()
+    try:
+        for _ in range(3000):
+            if isinstance(pool.job, parallel._Phases):
+                break
+            time.sleep(0.001)
+        job = pool.job
+        assert isinstance(job, parallel._Phases), "the phased job never went to the pool"
+        calls = []
+        parallel_for(lambda start, stop: calls.append((start, stop)), 64)
+        assert calls == [(0, 64)], "the second thread's job was split while the first held the pool"
+        assert job.team[parallel.P_YIELD] == 1
+    finally:
+        runner.join(60)
+    assert not runner.is_alive()
+    assert (hits == 1).all()
+    assert (who[phases // 2:] != parallel.WORKER).all(), who  # the caller (or it back after a short wait)
+
+
+def test_an_idle_pool_thread_stops_spinning_while_two_user_threads_run_jobs():
+    """Between jobs a pool thread spins for the next (``_await_job``), but
+    not while two user threads are inside jobs (they run alone, on both
+    cores): then it goes to sleep at once."""
+    state = np.zeros(2 * parallel.LINE, np.int64)
+    state[parallel.GO] = 4
+    assert parallel._await_job(state, 4, 1)  # published: no spin
+    state[parallel.CROWD] = 1
+    assert not parallel._await_job(state, 5, 2000)
+    state[parallel.CROWD] = 2
+    start = time.perf_counter()
+    assert not parallel._await_job(state, 5, parallel._get_pool().spin_limit * 4000)  # ~6 s of spinning, but
+    assert time.perf_counter() - start < 1  # two threads run jobs
+    callers = cpu_load.Callers(state, parallel.CROWD)
+    callers.start(1)
+    assert state[parallel.CROWD] == 1
+    callers.start(2)
+    assert state[parallel.CROWD] == 2
+    callers.stop(1)
+    callers.stop(2)
+    assert state[parallel.CROWD] == 0
 
 
 def test_an_error_in_a_phase_reaches_the_caller_and_the_pool_goes_on(monkeypatch):
