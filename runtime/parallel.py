@@ -334,8 +334,9 @@ class _Pool:
     def release(self) -> None:
         """Another user thread starts a job while one holds the pool (two
         inference requests in flight): let the pool threads go from the
-        phased job that holds it, at their next chunk, so that each job runs
-        on a core of its own. Its caller does the chunks left (a pool thread
+        phased job that holds it, if it ``yields`` (a whole run, as a float
+        schedule's), at their next chunk, so that each job runs on a core of
+        its own. Its caller does the chunks left (a pool thread
         that leaves changes nothing else, :class:`_Phases`). Kept, a pool
         thread made three busy threads on two cores for the rest of that job
         (a float run on a schedule is one job), and the caller spun at each
@@ -344,9 +345,12 @@ class _Pool:
         by one thread as it finished (one then often starts while the other
         waits to be restarted, and takes the pool), ran 0.77-0.89x as many
         images a second as with every job alone, and 0.90-0.96x with the
-        release and no spinning while crowded (Zen 4, in-process rounds)."""
+        release and no spinning while crowded (Zen 4, in-process rounds). A
+        device run's jobs (runtime.sim.phased) keep theirs: they are short,
+        the next one runs alone anyway, and letting go cost the FPGA plugin's
+        2 requests 0.95x (quartiles 0.82-1.09) as many images a second."""
         job = self.job
-        if isinstance(job, _Phases):
+        if isinstance(job, _Phases) and job.yields:
             job.team[P_YIELD] = 1
 
     def _steer(self) -> None:
@@ -526,8 +530,9 @@ class _Phases:
     comes back as RESUME at that phase). A pool thread that is late or never
     comes changes nothing: the caller claims whatever chunks are left."""
 
-    def __init__(self, driver, pool: _Pool, team: np.ndarray, args: tuple):
+    def __init__(self, driver, pool: _Pool, team: np.ndarray, args: tuple, yields: bool = False):
         self.driver, self.pool, self.team, self.args = driver, pool, team, args
+        self.yields = yields
         self.seq = 0
         self.error: BaseException | None = None
         team[P_EXPECTED] = 1 + pool.workers
@@ -582,13 +587,14 @@ def stood_aside() -> int:
     return 0 if _pool is None else _pool.load.stood_aside
 
 
-def run_phases(driver, phases: int, *args, alone: bool = False) -> None:
+def run_phases(driver, phases: int, *args, alone: bool = False, yields: bool = False) -> None:
     """Run a phased job (:class:`_Phases`) of ``phases`` phases on all
     threads. On one thread, from a pool thread, while another call holds
     the pool, while the pool stands aside, or ``alone`` (no phase has work
     to share), the caller runs every phase itself. Each run has counters of
     its own: a pool thread still leaving the last run's driver finds
-    nothing there left to claim."""
+    nothing there left to claim. ``yields``: the job lets its pool threads
+    go when another user thread starts a job (:meth:`_Pool.release`)."""
     team = np.zeros(P_PHASES + P_STRIDE * max(phases, 1), np.int64)
 
     def by_caller():
@@ -598,7 +604,7 @@ def run_phases(driver, phases: int, *args, alone: bool = False) -> None:
     if alone or NUM_THREADS == 1 or getattr(_local, "worker", False):
         by_caller()
         return
-    _submit(lambda pool: _Phases(driver, pool, team, args), by_caller)
+    _submit(lambda pool: _Phases(driver, pool, team, args, yields), by_caller)
 
 
 def parallel_for(fn, n: int, *args, grain: int = 1) -> None:

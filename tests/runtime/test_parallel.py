@@ -537,18 +537,21 @@ def test_a_phased_job_runs_alone_while_another_call_holds_the_pool(monkeypatch):
     assert (hits == 1).all()
 
 
-def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_job(monkeypatch):
+@pytest.mark.parametrize("yields", [True, False])
+def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_job(monkeypatch, yields):
     """Two requests in flight: while one thread's phased job holds the pool,
-    another thread's job runs alone and the pool thread leaves the first at
-    its next chunk (three busy threads on two cores otherwise); the first
-    job's caller runs every chunk left, each once. The second job starts as
-    soon as the first is on the pool, so the last half of the first's
-    phases (a hundred milliseconds and more) run after the release."""
+    another thread's job runs alone and, where the first ``yields``, the
+    pool thread leaves it at its next chunk (three busy threads on two
+    cores otherwise); the first job's caller runs every chunk left, each
+    once. The second job starts as soon as the first is on the pool, so the
+    last half of the first's phases (a hundred milliseconds and more) run
+    after the release. A job that does not yield keeps its pool thread."""
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     pool = parallel._get_pool()
     phases, count = 40, 8
     hits, who = np.zeros((phases, count), np.int64), np.full((phases, count), -1, np.int64)
-    runner = threading.Thread(target=parallel.run_phases, args=(_phased, phases, hits, 100_000, -1, who))
+    runner = threading.Thread(target=parallel.run_phases, args=(_phased, phases, hits, 100_000, -1, who),
+                              kwargs={"yields": yields})
     runner.start()
     try:
         for _ in range(3000):
@@ -560,12 +563,13 @@ def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_
         calls = []
         parallel_for(lambda start, stop: calls.append((start, stop)), 64)
         assert calls == [(0, 64)], "the second thread's job was split while the first held the pool"
-        assert job.team[parallel.P_YIELD] == 1
+        assert job.team[parallel.P_YIELD] == yields
     finally:
         runner.join(60)
     assert not runner.is_alive()
     assert (hits == 1).all()
-    assert (who[phases // 2:] != parallel.WORKER).all(), who  # the caller (or it back after a short wait)
+    if yields:
+        assert (who[phases // 2:] != parallel.WORKER).all(), who  # the caller (or it back after a short wait)
 
 
 def test_an_idle_pool_thread_stops_spinning_while_two_user_threads_run_jobs():
