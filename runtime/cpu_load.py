@@ -149,6 +149,19 @@ class LoadWatch:
         return resume
 
 
+RESTART_SECONDS = 0.002
+"""A whole run starts alone while another thread's run that met a third job
+ended less than this ago: two inference requests in flight, one finished and
+about to be restarted (IE requests restarted by one thread as each finishes,
+the benches' way: the restart comes 0.1-0.3 ms later). Taking the pool then
+gave it back as soon as the other started: MobileNetV2 through the IE CPU
+plugin, 2 requests, 1.10x the images a second against no window (quartiles
+1.03-1.25; 1.07x with the window at 1 and at 3 ms; in-process rounds, Zen 4;
+`/work/notes/s93/restartab.py`). Only runs that met another count, so one
+request at a time on alternating threads keeps the pool; device runs' jobs
+do not look (a window on them cost the FPGA plugin's 2 requests 0.72x)."""
+
+
 class Callers:
     """The user threads of this process inside jobs now. While another user thread is
     inside one (two inference requests in flight, say), a caller runs its
@@ -171,15 +184,29 @@ class Callers:
         """Where the number of user threads inside jobs is kept for Numba
         code to read (the pool's state: an idle pool thread stops spinning
         when it passes one)."""
+        self._overlapped: set[int] = set()
+        """Threads whose job in progress has met another thread's."""
+        self._ended: dict[int, float] = {}
+        """Thread ident -> when its last whole run that met another thread's job ended."""
 
-    def start(self, me: int) -> bool:
-        """``me`` starts a job; whether another user thread is inside one."""
+    def start(self, me: int, run: bool = False) -> bool:
+        """``me`` starts a job (``run``: a whole run, as a float schedule's);
+        whether another user thread is inside one, or, for a run, whether
+        another thread's run that met a third job ended less than
+        :data:`RESTART_SECONDS` ago: two requests in flight, the other about
+        to be restarted."""
         jobs = self._jobs
         jobs[me] = jobs.get(me, 0) + 1
         self._count[self._slot] = len(jobs)
-        return len(jobs) > 1
+        if len(jobs) > 1:
+            self._overlapped.update(jobs)
+            return True
+        if run and self._ended:
+            now = time.perf_counter()
+            return any(thread != me and now - end < RESTART_SECONDS for thread, end in list(self._ended.items()))
+        return False
 
-    def stop(self, me: int) -> None:
+    def stop(self, me: int, run: bool = False) -> None:
         jobs = self._jobs
         left = jobs.get(me, 1) - 1
         if left:
@@ -187,3 +214,11 @@ class Callers:
         else:
             jobs.pop(me, None)
         self._count[self._slot] = len(jobs)
+        if run and me in self._overlapped:
+            now = time.perf_counter()
+            ended = self._ended
+            ended[me] = now
+            for thread in [t for t, end in ended.items() if now - end > 1.0]:  # threads long gone
+                del ended[thread]
+        if not left:
+            self._overlapped.discard(me)

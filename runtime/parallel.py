@@ -604,7 +604,7 @@ def run_phases(driver, phases: int, *args, alone: bool = False, yields: bool = F
     if alone or NUM_THREADS == 1 or getattr(_local, "worker", False):
         by_caller()
         return
-    _submit(lambda pool: _Phases(driver, pool, team, args, yields), by_caller)
+    _submit(lambda pool: _Phases(driver, pool, team, args, yields), by_caller, yields)
 
 
 def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
@@ -623,14 +623,15 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
             lambda: fn(0, n, *args))
 
 
-def _submit(make_job, alone) -> None:
+def _submit(make_job, alone, run: bool = False) -> None:
     """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller while
     the pool stands aside, another call holds it, or other user threads run
-    jobs too (:class:`runtime.cpu_load.Callers`)."""
+    jobs too (:class:`runtime.cpu_load.Callers`; ``run``: the job is a whole
+    run, which yields)."""
     pool = _get_pool()
     me = threading.get_ident()
     callers = pool.callers
-    crowded = callers.start(me)
+    crowded = callers.start(me, run)
     try:
         if crowded or pool.load.watch():  # other threads or processes hold the cores: the caller works alone
             if crowded:
@@ -648,5 +649,5 @@ def _submit(make_job, alone) -> None:
             pool.job = None
             pool.busy.release()
     finally:
-        callers.stop(me)
+        callers.stop(me, run)
 

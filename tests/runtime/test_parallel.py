@@ -180,6 +180,35 @@ def test_one_thread_alone_is_never_crowded():
     callers.stop(me)
 
 
+def test_a_run_restarted_just_after_another_that_met_a_third_job_starts_alone(monkeypatch):
+    """Two requests in flight, restarted one at a time: a whole run (a
+    float schedule's) that starts within RESTART_SECONDS of the end of
+    another thread's run that met another job is crowded, though no job is
+    in progress. One request at a time on alternating threads (runs that
+    met nothing) is not, nor is a device run's job (not a whole run), nor a
+    run after the window."""
+    now = [100.0]
+    monkeypatch.setattr(cpu_load.time, "perf_counter", lambda: now[0])
+    callers = cpu_load.Callers()
+    a, b = 1, 2
+    assert not callers.start(a, run=True)
+    callers.stop(a, run=True)
+    assert not callers.start(b, run=True)  # a's run met no other: one request at a time
+    callers.stop(b, run=True)
+    assert not callers.start(a, run=True)
+    assert callers.start(b, run=True)  # two in flight
+    callers.stop(b, run=True)
+    callers.stop(a, run=True)
+    now[0] += cpu_load.RESTART_SECONDS / 2
+    assert callers.start(b, run=True)  # a's run, which met b's, just ended: a is about to be restarted
+    callers.stop(b, run=True)
+    assert not callers.start(a, run=False)  # a device run's job does not look
+    callers.stop(a)
+    now[0] += 2 * cpu_load.RESTART_SECONDS
+    assert not callers.start(a, run=True)  # after the window
+    callers.stop(a, run=True)
+
+
 def _asleep(pool) -> bool:
     """Wait until every pool thread sleeps (a thread woken, but still waiting
     for the GIL, counts as a sleeper but is still ``steered``)."""
