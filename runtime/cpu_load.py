@@ -189,8 +189,8 @@ class Callers:
         self._ended: dict[int, float] = {}
         """Thread ident -> when its last whole run that met another thread's job ended."""
 
-    def start(self, me: int, run: bool = False) -> bool:
-        """``me`` starts a job (``run``: a whole run, as a float schedule's);
+    def start(self, me: int, whole_run: bool = False) -> bool:
+        """``me`` starts a job (``whole_run``: as a float schedule's run);
         whether another user thread is inside one, or, for a run, whether
         another thread's run that met a third job ended less than
         :data:`RESTART_SECONDS` ago: two requests in flight, the other about
@@ -201,12 +201,12 @@ class Callers:
         if len(jobs) > 1:
             self._overlapped.update(jobs)
             return True
-        if run and self._ended:
+        if whole_run and self._ended:
             now = time.perf_counter()
             return any(thread != me and now - end < RESTART_SECONDS for thread, end in list(self._ended.items()))
         return False
 
-    def stop(self, me: int, run: bool = False) -> None:
+    def stop(self, me: int, whole_run: bool = False) -> None:
         jobs = self._jobs
         left = jobs.get(me, 1) - 1
         if left:
@@ -214,7 +214,7 @@ class Callers:
         else:
             jobs.pop(me, None)
         self._count[self._slot] = len(jobs)
-        if run and me in self._overlapped:
+        if whole_run and me in self._overlapped:
             now = time.perf_counter()
             ended = self._ended
             ended[me] = now

@@ -334,7 +334,7 @@ class _Pool:
     def release(self) -> None:
         """Another user thread starts a job while one holds the pool (two
         inference requests in flight): let the pool threads go from the
-        phased job that holds it, if it ``yields`` (a whole run, as a float
+        phased job that holds it, if it is a ``whole_run`` (a float
         schedule's), at their next chunk, so that each job runs on a core of
         its own. Its caller does the chunks left (a pool thread
         that leaves changes nothing else, :class:`_Phases`). Kept, a pool
@@ -350,7 +350,7 @@ class _Pool:
         the next one runs alone anyway, and letting go cost the FPGA plugin's
         2 requests 0.95x (quartiles 0.82-1.09) as many images a second."""
         job = self.job
-        if isinstance(job, _Phases) and job.yields:
+        if isinstance(job, _Phases) and job.whole_run:
             job.team[P_YIELD] = 1
 
     def _steer(self) -> None:
@@ -530,9 +530,9 @@ class _Phases:
     comes back as RESUME at that phase). A pool thread that is late or never
     comes changes nothing: the caller claims whatever chunks are left."""
 
-    def __init__(self, driver, pool: _Pool, team: np.ndarray, args: tuple, yields: bool = False):
+    def __init__(self, driver, pool: _Pool, team: np.ndarray, args: tuple, whole_run: bool = False):
         self.driver, self.pool, self.team, self.args = driver, pool, team, args
-        self.yields = yields
+        self.whole_run = whole_run
         self.seq = 0
         self.error: BaseException | None = None
         team[P_EXPECTED] = 1 + pool.workers
@@ -587,14 +587,16 @@ def stood_aside() -> int:
     return 0 if _pool is None else _pool.load.stood_aside
 
 
-def run_phases(driver, phases: int, *args, alone: bool = False, yields: bool = False) -> None:
+def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool = False) -> None:
     """Run a phased job (:class:`_Phases`) of ``phases`` phases on all
     threads. On one thread, from a pool thread, while another call holds
     the pool, while the pool stands aside, or ``alone`` (no phase has work
     to share), the caller runs every phase itself. Each run has counters of
     its own: a pool thread still leaving the last run's driver finds
-    nothing there left to claim. ``yields``: the job lets its pool threads
-    go when another user thread starts a job (:meth:`_Pool.release`)."""
+    nothing there left to claim. ``whole_run``: the job is a whole run (a
+    float schedule's), which lets its pool threads go when another user
+    thread starts a job (:meth:`_Pool.release`) and which the other's
+    restart may send alone (:class:`runtime.cpu_load.Callers`)."""
     team = np.zeros(P_PHASES + P_STRIDE * max(phases, 1), np.int64)
 
     def by_caller():
@@ -604,7 +606,7 @@ def run_phases(driver, phases: int, *args, alone: bool = False, yields: bool = F
     if alone or NUM_THREADS == 1 or getattr(_local, "worker", False):
         by_caller()
         return
-    _submit(lambda pool: _Phases(driver, pool, team, args, yields), by_caller, yields)
+    _submit(lambda pool: _Phases(driver, pool, team, args, whole_run), by_caller, whole_run)
 
 
 def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
@@ -623,15 +625,14 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
             lambda: fn(0, n, *args))
 
 
-def _submit(make_job, alone, run: bool = False) -> None:
+def _submit(make_job, alone, whole_run: bool = False) -> None:
     """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller while
     the pool stands aside, another call holds it, or other user threads run
-    jobs too (:class:`runtime.cpu_load.Callers`; ``run``: the job is a whole
-    run, which yields)."""
+    jobs too (:class:`runtime.cpu_load.Callers`)."""
     pool = _get_pool()
     me = threading.get_ident()
     callers = pool.callers
-    crowded = callers.start(me, run)
+    crowded = callers.start(me, whole_run)
     try:
         if crowded or pool.load.watch():  # other threads or processes hold the cores: the caller works alone
             if crowded:
@@ -649,5 +650,5 @@ def _submit(make_job, alone, run: bool = False) -> None:
             pool.job = None
             pool.busy.release()
     finally:
-        callers.stop(me, run)
+        callers.stop(me, whole_run)
 

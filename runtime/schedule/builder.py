@@ -241,7 +241,7 @@ class Schedule:
                     self._timed(part, timings)
                 elif len(part.ops):
                     parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, bases,
-                                        _NO_STAMPS, alone=part.alone, yields=True)
+                                        _NO_STAMPS, alone=part.alone, whole_run=True)
             return {executor.program.slots[slot]: self._result(env, slot, computed) for slot, computed in
                     zip(wanted, self.outputs)}
         finally:
@@ -258,7 +258,7 @@ class Schedule:
         stamps = np.zeros(len(part.ops) + 1, np.int64)
         wall = time.perf_counter()
         parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, self.bases, stamps,
-                            alone=part.alone, yields=True)
+                            alone=part.alone, whole_run=True)
         wall = time.perf_counter() - wall
         seconds = wall / max(int(stamps[-1] - stamps[0]), 1)
         marks = np.maximum.accumulate(stamps).tolist()  # a counter read on another core may lag a little

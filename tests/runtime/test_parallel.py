@@ -191,22 +191,22 @@ def test_a_run_restarted_just_after_another_that_met_a_third_job_starts_alone(mo
     monkeypatch.setattr(cpu_load.time, "perf_counter", lambda: now[0])
     callers = cpu_load.Callers()
     a, b = 1, 2
-    assert not callers.start(a, run=True)
-    callers.stop(a, run=True)
-    assert not callers.start(b, run=True)  # a's run met no other: one request at a time
-    callers.stop(b, run=True)
-    assert not callers.start(a, run=True)
-    assert callers.start(b, run=True)  # two in flight
-    callers.stop(b, run=True)
-    callers.stop(a, run=True)
+    assert not callers.start(a, whole_run=True)
+    callers.stop(a, whole_run=True)
+    assert not callers.start(b, whole_run=True)  # a's run met no other: one request at a time
+    callers.stop(b, whole_run=True)
+    assert not callers.start(a, whole_run=True)
+    assert callers.start(b, whole_run=True)  # two in flight
+    callers.stop(b, whole_run=True)
+    callers.stop(a, whole_run=True)
     now[0] += cpu_load.RESTART_SECONDS / 2
-    assert callers.start(b, run=True)  # a's run, which met b's, just ended: a is about to be restarted
-    callers.stop(b, run=True)
-    assert not callers.start(a, run=False)  # a device run's job does not look
+    assert callers.start(b, whole_run=True)  # a's run, which met b's, just ended: a is about to be restarted
+    callers.stop(b, whole_run=True)
+    assert not callers.start(a, whole_run=False)  # a device run's job does not look
     callers.stop(a)
     now[0] += 2 * cpu_load.RESTART_SECONDS
-    assert not callers.start(a, run=True)  # after the window
-    callers.stop(a, run=True)
+    assert not callers.start(a, whole_run=True)  # after the window
+    callers.stop(a, whole_run=True)
 
 
 def _asleep(pool) -> bool:
@@ -566,21 +566,21 @@ def test_a_phased_job_runs_alone_while_another_call_holds_the_pool(monkeypatch):
     assert (hits == 1).all()
 
 
-@pytest.mark.parametrize("yields", [True, False])
-def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_job(monkeypatch, yields):
+@pytest.mark.parametrize("whole_run", [True, False])
+def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_job(monkeypatch, whole_run):
     """Two requests in flight: while one thread's phased job holds the pool,
-    another thread's job runs alone and, where the first ``yields``, the
+    another thread's job runs alone and, where the first is a whole run, the
     pool thread leaves it at its next chunk (three busy threads on two
     cores otherwise); the first job's caller runs every chunk left, each
     once. The second job starts as soon as the first is on the pool, so the
     last half of the first's phases (a hundred milliseconds and more) run
-    after the release. A job that does not yield keeps its pool thread."""
+    after the release. A job that is not a whole run keeps its pool thread."""
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     pool = parallel._get_pool()
     phases, count = 40, 8
     hits, who = np.zeros((phases, count), np.int64), np.full((phases, count), -1, np.int64)
     runner = threading.Thread(target=parallel.run_phases, args=(_phased, phases, hits, 100_000, -1, who),
-                              kwargs={"yields": yields})
+                              kwargs={"whole_run": whole_run})
     runner.start()
     try:
         for _ in range(3000):
@@ -592,12 +592,12 @@ def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_
         calls = []
         parallel_for(lambda start, stop: calls.append((start, stop)), 64)
         assert calls == [(0, 64)], "the second thread's job was split while the first held the pool"
-        assert job.team[parallel.P_YIELD] == yields
+        assert job.team[parallel.P_YIELD] == whole_run
     finally:
         runner.join(60)
     assert not runner.is_alive()
     assert (hits == 1).all()
-    if yields:
+    if whole_run:
         assert (who[phases // 2:] != parallel.WORKER).all(), who  # the caller (or it back after a short wait)
 
 
