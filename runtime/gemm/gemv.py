@@ -20,7 +20,8 @@ import numpy as np
 
 from runtime.errors import KernelError
 from runtime.jit import jit, readonly
-from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.parallel import drives, parallel_for
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.schedule.records import DOT_ROWS, NONE
 from runtime.unlinked import call_unlinked
 

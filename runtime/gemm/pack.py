@@ -40,7 +40,8 @@ from runtime import parallel
 from runtime.errors import KernelError
 from runtime.gemm.family import UNIT, Isa, host_isa, narrow_isa
 from runtime.jit import jit
-from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.parallel import drives
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
 
 LINE = 16

@@ -20,7 +20,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from runtime import parallel
+from runtime import parallel, pool_protocol
 from runtime.gemm.microkernel import call_kernel
 from runtime.gemm.microkernel_epilogue import REQUANT_WORDS
 from runtime.gemm.pack import LINE, pack_b_block, panel_width
@@ -339,21 +339,21 @@ def _call(kernel, plan, a_block, b_panel, ldb, c_item, bias, kcp, panel, panels,
 @parallel.drives(_run_placed)
 @jit
 def _run_placed_team(team, state, role, spans, *args):
-    index = parallel.team_enter(team, state, role)
+    index = pool_protocol.team_enter(team, state, role)
     while index >= 0:
         call_unlinked(_run_placed, (spans[index, 0], spans[index, 1]) + args)
-        index = parallel.team_next(team, True, role)
-    return parallel.team_leave(team, state, role)
+        index = pool_protocol.team_next(team, True, role)
+    return pool_protocol.team_leave(team, state, role)
 
 
 @parallel.drives(_run_tasks)
 @jit
 def _run_tasks_team(team, state, role, spans, *args):
-    index = parallel.team_enter(team, state, role)
+    index = pool_protocol.team_enter(team, state, role)
     while index >= 0:
         call_unlinked(_run_tasks, (spans[index, 0], spans[index, 1]) + args)
-        index = parallel.team_next(team, True, role)
-    return parallel.team_leave(team, state, role)
+        index = pool_protocol.team_next(team, True, role)
+    return pool_protocol.team_leave(team, state, role)
 
 
 run_placed, run_planned, set_addresses, run_task = _run_placed, _run_tasks, _set_addresses, _task

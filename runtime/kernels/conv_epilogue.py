@@ -28,7 +28,8 @@ from runtime.gemm.operands import CLAMP_SIZE, HARD_SWISH, NO_GATE, clamp_array
 from runtime.jit import jit, readonly
 from runtime.kernels.activations import unit_clamp
 from runtime.kernels.nn_window import grain
-from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.parallel import drives, parallel_for
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
 
 NO_CLAMP = np.array([-np.inf, np.inf, 0, 0, NO_GATE], np.float32)

@@ -72,7 +72,8 @@ from runtime.gemm.microkernel import compile_module
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import finish_row, gate_run
 from runtime.kernels.nn_depthwise_3x3 import pass_clamp
-from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.parallel import drives
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
 
 LANES = (8, 16)

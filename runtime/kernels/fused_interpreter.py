@@ -19,7 +19,8 @@ import numpy as np
 
 from runtime.jit import jit
 from runtime.kernels import activations as act
-from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.parallel import drives
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
 
 MAX_INPUTS = 8

@@ -17,7 +17,8 @@ import numpy as np
 
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import finish_row, gate_run
-from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.parallel import drives
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
 
 _u = numba.uint64

@@ -32,7 +32,8 @@ from runtime.kernels import depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP
 from runtime.kernels.nn_prepared import PreparedConv
 from runtime.kernels.registry import Kernel
-from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.parallel import drives, parallel_for
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.schedule.records import EXPAND_DEPTHWISE, Operand
 from runtime.unlinked import call_unlinked
 

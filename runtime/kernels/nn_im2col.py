@@ -22,7 +22,8 @@ from runtime.gemm.tasks import run_strip
 from runtime.jit import jit, readonly
 from runtime.kernels.conv_epilogue import NO_CLAMP
 from runtime.kernels.nn_window import valid_range
-from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.parallel import drives, parallel_for
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.schedule.records import BANDS
 from runtime.unlinked import call_unlinked
 

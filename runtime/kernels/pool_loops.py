@@ -11,7 +11,8 @@ import numpy as np
 
 from runtime.jit import jit
 from runtime.kernels.nn_window import valid_range
-from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.parallel import drives
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
 
 AVG_EXCLUDE_PAD, AVG_INCLUDE_PAD, SUM = 0, 1, 2

@@ -54,7 +54,8 @@ from runtime.kernels.qparams import (
     window,
 )
 from runtime.kernels.registry import kernel
-from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.parallel import drives, parallel_for
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.qscheme import ADD, MAX, MIN, SUB, apply_table, binary, matmul_block, rescale, softmax_row
 from runtime.unlinked import call_unlinked
 

@@ -48,7 +48,8 @@ from runtime.gemm.microkernel import compile_module
 from runtime.jit import jit
 from runtime.kernels.conv_epilogue import gate_run
 from runtime.kernels.winograd_matrices import A_T, B_T
-from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.parallel import drives
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
 
 LANES = (8, 16)

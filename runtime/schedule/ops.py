@@ -34,7 +34,7 @@ from runtime.kernels.nn_im2col import im2col_rows, run_bands
 from runtime.kernels.norm import softmax_rows
 from runtime.kernels.pool_loops import max_pool_2d_rows, plane_means
 from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
-from runtime.parallel import (
+from runtime.pool_protocol import (
     ALONE,
     FINISHED,
     RESUME,

@@ -34,7 +34,8 @@ from runtime import gemm
 from runtime.gemm.pack import MAX_INT8_DEPTH as GEMM_MAX_DEPTH
 from runtime.isa import AccMode
 from runtime.jit import jit
-from runtime.parallel import drives, parallel_for, team_enter, team_leave, team_next
+from runtime.parallel import drives, parallel_for
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.sim import conv8
 from runtime.sim.epilogue import (
     C_ACC,

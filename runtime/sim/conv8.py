@@ -28,7 +28,8 @@ import numba
 import numpy as np
 
 from runtime.jit import jit
-from runtime.parallel import drives, team_enter, team_leave, team_next
+from runtime.parallel import drives
+from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.sim.dma import copy_run
 from runtime.sim.dots import dot1, dot4
 from runtime.sim.epilogue import (

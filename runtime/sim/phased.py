@@ -66,7 +66,7 @@ from runtime.atomics import cpu_relax, fetch_add, load_acquire
 from runtime.gemm.tasks import TASKS, plan_shape, run_planned
 from runtime.isa import COL_OPCODE, Op, PoolMode
 from runtime.jit import jit
-from runtime.parallel import (
+from runtime.pool_protocol import (
     ALONE,
     CALLER,
     FINISHED,

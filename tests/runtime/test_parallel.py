@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from runtime import cpu_load, parallel
+from runtime import atomics, cpu_load, parallel, pool_protocol
 from runtime.chunking import chunks, tapered_chunks
 from runtime.jit import jit
 from runtime.parallel import parallel_for
@@ -19,8 +19,8 @@ def _steady_pool(monkeypatch):
     pool = parallel._get_pool()
     monkeypatch.setattr(pool.load, "window", None)
     monkeypatch.setattr(pool.load, "serial", False)
-    pool.state[parallel.CROWD] = 0
-    monkeypatch.setattr(pool, "callers", cpu_load.Callers(pool.state, parallel.CROWD))  # no other test's threads
+    pool.state[pool_protocol.CROWD] = 0
+    monkeypatch.setattr(pool, "callers", cpu_load.Callers(pool.state, pool_protocol.CROWD))  # no other test's threads
     # count as running jobs
 
 
@@ -260,10 +260,10 @@ def test_a_sleeping_pool_thread_is_woken_away_from_the_callers_core(monkeypatch,
 
 
 def test_spin_until_sees_a_value_written_by_another_thread():
-    state = np.zeros(2 * parallel.LINE, np.int64)
+    state = np.zeros(2 * pool_protocol.LINE, np.int64)
     timer = threading.Timer(0.01, lambda: state.__setitem__(0, 5))
     timer.start()
-    seen = parallel._spin_until(state, 0, 5, 10**10)  # the load is redone each round
+    seen = pool_protocol._spin_until(state, 0, 5, 10**10)  # the load is redone each round
     timer.join()
     assert seen == 5
 
@@ -293,17 +293,17 @@ def _count_visits(start, stop, hits, fail_at):
 @parallel.drives(_count_visits)
 @jit
 def _count_visits_team(team, state, role, spans, *args):
-    index = parallel.team_enter(team, state, role)
+    index = pool_protocol.team_enter(team, state, role)
     while index >= 0:
         _count_visits(spans[index, 0], spans[index, 1], *args)
-        index = parallel.team_next(team, True, role)
-    return parallel.team_leave(team, state, role)
+        index = pool_protocol.team_next(team, True, role)
+    return pool_protocol.team_leave(team, state, role)
 
 
 @jit
 def _add_many(counter, times):
     for _ in range(times):
-        parallel.fetch_add(counter, 0, 1)
+        atomics.fetch_add(counter, 0, 1)
 
 
 def test_fetch_add_is_atomic_across_threads():
@@ -337,13 +337,13 @@ def _spin_items(start, stop, who):
 @parallel.drives(_spin_items)
 @jit
 def _spin_items_team(team, state, role, spans, who):
-    index = parallel.team_enter(team, state, role)
+    index = pool_protocol.team_enter(team, state, role)
     while index >= 0:
         _spin_items(spans[index, 0], spans[index, 1], who)
         for i in range(spans[index, 0], spans[index, 1]):
             who[i] = role
-        index = parallel.team_next(team, True, role)
-    return parallel.team_leave(team, state, role)
+        index = pool_protocol.team_next(team, True, role)
+    return pool_protocol.team_leave(team, state, role)
 
 
 def test_a_team_job_goes_to_the_caller_from_the_front_and_to_the_pool_from_the_back(monkeypatch):
@@ -353,8 +353,8 @@ def test_a_team_job_goes_to_the_caller_from_the_front_and_to_the_pool_from_the_b
         who = np.full(64, -3, np.int64)
         with parallel.steady():  # on the pool even if another process loads the machine
             parallel_for(_spin_items, 64, who)
-        assert ((who == parallel.CALLER) | (who == parallel.WORKER)).all(), who
-        pool = (who == parallel.WORKER).astype(np.int64)
+        assert ((who == pool_protocol.CALLER) | (who == pool_protocol.WORKER)).all(), who
+        pool = (who == pool_protocol.WORKER).astype(np.int64)
         assert (np.diff(pool) >= 0).all(), who
         shared += int(pool.min() < pool.max())
     assert shared > 0
@@ -497,10 +497,10 @@ def _phased(team, state, role, first, hits, work, fail_at, who):
     """Phase p, chunk i: hits[p, i] += 1, after checking that every chunk of
     phase p - 1 is done (else it marks -1000: a barrier let it through);
     who[p, i] = the role of the thread that ran it."""
-    parallel.phase_begin(team, state, role)
+    pool_protocol.phase_begin(team, state, role)
     phases, count = hits.shape
     for p in range(first, phases):
-        chunk = parallel.phase_claim(team, p, count, role)
+        chunk = pool_protocol.phase_claim(team, p, count, role)
         while chunk >= 0:
             if p > 0 and hits[p - 1].min() != 1:
                 hits[p, chunk] = -1000
@@ -511,12 +511,12 @@ def _phased(team, state, role, first, hits, work, fail_at, who):
                 total += np.sqrt(k)
             hits[p, chunk] += 1 if total >= 0 else 2
             who[p, chunk] = role
-            parallel.phase_done(team, p)
-            chunk = parallel.phase_claim(team, p, count, role)
-        if role != parallel.ALONE and not parallel.phase_wait(team, p, count, role):
-            return -1 if role == parallel.WORKER else p
-    parallel.phase_end(team, state, role)
-    return parallel.FINISHED
+            pool_protocol.phase_done(team, p)
+            chunk = pool_protocol.phase_claim(team, p, count, role)
+        if role != pool_protocol.ALONE and not pool_protocol.phase_wait(team, p, count, role):
+            return -1 if role == pool_protocol.WORKER else p
+    pool_protocol.phase_end(team, state, role)
+    return pool_protocol.FINISHED
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -538,7 +538,7 @@ def test_the_caller_takes_a_phase_from_the_front_and_the_pool_thread_from_the_ba
         with parallel.steady():
             parallel.run_phases(_phased, 6, np.zeros((6, 8), np.int64), 20_000, -1, who)
         assert (who >= 0).all()
-        pool = (who == parallel.WORKER).astype(np.int64)
+        pool = (who == pool_protocol.WORKER).astype(np.int64)
         assert (np.diff(pool, axis=1) >= 0).all(), who  # caller's chunks, then the pool thread's, in every phase
         shared += int((pool.min(axis=1) < pool.max(axis=1)).sum())
     assert shared > 0  # the pool thread did take part
@@ -592,36 +592,36 @@ def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_
         calls = []
         parallel_for(lambda start, stop: calls.append((start, stop)), 64)
         assert calls == [(0, 64)], "the second thread's job was split while the first held the pool"
-        assert job.team[parallel.P_YIELD] == whole_run
+        assert job.team[pool_protocol.P_YIELD] == whole_run
     finally:
         runner.join(60)
     assert not runner.is_alive()
     assert (hits == 1).all()
     if whole_run:
-        assert (who[phases // 2:] != parallel.WORKER).all(), who  # the caller (or it back after a short wait)
+        assert (who[phases // 2:] != pool_protocol.WORKER).all(), who  # the caller (or it back after a short wait)
 
 
 def test_an_idle_pool_thread_stops_spinning_while_two_user_threads_run_jobs():
     """Between jobs a pool thread spins for the next (``_await_job``), but
     not while two user threads are inside jobs (they run alone, on both
     cores): then it goes to sleep at once."""
-    state = np.zeros(2 * parallel.LINE, np.int64)
-    state[parallel.GO] = 4
-    assert parallel._await_job(state, 4, 1)  # published: no spin
-    state[parallel.CROWD] = 1
-    assert not parallel._await_job(state, 5, 2000)
-    state[parallel.CROWD] = 2
+    state = np.zeros(2 * pool_protocol.LINE, np.int64)
+    state[pool_protocol.GO] = 4
+    assert pool_protocol._await_job(state, 4, 1)  # published: no spin
+    state[pool_protocol.CROWD] = 1
+    assert not pool_protocol._await_job(state, 5, 2000)
+    state[pool_protocol.CROWD] = 2
     start = time.perf_counter()
-    assert not parallel._await_job(state, 5, parallel._get_pool().spin_limit * 4000)  # ~6 s of spinning, but
+    assert not pool_protocol._await_job(state, 5, parallel._get_pool().spin_limit * 4000)  # ~6 s of spinning, but
     assert time.perf_counter() - start < 1  # two threads run jobs
-    callers = cpu_load.Callers(state, parallel.CROWD)
+    callers = cpu_load.Callers(state, pool_protocol.CROWD)
     callers.start(1)
-    assert state[parallel.CROWD] == 1
+    assert state[pool_protocol.CROWD] == 1
     callers.start(2)
-    assert state[parallel.CROWD] == 2
+    assert state[pool_protocol.CROWD] == 2
     callers.stop(1)
     callers.stop(2)
-    assert state[parallel.CROWD] == 0
+    assert state[pool_protocol.CROWD] == 0
 
 
 def test_an_error_in_a_phase_reaches_the_caller_and_the_pool_goes_on(monkeypatch):
