@@ -10,18 +10,12 @@ from runtime import atomics, cpu_load, parallel, pool_protocol
 from runtime.chunking import chunks, tapered_chunks
 from runtime.jit import jit
 from runtime.parallel import parallel_for
+from tests.helpers.pool import steady_pool
 
 
 @pytest.fixture(autouse=True)
 def _steady_pool(monkeypatch):
-    """The pool stays on through these tests (the stand-aside test drives
-    the load verdicts itself): a loaded CI host must not send it aside."""
-    pool = parallel._get_pool()
-    monkeypatch.setattr(pool.load, "window", None)
-    monkeypatch.setattr(pool.load, "serial", False)
-    pool.state[pool_protocol.CROWD] = 0
-    monkeypatch.setattr(pool, "callers", cpu_load.Callers(pool.state, pool_protocol.CROWD))  # no other test's threads
-    # count as running jobs
+    steady_pool(monkeypatch)
 
 
 @pytest.mark.parametrize("n, parts, grain", [(16, 8, 1), (36, 8, 1), (128, 8, 1), (1000, 8, 64), (64, 8, 7),
@@ -488,119 +482,6 @@ def test_the_pool_stands_aside_while_other_processes_take_its_cores(monkeypatch,
 
 
 # ---------------------------------------------------------------- phased jobs
-_WHO = np.zeros((8, 9), np.int64)
-"""Where the tests that do not look at it let _phased write who ran each chunk."""
-
-
-@jit
-def _phased(team, state, role, first, hits, work, fail_at, who):
-    """Phase p, chunk i: hits[p, i] += 1, after checking that every chunk of
-    phase p - 1 is done (else it marks -1000: a barrier let it through);
-    who[p, i] = the role of the thread that ran it."""
-    pool_protocol.phase_begin(team, state, role)
-    phases, count = hits.shape
-    for p in range(first, phases):
-        chunk = pool_protocol.phase_claim(team, p, count, role)
-        while chunk >= 0:
-            if p > 0 and hits[p - 1].min() != 1:
-                hits[p, chunk] = -1000
-            if p * count + chunk == fail_at:
-                raise ValueError("chunk fail_at reached")
-            total = 0.0
-            for k in range(work):
-                total += np.sqrt(k)
-            hits[p, chunk] += 1 if total >= 0 else 2
-            who[p, chunk] = role
-            pool_protocol.phase_done(team, p)
-            chunk = pool_protocol.phase_claim(team, p, count, role)
-        if role != pool_protocol.ALONE and not pool_protocol.phase_wait(team, p, count, role):
-            return -1 if role == pool_protocol.WORKER else p
-    pool_protocol.phase_end(team, state, role)
-    return pool_protocol.FINISHED
-
-
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_a_phased_job_runs_every_chunk_once_and_each_phase_after_the_last(monkeypatch, threads):
-    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
-    for _ in range(100):  # back to back: pool threads come late, early, or not at all
-        hits = np.zeros((7, 9), np.int64)
-        parallel.run_phases(_phased, 7, hits, 200, -1, _WHO)
-        assert (hits == 1).all()
-
-
-def test_the_caller_takes_a_phase_from_the_front_and_the_pool_thread_from_the_back(monkeypatch):
-    """Each thread keeps its end of every phase (the same part of the image
-    from one layer to the next): the chunks the caller ran come first."""
-    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    shared = 0
-    for _ in range(50):
-        who = np.full((6, 8), -1, np.int64)
-        with parallel.steady():
-            parallel.run_phases(_phased, 6, np.zeros((6, 8), np.int64), 20_000, -1, who)
-        assert (who >= 0).all()
-        pool = (who == pool_protocol.WORKER).astype(np.int64)
-        assert (np.diff(pool, axis=1) >= 0).all(), who  # caller's chunks, then the pool thread's, in every phase
-        shared += int((pool.min(axis=1) < pool.max(axis=1)).sum())
-    assert shared > 0  # the pool thread did take part
-
-
-def test_a_caller_whose_wait_runs_out_comes_back_to_the_phase(monkeypatch):
-    """With spins far shorter than a chunk, the caller's waits run out while
-    the pool thread still runs one (it returns, sleeps and comes back), and
-    the pool thread leaves at a wait of its own: still every chunk once."""
-    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    pool = parallel._get_pool()
-    monkeypatch.setattr(pool, "spin_limit", 2)
-    for _ in range(20):
-        hits = np.zeros((4, 3), np.int64)
-        parallel.run_phases(_phased, 4, hits, 200_000, -1, _WHO)
-        assert (hits == 1).all()
-
-
-def test_a_phased_job_runs_alone_while_another_call_holds_the_pool(monkeypatch):
-    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    pool = parallel._get_pool()
-    with pool.busy:
-        hits = np.zeros((3, 5), np.int64)
-        parallel.run_phases(_phased, 3, hits, 10, -1, _WHO)
-    assert (hits == 1).all()
-
-
-@pytest.mark.parametrize("whole_run", [True, False])
-def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_job(monkeypatch, whole_run):
-    """Two requests in flight: while one thread's phased job holds the pool,
-    another thread's job runs alone and, where the first is a whole run, the
-    pool thread leaves it at its next chunk (three busy threads on two
-    cores otherwise); the first job's caller runs every chunk left, each
-    once. The second job starts as soon as the first is on the pool, so the
-    last half of the first's phases (a hundred milliseconds and more) run
-    after the release. A job that is not a whole run keeps its pool thread."""
-    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    pool = parallel._get_pool()
-    phases, count = 40, 8
-    hits, who = np.zeros((phases, count), np.int64), np.full((phases, count), -1, np.int64)
-    runner = threading.Thread(target=parallel.run_phases, args=(_phased, phases, hits, 100_000, -1, who),
-                              kwargs={"whole_run": whole_run})
-    runner.start()
-    try:
-        for _ in range(3000):
-            if isinstance(pool.job, parallel._Phases):
-                break
-            time.sleep(0.001)
-        job = pool.job
-        assert isinstance(job, parallel._Phases), "the phased job never went to the pool"
-        calls = []
-        parallel_for(lambda start, stop: calls.append((start, stop)), 64)
-        assert calls == [(0, 64)], "the second thread's job was split while the first held the pool"
-        assert job.team[pool_protocol.P_YIELD] == whole_run
-    finally:
-        runner.join(60)
-    assert not runner.is_alive()
-    assert (hits == 1).all()
-    if whole_run:
-        assert (who[phases // 2:] != pool_protocol.WORKER).all(), who  # the caller (or it back after a short wait)
-
-
 def test_an_idle_pool_thread_stops_spinning_while_two_user_threads_run_jobs():
     """Between jobs a pool thread spins for the next (``_await_job``), but
     not while two user threads are inside jobs (they run alone, on both
@@ -622,13 +503,3 @@ def test_an_idle_pool_thread_stops_spinning_while_two_user_threads_run_jobs():
     callers.stop(1)
     callers.stop(2)
     assert state[pool_protocol.CROWD] == 0
-
-
-def test_an_error_in_a_phase_reaches_the_caller_and_the_pool_goes_on(monkeypatch):
-    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    for fail_at in (0, 13, 26):
-        with pytest.raises(ValueError, match="fail_at"):
-            parallel.run_phases(_phased, 3, np.zeros((3, 9), np.int64), 10, fail_at, _WHO)
-    hits = np.zeros((3, 9), np.int64)
-    parallel.run_phases(_phased, 3, hits, 10, -1, _WHO)
-    assert (hits == 1).all()
