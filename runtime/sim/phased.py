@@ -44,7 +44,7 @@ Here a run of the card's order is cut, once, into phases (:func:`stretches`):
   ~10 % of its one-thread Run_sw while the other thread waited.
 
 Every thread runs :func:`run_card` and goes through the phases in order
-with a barrier after each (runtime.parallel's phased protocol), so a pooled
+with a barrier after each (runtime.pool_protocol's phased protocol), so a pooled
 CONV (the simulator's ``large`` ones planned on the GEMM) costs two
 barriers (~1 us each), not a return to Python and back. A segment is one
 thread's work while the other waits at the barrier, as before. The results
