@@ -44,6 +44,7 @@ from runtime.gemm.pack import (
     check_packed,
     flat_view,
     pack_left,
+    rest_split,
     roundup,
     split_columns,
     tail_columns,
@@ -74,6 +75,7 @@ from runtime.gemm.tasks import (
     _PLAN_SIZE,
     _REMAINDER,
     _RES_ITEM,
+    _REST,
     _ROW_PANELS,
     _RUN,
     _SPLIT,
@@ -435,14 +437,15 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
     batch, m, n, steps, kc = dims
     b_mode, _, b_item, b_rs, b_cs = b
     tail = 0 if b_mode == PREPACKED else tail_columns(isa, kind)
-    group = remainder_rows(n, isa, kind, tail)
+    rest = 0 if b_mode == PREPACKED else rest_split(n, isa, kind)
+    group = remainder_rows(n, isa, kind, tail, rest)
     if split:
         mt, nt, row_panels, col_panels = _split(batch, m, n, steps, isa, tail, group)
     else:
         mt, nt, (row_panels, col_panels) = 1, 1, _panels(m, n, isa, tail)
     if b_mode == PACK and b_cs == 1 and -(-row_panels // mt) * isa.mr < PACK_MIN_ROWS:
         b_mode = DIRECT  # each task packs its own columns: too few rows of its own reuse them (PACK_MIN_ROWS)
-    if b_mode == DIRECT and nt == 1 and not group and n > in_place_end(n, isa.nr, UNIT, tail):
+    if b_mode == DIRECT and nt == 1 and not group and n > in_place_end(n, isa.nr, UNIT, tail, rest):
         mt = min(mt, -(-m // RAGGED_TASK_ROWS))  # every task packs the ragged columns (no remainder kernel takes them)
     fields = {
         _M: m, _N: n, _DEPTH: steps, _KC: kc, _MR: isa.mr, _NR: isa.nr, _UNIT: UNIT,
@@ -453,7 +456,7 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
         _ACCUMULATE: int(bool(accumulate)), _NCP: NC_PANELS, _MCP: MC_PANELS,
         _BIAS_ITEM: 0 if bias is None else bias.shape[-1], _REMAINDER: group,
         _TAIL: tail, _TALL: isa.tall_panels if tall_kernel(isa, kind) else 0, _TALL_KERNEL: tall_kernel(isa, kind),
-        _SPLIT: split_columns(isa, kind), _A_WORDS: a_words(kind, isa.vnni),
+        _SPLIT: split_columns(isa, kind), _REST: rest, _A_WORDS: a_words(kind, isa.vnni),
         _RES_ITEM: 0 if res_strides is None else res_strides[0] // 4,
         _LDR: 0 if res_strides is None else res_strides[1] // 4,
         _TASKS: batch * mt * nt,
@@ -465,12 +468,12 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
     return plan
 
 
-def remainder_rows(n: int, isa: Isa, kind: str, tail: int) -> int:
+def remainder_rows(n: int, isa: Isa, kind: str, tail: int, rest: int = 0) -> int:
     """The row panels the remainder kernel of the last column panel of an
     ``n``-column product takes at once (runtime.gemm.family.remainder_group),
     or 0 where no remainder kernel runs it."""
     split = split_columns(isa, kind)
-    cols = n - in_place_end(n, isa.nr, UNIT, tail)  # past the panels B's columns fill: the last one's
+    cols = n - in_place_end(n, isa.nr, UNIT, tail, rest)  # past the panels B's columns fill: the last one's
     return remainder_group(isa, cols) if split and 0 < cols <= split else 0
 
 

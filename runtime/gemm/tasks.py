@@ -42,11 +42,13 @@ _ALIGN = 16
 # 4-byte words a row of packed A takes per step, Isa.a_words for int8, else 1;
 # _A_ITEM counts words; _REQUANT: 1 where the int kernels requantise the sums
 # into int8 outputs, ``residual`` their bytes (_LDR a row) and ``clamp`` a
-# record of 8 words a row, runtime.gemm.microkernel_epilogue.REQUANT_WORDS).
+# record of 8 words a row, runtime.gemm.microkernel_epilogue.REQUANT_WORDS;
+# _REST: the ``split`` of panel_width for B's last panel, 0 or _SPLIT,
+# runtime.gemm.pack.rest_split).
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _ROW_PANELS, _COL_PANELS, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
  _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TALL, _TALL_KERNEL, _SPLIT, _A_WORDS, _TASKS, _RUN,
- _REQUANT, _PLAN_SIZE) = range(40)
+ _REQUANT, _REST, _PLAN_SIZE) = range(41)
 
 PLAN_SIZE, TASKS, RUN, A_WORDS, LDR, REQUANT = _PLAN_SIZE, _TASKS, _RUN, _A_WORDS, _LDR, _REQUANT
 """For callers that plan a product once and run it from Numba
@@ -212,7 +214,7 @@ def _task(task, plan, kernels, b_src, buf, at):
     buf_addr = buf.ctypes.data + 4 * at
     mode = plan[_B_MODE]
     tail = plan[_TAIL]
-    full_end = in_place_end(n, nr, unit, tail)
+    full_end = in_place_end(n, nr, unit, tail, plan[_REST])
     packs_rest = not remainder_only(plan, n - full_end, last_panel - first_panel)
     jc = n0
     while jc < n1:
@@ -227,12 +229,12 @@ def _task(task, plan, kernels, b_src, buf, at):
                 b_block = plan[_B_ADDR] + 4 * (b_item + k0 * npad + jc * kcp)
             elif mode == PACK:
                 pack_b_block(b_src, b_item, plan[_B_RS], plan[_B_CS], k0, kcp, jc, jce, nr, unit, tail, buf,
-                             at)
+                             at, plan[_REST])
             else:
                 direct = b_src.ctypes.data + 4 * (b_item + k0 * plan[_B_RS])
                 if jce > full_end and packs_rest:
                     pack_b_block(b_src, b_item, plan[_B_RS], 1, k0, kcp, full_end, jce, nr, unit, tail, buf,
-                                 at)
+                                 at, plan[_REST])
                     b_block = buf_addr - 4 * (full_end - jc) * kcp
             accumulate = 1 if k0 > 0 or plan[_ACCUMULATE] else 0
             last = k0 + kcp >= depth
@@ -264,7 +266,7 @@ def _sweep(kernels, plan, a_block, b_block, direct, full_end, c_item, bias, kcp,
         ice = min(last_panel, ic + plan[_MCP])
         j = jc
         while j < jce:
-            width = panel_width(j, n, nr, unit, tail)
+            width = panel_width(j, n, nr, unit, tail, plan[_REST])
             cols = min(width, n - j)
             if j < full_end:
                 b_panel, ldb = direct + 4 * j, plan[_B_RS]
@@ -290,7 +292,7 @@ def _sweep(kernels, plan, a_block, b_block, direct, full_end, c_item, bias, kcp,
 
 
 @jit(inline="always")
-def in_place_end(n, nr, unit, tail):
+def in_place_end(n, nr, unit, tail, split=0):
     """Where the column panels a task reads in place (B's rows contiguous)
     end: every panel B's columns fill, ``nr`` wide, a wide last one
     (``nr`` and up to ``tail`` more) or a narrower one exactly as wide as
@@ -301,7 +303,7 @@ def in_place_end(n, nr, unit, tail):
     if j == n or (j > 0 and n - j <= tail):  # no rest, or a wide last panel
         return n
     while j < n:
-        width = panel_width(j, n, nr, unit, tail)
+        width = panel_width(j, n, nr, unit, tail, split)
         if width > n - j:  # a panel past B's last column (N = 17: one 24-wide panel) is packed, padded
             return j
         j += width

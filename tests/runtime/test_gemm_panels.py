@@ -14,7 +14,8 @@ import pytest
 from runtime.gemm import PackedProduct, family, pack_weights, sgemm
 from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.microkernel_ir import kernel_ir
-from runtime.gemm.tasks import in_place_end, task_block
+from runtime.gemm.pack import rest_split
+from runtime.gemm.tasks import DIRECT, in_place_end, task_block
 from tests.helpers.gemm import assert_close, driver, packers, reference
 
 TALL_CHECK = """
@@ -115,7 +116,9 @@ def test_a_product_whose_row_chunks_are_short_reads_b_in_place_with_the_packed_b
     dims, strides = (1, m, n, k, kc), (m * n * 4, n * 4, 4)
     assert driver.b_reading(m, kc, 1, isa) == PACK
     template = driver._plan_template("f32", isa, dims, (PACK, None, k * n, n, 1), strides, None, None, False)
-    rows = -(-int(template[driver._ROW_PANELS]) // int(template[driver._MT])) * isa.mr
+    tail = driver.tail_columns(isa, "f32")
+    row_chunks = driver._split(1, m, n, k, isa, tail, driver.remainder_rows(n, isa, "f32", tail))[0]
+    rows = -(-int(template[driver._ROW_PANELS]) // row_chunks) * isa.mr  # as cut before RAGGED_TASK_ROWS
     assert template[driver._B_MODE] == (PACK if rows >= driver.PACK_MIN_ROWS else DIRECT)
     whole = driver._plan_template("f32", isa, dims, (PACK, None, k * n, n, 1), strides, None, None, False,
                                   split=False)
@@ -205,6 +208,7 @@ def test_the_remainder_kernels_give_the_tiles_bits(monkeypatch, m, k, n, in_plac
     with_remainders = products()
     monkeypatch.setattr(driver, "split_columns", lambda isa, kind: 0)
     monkeypatch.setattr(driver, "tail_columns", lambda isa, kind: 0)
+    monkeypatch.setattr(driver, "rest_split", lambda n, isa, kind: 0)
     for got, expected in zip(with_remainders, products()):
         np.testing.assert_array_equal(got, expected)
     assert_close(with_remainders[1] - start, a, b)
@@ -218,16 +222,16 @@ def test_the_in_place_columns_end_where_the_first_panel_b_does_not_fill_starts()
     from runtime.gemm.pack import panel_width
     from runtime.gemm.tasks import in_place_end
 
-    for nr, tail in ((24, 0), (48, 3), (48, 0)):
+    for nr, tail, split in ((24, 0, 0), (48, 3, 0), (48, 0, 0), (24, 0, 3), (48, 3, 4)):
         for n in range(1, 3 * nr + 9):
             j, want = 0, n
             while j < n:
-                width = panel_width(j, n, nr, UNIT, tail)
+                width = panel_width(j, n, nr, UNIT, tail, split)
                 if nr >= width > n - j:  # a panel B's columns do not fill (a wide last one reads nr + t)
                     want = j
                     break
                 j += width
-            assert in_place_end(n, nr, UNIT, tail) == want, (n, nr, tail)
+            assert in_place_end(n, nr, UNIT, tail, split) == want, (n, nr, tail, split)
 
 
 def test_a_last_panel_under_nr_is_one_panel_so_a_is_streamed_once_for_it():
@@ -264,10 +268,18 @@ def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n,
     mt, nt, row_panels, col_panels = driver._split(1, m, n, depth, isa, tail, group)
     template = driver._plan_template("f32", isa, (1, m, n, depth, depth), (0, None, depth * n, n, 1),
                                      (m * n * 4, n * 4, 4), None, None, False)
+    if (template[driver._B_MODE] == DIRECT and nt == 1 and not group
+            and n > in_place_end(n, isa.nr, UNIT, tail, template[driver._REST])):  # each task packs the rest
+        assert template[driver._MT] == min(mt, -(-m // driver.RAGGED_TASK_ROWS))
+        mt = wanted_rows = int(template[driver._MT])
+    else:
+        wanted_rows = None
     assert template[driver._TASKS] == mt * nt and template[driver._REMAINDER] == group
     wanted = max(1, min(8, driver.work(m, n, depth) // driver.MIN_TASK_MACS))
     if group > 1:
         wanted = min(wanted, max(1, row_panels // group) * col_panels)
+    if wanted_rows is not None:
+        wanted = min(wanted, wanted_rows)
     assert mt * nt >= min(wanted, -(-m // isa.mr) * (-(-n // isa.nr)))  # as many chunks as wanted, where there are
     assert col_panels == -(-n // isa.nr) - (1 if n > isa.nr and 0 < n % isa.nr <= tail else 0)
     covered = np.zeros((m, n), np.int64)
@@ -282,7 +294,7 @@ def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n,
     assert min(widths) >= 1 and max(widths) - min(widths) <= 1 and sum(widths) == col_panels * mt
     if group > 1:
         assert min(heights) >= min(group, row_panels)
-    elif driver.work(m, n, depth) >= 8 * driver.MIN_TASK_MACS:
+    elif driver.work(m, n, depth) >= 8 * driver.MIN_TASK_MACS and wanted_rows is None:
         assert mt * nt >= 8
 
 
@@ -310,16 +322,17 @@ def test_a_narrow_product_is_cut_for_reading_its_weights(monkeypatch, m, n):
     np.testing.assert_array_equal(got, serial.run(b, np.empty((m, n), np.float32)))
 
 
-@pytest.mark.parametrize("m, n", [(96, 36), (200, 25), (64, 20)])
+@pytest.mark.parametrize("m, n", [(96, 21), (200, 22), (64, 15)])
 def test_tasks_that_pack_ragged_columns_take_rows_enough_to_reuse_them(monkeypatch, m, n):
     """A product whose last columns fill no panel B's columns could be read
-    in place from, and no remainder kernel takes (a 6 x 6 or 5 x 5 output
-    plane's 1 x 1 convolution), packs them in every task: its rows are cut
+    in place from, and no remainder kernel takes (5 to 7 past a multiple
+    of 8 on either family, in one column panel), packs them in every task: its rows are cut
     into chunks of at least RAGGED_TASK_ROWS (each repacking cost as much
     as 15 rows' products), not into as many tasks as a wide product; the
     products the same bits as one task's."""
     monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
     isa = host_isa()
+    assert driver.rest_split(n, isa, "f32") == 0
     assert n - in_place_end(n, isa.nr, UNIT, driver.tail_columns(isa, "f32")) > isa.remainder_cols  # packed
     rng = np.random.default_rng(m + n)
     a, b = rng.standard_normal((m, 576)).astype(np.float32), rng.standard_normal((576, n)).astype(np.float32)
@@ -332,3 +345,50 @@ def test_tasks_that_pack_ragged_columns_take_rows_enough_to_reuse_them(monkeypat
     assert many.tasks > product.tasks  # as the rule had it before
     np.testing.assert_array_equal(got, many.run(b, np.empty((m, n), np.float32)))
     driver._plans.clear()
+
+
+AVX512 = family.Isa("avx512", vw=16, mr=8, nr=48, vnni=True, cpu="", features="", remainder_panels=8,
+                    remainder_cols=4, wide_tail=3)
+AVX2 = family.Isa("avx2", vw=8, mr=4, nr=24, vnni=False, cpu="", features="", remainder_panels=4, remainder_cols=3,
+                  tall_panels=2)
+
+
+def test_a_ragged_rest_is_split_where_its_padded_panel_takes_a_vector_more():
+    """runtime.gemm.pack.rest_split on both families' panel shapes: a last
+    panel of r < nr columns, r % 8 within the remainder kernels' width, is
+    read as its whole 8s in place plus a remainder kernel where the padded
+    panel's rows would take one vector more (AVX-512: 17-20 and 33-36, also
+    past whole panels, 180 = 144 + 36; AVX2: 9-11, 17-19), and stays one
+    padded panel where both take as many (AVX-512 25-28 and 41-44: 24 or
+    32, 40 or 48; 9-12: 8 or 16 lanes of one vector), where r % 8 is past
+    the remainder kernels (AVX2 12 = 8 + 4), for a wide last panel (49),
+    whole 8s, B prepacked or int8 kernels."""
+    splits = {n: rest_split(n, AVX512, "f32") for n in range(1, 200)}
+    assert {n for n, s in splits.items() if s} == {n + base for base in (0, 48, 96, 144)
+                                                  for n in (*range(17, 21), *range(33, 37))}
+    assert set(splits.values()) == {0, AVX512.remainder_cols}
+    assert {n for n in range(1, 100) if rest_split(n, AVX2, "f32")} == {n + base for base in (0, 24, 48, 72)
+                                                                      for n in (9, 10, 11, 17, 18, 19)}
+    assert rest_split(36, AVX512, "u8s8") == rest_split(19, AVX2, "u8s8") == 0
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_ragged_rest_read_in_place_gives_the_padded_panels_bits_and_cuts_rows(monkeypatch, in_place):
+    """128 x 384 by 384 x N with its ragged last columns split (N = 36 on
+    AVX-512: 32 in place and 4 on a remainder kernel; 19 on AVX2): no task
+    packs a padded panel, so its rows are cut into more tasks than the
+    padded layout's (RAGGED_TASK_ROWS: 2), and every product, with
+    each epilogue, is the padded layout's bit for bit, B read in place or
+    packed (its columns strided)."""
+    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
+    isa = host_isa()
+    n = next(n for n in (36, 19) if rest_split(n, isa, "f32"))
+    m, k = 128, 384
+    a, b, start, products = epilogue_operands(monkeypatch, m, k, n, in_place)
+    split = products()
+    tasks = PackedProduct(pack_weights(a), n, None, None, False).tasks
+    monkeypatch.setattr(driver, "rest_split", lambda n, isa, kind: 0)
+    assert PackedProduct(pack_weights(a), n, None, None, False).tasks < tasks
+    for got, expected in zip(split, products()):
+        np.testing.assert_array_equal(got, expected)
+    assert_close(split[1] - start, a, b)
