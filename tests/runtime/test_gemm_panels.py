@@ -392,3 +392,37 @@ def test_a_ragged_rest_read_in_place_gives_the_padded_panels_bits_and_cuts_rows(
     for got, expected in zip(split, products()):
         np.testing.assert_array_equal(got, expected)
     assert_close(split[1] - start, a, b)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_product_cut_into_few_tasks_is_cut_into_a_multiple_of_the_threads(monkeypatch, threads):
+    """Fewer tasks than the threads claim chunks are a multiple of the
+    threads, where the row and column panels allow it: 32 x 192 by 192 x
+    144 (a 12 x 12 plane's 1 x 1 convolution, 3 column panels on AVX-512)
+    was 3 tasks, and on 2 threads one of them ran a third of the product
+    while the other waited; a product of one task goes to every thread;
+    many tasks, or a product under MIN_TASK_MACS, keep their count. The
+    product's bits are the plain count's."""
+    monkeypatch.setattr(driver.parallel, "NUM_THREADS", threads)
+    isa = host_isa()
+    many = threads * driver.parallel.CHUNKS_PER_THREAD
+    for m, k, n in [(32, 192, 144), (192, 32, 144), (64, 192, 36), (24, 144, 576), (128, 64, 96), (512, 512, 196)]:
+        tail = driver.tail_columns(isa, "f32")
+        group = driver.remainder_rows(n, isa, "f32", tail, driver.rest_split(n, isa, "f32"))
+        mt, nt, row_panels, col_panels = driver._split(1, m, n, k, isa, tail, group)
+        wanted = max(1, min(many * driver.TASKS_PER_CHUNK, driver.work(m, n, k) // driver.MIN_TASK_MACS))
+        plain = driver._cut(wanted, row_panels, col_panels, group)
+        if plain[0] * plain[1] >= many:
+            assert (mt, nt) == plain, (m, k, n)
+        else:
+            even = driver._cut(-(-plain[0] * plain[1] // threads) * threads, row_panels, col_panels, group)
+            assert (mt, nt) == (even if even[0] * even[1] % threads == 0 else plain), (m, k, n)
+            assert mt * nt >= plain[0] * plain[1]
+    mt, nt = driver._split(1, 32, 144, 192, isa, driver.tail_columns(isa, "f32"), 0)[:2]
+    assert mt * nt % threads == 0 and mt * nt > 1
+    assert driver._split(1, 8, 8, 64, isa, 0, 0)[:2] == (1, 1)  # under MIN_TASK_MACS: one task
+    rng = np.random.default_rng(threads)
+    a, b = rng.standard_normal((32, 192)).astype(np.float32), rng.standard_normal((192, 144)).astype(np.float32)
+    even = PackedProduct(pack_weights(a), 144).run(b, np.empty((32, 144), np.float32))
+    monkeypatch.setattr(driver.parallel, "NUM_THREADS", 1)
+    np.testing.assert_array_equal(even, PackedProduct(pack_weights(a), 144).run(b, np.empty((32, 144), np.float32)))
