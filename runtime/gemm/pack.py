@@ -100,14 +100,17 @@ def rest_split(n: int, isa: Isa, kind: str) -> int:
     two for 36) 0.58-0.62 and 0.75-0.76; (160, 960, 36) 0.82 and 0.74;
     (512, 2048, 36) on two 0.78; AVX2 kernels on the same host: (320, 960,
     9) 0.79 and 0.72, (2048, 512, 9) 0.77 and 0.84, (256, 2304, 17) 0.83
-    and 0.78. Where both take as many vectors (AVX-512: 25 to 28 columns,
-    24 or 32; 41 to 44, 40 or 48) the two were even (0.99-1.02 for 25-28)
-    or the remainder pass over A cost more than the packing saved ((200,
-    576, 25) 1.11, its 25 row panels not whole groups of the remainder
-    kernel's 8: one task packs the rest anyway). Before 2026-11 every rest of 1 to 3 past ``UNIT`` columns was split
-    so on AVX2, and on Zen 3 N = 9 was measured 5-25 % slower for it, with
-    the remainder kernels of that time (see :func:`panel_width`); narrow
-    products now take :func:`~runtime.gemm.family.narrow_isa`'s packing."""
+    and 0.78. Where both take as many vectors the padded panel stays: for
+    25 to 28 columns (24 or 32) the two ran even (0.99-1.02) or the
+    remainder pass over A cost more than the packing saved ((200, 576, 25)
+    1.11, its 25 row panels not whole groups of the remainder kernel's 8:
+    one task packs the rest anyway; (48, 256, 169) 1.05); for 41 to 44 (40
+    or 48) the split ran 0.87-0.89, but no model measured has such a rest
+    and the rule keeps to the vectors. Before 2026-11 every rest of 1 to 3
+    past ``UNIT`` columns was split so on AVX2, and on Zen 3 N = 9 was
+    measured 5-25 % slower for it, with the remainder kernels of that time
+    (see :func:`panel_width`); narrow products now take
+    :func:`~runtime.gemm.family.narrow_isa`'s packing."""
     split = split_columns(isa, kind)
     rest = n % isa.nr if n > isa.nr else n
     if not split or rest <= UNIT or n > isa.nr and rest <= tail_columns(isa, kind) or not 0 < rest % UNIT <= split:
