@@ -81,43 +81,6 @@ def tail_columns(isa: Isa, kind: str) -> int:
     return isa.wide_tail if split_columns(isa, kind) else 0
 
 
-def rest_split(n: int, isa: Isa, kind: str) -> int:
-    """The ``split`` of :func:`panel_width` for the B of an ``n``-column
-    product that its tasks read in place or pack (a plan's ``_REST``):
-    :func:`split_columns` where the last panel's ``r`` columns (under
-    ``nr``, more than ``UNIT``, ``r % UNIT`` of them at most the remainder
-    kernels' width) are better read as a panel of the whole ``UNIT`` columns in
-    place and the rest by a remainder kernel than as one panel padded up:
-    where the padded panel's rows take one vector more (AVX-512: 17 to 20
-    columns take 16 in place and a remainder, not 24; 33 to 36, 32, not
-    40; AVX2: 9 to 11, 17 to 19); else 0, the padded panel. Packing that
-    panel cost each task as much as its ragged columns' products, and a
-    product whose rows were cut into tasks packed it in every one (so its
-    rows were cut little: 64 x 384 by 384 x 36, a 6 x 6 plane's 1 x 1
-    convolution, ran as one task). AMD EPYC Zen 4, the two layouts
-    alternating in one process, median time ratio: 64 x 384 by 384 x N on
-    one thread N = 17-20 0.58-0.61, 33-36 0.76-0.78; on two (one task ->
-    two for 36) 0.58-0.62 and 0.75-0.76; (160, 960, 36) 0.82 and 0.74;
-    (512, 2048, 36) on two 0.78; AVX2 kernels on the same host: (320, 960,
-    9) 0.79 and 0.72, (2048, 512, 9) 0.77 and 0.84, (256, 2304, 17) 0.83
-    and 0.78. Where both take as many vectors the padded panel stays: for
-    25 to 28 columns (24 or 32) the two ran even (0.99-1.02) or the
-    remainder pass over A cost more than the packing saved ((200, 576, 25)
-    1.11, its 25 row panels not whole groups of the remainder kernel's 8:
-    one task packs the rest anyway; (48, 256, 169) 1.05); for 41 to 44 (40
-    or 48) the split ran 0.87-0.89, but no model measured has such a rest
-    and the rule keeps to the vectors. Before 2026-11 every rest of 1 to 3
-    past ``UNIT`` columns was split so on AVX2, and on Zen 3 N = 9 was
-    measured 5-25 % slower for it, with the remainder kernels of that time
-    (see :func:`panel_width`); narrow products now take
-    :func:`~runtime.gemm.family.narrow_isa`'s packing."""
-    split = split_columns(isa, kind)
-    rest = n % isa.nr if n > isa.nr else n
-    if not split or rest <= UNIT or n > isa.nr and rest <= tail_columns(isa, kind) or not 0 < rest % UNIT <= split:
-        return 0
-    return split if len(isa.vectors(rest // UNIT * UNIT)) < len(isa.vectors(roundup(rest, UNIT))) else 0
-
-
 def roundup(value: int, step: int) -> int:
     return -(-value // step) * step
 
@@ -194,9 +157,10 @@ def panel_width(col, cols, nr, unit, tail, split=0):
     rest under ``nr``, the next multiple of ``unit`` up: one panel, so that
     the kernels stream A once for it (a rest of 1 to ``Isa.remainder_cols``
     columns is a ``unit``-wide panel, which the remainder kernels take);
-    with ``split`` (:func:`rest_split`), a rest of more than ``unit`` and
-    at most ``split`` past a multiple of it is that multiple, its last
-    columns a panel for the remainder kernels. Until 2026-11 a rest of 9 to 11 or 17 to 19 columns was split into a
+    with ``split`` (:func:`runtime.gemm.sgemm.rest_split`), a rest of
+    more than ``unit`` and at most ``split`` past a multiple of it is that
+    multiple, its last columns a panel for the remainder kernels. Until
+    2026-11 a rest of 9 to 11 or 17 to 19 columns was always split into a
     multiple of ``unit`` and a panel of the last 1 to 3 columns for the
     remainder kernels: two passes over A, where one padded panel is one.
     On Zen 3 (2 threads, best of alternating processes) that made N = 9 (a

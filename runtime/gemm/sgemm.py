@@ -44,7 +44,6 @@ from runtime.gemm.pack import (
     check_packed,
     flat_view,
     pack_left,
-    rest_split,
     roundup,
     split_columns,
     tail_columns,
@@ -466,6 +465,43 @@ def _plan_template(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tupl
     for index, value in fields.items():
         plan[index] = value
     return plan
+
+
+def rest_split(n: int, isa: Isa, kind: str) -> int:
+    """The ``split`` of :func:`~runtime.gemm.pack.panel_width` for the B of an ``n``-column
+    product that its tasks read in place or pack (a plan's ``_REST``):
+    :func:`split_columns` where the last panel's ``r`` columns (under
+    ``nr``, more than ``UNIT``, ``r % UNIT`` of them at most the remainder
+    kernels' width) are better read as a panel of the whole ``UNIT`` columns in
+    place and the rest by a remainder kernel than as one panel padded up:
+    where the padded panel's rows take one vector more (AVX-512: 17 to 20
+    columns take 16 in place and a remainder, not 24; 33 to 36, 32, not
+    40; AVX2: 9 to 11, 17 to 19); else 0, the padded panel. Packing that
+    panel cost each task as much as its ragged columns' products, and a
+    product whose rows were cut into tasks packed it in every one (so its
+    rows were cut little: 64 x 384 by 384 x 36, a 6 x 6 plane's 1 x 1
+    convolution, ran as one task). AMD EPYC Zen 4, the two layouts
+    alternating in one process, median time ratio: 64 x 384 by 384 x N on
+    one thread N = 17-20 0.58-0.61, 33-36 0.76-0.78; on two (one task ->
+    two for 36) 0.58-0.62 and 0.75-0.76; (160, 960, 36) 0.82 and 0.74;
+    (512, 2048, 36) on two 0.78; AVX2 kernels on the same host: (320, 960,
+    9) 0.79 and 0.72, (2048, 512, 9) 0.77 and 0.84, (256, 2304, 17) 0.83
+    and 0.78. Where both take as many vectors the padded panel stays: for
+    25 to 28 columns (24 or 32) the two ran even (0.99-1.02) or the
+    remainder pass over A cost more than the packing saved ((200, 576, 25)
+    1.11, its 25 row panels not whole groups of the remainder kernel's 8:
+    one task packs the rest anyway; (48, 256, 169) 1.05); for 41 to 44 (40
+    or 48) the split ran 0.87-0.89, but no model measured has such a rest
+    and the rule keeps to the vectors. Before 2026-11 every rest of 1 to 3
+    past ``UNIT`` columns was split so on AVX2, and on Zen 3 N = 9 was
+    measured 5-25 % slower for it, with the remainder kernels of that time
+    (see :func:`~runtime.gemm.pack.panel_width`); narrow products now take
+    :func:`~runtime.gemm.family.narrow_isa`'s packing."""
+    split = split_columns(isa, kind)
+    rest = n % isa.nr if n > isa.nr else n
+    if not split or rest <= UNIT or n > isa.nr and rest <= tail_columns(isa, kind) or not 0 < rest % UNIT <= split:
+        return 0
+    return split if len(isa.vectors(rest // UNIT * UNIT)) < len(isa.vectors(roundup(rest, UNIT))) else 0
 
 
 def remainder_rows(n: int, isa: Isa, kind: str, tail: int, rest: int = 0) -> int:

@@ -44,7 +44,7 @@ _ALIGN = 16
 # into int8 outputs, ``residual`` their bytes (_LDR a row) and ``clamp`` a
 # record of 8 words a row, runtime.gemm.microkernel_epilogue.REQUANT_WORDS;
 # _REST: the ``split`` of panel_width for B's last panel, 0 or _SPLIT,
-# runtime.gemm.pack.rest_split).
+# runtime.gemm.sgemm.rest_split).
 (_M, _N, _DEPTH, _KC, _MR, _NR, _UNIT, _MT, _NT, _ROW_PANELS, _COL_PANELS, _A_ADDR, _A_ITEM, _B_MODE, _B_ADDR, _B_ITEM,
  _B_RS, _B_CS, _C_ADDR, _C_ITEM, _LDC, _ACCUMULATE, _NCP, _MCP, _BIAS_ADDR, _BIAS_ITEM, _REMAINDER,
  _RES_ADDR, _RES_ITEM, _LDR, _CLAMP_ADDR, _TAIL, _TALL, _TALL_KERNEL, _SPLIT, _A_WORDS, _TASKS, _RUN,

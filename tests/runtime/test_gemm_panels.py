@@ -14,7 +14,6 @@ import pytest
 from runtime.gemm import PackedProduct, family, pack_weights, sgemm
 from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.microkernel_ir import kernel_ir
-from runtime.gemm.pack import rest_split
 from runtime.gemm.tasks import DIRECT, in_place_end, task_block
 from tests.helpers.gemm import assert_close, driver, packers, reference
 
@@ -357,7 +356,7 @@ def test_tasks_that_pack_ragged_columns_take_rows_enough_to_reuse_them(monkeypat
 
 
 def test_a_ragged_rest_is_split_where_its_padded_panel_takes_a_vector_more():
-    """runtime.gemm.pack.rest_split on both families' panel shapes: a last
+    """runtime.gemm.sgemm.rest_split on both families' panel shapes: a last
     panel of r < nr columns, r % 8 within the remainder kernels' width, is
     read as its whole 8s in place plus a remainder kernel where the padded
     panel's rows would take one vector more (AVX-512: 17-20 and 33-36, also
@@ -366,13 +365,13 @@ def test_a_ragged_rest_is_split_where_its_padded_panel_takes_a_vector_more():
     32, 40 or 48; 9-12: 8 or 16 lanes of one vector), where r % 8 is past
     the remainder kernels (AVX2 12 = 8 + 4), for a wide last panel (49),
     whole 8s, B prepacked or int8 kernels."""
-    splits = {n: rest_split(n, AVX512, "f32") for n in range(1, 200)}
+    splits = {n: driver.rest_split(n, AVX512, "f32") for n in range(1, 200)}
     assert {n for n, s in splits.items() if s} == {n + base for base in (0, 48, 96, 144)
                                                   for n in (*range(17, 21), *range(33, 37))}
     assert set(splits.values()) == {0, AVX512.remainder_cols}
-    assert {n for n in range(1, 100) if rest_split(n, AVX2, "f32")} == {n + base for base in (0, 24, 48, 72)
+    assert {n for n in range(1, 100) if driver.rest_split(n, AVX2, "f32")} == {n + base for base in (0, 24, 48, 72)
                                                                       for n in (9, 10, 11, 17, 18, 19)}
-    assert rest_split(36, AVX512, "u8s8") == rest_split(19, AVX2, "u8s8") == 0
+    assert driver.rest_split(36, AVX512, "u8s8") == driver.rest_split(19, AVX2, "u8s8") == 0
 
 
 @pytest.mark.parametrize("in_place", [False, True])
@@ -385,7 +384,7 @@ def test_a_ragged_rest_read_in_place_gives_the_padded_panels_bits_and_cuts_rows(
     packed (its columns strided)."""
     monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
     isa = host_isa()
-    n = next(n for n in (36, 19) if rest_split(n, isa, "f32"))
+    n = next(n for n in (36, 19) if driver.rest_split(n, isa, "f32"))
     m, k = 128, 384
     a, b, start, products = epilogue_operands(monkeypatch, m, k, n, in_place)
     split = products()
