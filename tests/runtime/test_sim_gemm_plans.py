@@ -282,6 +282,80 @@ def test_stride_two_windows_are_packed_as_runs(stride, width):
             assert runs[p] == left
 
 
+def _patch_lanes(tile, kernel, stride, dilation, out_hw, words):
+    """The B lanes of a CONV's patches by their definition: step s under
+    pixel p holds reduction rows 4s..4s+3 (order (c, ky, kx) for bytes,
+    (ky, kx, c) for words; rows past the depth read row 0's byte) + 128,
+    as a [steps][pixels] array of uint32."""
+    in_c = tile.shape[0]
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    out_h, out_w = out_hw
+    depth = in_c * kh * kw
+    steps = -(-depth // 4)
+    oy, ox = np.divmod(np.arange(out_h * out_w), out_w)
+    rows = np.zeros((4 * steps, out_h * out_w), np.uint32)
+    for r in range(4 * steps):
+        if words:
+            t, c = divmod(r, in_c)
+        else:
+            c, t = divmod(r if r < depth else 0, kh * kw)
+        rows[r] = tile[c, oy * sh + (t // kw) * dh, ox * sw + (t % kw) * dw].view(np.uint8) ^ 0x80
+    return rows[0::4] | rows[1::4] << 8 | rows[2::4] << 16 | rows[3::4] << 24
+
+
+@pytest.mark.parametrize("in_c, kernel, stride, hw", [
+    (20, (1, 1), (1, 1), (7, 37)), (8, (3, 3), (1, 1), (9, 19)), (12, (3, 3), (1, 1), (5, 8)),
+    (3, (3, 3), (1, 1), (8, 20)), (6, (2, 2), (1, 1), (6, 6)), (8, (3, 3), (2, 2), (9, 41)),
+    (3, (3, 3), (2, 2), (9, 45)), (4, (1, 1), (1, 3), (4, 22)), (8, (1, 2), (1, 1), (5, 2)),
+], ids=["1x1-runs-past-16", "words-3x3", "words-short-rows", "bytes-3x3", "bytes-2x2-6x6", "words-stride-2",
+        "bytes-stride-2", "stride-3-pixel-by-pixel", "one-pixel-rows"])
+def test_packed_patch_lanes_are_the_windows_bytes(in_c, kernel, stride, hw):
+    """``patches.pack_patches`` (after ``pixel_words`` where the tile is
+    read as words) lays every step's lanes of every column panel as the
+    kernels read them, each lane the four reduction rows' bytes under its
+    pixel + 128, and zeros past the pixels: runs of 1 to 37 pixels (whole
+    vectors, masked or scalar tails), stride-2 runs two apart, stride-3
+    pixels one by one, one-pixel output rows."""
+    from runtime.gemm.family import UNIT
+    from runtime.gemm.pack import panel_width
+    rng = np.random.default_rng(5)
+    in_h, in_w = hw
+    (kh, kw), (sh, sw) = kernel, stride
+    out_h, out_w = (in_h - kh) // sh + 1, (in_w - kw) // sw + 1
+    tile = rng.integers(-128, 128, (in_c, in_h, in_w)).astype(np.int8)
+    conv = instr(Op.CONV, in_addr=0, in_bits=8, in_c=in_c, in_h=in_h, in_w=in_w, wgt_addr=0, wgt_bits=8, groups=1,
+                 kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, dilation_h=1, dilation_w=1, out_c=8,
+                 acc_mode=AccMode.FULL, out_bits=8, out_zero=0, lo=-128, hi=127, param_addr=0, out_addr=0)
+    ins = isa.decode_array(isa.encode_stream([conv, instr(Op.END)]))[0][0]
+    size, steps = out_h * out_w, -(-in_c * kh * kw // 4)
+    offsets, origins, runs = np.zeros(4 * steps, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64)
+    patches.geometry(ins, offsets, origins, runs)
+    if sw == 1 and out_w > 1:
+        assert (runs > 0).all(), "a column stride of 1 has no runs two apart (pack_patches relies on it)"
+    act = np.zeros(tile.size + 64, np.uint8)
+    act[16:16 + tile.size] = tile.reshape(-1).view(np.uint8)
+    words = bool(patches.by_words(ins))
+    xt = np.zeros(tile.size // 4 + 1, np.uint32)
+    if words:
+        patches.pixel_words(ins, act, 16, xt)
+    expected = _patch_lanes(tile, kernel, stride, (1, 1), (out_h, out_w), words)
+    for nr, kc in ((16, steps), (48, max(1, steps // 2))):
+        npad = -(-size // UNIT) * UNIT
+        dst = np.full(steps * npad, 0xDEADBEEF, np.uint32)
+        panels = -(-size // nr)
+        patches.pack_patches(np.int64(0), np.int64(panels), ins, act, 16, xt, offsets, origins, runs, steps, size, kc,
+                             nr, dst)
+        for j0 in range(0, size, nr):
+            width = panel_width(j0, size, nr, UNIT, 0)
+            valid = min(width, size - j0)
+            for g0 in range(0, steps, kc):
+                kcp = min(kc, steps - g0)
+                block = dst[g0 * npad + j0 * kcp:g0 * npad + j0 * kcp + kcp * width].reshape(kcp, width)
+                np.testing.assert_array_equal(block[:, :valid], expected[g0:g0 + kcp, j0:j0 + valid],
+                                              err_msg=f"nr {nr} kc {kc} panel at {j0} steps from {g0}")
+                assert not block[:, valid:].any(), "lanes past the pixels are zero"
+
+
 @pytest.mark.parametrize("case", [
     ConvCase(64, 32, 1, (3, 3), (1, 1), (1, 1), (12, 12), 8, 8, 8, False, False, 1, False, scaled=True),
     ConvCase(96, 37, 1, (1, 1), (1, 1), (1, 1), (9, 11), 8, 8, 8, False, False, 1, True, scaled=True),
