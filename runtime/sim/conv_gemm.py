@@ -176,7 +176,7 @@ class GemmPlans:
     (``_place``), packed B, sums), the stores of every planned CONV's patch
     geometry computed at Init (reduction offsets, pixel
     origins, runs: ``plan_geometry``), then more shared buffers (the
-    pixel-major tile's words, the key of the patches packed in B:
+    woven tile's words, the key of the patches packed in B:
     ``same_patches``), sized for the largest; then each
     planned CONV's packed weights: its offsets (rows of ``at``; its columns
     3 and 4 place the geometry) into the stores of A lanes, of the weight
@@ -258,7 +258,7 @@ def plan(prog: np.ndarray, large: np.ndarray) -> GemmPlans:
 def second_set(work: tuple) -> tuple[tuple, tuple]:
     """Two sets of the working buffers for planned CONVs that run at once
     on two threads (runtime/sim/groups.py): each its own packed B, sums,
-    row offsets, pixel-major tile and key of the packed patches, both the
+    row offsets, woven tile and key of the packed patches, both the
     plans' geometry and packed weights (a plan runs on one set at a time).
     Each set's ``PEER`` is the other's key: a write to ACT is reported to
     both (``report_written``). Returns (the first set, the second)."""
@@ -496,7 +496,7 @@ def _place(plan, tmpl, lanes, b_lanes, sums, offsets, placeholder, ins, w32, wba
 @jit
 def prepare(ins, g, tmpl, au8, abase, wu8, w8, w32, wgt64, wbase, c32, cbase, work, pack_b):
     """Pack the weights of planned CONV ``g`` unless its store holds them
-    already, compute the row offsets (and the pixel-major copy of the tile
+    already, compute the row offsets (and the woven copy of the tile
     for the word path; the patch geometry was computed at Init), pack the
     patches unless the previous planned CONV packed the same ones
     (``same_patches``) or ``pack_b`` is False (the caller packs them over the

@@ -42,7 +42,7 @@ at least this many have origins two apart (``_weave`` with a step of 2)."""
 
 @jit
 def by_words(ins):
-    """Whether a planned CONV's patches are read as words of a pixel-major
+    """Whether a planned CONV's patches are read as words of a woven
     copy of its tile (a kernel of several taps over whole words of
     channels: reduction order (ky, kx, c)) rather than as bytes of the tile
     (reduction order (c, ky, kx), the weights' own)."""
