@@ -223,19 +223,21 @@ def pack_patches(start, stop, ins, au8, at, xt32, offsets, origins, runs, steps,
     says where: the tile's bytes at ``au8[at:]`` or the woven copy's words
     ``xt32``), a run of pixels at a time; lanes past ``size`` are zero
     (``parallel_for`` body)."""
-    if ins[C_SW] == 1 and out_size(ins)[1] > 1:  # no runs two apart (geometry): a row's pixels are one apart
-        _pack_runs(start, stop, au8, at, xt32, offsets, origins, runs, steps, size, kc, nr, dst, by_words(ins))
+    # a stride of 1 has no runs two apart (geometry): a row's pixels are one apart
+    if ins[C_SW] == 1 and out_size(ins)[1] > 1:
+        _pack(start, stop, au8, at, xt32, offsets, origins, runs, steps, size, kc, nr, dst, by_words(ins), False)
     else:
-        _pack_strided(start, stop, au8, at, xt32, offsets, origins, runs, steps, size, kc, nr, dst, by_words(ins))
+        _pack(start, stop, au8, at, xt32, offsets, origins, runs, steps, size, kc, nr, dst, by_words(ins), True)
 
 
 @jit(inline="always")
-def _pack_runs(start, stop, au8, at, xt32, offsets, origins, runs, steps, size, kc, nr, dst, words):
-    """:func:`pack_patches` for a column stride of 1: every run's pixels
-    one byte (word) apart, each run ``LANES`` lanes per vector operation.
-    Its own loop nest, with no other path in it: beside the strided paths
-    the same vector loop ran 2.5 times as long (a 1 x 1 CONV's panels, one
-    thread, Zen 4: 12.9 -> 5.1 us for 48 400 lanes)."""
+def _pack(start, stop, au8, at, xt32, offsets, origins, runs, steps, size, kc, nr, dst, words, strided):
+    """:func:`pack_patches`'s panels, steps and runs: ``strided`` (a
+    constant at each call, so each call is its own loop nest) for a column
+    stride of 2 or more. The stride-1 nest has only the vector runs in it:
+    beside the strided paths the same vector loop ran 2.5 times as long (a
+    1 x 1 CONV's panels, one thread, Zen 4: 12.9 -> 5.1 us for 48 400
+    lanes)."""
     npad = (size + UNIT - 1) // UNIT * UNIT
     for index in range(start, stop):
         j0 = index * nr
@@ -246,65 +248,57 @@ def _pack_runs(start, stop, au8, at, xt32, offsets, origins, runs, steps, size, 
             lane0 = g0 * npad + j0 * kcp
             for g in range(kcp):
                 row = _u(lane0 + g * width)  # this step's lanes: dst[row:row + width] (no views: see _weave)
-                o0, o1, o2, o3 = _step_offsets(words, at, offsets, g0 + g)
-                c = 0
-                while c < valid:
-                    q = _u(origins[j0 + c])
-                    count = min(runs[j0 + c], valid - c)
-                    if words:
-                        _copy(dst, row + _u(c), xt32, q + o0, count, 1)
-                    else:
-                        _weave(dst, row + _u(c), au8, q + o0, q + o1, q + o2, q + o3, count, 1)
-                    c += count
+                if words:  # one word of the woven copy a lane
+                    o0, o1, o2, o3 = _u(offsets[g0 + g]), _u(0), _u(0), _u(0)
+                else:  # four rows of the tile's bytes
+                    r = 4 * (g0 + g)
+                    o0, o1, o2, o3 = _u(at + offsets[r]), _u(at + offsets[r + 1]), _u(at + offsets[r + 2]), _u(
+                        at + offsets[r + 3])
+                if strided:
+                    _strided_runs(dst, row, au8, xt32, origins, runs, j0, valid, o0, o1, o2, o3, words)
+                else:
+                    _runs(dst, row, au8, xt32, origins, runs, j0, valid, o0, o1, o2, o3, words)
                 for c in range(_u(valid), _u(width)):
                     dst[row + c] = 0
 
 
 @jit(inline="always")
-def _step_offsets(words, at, offsets, s):
-    """Where step ``s``'s lanes are read from a window's origin: one word of
-    the woven copy, or four rows of the tile's bytes."""
-    if words:
-        return _u(offsets[s]), _u(0), _u(0), _u(0)
-    r = 4 * s
-    return _u(at + offsets[r]), _u(at + offsets[r + 1]), _u(at + offsets[r + 2]), _u(at + offsets[r + 3])
+def _runs(dst, row, au8, xt32, origins, runs, j0, valid, o0, o1, o2, o3, words):
+    """A step's lanes of a panel, run by run: pixels one byte (word) apart,
+    ``LANES`` lanes per vector operation."""
+    c = 0
+    while c < valid:
+        q = _u(origins[j0 + c])
+        count = min(runs[j0 + c], valid - c)
+        if words:
+            _copy(dst, row + _u(c), xt32, q + o0, count, 1)
+        else:
+            _weave(dst, row + _u(c), au8, q + o0, q + o1, q + o2, q + o3, count, 1)
+        c += count
 
 
-@jit
-def _pack_strided(start, stop, au8, at, xt32, offsets, origins, runs, steps, size, kc, nr, dst, words):
-    """:func:`pack_patches` for a column stride of 2 or more: runs of
+@jit(inline="always")
+def _strided_runs(dst, row, au8, xt32, origins, runs, j0, valid, o0, o1, o2, o3, words):
+    """A step's lanes of a panel for a column stride of 2 or more: runs of
     pixels two bytes (words) apart (a stride-2 stem's), or one pixel at a
     time."""
-    npad = (size + UNIT - 1) // UNIT * UNIT
-    for index in range(start, stop):
-        j0 = index * nr
-        width = panel_width(j0, size, nr, UNIT, 0)
-        valid = min(width, size - j0)
-        for g0 in range(0, steps, kc):
-            kcp = min(kc, steps - g0)
-            lane0 = g0 * npad + j0 * kcp
-            for g in range(kcp):
-                row = _u(lane0 + g * width)
-                o0, o1, o2, o3 = _step_offsets(words, at, offsets, g0 + g)
-                c = 0
-                while c < valid:
-                    q = _u(origins[j0 + c])
-                    run = runs[j0 + c]
-                    if run < 0:
-                        count = min(-run, valid - c)
-                        if words:
-                            _copy(dst, row + _u(c), xt32, q + o0, count, 2)
-                        else:
-                            _weave(dst, row + _u(c), au8, q + o0, q + o1, q + o2, q + o3, count, 2)
-                    else:  # a strided window: one pixel at a time, no call
-                        count = 1
-                        if words:
-                            dst[row + _u(c)] = xt32[q + o0]
-                        else:
-                            dst[row + _u(c)] = _lane(au8, q + o0, q + o1, q + o2, q + o3)
-                    c += count
-                for c in range(_u(valid), _u(width)):
-                    dst[row + c] = 0
+    c = 0
+    while c < valid:
+        q = _u(origins[j0 + c])
+        run = runs[j0 + c]
+        if run < 0:
+            count = min(-run, valid - c)
+            if words:
+                _copy(dst, row + _u(c), xt32, q + o0, count, 2)
+            else:
+                _weave(dst, row + _u(c), au8, q + o0, q + o1, q + o2, q + o3, count, 2)
+        else:  # a strided window: one pixel at a time, no call
+            count = 1
+            if words:
+                dst[row + _u(c)] = xt32[q + o0]
+            else:
+                dst[row + _u(c)] = _lane(au8, q + o0, q + o1, q + o2, q + o3)
+        c += count
 
 
 @jit
