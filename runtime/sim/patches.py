@@ -35,9 +35,11 @@ vector operation (AVX-512: byte-masked loads), else a scalar loop (AVX2,
 where LLVM would expand a byte-masked load into a branch per lane)."""
 
 SHORT_RUN = 8
-"""Runs of pixels with consecutive origins shorter than this (a column
-stride's: every run is one pixel) are packed pixel by pixel inline, unless
-at least this many have origins two apart (``_weave`` with a step of 2)."""
+"""Fewest pixels with origins two apart that :func:`geometry` makes a run
+(``_weave`` with a step of 2: a stride-2 stem's windows), where fewer than
+this many from the same pixel on are one apart; a column stride's other
+pixels are packed one by one. (Runs one apart, a stride of 1's, are packed
+whatever their length: ``LANES`` at a time, the last few masked.)"""
 
 
 @jit
@@ -110,9 +112,9 @@ def _vector_lanes(context, builder, signature, args, sources):
                                                                                                mask_t]),
                                                f"llvm.masked.store.v{LANES}i32.p0")
     lane = ir.Constant(lanes_t, [int(FLIP) if sources == 4 else 0] * LANES)
+    align = 1 if sources == 4 else 4
     for k in range(sources):
         at_k = builder.gep(data, [offsets[1 + k]])
-        align = 1 if sources == 4 else 4
         if mask is None:
             loaded = builder.load(at_k, typ=loaded_t, align=align)
         else:
