@@ -147,3 +147,48 @@ def test_column_matrix_cut_into_chunks_anywhere_is_the_windows_of_the_padded_inp
         c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
         want = padded[c, i * dilations[0]:, j * dilations[1]:][::strides[0], ::strides[1]][:out_h, :out_w]
         np.testing.assert_array_equal(col[r, 0], want)
+
+
+@pytest.mark.parametrize("chans,height,width,kernel,pads,dilation,top", [
+    (128, 4, 4, (3, 3), (1, 1, 1, 1), 1, 0),   # ResNet-10's 4 x 4 layers: a row is one run of 16 lanes
+    (6, 2, 2, (3, 3), (1, 1, 1, 1), 1, 0),     # rows of 4 positions: one run of 4 lanes a row
+    (5, 2, 3, (3, 3), (1, 1, 1, 1), 1, 0),     # rows of 6 positions: a run of 8 lanes spills into the next row
+    (3, 7, 7, (3, 3), (1, 1, 1, 1), 1, 0),     # 49 positions: a ragged last run
+    (2, 9, 5, (5, 3), (2, 1, 2, 1), 1, 0),     # kernel taller than wide, plane not square
+    (2, 8, 8, (3, 3), (2, 2, 2, 2), 2, 0),     # dilation 2
+    (3, 6, 6, (2, 2), (0, 0, 1, 1), 1, 0),     # an even kernel: SAME with the pad at the end
+    (2, 10, 6, (3, 3), (1, 1, 1, 1), 1, 4),    # a block of output rows from row 4 (lower_conv_gemm's rows)
+    (2, 16, 16, (3, 3), (1, 1, 1, 1), 1, 0),   # the largest plane taken this way (SMALL_PLANE)
+])
+def test_shifted_column_rows_write_their_rows_only(chans, height, width, kernel, pads, dilation, top):
+    """The column matrix of a unit-stride convolution whose output is as
+    wide as its input (each row its channel's plane shifted, a masked
+    vector load per run of 4, 8 or 16 lanes): every row the windows' values and
+    zeros, with chunks cut anywhere and run in any order; a chunk writes
+    its own rows only, though its rows' runs spill past their ends."""
+    from runtime.kernels.nn_window import make_window
+
+    kh, kw = kernel
+    rng = np.random.default_rng(chans * height + width)
+    x = rng.standard_normal((chans, 1, height, width)).astype(np.float32)
+    x[0, 0, 0, 0] = np.float32(np.nan)  # bits are moved: a NaN stays where it was read
+    window = make_window("Conv", 3, (1, kh, kw), (1, 1, 1), (0, pads[0], pads[1], 0, pads[2], pads[3]),
+                         (1, dilation, dilation))
+    geo = window.loop_params()
+    geo = geo[:7] + (geo[7] - top,) + geo[8:]
+    out_h = height + pads[0] + pads[2] - dilation * (kh - 1) - top
+    out_w = width + pads[1] + pads[3] - dilation * (kw - 1)
+    assert out_w == width and 4 <= out_h * out_w <= nn_im2col.SMALL_PLANE  # the case under test
+    rows = chans * kh * kw
+    padded = np.pad(x[:, 0], [(0, 0), (pads[0], pads[2]), (pads[1], pads[3])])
+    want = np.stack([padded[r // (kh * kw), top + (r // kw) % kh * dilation:, r % kw * dilation:][:out_h, :out_w]
+                     for r in range(rows)])
+    for cut in ([0, rows], [0, 1, 2, rows - 1, rows], [0, rows // 3, rows // 3 + 1, rows]):
+        col = np.full((rows, 1, out_h, out_w), 7.0, np.float32)
+        spans = list(zip(cut, cut[1:]))
+        for start, stop in reversed(spans):  # a later chunk first: an earlier one must not spill into it
+            before = col.copy()
+            nn_im2col.im2col_rows(start, stop, x, col, geo)
+            np.testing.assert_array_equal(col[:start], before[:start])
+            np.testing.assert_array_equal(col[stop:], before[stop:])
+        np.testing.assert_array_equal(col[:, 0], want)
