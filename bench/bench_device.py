@@ -48,6 +48,7 @@ from compiler.zoo import load_light_model, mobilenet_v2
 from compiler.zoo.images import image_crops
 from runtime import FWDNXT
 from runtime.binary import read_binary
+from runtime.cpu_load import SplitWatch
 from runtime.engine import Engine
 from runtime.parallel import stood_aside
 
@@ -73,26 +74,37 @@ class _Reader(CalibrationDataReader):
 
 
 _aside_seen = 0
+_switches_seen = 0
 _links_seen: list[float] = []
 """Cross-core round trips (timing.core_link_ns) measured before each round since the last row."""
 
 
-def _row(model: str, what: str, ours: float, theirs: float | None = None, target: str = "", ratios=()) -> None:
-    """One result line, flushed at once (the whole run takes minutes);
-    ``ratios``: one per round, printed min/median/max. A measurement during
+def notes() -> str:
+    """What happened to the pool since the last row: a measurement during
     which Tessera's pool stood aside (a core taken by another process: its
-    jobs ran on one thread for a while) says so, and a row of rounds gives
-    the cross-core round trip measured before each (min-max): 550 ns and
-    more when the host had put the two vCPUs on different sockets."""
-    global _aside_seen
-    ref = f"{theirs:>12.2f}" if theirs is not None else f"{'':>12}"
-    ratio = f"{spread(ratios):>16}" if ratios else f"{ours / theirs:>16.2f}" if theirs else f"{'':>16}"
+    jobs ran on one thread for a while) says so, and so does one during
+    which a model's runs switched between the pool and the caller alone
+    (runtime.cpu_load.SplitWatch); a row of rounds gives the cross-core
+    round trip measured before each (min-max): 550 ns and more when the
+    host had put the two vCPUs on different sockets."""
+    global _aside_seen, _switches_seen
     aside, _aside_seen = stood_aside() - _aside_seen, stood_aside()
     note = f"; pool stood aside {aside}x" if aside else ""
+    switched, _switches_seen = SplitWatch.every_switch - _switches_seen, SplitWatch.every_switch
+    note += f"; runs switched between pool and alone {switched}x" if switched else ""
     links = [v for v in _links_seen if v is not None]
     if _links_seen:
         note += f"; core link {min(links):.0f}-{max(links):.0f} ns" if links else "; core link n/a"
     _links_seen.clear()
+    return note
+
+
+def _row(model: str, what: str, ours: float, theirs: float | None = None, target: str = "", ratios=()) -> None:
+    """One result line, flushed at once (the whole run takes minutes);
+    ``ratios``: one per round, printed min/median/max, then :func:`notes`."""
+    ref = f"{theirs:>12.2f}" if theirs is not None else f"{'':>12}"
+    ratio = f"{spread(ratios):>16}" if ratios else f"{ours / theirs:>16.2f}" if theirs else f"{'':>16}"
+    note = notes()
     print(f"{model:<14}{what:<40}{ours:>12.2f}{ref}{ratio}  {target}{note}", flush=True)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from bench_cpu import MODELS
-from bench_device import _for_onnxruntime, _input_name, _paired_rounds, _qdq
+from bench_device import _for_onnxruntime, _input_name, _paired_rounds, _qdq, notes
 
 from compiler import backend
 from compiler.zoo.images import image_crops
@@ -48,7 +48,7 @@ CALIBRATION = 32
 def _row(model: str, what: str, ours: float, theirs: float, ratios, target: float, micro: bool) -> None:
     scale, unit = (1e3, "us") if micro else (1.0, "ms")
     print(f"{model:<16}{what + ' ' + unit:<32}{ours * scale:>11.3f}{theirs * scale:>12.3f}{spread(ratios):>18}"
-          f"  target <= {target:g}", flush=True)
+          f"  target <= {target:g}{notes()}", flush=True)
 
 
 def bench(name: str, runs: int, rounds: int, folder: str) -> None:

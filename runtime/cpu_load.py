@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+from collections import deque
 
 import numpy as np
 
@@ -222,3 +223,86 @@ class Callers:
                 del ended[thread]
         if not left:
             self._overlapped.discard(me)
+
+
+PROBE_RUNS = 5
+"""Runs of each way :class:`SplitWatch` compares (medians), after one
+untimed run of the way it probes."""
+FIRST_PROBE_SECONDS, LAST_PROBE_SECONDS = 0.5, 8.0
+"""Wall clock from a choice to its first probe of the other way, doubled
+after each probe that keeps the choice, up to the last."""
+SWITCH = 0.9
+"""The other way is taken when its median run is under this fraction of
+the chosen way's."""
+PROBE_SHARE = 0.002
+"""The most of the wall clock a probe that kept the choice may cost until
+the next: the next probe comes no sooner than its runs' loss over the
+chosen way divided by this (ResNet-50's float run alone, 60 against 34 ms
+on the pool: a probe every ~80 s, where the doubling alone would probe
+every 8 s at 2 % of the time)."""
+
+
+class SplitWatch:
+    """Whether a model's whole runs go to the pool or run on the calling
+    thread alone, chosen by timing both ways on this host, now. A small
+    model's run is many short operations, each a barrier both threads pass
+    and data one core wrote and the other reads: where the two cores are
+    far apart (a host that placed the two vCPUs on different dies: a cache
+    line's round trip 330-700 ns against 65), ResNet-10 at 32 x 32 took 650
+    us a run on two threads and 480 on one (Zen 4), where with the cores
+    close it took 330 against 490. Neither the cores' features nor their
+    caches tell which holds, and on these hosts it changes by the minute.
+
+    The chosen way runs; every so often (:data:`FIRST_PROBE_SECONDS`,
+    doubling to :data:`LAST_PROBE_SECONDS` while the choice holds, or
+    longer where a probe's runs cost more than :data:`PROBE_SHARE` of
+    that) the other runs :data:`PROBE_RUNS` times after a run to warm it,
+    and is taken when its median is under :data:`SWITCH` of the chosen
+    way's last runs' (the interval starts again after a switch). Runs the pool could
+    not take (another call held it, other processes took the cores) count
+    for neither way. Results do not depend on the way: the operations run
+    the same chunks in either. ``switches`` counts the changes, and
+    ``SplitWatch.every_switch`` those of every watch (the benches print it)."""
+
+    every_switch = 0
+
+    def __init__(self):
+        self.alone = False
+        self.switches = 0
+        self._recent: deque[float] = deque(maxlen=PROBE_RUNS)
+        self._probe: list[float] | None = None
+        self._interval = FIRST_PROBE_SECONDS
+        self._next = time.perf_counter() + FIRST_PROBE_SECONDS
+
+    def choose(self) -> bool:
+        """Whether the next run goes alone."""
+        if self._probe is None and len(self._recent) >= PROBE_RUNS and time.perf_counter() >= self._next:
+            self._probe = []
+        return self.alone != (self._probe is not None)
+
+    def record(self, alone: bool, seconds: float, pooled: bool) -> None:
+        """A run taken ``alone`` (as :meth:`choose` said) lasted ``seconds``;
+        ``pooled``: the pool's threads took part."""
+        if not alone and not pooled:
+            return  # the pool could not take it: it timed neither way
+        if alone == self.alone:
+            self._recent.append(seconds)
+            return
+        probe = self._probe
+        if probe is None:
+            return
+        probe.append(seconds)
+        if len(probe) <= PROBE_RUNS:
+            return
+        now = time.perf_counter()
+        if float(np.median(probe[1:])) < SWITCH * float(np.median(self._recent)):
+            self.alone = not self.alone
+            self.switches += 1
+            SplitWatch.every_switch += 1
+            self._recent = deque(probe[1:], maxlen=PROBE_RUNS)
+            self._interval = FIRST_PROBE_SECONDS
+        else:
+            loss = (float(np.median(probe[1:])) - float(np.median(self._recent))) * len(probe)
+            self._interval = max(min(2 * self._interval, LAST_PROBE_SECONDS), loss / PROBE_SHARE)
+        self._probe = None
+        self._next = now + self._interval

@@ -31,6 +31,7 @@ import numpy as np
 
 from runtime import parallel
 from runtime.chunking import tapered_chunks
+from runtime.cpu_load import SplitWatch
 from runtime.errors import ExecutionError, TesseraError
 from runtime.jit import data_address
 from runtime.kernels.weight_cache import frozen
@@ -206,6 +207,11 @@ class Schedule:
         self.lowered = lowered
         """Steps that run as operations (the others run through Python)."""
         self._lock = threading.Lock()
+        shared = any(isinstance(part, _Ops) and len(part.ops) and not part.alone for part in parts)
+        self.split = SplitWatch() if shared and parallel.NUM_THREADS > 1 else None
+        """Whether runs go to the pool or stay on the caller
+        (runtime.cpu_load.SplitWatch); None where no operation has chunks
+        to share or there is one thread."""
 
     @property
     def busy(self) -> bool:
@@ -231,6 +237,10 @@ class Schedule:
                 if not value.flags.c_contiguous:
                     value = env[slot] = np.ascontiguousarray(value)
                 bases[base] = data_address(value)
+            split = self.split if timings is None else None
+            alone = split is not None and split.choose()
+            pooled = False
+            began = time.perf_counter()
             for part in self.parts:
                 if isinstance(part, _PythonStep):
                     start = time.perf_counter()
@@ -240,8 +250,10 @@ class Schedule:
                 elif timings is not None:
                     self._timed(part, timings)
                 elif len(part.ops):
-                    parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs, bases,
-                                        _NO_STAMPS, alone=part.alone, whole_run=True)
+                    pooled |= parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs,
+                                                  bases, _NO_STAMPS, alone=part.alone or alone, whole_run=True)
+            if split is not None:
+                split.record(alone, time.perf_counter() - began, pooled)
             return {executor.program.slots[slot]: self._result(env, slot, computed) for slot, computed in
                     zip(wanted, self.outputs)}
         finally:

@@ -108,6 +108,10 @@ class CardRun:
         self.code = self.prog
         self.err = np.zeros(4, np.int64)
         self.ctl = np.zeros(3, np.int64)
+        self.pooled = False
+        """Whether the pool's threads took part in a stretch since the caller
+        last cleared it (runtime.cpu_load.SplitWatch counts only such runs
+        as the pool's)."""
         self.plan = np.zeros(conv_gemm.PLAN_SIZE, np.int64)
         self._gather()
         self.grouped = (np.zeros((0, 3), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
@@ -272,5 +276,5 @@ class CardRun:
                                                                           known[2]))
         self.ctl[phased.STATUS] = 0
         self.ctl[phased.SEQ] += 1
-        parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone)
+        self.pooled |= parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone)
         return int(self.ctl[phased.STATUS])

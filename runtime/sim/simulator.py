@@ -21,11 +21,13 @@ those of the scheduled order.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from runtime import parallel
+from runtime.cpu_load import SplitWatch
 from runtime.hardware import HardwareConfig
 from runtime.isa import (
     COL_MODULE,
@@ -149,6 +151,11 @@ class Simulator:
         self._whole: tuple | None = None
         """The single lane's run as one call of the interpreter, where it is
         one (:meth:`_whole_run`): what a small model's run comes down to."""
+        self._split = SplitWatch() if self._single is not None and parallel.NUM_THREADS > 1 else None
+        """Whether the single lane's runs go to the pool or stay on the
+        caller (runtime.cpu_load.SplitWatch): SqueezeNet's Run_sw took 1.08
+        and MobileNetV2 at 96's 1.15 times as long on two threads as on one
+        where the host's two cores were far apart (Zen 4), 0.64 where close."""
 
     # ------------------------------------------------------------ planning
     def _plan(self) -> Timing:
@@ -317,7 +324,13 @@ class Simulator:
         if self._single is not None and after_phase is None:
             lane, order = self._single
             if order.size:
-                self._execute(lane.run, order, drams[lane.run.card])
+                split = self._split
+                alone = split is not None and split.choose()
+                lane.run.pooled = False
+                began = time.perf_counter()
+                self._execute(lane.run, order, drams[lane.run.card], alone)
+                if split is not None:
+                    split.record(alone, time.perf_counter() - began, lane.run.pooled)
                 self._whole = self._whole_run(lane.run, order, drams[lane.run.card],
                                               whole.clear_table(self._sram, self._patch_keys))
             return
@@ -334,14 +347,15 @@ class Simulator:
             if after_phase is not None:
                 after_phase(number)
 
-    def _execute(self, run: CardRun, order: np.ndarray, dram: np.ndarray) -> None:
+    def _execute(self, run: CardRun, order: np.ndarray, dram: np.ndarray, alone: bool = False) -> None:
         """Run ``order`` (some of ``run``'s rows, in order) on the card's
-        memory: its phases on the pool (runtime.sim.phased), and between
-        them what the interpreter hands back (large CONVs the GEMM does not
-        plan; instructions without an entry point), from Python."""
+        memory: its phases on the pool (runtime.sim.phased; on the caller
+        alone where ``alone``), and between them what the interpreter hands
+        back (large CONVs the GEMM does not plan; instructions without an
+        entry point), from Python."""
         mem, err, gemm = run.memory, run.err, run.gemm
-        for phases, python, alone, span in run.stretches(order):
-            status = run.run_stretch(phases, order, dram, alone, span)
+        for phases, python, by_caller, span in run.stretches(order):
+            status = run.run_stretch(phases, order, dram, by_caller or alone, span)
             if status:
                 self._stopped(run, status)
             if python < 0:
