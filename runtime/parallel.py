@@ -432,7 +432,7 @@ def stood_aside() -> int:
     return 0 if _pool is None else _pool.load.stood_aside
 
 
-def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool = False) -> bool:
+def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool = False, chosen: bool = False) -> bool:
     """Run a phased job (:class:`_Phases`) of ``phases`` phases on all
     threads. On one thread, from a pool thread, while another call holds
     the pool, while the pool stands aside, or ``alone`` (no phase has work
@@ -441,8 +441,12 @@ def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool 
     nothing there left to claim. ``whole_run``: the job is a whole run (a
     float schedule's), which lets its pool threads go when another user
     thread starts a job (:meth:`_Pool.release`) and which the other's
-    restart may send alone (:class:`runtime.cpu_load.Callers`). Whether
-    the pool's threads took part (False: the caller ran it alone)."""
+    restart may send alone (:class:`runtime.cpu_load.Callers`). ``chosen``:
+    the caller runs it alone by choice (runtime.cpu_load.SplitWatch), a
+    job in progress all the same for the other user threads (another
+    request's run beside it goes alone too: three busy threads on two
+    cores made each job's last chunk wait). Whether the pool's threads
+    took part (False: the caller ran it alone)."""
     team = np.zeros(P_PHASES + P_STRIDE * max(phases, 1), np.int64)
 
     def by_caller():
@@ -452,7 +456,7 @@ def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool 
     if alone or NUM_THREADS == 1 or getattr(_local, "worker", False):
         by_caller()
         return False
-    return _submit(lambda pool: _Phases(driver, pool, team, args, whole_run), by_caller, whole_run)
+    return _submit(lambda pool: _Phases(driver, pool, team, args, whole_run), by_caller, whole_run, chosen)
 
 
 def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
@@ -471,16 +475,17 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
             lambda: fn(0, n, *args))
 
 
-def _submit(make_job, alone, whole_run: bool = False) -> bool:
-    """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller while
-    the pool stands aside, another call holds it, or other user threads run
-    jobs too (:class:`runtime.cpu_load.Callers`); whether on the pool."""
+def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False) -> bool:
+    """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller where
+    ``chosen``, while the pool stands aside, another call holds it, or
+    other user threads run jobs too (:class:`runtime.cpu_load.Callers`);
+    whether on the pool."""
     pool = _get_pool()
     me = threading.get_ident()
     callers = pool.callers
     crowded = callers.start(me, whole_run)
     try:
-        if crowded or pool.load.watch():  # other threads or processes hold the cores: the caller works alone
+        if crowded or chosen or pool.load.watch():  # other threads or processes hold the cores: the caller alone
             if crowded:
                 pool.release()
             alone()

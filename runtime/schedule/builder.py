@@ -251,7 +251,7 @@ class Schedule:
                     self._timed(part, timings)
                 elif len(part.ops):
                     pooled |= parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs,
-                                                  bases, _NO_STAMPS, alone=part.alone or alone, whole_run=True)
+                                                  bases, _NO_STAMPS, alone=part.alone, whole_run=True, chosen=alone)
             if split is not None:
                 split.record(alone, time.perf_counter() - began, pooled)
             return {executor.program.slots[slot]: self._result(env, slot, computed) for slot, computed in

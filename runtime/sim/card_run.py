@@ -238,10 +238,13 @@ class CardRun:
         self.ctl[phased.FAILED_AT] = int(phases[0, phased.FIRST]) + (-done - 1 if done < 0 else done)
         return phased.BAD_PARAM if done < 0 else phased.STOPPED
 
-    def run_stretch(self, phases: np.ndarray, order: np.ndarray, dram: np.ndarray, alone: bool, span) -> int:
-        """One stretch: its phases on the pool (runtime.sim.phased.run_card),
-        or, for a stretch of one segment, the interpreter on ``span`` with no
-        driver around it (a small model's whole run). Returns 0, or what
+    def run_stretch(self, phases: np.ndarray, order: np.ndarray, dram: np.ndarray, alone: bool, span,
+                    chosen: bool = False) -> int:
+        """One stretch: its phases on the pool (runtime.sim.phased.run_card;
+        on the caller alone where ``alone``, or by choice where ``chosen``:
+        runtime.parallel.run_phases), or, for a stretch of one segment, the
+        interpreter on ``span`` with no driver around it (a small model's
+        whole run). Returns 0, or what
         failed (phased.BAD_PARAM, phased.STOPPED; ``ctl[FAILED_AT]`` where).
         Both compiled entries are resolved on the first call and called
         directly after (runtime.jit.compiled_entry): the driver's 35
@@ -276,5 +279,6 @@ class CardRun:
                                                                           known[2]))
         self.ctl[phased.STATUS] = 0
         self.ctl[phased.SEQ] += 1
-        self.pooled |= parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone)
+        self.pooled |= parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone,
+                                           chosen=chosen)
         return int(self.ctl[phased.STATUS])

@@ -355,7 +355,7 @@ class Simulator:
         entry point), from Python."""
         mem, err, gemm = run.memory, run.err, run.gemm
         for phases, python, by_caller, span in run.stretches(order):
-            status = run.run_stretch(phases, order, dram, by_caller or alone, span)
+            status = run.run_stretch(phases, order, dram, by_caller, span, alone)
             if status:
                 self._stopped(run, status)
             if python < 0:

@@ -2,6 +2,8 @@
 alone (runtime.cpu_load.SplitWatch): the faster way on this host now,
 probed less often while it holds, runs the pool could not take counted for
 neither way, and the same bits either way."""
+import threading
+
 import numpy as np
 
 from codegen.cpu import lower_to_program
@@ -10,6 +12,7 @@ from compiler.pipeline import optimize
 from compiler.zoo import resnet
 from runtime import cpu_load, parallel
 from runtime.executor import Executor
+from tests.helpers.pool import steady_pool
 
 
 class _Host:
@@ -111,3 +114,19 @@ def test_a_run_alone_gives_the_pools_bits(monkeypatch):
     assert taken and not any(taken)
     for name in pooled:
         np.testing.assert_array_equal(alone[name], pooled[name])
+
+
+def test_a_run_alone_by_choice_is_a_job_in_progress_for_other_threads(monkeypatch):
+    """Chosen alone, a run still counts as a user thread inside a job
+    (runtime.cpu_load.Callers), so another request's run beside it goes
+    alone too rather than taking the pool (three busy threads on two
+    cores); and the pool takes no part."""
+    steady_pool(monkeypatch)
+    callers = parallel._get_pool().callers
+    inside = []
+
+    def driver(team, state, role, first):
+        inside.append(threading.get_ident() in callers._jobs)
+
+    assert parallel.run_phases(driver, 1, chosen=True, whole_run=True) is False
+    assert inside == [True] and threading.get_ident() not in callers._jobs
