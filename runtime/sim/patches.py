@@ -15,13 +15,13 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from runtime.gemm.family import UNIT, host_isa
 from runtime.gemm.pack import panel_width
 from runtime.jit import jit
 from runtime.sim.epilogue import C_DH, C_DW, C_IN_C, C_IN_H, C_IN_W, C_KH, C_KW, C_SH, C_SW, out_size
+from runtime.vector_lanes import first_lanes, masked_load, masked_store
 
 _u = numba.uint64
 
@@ -90,27 +90,15 @@ def geometry(ins, offsets, origins, runs):
 def _vector_lanes(context, builder, signature, args, sources):
     """The codegen of :func:`_weave_vector` (``sources`` 4: uint8 rows
     woven, + 128 each) and :func:`_copy_vector` (1: uint32 words copied)."""
-    i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-    item = i8 if sources == 4 else i32
-    loaded_t, lanes_t = ir.VectorType(item, LANES), ir.VectorType(i32, LANES)
-    mask_t, index_t, ptr = ir.VectorType(ir.IntType(1), LANES), ir.VectorType(i64, LANES), ir.PointerType()
+    item = ir.IntType(8) if sources == 4 else ir.IntType(32)
+    loaded_t, lanes_t = ir.VectorType(item, LANES), ir.VectorType(ir.IntType(32), LANES)
     offsets = [context.cast(builder, args[k], signature.args[k], types.int64) for k in (1, *range(3, 3 + sources))]
     out = context.make_array(signature.args[0])(context, builder, args[0]).data
     data = context.make_array(signature.args[2])(context, builder, args[2]).data
     count_t = signature.args[3 + sources]
     mask = None
     if not (isinstance(count_t, types.IntegerLiteral) and count_t.literal_value == LANES):
-        n = context.cast(builder, args[3 + sources], count_t, types.int64)
-        first = builder.insert_element(ir.Constant(index_t, None), n, ir.Constant(i32, 0))
-        splat = builder.shuffle_vector(first, ir.Constant(index_t, None), ir.Constant(ir.VectorType(i32, LANES),
-                                                                                      [0] * LANES))
-        mask = builder.icmp_signed("<", ir.Constant(index_t, list(range(LANES))), splat)
-        width = "i8" if sources == 4 else "i32"
-        load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(loaded_t, [ptr, i32, mask_t, loaded_t]),
-                                              f"llvm.masked.load.v{LANES}{width}.p0")
-        store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [lanes_t, ptr, i32,
-                                                                                               mask_t]),
-                                               f"llvm.masked.store.v{LANES}i32.p0")
+        mask = first_lanes(builder, context.cast(builder, args[3 + sources], count_t, types.int32), LANES)
     lane = ir.Constant(lanes_t, [int(FLIP) if sources == 4 else 0] * LANES)
     align = 1 if sources == 4 else 4
     for k in range(sources):
@@ -118,7 +106,7 @@ def _vector_lanes(context, builder, signature, args, sources):
         if mask is None:
             loaded = builder.load(at_k, typ=loaded_t, align=align)
         else:
-            loaded = builder.call(load, [at_k, ir.Constant(i32, align), mask, ir.Constant(loaded_t, None)])
+            loaded = masked_load(builder, loaded_t, at_k, align, mask)
         wide = builder.zext(loaded, lanes_t) if sources == 4 else loaded
         if k:
             wide = builder.shl(wide, ir.Constant(lanes_t, [8 * k] * LANES))
@@ -127,7 +115,7 @@ def _vector_lanes(context, builder, signature, args, sources):
     if mask is None:
         builder.store(lane, to, align=4)
     else:
-        builder.call(store, [lane, to, ir.Constant(i32, 4), mask])
+        masked_store(builder, lane, to, 4, mask)
     return context.get_dummy_value()
 
 
