@@ -18,7 +18,6 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from runtime import gemm, parallel
@@ -30,6 +29,7 @@ from runtime.parallel import drives, parallel_for
 from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.schedule.records import BANDS
 from runtime.unlinked import call_unlinked
+from runtime.vector_lanes import first_lanes, masked_load, masked_store
 
 _u = numba.uint64
 
@@ -70,69 +70,58 @@ LANES = 16
 
 
 def _shifted(width: int):
-    """An intrinsic ``(dst, at, src, a, bits, keep, k, plain, count)``:
-    dst[at + l] = src[a + l] for the ``width`` lanes l that read the plane,
+    """An intrinsic ``(dst, at, src, a, keep, k, plain, count)``: dst[at + l]
+    = src[a + l] for the ``width`` lanes l that read the plane (those under
+    0xFF bytes in run ``k`` of ``keep``: ``width`` elements' bytes a run),
     else 0, then stored, masked to the first ``count`` lanes unless
     ``count`` is the literal ``width``. Where ``plain``, one plain load of
-    the lanes and an AND with run ``k`` of ``keep`` (bytes, 0xFF under the
-    lanes that read the plane: the offsets must lie in ``src``); else one
-    load masked by ``bits`` (lanes off the mask read nothing, so ``a`` may
-    lie before the array or its lanes past it). Masked loads are for the
-    edges only: on Zen 4 they stalled on lines another core had written
-    last (ResNet-10's 2 x 2 column matrix 13 -> 20 us in its two-thread
-    schedule against the copies before, with plain loads 11). Arrays of one
-    element type; bits are moved, not values: NaN payloads stay."""
+    the lanes ANDed with the run's bytes (the offsets must lie in ``src``);
+    else one load masked to the lanes that read the plane (lanes off the
+    mask read nothing, so ``a`` may lie before the array or its lanes past
+    it). Masked loads are for the edges only: on Zen 4 they stalled on
+    lines another core had written last (ResNet-10's 2 x 2 column matrix
+    13 -> 20 us in its two-thread schedule against the copies before, with
+    plain loads 11). Arrays of one element type; bits are moved, not
+    values: NaN payloads stay."""
 
-    def typer(typingctx, dst, at, src, a, bits, keep, k, plain, count):
+    def typer(typingctx, dst, at, src, a, keep, k, plain, count):
         if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype
                 and isinstance(keep, types.Array) and keep.dtype == types.uint8 and isinstance(plain, types.Boolean)
-                and all(isinstance(v, types.Integer) for v in (at, a, bits, k, count))):
+                and all(isinstance(v, types.Integer) for v in (at, a, k, count))):
             return None
-        return types.void(dst, at, src, a, bits, keep, k, plain, count), codegen
+        return types.void(dst, at, src, a, keep, k, plain, count), codegen
 
     def codegen(context, builder, signature, args):
-        i32, ptr = ir.IntType(32), ir.PointerType()
         item = context.get_data_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(item)
-        align = ir.Constant(i32, size)
-        vec_t, index_t = ir.VectorType(item, width), ir.VectorType(i32, width)
-        bytes_t = ir.VectorType(ir.IntType(8), width * size)
-        suffix = f"v{width}{'f32' if item == ir.FloatType() else 'f64' if item == ir.DoubleType() else item}"
-        mask_t = ir.VectorType(ir.IntType(1), width)
-        at, a, k = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 6))
-        bits = builder.trunc(context.cast(builder, args[4], signature.args[4], types.int64), ir.IntType(width))
+        vec_t, bytes_t = ir.VectorType(item, width), ir.VectorType(ir.IntType(8), width * size)
+        at, a, k = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 5))
         out = context.make_array(signature.args[0])(context, builder, args[0]).data
         data = context.make_array(signature.args[2])(context, builder, args[2]).data
-        keep = context.make_array(signature.args[5])(context, builder, args[5]).data
+        keep = context.make_array(signature.args[4])(context, builder, args[4]).data
         origin = builder.gep(data, [a])
-        with builder.if_else(context.cast(builder, args[7], signature.args[7], types.boolean)) as (plain, masked):
+        run = builder.load(builder.gep(keep, [builder.mul(k, ir.Constant(k.type, width * size))]), typ=bytes_t,
+                           align=1)
+        with builder.if_else(context.cast(builder, args[6], signature.args[6], types.boolean)) as (plain, masked):
             with plain:
                 loaded = builder.bitcast(builder.load(origin, typ=vec_t, align=size), bytes_t)
-                lanes = builder.load(builder.gep(keep, [builder.mul(k, ir.Constant(k.type, width * size))]),
-                                     typ=bytes_t, align=1)
-                anded = builder.bitcast(builder.and_(loaded, lanes), vec_t)
+                anded = builder.bitcast(builder.and_(loaded, run), vec_t)
                 plain_block = builder.block
             with masked:
-                load = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(vec_t, [ptr, i32, mask_t, vec_t]), f"llvm.masked.load.{suffix}.p0")
-                read = builder.call(load, [origin, align, builder.bitcast(bits, mask_t), ir.Constant(vec_t, None)])
+                lanes_t = ir.VectorType(ir.IntType(8 * size), width)  # a lane's bytes are all 0xFF or all 0
+                reads = builder.icmp_signed("!=", builder.bitcast(run, lanes_t), ir.Constant(lanes_t, None))
+                read = masked_load(builder, vec_t, origin, size, reads)
                 masked_block = builder.block
         value = builder.phi(vec_t)
         value.add_incoming(anded, plain_block)
         value.add_incoming(read, masked_block)
         to = builder.gep(out, [at])
-        count_t = signature.args[8]
+        count_t = signature.args[7]
         if isinstance(count_t, types.IntegerLiteral) and count_t.literal_value == width:
             builder.store(value, to, align=size)
-            return context.get_dummy_value()
-        n = context.cast(builder, args[8], count_t, types.int32)
-        first = builder.insert_element(ir.Constant(index_t, None), n, ir.Constant(i32, 0))
-        splat = builder.shuffle_vector(first, ir.Constant(index_t, None), ir.Constant(index_t, [0] * width))
-        stored = builder.icmp_signed("<", ir.Constant(index_t, list(range(width))), splat)
-        store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [vec_t, ptr, i32,
-                                                                                               mask_t]),
-                                               f"llvm.masked.store.{suffix}.p0")
-        builder.call(store, [value, to, align, stored])
+        else:
+            masked_store(builder, value, to, size, first_lanes(builder, context.cast(builder, args[7], count_t,
+                                                                                      types.int32), width))
         return context.get_dummy_value()
 
     typer.__name__ = f"_shifted_lanes{width}"
@@ -143,25 +132,25 @@ _shifted4, _shifted8, _shifted16 = _shifted(4), _shifted(8), _shifted(16)
 
 
 @jit(inline="always")
-def _shifted_run(dst, at, src, a, bits, keep, k, count, width):
+def _shifted_run(dst, at, src, a, keep, k, count, width):
     """One run of ``width`` (4, 8 or 16) lanes (:func:`_shifted`), read
     plainly where all its lanes lie in ``src``, the store masked to
     ``count`` lanes where fewer."""
     plain = a >= 0 and a + width <= src.size
     if width == 4:
         if count < 4:
-            _shifted4(dst, at, src, a, bits, keep, k, plain, count)
+            _shifted4(dst, at, src, a, keep, k, plain, count)
         else:
-            _shifted4(dst, at, src, a, bits, keep, k, plain, 4)
+            _shifted4(dst, at, src, a, keep, k, plain, 4)
     elif width == 8:
         if count < 8:
-            _shifted8(dst, at, src, a, bits, keep, k, plain, count)
+            _shifted8(dst, at, src, a, keep, k, plain, count)
         else:
-            _shifted8(dst, at, src, a, bits, keep, k, plain, 8)
+            _shifted8(dst, at, src, a, keep, k, plain, 8)
     elif count < LANES:
-        _shifted16(dst, at, src, a, bits, keep, k, plain, count)
+        _shifted16(dst, at, src, a, keep, k, plain, count)
     else:
-        _shifted16(dst, at, src, a, bits, keep, k, plain, LANES)
+        _shifted16(dst, at, src, a, keep, k, plain, LANES)
 
 
 @jit(inline="always")
@@ -189,7 +178,6 @@ def _im2col_shifted(start, stop, x, col, geo):
     taps = kh_n * kw_n
     lanes = 4 if size <= 4 else 8 if size <= 8 else LANES  # a row in one run where it fits
     runs = (size + lanes - 1) // lanes
-    masks = np.zeros(taps * runs, np.int64)
     keep = np.zeros(taps * runs * lanes * x.itemsize, np.uint8)
     shifts = np.empty(taps, np.int64)
     for t in range(taps):
@@ -198,7 +186,6 @@ def _im2col_shifted(start, stop, x, col, geo):
         for oh in range(max(0, -dy), min(out_h, height - dy)):
             for ow in range(max(0, -dx), min(out_w, width - dx)):
                 q = oh * out_w + ow
-                masks[t * runs + q // lanes] |= 1 << (q % lanes)
                 keep[(t * runs * lanes + q) * x.itemsize:(t * runs * lanes + q + 1) * x.itemsize] = 0xFF
     end = min(stop, rows, chans * taps)
     limit = end * size
@@ -209,8 +196,7 @@ def _im2col_shifted(start, stop, x, col, geo):
             row, read = r * size, c * height * width + shifts[t]
             for k in range(runs):
                 p = k * lanes
-                _shifted_run(dst, row + p, src, read + p, masks[t * runs + k], keep, t * runs + k, limit - row - p,
-                             lanes)
+                _shifted_run(dst, row + p, src, read + p, keep, t * runs + k, limit - row - p, lanes)
             r += 1
             t += 1
             if t == taps:
