@@ -108,10 +108,6 @@ class CardRun:
         self.code = self.prog
         self.err = np.zeros(4, np.int64)
         self.ctl = np.zeros(3, np.int64)
-        self.pooled = False
-        """Whether the pool's threads took part in a stretch since the caller
-        last cleared it (runtime.cpu_load.SplitWatch counts only such runs
-        as the pool's)."""
         self.plan = np.zeros(conv_gemm.PLAN_SIZE, np.int64)
         self._gather()
         self.grouped = (np.zeros((0, 3), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
@@ -239,13 +235,14 @@ class CardRun:
         return phased.BAD_PARAM if done < 0 else phased.STOPPED
 
     def run_stretch(self, phases: np.ndarray, order: np.ndarray, dram: np.ndarray, alone: bool, span,
-                    chosen: bool = False) -> int:
+                    chosen: bool = False) -> tuple[int, bool]:
         """One stretch: its phases on the pool (runtime.sim.phased.run_card;
         on the caller alone where ``alone``, or by choice where ``chosen``:
         runtime.parallel.run_phases), or, for a stretch of one segment, the
         interpreter on ``span`` with no driver around it (a small model's
         whole run). Returns 0, or what
-        failed (phased.BAD_PARAM, phased.STOPPED; ``ctl[FAILED_AT]`` where).
+        failed (phased.BAD_PARAM, phased.STOPPED; ``ctl[FAILED_AT]`` where),
+        and whether the pool's threads took part.
         Both compiled entries are resolved on the first call and called
         directly after (runtime.jit.compiled_entry): the driver's 35
         arguments, the GEMM's tuple of 14 buffers among them, took ~30 us a
@@ -265,7 +262,7 @@ class CardRun:
             if entry is None:
                 entry = self._interpreter = compiled_entry(whole.interpret_table, known[2])
             done = entry(*known[2])
-            return 0 if done == span.shape[0] else self.stopped(phases, done)
+            return (0 if done == span.shape[0] else self.stopped(phases, done)), False
         known = self._driver_tables.get(id(order))
         if known is None or known[0] is not order or known[1] is not dram or known[3] is not self.state \
                 or known[4] is not self.grouped:
@@ -279,6 +276,5 @@ class CardRun:
                                                                           known[2]))
         self.ctl[phased.STATUS] = 0
         self.ctl[phased.SEQ] += 1
-        self.pooled |= parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone,
-                                           chosen=chosen)
-        return int(self.ctl[phased.STATUS])
+        pooled = parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone, chosen=chosen)
+        return int(self.ctl[phased.STATUS]), pooled

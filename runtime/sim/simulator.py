@@ -326,11 +326,10 @@ class Simulator:
             if order.size:
                 split = self._split
                 alone = split is not None and split.choose()
-                lane.run.pooled = False
                 began = time.perf_counter()
-                self._execute(lane.run, order, drams[lane.run.card], alone)
+                pooled = self._execute(lane.run, order, drams[lane.run.card], alone)
                 if split is not None:
-                    split.record(alone, time.perf_counter() - began, lane.run.pooled)
+                    split.record(alone, time.perf_counter() - began, pooled)
                 self._whole = self._whole_run(lane.run, order, drams[lane.run.card],
                                               whole.clear_table(self._sram, self._patch_keys))
             return
@@ -347,15 +346,17 @@ class Simulator:
             if after_phase is not None:
                 after_phase(number)
 
-    def _execute(self, run: CardRun, order: np.ndarray, dram: np.ndarray, alone: bool = False) -> None:
+    def _execute(self, run: CardRun, order: np.ndarray, dram: np.ndarray, alone: bool = False) -> bool:
         """Run ``order`` (some of ``run``'s rows, in order) on the card's
         memory: its phases on the pool (runtime.sim.phased; on the caller
         alone where ``alone``), and between them what the interpreter hands
         back (large CONVs the GEMM does not plan; instructions without an
-        entry point), from Python."""
+        entry point), from Python. Whether the pool's threads took part."""
         mem, err, gemm = run.memory, run.err, run.gemm
+        pooled = False
         for phases, python, by_caller, span in run.stretches(order):
-            status = run.run_stretch(phases, order, dram, by_caller, span, alone)
+            status, on_pool = run.run_stretch(phases, order, dram, by_caller, span, alone)
+            pooled |= on_pool
             if status:
                 self._stopped(run, status)
             if python < 0:
@@ -370,6 +371,7 @@ class Simulator:
             if end > first:
                 base = mem.act.stride * int(run.slot[row])
                 conv_gemm.report_written(gemm.work, base + int(first), base + int(end))
+        return pooled
 
     def _stopped(self, run: CardRun, status: int) -> None:
         """The error of a stretch that returned ``status`` (not 0)."""

@@ -61,7 +61,7 @@ def test_a_chain_on_one_thread_runs_its_chunks_in_order():
     for view in sim._sram:
         view.fill(0)
     for phases, _, _, span in run.stretches(order):
-        assert run.run_stretch(phases, order, image.data, True, span) == 0
+        assert run.run_stretch(phases, order, image.data, True, span) == (0, False)
     for got, want in zip(tile_outputs(image, outs, expect), expect):
         np.testing.assert_array_equal(got, want)
 

@@ -46,7 +46,7 @@ def test_tiles_run_as_groups_with_the_oracles_bytes(chain):
         image.data[outs[0]:outs[-1] + expect[-1].nbytes] = 0
         for view in sim._sram:
             view.fill(0)
-        assert run.run_stretch(phases, order, image.data, True, span) == 0  # one thread: the groups in order
+        assert run.run_stretch(phases, order, image.data, True, span) == (0, False)  # one thread: the groups in order
     for got, want in zip(tile_outputs(image, outs, expect), expect):
         np.testing.assert_array_equal(got, want)
 

@@ -143,7 +143,7 @@ def _run(stream, image, cut: bool, threads_alone: bool = False) -> tuple[np.ndar
         run = sim._phases[0][0].run
         order = sim._single[1]
         for phases, _, _, span in run.stretches(order):
-            assert run.run_stretch(phases, order, image.data, True, span) == 0
+            assert run.run_stretch(phases, order, image.data, True, span) == (0, False)
     else:
         for _ in range(2):  # the second run on the driver's table as made by the first
             sim.run([image.data])
