@@ -11,8 +11,8 @@ from runtime.gemm.family import available, host_isa
 from runtime.gemm.igemm import igemm, igemm_batched
 from runtime.gemm.microkernel import kernel_addresses
 from runtime.gemm.pack import PackedMatrix, pack_weights
-from runtime.gemm.sgemm import PackedProduct, lower_sgemm, sgemm, sgemm_batched, strip_template
+from runtime.gemm.sgemm import PackedProduct, lower_sgemm, sgemm, sgemm_batched, sgemm_record, strip_template
 from runtime.gemm.tasks import run_strip
 
 __all__ = ["available", "host_isa", "kernel_addresses", "PackedMatrix", "PackedProduct", "pack_weights", "sgemm",
-           "sgemm_batched", "lower_sgemm", "strip_template", "run_strip", "igemm", "igemm_batched"]
+           "sgemm_batched", "lower_sgemm", "sgemm_record", "strip_template", "run_strip", "igemm", "igemm_batched"]

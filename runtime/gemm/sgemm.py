@@ -287,14 +287,21 @@ class PackedProduct:
 def _emit_gemm(ctx, template: np.ndarray, kernels: np.ndarray, a_data: np.ndarray, b: tuple, b_size: int,
                out: tuple, bias: np.ndarray | None, residual: tuple | None, clamp: np.ndarray | None,
                serial: bool) -> None:
-    """A planned product's GEMM schedule record (runtime.schedule.ops):
-    ``b``, ``out`` and ``residual`` are (base, offset) pairs, the arrays
-    pinned; its tasks on the caller alone when ``serial``."""
+    """A planned product as one GEMM schedule operation (runtime.schedule.ops;
+    its record :func:`_gemm_record`); its tasks on the caller alone when
+    ``serial``."""
     tasks = int(template[_TASKS])
-    ctx.emit(GEMM, [*ctx.pin(template), *ctx.pin(kernels), kernels.size, *ctx.pin(a_data), *b, b_size, *out,
-                    *(NONE if bias is None else ctx.pin(bias)), *(NONE if residual is None else residual),
-                    *(NONE if clamp is None else ctx.pin(clamp))],
-             tasks, spans=[(0, tasks)] if serial else None)
+    ctx.emit(GEMM, _gemm_record(ctx, template, kernels, a_data, b, b_size, out, bias, residual, clamp), tasks,
+             spans=[(0, tasks)] if serial else None)
+
+
+def _gemm_record(ctx, template: np.ndarray, kernels: np.ndarray, a_data: np.ndarray, b: tuple, b_size: int,
+                 out: tuple, bias: np.ndarray | None, residual: tuple | None, clamp: np.ndarray | None) -> list:
+    """A planned product's GEMM schedule record: ``b``, ``out`` and
+    ``residual`` are (base, offset) pairs, the arrays pinned."""
+    return [*ctx.pin(template), *ctx.pin(kernels), kernels.size, *ctx.pin(a_data), *b, b_size, *out,
+            *(NONE if bias is None else ctx.pin(bias)), *(NONE if residual is None else residual),
+            *(NONE if clamp is None else ctx.pin(clamp))]
 
 
 # ---------------------------------------------------------------- strips, run from Numba
@@ -383,6 +390,16 @@ def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, 
     with byte ``out_strides``, and ``residual`` the (base, offset) of one of
     the same strides, both apart from ``b``; ``bias`` (G, M) and ``clamp``
     (runtime.gemm.operands.clamp_array) float32 arrays."""
+    record, tasks, serial = sgemm_record(ctx, packed_a, b, out, out_strides, bias, residual, clamp, matrix)
+    ctx.emit(GEMM, record, tasks, spans=[(0, tasks)] if serial else None)
+
+
+def sgemm_record(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, bias: np.ndarray | None = None,
+                 residual: tuple | None = None, clamp: np.ndarray | None = None,
+                 matrix: tuple | None = None) -> tuple[list, int, bool]:
+    """:func:`lower_sgemm`'s operation, not emitted: its GEMM record (for
+    an operation that runs the product's tasks among other work), its
+    number of tasks, and whether they are few enough for one thread."""
     if matrix is None:
         batch, depth, n = b.shape
         item = depth * n
@@ -397,9 +414,10 @@ def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, 
     b_mode = b_reading(m, kc, 1, isa)
     template = planned("f32", isa, (batch, m, n, depth, kc), (b_mode, None, item, n, 1), out_strides, bias,
                        None if residual is None else out_strides, False)
-    serial = int(template[_TASKS]) == 1 or batch * work(m, n, depth) <= SERIAL_MACS
-    _emit_gemm(ctx, template, kernel_addresses(isa, "f32"), packed_a.data, b.ref(), batch * item, out, bias,
-               residual, clamp, serial)
+    tasks = int(template[_TASKS])
+    serial = tasks == 1 or batch * work(m, n, depth) <= SERIAL_MACS
+    return (_gemm_record(ctx, template, kernel_addresses(isa, "f32"), packed_a.data, b.ref(), batch * item, out, bias,
+                         residual, clamp), tasks, serial)
 
 
 def _execute(template: np.ndarray, kernels: np.ndarray, serial: bool, operands: tuple, source: np.ndarray) -> None:

@@ -22,7 +22,9 @@ Strategy, chosen for speed on ResNet-like models:
   by bands of output rows, each band's column matrix built and multiplied
   by one task in L2, where the weights are small next to a band; otherwise
   parallel over rows of the column matrix, feeding one GEMM per image (BLAS
-  batched over groups when there are several);
+  batched over groups when there are several); in a schedule, a small
+  column matrix is built by every thread for itself, each then running its
+  share of the product (:func:`lower_conv_gemm`);
 * ConvTranspose is a GEMM per image followed by a Numba col2im, parallel over
   output channels.
 
@@ -38,7 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
-from runtime import gemm
+from runtime import gemm, parallel
 from runtime.errors import KernelError
 from runtime.gemm.gemv import FEW_ROWS, NO_BIAS, dot_rows, lower_dot_rows
 from runtime.jit import readonly
@@ -48,7 +50,14 @@ from runtime.kernels.conv_weights import packed_for, packed_weights, product_col
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes_finished, depthwise_rows_channels_last
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
-from runtime.kernels.nn_im2col import band_rows, col2im_planes, conv_by_bands, im2col_rows
+from runtime.kernels.nn_im2col import (
+    OWN_COLUMNS_MAX,
+    band_rows,
+    col2im_planes,
+    conv_by_bands,
+    im2col_rows,
+    lower_own_columns,
+)
 from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window, out_shape
 from runtime.kernels.nn_winograd import (
     packed_winograd_weights,
@@ -250,8 +259,10 @@ def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, res
     """:func:`_conv_gemm` of a 2-D convolution that runs neither by bands
     nor unstrided 1x1, as schedule operations: per image, the column matrix
     (of a block of output rows, as there; a strided 1x1 convolution's is its
-    subsampled input) into a scratch buffer, then its product. ``x``,
-    ``out`` and ``residual`` are operands (runtime.schedule.records)."""
+    subsampled input) into a scratch buffer, then its product; or, for a
+    column matrix of at most ``OWN_COLUMNS_MAX`` elements, one OWN_COLUMNS
+    operation (runtime.kernels.nn_im2col.lower_own_columns). ``x``, ``out`` and
+    ``residual`` are operands (runtime.schedule.records)."""
     if len(x.shape) != 4:
         raise ValueError("2-D convolutions only")
     batch, chans = x.shape[:2]
@@ -269,14 +280,20 @@ def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, res
     bias = None if b is None else np.ascontiguousarray(b).reshape(1, out_c)
     clamp = None if clamp is None else np.array(clamp, np.float32)
     step = row_block(out_h, out_w, rows)
+    own = step == out_h and rows * size <= OWN_COLUMNS_MAX and parallel.NUM_THREADS > 1
     for n in range(batch):
         for top in range(0, out_h, step):
             rows_here = min(step, out_h - top)
-            col = ctx.scratch((rows, 1, rows_here, out_w), np.float32)
-            _lower_im2col(ctx, x, n, col, geo[:7] + (geo[7] - top * geo[4],) + geo[8:])
             at = n * y_bytes + top * out_w * 4
+            shifted = geo[:7] + (geo[7] - top * geo[4],) + geo[8:]
+            res = None if residual is None else residual.ref(at)
+            if own and lower_own_columns(ctx, x, n, packed, (rows, 1, out_h, out_w), shifted, out.ref(at),
+                                          (0, size * 4, 4), bias, res, clamp):
+                continue
+            col = ctx.scratch((rows, 1, rows_here, out_w), np.float32)
+            _lower_im2col(ctx, x, n, col, shifted)
             gemm.lower_sgemm(ctx, packed, col.reshape((1, rows, rows_here * out_w)), out.ref(at), (0, size * 4, 4),
-                             bias, None if residual is None else residual.ref(at), clamp)
+                             bias, res, clamp)
 
 
 def one_position(x_shape: tuple, out_shape: tuple, window: Window, group) -> bool:

@@ -21,13 +21,14 @@ from numba import types
 from numba.extending import intrinsic
 
 from runtime import gemm, parallel
+from runtime.chunking import tapered_chunks
 from runtime.gemm.tasks import run_strip
 from runtime.jit import jit, readonly
 from runtime.kernels.conv_epilogue import NO_CLAMP
-from runtime.kernels.nn_window import valid_range
+from runtime.kernels.nn_window import grain, valid_range
 from runtime.parallel import drives, parallel_for
 from runtime.pool_protocol import team_enter, team_leave, team_next
-from runtime.schedule.records import BANDS
+from runtime.schedule.records import BANDS, OWN_COLUMNS, Operand
 from runtime.unlinked import call_unlinked
 from runtime.vector_lanes import first_lanes, masked_load, masked_store
 
@@ -54,15 +55,30 @@ def im2col_rows(start, stop, x, col, geo):
     plane: no depth tap or pad) take :func:`_im2col_shifted` where the
     strides are 1 and the output is as wide as the input (and has at least
     4 positions), else :func:`_im2col_small`."""
-    size = col.shape[2] * col.shape[3]
-    if x.shape[1] == 1 and col.shape[1] == 1 and geo[0] == 1 and geo[6] == 0 and geo[1] * geo[2] > 1 and (
-            size <= SMALL_PLANE):
-        if size >= 4 and geo[4] == geo[5] == 1 and col.shape[3] == x.shape[3]:
-            _im2col_shifted(start, stop, x, col, geo)
-        else:
-            _im2col_small(start, stop, x, col, geo)
+    way = im2col_way(x.shape[1], x.shape[3], col.shape[1], col.shape[2], col.shape[3], geo)
+    if way == SHIFTED:
+        _im2col_shifted(start, stop, x, col, geo)
+    elif way == SMALL:
+        _im2col_small(start, stop, x, col, geo)
     else:
         _im2col_core(start, stop, x, col, geo, geo[7])
+
+
+CORE, SMALL, SHIFTED = range(3)
+"""How :func:`im2col_rows` builds a column matrix (:func:`im2col_way`)."""
+
+
+@jit
+def im2col_way(depth, width, out_d, out_h, out_w, geo):
+    """Which loops :func:`im2col_rows` takes for an input of ``depth``
+    and ``width`` and an output of (``out_d``, ``out_h``, ``out_w``):
+    SHIFTED, SMALL or CORE."""
+    size = out_h * out_w
+    if depth == 1 and out_d == 1 and geo[0] == 1 and geo[6] == 0 and geo[1] * geo[2] > 1 and size <= SMALL_PLANE:
+        if size >= 4 and geo[4] == geo[5] == 1 and out_w == width:
+            return SHIFTED
+        return SMALL
+    return CORE
 
 
 LANES = 16
@@ -464,6 +480,49 @@ def _band_plan(packed, b, has_residual: bool, band: int, out_h: int, out_w: int)
 _BAND_FLAGS = {key: np.array(key, np.bool_) for key in itertools.product((False, True), repeat=3)}
 _NO_BIAS = np.zeros(1, np.float32)
 _NO_BIAS.flags.writeable = False  # typed as a frozen bias is: one compiled run_bands for both
+
+
+OWN_COLUMNS_MAX = BAND_BLOCK
+"""The most elements of a column matrix that every thread builds for
+itself (:func:`lower_own_columns`): one that stays in L2 with the tasks'
+packed B panels."""
+
+
+def lower_own_columns(ctx, x, n: int, packed, col_shape: tuple, geo: tuple, out: tuple, out_strides: tuple, bias,
+                       residual, clamp) -> bool:
+    """Image ``n``'s column matrix (``col_shape``) and its product as one
+    OWN_COLUMNS operation (runtime.schedule.ops._own_columns,
+    emitted by runtime.kernels.nn_conv.lower_conv_gemm) of a part per
+    thread, where the product has tasks for several (else False, nothing
+    emitted): each part builds the whole matrix in a buffer of its own,
+    then runs its share of the product's tasks. Where an IM2COL operation
+    would have split the matrix over the threads, only if the matrix is a
+    shifted plane (:func:`_im2col_shifted`): one built by slower loops
+    costs more twice over than its crossing (ResNet-10's 7x7 stride-2 stem
+    at 32 x 32, Zen 4, cores close: 44 against 40 us). Where one thread built the
+    matrix and every thread's tasks read all of it (the product is cut by
+    rows of the weights), it crossed between the cores at every layer: on
+    Zen 4 ResNet-10's 4 x 4 and 8 x 8 column matrices (74 and 147 KB) took
+    11-13 us an IM2COL operation against 4-8 us built on one core from its
+    own caches, and 33-40 us while the host kept the two cores far apart.
+    The same tasks on the same matrix: the same bits."""
+    chans, height, width = x.shape[1:]
+    rows, _, out_h, out_w = col_shape
+    elements = rows * out_h * out_w
+    split = len(tapered_chunks(rows, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain(out_h * out_w))) > 1
+    if split and im2col_way(1, width, 1, out_h, out_w, geo) != SHIFTED:
+        return False
+    stride = -(-elements * 4 // 64) * 64  # each part's buffer on cache lines of its own
+    parts = parallel.NUM_THREADS
+    col = ctx.scratch((parts * stride // 4,), np.float32)
+    b = Operand(col.base, col.offset, (1, rows, out_h * out_w), np.float32)
+    record, tasks, serial = gemm.sgemm_record(ctx, packed, b, out, out_strides, bias, residual, clamp)
+    if serial or tasks < 2:
+        return False
+    parts = min(parts, tasks)
+    ctx.emit(OWN_COLUMNS, [*record, *x.ref(n * chans * height * width * 4), chans, 1, height, width, rows, 1, out_h,
+                           out_w, *geo, parts, stride], parts, spans=[(p, p + 1) for p in range(parts)])
+    return True
 
 
 @jit

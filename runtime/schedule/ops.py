@@ -24,7 +24,7 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from runtime.gemm.gemv import dot_rows
 from runtime.gemm.operands import CLAMP_SIZE
-from runtime.gemm.tasks import PLAN_SIZE, place_addresses, run_planned
+from runtime.gemm.tasks import PLAN_SIZE, TASKS, place_addresses, run_planned
 from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.conv_epilogue import finish_columns
 from runtime.kernels.depthwise_ir import LANES, depthwise_ir_planes
@@ -55,9 +55,11 @@ from runtime.schedule.records import (
     DW_IR,
     EXPAND_DEPTHWISE,
     GEMM,
+    GEMM_FIELDS,
     GEO,
     IM2COL,
     MAX_POOL,
+    OWN_COLUMNS,
     PLANE_MEANS,
     SOFTMAX,
     WINOGRAD_IN,
@@ -141,10 +143,38 @@ def _gemm(start, stop, rec, nrec, bases, nbases):
     template, kernel table (and its length), A, B (and its elements),
     C, bias, residual, clamp (absent ones: base 0)."""
     rec, bases = _records(rec, nrec, bases, nbases)
+    _planned(start, stop, rec, bases, _at(rec, 7, bases))
+
+
+@jit(inline="always")
+def _planned(start, stop, rec, bases, b):
+    """Tasks ``[start, stop)`` of the product of a GEMM record, its B at
+    address ``b``."""
     plan = _i64(rec, 0, bases, PLAN_SIZE).copy()
-    place_addresses(plan, _at(rec, 5, bases), _at(rec, 7, bases), _at(rec, 10, bases), _at(rec, 12, bases),
-                    _at(rec, 14, bases), _at(rec, 16, bases))
-    run_planned(start, stop, plan, _i64(rec, 2, bases, rec[4]), _f32(rec, 7, bases, rec[9]))
+    place_addresses(plan, _at(rec, 5, bases), b, _at(rec, 10, bases), _at(rec, 12, bases), _at(rec, 14, bases),
+                    _at(rec, 16, bases))
+    run_planned(start, stop, plan, _i64(rec, 2, bases, rec[4]), numba.carray(_f32_ptr(b), rec[9]))
+
+
+def _own_columns(start, stop, rec, nrec, bases, nbases):
+    """Parts ``[start, stop)`` of a small convolution's product, each
+    building the whole column matrix in a buffer of its own first
+    (runtime.kernels.nn_conv.lower_conv_gemm): rec = the product's GEMM
+    record [0-17], whose B is part 0's buffer, then one image's X (C, D, H,
+    W) [18-23], the column matrix's (rows, OD, OH, OW) [24-27], the window
+    [28-42], the number of parts and the bytes between two parts' buffers
+    [43, 44]. Part ``p`` runs tasks ``[p T // parts, (p + 1) T // parts)``
+    of the product's T; a call of several parts builds one matrix."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    at = GEMM_FIELDS
+    c, d, h, w = rec[at + 2], rec[at + 3], rec[at + 4], rec[at + 5]
+    rows, od, oh, ow = rec[at + 6], rec[at + 7], rec[at + 8], rec[at + 9]
+    parts, tasks = rec[at + 10 + GEO], _i64(rec, 0, bases, PLAN_SIZE)[TASKS]
+    b = _at(rec, 7, bases) + start * rec[at + 11 + GEO]
+    x = _f32(rec, at, bases, c * d * h * w).reshape((c, d, h, w))
+    col = numba.carray(_f32_ptr(b), rows * od * oh * ow).reshape((rows, od, oh, ow))
+    im2col_rows(0, rows, x, col, to_fixed_tuple(rec[at + 10:at + 10 + GEO], GEO))
+    _planned(start * tasks // parts, stop * tasks // parts, rec, bases, b)
 
 
 def _depthwise(start, stop, rec, nrec, bases, nbases):
@@ -343,7 +373,8 @@ def _channel_scale(start, stop, rec, nrec, bases, nbases):
 
 ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
-            IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy, CHANNEL_SCALE: _channel_scale}
+            IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy, CHANNEL_SCALE: _channel_scale,
+            OWN_COLUMNS: _own_columns}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}
@@ -400,8 +431,12 @@ def _read_cycle_counter(typingctx):
 def run_schedule(team, state, role, first, ops, spans, recs, bases, stamps):
     """A phased driver (runtime.parallel.run_phases): operations ``first``
     on, in order, each a phase: claim its chunks, run them, wait for the
-    others'. Returns FINISHED, or the operation whose wait ran out (a pool
-    thread then leaves; the caller comes back there). Where ``stamps`` has
+    others'. A caller running alone (ALONE) calls each operation once, on
+    the run of all its chunks (a chunk is a run of items, and an
+    operation's chunks are its items in order), so that an operation whose
+    chunks each repeat some work (OWN_COLUMNS) does it once. Returns
+    FINISHED, or the operation whose wait ran out (a pool thread then
+    leaves; the caller comes back there). Where ``stamps`` has
     a row per operation and one more, the caller stamps its start (row 0)
     and each operation once every chunk of it is done (row ``i + 1``) with
     the cycle counter: the per-step timings of a timed run."""
@@ -411,14 +446,19 @@ def run_schedule(team, state, role, first, ops, spans, recs, bases, stamps):
     phase_begin(team, state, role)
     for i in range(first, ops.shape[0]):
         count = ops[i, COUNT]
-        chunk = phase_claim(team, i, count, role)
-        while chunk >= 0:
-            span = ops[i, FIRST] + chunk
-            _call_op(ops[i, ENTRY], spans[span, 0], spans[span, 1], recs, ops[i, REC], bases)
-            phase_done(team, i)
+        if role == ALONE:
+            if count > 0:
+                at = ops[i, FIRST]
+                _call_op(ops[i, ENTRY], spans[at, 0], spans[at + count - 1, 1], recs, ops[i, REC], bases)
+        else:
             chunk = phase_claim(team, i, count, role)
-        if role != ALONE and not phase_wait(team, i, count, role):
-            return -1 if role == WORKER else i
+            while chunk >= 0:
+                span = ops[i, FIRST] + chunk
+                _call_op(ops[i, ENTRY], spans[span, 0], spans[span, 1], recs, ops[i, REC], bases)
+                phase_done(team, i)
+                chunk = phase_claim(team, i, count, role)
+            if not phase_wait(team, i, count, role):
+                return -1 if role == WORKER else i
         if stamped:
             stamps[i + 1] = _read_cycle_counter()
     phase_end(team, state, role)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 (GEMM, DEPTHWISE, EXPAND_DEPTHWISE, BANDS, DOT_ROWS, PLANE_MEANS, WINOGRAD_IN, WINOGRAD_OUT, IM2COL,
- MAX_POOL, SOFTMAX, COPY, CHANNEL_SCALE) = range(1, 14)
+ MAX_POOL, SOFTMAX, COPY, CHANNEL_SCALE, OWN_COLUMNS) = range(1, 15)
 """Operation kinds; each one's record is described where it runs
 (runtime.schedule.ops)."""
 COPY_PIECE = 1 << 16
@@ -19,6 +19,9 @@ COPY_PIECE = 1 << 16
 this size, so that one long row still splits over the threads)."""
 DW_IR, DW_PADDED = 1, 2
 """Which depthwise kernel a DEPTHWISE operation runs (float32 planes only)."""
+GEMM_FIELDS = 18
+"""Ints of a GEMM operation's record (runtime.gemm.sgemm.sgemm_record),
+which an OWN_COLUMNS record begins with."""
 GEO = 15
 """Ints of a window's ``loop_params`` (runtime.kernels.nn_window)."""
 NONE = (0, 0)
