@@ -27,7 +27,7 @@ from runtime.gemm.operands import CLAMP_SIZE
 from runtime.gemm.tasks import PLAN_SIZE, TASKS, place_addresses, run_planned
 from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.conv_epilogue import finish_columns
-from runtime.kernels.depthwise_ir import LANES, depthwise_ir_planes
+from runtime.kernels.depthwise_ir import TABLE, depthwise_ir_planes
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
@@ -194,7 +194,7 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     clamp = _f32(rec, 18, bases, CLAMP_SIZE)
     flags = _flags(rec[20], rec[21], 0)[:2]
     if rec[0] == DW_IR:
-        depthwise_ir_planes(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, len(LANES)), rec[24])
+        depthwise_ir_planes(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, TABLE), rec[24])
     else:
         depthwise_padded_3x3(start, stop, x, wt, b, out, res, clamp, flags, to_fixed_tuple(rec[22:22 + GEO], GEO))
 
@@ -221,7 +221,7 @@ def _expand_depthwise(start, stop, rec, nrec, bases, nbases):
     clamp2 = _f32(rec, 30, bases, CLAMP_SIZE)
     flags1, flags2 = _flags(1, 0, rec[15]), _flags(0, 0, rec[32])[1:]
     expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernels, w2, b2, out, clamp2, flags2,
-                     rec[33], rec[34], _i64(rec, 35, bases, len(LANES)))
+                     rec[33], rec[34], _i64(rec, 35, bases, TABLE))
 
 
 def _bands(start, stop, rec, nrec, bases, nbases):

@@ -115,3 +115,41 @@ def test_plane_kernels_write_their_planes_and_nothing_else(ksize, stride, height
                                          depthwise_ir.kernel_addresses(stride, isa, ksize), stride)
         assert (out[0, 0] == 7.0).all() and (out[0, chans - 1] == 7.0).all()
         np.testing.assert_allclose(out[0, 1:chans - 1], expected[0, 1:chans - 1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("ksize", [3, 5, 7])
+def test_flat_kernels_give_the_row_kernels_bits(ksize):
+    """Stride-1 planes of at most FLAT outputs in rows narrower than a
+    vector run on the flat kernel (runtime.kernels.depthwise_ir.flat_ir):
+    bit for bit the row kernel's sums, clamp and epilogue (NaN and
+    infinities in the input, a residual, a clamp), on every such plane
+    size, for both kernel families; a call of planes [1, chans - 1) writes
+    those planes only."""
+    from runtime.gemm.family import host_isa
+    from runtime.jit import readonly
+
+    rng = np.random.default_rng(ksize)
+    chans = 5
+    flags = np.array([True, False])
+    clamp = np.array([-1.0, 1.5], np.float32)
+    for isa in {host_isa(force_avx2=True), host_isa()}:
+        table = depthwise_ir.kernel_addresses(1, isa, ksize)
+        assert table.shape == (depthwise_ir.TABLE,) and table[-1] != 0
+        rows_only = table.copy()
+        rows_only[-1] = 0
+        for height, width in ((h, w) for h in range(1, depthwise_ir.FLAT + 1) for w in range(1, 9)
+                              if h * w <= depthwise_ir.FLAT):
+            x = rng.standard_normal((1, chans, height, width)).astype(np.float32)
+            x.flat[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -np.inf]
+            w = rng.standard_normal((chans, ksize, ksize)).astype(np.float32)
+            b = rng.standard_normal(chans).astype(np.float32)
+            res = rng.standard_normal(x.shape).astype(np.float32)
+            outs = []
+            for kernels in (table, rows_only):
+                out = np.full(x.shape, 7.0, np.float32)
+                depthwise_ir.depthwise_ir_planes(1, chans - 1, x, readonly(w), readonly(b), out, res, clamp,
+                                                 flags, kernels, 1)
+                outs.append(out)
+            assert (outs[0][0, 0] == 7.0).all() and (outs[0][0, -1] == 7.0).all(), (height, width)
+            np.testing.assert_array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32),
+                                          err_msg=f"{isa.name} {height}x{width}")
