@@ -345,8 +345,9 @@ def plane_ir(v: int, stride: int, ksize: int = 3) -> str:
     return "\n".join(lines)
 
 
-FLAT = LANES[-1]
-"""Outputs per vector of the flat kernels (:func:`flat_ir`)."""
+FLAT = 16
+"""Outputs per vector of the flat kernels (:func:`flat_ir`): a tap's mask
+is one uint16 (:func:`flat_masks`)."""
 
 
 def flat_ir(ksize: int) -> str:
@@ -361,10 +362,11 @@ def flat_ir(ksize: int) -> str:
     kernel loads each tap once per output row (a 3 x 3 plane: three loads
     of 8 lanes, three used, where this makes one): MobileNetV2 at 96 x 96,
     960 channels of 3 x 3, two threads, Zen 4: 13.2-14.5 -> 9.1-9.4 us a
-    layer (in-process A/B). On larger planes it loses: its loads of the
-    masks (one per tap and vector, for every plane) outweigh the lanes it
-    fills, and the row kernel's rows share their input rows' loads (6 x 6,
-    384 channels: 12.0 against 8.9-12.5 us)."""
+    layer, 8.7-9.8 with the masks as bits (in-process A/B). On larger
+    planes it gains no more than it loses: it loads a mask per tap and
+    vector for every plane, where the row kernel's rows share their input
+    rows' loads (6 x 6, 384 channels: 10.9-13.4 against 9.3-12.9 us, in
+    four runs better and worse by turns)."""
     v, taps, pad = FLAT, ksize * ksize, ksize // 2
     vec = f"<{v} x float>"
     lines = [f"define void @{_flat_name(ksize)}(ptr noalias readonly %x, i64 %h, i64 %w, ptr noalias %y, i64 %oh,"
@@ -387,10 +389,10 @@ def flat_ir(ksize: int) -> str:
               "  %row = phi i64 [0, %entry], [%row.next, %f0.stored]"]
     rows = []
     for t in range(taps + 1):  # each tap's lanes, then the outputs inside the plane
-        lines += [f"  %mo{t} = add i64 %row, {t * v}",
-                  f"  %mp{t} = getelementptr i32, ptr %masks, i64 %mo{t}",
-                  f"  %mi{t} = load <{v} x i32>, ptr %mp{t}, align 4",
-                  f"  %mk{t} = icmp ne <{v} x i32> %mi{t}, zeroinitializer"]
+        lines += [f"  %mo{t} = add i64 %row, {t}",
+                  f"  %mp{t} = getelementptr i{v}, ptr %masks, i64 %mo{t}",
+                  f"  %mi{t} = load i{v}, ptr %mp{t}, align {v // 8}",
+                  f"  %mk{t} = bitcast i{v} %mi{t} to <{v} x i1>"]
     for t in range(taps):
         kh, kw = divmod(t, ksize)
         if kw == 0:
@@ -404,7 +406,7 @@ def flat_ir(ksize: int) -> str:
     lines += [*_clamp(v, "f0"),
               "  %py = getelementptr float, ptr %y, i64 %q",
               f"  %q.next = add i64 %q, {v}",
-              f"  %row.next = add i64 %row, {(taps + 1) * v}",
+              f"  %row.next = add i64 %row, {taps + 1}",
               "  %whole = icmp sle i64 %q.next, %plane",
               "  br i1 %whole, label %f0.plain, label %f0.masked",
               "f0.plain:",
@@ -428,20 +430,21 @@ def _flat_name(ksize: int) -> str:
 def flat_masks(h, w, ksize):
     """The lanes of :func:`flat_ir`'s loads for an ``h`` x ``w`` plane
     (stride 1, pads of ``ksize // 2``): per block of :data:`FLAT` outputs,
-    per tap (kh, kw), -1 where output ``q`` lies in the plane and reads
-    inside it at (oy + kh - pad, ox + kw - pad), else 0; then a row of the
+    per tap (kh, kw), bit ``q % FLAT`` set where output ``q`` lies in the
+    plane and reads inside it at (oy + kh - pad, ox + kw - pad); then the
     outputs inside the plane. Made once per call of the planes' loop."""
     plane, taps, pad = h * w, ksize * ksize, ksize // 2
     blocks = (plane + FLAT - 1) // FLAT
-    masks = np.zeros((blocks, taps + 1, FLAT), np.int32)
+    masks = np.zeros((blocks, taps + 1), np.uint16)
     for q in range(plane):
         b, i = q // FLAT, q % FLAT
         oy, ox = q // w, q % w
-        masks[b, taps, i] = -1
+        bit = np.uint16(1 << i)
+        masks[b, taps] |= bit
         for t in range(taps):
             y, x = oy + t // ksize - pad, ox + t % ksize - pad
             if 0 <= y < h and 0 <= x < w:
-                masks[b, t, i] = -1
+                masks[b, t] |= bit
     return masks
 
 
@@ -504,7 +507,7 @@ def _call_plane(typingctx, address, x, h, w, y, oh, ow, wt, bias, lo, hi, zeros)
     return sig, codegen
 
 
-_NO_MASKS = np.zeros((0, 0, FLAT), np.int32)
+_NO_MASKS = np.zeros((0, 0), np.uint16)
 
 
 @jit
