@@ -27,7 +27,7 @@ from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.schedule import builder as schedule_builder
 from runtime.schedule.builder import ALIGN, _Buffer, _Builder
-from runtime.schedule.ops import KIND
+from runtime.schedule.ops import COUNT, KIND
 from runtime.schedule.records import (
     BANDS,
     CHANNEL_SCALE,
@@ -140,6 +140,35 @@ def test_a_scheduled_run_gives_the_per_step_bits(monkeypatch, name, threads):
     executor = Executor(program)
     got = executor.run(feeds)
     assert expected_kinds <= set(kinds(executor))
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["expand", "expand_stride2_batch2", "mobilenet_v2", "resnet10"])
+def test_a_caller_alone_calls_each_operation_once_with_the_per_step_bits(monkeypatch, name):
+    """Built for two threads and run by the caller alone (the SplitWatch's
+    choice, a pool standing aside), the driver calls each operation once
+    over all its chunks (runtime.schedule.ops.run_schedule): every kind's
+    adapter then takes a run of several chunks' items, with the same bits
+    (the models whose operations have several chunks: the others' run
+    alone anyway)."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    program = frozen_program(MODELS[name][0]())
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    executor.run(feeds)
+    schedule = executor._schedule()
+    run_phases, calls = parallel.run_phases, []
+
+    def alone(*args, **kwargs):
+        calls.append(kwargs)
+        return run_phases(*args, **{**kwargs, "alone": True})
+
+    monkeypatch.setattr(parallel, "run_phases", alone)
+    schedule.arena[:] = 0xFF  # NaN: nothing left from the pooled run
+    got = executor.run(feeds)
+    assert calls and executor._schedule() is schedule
+    assert any(count > 1 for part in schedule.parts if hasattr(part, "ops") for count in part.ops[:, COUNT])
     for key, value in per_step(program, feeds, monkeypatch).items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
 
