@@ -6,7 +6,9 @@ onnxruntime alternating in blocks (timing.paired_ms), min/median/max of the
 ratio over --rounds:
 
 * compiler.backend (prepare(model).run: the optimised float program) and
-  FWDNXT Run_th against onnxruntime fp32;
+  FWDNXT Run_th against onnxruntime fp32; the backend also in a long
+  stream of back-to-back calls (timing.streamed_ms: no pause for either
+  library's threads to fall asleep in; the same target);
 * FWDNXT Run_sw (the simulator) against onnxruntime int8 QDQ u8s8
   (quantize_static, per-channel weights, the same 32 calibration crops).
 
@@ -20,7 +22,7 @@ better); the targets are issue 57's (backend and Run_th <= 1.3x, Run_sw
 """
 from __future__ import annotations
 
-from timing import load, ort_options, pause, spread  # first: sets the thread counts
+from timing import load, ort_options, pause, spread, streamed_ms  # first: sets the thread counts
 # isort: split
 
 import argparse
@@ -69,6 +71,10 @@ def bench(name: str, runs: int, rounds: int, folder: str) -> None:
     pause()
     ours, theirs, ratios = _paired_rounds(lambda: rep.run(feeds), lambda: fp32.run(None, feeds), runs, rounds)
     _row(name, "backend / ORT fp32", ours, theirs, ratios, target, micro)
+    pause()
+    ours, theirs, ratios = _paired_rounds(lambda: rep.run(feeds), lambda: fp32.run(None, feeds), runs, rounds,
+                                          timer=streamed_ms)
+    _row(name, "backend, stream / ORT fp32", ours, theirs, ratios, target, micro)
 
     ie = FWDNXT()
     out_size = ie.Compile(f"{shape[3]}x{shape[2]}x{shape[1]}", source, binary, samples=crops)
