@@ -52,16 +52,7 @@ def paired_ms(ours, theirs, runs: int) -> tuple[float, float]:
     block after one untimed call), so that a change in the shared machine's
     load over the run weighs on both medians alike, while every call runs
     warm, as in a stream of inferences."""
-    times: tuple[list[float], list[float]] = ([], [])
-    while len(times[1]) < runs:
-        for fn, spent in ((ours, times[0]), (theirs, times[1])):
-            time.sleep(SETTLE_S)
-            fn()
-            for _ in range(BLOCK):
-                start = time.perf_counter()
-                fn()
-                spent.append(time.perf_counter() - start)
-    return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
+    return _alternating_ms(ours, theirs, runs, BLOCK, 1)
 
 
 STREAM = 100
@@ -71,19 +62,26 @@ STREAM = 100
 def streamed_ms(ours, theirs, runs: int) -> tuple[float, float]:
     """Median ms of ``ours`` and of ``theirs`` over at least ``runs`` calls
     each, timed in alternating blocks of :data:`STREAM` back-to-back calls
-    (each block after :data:`SETTLE_S` and a tenth as many untimed calls):
-    a long stream of requests (a batch job, a server kept busy), where
-    every thread of both libraries stays awake. :func:`paired_ms`'s blocks
-    of five after a pause weigh how fast each library's threads come back:
-    ResNet-10 at 32 x 32 on a 2-core Zen 4, onnxruntime took 0.36-0.48 ms
-    a call there and 0.20 ms here, Tessera 0.34-0.42 and 0.31."""
+    (each block after a tenth as many untimed calls): a long stream of
+    requests (a batch job, a server kept busy), where every thread of both
+    libraries stays awake. :func:`paired_ms`'s blocks of five after a
+    pause weigh how fast each library's threads come back: ResNet-10 at 32
+    x 32 on a 2-core Zen 4, onnxruntime took 0.36-0.48 ms a call there and
+    0.20 ms here, Tessera 0.34-0.42 and 0.31."""
+    return _alternating_ms(ours, theirs, max(runs, 2 * STREAM), STREAM, STREAM // 10)
+
+
+def _alternating_ms(ours, theirs, runs: int, block: int, untimed: int) -> tuple[float, float]:
+    """Blocks of ``block`` timed calls of each side in turn, each after
+    :data:`SETTLE_S` and ``untimed`` calls, until each has ``runs``; the
+    two medians in ms."""
     times: tuple[list[float], list[float]] = ([], [])
-    while len(times[1]) < max(runs, 2 * STREAM):
+    while len(times[1]) < runs:
         for fn, spent in ((ours, times[0]), (theirs, times[1])):
             time.sleep(SETTLE_S)
-            for _ in range(STREAM // 10):
+            for _ in range(untimed):
                 fn()
-            for _ in range(STREAM):
+            for _ in range(block):
                 start = time.perf_counter()
                 fn()
                 spent.append(time.perf_counter() - start)

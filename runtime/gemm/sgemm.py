@@ -274,25 +274,19 @@ class PackedProduct:
             parallel.parallel_for(_run_placed, self.tasks, *args)
         return out
 
-
     def lower(self, ctx, b: tuple, out: tuple, residual: tuple | None) -> None:
         """This product as one schedule operation (runtime.schedule): ``b``,
         ``out`` and ``residual`` are the (base, offset) of C-contiguous
         operands of the planned layout, ``out`` apart from ``b`` and, unless
         the reduction is one block, from ``residual``."""
-        _emit_gemm(ctx, self.template, self.kernels, self.packed.data, b, self.b_shape[0] * self.b_shape[1], out,
-                   self.bias, residual, self.clamp, self.serial)
+        _emit_gemm(ctx, _gemm_record(ctx, self.template, self.kernels, self.packed.data, b,
+                                     self.b_shape[0] * self.b_shape[1], out, self.bias, residual, self.clamp),
+                   self.tasks, self.serial)
 
 
-def _emit_gemm(ctx, template: np.ndarray, kernels: np.ndarray, a_data: np.ndarray, b: tuple, b_size: int,
-               out: tuple, bias: np.ndarray | None, residual: tuple | None, clamp: np.ndarray | None,
-               serial: bool) -> None:
-    """A planned product as one GEMM schedule operation (runtime.schedule.ops;
-    its record :func:`_gemm_record`); its tasks on the caller alone when
-    ``serial``."""
-    tasks = int(template[_TASKS])
-    ctx.emit(GEMM, _gemm_record(ctx, template, kernels, a_data, b, b_size, out, bias, residual, clamp), tasks,
-             spans=[(0, tasks)] if serial else None)
+def _emit_gemm(ctx, record: list, tasks: int, serial: bool) -> None:
+    """A GEMM operation (runtime.schedule.ops) of ``record``'s ``tasks``, on the caller alone when ``serial``."""
+    ctx.emit(GEMM, record, tasks, spans=[(0, tasks)] if serial else None)
 
 
 def _gemm_record(ctx, template: np.ndarray, kernels: np.ndarray, a_data: np.ndarray, b: tuple, b_size: int,
@@ -390,16 +384,14 @@ def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, 
     with byte ``out_strides``, and ``residual`` the (base, offset) of one of
     the same strides, both apart from ``b``; ``bias`` (G, M) and ``clamp``
     (runtime.gemm.operands.clamp_array) float32 arrays."""
-    record, tasks, serial = sgemm_record(ctx, packed_a, b, out, out_strides, bias, residual, clamp, matrix)
-    ctx.emit(GEMM, record, tasks, spans=[(0, tasks)] if serial else None)
+    _emit_gemm(ctx, *sgemm_record(ctx, packed_a, b, out, out_strides, bias, residual, clamp, matrix))
 
 
 def sgemm_record(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, bias: np.ndarray | None = None,
                  residual: tuple | None = None, clamp: np.ndarray | None = None,
                  matrix: tuple | None = None) -> tuple[list, int, bool]:
-    """:func:`lower_sgemm`'s operation, not emitted: its GEMM record (for
-    an operation that runs the product's tasks among other work), its
-    number of tasks, and whether they are few enough for one thread."""
+    """:func:`lower_sgemm`'s operation, not emitted (for one that runs the tasks among other work): its
+    GEMM record, its number of tasks, and whether they are few enough for one thread."""
     if matrix is None:
         batch, depth, n = b.shape
         item = depth * n
