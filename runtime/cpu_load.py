@@ -295,14 +295,25 @@ class SplitWatch:
         if len(probe) <= PROBE_RUNS:
             return
         now = time.perf_counter()
-        if float(np.median(probe[1:])) < SWITCH * float(np.median(self._recent)):
+        other, chosen = float(np.median(probe[1:])), float(np.median(self._recent))
+        if other < SWITCH * chosen:
             self.alone = not self.alone
             self.switches += 1
             SplitWatch.every_switch += 1
             self._recent = deque(probe[1:], maxlen=PROBE_RUNS)
             self._interval = FIRST_PROBE_SECONDS
         else:
-            loss = (float(np.median(probe[1:])) - float(np.median(self._recent))) * len(probe)
+            loss = (other - chosen) * len(probe)
             self._interval = max(min(2 * self._interval, LAST_PROBE_SECONDS), loss / PROBE_SHARE)
         self._probe = None
         self._next = now + self._interval
+
+
+def watched(watch: SplitWatch | None, run) -> None:
+    """``run(alone)``, ``alone`` as ``watch`` chooses (False where there is
+    none), timed for it; ``run`` returns whether the pool's threads took part."""
+    alone = watch is not None and watch.choose()
+    began = time.perf_counter()
+    pooled = run(alone)
+    if watch is not None:
+        watch.record(alone, time.perf_counter() - began, pooled)

@@ -31,7 +31,7 @@ import numpy as np
 
 from runtime import parallel
 from runtime.chunking import tapered_chunks
-from runtime.cpu_load import SplitWatch
+from runtime.cpu_load import SplitWatch, watched
 from runtime.errors import ExecutionError, TesseraError
 from runtime.jit import data_address
 from runtime.kernels.weight_cache import frozen
@@ -237,27 +237,28 @@ class Schedule:
                 if not value.flags.c_contiguous:
                     value = env[slot] = np.ascontiguousarray(value)
                 bases[base] = data_address(value)
-            split = self.split if timings is None else None
-            alone = split is not None and split.choose()
-            pooled = False
-            began = time.perf_counter()
-            for part in self.parts:
-                if isinstance(part, _PythonStep):
-                    start = time.perf_counter()
-                    self._python(executor, env, part)
-                    if timings is not None:
-                        timings.append((part.step.name, part.step.kernel, time.perf_counter() - start))
-                elif timings is not None:
-                    self._timed(part, timings)
-                elif len(part.ops):
-                    pooled |= parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs,
-                                                  bases, _NO_STAMPS, alone=part.alone, whole_run=True, chosen=alone)
-            if split is not None:
-                split.record(alone, time.perf_counter() - began, pooled)
+            watched(self.split if timings is None else None, lambda alone: self._parts(executor, env, timings, alone))
             return {executor.program.slots[slot]: self._result(env, slot, computed) for slot, computed in
                     zip(wanted, self.outputs)}
         finally:
             self._lock.release()
+
+    def _parts(self, executor, env: list, timings: list | None, alone: bool) -> bool:
+        """The run's parts in order, the operations on the caller alone
+        where ``alone``; whether the pool's threads took part."""
+        pooled = False
+        for part in self.parts:
+            if isinstance(part, _PythonStep):
+                start = time.perf_counter()
+                self._python(executor, env, part)
+                if timings is not None:
+                    timings.append((part.step.name, part.step.kernel, time.perf_counter() - start))
+            elif timings is not None:
+                self._timed(part, timings)
+            elif len(part.ops):
+                pooled |= parallel.run_phases(run_schedule, len(part.ops), part.ops, part.spans, self.recs,
+                                              self.bases, _NO_STAMPS, alone=part.alone, whole_run=True, chosen=alone)
+        return pooled
 
     def _timed(self, part: _Ops, timings: list) -> None:
         """Run ``part`` stamping each operation; the cycles between stamps

@@ -21,13 +21,12 @@ those of the scheduled order.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from runtime import parallel
-from runtime.cpu_load import SplitWatch
+from runtime.cpu_load import SplitWatch, watched
 from runtime.hardware import HardwareConfig
 from runtime.isa import (
     COL_MODULE,
@@ -324,12 +323,7 @@ class Simulator:
         if self._single is not None and after_phase is None:
             lane, order = self._single
             if order.size:
-                split = self._split
-                alone = split is not None and split.choose()
-                began = time.perf_counter()
-                pooled = self._execute(lane.run, order, drams[lane.run.card], alone)
-                if split is not None:
-                    split.record(alone, time.perf_counter() - began, pooled)
+                watched(self._split, lambda alone: self._execute(lane.run, order, drams[lane.run.card], alone))
                 self._whole = self._whole_run(lane.run, order, drams[lane.run.card],
                                               whole.clear_table(self._sram, self._patch_keys))
             return
