@@ -55,6 +55,7 @@ from runtime.kernels.nn_im2col import (
     band_rows,
     col2im_planes,
     conv_by_bands,
+    im2col_record,
     im2col_rows,
     lower_own_columns,
 )
@@ -287,10 +288,13 @@ def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, res
             at = n * y_bytes + top * out_w * 4
             shifted = geo[:7] + (geo[7] - top * geo[4],) + geo[8:]
             res = None if residual is None else residual.ref(at)
-            if own and lower_own_columns(ctx, x, n, packed, (rows, 1, out_h, out_w), shifted, out.ref(at),
-                                          (0, size * 4, 4), bias, res, clamp):
-                continue
-            col = ctx.scratch((rows, 1, rows_here, out_w), np.float32)
+            if own:
+                col = lower_own_columns(ctx, x, n, packed, (rows, 1, out_h, out_w), shifted, out.ref(at),
+                                        (0, size * 4, 4), bias, res, clamp)
+                if col is None:
+                    continue
+            else:
+                col = ctx.scratch((rows, 1, rows_here, out_w), np.float32)
             _lower_im2col(ctx, x, n, col, shifted)
             gemm.lower_sgemm(ctx, packed, col.reshape((1, rows, rows_here * out_w)), out.ref(at), (0, size * 4, 4),
                              bias, res, clamp)
@@ -349,10 +353,8 @@ def lower_conv_one_position(ctx, x, w, b, out, window: Window, residual, clamp) 
 def _lower_im2col(ctx, x, n: int, col, geo: tuple) -> None:
     """:func:`im2col_rows` of image ``n`` of the (N, C, H, W) operand ``x``
     into the (rows, 1, OH, OW) operand ``col``, as a schedule operation."""
-    chans, height, width = x.shape[1:]
     rows, _, out_h, out_w = col.shape
-    ctx.emit(IM2COL, [*x.ref(n * chans * height * width * 4), chans, 1, height, width, *col.ref(), rows, 1, out_h,
-                      out_w, *geo], rows, grain(out_h * out_w))
+    ctx.emit(IM2COL, im2col_record(x, n, col, geo), rows, grain(out_h * out_w))
 
 
 _products: dict[tuple, "gemm.PackedProduct"] = {}

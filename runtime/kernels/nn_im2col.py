@@ -489,40 +489,47 @@ packed B panels."""
 
 
 def lower_own_columns(ctx, x, n: int, packed, col_shape: tuple, geo: tuple, out: tuple, out_strides: tuple, bias,
-                       residual, clamp) -> bool:
+                      residual, clamp) -> Operand | None:
     """Image ``n``'s column matrix (``col_shape``) and its product as one
-    OWN_COLUMNS operation (runtime.schedule.ops._own_columns,
-    emitted by runtime.kernels.nn_conv.lower_conv_gemm) of a part per
-    thread, where the product has tasks for several (else False, nothing
-    emitted): each part builds the whole matrix in a buffer of its own,
-    then runs its share of the product's tasks. Where an IM2COL operation
-    would have split the matrix over the threads, only if the matrix is a
-    shifted plane (:func:`_im2col_shifted`): one built by slower loops
-    costs more twice over than its crossing (ResNet-10's 7x7 stride-2 stem
-    at 32 x 32, Zen 4, cores close: 44 against 40 us). Where one thread built the
-    matrix and every thread's tasks read all of it (the product is cut by
-    rows of the weights), it crossed between the cores at every layer: on
-    Zen 4 ResNet-10's 4 x 4 and 8 x 8 column matrices (74 and 147 KB) took
-    11-13 us an IM2COL operation against 4-8 us built on one core from its
-    own caches, and 33-40 us while the host kept the two cores far apart.
-    The same tasks on the same matrix: the same bits."""
-    chans, height, width = x.shape[1:]
+    OWN_COLUMNS operation (runtime.schedule.ops._own_columns) of a part per
+    thread, where the product has tasks for several: each part builds the
+    whole matrix in a buffer of its own, then runs its share of the
+    product's tasks (the same tasks on the same matrix: the same bits).
+    Where one thread built the matrix and every thread's tasks read all of
+    it (the product is cut by rows of the weights), it crossed between the
+    cores at every layer: on Zen 4 ResNet-10's 4 x 4 and 8 x 8 column
+    matrices (74 and 147 KB) took 11-13 us an IM2COL operation against 4-8
+    us built on one core from its own caches, and 33-40 us while the host
+    kept the two cores far apart. Where an IM2COL operation would have
+    split the matrix over the threads, only a shifted plane qualifies
+    (:func:`_im2col_shifted`): one built by slower loops costs more twice
+    over than its crossing (ResNet-10's 7x7 stride-2 stem at 32 x 32, cores
+    close: 44 against 40 us). None once emitted; else the scratch matrix
+    the caller's IM2COL and GEMM take (part 0 of the parts' buffer where
+    the product alone fell short)."""
     rows, _, out_h, out_w = col_shape
-    elements = rows * out_h * out_w
     split = len(tapered_chunks(rows, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain(out_h * out_w))) > 1
-    if split and im2col_way(1, width, 1, out_h, out_w, geo) != SHIFTED:
-        return False
-    stride = -(-elements * 4 // 64) * 64  # each part's buffer on cache lines of its own
-    parts = parallel.NUM_THREADS
-    col = ctx.scratch((parts * stride // 4,), np.float32)
-    b = Operand(col.base, col.offset, (1, rows, out_h * out_w), np.float32)
-    record, tasks, serial = gemm.sgemm_record(ctx, packed, b, out, out_strides, bias, residual, clamp)
+    if split and im2col_way(1, x.shape[3], 1, out_h, out_w, geo) != SHIFTED:
+        return ctx.scratch(col_shape, np.float32)
+    stride = -(-rows * out_h * out_w * 4 // 64) * 64  # each part's buffer on cache lines of its own
+    buffers = ctx.scratch((parallel.NUM_THREADS * stride // 4,), np.float32)
+    col = Operand(buffers.base, buffers.offset, tuple(col_shape), np.float32)
+    record, tasks, serial = gemm.sgemm_record(ctx, packed, col.reshape((1, rows, out_h * out_w)), out, out_strides,
+                                              bias, residual, clamp)
     if serial or tasks < 2:
-        return False
-    parts = min(parts, tasks)
-    ctx.emit(OWN_COLUMNS, [*record, *x.ref(n * chans * height * width * 4), chans, 1, height, width, rows, 1, out_h,
-                           out_w, *geo, parts, stride], parts, spans=[(p, p + 1) for p in range(parts)])
-    return True
+        return col
+    parts = min(parallel.NUM_THREADS, tasks)
+    ctx.emit(OWN_COLUMNS, [*record, *im2col_record(x, n, col, geo), parts, stride], parts,
+             spans=[(p, p + 1) for p in range(parts)])
+    return None
+
+
+def im2col_record(x, n: int, col, geo: tuple) -> list:
+    """The IM2COL record (runtime.schedule.ops._im2col) of image ``n`` of
+    the (N, C, H, W) operand ``x`` into the (rows, 1, OH, OW) operand
+    ``col``: X (C, D, H, W), the column matrix (rows, OD, OH, OW), the window."""
+    chans, height, width = x.shape[1:]
+    return [*x.ref(n * chans * height * width * 4), chans, 1, height, width, *col.ref(), *col.shape, *geo]
 
 
 @jit

@@ -58,6 +58,7 @@ from runtime.schedule.records import (
     GEMM_FIELDS,
     GEO,
     IM2COL,
+    IM2COL_FIELDS,
     MAX_POOL,
     OWN_COLUMNS,
     PLANE_MEANS,
@@ -159,21 +160,17 @@ def _planned(start, stop, rec, bases, b):
 def _own_columns(start, stop, rec, nrec, bases, nbases):
     """Parts ``[start, stop)`` of a small convolution's product, each
     building the whole column matrix in a buffer of its own first
-    (runtime.kernels.nn_conv.lower_conv_gemm): rec = the product's GEMM
-    record [0-17], whose B is part 0's buffer, then one image's X (C, D, H,
-    W) [18-23], the column matrix's (rows, OD, OH, OW) [24-27], the window
-    [28-42], the number of parts and the bytes between two parts' buffers
-    [43, 44]. Part ``p`` runs tasks ``[p T // parts, (p + 1) T // parts)``
-    of the product's T; a call of several parts builds one matrix."""
+    (runtime.kernels.nn_im2col.lower_own_columns): rec = the product's GEMM
+    record (GEMM_FIELDS), then the IM2COL record of part 0's matrix
+    (IM2COL_FIELDS; the GEMM's B is that matrix too), the number of parts
+    and the bytes between two parts' buffers. Part ``p`` runs tasks ``[p T
+    // parts, (p + 1) T // parts)`` of the product's T; a call of several
+    parts builds one matrix."""
     rec, bases = _records(rec, nrec, bases, nbases)
-    at = GEMM_FIELDS
-    c, d, h, w = rec[at + 2], rec[at + 3], rec[at + 4], rec[at + 5]
-    rows, od, oh, ow = rec[at + 6], rec[at + 7], rec[at + 8], rec[at + 9]
-    parts, tasks = rec[at + 10 + GEO], _i64(rec, 0, bases, PLAN_SIZE)[TASKS]
-    b = _at(rec, 7, bases) + start * rec[at + 11 + GEO]
-    x = _f32(rec, at, bases, c * d * h * w).reshape((c, d, h, w))
-    col = numba.carray(_f32_ptr(b), rows * od * oh * ow).reshape((rows, od, oh, ow))
-    im2col_rows(0, rows, x, col, to_fixed_tuple(rec[at + 10:at + 10 + GEO], GEO))
+    im = rec[GEMM_FIELDS:]
+    parts, tasks = im[IM2COL_FIELDS], _i64(rec, 0, bases, PLAN_SIZE)[TASKS]
+    b = _at(im, 6, bases) + start * im[IM2COL_FIELDS + 1]
+    _columns(0, im[8], im, bases, b)
     _planned(start * tasks // parts, stop * tasks // parts, rec, bases, b)
 
 
@@ -310,11 +307,18 @@ def _im2col(start, stop, rec, nrec, bases, nbases):
     """Rows of one image's column matrix: rec = X (C, D, H, W), the column
     matrix (rows, OD, OH, OW), the window."""
     rec, bases = _records(rec, nrec, bases, nbases)
+    _columns(start, stop, rec, bases, _at(rec, 6, bases))
+
+
+@jit(inline="always")
+def _columns(start, stop, rec, bases, col):
+    """Rows ``[start, stop)`` of the column matrix of the IM2COL record
+    ``rec``, into the matrix at address ``col``."""
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     rows, od, oh, ow = rec[8], rec[9], rec[10], rec[11]
     x = _f32(rec, 0, bases, c * d * h * w).reshape((c, d, h, w))
-    col = _f32(rec, 6, bases, rows * od * oh * ow).reshape((rows, od, oh, ow))
-    im2col_rows(start, stop, x, col, to_fixed_tuple(rec[12:12 + GEO], GEO))
+    matrix = numba.carray(_f32_ptr(col), rows * od * oh * ow).reshape((rows, od, oh, ow))
+    im2col_rows(start, stop, x, matrix, to_fixed_tuple(rec[12:12 + GEO], GEO))
 
 
 def _max_pool(start, stop, rec, nrec, bases, nbases):

@@ -24,6 +24,9 @@ GEMM_FIELDS = 18
 which an OWN_COLUMNS record begins with."""
 GEO = 15
 """Ints of a window's ``loop_params`` (runtime.kernels.nn_window)."""
+IM2COL_FIELDS = 12 + GEO
+"""Ints of an IM2COL operation's record (runtime.kernels.nn_im2col.im2col_record),
+which an OWN_COLUMNS record holds after its GEMM record."""
 NONE = (0, 0)
 """An absent operand's (base, offset): base 0 is address 0."""
 

@@ -15,7 +15,7 @@ from runtime.executor import Executor
 from runtime.kernels.nn_im2col import im2col_rows
 from runtime.schedule import builder as schedule_builder
 from runtime.schedule.ops import COUNT, KIND, REC
-from runtime.schedule.records import GEMM, GEMM_FIELDS, GEO, IM2COL, OWN_COLUMNS
+from runtime.schedule.records import GEMM, GEMM_FIELDS, GEO, IM2COL, IM2COL_FIELDS, OWN_COLUMNS
 from tests.helpers.pool import steady_pool
 
 
@@ -51,8 +51,8 @@ def _part_buffers(schedule, row):
     arrays over the arena, and the operation's record."""
     rec = schedule.recs[row[REC]:]
     first = int(schedule.bases[rec[7]] + rec[8] - schedule.arena.ctypes.data)
-    rows, od, oh, ow = (int(v) for v in rec[GEMM_FIELDS + 6:GEMM_FIELDS + 10])
-    parts, stride = int(rec[GEMM_FIELDS + 10 + GEO]), int(rec[GEMM_FIELDS + 11 + GEO])
+    rows, od, oh, ow = (int(v) for v in rec[GEMM_FIELDS + 8:GEMM_FIELDS + 12])
+    parts, stride = int(rec[GEMM_FIELDS + IM2COL_FIELDS]), int(rec[GEMM_FIELDS + IM2COL_FIELDS + 1])
     size = rows * od * oh * ow
     return [schedule.arena[first + p * stride:first + p * stride + size * 4].view(np.float32).reshape(rows, od, oh, ow)
             for p in range(parts)], rec
@@ -109,7 +109,7 @@ def test_each_part_builds_the_whole_matrix_and_a_caller_alone_builds_it_once(mon
     buffers, rec = _part_buffers(schedule, rows[0])
     expected = np.full_like(buffers[0], np.nan)
     im2col_rows(0, expected.shape[0], x[0][:, None], expected,
-                tuple(int(v) for v in rec[GEMM_FIELDS + 10:GEMM_FIELDS + 10 + GEO]))
+                tuple(int(v) for v in rec[GEMM_FIELDS + 12:GEMM_FIELDS + 12 + GEO]))
     assert not np.isnan(expected).any()
     for buffer in buffers:
         np.testing.assert_array_equal(buffer, expected)
