@@ -351,74 +351,56 @@ is one uint16 (:func:`flat_masks`)."""
 
 
 def flat_ir(ksize: int) -> str:
-    """The flat kernel of ``ksize`` (stride 1): the plane's outputs taken
-    as one run, :data:`FLAT` at a time whatever the rows' width (see
-    :func:`flat_masks`). Tap (kh, kw) of the outputs from ``q`` on is one
-    masked load from element ``q + (kh - pad) w + kw - pad`` of the plane,
-    its lanes those ``%masks`` gives (outputs whose tap lies inside the
-    plane); the sums, clamp and store as the row kernels', so the same
-    bits. :func:`depthwise_ir_planes` takes it for planes of at most
-    :data:`FLAT` outputs in rows of at most ``LANES[0]``, where the row
-    kernel loads each tap once per output row (a 3 x 3 plane: three loads
-    of 8 lanes, three used, where this makes one): MobileNetV2 at 96 x 96,
-    960 channels of 3 x 3, two threads, Zen 4: 13.2-14.5 -> 9.1-9.4 us a
-    layer, 8.7-9.8 with the masks as bits (in-process A/B). On larger
-    planes it gains no more than it loses: it loads a mask per tap and
-    vector for every plane, where the row kernel's rows share their input
-    rows' loads (6 x 6, 384 channels: 10.9-13.4 against 9.3-12.9 us, in
-    four runs better and worse by turns)."""
+    """The flat kernel of ``ksize`` (stride 1) for a plane of at most
+    :data:`FLAT` outputs, whatever its rows' width: the plane's outputs as
+    one vector. Tap (kh, kw) is one masked load from element ``(kh - pad) w
+    + kw - pad`` of the plane, its lanes those ``%masks`` gives
+    (:func:`flat_masks`: outputs whose tap lies inside the plane); the
+    sums, clamp and store as the row kernels', so the same bits.
+    :func:`depthwise_ir_planes` takes it for such planes in rows of at most
+    ``LANES[0]``, where the row kernel loads each tap once per output row
+    (a 3 x 3 plane: three loads of 8 lanes, three used, where this makes
+    one): MobileNetV2 at 96 x 96, 960 channels of 3 x 3, two threads, Zen
+    4: 13.2-14.5 -> 8.7-9.8 us a layer (in-process A/B). Over larger
+    planes, a vector at a time, it gained no more than it lost: it loads a
+    mask per tap and vector for every plane, where the row kernel's rows
+    share their input rows' loads (6 x 6, 384 channels: 10.9-13.4 against
+    9.3-12.9 us, in four runs better and worse by turns)."""
     v, taps, pad = FLAT, ksize * ksize, ksize // 2
     vec = f"<{v} x float>"
     lines = [f"define void @{_flat_name(ksize)}(ptr noalias readonly %x, i64 %h, i64 %w, ptr noalias %y, i64 %oh,"
              f" i64 %ow, ptr noalias readonly %wt, float %bias, float %lo, float %hi, ptr noalias readonly %masks)"
              f" nounwind {{",
              "entry:"]
-    for t in range(taps):
-        lines += [f"  %wp{t} = getelementptr float, ptr %wt, i64 {t}", f"  %ws{t} = load float, ptr %wp{t}"]
-        lines += _splat(f"w{t}", f"%ws{t}", v, "float")
     for name in ("bias", "lo", "hi"):
         lines += _splat(f"{name}v", f"%{name}", v, "float")
-    for t in range(taps):
-        kh, kw = divmod(t, ksize)
-        lines += [f"  %dy{t} = mul i64 %w, {kh - pad}", f"  %shift{t} = add i64 %dy{t}, {kw - pad}"]
-    lines += ["  %plane = mul i64 %oh, %ow",
-              "  %any = icmp sgt i64 %plane, 0",
-              "  br i1 %any, label %block, label %done",
-              "block:",
-              "  %q = phi i64 [0, %entry], [%q.next, %f0.stored]",
-              "  %row = phi i64 [0, %entry], [%row.next, %f0.stored]"]
     rows = []
     for t in range(taps + 1):  # each tap's lanes, then the outputs inside the plane
-        lines += [f"  %mo{t} = add i64 %row, {t}",
-                  f"  %mp{t} = getelementptr i{v}, ptr %masks, i64 %mo{t}",
+        lines += [f"  %mp{t} = getelementptr i{v}, ptr %masks, i64 {t}",
                   f"  %mi{t} = load i{v}, ptr %mp{t}, align {v // 8}",
                   f"  %mk{t} = bitcast i{v} %mi{t} to <{v} x i1>"]
     for t in range(taps):
         kh, kw = divmod(t, ksize)
         if kw == 0:
             rows.append([])
-        lines += [f"  %xo{t} = add i64 %q, %shift{t}",
+        lines += [f"  %wp{t} = getelementptr float, ptr %wt, i64 {t}", f"  %ws{t} = load float, ptr %wp{t}",
+                  *_splat(f"w{t}", f"%ws{t}", v, "float"),
+                  f"  %dy{t} = mul i64 %w, {kh - pad}", f"  %xo{t} = add i64 %dy{t}, {kw - pad}",
                   f"  %xp{t} = getelementptr float, ptr %x, i64 %xo{t}",
                   f"  %a{t} = call {vec} @llvm.masked.load.v{v}f32.p0(ptr %xp{t}, i32 4, <{v} x i1> %mk{t}, "
                   f"{vec} zeroinitializer)"]
         rows[-1].append(f"%a{t}")
     lines += _sum_3x3(v, "f", 0, 1, rows) if ksize == 3 else _sum_in_order(v, "f", 0, 1, rows, ksize)
     lines += [*_clamp(v, "f0"),
-              "  %py = getelementptr float, ptr %y, i64 %q",
-              f"  %q.next = add i64 %q, {v}",
-              f"  %row.next = add i64 %row, {taps + 1}",
-              "  %whole = icmp sle i64 %q.next, %plane",
-              "  br i1 %whole, label %f0.plain, label %f0.masked",
-              "f0.plain:",
-              f"  store {vec} %outf0, ptr %py, align 4",
-              "  br label %f0.stored",
-              "f0.masked:",
-              f"  call void @llvm.masked.store.v{v}f32.p0({vec} %outf0, ptr %py, i32 4, <{v} x i1> %mk{taps})",
-              "  br label %f0.stored",
-              "f0.stored:",
-              "  %more = icmp slt i64 %q.next, %plane",
-              "  br i1 %more, label %block, label %done",
-              "done:", "  ret void", "}"]
+              "  %plane = mul i64 %oh, %ow",
+              f"  %whole = icmp eq i64 %plane, {v}",
+              "  br i1 %whole, label %plain, label %masked",
+              "plain:",
+              f"  store {vec} %outf0, ptr %y, align 4",
+              "  ret void",
+              "masked:",
+              f"  call void @llvm.masked.store.v{v}f32.p0({vec} %outf0, ptr %y, i32 4, <{v} x i1> %mk{taps})",
+              "  ret void", "}"]
     return "\n".join(lines)
 
 
@@ -428,23 +410,21 @@ def _flat_name(ksize: int) -> str:
 
 @jit
 def flat_masks(h, w, ksize):
-    """The lanes of :func:`flat_ir`'s loads for an ``h`` x ``w`` plane
-    (stride 1, pads of ``ksize // 2``): per block of :data:`FLAT` outputs,
-    per tap (kh, kw), bit ``q % FLAT`` set where output ``q`` lies in the
-    plane and reads inside it at (oy + kh - pad, ox + kw - pad); then the
-    outputs inside the plane. Made once per call of the planes' loop."""
-    plane, taps, pad = h * w, ksize * ksize, ksize // 2
-    blocks = (plane + FLAT - 1) // FLAT
-    masks = np.zeros((blocks, taps + 1), np.uint16)
-    for q in range(plane):
-        b, i = q // FLAT, q % FLAT
+    """The lanes of :func:`flat_ir`'s loads for an ``h`` x ``w`` plane of
+    at most :data:`FLAT` outputs (stride 1, pads of ``ksize // 2``): per tap
+    (kh, kw), bit ``q`` set where output ``q`` reads inside the plane at
+    (oy + kh - pad, ox + kw - pad); then the outputs of the plane. Made once
+    per call of the planes' loop."""
+    taps, pad = ksize * ksize, ksize // 2
+    masks = np.zeros(taps + 1, np.uint16)
+    for q in range(min(h * w, FLAT)):
         oy, ox = q // w, q % w
-        bit = np.uint16(1 << i)
-        masks[b, taps] |= bit
+        bit = np.uint16(1 << q)
+        masks[taps] |= bit
         for t in range(taps):
             y, x = oy + t // ksize - pad, ox + t % ksize - pad
             if 0 <= y < h and 0 <= x < w:
-                masks[b, t] |= bit
+                masks[t] |= bit
     return masks
 
 
@@ -507,7 +487,7 @@ def _call_plane(typingctx, address, x, h, w, y, oh, ow, wt, bias, lo, hi, zeros)
     return sig, codegen
 
 
-_NO_MASKS = np.zeros((0, 0), np.uint16)
+_NO_MASKS = np.zeros(0, np.uint16)
 
 
 @jit
