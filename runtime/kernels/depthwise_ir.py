@@ -91,6 +91,17 @@ def _splat(name: str, value: str, lanes: int, kind: str) -> list[str]:
             f"<{lanes} x i32> zeroinitializer"]
 
 
+def _splats(v: int, taps: int) -> list[str]:
+    """The kernel's weights ``%w{t}``, bias and clamp bounds as ``v``-lane vectors."""
+    lines = []
+    for t in range(taps):
+        lines += [f"  %wp{t} = getelementptr float, ptr %wt, i64 {t}", f"  %ws{t} = load float, ptr %wp{t}",
+                  *_splat(f"w{t}", f"%ws{t}", v, "float")]
+    for name in ("bias", "lo", "hi"):
+        lines += _splat(f"{name}v", f"%{name}", v, "float")
+    return lines
+
+
 def _constant(values, kind: str) -> str:
     return "<" + ", ".join(f"{kind} {v}" for v in values) + ">"
 
@@ -327,11 +338,7 @@ def plane_ir(v: int, stride: int, ksize: int = 3) -> str:
              f" i64 %ow, ptr noalias readonly %wt, float %bias, float %lo, float %hi, ptr noalias readonly %zeros)"
              f" nounwind {{",
              "entry:"]
-    for t in range(ksize * ksize):
-        lines += [f"  %wp{t} = getelementptr float, ptr %wt, i64 {t}", f"  %ws{t} = load float, ptr %wp{t}"]
-        lines += _splat(f"w{t}", f"%ws{t}", v, "float")
-    for name in ("bias", "lo", "hi"):
-        lines += _splat(f"{name}v", f"%{name}", v, "float")
+    lines += _splats(v, ksize * ksize)
     lines += ["  %plane = mul i64 %oh, %ow",
               f"  %narrow = icmp sle i64 %ow, {v}",
               "  %cols = icmp sgt i64 %ow, 0",
@@ -372,8 +379,7 @@ def flat_ir(ksize: int) -> str:
              f" i64 %ow, ptr noalias readonly %wt, float %bias, float %lo, float %hi, ptr noalias readonly %masks)"
              f" nounwind {{",
              "entry:"]
-    for name in ("bias", "lo", "hi"):
-        lines += _splat(f"{name}v", f"%{name}", v, "float")
+    lines += _splats(v, taps)
     rows = []
     for t in range(taps + 1):  # each tap's lanes, then the outputs inside the plane
         lines += [f"  %mp{t} = getelementptr i{v}, ptr %masks, i64 {t}",
@@ -383,9 +389,7 @@ def flat_ir(ksize: int) -> str:
         kh, kw = divmod(t, ksize)
         if kw == 0:
             rows.append([])
-        lines += [f"  %wp{t} = getelementptr float, ptr %wt, i64 {t}", f"  %ws{t} = load float, ptr %wp{t}",
-                  *_splat(f"w{t}", f"%ws{t}", v, "float"),
-                  f"  %dy{t} = mul i64 %w, {kh - pad}", f"  %xo{t} = add i64 %dy{t}, {kw - pad}",
+        lines += [f"  %dy{t} = mul i64 %w, {kh - pad}", f"  %xo{t} = add i64 %dy{t}, {kw - pad}",
                   f"  %xp{t} = getelementptr float, ptr %x, i64 %xo{t}",
                   f"  %a{t} = call {vec} @llvm.masked.load.v{v}f32.p0(ptr %xp{t}, i32 4, <{v} x i1> %mk{t}, "
                   f"{vec} zeroinitializer)"]
