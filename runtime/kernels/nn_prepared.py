@@ -24,8 +24,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from runtime import gemm
+from runtime.gemm.direct import direct_fits, lower_direct
 from runtime.kernels.conv_epilogue import check_epilogue
-from runtime.kernels.conv_weights import is_narrow, packed_for, product_columns
+from runtime.kernels.conv_weights import is_narrow, narrow_weights, packed_weights, product_columns
 from runtime.kernels.nn_conv import (
     _conv_gemm,
     _conv_geometry,
@@ -143,18 +144,19 @@ class PreparedConv:
             layout = self.layouts[x_shape] = self._layout(x_shape)
         return layout
 
-    def packed(self, columns: int | None = None):
+    def packed(self, columns: int | None = None, narrow: bool | None = None):
         """W packed for the GEMM (for products of ``columns`` columns:
-        :func:`packed_for`; None: as the banded and fused kernels read it):
+        :func:`packed_for`; None: as the banded and fused kernels read it;
+        ``narrow``: for the narrow family, as a direct product reads it):
         from the shared cache, or, while W stays frozen (a binary's
         constants), the entry the cache gave last time (the cache's lookup
         cost ~15 us a layer once the kernels before it had evicted its
         data)."""
-        narrow = is_narrow(columns)
+        narrow = is_narrow(columns) if narrow is None else narrow
         kept = self._packed[narrow]
         if kept is not None and frozen(self.w):
             return kept
-        packed = packed_for(self.w, columns)
+        packed = (narrow_weights if narrow else packed_weights).get(self.w)
         self._packed[narrow] = packed if frozen(self.w) else None
         return packed
 
@@ -310,6 +312,10 @@ class _Im2col(_Layout):
         return out
 
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
+        if direct_fits(x.shape, step.w.shape, self.window):
+            lower_direct(ctx, x, step.packed(narrow=True), step.b, self.target(ctx, out), self.window, residual,
+                         step.clamp)
+            return
         columns = product_columns(self.out_shape, step.w[0].size, self.pointwise)
         lower_conv_gemm(ctx, x, step.packed(columns), step.b, self.target(ctx, out), self.window,
                         self.pointwise, residual, step.clamp)

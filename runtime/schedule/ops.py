@@ -22,6 +22,7 @@ from numba import types
 from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
+from runtime.gemm.direct import direct_units, pad_planes
 from runtime.gemm.gemv import dot_rows
 from runtime.gemm.operands import CLAMP_SIZE
 from runtime.gemm.tasks import PLAN_SIZE, TASKS, place_addresses, run_planned
@@ -51,6 +52,7 @@ from runtime.schedule.records import (
     COPY,
     COPY_PIECE,
     DEPTHWISE,
+    DIRECT,
     DOT_ROWS,
     DW_IR,
     EXPAND_DEPTHWISE,
@@ -172,6 +174,27 @@ def _own_columns(start, stop, rec, nrec, bases, nbases):
     b = _at(im, 6, bases) + start * im[IM2COL_FIELDS + 1]
     _columns(0, im[8], im, bases, b)
     _planned(start * tasks // parts, stop * tasks // parts, rec, bases, b)
+
+
+def _direct(start, stop, rec, nrec, bases, nbases):
+    """Parts ``[start, stop)`` of a direct convolution of one image
+    (runtime.gemm.direct.lower_direct): rec = X (C, H, W) [0-4], the parts'
+    padded buffers, the bytes between two, (Hp, Wp), the top and left pads
+    [5-11], the kernel table and its length [12-14], the packed weights
+    [15, 16], the offsets and positions tables [17-20], Y (M, N), the bias,
+    the residual, the clamp (absent ones: base 0) [21-28], (M, N, depth,
+    kc, mr, panels, cols) [29-35], the units and the parts [36, 37]. A call
+    pads the image into part ``start``'s buffer, then runs units ``[start U
+    // parts, stop U // parts)`` of the U."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    c, h, w, hp, wp = rec[2], rec[3], rec[4], rec[8], rec[9]
+    padded = _at(rec, 5, bases) + start * rec[7]
+    pad_planes(_f32(rec, 0, bases, c * h * w).reshape((c, h, w)),
+               numba.carray(_f32_ptr(padded), c * hp * wp).reshape((c, hp, wp)), rec[10], rec[11])
+    total, parts = rec[36], rec[37]
+    direct_units(start * total // parts, stop * total // parts, _i64(rec, 12, bases, rec[14]), rec[29:36],
+                 _at(rec, 15, bases), padded, _at(rec, 17, bases), _at(rec, 19, bases), _at(rec, 21, bases),
+                 _at(rec, 23, bases), _at(rec, 25, bases), _at(rec, 27, bases))
 
 
 def _depthwise(start, stop, rec, nrec, bases, nbases):
@@ -378,7 +401,7 @@ def _channel_scale(start, stop, rec, nrec, bases, nbases):
 ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
             IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy, CHANNEL_SCALE: _channel_scale,
-            OWN_COLUMNS: _own_columns}
+            OWN_COLUMNS: _own_columns, DIRECT: _direct}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}
