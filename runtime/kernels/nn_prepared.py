@@ -24,7 +24,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from runtime import gemm
-from runtime.gemm.direct import direct_fits, lower_direct
 from runtime.kernels.conv_epilogue import check_epilogue
 from runtime.kernels.conv_weights import is_narrow, narrow_weights, packed_weights, product_columns
 from runtime.kernels.nn_conv import (
@@ -43,6 +42,7 @@ from runtime.kernels.nn_conv import (
     run_plane_kernel,
     window_attrs,
 )
+from runtime.kernels.nn_direct import direct_fits, lower_direct
 from runtime.kernels.nn_im2col import conv_by_bands, lower_bands
 from runtime.kernels.nn_window import lift
 from runtime.kernels.nn_winograd import lower_winograd, packed_winograd_weights, winograd_conv2d

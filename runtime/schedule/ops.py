@@ -22,7 +22,6 @@ from numba import types
 from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
-from runtime.gemm.direct import direct_units, pad_planes
 from runtime.gemm.gemv import dot_rows
 from runtime.gemm.operands import CLAMP_SIZE
 from runtime.gemm.tasks import PLAN_SIZE, TASKS, place_addresses, run_planned
@@ -30,6 +29,7 @@ from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.conv_epilogue import finish_columns
 from runtime.kernels.depthwise_ir import TABLE, depthwise_ir_planes
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
+from runtime.kernels.nn_direct import direct_units, pad_planes
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
 from runtime.kernels.norm import softmax_rows
@@ -178,7 +178,7 @@ def _own_columns(start, stop, rec, nrec, bases, nbases):
 
 def _direct(start, stop, rec, nrec, bases, nbases):
     """Parts ``[start, stop)`` of a direct convolution of one image
-    (runtime.gemm.direct.lower_direct): rec = X (C, H, W) [0-4], the parts'
+    (runtime.kernels.nn_direct.lower_direct): rec = X (C, H, W) [0-4], the parts'
     padded buffers, the bytes between two, (Hp, Wp), the top and left pads
     [5-11], the kernel table and its length [12-14], the packed weights
     [15, 16], the offsets and positions tables [17-20], Y (M, N), the bias,

@@ -1,4 +1,4 @@
-"""Direct convolutions (runtime.gemm.direct): the product of a convolution
+"""Direct convolutions (runtime.kernels.nn_direct): the product of a convolution
 read from its zero-padded input, with no column matrix. The bits of the
 GEMM on the column matrix, for every geometry (strides, uneven pads,
 dilations, 1x1 strided, 7x7), rows and columns that fill no whole tile,
@@ -8,19 +8,18 @@ image into a buffer of its own."""
 import numpy as np
 import pytest
 
-from codegen.cpu import lower_to_program
-from compiler.frontend import import_onnx
-from compiler.pipeline import optimize
 from runtime import gemm, parallel
 from runtime.executor import Executor
-from runtime.gemm import direct
 from runtime.gemm.operands import clamp_array
 from runtime.gemm.pack import pack_weights
+from runtime.kernels import nn_direct as direct
 from runtime.schedule import builder as schedule_builder
 from runtime.schedule.ops import COUNT, KIND, REC
 from runtime.schedule.records import DIRECT, IM2COL, OWN_COLUMNS
 from tests.helpers.pool import steady_pool
-from tests.runtime.test_own_columns import _feeds, _ops, one_conv, small_planes
+from tests.helpers.small_convs import feeds as _feeds
+from tests.helpers.small_convs import frozen, one_conv, small_planes
+from tests.helpers.small_convs import schedule_ops as _ops
 
 pytestmark = pytest.mark.skipif(direct.direct_family() is None, reason="no Tessera GEMM on this CPU")
 
@@ -104,7 +103,7 @@ def _schedule_kinds(executor):
 
 
 def test_schedules_run_convolutions_direct_with_the_per_step_and_one_thread_bits(monkeypatch):
-    program = lower_to_program(optimize(import_onnx(small_planes()))).frozen()
+    program = frozen(small_planes())
     feeds = _feeds(program)
     results = {}
     for threads in (2, 1):
@@ -125,7 +124,7 @@ def test_each_part_pads_the_image_and_a_caller_alone_pads_it_once(monkeypatch):
     run by the caller alone, part 0's does and part 1's is left as it was."""
     steady_pool(monkeypatch)
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    program = lower_to_program(optimize(import_onnx(one_conv()))).frozen()
+    program = frozen(one_conv())
     feeds = _feeds(program)
     x = next(iter(feeds.values()))[0]
     executor = Executor(program)

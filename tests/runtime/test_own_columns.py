@@ -4,15 +4,11 @@ column matrix in a buffer of its own and runs its share of the product's
 tasks. The same bits as the per-step path and as the one-thread schedule
 (an IM2COL and a GEMM); each part's buffer holds the matrix; a caller
 running alone builds it once. These convolutions' reductions are deep
-enough for direct products (runtime.gemm.direct, tests/runtime/
+enough for direct products (runtime.kernels.nn_direct, tests/runtime/
 test_direct_conv.py), which are turned off here: OWN_COLUMNS serves the
 shallow ones (MobileNetV2's stem) and inputs too large to pad per thread."""
 import numpy as np
 
-from codegen.cpu import lower_to_program
-from compiler.frontend import import_onnx
-from compiler.pipeline import optimize
-from compiler.zoo.builder import OnnxBuilder
 from runtime import parallel
 from runtime.executor import Executor
 from runtime.kernels import nn_prepared
@@ -21,33 +17,9 @@ from runtime.schedule import builder as schedule_builder
 from runtime.schedule.ops import COUNT, KIND, REC
 from runtime.schedule.records import GEMM, GEMM_FIELDS, GEO, IM2COL, IM2COL_FIELDS, OWN_COLUMNS
 from tests.helpers.pool import steady_pool
-
-
-def small_planes():
-    """3x3 convolutions of 8 x 8 and 4 x 4 maps, two images: with a bias
-    and ReLU, with a residual, strided, and one without a bias whose
-    HardSwish is its epilogue."""
-    b = OnnxBuilder("small_planes", seed=11)
-    x = b.input("x", [2, 24, 8, 8])
-    y = b.node("Relu", [b.conv(x, 24, 48, 3)])
-    y = b.node("Relu", [b.node("Add", [b.conv(y, 48, 48, 3), y])])
-    z = b.node("Relu", [b.conv(y, 48, 64, 3, stride=2)])
-    z = b.node("HardSwish", [b.conv(z, 64, 64, 3, bias=False)])
-    return b.model([z])
-
-
-def _program():
-    return lower_to_program(optimize(import_onnx(small_planes()))).frozen()
-
-
-def _feeds(program):
-    return {program.slots[s]: np.random.default_rng(2).standard_normal(program.types[s][0]).astype(np.float32)
-            for s in program.inputs}
-
-
-def _ops(executor):
-    schedule = executor._schedule()
-    return schedule, [row for part in schedule.parts if hasattr(part, "ops") for row in part.ops]
+from tests.helpers.small_convs import feeds as _feeds
+from tests.helpers.small_convs import frozen, one_conv, small_planes
+from tests.helpers.small_convs import schedule_ops as _ops
 
 
 def _part_buffers(schedule, row):
@@ -65,7 +37,7 @@ def _part_buffers(schedule, row):
 def test_small_convolutions_own_their_columns_with_the_per_step_and_one_thread_bits(monkeypatch):
     monkeypatch.setattr(nn_prepared, "direct_fits", lambda *args: False)
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    program = _program()
+    program = frozen(small_planes())
     feeds = _feeds(program)
     executor = Executor(program)
     got = executor.run(feeds)
@@ -86,14 +58,6 @@ def test_small_convolutions_own_their_columns_with_the_per_step_and_one_thread_b
         np.testing.assert_array_equal(got[name], alone[name], err_msg=name)
 
 
-def one_conv():
-    """One 3x3 convolution of an 8 x 8 map: every arena buffer lives at its
-    one step, so none shares bytes with another."""
-    b = OnnxBuilder("one_conv", seed=12)
-    x = b.input("x", [1, 32, 8, 8])
-    return b.model([b.conv(x, 32, 64, 3)])
-
-
 def test_each_part_builds_the_whole_matrix_and_a_caller_alone_builds_it_once(monkeypatch):
     """After a run over the pool, both parts' buffers hold the column
     matrix of the input (each built its own); run by the caller alone, the
@@ -102,7 +66,7 @@ def test_each_part_builds_the_whole_matrix_and_a_caller_alone_builds_it_once(mon
     steady_pool(monkeypatch)
     monkeypatch.setattr(nn_prepared, "direct_fits", lambda *args: False)
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    program = lower_to_program(optimize(import_onnx(one_conv()))).frozen()
+    program = frozen(one_conv())
     feeds = _feeds(program)
     x = next(iter(feeds.values()))
     executor = Executor(program)

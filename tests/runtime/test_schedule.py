@@ -21,7 +21,7 @@ from runtime.executor import Executor
 from runtime.gemm import family
 from runtime.gemm import pack as gemm_pack
 from runtime.gemm.family import host_isa
-from runtime.kernels import conv_weights
+from runtime.kernels import conv_weights, nn_prepared
 from runtime.kernels.depthwise_ir import depthwise_ir_planes
 from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
@@ -34,6 +34,7 @@ from runtime.schedule.records import (
     COPY,
     COPY_PIECE,
     DEPTHWISE,
+    DIRECT,
     DOT_ROWS,
     EXPAND_DEPTHWISE,
     GEMM,
@@ -118,7 +119,7 @@ def few_columns(batch=1):
 
 
 MODELS = {
-    "few_columns": (few_columns, {IM2COL, GEMM}),
+    "few_columns": (few_columns, {DIRECT, IM2COL, GEMM}),
     "resnet10": (lambda: resnet(depth=10, image=160, width=16, classes=10),
                  {BANDS, MAX_POOL, WINOGRAD_IN, GEMM, WINOGRAD_OUT, IM2COL, PLANE_MEANS, DOT_ROWS, SOFTMAX}),
     "mobilenet_v2": (lambda: mobilenet_v2(image=96, width=0.5, classes=10),
@@ -176,6 +177,9 @@ def test_a_caller_alone_calls_each_operation_once_with_the_per_step_bits(monkeyp
 @NEEDS_NARROW
 @pytest.mark.parametrize("threads", [1, 2])
 def test_few_column_products_run_on_the_narrow_packing_with_the_hosts_bits(monkeypatch, threads):
+    """The GEMM's products on the narrow packing: the direct products that
+    would take the 3x3 layers (tests/runtime/test_direct_conv.py) are off."""
+    monkeypatch.setattr(nn_prepared, "direct_fits", lambda *args: False)
     monkeypatch.setattr(parallel, "NUM_THREADS", threads)
     program = frozen_program(few_columns(batch=2))
     feeds = feeds_for(program)

@@ -257,34 +257,32 @@ def call_direct(typingctx, address, depth, kc, mpad, row, a, x, offsets, positio
 @jit
 def pad_planes(x, padded, top, left):
     """``x`` (C, H, W) into ``padded`` (C, Hp, Wp) at (``top``, ``left``),
-    zeros around it; every element of ``padded`` written once, in order
-    (flat, unsigned indices: with row slices, 7-8 us for ResNet-10's 2 x
-    2, 4 x 4 and 8 x 8 inputs, the whole of a small layer's gain)."""
+    zeros around it: the whole buffer zeroed (one vectorised loop), then
+    each input row copied in, rows of 2 and 4 as copies of that many
+    elements (straight-line vector moves). One thread, Zen 4, ResNet-10's
+    inputs: 64 x 8 x 8 1.05 us, 128 x 4 x 4 0.75, 256 x 2 x 2 0.55, where
+    writing each element once, its zero or its value, took 1.8-2.7 us and
+    a shifted vector run per padded row (as im2col builds rows) 2.0-2.8."""
     chans, height, width = x.shape
     hp, wp = padded.shape[1], padded.shape[2]
     src, dst = x.reshape(-1), padded.reshape(-1)
-    right = wp - left - width
-    at = _u(0)
+    for i in range(_u(dst.size)):
+        dst[i] = 0.0
     for c in range(chans):
-        read = _u(c * height * width)
-        _zeros(dst, at, top * wp + left)
-        at += _u(top * wp + left)
         for i in range(height):
-            for j in range(_u(width)):
-                dst[at + j] = src[read + j]
-            at += _u(width)
-            read += _u(width)
-            gap = right + left if i + 1 < height else right
-            _zeros(dst, at, gap)
-            at += _u(gap)
-        _zeros(dst, at, (hp - top - height) * wp)
-        at += _u((hp - top - height) * wp)
+            at, read = _u((c * hp + i + top) * wp + left), _u((c * height + i) * width)
+            if width == 4:
+                _copy(dst, at, src, read, 4)
+            elif width == 2:
+                _copy(dst, at, src, read, 2)
+            else:
+                _copy(dst, at, src, read, width)
 
 
 @jit(inline="always")
-def _zeros(flat, at, count):
-    for i in range(_u(count)):
-        flat[at + i] = 0.0
+def _copy(dst, at, src, read, count):
+    for j in range(_u(count)):
+        dst[at + j] = src[read + j]
 
 
 @jit
