@@ -24,7 +24,10 @@ Strategy, chosen for speed on ResNet-like models:
   parallel over rows of the column matrix, feeding one GEMM per image (BLAS
   batched over groups when there are several); in a schedule, a small
   column matrix is built by every thread for itself, each then running its
-  share of the product (:func:`lower_conv_gemm`);
+  share of the product (:func:`lower_conv_gemm`), and one whose input and
+  weights are small and reduction deep (ResNet-10's layers at 32 x 32) is
+  a direct product, read from a zero-padded copy of its input with no
+  column matrix (:mod:`runtime.kernels.nn_direct`);
 * ConvTranspose is a GEMM per image followed by a Numba col2im, parallel over
   output channels.
 

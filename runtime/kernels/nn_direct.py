@@ -59,6 +59,13 @@ MAX_INPUT = 1 << 16
 itself, so that the copy stays in its L2: ResNet-50's stride-2 3x3 layer
 from 56 x 56 (128 channels, 1.7 MB padded) ran 1.7x as long as im2col +
 GEMM, each thread copying the whole input."""
+SMALL_INPUT = 1 << 14
+"""A padded input this small (64 KiB) is copied even where the column matrix
+is smaller (a strided 1x1 convolution's, its input subsampled): ResNet-10's
+downsampling 1x1 layers (1-4 Ki elements) 2.8-5.4 us direct against 7-11
+as IM2COL + GEMM. Larger, each thread copying the whole input lost:
+ResNet-18's 1x1 stride-2 layer at 14 x 14 (50 Ki elements) 108 against 87
+us as OWN_COLUMNS."""
 MAX_WEIGHTS = 1 << 20
 """The most weights (4 MiB) of a direct product: each unit reads its rows'
 weights once per tile of ``cols`` positions, from L2 while a group of rows
@@ -332,15 +339,20 @@ def direct_fits(x_shape: tuple, w_shape: tuple, window) -> bool:
     """Whether a float32 2-D convolution of one group (X (N, C, H, W), W
     (K, C, KH, KW)) runs as a direct product in a schedule: a reduction of
     at least :data:`MIN_DEPTH` steps, a padded input of at most
-    :data:`MAX_INPUT` elements, at most :data:`MAX_WEIGHTS` weights, and a
-    narrow kernel family here."""
+    :data:`MAX_INPUT` elements and no larger than the column matrix (or
+    at most :data:`SMALL_INPUT`), at most :data:`MAX_WEIGHTS` weights, and
+    a narrow kernel family here."""
     if len(x_shape) != 4 or len(w_shape) != 4 or direct_family() is None:
         return False
     chans, height, width = x_shape[1:]
     hp = height + window.pads_begin[0] + window.pads_end[0]
     wp = width + window.pads_begin[1] + window.pads_end[1]
     depth = int(np.prod(w_shape[1:]))
-    return depth >= MIN_DEPTH and chans * hp * wp <= MAX_INPUT and w_shape[0] * depth <= MAX_WEIGHTS
+    out_h = (hp - window.dilations[0] * (w_shape[2] - 1) - 1) // window.strides[0] + 1
+    out_w = (wp - window.dilations[1] * (w_shape[3] - 1) - 1) // window.strides[1] + 1
+    padded = chans * hp * wp
+    return (depth >= MIN_DEPTH and padded <= MAX_INPUT and w_shape[0] * depth <= MAX_WEIGHTS
+            and (padded <= depth * out_h * out_w or padded <= SMALL_INPUT))
 
 
 def lower_direct(ctx, x, packed, bias, out, window, residual, clamp) -> None:

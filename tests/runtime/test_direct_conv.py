@@ -13,6 +13,7 @@ from runtime.executor import Executor
 from runtime.gemm.operands import clamp_array
 from runtime.gemm.pack import pack_weights
 from runtime.kernels import nn_direct as direct
+from runtime.kernels.nn_window import Window
 from runtime.schedule import builder as schedule_builder
 from runtime.schedule.ops import COUNT, KIND, REC
 from runtime.schedule.records import DIRECT, IM2COL, OWN_COLUMNS
@@ -150,3 +151,16 @@ def test_each_part_pads_the_image_and_a_caller_alone_pads_it_once(monkeypatch):
     assert np.isnan(buffers[1]).all()
     for name in pooled:
         np.testing.assert_array_equal(alone[name], pooled[name], err_msg=name)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, strides, pads, fits", [
+    ((1, 64, 8, 8), (64, 64, 3, 3), 1, 1, True),  # ResNet-10's layers at 32 x 32
+    ((1, 256, 2, 2), (512, 256, 1, 1), 2, 0, True),  # its downsampling 1x1: a small input
+    ((1, 3, 224, 224), (32, 3, 3, 3), 2, 1, False),  # MobileNetV2's stem: 27 steps
+    ((1, 128, 56, 56), (128, 128, 3, 3), 2, 1, False),  # ResNet-50's: the input too large to copy per thread
+    ((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, False),  # ResNet-50's 7 x 7: weights read once per tile from L3
+    ((1, 256, 14, 14), (512, 256, 1, 1), 2, 0, False),  # ResNet-18's 1x1 stride 2: the input 4x its columns
+])
+def test_direct_products_take_small_inputs_and_weights_and_deep_reductions(x_shape, w_shape, strides, pads, fits):
+    window = Window((w_shape[2], w_shape[3]), (strides, strides), (pads, pads), (pads, pads), (1, 1))
+    assert direct.direct_fits(x_shape, w_shape, window) is fits
