@@ -8,7 +8,8 @@ ResNet-18, and onnx's ResNet-50, whose binary a user then runs with
 twice, Run_th. Every kernel signature those reach is compiled into the cache
 runtime/jit.py points at (``TESSERA_NUMBA_CACHE_DIR`` chooses its base), and
 so are the GEMM's narrow float kernels (runtime.gemm.family.narrow_isa: the
-products of a small model's last planes) and the simulator's whole-run entry
+products of a small model's last planes), the direct convolutions' kernels
+and schedule operation (runtime.kernels.nn_direct) and the simulator's whole-run entry
 (runtime/sim/whole.py: a small model's device run), which neither job
 reaches. The
 thread pool is kept on meanwhile (runtime.parallel.steady): on a busy build
@@ -63,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if gemm.available() and narrow_isa(gemm.host_isa()) is not None:  # small models' 3x3 to 1x1 planes (~1 s)
         gemm.kernel_addresses(narrow_isa(gemm.host_isa()), "f32")
+        from runtime.kernels import nn_direct
+        from runtime.schedule.ops import op_address
+        from runtime.schedule.records import DIRECT
+
+        op_address(DIRECT)  # small models' direct convolutions (ResNet-10 at 32 x 32; neither job has one)
+        nn_direct.direct_kernels(nn_direct.direct_family())
     from runtime.sim import whole
 
     whole.interpret_table.compile(whole.SIGNATURE)  # a small model's whole device run (neither job has one)
