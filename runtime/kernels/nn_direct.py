@@ -42,10 +42,11 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from runtime.errors import KernelError
 from runtime.gemm.family import Isa, host_isa, narrow_isa
 from runtime.gemm.microkernel import compile_module
 from runtime.gemm.microkernel_epilogue import Writer, const_vector, remainder_epilogue, splat_vector
-from runtime.gemm.microkernel_ir import A_PREFETCH, _declarations, _loop, _panel, _panel_offsets, _Remainder
+from runtime.gemm.microkernel_ir import _declarations, _loop, _panel, _panel_offsets, _Remainder
 from runtime.jit import jit
 
 _u = numba.uint64
@@ -106,10 +107,6 @@ class DirectTile(_Remainder):
             splats.append(splat_vector(w, self.mr, scalar, "float"))
         vec, new = self.vec(self.mr), []
         for p in range(self.panels):
-            if A_PREFETCH and (k * self.mr * 4) % 64 == 0:
-                ahead = w.fresh("anext")
-                w.emit(f"{ahead} = getelementptr float, ptr {_panel(w, pa, p)}, i64 {k * self.mr + A_PREFETCH}")
-                w.emit(f"call void @llvm.prefetch.p0(ptr {ahead}, i32 0, i32 3, i32 1)")
             ptr, value = w.fresh("pa"), w.fresh("a")
             w.emit(f"{ptr} = getelementptr inbounds float, ptr {_panel(w, pa, p)}, i64 {k * self.mr}")
             w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
@@ -228,7 +225,7 @@ def direct_family() -> Isa | None:
     one, whose packing they read), or None where there is none."""
     try:
         return narrow_isa(host_isa())
-    except Exception:  # no AVX2: no Tessera GEMM at all
+    except KernelError:  # no AVX2: no Tessera GEMM at all
         return None
 
 
