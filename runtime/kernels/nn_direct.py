@@ -43,10 +43,10 @@ from numba import types
 from numba.extending import intrinsic
 
 from runtime.errors import KernelError
-from runtime.gemm.family import Isa, host_isa, narrow_isa
+from runtime.gemm.family import UNIT, Isa, host_isa, narrow_isa
 from runtime.gemm.microkernel import compile_module
-from runtime.gemm.microkernel_epilogue import Writer, const_vector, remainder_epilogue, splat_vector
-from runtime.gemm.microkernel_ir import _declarations, _loop, _panel, _panel_offsets, _Remainder
+from runtime.gemm.microkernel_epilogue import Writer, const_vector, remainder_epilogue, splat_vector, tile_epilogue
+from runtime.gemm.microkernel_ir import _declarations, _loop, _panel, _panel_offsets, _Remainder, _Tile
 from runtime.jit import jit
 
 _u = numba.uint64
@@ -119,6 +119,61 @@ class DirectTile(_Remainder):
             new.append(row)
         return new
 
+    def epilogue(self, w: Writer, acc: list[list[str]]) -> None:
+        """The tile transposed in registers into rows of ``UNIT`` positions
+        (:func:`_rows`), then a GEMM tile's epilogue on them: plain (or
+        masked) row loads and stores, where the remainder kernels' gathers
+        and scatters took a vector per column."""
+        if not TRANSPOSED:
+            remainder_epilogue(w, self, acc)
+            return
+        rows = _rows(w, self, acc)
+        tile_epilogue(w, _Tile(self.kind, self.panels * self.mr, (UNIT,)), [[row] for row in rows])
+
+
+TRANSPOSED = True
+
+
+def _rows(w: Writer, t: DirectTile, acc: list[list[str]]) -> list[str]:
+    """The ``panels * mr`` rows of ``UNIT`` lanes (positions; past ``cols``
+    zeros) of a tile held as ``cols`` vectors of ``mr`` rows per panel:
+    three rounds of two-vector shuffles, each pairing blocks of columns
+    (1, 2, then 4 wide) and halving the rows each vector holds."""
+    lanes, out = t.mr, []
+    for p in range(t.panels):
+        groups = [[acc[p][j] if j < t.cols else "zeroinitializer"] for j in range(UNIT)]
+        width = 1
+        while len(groups) > 1:
+            merged = []
+            for first, second in zip(groups[0::2], groups[1::2]):
+                block = []
+                for a, b in zip(first, second):
+                    held = lanes // width  # rows each vector holds, ``width`` lanes a row
+                    for half in range(2):
+                        picks = []
+                        for i in range(held // 2):
+                            row = half * (held // 2) + i
+                            picks += [row * width + k for k in range(width)]
+                            picks += [lanes + row * width + k for k in range(width)]
+                        name = w.fresh("tr")
+                        mask = ", ".join(f"i32 {v}" for v in picks)
+                        w.emit(f"{name} = shufflevector <{lanes} x float> {a}, <{lanes} x float> {b}, "
+                               f"<{lanes} x i32> <{mask}>")
+                        block.append(name)
+                merged.append(block)
+            groups, width = merged, width * 2
+        for vector in groups[0]:
+            for k in range(lanes // UNIT):
+                if lanes == UNIT:
+                    out.append(vector)
+                    continue
+                name = w.fresh("row")
+                mask = ", ".join(f"i32 {k * UNIT + v}" for v in range(UNIT))
+                w.emit(f"{name} = shufflevector <{lanes} x float> {vector}, <{lanes} x float> poison, "
+                       f"<{UNIT} x i32> <{mask}>")
+                out.append(name)
+    return out
+
 
 def _function(t: DirectTile) -> str:
     """IR of one direct kernel::
@@ -141,6 +196,7 @@ def _function(t: DirectTile) -> str:
         ptr = w.fresh("ppos")
         w.emit(f"{ptr} = getelementptr inbounds i64, ptr %positions, i64 {j}")
         w.emit(f"%pos{j} = load i64, ptr {ptr}, align 8")
+    w.emit(f"%cols = add i64 0, {t.cols}")
     w.emit("%bias = inttoptr i64 0 to ptr")
     w.emit("%accumulate = add i64 0, 0")
     negative_zero = const_vector(mr, "-0.0", "float")
@@ -192,7 +248,7 @@ def _function(t: DirectTile) -> str:
     w.emit("%more = icmp slt i64 %k0_next, %depth")
     w.emit("br i1 %more, label %block_head, label %store")
     w.label("store")
-    remainder_epilogue(w, t, sums)
+    t.epilogue(w, sums)
     body = "\n".join(w.lines)
     return f"""define void @{t.name}(i64 %depth, i64 %kc_full, i64 %mpad, i64 %row, ptr noalias readonly %a,
                       ptr noalias readonly %x, ptr noalias readonly %offsets, ptr noalias readonly %positions,
@@ -213,7 +269,8 @@ def direct_ir(isa: Isa) -> str:
     """LLVM IR of the module of ``isa``'s direct kernels (``isa``: a narrow family)."""
     return (f"; Tessera direct convolution kernels ({isa.name})\n"
             "declare void @llvm.prefetch.p0(ptr, i32, i32, i32)\ndeclare i64 @llvm.smin.i64(i64, i64)\n"
-            + _declarations("f32", isa.mr, False) + "\n" + "\n".join(_function(t) for t in _tiles(isa)))
+            + "".join(_declarations("f32", lanes, False) for lanes in sorted({isa.mr, UNIT})) + "\n"
+            + "\n".join(_function(t) for t in _tiles(isa)))
 
 
 _engines: dict[Isa, tuple[object, np.ndarray]] = {}
