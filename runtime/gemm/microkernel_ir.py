@@ -186,16 +186,9 @@ class _Remainder:
         _panel_offsets(w, self.mr, self.panels)
 
     def step(self, w: "Writer", acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
-        row = pb
-        if k:
-            row = w.fresh("brow")
-            w.emit(f"{row} = getelementptr inbounds float, ptr {pb}, i64 %ldb{k}")
-        splats = []
-        for j in range(self.cols):
-            ptr, scalar = w.fresh("pb"), w.fresh("b")
-            w.emit(f"{ptr} = getelementptr inbounds float, ptr {row}, i64 {j}")
-            w.emit(f"{scalar} = load float, ptr {ptr}, align 4")
-            splats.append(splat_vector(w, self.mr, scalar, "float"))
+        """Each panel's A vector of step ``k`` times each broadcast B value
+        (:meth:`splats`), into the accumulators."""
+        splats = self.splats(w, pb, k)
         vec, new = self.vec(self.mr), []
         for p in range(self.panels):
             ptr, value = w.fresh("pa"), w.fresh("a")
@@ -210,8 +203,24 @@ class _Remainder:
             new.append(outs)
         return new
 
+    def splats(self, w: "Writer", pb: str, k: int) -> list[str]:
+        """The ``cols`` values of B's row ``k`` (at ``pb``, ``%ldb`` apart), each broadcast to a vector."""
+        row = pb
+        if k:
+            row = w.fresh("brow")
+            w.emit(f"{row} = getelementptr inbounds float, ptr {pb}, i64 %ldb{k}")
+        return [_splat_load(w, self.mr, row, str(j)) for j in range(self.cols)]
+
     def epilogue(self, w: "Writer", acc: list[list[str]]) -> None:
         remainder_epilogue(w, self, acc)
+
+
+def _splat_load(w: Writer, lanes: int, base: str, index: str) -> str:
+    """The float at ``base + index`` broadcast to ``lanes`` lanes."""
+    ptr, scalar = w.fresh("pb"), w.fresh("b")
+    w.emit(f"{ptr} = getelementptr inbounds float, ptr {base}, i64 {index}")
+    w.emit(f"{scalar} = load float, ptr {ptr}, align 4")
+    return splat_vector(w, lanes, scalar, "float")
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from runtime.errors import KernelError
 from runtime.gemm.family import UNIT, Isa, host_isa, narrow_isa
 from runtime.gemm.microkernel import compile_module
 from runtime.gemm.microkernel_epilogue import Writer, const_vector, remainder_epilogue, splat_vector, tile_epilogue
-from runtime.gemm.microkernel_ir import _declarations, _loop, _panel, _panel_offsets, _Remainder, _Tile
+from runtime.gemm.microkernel_ir import _declarations, _loop, _panel_offsets, _Remainder, _splat_load, _Tile
 from runtime.jit import jit
 
 _u = numba.uint64
@@ -93,31 +93,15 @@ class DirectTile(_Remainder):
     def name(self) -> str:
         return f"tessera_direct_{self.panels * self.mr}x{self.cols}"
 
-    def step(self, w: Writer, acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
+    def splats(self, w: Writer, pb: str, k: int) -> list[str]:
+        """The input values of step ``k``'s tap (its offset at ``pb + k``)
+        at the tile's ``cols`` positions, each broadcast to a vector."""
         at, off, wide, base = w.fresh("po"), w.fresh("off"), w.fresh("off64"), w.fresh("xk")
         w.emit(f"{at} = getelementptr inbounds i32, ptr {pb}, i64 {k}")
         w.emit(f"{off} = load i32, ptr {at}, align 4")
         w.emit(f"{wide} = sext i32 {off} to i64")
         w.emit(f"{base} = getelementptr inbounds float, ptr %x, i64 {wide}")
-        splats = []
-        for j in range(self.cols):
-            ptr, scalar = w.fresh("pb"), w.fresh("b")
-            w.emit(f"{ptr} = getelementptr inbounds float, ptr {base}, i64 %pos{j}")
-            w.emit(f"{scalar} = load float, ptr {ptr}, align 4")
-            splats.append(splat_vector(w, self.mr, scalar, "float"))
-        vec, new = self.vec(self.mr), []
-        for p in range(self.panels):
-            ptr, value = w.fresh("pa"), w.fresh("a")
-            w.emit(f"{ptr} = getelementptr inbounds float, ptr {_panel(w, pa, p)}, i64 {k * self.mr}")
-            w.emit(f"{value} = load {vec}, ptr {ptr}, align 4")
-            row = []
-            for j in range(self.cols):
-                out = w.fresh("acc")
-                w.emit(f"{out} = call {vec} @llvm.fma.v{self.mr}f32({vec} {value}, {vec} {splats[j]}, "
-                       f"{vec} {acc[p][j]})")
-                row.append(out)
-            new.append(row)
-        return new
+        return [_splat_load(w, self.mr, base, f"%pos{j}") for j in range(self.cols)]
 
     def epilogue(self, w: Writer, acc: list[list[str]]) -> None:
         """The tile transposed in registers into rows of ``UNIT`` positions

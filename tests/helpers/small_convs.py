@@ -43,3 +43,40 @@ def schedule_ops(executor):
     """The executor's schedule and the rows of its operations, in order."""
     schedule = executor._schedule()
     return schedule, [row for part in schedule.parts if hasattr(part, "ops") for row in part.ops]
+
+
+def pooled_one_conv(monkeypatch, kind: int):
+    """:func:`one_conv`'s schedule on two threads, run once over the pool
+    (checked to have taken part): its one operation must be ``kind`` in two
+    parts. Returns the executor, the feeds, the outputs, the schedule and
+    the operation's record."""
+    from runtime import parallel
+    from runtime.executor import Executor
+    from runtime.schedule.ops import COUNT, KIND, REC
+    from tests.helpers.pool import steady_pool
+
+    steady_pool(monkeypatch)
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    program = frozen(one_conv())
+    inputs = feeds(program)
+    executor = Executor(program)
+    run_phases, taken = parallel.run_phases, []
+    monkeypatch.setattr(parallel, "run_phases", lambda *a, **k: taken.append(run_phases(*a, **k)) or taken[-1])
+    pooled = executor.run(inputs)
+    monkeypatch.setattr(parallel, "run_phases", run_phases)
+    assert taken == [True], "the pool took no part"
+    schedule, rows = schedule_ops(executor)
+    assert [int(row[KIND]) for row in rows] == [kind] and rows[0][COUNT] == 2
+    return executor, inputs, pooled, schedule, schedule.recs[rows[0][REC]:]
+
+
+def rerun_alone(monkeypatch, executor, inputs, pooled, schedule) -> None:
+    """Run again by the caller alone on an arena of NaN: the same outputs."""
+    from runtime import parallel
+
+    schedule.arena[:] = 0xFF
+    run_phases = parallel.run_phases
+    monkeypatch.setattr(parallel, "run_phases", lambda *a, **k: run_phases(*a, **{**k, "alone": True}))
+    alone = executor.run(inputs)
+    for name in pooled:
+        np.testing.assert_array_equal(alone[name], pooled[name], err_msg=name)

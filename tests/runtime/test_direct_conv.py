@@ -15,11 +15,10 @@ from runtime.gemm.pack import pack_weights
 from runtime.kernels import nn_direct as direct
 from runtime.kernels.nn_window import Window
 from runtime.schedule import builder as schedule_builder
-from runtime.schedule.ops import COUNT, KIND, REC
+from runtime.schedule.ops import KIND
 from runtime.schedule.records import DIRECT, IM2COL, OWN_COLUMNS
-from tests.helpers.pool import steady_pool
 from tests.helpers.small_convs import feeds as _feeds
-from tests.helpers.small_convs import frozen, one_conv, small_planes
+from tests.helpers.small_convs import frozen, pooled_one_conv, rerun_alone, small_planes
 from tests.helpers.small_convs import schedule_ops as _ops
 
 pytestmark = pytest.mark.skipif(direct.direct_family() is None, reason="no Tessera GEMM on this CPU")
@@ -123,19 +122,8 @@ def test_schedules_run_convolutions_direct_with_the_per_step_and_one_thread_bits
 def test_each_part_pads_the_image_and_a_caller_alone_pads_it_once(monkeypatch):
     """After a run over the pool both parts' buffers hold the padded input;
     run by the caller alone, part 0's does and part 1's is left as it was."""
-    steady_pool(monkeypatch)
-    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    program = frozen(one_conv())
-    feeds = _feeds(program)
-    x = next(iter(feeds.values()))[0]
-    executor = Executor(program)
-    run_phases, taken = parallel.run_phases, []
-    monkeypatch.setattr(parallel, "run_phases", lambda *a, **k: taken.append(run_phases(*a, **k)) or taken[-1])
-    pooled = executor.run(feeds)
-    assert taken == [True], "the pool took no part"
-    schedule, rows = _ops(executor)
-    assert [int(row[KIND]) for row in rows] == [DIRECT] and rows[0][COUNT] == 2
-    rec = schedule.recs[rows[0][REC]:]
+    executor, inputs, pooled, schedule, rec = pooled_one_conv(monkeypatch, DIRECT)
+    x = next(iter(inputs.values()))[0]
     first = int(schedule.bases[rec[5]] + rec[6] - schedule.arena.ctypes.data)
     stride, size = int(rec[7]), x.shape[0] * int(rec[8]) * int(rec[9])
     buffers = [schedule.arena[first + p * stride:first + (p + 1) * stride][:size * 4].view(np.float32)
@@ -143,14 +131,9 @@ def test_each_part_pads_the_image_and_a_caller_alone_pads_it_once(monkeypatch):
     expected = np.pad(x, ((0, 0), (1, 1), (1, 1))).reshape(-1)
     for buffer in buffers:
         np.testing.assert_array_equal(buffer, expected)
-
-    schedule.arena[:] = 0xFF  # NaN everywhere
-    monkeypatch.setattr(parallel, "run_phases", lambda *a, **k: run_phases(*a, **{**k, "alone": True}))
-    alone = executor.run(feeds)
+    rerun_alone(monkeypatch, executor, inputs, pooled, schedule)
     np.testing.assert_array_equal(buffers[0], expected)
     assert np.isnan(buffers[1]).all()
-    for name in pooled:
-        np.testing.assert_array_equal(alone[name], pooled[name], err_msg=name)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, strides, pads, fits", [

@@ -14,24 +14,22 @@ from runtime.executor import Executor
 from runtime.kernels import nn_prepared
 from runtime.kernels.nn_im2col import im2col_rows
 from runtime.schedule import builder as schedule_builder
-from runtime.schedule.ops import COUNT, KIND, REC
+from runtime.schedule.ops import COUNT, KIND
 from runtime.schedule.records import GEMM, GEMM_FIELDS, GEO, IM2COL, IM2COL_FIELDS, OWN_COLUMNS
-from tests.helpers.pool import steady_pool
 from tests.helpers.small_convs import feeds as _feeds
-from tests.helpers.small_convs import frozen, one_conv, small_planes
+from tests.helpers.small_convs import frozen, pooled_one_conv, rerun_alone, small_planes
 from tests.helpers.small_convs import schedule_ops as _ops
 
 
-def _part_buffers(schedule, row):
-    """The column matrix buffers of an OWN_COLUMNS operation's parts, as
-    arrays over the arena, and the operation's record."""
-    rec = schedule.recs[row[REC]:]
+def _part_buffers(schedule, rec):
+    """The column matrix buffers of an OWN_COLUMNS operation's parts (its
+    record ``rec``), as arrays over the arena."""
     first = int(schedule.bases[rec[7]] + rec[8] - schedule.arena.ctypes.data)
     rows, od, oh, ow = (int(v) for v in rec[GEMM_FIELDS + 8:GEMM_FIELDS + 12])
     parts, stride = int(rec[GEMM_FIELDS + IM2COL_FIELDS]), int(rec[GEMM_FIELDS + IM2COL_FIELDS + 1])
     size = rows * od * oh * ow
     return [schedule.arena[first + p * stride:first + p * stride + size * 4].view(np.float32).reshape(rows, od, oh, ow)
-            for p in range(parts)], rec
+            for p in range(parts)]
 
 
 def test_small_convolutions_own_their_columns_with_the_per_step_and_one_thread_bits(monkeypatch):
@@ -63,31 +61,16 @@ def test_each_part_builds_the_whole_matrix_and_a_caller_alone_builds_it_once(mon
     matrix of the input (each built its own); run by the caller alone, the
     driver calls the operation once for both parts: part 0's buffer holds
     the matrix and part 1's is left as it was."""
-    steady_pool(monkeypatch)
     monkeypatch.setattr(nn_prepared, "direct_fits", lambda *args: False)
-    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    program = frozen(one_conv())
-    feeds = _feeds(program)
-    x = next(iter(feeds.values()))
-    executor = Executor(program)
-    run_phases, taken = parallel.run_phases, []
-    monkeypatch.setattr(parallel, "run_phases", lambda *a, **k: taken.append(run_phases(*a, **k)) or taken[-1])
-    pooled = executor.run(feeds)
-    assert taken == [True], "the pool took no part"
-    schedule, rows = _ops(executor)
-    assert [int(row[KIND]) for row in rows] == [OWN_COLUMNS] and rows[0][COUNT] == 2
-    buffers, rec = _part_buffers(schedule, rows[0])
+    executor, inputs, pooled, schedule, rec = pooled_one_conv(monkeypatch, OWN_COLUMNS)
+    x = next(iter(inputs.values()))
+    buffers = _part_buffers(schedule, rec)
     expected = np.full_like(buffers[0], np.nan)
     im2col_rows(0, expected.shape[0], x[0][:, None], expected,
                 tuple(int(v) for v in rec[GEMM_FIELDS + 12:GEMM_FIELDS + 12 + GEO]))
     assert not np.isnan(expected).any()
     for buffer in buffers:
         np.testing.assert_array_equal(buffer, expected)
-
-    schedule.arena[:] = 0xFF  # NaN everywhere
-    monkeypatch.setattr(parallel, "run_phases", lambda *a, **k: run_phases(*a, **{**k, "alone": True}))
-    alone = executor.run(feeds)
+    rerun_alone(monkeypatch, executor, inputs, pooled, schedule)
     np.testing.assert_array_equal(buffers[0], expected)
     assert np.isnan(buffers[1]).all()
-    for name in pooled:
-        np.testing.assert_array_equal(alone[name], pooled[name], err_msg=name)
