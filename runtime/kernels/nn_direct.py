@@ -32,7 +32,7 @@ fill every lane (one thread, Zen 4, against im2col + GEMM: 3x3 64 -> 64 at
 """
 from __future__ import annotations
 
-import functools
+import math
 import threading
 from dataclasses import dataclass
 
@@ -42,12 +42,15 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from runtime import parallel
 from runtime.errors import KernelError
 from runtime.gemm.family import UNIT, Isa, host_isa, narrow_isa
 from runtime.gemm.microkernel import compile_module
-from runtime.gemm.microkernel_epilogue import Writer, const_vector, remainder_epilogue, splat_vector, tile_epilogue
+from runtime.gemm.microkernel_epilogue import Writer, const_vector, splat_vector, tile_epilogue
 from runtime.gemm.microkernel_ir import _declarations, _loop, _panel_offsets, _Remainder, _splat_load, _Tile
 from runtime.jit import jit
+from runtime.kernels.nn_window import out_shape
+from runtime.schedule.records import DIRECT, NONE
 
 _u = numba.uint64
 
@@ -74,7 +77,6 @@ fits there. ResNet-50's 3x3 layers at 7 x 7 (512 x 4608 weights, 7 tiles)
 ran 1.2x as long as im2col + GEMM, whose tiles read them once."""
 
 
-@functools.cache
 def direct_tile(isa: Isa) -> tuple[int, int]:
     """(row panels, columns) of the largest kernel of ``isa``'s direct
     family: AVX-512 2 panels of 16 rows x 8 columns (16 accumulators; 1 x
@@ -107,15 +109,9 @@ class DirectTile(_Remainder):
         """The tile transposed in registers into rows of ``UNIT`` positions
         (:func:`_rows`), then a GEMM tile's epilogue on them: plain (or
         masked) row loads and stores, where the remainder kernels' gathers
-        and scatters took a vector per column."""
-        if not TRANSPOSED:
-            remainder_epilogue(w, self, acc)
-            return
+        and scatters took a vector per column (ResNet-10 0.98 of the time)."""
         rows = _rows(w, self, acc)
         tile_epilogue(w, _Tile(self.kind, self.panels * self.mr, (UNIT,)), [[row] for row in rows])
-
-
-TRANSPOSED = True
 
 
 def _rows(w: Writer, t: DirectTile, acc: list[list[str]]) -> list[str]:
@@ -168,9 +164,8 @@ def _function(t: DirectTile) -> str:
 
     rows ``row ..`` (``rows`` of them written) of the packed A at ``a``
     (``mpad`` rows, blocks of ``kc`` steps) times the ``cols`` positions
-    at ``positions``, over all ``depth`` steps; the epilogue of the GEMM's
-    remainder kernels after the last block (bias null there: it started
-    the totals)."""
+    at ``positions``, over all ``depth`` steps; then :meth:`DirectTile.epilogue`
+    (``%bias`` null there: the bias started the totals)."""
     mr, vec = t.mr, t.vec(t.mr)
     w = Writer()
     w.label("entry")
@@ -373,6 +368,12 @@ def tables(chans: int, padded: tuple, kernel: tuple, strides: tuple, dilations: 
 
 
 # ---------------------------------------------------------------- lowering
+def _padded(x_shape: tuple, window) -> tuple[int, int]:
+    """(Hp, Wp): an (N, C, H, W) input with the window's pads."""
+    return (x_shape[2] + window.pads_begin[0] + window.pads_end[0],
+            x_shape[3] + window.pads_begin[1] + window.pads_end[1])
+
+
 def direct_fits(x_shape: tuple, w_shape: tuple, window) -> bool:
     """Whether a float32 2-D convolution of one group (X (N, C, H, W), W
     (K, C, KH, KW)) runs as a direct product in a schedule: a reduction of
@@ -382,15 +383,12 @@ def direct_fits(x_shape: tuple, w_shape: tuple, window) -> bool:
     a narrow kernel family here."""
     if len(x_shape) != 4 or len(w_shape) != 4 or direct_family() is None:
         return False
-    chans, height, width = x_shape[1:]
-    hp = height + window.pads_begin[0] + window.pads_end[0]
-    wp = width + window.pads_begin[1] + window.pads_end[1]
+    hp, wp = _padded(x_shape, window)
     depth = int(np.prod(w_shape[1:]))
-    out_h = (hp - window.dilations[0] * (w_shape[2] - 1) - 1) // window.strides[0] + 1
-    out_w = (wp - window.dilations[1] * (w_shape[3] - 1) - 1) // window.strides[1] + 1
-    padded = chans * hp * wp
+    positions = math.prod(out_shape("Conv", x_shape[2:], window))
+    padded = x_shape[1] * hp * wp
     return (depth >= MIN_DEPTH and padded <= MAX_INPUT and w_shape[0] * depth <= MAX_WEIGHTS
-            and (padded <= depth * out_h * out_w or padded <= SMALL_INPUT))
+            and (padded <= depth * positions or padded <= SMALL_INPUT))
 
 
 def lower_direct(ctx, x, packed, bias, out, window, residual, clamp) -> None:
@@ -401,23 +399,19 @@ def lower_direct(ctx, x, packed, bias, out, window, residual, clamp) -> None:
     thread (at most one per unit): each pads the image into a buffer of its
     own (cache lines of its own), then runs its share of the units
     (runtime.schedule.ops._direct)."""
-    from runtime import parallel
-    from runtime.schedule.records import DIRECT, NONE
-
     isa = packed.isa
     batch, chans, height, width = x.shape
     m, depth = packed.matrix
     out_h, out_w = out.shape[2:]
     top, left = window.pads_begin
-    hp, wp = height + top + window.pads_end[0], width + left + window.pads_end[1]
+    hp, wp = _padded(x.shape, window)
     offsets, positions = tables(chans, (hp, wp), window.kernel, window.strides, window.dilations, (out_h, out_w))
     if int(offsets[-1]) + int(positions[-1]) >= chans * hp * wp:
         raise ValueError("a direct product would read past its padded input")
     n = out_h * out_w
     total = units(m, n, isa)
     parts = max(1, min(parallel.NUM_THREADS, total))
-    stride = -(-chans * hp * wp * 4 // 64) * 64
-    padded = ctx.scratch((parts * stride // 4,), np.float32)
+    padded, stride = ctx.part_scratch(chans * hp * wp * 4, parts)
     kernels = direct_kernels(isa)
     panels, cols = direct_tile(isa)
     bias_ref = NONE if bias is None else ctx.pin(np.ascontiguousarray(bias, np.float32).reshape(-1))

@@ -511,8 +511,7 @@ def lower_own_columns(ctx, x, n: int, packed, col_shape: tuple, geo: tuple, out:
     split = len(tapered_chunks(rows, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain(out_h * out_w))) > 1
     if split and im2col_way(1, x.shape[3], 1, out_h, out_w, geo) != SHIFTED:
         return ctx.scratch(col_shape, np.float32)
-    stride = -(-rows * out_h * out_w * 4 // 64) * 64  # each part's buffer on cache lines of its own
-    buffers = ctx.scratch((parallel.NUM_THREADS * stride // 4,), np.float32)
+    buffers, stride = ctx.part_scratch(rows * out_h * out_w * 4, parallel.NUM_THREADS)
     col = Operand(buffers.base, buffers.offset, tuple(col_shape), np.float32)
     record, tasks, serial = gemm.sgemm_record(ctx, packed, col.reshape((1, rows, out_h * out_w)), out, out_strides,
                                               bias, residual, clamp)

@@ -132,6 +132,14 @@ class Lowering:
         base = self._builder.add(_Buffer("arena", max(math.prod(shape) * dtype.itemsize, 1)))
         return self.uses(Operand(base, 0, tuple(shape), dtype))
 
+    def part_scratch(self, nbytes: int, parts: int) -> tuple[Operand, int]:
+        """Arena memory for this step alone, ``parts`` buffers of ``nbytes``
+        each on cache lines of their own (one per thread of an operation
+        whose parts each write their own): float32 elements, and the bytes
+        from one buffer to the next."""
+        stride = -(-nbytes // ALIGN) * ALIGN
+        return self.scratch((parts * stride // 4,), np.float32), stride
+
     def emit(self, kind: int, rec: Sequence[int], count: int, grain: int = 1, spans=None) -> None:
         """One operation of ``kind`` over ``count`` items, in chunks as
         ``parallel_for`` would cut them, tapered toward the middle
