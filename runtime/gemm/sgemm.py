@@ -281,11 +281,16 @@ class PackedProduct:
         the reduction is one block, from ``residual``."""
         _emit_gemm(ctx, _gemm_record(ctx, self.template, self.kernels, self.packed.data, b,
                                      self.b_shape[0] * self.b_shape[1], out, self.bias, residual, self.clamp),
-                   self.tasks, self.serial)
+                   self.tasks, self.serial, b[0])
 
 
-def _emit_gemm(ctx, record: list, tasks: int, serial: bool) -> None:
-    """A GEMM operation (runtime.schedule.ops) of ``record``'s ``tasks``, on the caller alone when ``serial``."""
+def _emit_gemm(ctx, record: list, tasks: int, serial: bool, b_base: int) -> None:
+    """A GEMM operation (runtime.schedule.ops) of ``record``'s ``tasks``, on
+    the caller alone when ``serial``. Tasks cut by rows of A each read all of
+    B, and tasks cut by columns a share of every row of B: either way B's
+    lines end up in every thread's cache (``ctx.spread``)."""
+    if not serial:
+        ctx.spread(b_base)
     ctx.emit(GEMM, record, tasks, spans=[(0, tasks)] if serial else None)
 
 
@@ -384,7 +389,7 @@ def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, 
     with byte ``out_strides``, and ``residual`` the (base, offset) of one of
     the same strides, both apart from ``b``; ``bias`` (G, M) and ``clamp``
     (runtime.gemm.operands.clamp_array) float32 arrays."""
-    _emit_gemm(ctx, *sgemm_record(ctx, packed_a, b, out, out_strides, bias, residual, clamp, matrix))
+    _emit_gemm(ctx, *sgemm_record(ctx, packed_a, b, out, out_strides, bias, residual, clamp, matrix), b.base)
 
 
 def sgemm_record(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, bias: np.ndarray | None = None,

@@ -475,7 +475,7 @@ def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> Non
     else:
         tail = (0,) * GEO
     ctx.emit(DEPTHWISE, [variant, *x.ref(), batch, chans, height, width, *ctx.pin(w), *ctx.pin(bias),
-                         *out.ref(), out_c, out_h, out_w, *(out if residual is None else residual).ref(),
+                         *ctx.light(out).ref(), out_c, out_h, out_w, *(out if residual is None else residual).ref(),
                          *ctx.pin(NO_CLAMP if clamp is None else clamp), *flags, *tail],
              batch * out_c, grain(out_h * out_w * w[0].size))
 

@@ -35,32 +35,13 @@ from runtime.cpu_load import SplitWatch, watched
 from runtime.errors import ExecutionError, TesseraError
 from runtime.jit import data_address
 from runtime.kernels.weight_cache import frozen
+from runtime.schedule.arena import ALIGN, Buffer
+from runtime.schedule.arena import plan as arena_plan
 from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, op_address, run_schedule
 from runtime.schedule.records import Operand
 
 ENABLED = os.environ.get("TESSERA_SCHEDULE", "1") != "0"
 """``TESSERA_SCHEDULE=0`` runs every step through Python (to compare)."""
-ALIGN = 64
-"""Byte alignment of every arena buffer (a cache line, an AVX-512 vector)."""
-
-
-@dataclass
-class _Buffer:
-    """A run of bytes operations use: in the arena (``kind`` "arena": its
-    offset once planned), or bound elsewhere (a pinned constant, a program
-    input, a Python step's output). ``first``/``last``: the plan positions
-    that use it."""
-
-    kind: str
-    nbytes: int = 0
-    first: int = 1 << 60
-    last: int = -1
-    offset: int = 0
-
-    def touch(self, position: int) -> None:
-        self.first, self.last = min(self.first, position), max(self.last, position)
-
-
 class Lowering:
     """What a kernel's ``lower`` works with for one step: its outputs'
     types, and the means to place them, pin constants, take scratch memory
@@ -72,6 +53,8 @@ class Lowering:
         self.out_types = list(outputs)
         self.outputs: list[Operand | None] = [None] * len(outputs)
         self.touched: list[int] = []
+        self.spread_bases: list[int] = []
+        self.light_bases: list[int] = []
         self.constants: list[np.ndarray] = []
         self.ops: list[tuple[int, list[int], list[tuple[int, int]]]] = []
 
@@ -96,6 +79,24 @@ class Lowering:
     def uses(self, operand: Operand) -> Operand:
         """``operand``, noted as read or written by this step."""
         self.touched.append(operand.base)
+        return operand
+
+    def spread(self, base: int) -> None:
+        """Note that this step's operation reads buffer ``base`` on every
+        thread, each a share of all its lines or all of them (a GEMM's B,
+        whether its tasks cut A's rows or B's columns): afterwards the
+        lines sit in every core's cache, and a core writing one must first
+        take it from the others (~30 ns a line measured on Zen 4, where a
+        line it holds alone costs ~1)."""
+        self.spread_bases.append(base)
+
+    def light(self, operand: Operand) -> Operand:
+        """``operand``, an output this step writes with little work per line
+        (a depthwise convolution: 9 multiply-adds an element), cut into
+        leading planes as the GEMM cuts its output rows: the arena keeps
+        it off lines a :meth:`spread` read just left in both cores' caches,
+        where it can (:func:`runtime.schedule.arena.plan`)."""
+        self.light_bases.append(operand.base)
         return operand
 
     def output(self, index: int, shape: tuple, dtype=np.float32, like: Operand | None = None) -> Operand:
@@ -129,7 +130,7 @@ class Lowering:
     def scratch(self, shape: tuple, dtype) -> Operand:
         """Arena memory for this step alone."""
         dtype = np.dtype(dtype)
-        base = self._builder.add(_Buffer("arena", max(math.prod(shape) * dtype.itemsize, 1)))
+        base = self._builder.add(Buffer("arena", max(math.prod(shape) * dtype.itemsize, 1)))
         return self.uses(Operand(base, 0, tuple(shape), dtype))
 
     def part_scratch(self, nbytes: int, parts: int) -> tuple[Operand, int]:
@@ -325,7 +326,7 @@ UNKNOWN = object()
 class _Builder:
     def __init__(self, program):
         self.program = program
-        self.buffers: list[_Buffer] = [_Buffer("none")]
+        self.buffers: list[Buffer] = [Buffer("none")]
         self.pinned: dict[int, tuple[int, np.ndarray]] = {}
         self.constants: dict[int, np.ndarray] = {}
         """The program constants operations rely on (frozen), by id."""
@@ -343,14 +344,14 @@ class _Builder:
         """Base of a program input or a Python step's output -> its slot."""
         self.lowered = 0
 
-    def add(self, buffer: _Buffer) -> int:
+    def add(self, buffer: Buffer) -> int:
         self.buffers.append(buffer)
         return len(self.buffers) - 1
 
     def bind(self, slot: int, shape, dtype) -> int:
         """A buffer bound at run time to ``slot``'s value (a program input,
         a Python step's output): read-only to operations; its base."""
-        base = self.add(_Buffer("bound"))
+        base = self.add(Buffer("bound"))
         self.operands[slot] = Operand(base, 0, tuple(shape), np.dtype(dtype), writable=False)
         self.sources[base] = slot
         return base
@@ -358,7 +359,7 @@ class _Builder:
     def pin(self, array: np.ndarray) -> int:
         entry = self.pinned.get(id(array))
         if entry is None:
-            entry = self.pinned[id(array)] = (self.add(_Buffer("pinned")), array)
+            entry = self.pinned[id(array)] = (self.add(Buffer("pinned")), array)
         return entry[0]
 
     def touch(self, base: int, position: int) -> None:
@@ -404,6 +405,10 @@ class _Builder:
             self.read(slot, position)
         for base in ctx.touched:
             self.touch(base, position)
+        for base in ctx.spread_bases:
+            self.buffers[base].spread_at = position
+        for base in ctx.light_bases:
+            self.buffers[base].light = True
         for slot, out in zip(step.outputs, ctx.outputs):  # a view or an in-place output views what its input may
             shadows = set().union(*(self.shadows.get(s, ()) for s in step.inputs
                                     if s in self.operands and self.operands[s].base == out.base))
@@ -458,23 +463,8 @@ class _Builder:
         self.pending, self.pending_steps = [], []
 
     def plan_arena(self) -> int:
-        """Offsets of the arena buffers (first fit by lifetime, largest
-        first); the arena's size."""
-        placed: list[_Buffer] = []
-        size = 0
-        for buffer in sorted((b for b in self.buffers if b.kind == "arena"), key=lambda b: -b.nbytes):
-            if buffer.last < 0:
-                buffer.first = buffer.last = 0
-            offset = 0
-            for other in sorted((o for o in placed if o.first <= buffer.last and buffer.first <= o.last),
-                                key=lambda o: o.offset):
-                if offset + buffer.nbytes <= other.offset:
-                    break
-                offset = max(offset, -(-(other.offset + other.nbytes) // ALIGN) * ALIGN)
-            buffer.offset = offset
-            placed.append(buffer)
-            size = max(size, offset + buffer.nbytes)
-        return size
+        """Offsets of the arena buffers (:func:`runtime.schedule.arena.plan`); the arena's size."""
+        return arena_plan([b for b in self.buffers if b.kind == "arena"])
 
 
 def build(executor, plan: list, wanted: Sequence[int]) -> Schedule | None:

@@ -26,7 +26,8 @@ from runtime.kernels.depthwise_ir import depthwise_ir_planes
 from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.schedule import builder as schedule_builder
-from runtime.schedule.builder import ALIGN, _Buffer, _Builder
+from runtime.schedule.arena import ALIGN, Buffer
+from runtime.schedule.builder import _Builder
 from runtime.schedule.ops import COUNT, KIND
 from runtime.schedule.records import (
     BANDS,
@@ -489,7 +490,7 @@ def test_the_arena_gives_values_alive_together_disjoint_bytes():
     builder = _Builder(program=None)
     spans = [(0, 2, 1000), (1, 3, 4000), (3, 5, 3000), (4, 6, 10), (0, 6, 64), (2, 2, 5000)]
     for first, last, size in spans:
-        builder.add(_Buffer("arena", size, first, last))
+        builder.add(Buffer("arena", size, first, last))
     size = builder.plan_arena()
     buffers = builder.buffers[1:]
     assert all(b.offset % ALIGN == 0 and b.offset + b.nbytes <= size for b in buffers)
