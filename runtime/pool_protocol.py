@@ -149,7 +149,7 @@ def phase_claim(team, phase, count, role):
     with the chunks claimed from one counter, 1.28x with these ends. A
     first counter hands out the claims (``count`` at most), a second and a
     third the positions at either end."""
-    if fetch_add(team, P_FAILED, 0) or (role == WORKER and load_acquire(team, P_YIELD)):
+    if load_acquire(team, P_FAILED) or (role == WORKER and load_acquire(team, P_YIELD)):
         return -1
     at = P_PHASES + P_STRIDE * phase
     return _claim(team, at, at + 3 * LINE, at + 2 * LINE, count, role)
