@@ -49,10 +49,11 @@ from pathlib import Path
 import numba
 import numpy as np
 from numba import types
-from numba.core import event
+from numba.core import cgutils, event
 from numba.core.caching import UserProvidedCacheLocator
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
 
 try:
     import fcntl
@@ -437,6 +438,27 @@ def typed_readonly(typingctx, array):
 
     def codegen(context, builder, signature, args):
         return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+
+    return sig, codegen
+
+
+@intrinsic
+def flat_view(typingctx, array):
+    """``array.reshape(-1)`` of a C-contiguous array, made in place: its data,
+    its size as the one extent, no call (Numba's reshape goes through a
+    helper that works out strides for any layout, ~25 ns a call, a third
+    of a depthwise chunk's fixed cost on Zen 4)."""
+    if not isinstance(array, types.Array) or array.layout != "C":
+        return None
+    sig = array.copy(ndim=1)(array)
+
+    def codegen(context, builder, signature, args):
+        source = context.make_array(signature.args[0])(context, builder, args[0])
+        view = context.make_array(signature.return_type)(context, builder)
+        populate_array(view, data=source.data, shape=cgutils.pack_array(builder, [source.nitems]),
+                       strides=cgutils.pack_array(builder, [source.itemsize]), itemsize=source.itemsize,
+                       meminfo=source.meminfo, parent=source.parent)
+        return impl_ret_borrowed(context, builder, signature.return_type, view._getvalue())
 
     return sig, codegen
 

@@ -69,7 +69,7 @@ from numba.extending import intrinsic
 
 from runtime.gemm.family import Isa, host_isa
 from runtime.gemm.microkernel import compile_module
-from runtime.jit import jit
+from runtime.jit import flat_view, jit
 from runtime.kernels.conv_epilogue import finish_row, gate_run
 from runtime.kernels.nn_depthwise_3x3 import pass_clamp
 from runtime.parallel import drives
@@ -506,26 +506,53 @@ def depthwise_ir_planes(start, stop, x, w, b, out, res, clamp, flags, kernels, s
     :func:`kernel_addresses` of that size and stride. Every array is
     float32 and C-contiguous (the callers' lift and the schedule's operands
     are)."""
+    zeros, masks = plane_scratch(x.shape[2], x.shape[3], w.shape[1], stride, kernels)
+    depthwise_ir_run(start, stop, x, w, b, out, res, clamp, flags, kernels, stride, zeros,
+                     masks.ctypes.data if masks.shape[0] else 0)
+
+
+@jit
+def plane_scratch(height, width, ks, stride, kernels):
+    """What :func:`depthwise_ir_run` reads besides the operands, for planes
+    of ``height`` x ``width`` by a ``ks`` x ``ks`` kernel: a row of zeros
+    (the rows above and below a plane), and for a plane that is one flat
+    vector (stride 1, at most :data:`FLAT` outputs, where ``kernels`` has
+    that kernel) its :func:`flat_masks`, else none. The schedule makes them
+    once, when it lowers the step (a chunk of planes making them took 240-
+    690 ns of a 1.6-3 us chunk, Zen 4), the per-step path on each call."""
+    pad = ks // 2
+    zeros = np.zeros(width + 2 * pad, np.float32)
+    out_w = (width - 1) // stride + 1
+    if (kernels.shape[0] > len(LANES) and kernels[len(LANES)] != 0 and stride == 1 and out_w <= LANES[0]
+            and out_w * ((height - 1) // stride + 1) <= FLAT):
+        return zeros, flat_masks(height, width, ks)
+    return zeros, _NO_MASKS
+
+
+@jit
+def depthwise_ir_run(start, stop, x, w, b, out, res, clamp, flags, kernels, stride, zeros, masks_at):
+    """:func:`depthwise_ir_planes` on the scratch :func:`plane_scratch`
+    made for these planes: ``zeros`` (at least W + S - 1 zeros) and the
+    address of their flat masks (0: none; those of this plane size, which
+    decide what the flat kernel reads)."""
     batch, chans, height, width = x.shape
     _, out_c, out_h, out_w = out.shape
     ks = w.shape[1]
+    pad = ks // 2
     if (w.shape[0] != out_c or w.shape[2] != ks or b.shape[0] != out_c or res.shape != out.shape or chans == 0
-            or height == 0 or width == 0 or out_h != (height - 1) // stride + 1 or out_w != (width - 1) // stride + 1):
+            or height == 0 or width == 0 or out_h != (height - 1) // stride + 1 or out_w != (width - 1) // stride + 1
+            or zeros.shape[0] < width + 2 * pad):
         return
     mult = max(out_c // chans, 1)
     lo, hi = pass_clamp(clamp, flags)
     address = kernels[0] if out_w <= LANES[0] else kernels[1]
     plane, size = height * width, out_h * out_w
-    pad = ks // 2
-    zeros = np.zeros(width + 2 * pad, np.float32)
-    src, dst, extra = x.reshape(-1), out.reshape(-1), res.reshape(-1)  # reshape raises unless contiguous
-    x_at, y_at, w_at = src.ctypes.data, dst.ctypes.data, w.reshape(-1).ctypes.data
+    dst, extra = flat_view(out), flat_view(res)  # C-contiguous arrays only (flat_view types no other)
+    x_at, y_at, w_at = flat_view(x).ctypes.data, dst.ctypes.data, flat_view(w).ctypes.data
     zeros_at = zeros.ctypes.data + 4 * pad
-    masks = _NO_MASKS
-    if kernels.shape[0] > len(LANES) and kernels[len(LANES)] != 0 and stride == 1 and out_w <= LANES[0] and (
-            size <= FLAT):
-        address, masks = kernels[len(LANES)], flat_masks(height, width, ks)  # a plane of one flat vector
-        zeros_at = masks.ctypes.data
+    if masks_at != 0 and kernels.shape[0] > len(LANES) and kernels[len(LANES)] != 0 and stride == 1 \
+            and out_w <= LANES[0] and size <= FLAT:
+        address, zeros_at = kernels[len(LANES)], masks_at  # a plane of one flat vector
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
         c = k // mult

@@ -471,7 +471,9 @@ def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> Non
     if variant == DW_PADDED:
         tail = tuple(extra[0])
     elif variant == DW_IR:
-        tail = (*ctx.pin(extra[0]), extra[1], w.shape[2], *(0,) * (GEO - 4))
+        zeros, masks = depthwise_ir.plane_scratch(height, width, w.shape[2], extra[1], extra[0])  # read only
+        tail = (*ctx.pin(extra[0]), extra[1], w.shape[2], *ctx.pin(zeros), zeros.size, *ctx.pin(masks), masks.size,
+                *(0,) * (GEO - 10))
     else:
         tail = (0,) * GEO
     ctx.emit(DEPTHWISE, [variant, *x.ref(), batch, chans, height, width, *ctx.pin(w), *ctx.pin(bias),

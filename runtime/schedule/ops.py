@@ -27,7 +27,7 @@ from runtime.gemm.operands import CLAMP_SIZE
 from runtime.gemm.tasks import PLAN_SIZE, TASKS, place_addresses, run_planned
 from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.conv_epilogue import finish_columns
-from runtime.kernels.depthwise_ir import TABLE, depthwise_ir_planes
+from runtime.kernels.depthwise_ir import TABLE, depthwise_ir_run
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_direct import direct_units, pad_planes
 from runtime.kernels.nn_expand import expand_depthwise
@@ -117,7 +117,8 @@ def _at(rec, k, bases):
 
 @jit(inline="always")
 def _f32(rec, k, bases, count):
-    """``count`` float32 at the operand of fields ``k, k + 1``."""
+    """``count`` float32 (or an array of that shape: no reshape, whose
+    helper took ~25 ns a call) at the operand of fields ``k, k + 1``."""
     return numba.carray(_f32_ptr(_at(rec, k, bases)), count)
 
 
@@ -189,8 +190,8 @@ def _direct(start, stop, rec, nrec, bases, nbases):
     rec, bases = _records(rec, nrec, bases, nbases)
     c, h, w, hp, wp = rec[2], rec[3], rec[4], rec[8], rec[9]
     padded = _at(rec, 5, bases) + start * rec[7]
-    pad_planes(_f32(rec, 0, bases, c * h * w).reshape((c, h, w)),
-               numba.carray(_f32_ptr(padded), c * hp * wp).reshape((c, hp, wp)), rec[10], rec[11])
+    pad_planes(_f32(rec, 0, bases, (c, h, w)),
+               numba.carray(_f32_ptr(padded), (c, hp, wp)), rec[10], rec[11])
     total, parts = rec[36], rec[37]
     direct_units(start * total // parts, stop * total // parts, _i64(rec, 12, bases, rec[14]), rec[29:36],
                  _at(rec, 15, bases), padded, _at(rec, 17, bases), _at(rec, 19, bases), _at(rec, 21, bases),
@@ -201,20 +202,22 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     """Planes of a depthwise convolution: rec = kernel (DW_*), X and its
     (N, C, H, W), W, B, Y and its (K, OH, OW), residual (Y itself when
     none), clamp, the two epilogue flags, then the window (3x3 padded
-    planes) or the plane kernels' entry points, the stride and the kernel
-    size (LLVM IR kernels)."""
+    planes) or the plane kernels' entry points, the stride, the kernel
+    size, the zeros and the flat masks (each with its length: made once,
+    runtime.kernels.depthwise_ir.plane_scratch) (LLVM IR kernels)."""
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w, k, oh, ow = rec[3], rec[4], rec[5], rec[6], rec[13], rec[14], rec[15]
     size = rec[25] if rec[0] == DW_IR else 3
-    x = _f32(rec, 1, bases, n * c * h * w).reshape((n, c, h, w))
-    wt = typed_readonly(_f32(rec, 7, bases, k * size * size).reshape((k, size, size)))  # constants: read-only
+    x = _f32(rec, 1, bases, (n, c, h, w))
+    wt = typed_readonly(_f32(rec, 7, bases, (k, size, size)))  # constants: read-only
     b = typed_readonly(_f32(rec, 9, bases, k))
-    out = _f32(rec, 11, bases, n * k * oh * ow).reshape((n, k, oh, ow))
-    res = _f32(rec, 16, bases, n * k * oh * ow).reshape((n, k, oh, ow))
+    out = _f32(rec, 11, bases, (n, k, oh, ow))
+    res = _f32(rec, 16, bases, (n, k, oh, ow))
     clamp = _f32(rec, 18, bases, CLAMP_SIZE)
     flags = _flags(rec[20], rec[21], 0)[:2]
     if rec[0] == DW_IR:
-        depthwise_ir_planes(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, TABLE), rec[24])
+        depthwise_ir_run(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, TABLE), rec[24],
+                         _f32(rec, 26, bases, rec[28]), _at(rec, 29, bases) if rec[31] else 0)
     else:
         depthwise_padded_3x3(start, stop, x, wt, b, out, res, clamp, flags, to_fixed_tuple(rec[22:22 + GEO], GEO))
 
@@ -229,15 +232,15 @@ def _expand_depthwise(start, stop, rec, nrec, bases, nbases):
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w = rec[2], rec[3], rec[4], rec[5]
     blocks, length, wide, oh, ow = rec[8], rec[9], rec[27], rec[28], rec[29]
-    x = _f32(rec, 0, bases, n * c * h * w).reshape((n, c, h, w))
-    packs = _f32(rec, 6, bases, blocks * length).reshape((blocks, length))
+    x = _f32(rec, 0, bases, (n, c, h, w))
+    packs = _f32(rec, 6, bases, (blocks, length))
     b1 = _f32(rec, 10, bases, rec[12])
     clamp1 = _f32(rec, 13, bases, CLAMP_SIZE)
     template = typed_readonly(_i64(rec, 16, bases, PLAN_SIZE))
     kernels = _i64(rec, 18, bases, rec[20])
-    w2 = typed_readonly(_f32(rec, 21, bases, wide * 9).reshape((wide, 3, 3)))
+    w2 = typed_readonly(_f32(rec, 21, bases, (wide, 3, 3)))
     b2 = typed_readonly(_f32(rec, 23, bases, wide))
-    out = _f32(rec, 25, bases, n * wide * oh * ow).reshape((n, wide, oh, ow))
+    out = _f32(rec, 25, bases, (n, wide, oh, ow))
     clamp2 = _f32(rec, 30, bases, CLAMP_SIZE)
     flags1, flags2 = _flags(1, 0, rec[15]), _flags(0, 0, rec[32])[1:]
     expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernels, w2, b2, out, clamp2, flags2,
@@ -255,13 +258,13 @@ def _bands(start, stop, rec, nrec, bases, nbases):
     rec, bases = _records(rec, nrec, bases, nbases)
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     band, oh, ow, m = rec[21], rec[22], rec[23], rec[41]
-    x = _f32(rec, 0, bases, c * d * h * w).reshape((c, d, h, w))
+    x = _f32(rec, 0, bases, (c, d, h, w))
     full, last = typed_readonly(_i64(rec, 24, bases, PLAN_SIZE)), typed_readonly(_i64(rec, 26, bases, PLAN_SIZE))
     kernels = _i64(rec, 28, bases, rec[30])
     a = typed_readonly(_f32(rec, 31, bases, rec[33]))  # frozen weights and bias: read-only, as on the per-step path
     b = typed_readonly(_f32(rec, 34, bases, rec[36]))
-    out = _f32(rec, 37, bases, m * oh * ow).reshape((m, oh * ow))
-    res = _f32(rec, 39, bases, m * oh * ow).reshape((m, oh * ow))
+    out = _f32(rec, 37, bases, (m, oh * ow))
+    res = _f32(rec, 39, bases, (m, oh * ow))
     clamp = _f32(rec, 42, bases, CLAMP_SIZE)
     flags = _flags(rec[44], rec[45], rec[46])
     run_bands(start, stop, x, to_fixed_tuple(rec[6:6 + GEO], GEO), band, oh, ow, full, last, kernels, a, b, out, res,
@@ -275,13 +278,13 @@ def _dot_rows(start, stop, rec, nrec, bases, nbases):
     array, whether each is there [16, 17]."""
     rec, bases = _records(rec, nrec, bases, nbases)
     m, depth, n = rec[2], rec[3], rec[6]
-    a = _f32(rec, 0, bases, m * depth).reshape((m, depth))
-    b = typed_readonly(_f32(rec, 4, bases, n * depth).reshape((n, depth)))
-    out = _f32(rec, 7, bases, m * n).reshape((m, n))
+    a = _f32(rec, 0, bases, (m, depth))
+    b = typed_readonly(_f32(rec, 4, bases, (n, depth)))
+    out = _f32(rec, 7, bases, (m, n))
     dot_rows(start, stop, a, b, out, typed_readonly(_f32(rec, 9, bases, rec[11])))
     has_res, has_clamp = rec[16] != 0, rec[17] != 0
     if has_res or has_clamp:
-        res = _f32(rec, 12, bases, m * n).reshape((m, n)) if has_res else out
+        res = _f32(rec, 12, bases, (m, n)) if has_res else out
         finish_columns(start, stop, out, res, _f32(rec, 14, bases, CLAMP_SIZE if has_clamp else 0), has_res,
                        has_clamp)
 
@@ -291,7 +294,7 @@ def _plane_means(start, stop, rec, nrec, bases, nbases):
     (planes,); chunks of planes."""
     rec, bases = _records(rec, nrec, bases, nbases)
     planes, size = rec[2], rec[3]
-    x = _f32(rec, 0, bases, planes * size).reshape((planes, size))
+    x = _f32(rec, 0, bases, (planes, size))
     y = _f32(rec, 4, bases, planes)
     stop = min(stop, planes)
     if start < stop:
@@ -305,8 +308,8 @@ def _winograd_in(start, stop, rec, nrec, bases, nbases):
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w = rec[2], rec[3], rec[4], rec[5]
     rows, item = rec[8], rec[9]
-    x = _f32(rec, 0, bases, n * c * h * w).reshape((n, c, h, w))
-    v = _f32(rec, 6, bases, rows * item).reshape((rows, item))
+    x = _f32(rec, 0, bases, (n, c, h, w))
+    v = _f32(rec, 6, bases, (rows, item))
     input_tiles_ir(start, stop, x, v, rec[10:15], _i64(rec, 15, bases, KERNELS))
 
 
@@ -317,10 +320,10 @@ def _winograd_out(start, stop, rec, nrec, bases, nbases):
     rec, bases = _records(rec, nrec, bases, nbases)
     rows, item = rec[2], rec[3]
     n, k, oh, ow = rec[6], rec[7], rec[8], rec[9]
-    prods = _f32(rec, 0, bases, rows * item).reshape((rows, item))
-    y = _f32(rec, 4, bases, n * k * oh * ow).reshape((n, k, oh, ow))
+    prods = _f32(rec, 0, bases, (rows, item))
+    y = _f32(rec, 4, bases, (n, k, oh, ow))
     b = typed_readonly(_f32(rec, 10, bases, k))
-    res = _f32(rec, 14, bases, n * k * oh * ow).reshape((n, k, oh, ow))
+    res = _f32(rec, 14, bases, (n, k, oh, ow))
     clamp = _f32(rec, 16, bases, CLAMP_SIZE)
     output_tiles_ir(start, stop, prods, y, b, rec[12:14], res, clamp, _flags(rec[18], rec[19], 0)[:2],
                     _i64(rec, 20, bases, KERNELS))
@@ -339,8 +342,8 @@ def _columns(start, stop, rec, bases, col):
     ``rec``, into the matrix at address ``col``."""
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     rows, od, oh, ow = rec[8], rec[9], rec[10], rec[11]
-    x = _f32(rec, 0, bases, c * d * h * w).reshape((c, d, h, w))
-    matrix = numba.carray(_f32_ptr(col), rows * od * oh * ow).reshape((rows, od, oh, ow))
+    x = _f32(rec, 0, bases, (c, d, h, w))
+    matrix = numba.carray(_f32_ptr(col), (rows, od, oh, ow))
     im2col_rows(start, stop, x, matrix, to_fixed_tuple(rec[12:12 + GEO], GEO))
 
 
@@ -349,8 +352,8 @@ def _max_pool(start, stop, rec, nrec, bases, nbases):
     (planes, H, W), Y (planes, OH, OW), kh, kw, sh, sw, ph, pw, buffer length."""
     rec, bases = _records(rec, nrec, bases, nbases)
     planes, h, w, oh, ow = rec[2], rec[3], rec[4], rec[7], rec[8]
-    x = _f32(rec, 0, bases, planes * h * w).reshape((planes, h, w))
-    y = _f32(rec, 5, bases, planes * oh * ow).reshape((planes, oh, ow))
+    x = _f32(rec, 0, bases, (planes, h, w))
+    y = _f32(rec, 5, bases, (planes, oh, ow))
     max_pool_2d_rows(start, stop, x, y, rec[9], rec[10], rec[11], rec[12], rec[13], rec[14], rec[15])
 
 

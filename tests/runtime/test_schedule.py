@@ -28,7 +28,7 @@ from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.schedule import builder as schedule_builder
 from runtime.schedule.arena import ALIGN, Buffer
 from runtime.schedule.builder import _Builder
-from runtime.schedule.ops import COUNT, KIND
+from runtime.schedule.ops import COUNT, KIND, REC
 from runtime.schedule.records import (
     BANDS,
     CHANNEL_SCALE,
@@ -566,3 +566,22 @@ def test_scheduled_per_step_and_direct_calls_share_one_compiled_kernel(monkeypat
         conv_nd(x, w, b, strides=(2, 2), pads=pads, dilations=(1, 1), group=4)
     for kernel in (depthwise_ir_planes, depthwise_padded_3x3):
         assert kernel.signatures and _read_only_twins(kernel) == 0, kernel.signatures
+
+
+def test_a_scheduled_depthwise_takes_its_zeros_and_flat_masks_made_once_with_the_per_step_bits(monkeypatch):
+    """The DW_IR record carries the zeros and, for planes of one flat
+    vector, the masks its lowering made (depthwise_ir.plane_scratch), so a
+    chunk makes neither; 3x3 planes take the flat kernel, 6x6 the rows."""
+    program = frozen_program(mobilenet_v2(image=96, width=0.5, classes=10))
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    schedule = executor._schedule()
+    masks = {}
+    for part in (p for p in schedule.parts if hasattr(p, "ops")):
+        for row in part.ops[part.ops[:, KIND] == DEPTHWISE]:
+            rec = schedule.recs[row[REC]:]
+            masks[int(rec[14])] = int(rec[31])  # output rows: mask count (0: the row kernels)
+    assert masks[3] == 10 and masks[6] == 0 and masks[48] == 0
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
