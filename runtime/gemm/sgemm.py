@@ -285,13 +285,8 @@ class PackedProduct:
 
 
 def _emit_gemm(ctx, record: list, tasks: int, serial: bool, b_base: int) -> None:
-    """A GEMM operation (runtime.schedule.ops) of ``record``'s ``tasks``, on
-    the caller alone when ``serial``. Tasks cut by rows of A each read all of
-    B, and tasks cut by columns a share of every row of B: either way B's
-    lines end up in every thread's cache (``ctx.spread``)."""
-    if not serial:
-        ctx.spread(b_base)
-    ctx.emit(GEMM, record, tasks, spans=[(0, tasks)] if serial else None)
+    """A GEMM operation (runtime.schedule.ops) of ``record``'s ``tasks``; each reads lines of all of B."""
+    ctx.emit(GEMM, record, tasks, spans=[(0, tasks)] if serial else None, spread=(b_base,))
 
 
 def _gemm_record(ctx, template: np.ndarray, kernels: np.ndarray, a_data: np.ndarray, b: tuple, b_size: int,

@@ -141,13 +141,17 @@ class Lowering:
         stride = -(-nbytes // ALIGN) * ALIGN
         return self.scratch((parts * stride // 4,), np.float32), stride
 
-    def emit(self, kind: int, rec: Sequence[int], count: int, grain: int = 1, spans=None) -> None:
+    def emit(self, kind: int, rec: Sequence[int], count: int, grain: int = 1, spans=None,
+             spread: Sequence[int] = ()) -> None:
         """One operation of ``kind`` over ``count`` items, in chunks as
         ``parallel_for`` would cut them, tapered toward the middle
         (:func:`~runtime.chunking.tapered_chunks`), or ``spans``: the chunks
-        given."""
+        given. ``spread``: the buffers each of its chunks reads lines of
+        throughout (:meth:`spread`, where it has more than one chunk)."""
         if spans is None:
             spans = tapered_chunks(count, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain)
+        if len(spans) > 1:
+            self.spread_bases.extend(spread)
         self.ops.append((kind, [int(v) for v in rec], [(int(a), int(b)) for a, b in spans]))
 
 
