@@ -11,6 +11,7 @@ written wait on every one (:func:`_spare_light_writers`).
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 ALIGN = 64
@@ -77,36 +78,71 @@ def _spare_light_writers(placed: list[Buffer]) -> None:
     the transfers behind, pays 4-5 us for the other place. The model runs
     1.5 % faster, 6 % in the far minutes; the arena keeps its size.
     """
-    for buffer in sorted((b for b in placed if b.light), key=lambda b: b.first):
-        if not _spread_below(buffer, buffer.offset, placed, buffer):
+    light = sorted((b for b in placed if b.light), key=lambda b: b.first)
+    if not light:
+        return
+    history = _History(placed)
+    for buffer in light:
+        if not history.spread_below(buffer, buffer.offset, buffer):
             continue
-        for other in placed:
-            if (other is buffer or other.nbytes != buffer.nbytes
-                    or not (other.first <= buffer.last and buffer.first <= other.last)):
+        live = history.live(buffer)
+        for other in live:
+            if other is buffer or other.nbytes != buffer.nbytes:
                 continue  # only a buffer live with it: no position between them has planned around either
-            if (_spread_below(buffer, other.offset, placed, other)
-                    or (other.light and _spread_below(other, buffer.offset, placed, buffer))
-                    or not _free(buffer, other.offset, placed, other)
-                    or not _free(other, buffer.offset, placed, buffer)):
+            if (history.spread_below(buffer, other.offset, other)
+                    or (other.light and history.spread_below(other, buffer.offset, buffer))
+                    or not _free(buffer, other.offset, live, other)
+                    or not _free(other, buffer.offset, history.live(other), buffer)):
                 continue
             buffer.offset, other.offset = other.offset, buffer.offset
             break
 
 
+class _History:
+    """The placed buffers by their plan positions, for the questions
+    :func:`_spare_light_writers` asks of each light buffer: which are live
+    with it, and which held its bytes last before it (the most recent
+    first, stopping once they cover them all), each without a pass over
+    every buffer and a sort (3000 buffers: 13.9 s to plan, ~0.1 s of it
+    first fit)."""
+
+    def __init__(self, placed: list[Buffer]):
+        self.by_first = sorted(placed, key=lambda b: b.first)
+        self.firsts = [b.first for b in self.by_first]
+        self.by_last = sorted(placed, key=lambda b: -b.last)
+        self.lasts = [-b.last for b in self.by_last]
+        self.longest = max(b.last - b.first for b in placed)
+
+    def live(self, buffer: Buffer) -> list[Buffer]:
+        """The buffers whose positions overlap ``buffer``'s (itself among them)."""
+        lo = bisect.bisect_left(self.firsts, buffer.first - self.longest)
+        hi = bisect.bisect_right(self.firsts, buffer.last)
+        return [o for o in self.by_first[lo:hi] if o.last >= buffer.first]
+
+    def spread_below(self, buffer: Buffer, offset: int, moving: Buffer) -> bool:
+        """Whether, at ``offset``, some of ``buffer``'s bytes were last held
+        by a buffer read spread at its last use (``moving``, which would
+        leave that place, aside)."""
+        end = offset + buffer.nbytes
+        covered: list[tuple[int, int]] = []
+        left = buffer.nbytes
+        for other in self.by_last[bisect.bisect_right(self.lasts, -buffer.first):]:  # last < first, latest first
+            if other is moving or other.offset >= end or other.offset + other.nbytes <= offset:
+                continue
+            start, stop = max(offset, other.offset), min(end, other.offset + other.nbytes)
+            fresh = _uncovered(start, stop, covered)
+            if other.spread_at == other.last and fresh:
+                return True
+            covered.append((start, stop))
+            left -= sum(hi - lo for lo, hi in fresh)
+            if left <= 0:
+                return False
+        return False
+
+
 def _spread_below(buffer: Buffer, offset: int, placed: list[Buffer], moving: Buffer) -> bool:
-    """Whether, at ``offset``, some of ``buffer``'s bytes were last held by
-    a buffer read spread at its last use (``moving``, which would leave
-    that place, aside)."""
-    end = offset + buffer.nbytes
-    before = sorted((o for o in placed if o is not buffer and o is not moving and o.last < buffer.first
-                     and o.offset < end and offset < o.offset + o.nbytes), key=lambda o: -o.last)
-    covered: list[tuple[int, int]] = []
-    for other in before:  # the most recent first: the bytes it held that no later buffer took
-        start, stop = max(offset, other.offset), min(end, other.offset + other.nbytes)
-        if other.spread_at == other.last and any(a < b for a, b in _uncovered(start, stop, covered)):
-            return True
-        covered.append((start, stop))
-    return False
+    """:meth:`_History.spread_below` asked once (tests, probes)."""
+    return _History(placed).spread_below(buffer, offset, moving)
 
 
 def _uncovered(start: int, stop: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -116,8 +152,9 @@ def _uncovered(start: int, stop: int, covered: list[tuple[int, int]]) -> list[tu
     return pieces
 
 
-def _free(buffer: Buffer, offset: int, placed: list[Buffer], moving: Buffer) -> bool:
-    """Whether ``buffer`` may sit at ``offset`` (``moving`` aside)."""
+def _free(buffer: Buffer, offset: int, live: list[Buffer], moving: Buffer) -> bool:
+    """Whether ``buffer`` may sit at ``offset`` among the buffers ``live``
+    with it (``moving`` aside)."""
     end = offset + buffer.nbytes
-    return not any(o is not buffer and o is not moving and o.first <= buffer.last and buffer.first <= o.last
-                   and o.offset < end and offset < o.offset + o.nbytes for o in placed)
+    return not any(o is not buffer and o is not moving and o.offset < end and offset < o.offset + o.nbytes
+                   for o in live)

@@ -128,3 +128,38 @@ def test_a_scheduled_stage_marks_depthwise_outputs_light_and_products_spread_and
         expected = Executor(program).run(inputs)
     for key, value in expected.items():
         np.testing.assert_array_equal(got[key], value)
+
+
+def brute_spread_below(buffer, offset, placed, moving):
+    """The question asked the slow way: every buffer that ended before
+    ``buffer`` began and overlaps its bytes there, the latest first."""
+    end = offset + buffer.nbytes
+    before = sorted((o for o in placed if o is not buffer and o is not moving and o.last < buffer.first
+                     and o.offset < end and offset < o.offset + o.nbytes), key=lambda o: -o.last)
+    covered = []
+    for other in before:
+        start, stop = max(offset, other.offset), min(end, other.offset + other.nbytes)
+        if other.spread_at == other.last and arena._uncovered(start, stop, covered):
+            return True
+        covered.append((start, stop))
+    return False
+
+
+def test_the_plans_history_answers_as_a_pass_over_every_buffer_would():
+    rng = np.random.default_rng(7)
+    buffers = []
+    for _ in range(120):
+        first = int(rng.integers(0, 60))
+        last = first + int(rng.integers(0, 6))
+        buffers.append(Buffer("arena", int(rng.choice([64, 128, 192, 4096])), first, last,
+                              spread_at=last if rng.random() < 0.5 else -1, light=bool(rng.random() < 0.3)))
+    size = arena.plan(buffers)
+    assert_disjoint_while_alive(buffers, size)
+    history = arena._History(buffers)
+    for buffer in buffers:
+        assert set(map(id, history.live(buffer))) == {
+            id(o) for o in buffers if o.first <= buffer.last and buffer.first <= o.last}
+        for other in buffers[:40]:
+            for moving in (buffer, other):
+                assert history.spread_below(buffer, other.offset, moving) == brute_spread_below(
+                    buffer, other.offset, buffers, moving)
