@@ -151,7 +151,8 @@ class Lowering:
         if spans is None:
             spans = tapered_chunks(count, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD, grain)
         if len(spans) > 1:
-            self.spread_bases.extend(spread)
+            for base in spread:
+                self.spread(base)
         self.ops.append((kind, [int(v) for v in rec], [(int(a), int(b)) for a, b in spans]))
 
 
