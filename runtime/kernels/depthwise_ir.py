@@ -520,13 +520,19 @@ def plane_scratch(height, width, ks, stride, kernels):
     that kernel) its :func:`flat_masks`, else none. The schedule makes them
     once, when it lowers the step (a chunk of planes making them took 240-
     690 ns of a 1.6-3 us chunk, Zen 4), the per-step path on each call."""
-    pad = ks // 2
-    zeros = np.zeros(width + 2 * pad, np.float32)
-    out_w = (width - 1) // stride + 1
-    if (kernels.shape[0] > len(LANES) and kernels[len(LANES)] != 0 and stride == 1 and out_w <= LANES[0]
-            and out_w * ((height - 1) // stride + 1) <= FLAT):
+    zeros = np.zeros(width + 2 * (ks // 2), np.float32)
+    if _takes_flat(kernels, stride, (height - 1) // stride + 1, (width - 1) // stride + 1):
         return zeros, flat_masks(height, width, ks)
     return zeros, _NO_MASKS
+
+
+@jit(inline="always")
+def _takes_flat(kernels, stride, out_h, out_w):
+    """Whether output planes of ``out_h`` x ``out_w`` take the flat kernel
+    (stride 1, rows of at most ``LANES[0]``, at most :data:`FLAT` outputs,
+    where ``kernels`` has one)."""
+    return (kernels.shape[0] > len(LANES) and kernels[len(LANES)] != 0 and stride == 1 and out_w <= LANES[0]
+            and out_h * out_w <= FLAT)
 
 
 @jit
@@ -550,8 +556,7 @@ def depthwise_ir_run(start, stop, x, w, b, out, res, clamp, flags, kernels, stri
     dst, extra = flat_view(out), flat_view(res)  # C-contiguous arrays only (flat_view types no other)
     x_at, y_at, w_at = flat_view(x).ctypes.data, dst.ctypes.data, flat_view(w).ctypes.data
     zeros_at = zeros.ctypes.data + 4 * pad
-    if masks_at != 0 and kernels.shape[0] > len(LANES) and kernels[len(LANES)] != 0 and stride == 1 \
-            and out_w <= LANES[0] and size <= FLAT:
+    if masks_at != 0 and _takes_flat(kernels, stride, out_h, out_w):
         address, zeros_at = kernels[len(LANES)], masks_at  # a plane of one flat vector
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
