@@ -88,7 +88,7 @@ def _spare_light_writers(placed: list[Buffer]) -> None:
         live = history.live(buffer)
         for other in live:
             if other is buffer or other.nbytes != buffer.nbytes:
-                continue  # only a buffer live with it: no position between them has planned around either
+                continue  # a same-sized buffer live with it: no position between them planned around either
             if (history.spread_below(buffer, other.offset, other)
                     or (other.light and history.spread_below(other, buffer.offset, buffer))
                     or not _free(buffer, other.offset, live, other)
@@ -138,11 +138,6 @@ class _History:
             if left <= 0:
                 return False
         return False
-
-
-def _spread_below(buffer: Buffer, offset: int, placed: list[Buffer], moving: Buffer) -> bool:
-    """:meth:`_History.spread_below` asked once (tests, probes)."""
-    return _History(placed).spread_below(buffer, offset, moving)
 
 
 def _uncovered(start: int, stop: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:

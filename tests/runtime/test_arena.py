@@ -36,8 +36,16 @@ def assert_disjoint_while_alive(buffers, size):
                 assert a.offset + a.nbytes <= b.offset or b.offset + b.nbytes <= a.offset
 
 
+def test_the_arena_gives_values_alive_together_disjoint_bytes():
+    spans = [(0, 2, 1000), (1, 3, 4000), (3, 5, 3000), (4, 6, 10), (0, 6, 64), (2, 2, 5000)]
+    buffers = [Buffer("arena", size, first, last) for first, last, size in spans]
+    size = arena.plan(buffers)
+    assert_disjoint_while_alive(buffers, size)
+    assert size < sum(b.nbytes for b in buffers)  # buffers never alive together share bytes
+
+
 def spread_below(buffer, buffers):
-    return arena._spread_below(buffer, buffer.offset, buffers, buffer)
+    return arena._History(buffers).spread_below(buffer, buffer.offset, buffer)
 
 
 def test_first_fit_alone_puts_each_depthwise_output_on_lines_the_projection_read_on_both_cores():

@@ -26,8 +26,6 @@ from runtime.kernels.depthwise_ir import depthwise_ir_planes
 from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.schedule import builder as schedule_builder
-from runtime.schedule.arena import ALIGN, Buffer
-from runtime.schedule.builder import _Builder
 from runtime.schedule.ops import COUNT, KIND, REC
 from runtime.schedule.records import (
     BANDS,
@@ -484,21 +482,6 @@ def test_operations_with_nothing_to_share_run_on_the_caller_alone(monkeypatch, t
         assert bool(pooled) != alone
         for key, value in per_step(program, feeds, monkeypatch).items():
             np.testing.assert_array_equal(got[key], value)
-
-
-def test_the_arena_gives_values_alive_together_disjoint_bytes():
-    builder = _Builder(program=None)
-    spans = [(0, 2, 1000), (1, 3, 4000), (3, 5, 3000), (4, 6, 10), (0, 6, 64), (2, 2, 5000)]
-    for first, last, size in spans:
-        builder.add(Buffer("arena", size, first, last))
-    size = builder.plan_arena()
-    buffers = builder.buffers[1:]
-    assert all(b.offset % ALIGN == 0 and b.offset + b.nbytes <= size for b in buffers)
-    for i, a in enumerate(buffers):
-        for b in buffers[i + 1:]:
-            if a.first <= b.last and b.first <= a.last:
-                assert a.offset + a.nbytes <= b.offset or b.offset + b.nbytes <= a.offset
-    assert size < sum(b.nbytes for b in buffers)  # buffers never alive together share bytes
 
 
 @pytest.mark.parametrize("wrong", ["smaller", "larger", "dtype"])
