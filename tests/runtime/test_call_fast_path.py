@@ -43,13 +43,17 @@ def binary(tmp_path_factory):
 
 
 def _edge_values(scale: float) -> np.ndarray:
-    """Values on and around rounding ties, beyond the grid, ±Inf, ±0, subnormals."""
+    """Values on and around rounding ties, beyond the grid, ±Inf, ±0,
+    subnormals, and quotients around 2^24 - 2^16 and 2^24 (where a float32
+    sum of a rounded quotient and a zero point stops being exact)."""
     rng = np.random.default_rng(3)
     ties = (np.arange(-400, 400) + 0.5) * np.float32(scale)
     wide = rng.standard_normal(600) * np.array([1, 30, 1e4, 1e9]).repeat(150)
     special = [np.inf, -np.inf, 0.0, -0.0, 3e38, -3e38, 1e-45, np.nextafter(np.float32(0.5), 1)]
-    return np.concatenate([ties, np.nextafter(ties.astype(np.float32), np.float32(np.inf)), wide, special]
-                          ).astype(np.float32).reshape(2, -1)
+    steps = np.array([-3, -2, -1, 0, 1, 2, 3])
+    big = np.concatenate([2**24 - 2**16 + steps, 2**24 + steps]) * np.float32(scale)
+    return np.concatenate([ties, np.nextafter(ties.astype(np.float32), np.float32(np.inf)), wide, special, big, -big,
+                           [0.0, 0.0]]).astype(np.float32).reshape(2, -1)
 
 
 @pytest.mark.parametrize("dtype,scale,zero", GRIDS)
