@@ -231,3 +231,33 @@ def test_accumulator_wraps_in_int32():
     rng = np.random.default_rng(1)
     for seed in range(5):
         run_conv_case(dataclasses.replace(case, in_c=int(rng.integers(2, 5)) * 2), large=seed % 2 == 0, seed=seed)
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,in_hw", [
+    ((3, 3), (1, 1), (1, 1), (4, 5)), ((3, 3), (2, 1), (2, 1), (7, 6)), ((3, 3), (1, 2), (1, 1), (3, 9)),
+    ((2, 3), (1, 3), (1, 1), (3, 10)), ((3, 3), (1, 1), (1, 2), (4, 7)), ((1, 1), (2, 2), (1, 1), (4, 4)),
+    ((3, 5), (1, 1), (1, 1), (3, 7)), ((3, 3), (1, 1), (1, 1), (3, 3)),
+], ids=["3x3", "3x3-tall-strides-dilated-rows", "3x3-wide-stride", "2x3", "3x3-dilated-columns", "1x1-stride-2",
+        "3x5", "whole-tile"])
+def test_few_pixel_patches_are_each_windows_bytes_in_the_weights_order(kernel, stride, dilation, in_hw):
+    """conv8.patches_in_order (the few-pixel dot products' patches) gives,
+    for each output pixel, its window's bytes in the order (c, ky, kx):
+    every kernel shape, stride and dilation against numpy's windows (the
+    3x3 undilated-column path and the general loop)."""
+    from runtime.sim import conv8
+    from runtime.sim.epilogue import C_DH, C_DW, C_IN, C_IN_C, C_IN_H, C_IN_W, C_KH, C_KW, C_SH, C_SW
+
+    rng = np.random.default_rng(7)
+    in_c, abase, at = 5, 3, 11
+    (kh, kw), (sh, sw), (dh, dw), (in_h, in_w) = kernel, stride, dilation, in_hw
+    a8 = rng.integers(-128, 128, abase + at + in_c * in_h * in_w + 64).astype(np.int8)
+    ins = np.zeros(max(C_DH, C_DW, C_IN, C_IN_C, C_IN_H, C_IN_W, C_KH, C_KW, C_SH, C_SW) + 1, np.int64)
+    for col, value in ((C_IN, at), (C_IN_C, in_c), (C_IN_H, in_h), (C_IN_W, in_w), (C_KH, kh), (C_KW, kw), (C_SH, sh),
+                       (C_SW, sw), (C_DH, dh), (C_DW, dw)):
+        ins[col] = value
+    x = a8[abase + at:abase + at + in_c * in_h * in_w].reshape(in_c, in_h, in_w)
+    out_h, out_w = (in_h - dh * (kh - 1) - 1) // sh + 1, (in_w - dw * (kw - 1) - 1) // sw + 1
+    want = np.array([[x[c, oy * sh + ky * dh, ox * sw + kx * dw] for c in range(in_c) for ky in range(kh)
+                      for kx in range(kw)] for oy in range(out_h) for ox in range(out_w)], np.int8)
+    got = np.asarray(conv8.patches_in_order(ins, a8, abase))
+    assert got.shape == (want.size,) and np.array_equal(got.reshape(want.shape), want)
