@@ -456,30 +456,20 @@ def patches_in_order(ins, a8, abase):
     if out_h == 1 and out_w == 1 and dh == 1 and dw == 1 and in_h == kh and in_w == kw:
         return a8[at:at + depth]  # one undilated window over the whole tile: the patch is the tile
     cols = np.empty(_u(out_h * out_w) * depth, np.int8)
-    if kw == 3 and dw == 1:
-        plane = in_h * in_w
-        for oy in range(_u(out_h)):
-            for ox in range(_u(out_w)):
-                r = (oy * _u(out_w) + ox) * depth
-                src = at + oy * sh * in_w + ox * sw
-                for c in range(_u(ins[C_IN_C])):
-                    s = src + c * plane
-                    for ky in range(kh):
-                        t = s + ky * dh * in_w
-                        cols[r] = a8[t]
-                        cols[r + _u(1)] = a8[t + _u(1)]
-                        cols[r + _u(2)] = a8[t + _u(2)]
-                        r += _u(3)
-        return cols
+    plane, three = in_h * in_w, kw == 3 and dw == 1
     for oy in range(_u(out_h)):
         for ox in range(_u(out_w)):
-            p = oy * _u(out_w) + ox
-            r = p * depth
+            r = (oy * _u(out_w) + ox) * depth
+            src = at + oy * sh * in_w + ox * sw
             for c in range(_u(ins[C_IN_C])):
                 for ky in range(kh):
-                    src = at + (c * in_h + oy * sh + ky * dh) * in_w + ox * sw
+                    t = src + c * plane + ky * dh * in_w
+                    if three:
+                        cols[r], cols[r + _u(1)], cols[r + _u(2)] = a8[t], a8[t + _u(1)], a8[t + _u(2)]
+                        r += _u(3)
+                        continue
                     for kx in range(kw):
-                        cols[r] = a8[src + kx * dw]
+                        cols[r] = a8[t + kx * dw]
                         r += _u(1)
     return cols
 
