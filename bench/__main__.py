@@ -7,7 +7,8 @@ coldstart  bench_coldstart.py: a fresh install's first ``tessera run`` and a
            compiled ResNet-50's, warm, and where the seconds go
 compile    bench_compile.py: ResNet-50 import to binary, per stage
 device     bench_device.py: Run_sw against onnxruntime int8 QDQ (u8s8, s8s8)
-           and Run_th against onnxruntime fp32, ResNet-50 and MobileNetV2
+           and compiler.backend and Run_th against onnxruntime fp32,
+           ResNet-50 and MobileNetV2
 small      bench_small.py: the small models (PP-LCNet, MobileNetV2 224 and
            96, SqueezeNet, ResNet-10 32x32) and the fixed cost of a call
            (identity, one Conv): compiler.backend and Run_th against

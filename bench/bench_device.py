@@ -10,6 +10,8 @@ change in the shared machine's load weighs on both):
 * Run_sw (the instruction-accurate simulator, CPU segments included) against
   onnxruntime int8 QDQ models made by quantize_static on the same 32 inputs
   (per-channel int8 weights; s8s8, its default, and u8s8 activations);
+* compiler.backend (prepare(model).run: the optimised float program, no
+  binary) against onnxruntime fp32, the item's "backend's float path";
 * Run_th (the float reference program in the binary) against onnxruntime fp32,
   back to back and paced at 20 requests a second (timing.paced_ms: a camera's
   stream, each call after the pool threads went to sleep). onnxruntime's
@@ -44,6 +46,7 @@ import onnx.version_converter
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+from compiler import backend
 from compiler.zoo import load_light_model, mobilenet_v2
 from compiler.zoo.images import image_crops
 from runtime import FWDNXT
@@ -185,6 +188,10 @@ def bench(name: str, runs: int, calibration, folder: str, spin: bool, rounds: in
         target = f"target <= {SW_TARGET:g}" if variant == "u8s8" else ""
         _row(name, f"Run_sw ms / ORT int8 QDQ {variant}", ours, theirs, target, ratios)
     session = _session(source, spin)
+    rep = backend.prepare(model)
+    pause()
+    ours, theirs, ratios = _paired_rounds(lambda: rep.run(feeds), lambda: session.run(None, feeds), runs, rounds)
+    _row(name, "backend ms / ORT fp32", ours, theirs, f"target <= {TH_TARGET:g} (quiet)", ratios)
     pause()
     ours, theirs, ratios = _paired_rounds(lambda: ie.Run_th(image, result), lambda: session.run(None, feeds), runs,
                                           rounds)
