@@ -25,6 +25,7 @@ from runtime.qscheme import (
     short_params,
     softmax_row,
 )
+from runtime.sim.bytemap import map8, map_fast
 from runtime.sim.memory import get, lookup, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
 from runtime.unlinked import call_unlinked
@@ -279,7 +280,7 @@ def eltwise(ins, a8, a16, abase):
     pb, bb, bz, bm, bsh = abase + ins[E_B], ins[E_B_BITS], ins[E_B_ZERO], ins[E_B_MULT], ins[E_B_SHIFT]
     po, ob, oz, lo, hi = abase + ins[E_OUT], ins[E_OUT_BITS], ins[E_OZ], ins[E_LO], ins[E_HI]
     plane = h * w
-    if _eltwise_8(func, bcast, channels * plane, a8, pa, ab, az, am, ash, pb, bb, bz, bm, bsh, po, ob, oz, lo, hi):
+    if _eltwise_8(func, bcast, channels, plane, a8, pa, ab, az, am, ash, pb, bb, bz, bm, bsh, po, ob, oz, lo, hi):
         return
     for ch in range(channels):
         for s in range(plane):
@@ -305,37 +306,93 @@ def _small_rescale(zero, mult, shift):
     return -(1 << 20) < zero < (1 << 20) and (1 << 30) <= mult < (1 << 31) and 1 <= shift <= 62
 
 
+COPY_TABLE_MIN = 256
+"""Codes from which a requantising COPY of 8-bit codes is made a table of
+the 256 codes' results and applied by the host's vector table kernel
+(runtime/sim/bytemap.py; where that is the plain loop, the arithmetic's
+vector loop is the faster). The table is :func:`_copy_8` of every code, so
+each output is the one the arithmetic gives its code: the same bits."""
+ALL_CODES = np.arange(-128, 128).astype(np.int8)
+
+
 @jit(inline="always")
-def _eltwise_8(func, bcast, n, a8, pa, ab, az, am, ash, pb, bb, bz, bm, bsh, po, ob, oz, lo, hi):
-    """The common ELTWISE, 8-bit codes in and out: a requantising COPY (a
-    Concat's inputs onto its grid), or ADD/SUB/MAX/MIN of two full-shape
-    operands. The same element-by-element arithmetic as the general loop
-    (rescale's small case: the codes are 8-bit), without its per-element
-    branches on widths and broadcasts, so LLVM vectorises it. False (nothing
-    done) for the other cases."""
-    if ab != 8 or ob != 8 or not _small_rescale(az, am, ash):
-        return False
-    x, out = a8[pa:pa + n], a8[po:po + n]
-    if func == EltOp.COPY:
-        oz32, lo32, hi32 = np.int32(oz), np.int32(lo), np.int32(hi)
-        if -128 <= az <= 127 and SHORT_SHIFTS[0] <= ash <= SHORT_SHIFTS[1]:  # a Concat's grids, close: 32-bit lanes
-            neg_z = np.int32(-az)
-            high, low, bias, shift = short_params(am, ash)
-            for i in range(n):
-                v = rescale_short(add32(np.int32(x[i]), neg_z), high, low, bias, shift)
-                out[i] = min(max(add32(v, oz32), lo32), hi32)
-            return True
-        if -128 <= az <= 127 and ash >= HIGH_SHIFT:  # grids far apart: the product's high word
-            neg_z = np.int32(-az)
-            m32, bias, shift = high_params(am, ash)
-            for i in range(n):
-                v = rescale_high(add32(np.int32(x[i]), neg_z), m32, bias, shift)
-                out[i] = min(max(add32(v, oz32), lo32), hi32)
-            return True
+def _copy_8(x, out, az, am, ash, oz, lo, hi):
+    """out[i] = clamp(rescale(x[i] - az, am, ash) + oz, lo, hi) for the 8-bit
+    codes x, whose rescale is ``rescale_small`` (:func:`_small_rescale`
+    holds): in 32-bit lanes where the zero point is 8-bit and the shift
+    short or long enough, else in 64."""
+    n = x.shape[0]
+    oz32, lo32, hi32 = np.int32(oz), np.int32(lo), np.int32(hi)
+    if -128 <= az <= 127 and SHORT_SHIFTS[0] <= ash <= SHORT_SHIFTS[1]:  # a Concat's grids, close: 32-bit lanes
+        neg_z = np.int32(-az)
+        high, low, bias, shift = short_params(am, ash)
+        for i in range(n):
+            v = rescale_short(add32(np.int32(x[i]), neg_z), high, low, bias, shift)
+            out[i] = min(max(add32(v, oz32), lo32), hi32)
+    elif -128 <= az <= 127 and ash >= HIGH_SHIFT:  # grids far apart: the product's high word
+        neg_z = np.int32(-az)
+        m32, bias, shift = high_params(am, ash)
+        for i in range(n):
+            v = rescale_high(add32(np.int32(x[i]), neg_z), m32, bias, shift)
+            out[i] = min(max(add32(v, oz32), lo32), hi32)
+    else:
         for i in range(n):
             out[i] = min(max(rescale_small(np.int64(x[i]) - az, am, ash) + oz, lo), hi)
+
+
+@jit(inline="always")
+def _mul_8(bcast, channels, plane, x, a8, pb, out, az, am, ash, bz, oz, lo, hi):
+    """ELTWISE MUL of 8-bit codes: out[i] = clamp(rescale((x[i] - az)(b - bz),
+    am, ash) + oz, lo, hi), b the element of operand b (at ``pb`` in ``a8``)
+    its broadcast gives element i; one loop per broadcast, b a constant of
+    the inner loop where it is one (a channel's gate)."""
+    if bcast == Bcast.CHANNEL:
+        for ch in range(channels):
+            b = np.int64(a8[pb + ch]) - bz
+            first = ch * plane
+            for s in range(plane):
+                v = rescale_small((np.int64(x[first + s]) - az) * b, am, ash)
+                out[first + s] = min(max(v + oz, lo), hi)
+    elif bcast == Bcast.SPATIAL:
+        for ch in range(channels):
+            first = ch * plane
+            for s in range(plane):
+                v = rescale_small((np.int64(x[first + s]) - az) * (np.int64(a8[pb + s]) - bz), am, ash)
+                out[first + s] = min(max(v + oz, lo), hi)
+    else:  # FULL: element i of b; SCALAR: its one element
+        step = 1 if bcast == Bcast.FULL else 0
+        for i in range(channels * plane):
+            v = rescale_small((np.int64(x[i]) - az) * (np.int64(a8[pb + step * i]) - bz), am, ash)
+            out[i] = min(max(v + oz, lo), hi)
+
+
+@jit(inline="always")
+def _eltwise_8(func, bcast, channels, plane, a8, pa, ab, az, am, ash, pb, bb, bz, bm, bsh, po, ob, oz, lo, hi):
+    """The common ELTWISE, 8-bit codes in and out: a requantising COPY (a
+    Concat's inputs onto its grid), a MUL (a squeeze-excitation's gate per
+    channel) or ADD/SUB/MAX/MIN of two full-shape operands. The same
+    element-by-element arithmetic as the general loop (rescale's small case:
+    the codes are 8-bit), without its per-element branches on widths and
+    broadcasts, so LLVM vectorises it. False (nothing done) for the other
+    cases."""
+    if ab != 8 or ob != 8 or not _small_rescale(az, am, ash):
+        return False
+    n = channels * plane
+    x, out = a8[pa:pa + n], a8[po:po + n]
+    if func == EltOp.MUL:  # |(x - az)(y - bz)| < 2^16 with 8-bit zero points: rescale's small case
+        if bb != 8 or not (-128 <= az <= 127 and -128 <= bz <= 127):
+            return False
+        _mul_8(bcast, channels, plane, x, a8, pb, out, az, am, ash, bz, oz, lo, hi)
         return True
-    if func == EltOp.MUL or bb != 8 or bcast != Bcast.FULL or not _small_rescale(bz, bm, bsh):
+    if func == EltOp.COPY:
+        if n >= COPY_TABLE_MIN and map_fast():  # a function of the code: its table, then the host's table kernel
+            table = np.empty(256, np.int8)
+            _copy_8(ALL_CODES, table, az, am, ash, oz, lo, hi)
+            map8(n, x.ctypes.data, table.ctypes.data, out.ctypes.data)
+        else:
+            _copy_8(x, out, az, am, ash, oz, lo, hi)
+        return True
+    if bb != 8 or bcast != Bcast.FULL or not _small_rescale(bz, bm, bsh):
         return False
     y = a8[pb:pb + n]
     for i in range(n):
