@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from runtime.jit import jit
-from runtime.sim.bytemap import map8
+from runtime.sim.bytevec import map8
 
 ALIGN = 64
 """Cluster buffers start at multiples of this many bytes."""
@@ -80,7 +80,7 @@ def lookup(out, x, table):
     """out[i] = table[x[i] + 128] for int8 codes x, element by element (in
     place works): LUT's and a CONV table's one lookup of int8 codes (int16
     codes interpolate a wide table: ``qscheme.lookup_wide``). A table of
-    bytes goes through the host's table kernel (runtime/sim/bytemap.py:
+    bytes goes through the host's table kernel (runtime/sim/bytevec.py:
     64 codes an instruction on AVX512-VBMI), the same bytes."""
     n = out.shape[0]
     if (out.itemsize == 1 and table.itemsize == 1 and x.shape[0] >= n and table.shape[0] >= 256

@@ -25,7 +25,7 @@ from runtime.qscheme import (
     short_params,
     softmax_row,
 )
-from runtime.sim.bytemap import map8, map_fast
+from runtime.sim.bytevec import fast, map8, max3s2
 from runtime.sim.memory import get, lookup, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
 from runtime.unlinked import call_unlinked
@@ -129,6 +129,12 @@ def _max_planes(ins, x, y, floor, ceiling):
     bounds[0], bounds[1], bounds[2] = floor, ins[P_LO], ins[P_HI]
     low, lo, hi = bounds[0], bounds[1], bounds[2]
     clamp = ins[P_LO] > floor or ins[P_HI] < ceiling
+    if x.itemsize == 1 and kh == 3 and kw == 3 and sh == 2 and sw == 2 and left == 0 and right == in_w and fast():
+        _max_rows_3x3s2(channels, in_h, in_w, top, bottom, out_h, out_w, x, y)
+        if clamp:
+            for i in range(_u(channels * out_h * out_w)):
+                y[i] = min(max(y[i], lo), hi)
+        return
     if top == 0 and left == 0 and bottom == in_h and right == in_w and out_w < FLAT_POOL_COLUMNS:
         _max_planes_flat(channels, in_h, in_w, kh, kw, sh, sw, out_h, out_w, x, y, lo, hi, clamp)
         return
@@ -159,6 +165,29 @@ def _max_planes(ins, x, y, floor, ceiling):
                 for q in range(out_w):
                     v = y[_u(to + q)]
                     y[_u(to + q)] = min(max(v, lo), hi)
+
+
+@jit(inline="always")
+def _max_rows_3x3s2(channels, in_h, in_w, top, bottom, out_h, out_w, x, y):
+    """A 3 x 3, stride-2 MAX POOL of 8-bit codes with no padding columns by
+    the host's vector kernel (runtime.sim.bytevec.max3s2): per channel, the
+    output rows whose windows lie inside [top, bottom) in one call, each
+    other row in a call of its own on the window's rows inside (one or two
+    of them given again)."""
+    base = x.ctypes.data
+    for ch in range(channels):
+        plane, out = base + ch * in_h * in_w, y.ctypes.data + ch * out_h * out_w
+        first = min((top + 1) // 2, out_h)  # the first output row whose window starts at or below top
+        last = max(first, min((bottom - 3) // 2 + 1, out_h))  # past the last whose window ends by bottom
+        if last > first:
+            at = plane + 2 * first * in_w
+            max3s2(out_w, last - first, 2 * in_w, at, at + in_w, at + 2 * in_w, out + first * out_w)
+        for oy in range(out_h):
+            if first <= oy < last:
+                continue
+            r, end = max(oy * 2, top), min(oy * 2 + 3, bottom)
+            r0, r1, r2 = plane + r * in_w, plane + min(r + 1, end - 1) * in_w, plane + min(r + 2, end - 1) * in_w
+            max3s2(out_w, 1, 0, r0, r1, r2, out + oy * out_w)
 
 
 FLAT_POOL_COLUMNS, FLAT_POOL_BLOCK = 32, 1 << 14
@@ -309,7 +338,7 @@ def _small_rescale(zero, mult, shift):
 COPY_TABLE_MIN = 256
 """Codes from which a requantising COPY of 8-bit codes is made a table of
 the 256 codes' results and applied by the host's vector table kernel
-(runtime/sim/bytemap.py; where that is the plain loop, the arithmetic's
+(runtime/sim/bytevec.py; where that is the plain loop, the arithmetic's
 vector loop is the faster). The table is :func:`_copy_8` of every code, so
 each output is the one the arithmetic gives its code: the same bits."""
 ALL_CODES = np.arange(-128, 128).astype(np.int8)
@@ -385,7 +414,7 @@ def _eltwise_8(func, bcast, channels, plane, a8, pa, ab, az, am, ash, pb, bb, bz
         _mul_8(bcast, channels, plane, x, a8, pb, out, az, am, ash, bz, oz, lo, hi)
         return True
     if func == EltOp.COPY:
-        if n >= COPY_TABLE_MIN and map_fast():  # a function of the code: its table, then the host's table kernel
+        if n >= COPY_TABLE_MIN and fast():  # a function of the code: its table, then the host's table kernel
             table = np.empty(256, np.int8)
             _copy_8(ALL_CODES, table, az, am, ash, oz, lo, hi)
             map8(n, x.ctypes.data, table.ctypes.data, out.ctypes.data)

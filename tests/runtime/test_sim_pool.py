@@ -34,8 +34,11 @@ def test_pool(mode, bits, c, kh, kw, stride, top, bottom, left, right, seed):
     (8, 256, (27, 27), (3, 3), (2, 2), (0, 0, 0, 0)),
     (16, 9, (40, 41), (5, 3), (3, 2), (0, 0, 0, 0)),
     (8, 3, (500, 40), (3, 3), (2, 2), (0, 0, 0, 0)),
+    (8, 4, (109, 109), (3, 3), (2, 2), (0, 0, 0, 0)),
+    (8, 3, (15, 261), (3, 3), (2, 2), (1, 1, 0, 0)),
+    (8, 3, (16, 40), (3, 3), (2, 2), (2, 1, 0, 0)),
 ], ids=["resnet-stem", "resnet-stem-inner", "16-bit-mixed-strides", "wide-windows", "global", "squeezenet-last",
-        "16-bit-flat-uneven", "plane-past-a-block"])
+        "16-bit-flat-uneven", "plane-past-a-block", "squeezenet-first", "rows-padded-wide", "rows-padded-even-top"])
 def test_pool_on_realistic_tiles(mode, bits, c, in_hw, kernel, stride, pads):
     """Tiles as the compiler cuts them: the windows clear of the padding
     (taken tap by tap over the row's column phases) and those that reach

@@ -3,7 +3,7 @@ epilogue in 32-bit lanes"): an 8-bit ELTWISE COPY (a Concat's inputs onto
 its grid) on every code, at the zero points' ends, through each of its loops, the
 short-shift split (qscheme.rescale_short), the high word
 (qscheme.rescale_high) and the 64-bit loop, and as the table of its codes a
-large COPY becomes (runtime/sim/bytemap.py), in place and apart; an 8-bit
+large COPY becomes (runtime/sim/bytevec.py), in place and apart; an 8-bit
 MUL (a squeeze-excitation's gate) by each broadcast; against the Python-int
 oracle."""
 from __future__ import annotations

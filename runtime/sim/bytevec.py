@@ -1,0 +1,287 @@
+"""Kernels over int8 codes compiled for this host, where AVX512-VBMI's byte
+permutes make them one vector operation per 64 codes:
+
+* a table of 256 bytes applied to codes (``out[i] = table[x[i] + 128]``):
+  the simulator's LUT instruction, a CONV's output table (a HardSwish or
+  sigmoid folded into its epilogue) and a requantising COPY of 8-bit codes
+  (runtime/sim/vector.py) all come down to it. Numba's loop is a byte load,
+  a table load and a byte store a code (a gather LLVM cannot vectorise):
+  ~0.29 ns a code, ~20 % of PP-LCNet's simulated run on one thread. Here
+  the whole table sits in four 64-byte registers and ``vpermi2b`` looks up
+  64 codes at once in each half of it (128 entries, selected by an index's
+  low 7 bits, which are the code's own: ``x + 128`` only flips bit 7); the
+  code's sign picks the half (negative codes index the table's first 128
+  entries): 0.023 ns a code (Zen 4);
+* the 3 x 3, stride-2 max of three rows of codes (a max POOL's output row:
+  SqueezeNet's three, ResNet's stem): per 64 outputs the three rows' maxima
+  over 129 columns, then their even columns, odd columns and the next even
+  column picked by three ``vpermi2b``, two maxima. Numba's row passes ran
+  in scalar remainders on these widths (109, 54, 27 columns).
+
+The last codes of a run are masked loads and stores. Elsewhere (AVX2,
+AVX-512 without VBMI) the kernels are plain loops, and :func:`fast` says
+so, for callers to keep their own vector loops. Either way each output is
+the same byte.
+
+The kernels are LLVM IR text compiled by runtime.gemm.microkernel's
+``compile_module`` (object code cached like the GEMM's), registered under
+their names as LLVM symbols when this module is imported, as
+runtime/sim/dots.py's are; :func:`fast` asks the linked code which of the
+two it is (a cached caller compiled on another host stays right). The
+choice follows runtime.gemm.family.host_isa (``TESSERA_GEMM_ISA=avx2``
+takes the loops on a VBMI host: how the tests reach both).
+"""
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from runtime.gemm.family import host_isa
+
+MAP8, MAX3, FAST = "tessera_sim_map8", "tessera_sim_max3s2", "tessera_sim_bytes_fast"
+"""The kernels' symbols: ``void map8(i64 n, i8* x, i8* table, i8* out)``
+stores ``table[x[i] + 128]`` into ``out[i]`` for ``i < n`` (``out`` may be
+``x``: each vector is loaded before it is stored); ``void max3s2(i64 n,
+i64 rows, i64 step, i8* r0, i8* r1, i8* r2, i8* out)`` stores into
+``out[k n + j]``, ``j < n``, ``k < rows``, the maximum of columns 2j to
+2j + 2 of the three rows ``k step`` bytes past ``r0``, ``r1``, ``r2``
+(each at least 2n + 1 codes; a row may be given twice); ``i64 fast()`` is
+1 where these are the vector kernels."""
+
+
+def uses_vbmi() -> bool:
+    """Whether this host's table kernel is the ``vpermi2b`` one."""
+    isa = host_isa()
+    return isa.name == "avx512" and "+avx512vbmi" in isa.features.split(",")
+
+
+_MASKED = ("declare <64 x i8> @llvm.masked.load.v64i8.p0(ptr, i32, <64 x i1>, <64 x i8>)\n"
+           "declare void @llvm.masked.store.v64i8.p0(<64 x i8>, ptr, i32, <64 x i1>)\n"
+           "declare <64 x i8> @llvm.x86.avx512.vpermi2var.qi.512(<64 x i8>, <64 x i8>, <64 x i8>)\n"
+           "declare <64 x i8> @llvm.smax.v64i8(<64 x i8>, <64 x i8>)\n"
+           "declare i8 @llvm.smax.i8(i8, i8)\n")
+
+_LANES = """
+define internal <64 x i1> @lanes(i64 %m) alwaysinline {
+  %none = icmp slt i64 %m, 1
+  %all = icmp sgt i64 %m, 63
+  %s = and i64 %m, 63
+  %bit = shl i64 1, %s
+  %some = sub i64 %bit, 1
+  %a = select i1 %all, i64 -1, i64 %some
+  %b = select i1 %none, i64 0, i64 %a
+  %mask = bitcast i64 %b to <64 x i1>
+  ret <64 x i1> %mask
+}
+"""
+"""The mask of the first ``m`` of 64 lanes (none for m <= 0, all past 63)."""
+
+
+def _bytes(values) -> str:
+    return "<" + ", ".join(f"i8 {v}" for v in values) + ">"
+
+
+def _loop(name: str, params: str, body: list[str]) -> str:
+    """A function looping ``%j`` over [0, %n) by 64: ``body`` computes the
+    step's 64 outputs ``%r`` (``%left`` outputs are left), stored whole
+    where all 64 are outputs, else by a masked store (which AMD's cores
+    microcode: only the last step's)."""
+    return "\n".join([f"define {_LINKAGE.get(name, '')}void @{name}(i64 %n, {params}) nounwind {{", "entry:",
+                      *_ENTRY.get(name, []),
+                      "  br label %loop", "loop:", "  %j = phi i64 [ 0, %entry ], [ %jn, %next ]",
+                      "  %more = icmp slt i64 %j, %n", "  br i1 %more, label %body, label %done", "body:",
+                      "  %left = sub i64 %n, %j", *body, "  %po = getelementptr i8, ptr %out, i64 %j",
+                      "  %whole = icmp sgt i64 %left, 63", "  br i1 %whole, label %all, label %part", "all:",
+                      "  store <64 x i8> %r, ptr %po, align 1", "  br label %next", "part:",
+                      "  %om = call <64 x i1> @lanes(i64 %left)",
+                      "  call void @llvm.masked.store.v64i8.p0(<64 x i8> %r, ptr %po, i32 1, <64 x i1> %om)",
+                      "  br label %next", "next:", "  %jn = add i64 %j, 64", "  br label %loop", "done:",
+                      "  ret void", "}", ""])
+
+
+_ENTRY = {MAP8: [f"  %tp{q} = getelementptr i8, ptr %t, i64 {64 * q}\n  %t{q} = load <64 x i8>, ptr %tp{q}, align 1"
+                 for q in range(4)]}
+
+
+def _map8_vector() -> str:
+    """:data:`MAP8` with ``vpermi2b``: 64 codes a step, the last step masked."""
+    return _loop(MAP8, "ptr readonly %x, ptr readonly %t, ptr %out", [
+        "  %mask = call <64 x i1> @lanes(i64 %left)",
+        "  %px = getelementptr i8, ptr %x, i64 %j",
+        "  %v = call <64 x i8> @llvm.masked.load.v64i8.p0(ptr %px, i32 1, <64 x i1> %mask, <64 x i8> zeroinitializer)",
+        "  %low = call <64 x i8> @llvm.x86.avx512.vpermi2var.qi.512(<64 x i8> %t0, <64 x i8> %v, <64 x i8> %t1)",
+        "  %high = call <64 x i8> @llvm.x86.avx512.vpermi2var.qi.512(<64 x i8> %t2, <64 x i8> %v, <64 x i8> %t3)",
+        "  %neg = icmp slt <64 x i8> %v, zeroinitializer",
+        "  %r = select <64 x i1> %neg, <64 x i8> %low, <64 x i8> %high",
+    ])
+
+
+def _max3_vector() -> str:
+    """:data:`MAX3` with ``vpermi2b``: 64 outputs a step from columns
+    [2j, 2j + 129) of the rows' maxima (three masked loads a row), the last
+    step masked."""
+    rows = []
+    for part, at in (("a", "%base"), ("b", "%base64"), ("c", "%base128")):
+        rows.append(f"  %{part}m = call <64 x i1> @lanes(i64 %need{part})")
+        for r in range(3):
+            rows += [f"  %{part}p{r} = getelementptr i8, ptr %r{r}, i64 {at}",
+                     f"  %{part}{r} = call <64 x i8> @llvm.masked.load.v64i8.p0(ptr %{part}p{r}, i32 1, "
+                     f"<64 x i1> %{part}m, <64 x i8> zeroinitializer)"]
+        rows += [f"  %{part}01 = call <64 x i8> @llvm.smax.v64i8(<64 x i8> %{part}0, <64 x i8> %{part}1)",
+                 f"  %{part} = call <64 x i8> @llvm.smax.v64i8(<64 x i8> %{part}01, <64 x i8> %{part}2)"]
+    even, odd, after = _bytes(range(0, 128, 2)), _bytes(range(1, 128, 2)), _bytes(range(1, 65))
+    return _loop(_ROW, "ptr readonly %r0, ptr readonly %r1, ptr readonly %r2, ptr %out", [
+        "  %full = icmp sgt i64 %left, 64",
+        "  %cnt = select i1 %full, i64 64, i64 %left",
+        "  %base = shl i64 %j, 1",
+        "  %base64 = add i64 %base, 64",
+        "  %base128 = add i64 %base, 128",
+        "  %twice = shl i64 %cnt, 1",
+        "  %needa = add i64 %twice, 1",
+        "  %needb = sub i64 %needa, 64",
+        "  %needc = sub i64 %needa, 128",
+        *rows,
+        f"  %e = call <64 x i8> @llvm.x86.avx512.vpermi2var.qi.512(<64 x i8> %a, <64 x i8> {even}, <64 x i8> %b)",
+        f"  %o = call <64 x i8> @llvm.x86.avx512.vpermi2var.qi.512(<64 x i8> %a, <64 x i8> {odd}, <64 x i8> %b)",
+        f"  %e2 = call <64 x i8> @llvm.x86.avx512.vpermi2var.qi.512(<64 x i8> %e, <64 x i8> {after}, <64 x i8> %c)",
+        "  %eo = call <64 x i8> @llvm.smax.v64i8(<64 x i8> %e, <64 x i8> %o)",
+        "  %r = call <64 x i8> @llvm.smax.v64i8(<64 x i8> %eo, <64 x i8> %e2)",
+    ])
+
+
+def _scalar(name: str, params: str, body: list[str]) -> str:
+    """A function doing ``body`` for each ``%j`` in [0, %n), one at a time."""
+    return "\n".join([f"define {_LINKAGE.get(name, '')}void @{name}(i64 %n, {params}) nounwind {{", "entry:",
+                      "  br label %loop", "loop:",
+                      "  %j = phi i64 [ 0, %entry ], [ %jn, %body ]", "  %more = icmp slt i64 %j, %n",
+                      "  br i1 %more, label %body, label %done", "body:", *body, "  %jn = add i64 %j, 1",
+                      "  br label %loop", "done:", "  ret void", "}", ""])
+
+
+def _map8_loop() -> str:
+    return _scalar(MAP8, "ptr readonly %x, ptr readonly %t, ptr %out", [
+        "  %px = getelementptr i8, ptr %x, i64 %j", "  %v = load i8, ptr %px, align 1",
+        "  %u = xor i8 %v, -128", "  %k = zext i8 %u to i64", "  %pt = getelementptr i8, ptr %t, i64 %k",
+        "  %r = load i8, ptr %pt, align 1", "  %po = getelementptr i8, ptr %out, i64 %j",
+        "  store i8 %r, ptr %po, align 1"])
+
+
+def _max3_loop() -> str:
+    body, acc = ["  %c = shl i64 %j, 1"], ""
+    for r in range(3):
+        for k in range(3):
+            body += [f"  %i{r}{k} = add i64 %c, {k}", f"  %p{r}{k} = getelementptr i8, ptr %r{r}, i64 %i{r}{k}",
+                     f"  %v{r}{k} = load i8, ptr %p{r}{k}, align 1"]
+            if acc:
+                body.append(f"  %x{r}{k} = call i8 @llvm.smax.i8(i8 {acc}, i8 %v{r}{k})")
+            acc = f"%x{r}{k}" if acc else f"%v{r}{k}"
+    body += ["  %po = getelementptr i8, ptr %out, i64 %j", f"  store i8 {acc}, ptr %po, align 1"]
+    return _scalar(_ROW, "ptr readonly %r0, ptr readonly %r1, ptr readonly %r2, ptr %out", body)
+
+
+_ROW = "max3_row"
+_LINKAGE = {_ROW: "internal "}
+_ROWS = f"""
+define void @{MAX3}(i64 %n, i64 %rows, i64 %step, ptr readonly %r0, ptr readonly %r1, ptr readonly %r2, ptr %out)
+    nounwind {{
+entry:
+  br label %loop
+loop:
+  %k = phi i64 [ 0, %entry ], [ %kn, %body ]
+  %more = icmp slt i64 %k, %rows
+  br i1 %more, label %body, label %done
+body:
+  %in = mul i64 %k, %step
+  %at = mul i64 %k, %n
+  %p0 = getelementptr i8, ptr %r0, i64 %in
+  %p1 = getelementptr i8, ptr %r1, i64 %in
+  %p2 = getelementptr i8, ptr %r2, i64 %in
+  %po = getelementptr i8, ptr %out, i64 %at
+  call void @{_ROW}(i64 %n, ptr %p0, ptr %p1, ptr %p2, ptr %po)
+  %kn = add i64 %k, 1
+  br label %loop
+done:
+  ret void
+}}
+"""
+""":data:`MAX3`: ``rows`` output rows of ``n`` outputs, row k from the rows
+``step`` bytes on from the previous row's (and ``n`` bytes on for its
+output)."""
+
+
+def kernel_ir(vbmi: bool) -> str:
+    """LLVM IR text of the module holding :data:`MAP8`, :data:`MAX3` and :data:`FAST`."""
+    kernels = [_LANES, _map8_vector(), _max3_vector()] if vbmi else [_map8_loop(), _max3_loop()]
+    kernels.append(_ROWS)
+    return _MASKED + "".join(kernels) + f"define i64 @{FAST}() nounwind {{\n  ret i64 {int(vbmi)}\n}}\n"
+
+
+_engine: list = []
+
+
+def register() -> None:
+    """Compile (or load) this host's kernels once per process and make
+    their names resolve to them for code linked from now on."""
+    if _engine:
+        return
+    from runtime.gemm.microkernel import compile_module
+
+    vbmi = uses_vbmi()
+    symbols = [MAP8, MAX3, FAST]
+    engine, addresses = compile_module("sim-bytevec-" + ("vbmi" if vbmi else "loop"), kernel_ir(vbmi), symbols,
+                                       host_isa())
+    _engine.append(engine)  # owns the code
+    for name, address in zip(symbols, addresses):
+        llvm.add_symbol(name, int(address))
+
+
+register()
+
+
+def _void_call(symbol: str, args, counts: int = 1):
+    """The signature and code of a call of ``symbol`` with ``counts`` int64
+    numbers, then int64 addresses (as pointers); None for other argument
+    types."""
+    if not all(isinstance(a, types.Integer) for a in args):
+        return None
+    sig = types.void(*([types.int64] * len(args)))
+
+    def codegen(context, builder, signature, values):
+        ptr = ir.PointerType(ir.IntType(8))
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(64)] * counts + [ptr] * (len(args) - counts))
+        fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
+        cast = [context.cast(builder, v, t, types.int64) for v, t in zip(values, signature.args)]
+        builder.call(fn, cast[:counts] + [builder.inttoptr(v, ptr) for v in cast[counts:]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def map8(typingctx, n, x, table, out):
+    """``out[i] = table[x[i] + 128]`` for the ``n`` int8 codes at address
+    ``x`` (addresses, int64; the table's 256 bytes at ``table``)."""
+    return _void_call(MAP8, (n, x, table, out))
+
+
+@intrinsic
+def max3s2(typingctx, n, rows, step, r0, r1, r2, out):
+    """``out[k n + j]`` (int8, ``j < n``, ``k < rows``) = the maximum of
+    columns 2j to 2j + 2 of the int8 rows at addresses ``r0``, ``r1``,
+    ``r2``, each plus ``k step``."""
+    return _void_call(MAX3, (n, rows, step, r0, r1, r2, out), counts=3)
+
+
+@intrinsic
+def fast(typingctx):
+    """Whether the linked kernels are the vector ones (int64 1 or 0)."""
+    sig = types.int64()
+
+    def codegen(context, builder, signature, values):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []), FAST)
+        return builder.call(fn, [])
+
+    return sig, codegen

@@ -1,0 +1,83 @@
+"""The simulator's byte kernels (runtime/sim/bytevec.py): the table
+``table[x + 128]`` for every code, and the 3 x 3 stride-2 max of three rows
+(rows given twice, codes at both ends), for whole vectors, a masked last
+one, none, in place (the table) and apart, bytes past the run untouched, on
+this host's kernels and on the plain loops (``TESSERA_GEMM_ISA=avx2``
+takes the loops on a VBMI host)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+CHECK = """
+import numba
+import numpy as np
+from runtime.sim import bytevec
+
+@numba.njit
+def apply(x, table, out):
+    bytevec.map8(x.size, x.ctypes.data, table.ctypes.data, out.ctypes.data)
+    return bytevec.fast()
+
+rng = np.random.default_rng(11)
+every = np.arange(-128, 128).astype(np.int8)
+for table in (rng.integers(-128, 128, 256).astype(np.int8), every[::-1].copy(), np.full(256, -128, np.int8)):
+    for n in (0, 1, 63, 64, 65, 127, 128, 256, 1000, 4097):
+        x = np.concatenate([every, rng.integers(-128, 128, n).astype(np.int8)])[-n:] if n else every[:0]
+        want = table[x.astype(np.int64) + 128]
+        out = np.full(n + 80, 77, np.int8)
+        fast = apply(x, table, out[:n])
+        assert out[:n].tolist() == want.tolist(), n
+        assert (out[n:] == 77).all(), ("wrote past the run", n)
+        same = np.concatenate([x, np.full(80, 5, np.int8)])
+        apply(same[:n], table, same[:n])
+        assert same[:n].tolist() == want.tolist() and (same[n:] == 5).all(), ("in place", n)
+@numba.njit
+def max3(r0, r1, r2, out):
+    bytevec.max3s2(out.size, 1, 0, r0.ctypes.data, r1.ctypes.data, r2.ctypes.data, out.ctypes.data)
+
+@numba.njit
+def max3_rows(x, rows, width, out):  # rows k: x's rows 2k .. 2k + 2
+    n = (width - 3) // 2 + 1
+    bytevec.max3s2(n, rows, 2 * width, x.ctypes.data, x.ctypes.data + width, x.ctypes.data + 2 * width,
+                   out.ctypes.data)
+
+for n in (0, 1, 2, 31, 32, 54, 63, 64, 65, 127, 128, 129, 300):
+    rows = rng.integers(-128, 128, (3, 2 * n + 1)).astype(np.int8)
+    rows[:, ::7] = -128
+    rows[1, 3::11] = 127
+    for r0, r1, r2 in ((0, 1, 2), (0, 0, 1), (2, 2, 2)):
+        picked = np.stack([rows[r0], rows[r1], rows[r2]]).max(axis=0)
+        want = np.array([picked[2 * j:2 * j + 3].max() for j in range(n)], np.int8)
+        out = np.full(n + 80, 77, np.int8)
+        max3(rows[r0], rows[r1], rows[r2], out[:n])
+        assert out[:n].tolist() == want.tolist(), (n, r0, r1, r2)
+        assert (out[n:] == 77).all(), ("wrote past the row", n)
+for height, width in ((3, 3), (7, 9), (109, 109), (13, 130), (5, 260)):
+    x = rng.integers(-128, 128, (height, width)).astype(np.int8)
+    rows, n = (height - 3) // 2 + 1, (width - 3) // 2 + 1
+    want = np.array([[x[2 * k:2 * k + 3, 2 * j:2 * j + 3].max() for j in range(n)] for k in range(rows)], np.int8)
+    out = np.full(rows * n + 80, 77, np.int8)
+    max3_rows(x, rows, width, out)
+    assert out[:rows * n].reshape(rows, n).tolist() == want.tolist(), (height, width)
+    assert (out[rows * n:] == 77).all(), ("wrote past the rows", height, width)
+assert fast == int(bytevec.uses_vbmi())
+print("vbmi" if fast else "loop")
+"""
+
+
+def _run(env: dict) -> str:
+    done = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+def test_the_hosts_table_kernel_maps_every_code():
+    env = {k: v for k, v in os.environ.items() if k != "TESSERA_GEMM_ISA"}
+    assert _run(env) in ("vbmi", "loop")
+
+
+def test_the_plain_table_loop_maps_every_code():
+    assert _run(dict(os.environ, TESSERA_GEMM_ISA="avx2")) == "loop"
