@@ -19,9 +19,11 @@ permutes make them one vector operation per 64 codes:
   in scalar remainders on these widths (109, 54, 27 columns).
 
 The last codes of a run are masked loads and stores. Elsewhere (AVX2,
-AVX-512 without VBMI) the kernels are plain loops, and :func:`fast` says
-so, for callers to keep their own vector loops. Either way each output is
-the same byte.
+AVX-512 without VBMI) the table is sixteen ``vpshufb`` of its 16-byte parts
+per 32 codes (~3x the scalar loop), the max a plain loop, and :func:`fast`
+says that these are not the VBMI kernels, for callers to keep their own
+vector loops where those are the faster (a COPY's arithmetic, the pool's
+Numba rows). Either way each output is the same byte.
 
 The kernels are LLVM IR text compiled by runtime.gemm.microkernel's
 ``compile_module`` (object code cached like the GEMM's), registered under
@@ -49,7 +51,7 @@ i64 rows, i64 step, i8* r0, i8* r1, i8* r2, i8* out)`` stores into
 ``out[k n + j]``, ``j < n``, ``k < rows``, the maximum of columns 2j to
 2j + 2 of the three rows ``k step`` bytes past ``r0``, ``r1``, ``r2``
 (each at least 2n + 1 codes; a row may be given twice); ``i64 fast()`` is
-1 where these are the vector kernels."""
+1 where these are the VBMI kernels."""
 
 
 def uses_vbmi() -> bool:
@@ -161,8 +163,47 @@ def _scalar(name: str, params: str, body: list[str]) -> str:
                       "  br label %loop", "done:", "  ret void", "}", ""])
 
 
+def _map8_shuffles() -> str:
+    """:data:`MAP8` without VBMI: 32 codes a step by sixteen ``vpshufb`` of
+    the table's 16-byte parts (AVX2; 2 operations a code against the scalar
+    loop's byte load, table load and byte store): part j looks up the low
+    nibble of ``u = x + 128`` where ``u - 16 j`` is in [0, 16), which adding
+    0x70 with unsigned saturation leaves with bit 7 clear, and gives 0
+    elsewhere (every other ``u - 16 j`` reaches bit 7 or saturates); the
+    parts' results are ORed. The last codes (fewer than 32) by the scalar loop."""
+    lines = [f"define void @{MAP8}(i64 %n, ptr readonly %x, ptr readonly %t, ptr %out) nounwind {{", "entry:"]
+    for q in range(16):
+        lines += [f"  %tp{q} = getelementptr i8, ptr %t, i64 {16 * q}",
+                  f"  %th{q} = load <16 x i8>, ptr %tp{q}, align 1",
+                  f"  %t{q} = shufflevector <16 x i8> %th{q}, <16 x i8> poison, <32 x i32> "
+                  + "<" + ", ".join(f"i32 {i % 16}" for i in range(32)) + ">"]
+    lines += ["  %full = and i64 %n, -32", "  br label %loop", "loop:", "  %j = phi i64 [ 0, %entry ], [ %jn, %body ]",
+              "  %more = icmp ult i64 %j, %full", "  br i1 %more, label %body, label %tail", "body:",
+              "  %px = getelementptr i8, ptr %x, i64 %j", "  %v = load <32 x i8>, ptr %px, align 1",
+              f"  %u = xor <32 x i8> %v, {_splat8(-128)}"]
+    acc = ""
+    for q in range(16):
+        lines += [f"  %c{q} = sub <32 x i8> %u, {_splat8(16 * q - 256 if 16 * q > 127 else 16 * q)}",
+                  f"  %s{q} = call <32 x i8> @llvm.uadd.sat.v32i8(<32 x i8> %c{q}, <32 x i8> {_splat8(0x70)})",
+                  f"  %l{q} = call <32 x i8> @llvm.x86.avx2.pshuf.b(<32 x i8> %t{q}, <32 x i8> %s{q})"]
+        if acc:
+            lines.append(f"  %o{q} = or <32 x i8> {acc}, %l{q}")
+        acc = f"%o{q}" if acc else f"%l{q}"
+    lines += ["  %po = getelementptr i8, ptr %out, i64 %j", f"  store <32 x i8> {acc}, ptr %po, align 1",
+              "  %jn = add i64 %j, 32", "  br label %loop", "tail:", "  %rest = sub i64 %n, %full",
+              "  %pxt = getelementptr i8, ptr %x, i64 %full", "  %pot = getelementptr i8, ptr %out, i64 %full",
+              f"  call void @{_TAIL}(i64 %rest, ptr %pxt, ptr %t, ptr %pot)", "  ret void", "}", ""]
+    return ("declare <32 x i8> @llvm.x86.avx2.pshuf.b(<32 x i8>, <32 x i8>)\n"
+            "declare <32 x i8> @llvm.uadd.sat.v32i8(<32 x i8>, <32 x i8>)\n" + "\n".join(lines) + _map8_loop())
+
+
+def _splat8(value: int) -> str:
+    return "<" + ", ".join(f"i8 {value}" for _ in range(32)) + ">"
+
+
 def _map8_loop() -> str:
-    return _scalar(MAP8, "ptr readonly %x, ptr readonly %t, ptr %out", [
+    """The table looked up one code at a time (the shuffle kernel's last codes)."""
+    return _scalar(_TAIL, "ptr readonly %x, ptr readonly %t, ptr %out", [
         "  %px = getelementptr i8, ptr %x, i64 %j", "  %v = load i8, ptr %px, align 1",
         "  %u = xor i8 %v, -128", "  %k = zext i8 %u to i64", "  %pt = getelementptr i8, ptr %t, i64 %k",
         "  %r = load i8, ptr %pt, align 1", "  %po = getelementptr i8, ptr %out, i64 %j",
@@ -182,8 +223,8 @@ def _max3_loop() -> str:
     return _scalar(_ROW, "ptr readonly %r0, ptr readonly %r1, ptr readonly %r2, ptr %out", body)
 
 
-_ROW = "max3_row"
-_LINKAGE = {_ROW: "internal "}
+_ROW, _TAIL = "max3_row", "map8_tail"
+_LINKAGE = {_ROW: "internal ", _TAIL: "internal "}
 _ROWS = f"""
 define void @{MAX3}(i64 %n, i64 %rows, i64 %step, ptr readonly %r0, ptr readonly %r1, ptr readonly %r2, ptr %out)
     nounwind {{
@@ -214,7 +255,7 @@ output)."""
 
 def kernel_ir(vbmi: bool) -> str:
     """LLVM IR text of the module holding :data:`MAP8`, :data:`MAX3` and :data:`FAST`."""
-    kernels = [_LANES, _map8_vector(), _max3_vector()] if vbmi else [_map8_loop(), _max3_loop()]
+    kernels = [_LANES, _map8_vector(), _max3_vector()] if vbmi else [_map8_shuffles(), _max3_loop()]
     kernels.append(_ROWS)
     return _MASKED + "".join(kernels) + f"define i64 @{FAST}() nounwind {{\n  ret i64 {int(vbmi)}\n}}\n"
 
@@ -277,7 +318,7 @@ def max3s2(typingctx, n, rows, step, r0, r1, r2, out):
 
 @intrinsic
 def fast(typingctx):
-    """Whether the linked kernels are the vector ones (int64 1 or 0)."""
+    """Whether the linked kernels are the VBMI ones (int64 1 or 0)."""
     sig = types.int64()
 
     def codegen(context, builder, signature, values):

@@ -2,8 +2,8 @@
 ``table[x + 128]`` for every code, and the 3 x 3 stride-2 max of three rows
 (rows given twice, codes at both ends), for whole vectors, a masked last
 one, none, in place (the table) and apart, bytes past the run untouched, on
-this host's kernels and on the plain loops (``TESSERA_GEMM_ISA=avx2``
-takes the loops on a VBMI host)."""
+this host's kernels and on the AVX2 ones, the table's shuffles and the
+max's loop (``TESSERA_GEMM_ISA=avx2`` takes them on a VBMI host)."""
 from __future__ import annotations
 
 import os
@@ -79,5 +79,5 @@ def test_the_hosts_table_kernel_maps_every_code():
     assert _run(env) in ("vbmi", "loop")
 
 
-def test_the_plain_table_loop_maps_every_code():
+def test_the_avx2_byte_kernels_map_every_code():
     assert _run(dict(os.environ, TESSERA_GEMM_ISA="avx2")) == "loop"
