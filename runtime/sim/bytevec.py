@@ -25,23 +25,19 @@ says that these are not the VBMI kernels, for callers to keep their own
 vector loops where those are the faster (a COPY's arithmetic, the pool's
 Numba rows). Either way each output is the same byte.
 
-The kernels are LLVM IR text compiled by runtime.gemm.microkernel's
-``compile_module`` (object code cached like the GEMM's), registered under
-their names as LLVM symbols when this module is imported, as
-runtime/sim/dots.py's are; :func:`fast` asks the linked code which of the
-two it is (a cached caller compiled on another host stays right). The
+The kernels are LLVM IR text linked by name when this module is imported
+(runtime/sim/linked.py), as runtime/sim/dots.py's are; :func:`fast` asks
+the linked code which of the two it is (a cached caller compiled on
+another host stays right). The
 choice follows runtime.gemm.family.host_isa (``TESSERA_GEMM_ISA=avx2``
 takes the loops on a VBMI host: how the tests reach both).
 """
 from __future__ import annotations
 
-import llvmlite.binding as llvm
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from runtime.gemm.family import host_isa
+from runtime.sim.linked import int_call, link, void_call
 
 MAP8, MAX3, FAST = "tessera_sim_map8", "tessera_sim_max3s2", "tessera_sim_bytes_fast"
 """The kernels' symbols: ``void map8(i64 n, i8* x, i8* table, i8* out)``
@@ -260,52 +256,14 @@ def kernel_ir(vbmi: bool) -> str:
     return _MASKED + "".join(kernels) + f"define i64 @{FAST}() nounwind {{\n  ret i64 {int(vbmi)}\n}}\n"
 
 
-_engine: list = []
-
-
-def register() -> None:
-    """Compile (or load) this host's kernels once per process and make
-    their names resolve to them for code linked from now on."""
-    if _engine:
-        return
-    from runtime.gemm.microkernel import compile_module
-
-    vbmi = uses_vbmi()
-    symbols = [MAP8, MAX3, FAST]
-    engine, addresses = compile_module("sim-bytevec-" + ("vbmi" if vbmi else "loop"), kernel_ir(vbmi), symbols,
-                                       host_isa())
-    _engine.append(engine)  # owns the code
-    for name, address in zip(symbols, addresses):
-        llvm.add_symbol(name, int(address))
-
-
-register()
-
-
-def _void_call(symbol: str, args, counts: int = 1):
-    """The signature and code of a call of ``symbol`` with ``counts`` int64
-    numbers, then int64 addresses (as pointers); None for other argument
-    types."""
-    if not all(isinstance(a, types.Integer) for a in args):
-        return None
-    sig = types.void(*([types.int64] * len(args)))
-
-    def codegen(context, builder, signature, values):
-        ptr = ir.PointerType(ir.IntType(8))
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(64)] * counts + [ptr] * (len(args) - counts))
-        fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
-        cast = [context.cast(builder, v, t, types.int64) for v, t in zip(values, signature.args)]
-        builder.call(fn, cast[:counts] + [builder.inttoptr(v, ptr) for v in cast[counts:]])
-        return context.get_dummy_value()
-
-    return sig, codegen
+link("sim-bytevec-" + ("vbmi" if uses_vbmi() else "shuffles"), kernel_ir(uses_vbmi()), [MAP8, MAX3, FAST])
 
 
 @intrinsic
 def map8(typingctx, n, x, table, out):
     """``out[i] = table[x[i] + 128]`` for the ``n`` int8 codes at address
     ``x`` (addresses, int64; the table's 256 bytes at ``table``)."""
-    return _void_call(MAP8, (n, x, table, out))
+    return void_call(MAP8, (n, x, table, out))
 
 
 @intrinsic
@@ -313,16 +271,10 @@ def max3s2(typingctx, n, rows, step, r0, r1, r2, out):
     """``out[k n + j]`` (int8, ``j < n``, ``k < rows``) = the maximum of
     columns 2j to 2j + 2 of the int8 rows at addresses ``r0``, ``r1``,
     ``r2``, each plus ``k step``."""
-    return _void_call(MAX3, (n, rows, step, r0, r1, r2, out), counts=3)
+    return void_call(MAX3, (n, rows, step, r0, r1, r2, out), counts=3)
 
 
 @intrinsic
 def fast(typingctx):
     """Whether the linked kernels are the VBMI ones (int64 1 or 0)."""
-    sig = types.int64()
-
-    def codegen(context, builder, signature, values):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []), FAST)
-        return builder.call(fn, [])
-
-    return sig, codegen
+    return int_call(FAST)

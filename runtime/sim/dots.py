@@ -20,23 +20,19 @@ do, so the order of the sums does not matter. The last bytes of a product
 (its depth modulo the vector's) are read with masked loads (zeros past the
 end), which add nothing.
 
-The kernels are LLVM IR text compiled by runtime.gemm.microkernel's
-``compile_module`` (object code cached like the GEMM's) and registered under
-their names as LLVM symbols when this module is imported, so Numba code
-calling them (:func:`dot4`, :func:`dot1`) links to this process's copies
-whether it was compiled now or loaded from the kernel cache. The choice
+The kernels are LLVM IR text linked by name when this module is imported
+(runtime/sim/linked.py), so Numba code calling them (:func:`dot4`,
+:func:`dot1`) links to this process's copies whether it was compiled now or
+loaded from the kernel cache. The choice
 follows runtime.gemm.family.host_isa (``TESSERA_GEMM_ISA=avx2`` takes the
 ``vpmaddwd`` kernels on a VNNI host: how the tests reach both).
 """
 from __future__ import annotations
 
-import llvmlite.binding as llvm
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from runtime.gemm.family import host_isa
+from runtime.sim.linked import link, void_call
 
 DOT4, DOT1 = "tessera_sim_dot4_s8", "tessera_sim_dot1_s8"
 """The kernels' symbols: ``void f(i64 n, i8* w, i8* x0[, x1, x2, x3], i32* out)``
@@ -138,58 +134,18 @@ def kernel_ir(vnni: bool) -> str:
     return head + _function(DOT4, 4, False) + _function(DOT1, 1, False)
 
 
-_engine: list = []
-
-
-def register() -> None:
-    """Compile (or load) this host's dot kernels once per process and make
-    their names resolve to them for code linked from now on."""
-    if _engine:
-        return
-    from runtime.gemm.microkernel import compile_module
-
-    vnni = uses_vnni()
-    engine, addresses = compile_module("sim-dots-" + ("vnni" if vnni else "madd"), kernel_ir(vnni), [DOT4, DOT1],
-                                       host_isa())
-    _engine.append(engine)  # owns the code
-    for name, address in zip((DOT4, DOT1), addresses):
-        llvm.add_symbol(name, int(address))
-
-
-register()
-
-
-def _caller(symbol: str, pointers: int):
-    """An intrinsic calling ``symbol`` with an int64 length and ``pointers``
-    addresses (int64), returning nothing."""
-
-    def typer(typingctx, *args):
-        if len(args) != pointers + 1 or not all(isinstance(a, types.Integer) for a in args):
-            return None
-        sig = types.void(*([types.int64] * (pointers + 1)))
-
-        def codegen(context, builder, signature, values):
-            ptr = ir.PointerType(ir.IntType(8))
-            fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(64)] + [ptr] * pointers)
-            fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
-            cast = [context.cast(builder, v, t, types.int64) for v, t in zip(values, signature.args)]
-            builder.call(fn, [cast[0]] + [builder.inttoptr(v, ptr) for v in cast[1:]])
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return typer
+link("sim-dots-" + ("vnni" if uses_vnni() else "madd"), kernel_ir(uses_vnni()), [DOT4, DOT1])
 
 
 @intrinsic
 def dot4(typingctx, n, w, x0, x1, x2, x3, out):
     """``out[0..3]`` (int32) = the dot products of the ``n`` signed bytes at
     address ``w`` with those at ``x0`` .. ``x3`` (addresses, int64)."""
-    return _caller(DOT4, 6)(typingctx, n, w, x0, x1, x2, x3, out)
+    return void_call(DOT4, (n, w, x0, x1, x2, x3, out))
 
 
 @intrinsic
 def dot1(typingctx, n, w, x0, out):
     """``out[0]`` (int32) = the dot product of the ``n`` signed bytes at
     ``w`` with those at ``x0``."""
-    return _caller(DOT1, 3)(typingctx, n, w, x0, out)
+    return void_call(DOT1, (n, w, x0, out))

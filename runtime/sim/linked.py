@@ -1,0 +1,66 @@
+"""The simulator's LLVM IR kernels (runtime/sim/dots.py, runtime/sim/bytevec.py)
+linked into Numba code by name.
+
+A module's IR text is compiled for this host by runtime.gemm.microkernel's
+``compile_module`` (object code cached like the GEMM's) once per process,
+and each of its functions registered under its name as an LLVM symbol, so
+Numba code calling it (through :func:`void_call` and :func:`int_call`
+intrinsics) links to this process's copy whether that code was compiled now
+or loaded from the kernel cache.
+"""
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+
+from runtime.gemm.family import host_isa
+
+_engines: dict[str, object] = {}
+"""The execution engines, which own the code, by module name."""
+
+
+def link(name: str, text: str, symbols: list[str]) -> None:
+    """Compile (or load) the module ``name`` of IR ``text`` for this host,
+    once per process, and make ``symbols`` resolve to its functions for
+    code linked from now on."""
+    if name in _engines:
+        return
+    from runtime.gemm.microkernel import compile_module
+
+    engine, addresses = compile_module(name, text, symbols, host_isa())
+    _engines[name] = engine
+    for symbol, address in zip(symbols, addresses):
+        llvm.add_symbol(symbol, int(address))
+
+
+def void_call(symbol: str, args, counts: int = 1):
+    """An intrinsic's signature and code calling ``symbol`` with ``counts``
+    int64 numbers, then int64 addresses (as pointers), returning nothing;
+    None (no match) for arguments that are not all integers."""
+    if not all(isinstance(a, types.Integer) for a in args):
+        return None
+    sig = types.void(*([types.int64] * len(args)))
+
+    def codegen(context, builder, signature, values):
+        ptr = ir.PointerType(ir.IntType(8))
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(64)] * counts + [ptr] * (len(args) - counts))
+        fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
+        cast = [context.cast(builder, v, t, types.int64) for v, t in zip(values, signature.args)]
+        builder.call(fn, cast[:counts] + [builder.inttoptr(v, ptr) for v in cast[counts:]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def int_call(symbol: str):
+    """An intrinsic's signature and code calling ``symbol``, which takes
+    nothing and returns an int64."""
+    sig = types.int64()
+
+    def codegen(context, builder, signature, values):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []), symbol)
+        return builder.call(fn, [])
+
+    return sig, codegen
