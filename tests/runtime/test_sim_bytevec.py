@@ -6,9 +6,7 @@ this host's kernels and on the AVX2 ones, the table's shuffles and the
 max's loop (``TESSERA_GEMM_ISA=avx2`` takes them on a VBMI host)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from tests.helpers.kernel_families import run_check
 
 CHECK = """
 import numba
@@ -63,21 +61,13 @@ for height, width in ((3, 3), (7, 9), (109, 109), (13, 130), (5, 260)):
     assert out[:rows * n].reshape(rows, n).tolist() == want.tolist(), (height, width)
     assert (out[rows * n:] == 77).all(), ("wrote past the rows", height, width)
 assert fast == int(bytevec.uses_vbmi())
-print("vbmi" if fast else "loop")
+print("vbmi" if fast else "shuffles")
 """
 
 
-def _run(env: dict) -> str:
-    done = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip()
-
-
 def test_the_hosts_table_kernel_maps_every_code():
-    env = {k: v for k, v in os.environ.items() if k != "TESSERA_GEMM_ISA"}
-    assert _run(env) in ("vbmi", "loop")
+    assert run_check(CHECK, avx2=False) in ("vbmi", "shuffles")
 
 
 def test_the_avx2_byte_kernels_map_every_code():
-    assert _run(dict(os.environ, TESSERA_GEMM_ISA="avx2")) == "loop"
+    assert run_check(CHECK, avx2=True) == "shuffles"

@@ -4,9 +4,7 @@ none), extreme bytes included, on this host's family and on the other one
 (``TESSERA_GEMM_ISA=avx2`` takes the ``vpmaddwd`` kernels on a VNNI host)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from tests.helpers.kernel_families import run_check
 
 CHECK = """
 import numba
@@ -44,17 +42,9 @@ print("vnni" if dots.uses_vnni() else "madd")
 """
 
 
-def _run(env: dict) -> str:
-    done = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip()
-
-
 def test_the_hosts_dot_kernels_are_exact_int32_sums():
-    env = {k: v for k, v in os.environ.items() if k != "TESSERA_GEMM_ISA"}
-    assert _run(env) in ("vnni", "madd")
+    assert run_check(CHECK, avx2=False) in ("vnni", "madd")
 
 
 def test_the_vpmaddwd_dot_kernels_are_exact_int32_sums():
-    assert _run(dict(os.environ, TESSERA_GEMM_ISA="avx2")) == "madd"
+    assert run_check(CHECK, avx2=True) == "madd"
