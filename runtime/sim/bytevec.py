@@ -39,15 +39,19 @@ from numba.extending import intrinsic
 from runtime.gemm.family import host_isa
 from runtime.sim.linked import int_call, link, void_call
 
-MAP8, MAX3, FAST = "tessera_sim_map8", "tessera_sim_max3s2", "tessera_sim_bytes_fast"
+MAP8, MAX3, SPLIT2, FAST = "tessera_sim_map8", "tessera_sim_max3s2", "tessera_sim_split2", "tessera_sim_bytes_fast"
 """The kernels' symbols: ``void map8(i64 n, i8* x, i8* table, i8* out)``
 stores ``table[x[i] + 128]`` into ``out[i]`` for ``i < n`` (``out`` may be
 ``x``: each vector is loaded before it is stored); ``void max3s2(i64 n,
 i64 rows, i64 step, i8* r0, i8* r1, i8* r2, i8* out)`` stores into
 ``out[k n + j]``, ``j < n``, ``k < rows``, the maximum of columns 2j to
 2j + 2 of the three rows ``k step`` bytes past ``r0``, ``r1``, ``r2``
-(each at least 2n + 1 codes; a row may be given twice); ``i64 fast()`` is
-1 where these are the VBMI kernels."""
+(each at least 2n + 1 codes; a row may be given twice); ``void
+split2(i64 ne, i64 no, i64 rows, i64 sstep, i64 dstep, i8* src, i8* even,
+i8* odd)`` copies, for ``k < rows``, the ``ne + no`` codes at ``src + k
+sstep`` into their ``ne`` even columns at ``even + k dstep`` and ``no`` odd
+ones at ``odd + k dstep`` (ne - no is 0 or 1); ``i64 fast()`` is 1 where
+these are the VBMI kernels."""
 
 
 def uses_vbmi() -> bool:
@@ -249,14 +253,58 @@ done:
 output)."""
 
 
+def _split2_ir(vbmi: bool) -> str:
+    """:data:`SPLIT2`: rows of codes split into their even and odd columns,
+    per 128 codes two ``vpermi2b`` (the last step's loads and stores masked),
+    or a plain loop without VBMI."""
+    head = (f"define void @{SPLIT2}(i64 %ne, i64 %no, i64 %rows, i64 %sstep, i64 %dstep, ptr readonly %src, "
+            "ptr %ev, ptr %od) nounwind {\nentry:\n  br label %rl\nrl:\n"
+            "  %k = phi i64 [ 0, %entry ], [ %kn, %rowdone ]\n  %rmore = icmp slt i64 %k, %rows\n"
+            "  br i1 %rmore, label %row, label %done\nrow:\n  %so = mul i64 %k, %sstep\n  %do = mul i64 %k, %dstep\n"
+            "  %s = getelementptr i8, ptr %src, i64 %so\n  %e = getelementptr i8, ptr %ev, i64 %do\n"
+            "  %o = getelementptr i8, ptr %od, i64 %do\n  br label %cl\ncl:\n"
+            "  %j = phi i64 [ 0, %row ], [ %jn, %cnext ]\n  %cmore = icmp slt i64 %j, %ne\n"
+            "  br i1 %cmore, label %col, label %rowdone\ncol:\n")
+    tail = ("rowdone:\n  %kn = add i64 %k, 1\n  br label %rl\ndone:\n  ret void\n}\n")
+    if not vbmi:  # one column pair a step: the even column, then the odd one where there is one
+        body = ("  %x2 = shl i64 %j, 1\n  %pe = getelementptr i8, ptr %s, i64 %x2\n  %ve = load i8, ptr %pe, align 1\n"
+                "  %qe = getelementptr i8, ptr %e, i64 %j\n  store i8 %ve, ptr %qe, align 1\n"
+                "  %odd = icmp slt i64 %j, %no\n  br i1 %odd, label %oddcol, label %cnext\noddcol:\n"
+                "  %x21 = add i64 %x2, 1\n  %po = getelementptr i8, ptr %s, i64 %x21\n"
+                "  %vo = load i8, ptr %po, align 1\n"
+                "  %qo = getelementptr i8, ptr %o, i64 %j\n  store i8 %vo, ptr %qo, align 1\n  br label %cnext\n"
+                "cnext:\n  %jn = add i64 %j, 1\n  br label %cl\n")
+        return head + body + tail
+    even, odd = _bytes(range(0, 128, 2)), _bytes(range(1, 128, 2))
+    body = "\n".join([
+        "  %base = shl i64 %j, 1", "  %all = add i64 %ne, %no", "  %left = sub i64 %all, %base",
+        "  %left64 = sub i64 %left, 64", "  %ma = call <64 x i1> @lanes(i64 %left)",
+        "  %mb = call <64 x i1> @lanes(i64 %left64)", "  %pa = getelementptr i8, ptr %s, i64 %base",
+        "  %pb = getelementptr i8, ptr %pa, i64 64",
+        "  %a = call <64 x i8> @llvm.masked.load.v64i8.p0(ptr %pa, i32 1, <64 x i1> %ma, <64 x i8> zeroinitializer)",
+        "  %b = call <64 x i8> @llvm.masked.load.v64i8.p0(ptr %pb, i32 1, <64 x i1> %mb, <64 x i8> zeroinitializer)",
+        f"  %ve = call <64 x i8> @llvm.x86.avx512.vpermi2var.qi.512(<64 x i8> %a, <64 x i8> {even}, <64 x i8> %b)",
+        f"  %vo = call <64 x i8> @llvm.x86.avx512.vpermi2var.qi.512(<64 x i8> %a, <64 x i8> {odd}, <64 x i8> %b)",
+        "  %le = sub i64 %ne, %j", "  %lo = sub i64 %no, %j", "  %qe = getelementptr i8, ptr %e, i64 %j",
+        "  %qo = getelementptr i8, ptr %o, i64 %j", "  %whole = icmp sgt i64 %lo, 63",
+        "  br i1 %whole, label %wide, label %part", "wide:", "  store <64 x i8> %ve, ptr %qe, align 1",
+        "  store <64 x i8> %vo, ptr %qo, align 1", "  br label %cnext", "part:",
+        "  %me = call <64 x i1> @lanes(i64 %le)", "  %mo = call <64 x i1> @lanes(i64 %lo)",
+        "  call void @llvm.masked.store.v64i8.p0(<64 x i8> %ve, ptr %qe, i32 1, <64 x i1> %me)",
+        "  call void @llvm.masked.store.v64i8.p0(<64 x i8> %vo, ptr %qo, i32 1, <64 x i1> %mo)",
+        "  br label %cnext", "cnext:", "  %jn = add i64 %j, 64", "  br label %cl", ""])
+    return head + body + tail
+
+
 def kernel_ir(vbmi: bool) -> str:
-    """LLVM IR text of the module holding :data:`MAP8`, :data:`MAX3` and :data:`FAST`."""
+    """LLVM IR text of the module holding :data:`MAP8`, :data:`MAX3`,
+    :data:`SPLIT2` and :data:`FAST`."""
     kernels = [_LANES, _map8_vector(), _max3_vector()] if vbmi else [_map8_shuffles(), _max3_loop()]
-    kernels.append(_ROWS)
+    kernels += [_ROWS, _split2_ir(vbmi)]
     return _MASKED + "".join(kernels) + f"define i64 @{FAST}() nounwind {{\n  ret i64 {int(vbmi)}\n}}\n"
 
 
-link("sim-bytevec-" + ("vbmi" if uses_vbmi() else "shuffles"), kernel_ir(uses_vbmi()), [MAP8, MAX3, FAST])
+link("sim-bytevec-" + ("vbmi" if uses_vbmi() else "shuffles"), kernel_ir(uses_vbmi()), [MAP8, MAX3, SPLIT2, FAST])
 
 
 @intrinsic
@@ -272,6 +320,12 @@ def max3s2(typingctx, n, rows, step, r0, r1, r2, out):
     columns 2j to 2j + 2 of the int8 rows at addresses ``r0``, ``r1``,
     ``r2``, each plus ``k step``."""
     return void_call(MAX3, (n, rows, step, r0, r1, r2, out), counts=3)
+
+
+@intrinsic
+def split2(typingctx, ne, no, rows, sstep, dstep, src, even, odd):
+    """Rows of int8 codes split into even and odd columns (:data:`SPLIT2`)."""
+    return void_call(SPLIT2, (ne, no, rows, sstep, dstep, src, even, odd), counts=5)
 
 
 @intrinsic

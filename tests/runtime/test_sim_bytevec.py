@@ -1,6 +1,7 @@
 """The simulator's byte kernels (runtime/sim/bytevec.py): the table
-``table[x + 128]`` for every code, and the 3 x 3 stride-2 max of three rows
-(rows given twice, codes at both ends), for whole vectors, a masked last
+``table[x + 128]`` for every code, the 3 x 3 stride-2 max of three rows
+(rows given twice, codes at both ends) and the split of rows into even and
+odd columns (cells past each row's untouched), for whole vectors, a masked last
 one, none, in place (the table) and apart, bytes past the run untouched, on
 this host's kernels and on the AVX2 ones, the table's shuffles and the
 max's loop (``TESSERA_GEMM_ISA=avx2`` takes them on a VBMI host)."""
@@ -60,6 +61,22 @@ for height, width in ((3, 3), (7, 9), (109, 109), (13, 130), (5, 260)):
     max3_rows(x, rows, width, out)
     assert out[:rows * n].reshape(rows, n).tolist() == want.tolist(), (height, width)
     assert (out[rows * n:] == 77).all(), ("wrote past the rows", height, width)
+@numba.njit
+def split(x, rows, width, pitch, even, odd):  # the rows 2k of x
+    bytevec.split2((width + 1) // 2, width // 2, rows, 2 * width, pitch, x.ctypes.data, even.ctypes.data,
+                   odd.ctypes.data)
+
+for height, width in ((1, 1), (2, 2), (5, 7), (9, 127), (4, 128), (3, 129), (6, 255), (3, 300)):
+    x = rng.integers(-128, 128, (height, width)).astype(np.int8)
+    rows, pitch = (height + 1) // 2, (width + 1) // 2 + 3
+    even = np.full((rows + 1) * pitch, 77, np.int8)
+    odd = np.full((rows + 1) * pitch, 77, np.int8)
+    split(x, rows, width, pitch, even, odd)
+    want_even, want_odd = np.full_like(even, 77), np.full_like(odd, 77)
+    for k in range(rows):
+        want_even[k * pitch:k * pitch + (width + 1) // 2] = x[2 * k, 0::2]
+        want_odd[k * pitch:k * pitch + width // 2] = x[2 * k, 1::2]
+    assert even.tolist() == want_even.tolist() and odd.tolist() == want_odd.tolist(), (height, width)
 assert fast == int(bytevec.uses_vbmi())
 print("vbmi" if fast else "shuffles")
 """
