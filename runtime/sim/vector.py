@@ -373,26 +373,23 @@ def _copy_8(x, out, az, am, ash, oz, lo, hi):
 def _mul_8(bcast, channels, plane, x, a8, pb, out, az, am, ash, bz, oz, lo, hi):
     """ELTWISE MUL of 8-bit codes: out[i] = clamp(rescale((x[i] - az)(b - bz),
     am, ash) + oz, lo, hi), b the element of operand b (at ``pb`` in ``a8``)
-    its broadcast gives element i; one loop per broadcast, b a constant of
-    the inner loop where it is one (a channel's gate)."""
-    if bcast == Bcast.CHANNEL:
-        for ch in range(channels):
-            b = np.int64(a8[pb + ch]) - bz
-            first = ch * plane
+    its broadcast gives element i. Per channel, b is one code (CHANNEL: the
+    channel's, a squeeze-excitation's gate; SCALAR: the one) or a run read
+    with x (FULL: the channel's plane; SPATIAL: the one plane), so each
+    inner loop is a contiguous one that LLVM vectorises."""
+    per_channel = bcast == Bcast.CHANNEL or bcast == Bcast.SCALAR
+    step = plane if bcast == Bcast.FULL else 1 if bcast == Bcast.CHANNEL else 0
+    for ch in range(channels):
+        first, at = ch * plane, pb + ch * step
+        if per_channel:
+            b = np.int64(a8[at]) - bz
             for s in range(plane):
                 v = rescale_small((np.int64(x[first + s]) - az) * b, am, ash)
                 out[first + s] = min(max(v + oz, lo), hi)
-    elif bcast == Bcast.SPATIAL:
-        for ch in range(channels):
-            first = ch * plane
+        else:
             for s in range(plane):
-                v = rescale_small((np.int64(x[first + s]) - az) * (np.int64(a8[pb + s]) - bz), am, ash)
+                v = rescale_small((np.int64(x[first + s]) - az) * (np.int64(a8[at + s]) - bz), am, ash)
                 out[first + s] = min(max(v + oz, lo), hi)
-    else:  # FULL: element i of b; SCALAR: its one element
-        step = 1 if bcast == Bcast.FULL else 0
-        for i in range(channels * plane):
-            v = rescale_small((np.int64(x[i]) - az) * (np.int64(a8[pb + step * i]) - bz), am, ash)
-            out[i] = min(max(v + oz, lo), hi)
 
 
 @jit(inline="always")
