@@ -16,21 +16,24 @@ permutes make them one vector operation per 64 codes:
   SqueezeNet's three, ResNet's stem): per 64 outputs the three rows' maxima
   over 129 columns, then their even columns, odd columns and the next even
   column picked by three ``vpermi2b``, two maxima. Numba's row passes ran
-  in scalar remainders on these widths (109, 54, 27 columns).
+  in scalar remainders on these widths (109, 54, 27 columns);
+* rows of codes split into their even and odd columns (a stride-2
+  depthwise CONV's polyphase input, runtime/sim/conv8.py): two ``vpermi2b``
+  per 128 codes, where the loop moved one code at a time.
 
 The last codes of a run are masked loads and stores. Elsewhere (AVX2,
 AVX-512 without VBMI) the table is sixteen ``vpshufb`` of its 16-byte parts
-per 32 codes (~3x the scalar loop), the max a plain loop, and :func:`fast`
-says that these are not the VBMI kernels, for callers to keep their own
-vector loops where those are the faster (a COPY's arithmetic, the pool's
-Numba rows). Either way each output is the same byte.
+per 32 codes (~2x the scalar loop), the max and the split plain loops, and
+:func:`fast` says that these are not the VBMI kernels, for callers to keep
+their own loops where those are the faster (a COPY's arithmetic, the pool's
+Numba rows, the polyphase loop). Either way each output is the same byte.
 
 The kernels are LLVM IR text linked by name when this module is imported
 (runtime/sim/linked.py), as runtime/sim/dots.py's are; :func:`fast` asks
 the linked code which of the two it is (a cached caller compiled on
-another host stays right). The
-choice follows runtime.gemm.family.host_isa (``TESSERA_GEMM_ISA=avx2``
-takes the loops on a VBMI host: how the tests reach both).
+another host stays right). The choice follows
+runtime.gemm.family.host_isa (``TESSERA_GEMM_ISA=avx2`` takes the AVX2
+kernels on a VBMI host: how the tests reach both).
 """
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def uses_vbmi() -> bool:
     return isa.name == "avx512" and "+avx512vbmi" in isa.features.split(",")
 
 
-_MASKED = ("declare <64 x i8> @llvm.masked.load.v64i8.p0(ptr, i32, <64 x i1>, <64 x i8>)\n"
+_DECLARATIONS = ("declare <64 x i8> @llvm.masked.load.v64i8.p0(ptr, i32, <64 x i1>, <64 x i8>)\n"
            "declare void @llvm.masked.store.v64i8.p0(<64 x i8>, ptr, i32, <64 x i1>)\n"
            "declare <64 x i8> @llvm.x86.avx512.vpermi2var.qi.512(<64 x i8>, <64 x i8>, <64 x i8>)\n"
            "declare <64 x i8> @llvm.smax.v64i8(<64 x i8>, <64 x i8>)\n"
@@ -198,7 +201,7 @@ def _map8_shuffles() -> str:
 
 
 def _splat8(value: int) -> str:
-    return "<" + ", ".join(f"i8 {value}" for _ in range(32)) + ">"
+    return _bytes([value] * 32)
 
 
 def _map8_loop() -> str:
@@ -301,10 +304,11 @@ def kernel_ir(vbmi: bool) -> str:
     :data:`SPLIT2` and :data:`FAST`."""
     kernels = [_LANES, _map8_vector(), _max3_vector()] if vbmi else [_map8_shuffles(), _max3_loop()]
     kernels += [_ROWS, _split2_ir(vbmi)]
-    return _MASKED + "".join(kernels) + f"define i64 @{FAST}() nounwind {{\n  ret i64 {int(vbmi)}\n}}\n"
+    return _DECLARATIONS + "".join(kernels) + f"define i64 @{FAST}() nounwind {{\n  ret i64 {int(vbmi)}\n}}\n"
 
 
-link("sim-bytevec-" + ("vbmi" if uses_vbmi() else "shuffles"), kernel_ir(uses_vbmi()), [MAP8, MAX3, SPLIT2, FAST])
+_VBMI = uses_vbmi()
+link("sim-bytevec-" + ("vbmi" if _VBMI else "shuffles"), kernel_ir(_VBMI), [MAP8, MAX3, SPLIT2, FAST])
 
 
 @intrinsic

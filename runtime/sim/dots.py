@@ -134,7 +134,8 @@ def kernel_ir(vnni: bool) -> str:
     return head + _function(DOT4, 4, False) + _function(DOT1, 1, False)
 
 
-link("sim-dots-" + ("vnni" if uses_vnni() else "madd"), kernel_ir(uses_vnni()), [DOT4, DOT1])
+_VNNI = uses_vnni()
+link("sim-dots-" + ("vnni" if _VNNI else "madd"), kernel_ir(_VNNI), [DOT4, DOT1])
 
 
 @intrinsic
