@@ -28,6 +28,8 @@ class Isa:
     vnni: bool
     cpu: str
     features: str
+    vbmi: bool = False
+    """Whether AVX512-VBMI's byte permutes are there (runtime/sim/bytevec.py)."""
     remainder_panels: int = 0
     """Row panels a float remainder kernel takes at once (0: the family has
     none), fewer for wide remainders (:func:`remainder_group`)."""
@@ -74,16 +76,31 @@ def a_words(kind: str, vnni: bool) -> int:
     return 2 if kind == "u8s8" and not vnni else 1
 
 
-_FORCED = os.environ.get("TESSERA_GEMM_ISA", "").lower()
-FORCE_AVX2 = _FORCED == "avx2"
-"""``TESSERA_GEMM_ISA=avx2`` uses the AVX2 kernels on an AVX-512 host (tests)."""
-FORCE_NO_VNNI = _FORCED == "avx512bw"
-"""``TESSERA_GEMM_ISA=avx512bw`` uses the AVX-512 kernels without VNNI on a
-VNNI host (tests: the int8 kernels of a Skylake-SP)."""
+EMULATED = {
+    "avx512bw": ("skylake-avx512", False),
+    "avx512vnni": ("cascadelake", True),
+}
+"""Intel AVX-512 families an AVX-512 host can run as that CPU would, by
+``TESSERA_GEMM_ISA``: the LLVM CPU the kernels are compiled for and whether
+it has VNNI. Skylake-SP (``avx512bw``) has neither VNNI nor VBMI (its int8
+kernels multiply 16-bit pairs, its byte tables are ``vpshufb``s); Cascade
+Lake (``avx512vnni``), the common cloud Intel host, has VNNI and no VBMI.
+The kernels are compiled for that CPU's features only, so no instruction
+it lacks (a VBMI byte permute LLVM might pick for a shuffle) gets in."""
+_AVX512_CORE = "+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+avx512f,+avx512cd,+avx512bw,+avx512dq,+avx512vl"
+FORCED = os.environ.get("TESSERA_GEMM_ISA", "").lower()
+"""``TESSERA_GEMM_ISA``: ``avx2`` runs the AVX2 family (Zen 3, Haswell on)
+on an AVX-512 host; ``avx512bw`` and ``avx512vnni`` the :data:`EMULATED`
+Intel families; unset, the host's own. Numba's own code follows
+``NUMBA_CPU_NAME`` (with ``NUMBA_CPU_FEATURES=""``: that CPU's features):
+docs/runtime.md, "Kernel families"."""
+if FORCED not in ("", "avx2", *EMULATED):
+    raise KernelError(f"TESSERA_GEMM_ISA={FORCED!r}: expected avx2, {', '.join(EMULATED)} or nothing "
+                      "(the host's own kernel family)")
 
 
 @functools.cache
-def host_isa(force_avx2: bool = FORCE_AVX2, force_no_vnni: bool = FORCE_NO_VNNI) -> Isa:
+def host_isa(forced: str = FORCED) -> Isa:
     """The best kernel family for this CPU, asked once per process: AVX-512
     with BW (every AVX-512 server CPU since Skylake-SP; the int8 kernels
     need its 16-bit multiplies where VNNI is missing) (32 registers: 8 x 48
@@ -97,12 +114,23 @@ def host_isa(force_avx2: bool = FORCE_AVX2, force_no_vnni: bool = FORCE_NO_VNNI)
     panels at once did less well). On AVX-512 the 8 x 48 kernel also comes
     with 1 to 3 extra columns (``wide_tail``): its 24 accumulators leave
     registers for them, so N = 49 (the 7 x 7 planes) reads A once, not
-    twice (see the wide kernels in :mod:`runtime.gemm.microkernel_ir`)."""
+    twice (see the wide kernels in :mod:`runtime.gemm.microkernel_ir`).
+    ``forced`` is :data:`FORCED`: a family this host can run in its stead."""
     features = llvm.get_host_cpu_features()
-    if features.get("avx512f") and features.get("avx512bw") and not force_avx2:
-        vnni = bool(features.get("avx512vnni") and features.get("avx512vl")) and not force_no_vnni
+    if features.get("avx512f") and features.get("avx512bw") and forced != "avx2":
+        if forced in EMULATED:
+            cpu, vnni = EMULATED[forced]
+            if vnni and not features.get("avx512vnni"):
+                raise KernelError(f"TESSERA_GEMM_ISA={forced}: this host has no AVX512-VNNI to run its kernels")
+            return Isa("avx512", vw=16, mr=8, nr=48, vnni=vnni, cpu=cpu,
+                       features=_AVX512_CORE + (",+avx512vnni" if vnni else ""), vbmi=False,
+                       remainder_panels=8, remainder_cols=4, wide_tail=3)
+        vnni = bool(features.get("avx512vnni") and features.get("avx512vl"))
         return Isa("avx512", vw=16, mr=8, nr=48, vnni=vnni, cpu=llvm.get_host_cpu_name(),
-                   features=features.flatten(), remainder_panels=8, remainder_cols=4, wide_tail=3)
+                   features=features.flatten(), vbmi=bool(features.get("avx512vbmi")),
+                   remainder_panels=8, remainder_cols=4, wide_tail=3)
+    if forced in EMULATED:
+        raise KernelError(f"TESSERA_GEMM_ISA={forced}: this host has no AVX-512 BW to run its kernels")
     if features.get("avx2") and features.get("fma"):
         return Isa("avx2", vw=8, mr=4, nr=24, vnni=False, cpu="haswell", features="+avx,+avx2,+fma",
                    remainder_panels=4, remainder_cols=3, tall_panels=2)
@@ -138,6 +166,7 @@ def narrow_isa(isa: Isa) -> Isa | None:
     if isa.name not in ("avx2", "avx512"):
         return None
     return Isa(f"{isa.name}-narrow", vw=isa.vw, mr=isa.vw, nr=UNIT, vnni=isa.vnni, cpu=isa.cpu, features=isa.features,
+               vbmi=isa.vbmi,
                remainder_panels=4, remainder_cols=4, wide_tail=3)
 
 

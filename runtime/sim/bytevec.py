@@ -33,7 +33,8 @@ The kernels are LLVM IR text linked by name when this module is imported
 the linked code which of the two it is (a cached caller compiled on
 another host stays right). The choice follows
 runtime.gemm.family.host_isa (``TESSERA_GEMM_ISA=avx2`` takes the AVX2
-kernels on a VBMI host: how the tests reach both).
+kernels on a VBMI host, ``avx512bw`` the shuffles compiled for a Skylake-SP:
+how the tests reach all three).
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ these are the VBMI kernels."""
 def uses_vbmi() -> bool:
     """Whether this host's table kernel is the ``vpermi2b`` one."""
     isa = host_isa()
-    return isa.name == "avx512" and "+avx512vbmi" in isa.features.split(",")
+    return isa.name == "avx512" and isa.vbmi
 
 
 _DECLARATIONS = ("declare <64 x i8> @llvm.masked.load.v64i8.p0(ptr, i32, <64 x i1>, <64 x i8>)\n"

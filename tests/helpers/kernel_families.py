@@ -1,7 +1,9 @@
 """Running a check of the host's LLVM IR kernels in a fresh process, with
-this host's kernel family or with the AVX2 one (``TESSERA_GEMM_ISA=avx2``,
-which a kernel module reads once, at import): how the tests of
-runtime/sim/dots.py and runtime/sim/bytevec.py reach both families."""
+this host's kernel family or another one it can run
+(``TESSERA_GEMM_ISA``, which a kernel module reads once, at import:
+``avx2``, or an Intel AVX-512 family, runtime.gemm.family.EMULATED): how
+the tests of runtime/sim/dots.py and runtime/sim/bytevec.py reach every
+family."""
 from __future__ import annotations
 
 import os
@@ -9,16 +11,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import llvmlite.binding as llvm
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
+NEEDS = {"": (), "avx2": ("avx2", "fma"), "avx512bw": ("avx512f", "avx512bw"),
+         "avx512vnni": ("avx512f", "avx512bw", "avx512vnni")}
+"""The host features each family's code needs to run here."""
 
-def run_check(code: str, avx2: bool) -> str:
+
+def run_check(code: str, family: str = "") -> str:
     """The standard output of ``code`` run by a new Python in the
-    repository (stripped); the test fails with its error output if it
-    fails."""
+    repository (stripped) with kernel family ``family`` (``""``: the
+    host's); the test fails with its error output if it fails, and is
+    skipped where this host cannot run that family's instructions."""
+    features = llvm.get_host_cpu_features()
+    missing = [name for name in NEEDS[family] if not features.get(name)]
+    if missing:
+        pytest.skip(f"this host lacks {', '.join(missing)}: the {family} kernels cannot run here")
     env = {k: v for k, v in os.environ.items() if k != "TESSERA_GEMM_ISA"}
-    if avx2:
-        env["TESSERA_GEMM_ISA"] = "avx2"
+    if family:
+        env["TESSERA_GEMM_ISA"] = family
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]

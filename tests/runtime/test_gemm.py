@@ -368,25 +368,37 @@ def test_avx2_kernels_when_the_host_has_avx2():
     assert result.returncode == 0, result.stderr
 
 
-def test_avx512_kernels_without_vnni_when_the_host_has_avx512bw():
-    """The AVX-512 family as on a CPU without VNNI (Skylake-SP: its int8
-    kernels multiply the 16-bit pairs of A that the packers split), forced
-    on an AVX-512 host; a host without AVX-512 cannot run its code."""
+@pytest.mark.parametrize("family, vnni", [("avx512bw", False), ("avx512vnni", True)])
+def test_the_intel_avx512_families_when_the_host_has_avx512(family, vnni):
+    """The AVX-512 family as a Skylake-SP runs it (no VNNI: its int8
+    kernels multiply the 16-bit pairs of A that the packers split) and as a
+    Cascade Lake does (VNNI), each compiled for that CPU's features alone
+    (no VBMI), forced on an AVX-512 host; a host without them cannot run
+    their code."""
     import llvmlite.binding as llvm
-    if not llvm.get_host_cpu_features().get("avx512bw"):
-        pytest.skip("no AVX-512 BW on this host: its kernels cannot run here")
-    env = dict(os.environ, TESSERA_GEMM_ISA="avx512bw")
+    features = llvm.get_host_cpu_features()
+    if not features.get("avx512bw") or (vnni and not features.get("avx512vnni")):
+        pytest.skip(f"no AVX-512 BW{' and VNNI' if vnni else ''} on this host: the {family} kernels cannot run here")
+    env = dict(os.environ, TESSERA_GEMM_ISA=family)
     check = AVX2_CHECK.replace('assert host_isa().name == "avx2"',
-                               'assert host_isa().name == "avx512" and not host_isa().vnni')
+                               f'assert host_isa().name == "avx512" and host_isa().vnni is {vnni} '
+                               'and not host_isa().vbmi and "vbmi" not in host_isa().features')
     result = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_unknown_kernel_family_is_named_not_ignored():
+    env = dict(os.environ, TESSERA_GEMM_ISA="avx1024")
+    result = subprocess.run([sys.executable, "-c", "import runtime.gemm"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0 and "TESSERA_GEMM_ISA='avx1024': expected avx2, avx512bw, avx512vnni" in result.stderr
 
 
 def test_a_cpu_without_avx2_is_reported_not_crashed(monkeypatch):
     assert family.available() is True
     monkeypatch.setattr(family.llvm, "get_host_cpu_features", lambda: {})
     with pytest.raises(KernelError, match="AVX2"):
-        host_isa.__wrapped__(False)
+        host_isa.__wrapped__("")
 
 
 # ---------------------------------------------------------------- the float epilogue

@@ -1,8 +1,11 @@
 """The simulator's int8 dot kernels (runtime/sim/dots.py): int32 sums that
 wrap modulo 2^32, exact for every depth (whole vectors, a masked last one,
-none), extreme bytes included, on this host's family and on the other one
-(``TESSERA_GEMM_ISA=avx2`` takes the ``vpmaddwd`` kernels on a VNNI host)."""
+none), extreme bytes included, on this host's family and on the others
+(``TESSERA_GEMM_ISA=avx2`` or ``avx512bw`` takes the ``vpmaddwd`` kernels on
+a VNNI host, ``avx512vnni`` the ``vpdpbusd`` ones as a Cascade Lake has them)."""
 from __future__ import annotations
+
+import pytest
 
 from tests.helpers.kernel_families import run_check
 
@@ -43,8 +46,9 @@ print("vnni" if dots.uses_vnni() else "madd")
 
 
 def test_the_hosts_dot_kernels_are_exact_int32_sums():
-    assert run_check(CHECK, avx2=False) in ("vnni", "madd")
+    assert run_check(CHECK) in ("vnni", "madd")
 
 
-def test_the_vpmaddwd_dot_kernels_are_exact_int32_sums():
-    assert run_check(CHECK, avx2=True) == "madd"
+@pytest.mark.parametrize("family, kind", [("avx2", "madd"), ("avx512bw", "madd"), ("avx512vnni", "vnni")])
+def test_each_familys_dot_kernels_are_exact_int32_sums(family, kind):
+    assert run_check(CHECK, family) == kind
