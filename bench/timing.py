@@ -131,7 +131,9 @@ def spread(values, fmt: str = "{:.2f}") -> str:
 def host() -> str:
     """Which CPU the figures come from: its model name, family/model, the
     vector features that decide the kernels (AVX2, FMA, AVX-512, VNNI) and
-    its caches, from /proc/cpuinfo and sysfs (Linux), else the platform."""
+    its caches, from /proc/cpuinfo and sysfs (Linux), else the platform;
+    then the kernel family the runtime compiled for (another CPU's where
+    ``TESSERA_GEMM_ISA`` emulates one: runtime.gemm.family.EMULATED)."""
     import platform
     try:
         with open("/proc/cpuinfo") as file:
@@ -140,7 +142,8 @@ def host() -> str:
         return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     info = {k.strip(): v.strip() for k, v in info.items()}
     flags = set(info.get("flags", "").split())
-    features = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    features = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512vbmi", "avx_vnni", "amx_int8")
+                if f in flags]
     caches = []
     for index in range(4):
         try:
@@ -152,7 +155,20 @@ def host() -> str:
         except OSError:
             break
     return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model {info.get('model', '?')}), "
-            f"{os.cpu_count()} cores, {' '.join(features) or 'no AVX2'}; {', '.join(caches) or 'caches unknown'}")
+            f"{os.cpu_count()} cores, {' '.join(features) or 'no AVX2'}; {', '.join(caches) or 'caches unknown'}; "
+            f"{kernel_family()}")
+
+
+def kernel_family() -> str:
+    """The runtime's kernel family: its name, the LLVM CPU it compiled for,
+    VNNI and VBMI where it uses them, "(emulated)" where forced."""
+    from runtime.gemm.family import FORCED, available, host_isa
+    if not available():
+        return "kernels: numpy (no AVX2)"
+    isa = host_isa()
+    extras = [name for name, used in (("vnni", isa.vnni), ("vbmi", isa.vbmi)) if used]
+    return f"kernels {isa.name} for {isa.cpu}{' ' + ' '.join(extras) if extras else ''}" + \
+        (f" (TESSERA_GEMM_ISA={FORCED})" if FORCED else "")
 
 
 def load() -> str:

@@ -109,7 +109,7 @@ def test_plane_kernels_write_their_planes_and_nothing_else(ksize, stride, height
     clamp, flags = np.array([-np.inf, np.inf], np.float32), np.array([False, False])
     expected = naive_conv(x.astype(np.float64), w.reshape(chans, 1, ksize, ksize).astype(np.float64),
                           b.astype(np.float64), (stride, stride), (ksize // 2,) * 4, (1, 1), chans)
-    for isa in {host_isa(force_avx2=True), host_isa()}:
+    for isa in {host_isa("avx2"), host_isa()}:
         out = np.full(shape, 7.0, np.float32)
         depthwise_ir.depthwise_ir_planes(1, chans - 1, x, readonly(w), readonly(b), out, out, clamp, flags,
                                          depthwise_ir.kernel_addresses(stride, isa, ksize), stride)
@@ -132,7 +132,7 @@ def test_flat_kernels_give_the_row_kernels_bits(ksize):
     chans = 5
     flags = np.array([True, False])
     clamp = np.array([-1.0, 1.5], np.float32)
-    for isa in {host_isa(force_avx2=True), host_isa()}:
+    for isa in {host_isa("avx2"), host_isa()}:
         table = depthwise_ir.kernel_addresses(1, isa, ksize)
         assert table.shape == (depthwise_ir.TABLE,) and table[-1] != 0
         rows_only = table.copy()
