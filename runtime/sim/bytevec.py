@@ -21,20 +21,24 @@ permutes make them one vector operation per 64 codes:
   depthwise CONV's polyphase input, runtime/sim/conv8.py): two ``vpermi2b``
   per 128 codes, where the loop moved one code at a time.
 
-The last codes of a run are masked loads and stores. Elsewhere (AVX2,
-AVX-512 without VBMI) the table is sixteen ``vpshufb`` of its 16-byte parts
-per 32 codes (~2x the scalar loop), the max and the split plain loops, and
-:func:`fast` says that these are not the VBMI kernels, for callers to keep
-their own loops where those are the faster (a COPY's arithmetic, the pool's
-Numba rows, the polyphase loop). Either way each output is the same byte.
+The last codes of a run are masked loads and stores. Without VBMI the
+max and the split are plain loops, and the table is two ``vpermi2w`` per
+32 codes on AVX-512 (Skylake-SP, Cascade Lake: the table as 128 16-bit
+words, a shift picking the byte; 0.06 ns a code, compiled for Skylake-SP
+and run on Zen 4) or sixteen ``vpshufb`` of its 16-byte parts per 32 codes
+on AVX2 (~2x the scalar loop). :func:`fast` says whether these are the
+VBMI kernels and :func:`fast_table` whether the table is a permute, for
+callers to keep their own loops where those are the faster (a COPY's
+arithmetic, the pool's Numba rows, the polyphase loop). Either way each
+output is the same byte.
 
 The kernels are LLVM IR text linked by name when this module is imported
-(runtime/sim/linked.py), as runtime/sim/dots.py's are; :func:`fast` asks
-the linked code which of the two it is (a cached caller compiled on
-another host stays right). The choice follows
+(runtime/sim/linked.py), as runtime/sim/dots.py's are; :func:`fast` and
+:func:`fast_table` ask the linked code which they are (a cached caller
+compiled on another host stays right). The choice follows
 runtime.gemm.family.host_isa (``TESSERA_GEMM_ISA=avx2`` takes the AVX2
-kernels on a VBMI host, ``avx512bw`` the shuffles compiled for a Skylake-SP:
-how the tests reach all three).
+kernels on a VBMI host, ``avx512bw`` those of a Skylake-SP: how the tests
+reach all three).
 """
 from __future__ import annotations
 
@@ -43,7 +47,8 @@ from numba.extending import intrinsic
 from runtime.gemm.family import host_isa
 from runtime.sim.linked import int_call, link, void_call
 
-MAP8, MAX3, SPLIT2, FAST = "tessera_sim_map8", "tessera_sim_max3s2", "tessera_sim_split2", "tessera_sim_bytes_fast"
+MAP8, MAX3, SPLIT2 = "tessera_sim_map8", "tessera_sim_max3s2", "tessera_sim_split2"
+FAST, FAST_TABLE = "tessera_sim_bytes_fast", "tessera_sim_bytes_fast_table"
 """The kernels' symbols: ``void map8(i64 n, i8* x, i8* table, i8* out)``
 stores ``table[x[i] + 128]`` into ``out[i]`` for ``i < n`` (``out`` may be
 ``x``: each vector is loaded before it is stored); ``void max3s2(i64 n,
@@ -55,7 +60,8 @@ split2(i64 ne, i64 no, i64 rows, i64 sstep, i64 dstep, i8* src, i8* even,
 i8* odd)`` copies, for ``k < rows``, the ``ne + no`` codes at ``src + k
 sstep`` into their ``ne`` even columns at ``even + k dstep`` and ``no`` odd
 ones at ``odd + k dstep`` (ne - no is 0 or 1); ``i64 fast()`` is 1 where
-these are the VBMI kernels."""
+these are the VBMI kernels, ``i64 fast_table()`` where the table is a
+vector permute (VBMI's bytes or AVX-512's words)."""
 
 
 def uses_vbmi() -> bool:
@@ -201,6 +207,41 @@ def _map8_shuffles() -> str:
             "declare <32 x i8> @llvm.uadd.sat.v32i8(<32 x i8>, <32 x i8>)\n" + "\n".join(lines) + _map8_loop())
 
 
+def _map8_words() -> str:
+    """:data:`MAP8` on AVX-512 without VBMI (Skylake-SP, Cascade Lake): 32
+    codes a step by two ``vpermi2w`` of the table read as 128 16-bit words,
+    ~11 operations where the byte shuffles take 64. Code ``x`` (sign-extended
+    to 16 bits) is entry ``u = x + 128``, byte ``u & 1`` of word ``u >> 1``:
+    each ``vpermi2w`` looks up 64 words by the index's low 6 bits (the
+    table's first or last 128 bytes, picked by the code's sign), and a
+    variable shift by ``8 (u & 1)`` brings the byte down before the words
+    are narrowed to bytes. The last codes (fewer than 32) by the scalar loop."""
+    w, b = "<32 x i16>", "<32 x i8>"
+    lines = [f"define void @{MAP8}(i64 %n, ptr readonly %x, ptr readonly %t, ptr %out) nounwind {{", "entry:"]
+    for q in range(4):
+        lines += [f"  %tp{q} = getelementptr i8, ptr %t, i64 {64 * q}", f"  %t{q} = load {w}, ptr %tp{q}, align 1"]
+    lines += ["  %full = and i64 %n, -32", "  br label %loop", "loop:", "  %j = phi i64 [ 0, %entry ], [ %jn, %body ]",
+              "  %more = icmp ult i64 %j, %full", "  br i1 %more, label %body, label %tail", "body:",
+              "  %px = getelementptr i8, ptr %x, i64 %j", f"  %v = load {b}, ptr %px, align 1",
+              f"  %xs = sext {b} %v to {w}", f"  %u = add {w} %xs, {_splat16(128)}",
+              f"  %idx = lshr {w} %u, {_splat16(1)}",
+              f"  %low = call {w} @llvm.x86.avx512.vpermi2var.hi.512({w} %t0, {w} %idx, {w} %t1)",
+              f"  %high = call {w} @llvm.x86.avx512.vpermi2var.hi.512({w} %t2, {w} %idx, {w} %t3)",
+              f"  %neg = icmp slt {w} %xs, zeroinitializer",
+              f"  %word = select <32 x i1> %neg, {w} %low, {w} %high",
+              f"  %odd = and {w} %u, {_splat16(1)}", f"  %shift = shl {w} %odd, {_splat16(3)}",
+              f"  %byte = lshr {w} %word, %shift", f"  %r = trunc {w} %byte to {b}",
+              "  %po = getelementptr i8, ptr %out, i64 %j", f"  store {b} %r, ptr %po, align 1",
+              "  %jn = add i64 %j, 32", "  br label %loop", "tail:", "  %rest = sub i64 %n, %full",
+              "  %pxt = getelementptr i8, ptr %x, i64 %full", "  %pot = getelementptr i8, ptr %out, i64 %full",
+              f"  call void @{_TAIL}(i64 %rest, ptr %pxt, ptr %t, ptr %pot)", "  ret void", "}", ""]
+    return (f"declare {w} @llvm.x86.avx512.vpermi2var.hi.512({w}, {w}, {w})\n" + "\n".join(lines) + _map8_loop())
+
+
+def _splat16(value: int) -> str:
+    return "<" + ", ".join([f"i16 {value}"] * 32) + ">"
+
+
 def _splat8(value: int) -> str:
     return _bytes([value] * 32)
 
@@ -300,16 +341,23 @@ def _split2_ir(vbmi: bool) -> str:
     return head + body + tail
 
 
-def kernel_ir(vbmi: bool) -> str:
+def kernel_ir(vbmi: bool, avx512: bool = False) -> str:
     """LLVM IR text of the module holding :data:`MAP8`, :data:`MAX3`,
-    :data:`SPLIT2` and :data:`FAST`."""
-    kernels = [_LANES, _map8_vector(), _max3_vector()] if vbmi else [_map8_shuffles(), _max3_loop()]
+    :data:`SPLIT2` and :data:`FAST`: the VBMI kernels, else the table by
+    word permutes (``avx512``) or byte shuffles, the max and split loops."""
+    table = _map8_words() if avx512 else _map8_shuffles()
+    kernels = [_LANES, _map8_vector(), _max3_vector()] if vbmi else [table, _max3_loop()]
     kernels += [_ROWS, _split2_ir(vbmi)]
-    return _DECLARATIONS + "".join(kernels) + f"define i64 @{FAST}() nounwind {{\n  ret i64 {int(vbmi)}\n}}\n"
+    flags = "".join(f"define i64 @{name}() nounwind {{\n  ret i64 {int(value)}\n}}\n"
+                    for name, value in ((FAST, vbmi), (FAST_TABLE, vbmi or avx512)))
+    return _DECLARATIONS + "".join(kernels) + flags
 
 
-_VBMI = uses_vbmi()
-link("sim-bytevec-" + ("vbmi" if _VBMI else "shuffles"), kernel_ir(_VBMI), [MAP8, MAX3, SPLIT2, FAST])
+_VBMI, _AVX512 = uses_vbmi(), host_isa().name == "avx512"
+TABLE = "vbmi" if _VBMI else "words" if _AVX512 else "shuffles"
+"""Which table kernel this process linked: VBMI's byte permutes, AVX-512's
+word permutes or the byte shuffles."""
+link("sim-bytevec-" + TABLE, kernel_ir(_VBMI, _AVX512), [MAP8, MAX3, SPLIT2, FAST, FAST_TABLE])
 
 
 @intrinsic
@@ -337,3 +385,10 @@ def split2(typingctx, ne, no, rows, sstep, dstep, src, even, odd):
 def fast(typingctx):
     """Whether the linked kernels are the VBMI ones (int64 1 or 0)."""
     return int_call(FAST)
+
+
+@intrinsic
+def fast_table(typingctx):
+    """Whether the linked table kernel is a vector permute, VBMI's or
+    AVX-512's (int64 1 or 0): a table applied faster than most arithmetic."""
+    return int_call(FAST_TABLE)

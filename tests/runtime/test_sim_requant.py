@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.isa import Bcast, EltOp, Op, Space, instr
+from runtime.sim.vector import COPY_TABLE_MIN
 from tests.helpers.simulator import as_load, clamp, padded, simulate
 from tests.oracle import rescale
 
@@ -35,15 +36,17 @@ def test_an_8_bit_copy_requantises_every_code_as_the_oracle_does(shift):
 @pytest.mark.parametrize("shift", [8, 20, 40])
 @pytest.mark.parametrize("in_place", [False, True])
 def test_a_large_8_bit_copy_maps_each_code_as_the_oracle_does(shift, in_place):
-    """429 codes (past the table's threshold, six whole vectors of 64 and a
-    masked last one), every code among them, a narrow clamp."""
+    """1144 codes (past the table's threshold; 17 whole vectors of 64 and a
+    masked last one, or 35 of 32 and 24 scalar), every code among them, a
+    narrow clamp."""
     rng = np.random.default_rng(shift)
-    codes = np.concatenate([CODES.reshape(-1), rng.integers(-128, 128, 429 - 256)]).astype(np.int8)
-    codes = rng.permutation(codes).reshape(3, 11, 13)
+    codes = np.concatenate([CODES.reshape(-1), rng.integers(-128, 128, 1144 - 256)]).astype(np.int8)
+    codes = rng.permutation(codes).reshape(8, 11, 13)
+    assert codes.size >= COPY_TABLE_MIN
     zero, mult, out_zero, lo, hi = -5, int(rng.integers(1 << 30, 1 << 31)), 9, -20, 90
     expect = clamp(rescale(codes.astype(object) - zero, mult, shift) + out_zero, lo, hi).astype(np.int8)
     out = 0 if in_place else 4096
-    fields = dict(func=EltOp.COPY, c=3, h=11, w=13, a_addr=0, a_bits=8, a_zero=zero, a_mult=mult, a_shift=shift,
+    fields = dict(func=EltOp.COPY, c=8, h=11, w=13, a_addr=0, a_bits=8, a_zero=zero, a_mult=mult, a_shift=shift,
                   out_addr=out, out_bits=8, out_zero=out_zero, lo=lo, hi=hi)
     (got,), _ = simulate([as_load(Space.ACT, 0, codes)], [instr(Op.ELTWISE, **fields)],
                          [(Space.ACT, out, padded(codes.nbytes))])
