@@ -21,16 +21,22 @@ permutes make them one vector operation per 64 codes:
   depthwise CONV's polyphase input, runtime/sim/conv8.py): two ``vpermi2b``
   per 128 codes, where the loop moved one code at a time.
 
-The last codes of a run are masked loads and stores. Without VBMI the
-max and the split are plain loops, and the table is two ``vpermi2w`` per
-32 codes on AVX-512 (Skylake-SP, Cascade Lake: the table as 128 16-bit
-words, a shift picking the byte; 0.06 ns a code, compiled for Skylake-SP
-and run on Zen 4) or sixteen ``vpshufb`` of its 16-byte parts per 32 codes
-on AVX2 (~2x the scalar loop). :func:`fast` says whether these are the
-VBMI kernels and :func:`fast_table` whether the table is a permute, for
-callers to keep their own loops where those are the faster (a COPY's
-arithmetic, the pool's Numba rows, the polyphase loop). Either way each
-output is the same byte.
+With VBMI the last codes of a run are masked loads and stores. Without it
+the table is two ``vpermi2w`` per 32 codes on AVX-512 (Skylake-SP, Cascade
+Lake: the table as 128 16-bit words, a shift picking the byte; 0.06 ns a
+code, compiled for Skylake-SP and run on Zen 4) or sixteen ``vpshufb`` of
+its 16-byte parts per 32 codes on AVX2 (~2x the scalar loop); the max and
+the split read 64 codes as 32 16-bit words, whose low and high bytes are
+the even and odd columns (narrowed by ``vpmovwb`` on AVX-512, by packs on
+AVX2): per 32 outputs of a max row three loads, two maxima and the
+narrowing, the next even column shifted in from the one after. Their last
+step overlaps the one before, so only rows shorter than one step go a code
+at a time. Run on Zen 4 as AVX2 code: SqueezeNet's first pool (96 x 109 x
+109) 127 -> 34 us, a 96 x 113 x 113 split 372 -> 92 us. :func:`fast` says
+whether these are the VBMI kernels and :func:`fast_table` whether the
+table is a permute, for callers to keep their own loops where those are
+the faster (a COPY's arithmetic; a max pool's whole-plane passes where
+rows are shorter than a step). Either way each output is the same byte.
 
 The kernels are LLVM IR text linked by name when this module is imported
 (runtime/sim/linked.py), as runtime/sim/dots.py's are; :func:`fast` and
@@ -255,7 +261,7 @@ def _map8_loop() -> str:
         "  store i8 %r, ptr %po, align 1"])
 
 
-def _max3_loop() -> str:
+def _max3_loop(name: str = "max3_row") -> str:
     body, acc = ["  %c = shl i64 %j, 1"], ""
     for r in range(3):
         for k in range(3):
@@ -265,11 +271,58 @@ def _max3_loop() -> str:
                 body.append(f"  %x{r}{k} = call i8 @llvm.smax.i8(i8 {acc}, i8 %v{r}{k})")
             acc = f"%x{r}{k}" if acc else f"%v{r}{k}"
     body += ["  %po = getelementptr i8, ptr %out, i64 %j", f"  store i8 {acc}, ptr %po, align 1"]
-    return _scalar(_ROW, "ptr readonly %r0, ptr readonly %r1, ptr readonly %r2, ptr %out", body)
+    return _scalar(name, "ptr readonly %r0, ptr readonly %r1, ptr readonly %r2, ptr %out", body)
 
 
-_ROW, _TAIL = "max3_row", "map8_tail"
-_LINKAGE = {_ROW: "internal ", _TAIL: "internal "}
+_WORDS, _BYTES = "<32 x i16>", "<32 x i8>"
+
+
+def _halves(word: str, name: str) -> list[str]:
+    """``%{name}e`` and ``%{name}o``: the even and odd bytes of the 64 bytes
+    ``word`` (32 little-endian 16-bit words), each word's low byte and its
+    high byte narrowed (``vpmovwb`` on AVX-512, packs on AVX2)."""
+    return [f"  %{name}e = trunc {_WORDS} {word} to {_BYTES}",
+            f"  %{name}h = lshr {_WORDS} {word}, <" + ", ".join(["i16 8"] * 32) + ">",
+            f"  %{name}o = trunc {_WORDS} %{name}h to {_BYTES}"]
+
+
+def _max3_words() -> str:
+    """The max row without VBMI: per 32 outputs the three rows' maxima over
+    columns [2j, 2j + 64), read as 32 words, whose even and odd bytes are
+    columns 2j and 2j + 1 of every window; its column 2j + 2 is the next
+    even byte (column 2j + 64, the last window's, read alone). Nothing past
+    column 2n is read. The last step overlaps the one before (its outputs
+computed again: the rows are not the output), so a row of 32 or more
+outputs has no scalar remainder; a shorter row is the scalar loop's."""
+    body = []
+    for r in range(3):
+        body += [f"  %q{r} = getelementptr i8, ptr %r{r}, i64 %c", f"  %a{r} = load <64 x i8>, ptr %q{r}, align 1",
+                 f"  %l{r} = getelementptr i8, ptr %r{r}, i64 %c64", f"  %z{r} = load i8, ptr %l{r}, align 1"]
+    body += ["  %a01 = call <64 x i8> @llvm.smax.v64i8(<64 x i8> %a0, <64 x i8> %a1)",
+             "  %am = call <64 x i8> @llvm.smax.v64i8(<64 x i8> %a01, <64 x i8> %a2)",
+             f"  %aw = bitcast <64 x i8> %am to {_WORDS}", *_halves("%aw", "a"),
+             "  %z01 = call i8 @llvm.smax.i8(i8 %z0, i8 %z1)", "  %zm = call i8 @llvm.smax.i8(i8 %z01, i8 %z2)",
+             f"  %zv = insertelement {_BYTES} poison, i8 %zm, i64 0",
+             f"  %be = shufflevector {_BYTES} %ae, {_BYTES} %zv, <32 x i32> "
+             + "<" + ", ".join(f"i32 {i}" for i in range(1, 33)) + ">"]
+    lines = [f"define internal void @{_ROW}(i64 %n, ptr readonly %r0, ptr readonly %r1, ptr readonly %r2, "
+             "ptr %out) nounwind {", "entry:", "  %last = sub i64 %n, 32", "  %big = icmp sge i64 %last, 0",
+             "  br i1 %big, label %loop, label %small", "loop:", "  %i = phi i64 [ 0, %entry ], [ %in, %body ]",
+             "  %more = icmp slt i64 %i, %n", "  br i1 %more, label %body, label %done", "body:",
+             "  %over = icmp sgt i64 %i, %last", "  %j = select i1 %over, i64 %last, i64 %i",
+             "  %c = shl i64 %j, 1", "  %c64 = add i64 %c, 64",
+             *body, f"  %ab = call {_BYTES} @llvm.smax.v32i8({_BYTES} %ae, {_BYTES} %ao)",
+             f"  %r = call {_BYTES} @llvm.smax.v32i8({_BYTES} %ab, {_BYTES} %be)",
+             "  %po = getelementptr i8, ptr %out, i64 %j", f"  store {_BYTES} %r, ptr %po, align 1",
+             "  %in = add i64 %i, 32", "  br label %loop", "small:",
+             f"  call void @{_ROW_TAIL}(i64 %n, ptr %r0, ptr %r1, ptr %r2, ptr %out)", "  br label %done",
+             "done:", "  ret void", "}", ""]
+    return (f"declare {_BYTES} @llvm.smax.v32i8({_BYTES}, {_BYTES})\n" + "\n".join(lines)
+            + _max3_loop(_ROW_TAIL))
+
+
+_ROW, _ROW_TAIL, _TAIL = "max3_row", "max3_tail", "map8_tail"
+_LINKAGE = {_ROW: "internal ", _ROW_TAIL: "internal ", _TAIL: "internal "}
 _ROWS = f"""
 define void @{MAX3}(i64 %n, i64 %rows, i64 %step, ptr readonly %r0, ptr readonly %r1, ptr readonly %r2, ptr %out)
     nounwind {{
@@ -300,8 +353,10 @@ output)."""
 
 def _split2_ir(vbmi: bool) -> str:
     """:data:`SPLIT2`: rows of codes split into their even and odd columns,
-    per 128 codes two ``vpermi2b`` (the last step's loads and stores masked),
-    or a plain loop without VBMI."""
+    per 128 codes two ``vpermi2b`` (the last step's loads and stores masked);
+    without VBMI per 64 codes the low and high bytes of 32 words (the last
+    step overlapping the one before; rows of fewer than 32 pairs, and an odd
+    row's last code, one code at a time)."""
     head = (f"define void @{SPLIT2}(i64 %ne, i64 %no, i64 %rows, i64 %sstep, i64 %dstep, ptr readonly %src, "
             "ptr %ev, ptr %od) nounwind {\nentry:\n  br label %rl\nrl:\n"
             "  %k = phi i64 [ 0, %entry ], [ %kn, %rowdone ]\n  %rmore = icmp slt i64 %k, %rows\n"
@@ -311,7 +366,17 @@ def _split2_ir(vbmi: bool) -> str:
             "  %j = phi i64 [ 0, %row ], [ %jn, %cnext ]\n  %cmore = icmp slt i64 %j, %ne\n"
             "  br i1 %cmore, label %col, label %rowdone\ncol:\n")
     tail = ("rowdone:\n  %kn = add i64 %k, 1\n  br label %rl\ndone:\n  ret void\n}\n")
-    if not vbmi:  # one column pair a step: the even column, then the odd one where there is one
+    if not vbmi:  # 32 column pairs a step as words (the last overlapping) where 32 exist; then one pair a step
+        head = head.replace("  br label %cl\ncl:\n  %j = phi i64 [ 0, %row ]", "\n".join([
+            "  %last = sub i64 %no, 32", "  %big = icmp sge i64 %last, 0", "  %from = select i1 %big, i64 %no, i64 0",
+            "  br i1 %big, label %vl, label %cl", "vl:", "  %iv = phi i64 [ 0, %row ], [ %ivn, %vbody ]",
+            "  %vmore = icmp slt i64 %iv, %no", "  br i1 %vmore, label %vbody, label %cl", "vbody:",
+            "  %over = icmp sgt i64 %iv, %last", "  %jv = select i1 %over, i64 %last, i64 %iv",
+            "  %xv = shl i64 %jv, 1", "  %pv = getelementptr i8, ptr %s, i64 %xv",
+            f"  %w = load {_WORDS}, ptr %pv, align 1", *_halves("%w", "w"),
+            "  %qev = getelementptr i8, ptr %e, i64 %jv", f"  store {_BYTES} %we, ptr %qev, align 1",
+            "  %qov = getelementptr i8, ptr %o, i64 %jv", f"  store {_BYTES} %wo, ptr %qov, align 1",
+            "  %ivn = add i64 %iv, 32", "  br label %vl", "cl:", "  %j = phi i64 [ %from, %row ], [ %from, %vl ]"]))
         body = ("  %x2 = shl i64 %j, 1\n  %pe = getelementptr i8, ptr %s, i64 %x2\n  %ve = load i8, ptr %pe, align 1\n"
                 "  %qe = getelementptr i8, ptr %e, i64 %j\n  store i8 %ve, ptr %qe, align 1\n"
                 "  %odd = icmp slt i64 %j, %no\n  br i1 %odd, label %oddcol, label %cnext\noddcol:\n"
@@ -346,7 +411,7 @@ def kernel_ir(vbmi: bool, avx512: bool = False) -> str:
     :data:`SPLIT2` and :data:`FAST`: the VBMI kernels, else the table by
     word permutes (``avx512``) or byte shuffles, the max and split loops."""
     table = _map8_words() if avx512 else _map8_shuffles()
-    kernels = [_LANES, _map8_vector(), _max3_vector()] if vbmi else [table, _max3_loop()]
+    kernels = [_LANES, _map8_vector(), _max3_vector()] if vbmi else [table, _max3_words()]
     kernels += [_ROWS, _split2_ir(vbmi)]
     flags = "".join(f"define i64 @{name}() nounwind {{\n  ret i64 {int(value)}\n}}\n"
                     for name, value in ((FAST, vbmi), (FAST_TABLE, vbmi or avx512)))

@@ -30,7 +30,7 @@ import numpy as np
 from runtime.jit import jit
 from runtime.parallel import drives
 from runtime.pool_protocol import team_enter, team_leave, team_next
-from runtime.sim.bytevec import fast, split2
+from runtime.sim.bytevec import split2
 from runtime.sim.dma import copy_run
 from runtime.sim.dots import dot1, dot4
 from runtime.sim.epilogue import (
@@ -306,10 +306,10 @@ def polyphase(a8, plane, in_h, in_w, sh, sw, hp, wp, dst):
     one run at the sub-plane's pitch wp, as a stride-1 tap's are in the
     plane itself. Cells past the plane's edge are left as they are; only
     the columns ``depthwise_channels`` drops read them. Split by two
-    columns on a VBMI host, each row's even and odd columns come from the
-    host's byte kernel (runtime.sim.bytevec.split2: 128 codes a step; the
-    loop below moves one code at a time)."""
-    if sw == 2 and fast():
+    columns, each row's even and odd columns come from the host's byte
+    kernel (runtime.sim.bytevec.split2: 128 codes a step with VBMI, 64
+    without); the loop below, for other strides, moves one code at a time."""
+    if sw == 2:
         for a in range(sh):
             even = dst.ctypes.data + a * 2 * hp * wp
             split2((in_w + 1) // 2, in_w // 2, (in_h - a + sh - 1) // sh, sh * in_w, wp,

@@ -129,7 +129,8 @@ def _max_planes(ins, x, y, floor, ceiling):
     bounds[0], bounds[1], bounds[2] = floor, ins[P_LO], ins[P_HI]
     low, lo, hi = bounds[0], bounds[1], bounds[2]
     clamp = ins[P_LO] > floor or ins[P_HI] < ceiling
-    if x.itemsize == 1 and kh == 3 and kw == 3 and sh == 2 and sw == 2 and left == 0 and right == in_w and fast():
+    if (x.itemsize == 1 and kh == 3 and kw == 3 and sh == 2 and sw == 2 and left == 0 and right == in_w
+            and (fast() or out_w >= FLAT_POOL_COLUMNS)):
         _max_rows_3x3s2(channels, in_h, in_w, top, bottom, out_h, out_w, x, y)
         if clamp:
             for i in range(_u(channels * out_h * out_w)):
