@@ -161,7 +161,8 @@ def host() -> str:
 
 def kernel_family() -> str:
     """The runtime's kernel family: its name, the LLVM CPU it compiled for,
-    VNNI and VBMI where it uses them, "(emulated)" where forced."""
+    VNNI and VBMI where it uses them, and the ``TESSERA_GEMM_ISA`` setting
+    where one forced it."""
     from runtime.gemm.family import FORCED, available, host_isa
     if not available():
         return "kernels: numpy (no AVX2)"

@@ -122,12 +122,12 @@ def host_isa(forced: str = FORCED) -> Isa:
             cpu, vnni = EMULATED[forced]
             if vnni and not features.get("avx512vnni"):
                 raise KernelError(f"TESSERA_GEMM_ISA={forced}: this host has no AVX512-VNNI to run its kernels")
-            return Isa("avx512", vw=16, mr=8, nr=48, vnni=vnni, cpu=cpu,
-                       features=_AVX512_CORE + (",+avx512vnni" if vnni else ""), vbmi=False,
-                       remainder_panels=8, remainder_cols=4, wide_tail=3)
-        vnni = bool(features.get("avx512vnni") and features.get("avx512vl"))
-        return Isa("avx512", vw=16, mr=8, nr=48, vnni=vnni, cpu=llvm.get_host_cpu_name(),
-                   features=features.flatten(), vbmi=bool(features.get("avx512vbmi")),
+            target, vbmi = _AVX512_CORE + (",+avx512vnni" if vnni else ""), False
+        else:
+            cpu, target = llvm.get_host_cpu_name(), features.flatten()
+            vnni = bool(features.get("avx512vnni") and features.get("avx512vl"))
+            vbmi = bool(features.get("avx512vbmi"))
+        return Isa("avx512", vw=16, mr=8, nr=48, vnni=vnni, cpu=cpu, features=target, vbmi=vbmi,
                    remainder_panels=8, remainder_cols=4, wide_tail=3)
     if forced in EMULATED:
         raise KernelError(f"TESSERA_GEMM_ISA={forced}: this host has no AVX-512 BW to run its kernels")

@@ -179,6 +179,21 @@ def _scalar(name: str, params: str, body: list[str]) -> str:
                       "  br label %loop", "done:", "  ret void", "}", ""])
 
 
+def _map8_steps(entry: list[str], body: list[str], declarations: str) -> str:
+    """:data:`MAP8` as 32 codes a step: ``entry`` loads the table, ``body``
+    maps the 32 codes ``%v`` at ``%j`` to ``%r``; the last codes (fewer than
+    32) by the scalar loop."""
+    lines = [f"define void @{MAP8}(i64 %n, ptr readonly %x, ptr readonly %t, ptr %out) nounwind {{", "entry:", *entry,
+             "  %full = and i64 %n, -32", "  br label %loop", "loop:", "  %j = phi i64 [ 0, %entry ], [ %jn, %body ]",
+             "  %more = icmp ult i64 %j, %full", "  br i1 %more, label %body, label %tail", "body:",
+             "  %px = getelementptr i8, ptr %x, i64 %j", f"  %v = load {_BYTES}, ptr %px, align 1", *body,
+             "  %po = getelementptr i8, ptr %out, i64 %j", f"  store {_BYTES} %r, ptr %po, align 1",
+             "  %jn = add i64 %j, 32", "  br label %loop", "tail:", "  %rest = sub i64 %n, %full",
+             "  %pxt = getelementptr i8, ptr %x, i64 %full", "  %pot = getelementptr i8, ptr %out, i64 %full",
+             f"  call void @{_TAIL}(i64 %rest, ptr %pxt, ptr %t, ptr %pot)", "  ret void", "}", ""]
+    return declarations + "\n".join(lines) + _map8_loop()
+
+
 def _map8_shuffles() -> str:
     """:data:`MAP8` without VBMI: 32 codes a step by sixteen ``vpshufb`` of
     the table's 16-byte parts (AVX2; 2 operations a code against the scalar
@@ -186,31 +201,23 @@ def _map8_shuffles() -> str:
     nibble of ``u = x + 128`` where ``u - 16 j`` is in [0, 16), which adding
     0x70 with unsigned saturation leaves with bit 7 clear, and gives 0
     elsewhere (every other ``u - 16 j`` reaches bit 7 or saturates); the
-    parts' results are ORed. The last codes (fewer than 32) by the scalar loop."""
-    lines = [f"define void @{MAP8}(i64 %n, ptr readonly %x, ptr readonly %t, ptr %out) nounwind {{", "entry:"]
+    parts' results are ORed."""
+    entry = []
     for q in range(16):
-        lines += [f"  %tp{q} = getelementptr i8, ptr %t, i64 {16 * q}",
+        entry += [f"  %tp{q} = getelementptr i8, ptr %t, i64 {16 * q}",
                   f"  %th{q} = load <16 x i8>, ptr %tp{q}, align 1",
                   f"  %t{q} = shufflevector <16 x i8> %th{q}, <16 x i8> poison, <32 x i32> "
                   + "<" + ", ".join(f"i32 {i % 16}" for i in range(32)) + ">"]
-    lines += ["  %full = and i64 %n, -32", "  br label %loop", "loop:", "  %j = phi i64 [ 0, %entry ], [ %jn, %body ]",
-              "  %more = icmp ult i64 %j, %full", "  br i1 %more, label %body, label %tail", "body:",
-              "  %px = getelementptr i8, ptr %x, i64 %j", "  %v = load <32 x i8>, ptr %px, align 1",
-              f"  %u = xor <32 x i8> %v, {_splat8(-128)}"]
-    acc = ""
+    body, acc = [f"  %u = xor {_BYTES} %v, {_splat(-128)}"], ""
     for q in range(16):
-        lines += [f"  %c{q} = sub <32 x i8> %u, {_splat8(16 * q - 256 if 16 * q > 127 else 16 * q)}",
-                  f"  %s{q} = call <32 x i8> @llvm.uadd.sat.v32i8(<32 x i8> %c{q}, <32 x i8> {_splat8(0x70)})",
-                  f"  %l{q} = call <32 x i8> @llvm.x86.avx2.pshuf.b(<32 x i8> %t{q}, <32 x i8> %s{q})"]
+        body += [f"  %c{q} = sub {_BYTES} %u, {_splat(16 * q - 256 if 16 * q > 127 else 16 * q)}",
+                 f"  %s{q} = call {_BYTES} @llvm.uadd.sat.v32i8({_BYTES} %c{q}, {_BYTES} {_splat(0x70)})",
+                 f"  %l{q} = call {_BYTES} @llvm.x86.avx2.pshuf.b({_BYTES} %t{q}, {_BYTES} %s{q})"]
         if acc:
-            lines.append(f"  %o{q} = or <32 x i8> {acc}, %l{q}")
+            body.append(f"  %{'r' if q == 15 else f'o{q}'} = or {_BYTES} {acc}, %l{q}")
         acc = f"%o{q}" if acc else f"%l{q}"
-    lines += ["  %po = getelementptr i8, ptr %out, i64 %j", f"  store <32 x i8> {acc}, ptr %po, align 1",
-              "  %jn = add i64 %j, 32", "  br label %loop", "tail:", "  %rest = sub i64 %n, %full",
-              "  %pxt = getelementptr i8, ptr %x, i64 %full", "  %pot = getelementptr i8, ptr %out, i64 %full",
-              f"  call void @{_TAIL}(i64 %rest, ptr %pxt, ptr %t, ptr %pot)", "  ret void", "}", ""]
-    return ("declare <32 x i8> @llvm.x86.avx2.pshuf.b(<32 x i8>, <32 x i8>)\n"
-            "declare <32 x i8> @llvm.uadd.sat.v32i8(<32 x i8>, <32 x i8>)\n" + "\n".join(lines) + _map8_loop())
+    return _map8_steps(entry, body, f"declare {_BYTES} @llvm.x86.avx2.pshuf.b({_BYTES}, {_BYTES})\n"
+                       f"declare {_BYTES} @llvm.uadd.sat.v32i8({_BYTES}, {_BYTES})\n")
 
 
 def _map8_words() -> str:
@@ -221,35 +228,23 @@ def _map8_words() -> str:
     each ``vpermi2w`` looks up 64 words by the index's low 6 bits (the
     table's first or last 128 bytes, picked by the code's sign), and a
     variable shift by ``8 (u & 1)`` brings the byte down before the words
-    are narrowed to bytes. The last codes (fewer than 32) by the scalar loop."""
-    w, b = "<32 x i16>", "<32 x i8>"
-    lines = [f"define void @{MAP8}(i64 %n, ptr readonly %x, ptr readonly %t, ptr %out) nounwind {{", "entry:"]
-    for q in range(4):
-        lines += [f"  %tp{q} = getelementptr i8, ptr %t, i64 {64 * q}", f"  %t{q} = load {w}, ptr %tp{q}, align 1"]
-    lines += ["  %full = and i64 %n, -32", "  br label %loop", "loop:", "  %j = phi i64 [ 0, %entry ], [ %jn, %body ]",
-              "  %more = icmp ult i64 %j, %full", "  br i1 %more, label %body, label %tail", "body:",
-              "  %px = getelementptr i8, ptr %x, i64 %j", f"  %v = load {b}, ptr %px, align 1",
-              f"  %xs = sext {b} %v to {w}", f"  %u = add {w} %xs, {_splat16(128)}",
-              f"  %idx = lshr {w} %u, {_splat16(1)}",
-              f"  %low = call {w} @llvm.x86.avx512.vpermi2var.hi.512({w} %t0, {w} %idx, {w} %t1)",
-              f"  %high = call {w} @llvm.x86.avx512.vpermi2var.hi.512({w} %t2, {w} %idx, {w} %t3)",
-              f"  %neg = icmp slt {w} %xs, zeroinitializer",
-              f"  %word = select <32 x i1> %neg, {w} %low, {w} %high",
-              f"  %odd = and {w} %u, {_splat16(1)}", f"  %shift = shl {w} %odd, {_splat16(3)}",
-              f"  %byte = lshr {w} %word, %shift", f"  %r = trunc {w} %byte to {b}",
-              "  %po = getelementptr i8, ptr %out, i64 %j", f"  store {b} %r, ptr %po, align 1",
-              "  %jn = add i64 %j, 32", "  br label %loop", "tail:", "  %rest = sub i64 %n, %full",
-              "  %pxt = getelementptr i8, ptr %x, i64 %full", "  %pot = getelementptr i8, ptr %out, i64 %full",
-              f"  call void @{_TAIL}(i64 %rest, ptr %pxt, ptr %t, ptr %pot)", "  ret void", "}", ""]
-    return (f"declare {w} @llvm.x86.avx512.vpermi2var.hi.512({w}, {w}, {w})\n" + "\n".join(lines) + _map8_loop())
+    are narrowed to bytes."""
+    w = _WORDS
+    entry = [line for q in range(4) for line in (f"  %tp{q} = getelementptr i8, ptr %t, i64 {64 * q}",
+                                                 f"  %t{q} = load {w}, ptr %tp{q}, align 1")]
+    body = [f"  %xs = sext {_BYTES} %v to {w}", f"  %u = add {w} %xs, {_splat(128, 'i16')}",
+            f"  %idx = lshr {w} %u, {_splat(1, 'i16')}",
+            f"  %low = call {w} @llvm.x86.avx512.vpermi2var.hi.512({w} %t0, {w} %idx, {w} %t1)",
+            f"  %high = call {w} @llvm.x86.avx512.vpermi2var.hi.512({w} %t2, {w} %idx, {w} %t3)",
+            f"  %neg = icmp slt {w} %xs, zeroinitializer", f"  %word = select <32 x i1> %neg, {w} %low, {w} %high",
+            f"  %odd = and {w} %u, {_splat(1, 'i16')}", f"  %shift = shl {w} %odd, {_splat(3, 'i16')}",
+            f"  %byte = lshr {w} %word, %shift", f"  %r = trunc {w} %byte to {_BYTES}"]
+    return _map8_steps(entry, body, f"declare {w} @llvm.x86.avx512.vpermi2var.hi.512({w}, {w}, {w})\n")
 
 
-def _splat16(value: int) -> str:
-    return "<" + ", ".join([f"i16 {value}"] * 32) + ">"
-
-
-def _splat8(value: int) -> str:
-    return _bytes([value] * 32)
+def _splat(value: int, kind: str = "i8") -> str:
+    """A 32-lane constant vector of ``kind``."""
+    return "<" + ", ".join([f"{kind} {value}"] * 32) + ">"
 
 
 def _map8_loop() -> str:
@@ -282,7 +277,7 @@ def _halves(word: str, name: str) -> list[str]:
     ``word`` (32 little-endian 16-bit words), each word's low byte and its
     high byte narrowed (``vpmovwb`` on AVX-512, packs on AVX2)."""
     return [f"  %{name}e = trunc {_WORDS} {word} to {_BYTES}",
-            f"  %{name}h = lshr {_WORDS} {word}, <" + ", ".join(["i16 8"] * 32) + ">",
+            f"  %{name}h = lshr {_WORDS} {word}, {_splat(8, 'i16')}",
             f"  %{name}o = trunc {_WORDS} %{name}h to {_BYTES}"]
 
 
@@ -292,8 +287,8 @@ def _max3_words() -> str:
     columns 2j and 2j + 1 of every window; its column 2j + 2 is the next
     even byte (column 2j + 64, the last window's, read alone). Nothing past
     column 2n is read. The last step overlaps the one before (its outputs
-computed again: the rows are not the output), so a row of 32 or more
-outputs has no scalar remainder; a shorter row is the scalar loop's."""
+    computed again: the rows are not the output), so a row of 32 or more
+    outputs has no scalar remainder; a shorter row is the scalar loop's."""
     body = []
     for r in range(3):
         body += [f"  %q{r} = getelementptr i8, ptr %r{r}, i64 %c", f"  %a{r} = load <64 x i8>, ptr %q{r}, align 1",
@@ -357,17 +352,10 @@ def _split2_ir(vbmi: bool) -> str:
     without VBMI per 64 codes the low and high bytes of 32 words (the last
     step overlapping the one before; rows of fewer than 32 pairs, and an odd
     row's last code, one code at a time)."""
-    head = (f"define void @{SPLIT2}(i64 %ne, i64 %no, i64 %rows, i64 %sstep, i64 %dstep, ptr readonly %src, "
-            "ptr %ev, ptr %od) nounwind {\nentry:\n  br label %rl\nrl:\n"
-            "  %k = phi i64 [ 0, %entry ], [ %kn, %rowdone ]\n  %rmore = icmp slt i64 %k, %rows\n"
-            "  br i1 %rmore, label %row, label %done\nrow:\n  %so = mul i64 %k, %sstep\n  %do = mul i64 %k, %dstep\n"
-            "  %s = getelementptr i8, ptr %src, i64 %so\n  %e = getelementptr i8, ptr %ev, i64 %do\n"
-            "  %o = getelementptr i8, ptr %od, i64 %do\n  br label %cl\ncl:\n"
-            "  %j = phi i64 [ 0, %row ], [ %jn, %cnext ]\n  %cmore = icmp slt i64 %j, %ne\n"
-            "  br i1 %cmore, label %col, label %rowdone\ncol:\n")
-    tail = ("rowdone:\n  %kn = add i64 %k, 1\n  br label %rl\ndone:\n  ret void\n}\n")
-    if not vbmi:  # 32 column pairs a step as words (the last overlapping) where 32 exist; then one pair a step
-        head = head.replace("  br label %cl\ncl:\n  %j = phi i64 [ 0, %row ]", "\n".join([
+    if vbmi:  # the column loop from the row's first pair
+        words, first = "  br label %cl\ncl:\n", "[ 0, %row ]"
+    else:  # 32 column pairs a step as words (the last overlapping) where 32 exist; then one pair a step
+        words, first = "\n".join([
             "  %last = sub i64 %no, 32", "  %big = icmp sge i64 %last, 0", "  %from = select i1 %big, i64 %no, i64 0",
             "  br i1 %big, label %vl, label %cl", "vl:", "  %iv = phi i64 [ 0, %row ], [ %ivn, %vbody ]",
             "  %vmore = icmp slt i64 %iv, %no", "  br i1 %vmore, label %vbody, label %cl", "vbody:",
@@ -376,7 +364,17 @@ def _split2_ir(vbmi: bool) -> str:
             f"  %w = load {_WORDS}, ptr %pv, align 1", *_halves("%w", "w"),
             "  %qev = getelementptr i8, ptr %e, i64 %jv", f"  store {_BYTES} %we, ptr %qev, align 1",
             "  %qov = getelementptr i8, ptr %o, i64 %jv", f"  store {_BYTES} %wo, ptr %qov, align 1",
-            "  %ivn = add i64 %iv, 32", "  br label %vl", "cl:", "  %j = phi i64 [ %from, %row ], [ %from, %vl ]"]))
+            "  %ivn = add i64 %iv, 32", "  br label %vl", "cl:", ""]), "[ %from, %row ], [ %from, %vl ]"
+    head = (f"define void @{SPLIT2}(i64 %ne, i64 %no, i64 %rows, i64 %sstep, i64 %dstep, ptr readonly %src, "
+            "ptr %ev, ptr %od) nounwind {\nentry:\n  br label %rl\nrl:\n"
+            "  %k = phi i64 [ 0, %entry ], [ %kn, %rowdone ]\n  %rmore = icmp slt i64 %k, %rows\n"
+            "  br i1 %rmore, label %row, label %done\nrow:\n  %so = mul i64 %k, %sstep\n  %do = mul i64 %k, %dstep\n"
+            "  %s = getelementptr i8, ptr %src, i64 %so\n  %e = getelementptr i8, ptr %ev, i64 %do\n"
+            f"  %o = getelementptr i8, ptr %od, i64 %do\n{words}"
+            f"  %j = phi i64 {first}, [ %jn, %cnext ]\n  %cmore = icmp slt i64 %j, %ne\n"
+            "  br i1 %cmore, label %col, label %rowdone\ncol:\n")
+    tail = ("rowdone:\n  %kn = add i64 %k, 1\n  br label %rl\ndone:\n  ret void\n}\n")
+    if not vbmi:
         body = ("  %x2 = shl i64 %j, 1\n  %pe = getelementptr i8, ptr %s, i64 %x2\n  %ve = load i8, ptr %pe, align 1\n"
                 "  %qe = getelementptr i8, ptr %e, i64 %j\n  store i8 %ve, ptr %qe, align 1\n"
                 "  %odd = icmp slt i64 %j, %no\n  br i1 %odd, label %oddcol, label %cnext\noddcol:\n"

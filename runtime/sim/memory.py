@@ -81,8 +81,8 @@ def lookup(out, x, table):
     place works): LUT's and a CONV table's one lookup of int8 codes (int16
     codes interpolate a wide table: ``qscheme.lookup_wide``). A table of
     bytes goes through the host's table kernel (runtime/sim/bytevec.py:
-    64 codes an instruction on AVX512-VBMI, 32 by shuffles on AVX2), the
-    same bytes."""
+    byte permutes with VBMI, word permutes on other AVX-512, shuffles on
+    AVX2), the same bytes."""
     n = out.shape[0]
     if (out.itemsize == 1 and table.itemsize == 1 and x.shape[0] >= n and table.shape[0] >= 256
             and out.strides[0] == 1 and x.strides[0] == 1 and table.strides[0] == 1):
