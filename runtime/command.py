@@ -6,9 +6,10 @@ and 130. ``--debug`` adds the traceback to each."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
-from typing import Callable
+from typing import Callable, Sequence
 
 from runtime.errors import TesseraError
 
@@ -38,6 +39,18 @@ def run_command(prog: str, body: Callable[[], int], debug: bool) -> int:
         hint = "" if debug else "; run again with --debug for the traceback"
         line = f"internal error (a bug in Tessera, please report it): {type(exc).__name__}: {describe(exc)}{hint}"
         return _fail(prog, line, INTERNAL_ERROR, debug)
+
+
+def main_of(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
+    """``module.main(argv)``, with an error raised while importing ``module``
+    (its kernels are linked at import: a ``TESSERA_GEMM_ISA`` naming no
+    kernel family) ending the command as one line, like any other."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        main = importlib.import_module(module).main
+    except TesseraError as exc:
+        return _fail(prog, f"error: {describe(exc)}", USER_ERROR, debug)
+    return main(argv)
 
 
 def describe(exc: BaseException) -> str:

@@ -94,9 +94,6 @@ on an AVX-512 host; ``avx512bw`` and ``avx512vnni`` the :data:`EMULATED`
 Intel families; unset, the host's own. Numba's own code follows
 ``NUMBA_CPU_NAME`` (with ``NUMBA_CPU_FEATURES=""``: that CPU's features):
 docs/runtime.md, "Kernel families"."""
-if FORCED not in ("", "avx2", *EMULATED):
-    raise KernelError(f"TESSERA_GEMM_ISA={FORCED!r}: expected avx2, {', '.join(EMULATED)} or nothing "
-                      "(the host's own kernel family)")
 
 
 @functools.cache
@@ -115,7 +112,12 @@ def host_isa(forced: str = FORCED) -> Isa:
     with 1 to 3 extra columns (``wide_tail``): its 24 accumulators leave
     registers for them, so N = 49 (the 7 x 7 planes) reads A once, not
     twice (see the wide kernels in :mod:`runtime.gemm.microkernel_ir`).
-    ``forced`` is :data:`FORCED`: a family this host can run in its stead."""
+    ``forced`` is :data:`FORCED`: a family this host can run in its stead.
+    An unknown one is a :class:`KernelError` here, at the first kernel, not
+    at import: ``import runtime`` works, and a command line says it in one line."""
+    if forced not in ("", "avx2", *EMULATED):
+        raise KernelError(f"TESSERA_GEMM_ISA={forced!r}: expected avx2, {', '.join(EMULATED)} or nothing "
+                          "(the host's own kernel family)")
     features = llvm.get_host_cpu_features()
     if features.get("avx512f") and features.get("avx512bw") and forced != "avx2":
         if forced in EMULATED:
