@@ -39,7 +39,7 @@ the faster (a COPY's arithmetic; a max pool's whole-plane passes where
 rows are shorter than a step). Either way each output is the same byte.
 
 The kernels are LLVM IR text linked by name when this module is imported
-(runtime/sim/linked.py), as runtime/sim/dots.py's are; :func:`fast` and
+(runtime/linked.py), as runtime/sim/dots.py's are; :func:`fast` and
 :func:`fast_table` ask the linked code which they are (a cached caller
 compiled on another host stays right). The choice follows
 runtime.gemm.family.host_isa (``TESSERA_GEMM_ISA=avx2`` takes the AVX2
@@ -51,7 +51,7 @@ from __future__ import annotations
 from numba.extending import intrinsic
 
 from runtime.gemm.family import host_isa
-from runtime.sim.linked import int_call, link, void_call
+from runtime.linked import int_call, link, void_call
 
 MAP8, MAX3, SPLIT2 = "tessera_sim_map8", "tessera_sim_max3s2", "tessera_sim_split2"
 FAST, FAST_TABLE = "tessera_sim_bytes_fast", "tessera_sim_bytes_fast_table"

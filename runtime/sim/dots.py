@@ -21,7 +21,7 @@ do, so the order of the sums does not matter. The last bytes of a product
 end), which add nothing.
 
 The kernels are LLVM IR text linked by name when this module is imported
-(runtime/sim/linked.py), so Numba code calling them (:func:`dot4`,
+(runtime/linked.py), so Numba code calling them (:func:`dot4`,
 :func:`dot1`) links to this process's copies whether it was compiled now or
 loaded from the kernel cache. The choice
 follows runtime.gemm.family.host_isa (``TESSERA_GEMM_ISA=avx2`` takes the
@@ -32,7 +32,7 @@ from __future__ import annotations
 from numba.extending import intrinsic
 
 from runtime.gemm.family import host_isa
-from runtime.sim.linked import link, void_call
+from runtime.linked import link, void_call
 
 DOT4, DOT1 = "tessera_sim_dot4_s8", "tessera_sim_dot1_s8"
 """The kernels' symbols: ``void f(i64 n, i8* w, i8* x0[, x1, x2, x3], i32* out)``
