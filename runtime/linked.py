@@ -1,5 +1,6 @@
-"""The simulator's LLVM IR kernels (runtime/sim/dots.py, runtime/sim/bytevec.py)
-linked into Numba code by name.
+"""LLVM IR kernels linked into Numba code by name: the simulator's
+(runtime/sim/dots.py, runtime/sim/bytevec.py) and the CPU kernels' sums in
+one order on every CPU (runtime/kernels/ordered.py).
 
 A module's IR text is compiled for this host by runtime.gemm.microkernel's
 ``compile_module`` (object code cached like the GEMM's) once per process,
@@ -62,5 +63,30 @@ def int_call(symbol: str):
     def codegen(context, builder, signature, values):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []), symbol)
         return builder.call(fn, [])
+
+    return sig, codegen
+
+
+_IR_TYPES = {"i": ir.IntType(64), "p": ir.PointerType(ir.IntType(8)), "d": ir.DoubleType(), "f": ir.FloatType()}
+_NUMBA_TYPES = {"i": types.int64, "p": types.int64, "d": types.float64, "f": types.float32}
+
+
+def value_call(symbol: str, args, kinds: str, result: str):
+    """An intrinsic's signature and code calling ``symbol`` with one
+    argument per letter of ``kinds`` (``i``: an int64, ``p``: an int64
+    address passed as a pointer, ``d``: a float64, ``f``: a float32) returning ``result``
+    (``f``: float32, ``d``: float64); None (no match) where an argument is
+    not of its letter's kind."""
+    wanted = {"i": types.Integer, "p": types.Integer, "d": types.Float, "f": types.Float}
+    if len(args) != len(kinds) or not all(isinstance(a, wanted[k]) for a, k in zip(args, kinds)):
+        return None
+    sig = _NUMBA_TYPES[result](*(_NUMBA_TYPES[k] for k in kinds))
+
+    def codegen(context, builder, signature, values):
+        fnty = ir.FunctionType(_IR_TYPES[result], [_IR_TYPES[k] for k in kinds])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
+        cast = [context.cast(builder, v, t, s) for v, t, s in zip(values, signature.args, sig.args)]
+        return builder.call(fn, [builder.inttoptr(v, _IR_TYPES["p"]) if k == "p" else v
+                                 for v, k in zip(cast, kinds)])
 
     return sig, codegen

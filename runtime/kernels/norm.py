@@ -17,6 +17,7 @@ from numba.extending import intrinsic
 
 from runtime.errors import KernelError
 from runtime.jit import jit, readonly
+from runtime.kernels.ordered import sqdev_f32_f64, sqdev_f64, sum_f32, sum_f32_f64, sum_f64
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
 from runtime.schedule.records import SOFTMAX, Operand
@@ -91,19 +92,17 @@ def batch_normalization(inputs, attrs):
 
 
 # ---------------------------------------------------------------- instance / layer normalization
-@jit(fastmath=True)
+@jit
 def _moments(xs):
-    """Mean and (biased) variance of the 1-D ``xs``, two-pass, float64 sums."""
+    """Mean and (biased) variance of the contiguous 1-D float32 or float64
+    ``xs``, two-pass, float64 sums in one order on every CPU
+    (runtime.kernels.ordered)."""
     n = xs.size
-    total = 0.0
-    for i in range(n):
-        total += xs[i]
-    mean = total / n
-    sq = 0.0
-    for i in range(n):
-        d = xs[i] - mean
-        sq += d * d
-    return mean, sq / n
+    if xs.itemsize == 4:
+        mean = sum_f32_f64(n, xs.ctypes.data) / n
+        return mean, sqdev_f32_f64(n, xs.ctypes.data, mean) / n
+    mean = sum_f64(n, xs.ctypes.data) / n
+    return mean, sqdev_f64(n, xs.ctypes.data, mean) / n
 
 
 @jit
@@ -250,13 +249,11 @@ def _exp_shifted(xs, ys, peak):
         ys[i] = _exp_nonpositive(xs[i] - peak)
 
 
-@jit(fastmath=True)
+@jit(inline="always")
 def _sum(ys):
-    """The sum of a float32 row, re-associated so that it vectorises."""
-    total = _ZERO
-    for i in range(ys.size):
-        total += ys[i]
-    return total
+    """The sum of a contiguous float32 row, vectorised in one order on every
+    CPU (runtime.kernels.ordered)."""
+    return sum_f32(ys.size, ys.ctypes.data)
 
 
 @jit(inline="always")

@@ -193,7 +193,7 @@ def average_pool(inputs, attrs):
     if (x.size and window.kernel == x.shape[2:] and not any(window.pads_begin + window.pads_end)
             and all(d == 1 for d in window.dilations)):  # one window a plane (ResNet-50's head): plane means
         mean = np.empty(x.shape[:2] + (1,) * (x.ndim - 2), x.dtype)
-        plane_means(x.reshape(x.shape[0] * x.shape[1], -1), mean.reshape(-1))
+        plane_means(np.ascontiguousarray(x).reshape(x.shape[0] * x.shape[1], -1), mean.reshape(-1))
         return (mean.astype(dtype, copy=False),)
     return (_sum_or_mean_pool("AveragePool", x, attrs, mode, window).astype(dtype, copy=False),)
 
