@@ -83,6 +83,7 @@ KERNELS = {
     "sum_f64": Reduction("tessera_sum_f64", "f64", "add", 8, "pairwise"),
     "sqdev_f64": Reduction("tessera_sqdev_f64", "f64", "sqdev", 8, "pairwise"),
     "taps_f32": Reduction("tessera_taps_f32", "f32", "gather", 8, "pairwise", part=8, start=True),
+    "taps_f64": Reduction("tessera_taps_f64", "f64", "gather", 8, "pairwise", part=8, start=True),
 }
 """Every kernel, by the name its intrinsic has here."""
 UNROLL = 4
@@ -103,12 +104,13 @@ def _terms(k: Reduction, width: int, index: str, tag: str) -> tuple[list[str], s
         index_ty = "i64" if width == 1 else f"<{width} x i64>"
         lines = [f"  %pt{tag} = getelementptr inbounds i64, ptr %taps, i64 {index}",
                  f"  %vt{tag} = load {index_ty}, ptr %pt{tag}, align 8",
-                 f"  %px{tag} = getelementptr inbounds float, ptr %x, {index_ty} %vt{tag}"]
+                 f"  %px{tag} = getelementptr inbounds {memory}, ptr %x, {index_ty} %vt{tag}"]
         if width == 1:
-            lines.append(f"  %vx{tag} = load float, ptr %px{tag}, align 4")
+            lines.append(f"  %vx{tag} = load {memory}, ptr %px{tag}, align {align}")
         else:
-            lines.append(f"  %vx{tag} = call {ty} @llvm.masked.gather.v{width}f32.v{width}p0(<{width} x ptr> "
-                         f"%px{tag}, i32 4, <{width} x i1> {_splat('i1', width, 'true')}, {ty} poison)")
+            name = f"v{width}{'f32' if memory == 'float' else 'f64'}"
+            lines.append(f"  %vx{tag} = call {ty} @llvm.masked.gather.{name}.v{width}p0(<{width} x ptr> "
+                         f"%px{tag}, i32 {align}, <{width} x i1> {_splat('i1', width, 'true')}, {ty} poison)")
     else:
         lines = [f"  %px{tag} = getelementptr inbounds {memory}, ptr %x, i64 {index}",
                  f"  %vx{tag} = load {ty}, ptr %px{tag}, align {align}"]
@@ -247,7 +249,8 @@ def kernel_ir() -> str:
                            for t, n in (("float", "f32"), ("double", "f64"), ("<16 x float>", "v16f32"),
                                         ("<8 x float>", "v8f32"), ("<8 x double>", "v8f64"),
                                         ("<4 x double>", "v4f64")))
-    declarations += "declare <8 x float> @llvm.masked.gather.v8f32.v8p0(<8 x ptr>, i32, <8 x i1>, <8 x float>)\n"
+    declarations += "".join(f"declare <8 x {t}> @llvm.masked.gather.v8{n}.v8p0(<8 x ptr>, i32, <8 x i1>, <8 x {t}>)\n"
+                            for t, n in (("float", "f32"), ("double", "f64")))
     return declarations + "".join(_function(k) for k in KERNELS.values()) + _dot_rows()
 
 
@@ -302,3 +305,9 @@ def taps_f32(typingctx, n, x, taps, w, start):
 def dot_rows_f32(typingctx, n, rows, count, a_stride, w_stride, out_stride, a, w, out):
     """:data:`DOT_ROWS` (the arrays as addresses, int64)."""
     return void_call(DOT_ROWS, (n, rows, count, a_stride, w_stride, out_stride, a, w, out), counts=6)
+
+
+@intrinsic
+def taps_f64(typingctx, n, x, taps, w, start):
+    """:func:`taps_f32` of float64 values."""
+    return value_call(KERNELS["taps_f64"].symbol, (n, x, taps, w, start), "ipppd", "d")

@@ -46,6 +46,11 @@ def _taps_f32(x, taps, w, start):
 
 
 @jit
+def _taps_f64(x, taps, w, start):
+    return ordered.taps_f64(taps.size, x.ctypes.data, taps.ctypes.data, w.ctypes.data, start)
+
+
+@jit
 def _sum_f64(x):
     return ordered.sum_f64(x.size, x.ctypes.data)
 
@@ -136,6 +141,9 @@ def test_each_sum_is_the_documented_order_bit_for_bit(n):
     start = np.float32(w[0] if n else 0.5)
     want = _model("taps_f32", source, w, taps=taps, start=start)
     assert np.float32(_taps_f32(source, taps, w, start)).tobytes() == want.tobytes(), ("taps_f32", n)
+    source64, w64 = source.astype(np.float64) * 1.1, w.astype(np.float64) / 3
+    want = _model("taps_f64", source64, w64, taps=taps, start=float(start))
+    assert np.float64(_taps_f64(source64, taps, w64, float(start))).tobytes() == want.tobytes(), ("taps_f64", n)
 
 
 def test_a_few_rows_by_a_matrix_is_each_rows_dot_product():
@@ -225,6 +233,12 @@ for n in (5, 37, 100, 1000, 1280, 4099):
                                                 {"epsilon": 1e-5})[0],
             get_kernel("GlobalAveragePool")([x.reshape(1, 3, n, 1)], {})[0]]
     digest.update(resize.run([image, np.array([1, 1, 0.3, 0.45], np.float32)])[0].tobytes())
+from runtime.kernels.resize import _tap_rows
+for n in (3, 9, 20, 40):  # float64 taps (a float64 model's resize)
+    src, taps, w = r.standard_normal((2, 50, 1)), r.integers(0, 50, (30, n)), r.standard_normal((30, n))
+    out = np.empty((2, 30, 1))
+    _tap_rows(0, 60, src, taps, w, out)
+    digest.update(out.tobytes())
     for out in outs:
         digest.update(np.ascontiguousarray(out).tobytes())
 print(digest.hexdigest())
