@@ -6,7 +6,6 @@ and 130. ``--debug`` adds the traceback to each."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import traceback
 from typing import Callable, Sequence
@@ -41,16 +40,13 @@ def run_command(prog: str, body: Callable[[], int], debug: bool) -> int:
         return _fail(prog, line, INTERNAL_ERROR, debug)
 
 
-def main_of(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
-    """``module.main(argv)``, with an error raised while importing ``module``
-    (its kernels are linked at import: a ``TESSERA_GEMM_ISA`` naming no
-    kernel family) ending the command as one line, like any other."""
+def import_failed(prog: str, argv: Sequence[str] | None) -> int:
+    """The exit status of a command whose module failed to import with the
+    TesseraError being handled (its kernels are linked at import: a
+    ``TESSERA_GEMM_ISA`` naming no kernel family), after one line, as any
+    other error ends (``--debug``: the traceback too)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-    try:
-        main = importlib.import_module(module).main
-    except TesseraError as exc:
-        return _fail(prog, f"error: {describe(exc)}", USER_ERROR, debug)
-    return main(argv)
+    return _fail(prog, f"error: {describe(sys.exc_info()[1])}", USER_ERROR, debug)
 
 
 def describe(exc: BaseException) -> str:

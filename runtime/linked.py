@@ -16,21 +16,22 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 
-from runtime.gemm.family import host_isa
+from runtime.gemm.family import Isa, host_isa
 
 _engines: dict[str, object] = {}
 """The execution engines, which own the code, by module name."""
 
 
-def link(name: str, text: str, symbols: list[str]) -> None:
-    """Compile (or load) the module ``name`` of IR ``text`` for this host,
+def link(name: str, text: str, symbols: list[str], isa: Isa | None = None) -> None:
+    """Compile (or load) the module ``name`` of IR ``text`` for this host
+    (``isa``'s target; default: the kernel family's, :func:`host_isa`),
     once per process, and make ``symbols`` resolve to its functions for
     code linked from now on."""
     if name in _engines:
         return
     from runtime.gemm.microkernel import compile_module
 
-    engine, addresses = compile_module(name, text, symbols, host_isa())
+    engine, addresses = compile_module(name, text, symbols, host_isa() if isa is None else isa)
     _engines[name] = engine
     for symbol, address in zip(symbols, addresses):
         llvm.add_symbol(symbol, int(address))

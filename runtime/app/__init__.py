@@ -5,7 +5,14 @@ runtime/ and, when images are read, Pillow."""
 
 
 def main(argv=None) -> int:
-    """The ``tessera-infer`` command (:func:`runtime.app.infer.main`)."""
-    from runtime.command import main_of
+    """The ``tessera-infer`` command (:func:`runtime.app.infer.main`); an
+    error while the app is imported ends it in one line too."""
+    from runtime.errors import TesseraError
 
-    return main_of("tessera-infer", "runtime.app.infer", argv)
+    try:
+        from runtime.app.infer import main as run
+    except TesseraError:
+        from runtime.command import import_failed
+
+        return import_failed("tessera-infer", argv)
+    return run(argv)

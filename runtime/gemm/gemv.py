@@ -103,8 +103,8 @@ def dot_rows(start, stop, a, b, out, bias):
     is summed in one order on every CPU (runtime.kernels.ordered)."""
     rows, depth = a.shape
     stop = min(stop, b.shape[0])
-    if a.strides[1] != 4 or b.strides[1] != 4 or out.strides[1] != 4:
-        raise KernelError("dot_rows: the rows of a, b and out must be contiguous")
+    if (depth > 1 and (a.strides[1] != 4 or b.strides[1] != 4)) or (out.shape[1] > 1 and out.strides[1] != 4):
+        raise KernelError("dot_rows: the rows of a, b and out must be contiguous")  # (a stride of a length 1 is moot)
     if start < stop:
         dot_rows_f32(depth, rows, stop - start, a.strides[0] // 4, b.strides[0] // 4, out.strides[0] // 4,
                      a.ctypes.data, b.ctypes.data + start * b.strides[0], out.ctypes.data + start * 4)

@@ -34,8 +34,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import llvmlite.binding as llvm
 from numba.extending import intrinsic
 
+from runtime.errors import KernelError
+from runtime.gemm.family import Isa, host_isa
 from runtime.linked import link, value_call, void_call
 
 
@@ -254,7 +257,20 @@ def kernel_ir() -> str:
     return declarations + "".join(_function(k) for k in KERNELS.values()) + _dot_rows()
 
 
-link("kernels-ordered", kernel_ir(), [k.symbol for k in KERNELS.values()] + [DOT_ROWS])
+def _target() -> Isa:
+    """The kernel family's target (an emulated family's CPU: no instruction
+    it lacks), or, where there is none (``TESSERA_GEMM_ISA`` names no
+    family, or the CPU has no AVX2: an error at the first GEMM, not at
+    ``import runtime``), this CPU as LLVM names it: these kernels need no
+    particular instructions and give the same bits on every target."""
+    try:
+        return host_isa()
+    except KernelError:
+        return Isa("none", vw=0, mr=0, nr=0, vnni=False, cpu=llvm.get_host_cpu_name(),
+                   features=llvm.get_host_cpu_features().flatten())
+
+
+link("kernels-ordered", kernel_ir(), [k.symbol for k in KERNELS.values()] + [DOT_ROWS], _target())
 
 
 @intrinsic
