@@ -1,5 +1,6 @@
 """Float sums in one order on every CPU: the CPU kernels' reductions (a
-softmax's sum, a classifier's dot products, a normalisation's moments).
+softmax's sum, a classifier's dot products, a normalisation's moments, a
+plane's mean, a resize's taps along a row).
 
 A sum Numba compiles with ``fastmath`` is reassociated by LLVM as its model
 of the CPU prefers: 16 lanes and four accumulators on a Zen 4, 8 lanes on
@@ -15,17 +16,21 @@ family this host can):
 
 * lanes: an element ``i`` of the main part is added into lane ``i mod W``
   of accumulator ``(i div W) mod 4`` (``W`` = 16 float32 or 8 float64
-  lanes, the main part the first ``n - n mod 4W`` elements); the four
-  accumulators are then added pairwise, ``(a0 + a1) + (a2 + a3)``, or in
-  turn, ``((a0 + a1) + a2) + a3`` (:data:`KERNELS`'s ``combine``), and the
-  lanes halved, lane ``j`` with lane ``j + W/2``, down to one;
-* the rest, when it holds ``W/2`` elements or more, in ``W/2`` lanes
-  starting from (that sum, 0, ..., 0), halved likewise; then the last
-  elements one at a time. Under ``W/2`` elements in all: one at a time
-  from 0; under ``4W``: the half-width part from 0.
+  lanes, the main part the first ``n - n mod 4W`` elements; the first
+  accumulator starts from (s, 0, ..., 0), ``s`` 0 or a start value given);
+  the four accumulators are then added pairwise, ``(a0 + a1) + (a2 +
+  a3)``, or in turn, ``((a0 + a1) + a2) + a3`` (:data:`KERNELS`'s
+  ``combine``), and the lanes halved, lane ``j`` with lane ``j + W/2``,
+  down to one;
+* the rest, when it holds ``P`` elements or more, in ``P`` lanes (``P``
+  = ``W/2``, or 8 for the taps) starting from (that sum, 0, ..., 0),
+  halved likewise; then the last elements one at a time. Under ``P``
+  elements in all: one at a time from ``s``; under ``4W``: the ``P``-lane
+  part from (s, 0, ..., 0).
 
 A dot product's terms are fused multiply-adds (``fma(x, w, acc)``, one
-rounding), as the fastmath loop's were; sums of squared deviations too.
+rounding), as the fastmath loop's were; sums of squared deviations and a
+resize's taps (``x`` gathered at int64 offsets) too.
 Wider or narrower vectors than the CPU's are split or widened by LLVM
 lane for lane, which changes no result: AVX2 computes a 16-lane
 accumulator as two of 8.
@@ -46,8 +51,9 @@ from runtime.linked import link, value_call, void_call
 class Reduction:
     """One kernel: its symbol, what it reads (``f32``: float32 elements;
     ``f64``: float64; ``f32>f64``: float32 widened to float64), whether it
-    is a dot product (a second array; ``fma``), a sum of squared deviations
-    from a float64 ``mean`` (``sqdev``) or a plain sum, the main lanes
+    is a dot product (a second array; ``fma``), the same of values gathered
+    at int64 offsets (``gather``), a sum of squared deviations from a
+    float64 ``mean`` (``sqdev``) or a plain sum (``add``), the main lanes
     ``W`` and how the four accumulators combine."""
 
     symbol: str
