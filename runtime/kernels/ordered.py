@@ -324,12 +324,12 @@ def taps_f32(typingctx, n, x, taps, w, start):
 
 
 @intrinsic
-def dot_rows_f32(typingctx, n, rows, count, a_stride, w_stride, out_stride, a, w, out):
-    """:data:`DOT_ROWS` (the arrays as addresses, int64)."""
-    return void_call(DOT_ROWS, (n, rows, count, a_stride, w_stride, out_stride, a, w, out), counts=6)
-
-
-@intrinsic
 def taps_f64(typingctx, n, x, taps, w, start):
     """:func:`taps_f32` of float64 values."""
     return value_call(KERNELS["taps_f64"].symbol, (n, x, taps, w, start), "ipppd", "d")
+
+
+@intrinsic
+def dot_rows_f32(typingctx, n, rows, count, a_stride, w_stride, out_stride, a, w, out):
+    """:data:`DOT_ROWS` (the arrays as addresses, int64)."""
+    return void_call(DOT_ROWS, (n, rows, count, a_stride, w_stride, out_stride, a, w, out), counts=6)
