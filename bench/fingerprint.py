@@ -7,6 +7,10 @@ reference's (Run_th), and hwtime. Run it before and after, then compare:
 
     PYTHONPATH=. python bench/fingerprint.py --out before.json
     PYTHONPATH=. python bench/fingerprint.py --out after.json --compare before.json
+
+The same comparison under another kernel family (docs/runtime.md, "Kernel
+families": TESSERA_GEMM_ISA, NUMBA_CPU_NAME and, for numpy's code,
+NPY_DISABLE_CPU_FEATURES) shows whether another host computes the same bits.
 """
 from __future__ import annotations
 
