@@ -5,9 +5,9 @@ one order on every CPU (runtime/kernels/ordered.py).
 A module's IR text is compiled for this host by runtime.gemm.microkernel's
 ``compile_module`` (object code cached like the GEMM's) once per process,
 and each of its functions registered under its name as an LLVM symbol, so
-Numba code calling it (through :func:`void_call` and :func:`int_call`
-intrinsics) links to this process's copy whether that code was compiled now
-or loaded from the kernel cache.
+Numba code calling it (through :func:`value_call` intrinsics) links to
+this process's copy whether that code was compiled now or loaded from the
+kernel cache.
 """
 from __future__ import annotations
 
@@ -37,49 +37,19 @@ def link(name: str, text: str, symbols: list[str], isa: Isa | None = None) -> No
         llvm.add_symbol(symbol, int(address))
 
 
-def void_call(symbol: str, args, counts: int = 1):
-    """An intrinsic's signature and code calling ``symbol`` with ``counts``
-    int64 numbers, then int64 addresses (as pointers), returning nothing;
-    None (no match) for arguments that are not all integers."""
-    if not all(isinstance(a, types.Integer) for a in args):
-        return None
-    sig = types.void(*([types.int64] * len(args)))
-
-    def codegen(context, builder, signature, values):
-        ptr = ir.PointerType(ir.IntType(8))
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(64)] * counts + [ptr] * (len(args) - counts))
-        fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
-        cast = [context.cast(builder, v, t, types.int64) for v, t in zip(values, signature.args)]
-        builder.call(fn, cast[:counts] + [builder.inttoptr(v, ptr) for v in cast[counts:]])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-def int_call(symbol: str):
-    """An intrinsic's signature and code calling ``symbol``, which takes
-    nothing and returns an int64."""
-    sig = types.int64()
-
-    def codegen(context, builder, signature, values):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []), symbol)
-        return builder.call(fn, [])
-
-    return sig, codegen
-
-
-_IR_TYPES = {"i": ir.IntType(64), "p": ir.PointerType(ir.IntType(8)), "d": ir.DoubleType(), "f": ir.FloatType()}
-_NUMBA_TYPES = {"i": types.int64, "p": types.int64, "d": types.float64, "f": types.float32}
+_IR_TYPES = {"i": ir.IntType(64), "p": ir.PointerType(ir.IntType(8)), "d": ir.DoubleType(), "f": ir.FloatType(),
+             "v": ir.VoidType()}
+_NUMBA_TYPES = {"i": types.int64, "p": types.int64, "d": types.float64, "f": types.float32, "v": types.void}
+_KINDS = {"i": types.Integer, "p": types.Integer, "d": types.Float, "f": types.Float}
 
 
 def value_call(symbol: str, args, kinds: str, result: str):
     """An intrinsic's signature and code calling ``symbol`` with one
     argument per letter of ``kinds`` (``i``: an int64, ``p``: an int64
-    address passed as a pointer, ``d``: a float64, ``f``: a float32) returning ``result``
-    (``f``: float32, ``d``: float64); None (no match) where an argument is
-    not of its letter's kind."""
-    wanted = {"i": types.Integer, "p": types.Integer, "d": types.Float, "f": types.Float}
-    if len(args) != len(kinds) or not all(isinstance(a, wanted[k]) for a, k in zip(args, kinds)):
+    address passed as a pointer, ``d``: a float64, ``f``: a float32)
+    returning ``result`` (``f``, ``d``, ``i``, or ``v``: nothing); None (no
+    match) where an argument is not of its letter's kind."""
+    if len(args) != len(kinds) or not all(isinstance(a, _KINDS[k]) for a, k in zip(args, kinds)):
         return None
     sig = _NUMBA_TYPES[result](*(_NUMBA_TYPES[k] for k in kinds))
 
@@ -87,7 +57,19 @@ def value_call(symbol: str, args, kinds: str, result: str):
         fnty = ir.FunctionType(_IR_TYPES[result], [_IR_TYPES[k] for k in kinds])
         fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
         cast = [context.cast(builder, v, t, s) for v, t, s in zip(values, signature.args, sig.args)]
-        return builder.call(fn, [builder.inttoptr(v, _IR_TYPES["p"]) if k == "p" else v
-                                 for v, k in zip(cast, kinds)])
+        out = builder.call(fn, [builder.inttoptr(v, _IR_TYPES["p"]) if k == "p" else v
+                                for v, k in zip(cast, kinds)])
+        return context.get_dummy_value() if result == "v" else out
 
     return sig, codegen
+
+
+def void_call(symbol: str, args, counts: int = 1):
+    """:func:`value_call` of ``counts`` int64 numbers, then int64 addresses
+    (as pointers), returning nothing."""
+    return value_call(symbol, args, "i" * counts + "p" * (len(args) - counts), "v")
+
+
+def int_call(symbol: str):
+    """:func:`value_call` of nothing, returning an int64."""
+    return value_call(symbol, (), "", "i")

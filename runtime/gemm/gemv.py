@@ -108,7 +108,7 @@ def dot_rows(start, stop, a, b, out, bias):
     if start < stop:
         dot_rows_f32(depth, rows, stop - start, a.strides[0] // 4, b.strides[0] // 4, out.strides[0] // 4,
                      a.ctypes.data, b.ctypes.data + start * b.strides[0], out.ctypes.data + start * 4)
-    _add_bias(out, bias, start, min(stop, b.shape[0]))
+    _add_bias(out, bias, start, stop)
 
 
 @jit(fastmath=True)

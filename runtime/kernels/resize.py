@@ -347,32 +347,25 @@ def _linear_rows(start, stop, src, y0, y1, wy0, wy1, x0, x1, wx0, wx1, out):
 @jit(fastmath=True)
 def _tap_rows(start, stop, src, taps, weights, out):
     """out[o, m, :] = sum_k weights[m, k] * src[o, taps[m, k], :]: one axis
-    of a separable resize (inner == 1 when it is the last axis: the sums
-    over the taps are runtime.kernels.ordered's, the same on every CPU;
-    along another axis each sum runs over k in order)."""
+    of a separable resize, float32 or float64 (inner == 1 when it is the
+    last axis: the sums over the taps are runtime.kernels.ordered's, the
+    same on every CPU; along another axis each sum runs over k in order)."""
     length = out.shape[1]
     inner = out.shape[2]
     n = taps.shape[1]
     for o in range(start // length, (stop - 1) // length + 1):
         lo = max(start - o * length, 0)
         hi = min(stop - o * length, length)
-        if inner == 1 and src.itemsize in (4, 8):  # the sum over the taps in one order on every CPU
+        if inner == 1:  # the sum over the taps (after the first) in one order on every CPU
             row = src.ctypes.data + o * src.strides[0]
             for m in range(lo, hi):
                 first = weights[m, 0] * src[o, taps[m, 0], 0]
-                at_taps = taps.ctypes.data + m * taps.strides[0] + 8
+                at_taps = taps.ctypes.data + m * taps.strides[0] + taps.itemsize
                 at_weights = weights.ctypes.data + m * weights.strides[0] + weights.itemsize
                 if src.itemsize == 4:
                     out[o, m, 0] = taps_f32(n - 1, row, at_taps, at_weights, first)
                 else:
                     out[o, m, 0] = taps_f64(n - 1, row, at_taps, at_weights, first)
-            continue
-        if inner == 1:
-            for m in range(lo, hi):
-                acc = weights[m, 0] * src[o, taps[m, 0], 0]
-                for k in range(1, n):
-                    acc += weights[m, k] * src[o, taps[m, k], 0]
-                out[o, m, 0] = acc
             continue
         for m in range(lo, hi):
             for j in range(inner):
