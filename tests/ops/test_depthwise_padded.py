@@ -182,26 +182,25 @@ def _check_against_naive(x_shape, mult, stride, clamp, with_residual, seed, dtyp
 def test_ir_depthwise_rows_a_trip_change_no_bit(stride, ksize, monkeypatch):
     """The plane kernels computing several output rows a trip (sharing their
     input rows' loads) give the bits of kernels computing one row at a
-    time, for every count of rows left over (heights 1 to 11)."""
+    time, for every count of rows left over (heights 1 to 11), on rows of
+    masked blocks only (21 wide) and with plain blocks inside (70 wide)."""
     from runtime.gemm.family import host_isa
     from runtime.gemm.microkernel import compile_module
     from runtime.jit import readonly
-    from runtime.kernels import depthwise_ir
+    from runtime.kernels import depthwise_ir, depthwise_text
 
     blocked = depthwise_ir.kernel_addresses(stride, ksize=ksize)  # compiled (or cached) with the module's ROWS
-    monkeypatch.setattr(depthwise_ir, "ROWS", {1: 1, 2: 1})
-    strides = depthwise_ir.SIZES[ksize]
-    names = [depthwise_ir._name(v, s, ksize) for s in strides for v in depthwise_ir.LANES]
-    engine, addresses = compile_module(f"depthwise{ksize}-test-one-row", depthwise_ir.module_ir(ksize), names,
-                                       host_isa())
-    one_row = addresses[strides.index(stride) * len(depthwise_ir.LANES):][:len(depthwise_ir.LANES)]
+    monkeypatch.setattr(depthwise_text, "ROWS", {1: 1, 2: 1})
+    engine, addresses = compile_module(f"depthwise{ksize}-test-one-row", depthwise_ir.module_ir(ksize),
+                                       depthwise_ir.kernel_names(ksize), host_isa())
+    one_row = depthwise_ir.tables(addresses, ksize, host_isa())[stride]
     rng = np.random.default_rng(stride)
     clamp, flags = np.array([-1.0, 2.0], np.float32), np.array([True, True])
-    for height in range(1, 12):
-        x = rng.standard_normal((1, 3, height, 21)).astype(np.float32)
+    for height, width in ((h, w) for h in range(1, 12) for w in (21, 70)):
+        x = rng.standard_normal((1, 3, height, width)).astype(np.float32)
         w = rng.standard_normal((3, ksize, ksize)).astype(np.float32)
         b = rng.standard_normal(3).astype(np.float32)
-        shape = (1, 3, (height - 1) // stride + 1, (21 - 1) // stride + 1)
+        shape = (1, 3, (height - 1) // stride + 1, (width - 1) // stride + 1)
         res = rng.standard_normal(shape).astype(np.float32)
         outs = []
         for kernels in (blocked, one_row):

@@ -153,3 +153,38 @@ def test_flat_kernels_give_the_row_kernels_bits(ksize):
             assert (outs[0][0, 0] == 7.0).all() and (outs[0][0, -1] == 7.0).all(), (height, width)
             np.testing.assert_array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32),
                                           err_msg=f"{isa.name} {height}x{width}")
+
+
+@pytest.mark.parametrize("ksize", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_width_up_to_several_blocks_reads_only_its_rows(ksize, stride):
+    """Widths 1 to 72: every way a row ends against the 8- and 16-lane
+    blocks, where blocks inside the row take plain loads and the others
+    masked ones (depthwise_ir._inner), in both kernel families (AVX2 takes
+    8-lane blocks on rows of more than 16, AVX-512 16-lane ones). A block
+    that read one column past its row would add the next row's first
+    value: the naive convolution says so; both families give the same
+    bits, and 5x5 and 7x7 the Numba kernels' bits."""
+    from runtime.gemm.family import host_isa
+    from runtime.jit import readonly
+
+    rng = np.random.default_rng(ksize * 10 + stride)
+    pad, clamp, flags = ksize // 2, np.array([-np.inf, np.inf], np.float32), np.array([False, False])
+    for width in range(1, 73):
+        x = rng.standard_normal((1, 2, 5, width)).astype(np.float32) + 4.0  # no read past a row sums to nothing
+        w = rng.standard_normal((2, ksize, ksize)).astype(np.float32)
+        b = rng.standard_normal(2).astype(np.float32)
+        shape = (1, 2, (5 - 1) // stride + 1, (width - 1) // stride + 1)
+        outs = []
+        for isa in (host_isa("avx2"), host_isa()):
+            out = np.full(shape, np.nan, np.float32)
+            depthwise_ir.depthwise_ir_planes(0, 2, x, readonly(w), readonly(b), out, out, clamp, flags,
+                                             depthwise_ir.kernel_addresses(stride, isa, ksize), stride)
+            outs.append(out)
+        expected = naive_conv(x.astype(np.float64), w.reshape(2, 1, ksize, ksize).astype(np.float64),
+                              b.astype(np.float64), (stride, stride), (pad,) * 4, (1, 1), 2)
+        np.testing.assert_allclose(outs[0], expected, rtol=1e-5, atol=1e-4, err_msg=f"width {width}")
+        np.testing.assert_array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32), err_msg=f"width {width}")
+        if ksize != 3:
+            numba = _numba_kernels(x, w.reshape(2, 1, ksize, ksize), b, stride, None, None)
+            np.testing.assert_array_equal(outs[0].view(np.uint32), numba.view(np.uint32), err_msg=f"width {width}")
