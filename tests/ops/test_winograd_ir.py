@@ -184,6 +184,41 @@ def test_ir_transforms_agree_bit_for_bit_on_avx2_and_the_host(m):
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+@pytest.mark.parametrize("m", [2, 4])
+def test_output_stores_past_a_row_end_never_clobber_a_residual_written_in_place(m):
+    """The output kernel stores whole vectors where what they pass over
+    (the next rows' first columns) is written after them; a FusedConv may
+    write its output into its residual's memory (codegen.cpu.
+    residuals_in_place), whose later rows are still to be read: there the
+    stores stay masked. Widths of one to several blocks a row, both kernel
+    families: in place gives the bits of a separate residual, and a plane's
+    neighbours are never touched."""
+    rng = np.random.default_rng(m)
+    n, chans, clamp, flags = m + 2, 3, np.array([-1.0, 1.5], np.float32), np.array([True, True])
+    for out_h, out_w in [(5, 3), (6, 9), (3, 30), (7, 33), (4, 70), (9, 130)]:
+        th, tw = -(-out_h // m), -(-out_w // m)
+        tiles = th * (tw + 1)
+        prods = rng.standard_normal((n * n, winograd_ir.item_stride(chans, tiles))).astype(np.float32)
+        bias = readonly(rng.standard_normal(chans).astype(np.float32))
+        residual = rng.standard_normal((1, chans, out_h, out_w)).astype(np.float32)
+        for isa in (host_isa("avx2"), host_isa()):
+            kernels = winograd_ir.kernel_addresses(isa)
+            apart = np.full(residual.shape, np.nan, np.float32)
+            winograd_ir.output_tiles_ir(0, chans, prods, apart, bias, np.array([th, tw]), residual, clamp, flags,
+                                        kernels)
+            framed = np.full((chans + 2, out_h, out_w), 7.0, np.float32)  # a plane on each side
+            framed[1:-1] = residual[0]
+            in_place = framed[1:-1][None]
+            winograd_ir.output_tiles_ir(0, chans, prods, in_place, bias, np.array([th, tw]), in_place, clamp, flags,
+                                        kernels)
+            np.testing.assert_array_equal(in_place, apart, err_msg=f"{isa.name} {out_h}x{out_w}")
+            assert (framed[0] == 7.0).all() and (framed[-1] == 7.0).all()
+            outside = np.full((chans + 2, out_h, out_w), 7.0, np.float32)  # without a residual: may pass row ends
+            winograd_ir.output_tiles_ir(0, chans, prods, outside[1:-1][None], bias, np.array([th, tw]),
+                                        outside[1:-1][None], clamp, np.array([False, True]), kernels)
+            assert (outside[0] == 7.0).all() and (outside[-1] == 7.0).all(), f"{isa.name} {out_h}x{out_w}"
+
+
 def test_item_stride_puts_the_items_in_different_cache_sets():
     """Items are apart by a multiple of 64 bytes that is an odd number of
     lines, and never less than their size."""
