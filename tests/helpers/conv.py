@@ -37,3 +37,23 @@ def conv_attrs(kernel: int, group: int = 1, stride: int = 1, clamp=(0.0, 6.0)) -
     if clamp is not None:
         attrs["clamp"] = clamp
     return attrs
+
+
+def ir_depthwise_in_both_families(x, w, b, stride, clamp, flags):
+    """The depthwise IR plane kernels' output planes (N, C, OH, OW) for a
+    square kernel ``w`` (C, S, S) with pads of S // 2, compiled for AVX2
+    and for this host, as the schedule runs them (read-only weights): a
+    list of the two, AVX2's first."""
+    from runtime.gemm.family import host_isa
+    from runtime.jit import readonly
+    from runtime.kernels import depthwise_ir
+
+    chans, ksize = x.shape[1], w.shape[1]
+    shape = (x.shape[0], chans, (x.shape[2] - 1) // stride + 1, (x.shape[3] - 1) // stride + 1)
+    outs = []
+    for isa in (host_isa("avx2"), host_isa()):
+        out = np.full(shape, np.nan, np.float32)
+        depthwise_ir.depthwise_ir_planes(0, x.shape[0] * chans, x, readonly(w), readonly(b), out, out, clamp, flags,
+                                         depthwise_ir.kernel_addresses(stride, isa, ksize), stride)
+        outs.append(out)
+    return outs

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.kernels.nn_conv import conv_nd
-from tests.helpers.conv import naive_conv
+from tests.helpers.conv import ir_depthwise_in_both_families, naive_conv
 
 
 @st.composite
@@ -133,23 +133,13 @@ def test_ir_depthwise_kernels_agree_bit_for_bit_on_avx2_and_the_host(stride, ksi
     """The plane kernels compiled for AVX2 (the portable family) and for
     this host compute the same bits: the same chains of fused multiply-adds,
     whatever the vector width; 8- and 16-lane kernels, several blocks a row."""
-    from runtime.gemm.family import host_isa
-    from runtime.jit import readonly
-    from runtime.kernels import depthwise_ir
-
     rng = np.random.default_rng(3)
     clamp, flags = np.array([-1.0, 2.0], np.float32), np.array([False, True])
     for width in (13, 37):
         x = rng.standard_normal((1, 5, 13, width)).astype(np.float32)
         w = rng.standard_normal((5, ksize, ksize)).astype(np.float32)
         b = rng.standard_normal(5).astype(np.float32)
-        shape = (1, 5, (13 - 1) // stride + 1, (width - 1) // stride + 1)
-        outs = []
-        for isa in (host_isa("avx2"), host_isa()):
-            out = np.full(shape, np.nan, np.float32)
-            depthwise_ir.depthwise_ir_planes(0, 5, x, readonly(w), readonly(b), out, out, clamp, flags,  # as run
-                                             depthwise_ir.kernel_addresses(stride, isa, ksize), stride)
-            outs.append(out)
+        outs = ir_depthwise_in_both_families(x, w, b, stride, clamp, flags)
         np.testing.assert_array_equal(outs[0], outs[1])
         expected = naive_conv(x.astype(np.float64), w.reshape(5, 1, ksize, ksize).astype(np.float64),
                               b.astype(np.float64), (stride, stride), (ksize // 2,) * 4, (1, 1), 5)

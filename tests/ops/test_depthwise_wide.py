@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from runtime.kernels import depthwise_ir
 from runtime.kernels.conv_epilogue import check_epilogue
 from runtime.kernels.nn_conv import _conv_depthwise, _conv_geometry, conv_nd, plane_kernel
-from tests.helpers.conv import naive_conv
+from tests.helpers.conv import ir_depthwise_in_both_families, naive_conv
 
 
 def _numba_kernels(x, w, b, stride, residual, clamp):
@@ -165,22 +165,13 @@ def test_every_width_up_to_several_blocks_reads_only_its_rows(ksize, stride):
     that read one column past its row would add the next row's first
     value: the naive convolution says so; both families give the same
     bits, and 5x5 and 7x7 the Numba kernels' bits."""
-    from runtime.gemm.family import host_isa
-    from runtime.jit import readonly
-
     rng = np.random.default_rng(ksize * 10 + stride)
     pad, clamp, flags = ksize // 2, np.array([-np.inf, np.inf], np.float32), np.array([False, False])
     for width in range(1, 73):
         x = rng.standard_normal((1, 2, 5, width)).astype(np.float32) + 4.0  # no read past a row sums to nothing
         w = rng.standard_normal((2, ksize, ksize)).astype(np.float32)
         b = rng.standard_normal(2).astype(np.float32)
-        shape = (1, 2, (5 - 1) // stride + 1, (width - 1) // stride + 1)
-        outs = []
-        for isa in (host_isa("avx2"), host_isa()):
-            out = np.full(shape, np.nan, np.float32)
-            depthwise_ir.depthwise_ir_planes(0, 2, x, readonly(w), readonly(b), out, out, clamp, flags,
-                                             depthwise_ir.kernel_addresses(stride, isa, ksize), stride)
-            outs.append(out)
+        outs = ir_depthwise_in_both_families(x, w, b, stride, clamp, flags)
         expected = naive_conv(x.astype(np.float64), w.reshape(2, 1, ksize, ksize).astype(np.float64),
                               b.astype(np.float64), (stride, stride), (pad,) * 4, (1, 1), 2)
         np.testing.assert_allclose(outs[0], expected, rtol=1e-5, atol=1e-4, err_msg=f"width {width}")
