@@ -238,7 +238,7 @@ def _block(v: int, stride: int, rows: int, q: str, b: str, masked: bool, ksize: 
                   f"  %yoff{o} = mul i64 %yrow{o}, %ow",
                   f"  %yo{o} = add i64 %yoff{o}, %{q}ox",
                   f"  %py{o} = getelementptr float, ptr %y, i64 %yo{o}"]
-    if not masked:
+    if not masked:  # a block inside its input rows ends inside its output rows
         return lines + [f"  store <{v} x float> %out{b}{r}, ptr %py{b}{r}, align 4" for r in range(rows)], f"{b}.body"
     for r in range(rows):
         lines += _store_row(v, f"{b}{r}", f"%{q}whole", f"%{b}keep")
