@@ -46,8 +46,8 @@ a copy of it between zero margins, one thread: 1.1x (14x14 to 56x56) to
 1.4x (7x7, 112x112) faster; on two threads in MobileNetV2's schedule, where
 the input comes from the other core too, its 14x14 and 7x7 layers take
 25-30% less time (26-31 -> 19-23 us, 31 -> 21 us). Planes at most 8
-outputs wide take a kernel of 8 lanes, wider ones the family's register
-width (:data:`LANES`).
+outputs wide take a kernel of 8 lanes, at most 16 one of 16, wider ones
+the family's register width (:data:`LANES`).
 
 5x5 and 7x7 kernels (:data:`SIZES`): the same loops with S taps a row and
 pads of S // 2, but each output's sum is one chain of fused multiply-adds
@@ -285,7 +285,8 @@ def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], ex
     else:
         lines.append(f"  br label %{q}m.body")
     ends = []
-    for b, masked in ((f"{q}p", False), (f"{q}m", True))[0 if inner else 1:]:
+    bodies = [(f"{q}p", False), (f"{q}m", True)] if inner else [(f"{q}m", True)]
+    for b, masked in bodies:
         body, end = _block(v, stride, rows, q, b, masked, ksize)
         lines += [f"{b}.body:", *body, f"  br label %{q}next"]
         ends.append((b, end))
