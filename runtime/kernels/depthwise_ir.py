@@ -19,33 +19,38 @@ from runtime.gemm.family import Isa, host_isa
 from runtime.gemm.microkernel import compile_module
 from runtime.jit import flat_view, jit
 from runtime.kernels.conv_epilogue import finish_row, gate_run
-from runtime.kernels.depthwise_text import FLAT, LANES, SIZES, STRIDES, kernel_names, module_ir
+from runtime.kernels.depthwise_text import FLAT, LANES, SIZES, STRIDES, kernel_names, lane_masks, module_ir
 from runtime.kernels.nn_depthwise_3x3 import pass_clamp
 from runtime.parallel import drives
 from runtime.pool_protocol import team_enter, team_leave, team_next
 from runtime.unlinked import call_unlinked
 
 __all__ = ["FLAT", "LANES", "SIZES", "STRIDES", "TABLE", "depthwise_ir_planes", "depthwise_ir_run", "flat_masks",
-           "kernel_addresses", "kernel_names", "module_ir", "plane_scratch", "tables"]
+           "kernel_addresses", "kernel_names", "lane_masks", "module_ir", "plane_scratch", "tables"]
 
 
 @jit
-def flat_masks(h, w, ksize):
+def flat_masks(h, w, ksize, lanes):
     """The lanes of :func:`flat_ir`'s loads for an ``h`` x ``w`` plane of
     at most :data:`FLAT` outputs (stride 1, pads of ``ksize // 2``): per tap
-    (kh, kw), bit ``q`` set where output ``q`` reads inside the plane at
-    (oy + kh - pad, ox + kw - pad); then the outputs of the plane. Made once
-    per call of the planes' loop."""
+    (kh, kw), the outputs ``q`` that read inside the plane at (oy + kh -
+    pad, ox + kw - pad); then the outputs of the plane. With ``lanes``
+    (the kernel family's layout: depthwise_text.lane_masks), :data:`FLAT`
+    int32 a tap, -1 for such an output and 0 for the others; else one
+    int32 a tap, bit ``q`` set for such an output. Made once per call of
+    the planes' loop."""
     taps, pad = ksize * ksize, ksize // 2
-    masks = np.zeros(taps + 1, np.uint16)
+    width = FLAT if lanes else 1
+    masks = np.zeros((taps + 1) * width, np.int32)
     for q in range(min(h * w, FLAT)):
         oy, ox = q // w, q % w
-        bit = np.uint16(1 << q)
-        masks[taps] |= bit
-        for t in range(taps):
+        for t in range(taps + 1):
             y, x = oy + t // ksize - pad, ox + t % ksize - pad
-            if 0 <= y < h and 0 <= x < w:
-                masks[t] |= bit
+            if t == taps or (0 <= y < h and 0 <= x < w):
+                if lanes:
+                    masks[t * FLAT + q] = -1
+                else:
+                    masks[t] |= np.int32(1 << q)
     return masks
 
 
@@ -56,17 +61,21 @@ def tables(addresses: np.ndarray, ksize: int, isa: Isa) -> dict[int, np.ndarray]
     wide = LANES.index(isa.vw) if isa.vw in LANES else n - 1
     inner = len(strides) * n
     return {s: np.array([*addresses[i * n:(i + 1) * n], addresses[inner + i * n + wide],
-                         addresses[-1] if s == 1 else 0], np.int64) for i, s in enumerate(strides)}
+                         addresses[-1] if s == 1 else 0, int(lane_masks(isa))], np.int64)
+            for i, s in enumerate(strides)}
 
 
 _compiled: dict[tuple, tuple] = {}
 _lock = threading.Lock()
 
 
-TABLE = len(LANES) + 2
+TABLE = len(LANES) + 3
 """Entries of a kernel table (:func:`kernel_addresses`)."""
-FLAT_ENTRY = TABLE - 1
+FLAT_ENTRY = TABLE - 2
 """The flat kernel's entry of a kernel table (0 where there is none)."""
+LANES_ENTRY = TABLE - 1
+"""The entry of a kernel table saying how its flat kernel reads its masks:
+1 one int32 a lane, 0 one a tap (:func:`flat_masks`)."""
 
 
 def kernel_addresses(stride: int, isa: Isa | None = None, ksize: int = 3) -> np.ndarray:
@@ -75,7 +84,8 @@ def kernel_addresses(stride: int, isa: Isa | None = None, ksize: int = 3) -> np.
     row kernels with masked loads in the order of :data:`LANES` (planes
     whose rows fit one vector), the row kernel of wider planes (plain loads
     inside the rows; vectors of the family's register width, ``isa.vw``),
-    then the flat kernel at stride 1 (0 at stride 2); each size's module
+    then the flat kernel at stride 1 (0 at stride 2) and its masks' layout
+    (:data:`LANES_ENTRY`); each size's module
     compiled (or loaded from the kernel cache) on first use, kept for the
     process."""
     if stride not in SIZES.get(ksize, ()):
@@ -85,7 +95,7 @@ def kernel_addresses(stride: int, isa: Isa | None = None, ksize: int = 3) -> np.
     with _lock:
         if (isa, ksize) not in _compiled:
             name = f"depthwise-{isa.name}" if ksize == 3 else f"depthwise{ksize}-{isa.name}"
-            engine, addresses = compile_module(name, module_ir(ksize), kernel_names(ksize), isa)
+            engine, addresses = compile_module(name, module_ir(ksize, lane_masks(isa)), kernel_names(ksize), isa)
             _compiled[isa, ksize] = (engine, tables(addresses, ksize, isa))
         return _compiled[isa, ksize][1][stride]
 
@@ -107,7 +117,7 @@ def _call_plane(typingctx, address, x, h, w, y, oh, ow, wt, bias, lo, hi, zeros)
     return sig, codegen
 
 
-_NO_MASKS = np.zeros(0, np.uint16)
+_NO_MASKS = np.zeros(0, np.int32)
 
 
 @jit
@@ -138,7 +148,7 @@ def plane_scratch(height, width, ks, stride, kernels):
     690 ns of a 1.6-3 us chunk, Zen 4), the per-step path on each call."""
     zeros = np.zeros(width + 2 * (ks // 2), np.float32)
     if _takes_flat(kernels, stride, (height - 1) // stride + 1, (width - 1) // stride + 1):
-        return zeros, flat_masks(height, width, ks)
+        return zeros, flat_masks(height, width, ks, kernels[LANES_ENTRY] != 0)
     return zeros, _NO_MASKS
 
 
@@ -147,7 +157,7 @@ def _takes_flat(kernels, stride, out_h, out_w):
     """Whether output planes of ``out_h`` x ``out_w`` take the flat kernel
     (stride 1, rows of at most ``LANES[0]``, at most :data:`FLAT` outputs,
     where ``kernels`` has one)."""
-    return (kernels.shape[0] > FLAT_ENTRY and kernels[FLAT_ENTRY] != 0 and stride == 1 and out_w <= LANES[0]
+    return (kernels.shape[0] > LANES_ENTRY and kernels[FLAT_ENTRY] != 0 and stride == 1 and out_w <= LANES[0]
             and out_h * out_w <= FLAT)
 
 

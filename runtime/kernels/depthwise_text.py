@@ -64,6 +64,8 @@ alone. runtime.kernels.depthwise_ir compiles it and runs it.
 """
 from __future__ import annotations
 
+from runtime.gemm.family import Isa
+
 LANES = (8, 16)
 """Output columns per vector of the kernels, narrowest first. A plane whose
 rows fit in one vector takes the narrowest kernel that holds them, every
@@ -411,17 +413,30 @@ def plane_ir(v: int, stride: int, ksize: int = 3, inner: bool = False) -> str:
 
 
 FLAT = 16
-"""Outputs per vector of the flat kernels (:func:`flat_ir`): a tap's mask
-is one uint16 (runtime.kernels.depthwise_ir.flat_masks)."""
+"""Outputs per vector of the flat kernels (:func:`flat_ir`)."""
 
 
-def flat_ir(ksize: int) -> str:
+def lane_masks(isa: Isa) -> bool:
+    """Whether ``isa``'s flat kernels read their masks as one int32 a lane
+    (a vector compared with zero), not as one int32 a tap holding a bit per
+    lane (runtime.kernels.depthwise_ir.flat_masks): for AVX2, which has no
+    mask registers, where LLVM turned each 16-bit mask into a vector lane
+    by lane (16 shifts, ands and byte inserts a tap: 760 instructions in
+    the 3 x 3 kernel, 150 with vectors). AVX-512 moves the bits into a mask
+    register in one instruction, and there vectors took 4-10 % more time
+    (in-process A/B, one thread, Zen 4: AVX2 code, 960 planes of 3 x 3,
+    92 -> 26 us; AVX-512 13.1 -> 14.3 with vectors)."""
+    return isa.name == "avx2"
+
+
+def flat_ir(ksize: int, lanes: bool = False) -> str:
     """The flat kernel of ``ksize`` (stride 1) for a plane of at most
     :data:`FLAT` outputs, whatever its rows' width: the plane's outputs as
     one vector. Tap (kh, kw) is one masked load from element ``(kh - pad) w
     + kw - pad`` of the plane, its lanes those ``%masks`` gives
     (runtime.kernels.depthwise_ir.flat_masks: outputs whose tap lies
-    inside the plane); the sums, clamp and store as the row kernels', so
+    inside the plane; one int32 a lane with ``lanes``, else one a tap, its
+    low :data:`FLAT` bits the lanes: :func:`lane_masks`); the sums, clamp and store as the row kernels', so
     the same bits. runtime.kernels.depthwise_ir.depthwise_ir_planes takes
     it for such planes in rows of at most ``LANES[0]``, where the row
     kernel loads each tap once per output row (a 3 x 3 plane: three loads
@@ -440,9 +455,15 @@ def flat_ir(ksize: int) -> str:
     lines += _splats(v, taps)
     rows = []
     for t in range(taps + 1):  # each tap's lanes, then the outputs inside the plane
-        lines += [f"  %mp{t} = getelementptr i{v}, ptr %masks, i64 {t}",
-                  f"  %mi{t} = load i{v}, ptr %mp{t}, align {v // 8}",
-                  f"  %mk{t} = bitcast i{v} %mi{t} to <{v} x i1>"]
+        if lanes:
+            lines += [f"  %mp{t} = getelementptr <{v} x i32>, ptr %masks, i64 {t}",
+                      f"  %mi{t} = load <{v} x i32>, ptr %mp{t}, align 4",
+                      f"  %mk{t} = icmp slt <{v} x i32> %mi{t}, zeroinitializer"]
+        else:
+            lines += [f"  %mp{t} = getelementptr i32, ptr %masks, i64 {t}",
+                      f"  %mw{t} = load i32, ptr %mp{t}, align 4",
+                      f"  %mi{t} = trunc i32 %mw{t} to i{v}",
+                      f"  %mk{t} = bitcast i{v} %mi{t} to <{v} x i1>"]
     for t in range(taps):
         kh, kw = divmod(t, ksize)
         if kw == 0:
@@ -460,8 +481,23 @@ def flat_ir(ksize: int) -> str:
               "plain:",
               f"  store {vec} %outf0, ptr %y, align 4",
               "  ret void",
-              "masked:",
-              f"  call void @llvm.masked.store.v{v}f32.p0({vec} %outf0, ptr %y, i32 4, <{v} x i1> %mk{taps})",
+              "masked:"]
+    if lanes:  # a plain store of the first half where the plane fills it (AMD microcodes vmaskmovps stores)
+        h = v // 2
+        first, second = (", ".join(f"i32 {i}" for i in range(a, a + h)) for a in (0, h))
+        lines += [f"  %half = icmp sge i64 %plane, {h}",
+                  "  br i1 %half, label %halves, label %whole.masked",
+                  "halves:",
+                  f"  %out.lo = shufflevector {vec} %outf0, {vec} poison, <{h} x i32> <{first}>",
+                  f"  %out.hi = shufflevector {vec} %outf0, {vec} poison, <{h} x i32> <{second}>",
+                  f"  %mk.hi = shufflevector <{v} x i1> %mk{taps}, <{v} x i1> poison, <{h} x i32> <{second}>",
+                  f"  store <{h} x float> %out.lo, ptr %y, align 4",
+                  f"  %y.hi = getelementptr float, ptr %y, i64 {h}",
+                  f"  call void @llvm.masked.store.v{h}f32.p0(<{h} x float> %out.hi, ptr %y.hi, i32 4, "
+                  f"<{h} x i1> %mk.hi)",
+                  "  ret void",
+                  "whole.masked:"]
+    lines += [f"  call void @llvm.masked.store.v{v}f32.p0({vec} %outf0, ptr %y, i32 4, <{v} x i1> %mk{taps})",
               "  ret void", "}"]
     return "\n".join(lines)
 
@@ -470,16 +506,17 @@ def _flat_name(ksize: int) -> str:
     return f"tessera_dw{ksize}x{ksize}flat_{FLAT}"
 
 
-def module_ir(ksize: int = 3) -> str:
+def module_ir(ksize: int = 3, lanes: bool = False) -> str:
     """Every kernel of ``ksize`` (:func:`kernel_names`), with the intrinsics
-    they declare."""
+    they declare; the flat kernel reading masks of a lane each with
+    ``lanes`` (:func:`lane_masks`)."""
     parts = [f"; Tessera {ksize}x{ksize} depthwise plane kernels"]
     for n in sorted({*LANES, *(2 * v for v in LANES)}):
         parts += [f"declare <{n} x float> @llvm.masked.load.v{n}f32.p0(ptr, i32, <{n} x i1>, <{n} x float>)",
                   f"declare void @llvm.masked.store.v{n}f32.p0(<{n} x float>, ptr, i32, <{n} x i1>)",
                   f"declare <{n} x float> @llvm.fma.v{n}f32(<{n} x float>, <{n} x float>, <{n} x float>)"]
     return "\n".join(parts + [plane_ir(v, stride, ksize, inner) for inner in (False, True)
-                              for stride in SIZES[ksize] for v in LANES] + [flat_ir(ksize)])
+                              for stride in SIZES[ksize] for v in LANES] + [flat_ir(ksize, lanes)])
 
 
 def kernel_names(ksize: int = 3) -> list[str]:

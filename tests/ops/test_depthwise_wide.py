@@ -134,9 +134,10 @@ def test_flat_kernels_give_the_row_kernels_bits(ksize):
     clamp = np.array([-1.0, 1.5], np.float32)
     for isa in {host_isa("avx2"), host_isa()}:
         table = depthwise_ir.kernel_addresses(1, isa, ksize)
-        assert table.shape == (depthwise_ir.TABLE,) and table[-1] != 0
+        assert table.shape == (depthwise_ir.TABLE,) and table[depthwise_ir.FLAT_ENTRY] != 0
+        assert table[depthwise_ir.LANES_ENTRY] == (isa.name == "avx2")  # masks of a lane each, a bit each
         rows_only = table.copy()
-        rows_only[-1] = 0
+        rows_only[depthwise_ir.FLAT_ENTRY] = 0
         for height, width in ((h, w) for h in range(1, depthwise_ir.FLAT + 1) for w in range(1, 9)
                               if h * w <= depthwise_ir.FLAT):
             x = rng.standard_normal((1, chans, height, width)).astype(np.float32)
