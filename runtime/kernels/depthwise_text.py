@@ -379,15 +379,22 @@ def _sums(v: int, q: str, r: int, stride: int, taps: list, ksize: int) -> list[s
     return [line for kh in range(ksize) for line in _row_terms(v, q, r, kh, taps[stride * r + kh], ksize)]
 
 
-ROWS = {1: 4, 2: 1}
+ROWS = {1: 4, 2: 2}
 """Output rows a trip of a plane kernel's main loop computes, by stride,
 loading the input rows they share once (the last rows take a loop of
 one). At stride 1, four rows read six input rows, 18 loads where one row at
 a time made 36: one thread, 144 x 56 x 56 17.2 -> 11.9 cycles per 16
 outputs, 192 x 28 x 28 17.8 -> 11.7, 384 x 14 x 14 18.6 -> 14.5;
 MobileNetV2's float run 3.4% faster (in-process A/B on two threads,
-Sapphire Rapids), the same bits. At stride 2, two rows a trip gained
-nothing measurable."""
+Sapphire Rapids), the same bits. At stride 2, two rows share one input row
+of three (3x3) or three of seven (5x5), and two rows are twice the
+independent chains: a 5x5 output's sum is one chain of 25 fused
+multiply-adds, so one row a trip waited on their latency. In-process A/B
+of one row against two, one thread, Zen 4 (s2rows2 in issue 57's notes):
+AVX-512 code, PP-LCNet's 5x5 layers 256 x 14 x 14 45-49 -> 37-42 us, 128
+x 28 x 28 72-86 -> 58-69, MobileNetV2's 3x3 ones 7-8 % less; AVX2 code
+5x5 6-8 % less, 3x3 as before (491 us both). Four rows gained 7x7 more
+and cost 3x3 on 112 x 112 planes 10 %."""
 
 
 def plane_ir(v: int, stride: int, ksize: int = 3, inner: bool = False) -> str:
