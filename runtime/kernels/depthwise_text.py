@@ -26,7 +26,7 @@ at a time. A block whose columns all lie inside the row takes plain loads
 and stores; the others (a plane's first and last blocks) masked loads
 (columns outside the plane read as zeros, never touched) and plain stores,
 masked only where a block passes its row's end and its lanes could not
-spill onto later rows of the plane (:func:`_store_row`: AMD microcodes
+spill onto later rows of the plane (:func:`_plain_store`: AMD microcodes
 masked stores; 14x14 planes, one thread, Zen 3: 62-66 -> 46 us for 256 of
 them):
 
@@ -242,9 +242,7 @@ def _block(v: int, stride: int, rows: int, q: str, b: str, masked: bool, ksize: 
                   f"  %py{o} = getelementptr float, ptr %y, i64 %yo{o}"]
     if not masked:  # a block inside its input rows ends inside its output rows
         return lines + [f"  store <{v} x float> %out{b}{r}, ptr %py{b}{r}, align 4" for r in range(rows)], f"{b}.body"
-    for r in range(rows):
-        lines += _store_row(v, f"{b}{r}", f"%{q}whole", f"%{b}keep")
-    return lines, f"{b}{rows - 1}.stored"
+    return lines + _stores(v, b, rows, f"%{q}whole", f"%{b}keep", ksize > 3), f"{b}.stored"
 
 
 def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], exit_label: str,
@@ -316,29 +314,60 @@ def _clamp(v: int, o: str) -> list[str]:
             f"  %out{o} = select <{v} x i1> %le{o}, {vec} %up{o}, {vec} %hiv"]
 
 
-def _store_row(v: int, o: str, whole: str, keep: str) -> list[str]:
-    """Store output row ``o``'s block ``%out{o}`` at ``%py{o}`` (element
-    ``%yo{o}`` of the plane): a plain store where the block lies inside its
-    row (``whole``), or where rows are one block (``%narrow``) and the
-    vector ends inside the plane: its lanes past the row's end fall on the
-    next rows' first outputs, which are stored after it (rows go in order),
-    so they end right. Else a masked store (``keep``), which AMD's Zen
-    cores microcode: one a ~15 cycles on Zen 3, against two plain stores a
-    cycle, and one or two a row made 14-wide planes store-bound there.
-    The block ends at label ``{o}.stored``."""
-    vec = f"<{v} x float>"
+def _plain_store(v: int, o: str, whole: str) -> list[str]:
+    """``%plain{o}``: whether output row ``o``'s block ``%out{o}`` at
+    ``%py{o}`` (element ``%yo{o}`` of the plane) may be stored whole: where
+    the block lies inside its row (``whole``), or where rows are one block
+    (``%narrow``) and the vector ends inside the plane: its lanes past the
+    row's end fall on the next rows' first outputs, which are stored after
+    it (rows go in order), so they end right. Else it takes a masked store,
+    which AMD's Zen cores microcode: one a ~15 cycles on Zen 3, against two
+    plain stores a cycle, and one or two a row made 14-wide planes
+    store-bound there."""
     return [f"  %end{o} = add i64 %yo{o}, {v}",
             f"  %inplane{o} = icmp sle i64 %end{o}, %plane",
             f"  %spill{o} = and i1 %narrow, %inplane{o}",
-            f"  %plain{o} = or i1 {whole}, %spill{o}",
-            f"  br i1 %plain{o}, label %{o}.plain, label %{o}.masked",
-            f"{o}.plain:",
-            f"  store {vec} %out{o}, ptr %py{o}, align 4",
-            f"  br label %{o}.stored",
-            f"{o}.masked:",
-            f"  call void @llvm.masked.store.v{v}f32.p0({vec} %out{o}, ptr %py{o}, i32 4, <{v} x i1> {keep})",
-            f"  br label %{o}.stored",
-            f"{o}.stored:"]
+            f"  %plain{o} = or i1 {whole}, %spill{o}"]
+
+
+def _stores(v: int, b: str, rows: int, whole: str, keep: str, together: bool) -> list[str]:
+    """Store the ``rows`` output rows' blocks of a masked block ``b``
+    (:func:`_plain_store`, masked with ``keep`` where not whole), ending at
+    label ``{b}.stored``: each row by a branch of its own, or, ``together``,
+    one branch first for the blocks whose rows all store whole (all but a
+    plane's last rows). With a branch a row, LLVM sinks each row's sum below
+    the branches before it (its only use is past them), so the rows' sums
+    are computed one after another: for 3x3 kernels (three chains of three
+    a row) that keeps few values live (together, 3-23 % more time on Zen 4
+    for MobileNetV2's layers); for larger ones (one chain of 25 or 49
+    multiply-adds a row) it serialised independent chains. Together,
+    in-process A/B, one thread, Zen 4: 5x5 256 x 14 x 14 (PP-LCNet's) AVX-512
+    code 55-58 -> 47 us, AVX2 code 105 -> 73; 64 x 28 x 28 46 -> 37.5 and 77
+    -> 69; at stride 2 128 x 28 x 28 57 -> 54 and 103 -> 77; 7x7 256 x 14 x
+    14 130 -> 89 and 186 -> 130."""
+    vec = f"<{v} x float>"
+    lines = []
+    if together:
+        lines += [line for r in range(rows) for line in _plain_store(v, f"{b}{r}", whole)]
+        lines.append(f"  %{b}all0 = and i1 true, %plain{b}0")
+        lines += [f"  %{b}all{r} = and i1 %{b}all{r - 1}, %plain{b}{r}" for r in range(1, rows)]
+        lines += [f"  br i1 %{b}all{rows - 1}, label %{b}.whole, label %{b}.rows",
+                  f"{b}.whole:",
+                  *(f"  store {vec} %out{b}{r}, ptr %py{b}{r}, align 4" for r in range(rows)),
+                  f"  br label %{b}.stored",
+                  f"{b}.rows:"]
+    for r in range(rows):
+        o, after = f"{b}{r}", f"{b}{r}.stored" if r + 1 < rows else f"{b}.stored"
+        lines += [*([] if together else _plain_store(v, o, whole)),
+                  f"  br i1 %plain{o}, label %{o}.plain, label %{o}.masked",
+                  f"{o}.plain:",
+                  f"  store {vec} %out{o}, ptr %py{o}, align 4",
+                  f"  br label %{after}",
+                  f"{o}.masked:",
+                  f"  call void @llvm.masked.store.v{v}f32.p0({vec} %out{o}, ptr %py{o}, i32 4, <{v} x i1> {keep})",
+                  f"  br label %{after}",
+                  f"{after}:"]
+    return lines
 
 
 def _row_terms(v: int, q: str, r: int, kh: int, row: list, ksize: int) -> list[str]:
