@@ -461,7 +461,8 @@ def lane_masks(isa: Isa) -> bool:
     the 3 x 3 kernel, 150 with vectors). AVX-512 moves the bits into a mask
     register in one instruction, and there vectors took 4-10 % more time
     (in-process A/B, one thread, Zen 4: AVX2 code, 960 planes of 3 x 3,
-    92 -> 26 us; AVX-512 13.1 -> 14.3 with vectors)."""
+    67 -> 18.5 us, 16 with the first half stored plainly; AVX-512 13.1 ->
+    14.3 with vectors)."""
     return isa.name == "avx2"
 
 
@@ -472,12 +473,16 @@ def flat_ir(ksize: int, lanes: bool = False) -> str:
     + kw - pad`` of the plane, its lanes those ``%masks`` gives
     (runtime.kernels.depthwise_ir.flat_masks: outputs whose tap lies
     inside the plane; one int32 a lane with ``lanes``, else one a tap, its
-    low :data:`FLAT` bits the lanes: :func:`lane_masks`); the sums, clamp and store as the row kernels', so
-    the same bits. runtime.kernels.depthwise_ir.depthwise_ir_planes takes
-    it for such planes in rows of at most ``LANES[0]``, where the row
-    kernel loads each tap once per output row (a 3 x 3 plane: three loads
-    of 8 lanes, three used, where this makes one): MobileNetV2 at 96 x 96, 960 channels of 3 x 3, two threads, Zen
-    4: 13.2-14.5 -> 8.7-9.8 us a layer (in-process A/B). Over larger
+    low :data:`FLAT` bits the lanes: :func:`lane_masks`); the sums and
+    clamp as the row kernels', so the same bits; the store plain where the
+    plane fills the vector, else masked (with ``lanes``, its first half
+    plain where the plane fills that).
+    runtime.kernels.depthwise_ir.depthwise_ir_planes takes it for such
+    planes in rows of at most ``LANES[0]``, where the row kernel loads each
+    tap once per output row (a 3 x 3 plane: three loads of 8 lanes, three
+    used, where this makes one): MobileNetV2 at 96 x 96, 960 channels of 3
+    x 3, two threads, Zen 4: 13.2-14.5 -> 8.7-9.8 us a layer (in-process
+    A/B). Over larger
     planes, a vector at a time, it gained no more than it lost: it loads a
     mask per tap and vector for every plane, where the row kernel's rows
     share their input rows' loads (6 x 6, 384 channels: 10.9-13.4 against
