@@ -46,10 +46,7 @@ def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[
     same IR for the same target (runtime.jit's object cache: about a second
     saved per process); return the engine (it owns the code) and the
     addresses of ``symbols``, in order."""
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    machine = llvm.Target.from_default_triple().create_target_machine(
-        cpu=isa.cpu, features=isa.features, opt=3, codemodel="jitdefault")
+    machine = _machine(isa)
     inputs = "\n".join([text, machine.triple, isa.cpu, isa.features, ".".join(map(str, llvm.llvm_version_info))])
     cached = load_object_code(name, inputs)
     if cached is not None:
@@ -60,11 +57,7 @@ def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[
         if addresses.all():
             COMPILED.update((address, f"{name}:{symbol}") for symbol, address in zip(symbols, addresses.tolist()))
             return engine, addresses
-    module = llvm.parse_assembly(text)
-    module.verify()
-    builder = llvm.create_pass_builder(machine, llvm.PipelineTuningOptions(speed_level=3))
-    builder.getModulePassManager().run(module, builder)
-    engine = llvm.create_mcjit_compiler(module, machine)
+    engine = llvm.create_mcjit_compiler(_optimized(text, machine), machine)
     compiled = []
     engine.set_object_cache(lambda _module, data: compiled.append(bytes(data)))
     engine.finalize_object()
@@ -75,6 +68,31 @@ def compile_module(name: str, text: str, symbols: list[str], isa: Isa) -> tuple[
         store_object_code(name, inputs, compiled[0])
     COMPILED.update((address, f"{name}:{symbol}") for symbol, address in zip(symbols, addresses.tolist()))
     return engine, addresses
+
+
+def _machine(isa: Isa):
+    """LLVM's target machine for ``isa``'s CPU and features."""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm.Target.from_default_triple().create_target_machine(cpu=isa.cpu, features=isa.features, opt=3,
+                                                                   codemodel="jitdefault")
+
+
+def _optimized(text: str, machine):
+    """The module of the IR ``text``, verified and optimised for ``machine``."""
+    module = llvm.parse_assembly(text)
+    module.verify()
+    builder = llvm.create_pass_builder(machine, llvm.PipelineTuningOptions(speed_level=3))
+    builder.getModulePassManager().run(module, builder)
+    return module
+
+
+def assembly(text: str, isa: Isa) -> str:
+    """The assembly :func:`compile_module` makes of the IR ``text`` for
+    ``isa`` (compiled only: any x86 host can), to read what a kernel family
+    gets (the tests check some of it)."""
+    machine = _machine(isa)
+    return machine.emit_assembly(_optimized(text, machine))
 
 
 def _addresses(engine, symbols: list[str]) -> np.ndarray:

@@ -40,18 +40,24 @@ def flat_masks(h, w, ksize, lanes):
     int32 a tap, bit ``q`` set for such an output. Made once per call of
     the planes' loop."""
     taps, pad = ksize * ksize, ksize // 2
-    width = FLAT if lanes else 1
-    masks = np.zeros((taps + 1) * width, np.int32)
+    masks = np.zeros((taps + 1) * (FLAT if lanes else 1), np.int32)
     for q in range(min(h * w, FLAT)):
         oy, ox = q // w, q % w
-        for t in range(taps + 1):
+        _mark(masks, taps, q, lanes)
+        for t in range(taps):
             y, x = oy + t // ksize - pad, ox + t % ksize - pad
-            if t == taps or (0 <= y < h and 0 <= x < w):
-                if lanes:
-                    masks[t * FLAT + q] = -1
-                else:
-                    masks[t] |= np.int32(1 << q)
+            if 0 <= y < h and 0 <= x < w:
+                _mark(masks, t, q, lanes)
     return masks
+
+
+@jit(inline="always")
+def _mark(masks, t, q, lanes):
+    """Output ``q`` in row ``t`` of :func:`flat_masks`' layout."""
+    if lanes:
+        masks[t * FLAT + q] = -1
+    else:
+        masks[t] |= np.int32(1 << q)
 
 
 def tables(addresses: np.ndarray, ksize: int, isa: Isa) -> dict[int, np.ndarray]:

@@ -349,9 +349,11 @@ def _stores(v: int, b: str, rows: int, whole: str, keep: str, together: bool) ->
     lines = []
     if together:
         lines += [line for r in range(rows) for line in _plain_store(v, f"{b}{r}", whole)]
-        lines.append(f"  %{b}all0 = and i1 true, %plain{b}0")
-        lines += [f"  %{b}all{r} = and i1 %{b}all{r - 1}, %plain{b}{r}" for r in range(1, rows)]
-        lines += [f"  br i1 %{b}all{rows - 1}, label %{b}.whole, label %{b}.rows",
+        whole_rows = f"%plain{b}0"
+        for r in range(1, rows):
+            lines.append(f"  %{b}all{r} = and i1 {whole_rows}, %plain{b}{r}")
+            whole_rows = f"%{b}all{r}"
+        lines += [f"  br i1 {whole_rows}, label %{b}.whole, label %{b}.rows",
                   f"{b}.whole:",
                   *(f"  store {vec} %out{b}{r}, ptr %py{b}{r}, align 4" for r in range(rows)),
                   f"  br label %{b}.stored",

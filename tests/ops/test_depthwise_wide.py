@@ -163,25 +163,18 @@ def test_avx2_flat_kernels_read_their_masks_as_vectors(ksize):
     the 3x3 kernel), so the AVX2 family's flat kernels read one int32 a
     lane (depthwise_text.lane_masks). Compiled as that family compiles
     them, they insert no lane; the bits would insert 16 a tap."""
-    import llvmlite.binding as llvm
-
     from runtime.gemm.family import host_isa
+    from runtime.gemm.microkernel import assembly
     from runtime.kernels import depthwise_text
 
     isa = host_isa("avx2")  # compiled only, not run: any x86 host can
     assert depthwise_text.lane_masks(isa)
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    machine = llvm.Target.from_default_triple().create_target_machine(cpu=isa.cpu, features=isa.features, opt=3)
     declarations = [line for line in depthwise_text.module_ir(ksize).splitlines() if line.startswith("declare")]
     inserts = {}
     for lanes in (True, False):
-        module = llvm.parse_assembly("\n".join([*declarations, depthwise_text.flat_ir(ksize, lanes)]))
-        module.verify()
-        builder = llvm.create_pass_builder(machine, llvm.PipelineTuningOptions(speed_level=3))
-        builder.getModulePassManager().run(module, builder)
+        asm = assembly("\n".join([*declarations, depthwise_text.flat_ir(ksize, lanes)]), isa)
         inserts[lanes] = sum(line.split()[0].startswith(("vpinsr", "vinsertps"))
-                             for line in machine.emit_assembly(module).splitlines() if line.startswith("\t"))
+                             for line in asm.splitlines() if line.startswith("\t"))
     assert inserts[True] == 0 and inserts[False] >= 8 * ksize * ksize, inserts
 
 

@@ -22,7 +22,7 @@ from runtime.gemm import family
 from runtime.gemm import pack as gemm_pack
 from runtime.gemm.family import host_isa
 from runtime.kernels import conv_weights, nn_prepared
-from runtime.kernels.depthwise_ir import depthwise_ir_planes
+from runtime.kernels.depthwise_ir import FLAT, depthwise_ir_planes, lane_masks
 from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.schedule import builder as schedule_builder
@@ -565,9 +565,6 @@ def test_a_scheduled_depthwise_takes_its_zeros_and_flat_masks_made_once_with_the
         for row in part.ops[part.ops[:, KIND] == DEPTHWISE]:
             rec = schedule.recs[row[REC]:]
             masks[int(rec[14])] = int(rec[31])  # output rows: mask count (0: the row kernels)
-    from runtime.gemm.family import host_isa
-    from runtime.kernels.depthwise_ir import FLAT, lane_masks
-
     taps = 10 * (FLAT if lane_masks(host_isa()) else 1)  # 9 taps and the plane's outputs: a lane or a tap a word
     assert masks[3] == taps and masks[6] == 0 and masks[48] == 0
     for key, value in per_step(program, feeds, monkeypatch).items():
