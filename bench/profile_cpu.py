@@ -101,11 +101,28 @@ def ort_profile(model, feeds, runs: int) -> tuple[float, list[tuple[str, tuple, 
     return total / count, [(name, signature, ms / count) for name, signature, ms in nodes.values()]
 
 
+NCHWC_BLOCK = 16
+"""Channels per block of onnxruntime's NCHWc layout (its widest: AVX-512's;
+AVX2's 8 divides it). Its convolutions in that layout report their channel
+counts padded up to whole blocks (MobileNetV2's 24-channel layers as 32:
+activation (1, 32, 56, 56), weight (32, 96, 1, 1)), so :func:`_signature`
+pads the channel dimensions it compares alike; counts under 8 (an image's 3
+channels, a depthwise weight's 1) stay, as onnxruntime keeps them."""
+
+
 def _signature(op: str, shapes) -> tuple:
     """What matches a step to an onnxruntime node: the kind of op and the
-    shapes of its first two inputs (the activation and the weight)."""
+    shapes of its first two inputs (the activation and the weight; a
+    product's activation alone), a convolution's channel counts padded as
+    onnxruntime's NCHWc layout pads them (:data:`NCHWC_BLOCK`)."""
     kind = "conv" if "Conv" in op else "gemm" if op in ("Gemm", "MatMul", "FusedGemm", "FusedMatMul") else op
-    return (kind, *(tuple(int(d) for d in shape) for shape in list(shapes)[:2]))
+    dims = [[int(d) for d in shape] for shape in list(shapes)[:2]]
+    if kind == "conv" and len(dims) == 2 and len(dims[0]) == len(dims[1]) == 4:
+        (x, w), pad = dims, lambda c: c if c < 8 else -(-c // NCHWC_BLOCK) * NCHWC_BLOCK
+        x[1], w[0], w[1] = pad(x[1]), pad(w[0]), pad(w[1])
+    elif kind == "gemm":
+        dims = dims[:1]  # onnxruntime lists a Gemm's prepacked weight as absent (its bias comes second)
+    return (kind, *(tuple(shape) for shape in dims))
 
 
 def compare(model, feeds, program, ours: dict[tuple[str, str], float], args) -> None:
