@@ -10,6 +10,15 @@ THREADS = os.environ.get("BENCH_THREADS", "2")
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TESSERA_NUM_THREADS"):
     os.environ.setdefault(_var, THREADS)
 
+BLAS_CORE = {"avx2": "Haswell", "avx512bw": "SkylakeX", "avx512vnni": "SkylakeX"}
+"""The kernels numpy's OpenBLAS (bench_gemm's reference) takes while the
+runtime runs another CPU's kernel family (``TESSERA_GEMM_ISA``, docs/runtime.md
+"Kernel families"): that CPU's, so that the GEMM is compared with a BLAS of
+the same instructions. On a Zen 4 OpenBLAS otherwise takes its AVX-512
+kernels. onnxruntime cannot be told so (MLAS reads the CPU's features itself)."""
+if os.environ.get("TESSERA_GEMM_ISA") in BLAS_CORE:
+    os.environ.setdefault("OPENBLAS_CORETYPE", BLAS_CORE[os.environ["TESSERA_GEMM_ISA"]])
+
 PAUSE_S = 0.5
 """Pause between timing one library and the other: OpenBLAS's and
 onnxruntime's idle threads spin for a while after a call and would slow the

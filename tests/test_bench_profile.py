@@ -14,8 +14,10 @@ BENCH = Path(__file__).parents[1] / "bench"
 
 @pytest.fixture()
 def signature(monkeypatch):
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TESSERA_NUM_THREADS"):
-        monkeypatch.setenv(var, os.environ.get(var, "1"))  # bench/timing sets defaults on import: undone after
+    defaults = dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TESSERA_NUM_THREADS"),
+                             "1")
+    for var, value in {**defaults, "OPENBLAS_CORETYPE": "Haswell"}.items():
+        monkeypatch.setenv(var, os.environ.get(var, value))  # bench/timing sets defaults on import: undone after
     monkeypatch.syspath_prepend(str(BENCH))
     spec = importlib.util.spec_from_file_location("bench_profile_cpu", BENCH / "profile_cpu.py")
     module = importlib.util.module_from_spec(spec)
