@@ -76,21 +76,14 @@ def main() -> None:
 def ort_plain_ms(model, feeds, runs: int) -> float:
     """onnxruntime's ms per run without its profiler, the median of
     ``runs`` after a warm-up: profiling adds to every node's time (MobileNetV2
-    at 96 x 96: 1.40 ms a run profiled, 0.86 plain), so the profiled per-node
+    at 96 x 96: 1.40 ms a run profiled, 0.88 plain), so the profiled per-node
     times are set beside ours with this figure for scale."""
     import onnxruntime as ort
 
-    from timing import ort_options
+    from timing import median_ms, ort_options
 
     session = ort.InferenceSession(model.SerializeToString(), ort_options(), providers=["CPUExecutionProvider"])
-    for _ in range(3):
-        session.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
+    return median_ms(lambda: session.run(None, feeds), runs)
 
 
 def ort_profile(model, feeds, runs: int) -> tuple[float, list[tuple[str, tuple, float]]]:
