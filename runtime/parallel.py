@@ -152,6 +152,10 @@ class _Pool:
         self.seq = 0
         self.spin_limit = _calibrated_spin_limit()
         self.load = cpu_load.LoadWatch(cpu_load.allowed_cpus(), workers)
+        self.waiting: _Phases | None = None
+        """A phased job running on its caller alone that the pool's threads
+        may join once it is free (:func:`_run_late`)."""
+        self.waiting_lock = threading.Lock()
         self.tids = [0] * workers
         self.asleep = [False] * workers
         self.steered = [False] * workers
@@ -193,10 +197,30 @@ class _Pool:
         release and no spinning while crowded (Zen 4, in-process rounds). A
         device run's jobs (runtime.sim.phased) keep theirs: they are short,
         the next one runs alone anyway, and letting go cost the FPGA plugin's
-        2 requests 0.95x (quartiles 0.82-1.09) as many images a second."""
+        2 requests 0.95x (quartiles 0.82-1.09) as many images a second. A
+        job the pool took late (:func:`_run_late`) lets them go too: it ran
+        alone beside another thread's job once already."""
         job = self.job
-        if isinstance(job, _Phases) and job.whole_run:
+        if isinstance(job, _Phases) and (job.whole_run or job.posted):
             job.team[P_YIELD] = 1
+
+    def post_waiting(self) -> None:
+        """After a job ends: hand the pool to the job waiting for it
+        (:func:`_run_late`), if no other user thread is inside a job now
+        and no call holds the pool. Its caller already runs its phases, so
+        the job is published here (``GO``), not by its driver."""
+        job = self.waiting
+        if job is None or self.state[CROWD] > 1 or not self.busy.acquire(blocking=False):
+            return
+        with self.waiting_lock:
+            if self.waiting is not job:  # it finished meanwhile
+                self.busy.release()
+                return
+            self.waiting = None
+            job.posted = True
+        job.team[P_EXPECTED] = 1 + self.workers
+        self.post(job)
+        self.state[GO] = self.seq
 
     def _steer(self) -> None:
         """Before sleeping pool threads are woken (``wake`` held, so that a
@@ -379,6 +403,8 @@ class _Phases:
         self.driver, self.pool, self.team, self.args = driver, pool, team, args
         self.whole_run = whole_run
         self.seq = 0
+        self.posted = False
+        """For a job run late (:func:`_run_late`): whether the pool took it."""
         self.error: BaseException | None = None
         team[P_EXPECTED] = 1 + pool.workers
         team[P_SPIN], team[P_JOIN_SPIN] = pool.spin_limit, max(1, int(pool.spin_limit * JOIN_SECONDS / SPIN_SECONDS))
@@ -391,14 +417,16 @@ class _Phases:
             self.error = self.error or exc
             self.team[P_FAILED] = 1
 
-    def run(self, pool: _Pool) -> None:
-        """The caller's part, publishing the job from inside its driver."""
+    def run(self, pool: _Pool, state: np.ndarray | None = None) -> None:
+        """The caller's part, publishing the job from inside its driver (in
+        ``state``: the pool's, or one of its own for a job run late)."""
         team = self.team
+        state = pool.state if state is None else state
         try:
-            at = self.driver(team, pool.state, CALLER, 0, *self.args)
+            at = self.driver(team, state, CALLER, 0, *self.args)
             while at != FINISHED and self.error is None:
                 time.sleep(0.00005)
-                at = self.driver(team, pool.state, RESUME, at, *self.args)
+                at = self.driver(team, state, RESUME, at, *self.args)
         except BaseException:
             team[P_FAILED] = 1
             raise
@@ -432,7 +460,8 @@ def stood_aside() -> int:
     return 0 if _pool is None else _pool.load.stood_aside
 
 
-def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool = False, chosen: bool = False) -> bool:
+def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool = False, chosen: bool = False,
+               late: bool = False) -> bool:
     """Run a phased job (:class:`_Phases`) of ``phases`` phases on all
     threads. On one thread, from a pool thread, while another call holds
     the pool, while the pool stands aside, or ``alone`` (no phase has work
@@ -446,7 +475,9 @@ def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool 
     job in progress all the same for the other user threads (another
     request's run beside it goes alone too: three busy threads on two
     cores made each job's last chunk wait). Whether the pool's threads
-    took part (False: the caller ran it alone)."""
+    ran it (False: the caller ran it alone, or ran it late). ``late``: where other user
+    threads' jobs or a call holding the pool send it alone, the pool's
+    threads join it once those end (:func:`_run_late`)."""
     team = np.zeros(P_PHASES + P_STRIDE * max(phases, 1), np.int64)
 
     def by_caller():
@@ -456,7 +487,7 @@ def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool 
     if alone or NUM_THREADS == 1 or getattr(_local, "worker", False):
         by_caller()
         return False
-    return _submit(lambda pool: _Phases(driver, pool, team, args, whole_run), by_caller, whole_run, chosen)
+    return _submit(lambda pool: _Phases(driver, pool, team, args, whole_run), by_caller, whole_run, chosen, late)
 
 
 def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
@@ -475,7 +506,7 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
             lambda: fn(0, n, *args))
 
 
-def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False) -> bool:
+def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late: bool = False) -> bool:
     """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller where
     ``chosen``, while the pool stands aside, another call holds it, or
     other user threads run jobs too (:class:`runtime.cpu_load.Callers`);
@@ -485,12 +516,16 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False) -> b
     callers = pool.callers
     crowded = callers.start(me, whole_run)
     try:
-        if crowded or chosen or pool.load.watch():  # other threads or processes hold the cores: the caller alone
+        if chosen or pool.load.watch():  # other processes hold the cores, or the caller chose to run alone
             if crowded:
                 pool.release()
             alone()
             return False
-        if not pool.busy.acquire(blocking=False):  # another call holds the pool
+        if crowded or not pool.busy.acquire(blocking=False):  # other user threads' jobs, or a call holding the pool
+            if crowded:
+                pool.release()
+            if late and pool.waiting is None:
+                return _run_late(pool, make_job(pool), alone)
             alone()
             return False
         try:
@@ -503,4 +538,46 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False) -> b
             pool.busy.release()
     finally:
         callers.stop(me, whole_run)
+        if pool.waiting is not None:
+            pool.post_waiting()
+
+
+_LATE_STATE = threading.local()
+
+
+def _run_late(pool: _Pool, job: _Phases, alone) -> bool:
+    """Run a phased job that other user threads' jobs (or a call holding
+    the pool) sent alone, on its caller, where the pool's threads can join
+    it as soon as those end (:meth:`_Pool.post_waiting`): a late pool
+    thread takes chunks from the phase the caller is in (the earlier ones
+    have none left). The caller's driver publishes nothing (a state array
+    of its own). For a simulated device program: the device runs one at a
+    time, and another inference request's thread ran its short float tail
+    (a CPU segment, 0.3 ms) just as the next program started, which then
+    ran alone to its end (ResNet-50's int8 program 27-31 ms against 17
+    on the pool; 8 % of the programs of the Inference Engine's FPGA plugin
+    with 2 requests, Zen 4). False: a run partly alone is no pooled run's
+    time (runtime.cpu_load.SplitWatch times neither way by it)."""
+    state = getattr(_LATE_STATE, "state", None)
+    if state is None:
+        state = _LATE_STATE.state = np.zeros(2 * LINE, np.int64)
+    job.team[P_EXPECTED] = 1
+    with pool.waiting_lock:
+        taken = pool.waiting is not None
+        if not taken:
+            pool.waiting = job
+    if taken:  # another thread's job took the place meanwhile: this one runs alone
+        alone()
+        return False
+    try:
+        job.run(pool, state)
+    finally:
+        with pool.waiting_lock:
+            posted = job.posted
+            if pool.waiting is job:
+                pool.waiting = None
+        if posted:
+            pool.job = None
+            pool.busy.release()
+    return False
 

@@ -238,7 +238,8 @@ class CardRun:
                     chosen: bool = False) -> tuple[int, bool]:
         """One stretch: its phases on the pool (runtime.sim.phased.run_card;
         on the caller alone where ``alone``, or by choice where ``chosen``:
-        runtime.parallel.run_phases), or, for a stretch of one segment, the
+        runtime.parallel.run_phases; sent alone by another thread's job, the
+        pool joins it once that ends: ``late``), or, for a stretch of one segment, the
         interpreter on ``span`` with no driver around it (a small model's
         whole run). Returns 0, or what
         failed (phased.BAD_PARAM, phased.STOPPED; ``ctl[FAILED_AT]`` where),
@@ -276,5 +277,6 @@ class CardRun:
                                                                           known[2]))
         self.ctl[phased.STATUS] = 0
         self.ctl[phased.SEQ] += 1
-        pooled = parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone, chosen=chosen)
+        pooled = parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone, chosen=chosen,
+                                     late=True)
         return int(self.ctl[phased.STATUS]), pooled

@@ -132,6 +132,48 @@ def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_
         assert (who[phases // 2:] != pool_protocol.WORKER).all(), who  # the caller (or it back after a short wait)
 
 
+@pytest.mark.parametrize("late", [True, False])
+@pytest.mark.parametrize("cause", ["crowd", "busy"])
+def test_a_late_job_sent_alone_takes_the_pool_once_the_other_job_ends(monkeypatch, late, cause):
+    """A device program that starts while another request's thread is inside
+    a job (``crowd``), or while another call holds the pool (``busy``), runs
+    alone at first; with ``late`` the pool thread joins it once that job ends
+    (the end of a job hands the pool over): it then runs the back of the
+    later phases, every chunk still once. Without, it never takes part."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    pool = parallel._get_pool()
+    other = -12345  # a user thread inside a job, as Callers counts them
+    phases, count = 40, 8
+    hits, who = np.zeros((phases, count), np.int64), np.full((phases, count), -1, np.int64)
+    if cause == "crowd":
+        pool.callers.start(other)
+    else:
+        pool.busy.acquire()
+    runner = threading.Thread(target=parallel.run_phases, args=(_phased, phases, hits, 200_000, -1, who),
+                              kwargs={"late": late})
+    runner.start()
+    try:
+        for _ in range(3000):
+            if (hits[:2] == 1).all():
+                break
+            time.sleep(0.001)
+        assert pool.waiting is not None if late else pool.waiting is None
+    finally:  # the other job ends, as _submit ends one
+        if cause == "crowd":
+            pool.callers.stop(other)
+        else:
+            pool.busy.release()
+        pool.post_waiting()
+        runner.join(60)
+    assert not runner.is_alive()
+    assert (hits == 1).all()
+    assert (who[:2] != pool_protocol.WORKER).all()  # alone while the other job ran
+    assert (who == pool_protocol.WORKER).any() == late, who
+    assert pool.waiting is None and pool.job is None
+    assert pool.busy.acquire(blocking=False)  # given back
+    pool.busy.release()
+
+
 def test_an_error_in_a_phase_reaches_the_caller_and_the_pool_goes_on(monkeypatch):
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     for fail_at in (0, 13, 26):
