@@ -509,8 +509,10 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
 def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late: bool = False) -> bool:
     """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller where
     ``chosen``, while the pool stands aside, another call holds it, or
-    other user threads run jobs too (:class:`runtime.cpu_load.Callers`);
-    whether on the pool."""
+    other user threads run jobs too (:class:`runtime.cpu_load.Callers`;
+    in the last two cases a ``late`` job runs on the caller where the pool
+    can join it once free, :func:`_run_late`); whether on the pool from the
+    start. The end of every job offers the pool to a job waiting for it."""
     pool = _get_pool()
     me = threading.get_ident()
     callers = pool.callers
