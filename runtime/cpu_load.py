@@ -207,6 +207,10 @@ class Callers:
             return any(thread != me and now - end < RESTART_SECONDS for thread, end in list(self._ended.items()))
         return False
 
+    def threads(self) -> list[int]:
+        """The user threads inside jobs now."""
+        return list(self._jobs)
+
     def stop(self, me: int, whole_run: bool = False) -> None:
         jobs = self._jobs
         left = jobs.get(me, 1) - 1

@@ -156,6 +156,8 @@ class _Pool:
         """A phased job running on its caller alone that the pool's threads
         may join once it is free (:func:`_run_late`)."""
         self.waiting_lock = threading.Lock()
+        self.last_late: dict[int, int] = {}
+        """User thread -> the ``late`` key (a device's) of its last late job."""
         self.tids = [0] * workers
         self.asleep = [False] * workers
         self.steered = [False] * workers
@@ -204,13 +206,16 @@ class _Pool:
         if isinstance(job, _Phases) and (job.whole_run or job.posted):
             job.team[P_YIELD] = 1
 
-    def post_waiting(self) -> None:
-        """After a job ends: hand the pool to the job waiting for it
-        (:func:`_run_late`), if no other user thread is inside a job now
-        and no call holds the pool. Its caller already runs its phases, so
-        the job is published here (``GO``), not by its driver."""
+    def post_waiting(self, me: int) -> None:
+        """After user thread ``me``'s job ends: hand the pool to the job
+        waiting for it (:func:`_run_late`), if ``me`` last ran a job of the
+        same key (it will wait for that device next), no other user thread
+        is inside a job now and no call holds the pool. Its caller already
+        runs its phases, so the job is published here (``GO``), not by its
+        driver."""
         job = self.waiting
-        if job is None or self.state[CROWD] > 1 or not self.busy.acquire(blocking=False):
+        if job is None or self.last_late.get(me) != job.key or self.state[CROWD] > 1 \
+                or not self.busy.acquire(blocking=False):
             return
         with self.waiting_lock:
             if self.waiting is not job:  # it finished meanwhile
@@ -405,6 +410,8 @@ class _Phases:
         self.seq = 0
         self.posted = False
         """For a job run late (:func:`_run_late`): whether the pool took it."""
+        self.key = 0
+        """For a job run late: its ``late`` key."""
         self.error: BaseException | None = None
         team[P_EXPECTED] = 1 + pool.workers
         team[P_SPIN], team[P_JOIN_SPIN] = pool.spin_limit, max(1, int(pool.spin_limit * JOIN_SECONDS / SPIN_SECONDS))
@@ -461,7 +468,7 @@ def stood_aside() -> int:
 
 
 def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool = False, chosen: bool = False,
-               late: bool = False) -> bool:
+               late: int | None = None) -> bool:
     """Run a phased job (:class:`_Phases`) of ``phases`` phases on all
     threads. On one thread, from a pool thread, while another call holds
     the pool, while the pool stands aside, or ``alone`` (no phase has work
@@ -475,9 +482,12 @@ def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool 
     job in progress all the same for the other user threads (another
     request's run beside it goes alone too: three busy threads on two
     cores made each job's last chunk wait). Whether the pool's threads
-    ran it (False: the caller ran it alone, or ran it late). ``late``: where other user
-    threads' jobs or a call holding the pool send it alone, the pool's
-    threads join it once those end (:func:`_run_late`)."""
+    ran it (False: the caller ran it alone, or ran it late). ``late``: a
+    key (an int naming the device a program runs on, which runs one at a
+    time): where
+    other user threads' jobs or a call holding the pool send it alone and
+    each of those threads last ran a job of the same key, the pool's threads
+    join it once those end (:func:`_run_late`)."""
     team = np.zeros(P_PHASES + P_STRIDE * max(phases, 1), np.int64)
 
     def by_caller():
@@ -506,17 +516,20 @@ def parallel_for(fn, n: int, *args, grain: int = 1) -> None:
             lambda: fn(0, n, *args))
 
 
-def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late: bool = False) -> bool:
+def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late: int | None = None) -> bool:
     """Run ``make_job(pool)`` on the pool, or ``alone()`` on the caller where
     ``chosen``, while the pool stands aside, another call holds it, or
     other user threads run jobs too (:class:`runtime.cpu_load.Callers`;
     in the last two cases a ``late`` job runs on the caller where the pool
     can join it once free, :func:`_run_late`); whether on the pool from the
-    start. The end of every job offers the pool to a job waiting for it."""
+    start. The end of a job offers the pool to a job waiting for it,
+    unless it is a ``late`` job itself."""
     pool = _get_pool()
     me = threading.get_ident()
     callers = pool.callers
     crowded = callers.start(me, whole_run)
+    if late is not None:
+        pool.last_late[me] = late
     try:
         if chosen or pool.load.watch():  # other processes hold the cores, or the caller chose to run alone
             if crowded:
@@ -526,8 +539,8 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
         if crowded or not pool.busy.acquire(blocking=False):  # other user threads' jobs, or a call holding the pool
             if crowded:
                 pool.release()
-            if late and pool.waiting is None:
-                return _run_late(pool, make_job(pool), alone)
+            if late is not None and pool.waiting is None and _followers(pool, me, late):
+                return _run_late(pool, make_job(pool), alone, late)
             alone()
             return False
         try:
@@ -540,14 +553,25 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
             pool.busy.release()
     finally:
         callers.stop(me, whole_run)
-        if pool.waiting is not None:
-            pool.post_waiting()
+        if pool.waiting is not None and late is None:
+            pool.post_waiting(me)
+
+
+def _followers(pool: _Pool, me: int, key: int) -> bool:
+    """Whether every other user thread inside a job now last ran a late job
+    of ``key`` (so it waits for that device before its next): a late job
+    waits for the pool only then. Two device programs of different engines
+    side by side (two FWDNXT objects run from two threads) handed the pool
+    over and back at every program a few microseconds before the next:
+    MobileNetV2 0.93x the images a second."""
+    last = pool.last_late
+    return all(last.get(thread) == key for thread in pool.callers.threads() if thread != me)
 
 
 _LATE_STATE = threading.local()
 
 
-def _run_late(pool: _Pool, job: _Phases, alone) -> bool:
+def _run_late(pool: _Pool, job: _Phases, alone, key: int) -> bool:
     """Run a phased job that other user threads' jobs (or a call holding
     the pool) sent alone, on its caller, where the pool's threads can join
     it as soon as those end (:meth:`_Pool.post_waiting`): a late pool
@@ -564,6 +588,7 @@ def _run_late(pool: _Pool, job: _Phases, alone) -> bool:
     if state is None:
         state = _LATE_STATE.state = np.zeros(2 * LINE, np.int64)
     job.team[P_EXPECTED] = 1
+    job.key = key
     with pool.waiting_lock:
         taken = pool.waiting is not None
         if not taken:

@@ -238,8 +238,9 @@ class CardRun:
                     chosen: bool = False) -> tuple[int, bool]:
         """One stretch: its phases on the pool (runtime.sim.phased.run_card;
         on the caller alone where ``alone``, or by choice where ``chosen``:
-        runtime.parallel.run_phases; sent alone by another thread's job, the
-        pool joins it once that ends: ``late``), or, for a stretch of one segment, the
+        runtime.parallel.run_phases; sent alone by the job of a thread that
+        waits for this card's DRAM next, the pool joins it once that ends:
+        ``late``), or, for a stretch of one segment, the
         interpreter on ``span`` with no driver around it (a small model's
         whole run). Returns 0, or what
         failed (phased.BAD_PARAM, phased.STOPPED; ``ctl[FAILED_AT]`` where),
@@ -278,5 +279,5 @@ class CardRun:
         self.ctl[phased.STATUS] = 0
         self.ctl[phased.SEQ] += 1
         pooled = parallel.run_phases(driver, phases.shape[0], phases, PACK_PARTS, known[2], alone=alone, chosen=chosen,
-                                     late=True)
+                                     late=id(dram))
         return int(self.ctl[phased.STATUS]), pooled

@@ -138,19 +138,22 @@ def test_a_late_job_sent_alone_takes_the_pool_once_the_other_job_ends(monkeypatc
     """A device program that starts while another request's thread is inside
     a job (``crowd``), or while another call holds the pool (``busy``), runs
     alone at first; with ``late`` the pool thread joins it once that job ends
-    (the end of a job hands the pool over): it then runs the back of the
-    later phases, every chunk still once. Without, it never takes part."""
+    (the end of a job of a thread that last ran a program on the same
+    device hands the pool over): it then runs the back of the later
+    phases, every chunk still once. Without, it never takes part."""
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     pool = parallel._get_pool()
     other = -12345  # a user thread inside a job, as Callers counts them
     phases, count = 40, 8
     hits, who = np.zeros((phases, count), np.int64), np.full((phases, count), -1, np.int64)
+    device = 7  # the key of the device both threads' programs run on
+    monkeypatch.setitem(pool.last_late, other, device)  # the other thread ran a program on it last
     if cause == "crowd":
         pool.callers.start(other)
     else:
         pool.busy.acquire()
     runner = threading.Thread(target=parallel.run_phases, args=(_phased, phases, hits, 200_000, -1, who),
-                              kwargs={"late": late})
+                              kwargs={"late": device if late else None})
     runner.start()
     try:
         for _ in range(3000):
@@ -163,7 +166,7 @@ def test_a_late_job_sent_alone_takes_the_pool_once_the_other_job_ends(monkeypatc
             pool.callers.stop(other)
         else:
             pool.busy.release()
-        pool.post_waiting()
+        pool.post_waiting(other)
         runner.join(60)
     assert not runner.is_alive()
     assert (hits == 1).all()
@@ -172,6 +175,24 @@ def test_a_late_job_sent_alone_takes_the_pool_once_the_other_job_ends(monkeypatc
     assert pool.waiting is None and pool.job is None
     assert pool.busy.acquire(blocking=False)  # given back
     pool.busy.release()
+
+
+def test_a_late_job_beside_another_devices_program_runs_alone(monkeypatch):
+    """Two device programs of different engines side by side: the other
+    thread last ran a program on another device, so it will not wait for
+    this one's; the program runs alone and waits for no pool."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    pool = parallel._get_pool()
+    other = -12346
+    monkeypatch.setitem(pool.last_late, other, 8)
+    pool.callers.start(other)
+    try:
+        hits, who = np.zeros((4, 8), np.int64), np.full((4, 8), -1, np.int64)
+        assert parallel.run_phases(_phased, 4, hits, 1000, -1, who, late=7) is False
+        assert pool.waiting is None
+        assert (hits == 1).all() and (who == pool_protocol.ALONE).all()
+    finally:
+        pool.callers.stop(other)
 
 
 def test_an_error_in_a_phase_reaches_the_caller_and_the_pool_goes_on(monkeypatch):
