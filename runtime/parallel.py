@@ -54,7 +54,7 @@ import time
 
 import numpy as np
 
-from runtime import cpu_load
+from runtime import cpu_load, pool_late
 from runtime.chunking import chunks
 from runtime.pool_protocol import (
     ALONE,
@@ -154,7 +154,7 @@ class _Pool:
         self.load = cpu_load.LoadWatch(cpu_load.allowed_cpus(), workers)
         self.waiting: _Phases | None = None
         """A phased job running on its caller alone that the pool's threads
-        may join once it is free (:func:`_run_late`)."""
+        may join once it is free (:func:`runtime.pool_late.run_late`)."""
         self.waiting_lock = threading.Lock()
         self.last_late: dict[int, int] = {}
         """User thread -> the ``late`` key (a device's) of its last late job."""
@@ -200,32 +200,11 @@ class _Pool:
         device run's jobs (runtime.sim.phased) keep theirs: they are short,
         the next one runs alone anyway, and letting go cost the FPGA plugin's
         2 requests 0.95x (quartiles 0.82-1.09) as many images a second. A
-        job the pool took late (:func:`_run_late`) lets them go too: it ran
+        job the pool took late (:func:`runtime.pool_late.run_late`) lets them go too: it ran
         alone beside another thread's job once already."""
         job = self.job
         if isinstance(job, _Phases) and (job.whole_run or job.posted):
             job.team[P_YIELD] = 1
-
-    def post_waiting(self, me: int) -> None:
-        """After user thread ``me``'s job ends: hand the pool to the job
-        waiting for it (:func:`_run_late`), if ``me`` last ran a job of the
-        same key (it will wait for that device next), no other user thread
-        is inside a job now and no call holds the pool. Its caller already
-        runs its phases, so the job is published here (``GO``), not by its
-        driver."""
-        job = self.waiting
-        if job is None or self.last_late.get(me) != job.key or self.state[CROWD] > 1 \
-                or not self.busy.acquire(blocking=False):
-            return
-        with self.waiting_lock:
-            if self.waiting is not job:  # it finished meanwhile
-                self.busy.release()
-                return
-            self.waiting = None
-            job.posted = True
-        job.team[P_EXPECTED] = 1 + self.workers
-        self.post(job)
-        self.state[GO] = self.seq
 
     def _steer(self) -> None:
         """Before sleeping pool threads are woken (``wake`` held, so that a
@@ -409,7 +388,7 @@ class _Phases:
         self.whole_run = whole_run
         self.seq = 0
         self.posted = False
-        """For a job run late (:func:`_run_late`): whether the pool took it."""
+        """For a job run late (:func:`runtime.pool_late.run_late`): whether the pool took it."""
         self.key = 0
         """For a job run late: its ``late`` key."""
         self.error: BaseException | None = None
@@ -487,7 +466,7 @@ def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool 
     time): where
     other user threads' jobs or a call holding the pool send it alone and
     each of those threads last ran a job of the same key, the pool's threads
-    join it once those end (:func:`_run_late`)."""
+    join it once those end (:func:`runtime.pool_late.run_late`)."""
     team = np.zeros(P_PHASES + P_STRIDE * max(phases, 1), np.int64)
 
     def by_caller():
@@ -521,7 +500,7 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
     ``chosen``, while the pool stands aside, another call holds it, or
     other user threads run jobs too (:class:`runtime.cpu_load.Callers`;
     in the last two cases a ``late`` job runs on the caller where the pool
-    can join it once free, :func:`_run_late`); whether on the pool from the
+    can join it once free, :func:`runtime.pool_late.run_late`); whether on the pool from the
     start. The end of a job offers the pool to a job waiting for it,
     unless it is a ``late`` job itself."""
     pool = _get_pool()
@@ -529,7 +508,7 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
     callers = pool.callers
     crowded = callers.start(me, whole_run)
     if late is not None:
-        pool.last_late[me] = late
+        pool_late.note(pool, me, late)
     try:
         if chosen or pool.load.watch():  # other processes hold the cores, or the caller chose to run alone
             if crowded:
@@ -539,8 +518,8 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
         if crowded or not pool.busy.acquire(blocking=False):  # other user threads' jobs, or a call holding the pool
             if crowded:
                 pool.release()
-            if late is not None and pool.waiting is None and _followers(pool, me, late):
-                return _run_late(pool, make_job(pool), alone, late)
+            if late is not None and pool.waiting is None and pool_late.followers(pool, me, late):
+                return pool_late.run_late(pool, make_job(pool), alone, late)
             alone()
             return False
         try:
@@ -554,57 +533,4 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
     finally:
         callers.stop(me, whole_run)
         if pool.waiting is not None and late is None:
-            pool.post_waiting(me)
-
-
-def _followers(pool: _Pool, me: int, key: int) -> bool:
-    """Whether every other user thread inside a job now last ran a late job
-    of ``key`` (so it waits for that device before its next): a late job
-    waits for the pool only then. Two device programs of different engines
-    side by side (two FWDNXT objects run from two threads) handed the pool
-    over and back at every program a few microseconds before the next:
-    MobileNetV2 0.93x the images a second."""
-    last = pool.last_late
-    return all(last.get(thread) == key for thread in pool.callers.threads() if thread != me)
-
-
-_LATE_STATE = threading.local()
-
-
-def _run_late(pool: _Pool, job: _Phases, alone, key: int) -> bool:
-    """Run a phased job that other user threads' jobs (or a call holding
-    the pool) sent alone, on its caller, where the pool's threads can join
-    it as soon as those end (:meth:`_Pool.post_waiting`): a late pool
-    thread takes chunks from the phase the caller is in (the earlier ones
-    have none left). The caller's driver publishes nothing (a state array
-    of its own). For a simulated device program: the device runs one at a
-    time, and another inference request's thread ran its short float tail
-    (a CPU segment, 0.3 ms) just as the next program started, which then
-    ran alone to its end (ResNet-50's int8 program 27-31 ms against 17
-    on the pool; 8 % of the programs of the Inference Engine's FPGA plugin
-    with 2 requests, Zen 4). False: a run partly alone is no pooled run's
-    time (runtime.cpu_load.SplitWatch times neither way by it)."""
-    state = getattr(_LATE_STATE, "state", None)
-    if state is None:
-        state = _LATE_STATE.state = np.zeros(2 * LINE, np.int64)
-    job.team[P_EXPECTED] = 1
-    job.key = key
-    with pool.waiting_lock:
-        taken = pool.waiting is not None
-        if not taken:
-            pool.waiting = job
-    if taken:  # another thread's job took the place meanwhile: this one runs alone
-        alone()
-        return False
-    try:
-        job.run(pool, state)
-    finally:
-        with pool.waiting_lock:
-            posted = job.posted
-            if pool.waiting is job:
-                pool.waiting = None
-        if posted:
-            pool.job = None
-            pool.busy.release()
-    return False
-
+            pool_late.post_waiting(pool, me)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from runtime import parallel, pool_protocol
+from runtime import parallel, pool_late, pool_protocol
 from runtime.jit import jit
 from runtime.parallel import parallel_for
 from tests.helpers.pool import steady_pool
@@ -166,7 +166,7 @@ def test_a_late_job_sent_alone_takes_the_pool_once_the_other_job_ends(monkeypatc
             pool.callers.stop(other)
         else:
             pool.busy.release()
-        pool.post_waiting(other)
+        pool_late.post_waiting(pool, other)
         runner.join(60)
     assert not runner.is_alive()
     assert (hits == 1).all()
