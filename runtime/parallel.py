@@ -200,8 +200,8 @@ class _Pool:
         device run's jobs (runtime.sim.phased) keep theirs: they are short,
         the next one runs alone anyway, and letting go cost the FPGA plugin's
         2 requests 0.95x (quartiles 0.82-1.09) as many images a second. A
-        job the pool took late (:func:`runtime.pool_late.run_late`) lets them go too: it ran
-        alone beside another thread's job once already."""
+        job the pool took late (runtime/pool_late.py) lets them go too: it
+        ran alone beside another thread's job once already."""
         job = self.job
         if isinstance(job, _Phases) and (job.whole_run or job.posted):
             job.team[P_YIELD] = 1
@@ -463,10 +463,9 @@ def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool 
     cores made each job's last chunk wait). Whether the pool's threads
     ran it (False: the caller ran it alone, or ran it late). ``late``: a
     key (an int naming the device a program runs on, which runs one at a
-    time): where
-    other user threads' jobs or a call holding the pool send it alone and
-    each of those threads last ran a job of the same key, the pool's threads
-    join it once those end (:func:`runtime.pool_late.run_late`)."""
+    time): where other user threads' jobs or a call holding the pool send
+    it alone and each of those threads last ran a job of the same key, the
+    pool's threads join it once those end (runtime/pool_late.py)."""
     team = np.zeros(P_PHASES + P_STRIDE * max(phases, 1), np.int64)
 
     def by_caller():
@@ -500,8 +499,8 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
     ``chosen``, while the pool stands aside, another call holds it, or
     other user threads run jobs too (:class:`runtime.cpu_load.Callers`;
     in the last two cases a ``late`` job runs on the caller where the pool
-    can join it once free, :func:`runtime.pool_late.run_late`); whether on the pool from the
-    start. The end of a job offers the pool to a job waiting for it,
+    can join it once free: runtime/pool_late.py); whether on the pool from
+    the start. The end of a job offers the pool to a job waiting for it,
     unless it is a ``late`` job itself."""
     pool = _get_pool()
     me = threading.get_ident()

@@ -240,9 +240,8 @@ class CardRun:
         on the caller alone where ``alone``, or by choice where ``chosen``:
         runtime.parallel.run_phases; sent alone by the job of a thread that
         waits for this card's DRAM next, the pool joins it once that ends:
-        ``late``), or, for a stretch of one segment, the
-        interpreter on ``span`` with no driver around it (a small model's
-        whole run). Returns 0, or what
+        ``late``), or, for a stretch of one segment, the interpreter on
+        ``span`` with no driver around it (a small model's whole run). Returns 0, or what
         failed (phased.BAD_PARAM, phased.STOPPED; ``ctl[FAILED_AT]`` where),
         and whether the pool's threads took part.
         Both compiled entries are resolved on the first call and called
