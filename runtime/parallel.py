@@ -506,17 +506,15 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
     me = threading.get_ident()
     callers = pool.callers
     crowded = callers.start(me, whole_run)
+    if crowded:
+        pool.release()
     if late is not None:
         pool_late.note(pool, me, late)
     try:
         if chosen or pool.load.watch():  # other processes hold the cores, or the caller chose to run alone
-            if crowded:
-                pool.release()
             alone()
             return False
         if crowded or not pool.busy.acquire(blocking=False):  # other user threads' jobs, or a call holding the pool
-            if crowded:
-                pool.release()
             if late is not None and pool.waiting is None and pool_late.followers(pool, me, late):
                 return pool_late.run_late(pool, make_job(pool), alone, late)
             alone()

@@ -21,7 +21,6 @@ run alone as before.
 """
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,7 +32,9 @@ if TYPE_CHECKING:
 
 MAX_LATE_THREADS = 64
 """The most user threads ``_Pool.last_late`` remembers (it starts again past that)."""
-_STATE = threading.local()
+_OWN_STATE = np.zeros(2 * LINE, np.int64)
+"""The state the waiting job's caller publishes into (nothing reads it): one
+job waits at a time, so one array serves."""
 
 
 def note(pool: _Pool, me: int, key: int) -> None:
@@ -75,11 +76,8 @@ def run_late(pool: _Pool, job: _Phases, alone, key: int) -> bool:
     """Run ``job``, which other user threads' jobs (or a call holding the
     pool) sent alone, on its caller, from the pool's ``waiting`` slot; where
     another job holds the slot, ``alone()``. The caller's driver publishes
-    nothing (a state array of its own). False: a run partly alone is no
-    pooled run's time (runtime.cpu_load.SplitWatch times neither way by it)."""
-    state = getattr(_STATE, "state", None)
-    if state is None:
-        state = _STATE.state = np.zeros(2 * LINE, np.int64)
+    nothing (:data:`_OWN_STATE`). False: a run partly alone is no pooled
+    run's time (runtime.cpu_load.SplitWatch times neither way by it)."""
     job.team[P_EXPECTED] = 1
     job.key = key
     with pool.waiting_lock:
@@ -90,7 +88,7 @@ def run_late(pool: _Pool, job: _Phases, alone, key: int) -> bool:
         alone()
         return False
     try:
-        job.run(pool, state)
+        job.run(pool, _OWN_STATE)
     finally:
         with pool.waiting_lock:
             posted = job.posted
