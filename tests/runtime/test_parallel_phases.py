@@ -132,22 +132,13 @@ def test_a_phased_job_lets_its_pool_thread_go_when_another_user_thread_starts_a_
         assert (who[phases // 2:] != pool_protocol.WORKER).all(), who  # the caller (or it back after a short wait)
 
 
-@pytest.mark.parametrize("late", [True, False])
-@pytest.mark.parametrize("cause", ["crowd", "busy"])
-def test_a_late_job_sent_alone_takes_the_pool_once_the_other_job_ends(monkeypatch, late, cause):
-    """A device program that starts while another request's thread is inside
-    a job (``crowd``), or while another call holds the pool (``busy``), runs
-    alone at first; with ``late`` the pool thread joins it once that job ends
-    (the end of a job of a thread that last ran a program on the same
-    device hands the pool over): it then runs the back of the later
-    phases, every chunk still once. Without, it never takes part."""
-    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
-    pool = parallel._get_pool()
+def _late_job_after_another(pool, late, cause):
+    """One run of the scenario below; whether the pool thread took part."""
     other = -12345  # a user thread inside a job, as Callers counts them
     phases, count = 40, 8
     hits, who = np.zeros((phases, count), np.int64), np.full((phases, count), -1, np.int64)
     device = 7  # the key of the device both threads' programs run on
-    monkeypatch.setitem(pool.last_late, other, device)  # the other thread ran a program on it last
+    pool.last_late[other] = device  # the other thread ran a program on it last
     if cause == "crowd":
         pool.callers.start(other)
     else:
@@ -168,13 +159,37 @@ def test_a_late_job_sent_alone_takes_the_pool_once_the_other_job_ends(monkeypatc
             pool.busy.release()
         pool_late.post_waiting(pool, other)
         runner.join(60)
+        del pool.last_late[other]
     assert not runner.is_alive()
     assert (hits == 1).all()
     assert (who[:2] != pool_protocol.WORKER).all()  # alone while the other job ran
-    assert (who == pool_protocol.WORKER).any() == late, who
     assert pool.waiting is None and pool.job is None
     assert pool.busy.acquire(blocking=False)  # given back
     pool.busy.release()
+    return bool((who == pool_protocol.WORKER).any())
+
+
+@pytest.mark.parametrize("late", [True, False])
+@pytest.mark.parametrize("cause", ["crowd", "busy"])
+def test_a_late_job_sent_alone_takes_the_pool_once_the_other_job_ends(monkeypatch, late, cause):
+    """A device program that starts while another request's thread is inside
+    a job (``crowd``), or while another call holds the pool (``busy``), runs
+    alone at first; with ``late`` the pool thread joins it once that job ends
+    (the end of a job of a thread that last ran a program on the same
+    device hands the pool over): it then runs the back of the later
+    phases, every chunk still once. Without, it never takes part.
+
+    Whether the pool thread wakes before the caller has run the ~100 ms of
+    phases left is up to the scheduler (CI's two cores run two test
+    processes): it may be given no time at all, so the scenario runs up to
+    five times and the pool thread must take part in one of them (and, without
+    ``late``, in none)."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    pool = parallel._get_pool()
+    joined = [_late_job_after_another(pool, late, cause) for _ in range(1 if late else 3)]
+    while late and not any(joined) and len(joined) < 5:
+        joined.append(_late_job_after_another(pool, late, cause))
+    assert any(joined) == late, joined
 
 
 def test_a_late_job_beside_another_devices_program_runs_alone(monkeypatch):
