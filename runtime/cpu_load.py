@@ -207,6 +207,10 @@ class Callers:
             return any(thread != me and now - end < RESTART_SECONDS for thread, end in list(self._ended.items()))
         return False
 
+    def shared(self) -> bool:
+        """Whether two or more user threads are inside jobs now."""
+        return len(self._jobs) > 1
+
     def threads(self) -> list[int]:
         """The user threads inside jobs now."""
         return list(self._jobs)

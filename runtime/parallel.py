@@ -175,6 +175,8 @@ class _Pool:
             job.team[SEQ] = self.seq
         elif isinstance(job, _Phases):
             job.team[P_SEQ] = self.seq
+            if self.state[CROWD] > 1:  # a user thread whose job began since found none to release (release())
+                self.release()
         else:
             self.state[GO] = self.seq
         if any(self.asleep):
@@ -500,8 +502,15 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
     other user threads run jobs too (:class:`runtime.cpu_load.Callers`;
     in the last two cases a ``late`` job runs on the caller where the pool
     can join it once free: runtime/pool_late.py); whether on the pool from
-    the start. The end of a job offers the pool to a job waiting for it,
-    unless it is a ``late`` job itself."""
+    the start. Another user thread's job that begins after this one takes
+    the pool but before it is posted finds no job to release
+    (:meth:`_Pool.release`): so a job crowded once it holds the pool gives it
+    back and takes the crowded way, and one crowded while it is posted lets
+    its pool threads go in :meth:`_Pool.post` (two requests started
+    together: the first run kept its pool thread on the second's core for
+    its whole run, 8-13 ms a first run where alone they take 7.4). The end
+    of a job offers the pool to a job waiting for it, unless it is a
+    ``late`` job itself."""
     pool = _get_pool()
     me = threading.get_ident()
     callers = pool.callers
@@ -514,7 +523,11 @@ def _submit(make_job, alone, whole_run: bool = False, chosen: bool = False, late
         if chosen or pool.load.watch():  # other processes hold the cores, or the caller chose to run alone
             alone()
             return False
-        if crowded or not pool.busy.acquire(blocking=False):  # other user threads' jobs, or a call holding the pool
+        pooled = not crowded and pool.busy.acquire(blocking=False)  # else others' jobs, or a call holding it
+        if pooled and callers.shared():  # another user thread's job began meanwhile and found none of ours to release
+            pool.busy.release()
+            pooled = False
+        if not pooled:
             if late is not None and pool.waiting is None and pool_late.followers(pool, me, late):
                 return pool_late.run_late(pool, make_job(pool), alone, late)
             alone()

@@ -218,3 +218,55 @@ def test_an_error_in_a_phase_reaches_the_caller_and_the_pool_goes_on(monkeypatch
     hits = np.zeros((3, 9), np.int64)
     parallel.run_phases(_phased, 3, hits, 10, -1, _WHO)
     assert (hits == 1).all()
+
+
+class _StartsAnotherJob:
+    """The pool's ``busy`` lock, which lets another user thread's job begin
+    right after this thread takes it (as the GIL may hand over there)."""
+
+    def __init__(self, pool, other: int):
+        self.lock, self.pool, self.other, self.started = pool.busy, pool, other, False
+
+    def acquire(self, blocking=True):
+        taken = self.lock.acquire(blocking)
+        if taken and not self.started:
+            self.started = True
+            self.pool.callers.start(self.other)
+        return taken
+
+    def release(self):
+        self.lock.release()
+
+
+@pytest.mark.parametrize("window", ["after taking the pool", "while posting"])
+def test_a_whole_run_that_another_threads_job_meets_before_it_is_posted_runs_alone(monkeypatch, window):
+    """Two requests started together: one run takes the pool, and before
+    its job is posted the other request's job begins, whose start finds no
+    job to let go of (runtime.parallel._Pool.release). The first run must
+    still leave the pool thread out, or it shares the second's core for
+    its whole run (MobileNetV2, IE CPU plugin, 2 requests: each first run of
+    a turn 8-13 ms where alone they take 7.4, Zen 4). Taken with the pool,
+    the run goes alone; crowded while it is posted, the pool thread is let
+    go before it can claim a chunk."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    pool = parallel._get_pool()
+    other = -12347
+    if window == "after taking the pool":
+        monkeypatch.setattr(pool, "busy", _StartsAnotherJob(pool, other))
+    else:
+        class Crowded(parallel._Phases):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                pool.callers.start(other)
+        monkeypatch.setattr(parallel, "_Phases", Crowded)
+    try:
+        phases, count = 6, 8
+        hits, who = np.zeros((phases, count), np.int64), np.full((phases, count), -1, np.int64)
+        pooled = parallel.run_phases(_phased, phases, hits, 20_000, -1, who, whole_run=True)
+    finally:
+        pool.callers.stop(other)
+    assert (hits == 1).all()
+    assert not (who == pool_protocol.WORKER).any(), who
+    assert pooled == (window == "while posting")
+    assert pool.job is None and pool.busy.acquire(blocking=False)
+    pool.busy.release()
