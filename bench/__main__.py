@@ -14,8 +14,8 @@ small      bench_small.py: the small models (PP-LCNet, MobileNetV2 224 and
            (identity, one Conv): compiler.backend and Run_th against
            onnxruntime fp32, Run_sw against its int8 QDQ u8s8
 throughput bench_throughput.py: images/s with requests in flight (IE with 2
-           requests, PutInput/GetResult) against onnxruntime's, MobileNetV2
-           and ResNet-50
+           requests, PutInput/GetResult, tessera-infer's pipeline over
+           JPEG files) against onnxruntime's, MobileNetV2 and ResNet-50
 Each prints its ratios against a reference measured in the same run,
 min/median/max over --rounds, and the load average; at the end, how many
 of the ratios met their targets at the median and in every round, and

@@ -9,7 +9,12 @@ Tessera and onnxruntime timed one after the other in each round:
   u8s8 session run back to back on 2 threads: FWDNXT Run_sw one image
   after another; the Inference Engine's FPGA plugin with 2 requests, each
   started while the other runs (start_async, wait); FWDNXT PutInput /
-  GetResult with a putter and a getter thread;
+  GetResult with a putter and a getter thread; tessera-infer's pipeline
+  (runtime.app.pipeline.run_images, as the command runs it: 2 pre-processing
+  workers, one image a batch) over JPEG crops of the sample photos, against
+  onnxruntime decoding each image with the same function
+  (runtime.app.images.load_image) and running it, one after another (the
+  way onnxruntime's own samples go through a folder);
 * the float path against onnxruntime fp32: the IE's CPU plugin with 2
   requests the same way.
 
@@ -31,14 +36,19 @@ import os
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from bench_device import CALIBRATION, MODELS, _for_onnxruntime, _input_name, _qdq
 
+from bench_infer_app import _jpegs
+
 from compiler.zoo.images import image_crops
 from runtime import FWDNXT
+from runtime.app.images import load_image, settings_for
+from runtime.app.pipeline import run_images
 from runtime.inference_engine import IENetwork, IEPlugin
 
 
@@ -115,6 +125,19 @@ def _put_get(ie: FWDNXT, image: np.ndarray, size: int):
     return run
 
 
+def _pipeline(ie: FWDNXT, paths: list, settings, workers: int = 2):
+    def run(count: int) -> None:
+        run_images(ie, paths[:count], settings, workers=workers)
+    return run
+
+
+def _ort_decoded(session, name: str, paths: list, settings):
+    def run(count: int) -> None:
+        for path in paths[:count]:
+            session.run(None, {name: load_image(path, settings)[None]})
+    return run
+
+
 def _row(model: str, what: str, ours: list[float], theirs: list[float]) -> None:
     ratios = [a / b for a, b in zip(ours, theirs)]
     print(f"{model:<14}{what:<44}{np.median(ours):>10.1f}{np.median(theirs):>12.1f}{spread(ratios):>18}"
@@ -143,6 +166,14 @@ def bench(name: str, images: int, rounds: int, folder: str, calibration) -> None
             ie.Run_sw(image, result)
     _row(name, "Run_sw, one after another / ORT int8", *_rates(run_sw, ort_int8, images, rounds))
     _row(name, "PutInput/GetResult / ORT int8", *_rates(_put_get(ie, image, size), ort_int8, images, rounds))
+    jpegs = os.path.join(folder, "jpegs")
+    if not os.path.isdir(jpegs):
+        os.mkdir(jpegs)
+        _jpegs(jpegs, BLOCK)
+    paths = [Path(jpegs, file) for file in sorted(os.listdir(jpegs))]
+    settings = settings_for(ie.GetInfo("inshapes"), None, None, None, ie.GetInfo("preprocess"))
+    _row(name, "tessera-infer / ORT int8, same decode",
+         *_rates(_pipeline(ie, paths, settings), _ort_decoded(int8, inp, paths, settings), images, rounds))
     ie.Free()
     net = IENetwork(model=source)
     for device, reference, what in (("FPGA", ort_int8, "int8"), ("CPU", ort_fp32, "fp32")):
