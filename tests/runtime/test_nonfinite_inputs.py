@@ -2,8 +2,9 @@
 (runtime/nonfinite.py, docs/runtime.md "Non-finite inputs"). By default an
 error of the API's own class naming the input, the value and its index;
 'saturate' takes ±Inf to the grid's end codes and still refuses NaN; Run_th
-follows IEEE arithmetic. Models: the session's tiny binary (one device conv
-reading the input) and a Softmax -> conv one whose input a CPU segment reads."""
+and the Inference Engine's CPU plugin (no device codes) follow IEEE
+arithmetic. Models: the session's tiny binary (one device conv reading the
+input) and a Softmax -> conv one whose input a CPU segment reads."""
 from __future__ import annotations
 
 import re
@@ -164,6 +165,22 @@ def test_inference_engine_refuses_by_default_and_saturates_when_configured(binar
         loose.infer({"x": poisoned(np.nan)})
     with pytest.raises(InferenceEngineError, match=r"TESSERA_NONFINITE takes one of \['error', 'saturate'\]"):
         IEPlugin("FPGA").set_config({"TESSERA_NONFINITE": "SATURATE"})
+
+
+def test_the_inference_engines_cpu_plugin_follows_ieee_arithmetic(tmp_path):
+    """The CPU plugin runs the float program, which makes no device codes:
+    NaN and ±Inf pass through its kernels as Run_th's (and onnxruntime's)
+    do, under either policy, and no run scans its inputs for them."""
+    net = IENetwork(model=str(tiny_onnx(tmp_path)))
+    for config in ({}, {"TESSERA_NONFINITE": "saturate"}):
+        executable = IEPlugin("CPU").load(net, config=config)
+        assert executable._fixed._scanned == []
+        (out,) = executable.infer({"x": poisoned(np.nan)}).values()
+        out = out.reshape(-1)
+        assert np.flatnonzero(np.isnan(out)).tolist() == [1, 5] and np.isfinite(np.delete(out, [1, 5])).all()
+        (out,) = executable.infer({"x": poisoned(np.inf)}).values()
+        out = out.reshape(-1)
+        assert np.isinf(out[[1, 5]]).all() and np.isfinite(np.delete(out, [1, 5])).all()
 
 
 @pytest.fixture
