@@ -59,10 +59,11 @@ class Engine:
         """Model outputs the float reference program lacks (Run_th's error, at the call)."""
         self._input_dtypes = [(spec, np.dtype(spec.dtype)) for spec in model.inputs]
         inspected = self._segments.inspected
-        self._scanned = [spec.name for spec in model.inputs if spec.name not in inspected and model.device_segments]
+        self._scanned = [spec.name for spec in model.inputs if spec.name not in inspected] if model.device_segments \
+            else []
         """The inputs a device run scans for NaN and ±Inf before it starts; the
         others the first segment inspects as it quantizes them (FINITE). None
-        where the program has no device segment (the Inference Engine's CPU
+        at all where the program has no device segment (the Inference Engine's CPU
         plugin, a model compiled all to the CPU): it makes no codes, and its
         float kernels follow IEEE arithmetic, as Run_th's and
         compiler.backend's do."""
