@@ -59,8 +59,8 @@ class Engine:
         """Model outputs the float reference program lacks (Run_th's error, at the call)."""
         self._input_dtypes = [(spec, np.dtype(spec.dtype)) for spec in model.inputs]
         inspected = self._segments.inspected
-        self._scanned = [spec.name for spec in model.inputs if spec.name not in inspected] if model.device_segments \
-            else []
+        scanned = [spec.name for spec in model.inputs if spec.name not in inspected]
+        self._scanned = scanned if model.device_segments else []
         """The inputs a device run scans for NaN and ±Inf before it starts; the
         others the first segment inspects as it quantizes them (FINITE). None
         at all where the program has no device segment (the Inference Engine's CPU

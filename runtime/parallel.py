@@ -175,7 +175,7 @@ class _Pool:
             job.team[SEQ] = self.seq
         elif isinstance(job, _Phases):
             job.team[P_SEQ] = self.seq
-            if self.state[CROWD] > 1:  # a user thread whose job began since found none to release (release())
+            if self.callers.shared():  # a user thread whose job began since found none to release (release())
                 self.release()
         else:
             self.state[GO] = self.seq

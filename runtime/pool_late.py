@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from runtime.pool_protocol import CROWD, GO, LINE, P_EXPECTED
+from runtime.pool_protocol import GO, LINE, P_EXPECTED
 
 if TYPE_CHECKING:
     from runtime.parallel import _Phases, _Pool
@@ -58,7 +58,7 @@ def post_waiting(pool: _Pool, me: int) -> None:
     the pool. Its caller already runs its phases, so the job is published
     here (``GO``), not by its driver."""
     job = pool.waiting
-    if job is None or pool.last_late.get(me) != job.key or pool.state[CROWD] > 1 \
+    if job is None or pool.last_late.get(me) != job.key or pool.callers.shared() \
             or not pool.busy.acquire(blocking=False):
         return
     with pool.waiting_lock:
