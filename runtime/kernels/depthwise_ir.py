@@ -19,6 +19,7 @@ from runtime.gemm.family import Isa, host_isa
 from runtime.gemm.microkernel import compile_module
 from runtime.jit import flat_view, jit
 from runtime.kernels.conv_epilogue import finish_row, gate_run
+from runtime.kernels.depthwise_phased import scratch_floats
 from runtime.kernels.depthwise_text import FLAT, LANES, SIZES, STRIDES, kernel_names, lane_masks, module_ir
 from runtime.kernels.nn_depthwise_3x3 import pass_clamp
 from runtime.parallel import drives
@@ -107,17 +108,19 @@ def kernel_addresses(stride: int, isa: Isa | None = None, ksize: int = 3) -> np.
 
 
 @intrinsic
-def _call_plane(typingctx, address, x, h, w, y, oh, ow, wt, bias, lo, hi, zeros):
-    """Call the plane kernel at ``address`` (x, y, wt and zeros are addresses)."""
+def _call_plane(typingctx, address, x, h, w, y, oh, ow, wt, bias, lo, hi, zeros, scratch):
+    """Call the plane kernel at ``address`` (x, y, wt, zeros and scratch are addresses)."""
     i64, f32 = types.int64, types.float32
-    sig = types.void(i64, i64, i64, i64, i64, i64, i64, i64, f32, f32, f32, i64)
+    sig = types.void(i64, i64, i64, i64, i64, i64, i64, i64, f32, f32, f32, i64, i64)
 
     def codegen(context, builder, signature, args):
         i64_t, ptr, f32_t = ir.IntType(64), ir.PointerType(), ir.FloatType()
-        fnty = ir.FunctionType(ir.VoidType(), [ptr, i64_t, i64_t, ptr, i64_t, i64_t, ptr, f32_t, f32_t, f32_t, ptr])
+        fnty = ir.FunctionType(ir.VoidType(), [ptr, i64_t, i64_t, ptr, i64_t, i64_t, ptr, f32_t, f32_t, f32_t, ptr,
+                                               ptr])
         target = builder.inttoptr(args[0], ir.PointerType(fnty))
-        x_ptr, y_ptr, w_ptr, zeros_ptr = (builder.inttoptr(args[i], ptr) for i in (1, 4, 7, 11))
-        builder.call(target, [x_ptr, args[2], args[3], y_ptr, args[5], args[6], w_ptr, *args[8:11], zeros_ptr])
+        x_ptr, y_ptr, w_ptr, zeros_ptr, scratch_ptr = (builder.inttoptr(args[i], ptr) for i in (1, 4, 7, 11, 12))
+        builder.call(target, [x_ptr, args[2], args[3], y_ptr, args[5], args[6], w_ptr, *args[8:11], zeros_ptr,
+                              scratch_ptr])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -172,7 +175,9 @@ def depthwise_ir_run(start, stop, x, w, b, out, res, clamp, flags, kernels, stri
     """:func:`depthwise_ir_planes` on the scratch :func:`plane_scratch`
     made for these planes: ``zeros`` (at least W + S - 1 zeros) and the
     address of their flat masks (0: none; those of this plane size, which
-    decide what the flat kernel reads)."""
+    decide what the flat kernel reads). The stride-2 5x5 and 7x7 kernels
+    also get a buffer of zeros for their phase planes, one a call
+    (runtime.kernels.depthwise_phased)."""
     batch, chans, height, width = x.shape
     _, out_c, out_h, out_w = out.shape
     ks = w.shape[1]
@@ -190,13 +195,14 @@ def depthwise_ir_run(start, stop, x, w, b, out, res, clamp, flags, kernels, stri
     zeros_at = zeros.ctypes.data + 4 * pad
     if masks_at != 0 and _takes_flat(kernels, stride, out_h, out_w):
         address, zeros_at = kernels[FLAT_ENTRY], masks_at  # a plane of one flat vector
+    scratch = np.zeros(scratch_floats(height, width, stride, ks), np.float32)
     for p in range(start, min(stop, batch * out_c)):
         k = p % out_c
         c = k // mult
         if c >= chans:
             continue
         _call_plane(address, x_at + ((p // out_c) * chans + c) * plane * 4, height, width, y_at + p * size * 4,
-                    out_h, out_w, w_at + k * ks * ks * 4, b[k], lo, hi, zeros_at)
+                    out_h, out_w, w_at + k * ks * ks * 4, b[k], lo, hi, zeros_at, scratch.ctypes.data)
         if flags[0]:
             o = dst[p * size:(p + 1) * size]
             finish_row(o, o, extra[p * size:(p + 1) * size], clamp[0], clamp[1], True, flags[1])

@@ -53,8 +53,9 @@ the family's register width (:data:`LANES`).
 pads of S // 2, but each output's sum is one chain of fused multiply-adds
 from the bias over the taps in (kh, kw) order, the Numba kernels' order
 (runtime.kernels.nn_depthwise), so that the layers they took over keep their
-bits; at stride 2 each tap is one masked load of ``2V`` columns and its even
-lanes. PP-LCNet's 5x5 layers, two threads: 256 x 14 x 14 0.29 -> 0.10 ms,
+bits; at stride 2 they read the plane's even and odd columns from a scratch
+buffer the kernel splits them into first (runtime.kernels.depthwise_phased),
+each tap one load as at stride 1. PP-LCNet's 5x5 layers, two threads: 256 x 14 x 14 0.29 -> 0.10 ms,
 512 x 7 x 7 0.27 -> 0.08 ms, stride 2 0.33 -> 0.11 ms (the Numba kernels,
 which also left the compiled schedule for Python at each such layer).
 
@@ -65,6 +66,15 @@ alone. runtime.kernels.depthwise_ir compiles it and runs it.
 from __future__ import annotations
 
 from runtime.gemm.family import Isa
+from runtime.kernels.depthwise_phased import (
+    PHASED_ROWS,
+    deinterleave,
+    phase_inner,
+    phase_inputs,
+    phase_masks,
+    phase_rows,
+    phased,
+)
 
 LANES = (8, 16)
 """Output columns per vector of the kernels, narrowest first. A plane whose
@@ -159,28 +169,12 @@ def _inputs_stride1(v: int, q: str, b: str, j: int, ksize: int, masked: bool) ->
     return lines, taps
 
 
-def _inputs_stride2_wide(v: int, q: str, b: str, j: int, ksize: int, masked: bool) -> tuple[list[str], list[str]]:
-    """Input row ``j`` of a block at stride 2 for kernels other than 3x3:
-    per kernel column, one load of the ``2V`` columns from ``2 ox + kw -
-    pad`` and its even lanes."""
-    wide, lines, taps = 2 * v, [], []
-    even = _constant(range(0, wide, 2), "i32")
-    for kw in range(ksize):
-        t = f"{b}{j}_{kw}"
-        lines += [f"  %o{t} = add i64 %{q}c, {kw - ksize // 2}",
-                  f"  %p{t} = getelementptr float, ptr %{q}base{j}, i64 %o{t}",
-                  _load(wide, f"%p{t}", f"%a{t}", f"%{b}mk{kw}" if masked else None),
-                  f"  %e{t} = shufflevector <{wide} x float> %a{t}, <{wide} x float> poison, <{v} x i32> {even}"]
-        taps.append(f"%e{t}")
-    return lines, taps
-
-
 def _inputs_stride2(v: int, q: str, b: str, j: int, ksize: int, masked: bool) -> tuple[list[str], list[str]]:
     """Input row ``j`` of a block at stride 2 (see the module docstring):
     the vectors of kernel columns 0 (the odd columns one output to the
     left), 1 (even) and 2 (odd)."""
-    if ksize != 3:
-        return _inputs_stride2_wide(v, q, b, j, ksize, masked)
+    if phased(2, ksize):
+        return phase_inputs(v, q, b, j, ksize, masked, _load)
     wide = 2 * v
     even, odd = _constant(range(0, wide, 2), "i32"), _constant(range(1, wide, 2), "i32")
     left = _constant([v - 1] + [v + i for i in range(v - 1)], "i32")  # previous block's last, then ours but the last
@@ -202,8 +196,8 @@ def _inner(v: int, stride: int, q: str, ksize: int) -> list[str]:
         first, reach = f"%{q}ox", f"{v + pad}"
     elif ksize == 3:  # 2V columns from c = 2 ox (the left tap comes from the block before)
         return [f"  %{q}reach = add i64 %{q}c, {2 * v}", f"  %{q}inner = icmp sle i64 %{q}reach, %w"]
-    else:  # per kernel column 2V columns from c + kw - pad
-        first, reach = f"%{q}c", f"{2 * v + pad}"
+    else:  # each tap inside its phase row
+        return phase_inner(v, q, ksize)
     return [f"  %{q}left.ok = icmp sge i64 {first}, {pad}", f"  %{q}reach = add i64 {first}, {reach}",
             f"  %{q}right.ok = icmp sle i64 %{q}reach, %w", f"  %{q}inner = and i1 %{q}left.ok, %{q}right.ok"]
 
@@ -221,8 +215,10 @@ def _block(v: int, stride: int, rows: int, q: str, b: str, masked: bool, ksize: 
         lines += [f"  %{b}wc = sub i64 %w, %{q}c", f"  %{b}wc32 = trunc i64 %{b}wc to i32",
                   *_splat(f"{b}wcv", f"%{b}wc32", wide, "i32"),
                   f"  %{b}inside = icmp slt <{wide} x i32> {_constant(range(wide), 'i32')}, %{b}wcv"]
+    elif masked and phased(stride, ksize):
+        lines += phase_masks(v, q, b, ksize)
     elif masked:
-        lines += _column_masks(b, 2 * v if stride == 2 else v, f"%{q}c" if stride == 2 else f"%{q}ox", ksize)
+        lines += _column_masks(b, v, f"%{q}ox", ksize)
     for j in range(inputs):  # each input row's loads, then the terms of the output rows that read it
         more, row = (_inputs_stride1 if stride == 1 else _inputs_stride2)(v, q, b, j, ksize, masked)
         lines += more
@@ -266,6 +262,9 @@ def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], ex
              f"  %{q}oy = phi i64 [{first}, %{pred}], [%{q}oy.next, %{q}row.end]",
              f"  %{q}top = mul i64 %{q}oy, {stride}"]
     for j in range(inputs):  # input row s oy + j - pad, or the zeros outside the plane
+        if phased(stride, ksize):
+            lines += phase_rows(q, j, pad)
+            continue
         lines += [f"  %{q}r{j} = add i64 %{q}top, {j - pad}", f"  %{q}ge{j} = icmp sge i64 %{q}r{j}, 0",
                   f"  %{q}lt{j} = icmp slt i64 %{q}r{j}, %h", f"  %{q}in{j} = and i1 %{q}ge{j}, %{q}lt{j}",
                   f"  %{q}off{j} = mul i64 %{q}r{j}, %w",
@@ -431,21 +430,36 @@ and cost 3x3 on 112 x 112 planes 10 %."""
 def plane_ir(v: int, stride: int, ksize: int = 3, inner: bool = False) -> str:
     """The plane kernel :func:`_name` ``(v, stride, ksize, inner)`` (see the
     module docstring): with ``inner``, the blocks inside their rows take
-    plain loads (:func:`_row_loop`)."""
+    plain loads (:func:`_row_loop`). Output rows go :data:`ROWS` at a time,
+    the last ones one at a time; a phased kernel's (stride 2, 5x5 and 7x7:
+    runtime.kernels.depthwise_phased) :data:`PHASED_ROWS`, then two, then
+    one."""
     lines = [f"define void @{_name(v, stride, ksize, inner)}(ptr noalias readonly %x, i64 %h, i64 %w, ptr noalias %y,"
              f" i64 %oh, i64 %ow, ptr noalias readonly %wt, float %bias, float %lo, float %hi,"
-             f" ptr noalias readonly %zeros) nounwind {{",
+             f" ptr noalias readonly %zeros, ptr noalias %scratch) nounwind {{",
              "entry:"]
     lines += _splats(v, ksize * ksize)
+    if phased(stride, ksize):
+        lines += [*deinterleave(v, "go", narrow=not inner), "go:"]
     lines += ["  %plane = mul i64 %oh, %ow",
               f"  %narrow = icmp sle i64 %ow, {v}",
               "  %cols = icmp sgt i64 %ow, 0",
               "  br i1 %cols, label %main, label %done",
               "main:"]
-    lines += _row_loop(v, stride, ROWS[stride], "m", ("main", "0"), "rest", ksize, inner)
-    lines += ["rest:",
-              "  %from = phi i64 [0, %main], [%moy.next, %mrow.end]"]
-    lines += _row_loop(v, stride, 1, "t", ("rest", "%from"), "done", ksize, inner)
+    if phased(stride, ksize):
+        sizes = sorted({PHASED_ROWS, PHASED_ROWS // 2, 1} - {0}, reverse=True)
+    else:
+        sizes = [ROWS[stride], 1]
+    pred, first = "main", "0"
+    for i, rows in enumerate(sizes):  # loops m (rest), [h (rest2),] t (done)
+        last = i == len(sizes) - 1
+        q = "m" if i == 0 else "t" if last else "h"
+        after = "done" if last else "rest" if i == 0 else "rest2"
+        lines += _row_loop(v, stride, rows, q, (pred, first), after, ksize, inner)
+        if not last:
+            start = "%from" if i == 0 else "%from2"
+            lines += [f"{after}:", f"  {start} = phi i64 [{first}, %{pred}], [%{q}oy.next, %{q}row.end]"]
+            pred, first = after, start
     lines += ["done:", "  ret void", "}"]
     return "\n".join(lines)
 
@@ -492,7 +506,8 @@ def flat_ir(ksize: int, lanes: bool = False) -> str:
     v, taps, pad = FLAT, ksize * ksize, ksize // 2
     vec = f"<{v} x float>"
     lines = [f"define void @{_flat_name(ksize)}(ptr noalias readonly %x, i64 %h, i64 %w, ptr noalias %y, i64 %oh,"
-             f" i64 %ow, ptr noalias readonly %wt, float %bias, float %lo, float %hi, ptr noalias readonly %masks)"
+             f" i64 %ow, ptr noalias readonly %wt, float %bias, float %lo, float %hi, ptr noalias readonly %masks,"
+             f" ptr noalias %scratch)"
              f" nounwind {{",
              "entry:"]
     lines += _splats(v, taps)

@@ -181,6 +181,7 @@ def test_ir_depthwise_rows_a_trip_change_no_bit(stride, ksize, monkeypatch):
 
     blocked = depthwise_ir.kernel_addresses(stride, ksize=ksize)  # compiled (or cached) with the module's ROWS
     monkeypatch.setattr(depthwise_text, "ROWS", {1: 1, 2: 1})
+    monkeypatch.setattr(depthwise_text, "PHASED_ROWS", 1)  # 5x5 at stride 2 (runtime.kernels.depthwise_phased)
     engine, addresses = compile_module(f"depthwise{ksize}-test-one-row", depthwise_ir.module_ir(ksize),
                                        depthwise_ir.kernel_names(ksize), host_isa())
     one_row = depthwise_ir.tables(addresses, ksize, host_isa())[stride]

@@ -202,3 +202,22 @@ def test_every_width_up_to_several_blocks_reads_only_its_rows(ksize, stride):
         if ksize != 3:
             numba = _numba_kernels(x, w.reshape(2, 1, ksize, ksize), b, stride, None, None)
             np.testing.assert_array_equal(outs[0].view(np.uint32), numba.view(np.uint32), err_msg=f"width {width}")
+
+
+def test_a_one_block_phased_kernel_leaves_a_wider_plane_alone():
+    """The stride-2 5x5 kernels for planes of one block a row read their
+    phase rows 16 floats apart (runtime.kernels.depthwise_phased): given a
+    wider plane (the planes' loop never does that), such a kernel writes
+    nothing, where it would have read and written rows out of place."""
+    from runtime.jit import readonly
+
+    narrow = depthwise_ir.kernel_addresses(2, ksize=5)[0]
+    table = depthwise_ir.kernel_addresses(2, ksize=5).copy()
+    table[:3] = narrow  # every width on the 8-lane, one-block kernel
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 6, 40)).astype(np.float32)
+    w, b = readonly(rng.standard_normal((2, 5, 5)).astype(np.float32)), readonly(np.zeros(2, np.float32))
+    out = np.full((1, 2, 3, 20), np.nan, np.float32)
+    clamp, flags = np.array([-np.inf, np.inf], np.float32), np.array([False, False])
+    depthwise_ir.depthwise_ir_planes(0, 2, x, w, b, out, out, clamp, flags, table, 2)
+    assert np.isnan(out).all()
