@@ -259,7 +259,8 @@ def test_a_last_panel_under_nr_is_one_panel_so_a_is_streamed_once_for_it():
 
 
 @pytest.mark.parametrize("m, n, depth", [(512, 784, 1152), (64, 196, 576), (1024, 196, 256), (160, 49, 960),
-                                         (2048, 49, 512), (8, 5, 3), (256, 4, 2304), (200, 3, 3000)])
+                                         (2048, 49, 512), (8, 5, 3), (256, 4, 2304), (200, 3, 3000),
+                                         (1280, 1, 512), (1000, 2, 1024)])
 def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n, depth):
     """The tasks of a split product partition C: every row panel and column
     exactly once, as many chunks as wanted (17 column panels in 8 chunks,
@@ -267,7 +268,10 @@ def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n,
     waited), chunk sizes a panel apart at most; but where the last column
     panel runs on a remainder kernel, every row chunk holds at least one
     whole group of the panels it takes (N = 4: 256 rows in 4 chunks of 8
-    panels on AVX-512, not 8 of 4)."""
+    panels on AVX-512, not 8 of 4), and starts at a group: its chunk sizes
+    are whole groups a group apart, the last chunk's with the panels past
+    the last whole group (N = 1: 1280 rows, 160 panels in groups of 8, not
+    16 chunks of 10 panels, two of each on the plain tile)."""
     monkeypatch.setattr(driver.parallel, "NUM_THREADS", 2)
     isa = host_isa()
     tail = driver.tail_columns(isa, "f32")
@@ -290,14 +294,18 @@ def test_tasks_cover_the_product_once_in_chunks_a_panel_apart(monkeypatch, m, n,
     assert mt * nt >= min(wanted, -(-m // isa.mr) * (-(-n // isa.nr)))  # as many chunks as wanted, where there are
     assert col_panels == -(-n // isa.nr) - (1 if n > isa.nr and 0 < n % isa.nr <= tail else 0)
     covered = np.zeros((m, n), np.int64)
-    heights, widths = [], []
+    heights, widths, groups = [], [], []
     for task in range(mt * nt):
         item, first, last, n0, n1 = task_block(template, task)
         covered[first * isa.mr:last * isa.mr, n0:n1] += 1
         heights.append(last - first)
         widths.append((col_panels if n1 == n else n1 // isa.nr) - n0 // isa.nr)
+        if group > 1 and row_panels >= group:
+            assert first % group == 0 and (last % group == 0 or last == row_panels), (first, last, group)
+            groups.append((last - first) // group)
     assert (covered == 1).all()
-    assert min(heights) >= 1 and max(heights) - min(heights) <= 1 and sum(heights) == row_panels * nt
+    spread = max(groups) - min(groups) if groups else max(heights) - min(heights)
+    assert min(heights) >= 1 and spread <= 1 and sum(heights) == row_panels * nt
     assert min(widths) >= 1 and max(widths) - min(widths) <= 1 and sum(widths) == col_panels * mt
     if group > 1:
         assert min(heights) >= min(group, row_panels)
