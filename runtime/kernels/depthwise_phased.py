@@ -167,38 +167,60 @@ def phase_rows(q: str, j: int, pad: int) -> list[str]:
             f"  %{q}baseo{j} = getelementptr float, ptr %obuf, i64 %{q}offs{j}"]
 
 
+def tap_mask(b: str, kw: int, lanes: int, width: str, first: str, shift: int) -> list[str]:
+    """``%{b}mk{kw}``: the lanes ``i`` of a block whose column ``first + i +
+    shift`` lies in ``[0, w)``, where ``width`` is a splat of ``w - first``
+    and ``first`` one of the block's first column (int32 vectors of
+    ``lanes``): ``i < w - first - shift``, and ``i >= -shift - first`` where
+    ``shift`` is negative (no left edge to check otherwise)."""
+    constant = _lanes(range(lanes))
+    below = f"%{b}mk{kw}" if shift >= 0 else f"%{b}up{kw}"
+    lines = [f"  %{b}hi{kw} = sub <{lanes} x i32> {width}, {_lanes([shift] * lanes)}",
+             f"  {below} = icmp slt <{lanes} x i32> {constant}, %{b}hi{kw}"]
+    if shift < 0:
+        lines += [f"  %{b}lo{kw} = sub <{lanes} x i32> {_lanes([-shift] * lanes)}, {first}",
+                  f"  %{b}dn{kw} = icmp sge <{lanes} x i32> {constant}, %{b}lo{kw}",
+                  f"  %{b}mk{kw} = and <{lanes} x i1> %{b}up{kw}, %{b}dn{kw}"]
+    return lines
+
+
 def phase_masks(v: int, q: str, b: str, ksize: int) -> list[str]:
     """A block's tap masks ``%{b}mk{kw}``: lane ``i`` where ``0 <= ox + m +
     i`` and ``ox + m + i`` is below its phase row's width (``%we`` or
     ``%wo``), ``(parity, m)`` :func:`tap_phase`."""
-    lanes = _lanes(range(v))
     lines = [f"  %{b}wce = sub i64 %we, %{q}ox", *_splat32(f"{b}wcev", f"%{b}wce", v),
              f"  %{b}wco = sub i64 %wo, %{q}ox", *_splat32(f"{b}wcov", f"%{b}wco", v),
              *_splat32(f"{b}oxv", f"%{q}ox", v)]
     for kw in range(ksize):
         parity, m = tap_phase(kw, ksize)
-        below = f"%{b}mk{kw}" if m >= 0 else f"%{b}up{kw}"
-        lines += [f"  %{b}hi{kw} = sub <{v} x i32> %{b}wc{'o' if parity else 'e'}v, {_lanes([m] * v)}",
-                  f"  {below} = icmp slt <{v} x i32> {lanes}, %{b}hi{kw}"]
-        if m < 0:
-            lines += [f"  %{b}lo{kw} = sub <{v} x i32> {_lanes([-m] * v)}, %{b}oxv",
-                      f"  %{b}dn{kw} = icmp sge <{v} x i32> {lanes}, %{b}lo{kw}",
-                      f"  %{b}mk{kw} = and <{v} x i1> %{b}up{kw}, %{b}dn{kw}"]
+        lines += tap_mask(b, kw, v, f"%{b}wc{'o' if parity else 'e'}v", f"%{b}oxv", m)
     return lines
+
+
+def tap_loads(v: int, q: str, b: str, j: int, ksize: int, masked: bool, load, where) -> tuple[list[str], list[str]]:
+    """Input row ``j`` of a block (named with the body's prefix ``b``; the
+    block's with ``q``): one load a tap of ``V`` columns from ``ox +
+    shift`` of the row at ``%{q}base{suffix}{j}``, ``(suffix, shift) =
+    where(kw)``, masked by the tap's mask where ``masked`` (``load``:
+    depthwise_text._load). Returns the lines and the taps' vectors."""
+    lines, taps = [], []
+    for kw in range(ksize):
+        suffix, shift = where(kw)
+        t = f"{b}{j}_{kw}"
+        lines += [f"  %o{t} = add i64 %{q}ox, {shift}",
+                  f"  %p{t} = getelementptr float, ptr %{q}base{suffix}{j}, i64 %o{t}",
+                  load(v, f"%p{t}", f"%a{t}", f"%{b}mk{kw}" if masked else None)]
+        taps.append(f"%a{t}")
+    return lines, taps
 
 
 def phase_inputs(v: int, q: str, b: str, j: int, ksize: int, masked: bool, load) -> tuple[list[str], list[str]]:
     """Input row ``j`` of a block: one load a tap from its phase row at
-    ``ox + m`` (``load``: depthwise_text._load)."""
-    lines, taps = [], []
-    for kw in range(ksize):
+    ``ox + m`` (:func:`tap_phase`)."""
+    def where(kw: int) -> tuple[str, int]:
         parity, m = tap_phase(kw, ksize)
-        t = f"{b}{j}_{kw}"
-        lines += [f"  %o{t} = add i64 %{q}ox, {m}",
-                  f"  %p{t} = getelementptr float, ptr %{q}base{'o' if parity else ''}{j}, i64 %o{t}",
-                  load(v, f"%p{t}", f"%a{t}", f"%{b}mk{kw}" if masked else None)]
-        taps.append(f"%a{t}")
-    return lines, taps
+        return "o" if parity else "", m
+    return tap_loads(v, q, b, j, ksize, masked, load, where)
 
 
 def phase_inner(v: int, q: str, ksize: int) -> list[str]:

@@ -74,6 +74,8 @@ from runtime.kernels.depthwise_phased import (
     phase_masks,
     phase_rows,
     phased,
+    tap_loads,
+    tap_mask,
 )
 
 LANES = (8, 16)
@@ -126,24 +128,14 @@ def _fma(v: int, out: str, weight: int, x: str, acc: str) -> str:
 
 
 def _column_masks(q: str, lanes: int, first: str, ksize: int) -> list[str]:
-    """A block's column masks: ``%{q}mk{kw}`` holds the lanes ``i`` of the
-    ``lanes`` input columns from ``first + kw - pad`` (``first``: the
-    block's first output column times the stride) that lie inside the row,
-    ``[0, w)``."""
-    constant = _constant(range(lanes), "i32")
+    """A stride-1 block's column masks: ``%{q}mk{kw}`` holds the lanes ``i``
+    of the ``lanes`` input columns from ``first + kw - pad`` (``first``: the
+    block's first output column) that lie inside the row, ``[0, w)``."""
     lines = [f"  %{q}wc = sub i64 %w, {first}", f"  %{q}wc32 = trunc i64 %{q}wc to i32",
              *_splat(f"{q}wcv", f"%{q}wc32", lanes, "i32"),
              f"  %{q}first32 = trunc i64 {first} to i32", *_splat(f"{q}firstv", f"%{q}first32", lanes, "i32")]
-    for kw in range(ksize):
-        # lane i reads column first + i + shift: below w when i < wc - shift, not left of 0 when i >= -shift - first
-        shift = kw - ksize // 2
-        below = f"%{q}mk{kw}" if shift >= 0 else f"%{q}up{kw}"  # no left edge to check when shift >= 0
-        lines += [f"  %{q}hi{kw} = sub <{lanes} x i32> %{q}wcv, {_constant([shift] * lanes, 'i32')}",
-                  f"  {below} = icmp slt <{lanes} x i32> {constant}, %{q}hi{kw}"]
-        if shift < 0:
-            lines += [f"  %{q}lo{kw} = sub <{lanes} x i32> {_constant([-shift] * lanes, 'i32')}, %{q}firstv",
-                      f"  %{q}dn{kw} = icmp sge <{lanes} x i32> {constant}, %{q}lo{kw}",
-                      f"  %{q}mk{kw} = and <{lanes} x i1> %{q}up{kw}, %{q}dn{kw}"]
+    for kw in range(ksize):  # lane i reads column first + i + kw - pad
+        lines += tap_mask(q, kw, lanes, f"%{q}wcv", f"%{q}firstv", kw - ksize // 2)
     return lines
 
 
@@ -157,16 +149,10 @@ def _load(n: int, at: str, out: str, mask: str | None) -> str:
 
 
 def _inputs_stride1(v: int, q: str, b: str, j: int, ksize: int, masked: bool) -> tuple[list[str], list[str]]:
-    """Input row ``j`` of a block at stride 1: its ``ksize`` taps' vectors
-    (named with the body's prefix ``b``; the block's with ``q``)."""
-    lines, taps = [], []
-    for kw in range(ksize):
-        t = f"{b}{j}_{kw}"
-        lines += [f"  %o{t} = add i64 %{q}ox, {kw - ksize // 2}",
-                  f"  %p{t} = getelementptr float, ptr %{q}base{j}, i64 %o{t}",
-                  _load(v, f"%p{t}", f"%a{t}", f"%{b}mk{kw}" if masked else None)]
-        taps.append(f"%a{t}")
-    return lines, taps
+    """Input row ``j`` of a block at stride 1: its ``ksize`` taps' vectors,
+    each one load at its column offset (named with the body's prefix ``b``;
+    the block's with ``q``)."""
+    return tap_loads(v, q, b, j, ksize, masked, _load, lambda kw: ("", kw - ksize // 2))
 
 
 def _inputs_stride2(v: int, q: str, b: str, j: int, ksize: int, masked: bool) -> tuple[list[str], list[str]]:
