@@ -31,6 +31,7 @@ rows outside the plane.
 from __future__ import annotations
 
 from runtime.jit import jit
+from runtime.kernels.depthwise_taps import constant, masked_load, splat_i64, tap_loads, tap_mask
 
 PHASE_ALIGN = 16
 """A phase row's floats are a multiple of this (the widest block, 16
@@ -81,17 +82,6 @@ def scratch_floats(height, width, stride, ksize):
     return 2 * (height + 2 * ROW_PAD) * phase_stride(width)
 
 
-def _splat32(name: str, value: str, lanes: int) -> list[str]:
-    return [f"  %{name}.t = trunc i64 {value} to i32",
-            f"  %{name}.i = insertelement <{lanes} x i32> poison, i32 %{name}.t, i64 0",
-            f"  %{name} = shufflevector <{lanes} x i32> %{name}.i, <{lanes} x i32> poison, "
-            f"<{lanes} x i32> zeroinitializer"]
-
-
-def _lanes(values) -> str:
-    return "<" + ", ".join(f"i32 {v}" for v in values) + ">"
-
-
 def tap_phase(kw: int, ksize: int) -> tuple[int, int]:
     """(parity, lane shift) of kernel column ``kw``: the phase plane it
     reads (0 even, 1 odd) and how many outputs to the side."""
@@ -116,7 +106,7 @@ def deinterleave(v: int, after: str, narrow: bool) -> list[str]:
     Zen 4, two runs: 256 x 14 x 14 5x5 36 -> 33-35 us, 7x7 62-64 -> 56-58,
     512 x 20 x 20 105-110 -> 90-106). It does nothing for a wider plane."""
     wide = 2 * v
-    even, odd = _lanes(range(0, wide, 2)), _lanes(range(1, wide, 2))
+    even, odd = constant(range(0, wide, 2)), constant(range(1, wide, 2))
     vec, pair = f"<{v} x float>", f"<{wide} x float>"
     lines = ["  %we1 = add i64 %w, 1", "  %we = lshr i64 %we1, 1", "  %wo = lshr i64 %w, 1"]
     if narrow:
@@ -138,11 +128,10 @@ def deinterleave(v: int, after: str, narrow: bool) -> list[str]:
              "  br label %di.blk",
              "di.blk:",
              "  %dc = phi i64 [0, %di.row], [%dc.next, %di.blk]",
-             "  %dleft = sub i64 %w, %dc", *_splat32("dleftv", "%dleft", wide),
-             f"  %dmask = icmp slt <{wide} x i32> {_lanes(range(wide))}, %dleftv",
+             "  %dleft = sub i64 %w, %dc", *splat_i64("dleftv", "%dleft", wide),
+             f"  %dmask = icmp slt <{wide} x i32> {constant(range(wide))}, %dleftv",
              "  %dp = getelementptr float, ptr %dsrc, i64 %dc",
-             f"  %dv = call {pair} @llvm.masked.load.v{wide}f32.p0(ptr %dp, i32 4, <{wide} x i1> %dmask, "
-             f"{pair} zeroinitializer)",
+             masked_load(wide, "%dp", "%dv", "%dmask"),
              f"  %dve = shufflevector {pair} %dv, {pair} poison, <{v} x i32> {even}",
              f"  %dvo = shufflevector {pair} %dv, {pair} poison, <{v} x i32> {odd}",
              "  %dh = lshr i64 %dc, 1",
@@ -167,60 +156,26 @@ def phase_rows(q: str, j: int, pad: int) -> list[str]:
             f"  %{q}baseo{j} = getelementptr float, ptr %obuf, i64 %{q}offs{j}"]
 
 
-def tap_mask(b: str, kw: int, lanes: int, width: str, first: str, shift: int) -> list[str]:
-    """``%{b}mk{kw}``: the lanes ``i`` of a block whose column ``first + i +
-    shift`` lies in ``[0, w)``, where ``width`` is a splat of ``w - first``
-    and ``first`` one of the block's first column (int32 vectors of
-    ``lanes``): ``i < w - first - shift``, and ``i >= -shift - first`` where
-    ``shift`` is negative (no left edge to check otherwise)."""
-    constant = _lanes(range(lanes))
-    below = f"%{b}mk{kw}" if shift >= 0 else f"%{b}up{kw}"
-    lines = [f"  %{b}hi{kw} = sub <{lanes} x i32> {width}, {_lanes([shift] * lanes)}",
-             f"  {below} = icmp slt <{lanes} x i32> {constant}, %{b}hi{kw}"]
-    if shift < 0:
-        lines += [f"  %{b}lo{kw} = sub <{lanes} x i32> {_lanes([-shift] * lanes)}, {first}",
-                  f"  %{b}dn{kw} = icmp sge <{lanes} x i32> {constant}, %{b}lo{kw}",
-                  f"  %{b}mk{kw} = and <{lanes} x i1> %{b}up{kw}, %{b}dn{kw}"]
-    return lines
-
-
 def phase_masks(v: int, q: str, b: str, ksize: int) -> list[str]:
     """A block's tap masks ``%{b}mk{kw}``: lane ``i`` where ``0 <= ox + m +
     i`` and ``ox + m + i`` is below its phase row's width (``%we`` or
     ``%wo``), ``(parity, m)`` :func:`tap_phase`."""
-    lines = [f"  %{b}wce = sub i64 %we, %{q}ox", *_splat32(f"{b}wcev", f"%{b}wce", v),
-             f"  %{b}wco = sub i64 %wo, %{q}ox", *_splat32(f"{b}wcov", f"%{b}wco", v),
-             *_splat32(f"{b}oxv", f"%{q}ox", v)]
+    lines = [f"  %{b}wce = sub i64 %we, %{q}ox", *splat_i64(f"{b}wcev", f"%{b}wce", v),
+             f"  %{b}wco = sub i64 %wo, %{q}ox", *splat_i64(f"{b}wcov", f"%{b}wco", v),
+             *splat_i64(f"{b}oxv", f"%{q}ox", v)]
     for kw in range(ksize):
         parity, m = tap_phase(kw, ksize)
         lines += tap_mask(b, kw, v, f"%{b}wc{'o' if parity else 'e'}v", f"%{b}oxv", m)
     return lines
 
 
-def tap_loads(v: int, q: str, b: str, j: int, ksize: int, masked: bool, load, where) -> tuple[list[str], list[str]]:
-    """Input row ``j`` of a block (named with the body's prefix ``b``; the
-    block's with ``q``): one load a tap of ``V`` columns from ``ox +
-    shift`` of the row at ``%{q}base{suffix}{j}``, ``(suffix, shift) =
-    where(kw)``, masked by the tap's mask where ``masked`` (``load``:
-    depthwise_text._load). Returns the lines and the taps' vectors."""
-    lines, taps = [], []
-    for kw in range(ksize):
-        suffix, shift = where(kw)
-        t = f"{b}{j}_{kw}"
-        lines += [f"  %o{t} = add i64 %{q}ox, {shift}",
-                  f"  %p{t} = getelementptr float, ptr %{q}base{suffix}{j}, i64 %o{t}",
-                  load(v, f"%p{t}", f"%a{t}", f"%{b}mk{kw}" if masked else None)]
-        taps.append(f"%a{t}")
-    return lines, taps
-
-
-def phase_inputs(v: int, q: str, b: str, j: int, ksize: int, masked: bool, load) -> tuple[list[str], list[str]]:
+def phase_inputs(v: int, q: str, b: str, j: int, ksize: int, masked: bool) -> tuple[list[str], list[str]]:
     """Input row ``j`` of a block: one load a tap from its phase row at
     ``ox + m`` (:func:`tap_phase`)."""
     def where(kw: int) -> tuple[str, int]:
         parity, m = tap_phase(kw, ksize)
         return "o" if parity else "", m
-    return tap_loads(v, q, b, j, ksize, masked, load, where)
+    return tap_loads(v, q, b, j, ksize, masked, where)
 
 
 def phase_inner(v: int, q: str, ksize: int) -> list[str]:

@@ -74,9 +74,8 @@ from runtime.kernels.depthwise_phased import (
     phase_masks,
     phase_rows,
     phased,
-    tap_loads,
-    tap_mask,
 )
+from runtime.kernels.depthwise_taps import constant, masked_load, splat, tap_loads, tap_mask
 
 LANES = (8, 16)
 """Output columns per vector of the kernels, narrowest first. A plane whose
@@ -97,25 +96,15 @@ and the strides each has."""
 STRIDES = SIZES[3]
 
 
-def _splat(name: str, value: str, lanes: int, kind: str) -> list[str]:
-    return [f"  %{name}.i = insertelement <{lanes} x {kind}> poison, {kind} {value}, i64 0",
-            f"  %{name} = shufflevector <{lanes} x {kind}> %{name}.i, <{lanes} x {kind}> poison, "
-            f"<{lanes} x i32> zeroinitializer"]
-
-
 def _splats(v: int, taps: int) -> list[str]:
     """The kernel's weights ``%w{t}``, bias and clamp bounds as ``v``-lane vectors."""
     lines = []
     for t in range(taps):
         lines += [f"  %wp{t} = getelementptr float, ptr %wt, i64 {t}", f"  %ws{t} = load float, ptr %wp{t}",
-                  *_splat(f"w{t}", f"%ws{t}", v, "float")]
+                  *splat(f"w{t}", f"%ws{t}", v, "float")]
     for name in ("bias", "lo", "hi"):
-        lines += _splat(f"{name}v", f"%{name}", v, "float")
+        lines += splat(f"{name}v", f"%{name}", v, "float")
     return lines
-
-
-def _constant(values, kind: str) -> str:
-    return "<" + ", ".join(f"{kind} {v}" for v in values) + ">"
 
 
 def _name(v: int, stride: int, ksize: int = 3, inner: bool = False) -> str:
@@ -132,27 +121,18 @@ def _column_masks(q: str, lanes: int, first: str, ksize: int) -> list[str]:
     of the ``lanes`` input columns from ``first + kw - pad`` (``first``: the
     block's first output column) that lie inside the row, ``[0, w)``."""
     lines = [f"  %{q}wc = sub i64 %w, {first}", f"  %{q}wc32 = trunc i64 %{q}wc to i32",
-             *_splat(f"{q}wcv", f"%{q}wc32", lanes, "i32"),
-             f"  %{q}first32 = trunc i64 {first} to i32", *_splat(f"{q}firstv", f"%{q}first32", lanes, "i32")]
+             *splat(f"{q}wcv", f"%{q}wc32", lanes, "i32"),
+             f"  %{q}first32 = trunc i64 {first} to i32", *splat(f"{q}firstv", f"%{q}first32", lanes, "i32")]
     for kw in range(ksize):  # lane i reads column first + i + kw - pad
         lines += tap_mask(q, kw, lanes, f"%{q}wcv", f"%{q}firstv", kw - ksize // 2)
     return lines
-
-
-def _load(n: int, at: str, out: str, mask: str | None) -> str:
-    """``out`` = the ``n`` floats at ``at``: a masked load of the lanes of
-    ``mask`` (the others zero), or a plain load where ``mask`` is None."""
-    if mask is None:
-        return f"  {out} = load <{n} x float>, ptr {at}, align 4"
-    return (f"  {out} = call <{n} x float> @llvm.masked.load.v{n}f32.p0(ptr {at}, i32 4, <{n} x i1> {mask}, "
-            f"<{n} x float> zeroinitializer)")
 
 
 def _inputs_stride1(v: int, q: str, b: str, j: int, ksize: int, masked: bool) -> tuple[list[str], list[str]]:
     """Input row ``j`` of a block at stride 1: its ``ksize`` taps' vectors,
     each one load at its column offset (named with the body's prefix ``b``;
     the block's with ``q``)."""
-    return tap_loads(v, q, b, j, ksize, masked, _load, lambda kw: ("", kw - ksize // 2))
+    return tap_loads(v, q, b, j, ksize, masked, lambda kw: ("", kw - ksize // 2))
 
 
 def _inputs_stride2(v: int, q: str, b: str, j: int, ksize: int, masked: bool) -> tuple[list[str], list[str]]:
@@ -160,13 +140,13 @@ def _inputs_stride2(v: int, q: str, b: str, j: int, ksize: int, masked: bool) ->
     the vectors of kernel columns 0 (the odd columns one output to the
     left), 1 (even) and 2 (odd)."""
     if phased(2, ksize):
-        return phase_inputs(v, q, b, j, ksize, masked, _load)
+        return phase_inputs(v, q, b, j, ksize, masked)
     wide = 2 * v
-    even, odd = _constant(range(0, wide, 2), "i32"), _constant(range(1, wide, 2), "i32")
-    left = _constant([v - 1] + [v + i for i in range(v - 1)], "i32")  # previous block's last, then ours but the last
+    even, odd = constant(range(0, wide, 2), "i32"), constant(range(1, wide, 2), "i32")
+    left = constant([v - 1] + [v + i for i in range(v - 1)], "i32")  # previous block's last, then ours but the last
     r = f"{b}{j}"
     lines = [f"  %p{r} = getelementptr float, ptr %{q}base{j}, i64 %{q}c",
-             _load(wide, f"%p{r}", f"%a{r}", f"%{b}inside" if masked else None),
+             masked_load(wide, f"%p{r}", f"%a{r}", f"%{b}inside" if masked else None),
              f"  %xe{r} = shufflevector <{wide} x float> %a{r}, <{wide} x float> poison, <{v} x i32> {even}",
              f"  %xo{r} = shufflevector <{wide} x float> %a{r}, <{wide} x float> poison, <{v} x i32> {odd}",
              f"  %xl{r} = shufflevector <{v} x float> %{q}prev{j}, <{v} x float> %xo{r}, <{v} x i32> {left}"]
@@ -199,8 +179,8 @@ def _block(v: int, stride: int, rows: int, q: str, b: str, masked: bool, ksize: 
     if masked and stride == 2 and ksize == 3:
         wide = 2 * v
         lines += [f"  %{b}wc = sub i64 %w, %{q}c", f"  %{b}wc32 = trunc i64 %{b}wc to i32",
-                  *_splat(f"{b}wcv", f"%{b}wc32", wide, "i32"),
-                  f"  %{b}inside = icmp slt <{wide} x i32> {_constant(range(wide), 'i32')}, %{b}wcv"]
+                  *splat(f"{b}wcv", f"%{b}wc32", wide, "i32"),
+                  f"  %{b}inside = icmp slt <{wide} x i32> {constant(range(wide), 'i32')}, %{b}wcv"]
     elif masked and phased(stride, ksize):
         lines += phase_masks(v, q, b, ksize)
     elif masked:
@@ -213,8 +193,8 @@ def _block(v: int, stride: int, rows: int, q: str, b: str, masked: bool, ksize: 
                 lines += _row_terms(v, b, r, j - stride * r, row, ksize)
     if masked:
         lines += [f"  %{b}left = sub i64 %ow, %{q}ox", f"  %{b}left32 = trunc i64 %{b}left to i32",
-                  *_splat(f"{b}leftv", f"%{b}left32", v, "i32"),
-                  f"  %{b}keep = icmp slt <{v} x i32> {_constant(range(v), 'i32')}, %{b}leftv"]
+                  *splat(f"{b}leftv", f"%{b}left32", v, "i32"),
+                  f"  %{b}keep = icmp slt <{v} x i32> {constant(range(v), 'i32')}, %{b}leftv"]
     for r in range(rows):
         o = f"{b}{r}"
         lines += [*_clamp(v, o),
