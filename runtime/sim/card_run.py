@@ -205,27 +205,42 @@ class CardRun:
         return [[phased.SEGMENT, first, first, after, -1], [phased.GROUPS, low, low + found[0].shape[0], -1, -1],
                 [phased.SEGMENT, end, end, -1, conv]]
 
-    def stretches(self, order: np.ndarray) -> list[tuple]:
+    def stretches(self, order: np.ndarray, plain: bool = False) -> list[tuple]:
         """``order``'s stretches (runtime.sim.phased.stretches) as (phase
         table, position of the Python step after it or -1, whether it runs
         alone: no phase to share, the span of ``order`` it interprets when
         it is one segment or None), worked out on its first run (an order is
-        a lane's epoch: the same array, run after run)."""
+        a lane's epoch: the same array, run after run). ``plain``: as one
+        thread runs them, without the chains and groups :meth:`plan_groups`
+        cut for the pool's threads (the same as the others where it cut none)."""
         known = self._stretches.get(id(order))
-        if known is not None and known[0] is order:  # the same array object (kept alive here), not a new one at its id
-            return known[1]
-        found = []
-        for phases, python in phased.stretches(self.prog, order, self.gemm.index, self.large, self.handlers,
-                                               self.code):
-            if self._touches is not None:
-                phases = self._cut(phases, order)
-            first, end = int(phases[0, phased.FIRST]), int(phases[0, phased.END])
-            span = None
-            if phases.shape[0] == 1:
-                span = order if first == 0 and end == order.shape[0] else order[first:end]
-            found.append((phases, python, not phased.shares_work(phases), span))
-        self._stretches[id(order)] = (order, found)
-        return found
+        if known is None or known[0] is not order:  # not the same array object (kept alive here), a new one at its id
+            found, kept = [], []
+            for phases, python in phased.stretches(self.prog, order, self.gemm.index, self.large, self.handlers,
+                                                   self.code):
+                kept.append(self._stretch(phases, python, order))
+                cut = self._cut(phases, order) if self._touches is not None else phases
+                found.append(kept[-1] if cut.shape == phases.shape and np.array_equal(cut, phases)
+                             else self._stretch(cut, python, order))
+            known = self._stretches[id(order)] = (order, found, kept if any(a is not b for a, b in zip(found, kept))
+                                                  else found)
+        return known[2] if plain else known[1]
+
+    def two_ways(self, order: np.ndarray) -> bool:
+        """Whether ``order`` runs one way on the pool's threads and another
+        on one thread: some stretch has phases the pool shares, or chains
+        and groups cut for it (:meth:`stretches`)."""
+        known = self.stretches(order)
+        return known is not self.stretches(order, plain=True) or any(not by_caller for _, _, by_caller, _ in known)
+
+    @staticmethod
+    def _stretch(phases: np.ndarray, python: int, order: np.ndarray) -> tuple:
+        """A stretch as :meth:`stretches` gives it."""
+        first, end = int(phases[0, phased.FIRST]), int(phases[0, phased.END])
+        span = None
+        if phases.shape[0] == 1:
+            span = order if first == 0 and end == order.shape[0] else order[first:end]
+        return phases, python, not phased.shares_work(phases), span
 
     def stopped(self, phases: np.ndarray, done: int) -> int:
         """What failed where the interpreter, run on a stretch of one segment

@@ -150,11 +150,19 @@ class Simulator:
         self._whole: tuple | None = None
         """The single lane's run as one call of the interpreter, where it is
         one (:meth:`_whole_run`): what a small model's run comes down to."""
-        self._split = SplitWatch() if self._single is not None and parallel.NUM_THREADS > 1 else None
+        self._split = None
         """Whether the single lane's runs go to the pool or stay on the
-        caller (runtime.cpu_load.SplitWatch): SqueezeNet's Run_sw took 1.08
-        and MobileNetV2 at 96's 1.15 times as long on two threads as on one
-        where the host's two cores were far apart (Zen 4), 0.64 where close."""
+        caller (runtime.cpu_load.SplitWatch), where it runs two ways
+        (CardRun.two_ways): SqueezeNet's Run_sw took 1.08 and MobileNetV2
+        at 96's 1.15 times as long on two threads as on one where the
+        host's two cores were far apart (Zen 4), 0.64 where close. On the
+        caller it runs as one thread would: without the groups cut for the
+        pool (runtime/sim/groups.py), which cost ResNet-10 at 32 x 32 (a
+        small model's whole run, one interpreter call without them, 72
+        groups with them) 0.54-0.57 ms a run against 0.40-0.42 there, and
+        gained it little on two threads (0.45; Zen 4, cores close)."""
+        if self._single is not None and parallel.NUM_THREADS > 1 and self._single[0].run.two_ways(self._single[1]):
+            self._split = SplitWatch()
 
     # ------------------------------------------------------------ planning
     def _plan(self) -> Timing:
@@ -310,23 +318,22 @@ class Simulator:
         """:meth:`run` on DRAM images :meth:`check_drams` passed, which stay
         as they were (a backend that owns them checks them once)."""
         if self._single is not None and after_phase is None:
-            ready = self._whole
-            if ready is not None and ready[1] is drams[ready[0].card]:  # the interpreter on every row, directly,
-                done = ready[2](*ready[3])  # SRAM and the patch keys cleared by it first
-                if done != ready[4]:
-                    self._stopped(ready[0], ready[0].stopped(ready[5], done))
-                return
-        for view in self._sram:
-            view.fill(0)
-        for key in self._patch_keys:  # SRAM is zeroed: no packed patches stand for a tile any more
-            key[0] = 0
-        if self._single is not None and after_phase is None:
             lane, order = self._single
+            if self._split is None:
+                ready = self._whole
+                if ready is not None and ready[1] is drams[ready[0].card]:  # the interpreter on every row, directly,
+                    done = ready[2](*ready[3])  # SRAM and the patch keys cleared by it first
+                    if done != ready[4]:
+                        self._stopped(ready[0], ready[0].stopped(ready[5], done))
+                    return
             if order.size:
-                watched(self._split, lambda alone: self._execute(lane.run, order, drams[lane.run.card], alone))
-                self._whole = self._whole_run(lane.run, order, drams[lane.run.card],
-                                              whole.clear_table(self._sram, self._patch_keys))
+                run, dram = lane.run, drams[lane.run.card]
+                if self._split is None:
+                    self._single_run(run, order, dram, True)
+                else:
+                    watched(self._split, lambda alone: self._single_run(run, order, dram, alone))
             return
+        self._clear()
         for number, phase, epochs in zip(self._phase_numbers, self._phases, self._epochs):
             concurrent = len(phase) > 1 and len(phase) >= parallel.NUM_THREADS
             for e in range(epochs):
@@ -340,6 +347,31 @@ class Simulator:
             if after_phase is not None:
                 after_phase(number)
 
+    def _single_run(self, run: CardRun, order: np.ndarray, dram: np.ndarray, alone: bool) -> bool:
+        """The single lane's run (:attr:`_single`): on the pool's threads, or
+        on the caller ``alone``, as one thread runs it (its plain stretches,
+        CardRun.stretches), through the interpreter's compiled entry directly
+        where that is one call (:attr:`_whole`). Whether the pool's threads
+        took part."""
+        ready = self._whole
+        if alone and ready is not None and ready[1] is dram:  # SRAM and the patch keys cleared by it first
+            done = ready[2](*ready[3])
+            if done != ready[4]:
+                self._stopped(run, run.stopped(ready[5], done))
+            return False
+        self._clear()
+        pooled = self._execute(run, order, dram, alone)
+        if alone:
+            self._whole = self._whole_run(run, order, dram, whole.clear_table(self._sram, self._patch_keys))
+        return pooled
+
+    def _clear(self) -> None:
+        """Zero SRAM, and with it every packed-patch key (no packed patches stand for a tile any more)."""
+        for view in self._sram:
+            view.fill(0)
+        for key in self._patch_keys:
+            key[0] = 0
+
     def _execute(self, run: CardRun, order: np.ndarray, dram: np.ndarray, alone: bool = False) -> bool:
         """Run ``order`` (some of ``run``'s rows, in order) on the card's
         memory: its phases on the pool (runtime.sim.phased; on the caller
@@ -348,7 +380,7 @@ class Simulator:
         entry point), from Python. Whether the pool's threads took part."""
         mem, err, gemm = run.memory, run.err, run.gemm
         pooled = False
-        for phases, python, by_caller, span in run.stretches(order):
+        for phases, python, by_caller, span in run.stretches(order, plain=alone):
             status, on_pool = run.run_stretch(phases, order, dram, by_caller, span, alone)
             pooled |= on_pool
             if status:
@@ -382,7 +414,7 @@ class Simulator:
         through with no Python step (a small model's whole run), after a
         first run resolved them, clearing what ``clear`` names first
         (runtime.sim.whole.clear_table); None otherwise."""
-        stretches = run.stretches(order)
+        stretches = run.stretches(order, plain=True)
         if len(stretches) != 1:
             return None
         phases, python, _, span = stretches[0]

@@ -51,6 +51,35 @@ def test_tiles_run_as_groups_with_the_oracles_bytes(chain):
         np.testing.assert_array_equal(got, want)
 
 
+def test_alone_the_caller_runs_without_the_groups_and_either_way_gives_the_oracles_bytes():
+    """A single lane cut into groups runs two ways (CardRun.two_ways), as
+    the simulator's SplitWatch chooses: on the pool's threads with its
+    groups, or on the caller alone as one thread runs it, without them
+    (here one interpreter call, through its compiled entry from the second
+    such run: ``_whole``). Runs switching ways (the two sets of working
+    buffers, then one, then two) give the oracle's bytes every time."""
+    stream, image, constant, outs, expect = tiles(7)
+    sim = tile_simulator(stream, image, constant, True)
+    run, order = sim._phases[0][0].run, sim._single[1]
+
+    def kinds(plain):
+        return {int(k) for phases, *_ in run.stretches(order, plain=plain) for k in phases[:, phased.KIND]}
+
+    assert phased.GROUPS in kinds(False) and kinds(True) == {phased.SEGMENT}
+    assert run.two_ways(order) and sim._split is not None
+    ways = [False, True, True, True, False, True, False, False, True]
+    chosen = iter(ways)
+    sim._split.choose = lambda: next(chosen)
+    whole = []
+    for _ in ways:
+        image.data[outs[0]:outs[-1] + expect[-1].nbytes] = 0
+        sim.run([image.data])
+        whole.append(sim._whole is not None)
+        for got, want in zip(tile_outputs(image, outs, expect), expect):
+            np.testing.assert_array_equal(got, want)
+    assert whole == [False] + [True] * (len(ways) - 1)  # made by the first run alone, kept by the pooled ones
+
+
 def test_the_same_bytes_with_groups_as_without():
     """Every DRAM byte after a run equals the run without groups."""
     stream, image, constant, outs, expect = tiles(6, seed=8)
