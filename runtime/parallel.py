@@ -448,6 +448,14 @@ def stood_aside() -> int:
     return 0 if _pool is None else _pool.load.stood_aside
 
 
+def stands_aside() -> bool:
+    """Whether a job started now would run on its caller alone because
+    other processes hold the cores (the pool's verdict, renewed at the end
+    of its window as a job's start renews it: :class:`runtime.cpu_load.LoadWatch`),
+    so that a caller with a way of its own to run alone can take it."""
+    return NUM_THREADS > 1 and _get_pool().load.watch()
+
+
 def run_phases(driver, phases: int, *args, alone: bool = False, whole_run: bool = False, chosen: bool = False,
                late: int | None = None) -> bool:
     """Run a phased job (:class:`_Phases`) of ``phases`` phases on all

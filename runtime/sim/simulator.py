@@ -159,8 +159,9 @@ class Simulator:
         caller it runs as one thread would: without the groups cut for the
         pool (runtime/sim/groups.py), which cost ResNet-10 at 32 x 32 (a
         small model's whole run, one interpreter call without them, 72
-        groups with them) 0.54-0.57 ms a run against 0.40-0.42 there, and
-        gained it little on two threads (0.45; Zen 4, cores close)."""
+        groups with them) 0.54-0.57 ms a run alone against 0.40-0.42 as
+        one call (docs/simulator.md, "groups within a segment"). So does a
+        run the pool would not take (it stands aside)."""
         if self._single is not None and parallel.NUM_THREADS > 1 and self._single[0].run.two_ways(self._single[1]):
             self._split = SplitWatch()
 
@@ -318,17 +319,16 @@ class Simulator:
         """:meth:`run` on DRAM images :meth:`check_drams` passed, which stay
         as they were (a backend that owns them checks them once)."""
         if self._single is not None and after_phase is None:
+            ready = self._whole
+            if ready is not None and self._split is None and ready[1] is drams[ready[0].card]:  # the interpreter on
+                done = ready[2](*ready[3])  # every row, directly, SRAM and the patch keys cleared by it first
+                if done != ready[4]:
+                    self._stopped(ready[0], ready[0].stopped(ready[5], done))
+                return
             lane, order = self._single
-            if self._split is None:
-                ready = self._whole
-                if ready is not None and ready[1] is drams[ready[0].card]:  # the interpreter on every row, directly,
-                    done = ready[2](*ready[3])  # SRAM and the patch keys cleared by it first
-                    if done != ready[4]:
-                        self._stopped(ready[0], ready[0].stopped(ready[5], done))
-                    return
             if order.size:
                 run, dram = lane.run, drams[lane.run.card]
-                if self._split is None:
+                if self._split is None or parallel.stands_aside():  # one way, or the pool would not take it
                     self._single_run(run, order, dram, True)
                 else:
                     watched(self._split, lambda alone: self._single_run(run, order, dram, alone))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime import isa
+from runtime import isa, parallel
 from runtime.isa import Op, Space
 from runtime.isa.footprints import DRAM, footprints
 from runtime.sim import SimulatorError, groups, phased
@@ -71,13 +71,35 @@ def test_alone_the_caller_runs_without_the_groups_and_either_way_gives_the_oracl
     chosen = iter(ways)
     sim._split.choose = lambda: next(chosen)
     whole = []
-    for _ in ways:
+    with parallel.steady():  # the pool takes the runs its way, whatever else runs on the host
+        for _ in ways:
+            image.data[outs[0]:outs[-1] + expect[-1].nbytes] = 0
+            sim.run([image.data])
+            whole.append(sim._whole is not None)
+            for got, want in zip(tile_outputs(image, outs, expect), expect):
+                np.testing.assert_array_equal(got, want)
+    assert whole == [False] + [True] * (len(ways) - 1)  # made by the first run alone, kept by the pooled ones
+
+
+def test_while_the_pool_stands_aside_the_caller_runs_without_the_groups(monkeypatch):
+    """Where other processes hold the cores the pool stands aside, and a
+    lane cut into groups runs as one thread would whatever its watch would
+    choose (here the pool's way): without the groups, through the
+    interpreter's compiled entry from its second run, the oracle's bytes."""
+    stream, image, constant, outs, expect = tiles(7)
+    sim = tile_simulator(stream, image, constant, True)
+    assert sim._split is not None
+    sim._split.choose = lambda: False
+    load = parallel._get_pool().load
+    monkeypatch.setattr(load, "window", None)  # no new verdict: the one set here holds
+    monkeypatch.setattr(load, "serial", True)
+    assert parallel.stands_aside()
+    for _ in range(3):
         image.data[outs[0]:outs[-1] + expect[-1].nbytes] = 0
         sim.run([image.data])
-        whole.append(sim._whole is not None)
         for got, want in zip(tile_outputs(image, outs, expect), expect):
             np.testing.assert_array_equal(got, want)
-    assert whole == [False] + [True] * (len(ways) - 1)  # made by the first run alone, kept by the pooled ones
+        assert sim._whole is not None
 
 
 def test_the_same_bytes_with_groups_as_without():
