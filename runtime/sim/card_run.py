@@ -215,15 +215,15 @@ class CardRun:
         cut for the pool's threads (the same as the others where it cut none)."""
         known = self._stretches.get(id(order))
         if known is None or known[0] is not order:  # not the same array object (kept alive here), a new one at its id
-            found, kept = [], []
+            found, plains, differ = [], [], False
             for phases, python in phased.stretches(self.prog, order, self.gemm.index, self.large, self.handlers,
                                                    self.code):
-                kept.append(self._stretch(phases, python, order))
+                plains.append(self._stretch(phases, python, order))
                 cut = self._cut(phases, order) if self._touches is not None else phases
-                found.append(kept[-1] if cut.shape == phases.shape and np.array_equal(cut, phases)
-                             else self._stretch(cut, python, order))
-            known = self._stretches[id(order)] = (order, found, kept if any(a is not b for a, b in zip(found, kept))
-                                                  else found)
+                same = np.array_equal(cut, phases)
+                found.append(plains[-1] if same else self._stretch(cut, python, order))
+                differ |= not same
+            known = self._stretches[id(order)] = (order, found, plains if differ else found)
         return known[2] if plain else known[1]
 
     def two_ways(self, order: np.ndarray) -> bool:

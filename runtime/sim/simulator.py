@@ -320,10 +320,8 @@ class Simulator:
         as they were (a backend that owns them checks them once)."""
         if self._single is not None and after_phase is None:
             ready = self._whole
-            if ready is not None and self._split is None and ready[1] is drams[ready[0].card]:  # the interpreter on
-                done = ready[2](*ready[3])  # every row, directly, SRAM and the patch keys cleared by it first
-                if done != ready[4]:
-                    self._stopped(ready[0], ready[0].stopped(ready[5], done))
+            if ready is not None and self._split is None and ready[1] is drams[ready[0].card]:
+                self._run_whole(ready)
                 return
             lane, order = self._single
             if order.size:
@@ -354,16 +352,22 @@ class Simulator:
         where that is one call (:attr:`_whole`). Whether the pool's threads
         took part."""
         ready = self._whole
-        if alone and ready is not None and ready[1] is dram:  # SRAM and the patch keys cleared by it first
-            done = ready[2](*ready[3])
-            if done != ready[4]:
-                self._stopped(run, run.stopped(ready[5], done))
+        if alone and ready is not None and ready[1] is dram:
+            self._run_whole(ready)
             return False
         self._clear()
         pooled = self._execute(run, order, dram, alone)
         if alone:
             self._whole = self._whole_run(run, order, dram, whole.clear_table(self._sram, self._patch_keys))
         return pooled
+
+    def _run_whole(self, ready: tuple) -> None:
+        """The single lane's run as :attr:`_whole` made it: the interpreter
+        on every row through its compiled entry, which clears SRAM and the
+        patch keys first."""
+        done = ready[2](*ready[3])
+        if done != ready[4]:
+            self._stopped(ready[0], ready[0].stopped(ready[5], done))
 
     def _clear(self) -> None:
         """Zero SRAM, and with it every packed-patch key (no packed patches stand for a tile any more)."""
