@@ -319,13 +319,15 @@ class FWDNXT:
         engine = self._loaded("Run_th").engine
         images = flat.inputs("Run_th", engine.model, image)
         targets = flat.results("Run_th", engine.model, result)
-        recorder = self._recorder()
+        recorder = HostRecorder() if self._flags["trace"] else None  # (_recorder, inline: as _run)
         try:
-            outputs = [engine.run_reference(feeds, recorder) for feeds in images]
+            outputs = [engine.run_reference(feeds, recorder) for feeds in images] if len(images) > 1 else \
+                [engine.run_reference(images[0], recorder)]
         except TesseraError as exc:
             raise FWDNXTError(f"Run_th: {exc}") from exc
         flat.fill(engine.model, targets, outputs)
-        self._trace("Run_th", engine, recorder, device=False)
+        if recorder is not None:
+            self._trace("Run_th", engine, recorder, device=False)
 
     def _run(self, call: str, image, result, device: bool) -> None:
         engine, queue, _, _ = self._loaded(call)
@@ -336,12 +338,15 @@ class FWDNXT:
         # been overwritten), dumpdir's DRAM dump can fail (a failed call leaves the buffers as they were)
         flags = self._flags
         into = None if flags["comparesw"] or flags["dumpdir"] else flat.destinations(engine.model, targets)
-        request = queue.run(Request(images, device=device, recorder=self._recorder(), into=into))
+        recorder = HostRecorder() if flags["trace"] else None  # (_recorder, inline: a small run is microseconds)
+        # (positional: a class called with keywords builds a dict of them, a fifth of a microsecond)
+        request = queue.run(Request(images, None, device, False, recorder, into))
         self._finish(call, engine, request, targets)
-        if self._flags["breaklayer"] == 2 and device:
+        if flags["breaklayer"] == 2 and device:
             for line in debug.layer_time_lines(engine):
                 print(f"FWDNXT: {call}: {line}")
-        self._trace(call, engine, request.recorder, device)
+        if recorder is not None:
+            self._trace(call, engine, recorder, device)
 
     def _recorder(self) -> HostRecorder | None:
         """A recorder of one run's host spans while the trace flag is set."""
@@ -426,17 +431,18 @@ class FWDNXT:
         """A finished request's outputs into ``targets``, or its error as
         FWDNXTError; hwtime, debug 'b' and comparesw."""
         error = request.error
-        if isinstance(error, Cancelled):
-            raise FWDNXTError(f"{call}: Free was called before the run: {error}") from error
         if error is not None:
+            if isinstance(error, Cancelled):
+                raise FWDNXTError(f"{call}: Free was called before the run: {error}") from error
             tag = f" of the input put with userobj {request.tag!r}" if call == "GetResult" else ""
             kind = "" if isinstance(error, TesseraError) else f"internal error {type(error).__name__}: "
             raise FWDNXTError(f"{call}: the run{tag} failed: {kind}{error}") from error
         if request.device:
             self._hwtime = request.hwtime_ms
-            if "b" in self._flags["debug"]:
+            flags = self._flags
+            if "b" in flags["debug"]:
                 print(f"FWDNXT: {call}: hwtime {self._hwtime:.3f} ms ({engine.device.instructions} instructions)")
-            if self._flags["comparesw"]:
+            if flags["comparesw"]:
                 self._compare(call, engine, request)
         flat.fill(engine.model, targets, request.outputs, request.into)
 

@@ -97,12 +97,12 @@ def results(call: str, model: CompiledModel, result) -> list[np.ndarray]:
 
 def destinations(model: CompiledModel, targets: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
     """Per image, each output's part of the result buffers ``targets``
-    (:func:`results` checked them) in the output's shape: where a run
+    (:func:`results` checked them; the one buffer of a one-output,
+    one-image binary as it is, flat or not): where a run
     writes its outputs straight into them (Engine.run_batch's ``into``),
     :func:`fill` has nothing left to copy."""
-    if len(targets) == 1 and model.batch == 1:
-        spec = model.outputs[0]
-        return [{spec.name: targets[0].reshape(spec.shape)}]
+    if len(targets) == 1 and model.batch == 1:  # the buffer itself: a run writes its values, whatever its shape
+        return [{model.outputs[0].name: targets[0]}]
     images = [{} for _ in range(model.batch)]
     for target, spec in zip(targets, model.outputs):
         for feeds, part in zip(images, target.reshape(model.batch, *spec.shape)):

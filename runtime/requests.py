@@ -160,12 +160,16 @@ class EngineQueue:
     def run(self, request: Request) -> Request:
         """Run ``request`` now, on the caller's thread, as soon as the device
         is free (between two queued requests); done when this returns."""
-        with self._device:
+        device = self._device
+        device.acquire()  # (what `with` does, in half the time: a small model's run is a few microseconds)
+        try:
             if self._closed:
                 request._cancel()
             else:
                 request._execute(self.engine, self._after_run)
-                request._finish()
+                request._done = _FINISHED  # (what _finish does to a request no queue holds)
+        finally:
+            device.release()
         if request.error is not None and not isinstance(request.error, Exception):
             raise request.error  # KeyboardInterrupt: the caller's, not the run's failure
         return request

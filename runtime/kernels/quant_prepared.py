@@ -84,8 +84,8 @@ class PreparedQuantize:
         ``flat`` then undefined: the caller calls the kernel, for its error.
         One pass both quantizes and inspects an input, so a caller that owes
         a non-finite policy (runtime/nonfinite.py) need not scan it first."""
-        if type(x) is not np.ndarray or x.dtype != _F32 or x.size != flat.size:
-            return None
+        if type(x) is not np.ndarray or (x.dtype is not _F32 and x.dtype != _F32) or x.size != flat.size:
+            return None  # (`is` first: a dtype's `!=` takes as long as the rest of these checks)
         entry = self._entry
         if entry is None:
             entry = self._entry = compiled_entry(quantize_codes, (np.empty(1, _F32), self._scale, self._zero,
@@ -102,6 +102,7 @@ class PreparedDequantize:
     def __init__(self, generic, attrs, scale: np.ndarray, zero: np.ndarray):
         self.generic, self.attrs, self.scale, self.zero = generic, attrs, scale, zero
         self._scale, self._zero = scale.reshape(1), zero.reshape(1)
+        self._codes = zero.dtype
         self._entry = None
 
     def __call__(self, inputs, attrs):
@@ -119,7 +120,9 @@ class PreparedDequantize:
         ``out`` untouched, where the prepared pass does not apply (x not an
         array of the zero point's type, or of another size; out not a
         C-contiguous writable float32 array): the caller then calls the kernel."""
-        if type(x) is not np.ndarray or x.dtype != self.zero.dtype or x.size != out.size or out.dtype != _F32:
+        codes = self._codes
+        if type(x) is not np.ndarray or (x.dtype is not codes and x.dtype != codes) or x.size != out.size \
+                or (out.dtype is not _F32 and out.dtype != _F32):
             return False
         flags = out.flags
         if not (flags.c_contiguous and flags.writeable):

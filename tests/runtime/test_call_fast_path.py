@@ -318,12 +318,14 @@ def test_a_synchronous_request_is_done_without_an_event_of_its_own(binary):
     queue.close()
 
 
-def test_device_outputs_go_straight_into_the_callers_arrays_and_nowhere_else(binary):
+def test_device_outputs_go_straight_into_the_callers_arrays_and_nowhere_else(binary, monkeypatch):
     """Engine.run_batch's ``into`` (runtime.segments.INTO): the device
     dequantizes a model output into the array given for it, which the run
     returns, with the bits of a run into a new array; an array the prepared
     pass cannot take (another size) is left untouched and a new one
-    returned; FWDNXT's result buffer gets the same bits either way."""
+    returned; an array of the output's size but not its shape (flat) is
+    written and returned as it is; FWDNXT's result buffer gets the same
+    bits either way."""
     engine = Engine(read_binary(binary))
     name = engine.model.outputs[0].name
     for x in images(3, seed=21):
@@ -331,15 +333,22 @@ def test_device_outputs_go_straight_into_the_callers_arrays_and_nowhere_else(bin
         given = np.full(want.shape, -7.0, np.float32)
         got = engine.run_batch([{"x": x}], into=[{name: given}])[0][name]
         assert got is given and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+        flat = np.full(want.size, -7.0, np.float32)  # FWDNXT's usual result buffer: the values, flat
+        got = engine.run_batch([{"x": x}], into=[{name: flat}])[0][name]
+        assert got is flat and np.array_equal(got.view(np.uint32), want.reshape(-1).view(np.uint32))
         wrong = np.full(want.size + 1, -7.0, np.float32)
         other = engine.run_batch([{"x": x}], into=[{name: wrong}])[0][name]
         assert other is not wrong and np.all(wrong == -7.0) and np.array_equal(other, want)
     ie = FWDNXT()
     ie.Init(binary, "")
     x = images(1, seed=22)[0]
+    read, written = device_module._Edge.read, []
+    monkeypatch.setattr(device_module._Edge, "read", lambda edge, table, codes: (read(edge, table, codes),
+                                                                         written.append(table[edge.name])))
     result = np.full(OUTPUTS, np.nan, np.float32)
     ie.Run_sw(x, result)
     assert np.array_equal(result, engine.run({"x": x})[name].reshape(-1))
+    assert written[0] is result  # the device's dequantization wrote the flat buffer itself: nothing copied after
     ie.Free()
 
 
