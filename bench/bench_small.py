@@ -10,7 +10,9 @@ ratio over --rounds:
   stream of back-to-back calls (timing.streamed_ms: no pause for either
   library's threads to fall asleep in; the same target);
 * FWDNXT Run_sw (the simulator) against onnxruntime int8 QDQ u8s8
-  (quantize_static, per-channel weights, the same 32 calibration crops).
+  (quantize_static, per-channel weights, the same 32 calibration crops);
+  for ``identity`` and ``one_conv``, also the Inference Engine's FPGA
+  plugin (a synchronous request's infer, calibrated on the same crops).
 
 ``identity`` (one ReLU of a [1,3,8,8] input) and ``one_conv`` (3x3, 3 -> 8
 channels, 32x32) measure what a call costs beyond its arithmetic; for them
@@ -39,6 +41,7 @@ from bench_device import _for_onnxruntime, _input_name, _paired_rounds, _qdq, no
 from compiler import backend
 from compiler.zoo.images import image_crops
 from runtime import FWDNXT
+from runtime.inference_engine import IENetwork, IEPlugin
 
 SMALL = ["ppLCNet", "mobilenet_v2", "mobilenet_v2_96", "squeezenet", "resnet10_32", "identity", "one_conv"]
 FIXED_COST = {"identity", "one_conv"}
@@ -91,6 +94,14 @@ def bench(name: str, runs: int, rounds: int, folder: str) -> None:
                                           rounds)
     _row(name, "Run_sw / ORT int8 QDQ u8s8", ours, theirs, ratios, FIXED_TARGET if micro else SW_TARGET, micro)
     ie.Free()
+    if micro:  # the Inference Engine's synchronous request: the same device call behind another API
+        plugin = IEPlugin(device="FPGA")
+        plugin.set_config({"TESSERA_CALIBRATION_DATA": crops})
+        request = plugin.load(IENetwork(model=source), num_requests=1).requests[0]
+        pause()
+        ours, theirs, ratios = _paired_rounds(lambda: request.infer(feeds), lambda: int8.run(None, feeds), runs,
+                                              rounds)
+        _row(name, "IE infer / ORT int8 QDQ u8s8", ours, theirs, ratios, FIXED_TARGET, micro)
 
 
 def main() -> None:
