@@ -319,7 +319,7 @@ class FWDNXT:
         engine = self._loaded("Run_th").engine
         images = flat.inputs("Run_th", engine.model, image)
         targets = flat.results("Run_th", engine.model, result)
-        recorder = HostRecorder() if self._flags["trace"] else None  # (_recorder, inline: as _run)
+        recorder = self._recorder()
         try:
             outputs = [engine.run_reference(feeds, recorder) for feeds in images] if len(images) > 1 else \
                 [engine.run_reference(images[0], recorder)]
@@ -338,7 +338,7 @@ class FWDNXT:
         # been overwritten), dumpdir's DRAM dump can fail (a failed call leaves the buffers as they were)
         flags = self._flags
         into = None if flags["comparesw"] or flags["dumpdir"] else flat.destinations(engine.model, targets)
-        recorder = HostRecorder() if flags["trace"] else None  # (_recorder, inline: a small run is microseconds)
+        recorder = self._recorder()
         # (positional: a class called with keywords builds a dict of them, a fifth of a microsecond)
         request = queue.run(Request(images, None, device, False, recorder, into))
         self._finish(call, engine, request, targets)

@@ -167,7 +167,7 @@ class EngineQueue:
                 request._cancel()
             else:
                 request._execute(self.engine, self._after_run)
-                request._done = _FINISHED  # (what _finish does to a request no queue holds)
+                request._finish()
         finally:
             device.release()
         if request.error is not None and not isinstance(request.error, Exception):
