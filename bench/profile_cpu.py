@@ -67,7 +67,7 @@ def main() -> None:
         print(f"  {kernel:<24}{count:>5} steps {ms:>9.2f} ms")
     print("heaviest steps:")
     for (name, kernel), seconds in sorted(by_step.items(), key=lambda kv: -kv[1])[:args.top]:
-        print(f"  {name:<40}{kernel:<20}{seconds / args.runs * 1e3:>8.2f} ms")
+        print(f"  {name:<40}{kernel:<20}{seconds / args.runs * 1e3:>8.3f} ms")
     if args.ort:
         per_run = {key: seconds / args.runs * 1e3 for key, seconds in by_step.items()}
         compare(model, feeds, executor.program, per_run, args)

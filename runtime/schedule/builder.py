@@ -34,7 +34,7 @@ from runtime.chunking import tapered_chunks
 from runtime.cpu_load import SplitWatch, watched
 from runtime.errors import ExecutionError, TesseraError
 from runtime.jit import data_address
-from runtime.kernels.weight_cache import frozen
+from runtime.kernels.weight_cache import freeze_guards, frozen
 from runtime.schedule.arena import ALIGN, Buffer
 from runtime.schedule.arena import plan as arena_plan
 from runtime.schedule.ops import COUNT, ENTRY, FIRST, KIND, REC, op_address, run_schedule
@@ -220,6 +220,9 @@ class Schedule:
         self.inputs, self.outputs, self.pinned, self.constants = inputs, outputs, pinned, constants
         self.lowered = lowered
         """Steps that run as operations (the others run through Python)."""
+        self.guards = freeze_guards(constants)
+        """The arrays whose read-only flags a run checks: while none is
+        writeable, every constant operations rely on is still frozen."""
         self._lock = threading.Lock()
         shared = any(isinstance(part, _Ops) and len(part.ops) and not part.alone for part in parts)
         self.split = SplitWatch() if shared and parallel.NUM_THREADS > 1 else None
@@ -242,8 +245,8 @@ class Schedule:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            for constant in self.constants:
-                if not frozen(constant):
+            for array in self.guards:
+                if array.flags.writeable:  # a constant thawed, perhaps rewritten: Python looks its forms up again
                     return None
             bases = self.bases
             for slot, base in self.inputs:

@@ -393,6 +393,28 @@ def test_a_weight_made_writeable_again_runs_step_by_step(monkeypatch):
                                   per_step(program, feeds, monkeypatch)[program.output_names[0]])
 
 
+def test_a_weight_whose_memory_is_thawed_behind_a_view_runs_step_by_step(monkeypatch):
+    """A constant that is a read-only view stays read-only when the array it
+    views is made writeable; rewritten through that array, the run must see
+    it thawed all the same (each run checks every array of the chain)."""
+    program = frozen_program(expand_block())
+    feeds = feeds_for(program)
+    slot = max((s for s, a in program.constants.items() if a.ndim == 4), key=lambda s: program.constants[s].size)
+    owner = program.constants[slot].reshape(-1).copy()
+    view = owner.reshape(program.constants[slot].shape)
+    view.flags.writeable = False
+    owner.flags.writeable = False
+    program.constants[slot] = view
+    executor = Executor(program)
+    executor.run(feeds)
+    assert any(constant is view for constant in executor._schedule().constants)  # its packed form is pinned
+    owner.flags.writeable = True
+    owner *= 0.5
+    assert not view.flags.writeable
+    np.testing.assert_array_equal(executor.run(feeds)[program.output_names[0]],
+                                  per_step(program, feeds, monkeypatch)[program.output_names[0]])
+
+
 def test_one_executor_run_from_several_threads(monkeypatch):
     monkeypatch.setattr(parallel, "NUM_THREADS", 2)
     program = frozen_program(mobilenet_v2(image=96, width=0.5, classes=10))
