@@ -9,17 +9,25 @@ sorted by the gap (ours minus theirs) name the layers to fix first. Its
 profiler adds to every node's time; its unprofiled time a run is printed
 beside the profiled one for scale.
 
-    python bench/profile_cpu.py [--model resnet50] [--runs 10] [--top 15] [--ort]
+With --scaling, the same profile on one thread (a child process) is set
+beside each step: the steps that gain least from the pool's threads, by
+how much longer they take than a perfect split of their one-thread time
+(a small model's 2-thread loss is spread over many short steps: barriers,
+and data one core wrote that the other reads).
+
+    python bench/profile_cpu.py [--model resnet50] [--runs 10] [--top 15] [--ort] [--scaling]
 """
 from __future__ import annotations
 
-from timing import THREADS  # noqa: F401  first: sets the thread counts
+from timing import THREADS  # first: sets the thread counts
 # isort: split
 
 import argparse
 import collections
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -38,6 +46,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--ort", action="store_true", help="set onnxruntime's per-node profile beside each step")
+    parser.add_argument("--scaling", action="store_true", help="set the one-thread profile beside each step")
+    parser.add_argument("--steps-json", help=argparse.SUPPRESS)  # where a --scaling child writes its steps
     args = parser.parse_args()
     model = MODELS[args.model]()
     graph = optimize(import_onnx(model))
@@ -68,9 +78,39 @@ def main() -> None:
     print("heaviest steps:")
     for (name, kernel), seconds in sorted(by_step.items(), key=lambda kv: -kv[1])[:args.top]:
         print(f"  {name:<40}{kernel:<20}{seconds / args.runs * 1e3:>8.3f} ms")
+    per_run = {key: seconds / args.runs * 1e3 for key, seconds in by_step.items()}
+    if args.steps_json:
+        with open(args.steps_json, "w") as out:
+            json.dump({"total": total, "steps": [[name, kernel, ms] for (name, kernel), ms in per_run.items()]}, out)
     if args.ort:
-        per_run = {key: seconds / args.runs * 1e3 for key, seconds in by_step.items()}
         compare(model, feeds, executor.program, per_run, args)
+    if args.scaling:
+        scaling(per_run, total, args)
+
+
+def scaling(per_run: dict, total: float, args) -> None:
+    """Each step's ms here beside its ms on one thread (the same profile
+    in a child process), sorted by the excess over a perfect split."""
+    threads = int(THREADS)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "steps.json")
+        env = dict(os.environ, BENCH_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1", TESSERA_NUM_THREADS="1")
+        subprocess.run([sys.executable, __file__, "--model", args.model, "--runs", str(args.runs), "--top", "0",
+                        "--steps-json", path], env=env, check=True, stdout=subprocess.DEVNULL)
+        with open(path) as file:
+            alone = json.load(file)
+    one = {(name, kernel): ms for name, kernel, ms in alone["steps"]}
+    print(f"scaling: {alone['total']:.2f} ms per run on one thread, {total:.2f} on {threads} "
+          f"({alone['total'] / total:.2f}x; the one-thread run came after this one)")
+    print(f"  {'step':<40}{'kernel':<20}{'1 thread':>9}{'ours ms':>8}{'speedup':>8}{'excess':>8}")
+    excess = {key: ms - one.get(key, 0.0) / threads for key, ms in per_run.items()}
+    for key in sorted(per_run, key=lambda key: -excess[key])[:args.top]:
+        name, kernel = key
+        speedup = f"{one[key] / per_run[key]:.2f}" if key in one and per_run[key] > 0 else "-"
+        print(f"  {name:<40}{kernel:<20}{one.get(key, float('nan')):>9.3f}{per_run[key]:>8.3f}{speedup:>8}"
+              f"{excess[key]:>8.3f}")
+    print(f"  excess over a perfect split, all steps: {sum(excess.values()):.3f} ms")
 
 
 def ort_plain_ms(model, feeds, runs: int) -> float:
