@@ -104,13 +104,19 @@ def scaling(per_run: dict, total: float, args) -> None:
     print(f"scaling: {alone['total']:.2f} ms per run on one thread, {total:.2f} on {threads} "
           f"({alone['total'] / total:.2f}x; the one-thread run came after this one)")
     print(f"  {'step':<40}{'kernel':<20}{'1 thread':>9}{'ours ms':>8}{'speedup':>8}{'excess':>8}")
-    excess = {key: ms - one.get(key, 0.0) / threads for key, ms in per_run.items()}
-    for key in sorted(per_run, key=lambda key: -excess[key])[:args.top]:
-        name, kernel = key
-        speedup = f"{one[key] / per_run[key]:.2f}" if key in one and per_run[key] > 0 else "-"
-        print(f"  {name:<40}{kernel:<20}{one.get(key, float('nan')):>9.3f}{per_run[key]:>8.3f}{speedup:>8}"
-              f"{excess[key]:>8.3f}")
-    print(f"  excess over a perfect split, all steps: {sum(excess.values()):.3f} ms")
+    rows = scaling_rows(per_run, one, threads)
+    for (name, kernel), single, ms, excess in rows[:args.top]:
+        speedup = f"{single / ms:.2f}" if single == single and ms > 0 else "-"
+        print(f"  {name:<40}{kernel:<20}{single:>9.3f}{ms:>8.3f}{speedup:>8}{excess:>8.3f}")
+    print(f"  excess over a perfect split, all steps: {sum(row[3] for row in rows):.3f} ms")
+
+
+def scaling_rows(per_run: dict, one: dict, threads: int) -> list[tuple]:
+    """(step, one-thread ms (NaN where that run had no such step), ms here,
+    excess over ``threads`` sharing the one-thread time perfectly) per
+    step, the largest excess first."""
+    rows = [(key, one.get(key, float("nan")), ms, ms - one.get(key, 0.0) / threads) for key, ms in per_run.items()]
+    return sorted(rows, key=lambda row: -row[3])
 
 
 def ort_plain_ms(model, feeds, runs: int) -> float:

@@ -13,7 +13,7 @@ BENCH = Path(__file__).parents[1] / "bench"
 
 
 @pytest.fixture()
-def signature(monkeypatch):
+def profile_cpu(monkeypatch):
     defaults = dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TESSERA_NUM_THREADS"),
                              "1")
     for var, value in {**defaults, "OPENBLAS_CORETYPE": "Haswell"}.items():
@@ -22,7 +22,12 @@ def signature(monkeypatch):
     spec = importlib.util.spec_from_file_location("bench_profile_cpu", BENCH / "profile_cpu.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module._signature
+    return module
+
+
+@pytest.fixture()
+def signature(profile_cpu):
+    return profile_cpu._signature
 
 
 def test_a_convolution_matches_onnxruntimes_node_with_its_channels_padded_to_blocks(signature):
@@ -49,3 +54,13 @@ def test_a_product_matches_by_its_activation(signature):
     # ours: activation and weight; onnxruntime: activation and bias (the weight prepacked)
     assert signature("Gemm", [(1, 1280), (1000, 1280)]) == signature("Gemm", [(1, 1280), (1000,)]) == ("gemm",
                                                                                                        (1, 1280))
+
+
+def test_scaling_rows_put_the_steps_that_gain_least_from_the_pool_first(profile_cpu):
+    """--scaling: a step's excess is its time over a perfect split of its one-thread time."""
+    per_run = {("a", "Conv"): 0.50, ("b", "FusedConv"): 0.10, ("c", "Gemm"): 0.30}
+    one = {("a", "Conv"): 1.00, ("b", "FusedConv"): 0.10}
+    rows = profile_cpu.scaling_rows(per_run, one, 2)
+    assert [row[0][0] for row in rows] == ["c", "b", "a"]  # c ran only here: all of it is excess
+    assert rows[1][3] == pytest.approx(0.05) and rows[2][3] == pytest.approx(0.0)
+    assert rows[0][1] != rows[0][1]  # NaN: no one-thread time
