@@ -19,7 +19,7 @@ and data one core wrote that the other reads).
 """
 from __future__ import annotations
 
-from timing import THREADS  # first: sets the thread counts
+from timing import THREAD_VARS, THREADS  # first: sets the thread counts
 # isort: split
 
 import argparse
@@ -94,8 +94,7 @@ def scaling(per_run: dict, total: float, args) -> None:
     threads = int(THREADS)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "steps.json")
-        env = dict(os.environ, BENCH_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
-                   MKL_NUM_THREADS="1", TESSERA_NUM_THREADS="1")
+        env = dict(os.environ, BENCH_THREADS="1", **dict.fromkeys(THREAD_VARS, "1"))
         subprocess.run([sys.executable, __file__, "--model", args.model, "--runs", str(args.runs), "--top", "0",
                         "--steps-json", path], env=env, check=True, stdout=subprocess.DEVNULL)
         with open(path) as file:

@@ -7,7 +7,9 @@ import statistics
 import time
 
 THREADS = os.environ.get("BENCH_THREADS", "2")
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TESSERA_NUM_THREADS"):
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TESSERA_NUM_THREADS")
+"""The libraries' thread counts, each BENCH_THREADS unless already set."""
+for _var in THREAD_VARS:
     os.environ.setdefault(_var, THREADS)
 
 BLAS_CORE = {"avx2": "Haswell", "avx512bw": "SkylakeX", "avx512vnni": "SkylakeX"}
