@@ -396,9 +396,9 @@ def _channel_scale(start, stop, rec, nrec, bases, nbases):
     y = _f32(rec, 7, bases, planes * size)
     for p in range(start, min(stop, planes)):
         v = s[p % scales]
-        first = p * size
-        for j in range(first, first + size):
-            y[j] = x[j] * v
+        plane, into = x[p * size:(p + 1) * size], y[p * size:(p + 1) * size]
+        for j in range(size):  # views indexed from 0: no wraparound checks, so the loop is vectorised
+            into[j] = plane[j] * v
 
 
 ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
