@@ -372,10 +372,8 @@ def _prefetch_tile(w: "Writer", t: "_Tile", base: str, stride: str, write: int) 
 
 
 def _step(w: Writer, t: _Tile, acc: list[list[str]], pa: str, pb: str, k: int) -> list[list[str]]:
-    """Step ``k`` of the update: (float) ask for the A line
-    :data:`A_PREFETCH` elements on where the step starts one, and for the B
-    row :data:`B_PREFETCH` steps on; load the B row, broadcast each A
-    element, update every accumulator."""
+    """Step ``k`` of the update: (float) ask for the B row
+    :data:`B_PREFETCH` steps on; then :func:`row_step` on B's row ``k``."""
     if t.kind == "f32" and B_PREFETCH:
         ahead = w.fresh("bnext")
         w.emit(f"{ahead} = getelementptr {t.elem}, ptr {pb}, i64 %ldb{k + B_PREFETCH}")
@@ -383,15 +381,27 @@ def _step(w: Writer, t: _Tile, acc: list[list[str]], pa: str, pb: str, k: int) -
             ptr = w.fresh("bline")
             w.emit(f"{ptr} = getelementptr {t.elem}, ptr {ahead}, i64 {line}")
             w.emit(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 0, i32 3, i32 1)")
+
+    def b_row(w: Writer) -> str:
+        if not k:
+            return pb
+        row = w.fresh("brow")
+        w.emit(f"{row} = getelementptr inbounds {t.elem}, ptr {pb}, i64 %ldb{k}")
+        return row
+    return row_step(w, t, acc, pa, k, b_row)
+
+
+def row_step(w: Writer, t: _Tile, acc: list[list[str]], pa: str, k: int, b_row) -> list[list[str]]:
+    """Step ``k`` of the update: (float) ask for the A line
+    :data:`A_PREFETCH` elements on where the step starts one; load B's row
+    (at what ``b_row(w)`` emits), broadcast each A element, update every
+    accumulator."""
     if t.kind == "f32" and A_PREFETCH and (k * t.pmr * 4) % 64 == 0:
         for p in range(t.panels):
             ptr = w.fresh("anext")
             w.emit(f"{ptr} = getelementptr {t.elem}, ptr {_panel(w, pa, p)}, i64 {k * t.pmr + A_PREFETCH}")
             w.emit(f"call void @llvm.prefetch.p0(ptr {ptr}, i32 0, i32 3, i32 1)")
-    row = pb
-    if k:
-        row = w.fresh("brow")
-        w.emit(f"{row} = getelementptr inbounds {t.elem}, ptr {pb}, i64 %ldb{k}")
+    row = b_row(w)
     bvals = []
     for j, lanes in enumerate(t.vectors):
         ptr, val = w.fresh("pb"), w.fresh("b")
