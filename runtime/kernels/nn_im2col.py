@@ -24,6 +24,7 @@ from runtime import gemm, parallel
 from runtime.chunking import tapered_chunks
 from runtime.gemm.tasks import run_strip
 from runtime.jit import jit, readonly
+from runtime.kernels import nn_rows
 from runtime.kernels.conv_epilogue import NO_CLAMP
 from runtime.kernels.nn_window import grain, valid_range
 from runtime.parallel import drives, parallel_for
@@ -440,13 +441,19 @@ def conv_by_bands(x3, packed, b, outs, residuals, clamp, geo, band: int, out_h: 
     which stays in L2, and multiplies it at once (one parallel call instead
     of an im2col and a GEMM that each go through memory: MobileNetV2's stem
     1.3x, ResNet-50's 1.2x faster). The same products in the same order as
-    the one-GEMM path, so the same results."""
+    the one-GEMM path, so the same results. A short reduction (a stem's)
+    reads the band's input rows instead (runtime.kernels.nn_rows)."""
     full, last, kernels, bias = _band_plan(packed, b, residuals is not None, band, out_h, out_w)
     flags = _BAND_FLAGS[b is not None, residuals is not None, clamp is not None]
+    rows = nn_rows.kernels_for(x3.shape[1], geo, packed)
     for n in range(outs.shape[0]):
+        res, epilogue = outs[n] if residuals is None else residuals[n], NO_CLAMP if clamp is None else clamp
+        if rows is not None:
+            parallel_for(nn_rows.run_row_bands, -(-out_h // band), x3[n], geo, band, out_h, out_w, rows, packed.data,
+                         packed.isa.mr, packed.isa.vw, readonly(bias), outs[n], res, epilogue, flags, grain=1)
+            continue
         parallel_for(run_bands, -(-out_h // band), x3[n], geo, band, out_h, out_w, full, last, kernels, packed.data,
-                     readonly(bias), outs[n], outs[n] if residuals is None else residuals[n],
-                     NO_CLAMP if clamp is None else clamp, flags, grain=1)
+                     readonly(bias), outs[n], res, epilogue, flags, grain=1)
 
 
 def lower_bands(ctx, x, packed, b, out, residual, clamp, geo: tuple, band: int, out_h: int, out_w: int) -> None:
@@ -456,6 +463,9 @@ def lower_bands(ctx, x, packed, b, out, residual, clamp, geo: tuple, band: int, 
     full, last, kernels, bias = _band_plan(packed, b, residual is not None, band, out_h, out_w)
     m = packed.matrix[0]
     chans, height, width = x.shape[1:]
+    rows = nn_rows.kernels_for(chans, geo, packed)
+    way = [0, 0, 0] if rows is None else [1, packed.isa.mr, packed.isa.vw]  # the row kernels' way and tile
+    kernels = kernels if rows is None else rows
     x_bytes, y_bytes = chans * height * width * 4, m * out_h * out_w * 4
     flags = (b is not None, residual is not None, clamp is not None)
     clamp, residual = NO_CLAMP if clamp is None else clamp, out if residual is None else residual
@@ -463,7 +473,7 @@ def lower_bands(ctx, x, packed, b, out, residual, clamp, geo: tuple, band: int, 
         ctx.emit(BANDS, [*x.ref(n * x_bytes), chans, 1, height, width, *geo, band, out_h, out_w, *ctx.pin(full),
                          *ctx.pin(last), *ctx.pin(kernels), kernels.size, *ctx.pin(packed.data), packed.data.size,
                          *ctx.pin(bias), bias.size, *out.ref(n * y_bytes), *residual.ref(n * y_bytes), m,
-                         *ctx.pin(clamp), *flags], -(-out_h // band))
+                         *ctx.pin(clamp), *flags, *way], -(-out_h // band))
 
 
 def _band_plan(packed, b, has_residual: bool, band: int, out_h: int, out_w: int):

@@ -32,6 +32,7 @@ from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_direct import direct_units, pad_planes
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import im2col_rows, run_bands
+from runtime.kernels.nn_rows import run_row_bands
 from runtime.kernels.norm import softmax_rows
 from runtime.kernels.pool_loops import max_pool_2d_rows, plane_means
 from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
@@ -254,7 +255,9 @@ def _bands(start, stop, rec, nrec, bases, nbases):
     [24-27], the kernel table and its length [28-30], the packed weights
     and their length [31-33], B and its length [34-36], Y (M, OH * OW)
     [37, 38], the residual (Y itself when none) [39, 40], M [41], the clamp
-    [42, 43], the three epilogue flags [44-46]."""
+    [42, 43], the three epilogue flags [44-46]; whether the band reads its
+    input rows (runtime.kernels.nn_rows: the kernel table is then the row
+    kernels'), the packing's rows a panel and the lanes a vector [47-49]."""
     rec, bases = _records(rec, nrec, bases, nbases)
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     band, oh, ow, m = rec[21], rec[22], rec[23], rec[41]
@@ -267,8 +270,11 @@ def _bands(start, stop, rec, nrec, bases, nbases):
     res = _f32(rec, 39, bases, (m, oh * ow))
     clamp = _f32(rec, 42, bases, CLAMP_SIZE)
     flags = _flags(rec[44], rec[45], rec[46])
-    run_bands(start, stop, x, to_fixed_tuple(rec[6:6 + GEO], GEO), band, oh, ow, full, last, kernels, a, b, out, res,
-              clamp, flags)
+    geo = to_fixed_tuple(rec[6:6 + GEO], GEO)
+    if rec[47]:
+        run_row_bands(start, stop, x, geo, band, oh, ow, kernels, a, rec[48], rec[49], b, out, res, clamp, flags)
+    else:
+        run_bands(start, stop, x, geo, band, oh, ow, full, last, kernels, a, b, out, res, clamp, flags)
 
 
 def _dot_rows(start, stop, rec, nrec, bases, nbases):

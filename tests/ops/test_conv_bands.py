@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime import parallel
-from runtime.kernels import nn_im2col
+from runtime.gemm import pack_weights
+from runtime.kernels import nn_im2col, nn_rows
 from runtime.kernels.nn_conv import conv_nd
 from tests.helpers.conv import naive_conv
 
@@ -81,6 +82,44 @@ def test_bands_are_taken_and_exact(x_shape, w_shape, stride, pad, with_residual)
                                                with_residual, 2)
     assert used
     np.testing.assert_array_equal(banded, whole)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", [
+    ((1, 3, 64, 64), (16, 3, 3, 3), 2, 1),  # PP-LCNet's stem, small: 32 x 32 out
+    ((1, 3, 70, 53), (20, 3, 7, 7), 2, 3),  # a 7x7 stem: 35 x 27 out, 20 rows (a part panel), odd width
+    ((2, 4, 31, 50), (9, 4, 5, 5), 1, 2),  # stride 1, 5x5, batch 2
+    ((1, 1, 40, 98), (8, 1, 3, 3), 2, 0),  # one channel, no pads: 19 x 48 out
+])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_a_short_reduction_reads_its_rows_with_the_column_matrix_bits(monkeypatch, x_shape, w_shape, stride, pad,
+                                                                      with_residual):
+    """A reduction of one block (a stem's) runs on the row kernels
+    (runtime.kernels.nn_rows), bitwise the bands' column matrix and product
+    (and so the one-GEMM path): checked to fail with one tap's offset moved."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    taken = []
+    kernels_for = nn_rows.kernels_for
+    monkeypatch.setattr(nn_rows, "kernels_for", lambda *args: taken.append(kernels_for(*args)) or taken[-1])
+    rows, whole, _, used = _banded_and_whole(x, w, b, (stride, stride), (pad,) * 4, (1, 1), (0.0, 6.0),
+                                             with_residual, 3)
+    assert used and taken and taken[-1] is not None
+    monkeypatch.setattr(nn_rows, "kernels_for", lambda *args: None)
+    matrix, _, _, _ = _banded_and_whole(x, w, b, (stride, stride), (pad,) * 4, (1, 1), (0.0, 6.0), with_residual, 3)
+    np.testing.assert_array_equal(rows, matrix)
+    np.testing.assert_array_equal(rows, whole)
+
+
+def test_a_long_reduction_or_a_dilated_window_keeps_the_column_matrix():
+    packed = pack_weights(np.ones((8, 3 * 11 * 11), np.float32))  # 363 steps: two blocks
+    assert nn_rows.kernels_for(3, (1, 11, 11, 1, 2, 2, 0, 5, 5, 0, 5, 5, 1, 1, 1), packed) is None
+    packed = pack_weights(np.ones((8, 27), np.float32))
+    assert nn_rows.kernels_for(3, (1, 3, 3, 1, 2, 2, 0, 1, 1, 0, 1, 1, 1, 1, 1), packed) is not None
+    assert nn_rows.kernels_for(3, (1, 3, 3, 1, 2, 2, 0, 2, 2, 0, 2, 2, 1, 2, 2), packed) is None  # dilated
+    assert nn_rows.kernels_for(3, (1, 3, 3, 1, 3, 3, 0, 1, 1, 0, 1, 1, 1, 1, 1), packed) is None  # stride 3
+    assert nn_rows.kernels_for(3, (1, 3, 3, 1, 1, 2, 0, 1, 1, 0, 1, 1, 1, 1, 1), packed) is None  # unequal strides
 
 
 def test_mobilenet_stem_takes_bands_on_two_threads(monkeypatch):

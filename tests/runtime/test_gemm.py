@@ -353,6 +353,18 @@ if host_isa().name == "avx2":  # its narrow family, forced on an AVX-512 host to
         nr = rng.standard_normal((13, n), dtype=np.float32)
         for kw in ({}, dict(bias=np.ones(13, np.float32), residual=nr, clamp=(0.0, 6.0))):
             assert (sgemm(None, nb, packed_a=narrow, **kw) == sgemm(None, nb, packed_a=host, **kw)).all(), (n, kw)
+from runtime import parallel  # a stem on the family's row kernels: the column matrix's bits
+from runtime.kernels import nn_im2col, nn_rows
+from runtime.kernels.nn_conv import conv_nd
+parallel.NUM_THREADS = 1  # bands whatever the host's cores
+assert nn_im2col.band_rows(20, 27, 1, 112, 111) > 0
+x = rng.standard_normal((1, 3, 224, 221), dtype=np.float32)
+w = rng.standard_normal((20, 3, 3, 3), dtype=np.float32)
+stem = dict(strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), exact=True)
+assert nn_rows.kernels_for(3, (1, 3, 3, 1, 2, 2, 0, 1, 1, 0, 1, 1, 1, 1, 1), pack_weights(w.reshape(20, 27)))[0]
+rows = conv_nd(x, w, np.ones(20, np.float32), clamp=(0.0, 6.0), **stem)
+nn_im2col.BAND_BLOCK = 0
+assert (conv_nd(x, w, np.ones(20, np.float32), clamp=(0.0, 6.0), **stem) == rows).all()
 """
 
 
