@@ -461,17 +461,10 @@ def _function(t) -> str:
     """IR text of the microkernel with blocking ``t`` (a :class:`_Tile` or
     :class:`_Remainder`; no declarations)."""
     w = Writer()
-    zeros = [["zeroinitializer"] * len(row) for row in t.acc_types()]
     w.label("entry")
     for k in range(1, t.unroll + B_PREFETCH + 1):
         w.emit(f"%ldb{k} = mul i64 %ldb, {k}")
-    entry = t.prologue(w) or "entry"
-    main = _loop(w, t, "main", t.unroll, (entry, zeros, "%a", "%b", "0"), "tail_pre")
-    w.label("tail_pre")
-    tail = _loop(w, t, "tail", 1, ("tail_pre", main, "%main_pa", "%main_pb", "%main_k"), "store")
-    w.label("store")
-    t.epilogue(w, tail)
-    body = "\n".join(w.lines)
+    body = tile_body(w, t, "%b")
     return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %b, i64 %ldb,
                       ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols, i64 %accumulate,
                       ptr noalias readonly %bias, ptr noalias %residual, i64 %ldr,
@@ -479,6 +472,20 @@ def _function(t) -> str:
 {body}
 }}
 """
+
+
+def tile_body(w: Writer, t, pb: str) -> str:
+    """The rest of a kernel's body after its entry block's own lines: the
+    prologue, the loops over the ``%kc`` steps (A from ``%a``, B's rows
+    from ``pb``) and the epilogue; its text."""
+    zeros = [["zeroinitializer"] * len(row) for row in t.acc_types()]
+    entry = t.prologue(w) or "entry"
+    main = _loop(w, t, "main", t.unroll, (entry, zeros, "%a", pb, "0"), "tail_pre")
+    w.label("tail_pre")
+    tail = _loop(w, t, "tail", 1, ("tail_pre", main, "%main_pa", "%main_pb", "%main_k"), "store")
+    w.label("store")
+    t.epilogue(w, tail)
+    return "\n".join(w.lines)
 
 
 def _declarations(kind: str, lanes: int, vnni: bool) -> str:

@@ -46,7 +46,7 @@ from numba.extending import intrinsic
 from runtime.gemm.family import Isa
 from runtime.gemm.microkernel import compile_module
 from runtime.gemm.microkernel_epilogue import Writer
-from runtime.gemm.microkernel_ir import _declarations, _loop, _Tile, row_step
+from runtime.gemm.microkernel_ir import _declarations, _Tile, row_step, tile_body
 from runtime.gemm.pack import KC_MAX
 from runtime.jit import jit
 from runtime.parallel import drives
@@ -95,14 +95,7 @@ def _function(t: RowTile) -> str:
     for k in range(1, t.unroll + 1):  # the offsets pointer steps as B's rows did: by ``%ldb{k}`` 4-byte entries
         w.emit(f"%ldb{k} = add i64 0, {k}")
     w.emit("%accumulate = add i64 0, 0")
-    entry = t.prologue(w) or "entry"
-    zeros = [["zeroinitializer"] * len(row) for row in t.acc_types()]
-    main = _loop(w, t, "main", t.unroll, (entry, zeros, "%a", "%offsets", "0"), "tail_pre")
-    w.label("tail_pre")
-    tail = _loop(w, t, "tail", 1, ("tail_pre", main, "%main_pa", "%main_pb", "%main_k"), "store")
-    w.label("store")
-    t.epilogue(w, tail)
-    body = "\n".join(w.lines)
+    body = tile_body(w, t, "%offsets")
     return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %x,
                       ptr noalias readonly %offsets, ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols,
                       ptr noalias readonly %bias, ptr noalias %residual, i64 %ldr,
