@@ -171,7 +171,8 @@ def band_layout(kh, kw, stride, band, out_w, widest):
     copy: the band's output rows plus the taps' reach below them; the
     output columns rounded up to whole tiles of ``widest`` plus the taps'
     reach to the right, so that a tile's vectors never read past the copy
-    (the columns past those written stay zero)."""
+    (the columns past those written are zeroed once: never a stray
+    denormal or NaN in a lane that no store keeps)."""
     reach = (kw - 1) // stride
     return band + (kh - 1) // stride, (out_w + widest - 1) // widest * widest + reach, out_w + reach
 
@@ -258,7 +259,9 @@ def run_row_bands(start, stop, x, geo, band, out_h, out_w, kernels, a, mr, vw, b
     m, depth, size = out.shape[0], chans * kh * kw, out_h * out_w
     widest = kernels.shape[0] * vw
     rows, cols, written = band_layout(kh, kw, stride, band, out_w, widest)
-    copy = np.zeros(chans * stride * stride * rows * cols, np.float32)
+    copy = np.empty(chans * stride * stride * rows * cols, np.float32)
+    for line in range(chans * stride * stride * rows):  # the columns no band writes: zeros a tile may read
+        copy[line * cols + written:(line + 1) * cols] = 0.0
     offsets = tap_offsets(chans, kh, kw, stride, rows, cols)
     bias_at = bias.ctypes.data if flags[0] else 0
     res_at = res.ctypes.data if flags[1] else 0
