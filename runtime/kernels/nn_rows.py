@@ -39,12 +39,9 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
 from runtime.gemm.family import Isa
-from runtime.gemm.microkernel import compile_module
+from runtime.gemm.microkernel import call_kernel, compile_module
 from runtime.gemm.microkernel_epilogue import Writer
 from runtime.gemm.microkernel_ir import _declarations, _Tile, row_step, tile_body
 from runtime.gemm.pack import KC_MAX
@@ -81,23 +78,21 @@ class RowTile(_Tile):
 
 
 def _function(t: RowTile) -> str:
-    """IR of one kernel::
-
-        void kernel(i64 kc, float* a, float* x, i32* offsets, float* c,
-                    i64 ldc, i64 rows, i64 cols, float* bias,
-                    float* residual, i64 ldr, float* clamp)
-
-    the ``kc`` steps of one packed A panel times the tile's positions from
-    ``x`` (B's row ``k`` at ``x + offsets[k]``), then the GEMM tile's
-    epilogue on ``rows`` rows and ``cols`` columns of ``c``."""
+    """IR of one kernel, with the GEMM kernels' arguments (so that
+    runtime.gemm.microkernel.call_kernel calls it) but B's: ``x`` the
+    tile's base in the band's copy, ``offsets`` the address of the int32
+    offsets (where the GEMM's has B's row stride). The ``kc`` steps of one
+    packed A panel times the tile's positions, B's row ``k`` at ``x +
+    offsets[k]``, then the GEMM tile's epilogue on ``rows`` rows and
+    ``cols`` columns of ``c``."""
     w = Writer()
     w.label("entry")
+    w.emit("%offsets = inttoptr i64 %offsets_at to ptr")
     for k in range(1, t.unroll + 1):  # the offsets pointer steps as B's rows did: by ``%ldb{k}`` 4-byte entries
         w.emit(f"%ldb{k} = add i64 0, {k}")
-    w.emit("%accumulate = add i64 0, 0")
     body = tile_body(w, t, "%offsets")
-    return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %x,
-                      ptr noalias readonly %offsets, ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols,
+    return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %x, i64 %offsets_at,
+                      ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols, i64 %accumulate,
                       ptr noalias readonly %bias, ptr noalias %residual, i64 %ldr,
                       ptr noalias readonly %clamp) nounwind {{
 {body}
@@ -142,27 +137,6 @@ def kernels_for(chans: int, geo: tuple, packed) -> np.ndarray | None:
             and geo[12] == 1 and geo[13] == 1 and geo[14] == 1 and chans * kh * kw <= min(packed.kc, KC_MAX)):
         return None
     return row_kernels(packed.isa)
-
-
-# ------------------------------------------------------------ calling from Numba
-_KINDS = "ipppiiiipip"
-"""Argument kinds of a row kernel after ``kc``: i64 or pointer (:func:`_function`)."""
-
-
-@intrinsic
-def call_rows(typingctx, address, kc, a, x, offsets, c, ldc, rows, cols, bias, residual, ldr, clamp):
-    """Call the row kernel at ``address``; every argument an int64 (pointers as addresses, 0 for none)."""
-    sig = types.void(*([types.int64] * 13))
-
-    def codegen(context, builder, signature, args):
-        i64, ptr = ir.IntType(64), ir.PointerType()
-        fnty = ir.FunctionType(ir.VoidType(), [i64] + [ptr if kind == "p" else i64 for kind in _KINDS])
-        target = builder.inttoptr(args[0], ir.PointerType(fnty))
-        builder.call(target, [args[1]] + [builder.inttoptr(v, ptr) if kind == "p" else v
-                                          for kind, v in zip(_KINDS, args[2:])])
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 @jit(inline="always")
@@ -278,10 +252,10 @@ def run_row_bands(start, stop, x, geo, band, out_h, out_w, kernels, a, mr, vw, b
                 for ox in range(0, out_w, widest):
                     n = min(widest, out_w - ox)
                     at = 4 * (row + ox)
-                    call_rows(kernels[(n + vw - 1) // vw - 1], depth, a.ctypes.data + 4 * first * depth,
-                              copy.ctypes.data + 4 * (r * cols + ox), offsets.ctypes.data, out.ctypes.data + at, size,
-                              min(mr, m - first), n, bias_at + 4 * first if flags[0] else 0,
-                              res_at + at if flags[1] else 0, size, clamp_at)
+                    call_kernel(kernels[(n + vw - 1) // vw - 1], depth, a.ctypes.data + 4 * first * depth,
+                                copy.ctypes.data + 4 * (r * cols + ox), offsets.ctypes.data, out.ctypes.data + at,
+                                size, min(mr, m - first), n, 0, bias_at + 4 * first if flags[0] else 0,
+                                res_at + at if flags[1] else 0, size, clamp_at)
 
 
 @drives(run_row_bands)
