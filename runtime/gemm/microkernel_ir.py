@@ -464,8 +464,14 @@ def _function(t) -> str:
     w.label("entry")
     for k in range(1, t.unroll + B_PREFETCH + 1):
         w.emit(f"%ldb{k} = mul i64 %ldb, {k}")
-    body = tile_body(w, t, "%b")
-    return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %b, i64 %ldb,
+    return kernel_text(t.name, tile_body(w, t, "%b"))
+
+
+def kernel_text(name: str, body: str, b: str = "%b", ldb: str = "%ldb") -> str:
+    """A kernel's definition with the arguments every tile kernel takes
+    (runtime.gemm.microkernel.call_kernel calls them), B's pointer and its
+    i64 beside it named ``b`` and ``ldb``."""
+    return f"""define void @{name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly {b}, i64 {ldb},
                       ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols, i64 %accumulate,
                       ptr noalias readonly %bias, ptr noalias %residual, i64 %ldr,
                       ptr noalias readonly %clamp) nounwind {{

@@ -43,7 +43,7 @@ import numpy as np
 from runtime.gemm.family import Isa
 from runtime.gemm.microkernel import call_kernel, compile_module
 from runtime.gemm.microkernel_epilogue import Writer
-from runtime.gemm.microkernel_ir import _declarations, _Tile, row_step, tile_body
+from runtime.gemm.microkernel_ir import _declarations, _Tile, kernel_text, row_step, tile_body
 from runtime.gemm.pack import KC_MAX
 from runtime.jit import jit
 from runtime.parallel import drives
@@ -90,14 +90,7 @@ def _function(t: RowTile) -> str:
     w.emit("%offsets = inttoptr i64 %offsets_at to ptr")
     for k in range(1, t.unroll + 1):  # the offsets pointer steps as B's rows did: by ``%ldb{k}`` 4-byte entries
         w.emit(f"%ldb{k} = add i64 0, {k}")
-    body = tile_body(w, t, "%offsets")
-    return f"""define void @{t.name}(i64 %kc, ptr noalias readonly %a, ptr noalias readonly %x, i64 %offsets_at,
-                      ptr noalias %c, i64 %ldc, i64 %rows, i64 %cols, i64 %accumulate,
-                      ptr noalias readonly %bias, ptr noalias %residual, i64 %ldr,
-                      ptr noalias readonly %clamp) nounwind {{
-{body}
-}}
-"""
+    return kernel_text(t.name, tile_body(w, t, "%offsets"), "%x", "%offsets_at")
 
 
 def _tiles(isa: Isa) -> list[RowTile]:
