@@ -47,7 +47,7 @@ from runtime import gemm, parallel
 from runtime.errors import KernelError
 from runtime.gemm.gemv import FEW_ROWS, NO_BIAS, dot_rows, lower_dot_rows
 from runtime.jit import readonly
-from runtime.kernels import depthwise_ir
+from runtime.kernels import depthwise_blocks, depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
 from runtime.kernels.conv_weights import packed_for, packed_weights, product_columns, row_block
 from runtime.kernels.limits import check_output_size
@@ -71,7 +71,7 @@ from runtime.kernels.nn_winograd import (
     winograd_weights,
 )
 from runtime.parallel import parallel_for
-from runtime.schedule.records import DEPTHWISE, DW_IR, DW_PADDED, GEO, IM2COL, Operand
+from runtime.schedule.records import DEPTHWISE, DW_BLOCKS, DW_IR, DW_PADDED, GEO, IM2COL, Operand
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """float64 convolutions are the exact and reference path (the quantized
@@ -154,7 +154,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
         return out
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     if group > 1 and group == chans and dtype == np.float32:  # float64: below (COMPUTE_DTYPES)
-        chosen = plane_kernel(x.shape, x.dtype, window)
+        chosen = plane_kernel(x.shape, x.dtype, window, w.shape[0])
         if chosen is not None:
             run_plane_kernel(chosen, x, w, b, out, residual, clamp)
             return out
@@ -424,13 +424,16 @@ _EPILOGUE_FLAGS = {(res, clamp): np.array([res, clamp], np.bool_) for res in (Fa
 """The kernels' (residual given, clamp given) flag arrays (only read)."""
 
 
-def plane_kernel(x_shape: tuple, dtype, window: Window) -> tuple | None:
-    """(kernel, its extra arguments) of the flat or padded-plane depthwise
-    kernel that suits this geometry, or None: float32 2-D planes, unit
-    dilations; a square kernel with pads of half its size at a stride it
-    has an LLVM IR plane kernel for (runtime.kernels.depthwise_ir.SIZES:
-    3x3, 5x5 and 7x7 at strides 1 and 2), or a 3x3 of narrow planes at
-    strides of 1 or 2 (padded-plane kernel)."""
+def plane_kernel(x_shape: tuple, dtype, window: Window, out_c: int | None = None) -> tuple | None:
+    """(kernel, its extra arguments) of the depthwise kernel that suits this
+    geometry, or None: float32 2-D planes, unit dilations; a square kernel
+    with pads of half its size at a stride the LLVM IR kernels have
+    (runtime.kernels.depthwise_ir.SIZES: 3x3, 5x5 and 7x7 at strides 1 and
+    2), on the block kernels where their rule takes it and there are
+    ``out_c`` output channels, one an input channel
+    (runtime.kernels.depthwise_blocks.takes_blocks), else on the plane
+    kernels; or a 3x3 of narrow planes at strides of 1 or 2 (padded-plane
+    kernel)."""
     if len(x_shape) != 4 or window.dilations != (1, 1) or dtype != np.float32:
         return None
     size = window.kernel[0]
@@ -438,6 +441,8 @@ def plane_kernel(x_shape: tuple, dtype, window: Window) -> tuple | None:
     if (window.kernel == (size, size) and pads == (size // 2,) * 4 and window.strides[0] == window.strides[1]
             and window.strides[0] in depthwise_ir.SIZES.get(size, ())):
         stride = window.strides[0]
+        if out_c == x_shape[1] and gemm.available() and depthwise_blocks.takes_blocks(size, stride, *x_shape[2:]):
+            return depthwise_blocks.block_planes, (depthwise_blocks.block_plan(*x_shape[2:], size, stride),)
         return depthwise_ir.depthwise_ir_planes, (depthwise_ir.kernel_addresses(stride, ksize=size), stride)
     if window.kernel == (3, 3) and all(s in (1, 2) for s in window.strides) and x_shape[3] <= PADDED_WIDTH:
         return depthwise_padded_3x3, (_geo(window),)
@@ -450,24 +455,29 @@ def run_plane_kernel(chosen: tuple, x, w, b, out, residual, clamp) -> None:
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else b
     flags = _EPILOGUE_FLAGS[residual is not None, clamp is not None]
     taps = w[0].size
-    parallel_for(kernel, out.shape[0] * out.shape[1], x, readonly(w.reshape(w.shape[0], *w.shape[2:])), readonly(b),
-                 out, out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags, *extra,
+    weights = readonly(w.reshape(w.shape[0], *w.shape[2:]))
+    if kernel is depthwise_blocks.block_planes:
+        weights = depthwise_blocks.blocked_weights.get(w, int(extra[0][depthwise_blocks.VB]))
+    parallel_for(kernel, out.shape[0] * out.shape[1], x, weights, readonly(b), out,
+                 out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags, *extra,
                  grain=grain(out[0, 0].size * taps))
 
 
-_VARIANTS = {depthwise_ir.depthwise_ir_planes: DW_IR, depthwise_padded_3x3: DW_PADDED}
+_VARIANTS = {depthwise_ir.depthwise_ir_planes: DW_IR, depthwise_padded_3x3: DW_PADDED,
+             depthwise_blocks.block_planes: DW_BLOCKS}
 
 
 def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> None:
     """:func:`run_plane_kernel` as a schedule operation: ``x``, ``out`` and
     ``residual`` are operands (runtime.schedule.records), ``w`` and ``b``
-    constants."""
+    constants. The block kernels' chunks hold whole blocks of channels."""
     kernel, extra = chosen
     batch, chans, height, width = x.shape
     out_c, out_h, out_w = out.shape[1:]
     bias = np.zeros(out_c, np.float32) if b is None else b
     flags = (residual is not None, clamp is not None)
     variant = _VARIANTS[kernel]
+    spans, weights = None, w
     if variant == DW_PADDED:
         tail = tuple(extra[0])
     elif variant == DW_IR:
@@ -475,11 +485,16 @@ def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> Non
         tail = (*ctx.pin(extra[0]), extra[1], w.shape[2], *ctx.pin(zeros), zeros.size, *ctx.pin(masks), masks.size,
                 *(0,) * (GEO - 10))
     else:
-        tail = (0,) * GEO
-    ctx.emit(DEPTHWISE, [variant, *x.ref(), batch, chans, height, width, *ctx.pin(w), *ctx.pin(bias),
+        plan = extra[0]
+        lanes = int(plan[depthwise_blocks.VB])
+        weights = depthwise_blocks.blocked_weights.get(w, lanes)
+        tail = (*ctx.pin(plan), plan.size, *(0,) * (GEO - 3))
+        spans = depthwise_blocks.block_spans(batch, out_c, lanes, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD,
+                                             grain(out_h * out_w * w[0].size))
+    ctx.emit(DEPTHWISE, [variant, *x.ref(), batch, chans, height, width, *ctx.pin(weights), *ctx.pin(bias),
                          *ctx.light(out).ref(), out_c, out_h, out_w, *(out if residual is None else residual).ref(),
                          *ctx.pin(NO_CLAMP if clamp is None else clamp), *flags, *tail],
-             batch * out_c, grain(out_h * out_w * w[0].size))
+             batch * out_c, grain(out_h * out_w * w[0].size), spans=spans)
 
 
 SMALL_PLANE = 100

@@ -177,7 +177,7 @@ class PreparedConv:
         band = gemm_bands(x_shape, self.w.shape, window, group)
         if band:
             return _Banded(out_shape, band, _geo(window))
-        chosen = plane_kernel(x_shape, _F32, window) if int(group) == x_shape[1] > 1 else None
+        chosen = plane_kernel(x_shape, _F32, window, self.w.shape[0]) if int(group) == x_shape[1] > 1 else None
         if chosen is not None:
             return _Depthwise(out_shape, chosen)
         if int(group) != 1 or len(x_shape) != 4 or not gemm.available():
@@ -339,8 +339,8 @@ class _OnePosition(_Layout):
 
 
 class _Depthwise(_Layout):
-    """A 3x3 depthwise convolution on the flat or padded-plane kernel chosen
-    for its geometry once (:func:`plane_kernel`)."""
+    """A depthwise convolution on the kernel chosen for its geometry once
+    (:func:`plane_kernel`: the block, plane or padded-plane kernels)."""
 
     def __init__(self, out_shape: tuple, chosen: tuple):
         super().__init__(out_shape)

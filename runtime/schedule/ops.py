@@ -27,6 +27,9 @@ from runtime.gemm.operands import CLAMP_SIZE
 from runtime.gemm.tasks import PLAN_SIZE, TASKS, place_addresses, run_planned
 from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.conv_epilogue import finish_columns
+from runtime.kernels.depthwise_blocks import KSIZE as BLOCK_KSIZE
+from runtime.kernels.depthwise_blocks import VB as BLOCK_LANES
+from runtime.kernels.depthwise_blocks import block_planes
 from runtime.kernels.depthwise_ir import TABLE, depthwise_ir_run
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_direct import direct_units, pad_planes
@@ -55,6 +58,7 @@ from runtime.schedule.records import (
     DEPTHWISE,
     DIRECT,
     DOT_ROWS,
+    DW_BLOCKS,
     DW_IR,
     EXPAND_DEPTHWISE,
     GEMM,
@@ -203,19 +207,27 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     """Planes of a depthwise convolution: rec = kernel (DW_*), X and its
     (N, C, H, W), W, B, Y and its (K, OH, OW), residual (Y itself when
     none), clamp, the two epilogue flags, then the window (3x3 padded
-    planes) or the plane kernels' entry points, the stride, the kernel
+    planes); or the plane kernels' entry points, the stride, the kernel
     size, the zeros and the flat masks (each with its length: made once,
-    runtime.kernels.depthwise_ir.plane_scratch) (LLVM IR kernels)."""
+    runtime.kernels.depthwise_ir.plane_scratch) (LLVM IR plane kernels); or
+    the plan and its length (block kernels, whose W is laid out as
+    runtime.kernels.depthwise_blocks.blocked_weights lays it out)."""
     rec, bases = _records(rec, nrec, bases, nbases)
     n, c, h, w, k, oh, ow = rec[3], rec[4], rec[5], rec[6], rec[13], rec[14], rec[15]
-    size = rec[25] if rec[0] == DW_IR else 3
     x = _f32(rec, 1, bases, (n, c, h, w))
-    wt = typed_readonly(_f32(rec, 7, bases, (k, size, size)))  # constants: read-only
     b = typed_readonly(_f32(rec, 9, bases, k))
     out = _f32(rec, 11, bases, (n, k, oh, ow))
     res = _f32(rec, 16, bases, (n, k, oh, ow))
     clamp = _f32(rec, 18, bases, CLAMP_SIZE)
     flags = _flags(rec[20], rec[21], 0)[:2]
+    if rec[0] == DW_BLOCKS:
+        plan = typed_readonly(_i64(rec, 22, bases, rec[24]))
+        size = plan[BLOCK_KSIZE]
+        wt = typed_readonly(_f32(rec, 7, bases, (size * size, k + plan[BLOCK_LANES])))
+        block_planes(start, stop, x, wt, b, out, res, clamp, flags, plan)
+        return
+    size = rec[25] if rec[0] == DW_IR else 3
+    wt = typed_readonly(_f32(rec, 7, bases, (k, size, size)))  # constants: read-only
     if rec[0] == DW_IR:
         depthwise_ir_run(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, TABLE), rec[24],
                          _f32(rec, 26, bases, rec[28]), _at(rec, 29, bases) if rec[31] else 0)

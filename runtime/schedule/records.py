@@ -17,8 +17,9 @@ import numpy as np
 COPY_PIECE = 1 << 16
 """Bytes of one work item of a COPY operation (a row is cut into pieces of
 this size, so that one long row still splits over the threads)."""
-DW_IR, DW_PADDED = 1, 2
-"""Which depthwise kernel a DEPTHWISE operation runs (float32 planes only)."""
+DW_IR, DW_PADDED, DW_BLOCKS = 1, 2, 3
+"""Which depthwise kernel a DEPTHWISE operation runs (float32 planes only): the
+plane kernels, the padded-plane one, the block kernels."""
 GEMM_FIELDS = 18
 """Ints of a GEMM operation's record (runtime.gemm.sgemm.sgemm_record),
 which an OWN_COLUMNS record begins with."""

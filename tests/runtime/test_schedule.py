@@ -35,6 +35,8 @@ from runtime.schedule.records import (
     DEPTHWISE,
     DIRECT,
     DOT_ROWS,
+    DW_BLOCKS,
+    DW_IR,
     EXPAND_DEPTHWISE,
     GEMM,
     IM2COL,
@@ -573,21 +575,40 @@ def test_scheduled_per_step_and_direct_calls_share_one_compiled_kernel(monkeypat
         assert kernel.signatures and _read_only_twins(kernel) == 0, kernel.signatures
 
 
-def test_a_scheduled_depthwise_takes_its_zeros_and_flat_masks_made_once_with_the_per_step_bits(monkeypatch):
-    """The DW_IR record carries the zeros and, for planes of one flat
-    vector, the masks its lowering made (depthwise_ir.plane_scratch), so a
-    chunk makes neither; 3x3 planes take the flat kernel, 6x6 the rows."""
-    program = frozen_program(mobilenet_v2(image=96, width=0.5, classes=10))
-    feeds = feeds_for(program)
-    executor = Executor(program)
-    got = executor.run(feeds)
+def _depthwise_records(executor):
+    """(variant, input rows, output rows, mask count) of each DEPTHWISE
+    operation of ``executor``'s schedule (mask count: DW_IR's)."""
     schedule = executor._schedule()
-    masks = {}
+    found = []
     for part in (p for p in schedule.parts if hasattr(p, "ops")):
         for row in part.ops[part.ops[:, KIND] == DEPTHWISE]:
             rec = schedule.recs[row[REC]:]
-            masks[int(rec[14])] = int(rec[31])  # output rows: mask count (0: the row kernels)
+            found.append((int(rec[0]), int(rec[5]), int(rec[14]), int(rec[31]) if rec[0] == DW_IR else None))
+    return found
+
+
+def test_a_scheduled_depthwise_takes_its_zeros_and_flat_masks_made_once_with_the_per_step_bits(monkeypatch):
+    """The DW_IR record carries the zeros and, for planes of one flat
+    vector, the masks its lowering made (depthwise_ir.plane_scratch), so a
+    chunk makes neither: depthwise layers with two output channels an
+    input channel (the block kernels take one a channel only) take the
+    flat kernel on 3x3 planes at stride 1, the rows on 6x6 planes. MobileNetV2's small planes
+    take the block kernels, with their plan (depthwise_blocks.block_plan),
+    the larger ones the plane kernels."""
+    b = OnnxBuilder("multiplier", seed=5)
+    x = b.input("x", [1, 4, 6, 6])
+    y = b.conv_bn(x, 4, 8, 3, groups=4, act="ReLU6")  # 6x6 planes, two channels a channel
+    y = b.conv_bn(y, 8, 16, 3, stride=2, groups=8, act="ReLU6")  # to 3x3 planes
+    y = b.conv_bn(y, 16, 32, 3, groups=16, act="ReLU6")  # 3x3 planes at stride 1: the flat kernel
     taps = 10 * (FLAT if lane_masks(host_isa()) else 1)  # 9 taps and the plane's outputs: a lane or a tap a word
-    assert masks[3] == taps and masks[6] == 0 and masks[48] == 0
-    for key, value in per_step(program, feeds, monkeypatch).items():
-        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    for model, expected in ((b.model([y]), {(DW_IR, 6, 6, 0), (DW_IR, 6, 3, 0), (DW_IR, 3, 3, taps)}),
+                            (mobilenet_v2(image=96, width=0.5, classes=10),
+                             {(DW_BLOCKS, 3, 3, None), (DW_BLOCKS, 6, 6, None), (DW_IR, 12, 6, 0),
+                              (DW_IR, 48, 48, 0)})):
+        program = frozen_program(model)
+        feeds = feeds_for(program)
+        executor = Executor(program)
+        got = executor.run(feeds)
+        assert expected <= set(_depthwise_records(executor)), _depthwise_records(executor)
+        for key, value in per_step(program, feeds, monkeypatch).items():
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
