@@ -2,7 +2,8 @@
 
 The layer shapes come from the model (batch 1): ResNet-50 (onnx's
 light_resnet50.onnx, the default), MobileNetV2 or ResNet-18 (Tessera's
-built-in ones). Each layer runs as one Conv with a bias (as after BatchNorm
+built-in ones), or the zoo's MobileNetV3-Small and PP-LCNet at 224 x 224
+(their 5x5 depthwise layers). Each layer runs as one Conv with a bias (as after BatchNorm
 folding) through Tessera's CPU kernel and through an onnxruntime session
 holding that single Conv; both use 2 threads. All layers run through Tessera
 first, then, after a pause, through onnxruntime: both keep idle threads
@@ -11,7 +12,7 @@ would slow the other down if their runs were interleaved. Each time is the
 median of --runs warm runs. Prints a table (g: group, p: first pad) and the
 ratio of the totals, each layer weighted by how often the model uses it.
 
-    python bench/bench_conv.py [--runs 30] [--model resnet50|mobilenet_v2|resnet18]
+    python bench/bench_conv.py [--runs 30] [--model resnet50|mobilenet_v2|resnet18|mobilenet_v3|ppLCNet]
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper, shape_inference
 
 from compiler.zoo import mobilenet_v2, resnet
+from compiler.zoo.families import mobilenet_v3, ppLCNet
 from runtime.kernels import get_kernel
 
 MODELS = {
@@ -36,6 +38,8 @@ MODELS = {
                                                "light_resnet50.onnx")),
     "mobilenet_v2": mobilenet_v2,
     "resnet18": resnet,
+    "mobilenet_v3": lambda: mobilenet_v3(image=224),
+    "ppLCNet": lambda: ppLCNet(image=224, scale=1.0),
 }
 
 
