@@ -22,6 +22,7 @@ from runtime.gemm import family
 from runtime.gemm import pack as gemm_pack
 from runtime.gemm.family import host_isa
 from runtime.kernels import conv_weights, nn_prepared
+from runtime.kernels.depthwise_blocks import block_planes
 from runtime.kernels.depthwise_ir import FLAT, depthwise_ir_planes, lane_masks
 from runtime.kernels.nn_conv import conv_nd
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
@@ -92,6 +93,16 @@ def depthwise_odd():
     x = b.input("x", [1, 8, 15, 15])
     y = b.conv_bn(x, 8, 8, 3, stride=2, groups=8, act="ReLU6")
     return b.model([b.conv(y, 8, 4, 1)])
+
+
+def small_depthwise():
+    """5x5 depthwise convolutions of 7x7 planes (the block kernels), one
+    with a residual, then a 1x1 projection."""
+    b = OnnxBuilder("small_depthwise", seed=6)
+    x = b.input("x", [1, 24, 7, 7])
+    y = b.conv_bn(x, 24, 24, 5, groups=24, act="ReLU6")
+    y = b.node("Add", [b.conv(y, 24, 24, 5, groups=24), x])
+    return b.model([b.conv(y, 24, 4, 1)])
 
 
 def one_position(batch=2):
@@ -571,7 +582,13 @@ def test_scheduled_per_step_and_direct_calls_share_one_compiled_kernel(monkeypat
     x, w, b = (rng.standard_normal(shape).astype(np.float32) for shape in ((1, 4, 9, 9), (4, 1, 3, 3), (4,)))
     for pads in ((1, 1, 1, 1), (0, 0, 0, 0)):  # the LLVM IR plane kernels, the padded planes
         conv_nd(x, w, b, strides=(2, 2), pads=pads, dilations=(1, 1), group=4)
-    for kernel in (depthwise_ir_planes, depthwise_padded_3x3):
+    program = frozen_program(small_depthwise())  # the block kernels
+    feeds = feeds_for(program)
+    Executor(program).run(feeds)
+    per_step(program, feeds, monkeypatch)
+    conv_nd(x[:, :, :5, :5], rng.standard_normal((4, 1, 5, 5)).astype(np.float32), b, strides=(1, 1),
+            pads=(2, 2, 2, 2), dilations=(1, 1), group=4)
+    for kernel in (depthwise_ir_planes, depthwise_padded_3x3, block_planes):
         assert kernel.signatures and _read_only_twins(kernel) == 0, kernel.signatures
 
 
@@ -604,7 +621,8 @@ def test_a_scheduled_depthwise_takes_its_zeros_and_flat_masks_made_once_with_the
     for model, expected in ((b.model([y]), {(DW_IR, 6, 6, 0), (DW_IR, 6, 3, 0), (DW_IR, 3, 3, taps)}),
                             (mobilenet_v2(image=96, width=0.5, classes=10),
                              {(DW_BLOCKS, 3, 3, None), (DW_BLOCKS, 6, 6, None), (DW_IR, 12, 6, 0),
-                              (DW_IR, 48, 48, 0)})):
+                              (DW_IR, 48, 48, 0)}),
+                            (small_depthwise(), {(DW_BLOCKS, 7, 7, None)})):
         program = frozen_program(model)
         feeds = feeds_for(program)
         executor = Executor(program)
