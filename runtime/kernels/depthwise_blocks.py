@@ -15,11 +15,11 @@ in brackets onnxruntime's whole one-Conv session, one thread; per layer
 against onnxruntime, two threads: ``bench/bench_conv.py --model
 mobilenet_v3``):
 
-* 960 x 7 x 7, 5x5: 84 -> 37 (50); 7x7: 190 -> 56 (67); 3x3: 33 -> 22 (35);
-* 672 x 14 x 14 at stride 2, 5x5: 89 -> 39 (55); 480 x 14 x 14, 7x7: 205
-  -> 107 (128); 240 x 14 x 14, 5x5: 44 -> 33 (52);
-* AVX2 code (emulated on the same core): 960 x 7 x 7 5x5 114 -> 50, 7x7
-  236 -> 72; 480 x 14 x 14 7x7 205 -> 138.
+* 960 x 7 x 7, 5x5: 85 -> 39 (50); 7x7: 189 -> 58 (67); 3x3: 34 -> 23 (35);
+* 672 x 14 x 14 at stride 2, 5x5: 86 -> 38 (55); 480 x 14 x 14, 7x7: 169
+  -> 104 (128); 240 x 14 x 14, 5x5: 47 -> 34 (52);
+* AVX2 code (emulated on the same core): 960 x 7 x 7 5x5 109 -> 54, 7x7
+  218 -> 67; 480 x 14 x 14 7x7 257 -> 126.
 
 Where the plane kernels stay ahead: 3x3 kernels on planes of more than 64
 pixels (384 x 14 x 14: 27 against 31 us), every kernel on rows wider
