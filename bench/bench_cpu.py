@@ -24,7 +24,7 @@ from compiler.frontend import import_onnx
 from compiler.pipeline import optimize
 from compiler.zoo import load_light_model, mobilenet_v2, resnet
 from compiler.zoo.builder import OnnxBuilder
-from compiler.zoo.families import ppLCNet
+from compiler.zoo.families import mobilenet_v3, ppLCNet
 from runtime.executor import Executor
 
 
@@ -46,6 +46,7 @@ MODELS = {
     "resnet18": resnet,
     # issue 57's small models: mobile CNNs and the fixed cost of a call
     "ppLCNet": lambda: ppLCNet(image=224, scale=1.0),
+    "mobilenet_v3": lambda: mobilenet_v3(image=224),  # MobileNetV3-Small: 5x5 depthwise layers, SE, HardSwish
     "mobilenet_v2_96": lambda: mobilenet_v2(image=96),
     "squeezenet": lambda: load_light_model("squeezenet"),
     "resnet10_32": lambda: resnet(10, image=32, classes=10),

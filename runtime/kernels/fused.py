@@ -78,6 +78,7 @@ from runtime.kernels.fused_interpreter import (
 from runtime.kernels.limits import MAX_RANK
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
+from runtime.schedule.records import FUSED, Operand
 
 MAX_REGISTERS = 32
 """Most registers (inputs included) an expression may use."""
@@ -365,3 +366,49 @@ def _output(inputs: Sequence[np.ndarray], inplace: int, shape: tuple[int, ...]) 
                 and not any(x is not target and np.may_share_memory(x, target) for x in inputs)):
             return target
     return np.empty(shape, np.float32)
+
+
+# ---------------------------------------------------------------- as a schedule operation
+
+_SCALAR_UNUSED = np.zeros(1, np.float32)
+"""What an absent input's fields point at (never read)."""
+
+
+def _lower_fused(ctx, args, attrs) -> bool:
+    """The step as one FUSED operation of the schedule (runtime.schedule.ops:
+    :func:`run_blocks` over the output's blocks, the per-step kernel's
+    code, layout and arrays): a Python step in a schedule ends its run of
+    operations and starts another (YOLOv8's SiLUs, MobileNetV3's classifier
+    HardSwish). Float32 operands and constants of any broadcast shape but
+    those the per-step kernel materialises first; a new output, never an
+    input overwritten."""
+    try:
+        program = decode(attrs.get("code"), len(args))
+        rank, _ = _check_attrs(attrs, len(args))
+    except KernelError:
+        return False
+    arrays = []
+    for arg in args:
+        if isinstance(arg, np.ndarray) and arg.dtype == _FLOAT32 and arg.ndim <= rank:
+            arrays.append((ctx.pin(np.ascontiguousarray(arg).reshape(-1)), arg.size, arg.shape))
+        elif isinstance(arg, Operand) and arg.dtype == _FLOAT32 and len(arg.shape) <= rank:
+            arrays.append((arg.ref(), math.prod(arg.shape), arg.shape))
+        else:
+            return False
+    layout = _layout(program, tuple(shape for _, _, shape in arrays), rank)
+    size = math.prod(layout.shape)
+    if any(layout.materialise) or size == 0:
+        return False
+    out = ctx.output(0, layout.shape)
+    unused = (ctx.pin(_SCALAR_UNUSED), 1)
+    fields = [field for ref, count, _ in arrays for field in (*ref, count)] + [*unused[0], 1] * (MAX_INPUTS - len(args))
+    blocks = -(-size // BLOCK)
+    ctx.emit(FUSED, [*ctx.pin(program.code), program.code.shape[0], *ctx.pin(program.params),
+                     *ctx.pin(layout.direct.astype(np.int64)), *ctx.pin(layout.kinds), *ctx.pin(layout.dims),
+                     *ctx.pin(layout.strides), *ctx.pin(layout.ndims), program.registers, program.inputs,
+                     *out.ref(), size, 1, *fields],
+             blocks, 8, spans=[(0, blocks)] if size < PARALLEL_MIN else None)
+    return True
+
+
+fused_elementwise.lower = _lower_fused

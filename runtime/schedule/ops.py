@@ -31,6 +31,9 @@ from runtime.kernels.depthwise_blocks import KSIZE as BLOCK_KSIZE
 from runtime.kernels.depthwise_blocks import VB as BLOCK_LANES
 from runtime.kernels.depthwise_blocks import block_planes
 from runtime.kernels.depthwise_ir import TABLE, depthwise_ir_run
+from runtime.kernels.fused_interpreter import MAX_DIMS as FUSED_DIMS
+from runtime.kernels.fused_interpreter import MAX_INPUTS as FUSED_INPUTS
+from runtime.kernels.fused_interpreter import run_blocks as fused_blocks
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_direct import direct_units, pad_planes
 from runtime.kernels.nn_expand import expand_depthwise
@@ -61,6 +64,7 @@ from runtime.schedule.records import (
     DW_BLOCKS,
     DW_IR,
     EXPAND_DEPTHWISE,
+    FUSED,
     GEMM,
     GEMM_FIELDS,
     GEO,
@@ -419,10 +423,33 @@ def _channel_scale(start, stop, rec, nrec, bases, nbases):
             into[j] = plane[j] * v
 
 
+def _fused(start, stop, rec, nrec, bases, nbases):
+    """Blocks of a fused element-wise expression (runtime.kernels.fused,
+    as its per-step kernel runs them): rec = the code and its rows [0-2],
+    the params [3, 4], the sources read in place (int64 flags) [5, 6], the
+    inputs' load kinds, dims, strides and dim counts [7-14], the registers
+    and inputs [15, 16], Y and its elements [17-19], whether the last
+    instruction writes Y [20], then each of the interpreter's MAX_INPUTS
+    inputs and its elements (an absent one: one unused float)."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    rows = rec[2]
+    flags = _i64(rec, 5, bases, (rows, 2))
+    direct = np.empty((rows, 2), np.bool_)
+    for i in range(rows):
+        direct[i, 0], direct[i, 1] = flags[i, 0] != 0, flags[i, 1] != 0
+    arrays = (_f32(rec, 21, bases, rec[23]), _f32(rec, 24, bases, rec[26]), _f32(rec, 27, bases, rec[29]),
+              _f32(rec, 30, bases, rec[32]), _f32(rec, 33, bases, rec[35]), _f32(rec, 36, bases, rec[38]),
+              _f32(rec, 39, bases, rec[41]), _f32(rec, 42, bases, rec[44]))
+    fused_blocks(start, stop, _i64(rec, 0, bases, (rows, 4)), _f32(rec, 3, bases, (rows, 2)), direct, rec[15],
+                 rec[16], arrays, _i64(rec, 7, bases, FUSED_INPUTS), _i64(rec, 9, bases, (FUSED_INPUTS, FUSED_DIMS)),
+                 _i64(rec, 11, bases, (FUSED_INPUTS, FUSED_DIMS)), _i64(rec, 13, bases, FUSED_INPUTS), rec[20] != 0,
+                 _f32(rec, 17, bases, rec[19]))
+
+
 ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
             IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy, CHANNEL_SCALE: _channel_scale,
-            OWN_COLUMNS: _own_columns, DIRECT: _direct}
+            OWN_COLUMNS: _own_columns, DIRECT: _direct, FUSED: _fused}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}

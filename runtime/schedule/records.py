@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 (GEMM, DEPTHWISE, EXPAND_DEPTHWISE, BANDS, DOT_ROWS, PLANE_MEANS, WINOGRAD_IN, WINOGRAD_OUT, IM2COL,
- MAX_POOL, SOFTMAX, COPY, CHANNEL_SCALE, OWN_COLUMNS, DIRECT) = range(1, 16)
+ MAX_POOL, SOFTMAX, COPY, CHANNEL_SCALE, OWN_COLUMNS, DIRECT, FUSED) = range(1, 17)
 """Operation kinds; each one's record is described where it runs
 (runtime.schedule.ops)."""
 COPY_PIECE = 1 << 16

@@ -39,6 +39,7 @@ from runtime.schedule.records import (
     DW_BLOCKS,
     DW_IR,
     EXPAND_DEPTHWISE,
+    FUSED,
     GEMM,
     IM2COL,
     MAX_POOL,
@@ -341,6 +342,34 @@ def test_a_channel_gate_is_a_scale_operation_with_the_per_step_bits(monkeypatch,
     executor = Executor(other)
     executor.run(feeds_for(other))
     assert CHANNEL_SCALE not in kinds(executor)
+
+
+def silu_head(size: int):
+    """Ultralytics' SiLU (``Mul(x, Sigmoid(x))``) after convolutions, one
+    plus a per-channel constant (read broadcast), then a classifier with a
+    HardSwish between its two Gemms (MobileNetV3's): fused element-wise
+    steps of rank 4 and 2 that no convolution takes as its epilogue."""
+    b = OnnxBuilder("silu", seed=9)
+    x = b.input("x", [1, 8, size, size])
+    y = b.conv(x, 8, 16, 3)
+    y = b.node("Mul", [y, b.node("Sigmoid", [y])])
+    y = b.conv(y, 16, 16, 1)
+    shift = b.const_f32(np.linspace(-1, 1, 16).reshape(1, 16, 1, 1))
+    y = b.node("Add", [b.node("Mul", [y, b.node("Sigmoid", [y])]), shift])
+    y = b.node("Flatten", [b.node("GlobalAveragePool", [y])], axis=1)
+    y = b.node("HardSwish", [b.linear(y, 16, 32)])
+    return b.model([b.linear(y, 32, 10)])
+
+
+@pytest.mark.parametrize("size", [6, 64], ids=["one-chunk", "chunks"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_element_wise_steps_are_operations_with_the_per_step_bits(monkeypatch, size, threads):
+    """A FusedElementwise step no convolution absorbs (a SiLU, a constant
+    read broadcast, a HardSwish between two Gemms) lowers to one FUSED
+    operation, so the schedule runs through it, with the per-step
+    interpreter's bits; an output of at least PARALLEL_MIN elements is cut
+    into chunks of blocks."""
+    fully_lowered_with_per_step_bits(monkeypatch, silu_head(size), threads, FUSED, 3)
 
 
 def timed(executor, feeds):
