@@ -545,3 +545,38 @@ def _lower_concat(ctx, args, attrs) -> bool:
 
 
 concat.lower = _lower_concat
+
+
+def _lower_split(ctx, args, attrs) -> bool:
+    """Split in a schedule: each output is a view of its slice of the input
+    where the slices are contiguous (no dim before the axis but of 1: a
+    batch-1 feature map split along its channels, as in YOLOv8's C2f
+    blocks), else one COPY operation of its rows, Concat's copy the other
+    way; as a Python step it split the schedule."""
+    x = args[0] if args else None
+    if not isinstance(x, Operand) or any(isinstance(a, Operand) for a in args[1:]):
+        return False
+    try:
+        pieces = split([x.stand_in(), *args[1:]], attrs)
+    except (KernelError, ValueError, TypeError):
+        return False
+    if len(pieces) != len(ctx.out_types) or any(tuple(p.shape) != t[0] for p, t in zip(pieces, ctx.out_types)):
+        return False
+    axis = normalize_axis(attrs["axis"], len(x.shape), "Split axis")
+    item = x.dtype.itemsize
+    rows, stride = math.prod(x.shape[:axis]), math.prod(x.shape[axis:]) * item
+    at = 0
+    for index, piece in enumerate(pieces):
+        length = math.prod(piece.shape[axis:]) * item
+        if rows <= 1:
+            ctx.alias(index, Operand(x.base, x.offset + at, piece.shape, x.dtype, writable=False))
+        else:
+            out = ctx.output(index, piece.shape, x.dtype)
+            if length:
+                count = -(-length // COPY_PIECE)
+                ctx.emit(COPY, [*x.ref(at), *out.ref(), rows, length, stride, length, count], rows * count)
+        at += length
+    return True
+
+
+split.lower = _lower_split

@@ -372,6 +372,27 @@ def test_fused_element_wise_steps_are_operations_with_the_per_step_bits(monkeypa
     fully_lowered_with_per_step_bits(monkeypatch, silu_head(size), threads, FUSED, 3)
 
 
+def splits(batch: int):
+    """YOLOv8's C2f split: a convolution's channels split in two (and in
+    three unequal parts by a constant), each part read by a convolution."""
+    b = OnnxBuilder("splits", seed=10)
+    x = b.input("x", [batch, 4, 9, 9])
+    y = b.conv(x, 4, 12, 1)
+    left, right = b.node("Split", [y], num_outputs=2, axis=1)
+    p, q, r = b.node("Split", [right, b.constant([1, 2, 3], np.int64)], num_outputs=3, axis=1)
+    parts = [b.conv(left, 6, 4, 1), b.conv(p, 1, 4, 1), b.conv(q, 2, 4, 1), b.conv(r, 3, 4, 1)]
+    return b.model([b.node("Concat", parts, axis=1)])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_split_is_views_or_copies_with_the_per_step_bits(monkeypatch, batch, threads):
+    """A Split lowers: a batch-1 map's parts along the channels are views
+    of its slices (no operation), a batch-2 map's one COPY each (plus the
+    Concat's four); the schedule runs through them."""
+    fully_lowered_with_per_step_bits(monkeypatch, splits(batch), threads, COPY, 4 if batch == 1 else 9)
+
+
 def timed(executor, feeds):
     timings: list = []
     start = time.perf_counter()
