@@ -14,4 +14,5 @@ from runtime.kernels import (  # noqa: F401
     resize,
     rnn,
     shape,
+    shape_lowering,
 )

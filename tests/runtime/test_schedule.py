@@ -393,6 +393,42 @@ def test_a_split_is_views_or_copies_with_the_per_step_bits(monkeypatch, batch, t
     fully_lowered_with_per_step_bits(monkeypatch, splits(batch), threads, COPY, 4 if batch == 1 else 9)
 
 
+def shuffles(batch: int):
+    """ShuffleNet's channel shuffle (Reshape to (N, 2, C/2, H, W),
+    Transpose (0, 2, 1, 3, 4), Reshape back) between convolutions, a
+    Transpose of dims of 1 only, and one that moves the last axis (which
+    stays a Python step)."""
+    b = OnnxBuilder("shuffles", seed=11)
+    x = b.input("x", [batch, 4, 6, 6])
+    y = b.conv(x, 4, 8, 1)
+    y = b.node("Reshape", [y, b.constant([batch, 2, 4, 6, 6], np.int64)])
+    y = b.node("Transpose", [y], perm=[0, 2, 1, 3, 4])
+    y = b.node("Reshape", [y, b.constant([batch, 8, 6, 6], np.int64)])
+    y = b.conv(y, 8, 8, 1)
+    y = b.node("Unsqueeze", [y, b.constant([0], np.int64)])
+    y = b.node("Transpose", [y], perm=[1, 0, 2, 3, 4])  # moves a dim of 1: a view
+    y = b.node("Squeeze", [y, b.constant([1], np.int64)])
+    return b.model([b.node("Transpose", [b.conv(y, 8, 4, 1)], perm=[0, 1, 3, 2])])
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_transpose_keeping_its_last_axes_is_copies_with_the_per_step_bits(monkeypatch, batch, threads):
+    """A channel shuffle's Transpose lowers to a COPY per index of its
+    outer dims but the longest (rows of H x W along it); one that moves
+    only a dim of 1 is a view; one that moves the last axis stays a Python
+    step; the bits are the per-step run's."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    program = frozen_program(shuffles(batch))
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    assert kinds(executor).count(COPY) == 2 * batch
+    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs))) - 1
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
 def timed(executor, feeds):
     timings: list = []
     start = time.perf_counter()
