@@ -20,8 +20,9 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.jit import vectorize
 from runtime.kernels import activations as act
+from runtime.kernels.fused import lower_expression
 from runtime.kernels.nn_window import grain
-from runtime.kernels.registry import kernel
+from runtime.kernels.registry import get_kernel, kernel
 from runtime.schedule.records import CHANNEL_SCALE, Operand
 
 _FLOAT16 = np.dtype(np.float16)
@@ -113,7 +114,14 @@ def _gates(shape: tuple, gate: tuple) -> bool:
             and all(d == 1 for d in gate[2:]))
 
 
-_BINARY["Mul"].lower = _lower_channel_scale
+def _lower_mul(ctx, args, attrs) -> bool:
+    """A channel gate's CHANNEL_SCALE, else any float32 Mul as a FUSED operation."""
+    return _lower_channel_scale(ctx, args, attrs) or lower_expression(ctx, args, "mul")
+
+
+_BINARY["Mul"].lower = _lower_mul
+_BINARY["Add"].lower = lambda ctx, args, attrs: lower_expression(ctx, args, "add")
+_BINARY["Sub"].lower = lambda ctx, args, attrs: lower_expression(ctx, args, "sub")
 
 
 @kernel("Relu")
@@ -157,6 +165,9 @@ def div(inputs, attrs):
         inexact = np.remainder(a, b) != 0
         quotient += inexact & ((a < 0) != (b < 0))
         return (_array(quotient),)
+
+
+div.lower = lambda ctx, args, attrs: lower_expression(ctx, args, "div")
 
 
 @kernel("Mod")
@@ -439,6 +450,7 @@ _ACTIVATIONS = {
 }
 for _name, (_ufunc, *_params) in _ACTIVATIONS.items():
     kernel(_name)(_activation_kernel(_ufunc, *_params))
+get_kernel("Sigmoid").lower = lambda ctx, args, attrs: lower_expression(ctx, args, "sigmoid")
 
 
 @kernel("PRelu")

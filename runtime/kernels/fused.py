@@ -412,3 +412,15 @@ def _lower_fused(ctx, args, attrs) -> bool:
 
 
 fused_elementwise.lower = _lower_fused
+
+
+def lower_expression(ctx, args, opcode: str) -> bool:
+    """A float32 step that is one opcode of the interpreter over its
+    inputs (an Add, Sub, Mul or Div broadcasting, a Sigmoid: the same
+    float32 operation each, so the same bits) as a FUSED operation: YOLOv8's
+    box decoding is a string of them, each a Python step that split the
+    schedule."""
+    if ctx.out_types[0][1] != _FLOAT32 or len(args) != OPCODES[opcode].sources:
+        return False
+    code = ((opcode, len(args), tuple(range(len(args))), ()),)
+    return _lower_fused(ctx, args, {"code": code, "rank": len(ctx.out_types[0][0])})

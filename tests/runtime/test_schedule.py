@@ -333,7 +333,7 @@ def test_a_channel_gate_is_a_scale_operation_with_the_per_step_bits(monkeypatch,
     """A float32 Mul of a tensor by its per-channel gate lowers to one
     CHANNEL_SCALE operation, so the schedule runs through it, with the
     per-step bits (numpy's broadcasting multiply); a Mul of another shape
-    stays a Python step."""
+    is no CHANNEL_SCALE (a FUSED operation: the interpreter's multiply)."""
     fully_lowered_with_per_step_bits(monkeypatch, squeeze_excite(batch, gate_first), threads, CHANNEL_SCALE, 1)
     b = OnnxBuilder("rows", seed=8)
     x = b.input("x", [1, 8, 7, 7])
