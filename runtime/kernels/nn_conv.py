@@ -425,15 +425,12 @@ _EPILOGUE_FLAGS = {(res, clamp): np.array([res, clamp], np.bool_) for res in (Fa
 
 
 def plane_kernel(x_shape: tuple, dtype, window: Window, out_c: int | None = None) -> tuple | None:
-    """(kernel, its extra arguments) of the depthwise kernel that suits this
-    geometry, or None: float32 2-D planes, unit dilations; a square kernel
-    with pads of half its size at a stride the LLVM IR kernels have
-    (runtime.kernels.depthwise_ir.SIZES: 3x3, 5x5 and 7x7 at strides 1 and
-    2), on the block kernels where their rule takes it and there are
-    ``out_c`` output channels, one an input channel
-    (runtime.kernels.depthwise_blocks.takes_blocks), else on the plane
-    kernels; or a 3x3 of narrow planes at strides of 1 or 2 (padded-plane
-    kernel)."""
+    """(kernel, its extra arguments) of the depthwise kernel for this
+    geometry, or None: float32 2-D planes, unit dilations, a square kernel
+    with pads of half its size at a stride depthwise_ir.SIZES has (the block
+    kernels where depthwise_blocks.takes_blocks and ``out_c`` is the input's
+    channels, else the plane kernels), or a 3x3 of narrow planes at strides
+    1 or 2 (padded-plane kernel)."""
     if len(x_shape) != 4 or window.dilations != (1, 1) or dtype != np.float32:
         return None
     size = window.kernel[0]
@@ -455,9 +452,8 @@ def run_plane_kernel(chosen: tuple, x, w, b, out, residual, clamp) -> None:
     b = np.zeros(w.shape[0], dtype=x.dtype) if b is None else b
     flags = _EPILOGUE_FLAGS[residual is not None, clamp is not None]
     taps = w[0].size
-    weights = readonly(w.reshape(w.shape[0], *w.shape[2:]))
-    if kernel is depthwise_blocks.block_planes:
-        weights = depthwise_blocks.blocked_weights.get(w, int(extra[0][depthwise_blocks.VB]))
+    weights = (depthwise_blocks.blocked_weights.get(w, int(extra[0][depthwise_blocks.VB]))
+               if kernel is depthwise_blocks.block_planes else readonly(w.reshape(w.shape[0], *w.shape[2:])))
     parallel_for(kernel, out.shape[0] * out.shape[1], x, weights, readonly(b), out,
                  out if residual is None else residual, NO_CLAMP if clamp is None else clamp, flags, *extra,
                  grain=grain(out[0, 0].size * taps))
@@ -485,8 +481,7 @@ def lower_plane_kernel(ctx, chosen: tuple, x, w, b, out, residual, clamp) -> Non
         tail = (*ctx.pin(extra[0]), extra[1], w.shape[2], *ctx.pin(zeros), zeros.size, *ctx.pin(masks), masks.size,
                 *(0,) * (GEO - 10))
     else:
-        plan = extra[0]
-        lanes = int(plan[depthwise_blocks.VB])
+        plan, lanes = extra[0], int(extra[0][depthwise_blocks.VB])
         weights = depthwise_blocks.blocked_weights.get(w, lanes)
         tail = (*ctx.pin(plan), plan.size, *(0,) * (GEO - 3))
         spans = depthwise_blocks.block_spans(batch, out_c, lanes, parallel.NUM_THREADS * parallel.CHUNKS_PER_THREAD,

@@ -1,0 +1,167 @@
+"""Steps that lower to one operation kind each (COPY, CHANNEL_SCALE,
+FUSED) or to views: the schedule runs through them on one and two
+threads, every step lowered, with the per-step run's bits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.zoo.builder import OnnxBuilder
+from runtime import parallel
+from runtime.executor import Executor
+from runtime.schedule.records import CHANNEL_SCALE, COPY, COPY_PIECE, FUSED
+from tests.runtime.test_schedule import feeds_for, frozen_program, kinds, per_step
+
+
+def fully_lowered_with_per_step_bits(monkeypatch, model, threads: int, kind: int, count: int) -> None:
+    """``model``'s frozen program run scheduled on ``threads`` threads:
+    ``count`` operations of ``kind``, every step of its plan lowered, and
+    the per-step run's bits."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    program = frozen_program(model)
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    assert kinds(executor).count(kind) == count
+    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs)))
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def concats(axis: int, size: int):
+    """Fire-module-style joins: three convolutions' outputs joined along
+    ``axis`` (along the channels, of 3, 5 and 7 channels; else of 6 each),
+    the join read by another convolution."""
+    b = OnnxBuilder("joins", seed=6)
+    x = b.input("x", [2, 4, size, size])
+    widths = (3, 5, 7) if axis == 1 else (6, 6, 6)
+    parts = [b.conv(x, 4, width, k) for width, k in zip(widths, (1, 3, 1))]
+    joined = b.node("Concat", parts, axis=axis)
+    return b.model([b.conv(joined, sum(widths) if axis == 1 else 6, 4, 1)])
+
+
+@pytest.mark.parametrize("axis, size", [(1, 64), (1, 5), (0, 6), (2, 9), (-1, 7)],
+                         ids=["channels-pieces", "channels-small", "batch", "rows", "last"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concat_is_a_copy_operation_with_the_per_step_bits(monkeypatch, axis, size, threads):
+    """A Concat lowers to one COPY per input (rows before the axis, each
+    input at its offset in the output's rows; a 64x64 feature map's rows
+    are several pieces), so it no longer splits the schedule."""
+    fully_lowered_with_per_step_bits(monkeypatch, concats(axis, size), threads, COPY, 3)
+    if size == 64:  # the 7-channel part's rows are two pieces each
+        assert COPY_PIECE < 7 * size * size * 4 <= 2 * COPY_PIECE
+
+
+def squeeze_excite(batch: int, gate_first: bool):
+    """A squeeze-excitation block as PP-LCNet and MobileNetV3 have it: a
+    convolution's output times its channels' gate (global mean, two 1x1
+    convolutions, HardSigmoid), in either order, then a 1x1 convolution."""
+    b = OnnxBuilder("se", seed=7)
+    x = b.input("x", [batch, 8, 7, 7])
+    y = b.conv(x, 8, 16, 3)
+    g = b.node("GlobalAveragePool", [y])
+    g = b.node("HardSigmoid", [b.conv(b.node("Relu", [b.conv(g, 16, 4, 1)]), 4, 16, 1)])
+    scaled = b.node("Mul", [g, y] if gate_first else [y, g])
+    return b.model([b.conv(scaled, 16, 8, 1)])
+
+
+@pytest.mark.parametrize("batch, gate_first", [(1, False), (2, True)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_channel_gate_is_a_scale_operation_with_the_per_step_bits(monkeypatch, batch, gate_first, threads):
+    """A float32 Mul of a tensor by its per-channel gate lowers to one
+    CHANNEL_SCALE operation, so the schedule runs through it, with the
+    per-step bits (numpy's broadcasting multiply); a Mul of another shape
+    is no CHANNEL_SCALE (a FUSED operation: the interpreter's multiply)."""
+    fully_lowered_with_per_step_bits(monkeypatch, squeeze_excite(batch, gate_first), threads, CHANNEL_SCALE, 1)
+    b = OnnxBuilder("rows", seed=8)
+    x = b.input("x", [1, 8, 7, 7])
+    y = b.conv(x, 8, 8, 1)
+    other = frozen_program(b.model([b.node("Mul", [y, b.node("ReduceMean", [y], axes=[1], keepdims=1)])]))
+    executor = Executor(other)
+    executor.run(feeds_for(other))
+    assert CHANNEL_SCALE not in kinds(executor)
+
+
+def silu_head(size: int):
+    """Ultralytics' SiLU (``Mul(x, Sigmoid(x))``) after convolutions, one
+    plus a per-channel constant (read broadcast), then a classifier with a
+    HardSwish between its two Gemms (MobileNetV3's): fused element-wise
+    steps of rank 4 and 2 that no convolution takes as its epilogue."""
+    b = OnnxBuilder("silu", seed=9)
+    x = b.input("x", [1, 8, size, size])
+    y = b.conv(x, 8, 16, 3)
+    y = b.node("Mul", [y, b.node("Sigmoid", [y])])
+    y = b.conv(y, 16, 16, 1)
+    shift = b.const_f32(np.linspace(-1, 1, 16).reshape(1, 16, 1, 1))
+    y = b.node("Add", [b.node("Mul", [y, b.node("Sigmoid", [y])]), shift])
+    y = b.node("Flatten", [b.node("GlobalAveragePool", [y])], axis=1)
+    y = b.node("HardSwish", [b.linear(y, 16, 32)])
+    return b.model([b.linear(y, 32, 10)])
+
+
+@pytest.mark.parametrize("size", [6, 64], ids=["one-chunk", "chunks"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_element_wise_steps_are_operations_with_the_per_step_bits(monkeypatch, size, threads):
+    """A FusedElementwise step no convolution absorbs (a SiLU, a constant
+    read broadcast, a HardSwish between two Gemms) lowers to one FUSED
+    operation, so the schedule runs through it, with the per-step
+    interpreter's bits; an output of at least PARALLEL_MIN elements is cut
+    into chunks of blocks."""
+    fully_lowered_with_per_step_bits(monkeypatch, silu_head(size), threads, FUSED, 3)
+
+
+def splits(batch: int):
+    """YOLOv8's C2f split: a convolution's channels split in two (and in
+    three unequal parts by a constant), each part read by a convolution."""
+    b = OnnxBuilder("splits", seed=10)
+    x = b.input("x", [batch, 4, 9, 9])
+    y = b.conv(x, 4, 12, 1)
+    left, right = b.node("Split", [y], num_outputs=2, axis=1)
+    p, q, r = b.node("Split", [right, b.constant([1, 2, 3], np.int64)], num_outputs=3, axis=1)
+    parts = [b.conv(left, 6, 4, 1), b.conv(p, 1, 4, 1), b.conv(q, 2, 4, 1), b.conv(r, 3, 4, 1)]
+    return b.model([b.node("Concat", parts, axis=1)])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_split_is_views_or_copies_with_the_per_step_bits(monkeypatch, batch, threads):
+    """A Split lowers: a batch-1 map's parts along the channels are views
+    of its slices (no operation), a batch-2 map's one COPY each (plus the
+    Concat's four); the schedule runs through them."""
+    fully_lowered_with_per_step_bits(monkeypatch, splits(batch), threads, COPY, 4 if batch == 1 else 9)
+
+
+def shuffles(batch: int):
+    """ShuffleNet's channel shuffle (Reshape to (N, 2, C/2, H, W),
+    Transpose (0, 2, 1, 3, 4), Reshape back) between convolutions, a
+    Transpose of dims of 1 only, and one that moves the last axis (which
+    stays a Python step)."""
+    b = OnnxBuilder("shuffles", seed=11)
+    x = b.input("x", [batch, 4, 6, 6])
+    y = b.conv(x, 4, 8, 1)
+    y = b.node("Reshape", [y, b.constant([batch, 2, 4, 6, 6], np.int64)])
+    y = b.node("Transpose", [y], perm=[0, 2, 1, 3, 4])
+    y = b.node("Reshape", [y, b.constant([batch, 8, 6, 6], np.int64)])
+    y = b.conv(y, 8, 8, 1)
+    y = b.node("Unsqueeze", [y, b.constant([0], np.int64)])
+    y = b.node("Transpose", [y], perm=[1, 0, 2, 3, 4])  # moves a dim of 1: a view
+    y = b.node("Squeeze", [y, b.constant([1], np.int64)])
+    return b.model([b.node("Transpose", [b.conv(y, 8, 4, 1)], perm=[0, 1, 3, 2])])
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_transpose_keeping_its_last_axes_is_copies_with_the_per_step_bits(monkeypatch, batch, threads):
+    """A channel shuffle's Transpose lowers to a COPY per index of its
+    outer dims but the longest (rows of H x W along it); one that moves
+    only a dim of 1 is a view; one that moves the last axis stays a Python
+    step; the bits are the per-step run's."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    program = frozen_program(shuffles(batch))
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    assert kinds(executor).count(COPY) == 2 * batch
+    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs))) - 1
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
