@@ -45,30 +45,7 @@ from runtime.schedule.records import (
     WINOGRAD_OUT,
 )
 from tests.helpers.gemm import NEEDS_NARROW
-
-
-def frozen_program(model):
-    """The float program of ``model`` with its constants frozen, as a
-    compiled binary's are (read-only arrays owning their memory)."""
-    return lower_to_program(optimize(import_onnx(model))).frozen()
-
-
-def feeds_for(program, seed=0):
-    rng = np.random.default_rng(seed)
-    return {program.slots[slot]: rng.standard_normal(program.types[slot][0]).astype(np.float32)
-            for slot in program.inputs}
-
-
-def per_step(program, feeds, monkeypatch):
-    with monkeypatch.context() as patch:
-        patch.setattr(schedule_builder, "ENABLED", False)
-        return Executor(program).run(feeds)
-
-
-def kinds(executor):
-    """The operation kinds of an executor's schedule, in order."""
-    schedule = executor._schedule()
-    return [int(kind) for part in schedule.parts if hasattr(part, "ops") for kind in part.ops[:, KIND]]
+from tests.helpers.schedule import feeds_for, frozen_program, kinds, per_step
 
 
 def expand_block(batch=1, stride=1, chans=16, wide=128, size=64):

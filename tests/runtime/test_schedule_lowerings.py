@@ -10,7 +10,7 @@ from compiler.zoo.builder import OnnxBuilder
 from runtime import parallel
 from runtime.executor import Executor
 from runtime.schedule.records import CHANNEL_SCALE, COPY, COPY_PIECE, FUSED
-from tests.runtime.test_schedule import feeds_for, frozen_program, kinds, per_step
+from tests.helpers.schedule import feeds_for, frozen_program, kinds, per_step
 
 
 def fully_lowered_with_per_step_bits(monkeypatch, model, threads: int, kind: int, count: int) -> None:

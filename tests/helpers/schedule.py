@@ -1,0 +1,36 @@
+"""Running a program scheduled and step by step (runtime.schedule), as the
+schedule's tests compare them."""
+from __future__ import annotations
+
+import numpy as np
+
+from codegen.cpu import lower_to_program
+from compiler.frontend import import_onnx
+from compiler.pipeline import optimize
+from runtime.executor import Executor
+from runtime.schedule import builder as schedule_builder
+from runtime.schedule.ops import KIND
+
+
+def frozen_program(model):
+    """The float program of ``model`` with its constants frozen, as a
+    compiled binary's are (read-only arrays owning their memory)."""
+    return lower_to_program(optimize(import_onnx(model))).frozen()
+
+
+def feeds_for(program, seed=0):
+    rng = np.random.default_rng(seed)
+    return {program.slots[slot]: rng.standard_normal(program.types[slot][0]).astype(np.float32)
+            for slot in program.inputs}
+
+
+def per_step(program, feeds, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(schedule_builder, "ENABLED", False)
+        return Executor(program).run(feeds)
+
+
+def kinds(executor):
+    """The operation kinds of an executor's schedule, in order."""
+    schedule = executor._schedule()
+    return [int(kind) for part in schedule.parts if hasattr(part, "ops") for kind in part.ops[:, KIND]]
