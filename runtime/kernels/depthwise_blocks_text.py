@@ -36,7 +36,7 @@ bias is read from the channel ``k0`` on, masked to the block.
 """
 from __future__ import annotations
 
-from runtime.kernels.depthwise_taps import constant, splat
+from runtime.kernels.depthwise_taps import clamp, constant, splat
 
 GROUPS = (4, 6, 7, 8)
 """Output pixels of a row a trip of the compute loop (the independent
@@ -140,25 +140,21 @@ def _compute(v: int, ksize: int, stride: int, group: int) -> list[str]:
             kw = ix - stride * j
             if 0 <= kw < ksize:
                 acc = chain[j] if kw else "%from" if ksize == 3 else f"%acc{j}"
-                chain[j] = f"%s{kw}_{j}"
+                last = kw == ksize - 1 and ksize > 3  # a larger kernel's chain goes on in the next row
+                chain[j] = f"%accn{j}" if last else f"%s{kw}_{j}"
                 lines.append(f"  {chain[j]} = call {vec} @llvm.fma.v{v}f32({vec} %wv{kw}, {vec} %xv{ix}, {vec} {acc})")
-    for j in range(group):
-        if ksize == 3:
+    if ksize == 3:  # the row's chain added to the rows before (the first row's from the bias is the sum)
+        for j in range(group):
             lines += [f"  %sum{j} = fadd {vec} %acc{j}, {chain[j]}",
                       f"  %accn{j} = select i1 %first, {vec} {chain[j]}, {vec} %sum{j}"]
-        else:
-            lines.append(f"  %accn{j} = select i1 true, {vec} {chain[j]}, {vec} {chain[j]}")
     lines += ["  %kh.next = add i64 %kh, 1", f"  %kh.more = icmp slt i64 %kh.next, {ksize}",
               "  br i1 %kh.more, label %kr, label %grp.end", "grp.end:"]
     lines.append("  %ai = add i64 %arow, %ox")
-    for j in range(group):  # numpy's maximum, then minimum (NaN stays NaN)
-        lines += [f"  %ge{j} = fcmp uge {vec} %accn{j}, %lov",
-                  f"  %up{j} = select <{v} x i1> %ge{j}, {vec} %accn{j}, {vec} %lov",
-                  f"  %le{j} = fcmp ule {vec} %up{j}, %hiv",
-                  f"  %out{j} = select <{v} x i1> %le{j}, {vec} %up{j}, {vec} %hiv",
+    for j in range(group):
+        lines += [*clamp(v, f"c{j}", f"%accn{j}"),
                   f"  %aj{j} = add i64 %ai, {j}", f"  %ae{j} = mul i64 %aj{j}, {v}",
                   f"  %aa{j} = getelementptr float, ptr %acc, i64 %ae{j}",
-                  f"  store {vec} %out{j}, ptr %aa{j}, align 4"]
+                  f"  store {vec} %outc{j}, ptr %aa{j}, align 4"]
     return lines + [f"  %ox.next = add i64 %ox, {group}", "  %grp.more = icmp slt i64 %ox.next, %ow",
                     "  br i1 %grp.more, label %grp, label %row.end", "row.end:",
                     "  %oy.next = add i64 %oy, 1", "  %row.more = icmp slt i64 %oy.next, %oh",

@@ -1,7 +1,8 @@
-"""The pieces of LLVM IR text the depthwise plane kernels' generators share
-(runtime.kernels.depthwise_text, runtime.kernels.depthwise_phased): a
-splat, a constant vector, a (masked) load, a tap's column mask and an input
-row's tap loads."""
+"""The pieces of LLVM IR text the depthwise kernels' generators share
+(runtime.kernels.depthwise_text, runtime.kernels.depthwise_phased,
+runtime.kernels.depthwise_blocks_text): a splat, a constant vector, a
+(masked) load, a tap's column mask, an input row's tap loads and the
+clamp."""
 from __future__ import annotations
 
 
@@ -63,3 +64,14 @@ def tap_loads(v: int, q: str, b: str, j: int, ksize: int, masked: bool, where) -
                   masked_load(v, f"%p{t}", f"%a{t}", f"%{b}mk{kw}" if masked else None)]
         taps.append(f"%a{t}")
     return lines, taps
+
+
+def clamp(v: int, o: str, value: str | None = None) -> list[str]:
+    """``%out{o}``: ``value`` (``%sum{o}`` by default), ``v`` lanes, clamped
+    to [``%lov``, ``%hiv``] as numpy's maximum, then minimum (NaN stays NaN)."""
+    vec = f"<{v} x float>"
+    value = f"%sum{o}" if value is None else value
+    return [f"  %ge{o} = fcmp uge {vec} {value}, %lov",
+            f"  %up{o} = select <{v} x i1> %ge{o}, {vec} {value}, {vec} %lov",
+            f"  %le{o} = fcmp ule {vec} %up{o}, %hiv",
+            f"  %out{o} = select <{v} x i1> %le{o}, {vec} %up{o}, {vec} %hiv"]

@@ -75,7 +75,7 @@ from runtime.kernels.depthwise_phased import (
     phase_rows,
     phased,
 )
-from runtime.kernels.depthwise_taps import constant, masked_load, splat, tap_loads, tap_mask
+from runtime.kernels.depthwise_taps import clamp, constant, masked_load, splat, tap_loads, tap_mask
 
 LANES = (8, 16)
 """Output columns per vector of the kernels, narrowest first. A plane whose
@@ -197,7 +197,7 @@ def _block(v: int, stride: int, rows: int, q: str, b: str, masked: bool, ksize: 
                   f"  %{b}keep = icmp slt <{v} x i32> {constant(range(v), 'i32')}, %{b}leftv"]
     for r in range(rows):
         o = f"{b}{r}"
-        lines += [*_clamp(v, o),
+        lines += [*clamp(v, o),
                   f"  %yrow{o} = add i64 %{q}oy, {r}",
                   f"  %yoff{o} = mul i64 %yrow{o}, %ow",
                   f"  %yo{o} = add i64 %yoff{o}, %{q}ox",
@@ -267,16 +267,6 @@ def _row_loop(v: int, stride: int, rows: int, q: str, enter: tuple[str, str], ex
               f"  %{q}more.rows = icmp sle i64 %{q}next.fits, %oh",
               f"  br i1 %{q}more.rows, label %{q}row, label %{exit_label}"]
     return lines
-
-
-def _clamp(v: int, o: str) -> list[str]:
-    """``%out{o}``: ``%sum{o}`` clamped to [lo, hi] as numpy's maximum,
-    then minimum (NaN stays NaN)."""
-    vec = f"<{v} x float>"
-    return [f"  %ge{o} = fcmp uge {vec} %sum{o}, %lov",
-            f"  %up{o} = select <{v} x i1> %ge{o}, {vec} %sum{o}, {vec} %lov",
-            f"  %le{o} = fcmp ule {vec} %up{o}, %hiv",
-            f"  %out{o} = select <{v} x i1> %le{o}, {vec} %up{o}, {vec} %hiv"]
 
 
 def _plain_store(v: int, o: str, whole: str) -> list[str]:
@@ -498,7 +488,7 @@ def flat_ir(ksize: int, lanes: bool = False) -> str:
                   f"{vec} zeroinitializer)"]
         rows[-1].append(f"%a{t}")
     lines += _sums(v, "f", 0, 1, rows, ksize)
-    lines += [*_clamp(v, "f0"),
+    lines += [*clamp(v, "f0"),
               "  %plane = mul i64 %oh, %ow",
               f"  %whole = icmp eq i64 %plane, {v}",
               "  br i1 %whole, label %plain, label %masked",
