@@ -370,10 +370,6 @@ def _output(inputs: Sequence[np.ndarray], inplace: int, shape: tuple[int, ...]) 
 
 # ---------------------------------------------------------------- as a schedule operation
 
-_SCALAR_UNUSED = np.zeros(1, np.float32)
-"""What an absent input's fields point at (never read)."""
-
-
 def _lower_fused(ctx, args, attrs) -> bool:
     """The step as one FUSED operation of the schedule (runtime.schedule.ops:
     :func:`run_blocks` over the output's blocks, the per-step kernel's
@@ -400,11 +396,11 @@ def _lower_fused(ctx, args, attrs) -> bool:
     if any(layout.materialise) or size == 0:
         return False
     out = ctx.output(0, layout.shape)
-    unused = (ctx.pin(_SCALAR_UNUSED), 1)
-    fields = [field for ref, count, _ in arrays for field in (*ref, count)] + [*unused[0], 1] * (MAX_INPUTS - len(args))
+    absent = [*ctx.pin(_UNUSED), 1]  # what an absent input's fields point at (never read)
+    fields = [field for ref, count, _ in arrays for field in (*ref, count)] + absent * (MAX_INPUTS - len(args))
     blocks = -(-size // BLOCK)
     ctx.emit(FUSED, [*ctx.pin(program.code), program.code.shape[0], *ctx.pin(program.params),
-                     *ctx.pin(layout.direct.astype(np.int64)), *ctx.pin(layout.kinds), *ctx.pin(layout.dims),
+                     *ctx.pin(layout.direct), *ctx.pin(layout.kinds), *ctx.pin(layout.dims),
                      *ctx.pin(layout.strides), *ctx.pin(layout.ndims), program.registers, program.inputs,
                      *out.ref(), size, 1, *fields],
              blocks, 8, spans=[(0, blocks)] if size < PARALLEL_MIN else None)

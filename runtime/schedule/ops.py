@@ -108,6 +108,17 @@ def _i64_ptr(typingctx, address):
 
 
 @intrinsic
+def _bool_ptr(typingctx, address):
+    """``address`` (int64) as a pointer to numpy bools (a byte each)."""
+    sig = types.CPointer(types.boolean)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
+
+    return sig, codegen
+
+
+@intrinsic
 def _u8_ptr(typingctx, address):
     """``address`` (int64) as a byte pointer."""
     sig = types.CPointer(types.uint8)(types.int64)
@@ -426,17 +437,14 @@ def _channel_scale(start, stop, rec, nrec, bases, nbases):
 def _fused(start, stop, rec, nrec, bases, nbases):
     """Blocks of a fused element-wise expression (runtime.kernels.fused,
     as its per-step kernel runs them): rec = the code and its rows [0-2],
-    the params [3, 4], the sources read in place (int64 flags) [5, 6], the
+    the params [3, 4], the sources read in place (bools) [5, 6], the
     inputs' load kinds, dims, strides and dim counts [7-14], the registers
     and inputs [15, 16], Y and its elements [17-19], whether the last
     instruction writes Y [20], then each of the interpreter's MAX_INPUTS
     inputs and its elements (an absent one: one unused float)."""
     rec, bases = _records(rec, nrec, bases, nbases)
     rows = rec[2]
-    flags = _i64(rec, 5, bases, (rows, 2))
-    direct = np.empty((rows, 2), np.bool_)
-    for i in range(rows):
-        direct[i, 0], direct[i, 1] = flags[i, 0] != 0, flags[i, 1] != 0
+    direct = numba.carray(_bool_ptr(_at(rec, 5, bases)), (rows, 2))
     arrays = (_f32(rec, 21, bases, rec[23]), _f32(rec, 24, bases, rec[26]), _f32(rec, 27, bases, rec[29]),
               _f32(rec, 30, bases, rec[32]), _f32(rec, 33, bases, rec[35]), _f32(rec, 36, bases, rec[38]),
               _f32(rec, 39, bases, rec[41]), _f32(rec, 42, bases, rec[44]))
