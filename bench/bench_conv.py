@@ -1,9 +1,9 @@
 """Tessera's Conv kernel against onnxruntime on every distinct conv of a model.
 
-The layer shapes come from the model (batch 1): ResNet-50 (onnx's
-light_resnet50.onnx, the default), MobileNetV2 or ResNet-18 (Tessera's
-built-in ones), or the zoo's MobileNetV3-Small and PP-LCNet at 224 x 224
-(their 5x5 depthwise layers). Each layer runs as one Conv with a bias (as after BatchNorm
+The layer shapes come from the model (batch 1), any of bench_cpu's:
+ResNet-50 (onnx's light_resnet50.onnx, the default), MobileNetV2 or
+ResNet-18 (Tessera's built-in ones), the zoo's MobileNetV3-Small and
+PP-LCNet at 224 x 224 (their 5x5 depthwise layers), ... Each layer runs as one Conv with a bias (as after BatchNorm
 folding) through Tessera's CPU kernel and through an onnxruntime session
 holding that single Conv; both use 2 threads. All layers run through Tessera
 first, then, after a pause, through onnxruntime: both keep idle threads
@@ -12,7 +12,7 @@ would slow the other down if their runs were interleaved. Each time is the
 median of --runs warm runs. Prints a table (g: group, p: first pad) and the
 ratio of the totals, each layer weighted by how often the model uses it.
 
-    python bench/bench_conv.py [--runs 30] [--model resnet50|mobilenet_v2|resnet18|mobilenet_v3|ppLCNet]
+    python bench/bench_conv.py [--runs 30] [--model resnet50|mobilenet_v2|resnet18|mobilenet_v3|ppLCNet|...]
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from timing import ort_options, pause, time_runs  # first: sets the thread count
 
 import argparse
 import collections
-import os
 import statistics
 
 import numpy as np
@@ -29,18 +28,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper, shape_inference
 
-from compiler.zoo import mobilenet_v2, resnet
-from compiler.zoo.families import mobilenet_v3, ppLCNet
+from bench_cpu import MODELS
 from runtime.kernels import get_kernel
-
-MODELS = {
-    "resnet50": lambda: onnx.load(os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light",
-                                               "light_resnet50.onnx")),
-    "mobilenet_v2": mobilenet_v2,
-    "resnet18": resnet,
-    "mobilenet_v3": lambda: mobilenet_v3(image=224),
-    "ppLCNet": lambda: ppLCNet(image=224, scale=1.0),
-}
 
 
 def model_convs(name: str) -> collections.Counter:
