@@ -85,48 +85,23 @@ in ``spans``, its number of spans (chunks), and its kind."""
 
 
 # ---------------------------------------------------------------- addresses
-@intrinsic
-def _f32_ptr(typingctx, address):
-    """``address`` (int64) as a float32 pointer."""
-    sig = types.CPointer(types.float32)(types.int64)
+def _pointer_to(kind):
+    """An intrinsic taking an address (int64) to a pointer to ``kind``
+    (its storage type: a byte for a bool)."""
+    @intrinsic
+    def cast(typingctx, address):
+        sig = types.CPointer(kind)(types.int64)
 
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.PointerType(ir.FloatType()))
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], ir.PointerType(context.get_data_type(kind)))
 
-    return sig, codegen
+        return sig, codegen
 
-
-@intrinsic
-def _i64_ptr(typingctx, address):
-    """``address`` (int64) as an int64 pointer."""
-    sig = types.CPointer(types.int64)(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
-
-    return sig, codegen
+    return cast
 
 
-@intrinsic
-def _bool_ptr(typingctx, address):
-    """``address`` (int64) as a pointer to numpy bools (a byte each)."""
-    sig = types.CPointer(types.boolean)(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
-
-    return sig, codegen
-
-
-@intrinsic
-def _u8_ptr(typingctx, address):
-    """``address`` (int64) as a byte pointer."""
-    sig = types.CPointer(types.uint8)(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
-
-    return sig, codegen
+_f32_ptr, _i64_ptr, _bool_ptr, _u8_ptr = (_pointer_to(kind) for kind in (types.float32, types.int64, types.boolean,
+                                                                         types.uint8))
 
 
 @jit(inline="always")
