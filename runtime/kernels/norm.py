@@ -272,21 +272,56 @@ def _log_softmax_row(xs, ys, peak):
         ys[i] = (xs[i] - peak) - log_total
 
 
+@jit(inline="always")
+def _softmax_one(xs, ys, log):
+    """ys = the softmax (or log-softmax) of the contiguous float32 row xs. A
+    row holding NaN, or whose maximum is infinite, gives NaN (as the formula
+    exp(x - max) / sum does)."""
+    peak = _row_peak(xs)
+    if not np.isfinite(peak):
+        ys[:] = np.nan
+    elif log:
+        _log_softmax_row(xs, ys, peak)
+    else:
+        _softmax_row(xs, ys, peak)
+
+
+SOFTMAX_TILE = 16
+"""Rows of a softmax along an inner axis gathered at a time."""
+
+
 @jit
-def softmax_rows(start, stop, x, out, n, log):
-    """Softmax (or log-softmax) of float32 rows [start, stop) of (rows, n).
-    A row holding NaN, or whose maximum is infinite, gives NaN (as the
-    formula exp(x - max) / sum does)."""
-    for r in range(start, stop):
-        xs = x[r * n:(r + 1) * n]
-        ys = out[r * n:(r + 1) * n]
-        peak = _row_peak(xs)
-        if not np.isfinite(peak):
-            ys[:] = np.nan
-        elif log:
-            _log_softmax_row(xs, ys, peak)
-        else:
-            _softmax_row(xs, ys, peak)
+def softmax_rows(start, stop, x, out, n, inner, log):
+    """Softmax (or log-softmax) of float32 rows [start, stop) of x seen as
+    (outer, n, inner), along n: row ``r`` is ``(r // inner, r % inner)``.
+    Along the last axis (inner 1) the rows are contiguous; along another
+    (YOLOv8's DFL head: 16 bins on axis 1), up to SOFTMAX_TILE rows of one
+    outer index are gathered into contiguous rows (n runs of neighbours,
+    each read once), computed as those, and scattered back: each row's
+    arithmetic, and so its bits, is a last-axis row's."""
+    if inner == 1:
+        for r in range(start, stop):
+            _softmax_one(x[r * n:(r + 1) * n], out[r * n:(r + 1) * n], log)
+        return
+    xs = np.empty((SOFTMAX_TILE, n), np.float32)
+    ys = np.empty((SOFTMAX_TILE, n), np.float32)
+    r = start
+    while r < stop:
+        o = r // inner
+        i = r - o * inner
+        count = min(SOFTMAX_TILE, inner - i, stop - r)
+        base = o * n * inner + i
+        for k in range(n):
+            at = base + k * inner
+            for t in range(count):
+                xs[t, k] = x[at + t]
+        for t in range(count):
+            _softmax_one(xs[t], ys[t], log)
+        for k in range(n):
+            at = base + k * inner
+            for t in range(count):
+                out[at + t] = ys[t, k]
+        r += count
 
 
 def _softmax_numpy(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
@@ -298,21 +333,25 @@ def _softmax_numpy(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
         return shifted - np.log(total) if log else np.exp(shifted) / total
 
 
+def _rows_along(shape: tuple, axis: int) -> tuple[int, int, int]:
+    """(outer, n, inner) of a shape seen along ``axis``."""
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+
+
 def _softmax(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
-    """Softmax along ``axis``. float32 rows of the last axis go to the Numba
-    kernel directly; another axis is moved last first (two copies, a rare case)."""
+    """Softmax along ``axis``. float32 goes to the Numba kernel (rows along
+    any axis: :func:`softmax_rows`), other dtypes to numpy."""
     if x.ndim == 0:
         return _softmax(x.reshape(1), axis, log).reshape(())
     axis = _axis("LogSoftmax" if log else "Softmax", axis, x.ndim)
     if x.dtype != np.float32:
         return _softmax_numpy(x, axis, log)
-    last = axis == x.ndim - 1
-    moved = x if last else np.moveaxis(x, axis, -1)
-    n = moved.shape[-1]
-    rows = moved.size // n if n else 0
-    out = np.empty(moved.shape, np.float32)
-    parallel_for(softmax_rows, rows, _flat(moved, np.float32), out.reshape(-1), n, log, grain=_grain(n))
-    return out if last else np.ascontiguousarray(np.moveaxis(out, -1, axis))
+    outer, n, inner = _rows_along(x.shape, axis)
+    out = np.empty(x.shape, np.float32)
+    if x.size:
+        parallel_for(softmax_rows, outer * inner, _flat(x, np.float32), out.reshape(-1), n, inner, log,
+                     grain=_grain(n))
+    return out
 
 
 @kernel("Softmax")
@@ -329,21 +368,21 @@ def log_softmax(inputs, attrs):
 
 def _lowering(log: bool):
     def lower(ctx, args, attrs) -> bool:
-        """float32 rows of the last axis as a schedule operation
+        """float32 rows along any axis as a schedule operation
         (runtime.schedule.ops): a classifier's head no longer ends the
         schedule with a Python step (ResNet-50's 1000 classes took 0.1 ms
-        there, the kernel 4 us)."""
+        there, the kernel 4 us), nor a detector's DFL head (16 bins along
+        axis 1) splits it."""
         x = args[0]
         if not isinstance(x, Operand) or x.dtype != np.float32 or not x.shape or not math.prod(x.shape):
             return False
         try:
-            if _axis("LogSoftmax" if log else "Softmax", attrs["axis"], len(x.shape)) != len(x.shape) - 1:
-                return False
+            axis = _axis("LogSoftmax" if log else "Softmax", attrs["axis"], len(x.shape))
         except KernelError:  # the per-step kernel reports it
             return False
-        n = x.shape[-1]
-        rows = math.prod(x.shape) // n
-        ctx.emit(SOFTMAX, [*x.ref(), rows, n, *ctx.output(0, x.shape).ref(), int(log)], rows, _grain(n))
+        outer, n, inner = _rows_along(x.shape, axis)
+        rows = outer * inner
+        ctx.emit(SOFTMAX, [*x.ref(), rows, n, *ctx.output(0, x.shape).ref(), int(log), inner], rows, _grain(n))
         return True
 
     return lower

@@ -28,6 +28,7 @@ from runtime.kernels.limits import MAX_ELEMENTS
 from runtime.kernels.ordered import taps_f32, taps_f64
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
+from runtime.schedule.records import RESIZE_LINEAR, RESIZE_NEAREST, Operand
 
 MODES = ("nearest", "linear", "cubic")
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -275,7 +276,7 @@ def _taps(m: AxisMap, attrs) -> tuple[np.ndarray, np.ndarray]:
 # Each loop handles rows [start, stop) of a flattened (outer, row) index space,
 # split into whole runs per outer index (no division per row or per element).
 @jit
-def _nearest_rows(start, stop, src, iy, ix, pairs, out):
+def nearest_rows(start, stop, src, iy, ix, pairs, out):
     """out[p, oy, ox] = src[p, iy[oy], ix[ox]]. A row repeating the previous
     source row is copied from the output row above; with ``pairs`` (ix is
     [0, 0, 1, 1, ...], the common x2 upsampling) each source value is
@@ -309,7 +310,7 @@ def _blend_row(src, p, sy, x0, x1, wx0, wx1, rows, slot):
 
 
 @jit(fastmath=True)
-def _linear_rows(start, stop, src, y0, y1, wy0, wy1, x0, x1, wx0, wx1, out):
+def linear_rows(start, stop, src, y0, y1, wy0, wy1, x0, x1, wx0, wx1, out):
     """Bilinear interpolation: output row oy blends source rows y0[oy] and
     y1[oy] (weights wy0, wy1), each first interpolated along x (columns x0,
     x1, weights wx0, wx1). Rows are monotonic in oy, so the two last
@@ -394,15 +395,25 @@ def _planes(x: np.ndarray, out_shape) -> tuple[np.ndarray, np.ndarray]:
     return src, np.empty((src.shape[0], *out_shape[-2:]), dtype=x.dtype)
 
 
+def _nearest_indices(x: np.ndarray, maps: list[AxisMap], nearest_mode: str) -> dict[int, np.ndarray]:
+    """axis -> the clamped source index of each output position."""
+    return {m.axis: np.clip(_nearest_index(m, nearest_mode), 0, m.length - 1).astype(np.int64) for m in maps}
+
+
+def _nearest_table(x: np.ndarray, index: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(iy, ix, pairs) of the fused 2-D nearest pass (:func:`nearest_rows`)."""
+    h, w = x.shape[-2:]
+    iy = index.get(x.ndim - 2, np.arange(h, dtype=np.int64))
+    ix = index.get(x.ndim - 1, np.arange(w, dtype=np.int64))
+    pairs = ix.size == 2 * w and bool(np.array_equal(ix, np.arange(ix.size) // 2))
+    return iy, ix, pairs
+
+
 def _resize_nearest(x: np.ndarray, maps: list[AxisMap], out_shape, nearest_mode: str) -> np.ndarray:
-    index = {m.axis: np.clip(_nearest_index(m, nearest_mode), 0, m.length - 1) for m in maps}
+    index = _nearest_indices(x, maps, nearest_mode)
     if x.dtype == np.float32 and _last_two(x, maps):
         src, out = _planes(x, out_shape)
-        h, w = x.shape[-2:]
-        iy = index.get(x.ndim - 2, np.arange(h, dtype=np.int64))
-        ix = index.get(x.ndim - 1, np.arange(w, dtype=np.int64))
-        pairs = ix.size == 2 * w and bool(np.array_equal(ix, np.arange(ix.size) // 2))
-        parallel_for(_nearest_rows, out.shape[0] * out.shape[1], src, iy, ix, pairs, out,
+        parallel_for(nearest_rows, out.shape[0] * out.shape[1], src, *_nearest_table(x, index), out,
                      grain=_grain(out.shape[2]))
         return out.reshape(out_shape)
     y = x
@@ -424,13 +435,17 @@ def _linear_table(m: AxisMap | None, length: int):
             ratio.astype(np.float32))
 
 
-def _resize_bilinear(x: np.ndarray, maps: list[AxisMap], out_shape) -> np.ndarray:
+def _linear_tables(x: np.ndarray, maps: list[AxisMap]) -> tuple:
+    """(y0, y1, wy0, wy1, x0, x1, wx0, wx1) of the fused bilinear pass (:func:`linear_rows`)."""
     by_axis = {m.axis: m for m in maps}
-    src, out = _planes(x, out_shape)
     h, w = x.shape[-2:]
-    ys = _linear_table(by_axis.get(x.ndim - 2), h)
-    xs = _linear_table(by_axis.get(x.ndim - 1), w)
-    parallel_for(_linear_rows, out.shape[0] * out.shape[1], src, *ys, *xs, out, grain=_grain(out.shape[2]))
+    return (*_linear_table(by_axis.get(x.ndim - 2), h), *_linear_table(by_axis.get(x.ndim - 1), w))
+
+
+def _resize_bilinear(x: np.ndarray, maps: list[AxisMap], out_shape) -> np.ndarray:
+    src, out = _planes(x, out_shape)
+    parallel_for(linear_rows, out.shape[0] * out.shape[1], src, *_linear_tables(x, maps), out,
+                 grain=_grain(out.shape[2]))
     return out.reshape(out_shape)
 
 
@@ -442,6 +457,12 @@ def _apply_axis(y: np.ndarray, m: AxisMap, taps: np.ndarray, weights: np.ndarray
     parallel_for(_tap_rows, outer * taps.shape[0], src, np.ascontiguousarray(taps),
                  np.ascontiguousarray(weights, dtype=y.dtype), out, grain=_grain(inner * taps.shape[1]))
     return out.reshape(y.shape[:m.axis] + (taps.shape[0],) + y.shape[m.axis + 1:])
+
+
+def _fused_bilinear(x: np.ndarray, maps: list[AxisMap], attrs) -> bool:
+    """Whether the fused bilinear pass computes this resize."""
+    return (attrs["mode"] == "linear" and not attrs["exclude_outside"] and x.dtype == np.float32
+            and _last_two(x, maps) and not (attrs["antialias"] and any(m.scale < 1 for m in maps)))
 
 
 def _resize_separable(x: np.ndarray, maps: list[AxisMap], attrs) -> np.ndarray:
@@ -485,11 +506,9 @@ def resize(inputs, attrs):
     if not maps:
         return (x.copy(),)
     mode = attrs["mode"]
-    plain = not attrs["exclude_outside"]
-    if mode == "nearest" and plain:
+    if mode == "nearest" and not attrs["exclude_outside"]:
         y = _resize_nearest(x, maps, out_shape, attrs["nearest_mode"])
-    elif (mode == "linear" and plain and x.dtype == np.float32 and _last_two(x, maps)
-          and not (attrs["antialias"] and any(m.scale < 1 for m in maps))):
+    elif _fused_bilinear(x, maps, attrs):
         y = _resize_bilinear(x, maps, out_shape)
     else:
         y = _resize_separable(x, maps, attrs)
@@ -499,3 +518,39 @@ def resize(inputs, attrs):
         return (_saturate(y, x.dtype),)
     _extrapolate(y, maps, _saturate(value, x.dtype))
     return (y,)
+
+
+def _lower(ctx, args, attrs) -> bool:
+    """The fused 2-D passes (nearest or bilinear over the last two axes of
+    float32 data: a detector neck's or a segmentation head's upsampling) as
+    a schedule operation (runtime.schedule.ops) over the output's rows, the
+    index and weight tables pinned; with scales or sizes given as
+    constants. As a Python step a Resize split the schedule (YOLOv8's neck:
+    two; PP-OCR's detector head: six). Anything else stays a Python step."""
+    x = args[0] if args else None
+    if not isinstance(x, Operand) or x.dtype != np.float32 or any(isinstance(a, Operand) for a in args[1:]):
+        return False
+    roi, scales, sizes = (list(args[1:]) + [None] * 3)[:3]
+    stand_in = x.stand_in()
+    try:
+        out_shape, maps = _plan(stand_in, roi, scales, sizes, attrs)
+    except (KernelError, ValueError, TypeError):
+        return False
+    if (tuple(out_shape) != ctx.out_types[0][0] or not maps or 0 in out_shape or not _last_two(stand_in, maps)
+            or any(m.outside is not None and m.outside.any() for m in maps)):
+        return False
+    planes, (h, w), (oh, ow) = math.prod(x.shape[:-2]), x.shape[-2:], out_shape[-2:]
+    if attrs["mode"] == "nearest" and not attrs["exclude_outside"]:
+        iy, ix, pairs = _nearest_table(stand_in, _nearest_indices(stand_in, maps, attrs["nearest_mode"]))
+        tables, kind, tail = (iy, ix), RESIZE_NEAREST, [int(pairs)]
+    elif _fused_bilinear(stand_in, maps, attrs):
+        tables, kind, tail = _linear_tables(stand_in, maps), RESIZE_LINEAR, []
+    else:
+        return False
+    pinned = [field for table in tables for field in ctx.pin(np.ascontiguousarray(table))]
+    out = ctx.output(0, tuple(out_shape))
+    ctx.emit(kind, [*x.ref(), planes, h, w, *out.ref(), oh, ow, *pinned, *tail], planes * oh, _grain(ow))
+    return True
+
+
+resize.lower = _lower

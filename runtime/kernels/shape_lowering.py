@@ -1,9 +1,9 @@
 """The shape kernels' lowerings into a schedule (runtime.schedule): views
 (Reshape, Flatten, Squeeze, Unsqueeze, Identity, a Split's contiguous
-parts, a Transpose that moves only dims of 1) and COPY operations (Concat,
-Split, a Transpose whose last axes stay). A step left to Python ends a run
-of operations and starts another (runtime/kernels/shape.py holds the
-kernels)."""
+parts, a Transpose that moves only dims of 1), COPY operations (Concat,
+Split, a Transpose whose last axes stay) and TRANSPOSE operations (any
+other Transpose). A step left to Python ends a run of operations and
+starts another (runtime/kernels/shape.py holds the kernels)."""
 from __future__ import annotations
 
 import math
@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from runtime.errors import KernelError
+from runtime.jit import jit
 from runtime.kernels.shape import (
     concat,
     flatten,
@@ -23,7 +24,7 @@ from runtime.kernels.shape import (
     transpose_perm,
     unsqueeze,
 )
-from runtime.schedule.records import COPY, COPY_PIECE, Operand
+from runtime.schedule.records import COPY, COPY_PIECE, TRANSPOSE, Operand
 
 
 # ---------------------------------------------------------------- views in a schedule (runtime.schedule)
@@ -114,35 +115,77 @@ split.lower = _lower_split
 
 
 TRANSPOSE_COPIES = 64
-"""Most COPY operations a Transpose lowers to (one per index of its outer
-dims but the longest); more stays a Python step."""
+"""Most COPY operations a Transpose whose last axes stay lowers to (one per
+index of its outer dims but the longest); more is a TRANSPOSE operation."""
+TRANSPOSE_DIMS = 6
+"""Dims a TRANSPOSE operation's output has, at most, once dims of 1 are
+dropped and axes that stay together merged."""
+TRANSPOSE_TILE = 16
+"""Rows of the output's second-last dim one item of a TRANSPOSE writes."""
 
 
-def _lower_transpose(ctx, args, attrs) -> bool:
-    """A Transpose whose last axes stay in place (ShuffleNet's channel
-    shuffle: (N, 2, C/2, H, W) to (N, C/2, 2, H, W)) as COPY operations of
-    rows of those axes, one per index of the outer dims but the longest
-    (which the rows run along); one that moves only dims of 1 as a view.
-    Any other stays a Python step."""
-    x = args[0] if args else None
-    if not isinstance(x, Operand) or len(args) != 1:
-        return False
-    try:
-        perm = transpose_perm(attrs["perm"], len(x.shape))
-    except (KernelError, ValueError, TypeError, KeyError):
-        return False
-    shape = tuple(x.shape[a] for a in perm)
-    if shape != ctx.out_types[0][0]:
-        return False
-    moved = [a for a in perm if x.shape[a] != 1]
-    if moved == sorted(moved):
-        ctx.alias(0, x)
-        return True
+@jit
+def transpose_tiles(start, stop, x, y, dims, strides):
+    """y, C-contiguous of shape ``dims`` (TRANSPOSE_DIMS of them), = x read
+    at ``strides`` (in elements) along them; items [start, stop) are tiles
+    of up to TRANSPOSE_TILE rows of y's second-last dim. Within a tile the
+    loop runs along whichever of the two last dims x is denser along, so
+    that an NHWC-to-NCHW turn reads runs of neighbours while its writes
+    stay within the tile's rows."""
+    last = TRANSPOSE_DIMS - 1
+    height, width = dims[last - 1], dims[last]
+    down, across = strides[last - 1], strides[last]
+    tiles = (height + TRANSPOSE_TILE - 1) // TRANSPOSE_TILE
+    for item in range(start, stop):
+        outer = item // tiles
+        top = (item - outer * tiles) * TRANSPOSE_TILE
+        count = min(TRANSPOSE_TILE, height - top)
+        src = top * down
+        rest = outer
+        for d in range(last - 2, -1, -1):
+            q = rest // dims[d]
+            src += (rest - q * dims[d]) * strides[d]
+            rest = q
+        dst = (outer * height + top) * width
+        if down < across:
+            for c in range(width):
+                for j in range(count):
+                    y[dst + j * width + c] = x[src + j * down + c * across]
+        else:
+            for j in range(count):
+                for c in range(width):
+                    y[dst + j * width + c] = x[src + j * down + c * across]
+
+
+def transpose_plan(shape: tuple, perm: list[int]) -> list[tuple[int, int]] | None:
+    """(dim, stride in elements of the input) of each dim of the output of
+    ``perm`` of a C-contiguous ``shape``, dims of 1 dropped and axes that
+    stay together merged (the least a TRANSPOSE loops over); None past
+    TRANSPOSE_DIMS of them."""
+    strides = [math.prod(shape[a + 1:]) for a in range(len(shape))]
+    merged: list[tuple[int, int]] = []
+    for a in perm:
+        dim, stride = shape[a], strides[a]
+        if dim == 1:
+            continue
+        if merged and merged[-1][1] == stride * dim:
+            merged[-1] = (merged[-1][0] * dim, stride)
+        else:
+            merged.append((dim, stride))
+    if len(merged) > TRANSPOSE_DIMS:
+        return None
+    return [(1, 0)] * (TRANSPOSE_DIMS - len(merged)) + merged
+
+
+def _transpose_copies(ctx, x: Operand, perm: list[int], shape: tuple) -> bool:
+    """COPY operations of rows of the last axes, which stay, one per index
+    of the outer dims but the longest (which the rows run along); False
+    where they do not stay or it would take more than TRANSPOSE_COPIES."""
     item, n = x.dtype.itemsize, len(perm)
     keep = n
     while keep > 0 and perm[keep - 1] == keep - 1:
         keep -= 1
-    if keep == n:  # the last axis moves: rows of one element
+    if keep == n:
         return False
     length = math.prod(x.shape[keep:]) * item
     src = [math.prod(x.shape[a + 1:]) * item for a in perm[:keep]]
@@ -162,5 +205,44 @@ def _lower_transpose(ctx, args, attrs) -> bool:
                  shape[along] * pieces)
     return True
 
+
+def _lower_transpose(ctx, args, attrs) -> bool:
+    """A Transpose in a schedule: one that moves only dims of 1 as a view;
+    one whose last axes stay (ShuffleNet's channel shuffle: (N, 2, C/2, H,
+    W) to (N, C/2, 2, H, W)) as COPY operations of rows of those axes; any
+    other (an NHWC model's turns to NCHW and back, MTCNN's (0, 3, 2, 1), a
+    transformer's last two axes) as one TRANSPOSE operation of tiles, of
+    elements of 1, 2, 4 or 8 bytes."""
+    x = args[0] if args else None
+    if not isinstance(x, Operand) or len(args) != 1:
+        return False
+    try:
+        perm = transpose_perm(attrs["perm"], len(x.shape))
+    except (KernelError, ValueError, TypeError, KeyError):
+        return False
+    shape = tuple(x.shape[a] for a in perm)
+    if shape != ctx.out_types[0][0]:
+        return False
+    moved = [a for a in perm if x.shape[a] != 1]
+    if moved == sorted(moved):
+        ctx.alias(0, x)
+        return True
+    if _transpose_copies(ctx, x, perm, shape):
+        return True
+    plan = transpose_plan(x.shape, perm)
+    if plan is None or x.dtype.itemsize not in (1, 2, 4, 8):
+        return False
+    dims, strides = [d for d, _ in plan], [s for _, s in plan]
+    out = ctx.output(0, shape, x.dtype)
+    if not math.prod(shape):
+        return True
+    tiles = math.prod(dims[:-1]) // dims[-2] * -(-dims[-2] // TRANSPOSE_TILE)
+    ctx.emit(TRANSPOSE, [*x.ref(), *out.ref(), x.dtype.itemsize, math.prod(shape), *dims, *strides], tiles,
+             max(1, TRANSPOSE_GRAIN // (TRANSPOSE_TILE * dims[-1])))
+    return True
+
+
+TRANSPOSE_GRAIN = 1 << 14
+"""Elements a chunk of a TRANSPOSE operation moves, at least."""
 
 transpose.lower = _lower_transpose

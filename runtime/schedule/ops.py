@@ -41,6 +41,8 @@ from runtime.kernels.nn_im2col import im2col_rows, run_bands
 from runtime.kernels.nn_rows import run_row_bands
 from runtime.kernels.norm import softmax_rows
 from runtime.kernels.pool_loops import max_pool_2d_rows, plane_means
+from runtime.kernels.resize import linear_rows, nearest_rows
+from runtime.kernels.shape_lowering import TRANSPOSE_DIMS, transpose_tiles
 from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
 from runtime.pool_protocol import (
     ALONE,
@@ -73,7 +75,10 @@ from runtime.schedule.records import (
     MAX_POOL,
     OWN_COLUMNS,
     PLANE_MEANS,
+    RESIZE_LINEAR,
+    RESIZE_NEAREST,
     SOFTMAX,
+    TRANSPOSE,
     WINOGRAD_IN,
     WINOGRAD_OUT,
 )
@@ -100,8 +105,8 @@ def _pointer_to(kind):
     return cast
 
 
-_f32_ptr, _i64_ptr, _bool_ptr, _u8_ptr = (_pointer_to(kind) for kind in (types.float32, types.int64, types.boolean,
-                                                                         types.uint8))
+_f32_ptr, _i64_ptr, _bool_ptr, _u8_ptr, _u16_ptr, _u32_ptr = (
+    _pointer_to(kind) for kind in (types.float32, types.int64, types.boolean, types.uint8, types.uint16, types.uint32))
 
 
 @jit(inline="always")
@@ -366,12 +371,35 @@ def _max_pool(start, stop, rec, nrec, bases, nbases):
 
 
 def _softmax(start, stop, rec, nrec, bases, nbases):
-    """Softmax or log-softmax of rows (runtime.kernels.norm): rec = X
-    (rows, n), rows, n, Y (rows, n), log."""
+    """Softmax or log-softmax of rows along an axis (runtime.kernels.norm):
+    rec = X (outer, n, inner), rows (outer x inner), n, Y (as X), log, inner."""
     rec, bases = _records(rec, nrec, bases, nbases)
     rows, n = rec[2], rec[3]
-    softmax_rows(start, min(stop, rows), _f32(rec, 0, bases, rows * n), _f32(rec, 4, bases, rows * n), n,
+    softmax_rows(start, min(stop, rows), _f32(rec, 0, bases, rows * n), _f32(rec, 4, bases, rows * n), n, rec[7],
                  rec[6] != 0)
+
+
+def _resize_nearest(start, stop, rec, nrec, bases, nbases):
+    """Nearest resize of planes (runtime.kernels.resize): rec = X (planes,
+    H, W), planes, H, W, Y (planes, OH, OW), OH, OW, the source row of each
+    output row (OH,) and column of each output column (OW,), whether the
+    columns are the x2 pairs; chunks of output rows."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    planes, h, w, oh, ow = rec[2], rec[3], rec[4], rec[7], rec[8]
+    nearest_rows(start, min(stop, planes * oh), _f32(rec, 0, bases, (planes, h, w)), _i64(rec, 9, bases, oh),
+                 _i64(rec, 11, bases, ow), rec[13] != 0, _f32(rec, 5, bases, (planes, oh, ow)))
+
+
+def _resize_linear(start, stop, rec, nrec, bases, nbases):
+    """Bilinear resize of planes (runtime.kernels.resize): rec as
+    RESIZE_NEAREST's to OW, then the tables y0, y1 (OH,) int64, wy0, wy1
+    (OH,) float32, x0, x1 (OW,) int64, wx0, wx1 (OW,) float32."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    planes, h, w, oh, ow = rec[2], rec[3], rec[4], rec[7], rec[8]
+    linear_rows(start, min(stop, planes * oh), _f32(rec, 0, bases, (planes, h, w)), _i64(rec, 9, bases, oh),
+                _i64(rec, 11, bases, oh), _f32(rec, 13, bases, oh), _f32(rec, 15, bases, oh),
+                _i64(rec, 17, bases, ow), _i64(rec, 19, bases, ow), _f32(rec, 21, bases, ow),
+                _f32(rec, 23, bases, ow), _f32(rec, 5, bases, (planes, oh, ow)))
 
 
 def _copy(start, stop, rec, nrec, bases, nbases):
@@ -389,6 +417,28 @@ def _copy(start, stop, rec, nrec, bases, nbases):
         b = numba.carray(_u8_ptr(dst + row * dst_stride + low), count)
         for k in range(count):
             b[k] = a[k]
+
+
+def _transpose(start, stop, rec, nrec, bases, nbases):
+    """Tiles of a Transpose (runtime.kernels.shape_lowering): rec = X, Y,
+    bytes an element (1, 2, 4 or 8), elements, Y's dims and X's strides
+    along them (TRANSPOSE_DIMS each)."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    item, count = rec[4], rec[5]
+    dims, strides = rec[6:6 + TRANSPOSE_DIMS], rec[6 + TRANSPOSE_DIMS:6 + 2 * TRANSPOSE_DIMS]
+    x, y = _at(rec, 0, bases), _at(rec, 2, bases)
+    if item == 4:
+        transpose_tiles(start, stop, numba.carray(_u32_ptr(x), count), numba.carray(_u32_ptr(y), count), dims,
+                        strides)
+    elif item == 8:
+        transpose_tiles(start, stop, numba.carray(_i64_ptr(x), count), numba.carray(_i64_ptr(y), count), dims,
+                        strides)
+    elif item == 2:
+        transpose_tiles(start, stop, numba.carray(_u16_ptr(x), count), numba.carray(_u16_ptr(y), count), dims,
+                        strides)
+    else:
+        transpose_tiles(start, stop, numba.carray(_u8_ptr(x), count), numba.carray(_u8_ptr(y), count), dims,
+                        strides)
 
 
 def _channel_scale(start, stop, rec, nrec, bases, nbases):
@@ -432,7 +482,8 @@ def _fused(start, stop, rec, nrec, bases, nbases):
 ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
             IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy, CHANNEL_SCALE: _channel_scale,
-            OWN_COLUMNS: _own_columns, DIRECT: _direct, FUSED: _fused}
+            OWN_COLUMNS: _own_columns, DIRECT: _direct, FUSED: _fused, RESIZE_NEAREST: _resize_nearest,
+            RESIZE_LINEAR: _resize_linear, TRANSPOSE: _transpose}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}

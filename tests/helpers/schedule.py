@@ -7,6 +7,7 @@ import numpy as np
 from codegen.cpu import lower_to_program
 from compiler.frontend import import_onnx
 from compiler.pipeline import optimize
+from runtime import parallel
 from runtime.executor import Executor
 from runtime.schedule import builder as schedule_builder
 from runtime.schedule.ops import KIND
@@ -34,3 +35,19 @@ def kinds(executor):
     """The operation kinds of an executor's schedule, in order."""
     schedule = executor._schedule()
     return [int(kind) for part in schedule.parts if hasattr(part, "ops") for kind in part.ops[:, KIND]]
+
+
+def fully_lowered_with_per_step_bits(monkeypatch, model, threads: int, kind: int, count: int, python: int = 0):
+    """``model``'s frozen program run scheduled on ``threads`` threads:
+    ``count`` operations of ``kind``, every step of its plan lowered but
+    ``python``, and the per-step run's bits. Returns the executor."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
+    program = frozen_program(model)
+    feeds = feeds_for(program)
+    executor = Executor(program)
+    got = executor.run(feeds)
+    assert kinds(executor).count(kind) == count
+    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs))) - python
+    for key, value in per_step(program, feeds, monkeypatch).items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    return executor

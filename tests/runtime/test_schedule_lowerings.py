@@ -7,25 +7,9 @@ import numpy as np
 import pytest
 
 from compiler.zoo.builder import OnnxBuilder
-from runtime import parallel
 from runtime.executor import Executor
-from runtime.schedule.records import CHANNEL_SCALE, COPY, COPY_PIECE, FUSED
-from tests.helpers.schedule import feeds_for, frozen_program, kinds, per_step
-
-
-def fully_lowered_with_per_step_bits(monkeypatch, model, threads: int, kind: int, count: int) -> None:
-    """``model``'s frozen program run scheduled on ``threads`` threads:
-    ``count`` operations of ``kind``, every step of its plan lowered, and
-    the per-step run's bits."""
-    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
-    program = frozen_program(model)
-    feeds = feeds_for(program)
-    executor = Executor(program)
-    got = executor.run(feeds)
-    assert kinds(executor).count(kind) == count
-    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs)))
-    for key, value in per_step(program, feeds, monkeypatch).items():
-        np.testing.assert_array_equal(got[key], value, err_msg=key)
+from runtime.schedule.records import CHANNEL_SCALE, COPY, COPY_PIECE, FUSED, TRANSPOSE
+from tests.helpers.schedule import feeds_for, frozen_program, fully_lowered_with_per_step_bits, kinds
 
 
 def concats(axis: int, size: int):
@@ -134,8 +118,7 @@ def test_a_split_is_views_or_copies_with_the_per_step_bits(monkeypatch, batch, t
 def shuffles(batch: int):
     """ShuffleNet's channel shuffle (Reshape to (N, 2, C/2, H, W),
     Transpose (0, 2, 1, 3, 4), Reshape back) between convolutions, a
-    Transpose of dims of 1 only, and one that moves the last axis (which
-    stays a Python step)."""
+    Transpose of dims of 1 only, and one that moves the last axis."""
     b = OnnxBuilder("shuffles", seed=11)
     x = b.input("x", [batch, 4, 6, 6])
     y = b.conv(x, 4, 8, 1)
@@ -154,14 +137,8 @@ def shuffles(batch: int):
 def test_a_transpose_keeping_its_last_axes_is_copies_with_the_per_step_bits(monkeypatch, batch, threads):
     """A channel shuffle's Transpose lowers to a COPY per index of its
     outer dims but the longest (rows of H x W along it); one that moves
-    only a dim of 1 is a view; one that moves the last axis stays a Python
-    step; the bits are the per-step run's."""
-    monkeypatch.setattr(parallel, "NUM_THREADS", threads)
-    program = frozen_program(shuffles(batch))
-    feeds = feeds_for(program)
-    executor = Executor(program)
-    got = executor.run(feeds)
-    assert kinds(executor).count(COPY) == 2 * batch
-    assert executor._schedule().lowered == len(executor._plan(tuple(program.outputs))) - 1
-    for key, value in per_step(program, feeds, monkeypatch).items():
-        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    only a dim of 1 is a view; one that moves the last axis is a
+    TRANSPOSE (tests/runtime/test_schedule_heads.py); the bits are the
+    per-step run's."""
+    executor = fully_lowered_with_per_step_bits(monkeypatch, shuffles(batch), threads, COPY, 2 * batch)
+    assert kinds(executor).count(TRANSPOSE) == 1
