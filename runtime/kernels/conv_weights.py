@@ -35,6 +35,19 @@ narrow_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0]
 and narrow_columns; the host's packing where it has none)."""
 
 
+transposed_weights = WeightCache(
+    lambda w, narrow: gemm.pack_weights(np.ascontiguousarray(w.reshape(w.shape[0], -1).T), narrow=narrow))
+"""A ConvTranspose's float32 weights (C, K, *kernel), one group, packed as
+the left operand of its product (K x taps, C) (runtime.kernels.nn_transposed);
+keyed by whether narrow."""
+
+
+def transposed_for(w: np.ndarray, columns: int):
+    """A ConvTranspose's ``w`` packed for products of ``columns`` columns
+    (narrow for a few, as :func:`packed_for`)."""
+    return transposed_weights.get(w, is_narrow(columns))
+
+
 def row_block(out_h: int, out_w: int, rows: int) -> int:
     """Output rows of a 2-D convolution's column matrix per product: as
     many as keep it under ``COLUMN_BLOCK`` elements (``rows`` = C x taps)."""

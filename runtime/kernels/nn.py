@@ -17,10 +17,11 @@ import numpy as np
 from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
 from runtime.gemm.gemv import FEW_ROWS, lower_dot_rows, sgemv_rows
-from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, conv_transpose_nd, window_attrs
+from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, window_attrs
 from runtime.kernels.nn_expand import fuse as fuse_expand_depthwise
 from runtime.kernels.nn_gate import fuse as fuse_gate
 from runtime.kernels.nn_prepared import prepare_conv
+from runtime.kernels.nn_transposed import conv_transpose_nd, lower_conv_transpose
 from runtime.kernels.registry import fuses, kernel, prepares
 from runtime.schedule.records import Operand
 
@@ -116,6 +117,9 @@ def conv_transpose(inputs, attrs):
     options = window_attrs(attrs, w)
     options["output_padding"] = attrs["output_padding"]
     return (_in_float(lambda x, w, b: conv_transpose_nd(x, w, b, **options), x, w, b),)
+
+
+conv_transpose.lower = lower_conv_transpose
 
 
 @kernel("MatMul")

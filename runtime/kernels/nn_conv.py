@@ -56,13 +56,12 @@ from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_im2col import (
     OWN_COLUMNS_MAX,
     band_rows,
-    col2im_planes,
     conv_by_bands,
     im2col_record,
     im2col_rows,
     lower_own_columns,
 )
-from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window, out_shape
+from runtime.kernels.nn_window import Window, grain, lift, make_window, out_shape
 from runtime.kernels.nn_winograd import (
     packed_winograd_weights,
     scratch,
@@ -532,69 +531,6 @@ def _conv_depthwise_channels_last(x, w, b, out, window: Window) -> None:
     parallel_for(depthwise_rows_channels_last, rows, x_last, readonly(w_last), readonly(b), out_last, _geo(window),
                  grain=grain(out_last[0, 0, 0].size * w[0].size))
     out3[...] = np.moveaxis(out_last, -1, 1)
-
-
-# ---------------------------------------------------------------- ConvTranspose
-def conv_transpose_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, strides: Sequence[int],
-                      pads: Sequence[int], dilations: Sequence[int], group: int = 1,
-                      output_padding: Sequence[int] | None = None) -> np.ndarray:
-    """ONNX ConvTranspose with explicit pads: ``x`` (N, C, *in), ``w``
-    (C, K/group, *kernel); output length per axis is
-    ``stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pads``.
-    Pads may be negative (they then extend the output, as an ``output_shape``
-    larger than the natural one does). float32 or float64."""
-    op = "ConvTranspose"
-    x, w = np.asarray(x), np.asarray(w)
-    dtype = _compute_dtype(op, x, w)
-    spatial = _check_rank(op, x.shape, w.shape)
-    window = make_window(op, spatial, w.shape[2:], strides, pads, dilations, negative_pads=True)
-    extra = (0,) * spatial if output_padding is None else tuple(int(v) for v in output_padding)
-    if len(extra) != spatial or any(not 0 <= v <= MAX_ATTR for v in extra):
-        raise KernelError(f"{op}: output_padding={list(extra)} must be {spatial} ints in [0, {MAX_ATTR}]")
-    batch, chans = x.shape[:2]
-    group = int(group)
-    if group < 1 or w.shape[0] != chans or chans % group:
-        raise KernelError(f"{op}: group={group} does not fit X with {chans} channels and W of shape "
-                          f"{list(w.shape)} (need W.shape[0] == C and C % group == 0)")
-    out_c = w.shape[1] * group
-    b = _bias(op, b, out_c, dtype)
-    dims = _transpose_out_shape(op, x.shape[2:], window, extra)
-    out = np.empty(check_output_size((batch, out_c) + dims, op), dtype=dtype)
-    if out.size == 0:
-        return out
-    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
-    _conv_transpose_gemm_col2im(x, w, b, out, window, group)
-    return out
-
-
-def _transpose_out_shape(op: str, in_shape, window: Window, extra) -> tuple[int, ...]:
-    dims = []
-    for axis, size in enumerate(in_shape):
-        dim = (window.strides[axis] * (size - 1) + extra[axis] + window.spans[axis]
-               - window.pads_begin[axis] - window.pads_end[axis])
-        if dim < 1 or size < 1:
-            raise KernelError(f"{op}: spatial axis {axis} (input size {size}) gives output size {dim}")
-        dims.append(dim)
-    return tuple(dims)
-
-
-def _conv_transpose_gemm_col2im(x, w, b, out, window: Window, group: int) -> None:
-    batch, chans = x.shape[:2]
-    out_c = out.shape[1]
-    kernel3 = window.lifted().kernel
-    in3 = lift(x).shape[2:]
-    size = int(np.prod(in3))
-    taps = int(np.prod(kernel3))
-    w_t = w.reshape(group, chans // group, (out_c // group) * taps).transpose(0, 2, 1)
-    cols = np.empty(check_output_size((group, (out_c // group) * taps, size), "ConvTranspose column matrix"),
-                    dtype=x.dtype)
-    col_view = cols.reshape((out_c,) + kernel3 + in3)
-    bias = b if b is not None else np.zeros(out_c, dtype=x.dtype)
-    out3 = lift(out)
-    geo = _geo(window)
-    for n in range(batch):
-        np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)
-        parallel_for(col2im_planes, out_c, col_view, readonly(bias), out3[n], geo, grain=grain(col_view[0].size))
 
 
 # ---------------------------------------------------------------- team drivers (runtime.parallel)

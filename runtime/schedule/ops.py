@@ -37,7 +37,7 @@ from runtime.kernels.fused_interpreter import run_blocks as fused_blocks
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
 from runtime.kernels.nn_direct import direct_units, pad_planes
 from runtime.kernels.nn_expand import expand_depthwise
-from runtime.kernels.nn_im2col import im2col_rows, run_bands
+from runtime.kernels.nn_im2col import col2im_planes, im2col_rows, run_bands
 from runtime.kernels.nn_rows import run_row_bands
 from runtime.kernels.norm import softmax_rows
 from runtime.kernels.pool_loops import max_pool_2d_rows, plane_means
@@ -58,6 +58,7 @@ from runtime.pool_protocol import (
 from runtime.schedule.records import (
     BANDS,
     CHANNEL_SCALE,
+    COL2IM,
     COPY,
     COPY_PIECE,
     DEPTHWISE,
@@ -402,6 +403,16 @@ def _resize_linear(start, stop, rec, nrec, bases, nbases):
                 _f32(rec, 23, bases, ow), _f32(rec, 5, bases, (planes, oh, ow)))
 
 
+def _col2im(start, stop, rec, nrec, bases, nbases):
+    """Output channels of one image of a ConvTranspose (runtime.kernels.
+    nn_transposed): rec = the column matrix (K, KH, KW, H, W), K, KH, KW, H,
+    W, the bias (K,), Y (K, OH, OW), OH, OW, the window (GEO ints)."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    k, kh, kw, h, w, oh, ow = rec[2], rec[3], rec[4], rec[5], rec[6], rec[11], rec[12]
+    col2im_planes(start, stop, _f32(rec, 0, bases, (k, 1, kh, kw, 1, h, w)), typed_readonly(_f32(rec, 7, bases, k)),
+                  _f32(rec, 9, bases, (k, 1, oh, ow)), to_fixed_tuple(rec[13:13 + GEO], GEO))
+
+
 def _copy(start, stop, rec, nrec, bases, nbases):
     """Pieces of a strided copy of byte rows (Concat: runtime.kernels.shape):
     rec = source, destination, rows, bytes per row, the source's and the
@@ -483,7 +494,7 @@ ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthw
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
             IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy, CHANNEL_SCALE: _channel_scale,
             OWN_COLUMNS: _own_columns, DIRECT: _direct, FUSED: _fused, RESIZE_NEAREST: _resize_nearest,
-            RESIZE_LINEAR: _resize_linear, TRANSPOSE: _transpose}
+            RESIZE_LINEAR: _resize_linear, TRANSPOSE: _transpose, COL2IM: _col2im}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}

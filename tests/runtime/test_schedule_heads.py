@@ -1,19 +1,22 @@
 """Detector and segmentation heads' steps as schedule operations: Resize
-(RESIZE_NEAREST, RESIZE_LINEAR), Softmax along any axis (SOFTMAX) and
-Transposes that move the last axis (TRANSPOSE). The schedule runs through
+(RESIZE_NEAREST, RESIZE_LINEAR), Softmax along any axis (SOFTMAX),
+Transposes that move the last axis (TRANSPOSE) and ConvTranspose (a
+product and COL2IM). The schedule runs through
 them on one and two threads with the per-step run's bits; the per-step
 kernels keep their own bits (a softmax along an inner axis is the
 last-axis softmax of a moved copy; a transpose is numpy's)."""
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from compiler.zoo.builder import OnnxBuilder
+from runtime.executor import Executor
 from runtime.kernels.norm import log_softmax, softmax
 from runtime.kernels.shape_lowering import TRANSPOSE_DIMS, transpose_plan, transpose_tiles
-from runtime.schedule.records import RESIZE_LINEAR, RESIZE_NEAREST, SOFTMAX, TRANSPOSE
-from tests.helpers.schedule import fully_lowered_with_per_step_bits
+from runtime.schedule.records import COL2IM, RESIZE_LINEAR, RESIZE_NEAREST, SOFTMAX, TRANSPOSE
+from tests.helpers.schedule import feeds_for, frozen_program, fully_lowered_with_per_step_bits
 
 
 def upsampling(mode: str):
@@ -92,6 +95,37 @@ def test_a_softmax_along_an_inner_axis_has_the_bits_of_the_last_axis_of_a_moved_
         (got,) = kernel([x], {"axis": axis})
         (moved,) = kernel([np.ascontiguousarray(np.moveaxis(x, axis, -1))], {"axis": -1})
         np.testing.assert_array_equal(got, np.moveaxis(moved, -1, axis))
+
+
+def decoder(batch: int):
+    """A decoder's upsampling: PP-OCR's and YOLO11-seg's 2x2 stride-2
+    ConvTranspose (no overlap), CenterNet's 4x4 stride 2 pad 1 (taps
+    overlapping) with an output padding and no bias; a 20x20 map so that
+    the products and the channels cut into chunks."""
+    b = OnnxBuilder("decoder", seed=26)
+    x = b.input("x", [batch, 3, 20, 20])
+    y = b.conv_transpose(b.conv(x, 3, 16, 3), 16, 8, 2, 2)
+    y = b.conv_transpose(b.node("Relu", [y]), 8, 6, 4, 2, pad=1, bias=False)
+    return b.model([b.conv(y, 6, 2, 1)])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_conv_transpose_is_a_product_and_a_col2im_with_the_per_step_bits(monkeypatch, batch, threads):
+    """A float32 ConvTranspose of one group with constant weights lowers to
+    its product (the GEMM of the transposed weights) and a COL2IM per image."""
+    fully_lowered_with_per_step_bits(monkeypatch, decoder(batch), threads, COL2IM, 2 * batch)
+
+
+def test_a_conv_transpose_computes_what_onnxruntime_does():
+    """The product on Tessera's GEMM (not numpy's BLAS): onnxruntime's
+    ConvTranspose, to float32 rounding, per step and scheduled."""
+    model = decoder(2)
+    program = frozen_program(model)
+    feeds = feeds_for(program)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = Executor(program).run(feeds)
+    np.testing.assert_allclose(got[program.output_names[0]], expected[0], rtol=1e-5, atol=1e-5)
 
 
 def turns(batch: int):

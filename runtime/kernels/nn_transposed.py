@@ -1,0 +1,142 @@
+"""ConvTranspose: a GEMM of the weights by the input, then the column
+matrix scattered into the output (col2im).
+
+The product is ``W^T (K x taps, C) @ X (C, H x W)`` per image: for float32
+data and one group, Tessera's GEMM on the transposed weights packed once
+(:data:`runtime.kernels.conv_weights.transposed_weights`), the product a
+1x1 convolution of the same shape runs, so that its bits are the same on
+every host and in a schedule, where it lowers as that product and a COL2IM
+operation (:func:`lower_conv_transpose`: a decoder's or a segmentation
+head's upsampling no longer splits the schedule, nor waits on numpy's BLAS
+and its own threads). Float64 data and grouped ones take numpy's matmul.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from runtime import gemm
+from runtime.errors import KernelError
+from runtime.jit import readonly
+from runtime.kernels.conv_weights import transposed_for
+from runtime.kernels.limits import check_output_size
+from runtime.kernels.nn_conv import _bias, _check_rank, _compute_dtype, _geo, _pointwise_product, window_attrs
+from runtime.kernels.nn_im2col import col2im_planes
+from runtime.kernels.nn_window import MAX_ATTR, Window, grain, lift, make_window
+from runtime.parallel import parallel_for
+from runtime.schedule.records import COL2IM, Operand
+
+_OP = "ConvTranspose"
+
+
+def transposed_geometry(x_shape: tuple, w_shape: tuple, strides: Sequence[int], pads: Sequence[int],
+                        dilations: Sequence[int], group, output_padding: Sequence[int] | None
+                        ) -> tuple[Window, tuple, int]:
+    """The window, output shape and groups of a ConvTranspose of X of
+    ``x_shape`` by W of ``w_shape`` (a KernelError naming what does not fit)."""
+    spatial = _check_rank(_OP, x_shape, w_shape)
+    window = make_window(_OP, spatial, w_shape[2:], strides, pads, dilations, negative_pads=True)
+    extra = (0,) * spatial if output_padding is None else tuple(int(v) for v in output_padding)
+    if len(extra) != spatial or any(not 0 <= v <= MAX_ATTR for v in extra):
+        raise KernelError(f"{_OP}: output_padding={list(extra)} must be {spatial} ints in [0, {MAX_ATTR}]")
+    batch, chans = x_shape[:2]
+    group = int(group)
+    if group < 1 or w_shape[0] != chans or chans % group:
+        raise KernelError(f"{_OP}: group={group} does not fit X with {chans} channels and W of shape "
+                          f"{list(w_shape)} (need W.shape[0] == C and C % group == 0)")
+    dims = []
+    for axis, size in enumerate(x_shape[2:]):
+        dim = (window.strides[axis] * (size - 1) + extra[axis] + window.spans[axis]
+               - window.pads_begin[axis] - window.pads_end[axis])
+        if dim < 1 or size < 1:
+            raise KernelError(f"{_OP}: spatial axis {axis} (input size {size}) gives output size {dim}")
+        dims.append(dim)
+    return window, (batch, w_shape[1] * group) + tuple(dims), group
+
+
+def conv_transpose_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, strides: Sequence[int],
+                      pads: Sequence[int], dilations: Sequence[int], group: int = 1,
+                      output_padding: Sequence[int] | None = None) -> np.ndarray:
+    """ONNX ConvTranspose with explicit pads: ``x`` (N, C, *in), ``w``
+    (C, K/group, *kernel); output length per axis is
+    ``stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pads``.
+    Pads may be negative (they then extend the output, as an ``output_shape``
+    larger than the natural one does). float32 or float64."""
+    x, w = np.asarray(x), np.asarray(w)
+    dtype = _compute_dtype(_OP, x, w)
+    window, shape, group = transposed_geometry(x.shape, w.shape, strides, pads, dilations, group, output_padding)
+    b = _bias(_OP, b, shape[1], dtype)
+    out = np.empty(check_output_size(shape, _OP), dtype=dtype)
+    if out.size == 0:
+        return out
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    _gemm_col2im(x, w, b, out, window, group)
+    return out
+
+
+def _ours(dtype, group: int) -> bool:
+    """Whether the product is Tessera's GEMM (float32, one group)."""
+    return dtype == np.float32 and group == 1 and gemm.available()
+
+
+def _gemm_col2im(x, w, b, out, window: Window, group: int) -> None:
+    batch, chans = x.shape[:2]
+    out_c = out.shape[1]
+    kernel3 = window.lifted().kernel
+    in3 = lift(x).shape[2:]
+    size = math.prod(in3)
+    rows = (out_c // group) * math.prod(kernel3)
+    cols = np.empty(check_output_size((group, rows, size), "ConvTranspose column matrix"), dtype=x.dtype)
+    col_view = cols.reshape((out_c,) + kernel3 + in3)
+    bias = b if b is not None else np.zeros(out_c, dtype=x.dtype)
+    out3 = lift(out)
+    geo = _geo(window)
+    if _ours(x.dtype, group):
+        product = _pointwise_product(transposed_for(w, size), size, None, None, False)
+    else:
+        w_t = w.reshape(group, chans // group, rows).transpose(0, 2, 1)
+    for n in range(batch):
+        if _ours(x.dtype, group):
+            product.run(x[n].reshape(chans, size), cols.reshape(rows, size))
+        else:
+            np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)
+        parallel_for(col2im_planes, out_c, col_view, readonly(bias), out3[n], geo, grain=grain(col_view[0].size))
+
+
+def lower_conv_transpose(ctx, args, attrs) -> bool:
+    """A float32 2-D ConvTranspose of one group with frozen constant
+    weights (and bias) as schedule operations: per image, the product
+    into a scratch column matrix, then a COL2IM operation over the output
+    channels (runtime.schedule.ops), as :func:`_gemm_col2im` runs them."""
+    x, w = args[0], args[1] if len(args) > 1 else None
+    b = args[2] if len(args) > 2 else None
+    if (not isinstance(x, Operand) or x.dtype != np.float32 or len(x.shape) != 4
+            or not isinstance(w, np.ndarray) or w.dtype != np.float32 or not ctx.frozen(w)
+            or (b is not None and (not isinstance(b, np.ndarray) or b.dtype != np.float32 or not ctx.frozen(b)))):
+        return False
+    try:
+        options = window_attrs(attrs, w)
+        window, shape, group = transposed_geometry(x.shape, w.shape, **options,
+                                                   output_padding=attrs["output_padding"])
+        b = _bias(_OP, b, shape[1], np.dtype(np.float32))
+    except (KernelError, KeyError, TypeError, ValueError):
+        return False
+    if shape != ctx.out_types[0][0] or not _ours(x.dtype, group) or 0 in x.shape:
+        return False
+    batch, chans, h, w_in = x.shape
+    out_c, oh, ow = shape[1:]
+    kh, kw = w.shape[2:]
+    size = h * w_in
+    rows = out_c * kh * kw
+    product = _pointwise_product(transposed_for(w, size), size, None, None, False)
+    cols = ctx.scratch((rows, size), np.float32)
+    bias = ctx.pin(np.ascontiguousarray(b if b is not None else np.zeros(out_c, np.float32)))
+    out = ctx.output(0, shape)
+    geo = _geo(window)
+    for n in range(batch):
+        product.lower(ctx, x.ref(n * chans * size * 4), cols.ref(), None)
+        ctx.emit(COL2IM, [*cols.ref(), out_c, kh, kw, h, w_in, *bias, *out.ref(n * out_c * oh * ow * 4), oh, ow,
+                          *geo], out_c, grain(kh * kw * size))
+    return True
