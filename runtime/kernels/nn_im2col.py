@@ -382,14 +382,20 @@ def _im2col_core(start, stop, x, col, geo, ph):
 
 
 @jit
-def col2im_planes(start, stop, col, b, out, geo):
+def col2im_planes(start, stop, col, scale, b, out, geo):
     """Output channels [start, stop) of one image of a transposed convolution:
-    scatter-add the GEMM result col (K, KD, KH, KW, ID, IH, IW) into
-    out (K, OD, OH, OW), starting from the bias b (K,)."""
+    scatter-add the GEMM result col (K, KD x KH x KW, ID, IH, IW) into
+    out (K, OD, OH, OW), starting from the bias b (K,). A depthwise one
+    (one input channel an output channel) passes its input as col (K, 1,
+    ID, IH, IW) and its weights as ``scale`` (K, taps): each term is the
+    weight times the input, rounded, as a product of one term is (scale
+    (0, 0) otherwise)."""
+    kd_n, kh_n, kw_n = geo[0], geo[1], geo[2]
     sd, sh, sw, pd, ph, pw = geo[3], geo[4], geo[5], geo[6], geo[7], geo[8]
     dd, dh, dw = geo[12], geo[13], geo[14]
-    out_c, kd_n, kh_n, kw_n, in_d, in_h, in_w = col.shape
+    out_c, _, in_d, in_h, in_w = col.shape
     _, out_d, out_h, out_w = out.shape
+    depthwise = scale.shape[0] > 0
     src = col.reshape(-1)
     dst = out.reshape(-1)
     plane = out_d * out_h * out_w
@@ -398,9 +404,11 @@ def col2im_planes(start, stop, col, b, out, geo):
         for kd in range(kd_n):
             for kh in range(kh_n):
                 for kw in range(kw_n):
+                    t = (kd * kh_n + kh) * kw_n + kw
+                    weight = scale[k, t] if depthwise else np.float32(1)
                     off_w = kw * dw - pw
                     lo, hi = valid_range(off_w, sw, out_w, in_w)
-                    tap = (((k * kd_n + kd) * kh_n + kh) * kw_n + kw) * in_d
+                    tap = k * in_d if depthwise else (k * kd_n * kh_n * kw_n + t) * in_d
                     for iz in range(in_d):
                         oz = iz * sd - pd + kd * dd
                         if oz < 0 or oz >= out_d:
@@ -411,8 +419,12 @@ def col2im_planes(start, stop, col, b, out, geo):
                                 continue
                             row = _u(((tap + iz) * in_h + iy) * in_w)
                             base = _u(((k * out_d + oz) * out_h + oy) * out_w + off_w)
-                            for iw in range(_u(lo), _u(hi)):
-                                dst[base + iw * _u(sw)] += src[row + iw]
+                            if depthwise:
+                                for iw in range(_u(lo), _u(hi)):
+                                    dst[base + iw * _u(sw)] += weight * src[row + iw]
+                            else:
+                                for iw in range(_u(lo), _u(hi)):
+                                    dst[base + iw * _u(sw)] += src[row + iw]
 
 
 BAND_BLOCK = 1 << 16

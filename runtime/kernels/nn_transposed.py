@@ -8,7 +8,9 @@ data and one group, Tessera's GEMM on the transposed weights packed once
 every host and in a schedule, where it lowers as that product and a COL2IM
 operation (:func:`lower_conv_transpose`: a decoder's or a segmentation
 head's upsampling no longer splits the schedule, nor waits on numpy's BLAS
-and its own threads). Float64 data and grouped ones take numpy's matmul.
+and its own threads). A float32 depthwise one has a product of one term
+per tap, which the col2im computes itself. Float64 data and other grouped
+ones take numpy's matmul.
 """
 from __future__ import annotations
 
@@ -81,35 +83,49 @@ def _ours(dtype, group: int) -> bool:
     return dtype == np.float32 and group == 1 and gemm.available()
 
 
+def _depthwise(dtype, group: int, w_shape: tuple) -> bool:
+    """Whether it is a float32 depthwise one (one input channel an output
+    channel: CenterNet's upsampling), whose product of one term per tap the
+    col2im computes itself."""
+    return dtype == np.float32 and group == w_shape[0] > 1 and w_shape[1] == 1
+
+
 def _gemm_col2im(x, w, b, out, window: Window, group: int) -> None:
     batch, chans = x.shape[:2]
     out_c = out.shape[1]
-    kernel3 = window.lifted().kernel
+    taps = math.prod(window.lifted().kernel)
     in3 = lift(x).shape[2:]
     size = math.prod(in3)
-    rows = (out_c // group) * math.prod(kernel3)
-    cols = np.empty(check_output_size((group, rows, size), "ConvTranspose column matrix"), dtype=x.dtype)
-    col_view = cols.reshape((out_c,) + kernel3 + in3)
-    bias = b if b is not None else np.zeros(out_c, dtype=x.dtype)
+    bias = readonly(b if b is not None else np.zeros(out_c, dtype=x.dtype))
     out3 = lift(out)
     geo = _geo(window)
+    if _depthwise(x.dtype, group, w.shape):
+        x5, scale = lift(x).reshape((batch, chans, 1) + in3), readonly(w.reshape(chans, taps))
+        for n in range(batch):
+            parallel_for(col2im_planes, out_c, x5[n], scale, bias, out3[n], geo, grain=grain(taps * size))
+        return
+    rows = (out_c // group) * taps
+    cols = np.empty(check_output_size((group, rows, size), "ConvTranspose column matrix"), dtype=x.dtype)
+    col_view = cols.reshape((out_c, taps) + in3)
     if _ours(x.dtype, group):
         product = _pointwise_product(transposed_for(w, size), size, None, None, False)
     else:
         w_t = w.reshape(group, chans // group, rows).transpose(0, 2, 1)
+    no_scale = readonly(np.empty((0, 0), x.dtype))
     for n in range(batch):
         if _ours(x.dtype, group):
             product.run(x[n].reshape(chans, size), cols.reshape(rows, size))
         else:
             np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)
-        parallel_for(col2im_planes, out_c, col_view, readonly(bias), out3[n], geo, grain=grain(col_view[0].size))
+        parallel_for(col2im_planes, out_c, col_view, no_scale, bias, out3[n], geo, grain=grain(taps * size))
 
 
 def lower_conv_transpose(ctx, args, attrs) -> bool:
-    """A float32 2-D ConvTranspose of one group with frozen constant
-    weights (and bias) as schedule operations: per image, the product
-    into a scratch column matrix, then a COL2IM operation over the output
-    channels (runtime.schedule.ops), as :func:`_gemm_col2im` runs them."""
+    """A float32 2-D ConvTranspose of one group, or depthwise, with frozen
+    constant weights (and bias) as schedule operations: per image, the
+    product into a scratch column matrix, then a COL2IM operation over the
+    output channels (runtime.schedule.ops); a depthwise one's COL2IM reads
+    the input and the weights itself, as :func:`_gemm_col2im` runs them."""
     x, w = args[0], args[1] if len(args) > 1 else None
     b = args[2] if len(args) > 2 else None
     if (not isinstance(x, Operand) or x.dtype != np.float32 or len(x.shape) != 4
@@ -123,20 +139,27 @@ def lower_conv_transpose(ctx, args, attrs) -> bool:
         b = _bias(_OP, b, shape[1], np.dtype(np.float32))
     except (KernelError, KeyError, TypeError, ValueError):
         return False
-    if shape != ctx.out_types[0][0] or not _ours(x.dtype, group) or 0 in x.shape:
+    depthwise = _depthwise(x.dtype, group, w.shape)
+    if shape != ctx.out_types[0][0] or not (depthwise or _ours(x.dtype, group)) or 0 in x.shape:
         return False
     batch, chans, h, w_in = x.shape
     out_c, oh, ow = shape[1:]
-    kh, kw = w.shape[2:]
+    taps = w.shape[2] * w.shape[3]
     size = h * w_in
-    rows = out_c * kh * kw
-    product = _pointwise_product(transposed_for(w, size), size, None, None, False)
-    cols = ctx.scratch((rows, size), np.float32)
     bias = ctx.pin(np.ascontiguousarray(b if b is not None else np.zeros(out_c, np.float32)))
+    if depthwise:
+        scale, rows, cols = ctx.pin(w), out_c, None
+    else:
+        product = _pointwise_product(transposed_for(w, size), size, None, None, False)
+        cols = ctx.scratch((out_c * taps, size), np.float32)
+        scale, rows = (0, 0), 0
     out = ctx.output(0, shape)
     geo = _geo(window)
     for n in range(batch):
-        product.lower(ctx, x.ref(n * chans * size * 4), cols.ref(), None)
-        ctx.emit(COL2IM, [*cols.ref(), out_c, kh, kw, h, w_in, *bias, *out.ref(n * out_c * oh * ow * 4), oh, ow,
-                          *geo], out_c, grain(kh * kw * size))
+        src = x.ref(n * chans * size * 4)
+        if not depthwise:
+            product.lower(ctx, src, cols.ref(), None)
+            src = cols.ref()
+        ctx.emit(COL2IM, [*src, out_c, 1 if depthwise else taps, h, w_in, *bias, *out.ref(n * out_c * oh * ow * 4),
+                          oh, ow, *scale, rows, taps, *geo], out_c, grain(taps * size))
     return True

@@ -405,12 +405,15 @@ def _resize_linear(start, stop, rec, nrec, bases, nbases):
 
 def _col2im(start, stop, rec, nrec, bases, nbases):
     """Output channels of one image of a ConvTranspose (runtime.kernels.
-    nn_transposed): rec = the column matrix (K, KH, KW, H, W), K, KH, KW, H,
-    W, the bias (K,), Y (K, OH, OW), OH, OW, the window (GEO ints)."""
+    nn_transposed): rec = the column matrix (K, T, H, W), K, T, H, W, the
+    bias (K,), Y (K, OH, OW), OH, OW, the weights (R, taps) (R = K for a
+    depthwise one, whose column matrix is the input: T = 1; else 0 rows),
+    R, taps, the window (GEO ints)."""
     rec, bases = _records(rec, nrec, bases, nbases)
-    k, kh, kw, h, w, oh, ow = rec[2], rec[3], rec[4], rec[5], rec[6], rec[11], rec[12]
-    col2im_planes(start, stop, _f32(rec, 0, bases, (k, 1, kh, kw, 1, h, w)), typed_readonly(_f32(rec, 7, bases, k)),
-                  _f32(rec, 9, bases, (k, 1, oh, ow)), to_fixed_tuple(rec[13:13 + GEO], GEO))
+    k, t, h, w, oh, ow, r, taps = rec[2], rec[3], rec[4], rec[5], rec[10], rec[11], rec[14], rec[15]
+    col2im_planes(start, stop, _f32(rec, 0, bases, (k, t, 1, h, w)), typed_readonly(_f32(rec, 12, bases, (r, taps))),
+                  typed_readonly(_f32(rec, 6, bases, k)), _f32(rec, 8, bases, (k, 1, oh, ow)),
+                  to_fixed_tuple(rec[16:16 + GEO], GEO))
 
 
 def _copy(start, stop, rec, nrec, bases, nbases):

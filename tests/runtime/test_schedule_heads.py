@@ -13,6 +13,7 @@ import pytest
 
 from compiler.zoo.builder import OnnxBuilder
 from runtime.executor import Executor
+from runtime.kernels.nn_transposed import conv_transpose_nd
 from runtime.kernels.norm import log_softmax, softmax
 from runtime.kernels.shape_lowering import TRANSPOSE_DIMS, transpose_plan, transpose_tiles
 from runtime.schedule.records import COL2IM, RESIZE_LINEAR, RESIZE_NEAREST, SOFTMAX, TRANSPOSE
@@ -100,12 +101,13 @@ def test_a_softmax_along_an_inner_axis_has_the_bits_of_the_last_axis_of_a_moved_
 def decoder(batch: int):
     """A decoder's upsampling: PP-OCR's and YOLO11-seg's 2x2 stride-2
     ConvTranspose (no overlap), CenterNet's 4x4 stride 2 pad 1 (taps
-    overlapping) with an output padding and no bias; a 20x20 map so that
+    overlapping) without a bias and its depthwise one; a 20x20 map so that
     the products and the channels cut into chunks."""
     b = OnnxBuilder("decoder", seed=26)
     x = b.input("x", [batch, 3, 20, 20])
     y = b.conv_transpose(b.conv(x, 3, 16, 3), 16, 8, 2, 2)
     y = b.conv_transpose(b.node("Relu", [y]), 8, 6, 4, 2, pad=1, bias=False)
+    y = b.conv_transpose(b.node("Relu", [y]), 6, 6, 4, 2, pad=1, groups=6)
     return b.model([b.conv(y, 6, 2, 1)])
 
 
@@ -113,8 +115,32 @@ def decoder(batch: int):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_conv_transpose_is_a_product_and_a_col2im_with_the_per_step_bits(monkeypatch, batch, threads):
     """A float32 ConvTranspose of one group with constant weights lowers to
-    its product (the GEMM of the transposed weights) and a COL2IM per image."""
-    fully_lowered_with_per_step_bits(monkeypatch, decoder(batch), threads, COL2IM, 2 * batch)
+    its product (the GEMM of the transposed weights) and a COL2IM per image;
+    a depthwise one to a COL2IM per image that multiplies as it adds."""
+    fully_lowered_with_per_step_bits(monkeypatch, decoder(batch), threads, COL2IM, 3 * batch)
+
+
+@pytest.mark.parametrize("kernel, stride, pad, extra", [(4, 2, 1, 0), (3, 2, 0, 1), (2, 2, 0, 0), (3, 1, 1, 0)])
+def test_a_depthwise_conv_transpose_adds_each_tap_s_product_in_order(kernel, stride, pad, extra):
+    """A depthwise ConvTranspose (its col2im multiplying as it adds, no
+    matrix product) gives, bit for bit, the bias plus each tap's float32
+    product in tap order: what a product of one term per tap, then the
+    col2im, gave."""
+    rng = np.random.default_rng(27)
+    x = rng.standard_normal((2, 5, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((5, 1, kernel, kernel)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    got = conv_transpose_nd(x, w, b, strides=[stride] * 2, pads=[pad] * 4, dilations=[1, 1], group=5,
+                            output_padding=[extra] * 2)
+    h, wd = got.shape[2:]
+    full = np.zeros((2, 5, (7 - 1) * stride + kernel + extra, (6 - 1) * stride + kernel + extra), np.float32)
+    full[...] = b[None, :, None, None]
+    for ky in range(kernel):
+        for kx in range(kernel):
+            rows = slice(ky, ky + 7 * stride - stride + 1, stride)
+            cols = slice(kx, kx + 6 * stride - stride + 1, stride)
+            full[:, :, rows, cols] += w[None, :, 0, ky, kx, None, None] * x
+    np.testing.assert_array_equal(got, full[:, :, pad:pad + h, pad:pad + wd])
 
 
 def test_a_conv_transpose_computes_what_onnxruntime_does():
