@@ -160,16 +160,12 @@ class EngineQueue:
     def run(self, request: Request) -> Request:
         """Run ``request`` now, on the caller's thread, as soon as the device
         is free (between two queued requests); done when this returns."""
-        device = self._device
-        device.acquire()  # (what `with` does, in half the time: a small model's run is a few microseconds)
-        try:
+        with self._device:  # not acquire() then try: see runtime.segments (a KeyboardInterrupt between them)
             if self._closed:
                 request._cancel()
             else:
                 request._execute(self.engine, self._after_run)
                 request._finish()
-        finally:
-            device.release()
         if request.error is not None and not isinstance(request.error, Exception):
             raise request.error  # KeyboardInterrupt: the caller's, not the run's failure
         return request

@@ -188,15 +188,17 @@ class SegmentExecutor:
                     table[INTO] = arrays
         if recorder is None:
             for run, lock, cpu in self._steps:
+                # `with`, never acquire() then try: a KeyboardInterrupt landing
+                # as acquire() returns (CPython checks for one after each call
+                # of a C function) would leave the lock held for good, and the
+                # next run waiting on it forever (the FWDNXT interrupt tests hung
+                # so); `with` starts its protected range as the lock is taken.
                 if cpu:
                     with lock:
                         run(tables, timings)
                 else:
-                    lock.acquire()  # (what `with` does, in half the time: a small run is a few microseconds)
-                    try:
+                    with lock:
                         run(tables)
-                    finally:
-                        lock.release()
         else:
             self._run_recorded(tables, timings, recorder)
         outputs = self.program.outputs
