@@ -130,6 +130,12 @@ def relu(inputs, attrs):
     return (_array(np.maximum(x, x.dtype.type(0))),)
 
 
+relu.lower = lambda ctx, args, attrs: lower_expression(ctx, args, "relu")
+"""A float32 Relu no convolution took (after a Concat or an Add: DenseNet's,
+ShuffleNet's) as the interpreter's relu: numpy.maximum(x, 0)'s bits, NaN
+kept and -0 to +0 as numpy gives them (tests/runtime/test_schedule_heads.py)."""
+
+
 @kernel("Equal")
 def equal(inputs, attrs):
     """Numbers, booleans or strings (compared as Python objects)."""

@@ -148,7 +148,7 @@ def lower_conv_transpose(ctx, args, attrs) -> bool:
     size = h * w_in
     bias = ctx.pin(np.ascontiguousarray(b if b is not None else np.zeros(out_c, np.float32)))
     if depthwise:
-        scale, rows, cols = ctx.pin(w), out_c, None
+        scale, rows, cols = ctx.pin(np.ascontiguousarray(w)), out_c, None
     else:
         product = _pointwise_product(transposed_for(w, size), size, None, None, False)
         cols = ctx.scratch((out_c * taps, size), np.float32)

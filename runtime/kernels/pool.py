@@ -24,15 +24,15 @@ from runtime.kernels.pool_loops import (
     AVG_EXCLUDE_PAD,
     AVG_INCLUDE_PAD,
     SUM,
-    _avg_pool_planes,
     _max_pool_index_planes,
     _max_pool_planes,
+    avg_pool_planes,
     max_pool_2d_rows,
     plane_means,
 )
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
-from runtime.schedule.records import MAX_POOL, PLANE_MEANS, Operand
+from runtime.schedule.records import AVG_POOL, MAX_POOL, PLANE_MEANS, Operand
 
 
 # ---------------------------------------------------------------- helpers
@@ -180,7 +180,7 @@ def _sum_or_mean_pool(op: str, x: np.ndarray, attrs, mode: int, window: Window |
     dims = out_shape(op, x.shape[2:], window, bool(attrs["ceil_mode"]))
     y = np.empty(check_output_size(x.shape[:2] + dims, op), dtype=x.dtype)
     if y.size:
-        parallel_for(_avg_pool_planes, y.shape[0] * y.shape[1], _planes(x), _planes(y), window.loop_params(), mode,
+        parallel_for(avg_pool_planes, y.shape[0] * y.shape[1], _planes(x), _planes(y), window.loop_params(), mode,
                      grain=grain(y[0, 0].size * np.prod(window.kernel)))
     return y
 
@@ -288,16 +288,30 @@ def _lower_global_average(ctx, args, attrs) -> bool:
 
 
 def _lower_average(ctx, args, attrs) -> bool:
-    """AveragePool where one window covers each plane (ResNet-50's head)."""
+    """AveragePool of float32: where one window covers each plane (ResNet-50's
+    head) the plane means, else one AVG_POOL operation over the planes (the
+    per-step kernel's loop: DenseNet's transitions, Inception's branches)."""
     x = args[0]
-    if not isinstance(x, Operand) or x.dtype != np.float32 or len(x.shape) < 3 or not math.prod(x.shape):
+    if not isinstance(x, Operand) or x.dtype != np.float32 or not 3 <= len(x.shape) <= MAX_SPATIAL + 2 \
+            or not math.prod(x.shape):
         return False
     try:
         window = _window("AveragePool", x.stand_in(), attrs)
-    except KernelError:
+        dims = out_shape("AveragePool", x.shape[2:], window, bool(attrs["ceil_mode"]))
+        mode = AVG_INCLUDE_PAD if attrs["count_include_pad"] else AVG_EXCLUDE_PAD
+    except (KernelError, KeyError, TypeError, ValueError):
         return False
-    return (window.kernel == x.shape[2:] and not any(window.pads_begin + window.pads_end)
-            and all(d == 1 for d in window.dilations) and _lower_plane_means(ctx, x))
+    if (window.kernel == x.shape[2:] and not any(window.pads_begin + window.pads_end)
+            and all(d == 1 for d in window.dilations)):
+        return _lower_plane_means(ctx, x)
+    y_shape = tuple(x.shape[:2]) + tuple(dims)
+    if y_shape != ctx.out_types[0][0] or not math.prod(y_shape):
+        return False
+    planes = _planes_shape(x.shape)
+    out = ctx.output(0, y_shape)
+    ctx.emit(AVG_POOL, [*x.ref(), *planes, *out.ref(), *_planes_shape(y_shape)[1:], mode, *window.loop_params()],
+             planes[0], grain(math.prod(dims) * math.prod(window.kernel)))
+    return True
 
 
 max_pool_kernel.lower = _lower_max_pool

@@ -237,7 +237,7 @@ def _max_pool_index_planes(start, stop, x, y, idx, geo, col_major):
 
 
 @jit
-def _avg_pool_planes(start, stop, x, y, geo, mode):
+def avg_pool_planes(start, stop, x, y, geo, mode):
     """Planes [start, stop) of an average (or sum) pool; x: (P, D, H, W),
     y: (P, OD, OH, OW); ``mode`` is one of the module's mode constants.
     Counting the padding counts the window taps inside the padded input."""
@@ -312,11 +312,11 @@ def _max_pool_2d_rows_team(team, state, role, spans, *args):
     return team_leave(team, state, role)
 
 
-@drives(_avg_pool_planes)
+@drives(avg_pool_planes)
 @jit
 def _avg_pool_planes_team(team, state, role, spans, *args):
     index = team_enter(team, state, role)
     while index >= 0:
-        call_unlinked(_avg_pool_planes, (spans[index, 0], spans[index, 1]) + args)
+        call_unlinked(avg_pool_planes, (spans[index, 0], spans[index, 1]) + args)
         index = team_next(team, True, role)
     return team_leave(team, state, role)

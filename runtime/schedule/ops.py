@@ -40,7 +40,7 @@ from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import col2im_planes, im2col_rows, run_bands
 from runtime.kernels.nn_rows import run_row_bands
 from runtime.kernels.norm import softmax_rows
-from runtime.kernels.pool_loops import max_pool_2d_rows, plane_means
+from runtime.kernels.pool_loops import avg_pool_planes, max_pool_2d_rows, plane_means
 from runtime.kernels.resize import linear_rows, nearest_rows
 from runtime.kernels.shape_lowering import TRANSPOSE_DIMS, transpose_tiles
 from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
@@ -56,6 +56,7 @@ from runtime.pool_protocol import (
     phase_wait,
 )
 from runtime.schedule.records import (
+    AVG_POOL,
     BANDS,
     CHANNEL_SCALE,
     COL2IM,
@@ -371,6 +372,16 @@ def _max_pool(start, stop, rec, nrec, bases, nbases):
     max_pool_2d_rows(start, stop, x, y, rec[9], rec[10], rec[11], rec[12], rec[13], rec[14], rec[15])
 
 
+def _avg_pool(start, stop, rec, nrec, bases, nbases):
+    """Planes of an average pool (runtime.kernels.pool): rec = X (P, D, H,
+    W), P, D, H, W, Y (P, OD, OH, OW), OD, OH, OW, the mode, the window (GEO
+    ints)."""
+    rec, bases = _records(rec, nrec, bases, nbases)
+    p = rec[2]
+    avg_pool_planes(start, min(stop, p), _f32(rec, 0, bases, (p, rec[3], rec[4], rec[5])),
+                    _f32(rec, 6, bases, (p, rec[8], rec[9], rec[10])), to_fixed_tuple(rec[12:12 + GEO], GEO), rec[11])
+
+
 def _softmax(start, stop, rec, nrec, bases, nbases):
     """Softmax or log-softmax of rows along an axis (runtime.kernels.norm):
     rec = X (outer, n, inner), rows (outer x inner), n, Y (as X), log, inner."""
@@ -497,7 +508,8 @@ ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthw
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
             IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy, CHANNEL_SCALE: _channel_scale,
             OWN_COLUMNS: _own_columns, DIRECT: _direct, FUSED: _fused, RESIZE_NEAREST: _resize_nearest,
-            RESIZE_LINEAR: _resize_linear, TRANSPOSE: _transpose, COL2IM: _col2im}
+            RESIZE_LINEAR: _resize_linear, TRANSPOSE: _transpose, COL2IM: _col2im,
+            AVG_POOL: _avg_pool}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}

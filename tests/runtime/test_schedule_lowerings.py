@@ -1,5 +1,5 @@
 """Steps that lower to one operation kind each (COPY, CHANNEL_SCALE,
-FUSED) or to views: the schedule runs through them on one and two
+FUSED, AVG_POOL) or to views: the schedule runs through them on one and two
 threads, every step lowered, with the per-step run's bits."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from compiler.zoo.builder import OnnxBuilder
 from runtime.executor import Executor
-from runtime.schedule.records import CHANNEL_SCALE, COPY, COPY_PIECE, FUSED, TRANSPOSE
+from runtime.schedule.records import AVG_POOL, CHANNEL_SCALE, COPY, COPY_PIECE, FUSED, TRANSPOSE
 from tests.helpers.schedule import feeds_for, frozen_program, fully_lowered_with_per_step_bits, kinds
 
 
@@ -142,3 +142,41 @@ def test_a_transpose_keeping_its_last_axes_is_copies_with_the_per_step_bits(monk
     per-step run's."""
     executor = fully_lowered_with_per_step_bits(monkeypatch, shuffles(batch), threads, COPY, 2 * batch)
     assert kinds(executor).count(TRANSPOSE) == 1
+
+
+def pools():
+    """Average pools as DenseNet's transitions (2x2 stride 2), Inception's
+    branches (3x3 stride 1, padding not counted) and a ceil-mode 3x3
+    stride 2 counting its padding have them, between convolutions."""
+    b = OnnxBuilder("pools", seed=12)
+    x = b.input("x", [1, 4, 23, 23])
+    y = b.node("AveragePool", [b.conv(x, 4, 8, 3)], kernel_shape=[2, 2], strides=[2, 2])
+    y = b.node("AveragePool", [b.conv(y, 8, 8, 1)], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0)
+    y = b.node("AveragePool", [b.conv(y, 8, 8, 1)], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+               ceil_mode=1, count_include_pad=1)
+    return b.model([b.conv(y, 8, 4, 1)])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_average_pool_is_an_operation_with_the_per_step_bits(monkeypatch, threads):
+    """An AveragePool whose windows do not each cover a plane lowers to one
+    AVG_POOL over the planes (the per-step kernel's loop)."""
+    fully_lowered_with_per_step_bits(monkeypatch, pools(), threads, AVG_POOL, 3)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_relu_no_convolution_takes_is_a_fused_operation_with_numpy_s_bits(monkeypatch, threads):
+    """A Relu of a Concat (DenseNet's) or of an input lowers to the
+    interpreter's relu: numpy.maximum(x, 0)'s bits to the sign of zero,
+    NaN kept."""
+    b = OnnxBuilder("relus", seed=13)
+    x = b.input("x", [1, 4, 8, 8])
+    r = b.node("Relu", [x])
+    joined = b.node("Relu", [b.node("Concat", [b.conv(r, 4, 4, 3), b.conv(r, 4, 2, 1)], axis=1)])
+    model = b.model([r, b.conv(joined, 6, 2, 1)])
+    fully_lowered_with_per_step_bits(monkeypatch, model, threads, FUSED, 2)
+    program = frozen_program(model)
+    x = np.random.default_rng(14).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    x.reshape(-1)[:6] = [-0.0, 0.0, np.nan, -np.inf, np.inf, -1e-45]
+    got = Executor(program).run({"x": x})[program.output_names[0]]
+    np.testing.assert_array_equal(got.view(np.uint32), np.maximum(x, np.float32(0)).view(np.uint32))
