@@ -16,15 +16,19 @@ from runtime.kernels.shape import (
     concat,
     flatten,
     identity,
+    int_list,
     normalize_axis,
+    pad,
+    pad_widths,
     reshape,
+    scalar,
     split,
     squeeze,
     transpose,
     transpose_perm,
     unsqueeze,
 )
-from runtime.schedule.records import COPY, COPY_PIECE, TRANSPOSE, Operand
+from runtime.schedule.records import COPY, COPY_PIECE, PAD, TRANSPOSE, Operand
 
 
 # ---------------------------------------------------------------- views in a schedule (runtime.schedule)
@@ -246,3 +250,81 @@ TRANSPOSE_GRAIN = 1 << 14
 """Elements a chunk of a TRANSPOSE operation moves, at least."""
 
 transpose.lower = _lower_transpose
+
+
+# ---------------------------------------------------------------- Pad
+PAD_DIMS = 6
+"""Dims a PAD operation handles (a smaller rank is lifted with leading 1s)."""
+
+
+@jit
+def pad_rows(start, stop, x, y, dims, strides, maps, starts, fill):
+    """Rows [start, stop) of the last dim of y (C-contiguous, of ``dims``,
+    PAD_DIMS of them): element ``(i0, ..., i5)`` is x's at source index
+    ``maps[starts[d] + i_d]`` along each dim d (``strides`` in elements),
+    or ``fill`` where one of them is -1 (a constant pad)."""
+    last = PAD_DIMS - 1
+    width = dims[last]
+    across = strides[last]
+    first = starts[last]
+    for row in range(start, stop):
+        src = 0
+        inside = True
+        rest = row
+        for d in range(last - 1, -1, -1):
+            q = rest // dims[d]
+            m = maps[starts[d] + rest - q * dims[d]]
+            rest = q
+            inside = inside and m >= 0
+            src += m * strides[d]
+        at = row * width
+        if inside:
+            for c in range(width):
+                m = maps[first + c]
+                y[at + c] = x[src + m * across] if m >= 0 else fill
+        else:
+            for c in range(width):
+                y[at + c] = fill
+
+
+PAD_GRAIN = 1 << 14
+"""Elements a chunk of a PAD operation writes, at least."""
+
+
+def _lower_pad(ctx, args, attrs) -> bool:
+    """A Pad with constant pads (any mode; negative pads crop) as one PAD
+    operation gathering rows: each dim's source index of every output
+    position is the per-step kernel's own Pad of that dim's indices (-1
+    where a constant pad fills), so the two agree by construction. An NHWC
+    model's edge pad, a GAN's reflection pad no longer split the schedule."""
+    x = args[0] if args else None
+    if (not isinstance(x, Operand) or not 1 <= len(x.shape) <= PAD_DIMS or x.dtype.itemsize not in (1, 2, 4, 8)
+            or any(isinstance(a, Operand) for a in args[1:])):
+        return False
+    try:
+        (y,) = pad([x.stand_in(), *args[1:]], attrs)
+        widths = pad_widths(len(x.shape), int_list(args[1], "Pad pads"),
+                            None if len(args) < 4 or args[3] is None else int_list(args[3], "Pad axes"))
+        fill = scalar(args[2], "Pad constant_value") if len(args) > 2 and args[2] is not None else 0
+        maps = [pad([np.arange(d, dtype=np.int64), np.array(w, np.int64), np.array(-1, np.int64)],
+                    {"mode": attrs["mode"]})[0] for d, w in zip(x.shape, widths)]
+    except (KernelError, ValueError, TypeError, KeyError, OverflowError):
+        return False
+    if tuple(y.shape) != ctx.out_types[0][0] or y.dtype != x.dtype:
+        return False
+    out = ctx.output(0, y.shape, y.dtype)
+    if not math.prod(y.shape):
+        return True
+    lift = PAD_DIMS - len(x.shape)
+    dims = [1] * lift + list(y.shape)
+    strides = [0] * lift + [math.prod(x.shape[a + 1:]) for a in range(len(x.shape))]
+    table = np.concatenate([np.zeros(lift, np.int64)] + [m.astype(np.int64) for m in maps])
+    starts = list(range(lift)) + [lift + sum(len(m) for m in maps[:a]) for a in range(len(maps))]
+    bits = int(np.array(fill).astype(x.dtype).reshape(1).view(f"u{x.dtype.itemsize}")[0])
+    ctx.emit(PAD, [*x.ref(), *out.ref(), x.dtype.itemsize, math.prod(x.shape), math.prod(y.shape), *dims, *strides,
+                   *ctx.pin(table), len(table), *starts, bits - (1 << 64 if bits >> 63 else 0)],
+             math.prod(dims[:-1]), max(1, PAD_GRAIN // dims[-1]))
+    return True
+
+
+pad.lower = _lower_pad

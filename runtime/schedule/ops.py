@@ -9,7 +9,9 @@ a program input: :mod:`runtime.schedule.builder`). The adapters here make
 arrays of those addresses (``carray``) and call the kernels the per-step
 path calls, with the same arguments, so a scheduled run computes the same
 bits. Every size and address was checked in Python when the schedule was
-built; nothing here checks again.
+built; nothing here checks again. (runtime.schedule.addresses turns
+operands into arrays; runtime.schedule.moves holds the adapters of the
+operations that only move data.)
 """
 from __future__ import annotations
 
@@ -41,8 +43,6 @@ from runtime.kernels.nn_im2col import col2im_planes, im2col_rows, run_bands
 from runtime.kernels.nn_rows import run_row_bands
 from runtime.kernels.norm import softmax_rows
 from runtime.kernels.pool_loops import avg_pool_planes, max_pool_2d_rows, plane_means
-from runtime.kernels.resize import linear_rows, nearest_rows
-from runtime.kernels.shape_lowering import TRANSPOSE_DIMS, transpose_tiles
 from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
 from runtime.pool_protocol import (
     ALONE,
@@ -55,13 +55,14 @@ from runtime.pool_protocol import (
     phase_end,
     phase_wait,
 )
+from runtime.schedule import moves
+from runtime.schedule.addresses import address, bool_ptr, f32, f32_ptr, i64, records
 from runtime.schedule.records import (
     AVG_POOL,
     BANDS,
     CHANNEL_SCALE,
     COL2IM,
     COPY,
-    COPY_PIECE,
     DEPTHWISE,
     DIRECT,
     DOT_ROWS,
@@ -76,6 +77,7 @@ from runtime.schedule.records import (
     IM2COL_FIELDS,
     MAX_POOL,
     OWN_COLUMNS,
+    PAD,
     PLANE_MEANS,
     RESIZE_LINEAR,
     RESIZE_NEAREST,
@@ -91,51 +93,6 @@ ENTRY, REC, FIRST, COUNT, KIND = range(5)
 in ``spans``, its number of spans (chunks), and its kind."""
 
 
-# ---------------------------------------------------------------- addresses
-def _pointer_to(kind):
-    """An intrinsic taking an address (int64) to a pointer to ``kind``
-    (its storage type: a byte for a bool)."""
-    @intrinsic
-    def cast(typingctx, address):
-        sig = types.CPointer(kind)(types.int64)
-
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], ir.PointerType(context.get_data_type(kind)))
-
-        return sig, codegen
-
-    return cast
-
-
-_f32_ptr, _i64_ptr, _bool_ptr, _u8_ptr, _u16_ptr, _u32_ptr = (
-    _pointer_to(kind) for kind in (types.float32, types.int64, types.boolean, types.uint8, types.uint16, types.uint32))
-
-
-@jit(inline="always")
-def _at(rec, k, bases):
-    """The address of the operand at fields ``k, k + 1`` of ``rec``."""
-    return bases[rec[k]] + rec[k + 1]
-
-
-@jit(inline="always")
-def _f32(rec, k, bases, count):
-    """``count`` float32 (or an array of that shape: no reshape, whose
-    helper took ~25 ns a call) at the operand of fields ``k, k + 1``."""
-    return numba.carray(_f32_ptr(_at(rec, k, bases)), count)
-
-
-@jit(inline="always")
-def _i64(rec, k, bases, count):
-    """``count`` int64 at the operand of fields ``k, k + 1``."""
-    return numba.carray(_i64_ptr(_at(rec, k, bases)), count)
-
-
-@jit(inline="always")
-def _records(rec, nrec, bases, nbases):
-    """The record and the bases an adapter is called with, as arrays."""
-    return numba.carray(rec, nrec), numba.carray(bases, nbases)
-
-
 @jit(inline="always")
 def _flags(a, b, c):
     flags = np.empty(3, np.bool_)
@@ -148,18 +105,18 @@ def _gemm(start, stop, rec, nrec, bases, nbases):
     """Tasks of a planned float32 product (runtime.gemm.tasks): rec =
     template, kernel table (and its length), A, B (and its elements),
     C, bias, residual, clamp (absent ones: base 0)."""
-    rec, bases = _records(rec, nrec, bases, nbases)
-    _planned(start, stop, rec, bases, _at(rec, 7, bases))
+    rec, bases = records(rec, nrec, bases, nbases)
+    _planned(start, stop, rec, bases, address(rec, 7, bases))
 
 
 @jit(inline="always")
 def _planned(start, stop, rec, bases, b):
     """Tasks ``[start, stop)`` of the product of a GEMM record, its B at
     address ``b``."""
-    plan = _i64(rec, 0, bases, PLAN_SIZE).copy()
-    place_addresses(plan, _at(rec, 5, bases), b, _at(rec, 10, bases), _at(rec, 12, bases), _at(rec, 14, bases),
-                    _at(rec, 16, bases))
-    run_planned(start, stop, plan, _i64(rec, 2, bases, rec[4]), numba.carray(_f32_ptr(b), rec[9]))
+    plan = i64(rec, 0, bases, PLAN_SIZE).copy()
+    place_addresses(plan, address(rec, 5, bases), b, address(rec, 10, bases), address(rec, 12, bases),
+                    address(rec, 14, bases), address(rec, 16, bases))
+    run_planned(start, stop, plan, i64(rec, 2, bases, rec[4]), numba.carray(f32_ptr(b), rec[9]))
 
 
 def _own_columns(start, stop, rec, nrec, bases, nbases):
@@ -171,10 +128,10 @@ def _own_columns(start, stop, rec, nrec, bases, nbases):
     and the bytes between two parts' buffers. Part ``p`` runs tasks ``[p T
     // parts, (p + 1) T // parts)`` of the product's T; a call of several
     parts builds one matrix."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     im = rec[GEMM_FIELDS:]
-    parts, tasks = im[IM2COL_FIELDS], _i64(rec, 0, bases, PLAN_SIZE)[TASKS]
-    b = _at(im, 6, bases) + start * im[IM2COL_FIELDS + 1]
+    parts, tasks = im[IM2COL_FIELDS], i64(rec, 0, bases, PLAN_SIZE)[TASKS]
+    b = address(im, 6, bases) + start * im[IM2COL_FIELDS + 1]
     _columns(0, im[8], im, bases, b)
     _planned(start * tasks // parts, stop * tasks // parts, rec, bases, b)
 
@@ -189,15 +146,15 @@ def _direct(start, stop, rec, nrec, bases, nbases):
     kc, mr, panels, cols) [29-35], the units and the parts [36, 37]. A call
     pads the image into part ``start``'s buffer, then runs units ``[start U
     // parts, stop U // parts)`` of the U."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     c, h, w, hp, wp = rec[2], rec[3], rec[4], rec[8], rec[9]
-    padded = _at(rec, 5, bases) + start * rec[7]
-    pad_planes(_f32(rec, 0, bases, (c, h, w)),
-               numba.carray(_f32_ptr(padded), (c, hp, wp)), rec[10], rec[11])
+    padded = address(rec, 5, bases) + start * rec[7]
+    pad_planes(f32(rec, 0, bases, (c, h, w)),
+               numba.carray(f32_ptr(padded), (c, hp, wp)), rec[10], rec[11])
     total, parts = rec[36], rec[37]
-    direct_units(start * total // parts, stop * total // parts, _i64(rec, 12, bases, rec[14]), rec[29:36],
-                 _at(rec, 15, bases), padded, _at(rec, 17, bases), _at(rec, 19, bases), _at(rec, 21, bases),
-                 _at(rec, 23, bases), _at(rec, 25, bases), _at(rec, 27, bases))
+    direct_units(start * total // parts, stop * total // parts, i64(rec, 12, bases, rec[14]), rec[29:36],
+                 address(rec, 15, bases), padded, address(rec, 17, bases), address(rec, 19, bases),
+                 address(rec, 21, bases), address(rec, 23, bases), address(rec, 25, bases), address(rec, 27, bases))
 
 
 def _depthwise(start, stop, rec, nrec, bases, nbases):
@@ -209,25 +166,25 @@ def _depthwise(start, stop, rec, nrec, bases, nbases):
     runtime.kernels.depthwise_ir.plane_scratch) (LLVM IR plane kernels); or
     the plan and its length (block kernels, whose W is laid out as
     runtime.kernels.depthwise_blocks.blocked_weights lays it out)."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     n, c, h, w, k, oh, ow = rec[3], rec[4], rec[5], rec[6], rec[13], rec[14], rec[15]
-    x = _f32(rec, 1, bases, (n, c, h, w))
-    b = typed_readonly(_f32(rec, 9, bases, k))
-    out = _f32(rec, 11, bases, (n, k, oh, ow))
-    res = _f32(rec, 16, bases, (n, k, oh, ow))
-    clamp = _f32(rec, 18, bases, CLAMP_SIZE)
+    x = f32(rec, 1, bases, (n, c, h, w))
+    b = typed_readonly(f32(rec, 9, bases, k))
+    out = f32(rec, 11, bases, (n, k, oh, ow))
+    res = f32(rec, 16, bases, (n, k, oh, ow))
+    clamp = f32(rec, 18, bases, CLAMP_SIZE)
     flags = _flags(rec[20], rec[21], 0)[:2]
     if rec[0] == DW_BLOCKS:
-        plan = typed_readonly(_i64(rec, 22, bases, rec[24]))
+        plan = typed_readonly(i64(rec, 22, bases, rec[24]))
         size = plan[BLOCK_KSIZE]
-        wt = typed_readonly(_f32(rec, 7, bases, (size * size, k + plan[BLOCK_LANES])))
+        wt = typed_readonly(f32(rec, 7, bases, (size * size, k + plan[BLOCK_LANES])))
         block_planes(start, stop, x, wt, b, out, res, clamp, flags, plan)
         return
     size = rec[25] if rec[0] == DW_IR else 3
-    wt = typed_readonly(_f32(rec, 7, bases, (k, size, size)))  # constants: read-only
+    wt = typed_readonly(f32(rec, 7, bases, (k, size, size)))  # constants: read-only
     if rec[0] == DW_IR:
-        depthwise_ir_run(start, stop, x, wt, b, out, res, clamp, flags, _i64(rec, 22, bases, TABLE), rec[24],
-                         _f32(rec, 26, bases, rec[28]), _at(rec, 29, bases) if rec[31] else 0)
+        depthwise_ir_run(start, stop, x, wt, b, out, res, clamp, flags, i64(rec, 22, bases, TABLE), rec[24],
+                         f32(rec, 26, bases, rec[28]), address(rec, 29, bases) if rec[31] else 0)
     else:
         depthwise_padded_3x3(start, stop, x, wt, b, out, res, clamp, flags, to_fixed_tuple(rec[22:22 + GEO], GEO))
 
@@ -239,22 +196,22 @@ def _expand_depthwise(start, stop, rec, nrec, bases, nbases):
     strip template, the kernel table (and its length), W2, B2, Y (K, OH,
     OW), clamp 2 and its flag, block, stride, the depthwise plane kernels'
     entry points at that stride."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     n, c, h, w = rec[2], rec[3], rec[4], rec[5]
     blocks, length, wide, oh, ow = rec[8], rec[9], rec[27], rec[28], rec[29]
-    x = _f32(rec, 0, bases, (n, c, h, w))
-    packs = _f32(rec, 6, bases, (blocks, length))
-    b1 = _f32(rec, 10, bases, rec[12])
-    clamp1 = _f32(rec, 13, bases, CLAMP_SIZE)
-    template = typed_readonly(_i64(rec, 16, bases, PLAN_SIZE))
-    kernels = _i64(rec, 18, bases, rec[20])
-    w2 = typed_readonly(_f32(rec, 21, bases, (wide, 3, 3)))
-    b2 = typed_readonly(_f32(rec, 23, bases, wide))
-    out = _f32(rec, 25, bases, (n, wide, oh, ow))
-    clamp2 = _f32(rec, 30, bases, CLAMP_SIZE)
+    x = f32(rec, 0, bases, (n, c, h, w))
+    packs = f32(rec, 6, bases, (blocks, length))
+    b1 = f32(rec, 10, bases, rec[12])
+    clamp1 = f32(rec, 13, bases, CLAMP_SIZE)
+    template = typed_readonly(i64(rec, 16, bases, PLAN_SIZE))
+    kernels = i64(rec, 18, bases, rec[20])
+    w2 = typed_readonly(f32(rec, 21, bases, (wide, 3, 3)))
+    b2 = typed_readonly(f32(rec, 23, bases, wide))
+    out = f32(rec, 25, bases, (n, wide, oh, ow))
+    clamp2 = f32(rec, 30, bases, CLAMP_SIZE)
     flags1, flags2 = _flags(1, 0, rec[15]), _flags(0, 0, rec[32])[1:]
     expand_depthwise(start, stop, x, packs, b1, clamp1, flags1, template, kernels, w2, b2, out, clamp2, flags2,
-                     rec[33], rec[34], _i64(rec, 35, bases, TABLE))
+                     rec[33], rec[34], i64(rec, 35, bases, TABLE))
 
 
 def _bands(start, stop, rec, nrec, bases, nbases):
@@ -267,17 +224,17 @@ def _bands(start, stop, rec, nrec, bases, nbases):
     [42, 43], the three epilogue flags [44-46]; whether the band reads its
     input rows (runtime.kernels.nn_rows: the kernel table is then the row
     kernels'), the packing's rows a panel and the lanes a vector [47-49]."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     band, oh, ow, m = rec[21], rec[22], rec[23], rec[41]
-    x = _f32(rec, 0, bases, (c, d, h, w))
-    full, last = typed_readonly(_i64(rec, 24, bases, PLAN_SIZE)), typed_readonly(_i64(rec, 26, bases, PLAN_SIZE))
-    kernels = _i64(rec, 28, bases, rec[30])
-    a = typed_readonly(_f32(rec, 31, bases, rec[33]))  # frozen weights and bias: read-only, as on the per-step path
-    b = typed_readonly(_f32(rec, 34, bases, rec[36]))
-    out = _f32(rec, 37, bases, (m, oh * ow))
-    res = _f32(rec, 39, bases, (m, oh * ow))
-    clamp = _f32(rec, 42, bases, CLAMP_SIZE)
+    x = f32(rec, 0, bases, (c, d, h, w))
+    full, last = typed_readonly(i64(rec, 24, bases, PLAN_SIZE)), typed_readonly(i64(rec, 26, bases, PLAN_SIZE))
+    kernels = i64(rec, 28, bases, rec[30])
+    a = typed_readonly(f32(rec, 31, bases, rec[33]))  # frozen weights and bias: read-only, as on the per-step path
+    b = typed_readonly(f32(rec, 34, bases, rec[36]))
+    out = f32(rec, 37, bases, (m, oh * ow))
+    res = f32(rec, 39, bases, (m, oh * ow))
+    clamp = f32(rec, 42, bases, CLAMP_SIZE)
     flags = _flags(rec[44], rec[45], rec[46])
     geo = to_fixed_tuple(rec[6:6 + GEO], GEO)
     if rec[47]:
@@ -291,26 +248,26 @@ def _dot_rows(start, stop, rec, nrec, bases, nbases):
     (M, K), B (N, K), Y (M, N), bias (and its length: 0 for none); then a
     convolution's epilogue on those columns: the residual (M, N), the clamp
     array, whether each is there [16, 17]."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     m, depth, n = rec[2], rec[3], rec[6]
-    a = _f32(rec, 0, bases, (m, depth))
-    b = typed_readonly(_f32(rec, 4, bases, (n, depth)))
-    out = _f32(rec, 7, bases, (m, n))
-    dot_rows(start, stop, a, b, out, typed_readonly(_f32(rec, 9, bases, rec[11])))
+    a = f32(rec, 0, bases, (m, depth))
+    b = typed_readonly(f32(rec, 4, bases, (n, depth)))
+    out = f32(rec, 7, bases, (m, n))
+    dot_rows(start, stop, a, b, out, typed_readonly(f32(rec, 9, bases, rec[11])))
     has_res, has_clamp = rec[16] != 0, rec[17] != 0
     if has_res or has_clamp:
-        res = _f32(rec, 12, bases, (m, n)) if has_res else out
-        finish_columns(start, stop, out, res, _f32(rec, 14, bases, CLAMP_SIZE if has_clamp else 0), has_res,
+        res = f32(rec, 12, bases, (m, n)) if has_res else out
+        finish_columns(start, stop, out, res, f32(rec, 14, bases, CLAMP_SIZE if has_clamp else 0), has_res,
                        has_clamp)
 
 
 def _plane_means(start, stop, rec, nrec, bases, nbases):
     """Plane means (runtime.kernels.pool): rec = X (planes, size), Y
     (planes,); chunks of planes."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     planes, size = rec[2], rec[3]
-    x = _f32(rec, 0, bases, (planes, size))
-    y = _f32(rec, 4, bases, planes)
+    x = f32(rec, 0, bases, (planes, size))
+    y = f32(rec, 4, bases, planes)
     stop = min(stop, planes)
     if start < stop:
         plane_means(x[start:stop], y[start:stop])
@@ -320,35 +277,35 @@ def _winograd_in(start, stop, rec, nrec, bases, nbases):
     """Items of Winograd's input transform (runtime.kernels.winograd_ir):
     rec = X (N, C, H, W), V (n*n, item), (pad top, pad left, TH, TW,
     parts), the kernels' table."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     n, c, h, w = rec[2], rec[3], rec[4], rec[5]
     rows, item = rec[8], rec[9]
-    x = _f32(rec, 0, bases, (n, c, h, w))
-    v = _f32(rec, 6, bases, (rows, item))
-    input_tiles_ir(start, stop, x, v, rec[10:15], _i64(rec, 15, bases, KERNELS))
+    x = f32(rec, 0, bases, (n, c, h, w))
+    v = f32(rec, 6, bases, (rows, item))
+    input_tiles_ir(start, stop, x, v, rec[10:15], i64(rec, 15, bases, KERNELS))
 
 
 def _winograd_out(start, stop, rec, nrec, bases, nbases):
     """Planes of Winograd's output transform (runtime.kernels.winograd_ir):
     rec = the products (n*n, item), Y (N, K, OH, OW), B, (TH, TW), residual
     (Y itself when none), clamp, the two epilogue flags, the kernels' table."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     rows, item = rec[2], rec[3]
     n, k, oh, ow = rec[6], rec[7], rec[8], rec[9]
-    prods = _f32(rec, 0, bases, (rows, item))
-    y = _f32(rec, 4, bases, (n, k, oh, ow))
-    b = typed_readonly(_f32(rec, 10, bases, k))
-    res = _f32(rec, 14, bases, (n, k, oh, ow))
-    clamp = _f32(rec, 16, bases, CLAMP_SIZE)
+    prods = f32(rec, 0, bases, (rows, item))
+    y = f32(rec, 4, bases, (n, k, oh, ow))
+    b = typed_readonly(f32(rec, 10, bases, k))
+    res = f32(rec, 14, bases, (n, k, oh, ow))
+    clamp = f32(rec, 16, bases, CLAMP_SIZE)
     output_tiles_ir(start, stop, prods, y, b, rec[12:14], res, clamp, _flags(rec[18], rec[19], 0)[:2],
-                    _i64(rec, 20, bases, KERNELS))
+                    i64(rec, 20, bases, KERNELS))
 
 
 def _im2col(start, stop, rec, nrec, bases, nbases):
     """Rows of one image's column matrix: rec = X (C, D, H, W), the column
     matrix (rows, OD, OH, OW), the window."""
-    rec, bases = _records(rec, nrec, bases, nbases)
-    _columns(start, stop, rec, bases, _at(rec, 6, bases))
+    rec, bases = records(rec, nrec, bases, nbases)
+    _columns(start, stop, rec, bases, address(rec, 6, bases))
 
 
 @jit(inline="always")
@@ -357,18 +314,18 @@ def _columns(start, stop, rec, bases, col):
     ``rec``, into the matrix at address ``col``."""
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     rows, od, oh, ow = rec[8], rec[9], rec[10], rec[11]
-    x = _f32(rec, 0, bases, (c, d, h, w))
-    matrix = numba.carray(_f32_ptr(col), (rows, od, oh, ow))
+    x = f32(rec, 0, bases, (c, d, h, w))
+    matrix = numba.carray(f32_ptr(col), (rows, od, oh, ow))
     im2col_rows(start, stop, x, matrix, to_fixed_tuple(rec[12:12 + GEO], GEO))
 
 
 def _max_pool(start, stop, rec, nrec, bases, nbases):
     """Output rows of a 2-D max pool (runtime.kernels.pool): rec = X
     (planes, H, W), Y (planes, OH, OW), kh, kw, sh, sw, ph, pw, buffer length."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     planes, h, w, oh, ow = rec[2], rec[3], rec[4], rec[7], rec[8]
-    x = _f32(rec, 0, bases, (planes, h, w))
-    y = _f32(rec, 5, bases, (planes, oh, ow))
+    x = f32(rec, 0, bases, (planes, h, w))
+    y = f32(rec, 5, bases, (planes, oh, ow))
     max_pool_2d_rows(start, stop, x, y, rec[9], rec[10], rec[11], rec[12], rec[13], rec[14], rec[15])
 
 
@@ -376,42 +333,19 @@ def _avg_pool(start, stop, rec, nrec, bases, nbases):
     """Planes of an average pool (runtime.kernels.pool): rec = X (P, D, H,
     W), P, D, H, W, Y (P, OD, OH, OW), OD, OH, OW, the mode, the window (GEO
     ints)."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     p = rec[2]
-    avg_pool_planes(start, min(stop, p), _f32(rec, 0, bases, (p, rec[3], rec[4], rec[5])),
-                    _f32(rec, 6, bases, (p, rec[8], rec[9], rec[10])), to_fixed_tuple(rec[12:12 + GEO], GEO), rec[11])
+    avg_pool_planes(start, min(stop, p), f32(rec, 0, bases, (p, rec[3], rec[4], rec[5])),
+                    f32(rec, 6, bases, (p, rec[8], rec[9], rec[10])), to_fixed_tuple(rec[12:12 + GEO], GEO), rec[11])
 
 
 def _softmax(start, stop, rec, nrec, bases, nbases):
     """Softmax or log-softmax of rows along an axis (runtime.kernels.norm):
     rec = X (outer, n, inner), rows (outer x inner), n, Y (as X), log, inner."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     rows, n = rec[2], rec[3]
-    softmax_rows(start, min(stop, rows), _f32(rec, 0, bases, rows * n), _f32(rec, 4, bases, rows * n), n, rec[7],
+    softmax_rows(start, min(stop, rows), f32(rec, 0, bases, rows * n), f32(rec, 4, bases, rows * n), n, rec[7],
                  rec[6] != 0)
-
-
-def _resize_nearest(start, stop, rec, nrec, bases, nbases):
-    """Nearest resize of planes (runtime.kernels.resize): rec = X (planes,
-    H, W), planes, H, W, Y (planes, OH, OW), OH, OW, the source row of each
-    output row (OH,) and column of each output column (OW,), whether the
-    columns are the x2 pairs; chunks of output rows."""
-    rec, bases = _records(rec, nrec, bases, nbases)
-    planes, h, w, oh, ow = rec[2], rec[3], rec[4], rec[7], rec[8]
-    nearest_rows(start, min(stop, planes * oh), _f32(rec, 0, bases, (planes, h, w)), _i64(rec, 9, bases, oh),
-                 _i64(rec, 11, bases, ow), rec[13] != 0, _f32(rec, 5, bases, (planes, oh, ow)))
-
-
-def _resize_linear(start, stop, rec, nrec, bases, nbases):
-    """Bilinear resize of planes (runtime.kernels.resize): rec as
-    RESIZE_NEAREST's to OW, then the tables y0, y1 (OH,) int64, wy0, wy1
-    (OH,) float32, x0, x1 (OW,) int64, wx0, wx1 (OW,) float32."""
-    rec, bases = _records(rec, nrec, bases, nbases)
-    planes, h, w, oh, ow = rec[2], rec[3], rec[4], rec[7], rec[8]
-    linear_rows(start, min(stop, planes * oh), _f32(rec, 0, bases, (planes, h, w)), _i64(rec, 9, bases, oh),
-                _i64(rec, 11, bases, oh), _f32(rec, 13, bases, oh), _f32(rec, 15, bases, oh),
-                _i64(rec, 17, bases, ow), _i64(rec, 19, bases, ow), _f32(rec, 21, bases, ow),
-                _f32(rec, 23, bases, ow), _f32(rec, 5, bases, (planes, oh, ow)))
 
 
 def _col2im(start, stop, rec, nrec, bases, nbases):
@@ -420,50 +354,11 @@ def _col2im(start, stop, rec, nrec, bases, nbases):
     bias (K,), Y (K, OH, OW), OH, OW, the weights (R, taps) (R = K for a
     depthwise one, whose column matrix is the input: T = 1; else 0 rows),
     R, taps, the window (GEO ints)."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     k, t, h, w, oh, ow, r, taps = rec[2], rec[3], rec[4], rec[5], rec[10], rec[11], rec[14], rec[15]
-    col2im_planes(start, stop, _f32(rec, 0, bases, (k, t, 1, h, w)), typed_readonly(_f32(rec, 12, bases, (r, taps))),
-                  typed_readonly(_f32(rec, 6, bases, k)), _f32(rec, 8, bases, (k, 1, oh, ow)),
+    col2im_planes(start, stop, f32(rec, 0, bases, (k, t, 1, h, w)), typed_readonly(f32(rec, 12, bases, (r, taps))),
+                  typed_readonly(f32(rec, 6, bases, k)), f32(rec, 8, bases, (k, 1, oh, ow)),
                   to_fixed_tuple(rec[16:16 + GEO], GEO))
-
-
-def _copy(start, stop, rec, nrec, bases, nbases):
-    """Pieces of a strided copy of byte rows (Concat: runtime.kernels.shape):
-    rec = source, destination, rows, bytes per row, the source's and the
-    destination's row strides in bytes, pieces per row; item ``i`` is piece
-    ``i % pieces`` (:data:`COPY_PIECE` bytes) of row ``i // pieces``."""
-    rec, bases = _records(rec, nrec, bases, nbases)
-    rows, length, src_stride, dst_stride, pieces = rec[4], rec[5], rec[6], rec[7], rec[8]
-    src, dst = _at(rec, 0, bases), _at(rec, 2, bases)
-    for i in range(start, min(stop, rows * pieces)):
-        row, low = i // pieces, (i % pieces) * COPY_PIECE
-        count = min(length - low, COPY_PIECE)
-        a = numba.carray(_u8_ptr(src + row * src_stride + low), count)
-        b = numba.carray(_u8_ptr(dst + row * dst_stride + low), count)
-        for k in range(count):
-            b[k] = a[k]
-
-
-def _transpose(start, stop, rec, nrec, bases, nbases):
-    """Tiles of a Transpose (runtime.kernels.shape_lowering): rec = X, Y,
-    bytes an element (1, 2, 4 or 8), elements, Y's dims and X's strides
-    along them (TRANSPOSE_DIMS each)."""
-    rec, bases = _records(rec, nrec, bases, nbases)
-    item, count = rec[4], rec[5]
-    dims, strides = rec[6:6 + TRANSPOSE_DIMS], rec[6 + TRANSPOSE_DIMS:6 + 2 * TRANSPOSE_DIMS]
-    x, y = _at(rec, 0, bases), _at(rec, 2, bases)
-    if item == 4:
-        transpose_tiles(start, stop, numba.carray(_u32_ptr(x), count), numba.carray(_u32_ptr(y), count), dims,
-                        strides)
-    elif item == 8:
-        transpose_tiles(start, stop, numba.carray(_i64_ptr(x), count), numba.carray(_i64_ptr(y), count), dims,
-                        strides)
-    elif item == 2:
-        transpose_tiles(start, stop, numba.carray(_u16_ptr(x), count), numba.carray(_u16_ptr(y), count), dims,
-                        strides)
-    else:
-        transpose_tiles(start, stop, numba.carray(_u8_ptr(x), count), numba.carray(_u8_ptr(y), count), dims,
-                        strides)
 
 
 def _channel_scale(start, stop, rec, nrec, bases, nbases):
@@ -472,11 +367,11 @@ def _channel_scale(start, stop, rec, nrec, bases, nbases):
     (planes, size), planes, size, S (scales,), scales, Y (planes, size);
     plane ``p`` times ``S[p % scales]``, a float32 product each, as
     numpy's broadcasting multiply computes it; chunks of planes."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     planes, size, scales = rec[2], rec[3], rec[6]
-    x = _f32(rec, 0, bases, planes * size)
-    s = _f32(rec, 4, bases, scales)
-    y = _f32(rec, 7, bases, planes * size)
+    x = f32(rec, 0, bases, planes * size)
+    s = f32(rec, 4, bases, scales)
+    y = f32(rec, 7, bases, planes * size)
     for p in range(start, min(stop, planes)):
         v = s[p % scales]
         plane, into = x[p * size:(p + 1) * size], y[p * size:(p + 1) * size]
@@ -492,24 +387,24 @@ def _fused(start, stop, rec, nrec, bases, nbases):
     and inputs [15, 16], Y and its elements [17-19], whether the last
     instruction writes Y [20], then each of the interpreter's MAX_INPUTS
     inputs and its elements (an absent one: one unused float)."""
-    rec, bases = _records(rec, nrec, bases, nbases)
+    rec, bases = records(rec, nrec, bases, nbases)
     rows = rec[2]
-    direct = numba.carray(_bool_ptr(_at(rec, 5, bases)), (rows, 2))
-    arrays = (_f32(rec, 21, bases, rec[23]), _f32(rec, 24, bases, rec[26]), _f32(rec, 27, bases, rec[29]),
-              _f32(rec, 30, bases, rec[32]), _f32(rec, 33, bases, rec[35]), _f32(rec, 36, bases, rec[38]),
-              _f32(rec, 39, bases, rec[41]), _f32(rec, 42, bases, rec[44]))
-    fused_blocks(start, stop, _i64(rec, 0, bases, (rows, 4)), _f32(rec, 3, bases, (rows, 2)), direct, rec[15],
-                 rec[16], arrays, _i64(rec, 7, bases, FUSED_INPUTS), _i64(rec, 9, bases, (FUSED_INPUTS, FUSED_DIMS)),
-                 _i64(rec, 11, bases, (FUSED_INPUTS, FUSED_DIMS)), _i64(rec, 13, bases, FUSED_INPUTS), rec[20] != 0,
-                 _f32(rec, 17, bases, rec[19]))
+    direct = numba.carray(bool_ptr(address(rec, 5, bases)), (rows, 2))
+    arrays = (f32(rec, 21, bases, rec[23]), f32(rec, 24, bases, rec[26]), f32(rec, 27, bases, rec[29]),
+              f32(rec, 30, bases, rec[32]), f32(rec, 33, bases, rec[35]), f32(rec, 36, bases, rec[38]),
+              f32(rec, 39, bases, rec[41]), f32(rec, 42, bases, rec[44]))
+    fused_blocks(start, stop, i64(rec, 0, bases, (rows, 4)), f32(rec, 3, bases, (rows, 2)), direct, rec[15],
+                 rec[16], arrays, i64(rec, 7, bases, FUSED_INPUTS), i64(rec, 9, bases, (FUSED_INPUTS, FUSED_DIMS)),
+                 i64(rec, 11, bases, (FUSED_INPUTS, FUSED_DIMS)), i64(rec, 13, bases, FUSED_INPUTS), rec[20] != 0,
+                 f32(rec, 17, bases, rec[19]))
 
 
 ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthwise, BANDS: _bands,
             DOT_ROWS: _dot_rows, PLANE_MEANS: _plane_means, WINOGRAD_IN: _winograd_in, WINOGRAD_OUT: _winograd_out,
-            IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: _copy, CHANNEL_SCALE: _channel_scale,
-            OWN_COLUMNS: _own_columns, DIRECT: _direct, FUSED: _fused, RESIZE_NEAREST: _resize_nearest,
-            RESIZE_LINEAR: _resize_linear, TRANSPOSE: _transpose, COL2IM: _col2im,
-            AVG_POOL: _avg_pool}
+            IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: moves.copy, CHANNEL_SCALE: _channel_scale,
+            OWN_COLUMNS: _own_columns, DIRECT: _direct, FUSED: _fused, RESIZE_NEAREST: moves.resize_nearest,
+            RESIZE_LINEAR: moves.resize_linear, TRANSPOSE: moves.transpose, COL2IM: _col2im,
+            AVG_POOL: _avg_pool, PAD: moves.pad}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}
@@ -528,8 +423,8 @@ def op_address(kind: int) -> int:
 
 
 @intrinsic
-def _call_op(typingctx, address, start, stop, recs, at, bases):
-    """Call the adapter at ``address`` on chunk [start, stop) with the
+def _call_op(typingctx, entry, start, stop, recs, at, bases):
+    """Call the adapter at address ``entry`` on chunk [start, stop) with the
     record at ``recs[at:]`` and ``bases`` (int64 arrays)."""
     sig = types.void(types.int64, types.int64, types.int64, recs, types.int64, bases)
 

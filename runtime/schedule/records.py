@@ -12,7 +12,7 @@ import numpy as np
 
 (GEMM, DEPTHWISE, EXPAND_DEPTHWISE, BANDS, DOT_ROWS, PLANE_MEANS, WINOGRAD_IN, WINOGRAD_OUT, IM2COL,
  MAX_POOL, SOFTMAX, COPY, CHANNEL_SCALE, OWN_COLUMNS, DIRECT, FUSED, RESIZE_NEAREST, RESIZE_LINEAR,
- TRANSPOSE, COL2IM, AVG_POOL) = range(1, 22)
+ TRANSPOSE, COL2IM, AVG_POOL, PAD) = range(1, 23)
 """Operation kinds; each one's record is described where it runs
 (runtime.schedule.ops)."""
 COPY_PIECE = 1 << 16

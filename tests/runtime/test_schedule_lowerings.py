@@ -1,6 +1,6 @@
 """Steps that lower to one operation kind each (COPY, CHANNEL_SCALE,
-FUSED, AVG_POOL) or to views: the schedule runs through them on one and two
-threads, every step lowered, with the per-step run's bits."""
+FUSED, AVG_POOL, PAD) or to views: the schedule runs through them on one
+and two threads, every step lowered, with the per-step run's bits."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 
 from compiler.zoo.builder import OnnxBuilder
 from runtime.executor import Executor
-from runtime.schedule.records import AVG_POOL, CHANNEL_SCALE, COPY, COPY_PIECE, FUSED, TRANSPOSE
+from runtime.schedule.records import AVG_POOL, CHANNEL_SCALE, COPY, COPY_PIECE, FUSED, PAD, TRANSPOSE
 from tests.helpers.schedule import feeds_for, frozen_program, fully_lowered_with_per_step_bits, kinds
 
 
@@ -180,3 +180,26 @@ def test_a_relu_no_convolution_takes_is_a_fused_operation_with_numpy_s_bits(monk
     x.reshape(-1)[:6] = [-0.0, 0.0, np.nan, -np.inf, np.inf, -1e-45]
     got = Executor(program).run({"x": x})[program.output_names[0]]
     np.testing.assert_array_equal(got.view(np.uint32), np.maximum(x, np.float32(0)).view(np.uint32))
+
+
+def pads(mode: str):
+    """A Pad of each mode between convolutions: an NHWC model's edge pad of
+    H and W (before its turn to NCHW), a GAN's reflection pad, a wrap, and a
+    constant pad of a given value that crops an axis (a negative pad)."""
+    b = OnnxBuilder("pads", seed=15)
+    b.opset = 19
+    x = b.input("x", [2, 9, 7, 4])
+    value = [b.constant(2.5, np.float32)] if mode == "constant" else []
+    y = b.node("Pad", [x, b.constant([0, 2, 1, 0, 0, 1, 3, 0], np.int64), *value], mode=mode)
+    y = b.conv(b.node("Transpose", [y], perm=[0, 3, 1, 2]), 4, 4, 3)
+    y = b.node("Pad", [y, b.constant([0, -1, 1, 2, 0, 0, 2, 1], np.int64), *value], mode=mode)
+    return b.model([b.conv(y, 3, 2, 1)])
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "wrap"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_pad_is_an_operation_with_the_per_step_bits(monkeypatch, mode, threads):
+    """A Pad with constant pads lowers to one PAD gathering rows by each
+    dim's source indices (the per-step kernel's own pad of that dim's
+    indices), cropping included."""
+    fully_lowered_with_per_step_bits(monkeypatch, pads(mode), threads, PAD, 2)
