@@ -17,6 +17,7 @@ from runtime.kernels.nn_transposed import conv_transpose_nd
 from runtime.kernels.norm import log_softmax, softmax
 from runtime.kernels.shape_lowering import TRANSPOSE_DIMS, transpose_plan, transpose_tiles
 from runtime.schedule.records import COL2IM, RESIZE_LINEAR, RESIZE_NEAREST, SOFTMAX, TRANSPOSE
+from tests.helpers.lowering_cases import KINDS, sweep
 from tests.helpers.schedule import feeds_for, frozen_program, fully_lowered_with_per_step_bits
 
 
@@ -194,3 +195,14 @@ def test_the_transpose_tiles_move_every_element_of_every_width(dtype, shape, per
     for start in range(0, tiles, 3):
         transpose_tiles(start, min(start + 3, tiles), x.reshape(-1), y, dims, strides)
     np.testing.assert_array_equal(y.reshape(np.transpose(x, perm).shape), np.transpose(x, perm))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_random_cases_of_each_lowering_give_the_per_step_bits(kind):
+    """A few random models of each lowered kind (bench/lowering_sweep.py
+    runs the long campaign: attributes across and past what exporters
+    write), scheduled on one and two threads: the per-step bits, the
+    per-step run the ONNX reference's or onnxruntime's result, and most of them lowered entirely."""
+    counts = sweep(29, range(8), kind)
+    assert not [outcome for (_, outcome) in counts if outcome.startswith(("MISMATCH", "WRONG"))], counts
+    assert counts[(kind, "lowered")] >= 4, counts

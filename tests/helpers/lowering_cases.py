@@ -1,0 +1,200 @@
+"""Random one-operator models through the schedule's lowerings (Resize,
+Softmax along any axis, Transpose, ConvTranspose, AveragePool, Pad, Concat,
+Split): each runs scheduled on one and two threads and step by step, and
+the scheduled runs must give the per-step bits, and the per-step run the
+ONNX reference implementation's or onnxruntime's result to float32
+rounding. The attributes are drawn
+across what exporters write and past it (every Resize coordinate and
+nearest mode, scales and sizes, antialias; ranks 1 to 7; negative pads;
+dilated, output-padded and depthwise ConvTransposes), so a lowering that
+declines a case is counted, not failed; a case the importer rejects is
+counted too. bench/lowering_sweep.py runs the long campaign,
+tests/runtime/test_schedule_heads.py a few cases of each kind."""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+from compiler.zoo.builder import OnnxBuilder
+from runtime import parallel
+from runtime.errors import TesseraError
+from runtime.executor import Executor
+from runtime.schedule import builder as schedule_builder
+from tests.helpers.schedule import frozen_program
+
+KINDS = ("resize", "softmax", "transpose", "conv_transpose", "average_pool", "pad", "concat_split")
+
+
+def _dims(rng, rank: int) -> list[int]:
+    return [int(rng.choice([1, 2, 3, 5, 17])) for _ in range(rank)]
+
+
+def _resize(b, rng):
+    n, c, h, w = int(rng.integers(1, 3)), int(rng.integers(1, 6)), int(rng.integers(1, 30)), int(rng.integers(1, 30))
+    x = b.input("x", [n, c, h, w])
+    empty = b.constant([], np.float32)
+    if rng.random() < 0.5:
+        scales = [1, 1, float(rng.choice([0.3, 0.5, 1, 1.5, 2, 3])), float(rng.choice([0.5, 1, 2, 2.5, 4]))]
+        inputs = [b.node("Sigmoid", [x]), empty, b.constant(scales, np.float32)]
+    else:
+        sizes = [n, c, int(rng.integers(1, 50)), int(rng.integers(1, 50))]
+        inputs = [b.node("Sigmoid", [x]), empty, empty, b.constant(sizes, np.int64)]
+    mode = str(rng.choice(["nearest", "linear"]))
+    coordinates = str(rng.choice(["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
+                                  "half_pixel_symmetric"]))
+    nearest = str(rng.choice(["floor", "ceil", "round_prefer_floor", "round_prefer_ceil"]))
+    y = b.node("Resize", inputs, mode=mode, coordinate_transformation_mode=coordinates, nearest_mode=nearest,
+               antialias=int(rng.random() < 0.2))
+    return [n, c, h, w], y
+
+
+def _softmax(b, rng):
+    rank = int(rng.integers(1, 5))
+    shape = [int(rng.integers(1, 40)) for _ in range(rank)]
+    op = str(rng.choice(["Softmax", "LogSoftmax"]))
+    y = b.node(op, [b.node("Sigmoid", [b.input("x", shape)])], axis=int(rng.integers(-rank, rank)))
+    return shape, y
+
+
+def _transpose(b, rng):
+    rank = int(rng.integers(2, 8))
+    shape = _dims(rng, rank)
+    y = b.node("Transpose", [b.node("Sigmoid", [b.input("x", shape)])], perm=[int(v) for v in rng.permutation(rank)])
+    return shape, y
+
+
+def _planes(b, rng):
+    shape = [int(rng.integers(1, 3)), int(rng.integers(1, 9)), int(rng.integers(1, 30)), int(rng.integers(1, 30))]
+    return shape, b.node("Sigmoid", [b.input("x", shape)])
+
+
+def _conv_transpose(b, rng):
+    shape, x = _planes(b, rng)
+    c = shape[1]
+    k, s, d = int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    group = c if rng.random() < 0.4 else 1
+    out = c if group == c else int(rng.integers(1, 9))
+    inputs = [x, b.weight(rng.standard_normal((c, out // group, k, k)).astype(np.float32))]
+    if rng.random() < 0.5:
+        inputs.append(b.weight(rng.standard_normal(out).astype(np.float32)))
+    extra = int(rng.integers(0, max(s, d)))
+    y = b.node("ConvTranspose", inputs, kernel_shape=[k, k], strides=[s, s], pads=[int(rng.integers(0, k))] * 4,
+               group=group, output_padding=[extra, extra], dilations=[d, d])
+    return shape, y
+
+
+def _average_pool(b, rng):
+    shape, x = _planes(b, rng)
+    k, s = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    y = b.node("AveragePool", [x], kernel_shape=[k, k], strides=[s, s], pads=[int(rng.integers(0, k))] * 4,
+               ceil_mode=int(rng.random() < 0.5), count_include_pad=int(rng.random() < 0.5))
+    return shape, y
+
+
+def _pad(b, rng):
+    rank = int(rng.integers(1, 7))
+    shape = _dims(rng, rank)
+    mode = str(rng.choice(["constant", "edge", "reflect", "wrap"]))
+    inputs = [b.node("Sigmoid", [b.input("x", shape)]), b.constant([int(rng.integers(-1, 4)) for _ in range(2 * rank)],
+                                                                    np.int64)]
+    if mode == "constant" and rng.random() < 0.5:
+        inputs.append(b.constant(float(rng.choice([0.0, -1.5, np.inf, np.nan])), np.float32))
+    return shape, b.node("Pad", inputs, mode=mode)
+
+
+def _concat_split(b, rng):
+    rank = int(rng.integers(1, 5))
+    shape = _dims(rng, rank)
+    axis = int(rng.integers(-rank, rank))
+    x = b.node("Sigmoid", [b.input("x", shape)])
+    joined = b.node("Concat", [x, b.node("Sigmoid", [x]), x], axis=axis)
+    parts = b.node("Split", [joined], num_outputs=int(rng.integers(1, 4)) if shape[axis] * 3 >= 3 else 1, axis=axis)
+    parts = parts if isinstance(parts, list) else [parts]
+    return shape, b.node("Concat", [b.node("Sigmoid", [p]) for p in parts][::-1], axis=axis)
+
+
+_BUILD = {"resize": _resize, "softmax": _softmax, "transpose": _transpose, "conv_transpose": _conv_transpose,
+          "average_pool": _average_pool, "pad": _pad, "concat_split": _concat_split}
+
+
+def case(seed: int, index: int, kind: str | None = None):
+    """(kind, model, input shape) of case ``index`` of campaign ``seed``."""
+    rng = np.random.default_rng([seed, index])
+    kind = kind or str(rng.choice(KINDS))
+    b = OnnxBuilder(f"{kind}_{index}", seed=index)
+    b.opset = 19
+    shape, y = _BUILD[kind](b, rng)
+    return kind, b.model([b.node("Sigmoid", [y])]), shape
+
+
+def run_case(seed: int, index: int, kind: str | None = None) -> tuple[str, str]:
+    """The kind and outcome of one case: "lowered" (every step lowered, the
+    per-step bits on 1 and 2 threads), "declined" (some step stayed a
+    Python step: same check), "rejected" (the importer or the per-step
+    kernel refused it with a named error: any other exception propagates),
+    "MISMATCH ..." naming what differs, or "WRONG ..." where the per-step
+    run is neither the ONNX reference implementation's result nor
+    onnxruntime's to float32 rounding (where either runs the case)."""
+    kind, model, shape = case(seed, index, kind)
+    try:
+        program = frozen_program(model)
+        feeds = {program.slots[program.inputs[0]]: np.random.default_rng(index).standard_normal(shape).astype(
+            np.float32)}
+        previous = schedule_builder.ENABLED
+        schedule_builder.ENABLED = False
+        try:
+            expected = Executor(program).run(feeds)
+        finally:
+            schedule_builder.ENABLED = previous
+    except TesseraError:
+        return kind, "rejected"
+    references = _references(model, feeds)
+    result = list(expected.values())[0]
+    if references and not any(r.shape == result.shape and np.allclose(result, r, rtol=1e-4, atol=1e-5, equal_nan=True)
+                              for r in references):
+        return kind, f"WRONG {kind} case {index}: per step against the ONNX reference and onnxruntime"
+    lowered = True
+    threads = parallel.NUM_THREADS
+    try:
+        for count in (1, 2):
+            parallel.NUM_THREADS = count
+            executor = Executor(program)
+            got = executor.run(feeds)
+            lowered = lowered and executor._schedule().lowered == len(executor._plan(tuple(program.outputs)))
+            for name, value in expected.items():
+                if got[name].shape != value.shape or not np.array_equal(
+                        np.ascontiguousarray(got[name]).view(np.uint8), np.ascontiguousarray(value).view(np.uint8)):
+                    return kind, f"MISMATCH {kind} case {index} on {count} thread(s): {name}"
+    finally:
+        parallel.NUM_THREADS = threads
+    return kind, "lowered" if lowered else "declined"
+
+
+def _references(model, feeds) -> list[np.ndarray]:
+    """The outputs of the ONNX reference implementation (onnx.reference:
+    the operators' specification as numpy) and of onnxruntime, where each
+    runs the model. Each departs from the specification somewhere the
+    other does not (onnxruntime on some Resize coordinate modes, the
+    reference on grouped ConvTransposes), so a result is right when it is
+    either one's."""
+    import onnxruntime
+    from onnx.reference import ReferenceEvaluator
+
+    quiet = onnxruntime.SessionOptions()
+    quiet.log_severity_level = 4  # its refusals are expected here, not news
+    runs = [lambda: ReferenceEvaluator(model).run(None, feeds)[0],
+            lambda: onnxruntime.InferenceSession(model.SerializeToString(), quiet,
+                                                 providers=["CPUExecutionProvider"]).run(None, feeds)[0]]
+    outputs = []
+    for run in runs:
+        try:
+            outputs.append(np.asarray(run()))
+        except Exception:  # noqa: BLE001 - their own errors: no reference from that one
+            pass
+    return outputs
+
+
+def sweep(seed: int, cases, kind: str | None = None) -> collections.Counter:
+    """Outcomes of ``cases`` by kind."""
+    return collections.Counter(run_case(seed, index, kind) for index in cases)
