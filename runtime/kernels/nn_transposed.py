@@ -107,13 +107,11 @@ def _gemm_col2im(x, w, b, out, window: Window, group: int) -> None:
     rows = (out_c // group) * taps
     cols = np.empty(check_output_size((group, rows, size), "ConvTranspose column matrix"), dtype=x.dtype)
     col_view = cols.reshape((out_c, taps) + in3)
-    if _ours(x.dtype, group):
-        product = _pointwise_product(transposed_for(w, size), size, None, None, False)
-    else:
-        w_t = w.reshape(group, chans // group, rows).transpose(0, 2, 1)
+    product = _pointwise_product(transposed_for(w, size), size, None, None, False) if _ours(x.dtype, group) else None
+    w_t = w.reshape(group, chans // group, rows).transpose(0, 2, 1)
     no_scale = readonly(np.empty((0, 0), x.dtype))
     for n in range(batch):
-        if _ours(x.dtype, group):
+        if product is not None:
             product.run(x[n].reshape(chans, size), cols.reshape(rows, size))
         else:
             np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)

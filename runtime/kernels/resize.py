@@ -395,9 +395,10 @@ def _planes(x: np.ndarray, out_shape) -> tuple[np.ndarray, np.ndarray]:
     return src, np.empty((src.shape[0], *out_shape[-2:]), dtype=x.dtype)
 
 
-def _nearest_indices(x: np.ndarray, maps: list[AxisMap], nearest_mode: str) -> dict[int, np.ndarray]:
-    """axis -> the clamped source index of each output position."""
-    return {m.axis: np.clip(_nearest_index(m, nearest_mode), 0, m.length - 1).astype(np.int64) for m in maps}
+def _nearest_indices(maps: list[AxisMap], nearest_mode: str) -> dict[int, np.ndarray]:
+    """axis -> the clamped source index (int64) of each output position."""
+    return {m.axis: np.clip(_nearest_index(m, nearest_mode), 0, m.length - 1).astype(np.int64, copy=False)
+            for m in maps}
 
 
 def _nearest_table(x: np.ndarray, index: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -410,7 +411,7 @@ def _nearest_table(x: np.ndarray, index: dict[int, np.ndarray]) -> tuple[np.ndar
 
 
 def _resize_nearest(x: np.ndarray, maps: list[AxisMap], out_shape, nearest_mode: str) -> np.ndarray:
-    index = _nearest_indices(x, maps, nearest_mode)
+    index = _nearest_indices(maps, nearest_mode)
     if x.dtype == np.float32 and _last_two(x, maps):
         src, out = _planes(x, out_shape)
         parallel_for(nearest_rows, out.shape[0] * out.shape[1], src, *_nearest_table(x, index), out,
@@ -541,7 +542,7 @@ def _lower(ctx, args, attrs) -> bool:
         return False
     planes, (h, w), (oh, ow) = math.prod(x.shape[:-2]), x.shape[-2:], out_shape[-2:]
     if attrs["mode"] == "nearest" and not attrs["exclude_outside"]:
-        iy, ix, pairs = _nearest_table(stand_in, _nearest_indices(stand_in, maps, attrs["nearest_mode"]))
+        iy, ix, pairs = _nearest_table(stand_in, _nearest_indices(maps, attrs["nearest_mode"]))
         tables, kind, tail = (iy, ix), RESIZE_NEAREST, [int(pairs)]
     elif _fused_bilinear(stand_in, maps, attrs):
         tables, kind, tail = _linear_tables(stand_in, maps), RESIZE_LINEAR, []

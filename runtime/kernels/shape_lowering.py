@@ -126,6 +126,8 @@ TRANSPOSE_DIMS = 6
 dropped and axes that stay together merged."""
 TRANSPOSE_TILE = 16
 """Rows of the output's second-last dim one item of a TRANSPOSE writes."""
+TRANSPOSE_GRAIN = 1 << 14
+"""Elements a chunk of a TRANSPOSE operation moves, at least."""
 
 
 @jit
@@ -246,9 +248,6 @@ def _lower_transpose(ctx, args, attrs) -> bool:
     return True
 
 
-TRANSPOSE_GRAIN = 1 << 14
-"""Elements a chunk of a TRANSPOSE operation moves, at least."""
-
 transpose.lower = _lower_transpose
 
 
@@ -295,14 +294,14 @@ def _lower_pad(ctx, args, attrs) -> bool:
     """A Pad with constant pads (any mode; negative pads crop) as one PAD
     operation gathering rows: each dim's source index of every output
     position is the per-step kernel's own Pad of that dim's indices (-1
-    where a constant pad fills), so the two agree by construction. An NHWC
+    where a constant pad fills; no padded stand-in of the whole output is
+    made), so the two agree by construction. An NHWC
     model's edge pad, a GAN's reflection pad no longer split the schedule."""
     x = args[0] if args else None
     if (not isinstance(x, Operand) or not 1 <= len(x.shape) <= PAD_DIMS or x.dtype.itemsize not in (1, 2, 4, 8)
             or any(isinstance(a, Operand) for a in args[1:])):
         return False
     try:
-        (y,) = pad([x.stand_in(), *args[1:]], attrs)
         widths = pad_widths(len(x.shape), int_list(args[1], "Pad pads"),
                             None if len(args) < 4 or args[3] is None else int_list(args[3], "Pad axes"))
         fill = scalar(args[2], "Pad constant_value") if len(args) > 2 and args[2] is not None else 0
@@ -310,18 +309,19 @@ def _lower_pad(ctx, args, attrs) -> bool:
                     {"mode": attrs["mode"]})[0] for d, w in zip(x.shape, widths)]
     except (KernelError, ValueError, TypeError, KeyError, OverflowError):
         return False
-    if tuple(y.shape) != ctx.out_types[0][0] or y.dtype != x.dtype:
+    shape = tuple(len(m) for m in maps)  # each dim's map has an entry per output position
+    if shape != ctx.out_types[0][0]:
         return False
-    out = ctx.output(0, y.shape, y.dtype)
-    if not math.prod(y.shape):
+    out = ctx.output(0, shape, x.dtype)
+    if not math.prod(shape):
         return True
     lift = PAD_DIMS - len(x.shape)
-    dims = [1] * lift + list(y.shape)
+    dims = [1] * lift + list(shape)
     strides = [0] * lift + [math.prod(x.shape[a + 1:]) for a in range(len(x.shape))]
     table = np.concatenate([np.zeros(lift, np.int64)] + [m.astype(np.int64) for m in maps])
     starts = list(range(lift)) + [lift + sum(len(m) for m in maps[:a]) for a in range(len(maps))]
     bits = int(np.array(fill).astype(x.dtype).reshape(1).view(f"u{x.dtype.itemsize}")[0])
-    ctx.emit(PAD, [*x.ref(), *out.ref(), x.dtype.itemsize, math.prod(x.shape), math.prod(y.shape), *dims, *strides,
+    ctx.emit(PAD, [*x.ref(), *out.ref(), x.dtype.itemsize, math.prod(x.shape), math.prod(shape), *dims, *strides,
                    *ctx.pin(table), len(table), *starts, bits - (1 << 64 if bits >> 63 else 0)],
              math.prod(dims[:-1]), max(1, PAD_GRAIN // dims[-1]))
     return True
