@@ -2,9 +2,9 @@
 MatMul, Einsum), and FusedConv: a Conv with its element-wise tail (bias,
 residual add, ReLU or clip, and, fused with the FusedElementwise step after
 it, HardSigmoid or HardSwish) done on the output tiles as they are computed.
-float32 Gemm runs on Tessera's GEMM (:mod:`runtime.gemm`), so that no
-multithreaded OpenBLAS call leaves a worker spinning on a core the next
-convolutions need.
+float32 Gemm and MatMul run on Tessera's GEMM (:mod:`runtime.gemm`,
+:mod:`runtime.kernels.nn_matmul`), so that no multithreaded OpenBLAS call
+leaves a worker spinning on a core the next convolutions need.
 
 Two plain functions are public API for other kernel families (the quantized
 ops compute exact integer convolutions and products in float64 through them):
@@ -17,9 +17,11 @@ import numpy as np
 from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
 from runtime.gemm.gemv import FEW_ROWS, lower_dot_rows, sgemv_rows
+from runtime.kernels import nn_matmul
 from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, window_attrs
 from runtime.kernels.nn_expand import fuse as fuse_expand_depthwise
 from runtime.kernels.nn_gate import fuse as fuse_gate
+from runtime.kernels.nn_matmul import matmul_f32
 from runtime.kernels.nn_prepared import prepare_conv
 from runtime.kernels.nn_transposed import conv_transpose_nd, lower_conv_transpose
 from runtime.kernels.registry import fuses, kernel, prepares
@@ -125,7 +127,7 @@ conv_transpose.lower = lower_conv_transpose
 @kernel("MatMul")
 def matmul_kernel(inputs, attrs):
     a, b = inputs
-    return (matmul(a, b),)
+    return (matmul_f32(a, b) if nn_matmul.ours(a, b) else matmul(a, b),)
 
 
 @kernel("Gemm")
@@ -152,13 +154,44 @@ def gemm(inputs, attrs):
             y = gemm_engine.sgemm(a, b)
     else:
         y = matmul(a, b)
+    return (_scaled_plus_c(y, c, alpha, beta),)
+
+
+def _scaled_plus_c(y: np.ndarray, c, alpha: float, beta: float) -> np.ndarray:
+    """Gemm's ``alpha * y + beta * C``, in place in ``y``."""
     if alpha != 1.0:
         y *= y.dtype.type(alpha)
     if c is not None and beta != 0.0:
         if not _broadcasts_to(c.shape, y.shape):
             raise KernelError(f"Gemm: C of shape {list(c.shape)} does not broadcast to {list(y.shape)}")
         y += c if beta == 1.0 else c * c.dtype.type(beta)
-    return (y,)
+    return y
+
+
+@prepares("Gemm")
+def _prepare_gemm(generic, attrs, constants):
+    """A float32 Gemm whose B is a constant, prepared: where A has
+    FEW_ROWS rows or more, the product reads B packed once as the GEMM's
+    right operand (:data:`runtime.kernels.nn_matmul.right_weights`), not
+    gathered from its transposed view by every call (a transformer's
+    197 x 192 by 192 x 768 layer: 858 -> 406 us on two Zen 4 threads); the
+    same sums in the same order, so the same bits."""
+    w = constants[1]
+    if (not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.ndim != 2 or attrs["transA"]
+            or not gemm_engine.available()):
+        return None
+    trans_b, alpha, beta = bool(attrs["transB"]), float(attrs["alpha"]), float(attrs["beta"])
+    depth = w.shape[1] if trans_b else w.shape[0]
+
+    def run(inputs, attrs):
+        a = inputs[0]
+        if (inputs[1] is not w or not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2
+                or a.shape[0] < FEW_ROWS or a.shape[1] != depth):
+            return generic(inputs, attrs)
+        y = gemm_engine.sgemm(a, None, packed_b=nn_matmul.right_weights.get(w, trans_b))
+        return (_scaled_plus_c(y, inputs[2] if len(inputs) > 2 else None, alpha, beta),)
+    run.lower = _lower_gemm
+    return run
 
 
 def _lower_gemm(ctx, args, attrs) -> bool:

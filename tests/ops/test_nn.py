@@ -421,3 +421,48 @@ def test_float32_gemm_on_tessera_gemm_matches_float64(rows, trans_b):
         got = run_kernel("Gemm", [a, w, c], attrs)[0]
         assert got.shape == (rows, 33) and got.dtype == np.float32 and got.flags.c_contiguous
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [
+    ((3, 197, 64), (3, 64, 197)), ((2, 3, 20, 9), (9, 30)), ((20, 9), (2, 3, 9, 30)), ((2, 1, 5, 9), (1, 3, 9, 4)),
+])
+def test_float32_matmul_runs_on_tessera_gemm_with_its_sums(a_shape, b_shape):
+    """A float32 MatMul of computed operands (attention's) is Tessera's GEMM,
+    not numpy's BLAS: each output element is the sum sgemm computes for its
+    own matrices, batch dims broadcast or folded into rows (the same bits
+    either way), strided views read as they are."""
+    from runtime.gemm import sgemm
+
+    a, b = random(a_shape, 5), random(b_shape, 6)
+    got = run_kernel("MatMul", [a, b], {})[0]
+    want_shape = np.broadcast_shapes(a_shape[:-2], b_shape[:-2]) + (a_shape[-2], b_shape[-1])
+    assert got.shape == want_shape and got.dtype == np.float32
+    a_all = np.broadcast_to(a, want_shape[:-2] + a_shape[-2:])
+    b_all = np.broadcast_to(b, want_shape[:-2] + b_shape[-2:])
+    for index in np.ndindex(*want_shape[:-2]):
+        np.testing.assert_array_equal(got[index], sgemm(a_all[index], b_all[index]), err_msg=str(index))
+    view = random((3, 64, 197), 7).transpose(0, 2, 1)  # K^T as a Transpose leaves it
+    np.testing.assert_array_equal(run_kernel("MatMul", [view, random((3, 64, 5), 8)], {})[0],
+                                  run_kernel("MatMul", [view.copy(), random((3, 64, 5), 8)], {})[0])
+
+
+def test_a_prepared_float32_gemm_reads_its_weights_packed_once_with_the_same_bits():
+    """A Gemm whose B is a constant (a transformer's linear layers) keeps B
+    packed as the GEMM's right operand: the bits of the unprepared kernel,
+    rows under FEW_ROWS still streamed as dot products, and a weight array
+    rewritten in place repacked."""
+    from runtime.gemm.gemv import FEW_ROWS
+    from runtime.kernels.registry import get_kernel, prepared_kernel
+
+    w, c = random((48, 70), 1), random((48,), 2)
+    attrs = {"transA": 0, "transB": 1, "alpha": 1.0, "beta": 1.0}
+    prepared, generic = prepared_kernel("Gemm", attrs, [None, w, c]), get_kernel("Gemm")
+    assert prepared is not generic
+    for rows in (1, FEW_ROWS - 1, FEW_ROWS, 197):
+        a = random((rows, 70), rows)
+        np.testing.assert_array_equal(prepared([a, w, c], attrs)[0], generic([a, w, c], attrs)[0], err_msg=str(rows))
+    a = random((40, 70), 3)
+    w[:] = random((48, 70), 4)
+    np.testing.assert_array_equal(prepared([a, w, c], attrs)[0], generic([a, w, c], attrs)[0])
+    np.testing.assert_allclose(prepared([a, w, c], attrs)[0], a.astype(np.float64) @ w.T.astype(np.float64) + c,
+                               rtol=1e-5, atol=1e-5)

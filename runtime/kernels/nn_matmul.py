@@ -1,0 +1,70 @@
+"""float32 MatMul on Tessera's GEMM: the products of two computed operands
+(attention's ``Q K^T`` and ``softmax(S) V``, a layer whose weights arrive as
+an input), with numpy.matmul's semantics (1-D operands, broadcast batch
+dims).
+
+Before this they went to numpy's matmul, that is OpenBLAS with threads of
+its own: beside the pool's threads, which spin a while after each job,
+three threads shared two cores, and OpenBLAS's threads wait on each other
+(a 3 x 197 x 64 by 64 x 197 product took 2.8 ms inside a transformer
+block, 0.37 ms alone; AMD EPYC Zen 4, 2 threads). Its bits also depended
+on the host (OpenBLAS picks its kernel per CPU); Tessera's GEMM sums each
+element in one order on every host (runtime.gemm.sgemm), the same as a
+schedule's operations compute it.
+
+Integer and float64 products stay on :func:`runtime.kernels.nn.matmul`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from runtime import gemm
+from runtime.errors import KernelError
+from runtime.kernels.weight_cache import WeightCache
+
+_F32 = np.dtype(np.float32)
+
+right_weights = WeightCache(lambda w, transposed: gemm.pack_weights(np.ascontiguousarray(w.T if transposed else w),
+                                                                    side="right"))
+"""A Gemm's constant float32 B packed as the GEMM's right operand (K, N),
+kept while the array lives; keyed by whether the Gemm transposes it."""
+
+
+def ours(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether Tessera's GEMM computes ``a @ b``: float32 operands of rank
+    1 or more, on a host with its kernels."""
+    return a.dtype == _F32 and b.dtype == _F32 and a.ndim >= 1 and b.ndim >= 1 and gemm.available()
+
+
+def product_shapes(a_shape: tuple, b_shape: tuple) -> tuple[tuple, int, int, int]:
+    """(batch dims, M, K, N) of ``a @ b`` with numpy's rules (a 1-D ``a``
+    is one row, a 1-D ``b`` one column); a KernelError naming both shapes
+    where they do not multiply."""
+    a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
+    (m, k), (depth, n) = a2[-2:], b2[-2:]
+    try:
+        if k != depth:
+            raise ValueError
+        batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    except ValueError:
+        raise KernelError(f"MatMul: shapes {list(a_shape)} and {list(b_shape)} do not match") from None
+    return tuple(batch), m, k, n
+
+
+def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``numpy.matmul(a, b)`` for float32 operands (:func:`ours`), on
+    Tessera's GEMM: one product of all of A's rows where B has no batch of
+    its own, else a batch of products (an operand broadcast over batch dims
+    it lacks is copied)."""
+    batch, m, k, n = product_shapes(a.shape, b.shape)
+    shape = batch + ((m,) if a.ndim > 1 else ()) + ((n,) if b.ndim > 1 else ())  # 1-D operands' unit dims dropped
+    a = a.reshape(1, k) if a.ndim == 1 else a
+    b = b.reshape(k, 1) if b.ndim == 1 else b
+    count = math.prod(batch)
+    if math.prod(b.shape[:-2]) == 1 and a.shape[:-2] == batch:
+        return gemm.sgemm(a.reshape(count * m, k), b.reshape(k, n)).reshape(shape)
+    return gemm.sgemm_batched(np.broadcast_to(a, batch + (m, k)).reshape(count, m, k),
+                              np.broadcast_to(b, batch + (k, n)).reshape(count, k, n)).reshape(shape)
