@@ -79,7 +79,11 @@ class _Lowering:
                 self.slots[inner] = self.slot_of(outer)
         group = plan_fused_group(node) if node.op == "Fused" else None
         if group is not None:
+            for view in group.views:
+                self.emit(view)
             self.steps.extend(group.steps(self.slot_of, node.name))
+            for view in group.views_after:
+                self.emit(view)
             return
         self.lower_nodes(body)
         for inner, outer in zip(body.outputs, node.outputs):

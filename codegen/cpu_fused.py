@@ -33,6 +33,10 @@ from runtime.program import NO_SLOT, Step
 
 ANCHORS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 """Ops an anchored group may start with (their kernels return fresh arrays)."""
+VIEWS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+"""Ops that only reshape (the elements in the same order): one of these
+reading a group's input is computed as its own step, before the group's
+(:attr:`FusedGroup.views`), and the group reads its result."""
 BIAS_MOVABLE = frozenset({"Conv", "ConvTranspose"})
 """Anchors whose bias (input 2, per output channel) the element-wise step adds."""
 
@@ -174,6 +178,17 @@ class FusedGroup:
     The executor runs a HardSwish or HardSigmoid tail in the FusedConv
     step's epilogue unless this value is fetched or watched
     (runtime.kernels.nn_gate)."""
+    views: tuple[Node, ...] = ()
+    """Reshapes of the group's inputs (:data:`VIEWS`), lowered as their own
+    steps before the group's: the fusion pass puts injective ops in the
+    group they touch (a Gemm's output reshaped back to (batch, tokens,
+    features) ahead of a GELU, and its result to 2-D for the next Gemm),
+    which one FusedElementwise step cannot express, and the whole group then
+    ran as one step per node."""
+    views_after: tuple[Node, ...] = ()
+    """Reshapes of the element-wise result that make the group's output
+    (lowered as their own steps after the group's, which then writes
+    ``output``, the value they read)."""
 
     def steps(self, slot_of: Callable[[Value], int], name: str) -> list[Step]:
         """The group's steps: one FusedConv (and the FusedElementwise step
@@ -225,6 +240,12 @@ def _plan(node: Node) -> FusedGroup:
         raise _Unsupported("several outputs")
     output = body.outputs[0]
     anchor, tail = _split_anchor(node, body.nodes)
+    views, tail = _leading_views(tail, anchor)
+    views_after = []
+    while anchor is None and output.producer in tail and output.producer.op in VIEWS:
+        views_after.insert(0, output.producer)
+        output = output.producer.inputs[0]
+    tail = [n for n in tail if n not in views_after]
     nodes = _reaching(tail, output)
     if anchor is not None and not any(user in nodes for user in anchor.outputs[0].users):
         raise _Unsupported("the element-wise nodes do not read the anchor's output")
@@ -252,7 +273,8 @@ def _plan(node: Node) -> FusedGroup:
                           (residual, clamp))
     code = _allocate(emitter.code, len(leaves), result)
     inplace = 0 if anchor is not None and _private(anchor.outputs[0], nodes, output) else -1
-    return FusedGroup(anchor, anchor_inputs, anchor_output, tuple(leaves), output, code, output.type.rank, inplace)
+    return FusedGroup(anchor, anchor_inputs, anchor_output, tuple(leaves), output, code, output.type.rank, inplace,
+                      views=views, views_after=tuple(views_after))
 
 
 def _conv_epilogue(anchor: Node | None, code: list[Instruction], leaves: list[Value], moved_bias: bool,
@@ -343,6 +365,17 @@ def _split_anchor(node: Node, nodes: list[Node]) -> tuple[Node | None, list[Node
     if nodes[0].outputs[0].type.dtype != _FLOAT32:
         raise _Unsupported("anchor output is not float32")
     return nodes[0], list(nodes[1:])
+
+
+def _leading_views(nodes: list[Node], anchor: Node | None) -> tuple[tuple[Node, ...], list[Node]]:
+    """(:data:`VIEWS` nodes reading only the group's inputs and constants,
+    the other nodes) of a group without an anchor."""
+    if anchor is not None:
+        return (), nodes
+    produced = {id(v) for n in nodes for v in n.outputs}
+    views = tuple(n for n in nodes if n.op in VIEWS and not any(v is not None and id(v) in produced
+                                                                for v in n.inputs))
+    return views, [n for n in nodes if n not in views]
 
 
 def _reaching(nodes: list[Node], output: Value) -> list[Node]:

@@ -233,6 +233,31 @@ def test_groups_it_cannot_express_are_inlined(reason, body):
     np.testing.assert_array_equal(next(iter(fused.values())), next(iter(unfused.values())))
 
 
+def test_reshapes_around_a_group_are_their_own_steps():
+    """The fusion pass puts the Reshapes a Gemm's output goes through (back
+    to (batch, tokens, features) and to 2-D again for the next Gemm) in the
+    GELU group between them: they become Reshape steps before and after one
+    FusedElementwise step (the group ran as one step per node), with the
+    unfused body's bits; a Reshape between element-wise ops still sends the
+    group to node-by-node inlining."""
+    b = GraphBuilder("gelu")
+    x = b.input("x", [6, 8])
+    y = b.Reshape(x, b.const(np.array([1, 6, 8], np.int64)))
+    half = b.Mul(y, b.const(np.float32(0.5)))
+    y = b.Mul(half, b.Add(b.Erf(b.Div(y, b.const(np.float32(math.sqrt(2))))), b.const(np.float32(1.0))))
+    body = b.build(b.Reshape(y, b.const(np.array([6, 8], np.int64))))
+    program, fused, unfused = run_both(body)
+    assert kernels(program) == ["Reshape", "FusedElementwise", "Reshape"]
+    assert_same_bits(fused, unfused)
+    b = GraphBuilder("between")
+    x = b.input("x", [6, 8])
+    body = b.build(b.Relu(b.Reshape(b.Neg(x), b.const(np.array([48], np.int64)))))
+    assert plan_fused_group(wrap(body).nodes[0]) is None
+    program, fused, unfused = run_both(body)
+    assert "FusedElementwise" not in kernels(program)
+    assert_same_bits(fused, unfused)
+
+
 def test_multi_output_bodies_are_inlined():
     b = GraphBuilder("two")
     x = b.input("x", [4])
