@@ -20,7 +20,7 @@ import numpy as np
 from runtime.errors import KernelError
 from runtime.jit import vectorize
 from runtime.kernels import activations as act
-from runtime.kernels.fused import lower_expression
+from runtime.kernels.fused import expression, lower_expression
 from runtime.kernels.nn_window import grain
 from runtime.kernels.registry import get_kernel, kernel
 from runtime.schedule.records import CHANNEL_SCALE, Operand
@@ -438,11 +438,16 @@ def _tanh(x):
     return act.tanh(x)
 
 
-def _activation_kernel(ufunc, *param_names: str):
-    """Kernel applying a Numba activation ufunc with attributes as its scalar params."""
+def _activation_kernel(ufunc, *param_names: str, opcode: str | None = None):
+    """Kernel applying a Numba activation ufunc with attributes as its scalar
+    params; a float32 array through the interpreter's ``opcode`` where it
+    has one (the same scalar function, vectorised: runtime.kernels.fused.expression)."""
     def run(inputs, attrs):
+        x = inputs[0]
+        if opcode is not None and isinstance(x, np.ndarray) and x.dtype == _FLOAT32 and x.ndim:
+            return (expression((x,), opcode),)
         with np.errstate(all="ignore"):
-            return (_apply(ufunc, inputs[0], *(attrs[name] for name in param_names)),)
+            return (_apply(ufunc, x, *(attrs[name] for name in param_names)),)
     run.__doc__ = f"{ufunc.__name__}({', '.join(('x',) + param_names)})"
     return run
 
@@ -454,9 +459,13 @@ _ACTIVATIONS = {
     "Softsign": (_softsign,), "Mish": (_mish,), "Swish": (_swish, "alpha"), "Erf": (_erf,),
     "Shrink": (_shrink, "bias", "lambd"), "Sigmoid": (_sigmoid,), "Tanh": (_tanh,),
 }
+_EXPRESSIONS = {"Erf": "erf", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+"""Activations the fused interpreter computes alike, by opcode: per step
+(float32) and as a schedule's FUSED operation."""
 for _name, (_ufunc, *_params) in _ACTIVATIONS.items():
-    kernel(_name)(_activation_kernel(_ufunc, *_params))
-get_kernel("Sigmoid").lower = lambda ctx, args, attrs: lower_expression(ctx, args, "sigmoid")
+    kernel(_name)(_activation_kernel(_ufunc, *_params, opcode=_EXPRESSIONS.get(_name)))
+for _name, _opcode in _EXPRESSIONS.items():
+    get_kernel(_name).lower = lambda ctx, args, attrs, opcode=_opcode: lower_expression(ctx, args, opcode)
 
 
 @kernel("PRelu")

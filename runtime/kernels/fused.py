@@ -410,6 +410,15 @@ def _lower_fused(ctx, args, attrs) -> bool:
 fused_elementwise.lower = _lower_fused
 
 
+def expression(inputs: Sequence[np.ndarray], opcode: str) -> np.ndarray:
+    """One opcode of the interpreter over float32 ``inputs`` as a step runs
+    it (the FusedElementwise kernel: vectorised over blocks, the blocks over
+    the pool; a Numba ufunc's loop calls its scalar function an element at a
+    time), with the bits :func:`lower_expression`'s operation computes."""
+    code = ((opcode, len(inputs), tuple(range(len(inputs))), ()),)
+    return fused_elementwise(inputs, {"code": code, "rank": max(x.ndim for x in inputs)})[0]
+
+
 def lower_expression(ctx, args, opcode: str) -> bool:
     """A float32 step that is one opcode of the interpreter over its
     inputs (an Add, Sub, Mul or Div broadcasting, a Sigmoid: the same

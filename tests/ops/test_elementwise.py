@@ -4,6 +4,8 @@ Pow, half-to-even Round, shifts, casts to and from strings), old-opset Clip,
 accepted dtypes against the ONNX schemas, and clear errors for ill-typed nodes."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import pytest
@@ -19,6 +21,7 @@ from ir.graph import Graph
 from ir.registry import get_op, with_defaults
 from ir.types import TensorType
 from runtime.kernels import run_kernel
+from runtime.kernels.elementwise import _apply, _erf, _sigmoid, _tanh
 from tests.helpers.node_models import assert_matches_reference, make_node_model
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -429,8 +432,6 @@ def test_activation_ufuncs_compute_in_the_inputs_dtype_whatever_ran_before():
     (the fused element-wise kernel among them)."""
     from numba import vectorize
 
-    from runtime.kernels.elementwise import _apply
-
     @vectorize()
     def scaled_square(x, alpha, beta):
         return x * (alpha * x + beta)
@@ -447,18 +448,27 @@ def test_activation_ufuncs_compute_in_the_inputs_dtype_whatever_ran_before():
     assert (in_float64 != expected).any()  # the check above can tell the two apart
 
 
-@pytest.mark.parametrize("op, exact", [("Tanh", np.tanh), ("Sigmoid", lambda v: 1.0 / (1.0 + np.exp(-v)))])
-def test_float32_tanh_and_sigmoid_round_the_float64_result_once(op, exact):
-    """Their float32 form (a vectorised exp in float64, rounded once) gives
-    the float64 libm result correctly rounded, across magnitudes and at the
-    special values (signed zeros, infinities, NaN, denormals)."""
+_UFUNCS = {"Tanh": _tanh, "Sigmoid": _sigmoid, "Erf": _erf}
+"""The activations' Numba ufuncs (a float32 step runs the interpreter instead)."""
+
+
+@pytest.mark.parametrize("op, exact", [("Tanh", np.tanh), ("Sigmoid", lambda v: 1.0 / (1.0 + np.exp(-v))),
+                                       ("Erf", np.frompyfunc(math.erf, 1, 1))])
+def test_float32_tanh_sigmoid_and_erf_round_the_float64_result_once(op, exact):
+    """Their float32 form (a vectorised exp or polynomial in float64,
+    rounded once) gives the float64 libm result correctly rounded, across
+    magnitudes and at the special values (signed zeros, infinities, NaN,
+    denormals); so does the interpreter's, which a step runs (and a schedule)."""
     rng = np.random.default_rng(11)
     x = (rng.standard_normal(1 << 18) * rng.choice([1e-30, 1e-6, 0.01, 1.0, 8.0, 40.0, 1e4], 1 << 18))
     x = np.concatenate([x, [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 88.7, -88.7, -103.9, 3e38]])
     x = x.astype(np.float32)
+    if op == "Erf":  # every float32 between 0.5 and 4 (a tenth of them), where the two polynomials meet
+        step = np.arange(np.float32(0.5).view(np.int32), np.float32(4.0).view(np.int32), 10, dtype=np.int32)
+        x = np.concatenate([x, step.view(np.float32), -step.view(np.float32)])
     with np.errstate(all="ignore"):
-        want = exact(x.astype(np.float64)).astype(np.float32)
-    got = run_kernel(op, [x], {})[0]
-    assert got.dtype == np.float32
-    same = (got == want) & (np.signbit(got) == np.signbit(want)) | (np.isnan(got) & np.isnan(want))
-    assert same.all(), f"{op}: {x[~same][:4]} give {got[~same][:4]}, want {want[~same][:4]}"
+        want = exact(x.astype(np.float64)).astype(np.float64).astype(np.float32)
+    for got in (run_kernel(op, [x], {})[0], _apply(_UFUNCS[op], x)):
+        assert got.dtype == np.float32
+        same = (got == want) & (np.signbit(got) == np.signbit(want)) | (np.isnan(got) & np.isnan(want))
+        assert same.all(), f"{op}: {x[~same][:4]} give {got[~same][:4]}, want {want[~same][:4]}"
