@@ -141,8 +141,7 @@ nothing or lose a little ((32, 288, 3136) 69 -> 64). Where a packed panel
 does not fit either (AVX-512's 48-wide panels: 36 KiB at kc = 192),
 packing only costs: on Zen 4, 2 threads, reading in place was 3-20 %
 faster on every product measured ((160, 49, 960) 102.7 -> 82.7 us, (64,
-3136, 256) 574 -> 524 us, (512, 49, 2048) 516 -> 475 us). The results are
-the same either way."""
+3136, 256) 574 -> 524 us, (512, 49, 2048) 516 -> 475 us). Same results."""
 
 _NO_SOURCE = np.zeros(1, np.float32)
 _NO_SOURCE.flags.writeable = False
@@ -279,21 +278,22 @@ class PackedProduct:
         ``out`` and ``residual`` are the (base, offset) of C-contiguous
         operands of the planned layout, ``out`` apart from ``b`` and, unless
         the reduction is one block, from ``residual``."""
-        _emit_gemm(ctx, _gemm_record(ctx, self.template, self.kernels, self.packed.data, b,
-                                     self.b_shape[0] * self.b_shape[1], out, self.bias, residual, self.clamp),
-                   self.tasks, self.serial, b[0])
+        record = gemm_record(ctx, self.template, self.kernels, self.packed.data, b, self.b_shape[0] * self.b_shape[1],
+                             out, self.bias, residual, self.clamp)
+        emit_gemm(ctx, record, self.tasks, self.serial, b[0])
 
 
-def _emit_gemm(ctx, record: list, tasks: int, serial: bool, b_base: int) -> None:
+def emit_gemm(ctx, record: list, tasks: int, serial: bool, b_base: int) -> None:
     """A GEMM operation (runtime.schedule.ops) of ``record``'s ``tasks``; each reads lines of all of B."""
     ctx.emit(GEMM, record, tasks, spans=[(0, tasks)] if serial else None, spread=(b_base,))
 
 
-def _gemm_record(ctx, template: np.ndarray, kernels: np.ndarray, a_data: np.ndarray, b: tuple, b_size: int,
-                 out: tuple, bias: np.ndarray | None, residual: tuple | None, clamp: np.ndarray | None) -> list:
-    """A planned product's GEMM schedule record: ``b``, ``out`` and
-    ``residual`` are (base, offset) pairs, the arrays pinned."""
-    return [*ctx.pin(template), *ctx.pin(kernels), kernels.size, *ctx.pin(a_data), *b, b_size, *out,
+def gemm_record(ctx, template: np.ndarray, kernels: np.ndarray, a_data: np.ndarray | tuple, b: tuple, b_size: int,
+                out: tuple, bias: np.ndarray | None, residual: tuple | None, clamp: np.ndarray | None) -> list:
+    """A planned product's GEMM schedule record: ``b``, ``out``, ``residual`` (and ``a_data`` where
+    the schedule packs A: runtime.gemm.computed) are (base, offset) pairs, the arrays pinned."""
+    return [*ctx.pin(template), *ctx.pin(kernels), kernels.size,
+            *(ctx.pin(a_data) if isinstance(a_data, np.ndarray) else a_data), *b, b_size, *out,
             *(NONE if bias is None else ctx.pin(bias)), *(NONE if residual is None else residual),
             *(NONE if clamp is None else ctx.pin(clamp))]
 
@@ -384,7 +384,7 @@ def lower_sgemm(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, 
     with byte ``out_strides``, and ``residual`` the (base, offset) of one of
     the same strides, both apart from ``b``; ``bias`` (G, M) and ``clamp``
     (runtime.gemm.operands.clamp_array) float32 arrays."""
-    _emit_gemm(ctx, *sgemm_record(ctx, packed_a, b, out, out_strides, bias, residual, clamp, matrix), b.base)
+    emit_gemm(ctx, *sgemm_record(ctx, packed_a, b, out, out_strides, bias, residual, clamp, matrix), b.base)
 
 
 def sgemm_record(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple, bias: np.ndarray | None = None,
@@ -408,7 +408,7 @@ def sgemm_record(ctx, packed_a: PackedMatrix, b, out: tuple, out_strides: tuple,
                        None if residual is None else out_strides, False)
     tasks = int(template[_TASKS])
     serial = tasks == 1 or batch * work(m, n, depth) <= SERIAL_MACS
-    return (_gemm_record(ctx, template, kernel_addresses(isa, "f32"), packed_a.data, b.ref(), batch * item, out, bias,
+    return (gemm_record(ctx, template, kernel_addresses(isa, "f32"), packed_a.data, b.ref(), batch * item, out, bias,
                          residual, clamp), tasks, serial)
 
 

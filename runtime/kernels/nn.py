@@ -16,6 +16,7 @@ import numpy as np
 
 from runtime import gemm as gemm_engine
 from runtime.errors import KernelError
+from runtime.gemm.computed import lower_computed_left
 from runtime.gemm.gemv import FEW_ROWS, lower_dot_rows, sgemv_rows
 from runtime.kernels import nn_matmul
 from runtime.kernels.nn_conv import COMPUTE_DTYPES, conv_nd, window_attrs
@@ -130,6 +131,9 @@ def matmul_kernel(inputs, attrs):
     return (matmul_f32(a, b) if nn_matmul.ours(a, b) else matmul(a, b),)
 
 
+matmul_kernel.lower = nn_matmul.lower_matmul
+
+
 @kernel("Gemm")
 def gemm(inputs, attrs):
     a, b = inputs[0], inputs[1]
@@ -181,34 +185,51 @@ def _prepare_gemm(generic, attrs, constants):
             or not gemm_engine.available()):
         return None
     trans_b, alpha, beta = bool(attrs["transB"]), float(attrs["alpha"]), float(attrs["beta"])
-    depth = w.shape[1] if trans_b else w.shape[0]
+    depth, n = (w.shape[1], w.shape[0]) if trans_b else w.shape
 
     def run(inputs, attrs):
         a = inputs[0]
         if (inputs[1] is not w or not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2
                 or a.shape[0] < FEW_ROWS or a.shape[1] != depth):
             return generic(inputs, attrs)
+        c = inputs[2] if len(inputs) > 2 else None
+        row = _row_bias(c, n) if alpha == 1.0 and beta == 1.0 else None
+        if row is not None:  # C added in the product's epilogue, as a schedule's GEMM adds it (the same bits)
+            return (gemm_engine.sgemm(a, None, packed_b=nn_matmul.right_weights.get(w, trans_b),
+                                      residual=np.broadcast_to(row, (a.shape[0], n))),)
         y = gemm_engine.sgemm(a, None, packed_b=nn_matmul.right_weights.get(w, trans_b))
-        return (_scaled_plus_c(y, inputs[2] if len(inputs) > 2 else None, alpha, beta),)
+        return (_scaled_plus_c(y, c, alpha, beta),)
     run.lower = _lower_gemm
     return run
 
 
 def _lower_gemm(ctx, args, attrs) -> bool:
-    """Gemm as one schedule operation (runtime.schedule) where it streams
-    constant float32 weights as dot products: A computed, (M, K) with M <
-    FEW_ROWS, B given transposed, alpha = beta = 1 and C absent or a row."""
+    """Gemm as schedule operations (runtime.schedule) where A is computed,
+    (M, K), B constant float32, alpha = beta = 1 and C absent or a row:
+    with M < FEW_ROWS and B given transposed, one operation streaming it as
+    dot products; with more rows and B frozen, A packed and the GEMM on B
+    packed once (runtime.gemm.computed), as the prepared step runs it."""
     a, b = args[0], args[1]
     c = args[2] if len(args) > 2 else None
     if (not isinstance(a, Operand) or not isinstance(b, np.ndarray) or a.dtype != np.float32
             or b.dtype != np.float32 or len(a.shape) != 2 or b.ndim != 2 or not b.flags.c_contiguous
-            or attrs["transA"] or not attrs["transB"] or float(attrs["alpha"]) != 1.0 or float(attrs["beta"]) != 1.0
-            or a.shape[0] >= FEW_ROWS or a.shape[1] != b.shape[1] or not b.shape[1] or not gemm_engine.available()):
+            or attrs["transA"] or float(attrs["alpha"]) != 1.0 or float(attrs["beta"]) != 1.0
+            or not gemm_engine.available() or 0 in a.shape or 0 in b.shape):
         return False
-    bias = None if c is None else _row_bias(c, b.shape[0])
-    if c is not None and (bias is None or not bias.flags.c_contiguous):
+    trans_b = bool(attrs["transB"])
+    n = b.shape[0] if trans_b else b.shape[1]
+    bias = None if c is None else _row_bias(c, n)
+    if a.shape[1] != b.shape[1 if trans_b else 0] or (c is not None and (bias is None or not bias.flags.c_contiguous)):
         return False
-    lower_dot_rows(ctx, a, b, ctx.output(0, (a.shape[0], b.shape[0])), bias)
+    if a.shape[0] < FEW_ROWS:
+        if not trans_b:
+            return False
+        lower_dot_rows(ctx, a, b, ctx.output(0, (a.shape[0], n)), bias)
+    elif ctx.frozen(b):
+        lower_computed_left(ctx, a.reshape((1,) + a.shape), ctx.output(0, (a.shape[0], n)).reshape((1, a.shape[0], n)),
+                            packed_b=nn_matmul.right_weights.get(b, trans_b), columns=bias)
+    else:
+        return False
     return True
 
 

@@ -22,7 +22,9 @@ import numpy as np
 
 from runtime import gemm
 from runtime.errors import KernelError
+from runtime.gemm.computed import lower_computed_left
 from runtime.kernels.weight_cache import WeightCache
+from runtime.schedule.records import Operand
 
 _F32 = np.dtype(np.float32)
 
@@ -68,3 +70,27 @@ def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return gemm.sgemm(a.reshape(count * m, k), b.reshape(k, n)).reshape(shape)
     return gemm.sgemm_batched(np.broadcast_to(a, batch + (m, k)).reshape(count, m, k),
                               np.broadcast_to(b, batch + (k, n)).reshape(count, k, n)).reshape(shape)
+
+
+def lower_matmul(ctx, args, attrs) -> bool:
+    """A float32 MatMul of two computed operands of rank 2 or more as
+    schedule operations (runtime.gemm.computed): A's rows folded into one
+    product where B has no batch of its own, else batch dims that match;
+    as :func:`matmul_f32` computes it (other broadcasts stay Python steps)."""
+    a, b = args
+    if (not isinstance(a, Operand) or not isinstance(b, Operand) or a.dtype != _F32 or b.dtype != _F32
+            or len(a.shape) < 2 or len(b.shape) < 2 or not gemm.available() or 0 in a.shape or 0 in b.shape):
+        return False
+    try:
+        batch, m, k, n = product_shapes(a.shape, b.shape)
+    except KernelError:
+        return False
+    count = math.prod(batch)
+    out = ctx.output(0, batch + (m, n))
+    if math.prod(b.shape[:-2]) == 1 and a.shape[:-2] == batch:
+        lower_computed_left(ctx, a.reshape((1, count * m, k)), out.reshape((1, count * m, n)), b.reshape((1, k, n)))
+    elif a.shape[:-2] == b.shape[:-2] == batch:
+        lower_computed_left(ctx, a.reshape((count, m, k)), out.reshape((count, m, n)), b.reshape((count, k, n)))
+    else:
+        return False
+    return True

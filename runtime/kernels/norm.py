@@ -20,7 +20,7 @@ from runtime.jit import jit, readonly
 from runtime.kernels.ordered import sqdev_f32_f64, sqdev_f64, sum_f32, sum_f32_f64, sum_f64
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
-from runtime.schedule.records import SOFTMAX, Operand
+from runtime.schedule.records import LAYER_NORM, SOFTMAX, Operand
 
 MIN_TASK_ELEMENTS = 1 << 16
 """Elements one thread should get at least, so small tensors stay on one thread."""
@@ -139,7 +139,7 @@ def instance_normalization(inputs, attrs):
 
 
 @jit
-def _layer_norm_rows(start, stop, x, weight, bias, out, means, inv_stds, n, eps):
+def layer_norm_rows(start, stop, x, weight, bias, out, means, inv_stds, n, eps):
     """Normalise rows [start, stop) of the (rows, n) matrix, then y * weight + bias."""
     for r in range(start, stop):
         xs = x[r * n:(r + 1) * n]
@@ -181,10 +181,41 @@ def layer_normalization(inputs, attrs):
     out = np.empty(x.size, dtype)
     means = np.empty(rows, np.float32)
     inv_stds = np.empty(rows, np.float32)
-    parallel_for(_layer_norm_rows, rows, _flat(x, dtype), weight, shift, out, means, inv_stds, n,
+    parallel_for(layer_norm_rows, rows, _flat(x, dtype), weight, shift, out, means, inv_stds, n,
                  float(attrs["epsilon"]), grain=_grain(n))
     stats_shape = x.shape[:axis] + (1,) * len(normalized)
     return out.reshape(x.shape).astype(x.dtype, copy=False), means.reshape(stats_shape), inv_stds.reshape(stats_shape)
+
+
+def _lower_layer_norm(ctx, args, attrs) -> bool:
+    """A float32 LayerNormalization with frozen constant Scale and B as one
+    LAYER_NORM operation over its rows (runtime.schedule.ops): the
+    per-step loop on the same parameter arrays, so the same bits (a
+    transformer block's two LayerNorms split its schedule in three)."""
+    x, scale = args[0], args[1]
+    bias = args[2] if len(args) > 2 else None
+    if (not isinstance(x, Operand) or x.dtype != np.float32 or not x.shape or not math.prod(x.shape)
+            or not all(isinstance(p, np.ndarray) and ctx.frozen(p) for p in (scale, bias) if p is not None)
+            or len(ctx.out_types) > 3):
+        return False
+    try:
+        axis = _axis("LayerNormalization", attrs["axis"], len(x.shape))
+        normalized = x.shape[axis:]
+        weight = _normalized_param(scale, normalized, np.dtype(np.float32), "Scale", 1.0)
+        shift = _normalized_param(bias, normalized, np.dtype(np.float32), "B", 0.0)
+    except KernelError:  # the per-step kernel reports it
+        return False
+    n, rows = math.prod(normalized), math.prod(x.shape[:axis])
+    stats = x.shape[:axis] + (1,) * len(normalized)
+    outs = [ctx.output(0, x.shape)] + [ctx.output(i, stats) for i in range(1, len(ctx.out_types))]
+    outs += [ctx.scratch((rows,), np.float32) for _ in range(3 - len(outs))]
+    params = [field for p in (weight, shift) for field in ctx.pin(np.ascontiguousarray(p))]
+    ctx.emit(LAYER_NORM, [*x.ref(), rows, n, *params, *(field for out in outs for field in out.ref()),
+                          *ctx.pin(np.array([float(attrs["epsilon"])]))], rows, _grain(n))
+    return True
+
+
+layer_normalization.lower = _lower_layer_norm
 
 
 # ---------------------------------------------------------------- softmax family

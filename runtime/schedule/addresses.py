@@ -28,8 +28,9 @@ def pointer_to(kind):
     return cast
 
 
-f32_ptr, i64_ptr, bool_ptr, u8_ptr, u16_ptr, u32_ptr = (
-    pointer_to(kind) for kind in (types.float32, types.int64, types.boolean, types.uint8, types.uint16, types.uint32))
+f32_ptr, f64_ptr, i64_ptr, bool_ptr, u8_ptr, u16_ptr, u32_ptr = (
+    pointer_to(kind) for kind in (types.float32, types.float64, types.int64, types.boolean, types.uint8, types.uint16,
+                                  types.uint32))
 
 
 @jit(inline="always")

@@ -26,6 +26,7 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from runtime.gemm.gemv import dot_rows
 from runtime.gemm.operands import CLAMP_SIZE
+from runtime.gemm.pack import pack_a_panels
 from runtime.gemm.tasks import PLAN_SIZE, TASKS, place_addresses, run_planned
 from runtime.jit import cfunc, jit, typed_readonly
 from runtime.kernels.conv_epilogue import finish_columns
@@ -41,7 +42,7 @@ from runtime.kernels.nn_direct import direct_units, pad_planes
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import col2im_planes, im2col_rows, run_bands
 from runtime.kernels.nn_rows import run_row_bands
-from runtime.kernels.norm import softmax_rows
+from runtime.kernels.norm import layer_norm_rows, softmax_rows
 from runtime.kernels.pool_loops import avg_pool_planes, max_pool_2d_rows, plane_means
 from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
 from runtime.pool_protocol import (
@@ -56,7 +57,7 @@ from runtime.pool_protocol import (
     phase_wait,
 )
 from runtime.schedule import moves
-from runtime.schedule.addresses import address, bool_ptr, f32, f32_ptr, i64, records
+from runtime.schedule.addresses import address, bool_ptr, f32, f32_ptr, f64_ptr, i64, records
 from runtime.schedule.records import (
     AVG_POOL,
     BANDS,
@@ -75,8 +76,10 @@ from runtime.schedule.records import (
     GEO,
     IM2COL,
     IM2COL_FIELDS,
+    LAYER_NORM,
     MAX_POOL,
     OWN_COLUMNS,
+    PACK_LEFT,
     PAD,
     PLANE_MEANS,
     RESIZE_LINEAR,
@@ -117,6 +120,16 @@ def _planned(start, stop, rec, bases, b):
     place_addresses(plan, address(rec, 5, bases), b, address(rec, 10, bases), address(rec, 12, bases),
                     address(rec, 14, bases), address(rec, 16, bases))
     run_planned(start, stop, plan, i64(rec, 2, bases, rec[4]), numba.carray(f32_ptr(b), rec[9]))
+
+
+def _pack_left(start, stop, rec, nrec, bases, nbases):
+    """Row panels of a computed left operand packed for a GEMM operation
+    (runtime.gemm.computed), by the per-step path's packing: rec = source
+    (and its elements), row, column and item strides, rows, depth, kc,
+    panel rows, destination (and its elements)."""
+    rec, bases = records(rec, nrec, bases, nbases)
+    pack_a_panels(start, stop, numba.carray(f32_ptr(address(rec, 0, bases)), rec[2]), rec[3], rec[4], rec[5], rec[6],
+                  rec[7], rec[8], rec[9], numba.carray(f32_ptr(address(rec, 10, bases)), rec[12]))
 
 
 def _own_columns(start, stop, rec, nrec, bases, nbases):
@@ -348,6 +361,17 @@ def _softmax(start, stop, rec, nrec, bases, nbases):
                  rec[6] != 0)
 
 
+def _layer_norm(start, stop, rec, nrec, bases, nbases):
+    """Rows of a LayerNormalization (runtime.kernels.norm): rec = X (rows,
+    n), rows, n, the scale and the bias (n), Y, the means and the inverse
+    deviations (rows), epsilon (float64)."""
+    rec, bases = records(rec, nrec, bases, nbases)
+    rows, n = rec[2], rec[3]
+    layer_norm_rows(start, stop, f32(rec, 0, bases, rows * n), f32(rec, 4, bases, n), f32(rec, 6, bases, n),
+                    f32(rec, 8, bases, rows * n), f32(rec, 10, bases, rows), f32(rec, 12, bases, rows), n,
+                    f64_ptr(address(rec, 14, bases))[0])
+
+
 def _col2im(start, stop, rec, nrec, bases, nbases):
     """Output channels of one image of a ConvTranspose (runtime.kernels.
     nn_transposed): rec = the column matrix (K, T, H, W), K, T, H, W, the
@@ -404,7 +428,8 @@ ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthw
             IM2COL: _im2col, MAX_POOL: _max_pool, SOFTMAX: _softmax, COPY: moves.copy, CHANNEL_SCALE: _channel_scale,
             OWN_COLUMNS: _own_columns, DIRECT: _direct, FUSED: _fused, RESIZE_NEAREST: moves.resize_nearest,
             RESIZE_LINEAR: moves.resize_linear, TRANSPOSE: moves.transpose, COL2IM: _col2im,
-            AVG_POOL: _avg_pool, PAD: moves.pad}
+            AVG_POOL: _avg_pool, PAD: moves.pad, PACK_LEFT: _pack_left,
+            LAYER_NORM: _layer_norm}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}

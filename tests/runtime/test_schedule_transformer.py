@@ -1,0 +1,110 @@
+"""A transformer block's steps as schedule operations: its linear layers
+(Gemm: A packed by PACK_LEFT, B packed once, C in the GEMM's epilogue), the
+attention products (MatMul of two computed operands), LayerNormalization
+(LAYER_NORM) and the GELU (Erf in a FUSED operation). The schedule runs
+through the whole block on one and two threads with the per-step run's
+bits, and both agree with onnxruntime."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from compiler.zoo.builder import OnnxBuilder
+from compiler.zoo.models import transformer_block
+from runtime.executor import Executor
+from runtime.schedule.records import DOT_ROWS, FUSED, GEMM, LAYER_NORM, PACK_LEFT
+from tests.helpers.schedule import feeds_for, fully_lowered_with_per_step_bits, kinds
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_transformer_block_is_one_run_of_operations_with_the_per_step_bits(monkeypatch, threads):
+    """Six Gemms (q, k, v, the projection, the two of the feed-forward
+    network) and two attention MatMuls are a PACK_LEFT and a GEMM each, the
+    two LayerNorms one LAYER_NORM each: no Python step is left."""
+    model = transformer_block(seq=20, dim=32, heads=2, ffn=64, seed=3)
+    executor = fully_lowered_with_per_step_bits(monkeypatch, model, threads, PACK_LEFT, 8)
+    assert kinds(executor).count(GEMM) == 8 and kinds(executor).count(LAYER_NORM) == 2
+    assert kinds(executor).count(FUSED) >= 2  # the scaled scores, the GELU
+    program = executor.program
+    feeds = feeds_for(program)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = session.run(None, feeds)[0]
+    np.testing.assert_allclose(executor.run(feeds)[program.slots[program.outputs[0]]], want, rtol=1e-4, atol=1e-4)
+
+
+def products(batch_b: tuple, rows: int):
+    """A MatMul of two computed operands (B's batch ``batch_b``), then
+    three Gemms of ``rows`` rows: with C, without, and one whose alpha the
+    compiler folds into its weights."""
+    b = OnnxBuilder("products", seed=5)
+    x = b.input("x", [2, 3, rows, 6])
+    y = b.input("y", [*batch_b, 6, 5])
+    z = b.node("MatMul", [b.node("Relu", [x]), b.node("Relu", [y])])
+    z = b.node("Reshape", [z, b.constant([-1, 5], np.int64)])
+    z = b.node("Gemm", [z, b.const_f32(b.rng.standard_normal((7, 5))), b.const_f32(b.rng.standard_normal(7))],
+               transB=1)
+    z = b.node("Gemm", [z, b.const_f32(b.rng.standard_normal((7, 4)))])
+    return b.model([b.node("Gemm", [z, b.const_f32(b.rng.standard_normal((4, 3)))], alpha=0.5)])
+
+
+@pytest.mark.parametrize("batch_b, rows, packs, python", [((), 9, 4, 0), ((2, 3), 9, 4, 0), ((2, 1), 9, 3, 1),
+                                                         ((), 1, 1, 0)],
+                         ids=["folded", "batched", "broadcast", "few-rows"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_products_of_computed_operands_lower_where_they_fold_or_match(monkeypatch, batch_b, rows, packs, python,
+                                                                      threads):
+    """A MatMul whose B has no batch folds A's rows into one product; one
+    whose batch dims match is a batch of products; one that broadcasts B
+    over A's batch stays a Python step. Gemms of FEW_ROWS rows or more are
+    a PACK_LEFT and a GEMM each; with fewer, dot products (DOT_ROWS)."""
+    executor = fully_lowered_with_per_step_bits(monkeypatch, products(batch_b, rows), threads, PACK_LEFT, packs,
+                                                python=python)
+    assert kinds(executor).count(GEMM) == packs
+    assert kinds(executor).count(DOT_ROWS) == (3 if rows < 8 else 0)
+
+
+def test_a_gemm_whose_weights_are_not_frozen_stays_a_python_step():
+    """Packed weights are a form derived from the constant: a schedule
+    keeps them only for frozen weights (a writeable array may be rewritten
+    between runs), so such a Gemm runs per step, and follows a rewrite."""
+    from codegen.cpu import lower_to_program
+    from compiler.frontend import import_onnx
+    from compiler.pipeline import optimize
+
+    b = OnnxBuilder("linear", seed=6)
+    x = b.input("x", [12, 5])
+    model = b.model([b.node("Gemm", [b.node("Relu", [x]), b.const_f32(b.rng.standard_normal((5, 4)))])])
+    program = lower_to_program(optimize(import_onnx(model)))
+    program.constants.update({slot: np.array(c) for slot, c in program.constants.items() if isinstance(c, np.ndarray)})
+    executor = Executor(program)
+    feeds = feeds_for(program)
+    first = executor.run(feeds)
+    assert PACK_LEFT not in kinds(executor)
+    weights = next(c for c in program.constants.values() if getattr(c, "shape", None) == (4, 5))
+    weights *= 2
+    second = executor.run(feeds)
+    key = next(iter(first))
+    np.testing.assert_allclose(second[key], 2 * first[key], rtol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_layer_norm_writes_its_statistics_too(monkeypatch, axis):
+    """A LayerNormalization whose mean and inverse deviation are read (as
+    outputs here) writes all three from its LAYER_NORM operation, normalising
+    over the last axis or the last two, with onnxruntime's values."""
+    b = OnnxBuilder("layernorm", seed=7)
+    x = b.input("x", [2, 5, 24])
+    y = b.node("Relu", [x])
+    shape = [5, 24] if axis == 1 else [24]
+    outs = b.node("LayerNormalization", [y, b.const_f32(b.rng.uniform(0.5, 1.5, shape)),
+                                         b.const_f32(b.rng.standard_normal(shape))], num_outputs=3, axis=axis,
+                  epsilon=1e-3)
+    model = b.model(list(outs))
+    executor = fully_lowered_with_per_step_bits(monkeypatch, model, 2, LAYER_NORM, 1)
+    program = executor.program
+    feeds = feeds_for(program)
+    got = executor.run(feeds)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for value, want in zip((program.slots[slot] for slot in program.outputs), session.run(None, feeds)):
+        np.testing.assert_allclose(got[value], want, rtol=1e-5, atol=1e-5, err_msg=value)
