@@ -1,9 +1,10 @@
 """Random one-operator models through the schedule's lowerings (Resize,
 Softmax along any axis, Transpose, ConvTranspose, AveragePool, Pad, Concat,
-Split): each runs scheduled on one and two threads and step by step, and
-the scheduled runs must give the per-step bits, and the per-step run the
-ONNX reference implementation's or onnxruntime's result to float32
-rounding. The attributes are drawn
+Split, MatMul, Gemm, LayerNormalization, Erf, Tanh and GELU): each runs
+scheduled on one and two threads and step by step, and the scheduled runs
+must give the per-step bits, and the per-step run the ONNX reference
+implementation's or onnxruntime's result to float32 rounding. The
+attributes are drawn
 across what exporters write and past it (every Resize coordinate and
 nearest mode, scales and sizes, antialias; ranks 1 to 7; negative pads;
 dilated, output-padded and depthwise ConvTransposes), so a lowering that
@@ -23,7 +24,8 @@ from runtime.executor import Executor
 from runtime.schedule import builder as schedule_builder
 from tests.helpers.schedule import frozen_program
 
-KINDS = ("resize", "softmax", "transpose", "conv_transpose", "average_pool", "pad", "concat_split")
+KINDS = ("resize", "softmax", "transpose", "conv_transpose", "average_pool", "pad", "concat_split", "matmul", "gemm",
+         "layer_norm", "activation")
 
 
 def _dims(rng, rank: int) -> list[int]:
@@ -114,12 +116,72 @@ def _concat_split(b, rng):
     return shape, b.node("Concat", [b.node("Sigmoid", [p]) for p in parts][::-1], axis=axis)
 
 
+def _matmul(b, rng):
+    """Two computed operands of ranks 1 to 4, batch dims that match,
+    broadcast or fold (a 2-D B), some of them empty."""
+    m, k, n = (int(rng.choice([1, 2, 5, 9, 17, 40])) for _ in range(3))
+    batch = _dims(rng, int(rng.integers(0, 3)))
+    form = rng.random()
+    if form < 0.5:  # attention's: the same batch dims
+        a_batch = b_batch = batch
+    elif form < 0.7:  # B without a batch: A's rows fold into one product
+        a_batch, b_batch = batch, []
+    else:  # broadcast either way
+        a_batch = [d if rng.random() < 0.7 else 1 for d in batch][int(rng.integers(0, len(batch) + 1)):]
+        b_batch = [d if rng.random() < 0.7 else 1 for d in batch][int(rng.integers(0, len(batch) + 1)):]
+    a_shape = [k] if rng.random() < 0.05 else [*a_batch, m, k]
+    b_shape = [k] if rng.random() < 0.05 else [*b_batch, k, n]
+    if rng.random() < 0.05:
+        a_shape[-1] = b_shape[-2 if len(b_shape) > 1 else 0] = 0
+    y = b.node("MatMul", [b.node("Sigmoid", [b.input("x", a_shape)]), b.node("Tanh", [b.input("y", b_shape)])])
+    return [a_shape, b_shape], y
+
+
+def _gemm(b, rng):
+    """A computed A by constant weights: rows under and over FEW_ROWS,
+    either transposition, alpha and beta, every form of a constant C."""
+    m, k, n = int(rng.choice([1, 3, 7, 8, 9, 33, 197])), int(rng.choice([1, 5, 16, 70])), int(rng.choice([1, 4, 48]))
+    trans_a, trans_b = int(rng.random() < 0.1), int(rng.random() < 0.6)
+    x = b.input("x", [k, m] if trans_a else [m, k])
+    w = b.const_f32(b.rng.standard_normal((n, k) if trans_b else (k, n)))
+    c_shape = [None, (n,), (1, n), (), (m, 1), (m, n)][int(rng.choice(6, p=[0.25, 0.35, 0.1, 0.1, 0.1, 0.1]))]
+    inputs = [b.node("Sigmoid", [x]), w] + ([] if c_shape is None else [b.const_f32(b.rng.standard_normal(c_shape))])
+    return [k, m] if trans_a else [m, k], b.node("Gemm", inputs, transA=trans_a, transB=trans_b,
+                                                   alpha=float(rng.choice([1.0, 1.0, 0.5])),
+                                                   beta=float(rng.choice([1.0, 1.0, -2.0])))
+
+
+def _layer_norm(b, rng):
+    """Any axis; a scale and a bias of the normalised shape or one that broadcasts to it, or no bias."""
+    rank = int(rng.integers(1, 5))
+    shape = _dims(rng, rank)
+    axis = int(rng.integers(-rank, rank))
+    normalized = shape[axis:]
+    param = normalized[int(rng.integers(0, len(normalized))):] if rng.random() < 0.3 else normalized
+    inputs = [b.node("Sigmoid", [b.input("x", shape)]), b.const_f32(b.rng.uniform(0.5, 1.5, param))]
+    if rng.random() < 0.7:
+        inputs.append(b.const_f32(b.rng.standard_normal(param)))
+    return shape, b.node("LayerNormalization", inputs, axis=axis, epsilon=float(rng.choice([1e-5, 1e-3, 0.5])))
+
+
+def _activation(b, rng):
+    """Erf, Tanh or GELU written out as exporters write it, over any shape."""
+    shape = _dims(rng, int(rng.integers(1, 5)))
+    x = b.node("Mul", [b.input("x", shape), b.const_f32(float(rng.choice([1.0, 3.0, 40.0])))])
+    op = str(rng.choice(["Erf", "Tanh", "gelu"]))
+    if op != "gelu":
+        return shape, b.node(op, [x])
+    erf = b.node("Erf", [b.node("Div", [x, b.const_f32(np.sqrt(2.0))])])
+    return shape, b.node("Mul", [b.node("Mul", [x, b.const_f32(0.5)]), b.node("Add", [erf, b.const_f32(1.0)])])
+
+
 _BUILD = {"resize": _resize, "softmax": _softmax, "transpose": _transpose, "conv_transpose": _conv_transpose,
-          "average_pool": _average_pool, "pad": _pad, "concat_split": _concat_split}
+          "average_pool": _average_pool, "pad": _pad, "concat_split": _concat_split, "matmul": _matmul, "gemm": _gemm,
+          "layer_norm": _layer_norm, "activation": _activation}
 
 
 def case(seed: int, index: int, kind: str | None = None):
-    """(kind, model, input shape) of case ``index`` of campaign ``seed``."""
+    """(kind, model, input shape or shapes) of case ``index`` of campaign ``seed``."""
     rng = np.random.default_rng([seed, index])
     kind = kind or str(rng.choice(KINDS))
     b = OnnxBuilder(f"{kind}_{index}", seed=index)
@@ -137,10 +199,12 @@ def run_case(seed: int, index: int, kind: str | None = None) -> tuple[str, str]:
     run is neither the ONNX reference implementation's result nor
     onnxruntime's to float32 rounding (where either runs the case)."""
     kind, model, shape = case(seed, index, kind)
+    shapes = shape if shape and isinstance(shape[0], list) else [shape]  # one input's shape, or each one's
     try:
         program = frozen_program(model)
-        feeds = {program.slots[program.inputs[0]]: np.random.default_rng(index).standard_normal(shape).astype(
-            np.float32)}
+        rng = np.random.default_rng(index)
+        feeds = {program.slots[slot]: rng.standard_normal(s).astype(np.float32)
+                 for slot, s in zip(program.inputs, shapes)}
         previous = schedule_builder.ENABLED
         schedule_builder.ENABLED = False
         try:
