@@ -115,16 +115,19 @@ def _sigmoid32(x):
     return np.float32(1.0 / (1.0 + (scale + scale * q))) if x == x else x
 
 
+def _float32_form(fn, float32_form, other):
+    """Compiled code's ``fn(x)``: ``float32_form(x)`` for a float32 ``x``,
+    else ``other(x)`` (libm's, in float64)."""
+    @overload(fn, inline="always")
+    def choose(x):
+        if _is_float32(x):
+            return lambda x: float32_form(x)
+        return lambda x: other(x)
+
+
 def tanh(x):
     """tanh in x's type (compiled code; the float32 form above, float64 libm)."""
     return math.tanh(x)
-
-
-@overload(tanh, inline="always")
-def _tanh(x):
-    if _is_float32(x):
-        return lambda x: _tanh32(x)
-    return lambda x: math.tanh(x)
 
 
 def sigmoid(x):
@@ -132,11 +135,13 @@ def sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@overload(sigmoid, inline="always")
-def _sigmoid(x):
-    if _is_float32(x):
-        return lambda x: _sigmoid32(x)
-    return lambda x: 1.0 / (1.0 + math.exp(-x))
+@jit(inline="always")
+def _sigmoid64(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+_float32_form(tanh, _tanh32, math.tanh)
+_float32_form(sigmoid, _sigmoid32, _sigmoid64)
 
 
 # ---------------------------------------------------------------- the others
@@ -210,8 +215,6 @@ def swish(x, alpha):
         return x / (1.0 + math.exp(-z))
     e = math.exp(z)
     return x * e / (1.0 + e)
-
-
 
 
 @jit(inline="always")
@@ -294,8 +297,4 @@ def erf(x):
     return math.erf(x)
 
 
-@overload(erf, inline="always")
-def _erf(x):
-    if _is_float32(x):
-        return lambda x: _erf32(x)
-    return lambda x: math.erf(x)
+_float32_form(erf, _erf32, math.erf)
