@@ -456,13 +456,19 @@ def pack_weights(w: np.ndarray, side: str = "left", narrow: bool = False) -> Pac
     return PackedMatrix(side, tuple(w.shape), w.dtype, kc, isa, data, sums)
 
 
-def pack_left(flat, strides, batch: int, rows: int, depth: int, kc: int, isa: Isa) -> np.ndarray:
+def pack_left(flat, strides, batch: int, rows: int, depth: int, kc: int, isa: Isa, serial: bool = False) -> np.ndarray:
     """Pack a float32 left operand (``batch`` matrices ``rows x depth``), in
-    parallel over its row panels."""
+    parallel over its row panels, or on the caller where ``serial`` (a
+    product too small for the pool: handing a 32 x 32 packing to it cost
+    more than packing)."""
     bs, rs, cs = strides
     panels = -(-rows // isa.mr)
     data = np.empty(batch * depth * panels * isa.mr, np.float32)
-    parallel.parallel_for(pack_a_panels, batch * panels, flat, rs, cs, bs, rows, depth, kc, isa.mr, data)
+    args = (flat, rs, cs, bs, rows, depth, kc, isa.mr, data)
+    if serial:
+        pack_a_panels(0, batch * panels, *args)
+    else:
+        parallel.parallel_for(pack_a_panels, batch * panels, *args)
     return data
 
 

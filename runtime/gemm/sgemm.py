@@ -189,7 +189,7 @@ def _float_product(a, b, out, packed_a, packed_b, bias, accumulate: bool, residu
     kc = block_depth(depth)
     if packed_a is None:
         flat, strides = flat_view(a if batched else a[None])
-        a_data = pack_left(flat, strides, batch, m, depth, kc, isa)
+        a_data = pack_left(flat, strides, batch, m, depth, kc, isa, batch * work(m, n, depth) <= SERIAL_MACS)
     else:
         a_data = packed_a.data
     if packed_b is None:

@@ -34,10 +34,33 @@ right_weights = WeightCache(lambda w, transposed: gemm.pack_weights(np.ascontigu
 kept while the array lives; keyed by whether the Gemm transposes it."""
 
 
+MIN_SIDE = 8
+"""Fewest rows, columns and depth of a product Tessera's GEMM takes: a
+matrix times a vector (4096 x 4096 by 4096 x 1: 3.6 ms in numpy, 18 on
+its panels of 48 columns) or a row times a matrix streams rather than
+multiplies, and numpy's BLAS does that without threads."""
+MIN_ITEM_MACS = 1 << 15
+"""Fewest multiply-adds per matrix of a product Tessera's GEMM takes: a
+batch of small matrices (1000 of 4 x 4, 12 of 32 x 32) spends its time in
+the GEMM's tasks and packing, which numpy's loop does not have (31 against
+181 us, 9 against 72)."""
+
+
 def ours(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether Tessera's GEMM computes ``a @ b``: float32 operands of rank
-    1 or more, on a host with its kernels."""
-    return a.dtype == _F32 and b.dtype == _F32 and a.ndim >= 1 and b.ndim >= 1 and gemm.available()
+    """Whether Tessera's GEMM computes ``a @ b`` (:func:`product_fits`):
+    float32 operands on a host with its kernels."""
+    return a.dtype == _F32 and b.dtype == _F32 and product_fits(a.shape, b.shape) and gemm.available()
+
+
+def product_fits(a_shape: tuple, b_shape: tuple) -> bool:
+    """Whether a product of operands of these shapes is Tessera's GEMM's:
+    both of rank 2 or more, no side under :data:`MIN_SIDE`, each matrix
+    product :data:`MIN_ITEM_MACS` or more (others are numpy's, per step and
+    in a schedule alike, so both compute the same bits)."""
+    if len(a_shape) < 2 or len(b_shape) < 2:
+        return False
+    (m, k), n = a_shape[-2:], b_shape[-1]
+    return min(m, n, k) >= MIN_SIDE and m * n * k >= MIN_ITEM_MACS
 
 
 def product_shapes(a_shape: tuple, b_shape: tuple) -> tuple[tuple, int, int, int]:
@@ -57,7 +80,8 @@ def product_shapes(a_shape: tuple, b_shape: tuple) -> tuple[tuple, int, int, int
 
 
 def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``numpy.matmul(a, b)`` for float32 operands (:func:`ours`), on
+    """``numpy.matmul(a, b)`` for float32 operands (of any shape; a step
+    calls it where :func:`ours`), on
     Tessera's GEMM: one product of all of A's rows where B has no batch of
     its own, else a batch of products (an operand broadcast over batch dims
     it lacks is copied)."""
@@ -73,13 +97,14 @@ def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def lower_matmul(ctx, args, attrs) -> bool:
-    """A float32 MatMul of two computed operands of rank 2 or more as
-    schedule operations (runtime.gemm.computed): A's rows folded into one
-    product where B has no batch of its own, else batch dims that match;
-    as :func:`matmul_f32` computes it (other broadcasts stay Python steps)."""
+    """A float32 MatMul of two computed operands that Tessera's GEMM
+    computes per step (:func:`product_fits`) as schedule operations
+    (runtime.gemm.computed): A's rows folded into one product where B has
+    no batch of its own, else batch dims that match; as :func:`matmul_f32`
+    computes it (other broadcasts stay Python steps)."""
     a, b = args
     if (not isinstance(a, Operand) or not isinstance(b, Operand) or a.dtype != _F32 or b.dtype != _F32
-            or len(a.shape) < 2 or len(b.shape) < 2 or not gemm.available() or 0 in a.shape or 0 in b.shape):
+            or not product_fits(a.shape, b.shape) or not gemm.available() or 0 in a.shape or 0 in b.shape):
         return False
     try:
         batch, m, k, n = product_shapes(a.shape, b.shape)

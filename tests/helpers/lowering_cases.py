@@ -118,8 +118,10 @@ def _concat_split(b, rng):
 
 def _matmul(b, rng):
     """Two computed operands of ranks 1 to 4, batch dims that match,
-    broadcast or fold (a 2-D B), some of them empty."""
-    m, k, n = (int(rng.choice([1, 2, 5, 9, 17, 40])) for _ in range(3))
+    broadcast or fold (a 2-D B), some of them empty, some too small or
+    narrow for Tessera's GEMM (numpy's, per step and in a schedule)."""
+    sides = [33, 40, 64, 70] if rng.random() < 0.7 else [1, 5, 9, 33, 40, 64]  # mostly attention's sizes
+    m, k, n = (int(rng.choice(sides)) for _ in range(3))
     batch = _dims(rng, int(rng.integers(0, 3)))
     form = rng.random()
     if form < 0.5:  # attention's: the same batch dims

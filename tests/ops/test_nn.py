@@ -442,8 +442,18 @@ def test_float32_matmul_runs_on_tessera_gemm_with_its_sums(a_shape, b_shape):
     for index in np.ndindex(*want_shape[:-2]):
         np.testing.assert_array_equal(got[index], sgemm(a_all[index], b_all[index]), err_msg=str(index))
     view = random((3, 64, 197), 7).transpose(0, 2, 1)  # K^T as a Transpose leaves it
-    np.testing.assert_array_equal(run_kernel("MatMul", [view, random((3, 64, 5), 8)], {})[0],
-                                  run_kernel("MatMul", [view.copy(), random((3, 64, 5), 8)], {})[0])
+    np.testing.assert_array_equal(run_kernel("MatMul", [view, random((3, 64, 40), 8)], {})[0],
+                                  run_kernel("MatMul", [view.copy(), random((3, 64, 40), 8)], {})[0])
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((4096, 64), (64, 1)), ((1, 512), (512, 300)), ((40,), (40, 64)),
+                                             ((1000, 4, 4), (1000, 4, 4)), ((12, 16, 16), (12, 16, 16))])
+def test_products_too_small_or_narrow_for_tessera_gemm_stay_numpys(a_shape, b_shape):
+    """A matrix times a vector, a row times a matrix, a batch of small
+    matrices: numpy's product (no threads for these), per step as in a
+    schedule (runtime.kernels.nn_matmul.product_fits)."""
+    a, b = random(a_shape, 9), random(b_shape, 10)
+    np.testing.assert_array_equal(run_kernel("MatMul", [a, b], {})[0], np.matmul(a, b))
 
 
 def test_a_prepared_float32_gemm_reads_its_weights_packed_once_with_the_same_bits():

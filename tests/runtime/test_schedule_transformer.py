@@ -22,7 +22,7 @@ def test_a_transformer_block_is_one_run_of_operations_with_the_per_step_bits(mon
     """Six Gemms (q, k, v, the projection, the two of the feed-forward
     network) and two attention MatMuls are a PACK_LEFT and a GEMM each, the
     two LayerNorms one LAYER_NORM each: no Python step is left."""
-    model = transformer_block(seq=20, dim=32, heads=2, ffn=64, seed=3)
+    model = transformer_block(seq=40, dim=64, heads=2, ffn=96, seed=3)
     executor = fully_lowered_with_per_step_bits(monkeypatch, model, threads, PACK_LEFT, 8)
     assert kinds(executor).count(GEMM) == 8 and kinds(executor).count(LAYER_NORM) == 2
     assert kinds(executor).count(FUSED) >= 2  # the scaled scores, the GELU
@@ -35,33 +35,35 @@ def test_a_transformer_block_is_one_run_of_operations_with_the_per_step_bits(mon
 
 def products(batch_b: tuple, rows: int):
     """A MatMul of two computed operands (B's batch ``batch_b``), then
-    three Gemms of ``rows`` rows: with C, without, and one whose alpha the
+    three Gemms of its rows: with C, without, and one whose alpha the
     compiler folds into its weights."""
     b = OnnxBuilder("products", seed=5)
-    x = b.input("x", [2, 3, rows, 6])
-    y = b.input("y", [*batch_b, 6, 5])
+    x = b.input("x", [2, 3, rows, 32])
+    y = b.input("y", [*batch_b, 32, 40])
     z = b.node("MatMul", [b.node("Relu", [x]), b.node("Relu", [y])])
-    z = b.node("Reshape", [z, b.constant([-1, 5], np.int64)])
-    z = b.node("Gemm", [z, b.const_f32(b.rng.standard_normal((7, 5))), b.const_f32(b.rng.standard_normal(7))],
+    z = b.node("Reshape", [z, b.constant([-1, 40], np.int64)])
+    z = b.node("Gemm", [z, b.const_f32(b.rng.standard_normal((7, 40))), b.const_f32(b.rng.standard_normal(7))],
                transB=1)
     z = b.node("Gemm", [z, b.const_f32(b.rng.standard_normal((7, 4)))])
     return b.model([b.node("Gemm", [z, b.const_f32(b.rng.standard_normal((4, 3)))], alpha=0.5)])
 
 
-@pytest.mark.parametrize("batch_b, rows, packs, python", [((), 9, 4, 0), ((2, 3), 9, 4, 0), ((2, 1), 9, 3, 1),
-                                                         ((), 1, 1, 0)],
-                         ids=["folded", "batched", "broadcast", "few-rows"])
+@pytest.mark.parametrize("batch_b, rows, packs, python", [((), 32, 4, 0), ((2, 3), 32, 4, 0), ((2, 1), 32, 3, 1),
+                                                         ((), 1, 0, 1), ((), 4, 3, 1)],
+                         ids=["folded", "batched", "broadcast", "one-row", "small"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_products_of_computed_operands_lower_where_they_fold_or_match(monkeypatch, batch_b, rows, packs, python,
                                                                       threads):
     """A MatMul whose B has no batch folds A's rows into one product; one
     whose batch dims match is a batch of products; one that broadcasts B
-    over A's batch stays a Python step. Gemms of FEW_ROWS rows or more are
-    a PACK_LEFT and a GEMM each; with fewer, dot products (DOT_ROWS)."""
+    over A's batch stays a Python step, as does one too small for Tessera's
+    GEMM (numpy's, per step too: product_fits). Gemms of FEW_ROWS rows or
+    more are a PACK_LEFT and a GEMM each; with fewer, dot products
+    (DOT_ROWS)."""
     executor = fully_lowered_with_per_step_bits(monkeypatch, products(batch_b, rows), threads, PACK_LEFT, packs,
                                                 python=python)
     assert kinds(executor).count(GEMM) == packs
-    assert kinds(executor).count(DOT_ROWS) == (3 if rows < 8 else 0)
+    assert kinds(executor).count(DOT_ROWS) == (3 if 6 * rows < 8 else 0)
 
 
 def test_a_gemm_whose_weights_are_not_frozen_stays_a_python_step():
