@@ -255,8 +255,8 @@ class Schedule:
                     value = env[slot] = np.ascontiguousarray(value)
                 bases[base] = data_address(value)
             watched(self.split if timings is None else None, lambda alone: self._parts(executor, env, timings, alone))
-            return {executor.program.slots[slot]: self._result(env, slot, computed) for slot, computed in
-                    zip(wanted, self.outputs)}
+            return {executor.program.slots[slot]: self._result(env, slot, computed, executor.program.slots[slot])
+                    for slot, computed in zip(wanted, self.outputs)}
         finally:
             self._lock.release()
 
@@ -312,11 +312,17 @@ class Schedule:
                 value = env[slot] = np.ascontiguousarray(value)
             self.bases[base] = data_address(value)
 
-    def _result(self, env: list, slot: int, computed: _Computed | None) -> np.ndarray:
-        """An output as the caller keeps it: never memory the next run reuses."""
+    def _result(self, env: list, slot: int, computed: _Computed | None, name: str) -> np.ndarray:
+        """An output as the caller keeps it: never memory the next run reuses
+        (a copy out of the arena: where memory runs out for it, an error
+        naming the output, as a step's kernel names its node)."""
         value = env[slot] if computed is None else computed.array(env)
         if isinstance(value, np.ndarray) and np.may_share_memory(value, self.arena):
-            return value.copy()
+            try:
+                return value.copy()
+            except MemoryError:
+                raise ExecutionError(f"out of memory for a copy of output {name!r} of shape {list(value.shape)} "
+                                     f"({value.nbytes} bytes) out of the run's working memory") from None
         return value
 
 
@@ -496,7 +502,10 @@ def build(executor, plan: list, wanted: Sequence[int]) -> Schedule | None:
         return None
     for slot in wanted:
         builder.read(slot, len(plan))
-    arena = np.empty(builder.plan_arena() + ALIGN, np.uint8)
+    try:
+        arena = np.empty(builder.plan_arena() + ALIGN, np.uint8)
+    except MemoryError:  # no room for every value at once: the steps allocate their own (and name one that fails)
+        return None
     shift = (-arena.ctypes.data) % ALIGN
     bases = np.zeros(len(builder.buffers), np.int64)
     for index, buffer in enumerate(builder.buffers):
