@@ -191,11 +191,35 @@ def power(inputs, attrs):
     base, exponent = inputs
     dtype = base.dtype
     with np.errstate(all="ignore"):
+        if _squares(base, exponent):
+            return (_array(np.multiply(base, base)),)
         if base.dtype == exponent.dtype and dtype.kind == "f":
             return (_array(np.power(base, exponent)),)
         if dtype.kind in "iu" and exponent.dtype.kind in "iu":
             return (_int_power(base, exponent),)
         return (_array(np.power(base, exponent), dtype),)
+
+
+def _squares(base, exponent) -> bool:
+    """Whether a Pow is a float32 square (an exponent of one value, 2: the
+    decomposed LayerNorm's variance, as TF and older PyTorch export it):
+    ``base * base``, correctly rounded as numpy's power by 2 is on every host,
+    and the interpreter's multiply, so it lowers to a FUSED operation."""
+    return (base.dtype == _FLOAT32 and isinstance(exponent, np.ndarray) and exponent.size == 1
+            and exponent.dtype == _FLOAT32 and exponent.ndim <= base.ndim and float(exponent.reshape(-1)[0]) == 2.0)
+
+
+def _lower_power(ctx, args, attrs) -> bool:
+    """A float32 square (:func:`_squares`, the exponent a constant) as a
+    FUSED multiply of the base by itself: the per-step bits."""
+    base, exponent = args
+    if not isinstance(base, Operand) or base.dtype != _FLOAT32 or not isinstance(exponent, np.ndarray) \
+            or not _squares(base.stand_in(), exponent) or exponent.ndim > len(base.shape):
+        return False
+    return lower_expression(ctx, [base, base], "mul")
+
+
+power.lower = _lower_power
 
 
 def _int_power(base: np.ndarray, exponent: np.ndarray) -> np.ndarray:

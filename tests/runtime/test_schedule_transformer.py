@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from compiler.zoo.builder import OnnxBuilder
+from compiler.zoo.families import FAMILY_MODELS
 from compiler.zoo.models import transformer_block
 from runtime.executor import Executor
 from runtime.schedule.records import DOT_ROWS, FUSED, GEMM, LAYER_NORM, PACK_LEFT
@@ -110,3 +111,36 @@ def test_layer_norm_writes_its_statistics_too(monkeypatch, axis):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     for value, want in zip((program.slots[slot] for slot in program.outputs), session.run(None, feeds)):
         np.testing.assert_allclose(got[value], want, rtol=1e-5, atol=1e-5, err_msg=value)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_layer_norm_written_out_squares_with_a_multiply(monkeypatch, threads):
+    """Keras' LayerNormalization as tf2onnx writes it on an NHWC model (the
+    zoo's: means as 1x1 convolutions, Sub, Pow by 2): its Pow is a square,
+    x * x per step (numpy's power by 2, correctly rounded, gives the same)
+    and a FUSED multiply in a schedule, which then runs through the model
+    (it had stopped at both Pows); onnxruntime's values."""
+    model = FAMILY_MODELS["channels_last_layernorm"]()
+    executor = fully_lowered_with_per_step_bits(monkeypatch, model, threads, FUSED, 8)
+    program = executor.program
+    feeds = feeds_for(program)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(executor.run(feeds)[program.slots[program.outputs[0]]], session.run(None, feeds)[0],
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_a_square_is_a_multiply_and_other_powers_numpys():
+    """Pow by a one-value float32 2 is base * base (-0 squares to +0, NaN
+    stays, a 0-d base stays an array); other exponents, and an exponent of
+    higher rank than the base, go to numpy's power."""
+    from runtime.kernels import run_kernel
+
+    x = np.array([-0.0, np.nan, np.inf, 1e20, 3e-23, -3.5], np.float32)
+    for exponent in (np.array(2.0, np.float32), np.array([2.0], np.float32)):
+        got = run_kernel("Pow", [x, exponent], {})[0]
+        np.testing.assert_array_equal(got, x * x)
+        assert not np.signbit(got[0])
+    assert run_kernel("Pow", [np.array(3.0, np.float32), np.array(2.0, np.float32)], {})[0].shape == ()
+    assert run_kernel("Pow", [np.ones(3, np.float32), np.array([[2.0]], np.float32)], {})[0].shape == (1, 3)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(run_kernel("Pow", [x, np.array(3.0, np.float32)], {})[0], np.power(x, 3.0))
