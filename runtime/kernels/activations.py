@@ -11,10 +11,11 @@ float64. ``like(x, v)`` casts to ``x``'s type. Parameters (alpha, beta, ...)
 come in the data's type.
 
 tanh and sigmoid, the recurrent gates' functions, and erf (GELU's) have a
-float32 form of their own: exp evaluated in float64 by a range reduction and a polynomial
-that LLVM vectorises (libm's exp is a call per element), then rounded once,
-which is nearly always the correctly rounded result (the tests check it
-against float64 libm); float64 arguments use libm.
+float32 form of their own, computed in float64 by what LLVM vectorises (libm
+is a call per element: for tanh and sigmoid, exp by a range reduction and a
+polynomial; for erf, a polynomial), then rounded once, which is nearly
+always the correctly rounded result (the tests check it against float64
+libm); float64 arguments use libm.
 """
 from __future__ import annotations
 

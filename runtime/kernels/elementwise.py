@@ -213,8 +213,7 @@ def _lower_power(ctx, args, attrs) -> bool:
     """A float32 square (:func:`_squares`, the exponent a constant) as a
     FUSED multiply of the base by itself: the per-step bits."""
     base, exponent = args
-    if not isinstance(base, Operand) or base.dtype != _FLOAT32 or not isinstance(exponent, np.ndarray) \
-            or not _squares(base.stand_in(), exponent) or exponent.ndim > len(base.shape):
+    if not isinstance(base, Operand) or not _squares(base.stand_in(), exponent):
         return False
     return lower_expression(ctx, [base, base], "mul")
 

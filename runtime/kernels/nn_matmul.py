@@ -1,7 +1,7 @@
 """float32 MatMul on Tessera's GEMM: the products of two computed operands
 (attention's ``Q K^T`` and ``softmax(S) V``, a layer whose weights arrive as
-an input), with numpy.matmul's semantics (1-D operands, broadcast batch
-dims).
+an input), with numpy.matmul's broadcast batch dims; vectors, and products
+too small or narrow for the GEMM (:func:`product_fits`), stay numpy's.
 
 Before this they went to numpy's matmul, that is OpenBLAS with threads of
 its own: beside the pool's threads, which spin a while after each job,
@@ -63,37 +63,33 @@ def product_fits(a_shape: tuple, b_shape: tuple) -> bool:
     return min(m, n, k) >= MIN_SIDE and m * n * k >= MIN_ITEM_MACS
 
 
-def product_shapes(a_shape: tuple, b_shape: tuple) -> tuple[tuple, int, int, int]:
-    """(batch dims, M, K, N) of ``a @ b`` with numpy's rules (a 1-D ``a``
-    is one row, a 1-D ``b`` one column); a KernelError naming both shapes
-    where they do not multiply."""
-    a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
-    b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
-    (m, k), (depth, n) = a2[-2:], b2[-2:]
+def product_shapes(a_shape: tuple, b_shape: tuple) -> tuple[tuple, int, int, int, bool]:
+    """(batch dims, M, K, N, folded) of ``a @ b`` for operands of rank 2 or
+    more (:func:`product_fits`), with numpy's broadcasting; ``folded``
+    where B has no batch of its own and A's is the whole batch: A's rows
+    are then one product. A KernelError naming both shapes where they do
+    not multiply."""
+    (m, k), (depth, n) = a_shape[-2:], b_shape[-2:]
     try:
         if k != depth:
             raise ValueError
-        batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+        batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
     except ValueError:
         raise KernelError(f"MatMul: shapes {list(a_shape)} and {list(b_shape)} do not match") from None
-    return tuple(batch), m, k, n
+    return batch, m, k, n, math.prod(b_shape[:-2]) == 1 and a_shape[:-2] == batch
 
 
 def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``numpy.matmul(a, b)`` for float32 operands (of any shape; a step
-    calls it where :func:`ours`), on
+    """``numpy.matmul(a, b)`` for float32 operands :func:`ours`, on
     Tessera's GEMM: one product of all of A's rows where B has no batch of
     its own, else a batch of products (an operand broadcast over batch dims
     it lacks is copied)."""
-    batch, m, k, n = product_shapes(a.shape, b.shape)
-    shape = batch + ((m,) if a.ndim > 1 else ()) + ((n,) if b.ndim > 1 else ())  # 1-D operands' unit dims dropped
-    a = a.reshape(1, k) if a.ndim == 1 else a
-    b = b.reshape(k, 1) if b.ndim == 1 else b
+    batch, m, k, n, folded = product_shapes(a.shape, b.shape)
     count = math.prod(batch)
-    if math.prod(b.shape[:-2]) == 1 and a.shape[:-2] == batch:
-        return gemm.sgemm(a.reshape(count * m, k), b.reshape(k, n)).reshape(shape)
+    if folded:
+        return gemm.sgemm(a.reshape(count * m, k), b.reshape(k, n)).reshape(batch + (m, n))
     return gemm.sgemm_batched(np.broadcast_to(a, batch + (m, k)).reshape(count, m, k),
-                              np.broadcast_to(b, batch + (k, n)).reshape(count, k, n)).reshape(shape)
+                              np.broadcast_to(b, batch + (k, n)).reshape(count, k, n)).reshape(batch + (m, n))
 
 
 def lower_matmul(ctx, args, attrs) -> bool:
@@ -107,12 +103,12 @@ def lower_matmul(ctx, args, attrs) -> bool:
             or not product_fits(a.shape, b.shape) or not gemm.available() or 0 in a.shape or 0 in b.shape):
         return False
     try:
-        batch, m, k, n = product_shapes(a.shape, b.shape)
+        batch, m, k, n, folded = product_shapes(a.shape, b.shape)
     except KernelError:
         return False
     count = math.prod(batch)
     out = ctx.output(0, batch + (m, n))
-    if math.prod(b.shape[:-2]) == 1 and a.shape[:-2] == batch:
+    if folded:
         lower_computed_left(ctx, a.reshape((1, count * m, k)), out.reshape((1, count * m, n)), b.reshape((1, k, n)))
     elif a.shape[:-2] == b.shape[:-2] == batch:
         lower_computed_left(ctx, a.reshape((count, m, k)), out.reshape((count, m, n)), b.reshape((count, k, n)))

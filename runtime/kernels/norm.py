@@ -209,7 +209,7 @@ def _lower_layer_norm(ctx, args, attrs) -> bool:
     stats = x.shape[:axis] + (1,) * len(normalized)
     outs = [ctx.output(0, x.shape)] + [ctx.output(i, stats) for i in range(1, len(ctx.out_types))]
     outs += [ctx.scratch((rows,), np.float32) for _ in range(3 - len(outs))]
-    params = [field for p in (weight, shift) for field in ctx.pin(np.ascontiguousarray(p))]
+    params = [field for p in (weight, shift) for field in ctx.pin(p)]  # flat, C-contiguous (_param)
     ctx.emit(LAYER_NORM, [*x.ref(), rows, n, *params, *(field for out in outs for field in out.ref()),
                           *ctx.pin(np.array([float(attrs["epsilon"])]))], rows, _grain(n))
     return True
