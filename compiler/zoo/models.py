@@ -83,11 +83,16 @@ def _inverted_residual(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int,
     return b.node("Add", [x, y]) if residual else y
 
 
-def transformer_block(seq: int = 32, dim: int = 64, heads: int = 4, ffn: int = 256, seed: int = 0) -> onnx.ModelProto:
+def transformer_block(seq: int = 32, dim: int = 64, heads: int = 4, ffn: int = 256, seed: int = 0,
+                      gelu: str = "erf") -> onnx.ModelProto:
     """One post-norm transformer encoder block: multi-head self-attention
     (MatMul, Reshape, Transpose, Softmax), residual adds, LayerNormalization,
-    and an Erf-GELU feed-forward network."""
-    b = OnnxBuilder("transformer_block", seed)
+    and a GELU feed-forward network: ``gelu`` "erf" writes it out with Erf
+    (as exporters do below opset 20), "none" or "tanh" as opset 20's Gelu
+    with that ``approximate``."""
+    if gelu not in ("erf", "none", "tanh"):
+        raise ValueError(f"transformer_block: gelu={gelu!r} is not 'erf', 'none' or 'tanh'")
+    b = OnnxBuilder("transformer_block", seed, opset=20 if gelu != "erf" else OPSET)
     x = b.input("tokens", [1, seq, dim])
     head_dim = dim // heads
     q, k, v = (_split_heads(b, b.matmul_weight(x, dim, dim), seq, heads, head_dim) for _ in range(3))
@@ -96,7 +101,8 @@ def transformer_block(seq: int = 32, dim: int = 64, heads: int = 4, ffn: int = 2
     context = b.node("MatMul", [b.node("Softmax", [scores], axis=-1), v])
     context = b.node("Reshape", [b.node("Transpose", [context], perm=[0, 2, 1, 3]), b.const_i64([1, seq, dim])])
     x = _layer_norm(b, b.node("Add", [x, b.matmul_weight(context, dim, dim)]), dim)
-    hidden = _gelu(b, b.matmul_weight(x, dim, ffn))
+    hidden = b.matmul_weight(x, dim, ffn)
+    hidden = _gelu(b, hidden) if gelu == "erf" else b.node("Gelu", [hidden], approximate=gelu)
     x = _layer_norm(b, b.node("Add", [x, b.matmul_weight(hidden, ffn, dim)]), dim)
     return b.model([x])
 

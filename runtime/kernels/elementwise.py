@@ -461,16 +461,19 @@ def _tanh(x):
     return act.tanh(x)
 
 
-def _activation_kernel(ufunc, *param_names: str, opcode: str | None = None):
+def _activation_kernel(ufunc, *param_names: str, opcode: str | None = None, smallest: int = PARALLEL_MIN):
     """Kernel applying a Numba activation ufunc with attributes as its scalar
-    params; a float32 array large enough to split over the pool's threads
-    through the interpreter's ``opcode`` where it has one (the same scalar
-    function: runtime.kernels.fused.expression; under PARALLEL_MIN
-    elements the ufunc's loop costs less: 3.5 against 9-10 us for 1 k)."""
+    params; a float32 array of ``smallest`` elements or more through the
+    interpreter's ``opcode`` where it has one (the same scalar function:
+    runtime.kernels.fused.expression). By default from where it splits over
+    the pool's threads: under PARALLEL_MIN elements the ufunc's loop costs
+    less (3.5 against 9-10 us for 1 k), unless the scalar function is too
+    large for LLVM to inline into numpy's loop (GELU's: 14 ns an element
+    there, 2.4 in the interpreter's vectorised one)."""
     def run(inputs, attrs):
         x = inputs[0]
         if (opcode is not None and isinstance(x, np.ndarray) and x.dtype == _FLOAT32 and x.ndim
-                and x.size >= PARALLEL_MIN):
+                and x.size >= smallest):
             return (expression((x,), opcode),)
         with np.errstate(all="ignore"):
             return (_apply(ufunc, x, *(attrs[name] for name in param_names)),)
@@ -513,9 +516,22 @@ def hard_swish(inputs, attrs):
         return (_apply(_hard_swish, inputs[0]),)
 
 
+_GELU = {"none": (_activation_kernel(_gelu, opcode="gelu", smallest=1024), "gelu"),
+         "tanh": (_activation_kernel(_gelu_tanh, opcode="gelu_tanh"), "gelu_tanh")}
+"""Gelu's approximate -> (kernel, interpreter opcode)."""
+
+
+def _gelu_form(attrs) -> tuple:
+    form = _GELU.get(attrs["approximate"])
+    if form is None:
+        raise KernelError(f"Gelu: approximate={attrs['approximate']!r} is not 'none' or 'tanh'")
+    return form
+
+
 @kernel("Gelu")
 def gelu(inputs, attrs):
     """approximate='none': x * Phi(x) with erf; 'tanh': the tanh approximation."""
-    ufunc = _gelu_tanh if attrs["approximate"] == "tanh" else _gelu
-    with np.errstate(all="ignore"):
-        return (_apply(ufunc, inputs[0]),)
+    return _gelu_form(attrs)[0](inputs, attrs)
+
+
+gelu.lower = lambda ctx, args, attrs: lower_expression(ctx, args, _gelu_form(attrs)[1])

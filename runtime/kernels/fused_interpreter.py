@@ -221,8 +221,7 @@ def _unary(op, d, x, m):
 def _unary_more(op, d, x, m):
     """The rest of the unary opcodes (split so each function stays short)."""
     if op == GELU:
-        for k in range(m):
-            d[k] = act.gelu(x[k])
+        act.gelu_block(d, x, m)
     elif op == GELU_TANH:
         for k in range(m):
             d[k] = act.gelu_tanh(x[k])

@@ -167,10 +167,14 @@ def _layer_norm(b, rng):
 
 
 def _activation(b, rng):
-    """Erf, Tanh or GELU written out as exporters write it, over any shape."""
+    """Erf, Tanh, GELU written out as exporters write it, or opset 20's Gelu
+    (either approximation), over any shape."""
     shape = _dims(rng, int(rng.integers(1, 5)))
     x = b.node("Mul", [b.input("x", shape), b.const_f32(float(rng.choice([1.0, 3.0, 40.0])))])
-    op = str(rng.choice(["Erf", "Tanh", "gelu"]))
+    op = str(rng.choice(["Erf", "Tanh", "gelu", "none", "tanh"]))
+    if op in ("none", "tanh"):
+        b.opset = 20
+        return shape, b.node("Gelu", [x], approximate=op)
     if op != "gelu":
         return shape, b.node(op, [x])
     erf = b.node("Erf", [b.node("Div", [x, b.const_f32(np.sqrt(2.0))])])

@@ -1,7 +1,7 @@
 """A transformer block's steps as schedule operations: its linear layers
 (Gemm: A packed by PACK_LEFT, B packed once, C in the GEMM's epilogue), the
 attention products (MatMul of two computed operands), LayerNormalization
-(LAYER_NORM) and the GELU (Erf in a FUSED operation). The schedule runs
+(LAYER_NORM) and the GELU (Erf, or opset 20's Gelu, in a FUSED operation). The schedule runs
 through the whole block on one and two threads with the per-step run's
 bits, and both agree with onnxruntime."""
 from __future__ import annotations
@@ -18,12 +18,13 @@ from runtime.schedule.records import DOT_ROWS, FUSED, GEMM, LAYER_NORM, PACK_LEF
 from tests.helpers.schedule import feeds_for, fully_lowered_with_per_step_bits, kinds
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_a_transformer_block_is_one_run_of_operations_with_the_per_step_bits(monkeypatch, threads):
+@pytest.mark.parametrize("gelu, threads", [("erf", 1), ("erf", 2), ("none", 2), ("tanh", 1)])
+def test_a_transformer_block_is_one_run_of_operations_with_the_per_step_bits(monkeypatch, gelu, threads):
     """Six Gemms (q, k, v, the projection, the two of the feed-forward
     network) and two attention MatMuls are a PACK_LEFT and a GEMM each, the
-    two LayerNorms one LAYER_NORM each: no Python step is left."""
-    model = transformer_block(seq=40, dim=64, heads=2, ffn=96, seed=3)
+    two LayerNorms one LAYER_NORM each: no Python step is left. The GELU
+    written out with Erf and opset 20's Gelu (either approximation) alike."""
+    model = transformer_block(seq=40, dim=64, heads=2, ffn=96, seed=3, gelu=gelu)
     executor = fully_lowered_with_per_step_bits(monkeypatch, model, threads, PACK_LEFT, 8)
     assert kinds(executor).count(GEMM) == 8 and kinds(executor).count(LAYER_NORM) == 2
     assert kinds(executor).count(FUSED) >= 2  # the scaled scores, the GELU
