@@ -215,34 +215,34 @@ def b_reading(m: int, kc: int, column_stride: int, isa: Isa) -> int:
 class PackedProduct:
     """``sgemm(None, b, out, packed_a=packed, bias=bias, residual=r, clamp=clamp)``
     planned once for one layout: ``b`` (K, ``n``), ``out`` and ``r`` (M,
-    ``n``), all float32 and C-contiguous, ``out`` a fresh array. Every
-    check and the plan are done here; :meth:`run` only places the operands
-    (a layer calls it on every inference, where the general entry's Python
-    cost as much as a small layer's product). Holds ``packed`` and the
-    bias, so their identities can key a cache of products."""
+    ``n``), all float32 and C-contiguous, ``out`` a fresh array (for G packed
+    matrices, a grouped convolution's: ``b`` (G, K, ``n``), ``out`` and ``r``
+    (G, M, ``n``), ``bias`` (G, M)). Every check and the plan are done here;
+    :meth:`run` only places the operands (a layer calls it every inference,
+    where the general entry's Python cost as much as a small layer's
+    product). Holds ``packed`` and the bias, so their ids can key a cache."""
 
     def __init__(self, packed, n: int, bias=None, clamp=None, residual: bool = False):
-        op, f32 = "sgemm", (np.dtype(np.float32),)
-        check_packed(f"{op}: packed_a", packed, "left", False, f32[0])
-        m, depth = packed.matrix
-        self.packed, self.shape = packed, (m, n)
-        self.owners = (packed, bias)  # alive while the product is: their identities stay theirs
-        self.b_shape = (depth, n)
-        self.bias = row_bias(op, bias, 1, m, np.float32, False)
-        self.clamp = clamp_array(op, clamp)
-        self.residual = residual
+        batched = isinstance(packed, PackedMatrix) and len(packed.shape) == 3
+        op, f32 = "sgemm_batched" if batched else "sgemm", (np.dtype(np.float32),)
+        check_packed(f"{op}: packed_a", packed, "left", batched, f32[0])
+        (m, depth), batch = packed.matrix, packed.batch
+        self.packed, self.owners = packed, (packed, bias)  # owners: alive while the product is, so are their ids
+        self.shape, self.b_shape = ((batch, m, n), (batch, depth, n)) if batched else ((m, n), (depth, n))
+        self.bias = row_bias(op, bias, batch, m, np.float32, batched)
+        self.clamp, self.residual = clamp_array(op, clamp), residual
         self.single_block = block_depth(depth) >= depth
         """One reduction block: each output tile is written once, after it read
         its residual, so ``out`` may be the residual itself."""
         self.isa = packed.isa  # the host's family, or its narrow one (runtime.gemm.family.narrow_isa)
         self.kernels = kernel_addresses(self.isa, "f32")
-        dims = (1, m, n, depth, block_depth(depth))
+        dims = (batch, m, n, depth, block_depth(depth))
         strides = (m * n * 4, n * 4, 4)
         reading = b_reading(m, dims[-1], 1, self.isa)
         self.template = readonly(_plan_template("f32", self.isa, dims, (reading, None, depth * n, n, 1), strides,
                                                 self.bias, strides if residual else None, False))
         self.tasks = int(self.template[_TASKS])
-        self.serial = work(m, n, depth) <= SERIAL_MACS or self.tasks == 1
+        self.serial = batch * work(m, n, depth) <= SERIAL_MACS or self.tasks == 1
         self.flags = _FLAGS[self.bias is not None, residual, self.clamp is not None]
         self.bias_or_none = _NO_SOURCE if self.bias is None else readonly(self.bias)  # read-only, as in _execute
         self.clamp_or_none = _NO_SOURCE if self.clamp is None else readonly(self.clamp)
@@ -278,7 +278,7 @@ class PackedProduct:
         ``out`` and ``residual`` are the (base, offset) of C-contiguous
         operands of the planned layout, ``out`` apart from ``b`` and, unless
         the reduction is one block, from ``residual``."""
-        record = gemm_record(ctx, self.template, self.kernels, self.packed.data, b, self.b_shape[0] * self.b_shape[1],
+        record = gemm_record(ctx, self.template, self.kernels, self.packed.data, b, int(np.prod(self.b_shape)),
                              out, self.bias, residual, self.clamp)
         emit_gemm(ctx, record, self.tasks, self.serial, b[0])
 

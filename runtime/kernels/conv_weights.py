@@ -35,6 +35,11 @@ narrow_weights = WeightCache(lambda w, _: gemm.pack_weights(w.reshape(w.shape[0]
 and narrow_columns; the host's packing where it has none)."""
 
 
+grouped_weights = WeightCache(lambda w, group: gemm.pack_weights(w.reshape(group, w.shape[0] // group, -1)))
+"""A float32 weight array (K, C/G, *kernel) of a convolution of G groups
+packed as G left operands (K/G, C/G * taps), keyed by G."""
+
+
 transposed_weights = WeightCache(
     lambda w, narrow: gemm.pack_weights(np.ascontiguousarray(w.reshape(w.shape[0], -1).T), narrow=narrow))
 """A ConvTranspose's float32 weights (C, K, *kernel), one group, packed as

@@ -49,7 +49,7 @@ from runtime.gemm.gemv import FEW_ROWS, NO_BIAS, dot_rows, lower_dot_rows
 from runtime.jit import readonly
 from runtime.kernels import depthwise_blocks, depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
-from runtime.kernels.conv_weights import packed_for, packed_weights, product_columns, row_block
+from runtime.kernels.conv_weights import grouped_weights, packed_for, packed_weights, product_columns, row_block
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes_finished, depthwise_rows_channels_last
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
@@ -168,8 +168,11 @@ def conv_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride
         winograd_conv2d(x, u, b, out, window.pads_begin + window.pads_end, m, residual, clamp)
         return out
     pointwise = all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end)
-    if dtype == np.float32 and group == 1 and gemm.available():
-        _conv_gemm(x, w, b, out, window, pointwise, residual, clamp)
+    if dtype == np.float32 and gemm.available():
+        if group == 1:
+            _conv_gemm(x, w, b, out, window, pointwise, residual, clamp)
+        else:
+            _conv_grouped(x, w, b, out, window, pointwise, residual, clamp, group)
         return out
     if pointwise:
         _conv_pointwise(x, w, out, window, group)
@@ -256,6 +259,36 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
             parallel_for(im2col_rows, rows, x3[n], col, shifted, grain=grain(col[0].size))
             gemm.sgemm(None, col.reshape(rows, -1), outs[n][:, part], packed_a=packed, bias=b,
                        residual=None if residuals is None else residuals[n][:, part], clamp=clamp)
+
+
+def _conv_grouped(x, w, b, out, window: Window, pointwise: bool, residual, clamp, group: int) -> None:
+    """Several groups of more than one channel, float32: per image, the
+    column matrix (or the subsampled input) of every group, then the
+    groups' products on Tessera's GEMM as one batch (their weights packed
+    once), the bias and the epilogue in the kernels. Each output is then
+    the sum the GEMM of a one-group convolution of its group's channels
+    gives (where that takes no Winograd tiles), on every host; numpy's
+    OpenBLAS chose its kernel per CPU and, for some shapes,
+    by its thread count (AlexNet's binary changed with OPENBLAS_NUM_THREADS,
+    calibration reading its outputs), and its threads, spinning for
+    milliseconds after each call, took a core from the pool's next jobs."""
+    batch, out_c = out.shape[:2]
+    size = out[0, 0].size
+    product = _pointwise_product(grouped_weights.get(w, group), size, b, clamp, residual is not None)
+    outs = out.reshape(batch, group, out_c // group, size)
+    residuals = None if residual is None else residual.reshape(outs.shape)
+    if pointwise:
+        x = _subsampled(x, window)
+        columns = x.reshape(batch, group, x.shape[1] // group, size)
+    else:
+        x3, geo = lift(x), _geo(window)
+        rows = w[0].size * group
+        col = scratch("column matrix", (rows,) + lift(out).shape[2:], x.dtype)
+    for n in range(batch):
+        if not pointwise:
+            parallel_for(im2col_rows, rows, x3[n], col, geo, grain=grain(col[0].size))
+        product.run(columns[n] if pointwise else col.reshape(group, rows // group, size), outs[n],
+                    None if residuals is None else residuals[n])
 
 
 def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, residual, clamp) -> None:
@@ -365,15 +398,18 @@ _MAX_PRODUCTS = 1024
 
 def _pointwise_product(packed, size: int, b, clamp, residual: bool) -> "gemm.PackedProduct":
     """The planned product of a 1x1 convolution's packed weights by a
-    (C, ``size``) input, kept by the weights' and bias' identities (the
-    product holds both, so neither identity can be reused meanwhile)."""
+    (C, ``size``) input (of G groups' weights, packed as a batch, by a (G,
+    C/G, ``size``) one, the bias (K,) read as (G, K/G)), kept by the
+    weights' and bias' identities (the product holds both, so neither
+    identity can be reused meanwhile)."""
     clamp = None if clamp is None else tuple(float(v) for v in clamp)
     key = (id(packed), id(b), size, clamp, residual)
     product = _products.get(key)
     if product is None:
         if len(_products) >= _MAX_PRODUCTS:
             _products.clear()
-        product = _products[key] = gemm.PackedProduct(packed, size, b, clamp, residual)
+        bias = b if b is None or packed.batch == 1 else b.reshape(packed.batch, -1)
+        product = _products[key] = gemm.PackedProduct(packed, size, bias, clamp, residual)
     return product
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from runtime import gemm
 from runtime.kernels.conv_epilogue import check_epilogue
-from runtime.kernels.conv_weights import is_narrow, narrow_weights, packed_weights, product_columns
+from runtime.kernels.conv_weights import grouped_weights, is_narrow, narrow_weights, packed_weights, product_columns
 from runtime.kernels.nn_conv import (
     _conv_gemm,
     _conv_geometry,
@@ -97,8 +97,8 @@ class PreparedConv:
         _, self.clamp = check_epilogue("FusedConv", None, attrs.get("clamp") if fused else None, (), _F32, gate)
         """The clamp array (clamp and gate) of the epilogue, or None."""
         self.layouts: dict[tuple, _Layout | None] = {}
-        self._packed: list = [None, None]
-        """The packings last given: the host's, the narrow one."""
+        self._packed: list = [None, None, None]
+        """The packings last given: the host's, the narrow one, the groups'."""
 
     def __call__(self, inputs, attrs):
         x = inputs[0]
@@ -171,9 +171,9 @@ class PreparedConv:
         if one_position(x_shape, out_shape, window, group):
             return _OnePosition(out_shape, window)
         pointwise = (all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end)
-                     and all(s == 1 for s in window.strides) and int(group) == 1)
+                     and all(s == 1 for s in window.strides) and int(group) < max(2, x_shape[1]))
         if pointwise and gemm.available():
-            return _Pointwise(out_shape)
+            return _Pointwise(out_shape, int(group))
         band = gemm_bands(x_shape, self.w.shape, window, group)
         if band:
             return _Banded(out_shape, band, _geo(window))
@@ -184,6 +184,17 @@ class PreparedConv:
             return None
         m = _winograd_tile(_F32, x_shape, self.w.shape, window, group)
         return _Winograd(out_shape, window, m) if m else _Im2col(out_shape, window, pointwise)
+
+
+    def packed_groups(self, group: int):
+        """W of ``group`` groups packed as a batch of left operands
+        (conv_weights.grouped_weights), kept as :meth:`packed` keeps its."""
+        kept = self._packed[2]
+        if kept is not None and frozen(self.w):
+            return kept
+        packed = grouped_weights.get(self.w, group)
+        self._packed[2] = packed if frozen(self.w) else None
+        return packed
 
 
 class _Layout:
@@ -197,15 +208,24 @@ class _Layout:
 
 class _Pointwise(_Layout):
     """``W (K, C) @ X (C, S)`` per image on a product planned once (and
-    again only if the weights are repacked)."""
+    again only if the weights are repacked); of G groups, the G products
+    ``W_g (K/G, C/G) @ X_g (C/G, S)`` as one batch (ShuffleNet's)."""
 
-    def __init__(self, out_shape: tuple):
+    def __init__(self, out_shape: tuple, group: int = 1):
         super().__init__(out_shape)
         self.size = int(np.prod(out_shape[2:]))
+        self.group = group
         self.products: dict[tuple, Any] = {}
 
+    def _packed(self, step: PreparedConv):
+        return step.packed(self.size) if self.group == 1 else step.packed_groups(self.group)
+
+    def _matrix(self, image: np.ndarray) -> np.ndarray:
+        """An image's (C, S) matrix, or its groups' (G, C/G, S)."""
+        return image.reshape((image.shape[0], self.size) if self.group == 1 else (self.group, -1, self.size))
+
     def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
-        packed = step.packed(self.size)
+        packed = self._packed(step)
         key = (packed, residual is not None)
         product = self.products.get(key)
         if product is None:
@@ -213,16 +233,14 @@ class _Pointwise(_Layout):
             product = self.products[key] = _pointwise_product(packed, self.size, step.b, step.clamp,
                                                               residual is not None)
         out = _output(step, x, residual if product.single_block else None, self.out_shape)
-        batch, chans, out_c = x.shape[0], x.shape[1], self.out_shape[1]
-        for n in range(batch):
-            product.run(x[n].reshape(chans, self.size), out[n].reshape(out_c, self.size),
-                        None if residual is None else residual[n].reshape(out_c, self.size))
+        for n in range(x.shape[0]):
+            product.run(self._matrix(x[n]), self._matrix(out[n]),
+                        None if residual is None else self._matrix(residual[n]))
         return out
 
 
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
-        packed = step.packed(self.size)
-        product = _pointwise_product(packed, self.size, step.b, step.clamp, residual is not None)
+        product = _pointwise_product(self._packed(step), self.size, step.b, step.clamp, residual is not None)
         in_place = (residual is not None and product.single_block and step.attrs.get("inplace", -1) == RESIDUAL
                     and residual.writable and residual.base != x.base)
         if out is None:

@@ -129,6 +129,39 @@ def test_depthwise_3d_with_padded_unit_depth():
                              rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape, kernel, strides, pads, dilations, group", [
+    ((2, 1536, 5, 5), (12, 512, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 3),  # grouped pointwise, two images
+    ((1, 768, 9, 9), (8, 384, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 2),  # strided: subsampled first
+    ((1, 64, 9, 9), (16, 32, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 2),  # AlexNet's second layer, small
+    ((2, 192, 10, 12), (8, 48, 3, 3), (2, 1), (1, 0, 2, 1), (2, 2), 4),  # dilated, uneven pads
+])
+@pytest.mark.parametrize("epilogue", [False, True])
+def test_a_grouped_float32_conv_sums_each_group_as_a_one_group_conv(shape, kernel, strides, pads, dilations, group,
+                                                                     epilogue):
+    """Groups of several channels run on Tessera's GEMM as one batch of
+    products: each group's outputs are, bit for bit, those of a one-group
+    convolution of its channels (with the bias, residual, clamp and gate
+    alike), the same on every host and whatever numpy's BLAS threads (its
+    OpenBLAS, which ran them, chose its kernel per CPU and for some shapes by
+    its thread count: AlexNet's binary changed with OPENBLAS_NUM_THREADS;
+    at these depths its sums differ from Tessera's)."""
+    x, w = random(shape, 20), random(kernel, 21)
+    b = random((kernel[0],), 22)
+    window = dict(strides=strides, pads=pads, dilations=dilations)
+    extra = {}
+    if epilogue:
+        out = conv_nd(x, w, b, group=group, **window)
+        extra = dict(residual=random(out.shape, 23), clamp=(-0.5, 1.5), gate=("HardSwish", 1 / 6, 0.5))
+    got = conv_nd(x, w, b, group=group, **window, **extra)
+    per_in, per_out = shape[1] // group, kernel[0] // group
+    for g in range(group):
+        part = slice(g * per_out, (g + 1) * per_out)
+        alone = dict(extra, residual=np.ascontiguousarray(extra["residual"][:, part])) if epilogue else {}
+        want = conv_nd(np.ascontiguousarray(x[:, g * per_in:(g + 1) * per_in]), np.ascontiguousarray(w[part]),
+                       b[part].copy(), group=1, **window, **alone)
+        np.testing.assert_array_equal(got[:, part], want, err_msg=f"group {g}")
+
+
 def test_conv_group_mismatch_is_an_import_error():
     x, w = random((1, 4, 5, 5)), random((6, 3, 3, 3))
     with pytest.raises(ModelImportError, match="group=1"):
