@@ -47,10 +47,16 @@ the left operand of its product (K x taps, C) (runtime.kernels.nn_transposed);
 keyed by whether narrow."""
 
 
-def transposed_for(w: np.ndarray, columns: int):
-    """A ConvTranspose's ``w`` packed for products of ``columns`` columns
-    (narrow for a few, as :func:`packed_for`)."""
-    return transposed_weights.get(w, is_narrow(columns))
+transposed_groups = WeightCache(lambda w, group: gemm.pack_weights(
+    np.ascontiguousarray(w.reshape(group, w.shape[0] // group, -1).transpose(0, 2, 1))))
+"""A ConvTranspose's float32 weights (C, K/G, *kernel) of G groups packed as
+G left operands (K/G x taps, C/G), keyed by G."""
+
+
+def transposed_for(w: np.ndarray, columns: int, group: int = 1):
+    """A ConvTranspose's ``w`` of ``group`` groups packed for products of
+    ``columns`` columns (one group: narrow for a few, as :func:`packed_for`)."""
+    return transposed_weights.get(w, is_narrow(columns)) if group == 1 else transposed_groups.get(w, group)
 
 
 def row_block(out_h: int, out_w: int, rows: int) -> int:

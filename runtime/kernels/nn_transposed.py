@@ -2,15 +2,15 @@
 matrix scattered into the output (col2im).
 
 The product is ``W^T (K x taps, C) @ X (C, H x W)`` per image: for float32
-data and one group, Tessera's GEMM on the transposed weights packed once
-(:data:`runtime.kernels.conv_weights.transposed_weights`), the product a
-1x1 convolution of the same shape runs, so that its bits are the same on
-every host and in a schedule, where it lowers as that product and a COL2IM
-operation (:func:`lower_conv_transpose`: a decoder's or a segmentation
-head's upsampling no longer splits the schedule, nor waits on numpy's BLAS
-and its own threads). A float32 depthwise one has a product of one term
-per tap, which the col2im computes itself. Float64 data and other grouped
-ones take numpy's matmul.
+data, Tessera's GEMM on the transposed weights packed once
+(:data:`runtime.kernels.conv_weights.transposed_weights`; of G groups, the
+G products ``W_g^T @ X_g`` as one batch), the product a 1x1 convolution of
+the same shape runs, so that its bits are the same on every host and in a
+schedule, where it lowers as that product and a COL2IM operation
+(:func:`lower_conv_transpose`: a decoder's or a segmentation head's
+upsampling no longer splits the schedule, nor waits on numpy's BLAS and its
+own threads). A float32 depthwise one has a product of one term per tap,
+which the col2im computes itself. Float64 data takes numpy's matmul.
 """
 from __future__ import annotations
 
@@ -79,8 +79,9 @@ def conv_transpose_nd(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
 
 
 def _ours(dtype, group: int) -> bool:
-    """Whether the product is Tessera's GEMM (float32, one group)."""
-    return dtype == np.float32 and group == 1 and gemm.available()
+    """Whether the product is Tessera's GEMM (float32; of several groups,
+    their products as one batch), not numpy's."""
+    return dtype == np.float32 and gemm.available()
 
 
 def _depthwise(dtype, group: int, w_shape: tuple) -> bool:
@@ -107,19 +108,21 @@ def _gemm_col2im(x, w, b, out, window: Window, group: int) -> None:
     rows = (out_c // group) * taps
     cols = np.empty(check_output_size((group, rows, size), "ConvTranspose column matrix"), dtype=x.dtype)
     col_view = cols.reshape((out_c, taps) + in3)
-    product = _pointwise_product(transposed_for(w, size), size, None, None, False) if _ours(x.dtype, group) else None
+    ours = _ours(x.dtype, group)
+    product = _pointwise_product(transposed_for(w, size, group), size, None, None, False) if ours else None
     w_t = w.reshape(group, chans // group, rows).transpose(0, 2, 1)
     no_scale = readonly(np.empty((0, 0), x.dtype))
     for n in range(batch):
         if product is not None:
-            product.run(x[n].reshape(chans, size), cols.reshape(rows, size))
+            product.run(x[n].reshape(chans, size) if group == 1 else x[n].reshape(group, -1, size),
+                        cols[0] if group == 1 else cols)
         else:
             np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)
         parallel_for(col2im_planes, out_c, col_view, no_scale, bias, out3[n], geo, grain=grain(taps * size))
 
 
 def lower_conv_transpose(ctx, args, attrs) -> bool:
-    """A float32 2-D ConvTranspose of one group, or depthwise, with frozen
+    """A float32 2-D ConvTranspose (grouped or depthwise too) with frozen
     constant weights (and bias) as schedule operations: per image, the
     product into a scratch column matrix, then a COL2IM operation over the
     output channels (runtime.schedule.ops); a depthwise one's COL2IM reads
@@ -148,7 +151,7 @@ def lower_conv_transpose(ctx, args, attrs) -> bool:
     if depthwise:
         scale, rows, cols = ctx.pin(np.ascontiguousarray(w)), out_c, None
     else:
-        product = _pointwise_product(transposed_for(w, size), size, None, None, False)
+        product = _pointwise_product(transposed_for(w, size, group), size, None, None, False)
         cols = ctx.scratch((out_c * taps, size), np.float32)
         scale, rows = (0, 0), 0
     out = ctx.output(0, shape)

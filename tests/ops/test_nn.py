@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from compiler.errors import ModelImportError
 from runtime.errors import KernelError
 from runtime.kernels import run_kernel
-from runtime.kernels.nn import conv_nd, matmul
+from runtime.kernels.nn import conv_nd, conv_transpose_nd, matmul
 from tests.helpers.conv import naive_conv, random
 from tests.helpers.node_models import assert_matches_onnxruntime, assert_matches_reference, make_node_model, run_tessera
 
@@ -294,6 +294,21 @@ def test_conv_transpose_grouped_matches_onnxruntime():
     x, w, b = random((2, 4, 5, 4)), random((4, 3, 3, 2), 1), random((6,), 2)
     assert_matches_onnxruntime("ConvTranspose", [x, w, b], consts=(1, 2), group=2, strides=[2, 1],
                                pads=[1, 0, 0, 1], output_padding=[1, 0])
+
+
+def test_a_grouped_float32_conv_transpose_sums_each_group_as_a_one_group_one():
+    """A grouped float32 ConvTranspose's products run on Tessera's GEMM as
+    one batch: each group's outputs are, bit for bit, those of a one-group
+    ConvTranspose of its channels (numpy's OpenBLAS, which ran them, sums
+    differently at this depth, and per CPU)."""
+    x, w, b = random((2, 768, 5, 4)), random((768, 3, 3, 2), 1), random((6,), 2)
+    options = dict(strides=[2, 1], pads=[1, 0, 0, 1], dilations=[1, 1], output_padding=[1, 0])
+    got = conv_transpose_nd(x, w, b, group=2, **options)
+    for g in range(2):
+        want = conv_transpose_nd(np.ascontiguousarray(x[:, g * 384:(g + 1) * 384]),
+                                 np.ascontiguousarray(w[g * 384:(g + 1) * 384]), b[g * 3:(g + 1) * 3].copy(),
+                                 group=1, **options)
+        np.testing.assert_array_equal(got[:, g * 3:(g + 1) * 3], want, err_msg=f"group {g}")
 
 
 def test_conv_transpose_errors():

@@ -102,23 +102,25 @@ def test_a_softmax_along_an_inner_axis_has_the_bits_of_the_last_axis_of_a_moved_
 def decoder(batch: int):
     """A decoder's upsampling: PP-OCR's and YOLO11-seg's 2x2 stride-2
     ConvTranspose (no overlap), CenterNet's 4x4 stride 2 pad 1 (taps
-    overlapping) without a bias and its depthwise one; a 20x20 map so that
-    the products and the channels cut into chunks."""
+    overlapping) without a bias, its depthwise one and a grouped one; a
+    20x20 map so that the products and the channels cut into chunks."""
     b = OnnxBuilder("decoder", seed=26)
     x = b.input("x", [batch, 3, 20, 20])
     y = b.conv_transpose(b.conv(x, 3, 16, 3), 16, 8, 2, 2)
     y = b.conv_transpose(b.node("Relu", [y]), 8, 6, 4, 2, pad=1, bias=False)
     y = b.conv_transpose(b.node("Relu", [y]), 6, 6, 4, 2, pad=1, groups=6)
+    y = b.conv_transpose(b.node("Relu", [y]), 6, 6, 3, 1, pad=1, groups=3)
     return b.model([b.conv(y, 6, 2, 1)])
 
 
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_conv_transpose_is_a_product_and_a_col2im_with_the_per_step_bits(monkeypatch, batch, threads):
-    """A float32 ConvTranspose of one group with constant weights lowers to
-    its product (the GEMM of the transposed weights) and a COL2IM per image;
-    a depthwise one to a COL2IM per image that multiplies as it adds."""
-    fully_lowered_with_per_step_bits(monkeypatch, decoder(batch), threads, COL2IM, 3 * batch)
+    """A float32 ConvTranspose with constant weights lowers to its product
+    (the GEMM of the transposed weights; a grouped one's, the groups' as one
+    batch) and a COL2IM per image; a depthwise one to a COL2IM per image
+    that multiplies as it adds."""
+    fully_lowered_with_per_step_bits(monkeypatch, decoder(batch), threads, COL2IM, 4 * batch)
 
 
 @pytest.mark.parametrize("kernel, stride, pad, extra", [(4, 2, 1, 0), (3, 2, 0, 1), (2, 2, 0, 0), (3, 1, 1, 0)])
