@@ -49,15 +49,16 @@ from runtime.gemm.gemv import FEW_ROWS, NO_BIAS, dot_rows, lower_dot_rows
 from runtime.jit import readonly
 from runtime.kernels import depthwise_blocks, depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
-from runtime.kernels.conv_weights import grouped_weights, packed_for, packed_weights, product_columns, row_block
+from runtime.kernels.conv_products import _geo, _lower_im2col, _pointwise_product, _subsampled
+from runtime.kernels.conv_weights import packed_for, packed_weights, product_columns, row_block
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes_finished, depthwise_rows_channels_last
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
+from runtime.kernels.nn_grouped import _conv_grouped
 from runtime.kernels.nn_im2col import (
     OWN_COLUMNS_MAX,
     band_rows,
     conv_by_bands,
-    im2col_record,
     im2col_rows,
     lower_own_columns,
 )
@@ -70,7 +71,7 @@ from runtime.kernels.nn_winograd import (
     winograd_weights,
 )
 from runtime.parallel import parallel_for
-from runtime.schedule.records import DEPTHWISE, DW_BLOCKS, DW_IR, DW_PADDED, GEO, IM2COL, Operand
+from runtime.schedule.records import DEPTHWISE, DW_BLOCKS, DW_IR, DW_PADDED, GEO, Operand
 
 COMPUTE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """float64 convolutions are the exact and reference path (the quantized
@@ -200,8 +201,6 @@ def _conv_geometry(x_shape: tuple, w_shape: tuple, strides: tuple, pads: tuple, 
     return window, check_output_size((batch, out_c) + out_shape(op, x_shape[2:], window), op)
 
 
-_geo = functools.lru_cache(maxsize=1024)(Window.loop_params)
-"""A window's ``loop_params()``, built once per window."""
 
 
 def _winograd_tile(dtype, x_shape: tuple, w_shape: tuple, window: Window, group: int) -> int:
@@ -259,36 +258,6 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
             parallel_for(im2col_rows, rows, x3[n], col, shifted, grain=grain(col[0].size))
             gemm.sgemm(None, col.reshape(rows, -1), outs[n][:, part], packed_a=packed, bias=b,
                        residual=None if residuals is None else residuals[n][:, part], clamp=clamp)
-
-
-def _conv_grouped(x, w, b, out, window: Window, pointwise: bool, residual, clamp, group: int) -> None:
-    """Several groups of more than one channel, float32: per image, the
-    column matrix (or the subsampled input) of every group, then the
-    groups' products on Tessera's GEMM as one batch (their weights packed
-    once), the bias and the epilogue in the kernels. Each output is then
-    the sum the GEMM of a one-group convolution of its group's channels
-    gives (where that takes no Winograd tiles), on every host; numpy's
-    OpenBLAS chose its kernel per CPU and, for some shapes,
-    by its thread count (AlexNet's binary changed with OPENBLAS_NUM_THREADS,
-    calibration reading its outputs), and its threads, spinning for
-    milliseconds after each call, took a core from the pool's next jobs."""
-    batch, out_c = out.shape[:2]
-    size = out[0, 0].size
-    product = _pointwise_product(grouped_weights.get(w, group), size, b, clamp, residual is not None)
-    outs = out.reshape(batch, group, out_c // group, size)
-    residuals = None if residual is None else residual.reshape(outs.shape)
-    if pointwise:
-        x = _subsampled(x, window)
-        columns = x.reshape(batch, group, x.shape[1] // group, size)
-    else:
-        x3, geo = lift(x), _geo(window)
-        rows = w[0].size * group
-        col = scratch("column matrix", (rows,) + lift(out).shape[2:], x.dtype)
-    for n in range(batch):
-        if not pointwise:
-            parallel_for(im2col_rows, rows, x3[n], col, geo, grain=grain(col[0].size))
-        product.run(columns[n] if pointwise else col.reshape(group, rows // group, size), outs[n],
-                    None if residuals is None else residuals[n])
 
 
 def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, residual, clamp) -> None:
@@ -384,40 +353,6 @@ def lower_conv_one_position(ctx, x, w, b, out, window: Window, residual, clamp) 
     lower_dot_rows(ctx, col, w.reshape(out_c, rows), out.reshape((batch, out_c)), b,
                    None if residual is None else residual.reshape((batch, out_c)), clamp)
 
-
-def _lower_im2col(ctx, x, n: int, col, geo: tuple) -> None:
-    """:func:`im2col_rows` of image ``n`` of the (N, C, H, W) operand ``x``
-    into the (rows, 1, OH, OW) operand ``col``, as a schedule operation."""
-    rows, _, out_h, out_w = col.shape
-    ctx.emit(IM2COL, im2col_record(x, n, col, geo), rows, grain(out_h * out_w))
-
-
-_products: dict[tuple, "gemm.PackedProduct"] = {}
-_MAX_PRODUCTS = 1024
-
-
-def _pointwise_product(packed, size: int, b, clamp, residual: bool) -> "gemm.PackedProduct":
-    """The planned product of a 1x1 convolution's packed weights by a
-    (C, ``size``) input (of G groups' weights, packed as a batch, by a (G,
-    C/G, ``size``) one, the bias (K,) read as (G, K/G)), kept by the
-    weights' and bias' identities (the product holds both, so neither
-    identity can be reused meanwhile)."""
-    clamp = None if clamp is None else tuple(float(v) for v in clamp)
-    key = (id(packed), id(b), size, clamp, residual)
-    product = _products.get(key)
-    if product is None:
-        if len(_products) >= _MAX_PRODUCTS:
-            _products.clear()
-        bias = b if b is None or packed.batch == 1 else b.reshape(packed.batch, -1)
-        product = _products[key] = gemm.PackedProduct(packed, size, bias, clamp, residual)
-    return product
-
-
-def _subsampled(x, window: Window):
-    """The input a strided 1x1 convolution reads (a copy), or ``x``."""
-    if all(s == 1 for s in window.strides):
-        return x
-    return np.ascontiguousarray(x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in window.strides)])
 
 
 def _conv_pointwise(x, w, out, window: Window, group: int) -> None:

@@ -43,6 +43,7 @@ from runtime.kernels.nn_conv import (
     window_attrs,
 )
 from runtime.kernels.nn_direct import direct_fits, lower_direct
+from runtime.kernels.nn_grouped import _conv_grouped, lower_conv_grouped
 from runtime.kernels.nn_im2col import conv_by_bands, lower_bands
 from runtime.kernels.nn_window import lift
 from runtime.kernels.nn_winograd import lower_winograd, packed_winograd_weights, winograd_conv2d
@@ -180,8 +181,11 @@ class PreparedConv:
         chosen = plane_kernel(x_shape, _F32, window, self.w.shape[0]) if int(group) == x_shape[1] > 1 else None
         if chosen is not None:
             return _Depthwise(out_shape, chosen)
-        if int(group) != 1 or len(x_shape) != 4 or not gemm.available():
+        if len(x_shape) != 4 or not gemm.available():
             return None
+        if int(group) != 1:  # neither depthwise nor 1x1 (a strided one: the generic kernel's)
+            one_by_one = all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end)
+            return None if int(group) == x_shape[1] or one_by_one else _Grouped(out_shape, window, int(group))
         m = _winograd_tile(_F32, x_shape, self.w.shape, window, group)
         return _Winograd(out_shape, window, m) if m else _Im2col(out_shape, window, pointwise)
 
@@ -337,6 +341,25 @@ class _Im2col(_Layout):
         columns = product_columns(self.out_shape, step.w[0].size, self.pointwise)
         lower_conv_gemm(ctx, x, step.packed(columns), step.b, self.target(ctx, out), self.window,
                         self.pointwise, residual, step.clamp)
+
+
+class _Grouped(_Layout):
+    """A convolution of G groups of several channels, not 1x1: per image
+    and block of output rows, the column matrix and the groups' products
+    as one batch (runtime.kernels.nn_grouped)."""
+
+    def __init__(self, out_shape: tuple, window, group: int):
+        super().__init__(out_shape)
+        self.window, self.group = window, group
+
+    def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+        out = np.empty(self.out_shape, np.float32)
+        _conv_grouped(x, step.w, step.b, out, self.window, False, residual, step.clamp, self.group)
+        return out
+
+    def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
+        lower_conv_grouped(ctx, x, step.packed_groups(self.group), step.b, self.target(ctx, out), self.window,
+                           residual, step.clamp)
 
 
 class _OnePosition(_Layout):

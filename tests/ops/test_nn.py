@@ -134,6 +134,7 @@ def test_depthwise_3d_with_padded_unit_depth():
     ((1, 768, 9, 9), (8, 384, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 2),  # strided: subsampled first
     ((1, 64, 9, 9), (16, 32, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 2),  # AlexNet's second layer, small
     ((2, 192, 10, 12), (8, 48, 3, 3), (2, 1), (1, 0, 2, 1), (2, 2), 4),  # dilated, uneven pads
+    ((1, 64, 40, 40), (32, 16, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 4),  # two blocks of output rows
 ])
 @pytest.mark.parametrize("epilogue", [False, True])
 def test_a_grouped_float32_conv_sums_each_group_as_a_one_group_conv(shape, kernel, strides, pads, dilations, group,

@@ -8,7 +8,7 @@ import pytest
 
 from compiler.zoo.builder import OnnxBuilder
 from runtime.executor import Executor
-from runtime.schedule.records import AVG_POOL, CHANNEL_SCALE, COPY, COPY_PIECE, FUSED, GEMM, PAD, TRANSPOSE
+from runtime.schedule.records import AVG_POOL, CHANNEL_SCALE, COPY, COPY_PIECE, FUSED, GEMM, IM2COL, PAD, TRANSPOSE
 from tests.helpers.schedule import feeds_for, frozen_program, fully_lowered_with_per_step_bits, kinds
 
 
@@ -226,3 +226,24 @@ def test_grouped_pointwise_convolutions_lower_to_one_gemm_an_image(monkeypatch, 
     is: ShuffleNet v1 (onnx's light zoo) went from 53 runs of operations to
     one. The per-step run's bits, on one and two threads."""
     fully_lowered_with_per_step_bits(monkeypatch, shufflenet_unit(), threads, GEMM, 4)
+
+
+def grouped_block(batch: int):
+    """ResNeXt's bottleneck (a 3x3 convolution of 4 groups between 1x1 ones,
+    the residual added in its last convolution's epilogue) and AlexNet's
+    5x5 of 2 groups at stride 2; the 3x3's column matrix in 4 blocks of
+    output rows (conv_weights.row_block), the 5x5's in one."""
+    b = OnnxBuilder("grouped_block", seed=9)
+    x = b.input("x", [batch, 32, 40, 40])
+    y = b.conv_bn(b.conv_bn(x, 32, 128, 1), 128, 128, 3, groups=4)
+    y = b.node("Relu", [b.node("Add", [b.batchnorm(b.conv(y, 128, 32, 1, bias=False), 32), x])])
+    return b.model([b.node("Relu", [b.conv(y, 32, 16, 5, stride=2, groups=2)])])
+
+
+@pytest.mark.parametrize("batch, threads", [(1, 1), (1, 2), (2, 2)])
+def test_grouped_convolutions_lower_to_im2col_and_one_gemm_a_block(monkeypatch, batch, threads):
+    """A grouped convolution that is not 1x1 lowers to the column matrix
+    of a block of output rows and the groups' products as one GEMM, as
+    the step runs it, with its bits."""
+    executor = fully_lowered_with_per_step_bits(monkeypatch, grouped_block(batch), threads, IM2COL, 5 * batch)
+    assert kinds(executor).count(GEMM) == 7 * batch
