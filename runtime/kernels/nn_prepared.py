@@ -161,6 +161,16 @@ class PreparedConv:
         self._packed[narrow] = packed if frozen(self.w) else None
         return packed
 
+    def packed_groups(self, group: int):
+        """W of ``group`` groups packed as a batch of left operands
+        (conv_weights.grouped_weights), kept as :meth:`packed` keeps its."""
+        kept = self._packed[2]
+        if kept is not None and frozen(self.w):
+            return kept
+        packed = grouped_weights.get(self.w, group)
+        self._packed[2] = packed if frozen(self.w) else None
+        return packed
+
     def _layout(self, x_shape: tuple) -> "_Layout | None":
         strides, pads, dilations, group = self.geometry
         try:
@@ -188,17 +198,6 @@ class PreparedConv:
             return None if int(group) == x_shape[1] or one_by_one else _Grouped(out_shape, window, int(group))
         m = _winograd_tile(_F32, x_shape, self.w.shape, window, group)
         return _Winograd(out_shape, window, m) if m else _Im2col(out_shape, window, pointwise)
-
-
-    def packed_groups(self, group: int):
-        """W of ``group`` groups packed as a batch of left operands
-        (conv_weights.grouped_weights), kept as :meth:`packed` keeps its."""
-        kept = self._packed[2]
-        if kept is not None and frozen(self.w):
-            return kept
-        packed = grouped_weights.get(self.w, group)
-        self._packed[2] = packed if frozen(self.w) else None
-        return packed
 
 
 class _Layout:
