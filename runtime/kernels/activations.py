@@ -118,7 +118,8 @@ def _sigmoid32(x):
 
 def _float32_form(fn, float32_form, other):
     """Compiled code's ``fn(x)``: ``float32_form(x)`` for a float32 ``x``,
-    else ``other(x)`` (libm's, in float64)."""
+    else ``other(x)`` (libm's, in float64: ``fn``'s own body compiled, or
+    the libm function itself)."""
     @overload(fn, inline="always")
     def choose(x):
         if _is_float32(x):
@@ -136,13 +137,8 @@ def sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@jit(inline="always")
-def _sigmoid64(x):
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 _float32_form(tanh, _tanh32, math.tanh)
-_float32_form(sigmoid, _sigmoid32, _sigmoid64)
+_float32_form(sigmoid, _sigmoid32, jit(inline="always")(sigmoid))
 
 
 # ---------------------------------------------------------------- the others
@@ -387,11 +383,6 @@ def gelu_block(d, x, m):
                 d[k] = _gelu32_call(x[k])
 
 
-@jit(inline="always")
-def _gelu64(x):
-    return 0.5 * x * (1.0 + math.erf(x * SQRT_HALF))
-
-
 def gelu(x):
     """x * Phi(x) in x's type (compiled code). float32: :func:`_gelu32`;
     float64: with libm's erf."""
@@ -409,11 +400,6 @@ def _gelu_tanh32(x):
     return np.float32(y if w < 700.0 else v * 0.0) if x == x else x
 
 
-@jit(inline="always")
-def _gelu_tanh64(x):
-    return 0.5 * x * (1.0 + math.tanh(GELU_TANH_SCALE * (x + 0.044715 * x * x * x)))
-
-
 def gelu_tanh(x):
     """GELU's tanh approximation in x's type (compiled code). float32: in
     float64 as x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3),
@@ -421,5 +407,5 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + math.tanh(GELU_TANH_SCALE * (x + 0.044715 * x * x * x)))
 
 
-_float32_form(gelu, _gelu32, _gelu64)
-_float32_form(gelu_tanh, _gelu_tanh32, _gelu_tanh64)
+_float32_form(gelu, _gelu32, jit(inline="always")(gelu))
+_float32_form(gelu_tanh, _gelu_tanh32, jit(inline="always")(gelu_tanh))

@@ -201,8 +201,6 @@ def _conv_geometry(x_shape: tuple, w_shape: tuple, strides: tuple, pads: tuple, 
     return window, check_output_size((batch, out_c) + out_shape(op, x_shape[2:], window), op)
 
 
-
-
 def _winograd_tile(dtype, x_shape: tuple, w_shape: tuple, window: Window, group: int) -> int:
     """Winograd's tile size for this convolution, or 0 to use another path."""
     if (dtype != np.float32 or group != 1 or window.kernel != (3, 3) or window.strides != (1, 1)
@@ -266,8 +264,11 @@ def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, res
     (of a block of output rows, as there; a strided 1x1 convolution's is its
     subsampled input) into a scratch buffer, then its product; or, for a
     column matrix of at most ``OWN_COLUMNS_MAX`` elements, one OWN_COLUMNS
-    operation (runtime.kernels.nn_im2col.lower_own_columns). ``x``, ``out`` and
-    ``residual`` are operands (runtime.schedule.records)."""
+    operation (runtime.kernels.nn_im2col.lower_own_columns). With ``packed``
+    a batch of G matrices (``grouped_weights``, not 1x1), the groups'
+    products as one GEMM, as :func:`runtime.kernels.nn_grouped._conv_grouped`
+    runs them. ``x``, ``out`` and ``residual`` are operands
+    (runtime.schedule.records)."""
     if len(x.shape) != 4:
         raise ValueError("2-D convolutions only")
     batch, chans = x.shape[:2]
@@ -282,10 +283,13 @@ def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, res
             _lower_im2col(ctx, x, n, col, geo)
             product.lower(ctx, col.ref(), out.ref(n * y_bytes), None if residual is None else residual.ref(n * y_bytes))
         return
-    bias = None if b is None else np.ascontiguousarray(b).reshape(1, out_c)
+    group = packed.batch
+    rows *= group
+    bias = None if b is None else np.ascontiguousarray(b).reshape(group, -1)
     clamp = None if clamp is None else np.array(clamp, np.float32)
+    strides = (out_c // group * size * 4, size * 4, 4)
     step = row_block(out_h, out_w, rows)
-    own = step == out_h and rows * size <= OWN_COLUMNS_MAX and parallel.NUM_THREADS > 1
+    own = group == 1 and step == out_h and rows * size <= OWN_COLUMNS_MAX and parallel.NUM_THREADS > 1
     for n in range(batch):
         for top in range(0, out_h, step):
             rows_here = min(step, out_h - top)
@@ -294,14 +298,14 @@ def lower_conv_gemm(ctx, x, packed, b, out, window: Window, pointwise: bool, res
             res = None if residual is None else residual.ref(at)
             if own:
                 col = lower_own_columns(ctx, x, n, packed, (rows, 1, out_h, out_w), shifted, out.ref(at),
-                                        (0, size * 4, 4), bias, res, clamp)
+                                        strides, bias, res, clamp)
                 if col is None:
                     continue
             else:
                 col = ctx.scratch((rows, 1, rows_here, out_w), np.float32)
             _lower_im2col(ctx, x, n, col, shifted)
-            gemm.lower_sgemm(ctx, packed, col.reshape((1, rows, rows_here * out_w)), out.ref(at), (0, size * 4, 4),
-                             bias, res, clamp)
+            gemm.lower_sgemm(ctx, packed, col.reshape((group, rows // group, rows_here * out_w)), out.ref(at),
+                             strides, bias, res, clamp)
 
 
 def one_position(x_shape: tuple, out_shape: tuple, window: Window, group) -> bool:
@@ -352,7 +356,6 @@ def lower_conv_one_position(ctx, x, w, b, out, window: Window, residual, clamp) 
         _lower_im2col(ctx, x, n, Operand(col.base, col.offset + n * rows * 4, (rows, 1, 1, 1), col.dtype), geo)
     lower_dot_rows(ctx, col, w.reshape(out_c, rows), out.reshape((batch, out_c)), b,
                    None if residual is None else residual.reshape((batch, out_c)), clamp)
-
 
 
 def _conv_pointwise(x, w, out, window: Window, group: int) -> None:

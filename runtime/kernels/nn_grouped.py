@@ -1,12 +1,10 @@
 """Grouped float32 convolutions (groups of several channels: AlexNet's,
-ShuffleNet v1's, ResNeXt's) on Tessera's GEMM, per step and as schedule
-operations."""
+ShuffleNet v1's, ResNeXt's) on Tessera's GEMM, per step (a schedule lowers
+them as nn_conv.lower_conv_gemm and the prepared 1x1 product do)."""
 from __future__ import annotations
 
-import numpy as np
-
 from runtime import gemm
-from runtime.kernels.conv_products import _geo, _lower_im2col, _pointwise_product, _subsampled
+from runtime.kernels.conv_products import _geo, _pointwise_product, _subsampled
 from runtime.kernels.conv_weights import grouped_weights, row_block
 from runtime.kernels.nn_im2col import im2col_rows
 from runtime.kernels.nn_window import Window, grain, lift
@@ -20,7 +18,7 @@ def _conv_grouped(x, w, b, out, window: Window, pointwise: bool, residual, clamp
     once), the bias and the epilogue in the kernels: a 1x1 convolution's
     of the (subsampled) input, another's of its column matrix, a block of
     output rows at a time as :func:`_conv_gemm` takes them (and
-    :func:`lower_conv_grouped` in a schedule). Each output is then the sum
+    ``nn_conv.lower_conv_gemm`` in a schedule). Each output is then the sum
     the GEMM of a one-group convolution of its group's channels gives
     (where that takes no Winograd tiles), on every host; numpy's OpenBLAS
     chose its kernel per CPU and, for some shapes, by its thread count
@@ -40,41 +38,18 @@ def _conv_grouped(x, w, b, out, window: Window, pointwise: bool, residual, clamp
             product.run(columns[n], outs[n], None if residuals is None else residuals[n])
         return
     x3, geo = lift(x), _geo(window)
-    out_h, out_w = out.shape[2], size // out.shape[2]
+    out_d, out_h, out_w = lift(out).shape[2:]
     rows = w[0].size * group
-    step = row_block(out_h, out_w, rows) if len(window.kernel) == 2 else out_h
+    step = out_h if out_d > 1 else row_block(out_h, out_w, rows)
     biases = None if b is None else b.reshape(group, -1)
     for n in range(batch):
         for top in range(0, out_h, step):
             height = min(step, out_h - top)
-            col = scratch("column matrix", (rows, 1, height, out_w) if len(window.kernel) == 2 else
-                          (rows,) + lift(out).shape[2:], x.dtype)
-            part = slice(top * out_w, (top + height) * out_w)
+            col = scratch("column matrix", (rows, out_d, height, out_w), x.dtype)
+            part = slice(top * out_w, (top + height) * out_w) if height < out_h else slice(None)
             shifted = geo[:7] + (geo[7] - top * geo[4],) + geo[8:]  # rows from ``top``: the top pad moves up
             parallel_for(im2col_rows, rows, x3[n], col, shifted, grain=grain(col[0].size))
             gemm.sgemm_batched(None, col.reshape(group, rows // group, -1), outs[n][:, :, part], packed_a=packed,
                                bias=biases, residual=None if residuals is None else residuals[n][:, :, part],
                                clamp=clamp)
 
-
-def lower_conv_grouped(ctx, x, packed, b, out, window: Window, residual, clamp) -> None:
-    """:func:`_conv_grouped` of a 2-D convolution of G groups that is not
-    1x1 unpadded, as schedule operations: per image and block of output
-    rows, the column matrix into a scratch buffer, then the groups'
-    products as one GEMM (``packed``: ``grouped_weights``). ``x``, ``out``
-    and ``residual`` are operands (runtime.schedule.records)."""
-    group, out_c = packed.batch, out.shape[1]
-    out_h, out_w = out.shape[2:]
-    size, rows = out_h * out_w, packed.matrix[1] * group
-    strides = (out_c // group * size * 4, size * 4, 4)
-    bias = None if b is None else np.ascontiguousarray(b).reshape(group, -1)
-    clamp = None if clamp is None else np.array(clamp, np.float32)
-    geo, step = _geo(window), row_block(out_h, out_w, rows)
-    for n in range(x.shape[0]):
-        for top in range(0, out_h, step):
-            height = min(step, out_h - top)
-            at = n * out_c * size * 4 + top * out_w * 4
-            col = ctx.scratch((rows, 1, height, out_w), np.float32)
-            _lower_im2col(ctx, x, n, col, geo[:7] + (geo[7] - top * geo[4],) + geo[8:])
-            gemm.lower_sgemm(ctx, packed, col.reshape((group, rows // group, height * out_w)), out.ref(at), strides,
-                             bias, None if residual is None else residual.ref(at), clamp)

@@ -43,7 +43,7 @@ from runtime.kernels.nn_conv import (
     window_attrs,
 )
 from runtime.kernels.nn_direct import direct_fits, lower_direct
-from runtime.kernels.nn_grouped import _conv_grouped, lower_conv_grouped
+from runtime.kernels.nn_grouped import _conv_grouped
 from runtime.kernels.nn_im2col import conv_by_bands, lower_bands
 from runtime.kernels.nn_window import lift
 from runtime.kernels.nn_winograd import lower_winograd, packed_winograd_weights, winograd_conv2d
@@ -182,7 +182,7 @@ class PreparedConv:
         if one_position(x_shape, out_shape, window, group):
             return _OnePosition(out_shape, window)
         pointwise = (all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end)
-                     and all(s == 1 for s in window.strides) and int(group) < max(2, x_shape[1]))
+                     and all(s == 1 for s in window.strides) and (int(group) == 1 or int(group) < x_shape[1]))
         if pointwise and gemm.available():
             return _Pointwise(out_shape, int(group))
         band = gemm_bands(x_shape, self.w.shape, window, group)
@@ -223,10 +223,6 @@ class _Pointwise(_Layout):
     def _packed(self, step: PreparedConv):
         return step.packed(self.size) if self.group == 1 else step.packed_groups(self.group)
 
-    def _matrix(self, image: np.ndarray) -> np.ndarray:
-        """An image's (C, S) matrix, or its groups' (G, C/G, S)."""
-        return image.reshape((image.shape[0], self.size) if self.group == 1 else (self.group, -1, self.size))
-
     def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
         packed = self._packed(step)
         key = (packed, residual is not None)
@@ -236,11 +232,11 @@ class _Pointwise(_Layout):
             product = self.products[key] = _pointwise_product(packed, self.size, step.b, step.clamp,
                                                               residual is not None)
         out = _output(step, x, residual if product.single_block else None, self.out_shape)
+        ins, outs = x.reshape((x.shape[0], *product.b_shape)), out.reshape((x.shape[0], *product.shape))
+        residuals = None if residual is None else residual.reshape(outs.shape)
         for n in range(x.shape[0]):
-            product.run(self._matrix(x[n]), self._matrix(out[n]),
-                        None if residual is None else self._matrix(residual[n]))
+            product.run(ins[n], outs[n], None if residuals is None else residuals[n])
         return out
-
 
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
         product = _pointwise_product(self._packed(step), self.size, step.b, step.clamp, residual is not None)
@@ -357,8 +353,8 @@ class _Grouped(_Layout):
         return out
 
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
-        lower_conv_grouped(ctx, x, step.packed_groups(self.group), step.b, self.target(ctx, out), self.window,
-                           residual, step.clamp)
+        lower_conv_gemm(ctx, x, step.packed_groups(self.group), step.b, self.target(ctx, out), self.window, False,
+                        residual, step.clamp)
 
 
 class _OnePosition(_Layout):

@@ -108,16 +108,15 @@ def _gemm_col2im(x, w, b, out, window: Window, group: int) -> None:
     rows = (out_c // group) * taps
     cols = np.empty(check_output_size((group, rows, size), "ConvTranspose column matrix"), dtype=x.dtype)
     col_view = cols.reshape((out_c, taps) + in3)
-    ours = _ours(x.dtype, group)
-    product = _pointwise_product(transposed_for(w, size, group), size, None, None, False) if ours else None
-    w_t = w.reshape(group, chans // group, rows).transpose(0, 2, 1)
+    product = (_pointwise_product(transposed_for(w, size, group), size, None, None, False)
+               if _ours(x.dtype, group) else None)
     no_scale = readonly(np.empty((0, 0), x.dtype))
     for n in range(batch):
         if product is not None:
-            product.run(x[n].reshape(chans, size) if group == 1 else x[n].reshape(group, -1, size),
-                        cols[0] if group == 1 else cols)
+            product.run(x[n].reshape(product.b_shape), cols.reshape(product.shape))
         else:
-            np.matmul(w_t, x[n].reshape(group, chans // group, size), out=cols)
+            np.matmul(w.reshape(group, chans // group, rows).transpose(0, 2, 1),
+                      x[n].reshape(group, chans // group, size), out=cols)
         parallel_for(col2im_planes, out_c, col_view, no_scale, bias, out3[n], geo, grain=grain(taps * size))
 
 
