@@ -1,7 +1,8 @@
 """What the convolution kernels share: a window's loop parameters, the
 planned products of packed weights (a 1x1 convolution's, a grouped one's,
-a ConvTranspose's), the subsampled input of a strided 1x1 convolution and
-the im2col of one image as a schedule operation."""
+a ConvTranspose's), the subsampled input of a strided 1x1 convolution, an
+image's column matrix a block of output rows at a time, and the im2col of
+one image as a schedule operation."""
 from __future__ import annotations
 
 import functools
@@ -9,12 +10,28 @@ import functools
 import numpy as np
 
 from runtime import gemm
-from runtime.kernels.nn_im2col import im2col_record
+from runtime.kernels.nn_im2col import im2col_record, im2col_rows
 from runtime.kernels.nn_window import Window, grain
+from runtime.kernels.nn_winograd import scratch
+from runtime.parallel import parallel_for
 from runtime.schedule.records import IM2COL
 
 _geo = functools.lru_cache(maxsize=1024)(Window.loop_params)
 """A window's ``loop_params()``, built once per window."""
+
+
+def column_blocks(image, rows: int, geo: tuple, out3: tuple, step: int, dtype):
+    """The column matrix of ``image`` (C, D, H, W) for each block of ``step``
+    output rows of ``out3`` = (OD, OH, OW), built over the pool into a
+    scratch buffer (the next block reuses it), with the columns of the
+    flattened output it covers."""
+    out_d, out_h, out_w = out3
+    for top in range(0, out_h, step):
+        height = min(step, out_h - top)
+        col = scratch("column matrix", (rows, out_d, height, out_w), dtype)
+        shifted = geo[:7] + (geo[7] - top * geo[4],) + geo[8:]  # rows from ``top``: the top pad moves up
+        parallel_for(im2col_rows, rows, image, col, shifted, grain=grain(col[0].size))
+        yield col, slice(top * out_w, (top + height) * out_w) if height < out_h else slice(None)
 
 
 def _lower_im2col(ctx, x, n: int, col, geo: tuple) -> None:

@@ -49,7 +49,7 @@ from runtime.gemm.gemv import FEW_ROWS, NO_BIAS, dot_rows, lower_dot_rows
 from runtime.jit import readonly
 from runtime.kernels import depthwise_blocks, depthwise_ir
 from runtime.kernels.conv_epilogue import NO_CLAMP, apply_epilogue, check_epilogue
-from runtime.kernels.conv_products import _geo, _lower_im2col, _pointwise_product, _subsampled
+from runtime.kernels.conv_products import _geo, _lower_im2col, _pointwise_product, _subsampled, column_blocks
 from runtime.kernels.conv_weights import packed_for, packed_weights, product_columns, row_block
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes_finished, depthwise_rows_channels_last
@@ -248,12 +248,7 @@ def _conv_gemm(x, w, b, out, window: Window, pointwise: bool, residual, clamp) -
     step = out_h if out_d > 1 else row_block(out_h, out_w, rows)
     packed = packed_for(w, product_columns(out.shape, rows, False))
     for n in range(x.shape[0]):
-        for top in range(0, out_h, step):
-            height = min(step, out_h - top)
-            col = scratch("column matrix", (rows, out_d, height, out_w), x.dtype)
-            part = slice(top * out_w, (top + height) * out_w) if height < out_h else slice(None)
-            shifted = geo[:7] + (geo[7] - top * geo[4],) + geo[8:]  # rows from ``top``: the top pad moves up
-            parallel_for(im2col_rows, rows, x3[n], col, shifted, grain=grain(col[0].size))
+        for col, part in column_blocks(x3[n], rows, geo, (out_d, out_h, out_w), step, x.dtype):
             gemm.sgemm(None, col.reshape(rows, -1), outs[n][:, part], packed_a=packed, bias=b,
                        residual=None if residuals is None else residuals[n][:, part], clamp=clamp)
 

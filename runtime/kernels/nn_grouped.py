@@ -4,12 +4,9 @@ them as nn_conv.lower_conv_gemm and the prepared 1x1 product do)."""
 from __future__ import annotations
 
 from runtime import gemm
-from runtime.kernels.conv_products import _geo, _pointwise_product, _subsampled
+from runtime.kernels.conv_products import _geo, _pointwise_product, _subsampled, column_blocks
 from runtime.kernels.conv_weights import grouped_weights, row_block
-from runtime.kernels.nn_im2col import im2col_rows
-from runtime.kernels.nn_window import Window, grain, lift
-from runtime.kernels.nn_winograd import scratch
-from runtime.parallel import parallel_for
+from runtime.kernels.nn_window import Window, lift
 
 
 def _conv_grouped(x, w, b, out, window: Window, pointwise: bool, residual, clamp, group: int) -> None:
@@ -43,12 +40,7 @@ def _conv_grouped(x, w, b, out, window: Window, pointwise: bool, residual, clamp
     step = out_h if out_d > 1 else row_block(out_h, out_w, rows)
     biases = None if b is None else b.reshape(group, -1)
     for n in range(batch):
-        for top in range(0, out_h, step):
-            height = min(step, out_h - top)
-            col = scratch("column matrix", (rows, out_d, height, out_w), x.dtype)
-            part = slice(top * out_w, (top + height) * out_w) if height < out_h else slice(None)
-            shifted = geo[:7] + (geo[7] - top * geo[4],) + geo[8:]  # rows from ``top``: the top pad moves up
-            parallel_for(im2col_rows, rows, x3[n], col, shifted, grain=grain(col[0].size))
+        for col, part in column_blocks(x3[n], rows, geo, (out_d, out_h, out_w), step, x.dtype):
             gemm.sgemm_batched(None, col.reshape(group, rows // group, -1), outs[n][:, :, part], packed_a=packed,
                                bias=biases, residual=None if residuals is None else residuals[n][:, :, part],
                                clamp=clamp)
