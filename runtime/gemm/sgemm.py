@@ -364,8 +364,8 @@ def planned(kind: str, isa: Isa, dims: tuple, b: tuple, out_strides: tuple, bias
     """The plan template of a product (:func:`launch`'s arguments, the
     strides those of the 3-D output and residual), kept by layout."""
     b_mode, _, b_item, b_rs, b_cs = b
-    key = (kind, isa, dims, b_mode, b_item, b_rs, b_cs, out_strides, bias is None or bias.shape[-1], res_strides,
-           bool(accumulate), parallel.NUM_THREADS)
+    key = (kind, isa, dims, b_mode, b_item, b_rs, b_cs, out_strides, None if bias is None else int(bias.shape[-1]),
+           res_strides, bool(accumulate), parallel.NUM_THREADS)  # no bias: not True, which equals a 1-row bias
     template = _plans.get(key)
     if template is None:
         if len(_plans) >= _MAX_PLANS:

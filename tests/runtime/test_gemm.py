@@ -179,6 +179,22 @@ def test_row_bias_joins_the_sum(m, k, n):
     assert_close(batched[0] - bias[:, None], a, b)
 
 
+@pytest.mark.parametrize("m", [1, 2])
+def test_each_product_of_a_batch_adds_its_own_bias_after_one_without(m):
+    """A product's plan is kept by layout: one without a bias (kept under
+    ``True`` once) served a batch with one bias row per product (1 == True)
+    and read the first product's bias for every product (found by the Conv
+    property: two groups of one output channel each)."""
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((3, m, 9), dtype=np.float32)
+    b = rng.standard_normal((3, 9, 6), dtype=np.float32)
+    bias = np.array([[1.0], [20.0], [300.0]], np.float32).repeat(m, axis=1)
+    sgemm_batched(None, b, packed_a=pack_weights(a))
+    got = sgemm_batched(None, b, packed_a=pack_weights(a), bias=bias)
+    for i in range(3):
+        assert_close(got[i] - bias[i][:, None], a[i], b[i])
+
+
 def test_non_finite_values_stay_in_their_rows_and_columns():
     a = np.ones((10, 12), np.float32)
     b = np.ones((12, 20), np.float32)
