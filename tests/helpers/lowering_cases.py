@@ -1,13 +1,13 @@
 """Random one-operator models through the schedule's lowerings (Resize,
-Softmax along any axis, Transpose, ConvTranspose, AveragePool, Pad, Concat,
-Split, MatMul, Gemm, LayerNormalization, Erf, Tanh and GELU): each runs
-scheduled on one and two threads and step by step, and the scheduled runs
-must give the per-step bits, and the per-step run the ONNX reference
-implementation's or onnxruntime's result to float32 rounding. The
-attributes are drawn
+Softmax along any axis, Transpose, Conv of any grouping with its fused
+epilogues, ConvTranspose, AveragePool, Pad, Concat, Split, MatMul, Gemm,
+LayerNormalization, Erf, Tanh and GELU): each runs scheduled on one and
+two threads and step by step, and the scheduled runs must give the
+per-step bits, and the per-step run the ONNX reference implementation's
+or onnxruntime's result to float32 rounding. The attributes are drawn
 across what exporters write and past it (every Resize coordinate and
 nearest mode, scales and sizes, antialias; ranks 1 to 7; negative pads;
-dilated, output-padded and depthwise ConvTransposes), so a lowering that
+grouped, dilated, output-padded and depthwise convolutions), so a lowering that
 declines a case is counted, not failed; a case the importer rejects is
 counted too. bench/lowering_sweep.py runs the long campaign,
 tests/runtime/test_schedule_heads.py a few cases of each kind."""
@@ -24,8 +24,8 @@ from runtime.executor import Executor
 from runtime.schedule import builder as schedule_builder
 from tests.helpers.schedule import frozen_program
 
-KINDS = ("resize", "softmax", "transpose", "conv_transpose", "average_pool", "pad", "concat_split", "matmul", "gemm",
-         "layer_norm", "activation")
+KINDS = ("resize", "softmax", "transpose", "conv", "conv_transpose", "average_pool", "pad", "concat_split", "matmul",
+         "gemm", "layer_norm", "activation")
 
 
 def _dims(rng, rank: int) -> list[int]:
@@ -71,12 +71,38 @@ def _planes(b, rng):
     return shape, b.node("Sigmoid", [b.input("x", shape)])
 
 
+def _conv(b, rng):
+    """A convolution of constant weights and any grouping (one group, a
+    few groups of one or more output channels each, depthwise, channel
+    multipliers), strided, dilated and padded, with or without a bias,
+    then as fused epilogues: a Relu or a Clip, and a residual Add where the
+    shapes allow."""
+    shape, x = _planes(b, rng)
+    c = shape[1]
+    group = int(rng.choice([g for g in range(1, c + 1) if c % g == 0]))
+    out = group * int(rng.integers(1, 4))
+    k, s, d = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    if (k - 1) * d + 1 > min(shape[2:]) + 2 * (k // 2):
+        d = 1
+    inputs = [x, b.weight(rng.standard_normal((out, c // group, k, k)).astype(np.float32))]
+    if rng.random() < 0.6:
+        inputs.append(b.weight(rng.standard_normal(out).astype(np.float32)))
+    pad = int(rng.integers(0, k))
+    y = b.node("Conv", inputs, kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4, dilations=[d, d], group=group)
+    if rng.random() < 0.5:
+        y = b.node("Relu", [y]) if rng.random() < 0.5 else b.node("Clip", [y, b.const_f32(0.0), b.const_f32(6.0)])
+    if out == c and s == 1 and 2 * pad == (k - 1) * d and rng.random() < 0.7:
+        y = b.node("Add", [y, x])
+    return shape, y
+
+
 def _conv_transpose(b, rng):
     shape, x = _planes(b, rng)
     c = shape[1]
     k, s, d = int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
-    group = c if rng.random() < 0.4 else 1
-    out = c if group == c else int(rng.integers(1, 9))
+    draw = rng.random()
+    group = c if draw < 0.4 else int(rng.choice([g for g in range(1, c + 1) if c % g == 0])) if draw < 0.6 else 1
+    out = c if group == c else group * int(rng.integers(1, 9 // group + 1))
     inputs = [x, b.weight(rng.standard_normal((c, out // group, k, k)).astype(np.float32))]
     if rng.random() < 0.5:
         inputs.append(b.weight(rng.standard_normal(out).astype(np.float32)))
@@ -181,9 +207,9 @@ def _activation(b, rng):
     return shape, b.node("Mul", [b.node("Mul", [x, b.const_f32(0.5)]), b.node("Add", [erf, b.const_f32(1.0)])])
 
 
-_BUILD = {"resize": _resize, "softmax": _softmax, "transpose": _transpose, "conv_transpose": _conv_transpose,
-          "average_pool": _average_pool, "pad": _pad, "concat_split": _concat_split, "matmul": _matmul, "gemm": _gemm,
-          "layer_norm": _layer_norm, "activation": _activation}
+_BUILD = {"resize": _resize, "softmax": _softmax, "transpose": _transpose, "conv": _conv,
+          "conv_transpose": _conv_transpose, "average_pool": _average_pool, "pad": _pad, "concat_split": _concat_split,
+          "matmul": _matmul, "gemm": _gemm, "layer_norm": _layer_norm, "activation": _activation}
 
 
 def case(seed: int, index: int, kind: str | None = None):
