@@ -54,7 +54,7 @@ from runtime.kernels.conv_weights import packed_for, packed_weights, product_col
 from runtime.kernels.limits import check_output_size
 from runtime.kernels.nn_depthwise import depthwise_planes_finished, depthwise_rows_channels_last
 from runtime.kernels.nn_depthwise_3x3 import depthwise_padded_3x3
-from runtime.kernels.nn_grouped import _conv_grouped
+from runtime.kernels.nn_grouped import _conv_grouped, group_bands
 from runtime.kernels.nn_im2col import (
     OWN_COLUMNS_MAX,
     band_rows,
@@ -211,14 +211,18 @@ def _winograd_tile(dtype, x_shape: tuple, w_shape: tuple, window: Window, group:
 
 def gemm_bands(x_shape: tuple, w_shape: tuple, window: Window, group: int) -> int:
     """Output rows per band where :func:`conv_nd` (not ``exact``) runs this
-    float32 convolution by bands (:func:`conv_by_bands`), else 0: one group,
-    2-D, not 1x1 unpadded, no Winograd tile, and bands that pay."""
-    if (int(group) != 1 or len(w_shape) != 4 or not gemm.available()
+    float32 convolution by bands (:func:`conv_by_bands`), else 0: 2-D, not
+    1x1 unpadded, no Winograd tile, bands that pay, and one group or
+    several of more than one channel that the row kernels take
+    (:func:`group_bands`)."""
+    if (len(w_shape) != 4 or not gemm.available() or int(group) == x_shape[1] > 1
             or _winograd_tile(np.float32, x_shape, w_shape, window, group)):
         return 0
     if all(k == 1 for k in window.kernel) and not any(window.pads_begin + window.pads_end):
         return 0
     out_h, out_w = out_shape("Conv", x_shape[2:], window)
+    if int(group) > 1:
+        return group_bands(w_shape, _geo(window), out_h, out_w, int(group))
     return band_rows(w_shape[0], int(np.prod(w_shape[1:])), 1, out_h, out_w)
 
 

@@ -432,16 +432,17 @@ BAND_BLOCK = 1 << 16
 it stays in L2 between its im2col and its product)."""
 
 
-def band_rows(out_c: int, rows: int, out_d: int, out_h: int, out_w: int) -> int:
-    """Output rows per band for :func:`conv_by_bands`, or 0 where a band
-    would be narrower than one GEMM tile, there are too few bands for every
+def band_rows(out_c: int, rows: int, out_d: int, out_h: int, out_w: int, groups: int = 1) -> int:
+    """Output rows per band for :func:`conv_by_bands` (``out_c`` and
+    ``rows`` = C kh kw a group's), or 0 where a band would be narrower
+    than one GEMM tile, there are too few bands (of all groups) for every
     thread to get several, or the weights are large next to a band's
     columns (each band reads all of them again: ResNet-50's 128-channel
     stride-2 3x3 ran 5% slower by bands, its 3-channel 7x7 stem 12% faster)."""
     if out_d != 1:
         return 0
     band = min(out_h, BAND_BLOCK // (rows * out_w))
-    if (band < 1 or band * out_w < 48 or -(-out_h // band) < 2 * parallel.NUM_THREADS
+    if (band < 1 or band * out_w < 48 or groups * -(-out_h // band) < 2 * parallel.NUM_THREADS
             or 4 * out_c > band * out_w):
         return 0
     return band
@@ -454,15 +455,18 @@ def conv_by_bands(x3, packed, b, outs, residuals, clamp, geo, band: int, out_h: 
     of an im2col and a GEMM that each go through memory: MobileNetV2's stem
     1.3x, ResNet-50's 1.2x faster). The same products in the same order as
     the one-GEMM path, so the same results. A short reduction (a stem's)
-    reads the band's input rows instead (runtime.kernels.nn_rows)."""
+    reads the band's input rows instead (runtime.kernels.nn_rows), as
+    every band of a convolution of several groups (``packed`` a batch of
+    G matrices, one a group: a task per group and band)."""
     full, last, kernels, bias = _band_plan(packed, b, residuals is not None, band, out_h, out_w)
     flags = _BAND_FLAGS[b is not None, residuals is not None, clamp is not None]
     rows = nn_rows.kernels_for(x3.shape[1], geo, packed)
     for n in range(outs.shape[0]):
         res, epilogue = outs[n] if residuals is None else residuals[n], NO_CLAMP if clamp is None else clamp
         if rows is not None:
-            parallel_for(nn_rows.run_row_bands, -(-out_h // band), x3[n], geo, band, out_h, out_w, rows, packed.data,
-                         packed.isa.mr, packed.isa.vw, readonly(bias), outs[n], res, epilogue, flags, grain=1)
+            parallel_for(nn_rows.run_row_bands, packed.batch * -(-out_h // band), x3[n], geo, band, out_h, out_w, rows,
+                         packed.data, packed.isa.mr, packed.isa.vw, readonly(bias), outs[n], res, epilogue, flags,
+                         packed.batch, grain=1)
             continue
         parallel_for(run_bands, -(-out_h // band), x3[n], geo, band, out_h, out_w, full, last, kernels, packed.data,
                      readonly(bias), outs[n], res, epilogue, flags, grain=1)
@@ -473,7 +477,7 @@ def lower_bands(ctx, x, packed, b, out, residual, clamp, geo: tuple, band: int, 
     its bands): ``x`` (N, C, H, W), ``out`` and ``residual`` (N, M, OH, OW)
     operands (runtime.schedule.records)."""
     full, last, kernels, bias = _band_plan(packed, b, residual is not None, band, out_h, out_w)
-    m = packed.matrix[0]
+    m = packed.matrix[0] * packed.batch
     chans, height, width = x.shape[1:]
     rows = nn_rows.kernels_for(chans, geo, packed)
     way = [0, 0, 0] if rows is None else [1, packed.isa.mr, packed.isa.vw]  # the row kernels' way and tile
@@ -485,7 +489,7 @@ def lower_bands(ctx, x, packed, b, out, residual, clamp, geo: tuple, band: int, 
         ctx.emit(BANDS, [*x.ref(n * x_bytes), chans, 1, height, width, *geo, band, out_h, out_w, *ctx.pin(full),
                          *ctx.pin(last), *ctx.pin(kernels), kernels.size, *ctx.pin(packed.data), packed.data.size,
                          *ctx.pin(bias), bias.size, *out.ref(n * y_bytes), *residual.ref(n * y_bytes), m,
-                         *ctx.pin(clamp), *flags, *way], -(-out_h // band))
+                         *ctx.pin(clamp), *flags, *way, packed.batch], packed.batch * -(-out_h // band))
 
 
 def _band_plan(packed, b, has_residual: bool, band: int, out_h: int, out_w: int):

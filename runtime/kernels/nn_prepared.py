@@ -187,7 +187,7 @@ class PreparedConv:
             return _Pointwise(out_shape, int(group))
         band = gemm_bands(x_shape, self.w.shape, window, group)
         if band:
-            return _Banded(out_shape, band, _geo(window))
+            return _Banded(out_shape, band, _geo(window), int(group))
         chosen = plane_kernel(x_shape, _F32, window, self.w.shape[0]) if int(group) == x_shape[1] > 1 else None
         if chosen is not None:
             return _Depthwise(out_shape, chosen)
@@ -264,26 +264,31 @@ def _output(step: PreparedConv, x: np.ndarray, residual: np.ndarray | None, shap
 
 class _Banded(_Layout):
     """A 2-D convolution that the generic kernel would run by bands of
-    output rows (:func:`gemm_bands`: MobileNetV2's and ResNet-50's stems),
-    run that way directly: the generic kernel's Python before it cost ~30
-    us a call once the layers before had evicted it."""
+    output rows (:func:`gemm_bands`: MobileNetV2's and ResNet-50's stems,
+    ResNeXt's grouped 3x3s), run that way directly: the generic kernel's
+    Python before it cost ~30 us a call once the layers before had evicted
+    it."""
 
-    def __init__(self, out_shape: tuple, band: int, geo: tuple):
+    def __init__(self, out_shape: tuple, band: int, geo: tuple, group: int = 1):
         super().__init__(out_shape)
-        self.band, self.geo = band, geo
+        self.band, self.geo, self.group = band, geo, group
+
+    def _packed(self, step: PreparedConv):
+        return step.packed() if self.group == 1 else step.packed_groups(self.group)
 
     def run(self, step: PreparedConv, x: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
         out = np.empty(self.out_shape, np.float32)
         batch, out_c, out_h, out_w = self.out_shape
         outs = out.reshape(batch, out_c, out_h * out_w)
-        conv_by_bands(lift(x), step.packed(), step.b, outs, None if residual is None else residual.reshape(outs.shape),
-                      step.clamp, self.geo, self.band, out_h, out_w)
+        conv_by_bands(lift(x), self._packed(step), step.b, outs,
+                      None if residual is None else residual.reshape(outs.shape), step.clamp, self.geo, self.band,
+                      out_h, out_w)
         return out
 
     def lower(self, step: PreparedConv, ctx, x: Operand, residual: Operand | None, out: Operand | None) -> None:
         if len(x.shape) != 4:
             raise ValueError("bands of a 2-D convolution only")
-        lower_bands(ctx, x, step.packed(), step.b, self.target(ctx, out), residual, step.clamp,
+        lower_bands(ctx, x, self._packed(step), step.b, self.target(ctx, out), residual, step.clamp,
                     self.geo, self.band, *self.out_shape[2:])
 
 

@@ -1,6 +1,7 @@
 """Convolutions whose reduction is one block (a network's stem: 3 input
-channels, 3x3 to 7x7, stride 2) run as the GEMM of their column matrix
-without building it: each tile reads B's row ``k`` from a copy of the
+channels, 3x3 to 7x7, stride 2; a grouped convolution's groups of a few
+channels, each group a task of its own) run as the GEMM of their column
+matrix without building it: each tile reads B's row ``k`` from a copy of the
 input laid out so that the tile's output positions are consecutive floats.
 
 A convolution by bands (runtime.kernels.nn_im2col.conv_by_bands) builds,
@@ -118,16 +119,28 @@ def row_kernels(isa: Isa) -> np.ndarray:
         return _engines[isa][1]
 
 
+def rows_fit(chans: int, geo: tuple) -> bool:
+    """Whether the row kernels take a 2-D convolution of ``chans`` input
+    channels (a group's) with this window (runtime.kernels.nn_window's
+    loop parameters): a reduction C kh kw of one block (at most
+    ``KC_MAX``, so one block of any packing of it), the strides equal, 1
+    or 2, the dilations 1."""
+    kh, kw, sh, sw = geo[1], geo[2], geo[4], geo[5]
+    return (geo[0] == 1 and geo[3] == 1 and sh == sw and sh in (1, 2) and geo[12] == 1 and geo[13] == 1
+            and geo[14] == 1 and chans * kh * kw <= KC_MAX)
+
+
 def kernels_for(chans: int, geo: tuple, packed) -> np.ndarray | None:
     """The row kernels of a 2-D convolution by bands of ``chans`` input
-    channels with this window (runtime.kernels.nn_window's loop
-    parameters) and these packed float32 weights, or None where it keeps
-    the column matrix: the reduction must be one block of the packing
-    (C kh kw at most its ``kc``, itself at most ``KC_MAX``), the strides
-    equal, 1 or 2, the dilations 1."""
-    kh, kw, sh, sw = geo[1], geo[2], geo[4], geo[5]
-    if not (packed.dtype == np.float32 and geo[0] == 1 and geo[3] == 1 and sh == sw and sh in (1, 2)
-            and geo[12] == 1 and geo[13] == 1 and geo[14] == 1 and chans * kh * kw <= min(packed.kc, KC_MAX)):
+    channels with this window and these packed float32 weights (G
+    matrices: G groups), or None where it keeps the column matrix
+    (:func:`rows_fit` a group's channels; the reduction one block of the
+    packing too), which groups cannot (:func:`run_row_bands` alone takes
+    them)."""
+    chans //= packed.batch
+    if not (packed.dtype == np.float32 and rows_fit(chans, geo) and chans * geo[1] * geo[2] <= packed.kc):
+        if packed.batch > 1:
+            raise ValueError("a grouped convolution runs by bands only where the row kernels take its groups")
         return None
     return row_kernels(packed.isa)
 
@@ -214,16 +227,20 @@ def copy_band(x, copy, top, pad_top, pad_left, stride, rows, cols, written):
 
 
 @jit
-def run_row_bands(start, stop, x, geo, band, out_h, out_w, kernels, a, mr, vw, bias, out, res, clamp, flags):
-    """Bands [start, stop) of output rows of one image, X (C, 1, H, W), as
-    runtime.kernels.nn_im2col.run_bands computes them: the band's copy
-    (:func:`copy_band`), then per row panel of the packed weights ``a``
-    (``mr`` rows), output row and tile of columns (``vw`` lanes a vector),
-    one row kernel into ``out`` (M, OH*OW), with the epilogue (``flags``:
-    bias, residual, clamp given)."""
-    chans = x.shape[0]
+def run_row_bands(start, stop, x, geo, band, out_h, out_w, kernels, a, mr, vw, bias, out, res, clamp, flags,
+                  groups):
+    """Tasks [start, stop) of one image, X (C, 1, H, W), of ``groups``
+    groups: task ``t`` is band ``t mod B`` of output rows (B bands) of group
+    ``t div B``, as runtime.kernels.nn_im2col.run_bands computes a band:
+    the band's copy of the group's channels (:func:`copy_band`), then per
+    row panel of the group's packed weights (G matrices one after another
+    in ``a``, ``mr`` rows a panel), output row and tile of columns (``vw``
+    lanes a vector), one row kernel into the group's rows of ``out`` (M,
+    OH*OW), with the epilogue (``flags``: bias, residual, clamp given)."""
+    chans = x.shape[0] // groups
     kh, kw, stride, pad_top, pad_left = geo[1], geo[2], geo[4], geo[7], geo[8]
-    m, depth, size = out.shape[0], chans * kh * kw, out_h * out_w
+    m, depth, size = out.shape[0] // groups, chans * kh * kw, out_h * out_w
+    panels, bands = (m + mr - 1) // mr, (out_h + band - 1) // band
     widest = kernels.shape[0] * vw
     rows, cols, written = band_layout(kh, kw, stride, band, out_w, widest)
     copy = np.empty(chans * stride * stride * rows * cols, np.float32)
@@ -233,21 +250,20 @@ def run_row_bands(start, stop, x, geo, band, out_h, out_w, kernels, a, mr, vw, b
     bias_at = bias.ctypes.data if flags[0] else 0
     res_at = res.ctypes.data if flags[1] else 0
     clamp_at = clamp.ctypes.data if flags[2] else 0
-    for t in range(start, stop):
-        top = t * band
-        if top >= out_h:
-            break
-        copy_band(x, copy, top, pad_top, pad_left, stride, rows, cols, written)
-        for panel in range((m + mr - 1) // mr):
-            first = panel * mr
+    for t in range(start, min(stop, groups * bands)):
+        group, top = t // bands, t % bands * band
+        copy_band(x[group * chans:(group + 1) * chans], copy, top, pad_top, pad_left, stride, rows, cols, written)
+        weights = a.ctypes.data + 4 * group * panels * mr * depth
+        for panel in range(panels):
+            first = group * m + panel * mr
             for r in range(min(band, out_h - top)):
                 row = (top + r) * out_w + first * size
                 for ox in range(0, out_w, widest):
                     n = min(widest, out_w - ox)
                     at = 4 * (row + ox)
-                    call_kernel(kernels[(n + vw - 1) // vw - 1], depth, a.ctypes.data + 4 * first * depth,
+                    call_kernel(kernels[(n + vw - 1) // vw - 1], depth, weights + 4 * panel * mr * depth,
                                 copy.ctypes.data + 4 * (r * cols + ox), offsets.ctypes.data, out.ctypes.data + at,
-                                size, min(mr, m - first), n, 0, bias_at + 4 * first if flags[0] else 0,
+                                size, min(mr, (group + 1) * m - first), n, 0, bias_at + 4 * first if flags[0] else 0,
                                 res_at + at if flags[1] else 0, size, clamp_at)
 
 

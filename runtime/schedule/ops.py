@@ -236,7 +236,8 @@ def _bands(start, stop, rec, nrec, bases, nbases):
     [37, 38], the residual (Y itself when none) [39, 40], M [41], the clamp
     [42, 43], the three epilogue flags [44-46]; whether the band reads its
     input rows (runtime.kernels.nn_rows: the kernel table is then the row
-    kernels'), the packing's rows a panel and the lanes a vector [47-49]."""
+    kernels'), the packing's rows a panel and the lanes a vector [47-49],
+    the groups [50] (row kernels only past one: a task per group and band)."""
     rec, bases = records(rec, nrec, bases, nbases)
     c, d, h, w = rec[2], rec[3], rec[4], rec[5]
     band, oh, ow, m = rec[21], rec[22], rec[23], rec[41]
@@ -251,7 +252,8 @@ def _bands(start, stop, rec, nrec, bases, nbases):
     flags = _flags(rec[44], rec[45], rec[46])
     geo = to_fixed_tuple(rec[6:6 + GEO], GEO)
     if rec[47]:
-        run_row_bands(start, stop, x, geo, band, oh, ow, kernels, a, rec[48], rec[49], b, out, res, clamp, flags)
+        run_row_bands(start, stop, x, geo, band, oh, ow, kernels, a, rec[48], rec[49], b, out, res, clamp, flags,
+                      rec[50])
     else:
         run_bands(start, stop, x, geo, band, oh, ow, full, last, kernels, a, b, out, res, clamp, flags)
 

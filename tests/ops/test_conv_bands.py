@@ -231,3 +231,47 @@ def test_shifted_column_rows_write_their_rows_only(chans, height, width, kernel,
             np.testing.assert_array_equal(col[:start], before[:start])
             np.testing.assert_array_equal(col[stop:], before[stop:])
         np.testing.assert_array_equal(col[:, 0], want)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, pads, group", [
+    ((1, 32, 28, 28), (32, 8, 3, 3), 1, (1, 1, 1, 1), 4),  # 8 channels a group: 72 steps
+    ((2, 64, 20, 24), (48, 16, 3, 3), 2, (1, 0, 1, 1), 4),  # 16 a group, 12 outputs (a part panel), uneven pads
+    ((1, 12, 90, 17), (6, 4, 5, 5), 1, (2, 2, 2, 2), 3),  # 5x5, 2 outputs a group, 3 bands (a ragged last)
+])
+@pytest.mark.parametrize("epilogue", [False, True])
+def test_groups_of_a_few_channels_run_by_bands_with_one_group_bits(monkeypatch, x_shape, w_shape, stride, pads,
+                                                                     group, epilogue):
+    """A grouped convolution whose groups the row kernels take runs by
+    bands of all groups (a task per group and band), each group's outputs
+    bitwise a one-group convolution's of its channels (its column matrix's
+    GEMM: one reduction block), with bias, residual, clamp and gate, on
+    one and two threads."""
+    monkeypatch.setattr(parallel, "NUM_THREADS", 2)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    window = dict(strides=(stride, stride), pads=pads, dilations=(1, 1))
+    extra = {}
+    if epilogue:
+        shape = conv_nd(x, w, b, group=group, **window).shape
+        extra = dict(residual=rng.standard_normal(shape).astype(np.float32), clamp=(-0.5, 1.5),
+                     gate=("HardSwish", 1 / 6, 0.5))
+    calls = []
+    bands = nn_im2col.conv_by_bands
+    monkeypatch.setattr(nn_im2col, "conv_by_bands", lambda *args: calls.append(args[1].batch) or bands(*args))
+    monkeypatch.setattr("runtime.kernels.nn_grouped.conv_by_bands", nn_im2col.conv_by_bands)
+    got = conv_nd(x, w, b, group=group, **window, **extra)
+    assert calls == [group]
+    monkeypatch.setattr(parallel, "NUM_THREADS", 1)
+    np.testing.assert_array_equal(conv_nd(x, w, b, group=group, **window, **extra), got)
+    per_in, per_out = x_shape[1] // group, w_shape[0] // group
+    for g in range(group):
+        part = slice(g * per_out, (g + 1) * per_out)
+        alone = dict(extra, residual=np.ascontiguousarray(extra["residual"][:, part])) if epilogue else {}
+        want = conv_nd(np.ascontiguousarray(x[:, g * per_in:(g + 1) * per_in]), np.ascontiguousarray(w[part]),
+                       b[part].copy(), group=1, exact=True, **window, **alone)
+        np.testing.assert_array_equal(got[:, part], want, err_msg=f"group {g}")
+    if not epilogue:
+        np.testing.assert_allclose(got, naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                                   group=group, **window), rtol=1e-4, atol=1e-4)

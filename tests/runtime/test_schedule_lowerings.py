@@ -8,7 +8,18 @@ import pytest
 
 from compiler.zoo.builder import OnnxBuilder
 from runtime.executor import Executor
-from runtime.schedule.records import AVG_POOL, CHANNEL_SCALE, COPY, COPY_PIECE, FUSED, GEMM, IM2COL, PAD, TRANSPOSE
+from runtime.schedule.records import (
+    AVG_POOL,
+    BANDS,
+    CHANNEL_SCALE,
+    COPY,
+    COPY_PIECE,
+    FUSED,
+    GEMM,
+    IM2COL,
+    PAD,
+    TRANSPOSE,
+)
 from tests.helpers.schedule import feeds_for, frozen_program, fully_lowered_with_per_step_bits, kinds
 
 
@@ -247,3 +258,24 @@ def test_grouped_convolutions_lower_to_im2col_and_one_gemm_a_block(monkeypatch, 
     the step runs it, with its bits."""
     executor = fully_lowered_with_per_step_bits(monkeypatch, grouped_block(batch), threads, IM2COL, 5 * batch)
     assert kinds(executor).count(GEMM) == 7 * batch
+
+
+def narrow_groups(batch: int):
+    """RegNet's and ResNeXt's grouped 3x3s of a few channels a group: 8
+    at stride 1 (with the residual added in the next 1x1's epilogue), 16 at
+    stride 2 into 12 outputs a group (a row panel of the packing part
+    empty); both run by bands on the row kernels."""
+    b = OnnxBuilder("narrow_groups", seed=10)
+    x = b.input("x", [batch, 64, 28, 28])
+    y = b.conv_bn(x, 64, 64, 3, groups=8)
+    y = b.node("Relu", [b.node("Add", [b.batchnorm(b.conv(y, 64, 64, 1, bias=False), 64), x])])
+    return b.model([b.node("Relu", [b.conv(y, 64, 48, 3, stride=2, groups=4)])])
+
+
+@pytest.mark.parametrize("batch, threads", [(1, 1), (1, 2), (2, 2)])
+def test_narrow_groups_lower_to_bands_of_all_groups(monkeypatch, batch, threads):
+    """A grouped convolution whose groups the row kernels take lowers to
+    one BANDS operation an image (a task per group and band of output
+    rows), with the per-step run's bits."""
+    executor = fully_lowered_with_per_step_bits(monkeypatch, narrow_groups(batch), threads, BANDS, 2 * batch)
+    assert IM2COL not in kinds(executor)
