@@ -409,3 +409,38 @@ def gelu_tanh(x):
 
 _float32_form(gelu, _gelu32, jit(inline="always")(gelu))
 _float32_form(gelu_tanh, _gelu_tanh32, jit(inline="always")(gelu_tanh))
+
+
+@jit(inline="always")
+def special_exponent(y):
+    """Whether :func:`power` raises to ``y`` by :func:`special_power`."""
+    return y == 2.0 or y == 3.0 or y == -1.0 or y == 0.5 or y == -0.5 or y == 0.75 or y == -0.75
+
+
+@jit(inline="always")
+def special_power(x, y):
+    """x ** y for a :func:`special_exponent` ``y`` (float64): by multiplies,
+    divides and square roots, which LLVM vectorises (no call) and every host
+    rounds alike. Through a square root, -inf is read as +inf and -0 as +0,
+    which is what pow gives there."""
+    if y == 2.0:
+        return x * x
+    if y == 3.0:
+        return x * x * x
+    if y == -1.0:
+        return 1.0 / x
+    root = math.sqrt(-x if x == -math.inf else x) + 0.0
+    if y == 0.75 or y == -0.75:
+        root *= math.sqrt(root)
+    return root if y > 0.0 else 1.0 / root
+
+
+@jit(inline="always")
+def power(x, y):
+    """x ** y for float64 arguments, with C's special cases (a float32 Pow
+    calls it on its operands widened and rounds the result once): the
+    exponents models raise to (2 and 3: a variance, GELU's cube; 0.5, 0.75
+    and their negatives: LRN's beta; -1) by :func:`special_power`, the rest
+    by libm's pow (numpy's float32 power took AVX-512 hosts' own SIMD
+    routine: another CPU, other bits)."""
+    return special_power(x, y) if special_exponent(y) else x ** y

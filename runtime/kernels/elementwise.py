@@ -21,6 +21,7 @@ from runtime.errors import KernelError
 from runtime.jit import vectorize
 from runtime.kernels import activations as act
 from runtime.kernels.fused import PARALLEL_MIN, expression, lower_expression
+from runtime.kernels.fused_interpreter import MAX_DIMS
 from runtime.kernels.nn_window import grain
 from runtime.kernels.registry import get_kernel, kernel
 from runtime.schedule.records import CHANNEL_SCALE, Operand
@@ -186,13 +187,19 @@ def mod(inputs, attrs):
 
 @kernel("Pow")
 def power(inputs, attrs):
-    """The result has the base's dtype whatever the exponent's; a negative
-    integer exponent of an integer base goes through float64 (0 unless |base| is 1)."""
+    """The result has the base's dtype whatever the exponent's; a float32
+    one is the interpreter's pow (activations.power in float64, rounded
+    once), the same on every host; a negative integer exponent of an
+    integer base goes through float64 (0 unless |base| is 1)."""
     base, exponent = inputs
     dtype = base.dtype
     with np.errstate(all="ignore"):
         if _squares(base, exponent):
             return (_array(np.multiply(base, base)),)
+        if _float32_power(base, exponent):
+            if base.ndim == exponent.ndim == 0:  # the interpreter's operands have a rank
+                return (expression((base.reshape(1), exponent.reshape(1)), "pow").reshape(()),)
+            return (expression((base, exponent), "pow"),)
         if base.dtype == exponent.dtype and dtype.kind == "f":
             return (_array(np.power(base, exponent)),)
         if dtype.kind in "iu" and exponent.dtype.kind in "iu":
@@ -209,13 +216,24 @@ def _squares(base, exponent) -> bool:
             and exponent.dtype == _FLOAT32 and exponent.ndim <= base.ndim and float(exponent.reshape(-1)[0]) == 2.0)
 
 
+def _float32_power(base, exponent) -> bool:
+    """Whether a Pow runs as the interpreter's pow: float32 operands, of
+    ranks it takes."""
+    return base.dtype == _FLOAT32 and exponent.dtype == _FLOAT32 and max(base.ndim, exponent.ndim) <= MAX_DIMS
+
+
 def _lower_power(ctx, args, attrs) -> bool:
     """A float32 square (:func:`_squares`, the exponent a constant) as a
-    FUSED multiply of the base by itself: the per-step bits."""
+    FUSED multiply of the base by itself, any other float32 power as a
+    FUSED pow: the per-step bits."""
     base, exponent = args
-    if not isinstance(base, Operand) or not _squares(base.stand_in(), exponent):
+    stand_ins = [a.stand_in() if isinstance(a, Operand) else a for a in args]
+    if isinstance(base, Operand) and _squares(stand_ins[0], exponent):
+        return lower_expression(ctx, [base, base], "mul")
+    if (not all(isinstance(a, np.ndarray) for a in stand_ins) or not _float32_power(*stand_ins)
+            or not ctx.out_types[0][0]):
         return False
-    return lower_expression(ctx, [base, base], "mul")
+    return lower_expression(ctx, args, "pow")
 
 
 power.lower = _lower_power

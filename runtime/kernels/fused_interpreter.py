@@ -162,8 +162,16 @@ def _binary(op, d, x, y, m):
         for k in range(m):
             d[k] = x[k] if x[k] < y[k] or x[k] != x[k] else y[k]
     elif op == POW:
+        e = np.float64(y[0])
+        same = True
         for k in range(m):
-            d[k] = np.float64(x[k]) ** np.float64(y[k])
+            same &= np.float64(y[k]) == e
+        if same and act.special_exponent(e):  # one exponent the block over: a loop LLVM vectorises
+            for k in range(m):
+                d[k] = act.special_power(np.float64(x[k]), e)
+        else:
+            for k in range(m):
+                d[k] = act.power(np.float64(x[k]), np.float64(y[k]))
     else:  # PRELU
         for k in range(m):
             d[k] = x[k] if x[k] >= 0 else y[k] * x[k]

@@ -130,10 +130,32 @@ def test_a_layer_norm_written_out_squares_with_a_multiply(monkeypatch, threads):
                                rtol=1e-4, atol=1e-4)
 
 
-def test_a_square_is_a_multiply_and_other_powers_numpys():
+def powers():
+    """A computed base raised to a constant 0.75 (LRN's beta) and to a
+    runtime exponent that broadcasts along the rows."""
+    b = OnnxBuilder("powers", seed=12)
+    x, e = b.input("x", [2, 3, 24, 24]), b.input("e", [24])
+    y = b.conv(x, 3, 8, 3)
+    p, q = b.node("Pow", [y, b.const_f32(0.75)]), b.node("Pow", [y, e])
+    return b.model([b.conv(p, 8, 4, 1), b.conv(q, 8, 4, 1)])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_powers_lower_to_fused_operations(monkeypatch, threads):
+    """A float32 Pow (of a constant or a computed exponent) is one FUSED
+    operation, the interpreter's pow, where it had been a Python step
+    between runs of operations: the per-step bits."""
+    fully_lowered_with_per_step_bits(monkeypatch, powers(), threads, FUSED, 2)
+
+
+def test_a_square_is_a_multiply_and_other_powers_the_float64_power_rounded_once():
     """Pow by a one-value float32 2 is base * base (-0 squares to +0, NaN
-    stays, a 0-d base stays an array); other exponents, and an exponent of
-    higher rank than the base, go to numpy's power."""
+    stays, a 0-d base stays an array); any other float32 power is C's pow
+    of the operands in float64, rounded once (the interpreter's: numpy's
+    float32 power took AVX-512 hosts' own SIMD routine, which rounded 1 in
+    5 results of x ** -0.75 otherwise), whatever the exponent's rank, on
+    the forms of the exponents models use (multiplies, divides, square
+    roots) as on libm's pow."""
     from runtime.kernels import run_kernel
 
     x = np.array([-0.0, np.nan, np.inf, 1e20, 3e-23, -3.5], np.float32)
@@ -143,5 +165,16 @@ def test_a_square_is_a_multiply_and_other_powers_numpys():
         assert not np.signbit(got[0])
     assert run_kernel("Pow", [np.array(3.0, np.float32), np.array(2.0, np.float32)], {})[0].shape == ()
     assert run_kernel("Pow", [np.ones(3, np.float32), np.array([[2.0]], np.float32)], {})[0].shape == (1, 3)
-    with np.errstate(all="ignore"):
-        np.testing.assert_array_equal(run_kernel("Pow", [x, np.array(3.0, np.float32)], {})[0], np.power(x, 3.0))
+    rng = np.random.default_rng(5)
+    base = np.concatenate([x, [0.0, -np.inf, -1.0, 1.0, -2.0, 0.5, 3.4e38, 1e-45],
+                           rng.uniform(0, 10, 20000), rng.standard_normal(2000) * 1e3]).astype(np.float32)
+    for e in (3.0, -1.0, 0.5, -0.5, 0.75, -0.75, 1.3, -2.7, 0.0, 1.0, np.inf, -np.inf, np.nan, 0.25, 7.0):
+        exponent = np.float32(e)
+        with np.errstate(all="ignore"):  # an array exponent: numpy's pow of each (not its scalar shortcuts)
+            want = np.power(base.astype(np.float64), np.full(base.shape, exponent, np.float64)).astype(np.float32)
+        for shape in ((), (1,), base.shape):
+            got = run_kernel("Pow", [base, np.full(shape, exponent, np.float32)], {})[0]
+            np.testing.assert_array_equal(got, want, err_msg=f"exponent {e}")
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=f"exponent {e}")
+    scalar = run_kernel("Pow", [np.array(2.0, np.float32), np.array(0.5, np.float32)], {})[0]
+    assert scalar.shape == () and scalar == np.float32(np.sqrt(2.0))
