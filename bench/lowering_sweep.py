@@ -1,9 +1,9 @@
 """Random one-operator models through the schedule's lowerings, each run
 scheduled on one and two threads against the per-step run, bit for bit
 and the per-step run against the ONNX reference implementation and onnxruntime (tests/helpers/lowering_cases.py:
-Resize, Softmax along any axis, Transpose, ConvTranspose, AveragePool, Pad,
-Concat and Split, MatMul, Gemm, LayerNormalization, and Erf, Tanh and
-GELU). Prints the outcomes by kind and exits 1 on a mismatch or a wrong
+Resize, Softmax along any axis, Transpose, Conv, ConvTranspose, AveragePool,
+Pad, Concat and Split, MatMul, Gemm, LayerNormalization, and Erf, Tanh,
+GELU, Pow and LRN). Prints the outcomes by kind and exits 1 on a mismatch or a wrong
 result.
 
     PYTHONPATH=. python bench/lowering_sweep.py [--cases 700] [--seed 0] [--kind pad]

@@ -17,10 +17,11 @@ from numba.extending import intrinsic
 
 from runtime.errors import KernelError
 from runtime.jit import jit, readonly
+from runtime.kernels import activations as act
 from runtime.kernels.ordered import sqdev_f32_f64, sqdev_f64, sum_f32, sum_f32_f64, sum_f64
 from runtime.kernels.registry import kernel
 from runtime.parallel import parallel_for
-from runtime.schedule.records import LAYER_NORM, SOFTMAX, Operand
+from runtime.schedule.records import LAYER_NORM, LRN, SOFTMAX, Operand
 
 MIN_TASK_ELEMENTS = 1 << 16
 """Elements one thread should get at least, so small tensors stay on one thread."""
@@ -437,25 +438,74 @@ def hardmax(inputs, attrs):
 
 
 # ---------------------------------------------------------------- LRN, MVN
+@jit
+def lrn_planes(start, stop, x, y, channels, before, after, scale, bias, beta):
+    """Planes [start, stop) of an LRN of X (N*C, S) into Y: plane p, channel
+    c = p mod C, is x / (bias + scale * s) ** beta, s the sum of the
+    squares of channels c - before .. c + after of its image, all in
+    float64 (each square exact, the sum in channel order; the power
+    activations.power's), rounded once."""
+    size = x.shape[1]
+    sums = np.empty(size, np.float64)
+    for p in range(start, stop):
+        c = p % channels
+        sums[:] = 0.0
+        for j in range(p - c + max(c - before, 0), p - c + min(c + after + 1, channels)):
+            for s in range(size):
+                v = np.float64(x[j, s])
+                sums[s] += v * v
+        if act.special_exponent(beta):  # a loop with no call in it, which LLVM vectorises
+            for s in range(size):
+                y[p, s] = np.float64(x[p, s]) / act.special_power(bias + scale * sums[s], beta)
+        else:
+            for s in range(size):
+                y[p, s] = np.float64(x[p, s]) / (bias + scale * sums[s]) ** beta
+
+
+def _lrn_params(attrs, rank: int) -> tuple[int, int, float, float, float]:
+    """(before, after, alpha / size, bias, beta) of an LRN, checked: the
+    window around c spans floor((size-1)/2) channels before, ceil after."""
+    size = attrs["size"]
+    if rank < 3 or not isinstance(size, int) or size < 1:
+        raise KernelError(f"LRN: needs an input of rank >= 3 and size >= 1, got rank {rank} and size={size}")
+    return (size - 1) // 2, size // 2, float(attrs["alpha"]) / size, float(attrs["bias"]), float(attrs["beta"])
+
+
 @kernel("LRN")
 def lrn(inputs, attrs):
-    """x / (bias + alpha / size * sum of x^2 over the channel window) ** beta; the
-    window around c spans floor((size-1)/2) channels before, ceil after."""
+    """x / (bias + alpha / size * sum of x^2 over the channel window) ** beta
+    (:func:`lrn_planes`: computed alike on every host, where numpy's
+    float32 power took AVX-512 hosts' own SIMD routine)."""
     (x,) = inputs
-    size = attrs["size"]
-    if x.ndim < 3 or size < 1:
-        raise KernelError(f"LRN: needs an input of rank >= 3 and size >= 1, got rank {x.ndim} and size={size}")
-    channels = x.shape[1]
-    before = (size - 1) // 2
-    after = math.ceil((size - 1) / 2)
-    squares = np.square(x)
-    padded = np.zeros((x.shape[0], channels + before + after) + x.shape[2:], x.dtype)
-    padded[:, before:before + channels] = squares
-    window = np.zeros_like(x)
-    for offset in range(size):
-        window += padded[:, offset:offset + channels]
-    denom = (x.dtype.type(attrs["bias"]) + x.dtype.type(attrs["alpha"] / size) * window) ** x.dtype.type(attrs["beta"])
-    return ((x / denom).astype(x.dtype, copy=False),)
+    before, after, scale, bias, beta = _lrn_params(attrs, x.ndim)
+    dtype = _compute_dtype(x)
+    planes, size = math.prod(x.shape[:2]), math.prod(x.shape[2:])
+    out = np.empty((planes, size), dtype)
+    if out.size:
+        parallel_for(lrn_planes, planes, np.ascontiguousarray(x, dtype).reshape(planes, size), out, x.shape[1],
+                     before, after, scale, bias, beta, grain=_grain(size))
+    return (out.reshape(x.shape).astype(x.dtype, copy=False),)
+
+
+def _lower_lrn(ctx, args, attrs) -> bool:
+    """A float32 LRN as one LRN operation over its planes: the per-step
+    loop, so the same bits (AlexNet's and GoogLeNet's LRNs split their
+    schedules)."""
+    (x,) = args
+    if not isinstance(x, Operand) or x.dtype != np.float32 or len(x.shape) < 3 or not math.prod(x.shape):
+        return False
+    try:
+        before, after, scale, bias, beta = _lrn_params(attrs, len(x.shape))
+    except KernelError:  # the per-step kernel reports it
+        return False
+    planes, size = math.prod(x.shape[:2]), math.prod(x.shape[2:])
+    out = ctx.output(0, x.shape)
+    ctx.emit(LRN, [*x.ref(), *out.ref(), planes, size, x.shape[1], before, after,
+                   *ctx.pin(np.array([scale, bias, beta]))], planes, _grain(size))
+    return True
+
+
+lrn.lower = _lower_lrn
 
 
 MVN_EPSILON = 1e-9

@@ -42,7 +42,7 @@ from runtime.kernels.nn_direct import direct_units, pad_planes
 from runtime.kernels.nn_expand import expand_depthwise
 from runtime.kernels.nn_im2col import col2im_planes, im2col_rows, run_bands
 from runtime.kernels.nn_rows import run_row_bands
-from runtime.kernels.norm import layer_norm_rows, softmax_rows
+from runtime.kernels.norm import layer_norm_rows, lrn_planes, softmax_rows
 from runtime.kernels.pool_loops import avg_pool_planes, max_pool_2d_rows, plane_means
 from runtime.kernels.winograd_ir import KERNELS, input_tiles_ir, output_tiles_ir
 from runtime.pool_protocol import (
@@ -77,6 +77,7 @@ from runtime.schedule.records import (
     IM2COL,
     IM2COL_FIELDS,
     LAYER_NORM,
+    LRN,
     MAX_POOL,
     OWN_COLUMNS,
     PACK_LEFT,
@@ -374,6 +375,17 @@ def _layer_norm(start, stop, rec, nrec, bases, nbases):
                     f64_ptr(address(rec, 14, bases))[0])
 
 
+def _lrn(start, stop, rec, nrec, bases, nbases):
+    """Planes of an LRN (runtime.kernels.norm): rec = X, Y (planes, S),
+    planes, S, C, the channels before and after in the window, alpha /
+    size, bias and beta (float64)."""
+    rec, bases = records(rec, nrec, bases, nbases)
+    planes, size = rec[4], rec[5]
+    params = f64_ptr(address(rec, 9, bases))
+    lrn_planes(start, stop, f32(rec, 0, bases, (planes, size)), f32(rec, 2, bases, (planes, size)), rec[6], rec[7],
+               rec[8], params[0], params[1], params[2])
+
+
 def _col2im(start, stop, rec, nrec, bases, nbases):
     """Output channels of one image of a ConvTranspose (runtime.kernels.
     nn_transposed): rec = the column matrix (K, T, H, W), K, T, H, W, the
@@ -431,7 +443,7 @@ ADAPTERS = {GEMM: _gemm, DEPTHWISE: _depthwise, EXPAND_DEPTHWISE: _expand_depthw
             OWN_COLUMNS: _own_columns, DIRECT: _direct, FUSED: _fused, RESIZE_NEAREST: moves.resize_nearest,
             RESIZE_LINEAR: moves.resize_linear, TRANSPOSE: moves.transpose, COL2IM: _col2im,
             AVG_POOL: _avg_pool, PAD: moves.pad, PACK_LEFT: _pack_left,
-            LAYER_NORM: _layer_norm}
+            LAYER_NORM: _layer_norm, LRN: _lrn}
 _SIGNATURE = types.void(types.int64, types.int64, types.CPointer(types.int64), types.int64,
                         types.CPointer(types.int64), types.int64)
 _compiled: dict[int, object] = {}

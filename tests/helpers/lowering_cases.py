@@ -1,7 +1,7 @@
 """Random one-operator models through the schedule's lowerings (Resize,
 Softmax along any axis, Transpose, Conv of any grouping with its fused
 epilogues, ConvTranspose, AveragePool, Pad, Concat, Split, MatMul, Gemm,
-LayerNormalization, Erf, Tanh and GELU): each runs scheduled on one and
+LayerNormalization, Erf, Tanh, GELU, Pow and LRN): each runs scheduled on one and
 two threads and step by step, and the scheduled runs must give the
 per-step bits, and the per-step run the ONNX reference implementation's
 or onnxruntime's result to float32 rounding. The attributes are drawn
@@ -193,11 +193,20 @@ def _layer_norm(b, rng):
 
 
 def _activation(b, rng):
-    """Erf, Tanh, GELU written out as exporters write it, or opset 20's Gelu
-    (either approximation), over any shape."""
+    """Erf, Tanh, GELU written out as exporters write it, opset 20's Gelu
+    (either approximation), a Pow by a constant, or an LRN (of rank 3 or
+    more), over any shape."""
     shape = _dims(rng, int(rng.integers(1, 5)))
     x = b.node("Mul", [b.input("x", shape), b.const_f32(float(rng.choice([1.0, 3.0, 40.0])))])
-    op = str(rng.choice(["Erf", "Tanh", "gelu", "none", "tanh"]))
+    op = str(rng.choice(["Erf", "Tanh", "gelu", "none", "tanh", "Pow", "LRN"]))
+    if op == "Pow":
+        exponent = float(rng.choice([2.0, 3.0, -1.0, 0.5, -0.5, 0.75, -0.75, 1.3]))
+        return shape, b.node("Pow", [b.node("Abs", [x]) if rng.random() < 0.7 else x, b.const_f32(exponent)])
+    if op == "LRN" and len(shape) >= 3:
+        return shape, b.node("LRN", [x], size=int(rng.integers(1, 6)), alpha=float(rng.choice([1e-4, 0.01])),
+                             beta=float(rng.choice([0.75, 0.6])), bias=float(rng.choice([1.0, 2.0])))
+    if op == "LRN":
+        op = "Tanh"
     if op in ("none", "tanh"):
         b.opset = 20
         return shape, b.node("Gelu", [x], approximate=op)

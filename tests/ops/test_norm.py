@@ -159,6 +159,36 @@ def test_lrn_matches_reference(size):
     assert_matches_reference("LRN", [x], opset=13, size=size, alpha=2e-3, beta=0.6, bias=1.5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("beta, ulps", [(0.6, 0), (0.75, 1)])
+def test_lrn_is_the_float64_formula_rounded_once(beta, ulps):
+    """Each output is x / (bias + alpha/size * s) ** beta in float64 (the
+    squares exact, summed in channel order; libm's pow, or for 0.75 two
+    square roots, within one float32 ulp of it), rounded once: the same
+    on every host (numpy's float32 power was AVX-512 hosts' own routine),
+    including the window's edges, a channel count below the window and
+    zeros, NaN and infinities."""
+    from runtime.kernels import run_kernel
+
+    x = _random((2, 7, 5, 6), 4, scale=30.0)
+    x[0, 3, 0, :4] = [0.0, np.nan, np.inf, -np.inf]
+    for size in (1, 4, 5, 9):
+        attrs = dict(size=size, alpha=1e-4, beta=beta, bias=1.0)
+        got = run_kernel("LRN", [x], attrs)[0]
+        wide = x.astype(np.float64)
+        sums = np.zeros_like(wide)
+        for c in range(7):
+            for j in range(max(c - (size - 1) // 2, 0), min(c + size // 2 + 1, 7)):
+                sums[:, c] += wide[:, j] * wide[:, j]
+        with np.errstate(all="ignore"):
+            want = (wide / np.power(1.0 + 1e-4 / size * sums, np.full(sums.shape, beta))).astype(np.float32)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        finite = np.isfinite(want)
+        np.testing.assert_array_equal(got[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)])
+        gaps = np.abs(got[finite].view(np.int32).astype(np.int64) - want[finite].view(np.int32))
+        assert gaps.max() <= ulps, (size, gaps.max())
+
+
 def test_lrn_window_with_fewer_images_than_channels():
     x = _random((1, 6, 2, 2), 9)
     model = make_node_model("LRN", [x], opset=13, size=3, alpha=0.1)

@@ -385,11 +385,11 @@ def test_a_run_finding_the_schedule_busy_runs_on_a_spare_of_its_own(monkeypatch)
 
 
 def test_steps_that_do_not_lower_run_between_operations(monkeypatch):
-    """An LRN between two convolutions reads the first's arena value and
-    binds its own output for the second."""
+    """A MeanVarianceNormalization (no lowering) between two convolutions
+    reads the first's arena value and binds its own output for the second."""
     b = OnnxBuilder("between", seed=5)
     x = b.input("x", [1, 8, 12, 12])
-    y = b.node("LRN", [b.conv(x, 8, 8, 1)], size=3)
+    y = b.node("MeanVarianceNormalization", [b.conv(x, 8, 8, 1)])
     y = b.node("Relu", [b.conv(y, 8, 16, 3)])
     program = frozen_program(b.model([b.conv(y, 16, 4, 1)]))
     feeds = feeds_for(program)

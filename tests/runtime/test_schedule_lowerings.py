@@ -17,6 +17,7 @@ from runtime.schedule.records import (
     FUSED,
     GEMM,
     IM2COL,
+    LRN,
     PAD,
     TRANSPOSE,
 )
@@ -279,3 +280,21 @@ def test_narrow_groups_lower_to_bands_of_all_groups(monkeypatch, batch, threads)
     rows), with the per-step run's bits."""
     executor = fully_lowered_with_per_step_bits(monkeypatch, narrow_groups(batch), threads, BANDS, 2 * batch)
     assert IM2COL not in kinds(executor)
+
+
+def local_response_norms():
+    """AlexNet's LRNs (size 5, beta 0.75, bias 2, after a ReLU'd convolution)
+    and one of size 3 and beta 0.6, at two images."""
+    b = OnnxBuilder("local_response_norms", seed=11)
+    x = b.input("x", [2, 3, 20, 20])
+    y = b.node("LRN", [b.node("Relu", [b.conv(x, 3, 16, 3)])], size=5, alpha=1e-4, beta=0.75, bias=2.0)
+    y = b.node("LRN", [b.conv(y, 16, 8, 3, groups=2)], size=3, alpha=0.01, beta=0.6, bias=1.0)
+    return b.model([b.conv(y, 8, 4, 1)])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_local_response_norms_lower(monkeypatch, threads):
+    """A float32 LRN is one LRN operation over its planes (AlexNet's and
+    GoogLeNet's had been Python steps between runs of operations): the
+    per-step bits, on one and two threads."""
+    fully_lowered_with_per_step_bits(monkeypatch, local_response_norms(), threads, LRN, 2)
