@@ -435,12 +435,69 @@ def special_power(x, y):
     return root if y > 0.0 else 1.0 / root
 
 
+_LOG_ODD = np.array([2.0 / (2 * i + 1) for i in reversed(range(12))])
+"""ln m = 2 atanh(f) = sum 2 f^(2i+1) / (2i+1), f = (m - 1) / (m + 1),
+|f| <= 0.1716 for m in [sqrt 1/2, sqrt 2): 12 terms leave under 1e-19
+(highest power first, as :func:`_poly` takes them)."""
+SQRT2 = 1.4142135623730951
+_MANTISSA = (1 << 52) - 1
+
+
+@jit(inline="always")
+def _log(a):
+    """ln a for a finite float64 a > 0 (a float32's: never subnormal), to
+    about 1e-16: a = 2^k m, m in [sqrt 1/2, sqrt 2), k ln 2 + 2 atanh(f)."""
+    bits = _bits(a)
+    k = np.float64((bits >> 52) - 1023)
+    m = _from_bits((bits & _MANTISSA) | (1023 << 52))
+    if m > SQRT2:
+        m *= 0.5
+        k += 1.0
+    f = (m - 1.0) / (m + 1.0)
+    return k * LN2_HI + (k * LN2_LO + f * _poly(f * f, _LOG_ODD))
+
+
+@jit(inline="always")
+def float32_power(x, y):
+    """x ** y, for float32 arguments widened to float64, to about 1e-14
+    (to be rounded to float32: nearly always the correctly rounded result),
+    as exp(y ln |x|) by branch-free polynomials that LLVM vectorises (libm's
+    pow is a call an element: 12 ns), with C's special cases: 1 for y = 0 or
+    x = 1, NaN for a finite negative x and a finite y not an integer, the sign of x
+    for an odd integer y, zeros, infinities and |x| = 1 against y = +-inf."""
+    ax = abs(x)
+    finite = ax > 0.0 and ax < math.inf
+    w = y * _log(ax if finite else 1.0)
+    scale, q = _exp_parts(min(max(w, -120.0), 120.0))  # beyond, float32 has 0 or inf
+    big = (ax > 1.0) == (y > 0.0)  # |x|^y grows without bound as y or |x| do
+    magnitude = scale + scale * q if finite else (math.inf if (ax == 0.0) == (y < 0.0) else 0.0)
+    if abs(y) == math.inf:
+        magnitude = 1.0 if ax == 1.0 else (math.inf if big else 0.0)
+    whole = math.floor(y) == y
+    odd = whole and abs(y) < 9007199254740992.0 and math.floor(y * 0.5) * 2.0 != y
+    negative = x < 0.0 or (x == 0.0 and 1.0 / x < 0.0)
+    result = -magnitude if negative and odd else magnitude
+    if -math.inf < x < 0.0 and not whole and abs(y) < math.inf:
+        result = math.nan
+    if x != x or y != y:
+        result = x + y
+    return 1.0 if y == 0.0 or x == 1.0 else result
+
+
 @jit(inline="always")
 def power(x, y):
-    """x ** y for float64 arguments, with C's special cases (a float32 Pow
-    calls it on its operands widened and rounds the result once): the
-    exponents models raise to (2 and 3: a variance, GELU's cube; 0.5, 0.75
-    and their negatives: LRN's beta; -1) by :func:`special_power`, the rest
-    by libm's pow (numpy's float32 power took AVX-512 hosts' own SIMD
-    routine: another CPU, other bits)."""
-    return special_power(x, y) if special_exponent(y) else x ** y
+    """x ** y for float32 arguments widened to float64, with C's special
+    cases, to be rounded to float32 once (a float32 Pow, per step and in
+    the interpreter): the exponents models raise to (2 and 3: a variance,
+    GELU's cube; 0.5, 0.75 and their negatives: LRN's beta; -1) by
+    :func:`special_power`, the rest by :func:`float32_power`. numpy's float32
+    power took AVX-512 hosts' own SIMD routine: another CPU, other bits."""
+    return special_power(x, y) if special_exponent(y) else float32_power(x, y)
+
+
+@jit
+def float32_power_block(x, e, d, m):
+    """``d[k] = x[k] ** e`` (:func:`float32_power`) for k < m: a function
+    of its own, so that its loop and the interpreter's vectorise apart."""
+    for k in range(m):
+        d[k] = float32_power(np.float64(x[k]), e)

@@ -166,9 +166,11 @@ def _binary(op, d, x, y, m):
         same = True
         for k in range(m):
             same &= np.float64(y[k]) == e
-        if same and act.special_exponent(e):  # one exponent the block over: a loop LLVM vectorises
+        if same and act.special_exponent(e):  # one exponent the block over: loops LLVM vectorises
             for k in range(m):
                 d[k] = act.special_power(np.float64(x[k]), e)
+        elif same:
+            act.float32_power_block(x, e, d, m)
         else:
             for k in range(m):
                 d[k] = act.power(np.float64(x[k]), np.float64(y[k]))
