@@ -222,7 +222,7 @@ def gemm_bands(x_shape: tuple, w_shape: tuple, window: Window, group: int) -> in
         return 0
     out_h, out_w = out_shape("Conv", x_shape[2:], window)
     if int(group) > 1:
-        return group_bands(w_shape, _geo(window), out_h, out_w, int(group))
+        return group_bands(w_shape, _geo(window), (1, out_h, out_w), int(group))
     return band_rows(w_shape[0], int(np.prod(w_shape[1:])), 1, out_h, out_w)
 
 

@@ -13,18 +13,19 @@ from runtime.kernels.nn_im2col import band_rows, conv_by_bands
 from runtime.kernels.nn_window import Window, lift
 
 
-def group_bands(w_shape: tuple, geo: tuple, out_h: int, out_w: int, group: int) -> int:
-    """Output rows per band where a 2-D convolution of ``group`` groups
-    (weights ``w_shape``, window ``geo``) runs by bands on the row kernels
+def group_bands(w_shape: tuple, geo: tuple, out3: tuple, group: int) -> int:
+    """Output rows per band where a convolution of ``group`` groups
+    (weights ``w_shape``, window ``geo``, output positions ``out3`` = (OD,
+    OH, OW)), 2-D, runs by bands on the row kernels
     (a task per group and band, each reading its group's input rows:
     runtime.kernels.nn_rows), else 0. No column matrix of all the groups
     then goes through memory: at 16 channels a group, one output row of
     the matrix per 16 multiply-adds, as costly as they are (Zen 4, one
     thread: 128 channels at 56 x 56 in 8 groups 2.77 -> 1.54 ms, in 32
     1.93 -> 0.91 ms, 256 at 28 x 28 in 32 0.76 -> 0.52 ms)."""
-    if not nn_rows.rows_fit(w_shape[1], geo):
+    if len(w_shape) != 4 or not nn_rows.rows_fit(w_shape[1], geo):
         return 0
-    return band_rows(w_shape[0] // group, math.prod(w_shape[1:]), 1, out_h, out_w, group)
+    return band_rows(w_shape[0] // group, math.prod(w_shape[1:]), *out3, group)
 
 
 def _conv_grouped(x, w, b, out, window: Window, pointwise: bool, residual, clamp, group: int) -> None:
@@ -54,7 +55,7 @@ def _conv_grouped(x, w, b, out, window: Window, pointwise: bool, residual, clamp
         return
     x3, geo = lift(x), _geo(window)
     out_d, out_h, out_w = lift(out).shape[2:]
-    band = group_bands(w.shape, geo, out_h, out_w, group) if out_d == 1 and len(w.shape) == 4 else 0
+    band = group_bands(w.shape, geo, (out_d, out_h, out_w), group)
     if band:
         conv_by_bands(x3, packed, b, out.reshape(batch, out_c, size), None if residual is None
                       else residual.reshape(batch, out_c, size), clamp, geo, band, out_h, out_w)
@@ -67,4 +68,3 @@ def _conv_grouped(x, w, b, out, window: Window, pointwise: bool, residual, clamp
             gemm.sgemm_batched(None, col.reshape(group, rows // group, -1), outs[n][:, :, part], packed_a=packed,
                                bias=biases, residual=None if residuals is None else residuals[n][:, :, part],
                                clamp=clamp)
-
