@@ -321,8 +321,8 @@ def linear_rows(start, stop, src, y0, y1, wy0, wy1, x0, x1, wx0, wx1, out):
     for p in range(start // oh, (stop - 1) // oh + 1):
         held_t = -1  # source rows held in slots st and su
         held_u = -1
-        st = 0
-        su = 1
+        st = np.int64(0)  # int64 slots: literal ones compile _blend_row again
+        su = np.int64(1)
         for oy in range(max(start - p * oh, 0), min(stop - p * oh, oh)):
             t = y0[oy]
             u = y1[oy]

@@ -146,7 +146,7 @@ def _own_columns(start, stop, rec, nrec, bases, nbases):
     im = rec[GEMM_FIELDS:]
     parts, tasks = im[IM2COL_FIELDS], i64(rec, 0, bases, PLAN_SIZE)[TASKS]
     b = address(im, 6, bases) + start * im[IM2COL_FIELDS + 1]
-    _columns(0, im[8], im, bases, b)
+    _columns(np.int64(0), im[8], im, bases, b)  # an int64 start: a literal 0 compiles im2col_rows again
     _planned(start * tasks // parts, stop * tasks // parts, rec, bases, b)
 
 

@@ -430,7 +430,7 @@ def _weights(ins, g, tmpl, wu8, w8, w32, wbase, work):
         else:  # the kernels read A's bytes as 16-bit pairs (Isa.a_words)
             whole = np.empty(steps * mpad, np.uint32)
             _pack_weights(ins, wu8, w8, w32, w_at, steps, kc, mr, whole, rowsums)
-            split_a_lanes(0, whole.size, whole.view(np.int8), mr, lanes)
+            split_a_lanes(np.int64(0), whole.size, whole.view(np.int8), mr, lanes)
         if state < CONSTANT:
             packed_from[:] = weights
         held[g] = CONSTANT_HELD if state >= CONSTANT else HELD
