@@ -142,6 +142,17 @@ def depthwise_ir_planes(start, stop, x, w, b, out, res, clamp, flags, kernels, s
     float32 and C-contiguous (the callers' lift and the schedule's operands
     are)."""
     zeros, masks = plane_scratch(x.shape[2], x.shape[3], w.shape[1], stride, kernels)
+    _run_on_scratch(start, stop, x, w, b, out, res, clamp, flags, kernels, stride, zeros, masks)
+
+
+@jit
+def _run_on_scratch(start, stop, x, w, b, out, res, clamp, flags, kernels, stride, zeros, masks):
+    """:func:`depthwise_ir_run` with the masks' address taken here, where
+    the masks are an argument the caller holds. Taken in the caller, the
+    address outlived the array: Numba freed the masks at the ``del`` after
+    their last use (the address) before the kernels read them, and the
+    flat kernel read whatever the allocator had put there since (a 1 x 1
+    plane's output off in one run of ~20 of tests/ops in another order)."""
     depthwise_ir_run(start, stop, x, w, b, out, res, clamp, flags, kernels, stride, zeros,
                      masks.ctypes.data if masks.shape[0] else 0)
 

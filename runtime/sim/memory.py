@@ -86,7 +86,7 @@ def lookup(out, x, table):
     n = out.shape[0]
     if (out.itemsize == 1 and table.itemsize == 1 and x.shape[0] >= n and table.shape[0] >= 256
             and out.strides[0] == 1 and x.strides[0] == 1 and table.strides[0] == 1):
-        map8(n, x.ctypes.data, table.ctypes.data, out.ctypes.data)
+        map_codes(n, x, table, out)
         return
     for i in range(n):
         out[i] = table[np.int64(x[i]) + 128]
@@ -132,3 +132,13 @@ class CardMemory:
         """Views of the SRAM :meth:`clear` zeroes."""
         return [view for key, space in enumerate((self.wgt, self.act, self.acc))
                 for view in space.reachable(None if extents is None else extents[key])]
+
+
+@jit
+def map_codes(n, x, table, out):
+    """:func:`~runtime.sim.bytevec.map8` of the first ``n`` codes of ``x``
+    into ``out``: the arrays are this call's arguments, so their caller
+    holds them while the kernel reads. (An address taken where an array is
+    a temporary of the caller lets Numba free it, at the ``del`` after its
+    last use, before the kernel reads it: ``vector._eltwise_8``'s table.)"""
+    map8(n, x.ctypes.data, table.ctypes.data, out.ctypes.data)

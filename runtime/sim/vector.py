@@ -25,8 +25,8 @@ from runtime.qscheme import (
     short_params,
     softmax_row,
 )
-from runtime.sim.bytevec import fast, fast_table, map8, max3s2
-from runtime.sim.memory import get, lookup, put
+from runtime.sim.bytevec import fast, fast_table, max3s2
+from runtime.sim.memory import get, lookup, map_codes, put
 from runtime.sim.params import BAD_AVG_MULT, BAD_AVG_SHIFT, MULT_HIGH, MULT_LOW, SHIFT_HIGH, SHIFT_LOW, check
 from runtime.unlinked import call_unlinked
 from runtime.wrapping import add32
@@ -418,7 +418,7 @@ def _eltwise_8(func, bcast, channels, plane, a8, pa, ab, az, am, ash, pb, bb, bz
         if n >= COPY_TABLE_MIN and fast_table():  # a function of the code: its table, then the table kernel
             table = np.empty(256, np.int8)
             _copy_8(ALL_CODES, table, az, am, ash, oz, lo, hi)
-            map8(n, x.ctypes.data, table.ctypes.data, out.ctypes.data)
+            map_codes(n, x, table, out)  # the table as an argument: held while the kernel reads it
         else:
             _copy_8(x, out, az, am, ash, oz, lo, hi)
         return True
