@@ -3,6 +3,7 @@ outputs the next run does not touch, timed runs timed as they run, and the
 per-step path wherever a schedule cannot serve (fetch, watch, check, a
 thawed weight, a second thread while the first runs, timings without a
 cycle counter)."""
+import gc
 import threading
 import time
 
@@ -169,8 +170,10 @@ def test_few_column_products_run_on_the_narrow_packing_with_the_hosts_bits(monke
     monkeypatch.setattr(parallel, "NUM_THREADS", threads)
     program = frozen_program(few_columns(batch=2))
     feeds = feeds_for(program)
+    gc.collect()  # entries of earlier tests' arrays waiting in reference cycles would leave the count below
     before = len(conv_weights.narrow_weights)
-    got = Executor(program).run(feeds)
+    executor = Executor(program)  # held: its arrays' entries stay while the count is read
+    got = executor.run(feeds)
     narrow = [columns in family.narrow_columns(host_isa()) for columns in (9, 4, 4, 1)]
     assert any(narrow) and len(conv_weights.narrow_weights) == before + sum(narrow)  # those this CPU packs narrow
     monkeypatch.setattr(gemm_pack, "narrow_isa", lambda isa: None)  # every packing the host's from here
