@@ -366,12 +366,17 @@ def gelu_block(d, x, m):
     Activations rarely reach the tail (below x = -2.83: 0.2 % of a unit
     normal), so this takes about half the time of computing both forms
     everywhere (on Zen 4, for unit normals, 2.4 against 4.6 ns an element),
-    and as long where many do. The interpreter's GELU."""
+    and as long where many do. The interpreter's GELU, in place too (``d``
+    the same register as ``x``): the first pass leaves a tail element's
+    input where it was, for the second to read (it had stored the near
+    form there, which the second pass then read as the input: GELU(-88)
+    in place came out -6.8e-07, not -0; found by Hypothesis)."""
     low = 0
     for k in range(m):
         v = np.float64(x[k])
-        d[k] = np.float32(v * _phi_near(v))
-        low += not v * SQRT_HALF >= GELU_SPLIT
+        near = v * SQRT_HALF >= GELU_SPLIT
+        d[k] = np.float32(v * _phi_near(v) if near else v)
+        low += not near
     if low > m >> 5:
         for k in range(m):
             v = np.float64(x[k])

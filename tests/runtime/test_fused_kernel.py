@@ -72,6 +72,25 @@ def test_unary_opcodes_are_bitwise_equal_to_the_unfused_kernels(opcode):
     assert_same_bits(run([x], [(opcode, 1, (0,), params)]), expected)
 
 
+@pytest.mark.parametrize("few", [False, True])
+@pytest.mark.parametrize("opcode", sorted(UNARY))
+def test_unary_opcodes_in_place_on_a_register_are_the_unfused_kernels(opcode, few):
+    """Each unary opcode reading and writing one register (its result
+    overwriting its input, as between two other operations): GELU's block
+    had read its own first pass's results back as inputs, so an element of
+    its lower tail came out as the near form's value (GELU(-88) -6.8e-07,
+    not -0). ``few``: a handful of such elements (its one-by-one pass),
+    else many (its vectorised pass)."""
+    op, attrs, params = UNARY[opcode]
+    x = np.asarray(np.random.default_rng(1).standard_normal(4000), np.float32) if few else sample()
+    if few:
+        x[[5, 700, 3999]] = [88.0, 6.5, np.nan]  # negated first: GELU gets -88 and -6.5
+    with np.errstate(all="ignore"):
+        expected = -run_kernel(op, [-x], attrs)[0]
+    code = [("neg", 1, (0,), ()), (opcode, 1, (1,), params), ("neg", 1, (1,), ())]
+    assert_same_bits(run([x], code), expected)
+
+
 @pytest.mark.parametrize("opcode", sorted(BINARY))
 def test_binary_opcodes_are_bitwise_equal_to_the_unfused_kernels(opcode):
     x, y = sample(seed=1), sample(seed=2)[::-1].copy()
