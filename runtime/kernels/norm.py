@@ -443,8 +443,9 @@ def lrn_planes(start, stop, x, y, channels, before, after, scale, bias, beta):
     """Planes [start, stop) of an LRN of X (N*C, S) into Y: plane p, channel
     c = p mod C, is x / (bias + scale * s) ** beta, s the sum of the
     squares of channels c - before .. c + after of its image, all in
-    float64 (each square exact, the sum in channel order; the power
-    activations.power's), rounded once."""
+    float64 (each square exact, the sum in channel order; a beta of
+    activations.special_exponent by its multiplies and square roots, any
+    other by libm's pow), rounded once."""
     size = x.shape[1]
     sums = np.empty(size, np.float64)
     for p in range(start, stop):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+import numpy as np
 from numba.core import ir
 from numba.core.compiler import run_frontend
 from numba.core.postproc import PostProcessor
@@ -90,5 +91,3 @@ def test_the_check_sees_an_array_freed_before_the_call_that_reads_it():
     assert len(freed_before_use(freed)) == 1 and freed_before_use(held) == []
     assert len(freed_before_use(copied)) == 1
 
-
-import numpy as np  # noqa: E402  (read by the example functions above)
